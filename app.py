@@ -1,0 +1,23 @@
+"""MASUKA: start the studio. ``python app.py --help`` lists the flags."""
+
+import argparse
+import sys
+
+from masuka.cli import main
+
+
+def run() -> int:
+    from masuka.commands.serve import add_server_arguments
+
+    parser = argparse.ArgumentParser(description="MASUKA: datasets, LoRA training, images and videos.")
+    parser.add_argument("--data-dir", help="data folder (default: $MASUKA_DATA_DIR or ./data)")
+    add_server_arguments(parser)
+    args = parser.parse_args()
+    argv = ["serve", "--host", args.host, "--port", str(args.port)]
+    argv += ["--share"] * args.share + ["--ngrok"] * args.ngrok
+    argv += ["--auth", args.auth] * bool(args.auth) + ["--data-dir", args.data_dir] * bool(args.data_dir)
+    return main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,5 @@
+import sys
+
+from masuka.cli import main
+
+sys.exit(main())

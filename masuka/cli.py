@@ -1,0 +1,63 @@
+"""``python -m masuka ...``: the same jobs as the UI, headless. ``--json`` prints machine-readable results.
+
+Each sub-command lives in ``masuka/commands/<name>.py`` with ``register(subparsers, common)``; a handler gets
+the parsed arguments and returns an exit code. Expected failures print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from typing import Any
+
+from masuka.errors import MasukaError
+
+COMMANDS = ["serve", "generate"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data folder (default: $MASUKA_DATA_DIR or ./data)")
+    common.add_argument("--json", action="store_true", help="print results as JSON")
+    parser = argparse.ArgumentParser(prog="python -m masuka", description="MASUKA studio, headless.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"masuka.commands.{name}").register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except MasukaError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def open_studio(args: argparse.Namespace):
+    """The studio for the data dir named by ``--data-dir`` (or the environment)."""
+    from masuka.config import Config
+    from masuka.studio import Studio
+
+    return Studio.open(Config.from_env(data_dir=args.data_dir))
+
+
+def emit(args: argparse.Namespace, result: Any, text: str | None = None) -> None:
+    """Print ``result`` as one JSON object with ``--json``, else ``text``."""
+    if getattr(args, "json", False):
+        print(json.dumps(result, ensure_ascii=False, default=str), flush=True)
+    elif text is not None:
+        print(text, flush=True)
+
+
+def progress_line(args: argparse.Namespace, text: str) -> None:
+    """Progress for people: on stderr, so ``--json`` stdout stays one object."""
+    print(text, file=sys.stderr, flush=True)

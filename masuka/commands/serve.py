@@ -1,0 +1,32 @@
+"""``python -m masuka serve``: start the web app (the same as ``python app.py``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from masuka.config import DEFAULT_PORT
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    from masuka.server import default_host
+
+    parser.add_argument("--host", default=default_host(), help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="open a public Gradio share link")
+    parser.add_argument("--ngrok", action="store_true", help="open an ngrok tunnel (needs NGROK_AUTHTOKEN)")
+    parser.add_argument("--auth", help="user:pass[,user2:pass2] or @file; also MASUKA_AUTH")
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("serve", parents=[common], help="start the web app")
+    add_server_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from masuka.config import Config
+    from masuka.server import launch
+
+    config = Config.from_env(data_dir=args.data_dir, auth=args.auth)
+    launch(config, host=args.host, port=args.port, share=args.share, ngrok=args.ngrok)
+    return 0

@@ -1,0 +1,153 @@
+"""Settings from the environment and command-line flags: data dir, GPU limits, auth, provider URLs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from masuka.errors import InvalidInput
+from masuka.keys import KeyStore
+
+DEFAULT_PORT = 7860
+
+#: Remote video providers: environment variable for the base URL, default base URL, key names.
+PROVIDER_BASE_URLS: dict[str, tuple[str, str]] = {
+    "openai": ("MASUKA_OPENAI_BASE_URL", "https://api.openai.com"),
+    "comet": ("MASUKA_COMET_BASE_URL", "https://api.cometapi.com"),
+    "gemini": ("MASUKA_GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
+    "runway": ("MASUKA_RUNWAY_BASE_URL", "https://api.dev.runwayml.com"),
+    "fal": ("MASUKA_FAL_BASE_URL", "https://queue.fal.run"),
+}
+
+
+def parse_auth(spec: str | None) -> dict[str, str]:
+    """Parse ``user:pass,user2:pass2`` or ``@path/to/file`` (one ``user:pass`` a line) into a dict."""
+    if not spec:
+        return {}
+    spec = spec.strip()
+    if spec.startswith("@") or (os.sep in spec and Path(spec).is_file()):
+        text = Path(spec.lstrip("@")).read_text(encoding="utf-8")
+        entries = [line.strip() for line in text.splitlines()]
+    else:
+        entries = [part.strip() for part in spec.split(",")]
+    users: dict[str, str] = {}
+    for entry in entries:
+        if not entry or entry.startswith("#"):
+            continue
+        user, sep, password = entry.partition(":")
+        if not sep or not user or not password:
+            raise InvalidInput(f"auth entry {user or entry[:1] + '…'!r} must look like user:password")
+        users[user.strip()] = password
+    return users
+
+
+@dataclass(frozen=True)
+class Config:
+    """Where MASUKA keeps its files and how it shares the GPU. Built once per process."""
+
+    data_dir: Path
+    users: dict[str, str] = field(default_factory=dict)
+    admins: frozenset[str] = frozenset()
+    gpu_concurrency: int = 1
+    max_queued_per_user: int = 4
+    queue_size: int = 64
+
+    @classmethod
+    def from_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
+        """Read ``MASUKA_*`` variables; explicit arguments win over the environment."""
+        root = Path(data_dir or os.environ.get("MASUKA_DATA_DIR") or _default_data_dir()).expanduser()
+        users = parse_auth(auth if auth is not None else os.environ.get("MASUKA_AUTH"))
+        admins = os.environ.get("MASUKA_ADMINS", "admin" if "admin" in users else "")
+        values = {
+            "gpu_concurrency": int(os.environ.get("MASUKA_GPU_CONCURRENCY", 1)),
+            "max_queued_per_user": int(os.environ.get("MASUKA_MAX_QUEUED_PER_USER", 4)),
+            "queue_size": int(os.environ.get("MASUKA_QUEUE_SIZE", 64)),
+        }
+        values.update(overrides)
+        config = cls(
+            data_dir=root.resolve(),
+            users=users,
+            admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
+            **values,
+        )
+        config.ensure_dirs()
+        return config
+
+    # Folders under the data dir. Rows store paths relative to ``data_dir`` so the dir can move.
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "masuka.db"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @property
+    def loras_dir(self) -> Path:
+        return self.data_dir / "loras"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def relative(self, path: str | Path) -> str:
+        """Path as stored in rows: relative to the data dir when inside it."""
+        resolved = Path(path).resolve()
+        try:
+            return resolved.relative_to(self.data_dir).as_posix()
+        except ValueError:
+            return str(resolved)
+
+    def absolute(self, stored: str | Path) -> Path:
+        """Inverse of :meth:`relative`."""
+        path = Path(stored)
+        return path if path.is_absolute() else self.data_dir / path
+
+    def inside(self, path: str | Path, *roots: Path) -> Path:
+        """Resolve ``path`` and refuse it unless it lies under one of ``roots`` (default: the data dir)."""
+        resolved = Path(path).resolve()
+        for root in roots or (self.data_dir,):
+            if resolved.is_relative_to(root.resolve()):
+                return resolved
+        raise InvalidInput(f"{Path(path).name!r} is outside the folders MASUKA may use")
+
+    @property
+    def keys(self) -> "KeyStore":
+        return KeyStore(self.data_dir / "secrets.json")
+
+    @property
+    def multi_user(self) -> bool:
+        return bool(self.users)
+
+    def is_admin(self, user: str) -> bool:
+        return not self.multi_user or user in self.admins
+
+
+def _default_data_dir() -> Path:
+    """``/data`` on a Hugging Face Space with persistent storage, else ``./data``."""
+    if os.environ.get("SPACE_ID") and Path("/data").is_dir() and os.access("/data", os.W_OK):
+        return Path("/data/masuka")
+    return Path("data")
+
+
+def provider_base_url(provider: str) -> str:
+    """Base URL of a remote provider, overridable through its ``MASUKA_*_BASE_URL`` variable."""
+    env, default = PROVIDER_BASE_URLS[provider]
+    return os.environ.get(env, default).rstrip("/")

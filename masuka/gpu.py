@@ -1,0 +1,170 @@
+"""The one way GPU work runs: slots shared by every thread and process, device choice, ZeroGPU, stop flags.
+
+Gradio events that use the GPU share the concurrency group :data:`CONCURRENCY_ID`; inside, and for
+background jobs and the CLI, :meth:`GPURunner.hold` takes one of ``slots`` lock files in the data dir, so
+two jobs never use the GPU at once unless the configured memory plan allows more than one slot.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from masuka.errors import Cancelled, GPUBusy
+
+CONCURRENCY_ID = "gpu"
+
+
+class GPURunner:
+    """Cross-thread, cross-process GPU slots backed by ``flock`` on files in the data dir."""
+
+    def __init__(self, lock_dir: Path, slots: int = 1):
+        self.lock_dir = Path(lock_dir)
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        self.slots = max(1, slots)
+
+    def _slot_path(self, index: int) -> Path:
+        return self.lock_dir / f"gpu-{index}.lock"
+
+    def holders(self) -> list[str]:
+        """What holds each busy slot, as written by its holder (for messages)."""
+        found = []
+        for index in range(self.slots):
+            path = self._slot_path(index)
+            if not path.exists():
+                continue
+            with open(path, "a+") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    handle.seek(0)
+                    found.append(handle.read().strip() or "another job")
+        return found
+
+    @contextmanager
+    def hold(self, job: str, timeout: float | None = None, on_wait: Callable[[str], None] | None = None
+             ) -> Iterator[None]:
+        """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        told = False
+        while True:
+            handle = self._try_acquire(job)
+            if handle is not None:
+                break
+            busy = ", ".join(self.holders()) or "another job"
+            if deadline is not None and time.monotonic() >= deadline:
+                raise GPUBusy(f"The GPU is busy with {busy}. Try again when it finishes, or stop it.")
+            if on_wait and not told:
+                on_wait(f"waiting for the GPU ({busy})")
+                told = True
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def _try_acquire(self, job: str):
+        for index in range(self.slots):
+            handle = open(self._slot_path(index), "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            handle.truncate(0)
+            handle.write(f"{job} (pid {os.getpid()})")
+            handle.flush()
+            return handle
+        return None
+
+
+class StopFlags:
+    """Per-session stop requests: the Stop button sets one, the pipeline's step callback checks it."""
+
+    def __init__(self) -> None:
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def arm(self, key: str) -> threading.Event:
+        with self._lock:
+            event = self._flags[key] = threading.Event()
+            return event
+
+    def stop(self, key: str) -> bool:
+        with self._lock:
+            event = self._flags.get(key)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+
+def check_stop(event: threading.Event | None) -> None:
+    """Raise :class:`Cancelled` when the stop flag is set."""
+    if event is not None and event.is_set():
+        raise Cancelled("Stopped by the user.")
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """Where and how a pipeline runs."""
+
+    device: str
+    dtype_name: str
+    offload: bool = False
+    vae_tiling: bool = False
+
+    @property
+    def dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.dtype_name)
+
+
+def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None) -> DevicePlan:
+    """Pick device and dtype for this machine: CUDA bf16 (fp16 on older cards), Apple MPS fp16, CPU fp32.
+
+    On CUDA, model CPU offload and VAE tiling are switched on when the card has less free memory than the
+    model needs.
+    """
+    import torch
+
+    choice = prefer or os.environ.get("MASUKA_DEVICE")
+    if choice in (None, "", "auto"):
+        choice = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if choice == "cuda":
+        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        free_gb = torch.cuda.mem_get_info()[0] / 2**30
+        small = vram_needed_gb is not None and free_gb < vram_needed_gb
+        return DevicePlan("cuda", dtype, offload=small, vae_tiling=small)
+    if choice == "mps":
+        return DevicePlan("mps", "float16")
+    return DevicePlan("cpu", "float32")
+
+
+def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Callable]:
+    """Wrap a GPU function with ``spaces.GPU`` on Hugging Face ZeroGPU Spaces; a no-op everywhere else.
+
+    ``duration`` may be a callable taking the function's arguments (an estimate from steps and size).
+    """
+
+    def decorate(func: Callable) -> Callable:
+        if not os.environ.get("SPACES_ZERO_GPU") or importlib.util.find_spec("spaces") is None:
+            return func
+        import spaces
+
+        return functools.wraps(func)(spaces.GPU(duration=duration)(func))
+
+    return decorate

@@ -1,0 +1,276 @@
+"""Text-to-image generation: validate a request, run the pipeline step by step, save and record each image.
+
+Each image of a batch is its own pipeline call with its own seed (``seed``, ``seed + 1``, …), so any image
+can be remade alone. Rows are written as each image starts and finishes: a crash in the middle of a batch
+keeps the images already made and records the failure.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.gpu import check_stop, zerogpu
+from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
+from masuka.image.metadata import Parameters, format_parameters, png_info
+from masuka.image.pipelines import get_pipeline, pipeline_architecture
+from masuka.models.catalog import ModelSpec, resolve_image_model
+from masuka.store import LOCAL_USER, now
+from masuka.studio import Studio
+
+MAX_BATCH = 4
+MAX_STEPS = 200
+MIN_SIDE, MAX_SIDE = 64, 2048
+MAX_PROMPT_CHARS = 4000
+MAX_SEED = 2**32 - 1
+SAMPLERS = {"FlowMatchEulerDiscreteScheduler": "Euler", "EulerDiscreteScheduler": "Euler",
+            "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
+            "EDMDPMSolverMultistepScheduler": "DPM++ 2M EDM", "DDIMScheduler": "DDIM"}
+
+StepCallback = Callable[[int, int, int], None]  # (image index, step, total steps)
+
+
+@dataclass
+class ImageRequest:
+    """Everything a generation needs; ``None`` fields take the model's defaults."""
+
+    prompt: str
+    model: str
+    negative_prompt: str = ""
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    batch: int = 1
+    loras: list[tuple[str, float]] = field(default_factory=list)
+    owner: str = LOCAL_USER
+
+
+@dataclass
+class ImageResult:
+    id: int
+    path: Path
+    seed: int
+    parameters: str
+
+
+@dataclass
+class Plan:
+    """A validated request with every default filled in."""
+
+    request: ImageRequest
+    spec: ModelSpec
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    seeds: list[int]
+    loras: list[tuple[LoraInfo, float]]
+
+
+def parse_lora(text: str) -> tuple[str, float]:
+    """``name``, ``name:0.8`` or ``path/to/file.safetensors:0.8`` → (reference, weight)."""
+    ref, _, weight = text.strip().rpartition(":")
+    if not ref or not _is_number(weight):
+        return text.strip(), 1.0
+    return ref, float(weight)
+
+
+def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool) -> Path:
+    """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any path."""
+    ref = ref.strip()
+    if not ref:
+        raise InvalidInput("Empty LoRA name.")
+    row = studio.store.find("loras", "name = ? and owner in (?, ?)", [ref, owner, LOCAL_USER], limit=1)
+    if row:
+        return studio.config.absolute(row[0]["path"])
+    candidate = Path(ref).expanduser()
+    if not candidate.is_absolute():
+        library = studio.config.loras_dir / (ref if ref.endswith(".safetensors") else ref + ".safetensors")
+        candidate = library if library.exists() or "/" not in ref else studio.config.data_dir / ref
+    if not allow_any_path:
+        candidate = studio.config.inside(candidate)
+    if not candidate.exists():
+        raise InvalidInput(f"LoRA {ref!r} was not found (neither in the LoRA library nor as a file).")
+    return candidate
+
+
+def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = False) -> Plan:
+    """Check every parameter and fill in defaults; raises :class:`InvalidInput` naming the problem."""
+    prompt = (request.prompt or "").strip()
+    if not prompt:
+        raise InvalidInput("The prompt is empty: describe the image you want.")
+    if len(prompt) > MAX_PROMPT_CHARS or len(request.negative_prompt or "") > MAX_PROMPT_CHARS:
+        raise InvalidInput(f"The prompt is too long (at most {MAX_PROMPT_CHARS} characters).")
+    spec = resolve_image_model(request.model)
+    steps = _integer("steps", spec.steps if request.steps is None else request.steps, 1, MAX_STEPS)
+    guidance = spec.guidance if request.guidance is None else float(request.guidance)
+    if not 0 <= guidance <= 30:
+        raise InvalidInput(f"Guidance must be between 0 and 30 (got {guidance:g}).")
+    width = _integer("width", spec.width if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
+    height = _integer("height", spec.height if request.height is None else request.height, MIN_SIDE, MAX_SIDE)
+    for name, value in (("width", width), ("height", height)):
+        if value % spec.size_multiple:
+            raise InvalidInput(f"The {name} must be a multiple of {spec.size_multiple} for {spec.id} "
+                               f"(got {value}; try {round(value / spec.size_multiple) * spec.size_multiple}).")
+    batch = _integer("batch", request.batch, 1, MAX_BATCH)
+    seed = request.seed
+    if seed is None or seed == -1:
+        seed = random.randint(0, MAX_SEED - MAX_BATCH)
+    seed = _integer("seed", seed, 0, MAX_SEED - batch + 1)
+    loras = []
+    for ref, weight in request.loras:
+        if not -4 <= weight <= 4:
+            raise InvalidInput(f"LoRA weight {weight:g} is out of range (-4 to 4).")
+        info = inspect_lora(resolve_lora_path(studio, ref, request.owner, allow_any_path))
+        check_fits(info, spec.architecture, spec.id)
+        loras.append((info, float(weight)))
+    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras)
+
+
+def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
+                    on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None,
+                    gpu_timeout: float | None = None, allow_any_path: bool = False) -> list[ImageResult]:
+    """Validate, then make ``request.batch`` images; returns them in order. Raises on the first failure."""
+    plan = plan_request(studio, request, allow_any_path)
+    with studio.gpu.hold(f"image generation for {request.owner}", timeout=gpu_timeout):
+        return _run(studio, plan, on_step, on_image, stop)
+
+
+def _estimate_seconds(studio: Studio, plan: Plan, *args: Any) -> int:
+    """ZeroGPU duration estimate: steps × pixels × images, with a floor for loading."""
+    megapixels = plan.width * plan.height / 2**20
+    return int(30 + len(plan.seeds) * plan.steps * megapixels * 1.5)
+
+
+@zerogpu(duration=_estimate_seconds)
+def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Callable | None,
+         stop: threading.Event | None) -> list[ImageResult]:
+    import torch
+
+    pipe = get_pipeline(studio.models, plan.spec, studio.config.keys.get("huggingface"))
+    check_fits_loaded(plan, pipe)
+    apply_loras(pipe, plan.loras)
+    accepted = set(inspect.signature(pipe.__call__).parameters)
+    batch_id = uuid.uuid4().hex[:12]
+    results = []
+    for index, seed in enumerate(plan.seeds):
+        check_stop(stop)
+        row_id = studio.store.insert("generations", _row(plan, seed, batch_id, index))
+        started = time.perf_counter()
+
+        def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict, index: int = index) -> dict:
+            if on_step:
+                on_step(index, step + 1, plan.steps)
+            check_stop(stop)
+            return kwargs
+
+        try:
+            kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end)
+            with torch.inference_mode():
+                image = pipe(**kwargs).images[0]
+            parameters = format_parameters(_parameters(plan, seed, pipe))
+            path = _save(studio, image, parameters, row_id, seed)
+        except BaseException as error:
+            status = "cancelled" if isinstance(error, Cancelled) else "failed"
+            message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
+            studio.store.update("generations", row_id, status=status, error=message, finished_at=now(),
+                                duration_s=time.perf_counter() - started)
+            raise
+        studio.store.update("generations", row_id, status="completed", output_path=studio.config.relative(path),
+                            finished_at=now(), duration_s=round(time.perf_counter() - started, 4))
+        result = ImageResult(row_id, path, seed, parameters)
+        results.append(result)
+        if on_image:
+            on_image(result)
+    return results
+
+
+def check_fits_loaded(plan: Plan, pipe: Any) -> None:
+    """For repo ids and folders the architecture is known only once loaded: check the LoRAs then."""
+    architecture = pipeline_architecture(pipe)
+    for info, _weight in plan.loras:
+        check_fits(info, architecture, plan.spec.id)
+
+
+def _call_kwargs(plan: Plan, accepted: set[str], generator: Any, step_end: Callable) -> dict:
+    request = plan.request
+    kwargs: dict[str, Any] = dict(prompt=request.prompt.strip(), num_inference_steps=plan.steps,
+                                  guidance_scale=plan.guidance, width=plan.width, height=plan.height,
+                                  generator=generator, callback_on_step_end=step_end, output_type="pil")
+    if request.negative_prompt and plan.spec.negative_prompt:
+        kwargs["negative_prompt"] = request.negative_prompt
+    if plan.spec.max_sequence_length:
+        kwargs["max_sequence_length"] = plan.spec.max_sequence_length
+    return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+def _row(plan: Plan, seed: int, batch_id: str, index: int) -> dict:
+    request = plan.request
+    return {
+        "owner": request.owner, "kind": "image", "status": "running", "prompt": request.prompt.strip(),
+        "negative_prompt": request.negative_prompt, "model": plan.spec.id, "seed": seed, "width": plan.width,
+        "height": plan.height, "steps": plan.steps, "guidance": plan.guidance, "batch_id": batch_id,
+        "batch_index": index, "pid": os.getpid(), "started_at": now(),
+        "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
+        "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds)},
+    }
+
+
+def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
+    request = plan.request
+    scheduler = type(getattr(pipe, "scheduler", None)).__name__
+    extra = {}
+    if plan.loras:
+        extra["Lora hashes"] = ", ".join(f"{info.name}: {info.adapter[5:]}" for info, _w in plan.loras)
+    return Parameters(prompt=request.prompt.strip(), negative_prompt=request.negative_prompt if
+                      plan.spec.negative_prompt else "", steps=plan.steps, sampler=SAMPLERS.get(scheduler, scheduler),
+                      guidance=plan.guidance, seed=seed, width=plan.width, height=plan.height, model=plan.spec.id,
+                      loras=[(info.name, weight) for info, weight in plan.loras], extra=extra)
+
+
+def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int) -> Path:
+    """Write the PNG atomically (temporary file, then rename): no half-written file is ever recorded."""
+    folder = studio.config.outputs_dir / "images" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{row_id:06d}-{seed}.png"
+    partial = path.with_suffix(".png.part")
+    try:
+        image.save(partial, format="PNG", pnginfo=png_info(parameters))
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise MasukaError(f"Could not save the image in {folder}: {error.strerror or error}. "
+                          "Free some disk space and try again.") from error
+    return path
+
+
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    try:
+        number = int(value)
+        if number != float(value):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(f"{name.capitalize()} must be a whole number (got {value!r}).") from None
+    if not low <= number <= high:
+        raise InvalidInput(f"{name.capitalize()} must be between {low} and {high} (got {number}).")
+    return number
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

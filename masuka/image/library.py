@@ -1,0 +1,40 @@
+"""The LoRA library: what the LoRA pickers offer, and how a new LoRA file joins it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from masuka.image.loras import LoraInfo, inspect_lora
+from masuka.store import LOCAL_USER
+from masuka.studio import Studio
+
+
+def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_id: int | None = None) -> int:
+    """Record an inspected LoRA file so every picker lists it; returns its row id (existing row if known)."""
+    stored = studio.config.relative(info.path)
+    existing = studio.store.find("loras", "path = ?", [stored], limit=1)
+    if existing:
+        return existing[0]["id"]
+    return studio.store.insert("loras", {
+        "owner": owner, "name": info.name, "path": stored, "architecture": info.architecture,
+        "base_model": info.metadata.get("masuka.base_model", ""), "trigger": info.trigger, "rank": info.rank,
+        "source": source, "job_id": job_id, "size_bytes": info.path.stat().st_size, "metadata": info.metadata,
+    })
+
+
+def list_loras(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
+    """LoRAs this user may use: recorded ones plus valid files dropped into the library folder."""
+    where, args = ("1 = 1", []) if admin else ("owner in (?, ?)", [owner, LOCAL_USER])
+    rows = [r for r in studio.store.find("loras", where, args, order_by="name")
+            if studio.config.absolute(r["path"]).exists()]
+    known = {r["path"] for r in rows}
+    if admin or not studio.config.multi_user:
+        for path in sorted(Path(studio.config.loras_dir).glob("*.safetensors")):
+            if studio.config.relative(path) not in known:
+                try:
+                    info = inspect_lora(path)
+                except Exception:  # an unusable file is simply not offered
+                    continue
+                row_id = register_lora(studio, info, LOCAL_USER, "folder")
+                rows.append(studio.store.get("loras", row_id))
+    return rows

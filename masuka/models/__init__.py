@@ -1,0 +1,1 @@
+"""Catalog of base models and the tools to download and manage them."""

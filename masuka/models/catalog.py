@@ -1,0 +1,124 @@
+"""The model catalog (``assets/models.json``) and how a model field is resolved to something loadable.
+
+A model field holds a catalog id (``flux-dev``), any diffusers repo id (``owner/name``) or a local pipeline
+folder. Catalog entries are data: adding a model means adding an entry, not a code branch.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from masuka.errors import InvalidInput, ModelUnavailable
+
+CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "models.json"
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[\w.\-]{1,96}$")
+
+#: diffusers pipeline class name prefix -> architecture
+ARCHITECTURES = {"Flux": "flux", "StableDiffusion3": "sd3", "StableDiffusionXL": "sdxl"}
+#: size multiple each architecture needs (VAE factor 8, times the transformer's patch size 2)
+SIZE_MULTIPLE = {"flux": 16, "sd3": 16, "sdxl": 8}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model ready to load: where it is and what defaults suit it."""
+
+    id: str
+    source: str
+    architecture: str | None
+    name: str = ""
+    pipeline: str = "DiffusionPipeline"
+    steps: int = 30
+    guidance: float = 5.0
+    width: int = 1024
+    height: int = 1024
+    negative_prompt: bool = True
+    max_sequence_length: int | None = None
+    vram_gb: float | None = None
+    gated: bool = False
+    license: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def size_multiple(self) -> int:
+        return SIZE_MULTIPLE.get(self.architecture or "", 8)
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.source).is_dir()
+
+
+@functools.cache
+def catalog() -> dict[str, dict[str, dict]]:
+    """All catalog sections (``image``, and those later tabs add), keyed by model id."""
+    return json.loads(CATALOG_PATH.read_text(encoding="utf-8"))
+
+
+def image_models() -> dict[str, dict]:
+    return catalog()["image"]
+
+
+def resolve_image_model(model: str) -> ModelSpec:
+    """Turn a model field into a :class:`ModelSpec` without loading weights."""
+    model = (model or "").strip()
+    if not model:
+        raise InvalidInput("Choose a model.")
+    entry = image_models().get(model)
+    if entry is not None:
+        return _spec(model, entry["repo"], entry)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise InvalidInput(f"{path} is not a diffusers pipeline folder (it has no model_index.json).")
+        class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+        return _spec(str(path.resolve()), str(path.resolve()), {"pipeline": class_name,
+                     "architecture": architecture_of(class_name), "name": path.name})
+    if REPO_ID.match(model):
+        return _spec(model, model, {"architecture": None, "name": model})
+    raise InvalidInput(f"Unknown model {model!r}: use a catalog id ({', '.join(image_models())}), "
+                       "a Hugging Face repo id such as owner/name, or a local pipeline folder.")
+
+
+def architecture_of(pipeline_class: str) -> str | None:
+    for prefix, arch in ARCHITECTURES.items():
+        if pipeline_class.startswith(prefix):
+            return arch
+    return None
+
+
+def _spec(model_id: str, source: str, entry: dict) -> ModelSpec:
+    known = {f for f in ModelSpec.__dataclass_fields__ if f not in ("id", "source", "extra")}
+    values = {k: v for k, v in entry.items() if k in known and k != "repo"}
+    extra = {k: v for k, v in entry.items() if k not in known}
+    return ModelSpec(id=model_id, source=source, extra=extra, **values)
+
+
+def explain_load_error(spec: ModelSpec, error: BaseException) -> ModelUnavailable:
+    """Turn a loading failure into a message that says which repo and why (gated, no token, offline…)."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    chain = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    where = spec.source
+    if any(isinstance(e, GatedRepoError) for e in chain):
+        why = (f"{where} is gated: accept its licence on https://huggingface.co/{where} and set a Hugging "
+               "Face token in Settings (HF_TOKEN).")
+    elif any(isinstance(e, RepositoryNotFoundError) for e in chain):
+        why = f"{where} was not found on the Hugging Face Hub (or it is private and no token is set)."
+    elif any(isinstance(e, LocalEntryNotFoundError) for e in chain) or any(
+            hint in str(error).lower() for hint in ("offline", "not fully cached", "connect", "outgoing traffic")):
+        why = (f"{where} is not downloaded and the Hugging Face Hub cannot be reached (offline?). Download "
+               "it in the Models tab on a connected machine, or give a local pipeline folder.")
+    elif spec.is_local:
+        why = f"the pipeline folder {where} could not be loaded: {error}"
+    else:
+        why = f"{where} could not be loaded: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    return ModelUnavailable(f"Model {spec.id!r} is unavailable: {why}")

@@ -1,0 +1,101 @@
+"""Launching the app: local, a Gradio share link, or an ngrok tunnel; auth on the UI and the API."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from masuka.config import Config
+from masuka.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+PUBLIC_HOSTS = ("0.0.0.0", "::", "")
+
+
+def check_login(config: Config):
+    """Gradio auth callback comparing in constant time."""
+
+    def login(user: str, password: str) -> bool:
+        expected = config.users.get(user)
+        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+    return login
+
+
+def public_warning(config: Config, host: str, share: bool, ngrok: bool) -> str | None:
+    if config.users:
+        return None
+    if share or ngrok:
+        return ("WARNING: this app is reachable from the internet without a password. Anyone with the link can "
+                "use your GPU and see your images. Set --auth user:password or MASUKA_AUTH.")
+    if host in PUBLIC_HOSTS:
+        return (f"WARNING: listening on {host or 'all interfaces'} without auth: anyone on your network can use "
+                "this app. Set --auth user:password or MASUKA_AUTH.")
+    return None
+
+
+def ngrok_token(config: Config) -> str:
+    """The ngrok token from NGROK_AUTHTOKEN or the Settings key store, else a clear error."""
+    token = config.keys.get("ngrok")
+    if not token:
+        raise InvalidInput("--ngrok needs an ngrok auth token: set NGROK_AUTHTOKEN (free at "
+                           "https://dashboard.ngrok.com/get-started/your-authtoken) or save it in Settings.")
+    return token
+
+
+def open_ngrok_tunnel(token: str, port: int) -> str:
+    """Open a pyngrok tunnel to the local ``port`` and return its public URL."""
+    from pyngrok import conf, ngrok
+
+    conf.get_default().auth_token = token
+    return ngrok.connect(port, "http").public_url
+
+
+@dataclass
+class Running:
+    """A served app: its Blocks, its studio and its local URL."""
+
+    demo: Any
+    studio: Any
+    url: str
+
+    def close(self) -> None:
+        self.demo.close()
+        self.studio.close()
+
+
+def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: bool = False, ngrok: bool = False,
+           block: bool = True) -> Running:
+    """Build the UI and serve it; blocks until stopped unless ``block`` is False."""
+    from masuka.studio import Studio
+    from masuka.ui.app import build_app
+
+    warning = public_warning(config, host, share, ngrok)
+    if warning:
+        print(warning, file=sys.stderr)
+    token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
+    studio = Studio.open(config)
+    demo = build_app(studio)
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=None)
+    _app, local_url, _share_url = demo.launch(
+        server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
+        auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir)], prevent_thread_lock=True,
+        show_error=True, quiet=False, footer_links=["api", "gradio"],
+    )
+    if ngrok:
+        print(f"ngrok tunnel: {open_ngrok_tunnel(token, port)}", flush=True)
+    running = Running(demo, studio, local_url)
+    if block:
+        try:
+            demo.block_thread()
+        finally:
+            studio.close()
+    return running
+
+
+def default_host() -> str:
+    return os.environ.get("MASUKA_HOST", "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")

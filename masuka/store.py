@@ -1,0 +1,230 @@
+"""The one door to SQLite (through sqlite-utils): schema, self-migration, and the queries the app needs.
+
+Every table has an ``owner`` column (``"local"`` in single-user mode). Paths in rows are relative to the
+data dir. JSON columns are decoded on the way out. One connection per process, in WAL mode, guarded by a
+lock so the UI's worker threads and background jobs can share it; other processes (the CLI) share the file
+through WAL and a busy timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+LOCAL_USER = "local"
+UNFINISHED = ("queued", "running")
+
+#: table -> (columns, indexes). Adding a column here is a migration: older databases gain it at start-up.
+SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
+    "generations": (
+        {
+            "id": int, "owner": str, "kind": str, "status": str, "prompt": str, "negative_prompt": str,
+            "model": str, "provider": str, "seed": int, "width": int, "height": int, "steps": int,
+            "guidance": float, "batch_id": str, "batch_index": int, "loras": str, "params": str,
+            "output_path": str, "error": str, "cost_usd": float, "job_id": int, "created_at": str,
+            "started_at": str, "finished_at": str, "duration_s": float, "pid": int,
+        },
+        [("owner", "created_at"), ("kind",), ("model",), ("status",), ("job_id",), ("created_at",)],
+    ),
+    "jobs": (
+        {
+            "id": int, "owner": str, "kind": str, "status": str, "title": str, "model": str, "provider": str,
+            "external_id": str, "progress": float, "step": int, "total": int, "params": str, "state": str,
+            "result": str, "error": str, "log": str, "cost_usd": float, "stop_requested": int,
+            "created_at": str, "started_at": str, "updated_at": str, "finished_at": str, "pid": int,
+        },
+        [("owner", "created_at"), ("kind", "status"), ("status",)],
+    ),
+    "job_metrics": (
+        {"id": int, "job_id": int, "step": int, "loss": float, "lr": float, "sec_per_step": float,
+         "vram_gb": float, "at": str},
+        [("job_id", "step")],
+    ),
+    "datasets": (
+        {"id": int, "owner": str, "name": str, "trigger": str, "template": str, "options": str,
+         "created_at": str, "updated_at": str},
+        [("owner", "name")],
+    ),
+    "dataset_images": (
+        {"id": int, "dataset_id": int, "file_name": str, "original_path": str, "processed_path": str,
+         "caption": str, "width": int, "height": int, "sha256": str, "phash": str, "source_name": str,
+         "created_at": str},
+        [("dataset_id",), ("dataset_id", "sha256")],
+    ),
+    "loras": (
+        {"id": int, "owner": str, "name": str, "path": str, "architecture": str, "base_model": str,
+         "trigger": str, "rank": int, "source": str, "job_id": int, "size_bytes": int, "metadata": str,
+         "created_at": str},
+        [("owner",), ("path",)],
+    ),
+    "bench_results": (
+        {"id": int, "kind": str, "params": str, "figures": str, "machine": str, "created_at": str},
+        [("kind", "created_at")],
+    ),
+}
+JSON_COLUMNS = frozenset({"loras", "params", "state", "result", "options", "metadata", "figures"})
+DEFAULTS = {"owner": LOCAL_USER, "stop_requested": 0}
+FTS = {"generations": ["prompt", "negative_prompt", "model"]}
+
+
+def now() -> str:
+    """UTC timestamp as stored in rows (ISO 8601, sortable)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Store:
+    """SQLite database of one data dir."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        self.db.enable_wal()
+        self.migrate()
+
+    # -- schema -------------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Create missing tables, columns, indexes and full-text search; safe to run any number of times."""
+        with self._lock:
+            for name, (columns, indexes) in SCHEMA.items():
+                table = self.db.table(name)
+                if not table.exists():
+                    defaults = {k: v for k, v in DEFAULTS.items() if k in columns}
+                    table.create(columns, pk="id", defaults=defaults)
+                else:
+                    existing = set(table.columns_dict)
+                    for column, kind in columns.items():
+                        if column not in existing:
+                            table.add_column(column, kind, not_null_default=DEFAULTS.get(column))
+                for index in indexes:
+                    table.create_index(list(index), if_not_exists=True)
+            for name, columns in FTS.items():
+                table = self.db.table(name)
+                if not table.detect_fts():
+                    table.enable_fts(columns, create_triggers=True)
+
+    # -- generic rows ---------------------------------------------------------------------------------
+    def insert(self, table: str, row: Mapping[str, Any]) -> int:
+        values = {k: _encode(k, v) for k, v in row.items()}
+        values.setdefault("created_at", now())
+        with self._lock:
+            return self.db.table(table).insert(values).last_pk
+
+    def update(self, table: str, row_id: int, **fields: Any) -> None:
+        if table == "jobs":
+            fields.setdefault("updated_at", now())
+        with self._lock:
+            self.db.table(table).update(row_id, {k: _encode(k, v) for k, v in fields.items()})
+
+    def get(self, table: str, row_id: int) -> dict | None:
+        with self._lock:
+            rows = list(self.db.query(f"select * from [{table}] where id = ?", [row_id]))
+        return _decode(rows[0]) if rows else None
+
+    def find(self, table: str, where: str | None = None, args: Any = (), *, order_by: str = "id desc",
+             limit: int | None = None, offset: int | None = None) -> list[dict]:
+        with self._lock:
+            rows = self.db.table(table).rows_where(where, args, order_by=order_by, limit=limit, offset=offset)
+            return [_decode(r) for r in rows]
+
+    def count(self, table: str, where: str | None = None, args: Any = ()) -> int:
+        sql = f"select count(*) from [{table}]" + (f" where {where}" if where else "")
+        with self._lock:
+            return self.db.execute(sql, args).fetchone()[0]
+
+    def delete(self, table: str, row_id: int) -> None:
+        with self._lock:
+            self.db.table(table).delete(row_id)
+
+    def query(self, sql: str, args: Any = ()) -> list[dict]:
+        with self._lock:
+            return [_decode(r) for r in self.db.query(sql, args)]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes so they land together or not at all."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # -- jobs -----------------------------------------------------------------------------------------
+    def mark_interrupted(self) -> dict[str, list[int]]:
+        """At start-up: rows left ``queued``/``running`` by a process that is gone become ``interrupted``.
+
+        Rows of a live process (the app while the CLI starts, say) are left alone, and so are remote video
+        jobs: the provider keeps working and polling resumes them. Returns the ids changed per table.
+        """
+        changed: dict[str, list[int]] = {}
+        placeholders = ",".join("?" * len(UNFINISHED))
+        with self.transaction():
+            for table in ("jobs", "generations"):
+                rows = self.db.execute(f"select id, pid from {table} where status in ({placeholders}) "
+                                       "and kind != 'video'", UNFINISHED).fetchall()
+                ids = [row_id for row_id, pid in rows if not _alive(pid)]
+                for row_id in ids:
+                    self.db.table(table).update(row_id, {"status": "interrupted", "finished_at": now(),
+                                                         "error": "the app stopped before this finished"})
+                changed[table] = ids
+        return changed
+
+    def add_metric(self, job_id: int, **fields: Any) -> None:
+        self.insert("job_metrics", {"job_id": job_id, "at": now(), **fields})
+
+    def stop_requested(self, job_id: int) -> bool:
+        with self._lock:
+            row = self.db.execute("select stop_requested from jobs where id = ?", [job_id]).fetchone()
+        return bool(row and row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
+
+
+def owner_clause(user: str, admin: bool, column: str = "owner") -> tuple[str, list[str]]:
+    """SQL condition restricting rows to the user's own (admins see everything)."""
+    return ("1 = 1", []) if admin else (f"{column} = ?", [user])
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _encode(column: str, value: Any) -> Any:
+    if column in JSON_COLUMNS and value is not None and not isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _decode(row: dict) -> dict:
+    for column in JSON_COLUMNS.intersection(row):
+        if isinstance(row[column], str):
+            try:
+                row[column] = json.loads(row[column])
+            except ValueError:
+                pass
+    return row

@@ -1,0 +1,1 @@
+"""The Gradio UI: one thin module per tab over the domain packages."""

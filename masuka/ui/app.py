@@ -1,0 +1,44 @@
+"""Builds the Blocks app from one module per tab."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import gradio as gr
+
+from masuka.studio import Studio
+from masuka.ui.common import UIContext
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+#: (tab label, module under masuka.ui): each module has ``build(ctx)``
+TABS = [("Image", "image"), ("History", "history")]
+
+
+def build_app(studio: Studio) -> gr.Blocks:
+    """The whole studio UI; tabs share one :class:`UIContext` for cross-tab links."""
+    ctx = UIContext(studio)
+    with gr.Blocks(title="MASUKA") as demo:
+        gr.Markdown("# MASUKA\nPhotos → dataset → LoRA → images and videos, on one GPU.", elem_id="masuka-title")
+        with gr.Tabs():
+            for label, module in TABS:
+                with gr.Tab(label, id=module):
+                    importlib.import_module(f"masuka.ui.{module}").build(ctx)
+        _wire(ctx, demo)
+    return demo
+
+
+def _wire(ctx: UIContext, demo: gr.Blocks) -> None:
+    """Cross-tab links: a finished generation refreshes History; page load fills the pickers."""
+    components = ctx.components
+    if "history_load" in components:
+        load, page, outputs = components["history_load"]
+        demo.load(load, page, outputs, api_visibility="private")
+        if "image_generated" in components:
+            components["image_generated"].then(load, page, outputs, api_visibility="private")
+    if "image_load" in components:
+        demo.load(components["image_load"], None, components["image_loras"], api_visibility="private")
+
+
+def css() -> str:
+    return (ASSETS / "style.css").read_text(encoding="utf-8") if (ASSETS / "style.css").exists() else ""

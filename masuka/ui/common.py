@@ -1,0 +1,62 @@
+"""What every tab shares: who is asking, domain errors shown as ``gr.Error``, the GPU event settings."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from masuka.errors import MasukaError
+from masuka.gpu import CONCURRENCY_ID
+from masuka.store import LOCAL_USER
+from masuka.studio import Studio
+
+
+@dataclass
+class UIContext:
+    """Handed to every tab's ``build``: the studio, and components other tabs link to (by name)."""
+
+    studio: Studio
+    components: dict[str, Any] = field(default_factory=dict)
+
+    def gpu_event(self) -> dict[str, Any]:
+        """Keyword arguments for an event that uses the GPU: one shared concurrency group."""
+        return {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": self.studio.config.gpu_concurrency}
+
+
+def user_of(request: gr.Request | None) -> str:
+    """The signed-in user, or the single local user when auth is off."""
+    return (getattr(request, "username", None) or LOCAL_USER) if request is not None else LOCAL_USER
+
+
+def is_admin(studio: Studio, request: gr.Request | None) -> bool:
+    return studio.config.is_admin(user_of(request))
+
+
+def friendly(func: Callable) -> Callable:
+    """Show expected failures as a ``gr.Error`` with their message (generators included)."""
+    if _is_generator(func):
+        @functools.wraps(func)
+        def generator_wrapper(*args, **kwargs):
+            try:
+                yield from func(*args, **kwargs)
+            except MasukaError as error:
+                raise gr.Error(str(error)) from None
+        return generator_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MasukaError as error:
+            raise gr.Error(str(error)) from None
+    return wrapper
+
+
+def _is_generator(func: Callable) -> bool:
+    import inspect
+
+    return inspect.isgeneratorfunction(func)

@@ -1,0 +1,167 @@
+"""Image tab: prompt in, images out, with every parameter, LoRAs, progress, Stop and "read parameters"."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import gradio as gr
+
+from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.image.generate import MAX_BATCH, ImageRequest, generate_images, parse_lora
+from masuka.image.library import list_loras
+from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.models.catalog import image_models, resolve_image_model
+from masuka.ui.common import UIContext, friendly, is_admin, user_of
+
+ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
+           "16:9": (1344, 768), "9:16": (768, 1344), "21:9": (1536, 640)}
+GPU_WAIT_S = 5.0
+
+
+def build(ctx: UIContext) -> None:
+    studio = ctx.studio
+    models = image_models()
+    first = next(iter(models))
+    with gr.Row():
+        with gr.Column(scale=2):
+            prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a photo of a red fox in the snow")
+            negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(SD3.5, SDXL, Playground)")
+            with gr.Row():
+                model = gr.Dropdown([(m["name"], key) for key, m in models.items()], value=first, label="Model",
+                                    allow_custom_value=True, scale=3,
+                                    info="A catalog model, any diffusers repo id (owner/name) or a local folder")
+                loras = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="LoRAs", scale=3,
+                                    info="Pick from the library; type name:0.7 for another weight")
+                refresh = gr.Button("↻", scale=0, min_width=40)
+            with gr.Row():
+                steps = gr.Slider(1, 100, value=models[first]["steps"], step=1, label="Steps")
+                guidance = gr.Slider(0, 20, value=models[first]["guidance"], step=0.1, label="Guidance (CFG)")
+            with gr.Row():
+                aspect = gr.Dropdown(list(ASPECTS), value="1:1", label="Aspect", scale=1)
+                width = gr.Number(value=models[first]["width"], precision=0, label="Width", scale=1)
+                height = gr.Number(value=models[first]["height"], precision=0, label="Height", scale=1)
+            with gr.Row():
+                seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+                batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Images")
+            with gr.Row():
+                run = gr.Button("Generate", variant="primary")
+                stop = gr.Button("Stop", variant="stop")
+            with gr.Accordion("Read parameters from an image", open=False):
+                dropped = gr.Image(type="filepath", label="PNG made here or by another tool", height=200)
+                read_info = gr.Markdown()
+        with gr.Column(scale=3):
+            gallery = gr.Gallery(label="Images", columns=2, height=560, format="png", interactive=False)
+            seeds_used = gr.Textbox(label="Seeds used", interactive=False)
+            status = gr.Markdown()
+    ctx.components.update(image_prompt=prompt, image_negative=negative, image_model=model, image_steps=steps,
+                          image_guidance=guidance, image_width=width, image_height=height, image_seed=seed,
+                          image_batch=batch, image_loras=loras, image_gallery=gallery)
+
+    def lora_choices(request: gr.Request):
+        rows = list_loras(studio, user_of(request), is_admin(studio, request))
+        return gr.Dropdown(choices=[(f"{r['name']} ({r['architecture']})", r["name"]) for r in rows])
+
+    def model_defaults(model_id: str):
+        try:
+            spec = resolve_image_model(model_id)
+        except MasukaError:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return spec.steps, spec.guidance, spec.width, spec.height, gr.Textbox(interactive=spec.negative_prompt)
+
+    def aspect_size(choice: str, model_id: str):
+        width, height = ASPECTS[choice]
+        try:
+            if resolve_image_model(model_id).width <= 512:
+                width, height = width // 2, height // 2
+        except MasukaError:
+            pass
+        return width, height
+
+    @friendly
+    def generate_image(prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+                       guidance: float | None = None, width: int | None = None, height: int | None = None,
+                       seed: int | None = -1, batch: int = 1, loras: list[str] | None = None,
+                       request: gr.Request = None, progress=gr.Progress()):
+        """Generate images; yields the gallery as each image finishes."""
+        request_ = ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
+                                guidance=guidance, width=width, height=height, seed=seed,
+                                batch=int(batch or 1), loras=[parse_lora(x) for x in loras or []],
+                                owner=user_of(request))
+        events: queue.Queue = queue.Queue()
+        stop_flag = studio.stops.arm(_session(request))
+
+        def work() -> None:
+            try:
+                generate_images(studio, request_, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+                                on_step=lambda i, s, n: events.put(("step", i, s, n)),
+                                on_image=lambda r: events.put(("image", r)))
+            except BaseException as error:  # handed to the event loop below, which decides how to show it
+                events.put(("error", error))
+            else:
+                events.put(("done",))
+
+        threading.Thread(target=work, daemon=True, name="image-generation").start()
+        images: list[tuple[str, str]] = []
+        seeds: list[str] = []
+        progress(0, desc="Loading the model…")
+        while True:
+            event = events.get()
+            if event[0] == "step":
+                _, index, step, total = event
+                done = index * total + step
+                progress((done, request_.batch * total), desc=f"Image {index + 1}/{request_.batch}: "
+                         f"step {step}/{total}", unit="steps")
+            elif event[0] == "image":
+                result = event[1]
+                images.append((str(result.path), f"seed {result.seed}"))
+                seeds.append(str(result.seed))
+                yield images, ", ".join(seeds), f"{len(images)} of {request_.batch} done"
+            elif event[0] == "error":
+                error = event[1]
+                if isinstance(error, Cancelled):
+                    yield images, ", ".join(seeds), f"Stopped: {len(images)} image(s) kept."
+                    return
+                if isinstance(error, MasukaError):
+                    raise error
+                raise gr.Error(f"Generation failed: {type(error).__name__}: {error}. Images already made are "
+                               "kept in History.") from error
+            else:
+                yield images, ", ".join(seeds), f"Done: {len(images)} image(s), saved and recorded in History."
+                return
+
+    def stop_generation(request: gr.Request):
+        stopped = studio.stops.stop(_session(request))
+        return "Stopping after the current step…" if stopped else gr.skip()
+
+    @friendly
+    def read_image_parameters(path: str | None):
+        """Fill the form from an image's A1111-style parameters."""
+        if not path:
+            return [gr.skip()] * 9
+        text = read_parameters(path)
+        if not text:
+            raise InvalidInput("This image carries no generation parameters.")
+        p = parse_parameters(text)
+        update = lambda value: gr.skip() if value is None else value  # noqa: E731
+        summary = f"```\n{text}\n```"
+        return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
+                update(p.guidance), update(p.width), update(p.height), update(p.seed), summary)
+
+    form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras]
+    gen_event = run.click(generate_image, form, [gallery, seeds_used, status], api_name="generate_image",
+                          **ctx.gpu_event())
+    prompt.submit(generate_image, form, [gallery, seeds_used, status], api_visibility="private", **ctx.gpu_event())
+    stop.click(stop_generation, None, status, queue=False, api_name="stop_image")
+    model.change(model_defaults, model, [steps, guidance, width, height, negative], api_visibility="private")
+    aspect.input(aspect_size, [aspect, model], [width, height], api_visibility="private")
+    refresh.click(lora_choices, None, loras, api_visibility="private")
+    dropped.upload(read_image_parameters, dropped,
+                   [prompt, negative, model, steps, guidance, width, height, seed, read_info],
+                   api_name="read_parameters")
+    ctx.components["image_generated"] = gen_event
+    ctx.components["image_load"] = lora_choices
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "cli"

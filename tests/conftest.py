@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny random-weight pipelines built offline, a studio on a temp data dir, a live app."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("MASUKA_DEVICE", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _no_keys(monkeypatch):
+    """No test sees the developer's real API keys."""
+    from masuka.keys import KEY_ENV
+
+    for names in KEY_ENV.values():
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """``tiny_model("flux"|"sd3"|"sdxl")`` -> folder of a tiny random pipeline saved with save_pretrained."""
+    from masuka.models.synthetic import save_tiny_pipeline
+
+    built: dict[str, Path] = {}
+
+    def make(architecture: str) -> Path:
+        if architecture not in built:
+            built[architecture] = save_tiny_pipeline(architecture, tmp_path_factory.mktemp(f"tiny-{architecture}"))
+        return built[architecture]
+
+    return make
+
+
+@pytest.fixture
+def config(tmp_path):
+    from masuka.config import Config
+
+    return Config.from_env(data_dir=tmp_path / "data", auth="")
+
+
+@pytest.fixture
+def studio(config):
+    from masuka.studio import Studio
+
+    studio = Studio.open(config)
+    yield studio
+    studio.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_app(tmp_path):
+    """``live_app(auth="u:p,…")`` -> the real app served on loopback (``.url``, ``.studio``) on its own data dir."""
+    from masuka.config import Config
+    from masuka.server import launch
+
+    apps = []
+
+    def start(auth: str = "", data_dir: Path | None = None, **overrides):
+        config = Config.from_env(data_dir=data_dir or tmp_path / "app-data", auth=auth, **overrides)
+        running = launch(config, host="127.0.0.1", port=free_port(), block=False)
+        apps.append(running)
+        return running
+
+    yield start
+    for running in apps:
+        running.close()
