@@ -15,7 +15,7 @@ from typing import Any
 
 from masuka.errors import MasukaError
 
-COMMANDS = ["serve", "generate"]
+COMMANDS = ["serve", "generate", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
