@@ -54,12 +54,12 @@ def read_header(path: Path) -> dict[str, Any]:
                 raise InvalidInput(f"LoRA {path.name!r} is not a safetensors file (too short).")
             (length,) = struct.unpack("<Q", raw)
             if not 2 <= length <= MAX_HEADER:
-                raise InvalidInput(f"LoRA {path.name!r} is not a safetensors file (pickle-based .ckpt/.pt/.bin "
-                                   "LoRAs are refused for safety; convert it to .safetensors).")
+                raise ValueError("bad header length")
             header = json.loads(handle.read(length))
             end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    except (ValueError, KeyError, TypeError) as error:
-        raise InvalidInput(f"LoRA {path.name!r} is not a valid safetensors file ({error}).") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InvalidInput(f"LoRA {path.name!r} is not a safetensors file (pickle-based .ckpt/.pt/.bin LoRAs are "
+                           "refused for safety; convert it to .safetensors).") from None
     if path.stat().st_size < 8 + length + end:
         raise InvalidInput(f"LoRA {path.name!r} is truncated: the file is shorter than its header says.")
     return header

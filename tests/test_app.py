@@ -1,0 +1,59 @@
+"""The live app on loopback, driven through gradio_client like any API user."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from masuka.config import Config
+from masuka.server import public_warning
+
+
+def generate(client, model, **kw):
+    values = dict(prompt="a snowy mountain", model=str(model), negative_prompt="", steps=2, guidance=3.0, width=64,
+                  height=64, seed=5, batch=1, loras=[])
+    values.update(kw)
+    return client.predict(**values, api_name="/generate_image")
+
+
+def test_generate_image_api_saves_and_lists_in_history(live_app, tiny_model):
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    gallery, seeds, status = generate(client, tiny_model("flux"), batch=2)
+    assert seeds == "5, 6" and len(gallery) == 2 and "saved" in status
+    rows = app.studio.store.find("generations", order_by="id")
+    assert [(r["seed"], r["status"]) for r in rows] == [(5, "completed"), (6, "completed")]
+    _images, table = client.predict(1, api_name="/history")
+    assert [row[5] for row in table["data"]] == [6, 5]
+    assert app.studio.models.loads == 1
+    generate(client, tiny_model("flux"), seed=9)
+    assert app.studio.models.loads == 1, "the second request reuses the loaded pipeline"
+
+
+def test_api_defaults_and_bad_input_error(live_app, tiny_model):
+    client = Client(live_app().url, verbose=False)
+    with pytest.raises(Exception, match="multiple of 16"):
+        generate(client, tiny_model("flux"), width=72)
+    with pytest.raises(Exception, match="prompt is empty"):
+        client.predict(prompt="", model=str(tiny_model("flux")), api_name="/generate_image")
+
+
+def test_auth_protects_ui_and_api(live_app, tiny_model):
+    app = live_app(auth="ana:s3cret")
+    assert httpx.get(app.url + "gradio_api/info").status_code == 401
+    with pytest.raises(Exception):
+        Client(app.url, verbose=False)
+    with pytest.raises(Exception):
+        Client(app.url, auth=("ana", "wrong"), verbose=False)
+    client = Client(app.url, auth=("ana", "s3cret"), verbose=False)
+    generate(client, tiny_model("flux"))
+    assert app.studio.store.find("generations")[0]["owner"] == "ana"
+
+
+def test_public_without_auth_warns(tmp_path):
+    open_config = Config.from_env(data_dir=tmp_path, auth="")
+    assert "without auth" in public_warning(open_config, "0.0.0.0", False, False)
+    assert "internet" in public_warning(open_config, "127.0.0.1", True, False)
+    assert public_warning(open_config, "127.0.0.1", False, False) is None
+    assert public_warning(Config.from_env(data_dir=tmp_path, auth="a:b"), "0.0.0.0", True, False) is None

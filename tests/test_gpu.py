@@ -1,0 +1,63 @@
+"""GPU slots: one job at a time across threads and processes, with a clear refusal when asked not to wait."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from masuka.errors import GPUBusy
+from masuka.gpu import GPURunner
+
+HOLDER = """
+import sys, time
+from masuka.gpu import GPURunner
+with GPURunner(sys.argv[1]).hold("training run #3"):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_other_process_holding_the_gpu_is_named_in_the_refusal(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(GPUBusy, match="training run #3"):
+            with GPURunner(tmp_path).hold("image", timeout=0.3):
+                pass
+    finally:
+        holder.communicate("\n", timeout=30)
+    with GPURunner(tmp_path).hold("image", timeout=0.3):
+        pass  # free again once the other process let go
+
+
+def test_threads_never_overlap_with_one_slot(tmp_path):
+    runner = GPURunner(tmp_path)
+    spans = []
+
+    def work():
+        with runner.hold("job"):
+            start = time.monotonic()
+            time.sleep(0.02)
+            spans.append((start, time.monotonic()))
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    spans.sort()
+    assert len(spans) == 6
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+
+
+def test_two_slots_allow_two_holders(tmp_path):
+    runner = GPURunner(tmp_path, slots=2)
+    with runner.hold("a"), runner.hold("b", timeout=0.1):
+        with pytest.raises(GPUBusy):
+            with runner.hold("c", timeout=0.1):
+                pass

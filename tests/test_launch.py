@@ -1,0 +1,71 @@
+"""Launching: flags, the ngrok token check, and a start-up that never imports torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+
+NO_HEAVY_IMPORTS = """
+import sys, tempfile
+from masuka.config import Config
+from masuka.studio import Studio
+from masuka.ui.app import build_app
+build_app(Studio.open(Config.from_env(data_dir=tempfile.mkdtemp())))
+heavy = sorted(m for m in ("torch", "diffusers", "transformers", "peft", "accelerate") if m in sys.modules)
+print(",".join(heavy) or "none")
+"""
+
+
+def test_building_the_app_imports_no_ml_library():
+    done = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS], capture_output=True, text=True, cwd=ROOT,
+                          env=ENV, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "none", done.stderr
+
+
+def test_app_py_serves_on_the_given_port_with_data_dir(tmp_path):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+                               cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline and status != 200:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200
+        assert (tmp_path / "d" / "masuka.db").is_file()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_ngrok_without_token_is_a_clear_error(tmp_path):
+    env = {k: v for k, v in ENV.items() if k != "NGROK_AUTHTOKEN"}
+    done = subprocess.run([sys.executable, "app.py", "--ngrok", "--port", str(free_port()), "--data-dir",
+                           str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "NGROK_AUTHTOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_binding_all_interfaces_without_auth_prints_a_warning(tmp_path):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "masuka", "serve", "--host", "0.0.0.0", "--port", str(port),
+                                "--data-dir", str(tmp_path)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        first = process.stdout.readline()
+        assert "WARNING" in first and "without auth" in first
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,0 +1,46 @@
+"""The SQLite store: self-migration from older databases, interrupted work, WAL."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+
+from masuka.store import Store
+
+
+def test_older_database_gains_new_columns_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # a database made by an older MASUKA: fewer columns, no FTS, no jobs
+        conn.execute("create table generations (id integer primary key, owner text, kind text, status text, "
+                     "prompt text, model text, seed integer, output_path text, created_at text)")
+        conn.execute("insert into generations (owner, kind, status, prompt, model, seed, output_path, created_at) "
+                     "values ('local', 'image', 'completed', 'an old fox', 'sdxl', 7, 'outputs/a.png', '2025-01-01')")
+    store = Store(path)
+    row = store.get("generations", 1)
+    assert row["prompt"] == "an old fox" and row["seed"] == 7 and row["loras"] is None
+    assert "duration_s" in row and "negative_prompt" in row
+    assert [r["id"] for r in store.db["generations"].search("fox")] == [1], "full-text index built for old rows"
+    store.insert("jobs", {"kind": "train", "status": "queued"})
+    store.close()
+    again = Store(path)  # migrating twice changes nothing
+    assert again.count("generations") == 1 and again.count("jobs") == 1
+    assert again.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_work_left_running_by_a_dead_process_is_marked_interrupted(tmp_path):
+    store = Store(tmp_path / "m.db")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    gone = store.insert("generations", {"kind": "image", "status": "running", "pid": dead_pid})
+    alive = store.insert("generations", {"kind": "image", "status": "running", "pid": os.getppid()})
+    done = store.insert("generations", {"kind": "image", "status": "completed", "pid": dead_pid})
+    train = store.insert("jobs", {"kind": "train", "status": "running", "pid": dead_pid})
+    video = store.insert("jobs", {"kind": "video", "status": "running", "pid": dead_pid})
+    changed = store.mark_interrupted()
+    assert changed == {"jobs": [train], "generations": [gone]}
+    assert store.get("generations", alive)["status"] == "running", "a live process keeps its work"
+    assert store.get("generations", done)["status"] == "completed"
+    assert store.get("jobs", video)["status"] == "running", "remote video jobs resume polling instead"
+    assert "stopped" in store.get("jobs", train)["error"]
