@@ -1,0 +1,24 @@
+# MASUKA for a Hugging Face Docker Space (GPU hardware) or a local GPU box.
+#   docker build -t masuka .
+#   docker run --gpus all -p 7860:7860 -v masuka-data:/data -e MASUKA_AUTH=me:secret masuka
+# CPU-only image: docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu -t masuka-cpu .
+FROM python:3.11-slim
+
+ARG TORCH_INDEX=""
+RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
+
+# Spaces run the container as uid 1000; so do we, everywhere.
+RUN useradd -m -u 1000 user
+USER user
+ENV HOME=/home/user PATH=/home/user/.local/bin:$PATH PYTHONUNBUFFERED=1 \
+    GRADIO_ANALYTICS_ENABLED=False MASUKA_HOST=0.0.0.0
+WORKDIR /home/user/app
+
+COPY --chown=user requirements.txt .
+RUN if [ -n "$TORCH_INDEX" ]; then pip install --no-cache-dir --user torch --index-url "$TORCH_INDEX"; fi \
+ && pip install --no-cache-dir --user -r requirements.txt
+COPY --chown=user . .
+
+EXPOSE 7860
+# Persistent storage (/data on Spaces, or a mounted volume) keeps outputs, LoRAs and the model cache.
+CMD ["bash", "-c", "if [ -w /data ]; then export MASUKA_DATA_DIR=${MASUKA_DATA_DIR:-/data/masuka} HF_HOME=${HF_HOME:-/data/huggingface}; fi; exec python app.py --host 0.0.0.0 --port ${PORT:-7860}"]

@@ -1,0 +1,47 @@
+"""What a person sees: the page in headless Chromium (the system browser, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+if CHROMIUM is None and not os.environ.get("CI"):
+    pytest.skip("needs the system chromium package (apt-get install chromium); CI installs it",
+                allow_module_level=True)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
+def test_tabs_render_and_a_prompt_becomes_an_image(live_app, tiny_model, page):
+    app = live_app()
+    page.goto(app.url)
+    tabs = page.get_by_role("tab")
+    tabs.first.wait_for(timeout=30_000)
+    names = [t.strip() for t in tabs.all_inner_texts()]
+    assert "Image" in names and "History" in names
+    page.get_by_label("Model").fill(str(tiny_model("flux")))
+    page.get_by_label("Model").press("Enter")
+    page.get_by_label("Width").fill("64")
+    page.get_by_label("Height").fill("64")
+    page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Done: 1 image(s)").wait_for(timeout=60_000)
+    assert page.locator("img[src*='gradio_api/file']").count() >= 1
+    assert app.studio.store.count("generations", "status = 'completed'") == 1
+    page.get_by_role("tab", name="History").click()
+    page.locator("text=a lighthouse at dusk >> visible=true").first.wait_for(timeout=30_000)
