@@ -57,3 +57,21 @@ def test_public_without_auth_warns(tmp_path):
     assert "internet" in public_warning(open_config, "127.0.0.1", True, False)
     assert public_warning(open_config, "127.0.0.1", False, False) is None
     assert public_warning(Config.from_env(data_dir=tmp_path, auth="a:b"), "0.0.0.0", True, False) is None
+
+
+def test_stop_button_stops_between_steps_and_keeps_finished_images(live_app, tiny_model):
+    import time
+
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    job = client.submit(prompt="a long one", model=str(tiny_model("flux")), negative_prompt="", steps=30,
+                        guidance=3.0, width=64, height=64, seed=1, batch=4, loras=[], api_name="/generate_image")
+    deadline = time.monotonic() + 60
+    while app.studio.store.count("generations", "status = 'completed'") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.predict(api_name="/stop_image")
+    gallery, _seeds, status = job.result(timeout=60)
+    assert status.startswith("Stopped")
+    statuses = [r["status"] for r in app.studio.store.find("generations", order_by="id")]
+    assert statuses[-1] == "cancelled" and "completed" in statuses and len(statuses) < 4
+    assert len(gallery) == statuses.count("completed")

@@ -8,7 +8,7 @@ import threading
 import gradio as gr
 
 from masuka.errors import Cancelled, InvalidInput, MasukaError
-from masuka.image.generate import MAX_BATCH, ImageRequest, generate_images, parse_lora
+from masuka.image.generate import MAX_BATCH, MAX_STEPS, ImageRequest, generate_images, parse_lora
 from masuka.image.library import list_loras
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.models.catalog import image_models, resolve_image_model
@@ -35,7 +35,7 @@ def build(ctx: UIContext) -> None:
                                     info="Pick from the library; type name:0.7 for another weight")
                 refresh = gr.Button("↻", scale=0, min_width=40)
             with gr.Row():
-                steps = gr.Slider(1, 100, value=models[first]["steps"], step=1, label="Steps")
+                steps = gr.Slider(1, MAX_STEPS, value=models[first]["steps"], step=1, label="Steps")
                 guidance = gr.Slider(0, 20, value=models[first]["guidance"], step=0.1, label="Guidance (CFG)")
             with gr.Row():
                 aspect = gr.Dropdown(list(ASPECTS), value="1:1", label="Aspect", scale=1)
