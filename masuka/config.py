@@ -104,8 +104,11 @@ class Config:
         return self.data_dir / "tmp"
 
     def ensure_dirs(self) -> None:
-        for path in (self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir):
-            path.mkdir(parents=True, exist_ok=True)
+        try:
+            for path in (self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir):
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InvalidInput(f"The data dir {self.data_dir} cannot be used: {error.strerror or error}.") from None
 
     def relative(self, path: str | Path) -> str:
         """Path as stored in rows: relative to the data dir when inside it."""

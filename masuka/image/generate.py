@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -33,6 +34,7 @@ MAX_STEPS = 200
 MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_PROMPT_CHARS = 4000
 MAX_SEED = 2**32 - 1
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 SAMPLERS = {"FlowMatchEulerDiscreteScheduler": "Euler", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
             "EDMDPMSolverMultistepScheduler": "DPM++ 2M EDM", "DDIMScheduler": "DDIM"}
@@ -113,6 +115,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         raise InvalidInput("The prompt is empty: describe the image you want.")
     if len(prompt) > MAX_PROMPT_CHARS or len(request.negative_prompt or "") > MAX_PROMPT_CHARS:
         raise InvalidInput(f"The prompt is too long (at most {MAX_PROMPT_CHARS} characters).")
+    if CONTROL.search(prompt) or CONTROL.search(request.negative_prompt or ""):
+        raise InvalidInput("The prompt contains control characters; remove them and try again.")
     spec = resolve_image_model(request.model)
     steps = _integer("steps", spec.steps if request.steps is None else request.steps, 1, MAX_STEPS)
     guidance = spec.guidance if request.guidance is None else float(request.guidance)

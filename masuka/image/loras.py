@@ -68,6 +68,8 @@ def read_header(path: Path) -> dict[str, Any]:
 def inspect_lora(path: str | Path) -> LoraInfo:
     """Check a LoRA file and tell its architecture and rank; :class:`InvalidInput` if it is not usable."""
     path = Path(path)
+    if path.is_dir():
+        raise InvalidInput(f"LoRA {path.name!r} is a folder, not a .safetensors file.")
     if not path.is_file():
         raise NotFound(f"LoRA file {path.name!r} does not exist.")
     if path.suffix.lower() != ".safetensors":

@@ -67,6 +67,8 @@ def resolve_image_model(model: str) -> ModelSpec:
     model = (model or "").strip()
     if not model:
         raise InvalidInput("Choose a model.")
+    if not model.isprintable() or len(model) > 1024:
+        raise InvalidInput("The model name contains control characters or is too long.")
     entry = image_models().get(model)
     if entry is not None:
         return _spec(model, entry["repo"], entry)

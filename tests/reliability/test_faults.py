@@ -1,0 +1,97 @@
+"""Faults: a killed process, a full disk. Nothing finished is lost or duplicated; failures are recorded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from masuka.config import Config
+from masuka.errors import MasukaError
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.studio import Studio
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def completed(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db, timeout=30) as conn:
+        try:
+            return conn.execute("select count(*) from generations where status = 'completed'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_sigkill_during_an_image_batch_keeps_finished_images(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    process = subprocess.Popen([sys.executable, "-m", "masuka", "generate", "--data-dir", str(data), "--model",
+                                str(tiny_model("flux")), "--prompt", "kill me", "--steps", "40", "--width", "64",
+                                "--height", "64", "--seed", "1", "--batch", "4"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while completed(data / "masuka.db") < 1 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    studio = Studio.open(Config.from_env(data_dir=data))  # the restart
+    try:
+        assert studio.store.db.execute("pragma integrity_check").fetchone()[0] == "ok"
+        rows = studio.store.find("generations", order_by="id")
+        statuses = [r["status"] for r in rows]
+        assert statuses.count("completed") >= 1 and "running" not in statuses
+        assert set(statuses) <= {"completed", "interrupted"} and statuses.count("interrupted") <= 1
+        assert len({r["seed"] for r in rows}) == len(rows), "no image recorded twice"
+        for row in rows:
+            if row["status"] == "completed":
+                with Image.open(studio.config.absolute(row["output_path"])) as image:
+                    image.verify()
+            else:
+                assert row["output_path"] is None and "stopped" in row["error"]
+        assert not list(data.rglob("*.part")) or all(
+            p.name not in {r["output_path"] for r in rows} for p in data.rglob("*.part"))
+    finally:
+        studio.close()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """The outputs folder on a 64 KiB tmpfs (needs root, as on CI): a real ENOSPC while saving."""
+    if os.geteuid() != 0 and not os.environ.get("CI"):
+        pytest.skip("mounting a small tmpfs needs root")
+    outputs = tmp_path / "data" / "outputs"
+    outputs.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(outputs)], check=True)
+    yield tmp_path / "data"
+    subprocess.run(["umount", "-l", str(outputs)], check=False)
+
+
+def test_disk_full_while_saving_is_a_clear_error_and_no_half_file(tiny_disk, tiny_model):
+    studio = Studio.open(Config.from_env(data_dir=tiny_disk))
+    try:
+        filler = studio.config.outputs_dir / "filler.bin"
+        with open(filler, "wb") as handle:  # leave less room than one image needs
+            try:
+                handle.write(b"\0" * 60 * 1024)
+            except OSError:
+                pass
+        request = ImageRequest(prompt="no room", model=str(tiny_model("flux")), steps=1, width=256, height=256,
+                               seed=3, batch=2)
+        with pytest.raises(MasukaError, match="disk space"):
+            generate_images(studio, request)
+        rows = studio.store.find("generations")
+        assert [r["status"] for r in rows] == ["failed"]
+        assert rows[0]["output_path"] is None
+        leftovers = [p for p in studio.config.outputs_dir.rglob("*") if p.is_file() and p != filler]
+        assert leftovers == []
+    finally:
+        studio.close()
