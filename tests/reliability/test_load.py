@@ -1,0 +1,29 @@
+"""Twenty concurrent API users on loopback: served or clearly refused, no GPU overlap, one row per image."""
+
+from __future__ import annotations
+
+from masuka.bench.load import REFUSAL, WARMUP_SEED, count_overlaps, drive
+
+
+def test_twenty_users_are_served_or_refused_clearly(live_app, tiny_model):
+    app = live_app(queue_size=8)
+    report = drive(app.url, str(tiny_model("flux")), users=20, requests_per_user=2)
+    rows = [r for r in app.studio.store.find("generations", order_by="id") if r["seed"] != WARMUP_SEED]
+    figures = report.figures(rows)
+    print("load figures:", figures)
+    assert figures["requests"] == 40
+    assert figures["other_errors"] == 0, [o.message for o in report.outcomes if not o.ok][:3]
+    assert all(o.ok or REFUSAL in o.message for o in report.outcomes)
+    assert figures["served"] >= 8, "the queue keeps serving under load"
+    assert count_overlaps(rows) == 0
+    completed = {r["seed"] for r in rows if r["status"] == "completed"}
+    assert completed == {o.seed for o in report.outcomes if o.ok}, "exactly one history row per served request"
+    assert len(rows) == len(completed)
+    assert figures["rss_end_mb"] - figures["rss_start_mb"] < 300, "memory stays flat after warm-up"
+
+
+def test_overlap_detector_catches_overlapping_spans():
+    rows = [{"started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:00:02+00:00"},
+            {"started_at": "2026-01-01T00:00:01+00:00", "finished_at": "2026-01-01T00:00:03+00:00"},
+            {"started_at": "2026-01-01T00:00:03+00:00", "finished_at": "2026-01-01T00:00:04+00:00"}]
+    assert count_overlaps(rows) == 1
