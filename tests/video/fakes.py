@@ -11,6 +11,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -47,6 +48,7 @@ class FakeProvider:
         self.fail_jobs = False
         self.expire_urls = False
         self.broken_downloads = 0
+        self.hang_create_s = 0.0
         self.release = threading.Event()
         self.release.set()
         self.polled = threading.Event()
@@ -59,7 +61,7 @@ class FakeProvider:
         self.server.daemon_threads = True
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.other_origin = f"http://localhost:{self.server.server_address[1]}"  # a "CDN": must get no key
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def fault(self, route: str, status: int, headers: dict | None = None, body: dict | None = None,
               times: int = 1) -> None:
@@ -74,9 +76,12 @@ class FakeProvider:
 
     # -- dispatch -------------------------------------------------------------------------------------
     def handle(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+        route = self._route(method, path)
         with self._lock:
             self.seen.append(Seen(method, path, headers, body))
-            route = self._route(method, path)
+        if route == "create" and self.hang_create_s:  # received, but the answer comes too late
+            time.sleep(self.hang_create_s)
+        with self._lock:
             for fault in self.faults:
                 if fault.route == route and fault.times > 0:
                     fault.times -= 1
