@@ -44,7 +44,8 @@ def build(ctx: UIContext) -> None:
                                     info="Local also takes a diffusers repo id or folder")
             with gr.Row():
                 seconds = gr.Dropdown(_seconds_choices(first, first_model), value=_seconds_choices(
-                    first, first_model)[0], label="Seconds", info="Longer than one clip: clips are chained")
+                    first, first_model)[0], label="Seconds", allow_custom_value=True,
+                    info="Longer than one clip: clips are chained")
                 size = gr.Dropdown(model_entry(first, first_model)["sizes"], value=model_entry(
                     first, first_model)["sizes"][0], label="Size", allow_custom_value=True)
             fallback = gr.Dropdown([(p["name"], key) for key, p in providers.items() if key != "local"], value=[],
@@ -61,6 +62,7 @@ def build(ctx: UIContext) -> None:
             with gr.Row():
                 job = gr.Number(label="Job", precision=0, minimum=1, scale=1)
                 cancel = gr.Button("Cancel job", variant="stop", scale=0)
+                refresh = gr.Button("Refresh", scale=0)
     timer = gr.Timer(REFRESH_S)
 
     def models_for(provider_id: str):
@@ -111,6 +113,7 @@ def build(ctx: UIContext) -> None:
 
     form = [provider, model, seconds, size, image, fallback, prompt]
     status_outputs = [table, gallery, player, health]
+    refresh.click(video_status, None, status_outputs, api_name="video_status")  # first: it owns the name
     provider.change(models_for, provider, model, api_visibility="private")
     model.change(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
     size.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
@@ -119,7 +122,7 @@ def build(ctx: UIContext) -> None:
     prompt.blur(price, form, cost, api_visibility="private")
     run.click(generate_video, [prompt, provider, model, seconds, size, image, negative, fallback], [job, message],
               api_name="generate_video").then(video_status, None, status_outputs, api_visibility="private")
-    timer.tick(video_status, None, status_outputs, api_name="video_status")
+    timer.tick(video_status, None, status_outputs, api_visibility="private")
     cancel.click(cancel_video_job, job, message, api_name="cancel_video")
 
 

@@ -1,0 +1,80 @@
+"""The Video tab through its API (gradio_client against the live app): generate, follow, cancel, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+from gradio_client import Client
+
+from tests.conftest import ROOT
+
+
+def follow(client: Client, job_id: int, until=("completed", "failed", "cancelled", "interrupted")) -> list:
+    """Call ``video_status`` as the tab's timer does until the job's row reaches one of ``until``."""
+    waited = threading.Event()
+    for _ in range(300):
+        table, gallery, latest, health = client.predict(api_name="/video_status")
+        rows = {row[0]: row for row in table["data"]}
+        if job_id in rows and rows[job_id][2] in until:
+            return [rows[job_id], gallery, latest, health]
+        waited.wait(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {rows.get(job_id)}")
+
+
+def test_generate_follow_and_play_a_video(live_app, fake):
+    server = fake("openai")
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    job_id, message = client.predict("a paper boat", "openai", "sora-2", 8, "1280x720", None, "", [],
+                                     api_name="/generate_video")
+    assert "estimated $0.80" in message
+    row, gallery, latest, health = follow(client, job_id)
+    assert row[2] == "completed" and row[4] == "100%" and row[7] == 0.8
+    latest = latest["video"] if isinstance(latest, dict) else latest
+    assert str(latest).endswith(".mp4") and len(gallery) == 1
+    assert server.creates == 1 and health == ""
+
+
+def test_bad_choice_is_refused_with_the_reason(live_app, fake):
+    fake("openai")
+    client = Client(live_app().url, verbose=False)
+    try:
+        client.predict("a boat", "openai", "sora-2", 5, "1280x720", None, "", [], api_name="/generate_video")
+    except Exception as error:  # gradio_client raises AppError carrying the gr.Error message
+        assert "makes clips of 4, 8, 12 seconds" in str(error)
+    else:
+        raise AssertionError("an invalid duration was accepted")
+
+
+def test_cancel_from_the_tab(live_app, fake):
+    server = fake("runway")
+    server.release.clear()
+    client = Client(live_app().url, verbose=False)
+    job_id, _ = client.predict("a storm", "runway", "gen4.5", 5, "1280x720", None, "", [], api_name="/generate_video")
+    assert server.polled.wait(20)
+    assert "cancel requested" in client.predict(job_id, api_name="/cancel_video")
+    row = follow(client, job_id)[0]
+    assert row[2] == "cancelled" and server.cancels == 1
+
+
+def test_app_start_resumes_a_job_left_by_a_killed_process(live_app, fake, tmp_path):
+    server = fake("fal")
+    server.release.clear()
+    data = tmp_path / "shared-data"
+    process = subprocess.Popen([sys.executable, "-m", "masuka", "video", "--data-dir", str(data), "--provider", "fal",
+                                "--model", "fal-ai/veo3", "--prompt", "a comet", "--seconds", "4"],
+                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        assert server.polled.wait(30)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    server.release.set()
+    client = Client(live_app(data_dir=data).url, verbose=False)
+    row = follow(client, 1)[0]
+    assert row[2] == "completed" and server.creates == 1
