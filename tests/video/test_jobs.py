@@ -126,7 +126,7 @@ def test_killed_mid_poll_then_resumed_completes_with_one_create(tmp_path, fake):
 def test_cli_video_waits_with_progress_and_prints_json(tmp_path, fake):
     server = fake("gemini")
     server.polls_to_finish = 4
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MASUKA_VIDEO_POLL_S": "0.3"}  # phases the progress lines see
     done = subprocess.run(_video_cli(tmp_path / "data", "--provider", "gemini", "--model",
                                      "veo-3.1-fast-generate-preview", "--prompt", "waves", "--seconds", "6",
                                      "--aspect", "9:16"), cwd=ROOT, env=env, capture_output=True, text=True,
@@ -135,7 +135,8 @@ def test_cli_video_waits_with_progress_and_prints_json(tmp_path, fake):
     result = json.loads(done.stdout)
     assert result["status"] == "completed" and result["provider_job_id"].startswith("models/veo-3.1-fast")
     assert result["cost_usd"] == 0.9
-    assert "estimated $0.90" in done.stderr and "downloading" in done.stderr and "running" in done.stderr
+    assert "estimated $0.90" in done.stderr and "job 1: running" in done.stderr
+    assert done.stderr.strip().endswith("job 1: completed 100%")
     assert server.jobs["job1"]["payload"]["parameters"]["aspectRatio"] == "9:16"
 
 

@@ -229,3 +229,21 @@ def test_too_large_first_frame_is_refused(studio, fake, tmp_path):
     assert big.stat().st_size > 3_500_000
     with pytest.raises(InvalidInput, match="too large for Runway"):
         start_video(studio, VideoRequest(provider="runway", model="gen4_turbo", prompt="a fox", image=str(big)))
+
+
+@pytest.mark.parametrize("headers, body, expected", [
+    ({"retry-after-ms": "1500", "retry-after": "9"}, None, 1.5),
+    ({"retry-after": "3"}, None, 3.0),
+    ({"retry-after": "Thu, 01 Jan 1970 00:00:00 GMT"}, None, 0.0),
+    ({}, {"error": {"code": 429, "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                              "retryDelay": "34s"}]}}, 34.0),
+    ({"retry-after": "600"}, None, 60.0),
+])
+def test_retry_delay_follows_the_provider_hint_capped(headers, body, expected):
+    import httpx
+
+    from masuka.video.http import retry_delay
+    from masuka.video.settings import VideoSettings
+
+    response = httpx.Response(429, headers=headers, json=body) if body else httpx.Response(429, headers=headers)
+    assert retry_delay(response, 0, VideoSettings()) == expected

@@ -78,3 +78,14 @@ def test_app_start_resumes_a_job_left_by_a_killed_process(live_app, fake, tmp_pa
     client = Client(live_app(data_dir=data).url, verbose=False)
     row = follow(client, 1)[0]
     assert row[2] == "completed" and server.creates == 1
+
+
+def test_form_offers_only_valid_choices_and_prices_the_chain():
+    from masuka.ui.video import _seconds_choices, price
+
+    assert _seconds_choices("gemini", "veo-3.1-generate-preview", "1920x1080")[0] == 8
+    assert 4 in _seconds_choices("gemini", "veo-3.1-generate-preview", "1280x720")
+    assert _seconds_choices("local", "wan2.1-t2v-1.3b") == [1, 2, 3, 4, 5]  # text-only: no chains offered
+    text = price("openai", "sora-2-pro", 30, "1792x1024", None, ["comet"], "a fox")
+    assert "Estimated cost: $16.00" in text and "12 s + 12 s + 8 s" in text and "Fallback comet sora-2-pro" in text
+    assert price("openai", "sora-2", 5, "1280x720", None, [], "a fox").startswith("⚠️")

@@ -19,6 +19,7 @@ import httpx
 
 from masuka.config import provider_base_url
 from masuka.errors import InvalidInput, ProviderError
+from masuka.keys import KEY_ENV
 from masuka.video.catalog import model_entry, price_per_second, provider_entry
 from masuka.video.health import HealthTracker
 from masuka.video.http import Caller
@@ -55,15 +56,20 @@ class Status:
 
 
 class Provider:
-    """Base of the remote providers; subclasses set ``name``/``key_name`` and the five operations."""
+    """Base of the remote providers; subclasses set ``name``, ``key_name``, ``auth`` and the operations."""
 
     name: str = ""
-    key_name: str = ""
-    key_env: str = ""
+    key_name: str = ""  # name in the key store (and so its environment variables)
+    auth: tuple[str, str] = ("Authorization", "Bearer {key}")  # header carrying the key
+    headers: dict[str, str] = {}  # other headers every request needs
+
+    @classmethod
+    def key_env(cls) -> str:
+        return KEY_ENV[cls.key_name][0]
 
     def __init__(self, settings: VideoSettings, health: HealthTracker, key: str | None):
         if not key:
-            raise InvalidInput(f"No API key for {provider_entry(self.name)['name']}: set {self.key_env} or save "
+            raise InvalidInput(f"No API key for {provider_entry(self.name)['name']}: set {self.key_env()} or save "
                                "the key in Settings.")
         self.key = key
         self.settings = settings
@@ -73,10 +79,10 @@ class Provider:
         self.client = httpx.Client(base_url=self.base_url, headers=self.auth_headers(), timeout=timeout)
         self.bare = httpx.Client(timeout=timeout)  # for URLs on other hosts: never sends the key
 
-    # -- what each provider defines -------------------------------------------------------------------
     def auth_headers(self) -> dict[str, str]:
-        raise NotImplementedError
+        return {self.auth[0]: self.auth[1].format(key=self.key), **self.headers}
 
+    # -- what each provider defines -------------------------------------------------------------------
     def submit(self, clip: Clip) -> dict:
         """Send the create request once; returns the ``ref`` (``{"id": ..., ...}``) needed to poll it."""
         raise NotImplementedError

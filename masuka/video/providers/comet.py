@@ -6,6 +6,4 @@ from masuka.video.providers.openai import OpenAIVideos
 
 
 class CometVideos(OpenAIVideos):
-    name = "comet"
-    key_name = "comet"
-    key_env = "COMETAPI_KEY"
+    name = key_name = "comet"

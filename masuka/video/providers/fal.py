@@ -9,12 +9,8 @@ STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "complete
 
 
 class FalQueue(Provider):
-    name = "fal"
-    key_name = "fal"
-    key_env = "FAL_KEY"
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Key {self.key}"}
+    name = key_name = "fal"
+    auth = ("Authorization", "Key {key}")
 
     def submit(self, clip: Clip) -> dict:
         model = clip.entry.get("image_model", clip.model) if clip.image is not None else clip.model

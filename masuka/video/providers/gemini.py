@@ -7,12 +7,8 @@ from masuka.video.providers.base import Clip, Provider, Status, image_base64
 
 
 class GeminiVeo(Provider):
-    name = "gemini"
-    key_name = "gemini"
-    key_env = "GEMINI_API_KEY"
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"x-goog-api-key": self.key}
+    name = key_name = "gemini"
+    auth = ("x-goog-api-key", "{key}")
 
     def submit(self, clip: Clip) -> dict:
         instance: dict = {"prompt": clip.prompt}

@@ -11,12 +11,7 @@ STATES = {"queued": "queued", "in_progress": "running", "completed": "completed"
 class OpenAIVideos(Provider):
     """The ``/v1/videos`` shape; :mod:`comet` reuses it at another base URL."""
 
-    name = "openai"
-    key_name = "openai"
-    key_env = "OPENAI_API_KEY"
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
+    name = key_name = "openai"
 
     def wire_size(self, clip: Clip) -> str:
         return (clip.entry.get("wire_sizes") or {}).get(clip.size, clip.size)

@@ -11,12 +11,8 @@ STATES = {"PENDING": "queued", "THROTTLED": "queued", "RUNNING": "running", "SUC
 
 
 class RunwayTasks(Provider):
-    name = "runway"
-    key_name = "runway"
-    key_env = "RUNWAYML_API_SECRET"
-
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}", "X-Runway-Version": API_VERSION}
+    name = key_name = "runway"
+    headers = {"X-Runway-Version": API_VERSION}
 
     def submit(self, clip: Clip) -> dict:
         width, height = parse_size(clip.size)
