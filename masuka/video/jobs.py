@@ -237,10 +237,9 @@ def _run_clip(studio: Studio, job_id: int, plan: VideoPlan, target: Target, prov
     output = _poll(studio, job_id, provider, segment, index, len(target.segments), state)
     _save(studio, job_id, state, phase="downloading")
     try:
-        provider.download(segment["ref"], output, path)
+        provider.download(output, path)
     except ProviderError:  # a URL that expired meanwhile: ask for a fresh one, once
-        provider.download(segment["ref"], _poll(studio, job_id, provider, segment, index, len(target.segments),
-                                                state), path)
+        provider.download(_poll(studio, job_id, provider, segment, index, len(target.segments), state), path)
     segment["file"] = studio.config.relative(path)
     _save(studio, job_id, state, phase="downloaded", step=index + 1)
     return path

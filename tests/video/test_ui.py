@@ -89,3 +89,21 @@ def test_form_offers_only_valid_choices_and_prices_the_chain():
     text = price("openai", "sora-2-pro", 30, "1792x1024", None, ["comet"], "a fox")
     assert "Estimated cost: $16.00" in text and "12 s + 12 s + 8 s" in text and "Fallback comet sora-2-pro" in text
     assert price("openai", "sora-2", 5, "1280x720", None, [], "a fox").startswith("⚠️")
+
+
+def test_first_frame_upload_and_unhealthy_provider_notice(live_app, fake, first_frame, monkeypatch):
+    from gradio_client import handle_file
+
+    monkeypatch.setenv("MASUKA_VIDEO_UNHEALTHY_AFTER", "1")
+    runway, openai = fake("runway"), fake("openai")
+    openai.fault("create", 502)
+    client = Client(live_app().url, verbose=False)
+    job_id, _ = client.predict("she turns and smiles", "runway", "gen4_turbo", 5, "1280x720",
+                               handle_file(str(first_frame)), "", [], api_name="/generate_video")
+    assert follow(client, job_id)[0][2] == "completed"
+    payload = runway.jobs["job1"]["payload"]
+    assert payload["route"] == "/v1/image_to_video" and payload["promptImage"].startswith("data:image/png")
+    failed, _ = client.predict("a boat", "openai", "sora-2", 4, "1280x720", None, "", [], api_name="/generate_video")
+    row, _gallery, _latest, health = follow(client, failed)
+    assert row[2] == "failed" and "HTTP 502" in row[9]
+    assert "openai is marked unhealthy" in health

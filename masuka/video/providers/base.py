@@ -2,7 +2,8 @@
 
 A provider turns one clip request into a provider job (:meth:`Provider.submit`), reports its state
 (:meth:`Provider.poll`), fetches the finished MP4 (:meth:`Provider.download`) and cancels it where the API
-can (:meth:`Provider.cancel`). The identifiers a provider needs later live in a small ``ref`` dict that the
+can (:meth:`Provider.cancel`). Prices are catalog data (:mod:`masuka.video.catalog`), so a plan is priced
+without a key or a client. The identifiers a provider needs later live in a small ``ref`` dict that the
 job row keeps, so polling resumes in another process.
 """
 
@@ -20,7 +21,7 @@ import httpx
 from masuka.config import provider_base_url
 from masuka.errors import InvalidInput, ProviderError
 from masuka.keys import KEY_ENV
-from masuka.video.catalog import model_entry, price_per_second, provider_entry
+from masuka.video.catalog import provider_entry
 from masuka.video.health import HealthTracker
 from masuka.video.http import Caller
 from masuka.video.media import BrokenVideo, check_mp4
@@ -94,27 +95,20 @@ class Provider:
         """Ask the provider to stop; False when its API has no way to."""
         return False
 
-    def output_url(self, ref: dict, output: str) -> str:
-        """Where the finished video is fetched from (a provider URL by default)."""
-        return output
-
     # -- shared ---------------------------------------------------------------------------------------
-    def price(self, model: str, seconds: int, size: str) -> float:
-        return round(price_per_second(model_entry(self.name, model), size) * seconds, 4)
-
     def default_poll_s(self) -> float:
         if self.settings.poll_s is not None:
             return self.settings.poll_s
         return float(provider_entry(self.name)["poll_s"])
 
-    def download(self, ref: dict, output: str, dest: Path) -> Path:
+    def download(self, output: str, dest: Path) -> Path:
         """Stream the video to ``dest`` atomically and check it plays; a broken transfer is fetched again."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(dest.name + ".part")
         error: Exception | None = None
         for _attempt in range(self.settings.attempts):
             try:
-                self._fetch(self.output_url(ref, output), partial)
+                self._fetch(output, partial)
                 check_mp4(partial)
             except (BrokenVideo, httpx.TransportError) as failure:
                 error = failure
