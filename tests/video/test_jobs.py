@@ -14,6 +14,7 @@ from masuka.video.media import check_mp4
 from masuka.video.request import VideoRequest
 from masuka.video.settings import VideoSettings
 from tests.conftest import ROOT
+from tests.video.conftest import wait_until
 
 
 def frame_count(path) -> int:
@@ -155,3 +156,26 @@ def test_jobs_list_shows_owner_rows_and_status(studio, fake):
     rows = video_jobs(studio, "local")
     assert rows[0]["id"] == job_id and rows[0]["video"].is_file() and rows[0]["phase"] == "completed"
     assert video_jobs(studio, "someone-else") == []
+
+
+def test_killed_while_the_create_request_was_in_flight_needs_attention_and_is_not_resent(tmp_path, fake):
+    server = fake("openai")
+    server.hang_create_s = 4.0
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(_video_cli(data, "--provider", "openai", "--model", "sora-2", "--prompt", "a harbour"),
+                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: server.requests_to("/v1/videos"))
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert len(server.requests_to("/v1/videos")) == 1
+    resumed = subprocess.run([sys.executable, "-m", "masuka", "jobs", "resume", "--data-dir", str(data)],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert "resuming 0 video job(s)" in resumed.stderr
+    listed = subprocess.run([sys.executable, "-m", "masuka", "jobs", "--data-dir", str(data), "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    job = json.loads(listed.stdout)["jobs"][0]
+    assert job["status"] == "interrupted" and job["error"].startswith("Needs attention")
+    assert len(server.requests_to("/v1/videos")) == 1

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from masuka.video.jobs import cancel_video, start_video, wait_video
 from masuka.video.media import check_mp4
 from masuka.video.request import VideoRequest
+from tests.video.conftest import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -68,10 +67,7 @@ def test_local_text_only_model_refuses_a_first_frame(studio, tiny_wan, first_fra
 
 def test_cancel_stops_a_local_video_between_steps(studio, tiny_wan):
     job_id = start_video(studio, local(tiny_wan(), steps=50))
-    started = threading.Event()
-    while not started.wait(0.05):  # the first step is done: cancel in the middle of the run
-        if (studio.store.get("jobs", job_id)["step"] or 0) >= 1:
-            started.set()
+    assert wait_until(lambda: (studio.store.get("jobs", job_id)["step"] or 0) >= 1, timeout=120)
     cancel_video(studio, job_id, "local")
     row = wait_video(studio, job_id, timeout=120)
     assert row["status"] == "cancelled" and row["step"] < 50

@@ -6,23 +6,25 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 from gradio_client import Client
 
 from tests.conftest import ROOT
+from tests.video.conftest import wait_until
 
 
 def follow(client: Client, job_id: int, until=("completed", "failed", "cancelled", "interrupted")) -> list:
     """Call ``video_status`` as the tab's timer does until the job's row reaches one of ``until``."""
-    waited = threading.Event()
-    for _ in range(300):
+    seen = {}
+
+    def finished() -> bool:
         table, gallery, latest, health = client.predict(api_name="/video_status")
         rows = {row[0]: row for row in table["data"]}
-        if job_id in rows and rows[job_id][2] in until:
-            return [rows[job_id], gallery, latest, health]
-        waited.wait(0.1)
-    raise AssertionError(f"job {job_id} did not finish: {rows.get(job_id)}")
+        seen.update(row=rows.get(job_id), rest=[gallery, latest, health])
+        return job_id in rows and rows[job_id][2] in until
+
+    assert wait_until(finished, timeout=60), f"job {job_id} did not finish: {seen.get('row')}"
+    return [seen["row"], *seen["rest"]]
 
 
 def test_generate_follow_and_play_a_video(live_app, fake):
