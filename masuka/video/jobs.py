@@ -217,8 +217,9 @@ def _run_clip(studio: Studio, job_id: int, plan: VideoPlan, target: Target, prov
         if segment.get("submitting"):
             raise _Attention
         _check_stop(studio, job_id)
-        first = _image(studio, plan) if index == 0 else last_frame(
-            _clip_dir(studio, job_id) / f"clip-{index - 1:02d}.mp4", _clip_dir(studio, job_id) / f"frame-{index:02d}.png")
+        folder = _clip_dir(studio, job_id)
+        first = _image(studio, plan) if index == 0 else last_frame(folder / f"clip-{index - 1:02d}.mp4",
+                                                                   folder / f"frame-{index:02d}.png")
         clip = Clip(model=target.model, prompt=plan.request.prompt, seconds=segment["seconds"], size=plan.size,
                     image=first, negative_prompt=plan.request.negative_prompt,
                     entry=model_entry(target.provider, target.model))

@@ -1,14 +1,13 @@
 """The ``local`` provider: a diffusers text/image-to-video pipeline (Wan 2.x, LTX-Video, …) on this GPU.
 
-Loaded once through the image tab's ``from_pretrained`` loader (safetensors only) into the studio's model cache, run inside
-``studio.gpu.hold``, with per-step progress and the job's stop flag checked at each step, exported to MP4 with
-``diffusers.utils.export_to_video``.
+Loaded once through the shared ``from_pretrained`` loader (safetensors only) into the studio's model cache,
+run inside ``studio.gpu.hold``, with per-step progress and the job's stop flag checked at each step, exported
+to MP4 with ``diffusers.utils.export_to_video``.
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import random
 from pathlib import Path
@@ -18,13 +17,11 @@ from masuka.errors import Cancelled, InvalidInput
 from masuka.gpu import device_plan
 from masuka.image.pipelines import load_pipeline
 from masuka.models.catalog import ModelSpec
-from masuka.store import now
 from masuka.studio import Studio
 from masuka.video.catalog import model_entry, parse_size
 from masuka.video.media import check_mp4
 from masuka.video.request import VideoPlan
 
-log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1
 
 
@@ -79,5 +76,5 @@ def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, 
     check_mp4(partial)
     os.replace(partial, dest)
     request.seed, request.steps = seed, steps
-    studio.store.update("jobs", job_id, params=plan.to_params(), updated_at=now())
+    studio.store.update("jobs", job_id, params=plan.to_params())
     return dest
