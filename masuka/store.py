@@ -66,6 +66,11 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
          "created_at": str},
         [("owner",), ("path",)],
     ),
+    "provider_health": (
+        {"id": int, "provider": str, "failures": int, "unhealthy_until": str, "last_error": str,
+         "created_at": str, "updated_at": str},
+        [("provider",)],
+    ),
     "bench_results": (
         {"id": int, "kind": str, "params": str, "figures": str, "machine": str, "created_at": str},
         [("kind", "created_at")],
@@ -200,6 +205,11 @@ class Store:
 def owner_clause(user: str, admin: bool, column: str = "owner") -> tuple[str, list[str]]:
     """SQL condition restricting rows to the user's own (admins see everything)."""
     return ("1 = 1", []) if admin else (f"{column} = ?", [user])
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether another live process has ``pid`` (this process's own pid counts as gone: a restart reuses it)."""
+    return _alive(pid)
 
 
 def _alive(pid: int | None) -> bool:

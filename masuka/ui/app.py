@@ -12,7 +12,7 @@ from masuka.ui.common import UIContext
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
-TABS = [("Image", "image"), ("History", "history")]
+TABS = [("Image", "image"), ("Video", "video"), ("History", "history")]
 
 
 def build_app(studio: Studio) -> gr.Blocks:

@@ -1,0 +1,42 @@
+"""``python -m masuka jobs``: list background jobs; ``jobs resume`` finishes unfinished video jobs headless."""
+
+from __future__ import annotations
+
+import argparse
+
+from masuka.cli import emit, open_studio, progress_line
+
+COLUMNS = ("id", "kind", "status", "progress", "provider", "model", "cost_usd", "title", "error")
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("jobs", parents=[common], help="list jobs, or resume unfinished video jobs")
+    parser.add_argument("action", nargs="?", choices=["list", "resume"], default="list")
+    parser.add_argument("--kind", help="only jobs of this kind (video, training, ...)")
+    parser.add_argument("--limit", type=int, default=50)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    studio = open_studio(args)
+    if args.action == "resume":
+        return resume(args, studio)
+    where, values = ("kind = ?", [args.kind]) if args.kind else (None, [])
+    rows = studio.store.find("jobs", where, values, order_by="id desc", limit=args.limit)
+    listed = [{column: row[column] for column in COLUMNS} | {"external_id": row["external_id"],
+              "created_at": row["created_at"], "result": row["result"]} for row in rows]
+    lines = [f"{r['id']:>5} {r['kind']:<9} {r['status']:<12} {100 * (r['progress'] or 0):>4.0f}% "
+             f"{r['provider'] or '':<7} {r['model'] or '':<28} {(r['title'] or '')[:40]}"
+             + (f"  [{r['error'][:80]}]" if r["error"] else "") for r in listed]
+    emit(args, {"jobs": listed}, "\n".join(lines) or "no jobs")
+    return 0
+
+
+def resume(args: argparse.Namespace, studio) -> int:
+    from masuka.commands.video import report_job
+    from masuka.video.jobs import resume_video_jobs
+
+    resumed = resume_video_jobs(studio)
+    progress_line(args, f"resuming {len(resumed)} video job(s)" + (f": {resumed}" if resumed else ""))
+    codes = [report_job(args, studio, job_id) for job_id in resumed]
+    return max(codes, default=0)

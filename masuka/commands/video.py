@@ -1,0 +1,77 @@
+"""``python -m masuka video``: one video from a remote provider or the local model, waited for and downloaded."""
+
+from __future__ import annotations
+
+import argparse
+
+from masuka.cli import emit, open_studio, progress_line
+from masuka.video.catalog import PROVIDERS
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("video", parents=[common], help="generate a video (remote provider or local model)")
+    parser.add_argument("--provider", required=True, choices=PROVIDERS)
+    parser.add_argument("--model", required=True, help="a model of the provider (see docs/video.md); for local "
+                        "also a diffusers repo id or folder")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative-prompt", default="")
+    parser.add_argument("--seconds", type=int, help="length; beyond one clip, clips are chained (up to 60 s)")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--size", help="WxH such as 1280x720")
+    shape.add_argument("--aspect", help="aspect ratio such as 16:9 (the model's first size with it)")
+    parser.add_argument("--image", help="first frame (image-to-video)")
+    parser.add_argument("--fallback", action="append", default=[], metavar="PROVIDER[:MODEL]",
+                        help="provider to use when the first is unhealthy or unreachable; repeatable, in order")
+    parser.add_argument("--steps", type=int, help="local model: denoising steps")
+    parser.add_argument("--fps", type=int, help="local model: frames per second")
+    parser.add_argument("--seed", type=int, help="local model: seed (default: random)")
+    parser.add_argument("--estimate", action="store_true", help="only check the request and show its price")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from masuka.video.jobs import estimate, start_video
+    from masuka.video.request import VideoRequest
+
+    request = VideoRequest(provider=args.provider, model=args.model, prompt=args.prompt, seconds=args.seconds,
+                           size=args.size, aspect=args.aspect, image=args.image, negative_prompt=args.negative_prompt,
+                           fallback=args.fallback, steps=args.steps, fps=args.fps, seed=args.seed)
+    plan = estimate(request)
+    target = plan.primary
+    clips = " + ".join(f"{s} s" for s in target.segments)
+    summary = f"{target.provider} {target.model}, {plan.size}, {clips}: estimated ${target.cost_usd:.2f}"
+    if args.estimate:
+        emit(args, {"provider": target.provider, "model": target.model, "size": plan.size,
+                    "segments": target.segments, "cost_usd": target.cost_usd}, summary)
+        return 0
+    progress_line(args, summary)
+    studio = open_studio(args)
+    job_id = start_video(studio, request)
+    return report_job(args, studio, job_id)
+
+
+def report_job(args: argparse.Namespace, studio, job_id: int) -> int:
+    """Wait for a video job with progress lines on stderr; print its result; exit 2 unless it completed."""
+    from masuka.video.jobs import wait_video
+
+    def on_progress(row: dict) -> None:
+        state = row["state"] or {}
+        phase = state.get("phase", row["status"])
+        step = f" clip {min(row['step'] + 1, row['total'])}/{row['total']}" if (row["total"] or 0) > 1 else ""
+        note = f" ({state['note']})" if state.get("note") else ""
+        progress_line(args, f"job {job_id}: {phase}{step} {100 * (row['progress'] or 0):.0f}%{note}")
+
+    try:
+        row = wait_video(studio, job_id, on_progress)
+    except KeyboardInterrupt:
+        progress_line(args, f"job {job_id} keeps running at the provider; `python -m masuka jobs resume` picks it up")
+        raise
+    video = (row["result"] or {}).get("video") if isinstance(row["result"], dict) else None
+    path = str(studio.config.absolute(video)) if video else None
+    emit(args, {"job": job_id, "status": row["status"], "video": path, "provider_job_id": row["external_id"],
+                "provider": row["provider"], "model": row["model"], "cost_usd": row["cost_usd"],
+                "error": row["error"]}, path or f"job {job_id}: {row['status']}")
+    if row["status"] != "completed":
+        progress_line(args, f"error: job {job_id} {row['status']}: {row['error']}")
+        return 2
+    return 0

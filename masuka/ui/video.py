@@ -1,0 +1,162 @@
+"""Video tab: prompt, optional first frame, provider and model (only valid choices), price before Generate,
+a jobs table that follows the store, finished videos, cancel.
+
+Building this tab is where the app adopts the video jobs a previous run left unfinished (see
+:func:`masuka.video.jobs.resume_video_jobs`): only the long-lived app process resumes them, so a short CLI
+command never starts polling that it would abandon on exit (``python -m masuka jobs resume`` is the headless
+way).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from masuka.errors import InvalidInput, MasukaError
+from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.video.catalog import durations_for, model_entry, provider_entry, video_catalog
+from masuka.video.health import HealthTracker
+from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
+from masuka.video.request import MAX_TOTAL_SECONDS, VideoRequest
+from masuka.video.settings import VideoSettings
+
+COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "cost $", "prompt", "error"]
+CHAIN_LENGTHS = (15, 20, 30, 45, MAX_TOTAL_SECONDS)
+REFRESH_S = 2.0
+
+
+def build(ctx: UIContext) -> None:
+    studio = ctx.studio
+    resume_video_jobs(studio)
+    providers = video_catalog()
+    first = next(iter(providers))
+    first_model = next(iter(providers[first]["models"]))
+    with gr.Row():
+        with gr.Column(scale=2):
+            prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a paper boat drifting down a rainy street")
+            negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(Veo, fal, local)")
+            image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
+            with gr.Row():
+                provider = gr.Dropdown([(p["name"], key) for key, p in providers.items()], value=first,
+                                       label="Provider")
+                model = gr.Dropdown(_model_choices(first), value=first_model, label="Model", allow_custom_value=True,
+                                    info="Local also takes a diffusers repo id or folder")
+            with gr.Row():
+                seconds = gr.Dropdown(_seconds_choices(first, first_model), value=_seconds_choices(
+                    first, first_model)[0], label="Seconds", allow_custom_value=True,
+                    info="Longer than one clip: clips are chained")
+                size = gr.Dropdown(model_entry(first, first_model)["sizes"], value=model_entry(
+                    first, first_model)["sizes"][0], label="Size", allow_custom_value=True)
+            fallback = gr.Dropdown([(p["name"], key) for key, p in providers.items() if key != "local"], value=[],
+                                   multiselect=True, label="Fallback providers, in order",
+                                   info="Used when the provider is unhealthy or unreachable")
+            cost = gr.Markdown(price(first, first_model, None, None, None, [], ""), elem_id="video-cost")
+            health = gr.Markdown(elem_id="video-health")
+            run = gr.Button("Generate", variant="primary")
+            message = gr.Markdown()
+        with gr.Column(scale=3):
+            player = gr.Video(label="Latest video", interactive=False, height=360)
+            gallery = gr.Gallery(label="Finished videos", columns=4, height=240, interactive=False)
+            table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True)
+            with gr.Row():
+                job = gr.Number(label="Job", precision=0, minimum=1, scale=1)
+                cancel = gr.Button("Cancel job", variant="stop", scale=0)
+                refresh = gr.Button("Refresh", scale=0)
+    timer = gr.Timer(REFRESH_S)
+
+    def models_for(provider_id: str):
+        choices = _model_choices(provider_id)
+        return gr.Dropdown(choices=choices, value=choices[0][1])
+
+    def limits_for(provider_id: str, model_id: str, size_now: str | None):
+        try:
+            entry = model_entry(provider_id, model_id)
+        except MasukaError:
+            return gr.skip(), gr.skip()
+        sizes = entry["sizes"] or [size_now or "832x480"]
+        chosen = size_now if size_now in sizes else sizes[0]
+        choices = _seconds_choices(provider_id, model_id, chosen)
+        return gr.Dropdown(choices=choices, value=choices[0]), gr.Dropdown(choices=sizes, value=chosen)
+
+    @friendly
+    def generate_video(prompt: str, provider: str, model: str, seconds: int | str | None = None,
+                       size: str | None = None, image: str | None = None, negative_prompt: str = "",
+                       fallback: list[str] | None = None, request: gr.Request = None):
+        """Start a video job; returns its id and a line saying what it costs. The job runs in the background."""
+        if image:
+            image = str(studio.config.inside(image, studio.config.data_dir, Path(gr.utils.get_upload_folder())))
+        job_id = start_video(studio, _request(provider, model, prompt, seconds, size, image, negative_prompt,
+                                              fallback, owner=user_of(request)))
+        row = studio.store.get("jobs", job_id)
+        return job_id, (f"Job {job_id} started with {row['provider']} {row['model']} (estimated "
+                        f"${row['cost_usd']:.2f}). It keeps running if you close this tab.")
+
+    def video_status(request: gr.Request = None):
+        """Video jobs of the user (newest first), finished videos, the latest video and provider health."""
+        rows = video_jobs(studio, user_of(request), is_admin(studio, request))
+        data = [[r["id"], (r["created_at"] or "")[:19].replace("T", " "), r["status"], r["phase"],
+                 f"{100 * (r['progress'] or 0):.0f}%", r["provider"], r["model"], r["cost_usd"],
+                 (r["title"] or "")[:60], r["error"] or ""] for r in rows]
+        videos = [(str(r["video"]), f"#{r['id']} {r['model']}") for r in rows if r["video"]]
+        unhealthy = HealthTracker(studio.store, VideoSettings.from_env()).report()
+        notes = "\n\n".join(f"⚠️ {text}" for text in unhealthy.values())
+        return data, videos, videos[0][0] if videos else None, notes
+
+    @friendly
+    def cancel_video_job(job_id: float | None, request: gr.Request = None):
+        """Cancel a video job (at the provider too, where its API allows)."""
+        if not job_id:
+            raise InvalidInput("Enter the number of the job to cancel.")
+        row = cancel_video(studio, int(job_id), user_of(request), is_admin(studio, request))
+        return f"Job {row['id']}: cancel requested ({row['status']})."
+
+    form = [provider, model, seconds, size, image, fallback, prompt]
+    status_outputs = [table, gallery, player, health]
+    refresh.click(video_status, None, status_outputs, api_name="video_status")  # first: it owns the name
+    provider.change(models_for, provider, model, api_visibility="private")
+    model.change(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
+    size.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
+    for component in (provider, model, seconds, size, image, fallback):
+        component.change(price, form, cost, api_visibility="private")
+    prompt.blur(price, form, cost, api_visibility="private")
+    run.click(generate_video, [prompt, provider, model, seconds, size, image, negative, fallback], [job, message],
+              api_name="generate_video").then(video_status, None, status_outputs, api_visibility="private")
+    timer.tick(video_status, None, status_outputs, api_visibility="private")
+    cancel.click(cancel_video_job, job, message, api_name="cancel_video")
+
+
+def price(provider_id, model_id, seconds, size, image, fallback, prompt) -> str:
+    """The cost line under the form: the whole chain's price, or what is wrong with the choice."""
+    try:
+        plan = estimate(_request(provider_id, model_id, prompt or "-", seconds, size, image, "", fallback))
+    except MasukaError as error:
+        return f"⚠️ {error}"
+    target = plan.primary
+    clips = " + ".join(f"{s} s" for s in target.segments)
+    chain = f" ({len(target.segments)} clips chained: {clips})" if plan.chained else ""
+    lines = [f"**Estimated cost: ${target.cost_usd:.2f}** for {sum(target.segments)} s at {plan.size}{chain}"]
+    lines += [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f}" for t in plan.targets[1:]]
+    return "\n\n".join(lines)
+
+
+def _request(provider: str, model: str, prompt: str, seconds, size, image, negative_prompt: str, fallback,
+             owner: str | None = None) -> VideoRequest:
+    try:
+        seconds = int(seconds) if seconds not in (None, "") else None
+    except (TypeError, ValueError):
+        raise InvalidInput(f"Seconds must be a whole number (got {seconds!r}).") from None
+    values = dict(provider=provider, model=model, prompt=prompt, seconds=seconds, size=size or None,
+                  image=image or None, negative_prompt=negative_prompt or "", fallback=list(fallback or []))
+    return VideoRequest(**values, **({"owner": owner} if owner else {}))
+
+
+def _model_choices(provider_id: str) -> list[tuple[str, str]]:
+    return [(m["name"], key) for key, m in provider_entry(provider_id)["models"].items()]
+
+
+def _seconds_choices(provider_id: str, model_id: str, size: str | None = None) -> list[int]:
+    entry = model_entry(provider_id, model_id)
+    allowed = durations_for(entry, size)
+    chained = [n for n in CHAIN_LENGTHS if n > max(allowed)] if entry.get("image") else []
+    return allowed + chained

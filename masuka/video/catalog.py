@@ -1,0 +1,87 @@
+"""The video model catalog (``assets/video_models.json``): providers, their models and what each allows.
+
+Each model lists allowed durations (seconds), sizes (``WxH``), optional per-size durations and prices, and
+whether it takes a text prompt and/or a first-frame image. Adding a model means adding an entry.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from math import gcd
+from pathlib import Path
+
+from masuka.errors import InvalidInput
+
+CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "video_models.json"
+PROVIDERS = ("openai", "comet", "gemini", "runway", "fal", "local")
+#: a local model that is not in the catalog (repo id or folder) accepts these
+LOCAL_ANY = {"durations": list(range(1, 11)), "sizes": [], "fps": 16, "steps": 30, "guidance": 5.0,
+             "price_per_second": 0, "text": True, "image": True}
+
+
+@functools.cache
+def video_catalog() -> dict[str, dict]:
+    """Provider id -> provider entry (``name``, limits, ``models``)."""
+    return json.loads(CATALOG_PATH.read_text(encoding="utf-8"))
+
+
+def provider_entry(provider: str) -> dict:
+    entry = video_catalog().get(provider)
+    if entry is None:
+        raise InvalidInput(f"Unknown video provider {provider!r}: choose one of {', '.join(PROVIDERS)}.")
+    return entry
+
+
+def model_entry(provider: str, model: str) -> dict:
+    """The catalog entry of ``model``; for ``local``, any repo id or pipeline folder gets :data:`LOCAL_ANY`."""
+    models = provider_entry(provider)["models"]
+    model = (model or "").strip()
+    if model in models:
+        return models[model]
+    if provider == "local" and model:
+        from masuka.models.catalog import REPO_ID
+
+        if Path(model).expanduser().is_dir() or REPO_ID.match(model):
+            return {"name": model, "repo": model, **LOCAL_ANY}
+    raise InvalidInput(f"{provider_entry(provider)['name']} has no model {model!r}; choose one of "
+                       f"{', '.join(models)}" + (", a diffusers repo id or a local folder." if provider == "local"
+                                                 else "."))
+
+
+def durations_for(entry: dict, size: str | None = None) -> list[int]:
+    return list((entry.get("size_durations") or {}).get(size or "", entry["durations"]))
+
+
+def price_per_second(entry: dict, size: str) -> float:
+    return float((entry.get("size_prices") or {}).get(size, entry["price_per_second"]))
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """``1280x720`` -> (1280, 720)."""
+    width, sep, height = (size or "").lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or not int(width) or not int(height):
+        raise InvalidInput(f"Size must look like 1280x720 (got {size!r}).")
+    return int(width), int(height)
+
+
+def aspect_of(size: str) -> str:
+    """``1280x720`` -> ``16:9``."""
+    width, height = parse_size(size)
+    divisor = gcd(width, height)
+    return f"{width // divisor}:{height // divisor}"
+
+
+def resolution_of(size: str) -> str:
+    """``1280x720`` -> ``720p`` (the short side)."""
+    return f"{min(parse_size(size))}p"
+
+
+def size_for_aspect(entry: dict, aspect: str) -> str:
+    """The first size of a model with the aspect ratio ``16:9`` (for ``--aspect``)."""
+    wanted = aspect.strip().replace("x", ":")
+    for size in entry["sizes"]:
+        if aspect_of(size) == wanted:
+            return size
+    ratios = sorted({aspect_of(size) for size in entry["sizes"]})
+    raise InvalidInput(f"{entry['name']} has no {aspect} size; it offers {', '.join(ratios) or 'any WxH size'}.")

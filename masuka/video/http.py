@@ -1,0 +1,157 @@
+"""HTTP for every provider: retries with back-off that honours the provider's hints, errors for people.
+
+Polls and downloads are retried on 408/429/5xx, timeouts and dropped connections, waiting what the provider
+asks (``retry-after-ms``, ``Retry-After`` in seconds or as an HTTP date, Gemini's ``RetryInfo.retryDelay``)
+or an exponential back-off with jitter. A create request is retried only when it surely did not reach the
+provider (connection refused, or a 429 refusal); otherwise the caller learns it *may* have been accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from masuka.errors import ProviderError
+from masuka.keys import mask
+from masuka.video.health import HealthTracker
+from masuka.video.settings import VideoSettings
+
+log = logging.getLogger(__name__)
+RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider kept failing (server errors, timeouts, unreachable) after every retry."""
+
+
+class MaybeSubmitted(ProviderError):
+    """A create request failed in a way that leaves open whether the provider accepted (and charges) it."""
+
+
+def retry_delay(response: httpx.Response | None, attempt: int, settings: VideoSettings) -> float:
+    """Seconds to wait before try ``attempt + 1``: the provider's hint when it gives one, else back-off."""
+    hint = _hinted_delay(response) if response is not None else None
+    if hint is None:
+        hint = settings.backoff_s * 2 ** attempt * random.uniform(0.75, 1.25)
+    return max(0.0, min(hint, settings.max_wait_s))
+
+
+def _hinted_delay(response: httpx.Response) -> float | None:
+    millis = response.headers.get("retry-after-ms")
+    if millis:
+        try:
+            return float(millis) / 1000
+        except ValueError:
+            pass
+    after = response.headers.get("retry-after")
+    if after:
+        try:
+            return float(after)
+        except ValueError:
+            try:
+                return (parsedate_to_datetime(after) - datetime.now(timezone.utc)).total_seconds()
+            except (TypeError, ValueError):
+                pass
+    return _retry_info(response)
+
+
+def _retry_info(response: httpx.Response) -> float | None:
+    """Google's ``error.details[].retryDelay`` ("34s") of a ``google.rpc.RetryInfo``."""
+    try:
+        details = response.json().get("error", {}).get("details", [])
+    except ValueError:
+        return None
+    for detail in details if isinstance(details, list) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            match = DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def provider_message(response: httpx.Response) -> str:
+    """The provider's own error text, whatever its shape (OpenAI/Gemini, Runway, fal)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("status") or error)
+    if isinstance(error, str):
+        return error
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list):
+        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail
+                         if isinstance(d, dict))
+    if detail:
+        return str(detail)
+    return (body.get("message") if isinstance(body, dict) else None) or str(body)[:300]
+
+
+class Caller:
+    """Sends one provider's requests with retries, health accounting and key-free error messages."""
+
+    def __init__(self, provider: str, settings: VideoSettings, health: HealthTracker, secret: str | None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.provider = provider
+        self.settings = settings
+        self.health = health
+        self.secret = secret
+        self.sleep = sleep
+
+    def send(self, client: httpx.Client, method: str, url: str, *, create: bool = False,
+             stream: bool = False, **kwargs) -> httpx.Response:
+        """One request with retries; ``create`` requests are never re-sent once they may have arrived.
+
+        With ``stream`` the response is returned unread (the caller reads and closes it).
+        """
+        last = ""
+        for attempt in range(self.settings.attempts):
+            response = None
+            try:
+                request = client.build_request(method, url, **kwargs)
+                response = client.send(request, stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                last = f"cannot connect ({type(error).__name__})"
+            except httpx.TransportError as error:  # timeouts and dropped connections after sending
+                last = f"no answer ({type(error).__name__})"
+                if create:
+                    self.health.failure(self.provider, last)
+                    raise MaybeSubmitted(self._clean(
+                        f"{self.provider} did not answer the create request ({type(error).__name__}); it may "
+                        "have been accepted, so MASUKA does not send it again.")) from error
+            else:
+                if response.status_code < 400:
+                    self.health.success(self.provider)
+                    return response
+                if stream:
+                    response.read()
+                message = provider_message(response)
+                retryable = response.status_code in RETRYABLE and (not create or response.status_code == 429)
+                if not retryable:
+                    if response.status_code >= 500:
+                        self.health.failure(self.provider, f"HTTP {response.status_code}")
+                    raise ProviderError(self._clean(f"{self.provider} refused the request "
+                                                    f"(HTTP {response.status_code}): {message}"))
+                last = f"HTTP {response.status_code}: {message}"
+            if not last.startswith("HTTP 429"):
+                self.health.failure(self.provider, last)
+            if attempt + 1 < self.settings.attempts:
+                delay = retry_delay(response, attempt, self.settings)
+                log.info("%s %s failed (%s); retrying in %.2f s", self.provider, method, self._clean(last), delay)
+                self.sleep(delay)
+        raise ProviderUnavailable(self._clean(f"{self.provider} is not answering after "
+                                              f"{self.settings.attempts} tries (last: {last})."))
+
+    def _clean(self, text: str) -> str:
+        """Never let a key reach a message, a log line or a row."""
+        return text.replace(self.secret, mask(self.secret)) if self.secret else text

@@ -1,0 +1,359 @@
+"""Video jobs that survive restarts: one ``jobs`` row (kind ``video``) per video, written before and right
+after every create request, polled in the background, downloaded into the data dir at once and recorded.
+
+The row's ``state`` keeps, per clip of the chain, the provider's job reference and the downloaded file, so
+any process can pick the job up where another stopped (:func:`resume_video_jobs`). A clip whose create
+request was sent but whose answer never arrived is never re-sent: the job is marked ``interrupted`` with a
+message asking the user to look at the provider's dashboard.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
+from masuka.store import UNFINISHED, now, owner_clause, process_alive
+from masuka.studio import Studio
+from masuka.video.catalog import model_entry, parse_size, provider_entry
+from masuka.video.health import HealthTracker
+from masuka.video.http import MaybeSubmitted, ProviderUnavailable
+from masuka.video.media import concat, last_frame
+from masuka.video.providers import open_provider, provider_class
+from masuka.video.providers.base import Clip, Provider
+from masuka.video.request import Target, VideoPlan, VideoRequest, plan_video
+from masuka.video.settings import VideoSettings
+
+log = logging.getLogger(__name__)
+KIND = "video"
+#: marks the jobs this process runs, so a restart that reuses the pid is told apart
+PROCESS_TOKEN = uuid.uuid4().hex
+STOP_CHECK_S = 0.2
+UNREACHABLE_WAIT_S = 30.0
+
+
+def estimate(request: VideoRequest) -> VideoPlan:
+    """Validate and price a request without sending anything (the form's cost line, ``--dry-run``)."""
+    return plan_video(request)
+
+
+def start_video(studio: Studio, request: VideoRequest) -> int:
+    """Validate, write the job row, copy the first frame into the data dir and start the job; returns its id."""
+    plan = plan_video(request)
+    target = plan.primary
+    job_id = studio.store.insert("jobs", {
+        "owner": request.owner, "kind": KIND, "status": "queued", "title": request.prompt[:80],
+        "provider": target.provider, "model": target.model, "params": plan.to_params(), "progress": 0.0,
+        "step": 0, "total": len(target.segments), "cost_usd": target.cost_usd, "pid": os.getpid(),
+        "state": {"phase": "queued", "runner": PROCESS_TOKEN, "segments": []},
+    })
+    if request.image:
+        copy = studio.config.outputs_dir / "videos" / "inputs" / f"{job_id:06d}{Path(request.image).suffix.lower()}"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(request.image, copy)
+        plan.request.image = studio.config.relative(copy)
+        studio.store.update("jobs", job_id, params=plan.to_params())
+    _submit(studio, job_id, request.provider)
+    return job_id
+
+
+def _submit(studio: Studio, job_id: int, provider: str) -> None:
+    lane = "gpu" if provider == "local" else None
+    studio.jobs.submit(job_id, lambda jid: run_video_job(studio, jid), lane=lane)
+
+
+def resume_video_jobs(studio: Studio) -> list[int]:
+    """Adopt every unfinished video job no live process is running: remote ones resume polling and
+    downloading; local ones (nothing to poll) and half-sent ones are marked ``interrupted``. Returns the ids
+    resumed."""
+    resumed = []
+    for row in studio.store.find("jobs", "kind = ? and status in (?, ?)", [KIND, *UNFINISHED], order_by="id"):
+        with studio.store.transaction():
+            row = studio.store.get("jobs", row["id"])
+            state = row["state"] or {}
+            if row["status"] not in UNFINISHED or state.get("runner") == PROCESS_TOKEN or (
+                    row["pid"] != os.getpid() and process_alive(row["pid"])):
+                continue
+            studio.store.update("jobs", row["id"], pid=os.getpid(), state={**state, "runner": PROCESS_TOKEN})
+        if row["provider"] == "local":
+            _set_status(studio, row["id"], "interrupted", "The app stopped while this local video was being made; "
+                        "generate it again.")
+            continue
+        if any(seg.get("submitting") for seg in state.get("segments", [])):
+            _needs_attention(studio, row["id"], row["provider"])
+            continue
+        log.info("resuming video job %s (%s)", row["id"], row["provider"])
+        _submit(studio, row["id"], row["provider"])
+        resumed.append(row["id"])
+    return resumed
+
+
+def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) -> dict:
+    """Stop a video job: the process running it cancels at the provider (where the API can) and stops; a job
+    no process runs any more is cancelled here at once."""
+    row = video_job(studio, job_id, user, admin)
+    if row["status"] not in UNFINISHED:
+        raise InvalidInput(f"Job {job_id} is already {row['status']}.")
+    studio.store.update("jobs", job_id, stop_requested=1)
+    state = row["state"] or {}
+    running_somewhere = state.get("runner") == PROCESS_TOKEN or (
+        row["pid"] != os.getpid() and process_alive(row["pid"]))
+    if not running_somewhere:
+        _cancel_at_provider(studio, row)
+        _set_status(studio, job_id, "cancelled", "Cancelled by the user.")
+    return studio.store.get("jobs", job_id)
+
+
+def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> dict:
+    where, args = owner_clause(user, admin)
+    rows = studio.store.find("jobs", f"id = ? and kind = ? and {where}", [int(job_id), KIND, *args], limit=1)
+    if not rows:
+        raise NotFound(f"There is no video job {job_id}.")
+    return rows[0]
+
+
+def video_jobs(studio: Studio, user: str, admin: bool = False, limit: int = 50) -> list[dict]:
+    """Newest first; finished ones carry ``video`` (absolute path of the MP4, when it is there)."""
+    where, args = owner_clause(user, admin)
+    rows = studio.store.find("jobs", f"kind = ? and {where}", [KIND, *args], order_by="id desc", limit=limit)
+    for row in rows:
+        stored = (row["result"] or {}).get("video") if isinstance(row["result"], dict) else None
+        path = studio.config.absolute(stored) if stored else None
+        row["video"] = path if path is not None and path.is_file() else None
+        row["phase"] = (row["state"] or {}).get("phase", row["status"])
+    return rows
+
+
+def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | None = None) -> dict:
+    """Block until the job finishes (CLI); ``on_progress(row)`` is called when its progress or phase moves."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    seen = None
+    while True:
+        row = studio.store.get("jobs", job_id)
+        mark = (row["status"], (row["state"] or {}).get("phase"), round(row["progress"] or 0, 2), row["step"])
+        if on_progress and mark != seen:
+            on_progress(row)
+        seen = mark
+        if row["status"] not in UNFINISHED or (deadline is not None and time.monotonic() > deadline):
+            return row
+        time.sleep(STOP_CHECK_S)
+
+
+# -- the job itself ---------------------------------------------------------------------------------------
+def run_video_job(studio: Studio, job_id: int) -> None:
+    """The body of a video job: every clip of the chain submitted once, polled, downloaded; then joined."""
+    row = studio.store.get("jobs", job_id)
+    plan = VideoPlan.from_params(row["params"])
+    state = {**(row["state"] or {}), "runner": PROCESS_TOKEN}
+    if plan.request.provider == "local":
+        from masuka.video.local import run_local
+
+        _save(studio, job_id, state, phase="running")
+        clip = _clip_dir(studio, job_id) / "clip-00.mp4"
+        run_local(studio, job_id, plan, _image(studio, plan), clip)
+        _finish(studio, job_id, plan, plan.primary, [clip], state)
+        return
+    if state.get("target") is None:
+        state["target"] = _choose_target(studio, plan, 0)
+    while True:
+        target = plan.targets[state["target"]]
+        studio.store.update("jobs", job_id, provider=target.provider, model=target.model,
+                            cost_usd=target.cost_usd, total=len(target.segments))
+        provider = open_provider(studio, target.provider)
+        try:
+            clips = [_run_clip(studio, job_id, plan, target, provider, state, index)
+                     for index in range(len(target.segments))]
+            break
+        except _Attention:
+            _needs_attention(studio, job_id, target.provider)
+            return
+        except ProviderUnavailable:
+            # nothing was accepted yet (the create request never arrived or was refused with 429): the user's
+            # next provider may take it
+            if any("ref" in s for s in state.get("segments", [])) or state["target"] + 1 >= len(plan.targets):
+                raise
+            log.warning("%s is unavailable; falling back", target.provider)
+            state.update(target=_choose_target(studio, plan, state["target"] + 1), segments=[])
+        finally:
+            provider.close()
+    _finish(studio, job_id, plan, target, clips, state)
+
+
+class _Attention(Exception):
+    """A create request may have reached the provider without us learning its id."""
+
+
+def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
+    """The first target from ``start`` on (the primary, then the user's fallbacks) that has a key and is not
+    marked unhealthy."""
+    health = HealthTracker(studio.store, VideoSettings.from_env())
+    reasons = []
+    for index, target in enumerate(plan.targets[start:], start):
+        cls = provider_class(target.provider)
+        if not studio.config.keys.get(cls.key_name):
+            reasons.append(f"no API key for {target.provider} (set {cls.key_env()} or save it in Settings)")
+        elif message := health.unhealthy(target.provider):
+            reasons.append(message)
+        else:
+            return index
+    raise ProviderError("No provider can take this job: " + "; ".join(reasons))
+
+
+def _run_clip(studio: Studio, job_id: int, plan: VideoPlan, target: Target, provider: Provider, state: dict,
+              index: int) -> Path:
+    segments = state.setdefault("segments", [])
+    if index == len(segments):
+        segments.append({"seconds": target.segments[index]})
+    segment = segments[index]
+    path = _clip_dir(studio, job_id) / f"clip-{index:02d}.mp4"
+    if segment.get("file") and studio.config.absolute(segment["file"]).is_file():
+        return studio.config.absolute(segment["file"])
+    if "ref" not in segment:
+        if segment.get("submitting"):
+            raise _Attention
+        _check_stop(studio, job_id)
+        folder = _clip_dir(studio, job_id)
+        first = _image(studio, plan) if index == 0 else last_frame(folder / f"clip-{index - 1:02d}.mp4",
+                                                                   folder / f"frame-{index:02d}.png")
+        clip = Clip(model=target.model, prompt=plan.request.prompt, seconds=segment["seconds"], size=plan.size,
+                    image=first, negative_prompt=plan.request.negative_prompt,
+                    entry=model_entry(target.provider, target.model))
+        segment["submitting"] = True
+        _save(studio, job_id, state, phase="submitting")  # written BEFORE the request leaves
+        try:
+            segment["ref"] = provider.submit(clip)
+        except MaybeSubmitted:
+            raise _Attention from None
+        except BaseException:
+            segment.pop("submitting")  # refused: nothing was created, so nothing can be lost
+            _save(studio, job_id, state, phase="failed")
+            raise
+        segment.pop("submitting")
+        _save(studio, job_id, state, phase="queued", external_id=segment["ref"]["id"])  # and right after
+    output = _poll(studio, job_id, provider, segment, index, len(target.segments), state)
+    _save(studio, job_id, state, phase="downloading")
+    try:
+        provider.download(output, path)
+    except ProviderError:  # a URL that expired meanwhile: ask for a fresh one, once
+        provider.download(_poll(studio, job_id, provider, segment, index, len(target.segments), state), path)
+    segment["file"] = studio.config.relative(path)
+    _save(studio, job_id, state, phase="downloaded", step=index + 1)
+    return path
+
+
+def _poll(studio: Studio, job_id: int, provider: Provider, segment: dict, index: int, count: int,
+          state: dict) -> str:
+    """Poll until the provider's job completes; returns the output reference. Never gives up on a paid job
+    because the provider is unreachable: it waits and tries again until the user cancels."""
+    while True:
+        _check_stop(studio, job_id, provider, segment["ref"])
+        try:
+            status = provider.poll(segment["ref"])
+        except ProviderUnavailable as error:
+            studio.store.update("jobs", job_id, error=f"{error} Still trying; the job is kept.")
+            _pause(studio, job_id, provider, segment["ref"], UNREACHABLE_WAIT_S if provider.settings.poll_s is None
+                   else provider.settings.poll_s * 10)
+            continue
+        fraction = (index + (status.progress or 0.0)) / count
+        _save(studio, job_id, state, phase=status.state, note=status.note, progress=round(fraction, 4), error=None)
+        if status.state == "completed" and status.output:
+            return status.output
+        if status.state == "failed":
+            raise ProviderError(f"{provider.name} could not make the video: {status.error or 'no reason given'}")
+        if status.state == "cancelled":
+            raise Cancelled(f"{provider.name} cancelled the job.")
+        _pause(studio, job_id, provider, segment["ref"], status.poll_after or provider.default_poll_s())
+
+
+def _pause(studio: Studio, job_id: int, provider: Provider, ref: dict, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(STOP_CHECK_S, left))
+        _check_stop(studio, job_id, provider, ref)
+
+
+def _check_stop(studio: Studio, job_id: int, provider: Provider | None = None, ref: dict | None = None) -> None:
+    if not studio.store.stop_requested(job_id):
+        return
+    if provider is not None and ref is not None:
+        _try_cancel(provider, ref)
+    raise Cancelled("Cancelled by the user.")
+
+
+def _cancel_at_provider(studio: Studio, row: dict) -> None:
+    segments = [s for s in (row["state"] or {}).get("segments", []) if s.get("ref") and not s.get("file")]
+    if not segments or row["provider"] == "local":
+        return
+    try:
+        provider = open_provider(studio, row["provider"])
+    except MasukaError:
+        return
+    try:
+        _try_cancel(provider, segments[-1]["ref"])
+    finally:
+        provider.close()
+
+
+def _try_cancel(provider: Provider, ref: dict) -> None:
+    try:
+        provider.cancel(ref)
+    except ProviderError as error:
+        log.warning("could not cancel %s job at the provider: %s", provider.name, error)
+
+
+def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips: list[Path], state: dict) -> None:
+    folder = studio.config.outputs_dir / "videos" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{job_id:06d}.mp4"
+    if len(clips) > 1:
+        _save(studio, job_id, state, phase="joining")
+        concat(clips, final)
+    else:
+        os.replace(clips[0], final)
+        if state.get("segments"):
+            state["segments"][0]["file"] = studio.config.relative(final)
+    row = studio.store.get("jobs", job_id)
+    width, height = parse_size(plan.size)
+    refs = [s["ref"]["id"] for s in state.get("segments", []) if s.get("ref")]
+    generation = studio.store.insert("generations", {
+        "owner": plan.request.owner, "kind": KIND, "status": "completed", "prompt": plan.request.prompt,
+        "negative_prompt": plan.request.negative_prompt, "model": target.model, "provider": target.provider,
+        "seed": plan.request.seed, "width": width, "height": height, "steps": plan.request.steps,
+        "params": {"seconds": sum(target.segments), "size": plan.size, "segments": target.segments,
+                   "provider_job_ids": refs},
+        "output_path": studio.config.relative(final), "cost_usd": target.cost_usd, "job_id": job_id,
+        "started_at": row["started_at"], "finished_at": now(), "pid": os.getpid(),
+    })
+    _save(studio, job_id, state, phase="completed", progress=1.0, error=None,
+          result={"video": studio.config.relative(final), "generation_id": generation, "provider_job_ids": refs})
+
+
+def _save(studio: Studio, job_id: int, state: dict, phase: str, note: str = "", **fields) -> None:
+    studio.store.update("jobs", job_id, state={**state, "phase": phase, "note": note}, **fields)
+    state["phase"] = phase
+
+
+def _set_status(studio: Studio, job_id: int, status: str, message: str) -> None:
+    studio.store.update("jobs", job_id, status=status, error=message, finished_at=now())
+
+
+def _needs_attention(studio: Studio, job_id: int, provider: str) -> None:
+    name = provider_entry(provider)["name"]
+    _set_status(studio, job_id, "interrupted",
+                f"Needs attention: MASUKA sent this job to {name} but never heard back, so it may have been "
+                f"accepted (and charged). Look at your {name} dashboard; MASUKA does not send it again by itself.")
+
+
+def _image(studio: Studio, plan: VideoPlan) -> Path | None:
+    return studio.config.absolute(plan.request.image) if plan.request.image else None
+
+
+def _clip_dir(studio: Studio, job_id: int) -> Path:
+    folder = studio.config.outputs_dir / "videos" / "clips" / f"{job_id:06d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,0 +1,80 @@
+"""The ``local`` provider: a diffusers text/image-to-video pipeline (Wan 2.x, LTX-Video, …) on this GPU.
+
+Loaded once through the shared ``from_pretrained`` loader (safetensors only) into the studio's model cache,
+run inside ``studio.gpu.hold``, with per-step progress and the job's stop flag checked at each step, exported
+to MP4 with ``diffusers.utils.export_to_video``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+from masuka.errors import Cancelled, InvalidInput
+from masuka.gpu import device_plan
+from masuka.image.pipelines import load_pipeline
+from masuka.models.catalog import ModelSpec
+from masuka.studio import Studio
+from masuka.video.catalog import model_entry, parse_size
+from masuka.video.media import check_mp4
+from masuka.video.request import VideoPlan
+
+MAX_SEED = 2**32 - 1
+
+
+def local_frames(seconds: int, fps: int, multiple: int) -> int:
+    """Frames for ``seconds`` at ``fps``: video VAEs want ``multiple * k + 1`` frames."""
+    return max(1, round(seconds * fps / multiple)) * multiple + 1
+
+
+def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, dest: Path) -> Path:
+    """Make the video of ``plan`` with the local pipeline, reporting progress into the job row."""
+    import torch
+    from diffusers.utils import export_to_video
+
+    request = plan.request
+    entry = model_entry("local", request.model)
+    source = entry.get("repo", request.model)
+    source = str(Path(source).expanduser().resolve()) if Path(source).expanduser().is_dir() else source
+    width, height = parse_size(plan.size)
+    fps = request.fps or entry["fps"]
+    steps = request.steps or entry["steps"]
+    frames = local_frames(plan.seconds, fps, entry.get("frame_multiple", 4))
+    seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
+    studio.store.update("jobs", job_id, total=steps, step=0)
+
+    with studio.gpu.hold(f"video generation for {request.owner}"):
+        spec = ModelSpec(id=request.model, source=source, architecture=None, vram_gb=entry.get("vram_gb"))
+        device = device_plan(spec.vram_gb)
+        pipe = studio.models.get(("video", source, device),
+                                 lambda: load_pipeline(spec, device, studio.config.keys.get("huggingface")))
+        accepted = set(inspect.signature(pipe.__call__).parameters)
+        if image is not None and "image" not in accepted:
+            raise InvalidInput(f"{request.model} makes videos from text only; remove the first frame.")
+
+        def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
+            studio.store.update("jobs", job_id, step=step + 1, progress=round((step + 1) / steps, 4))
+            if studio.store.stop_requested(job_id):
+                raise Cancelled("Cancelled by the user.")
+            return kwargs
+
+        kwargs: dict[str, Any] = dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None,
+                                      width=width, height=height, num_frames=frames, num_inference_steps=steps,
+                                      guidance_scale=entry["guidance"], callback_on_step_end=step_end,
+                                      generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
+        if image is not None:
+            from PIL import Image
+
+            kwargs["image"] = Image.open(image).convert("RGB").resize((width, height))
+        with torch.inference_mode():
+            video = pipe(**{k: v for k, v in kwargs.items() if k in accepted}).frames[0]
+    partial = dest.with_name(dest.name + ".part.mp4")
+    export_to_video(list(video), str(partial), fps=fps)
+    check_mp4(partial)
+    os.replace(partial, dest)
+    request.seed, request.steps = seed, steps
+    studio.store.update("jobs", job_id, params=plan.to_params())
+    return dest

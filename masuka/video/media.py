@@ -1,0 +1,85 @@
+"""MP4 files: check a download is a playable video, take a clip's last frame, join clips (ffmpeg from
+imageio-ffmpeg, so nothing needs a system install)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+from pathlib import Path
+
+from masuka.errors import MasukaError
+
+FFMPEG_TIMEOUT_S = 600
+
+
+class BrokenVideo(MasukaError):
+    """A file is not a complete, playable MP4."""
+
+
+def ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def check_mp4(path: Path) -> None:
+    """Raise :class:`BrokenVideo` unless ``path`` is a whole MP4 whose first frame decodes.
+
+    The top-level boxes must start with ``ftyp``, include ``moov`` and ``mdat`` and fit the file exactly (a
+    truncated download fails here); then ffmpeg decodes the first frame.
+    """
+    size = path.stat().st_size if path.is_file() else 0
+    if size < 8:
+        raise BrokenVideo(f"{path.name} is empty or missing.")
+    boxes = []
+    with open(path, "rb") as handle:
+        offset = 0
+        while offset + 8 <= size:
+            handle.seek(offset)
+            length, kind = struct.unpack(">I4s", handle.read(8))
+            if length == 1:
+                length = struct.unpack(">Q", handle.read(8))[0]
+            elif length == 0:
+                length = size - offset
+            if length < 8 or offset + length > size:
+                raise BrokenVideo(f"{path.name} is cut short (a box runs past the end of the file).")
+            boxes.append(kind)
+            offset += length
+    if not boxes or boxes[0] != b"ftyp" or b"moov" not in boxes or b"mdat" not in boxes:
+        raise BrokenVideo(f"{path.name} is not an MP4 video (boxes: {[b.decode('latin-1') for b in boxes][:6]}).")
+    result = _run([ffmpeg(), "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "null", "-"])
+    if result.returncode != 0:
+        raise BrokenVideo(f"{path.name} does not decode: {result.stderr.strip()[-300:]}")
+
+
+def last_frame(video: Path, dest: Path) -> Path:
+    """Write the last frame of ``video`` as a PNG (the first frame of the next clip in a chain)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    result = _run([ffmpeg(), "-v", "error", "-y", "-sseof", "-1", "-i", str(video), "-update", "1",
+                   "-frames:v", "1000", str(dest)])
+    if result.returncode != 0 or not dest.is_file():
+        raise BrokenVideo(f"Could not take the last frame of {video.name}: {result.stderr.strip()[-300:]}")
+    return dest
+
+
+def concat(clips: list[Path], dest: Path) -> Path:
+    """Join clips of the same encoding into one MP4 (stream copy), written atomically and checked."""
+    listing = dest.with_suffix(".txt")
+    listing.write_text("".join(f"file '{c.resolve().as_posix()}'\n" for c in clips), encoding="utf-8")
+    partial = dest.with_name(dest.name + ".part.mp4")
+    try:
+        result = _run([ffmpeg(), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
+                       "-c", "copy", "-movflags", "+faststart", str(partial)])
+        if result.returncode != 0:
+            raise BrokenVideo(f"Could not join the clips: {result.stderr.strip()[-300:]}")
+        check_mp4(partial)
+        os.replace(partial, dest)
+    finally:
+        listing.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+    return dest
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False)

@@ -1,0 +1,164 @@
+"""The interface every remote video provider implements, and what they share: keys, clients, downloads.
+
+A provider turns one clip request into a provider job (:meth:`Provider.submit`), reports its state
+(:meth:`Provider.poll`), fetches the finished MP4 (:meth:`Provider.download`) and cancels it where the API
+can (:meth:`Provider.cancel`). Prices are catalog data (:mod:`masuka.video.catalog`), so a plan is priced
+without a key or a client. The identifiers a provider needs later live in a small ``ref`` dict that the
+job row keeps, so polling resumes in another process.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from masuka.config import provider_base_url
+from masuka.errors import InvalidInput, ProviderError
+from masuka.keys import KEY_ENV
+from masuka.video.catalog import provider_entry
+from masuka.video.health import HealthTracker
+from masuka.video.http import Caller
+from masuka.video.media import BrokenVideo, check_mp4
+from masuka.video.settings import VideoSettings
+
+MAX_REDIRECTS = 5
+CHUNK = 1 << 20
+
+
+@dataclass
+class Clip:
+    """One provider request: a clip of ``seconds`` at ``size``, optionally from a first frame."""
+
+    model: str
+    prompt: str
+    seconds: int
+    size: str
+    image: Path | None = None
+    negative_prompt: str = ""
+    entry: dict = field(default_factory=dict)  # the model's catalog entry
+
+
+@dataclass
+class Status:
+    """A provider job's state: ``queued``, ``running``, ``completed``, ``failed`` or ``cancelled``."""
+
+    state: str
+    progress: float | None = None  # 0..1 when the provider says
+    output: str | None = None  # what :meth:`Provider.download` needs once completed (usually a URL)
+    error: str | None = None
+    note: str = ""  # "queue position 3", "throttled", ...
+    poll_after: float | None = None  # seconds the provider asks us to wait
+
+
+class Provider:
+    """Base of the remote providers; subclasses set ``name``, ``key_name``, ``auth`` and the operations."""
+
+    name: str = ""
+    key_name: str = ""  # name in the key store (and so its environment variables)
+    auth: tuple[str, str] = ("Authorization", "Bearer {key}")  # header carrying the key
+    headers: dict[str, str] = {}  # other headers every request needs
+
+    @classmethod
+    def key_env(cls) -> str:
+        return KEY_ENV[cls.key_name][0]
+
+    def __init__(self, settings: VideoSettings, health: HealthTracker, key: str | None):
+        if not key:
+            raise InvalidInput(f"No API key for {provider_entry(self.name)['name']}: set {self.key_env()} or save "
+                               "the key in Settings.")
+        self.key = key
+        self.settings = settings
+        self.base_url = provider_base_url(self.name)
+        self.caller = Caller(self.name, settings, health, key)
+        timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
+        self.client = httpx.Client(base_url=self.base_url, headers=self.auth_headers(), timeout=timeout)
+        self.bare = httpx.Client(timeout=timeout)  # for URLs on other hosts: never sends the key
+
+    def auth_headers(self) -> dict[str, str]:
+        return {self.auth[0]: self.auth[1].format(key=self.key), **self.headers}
+
+    # -- what each provider defines -------------------------------------------------------------------
+    def submit(self, clip: Clip) -> dict:
+        """Send the create request once; returns the ``ref`` (``{"id": ..., ...}``) needed to poll it."""
+        raise NotImplementedError
+
+    def poll(self, ref: dict) -> Status:
+        raise NotImplementedError
+
+    def cancel(self, ref: dict) -> bool:
+        """Ask the provider to stop; False when its API has no way to."""
+        return False
+
+    # -- shared ---------------------------------------------------------------------------------------
+    def default_poll_s(self) -> float:
+        if self.settings.poll_s is not None:
+            return self.settings.poll_s
+        return float(provider_entry(self.name)["poll_s"])
+
+    def download(self, output: str, dest: Path) -> Path:
+        """Stream the video to ``dest`` atomically and check it plays; a broken transfer is fetched again."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".part")
+        error: Exception | None = None
+        for _attempt in range(self.settings.attempts):
+            try:
+                self._fetch(output, partial)
+                check_mp4(partial)
+            except (BrokenVideo, httpx.TransportError) as failure:
+                error = failure
+                partial.unlink(missing_ok=True)
+                continue
+            os.replace(partial, dest)
+            return dest
+        raise ProviderError(f"The video from {self.name} could not be downloaded whole: {error}")
+
+    def _fetch(self, url: str, partial: Path) -> None:
+        for _hop in range(MAX_REDIRECTS):
+            client = self.client if self._same_origin(url) else self.bare
+            response = self.caller.send(client, "GET", url, stream=True)
+            try:
+                if response.is_redirect:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                expected = response.headers.get("content-length")
+                written = 0
+                with open(partial, "wb") as handle:
+                    for chunk in response.iter_bytes(CHUNK):
+                        handle.write(chunk)
+                        written += len(chunk)
+                if expected is not None and written != int(expected):
+                    raise BrokenVideo(f"got {written} of {expected} bytes")
+                return
+            finally:
+                response.close()
+        raise ProviderError(f"{self.name}: too many redirects while downloading the video.")
+
+    def _same_origin(self, url: str) -> bool:
+        if not urlsplit(url).scheme:
+            return True
+        ours, theirs = urlsplit(self.base_url), urlsplit(url)
+        return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
+
+    def close(self) -> None:
+        self.client.close()
+        self.bare.close()
+
+
+def image_data_uri(path: Path) -> str:
+    """``data:image/png;base64,...`` for APIs that take inline images."""
+    mime, b64 = image_base64(path)
+    return f"data:{mime};base64,{b64}"
+
+
+def image_base64(path: Path) -> tuple[str, str]:
+    return image_mime(path), base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def image_mime(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "image/png"

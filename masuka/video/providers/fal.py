@@ -1,0 +1,49 @@
+"""fal.ai queue: ``POST {queue}/{model}``, then the returned ``status_url`` and ``response_url``."""
+
+from __future__ import annotations
+
+from masuka.video.catalog import aspect_of, resolution_of
+from masuka.video.providers.base import Clip, Provider, Status, image_data_uri
+
+STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "completed"}
+
+
+class FalQueue(Provider):
+    name = key_name = "fal"
+    auth = ("Authorization", "Key {key}")
+
+    def submit(self, clip: Clip) -> dict:
+        model = clip.entry.get("image_model", clip.model) if clip.image is not None else clip.model
+        body: dict = {"prompt": clip.prompt, "aspect_ratio": aspect_of(clip.size),
+                      "resolution": resolution_of(clip.size)}
+        if clip.entry.get("duration_format"):
+            body["duration"] = clip.entry["duration_format"].format(clip.seconds)
+        if clip.negative_prompt:
+            body["negative_prompt"] = clip.negative_prompt
+        if clip.image is not None:
+            body["image_url"] = image_data_uri(clip.image)
+        answer = self.caller.send(self.client, "POST", f"/{model}", create=True, json=body).json()
+        # Status and result routes keep only ``owner/alias`` of the model path; built on our base URL so a
+        # proxy in MASUKA_FAL_BASE_URL is used for them too.
+        requests = f"/{'/'.join(model.split('/')[:2])}/requests/{answer['request_id']}"
+        return {"id": answer["request_id"], "status_url": f"{requests}/status", "response_url": requests,
+                "cancel_url": f"{requests}/cancel"}
+
+    def poll(self, ref: dict) -> Status:
+        body = self.caller.send(self.client, "GET", ref["status_url"]).json()
+        state = STATES.get(body.get("status"), "running")
+        if state == "queued":
+            return Status(state, note=f"queue position {body.get('queue_position', '?')}")
+        if state != "completed":
+            return Status(state)
+        if body.get("error"):
+            return Status("failed", error=str(body["error"]))
+        result = self.caller.send(self.client, "GET", ref["response_url"]).json()
+        video = result.get("video") or {}
+        if not video.get("url"):
+            return Status("failed", error=f"fal returned no video ({str(result)[:200]})")
+        return Status("completed", progress=1.0, output=video["url"])
+
+    def cancel(self, ref: dict) -> bool:
+        self.caller.send(self.client, "PUT", ref["cancel_url"])
+        return True

@@ -1,0 +1,37 @@
+"""Google Gemini API, Veo 3 / 3.1: ``models/{model}:predictLongRunning``, then poll the operation."""
+
+from __future__ import annotations
+
+from masuka.video.catalog import aspect_of, resolution_of
+from masuka.video.providers.base import Clip, Provider, Status, image_base64
+
+
+class GeminiVeo(Provider):
+    name = key_name = "gemini"
+    auth = ("x-goog-api-key", "{key}")
+
+    def submit(self, clip: Clip) -> dict:
+        instance: dict = {"prompt": clip.prompt}
+        if clip.image is not None:
+            mime, data = image_base64(clip.image)
+            instance["image"] = {"bytesBase64Encoded": data, "mimeType": mime}
+        parameters: dict = {"aspectRatio": aspect_of(clip.size), "durationSeconds": clip.seconds,
+                            "resolution": resolution_of(clip.size)}
+        if clip.negative_prompt:
+            parameters["negativePrompt"] = clip.negative_prompt
+        response = self.caller.send(self.client, "POST", f"/v1beta/models/{clip.model}:predictLongRunning",
+                                    create=True, json={"instances": [instance], "parameters": parameters})
+        return {"id": response.json()["name"]}
+
+    def poll(self, ref: dict) -> Status:
+        body = self.caller.send(self.client, "GET", f"/v1beta/{ref['id']}").json()
+        if not body.get("done"):
+            return Status("running", progress=(body.get("metadata") or {}).get("progress"))
+        if body.get("error"):
+            return Status("failed", error=body["error"].get("message") or body["error"].get("status"))
+        samples = (((body.get("response") or {}).get("generateVideoResponse") or {}).get("generatedSamples") or [])
+        if not samples:
+            filtered = ((body.get("response") or {}).get("generateVideoResponse") or {}).get(
+                "raiMediaFilteredReasons")
+            return Status("failed", error="; ".join(filtered or []) or "Veo returned no video.")
+        return Status("completed", progress=1.0, output=samples[0]["video"]["uri"])

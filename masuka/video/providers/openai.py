@@ -1,0 +1,46 @@
+"""OpenAI Videos API (Sora 2): ``POST /v1/videos``, ``GET /v1/videos/{id}``, ``GET .../content``."""
+
+from __future__ import annotations
+
+from masuka.video.providers.base import Clip, Provider, Status, image_mime
+
+STATES = {"queued": "queued", "in_progress": "running", "completed": "completed", "failed": "failed",
+          "cancelled": "cancelled"}
+
+
+class OpenAIVideos(Provider):
+    """The ``/v1/videos`` shape; :mod:`comet` reuses it at another base URL."""
+
+    name = key_name = "openai"
+
+    def wire_size(self, clip: Clip) -> str:
+        return (clip.entry.get("wire_sizes") or {}).get(clip.size, clip.size)
+
+    def submit(self, clip: Clip) -> dict:
+        fields = {"model": clip.model, "prompt": clip.prompt, "seconds": str(clip.seconds),
+                  "size": self.wire_size(clip)}
+        if clip.image is not None:
+            with open(clip.image, "rb") as image:
+                files = {"input_reference": (clip.image.name, image.read(), image_mime(clip.image))}
+            response = self.caller.send(self.client, "POST", "/v1/videos", create=True, data=fields, files=files)
+        else:
+            response = self.caller.send(self.client, "POST", "/v1/videos", create=True, json=fields)
+        return {"id": response.json()["id"]}
+
+    def poll(self, ref: dict) -> Status:
+        response = self.caller.send(self.client, "GET", f"/v1/videos/{ref['id']}")
+        body = response.json()
+        error = body.get("error") or {}
+        after = response.headers.get("openai-poll-after-ms")
+        progress = body.get("progress")
+        return Status(state=STATES.get(body.get("status"), "running"),
+                      progress=None if progress is None else float(progress) / 100,
+                      output=f"/v1/videos/{ref['id']}/content" if body.get("status") == "completed" else None,
+                      error=(error.get("message") or error.get("code")) if error else None,
+                      poll_after=float(after) / 1000 if after else None)
+
+    def cancel(self, ref: dict) -> bool:
+        """The API has no cancel: deleting the video is the closest (it stops it being kept)."""
+        self.caller.send(self.client, "DELETE", f"/v1/videos/{ref['id']}")
+        return True
+

@@ -1,0 +1,179 @@
+"""A video request and its validated plan: model limits, clip chain, price; all checked before any request."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from masuka.errors import InvalidInput
+from masuka.store import LOCAL_USER
+from masuka.video.catalog import (durations_for, model_entry, parse_size, price_per_second, provider_entry,
+                                  size_for_aspect)
+
+MAX_TOTAL_SECONDS = 60
+LOCAL_SIZE_MULTIPLE = 16
+LOCAL_MAX_SIDE = 1920
+
+
+@dataclass
+class VideoRequest:
+    """What the user asked for; ``None`` fields take the model's defaults."""
+
+    provider: str
+    model: str
+    prompt: str
+    seconds: int | None = None
+    size: str | None = None
+    aspect: str | None = None
+    image: str | None = None
+    negative_prompt: str = ""
+    fallback: list[str] = field(default_factory=list)
+    steps: int | None = None
+    fps: int | None = None
+    seed: int | None = None
+    owner: str = LOCAL_USER
+
+
+@dataclass
+class Target:
+    """One provider and model that can make the whole video, with its price."""
+
+    provider: str
+    model: str
+    segments: list[int]
+    cost_usd: float
+
+
+@dataclass
+class VideoPlan:
+    """A validated request: size and clip lengths fixed, the primary target first, then fallbacks."""
+
+    request: VideoRequest
+    size: str
+    seconds: int
+    targets: list[Target]
+
+    @property
+    def primary(self) -> Target:
+        return self.targets[0]
+
+    @property
+    def chained(self) -> bool:
+        return len(self.primary.segments) > 1
+
+    def to_params(self) -> dict:
+        """The job row's ``params``: everything needed to run or resume (never a key)."""
+        return {"request": asdict(self.request), "size": self.size, "seconds": self.seconds,
+                "targets": [asdict(t) for t in self.targets]}
+
+    @classmethod
+    def from_params(cls, params: dict) -> "VideoPlan":
+        return cls(VideoRequest(**params["request"]), params["size"], params["seconds"],
+                   [Target(**t) for t in params["targets"]])
+
+
+def plan_video(request: VideoRequest) -> VideoPlan:
+    """Check everything the providers would refuse, and price the whole chain; raises :class:`InvalidInput`."""
+    provider = provider_entry(request.provider)
+    entry = model_entry(request.provider, request.model)
+    prompt = (request.prompt or "").strip()
+    if not prompt:
+        raise InvalidInput("The prompt is empty: describe the video you want.")
+    limit = provider["max_prompt_chars"]
+    if len(prompt) > limit or len(request.negative_prompt or "") > limit:
+        raise InvalidInput(f"The prompt is too long for {provider['name']} (at most {limit} characters, "
+                           f"got {len(prompt)}).")
+    size = _size(request, entry)
+    seconds = request.seconds or durations_for(entry, size)[0]
+    if not isinstance(seconds, int) or not 1 <= seconds <= MAX_TOTAL_SECONDS:
+        raise InvalidInput(f"Seconds must be a whole number from 1 to {MAX_TOTAL_SECONDS} (got {seconds!r}).")
+    if request.image:
+        _check_image(request.image, provider)
+    elif not entry.get("text", True):
+        raise InvalidInput(f"{entry['name']} makes videos from an image only: give a first frame.")
+    request.prompt = prompt
+    targets = [_target(request.provider, request.model, entry, size, seconds)]
+    for spec in request.fallback:
+        name, _, model = spec.partition(":")
+        if name == request.provider or name == "local":
+            raise InvalidInput(f"Fallback {spec!r}: choose another remote provider than {request.provider}.")
+        model = model or _same_or_first(name, request.model)
+        fallback_entry = model_entry(name, model)
+        if size not in fallback_entry["sizes"]:
+            raise InvalidInput(f"Fallback {name}:{model} has no size {size}.")
+        targets.append(_target(name, model, fallback_entry, size, seconds))
+    return VideoPlan(request, size, seconds, targets)
+
+
+def _target(provider: str, model: str, entry: dict, size: str, seconds: int) -> Target:
+    segments = chain_segments(entry, size, seconds)
+    price = price_per_second(entry, size)
+    return Target(provider, model, segments, round(price * sum(segments), 4))
+
+
+def chain_segments(entry: dict, size: str, seconds: int) -> list[int]:
+    """Clip lengths that make ``seconds``: one clip when the model allows it, else a chain of the longest clips
+    and a last one just long enough (the total may round up to the next allowed length)."""
+    allowed = sorted(durations_for(entry, size))
+    if seconds in allowed:
+        return [seconds]
+    if seconds < allowed[-1]:
+        raise InvalidInput(f"{entry['name']} makes clips of {_list(allowed)} seconds at {size} "
+                           f"(got {seconds}).")
+    if not entry.get("image"):
+        raise InvalidInput(f"{entry['name']} makes clips up to {allowed[-1]} s and cannot continue from a frame, "
+                           f"so it cannot chain a {seconds} s video.")
+    segments = []
+    remaining = seconds
+    while remaining > allowed[-1]:
+        segments.append(allowed[-1])
+        remaining -= allowed[-1]
+    segments.append(next(d for d in allowed if d >= remaining))
+    if sum(segments) > MAX_TOTAL_SECONDS:
+        raise InvalidInput(f"{seconds} s cannot be made from {_list(allowed)} s clips within {MAX_TOTAL_SECONDS} s.")
+    return segments
+
+
+def _size(request: VideoRequest, entry: dict) -> str:
+    if request.size and request.aspect:
+        raise InvalidInput("Give either a size (WxH) or an aspect ratio, not both.")
+    if request.aspect:
+        return size_for_aspect(entry, request.aspect)
+    if not entry["sizes"]:  # a local model outside the catalog: any size its VAE accepts
+        size = request.size or "832x480"
+        width, height = parse_size(size)
+        if width % LOCAL_SIZE_MULTIPLE or height % LOCAL_SIZE_MULTIPLE or max(width, height) > LOCAL_MAX_SIDE:
+            raise InvalidInput(f"Local video sizes must be multiples of {LOCAL_SIZE_MULTIPLE} up to "
+                               f"{LOCAL_MAX_SIDE} (got {size}).")
+        return f"{width}x{height}"
+    size = request.size or entry["sizes"][0]
+    parse_size(size)
+    if size not in entry["sizes"]:
+        raise InvalidInput(f"{entry['name']} makes {_list(entry['sizes'])} videos (got {size}).")
+    return size
+
+
+def _check_image(image: str, provider: dict) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(image)
+    if not path.is_file():
+        raise InvalidInput(f"The first-frame image {path.name!r} was not found.")
+    limit = provider["max_image_bytes"]
+    if path.stat().st_size > limit:
+        raise InvalidInput(f"The first-frame image is too large for {provider['name']} "
+                           f"({path.stat().st_size / 1e6:.1f} MB; at most {limit / 1e6:.1f} MB).")
+    try:
+        with Image.open(path) as opened:
+            opened.verify()
+    except (UnidentifiedImageError, OSError) as error:
+        raise InvalidInput(f"{path.name!r} is not a readable image.") from error
+
+
+def _same_or_first(provider: str, model: str) -> str:
+    models = provider_entry(provider)["models"]
+    return model if model in models else next(iter(models))
+
+
+def _list(values: list) -> str:
+    return ", ".join(str(v) for v in values)

@@ -1,0 +1,29 @@
+"""Timing knobs of remote video jobs, from ``MASUKA_VIDEO_*`` variables (tests and proxies shorten them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """Retry, polling and health limits; every field has a ``MASUKA_VIDEO_<FIELD>`` variable."""
+
+    poll_s: float | None = None  # overrides every provider's default poll interval when set
+    attempts: int = 5  # tries per poll or download before the provider counts as unreachable
+    backoff_s: float = 1.0  # first back-off; doubles each try, with jitter
+    max_wait_s: float = 60.0  # longest single wait, even when a provider asks for more
+    unhealthy_after: int = 5  # consecutive failures before a provider is marked unhealthy
+    unhealthy_s: float = 300.0  # how long it stays marked
+    timeout_s: float = 60.0  # HTTP timeout of one request
+
+    @classmethod
+    def from_env(cls) -> "VideoSettings":
+        values = {}
+        for name, field in cls.__dataclass_fields__.items():
+            raw = os.environ.get(f"MASUKA_VIDEO_{name.upper()}")
+            if raw:
+                kind = int if field.type == "int" else float
+                values[name] = kind(raw)
+        return cls(**values)

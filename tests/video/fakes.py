@@ -1,0 +1,300 @@
+"""Fake provider servers on loopback speaking each video API's documented shapes.
+
+One :class:`FakeProvider` per API runs a real HTTP server in a thread. Tests script it: how many polls a job
+takes, whether jobs finish (``release``), faults injected per route (429 with retry hints, 500s), failed
+jobs, expiring output URLs, truncated downloads. It counts create requests and records what it was sent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+KEY = "sk-test-secret-key-1234"
+
+
+@dataclass
+class Fault:
+    route: str
+    status: int
+    headers: dict = field(default_factory=dict)
+    body: dict | None = None
+    times: int = 1
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict
+    body: bytes
+
+
+class FakeProvider:
+    """A loopback server for ``kind`` (openai, comet, gemini, runway or fal)."""
+
+    def __init__(self, kind: str, video: bytes):
+        self.kind = kind
+        self.video = video
+        self.creates = 0
+        self.polls = 0
+        self.cancels = 0
+        self.polls_to_finish = 2
+        self.fail_jobs = False
+        self.expire_urls = False
+        self.broken_downloads = 0
+        self.hang_create_s = 0.0
+        self.release = threading.Event()
+        self.release.set()
+        self.polled = threading.Event()
+        self.faults: list[Fault] = []
+        self.seen: list[Seen] = []
+        self.jobs: dict[str, dict] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.other_origin = f"http://localhost:{self.server.server_address[1]}"  # a "CDN": must get no key
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def fault(self, route: str, status: int, headers: dict | None = None, body: dict | None = None,
+              times: int = 1) -> None:
+        self.faults.append(Fault(route, status, headers or {}, body, times))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def requests_to(self, fragment: str) -> list[Seen]:
+        return [s for s in self.seen if fragment in s.path]
+
+    # -- dispatch -------------------------------------------------------------------------------------
+    def handle(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+        route = self._route(method, path)
+        with self._lock:
+            self.seen.append(Seen(method, path, headers, body))
+        if route == "create" and self.hang_create_s:  # received, but the answer comes too late
+            time.sleep(self.hang_create_s)
+        with self._lock:
+            for fault in self.faults:
+                if fault.route == route and fault.times > 0:
+                    fault.times -= 1
+                    return fault.status, fault.headers, json.dumps(fault.body or {"error": {
+                        "message": f"injected {fault.status}"}}).encode()
+            if route != "download" and not self._authorised(headers):
+                return 401, {}, json.dumps({"error": {"message": "Incorrect API key provided"}}).encode()
+            return getattr(self, f"_{self.kind if self.kind != 'comet' else 'openai'}")(route, method, path, body)
+
+    def _route(self, method: str, path: str) -> str:
+        if "/files/" in path or path.endswith("/content") or ":download" in path:
+            return "download"
+        if method == "POST" and not path.endswith("/cancel"):
+            return "create"
+        if method in ("DELETE", "PUT"):
+            return "cancel"
+        return "poll"
+
+    def _authorised(self, headers: dict) -> bool:
+        wanted = {"gemini": ("x-goog-api-key", KEY), "fal": ("authorization", f"Key {KEY}")}.get(
+            self.kind, ("authorization", f"Bearer {KEY}"))
+        ok = headers.get(wanted[0]) == wanted[1]
+        return ok and (self.kind != "runway" or headers.get("x-runway-version") == "2024-11-06")
+
+    def _new_job(self, payload: dict) -> str:
+        self.creates += 1
+        job_id = f"job{next(self._ids)}"
+        self.jobs[job_id] = {"polls": 0, "payload": payload, "cancelled": False, "token": 0}
+        return job_id
+
+    def _advance(self, job_id: str) -> tuple[str, float]:
+        """(state, progress) after one more poll: queued, running, then completed/failed once released."""
+        job = self.jobs[job_id]
+        self.polls += 1
+        self.polled.set()
+        job["polls"] += 1
+        job["token"] += 1
+        if job["cancelled"]:
+            return "cancelled", 0.0
+        if job["polls"] >= self.polls_to_finish and self.release.is_set():
+            return ("failed", 0.0) if self.fail_jobs else ("completed", 1.0)
+        return ("queued", 0.0) if job["polls"] == 1 else ("running", 0.5)
+
+    def _download(self, job_id: str) -> tuple[int, dict, bytes]:
+        """The MP4; an expiring URL fails once (until polled again), broken downloads come cut short: first with
+        an honest length, then with a length the body does not reach."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return 404, {}, b'{"error": "not found"}'
+        if self.expire_urls and not job.get("renewed"):
+            job["renewed"] = True
+            return 403, {}, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+        headers = {"content-type": "video/mp4"}
+        if self.broken_downloads:
+            self.broken_downloads -= 1
+            if self.broken_downloads % 2:
+                headers["x-truncate"] = "1"
+            return 200, headers, self.video[: len(self.video) // 2] if "x-truncate" not in headers else self.video
+        return 200, headers, self.video
+
+    # -- OpenAI Videos API (and CometAPI) ---------------------------------------------------------------
+    def _openai(self, route: str, method: str, path: str, body: bytes) -> tuple[int, dict, bytes]:
+        if route == "create":
+            payload = _form_or_json(body)
+            job_id = self._new_job(payload)
+            return 200, {}, _json({"id": f"video_{job_id}", "object": "video", "status": "queued", "progress": 0,
+                                   "model": payload.get("model"), "seconds": payload.get("seconds")})
+        job_id = path.split("/")[3].removeprefix("video_")
+        if job_id not in self.jobs:
+            return 404, {}, _json({"error": {"message": "Video not found", "type": "invalid_request_error"}})
+        if route == "cancel":
+            self.cancels += 1
+            self.jobs[job_id]["cancelled"] = True
+            return 200, {}, _json({"id": f"video_{job_id}", "deleted": True})
+        if route == "download":
+            return self._download(job_id)
+        state, progress = self._advance(job_id)
+        status = {"queued": "queued", "running": "in_progress"}.get(state, state)
+        error = {"code": "moderation_blocked", "message": "Your request was blocked by our moderation system."}
+        return 200, {"openai-poll-after-ms": "20"}, _json({
+            "id": f"video_{job_id}", "object": "video", "status": status, "progress": int(progress * 100),
+            "error": error if state == "failed" else None})
+
+    # -- Gemini API (Veo) ------------------------------------------------------------------------------
+    def _gemini(self, route: str, method: str, path: str, body: bytes) -> tuple[int, dict, bytes]:
+        if route == "create":
+            model = re.match(r"/v1beta/models/([^:]+):predictLongRunning", path).group(1)
+            job_id = self._new_job(json.loads(body))
+            return 200, {}, _json({"name": f"models/{model}/operations/{job_id}"})
+        if route == "download":
+            match = re.search(r"/files/(\w+):download", path)
+            if match:  # the API answers with a redirect to storage on another host
+                return 302, {"location": f"{self.other_origin}/files/{match.group(1)}.mp4"}, b""
+            return self._download(path.split("/files/")[1].split(".")[0])
+        job_id = path.rsplit("/", 1)[1]
+        state, _progress = self._advance(job_id)
+        name = path.removeprefix("/v1beta/")
+        if state in ("queued", "running"):
+            return 200, {}, _json({"name": name, "done": False})
+        if state == "failed":
+            return 200, {}, _json({"name": name, "done": True, "error": {
+                "code": 3, "message": "The prompt was blocked by safety filters.", "status": "INVALID_ARGUMENT"}})
+        uri = f"{self.base}/v1beta/files/{job_id}:download?alt=media"
+        return 200, {}, _json({"name": name, "done": True, "response": {"@type": "type.googleapis.com/google.ai."
+                               "generativelanguage.v1beta.PredictLongRunningResponse", "generateVideoResponse": {
+                                   "generatedSamples": [{"video": {"uri": uri}}]}}})
+
+    # -- Runway ----------------------------------------------------------------------------------------
+    def _runway(self, route: str, method: str, path: str, body: bytes) -> tuple[int, dict, bytes]:
+        if route == "create":
+            payload = json.loads(body)
+            if path == "/v1/image_to_video" and not str(payload.get("promptImage", "")).startswith("data:image/"):
+                return 400, {}, _json({"error": "promptImage must be an HTTPS URL or a data URI"})
+            return 200, {}, _json({"id": self._new_job({**payload, "route": path})})
+        if route == "download":
+            return self._download(path.split("/files/")[1].split(".")[0])
+        job_id = path.rsplit("/", 1)[1]
+        if job_id not in self.jobs:
+            return 404, {}, _json({"error": "Task not found"})
+        if route == "cancel":
+            self.cancels += 1
+            self.jobs[job_id]["cancelled"] = True
+            return 204, {}, b""
+        state, progress = self._advance(job_id)
+        task = {"id": job_id, "createdAt": "2026-11-21T00:00:00.000Z"}
+        if state == "queued":
+            task["status"] = "THROTTLED" if self.jobs[job_id]["polls"] == 1 else "PENDING"
+        elif state == "running":
+            task.update(status="RUNNING", progress=progress)
+        elif state == "failed":
+            task.update(status="FAILED", failure="The content was flagged.", failureCode="SAFETY.INPUT.TEXT")
+        elif state == "cancelled":
+            task["status"] = "CANCELLED"
+        else:
+            task.update(status="SUCCEEDED",
+                        output=[f"{self.other_origin}/files/{job_id}.mp4?token={self.jobs[job_id]['token']}"])
+        return 200, {}, _json(task)
+
+    # -- fal.ai queue ----------------------------------------------------------------------------------
+    def _fal(self, route: str, method: str, path: str, body: bytes) -> tuple[int, dict, bytes]:
+        if route == "create":
+            job_id = self._new_job({**json.loads(body), "model": path.lstrip("/")})
+            app = "/".join(path.lstrip("/").split("/")[:2])
+            base = f"{self.base}/{app}/requests/{job_id}"
+            return 200, {}, _json({"request_id": job_id, "status_url": f"{base}/status", "response_url": base,
+                                   "cancel_url": f"{base}/cancel", "status": "IN_QUEUE", "queue_position": 0})
+        if route == "download":
+            return self._download(path.split("/files/")[1].split(".")[0])
+        match = re.match(r"/[^/]+/[^/]+/requests/(\w+)(/status|/cancel)?$", path)
+        if not match or match.group(1) not in self.jobs:
+            return 404, {}, _json({"detail": "Request not found"})
+        job_id, tail = match.group(1), match.group(2)
+        if route == "cancel":
+            self.cancels += 1
+            self.jobs[job_id]["cancelled"] = True
+            return 202, {}, _json({"status": "CANCELLATION_REQUESTED"})
+        if tail == "/status":
+            state, _progress = self._advance(job_id)
+            if state == "queued":
+                return 202, {}, _json({"status": "IN_QUEUE", "queue_position": 2})
+            if state == "running":
+                return 202, {}, _json({"status": "IN_PROGRESS", "logs": []})
+            self.jobs[job_id]["final"] = state
+            return 200, {}, _json({"status": "COMPLETED", "logs": []})
+        if self.jobs[job_id].get("final") == "failed":
+            return 422, {}, _json({"detail": [{"loc": ["body", "prompt"], "msg": "flagged by the content checker",
+                                               "type": "content_policy_violation"}]})
+        token = self.jobs[job_id]["token"]
+        return 200, {}, _json({"video": {"url": f"{self.other_origin}/files/{job_id}.mp4?token={token}",
+                                         "content_type": "video/mp4", "file_name": "output.mp4"}, "seed": 1})
+
+
+def _json(value: dict) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _form_or_json(body: bytes) -> dict:
+    if body.startswith(b"{"):
+        return json.loads(body)
+    fields = {}
+    for name, value in re.findall(rb'name="([^"]+)"(?:; filename="[^"]*")?\r\n(?:Content-Type: [^\r]+\r\n)?\r\n'
+                                  rb"(.*?)\r\n--", body, re.S):
+        fields[name.decode()] = value.decode() if name != b"input_reference" else value
+    return fields
+
+
+def _handler(fake: FakeProvider) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def _any(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            headers["host-used"] = self.headers.get("host", "")
+            status, extra, payload = fake.handle(self.command, self.path, headers, body)
+            truncate = extra.pop("x-truncate", None)
+            self.send_response(status)
+            for key, value in extra.items():
+                self.send_header(key, value)
+            if "content-type" not in extra:
+                self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            if truncate:  # promise the whole file, send half, hang up
+                self.wfile.write(payload[: len(payload) // 2])
+                self.close_connection = True
+                return
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _any
+
+    return Handler

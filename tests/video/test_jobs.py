@@ -1,0 +1,181 @@
+"""Video jobs: chains of clips joined into one MP4, provider health and fallback, resuming after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from masuka.video.health import HealthTracker
+from masuka.video.jobs import estimate, start_video, video_jobs, wait_video
+from masuka.video.media import check_mp4
+from masuka.video.request import VideoRequest
+from masuka.video.settings import VideoSettings
+from tests.conftest import ROOT
+from tests.video.conftest import wait_until
+
+
+def frame_count(path) -> int:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]
+
+
+def test_long_video_chains_clips_from_last_frames_and_joins_them(studio, fake, sample_mp4):
+    server = fake("openai")
+    request = VideoRequest(provider="openai", model="sora-2", prompt="a train crossing a valley", seconds=20)
+    plan = estimate(request)
+    assert plan.primary.segments == [12, 8] and plan.primary.cost_usd == 2.0
+    row = wait_video(studio, start_video(studio, request), timeout=60)
+    assert row["status"] == "completed", row["error"]
+    assert server.creates == 2
+    first, second = server.jobs["job1"]["payload"], server.jobs["job2"]["payload"]
+    assert (first["seconds"], second["seconds"]) == ("12", "8")
+    assert "input_reference" not in first and second["input_reference"].startswith(b"\x89PNG")
+    video = studio.config.absolute(row["result"]["video"])
+    check_mp4(video)
+    single = studio.config.tmp_dir / "single.mp4"
+    single.write_bytes(sample_mp4)
+    assert frame_count(video) == 2 * frame_count(single)
+    generation = studio.store.find("generations", "job_id = ?", [row["id"]])[0]
+    assert generation["cost_usd"] == 2.0 and generation["params"]["segments"] == [12, 8]
+    assert len(generation["params"]["provider_job_ids"]) == 2
+
+
+def test_chain_over_sixty_seconds_or_without_image_input_is_refused(studio):
+    import pytest
+
+    from masuka.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="from 1 to 60"):
+        estimate(VideoRequest(provider="openai", model="sora-2", prompt="x", seconds=90))
+    with pytest.raises(InvalidInput, match="cannot chain"):
+        estimate(VideoRequest(provider="local", model="wan2.1-t2v-1.3b", prompt="x", seconds=20))
+
+
+def test_unhealthy_provider_is_skipped_for_the_fallback_and_said_so(studio, fake, monkeypatch):
+    monkeypatch.setenv("MASUKA_VIDEO_UNHEALTHY_AFTER", "2")
+    openai, comet = fake("openai"), fake("comet")
+    openai.fault("create", 500, times=2)
+    for _ in range(2):
+        assert wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox")))["status"] == "failed"
+    report = HealthTracker(studio.store, VideoSettings.from_env()).report()
+    assert "openai" in report and "unhealthy" in report["openai"]
+    alone = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox")))
+    assert alone["status"] == "failed" and "marked unhealthy" in alone["error"]
+    row = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox", fallback=["comet"])),
+                     timeout=30)
+    assert row["status"] == "completed" and row["provider"] == "comet"
+    assert openai.creates == 0 and comet.creates == 1
+
+
+def test_unreachable_provider_falls_back_without_double_submitting(studio, fake, monkeypatch):
+    from tests.conftest import free_port
+
+    runway = fake("runway")
+    monkeypatch.setenv("MASUKA_OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-unused")
+    row = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox", seconds=4,
+                                                              fallback=["runway:veo3.1_fast"])), timeout=30)
+    assert row["status"] == "completed", row["error"]
+    assert (row["provider"], row["model"]) == ("runway", "veo3.1_fast") and runway.creates == 1
+    assert row["cost_usd"] == 0.6
+
+
+def test_unreachable_provider_during_polling_keeps_the_paid_job(studio, fake):
+    server = fake("fal")
+    server.fault("poll", 503, times=6)  # more than one round of retries
+    row = wait_video(studio, start_video(studio, VideoRequest("fal", "fal-ai/veo3", "a fox")), timeout=60)
+    assert row["status"] == "completed" and server.creates == 1
+
+
+def _video_cli(data_dir, *extra):
+    return [sys.executable, "-m", "masuka", "video", "--data-dir", str(data_dir), "--json", *extra]
+
+
+def test_killed_mid_poll_then_resumed_completes_with_one_create(tmp_path, fake):
+    server = fake("runway")
+    server.release.clear()
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(_video_cli(data, "--provider", "runway", "--model", "gen4.5", "--prompt",
+                                        "a lighthouse in a storm", "--seconds", "5"),
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.polled.wait(30), first.stderr.read1().decode() if first.poll() is not None else "no poll"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert server.creates == 1
+    server.release.set()
+    second = subprocess.run([sys.executable, "-m", "masuka", "jobs", "resume", "--data-dir", str(data), "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0, second.stderr
+    result = json.loads(second.stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed" and result["provider_job_id"] == "job1"
+    check_mp4(__import__("pathlib").Path(result["video"]))
+    assert server.creates == 1
+    listed = subprocess.run([sys.executable, "-m", "masuka", "jobs", "--data-dir", str(data), "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    jobs = json.loads(listed.stdout)["jobs"]
+    assert [(j["id"], j["kind"], j["status"], j["external_id"]) for j in jobs] == [
+        (result["job"], "video", "completed", "job1")]
+
+
+def test_cli_video_waits_with_progress_and_prints_json(tmp_path, fake):
+    server = fake("gemini")
+    server.polls_to_finish = 4
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MASUKA_VIDEO_POLL_S": "0.3"}  # phases the progress lines see
+    done = subprocess.run(_video_cli(tmp_path / "data", "--provider", "gemini", "--model",
+                                     "veo-3.1-fast-generate-preview", "--prompt", "waves", "--seconds", "6",
+                                     "--aspect", "9:16"), cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "completed" and result["provider_job_id"].startswith("models/veo-3.1-fast")
+    assert result["cost_usd"] == 0.9
+    assert "estimated $0.90" in done.stderr and "job 1: running" in done.stderr
+    assert done.stderr.strip().endswith("job 1: completed 100%")
+    assert server.jobs["job1"]["payload"]["parameters"]["aspectRatio"] == "9:16"
+
+
+def test_cli_refuses_bad_input_with_exit_code_2(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(_video_cli(tmp_path / "data", "--provider", "openai", "--model", "sora-2", "--prompt",
+                                     "waves", "--seconds", "5"), cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "error: Sora 2 makes clips of 4, 8, 12 seconds" in done.stderr
+
+
+def test_jobs_list_shows_owner_rows_and_status(studio, fake):
+    fake("fal")
+    job_id = start_video(studio, VideoRequest("fal", "fal-ai/veo3/fast", "a fox", seconds=8))
+    wait_video(studio, job_id)
+    rows = video_jobs(studio, "local")
+    assert rows[0]["id"] == job_id and rows[0]["video"].is_file() and rows[0]["phase"] == "completed"
+    assert video_jobs(studio, "someone-else") == []
+
+
+def test_killed_while_the_create_request_was_in_flight_needs_attention_and_is_not_resent(tmp_path, fake):
+    server = fake("openai")
+    server.hang_create_s = 4.0
+    data = tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(_video_cli(data, "--provider", "openai", "--model", "sora-2", "--prompt", "a harbour"),
+                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: server.requests_to("/v1/videos"))
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    assert len(server.requests_to("/v1/videos")) == 1
+    resumed = subprocess.run([sys.executable, "-m", "masuka", "jobs", "resume", "--data-dir", str(data)],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert "resuming 0 video job(s)" in resumed.stderr
+    listed = subprocess.run([sys.executable, "-m", "masuka", "jobs", "--data-dir", str(data), "--json"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    job = json.loads(listed.stdout)["jobs"][0]
+    assert job["status"] == "interrupted" and job["error"].startswith("Needs attention")
+    assert len(server.requests_to("/v1/videos")) == 1

@@ -1,0 +1,81 @@
+"""The local provider: a tiny random Wan pipeline loaded through from_pretrained, run as a video job."""
+
+from __future__ import annotations
+
+import pytest
+
+from masuka.video.jobs import cancel_video, start_video, wait_video
+from masuka.video.media import check_mp4
+from masuka.video.request import VideoRequest
+from tests.video.conftest import wait_until
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(tmp_path_factory):
+    """``tiny_wan(image_to_video)`` -> folder of a tiny random Wan pipeline."""
+    from masuka.models.synthetic import save_tiny_video_pipeline
+
+    built = {}
+
+    def make(image_to_video: bool = False):
+        if image_to_video not in built:
+            built[image_to_video] = save_tiny_video_pipeline(tmp_path_factory.mktemp("tiny-wan"), image_to_video)
+        return built[image_to_video]
+
+    return make
+
+
+def local(model, **kw) -> VideoRequest:
+    values = dict(provider="local", model=str(model), prompt="a red fox running", seconds=1, size="32x32", fps=8,
+                  steps=2, seed=5)
+    values.update(kw)
+    return VideoRequest(**values)
+
+
+def frames_and_size(path):
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    return sum(1 for _ in reader), tuple(meta["size"])
+
+
+def test_local_text_to_video_is_recorded_with_progress(studio, tiny_wan):
+    job_id = start_video(studio, local(tiny_wan()))
+    row = wait_video(studio, job_id, timeout=120)
+    assert row["status"] == "completed", row["error"]
+    video = studio.config.absolute(row["result"]["video"])
+    check_mp4(video)
+    assert frames_and_size(video) == (9, (32, 32))
+    assert (row["step"], row["total"], row["progress"], row["cost_usd"]) == (2, 2, 1.0, 0)
+    generation = studio.store.find("generations", "job_id = ?", [job_id])[0]
+    assert (generation["provider"], generation["seed"], generation["steps"]) == ("local", 5, 2)
+    again = wait_video(studio, start_video(studio, local(tiny_wan(), seed=6)), timeout=120)
+    assert again["status"] == "completed" and studio.models.loads == 1
+
+
+def test_local_image_to_video_from_a_first_frame(studio, tiny_wan, first_frame):
+    row = wait_video(studio, start_video(studio, local(tiny_wan(True), image=str(first_frame))), timeout=120)
+    assert row["status"] == "completed", row["error"]
+    assert frames_and_size(studio.config.absolute(row["result"]["video"])) == (9, (32, 32))
+
+
+def test_local_text_only_model_refuses_a_first_frame(studio, tiny_wan, first_frame):
+    row = wait_video(studio, start_video(studio, local(tiny_wan(), image=str(first_frame))), timeout=120)
+    assert row["status"] == "failed" and "text only" in row["error"]
+
+
+def test_cancel_stops_a_local_video_between_steps(studio, tiny_wan):
+    job_id = start_video(studio, local(tiny_wan(), steps=50))
+    assert wait_until(lambda: (studio.store.get("jobs", job_id)["step"] or 0) >= 1, timeout=120)
+    cancel_video(studio, job_id, "local")
+    row = wait_video(studio, job_id, timeout=120)
+    assert row["status"] == "cancelled" and row["step"] < 50
+    assert studio.store.count("generations") == 0
+
+
+def test_bad_local_size_is_refused(studio, tiny_wan):
+    from masuka.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="multiples of 16"):
+        start_video(studio, local(tiny_wan(), size="30x30"))

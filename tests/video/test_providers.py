@@ -1,0 +1,249 @@
+"""Each provider client against its fake server: requests in the documented shapes, the video downloaded,
+checked and recorded; retries that honour the provider's hints; failures shown with the provider's words."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from masuka.errors import InvalidInput
+from masuka.video.jobs import cancel_video, start_video, wait_video
+from masuka.video.media import check_mp4
+from masuka.video.request import VideoRequest
+from tests.video.fakes import KEY
+
+MODELS = {"openai": "sora-2", "comet": "veo3-fast", "gemini": "veo-3.1-generate-preview", "runway": "gen4.5",
+          "fal": "fal-ai/veo3"}
+
+
+def run(studio, provider: str, **kw) -> dict:
+    values = dict(provider=provider, model=MODELS[provider], prompt="a paper boat on a rainy street")
+    values.update(kw)
+    job_id = start_video(studio, VideoRequest(**values))
+    return wait_video(studio, job_id, timeout=60)
+
+
+def video_of(studio, row: dict):
+    return studio.config.absolute(row["result"]["video"])
+
+
+@pytest.mark.parametrize("provider", list(MODELS))
+def test_each_provider_makes_a_recorded_playable_video(studio, fake, provider):
+    server = fake(provider)
+    row = run(studio, provider, size="1280x720")
+    assert row["status"] == "completed", row["error"]
+    path = video_of(studio, row)
+    check_mp4(path)
+    assert path.is_relative_to(studio.config.outputs_dir / "videos")
+    assert server.creates == 1 and row["external_id"]
+    generation = studio.store.find("generations", "job_id = ?", [row["id"]])[0]
+    assert (generation["kind"], generation["provider"], generation["model"]) == ("video", provider, MODELS[provider])
+    assert generation["cost_usd"] == row["cost_usd"] > 0
+    assert studio.config.absolute(generation["output_path"]) == path
+    dump = json.dumps([row, generation], default=str)
+    assert KEY not in dump and KEY[-4:] not in dump
+
+
+def test_requests_follow_each_api_shape(studio, fake, first_frame):
+    servers = {name: fake(name) for name in MODELS}
+    run(studio, "openai", seconds=8, size="720x1280")
+    run(studio, "gemini", seconds=6, size="720x1280", negative_prompt="blurry")
+    run(studio, "runway", seconds=5, size="1280x720", image=str(first_frame))
+    run(studio, "fal", seconds=6, size="1920x1080")
+    run(studio, "comet", seconds=8, size="720x1280")
+    sora = servers["openai"].jobs["job1"]["payload"]
+    assert sora == {"model": "sora-2", "prompt": "a paper boat on a rainy street", "seconds": "8", "size": "720x1280"}
+    veo = servers["gemini"].jobs["job1"]["payload"]
+    assert veo["instances"] == [{"prompt": "a paper boat on a rainy street"}]
+    assert veo["parameters"] == {"aspectRatio": "9:16", "durationSeconds": 6, "resolution": "720p",
+                                 "negativePrompt": "blurry"}
+    runway = servers["runway"].jobs["job1"]["payload"]
+    assert (runway["route"], runway["ratio"], runway["duration"], runway["model"]) == (
+        "/v1/image_to_video", "1280:720", 5, "gen4.5")
+    assert runway["promptImage"].startswith("data:image/png;base64,")
+    fal = servers["fal"].jobs["job1"]["payload"]
+    assert (fal["model"], fal["duration"], fal["aspect_ratio"], fal["resolution"]) == (
+        "fal-ai/veo3", "6s", "16:9", "1080p")
+    assert servers["comet"].jobs["job1"]["payload"]["size"] == "9x16"
+
+
+@pytest.mark.parametrize("provider", ["gemini", "runway", "fal"])
+def test_video_urls_on_other_hosts_never_get_the_key(studio, fake, provider):
+    server = fake(provider)
+    assert run(studio, provider)["status"] == "completed"
+    downloads = [s for s in server.seen if s.headers["host-used"].startswith("localhost")]
+    assert downloads and all(".mp4" in s.path for s in downloads)
+    assert all(KEY not in json.dumps(s.headers) for s in downloads)
+
+
+@pytest.mark.parametrize("provider, headers, body", [
+    ("openai", {"retry-after-ms": "30"}, None),
+    ("runway", {"retry-after": "1"}, None),
+    ("fal", {"retry-after": "Thu, 01 Jan 1970 00:00:00 GMT"}, None),
+    ("gemini", {}, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Quota exceeded",
+                              "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                           "retryDelay": "0.05s"}]}}),
+])
+def test_rate_limited_polls_are_retried_and_the_job_completes(studio, fake, provider, headers, body):
+    server = fake(provider)
+    server.fault("poll", 429, headers, body, times=2)
+    row = run(studio, provider)
+    assert row["status"] == "completed", row["error"]
+    assert server.creates == 1
+    assert len([s for s in server.seen if s.method == "GET" and "/files/" not in s.path]) >= 4
+
+
+def test_server_errors_on_polls_are_retried(studio, fake):
+    server = fake("openai")
+    server.fault("poll", 500, times=2)
+    server.fault("poll", 503, times=1)
+    assert run(studio, "openai")["status"] == "completed"
+    assert server.creates == 1
+
+
+def test_rate_limited_create_is_retried_because_it_was_refused(studio, fake):
+    server = fake("runway")
+    server.fault("create", 429, {"retry-after-ms": "20"}, {"error": "You have exceeded the rate limit."}, times=2)
+    row = run(studio, "runway")
+    assert row["status"] == "completed"
+    assert server.creates == 1 and len(server.requests_to("text_to_video")) == 3
+
+
+def test_create_that_fails_on_the_server_is_not_sent_again(studio, fake):
+    server = fake("openai")
+    server.fault("create", 500, body={"error": {"message": "The server had an error processing your request."}})
+    row = run(studio, "openai")
+    assert row["status"] == "failed"
+    assert "server had an error" in row["error"]
+    assert len(server.requests_to("/v1/videos")) == 1
+
+
+def test_create_without_answer_needs_attention_and_is_never_resent(studio, fake, monkeypatch):
+    server = fake("openai")
+    monkeypatch.setenv("MASUKA_VIDEO_TIMEOUT_S", "0.3")
+    server.hang_create_s = 1.0
+    row = run(studio, "openai")
+    assert row["status"] == "interrupted"
+    assert "Needs attention" in row["error"] and "dashboard" in row["error"]
+    assert len(server.requests_to("/v1/videos")) == 1
+    from masuka.video.jobs import resume_video_jobs
+
+    assert resume_video_jobs(studio) == []
+    assert len(server.requests_to("/v1/videos")) == 1
+
+
+@pytest.mark.parametrize("provider, words", [
+    ("openai", "blocked by our moderation system"), ("gemini", "blocked by safety filters"),
+    ("runway", "The content was flagged"), ("fal", "flagged by the content checker"),
+])
+def test_failed_provider_job_shows_the_provider_message(studio, fake, provider, words):
+    server = fake(provider)
+    server.fail_jobs = True
+    row = run(studio, provider)
+    assert row["status"] == "failed" and words in row["error"]
+    assert studio.store.count("generations") == 0
+
+
+def test_bad_key_is_refused_once_with_the_provider_message_and_never_echoed(studio, fake, monkeypatch):
+    server = fake("openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-9876")
+    row = run(studio, "openai")
+    assert row["status"] == "failed" and "Incorrect API key provided" in row["error"] and "HTTP 401" in row["error"]
+    assert len(server.seen) == 1 and "sk-wrong-key-9876" not in row["error"]
+
+
+def test_missing_key_names_the_variable(studio, fake, monkeypatch):
+    fake("gemini")
+    monkeypatch.delenv("GEMINI_API_KEY")
+    row = run(studio, "gemini")
+    assert row["status"] == "failed" and "GEMINI_API_KEY" in row["error"]
+
+
+@pytest.mark.parametrize("provider", ["runway", "fal"])
+def test_expired_video_url_is_fetched_fresh(studio, fake, provider):
+    server = fake(provider)
+    server.expire_urls = True
+    row = run(studio, provider)
+    assert row["status"] == "completed", row["error"]
+    check_mp4(video_of(studio, row))
+
+
+def test_broken_downloads_are_fetched_again_and_only_a_whole_video_is_kept(studio, fake):
+    server = fake("openai")
+    server.broken_downloads = 2
+    row = run(studio, "openai")
+    assert row["status"] == "completed", row["error"]
+    assert len(server.requests_to("/content")) == 3
+    assert video_of(studio, row).read_bytes() == server.video
+    assert not list(studio.config.outputs_dir.rglob("*.part"))
+
+
+@pytest.mark.parametrize("provider, cancels", [("runway", 1), ("fal", 1), ("openai", 1), ("gemini", 0)])
+def test_cancel_stops_the_job_and_cancels_at_the_provider(studio, fake, provider, cancels):
+    server = fake(provider)
+    server.release.clear()
+    job_id = start_video(studio, VideoRequest(provider=provider, model=MODELS[provider], prompt="a long shot"))
+    assert server.polled.wait(10)
+    cancel_video(studio, job_id, "local")
+    row = wait_video(studio, job_id, timeout=20)
+    assert row["status"] == "cancelled"
+    assert server.cancels == cancels
+    assert studio.store.count("generations") == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seconds": 5}, "makes clips of 4, 8, 12 seconds"),
+    ({"size": "640x480"}, "makes 1280x720, 720x1280 videos"),
+    ({"size": "big"}, "must look like 1280x720"),
+    ({"prompt": "x" * 4001}, "too long"),
+    ({"prompt": "  "}, "prompt is empty"),
+    ({"seconds": 61}, "from 1 to 60"),
+    ({"model": "sora-3"}, "has no model 'sora-3'"),
+    ({"provider": "runway", "model": "gen4_turbo"}, "from an image only"),
+    ({"provider": "runway", "model": "gen4.5", "prompt": "y" * 1001}, "at most 1000"),
+    ({"provider": "gemini", "model": "veo-3.1-generate-preview", "size": "1920x1080", "seconds": 4},
+     "clips of 8 seconds at 1920x1080"),
+    ({"provider": "fal", "model": "fal-ai/kling-video/v2.1/master/text-to-video", "seconds": 7}, "5, 10"),
+    ({"size": "1280x720", "aspect": "16:9"}, "not both"),
+    ({"aspect": "4:3"}, "no 4:3 size"),
+    ({"fallback": ["fal:fal-ai/kling-video/v2.1/master/text-to-video"]}, "has no size 1280x720"),
+    ({"fallback": ["openai"]}, "another remote provider"),
+])
+def test_invalid_combinations_are_refused_before_any_request(studio, fake, change, message):
+    servers = [fake(name) for name in ("openai", "runway", "gemini", "fal")]
+    values = {"provider": "openai", "model": "sora-2", "prompt": "a fox", **change}
+    with pytest.raises(InvalidInput, match=message):
+        start_video(studio, VideoRequest(**values))
+    assert studio.store.count("jobs") == 0 and not any(s.seen for s in servers)
+
+
+def test_too_large_first_frame_is_refused(studio, fake, tmp_path):
+    import os
+
+    from PIL import Image
+
+    fake("runway")
+    big = tmp_path / "big.png"
+    Image.frombytes("RGB", (1200, 1200), os.urandom(1200 * 1200 * 3)).save(big)
+    assert big.stat().st_size > 3_500_000
+    with pytest.raises(InvalidInput, match="too large for Runway"):
+        start_video(studio, VideoRequest(provider="runway", model="gen4_turbo", prompt="a fox", image=str(big)))
+
+
+@pytest.mark.parametrize("headers, body, expected", [
+    ({"retry-after-ms": "1500", "retry-after": "9"}, None, 1.5),
+    ({"retry-after": "3"}, None, 3.0),
+    ({"retry-after": "Thu, 01 Jan 1970 00:00:00 GMT"}, None, 0.0),
+    ({}, {"error": {"code": 429, "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                                              "retryDelay": "34s"}]}}, 34.0),
+    ({"retry-after": "600"}, None, 60.0),
+])
+def test_retry_delay_follows_the_provider_hint_capped(headers, body, expected):
+    import httpx
+
+    from masuka.video.http import retry_delay
+    from masuka.video.settings import VideoSettings
+
+    response = httpx.Response(429, headers=headers, json=body) if body else httpx.Response(429, headers=headers)
+    assert retry_delay(response, 0, VideoSettings()) == expected

@@ -1,0 +1,111 @@
+"""The Video tab through its API (gradio_client against the live app): generate, follow, cancel, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from gradio_client import Client
+
+from tests.conftest import ROOT
+from tests.video.conftest import wait_until
+
+
+def follow(client: Client, job_id: int, until=("completed", "failed", "cancelled", "interrupted")) -> list:
+    """Call ``video_status`` as the tab's timer does until the job's row reaches one of ``until``."""
+    seen = {}
+
+    def finished() -> bool:
+        table, gallery, latest, health = client.predict(api_name="/video_status")
+        rows = {row[0]: row for row in table["data"]}
+        seen.update(row=rows.get(job_id), rest=[gallery, latest, health])
+        return job_id in rows and rows[job_id][2] in until
+
+    assert wait_until(finished, timeout=60), f"job {job_id} did not finish: {seen.get('row')}"
+    return [seen["row"], *seen["rest"]]
+
+
+def test_generate_follow_and_play_a_video(live_app, fake):
+    server = fake("openai")
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    job_id, message = client.predict("a paper boat", "openai", "sora-2", 8, "1280x720", None, "", [],
+                                     api_name="/generate_video")
+    assert "estimated $0.80" in message
+    row, gallery, latest, health = follow(client, job_id)
+    assert row[2] == "completed" and row[4] == "100%" and row[7] == 0.8
+    latest = latest["video"] if isinstance(latest, dict) else latest
+    assert str(latest).endswith(".mp4") and len(gallery) == 1
+    assert server.creates == 1 and health == ""
+
+
+def test_bad_choice_is_refused_with_the_reason(live_app, fake):
+    fake("openai")
+    client = Client(live_app().url, verbose=False)
+    try:
+        client.predict("a boat", "openai", "sora-2", 5, "1280x720", None, "", [], api_name="/generate_video")
+    except Exception as error:  # gradio_client raises AppError carrying the gr.Error message
+        assert "makes clips of 4, 8, 12 seconds" in str(error)
+    else:
+        raise AssertionError("an invalid duration was accepted")
+
+
+def test_cancel_from_the_tab(live_app, fake):
+    server = fake("runway")
+    server.release.clear()
+    client = Client(live_app().url, verbose=False)
+    job_id, _ = client.predict("a storm", "runway", "gen4.5", 5, "1280x720", None, "", [], api_name="/generate_video")
+    assert server.polled.wait(20)
+    assert "cancel requested" in client.predict(job_id, api_name="/cancel_video")
+    row = follow(client, job_id)[0]
+    assert row[2] == "cancelled" and server.cancels == 1
+
+
+def test_app_start_resumes_a_job_left_by_a_killed_process(live_app, fake, tmp_path):
+    server = fake("fal")
+    server.release.clear()
+    data = tmp_path / "shared-data"
+    process = subprocess.Popen([sys.executable, "-m", "masuka", "video", "--data-dir", str(data), "--provider", "fal",
+                                "--model", "fal-ai/veo3", "--prompt", "a comet", "--seconds", "4"],
+                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        assert server.polled.wait(30)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    server.release.set()
+    client = Client(live_app(data_dir=data).url, verbose=False)
+    row = follow(client, 1)[0]
+    assert row[2] == "completed" and server.creates == 1
+
+
+def test_form_offers_only_valid_choices_and_prices_the_chain():
+    from masuka.ui.video import _seconds_choices, price
+
+    assert _seconds_choices("gemini", "veo-3.1-generate-preview", "1920x1080")[0] == 8
+    assert 4 in _seconds_choices("gemini", "veo-3.1-generate-preview", "1280x720")
+    assert _seconds_choices("local", "wan2.1-t2v-1.3b") == [1, 2, 3, 4, 5]  # text-only: no chains offered
+    text = price("openai", "sora-2-pro", 30, "1792x1024", None, ["comet"], "a fox")
+    assert "Estimated cost: $16.00" in text and "12 s + 12 s + 8 s" in text and "Fallback comet sora-2-pro" in text
+    assert price("openai", "sora-2", 5, "1280x720", None, [], "a fox").startswith("⚠️")
+
+
+def test_first_frame_upload_and_unhealthy_provider_notice(live_app, fake, first_frame, monkeypatch):
+    from gradio_client import handle_file
+
+    monkeypatch.setenv("MASUKA_VIDEO_UNHEALTHY_AFTER", "1")
+    runway, openai = fake("runway"), fake("openai")
+    openai.fault("create", 502)
+    client = Client(live_app().url, verbose=False)
+    job_id, _ = client.predict("she turns and smiles", "runway", "gen4_turbo", 5, "1280x720",
+                               handle_file(str(first_frame)), "", [], api_name="/generate_video")
+    assert follow(client, job_id)[0][2] == "completed"
+    payload = runway.jobs["job1"]["payload"]
+    assert payload["route"] == "/v1/image_to_video" and payload["promptImage"].startswith("data:image/png")
+    failed, _ = client.predict("a boat", "openai", "sora-2", 4, "1280x720", None, "", [], api_name="/generate_video")
+    row, _gallery, _latest, health = follow(client, failed)
+    assert row[2] == "failed" and "HTTP 502" in row[9]
+    assert "openai is marked unhealthy" in health
