@@ -8,7 +8,7 @@ import pytest
 
 from masuka.config import PROVIDER_BASE_URLS
 from masuka.keys import KEY_ENV
-from tests.video.fakes import KEY, FakeProvider
+from masuka.video.fakes import KEY, FakeProvider
 
 FAST = {"MASUKA_VIDEO_POLL_S": "0.02", "MASUKA_VIDEO_BACKOFF_S": "0.02", "MASUKA_VIDEO_ATTEMPTS": "4",
         "MASUKA_VIDEO_TIMEOUT_S": "5"}

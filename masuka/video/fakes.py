@@ -1,4 +1,6 @@
-"""Fake provider servers on loopback speaking each video API's documented shapes.
+"""Loopback stand-ins for the remote video APIs, speaking each provider's documented shapes.
+
+Used by the test suite and by ``python -m masuka bench load``, so load and fault figures need no paid API.
 
 One :class:`FakeProvider` per API runs a real HTTP server in a thread. Tests script it: how many polls a job
 takes, whether jobs finish (``release``), faults injected per route (429 with retry hints, 500s), failed
