@@ -82,3 +82,43 @@ def live_app(tmp_path):
     yield start
     for running in apps:
         running.close()
+
+
+FAST_VIDEO = {"MASUKA_VIDEO_POLL_S": "0.02", "MASUKA_VIDEO_BACKOFF_S": "0.02", "MASUKA_VIDEO_ATTEMPTS": "4",
+              "MASUKA_VIDEO_TIMEOUT_S": "5"}
+
+
+@pytest.fixture(scope="session")
+def sample_mp4(tmp_path_factory) -> bytes:
+    from masuka.video.fakes import make_mp4
+
+    return make_mp4(tmp_path_factory.mktemp("mp4") / "sample.mp4").read_bytes()
+
+
+@pytest.fixture
+def fast_video(monkeypatch):
+    for name, value in FAST_VIDEO.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def fake(monkeypatch, sample_mp4, fast_video):
+    """``fake("openai")`` -> a running :class:`FakeProvider`, with its base URL and key in the environment."""
+    from masuka.config import PROVIDER_BASE_URLS
+    from masuka.keys import KEY_ENV
+    from masuka.video.fakes import KEY, FakeProvider
+
+    started = []
+
+    def start(kind: str):
+        server = FakeProvider(kind, sample_mp4)
+        started.append(server)
+        monkeypatch.setenv(PROVIDER_BASE_URLS[kind][0], server.base)
+        monkeypatch.setenv(KEY_ENV[kind][0], KEY)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+

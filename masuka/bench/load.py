@@ -29,12 +29,14 @@ class Outcome:
 class LoadReport:
     outcomes: list[Outcome] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    video_jobs: list[int] = field(default_factory=list)
+    video_refusals: list[str] = field(default_factory=list)
 
     def figures(self, rows: list[dict]) -> dict:
         served = [o for o in self.outcomes if o.ok]
         latencies = sorted(o.latency_s for o in served)
-        by_seed = {r["seed"]: r for r in rows}
         rows = [r for r in rows if r["seed"] != WARMUP_SEED]
+        by_seed = {r["seed"]: r for r in rows if r["kind"] == "image"}
         waits = [o.latency_s - (by_seed[o.seed]["duration_s"] or 0) for o in served if o.seed in by_seed]
         return {
             "requests": len(self.outcomes), "served": len(served),
@@ -43,7 +45,8 @@ class LoadReport:
             "p50_latency_s": round(_percentile(latencies, 50), 3), "p95_latency_s": round(_percentile(latencies, 95), 3),
             "p50_queue_wait_s": round(_percentile(sorted(waits), 50), 3),
             "p95_queue_wait_s": round(_percentile(sorted(waits), 95), 3),
-            "history_rows_completed": sum(r["status"] == "completed" for r in rows),
+            "history_rows_completed": sum(r["status"] == "completed" for r in rows if r["kind"] == "image"),
+            "video_jobs_started": len(self.video_jobs), "video_refusals": len(self.video_refusals),
             "gpu_overlaps": count_overlaps(rows),
             "rss_start_mb": round(self.rss_mb[0], 1) if self.rss_mb else None,
             "rss_end_mb": round(self.rss_mb[-1], 1) if self.rss_mb else None,
@@ -53,13 +56,18 @@ class LoadReport:
 def count_overlaps(rows: list[dict]) -> int:
     """Pairs of GPU jobs whose recorded [started_at, finished_at] intervals overlap."""
     spans = sorted((_ts(r["started_at"]), _ts(r["finished_at"])) for r in rows
-                   if r["started_at"] and r["finished_at"])
+                   if r.get("kind", "image") == "image" and r["started_at"] and r["finished_at"])
     return sum(1 for (_, end), (start, _) in zip(spans, spans[1:]) if start < end)
 
 
 def drive(url: str, model: str, users: int, requests_per_user: int, steps: int = 1, size: int = 64,
-          auth: tuple[str, str] | None = None, duration_s: float | None = None) -> LoadReport:
-    """Each user submits its requests one after another (distinct seeds); all users run at once."""
+          auth: tuple[str, str] | None = None, duration_s: float | None = None,
+          video: tuple[str, str] | None = None) -> LoadReport:
+    """Each user submits its requests one after another (distinct seeds); all users run at once.
+
+    With ``video`` (provider, model) each user first starts one remote video job, which runs in the
+    background while its image requests are served.
+    """
     from gradio_client import Client
 
     report = LoadReport()
@@ -68,6 +76,15 @@ def drive(url: str, model: str, users: int, requests_per_user: int, steps: int =
 
     def user(index: int) -> None:
         client = Client(url, auth=auth, verbose=False)
+        if video:
+            try:
+                job_id, _message = client.predict(f"user {index} video", video[0], video[1], 4, "1280x720", None,
+                                                  "", [], api_name="/generate_video")
+                with lock:
+                    report.video_jobs.append(int(job_id))
+            except Exception as error:  # recorded and judged by the caller
+                with lock:
+                    report.video_refusals.append(str(error))
         for n in range(requests_per_user):
             if stop_at is not None and time.monotonic() > stop_at:
                 return
@@ -114,21 +131,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(studio, args: argparse.Namespace) -> dict:
-    from masuka.config import Config
+    import os
+
+    from masuka.config import PROVIDER_BASE_URLS, Config
+    from masuka.keys import KEY_ENV
     from masuka.models.synthetic import save_tiny_pipeline
     from masuka.server import launch
+    from masuka.video.fakes import KEY, FakeProvider, make_mp4
 
     with tempfile.TemporaryDirectory() as tmp:
         model = save_tiny_pipeline("flux", Path(tmp) / "tiny-flux")
+        provider = FakeProvider("openai", make_mp4(Path(tmp) / "clip.mp4").read_bytes())
+        os.environ[PROVIDER_BASE_URLS["openai"][0]] = provider.base  # this process only: the bench's own app
+        os.environ[KEY_ENV["openai"][0]] = KEY
         running = launch(Config.from_env(data_dir=Path(tmp) / "data", auth="", queue_size=args.queue_size),
                          port=_free_port(), block=False)
         try:
             report = drive(running.url, str(model), args.users, args.requests, steps=args.steps,
-                           duration_s=args.minutes * 60)
+                           duration_s=args.minutes * 60, video=("openai", "sora-2"))
+            finished = wait_for_jobs(running.studio, report.video_jobs, timeout=300)
             rows = running.studio.store.find("generations", order_by="id")
         finally:
             running.close()
-    return {"users": args.users, **report.figures(rows)}
+            provider.close()
+    return {"users": args.users, **report.figures(rows), "video_jobs_completed": finished,
+            "video_create_requests": provider.creates}
+
+
+def wait_for_jobs(studio, job_ids: list[int], timeout: float) -> int:
+    """Wait until the given jobs leave queued/running; returns how many completed."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        rows = [studio.store.get("jobs", job_id) for job_id in job_ids]
+        if all(row["status"] not in ("queued", "running") for row in rows):
+            break
+        pause.wait(0.1)
+    return sum(studio.store.get("jobs", job_id)["status"] == "completed" for job_id in job_ids)
 
 
 def _percentile(values: list[float], pct: float) -> float:

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 KEY = "sk-test-secret-key-1234"
 
@@ -254,6 +255,21 @@ class FakeProvider:
         token = self.jobs[job_id]["token"]
         return 200, {}, _json({"video": {"url": f"{self.other_origin}/files/{job_id}.mp4?token={token}",
                                          "content_type": "video/mp4", "file_name": "output.mp4"}, "seed": 1})
+
+
+def make_mp4(path: Path, frames: int = 8, size: int = 64, color: int = 0) -> Path:
+    """A real H.264 MP4 written with the ffmpeg that imageio-ffmpeg ships."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    writer = imageio_ffmpeg.write_frames(str(path), (size, size), fps=8, macro_block_size=16)
+    writer.send(None)
+    for index in range(frames):
+        frame = np.full((size, size, 3), (color + index * 20) % 255, dtype=np.uint8)
+        frame[:, : size // 2, 0] = 255 - index * 10
+        writer.send(frame)
+    writer.close()
+    return path
 
 
 def _json(value: dict) -> bytes:

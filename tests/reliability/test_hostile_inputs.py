@@ -3,7 +3,6 @@ no secret, and leaves the app serving. The count of cases is reported by pytest 
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 from pathlib import Path

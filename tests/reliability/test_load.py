@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from masuka.bench.load import REFUSAL, WARMUP_SEED, count_overlaps, drive
+from masuka.bench.load import REFUSAL, WARMUP_SEED, count_overlaps, drive, wait_for_jobs
 
 
-def test_twenty_users_are_served_or_refused_clearly(live_app, tiny_model):
+def test_twenty_users_are_served_or_refused_clearly(live_app, tiny_model, fake):
+    provider = fake("openai")
     app = live_app(queue_size=8)
-    report = drive(app.url, str(tiny_model("flux")), users=20, requests_per_user=2)
-    rows = [r for r in app.studio.store.find("generations", order_by="id") if r["seed"] != WARMUP_SEED]
+    report = drive(app.url, str(tiny_model("flux")), users=20, requests_per_user=2, video=("openai", "sora-2"))
+    assert report.video_refusals == [] and len(report.video_jobs) == 20
+    assert wait_for_jobs(app.studio, report.video_jobs, timeout=120) == 20
+    assert provider.creates == 20, "one create request per video job, never two"
+    assert app.studio.store.count("generations", "kind = 'video' and status = 'completed'") == 20
+    rows = [r for r in app.studio.store.find("generations", "kind = 'image'", order_by="id")
+            if r["seed"] != WARMUP_SEED]
     figures = report.figures(rows)
     print("load figures:", figures)
     assert figures["requests"] == 40
