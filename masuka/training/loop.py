@@ -96,10 +96,15 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
     """Load the pipeline, cache the data, add the LoRA and build optimizer and LR scheduler (all processes)."""
     import torch
     from accelerate import Accelerator
+    from accelerate.utils import set_seed
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import cast_training_params, free_memory
+    from diffusers.utils import logging as diffusers_logging
     from peft import LoraConfig
+    from transformers.utils import logging as transformers_logging
 
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     options = plan.options
     where = device_plan()
     mixed = {"bfloat16": "bf16", "float16": "fp16"}.get(where.dtype_name, "no")
@@ -127,6 +132,7 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
         pipe.vae = None
     free_memory()
 
+    set_seed(options.seed)
     model = getattr(pipe, arch.model_attr)
     model.requires_grad_(False)
     if options.base_precision == "fp8":
