@@ -7,7 +7,6 @@ what the model needs), encoded by the VAE once, and the captions by the text enc
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,6 @@ from typing import Any
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,7 +119,6 @@ def build_cache(arch: Any, pipe: Any, items: list[tuple[Path, str]], resolution:
             cache.texts = [arch.encode_text(pipe, [caption], device) for caption in cache.captions]
         cache.empty = arch.encode_text(pipe, [""], device)
         cache.samples = [arch.encode_text(pipe, [prompt], device) for prompt in sample_prompts]
-    log.info("cached %d latents in %d bucket(s)", len(latents), len(cache.buckets()))
     return cache
 
 

@@ -124,6 +124,8 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
         hooks.log(f"caching latents and text embeddings of {len(plan.data.items)} image(s) at {options.resolution} px")
     cache = build_cache(arch, pipe, plan.data.items, options.resolution, options.sample_prompts, device,
                         encode_texts=not options.train_text_encoder)
+    if main:
+        hooks.log(f"cached {len(cache.latents)} image(s) in {len(cache.buckets())} aspect bucket(s)")
     if not options.train_text_encoder:
         for name in encoders:
             setattr(pipe, name, None)
