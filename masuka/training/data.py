@@ -150,3 +150,13 @@ class BatchOrder:
     def batch(self, counter: int) -> list[int]:
         per_epoch = len(self._batches(0))
         return self._batches(counter // per_epoch)[counter % per_epoch]
+
+
+def dataset_choices(studio: Studio, owner: str = LOCAL_USER, admin: bool = False) -> list[tuple[str, str]]:
+    """(label, name) of the datasets a user may train on, with their image counts, newest first."""
+    where, args = ("1 = 1", []) if admin else ("owner in (?, ?)", [owner, LOCAL_USER])
+    choices = []
+    for row in studio.store.find("datasets", where, args):
+        count = studio.store.count("dataset_images", "dataset_id = ?", [row["id"]])
+        choices.append((f"{row['name']} ({count} images)", row["name"]))
+    return choices

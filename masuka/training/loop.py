@@ -149,8 +149,7 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
         for name in encoders:
             getattr(pipe, name).add_adapter(LoraConfig(target_modules=arch.text_encoder_targets, **lora))
             trained[name] = getattr(pipe, name)
-    if mixed != "no":
-        cast_training_params(list(trained.values()), dtype=torch.float32)
+    cast_training_params(list(trained.values()), dtype=torch.float32)  # LoRA weights train in fp32 always
     params = [p for module in trained.values() for p in module.parameters() if p.requires_grad]
     optimizer = make_optimizer(options.optimizer, params, options.lr)
     world = accelerator.num_processes
