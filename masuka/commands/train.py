@@ -17,6 +17,7 @@ import time
 
 from masuka.cli import emit, open_studio, progress_line
 from masuka.errors import InvalidInput
+from masuka.store import now
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 
 POLL_S = 0.2
@@ -79,13 +80,13 @@ def run(args: argparse.Namespace) -> int:
         child = subprocess.Popen(_launch_command(args, run_id, gpus), start_new_session=True)
         interrupt_child = threading.Thread(target=_forward, args=(interrupt, child), daemon=True)
         interrupt_child.start()
-        row = _follow(studio, args, run_id, child.poll)
+        row = _follow(studio, args, run_id, child.poll, interrupt)
         if child.wait() != 0 and row["status"] in ("queued", "running"):
             studio.store.update("jobs", run_id, status="failed", error=f"the training processes exited with "
                                 f"code {child.returncode}; see the messages above")
     else:
         submit_run(studio, run_id, interrupt)
-        _follow(studio, args, run_id, lambda: None)
+        _follow(studio, args, run_id, lambda: None, interrupt)
     return _report(studio, args, run_id)
 
 
@@ -125,8 +126,11 @@ def _forward(interrupt: threading.Event, child: subprocess.Popen) -> None:
         os.killpg(child.pid, signal.SIGTERM)
 
 
-def _follow(studio, args: argparse.Namespace, run_id: int, exited) -> dict:
-    """Print new log lines and step progress until the run leaves queued/running (or its processes exit)."""
+def _follow(studio, args: argparse.Namespace, run_id: int, exited, interrupt: threading.Event) -> dict:
+    """Print new log lines and step progress until the run leaves queued/running (or its processes exit).
+
+    A signal while the run still waits for the GPU marks it ``interrupted`` at once (there is nothing to save).
+    """
     last_line, printed_step = None, -1
     while True:
         row = studio.store.get("jobs", run_id)
@@ -144,6 +148,10 @@ def _follow(studio, args: argparse.Namespace, run_id: int, exited) -> dict:
                 printed_step = step
         if row["status"] not in ("queued", "running") or exited() is not None:
             return row
+        if interrupt.is_set() and row["status"] == "queued":
+            studio.store.update("jobs", run_id, status="interrupted", finished_at=now(),
+                                error="Interrupted before it started.")
+            return studio.store.get("jobs", run_id)
         time.sleep(POLL_S)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from masuka.errors import MasukaError
 from masuka.models.catalog import image_models
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
@@ -110,7 +111,10 @@ def build(ctx: UIContext) -> None:
         picker = gr.Dropdown(choices=[(f"#{r['run']} {r['title']} ({r['status']})", r["run"]) for r in rows])
         if not selected:
             return picker, "No run selected.", pd.DataFrame({"step": [], "loss": []}), [], "", table
-        info = run_status(studio, selected, user, admin)
+        try:
+            info = run_status(studio, selected, user, admin)
+        except MasukaError as error:  # a run deleted or not yours: say so instead of raising every tick
+            return picker, str(error), pd.DataFrame({"step": [], "loss": []}), [], "", table
         return (picker, progress_text(info), pd.DataFrame(info["losses"], columns=["step", "loss"]),
                 [(path, path.rsplit("/", 1)[-1]) for path in info["samples"]], info["log"], table)
 
