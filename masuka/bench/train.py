@@ -1,9 +1,10 @@
 """Training: seconds per step and peak memory of a real run, against a bare diffusers + peft step on the same model.
 
 The run is a real one (dataset rows, job row, metrics written per step) in a temporary data dir; its speed is
-the median wall-clock time between step records, so stop checks and metric writes count. Rounds of bare steps
-and runs alternate so that changes in machine load hit both alike; medians over all rounds are reported. The bare step is the same loss on
-the same peft LoRA with torch AdamW and nothing else: no accelerate, batching, reporting or store.
+the median wall-clock time between step records, so stop checks and metric writes count. The bare step is the
+same loss on the same peft LoRA with torch AdamW and nothing else: no accelerate, batching, reporting or store.
+Rounds of bare steps and runs alternate so that changes in machine load hit both alike; medians over all
+rounds are reported.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import statistics
 import tempfile
 import time
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 from masuka.models.synthetic import TINY_ARCHITECTURES
@@ -62,7 +64,7 @@ def run(studio, args: argparse.Namespace) -> dict:
                 raise RuntimeError(f"the benchmark run {status['status']}: {status['error']}")
             metrics = bench_studio.store.find("job_metrics", "job_id = ?", [run_id], order_by="step")
             stamps = [datetime.fromisoformat(m["at"]) for m in metrics][WARMUP_STEPS:]
-            loop_times += [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+            loop_times += [(b - a).total_seconds() for a, b in pairwise(stamps)]
         bench_studio.close()
     loop_s, bare_s = statistics.median(loop_times), statistics.median(bare_times)
     figures = {"loop_s_per_step": round(loop_s, 4), "bare_s_per_step": round(bare_s, 4),

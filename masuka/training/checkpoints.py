@@ -38,7 +38,7 @@ def latest(run_dir: Path) -> Checkpoint | None:
 
 def save(run_dir: Path, step: int, lora: dict[str, dict[str, Any]], optimizer: Any, scheduler: Any,
          extra: dict[str, Any], keep_last: int) -> Checkpoint:
-    """Write a checkpoint for ``step`` (``lora``: state dicts by module name) and drop all but the last ``keep_last``."""
+    """Write a checkpoint for ``step`` (``lora``: state dicts by module) and drop all but the last ``keep_last``."""
     import torch
     from safetensors.torch import save_file
 

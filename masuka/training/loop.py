@@ -62,7 +62,6 @@ class Outcome:
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     configs: dict[str, dict] = field(default_factory=dict)
     pipe_class: Any = None
-    samples: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -266,9 +265,9 @@ def _micro_step(plan: TrainPlan, session: Session, indices: list[int], micro: in
     dropped = (torch.rand(len(indices), generator=generator) < options.caption_dropout).tolist()
     if options.train_text_encoder:
         text = session.arch.encode_text(session.pipe, ["" if drop else cache.captions[i]
-                                                       for i, drop in zip(indices, dropped)], device)
+                                                       for i, drop in zip(indices, dropped, strict=True)], device)
     else:
-        rows = [cache.empty if drop else cache.texts[i] for i, drop in zip(indices, dropped)]
+        rows = [cache.empty if drop else cache.texts[i] for i, drop in zip(indices, dropped, strict=True)]
         text = {key: torch.cat([row[key] for row in rows]).to(device, session.dtype) for key in rows[0]}
     with accelerator.accumulate(session.model):
         loss = session.arch.loss(session.model, latents, text, [cache.sizes[i] for i in indices], generator)

@@ -197,7 +197,8 @@ def request_stop(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bo
         raise InvalidInput(f"Run {row['id']} is already {row['status']}: there is nothing to stop.")
     studio.store.update("jobs", row["id"], stop_requested=2 if discard else 1)
     if row["status"] == "queued":
-        studio.store.update("jobs", row["id"], status="cancelled", finished_at=now(), error="Stopped before it started.")
+        studio.store.update("jobs", row["id"], status="cancelled", finished_at=now(),
+                            error="Stopped before it started.")
     return run_status(studio, row["id"], owner, admin)
 
 
