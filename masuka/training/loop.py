@@ -319,13 +319,18 @@ def sample(plan: TrainPlan, session: Session, step: int) -> list[Path]:
 def out_of_memory_message(options: TrainOptions) -> str:
     """What to lower after an out-of-memory error, in words."""
     names = list(PRESETS)
-    smaller = [name for name in names if options.preset in names and names.index(name) < names.index(options.preset)]
-    advice = [f"choose the {smaller[-1]} preset" if smaller else "choose the 12gb preset"]
-    if options.resolution > 512:
-        advice.append(f"lower the resolution from {options.resolution} to {max(512, options.resolution - 256)} px")
+    advice = []
+    if options.preset not in names:
+        advice.append("choose the preset of your GPU's memory (12gb, 16gb, 24gb or 40gb)")
+    elif names.index(options.preset) > 0:
+        advice.append(f"choose the {names[names.index(options.preset) - 1]} preset")
+    if options.resolution > 256:
+        advice.append(f"lower the resolution from {options.resolution} to {max(256, options.resolution - 256)} px")
     if options.batch_size > 1:
         advice.append(f"lower the batch size from {options.batch_size} to 1 (raise gradient accumulation instead)")
     if not options.gradient_checkpointing:
         advice.append("turn on gradient checkpointing")
+    if not advice:
+        advice.append("this model needs a GPU with more memory")
     return (f"Out of GPU memory at {options.resolution} px, batch size {options.batch_size}, preset "
-            f"{options.preset or 'none'}: {'; '.join(advice)}. Nothing was lost: checkpoints already saved are kept.")
+            f"{options.preset or 'none'}: {'; '.join(advice)}. Checkpoints already saved are kept.")

@@ -186,3 +186,33 @@ def test_aspect_ratio_buckets_keep_shapes_apart(studio, tiny_model):
                                                            batch_size=2)))
     assert status["status"] == "completed"
     assert "cached 3 image(s) in 3 aspect bucket(s)" in status["log"]
+
+
+def test_sdxl_text_encoder_lora_is_trained_exported_and_loaded(studio, tiny_model, dataset):
+    model = tiny_model("sdxl")
+    status = finish(studio, start_training(studio, options(model, steps=2, lr=2e-2, train_text_encoder=True)))
+    assert status["status"] == "completed", status["error"]
+    keys = load_file(status["lora"]).keys()
+    assert any(k.startswith("text_encoder.") for k in keys) and any(k.startswith("text_encoder_2.") for k in keys)
+    assert any(k.startswith("unet.") for k in keys)
+    info = inspect_lora(status["lora"])
+    assert np.abs(pixels(studio, model) - pixels(studio, model, [(info.name, 1.0)])).max() > 0
+
+
+@pytest.mark.parametrize("preset, resolution, batch, advice", [
+    ("24gb", 768, 1, ["choose the 16gb preset", "lower the resolution from 768 to 512 px"]),
+    ("40gb", 1024, 2, ["choose the 24gb preset", "from 1024 to 768 px", "batch size from 2 to 1",
+                       "turn on gradient checkpointing"]),
+    ("12gb", 512, 1, ["lower the resolution from 512 to 256 px"]),
+    (None, 1024, 1, ["choose the preset of your GPU's memory", "turn on gradient checkpointing"]),
+])
+def test_out_of_memory_message_says_what_to_lower(preset, resolution, batch, advice):
+    from masuka.training.loop import out_of_memory_message
+    from masuka.training.options import fill_defaults
+
+    filled = fill_defaults(TrainOptions(dataset="fox", base="x", preset=preset, resolution=resolution,
+                                        batch_size=batch), "flux")
+    message = out_of_memory_message(filled)
+    assert message.startswith(f"Out of GPU memory at {resolution} px, batch size {batch}, preset {preset or 'none'}")
+    assert all(part in message for part in advice) and message.count("choose") <= 1
+    assert f"choose the {preset} preset" not in message
