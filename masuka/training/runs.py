@@ -14,6 +14,7 @@ import os
 import re
 import statistics
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +36,7 @@ LANE = "gpu-train"
 STOP_MODES = {1: "save", 2: "discard"}
 LOG_LINES = 200
 RESUMABLE = ("cancelled", "interrupted", "failed")
+FLUSH_S = 1.0
 
 
 def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER
@@ -109,7 +111,10 @@ def execute_run(studio: Studio, run_id: int, interrupt: threading.Event | None =
         studio.store.delete("job_metrics", metric["id"])
     with studio.gpu.hold(f"training run {run_id}", on_wait=hooks.log):
         studio.models.release()
-        outcome = train(plan, hooks)
+        try:
+            outcome = train(plan, hooks)
+        finally:
+            hooks.flush()
     if outcome.stopped == "interrupt":
         studio.store.update("jobs", run_id, status="interrupted", finished_at=now(),
                             error=f"Interrupted at step {outcome.step}; checkpoint saved. Resume continues from it.")
@@ -151,19 +156,34 @@ def _finish(studio: Studio, run_id: int, row: dict, plan: Any, outcome: Any, hoo
 
 
 class RunHooks:
-    """The loop's link to the run's row: metrics per step, stop flag, log tail."""
+    """The loop's link to the run's row: metrics per step (written at most once a second), stop flag, log tail."""
 
     def __init__(self, studio: Studio, run_id: int, total: int, interrupt: threading.Event | None,
                  on_step: Callable[[int], None] | None):
         self.studio, self.run_id, self.total = studio, run_id, total
         self.interrupt, self.observer = interrupt, on_step
+        self.pending: list[dict[str, Any]] = []
+        self.flushed_at = 0.0
 
     def on_step(self, step: int, loss: float, lr: float, sec_per_step: float, vram_gb: float | None) -> None:
-        self.studio.store.add_metric(self.run_id, step=step, loss=loss, lr=lr, sec_per_step=sec_per_step,
-                                     vram_gb=vram_gb)
-        self.studio.store.update("jobs", self.run_id, step=step, progress=round(step / self.total, 4))
+        self.pending.append(dict(step=step, loss=loss, lr=lr, sec_per_step=sec_per_step, vram_gb=vram_gb, at=now()))
+        if time.monotonic() - self.flushed_at >= FLUSH_S or step == self.total:
+            self.flush()
         if self.observer:
             self.observer(step)
+
+    def flush(self) -> None:
+        """Write the steps not yet stored, and the row's progress, in one transaction."""
+        if not self.pending:
+            return
+        store = self.studio.store
+        with store.transaction():
+            for metric in self.pending:
+                store.insert("job_metrics", {"job_id": self.run_id, **metric})
+            step = self.pending[-1]["step"]
+            store.update("jobs", self.run_id, step=step, progress=round(step / self.total, 4))
+        self.pending = []
+        self.flushed_at = time.monotonic()
 
     def stop_requested(self) -> str | None:
         if self.interrupt is not None and self.interrupt.is_set():
@@ -172,6 +192,7 @@ class RunHooks:
         return STOP_MODES.get(row["stop_requested"]) if row else "discard"
 
     def log(self, text: str) -> None:
+        self.flush()
         log.info("run %s: %s", self.run_id, text)
         row = self.studio.store.get("jobs", self.run_id)
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
