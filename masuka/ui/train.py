@@ -136,7 +136,8 @@ def build(ctx: UIContext) -> None:
 def progress_text(info: dict) -> str:
     """Progress bar and one line of figures for a run."""
     total = info["total"] or 1
-    bar = f"<progress value='{info['step']}' max='{total}' style='width:100%'></progress>"
+    filled = round(20 * min(info["step"], total) / total)
+    bar = f"`{'█' * filled}{'░' * (20 - filled)}` {100 * info['step'] / total:.0f} %"
     figures = [f"**{info['status']}** — step {info['step']}/{total}"]
     if info["loss"] is not None:
         figures.append(f"loss {info['loss']:.4f}")
