@@ -90,7 +90,7 @@ def test_stop_then_resume_matches_an_uninterrupted_run(studio, tiny_model, datas
 
 
 def test_stop_with_discard_keeps_no_checkpoint(studio, tiny_model, dataset):
-    run = create_run(studio, options(tiny_model("flux"), steps=5))
+    run = create_run(studio, options(tiny_model("flux"), steps=5, optimizer="adafactor"))
     submit_run(studio, run, on_step=lambda step: step == 2 and request_stop(studio, run, discard=True))
     status = finish(studio, run)
     assert status["status"] == "cancelled" and "discarded" in status["error"]
@@ -180,12 +180,13 @@ def test_presets_fill_what_the_user_left_open(studio, tiny_model, dataset):
     assert (big.resolution, big.batch_size, big.gradient_checkpointing, big.alpha) == (1024, 2, False, 8)
 
 
-def test_aspect_ratio_buckets_keep_shapes_apart(studio, tiny_model):
-    add_dataset(studio, "mixed", images=3, sizes=[(64, 64), (128, 64), (64, 128)])
+def test_aspect_ratio_buckets_with_batches_and_gradient_accumulation(studio, tiny_model):
+    add_dataset(studio, "mixed", images=4, sizes=[(64, 64), (128, 64), (64, 128), (64, 64)])
     status = finish(studio, start_training(studio, options(tiny_model("sd3"), dataset="mixed", steps=3,
-                                                           batch_size=2)))
-    assert status["status"] == "completed"
-    assert "cached 3 image(s) in 3 aspect bucket(s)" in status["log"]
+                                                           batch_size=2, grad_accum=2)))
+    assert status["status"] == "completed", status["error"]
+    assert "cached 4 image(s) in 3 aspect bucket(s)" in status["log"]
+    assert [step for step, _loss in status["losses"]] == [1, 2, 3]
 
 
 def test_sdxl_text_encoder_lora_is_trained_exported_and_loaded(studio, tiny_model, dataset):
