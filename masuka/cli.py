@@ -16,7 +16,7 @@ from typing import Any
 
 from masuka.errors import MasukaError
 
-COMMANDS = ["serve", "generate", "bench", "video", "jobs"]
+COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,7 +46,7 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
     ),
     "job_metrics": (
         {"id": int, "job_id": int, "step": int, "loss": float, "lr": float, "sec_per_step": float,
-         "vram_gb": float, "at": str},
+         "vram_gb": float, "at": str, "created_at": str},
         [("job_id", "step")],
     ),
     "datasets": (

@@ -12,7 +12,7 @@ from masuka.ui.common import UIContext
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
-TABS = [("Image", "image"), ("Video", "video"), ("History", "history")]
+TABS = [("Image", "image"), ("Video", "video"), ("Train", "train"), ("History", "history")]
 
 
 def build_app(studio: Studio) -> gr.Blocks:
@@ -38,6 +38,8 @@ def _wire(ctx: UIContext, demo: gr.Blocks) -> None:
             components["image_generated"].then(load, page, outputs, api_visibility="private")
     if "image_load" in components:
         demo.load(components["image_load"], None, components["image_loras"], api_visibility="private")
+    if "train_load" in components:
+        demo.load(components["train_load"], None, components["train_dataset"], api_visibility="private")
 
 
 def css() -> str:

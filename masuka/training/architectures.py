@@ -1,0 +1,162 @@
+"""What differs between Flux, SD3.5 and SDXL training: LoRA targets, latent/text encoding and the loss.
+
+Flux and SD3.5 learn by flow matching (noisy = (1 - σ)·x + σ·ε, target ε - x, σ and timesteps from the
+model's ``FlowMatchEulerDiscreteScheduler``); Flux latents are packed into 2×2 patches and Flux dev gets its
+guidance embedding. SDXL learns by denoising with the scheduler's ``prediction_type`` (epsilon or v) and its
+size/crop conditioning (``add_time_ids``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from masuka.models.catalog import SIZE_MULTIPLE
+
+ATTENTION = ["attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0"]
+JOINT_ATTENTION = ATTENTION + ["attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out"]
+
+
+class Architecture:
+    """Base: the parts Flux and SD3 share (a transformer trained by flow matching)."""
+
+    name = ""
+    model_attr = "transformer"
+    target_modules: list[str] = JOINT_ATTENTION
+    text_encoder_targets: list[str] = []
+    weighting = "none"
+    negative_in_samples = True
+
+    def __init__(self, pipe: Any, options: Any, max_sequence_length: int | None = None):
+        from diffusers import FlowMatchEulerDiscreteScheduler
+
+        self.size_multiple = SIZE_MULTIPLE[self.name]
+        self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        self.scaling = pipe.vae.config.scaling_factor
+        self.shift = pipe.vae.config.get("shift_factor") or 0.0
+        self.guidance = options.guidance
+        self.max_sequence_length = max_sequence_length
+        self.model_config = getattr(pipe, self.model_attr).config
+        if self.model_attr == "transformer":
+            self.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
+
+    def encode_image(self, pipe: Any, pixels: Any) -> Any:
+        latents = pipe.vae.encode(pixels).latent_dist.mode()
+        return (latents - self.shift) * self.scaling
+
+    def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def sample_kwargs(self, text: dict[str, Any], empty: dict[str, Any]) -> dict[str, Any]:
+        """Pipeline arguments that stand for a prompt whose embeddings were cached (text encoders unloaded)."""
+        negative = {f"negative_{key}": value for key, value in empty.items()} if self.negative_in_samples else {}
+        return {**text, **negative}
+
+    def noisy(self, latents: Any, generator: Any) -> tuple[Any, Any, Any, Any]:
+        """Flow-matching noise: (noisy latents, target, timesteps, per-sample loss weights)."""
+        import torch
+        from diffusers.training_utils import compute_density_for_timestep_sampling, compute_loss_weighting_for_sd3
+
+        batch = latents.shape[0]
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+        u = compute_density_for_timestep_sampling(self.weighting, batch, logit_mean=0.0, logit_std=1.0,
+                                                  mode_scale=1.29, generator=generator)
+        indices = (u * self.scheduler.config.num_train_timesteps).long().clamp(max=len(self.scheduler.timesteps) - 1)
+        timesteps = self.scheduler.timesteps[indices].to(latents.device)
+        sigmas = self.scheduler.sigmas[indices].to(latents.device, latents.dtype).view(-1, 1, 1, 1)
+        noisy = (1.0 - sigmas) * latents + sigmas * noise
+        weights = compute_loss_weighting_for_sd3(self.weighting, sigmas)
+        return noisy, noise - latents, timesteps, weights
+
+    def loss(self, model: Any, latents: Any, text: dict[str, Any], sizes: list[tuple[int, int]],
+             generator: Any) -> Any:
+        noisy, target, timesteps, weights = self.noisy(latents, generator)
+        prediction = self.predict(model, noisy, timesteps, text)
+        return (weights.float() * (prediction.float() - target.float()) ** 2).mean()
+
+    def predict(self, model: Any, noisy: Any, timesteps: Any, text: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+
+class Flux(Architecture):
+    name = "flux"
+    target_modules = JOINT_ATTENTION + ["ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
+                                        "proj_mlp"]
+    negative_in_samples = False
+
+    def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        embeds, pooled, _ids = pipe.encode_prompt(captions, prompt_2=None, device=device,
+                                                  max_sequence_length=self.max_sequence_length or 512)
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+
+    def predict(self, model: Any, noisy: Any, timesteps: Any, text: dict[str, Any]) -> Any:
+        import torch
+        from diffusers import FluxPipeline
+
+        batch, channels, height, width = noisy.shape
+        packed = FluxPipeline._pack_latents(noisy, batch, channels, height, width)
+        image_ids = FluxPipeline._prepare_latent_image_ids(batch, height // 2, width // 2, noisy.device, noisy.dtype)
+        text_ids = torch.zeros(text["prompt_embeds"].shape[1], 3, device=noisy.device, dtype=noisy.dtype)
+        guidance = None
+        if self.model_config.guidance_embeds:
+            guidance = torch.full((batch,), float(self.guidance), device=noisy.device, dtype=noisy.dtype)
+        output = model(hidden_states=packed, timestep=timesteps / 1000, guidance=guidance,
+                       pooled_projections=text["pooled_prompt_embeds"], encoder_hidden_states=text["prompt_embeds"],
+                       txt_ids=text_ids, img_ids=image_ids, return_dict=False)[0]
+        return FluxPipeline._unpack_latents(output, height * self.vae_scale, width * self.vae_scale, self.vae_scale)
+
+
+class SD3(Architecture):
+    name = "sd3"
+    weighting = "logit_normal"
+
+    def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        embeds, _neg, pooled, _neg_pooled = pipe.encode_prompt(
+            captions, None, None, device=device, do_classifier_free_guidance=False,
+            max_sequence_length=self.max_sequence_length or 256)
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+
+    def predict(self, model: Any, noisy: Any, timesteps: Any, text: dict[str, Any]) -> Any:
+        return model(hidden_states=noisy, timestep=timesteps, encoder_hidden_states=text["prompt_embeds"],
+                     pooled_projections=text["pooled_prompt_embeds"], return_dict=False)[0]
+
+
+class SDXL(Architecture):
+    name = "sdxl"
+    model_attr = "unet"
+    target_modules = ["to_k", "to_q", "to_v", "to_out.0"]
+    text_encoder_targets = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+    def __init__(self, pipe: Any, options: Any, max_sequence_length: int | None = None):
+        from diffusers import DDPMScheduler
+
+        super().__init__(pipe, options, max_sequence_length)
+        self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+
+    def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        embeds, _neg, pooled, _neg_pooled = pipe.encode_prompt(captions, None, device=device, num_images_per_prompt=1,
+                                                               do_classifier_free_guidance=False)
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+
+    def loss(self, model: Any, latents: Any, text: dict[str, Any], sizes: list[tuple[int, int]],
+             generator: Any) -> Any:
+        import torch
+
+        batch = latents.shape[0]
+        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,), generator=generator)
+        timesteps = timesteps.to(latents.device)
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        if self.scheduler.config.prediction_type == "v_prediction":
+            target = self.scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        height, width = latents.shape[-2] * self.vae_scale, latents.shape[-1] * self.vae_scale
+        time_ids = torch.tensor([[*original, 0, 0, height, width] for original in sizes], device=latents.device,
+                                dtype=text["prompt_embeds"].dtype)
+        prediction = model(noisy, timesteps, encoder_hidden_states=text["prompt_embeds"],
+                           added_cond_kwargs={"text_embeds": text["pooled_prompt_embeds"], "time_ids": time_ids},
+                           return_dict=False)[0]
+        return torch.nn.functional.mse_loss(prediction.float(), target.float())
+
+
+ARCHITECTURES: dict[str, type[Architecture]] = {"flux": Flux, "sd3": SD3, "sdxl": SDXL}

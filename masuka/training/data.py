@@ -1,0 +1,162 @@
+"""Training data: a dataset's images and captions, aspect-ratio buckets, and the latents/embeddings cache.
+
+Images are resized and centre-cropped to the nearest bucket (about ``resolution²`` pixels, sides a multiple of
+what the model needs), encoded by the VAE once, and the captions by the text encoders once, before the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from masuka.errors import InvalidInput, NotFound
+from masuka.store import LOCAL_USER
+from masuka.studio import Studio
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A dataset as training sees it: image files and final captions (trigger word applied)."""
+
+    id: int | None
+    name: str
+    trigger: str
+    items: list[tuple[Path, str]]
+
+    @property
+    def hash(self) -> str:
+        """Content hash of images and captions: tells whether two runs saw the same data."""
+        digest = hashlib.sha256()
+        for path, caption in sorted(self.items, key=lambda item: str(item[0])):
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            digest.update(caption.encode("utf-8"))
+        return digest.hexdigest()[:16]
+
+
+def dataset_for_training(studio: Studio, name: str, owner: str = LOCAL_USER) -> TrainingSet:
+    """The named dataset (or its numeric id) of ``owner``, checked to be trainable: images exist, captions set."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("Choose a dataset.")
+    where = "(name = ? or id = ?) and owner in (?, ?)"
+    rows = studio.store.find("datasets", where, [name, name if name.isdigit() else -1, owner, LOCAL_USER], limit=1)
+    if not rows:
+        raise NotFound(f"Dataset {name!r} does not exist (create it in the Datasets tab).")
+    dataset = rows[0]
+    images = studio.store.find("dataset_images", "dataset_id = ?", [dataset["id"]], order_by="id")
+    images = [row for row in images if row.get("processed_path")]
+    if not images:
+        raise InvalidInput(f"Dataset {dataset['name']!r} has no images: add photos to it in the Datasets tab.")
+    uncaptioned = [Path(row["processed_path"]).name for row in images if not (row.get("caption") or "").strip()]
+    if uncaptioned:
+        raise InvalidInput(f"Dataset {dataset['name']!r} has {len(uncaptioned)} image(s) without a caption "
+                           f"({', '.join(uncaptioned[:3])}…): caption them in the Datasets tab first.")
+    items = [(studio.config.absolute(row["processed_path"]), row["caption"].strip()) for row in images]
+    missing = [path.name for path, _caption in items if not path.is_file()]
+    if missing:
+        raise InvalidInput(f"Dataset {dataset['name']!r} is missing {len(missing)} image file(s) "
+                           f"({', '.join(missing[:3])}): process the dataset again.")
+    return TrainingSet(dataset["id"], dataset["name"], dataset.get("trigger") or "", items)
+
+
+def bucket_for(width: int, height: int, resolution: int, multiple: int) -> tuple[int, int]:
+    """(height, width) of the bucket nearest the image's aspect ratio, about ``resolution²`` pixels."""
+    from diffusers.training_utils import find_nearest_bucket, generate_aspect_ratio_buckets
+
+    buckets = generate_aspect_ratio_buckets(resolution, divisibility=multiple)
+    return buckets[find_nearest_bucket(height, width, buckets)]
+
+
+def load_pixels(path: Path, resolution: int, multiple: int) -> tuple[Any, tuple[int, int]]:
+    """Image as a ``[-1, 1]`` tensor (1, 3, H, W) resized and centre-cropped to its bucket; also the original size."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    original = (image.height, image.width)
+    height, width = bucket_for(image.width, image.height, resolution, multiple)
+    image = ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0), original
+
+
+@dataclass
+class Cache:
+    """Latents per image, text embeddings per caption, the empty caption's (for dropout) and sample prompts'."""
+
+    latents: list[Any]
+    sizes: list[tuple[int, int]]
+    captions: list[str]
+    texts: list[dict[str, Any]] = field(default_factory=list)
+    empty: dict[str, Any] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def buckets(self) -> dict[tuple[int, int], list[int]]:
+        """Item indices grouped by latent shape: a batch never mixes shapes."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, latent in enumerate(self.latents):
+            groups.setdefault(tuple(latent.shape[-2:]), []).append(index)
+        return groups
+
+
+def build_cache(arch: Any, pipe: Any, items: list[tuple[Path, str]], resolution: int, sample_prompts: list[str],
+                device: Any, encode_texts: bool = True) -> Cache:
+    """Encode every image once with the VAE and (unless the text encoder trains) every caption once."""
+    import torch
+
+    latents, sizes = [], []
+    with torch.no_grad():
+        for path, _caption in items:
+            pixels, original = load_pixels(path, resolution, arch.size_multiple)
+            latents.append(arch.encode_image(pipe, pixels.to(device, pipe.vae.dtype)).cpu())
+            sizes.append(original)
+        cache = Cache(latents, sizes, [caption for _path, caption in items])
+        if encode_texts:
+            cache.texts = [arch.encode_text(pipe, [caption], device) for caption in cache.captions]
+        cache.empty = arch.encode_text(pipe, [""], device)
+        cache.samples = [arch.encode_text(pipe, [prompt], device) for prompt in sample_prompts]
+    return cache
+
+
+class BatchOrder:
+    """Which items make each micro-batch: shuffled per epoch from the seed, same-bucket batches, one share a process.
+
+    A pure function of the micro-batch counter, so a resumed run sees the batches the first run would have.
+    """
+
+    def __init__(self, cache: Cache, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.groups = list(cache.buckets().values())
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        self._epoch: tuple[int, list[list[int]]] | None = None
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        import torch
+
+        if self._epoch is None or self._epoch[0] != epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1009 + epoch)
+            batches = []
+            for group in self.groups:
+                order = [group[i] for i in torch.randperm(len(group), generator=generator).tolist()]
+                batches += [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+            share = batches[self.rank::self.world] or [batches[self.rank % len(batches)]]
+            self._epoch = (epoch, share)
+        return self._epoch[1]
+
+    def batch(self, counter: int) -> list[int]:
+        per_epoch = len(self._batches(0))
+        return self._batches(counter // per_epoch)[counter % per_epoch]
+
+
+def dataset_choices(studio: Studio, owner: str = LOCAL_USER, admin: bool = False) -> list[tuple[str, str]]:
+    """(label, name) of the datasets a user may train on, with their image counts, newest first."""
+    where, args = ("1 = 1", []) if admin else ("owner in (?, ?)", [owner, LOCAL_USER])
+    choices = []
+    for row in studio.store.find("datasets", where, args):
+        count = studio.store.count("dataset_images", "dataset_id = ?", [row["id"]])
+        choices.append((f"{row['name']} ({count} images)", row["name"]))
+    return choices

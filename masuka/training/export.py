@@ -1,0 +1,104 @@
+"""The finished LoRA: a ``.safetensors`` file the matching diffusers pipeline's ``load_lora_weights`` accepts,
+with MASUKA's metadata in the header, a model card, a check that re-opens it, and an optional Hub upload.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from masuka.errors import MasukaError, ProviderError
+from masuka.image.loras import LoraInfo, inspect_lora
+from masuka.keys import mask
+
+log = logging.getLogger(__name__)
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+A LoRA for **{{ base_model }}** ({{ architecture }}) trained with MASUKA on the dataset "{{ dataset }}"
+({{ images }} images, hash `{{ dataset_hash }}`): {{ steps }} steps, rank {{ rank }}, alpha {{ alpha }},
+learning rate {{ lr }}, {{ resolution }} px.
+
+{% if trigger %}Trigger word: `{{ trigger }}` — put it in the prompt.{% endif %}
+
+## Use it with diffusers
+
+```python
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained("{{ base_model }}")
+pipe.load_lora_weights("{{ file_name }}")
+image = pipe("{{ example_prompt }}").images[0]
+```
+
+{% if samples %}## Samples
+
+{% for sample in samples %}![sample]({{ sample }})
+{% endfor %}{% endif %}
+"""
+
+
+def write_lora(pipe_class: Any, folder: Path, file_name: str, layers: dict[str, dict[str, Any]],
+               configs: dict[str, dict], metadata: dict[str, str]) -> Path:
+    """Save through ``pipe_class.save_lora_weights`` (layers keyed by pipeline component), then add ``metadata``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    kwargs = {f"{module}_lora_layers": state for module, state in layers.items()}
+    kwargs.update({f"{module}_lora_adapter_metadata": config for module, config in configs.items()})
+    folder.mkdir(parents=True, exist_ok=True)
+    pipe_class.save_lora_weights(folder, weight_name=file_name, safe_serialization=True, **kwargs)
+    path = folder / file_name
+    with safe_open(path, framework="pt") as handle:
+        header = dict(handle.metadata() or {})
+    save_file(load_file(path), path, metadata={**header, **metadata})
+    return path
+
+
+def verify_lora(path: Path, architecture: str) -> LoraInfo:
+    """Re-open the written file: it must inspect as a LoRA of ``architecture`` whose every weight is finite."""
+    from safetensors.torch import load_file
+
+    info = inspect_lora(path)
+    if info.architecture != architecture:
+        raise MasukaError(f"The written LoRA reads as {info.architecture}, not {architecture}: not keeping it.")
+    tensors = load_file(path)
+    if not tensors or not all(bool(t.float().isfinite().all()) for t in tensors.values()):
+        raise MasukaError(f"The written LoRA {path.name} holds empty or non-finite weights: not keeping it.")
+    return info
+
+
+def write_model_card(folder: Path, **values: Any) -> Path:
+    """``README.md`` for the Hub and people: what it is, what it was trained on, how to use it."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(base_model=values["base_model"], library_name="diffusers", pipeline_tag="text-to-image",
+                         tags=["lora", "text-to-image", "diffusers", "masuka", values["architecture"]],
+                         instance_prompt=values.get("trigger") or None)
+    example = f"{values['trigger']}, a portrait" if values.get("trigger") else "a portrait"
+    card = ModelCard.from_template(data, template_str=CARD_TEMPLATE, example_prompt=example, **values)
+    path = folder / "README.md"
+    card.save(path)
+    return path
+
+
+def push_to_hub(folder: Path, repo_id: str, token: str | None, private: bool = True) -> str:
+    """Upload the LoRA folder (file, card, samples) to a Hub model repo, private unless told; returns its URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if not token:
+        raise ProviderError("Pushing to the Hub needs a Hugging Face token with write access (Settings → HF_TOKEN).")
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model",
+                          commit_message="LoRA trained with MASUKA")
+    except (HfHubHTTPError, OSError) as error:
+        raise ProviderError(f"Upload to {repo_id} failed: {str(error).replace(token, mask(token))}") from error
+    return str(url)

@@ -1,0 +1,150 @@
+"""Training options: defaults per architecture, presets by GPU memory, and checks that run before the GPU is used.
+
+Precedence: what the user set, then the preset, then the architecture's defaults. A filled-in
+:class:`TrainOptions` is stored in the run's row (``params``) so a resume trains with exactly the same options.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from masuka.errors import InvalidInput
+
+OPTIMIZERS = {"adamw": None, "adamw8bit": "bitsandbytes", "adafactor": "transformers", "prodigy": "prodigyopt"}
+SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
+PRECISIONS = ("bf16", "fp8")
+MIN_RESOLUTION, MAX_RESOLUTION = 64, 2048
+MAX_RANK = 128
+MAX_STEPS = 100_000
+
+#: what suits each architecture when nothing else is said
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "flux": dict(lr=1e-4, resolution=512, guidance=1.0, sample_steps=20),
+    "sd3": dict(lr=1e-4, resolution=1024, guidance=1.0, sample_steps=28),
+    "sdxl": dict(lr=1e-4, resolution=1024, guidance=1.0, sample_steps=25),
+}
+#: GPU-memory presets: resolution, gradient checkpointing, base-weight precision, batch size (latents and text
+#: embeddings are always cached before the loop)
+PRESETS: dict[str, dict[str, Any]] = {
+    "12gb": dict(resolution=512, gradient_checkpointing=True, base_precision="fp8", batch_size=1),
+    "16gb": dict(resolution=512, gradient_checkpointing=True, base_precision="fp8", batch_size=1),
+    "24gb": dict(resolution=768, gradient_checkpointing=True, base_precision="fp8", batch_size=1),
+    "40gb": dict(resolution=1024, gradient_checkpointing=False, base_precision="bf16", batch_size=2),
+}
+#: below this many GB of a preset the base weights are stored in fp8 (SDXL fits in bf16 everywhere)
+FP8_BELOW_GB = {"flux": 40, "sd3": 24, "sdxl": 0}
+
+
+@dataclass
+class TrainOptions:
+    """Everything a run needs; ``None`` fields are filled from the preset and the architecture."""
+
+    dataset: str
+    base: str
+    steps: int = 1000
+    preset: str | None = None
+    lr: float | None = None
+    rank: int = 16
+    alpha: float | None = None
+    batch_size: int | None = None
+    grad_accum: int = 1
+    resolution: int | None = None
+    optimizer: str = "adamw"
+    scheduler: str = "constant"
+    warmup_steps: int = 0
+    caption_dropout: float = 0.05
+    seed: int = 42
+    sample_prompts: list[str] = field(default_factory=list)
+    sample_every: int = 0
+    sample_steps: int | None = None
+    save_every: int = 250
+    keep_last: int = 2
+    gradient_checkpointing: bool | None = None
+    base_precision: str | None = None
+    guidance: float | None = None
+    train_text_encoder: bool = False
+    name: str = ""
+    gpus: int = 1
+    push_to_hub: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainOptions":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
+    """A copy with every ``None`` replaced by the preset's value, then the architecture's default."""
+    if options.preset and options.preset not in PRESETS:
+        raise InvalidInput(f"Unknown preset {options.preset!r}: choose one of {', '.join(PRESETS)}.")
+    preset = dict(PRESETS.get(options.preset or "", {}))
+    if preset and int(options.preset[:-2]) >= FP8_BELOW_GB[architecture]:
+        preset["base_precision"] = "bf16"
+    values = {**ARCH_DEFAULTS[architecture], "gradient_checkpointing": False, "base_precision": "bf16",
+              "batch_size": 1, **preset}
+    filled = {name: values[name] for name in values
+              if name in TrainOptions.__dataclass_fields__ and getattr(options, name) is None}
+    result = replace(options, **filled)
+    if result.alpha is None:
+        result = replace(result, alpha=float(result.rank))
+    return result
+
+
+def check_options(options: TrainOptions, architecture: str, size_multiple: int) -> None:
+    """Refuse options that cannot train, naming the field and an acceptable value."""
+    _whole("Steps", options.steps, 1, MAX_STEPS)
+    _whole("Rank", options.rank, 1, MAX_RANK)
+    _whole("Batch size", options.batch_size, 1, 64)
+    _whole("Gradient accumulation", options.grad_accum, 1, 128)
+    _whole("Resolution", options.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
+    if options.resolution % size_multiple:
+        nearest = max(size_multiple, round(options.resolution / size_multiple) * size_multiple)
+        raise InvalidInput(f"Resolution must be a multiple of {size_multiple} for {architecture.upper()} "
+                           f"(got {options.resolution}; try {nearest}).")
+    if not 0 < float(options.lr) <= 1:
+        raise InvalidInput(f"Learning rate must be above 0 and at most 1 (got {options.lr:g}); 1e-4 is typical.")
+    if not 0 < float(options.alpha) <= 4 * MAX_RANK:
+        raise InvalidInput(f"Alpha must be above 0 and at most {4 * MAX_RANK} (got {options.alpha:g}).")
+    if not 0 <= float(options.caption_dropout) < 1:
+        raise InvalidInput(f"Caption dropout must be from 0 to below 1 (got {options.caption_dropout:g}).")
+    _whole("Warm-up steps", options.warmup_steps, 0, options.steps - 1)
+    _whole("Sample every", options.sample_every, 0, MAX_STEPS)
+    _whole("Sample steps", options.sample_steps, 1, 200)
+    _whole("Save every", options.save_every, 0, MAX_STEPS)
+    _whole("Keep last", options.keep_last, 1, 100)
+    _whole("Seed", options.seed, 0, 2**32 - 1)
+    _whole("GPUs", options.gpus, 1, 64)
+    if options.sample_every and not any(p.strip() for p in options.sample_prompts):
+        raise InvalidInput("Sampling every N steps needs at least one sample prompt.")
+    if options.optimizer not in OPTIMIZERS:
+        raise InvalidInput(f"Unknown optimizer {options.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}.")
+    package = OPTIMIZERS[options.optimizer]
+    if package and importlib.util.find_spec(package) is None:
+        raise InvalidInput(f"The {options.optimizer} optimizer needs the {package!r} package: pip install {package}, "
+                           "or choose adamw.")
+    if options.scheduler not in SCHEDULERS:
+        raise InvalidInput(f"Unknown LR scheduler {options.scheduler!r}: choose one of {', '.join(SCHEDULERS)}.")
+    if options.base_precision not in PRECISIONS:
+        raise InvalidInput(f"Base precision must be one of {', '.join(PRECISIONS)}.")
+    if options.train_text_encoder and architecture != "sdxl":
+        raise InvalidInput("Text-encoder LoRA is offered for SDXL only.")
+    if options.train_text_encoder and options.gpus > 1:
+        raise InvalidInput("Text-encoder LoRA trains on one GPU only; use --gpus 1 or leave the text encoder frozen.")
+    if options.name and not options.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise InvalidInput(f"LoRA name {options.name!r} may hold only letters, digits, '-', '_' and '.'.")
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> None:
+    try:
+        number = int(value)
+        if number != float(value):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(f"{name} must be a whole number (got {value!r}).") from None
+    if not low <= number <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high} (got {number}).")

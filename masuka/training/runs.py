@@ -1,0 +1,276 @@
+"""Training runs as jobs: a run is a ``jobs`` row of kind ``train`` with its loss curve in ``job_metrics``.
+
+Runs go through the ``gpu-train`` lane (queued runs train one after another) and hold the GPU for their whole
+length, so image generation waits or is refused with a clear message. Stop saves a checkpoint first (unless
+discarded) and marks the run ``cancelled``; a signal to the CLI saves one and marks it ``interrupted``; either,
+like a run whose process died, can be resumed from its latest checkpoint with the same optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from masuka.errors import Cancelled, InvalidInput, NotFound
+from masuka.image.library import register_lora
+from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error, resolve_image_model
+from masuka.store import LOCAL_USER, UNFINISHED, now
+from masuka.studio import Studio
+from masuka.training import checkpoints
+from masuka.training.architectures import ARCHITECTURES
+from masuka.training.data import TrainingSet, dataset_for_training
+from masuka.training.options import TrainOptions, check_options, fill_defaults
+
+log = logging.getLogger(__name__)
+KIND = "train"
+LANE = "gpu-train"
+STOP_MODES = {1: "save", 2: "discard"}
+LOG_LINES = 200
+RESUMABLE = ("cancelled", "interrupted", "failed")
+FLUSH_S = 1.0
+
+
+def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER
+                   ) -> tuple[TrainOptions, ModelSpec, str, TrainingSet]:
+    """Everything that can be checked before the GPU is touched: model, options, dataset."""
+    spec = resolve_image_model(options.base)
+    architecture = spec.architecture or _hub_architecture(studio, spec)
+    if architecture not in ARCHITECTURES:
+        raise InvalidInput(f"{spec.id!r} is not a Flux, SD3 or SDXL pipeline: MASUKA trains LoRAs for those.")
+    options = fill_defaults(options, architecture)
+    check_options(options, architecture, spec.size_multiple)
+    return options, spec, architecture, dataset_for_training(studio, options.dataset, owner)
+
+
+def _hub_architecture(studio: Studio, spec: ModelSpec) -> str | None:
+    """A repo id's architecture from its ``model_index.json`` (cached or downloaded; no weights)."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        index = hf_hub_download(spec.source, "model_index.json", token=studio.config.keys.get("huggingface"))
+    except Exception as error:  # gated, missing, offline: all told in words
+        raise explain_load_error(spec, error) from error
+    return architecture_of(json.loads(Path(index).read_text(encoding="utf-8")).get("_class_name", ""))
+
+
+def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER) -> int:
+    """Check the options and record a queued run (not started); returns its id."""
+    options, spec, architecture, data = check_training(studio, options, owner)
+    run_id = studio.store.insert("jobs", {
+        "owner": owner, "kind": KIND, "status": "queued", "title": f"{data.name} on {spec.id}", "model": spec.id,
+        "step": 0, "total": options.steps, "progress": 0.0, "params": options.to_dict(), "pid": os.getpid(),
+        "state": {"dataset": data.name, "dataset_id": data.id, "dataset_hash": data.hash,
+                  "architecture": architecture, "images": len(data.items)},
+    })
+    run_dir = studio.config.runs_dir / f"run-{run_id:05d}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = studio.store.get("jobs", run_id)["state"]
+    studio.store.update("jobs", run_id, state={**state, "run_dir": studio.config.relative(run_dir)})
+    return run_id
+
+
+def start_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER) -> int:
+    """Check, record and queue a run; it trains when the runs before it are done. Returns the run id."""
+    run_id = create_run(studio, options, owner)
+    submit_run(studio, run_id)
+    return run_id
+
+
+def submit_run(studio: Studio, run_id: int, interrupt: threading.Event | None = None,
+               on_step: Callable[[int], None] | None = None) -> None:
+    """Queue the run in the training lane; ``interrupt`` (set by a signal) saves and marks it ``interrupted``."""
+    studio.jobs.submit(run_id, lambda job_id: execute_run(studio, job_id, interrupt, on_step), lane=LANE)
+
+
+def execute_run(studio: Studio, run_id: int, interrupt: threading.Event | None = None,
+                on_step: Callable[[int], None] | None = None, main: bool = True) -> None:
+    """Train the run's row to completion (or its stop); every process of a multi-GPU run calls this."""
+    from masuka.training.loop import TrainPlan, train
+
+    row = studio.store.get("jobs", run_id)
+    options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row["params"]), row["owner"])
+    run_dir = studio.config.absolute(row["state"]["run_dir"])
+    plan = TrainPlan(options, spec, architecture, data, run_dir, studio.config.keys.get("huggingface"))
+    hooks = RunHooks(studio, run_id, options.steps, interrupt, on_step)
+    if not main:
+        train(plan, hooks)
+        return
+    if data.hash != row["state"].get("dataset_hash"):
+        hooks.log("note: the dataset changed since this run was created; training on its current images")
+    latest = checkpoints.latest(run_dir)
+    for metric in studio.store.find("job_metrics", "job_id = ? and step > ?", [run_id, latest.step if latest else 0]):
+        studio.store.delete("job_metrics", metric["id"])
+    with studio.gpu.hold(f"training run {run_id}", on_wait=hooks.log):
+        studio.models.release()
+        try:
+            outcome = train(plan, hooks)
+        finally:
+            hooks.flush()
+    if outcome.stopped == "interrupt":
+        studio.store.update("jobs", run_id, status="interrupted", finished_at=now(),
+                            error=f"Interrupted at step {outcome.step}; checkpoint saved. Resume continues from it.")
+        return
+    if outcome.stopped:
+        kept = "checkpoint saved, Resume continues from it" if outcome.stopped == "save" else "progress discarded"
+        raise Cancelled(f"Stopped at step {outcome.step} ({kept}).")
+    _finish(studio, run_id, row, plan, outcome, hooks)
+
+
+def _finish(studio: Studio, run_id: int, row: dict, plan: Any, outcome: Any, hooks: "RunHooks") -> None:
+    """Export the LoRA, re-open it, put it in the library; only then is the run complete."""
+    from masuka.training.export import push_to_hub, verify_lora, write_lora, write_model_card
+
+    options, data = plan.options, plan.data
+    name = options.name or f"{_slug(data.name)}-{plan.architecture}-run{run_id}"
+    folder = plan.run_dir / "lora"
+    metadata = {"masuka.architecture": plan.architecture, "masuka.base_model": plan.spec.id,
+                "masuka.trigger": data.trigger, "masuka.rank": str(options.rank), "masuka.alpha": f"{options.alpha:g}",
+                "masuka.steps": str(outcome.step), "masuka.dataset_hash": data.hash, "masuka.run": str(run_id),
+                "masuka.resolution": str(options.resolution)}
+    path = write_lora(outcome.pipe_class, folder, f"{name}.safetensors", outcome.layers, outcome.configs, metadata)
+    info = verify_lora(path, plan.architecture)
+    samples = sorted((plan.run_dir / "samples").glob("*.png"))[-4:]
+    for sample in samples:
+        (folder / sample.name).write_bytes(sample.read_bytes())
+    write_model_card(folder, title=name, base_model=plan.spec.source if not plan.spec.is_local else plan.spec.id,
+                     architecture=plan.architecture, dataset=data.name, images=len(data.items),
+                     dataset_hash=data.hash, steps=outcome.step, rank=options.rank, alpha=f"{options.alpha:g}",
+                     lr=f"{options.lr:g}", resolution=options.resolution, trigger=data.trigger,
+                     file_name=path.name, samples=[s.name for s in samples])
+    lora_id = register_lora(studio, info, row["owner"], "training", job_id=run_id)
+    result = {"lora": studio.config.relative(path), "lora_name": info.name, "lora_id": lora_id,
+              "final_loss": outcome.final_loss, "steps": outcome.step}
+    if options.push_to_hub:
+        result["hub_url"] = push_to_hub(folder, options.push_to_hub, studio.config.keys.get("huggingface"))
+    studio.store.update("jobs", run_id, result=result, step=outcome.step, progress=1.0)
+    hooks.log(f"LoRA written and checked: {path.name} (in the LoRA library as {info.name!r})")
+
+
+class RunHooks:
+    """The loop's link to the run's row: metrics per step (written at most once a second), stop flag, log tail."""
+
+    def __init__(self, studio: Studio, run_id: int, total: int, interrupt: threading.Event | None,
+                 on_step: Callable[[int], None] | None):
+        self.studio, self.run_id, self.total = studio, run_id, total
+        self.interrupt, self.observer = interrupt, on_step
+        self.pending: list[dict[str, Any]] = []
+        self.flushed_at = 0.0
+
+    def on_step(self, step: int, loss: float, lr: float, sec_per_step: float, vram_gb: float | None) -> None:
+        self.pending.append(dict(step=step, loss=loss, lr=lr, sec_per_step=sec_per_step, vram_gb=vram_gb, at=now()))
+        if time.monotonic() - self.flushed_at >= FLUSH_S or step == self.total:
+            self.flush()
+        if self.observer:
+            self.observer(step)
+
+    def flush(self) -> None:
+        """Write the steps not yet stored, and the row's progress, in one transaction."""
+        if not self.pending:
+            return
+        store = self.studio.store
+        with store.transaction():
+            for metric in self.pending:
+                store.insert("job_metrics", {"job_id": self.run_id, **metric})
+            step = self.pending[-1]["step"]
+            store.update("jobs", self.run_id, step=step, progress=round(step / self.total, 4))
+        self.pending = []
+        self.flushed_at = time.monotonic()
+
+    def stop_requested(self) -> str | None:
+        if self.interrupt is not None and self.interrupt.is_set():
+            return "interrupt"
+        row = self.studio.store.get("jobs", self.run_id)
+        return STOP_MODES.get(row["stop_requested"]) if row else "discard"
+
+    def log(self, text: str) -> None:
+        self.flush()
+        log.info("run %s: %s", self.run_id, text)
+        row = self.studio.store.get("jobs", self.run_id)
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        lines = ((row or {}).get("log") or "").splitlines()[-(LOG_LINES - 1):] + [f"{stamp} {text}"]
+        self.studio.store.update("jobs", self.run_id, log="\n".join(lines) + "\n")
+
+
+def _run_row(studio: Studio, run_id: Any, owner: str, admin: bool) -> dict:
+    try:
+        row = studio.store.get("jobs", int(run_id))
+    except (TypeError, ValueError):
+        row = None
+    if row is None or row["kind"] != KIND or not (admin or row["owner"] == owner):
+        raise NotFound(f"Training run {run_id!r} does not exist.")
+    return row
+
+
+def request_stop(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True,
+                 discard: bool = False) -> dict:
+    """Ask a run to stop: a queued run is cancelled at once, a running one after saving a checkpoint."""
+    row = _run_row(studio, run_id, owner, admin)
+    if row["status"] not in UNFINISHED:
+        raise InvalidInput(f"Run {row['id']} is already {row['status']}: there is nothing to stop.")
+    studio.store.update("jobs", row["id"], stop_requested=2 if discard else 1)
+    if row["status"] == "queued":
+        studio.store.update("jobs", row["id"], status="cancelled", finished_at=now(),
+                            error="Stopped before it started.")
+    return run_status(studio, row["id"], owner, admin)
+
+
+def resume_run(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True, submit: bool = True,
+               interrupt: threading.Event | None = None) -> int:
+    """Queue a stopped, interrupted or failed run again; it continues from its latest checkpoint."""
+    row = _run_row(studio, run_id, owner, admin)
+    if row["status"] not in RESUMABLE:
+        raise InvalidInput(f"Run {row['id']} is {row['status']}: only a stopped, interrupted or failed run resumes.")
+    check_training(studio, TrainOptions.from_dict(row["params"]), row["owner"])
+    studio.store.update("jobs", row["id"], status="queued", stop_requested=0, error=None, finished_at=None,
+                        pid=os.getpid())
+    if submit:
+        submit_run(studio, row["id"], interrupt)
+    return row["id"]
+
+
+def run_status(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True) -> dict:
+    """A run as the UI and API show it: progress, losses, speed, ETA, VRAM, samples, log tail, result."""
+    row = _run_row(studio, run_id, owner, admin)
+    metrics = studio.store.find("job_metrics", "job_id = ?", [row["id"]], order_by="step")
+    recent = [m["sec_per_step"] for m in metrics[-20:] if m["sec_per_step"]]
+    speed = statistics.median(recent) if recent else None
+    remaining = (row["total"] or 0) - (row["step"] or 0)
+    run_dir = studio.config.absolute(row["state"].get("run_dir", "")) if row["state"].get("run_dir") else None
+    samples = sorted((run_dir / "samples").glob("*.png")) if run_dir else []
+    result = row["result"] or {}
+    vram = [m["vram_gb"] for m in metrics if m["vram_gb"]]
+    return {
+        "run": row["id"], "status": row["status"], "title": row["title"], "model": row["model"],
+        "dataset": row["state"].get("dataset"), "step": row["step"] or 0, "total": row["total"],
+        "progress": row["progress"] or 0.0, "loss": metrics[-1]["loss"] if metrics else None,
+        "losses": [[m["step"], m["loss"]] for m in metrics], "sec_per_step": speed,
+        "eta_s": round(speed * remaining) if speed and row["status"] == "running" else None,
+        "vram_gb": max(vram) if vram else None, "samples": [str(p) for p in samples],
+        "log": "\n".join((row["log"] or "").splitlines()[-30:]), "error": row["error"],
+        "lora": str(studio.config.absolute(result["lora"])) if result.get("lora") else None,
+        "final_loss": result.get("final_loss"), "stop_requested": bool(row["stop_requested"]),
+        "created_at": row["created_at"], "finished_at": row["finished_at"],
+        "checkpoint_step": (checkpoints.latest(run_dir).step if run_dir and checkpoints.latest(run_dir) else None),
+    }
+
+
+def list_runs(studio: Studio, owner: str = LOCAL_USER, admin: bool = True, limit: int = 50) -> list[dict]:
+    """Runs newest first: id, status, title, step/total, final loss, LoRA."""
+    where = "kind = ?" + ("" if admin else " and owner = ?")
+    rows = studio.store.find("jobs", where, [KIND] if admin else [KIND, owner], limit=limit)
+    return [{"run": r["id"], "status": r["status"], "title": r["title"], "step": r["step"] or 0, "total": r["total"],
+             "final_loss": (r["result"] or {}).get("final_loss"), "lora": (r["result"] or {}).get("lora"),
+             "error": r["error"], "created_at": r["created_at"]} for r in rows]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "lora"

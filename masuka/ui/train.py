@@ -1,0 +1,156 @@
+"""Train tab: dataset + base model + options → a queued training run, watched by polling its row."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from masuka.errors import MasukaError
+from masuka.models.catalog import image_models
+from masuka.training.data import dataset_choices
+from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
+from masuka.training.runs import list_runs, request_stop, resume_run, run_status, start_training
+from masuka.ui.common import UIContext, friendly, is_admin, user_of
+
+POLL_S = 2.0
+RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
+
+
+def build(ctx: UIContext) -> None:
+    studio = ctx.studio
+    models = image_models()
+    with gr.Row():
+        with gr.Column(scale=2):
+            with gr.Row():
+                dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, scale=3)
+                refresh = gr.Button("↻", scale=0, min_width=40)
+            base = gr.Dropdown([(m["name"], key) for key, m in models.items()], value="flux-dev", label="Base model",
+                               allow_custom_value=True, info="A catalog model, a repo id or a local pipeline folder")
+            preset = gr.Dropdown(list(PRESETS), value="24gb", label="GPU memory preset",
+                                 info="Sets resolution, gradient checkpointing, fp8 base weights, batch size")
+            with gr.Row():
+                steps = gr.Number(1000, precision=0, label="Steps")
+                lr = gr.Number(1e-4, label="Learning rate")
+                rank = gr.Slider(4, 128, value=16, step=4, label="Rank")
+                alpha = gr.Number(16, label="Alpha")
+            with gr.Accordion("More options", open=False):
+                with gr.Row():
+                    batch = gr.Number(0, precision=0, label="Batch size (0 = preset)")
+                    accum = gr.Number(1, precision=0, label="Gradient accumulation")
+                    resolution = gr.Number(0, precision=0, label="Resolution (0 = preset)")
+                with gr.Row():
+                    optimizer = gr.Dropdown(list(OPTIMIZERS), value="adamw", label="Optimizer")
+                    scheduler = gr.Dropdown(list(SCHEDULERS), value="constant", label="LR scheduler")
+                    warmup = gr.Number(0, precision=0, label="Warm-up steps")
+                with gr.Row():
+                    dropout = gr.Slider(0, 0.5, value=0.05, step=0.01, label="Caption dropout")
+                    seed = gr.Number(42, precision=0, label="Seed")
+                prompts = gr.Textbox(label="Sample prompts (one a line)", lines=2)
+                with gr.Row():
+                    sample_every = gr.Number(0, precision=0, label="Sample every N steps (0 = never)")
+                    save_every = gr.Number(250, precision=0, label="Save every N steps")
+                    keep_last = gr.Number(2, precision=0, label="Keep last K checkpoints")
+            train = gr.Button("Train", variant="primary")
+        with gr.Column(scale=3):
+            with gr.Row():
+                run = gr.Dropdown([], label="Run", allow_custom_value=True, scale=3)
+                discard = gr.Checkbox(False, label="Discard (no checkpoint)", scale=1)
+                stop = gr.Button("Stop", variant="stop", scale=1)
+                resume = gr.Button("Resume", scale=1)
+            progress = gr.Markdown("No run yet.")
+            curve = gr.LinePlot(pd.DataFrame({"step": [], "loss": []}), x="step", y="loss", title="Loss",
+                                height=240)
+            samples = gr.Gallery(label="Samples", columns=4, height=220, interactive=False)
+            log = gr.Textbox(label="Log", lines=8, max_lines=8, interactive=False, autoscroll=True)
+            runs = gr.Dataframe(headers=RUN_COLUMNS, label="Runs (queued ones train one after another)",
+                                interactive=False)
+            details = gr.JSON(label="Run details", visible=False)
+    timer = gr.Timer(POLL_S)
+
+    def choices(request: gr.Request):
+        return gr.Dropdown(choices=dataset_choices(studio, user_of(request), is_admin(studio, request)))
+
+    @friendly
+    def start(dataset_name: str, base_model: str, preset_name: str, steps_n: float, lr_v: float, rank_n: float,
+              alpha_v: float, batch_n: float, accum_n: float, resolution_px: float, optimizer_name: str,
+              scheduler_name: str, warmup_n: float, dropout_v: float, seed_n: float, prompt_text: str,
+              sample_n: float, save_n: float, keep_n: float, request: gr.Request = None):
+        """Check the options and queue a training run; returns its status."""
+        options = TrainOptions(
+            dataset=dataset_name or "", base=base_model or "", preset=preset_name or None, steps=steps_n,
+            lr=lr_v, rank=rank_n, alpha=alpha_v or None, batch_size=batch_n or None, grad_accum=accum_n,
+            resolution=resolution_px or None, optimizer=optimizer_name, scheduler=scheduler_name,
+            warmup_steps=warmup_n or 0, caption_dropout=dropout_v, seed=seed_n,
+            sample_prompts=[p.strip() for p in (prompt_text or "").splitlines() if p.strip()],
+            sample_every=sample_n or 0, save_every=save_n or 0, keep_last=keep_n)
+        run_id = start_training(studio, options, user_of(request))
+        return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+
+    @friendly
+    def status(run_id: float, request: gr.Request = None):
+        """Progress, losses, speed, ETA, VRAM, samples, log tail and result of a run."""
+        return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+
+    @friendly
+    def stop_run(run_id: float, discard_progress: bool = False, request: gr.Request = None):
+        """Stop a run: a checkpoint is saved first unless ``discard_progress``."""
+        return request_stop(studio, run_id, user_of(request), is_admin(studio, request), bool(discard_progress))
+
+    @friendly
+    def resume_training(run_id: float, request: gr.Request = None):
+        """Queue a stopped, interrupted or failed run again from its latest checkpoint."""
+        resume_run(studio, run_id, user_of(request), is_admin(studio, request))
+        return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+
+    def view(selected: float | None, request: gr.Request):
+        """Everything the run panel shows, from the store (polled by the timer)."""
+        user, admin = user_of(request), is_admin(studio, request)
+        rows = list_runs(studio, user, admin)
+        table = [[r["run"], r["status"], r["title"], r["step"], r["total"],
+                  None if r["final_loss"] is None else round(r["final_loss"], 4), r["error"] or ""] for r in rows]
+        picker = gr.Dropdown(choices=[(f"#{r['run']} {r['title']} ({r['status']})", r["run"]) for r in rows])
+        if not selected:
+            return picker, "No run selected.", pd.DataFrame({"step": [], "loss": []}), [], "", table
+        try:
+            info = run_status(studio, selected, user, admin)
+        except MasukaError as error:  # a run deleted or not yours: say so instead of raising every tick
+            return picker, str(error), pd.DataFrame({"step": [], "loss": []}), [], "", table
+        return (picker, progress_text(info), pd.DataFrame(info["losses"], columns=["step", "loss"]),
+                [(path, path.rsplit("/", 1)[-1]) for path in info["samples"]], info["log"], table)
+
+    panel = [run, progress, curve, samples, log, runs]
+    train.click(start, [dataset, base, preset, steps, lr, rank, alpha, batch, accum, resolution, optimizer, scheduler,
+                        warmup, dropout, seed, prompts, sample_every, save_every, keep_last], details,
+                api_name="start_training").success(lambda info: info["run"], details, run,
+                                                   api_visibility="private")
+    run.change(status, run, details, api_name="training_status")
+    stop.click(stop_run, [run, discard], details, api_name="stop_training")
+    resume.click(resume_training, run, details, api_name="resume_training")
+    details.change(view, run, panel, api_visibility="private")
+    timer.tick(view, run, panel, api_visibility="private")
+    refresh.click(choices, None, dataset, api_visibility="private")
+    ctx.components["train_load"] = choices
+    ctx.components["train_dataset"] = dataset
+
+
+def progress_text(info: dict) -> str:
+    """Progress bar and one line of figures for a run."""
+    total = info["total"] or 1
+    filled = round(20 * min(info["step"], total) / total)
+    bar = f"`{'█' * filled}{'░' * (20 - filled)}` {100 * info['step'] / total:.0f} %"
+    figures = [f"**{info['status']}** — step {info['step']}/{total}"]
+    if info["loss"] is not None:
+        figures.append(f"loss {info['loss']:.4f}")
+    if info["sec_per_step"]:
+        figures.append(f"{info['sec_per_step']:.2f} s/step")
+    if info["eta_s"] is not None:
+        minutes, seconds = divmod(int(info["eta_s"]), 60)
+        figures.append(f"ETA {minutes}m{seconds:02d}s")
+    if info["vram_gb"]:
+        figures.append(f"peak VRAM {info['vram_gb']:.1f} GB")
+    text = bar + "\n\n" + " · ".join(figures)
+    if info["error"]:
+        text += f"\n\n{info['error']}"
+    if info["lora"]:
+        text += f"\n\nLoRA: `{info['lora']}` (in the Image tab's LoRA list)"
+    return text

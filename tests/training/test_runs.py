@@ -1,0 +1,219 @@
+"""Training runs through the domain functions on tiny Flux, SD3 and SDXL pipelines loaded with from_pretrained."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import load_file
+
+from masuka.errors import GPUBusy, InvalidInput, NotFound
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.image.library import list_loras
+from masuka.image.loras import inspect_lora
+from masuka.store import LOCAL_USER
+from masuka.training.options import TrainOptions
+from masuka.training.runs import create_run, request_stop, resume_run, run_status, start_training, submit_run
+
+from .conftest import add_dataset
+
+WAIT_S = 240
+
+
+def options(model, **kw) -> TrainOptions:
+    values = dict(dataset="fox", base=str(model), steps=4, resolution=64, lr=1e-3, save_every=0, seed=7)
+    values.update(kw)
+    return TrainOptions(**values)
+
+
+def finish(studio, run_id: int) -> dict:
+    row = studio.jobs.wait(run_id, timeout=WAIT_S)
+    assert row["status"] not in ("queued", "running"), "the run did not finish in time"
+    return run_status(studio, run_id)
+
+
+def pixels(studio, model, loras=()) -> np.ndarray:
+    request = ImageRequest(prompt="sks, a red fox", model=str(model), steps=2, width=64, height=64, seed=5,
+                           loras=list(loras))
+    return np.asarray(Image.open(generate_images(studio, request)[0].path), dtype=np.int16)
+
+
+@pytest.mark.parametrize("architecture", ["flux", "sd3", "sdxl"])
+def test_short_run_writes_a_lora_that_diffusers_loads_and_that_changes_the_image(studio, tiny_model, dataset,
+                                                                                  architecture):
+    model = tiny_model(architecture)
+    run = start_training(studio, options(model, lr=2e-2, sample_every=2, sample_prompts=["sks, a fox"],
+                                         sample_steps=1))
+    status = finish(studio, run)
+    assert status["status"] == "completed", status["error"]
+    assert [step for step, _loss in status["losses"]] == [1, 2, 3, 4]
+    assert all(math.isfinite(loss) for _step, loss in status["losses"])
+    assert len(status["samples"]) == 2
+
+    info = inspect_lora(status["lora"])
+    assert info.architecture == architecture and info.rank == 16 and info.trigger == "sks"
+    assert info.metadata["masuka.steps"] == "4" and info.metadata["masuka.rank"] == "16"
+    assert info.metadata["masuka.base_model"] == str(model) and len(info.metadata["masuka.dataset_hash"]) == 16
+    card = (info.path.parent / "README.md").read_text()
+    assert "sks" in card and "load_lora_weights" in card
+    assert info.name in [row["name"] for row in list_loras(studio, LOCAL_USER)]
+
+    plain = pixels(studio, model)
+    trained = pixels(studio, model, [(info.name, 1.0)])  # through load_lora_weights, as the Image tab does
+    assert np.abs(plain - trained).max() > 0
+
+
+def test_stop_then_resume_matches_an_uninterrupted_run(studio, tiny_model, dataset):
+    model = tiny_model("flux")
+    straight = finish(studio, start_training(studio, options(model, steps=6)))
+
+    run = create_run(studio, options(model, steps=6))
+    submit_run(studio, run, on_step=lambda step: step == 3 and request_stop(studio, run))
+    stopped = finish(studio, run)
+    assert stopped["status"] == "cancelled" and "Stopped at step 3" in stopped["error"]
+    assert stopped["checkpoint_step"] == 3 and stopped["lora"] is None
+
+    resume_run(studio, run)
+    resumed = finish(studio, run)
+    assert resumed["status"] == "completed"
+    assert [step for step, _loss in resumed["losses"]] == [1, 2, 3, 4, 5, 6]
+    assert "resumed from the checkpoint at step 3" in resumed["log"]
+    # same optimizer state, scheduler, data order and noise: the resumed LoRA is the uninterrupted one
+    np.testing.assert_allclose([loss for _s, loss in resumed["losses"]], [loss for _s, loss in straight["losses"]],
+                               rtol=1e-4)
+    first, second = load_file(straight["lora"]), load_file(resumed["lora"])
+    assert first.keys() == second.keys()
+    for key in first:
+        np.testing.assert_allclose(first[key].numpy(), second[key].numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_stop_with_discard_keeps_no_checkpoint(studio, tiny_model, dataset):
+    run = create_run(studio, options(tiny_model("flux"), steps=5, optimizer="adafactor"))
+    submit_run(studio, run, on_step=lambda step: step == 2 and request_stop(studio, run, discard=True))
+    status = finish(studio, run)
+    assert status["status"] == "cancelled" and "discarded" in status["error"]
+    assert status["checkpoint_step"] is None and status["step"] == 2
+
+
+def test_image_generation_is_refused_while_a_run_holds_the_gpu(studio, tiny_model, dataset):
+    model = tiny_model("flux")
+    refused = []
+
+    def generate_during_training(step: int) -> None:
+        if step == 1:
+            with pytest.raises(GPUBusy) as error:
+                generate_images(studio, ImageRequest(prompt="a fox", model=str(model), steps=1, width=64, height=64),
+                                gpu_timeout=0)
+            refused.append(str(error.value))
+
+    run = create_run(studio, options(model, steps=2))
+    submit_run(studio, run, on_step=generate_during_training)
+    assert finish(studio, run)["status"] == "completed"
+    assert refused and f"training run {run}" in refused[0]
+
+
+def test_queued_runs_train_one_after_another(studio, tiny_model, dataset):
+    model = tiny_model("sd3")
+    seen = []
+    first = create_run(studio, options(model, steps=3))
+    second = create_run(studio, options(model, steps=2))
+    submit_run(studio, first, on_step=lambda step: seen.append(studio.store.get("jobs", second)["status"]))
+    submit_run(studio, second)
+    assert finish(studio, first)["status"] == "completed"
+    assert finish(studio, second)["status"] == "completed"
+    assert seen == ["queued"] * 3
+    assert studio.store.get("jobs", second)["started_at"] >= studio.store.get("jobs", first)["finished_at"]
+
+
+def test_nan_loss_stops_the_run_with_a_message(studio, tiny_model, dataset, tmp_path):
+    import shutil
+
+    import torch
+    from diffusers import SD3Transformer2DModel
+
+    broken = tmp_path / "broken-sd3"
+    shutil.copytree(tiny_model("sd3"), broken)
+    transformer = SD3Transformer2DModel.from_pretrained(broken / "transformer")
+    with torch.no_grad():
+        transformer.proj_out.weight.fill_(float("nan"))
+    transformer.save_pretrained(broken / "transformer")
+    status = finish(studio, start_training(studio, options(broken)))
+    assert status["status"] == "failed"
+    assert "loss became nan at step 1" in status["error"] and "Lower the learning rate" in status["error"]
+    assert status["lora"] is None
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"dataset": "nope"}, NotFound, "Dataset 'nope' does not exist"),
+    ({"dataset": "empty"}, InvalidInput, "has no images"),
+    ({"dataset": "uncaptioned"}, InvalidInput, "1 image\\(s\\) without a caption"),
+    ({"rank": 0}, InvalidInput, "Rank must be between 1 and 128"),
+    ({"steps": 0}, InvalidInput, "Steps must be between 1"),
+    ({"base": "no-such-model"}, InvalidInput, "Unknown model"),
+    ({"resolution": 90}, InvalidInput, "multiple of 16 for FLUX \\(got 90; try 96\\)"),
+    ({"lr": 0}, InvalidInput, "Learning rate must be above 0"),
+    ({"optimizer": "sgd"}, InvalidInput, "Unknown optimizer"),
+    ({"optimizer": "adamw8bit"}, InvalidInput, "needs the 'bitsandbytes' package"),
+    ({"preset": "8gb"}, InvalidInput, "Unknown preset"),
+    ({"train_text_encoder": True}, InvalidInput, "SDXL only"),
+    ({"sample_every": 10}, InvalidInput, "needs at least one sample prompt"),
+    ({"warmup_steps": 4}, InvalidInput, "Warm-up steps must be between 0 and 3"),
+])
+def test_bad_datasets_and_options_are_refused_before_training(studio, tiny_model, dataset, change, error, message):
+    add_dataset(studio, "empty", images=0)
+    add_dataset(studio, "uncaptioned", images=2, captions=["sks, a fox", "  "])
+    with pytest.raises(error, match=message):
+        start_training(studio, options(tiny_model("flux"), **change))
+    assert studio.store.count("jobs") == 0
+
+
+def test_presets_fill_what_the_user_left_open(studio, tiny_model, dataset):
+    from masuka.training.options import fill_defaults
+
+    flux = fill_defaults(TrainOptions(dataset="fox", base="x", preset="24gb"), "flux")
+    assert (flux.resolution, flux.gradient_checkpointing, flux.base_precision, flux.batch_size) == (768, True, "fp8", 1)
+    sdxl = fill_defaults(TrainOptions(dataset="fox", base="x", preset="12gb", resolution=640), "sdxl")
+    assert (sdxl.resolution, sdxl.base_precision, sdxl.alpha) == (640, "bf16", 16.0)
+    big = fill_defaults(TrainOptions(dataset="fox", base="x", preset="40gb", rank=32, alpha=8), "sd3")
+    assert (big.resolution, big.batch_size, big.gradient_checkpointing, big.alpha) == (1024, 2, False, 8)
+
+
+def test_aspect_ratio_buckets_with_batches_and_gradient_accumulation(studio, tiny_model):
+    add_dataset(studio, "mixed", images=4, sizes=[(64, 64), (128, 64), (64, 128), (64, 64)])
+    status = finish(studio, start_training(studio, options(tiny_model("sd3"), dataset="mixed", steps=3,
+                                                           batch_size=2, grad_accum=2)))
+    assert status["status"] == "completed", status["error"]
+    assert "cached 4 image(s) in 3 aspect bucket(s)" in status["log"]
+    assert [step for step, _loss in status["losses"]] == [1, 2, 3]
+
+
+def test_sdxl_text_encoder_lora_is_trained_exported_and_loaded(studio, tiny_model, dataset):
+    model = tiny_model("sdxl")
+    status = finish(studio, start_training(studio, options(model, steps=2, lr=2e-2, train_text_encoder=True)))
+    assert status["status"] == "completed", status["error"]
+    keys = load_file(status["lora"]).keys()
+    assert any(k.startswith("text_encoder.") for k in keys) and any(k.startswith("text_encoder_2.") for k in keys)
+    assert any(k.startswith("unet.") for k in keys)
+    info = inspect_lora(status["lora"])
+    assert np.abs(pixels(studio, model) - pixels(studio, model, [(info.name, 1.0)])).max() > 0
+
+
+@pytest.mark.parametrize("preset, resolution, batch, advice", [
+    ("24gb", 768, 1, ["choose the 16gb preset", "lower the resolution from 768 to 512 px"]),
+    ("40gb", 1024, 2, ["choose the 24gb preset", "from 1024 to 768 px", "batch size from 2 to 1",
+                       "turn on gradient checkpointing"]),
+    ("12gb", 512, 1, ["lower the resolution from 512 to 256 px"]),
+    (None, 1024, 1, ["choose the preset of your GPU's memory", "turn on gradient checkpointing"]),
+])
+def test_out_of_memory_message_says_what_to_lower(preset, resolution, batch, advice):
+    from masuka.training.loop import out_of_memory_message
+    from masuka.training.options import fill_defaults
+
+    filled = fill_defaults(TrainOptions(dataset="fox", base="x", preset=preset, resolution=resolution,
+                                        batch_size=batch), "flux")
+    message = out_of_memory_message(filled)
+    assert message.startswith(f"Out of GPU memory at {resolution} px, batch size {batch}, preset {preset or 'none'}")
+    assert all(part in message for part in advice) and message.count("choose") <= 1
+    assert f"choose the {preset} preset" not in message
