@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
-
 import gradio as gr
 
 from masuka.studio import Studio
 from masuka.ui.common import UIContext
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
 TABS = [("Image", "image"), ("Video", "video"), ("Train", "train"), ("History", "history")]
 
@@ -40,7 +37,3 @@ def _wire(ctx: UIContext, demo: gr.Blocks) -> None:
         demo.load(components["image_load"], None, components["image_loras"], api_visibility="private")
     if "train_load" in components:
         demo.load(components["train_load"], None, components["train_dataset"], api_visibility="private")
-
-
-def css() -> str:
-    return (ASSETS / "style.css").read_text(encoding="utf-8") if (ASSETS / "style.css").exists() else ""
