@@ -120,15 +120,16 @@ class Store:
     # -- generic rows ---------------------------------------------------------------------------------
     def insert(self, table: str, row: Mapping[str, Any]) -> int:
         values = {k: _encode(k, v) for k, v in row.items()}
-        values.setdefault("created_at", now())
+        if "created_at" in SCHEMA.get(table, ({"created_at": str},))[0]:
+            values.setdefault("created_at", now())
         with self._lock:
             return self.db.table(table).insert(values).last_pk
 
     def insert_many(self, table: str, rows: list[Mapping[str, Any]], batch_size: int = 2000) -> None:
-        """Bulk insert (benchmarks, imports): one transaction per batch."""
+        """Bulk insert (benchmarks, imports) in one transaction."""
         stamp = now()
         values = ({"created_at": stamp, **{k: _encode(k, v) for k, v in row.items()}} for row in rows)
-        with self._lock:
+        with self.transaction():
             self.db.table(table).insert_all(values, batch_size=batch_size)
 
     def update(self, table: str, row_id: int, **fields: Any) -> None:
