@@ -21,7 +21,7 @@ from tqdm import tqdm
 from masuka.errors import Cancelled, InvalidInput, ModelUnavailable
 from masuka.models.catalog import REPO_ID, catalog
 from masuka.settings import hub_endpoint
-from masuka.store import Store
+from masuka.store import Store, owner_clause
 from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,17 @@ def start_download(studio: Studio, owner: str, model: str) -> int:
                                           "title": f"Download {repo}", "params": {"repo": repo}})
     studio.jobs.submit(job_id, lambda job: download(studio, job, repo), lane=LANE)
     return job_id
+
+
+def download_jobs(studio: Studio, user: str, admin: bool, limit: int = 20) -> list[dict]:
+    """The latest download jobs (the user's own, or everyone's for an admin)."""
+    where, args = owner_clause(user, admin)
+    return studio.store.find("jobs", f"kind = 'download' and {where}", args, limit=limit)
+
+
+def bench_results(studio: Studio, limit: int = 50) -> list[dict]:
+    """The latest ``python -m masuka bench`` results, newest first."""
+    return studio.store.find("bench_results", limit=limit)
 
 
 def download(studio: Studio, job_id: int, repo: str) -> Path:
