@@ -227,9 +227,10 @@ class HistoryFilter:
 
 #: generations and jobs as one list: the columns both sides show
 _HISTORY_SELECT = {
-    "generations": ("select 'g' as source, id, owner, kind, status, model, provider, prompt, created_at, "
+    "generations": ("select 'g' as source, id, owner, kind, status, model, provider, prompt, seed, created_at, "
                     "duration_s, cost_usd, output_path, error from generations"),
-    "jobs": ("select 'j' as source, id, owner, kind, status, model, provider, title as prompt, created_at, "
+    "jobs": ("select 'j' as source, id, owner, kind, status, model, provider, title as prompt, null as seed, "
+             "created_at, "
              "round((julianday(finished_at) - julianday(started_at)) * 86400, 3) as duration_s, cost_usd, "
              "null as output_path, error from jobs"),
 }

@@ -12,7 +12,7 @@ from masuka.history.actions import delete_entries, export_zip, reuse_parameters
 from masuka.history.browse import Filters, browse, dashboard, entry, filter_choices
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
-COLUMNS = ["key", "created", "kind", "status", "model", "prompt / title", "seconds", "cost $", "file", "error"]
+COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
 DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
 FORM_TABS = ("image", "video")
 
@@ -22,18 +22,17 @@ def build(ctx: UIContext) -> None:
     with gr.Tabs():
         with gr.Tab("Browse"):
             with gr.Row():
-                text = gr.Textbox(label="Search prompts", placeholder="fox snow", scale=3)
+                text = gr.Textbox("", label="Search prompts", placeholder="fox snow", scale=3)
                 kinds = gr.Dropdown([], value=[], multiselect=True, label="Kind", scale=2)
                 model = gr.Dropdown([], value="", allow_custom_value=True, label="Model", scale=2)
                 lora = gr.Dropdown([], value="", allow_custom_value=True, label="LoRA", scale=2)
                 status = gr.Dropdown([], value="", allow_custom_value=True, label="Status", scale=1)
             with gr.Row():
-                since = gr.Textbox(label="From (YYYY-MM-DD)", scale=1)
-                until = gr.Textbox(label="To (YYYY-MM-DD)", scale=1)
+                since = gr.Textbox("", label="From (YYYY-MM-DD)", scale=1)
+                until = gr.Textbox("", label="To (YYYY-MM-DD)", scale=1)
                 page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=90)
                 per_page = gr.Dropdown([24, 48, 96, 200], value=48, label="Per page", scale=1)
                 search = gr.Button("Search / refresh", variant="primary", scale=1)
-            summary = gr.Markdown()
             gallery = gr.Gallery(label="Outputs on this page", columns=8, height=300, interactive=False)
             table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=360)
             gallery_keys = gr.State([])
@@ -71,12 +70,12 @@ def build(ctx: UIContext) -> None:
                 spend = gr.BarPlot(x="day", y="usd", color="provider", title="Video spend per provider per day ($)",
                                    height=260)
 
-    filters = [text, kinds, model, lora, status, since, until, page, per_page]
+    filters = [page, text, kinds, model, lora, status, since, until, per_page]
 
     @friendly
-    def load(text: str = "", kinds: list[str] | None = None, model: str = "", lora: str = "", status: str = "",
-             since: str = "", until: str = "", page: float = 1, per_page: float = 48, request: gr.Request = None):
-        """One page of history, newest first: gallery, table, summary and the keys behind the gallery."""
+    def load(page: float = 1, text: str = "", kinds: list[str] | None = None, model: str = "", lora: str = "",
+             status: str = "", since: str = "", until: str = "", per_page: float = 48, request: gr.Request = None):
+        """One page of history, newest first: the outputs (with a count as label) and the table of entries."""
         user, admin = user_of(request), is_admin(studio, request)
         result = browse(studio, user, admin, Filters(list(kinds or []), model or "", lora or "", status or "",
                                                      since or "", until or "", text or ""),
@@ -84,11 +83,11 @@ def build(ctx: UIContext) -> None:
         shown = [e for e in result.entries if e["file"] is not None and e["kind"] == "image"]
         images = [(str(e["file"]), f"{e['key']} · {e['model'] or ''}") for e in shown]
         rows = [[e["key"], (e["created_at"] or "")[:19].replace("T", " "), e["kind"], e["status"], e["model"],
-                 e["prompt"], e["duration_s"], e["cost_usd"], e["file_status"], e["error"] or ""]
+                 e.get("seed"), e["prompt"], e["duration_s"], e["cost_usd"], e["file_status"], e["error"] or ""]
                 for e in result.entries]
-        text_summary = (f"**{result.total}** entries · page {result.page} of {result.pages}" if result.total
+        text_summary = (f"{result.total} entries · page {result.page} of {result.pages}" if result.total
                         else "Nothing matches yet: make an image in the Image tab, or loosen the filters.")
-        return images, rows, text_summary, [e["key"] for e in shown]
+        return gr.Gallery(value=images, label=text_summary), rows, [e["key"] for e in shown]
 
     def choices(request: gr.Request):
         found = filter_choices(studio, user_of(request), is_admin(studio, request))
@@ -147,7 +146,7 @@ def build(ctx: UIContext) -> None:
             frames.append(frame)
         return tuple(frames)
 
-    outputs = [gallery, table, summary, gallery_keys]
+    outputs = [gallery, table, gallery_keys]
     search.click(load, filters, outputs, api_name="history")
     text.submit(load, filters, outputs, api_visibility="private")
     page.submit(load, filters, outputs, api_visibility="private")

@@ -10,7 +10,7 @@ from masuka.errors import GPUBusy
 from masuka.models.manage import start_download
 
 USERS = "alice:pa-alice,bob:pb-bob,admin:pz-admin"
-HISTORY_ARGS = ("", [], "", "", "", "", "", 1, 48)
+HISTORY_ARGS = (1, "", [], "", "", "", "", "", 48)
 
 
 def signed_in(url: str, user: str, password: str) -> httpx.Client:
@@ -20,7 +20,7 @@ def signed_in(url: str, user: str, password: str) -> httpx.Client:
 
 
 def history_keys(client: Client) -> list[str]:
-    _gallery, table, _summary = client.predict(*HISTORY_ARGS, api_name="/history")
+    _gallery, table = client.predict(*HISTORY_ARGS, api_name="/history")
     return [row[0] for row in table["data"]]
 
 
