@@ -238,15 +238,15 @@ _HISTORY_SELECT = {
 
 def history_query(store: Store, where: HistoryFilter, limit: int, offset: int = 0) -> tuple[list[dict], int]:
     """One page of generations and jobs, newest first, and how many match in all."""
-    parts, args = [], []
+    parts, counts, args = [], [], []
     for table, select in _HISTORY_SELECT.items():
         condition, values = _history_where(store, table, where)
         parts.append(f"{select} where {condition}")
+        counts.append(f"(select count(*) from {table} where {condition})")
         args.extend(values)
-    union = " union all ".join(parts)
     with store._lock:
-        total = store.db.execute(f"select count(*) from ({union})", args).fetchone()[0]
-        rows = list(store.db.query(f"{union} order by created_at desc, id desc limit ? offset ?",
+        total = store.db.execute(f"select {' + '.join(counts)}", args).fetchone()[0]
+        rows = list(store.db.query(f"{' union all '.join(parts)} order by created_at desc, id desc limit ? offset ?",
                                    [*args, limit, offset]))
     return rows, total
 
