@@ -164,7 +164,12 @@ def build(ctx: UIContext) -> None:
     days.change(plots, days, [per_day, success, per_model, spend], api_visibility="private")
     ctx.components["history_load"] = (load, filters, outputs)
     ctx.components["history_dashboard"] = (plots, days, [per_day, success, per_model, spend])
-    ctx.components["history_after_build"] = lambda demo: _wire_reuse(ctx, reuse, key, message)
+
+    def after_build(demo: gr.Blocks) -> None:
+        demo.load(choices, None, [kinds, model, lora, status], api_visibility="private")
+        _wire_reuse(ctx, reuse, key, message)
+
+    ctx.components["history_after_build"] = after_build
 
 
 def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.Markdown) -> None:
