@@ -89,3 +89,21 @@ def test_each_user_has_a_limit_on_queued_jobs(live_app):
     assert refused["status"] == "failed" and "limit" in refused["error"]
     other = start_download(studio, "alice", "acme/model")  # alice's share is untouched
     assert studio.store.get("jobs", other)["owner"] == "alice"
+
+
+def test_reusing_a_video_without_a_video_tab_says_so(app_with_image):
+    running, alice, _url = app_with_image
+    row = running.studio.store.insert("generations", {"owner": "alice", "kind": "video", "status": "completed",
+                                                      "prompt": "waves at night", "provider": "openai"})
+    with pytest.raises(Exception, match="no Video tab"):
+        alice.predict(f"g{row}", api_name="/history_reuse")
+
+
+def test_only_admins_change_keys_and_keys_come_back_masked(app_with_image):
+    running, alice, _url = app_with_image
+    with pytest.raises(Exception, match="Only an admin"):
+        alice.predict("openai", "sk-alice-tries-1111", api_name="/save_key")
+    admin = Client(running.url, auth=("admin", "pz-admin"), verbose=False)
+    message, cleared, table = admin.predict("openai", "sk-admin-key-2222", api_name="/save_key")
+    assert "2222" in message and "sk-admin" not in message and cleared == ""
+    assert "sk-admin" not in str(table) and running.studio.config.keys.get("openai") == "sk-admin-key-2222"

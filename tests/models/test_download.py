@@ -95,3 +95,20 @@ def test_unknown_names_are_refused_and_every_catalog_section_is_listed(studio, h
                 for model_id, entry in entries.items() if entry.get("repo")}
     assert expected <= listed
     assert any(row["gated"] for row in model_status())
+
+
+def test_download_and_delete_through_the_models_tab(live_app, hub):
+    from gradio_client import Client
+
+    running = live_app()
+    client = Client(running.url, verbose=False)
+    message, table, _choices = client.predict("acme/tiny-pipe", api_name="/download_model")
+    assert message == "Downloaded acme/tiny-pipe."
+    row = next(r for r in table["data"] if r[3] == "acme/tiny-pipe")
+    assert row[5] == "yes" and row[6] >= 0
+    assert running.studio.store.find("jobs")[0]["kind"] == "download"
+    message, table, _choices = client.predict("acme/tiny-pipe", api_name="/delete_model")
+    assert message.startswith("Deleted acme/tiny-pipe")
+    assert not any(r[3] == "acme/tiny-pipe" for r in table["data"])
+    with pytest.raises(Exception, match="gated"):
+        client.predict("acme/gated", api_name="/download_model")
