@@ -13,10 +13,14 @@ import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from masuka.config import Config, provider_base_url
 from masuka.errors import InvalidInput
 from masuka.keys import KEY_ENV, mask
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 FORMATS = ("PNG", "WebP", "JPEG")
@@ -162,7 +166,7 @@ def check_key(config: Config, name: str) -> tuple[bool, str]:
     return True, f"{label} accepted the key {mask(key)}{_who(name, response)}."
 
 
-def _who(name: str, response: "httpx.Response") -> str:
+def _who(name: str, response: httpx.Response) -> str:
     """A short detail from a successful check (account name, model count), when the answer has one."""
     try:
         body = response.json()

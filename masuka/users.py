@@ -7,6 +7,7 @@ owner and admins may read it (single-user mode: everyone is the owner).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -17,8 +18,10 @@ UNSAFE = re.compile(r"[^\w.\-]")
 
 
 def user_folder_name(user: str) -> str:
-    """A folder name for ``user`` that cannot climb out of its parent."""
-    name = UNSAFE.sub("_", user).strip(".") or "_"
+    """A folder name for ``user`` that cannot climb out of its parent (and stays distinct when changed)."""
+    name = UNSAFE.sub("_", user).strip(".")
+    if name != user:
+        name = f"{name or 'user'}-{hashlib.sha1(user.encode()).hexdigest()[:8]}"
     return name
 
 

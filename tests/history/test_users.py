@@ -107,3 +107,24 @@ def test_only_admins_change_keys_and_keys_come_back_masked(app_with_image):
     message, cleared, table = admin.predict("openai", "sk-admin-key-2222", api_name="/save_key")
     assert "2222" in message and "sk-admin" not in message and cleared == ""
     assert "sk-admin" not in str(table) and running.studio.config.keys.get("openai") == "sk-admin-key-2222"
+
+
+def test_file_ownership_by_folder_and_by_row(tmp_path):
+    from masuka.config import Config
+    from masuka.studio import Studio
+    from masuka.users import may_read, output_dir, user_folder_name
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="ann:1,a b:2,a_b:3,../x:4"))
+    try:
+        assert len({user_folder_name(u) for u in ("a b", "a_b", "../x")}) == 3
+        assert output_dir(studio.config, "../x").parent == studio.config.outputs_dir
+        anns = output_dir(studio.config, "ann") / "images" / "1.png"
+        sneaky = output_dir(studio.config, "a_b") / ".." / user_folder_name("ann") / "images" / "1.png"
+        legacy = studio.config.outputs_dir / "images" / "old.png"
+        studio.store.insert("generations", {"owner": "a b", "kind": "image", "output_path": "outputs/images/old.png"})
+        assert may_read(studio, "ann", anns) and not may_read(studio, "a_b", anns)
+        assert not may_read(studio, "a_b", sneaky)
+        assert may_read(studio, "a b", legacy) and not may_read(studio, "ann", legacy)
+        assert not may_read(studio, None, anns)
+    finally:
+        studio.close()
