@@ -57,7 +57,7 @@ class JobRunner:
         if not self.max_queued_per_user:
             return
         row = self.store.get("jobs", job_id)
-        if row is None:
+        if row is None or row["started_at"]:  # resuming started work (after a restart) is not a new request
             return
         waiting = self.store.count("jobs", f"owner = ? and id != ? and status in ({','.join('?' * len(UNFINISHED))})",
                                    [row["owner"], job_id, *UNFINISHED])

@@ -89,6 +89,10 @@ def test_each_user_has_a_limit_on_queued_jobs(live_app):
     assert refused["status"] == "failed" and "limit" in refused["error"]
     other = start_download(studio, "alice", "acme/model")  # alice's share is untouched
     assert studio.store.get("jobs", other)["owner"] == "alice"
+    resumed = studio.store.insert("jobs", {"owner": "bob", "kind": "video", "status": "running", "title": "clip",
+                                           "started_at": "2026-01-01T00:00:00+00:00"})
+    studio.jobs.submit(resumed, lambda job: None)  # work started before a restart resumes whatever the count
+    assert studio.jobs.wait(resumed, timeout=30)["status"] == "completed"
 
 
 def test_reusing_a_video_without_a_video_tab_says_so(app_with_image):
