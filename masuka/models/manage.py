@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import logging
 import os
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from masuka.errors import Cancelled, InvalidInput, ModelUnavailable
-from masuka.models.catalog import REPO_ID, catalog
+from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
 from masuka.settings import hub_endpoint
 from masuka.store import Store, owner_clause
 from masuka.studio import Studio
@@ -27,6 +28,19 @@ from masuka.studio import Studio
 log = logging.getLogger(__name__)
 LANE = "download"
 PROGRESS_EVERY_S = 0.5
+#: the Video tab's provider catalog; its entries with a ``repo`` are local models that can be downloaded
+VIDEO_CATALOG_PATH = CATALOG_PATH.with_name("video_models.json")
+
+
+def catalog_sections() -> dict[str, dict[str, dict]]:
+    """Every downloadable model: all sections of ``models.json`` plus the local models of the video catalog."""
+    sections = {name: dict(entries) for name, entries in catalog().items()}
+    if VIDEO_CATALOG_PATH.is_file():
+        providers = json.loads(VIDEO_CATALOG_PATH.read_text(encoding="utf-8"))
+        local = {model_id: entry for provider in providers.values() if isinstance(provider, dict)
+                 for model_id, entry in (provider.get("models") or {}).items() if entry.get("repo")}
+        sections.setdefault("video", {}).update(local)
+    return sections
 
 
 def hub_cache_dir() -> Path:
@@ -52,7 +66,7 @@ def model_status() -> list[dict]:
     """Every catalog model (all sections) and every other cached model repo, with download status and size."""
     cached = cached_repos()
     rows = []
-    for section, entries in catalog().items():
+    for section, entries in catalog_sections().items():
         for model_id, entry in entries.items():
             repo = entry.get("repo")
             if not repo:
@@ -69,7 +83,7 @@ def model_status() -> list[dict]:
 def resolve_repo(model: str) -> str:
     """A catalog id (any section) or a repo id → the repo id to download."""
     model = (model or "").strip()
-    for entries in catalog().values():
+    for entries in catalog_sections().values():
         if model in entries and entries[model].get("repo"):
             return entries[model]["repo"]
     if REPO_ID.match(model):

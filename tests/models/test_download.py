@@ -87,14 +87,21 @@ def test_no_network_says_the_hub_cannot_be_reached(studio, hub, monkeypatch):
     assert job["status"] == "failed" and "cannot be reached" in job["error"]
 
 
-def test_unknown_names_are_refused_and_every_catalog_section_is_listed(studio, hub):
+def test_unknown_names_are_refused_and_every_catalog_section_is_listed(studio, hub, monkeypatch, tmp_path):
+    from masuka.models import manage
+
+    videos = tmp_path / "video_models.json"
+    videos.write_text('{"local": {"models": {"tiny-wan": {"name": "Tiny Wan", "repo": "acme/tiny-pipe"}}},'
+                      ' "openai": {"models": {"sora-2": {"name": "Sora 2"}}}}')
+    monkeypatch.setattr(manage, "VIDEO_CATALOG_PATH", videos)
     with pytest.raises(InvalidInput, match="neither a catalog model"):
         start_download(studio, "local", "../../etc/passwd")
     listed = {(row["section"], row["id"]) for row in model_status()}
     expected = {(section, model_id) for section, entries in catalog().items()
                 for model_id, entry in entries.items() if entry.get("repo")}
-    assert expected <= listed
+    assert expected | {("video", "tiny-wan")} <= listed and ("video", "sora-2") not in listed
     assert any(row["gated"] for row in model_status())
+    assert finished(studio, start_download(studio, "local", "tiny-wan"))["model"] == "acme/tiny-pipe"
 
 
 def test_download_and_delete_through_the_models_tab(live_app, hub):
