@@ -186,7 +186,8 @@ def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.
         """Fill the Image (or Video) form with the entry's parameters."""
         kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
         if not any(name.startswith(f"{kind}_") for name, _c in targets):
-            raise InvalidInput(f"There is no {kind.capitalize()} tab in this studio to reuse these parameters in.")
+            raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form ({kind}_prompt, …), "
+                               "which this studio does not offer.")
         wanted = [name.split("_", 1)[1] if name.startswith(f"{kind}_") else None for name, _c in targets]
         values = [fields[field] if field in fields else gr.skip() for field in wanted]
         filled = sum(1 for field in wanted if field in fields)

@@ -99,7 +99,7 @@ def test_reusing_a_video_without_a_video_tab_says_so(app_with_image):
     running, alice, _url = app_with_image
     row = running.studio.store.insert("generations", {"owner": "alice", "kind": "video", "status": "completed",
                                                       "prompt": "waves at night", "provider": "openai"})
-    with pytest.raises(Exception, match="no Video tab"):
+    with pytest.raises(Exception, match="needs a Video form"):
         alice.predict(f"g{row}", api_name="/history_reuse")
 
 
