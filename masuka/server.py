@@ -58,8 +58,10 @@ def open_ngrok_tunnel(token: str, port: int) -> str:
 class OwnFilesOnly:
     """ASGI middleware: an output file is served through ``/file=`` only to its owner or an admin.
 
-    Outputs are Gradio static paths (served in place, never copied into Gradio's shared cache), so every
-    image or video URL names the real file and this check sees who owns it.
+    Gradio copies files an event returns into one cache shared by every signed-in user, and serves
+    ``allowed_paths`` to every signed-in user. Outputs are therefore Gradio static paths (served in place,
+    never copied), so every image or video URL names the real file and this check sees who owns it.
+    ``auth_dependency`` cannot be combined with Gradio's password login, hence a middleware.
     """
 
     def __init__(self, app: Any, studio: Any):
