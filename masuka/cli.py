@@ -16,7 +16,7 @@ from typing import Any
 
 from masuka.errors import MasukaError
 
-COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs"]
+COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs", "history", "models", "keys"]
 
 
 def build_parser() -> argparse.ArgumentParser:

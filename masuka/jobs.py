@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from masuka.errors import Cancelled, MasukaError
+from masuka.errors import Cancelled, GPUBusy, MasukaError
 from masuka.store import UNFINISHED, Store, now
 
 log = logging.getLogger(__name__)
@@ -25,14 +25,20 @@ JobFunction = Callable[[int], object]
 class JobRunner:
     """Runs job functions in background threads; lanes serialise jobs that must not overlap."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, max_queued_per_user: int | None = None):
         self.store = store
+        self.max_queued_per_user = max_queued_per_user
         self._lanes: dict[str, queue.Queue] = {}
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
 
     def submit(self, job_id: int, work: JobFunction, lane: str | None = None) -> None:
-        """Start ``work(job_id)`` now, or after the jobs already queued in ``lane``."""
+        """Start ``work(job_id)`` now, or after the jobs already queued in ``lane``.
+
+        With a per-user limit, a job whose owner already has that many jobs queued or running is refused
+        (its row becomes ``failed`` with the reason) so one person cannot fill the GPU queue.
+        """
+        self._check_fair_share(job_id)
         if lane is None:
             thread = threading.Thread(target=self._run, args=(job_id, work), name=f"job-{job_id}", daemon=True)
             with self._lock:
@@ -46,6 +52,20 @@ class JobRunner:
                 threading.Thread(target=self._drain, args=(lane_queue,), name=f"lane-{lane}", daemon=True).start()
         self.store.update("jobs", job_id, status="queued")
         lane_queue.put((job_id, work))
+
+    def _check_fair_share(self, job_id: int) -> None:
+        if not self.max_queued_per_user:
+            return
+        row = self.store.get("jobs", job_id)
+        if row is None or row["started_at"]:  # resuming started work (after a restart) is not a new request
+            return
+        waiting = self.store.count("jobs", f"owner = ? and id != ? and status in ({','.join('?' * len(UNFINISHED))})",
+                                   [row["owner"], job_id, *UNFINISHED])
+        if waiting >= self.max_queued_per_user:
+            message = (f"You already have {waiting} jobs queued or running (the limit is "
+                       f"{self.max_queued_per_user} per user): wait for one to finish or stop one.")
+            self.store.update("jobs", job_id, status="failed", error=message, finished_at=now())
+            raise GPUBusy(message)
 
     def wait(self, job_id: int, timeout: float | None = None) -> dict | None:
         """Block until the job's row leaves queued/running (for the CLI and tests); return the row."""

@@ -55,6 +55,45 @@ def open_ngrok_tunnel(token: str, port: int) -> str:
     return ngrok.connect(port, "http").public_url
 
 
+class OwnFilesOnly:
+    """ASGI middleware: an output file is served through ``/file=`` only to its owner or an admin.
+
+    Gradio copies files an event returns into one cache shared by every signed-in user, and serves
+    ``allowed_paths`` to every signed-in user. Outputs are therefore Gradio static paths (served in place,
+    never copied), so every image or video URL names the real file and this check sees who owns it.
+    ``auth_dependency`` cannot be combined with Gradio's password login, hence a middleware.
+    """
+
+    def __init__(self, app: Any, studio: Any):
+        self.app = app
+        self.studio = studio
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and "/file=" in scope.get("path", ""):
+            from masuka.users import may_read
+
+            target = scope["path"].split("/file=", 1)[1]
+            if not may_read(self.studio, signed_in_user(scope), target):
+                from starlette.responses import PlainTextResponse
+
+                await PlainTextResponse("This file belongs to another user.", status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def signed_in_user(scope: dict) -> str | None:
+    """The user of a request, from Gradio's login cookie (None when not signed in)."""
+    from starlette.requests import HTTPConnection
+
+    app = scope.get("app")
+    cookie_id = getattr(app, "cookie_id", None)
+    if cookie_id is None:
+        return None
+    cookies = HTTPConnection(scope).cookies
+    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+    return app.tokens.get(token) if token else None
+
+
 @dataclass
 class Running:
     """A served app: its Blocks, its studio and its local URL."""
@@ -71,6 +110,9 @@ class Running:
 def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: bool = False, ngrok: bool = False,
            block: bool = True) -> Running:
     """Build the UI and serve it; blocks until stopped unless ``block`` is False."""
+    import gradio as gr
+    from starlette.middleware import Middleware
+
     from masuka.studio import Studio
     from masuka.ui.app import build_app
 
@@ -81,10 +123,12 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     studio = Studio.open(config)
     demo = build_app(studio)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=None)
+    gr.set_static_paths([config.outputs_dir])
     _app, local_url, _share_url = demo.launch(
         server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
         auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir)], prevent_thread_lock=True,
         show_error=True, quiet=False, footer_links=["api", "gradio"],
+        app_kwargs={"middleware": [Middleware(OwnFilesOnly, studio=studio)]},
     )
     if ngrok:
         print(f"ngrok tunnel: {open_ngrok_tunnel(token, port)}", flush=True)

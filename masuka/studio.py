@@ -34,7 +34,7 @@ class Studio:
         if any(changed.values()):
             log.warning("marked interrupted after an unclean stop: %s", changed)
         studio = cls(config=config, store=store, gpu=GPURunner(config.data_dir / "locks", config.gpu_concurrency))
-        studio.jobs = JobRunner(store)
+        studio.jobs = JobRunner(store, config.max_queued_per_user if config.multi_user else None)
         return studio
 
     def close(self) -> None:

@@ -23,11 +23,13 @@ from typing import Any
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import check_stop, zerogpu
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
-from masuka.image.metadata import Parameters, format_parameters, png_info
+from masuka.image.metadata import Parameters, format_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture
 from masuka.models.catalog import ModelSpec, resolve_image_model
+from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
+from masuka.users import output_dir
 
 MAX_BATCH = 4
 MAX_STEPS = 200
@@ -185,7 +187,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
             with torch.inference_mode():
                 image = pipe(**kwargs).images[0]
             parameters = format_parameters(_parameters(plan, seed, pipe))
-            path = _save(studio, image, parameters, row_id, seed)
+            path = _save(studio, image, parameters, row_id, seed, plan.request.owner)
         except BaseException as error:
             status = "cancelled" if isinstance(error, Cancelled) else "failed"
             message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
@@ -244,14 +246,16 @@ def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
                       loras=[(info.name, weight) for info, weight in plan.loras], extra=extra)
 
 
-def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int) -> Path:
-    """Write the PNG atomically (temporary file, then rename): no half-written file is ever recorded."""
-    folder = studio.config.outputs_dir / "images" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int, owner: str = LOCAL_USER) -> Path:
+    """Write the image atomically (temporary file, then rename) in the owner's folder, in the format chosen in
+    Settings: no half-written file is ever recorded."""
+    image_format = load_defaults(studio.config).output_format
+    folder = output_dir(studio.config, owner) / "images" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{row_id:06d}-{seed}.png"
-    partial = path.with_suffix(".png.part")
+    path = folder / f"{row_id:06d}-{seed}.{image_format.lower().replace('jpeg', 'jpg')}"
+    partial = path.with_name(path.name + ".part")
     try:
-        image.save(partial, format="PNG", pnginfo=png_info(parameters))
+        save_image(image, partial, parameters, image_format)
         os.replace(partial, path)
     except OSError as error:
         partial.unlink(missing_ok=True)

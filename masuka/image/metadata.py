@@ -93,6 +93,18 @@ def read_parameters(path: str | Path) -> str | None:
     return comment or None
 
 
+def save_image(image: Image.Image, path: str | Path, parameters: str, image_format: str = "PNG") -> None:
+    """Write ``image`` with its parameters: a PNG text chunk, or EXIF UserComment for WebP and JPEG."""
+    image_format = image_format.upper()
+    if image_format == "PNG":
+        image.save(path, format="PNG", pnginfo=png_info(parameters))
+        return
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + parameters.encode("utf-16-be")
+    rgb = image.convert("RGB") if image_format == "JPEG" else image
+    rgb.save(path, format=image_format, exif=exif.tobytes(), quality=95)
+
+
 def png_info(parameters: str) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", parameters)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib
+
 import gradio as gr
 
 from masuka.studio import Studio
 from masuka.ui.common import UIContext
 
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
-TABS = [("Image", "image"), ("Video", "video"), ("Train", "train"), ("History", "history")]
+TABS = [("Image", "image"), ("Video", "video"), ("Train", "train"), ("History", "history"), ("Models", "models"),
+        ("Settings", "settings")]
 
 
 def build_app(studio: Studio) -> gr.Blocks:
@@ -17,7 +19,8 @@ def build_app(studio: Studio) -> gr.Blocks:
     ctx = UIContext(studio)
     with gr.Blocks(title="MASUKA") as demo:
         gr.Markdown("# MASUKA\nPhotos → dataset → LoRA → images and videos, on one GPU.", elem_id="masuka-title")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
+            ctx.components["tabs"] = tabs
             for label, module in TABS:
                 with gr.Tab(label, id=module):
                     importlib.import_module(f"masuka.ui.{module}").build(ctx)
@@ -28,6 +31,8 @@ def build_app(studio: Studio) -> gr.Blocks:
 def _wire(ctx: UIContext, demo: gr.Blocks) -> None:
     """Cross-tab links: a finished generation refreshes History; page load fills the pickers."""
     components = ctx.components
+    for hook in [hook for name, hook in components.items() if name.endswith("_after_build")]:
+        hook(demo)  # a tab's links to components of tabs built after it, and its page-load events
     if "history_load" in components:
         load, page, outputs = components["history_load"]
         demo.load(load, page, outputs, api_visibility="private")

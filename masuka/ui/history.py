@@ -1,34 +1,226 @@
-"""History tab: recent generations with their parameters and files."""
+"""History tab: everything made and run, filtered and searched, one entry in detail with its actions, and a
+dashboard."""
 
 from __future__ import annotations
 
+import json
+
 import gradio as gr
 
-from masuka.history import recent_generations
-from masuka.ui.common import UIContext, is_admin, user_of
+from masuka.errors import InvalidInput
+from masuka.history.actions import delete_entries, export_zip, reuse_parameters
+from masuka.history.browse import Filters, browse, dashboard, entry, filter_choices
+from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
-COLUMNS = ["id", "created", "status", "model", "prompt", "seed", "size", "steps", "guidance", "LoRAs", "error"]
-PAGE = 48
+COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
+DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
+FORM_TABS = ("image", "video")
 
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
-    with gr.Row():
-        refresh = gr.Button("Refresh", scale=0)
-        page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=0, min_width=100)
-    gallery = gr.Gallery(label="Recent images", columns=6, height=320, interactive=False)
-    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True)
+    with gr.Tabs():
+        with gr.Tab("Browse"):
+            with gr.Row():
+                text = gr.Textbox("", label="Search prompts", placeholder="fox snow", scale=3)
+                kinds = gr.Dropdown([], value=[], multiselect=True, label="Kind", scale=2)
+                model = gr.Dropdown([], value="", allow_custom_value=True, label="Model", scale=2)
+                lora = gr.Dropdown([], value="", allow_custom_value=True, label="LoRA", scale=2)
+                status = gr.Dropdown([], value="", allow_custom_value=True, label="Status", scale=1)
+            with gr.Row():
+                since = gr.Textbox("", label="From (YYYY-MM-DD)", scale=1)
+                until = gr.Textbox("", label="To (YYYY-MM-DD)", scale=1)
+                page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=90)
+                per_page = gr.Dropdown([24, 48, 96, 200], value=48, label="Per page", scale=1)
+                search = gr.Button("Search / refresh", variant="primary", scale=1)
+            gallery = gr.Gallery(label="Outputs on this page", columns=8, height=300, interactive=False)
+            table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=360)
+            gallery_keys = gr.State([])
+            with gr.Row():
+                with gr.Column(scale=2):
+                    key = gr.Textbox(label="Entry (click a row or an image)", placeholder="g123 or j45")
+                    image = gr.Image(label="Output", type="filepath", interactive=False, height=360)
+                    video = gr.Video(label="Output", interactive=False, height=360, visible=False)
+                    with gr.Row():
+                        reuse = gr.Button("Reuse parameters")
+                        download = gr.DownloadButton("Download", value=None)
+                        delete = gr.Button("Delete…", variant="stop")
+                    confirm = gr.Button("Yes, delete the entry and its file", variant="stop", visible=False)
+                with gr.Column(scale=3):
+                    detail = gr.Markdown()
+                    parameters = gr.JSON(label="Every parameter")
+            with gr.Accordion("Export a selection", open=False):
+                selection = gr.Textbox(label="Entries to export", placeholder="g12, g13, j4")
+                with gr.Row():
+                    add = gr.Button("Add the shown entry")
+                    add_page = gr.Button("Add this page")
+                    export = gr.Button("Export as zip (files + metadata.jsonl)", variant="primary")
+                exported = gr.File(label="Export", interactive=False)
+            message = gr.Markdown()
+        with gr.Tab("Dashboard"):
+            with gr.Row():
+                days = gr.Dropdown([("Last 7 days", 7), ("Last 30 days", 30), ("Last year", 365), ("All time", 0)],
+                                   value=30, label="Period", scale=1)
+                refresh_plots = gr.Button("Refresh", scale=0)
+            with gr.Row():
+                per_day = gr.LinePlot(x="day", y="count", color="kind", title="Generations per day", height=260)
+                success = gr.LinePlot(x="day", y="success_pct", title="Success rate per day (%)", height=260)
+            with gr.Row():
+                per_model = gr.BarPlot(x="model", y="mean_s", title="Mean seconds per output, per model", height=260)
+                spend = gr.BarPlot(x="day", y="usd", color="provider", title="Video spend per provider per day ($)",
+                                   height=260)
 
-    def load(page_number: float, request: gr.Request):
-        offset = (max(1, int(page_number or 1)) - 1) * PAGE
-        rows = recent_generations(studio, user_of(request), is_admin(studio, request), limit=PAGE, offset=offset)
-        images = [(str(r["file"]), f"#{r['id']} seed {r['seed']}") for r in rows if r["file"]]
-        data = [[r["id"], (r["created_at"] or "")[:19].replace("T", " "), r["status"], r["model"], r["prompt"],
-                 r["seed"], f"{r['width']}x{r['height']}", r["steps"], r["guidance"],
-                 ", ".join(f"{x['name']}:{x['weight']:g}" for x in r["loras"] or []),
-                 r["error"] or ("file missing" if r["output_path"] and not r["file"] else "")] for r in rows]
-        return images, data
+    filters = [page, text, kinds, model, lora, status, since, until, per_page]
 
-    refresh.click(load, page, [gallery, table], api_name="history")
-    page.submit(load, page, [gallery, table], api_visibility="private")
-    ctx.components["history_load"] = (load, page, [gallery, table])
+    @friendly
+    def load(page: float = 1, text: str = "", kinds: list[str] | None = None, model: str = "", lora: str = "",
+             status: str = "", since: str = "", until: str = "", per_page: float = 48, request: gr.Request = None):
+        """One page of history, newest first: the outputs (with a count as label) and the table of entries."""
+        user, admin = user_of(request), is_admin(studio, request)
+        result = browse(studio, user, admin, Filters(list(kinds or []), model or "", lora or "", status or "",
+                                                     since or "", until or "", text or ""),
+                        int(page or 1), int(per_page or 48))
+        shown = [e for e in result.entries if e["file"] is not None and e["kind"] == "image"]
+        images = [(str(e["file"]), f"{e['key']} · {e['model'] or ''}") for e in shown]
+        rows = [[e["key"], (e["created_at"] or "")[:19].replace("T", " "), e["kind"], e["status"], e["model"],
+                 e.get("seed"), e["prompt"], e["duration_s"], e["cost_usd"], e["file_status"], e["error"] or ""]
+                for e in result.entries]
+        text_summary = (f"{result.total} entries · page {result.page} of {result.pages}" if result.total
+                        else "Nothing matches yet: make an image in the Image tab, or loosen the filters.")
+        return gr.Gallery(value=images, label=text_summary), rows, [e["key"] for e in shown]
+
+    def choices(request: gr.Request):
+        found = filter_choices(studio, user_of(request), is_admin(studio, request))
+        return (gr.Dropdown(choices=found["kind"]), gr.Dropdown(choices=[""] + found["model"]),
+                gr.Dropdown(choices=[""] + found["lora"]), gr.Dropdown(choices=[""] + found["status"]))
+
+    @friendly
+    def show(key: str, request: gr.Request = None):
+        """Everything about one entry: output, parameters, timings, cost and error."""
+        row = entry(studio, user_of(request), is_admin(studio, request), key)
+        path = str(row["file"]) if row["file"] else None
+        is_video = row.get("kind") == "video"
+        params = {k: v for k, v in row.items() if k not in DETAIL_SKIP}
+        return (gr.Image(value=None if is_video else path, visible=not is_video),
+                gr.Video(value=path if is_video else None, visible=is_video),
+                _describe(row), params, gr.DownloadButton(value=path, interactive=path is not None),
+                gr.Button(visible=False))
+
+    def pick_row(evt: gr.SelectData):
+        return evt.row_value[0] if evt.row_value else gr.skip()
+
+    def pick_image(keys: list[str], evt: gr.SelectData):
+        return keys[evt.index] if isinstance(evt.index, int) and evt.index < len(keys) else gr.skip()
+
+    @friendly
+    def remove(key: str, request: gr.Request = None):
+        """Delete the shown entry with its files (after the confirmation click)."""
+        done = delete_entries(studio, user_of(request), is_admin(studio, request), [key])
+        return done, "", gr.Button(visible=False)
+
+    @friendly
+    def export_selection(selected: str, request: gr.Request = None):
+        """A zip of the selected entries' files with metadata.jsonl."""
+        keys = [k.strip() for k in (selected or "").replace(";", ",").split(",") if k.strip()]
+        return str(export_zip(studio, user_of(request), is_admin(studio, request), keys))
+
+    def add_key(selected: str, key: str):
+        keys = [k.strip() for k in (selected or "").split(",") if k.strip()]
+        return ", ".join(dict.fromkeys([*keys, key.strip()] if key and key.strip() else keys))
+
+    def add_keys(selected: str, rows):
+        keys = [k.strip() for k in (selected or "").split(",") if k.strip()]
+        page_keys = [str(r[0]) for r in (rows.values.tolist() if hasattr(rows, "values") else rows or []) if r]
+        return ", ".join(dict.fromkeys(keys + page_keys))
+
+    @friendly
+    def plots(days: int, request: gr.Request = None):
+        import pandas as pd
+
+        figures = dashboard(studio, user_of(request), is_admin(studio, request), int(days) or None)
+        frames = []
+        for name in ("per_day", "success", "per_model", "spend"):
+            frame = pd.DataFrame(figures[name])
+            if "day" in frame:
+                frame["day"] = pd.to_datetime(frame["day"])
+            frames.append(frame)
+        return tuple(frames)
+
+    outputs = [gallery, table, gallery_keys]
+    search.click(load, filters, outputs, api_name="history")
+    text.submit(load, filters, outputs, api_visibility="private")
+    page.submit(load, filters, outputs, api_visibility="private")
+    search.click(choices, None, [kinds, model, lora, status], api_visibility="private")
+    table.select(pick_row, None, key, api_visibility="private")
+    gallery.select(pick_image, gallery_keys, key, api_visibility="private")
+    key.change(show, key, [image, video, detail, parameters, download, confirm], api_name="history_entry")
+    delete.click(lambda: gr.Button(visible=True), None, confirm, api_visibility="private")
+    confirm.click(remove, key, [message, key, confirm], api_name="history_delete").success(
+        load, filters, outputs, api_visibility="private")
+    add.click(add_key, [selection, key], selection, api_visibility="private")
+    add_page.click(add_keys, [selection, table], selection, api_visibility="private")
+    export.click(export_selection, selection, exported, api_name="history_export")
+    refresh_plots.click(plots, days, [per_day, success, per_model, spend], api_name="history_dashboard")
+    days.change(plots, days, [per_day, success, per_model, spend], api_visibility="private")
+    ctx.components["history_load"] = (load, filters, outputs)
+    ctx.components["history_dashboard"] = (plots, days, [per_day, success, per_model, spend])
+
+    def after_build(demo: gr.Blocks) -> None:
+        demo.load(choices, None, [kinds, model, lora, status], api_visibility="private")
+        _wire_reuse(ctx, reuse, key, message)
+
+    ctx.components["history_after_build"] = after_build
+
+
+def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.Markdown) -> None:
+    """Reuse fills the form of the tab that made the entry; forms are found by component name once every tab
+    is built (``image_prompt``, ``video_prompt``, …), and a missing tab is reported, not crashed on."""
+    studio = ctx.studio
+    targets = [(name, component) for name, component in ctx.components.items()
+               if name.split("_", 1)[0] in FORM_TABS and "_" in name and isinstance(component, gr.components.Component)
+               and not isinstance(component, (gr.Button, gr.Gallery))]
+    tabs = ctx.components.get("tabs")
+
+    @friendly
+    def reuse(key: str, request: gr.Request = None):
+        """Fill the Image (or Video) form with the entry's parameters."""
+        kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
+        if not any(name.startswith(f"{kind}_") for name, _c in targets):
+            raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form ({kind}_prompt, …), "
+                               "which this studio does not offer.")
+        wanted = [name.split("_", 1)[1] if name.startswith(f"{kind}_") else None for name, _c in targets]
+        values = [fields[field] if field in fields else gr.skip() for field in wanted]
+        filled = sum(1 for field in wanted if field in fields)
+        note = f"Filled {filled} field(s) of the {kind.capitalize()} tab from {key}."
+        return (*values, note, *([gr.Tabs(selected=kind)] if tabs is not None else []))
+
+    button.click(reuse, key, [c for _n, c in targets] + [message] + ([tabs] if tabs is not None else []),
+                 api_name="history_reuse")
+
+
+def _describe(row: dict) -> str:
+    """A readable summary: what, when, how long, how much, and what went wrong."""
+    lines = [f"### {row['key']} · {row.get('kind')} · {row.get('status')}",
+             f"**Owner** {row.get('owner')} · **model** {row.get('model') or '—'}"
+             + (f" · **provider** {row['provider']}" if row.get("provider") else "")]
+    if row.get("prompt") or row.get("title"):
+        lines.append(f"**{'Prompt' if row.get('prompt') else 'Title'}:** {row.get('prompt') or row.get('title')}")
+    timing = [f"created {row.get('created_at')}"]
+    if row.get("started_at"):
+        timing.append(f"started {row['started_at']}")
+    if row.get("finished_at"):
+        timing.append(f"finished {row['finished_at']}")
+    if row.get("duration_s") is not None:
+        timing.append(f"{row['duration_s']:.2f} s")
+    lines.append(" · ".join(timing))
+    if row.get("cost_usd") is not None:
+        lines.append(f"**Cost:** ${row['cost_usd']:.4f}")
+    if row["file_status"] not in ("ok", "none"):
+        lines.append(f"**File {row['file_status']}:** {row.get('output_path')}")
+    if row.get("error"):
+        lines.append(f"**Error:** {row['error']}")
+    if row.get("metrics"):
+        last = row["metrics"][-1]
+        lines.append(f"**Last metrics:** step {last.get('step')}, loss {last.get('loss')}")
+    return "\n\n".join(lines) + ("\n\n```json\n" + json.dumps(row.get("loras"), indent=1) + "\n```"
+                                 if row.get("loras") else "")

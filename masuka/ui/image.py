@@ -153,7 +153,7 @@ def build(ctx: UIContext) -> None:
                           **ctx.gpu_event())
     prompt.submit(generate_image, form, [gallery, seeds_used, status], api_visibility="private", **ctx.gpu_event())
     stop.click(stop_generation, None, status, queue=False, api_name="stop_image")
-    model.change(model_defaults, model, [steps, guidance, width, height, negative], api_visibility="private")
+    model.input(model_defaults, model, [steps, guidance, width, height, negative], api_visibility="private")
     aspect.input(aspect_size, [aspect, model], [width, height], api_visibility="private")
     refresh.click(lora_choices, None, loras, api_visibility="private")
     dropped.upload(read_image_parameters, dropped,

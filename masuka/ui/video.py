@@ -64,6 +64,8 @@ def build(ctx: UIContext) -> None:
                 cancel = gr.Button("Cancel job", variant="stop", scale=0)
                 refresh = gr.Button("Refresh", scale=0)
     timer = gr.Timer(REFRESH_S)
+    ctx.components.update(video_prompt=prompt, video_negative=negative, video_provider=provider, video_model=model,
+                          video_seconds=seconds, video_size=size)
 
     def models_for(provider_id: str):
         choices = _model_choices(provider_id)
@@ -114,8 +116,8 @@ def build(ctx: UIContext) -> None:
     form = [provider, model, seconds, size, image, fallback, prompt]
     status_outputs = [table, gallery, player, health]
     refresh.click(video_status, None, status_outputs, api_name="video_status")  # first: it owns the name
-    provider.change(models_for, provider, model, api_visibility="private")
-    model.change(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
+    provider.input(models_for, provider, model, api_visibility="private")  # .input: History's Reuse sets both
+    model.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
     size.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
     for component in (provider, model, seconds, size, image, fallback):
         component.change(price, form, cost, api_visibility="private")

@@ -1,0 +1,61 @@
+"""``python -m masuka history``: list, search, show, export and delete what was made and run."""
+
+from __future__ import annotations
+
+import argparse
+
+from masuka.cli import emit, open_studio
+from masuka.store import LOCAL_USER
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("history", parents=[common], help="browse, export or delete history entries")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="one page of entries, newest first")
+    listing.add_argument("--kind", action="append", default=[], help="image, video, train, caption, download")
+    listing.add_argument("--model", default="")
+    listing.add_argument("--lora", default="")
+    listing.add_argument("--status", default="")
+    listing.add_argument("--since", default="", help="YYYY-MM-DD (inclusive)")
+    listing.add_argument("--until", default="", help="YYYY-MM-DD (inclusive)")
+    listing.add_argument("--search", default="", help="full-text search in prompts")
+    listing.add_argument("--page", type=int, default=1)
+    listing.add_argument("--per-page", type=int, default=20)
+    show = actions.add_parser("show", parents=[common], help="every parameter of one entry")
+    show.add_argument("key", help="g<id> (generation) or j<id> (job)")
+    export = actions.add_parser("export", parents=[common], help="zip of entries' files with metadata.jsonl")
+    export.add_argument("keys", nargs="+")
+    delete = actions.add_parser("delete", parents=[common], help="delete entries and their files")
+    delete.add_argument("keys", nargs="+")
+    delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+    for action in (listing, show, export, delete):
+        action.add_argument("--user", help="act as this user (default: every user's entries)")
+        action.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from masuka.errors import InvalidInput
+    from masuka.history.actions import delete_entries, export_zip
+    from masuka.history.browse import Filters, browse, entry
+
+    studio = open_studio(args)
+    user, admin = args.user or LOCAL_USER, args.user is None
+    if args.action == "list":
+        page = browse(studio, user, admin, Filters(args.kind, args.model, args.lora, args.status, args.since,
+                                                   args.until, args.search), args.page, args.per_page)
+        lines = [f"{e['key']:>8}  {(e['created_at'] or '')[:16]}  {e['kind']:<8} {e['status']:<10} "
+                 f"{(e['model'] or '')[:24]:<24} {(e['prompt'] or '')[:60]}" for e in page.entries]
+        emit(args, {"total": page.total, "page": page.page, "pages": page.pages, "entries": page.entries},
+             "\n".join(lines + [f"{page.total} entries, page {page.page} of {page.pages}"]))
+    elif args.action == "show":
+        row = entry(studio, user, admin, args.key)
+        emit(args, row, "\n".join(f"{k}: {v}" for k, v in row.items() if k not in ("log", "metrics")))
+    elif args.action == "export":
+        path = export_zip(studio, user, admin, args.keys)
+        emit(args, {"zip": str(path)}, str(path))
+    else:
+        if not args.yes:
+            raise InvalidInput("Deleting removes the entries and their files: add --yes to confirm.")
+        message = delete_entries(studio, user, admin, args.keys)
+        emit(args, {"deleted": args.keys}, message)
+    return 0

@@ -1,0 +1,59 @@
+"""``python -m masuka models``: catalog status, downloads, cache deletion and LoRA imports."""
+
+from __future__ import annotations
+
+import argparse
+
+from masuka.cli import emit, open_studio, progress_line
+from masuka.store import LOCAL_USER
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("models", parents=[common], help="list, download or delete models; import LoRAs")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=[common], help="catalog models and cached repos with their status")
+    download = actions.add_parser("download", parents=[common], help="download a model into the Hugging Face cache")
+    download.add_argument("model", help="catalog id or owner/name")
+    delete = actions.add_parser("delete", parents=[common], help="delete a model from the Hugging Face cache")
+    delete.add_argument("repo", help="owner/name")
+    lora = actions.add_parser("import-lora", parents=[common], help="check and import a LoRA")
+    source = lora.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", help="a .safetensors file")
+    source.add_argument("--hf", nargs=2, metavar=("REPO", "FILE"), help="a file of a Hugging Face repo")
+    source.add_argument("--civitai", metavar="VERSION_ID", help="a CivitAI model version (CIVITAI_API_KEY)")
+    lora.add_argument("--name", help="name in the LoRA library")
+    lora.add_argument("--user", default=LOCAL_USER, help="owner of the imported LoRA")
+    for action in actions.choices.values():
+        action.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from masuka.errors import InvalidInput
+    from masuka.models import lora_import
+    from masuka.models.manage import delete_model, model_status, start_download
+
+    studio = open_studio(args)
+    if args.action == "list":
+        rows = model_status()
+        emit(args, rows, "\n".join(f"{r['section']:<8} {r['id']:<20} {r['repo']:<50} "
+                                   f"{'downloaded' if r['downloaded'] else '-':<10} {r['size_bytes'] / 2**30:7.2f} GB"
+                                   f"{'  gated' if r['gated'] else ''}" for r in rows))
+    elif args.action == "download":
+        job_id = start_download(studio, LOCAL_USER, args.model)
+        while (row := studio.jobs.wait(job_id, timeout=2))["status"] in ("queued", "running"):
+            progress_line(args, f"{row['model']}: {100 * (row['progress'] or 0):.1f}%")
+        if row["status"] != "completed":
+            raise InvalidInput(row["error"] or f"download {row['status']}")
+        emit(args, row["result"], row["result"]["path"])
+    elif args.action == "delete":
+        freed = delete_model(args.repo)
+        emit(args, {"freed_bytes": freed}, f"freed {freed / 2**30:.2f} GB")
+    else:
+        if args.file:
+            row = lora_import.import_lora_file(studio, args.user, args.file, args.name)
+        elif args.hf:
+            row = lora_import.import_from_hub(studio, args.user, args.hf[0], args.hf[1], args.name)
+        else:
+            row = lora_import.import_from_civitai(studio, args.user, args.civitai, args.name)
+        emit(args, row, f"imported {row['name']} ({row['architecture']}) -> {row['path']}")
+    return 0

@@ -1,0 +1,148 @@
+"""Bringing LoRAs in: an uploaded ``.safetensors``, a file of a Hugging Face repo, or a CivitAI model version.
+
+Every file is checked with :func:`masuka.image.loras.inspect_lora` (a real safetensors file, not truncated,
+LoRA weights for a known architecture; pickles refused unread) before it is copied into the owner's LoRA
+folder and listed with its trigger words and base model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from masuka.errors import InvalidInput, ModelUnavailable, ProviderError
+from masuka.image.library import register_lora
+from masuka.image.loras import inspect_lora
+from masuka.keys import mask
+from masuka.models.catalog import REPO_ID
+from masuka.settings import civitai_base_url, hub_endpoint
+from masuka.studio import Studio
+from masuka.users import user_folder_name
+
+log = logging.getLogger(__name__)
+NAME = re.compile(r"[^\w.\-]+")
+MAX_LORA_BYTES = 4 * 2**30
+TIMEOUT_S = 60.0
+
+
+def import_lora_file(studio: Studio, owner: str, source: str | Path, name: str | None = None, origin: str = "upload",
+                     trigger: str = "", base_model: str = "") -> dict:
+    """Check ``source`` and copy it into ``owner``'s LoRA folder; returns the library row."""
+    source = Path(source)
+    inspect_lora(source)  # refuse before copying anything
+    stem = NAME.sub("_", (name or source.stem).strip()).strip("._")
+    if not stem:
+        raise InvalidInput("Give the LoRA a name (letters, digits, '-', '_' or '.').")
+    folder = studio.config.loras_dir / user_folder_name(owner)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{stem}.safetensors"
+    if target.exists():
+        raise InvalidInput(f"You already have a LoRA named {stem!r}: choose another name.")
+    partial = target.with_name(target.name + ".part")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+    info = inspect_lora(target)
+    row_id = register_lora(studio, info, owner, origin)
+    extra = {k: v for k, v in {"trigger": trigger, "base_model": base_model}.items() if v}
+    if extra:
+        studio.store.update("loras", row_id, **extra)
+    return studio.store.get("loras", row_id)
+
+
+def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: str | None = None) -> dict:
+    """Download one ``.safetensors`` file of a Hub repo (token from Settings) and import it."""
+    from huggingface_hub import hf_hub_download
+
+    repo, filename = (repo or "").strip(), (filename or "").strip()
+    if not REPO_ID.match(repo):
+        raise InvalidInput(f"{repo!r} is not a Hugging Face repo id (owner/name).")
+    if not filename.endswith(".safetensors"):
+        raise InvalidInput("Choose the repo's .safetensors file (pickle formats are refused).")
+    from masuka.models.manage import download_error
+
+    with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
+        try:
+            path = hf_hub_download(repo, filename, local_dir=tmp, endpoint=hub_endpoint(),
+                                   token=studio.config.keys.get("huggingface"))
+        except Exception as error:  # gated, missing, offline: one message naming the repo
+            raise download_error(repo, error, bool(studio.config.keys.get("huggingface"))) from error
+        return import_lora_file(studio, owner, path, name or Path(filename).stem, "huggingface")
+
+
+def import_from_civitai(studio: Studio, owner: str, version_id: str | int, name: str | None = None) -> dict:
+    """Import a CivitAI model version (``CIVITAI_API_KEY`` from Settings): its SafeTensor file, trigger words
+    and base model."""
+    import httpx
+
+    version = str(version_id).strip()
+    if not version.isdigit():
+        raise InvalidInput(f"{version_id!r} is not a CivitAI model version id (a number, as in "
+                           "civitai.com/models/…?modelVersionId=123456).")
+    key = studio.config.keys.get("civitai")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    base = civitai_base_url()
+    with httpx.Client(timeout=TIMEOUT_S, follow_redirects=True, headers=headers) as client:
+        details = _civitai_json(client, f"{base}/api/v1/model-versions/{version}", key)
+        files = details.get("files") or []
+        primary = next((f for f in files if f.get("primary")), files[0] if files else {})
+        if (primary.get("metadata") or {}).get("format", "SafeTensor") != "SafeTensor":
+            raise InvalidInput(f"CivitAI version {version} is a {primary['metadata']['format']} file: only "
+                               "SafeTensor LoRAs are accepted (pickle formats can run code).")
+        with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
+            path = Path(tmp) / f"civitai-{version}.safetensors"
+            _civitai_download(client, f"{base}/api/download/models/{version}", path, key)
+            title = name or (details.get("model") or {}).get("name") or Path(primary.get("name", path.name)).stem
+            return import_lora_file(studio, owner, path, title, "civitai",
+                                    trigger=", ".join(details.get("trainedWords") or []),
+                                    base_model=details.get("baseModel") or "")
+
+
+def _civitai_json(client, url: str, key: str | None) -> dict:
+    response = _civitai_get(client, url, key)
+    try:
+        return response.json()
+    except ValueError:
+        raise ProviderError("CivitAI answered with something that is not JSON; try again later.") from None
+
+
+def _civitai_download(client, url: str, path: Path, key: str | None) -> None:
+    import httpx
+
+    try:
+        with client.stream("GET", url) as response:
+            _raise_for_civitai(response, key)
+            written = 0
+            with open(path, "wb") as handle:
+                for chunk in response.iter_bytes():
+                    written += len(chunk)
+                    if written > MAX_LORA_BYTES:
+                        raise InvalidInput("This CivitAI file is larger than 4 GB: it is not a LoRA.")
+                    handle.write(chunk)
+    except httpx.HTTPError as error:
+        raise ModelUnavailable(f"CivitAI cannot be reached ({type(error).__name__}): check the network.") from None
+
+
+def _civitai_get(client, url: str, key: str | None):
+    import httpx
+
+    try:
+        response = client.get(url)
+    except httpx.HTTPError as error:
+        raise ModelUnavailable(f"CivitAI cannot be reached ({type(error).__name__}): check the network.") from None
+    _raise_for_civitai(response, key)
+    return response
+
+
+def _raise_for_civitai(response, key: str | None) -> None:
+    status = response.status_code
+    if status in (401, 403):
+        detail = f"the CivitAI key {mask(key)} was refused" if key else "it needs a CivitAI API key"
+        raise ProviderError(f"CivitAI refused the download: {detail}. Set CIVITAI_API_KEY in Settings → API keys.")
+    if status == 404:
+        raise InvalidInput("CivitAI has no model version with this id.")
+    if status >= 400:
+        raise ProviderError(f"CivitAI answered HTTP {status}; try again later.")

@@ -1,0 +1,216 @@
+"""Models on disk: catalog status from the Hugging Face cache, downloads as jobs, deletion from the cache.
+
+Downloads go through ``huggingface_hub.snapshot_download`` into the standard Hugging Face cache (the one
+``from_pretrained`` reads), with the token saved in Settings. They run as ``jobs`` rows (kind ``download``)
+in their own lane; an interrupted download resumes where it stopped when started again, because the Hub
+client keeps finished files and continues partial ones.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from masuka.errors import Cancelled, InvalidInput, ModelUnavailable
+from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
+from masuka.settings import hub_endpoint
+from masuka.store import Store, owner_clause
+from masuka.studio import Studio
+
+log = logging.getLogger(__name__)
+LANE = "download"
+PROGRESS_EVERY_S = 0.5
+#: the Video tab's provider catalog; its entries with a ``repo`` are local models that can be downloaded
+VIDEO_CATALOG_PATH = CATALOG_PATH.with_name("video_models.json")
+
+
+def catalog_sections() -> dict[str, dict[str, dict]]:
+    """Every downloadable model: all sections of ``models.json`` plus the local models of the video catalog."""
+    sections = {name: dict(entries) for name, entries in catalog().items()}
+    if VIDEO_CATALOG_PATH.is_file():
+        providers = json.loads(VIDEO_CATALOG_PATH.read_text(encoding="utf-8"))
+        local = {model_id: entry for provider in providers.values() if isinstance(provider, dict)
+                 for model_id, entry in (provider.get("models") or {}).items() if entry.get("repo")}
+        sections.setdefault("video", {}).update(local)
+    return sections
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache (``HF_HUB_CACHE`` when set, read at call time)."""
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE).expanduser()
+
+
+def cached_repos() -> dict[str, int]:
+    """Model repos in the cache and their size on disk in bytes."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(hub_cache_dir())
+    except CacheNotFound:
+        return {}
+    return {repo.repo_id: repo.size_on_disk for repo in info.repos if repo.repo_type == "model"}
+
+
+def model_status() -> list[dict]:
+    """Every catalog model (all sections) and every other cached model repo, with download status and size."""
+    cached = cached_repos()
+    rows = []
+    for section, entries in catalog_sections().items():
+        for model_id, entry in entries.items():
+            repo = entry.get("repo")
+            if not repo:
+                continue
+            rows.append({"section": section, "id": model_id, "name": entry.get("name", model_id), "repo": repo,
+                         "gated": bool(entry.get("gated")), "downloaded": repo in cached,
+                         "size_bytes": cached.get(repo, 0), "license": entry.get("license", "")})
+    listed = {row["repo"] for row in rows}
+    rows += [{"section": "cache", "id": repo, "name": repo, "repo": repo, "gated": False, "downloaded": True,
+              "size_bytes": size, "license": ""} for repo, size in sorted(cached.items()) if repo not in listed]
+    return rows
+
+
+def resolve_repo(model: str) -> str:
+    """A catalog id (any section) or a repo id → the repo id to download."""
+    model = (model or "").strip()
+    for entries in catalog_sections().values():
+        if model in entries and entries[model].get("repo"):
+            return entries[model]["repo"]
+    if REPO_ID.match(model):
+        return model
+    raise InvalidInput(f"{model!r} is neither a catalog model nor a Hugging Face repo id (owner/name).")
+
+
+def start_download(studio: Studio, owner: str, model: str) -> int:
+    """Queue the download of ``model`` as a job; returns the job id."""
+    repo = resolve_repo(model)
+    job_id = studio.store.insert("jobs", {"owner": owner, "kind": "download", "status": "queued", "model": repo,
+                                          "title": f"Download {repo}", "params": {"repo": repo}})
+    studio.jobs.submit(job_id, lambda job: download(studio, job, repo), lane=LANE)
+    return job_id
+
+
+def download_jobs(studio: Studio, user: str, admin: bool, limit: int = 20) -> list[dict]:
+    """The latest download jobs (the user's own, or everyone's for an admin)."""
+    where, args = owner_clause(user, admin)
+    return studio.store.find("jobs", f"kind = 'download' and {where}", args, limit=limit)
+
+
+def bench_results(studio: Studio, limit: int = 50) -> list[dict]:
+    """The latest ``python -m masuka bench`` results, newest first."""
+    return studio.store.find("bench_results", limit=limit)
+
+
+def download(studio: Studio, job_id: int, repo: str) -> Path:
+    """The download job: check access and free space, then fetch every file with progress in the job row."""
+    from huggingface_hub import constants, snapshot_download
+
+    if constants.HF_HUB_OFFLINE:
+        raise ModelUnavailable("Downloads are off: HF_HUB_OFFLINE is set. Unset it to download models.")
+    token = studio.config.keys.get("huggingface")
+    cache = hub_cache_dir()
+    try:
+        check_free_space(repo, token, cache)
+        path = snapshot_download(repo, cache_dir=cache, endpoint=hub_endpoint(), token=token,
+                                 tqdm_class=job_progress(studio.store, job_id))
+    except (Cancelled, InvalidInput):
+        raise
+    except Exception as error:  # every Hub failure becomes a message naming the repo and what to do
+        raise download_error(repo, error, bool(token)) from error
+    size = cached_repos().get(repo, 0)
+    studio.store.update("jobs", job_id, progress=1.0, result={"path": str(path), "size_bytes": size})
+    log.info("downloaded %s (%d bytes)", repo, size)
+    return Path(path)
+
+
+def check_free_space(repo: str, token: str | None, cache: Path) -> None:
+    """Refuse a download that cannot fit on the disk of the cache (size from the Hub's file list)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo, files_metadata=True)
+    needed = sum(sibling.size or 0 for sibling in info.siblings or []) - cached_repos().get(repo, 0)
+    existing = cache
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise InvalidInput(f"{repo} needs {needed / 2**30:.1f} GB but only {free / 2**30:.1f} GB is free on the disk "
+                           f"of {cache}: free some space (Settings → Storage) or delete other models.")
+
+
+def job_progress(store: Store, job_id: int) -> type[tqdm]:
+    """A tqdm class for ``snapshot_download`` that writes byte progress into the job row and honours Stop."""
+
+    class JobProgress(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)
+            kwargs["file"] = io.StringIO()
+            super().__init__(*args, **kwargs)
+            self._written = 0.0
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            if self.unit == "B" and self.total and time.monotonic() - self._written > PROGRESS_EVERY_S:
+                self._written = time.monotonic()
+                if store.stop_requested(job_id):
+                    raise Cancelled("Download stopped; start it again to resume.")
+                store.update("jobs", job_id, progress=min(1.0, self.n / self.total), step=int(self.n),
+                             total=int(self.total))
+            return shown
+
+    return JobProgress
+
+
+def download_error(repo: str, error: BaseException, has_token: bool) -> ModelUnavailable:
+    """A download failure as a message a person can act on."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    page = f"{hub_endpoint()}/{repo}"
+    if any(isinstance(e, GatedRepoError) for e in chain):
+        fix = ("your Hugging Face token has no access yet" if has_token else "no Hugging Face token is set")
+        return ModelUnavailable(f"{repo} is gated and {fix}: accept its licence on {page} and save a token "
+                                "with read access in Settings → API keys.")
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain):
+        return ModelUnavailable(f"{repo} was not found on the Hub (or it is private and your token cannot see it).")
+    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain):
+        return ModelUnavailable(f"The disk filled up while downloading {repo}: free some space and start the "
+                                "download again (finished files are kept).")
+    if any(isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or "Connect" in type(e).__name__
+           or "Timeout" in type(e).__name__ for e in chain):
+        return ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
+                                f"start the download of {repo} again (it resumes).")
+    return ModelUnavailable(f"Downloading {repo} failed: {str(error).splitlines()[0] if str(error) else error!r}")
+
+
+def delete_model(repo: str) -> int:
+    """Remove every cached revision of ``repo``; returns the bytes freed."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(hub_cache_dir())
+    except CacheNotFound:
+        info = None
+    repos = [r for r in (info.repos if info else []) if r.repo_id == repo and r.repo_type == "model"]
+    if not repos:
+        raise InvalidInput(f"{repo} is not in the model cache.")
+    strategy = info.delete_revisions(*(rev.commit_hash for r in repos for rev in r.revisions))
+    strategy.execute()
+    for leftover in repos:  # partial downloads leave blobs with no revision: remove the repo folder too
+        shutil.rmtree(leftover.repo_path, ignore_errors=True)
+    return strategy.expected_freed_size

@@ -1,0 +1,74 @@
+"""Disk use per area of the data dir (and the model cache), and clean-up actions that only remove leftovers."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from masuka.studio import Studio
+
+TMP_AGE_S = 3600
+FAILED = ("failed", "cancelled", "interrupted")
+IMAGE_SUFFIXES = {".png", ".jpg", ".webp"}
+
+
+def areas(studio: Studio) -> dict[str, Path]:
+    from masuka.models.manage import hub_cache_dir
+
+    config = studio.config
+    return {"outputs": config.outputs_dir, "loras": config.loras_dir, "datasets": config.datasets_dir,
+            "runs": config.runs_dir, "models cache": hub_cache_dir(), "tmp": config.tmp_dir}
+
+
+def usage(studio: Studio) -> list[dict]:
+    """Bytes and files per area."""
+    rows = []
+    for name, root in areas(studio).items():
+        files = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()] if root.is_dir() else []
+        rows.append({"area": name, "path": str(root), "files": len(files),
+                     "bytes": sum(p.stat().st_size for p in files)})
+    return rows
+
+
+def clean_tmp(studio: Studio) -> tuple[int, int]:
+    """Remove what is older than an hour in ``tmp/`` (newer files may belong to an import in progress)."""
+    cutoff = time.time() - TMP_AGE_S
+    removed = freed = 0
+    for path in list(studio.config.tmp_dir.iterdir()):
+        if path.stat().st_mtime > cutoff:
+            continue
+        size = _size(path)
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        removed, freed = removed + 1, freed + size
+    return removed, freed
+
+
+def clean_leftovers(studio: Studio) -> tuple[int, int]:
+    """Remove half-written ``*.part`` files, exported zips, files of failed generations and images in the
+    image folders that no generation row records."""
+    config = studio.config
+    recorded, failed = set(), []
+    for row in studio.store.find("generations", "output_path is not null"):
+        recorded.add(config.absolute(row["output_path"]).resolve())
+        if row["status"] in FAILED:
+            failed.append(config.absolute(row["output_path"]))
+    doomed = set(failed)
+    for root in (config.outputs_dir, config.loras_dir, config.runs_dir, config.datasets_dir):
+        doomed.update(root.rglob("*.part"))
+    doomed.update(config.outputs_dir.glob("*/exports/*.zip"))
+    doomed.update(p for p in config.outputs_dir.glob("*/images/*/*")
+                  if p.suffix in IMAGE_SUFFIXES and p.resolve() not in recorded)
+    removed = freed = 0
+    for path in doomed:
+        if path.is_file():
+            freed += path.stat().st_size
+            path.unlink()
+            removed += 1
+    return removed, freed
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -1,0 +1,123 @@
+"""Settings tab: API keys (masked, with a check), defaults for new images, and disk use with clean-up."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from masuka.errors import InvalidInput
+from masuka.models.catalog import image_models
+from masuka.settings import FORMATS, KEY_LABELS, check_key, key_table, load_defaults, save_defaults, save_key
+from masuka.storage import clean_leftovers, clean_tmp, usage
+from masuka.ui.common import UIContext, friendly, is_admin
+
+KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
+STORAGE_COLUMNS = ["area", "folder", "files", "GB"]
+#: default field -> Image tab component it pre-fills when the page opens
+IMAGE_FIELDS = {"model": "image_model", "steps": "image_steps", "width": "image_width", "height": "image_height"}
+
+
+def build(ctx: UIContext) -> None:
+    studio = ctx.studio
+    config = studio.config
+    with gr.Tabs():
+        with gr.Tab("API keys"):
+            gr.Markdown("Keys are kept in `secrets.json` in the data dir, readable by its owner only, and shown "
+                        "here masked. Environment variables win over saved keys.")
+            keys_table = gr.Dataframe(headers=KEY_COLUMNS, interactive=False)
+            with gr.Row():
+                name = gr.Dropdown([(label, key) for key, label in KEY_LABELS.items()], value="huggingface",
+                                   label="Key", scale=1)
+                value = gr.Textbox(label="New value (empty = forget)", type="password", scale=3)
+                save = gr.Button("Save", variant="primary", scale=0)
+                test = gr.Button("Test", scale=0)
+            key_message = gr.Markdown()
+        with gr.Tab("Defaults"):
+            models = image_models()
+            default_model = gr.Dropdown([("(the model's own)", "")] + [(m["name"], k) for k, m in models.items()],
+                                        allow_custom_value=True, label="Model")
+            with gr.Row():
+                steps = gr.Number(label="Steps (empty = the model's)", precision=0)
+                width = gr.Number(label="Width", precision=0)
+                height = gr.Number(label="Height", precision=0)
+            image_format = gr.Radio(list(FORMATS), value="PNG", label="Image file format (parameters kept in "
+                                    "the PNG text chunk or the WebP/JPEG EXIF UserComment)")
+            save_defaults_button = gr.Button("Save defaults", variant="primary")
+            defaults_message = gr.Markdown()
+        with gr.Tab("Storage"):
+            storage_table = gr.Dataframe(headers=STORAGE_COLUMNS, interactive=False)
+            with gr.Row():
+                measure = gr.Button("Measure")
+                leftovers = gr.Button("Remove leftovers (half-written files, failed outputs, orphans, exports)")
+                tmp = gr.Button("Empty tmp/ (files older than an hour)")
+            storage_message = gr.Markdown()
+
+    def require_admin(request: gr.Request) -> None:
+        if not is_admin(studio, request):
+            raise InvalidInput("Only an admin can change studio settings when several people share it.")
+
+    def keys_view():
+        return [[row["label"], row["source"], row["masked"], row["env"]] for row in key_table(config)]
+
+    @friendly
+    def save_api_key(name: str, value: str, request: gr.Request):
+        """Save (or forget) an API key; the answer shows it masked."""
+        require_admin(request)
+        return save_key(config, name, value), "", keys_view()
+
+    @friendly
+    def test_api_key(name: str, request: gr.Request):
+        """Make one cheap authenticated request with the key and report the outcome."""
+        require_admin(request)
+        ok, message = check_key(config, name)
+        return ("✅ " if ok else "❌ ") + message
+
+    def defaults_view():
+        saved = load_defaults(config)
+        return saved.model, saved.steps, saved.width, saved.height, saved.output_format
+
+    @friendly
+    def store_defaults(model: str, steps: float | None, width: float | None, height: float | None,
+                       image_format: str, request: gr.Request):
+        """Check and save the defaults for new images."""
+        require_admin(request)
+        save_defaults(config, model or "", steps, width, height, image_format)
+        return "Defaults saved: new images use them from the next page load."
+
+    def storage_view():
+        return [[row["area"], row["path"], row["files"], round(row["bytes"] / 2**30, 3)] for row in usage(studio)]
+
+    @friendly
+    def remove_leftovers(request: gr.Request):
+        """Delete half-written files, outputs of failed generations, unrecorded images and old exports."""
+        require_admin(request)
+        removed, freed = clean_leftovers(studio)
+        return f"Removed {removed} file(s), {freed / 2**20:.1f} MB.", storage_view()
+
+    @friendly
+    def empty_tmp(request: gr.Request):
+        """Delete what has been in tmp/ for more than an hour."""
+        require_admin(request)
+        removed, freed = clean_tmp(studio)
+        return f"Removed {removed} item(s), {freed / 2**20:.1f} MB.", storage_view()
+
+    save.click(save_api_key, [name, value], [key_message, value, keys_table], api_name="save_key")
+    test.click(test_api_key, name, key_message, api_name="test_key")
+    save_defaults_button.click(store_defaults, [default_model, steps, width, height, image_format], defaults_message,
+                               api_name="save_defaults")
+    measure.click(storage_view, None, storage_table, api_name="storage")
+    leftovers.click(remove_leftovers, None, [storage_message, storage_table], api_name="clean_leftovers")
+    tmp.click(empty_tmp, None, [storage_message, storage_table], api_name="clean_tmp")
+
+    def on_page_load(demo: gr.Blocks) -> None:
+        demo.load(keys_view, None, keys_table, api_visibility="private")
+        demo.load(defaults_view, None, [default_model, steps, width, height, image_format],
+                  api_visibility="private")
+        targets = {field: ctx.components[name] for field, name in IMAGE_FIELDS.items() if name in ctx.components}
+        if targets:
+            def image_defaults():
+                saved = vars(load_defaults(config))
+                return [saved[field] if saved[field] else gr.skip() for field in targets]
+
+            demo.load(image_defaults, None, list(targets.values()), api_visibility="private")
+
+    ctx.components["settings_after_build"] = on_page_load

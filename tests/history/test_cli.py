@@ -1,0 +1,44 @@
+"""The same history, model and key functions from the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+
+from masuka.cli import main
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_history_list_search_show_and_delete(studio, capsys):
+    data = str(studio.config.data_dir)
+    studio.store.insert("generations", {"kind": "image", "status": "completed", "prompt": "a blue whale",
+                                        "model": "sdxl", "seed": 1})
+    studio.store.insert("generations", {"kind": "image", "status": "failed", "prompt": "a red kite",
+                                        "model": "sdxl", "seed": 2})
+    code, out, _ = run(capsys, "history", "list", "--search", "whale", "--json", "--data-dir", data)
+    listed = json.loads(out)
+    assert code == 0 and listed["total"] == 1 and listed["entries"][0]["prompt"] == "a blue whale"
+    code, out, _ = run(capsys, "history", "show", "g2", "--data-dir", data)
+    assert "status: failed" in out
+    code, _, err = run(capsys, "history", "delete", "g2", "--data-dir", data)
+    assert code == 2 and "--yes" in err
+    code, _, _ = run(capsys, "history", "delete", "g2", "--yes", "--data-dir", data)
+    assert code == 0 and studio.store.get("generations", 2) is None
+
+
+def test_keys_are_set_from_stdin_listed_masked_and_tested(config, capsys, monkeypatch):
+    data = str(config.data_dir)
+    monkeypatch.setattr("sys.stdin", io.StringIO("2abcDEFghiJKLmnoPQRstuVWX_1a2b3c4d5e6f7g8h9i\n"))
+    code, out, _ = run(capsys, "keys", "set", "ngrok", "--data-dir", data)
+    assert code == 0 and "h9i" in out and "2abcDEF" not in out
+    assert stat.S_IMODE((config.data_dir / "secrets.json").stat().st_mode) == 0o600
+    code, out, _ = run(capsys, "keys", "list", "--data-dir", data)
+    assert "ngrok" in out and "2abcDEF" not in out
+    code, out, _ = run(capsys, "keys", "test", "ngrok", "--data-dir", data)
+    assert code == 0 and "looks valid" in out

@@ -1,0 +1,121 @@
+"""Model downloads as jobs against a local fake Hub: progress, resume, gated repos, disk space, no network."""
+
+from __future__ import annotations
+
+import pytest
+
+from masuka.errors import InvalidInput
+from masuka.models.catalog import catalog
+from masuka.models.manage import cached_repos, delete_model, model_status, start_download
+from tests.models.fake_hub import TOKEN, FakeRepo, serve
+
+WEIGHTS = bytes(range(256)) * 4096  # 1 MiB
+
+
+def repos() -> dict[str, FakeRepo]:
+    return {
+        "acme/tiny-pipe": FakeRepo({"model_index.json": b'{"_class_name": "FluxPipeline"}',
+                                    "transformer/model.safetensors": WEIGHTS}),
+        "acme/gated": FakeRepo({"model_index.json": b"{}", "vae/model.safetensors": WEIGHTS[:4096]}, gated=True),
+        "acme/huge": FakeRepo({"model_index.json": b"{}", "big.safetensors": b"x" * 10},
+                              claimed_sizes={"big.safetensors": 2**60}),
+    }
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    server, fake = serve(repos())
+    with server:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        yield fake
+
+
+def finished(studio, job_id):
+    return studio.jobs.wait(job_id, timeout=60)
+
+
+def test_download_shows_progress_then_the_model_as_downloaded_and_delete_frees_it(studio, hub):
+    job = finished(studio, start_download(studio, "local", "acme/tiny-pipe"))
+    assert job["status"] == "completed" and job["progress"] == 1.0 and job["kind"] == "download"
+    assert job["result"]["size_bytes"] >= len(WEIGHTS)
+    status = {row["repo"]: row for row in model_status()}
+    assert status["acme/tiny-pipe"]["downloaded"] and status["acme/tiny-pipe"]["size_bytes"] >= len(WEIGHTS)
+    assert delete_model("acme/tiny-pipe") >= len(WEIGHTS)
+    assert "acme/tiny-pipe" not in cached_repos()
+    with pytest.raises(InvalidInput, match="not in the model cache"):
+        delete_model("acme/tiny-pipe")
+
+
+def test_broken_transfer_resumes_from_where_it_stopped(studio, hub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)  # so the first half lands on disk
+    hub.repos["acme/tiny-pipe"].fail_once.add("transformer/model.safetensors")
+    job = finished(studio, start_download(studio, "local", "acme/tiny-pipe"))
+    assert job["status"] == "completed"
+    assert hub.downloads["transformer/model.safetensors"] == 1  # one transfer from byte 0 ...
+    assert ("transformer/model.safetensors", len(WEIGHTS) // 2) in hub.resumed  # ... continued, not restarted
+    assert "acme/tiny-pipe" in cached_repos()
+
+
+def test_gated_repo_needs_a_token_with_access(studio, hub):
+    job = finished(studio, start_download(studio, "local", "acme/gated"))
+    assert job["status"] == "failed"
+    assert "gated" in job["error"] and "no Hugging Face token" in job["error"] and "Settings" in job["error"]
+    studio.config.keys.set("huggingface", "hf_wrong_token_9999")
+    job = finished(studio, start_download(studio, "local", "acme/gated"))
+    assert "has no access" in job["error"] and "hf_wrong_token_9999" not in job["error"]
+    studio.config.keys.set("huggingface", TOKEN)
+    assert finished(studio, start_download(studio, "local", "acme/gated"))["status"] == "completed"
+
+
+def test_not_enough_disk_space_is_refused_before_downloading(studio, hub):
+    job = finished(studio, start_download(studio, "local", "acme/huge"))
+    assert job["status"] == "failed" and "GB is free" in job["error"]
+    assert "big.safetensors" not in hub.downloads
+
+
+def test_no_network_says_the_hub_cannot_be_reached(studio, hub, monkeypatch):
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    job = finished(studio, start_download(studio, "local", "acme/tiny-pipe"))
+    assert job["status"] == "failed" and "cannot be reached" in job["error"]
+
+
+def test_unknown_names_are_refused_and_every_catalog_section_is_listed(studio, hub, monkeypatch, tmp_path):
+    from masuka.models import manage
+
+    videos = tmp_path / "video_models.json"
+    videos.write_text('{"local": {"models": {"tiny-wan": {"name": "Tiny Wan", "repo": "acme/tiny-pipe"}}},'
+                      ' "openai": {"models": {"sora-2": {"name": "Sora 2"}}}}')
+    monkeypatch.setattr(manage, "VIDEO_CATALOG_PATH", videos)
+    with pytest.raises(InvalidInput, match="neither a catalog model"):
+        start_download(studio, "local", "../../etc/passwd")
+    listed = {(row["section"], row["id"]) for row in model_status()}
+    expected = {(section, model_id) for section, entries in catalog().items()
+                for model_id, entry in entries.items() if entry.get("repo")}
+    assert expected | {("video", "tiny-wan")} <= listed and ("video", "sora-2") not in listed
+    assert any(row["gated"] for row in model_status())
+    assert finished(studio, start_download(studio, "local", "tiny-wan"))["model"] == "acme/tiny-pipe"
+
+
+def test_download_and_delete_through_the_models_tab(live_app, hub):
+    from gradio_client import Client
+
+    running = live_app()
+    client = Client(running.url, verbose=False)
+    message, table, _choices = client.predict("acme/tiny-pipe", api_name="/download_model")
+    assert message == "Downloaded acme/tiny-pipe."
+    row = next(r for r in table["data"] if r[3] == "acme/tiny-pipe")
+    assert row[5] == "yes" and row[6] >= 0
+    assert running.studio.store.find("jobs")[0]["kind"] == "download"
+    message, table, _choices = client.predict("acme/tiny-pipe", api_name="/delete_model")
+    assert message.startswith("Deleted acme/tiny-pipe")
+    assert not any(r[3] == "acme/tiny-pipe" for r in table["data"])
+    with pytest.raises(Exception, match="gated"):
+        client.predict("acme/gated", api_name="/download_model")

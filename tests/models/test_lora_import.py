@@ -1,0 +1,123 @@
+"""LoRA import: uploads, Hugging Face files and CivitAI versions are checked before they are listed."""
+
+from __future__ import annotations
+
+import pickle
+import re
+
+import numpy as np
+import pytest
+from safetensors.numpy import save, save_file
+
+from masuka.errors import InvalidInput, ProviderError
+from masuka.image.library import list_loras
+from masuka.models.lora_import import import_from_civitai, import_from_hub, import_lora_file
+from tests.http_fakes import FakeServer, Reply, bearer
+from tests.models.fake_hub import FakeRepo, serve
+
+CIVITAI_KEY = "civitai_secret_key_5678"
+
+
+def flux_lora(trigger: str = "") -> dict:
+    tensors = {"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": np.zeros((4, 16), np.float32),
+               "transformer.single_transformer_blocks.0.attn.to_q.lora_B.weight": np.zeros((16, 4), np.float32)}
+    return {"tensor_dict": tensors, "metadata": {"masuka.trigger": trigger} if trigger else None}
+
+
+def write_flux_lora(path, trigger: str = "") -> None:
+    save_file(**flux_lora(trigger), filename=str(path))
+
+
+def test_valid_upload_is_listed_with_trigger_architecture_and_rank(studio, tmp_path):
+    write_flux_lora(tmp_path / "my style.safetensors", trigger="mystyle")
+    row = import_lora_file(studio, "local", tmp_path / "my style.safetensors")
+    listed = {r["name"]: r for r in list_loras(studio, "local")}
+    assert listed["my_style"]["architecture"] == "flux" and listed["my_style"]["trigger"] == "mystyle"
+    assert row["rank"] == 4 and studio.config.absolute(row["path"]).is_file()
+    with pytest.raises(InvalidInput, match="already have"):
+        import_lora_file(studio, "local", tmp_path / "my style.safetensors")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.with_suffix(".ckpt").write_bytes(pickle.dumps({"w": [1, 2]})) and p.with_suffix(".ckpt"),
+     "must be a .safetensors file"),
+    (lambda p: p.write_bytes(pickle.dumps({"state_dict": {"w": list(range(50))}})) and p, "pickle"),
+    (lambda p: p.write_bytes(save(**flux_lora())[:-40]) and p, "truncated"),
+    (lambda p: save_file({"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight":
+                          np.zeros((4, 768), np.float32)}, str(p)) or p, "not for a known architecture"),
+    (lambda p: save_file({"model.weight": np.zeros((2, 2), np.float32)}, str(p)) or p, "no LoRA weights"),
+])
+def test_unsafe_or_unusable_files_are_refused_and_not_listed(studio, tmp_path, make, message):
+    path = make(tmp_path / "bad.safetensors")
+    with pytest.raises(InvalidInput, match=message):
+        import_lora_file(studio, "local", path)
+    assert list_loras(studio, "local") == []
+    assert not list((studio.config.loras_dir).rglob("*.safetensors"))
+
+
+def test_imports_are_per_user(studio, tmp_path):
+    write_flux_lora(tmp_path / "mine.safetensors")
+    import_lora_file(studio, "alice", tmp_path / "mine.safetensors")
+    assert [r["name"] for r in list_loras(studio, "alice")] == ["mine"]
+    assert list_loras(studio, "bob") == []
+
+
+def test_import_from_a_hugging_face_repo(studio, monkeypatch):
+    from huggingface_hub import constants
+
+    server, _hub = serve({"someone/flux-lora": FakeRepo({"lora.safetensors": save(**flux_lora("zxc"))})})
+    with server:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        row = import_from_hub(studio, "local", "someone/flux-lora", "lora.safetensors", name="from-hub")
+        assert (row["name"], row["source"], row["trigger"]) == ("from-hub", "huggingface", "zxc")
+        with pytest.raises(InvalidInput, match=".safetensors file"):
+            import_from_hub(studio, "local", "someone/flux-lora", "lora.bin")
+        with pytest.raises(Exception, match="not found"):
+            import_from_hub(studio, "local", "someone/missing", "lora.safetensors")
+
+
+def civitai_route(files: dict[str, bytes], formats: dict[str, str]):
+    def route(request):
+        version = re.fullmatch(r"/api/v1/model-versions/(\d+)", request.path)
+        if version and version[1] in files:
+            return Reply(200, {"id": int(version[1]), "baseModel": "Flux.1 D", "trainedWords": ["ohwx", "neon"],
+                               "model": {"name": "Neon Glow"},
+                               "files": [{"name": "neon.safetensors", "primary": True,
+                                          "metadata": {"format": formats.get(version[1], "SafeTensor")}}]})
+        download = re.fullmatch(r"/api/download/models/(\d+)", request.path)
+        if download and download[1] in files:
+            if bearer(request) != CIVITAI_KEY:
+                return Reply(401, {"error": "Unauthorized"})
+            return Reply(307, b"", {"Location": f"/storage/{download[1]}"})
+        storage = re.fullmatch(r"/storage/(\d+)", request.path)
+        if storage:
+            return Reply(200, files[storage[1]])
+        return Reply(404, {"error": "No model with id"})
+    return route
+
+
+def test_import_from_civitai_brings_trigger_words_and_base_model(studio, monkeypatch):
+    files = {"111": save(**flux_lora()), "222": pickle.dumps({"w": 1}), "333": b"whatever"}
+    with FakeServer(civitai_route(files, {"333": "PickleTensor"})) as server:
+        monkeypatch.setenv("MASUKA_CIVITAI_BASE_URL", server.url)
+        with pytest.raises(ProviderError, match="needs a CivitAI API key"):
+            import_from_civitai(studio, "local", "111")
+        monkeypatch.setenv("CIVITAI_API_KEY", "wrong_key_0000")
+        with pytest.raises(ProviderError) as refused:
+            import_from_civitai(studio, "local", "111")
+        assert "0000" in str(refused.value) and "wrong_key" not in str(refused.value)
+        monkeypatch.setenv("CIVITAI_API_KEY", CIVITAI_KEY)
+        row = import_from_civitai(studio, "local", "111")
+        assert (row["name"], row["trigger"], row["base_model"], row["source"]) == (
+            "Neon_Glow", "ohwx, neon", "Flux.1 D", "civitai")
+        with pytest.raises(InvalidInput, match="pickle"):
+            import_from_civitai(studio, "local", "222", name="evil")
+        with pytest.raises(InvalidInput, match="only SafeTensor"):
+            import_from_civitai(studio, "local", "333")
+        with pytest.raises(InvalidInput, match="no model version"):
+            import_from_civitai(studio, "local", "999")
+        with pytest.raises(InvalidInput, match="not a CivitAI model version id"):
+            import_from_civitai(studio, "local", "../1")
+    assert [r["name"] for r in list_loras(studio, "local")] == ["Neon_Glow"]
+    assert not list(studio.config.tmp_dir.iterdir())

@@ -1,0 +1,68 @@
+"""Defaults (output format with metadata), storage usage and clean-up."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from masuka.errors import InvalidInput
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.settings import load_defaults, save_defaults
+from masuka.storage import clean_leftovers, clean_tmp, usage
+
+
+def make(studio, model, **kw):
+    values = dict(prompt="a paper boat", model=str(model), steps=2, width=64, height=64, seed=3)
+    values.update(kw)
+    return generate_images(studio, ImageRequest(**values))
+
+
+@pytest.mark.parametrize("image_format, suffix", [("WebP", ".webp"), ("JPEG", ".jpg"), ("PNG", ".png")])
+def test_output_format_is_used_and_keeps_the_parameters(studio, tiny_model, image_format, suffix):
+    save_defaults(studio.config, output_format=image_format)
+    result = make(studio, tiny_model("flux"))[0]
+    assert result.path.suffix == suffix
+    assert Image.open(result.path).format == image_format.upper()
+    parsed = parse_parameters(read_parameters(result.path))
+    assert (parsed.prompt, parsed.seed, parsed.steps) == ("a paper boat", 3, 2)
+
+
+def test_defaults_are_checked_saved_and_survive_a_restart(config):
+    assert load_defaults(config).output_format == "PNG"
+    save_defaults(config, model="sdxl", steps=20, width=832, height=1216, output_format="WebP")
+    from masuka.config import Config
+
+    again = load_defaults(Config.from_env(data_dir=config.data_dir, auth=""))
+    assert (again.model, again.steps, again.width, again.height, again.output_format) == ("sdxl", 20, 832, 1216,
+                                                                                           "WebP")
+    for bad, message in (({"output_format": "GIF"}, "Output format"), ({"steps": 999}, "steps"),
+                         ({"width": 10}, "width"), ({"model": "nope"}, "Unknown model")):
+        with pytest.raises(InvalidInput, match=message):
+            save_defaults(config, **bad)
+    assert load_defaults(config).steps == 20
+
+
+def test_storage_usage_and_clean_up_remove_only_leftovers(studio, tiny_model, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    kept, failed = make(studio, tiny_model("flux"), batch=2)
+    studio.store.update("generations", failed.id, status="failed")
+    orphan = kept.path.with_name("999999-1.png")
+    orphan.write_bytes(kept.path.read_bytes())
+    partial = studio.config.loras_dir / "half.safetensors.part"
+    partial.write_bytes(b"x" * 100)
+    old_tmp = studio.config.tmp_dir / "old-import"
+    old_tmp.mkdir()
+    (old_tmp / "f.bin").write_bytes(b"y" * 10)
+    os.utime(old_tmp, (0, 0))
+    fresh_tmp = studio.config.tmp_dir / "fresh.bin"
+    fresh_tmp.write_bytes(b"z")
+    before = {row["area"]: row for row in usage(studio)}
+    assert before["outputs"]["files"] == 3 and before["outputs"]["bytes"] > 0
+    assert set(before) == {"outputs", "loras", "datasets", "runs", "models cache", "tmp"}
+    assert clean_leftovers(studio)[0] == 3
+    assert kept.path.is_file() and not failed.path.exists() and not orphan.exists() and not partial.exists()
+    assert clean_tmp(studio) == (1, 10)
+    assert fresh_tmp.exists() and not old_tmp.exists()

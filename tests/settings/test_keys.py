@@ -1,0 +1,106 @@
+"""API keys: owner-only storage, masked display, never logged, and a live check against fake providers."""
+
+from __future__ import annotations
+
+import logging
+import stat
+
+import pytest
+
+from masuka.errors import InvalidInput
+from masuka.settings import check_key, key_table, save_key
+from tests.http_fakes import FakeServer, Reply, bearer
+
+GOOD = {"huggingface": "hf_good_key_0001", "openai": "sk-good-key-0002", "comet": "comet-good-key-0003",
+        "gemini": "gemini-good-key-0004", "runway": "runway-good-key-0005", "fal": "fal-good-key:0006",
+        "civitai": "civitai-good-key-0007"}
+
+
+def providers(request):
+    """One fake for every provider's key check: each answers 200 only for its good key."""
+    path, headers = request.path, request.headers
+    if path == "/api/whoami-v2":
+        return Reply(200, {"name": "tester"}) if bearer(request) == GOOD["huggingface"] else Reply(401, {})
+    if path == "/v1/models":
+        ok = bearer(request) in (GOOD["openai"], GOOD["comet"])
+        return Reply(200, {"data": [{"id": "sora-2"}, {"id": "gpt-4o"}]}) if ok else Reply(401, {})
+    if path == "/v1beta/models":
+        return Reply(200, {"models": [{"name": "veo"}]}) if headers.get("x-goog-api-key") == GOOD["gemini"] else \
+            Reply(400, {"error": {"message": "API key not valid"}}) if headers.get("x-goog-api-key") else Reply(403, {})
+    if path == "/v1/organization":
+        ok = bearer(request) == GOOD["runway"] and headers.get("x-runway-version")
+        return Reply(200, {"creditBalance": 100}) if ok else Reply(401, {})
+    if path.startswith("/fal-ai/"):
+        return Reply(404, {"detail": "Request not found"}) if headers.get("authorization") == f"Key {GOOD['fal']}" \
+            else Reply(401, {"detail": "No user found"})
+    if path == "/api/v1/me":
+        return Reply(200, {"username": "painter"}) if bearer(request) == GOOD["civitai"] else Reply(401, {})
+    return Reply(404, {})
+
+
+@pytest.fixture
+def fake_providers(monkeypatch):
+    with FakeServer(providers) as server:
+        for env in ("HF_ENDPOINT", "MASUKA_OPENAI_BASE_URL", "MASUKA_COMET_BASE_URL", "MASUKA_GEMINI_BASE_URL",
+                    "MASUKA_RUNWAY_BASE_URL", "MASUKA_FAL_BASE_URL", "MASUKA_CIVITAI_BASE_URL"):
+            monkeypatch.setenv(env, server.url)
+        yield server
+
+
+def test_saved_keys_are_owner_only_and_shown_masked(config):
+    message = save_key(config, "openai", "  sk-secret-value-WXYZ \n")
+    assert "WXYZ" in message and "secret" not in message
+    path = config.data_dir / "secrets.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    table = {row["name"]: row for row in key_table(config)}
+    assert table["openai"]["source"] == "file" and table["openai"]["masked"].endswith("WXYZ")
+    assert "secret" not in table["openai"]["masked"] and table["gemini"]["source"] == "not set"
+    assert config.keys.get("openai") == "sk-secret-value-WXYZ"
+    save_key(config, "openai", "")
+    assert config.keys.get("openai") is None and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_environment_keys_win_and_are_reported_as_env(config, monkeypatch):
+    save_key(config, "fal", "fal-from-file-1111")
+    monkeypatch.setenv("FAL_KEY", "fal-from-env-2222")
+    row = {r["name"]: r for r in key_table(config)}["fal"]
+    assert row["source"] == "env" and row["masked"].endswith("2222")
+    assert "environment variable still takes precedence" in save_key(config, "fal", "fal-again-3333")
+
+
+def test_bad_key_names_and_values_are_refused(config):
+    with pytest.raises(InvalidInput, match="Unknown key"):
+        save_key(config, "aws", "x")
+    with pytest.raises(InvalidInput, match="spaces"):
+        save_key(config, "openai", "sk-abc def")
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_each_key_check_tells_a_good_key_from_a_bad_one(config, fake_providers, name, caplog):
+    caplog.set_level(logging.DEBUG)
+    ok, message = check_key(config, name)
+    assert not ok and "No " in message
+    save_key(config, name, GOOD[name])
+    ok, message = check_key(config, name)
+    assert ok, message
+    assert GOOD[name][-4:] in message and GOOD[name] not in message
+    save_key(config, name, "wrong-key-9876")
+    ok, message = check_key(config, name)
+    assert not ok and "9876" in message and "wrong-key" not in message
+    assert GOOD[name] not in caplog.text and "wrong-key-9876" not in caplog.text
+
+
+def test_key_check_reports_an_unreachable_service(config, monkeypatch):
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("MASUKA_RUNWAY_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    save_key(config, "runway", "runway-key-4321")
+    ok, message = check_key(config, "runway")
+    assert not ok and "could not be reached" in message and "runway-key" not in message
+
+
+def test_ngrok_token_is_checked_for_its_format(config):
+    save_key(config, "ngrok", "2abcDEFghiJKLmnoPQRstuVWX_1a2b3c4d5e6f7g8h9i")
+    assert check_key(config, "ngrok")[0]
+    save_key(config, "ngrok", "short!")
+    assert not check_key(config, "ngrok")[0]
