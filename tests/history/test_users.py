@@ -95,14 +95,6 @@ def test_each_user_has_a_limit_on_queued_jobs(live_app):
     assert studio.jobs.wait(resumed, timeout=30)["status"] == "completed"
 
 
-def test_reusing_a_video_without_a_video_tab_says_so(app_with_image):
-    running, alice, _url = app_with_image
-    row = running.studio.store.insert("generations", {"owner": "alice", "kind": "video", "status": "completed",
-                                                      "prompt": "waves at night", "provider": "openai"})
-    with pytest.raises(Exception, match="needs a Video form"):
-        alice.predict(f"g{row}", api_name="/history_reuse")
-
-
 def test_only_admins_change_keys_and_keys_come_back_masked(app_with_image):
     running, alice, _url = app_with_image
     with pytest.raises(Exception, match="Only an admin"):
