@@ -15,7 +15,7 @@ from typing import Any
 
 from masuka.errors import MasukaError
 
-COMMANDS = ["serve", "generate", "bench"]
+COMMANDS = ["serve", "generate", "bench", "dataset"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-KINDS = ["startup"]
+KINDS = ["startup", "ingest"]
 
 
 def machine() -> str:

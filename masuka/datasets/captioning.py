@@ -82,7 +82,7 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Pro
             with studio.gpu.hold(f"captioning {dataset['name']} for {request.owner}", timeout=gpu_timeout):
                 _run(studio, spec, dataset, template, todo, request, report, on_progress, stop)
     except BaseException as error:
-        status = "cancelled" if isinstance(error, Cancelled) else "failed"
+        status = "cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed"
         message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
         studio.store.update("jobs", job_id, status=status, error=message, finished_at=now(),
                             result=report.to_dict())

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
            "TIFF": ".tif"}
 MAX_PIXELS = 64_000_000
+LOSSY = {"JPEG", "MPO", "WEBP"}
+#: processed copies: photos stay JPEG (quality 95, no chroma subsampling), lossless sources stay lossless
+PROCESSED_AS = {True: (".jpg", {"format": "JPEG", "quality": 95, "subsampling": 0}),
+                False: (".png", {"format": "PNG", "compress_level": 1})}
 ORIENTATION_SWAPS = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90°
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
 
@@ -145,14 +149,16 @@ def ingest_file(candidate: Candidate, options: PrepOptions, originals: Path, pro
         if score < options.blur_threshold:
             raise Refused(f"too blurry (sharpness {score:.1f}, threshold {options.blur_threshold:g})")
     image, crop_notes = prepare(image, options)
-    result = Prepared(candidate, originals / f"{base}{FORMATS[fmt]}", processed / f"{base}.png", None, image.size,
-                      original_size, file_sha256(candidate.path), perceptual_hash(image), notes + crop_notes)
+    suffix, save_options = PROCESSED_AS[fmt in LOSSY]
+    result = Prepared(candidate, originals / f"{base}{FORMATS[fmt]}", processed / f"{base}{suffix}", None,
+                      image.size, original_size, file_sha256(candidate.path), perceptual_hash(image),
+                      notes + crop_notes)
     try:
         shutil.copyfile(candidate.path, result.original)
-        image.save(result.processed, format="PNG", compress_level=3)
+        image.save(result.processed, **save_options)
         if options.flip:
-            result.flipped = processed / f"{base}-flip.png"
-            ImageOps.mirror(image).save(result.flipped, format="PNG", compress_level=3)
+            result.flipped = processed / f"{base}-flip{suffix}"
+            ImageOps.mirror(image).save(result.flipped, **save_options)
     except OSError as error:
         result.discard()
         raise Refused(f"could not be saved: {error.strerror or error}") from None

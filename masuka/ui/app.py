@@ -12,7 +12,7 @@ from masuka.ui.common import UIContext
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
-TABS = [("Image", "image"), ("History", "history")]
+TABS = [("Image", "image"), ("Datasets", "datasets"), ("History", "history")]
 
 
 def build_app(studio: Studio) -> gr.Blocks:
@@ -36,6 +36,9 @@ def _wire(ctx: UIContext, demo: gr.Blocks) -> None:
         demo.load(load, page, outputs, api_visibility="private")
         if "image_generated" in components:
             components["image_generated"].then(load, page, outputs, api_visibility="private")
+    if "datasets_load" in components:
+        load, picker = components["datasets_load"]
+        demo.load(load, None, picker, api_visibility="private")
     if "image_load" in components:
         demo.load(components["image_load"], None, components["image_loras"], api_visibility="private")
 
