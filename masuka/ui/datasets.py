@@ -96,20 +96,19 @@ def build(ctx: UIContext) -> None:
                 really = gr.Button("Yes, delete it and its files", variant="stop")
                 cancel = gr.Button("Cancel")
 
-    def choices(request: gr.Request, value: str | None = None):
+    def choices(request: gr.Request):
         rows = list_datasets(studio, user_of(request), is_admin(studio, request))
-        return gr.Dropdown(choices=[(f"{r['name']} ({r['images']} images)", r["name"]) for r in rows],
-                           value=value if value is not None else gr.skip())
+        return gr.Dropdown(choices=[(f"{r['name']} ({r['images']} images)", r["name"]) for r in rows])
 
     @friendly
     def create_dataset(name: str, trigger: str = "", template: str = DEFAULT_TEMPLATE, size: int = 1024,
                        crop: str = "none", flip: bool = False, min_side: int = 256, blur_threshold: float = 0.0,
                        dedupe: bool = True, request: gr.Request = None):
-        """Create an empty dataset; returns the dataset picker set to it and a status line."""
+        """Create an empty dataset; returns its name and a status line."""
         options = {"size": size, "crop": crop, "flip": flip, "min_side": min_side, "blur_threshold": blur_threshold,
                    "dedupe": dedupe}
         row = new_dataset(studio, name, user_of(request), trigger, template, options)
-        return choices(request, row["name"]), f"Created dataset **{row['name']}** (id {row['id']}). Add images below."
+        return row["name"], f"Created dataset **{row['name']}** (id {row['id']}). Add images below."
 
     @friendly
     def add_images(dataset: str, files: list[str] | None, request: gr.Request = None, progress=gr.Progress()):
@@ -197,8 +196,9 @@ def build(ctx: UIContext) -> None:
 
     @friendly
     def confirm_delete(dataset: str, request: gr.Request):
+        """Delete a dataset with its images, captions and files; returns an empty picker and a status line."""
         row = delete_dataset(studio, dataset, user_of(request), is_admin(studio, request))
-        return gr.Group(visible=False), choices(request, ""), f"Deleted dataset **{row['name']}**."
+        return "", f"Deleted dataset **{row['name']}**."
 
     view_inputs, view_outputs = [dataset, page, page_size], [stats, gallery, table, page_ids, page_info]
     refresh.click(choices, None, dataset, api_visibility="private")
@@ -206,7 +206,8 @@ def build(ctx: UIContext) -> None:
     page.submit(view, view_inputs, view_outputs, api_visibility="private")
     page_size.change(view, view_inputs, view_outputs, api_visibility="private")
     form = [name, trigger, template, size, crop, flip, min_side, blur, dedupe]
-    create.click(create_dataset, form, [dataset, status], api_name="create_dataset")
+    create.click(create_dataset, form, [dataset, status], api_name="create_dataset").then(
+        choices, None, dataset, api_visibility="private")
     add.click(add_images, [dataset, files], [report, status], api_name="add_images").then(
         view, view_inputs, view_outputs, api_visibility="private").then(
         choices, None, dataset, api_visibility="private")
@@ -222,9 +223,10 @@ def build(ctx: UIContext) -> None:
     stop.click(stop_captioning, None, caption_status, queue=False, api_name="stop_captioning")
     export.click(export_dataset, [dataset, fmt], download, api_name="export_dataset")
     delete.click(ask_delete, dataset, [confirm, confirm_text], api_visibility="private")
-    cancel.click(lambda: gr.Group(visible=False), None, confirm, api_visibility="private")
-    really.click(confirm_delete, dataset, [confirm, dataset, status], api_name="delete_dataset").then(
-        view, view_inputs, view_outputs, api_visibility="private")
+    hide = lambda: gr.Group(visible=False)  # noqa: E731
+    cancel.click(hide, None, confirm, api_visibility="private")
+    really.click(confirm_delete, dataset, [dataset, status], api_name="delete_dataset").then(
+        hide, None, confirm, api_visibility="private").then(choices, None, dataset, api_visibility="private")
     ctx.components["datasets_load"] = (choices, dataset)
 
 
