@@ -48,7 +48,7 @@ def read_metadata(path: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def write_layout(items: Iterable[tuple[Path, str, str]], fmt: str, out_dir: Path) -> int:
-    """Write ``(image file, exported file name, caption)`` items in layout ``fmt`` into ``out_dir``; returns how many."""
+    """Write ``(image file, exported name, caption)`` items in layout ``fmt`` into ``out_dir``; returns how many."""
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown export format {fmt!r}: choose {' or '.join(FORMATS)}.")
     out_dir.mkdir(parents=True, exist_ok=True)

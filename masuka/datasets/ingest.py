@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,9 @@ PROCESSED_AS = {True: (".jpg", {"format": "JPEG", "quality": 95, "subsampling": 
                 False: (".png", {"format": "PNG", "compress_level": 1})}
 ORIENTATION_SWAPS = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90°
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
+# Pillow warns above 89 MP; MASUKA refuses anything above MAX_PIXELS (lower) from the header, so the warning
+# would only ever announce a refusal that is already listed.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class Refused(Exception):

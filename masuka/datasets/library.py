@@ -127,6 +127,17 @@ def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: 
         studio.store.update("datasets", dataset["id"], updated_at=now())
 
 
+def save_captions(studio: Studio, ref: str | int, captions: dict[int, str], owner: str, admin: bool = False) -> int:
+    """Set the captions of a dataset's images from ``{image id: caption}``; returns how many changed."""
+    dataset = find_dataset(studio, ref, owner, admin)
+    stored = {row["id"]: row["caption"] or "" for row in dataset_images(studio, dataset["id"])}
+    changed = {int(i): (text or "").strip() for i, text in captions.items()
+               if int(i) in stored and stored[int(i)] != (text or "").strip()}
+    for image_id, text in changed.items():
+        set_caption(studio, image_id, text, owner, admin)
+    return len(changed)
+
+
 def _copies(studio: Studio, image_id: int) -> list[dict]:
     return studio.store.find("dataset_images", "augment_of = ?", [image_id])
 

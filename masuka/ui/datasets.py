@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from masuka.datasets.adding import add_images as ingest
+from masuka.datasets import adding, captioning, export, library
 from masuka.datasets.captioners import MODES, captioner_models
-from masuka.datasets.captioning import CaptionRequest
-from masuka.datasets.captioning import caption_dataset as run_captioner
 from masuka.datasets.captions import DEFAULT_TEMPLATE
-from masuka.datasets.export import export_dataset as export_zip
 from masuka.datasets.formats import FORMATS
-from masuka.datasets.library import (count_images, create_dataset as new_dataset, dataset_images, delete_dataset,
-                                     delete_image, find_dataset, list_datasets, set_caption)
 from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import MasukaError
@@ -86,7 +81,7 @@ def build(ctx: UIContext) -> None:
         with gr.Row():
             fmt = gr.Radio(list(FORMATS), value=FORMATS[0], label="Layout",
                            info="kohya: image + .txt; imagefolder: metadata.jsonl for 🤗 datasets")
-            export = gr.Button("Export as zip")
+            export_button = gr.Button("Export as zip")
         download = gr.File(label="Download", interactive=False)
     with gr.Accordion("Delete dataset", open=False):
         delete = gr.Button("Delete this dataset…", variant="stop")
@@ -97,7 +92,7 @@ def build(ctx: UIContext) -> None:
                 cancel = gr.Button("Cancel")
 
     def choices(request: gr.Request):
-        rows = list_datasets(studio, user_of(request), is_admin(studio, request))
+        rows = library.list_datasets(studio, user_of(request), is_admin(studio, request))
         return gr.Dropdown(choices=[(f"{r['name']} ({r['images']} images)", r["name"]) for r in rows])
 
     @friendly
@@ -107,7 +102,7 @@ def build(ctx: UIContext) -> None:
         """Create an empty dataset; returns its name and a status line."""
         options = {"size": size, "crop": crop, "flip": flip, "min_side": min_side, "blur_threshold": blur_threshold,
                    "dedupe": dedupe}
-        row = new_dataset(studio, name, user_of(request), trigger, template, options)
+        row = library.create_dataset(studio, name, user_of(request), trigger, template, options)
         return row["name"], f"Created dataset **{row['name']}** (id {row['id']}). Add images below."
 
     @friendly
@@ -115,7 +110,7 @@ def build(ctx: UIContext) -> None:
         """Add photos, zips and captions to a dataset; returns one row per file: added or refused, and why."""
         if not files:
             raise gr.Error("Drop some photos or a zip first.")
-        result = ingest(studio, dataset, user_of(request), list(files), admin=is_admin(studio, request),
+        result = adding.add_images(studio, dataset, user_of(request), list(files), admin=is_admin(studio, request),
                         on_progress=lambda done, total, file: progress((done, total), desc=file, unit="files"))
         notes: dict[str, list[str]] = {}
         for note in result.notes:
@@ -129,28 +124,23 @@ def build(ctx: UIContext) -> None:
         if not dataset:
             return "", [], [], [], ""
         try:
-            row = find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
+            row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
         except MasukaError:  # a name still being typed
             return "", [], [], [], ""
         size = int(size or PAGE_SIZES[0])
-        pages = max(1, -(-count_images(studio, row["id"]) // size))
+        pages = max(1, -(-library.count_images(studio, row["id"]) // size))
         number = min(max(1, int(page_number or 1)), pages)
-        images = dataset_images(studio, row["id"], limit=size, offset=(number - 1) * size)
+        images = library.dataset_images(studio, row["id"], limit=size, offset=(number - 1) * size)
         gallery_items = [(str(i["file"]), f"#{i['id']} {i['caption'] or '(no caption)'}") for i in images]
         data = [[i["id"], i["source_name"], i["caption"] or ""] for i in images]
         return (_stats_text(dataset_statistics(studio, row)), gallery_items, data, [i["id"] for i in images],
                 f"page {number} of {pages}")
 
     @friendly
-    def save_captions(dataset: str, data: list[list], request: gr.Request):
-        owner, admin = user_of(request), is_admin(studio, request)
-        row = find_dataset(studio, dataset, owner, admin)
-        stored = {i["id"]: i["caption"] or "" for i in dataset_images(studio, row["id"])}
-        changed = 0
-        for image_id, _file, text in data or []:
-            if image_id not in ("", None) and int(image_id) in stored and stored[int(image_id)] != (text or "").strip():
-                set_caption(studio, int(image_id), text or "", owner, admin)
-                changed += 1
+    def save_captions(dataset: str, data: list[list] | None, request: gr.Request):
+        """Save the captions edited in the table (rows of id, file, caption); returns how many changed."""
+        edited = {row[0]: row[2] for row in data or [] if str(row[0]).strip().isdigit()}
+        changed = library.save_captions(studio, dataset, edited, user_of(request), is_admin(studio, request))
         return f"Saved {changed} caption(s)."
 
     def pick(ids: list[int], evt: gr.SelectData):
@@ -161,7 +151,7 @@ def build(ctx: UIContext) -> None:
     def remove_image(image_id: float | None, request: gr.Request):
         if image_id is None:
             raise gr.Error("Select an image in the gallery or the table first.")
-        delete_image(studio, int(image_id), user_of(request), is_admin(studio, request))
+        library.delete_image(studio, int(image_id), user_of(request), is_admin(studio, request))
         return f"Deleted image #{int(image_id)}.", None
 
     @friendly
@@ -171,10 +161,10 @@ def build(ctx: UIContext) -> None:
         """Caption the dataset's images with Florence-2 or BLIP-2 (trigger word and template applied)."""
         stop_flag = studio.stops.arm(_session(request))
         progress(0, desc="Loading the captioner…")
-        result = run_captioner(
-            studio, CaptionRequest(dataset, user_of(request), captioner, mode, template or None, bool(overwrite),
-                                   int(batch_size or 8), is_admin(studio, request)),
-            stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+        job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
+                                        bool(overwrite), int(batch_size or 8), is_admin(studio, request))
+        result = captioning.caption_dataset(
+            studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
             on_progress=lambda done, total, file, text: progress((done, total), desc=file, unit="images"))
         verb = "Stopped" if result.stopped else "Done"
         return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "
@@ -186,18 +176,18 @@ def build(ctx: UIContext) -> None:
     @friendly
     def export_dataset(dataset: str, fmt: str = "kohya", request: gr.Request = None) -> str:
         """Export the dataset (processed images and final captions) as a zip in the kohya or imagefolder layout."""
-        return str(export_zip(studio, dataset, user_of(request), fmt, admin=is_admin(studio, request)))
+        return str(export.export_dataset(studio, dataset, user_of(request), fmt, admin=is_admin(studio, request)))
 
     @friendly
     def ask_delete(dataset: str, request: gr.Request):
-        row = find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
-        return gr.Group(visible=True), (f"Delete **{row['name']}** with its {count_images(studio, row['id'])} "
+        row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
+        return gr.Group(visible=True), (f"Delete **{row['name']}** with its {library.count_images(studio, row['id'])} "
                                         "image(s) and captions? This cannot be undone.")
 
     @friendly
     def confirm_delete(dataset: str, request: gr.Request):
         """Delete a dataset with its images, captions and files; returns an empty picker and a status line."""
-        row = delete_dataset(studio, dataset, user_of(request), is_admin(studio, request))
+        row = library.delete_dataset(studio, dataset, user_of(request), is_admin(studio, request))
         return "", f"Deleted dataset **{row['name']}**."
 
     view_inputs, view_outputs = [dataset, page, page_size], [stats, gallery, table, page_ids, page_info]
@@ -221,7 +211,7 @@ def build(ctx: UIContext) -> None:
                   caption_status, api_name="caption_dataset", **ctx.gpu_event()).then(
         view, view_inputs, view_outputs, api_visibility="private")
     stop.click(stop_captioning, None, caption_status, queue=False, api_name="stop_captioning")
-    export.click(export_dataset, [dataset, fmt], download, api_name="export_dataset")
+    export_button.click(export_dataset, [dataset, fmt], download, api_name="export_dataset")
     delete.click(ask_delete, dataset, [confirm, confirm_text], api_visibility="private")
     hide = lambda: gr.Group(visible=False)  # noqa: E731
     cancel.click(hide, None, confirm, api_visibility="private")
