@@ -51,10 +51,11 @@ def build(ctx: UIContext) -> None:
         report = gr.Dataframe(headers=REPORT_COLUMNS, interactive=False, wrap=True, max_height=320,
                               label="Added and refused files")
     stats = gr.Markdown()
-    with gr.Row():
-        page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=0, min_width=100)
-        page_size = gr.Dropdown(PAGE_SIZES, value=PAGE_SIZES[0], label="Per page", scale=0, min_width=100)
+    with gr.Row(equal_height=True):
+        page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=100)
+        page_size = gr.Dropdown(PAGE_SIZES, value=PAGE_SIZES[0], label="Per page", scale=1, min_width=100)
         page_info = gr.Markdown()
+        gr.Column(scale=4)
     gallery = gr.Gallery(label="Images", columns=6, height=420, interactive=False, allow_preview=True)
     table = gr.Dataframe(headers=IMAGE_COLUMNS, interactive=True, static_columns=[0, 1], wrap=True, type="array",
                          column_widths=["8%", "22%", "70%"], label="Captions: edit in place, then save")
@@ -149,7 +150,7 @@ def build(ctx: UIContext) -> None:
 
     @friendly
     def remove_image(image_id: float | None, request: gr.Request):
-        if image_id is None:
+        if not image_id:
             raise gr.Error("Select an image in the gallery or the table first.")
         library.delete_image(studio, int(image_id), user_of(request), is_admin(studio, request))
         return f"Deleted image #{int(image_id)}.", None
