@@ -7,7 +7,6 @@ training and generation.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from masuka.gpu import zerogpu
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 
-log = logging.getLogger(__name__)
 MAX_BATCH = 64
 Progress = Callable[[int, int, str, str], None]  # (images done, images to do, file name, final caption)
 
@@ -80,15 +78,16 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Pro
     try:
         if todo:
             with studio.gpu.hold(f"captioning {dataset['name']} for {request.owner}", timeout=gpu_timeout):
-                _run(studio, spec, dataset, template, todo, request, report, on_progress, stop)
+                try:
+                    _run(studio, spec, dataset, template, todo, request, report, on_progress, stop)
+                finally:
+                    studio.models.release()
     except BaseException as error:
         status = "cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed"
         message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
         studio.store.update("jobs", job_id, status=status, error=message, finished_at=now(),
                             result=report.to_dict())
         raise
-    finally:
-        studio.models.release()
     studio.store.update("jobs", job_id, status="cancelled" if report.stopped else "completed", finished_at=now(),
                         result=report.to_dict(), error="Stopped by the user." if report.stopped else None)
     return report

@@ -12,7 +12,6 @@ Training reads a dataset through :func:`dataset_for_training`: processed image f
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 from pathlib import Path
@@ -24,7 +23,6 @@ from masuka.errors import InvalidInput, NotFound
 from masuka.store import now, owner_clause
 from masuka.studio import Studio
 
-log = logging.getLogger(__name__)
 NAME = re.compile(r"^[\w][\w .\-]{0,63}$")
 
 
