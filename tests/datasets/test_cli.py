@@ -77,3 +77,14 @@ def test_mistakes_print_one_line_and_exit_2(capsys, tmp_path):
     assert code == 2 and "already have a dataset named 'a'" in err
     code, _, err = cli(capsys, "dataset", "caption", "a", "--captioner", "nonsense", *data)
     assert code == 2 and "Unknown captioner" in err
+
+
+def test_ingest_benchmark_runs_and_keeps_its_figures(capsys, tmp_path):
+    data = ["--data-dir", str(tmp_path / "data")]
+    code, out, _ = cli(capsys, "bench", "ingest", "--images", "3", "--runs", "1", "--megapixels", "0.5", "--json",
+                       *data)
+    row = json.loads(out)
+    assert code == 0 and row["kind"] == "ingest"
+    assert row["figures"]["images"] == 3 and row["figures"]["images_per_s"] > 0
+    code, out, _ = cli(capsys, "dataset", "list", "--json", *data)
+    assert json.loads(out) == {"datasets": []}  # the benchmark works in a data dir of its own
