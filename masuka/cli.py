@@ -16,7 +16,8 @@ from typing import Any
 
 from masuka.errors import MasukaError
 
-COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs", "history", "models", "keys"]
+COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs", "dataset", "history", "models",
+            "keys"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -123,11 +123,11 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     studio = Studio.open(config)
     demo = build_app(studio)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=None)
-    gr.set_static_paths([config.outputs_dir])
+    gr.set_static_paths([config.outputs_dir, config.datasets_dir])
     _app, local_url, _share_url = demo.launch(
         server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
-        auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir)], prevent_thread_lock=True,
-        show_error=True, quiet=False, footer_links=["api", "gradio"],
+        auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
+        prevent_thread_lock=True, show_error=True, quiet=False, footer_links=["api", "gradio"],
         app_kwargs={"middleware": [Middleware(OwnFilesOnly, studio=studio)]},
     )
     if ngrok:

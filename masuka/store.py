@@ -59,7 +59,8 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
     "dataset_images": (
         {"id": int, "dataset_id": int, "file_name": str, "original_path": str, "processed_path": str,
          "caption": str, "width": int, "height": int, "sha256": str, "phash": str, "source_name": str,
-         "created_at": str},
+         "created_at": str, "original_width": int, "original_height": int, "caption_source": str,
+         "augment_of": int},
         [("dataset_id",), ("dataset_id", "sha256")],
     ),
     "loras": (

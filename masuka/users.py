@@ -31,9 +31,14 @@ def output_dir(config: Config, user: str) -> Path:
 
 
 def file_owner(studio: Studio, path: str | Path) -> str | None:
-    """Whose file this is, when it lies under the outputs folder; None when nobody can be named."""
+    """Whose file this is, when it lies under the outputs or datasets folder; None when nobody can be named."""
     config = studio.config
     resolved = Path(path).resolve()
+    datasets = config.datasets_dir.resolve()
+    if resolved.is_relative_to(datasets) and resolved != datasets:
+        top = resolved.relative_to(datasets).parts[0]
+        row = studio.store.get("datasets", int(top)) if top.isdigit() else None
+        return row["owner"] if row else None
     outputs = config.outputs_dir.resolve()
     if not resolved.is_relative_to(outputs) or resolved == outputs:
         return None
@@ -46,7 +51,7 @@ def file_owner(studio: Studio, path: str | Path) -> str | None:
 
 
 def may_read(studio: Studio, user: str | None, path: str | Path) -> bool:
-    """Whether ``user`` may fetch ``path``: files outside ``outputs/`` are left to the web server's own rules."""
+    """Whether ``user`` may fetch ``path``: outside ``outputs/`` and ``datasets/`` the web server's rules apply."""
     config = studio.config
     if not config.multi_user:
         return True
@@ -55,6 +60,6 @@ def may_read(studio: Studio, user: str | None, path: str | Path) -> bool:
     if config.is_admin(user):
         return True
     resolved = Path(path).resolve()
-    if not resolved.is_relative_to(config.outputs_dir.resolve()):
+    if not any(resolved.is_relative_to(root.resolve()) for root in (config.outputs_dir, config.datasets_dir)):
         return True
     return file_owner(studio, resolved) == user

@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-KINDS = ["startup", "load", "train", "history"]
+KINDS = ["startup", "load", "train", "history", "ingest"]
 
 
 def machine() -> str:

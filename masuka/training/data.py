@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masuka.errors import InvalidInput, NotFound
+from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 
@@ -36,28 +36,25 @@ class TrainingSet:
 
 
 def dataset_for_training(studio: Studio, name: str, owner: str = LOCAL_USER) -> TrainingSet:
-    """The named dataset (or its numeric id) of ``owner``, checked to be trainable: images exist, captions set."""
-    name = (name or "").strip()
-    if not name:
-        raise InvalidInput("Choose a dataset.")
-    where = "(name = ? or id = ?) and owner in (?, ?)"
-    rows = studio.store.find("datasets", where, [name, name if name.isdigit() else -1, owner, LOCAL_USER], limit=1)
-    if not rows:
-        raise NotFound(f"Dataset {name!r} does not exist (create it in the Datasets tab).")
-    dataset = rows[0]
-    images = studio.store.find("dataset_images", "dataset_id = ?", [dataset["id"]], order_by="id")
-    images = [row for row in images if row.get("processed_path")]
+    """The named dataset (or its numeric id) of ``owner``, flipped copies included, checked to be trainable:
+    images exist and every one has a caption (its own, or the trigger word alone)."""
+    from masuka.datasets.library import dataset_images, final_caption, find_dataset
+
+    dataset = find_dataset(studio, name, owner)
+    images = [row for row in dataset_images(studio, dataset["id"], augmented=True) if row.get("processed_path")]
     if not images:
         raise InvalidInput(f"Dataset {dataset['name']!r} has no images: add photos to it in the Datasets tab.")
-    uncaptioned = [Path(row["processed_path"]).name for row in images if not (row.get("caption") or "").strip()]
+    for row in images:
+        row["caption"] = final_caption(row, dataset).strip()
+    uncaptioned = [row["file"].name for row in images if not row["caption"]]
     if uncaptioned:
         raise InvalidInput(f"Dataset {dataset['name']!r} has {len(uncaptioned)} image(s) without a caption "
                            f"({', '.join(uncaptioned[:3])}…): caption them in the Datasets tab first.")
-    items = [(studio.config.absolute(row["processed_path"]), row["caption"].strip()) for row in images]
-    missing = [path.name for path, _caption in items if not path.is_file()]
+    missing = [row["file"].name for row in images if not row["file"].is_file()]
     if missing:
         raise InvalidInput(f"Dataset {dataset['name']!r} is missing {len(missing)} image file(s) "
                            f"({', '.join(missing[:3])}): process the dataset again.")
+    items = [(row["file"], row["caption"]) for row in images]
     return TrainingSet(dataset["id"], dataset["name"], dataset.get("trigger") or "", items)
 
 

@@ -10,8 +10,8 @@ from masuka.studio import Studio
 from masuka.ui.common import UIContext
 
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
-TABS = [("Image", "image"), ("Video", "video"), ("Train", "train"), ("History", "history"), ("Models", "models"),
-        ("Settings", "settings")]
+TABS = [("Image", "image"), ("Video", "video"), ("Datasets", "datasets"), ("Train", "train"),
+        ("History", "history"), ("Models", "models"), ("Settings", "settings")]
 
 
 def build_app(studio: Studio) -> gr.Blocks:
@@ -38,6 +38,9 @@ def _wire(ctx: UIContext, demo: gr.Blocks) -> None:
         demo.load(load, page, outputs, api_visibility="private")
         if "image_generated" in components:
             components["image_generated"].then(load, page, outputs, api_visibility="private")
+    if "datasets_load" in components:
+        load, picker = components["datasets_load"]
+        demo.load(load, None, picker, api_visibility="private")
     if "image_load" in components:
         demo.load(components["image_load"], None, components["image_loras"], api_visibility="private")
     if "train_load" in components:

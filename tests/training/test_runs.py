@@ -146,7 +146,7 @@ def test_nan_loss_stops_the_run_with_a_message(studio, tiny_model, dataset, tmp_
 
 
 @pytest.mark.parametrize("change, error, message", [
-    ({"dataset": "nope"}, NotFound, "Dataset 'nope' does not exist"),
+    ({"dataset": "nope"}, NotFound, "No dataset 'nope'"),
     ({"dataset": "empty"}, InvalidInput, "has no images"),
     ({"dataset": "uncaptioned"}, InvalidInput, "1 image\\(s\\) without a caption"),
     ({"rank": 0}, InvalidInput, "Rank must be between 1 and 128"),

@@ -1,0 +1,111 @@
+"""Adding images to a dataset: collect the files, ingest them on every core, refuse duplicates, record rows.
+
+Every file handed over ends up either added or listed with the reason it was refused; a bad file never
+stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from masuka.datasets.dedupe import DuplicateIndex
+from masuka.datasets.ingest import Prepared, try_ingest
+from masuka.datasets.library import dataset_dir, dataset_images, find_dataset, update_dataset
+from masuka.datasets.preprocess import PrepOptions
+from masuka.datasets.sources import Refusal, collect
+from masuka.store import now
+from masuka.studio import Studio
+
+Progress = Callable[[int, int, str], None]  # (files done, files in all, last file name)
+
+
+@dataclass
+class AddReport:
+    dataset_id: int
+    added: list[dict] = field(default_factory=list)
+    rejected: list[Refusal] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset_id, "added": len(self.added),
+                "rejected": [r.to_dict() for r in self.rejected], "notes": self.notes}
+
+
+def workers() -> int:
+    """Threads for ingest: one per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def add_images(studio: Studio, ref: str | int, owner: str, sources: list[str | Path], *, admin: bool = False,
+               allow_folders: bool = False, on_progress: Progress | None = None,
+               threads: int | None = None) -> AddReport:
+    """Ingest ``sources`` (image files, zips, and with ``allow_folders`` folders) into a dataset."""
+    dataset = find_dataset(studio, ref, owner, admin)
+    options = PrepOptions.from_dict(dataset["options"])
+    folder = dataset_dir(studio, dataset["id"])
+    originals, processed = folder / "originals", folder / "processed"
+    originals.mkdir(parents=True, exist_ok=True)
+    processed.mkdir(parents=True, exist_ok=True)
+    staging = folder / f"staging-{uuid.uuid4().hex[:8]}"
+    report = AddReport(dataset["id"])
+    index = DuplicateIndex(options.near_distance)
+    for row in dataset_images(studio, dataset["id"]):
+        index.add(row["source_name"], row["sha256"], row["phash"])
+    try:
+        collected = collect([Path(s) for s in sources], staging, allow_folders)
+        report.rejected += collected.refused
+        total = len(collected.candidates)
+        with ThreadPoolExecutor(max_workers=threads or workers(), thread_name_prefix="ingest") as pool:
+            results = pool.map(lambda c: try_ingest(c, options, originals, processed, _base(c.name)),
+                               collected.candidates)
+            for done, (candidate, result) in enumerate(zip(collected.candidates, results), 1):
+                if isinstance(result, str):
+                    report.rejected.append(Refusal(candidate.name, result))
+                else:
+                    _keep(studio, dataset["id"], options, index, result, report)
+                if on_progress:
+                    on_progress(done, total, candidate.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if report.added:
+        update_dataset(studio, dataset)
+    return report
+
+
+def _base(name: str) -> str:
+    """A file name stem that is safe, readable and unique within the dataset."""
+    stem = re.sub(r"[^\w\-]+", "_", PurePosixPath(name).stem).strip("_")[:48] or "image"
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+def _keep(studio: Studio, dataset_id: int, options: PrepOptions, index: DuplicateIndex, item: Prepared,
+          report: AddReport) -> None:
+    name = item.candidate.name
+    problem = index.problem(item.sha256, item.phash) if options.dedupe else None
+    if problem:
+        item.discard()
+        report.rejected.append(Refusal(name, problem))
+        return
+    relative = studio.config.relative
+    caption = item.candidate.caption or ""
+    row = {"dataset_id": dataset_id, "file_name": item.processed.name, "original_path": relative(item.original),
+           "processed_path": relative(item.processed), "caption": caption, "width": item.size[0],
+           "height": item.size[1], "original_width": item.original_size[0],
+           "original_height": item.original_size[1], "sha256": item.sha256, "phash": item.phash,
+           "source_name": name, "caption_source": "file" if caption else None, "created_at": now()}
+    with studio.store.transaction():
+        image_id = studio.store.insert("dataset_images", row)
+        if item.flipped is not None:
+            studio.store.insert("dataset_images", {**row, "file_name": item.flipped.name, "augment_of": image_id,
+                                                   "processed_path": relative(item.flipped), "phash": None,
+                                                   "source_name": f"{name} (flipped)"})
+    index.add(name, item.sha256, item.phash)
+    report.added.append({"file": name, "id": image_id})
+    report.notes += [{"file": name, "note": note} for note in item.notes]

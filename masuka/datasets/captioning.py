@@ -1,0 +1,124 @@
+"""A caption pass over a dataset: batched, on the GPU runner, recorded as a ``caption`` job, stoppable.
+
+Captions are written batch by batch, so stopping keeps every caption made so far. Images that already have a
+caption keep it unless ``overwrite`` is set. The captioner is unloaded afterwards, leaving the memory to
+training and generation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from masuka.datasets.captioners import MODES, CaptionerSpec, load_captioner, resolve_captioner
+from masuka.datasets.captions import apply_template, check_template
+from masuka.datasets.library import dataset_images, find_dataset, set_caption, update_dataset
+from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.gpu import zerogpu
+from masuka.store import LOCAL_USER, now
+from masuka.studio import Studio
+
+MAX_BATCH = 64
+Progress = Callable[[int, int, str, str], None]  # (images done, images to do, file name, final caption)
+
+
+@dataclass
+class CaptionRequest:
+    dataset: str | int
+    owner: str = LOCAL_USER
+    captioner: str = "florence2"
+    mode: str = "detailed"
+    template: str | None = None
+    overwrite: bool = False
+    batch_size: int = 8
+    admin: bool = False
+
+
+@dataclass
+class CaptionReport:
+    job_id: int
+    total: int
+    captioned: int = 0
+    kept: int = 0
+    stopped: bool = False
+    captions: dict[int, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"job": self.job_id, "total": self.total, "captioned": self.captioned, "kept": self.kept,
+                "stopped": self.stopped}
+
+
+def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Progress | None = None,
+                    stop: threading.Event | None = None, gpu_timeout: float | None = None) -> CaptionReport:
+    """Caption the dataset's images; returns what was done (``stopped`` when the stop flag ended it early)."""
+    dataset = find_dataset(studio, request.dataset, request.owner, request.admin)
+    spec = resolve_captioner(request.captioner)
+    if request.mode not in MODES:
+        raise InvalidInput(f"Caption mode must be one of {', '.join(MODES)} (got {request.mode!r}).")
+    if not 1 <= int(request.batch_size) <= MAX_BATCH:
+        raise InvalidInput(f"Batch size must be between 1 and {MAX_BATCH}.")
+    template = check_template(request.template or dataset["template"])
+    if template != dataset["template"]:
+        dataset = update_dataset(studio, dataset, template=template)
+    rows = dataset_images(studio, dataset["id"])
+    if not rows:
+        raise InvalidInput(f"Dataset {dataset['name']!r} has no images to caption: add some first.")
+    todo = [row for row in rows if request.overwrite or not (row["caption"] or "").strip()]
+    job_id = studio.store.insert("jobs", {
+        "owner": request.owner, "kind": "caption", "status": "running", "model": spec.source, "pid": os.getpid(),
+        "title": f"Caption {dataset['name']} with {spec.name or spec.id}", "total": len(todo), "step": 0,
+        "progress": 0.0, "started_at": now(),
+        "params": {"dataset": dataset["id"], "captioner": spec.id, "mode": request.mode, "template": template,
+                   "overwrite": request.overwrite, "batch_size": request.batch_size}})
+    report = CaptionReport(job_id, len(todo), kept=len(rows) - len(todo))
+    try:
+        if todo:
+            with studio.gpu.hold(f"captioning {dataset['name']} for {request.owner}", timeout=gpu_timeout):
+                try:
+                    _run(studio, spec, dataset, template, todo, request, report, on_progress, stop)
+                finally:
+                    studio.models.release()
+    except BaseException as error:
+        status = "cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed"
+        message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
+        studio.store.update("jobs", job_id, status=status, error=message, finished_at=now(),
+                            result=report.to_dict())
+        raise
+    studio.store.update("jobs", job_id, status="cancelled" if report.stopped else "completed", finished_at=now(),
+                        result=report.to_dict(), error="Stopped by the user." if report.stopped else None)
+    return report
+
+
+def _estimate_seconds(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo: list, *args) -> int:
+    """ZeroGPU duration estimate: loading plus about a second an image."""
+    return 60 + len(todo)
+
+
+@zerogpu(duration=_estimate_seconds)
+def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo: list[dict],
+         request: CaptionRequest, report: CaptionReport, on_progress: Progress | None,
+         stop: threading.Event | None) -> None:
+    captioner = load_captioner(studio.models, spec, studio.config.keys.get("huggingface"))
+    size = int(request.batch_size)
+    for start in range(0, len(todo), size):
+        if (stop is not None and stop.is_set()) or studio.store.stop_requested(report.job_id):
+            report.stopped = True
+            return
+        batch = todo[start:start + size]
+        images = []
+        for row in batch:
+            with Image.open(row["file"]) as image:
+                images.append(image.convert("RGB"))
+        for row, text in zip(batch, captioner.caption(images, request.mode)):
+            final = apply_template(template, dataset["trigger"] or "", text)
+            set_caption(studio, row["id"], final, dataset["owner"], admin=True, source=spec.id)
+            report.captioned += 1
+            report.captions[row["id"]] = final
+            if on_progress:
+                on_progress(report.captioned, report.total, row["source_name"], final)
+        studio.store.update("jobs", report.job_id, step=report.captioned,
+                            progress=round(report.captioned / report.total, 4))

@@ -1,0 +1,50 @@
+"""Duplicate detection: the same file (SHA-256 of its bytes) and near-duplicates (perceptual hash distance)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from PIL import Image
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def perceptual_hash(image: Image.Image) -> str:
+    """64-bit DCT perceptual hash (``imagehash.phash``) as hex: resized or re-encoded copies stay close."""
+    import imagehash
+
+    return str(imagehash.phash(image))
+
+
+class DuplicateIndex:
+    """The images already in a dataset (and those accepted so far in this batch), by both hashes."""
+
+    def __init__(self, near_distance: int):
+        self.near_distance = near_distance
+        self._by_sha: dict[str, str] = {}
+        self._hashes: list[tuple[object, str]] = []
+
+    def add(self, name: str, sha256: str, phash: str) -> None:
+        import imagehash
+
+        self._by_sha.setdefault(sha256, name)
+        if phash:
+            self._hashes.append((imagehash.hex_to_hash(phash), name))
+
+    def problem(self, sha256: str, phash: str) -> str | None:
+        """Why an image with these hashes duplicates one already kept, or None."""
+        if sha256 in self._by_sha:
+            return f"duplicate of {self._by_sha[sha256]} (same file)"
+        if not phash:
+            return None
+        import imagehash
+
+        wanted = imagehash.hex_to_hash(phash)
+        best = min(((wanted - known, name) for known, name in self._hashes), default=None, key=lambda x: x[0])
+        if best is not None and best[0] <= self.near_distance:
+            return f"near-duplicate of {best[1]} (perceptual hash distance {best[0]})"
+        return None

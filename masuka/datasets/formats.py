@@ -1,0 +1,78 @@
+"""The dataset layouts trainers and the Hub use, both ways.
+
+* ``kohya``: a flat folder of images, each with a same-named ``.txt`` caption (kohya_ss, ai-toolkit,
+  SimpleTuner, FluxGym).
+* ``imagefolder``: images plus a ``metadata.jsonl`` with ``file_name`` and ``text`` per line, which
+  ``datasets.load_dataset("imagefolder", data_dir=...)`` loads.
+
+Reading either layout back is part of adding images (see :mod:`masuka.datasets.sources`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from masuka.errors import InvalidInput
+
+METADATA_FILE = "metadata.jsonl"
+FORMATS = ("kohya", "imagefolder")
+MAX_CAPTION_CHARS = 4000
+
+
+def read_caption_file(path: Path) -> str:
+    """A caption ``.txt``: UTF-8 (undecodable bytes replaced), surrounding whitespace removed."""
+    return path.read_text(encoding="utf-8", errors="replace").strip()[:MAX_CAPTION_CHARS]
+
+
+def read_metadata(path: Path) -> tuple[dict[str, str], list[str]]:
+    """``file_name`` → ``text`` from a ``metadata.jsonl``, and a problem per unusable line."""
+    texts: dict[str, str] = {}
+    problems: list[str] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            file_name, text = record["file_name"], record.get("text", record.get("caption", ""))
+            if not isinstance(file_name, str) or not isinstance(text, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            problems.append(f"line {number} is not a JSON object with file_name and text: skipped")
+            continue
+        texts[file_name] = text.strip()[:MAX_CAPTION_CHARS]
+    return texts, problems
+
+
+def write_layout(items: Iterable[tuple[Path, str, str]], fmt: str, out_dir: Path) -> int:
+    """Write ``(image file, exported name, caption)`` items in layout ``fmt`` into ``out_dir``; returns how many."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"Unknown export format {fmt!r}: choose {' or '.join(FORMATS)}.")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    count = 0
+    for source, file_name, caption in items:
+        count += 1
+        shutil.copyfile(source, out_dir / file_name)
+        if fmt == "kohya":
+            (out_dir / file_name).with_suffix(".txt").write_text(caption, encoding="utf-8")
+        else:
+            records.append(json.dumps({"file_name": file_name, "text": caption}, ensure_ascii=False))
+    if fmt == "imagefolder":
+        (out_dir / METADATA_FILE).write_text("".join(r + "\n" for r in records), encoding="utf-8")
+    return count
+
+
+def zip_folder(folder: Path, target: Path) -> Path:
+    """Zip every file of ``folder`` (paths relative to it) into ``target``; images are stored, not deflated."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".zip.part")
+    with zipfile.ZipFile(partial, "w") as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            method = zipfile.ZIP_DEFLATED if path.suffix in (".txt", ".jsonl") else zipfile.ZIP_STORED
+            archive.write(path, path.relative_to(folder).as_posix(), compress_type=method)
+    partial.replace(target)
+    return target

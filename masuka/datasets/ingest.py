@@ -1,0 +1,181 @@
+"""One image file → a validated RGB image, prepared and written into the dataset, or a refusal with a reason.
+
+Checks run cheapest first. The format and the pixel count come from the header, so a decompression bomb
+is refused before a single pixel is decoded; ``verify()`` then ``load()`` catch corrupt and truncated files.
+JPEGs are decoded straight at a reduced scale when the target is smaller (``draft``), which is most of the
+speed of a large ingest. Pillow releases the GIL while decoding, resizing and encoding, so files run in a
+thread pool on every core.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from masuka.datasets.dedupe import file_sha256, perceptual_hash
+from masuka.datasets.preprocess import PrepOptions, prepare, sharpness
+from masuka.datasets.sources import Candidate
+
+log = logging.getLogger(__name__)
+
+#: formats accepted (Pillow's names); MPO is what cameras call a JPEG with a depth or preview frame
+FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+           "TIFF": ".tif"}
+MAX_PIXELS = 64_000_000
+LOSSY = {"JPEG", "MPO", "WEBP"}
+#: processed copies: photos stay JPEG (quality 95, no chroma subsampling), lossless sources stay lossless
+PROCESSED_AS = {True: (".jpg", {"format": "JPEG", "quality": 95, "subsampling": 0}),
+                False: (".png", {"format": "PNG", "compress_level": 1})}
+ORIENTATION_SWAPS = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90°
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
+# Pillow warns above 89 MP; MASUKA refuses anything above MAX_PIXELS (lower) from the header, so the warning
+# would only ever announce a refusal that is already listed.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+class Refused(Exception):
+    """This file is not kept; the message says why."""
+
+
+@dataclass
+class Prepared:
+    """An image kept on disk (original, processed and maybe flipped copy), waiting for its duplicate check."""
+
+    candidate: Candidate
+    original: Path
+    processed: Path
+    flipped: Path | None
+    size: tuple[int, int]
+    original_size: tuple[int, int]
+    sha256: str
+    phash: str
+    notes: list[str] = field(default_factory=list)
+
+    def discard(self) -> None:
+        for path in (self.original, self.processed, self.flipped):
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+
+def _open(path: Path, options: PrepOptions) -> Image.Image:
+    """Open and check the header only: format, pixel count, short side."""
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        raise Refused("not an image (or a format MASUKA cannot read)") from None
+    except Image.DecompressionBombError as error:
+        raise Refused(f"too large in pixels ({error}); refused before decoding") from None
+    except DECODE_ERRORS as error:
+        raise Refused(f"corrupt: {error}") from None
+    width, height = image.size
+    if image.format not in FORMATS:
+        image.close()
+        raise Refused(f"unsupported format {image.format}: use JPEG, PNG, WebP, GIF, BMP or TIFF")
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise Refused(f"too large in pixels: {width}x{height} ({width * height / 1e6:.0f} MP, limit "
+                      f"{MAX_PIXELS // 1_000_000} MP); refused before decoding")
+    if min(width, height) < options.min_side:
+        image.close()
+        raise Refused(f"too small: {width}x{height} (the short side must be at least {options.min_side} px)")
+    return image
+
+
+def decode(path: Path, options: PrepOptions) -> tuple[Image.Image, tuple[int, int], str, list[str]]:
+    """The first frame as upright RGB, its upright size before any reduction, its format, and notes."""
+    with _open(path, options) as probe:
+        try:
+            probe.verify()
+        except DECODE_ERRORS as error:
+            raise Refused(f"corrupt: {error}") from None
+    image = _open(path, options)  # verify() leaves the file unusable: open it again to decode
+    notes: list[str] = []
+    fmt = image.format
+    try:
+        width, height = image.size
+        if image.format in ("JPEG", "MPO") and options.size < min(width, height):
+            image.draft("RGB", (options.size, options.size))
+        image.load()
+    except DECODE_ERRORS as error:
+        image.close()
+        raise Refused(f"corrupt or truncated: {error}") from None
+    try:
+        if image.getexif().get(ImageOps.ExifTags.Base.Orientation) in ORIENTATION_SWAPS:
+            width, height = height, width
+        image = ImageOps.exif_transpose(image)
+    except DECODE_ERRORS as error:
+        notes.append(f"unreadable EXIF orientation ({error}): kept as stored")
+    return to_rgb(image), (width, height), fmt, notes
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB for training: 16-bit scaled down, CMYK through its ICC profile, transparency flattened on white."""
+    import numpy as np
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(pixels * (255.0 / top) + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "CMYK":
+        return _cmyk_to_rgb(image)
+    if image.mode == "P" or (image.mode in ("L", "RGB") and "transparency" in image.info):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
+    profile = image.info.get("icc_profile")
+    if profile:
+        try:
+            return ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+                                             ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            log.debug("CMYK profile unusable; plain conversion")
+    return image.convert("RGB")
+
+
+def ingest_file(candidate: Candidate, options: PrepOptions, originals: Path, processed: Path, base: str
+                ) -> Prepared:
+    """Validate, convert and prepare one file, writing ``base``-named copies; raises :class:`Refused`."""
+    image, original_size, fmt, notes = decode(candidate.path, options)
+    if options.blur_threshold > 0:
+        score = sharpness(image)
+        if score < options.blur_threshold:
+            raise Refused(f"too blurry (sharpness {score:.1f}, threshold {options.blur_threshold:g})")
+    image, crop_notes = prepare(image, options)
+    suffix, save_options = PROCESSED_AS[fmt in LOSSY]
+    result = Prepared(candidate, originals / f"{base}{FORMATS[fmt]}", processed / f"{base}{suffix}", None,
+                      image.size, original_size, file_sha256(candidate.path), perceptual_hash(image),
+                      notes + crop_notes)
+    try:
+        shutil.copyfile(candidate.path, result.original)
+        image.save(result.processed, **save_options)
+        if options.flip:
+            result.flipped = processed / f"{base}-flip{suffix}"
+            ImageOps.mirror(image).save(result.flipped, **save_options)
+    except OSError as error:
+        result.discard()
+        raise Refused(f"could not be saved: {error.strerror or error}") from None
+    return result
+
+
+def try_ingest(candidate: Candidate, options: PrepOptions, originals: Path, processed: Path, base: str
+               ) -> Prepared | str:
+    """:func:`ingest_file`, with any failure turned into its reason: one bad file never stops the others."""
+    try:
+        return ingest_file(candidate, options, originals, processed, base)
+    except Refused as refusal:
+        return str(refusal)
+    except Exception as error:  # a file that trips a library bug is refused, never fatal for the batch
+        log.exception("could not ingest %s", candidate.name)
+        return f"could not be processed ({type(error).__name__}: {error})"

@@ -1,0 +1,158 @@
+"""Datasets as rows: create, find, list and delete datasets; list, re-caption and delete their images.
+
+A dataset is a ``datasets`` row (name unique per owner, trigger word, caption template, preprocessing
+options) and its ``dataset_images`` rows. Files live in ``datasets/<id>/originals`` and
+``datasets/<id>/processed`` under the data dir; rows hold paths relative to it. A horizontally flipped copy
+is its own row whose ``augment_of`` names the image it mirrors: it follows that image's caption and goes
+when it goes.
+
+Training reads a dataset through ``masuka.training.data.dataset_for_training``: processed image files and
+final captions (:func:`final_caption`: trigger word and template applied).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from masuka.datasets.captions import DEFAULT_TEMPLATE, check_template, check_trigger
+from masuka.datasets.formats import MAX_CAPTION_CHARS
+from masuka.datasets.preprocess import PrepOptions
+from masuka.errors import InvalidInput, NotFound
+from masuka.store import now, owner_clause
+from masuka.studio import Studio
+
+NAME = re.compile(r"^[\w][\w .\-]{0,63}$")
+
+
+def dataset_dir(studio: Studio, dataset_id: int) -> Path:
+    return studio.config.datasets_dir / str(int(dataset_id))
+
+
+def create_dataset(studio: Studio, name: str, owner: str, trigger: str = "", template: str = DEFAULT_TEMPLATE,
+                   options: PrepOptions | dict | None = None) -> dict:
+    """A new empty dataset; the name must be unique among the owner's datasets."""
+    name = (name or "").strip()
+    if not NAME.match(name) or name.isdigit():
+        raise InvalidInput("Name the dataset with 1-64 letters, digits, spaces, dots, dashes or underscores "
+                           "(not only digits), e.g. 'my-cat'.")
+    if not isinstance(options, PrepOptions):
+        options = PrepOptions.from_dict(options)
+    row = {"owner": owner, "name": name, "trigger": check_trigger(trigger), "template": check_template(template),
+           "options": options.to_dict(), "updated_at": now()}
+    with studio.store.transaction():
+        if studio.store.count("datasets", "owner = ? and name = ?", [owner, name]):
+            raise InvalidInput(f"You already have a dataset named {name!r}: pick another name or add images to it.")
+        dataset_id = studio.store.insert("datasets", row)
+    dataset_dir(studio, dataset_id).mkdir(parents=True, exist_ok=True)
+    return studio.store.get("datasets", dataset_id)
+
+
+def find_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
+    """A dataset by id or name: the user's own first, then (admins) anyone's; else :class:`NotFound`."""
+    text = str(ref or "").strip()
+    if not text:
+        raise InvalidInput("Choose a dataset.")
+    match = "(name = ? or id = ?)"
+    args = [text, int(text) if text.isdigit() else -1]
+    rows = studio.store.find("datasets", f"owner = ? and {match}", [owner, *args], limit=1)
+    if not rows and admin:
+        rows = studio.store.find("datasets", match, args, order_by="id", limit=1)
+    if not rows:
+        raise NotFound(f"No dataset {text!r}: create it first (Datasets tab or `dataset create`).")
+    return rows[0]
+
+
+def list_datasets(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
+    """The user's datasets, newest first, each with ``images`` (flipped copies not counted)."""
+    where, args = owner_clause(owner, admin)
+    rows = studio.store.find("datasets", where, args, order_by="id desc")
+    for row in rows:
+        row["images"] = count_images(studio, row["id"])
+    return rows
+
+
+def update_dataset(studio: Studio, dataset: dict, **fields) -> dict:
+    studio.store.update("datasets", dataset["id"], updated_at=now(), **fields)
+    return studio.store.get("datasets", dataset["id"])
+
+
+def delete_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
+    """Remove a dataset's rows and files; returns the deleted row."""
+    dataset = find_dataset(studio, ref, owner, admin)
+    images = studio.store.find("dataset_images", "dataset_id = ?", [dataset["id"]])
+    with studio.store.transaction():
+        for row in images:
+            studio.store.delete("dataset_images", row["id"])
+        studio.store.delete("datasets", dataset["id"])
+    shutil.rmtree(dataset_dir(studio, dataset["id"]), ignore_errors=True)
+    return dataset
+
+
+def dataset_images(studio: Studio, dataset_id: int, limit: int | None = None, offset: int = 0,
+                   augmented: bool = False) -> list[dict]:
+    """Images in the order they were added; ``augmented`` includes flipped copies. Rows gain ``file``."""
+    where = "dataset_id = ?" + ("" if augmented else " and augment_of is null")
+    rows = studio.store.find("dataset_images", where, [dataset_id], order_by="id", limit=limit, offset=offset)
+    for row in rows:
+        row["file"] = studio.config.absolute(row["processed_path"])
+    return rows
+
+
+def count_images(studio: Studio, dataset_id: int) -> int:
+    return studio.store.count("dataset_images", "dataset_id = ? and augment_of is null", [dataset_id])
+
+
+def _image(studio: Studio, image_id: int, owner: str, admin: bool) -> tuple[dict, dict]:
+    row = studio.store.get("dataset_images", int(image_id))
+    dataset = row and studio.store.get("datasets", row["dataset_id"])
+    if not dataset or not (admin or dataset["owner"] == owner):
+        raise NotFound(f"No image #{image_id} in your datasets.")
+    return row, dataset
+
+
+def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: bool = False,
+                source: str = "manual") -> None:
+    """Replace an image's caption (and its flipped copy's)."""
+    row, dataset = _image(studio, image_id, owner, admin)
+    caption = (caption or "").strip()
+    if len(caption) > MAX_CAPTION_CHARS:
+        raise InvalidInput(f"The caption is too long (at most {MAX_CAPTION_CHARS} characters).")
+    with studio.store.transaction():
+        for item in [row, *_copies(studio, row["id"])]:
+            studio.store.update("dataset_images", item["id"], caption=caption, caption_source=source)
+        studio.store.update("datasets", dataset["id"], updated_at=now())
+
+
+def save_captions(studio: Studio, ref: str | int, captions: dict[int, str], owner: str, admin: bool = False) -> int:
+    """Set the captions of a dataset's images from ``{image id: caption}``; returns how many changed."""
+    dataset = find_dataset(studio, ref, owner, admin)
+    stored = {row["id"]: row["caption"] or "" for row in dataset_images(studio, dataset["id"])}
+    changed = {int(i): (text or "").strip() for i, text in captions.items()
+               if int(i) in stored and stored[int(i)] != (text or "").strip()}
+    for image_id, text in changed.items():
+        set_caption(studio, image_id, text, owner, admin)
+    return len(changed)
+
+
+def _copies(studio: Studio, image_id: int) -> list[dict]:
+    return studio.store.find("dataset_images", "augment_of = ?", [image_id])
+
+
+def delete_image(studio: Studio, image_id: int, owner: str, admin: bool = False) -> None:
+    """Remove an image, its flipped copy and their files."""
+    row, _dataset = _image(studio, image_id, owner, admin)
+    rows = [row, *_copies(studio, row["id"])]
+    with studio.store.transaction():
+        for item in rows:
+            studio.store.delete("dataset_images", item["id"])
+    for item in rows:
+        for stored in (item["processed_path"], item["original_path"]):
+            if stored:
+                studio.config.absolute(stored).unlink(missing_ok=True)
+
+
+def final_caption(row: dict, dataset: dict) -> str:
+    """The caption training sees: the image's own, else the trigger word alone."""
+    return row["caption"] or dataset["trigger"] or ""

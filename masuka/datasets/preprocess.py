@@ -1,0 +1,131 @@
+"""Preprocessing of one decoded image: quality filter, square crop (center or face), resize, flip.
+
+``crop`` chooses the shape: ``none`` keeps the aspect ratio and brings the longest side to ``size``;
+``center`` and ``face`` cut a square (around the largest face found, else the center) and resize it to
+``size`` × ``size``. Images are only ever made smaller, never upscaled.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from PIL import Image
+
+from masuka.errors import InvalidInput
+
+CROPS = ("none", "center", "face")
+SIZES = (512, 768, 1024, 1536)
+MIN_SIZE, MAX_SIZE = 64, 4096
+SHARPNESS_SIDE = 512  # sharpness is measured at this longest side, so one threshold fits every resolution
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    """How a dataset's images are prepared; stored as the dataset's ``options``."""
+
+    size: int = 1024
+    crop: str = "none"
+    flip: bool = False
+    min_side: int = 256
+    blur_threshold: float = 0.0
+    dedupe: bool = True
+    near_distance: int = 4
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise InvalidInput(f"Crop must be one of {', '.join(CROPS)} (got {self.crop!r}).")
+        if not MIN_SIZE <= int(self.size) <= MAX_SIZE:
+            raise InvalidInput(f"Target size must be between {MIN_SIZE} and {MAX_SIZE} pixels (got {self.size}).")
+        if not 0 <= int(self.min_side) <= MAX_SIZE:
+            raise InvalidInput(f"Minimum side must be between 0 and {MAX_SIZE} pixels (got {self.min_side}).")
+        if float(self.blur_threshold) < 0:
+            raise InvalidInput("The blur threshold cannot be negative (0 turns the blur filter off).")
+        if not 0 <= int(self.near_distance) <= 32:
+            raise InvalidInput("The near-duplicate distance must be between 0 and 32.")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> "PrepOptions":
+        casts = {"size": int, "min_side": int, "near_distance": int, "blur_threshold": float, "flip": bool,
+                 "dedupe": bool, "crop": str}
+        try:
+            return cls(**{k: casts[k](v) for k, v in (values or {}).items() if k in casts and v is not None})
+        except (TypeError, ValueError) as error:
+            raise InvalidInput(f"Invalid preprocessing option: {error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CV2_LOCK = threading.Lock()
+_local = threading.local()
+
+
+def _cv2() -> Any:
+    """OpenCV, imported once under a lock: its package initialisation is not safe to race from threads."""
+    with _CV2_LOCK:
+        import cv2
+
+    return cv2
+
+
+def sharpness(image: Image.Image) -> float:
+    """Variance of the Laplacian of the grey image at a fixed scale: low values mean a blurry image."""
+    import numpy as np
+
+    cv2 = _cv2()
+    grey = image.convert("L")
+    grey.thumbnail((SHARPNESS_SIDE, SHARPNESS_SIDE), Image.Resampling.BILINEAR)
+    return float(cv2.Laplacian(np.asarray(grey), cv2.CV_64F).var())
+
+
+def _face_detector() -> Any:
+    """OpenCV's bundled Haar cascade; one per thread, as a classifier must not run in two threads at once."""
+    if getattr(_local, "faces", None) is None:
+        cv2 = _cv2()
+        _local.faces = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    return _local.faces
+
+
+def find_face(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """The largest frontal face as (left, top, width, height) in ``image`` pixels, or None."""
+    import numpy as np
+
+    grey = image.convert("L")
+    scale = min(1.0, 640 / max(grey.size))
+    if scale < 1:
+        grey = grey.resize((round(grey.width * scale), round(grey.height * scale)), Image.Resampling.BILINEAR)
+    found = _face_detector().detectMultiScale(np.asarray(grey), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+    if len(found) == 0:
+        return None
+    left, top, width, height = max(found, key=lambda box: box[2] * box[3])
+    return tuple(round(v / scale) for v in (left, top, width, height))
+
+
+def square_box(size: tuple[int, int], center: tuple[float, float]) -> tuple[int, int, int, int]:
+    """The largest square inside ``size`` centred as near ``center`` as the edges allow."""
+    width, height = size
+    side = min(width, height)
+    left = min(max(round(center[0] - side / 2), 0), width - side)
+    top = min(max(round(center[1] - side / 2), 0), height - side)
+    return left, top, left + side, top + side
+
+
+def prepare(image: Image.Image, options: PrepOptions) -> tuple[Image.Image, list[str]]:
+    """Crop and resize an RGB image as ``options`` say; returns it with notes for the person (face not found…)."""
+    notes: list[str] = []
+    if options.crop != "none":
+        center = (image.width / 2, image.height / 2)
+        if options.crop == "face":
+            face = find_face(image)
+            if face is None:
+                notes.append("no face found: cropped at the center")
+            else:
+                center = (face[0] + face[2] / 2, face[1] + face[3] / 2)
+        image = image.crop(square_box(image.size, center))
+    if max(image.size) > options.size:
+        scale = options.size / max(image.size)
+        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return image, notes

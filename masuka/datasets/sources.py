@@ -1,0 +1,166 @@
+"""What a person hands over (files, folders, zips) as image candidates with their captions, plus refusals.
+
+Captions come along as same-named ``.txt`` files or as an ``imagefolder`` ``metadata.jsonl`` (``.txt``
+wins when both exist). Zip entries are checked before anything is written: absolute paths, ``..``,
+symlinks, encrypted and oversized entries are refused, and accepted entries are written under new names
+inside the staging folder only, so nothing from a zip can land anywhere else.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from masuka.datasets.formats import METADATA_FILE, read_caption_file, read_metadata
+
+MAX_ENTRY_BYTES = 512 * 2**20
+MAX_ZIP_BYTES = 8 * 2**30
+SYSTEM_FILES = re.compile(r"(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
+Key = tuple[str, str, str]  # (source group, folder inside it, file stem): pairs an image with its caption
+
+
+@dataclass
+class Candidate:
+    """An image file to ingest: ``name`` as the person knows it, ``path`` where it can be read now."""
+
+    name: str
+    path: Path
+    caption: str | None = None
+
+
+@dataclass
+class Refusal:
+    file: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"file": self.file, "reason": self.reason}
+
+
+@dataclass
+class Collected:
+    candidates: list[Candidate] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+
+@dataclass
+class _Entry:
+    name: str
+    path: Path
+    key: Key
+
+
+def collect(sources: list[Path], staging: Path, allow_folders: bool = False) -> Collected:
+    """Expand ``sources`` into candidates; zips are unpacked into ``staging`` (which the caller removes)."""
+    result = Collected()
+    entries: list[_Entry] = []
+    for index, source in enumerate(map(Path, sources)):
+        if source.is_dir():
+            if allow_folders:
+                entries += _folder_entries(source, str(index))
+            else:
+                result.refused.append(Refusal(source.name, "folders can be added from the command line only; "
+                                                           "upload the files or a zip"))
+        elif not source.is_file():
+            result.refused.append(Refusal(source.name, "file not found"))
+        elif source.suffix.lower() == ".zip":
+            entries += _zip_entries(source, str(index), staging, result.refused)
+        else:
+            entries.append(_Entry(source.name, source, ("loose", "", _stem(source.name))))
+    _pair(entries, result)
+    return result
+
+
+def _stem(name: str) -> str:
+    return PurePosixPath(name).stem
+
+
+def _folder_entries(folder: Path, group: str) -> list[_Entry]:
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        found.append(_Entry(f"{folder.name}/{relative}", path, (group, posixpath.dirname(relative), path.stem)))
+    return found
+
+
+def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip entry must not be unpacked, or None when it is safe."""
+    name = info.filename
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "absolute path inside the zip: refused, nothing written"
+    if ".." in re.split(r"[\\/]", name):
+        return "path leads out of the zip folder ('..'): refused, nothing written"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link inside the zip: refused, nothing written"
+    if info.flag_bits & 0x1:
+        return "encrypted zip entry: unzip it yourself and add the files"
+    if info.file_size > MAX_ENTRY_BYTES:
+        return f"too big inside the zip ({info.file_size / 2**20:.0f} MB, limit {MAX_ENTRY_BYTES // 2**20} MB)"
+    return None
+
+
+def _zip_entries(source: Path, group: str, staging: Path, refused: list[Refusal]) -> list[_Entry]:
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as error:
+        refused.append(Refusal(source.name, f"damaged zip file ({error})"))
+        return []
+    staging.mkdir(parents=True, exist_ok=True)
+    found, total = [], 0
+    with archive:
+        for number, info in enumerate(archive.infolist()):
+            if info.is_dir():
+                continue
+            shown = f"{source.name}/{info.filename}"
+            problem = zip_entry_problem(info)
+            total += info.file_size
+            if problem is None and total > MAX_ZIP_BYTES:
+                problem = f"the zip unpacks to more than {MAX_ZIP_BYTES // 2**30} GB; split it"
+            if problem:
+                refused.append(Refusal(shown, problem))
+                continue
+            suffix = re.sub(r"[^a-z0-9.]", "", PurePosixPath(info.filename).suffix.lower())[:10]
+            target = staging / f"{group}-{number}{suffix}"
+            try:
+                with archive.open(info) as reader, open(target, "wb") as writer:
+                    shutil.copyfileobj(reader, writer)
+            except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as error:
+                target.unlink(missing_ok=True)
+                refused.append(Refusal(shown, f"damaged zip entry ({error})"))
+                continue
+            found.append(_Entry(shown, target, (group, posixpath.dirname(info.filename), _stem(info.filename))))
+    return found
+
+
+def _pair(entries: list[_Entry], result: Collected) -> None:
+    """Split caption files from images and attach each caption to its image."""
+    captions: dict[Key, str] = {}
+    listed: dict[Key, str] = {}
+    images: list[_Entry] = []
+    for entry in entries:
+        base = PurePosixPath(entry.name).name
+        if SYSTEM_FILES.search(entry.name):
+            result.refused.append(Refusal(entry.name, "system file (not a photo): skipped"))
+        elif base.lower() == METADATA_FILE:
+            group, folder, _ = entry.key
+            texts, problems = read_metadata(entry.path)
+            result.refused += [Refusal(entry.name, problem) for problem in problems]
+            for file_name, text in texts.items():
+                inner = posixpath.normpath(posixpath.join(folder, posixpath.dirname(file_name)))
+                listed[(group, "" if inner == "." else inner, _stem(file_name))] = text
+        elif base.lower().endswith(".txt"):
+            captions[entry.key] = read_caption_file(entry.path)
+        else:
+            images.append(entry)
+    for entry in images:
+        caption = captions.pop(entry.key, None)
+        result.candidates.append(Candidate(entry.name, entry.path, caption if caption is not None
+                                           else listed.get(entry.key)))
+    for entry in entries:
+        if entry.key in captions and PurePosixPath(entry.name).name.lower().endswith(".txt"):
+            result.refused.append(Refusal(entry.name, "caption file with no image of the same name"))

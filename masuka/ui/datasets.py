@@ -1,0 +1,235 @@
+"""Datasets tab: create a dataset, add photos or a zip, see every refusal, edit captions, caption, export."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from masuka.datasets import adding, captioning, export, library
+from masuka.datasets.captioners import MODES, captioner_models
+from masuka.datasets.captions import DEFAULT_TEMPLATE
+from masuka.datasets.formats import FORMATS
+from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
+from masuka.datasets.stats import dataset_statistics
+from masuka.errors import MasukaError
+from masuka.ui.common import UIContext, friendly, is_admin, user_of
+
+REPORT_COLUMNS = ["file", "result", "reason"]
+IMAGE_COLUMNS = ["id", "file", "caption"]
+PAGE_SIZES = [24, 48, 96]
+GPU_WAIT_S = 5.0
+
+
+def build(ctx: UIContext) -> None:
+    studio = ctx.studio
+    defaults = PrepOptions()
+    with gr.Row():
+        dataset = gr.Dropdown([], value=None, label="Dataset", allow_custom_value=True, scale=4,
+                              info="Pick one of your datasets, or create one below")
+        refresh = gr.Button("↻", scale=0, min_width=40)
+    with gr.Accordion("New dataset", open=False):
+        with gr.Row():
+            name = gr.Textbox(label="Name", placeholder="my-cat")
+            trigger = gr.Textbox(label="Trigger word", placeholder="sks cat",
+                                 info="The word your prompts will use to call the concept")
+            template = gr.Textbox(DEFAULT_TEMPLATE, label="Caption template", info="{trigger} and {caption}")
+        with gr.Row():
+            size = gr.Dropdown(list(SIZES), value=defaults.size, label="Target size (px)", allow_custom_value=True)
+            crop = gr.Radio(list(CROPS), value=defaults.crop, label="Crop",
+                            info="none: longest side to the target size; center/face: square")
+            flip = gr.Checkbox(defaults.flip, label="Add flipped copies")
+        with gr.Row():
+            min_side = gr.Number(defaults.min_side, precision=0, label="Minimum short side (px)")
+            blur = gr.Number(defaults.blur_threshold, label="Blur threshold (0 = off)",
+                             info="Variance of the Laplacian; blurry photos score below ~50")
+            dedupe = gr.Checkbox(defaults.dedupe, label="Refuse duplicates and near-duplicates")
+        create = gr.Button("Create dataset", variant="primary")
+    status = gr.Markdown()
+    with gr.Accordion("Add images", open=True):
+        files = gr.File(file_count="multiple", label="Photos, a .zip, .txt captions or a metadata.jsonl",
+                        file_types=["image", ".zip", ".txt", ".jsonl"])
+        add = gr.Button("Add to dataset", variant="primary")
+        report = gr.Dataframe(headers=REPORT_COLUMNS, interactive=False, wrap=True, max_height=320,
+                              label="Added and refused files")
+    stats = gr.Markdown()
+    with gr.Row(equal_height=True):
+        page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=100)
+        page_size = gr.Dropdown(PAGE_SIZES, value=PAGE_SIZES[0], label="Per page", scale=1, min_width=100)
+        page_info = gr.Markdown()
+        gr.Column(scale=4)
+    gallery = gr.Gallery(label="Images", columns=6, height=420, interactive=False, allow_preview=True)
+    table = gr.Dataframe(headers=IMAGE_COLUMNS, interactive=True, static_columns=[0, 1], wrap=True, type="array",
+                         column_widths=["8%", "22%", "70%"], label="Captions: edit in place, then save")
+    page_ids = gr.State([])
+    with gr.Row():
+        save = gr.Button("Save captions")
+        selected = gr.Number(value=None, precision=0, label="Selected image id", scale=0, min_width=140)
+        remove = gr.Button("Delete selected image", variant="stop")
+    with gr.Accordion("Auto-caption", open=False):
+        with gr.Row():
+            captioner = gr.Dropdown([(e["name"], key) for key, e in captioner_models().items()],
+                                    value=next(iter(captioner_models())), allow_custom_value=True, label="Captioner",
+                                    info="Florence-2 or BLIP-2: catalog, repo id (owner/name) or local folder")
+            mode = gr.Radio(list(MODES), value="detailed", label="Caption length (Florence-2)")
+        with gr.Row():
+            caption_template = gr.Textbox("", label="Template (empty: the dataset's)", placeholder=DEFAULT_TEMPLATE)
+            overwrite = gr.Checkbox(False, label="Overwrite existing captions")
+            batch_size = gr.Slider(1, 32, value=8, step=1, label="Batch size")
+        with gr.Row():
+            caption = gr.Button("Caption images", variant="primary")
+            stop = gr.Button("Stop", variant="stop")
+        caption_status = gr.Markdown()
+    with gr.Accordion("Export", open=False):
+        with gr.Row():
+            fmt = gr.Radio(list(FORMATS), value=FORMATS[0], label="Layout",
+                           info="kohya: image + .txt; imagefolder: metadata.jsonl for 🤗 datasets")
+            export_button = gr.Button("Export as zip")
+        download = gr.File(label="Download", interactive=False)
+    with gr.Accordion("Delete dataset", open=False):
+        delete = gr.Button("Delete this dataset…", variant="stop")
+        with gr.Group(visible=False) as confirm:
+            confirm_text = gr.Markdown()
+            with gr.Row():
+                really = gr.Button("Yes, delete it and its files", variant="stop")
+                cancel = gr.Button("Cancel")
+
+    def choices(request: gr.Request):
+        rows = library.list_datasets(studio, user_of(request), is_admin(studio, request))
+        return gr.Dropdown(choices=[(f"{r['name']} ({r['images']} images)", r["name"]) for r in rows])
+
+    @friendly
+    def create_dataset(name: str, trigger: str = "", template: str = DEFAULT_TEMPLATE, size: int = 1024,
+                       crop: str = "none", flip: bool = False, min_side: int = 256, blur_threshold: float = 0.0,
+                       dedupe: bool = True, request: gr.Request = None):
+        """Create an empty dataset; returns its name and a status line."""
+        options = {"size": size, "crop": crop, "flip": flip, "min_side": min_side, "blur_threshold": blur_threshold,
+                   "dedupe": dedupe}
+        row = library.create_dataset(studio, name, user_of(request), trigger, template, options)
+        return row["name"], f"Created dataset **{row['name']}** (id {row['id']}). Add images below."
+
+    @friendly
+    def add_images(dataset: str, files: list[str] | None, request: gr.Request = None, progress=gr.Progress()):
+        """Add photos, zips and captions to a dataset; returns one row per file: added or refused, and why."""
+        if not files:
+            raise gr.Error("Drop some photos or a zip first.")
+        result = adding.add_images(studio, dataset, user_of(request), list(files), admin=is_admin(studio, request),
+                        on_progress=lambda done, total, file: progress((done, total), desc=file, unit="files"))
+        notes: dict[str, list[str]] = {}
+        for note in result.notes:
+            notes.setdefault(note["file"], []).append(note["note"])
+        rows = [[a["file"], "added", "; ".join(notes.get(a["file"], []))] for a in result.added]
+        rows += [[r.file, "refused", r.reason] for r in result.rejected]
+        summary = f"Added **{len(result.added)}**, refused **{len(result.rejected)}**."
+        return rows, summary
+
+    def view(dataset: str | None, page_number: float, size: int, request: gr.Request):
+        if not dataset:
+            return "", [], [], [], ""
+        try:
+            row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
+        except MasukaError:  # a name still being typed
+            return "", [], [], [], ""
+        size = int(size or PAGE_SIZES[0])
+        pages = max(1, -(-library.count_images(studio, row["id"]) // size))
+        number = min(max(1, int(page_number or 1)), pages)
+        images = library.dataset_images(studio, row["id"], limit=size, offset=(number - 1) * size)
+        gallery_items = [(str(i["file"]), f"#{i['id']} {i['caption'] or '(no caption)'}") for i in images]
+        data = [[i["id"], i["source_name"], i["caption"] or ""] for i in images]
+        return (_stats_text(dataset_statistics(studio, row)), gallery_items, data, [i["id"] for i in images],
+                f"page {number} of {pages}")
+
+    @friendly
+    def save_captions(dataset: str, data: list[list] | None, request: gr.Request):
+        """Save the captions edited in the table (rows of id, file, caption); returns how many changed."""
+        edited = {row[0]: row[2] for row in data or [] if str(row[0]).strip().isdigit()}
+        changed = library.save_captions(studio, dataset, edited, user_of(request), is_admin(studio, request))
+        return f"Saved {changed} caption(s)."
+
+    def pick(ids: list[int], evt: gr.SelectData):
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        return ids[index] if 0 <= index < len(ids) else None
+
+    @friendly
+    def remove_image(image_id: float | None, request: gr.Request):
+        if not image_id:
+            raise gr.Error("Select an image in the gallery or the table first.")
+        library.delete_image(studio, int(image_id), user_of(request), is_admin(studio, request))
+        return f"Deleted image #{int(image_id)}.", None
+
+    @friendly
+    def caption_dataset(dataset: str, captioner: str = "florence2", mode: str = "detailed", template: str = "",
+                        overwrite: bool = False, batch_size: int = 8, request: gr.Request = None,
+                        progress=gr.Progress()):
+        """Caption the dataset's images with Florence-2 or BLIP-2 (trigger word and template applied)."""
+        stop_flag = studio.stops.arm(_session(request))
+        progress(0, desc="Loading the captioner…")
+        job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
+                                        bool(overwrite), int(batch_size or 8), is_admin(studio, request))
+        result = captioning.caption_dataset(
+            studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+            on_progress=lambda done, total, file, text: progress((done, total), desc=file, unit="images"))
+        verb = "Stopped" if result.stopped else "Done"
+        return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "
+                f"caption(s). Job #{result.job_id}.")
+
+    def stop_captioning(request: gr.Request):
+        return "Stopping after the current batch…" if studio.stops.stop(_session(request)) else gr.skip()
+
+    @friendly
+    def export_dataset(dataset: str, fmt: str = "kohya", request: gr.Request = None) -> str:
+        """Export the dataset (processed images and final captions) as a zip in the kohya or imagefolder layout."""
+        return str(export.export_dataset(studio, dataset, user_of(request), fmt, admin=is_admin(studio, request)))
+
+    @friendly
+    def ask_delete(dataset: str, request: gr.Request):
+        row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
+        return gr.Group(visible=True), (f"Delete **{row['name']}** with its {library.count_images(studio, row['id'])} "
+                                        "image(s) and captions? This cannot be undone.")
+
+    @friendly
+    def confirm_delete(dataset: str, request: gr.Request):
+        """Delete a dataset with its images, captions and files; returns an empty picker and a status line."""
+        row = library.delete_dataset(studio, dataset, user_of(request), is_admin(studio, request))
+        return "", f"Deleted dataset **{row['name']}**."
+
+    view_inputs, view_outputs = [dataset, page, page_size], [stats, gallery, table, page_ids, page_info]
+    refresh.click(choices, None, dataset, api_visibility="private")
+    dataset.change(view, view_inputs, view_outputs, api_visibility="private")
+    page.submit(view, view_inputs, view_outputs, api_visibility="private")
+    page_size.change(view, view_inputs, view_outputs, api_visibility="private")
+    form = [name, trigger, template, size, crop, flip, min_side, blur, dedupe]
+    create.click(create_dataset, form, [dataset, status], api_name="create_dataset").then(
+        choices, None, dataset, api_visibility="private")
+    add.click(add_images, [dataset, files], [report, status], api_name="add_images").then(
+        view, view_inputs, view_outputs, api_visibility="private").then(
+        choices, None, dataset, api_visibility="private")
+    save.click(save_captions, [dataset, table], status, api_name="save_captions").then(
+        view, view_inputs, view_outputs, api_visibility="private")
+    gallery.select(pick, page_ids, selected, api_visibility="private")
+    table.select(pick, page_ids, selected, api_visibility="private")
+    remove.click(remove_image, selected, [status, selected], api_name="delete_image").then(
+        view, view_inputs, view_outputs, api_visibility="private")
+    caption.click(caption_dataset, [dataset, captioner, mode, caption_template, overwrite, batch_size],
+                  caption_status, api_name="caption_dataset", **ctx.gpu_event()).then(
+        view, view_inputs, view_outputs, api_visibility="private")
+    stop.click(stop_captioning, None, caption_status, queue=False, api_name="stop_captioning")
+    export_button.click(export_dataset, [dataset, fmt], download, api_name="export_dataset")
+    delete.click(ask_delete, dataset, [confirm, confirm_text], api_visibility="private")
+    hide = lambda: gr.Group(visible=False)  # noqa: E731
+    cancel.click(hide, None, confirm, api_visibility="private")
+    really.click(confirm_delete, dataset, [dataset, status], api_name="delete_dataset").then(
+        hide, None, confirm, api_visibility="private").then(choices, None, dataset, api_visibility="private")
+    ctx.components["datasets_load"] = (choices, dataset)
+
+
+def _stats_text(stats: dict) -> str:
+    width, height, words = stats["width"], stats["height"], stats["caption_words"]
+    lines = [f"**{stats['images']}** images (+{stats['flipped_copies']} flipped copies), **{stats['captioned']}** "
+             f"captioned, trigger word in {stats['trigger_coverage']:.0%} of captions · size "
+             f"{width['min']}-{width['max']} × {height['min']}-{height['max']} px · caption words "
+             f"{words['min']}-{words['max']} (median {words['median']:g})"]
+    lines += [f"- ⚠ {warning}" for warning in stats["warnings"]]
+    return "\n".join(lines)
+
+
+def _session(request: gr.Request | None) -> str:
+    return "captions-" + (getattr(request, "session_hash", None) or "api")

@@ -1,0 +1,90 @@
+"""Caption passes with tiny random Florence-2 and BLIP-2 models loaded through the real from_pretrained path."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from masuka.datasets.adding import add_images
+from masuka.datasets.captioners import resolve_captioner
+from masuka.datasets.captioning import CaptionRequest, caption_dataset
+from masuka.datasets.library import dataset_images, set_caption
+from masuka.errors import InvalidInput, ModelUnavailable
+from masuka.store import LOCAL_USER
+from tests.datasets import corpus
+
+
+@pytest.fixture
+def photos(studio, make_dataset, tmp_path):
+    """A dataset with trigger 'zorp' and four photos (flipped copies on)."""
+    dataset = make_dataset(trigger="zorp", flip=True, size=256)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 70 + i) for i in range(4)])
+    return dataset
+
+
+@pytest.mark.parametrize("family", ["florence2", "blip2"])
+def test_caption_pass_writes_templated_captions_in_batches_and_unloads(studio, photos, tiny_captioner, family):
+
+    seen = []
+    report = caption_dataset(studio, CaptionRequest(photos["name"], captioner=str(tiny_captioner(family)),
+                                                    mode="short", batch_size=3),
+                             on_progress=lambda *event: seen.append(event))
+    assert (report.captioned, report.kept, report.stopped) == (4, 0, False)
+    assert [event[:2] for event in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    rows = dataset_images(studio, photos["id"], augmented=True)
+    assert len(rows) == 8
+    for row in rows:
+        assert row["caption"].startswith("photo of zorp, ") and len(row["caption"]) > len("photo of zorp, ")
+    assert studio.models.key is None  # the captioner was unloaded after the pass
+    job = studio.store.get("jobs", report.job_id)
+    assert (job["kind"], job["status"], job["step"], job["total"]) == ("caption", "completed", 4, 4)
+    assert job["params"]["template"] == "photo of {trigger}, {caption}"
+
+
+def test_existing_captions_are_kept_unless_overwrite(studio, photos, tiny_captioner):
+    model = str(tiny_captioner("florence2"))
+    first = dataset_images(studio, photos["id"])[0]
+    set_caption(studio, first["id"], "my own words about zorp", LOCAL_USER)
+    report = caption_dataset(studio, CaptionRequest(photos["id"], captioner=model, mode="short",
+                                                    template="{caption}, in the style of {trigger}"))
+    assert (report.captioned, report.kept) == (3, 1)
+    rows = dataset_images(studio, photos["id"])
+    assert rows[0]["caption"] == "my own words about zorp"
+    assert all(r["caption"].endswith(", in the style of zorp") for r in rows[1:])
+    again = caption_dataset(studio, CaptionRequest(photos["id"], captioner=model, mode="short", overwrite=True))
+    assert (again.captioned, again.kept) == (4, 0)
+    assert dataset_images(studio, photos["id"])[0]["caption"].endswith(", in the style of zorp")  # template kept
+
+
+def test_stop_keeps_the_captions_made_so_far(studio, photos, tiny_captioner):
+    stop = threading.Event()
+    report = caption_dataset(studio, CaptionRequest(photos["id"], captioner=str(tiny_captioner("blip2")),
+                                                    mode="short", batch_size=2),
+                             stop=stop, on_progress=lambda *event: stop.set())
+    assert (report.captioned, report.stopped) == (2, True)
+    captions = [r["caption"] for r in dataset_images(studio, photos["id"])]
+    assert all(captions[:2]) and captions[2:] == ["", ""]
+    assert studio.store.get("jobs", report.job_id)["status"] == "cancelled"
+    assert studio.models.key is None
+
+
+def test_unknown_or_missing_captioners_say_what_to_do(studio, photos, tmp_path):
+    with pytest.raises(InvalidInput, match="Unknown captioner"):
+        caption_dataset(studio, CaptionRequest(photos["id"], captioner="not a model"))
+    with pytest.raises(InvalidInput, match="not a Florence-2 or BLIP-2 model folder"):
+        caption_dataset(studio, CaptionRequest(photos["id"], captioner=str(tmp_path)))
+    with pytest.raises(InvalidInput, match="Caption mode"):
+        caption_dataset(studio, CaptionRequest(photos["id"], captioner="florence2", mode="poem"))
+    assert studio.store.count("jobs") == 0
+    with pytest.raises(ModelUnavailable, match="florence-community/Florence-2-base.*(offline|not found)"):
+        caption_dataset(studio, CaptionRequest(photos["id"], captioner="florence2"))
+    job = studio.store.find("jobs")[0]
+    assert job["status"] == "failed" and "Florence-2-base" in job["error"]
+
+
+def test_catalog_families_resolve_to_their_default_models():
+    assert resolve_captioner("florence2").source == "florence-community/Florence-2-base"
+    assert resolve_captioner("florence2-large").source == "florence-community/Florence-2-large"
+    assert resolve_captioner("blip2").source == "Salesforce/blip2-opt-2.7b"
+    assert resolve_captioner("someone/my-blip-captioner").family == "blip2"

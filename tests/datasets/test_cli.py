@@ -1,0 +1,90 @@
+"""``python -m masuka dataset ...``: the same datasets from the command line, JSON out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+from masuka.cli import main
+from tests.conftest import ROOT
+from tests.datasets import corpus
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_create_from_a_folder_and_a_zip_prints_the_promised_json(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        corpus.photo(folder / f"p{i}.jpg", 100 + i)
+    (folder / "p0.txt").write_text("photo of zorp, a caption that came along")
+    corpus.not_an_image(folder / "notes.jpg")
+    with zipfile.ZipFile(tmp_path / "more.zip", "w") as archive:
+        archive.write(corpus.photo(tmp_path / "z.jpg", 110), "z.jpg")
+        archive.writestr("../up.jpg", b"x")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "masuka", "dataset", "create", "zorp-set", "--trigger", "zorp",
+                           "--from", str(folder), "--from", str(tmp_path / "more.zip"), "--size", "512", "--crop",
+                           "center", "--flip", "--json", "--data-dir", str(tmp_path / "data")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) >= {"dataset", "added", "rejected"} and result["added"] == 4
+    assert sorted(result["rejected"], key=lambda r: r["file"]) == [
+        {"file": "more.zip/../up.jpg", "reason": "path leads out of the zip folder ('..'): refused, nothing written"},
+        {"file": "photos/notes.jpg", "reason": "not an image (or a format MASUKA cannot read)"}]
+
+
+def test_add_caption_show_export_list_and_delete(capsys, tmp_path, tiny_captioner):
+    data = ["--data-dir", str(tmp_path / "data")]
+    code, out, _ = cli(capsys, "dataset", "create", "mugs", "--trigger", "zorp", "--min-side", "100", "--json",
+                       *data)
+    assert code == 0 and json.loads(out) == {"dataset": 1, "added": 0, "rejected": [], "notes": []}
+    photos = [str(corpus.photo(tmp_path / f"m{i}.jpg", 120 + i, size=(300, 200))) for i in range(2)]
+    code, out, _ = cli(capsys, "dataset", "add", "mugs", *photos, str(tmp_path / "missing.jpg"), "--json", *data)
+    assert json.loads(out)["added"] == 2
+    assert json.loads(out)["rejected"] == [{"file": "missing.jpg", "reason": "file not found"}]
+    code, out, err = cli(capsys, "dataset", "caption", "mugs", "--captioner", str(tiny_captioner("florence2")),
+                         "--mode", "short", "--template", "{trigger} style, {caption}", "--json", *data)
+    assert code == 0 and json.loads(out)["captioned"] == 2 and "2/2" in err
+    code, out, _ = cli(capsys, "dataset", "show", "mugs", "--json", *data)
+    shown = json.loads(out)
+    assert shown["statistics"]["images"] == 2 and shown["statistics"]["trigger_coverage"] == 1.0
+    assert all(image["caption"].startswith("zorp style, ") for image in shown["images"])
+    code, out, _ = cli(capsys, "dataset", "export", "mugs", "--format", "kohya", "--out", str(tmp_path / "k"), *data)
+    assert code == 0 and len(list((tmp_path / "k").glob("*.txt"))) == 2
+    code, out, _ = cli(capsys, "dataset", "list", "--json", *data)
+    assert json.loads(out) == {"datasets": [{"id": 1, "name": "mugs", "trigger": "zorp", "images": 2}]}
+    code, out, _ = cli(capsys, "dataset", "delete", "mugs", "--yes", *data)
+    assert code == 0 and "deleted" in out
+    code, out, _ = cli(capsys, "dataset", "list", *data)
+    assert out.strip() == "no datasets yet"
+
+
+def test_mistakes_print_one_line_and_exit_2(capsys, tmp_path):
+    data = ["--data-dir", str(tmp_path / "data")]
+    code, _, err = cli(capsys, "dataset", "show", "nothing", *data)
+    assert code == 2 and err.startswith("error: No dataset 'nothing'")
+    cli(capsys, "dataset", "create", "a", "--trigger", "t", *data)
+    code, _, err = cli(capsys, "dataset", "create", "a", "--trigger", "t", *data)
+    assert code == 2 and "already have a dataset named 'a'" in err
+    code, _, err = cli(capsys, "dataset", "caption", "a", "--captioner", "nonsense", *data)
+    assert code == 2 and "Unknown captioner" in err
+
+
+def test_ingest_benchmark_runs_and_keeps_its_figures(capsys, tmp_path):
+    data = ["--data-dir", str(tmp_path / "data")]
+    code, out, _ = cli(capsys, "bench", "ingest", "--images", "3", "--runs", "1", "--megapixels", "0.5", "--json",
+                       *data)
+    row = json.loads(out)
+    assert code == 0 and row["kind"] == "ingest"
+    assert row["figures"]["images"] == 3 and row["figures"]["images_per_s"] > 0
+    code, out, _ = cli(capsys, "dataset", "list", "--json", *data)
+    assert json.loads(out) == {"datasets": []}  # the benchmark works in a data dir of its own

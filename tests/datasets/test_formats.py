@@ -1,0 +1,86 @@
+"""Export to the kohya and imagefolder layouts, load with 🤗 datasets, and import both layouts back."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from masuka.datasets.adding import add_images
+from masuka.datasets.export import export_dataset
+from masuka.datasets.library import dataset_images, set_caption
+from masuka.errors import InvalidInput
+from masuka.store import LOCAL_USER
+from tests.datasets import corpus
+
+
+@pytest.fixture
+def captioned(studio, make_dataset, tmp_path):
+    """Three captioned photos (one caption with non-ASCII text) in dataset 'source'."""
+    dataset = make_dataset("source", trigger="zorp", size=256)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 80 + i) for i in range(3)])
+    texts = ["photo of zorp, a mug", "photo of zorp, café table", "photo of zorp, \"quoted\" words"]
+    for row, text in zip(dataset_images(studio, dataset["id"]), texts):
+        set_caption(studio, row["id"], text, LOCAL_USER)
+    return dataset, texts
+
+
+def test_kohya_export_is_images_with_same_named_txt_and_imports_back(studio, make_dataset, captioned, tmp_path):
+    dataset, texts = captioned
+    out = export_dataset(studio, dataset["name"], LOCAL_USER, "kohya", tmp_path / "kohya")
+    images = sorted(p for p in out.iterdir() if p.suffix != ".txt")
+    assert len(images) == 3
+    assert sorted(p.with_suffix(".txt").read_text(encoding="utf-8") for p in images) == sorted(texts)
+    copy = make_dataset("copy", trigger="zorp", dedupe=False, min_side=100)
+    report = add_images(studio, copy["id"], LOCAL_USER, [out], allow_folders=True)
+    assert len(report.added) == 3 and not report.rejected
+    assert sorted(r["caption"] for r in dataset_images(studio, copy["id"])) == sorted(texts)
+
+
+def test_imagefolder_export_loads_with_datasets_and_imports_back_from_zip(studio, make_dataset, captioned,
+                                                                            tmp_path):
+    from datasets import load_dataset
+
+    dataset, texts = captioned
+    out = export_dataset(studio, dataset["id"], LOCAL_USER, "imagefolder", tmp_path / "hf")
+    lines = [json.loads(line) for line in (out / "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(line["text"] for line in lines) == sorted(texts)
+    loaded = load_dataset("imagefolder", data_dir=str(out), split="train",
+                          cache_dir=str(tmp_path / "hf-cache"))
+    assert len(loaded) == 3 and sorted(loaded["text"]) == sorted(texts)
+    assert loaded[0]["image"].size == (256, 192)
+    archive = export_dataset(studio, dataset["id"], LOCAL_USER, "imagefolder")
+    with zipfile.ZipFile(archive) as handle:
+        assert "metadata.jsonl" in handle.namelist() and len(handle.namelist()) == 4
+    copy = make_dataset("copy", trigger="zorp", dedupe=False, min_side=100)
+    report = add_images(studio, copy["id"], LOCAL_USER, [archive])
+    assert len(report.added) == 3 and not report.rejected
+    assert sorted(r["caption"] for r in dataset_images(studio, copy["id"])) == sorted(texts)
+
+
+def test_export_includes_flipped_copies_and_refuses_a_full_folder(studio, make_dataset, tmp_path):
+    dataset = make_dataset(trigger="zorp", flip=True, size=256)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 90)])
+    out = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", tmp_path / "out")
+    assert sorted(p.suffix for p in out.iterdir()) == [".jpg", ".jpg", ".txt", ".txt"]
+    assert {p.read_text() for p in out.glob("*.txt")} == {"zorp"}  # no caption yet: the trigger word alone
+    with pytest.raises(InvalidInput, match="not empty"):
+        export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", out)
+    with pytest.raises(InvalidInput, match="Unknown export format"):
+        export_dataset(studio, dataset["id"], LOCAL_USER, "csv", tmp_path / "x")
+
+
+def test_a_bad_metadata_line_is_reported_and_the_rest_imported(studio, make_dataset, tmp_path):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    corpus.photo(folder / "one.jpg", 91)
+    corpus.photo(folder / "two.jpg", 92)
+    (folder / "metadata.jsonl").write_text('{"file_name": "one.jpg", "text": "first"}\nnot json\n'
+                                           '{"file_name": "two.jpg", "text": "second"}\n')
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [folder], allow_folders=True)
+    assert len(report.added) == 2
+    assert [r.to_dict() for r in report.rejected] == [
+        {"file": "hf/metadata.jsonl", "reason": "line 2 is not a JSON object with file_name and text: skipped"}]
+    assert [r["caption"] for r in dataset_images(studio, dataset["id"])] == ["first", "second"]

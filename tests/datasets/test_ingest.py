@@ -1,0 +1,172 @@
+"""Adding files to a dataset: every accepted format and mode, every refusal with its reason, zips, big batches."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.datasets.adding import add_images
+from masuka.datasets.library import dataset_dir, dataset_images
+from masuka.store import LOCAL_USER
+from tests.datasets import corpus
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.float64)
+
+
+def reference(seed: int, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(corpus.picture(seed).resize(size), dtype=np.float64)
+
+
+@pytest.fixture
+def mixed(tmp_path) -> tuple[list[Path], set[str]]:
+    """Good files in every format and mode, then bad ones; returns (files in order, names expected to be kept)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    good = [
+        corpus.photo(src / "a.jpg", 1, quality=90), corpus.photo(src / "b.png", 2),
+        corpus.photo(src / "c.webp", 3, quality=90), corpus.animated_gif(src / "d.gif", 4),
+        corpus.photo(src / "e.bmp", 5), corpus.photo(src / "f.tif", 6), corpus.exif_rotated(src / "rotated.jpg", 7),
+        corpus.cmyk(src / "cmyk.jpg", 8), corpus.palette_with_transparency(src / "palette.png", 9),
+        corpus.grey16(src / "grey16.png"), corpus.rgba(src / "rgba.png", 10),
+    ]
+    (src / "a.txt").write_text("a caption written by hand\n")
+    (src / "orphan.txt").write_text("no image has this name")
+    corpus.picture(14, (256, 256)).save(src / "icon.ico")
+    bad = [
+        corpus.corrupt_png(src / "corrupt.png", 11), corpus.truncated(src / "truncated.jpg", 12),
+        corpus.not_an_image(src / "notes.jpg"), corpus.photo(src / "tiny.jpg", 13, size=(120, 90)),
+        corpus.bomb_png(src / "bomb.png"), corpus.bomb_png(src / "huge.png", 10_000, 10_000),
+        Path(shutil.copyfile(src / "a.jpg", src / "copy-of-a.jpg")),
+        corpus.near_duplicate(src / "b.png", src / "near-b.jpg"), src / "icon.ico",
+    ]
+    files = good + [src / "a.txt", src / "orphan.txt"] + bad
+    return files, {p.name for p in good}
+
+
+def test_every_good_file_is_kept_and_every_bad_one_is_listed_with_its_reason(studio, make_dataset, mixed):
+    files, expected = mixed
+    dataset = make_dataset(size=512, min_side=256)
+    report = add_images(studio, dataset["id"], LOCAL_USER, files)
+    assert {a["file"] for a in report.added} == expected
+    reasons = {r.file: r.reason for r in report.rejected}
+    assert set(reasons) == {"corrupt.png", "truncated.jpg", "notes.jpg", "tiny.jpg", "bomb.png", "huge.png",
+                            "copy-of-a.jpg", "near-b.jpg", "icon.ico", "orphan.txt"}
+    assert "corrupt" in reasons["corrupt.png"]
+    assert "truncated" in reasons["truncated.jpg"]
+    assert reasons["notes.jpg"].startswith("not an image")
+    assert reasons["tiny.jpg"].startswith("too small: 120x90")
+    assert "too large in pixels" in reasons["bomb.png"] and "before decoding" in reasons["bomb.png"]
+    assert reasons["huge.png"].startswith("too large in pixels: 10000x10000")
+    assert reasons["copy-of-a.jpg"] == "duplicate of a.jpg (same file)"
+    assert reasons["near-b.jpg"].startswith("near-duplicate of b.png")
+    assert reasons["icon.ico"].startswith("unsupported format ICO")
+    assert reasons["orphan.txt"] == "caption file with no image of the same name"
+    assert report.to_dict()["added"] == len(expected)
+
+
+def test_kept_images_are_upright_rgb_with_sensible_conversions(studio, make_dataset, mixed):
+    files, _ = mixed
+    dataset = make_dataset(size=512, min_side=256)
+    add_images(studio, dataset["id"], LOCAL_USER, files)
+    rows = {r["source_name"]: r for r in dataset_images(studio, dataset["id"])}
+    for row in rows.values():
+        with Image.open(row["file"]) as image:
+            assert image.mode == "RGB" and max(image.size) <= 512
+        assert (row["width"], row["height"]) == Image.open(row["file"]).size
+        original = studio.config.absolute(row["original_path"])
+        assert hashlib.sha256(original.read_bytes()).hexdigest() == row["sha256"]  # the original, untouched
+    assert rows["a.jpg"]["caption"] == "a caption written by hand" and rows["a.jpg"]["caption_source"] == "file"
+    rotated = rows["rotated.jpg"]
+    assert (rotated["original_width"], rotated["original_height"]) == (480, 640)
+    assert rotated["height"] > rotated["width"]
+    size = (rows["cmyk.jpg"]["width"], rows["cmyk.jpg"]["height"])
+    assert np.abs(pixels(rows["cmyk.jpg"]["file"]) - reference(8, size)).mean() < 12
+    palette = pixels(rows["palette.png"]["file"])
+    assert palette[:, : palette.shape[1] // 2 - 2].mean() > 250  # transparent half flattened onto white
+    assert pixels(rows["rgba.png"]["file"])[:20, :20].mean() > 250
+    grey = pixels(rows["grey16.png"]["file"])
+    assert 100 < grey.mean() < 155 and grey.std() > 5  # 16-bit mid-grey scaled, not clipped to white
+    gif = pixels(rows["d.gif"]["file"])
+    gif_size = (rows["d.gif"]["width"], rows["d.gif"]["height"])
+    assert np.abs(gif - reference(4, gif_size)).mean() < 25  # the first frame, not the blue second one
+
+
+def test_zip_entries_cannot_escape_and_the_rest_is_kept(studio, make_dataset, tmp_path):
+    work = tmp_path / "work" / "inner"
+    work.mkdir(parents=True)
+    good = corpus.photo(tmp_path / "good.jpg", 21, quality=90)
+    absolute = f"/tmp/masuka-absolute-{uuid.uuid4().hex}.jpg"
+    archive = corpus.unsafe_zip(work / "upload.zip", good)
+    import zipfile
+
+    with zipfile.ZipFile(archive, "a") as handle:
+        handle.writestr(absolute, good.read_bytes())
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [archive])
+    reasons = {r.file: r.reason for r in report.rejected}
+    assert [a["file"] for a in report.added] == ["upload.zip/photos/good.jpg"]
+    assert "'..'" in reasons["upload.zip/../escape.jpg"] and "'..'" in reasons["upload.zip/photos/../../escape2.jpg"]
+    assert reasons["upload.zip//tmp/absolute.jpg"].startswith("absolute path")
+    assert reasons[f"upload.zip/{absolute}"].startswith("absolute path")
+    assert reasons["upload.zip/photos/link.jpg"].startswith("symbolic link")
+    assert not Path(absolute).exists() and not Path("/tmp/absolute.jpg").exists()
+    assert not list(tmp_path.rglob("escape*.jpg"))
+    row = dataset_images(studio, dataset["id"])[0]
+    assert row["caption"] == "a good caption from the zip"
+    folder = dataset_dir(studio, dataset["id"])
+    assert sorted(p.name for p in folder.iterdir()) == ["originals", "processed"]  # staging cleaned up
+
+
+def test_a_batch_of_100_with_3_bad_files_keeps_97(studio, make_dataset, tmp_path):
+    src = tmp_path / "batch"
+    src.mkdir()
+    files = [corpus.photo(src / f"photo-{i:03d}.jpg", 1000 + i, size=(320, 272), quality=85) for i in range(97)]
+    files.insert(10, corpus.truncated(src / "cut.jpg", 5))
+    files.insert(50, corpus.not_an_image(src / "readme.png"))
+    files.insert(90, corpus.photo(src / "thumb.jpg", 6, size=(64, 64)))
+    dataset = make_dataset(size=256, min_side=200)
+    seen = []
+    report = add_images(studio, dataset["id"], LOCAL_USER, files, on_progress=lambda *a: seen.append(a))
+    assert len(files) == 100 and len(report.added) == 97
+    assert sorted(r.file for r in report.rejected) == ["cut.jpg", "readme.png", "thumb.jpg"]
+    assert len(dataset_images(studio, dataset["id"])) == 97
+    assert seen[-1][:2] == (100, 100) and len(seen) == 100
+
+
+def test_adding_the_same_photos_again_refuses_them_as_duplicates(studio, make_dataset, tmp_path):
+    files = [corpus.photo(tmp_path / f"p{i}.jpg", 40 + i) for i in range(2)]
+    dataset = make_dataset()
+    add_images(studio, dataset["id"], LOCAL_USER, files)
+    again = add_images(studio, dataset["id"], LOCAL_USER, files)
+    assert not again.added and [r.reason for r in again.rejected] == ["duplicate of p0.jpg (same file)",
+                                                                      "duplicate of p1.jpg (same file)"]
+    no_dedupe = make_dataset("keep-all", dedupe=False)
+    assert len(add_images(studio, no_dedupe["id"], LOCAL_USER, files + files).added) == 4
+
+
+def test_blurry_photos_are_refused_when_the_filter_is_on(studio, make_dataset, tmp_path):
+    from PIL import ImageFilter
+
+    sharp = corpus.photo(tmp_path / "sharp.jpg", 50)
+    corpus.picture(51).filter(ImageFilter.GaussianBlur(12)).save(tmp_path / "blurry.jpg")
+    dataset = make_dataset(blur_threshold=30)
+    report = add_images(studio, dataset["id"], LOCAL_USER, [sharp, tmp_path / "blurry.jpg"])
+    assert [a["file"] for a in report.added] == ["sharp.jpg"]
+    assert report.rejected[0].reason.startswith("too blurry (sharpness")
+
+
+def test_folders_are_for_the_command_line_only(studio, make_dataset, tmp_path):
+    corpus.photo(tmp_path / "one.jpg", 60)
+    dataset = make_dataset()
+    refused = add_images(studio, dataset["id"], LOCAL_USER, [tmp_path])
+    assert not refused.added and "command line" in refused.rejected[0].reason
+    assert len(add_images(studio, dataset["id"], LOCAL_USER, [tmp_path], allow_folders=True).added) == 1

@@ -1,0 +1,145 @@
+"""Datasets as a person manages them: options, crops, flips, captions, statistics, deletion, ownership."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.datasets.adding import add_images
+from masuka.training.data import dataset_for_training
+from masuka.datasets.library import (create_dataset, dataset_dir, dataset_images,
+                                     delete_dataset, delete_image, find_dataset, list_datasets, set_caption)
+from masuka.datasets.stats import dataset_statistics
+from masuka.errors import InvalidInput, NotFound
+from masuka.store import LOCAL_USER
+from tests.datasets import corpus
+
+
+def test_center_crop_makes_squares_and_none_keeps_the_aspect(studio, make_dataset, tmp_path):
+    wide = corpus.photo(tmp_path / "wide.jpg", 1, size=(900, 500))
+    square = make_dataset("square", size=256, crop="center")
+    keep = make_dataset("keep", size=256, crop="none")
+    add_images(studio, square["id"], LOCAL_USER, [wide])
+    add_images(studio, keep["id"], LOCAL_USER, [wide])
+    assert Image.open(dataset_images(studio, square["id"])[0]["file"]).size == (256, 256)
+    assert Image.open(dataset_images(studio, keep["id"])[0]["file"]).size == (256, 142)
+
+
+def test_small_images_are_never_upscaled(studio, make_dataset, tmp_path):
+    dataset = make_dataset(size=1024, min_side=100)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "small.jpg", 2, size=(400, 300))])
+    assert Image.open(dataset_images(studio, dataset["id"])[0]["file"]).size == (400, 300)
+    assert any("smaller than the 1024 px target" in w for w in dataset_statistics(studio, dataset)["warnings"])
+
+
+def test_face_crop_centres_on_the_face_and_falls_back_to_the_center(studio, make_dataset, tmp_path):
+    face = corpus.face_photo(tmp_path / "face.jpg", size=(900, 600), center=(690, 300))
+    plain = corpus.photo(tmp_path / "plain.jpg", 3, size=(900, 600))
+    dataset = make_dataset(size=300, crop="face")
+    report = add_images(studio, dataset["id"], LOCAL_USER, [face, plain])
+    assert report.notes == [{"file": "plain.jpg", "note": "no face found: cropped at the center"}]
+    rows = {r["source_name"]: r for r in dataset_images(studio, dataset["id"])}
+    source = Image.open(face).convert("RGB")
+    got = np.asarray(Image.open(rows["face.jpg"]["file"]), dtype=float)
+    around_face = np.asarray(source.crop((300, 0, 900, 600)).resize((300, 300)), dtype=float)
+    centred = np.asarray(source.crop((150, 0, 750, 600)).resize((300, 300)), dtype=float)
+    assert np.abs(got - around_face).mean() < 3 < np.abs(got - centred).mean()
+    plain_got = np.asarray(Image.open(rows["plain.jpg"]["file"]), dtype=float)
+    plain_centre = np.asarray(Image.open(plain).convert("RGB").crop((150, 0, 750, 600)).resize((300, 300)), float)
+    assert np.abs(plain_got - plain_centre).mean() < 3
+
+
+def test_flip_adds_mirrored_copies_that_follow_their_image(studio, make_dataset, tmp_path):
+    dataset = make_dataset(size=256, flip=True)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 10 + i) for i in range(2)])
+    parents = dataset_images(studio, dataset["id"])
+    everything = dataset_images(studio, dataset["id"], augmented=True)
+    assert len(parents) == 2 and len(everything) == 4
+    first, copy = parents[0], next(r for r in everything if r["augment_of"] == parents[0]["id"])
+    mirrored = np.asarray(Image.open(copy["file"]), float)[:, ::-1]
+    original = np.asarray(Image.open(first["file"]), float)
+    assert np.abs(mirrored - original).mean() < 2 < np.abs(mirrored[:, ::-1] - original).mean()
+    set_caption(studio, first["id"], "a red chair", LOCAL_USER)
+    assert studio.store.get("dataset_images", copy["id"])["caption"] == "a red chair"
+    delete_image(studio, first["id"], LOCAL_USER)
+    assert len(dataset_images(studio, dataset["id"], augmented=True)) == 2
+    assert not first["file"].exists() and not copy["file"].exists()
+    assert dataset_statistics(studio, dataset)["flipped_copies"] == 1
+
+
+def test_statistics_warn_about_what_to_fix(studio, make_dataset, tmp_path):
+    dataset = make_dataset(trigger="zorp")
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 20 + i) for i in range(3)])
+    rows = dataset_images(studio, dataset["id"])
+    set_caption(studio, rows[0]["id"], "photo of zorp, on a table", LOCAL_USER)
+    set_caption(studio, rows[1]["id"], "a cup on a table", LOCAL_USER)
+    stats = dataset_statistics(studio, dataset)
+    assert (stats["images"], stats["captioned"], stats["trigger_coverage"]) == (3, 2, 0.5)
+    assert stats["caption_words"] == {"min": 5, "median": 5.5, "max": 6}
+    warnings = " | ".join(stats["warnings"])
+    assert "fewer than 10 images (3)" in warnings
+    assert "captions missing on 1 image(s)" in warnings
+    assert "'zorp' is missing from 1 caption(s)" in warnings
+
+
+def test_names_are_unique_per_owner_and_datasets_are_private(studio, tmp_path):
+    create_dataset(studio, "cat", "alice", "sks")
+    with pytest.raises(InvalidInput, match="already have a dataset named 'cat'"):
+        create_dataset(studio, "cat", "alice", "sks")
+    bob = create_dataset(studio, "cat", "bob", "sks")
+    assert find_dataset(studio, "cat", "bob")["id"] == bob["id"]
+    with pytest.raises(NotFound):
+        find_dataset(studio, bob["id"], "alice")
+    assert find_dataset(studio, bob["id"], "alice", admin=True)["owner"] == "bob"
+    assert [d["name"] for d in list_datasets(studio, "alice")] == ["cat"]
+    with pytest.raises(NotFound):
+        add_images(studio, "cat", "carol", [corpus.photo(tmp_path / "x.jpg", 1)])
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("", {}, "Name the dataset"),
+    ("../etc", {}, "Name the dataset"),
+    ("123", {}, "not only digits"),
+    ("ok", {"crop": "diagonal"}, "Crop must be one of"),
+    ("ok", {"size": 10}, "Target size"),
+    ("ok", {"blur_threshold": -1}, "blur threshold"),
+])
+def test_bad_dataset_settings_are_refused(studio, name, options, message):
+    with pytest.raises(InvalidInput, match=message):
+        create_dataset(studio, name, LOCAL_USER, "sks", None, options)
+    assert studio.store.count("datasets") == 0
+
+
+@pytest.mark.parametrize("template, message", [
+    ("photo of {trigger}", "must contain {caption}"),
+    ("{caption} by {artist}", "only use {trigger} and {caption}"),
+    ("{caption", "malformed"),
+])
+def test_bad_templates_are_refused(studio, template, message):
+    with pytest.raises(InvalidInput, match=message):
+        create_dataset(studio, "t", LOCAL_USER, "sks", template)
+
+
+def test_delete_removes_rows_and_files(studio, make_dataset, tmp_path):
+    dataset = make_dataset()
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 30)])
+    folder = dataset_dir(studio, dataset["id"])
+    assert any(folder.rglob("*.jpg"))
+    delete_dataset(studio, dataset["name"], LOCAL_USER)
+    assert not folder.exists()
+    assert studio.store.count("datasets") == 0 and studio.store.count("dataset_images") == 0
+
+
+def test_training_reads_processed_files_and_final_captions(studio, make_dataset, tmp_path):
+    dataset = make_dataset(trigger="zorp", flip=True)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 40 + i) for i in range(2)])
+    first = dataset_images(studio, dataset["id"])[0]
+    set_caption(studio, first["id"], "photo of zorp, a mug", LOCAL_USER)
+    items = dataset_for_training(studio, dataset["name"], LOCAL_USER).items
+    assert len(items) == 4 and all(path.is_absolute() and path.is_file() for path, _ in items)
+    assert sorted(caption for _, caption in items) == ["photo of zorp, a mug"] * 2 + ["zorp"] * 2
+    assert find_dataset(studio, dataset["name"], LOCAL_USER)["trigger"] == "zorp"
+    empty = make_dataset("empty")
+    with pytest.raises(InvalidInput, match="no images"):
+        dataset_for_training(studio, empty["id"], LOCAL_USER)

@@ -1,0 +1,79 @@
+"""The Datasets tab through its Gradio API on the live app: create, add, edit, caption, export, delete."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from tests.datasets import corpus
+
+
+def test_dataset_flow_through_the_api(live_app, tmp_path, tiny_captioner):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    running = live_app()
+    client = Client(running.url, verbose=False)
+    picker, status = client.predict("my cats", "zorp", "photo of {trigger}, {caption}", 512, "none", False, 100, 0,
+                                    True, api_name="/create_dataset")
+    assert picker == "my cats" and "Created dataset **my cats**" in status
+    with pytest.raises(AppError, match="already have a dataset named 'my cats'"):
+        client.predict("my cats", "zorp", "", 512, "none", False, 100, 0, True, api_name="/create_dataset")
+
+    photos = [corpus.photo(tmp_path / f"cat{i}.jpg", 130 + i, size=(400, 300)) for i in range(3)]
+    (tmp_path / "cat0.txt").write_text("photo of zorp, asleep")
+    archive = tmp_path / "more.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(corpus.photo(tmp_path / "zipped.jpg", 140, size=(400, 300)), "zipped.jpg")
+        handle.writestr("../../evil.jpg", b"x")
+    bad = corpus.truncated(tmp_path / "broken.jpg", 141)
+    uploads = [*photos, tmp_path / "cat0.txt", archive, bad]
+    report, summary = client.predict("my cats", [handle_file(str(p)) for p in uploads], api_name="/add_images")
+    rows = {row[0]: row[1:] for row in report["data"]}
+    assert summary == "Added **4**, refused **2**."
+    assert [rows[n][0] for n in ("cat0.jpg", "cat1.jpg", "cat2.jpg", "more.zip/zipped.jpg")] == ["added"] * 4
+    assert rows["broken.jpg"][0] == "refused" and "truncated" in rows["broken.jpg"][1]
+    assert rows["more.zip/../../evil.jpg"][0] == "refused"
+
+    studio = running.studio
+    images = studio.store.find("dataset_images", order_by="id")
+    assert images[0]["caption"] == "photo of zorp, asleep"
+    table = {"headers": ["id", "file", "caption"],
+             "data": [[images[1]["id"], "cat1.jpg", "photo of zorp, on a chair"]]}
+    assert client.predict("my cats", table, api_name="/save_captions") == "Saved 1 caption(s)."
+    message, _selected = client.predict(images[3]["id"], api_name="/delete_image")
+    assert message == f"Deleted image #{images[3]['id']}."
+
+    done = client.predict("my cats", str(tiny_captioner("florence2")), "short", "", False, 2,
+                          api_name="/caption_dataset")
+    assert done.startswith("Done: captioned 1 of 1 image(s), kept 2 existing caption(s)")
+    download = client.predict("my cats", "imagefolder", api_name="/export_dataset")
+    with zipfile.ZipFile(download) as handle:
+        lines = [json.loads(line) for line in handle.read("metadata.jsonl").decode().splitlines()]
+        assert len(handle.namelist()) == 4
+    texts = sorted(line["text"] for line in lines)
+    assert texts[:2] == ["photo of zorp, asleep", "photo of zorp, on a chair"]
+    assert texts[2].startswith("photo of zorp, ") and len(texts[2]) > len("photo of zorp, ")
+
+    picker, status = client.predict("my cats", api_name="/delete_dataset")
+    assert status == "Deleted dataset **my cats**."
+    assert studio.store.count("datasets") == 0 and studio.store.count("dataset_images") == 0
+
+
+def test_users_only_see_their_own_datasets(live_app, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    running = live_app(auth="alice:pw1,bob:pw2")
+    alice = Client(running.url, auth=("alice", "pw1"), verbose=False)
+    bob = Client(running.url, auth=("bob", "pw2"), verbose=False)
+    alice.predict("private", "zorp", "", 512, "none", False, 100, 0, True, api_name="/create_dataset")
+    photo = corpus.photo(tmp_path / "p.jpg", 150)
+    with pytest.raises(AppError, match="No dataset 'private'"):
+        bob.predict("private", [handle_file(str(photo))], api_name="/add_images")
+    with pytest.raises(AppError, match="No dataset 'private'"):
+        bob.predict("private", "kohya", api_name="/export_dataset")
+    report, _ = alice.predict("private", [handle_file(str(photo))], api_name="/add_images")
+    assert report["data"][0][:2] == ["p.jpg", "added"]
