@@ -17,7 +17,6 @@ import contextlib
 import gc
 import io
 import itertools
-import logging
 import resource
 import statistics
 import tempfile
@@ -32,7 +31,6 @@ from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.synthetic import REAL_MODELS, TINY_ARCHITECTURES, real_pipeline, save_tiny_lora, save_tiny_pipeline
 from masuka.studio import Studio
 
-log = logging.getLogger(__name__)
 PROMPT = "a photo of a red fox in the snow, detailed fur, soft morning light"
 TINY_SIZE, TINY_STEPS = 256, 4
 
@@ -92,7 +90,7 @@ def _loadable(studio: Studio, spec: ModelSpec, args: argparse.Namespace, size: i
     request = _request(spec, args, size, steps)
     masuka_call = lambda: _generate(studio, request)  # noqa: E731
     if plan.device == "cuda":
-        baseline = _measure({"baseline": baseline_call}, args)
+        baseline = _baseline(baseline_call, args)
         del bare, baseline_call
         _free()
         results = {**baseline, **_measure({"masuka": masuka_call}, args)}
@@ -117,7 +115,7 @@ def _random_weights(spec: ModelSpec, args: argparse.Namespace, size: int, steps:
                        step_cache=args.step_cache)
     bare = real_pipeline(spec.id, plan.device, _baseline_dtype(spec, plan))
     bare.set_progress_bar_config(disable=True)
-    results = _measure({"baseline": lambda: bare(**_bare_kwargs(bare, spec, size, steps))}, args)
+    results = _baseline(lambda: bare(**_bare_kwargs(bare, spec, size, steps)), args)
     del bare
     _free()
     pipe = prepare_pipeline(real_pipeline(spec.id, plan.device if plan.memory == "full" else "cpu", plan.dtype), plan)
@@ -200,6 +198,16 @@ def _measure(calls: dict[str, Callable[[], Any]], args: argparse.Namespace) -> d
     return results
 
 
+def _baseline(call: Callable[[], Any], args: argparse.Namespace) -> dict[str, dict]:
+    """The plain pipeline measured alone; on a card too small for it, that is the figure."""
+    import torch
+
+    try:
+        return _measure({"baseline": call}, args)
+    except torch.OutOfMemoryError:
+        return {}
+
+
 def _synced(call: Callable[[], Any], cuda: bool) -> None:
     import torch
 
@@ -209,14 +217,18 @@ def _synced(call: Callable[[], Any], cuda: bool) -> None:
 
 
 def _compare(results: dict[str, dict], steps: int, memory: str, device: str) -> dict:
-    baseline, masuka = results["baseline"], results["masuka"]
-    figures = {"device": device, "memory_plan": memory,
-               "baseline_s_per_image": round(baseline["median_s"], 4),
-               "masuka_s_per_image": round(masuka["median_s"], 4),
-               "masuka_first_image_s": round(masuka["first_s"], 3),
-               "masuka_it_per_s": round(steps / masuka["median_s"], 3),
-               "speedup": round(baseline["median_s"] / masuka["median_s"], 3),
-               "overhead_pct": round(100 * (masuka["median_s"] / baseline["median_s"] - 1), 2)}
+    masuka = results["masuka"]
+    figures: dict[str, Any] = {"device": device, "memory_plan": memory,
+                               "masuka_s_per_image": round(masuka["median_s"], 4),
+                               "masuka_first_image_s": round(masuka["first_s"], 3),
+                               "masuka_it_per_s": round(steps / masuka["median_s"], 3)}
+    baseline = results.get("baseline")
+    if baseline is None:
+        figures["baseline_s_per_image"] = "out of GPU memory"
+    else:
+        figures.update(baseline_s_per_image=round(baseline["median_s"], 4),
+                       speedup=round(baseline["median_s"] / masuka["median_s"], 3),
+                       overhead_pct=round(100 * (masuka["median_s"] / baseline["median_s"] - 1), 2))
     for name, result in results.items():
         if "peak_vram_gb" in result:
             figures[f"{name}_peak_vram_gb"] = round(result["peak_vram_gb"], 2)
