@@ -2,9 +2,9 @@
 
 At load (:func:`prepare_fast`) the VAE goes channels-last and the first-block cache is switched on when asked
 for (its threshold is the quality knob: higher skips more steps' blocks, faster and rougher). Before the first
-image (:func:`compile_once`) the QKV projections are fused (when no LoRA is loaded: LoRAs target the
-separate projections), fp8 weights and activations come from torchao on GPUs that have fp8, and the repeated
-blocks are compiled (``compile_repeated_blocks``: seconds, not a minute). The compiled graphs are reused
+image (:func:`compile_once`) the QKV projections are fused (when no LoRA is loaded, since LoRAs target the
+separate projections, and under plans without per-layer hooks), fp8 weights and activations come from
+torchao on GPUs that have fp8, and the repeated blocks are compiled (``compile_repeated_blocks``: seconds, not a minute). The compiled graphs are reused
 for every later request of the same size.
 
 LoRAs on the fast path use one adapter slot that is hot-swapped (``enable_lora_hotswap`` before the first
@@ -35,6 +35,9 @@ SLOT = "masuka_slot"
 MIN_HOTSWAP_RANK = 64
 #: ``torch.compile`` backend; ``inductor`` generates kernels, ``eager``/``aot_eager`` only trace (for checks).
 COMPILE_BACKEND_ENV = "MASUKA_COMPILE_BACKEND"
+#: Plans without per-layer hooks: fp8 storage and group offloading hook every layer at load (a fused layer
+#: made later would escape them), and their hooks break compiled graphs.
+FUSABLE_PLANS = ("full", "model_offload")
 
 
 @dataclass
@@ -77,7 +80,7 @@ def compile_once(pipe: Any) -> None:
     state.compiled = True  # a compile that fails is not retried on every request
     plan: DevicePlan = pipe.masuka_plan
     denoiser = denoiser_of(pipe)
-    if state.lora is None and hasattr(denoiser, "fuse_qkv_projections"):
+    if state.lora is None and plan.memory in FUSABLE_PLANS and hasattr(denoiser, "fuse_qkv_projections"):
         denoiser.fuse_qkv_projections()
         state.fused = True
     if state.lora is None:
@@ -100,8 +103,8 @@ def _why_not_compile(plan: DevicePlan) -> str | None:
         return "torch.compile is not reliable on Apple MPS"
     if plan.step_cache > 0:
         return "the step cache decides per step which blocks run, which a compiled graph cannot follow"
-    if plan.memory == "group_offload":
-        return "group offloading moves each layer's weights in hooks that break compiled graphs"
+    if plan.memory not in FUSABLE_PLANS:
+        return f"the {plan.memory} plan moves or casts each layer's weights in hooks that break compiled graphs"
     return None
 
 

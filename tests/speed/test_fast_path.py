@@ -69,3 +69,10 @@ def test_fast_path_takes_one_lora_at_a_time(studio, tiny_model, tiny_lora, traci
         generate_images(studio, request(tiny_model("flux"), fast=True, loras=loras), allow_any_path=True)
     plain = generate_images(studio, request(tiny_model("flux"), loras=loras), allow_any_path=True)
     assert len(plain) == 1  # the normal path still combines LoRAs
+
+
+@pytest.mark.parametrize("plan", ["model_offload", "fp8_offload", "group_offload"])
+def test_fast_path_runs_under_each_offloading_plan(studio, tiny_model, tracing_compiler, plan):
+    result = generate_images(studio, request(tiny_model("flux"), fast=True, memory_plan=plan, width=96))[0]
+    assert Image.open(result.path).size == (96, 64)
+    assert studio.store.get("generations", result.id)["params"]["memory_plan"] == plan
