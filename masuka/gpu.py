@@ -175,25 +175,23 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, 
     On CUDA, ``memory="auto"`` picks the fastest plan that fits the free memory, from the model's figures
     per plan (``memory_needs_gb``) or its full-GPU need; any plan the user names is used as named. VAE tiling
     and slicing come with every plan that offloads. Elsewhere the named plan is applied as far as it means
-    anything there (``auto`` is ``full``).
+    anything there (``auto`` is ``full``), VAE tiling included.
     """
     import torch
 
     choice = prefer or os.environ.get("MASUKA_DEVICE")
     if choice in (None, "", "auto"):
         choice = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    settings = dict(fast=fast, step_cache=step_cache)
     if choice == "cuda":
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         if memory == "auto":
             needs = dict(memory_needs_gb or {})
             needs.setdefault("full", vram_needed_gb)
             memory = choose_memory_plan(torch.cuda.mem_get_info()[0] / 2**30, needs)
-        return DevicePlan("cuda", dtype, memory=memory, vae_tiling=memory != "full", **settings)
-    memory = "full" if memory == "auto" else memory
-    if choice == "mps":
-        return DevicePlan("mps", "float16", memory=memory, **settings)
-    return DevicePlan("cpu", "float32", memory=memory, **settings)
+    else:
+        dtype = "float16" if choice == "mps" else "float32"
+        memory = "full" if memory == "auto" else memory
+    return DevicePlan(choice, dtype, memory=memory, vae_tiling=memory != "full", fast=fast, step_cache=step_cache)
 
 
 def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Callable]:

@@ -42,6 +42,9 @@ def test_each_plan_makes_an_image_of_the_right_size(studio, tiny_model, plan):
     result = generate_images(studio, request(tiny_model("flux"), memory_plan=plan, width=96))[0]
     assert Image.open(result.path).size == (96, 64)
     assert studio.store.get("generations", result.id)["params"]["memory_plan"] == plan
+    spec = resolve_image_model(str(tiny_model("flux")))
+    assert get_pipeline(studio.models, spec, memory=plan).vae.use_tiling == (plan != "full")  # same pipeline
+    assert studio.models.loads == 1
 
 
 def test_fp8_plan_stores_the_denoiser_in_a_quarter_of_the_memory(studio, tiny_model):
