@@ -120,10 +120,10 @@ def check_stop(event: threading.Event | None) -> None:
 #: Memory plans, from the fastest (everything on the GPU) to the smallest footprint.
 MEMORY_PLANS = ("full", "model_offload", "fp8_offload", "group_offload")
 MEMORY_PLAN_HELP = {
-    "full": "everything on the GPU (fastest)",
+    "full": "everything on the GPU, fastest",
     "model_offload": "each model moves to the GPU only while it runs",
     "fp8_offload": "the denoiser's weights stored in fp8, and model offload",
-    "group_offload": "layers stream to the GPU one at a time (smallest cards)",
+    "group_offload": "layers stream to the GPU one at a time, for the smallest cards",
 }
 #: Free memory kept spare when choosing a plan (the CUDA context, fragmentation, the decode).
 HEADROOM_GB = 1.0
