@@ -10,7 +10,7 @@ from masuka.cli import main
 
 
 def test_bench_image_reports_overheads_loads_and_lora_switches(config, capsys):
-    code = main(["bench", "image", "--tiny", "flux", "--size", "64", "--steps", "2", "--runs", "2",
+    code = main(["bench", "image", "--tiny", "flux", "--size", "64", "--steps", "2", "--runs", "1",
                  "--data-dir", str(config.data_dir), "--json"])
     assert code == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
