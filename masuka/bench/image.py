@@ -83,19 +83,20 @@ def _loadable(studio: Studio, spec: ModelSpec, args: argparse.Namespace, size: i
     from diffusers import DiffusionPipeline
 
     plan = device_plan(spec.vram_gb)
-    bare = DiffusionPipeline.from_pretrained(spec.source, dtype=_baseline_dtype(spec, plan), use_safetensors=True)
-    bare.to(plan.device)
-    bare.set_progress_bar_config(disable=True)
-    baseline_call = lambda: bare(**_bare_kwargs(bare, spec, size, steps))  # noqa: E731
     request = _request(spec, args, size, steps)
     masuka_call = lambda: _generate(studio, request)  # noqa: E731
+
+    def build() -> Any:
+        dtype = _baseline_dtype(spec, plan)
+        return DiffusionPipeline.from_pretrained(spec.source, dtype=dtype, use_safetensors=True).to(plan.device)
+
     if plan.device == "cuda":
-        baseline = _baseline(baseline_call, args)
-        del bare, baseline_call
-        _free()
-        results = {**baseline, **_measure({"masuka": masuka_call}, args)}
+        results = {**_baseline(build, spec, size, steps, args), **_measure({"masuka": masuka_call}, args)}
     else:
-        results = _measure({"baseline": baseline_call, "masuka": masuka_call}, args)
+        bare = build()
+        bare.set_progress_bar_config(disable=True)
+        results = _measure({"baseline": lambda: bare(**_bare_kwargs(bare, spec, size, steps)),
+                            "masuka": masuka_call}, args)
     used = studio.store.find("generations", limit=1)[0]["params"]
     return _compare(results, steps, used["memory_plan"], plan.device)
 
@@ -113,11 +114,8 @@ def _random_weights(spec: ModelSpec, args: argparse.Namespace, size: int, steps:
                            "download it, or use --tiny.")
     plan = device_plan(spec.vram_gb, memory=args.memory_plan, memory_needs_gb=spec.memory_needs_gb, fast=args.fast,
                        step_cache=args.step_cache)
-    bare = real_pipeline(spec.id, plan.device, _baseline_dtype(spec, plan))
-    bare.set_progress_bar_config(disable=True)
-    results = _baseline(lambda: bare(**_bare_kwargs(bare, spec, size, steps)), args)
-    del bare
-    _free()
+    results = _baseline(lambda: real_pipeline(spec.id, plan.device, _baseline_dtype(spec, plan)), spec, size, steps,
+                        args)
     pipe = prepare_pipeline(real_pipeline(spec.id, plan.device if plan.memory == "full" else "cpu", plan.dtype), plan)
     compile_once(pipe)
     prepare_decode(pipe, plan, size, size)
@@ -198,14 +196,21 @@ def _measure(calls: dict[str, Callable[[], Any]], args: argparse.Namespace) -> d
     return results
 
 
-def _baseline(call: Callable[[], Any], args: argparse.Namespace) -> dict[str, dict]:
-    """The plain pipeline measured alone; on a card too small for it, that is the figure."""
+def _baseline(build: Callable[[], Any], spec: ModelSpec, size: int, steps: int, args: argparse.Namespace
+              ) -> dict[str, dict]:
+    """The plain pipeline built and measured alone, then freed; on a card too small for it, no figure."""
     import torch
 
+    bare = None
     try:
-        return _measure({"baseline": call}, args)
+        bare = build()
+        bare.set_progress_bar_config(disable=True)
+        return _measure({"baseline": lambda: bare(**_bare_kwargs(bare, spec, size, steps))}, args)
     except torch.OutOfMemoryError:
         return {}
+    finally:
+        bare = None
+        _free()
 
 
 def _synced(call: Callable[[], Any], cuda: bool) -> None:
