@@ -13,7 +13,7 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +117,28 @@ def check_stop(event: threading.Event | None) -> None:
         raise Cancelled("Stopped by the user.")
 
 
+#: Memory plans, from the fastest (everything on the GPU) to the smallest footprint.
+MEMORY_PLANS = ("full", "model_offload", "fp8_offload", "group_offload")
+MEMORY_PLAN_HELP = {
+    "full": "everything on the GPU, fastest",
+    "model_offload": "each model moves to the GPU only while it runs",
+    "fp8_offload": "the denoiser's weights stored in fp8, and model offload",
+    "group_offload": "layers stream to the GPU one at a time, for the smallest cards",
+}
+#: Free memory kept spare when choosing a plan (the CUDA context, fragmentation, the decode).
+HEADROOM_GB = 1.0
+
+
 @dataclass(frozen=True)
 class DevicePlan:
-    """Where and how a pipeline runs."""
+    """Where and how a pipeline runs: device, dtype, memory plan and the fast path settings."""
 
     device: str
     dtype_name: str
-    offload: bool = False
+    memory: str = "full"
     vae_tiling: bool = False
+    fast: bool = False
+    step_cache: float = 0.0
 
     @property
     def dtype(self) -> Any:
@@ -132,12 +146,36 @@ class DevicePlan:
 
         return getattr(torch, self.dtype_name)
 
+    @property
+    def offload(self) -> bool:
+        """Whether weights live off the GPU between uses."""
+        return self.memory != "full"
 
-def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None) -> DevicePlan:
-    """Pick device and dtype for this machine: CUDA bf16 (fp16 on older cards), Apple MPS fp16, CPU fp32.
 
-    On CUDA, model CPU offload and VAE tiling are switched on when the card has less free memory than the
-    model needs.
+def choose_memory_plan(free_gb: float, needs_gb: Mapping[str, float | None]) -> str:
+    """The fastest plan whose peak memory (``needs_gb``: plan -> GB) fits in ``free_gb`` with headroom.
+
+    A plan with no figure is skipped, except ``full`` when nothing is known (an unknown repo): then the
+    model gets the whole GPU. When nothing fits, the smallest plan is the best chance.
+    """
+    if not any(needs_gb.get(name) for name in MEMORY_PLANS):
+        return "full"
+    for name in MEMORY_PLANS:
+        need = needs_gb.get(name)
+        if need is not None and need + HEADROOM_GB <= free_gb:
+            return name
+    return MEMORY_PLANS[-1]
+
+
+def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, *, memory: str = "auto",
+                memory_needs_gb: Mapping[str, float | None] | None = None, fast: bool = False,
+                step_cache: float = 0.0) -> DevicePlan:
+    """Pick device, dtype and memory plan: CUDA bf16 (fp16 on older cards), Apple MPS fp16, CPU fp32.
+
+    On CUDA, ``memory="auto"`` picks the fastest plan that fits the free memory, from the model's figures
+    per plan (``memory_needs_gb``) or its full-GPU need; any plan the user names is used as named. VAE tiling
+    and slicing come with every plan that offloads. Elsewhere the named plan is applied as far as it means
+    anything there (``auto`` is ``full``), VAE tiling included.
     """
     import torch
 
@@ -146,12 +184,14 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None) 
         choice = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if choice == "cuda":
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        free_gb = torch.cuda.mem_get_info()[0] / 2**30
-        small = vram_needed_gb is not None and free_gb < vram_needed_gb
-        return DevicePlan("cuda", dtype, offload=small, vae_tiling=small)
-    if choice == "mps":
-        return DevicePlan("mps", "float16")
-    return DevicePlan("cpu", "float32")
+        if memory == "auto":
+            needs = dict(memory_needs_gb or {})
+            needs.setdefault("full", vram_needed_gb)
+            memory = choose_memory_plan(torch.cuda.mem_get_info()[0] / 2**30, needs)
+    else:
+        dtype = "float16" if choice == "mps" else "float32"
+        memory = "full" if memory == "auto" else memory
+    return DevicePlan(choice, dtype, memory=memory, vae_tiling=memory != "full", fast=fast, step_cache=step_cache)
 
 
 def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Callable]:

@@ -11,8 +11,23 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
-KINDS = ["startup", "load", "train", "history", "ingest"]
+KINDS = ["startup", "load", "train", "history", "ingest", "image"]
+
+
+def latest_bench_results(studio: Any, limit: int = 200) -> list[dict]:
+    """The newest result of each benchmark (kind and model), newest first, as rows: kind, machine,
+    created_at, params and figures (dicts)."""
+    seen: set[tuple] = set()
+    latest = []
+    for row in studio.store.find("bench_results", order_by="id desc", limit=limit):
+        key = (row["kind"], (row["figures"] or {}).get("model"), (row["params"] or {}).get("fast"),
+               (row["params"] or {}).get("memory_plan"))
+        if key not in seen:
+            seen.add(key)
+            latest.append(row)
+    return latest
 
 
 def machine() -> str:

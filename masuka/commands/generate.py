@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from masuka.cli import emit, open_studio, progress_line
+from masuka.gpu import MEMORY_PLAN_HELP, MEMORY_PLANS
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -20,6 +21,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images, 1-4 (seeds seed, seed+1, …)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
                         help="a LoRA file or library name, with an optional weight; repeatable")
+    parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLANS],
+                        help="where the weights live: auto (from free GPU memory), " + ", ".join(
+                            f"{name} ({text})" for name, text in MEMORY_PLAN_HELP.items()))
+    parser.add_argument("--fast", action="store_true",
+                        help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
+    parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",
+                        help="with --fast: first-block cache threshold, 0 = off; higher is faster and rougher")
     parser.set_defaults(handler=run)
 
 
@@ -29,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     studio = open_studio(args)
     request = ImageRequest(prompt=args.prompt, model=args.model, negative_prompt=args.negative_prompt,
                            steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
-                           seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora])
+                           seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
+                           memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache)
     last = [-1]
 
     def on_step(index: int, step: int, total: int) -> None:

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import Cancelled, InvalidInput, MasukaError
-from masuka.gpu import check_stop, zerogpu
+from masuka.gpu import MEMORY_PLANS, check_stop, zerogpu
+from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
+from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, save_image
-from masuka.image.pipelines import get_pipeline, pipeline_architecture
+from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
@@ -37,6 +39,7 @@ MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_PROMPT_CHARS = 4000
 MAX_SEED = 2**32 - 1
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MAX_STEP_CACHE = 0.5
 SAMPLERS = {"FlowMatchEulerDiscreteScheduler": "Euler", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
             "EDMDPMSolverMultistepScheduler": "DPM++ 2M EDM", "DDIMScheduler": "DDIM"}
@@ -59,6 +62,9 @@ class ImageRequest:
     batch: int = 1
     loras: list[tuple[str, float]] = field(default_factory=list)
     owner: str = LOCAL_USER
+    memory_plan: str = "auto"  # "auto" or one of masuka.gpu.MEMORY_PLANS
+    fast: bool = False  # the compiled fast path (masuka.image.fast)
+    step_cache: float = 0.0  # first-block cache threshold on the fast path; 0 = off, higher = faster, rougher
 
 
 @dataclass
@@ -131,6 +137,13 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
             raise InvalidInput(f"The {name} must be a multiple of {spec.size_multiple} for {spec.id} "
                                f"(got {value}; try {round(value / spec.size_multiple) * spec.size_multiple}).")
     batch = _integer("batch", request.batch, 1, MAX_BATCH)
+    if request.memory_plan not in ("auto", *MEMORY_PLANS):
+        raise InvalidInput(f"Unknown memory plan {request.memory_plan!r}: use auto, {', '.join(MEMORY_PLANS)}.")
+    if not 0 <= request.step_cache <= MAX_STEP_CACHE:
+        raise InvalidInput(f"The step cache must be between 0 (off) and {MAX_STEP_CACHE} "
+                           f"(got {request.step_cache:g}).")
+    if request.step_cache and not request.fast:
+        raise InvalidInput("The step cache is part of the fast setting: turn Fast on to use it.")
     seed = request.seed
     if seed is None or seed == -1:
         seed = random.randint(0, MAX_SEED - MAX_BATCH)
@@ -165,15 +178,19 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
          stop: threading.Event | None) -> list[ImageResult]:
     import torch
 
-    pipe = get_pipeline(studio.models, plan.spec, studio.config.keys.get("huggingface"))
+    request = plan.request
+    pipe = get_pipeline(studio.models, plan.spec, studio.config.keys.get("huggingface"),
+                        memory=request.memory_plan, fast=request.fast, step_cache=request.step_cache)
     check_fits_loaded(plan, pipe)
     apply_loras(pipe, plan.loras)
+    compile_once(pipe)
+    prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
     accepted = set(inspect.signature(pipe.__call__).parameters)
     batch_id = uuid.uuid4().hex[:12]
     results = []
     for index, seed in enumerate(plan.seeds):
         check_stop(stop)
-        row_id = studio.store.insert("generations", _row(plan, seed, batch_id, index))
+        row_id = studio.store.insert("generations", _row(plan, seed, batch_id, index, pipe))
         started = time.perf_counter()
 
         def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict, index: int = index) -> dict:
@@ -222,15 +239,18 @@ def _call_kwargs(plan: Plan, accepted: set[str], generator: Any, step_end: Calla
     return {k: v for k, v in kwargs.items() if k in accepted}
 
 
-def _row(plan: Plan, seed: int, batch_id: str, index: int) -> dict:
+def _row(plan: Plan, seed: int, batch_id: str, index: int, pipe: Any) -> dict:
     request = plan.request
+    device_plan = pipeline_plan(pipe)
     return {
         "owner": request.owner, "kind": "image", "status": "running", "prompt": request.prompt.strip(),
         "negative_prompt": request.negative_prompt, "model": plan.spec.id, "seed": seed, "width": plan.width,
         "height": plan.height, "steps": plan.steps, "guidance": plan.guidance, "batch_id": batch_id,
         "batch_index": index, "pid": os.getpid(), "started_at": now(),
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
-        "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds)},
+        "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
+                   "memory_plan": device_plan.memory, "fast": device_plan.fast,
+                   "step_cache": device_plan.step_cache},
     }
 
 

@@ -111,7 +111,15 @@ def check_fits(info: LoraInfo, architecture: str | None, model: str) -> None:
 
 
 def apply_loras(pipe: Any, chosen: list[tuple[LoraInfo, float]]) -> None:
-    """Make exactly ``chosen`` active on ``pipe`` with their weights; files already loaded are not re-read."""
+    """Make exactly ``chosen`` active on ``pipe`` with their weights; files already loaded are not re-read.
+
+    A pipeline on the fast path has one hot-swapped slot instead (see :mod:`masuka.image.fast`).
+    """
+    from masuka.image.fast import fast_state, hotswap_loras
+
+    if fast_state(pipe) is not None:
+        hotswap_loras(pipe, chosen)
+        return
     wanted = {info.adapter: (info, weight) for info, weight in chosen}
     loaded = {name for names in pipe.get_list_adapters().values() for name in names}
     stale = sorted(loaded - set(wanted))

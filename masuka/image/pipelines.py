@@ -1,4 +1,4 @@
-"""Loading text-to-image pipelines: lazily, through ``from_pretrained``, cached between requests."""
+"""Loading text-to-image pipelines: lazily, through ``from_pretrained``, placed by a memory plan, cached."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from masuka.gpu import DevicePlan, device_plan
+from masuka.image.fast import prepare_fast
+from masuka.image.memory import apply_memory_plan, text_encoder_quantization
 from masuka.models.cache import ModelCache
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
 
@@ -13,30 +15,50 @@ log = logging.getLogger(__name__)
 
 
 def load_pipeline(spec: ModelSpec, plan: DevicePlan, token: str | None = None) -> Any:
-    """``DiffusionPipeline.from_pretrained`` on the spec's repo or folder, placed as the plan says."""
+    """``DiffusionPipeline.from_pretrained`` on the spec's repo or folder, prepared as the plan says."""
     from diffusers import DiffusionPipeline
 
-    log.info("loading %s from %s on %s/%s", spec.id, spec.source, plan.device, plan.dtype_name)
+    log.info("loading %s from %s on %s/%s, memory plan %s%s", spec.id, spec.source, plan.device,
+             plan.dtype_name, plan.memory, ", fast" if plan.fast else "")
     try:
-        pipe = DiffusionPipeline.from_pretrained(spec.source, dtype=plan.dtype, use_safetensors=True,
-                                                 token=token)
+        pipe = DiffusionPipeline.from_pretrained(
+            spec.source, dtype=plan.dtype, use_safetensors=True, token=token,
+            quantization_config=text_encoder_quantization(spec.architecture, plan))
     except Exception as error:  # every loading failure becomes a message naming the repo and the reason
         raise explain_load_error(spec, error) from error
-    if plan.offload and plan.device == "cuda":
-        pipe.enable_model_cpu_offload()
-    else:
-        pipe.to(plan.device)
-    if plan.vae_tiling and hasattr(pipe, "vae"):
-        pipe.vae.enable_tiling()
-        pipe.vae.enable_slicing()
+    return prepare_pipeline(pipe, plan)
+
+
+def prepare_pipeline(pipe: Any, plan: DevicePlan) -> Any:
+    """Apply the fast path's load-time part and the memory plan to a built pipeline (loaded or synthetic)."""
+    if plan.fast:
+        prepare_fast(pipe, plan)
+    apply_memory_plan(pipe, plan)
     pipe.set_progress_bar_config(disable=True)
+    pipe.masuka_plan = plan
     return pipe
 
 
-def get_pipeline(cache: ModelCache, spec: ModelSpec, token: str | None = None) -> Any:
-    """The cached pipeline for ``spec``, loading it (and freeing any other model) on first use."""
-    plan = device_plan(spec.vram_gb)
-    return cache.get(("image", spec.source, plan), lambda: load_pipeline(spec, plan, token))
+def get_pipeline(cache: ModelCache, spec: ModelSpec, token: str | None = None, *, memory: str = "auto",
+                 fast: bool = False, step_cache: float = 0.0) -> Any:
+    """The cached pipeline for ``spec`` and these settings, loading it (and freeing any other) on first use.
+
+    The key holds the settings as asked (``auto`` included), so another plan, the fast path or another step
+    cache reloads, while the free memory an auto plan was chosen from can change without a reload.
+    """
+    key = ("image", spec.source, memory, fast, step_cache)
+
+    def load() -> Any:
+        plan = device_plan(spec.vram_gb, memory=memory, memory_needs_gb=spec.memory_needs_gb, fast=fast,
+                           step_cache=step_cache)
+        return load_pipeline(spec, plan, token)
+
+    return cache.get(key, load)
+
+
+def pipeline_plan(pipe: Any) -> DevicePlan:
+    """The plan a pipeline was prepared with."""
+    return pipe.masuka_plan
 
 
 def pipeline_architecture(pipe: Any) -> str | None:

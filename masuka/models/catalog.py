@@ -39,6 +39,7 @@ class ModelSpec:
     negative_prompt: bool = True
     max_sequence_length: int | None = None
     vram_gb: float | None = None
+    memory_gb: dict[str, float] = field(default_factory=dict)
     gated: bool = False
     license: str = ""
     extra: dict = field(default_factory=dict)
@@ -46,6 +47,11 @@ class ModelSpec:
     @property
     def size_multiple(self) -> int:
         return SIZE_MULTIPLE.get(self.architecture or "", 8)
+
+    @property
+    def memory_needs_gb(self) -> dict[str, float | None]:
+        """Peak GPU memory per memory plan: ``vram_gb`` for the full plan, ``memory_gb`` for the others."""
+        return {"full": self.vram_gb, **self.memory_gb}
 
     @property
     def is_local(self) -> bool:

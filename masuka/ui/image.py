@@ -8,7 +8,8 @@ import threading
 import gradio as gr
 
 from masuka.errors import Cancelled, InvalidInput, MasukaError
-from masuka.image.generate import MAX_BATCH, MAX_STEPS, ImageRequest, generate_images, parse_lora
+from masuka.gpu import MEMORY_PLAN_HELP
+from masuka.image.generate import MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRequest, generate_images, parse_lora
 from masuka.image.library import list_loras
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.models.catalog import image_models, resolve_image_model
@@ -44,6 +45,16 @@ def build(ctx: UIContext) -> None:
             with gr.Row():
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
                 batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Images")
+            with gr.Accordion("Speed and memory", open=False):
+                with gr.Row():
+                    memory_plan = gr.Dropdown(
+                        [("auto (from free GPU memory)", "auto")] + [(f"{name}: {text}", name) for name, text in
+                                                                      MEMORY_PLAN_HELP.items()],
+                        value="auto", label="Memory plan", scale=2)
+                    fast = gr.Checkbox(False, label="Fast (compiled, one hot-swapped LoRA)", scale=1,
+                                       info="The first image compiles; later ones of the same size are faster")
+                step_cache = gr.Slider(0, MAX_STEP_CACHE, value=0, step=0.01, label="Step cache (with Fast)",
+                                       info="0 = off; higher skips more work per step: faster, less faithful")
             with gr.Row():
                 run = gr.Button("Generate", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
@@ -56,7 +67,8 @@ def build(ctx: UIContext) -> None:
             status = gr.Markdown()
     ctx.components.update(image_prompt=prompt, image_negative=negative, image_model=model, image_steps=steps,
                           image_guidance=guidance, image_width=width, image_height=height, image_seed=seed,
-                          image_batch=batch, image_loras=loras, image_gallery=gallery)
+                          image_batch=batch, image_loras=loras, image_gallery=gallery,
+                          image_memory_plan=memory_plan, image_fast=fast, image_step_cache=step_cache)
 
     def lora_choices(request: gr.Request):
         rows = list_loras(studio, user_of(request), is_admin(studio, request))
@@ -82,12 +94,14 @@ def build(ctx: UIContext) -> None:
     def generate_image(prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
                        guidance: float | None = None, width: int | None = None, height: int | None = None,
                        seed: int | None = -1, batch: int = 1, loras: list[str] | None = None,
+                       memory_plan: str = "auto", fast: bool = False, step_cache: float = 0.0,
                        request: gr.Request = None, progress=gr.Progress()):
         """Generate images; yields the gallery as each image finishes."""
         request_ = ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
                                 guidance=guidance, width=width, height=height, seed=seed,
                                 batch=int(batch or 1), loras=[parse_lora(x) for x in loras or []],
-                                owner=user_of(request))
+                                owner=user_of(request), memory_plan=memory_plan or "auto", fast=bool(fast),
+                                step_cache=float(step_cache or 0))
         events: queue.Queue = queue.Queue()
         stop_flag = studio.stops.arm(_session(request))
 
@@ -148,7 +162,7 @@ def build(ctx: UIContext) -> None:
         return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
                 update(p.guidance), update(p.width), update(p.height), update(p.seed), summary)
 
-    form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras]
+    form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras, memory_plan, fast, step_cache]
     gen_event = run.click(generate_image, form, [gallery, seeds_used, status], api_name="generate_image",
                           **ctx.gpu_event())
     prompt.submit(generate_image, form, [gallery, seeds_used, status], api_visibility="private", **ctx.gpu_event())

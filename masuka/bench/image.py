@@ -1,0 +1,292 @@
+"""Image generation: seconds per image, it/s and peak memory of MASUKA against plain diffusers, same run.
+
+The model is a tiny random pipeline (``--tiny ARCH``, the default without CUDA), a local folder or catalog
+model that is downloaded, or the real architecture of a catalog model with random weights
+(``--random-weights``, automatic when the model is not downloaded): same speed and memory as the real one.
+Loadable models go through ``generate_images`` (the path the UI takes, PNG and history rows included);
+random-weight models through the same pipeline preparation (memory plan, fast path).
+
+Tiny models add the per-image overhead of the UI and CLI paths over a bare diffusers call, the loads a
+second generation performs (0 expected) and the time to switch LoRAs, normally and by hotswap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import itertools
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from masuka.bench import timed
+from masuka.gpu import MEMORY_PLANS, device_plan
+from masuka.models.catalog import ModelSpec, resolve_image_model
+from masuka.models.synthetic import REAL_MODELS, TINY_ARCHITECTURES, real_pipeline, save_tiny_lora, save_tiny_pipeline
+from masuka.studio import Studio
+
+PROMPT = "a photo of a red fox in the snow, detailed fur, soft morning light"
+TINY_SIZE, TINY_STEPS = 256, 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="catalog id, repo id or pipeline folder (default: flux-dev on CUDA, "
+                                        "else --tiny flux)")
+    parser.add_argument("--tiny", choices=TINY_ARCHITECTURES, help="a tiny random pipeline of this architecture")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="the catalog model's real architecture with random weights (no download)")
+    parser.add_argument("--size", type=int, help=f"image side in pixels (default 1024; tiny {TINY_SIZE})")
+    parser.add_argument("--steps", type=int, help=f"denoising steps (default: the model's; tiny {TINY_STEPS})")
+    parser.add_argument("--fast", action="store_true", help="the fast path (compile, fused QKV, fp8, hotswap)")
+    parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLANS])
+    parser.add_argument("--step-cache", type=float, default=0.0, help="first-block cache threshold (fast path)")
+    parser.add_argument("--runs", type=int, default=5, help="measured images per variant (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="images before measuring (compiles, caches)")
+
+
+def run(studio: Studio, args: argparse.Namespace) -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    with tempfile.TemporaryDirectory() as tmp:
+        tiny = args.tiny or (None if args.model or torch.cuda.is_available() else "flux")
+        model = str(save_tiny_pipeline(tiny, Path(tmp) / f"tiny-{tiny}")) if tiny else args.model or "flux-dev"
+        spec = resolve_image_model(model)
+        size = args.size or (TINY_SIZE if tiny else 1024)
+        steps = args.steps or (TINY_STEPS if tiny else spec.steps)
+        figures: dict[str, Any] = {"model": tiny and f"tiny-{tiny}" or spec.id, "size": size, "steps": steps,
+                                   "fast": args.fast, "runs": args.runs}
+        if args.random_weights or (not spec.is_local and not _downloaded(spec)):
+            figures.update(_random_weights(spec, args, size, steps))
+        else:
+            figures.update(_loadable(studio, spec, args, size, steps))
+            if tiny:
+                figures.update(_tiny_extras(studio, spec, tiny, args, size, steps, Path(tmp)))
+    figures.update(_peak_memory())
+    return figures
+
+
+# -- the two ways of measuring ------------------------------------------------------------------------------
+
+def _loadable(studio: Studio, spec: ModelSpec, args: argparse.Namespace, size: int, steps: int) -> dict:
+    """Bare ``from_pretrained`` + call against ``generate_images`` on the same model: taken in turns on the
+    CPU (drift in machine load hits both alike), one after the other on CUDA (two copies may not fit)."""
+    from diffusers import DiffusionPipeline
+
+    plan = device_plan(spec.vram_gb)
+    request = _request(spec, args, size, steps)
+    masuka_call = lambda: _generate(studio, request)  # noqa: E731
+
+    def build() -> Any:
+        dtype = _baseline_dtype(spec, plan)
+        return DiffusionPipeline.from_pretrained(spec.source, dtype=dtype, use_safetensors=True).to(plan.device)
+
+    if plan.device == "cuda":
+        results = {**_baseline(build, spec, size, steps, args), **_measure({"masuka": masuka_call}, args)}
+    else:
+        bare = build()
+        bare.set_progress_bar_config(disable=True)
+        results = _measure({"baseline": lambda: bare(**_bare_kwargs(bare, spec, size, steps)),
+                            "masuka": masuka_call}, args)
+    used = studio.store.find("generations", limit=1)[0]["params"]
+    return _compare(results, steps, used["memory_plan"], plan.device)
+
+
+def _random_weights(spec: ModelSpec, args: argparse.Namespace, size: int, steps: int) -> dict:
+    """The real architecture with random weights: the plain pipeline, freed, then the prepared one."""
+    from masuka.image.fast import compile_once
+    from masuka.image.memory import prepare_decode
+    from masuka.image.pipelines import prepare_pipeline
+
+    if spec.id not in REAL_MODELS:
+        from masuka.errors import InvalidInput
+
+        raise InvalidInput(f"No real architecture is known for {spec.id!r} (known: {', '.join(REAL_MODELS)}); "
+                           "download it, or use --tiny.")
+    plan = device_plan(spec.vram_gb, memory=args.memory_plan, memory_needs_gb=spec.memory_needs_gb, fast=args.fast,
+                       step_cache=args.step_cache)
+    results = _baseline(lambda: real_pipeline(spec.id, plan.device, _baseline_dtype(spec, plan)), spec, size, steps,
+                        args)
+    pipe = prepare_pipeline(real_pipeline(spec.id, plan.device if plan.memory == "full" else "cpu", plan.dtype), plan)
+    compile_once(pipe)
+    prepare_decode(pipe, plan, size, size)
+    results.update(_measure({"masuka": lambda: pipe(**_bare_kwargs(pipe, spec, size, steps))}, args))
+    pipe = None  # drop the last reference before freeing memory
+    _free()
+    return {"weights": "random", **_compare(results, steps, plan.memory, plan.device)}
+
+
+def _tiny_extras(studio: Studio, spec: ModelSpec, tiny: str, args: argparse.Namespace, size: int, steps: int,
+                 tmp: Path) -> dict:
+    """CPU-measurable figures: CLI overhead (a process's work: load, then one image) over a bare script's
+    ``from_pretrained`` and call, loads a second generation performs, LoRA switch times (file to file)."""
+    from diffusers import DiffusionPipeline
+
+    from masuka.cli import main as cli_main
+    from masuka.image.loras import apply_loras, inspect_lora
+    from masuka.image.pipelines import get_pipeline
+
+    plan = device_plan()
+    request = _request(spec, args, size, steps)
+
+    def bare_load_and_call() -> None:
+        pipe = DiffusionPipeline.from_pretrained(spec.source, dtype=plan.dtype, use_safetensors=True).to(plan.device)
+        pipe.set_progress_bar_config(disable=True)
+        pipe(**_bare_kwargs(pipe, spec, size, steps))
+
+    cli_args = ["generate", "--model", spec.source, "--prompt", PROMPT, "--steps", str(steps), "--width", str(size),
+                "--height", str(size), "--seed", "1", "--data-dir", str(studio.config.data_dir), "--memory-plan",
+                args.memory_plan] + (["--fast"] if args.fast else [])
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        cold = _measure({"baseline": bare_load_and_call, "masuka": lambda: cli_main(cli_args)}, args)
+    _generate(studio, request)
+    loads = studio.models.loads
+    _generate(studio, request)
+    second_loads = studio.models.loads - loads
+
+    loras = [inspect_lora(save_tiny_lora(tiny, tmp / f"lora-{seed}.safetensors", seed=seed)) for seed in (1, 2)]
+    switches = {}
+    for name, fast in (("lora_switch_s", False), ("lora_hotswap_s", True)):
+        pipe = get_pipeline(studio.models, spec, memory=args.memory_plan, fast=fast)
+        turns = itertools.cycle(loras)
+        switches[name] = round(timed(lambda: apply_loras(pipe, [(next(turns), 1.0)]), runs=args.runs,
+                                     warmup=1)["median_s"], 4)
+    cli, bare = cold["masuka"]["median_s"], cold["baseline"]["median_s"]
+    return {"cli_s": round(cli, 4), "bare_load_and_call_s": round(bare, 4),
+            "cli_overhead_pct": round(100 * (cli / bare - 1), 2),
+            "second_generation_loads": second_loads, **switches}
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+def _measure(calls: dict[str, Callable[[], Any]], args: argparse.Namespace) -> dict[str, dict]:
+    """Per call: the first image (compile, caches), then after warm-up ``args.runs`` rounds taking the calls
+    in turn; median seconds, and peak VRAM when measured alone on CUDA."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    results: dict[str, dict] = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        _synced(call, cuda)
+        results[name] = {"first_s": time.perf_counter() - start, "samples": []}
+    for _ in range(max(0, args.warmup - 1)):
+        for call in calls.values():
+            _synced(call, cuda)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(args.runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            _synced(call, cuda)
+            results[name]["samples"].append(time.perf_counter() - start)
+    for result in results.values():
+        result["median_s"] = statistics.median(result.pop("samples"))
+        if cuda and len(calls) == 1:
+            result["peak_vram_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return results
+
+
+def _baseline(build: Callable[[], Any], spec: ModelSpec, size: int, steps: int, args: argparse.Namespace
+              ) -> dict[str, dict]:
+    """The plain pipeline built and measured alone, then freed; on a card too small for it, no figure."""
+    import torch
+
+    bare = None
+    try:
+        bare = build()
+        bare.set_progress_bar_config(disable=True)
+        return _measure({"baseline": lambda: bare(**_bare_kwargs(bare, spec, size, steps))}, args)
+    except torch.OutOfMemoryError:
+        return {}
+    finally:
+        bare = None
+        _free()
+
+
+def _synced(call: Callable[[], Any], cuda: bool) -> None:
+    import torch
+
+    call()
+    if cuda:
+        torch.cuda.synchronize()
+
+
+def _compare(results: dict[str, dict], steps: int, memory: str, device: str) -> dict:
+    masuka = results["masuka"]
+    figures: dict[str, Any] = {"device": device, "memory_plan": memory,
+                               "masuka_s_per_image": round(masuka["median_s"], 4),
+                               "masuka_first_image_s": round(masuka["first_s"], 3),
+                               "masuka_it_per_s": round(steps / masuka["median_s"], 3)}
+    baseline = results.get("baseline")
+    if baseline is None:
+        figures["baseline_s_per_image"] = "out of GPU memory"
+    else:
+        figures.update(baseline_s_per_image=round(baseline["median_s"], 4),
+                       speedup=round(baseline["median_s"] / masuka["median_s"], 3),
+                       overhead_pct=round(100 * (masuka["median_s"] / baseline["median_s"] - 1), 2))
+    for name, result in results.items():
+        if "peak_vram_gb" in result:
+            figures[f"{name}_peak_vram_gb"] = round(result["peak_vram_gb"], 2)
+    return figures
+
+
+def _baseline_dtype(spec: ModelSpec, plan: Any) -> Any:
+    """The plain pipeline people compare with: bf16 (fp16) on CUDA, fp32 for SDXL (its usual baseline)."""
+    import torch
+
+    return torch.float32 if plan.device != "cuda" or spec.architecture == "sdxl" else plan.dtype
+
+
+def _bare_kwargs(pipe: Any, spec: ModelSpec, size: int, steps: int) -> dict:
+    import inspect
+
+    import torch
+
+    kwargs = dict(prompt=PROMPT, num_inference_steps=steps, guidance_scale=spec.guidance, width=size, height=size,
+                  generator=torch.Generator("cpu").manual_seed(1), max_sequence_length=spec.max_sequence_length)
+    accepted = inspect.signature(pipe.__call__).parameters
+    return {k: v for k, v in kwargs.items() if k in accepted and v is not None}
+
+
+def _request(spec: ModelSpec, args: argparse.Namespace, size: int, steps: int) -> Any:
+    from masuka.image.generate import ImageRequest
+
+    return ImageRequest(prompt=PROMPT, model=spec.source if spec.is_local else spec.id, steps=steps, width=size,
+                        height=size, seed=1, guidance=spec.guidance, memory_plan=args.memory_plan, fast=args.fast,
+                        step_cache=args.step_cache)
+
+
+def _generate(studio: Studio, request: Any) -> None:
+    from masuka.image.generate import generate_images
+
+    generate_images(studio, request, allow_any_path=True)
+
+
+def _downloaded(spec: ModelSpec) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(spec.source, "model_index.json"), str)
+
+
+def _free() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _peak_memory() -> dict:
+    """Peak resident memory of this process (Linux reports KiB), for CPU runs."""
+    return {"peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+

@@ -1,0 +1,87 @@
+"""Memory plans applied to a loaded pipeline: where its weights live and in what precision.
+
+``full`` keeps everything on the device; ``model_offload`` moves each model to the GPU only while it runs;
+``fp8_offload`` also stores the denoiser's weights in fp8 (upcast layer by layer to the compute dtype);
+``group_offload`` streams leaf layers to the GPU one at a time (with CUDA streams, so transfer overlaps
+compute; the small VAE stays on the device). Plans that offload also tile and slice the VAE decode. The plan is chosen in
+:func:`masuka.gpu.device_plan`; this module only carries it out, with diffusers' own hooks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+from masuka.gpu import DevicePlan
+
+log = logging.getLogger(__name__)
+
+#: Pipeline component holding the T5 text encoder, per architecture (the largest encoder by far).
+T5_COMPONENT = {"flux": "text_encoder_2", "sd3": "text_encoder_3"}
+#: Pixels above which the VAE decodes in tiles whatever the plan (about 1.5 megapixels).
+TILED_DECODE_PIXELS = 1536 * 1024
+
+
+def denoiser_of(pipe: Any) -> Any:
+    """The transformer (Flux, SD3) or UNet (SDXL) of a pipeline."""
+    return getattr(pipe, "transformer", None) or pipe.unet
+
+
+def apply_memory_plan(pipe: Any, plan: DevicePlan) -> None:
+    """Place ``pipe`` as ``plan.memory`` says; fp8 storage is skipped where the device has no fp8 (MPS)."""
+    import torch
+
+    if plan.memory == "fp8_offload":
+        if plan.device == "mps":
+            log.info("fp8 weight storage is not available on Apple MPS: keeping %s weights", plan.dtype_name)
+        else:
+            denoiser_of(pipe).enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=plan.dtype)
+    if plan.memory == "full":
+        pipe.to(plan.device)
+    elif plan.memory in ("model_offload", "fp8_offload"):
+        pipe.enable_model_cpu_offload(device=plan.device)
+    elif plan.memory == "group_offload":
+        pipe.enable_group_offload(onload_device=torch.device(plan.device), offload_device=torch.device("cpu"),
+                                  offload_type="leaf_level", use_stream=plan.device == "cuda",
+                                  exclude_modules=["vae"])  # small, and tiled decodes do not mix with streams
+    else:
+        raise ValueError(f"unknown memory plan {plan.memory!r}")
+    if plan.vae_tiling:
+        set_vae_tiling(pipe, True)
+
+
+def set_vae_tiling(pipe: Any, on: bool) -> None:
+    """Decode in tiles and one image at a time (large or batched decodes), or in one piece."""
+    vae = getattr(pipe, "vae", None)
+    if vae is None:
+        return
+    if on:
+        vae.enable_tiling()
+        vae.enable_slicing()
+    else:
+        vae.disable_tiling()
+        vae.disable_slicing()
+
+
+def prepare_decode(pipe: Any, plan: DevicePlan, width: int, height: int) -> None:
+    """Tile this request's decode when the plan says so or the image is large."""
+    set_vae_tiling(pipe, plan.vae_tiling or width * height > TILED_DECODE_PIXELS)
+
+
+def text_encoder_quantization(architecture: str | None, plan: DevicePlan) -> Any:
+    """For the two smallest plans on CUDA: load the T5 encoder in 8-bit through bitsandbytes, if installed.
+
+    Returns a diffusers ``PipelineQuantizationConfig`` for ``from_pretrained``, or ``None`` (T5 then stays
+    in the compute dtype and is offloaded with the rest).
+    """
+    component = T5_COMPONENT.get(architecture or "")
+    if component is None or plan.device != "cuda" or plan.memory not in ("fp8_offload", "group_offload"):
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        log.info("bitsandbytes is not installed: the T5 encoder stays in %s (offloaded)", plan.dtype_name)
+        return None
+    from diffusers import PipelineQuantizationConfig
+
+    return PipelineQuantizationConfig(quant_backend="bitsandbytes_8bit", quant_kwargs={"load_in_8bit": True},
+                                      components_to_quantize=[component])

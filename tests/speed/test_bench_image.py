@@ -1,0 +1,45 @@
+"""``python -m masuka bench image`` on a tiny model: figures printed as JSON, kept in the store, listed newest
+first by ``latest_bench_results``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from masuka.bench import latest_bench_results
+from masuka.cli import main
+
+
+def test_bench_image_reports_overheads_loads_and_lora_switches(config, capsys):
+    code = main(["bench", "image", "--tiny", "flux", "--size", "64", "--steps", "2", "--runs", "1",
+                 "--data-dir", str(config.data_dir), "--json"])
+    assert code == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    figures = row["figures"]
+    assert figures["model"] == "tiny-flux" and figures["memory_plan"] == "full" and figures["device"] == "cpu"
+    assert figures["second_generation_loads"] == 0
+    for name in ("baseline_s_per_image", "masuka_s_per_image", "cli_s", "bare_load_and_call_s", "lora_switch_s",
+                 "lora_hotswap_s", "masuka_it_per_s", "peak_rss_gb"):
+        assert figures[name] > 0, name
+    ratio = figures["baseline_s_per_image"] / figures["masuka_s_per_image"]
+    assert figures["speedup"] == pytest.approx(ratio, rel=0.01)
+
+    from masuka.studio import Studio
+
+    studio = Studio.open(config)
+    try:
+        latest = latest_bench_results(studio)
+        assert latest[0]["id"] == row["id"] and latest[0]["figures"] == figures
+        assert latest[0]["params"]["tiny"] == "flux"
+    finally:
+        studio.close()
+
+
+def test_latest_results_keep_the_newest_of_each_benchmark(studio):
+    for kind, model, value in [("startup", None, 1.0), ("image", "sdxl", 2.0), ("startup", None, 3.0),
+                               ("image", "flux-dev", 4.0), ("image", "sdxl", 5.0)]:
+        studio.store.insert("bench_results", {"kind": kind, "params": {"model": model}, "machine": "test",
+                                              "figures": {"model": model, "value": value}})
+    latest = latest_bench_results(studio)
+    assert [(r["kind"], r["figures"]["value"]) for r in latest] == [("image", 5.0), ("image", 4.0), ("startup", 3.0)]

@@ -1,0 +1,78 @@
+"""The fast path on tiny pipelines: right-size images, the same picture as the plain path, LoRA hotswap
+without recompiling (dynamo's recompile guard), and one-LoRA-at-a-time refusal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from masuka.errors import InvalidInput
+from masuka.image.generate import ImageRequest, generate_images
+
+
+def request(model, **kw) -> ImageRequest:
+    values = dict(prompt="a red fox in the snow", model=str(model), steps=2, width=64, height=64, seed=5)
+    values.update(kw)
+    return ImageRequest(**values)
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(Image.open(result.path)).astype(int)
+
+
+@pytest.mark.parametrize("architecture", ["flux", "sd3", "sdxl"])
+def test_fast_path_makes_the_same_picture_at_the_right_size(studio, tiny_model, tracing_compiler, architecture):
+    plain = generate_images(studio, request(tiny_model(architecture), width=96))[0]
+    fast = generate_images(studio, request(tiny_model(architecture), fast=True, width=96))[0]
+    assert Image.open(fast.path).size == (96, 64)
+    assert np.abs(pixels(fast) - pixels(plain)).max() <= 3  # fused QKV, compiled blocks: the same maths
+    assert studio.store.get("generations", fast.id)["params"]["fast"] is True
+    assert studio.models.loads == 2
+
+
+def test_lora_hotswap_does_not_recompile(studio, tiny_model, tiny_lora, tracing_compiler):
+    model = tiny_model("flux")
+    first = generate_images(studio, request(model, fast=True, loras=[(str(tiny_lora("flux", 1)), 1.0)]),
+                            allow_any_path=True)[0]
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        other = generate_images(studio, request(model, fast=True, loras=[(str(tiny_lora("flux", 2, rank=8)), 1.0)]),
+                                allow_any_path=True)[0]
+        back = generate_images(studio, request(model, fast=True, loras=[(str(tiny_lora("flux", 1)), 1.0)]),
+                               allow_any_path=True)[0]
+        weaker = generate_images(studio, request(model, fast=True, loras=[(str(tiny_lora("flux", 1)), 0.3)]),
+                                 allow_any_path=True)[0]
+        without = generate_images(studio, request(model, fast=True))[0]
+    plain = generate_images(studio, request(model))[0]
+    assert np.abs(pixels(back) - pixels(first)).max() <= 3  # the first LoRA again (zero-padded rank: rounding)
+    assert np.abs(pixels(other) - pixels(first)).max() > 10
+    assert np.abs(pixels(weaker) - pixels(first)).max() > 3
+    assert np.abs(pixels(without) - pixels(plain)).max() <= 3  # weight 0 in the slot: no LoRA effect
+    assert studio.models.loads == 2  # the fast pipeline stayed resident through every swap, then the plain one
+
+
+def test_first_lora_after_compiling_without_one_then_swaps_freely(studio, tiny_model, tiny_lora, tracing_compiler):
+    model = tiny_model("flux")
+    generate_images(studio, request(model, fast=True))
+    with_lora = generate_images(studio, request(model, fast=True, loras=[(str(tiny_lora("flux", 1)), 1.0)]),
+                                allow_any_path=True)[0]  # unfuses QKV and recompiles once
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        swapped = generate_images(studio, request(model, fast=True, loras=[(str(tiny_lora("flux", 2)), 1.0)]),
+                                  allow_any_path=True)[0]
+    assert np.abs(pixels(swapped) - pixels(with_lora)).max() > 10
+
+
+def test_fast_path_takes_one_lora_at_a_time(studio, tiny_model, tiny_lora, tracing_compiler):
+    loras = [(str(tiny_lora("flux", 1)), 1.0), (str(tiny_lora("flux", 2)), 0.5)]
+    with pytest.raises(InvalidInput, match="one LoRA at a time"):
+        generate_images(studio, request(tiny_model("flux"), fast=True, loras=loras), allow_any_path=True)
+    plain = generate_images(studio, request(tiny_model("flux"), loras=loras), allow_any_path=True)
+    assert len(plain) == 1  # the normal path still combines LoRAs
+
+
+@pytest.mark.parametrize("plan", ["model_offload", "fp8_offload", "group_offload"])
+def test_fast_path_runs_under_each_offloading_plan(studio, tiny_model, tracing_compiler, plan):
+    result = generate_images(studio, request(tiny_model("flux"), fast=True, memory_plan=plan, width=96))[0]
+    assert Image.open(result.path).size == (96, 64)
+    assert studio.store.get("generations", result.id)["params"]["memory_plan"] == plan

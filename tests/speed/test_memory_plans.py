@@ -1,0 +1,78 @@
+"""Memory plans: the automatic choice from free GPU memory, each plan making an image, plan changes reloading."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from masuka.errors import InvalidInput
+from masuka.gpu import MEMORY_PLANS, choose_memory_plan
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.image.pipelines import get_pipeline
+from masuka.models.catalog import resolve_image_model
+
+
+def request(model, **kw) -> ImageRequest:
+    values = dict(prompt="a red fox in the snow", model=str(model), steps=2, width=64, height=64, seed=3)
+    values.update(kw)
+    return ImageRequest(**values)
+
+
+@pytest.mark.parametrize("model, free_gb, plan", [
+    ("flux-dev", 80, "full"),            # H100 80 GB
+    ("flux-dev", 40, "full"),            # A100 40 GB: 33 GB + headroom fits
+    ("flux-dev", 30, "model_offload"),
+    ("flux-dev", 23.5, "fp8_offload"),   # RTX 4090 / L4 class
+    ("flux-dev", 14.7, "group_offload"),  # T4: 16 GB card, ~14.7 GB free
+    ("flux-dev", 6, "group_offload"),    # nothing fits: the smallest plan is the best chance
+    ("sdxl", 14.7, "full"),
+    ("sdxl", 9, "model_offload"),
+    ("sd35-large", 24, "model_offload"),
+])
+def test_auto_plan_is_the_fastest_that_fits(model, free_gb, plan):
+    assert choose_memory_plan(free_gb, resolve_image_model(model).memory_needs_gb) == plan
+
+
+def test_a_model_without_figures_gets_the_full_gpu():
+    assert choose_memory_plan(8, resolve_image_model("someone/some-model").memory_needs_gb) == "full"
+
+
+@pytest.mark.parametrize("plan", MEMORY_PLANS)
+def test_each_plan_makes_an_image_of_the_right_size(studio, tiny_model, plan):
+    result = generate_images(studio, request(tiny_model("flux"), memory_plan=plan, width=96))[0]
+    assert Image.open(result.path).size == (96, 64)
+    assert studio.store.get("generations", result.id)["params"]["memory_plan"] == plan
+    spec = resolve_image_model(str(tiny_model("flux")))
+    assert get_pipeline(studio.models, spec, memory=plan).vae.use_tiling == (plan != "full")  # same pipeline
+    assert studio.models.loads == 1
+
+
+def test_fp8_plan_stores_the_denoiser_in_a_quarter_of_the_memory(studio, tiny_model):
+    spec = resolve_image_model(str(tiny_model("sdxl")))
+    full = get_pipeline(studio.models, spec, memory="full").unet.get_memory_footprint()
+    generate_images(studio, request(spec.source, memory_plan="fp8_offload"))
+    fp8 = get_pipeline(studio.models, spec, memory="fp8_offload").unet.get_memory_footprint()
+    assert fp8 < 0.4 * full  # fp32 -> fp8 storage, norms kept in full precision
+    assert studio.models.loads == 2
+
+
+def test_changing_the_plan_reloads_and_keeping_it_does_not(studio, tiny_model):
+    model = tiny_model("flux")
+    generate_images(studio, request(model))
+    generate_images(studio, request(model, memory_plan="auto", seed=4))
+    assert studio.models.loads == 1
+    generate_images(studio, request(model, memory_plan="model_offload"))
+    assert studio.models.loads == 2
+    generate_images(studio, request(model, memory_plan="model_offload", fast=True, step_cache=0.1))
+    assert studio.models.loads == 3
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"memory_plan": "tiny"}, "Unknown memory plan"),
+    ({"step_cache": 0.2}, "turn Fast on"),
+    ({"fast": True, "step_cache": 0.9}, "between 0"),
+])
+def test_bad_speed_settings_are_refused(studio, tiny_model, change, message):
+    with pytest.raises(InvalidInput, match=message):
+        generate_images(studio, request(tiny_model("flux"), **change))
+    assert studio.store.count("generations") == 0
