@@ -95,3 +95,53 @@ def test_disk_full_while_saving_is_a_clear_error_and_no_half_file(tiny_disk, tin
         assert leftovers == []
     finally:
         studio.close()
+
+
+def test_sigkill_during_a_caption_pass_keeps_captions_and_the_pass_resumes(tmp_path):
+    from masuka.datasets.adding import add_images
+    from masuka.datasets.library import create_dataset, dataset_images
+    from tests.datasets import corpus
+    from tests.datasets.tiny_captioners import save_tiny_florence2
+
+    data = tmp_path / "data"
+    captioner = save_tiny_florence2(tmp_path / "florence")
+    studio = Studio.open(Config.from_env(data_dir=data))
+    dataset = create_dataset(studio, "pets", "local", "sks", None, {"size": 256, "min_side": 64})
+    add_images(studio, dataset["id"], "local", [corpus.photo(tmp_path / f"p{i}.jpg", 100 + i, (400, 300))
+                                                for i in range(12)])
+    studio.close()
+
+    def captioned() -> int:
+        with sqlite3.connect(data / "masuka.db", timeout=30) as conn:
+            return conn.execute("select count(*) from dataset_images where caption is not null and caption != ''"
+                                ).fetchone()[0]
+
+    command = [sys.executable, "-m", "masuka", "dataset", "caption", "pets", "--captioner", str(captioner),
+               "--batch-size", "1", "--data-dir", str(data)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while captioned() < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    done_before = captioned()
+    assert 2 <= done_before < 12, "killed in the middle of the pass"
+
+    studio = Studio.open(Config.from_env(data_dir=data))  # the restart
+    try:
+        job = studio.store.find("jobs", "kind = 'caption'")[0]
+        assert job["status"] == "interrupted"
+        kept = {row["id"]: row["caption"] for row in dataset_images(studio, dataset["id"]) if row["caption"]}
+        assert len(kept) == done_before
+    finally:
+        studio.close()
+    assert subprocess.run(command, cwd=ROOT, capture_output=True, timeout=300).returncode == 0  # resume
+    studio = Studio.open(Config.from_env(data_dir=data))
+    try:
+        rows = dataset_images(studio, dataset["id"])
+        assert all(row["caption"] for row in rows)
+        assert all(row["caption"] == kept[row["id"]] for row in rows if row["id"] in kept), "finished work kept"
+        last = studio.store.find("jobs", "kind = 'caption'", order_by="id desc")[0]
+        assert last["status"] == "completed" and last["total"] == 12 - done_before
+    finally:
+        studio.close()
