@@ -49,6 +49,7 @@ class LoadReport:
             "video_jobs_started": len(self.video_jobs), "video_refusals": len(self.video_refusals),
             "gpu_overlaps": count_overlaps(rows),
             "rss_start_mb": round(self.rss_mb[0], 1) if self.rss_mb else None,
+            "rss_mid_mb": round(self.rss_mb[len(self.rss_mb) // 2], 1) if self.rss_mb else None,
             "rss_end_mb": round(self.rss_mb[-1], 1) if self.rss_mb else None,
         }
 
