@@ -32,6 +32,7 @@ from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
+from masuka.validation import whole_number
 
 MAX_BATCH = 4
 MAX_STEPS = 200
@@ -126,17 +127,17 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     if CONTROL.search(prompt) or CONTROL.search(request.negative_prompt or ""):
         raise InvalidInput("The prompt contains control characters; remove them and try again.")
     spec = resolve_image_model(request.model)
-    steps = _integer("steps", spec.steps if request.steps is None else request.steps, 1, MAX_STEPS)
+    steps = whole_number("steps", spec.steps if request.steps is None else request.steps, 1, MAX_STEPS)
     guidance = spec.guidance if request.guidance is None else float(request.guidance)
     if not 0 <= guidance <= 30:
         raise InvalidInput(f"Guidance must be between 0 and 30 (got {guidance:g}).")
-    width = _integer("width", spec.width if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
-    height = _integer("height", spec.height if request.height is None else request.height, MIN_SIDE, MAX_SIDE)
+    width = whole_number("width", spec.width if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
+    height = whole_number("height", spec.height if request.height is None else request.height, MIN_SIDE, MAX_SIDE)
     for name, value in (("width", width), ("height", height)):
         if value % spec.size_multiple:
             raise InvalidInput(f"The {name} must be a multiple of {spec.size_multiple} for {spec.id} "
                                f"(got {value}; try {round(value / spec.size_multiple) * spec.size_multiple}).")
-    batch = _integer("batch", request.batch, 1, MAX_BATCH)
+    batch = whole_number("batch", request.batch, 1, MAX_BATCH)
     if request.memory_plan not in ("auto", *MEMORY_PLANS):
         raise InvalidInput(f"Unknown memory plan {request.memory_plan!r}: use auto, {', '.join(MEMORY_PLANS)}.")
     if not 0 <= request.step_cache <= MAX_STEP_CACHE:
@@ -147,7 +148,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     seed = request.seed
     if seed is None or seed == -1:
         seed = random.randint(0, MAX_SEED - MAX_BATCH)
-    seed = _integer("seed", seed, 0, MAX_SEED - batch + 1)
+    seed = whole_number("seed", seed, 0, MAX_SEED - batch + 1)
     loras = []
     for ref, weight in request.loras:
         if not -4 <= weight <= 4:
@@ -282,18 +283,6 @@ def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int, o
         raise MasukaError(f"Could not save the image in {folder}: {error.strerror or error}. "
                           "Free some disk space and try again.") from error
     return path
-
-
-def _integer(name: str, value: Any, low: int, high: int) -> int:
-    try:
-        number = int(value)
-        if number != float(value):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidInput(f"{name.capitalize()} must be a whole number (got {value!r}).") from None
-    if not low <= number <= high:
-        raise InvalidInput(f"{name.capitalize()} must be between {low} and {high} (got {number}).")
-    return number
 
 
 def _is_number(text: str) -> bool:

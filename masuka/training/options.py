@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from masuka.errors import InvalidInput
+from masuka.validation import whole_number
 
 OPTIMIZERS = {"adamw": None, "adamw8bit": "bitsandbytes", "adafactor": "transformers", "prodigy": "prodigyopt"}
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -97,11 +98,11 @@ def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
 
 def check_options(options: TrainOptions, architecture: str, size_multiple: int) -> None:
     """Refuse options that cannot train, naming the field and an acceptable value."""
-    _whole("Steps", options.steps, 1, MAX_STEPS)
-    _whole("Rank", options.rank, 1, MAX_RANK)
-    _whole("Batch size", options.batch_size, 1, 64)
-    _whole("Gradient accumulation", options.grad_accum, 1, 128)
-    _whole("Resolution", options.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
+    whole_number("Steps", options.steps, 1, MAX_STEPS)
+    whole_number("Rank", options.rank, 1, MAX_RANK)
+    whole_number("Batch size", options.batch_size, 1, 64)
+    whole_number("Gradient accumulation", options.grad_accum, 1, 128)
+    whole_number("Resolution", options.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
     if options.resolution % size_multiple:
         nearest = max(size_multiple, round(options.resolution / size_multiple) * size_multiple)
         raise InvalidInput(f"Resolution must be a multiple of {size_multiple} for {architecture.upper()} "
@@ -112,13 +113,13 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
         raise InvalidInput(f"Alpha must be above 0 and at most {4 * MAX_RANK} (got {options.alpha:g}).")
     if not 0 <= float(options.caption_dropout) < 1:
         raise InvalidInput(f"Caption dropout must be from 0 to below 1 (got {options.caption_dropout:g}).")
-    _whole("Warm-up steps", options.warmup_steps, 0, options.steps - 1)
-    _whole("Sample every", options.sample_every, 0, MAX_STEPS)
-    _whole("Sample steps", options.sample_steps, 1, 200)
-    _whole("Save every", options.save_every, 0, MAX_STEPS)
-    _whole("Keep last", options.keep_last, 1, 100)
-    _whole("Seed", options.seed, 0, 2**32 - 1)
-    _whole("GPUs", options.gpus, 1, 64)
+    whole_number("Warm-up steps", options.warmup_steps, 0, options.steps - 1)
+    whole_number("Sample every", options.sample_every, 0, MAX_STEPS)
+    whole_number("Sample steps", options.sample_steps, 1, 200)
+    whole_number("Save every", options.save_every, 0, MAX_STEPS)
+    whole_number("Keep last", options.keep_last, 1, 100)
+    whole_number("Seed", options.seed, 0, 2**32 - 1)
+    whole_number("GPUs", options.gpus, 1, 64)
     if options.sample_every and not any(p.strip() for p in options.sample_prompts):
         raise InvalidInput("Sampling every N steps needs at least one sample prompt.")
     if options.optimizer not in OPTIMIZERS:
@@ -137,14 +138,3 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
         raise InvalidInput("Text-encoder LoRA trains on one GPU only; use --gpus 1 or leave the text encoder frozen.")
     if options.name and not options.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise InvalidInput(f"LoRA name {options.name!r} may hold only letters, digits, '-', '_' and '.'.")
-
-
-def _whole(name: str, value: Any, low: int, high: int) -> None:
-    try:
-        number = int(value)
-        if number != float(value):
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidInput(f"{name} must be a whole number (got {value!r}).") from None
-    if not low <= number <= high:
-        raise InvalidInput(f"{name} must be between {low} and {high} (got {number}).")
