@@ -63,11 +63,12 @@ def count_overlaps(rows: list[dict]) -> int:
 
 def drive(url: str, model: str, users: int, requests_per_user: int, steps: int = 1, size: int = 64,
           auth: tuple[str, str] | None = None, duration_s: float | None = None,
-          video: tuple[str, str] | None = None) -> LoadReport:
+          video: tuple[str, str] | None = None, server_pid: int | None = None) -> LoadReport:
     """Each user submits its requests one after another (distinct seeds); all users run at once.
 
     With ``video`` (provider, model) each user first starts one remote video job, which runs in the
-    background while its image requests are served.
+    background while its image requests are served. Memory is sampled from ``server_pid`` (default: this
+    process, when the app runs in it).
     """
     from gradio_client import Client
 
@@ -108,9 +109,9 @@ def drive(url: str, model: str, users: int, requests_per_user: int, steps: int =
 
     def sample_memory() -> None:
         while not sampler_done.wait(0.5):
-            report.rss_mb.append(_rss_mb())
+            report.rss_mb.append(_rss_mb(server_pid))
 
-    report.rss_mb.append(_rss_mb())
+    report.rss_mb.append(_rss_mb(server_pid))
     sampler = threading.Thread(target=sample_memory, daemon=True)
     sampler.start()
     threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
@@ -119,7 +120,7 @@ def drive(url: str, model: str, users: int, requests_per_user: int, steps: int =
     for thread in threads:
         thread.join()
     sampler_done.set()
-    report.rss_mb.append(_rss_mb())
+    report.rss_mb.append(_rss_mb(server_pid))
     return report
 
 
@@ -132,43 +133,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(studio, args: argparse.Namespace) -> dict:
+    """The app runs as its own process (``python app.py``), so its memory is measured apart from the clients."""
     import os
+    import subprocess
+    import sys
 
-    from masuka.config import PROVIDER_BASE_URLS, Config
+    from masuka.config import PROVIDER_BASE_URLS
     from masuka.keys import KEY_ENV
     from masuka.models.synthetic import save_tiny_pipeline
-    from masuka.server import launch
+    from masuka.store import Store
     from masuka.video.fakes import KEY, FakeProvider, make_mp4
 
+    root = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory() as tmp:
         model = save_tiny_pipeline("flux", Path(tmp) / "tiny-flux")
         provider = FakeProvider("openai", make_mp4(Path(tmp) / "clip.mp4").read_bytes())
-        os.environ[PROVIDER_BASE_URLS["openai"][0]] = provider.base  # this process only: the bench's own app
-        os.environ[KEY_ENV["openai"][0]] = KEY
-        running = launch(Config.from_env(data_dir=Path(tmp) / "data", auth="", queue_size=args.queue_size),
-                         port=_free_port(), block=False)
+        port, data = _free_port(), Path(tmp) / "data"
+        env = {**os.environ, PROVIDER_BASE_URLS["openai"][0]: provider.base, KEY_ENV["openai"][0]: KEY,
+               "MASUKA_QUEUE_SIZE": str(args.queue_size), "MASUKA_AUTH": ""}
+        app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--data-dir", str(data)], cwd=root,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            report = drive(running.url, str(model), args.users, args.requests, steps=args.steps,
-                           duration_s=args.minutes * 60, video=("openai", "sora-2"))
-            finished = wait_for_jobs(running.studio, report.video_jobs, timeout=300)
-            rows = running.studio.store.find("generations", order_by="id")
+            url = f"http://127.0.0.1:{port}/"
+            _wait_until_serving(url)
+            report = drive(url, str(model), args.users, args.requests, steps=args.steps,
+                           duration_s=args.minutes * 60, video=("openai", "sora-2"), server_pid=app.pid)
+            store = Store(data / "masuka.db")
+            finished = wait_for_jobs(store, report.video_jobs, timeout=300)
+            rows = store.find("generations", order_by="id")
+            store.close()
         finally:
-            running.close()
+            app.terminate()
+            app.wait(timeout=60)
             provider.close()
     return {"users": args.users, **report.figures(rows), "video_jobs_completed": finished,
             "video_create_requests": provider.creates}
 
 
-def wait_for_jobs(studio, job_ids: list[int], timeout: float) -> int:
+def _wait_until_serving(url: str, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def wait_for_jobs(store, job_ids: list[int], timeout: float) -> int:
     """Wait until the given jobs leave queued/running; returns how many completed."""
     deadline = time.monotonic() + timeout
     pause = threading.Event()
     while time.monotonic() < deadline:
-        rows = [studio.store.get("jobs", job_id) for job_id in job_ids]
+        rows = [store.get("jobs", job_id) for job_id in job_ids]
         if all(row["status"] not in ("queued", "running") for row in rows):
             break
         pause.wait(0.1)
-    return sum(studio.store.get("jobs", job_id)["status"] == "completed" for job_id in job_ids)
+    return sum(store.get("jobs", job_id)["status"] == "completed" for job_id in job_ids)
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -183,10 +208,10 @@ def _ts(stamp: str) -> float:
     return datetime.fromisoformat(stamp).timestamp()
 
 
-def _rss_mb() -> float:
+def _rss_mb(pid: int | None = None) -> float:
     import resource
 
-    with open("/proc/self/statm") as handle:
+    with open(f"/proc/{pid or 'self'}/statm") as handle:
         return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
 

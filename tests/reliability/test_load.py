@@ -12,7 +12,7 @@ def test_twenty_users_are_served_or_refused_clearly(live_app, tiny_model, fake):
     assert all(REFUSAL in message for message in report.video_refusals)
     assert len(report.video_jobs) + len(report.video_refusals) == 20 and report.video_jobs
     started = len(report.video_jobs)
-    assert wait_for_jobs(app.studio, report.video_jobs, timeout=120) == started
+    assert wait_for_jobs(app.studio.store, report.video_jobs, timeout=120) == started
     assert provider.creates == started, "one create request per video job, never two"
     assert app.studio.store.count("generations", "kind = 'video' and status = 'completed'") == started
     rows = [r for r in app.studio.store.find("generations", "kind = 'image'", order_by="id")
