@@ -100,6 +100,7 @@ class Store:
         self._lock = threading.RLock()
         self.db.execute("PRAGMA busy_timeout = 30000")
         self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous = NORMAL")  # WAL's recommended level: commits survive a crash
         self.migrate()
 
     # -- schema -------------------------------------------------------------------------------------
