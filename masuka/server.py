@@ -81,6 +81,69 @@ class OwnFilesOnly:
         await self.app(scope, receive, send)
 
 
+class FairQueue:
+    """ASGI middleware: with several users, each may have at most ``max_queued_per_user`` GPU requests waiting.
+
+    Gradio's queue has one size for everyone; this looks at a ``/queue/join`` request before Gradio does and
+    answers 429 with a message when the signed-in user already has that many GPU events waiting.
+    """
+
+    def __init__(self, app: Any, config: Config, blocks: Any):
+        self.app = app
+        self.config = config
+        self.blocks = blocks
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if not (self.config.multi_user and scope["type"] == "http" and scope.get("method") == "POST"
+                and scope.get("path", "").endswith("/queue/join")):
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        user = signed_in_user(scope)
+        if user is not None and self._uses_gpu(body) and waiting_gpu_events(self.blocks, user) >= \
+                self.config.max_queued_per_user:
+            from starlette.responses import JSONResponse
+
+            limit = self.config.max_queued_per_user
+            await JSONResponse({"detail": f"You already have {limit} request{'s' * (limit != 1)} waiting for the "
+                                          "GPU, the most one user may queue. Try again when one has finished."},
+                               status_code=429)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _uses_gpu(self, body: bytes) -> bool:
+        import json
+
+        from masuka.gpu import CONCURRENCY_ID
+
+        try:
+            fn = self.blocks.fns.get(json.loads(body).get("fn_index"))
+        except (ValueError, AttributeError, TypeError):
+            return False
+        return getattr(fn, "concurrency_id", None) == CONCURRENCY_ID
+
+
+def waiting_gpu_events(blocks: Any, user: str) -> int:
+    """The user's events waiting in the GPU group of Gradio's queue (read from the queue's state)."""
+    from masuka.gpu import CONCURRENCY_ID
+
+    group = getattr(getattr(blocks, "_queue", None), "event_queue_per_concurrency_id", {}).get(CONCURRENCY_ID)
+    return sum(1 for event in getattr(group, "queue", []) if getattr(event, "username", None) == user)
+
+
 def signed_in_user(scope: dict) -> str | None:
     """The user of a request, from Gradio's login cookie (None when not signed in)."""
     from starlette.requests import HTTPConnection
@@ -128,7 +191,8 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
         server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
         auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
         prevent_thread_lock=True, show_error=True, quiet=False, footer_links=["api", "gradio"],
-        app_kwargs={"middleware": [Middleware(OwnFilesOnly, studio=studio)]},
+        app_kwargs={"middleware": [Middleware(OwnFilesOnly, studio=studio),
+                                   Middleware(FairQueue, config=config, blocks=demo)]},
     )
     if ngrok:
         print(f"ngrok tunnel: {open_ngrok_tunnel(token, port)}", flush=True)

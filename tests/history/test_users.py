@@ -124,3 +124,26 @@ def test_file_ownership_by_folder_and_by_row(tmp_path):
         assert not may_read(studio, None, anns)
     finally:
         studio.close()
+
+
+def test_each_user_has_a_limit_on_waiting_image_requests(live_app, tiny_model):
+    import time
+
+    running = live_app(auth=USERS, max_queued_per_user=1)
+    kw = dict(model=str(tiny_model("flux")), negative_prompt="", guidance=1.0, width=128, height=128, batch=1,
+              loras=[], api_name="/generate_image")
+    alice = Client(running.url, auth=("alice", "pa-alice"), verbose=False)
+    jobs = []
+    for seed in range(3):  # the first runs, the second waits, the third is one too many
+        jobs.append(alice.submit(prompt="slow", steps=200, seed=seed, **kw))
+        time.sleep(0.3)
+    bob = Client(running.url, auth=("bob", "pb-bob"), verbose=False)
+    assert bob.predict(prompt="bob's turn", steps=1, seed=1, **kw)[2].startswith("Done"), "bob's share is his own"
+    refusals = []
+    for job in jobs:
+        try:
+            job.result(timeout=180)
+        except Exception as error:  # the refused request: 429 with the reason
+            refusals.append(error.response.json()["detail"])
+    assert refusals and all("the most one user may queue" in text for text in refusals)
+    assert len(refusals) < 3
