@@ -8,6 +8,7 @@ size/crop conditioning (``add_time_ids``).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 from masuka.models.catalog import SIZE_MULTIPLE
@@ -16,7 +17,7 @@ ATTENTION = ["attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0"]
 JOINT_ATTENTION = ATTENTION + ["attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out"]
 
 
-class Architecture:
+class Architecture(ABC):
     """Base: the parts Flux and SD3 share (a transformer trained by flow matching)."""
 
     name = ""
@@ -43,8 +44,9 @@ class Architecture:
         latents = pipe.vae.encode(pixels).latent_dist.mode()
         return (latents - self.shift) * self.scaling
 
+    @abstractmethod
     def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
-        raise NotImplementedError
+        """Caption embeddings, computed once before the loop so the text encoders can be unloaded."""
 
     def sample_kwargs(self, text: dict[str, Any], empty: dict[str, Any]) -> dict[str, Any]:
         """Pipeline arguments that stand for a prompt whose embeddings were cached (text encoders unloaded)."""
@@ -74,7 +76,8 @@ class Architecture:
         return (weights.float() * (prediction.float() - target.float()) ** 2).mean()
 
     def predict(self, model: Any, noisy: Any, timesteps: Any, text: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        """The denoiser's output for the flow-matching :meth:`loss`; SDXL overrides ``loss`` instead."""
+        raise NotImplementedError(f"{type(self).__name__} trains through its own loss()")
 
 
 class Flux(Architecture):

@@ -10,6 +10,7 @@ job row keeps, so polling resumes in another process.
 from __future__ import annotations
 
 import base64
+from abc import ABC, abstractmethod
 import mimetypes
 import os
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ class Status:
     poll_after: float | None = None  # seconds the provider asks us to wait
 
 
-class Provider:
+class Provider(ABC):
     """Base of the remote providers; subclasses set ``name``, ``key_name``, ``auth`` and the operations."""
 
     name: str = ""
@@ -84,12 +85,13 @@ class Provider:
         return {self.auth[0]: self.auth[1].format(key=self.key), **self.headers}
 
     # -- what each provider defines -------------------------------------------------------------------
+    @abstractmethod
     def submit(self, clip: Clip) -> dict:
         """Send the create request once; returns the ``ref`` (``{"id": ..., ...}``) needed to poll it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def poll(self, ref: dict) -> Status:
-        raise NotImplementedError
+        """The job's status at the provider."""
 
     def cancel(self, ref: dict) -> bool:
         """Ask the provider to stop; False when its API has no way to."""
