@@ -14,9 +14,10 @@ ENV HOME=/home/user PATH=/home/user/.local/bin:$PATH PYTHONUNBUFFERED=1 \
     GRADIO_ANALYTICS_ENABLED=False MASUKA_HOST=0.0.0.0
 WORKDIR /home/user/app
 
-COPY --chown=user requirements.txt .
-RUN if [ -n "$TORCH_INDEX" ]; then pip install --no-cache-dir --user torch --index-url "$TORCH_INDEX"; fi \
- && pip install --no-cache-dir --user -r requirements.txt
+# The pinned set CI tests (requirements.lock); torch's build (CPU or CUDA) comes from TORCH_INDEX when given.
+COPY --chown=user requirements.lock .
+RUN if [ -n "$TORCH_INDEX" ]; then pip install --no-cache-dir --user "$(grep -E '^torch==' requirements.lock | cut -d' ' -f1)" --index-url "$TORCH_INDEX"; fi \
+ && pip install --no-cache-dir --user -r requirements.lock
 COPY --chown=user . .
 
 EXPOSE 7860

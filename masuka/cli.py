@@ -17,7 +17,7 @@ from typing import Any
 from masuka.errors import MasukaError
 
 COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs", "dataset", "history", "models",
-            "keys"]
+            "keys", "doctor"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,35 @@
+"""``python -m masuka doctor``: the installed core libraries, whether they accept each other, and the extras."""
+
+from __future__ import annotations
+
+import argparse
+
+from masuka.cli import emit
+
+CORE = ("torch", "diffusers", "transformers", "peft", "accelerate", "gradio", "huggingface-hub")
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("doctor", parents=[common],
+                            help="check the install: library versions, run-time conflicts, optional extras")
+    parser.add_argument("--against", metavar="LOCK",
+                        help="also list installed packages whose version differs from this lock file (exit 2 if any)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from masuka.compat import installed, moved, problems
+    from masuka.extras import extras
+
+    versions = {name: installed(name) for name in CORE}
+    found = problems()
+    optional = [{"name": e.name, "version": e.version, "enables": e.enables} for e in extras()]
+    lines = [f"{name:<16} {version or 'not installed'}" for name, version in versions.items()]
+    lines += [f"problem: {text}" for text in found] or ["no version conflicts"]
+    drift = moved(Path(args.against).read_text(encoding="utf-8")) if args.against else []
+    lines += [f"moved since the lock: {line}" for line in drift]
+    lines += [f"extra {e['name']:<12} {e['version'] or '-':<10} {e['enables']}" for e in optional]
+    emit(args, {"versions": versions, "problems": found, "extras": optional, "moved": drift}, "\n".join(lines))
+    return 2 if found or drift else 0

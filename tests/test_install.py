@@ -1,0 +1,100 @@
+"""Installs: the libraries accept each other at run time, the locks agree with the ranges, Colab keeps its torch."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+from packaging.requirements import Requirement as Range
+
+from masuka.cli import main
+from masuka.compat import Requirement, canonical, installed, pins, problems
+from masuka.extras import extras
+from tests.conftest import ROOT
+
+
+def ranges(name: str) -> dict[str, Range]:
+    """The ranges in a requirements file and the files it includes with ``-r``."""
+    found: dict[str, Range] = {}
+    for line in (ROOT / name).read_text(encoding="utf-8").splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r "):
+            found |= ranges(line[3:].strip())
+        elif line:
+            requirement = Range(line)
+            found[canonical(requirement.name)] = requirement
+    return found
+
+
+def lock(name: str) -> dict[str, str]:
+    return pins((ROOT / name).read_text(encoding="utf-8"))
+
+
+def test_installed_libraries_accept_each_other():
+    """transformers, diffusers and peft check each other's versions only when a feature is first used."""
+    assert problems() == []
+
+
+def test_a_refused_version_is_named(monkeypatch):
+    minimums = types.ModuleType("minimums_for_test")
+    minimums.MIN_PEFT_VERSION = "999.0"
+    monkeypatch.setitem(sys.modules, "minimums_for_test", minimums)
+    [line] = problems((Requirement("diffusers", "minimums_for_test", "MIN_PEFT_VERSION", "peft"),))
+    assert line.startswith(f"diffusers {installed('diffusers')} needs peft>=999.0, but peft {installed('peft')}")
+
+
+def test_every_range_is_pinned_inside_it():
+    for source, locked in (("requirements.txt", "requirements.lock"),
+                           ("requirements-test.txt", "requirements-test.lock")):
+        pinned = lock(locked)
+        for name, requirement in ranges(source).items():
+            assert name in pinned, f"{name} is in {source} but not in {locked}: run bash .ci/lock"
+            assert requirement.specifier.contains(pinned[name], prereleases=True), \
+                f"{locked} pins {name}=={pinned[name]}, outside {source}'s {requirement}: run bash .ci/lock"
+
+
+def test_both_locks_pin_the_same_versions():
+    runtime, test = lock("requirements.lock"), lock("requirements-test.lock")
+    assert {name: test[name] for name in runtime} == runtime
+
+
+def test_the_lock_leaves_the_torch_build_to_the_installer():
+    """torch's version is pinned; its CUDA-only packages are not, so a CPU torch installed first is kept."""
+    pinned = lock("requirements-test.lock")
+    assert "torch" in pinned
+    assert not [name for name in pinned if name.startswith(("nvidia-", "cuda-")) or name == "triton"]
+
+
+def test_doctor_lists_packages_that_moved_since_a_lock(tmp_path, capsys):
+    old = tmp_path / "old.lock"
+    old.write_text(f"peft==0.0.1\n    # via -r requirements.txt\ntorch=={installed('torch')}\n", encoding="utf-8")
+    assert main(["doctor", "--json", "--against", str(old)]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["moved"] == [f"peft 0.0.1 -> {installed('peft')}"]
+    assert report["problems"] == [] and report["versions"]["diffusers"] == installed("diffusers")
+    old.write_text(f"peft=={installed('peft')}\n", encoding="utf-8")
+    assert main(["doctor", "--against", str(old)]) == 0
+
+
+def test_every_extra_says_what_it_enables():
+    found = extras()
+    core = ranges("requirements.txt")
+    assert {extra.name for extra in found} >= {"bitsandbytes", "torchao"}
+    for extra in found:
+        assert extra.enables and extra.name not in core
+        Range(extra.spec)  # a valid requirement line
+
+
+def test_colab_keeps_its_torch_and_installs_the_ranges():
+    notebook = json.loads((ROOT / "assets" / "masuka_colab.ipynb").read_text(encoding="utf-8"))
+    code = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    keep = next(line for line in code.splitlines() if "colab-keep.txt" in line and "freeze" in line)
+    assert all(name in keep for name in ("torch", "torchvision", "torchaudio"))
+    assert "pip install -q -r requirements.txt -c /tmp/colab-keep.txt" in code
+    assert "python -m masuka doctor" in code
+
+
+def test_docker_and_ci_install_the_lock():
+    assert "requirements.lock" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "-r requirements-test.lock" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
