@@ -12,6 +12,7 @@ import importlib.metadata
 import re
 from dataclasses import dataclass
 
+from packaging.markers import Marker
 from packaging.version import Version
 
 
@@ -61,12 +62,16 @@ def problems(checks: tuple[Requirement, ...] = RUNTIME_CHECKS) -> list[str]:
 
 
 def pins(lock_text: str) -> dict[str, str]:
-    """``name -> version`` for every ``name==version`` line of a lock file (markers and comments ignored)."""
+    """``name -> version`` for the ``name==version ; marker`` lines of a lock that apply to this interpreter."""
     found = {}
     for line in lock_text.splitlines():
-        name, sep, rest = line.partition("==")
-        if sep and not line.startswith((" ", "#")):
-            found[canonical(name)] = rest.split(";")[0].split()[0]
+        if line.startswith((" ", "#")) or "==" not in line:
+            continue
+        requirement, _, marker = line.partition(";")
+        if marker.strip() and not Marker(marker.strip()).evaluate():
+            continue
+        name, _, version = requirement.partition("==")
+        found[canonical(name)] = version.strip()
     return found
 
 

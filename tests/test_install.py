@@ -98,3 +98,9 @@ def test_colab_keeps_its_torch_and_installs_the_ranges():
 def test_docker_and_ci_install_the_lock():
     assert "requirements.lock" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert "-r requirements-test.lock" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_lock_pins_follow_their_markers():
+    text = ("numpy==1.0 ; python_full_version < '3.0'\n    # via x\nnumpy==2.0 ; python_full_version >= '3.0'\n"
+            "pywin32==300 ; sys_platform == 'nonexistent-os'\nsix==1.0\n")
+    assert pins(text) == {"numpy": "2.0", "six": "1.0"}
