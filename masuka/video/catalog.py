@@ -14,7 +14,7 @@ from pathlib import Path
 from masuka.errors import InvalidInput
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "video_models.json"
-PROVIDERS = ("openai", "comet", "gemini", "runway", "fal", "local")
+LOCAL = "local"
 #: a local model that is not in the catalog (repo id or folder) accepts these
 LOCAL_ANY = {"durations": list(range(1, 11)), "sizes": [], "fps": 16, "steps": 30, "guidance": 5.0,
              "price_per_second": 0, "text": True, "image": True}
@@ -24,6 +24,11 @@ LOCAL_ANY = {"durations": list(range(1, 11)), "sizes": [], "fps": 16, "steps": 3
 def video_catalog() -> dict[str, dict]:
     """Provider id -> provider entry (``name``, limits, ``models``)."""
     return json.loads(CATALOG_PATH.read_text(encoding="utf-8"))
+
+
+#: every video provider id, in catalog order, and the remote ones (each a module in ``video/providers``)
+PROVIDERS = tuple(video_catalog())
+REMOTE_PROVIDERS = tuple(name for name in PROVIDERS if name != LOCAL)
 
 
 def provider_entry(provider: str) -> dict:
@@ -39,7 +44,7 @@ def model_entry(provider: str, model: str) -> dict:
     model = (model or "").strip()
     if model in models:
         return models[model]
-    if provider == "local" and model:
+    if provider == LOCAL and model:
         from masuka.models.catalog import REPO_ID
 
         folder = Path(model).expanduser()
@@ -48,7 +53,7 @@ def model_entry(provider: str, model: str) -> dict:
         if folder.is_dir() or REPO_ID.match(model):
             return {"name": model, "repo": model, **LOCAL_ANY}
     raise InvalidInput(f"{provider_entry(provider)['name']} has no model {model!r}; choose one of "
-                       f"{', '.join(models)}" + (", a diffusers repo id or a local folder." if provider == "local"
+                       f"{', '.join(models)}" + (", a diffusers repo id or a local folder." if provider == LOCAL
                                                  else "."))
 
 

@@ -1,29 +1,41 @@
 """Remote video providers, one module per API, behind the :class:`~masuka.video.providers.base.Provider`
-interface."""
+interface. The list of providers is the catalog's (``assets/video_models.json``): provider ``x`` lives in the
+module ``x`` here, whose :class:`Provider` subclass declares its service.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 
 from masuka.errors import InvalidInput
 from masuka.studio import Studio
+from masuka.video.catalog import REMOTE_PROVIDERS
 from masuka.video.health import HealthTracker
+from masuka.video.providers.base import Provider
 from masuka.video.settings import VideoSettings
 
-#: provider id -> "module:Class"
-REMOTE = {"openai": "openai:OpenAIVideos", "comet": "comet:CometVideos", "gemini": "gemini:GeminiVeo",
-          "runway": "runway:RunwayTasks", "fal": "fal:FalQueue"}
+
+@functools.cache
+def remote_providers() -> dict[str, type[Provider]]:
+    """Provider id -> its class, in catalog order."""
+    found = {}
+    for name in REMOTE_PROVIDERS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        found[name] = next(cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                           if issubclass(cls, Provider) and cls is not Provider and cls.name == name)
+    return found
 
 
-def provider_class(name: str) -> type:
-    if name not in REMOTE:
-        raise InvalidInput(f"{name!r} is not a remote video provider; choose one of {', '.join(REMOTE)}.")
-    module, cls = REMOTE[name].split(":")
-    return getattr(importlib.import_module(f"masuka.video.providers.{module}"), cls)
+def provider_class(name: str) -> type[Provider]:
+    if name not in REMOTE_PROVIDERS:
+        raise InvalidInput(f"{name!r} is not a remote video provider; choose one of {', '.join(REMOTE_PROVIDERS)}.")
+    return remote_providers()[name]
 
 
-def open_provider(studio: Studio, name: str):
+def open_provider(studio: Studio, name: str) -> Provider:
     """A ready client for provider ``name`` with its key, base URL, retry settings and health tracker."""
     cls = provider_class(name)
     settings = VideoSettings.from_env()
-    return cls(settings, HealthTracker(studio.store, settings), studio.config.keys.get(cls.key_name))
+    return cls(settings, HealthTracker(studio.store, settings), studio.config.keys.get(cls.name))

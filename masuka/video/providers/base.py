@@ -19,9 +19,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from masuka.config import provider_base_url
 from masuka.errors import InvalidInput, ProviderError
-from masuka.keys import KEY_ENV
+from masuka.services import Service
 from masuka.video.catalog import provider_entry
 from masuka.video.health import HealthTracker
 from masuka.video.http import Caller
@@ -58,16 +57,20 @@ class Status:
 
 
 class Provider(ABC):
-    """Base of the remote providers; subclasses set ``name``, ``key_name``, ``auth`` and the operations."""
+    """Base of the remote providers; a subclass declares its :class:`~masuka.services.Service` (label, key
+    variables, base URL, headers, key check) as ``service`` and defines the operations. Its module is named
+    after the provider id, which is the service's name and the catalog's provider key."""
 
-    name: str = ""
-    key_name: str = ""  # name in the key store (and so its environment variables)
-    auth: tuple[str, str] = ("Authorization", "Bearer {key}")  # header carrying the key
-    headers: dict[str, str] = {}  # other headers every request needs
+    service: Service
+    name: str = ""  # the provider id, from ``service``
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = cls.service.name
 
     @classmethod
     def key_env(cls) -> str:
-        return KEY_ENV[cls.key_name][0]
+        return cls.service.key_env[0]
 
     def __init__(self, settings: VideoSettings, health: HealthTracker, key: str | None):
         if not key:
@@ -75,14 +78,14 @@ class Provider(ABC):
                                "the key in Settings.")
         self.key = key
         self.settings = settings
-        self.base_url = provider_base_url(self.name)
+        self.base_url = self.service.base_url()
         self.caller = Caller(self.name, settings, health, key)
         timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
         self.client = httpx.Client(base_url=self.base_url, headers=self.auth_headers(), timeout=timeout)
         self.bare = httpx.Client(timeout=timeout)  # for URLs on other hosts: never sends the key
 
     def auth_headers(self) -> dict[str, str]:
-        return {self.auth[0]: self.auth[1].format(key=self.key), **self.headers}
+        return self.service.auth_headers(self.key)
 
     # -- what each provider defines -------------------------------------------------------------------
     @abstractmethod

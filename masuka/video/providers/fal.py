@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from masuka.services import Service
 from masuka.video.catalog import aspect_of, resolution_of
 from masuka.video.providers.base import Clip, Provider, Status, image_data_uri
 
@@ -9,8 +10,11 @@ STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "complete
 
 
 class FalQueue(Provider):
-    name = key_name = "fal"
-    auth = ("Authorization", "Key {key}")
+    # the key check asks for the status of a request id that cannot exist: 401/403 for a bad key, 404 for a good one
+    service = Service("fal", "fal", ("FAL_KEY",), "MASUKA_FAL_BASE_URL", "https://queue.fal.run",
+                      auth=("Authorization", "Key {key}"),
+                      check_path="/fal-ai/fast-sdxl/requests/00000000-0000-0000-0000-000000000000/status",
+                      check_ok=frozenset({400, 404, 422}))
 
     def submit(self, clip: Clip) -> dict:
         model = clip.entry.get("image_model", clip.model) if clip.image is not None else clip.model

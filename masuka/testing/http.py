@@ -1,4 +1,9 @@
-"""A tiny HTTP server on 127.0.0.1 for fake providers: routes are plain functions, every request is recorded."""
+"""A small HTTP server on 127.0.0.1 for stand-ins: routes are plain functions, every request is recorded.
+
+``FakeServer(route)`` calls ``route(request) -> Reply`` for each request. A :class:`Reply` may be cut short
+(``cut=True``: the full ``Content-Length`` is promised, half the body sent, the connection closed), the way a
+download breaks in the wild.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,11 @@ class Request:
     method: str
     path: str
     query: dict[str, list[str]]
-    headers: dict[str, str]
+    headers: dict[str, str]  # lower-case names, ``host`` included
     body: bytes = b""
+
+    def json(self):
+        return json.loads(self.body)
 
 
 @dataclass
@@ -24,6 +32,7 @@ class Reply:
     status: int = 200
     body: bytes | dict | list | str = b""
     headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False  # promise the whole body, send half of it, hang up
 
     def encoded(self) -> bytes:
         if isinstance(self.body, (dict, list)):
@@ -36,7 +45,7 @@ Route = Callable[[Request], Reply]
 
 
 class FakeServer:
-    """``FakeServer(route)``: ``route(request) -> Reply``; ``.url``, ``.requests``; use as a context manager."""
+    """``FakeServer(route)``: ``.url``, ``.requests``; a context manager, or :meth:`start` and :meth:`close`."""
 
     def __init__(self, route: Route):
         self.route = route
@@ -57,28 +66,42 @@ class FakeServer:
                 self.send_response(reply.status)
                 for key, value in reply.headers.items():
                     self.send_header(key, value)
-                if "Content-Length" not in reply.headers:
+                if not any(key.lower() == "content-length" for key in reply.headers):
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
+                if self.command == "HEAD":
+                    return
+                if reply.cut:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
 
-            do_GET = do_POST = do_HEAD = _handle
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
             def log_message(self, *args) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
 
-    def __enter__(self) -> "FakeServer":
+    def start(self) -> "FakeServer":
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def __enter__(self) -> "FakeServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def bearer(request: Request) -> str | None:
