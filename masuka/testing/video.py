@@ -23,6 +23,15 @@ from masuka.services import service
 from masuka.testing.http import FakeServer, Reply, Request
 
 KEY = "sk-test-secret-key-1234"
+#: each API's answer to a create request for a model that is gone (or not for this key)
+GONE = {
+    "openai": (404, {"error": {"message": "The model `{model}` does not exist or you do not have access to it.",
+                               "type": "invalid_request_error", "param": None, "code": "model_not_found"}}),
+    "gemini": (404, {"error": {"code": 404, "status": "NOT_FOUND", "message": "models/{model} is not found for API "
+                               "version v1beta, or is not supported for predictLongRunning."}}),
+    "runway": (400, {"error": "Model {model} is not supported: it was retired."}),
+    "fal": (404, {"detail": "Application '{model}' not found"}),
+}
 
 
 @dataclass
@@ -48,6 +57,7 @@ class FakeProvider:
         self.expire_urls = False
         self.broken_downloads = 0
         self.hang_create_s = 0.0
+        self.gone_models: set[str] = set()  # create requests for these get the API's "model gone" answer
         self.release = threading.Event()
         self.release.set()
         self.polled = threading.Event()
@@ -89,6 +99,9 @@ class FakeProvider:
                         "message": f"injected {fault.status}"}}).encode()
             if route != "download" and not self._authorised(headers):
                 return 401, {}, json.dumps({"error": {"message": "Incorrect API key provided"}}).encode()
+            if route == "create" and (model := self._model_of(path, body)) in self.gone_models:
+                status, answer = GONE["openai" if self.kind == "comet" else self.kind]
+                return status, {}, json.dumps(answer).replace("{model}", model).encode()
             return getattr(self, f"_{self.kind if self.kind != 'comet' else 'openai'}")(route, method, path, body)
 
     def _route(self, method: str, path: str) -> str:
@@ -99,6 +112,14 @@ class FakeProvider:
         if method in ("DELETE", "PUT"):
             return "cancel"
         return "poll"
+
+    def _model_of(self, path: str, body: bytes) -> str:
+        """The model a create request asks for: in the path (Gemini, fal) or the body."""
+        if self.kind == "gemini":
+            return path.split("/models/")[1].split(":")[0]
+        if self.kind == "fal":
+            return path.lstrip("/")
+        return str(_form_or_json(body).get("model", ""))
 
     def _authorised(self, headers: dict) -> bool:
         """Every header the provider's service declares (its key, and Runway's version) came as declared."""

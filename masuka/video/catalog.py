@@ -2,12 +2,17 @@
 
 Each model lists allowed durations (seconds), sizes (``WxH``), optional per-size durations and prices, and
 whether it takes a text prompt and/or a first-frame image. Adding a model means adding an entry.
+
+A remote model also carries its ``lifecycle``: ``active``, ``deprecated`` (with the announced removal date in
+``ends``) or ``retired`` (``ends`` is when it went), the ``source`` of that fact, when it was ``checked`` and a
+``note``. Retired models stay in the catalog so old jobs and History keep their names; forms hide them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 
@@ -36,6 +41,44 @@ def provider_entry(provider: str) -> dict:
     if entry is None:
         raise InvalidInput(f"Unknown video provider {provider!r}: choose one of {', '.join(PROVIDERS)}.")
     return entry
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Where a model stands at its provider, and who said so when."""
+
+    state: str = "active"  # active | deprecated | retired
+    ends: str | None = None  # YYYY-MM-DD: announced removal (deprecated) or removal (retired)
+    source: str = ""
+    checked: str = ""
+    note: str = ""
+
+    @property
+    def retired(self) -> bool:
+        return self.state == "retired"
+
+    def warning(self, name: str) -> str:
+        """A line for the form and the CLI; empty for an active model."""
+        source = f" (source: {self.source}, checked {self.checked})" if self.source else ""
+        if self.state == "deprecated":
+            return f"{name} is deprecated: ends {self.ends or 'soon'}{source}."
+        if self.retired:
+            return (f"{name} was retired on {self.ends or 'an unannounced date'}{source}; the provider is "
+                    "expected to refuse it.")
+        return ""
+
+
+LIFECYCLE_STATES = ("active", "deprecated", "retired")
+
+
+def lifecycle(entry: dict) -> Lifecycle:
+    return Lifecycle(**entry.get("lifecycle", {}))
+
+
+def listed_models(provider: str, show_retired: bool = False) -> dict[str, dict]:
+    """The provider's models a form offers: retired ones only when asked for."""
+    return {key: model for key, model in provider_entry(provider)["models"].items()
+            if show_retired or not lifecycle(model).retired}
 
 
 def model_entry(provider: str, model: str) -> dict:

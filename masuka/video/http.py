@@ -26,6 +26,10 @@ from masuka.video.settings import VideoSettings
 log = logging.getLogger(__name__)
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+#: what a 400/403 refusal of a create request says when the model (or its route) is gone or not for this key
+MODEL_GONE = re.compile(r"model_not_found|unsupported_model|\bmodel\b.*\b(not found|does not exist|not exist|"
+                        r"unsupported|not supported|not available|no longer|deprecated|retired|shut down)|"
+                        r"\b(retired|shut down|no longer available)\b", re.I | re.S)
 
 
 class ProviderUnavailable(ProviderError):
@@ -34,6 +38,18 @@ class ProviderUnavailable(ProviderError):
 
 class MaybeSubmitted(ProviderError):
     """A create request failed in a way that leaves open whether the provider accepted (and charges) it."""
+
+
+class ModelUnavailable(ProviderError):
+    """A create request was refused because the model no longer exists or is not available to this key
+    (404, or 400/403 saying so): nothing was created."""
+
+
+def model_gone(response: httpx.Response, message: str) -> bool:
+    """Whether a create request's refusal means "this model (route) is gone or not for this key"."""
+    if response.status_code == 404:
+        return True
+    return response.status_code in (400, 403) and bool(MODEL_GONE.search(f"{message} {response.text[:2000]}"))
 
 
 def retry_delay(response: httpx.Response | None, attempt: int, settings: VideoSettings) -> float:
@@ -138,6 +154,8 @@ class Caller:
                 message = provider_message(response)
                 retryable = response.status_code in RETRYABLE and (not create or response.status_code == 429)
                 if not retryable:
+                    if create and model_gone(response, message):
+                        raise ModelUnavailable(self._clean(f"HTTP {response.status_code}: {message}"))
                     if response.status_code >= 500:
                         self.health.failure(self.provider, f"HTTP {response.status_code}")
                     raise ProviderError(self._clean(f"{self.provider} refused the request "
