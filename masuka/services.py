@@ -51,11 +51,12 @@ NGROK = Service("ngrok", "ngrok", ("NGROK_AUTHTOKEN",))
 def services() -> dict[str, Service]:
     """Every declared service by name: Hugging Face, the video providers (catalog order), the training backends,
     CivitAI, ngrok."""
+    from masuka.training.backends import remote_backends
     from masuka.video.providers import remote_providers
 
     found = {HUGGINGFACE.name: HUGGINGFACE}
-    for provider in remote_providers().values():
-        found[provider.service.name] = provider.service
+    for declaring in (*remote_providers().values(), *remote_backends().values()):
+        found.setdefault(declaring.service.name, declaring.service)
     found.update({CIVITAI.name: CIVITAI, NGROK.name: NGROK})
     return found
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import httpx
 
@@ -50,6 +51,22 @@ def model_gone(response: httpx.Response, message: str) -> bool:
     if response.status_code == 404:
         return True
     return response.status_code in (400, 403) and bool(MODEL_GONE.search(f"{message} {response.text[:2000]}"))
+
+
+class CutShort(ProviderError):
+    """A download ended before the length its response promised."""
+
+
+def save_stream(response: httpx.Response, partial: Path, chunk: int = 1 << 20) -> None:
+    """Write a streamed response to ``partial``; :class:`CutShort` when fewer bytes came than announced."""
+    expected = response.headers.get("content-length")
+    written = 0
+    with open(partial, "wb") as handle:
+        for block in response.iter_bytes(chunk):
+            handle.write(block)
+            written += len(block)
+    if expected is not None and written != int(expected):
+        raise CutShort(f"got {written} of {expected} bytes")
 
 
 def retry_delay(response: httpx.Response | None, attempt: int, settings: VideoSettings) -> float:

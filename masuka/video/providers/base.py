@@ -23,12 +23,11 @@ from masuka.errors import InvalidInput, ProviderError
 from masuka.services import Service
 from masuka.video.catalog import provider_entry
 from masuka.video.health import HealthTracker
-from masuka.video.http import Caller
+from masuka.video.http import Caller, CutShort, save_stream
 from masuka.video.media import BrokenVideo, check_mp4
 from masuka.video.settings import VideoSettings
 
 MAX_REDIRECTS = 5
-CHUNK = 1 << 20
 
 
 @dataclass
@@ -115,7 +114,7 @@ class Provider(ABC):
             try:
                 self._fetch(output, partial)
                 check_mp4(partial)
-            except (BrokenVideo, httpx.TransportError) as failure:
+            except (BrokenVideo, CutShort, httpx.TransportError) as failure:
                 error = failure
                 partial.unlink(missing_ok=True)
                 continue
@@ -131,14 +130,7 @@ class Provider(ABC):
                 if response.is_redirect:
                     url = urljoin(url, response.headers["location"])
                     continue
-                expected = response.headers.get("content-length")
-                written = 0
-                with open(partial, "wb") as handle:
-                    for chunk in response.iter_bytes(CHUNK):
-                        handle.write(chunk)
-                        written += len(chunk)
-                if expected is not None and written != int(expected):
-                    raise BrokenVideo(f"got {written} of {expected} bytes")
+                save_stream(response, partial)
                 return
             finally:
                 response.close()
