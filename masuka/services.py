@@ -9,6 +9,8 @@ README only.
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 import os
 from dataclasses import dataclass, field
 
@@ -38,6 +40,28 @@ class Service:
     def check_request(self, key: str) -> tuple[str, dict[str, str]]:
         """URL and headers of the cheap authenticated request that proves ``key`` works."""
         return f"{self.base_url()}{self.check_path}", self.auth_headers(key)
+
+
+class Declared:
+    """A class that declares its :class:`Service` as ``service``; its ``name`` is the service's."""
+
+    service: Service
+    name: str = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "service", None) is not None:  # abstract bases declare none
+            cls.name = cls.service.name
+
+
+def declared_classes(package: str, names: tuple[str, ...], base: type) -> dict[str, type]:
+    """Name -> the ``base`` subclass declared for it in the module ``package.name``, in the order given."""
+    found = {}
+    for name in names:
+        module = importlib.import_module(f"{package}.{name}")
+        found[name] = next(cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                           if issubclass(cls, base) and cls is not base and cls.name == name)
+    return found
 
 
 HUGGINGFACE = Service("huggingface", "Hugging Face", ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"), "HF_ENDPOINT",

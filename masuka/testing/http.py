@@ -7,6 +7,7 @@ download breaks in the wild.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Callable
@@ -102,6 +103,61 @@ class FakeServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass
+class Fault:
+    """An answer injected ``times`` times for one route of a stand-in."""
+
+    route: str
+    status: int
+    headers: dict = field(default_factory=dict)
+    body: dict | None = None
+    times: int = 1
+
+
+class StandIn:
+    """Base of the API stand-ins: a :class:`FakeServer` answering through ``_serve``, scripted jobs (finished
+    after ``polls_to_finish`` polls once ``release`` is set, or failed with ``fail_jobs``), injected faults."""
+
+    polls_to_finish = 2
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.fail_jobs = False
+        self.creates = 0
+        self.cancels = 0
+        self.release = threading.Event()
+        self.release.set()
+        self.faults: list[Fault] = []
+        self.jobs: dict[str, dict] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self.server = FakeServer(self._serve).start()
+        self.requests = self.server.requests
+        self.base = self.server.url
+        self.other_origin = f"http://localhost:{self.server.port}"  # another host (a CDN): must get no key
+
+    def _serve(self, request: Request) -> Reply:
+        raise NotImplementedError
+
+    def fault(self, route: str, status: int, headers: dict | None = None, body: dict | None = None,
+              times: int = 1) -> None:
+        self.faults.append(Fault(route, status, headers or {}, body, times))
+
+    def take_fault(self, route: str) -> Fault | None:
+        """The next injected answer for ``route``, used up once."""
+        for fault in self.faults:
+            if fault.route == route and fault.times > 0:
+                fault.times -= 1
+                return fault
+        return None
+
+    def requests_to(self, fragment: str) -> list[Request]:
+        return [r for r in self.requests if fragment in r.path]
+
+    def close(self) -> None:
+        self.server.close()
 
 
 def bearer(request: Request) -> str | None:

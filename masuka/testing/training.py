@@ -9,25 +9,14 @@ count create requests, remember what was uploaded and sent, and serve a small re
 from __future__ import annotations
 
 import io
-import itertools
 import tarfile
-import threading
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from masuka.services import service
-from masuka.testing.http import FakeServer, Reply, Request
+from masuka.testing.http import Reply, Request, StandIn
 
 KEY = "r8_test-secret-key-5678"
 CDN_TOKEN = "cdn-token-0001"
-
-
-@dataclass
-class Fault:
-    route: str
-    status: int
-    headers: dict = field(default_factory=dict)
-    times: int = 1
 
 
 def tiny_flux_lora() -> bytes:
@@ -42,44 +31,24 @@ def tiny_flux_lora() -> bytes:
     return save(tensors, metadata={"format": "pt"})
 
 
-class FakeTrainer:
+class FakeTrainer(StandIn):
     """A loopback server for ``kind`` (``fal`` or ``replicate``)."""
 
+    polls_to_finish = 3
+
     def __init__(self, kind: str, lora: bytes | None = None):
-        self.kind = kind
+        super().__init__(kind)
         self.lora = lora or tiny_flux_lora()
-        self.polls_to_finish = 3
-        self.fail_jobs = False
         self.cut_downloads = 0
-        self.release = threading.Event()
-        self.release.set()
-        self.creates = 0
-        self.cancels = 0
         self.uploads: list[bytes] = []
         self.payloads: list[dict] = []
-        self.faults: list[Fault] = []
-        self.jobs: dict[str, dict] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self.server = FakeServer(self._serve).start()
-        self.requests = self.server.requests
-        self.base = self.server.url
-        self.files = f"http://localhost:{self.server.port}"  # a file host: must never get the key
-
-    def fault(self, route: str, status: int, headers: dict | None = None, times: int = 1) -> None:
-        self.faults.append(Fault(route, status, headers or {}, times))
-
-    def close(self) -> None:
-        self.server.close()
 
     # -- dispatch -------------------------------------------------------------------------------------
     def _serve(self, request: Request) -> Reply:
         route = self._route(request)
         with self._lock:
-            for fault in self.faults:
-                if fault.route == route and fault.times > 0:
-                    fault.times -= 1
-                    return Reply(fault.status, {"detail": f"injected {fault.status}"}, dict(fault.headers))
+            if fault := self.take_fault(route):
+                return Reply(fault.status, fault.body or {"detail": f"injected {fault.status}"}, dict(fault.headers))
             if route == "download":
                 return self._download(request.path.rsplit("/", 1)[1])
             if not self._authorised(route, request.headers):
@@ -138,7 +107,7 @@ class FakeTrainer:
                                "expires_at": expires})
         if route == "upload":
             self.uploads.append(request.body)
-            return Reply(200, {"access_url": f"{self.files}/files/dataset-{len(self.uploads)}.zip"})
+            return Reply(200, {"access_url": f"{self.other_origin}/files/dataset-{len(self.uploads)}.zip"})
         if route == "create":
             job_id = self._new_job({**request.json(), "route": request.path.lstrip("/")})
             requests = f"{self.base}/{'/'.join(request.path.lstrip('/').split('/')[:2])}/requests/{job_id}"
@@ -156,10 +125,10 @@ class FakeTrainer:
             if self.jobs[job_id].get("final") == "failed":
                 return Reply(422, {"detail": [{"loc": ["body", "images_data_url"], "msg": "too few images",
                                                "type": "value_error"}]})
-            return Reply(200, {"diffusers_lora_file": {"url": f"{self.files}/files/{job_id}.safetensors",
+            return Reply(200, {"diffusers_lora_file": {"url": f"{self.other_origin}/files/{job_id}.safetensors",
                                                        "content_type": "application/octet-stream",
                                                        "file_name": "pytorch_lora_weights.safetensors"},
-                               "config_file": {"url": f"{self.files}/files/{job_id}.json"}})
+                               "config_file": {"url": f"{self.other_origin}/files/{job_id}.json"}})
         state = self._advance(job_id)
         logs = [{"message": f"step {n}/{self.payloads[-1]['steps']}", "level": "INFO"}
                 for n in range(1, self.jobs[job_id]["polls"])]
@@ -176,7 +145,7 @@ class FakeTrainer:
             return Reply(201, {"id": "file1", "name": "dataset.zip", "content_type": "application/zip",
                                "size": len(request.body), "etag": "e1", "checksums": {}, "metadata": {},
                                "created_at": "2026-12-04T00:00:00Z", "expires_at": "2026-12-05T00:00:00Z",
-                               "urls": {"get": f"{self.files}/files/dataset.zip"}})
+                               "urls": {"get": f"{self.other_origin}/files/dataset.zip"}})
         if route == "version":
             return Reply(200, {"owner": "ostris", "name": "flux-dev-lora-trainer", "latest_version": {"id": "v42"}})
         if route == "create":
@@ -199,7 +168,7 @@ class FakeTrainer:
         if state == "failed":
             body["error"] = "CUDA out of memory on the trainer"
         if state == "completed":
-            body["output"] = {"version": "you/model:abc", "weights": f"{self.files}/files/{job_id}.tar"}
+            body["output"] = {"version": "you/model:abc", "weights": f"{self.other_origin}/files/{job_id}.tar"}
         return Reply(200, body)
 
 

@@ -11,16 +11,14 @@ what it was sent (``requests``).
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from masuka.services import service
-from masuka.testing.http import FakeServer, Reply, Request
+from masuka.testing.http import Reply, Request, StandIn
 
 KEY = "sk-test-secret-key-1234"
 #: each API's answer to a create request for a model that is gone (or not for this key)
@@ -34,51 +32,18 @@ GONE = {
 }
 
 
-@dataclass
-class Fault:
-    route: str
-    status: int
-    headers: dict = field(default_factory=dict)
-    body: dict | None = None
-    times: int = 1
-
-
-class FakeProvider:
+class FakeProvider(StandIn):
     """A loopback server for ``kind`` (openai, comet, gemini, runway or fal)."""
 
     def __init__(self, kind: str, video: bytes):
-        self.kind = kind
+        super().__init__(kind)
         self.video = video
-        self.creates = 0
         self.polls = 0
-        self.cancels = 0
-        self.polls_to_finish = 2
-        self.fail_jobs = False
         self.expire_urls = False
         self.broken_downloads = 0
         self.hang_create_s = 0.0
         self.gone_models: set[str] = set()  # create requests for these get the API's "model gone" answer
-        self.release = threading.Event()
-        self.release.set()
         self.polled = threading.Event()
-        self.faults: list[Fault] = []
-        self.jobs: dict[str, dict] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self.server = FakeServer(self._serve).start()
-        self.requests = self.server.requests
-        self.base = self.server.url
-        self.other_origin = f"http://localhost:{self.server.port}"  # a "CDN": must get no key
-
-    def fault(self, route: str, status: int, headers: dict | None = None, body: dict | None = None,
-              times: int = 1) -> None:
-        self.faults.append(Fault(route, status, headers or {}, body, times))
-
-    def close(self) -> None:
-        self.server.close()
-
-    def requests_to(self, fragment: str) -> list[Request]:
-        return [s for s in self.requests if fragment in s.path]
 
     # -- dispatch -------------------------------------------------------------------------------------
     def _serve(self, request: Request) -> Reply:
@@ -92,11 +57,9 @@ class FakeProvider:
         if route == "create" and self.hang_create_s:  # received, but the answer comes too late
             time.sleep(self.hang_create_s)
         with self._lock:
-            for fault in self.faults:
-                if fault.route == route and fault.times > 0:
-                    fault.times -= 1
-                    return fault.status, fault.headers, json.dumps(fault.body or {"error": {
-                        "message": f"injected {fault.status}"}}).encode()
+            if fault := self.take_fault(route):
+                return fault.status, fault.headers, json.dumps(fault.body or {"error": {
+                    "message": f"injected {fault.status}"}}).encode()
             if route != "download" and not self._authorised(headers):
                 return 401, {}, json.dumps({"error": {"message": "Incorrect API key provided"}}).encode()
             if route == "create" and (model := self._model_of(path, body)) in self.gone_models:

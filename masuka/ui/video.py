@@ -15,7 +15,7 @@ import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
-from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, provider_entry, video_catalog
+from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.health import HealthTracker
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
 from masuka.video.request import MAX_TOTAL_SECONDS, VideoRequest, lifecycle_warnings

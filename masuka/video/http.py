@@ -19,8 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from masuka.errors import ProviderError
+from masuka.errors import InvalidInput, ProviderError
 from masuka.keys import mask
+from masuka.services import Declared
 from masuka.video.health import HealthTracker
 from masuka.video.settings import VideoSettings
 
@@ -190,3 +191,28 @@ class Caller:
     def _clean(self, text: str) -> str:
         """Never let a key reach a message, a log line or a row."""
         return text.replace(self.secret, mask(self.secret)) if self.secret else text
+
+
+class ServiceClient(Declared):
+    """A keyed client of one declared service: requests with retries (:class:`Caller`), a client that sends the
+    key to the service's base URL, and a bare one (no key) for files on other hosts."""
+
+    def __init__(self, settings: VideoSettings, health: HealthTracker, key: str | None):
+        if not key:
+            raise InvalidInput(f"No API key for {self.display_name()}: set {self.service.key_env[0]} or save the "
+                               "key in Settings.")
+        self.key = key
+        self.settings = settings
+        self.base_url = self.service.base_url()
+        self.caller = Caller(self.name, settings, health, key)
+        timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
+        self.client = httpx.Client(base_url=self.base_url, headers=self.service.auth_headers(key), timeout=timeout)
+        self.bare = httpx.Client(timeout=timeout, follow_redirects=True)
+
+    @classmethod
+    def display_name(cls) -> str:
+        return cls.service.label
+
+    def close(self) -> None:
+        self.client.close()
+        self.bare.close()

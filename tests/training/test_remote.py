@@ -88,13 +88,13 @@ def test_each_service_gets_its_documented_request(studio, trainer):
     add_dataset(studio)
     train(studio, "fal")
     train(studio, "replicate")
-    assert fal.payloads[0] == {"route": "fal-ai/flux-lora-fast-training", "images_data_url": fal.files +
+    assert fal.payloads[0] == {"route": "fal-ai/flux-lora-fast-training", "images_data_url": fal.other_origin +
                                "/files/dataset-1.zip", "trigger_word": "sks", "steps": 4, "is_style": False,
                                "create_masks": True}
     sent = replicate.payloads[0]
     assert sent["path"] == "/v1/models/ostris/flux-dev-lora-trainer/versions/v42/trainings"
     assert sent["destination"] == "me/fox-lora"
-    assert sent["input"] == {"input_images": replicate.files + "/files/dataset.zip", "trigger_word": "sks",
+    assert sent["input"] == {"input_images": replicate.other_origin + "/files/dataset.zip", "trigger_word": "sks",
                              "steps": 4, "lora_rank": 8, "learning_rate": 2e-4, "resolution": "512",
                              "autocaption": False}
 
@@ -189,3 +189,21 @@ def test_a_run_killed_between_accept_and_poll_resumes_without_sending_twice(stud
     status = run_status(studio, row["id"])
     assert status["status"] == "completed", status["error"]
     assert server.creates == 1 and "resuming" in status["log"]
+
+
+def test_the_train_tab_shows_the_price_and_trains_remotely(live_app, trainer):
+    from gradio_client import Client
+
+    from masuka.ui.train import remote_price
+
+    server = trainer("fal")
+    assert "estimated $2.00" in remote_price("fal", "flux-dev", 1000) and remote_price("local", "flux-dev", 9) == ""
+    assert "trains LoRAs for flux-dev" in remote_price("replicate", "sdxl", 100)
+    app = live_app()
+    add_dataset(app.studio)
+    client = Client(app.url, verbose=False)
+    started = client.predict("fox", "flux-dev", "24gb", 4, 1e-4, 16, 16, 0, 1, 0, "adamw", "constant", 0, 0.05, 42,
+                             "", 0, 250, 2, "fal", "", api_name="/start_training")
+    app.studio.jobs.wait(started["run"], timeout=60)
+    status = client.predict(started["run"], api_name="/training_status")
+    assert status["status"] == "completed" and Path(status["lora"]).is_file() and server.creates == 1

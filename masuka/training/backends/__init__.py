@@ -9,12 +9,11 @@ new trainer route is a catalog entry.
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 import json
 from pathlib import Path
 
 from masuka.errors import InvalidInput
+from masuka.services import declared_classes
 
 LOCAL = "local"
 CATALOG_PATH = Path(__file__).resolve().parents[3] / "assets" / "remote_trainers.json"
@@ -35,12 +34,7 @@ def remote_backends() -> dict[str, type]:
     """Backend id -> its :class:`RemoteTrainer` class, in catalog order."""
     from masuka.training.backends.base import RemoteTrainer
 
-    found = {}
-    for name in REMOTE_BACKENDS:
-        module = importlib.import_module(f"{__name__}.{name}")
-        found[name] = next(cls for _, cls in inspect.getmembers(module, inspect.isclass)
-                           if issubclass(cls, RemoteTrainer) and cls is not RemoteTrainer and cls.name == name)
-    return found
+    return declared_classes(__name__, REMOTE_BACKENDS, RemoteTrainer)
 
 
 def check_backend(backend: str) -> str:

@@ -17,12 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from masuka.errors import InvalidInput, ProviderError
-from masuka.services import Service
+from masuka.errors import ProviderError
 from masuka.training.data import TrainingSet
-from masuka.video.health import HealthTracker
-from masuka.video.http import Caller, CutShort, save_stream
-from masuka.video.settings import VideoSettings
+from masuka.video.http import CutShort, ServiceClient, save_stream
 
 
 @dataclass
@@ -50,27 +47,8 @@ class TrainStatus:
     note: str = ""
 
 
-class RemoteTrainer(ABC):
+class RemoteTrainer(ServiceClient, ABC):
     """Base of the remote trainers; a subclass declares its ``service`` and defines the operations."""
-
-    service: Service
-    name: str = ""  # the backend id, from ``service``
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.name = cls.service.name
-
-    def __init__(self, settings: VideoSettings, health: HealthTracker, key: str | None):
-        if not key:
-            raise InvalidInput(f"No API key for {self.service.label}: set {self.service.key_env[0]} or save the "
-                               "key in Settings.")
-        self.key = key
-        self.settings = settings
-        self.caller = Caller(self.name, settings, health, key)
-        timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
-        self.client = httpx.Client(base_url=self.service.base_url(), headers=self.service.auth_headers(key),
-                                   timeout=timeout)
-        self.bare = httpx.Client(timeout=timeout, follow_redirects=True)  # file hosts: never get the key
 
     @abstractmethod
     def upload(self, archive: Path) -> str:
@@ -110,10 +88,6 @@ class RemoteTrainer(ABC):
             os.replace(partial, dest)
             return dest
         raise ProviderError(f"The LoRA from {self.service.label} could not be downloaded whole: {error}")
-
-    def close(self) -> None:
-        self.client.close()
-        self.bare.close()
 
 
 def dataset_zip(data: TrainingSet, path: Path) -> Path:

@@ -23,7 +23,7 @@ from masuka.image.loras import inspect_lora
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
-from masuka.training.backends.base import RemoteTrainer, TrainRequest, dataset_zip
+from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
 from masuka.training.data import dataset_for_training
 from masuka.training.options import TrainOptions
 from masuka.training.runs import _slug
@@ -137,12 +137,8 @@ def _poll(studio: Studio, run_id: int, options: TrainOptions, state: dict, train
     interval = _poll_interval(trainer, state["backend"])
     while True:
         _check_stop(studio, run_id, trainer, state["ref"])
-        try:
-            status = trainer.poll(state["ref"])
-        except ProviderUnavailable as error:
-            studio.store.update("jobs", run_id, error=f"{error} Still trying; the job is kept.")
-            _pause(studio, run_id, trainer, state["ref"], UNREACHABLE_WAIT_S if trainer.settings.poll_s is None
-                   else interval * 10)
+        status = _status_or_wait(studio, run_id, trainer, state["ref"], interval)
+        if status is None:
             continue
         for line in status.logs[state.get("log_count", 0):]:
             log(line)
@@ -158,6 +154,18 @@ def _poll(studio: Studio, run_id: int, options: TrainOptions, state: dict, train
         if status.state == "cancelled":
             raise Cancelled(f"The job was cancelled at {trainer.service.label}.")
         _pause(studio, run_id, trainer, state["ref"], interval)
+
+
+def _status_or_wait(studio: Studio, run_id: int, trainer: RemoteTrainer, ref: dict,
+                    interval: float) -> TrainStatus | None:
+    """The job's status; None after waiting a while when the service cannot be reached (a paid job is kept)."""
+    try:
+        return trainer.poll(ref)
+    except ProviderUnavailable as error:
+        studio.store.update("jobs", run_id, error=f"{error} Still trying; the job is kept.")
+    wait = UNREACHABLE_WAIT_S if trainer.settings.poll_s is None else interval * 10
+    _pause(studio, run_id, trainer, ref, wait)
+    return None
 
 
 def _poll_interval(trainer: RemoteTrainer, backend: str) -> float:

@@ -6,10 +6,9 @@ module ``x`` here, whose :class:`Provider` subclass declares its service.
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 
 from masuka.errors import InvalidInput
+from masuka.services import declared_classes
 from masuka.studio import Studio
 from masuka.video.catalog import REMOTE_PROVIDERS
 from masuka.video.health import HealthTracker
@@ -20,12 +19,7 @@ from masuka.video.settings import VideoSettings
 @functools.cache
 def remote_providers() -> dict[str, type[Provider]]:
     """Provider id -> its class, in catalog order."""
-    found = {}
-    for name in REMOTE_PROVIDERS:
-        module = importlib.import_module(f"{__name__}.{name}")
-        found[name] = next(cls for _, cls in inspect.getmembers(module, inspect.isclass)
-                           if issubclass(cls, Provider) and cls is not Provider and cls.name == name)
-    return found
+    return declared_classes(__name__, REMOTE_PROVIDERS, Provider)
 
 
 def provider_class(name: str) -> type[Provider]:

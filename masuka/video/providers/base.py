@@ -19,13 +19,10 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from masuka.errors import InvalidInput, ProviderError
-from masuka.services import Service
+from masuka.errors import ProviderError
 from masuka.video.catalog import provider_entry
-from masuka.video.health import HealthTracker
-from masuka.video.http import Caller, CutShort, save_stream
+from masuka.video.http import CutShort, ServiceClient, save_stream
 from masuka.video.media import BrokenVideo, check_mp4
-from masuka.video.settings import VideoSettings
 
 MAX_REDIRECTS = 5
 
@@ -55,36 +52,18 @@ class Status:
     poll_after: float | None = None  # seconds the provider asks us to wait
 
 
-class Provider(ABC):
+class Provider(ServiceClient, ABC):
     """Base of the remote providers; a subclass declares its :class:`~masuka.services.Service` (label, key
     variables, base URL, headers, key check) as ``service`` and defines the operations. Its module is named
     after the provider id, which is the service's name and the catalog's provider key."""
-
-    service: Service
-    name: str = ""  # the provider id, from ``service``
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.name = cls.service.name
 
     @classmethod
     def key_env(cls) -> str:
         return cls.service.key_env[0]
 
-    def __init__(self, settings: VideoSettings, health: HealthTracker, key: str | None):
-        if not key:
-            raise InvalidInput(f"No API key for {provider_entry(self.name)['name']}: set {self.key_env()} or save "
-                               "the key in Settings.")
-        self.key = key
-        self.settings = settings
-        self.base_url = self.service.base_url()
-        self.caller = Caller(self.name, settings, health, key)
-        timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
-        self.client = httpx.Client(base_url=self.base_url, headers=self.auth_headers(), timeout=timeout)
-        self.bare = httpx.Client(timeout=timeout)  # for URLs on other hosts: never sends the key
-
-    def auth_headers(self) -> dict[str, str]:
-        return self.service.auth_headers(self.key)
+    @classmethod
+    def display_name(cls) -> str:
+        return provider_entry(cls.name)["name"]
 
     # -- what each provider defines -------------------------------------------------------------------
     @abstractmethod
@@ -141,10 +120,6 @@ class Provider(ABC):
             return True
         ours, theirs = urlsplit(self.base_url), urlsplit(url)
         return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
-
-    def close(self) -> None:
-        self.client.close()
-        self.bare.close()
 
 
 def image_data_uri(path: Path) -> str:
