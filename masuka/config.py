@@ -1,4 +1,5 @@
-"""Settings from the environment and command-line flags: data dir, GPU limits, auth, provider URLs."""
+"""Settings from the environment and command-line flags: data dir, GPU limits, auth, provider URLs (declared by
+each service in :mod:`masuka.services`)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,6 @@ from masuka.errors import InvalidInput
 from masuka.keys import KeyStore
 
 DEFAULT_PORT = 7860
-
-#: Remote video providers: environment variable for the base URL, default base URL, key names.
-PROVIDER_BASE_URLS: dict[str, tuple[str, str]] = {
-    "openai": ("MASUKA_OPENAI_BASE_URL", "https://api.openai.com"),
-    "comet": ("MASUKA_COMET_BASE_URL", "https://api.cometapi.com"),
-    "gemini": ("MASUKA_GEMINI_BASE_URL", "https://generativelanguage.googleapis.com"),
-    "runway": ("MASUKA_RUNWAY_BASE_URL", "https://api.dev.runwayml.com"),
-    "fal": ("MASUKA_FAL_BASE_URL", "https://queue.fal.run"),
-}
 
 
 def parse_auth(spec: str | None) -> dict[str, str]:
@@ -151,6 +143,7 @@ def _default_data_dir() -> Path:
 
 
 def provider_base_url(provider: str) -> str:
-    """Base URL of a remote provider, overridable through its ``MASUKA_*_BASE_URL`` variable."""
-    env, default = PROVIDER_BASE_URLS[provider]
-    return os.environ.get(env, default).rstrip("/")
+    """Base URL of a declared service (:mod:`masuka.services`), overridable through its ``MASUKA_*_BASE_URL``."""
+    from masuka.services import service
+
+    return service(provider).base_url()

@@ -8,19 +8,31 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-#: key name -> environment variables that may hold it, in order of preference
-KEY_ENV = {
-    "huggingface": ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
-    "openai": ("OPENAI_API_KEY",),
-    "comet": ("COMETAPI_KEY", "COMET_API_KEY"),
-    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    "runway": ("RUNWAYML_API_SECRET",),
-    "fal": ("FAL_KEY",),
-    "civitai": ("CIVITAI_API_KEY",),
-    "ngrok": ("NGROK_AUTHTOKEN",),
-}
+
+class _KeyVariables(Mapping):
+    """Key name -> environment variables that may hold it, in order of preference; read from the service
+    declarations (:mod:`masuka.services`) on first use."""
+
+    @staticmethod
+    def _table() -> dict[str, tuple[str, ...]]:
+        from masuka.services import services
+
+        return {name: service.key_env for name, service in services().items()}
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+KEY_ENV: Mapping[str, tuple[str, ...]] = _KeyVariables()
 
 
 class KeyStore:

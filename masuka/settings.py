@@ -15,18 +15,16 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from masuka.config import Config, provider_base_url
+from masuka.config import Config
 from masuka.errors import InvalidInput
 from masuka.keys import KEY_ENV, mask
+from masuka.services import CIVITAI, HUGGINGFACE, NGROK, service, services
 
 if TYPE_CHECKING:
     import httpx
 
 log = logging.getLogger(__name__)
 FORMATS = ("PNG", "WebP", "JPEG")
-CIVITAI_BASE_URL = ("MASUKA_CIVITAI_BASE_URL", "https://civitai.com")
-KEY_LABELS = {"huggingface": "Hugging Face", "openai": "OpenAI", "comet": "CometAPI", "gemini": "Gemini",
-              "runway": "Runway", "fal": "fal", "civitai": "CivitAI", "ngrok": "ngrok"}
 NGROK_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{20,120}$")
 CHECK_TIMEOUT_S = 15.0
 
@@ -86,10 +84,15 @@ def _optional_int(name: str, value: float | None, low: int, high: int) -> int | 
 
 
 # -- API keys ---------------------------------------------------------------------------------------
+def key_labels() -> dict[str, str]:
+    """Key name -> the label the Settings tab shows, from the service declarations."""
+    return {name: declared.label for name, declared in services().items()}
+
+
 def key_table(config: Config) -> list[dict]:
     """Each key: its label, where it comes from (env/file/none) and its masked form."""
     keys = config.keys
-    return [{"name": name, "label": KEY_LABELS[name], "source": keys.source(name) or "not set",
+    return [{"name": name, "label": service(name).label, "source": keys.source(name) or "not set",
              "masked": mask(keys.get(name)), "env": " or ".join(KEY_ENV[name])} for name in KEY_ENV]
 
 
@@ -99,58 +102,39 @@ def save_key(config: Config, name: str, value: str | None) -> str:
         raise InvalidInput(f"Unknown key {name!r}: choose one of {', '.join(KEY_ENV)}.")
     value = (value or "").strip()
     if any(ch.isspace() for ch in value):
-        raise InvalidInput(f"The {KEY_LABELS[name]} key contains spaces or line breaks: paste the key alone.")
+        raise InvalidInput(f"The {service(name).label} key contains spaces or line breaks: paste the key alone.")
     config.keys.set(name, value or None)
     if not value:
-        return f"{KEY_LABELS[name]} key removed from the key file."
+        return f"{service(name).label} key removed from the key file."
     shadowed = " (the environment variable still takes precedence)" if config.keys.source(name) == "env" else ""
-    return f"{KEY_LABELS[name]} key saved: {mask(value)}{shadowed}."
+    return f"{service(name).label} key saved: {mask(value)}{shadowed}."
 
 
 def hub_endpoint() -> str:
     """The Hugging Face Hub base URL (``HF_ENDPOINT`` when set, read at call time)."""
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    return HUGGINGFACE.base_url()
 
 
 def civitai_base_url() -> str:
-    env, default = CIVITAI_BASE_URL
-    return os.environ.get(env, default).rstrip("/")
-
-
-def _check_request(name: str, key: str) -> tuple[str, dict[str, str]]:
-    """URL and headers of the cheap authenticated request that proves ``key`` works."""
-    bearer = {"Authorization": f"Bearer {key}"}
-    if name == "huggingface":
-        return f"{hub_endpoint()}/api/whoami-v2", bearer
-    if name in ("openai", "comet"):
-        return f"{provider_base_url(name)}/v1/models", bearer
-    if name == "gemini":
-        return f"{provider_base_url('gemini')}/v1beta/models?pageSize=1", {"x-goog-api-key": key}
-    if name == "runway":
-        return f"{provider_base_url('runway')}/v1/organization", {**bearer, "X-Runway-Version": "2024-11-06"}
-    if name == "fal":  # the status of a request id that cannot exist: 401/403 for a bad key, 404 for a good one
-        return (f"{provider_base_url('fal')}/fal-ai/fast-sdxl/requests/00000000-0000-0000-0000-000000000000/status",
-                {"Authorization": f"Key {key}"})
-    if name == "civitai":
-        return f"{civitai_base_url()}/api/v1/me", bearer
-    raise InvalidInput(f"Unknown key {name!r}.")
+    return CIVITAI.base_url()
 
 
 def check_key(config: Config, name: str) -> tuple[bool, str]:
     """Try the key against its service; ``(ok, message)``. The message never contains the key."""
     if name not in KEY_ENV:
         raise InvalidInput(f"Unknown key {name!r}: choose one of {', '.join(KEY_ENV)}.")
-    label = KEY_LABELS[name]
+    declared = service(name)
+    label = declared.label
     key = config.keys.get(name)
     if not key:
         return False, f"No {label} key is set: paste it here or set {KEY_ENV[name][0]}."
-    if name == "ngrok":
+    if name == NGROK.name:
         if NGROK_TOKEN.match(key):
             return True, f"The ngrok token {mask(key)} looks valid (it is checked by ngrok when a tunnel opens)."
         return False, f"The ngrok token {mask(key)} does not look like an ngrok authtoken."
     import httpx
 
-    url, headers = _check_request(name, key)
+    url, headers = declared.check_request(key)
     try:
         response = httpx.get(url, headers=headers, timeout=CHECK_TIMEOUT_S, follow_redirects=True)
     except httpx.HTTPError as error:
@@ -159,8 +143,8 @@ def check_key(config: Config, name: str) -> tuple[bool, str]:
     status = response.status_code
     if status in (401, 403):
         return False, f"{label} refused the key {mask(key)} (HTTP {status}): it is wrong, revoked or lacks access."
-    if name == "fal" and status in (400, 404, 422):
-        return True, f"fal accepted the key {mask(key)}."
+    if status in declared.check_ok:
+        return True, f"{label} accepted the key {mask(key)}."
     if status >= 400:
         return False, f"{label} answered HTTP {status}; the key {mask(key)} could not be confirmed."
     return True, f"{label} accepted the key {mask(key)}{_who(name, response)}."

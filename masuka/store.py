@@ -74,6 +74,10 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
          "created_at": str, "updated_at": str},
         [("provider",)],
     ),
+    "model_availability": (
+        {"id": int, "provider": str, "model": str, "key_id": str, "reason": str, "created_at": str},
+        [("provider", "model", "key_id")],
+    ),
     "bench_results": (
         {"id": int, "kind": str, "params": str, "figures": str, "machine": str, "created_at": str},
         [("kind", "created_at")],

@@ -90,7 +90,7 @@ FAST_VIDEO = {"MASUKA_VIDEO_POLL_S": "0.02", "MASUKA_VIDEO_BACKOFF_S": "0.02", "
 
 @pytest.fixture(scope="session")
 def sample_mp4(tmp_path_factory) -> bytes:
-    from masuka.video.fakes import make_mp4
+    from masuka.testing.video import make_mp4
 
     return make_mp4(tmp_path_factory.mktemp("mp4") / "sample.mp4").read_bytes()
 
@@ -104,17 +104,16 @@ def fast_video(monkeypatch):
 @pytest.fixture
 def fake(monkeypatch, sample_mp4, fast_video):
     """``fake("openai")`` -> a running :class:`FakeProvider`, with its base URL and key in the environment."""
-    from masuka.config import PROVIDER_BASE_URLS
-    from masuka.keys import KEY_ENV
-    from masuka.video.fakes import KEY, FakeProvider
+    from masuka.services import service
+    from masuka.testing.video import KEY, FakeProvider
 
     started = []
 
     def start(kind: str):
         server = FakeProvider(kind, sample_mp4)
         started.append(server)
-        monkeypatch.setenv(PROVIDER_BASE_URLS[kind][0], server.base)
-        monkeypatch.setenv(KEY_ENV[kind][0], KEY)
+        monkeypatch.setenv(service(kind).base_url_env, server.base)
+        monkeypatch.setenv(service(kind).key_env[0], KEY)
         return server
 
     yield start

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from masuka.bench import timed
+from masuka.video.catalog import REMOTE_PROVIDERS
 
 WORDS = ("fox cat dog castle forest river neon city portrait watercolor snow desert robot dragon garden ocean "
          "sunset night rain mountain cyberpunk studio photo painting cinematic lighting red blue golden").split()
 MODELS = ("flux-dev", "flux-schnell", "sdxl", "sd35-large")
-PROVIDERS = ("openai", "runway", "fal", "gemini")
 STATUSES = ("completed",) * 8 + ("failed", "cancelled")
 JOB_KINDS = ("train", "caption", "download")
 
@@ -41,7 +41,7 @@ def fill(store, rows: int = 100_000, owners: tuple[str, ...] = ("alice", "bob"),
             "owner": owner, "kind": "video" if video else "image", "status": status, "model": model,
             "prompt": " ".join(rng.choices(WORDS, k=8)), "negative_prompt": "", "seed": index, "width": 1024,
             "height": 1024, "steps": 28, "guidance": 3.5, "created_at": stamp(index),
-            "duration_s": round(rng.uniform(2, 40), 2), "provider": rng.choice(PROVIDERS) if video else None,
+            "duration_s": round(rng.uniform(2, 40), 2), "provider": rng.choice(REMOTE_PROVIDERS) if video else None,
             "cost_usd": round(rng.uniform(0.1, 2), 2) if video else None,
             "loras": [{"name": f"style{index % 7}", "path": "", "weight": 0.8}] if index % 3 == 0 else [],
         })

@@ -138,18 +138,18 @@ def run(studio, args: argparse.Namespace) -> dict:
     import subprocess
     import sys
 
-    from masuka.config import PROVIDER_BASE_URLS
-    from masuka.keys import KEY_ENV
     from masuka.models.synthetic import save_tiny_pipeline
     from masuka.store import Store
-    from masuka.video.fakes import KEY, FakeProvider, make_mp4
+    from masuka.services import service
+    from masuka.testing.video import KEY, FakeProvider, make_mp4
 
     root = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory() as tmp:
         model = save_tiny_pipeline("flux", Path(tmp) / "tiny-flux")
         provider = FakeProvider("openai", make_mp4(Path(tmp) / "clip.mp4").read_bytes())
         port, data = _free_port(), Path(tmp) / "data"
-        env = {**os.environ, PROVIDER_BASE_URLS["openai"][0]: provider.base, KEY_ENV["openai"][0]: KEY,
+        openai = service("openai")
+        env = {**os.environ, openai.base_url_env: provider.base, openai.key_env[0]: KEY,
                "MASUKA_QUEUE_SIZE": str(args.queue_size), "MASUKA_AUTH": ""}
         app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--data-dir", str(data)], cwd=root,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -18,6 +18,7 @@ import time
 from masuka.cli import emit, open_studio, progress_line
 from masuka.errors import InvalidInput
 from masuka.store import now
+from masuka.training.backends import BACKENDS, LOCAL
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 
 POLL_S = 0.2
@@ -25,6 +26,10 @@ POLL_S = 0.2
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("train", parents=[common], help="train a LoRA on a dataset")
+    parser.add_argument("--backend", choices=BACKENDS, default=LOCAL,
+                        help="where it trains: this GPU (local) or a remote service (fal, replicate)")
+    parser.add_argument("--destination", default="", metavar="OWNER/MODEL",
+                        help="replicate: your model that receives the trained LoRA")
     parser.add_argument("--dataset", help="dataset name (Datasets tab) or id")
     parser.add_argument("--base", help="base model: catalog id, diffusers repo id or local pipeline folder")
     parser.add_argument("--steps", type=int, default=1000)
@@ -73,7 +78,15 @@ def run(args: argparse.Namespace) -> int:
     studio = open_studio(args)
     if args.run:
         return _worker(studio, args.run)
-    run_id = resume_run(studio, args.resume, submit=False) if args.resume else create_run(studio, options_from(args))
+    if args.resume:
+        run_id = resume_run(studio, args.resume, submit=False)
+    else:
+        options = options_from(args)
+        if args.backend != LOCAL:
+            from masuka.training.backends.remote import price_line
+
+            progress_line(args, price_line(args.backend, options.base, options.steps))
+        run_id = create_run(studio, options, backend=args.backend, destination=args.destination)
     gpus = studio.store.get("jobs", run_id)["params"].get("gpus", 1)
     interrupt = _interrupt_on_signals()
     if gpus > 1:

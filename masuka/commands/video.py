@@ -31,7 +31,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from masuka.video.jobs import estimate, start_video
-    from masuka.video.request import VideoRequest
+    from masuka.video.request import VideoRequest, lifecycle_warnings
 
     request = VideoRequest(provider=args.provider, model=args.model, prompt=args.prompt, seconds=args.seconds,
                            size=args.size, aspect=args.aspect, image=args.image, negative_prompt=args.negative_prompt,
@@ -40,9 +40,11 @@ def run(args: argparse.Namespace) -> int:
     target = plan.primary
     clips = " + ".join(f"{s} s" for s in target.segments)
     summary = f"{target.provider} {target.model}, {plan.size}, {clips}: estimated ${target.cost_usd:.2f}"
+    warnings = lifecycle_warnings(plan)
+    summary += "".join(f"\nwarning: {warning}" for warning in warnings)
     if args.estimate:
         emit(args, {"provider": target.provider, "model": target.model, "size": plan.size,
-                    "segments": target.segments, "cost_usd": target.cost_usd}, summary)
+                    "segments": target.segments, "cost_usd": target.cost_usd, "warnings": warnings}, summary)
         return 0
     progress_line(args, summary)
     studio = open_studio(args)

@@ -62,8 +62,16 @@ def _hub_architecture(studio: Studio, spec: ModelSpec) -> str | None:
     return architecture_of(json.loads(Path(index).read_text(encoding="utf-8")).get("_class_name", ""))
 
 
-def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER) -> int:
-    """Check the options and record a queued run (not started); returns its id."""
+def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, backend: str = "local",
+               destination: str = "") -> int:
+    """Check the options and record a queued run (not started); returns its id. A remote ``backend`` (fal,
+    Replicate) trains on the service's GPUs (:mod:`masuka.training.backends.remote`)."""
+    from masuka.training.backends import LOCAL, check_backend
+
+    if check_backend(backend) != LOCAL:
+        from masuka.training.backends.remote import create_remote_run
+
+        return create_remote_run(studio, options, backend, owner, destination)
     options, spec, architecture, data = check_training(studio, options, owner)
     run_id = studio.store.insert("jobs", {
         "owner": owner, "kind": KIND, "status": "queued", "title": f"{data.name} on {spec.id}", "model": spec.id,
@@ -78,17 +86,29 @@ def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER) -
     return run_id
 
 
-def start_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER) -> int:
+def start_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, backend: str = "local",
+                   destination: str = "") -> int:
     """Check, record and queue a run; it trains when the runs before it are done. Returns the run id."""
-    run_id = create_run(studio, options, owner)
+    run_id = create_run(studio, options, owner, backend, destination)
     submit_run(studio, run_id)
     return run_id
 
 
 def submit_run(studio: Studio, run_id: int, interrupt: threading.Event | None = None,
                on_step: Callable[[int], None] | None = None) -> None:
-    """Queue the run in the training lane; ``interrupt`` (set by a signal) saves and marks it ``interrupted``."""
+    """Queue the run in the training lane; ``interrupt`` (set by a signal) saves and marks it ``interrupted``.
+    A remote run needs no GPU here: it starts at once."""
+    if _remote(studio.store.get("jobs", run_id)):
+        from masuka.training.backends.remote import execute_remote_run
+
+        hooks = RunHooks(studio, run_id, 1, interrupt, on_step)
+        studio.jobs.submit(run_id, lambda job_id: execute_remote_run(studio, job_id, hooks.log))
+        return
     studio.jobs.submit(run_id, lambda job_id: execute_run(studio, job_id, interrupt, on_step), lane=LANE)
+
+
+def _remote(row: dict) -> bool:
+    return (row["params"] or {}).get("backend", "local") != "local"
 
 
 def execute_run(studio: Studio, run_id: int, interrupt: threading.Event | None = None,
@@ -229,7 +249,8 @@ def resume_run(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
     row = _run_row(studio, run_id, owner, admin)
     if row["status"] not in RESUMABLE:
         raise InvalidInput(f"Run {row['id']} is {row['status']}: only a stopped, interrupted or failed run resumes.")
-    check_training(studio, TrainOptions.from_dict(row["params"]), row["owner"])
+    if not _remote(row):
+        check_training(studio, TrainOptions.from_dict(row["params"]), row["owner"])
     studio.store.update("jobs", row["id"], status="queued", stop_requested=0, error=None, finished_at=None,
                         pid=os.getpid())
     if submit:

@@ -6,7 +6,7 @@ import gradio as gr
 
 from masuka.errors import InvalidInput
 from masuka.models.catalog import image_models
-from masuka.settings import FORMATS, KEY_LABELS, check_key, key_table, load_defaults, save_defaults, save_key
+from masuka.settings import FORMATS, check_key, key_labels, key_table, load_defaults, save_defaults, save_key
 from masuka.storage import clean_leftovers, clean_tmp, usage
 from masuka.ui.common import UIContext, friendly, is_admin
 
@@ -25,7 +25,7 @@ def build(ctx: UIContext) -> None:
                         "here masked. Environment variables win over saved keys.")
             keys_table = gr.Dataframe(headers=KEY_COLUMNS, interactive=False)
             with gr.Row():
-                name = gr.Dropdown([(label, key) for key, label in KEY_LABELS.items()], value="huggingface",
+                name = gr.Dropdown([(label, key) for key, label in key_labels().items()], value="huggingface",
                                    label="Key", scale=1)
                 value = gr.Textbox(label="New value (empty = forget)", type="password", scale=3)
                 save = gr.Button("Save", variant="primary", scale=0)

@@ -7,6 +7,8 @@ import pandas as pd
 
 from masuka.errors import MasukaError
 from masuka.models.catalog import image_models
+from masuka.training.backends import BACKENDS, LOCAL
+from masuka.training.backends.remote import price_line
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_run, run_status, start_training
@@ -26,6 +28,12 @@ def build(ctx: UIContext) -> None:
                 refresh = gr.Button("↻", scale=0, min_width=40)
             base = gr.Dropdown([(m["name"], key) for key, m in models.items()], value="flux-dev", label="Base model",
                                allow_custom_value=True, info="A catalog model, a repo id or a local pipeline folder")
+            with gr.Row():
+                backend = gr.Radio(list(BACKENDS), value=LOCAL, label="Backend", scale=2,
+                                   info="local: this GPU; fal or replicate: their GPUs, paid per run (key in Settings)")
+                destination = gr.Textbox("", label="Replicate destination (owner/model)", scale=2,
+                                         placeholder="you/my-lora: a model of yours that receives the LoRA")
+            cost = gr.Markdown(elem_id="train-cost")
             preset = gr.Dropdown(list(PRESETS), value="24gb", label="GPU memory preset",
                                  info="Sets resolution, gradient checkpointing, fp8 base weights, batch size")
             with gr.Row():
@@ -74,8 +82,9 @@ def build(ctx: UIContext) -> None:
     def start(dataset_name: str, base_model: str, preset_name: str, steps_n: float, lr_v: float, rank_n: float,
               alpha_v: float, batch_n: float, accum_n: float, resolution_px: float, optimizer_name: str,
               scheduler_name: str, warmup_n: float, dropout_v: float, seed_n: float, prompt_text: str,
-              sample_n: float, save_n: float, keep_n: float, request: gr.Request = None):
-        """Check the options and queue a training run; returns its status."""
+              sample_n: float, save_n: float, keep_n: float, backend_name: str = LOCAL, destination_model: str = "",
+              request: gr.Request = None):
+        """Check the options and queue a training run (here, or on fal/Replicate); returns its status."""
         options = TrainOptions(
             dataset=dataset_name or "", base=base_model or "", preset=preset_name or None, steps=steps_n,
             lr=lr_v, rank=rank_n, alpha=alpha_v or None, batch_size=batch_n or None, grad_accum=accum_n,
@@ -83,7 +92,7 @@ def build(ctx: UIContext) -> None:
             warmup_steps=warmup_n or 0, caption_dropout=dropout_v, seed=seed_n,
             sample_prompts=[p.strip() for p in (prompt_text or "").splitlines() if p.strip()],
             sample_every=sample_n or 0, save_every=save_n or 0, keep_last=keep_n)
-        run_id = start_training(studio, options, user_of(request))
+        run_id = start_training(studio, options, user_of(request), backend_name or LOCAL, destination_model or "")
         return run_status(studio, run_id, user_of(request), is_admin(studio, request))
 
     @friendly
@@ -120,7 +129,8 @@ def build(ctx: UIContext) -> None:
 
     panel = [run, progress, curve, samples, log, runs]
     train.click(start, [dataset, base, preset, steps, lr, rank, alpha, batch, accum, resolution, optimizer, scheduler,
-                        warmup, dropout, seed, prompts, sample_every, save_every, keep_last], details,
+                        warmup, dropout, seed, prompts, sample_every, save_every, keep_last, backend, destination],
+                details,
                 api_name="start_training").success(lambda info: info["run"], details, run,
                                                    api_visibility="private")
     run.change(status, run, details, api_name="training_status")
@@ -129,8 +139,20 @@ def build(ctx: UIContext) -> None:
     details.change(view, run, panel, api_visibility="private")
     timer.tick(view, run, panel, api_visibility="private")
     refresh.click(choices, None, dataset, api_visibility="private")
+    for component in (backend, base, steps):
+        component.change(remote_price, [backend, base, steps], cost, api_visibility="private")
     ctx.components["train_load"] = choices
     ctx.components["train_dataset"] = dataset
+
+
+def remote_price(backend: str, base: str, steps: float | None) -> str:
+    """The estimated price of a remote run, shown before Train (empty for local runs)."""
+    if (backend or LOCAL) == LOCAL:
+        return ""
+    try:
+        return f"**{price_line(backend, base or '', int(steps or 0))}**"
+    except (MasukaError, ValueError) as error:
+        return f"⚠️ {error}"
 
 
 def progress_text(info: dict) -> str:

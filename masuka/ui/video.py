@@ -15,10 +15,10 @@ import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
-from masuka.video.catalog import durations_for, model_entry, provider_entry, video_catalog
+from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.health import HealthTracker
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
-from masuka.video.request import MAX_TOTAL_SECONDS, VideoRequest
+from masuka.video.request import MAX_TOTAL_SECONDS, VideoRequest, lifecycle_warnings
 from masuka.video.settings import VideoSettings
 
 COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "cost $", "prompt", "error"]
@@ -30,27 +30,29 @@ def build(ctx: UIContext) -> None:
     studio = ctx.studio
     resume_video_jobs(studio)
     providers = video_catalog()
-    first = next(iter(providers))
-    first_model = next(iter(providers[first]["models"]))
+    first = next(key for key in providers if listed_models(key))
+    first_model = _model_choices(first)[0][1]
     with gr.Row():
         with gr.Column(scale=2):
             prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a paper boat drifting down a rainy street")
             negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(Veo, fal, local)")
             image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
             with gr.Row():
-                provider = gr.Dropdown([(p["name"], key) for key, p in providers.items()], value=first,
-                                       label="Provider")
+                provider = gr.Dropdown(_provider_choices(), value=first, label="Provider")
                 model = gr.Dropdown(_model_choices(first), value=first_model, label="Model", allow_custom_value=True,
                                     info="Local also takes a diffusers repo id or folder")
+            show_retired = gr.Checkbox(False, label="Show retired models", info="Retired models were shut down by "
+                                       "their provider (the catalog names the source and date); a job for one is "
+                                       "expected to be refused.")
             with gr.Row():
                 seconds = gr.Dropdown(_seconds_choices(first, first_model), value=_seconds_choices(
                     first, first_model)[0], label="Seconds", allow_custom_value=True,
                     info="Longer than one clip: clips are chained")
                 size = gr.Dropdown(model_entry(first, first_model)["sizes"], value=model_entry(
                     first, first_model)["sizes"][0], label="Size", allow_custom_value=True)
-            fallback = gr.Dropdown([(p["name"], key) for key, p in providers.items() if key != "local"], value=[],
+            fallback = gr.Dropdown([choice for choice in _provider_choices() if choice[1] != "local"], value=[],
                                    multiselect=True, label="Fallback providers, in order",
-                                   info="Used when the provider is unhealthy or unreachable")
+                                   info="Used when the provider is unhealthy, unreachable or refuses the model")
             cost = gr.Markdown(price(first, first_model, None, None, None, [], ""), elem_id="video-cost")
             health = gr.Markdown(elem_id="video-health")
             run = gr.Button("Generate", variant="primary")
@@ -67,9 +69,10 @@ def build(ctx: UIContext) -> None:
     ctx.components.update(video_prompt=prompt, video_negative=negative, video_provider=provider, video_model=model,
                           video_seconds=seconds, video_size=size)
 
-    def models_for(provider_id: str):
-        choices = _model_choices(provider_id)
+    def models_for(provider_id: str, retired: bool):
+        choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
         return gr.Dropdown(choices=choices, value=choices[0][1])
+
 
     def limits_for(provider_id: str, model_id: str, size_now: str | None):
         try:
@@ -116,7 +119,8 @@ def build(ctx: UIContext) -> None:
     form = [provider, model, seconds, size, image, fallback, prompt]
     status_outputs = [table, gallery, player, health]
     refresh.click(video_status, None, status_outputs, api_name="video_status")  # first: it owns the name
-    provider.input(models_for, provider, model, api_visibility="private")  # .input: History's Reuse sets both
+    provider.input(models_for, [provider, show_retired], model, api_visibility="private")  # .input: Reuse sets both
+    show_retired.input(models_for, [provider, show_retired], model, api_visibility="private")
     model.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
     size.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
     for component in (provider, model, seconds, size, image, fallback):
@@ -138,6 +142,7 @@ def price(provider_id, model_id, seconds, size, image, fallback, prompt) -> str:
     clips = " + ".join(f"{s} s" for s in target.segments)
     chain = f" ({len(target.segments)} clips chained: {clips})" if plan.chained else ""
     lines = [f"**Estimated cost: ${target.cost_usd:.2f}** for {sum(target.segments)} s at {plan.size}{chain}"]
+    lines += [f"⚠️ {warning}" for warning in lifecycle_warnings(plan)]
     lines += [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f}" for t in plan.targets[1:]]
     return "\n\n".join(lines)
 
@@ -153,8 +158,19 @@ def _request(provider: str, model: str, prompt: str, seconds, size, image, negat
     return VideoRequest(**values, **({"owner": owner} if owner else {}))
 
 
-def _model_choices(provider_id: str) -> list[tuple[str, str]]:
-    return [(m["name"], key) for key, m in provider_entry(provider_id)["models"].items()]
+def _provider_choices() -> list[tuple[str, str]]:
+    """Every provider; one whose models are all retired says so."""
+    return [(p["name"] + ("" if listed_models(key) else " (retired models only)"), key)
+            for key, p in video_catalog().items()]
+
+
+def _model_choices(provider_id: str, show_retired: bool = False) -> list[tuple[str, str]]:
+    choices = []
+    for key, entry in listed_models(provider_id, show_retired).items():
+        state = lifecycle(entry)
+        suffix = f" ({state.state}, ends {state.ends})" if state.state != "active" and state.ends else ""
+        choices.append((entry["name"] + suffix, key))
+    return choices
 
 
 def _seconds_choices(provider_id: str, model_id: str, size: str | None = None) -> list[int]:

@@ -2,19 +2,24 @@
 
 Each model lists allowed durations (seconds), sizes (``WxH``), optional per-size durations and prices, and
 whether it takes a text prompt and/or a first-frame image. Adding a model means adding an entry.
+
+A remote model also carries its ``lifecycle``: ``active``, ``deprecated`` (with the announced removal date in
+``ends``) or ``retired`` (``ends`` is when it went), the ``source`` of that fact, when it was ``checked`` and a
+``note``. Retired models stay in the catalog so old jobs and History keep their names; forms hide them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
 
 from masuka.errors import InvalidInput
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "video_models.json"
-PROVIDERS = ("openai", "comet", "gemini", "runway", "fal", "local")
+LOCAL = "local"
 #: a local model that is not in the catalog (repo id or folder) accepts these
 LOCAL_ANY = {"durations": list(range(1, 11)), "sizes": [], "fps": 16, "steps": 30, "guidance": 5.0,
              "price_per_second": 0, "text": True, "image": True}
@@ -26,11 +31,54 @@ def video_catalog() -> dict[str, dict]:
     return json.loads(CATALOG_PATH.read_text(encoding="utf-8"))
 
 
+#: every video provider id, in catalog order, and the remote ones (each a module in ``video/providers``)
+PROVIDERS = tuple(video_catalog())
+REMOTE_PROVIDERS = tuple(name for name in PROVIDERS if name != LOCAL)
+
+
 def provider_entry(provider: str) -> dict:
     entry = video_catalog().get(provider)
     if entry is None:
         raise InvalidInput(f"Unknown video provider {provider!r}: choose one of {', '.join(PROVIDERS)}.")
     return entry
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Where a model stands at its provider, and who said so when."""
+
+    state: str = "active"  # active | deprecated | retired
+    ends: str | None = None  # YYYY-MM-DD: announced removal (deprecated) or removal (retired)
+    source: str = ""
+    checked: str = ""
+    note: str = ""
+
+    @property
+    def retired(self) -> bool:
+        return self.state == "retired"
+
+    def warning(self, name: str) -> str:
+        """A line for the form and the CLI; empty for an active model."""
+        source = f" (source: {self.source}, checked {self.checked})" if self.source else ""
+        if self.state == "deprecated":
+            return f"{name} is deprecated: ends {self.ends or 'soon'}{source}."
+        if self.retired:
+            return (f"{name} was retired on {self.ends or 'an unannounced date'}{source}; the provider is "
+                    "expected to refuse it.")
+        return ""
+
+
+LIFECYCLE_STATES = ("active", "deprecated", "retired")
+
+
+def lifecycle(entry: dict) -> Lifecycle:
+    return Lifecycle(**entry.get("lifecycle", {}))
+
+
+def listed_models(provider: str, show_retired: bool = False) -> dict[str, dict]:
+    """The provider's models a form offers: retired ones only when asked for."""
+    return {key: model for key, model in provider_entry(provider)["models"].items()
+            if show_retired or not lifecycle(model).retired}
 
 
 def model_entry(provider: str, model: str) -> dict:
@@ -39,7 +87,7 @@ def model_entry(provider: str, model: str) -> dict:
     model = (model or "").strip()
     if model in models:
         return models[model]
-    if provider == "local" and model:
+    if provider == LOCAL and model:
         from masuka.models.catalog import REPO_ID
 
         folder = Path(model).expanduser()
@@ -48,7 +96,7 @@ def model_entry(provider: str, model: str) -> dict:
         if folder.is_dir() or REPO_ID.match(model):
             return {"name": model, "repo": model, **LOCAL_ANY}
     raise InvalidInput(f"{provider_entry(provider)['name']} has no model {model!r}; choose one of "
-                       f"{', '.join(models)}" + (", a diffusers repo id or a local folder." if provider == "local"
+                       f"{', '.join(models)}" + (", a diffusers repo id or a local folder." if provider == LOCAL
                                                  else "."))
 
 

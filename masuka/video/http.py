@@ -15,17 +15,23 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 
 import httpx
 
-from masuka.errors import ProviderError
+from masuka.errors import InvalidInput, ProviderError
 from masuka.keys import mask
+from masuka.services import Declared
 from masuka.video.health import HealthTracker
 from masuka.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
+#: what a 400/403 refusal of a create request says when the model (or its route) is gone or not for this key
+MODEL_GONE = re.compile(r"model_not_found|unsupported_model|\bmodel\b.*\b(not found|does not exist|not exist|"
+                        r"unsupported|not supported|not available|no longer|deprecated|retired|shut down)|"
+                        r"\b(retired|shut down|no longer available)\b", re.I | re.S)
 
 
 class ProviderUnavailable(ProviderError):
@@ -34,6 +40,34 @@ class ProviderUnavailable(ProviderError):
 
 class MaybeSubmitted(ProviderError):
     """A create request failed in a way that leaves open whether the provider accepted (and charges) it."""
+
+
+class ModelUnavailable(ProviderError):
+    """A create request was refused because the model no longer exists or is not available to this key
+    (404, or 400/403 saying so): nothing was created."""
+
+
+def model_gone(response: httpx.Response, message: str) -> bool:
+    """Whether a create request's refusal means "this model (route) is gone or not for this key"."""
+    if response.status_code == 404:
+        return True
+    return response.status_code in (400, 403) and bool(MODEL_GONE.search(f"{message} {response.text[:2000]}"))
+
+
+class CutShort(ProviderError):
+    """A download ended before the length its response promised."""
+
+
+def save_stream(response: httpx.Response, partial: Path, chunk: int = 1 << 20) -> None:
+    """Write a streamed response to ``partial``; :class:`CutShort` when fewer bytes came than announced."""
+    expected = response.headers.get("content-length")
+    written = 0
+    with open(partial, "wb") as handle:
+        for block in response.iter_bytes(chunk):
+            handle.write(block)
+            written += len(block)
+    if expected is not None and written != int(expected):
+        raise CutShort(f"got {written} of {expected} bytes")
 
 
 def retry_delay(response: httpx.Response | None, attempt: int, settings: VideoSettings) -> float:
@@ -138,6 +172,8 @@ class Caller:
                 message = provider_message(response)
                 retryable = response.status_code in RETRYABLE and (not create or response.status_code == 429)
                 if not retryable:
+                    if create and model_gone(response, message):
+                        raise ModelUnavailable(self._clean(f"HTTP {response.status_code}: {message}"))
                     if response.status_code >= 500:
                         self.health.failure(self.provider, f"HTTP {response.status_code}")
                     raise ProviderError(self._clean(f"{self.provider} refused the request "
@@ -155,3 +191,28 @@ class Caller:
     def _clean(self, text: str) -> str:
         """Never let a key reach a message, a log line or a row."""
         return text.replace(self.secret, mask(self.secret)) if self.secret else text
+
+
+class ServiceClient(Declared):
+    """A keyed client of one declared service: requests with retries (:class:`Caller`), a client that sends the
+    key to the service's base URL, and a bare one (no key) for files on other hosts."""
+
+    def __init__(self, settings: VideoSettings, health: HealthTracker, key: str | None):
+        if not key:
+            raise InvalidInput(f"No API key for {self.display_name()}: set {self.service.key_env[0]} or save the "
+                               "key in Settings.")
+        self.key = key
+        self.settings = settings
+        self.base_url = self.service.base_url()
+        self.caller = Caller(self.name, settings, health, key)
+        timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
+        self.client = httpx.Client(base_url=self.base_url, headers=self.service.auth_headers(key), timeout=timeout)
+        self.bare = httpx.Client(timeout=timeout, follow_redirects=True)
+
+    @classmethod
+    def display_name(cls) -> str:
+        return cls.service.label
+
+    def close(self) -> None:
+        self.client.close()
+        self.bare.close()

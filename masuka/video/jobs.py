@@ -21,8 +21,9 @@ from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, Provid
 from masuka.store import UNFINISHED, now, owner_clause, process_alive
 from masuka.studio import Studio
 from masuka.video.catalog import model_entry, parse_size, provider_entry
+from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.health import HealthTracker
-from masuka.video.http import MaybeSubmitted, ProviderUnavailable
+from masuka.video.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider
@@ -172,13 +173,15 @@ def run_video_job(studio: Studio, job_id: int) -> None:
         except _Attention:
             _needs_attention(studio, job_id, target.provider)
             return
-        except ProviderUnavailable:
+        except ModelUnavailable as error:
+            # the provider says the model is gone or not for this key: remember it, so no job asks again
+            reason = _gone_message(target, str(error))
+            mark_unavailable(studio.store, target.provider, target.model, provider.key, reason)
+            _next_target(studio, plan, state, reason)
+        except ProviderUnavailable as error:
             # nothing was accepted yet (the create request never arrived or was refused with 429): the user's
             # next provider may take it
-            if any("ref" in s for s in state.get("segments", [])) or state["target"] + 1 >= len(plan.targets):
-                raise
-            log.warning("%s is unavailable; falling back", target.provider)
-            state.update(target=_choose_target(studio, plan, state["target"] + 1), segments=[])
+            _next_target(studio, plan, state, error)
         finally:
             provider.close()
     _finish(studio, job_id, plan, target, clips, state)
@@ -188,17 +191,34 @@ class _Attention(Exception):
     """A create request may have reached the provider without us learning its id."""
 
 
+def _next_target(studio: Studio, plan: VideoPlan, state: dict, error: ProviderError | str) -> None:
+    """Move on to the user's next fallback when nothing was accepted yet; else fail with ``error``."""
+    if any("ref" in s for s in state.get("segments", [])) or state["target"] + 1 >= len(plan.targets):
+        raise error if isinstance(error, ProviderError) else ProviderError(error)
+    log.warning("%s cannot take the job (%s); falling back", plan.targets[state["target"]].provider, error)
+    state.update(target=_choose_target(studio, plan, state["target"] + 1), segments=[])
+
+
+def _gone_message(target: Target, answer: str) -> str:
+    name = provider_class(target.provider).service.label
+    return (f"{target.model} is not available to this {name} key (the provider answered {answer}). MASUKA will "
+            "not send it again with this key: choose another model or provider.")
+
+
 def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
-    """The first target from ``start`` on (the primary, then the user's fallbacks) that has a key and is not
-    marked unhealthy."""
+    """The first target from ``start`` on (the primary, then the user's fallbacks) that has a key, is not
+    marked unhealthy and whose model the provider has not refused for that key."""
     health = HealthTracker(studio.store, VideoSettings.from_env())
     reasons = []
     for index, target in enumerate(plan.targets[start:], start):
         cls = provider_class(target.provider)
-        if not studio.config.keys.get(cls.key_name):
+        key = studio.config.keys.get(cls.name)
+        if not key:
             reasons.append(f"no API key for {target.provider} (set {cls.key_env()} or save it in Settings)")
         elif message := health.unhealthy(target.provider):
             reasons.append(message)
+        elif gone := unavailable(studio.store, target.provider, target.model, key):
+            reasons.append(gone)
         else:
             return index
     raise ProviderError("No provider can take this job: " + "; ".join(reasons))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
-from masuka.video.catalog import (durations_for, model_entry, parse_size, price_per_second, provider_entry,
-                                  size_for_aspect)
+from masuka.video.catalog import (durations_for, lifecycle, model_entry, parse_size, price_per_second,
+                                  provider_entry, size_for_aspect)
 
 MAX_TOTAL_SECONDS = 60
 LOCAL_SIZE_MULTIPLE = 16
@@ -103,6 +103,16 @@ def plan_video(request: VideoRequest) -> VideoPlan:
             raise InvalidInput(f"Fallback {name}:{model} has no size {size}.")
         targets.append(_target(name, model, fallback_entry, size, seconds))
     return VideoPlan(request, size, seconds, targets)
+
+
+def lifecycle_warnings(plan: VideoPlan) -> list[str]:
+    """A line for each target whose model is deprecated ("ends YYYY-MM-DD") or retired."""
+    warnings = []
+    for target in plan.targets:
+        entry = model_entry(target.provider, target.model)
+        if warning := lifecycle(entry).warning(f"{entry['name']} ({target.provider})"):
+            warnings.append(warning)
+    return warnings
 
 
 def _target(provider: str, model: str, entry: dict, size: str, seconds: int) -> Target:

@@ -7,7 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from tests.http_fakes import FakeServer, Reply, Request, bearer
+from masuka.testing.http import FakeServer, Reply, Request, bearer
 
 TOKEN = "hf_test_token_1234"
 

@@ -12,7 +12,7 @@ from safetensors.numpy import save, save_file
 from masuka.errors import InvalidInput, ProviderError
 from masuka.image.library import list_loras
 from masuka.models.lora_import import import_from_civitai, import_from_hub, import_lora_file
-from tests.http_fakes import FakeServer, Reply, bearer
+from masuka.testing.http import FakeServer, Reply, bearer
 from tests.models.fake_hub import FakeRepo, serve
 
 CIVITAI_KEY = "civitai_secret_key_5678"

@@ -25,7 +25,7 @@ def wait_for_video_rows(client: Client, count: int, timeout: float = 90) -> list
 
 
 def test_keys_used_for_real_requests_never_appear_in_logs_or_the_store(tmp_path, sample_mp4, tiny_model):
-    from masuka.video.fakes import KEY, FakeProvider
+    from masuka.testing.video import KEY, FakeProvider
 
     provider = FakeProvider("openai", sample_mp4)
     provider.fault("create", 401, body={"error": {"message": "Incorrect API key provided", "type": "auth"}})

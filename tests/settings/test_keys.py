@@ -9,7 +9,7 @@ import pytest
 
 from masuka.errors import InvalidInput
 from masuka.settings import check_key, key_table, save_key
-from tests.http_fakes import FakeServer, Reply, bearer
+from masuka.testing.http import FakeServer, Reply, bearer
 
 GOOD = {"huggingface": "hf_good_key_0001", "openai": "sk-good-key-0002", "comet": "comet-good-key-0003",
         "gemini": "gemini-good-key-0004", "runway": "runway-good-key-0005", "fal": "fal-good-key:0006",

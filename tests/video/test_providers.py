@@ -11,7 +11,7 @@ from masuka.errors import InvalidInput
 from masuka.video.jobs import cancel_video, start_video, wait_video
 from masuka.video.media import check_mp4
 from masuka.video.request import VideoRequest
-from masuka.video.fakes import KEY
+from masuka.testing.video import KEY
 
 MODELS = {"openai": "sora-2", "comet": "veo3-fast", "gemini": "veo-3.1-generate-preview", "runway": "gen4.5",
           "fal": "fal-ai/veo3"}
@@ -72,7 +72,7 @@ def test_requests_follow_each_api_shape(studio, fake, first_frame):
 def test_video_urls_on_other_hosts_never_get_the_key(studio, fake, provider):
     server = fake(provider)
     assert run(studio, provider)["status"] == "completed"
-    downloads = [s for s in server.seen if s.headers["host-used"].startswith("localhost")]
+    downloads = [s for s in server.requests if s.headers["host"].startswith("localhost")]
     assert downloads and all(".mp4" in s.path for s in downloads)
     assert all(KEY not in json.dumps(s.headers) for s in downloads)
 
@@ -91,7 +91,7 @@ def test_rate_limited_polls_are_retried_and_the_job_completes(studio, fake, prov
     row = run(studio, provider)
     assert row["status"] == "completed", row["error"]
     assert server.creates == 1
-    assert len([s for s in server.seen if s.method == "GET" and "/files/" not in s.path]) >= 4
+    assert len([s for s in server.requests if s.method == "GET" and "/files/" not in s.path]) >= 4
 
 
 def test_server_errors_on_polls_are_retried(studio, fake):
@@ -150,7 +150,7 @@ def test_bad_key_is_refused_once_with_the_provider_message_and_never_echoed(stud
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-9876")
     row = run(studio, "openai")
     assert row["status"] == "failed" and "Incorrect API key provided" in row["error"] and "HTTP 401" in row["error"]
-    assert len(server.seen) == 1 and "sk-wrong-key-9876" not in row["error"]
+    assert len(server.requests) == 1 and "sk-wrong-key-9876" not in row["error"]
 
 
 def test_missing_key_names_the_variable(studio, fake, monkeypatch):
@@ -215,7 +215,7 @@ def test_invalid_combinations_are_refused_before_any_request(studio, fake, chang
     values = {"provider": "openai", "model": "sora-2", "prompt": "a fox", **change}
     with pytest.raises(InvalidInput, match=message):
         start_video(studio, VideoRequest(**values))
-    assert studio.store.count("jobs") == 0 and not any(s.seen for s in servers)
+    assert studio.store.count("jobs") == 0 and not any(s.requests for s in servers)
 
 
 def test_too_large_first_frame_is_refused(studio, fake, tmp_path):

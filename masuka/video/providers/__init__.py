@@ -1,29 +1,35 @@
 """Remote video providers, one module per API, behind the :class:`~masuka.video.providers.base.Provider`
-interface."""
+interface. The list of providers is the catalog's (``assets/video_models.json``): provider ``x`` lives in the
+module ``x`` here, whose :class:`Provider` subclass declares its service.
+"""
 
 from __future__ import annotations
 
-import importlib
+import functools
 
 from masuka.errors import InvalidInput
+from masuka.services import declared_classes
 from masuka.studio import Studio
+from masuka.video.catalog import REMOTE_PROVIDERS
 from masuka.video.health import HealthTracker
+from masuka.video.providers.base import Provider
 from masuka.video.settings import VideoSettings
 
-#: provider id -> "module:Class"
-REMOTE = {"openai": "openai:OpenAIVideos", "comet": "comet:CometVideos", "gemini": "gemini:GeminiVeo",
-          "runway": "runway:RunwayTasks", "fal": "fal:FalQueue"}
+
+@functools.cache
+def remote_providers() -> dict[str, type[Provider]]:
+    """Provider id -> its class, in catalog order."""
+    return declared_classes(__name__, REMOTE_PROVIDERS, Provider)
 
 
-def provider_class(name: str) -> type:
-    if name not in REMOTE:
-        raise InvalidInput(f"{name!r} is not a remote video provider; choose one of {', '.join(REMOTE)}.")
-    module, cls = REMOTE[name].split(":")
-    return getattr(importlib.import_module(f"masuka.video.providers.{module}"), cls)
+def provider_class(name: str) -> type[Provider]:
+    if name not in REMOTE_PROVIDERS:
+        raise InvalidInput(f"{name!r} is not a remote video provider; choose one of {', '.join(REMOTE_PROVIDERS)}.")
+    return remote_providers()[name]
 
 
-def open_provider(studio: Studio, name: str):
+def open_provider(studio: Studio, name: str) -> Provider:
     """A ready client for provider ``name`` with its key, base URL, retry settings and health tracker."""
     cls = provider_class(name)
     settings = VideoSettings.from_env()
-    return cls(settings, HealthTracker(studio.store, settings), studio.config.keys.get(cls.key_name))
+    return cls(settings, HealthTracker(studio.store, settings), studio.config.keys.get(cls.name))

@@ -19,17 +19,12 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from masuka.config import provider_base_url
-from masuka.errors import InvalidInput, ProviderError
-from masuka.keys import KEY_ENV
+from masuka.errors import ProviderError
 from masuka.video.catalog import provider_entry
-from masuka.video.health import HealthTracker
-from masuka.video.http import Caller
+from masuka.video.http import CutShort, ServiceClient, save_stream
 from masuka.video.media import BrokenVideo, check_mp4
-from masuka.video.settings import VideoSettings
 
 MAX_REDIRECTS = 5
-CHUNK = 1 << 20
 
 
 @dataclass
@@ -57,32 +52,18 @@ class Status:
     poll_after: float | None = None  # seconds the provider asks us to wait
 
 
-class Provider(ABC):
-    """Base of the remote providers; subclasses set ``name``, ``key_name``, ``auth`` and the operations."""
-
-    name: str = ""
-    key_name: str = ""  # name in the key store (and so its environment variables)
-    auth: tuple[str, str] = ("Authorization", "Bearer {key}")  # header carrying the key
-    headers: dict[str, str] = {}  # other headers every request needs
+class Provider(ServiceClient, ABC):
+    """Base of the remote providers; a subclass declares its :class:`~masuka.services.Service` (label, key
+    variables, base URL, headers, key check) as ``service`` and defines the operations. Its module is named
+    after the provider id, which is the service's name and the catalog's provider key."""
 
     @classmethod
     def key_env(cls) -> str:
-        return KEY_ENV[cls.key_name][0]
+        return cls.service.key_env[0]
 
-    def __init__(self, settings: VideoSettings, health: HealthTracker, key: str | None):
-        if not key:
-            raise InvalidInput(f"No API key for {provider_entry(self.name)['name']}: set {self.key_env()} or save "
-                               "the key in Settings.")
-        self.key = key
-        self.settings = settings
-        self.base_url = provider_base_url(self.name)
-        self.caller = Caller(self.name, settings, health, key)
-        timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
-        self.client = httpx.Client(base_url=self.base_url, headers=self.auth_headers(), timeout=timeout)
-        self.bare = httpx.Client(timeout=timeout)  # for URLs on other hosts: never sends the key
-
-    def auth_headers(self) -> dict[str, str]:
-        return {self.auth[0]: self.auth[1].format(key=self.key), **self.headers}
+    @classmethod
+    def display_name(cls) -> str:
+        return provider_entry(cls.name)["name"]
 
     # -- what each provider defines -------------------------------------------------------------------
     @abstractmethod
@@ -112,7 +93,7 @@ class Provider(ABC):
             try:
                 self._fetch(output, partial)
                 check_mp4(partial)
-            except (BrokenVideo, httpx.TransportError) as failure:
+            except (BrokenVideo, CutShort, httpx.TransportError) as failure:
                 error = failure
                 partial.unlink(missing_ok=True)
                 continue
@@ -128,14 +109,7 @@ class Provider(ABC):
                 if response.is_redirect:
                     url = urljoin(url, response.headers["location"])
                     continue
-                expected = response.headers.get("content-length")
-                written = 0
-                with open(partial, "wb") as handle:
-                    for chunk in response.iter_bytes(CHUNK):
-                        handle.write(chunk)
-                        written += len(chunk)
-                if expected is not None and written != int(expected):
-                    raise BrokenVideo(f"got {written} of {expected} bytes")
+                save_stream(response, partial)
                 return
             finally:
                 response.close()
@@ -146,10 +120,6 @@ class Provider(ABC):
             return True
         ours, theirs = urlsplit(self.base_url), urlsplit(url)
         return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
-
-    def close(self) -> None:
-        self.client.close()
-        self.bare.close()
 
 
 def image_data_uri(path: Path) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from masuka.services import Service
 from masuka.video.providers.openai import OpenAIVideos
 
 
 class CometVideos(OpenAIVideos):
-    name = key_name = "comet"
+    service = Service("comet", "CometAPI", ("COMETAPI_KEY", "COMET_API_KEY"), "MASUKA_COMET_BASE_URL",
+                      "https://api.cometapi.com", check_path="/v1/models")

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from masuka.services import Service
 from masuka.video.catalog import aspect_of, resolution_of
 from masuka.video.providers.base import Clip, Provider, Status, image_data_uri
 
 STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "completed"}
 
 
+def queue_ref(model: str, request_id: str) -> dict:
+    """The routes of an accepted queue request. Status and result routes keep only ``owner/alias`` of the model
+    path; they are built on our base URL so a proxy in MASUKA_FAL_BASE_URL is used for them too."""
+    requests = f"/{'/'.join(model.split('/')[:2])}/requests/{request_id}"
+    return {"id": request_id, "status_url": f"{requests}/status", "response_url": requests,
+            "cancel_url": f"{requests}/cancel"}
+
+
 class FalQueue(Provider):
-    name = key_name = "fal"
-    auth = ("Authorization", "Key {key}")
+    # the key check asks for the status of a request id that cannot exist: 401/403 for a bad key, 404 for a good one
+    service = Service("fal", "fal", ("FAL_KEY",), "MASUKA_FAL_BASE_URL", "https://queue.fal.run",
+                      auth=("Authorization", "Key {key}"),
+                      check_path="/fal-ai/fast-sdxl/requests/00000000-0000-0000-0000-000000000000/status",
+                      check_ok=frozenset({400, 404, 422}))
 
     def submit(self, clip: Clip) -> dict:
         model = clip.entry.get("image_model", clip.model) if clip.image is not None else clip.model
@@ -23,11 +35,7 @@ class FalQueue(Provider):
         if clip.image is not None:
             body["image_url"] = image_data_uri(clip.image)
         answer = self.caller.send(self.client, "POST", f"/{model}", create=True, json=body).json()
-        # Status and result routes keep only ``owner/alias`` of the model path; built on our base URL so a
-        # proxy in MASUKA_FAL_BASE_URL is used for them too.
-        requests = f"/{'/'.join(model.split('/')[:2])}/requests/{answer['request_id']}"
-        return {"id": answer["request_id"], "status_url": f"{requests}/status", "response_url": requests,
-                "cancel_url": f"{requests}/cancel"}
+        return queue_ref(model, answer["request_id"])
 
     def poll(self, ref: dict) -> Status:
         body = self.caller.send(self.client, "GET", ref["status_url"]).json()

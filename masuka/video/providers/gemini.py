@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from masuka.services import Service
 from masuka.video.catalog import aspect_of, resolution_of
 from masuka.video.providers.base import Clip, Provider, Status, image_base64
 
 
 class GeminiVeo(Provider):
-    name = key_name = "gemini"
-    auth = ("x-goog-api-key", "{key}")
+    service = Service("gemini", "Gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY"), "MASUKA_GEMINI_BASE_URL",
+                      "https://generativelanguage.googleapis.com", auth=("x-goog-api-key", "{key}"),
+                      check_path="/v1beta/models?pageSize=1")
 
     def submit(self, clip: Clip) -> dict:
         instance: dict = {"prompt": clip.prompt}

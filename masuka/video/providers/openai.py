@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from masuka.services import Service
 from masuka.video.providers.base import Clip, Provider, Status, image_mime
 
 STATES = {"queued": "queued", "in_progress": "running", "completed": "completed", "failed": "failed",
@@ -11,7 +12,8 @@ STATES = {"queued": "queued", "in_progress": "running", "completed": "completed"
 class OpenAIVideos(Provider):
     """The ``/v1/videos`` shape; :mod:`comet` reuses it at another base URL."""
 
-    name = key_name = "openai"
+    service = Service("openai", "OpenAI", ("OPENAI_API_KEY",), "MASUKA_OPENAI_BASE_URL", "https://api.openai.com",
+                      check_path="/v1/models")
 
     def wire_size(self, clip: Clip) -> str:
         return (clip.entry.get("wire_sizes") or {}).get(clip.size, clip.size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from masuka.services import Service
 from masuka.video.catalog import parse_size
 from masuka.video.providers.base import Clip, Provider, Status, image_data_uri
 
@@ -11,8 +12,9 @@ STATES = {"PENDING": "queued", "THROTTLED": "queued", "RUNNING": "running", "SUC
 
 
 class RunwayTasks(Provider):
-    name = key_name = "runway"
-    headers = {"X-Runway-Version": API_VERSION}
+    service = Service("runway", "Runway", ("RUNWAYML_API_SECRET",), "MASUKA_RUNWAY_BASE_URL",
+                      "https://api.dev.runwayml.com", headers={"X-Runway-Version": API_VERSION},
+                      check_path="/v1/organization")
 
     def submit(self, clip: Clip) -> dict:
         width, height = parse_size(clip.size)

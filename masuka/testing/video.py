@@ -2,96 +2,69 @@
 
 Used by the test suite and by ``python -m masuka bench load``, so load and fault figures need no paid API.
 
-One :class:`FakeProvider` per API runs a real HTTP server in a thread. Tests script it: how many polls a job
-takes, whether jobs finish (``release``), faults injected per route (429 with retry hints, 500s), failed
-jobs, expiring output URLs, truncated downloads. It counts create requests and records what it was sent.
+One :class:`FakeProvider` per API runs a :class:`~masuka.testing.http.FakeServer`; its routes for each provider
+are the ``_<provider>`` methods, and it checks the auth headers the provider's service declares. Tests script
+it: how many polls a job takes, whether jobs finish (``release``), faults injected per route (429 with retry
+hints, 500s), failed jobs, expiring output URLs, truncated downloads. It counts create requests and records
+what it was sent (``requests``).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from masuka.services import service
+from masuka.testing.http import Reply, Request, StandIn
+
 KEY = "sk-test-secret-key-1234"
+#: each API's answer to a create request for a model that is gone (or not for this key)
+GONE = {
+    "openai": (404, {"error": {"message": "The model `{model}` does not exist or you do not have access to it.",
+                               "type": "invalid_request_error", "param": None, "code": "model_not_found"}}),
+    "gemini": (404, {"error": {"code": 404, "status": "NOT_FOUND", "message": "models/{model} is not found for API "
+                               "version v1beta, or is not supported for predictLongRunning."}}),
+    "runway": (400, {"error": "Model {model} is not supported: it was retired."}),
+    "fal": (404, {"detail": "Application '{model}' not found"}),
+}
 
 
-@dataclass
-class Fault:
-    route: str
-    status: int
-    headers: dict = field(default_factory=dict)
-    body: dict | None = None
-    times: int = 1
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict
-    body: bytes
-
-
-class FakeProvider:
+class FakeProvider(StandIn):
     """A loopback server for ``kind`` (openai, comet, gemini, runway or fal)."""
 
     def __init__(self, kind: str, video: bytes):
-        self.kind = kind
+        super().__init__(kind)
         self.video = video
-        self.creates = 0
         self.polls = 0
-        self.cancels = 0
-        self.polls_to_finish = 2
-        self.fail_jobs = False
         self.expire_urls = False
         self.broken_downloads = 0
         self.hang_create_s = 0.0
-        self.release = threading.Event()
-        self.release.set()
+        self.gone_models: set[str] = set()  # create requests for these get the API's "model gone" answer
         self.polled = threading.Event()
-        self.faults: list[Fault] = []
-        self.seen: list[Seen] = []
-        self.jobs: dict[str, dict] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.other_origin = f"http://localhost:{self.server.server_address[1]}"  # a "CDN": must get no key
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def fault(self, route: str, status: int, headers: dict | None = None, body: dict | None = None,
-              times: int = 1) -> None:
-        self.faults.append(Fault(route, status, headers or {}, body, times))
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def requests_to(self, fragment: str) -> list[Seen]:
-        return [s for s in self.seen if fragment in s.path]
 
     # -- dispatch -------------------------------------------------------------------------------------
+    def _serve(self, request: Request) -> Reply:
+        status, headers, body = self.handle(request.method, request.path, request.headers, request.body)
+        cut = headers.pop("x-truncate", None) is not None
+        headers.setdefault("content-type", "application/json")
+        return Reply(status, body, headers, cut=cut)
+
     def handle(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
         route = self._route(method, path)
-        with self._lock:
-            self.seen.append(Seen(method, path, headers, body))
         if route == "create" and self.hang_create_s:  # received, but the answer comes too late
             time.sleep(self.hang_create_s)
         with self._lock:
-            for fault in self.faults:
-                if fault.route == route and fault.times > 0:
-                    fault.times -= 1
-                    return fault.status, fault.headers, json.dumps(fault.body or {"error": {
-                        "message": f"injected {fault.status}"}}).encode()
+            if fault := self.take_fault(route):
+                return fault.status, fault.headers, json.dumps(fault.body or {"error": {
+                    "message": f"injected {fault.status}"}}).encode()
             if route != "download" and not self._authorised(headers):
                 return 401, {}, json.dumps({"error": {"message": "Incorrect API key provided"}}).encode()
+            if route == "create" and (model := self._model_of(path, body)) in self.gone_models:
+                status, answer = GONE["openai" if self.kind == "comet" else self.kind]
+                return status, {}, json.dumps(answer).replace("{model}", model).encode()
             return getattr(self, f"_{self.kind if self.kind != 'comet' else 'openai'}")(route, method, path, body)
 
     def _route(self, method: str, path: str) -> str:
@@ -103,11 +76,17 @@ class FakeProvider:
             return "cancel"
         return "poll"
 
+    def _model_of(self, path: str, body: bytes) -> str:
+        """The model a create request asks for: in the path (Gemini, fal) or the body."""
+        if self.kind == "gemini":
+            return path.split("/models/")[1].split(":")[0]
+        if self.kind == "fal":
+            return path.lstrip("/")
+        return str(_form_or_json(body).get("model", ""))
+
     def _authorised(self, headers: dict) -> bool:
-        wanted = {"gemini": ("x-goog-api-key", KEY), "fal": ("authorization", f"Key {KEY}")}.get(
-            self.kind, ("authorization", f"Bearer {KEY}"))
-        ok = headers.get(wanted[0]) == wanted[1]
-        return ok and (self.kind != "runway" or headers.get("x-runway-version") == "2024-11-06")
+        """Every header the provider's service declares (its key, and Runway's version) came as declared."""
+        return all(headers.get(name.lower()) == value for name, value in service(self.kind).auth_headers(KEY).items())
 
     def _new_job(self, payload: dict) -> str:
         self.creates += 1
@@ -285,34 +264,3 @@ def _form_or_json(body: bytes) -> dict:
         fields[name.decode()] = value.decode() if name != b"input_reference" else value
     return fields
 
-
-def _handler(fake: FakeProvider) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args) -> None:
-            pass
-
-        def _any(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            headers["host-used"] = self.headers.get("host", "")
-            status, extra, payload = fake.handle(self.command, self.path, headers, body)
-            truncate = extra.pop("x-truncate", None)
-            self.send_response(status)
-            for key, value in extra.items():
-                self.send_header(key, value)
-            if "content-type" not in extra:
-                self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            self.end_headers()
-            if truncate:  # promise the whole file, send half, hang up
-                self.wfile.write(payload[: len(payload) // 2])
-                self.close_connection = True
-                return
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _any
-
-    return Handler

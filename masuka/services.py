@@ -1,0 +1,90 @@
+"""The outside services MASUKA talks to, each declared once: label, key variables, base URL, auth and key check.
+
+A remote video provider or training backend declares its :class:`Service` next to its code; the key store,
+the base-URL settings, the Settings tab's labels and key checks and the test stand-ins all read these
+declarations (:func:`services`), so adding a provider touches its own module, its catalog entries and the
+README only.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Service:
+    """One outside service and how to reach it with a key."""
+
+    name: str  # key-store name, and the provider id where it is one
+    label: str
+    key_env: tuple[str, ...]  # environment variables that may hold the key, in order of preference
+    base_url_env: str = ""  # variable that overrides the base URL (proxies, loopback stand-ins)
+    default_base_url: str = ""
+    auth: tuple[str, str] = ("Authorization", "Bearer {key}")  # header carrying the key
+    headers: dict[str, str] = field(default_factory=dict)  # other headers every request needs
+    check_path: str = ""  # a cheap authenticated GET that proves a key works ("" = no live check)
+    check_ok: frozenset[int] = frozenset()  # error statuses that still prove the key (fal's 404)
+
+    def base_url(self) -> str:
+        """The base URL, from :attr:`base_url_env` when set (read at call time)."""
+        return os.environ.get(self.base_url_env, self.default_base_url).rstrip("/") if self.base_url_env \
+            else self.default_base_url
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {self.auth[0]: self.auth[1].format(key=key), **self.headers}
+
+    def check_request(self, key: str) -> tuple[str, dict[str, str]]:
+        """URL and headers of the cheap authenticated request that proves ``key`` works."""
+        return f"{self.base_url()}{self.check_path}", self.auth_headers(key)
+
+
+class Declared:
+    """A class that declares its :class:`Service` as ``service``; its ``name`` is the service's."""
+
+    service: Service
+    name: str = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "service", None) is not None:  # abstract bases declare none
+            cls.name = cls.service.name
+
+
+def declared_classes(package: str, names: tuple[str, ...], base: type) -> dict[str, type]:
+    """Name -> the ``base`` subclass declared for it in the module ``package.name``, in the order given."""
+    found = {}
+    for name in names:
+        module = importlib.import_module(f"{package}.{name}")
+        found[name] = next(cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                           if issubclass(cls, base) and cls is not base and cls.name == name)
+    return found
+
+
+HUGGINGFACE = Service("huggingface", "Hugging Face", ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"), "HF_ENDPOINT",
+                      "https://huggingface.co", check_path="/api/whoami-v2")
+CIVITAI = Service("civitai", "CivitAI", ("CIVITAI_API_KEY",), "MASUKA_CIVITAI_BASE_URL", "https://civitai.com",
+                  check_path="/api/v1/me")
+NGROK = Service("ngrok", "ngrok", ("NGROK_AUTHTOKEN",))
+
+
+@functools.cache
+def services() -> dict[str, Service]:
+    """Every declared service by name: Hugging Face, the video providers (catalog order), the training backends,
+    CivitAI, ngrok."""
+    from masuka.training.backends import remote_backends
+    from masuka.video.providers import remote_providers
+
+    found = {HUGGINGFACE.name: HUGGINGFACE}
+    for declaring in (*remote_providers().values(), *remote_backends().values()):
+        found.setdefault(declaring.service.name, declaring.service)
+    found.update({CIVITAI.name: CIVITAI, NGROK.name: NGROK})
+    return found
+
+
+def service(name: str) -> Service:
+    """The declared service ``name``; ``KeyError`` when there is none."""
+    return services()[name]

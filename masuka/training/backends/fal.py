@@ -1,0 +1,69 @@
+"""fal.ai trainers: the dataset zip uploaded the way fal's own client does (a CDN token from fal's REST API,
+then ``POST {cdn}/files/upload``), the job sent to the queue (``POST {queue}/{route}``), polled with logs, and
+the ``diffusers_lora_file`` downloaded.
+
+``MASUKA_FAL_BASE_URL`` moves the queue (as for video); ``MASUKA_FAL_STORAGE_URL`` (fal's REST API, default
+``https://rest.fal.ai``) and ``MASUKA_FAL_CDN_URL`` (default ``https://v3.fal.media``) move the upload.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from masuka.errors import ProviderError
+from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus
+from masuka.video.http import ProviderUnavailable
+from masuka.video.providers.fal import STATES, FalQueue, queue_ref
+
+STORAGE_URL = ("MASUKA_FAL_STORAGE_URL", "https://rest.fal.ai")
+CDN_URL = ("MASUKA_FAL_CDN_URL", "https://v3.fal.media")
+
+
+def _url(setting: tuple[str, str]) -> str:
+    return os.environ.get(setting[0], setting[1]).rstrip("/")
+
+
+class FalTrainer(RemoteTrainer):
+    service = FalQueue.service
+
+    def upload(self, archive: Path) -> str:
+        token = self.caller.send(self.client, "POST", f"{_url(STORAGE_URL)}/storage/auth/token",
+                                 params={"storage_type": "fal-cdn-v3"}, json={}).json()
+        headers = {"Authorization": f"{token['token_type']} {token['token']}", "Content-Type": "application/zip",
+                   "X-Fal-File-Name": archive.name}
+        answer = self.caller.send(self.bare, "POST", f"{_url(CDN_URL)}/files/upload", headers=headers,
+                                  content=archive.read_bytes()).json()
+        return answer["access_url"]
+
+    def submit(self, request: TrainRequest) -> dict:
+        route = request.entry["route"]
+        body = {**request.entry.get("input", {}), "images_data_url": request.data_url,
+                "trigger_word": request.trigger, "steps": request.steps}
+        answer = self.caller.send(self.client, "POST", f"/{route}", create=True, json=body).json()
+        return queue_ref(route, answer["request_id"])
+
+    def poll(self, ref: dict) -> TrainStatus:
+        body = self.caller.send(self.client, "GET", ref["status_url"], params={"logs": 1}).json()
+        logs = [str(line.get("message", line)) if isinstance(line, dict) else str(line)
+                for line in body.get("logs") or []]
+        state = STATES.get(body.get("status"), "running")
+        if state == "queued":
+            return TrainStatus(state, logs, note=f"queue position {body.get('queue_position', '?')}")
+        if state != "completed":
+            return TrainStatus(state, logs)
+        if body.get("error"):
+            return TrainStatus("failed", logs, error=str(body["error"]))
+        try:
+            result = self.caller.send(self.client, "GET", ref["response_url"]).json()
+        except ProviderUnavailable:
+            raise
+        except ProviderError as error:  # the queue answers a failed job's result with its error
+            return TrainStatus("failed", logs, error=str(error))
+        weights = (result.get("diffusers_lora_file") or {}).get("url")
+        if not weights:
+            return TrainStatus("failed", logs, error=f"fal returned no LoRA file ({str(result)[:200]})")
+        return TrainStatus("completed", logs, output=weights)
+
+    def cancel(self, ref: dict) -> None:
+        self.caller.send(self.client, "PUT", ref["cancel_url"])

@@ -1,0 +1,246 @@
+"""Remote training runs: the same ``jobs`` rows (kind ``train``) as local runs, trained on a service's GPUs.
+
+The row is written before anything is sent, and the state is saved right before and right after the create
+request, so a restart never submits a run twice: a run the service accepted resumes polling (Resume, or
+``train --resume``), and one whose create request may have arrived unanswered is marked ``interrupted`` with
+"Needs attention" instead of being sent again. Stop cancels the job at the service. The finished LoRA is
+downloaded into the run folder, stamped with its metadata and added to the LoRA library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from masuka.errors import Cancelled, InvalidInput, ProviderError
+from masuka.image.library import register_lora
+from masuka.image.loras import inspect_lora
+from masuka.store import LOCAL_USER, now
+from masuka.studio import Studio
+from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
+from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
+from masuka.training.data import dataset_for_training
+from masuka.training.options import TrainOptions
+from masuka.training.runs import _slug
+from masuka.video.health import HealthTracker
+from masuka.video.http import MaybeSubmitted, ProviderUnavailable
+from masuka.video.settings import VideoSettings
+
+KIND = "train"
+STOP_CHECK_S = 0.2
+UNREACHABLE_WAIT_S = 30.0
+STEP = re.compile(r"\bstep\D{0,3}(\d+)\s*/\s*(\d+)", re.I)
+
+
+def estimate_remote(backend: str, base: str, steps: int) -> tuple[dict, float]:
+    """The trainer entry and the estimated price of a run; :class:`InvalidInput` when the backend cannot train
+    ``base`` or ``steps`` is out of range."""
+    entry = trainer_entry(backend, base)
+    if not 1 <= int(steps) <= entry["max_steps"]:
+        raise InvalidInput(f"{entry['name']} trains 1 to {entry['max_steps']} steps (got {steps}).")
+    return entry, estimate_usd(entry, int(steps))
+
+
+def price_line(backend: str, base: str, steps: int) -> str:
+    """One line for people: what runs where and what it should cost."""
+    entry, price = estimate_remote(backend, base, steps)
+    return (f"{trainer_catalog()[backend]['name']}: {entry['name']}, {steps} steps, estimated ${price:.2f} "
+            f"({entry.get('note', 'catalog estimate')})")
+
+
+def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner: str = LOCAL_USER,
+                      destination: str = "") -> int:
+    """Check everything, then record a queued remote run (nothing sent yet); returns its id."""
+    entry, price = estimate_remote(backend, options.base, options.steps)
+    cls = remote_backends()[backend]
+    if not studio.config.keys.get(cls.name):
+        raise InvalidInput(f"No API key for {cls.service.label}: set {cls.service.key_env[0]} or save the key in "
+                           "Settings.")
+    if backend == "replicate" and "/" not in (destination or ""):
+        raise InvalidInput("Training on Replicate needs a destination model of yours (owner/name): create it on "
+                           "Replicate and give it as the destination.")
+    data = dataset_for_training(studio, options.dataset, owner)
+    run_id = studio.store.insert("jobs", {
+        "owner": owner, "kind": KIND, "status": "queued", "title": f"{data.name} on {backend} {options.base}",
+        "provider": backend, "model": options.base, "step": 0, "total": options.steps, "progress": 0.0,
+        "params": {**options.to_dict(), "backend": backend}, "cost_usd": price, "pid": os.getpid(),
+        "state": {"backend": backend, "trainer": entry["name"], "dataset": data.name, "dataset_id": data.id,
+                  "dataset_hash": data.hash, "images": len(data.items), "trigger": data.trigger,
+                  "destination": destination, "phase": "queued"},
+    })
+    run_dir = studio.config.runs_dir / f"run-{run_id:05d}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = studio.store.get("jobs", run_id)["state"]
+    studio.store.update("jobs", run_id, state={**state, "run_dir": studio.config.relative(run_dir)})
+    return run_id
+
+
+def execute_remote_run(studio: Studio, run_id: int, log) -> None:
+    """The body of a remote run: upload and submit once (unless already accepted), poll, download, record.
+    ``log(text)`` appends a line to the run's log."""
+    row = studio.store.get("jobs", run_id)
+    state = dict(row["state"])
+    options = TrainOptions.from_dict(row["params"])
+    settings = VideoSettings.from_env()
+    cls = remote_backends()[state["backend"]]
+    trainer = cls(settings, HealthTracker(studio.store, settings), studio.config.keys.get(cls.name))
+    try:
+        if not state.get("ref"):
+            if state.get("submitting"):
+                return _needs_attention(studio, run_id, trainer)
+            if not _submit(studio, run_id, row, options, state, trainer, log):
+                return None
+        else:
+            log(f"resuming: polling {trainer.service.label} job {state['ref']['id']}")
+        output = _poll(studio, run_id, options, state, trainer, log)
+        _finish(studio, run_id, row, options, state, trainer, output, log)
+    finally:
+        trainer.close()
+    return None
+
+
+def _submit(studio: Studio, run_id: int, row: dict, options: TrainOptions, state: dict, trainer: RemoteTrainer,
+            log) -> bool:
+    """Upload the dataset and send the create request once; False when it may have arrived unanswered."""
+    data = dataset_for_training(studio, options.dataset, row["owner"])
+    run_dir = studio.config.absolute(state["run_dir"])
+    if not state.get("upload"):
+        log(f"uploading the dataset ({len(data.items)} images with captions) to {trainer.service.label}")
+        state["upload"] = trainer.upload(dataset_zip(data, run_dir / "dataset.zip"))
+        _save(studio, run_id, state, "uploaded")
+    request = TrainRequest(trainer_entry(state["backend"], options.base), state["upload"], data.trigger,
+                           options.steps, options.rank, options.lr, options.resolution, state.get("destination", ""))
+    state["submitting"] = True
+    _save(studio, run_id, state, "submitting")  # written BEFORE the request leaves
+    try:
+        state["ref"] = trainer.submit(request)
+    except MaybeSubmitted:
+        _needs_attention(studio, run_id, trainer)
+        return False
+    except BaseException:
+        state.pop("submitting")  # refused: nothing was created
+        _save(studio, run_id, state, "failed")
+        raise
+    state.pop("submitting")
+    _save(studio, run_id, state, "queued", external_id=state["ref"]["id"])  # and right after
+    log(f"accepted by {trainer.service.label} as {state['ref']['id']} (estimated ${row['cost_usd']:.2f})")
+    return True
+
+
+def _poll(studio: Studio, run_id: int, options: TrainOptions, state: dict, trainer: RemoteTrainer, log) -> str:
+    """Poll until the job completes; returns the weights URL. An unreachable service is waited for."""
+    interval = _poll_interval(trainer, state["backend"])
+    while True:
+        _check_stop(studio, run_id, trainer, state["ref"])
+        status = _status_or_wait(studio, run_id, trainer, state["ref"], interval)
+        if status is None:
+            continue
+        for line in status.logs[state.get("log_count", 0):]:
+            log(line)
+            if match := STEP.search(line):
+                step = min(int(match.group(1)), options.steps)
+                studio.store.update("jobs", run_id, step=step, progress=round(step / options.steps, 4))
+        state["log_count"] = len(status.logs)
+        _save(studio, run_id, state, status.state, status.note, error=None)
+        if status.state == "completed":
+            return status.output or ""
+        if status.state == "failed":
+            raise ProviderError(f"{trainer.service.label} reports the training failed: {status.error}")
+        if status.state == "cancelled":
+            raise Cancelled(f"The job was cancelled at {trainer.service.label}.")
+        _pause(studio, run_id, trainer, state["ref"], interval)
+
+
+def _status_or_wait(studio: Studio, run_id: int, trainer: RemoteTrainer, ref: dict,
+                    interval: float) -> TrainStatus | None:
+    """The job's status; None after waiting a while when the service cannot be reached (a paid job is kept)."""
+    try:
+        return trainer.poll(ref)
+    except ProviderUnavailable as error:
+        studio.store.update("jobs", run_id, error=f"{error} Still trying; the job is kept.")
+    wait = UNREACHABLE_WAIT_S if trainer.settings.poll_s is None else interval * 10
+    _pause(studio, run_id, trainer, ref, wait)
+    return None
+
+
+def _poll_interval(trainer: RemoteTrainer, backend: str) -> float:
+    if trainer.settings.poll_s is not None:
+        return trainer.settings.poll_s
+    return float(trainer_catalog()[backend]["poll_s"])
+
+
+def _finish(studio: Studio, run_id: int, row: dict, options: TrainOptions, state: dict, trainer: RemoteTrainer,
+            output: str, log) -> None:
+    """Download the LoRA, stamp its metadata, check it opens, add it to the library."""
+    _save(studio, run_id, state, "downloading")
+    folder = studio.config.absolute(state["run_dir"]) / "lora"
+    downloaded = trainer.download(output, folder / (Path(urlsplit(output).path).name or "weights"))
+    lora = trainer.lora_file(downloaded, folder)
+    name = options.name or f"{_slug(state['dataset'])}-{state['backend']}-run{run_id}"
+    final = folder / f"{name}.safetensors"
+    os.replace(lora, final)
+    if downloaded.exists() and downloaded != final:
+        downloaded.unlink()
+    entry = trainer_entry(state["backend"], options.base)
+    add_metadata(final, {"masuka.architecture": entry["architecture"], "masuka.base_model": options.base,
+                         "masuka.trigger": state.get("trigger", ""), "masuka.steps": str(options.steps),
+                         "masuka.provider": state["backend"], "masuka.trainer": entry.get("route") or entry["model"],
+                         "masuka.cost_usd": f"{row['cost_usd']:.2f}", "masuka.run": str(run_id),
+                         "masuka.dataset_hash": state.get("dataset_hash", "")})
+    try:
+        info = inspect_lora(final)
+    except InvalidInput as error:
+        raise ProviderError(f"{trainer.service.label} returned a file MASUKA cannot use: {error}") from None
+    lora_id = register_lora(studio, info, row["owner"], state["backend"], job_id=run_id)
+    result = {"lora": studio.config.relative(final), "lora_name": info.name, "lora_id": lora_id,
+              "final_loss": None, "steps": options.steps, "provider_job_id": state["ref"]["id"]}
+    _save(studio, run_id, state, "completed", result=result, step=options.steps, progress=1.0)
+    log(f"LoRA downloaded and checked: {final.name} (in the LoRA library as {info.name!r})")
+
+
+def add_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Merge ``metadata`` into a safetensors file's ``__metadata__`` (the header is rewritten, tensors kept)."""
+    with open(path, "rb") as handle:
+        length = struct.unpack("<Q", handle.read(8))[0]
+        header = json.loads(handle.read(length))
+        tensors = handle.read()
+    header["__metadata__"] = {**(header.get("__metadata__") or {}), **metadata}
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(struct.pack("<Q", len(blob)) + blob + tensors)
+    os.replace(partial, path)
+
+
+def _check_stop(studio: Studio, run_id: int, trainer: RemoteTrainer, ref: dict) -> None:
+    if not studio.store.stop_requested(run_id):
+        return
+    try:
+        trainer.cancel(ref)
+    except ProviderError as error:
+        raise Cancelled(f"Stopped here; {trainer.service.label} could not be told to cancel ({error}).") from None
+    raise Cancelled(f"Cancelled at {trainer.service.label} by the user.")
+
+
+def _pause(studio: Studio, run_id: int, trainer: RemoteTrainer, ref: dict, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(STOP_CHECK_S, left))
+        _check_stop(studio, run_id, trainer, ref)
+
+
+def _save(studio: Studio, run_id: int, state: dict, phase: str, note: str = "", **fields) -> None:
+    state.update(phase=phase, note=note)
+    studio.store.update("jobs", run_id, state=state, **fields)
+
+
+def _needs_attention(studio: Studio, run_id: int, trainer: RemoteTrainer) -> None:
+    label = trainer.service.label
+    studio.store.update("jobs", run_id, status="interrupted", finished_at=now(), error=(
+        f"Needs attention: MASUKA sent this run to {label} but never heard back, so it may have been accepted (and "
+        f"charged). Look at your {label} dashboard; MASUKA does not send it again by itself."))

@@ -1,0 +1,209 @@
+"""LoRA training on remote GPUs (fal, Replicate) against loopback stand-ins: the run row, the upload, one create
+request, polling with logs, the LoRA downloaded into the library, failures in the provider's words, Stop as a
+provider cancel, and a process killed between accept and poll that resumes without sending twice."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from masuka.errors import InvalidInput
+from masuka.image.loras import inspect_lora
+from masuka.testing.training import KEY, FakeTrainer
+from masuka.training.options import TrainOptions
+from masuka.training.runs import request_stop, resume_run, run_status, start_training
+
+from .conftest import add_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"fal": ("MASUKA_FAL_BASE_URL", "MASUKA_FAL_STORAGE_URL", "MASUKA_FAL_CDN_URL", "FAL_KEY"),
+       "replicate": ("MASUKA_REPLICATE_BASE_URL", "REPLICATE_API_TOKEN")}
+
+
+@pytest.fixture
+def trainer(monkeypatch, fast_video):
+    """``trainer("fal")`` -> a running :class:`FakeTrainer` with its URLs and key in the environment."""
+    started = []
+
+    def start(kind: str) -> FakeTrainer:
+        server = FakeTrainer(kind)
+        started.append(server)
+        *urls, key = ENV[kind]
+        for name in urls:
+            monkeypatch.setenv(name, server.base)
+        monkeypatch.setenv(key, KEY)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def options(**kw) -> TrainOptions:
+    values = dict(dataset="fox", base="flux-dev", steps=4, rank=8, lr=2e-4, resolution=512)
+    values.update(kw)
+    return TrainOptions(**values)
+
+
+def train(studio, backend: str, **kw) -> dict:
+    run_id = start_training(studio, options(**kw), backend=backend, destination="me/fox-lora")
+    studio.jobs.wait(run_id, timeout=60)
+    return run_status(studio, run_id)
+
+
+@pytest.mark.parametrize("backend", ["fal", "replicate"])
+def test_a_remote_run_puts_a_checked_lora_in_the_library(studio, trainer, backend):
+    server = trainer(backend)
+    add_dataset(studio)
+    status = train(studio, backend)
+    assert status["status"] == "completed", status["error"]
+    info = inspect_lora(status["lora"])
+    assert info.architecture == "flux" and info.trigger == "sks"
+    assert (info.metadata["masuka.provider"], info.metadata["masuka.base_model"]) == (backend, "flux-dev")
+    row = studio.store.find("loras", "job_id = ?", [status["run"]])[0]
+    assert row["source"] == backend and studio.config.absolute(row["path"]) == Path(status["lora"])
+    assert server.creates == 1 and "step 2/4" in status["log"]
+    with zipfile.ZipFile(io.BytesIO(server.uploads[0])) as archive:
+        names = sorted(archive.namelist())
+        assert names == ["0000.png", "0000.txt", "0001.png", "0001.txt", "0002.png", "0002.txt"]
+        assert archive.read("0001.txt").decode() == "sks, a red fox number 1"
+    job = studio.store.get("jobs", status["run"])
+    assert job["cost_usd"] > 0 and job["external_id"] == "job1"
+    assert KEY not in json.dumps(job, default=str)
+    files = [r for r in server.requests if r.headers["host"].startswith("localhost")]
+    assert files and all(KEY not in json.dumps(r.headers) for r in files)
+
+
+def test_each_service_gets_its_documented_request(studio, trainer):
+    fal, replicate = trainer("fal"), trainer("replicate")
+    add_dataset(studio)
+    train(studio, "fal")
+    train(studio, "replicate")
+    assert fal.payloads[0] == {"route": "fal-ai/flux-lora-fast-training", "images_data_url": fal.other_origin +
+                               "/files/dataset-1.zip", "trigger_word": "sks", "steps": 4, "is_style": False,
+                               "create_masks": True}
+    sent = replicate.payloads[0]
+    assert sent["path"] == "/v1/models/ostris/flux-dev-lora-trainer/versions/v42/trainings"
+    assert sent["destination"] == "me/fox-lora"
+    assert sent["input"] == {"input_images": replicate.other_origin + "/files/dataset.zip", "trigger_word": "sks",
+                             "steps": 4, "lora_rank": 8, "learning_rate": 2e-4, "resolution": "512",
+                             "autocaption": False}
+
+
+@pytest.mark.parametrize("backend", ["fal", "replicate"])
+def test_rate_limits_and_server_errors_are_waited_out_without_a_second_job(studio, trainer, backend):
+    server = trainer(backend)
+    add_dataset(studio)
+    server.fault("create", 429, {"Retry-After": "0"})
+    server.fault("poll", 503, times=2)
+    server.fault("upload", 500)
+    server.cut_downloads = 1
+    status = train(studio, backend)
+    assert status["status"] == "completed", status["error"]
+    assert server.creates == 1 and inspect_lora(status["lora"]).architecture == "flux"
+
+
+@pytest.mark.parametrize("backend, words", [("fal", "too few images"), ("replicate", "CUDA out of memory")])
+def test_a_job_that_fails_at_the_service_says_why(studio, trainer, backend, words):
+    server = trainer(backend)
+    server.fail_jobs = True
+    add_dataset(studio)
+    status = train(studio, backend)
+    assert status["status"] == "failed" and words in status["error"] and status["lora"] is None
+
+
+@pytest.mark.parametrize("backend", ["fal", "replicate"])
+def test_stop_cancels_the_job_at_the_service(studio, trainer, backend):
+    server = trainer(backend)
+    server.release.clear()
+    add_dataset(studio)
+    run_id = start_training(studio, options(), backend=backend, destination="me/fox-lora")
+    deadline = time.monotonic() + 30
+    while not (studio.store.get("jobs", run_id)["state"] or {}).get("ref"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    request_stop(studio, run_id)
+    studio.jobs.wait(run_id, timeout=30)
+    assert run_status(studio, run_id)["status"] == "cancelled" and server.cancels == 1
+
+
+def test_bad_choices_are_refused_before_anything_is_sent(studio, trainer, monkeypatch):
+    server = trainer("replicate")
+    add_dataset(studio)
+    with pytest.raises(InvalidInput, match="trains LoRAs for flux-dev"):
+        start_training(studio, options(base="sdxl"), backend="replicate", destination="me/x")
+    with pytest.raises(InvalidInput, match="destination model"):
+        start_training(studio, options(), backend="replicate")
+    monkeypatch.delenv("REPLICATE_API_TOKEN")
+    with pytest.raises(InvalidInput, match="REPLICATE_API_TOKEN"):
+        start_training(studio, options(), backend="replicate", destination="me/x")
+    assert server.requests == [] and studio.store.count("jobs") == 0
+
+
+def _cli(data_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "masuka", "train", "--backend", "fal", "--dataset", "fox", "--base", "flux-dev",
+            "--steps", "4", "--data-dir", str(data_dir), "--json", *extra]
+
+
+def test_cli_prints_the_price_then_the_run_as_json(studio, trainer):
+    trainer("fal")
+    add_dataset(studio)
+    done = subprocess.run(_cli(studio.config.data_dir), cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) == {"run", "status", "lora", "steps", "final_loss"}
+    assert (result["status"], result["steps"], result["final_loss"]) == ("completed", 4, None)
+    assert Path(result["lora"]).is_file() and "estimated $0.01" in done.stderr
+
+
+def test_a_run_killed_between_accept_and_poll_resumes_without_sending_twice(studio, trainer):
+    server = trainer("fal")
+    server.release.clear()
+    add_dataset(studio)
+    child = subprocess.Popen(_cli(studio.config.data_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 120
+        while not (server.creates and server.jobs["job1"]["polls"]):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    studio.store.mark_interrupted()
+    row = studio.store.find("jobs", "kind = 'train'")[0]
+    assert row["status"] == "interrupted" and row["state"]["ref"]["id"] == "job1"
+    server.release.set()
+    resume_run(studio, row["id"])
+    studio.jobs.wait(row["id"], timeout=60)
+    status = run_status(studio, row["id"])
+    assert status["status"] == "completed", status["error"]
+    assert server.creates == 1 and "resuming" in status["log"]
+
+
+def test_the_train_tab_shows_the_price_and_trains_remotely(live_app, trainer):
+    from gradio_client import Client
+
+    from masuka.ui.train import remote_price
+
+    server = trainer("fal")
+    assert "estimated $2.00" in remote_price("fal", "flux-dev", 1000) and remote_price("local", "flux-dev", 9) == ""
+    assert "trains LoRAs for flux-dev" in remote_price("replicate", "sdxl", 100)
+    app = live_app()
+    add_dataset(app.studio)
+    client = Client(app.url, verbose=False)
+    started = client.predict("fox", "flux-dev", "24gb", 4, 1e-4, 16, 16, 0, 1, 0, "adamw", "constant", 0, 0.05, 42,
+                             "", 0, 250, 2, "fal", "", api_name="/start_training")
+    app.studio.jobs.wait(started["run"], timeout=60)
+    status = client.predict(started["run"], api_name="/training_status")
+    assert status["status"] == "completed" and Path(status["lora"]).is_file() and server.creates == 1
