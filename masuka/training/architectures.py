@@ -1,4 +1,6 @@
-"""What differs between Flux, SD3.5 and SDXL training: LoRA targets, latent/text encoding and the loss.
+"""The training side of each profile (:mod:`masuka.models.architectures`): latent/text encoding and the loss.
+
+LoRA targets, defaults and presets are facts of the profile; the classes here hold what needs torch.
 
 Flux and SD3.5 learn by flow matching (noisy = (1 - σ)·x + σ·ε, target ε - x, σ and timesteps from the
 model's ``FlowMatchEulerDiscreteScheduler``); Flux latents are packed into 2×2 patches and Flux dev gets its
@@ -11,26 +13,25 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from masuka.models.catalog import SIZE_MULTIPLE
-
-ATTENTION = ["attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0"]
-JOINT_ATTENTION = ATTENTION + ["attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out"]
+from masuka.models import architectures
 
 
 class Architecture(ABC):
-    """Base: the parts Flux and SD3 share (a transformer trained by flow matching)."""
+    """Base: the parts flow-matching transformers share (FLUX.1, FLUX.2, SD3, Qwen-Image, Z-Image)."""
 
     name = ""
-    model_attr = "transformer"
-    target_modules: list[str] = JOINT_ATTENTION
-    text_encoder_targets: list[str] = []
     weighting = "none"
     negative_in_samples = True
 
     def __init__(self, pipe: Any, options: Any, max_sequence_length: int | None = None):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        self.size_multiple = SIZE_MULTIPLE[self.name]
+        profile = architectures.get(self.name)
+        self.model_attr = profile.denoiser
+        self.target_modules = list(profile.training.target_modules)
+        self.text_encoder_targets = list(profile.training.text_encoder_targets)
+        self.guidance_argument = profile.guidance_argument
+        self.size_multiple = profile.size_multiple
         self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         self.scaling = pipe.vae.config.scaling_factor
         self.shift = pipe.vae.config.get("shift_factor") or 0.0
@@ -82,8 +83,6 @@ class Architecture(ABC):
 
 class Flux(Architecture):
     name = "flux"
-    target_modules = JOINT_ATTENTION + ["ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
-                                        "proj_mlp"]
     negative_in_samples = False
 
     def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
@@ -125,9 +124,6 @@ class SD3(Architecture):
 
 class SDXL(Architecture):
     name = "sdxl"
-    model_attr = "unet"
-    target_modules = ["to_k", "to_q", "to_v", "to_out.0"]
-    text_encoder_targets = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
     def __init__(self, pipe: Any, options: Any, max_sequence_length: int | None = None):
         from diffusers import DDPMScheduler
@@ -162,4 +158,10 @@ class SDXL(Architecture):
         return torch.nn.functional.mse_loss(prediction.float(), target.float())
 
 
-ARCHITECTURES: dict[str, type[Architecture]] = {"flux": Flux, "sd3": SD3, "sdxl": SDXL}
+
+def trainer_for(architecture: str) -> type[Architecture]:
+    """The training class a profile names (``Training.trainer``)."""
+    profile = architectures.get(architecture)
+    if profile is None or profile.training is None:
+        raise KeyError(architecture)
+    return {cls.__name__: cls for cls in Architecture.__subclasses__()}[profile.training.trainer]
