@@ -84,7 +84,7 @@ def inspect_lora(path: str | Path) -> LoraInfo:
     try:
         arch = architectures.identify_lora(layers, metadata).id
     except architectures.UnknownLora as error:
-        raise InvalidInput(f"LoRA {path.name!r} is for {error}; MASUKA's models are {architectures.labels()}.") \
+        raise InvalidInput(f"LoRA {path.name!r} {error}; MASUKA's models are {architectures.labels()}.") \
             from None
     ranks = [v["shape"][0] for k, v in header.items() if k.endswith(("lora_A.weight", "lora_down.weight"))]
     return LoraInfo(path=path.resolve(), architecture=arch, rank=max(ranks) if ranks else None, metadata=metadata)

@@ -85,13 +85,9 @@ def save_tiny_video_pipeline(folder: str | Path, image_to_video: bool = False, s
     return folder
 
 
-#: Modules a LoRA targets in the tiny denoisers (attention projections, whatever the architecture names them)
-_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-
-
 def save_tiny_lora(architecture: str, path: str | Path, rank: int = 4, seed: int = 1) -> Path:
-    """Write a random LoRA (``path``, a .safetensors file) for the tiny pipeline of ``architecture``, with
-    ``masuka.architecture`` in its metadata as MASUKA's trainer writes it."""
+    """Write a random LoRA (``path``, a .safetensors file) for the tiny pipeline of ``architecture`` on the layers
+    its profile trains, with ``masuka.architecture`` in its metadata as MASUKA's trainer writes it."""
     import diffusers
     import torch
     from peft import LoraConfig
@@ -102,7 +98,12 @@ def save_tiny_lora(architecture: str, path: str | Path, rank: int = 4, seed: int
     profile = architectures.get(architecture)
     denoiser = tiny_components(architecture)[profile.denoiser]
     torch.manual_seed(seed)
-    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=_LORA_TARGETS))
+    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                    target_modules=list(profile.training.target_modules)))
+    with torch.no_grad():  # strong enough to change a tiny model's image visibly
+        for name, param in denoiser.named_parameters():
+            if "lora_" in name:
+                param.normal_(0, 0.5)
     getattr(diffusers, profile.pipeline).save_lora_weights(
         path.parent, weight_name=path.name, safe_serialization=True,
         **{profile.lora_layers_argument: get_peft_model_state_dict(denoiser)})

@@ -12,7 +12,7 @@ PROFILES: dict[str, Profile] = {p.id: p for p in (flux.PROFILE, flux2.PROFILE, s
 
 
 class UnknownLora(ValueError):
-    """A file whose layers fit no profile; the message says what it is for when that is known."""
+    """A file whose layers fit no profile; the message ("is for SD 1.x") says what it is for when that is known."""
 
 
 def get(architecture: str | None) -> Profile | None:
@@ -35,17 +35,17 @@ def identify_lora(layers: LoraLayers, metadata: dict[str, str]) -> Profile:
     Raises :class:`UnknownLora` naming what the file is for (SD 1.x, a video model, a LyCORIS adapter…).
     """
     if is_lycoris(layers):
-        raise UnknownLora("a LoHa/LoKr (LyCORIS) adapter, which diffusers cannot apply")
+        raise UnknownLora("is a LoHa/LoKr (LyCORIS) adapter, which diffusers cannot apply")
     family = foreign_family(layers)
     if family:
-        raise UnknownLora(family)
+        raise UnknownLora(f"is for {family}")
     scores = {p.id: p.matches_lora(layers) for p in PROFILES.values()}
     best = max(scores.values())
     hinted = _declared(metadata)
     if best is Match.NO:
         version = (metadata.get("ss_base_model_version") or "").lower()
         family = next((name for prefix, name in VERSIONS.items() if version.startswith(prefix)), None)
-        raise UnknownLora(family or "no architecture MASUKA knows")
+        raise UnknownLora(f"is for {family}" if family else "is not for an architecture MASUKA knows")
     candidates = [pid for pid, score in scores.items() if score == best]
     return PROFILES[hinted if hinted in candidates else candidates[0]]
 
