@@ -241,10 +241,10 @@ def _compare(results: dict[str, dict], steps: int, memory: str, device: str) -> 
 
 
 def _baseline_dtype(spec: ModelSpec, plan: Any) -> Any:
-    """The plain pipeline people compare with: bf16 (fp16) on CUDA, fp32 for SDXL (its usual baseline)."""
+    """The plain pipeline people compare with: bf16 (fp16) on CUDA, or fp32 where that is the profile's usual baseline."""
     import torch
 
-    return torch.float32 if plan.device != "cuda" or spec.architecture == "sdxl" else plan.dtype
+    return torch.float32 if plan.device != "cuda" or (spec.profile and spec.profile.baseline_fp32) else plan.dtype
 
 
 def _bare_kwargs(pipe: Any, spec: ModelSpec, size: int, steps: int) -> dict:
@@ -252,8 +252,11 @@ def _bare_kwargs(pipe: Any, spec: ModelSpec, size: int, steps: int) -> dict:
 
     import torch
 
-    kwargs = dict(prompt=PROMPT, num_inference_steps=steps, guidance_scale=spec.guidance, width=size, height=size,
+    argument = spec.profile.guidance_argument if spec.profile else "guidance_scale"
+    kwargs = dict(prompt=PROMPT, num_inference_steps=steps, width=size, height=size,
                   generator=torch.Generator("cpu").manual_seed(1), max_sequence_length=spec.max_sequence_length)
+    if argument:
+        kwargs[argument] = spec.guidance
     accepted = inspect.signature(pipe.__call__).parameters
     return {k: v for k, v in kwargs.items() if k in accepted and v is not None}
 

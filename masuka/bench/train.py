@@ -25,7 +25,8 @@ WARMUP_STEPS = 3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny-flux",
-                        help="tiny-flux, tiny-sd3, tiny-sdxl, or a catalog id / repo id / pipeline folder")
+                        help="tiny-<architecture> (tiny-flux, tiny-sdxl, tiny-z_image, …), or a catalog id / repo id / "
+                             "pipeline folder")
     parser.add_argument("--resolution", type=int, help="default: 64 for tiny models, else the preset's")
     parser.add_argument("--preset", help="GPU memory preset (12gb, 16gb, 24gb, 40gb)")
     parser.add_argument("--steps", type=int, default=30)
@@ -99,7 +100,7 @@ def _bare_step_times(studio, options, runs: int) -> list[float]:
     from peft import LoraConfig
 
     from masuka.gpu import device_plan
-    from masuka.training.architectures import ARCHITECTURES
+    from masuka.training.architectures import trainer_for
     from masuka.training.data import load_pixels
     from masuka.training.runs import check_training
 
@@ -107,7 +108,7 @@ def _bare_step_times(studio, options, runs: int) -> list[float]:
     where = device_plan()
     pipe = DiffusionPipeline.from_pretrained(spec.source, dtype=where.dtype, use_safetensors=True).to(where.device)
     pipe.set_progress_bar_config(disable=True)
-    arch = ARCHITECTURES[architecture](pipe, filled, spec.max_sequence_length)
+    arch = trainer_for(architecture)(pipe, filled, spec.max_sequence_length)
     path, caption = data.items[0]
     with torch.no_grad():
         pixels, original = load_pixels(path, filled.resolution, arch.size_multiple)

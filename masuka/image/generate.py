@@ -231,8 +231,11 @@ def check_fits_loaded(plan: Plan, pipe: Any) -> None:
 def _call_kwargs(plan: Plan, accepted: set[str], generator: Any, step_end: Callable) -> dict:
     request = plan.request
     kwargs: dict[str, Any] = dict(prompt=request.prompt.strip(), num_inference_steps=plan.steps,
-                                  guidance_scale=plan.guidance, width=plan.width, height=plan.height,
-                                  generator=generator, callback_on_step_end=step_end, output_type="pil")
+                                  width=plan.width, height=plan.height, generator=generator,
+                                  callback_on_step_end=step_end, output_type="pil")
+    argument = plan.spec.profile.guidance_argument if plan.spec.profile else "guidance_scale"
+    if argument:
+        kwargs[argument] = plan.guidance
     if request.negative_prompt and plan.spec.negative_prompt:
         kwargs["negative_prompt"] = request.negative_prompt
     if plan.spec.max_sequence_length:

@@ -1,8 +1,10 @@
 """LoRA files: checked to be real safetensors for a known architecture before use, then applied by name.
 
-Accepts diffusers/peft keys (``transformer.…lora_A.weight``, ``unet.…``) and kohya keys
-(``lora_unet_…lora_down.weight``); the safetensors header may name the architecture outright
-(``masuka.architecture``, or kohya's ``ss_base_model_version``).
+The architecture comes from the layer names and tensor shapes in the header (each profile's
+``matches_lora``, see :mod:`masuka.models.architectures`), in diffusers/peft (``transformer.…lora_A.weight``),
+kohya (``lora_unet_…lora_down.weight`` + ``.alpha``) and ai-toolkit/BFL (``diffusion_model.double_blocks…``)
+naming; metadata (``masuka.architecture``, kohya's ``ss_base_model_version``) only settles ties. Files for
+models MASUKA does not run (SD 1.x/2.x, video models, LoHa/LoKr) are refused saying what they are for.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput, NotFound
+from masuka.models import architectures
 
 MAX_HEADER = 100 * 2**20
-ARCH_HINTS = {"flux": "flux", "sd3": "sd3", "sdxl": "sdxl", "sd_xl": "sdxl"}
 
 
 @dataclass(frozen=True)
@@ -76,38 +78,28 @@ def inspect_lora(path: str | Path) -> LoraInfo:
         raise InvalidInput(f"LoRA {path.name!r} must be a .safetensors file (pickle formats are refused).")
     header = read_header(path)
     metadata = {str(k): str(v) for k, v in (header.pop("__metadata__", None) or {}).items()}
-    keys = list(header)
-    if not any("lora" in k for k in keys):
+    layers = architectures.lora_layers(header)
+    if not layers.modules and not architectures.is_lycoris(layers):
         raise InvalidInput(f"{path.name!r} holds no LoRA weights (no lora_A/lora_down tensors).")
-    arch = _architecture(keys, metadata, header)
-    if arch is None:
-        raise InvalidInput(f"LoRA {path.name!r} is not for a known architecture (Flux, SD3 or SDXL).")
+    try:
+        arch = architectures.identify_lora(layers, metadata).id
+    except architectures.UnknownLora as error:
+        raise InvalidInput(f"LoRA {path.name!r} {error}; MASUKA's models are {architectures.labels()}.") \
+            from None
     ranks = [v["shape"][0] for k, v in header.items() if k.endswith(("lora_A.weight", "lora_down.weight"))]
     return LoraInfo(path=path.resolve(), architecture=arch, rank=max(ranks) if ranks else None, metadata=metadata)
-
-
-def _architecture(keys: list[str], metadata: dict[str, str], header: dict) -> str | None:
-    declared = (metadata.get("masuka.architecture") or metadata.get("ss_base_model_version") or "").lower()
-    for hint, arch in ARCH_HINTS.items():
-        if declared.startswith(hint):
-            return arch
-    if any(m in k for k in keys for m in ("single_transformer_blocks", "single_blocks", "double_blocks")):
-        return "flux"
-    if any("joint_blocks" in k or k.startswith("transformer.transformer_blocks") for k in keys):
-        return "sd3"
-    unet = [k for k in keys if k.startswith(("unet.", "lora_unet_", "lora_te2_", "text_encoder_2."))]
-    if unet:
-        cross = [v["shape"][1] for k, v in header.items() if "attn2" in k and "to_k" in k
-                 and k.endswith(("lora_A.weight", "lora_down.weight"))]
-        return None if cross and cross[0] == 768 else "sdxl"
-    return None
 
 
 def check_fits(info: LoraInfo, architecture: str | None, model: str) -> None:
     """Refuse a LoRA made for another architecture than the model's."""
     if architecture and info.architecture != architecture:
-        raise InvalidInput(f"LoRA {info.name!r} was made for {info.architecture.upper()}, but {model!r} is "
-                           f"{architecture.upper()}.")
+        raise InvalidInput(f"LoRA {info.name!r} was made for {_label(info.architecture)}, but {model!r} is "
+                           f"{_label(architecture)}.")
+
+
+def _label(architecture: str) -> str:
+    profile = architectures.get(architecture)
+    return profile.label if profile else architecture.upper()
 
 
 def apply_loras(pipe: Any, chosen: list[tuple[LoraInfo, float]]) -> None:

@@ -14,17 +14,19 @@ import logging
 from typing import Any
 
 from masuka.gpu import DevicePlan
+from masuka.models import architectures
 
 log = logging.getLogger(__name__)
 
-#: Pipeline component holding the T5 text encoder, per architecture (the largest encoder by far).
-T5_COMPONENT = {"flux": "text_encoder_2", "sd3": "text_encoder_3"}
 #: Pixels above which the VAE decodes in tiles whatever the plan (about 1.5 megapixels).
 TILED_DECODE_PIXELS = 1536 * 1024
 
 
 def denoiser_of(pipe: Any) -> Any:
-    """The transformer (Flux, SD3) or UNet (SDXL) of a pipeline."""
+    """The denoiser its profile names (a transformer, or SDXL's UNet); for unknown pipelines, whichever it has."""
+    profile = architectures.for_pipeline(type(pipe).__name__)
+    if profile:
+        return getattr(pipe, profile.denoiser)
     return getattr(pipe, "transformer", None) or pipe.unet
 
 
@@ -70,16 +72,19 @@ def prepare_decode(pipe: Any, plan: DevicePlan, width: int, height: int) -> None
 
 
 def text_encoder_quantization(architecture: str | None, plan: DevicePlan) -> Any:
-    """For the two smallest plans on CUDA: load the T5 encoder in 8-bit through bitsandbytes, if installed.
+    """For the two smallest plans on CUDA: load the profile's big text encoder (T5-XXL, Qwen, Mistral) in 8-bit
+    through bitsandbytes, if installed.
 
-    Returns a diffusers ``PipelineQuantizationConfig`` for ``from_pretrained``, or ``None`` (T5 then stays
-    in the compute dtype and is offloaded with the rest).
+    Returns a diffusers ``PipelineQuantizationConfig`` for ``from_pretrained``, or ``None`` (the encoder then
+    stays in the compute dtype and is offloaded with the rest).
     """
-    component = T5_COMPONENT.get(architecture or "")
+    profile = architectures.get(architecture)
+    component = profile.big_text_encoder if profile else None
     if component is None or plan.device != "cuda" or plan.memory not in ("fp8_offload", "group_offload"):
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
-        log.info("bitsandbytes is not installed: the T5 encoder stays in %s (offloaded)", plan.dtype_name)
+        log.info("bitsandbytes is not installed: the %s text encoder stays in %s (offloaded)", profile.label,
+                 plan.dtype_name)
         return None
     from diffusers import PipelineQuantizationConfig
 

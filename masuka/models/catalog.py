@@ -13,14 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from masuka.errors import InvalidInput, ModelUnavailable
+from masuka.models import architectures
+from masuka.models.architectures import Profile
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "models.json"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[\w.\-]{1,96}$")
-
-#: diffusers pipeline class name prefix -> architecture
-ARCHITECTURES = {"Flux": "flux", "StableDiffusion3": "sd3", "StableDiffusionXL": "sdxl"}
-#: size multiple each architecture needs (VAE factor 8, times the transformer's patch size 2)
-SIZE_MULTIPLE = {"flux": 16, "sd3": 16, "sdxl": 8}
 
 
 @dataclass(frozen=True)
@@ -45,8 +42,12 @@ class ModelSpec:
     extra: dict = field(default_factory=dict)
 
     @property
+    def profile(self) -> Profile | None:
+        return architectures.get(self.architecture)
+
+    @property
     def size_multiple(self) -> int:
-        return SIZE_MULTIPLE.get(self.architecture or "", 8)
+        return self.profile.size_multiple if self.profile else 8
 
     @property
     def memory_needs_gb(self) -> dict[str, float | None]:
@@ -77,14 +78,19 @@ def resolve_image_model(model: str) -> ModelSpec:
         raise InvalidInput("The model name contains control characters or is too long.")
     entry = image_models().get(model)
     if entry is not None:
-        return _spec(model, entry["repo"], entry)
+        profile = architectures.get(entry.get("architecture"))
+        figures = {"vram_gb": profile.memory_gb.get("full"), "memory_gb": {
+            plan: gb for plan, gb in profile.memory_gb.items() if plan != "full"}} if profile else {}
+        return _spec(model, entry["repo"], {**figures, **entry})
     path = Path(model).expanduser()
     if path.is_dir():
         index = path / "model_index.json"
         if not index.is_file():
             raise InvalidInput(f"{path} is not a diffusers pipeline folder (it has no model_index.json).")
         class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
-        return _spec(str(path.resolve()), str(path.resolve()), {"pipeline": class_name,
+        profile = architectures.for_pipeline(class_name)
+        defaults = profile.defaults | {"negative_prompt": profile.negative_prompt} if profile else {}
+        return _spec(str(path.resolve()), str(path.resolve()), {**defaults, "pipeline": class_name,
                      "architecture": architecture_of(class_name), "name": path.name})
     if REPO_ID.match(model):
         return _spec(model, model, {"architecture": None, "name": model})
@@ -93,10 +99,9 @@ def resolve_image_model(model: str) -> ModelSpec:
 
 
 def architecture_of(pipeline_class: str) -> str | None:
-    for prefix, arch in ARCHITECTURES.items():
-        if pipeline_class.startswith(prefix):
-            return arch
-    return None
+    """The profile id of a diffusers pipeline class, by its exact name."""
+    profile = architectures.for_pipeline(pipeline_class)
+    return profile.id if profile else None
 
 
 def _spec(model_id: str, source: str, entry: dict) -> ModelSpec:
@@ -125,6 +130,10 @@ def explain_load_error(spec: ModelSpec, error: BaseException) -> ModelUnavailabl
             hint in str(error).lower() for hint in ("offline", "not fully cached", "connect", "outgoing traffic")):
         why = (f"{where} is not downloaded and the Hugging Face Hub cannot be reached (offline?). Download "
                "it in the Models tab on a connected machine, or give a local pipeline folder.")
+    elif any("torchvision" in str(e) for e in chain):
+        note = spec.profile.notes if spec.profile and spec.profile.notes else \
+            "pip install torchvision (the build matching your torch)."
+        why = f"{where} needs the torchvision package, which is not installed: {note}"
     elif spec.is_local:
         why = f"the pipeline folder {where} could not be loaded: {error}"
     else:

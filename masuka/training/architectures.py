@@ -1,8 +1,10 @@
-"""What differs between Flux, SD3.5 and SDXL training: LoRA targets, latent/text encoding and the loss.
+"""The training side of each profile (:mod:`masuka.models.architectures`): latent/text encoding and the loss.
 
-Flux and SD3.5 learn by flow matching (noisy = (1 - σ)·x + σ·ε, target ε - x, σ and timesteps from the
-model's ``FlowMatchEulerDiscreteScheduler``); Flux latents are packed into 2×2 patches and Flux dev gets its
-guidance embedding. SDXL learns by denoising with the scheduler's ``prediction_type`` (epsilon or v) and its
+LoRA targets, defaults and presets are facts of the profile; the classes here hold what needs torch.
+
+FLUX.1, FLUX.2, SD3.5, Qwen-Image and Z-Image learn by flow matching (noisy = (1 - σ)·x + σ·ε, target ε - x, σ and timesteps from the
+model's ``FlowMatchEulerDiscreteScheduler``, as in diffusers' ``train_dreambooth_lora_*`` examples); each
+packs latents and passes text the way its pipeline does. FLUX.1 dev gets its guidance embedding. SDXL learns by denoising with the scheduler's ``prediction_type`` (epsilon or v) and its
 size/crop conditioning (``add_time_ids``).
 """
 
@@ -11,28 +13,27 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from masuka.models.catalog import SIZE_MULTIPLE
-
-ATTENTION = ["attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0"]
-JOINT_ATTENTION = ATTENTION + ["attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out"]
+from masuka.models import architectures
 
 
 class Architecture(ABC):
-    """Base: the parts Flux and SD3 share (a transformer trained by flow matching)."""
+    """Base: the parts flow-matching transformers share (FLUX.1, FLUX.2, SD3, Qwen-Image, Z-Image)."""
 
     name = ""
-    model_attr = "transformer"
-    target_modules: list[str] = JOINT_ATTENTION
-    text_encoder_targets: list[str] = []
     weighting = "none"
     negative_in_samples = True
 
     def __init__(self, pipe: Any, options: Any, max_sequence_length: int | None = None):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        self.size_multiple = SIZE_MULTIPLE[self.name]
-        self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        self.scaling = pipe.vae.config.scaling_factor
+        profile = architectures.get(self.name)
+        self.model_attr = profile.denoiser
+        self.target_modules = list(profile.training.target_modules)
+        self.text_encoder_targets = list(profile.training.text_encoder_targets)
+        self.guidance_argument = profile.guidance_argument
+        self.size_multiple = profile.size_multiple
+        self.vae_scale = pipe.vae_scale_factor
+        self.scaling = pipe.vae.config.get("scaling_factor") or 1.0
         self.shift = pipe.vae.config.get("shift_factor") or 0.0
         self.guidance = options.guidance
         self.max_sequence_length = max_sequence_length
@@ -82,8 +83,6 @@ class Architecture(ABC):
 
 class Flux(Architecture):
     name = "flux"
-    target_modules = JOINT_ATTENTION + ["ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
-                                        "proj_mlp"]
     negative_in_samples = False
 
     def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
@@ -125,9 +124,6 @@ class SD3(Architecture):
 
 class SDXL(Architecture):
     name = "sdxl"
-    model_attr = "unet"
-    target_modules = ["to_k", "to_q", "to_v", "to_out.0"]
-    text_encoder_targets = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
     def __init__(self, pipe: Any, options: Any, max_sequence_length: int | None = None):
         from diffusers import DDPMScheduler
@@ -162,4 +158,114 @@ class SDXL(Architecture):
         return torch.nn.functional.mse_loss(prediction.float(), target.float())
 
 
-ARCHITECTURES: dict[str, type[Architecture]] = {"flux": Flux, "sd3": SD3, "sdxl": SDXL}
+
+def pad_tokens(embeds: Any, length: int) -> tuple[Any, Any]:
+    """``[1, L, D]`` text embeddings padded (or cut) to ``length`` tokens, with the mask of the real ones, so that
+    captions of different lengths batch together."""
+    import torch
+
+    embeds = embeds[:, :length]
+    mask = torch.zeros(embeds.shape[0], length, dtype=torch.bool, device=embeds.device)
+    mask[:, :embeds.shape[1]] = True
+    padding = embeds.new_zeros(embeds.shape[0], length - embeds.shape[1], embeds.shape[2])
+    return torch.cat([embeds, padding], dim=1), mask
+
+
+class Flux2(Architecture):
+    """FLUX.2 [klein]: Qwen3 embeddings, VAE latents 2x2-patchified and normalised by the VAE's batch-norm statistics,
+    packed into a token sequence with 4-axis position ids."""
+
+    name = "flux2"
+
+    def encode_image(self, pipe: Any, pixels: Any) -> Any:
+        import torch
+
+        latents = pipe._patchify_latents(pipe.vae.encode(pixels).latent_dist.mode())
+        mean = pipe.vae.bn.running_mean.view(1, -1, 1, 1).to(latents.device, latents.dtype)
+        std = torch.sqrt(pipe.vae.bn.running_var.view(1, -1, 1, 1) + pipe.vae.config.batch_norm_eps)
+        return (latents - mean) / std.to(latents.device, latents.dtype)
+
+    def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        embeds, _ids = pipe.encode_prompt(captions, device=device, max_sequence_length=self.max_sequence_length or 512)
+        return {"prompt_embeds": embeds}
+
+    def predict(self, model: Any, noisy: Any, timesteps: Any, text: dict[str, Any]) -> Any:
+        from diffusers import Flux2KleinPipeline
+
+        batch, channels, height, width = noisy.shape
+        embeds = text["prompt_embeds"]
+        output = model(hidden_states=Flux2KleinPipeline._pack_latents(noisy), timestep=timesteps / 1000,
+                       guidance=None, encoder_hidden_states=embeds,
+                       txt_ids=Flux2KleinPipeline._prepare_text_ids(embeds).to(noisy.device),
+                       img_ids=Flux2KleinPipeline._prepare_latent_ids(noisy).to(noisy.device), return_dict=False)[0]
+        return output[:, :height * width].reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+
+
+class QwenImage(Architecture):
+    """Qwen-Image: Qwen2.5-VL embeddings with their mask, Wan-style VAE latents (one frame) normalised by the VAE's
+    per-channel mean and std, packed 2x2."""
+
+    name = "qwen_image"
+
+    def encode_image(self, pipe: Any, pixels: Any) -> Any:
+        import torch
+
+        latents = pipe.vae.encode(pixels.unsqueeze(2)).latent_dist.mode()[:, :, 0]
+        config = pipe.vae.config
+        mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1).to(latents.device, latents.dtype)
+        std = torch.tensor(config.latents_std).view(1, -1, 1, 1).to(latents.device, latents.dtype)
+        return (latents - mean) / std
+
+    def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        embeds, _mask = pipe.encode_prompt(captions, device=device, max_sequence_length=self.max_sequence_length or 512)
+        embeds, mask = pad_tokens(embeds, self.max_sequence_length or 512)
+        return {"prompt_embeds": embeds, "prompt_embeds_mask": mask}
+
+    def predict(self, model: Any, noisy: Any, timesteps: Any, text: dict[str, Any]) -> Any:
+        from diffusers import QwenImagePipeline
+
+        batch, channels, height, width = noisy.shape
+        packed = QwenImagePipeline._pack_latents(noisy, batch, channels, height, width)
+        output = model(hidden_states=packed, timestep=timesteps / 1000, guidance=None,
+                       encoder_hidden_states=text["prompt_embeds"],
+                       encoder_hidden_states_mask=text["prompt_embeds_mask"],
+                       img_shapes=[[(1, height // 2, width // 2)]] * batch, return_dict=False)[0]
+        return QwenImagePipeline._unpack_latents(output, height * self.vae_scale, width * self.vae_scale,
+                                                 self.vae_scale)[:, :, 0]
+
+
+class ZImage(Architecture):
+    """Z-Image: Qwen3 embeddings (the real tokens of each caption), latents as one-frame lists; the transformer
+    reads time as 1 - σ and predicts the negated flow."""
+
+    name = "z_image"
+
+    def encode_text(self, pipe: Any, captions: list[str], device: Any) -> dict[str, Any]:
+        import torch
+
+        embeds, _negative = pipe.encode_prompt(captions, device=device, do_classifier_free_guidance=False,
+                                               max_sequence_length=self.max_sequence_length or 512)
+        rows = [pad_tokens(e.unsqueeze(0), self.max_sequence_length or 512) for e in embeds]
+        return {"prompt_embeds": torch.cat([e for e, _m in rows]), "prompt_mask": torch.cat([m for _e, m in rows])}
+
+    def sample_kwargs(self, text: dict[str, Any], empty: dict[str, Any]) -> dict[str, Any]:
+        return {"prompt_embeds": self._unpadded(text), "negative_prompt_embeds": self._unpadded(empty)}
+
+    @staticmethod
+    def _unpadded(text: dict[str, Any]) -> list[Any]:
+        return [embeds[mask.bool()] for embeds, mask in zip(text["prompt_embeds"], text["prompt_mask"], strict=True)]
+
+    def predict(self, model: Any, noisy: Any, timesteps: Any, text: dict[str, Any]) -> Any:
+        import torch
+
+        output = model(list(noisy.unsqueeze(2).unbind(0)), (1000 - timesteps) / 1000, self._unpadded(text),
+                       return_dict=False)[0]
+        return -torch.stack(output).squeeze(2)
+
+
+def trainer_for(architecture: str) -> type[Architecture]:
+    """The training class a profile names (``Training.trainer``)."""
+    profile = architectures.get(architecture)
+    if profile is None or profile.training is None:
+        raise KeyError(architecture)
+    return {cls.__name__: cls for cls in Architecture.__subclasses__()}[profile.training.trainer]

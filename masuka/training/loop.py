@@ -21,7 +21,7 @@ from masuka.gpu import DevicePlan, device_plan
 from masuka.image.pipelines import load_pipeline
 from masuka.models.catalog import ModelSpec
 from masuka.training import checkpoints
-from masuka.training.architectures import ARCHITECTURES, Architecture
+from masuka.training.architectures import Architecture, trainer_for
 from masuka.training.data import BatchOrder, Cache, TrainingSet, build_cache
 from masuka.training.options import PRESETS, TrainOptions
 
@@ -115,7 +115,7 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
         hooks.log(f"loading {plan.spec.id} ({plan.architecture}) on {accelerator.num_processes} process(es), "
                   f"{where.device} {where.dtype_name}")
     pipe = load_pipeline(plan.spec, DevicePlan("cpu", where.dtype_name), plan.token)
-    arch = ARCHITECTURES[plan.architecture](pipe, options, plan.spec.max_sequence_length)
+    arch = trainer_for(plan.architecture)(pipe, options, plan.spec.max_sequence_length)
     encoders = [name for name in ("text_encoder", "text_encoder_2", "text_encoder_3") if getattr(pipe, name, None)]
     for name in encoders + ["vae"]:
         getattr(pipe, name).to(device)
@@ -299,12 +299,13 @@ def sample(plan: TrainPlan, session: Session, step: int) -> list[Path]:
     pipe.vae.to(device)
     pipe.set_progress_bar_config(disable=True)
     paths = []
+    guidance = {session.arch.guidance_argument: plan.spec.guidance} if session.arch.guidance_argument else {}
     try:
         for index, text in enumerate(cache.samples):
             on_device = lambda embeds: {k: v.to(device, session.dtype) for k, v in embeds.items()}  # noqa: E731
             kwargs = session.arch.sample_kwargs(on_device(text), on_device(cache.empty))
             with torch.no_grad(), session.accelerator.autocast():
-                image = pipe(**kwargs, num_inference_steps=options.sample_steps, guidance_scale=plan.spec.guidance,
+                image = pipe(**kwargs, **guidance, num_inference_steps=options.sample_steps,
                              width=options.resolution, height=options.resolution, output_type="pil",
                              generator=torch.Generator("cpu").manual_seed(options.seed + index)).images[0]
             path = folder / f"step-{step:06d}-{index}.png"

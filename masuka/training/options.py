@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from masuka.errors import InvalidInput
+from masuka.models import architectures
 from masuka.validation import whole_number
 
 OPTIMIZERS = {"adamw": None, "adamw8bit": "bitsandbytes", "adafactor": "transformers", "prodigy": "prodigyopt"}
@@ -20,12 +21,6 @@ MIN_RESOLUTION, MAX_RESOLUTION = 64, 2048
 MAX_RANK = 128
 MAX_STEPS = 100_000
 
-#: what suits each architecture when nothing else is said
-ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "flux": dict(lr=1e-4, resolution=512, guidance=1.0, sample_steps=20),
-    "sd3": dict(lr=1e-4, resolution=1024, guidance=1.0, sample_steps=28),
-    "sdxl": dict(lr=1e-4, resolution=1024, guidance=1.0, sample_steps=25),
-}
 #: GPU-memory presets: resolution, gradient checkpointing, base-weight precision, batch size (latents and text
 #: embeddings are always cached before the loop)
 PRESETS: dict[str, dict[str, Any]] = {
@@ -34,8 +29,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "24gb": dict(resolution=768, gradient_checkpointing=True, base_precision="fp8", batch_size=1),
     "40gb": dict(resolution=1024, gradient_checkpointing=False, base_precision="bf16", batch_size=2),
 }
-#: below this many GB of a preset the base weights are stored in fp8 (SDXL fits in bf16 everywhere)
-FP8_BELOW_GB = {"flux": 40, "sd3": 24, "sdxl": 0}
+#: what suits each architecture when nothing else is said, and where fp8 storage starts: each profile's ``training``
 
 
 @dataclass
@@ -83,10 +77,13 @@ def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
     """A copy with every ``None`` replaced by the preset's value, then the architecture's default."""
     if options.preset and options.preset not in PRESETS:
         raise InvalidInput(f"Unknown preset {options.preset!r}: choose one of {', '.join(PRESETS)}.")
+    training = architectures.get(architecture).training
+    if options.preset in training.too_small:
+        raise InvalidInput(f"The {options.preset} preset does not fit: {training.too_small[options.preset]}.")
     preset = dict(PRESETS.get(options.preset or "", {}))
-    if preset and int(options.preset[:-2]) >= FP8_BELOW_GB[architecture]:
+    if preset and int(options.preset[:-2]) >= training.fp8_below_gb:
         preset["base_precision"] = "bf16"
-    values = {**ARCH_DEFAULTS[architecture], "gradient_checkpointing": False, "base_precision": "bf16",
+    values = {**training.defaults, "gradient_checkpointing": False, "base_precision": "bf16",
               "batch_size": 1, **preset}
     filled = {name: values[name] for name in values
               if name in TrainOptions.__dataclass_fields__ and getattr(options, name) is None}
@@ -132,8 +129,9 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
         raise InvalidInput(f"Unknown LR scheduler {options.scheduler!r}: choose one of {', '.join(SCHEDULERS)}.")
     if options.base_precision not in PRECISIONS:
         raise InvalidInput(f"Base precision must be one of {', '.join(PRECISIONS)}.")
-    if options.train_text_encoder and architecture != "sdxl":
-        raise InvalidInput("Text-encoder LoRA is offered for SDXL only.")
+    if options.train_text_encoder and not architectures.get(architecture).training.text_encoder_targets:
+        offered = [p.label for p in architectures.PROFILES.values() if p.training and p.training.text_encoder_targets]
+        raise InvalidInput(f"Text-encoder LoRA is offered for {', '.join(offered)} only.")
     if options.train_text_encoder and options.gpus > 1:
         raise InvalidInput("Text-encoder LoRA trains on one GPU only; use --gpus 1 or leave the text encoder frozen.")
     if options.name and not options.name.replace("-", "").replace("_", "").replace(".", "").isalnum():

@@ -22,11 +22,11 @@ from typing import Any
 
 from masuka.errors import Cancelled, InvalidInput, NotFound
 from masuka.image.library import register_lora
+from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error, resolve_image_model
 from masuka.store import LOCAL_USER, UNFINISHED, now
 from masuka.studio import Studio
 from masuka.training import checkpoints
-from masuka.training.architectures import ARCHITECTURES
 from masuka.training.data import TrainingSet, dataset_for_training
 from masuka.training.options import TrainOptions, check_options, fill_defaults
 
@@ -44,10 +44,14 @@ def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USE
     """Everything that can be checked before the GPU is touched: model, options, dataset."""
     spec = resolve_image_model(options.base)
     architecture = spec.architecture or _hub_architecture(studio, spec)
-    if architecture not in ARCHITECTURES:
-        raise InvalidInput(f"{spec.id!r} is not a Flux, SD3 or SDXL pipeline: MASUKA trains LoRAs for those.")
+    profile = architectures.get(architecture)
+    if profile is None or profile.training is None:
+        trainable = [p.label for p in architectures.PROFILES.values() if p.training]
+        raise InvalidInput(f"{spec.id!r} is not a {', '.join(trainable)} pipeline: MASUKA trains LoRAs for those.")
+    if spec.pipeline in profile.training.untrainable:
+        raise InvalidInput(f"{spec.id!r} cannot be trained here: {profile.training.untrainable[spec.pipeline]}.")
     options = fill_defaults(options, architecture)
-    check_options(options, architecture, spec.size_multiple)
+    check_options(options, architecture, profile.size_multiple)
     return options, spec, architecture, dataset_for_training(studio, options.dataset, owner)
 
 

@@ -44,7 +44,7 @@ def test_valid_upload_is_listed_with_trigger_architecture_and_rank(studio, tmp_p
     (lambda p: p.write_bytes(pickle.dumps({"state_dict": {"w": list(range(50))}})) and p, "pickle"),
     (lambda p: p.write_bytes(save(**flux_lora())[:-40]) and p, "truncated"),
     (lambda p: save_file({"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight":
-                          np.zeros((4, 768), np.float32)}, str(p)) or p, "not for a known architecture"),
+                          np.zeros((4, 768), np.float32)}, str(p)) or p, "is for SD 1.x; MASUKA.s models are"),
     (lambda p: save_file({"model.weight": np.zeros((2, 2), np.float32)}, str(p)) or p, "no LoRA weights"),
 ])
 def test_unsafe_or_unusable_files_are_refused_and_not_listed(studio, tmp_path, make, message):

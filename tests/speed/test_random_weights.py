@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from masuka.models.architectures.shared import TINY_CLIP
 from masuka.models.synthetic import random_module, real_pipeline
 
 
@@ -47,7 +48,7 @@ def test_a_random_weight_pipeline_materialised_on_the_device_makes_an_image(monk
                                                        attention_head_dim=16, num_attention_heads=2,
                                                        joint_attention_dim=32, pooled_projection_dim=32,
                                                        axes_dims_rope=(4, 4, 8))),
-        "text_encoder": ("CLIPTextModel", synthetic._CLIP),
+        "text_encoder": ("CLIPTextModel", TINY_CLIP),
         "text_encoder_2": ("T5EncoderModel", dict(vocab_size=1000, d_model=32, d_ff=37, d_kv=8, num_heads=4,
                                                   num_layers=2, relative_attention_num_buckets=8)),
         "vae": ("AutoencoderKL", dict(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,

@@ -1,4 +1,4 @@
-"""Training runs through the domain functions on tiny Flux, SD3 and SDXL pipelines loaded with from_pretrained."""
+"""Training runs through the domain functions on tiny pipelines of every trainable profile, loaded with from_pretrained."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from masuka.errors import GPUBusy, InvalidInput, NotFound
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.library import list_loras
 from masuka.image.loras import inspect_lora
+from masuka.models import architectures
 from masuka.store import LOCAL_USER
 from masuka.training.options import TrainOptions
 from masuka.training.runs import create_run, request_stop, resume_run, run_status, start_training, submit_run
@@ -40,7 +41,7 @@ def pixels(studio, model, loras=()) -> np.ndarray:
     return np.asarray(Image.open(generate_images(studio, request)[0].path), dtype=np.int16)
 
 
-@pytest.mark.parametrize("architecture", ["flux", "sd3", "sdxl"])
+@pytest.mark.parametrize("architecture", [p.id for p in architectures.PROFILES.values() if p.training])
 def test_short_run_writes_a_lora_that_diffusers_loads_and_that_changes_the_image(studio, tiny_model, dataset,
                                                                                   architecture):
     model = tiny_model(architecture)

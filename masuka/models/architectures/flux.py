@@ -1,0 +1,93 @@
+"""FLUX.1 ([dev], [schnell] and fine-tunes): a 12B MM-DiT with 19 double and 38 single blocks at 3072 wide,
+CLIP-L and T5-XXL text encoders, trained by flow matching on 2x2-packed latents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from masuka.models.architectures.base import KNOWN_WIDTHS, LoraLayers, Match, Profile, Training, width_match
+from masuka.models.architectures.shared import (CLIP_L, T5_XXL, VAE_16, clip_encoder, clip_tokenizer, t5_encoder,
+                                                t5_tokenizer, tiny_vae)
+
+HIDDEN = 3072
+DOUBLE_BLOCKS, SINGLE_BLOCKS = 19, 38
+ATTENTION = ("attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0")
+JOINT_ATTENTION = ATTENTION + ("attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out")
+#: layer names only FLUX.2 has (fused single-block projection, SwiGLU feed-forward, shared modulation)
+FLUX2_NAMES = (r"single_transformer_blocks_\d+_attn_to_(qkv_mlp_proj|out)", r"transformer_blocks_\d+_ff(_context)?_linear",
+               r"(double|single)_stream_modulation")
+#: layer names only Qwen-Image has
+QWEN_NAMES = r"transformer_blocks_\d+_(img|txt)_(mlp|mod)"
+
+
+def matches_lora(layers: LoraLayers) -> Match:
+    if layers.has(r"(double|single)_blocks_\d+_"):  # BFL / kohya / ai-toolkit original names
+        widths = layers.widths(r"double_blocks_\d+_img_attn_qkv|single_blocks_\d+_linear1")
+        if layers.outputs(r"single_blocks_\d+_linear1") - {21504} or layers.outputs(r"double_blocks_\d+_img_mlp_0") - {12288}:
+            return Match.NO  # FLUX.2's wider SwiGLU
+        if max(layers.indices(r"double_blocks_(\d+)_") | {0}) >= DOUBLE_BLOCKS:
+            return Match.NO
+        return width_match(widths, {HIDDEN}, KNOWN_WIDTHS - {HIDDEN})
+    if any(layers.has(name) for name in FLUX2_NAMES) or layers.has(QWEN_NAMES):
+        return Match.NO
+    double = layers.indices(r"transformer_blocks_(\d+)_")
+    single = layers.indices(r"single_transformer_blocks_(\d+)_")
+    if not double | single or max(double | {0}) >= DOUBLE_BLOCKS or max(single | {0}) >= SINGLE_BLOCKS:
+        return Match.NO
+    if layers.has(r"transformer_blocks_\d+_attn2_") or layers.has(r"transformer_blocks_\d+_attn1_"):
+        return Match.NO  # SD3.5 Medium's second attention, or a video transformer
+    found = width_match(layers.widths(r"(single_)?transformer_blocks_\d+_attn_to_[qkv]$"), {HIDDEN},
+                        KNOWN_WIDTHS - {HIDDEN})
+    only_flux1 = single or layers.has(r"transformer_blocks_\d+_(ff_net|norm1)") or max(double | {0}) >= 5
+    if found is Match.CERTAIN and not only_flux1:
+        return Match.FITS  # attention of the first blocks only: FLUX.2 [klein] and Qwen-Image look the same
+    return found
+
+
+def tiny_components(seed: int = 0) -> dict[str, Any]:
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    return dict(
+        transformer=FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
+                                           attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                           pooled_projection_dim=32, axes_dims_rope=[4, 4, 8]),
+        text_encoder=clip_encoder("CLIPTextModel"), tokenizer=clip_tokenizer(),
+        text_encoder_2=t5_encoder(), tokenizer_2=t5_tokenizer(),
+        vae=tiny_vae(4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035),
+        scheduler=FlowMatchEulerDiscreteScheduler(), image_encoder=None, feature_extractor=None,
+    )
+
+
+_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=DOUBLE_BLOCKS, num_single_layers=SINGLE_BLOCKS,
+                    attention_head_dim=128, num_attention_heads=24, joint_attention_dim=4096,
+                    pooled_projection_dim=768, axes_dims_rope=(16, 56, 56))
+
+
+def _real(guidance: bool, scheduler: dict) -> dict[str, tuple[str, dict]]:
+    return {"transformer": ("FluxTransformer2DModel", dict(_TRANSFORMER, guidance_embeds=guidance)),
+            "text_encoder": ("CLIPTextModel", CLIP_L), "text_encoder_2": ("T5EncoderModel", T5_XXL),
+            "vae": ("AutoencoderKL", dict(VAE_16, scaling_factor=0.3611, shift_factor=0.1159)),
+            "scheduler": ("FlowMatchEulerDiscreteScheduler", scheduler)}
+
+
+PROFILE = Profile(
+    id="flux", label="FLUX.1",
+    pipelines={"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline"},
+    matches_lora=matches_lora, tiny_components=tiny_components,
+    big_text_encoder="text_encoder_2", negative_prompt=False,
+    defaults=dict(steps=28, guidance=3.5, width=1024, height=1024, max_sequence_length=512),
+    memory_gb={"full": 33, "model_offload": 25, "fp8_offload": 15.6, "group_offload": 9.3},
+    kohya_versions=("flux1", "flux.1", "flux-1"),
+    training=Training(
+        trainer="Flux",
+        target_modules=JOINT_ATTENTION + ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
+                                          "proj_mlp"),
+        defaults=dict(lr=1e-4, resolution=512, guidance=1.0, sample_steps=20), fp8_below_gb=40),
+    real_models={
+        "flux-dev": _real(True, dict(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15,
+                                     shift=3.0, use_dynamic_shifting=True)),
+        "flux-schnell": _real(False, dict(shift=1.0, use_dynamic_shifting=False)),
+    },
+)

@@ -1,0 +1,65 @@
+"""The list of profiles, and the questions everything else asks it."""
+
+from __future__ import annotations
+
+from masuka.models.architectures import flux, flux2, qwen_image, sd3, sdxl, z_image
+from masuka.models.architectures.base import LYCORIS_PART, LoraLayers, Match, Profile
+from masuka.models.architectures.foreign import VERSIONS, foreign_family
+
+#: every architecture MASUKA runs; on a tie between LoRA matches the earlier one wins
+PROFILES: dict[str, Profile] = {p.id: p for p in (flux.PROFILE, flux2.PROFILE, sd3.PROFILE, sdxl.PROFILE,
+                                                   qwen_image.PROFILE, z_image.PROFILE)}
+
+
+class UnknownLora(ValueError):
+    """A file whose layers fit no profile; the message ("is for SD 1.x") says what it is for when that is known."""
+
+
+def get(architecture: str | None) -> Profile | None:
+    return PROFILES.get(architecture or "")
+
+
+def for_pipeline(pipeline_class: str) -> Profile | None:
+    """The profile covering a diffusers pipeline class (exact names: ``Flux2Pipeline`` is not FLUX.1's)."""
+    return next((p for p in PROFILES.values() if p.covers(pipeline_class)), None)
+
+
+def labels() -> str:
+    names = [p.label for p in PROFILES.values()]
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def identify_lora(layers: LoraLayers, metadata: dict[str, str]) -> Profile:
+    """The profile a LoRA file is for, from its layer names and shapes; metadata only settles ties.
+
+    Raises :class:`UnknownLora` naming what the file is for (SD 1.x, a video model, a LyCORIS adapter…).
+    """
+    if is_lycoris(layers):
+        raise UnknownLora("is a LoHa/LoKr (LyCORIS) adapter, which diffusers cannot apply")
+    family = foreign_family(layers)
+    if family:
+        raise UnknownLora(f"is for {family}")
+    scores = {p.id: p.matches_lora(layers) for p in PROFILES.values()}
+    best = max(scores.values())
+    hinted = _declared(metadata)
+    if best is Match.NO:
+        version = (metadata.get("ss_base_model_version") or "").lower()
+        family = next((name for prefix, name in VERSIONS.items() if version.startswith(prefix)), None)
+        raise UnknownLora(f"is for {family}" if family else "is not for an architecture MASUKA knows")
+    candidates = [pid for pid, score in scores.items() if score == best]
+    return PROFILES[hinted if hinted in candidates else candidates[0]]
+
+
+def is_lycoris(layers: LoraLayers) -> bool:
+    return any(LYCORIS_PART.search(key) for key in layers.keys)
+
+
+def _declared(metadata: dict[str, str]) -> str | None:
+    """The profile a file's metadata names: MASUKA's own key, or kohya's ``ss_base_model_version``."""
+    declared = metadata.get("masuka.architecture", "")
+    if declared in PROFILES:
+        return declared
+    version = (metadata.get("ss_base_model_version") or "").lower()
+    matches = [(len(prefix), p.id) for p in PROFILES.values() for prefix in p.kohya_versions
+               if version.startswith(prefix)]
+    return max(matches)[1] if matches else None

@@ -1,0 +1,181 @@
+"""The architecture registry: its facts, and LoRA files recognised from their layer names and tensor shapes.
+
+The LoRA fixtures have the real layer names and widths of files made by diffusers/peft, kohya (sd-scripts,
+musubi-tuner), ai-toolkit and the BFL originals for each family; rank 1 and float16 keep them small.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import diffusers
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from masuka.cli import main
+from masuka.errors import InvalidInput
+from masuka.image.loras import inspect_lora
+from masuka.models import architectures
+from masuka.models.catalog import architecture_of, image_models, resolve_image_model
+
+ATTENTION = ("to_q", "to_k", "to_v", "to_out.0")
+JOINT = ATTENTION + ("add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+
+
+def peft(prefix: str, layers: dict[str, tuple[int, int]]) -> dict[str, tuple[int, ...]]:
+    """diffusers/peft keys (``lora_A``/``lora_B``) for ``{layer: (in, out)}``."""
+    keys = {}
+    for layer, (width_in, width_out) in layers.items():
+        keys[f"{prefix}{layer}.lora_A.weight"] = (1, width_in)
+        keys[f"{prefix}{layer}.lora_B.weight"] = (width_out, 1)
+    return keys
+
+
+def kohya(prefix: str, layers: dict[str, tuple[int, int]]) -> dict[str, tuple[int, ...]]:
+    """kohya keys (``lora_down``/``lora_up`` + ``alpha``), layer names joined by ``_``."""
+    keys = {}
+    for layer, (width_in, width_out) in layers.items():
+        name = prefix + layer.replace(".", "_")
+        keys |= {f"{name}.lora_down.weight": (1, width_in), f"{name}.lora_up.weight": (width_out, 1),
+                 f"{name}.alpha": ()}
+    return keys
+
+
+def blocks(template: str, indices, names, width: int, out: int | None = None) -> dict[str, tuple[int, int]]:
+    return {template.format(i=i, name=name): (width, out or width) for i in indices for name in names}
+
+
+FLUX1_DOUBLE = blocks("transformer_blocks.{i}.attn.{name}", (0, 7, 18), JOINT, 3072)
+FLUX1_SINGLE = blocks("single_transformer_blocks.{i}.{name}", (0, 37), ("attn.to_q", "proj_mlp"), 3072)
+SD35_LARGE = blocks("transformer_blocks.{i}.attn.{name}", (0, 20, 37), JOINT, 2432)
+QWEN = (blocks("transformer_blocks.{i}.attn.{name}", (0, 30, 59), JOINT, 3072)
+        | blocks("transformer_blocks.{i}.{name}", (0, 59), ("img_mlp.net.0.proj", "txt_mlp.net.0.proj"), 3072))
+
+CASES = {
+    "FLUX.1 diffusers, double blocks only": (peft("transformer.", FLUX1_DOUBLE), "flux"),
+    "FLUX.1 ai-toolkit": (peft("transformer.", FLUX1_DOUBLE | FLUX1_SINGLE), "flux"),
+    "FLUX.1 kohya": (kohya("lora_unet_", blocks("double_blocks.{i}.{name}", (0, 18), ("img_attn.qkv",), 3072, 9216)
+                           | blocks("single_blocks.{i}.{name}", (0, 37), ("linear1",), 3072, 21504)), "flux"),
+    "FLUX.1 kohya, double blocks only": (
+        kohya("lora_unet_", blocks("double_blocks.{i}.{name}", range(19), ("img_attn.qkv", "txt_attn.qkv"),
+                                   3072, 9216)), "flux"),
+    "FLUX.1 BFL names": (peft("diffusion_model.", blocks("double_blocks.{i}.{name}", (0,), ("img_mlp.0",), 3072,
+                                                          12288)), "flux"),
+    "FLUX.2 [klein] 4B diffusers": (peft("transformer.", blocks(
+        "single_transformer_blocks.{i}.attn.{name}", (0, 19), ("to_qkv_mlp_proj",), 3072, 27648)
+        | blocks("transformer_blocks.{i}.{name}", (0, 4), ("attn.to_q", "ff.linear_in"), 3072)), "flux2"),
+    "FLUX.2 [dev] diffusers, attention only": (peft("transformer.", blocks(
+        "transformer_blocks.{i}.attn.{name}", range(8), ATTENTION, 6144)), "flux2"),
+    "FLUX.2 [klein] BFL names": (peft("diffusion_model.", blocks("single_blocks.{i}.{name}", (0, 19), ("linear1",),
+                                                                  3072, 27648)), "flux2"),
+    "SD3.5 Large diffusers": (peft("transformer.", SD35_LARGE), "sd3"),
+    "SD3.5 Medium diffusers (second attention)": (peft("transformer.", blocks(
+        "transformer_blocks.{i}.{name}", (0, 12), ("attn.to_q", "attn2.to_q"), 1536)), "sd3"),
+    "SD3 kohya": (kohya("lora_unet_", blocks("joint_blocks.{i}.x_block.{name}", (0, 23), ("attn.qkv",), 1536,
+                                             4608)), "sd3"),
+    "SDXL diffusers": (peft("unet.", blocks("down_blocks.{i}.attentions.0.transformer_blocks.0.{name}", (1, 2),
+                                            ("attn2.to_k", "attn2.to_v"), 2048, 640)), "sdxl"),
+    "SDXL kohya": (kohya("lora_unet_", blocks("input_blocks.{i}.1.transformer_blocks.0.{name}", (4, 7),
+                                              ("attn2.to_k",), 2048, 640))
+                   | kohya("lora_te2_", {"text_model.encoder.layers.0.self_attn.q_proj": (1280, 1280)}), "sdxl"),
+    "Qwen-Image diffusers": (peft("transformer.", QWEN), "qwen_image"),
+    "Qwen-Image musubi-tuner": (kohya("lora_unet_", QWEN), "qwen_image"),
+    "Qwen-Image Lightning-style, attention only": (
+        peft("transformer.", blocks("transformer_blocks.{i}.attn.{name}", range(60), ("to_q",), 3072)), "qwen_image"),
+    "Z-Image diffusers": (peft("diffusion_model.", blocks("layers.{i}.{name}", (0, 29), (
+        "attention.to_q", "attention.to_k", "feed_forward.w1"), 3840)), "z_image"),
+    "Z-Image original names": (peft("diffusion_model.", blocks("layers.{i}.attention.{name}", (0, 29), ("qkv",),
+                                                               3840, 11520)), "z_image"),
+}
+REFUSED = {
+    "SD 1.x": kohya("lora_unet_", blocks("down_blocks.{i}.attentions.0.transformer_blocks.0.{name}", (0, 1),
+                                         ("attn2.to_k",), 768, 320))
+    | kohya("lora_te_", {"text_model.encoder.layers.0.self_attn.q_proj": (768, 768)}),
+    "SD 2.x": peft("unet.", blocks("down_blocks.{i}.attentions.0.transformer_blocks.0.{name}", (0, 1),
+                                   ("attn2.to_k",), 1024, 320)),
+    "Wan": peft("diffusion_model.", blocks("blocks.{i}.{name}", (0, 39), ("self_attn.q", "cross_attn.k"), 5120)),
+    "LTX-Video": peft("transformer.", blocks("transformer_blocks.{i}.{name}", (0, 27), ("attn1.to_q", "attn2.to_k"),
+                                             2048)),
+    "CogVideoX": peft("transformer.", blocks("transformer_blocks.{i}.attn1.{name}", (0, 41), ATTENTION, 3072)),
+    "HunyuanVideo": peft("transformer.", blocks("transformer_blocks.{i}.attn.{name}", (0, 19), ATTENTION, 3072)
+                         | blocks("single_transformer_blocks.{i}.attn.{name}", (0, 39), ("to_q",), 3072)),
+    "LoHa/LoKr": {"lora_unet_double_blocks_0_img_attn_qkv.hada_w1_a": (3072, 1),
+                  "lora_unet_double_blocks_0_img_attn_qkv.hada_w1_b": (1, 3072)},
+}
+
+
+def write(path, shapes: dict[str, tuple[int, ...]], metadata: dict | None = None):
+    save_file({key: np.zeros(shape, np.float16) for key, shape in shapes.items()}, str(path), metadata=metadata)
+    return path
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_loras_are_recognised_by_layer_names_and_shapes(tmp_path, case):
+    shapes, expected = CASES[case]
+    info = inspect_lora(write(tmp_path / "x.safetensors", shapes))
+    assert info.architecture == expected and info.rank == 1
+
+
+@pytest.mark.parametrize("family", REFUSED)
+def test_loras_for_other_models_are_refused_naming_what_they_are_for(studio, tmp_path, tiny_model, family):
+    from masuka.image.generate import ImageRequest, generate_images
+
+    path = write(tmp_path / "other.safetensors", REFUSED[family])
+    with pytest.raises(InvalidInput, match=f"{family}.*; MASUKA's models are FLUX.1, FLUX.2"):
+        inspect_lora(path)
+    request = ImageRequest(prompt="a fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
+                           loras=[(str(path), 1.0)])
+    with pytest.raises(InvalidInput, match=family):  # at use, before anything loads
+        generate_images(studio, request, allow_any_path=True)
+
+
+def test_metadata_never_outweighs_the_shapes(tmp_path):
+    shapes, _ = CASES["SD3.5 Large diffusers"]
+    info = inspect_lora(write(tmp_path / "x.safetensors", shapes, {"ss_base_model_version": "flux1"}))
+    assert info.architecture == "sd3"
+
+
+def test_import_lora_reports_the_profile_id(capsys, tmp_path):
+    for case, (shapes, expected) in {k: CASES[k] for k in ("Z-Image diffusers", "FLUX.2 [klein] 4B diffusers",
+                                                            "Qwen-Image diffusers")}.items():
+        path = write(tmp_path / f"{expected}.safetensors", shapes)
+        code = main(["models", "import-lora", "--data-dir", str(tmp_path / "data"), "--file", str(path), "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert json.loads(out)["architecture"] == expected, case
+    code = main(["models", "import-lora", "--data-dir", str(tmp_path / "data"), "--file",
+                 str(write(tmp_path / "wan.safetensors", REFUSED["Wan"])), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "is for Wan (video)" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("profile", architectures.PROFILES.values(), ids=lambda p: p.id)
+def test_each_profile_names_real_pipeline_classes_and_catalog_entries(profile):
+    for task, class_name in profile.pipelines.items():
+        assert task in architectures.base.TASKS and hasattr(diffusers, class_name), class_name
+        assert architecture_of(class_name) == profile.id
+    entries = [key for key, entry in image_models().items() if entry["architecture"] == profile.id]
+    assert entries, f"no catalog entry for {profile.id}"
+    for key in entries:
+        spec = resolve_image_model(key)
+        assert spec.profile is profile and spec.size_multiple == profile.size_multiple
+        assert profile.covers(spec.pipeline) and spec.license and spec.vram_gb
+    for model_id in profile.real_models:
+        assert model_id in image_models()
+
+
+def test_pipeline_classes_are_matched_exactly():
+    assert architecture_of("Flux2Pipeline") == "flux2" and architecture_of("Flux2KleinPipeline") == "flux2"
+    assert architecture_of("FluxPipeline") == "flux" and architecture_of("FluxPriorReduxPipeline") is None
+    assert architecture_of("StableDiffusionPipeline") is None
+
+
+def test_the_registry_imports_without_torch():
+    code = ("import sys, masuka.models.architectures as a, masuka.models.catalog; "
+            "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules; print(len(a.PROFILES))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == len(architectures.PROFILES)
