@@ -260,7 +260,7 @@ def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     scheduler = type(getattr(pipe, "scheduler", None)).__name__
     extra = {}
     if plan.loras:
-        extra["Lora hashes"] = ", ".join(f"{info.name}: {info.adapter[5:]}" for info, _w in plan.loras)
+        extra["Lora hashes"] = ", ".join(f"{info.name}: {info.short_hash}" for info, _w in plan.loras)
     return Parameters(prompt=request.prompt.strip(), negative_prompt=request.negative_prompt if
                       plan.spec.negative_prompt else "", steps=plan.steps, sampler=SAMPLERS.get(scheduler, scheduler),
                       guidance=plan.guidance, seed=seed, width=plan.width, height=plan.height, model=plan.spec.id,

@@ -10,7 +10,7 @@ import gradio as gr
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLAN_HELP
 from masuka.image.generate import MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRequest, generate_images, parse_lora
-from masuka.image.library import list_loras
+from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
@@ -149,18 +149,23 @@ def build(ctx: UIContext) -> None:
         return "Stopping after the current step…" if stopped else gr.skip()
 
     @friendly
-    def read_image_parameters(path: str | None):
-        """Fill the form from an image's A1111-style parameters."""
+    def read_image_parameters(path: str | None, request: gr.Request = None):
+        """Fill the form from an image's A1111-style parameters, LoRAs found in the library included."""
         if not path:
-            return [gr.skip()] * 9
+            return [gr.skip()] * 10
         text = read_parameters(path)
         if not text:
             raise InvalidInput("This image carries no generation parameters.")
         p = parse_parameters(text)
         update = lambda value: gr.skip() if value is None else value  # noqa: E731
+        found, missing = match_loras(studio, user_of(request), p.loras, p.extra.get("Lora hashes", ""),
+                                     is_admin(studio, request))
         summary = f"```\n{text}\n```"
+        if missing:
+            summary += f"\n\n**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them)."
         return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
-                update(p.guidance), update(p.width), update(p.height), update(p.seed), summary)
+                update(p.guidance), update(p.width), update(p.height), update(p.seed),
+                [f"{name}:{weight:g}" for name, weight in found], summary)
 
     form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras, memory_plan, fast, step_cache]
     gen_event = run.click(generate_image, form, [gallery, seeds_used, status], api_name="generate_image",
@@ -171,7 +176,7 @@ def build(ctx: UIContext) -> None:
     aspect.input(aspect_size, [aspect, model], [width, height], api_visibility="private")
     refresh.click(lora_choices, None, loras, api_visibility="private")
     dropped.upload(read_image_parameters, dropped,
-                   [prompt, negative, model, steps, guidance, width, height, seed, read_info],
+                   [prompt, negative, model, steps, guidance, width, height, seed, loras, read_info],
                    api_name="read_parameters")
     ctx.components["image_generated"] = gen_event
     ctx.components["image_load"] = lora_choices
