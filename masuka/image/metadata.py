@@ -20,6 +20,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, PngImagePlugin
 
@@ -120,7 +121,7 @@ def lora_tag_weight(args: list[str]) -> float | None:
     return float(named.get("unet", positional[1] if len(positional) > 1 else text_encoder))
 
 
-def read_parameters(path: str | Path) -> str | None:
+def read_parameters(path: str | Path | BinaryIO) -> str | None:
     """The ``parameters`` text stored in an image (PNG text chunk, or EXIF UserComment for JPEG/WebP)."""
     with Image.open(path) as image:
         text = image.info.get("parameters")

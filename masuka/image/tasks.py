@@ -22,6 +22,8 @@ from masuka.users import output_dir
 
 MAX_MASK_BLUR = 64
 MAX_INPUT_PIXELS = 4096 * 4096
+MAX_UPSCALE = 8
+RESAMPLERS = {"Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
 
 
 @dataclass
@@ -148,10 +150,26 @@ def infotext_fields(task: TaskInput | None) -> dict[str, str]:
     return fields
 
 
-def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str) -> Path:
+def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str, folder: str = "inputs") -> Path:
     """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it)."""
-    folder = output_dir(studio.config, owner) / "inputs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{kind}-{uuid.uuid4().hex[:12]}.png"
+    target = output_dir(studio.config, owner) / folder
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{kind}-{uuid.uuid4().hex[:12]}.png"
     picture.save(path, format="PNG")
     return path
+
+
+def upscale(studio: Studio, owner: str, path: str | Path, method: str, factor: float = 2.0,
+            size: tuple[int, int] | None = None) -> Path:
+    """Resize a picture by ``factor`` (or to ``size``) with Lanczos or Nearest, as A1111's built-in upscalers
+    do, into the owner's ``extras`` folder; ``None`` keeps it as it is."""
+    picture = open_picture(path, "image")
+    if size is None:
+        if not 1 <= factor <= MAX_UPSCALE:
+            raise InvalidInput(f"The upscale factor must be between 1 and {MAX_UPSCALE} (got {factor:g}).")
+        size = (round(picture.width * factor), round(picture.height * factor))
+    if not all(1 <= side <= 8192 for side in size):
+        raise InvalidInput(f"The upscaled size must be 1-8192 pixels a side (got {size[0]}x{size[1]}).")
+    if method in RESAMPLERS:
+        picture = picture.resize(size, RESAMPLERS[method])
+    return save_input(studio, owner, picture, "upscaled", folder="extras")
