@@ -83,14 +83,12 @@ def authenticate(studio: Studio, authorization: str | None, client_host: str | N
     """The caller of a REST request from its ``Authorization`` header and address, else :class:`Refused`.
 
     With users (``--auth``): ``Basic`` with a user's password or ``Bearer`` with their token. Without: the single
-    local user, from loopback only unless the app was started with ``--api-open``. Behind a share link or a
-    tunnel (``trust_loopback`` False) every request arrives from loopback, so there only ``--api-open`` opens it.
+    local user, whatever the credentials (SDKs insist on sending some), from loopback only unless the app was
+    started with ``--api-open``. Behind a share link or a tunnel (``trust_loopback`` False) every request
+    arrives from loopback, so there only ``--api-open`` opens it.
     """
     config = studio.config
     if not config.multi_user:
-        token = _bearer(authorization)
-        if token and token_user(studio, token) is None:
-            raise Refused(401, "This API token is not valid (revoked or mistyped).")
         if config.api_open or (trust_loopback and _loopback(client_host)):
             return Caller(LOCAL_USER, True)
         raise Refused(403, "The API answers only this computer when MASUKA runs without --auth; start it with "
