@@ -103,3 +103,20 @@ def test_cli_inpaints_and_explains_a_mask_without_an_image(capsys, tmp_path, tin
     assert Image.open(json.loads(out)["images"][0]).size == (96, 80)
     code = main(["generate", *data, "--model", str(tiny_model("flux")), "--prompt", "a boat", "--mask", str(mask)])
     assert code == 2 and "--mask needs --init-image" in capsys.readouterr().err
+
+
+def test_generate_image_endpoint_takes_an_init_image_and_mask(live_app, tiny_model, pictures):
+    from gradio_client import Client, handle_file
+
+    photo, mask = pictures
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    gallery, seeds, _status = client.predict(prompt="a boat", model=str(tiny_model("flux")), steps=1, seed=4,
+                                             width=96, height=80, init_image=handle_file(str(photo)), strength=1.0,
+                                             mask=handle_file(str(mask)), api_name="/generate_image")
+    assert seeds == "4" and Image.open(gallery[0]["image"]).size == (96, 80)
+    row = app.studio.store.find("generations")[0]
+    assert row["params"]["task"] == "inpaint" and row["params"]["strength"] == 1.0
+    with pytest.raises(Exception, match="needs the starting image"):
+        client.predict(prompt="a boat", model=str(tiny_model("flux")), mask=handle_file(str(mask)),
+                       api_name="/generate_image")
