@@ -44,6 +44,7 @@ class Config:
     gpu_concurrency: int = 1
     max_queued_per_user: int = 4
     queue_size: int = 64
+    api_open: bool = False  # the REST APIs answer other machines even without users (--api-open)
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
@@ -55,6 +56,7 @@ class Config:
             "gpu_concurrency": int(os.environ.get("MASUKA_GPU_CONCURRENCY", 1)),
             "max_queued_per_user": int(os.environ.get("MASUKA_MAX_QUEUED_PER_USER", 4)),
             "queue_size": int(os.environ.get("MASUKA_QUEUE_SIZE", 64)),
+            "api_open": os.environ.get("MASUKA_API_OPEN", "").lower() in ("1", "true", "yes"),
         }
         values.update(overrides)
         config = cls(

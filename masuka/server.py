@@ -29,6 +29,9 @@ def check_login(config: Config):
 def public_warning(config: Config, host: str, share: bool, ngrok: bool) -> str | None:
     if config.users:
         return None
+    if config.api_open:
+        return ("WARNING: --api-open without --auth: anyone who can reach this app can use its REST APIs "
+                "(/sdapi/v1, /v1/images) and your GPU. Set --auth user:password or MASUKA_AUTH.")
     if share or ngrok:
         return ("WARNING: this app is reachable from the internet without a password. Anyone with the link can "
                 "use your GPU and see your images. Set --auth user:password or MASUKA_AUTH.")
@@ -176,6 +179,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     import gradio as gr
     from starlette.middleware import Middleware
 
+    from masuka.api import mount_api
     from masuka.studio import Studio
     from masuka.ui.app import build_app
 
@@ -187,13 +191,14 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     demo = build_app(studio)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=None)
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])
-    _app, local_url, _share_url = demo.launch(
+    server_app, local_url, _share_url = demo.launch(
         server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
         auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
         prevent_thread_lock=True, show_error=True, quiet=False, footer_links=["api", "gradio"],
         app_kwargs={"middleware": [Middleware(OwnFilesOnly, studio=studio),
                                    Middleware(FairQueue, config=config, blocks=demo)]},
     )
+    mount_api(server_app, studio, trust_loopback=not (share or ngrok))
     if ngrok:
         print(f"ngrok tunnel: {open_ngrok_tunnel(token, port)}", flush=True)
     running = Running(demo, studio, local_url)

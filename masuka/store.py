@@ -78,6 +78,11 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
         {"id": int, "provider": str, "model": str, "key_id": str, "reason": str, "created_at": str},
         [("provider", "model", "key_id")],
     ),
+    "api_tokens": (
+        {"id": int, "owner": str, "name": str, "token_hash": str, "prefix": str, "created_at": str,
+         "last_used_at": str},
+        [("token_hash",), ("owner",)],
+    ),
     "bench_results": (
         {"id": int, "kind": str, "params": str, "figures": str, "machine": str, "created_at": str},
         [("kind", "created_at")],

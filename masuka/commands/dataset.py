@@ -10,7 +10,7 @@ from masuka.store import LOCAL_USER
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     from masuka.datasets.captioners import MODES
-    from masuka.datasets.formats import FORMATS
+    from masuka.datasets.formats import DEFAULT_REPEATS, FORMATS
     from masuka.datasets.preprocess import CROPS, PrepOptions
 
     defaults = PrepOptions()
@@ -54,6 +54,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     export.add_argument("name")
     export.add_argument("--format", choices=FORMATS, required=True)
     export.add_argument("--out", required=True, help="new or empty folder")
+    export.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                        help=f"kohya: times each image is seen per epoch, the N of the N_trigger folder "
+                             f"(default {DEFAULT_REPEATS})")
     export.set_defaults(handler=run_export)
 
     listing = actions.add_parser("list", parents=[common], help="list datasets")
@@ -125,7 +128,7 @@ def run_caption(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from masuka.datasets.export import export_dataset
 
-    folder = export_dataset(open_studio(args), args.name, LOCAL_USER, args.format, args.out)
+    folder = export_dataset(open_studio(args), args.name, LOCAL_USER, args.format, args.out, repeats=args.repeats)
     emit(args, {"folder": str(folder), "format": args.format}, str(folder))
     return 0
 

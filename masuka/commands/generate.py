@@ -1,4 +1,4 @@
-"""``python -m masuka generate``: text-to-image, recorded in history like the UI."""
+"""``python -m masuka generate``: text-to-image, image-to-image and inpainting, recorded in history like the UI."""
 
 from __future__ import annotations
 
@@ -28,17 +28,29 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
     parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",
                         help="with --fast: first-block cache threshold, 0 = off; higher is faster and rougher")
+    parser.add_argument("--init-image", metavar="PATH",
+                        help="start from this image (image-to-image); the size defaults to its size")
+    parser.add_argument("--strength", type=float, default=0.75,
+                        help="with --init-image: how far the result may move from it, 0-1 (default 0.75)")
+    parser.add_argument("--mask", metavar="PATH", help="with --init-image: repaint only the white part (inpaint)")
+    parser.add_argument("--mask-blur", type=int, default=4, metavar="PX",
+                        help="with --mask: soften the mask edge by this many pixels (default 4)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from masuka.errors import InvalidInput
     from masuka.image.generate import ImageRequest, generate_images, parse_lora
+    from masuka.image.tasks import InitImage
 
+    if args.mask and not args.init_image:
+        raise InvalidInput("--mask needs --init-image: the picture the mask belongs to.")
+    init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur)
     studio = open_studio(args)
     request = ImageRequest(prompt=args.prompt, model=args.model, negative_prompt=args.negative_prompt,
                            steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
                            seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
-                           memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache)
+                           memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init)
     last = [-1]
 
     def on_step(index: int, step: int, total: int) -> None:

@@ -1,4 +1,5 @@
-"""``python -m masuka keys``: list (masked), set (from a prompt or stdin, never the command line) and test keys."""
+"""``python -m masuka keys``: list (masked), set (from a prompt or stdin, never the command line) and test keys;
+``keys token create|list|revoke``: the per-user tokens of MASUKA's own REST APIs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 
 from masuka.cli import emit, open_studio
+from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -20,6 +22,12 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         action.add_argument("name", choices=list(KEY_ENV))
     for action in actions.choices.values():
         action.set_defaults(handler=run)
+    token = actions.add_parser("token", parents=[common], help="API tokens for /sdapi/v1 and /v1/images")
+    token.add_argument("token_action", choices=["create", "list", "revoke"])
+    token.add_argument("ref", nargs="?", help="revoke: the token's id, name or prefix")
+    token.add_argument("--user", default=LOCAL_USER, help="whose token (default: the local user)")
+    token.add_argument("--name", default="", help="create: a name to tell it apart (e.g. laptop)")
+    token.set_defaults(handler=run_token)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,3 +51,25 @@ def run(args: argparse.Namespace) -> int:
     ok, message = check_key(config, args.name)
     emit(args, {"ok": ok, "message": message}, message)
     return 0 if ok else 1
+
+
+def run_token(args: argparse.Namespace) -> int:
+    from masuka.api.auth import create_token, list_tokens, revoke_token
+    from masuka.errors import InvalidInput
+
+    studio = open_studio(args)
+    if args.token_action == "create":
+        token = create_token(studio, args.user, args.name)
+        emit(args, {"user": args.user, "token": token},
+             f"{token}\nShown this once: keep it now. Use it as 'Authorization: Bearer <token>'.")
+    elif args.token_action == "list":
+        rows = list_tokens(studio, args.user)
+        emit(args, rows, "\n".join(f"{r['id']:>4}  {r['prefix']}…  {r['name']:<16} made {r['created_at'][:16]}  "
+                                   f"last used {(r['last_used_at'] or 'never')[:16]}" for r in rows)
+             or f"no API tokens for {args.user}")
+    else:
+        if not args.ref:
+            raise InvalidInput("Say which token to revoke: its id, name or prefix (see `keys token list`).")
+        row = revoke_token(studio, args.user, args.ref)
+        emit(args, {"revoked": row}, f"revoked {row['prefix']}… ({row['name']})")
+    return 0

@@ -15,6 +15,9 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--share", action="store_true", help="open a public Gradio share link")
     parser.add_argument("--ngrok", action="store_true", help="open an ngrok tunnel (needs NGROK_AUTHTOKEN)")
     parser.add_argument("--auth", help="user:pass[,user2:pass2] or @file; also MASUKA_AUTH")
+    parser.add_argument("--api-open", action="store_true",
+                        help="without --auth, let other machines use the REST APIs (/sdapi/v1, /v1/images); "
+                             "also MASUKA_API_OPEN=1")
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -27,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from masuka.config import Config
     from masuka.server import launch
 
-    config = Config.from_env(data_dir=args.data_dir, auth=args.auth)
+    config = Config.from_env(data_dir=args.data_dir, auth=args.auth, **({"api_open": True} if args.api_open else {}))
     launch(config, host=args.host, port=args.port, share=args.share, ngrok=args.ngrok)
     return 0

@@ -5,15 +5,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from masuka.datasets.formats import FORMATS, write_layout, zip_folder
+from masuka.datasets.formats import DEFAULT_REPEATS, FORMATS, write_layout, zip_folder
 from masuka.datasets.library import dataset_dir, dataset_images, final_caption, find_dataset
 from masuka.errors import InvalidInput
 from masuka.studio import Studio
 
 
 def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir: str | Path | None = None,
-                   admin: bool = False) -> Path:
-    """Write the processed images and final captions in layout ``fmt``.
+                   admin: bool = False, repeats: int = DEFAULT_REPEATS) -> Path:
+    """Write the processed images and final captions in layout ``fmt`` (kohya: ``repeats`` per epoch).
 
     With ``out_dir`` (CLI) the layout goes there and the folder is returned; without it a zip is made in the
     dataset's ``exports`` folder (for download) and its path is returned.
@@ -25,16 +25,18 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
     if not rows:
         raise InvalidInput(f"Dataset {dataset['name']!r} has no images to export.")
     items = [(row["file"], row["file_name"], final_caption(row, dataset)) for row in rows]
+    layout = dict(trigger=dataset["trigger"] or "", repeats=int(repeats),
+                  resolution=int((dataset["options"] or {}).get("size", 1024)))
     if out_dir is not None:
         target = Path(out_dir).expanduser()
         if target.exists() and any(target.iterdir()):
             raise InvalidInput(f"{target} is not empty: export into a new or empty folder.")
-        write_layout(items, fmt, target)
+        write_layout(items, fmt, target, **layout)
         return target
     exports = dataset_dir(studio, dataset["id"]) / "exports"
     folder = exports / f"{dataset['name']}-{fmt}"
     shutil.rmtree(folder, ignore_errors=True)
-    write_layout(items, fmt, folder)
+    write_layout(items, fmt, folder, **layout)
     try:
         return zip_folder(folder, exports / f"{dataset['name'].replace(' ', '_')}-{fmt}.zip")
     finally:

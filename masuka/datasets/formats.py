@@ -1,7 +1,8 @@
 """The dataset layouts trainers and the Hub use, both ways.
 
-* ``kohya``: a flat folder of images, each with a same-named ``.txt`` caption (kohya_ss, ai-toolkit,
-  SimpleTuner, FluxGym).
+* ``kohya``: images, each with a same-named ``.txt`` caption (kohya_ss, ai-toolkit, SimpleTuner, FluxGym),
+  in a ``<repeats>_<trigger>`` folder as sd-scripts reads repeats from it, next to a ``dataset.toml`` for
+  sd-scripts' ``--dataset_config`` (``caption_extension = ".txt"``: sd-scripts' default is ``.caption``).
 * ``imagefolder``: images plus a ``metadata.jsonl`` with ``file_name`` and ``text`` per line, which
   ``datasets.load_dataset("imagefolder", data_dir=...)`` loads.
 
@@ -19,6 +20,9 @@ from pathlib import Path
 from masuka.errors import InvalidInput
 
 METADATA_FILE = "metadata.jsonl"
+KOHYA_CONFIG = "dataset.toml"
+DEFAULT_REPEATS = 10
+MAX_REPEATS = 1000
 FORMATS = ("kohya", "imagefolder")
 MAX_CAPTION_CHARS = 4000
 
@@ -47,23 +51,48 @@ def read_metadata(path: Path) -> tuple[dict[str, str], list[str]]:
     return texts, problems
 
 
-def write_layout(items: Iterable[tuple[Path, str, str]], fmt: str, out_dir: Path) -> int:
-    """Write ``(image file, exported name, caption)`` items in layout ``fmt`` into ``out_dir``; returns how many."""
+def write_layout(items: Iterable[tuple[Path, str, str]], fmt: str, out_dir: Path, *, trigger: str = "",
+                 repeats: int = DEFAULT_REPEATS, resolution: int = 1024) -> int:
+    """Write ``(image file, exported name, caption)`` items in layout ``fmt`` into ``out_dir``; returns how many.
+
+    ``trigger``, ``repeats`` and ``resolution`` name the kohya folder and fill its ``dataset.toml``.
+    """
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown export format {fmt!r}: choose {' or '.join(FORMATS)}.")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise InvalidInput(f"Repeats must be between 1 and {MAX_REPEATS} (got {repeats}).")
+    images_dir = out_dir / kohya_folder(trigger, repeats) if fmt == "kohya" else out_dir
+    images_dir.mkdir(parents=True, exist_ok=True)
     records = []
     count = 0
     for source, file_name, caption in items:
         count += 1
-        shutil.copyfile(source, out_dir / file_name)
+        shutil.copyfile(source, images_dir / file_name)
         if fmt == "kohya":
-            (out_dir / file_name).with_suffix(".txt").write_text(caption, encoding="utf-8")
+            (images_dir / file_name).with_suffix(".txt").write_text(caption, encoding="utf-8")
         else:
             records.append(json.dumps({"file_name": file_name, "text": caption}, ensure_ascii=False))
     if fmt == "imagefolder":
         (out_dir / METADATA_FILE).write_text("".join(r + "\n" for r in records), encoding="utf-8")
+    else:
+        (out_dir / KOHYA_CONFIG).write_text(kohya_config(images_dir.name, trigger, repeats, resolution),
+                                            encoding="utf-8")
     return count
+
+
+def kohya_folder(trigger: str, repeats: int) -> str:
+    """sd-scripts' ``<repeats>_<class>`` image folder name."""
+    return f"{repeats}_{trigger.strip() or 'images'}"
+
+
+def kohya_config(folder: str, trigger: str, repeats: int, resolution: int) -> str:
+    """A ``dataset.toml`` for sd-scripts' ``--dataset_config``; ``image_dir`` is relative to the export folder,
+    so the training command runs from there. TOML basic strings take JSON's escapes."""
+    return (f"[general]\ncaption_extension = \".txt\"\nshuffle_caption = false\n"
+            f"keep_tokens = {1 if trigger.strip() else 0}\n\n"
+            f"[[datasets]]\nresolution = {resolution}\nbatch_size = 1\n\n"
+            f"  [[datasets.subsets]]\n  image_dir = {json.dumps(folder, ensure_ascii=False)}\n"
+            f"  num_repeats = {repeats}\n  class_tokens = {json.dumps(trigger.strip(), ensure_ascii=False)}\n")
 
 
 def zip_folder(folder: Path, target: Path) -> Path:

@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from masuka.datasets.formats import METADATA_FILE, read_caption_file, read_metadata
+from masuka.datasets.formats import KOHYA_CONFIG, METADATA_FILE, read_caption_file, read_metadata
 
 MAX_ENTRY_BYTES = 512 * 2**20
 MAX_ZIP_BYTES = 8 * 2**30
@@ -153,6 +153,8 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
             for file_name, text in texts.items():
                 inner = posixpath.normpath(posixpath.join(folder, posixpath.dirname(file_name)))
                 listed[(group, "" if inner == "." else inner, _stem(file_name))] = text
+        elif base.lower() == KOHYA_CONFIG:
+            continue  # the sd-scripts config of a kohya export: nothing to import
         elif base.lower().endswith(".txt"):
             captions[entry.key] = read_caption_file(entry.path)
         else:

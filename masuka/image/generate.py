@@ -1,4 +1,4 @@
-"""Text-to-image generation: validate a request, run the pipeline step by step, save and record each image.
+"""Image generation (from text, or from an init image and mask, see :mod:`masuka.image.tasks`): validate a request, run the pipeline step by step, save and record each image.
 
 Each image of a batch is its own pipeline call with its own seed (``seed``, ``seed + 1``, …), so any image
 can be remade alone. Rows are written as each image starts and finishes: a crash in the middle of a batch
@@ -27,6 +27,8 @@ from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
+from masuka.image.tasks import (InitImage, TaskInput, finish, infotext_fields, init_size, prepare, task_kwargs,
+                                task_pipeline, task_record)
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
@@ -66,6 +68,7 @@ class ImageRequest:
     memory_plan: str = "auto"  # "auto" or one of masuka.gpu.MEMORY_PLANS
     fast: bool = False  # the compiled fast path (masuka.image.fast)
     step_cache: float = 0.0  # first-block cache threshold on the fast path; 0 = off, higher = faster, rougher
+    init: InitImage | None = None  # start from this image (img2img), or repaint its mask (inpaint)
 
 
 @dataclass
@@ -88,6 +91,7 @@ class Plan:
     height: int
     seeds: list[int]
     loras: list[tuple[LoraInfo, float]]
+    task: TaskInput | None = None
 
 
 def parse_lora(text: str) -> tuple[str, float]:
@@ -131,8 +135,11 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     guidance = spec.guidance if request.guidance is None else float(request.guidance)
     if not 0 <= guidance <= 30:
         raise InvalidInput(f"Guidance must be between 0 and 30 (got {guidance:g}).")
-    width = whole_number("width", spec.width if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
-    height = whole_number("height", spec.height if request.height is None else request.height, MIN_SIDE, MAX_SIDE)
+    default_size = (spec.width, spec.height) if request.init is None else \
+        init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
+    width = whole_number("width", default_size[0] if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
+    height = whole_number("height", default_size[1] if request.height is None else request.height, MIN_SIDE,
+                          MAX_SIDE)
     for name, value in (("width", width), ("height", height)):
         if value % spec.size_multiple:
             raise InvalidInput(f"The {name} must be a multiple of {spec.size_multiple} for {spec.id} "
@@ -156,7 +163,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         info = inspect_lora(resolve_lora_path(studio, ref, request.owner, allow_any_path))
         check_fits(info, spec.architecture, spec.id)
         loras.append((info, float(weight)))
-    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras)
+    task = None if request.init is None else prepare(request.init, width, height, request.fast)
+    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task)
 
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
@@ -186,12 +194,13 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
     apply_loras(pipe, plan.loras)
     compile_once(pipe)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
-    accepted = set(inspect.signature(pipe.__call__).parameters)
+    runner = task_pipeline(pipe, plan.task)
+    accepted = set(inspect.signature(runner.__call__).parameters)
     batch_id = uuid.uuid4().hex[:12]
     results = []
     for index, seed in enumerate(plan.seeds):
         check_stop(stop)
-        row_id = studio.store.insert("generations", _row(plan, seed, batch_id, index, pipe))
+        row_id = studio.store.insert("generations", _row(studio, plan, seed, batch_id, index, pipe))
         started = time.perf_counter()
 
         def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict, index: int = index) -> dict:
@@ -203,7 +212,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
         try:
             kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end)
             with torch.inference_mode():
-                image = pipe(**kwargs).images[0]
+                image = finish(runner(**kwargs, **task_kwargs(plan.task)).images[0], plan.task)
             parameters = format_parameters(_parameters(plan, seed, pipe))
             path = _save(studio, image, parameters, row_id, seed, plan.request.owner)
         except BaseException as error:
@@ -243,7 +252,7 @@ def _call_kwargs(plan: Plan, accepted: set[str], generator: Any, step_end: Calla
     return {k: v for k, v in kwargs.items() if k in accepted}
 
 
-def _row(plan: Plan, seed: int, batch_id: str, index: int, pipe: Any) -> dict:
+def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe: Any) -> dict:
     request = plan.request
     device_plan = pipeline_plan(pipe)
     return {
@@ -254,16 +263,16 @@ def _row(plan: Plan, seed: int, batch_id: str, index: int, pipe: Any) -> dict:
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,
-                   "step_cache": device_plan.step_cache},
+                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task)},
     }
 
 
 def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     request = plan.request
     scheduler = type(getattr(pipe, "scheduler", None)).__name__
-    extra = {}
+    extra = infotext_fields(plan.task)
     if plan.loras:
-        extra["Lora hashes"] = ", ".join(f"{info.name}: {info.adapter[5:]}" for info, _w in plan.loras)
+        extra["Lora hashes"] = ", ".join(f"{info.name}: {info.short_hash}" for info, _w in plan.loras)
     return Parameters(prompt=request.prompt.strip(), negative_prompt=request.negative_prompt if
                       plan.spec.negative_prompt else "", steps=plan.steps, sampler=SAMPLERS.get(scheduler, scheduler),
                       guidance=plan.guidance, seed=seed, width=plan.width, height=plan.height, model=plan.spec.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from masuka.image.loras import LoraInfo, inspect_lora
+from masuka.image.loras import LoraInfo, inspect_lora, lora_hash
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 
@@ -38,3 +38,27 @@ def list_loras(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
                 row_id = register_lora(studio, info, LOCAL_USER, "folder")
                 rows.append(studio.store.get("loras", row_id))
     return rows
+
+
+def match_loras(studio: Studio, owner: str, wanted: list[tuple[str, float]], hashes: str = "",
+                admin: bool = False) -> tuple[list[tuple[str, float]], list[str]]:
+    """Find an image's LoRAs (``<lora:name:w>`` tags, ``Lora hashes`` text) in the user's library.
+
+    A tag matches a library LoRA of that name, else one whose A1111 hash is the one the image lists for that
+    name (a file renamed since). Returns (library name, weight) per found LoRA, and the names not found.
+    """
+    rows = list_loras(studio, owner, admin)
+    by_name = {row["name"]: row["name"] for row in rows}
+    listed = dict(part.strip().rsplit(":", 1) for part in hashes.split(",") if ":" in part)
+    found, missing = [], []
+    for name, weight in wanted:
+        match = by_name.get(name)
+        expected = listed.get(name, "").strip().lower()
+        if match is None and expected:
+            match = next((row["name"] for row in rows if lora_hash(studio.config.absolute(row["path"]))
+                          == expected), None)
+        if match is None:
+            missing.append(name)
+        else:
+            found.append((match, weight))
+    return found, missing

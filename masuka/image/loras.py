@@ -9,6 +9,7 @@ models MASUKA does not run (SD 1.x/2.x, video models, LoHa/LoKr) are refused say
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import struct
@@ -43,6 +44,11 @@ class LoraInfo:
         return f"lora_{digest}"
 
     @property
+    def short_hash(self) -> str:
+        """A1111's LoRA hash (``Lora hashes`` in its infotext, Civitai's AutoV3): see :func:`lora_hash`."""
+        return lora_hash(self.path)
+
+    @property
     def trigger(self) -> str:
         return self.metadata.get("masuka.trigger", "")
 
@@ -65,6 +71,24 @@ def read_header(path: Path) -> dict[str, Any]:
     if path.stat().st_size < 8 + length + end:
         raise InvalidInput(f"LoRA {path.name!r} is truncated: the file is shorter than its header says.")
     return header
+
+
+def lora_hash(path: str | Path) -> str:
+    """The first 12 hex digits of the SHA-256 of the tensor data after the safetensors header, as A1111 writes
+    in ``Lora hashes`` (its ``addnet_hash_safetensors``); computed once per file version."""
+    stat = Path(path).stat()
+    return _tensor_hash(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _tensor_hash(path: str, _size: int, _mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        handle.seek(8 + length)
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def inspect_lora(path: str | Path) -> LoraInfo:

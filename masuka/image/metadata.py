@@ -4,19 +4,30 @@ The format (as AUTOMATIC1111, Forge and Civitai read it)::
 
     a photo of a cat <lora:style:0.8>
     Negative prompt: blurry
-    Steps: 28, Sampler: Euler, CFG scale: 3.5, Seed: 42, Size: 1024x1024, Model: flux-dev, Lora hashes: "style: 1a2b3c4d5e"
+    Steps: 28, Sampler: Euler, CFG scale: 3.5, Seed: 42, Size: 1024x1024, Model: flux-dev, Lora hashes: "style: 1a2b3c4d5e6f"
+
+Values holding a comma, colon or newline are JSON strings, as A1111 writes and reads them (``json.dumps`` /
+``json.loads``); unquoted JSON lists and objects (Civitai's ``Civitai resources: [...]``) are kept whole. Every
+field MASUKA does not use itself (``Hires prompt``, ``Lora hashes``, ``Template``...) is kept in ``extra`` and
+written back unchanged. LoRA tags take every form A1111 reads: ``<lora:name>`` (weight 1), ``<lora:name:0.8>``,
+``<lora:name:0.6:0.9>`` (text encoder, denoiser) and ``<lora:name:te=0.6:unet=0.9>``; the denoiser's weight is the
+one kept, since that is what a LoRA made here or for Flux, SD3 or SDXL changes.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, PngImagePlugin
 
-LORA_TAG = re.compile(r"<lora:([^:>]+):([-+]?\d*\.?\d+)>")
-PARAM = re.compile(r'\s*([\w][\w \-/]*):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>")
+NUMBER = re.compile(r"[-+]?\d*\.?\d+")
+PARAM = re.compile(r'\s*([\w][\w \-/]*):\s*("(?:\\.|[^\\"])*"|[\[{].*?[\]}](?=\s*(?:,\s*\w[\w \-/]*:\s|$))|[^,]*)'
+                   r'(?:,|$)')
 NEGATIVE = "Negative prompt:"
 
 
@@ -64,10 +75,8 @@ def parse_parameters(text: str) -> Parameters:
             in_negative = True
             line = line[len(NEGATIVE):].lstrip()
         (negative_lines if in_negative else prompt_lines).append(line)
-    prompt = "\n".join(prompt_lines).strip()
-    loras = [(name, float(weight)) for name, weight in LORA_TAG.findall(prompt)]
-    p = Parameters(prompt=LORA_TAG.sub("", prompt).strip(), negative_prompt="\n".join(negative_lines).strip(),
-                   loras=loras)
+    prompt, loras = split_lora_tags("\n".join(prompt_lines).strip())
+    p = Parameters(prompt=prompt, negative_prompt="\n".join(negative_lines).strip(), loras=loras)
     p.steps = _number(settings.pop("Steps", None), int)
     p.sampler = settings.pop("Sampler", None)
     p.guidance = _number(settings.pop("CFG scale", None), float)
@@ -80,13 +89,47 @@ def parse_parameters(text: str) -> Parameters:
     return p
 
 
-def read_parameters(path: str | Path) -> str | None:
+def split_lora_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
+    """The prompt without its ``<lora:...>`` tags, and (name, denoiser weight) per tag, in A1111's every form.
+
+    A tag whose weights are not numbers is not a LoRA tag to A1111 either: it stays in the prompt.
+    """
+    loras: list[tuple[str, float]] = []
+
+    def take(match: re.Match) -> str:
+        weight = lora_tag_weight(match.group(2).split(":")[1:])
+        if weight is None:
+            return match.group(0)
+        loras.append((match.group(1).strip(), weight))
+        return ""
+
+    cleaned = LORA_TAG.sub(take, prompt)
+    return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), loras
+
+
+def lora_tag_weight(args: list[str]) -> float | None:
+    """The denoiser weight of a tag's arguments (``[]``, ``["0.6"]``, ``["0.6", "0.9"]``, ``["te=0.6", "unet=0.9"]``).
+
+    As A1111: the first positional number is the text encoder's weight, the second the denoiser's (else the
+    same); ``te=`` and ``unet=`` name them; ``dyn=`` and other names are accepted and have no effect here.
+    """
+    positional = [a.strip() for a in args if "=" not in a]
+    named = dict(a.strip().split("=", 1) for a in args if "=" in a)
+    if not all(NUMBER.fullmatch(v) for v in positional[:2] + [named.get(k, "0") for k in ("te", "unet")]):
+        return None
+    text_encoder = float(named.get("te", positional[0] if positional else 1.0))
+    return float(named.get("unet", positional[1] if len(positional) > 1 else text_encoder))
+
+
+def read_parameters(path: str | Path | BinaryIO) -> str | None:
     """The ``parameters`` text stored in an image (PNG text chunk, or EXIF UserComment for JPEG/WebP)."""
     with Image.open(path) as image:
         text = image.info.get("parameters")
         if text:
             return str(text)
         comment = image.getexif().get_ifd(0x8769).get(0x9286)
+    if isinstance(comment, tuple):  # written as BYTE by MASUKA before 0.x: still read
+        comment = bytes(comment)
     if isinstance(comment, bytes):
         head, body = comment[:8], comment[8:]
         return body.decode("utf-16-be" if head.startswith(b"UNICODE") else "utf-8", errors="replace").strip("\0")
@@ -94,15 +137,22 @@ def read_parameters(path: str | Path) -> str | None:
 
 
 def save_image(image: Image.Image, path: str | Path, parameters: str, image_format: str = "PNG") -> None:
-    """Write ``image`` with its parameters: a PNG text chunk, or EXIF UserComment for WebP and JPEG."""
+    """Write ``image`` with its parameters: a PNG text chunk, or EXIF UserComment for WebP and JPEG.
+
+    The UserComment is written as A1111 writes it (piexif, type UNDEFINED, ``UNICODE`` prefix, UTF-16), so
+    A1111, Forge and anything using piexif read it back.
+    """
     image_format = image_format.upper()
     if image_format == "PNG":
         image.save(path, format="PNG", pnginfo=png_info(parameters))
         return
-    exif = Image.Exif()
-    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + parameters.encode("utf-16-be")
+    import piexif
+    import piexif.helper
+
+    exif = piexif.dump({"Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump(parameters,
+                                                                                           encoding="unicode")}})
     rgb = image.convert("RGB") if image_format == "JPEG" else image
-    rgb.save(path, format=image_format, exif=exif.tobytes(), quality=95)
+    rgb.save(path, format=image_format, exif=exif, quality=95)
 
 
 def png_info(parameters: str) -> PngImagePlugin.PngInfo:
@@ -112,12 +162,26 @@ def png_info(parameters: str) -> PngImagePlugin.PngInfo:
 
 
 def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' if ("," in value or ":" in value) else value
+    """As A1111's ``quote``: a JSON string when the value holds a comma, colon or newline; JSON lists and
+    objects (Civitai resources) are written as they are."""
+    if not any(c in value for c in ",:\n"):
+        return value
+    if value[:1] in "[{":
+        try:
+            json.loads(value)
+            return value
+        except ValueError:
+            pass
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _unquote(value: str) -> str:
+    """As A1111's ``unquote``: a quoted value is a JSON string."""
     if len(value) >= 2 and value[0] == value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
+        try:
+            return str(json.loads(value))
+        except ValueError:
+            return value
     return value
 
 

@@ -1,4 +1,5 @@
-"""Image tab: prompt in, images out, with every parameter, LoRAs, progress, Stop and "read parameters"."""
+"""Image tab: prompt in, images out, with every parameter, LoRAs, an optional starting image and mask, progress,
+Stop and "read parameters"."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import gradio as gr
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLAN_HELP
 from masuka.image.generate import MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRequest, generate_images, parse_lora
-from masuka.image.library import list_loras
+from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.tasks import InitImage
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
@@ -55,6 +57,13 @@ def build(ctx: UIContext) -> None:
                                        info="The first image compiles; later ones of the same size are faster")
                 step_cache = gr.Slider(0, MAX_STEP_CACHE, value=0, step=0.01, label="Step cache (with Fast)",
                                        info="0 = off; higher skips more work per step: faster, less faithful")
+            with gr.Accordion("Start from an image (image-to-image, inpaint)", open=False):
+                with gr.Row():
+                    init_image = gr.Image(type="filepath", label="Starting image", height=200)
+                    mask = gr.Image(type="filepath", label="Mask (white = repaint; empty = the whole image)",
+                                    image_mode="L", height=200)
+                strength = gr.Slider(0.05, 1, value=0.75, step=0.05, label="Strength",
+                                     info="How far the result may move from the starting image")
             with gr.Row():
                 run = gr.Button("Generate", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
@@ -95,13 +104,18 @@ def build(ctx: UIContext) -> None:
                        guidance: float | None = None, width: int | None = None, height: int | None = None,
                        seed: int | None = -1, batch: int = 1, loras: list[str] | None = None,
                        memory_plan: str = "auto", fast: bool = False, step_cache: float = 0.0,
+                       init_image: str | None = None, strength: float = 0.75, mask: str | None = None,
                        request: gr.Request = None, progress=gr.Progress()):
-        """Generate images; yields the gallery as each image finishes."""
+        """Generate images (from ``init_image`` when given, repainting the white of ``mask``); yields the gallery
+        as each image finishes."""
+        if mask and not init_image:
+            raise InvalidInput("A mask needs the starting image it belongs to.")
         request_ = ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
                                 guidance=guidance, width=width, height=height, seed=seed,
                                 batch=int(batch or 1), loras=[parse_lora(x) for x in loras or []],
                                 owner=user_of(request), memory_plan=memory_plan or "auto", fast=bool(fast),
-                                step_cache=float(step_cache or 0))
+                                step_cache=float(step_cache or 0),
+                                init=InitImage(init_image, float(strength), mask) if init_image else None)
         events: queue.Queue = queue.Queue()
         stop_flag = studio.stops.arm(_session(request))
 
@@ -149,20 +163,26 @@ def build(ctx: UIContext) -> None:
         return "Stopping after the current step…" if stopped else gr.skip()
 
     @friendly
-    def read_image_parameters(path: str | None):
-        """Fill the form from an image's A1111-style parameters."""
+    def read_image_parameters(path: str | None, request: gr.Request = None):
+        """Fill the form from an image's A1111-style parameters, LoRAs found in the library included."""
         if not path:
-            return [gr.skip()] * 9
+            return [gr.skip()] * 10
         text = read_parameters(path)
         if not text:
             raise InvalidInput("This image carries no generation parameters.")
         p = parse_parameters(text)
         update = lambda value: gr.skip() if value is None else value  # noqa: E731
+        found, missing = match_loras(studio, user_of(request), p.loras, p.extra.get("Lora hashes", ""),
+                                     is_admin(studio, request))
         summary = f"```\n{text}\n```"
+        if missing:
+            summary += f"\n\n**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them)."
         return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
-                update(p.guidance), update(p.width), update(p.height), update(p.seed), summary)
+                update(p.guidance), update(p.width), update(p.height), update(p.seed),
+                [f"{name}:{weight:g}" for name, weight in found], summary)
 
-    form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras, memory_plan, fast, step_cache]
+    form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras, memory_plan, fast, step_cache,
+            init_image, strength, mask]
     gen_event = run.click(generate_image, form, [gallery, seeds_used, status], api_name="generate_image",
                           **ctx.gpu_event())
     prompt.submit(generate_image, form, [gallery, seeds_used, status], api_visibility="private", **ctx.gpu_event())
@@ -171,7 +191,7 @@ def build(ctx: UIContext) -> None:
     aspect.input(aspect_size, [aspect, model], [width, height], api_visibility="private")
     refresh.click(lora_choices, None, loras, api_visibility="private")
     dropped.upload(read_image_parameters, dropped,
-                   [prompt, negative, model, steps, guidance, width, height, seed, read_info],
+                   [prompt, negative, model, steps, guidance, width, height, seed, loras, read_info],
                    api_name="read_parameters")
     ctx.components["image_generated"] = gen_event
     ctx.components["image_load"] = lora_choices

@@ -1,17 +1,20 @@
-"""Settings tab: API keys (masked, with a check), defaults for new images, and disk use with clean-up."""
+"""Settings tab: API keys (masked, with a check), your tokens for MASUKA's REST APIs, defaults for new images,
+and disk use with clean-up."""
 
 from __future__ import annotations
 
 import gradio as gr
 
+from masuka.api.auth import create_token, list_tokens, revoke_token
 from masuka.errors import InvalidInput
 from masuka.models.catalog import image_models
 from masuka.settings import FORMATS, check_key, key_labels, key_table, load_defaults, save_defaults, save_key
 from masuka.storage import clean_leftovers, clean_tmp, usage
-from masuka.ui.common import UIContext, friendly, is_admin
+from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
 KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
 STORAGE_COLUMNS = ["area", "folder", "files", "GB"]
+TOKEN_COLUMNS = ["id", "name", "starts with", "made", "last used"]
 #: default field -> Image tab component it pre-fills when the page opens
 IMAGE_FIELDS = {"model": "image_model", "steps": "image_steps", "width": "image_width", "height": "image_height"}
 
@@ -31,6 +34,18 @@ def build(ctx: UIContext) -> None:
                 save = gr.Button("Save", variant="primary", scale=0)
                 test = gr.Button("Test", scale=0)
             key_message = gr.Markdown()
+        with gr.Tab("API tokens"):
+            gr.Markdown("Tokens let other tools use MASUKA's AUTOMATIC1111 (`/sdapi/v1`) and OpenAI (`/v1/images`) "
+                        "APIs as you, with `Authorization: Bearer <token>`. A new token is shown once; only its "
+                        "hash is kept.")
+            tokens_table = gr.Dataframe(headers=TOKEN_COLUMNS, interactive=False)
+            with gr.Row():
+                token_name = gr.Textbox(label="Name (e.g. laptop, krita)", scale=2)
+                make_token = gr.Button("Create token", variant="primary", scale=0)
+                token_ref = gr.Textbox(label="Token to revoke (id or name)", scale=2)
+                drop_token = gr.Button("Revoke", variant="stop", scale=0)
+            new_token = gr.Textbox(label="New token: copy it now, it is not shown again", interactive=False,
+                                   buttons=["copy"])
         with gr.Tab("Defaults"):
             models = image_models()
             default_model = gr.Dropdown([("(the model's own)", "")] + [(m["name"], k) for k, m in models.items()],
@@ -71,6 +86,22 @@ def build(ctx: UIContext) -> None:
         ok, message = check_key(config, name)
         return ("✅ " if ok else "❌ ") + message
 
+    def tokens_view(request: gr.Request):
+        rows = list_tokens(studio, user_of(request))
+        return [[r["id"], r["name"], r["prefix"] + "…", r["created_at"][:16], (r["last_used_at"] or "never")[:16]]
+                for r in rows]
+
+    @friendly
+    def create_api_token(name: str, request: gr.Request):
+        """Make an API token for the signed-in user; it is shown this once."""
+        return create_token(studio, user_of(request), name), "", tokens_view(request)
+
+    @friendly
+    def revoke_api_token(ref: str, request: gr.Request):
+        """Revoke one of the signed-in user's API tokens by id or name."""
+        revoke_token(studio, user_of(request), ref)
+        return "", tokens_view(request)
+
     def defaults_view():
         saved = load_defaults(config)
         return saved.model, saved.steps, saved.width, saved.height, saved.output_format
@@ -104,12 +135,15 @@ def build(ctx: UIContext) -> None:
     test.click(test_api_key, name, key_message, api_name="test_key")
     save_defaults_button.click(store_defaults, [default_model, steps, width, height, image_format], defaults_message,
                                api_name="save_defaults")
+    make_token.click(create_api_token, token_name, [new_token, token_name, tokens_table], api_name="create_api_token")
+    drop_token.click(revoke_api_token, token_ref, [token_ref, tokens_table], api_name="revoke_api_token")
     measure.click(storage_view, None, storage_table, api_name="storage")
     leftovers.click(remove_leftovers, None, [storage_message, storage_table], api_name="clean_leftovers")
     tmp.click(empty_tmp, None, [storage_message, storage_table], api_name="clean_tmp")
 
     def on_page_load(demo: gr.Blocks) -> None:
         demo.load(keys_view, None, keys_table, api_visibility="private")
+        demo.load(tokens_view, None, tokens_table, api_visibility="private")
         demo.load(defaults_view, None, [default_model, steps, width, height, image_format],
                   api_visibility="private")
         targets = {field: ctx.components[name] for field, name in IMAGE_FIELDS.items() if name in ctx.components}

@@ -58,8 +58,9 @@ def test_add_caption_show_export_list_and_delete(capsys, tmp_path, tiny_captione
     shown = json.loads(out)
     assert shown["statistics"]["images"] == 2 and shown["statistics"]["trigger_coverage"] == 1.0
     assert all(image["caption"].startswith("zorp style, ") for image in shown["images"])
-    code, out, _ = cli(capsys, "dataset", "export", "mugs", "--format", "kohya", "--out", str(tmp_path / "k"), *data)
-    assert code == 0 and len(list((tmp_path / "k").glob("*.txt"))) == 2
+    code, out, _ = cli(capsys, "dataset", "export", "mugs", "--format", "kohya", "--out", str(tmp_path / "k"),
+                       "--repeats", "4", *data)
+    assert code == 0 and len(list((tmp_path / "k" / "4_zorp").glob("*.txt"))) == 2
     code, out, _ = cli(capsys, "dataset", "list", "--json", *data)
     assert json.loads(out) == {"datasets": [{"id": 1, "name": "mugs", "trigger": "zorp", "images": 2}]}
     code, out, _ = cli(capsys, "dataset", "delete", "mugs", "--yes", *data)

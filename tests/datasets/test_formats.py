@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 import zipfile
 
 import pytest
@@ -26,16 +27,34 @@ def captioned(studio, make_dataset, tmp_path):
     return dataset, texts
 
 
-def test_kohya_export_is_images_with_same_named_txt_and_imports_back(studio, make_dataset, captioned, tmp_path):
+def test_kohya_export_is_a_repeats_folder_with_txt_captions_and_imports_back(studio, make_dataset, captioned,
+                                                                             tmp_path):
     dataset, texts = captioned
     out = export_dataset(studio, dataset["name"], LOCAL_USER, "kohya", tmp_path / "kohya")
-    images = sorted(p for p in out.iterdir() if p.suffix != ".txt")
+    assert sorted(p.name for p in out.iterdir()) == ["10_zorp", "dataset.toml"]
+    images = sorted(p for p in (out / "10_zorp").iterdir() if p.suffix != ".txt")
     assert len(images) == 3
     assert sorted(p.with_suffix(".txt").read_text(encoding="utf-8") for p in images) == sorted(texts)
     copy = make_dataset("copy", trigger="zorp", dedupe=False, min_side=100)
     report = add_images(studio, copy["id"], LOCAL_USER, [out], allow_folders=True)
     assert len(report.added) == 3 and not report.rejected
     assert sorted(r["caption"] for r in dataset_images(studio, copy["id"])) == sorted(texts)
+
+
+def test_kohya_zip_holds_the_repeats_folder_and_an_sd_scripts_dataset_config(studio, captioned):
+    """The config as sd-scripts' ``library/config_util.py`` reads it: ``.txt`` captions, the folder, repeats."""
+    dataset, _texts = captioned
+    archive = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", repeats=3)
+    with zipfile.ZipFile(archive) as handle:
+        names = handle.namelist()
+        config = tomllib.loads(handle.read("dataset.toml").decode())
+    assert sum(name.startswith("3_zorp/") for name in names) == 6
+    assert config["general"]["caption_extension"] == ".txt"
+    subset = config["datasets"][0]["subsets"][0]
+    assert (subset["image_dir"], subset["num_repeats"], subset["class_tokens"]) == ("3_zorp", 3, "zorp")
+    assert config["datasets"][0]["resolution"] == 256
+    with pytest.raises(InvalidInput, match="Repeats"):
+        export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", repeats=0)
 
 
 def test_imagefolder_export_loads_with_datasets_and_imports_back_from_zip(studio, make_dataset, captioned,
@@ -63,8 +82,8 @@ def test_export_includes_flipped_copies_and_refuses_a_full_folder(studio, make_d
     dataset = make_dataset(trigger="zorp", flip=True, size=256)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 90)])
     out = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", tmp_path / "out")
-    assert sorted(p.suffix for p in out.iterdir()) == [".jpg", ".jpg", ".txt", ".txt"]
-    assert {p.read_text() for p in out.glob("*.txt")} == {"zorp"}  # no caption yet: the trigger word alone
+    assert sorted(p.suffix for p in (out / "10_zorp").iterdir()) == [".jpg", ".jpg", ".txt", ".txt"]
+    assert {p.read_text() for p in out.glob("10_zorp/*.txt")} == {"zorp"}  # no caption yet: the trigger word alone
     with pytest.raises(InvalidInput, match="not empty"):
         export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", out)
     with pytest.raises(InvalidInput, match="Unknown export format"):

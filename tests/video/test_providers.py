@@ -54,6 +54,9 @@ def test_requests_follow_each_api_shape(studio, fake, first_frame):
     run(studio, "comet", seconds=8, size="720x1280")
     sora = servers["openai"].jobs["job1"]["payload"]
     assert sora == {"model": "sora-2", "prompt": "a paper boat on a rainy street", "seconds": "8", "size": "720x1280"}
+    # multipart/form-data also without an image, as the official openai SDK sends videos.create
+    create = servers["openai"].requests_to("/v1/videos")[0]
+    assert create.headers["content-type"].startswith("multipart/form-data; boundary=")
     veo = servers["gemini"].jobs["job1"]["payload"]
     assert veo["instances"] == [{"prompt": "a paper boat on a rainy street"}]
     assert veo["parameters"] == {"aspectRatio": "9:16", "durationSeconds": 6, "resolution": "720p",

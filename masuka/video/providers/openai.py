@@ -19,14 +19,14 @@ class OpenAIVideos(Provider):
         return (clip.entry.get("wire_sizes") or {}).get(clip.size, clip.size)
 
     def submit(self, clip: Clip) -> dict:
+        """Always multipart/form-data, with or without a first frame, as the official SDK sends it."""
         fields = {"model": clip.model, "prompt": clip.prompt, "seconds": str(clip.seconds),
                   "size": self.wire_size(clip)}
+        parts: dict = {name: (None, value) for name, value in fields.items()}
         if clip.image is not None:
             with open(clip.image, "rb") as image:
-                files = {"input_reference": (clip.image.name, image.read(), image_mime(clip.image))}
-            response = self.caller.send(self.client, "POST", "/v1/videos", create=True, data=fields, files=files)
-        else:
-            response = self.caller.send(self.client, "POST", "/v1/videos", create=True, json=fields)
+                parts["input_reference"] = (clip.image.name, image.read(), image_mime(clip.image))
+        response = self.caller.send(self.client, "POST", "/v1/videos", create=True, files=parts)
         return {"id": response.json()["id"]}
 
     def poll(self, ref: dict) -> Status:

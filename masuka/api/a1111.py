@@ -1,0 +1,304 @@
+"""AUTOMATIC1111's web API (``/sdapi/v1/...``), translated into MASUKA's own calls.
+
+Field names, types and answers follow A1111 (``modules/api/models.py``): base64 images, ``parameters``, ``info``
+as a JSON string with ``infotexts`` and ``all_seeds``. Unknown fields are ignored, as A1111 does. What has no
+meaning here is accepted and said to be ignored in the README (``sampler_name``: each model keeps its own
+scheduler; ``inpaint_full_res``: the whole picture is inpainted; ``skip`` stops like ``interrupt``).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from PIL import UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict
+
+from masuka.api.auth import Caller, Refused
+from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
+from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
+from masuka.image.generate import MAX_BATCH, SAMPLERS, ImageRequest
+from masuka.image.library import list_loras
+from masuka.image.metadata import parse_parameters, read_parameters, split_lora_tags
+from masuka.image.tasks import InitImage, upscale
+from masuka.models.catalog import image_models, resolve_image_model
+
+UPSCALERS = ("None", "Lanczos", "Nearest")
+
+
+class Txt2Img(BaseModel):
+    """The fields of A1111's ``StableDiffusionTxt2ImgProcessingAPI`` that mean something here."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = -1
+    sampler_name: str | None = None
+    scheduler: str | None = None
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int | None = None
+    cfg_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    override_settings: dict[str, Any] | None = None
+    send_images: bool = True
+    save_images: bool = False
+    styles: list[str] | None = None
+
+
+class Img2Img(Txt2Img):
+    """A1111's ``StableDiffusionImg2ImgProcessingAPI``: init images, mask and how to use them."""
+
+    init_images: list[str] | None = None
+    denoising_strength: float = 0.75
+    mask: str | None = None
+    mask_blur: int | None = 4
+    inpainting_fill: int = 0
+    inpaint_full_res: bool = True
+    inpainting_mask_invert: int = 0
+    include_init_images: bool = False
+
+
+class PngInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    image: str
+
+
+class ExtraSingleImage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    image: str
+    resize_mode: int = 0
+    upscaling_resize: float = 2.0
+    upscaling_resize_w: int = 512
+    upscaling_resize_h: int = 512
+    upscaler_1: str = "None"
+
+
+def a1111_errors(func: Callable) -> Callable:
+    """Expected failures as A1111 answers them: ``{"error", "detail", "body", "errors"}`` with a status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Refused as error:
+            headers = {"WWW-Authenticate": 'Basic realm="MASUKA"'} if error.status == 401 else None
+            return _error(error.status, "Unauthorized" if error.status == 401 else "Forbidden", str(error), headers)
+        except (InvalidInput, NotFound) as error:
+            return _error(404 if isinstance(error, NotFound) else 422, type(error).__name__, str(error))
+        except TooManyWaiting as error:
+            return _error(429, "TooManyRequests", str(error))
+        except GPUBusy as error:
+            return _error(503, "GPUBusy", str(error))
+        except MasukaError as error:
+            return _error(500, type(error).__name__, str(error))
+
+    return wrapper
+
+
+def _error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": kind, "detail": message, "body": "", "errors": message}, status_code=status,
+                        headers=headers)
+
+
+def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRouter:
+    """The ``/sdapi/v1`` routes for one app."""
+    studio = work.studio
+    router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"])
+
+    def to_request(caller: Caller, body: Txt2Img, init: InitImage | None = None) -> ImageRequest:
+        batch = body.batch_size * body.n_iter
+        if not 1 <= batch <= MAX_BATCH:
+            raise InvalidInput(f"batch_size × n_iter must be between 1 and {MAX_BATCH} (got {batch}).")
+        prompt, tags = split_lora_tags(body.prompt)  # names in the caller's LoRA library
+        model = (body.override_settings or {}).get("sd_model_checkpoint") or work.model_for(caller.user)
+        return ImageRequest(prompt=prompt, model=str(model), negative_prompt=body.negative_prompt, steps=body.steps,
+                            guidance=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
+                            batch=batch, loras=tags, owner=caller.user, init=init)
+
+    def answer(outcome: Outcome, body: Txt2Img) -> dict:
+        request, results = outcome.request, outcome.results
+        seeds = [r.seed for r in results]
+        info = {
+            "prompt": body.prompt, "all_prompts": [body.prompt] * len(results),
+            "negative_prompt": body.negative_prompt, "all_negative_prompts": [body.negative_prompt] * len(results),
+            "seed": seeds[0] if seeds else body.seed, "all_seeds": seeds, "subseed": -1,
+            "all_subseeds": [-1] * len(results), "subseed_strength": 0, "width": request.width,
+            "height": request.height, "sampler_name": body.sampler_name, "cfg_scale": request.guidance,
+            "steps": request.steps, "batch_size": body.batch_size, "restore_faces": False,
+            "sd_model_name": request.model, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+            "denoising_strength": request.init.strength if request.init else None, "styles": body.styles or [],
+            "job_timestamp": work.progress[request.owner].timestamp, "index_of_first_image": 0,
+            "infotexts": [r.parameters for r in results], "history_ids": [r.id for r in results],
+            "interrupted": outcome.interrupted,
+        }
+        if results:
+            parsed = parse_parameters(results[0].parameters)
+            info.update(width=parsed.width, height=parsed.height, steps=parsed.steps, cfg_scale=parsed.guidance)
+        images = [file_base64(r.path) for r in results] if body.send_images else []
+        return {"images": images, "parameters": body.model_dump(), "info": json.dumps(info)}
+
+    @router.post("/txt2img")
+    @a1111_errors
+    def txt2img(body: Txt2Img, request: Request) -> Any:
+        caller = caller_of(request)
+        return answer(work.generate(caller, to_request(caller, body)), body)
+
+    @router.post("/img2img")
+    @a1111_errors
+    def img2img(body: Img2Img, request: Request) -> Any:
+        caller = caller_of(request)
+        if not body.init_images:
+            raise InvalidInput("init_images is empty: send the picture to start from (base64).")
+        image = work.decode_upload(caller, body.init_images[0], "init image")
+        mask = work.decode_upload(caller, body.mask, "mask") if body.mask else None
+        init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0,
+                         invert_mask=bool(body.inpainting_mask_invert))
+        result = answer(work.generate(caller, to_request(caller, body, init)), body)
+        if body.include_init_images and body.send_images:
+            result["images"] += [file_base64(image)]
+        return result
+
+    @router.post("/png-info")
+    @a1111_errors
+    def png_info(body: PngInfo, request: Request) -> Any:
+        caller_of(request)
+        try:
+            text = read_parameters(io.BytesIO(image_bytes(body.image, "image"))) or ""
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise InvalidInput("The image is not a readable PNG, JPEG or WebP file.") from None
+        if not text:
+            return {"info": "", "items": {}, "parameters": {}}
+        p = parse_parameters(text)
+        prompt = p.prompt + "".join(f" <lora:{name}:{weight:g}>" for name, weight in p.loras)
+        fields = {"Prompt": prompt, "Negative prompt": p.negative_prompt, "Steps": p.steps, "Sampler": p.sampler,
+                  "CFG scale": p.guidance, "Seed": p.seed, "Size-1": p.width, "Size-2": p.height, "Model": p.model,
+                  **p.extra}
+        return {"info": text, "items": {"parameters": text},
+                "parameters": {k: v for k, v in fields.items() if v is not None}}
+
+    @router.get("/progress")
+    @a1111_errors
+    def progress(request: Request, skip_current_image: bool = False) -> Any:
+        caller = caller_of(request)
+        state = work.progress.get(caller.user)
+        if state is None or not state.active:
+            return {"progress": 0.0, "eta_relative": 0.0, "state": _state(state), "current_image": None,
+                    "textinfo": None}
+        fraction = state.fraction
+        elapsed = time.time() - state.started
+        eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
+        current = None if skip_current_image or state.last_image is None else file_base64(state.last_image)
+        return {"progress": fraction, "eta_relative": eta, "state": _state(state), "current_image": current,
+                "textinfo": f"image {state.job_no + 1}/{state.job_count}, step {state.step}/{state.steps}"}
+
+    @router.post("/interrupt")
+    @a1111_errors
+    def interrupt(request: Request) -> Any:
+        work.interrupt(caller_of(request).user)
+        return {}
+
+    @router.post("/skip")
+    @a1111_errors
+    def skip(request: Request) -> Any:
+        work.interrupt(caller_of(request).user)
+        return {}
+
+    @router.get("/options")
+    @a1111_errors
+    def get_options(request: Request) -> Any:
+        caller = caller_of(request)
+        return {"sd_model_checkpoint": work.model_for(caller.user), "samples_format": "png",
+                "sd_checkpoint_hash": None, "CLIP_stop_at_last_layers": 1}
+
+    @router.post("/options")
+    @a1111_errors
+    def set_options(options: dict[str, Any], request: Request) -> Any:
+        caller = caller_of(request)
+        model = options.get("sd_model_checkpoint")
+        if model is not None:
+            work.models[caller.user] = resolve_image_model(str(model)).id
+        return None
+
+    @router.get("/sd-models")
+    @a1111_errors
+    def sd_models(request: Request) -> Any:
+        caller_of(request)
+        return [{"title": key, "model_name": key, "hash": None, "sha256": None, "filename": entry["repo"],
+                 "config": None} for key, entry in image_models().items()]
+
+    @router.get("/samplers")
+    @a1111_errors
+    def samplers(request: Request) -> Any:
+        caller_of(request)
+        return [{"name": name, "aliases": [], "options": {}} for name in sorted(set(SAMPLERS.values()))]
+
+    @router.get("/schedulers")
+    @a1111_errors
+    def schedulers(request: Request) -> Any:
+        caller_of(request)
+        return [{"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1,
+                 "need_inner_model": False}]
+
+    @router.get("/loras")
+    @a1111_errors
+    def loras(request: Request) -> Any:
+        caller = caller_of(request)
+        return [{"name": row["name"], "alias": row["name"], "path": str(studio.config.absolute(row["path"])),
+                 "metadata": row["metadata"] or {}} for row in list_loras(studio, caller.user, caller.admin)]
+
+    @router.get("/upscalers")
+    @a1111_errors
+    def upscalers(request: Request) -> Any:
+        caller_of(request)
+        return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+                for name in UPSCALERS]
+
+    @router.post("/extra-single-image")
+    @a1111_errors
+    def extra_single_image(body: ExtraSingleImage, request: Request) -> Any:
+        caller = caller_of(request)
+        if body.upscaler_1 not in UPSCALERS:
+            raise InvalidInput(f"Upscaler {body.upscaler_1!r} is not available here: use {', '.join(UPSCALERS)}.")
+        path = work.decode_upload(caller, body.image, "image")
+        size = (body.upscaling_resize_w, body.upscaling_resize_h) if body.resize_mode == 1 else None
+        made = upscale(studio, caller.user, path, body.upscaler_1, body.upscaling_resize, size)
+        return {"html_info": "", "image": file_base64(made)}
+
+    @router.post("/refresh-checkpoints")
+    @a1111_errors
+    def refresh_checkpoints(request: Request) -> Any:
+        caller_of(request)
+        return None
+
+    @router.post("/refresh-loras")
+    @a1111_errors
+    def refresh_loras(request: Request) -> Any:
+        caller = caller_of(request)
+        list_loras(studio, caller.user, caller.admin)  # registers LoRA files dropped into the library folder
+        return None
+
+    @router.get("/scripts")
+    @a1111_errors
+    def scripts(request: Request) -> Any:
+        caller_of(request)
+        return {"txt2img": [], "img2img": []}
+
+    return router
+
+
+def _state(state: Any) -> dict:
+    return {"skipped": False, "interrupted": bool(state and state.interrupted),
+            "stopping_generation": False, "job": "" if state is None or not state.active else "txt2img",
+            "job_count": state.job_count if state else 0, "job_timestamp": state.timestamp if state else "0",
+            "job_no": state.job_no if state else 0, "sampling_step": state.step if state else 0,
+            "sampling_steps": state.steps if state else 0}

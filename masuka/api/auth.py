@@ -1,0 +1,131 @@
+"""Who calls the REST APIs: HTTP Basic with the app's users, or a per-user API token; open only on loopback
+when the app has no users.
+
+Tokens are ``msk_`` plus 32 random bytes, shown once when made; only their SHA-256 is stored (a random token
+needs no slow hash), with a short prefix to tell them apart in lists. This module is the one place the REST
+routes decide who is asking; file access (``may_read``) and login throttling hook in here too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from dataclasses import dataclass
+
+from masuka.errors import InvalidInput, NotFound
+from masuka.store import LOCAL_USER, now
+from masuka.studio import Studio
+
+TOKEN_PREFIX = "msk_"
+MAX_TOKENS_PER_USER = 20
+
+
+class Refused(Exception):
+    """A request without acceptable credentials: ``status`` 401 (who are you?) or 403 (not from here)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The user a REST request acts for."""
+
+    user: str
+    admin: bool
+
+
+def create_token(studio: Studio, owner: str, name: str = "") -> str:
+    """Make a token for ``owner`` and return it: the only time it is ever shown."""
+    name = (name or "").strip() or "token"
+    if len(name) > 64 or not name.isprintable():
+        raise InvalidInput("Name the token with at most 64 printable characters.")
+    if studio.store.count("api_tokens", "owner = ?", [owner]) >= MAX_TOKENS_PER_USER:
+        raise InvalidInput(f"You already have {MAX_TOKENS_PER_USER} API tokens: revoke one first.")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    studio.store.insert("api_tokens", {"owner": owner, "name": name, "token_hash": _digest(token),
+                                       "prefix": token[:10]})
+    return token
+
+
+def list_tokens(studio: Studio, owner: str) -> list[dict]:
+    """The owner's tokens (id, name, prefix, dates): never the tokens themselves."""
+    return [{key: row[key] for key in ("id", "name", "prefix", "created_at", "last_used_at")}
+            for row in studio.store.find("api_tokens", "owner = ?", [owner], order_by="id")]
+
+
+def revoke_token(studio: Studio, owner: str, ref: str | int) -> dict:
+    """Delete one of the owner's tokens, named by id, name or prefix; returns what was revoked."""
+    ref = str(ref).strip()
+    for row in list_tokens(studio, owner):
+        if ref in (str(row["id"]), row["name"], row["prefix"]):
+            studio.store.delete("api_tokens", row["id"])
+            return row
+    raise NotFound(f"No API token {ref!r} of yours: `keys token list` shows them.")
+
+
+def token_user(studio: Studio, token: str) -> str | None:
+    """The owner of ``token``, or None; records when it was last used."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    rows = studio.store.find("api_tokens", "token_hash = ?", [_digest(token)], limit=1)
+    if not rows:
+        return None
+    studio.store.update("api_tokens", rows[0]["id"], last_used_at=now())
+    return rows[0]["owner"]
+
+
+def authenticate(studio: Studio, authorization: str | None, client_host: str | None,
+                 trust_loopback: bool = True) -> Caller:
+    """The caller of a REST request from its ``Authorization`` header and address, else :class:`Refused`.
+
+    With users (``--auth``): ``Basic`` with a user's password or ``Bearer`` with their token. Without: the single
+    local user, whatever the credentials (SDKs insist on sending some), from loopback only unless the app was
+    started with ``--api-open``. Behind a share link or a tunnel (``trust_loopback`` False) every request
+    arrives from loopback, so there only ``--api-open`` opens it.
+    """
+    config = studio.config
+    if not config.multi_user:
+        if config.api_open or (trust_loopback and _loopback(client_host)):
+            return Caller(LOCAL_USER, True)
+        raise Refused(403, "The API answers only this computer when MASUKA runs without --auth; start it with "
+                           "--auth (and use a token) or --api-open.")
+    user = _basic_user(config.users, authorization) or token_user(studio, _bearer(authorization) or "")
+    if user is None:
+        raise Refused(401, "Sign in: HTTP Basic with your MASUKA user and password, or "
+                           "'Authorization: Bearer <API token>' (made in Settings or `keys token create`).")
+    return Caller(user, config.is_admin(user))
+
+
+def _basic_user(users: dict[str, str], authorization: str | None) -> str | None:
+    import base64
+    import binascii
+
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    expected = users.get(user)
+    return user if expected is not None and hmac.compare_digest(expected.encode(), password.encode()) else None
+
+
+def _bearer(authorization: str | None) -> str | None:
+    scheme, _, value = (authorization or "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _loopback(host: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,175 @@
+"""Image-to-image and inpainting: the text-to-image pipeline's weights, another diffusers task pipeline.
+
+A request with an :class:`InitImage` starts from that picture instead of noise (``strength`` says how far it may
+move: 0 keeps it, 1 ignores it); with a mask, only the white part is repainted. The task pipelines come from
+``AutoPipelineForImage2Image`` / ``AutoPipelineForInpainting.from_pipe`` on the cached pipeline, so they share
+its modules (weights, LoRAs, memory plan) and cost no extra memory. An inpainted result is composited over the
+original through the (blurred) mask, so every pixel outside it comes back exactly as it was.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from masuka.errors import InvalidInput
+from masuka.studio import Studio
+from masuka.users import output_dir
+
+MAX_MASK_BLUR = 64
+MAX_INPUT_PIXELS = 4096 * 4096
+MAX_UPSCALE = 8
+RESAMPLERS = {"Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
+
+
+@dataclass
+class InitImage:
+    """The picture a generation starts from, and the mask of what to repaint (white = repaint)."""
+
+    path: str | Path
+    strength: float = 0.75
+    mask: str | Path | None = None
+    mask_blur: int = 4
+    invert_mask: bool = False
+
+
+@dataclass
+class TaskInput:
+    """An :class:`InitImage` checked, read and sized for the plan."""
+
+    task: str  # "img2img" or "inpaint"
+    image: Image.Image
+    mask: Image.Image | None
+    strength: float
+    source: InitImage
+
+
+def open_picture(path: str | Path, what: str) -> Image.Image:
+    """A picture file read whole, or :class:`InvalidInput` saying why not."""
+    try:
+        with Image.open(path) as picture:
+            if picture.width * picture.height > MAX_INPUT_PIXELS:
+                raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); "
+                                   "at most 4096x4096 pixels.")
+            picture.load()
+            return picture.copy()
+    except FileNotFoundError:
+        raise InvalidInput(f"The {what} {Path(path).name!r} does not exist.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise InvalidInput(f"The {what} is not a readable image ({error}).") from None
+
+
+def init_size(init: InitImage, multiple: int, low: int, high: int) -> tuple[int, int]:
+    """The init image's size, brought into ``low..high`` and down to a multiple: the default output size."""
+    with open_picture(init.path, "init image") as picture:
+        width, height = picture.size
+    return tuple(max(low, min(high, side)) // multiple * multiple for side in (width, height))  # type: ignore
+
+
+def prepare(init: InitImage, width: int, height: int, fast: bool) -> TaskInput:
+    """Check ``init`` and read it at the output size (resized, as A1111 does without a resize mode)."""
+    if fast:
+        raise InvalidInput("Fast is for text-to-image only: turn it off to start from an image.")
+    strength = float(init.strength)
+    if not 0 < strength <= 1:
+        raise InvalidInput(f"The strength (denoising strength) must be above 0 and at most 1 (got {strength:g}).")
+    if not 0 <= int(init.mask_blur) <= MAX_MASK_BLUR:
+        raise InvalidInput(f"The mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {init.mask_blur}).")
+    image = open_picture(init.path, "init image").convert("RGB").resize((width, height), Image.LANCZOS)
+    if init.mask is None:
+        return TaskInput("img2img", image, None, strength, init)
+    mask = open_picture(init.mask, "mask").convert("L").resize((width, height), Image.LANCZOS)
+    if init.invert_mask:
+        mask = ImageOps.invert(mask)
+    if mask.getextrema()[1] == 0:
+        raise InvalidInput("The mask is all black: paint white where the image should change.")
+    if init.mask_blur:
+        mask = mask.filter(ImageFilter.GaussianBlur(int(init.mask_blur)))
+    return TaskInput("inpaint", image, mask, strength, init)
+
+
+def task_pipeline(pipe: Any, task: TaskInput | None) -> Any:
+    """The pipeline that runs ``task`` (``pipe`` itself for text-to-image), made once per loaded pipeline."""
+    if task is None:
+        return pipe
+    made = pipe.__dict__.setdefault("masuka_tasks", {})
+    if task.task not in made:
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+        auto = AutoPipelineForInpainting if task.task == "inpaint" else AutoPipelineForImage2Image
+        try:
+            derived = auto.from_pipe(pipe, dtype=pipe.dtype)
+        except ValueError as error:
+            raise InvalidInput(f"This model has no {task.task} pipeline in diffusers ({error}).") from None
+        derived.set_progress_bar_config(disable=True)
+        derived.masuka_plan = pipe.masuka_plan
+        made[task.task] = derived
+    return made[task.task]
+
+
+def task_kwargs(task: TaskInput | None) -> dict:
+    """The pipeline call's extra arguments for ``task``."""
+    if task is None:
+        return {}
+    kwargs: dict[str, Any] = {"image": task.image, "strength": task.strength}
+    if task.mask is not None:
+        kwargs["mask_image"] = task.mask
+    return kwargs
+
+
+def finish(image: Image.Image, task: TaskInput | None) -> Image.Image:
+    """An inpainted image pasted over the original through the mask; anything else as it is."""
+    if task is None or task.mask is None:
+        return image
+    return Image.composite(image.convert("RGB"), task.image, task.mask)
+
+
+def task_record(studio: Studio, task: TaskInput | None) -> dict:
+    """What a history row and the ``parameters`` text keep about the task."""
+    if task is None:
+        return {}
+    record: dict[str, Any] = {"task": task.task, "strength": task.strength,
+                              "init_image": studio.config.relative(Path(task.source.path).resolve())}
+    if task.mask is not None:
+        record.update(mask=studio.config.relative(Path(task.source.mask).resolve()),
+                      mask_blur=int(task.source.mask_blur))
+    return record
+
+
+def infotext_fields(task: TaskInput | None) -> dict[str, str]:
+    """A1111's infotext fields for the task."""
+    if task is None:
+        return {}
+    fields = {"Denoising strength": f"{task.strength:g}"}
+    if task.mask is not None:
+        fields["Mask blur"] = str(int(task.source.mask_blur))
+    return fields
+
+
+def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str, folder: str = "inputs") -> Path:
+    """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it)."""
+    target = output_dir(studio.config, owner) / folder
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{kind}-{uuid.uuid4().hex[:12]}.png"
+    picture.save(path, format="PNG")
+    return path
+
+
+def upscale(studio: Studio, owner: str, path: str | Path, method: str, factor: float = 2.0,
+            size: tuple[int, int] | None = None) -> Path:
+    """Resize a picture by ``factor`` (or to ``size``) with Lanczos or Nearest, as A1111's built-in upscalers
+    do, into the owner's ``extras`` folder; ``None`` keeps it as it is."""
+    picture = open_picture(path, "image")
+    if size is None:
+        if not 1 <= factor <= MAX_UPSCALE:
+            raise InvalidInput(f"The upscale factor must be between 1 and {MAX_UPSCALE} (got {factor:g}).")
+        size = (round(picture.width * factor), round(picture.height * factor))
+    if not all(1 <= side <= 8192 for side in size):
+        raise InvalidInput(f"The upscaled size must be 1-8192 pixels a side (got {size[0]}x{size[1]}).")
+    if method in RESAMPLERS:
+        picture = picture.resize(size, RESAMPLERS[method])
+    return save_input(studio, owner, picture, "upscaled", folder="extras")

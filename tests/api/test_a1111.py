@@ -1,0 +1,131 @@
+"""The AUTOMATIC1111 API through the real `webuiapi` client against a live app with tiny models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import webuiapi
+
+from masuka.image.metadata import parse_parameters
+
+
+def client(app, **auth) -> webuiapi.WebUIApi:
+    host, port = app.url.rstrip("/").rsplit(":", 1)
+    return webuiapi.WebUIApi(host=host.split("//")[1], port=int(port), **auth)
+
+
+def test_txt2img_with_a_lora_tag_is_recorded_and_png_info_reads_it(live_app, tiny_model, tiny_lora):
+    app = live_app()
+    shutil.copy(tiny_lora("flux"), app.studio.config.loras_dir / "fox.safetensors")
+    api = client(app)
+    model = str(tiny_model("flux"))
+    assert [m["title"] for m in api.get_sd_models()][:1] and api.set_options({"sd_model_checkpoint": model}) is None
+    assert api.get_options()["sd_model_checkpoint"] == model
+    result = api.txt2img(prompt="a red fox <lora:fox:0.5>", negative_prompt="blurry", seed=3, steps=2, cfg_scale=2.5,
+                         width=64, height=64, batch_size=2, sampler_name="Euler a")
+    assert [image.size for image in result.images] == [(64, 64), (64, 64)]
+    assert result.info["all_seeds"] == [3, 4] and len(result.info["infotexts"]) == 2
+    rows = app.studio.store.find("generations", order_by="id")
+    assert [r["seed"] for r in rows] == [3, 4] and {r["status"] for r in rows} == {"completed"}
+    assert rows[0]["prompt"] == "a red fox" and rows[0]["loras"][0]["name"] == "fox"
+    assert rows[0]["loras"][0]["weight"] == 0.5 and rows[0]["model"] == model
+    info = api.png_info(result.images[0])
+    assert info.info == result.info["infotexts"][0]
+    assert info.parameters["Seed"] == 3 and "<lora:fox:0.5>" in info.parameters["Prompt"]
+    assert parse_parameters(info.info).steps == 2
+
+
+def test_img2img_with_a_mask_repaints_only_the_mask(live_app, tiny_model, photo, square_mask):
+    app = live_app()
+    api = client(app)
+    api.set_options({"sd_model_checkpoint": str(tiny_model("flux"))})
+    result = api.img2img(images=[photo], mask_image=square_mask, mask_blur=0, denoising_strength=1.0, prompt="a cat",
+                         inpainting_fill=1, inpaint_full_res=False, steps=2, width=64, height=64, seed=8)
+    out = np.asarray(result.image.convert("RGB"), dtype=np.int16)
+    original = np.asarray(photo, dtype=np.int16)
+    inside = np.asarray(square_mask) > 0
+    assert result.image.size == (64, 64)
+    assert np.array_equal(out[~inside], original[~inside]) and np.abs(out[inside] - original[inside]).mean() > 5
+    row = app.studio.store.find("generations")[0]
+    assert row["params"]["task"] == "inpaint" and row["params"]["strength"] == 1.0
+    assert app.studio.config.absolute(row["params"]["mask"]).is_file()
+    plain = api.img2img(images=[photo], denoising_strength=0.6, prompt="a cat", steps=2, seed=8, width=64, height=64)
+    assert plain.image.size == (64, 64) and plain.info["denoising_strength"] == 0.6
+
+
+def test_unknown_fields_are_ignored_and_bad_values_get_422_with_the_reason(live_app, tiny_model):
+    app = live_app()
+    url = app.url.rstrip("/") + "/sdapi/v1/txt2img"
+    body = {"prompt": "a boat", "steps": 1, "width": 64, "height": 64, "override_settings":
+            {"sd_model_checkpoint": str(tiny_model("flux"))}, "hr_upscaler": "Latent", "alwayson_scripts": {}}
+    answer = httpx.post(url, json=body, timeout=120)
+    assert answer.status_code == 200 and len(answer.json()["images"]) == 1
+    assert json.loads(answer.json()["info"])["width"] == 64
+    bad = httpx.post(url, json={**body, "width": 70}, timeout=60)
+    assert bad.status_code == 422 and "multiple of" in bad.json()["detail"]
+    bad = httpx.post(url, json={**body, "prompt": "a <lora:nowhere:1>"}, timeout=60)
+    assert bad.status_code == 422 and "nowhere" in bad.json()["detail"]
+    typed = httpx.post(url, json={**body, "steps": "many"}, timeout=60)
+    assert typed.status_code == 422 and typed.json()["detail"][0]["loc"] == ["body", "steps"]
+
+
+def test_interrupt_stops_the_batch_and_progress_shows_it_running(live_app, tiny_model):
+    app = live_app()
+    api = client(app)
+    api.set_options({"sd_model_checkpoint": str(tiny_model("flux"))})
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=api.txt2img(
+        prompt="a long night", steps=200, width=64, height=64, batch_size=4)))
+    worker.start()
+    seen = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not seen.get("progress"):
+        seen = api.get_progress()
+        time.sleep(0.05)
+    assert seen["progress"] > 0 and seen["state"]["sampling_steps"] == 200 and seen["state"]["job_count"] == 4
+    assert api.interrupt() == {}
+    worker.join(120)
+    result = outcome["result"]
+    assert result.info["interrupted"] is True and len(result.images) < 4
+    statuses = [r["status"] for r in app.studio.store.find("generations", order_by="id")]
+    assert statuses[-1] == "cancelled" and len(statuses) < 4
+    assert api.get_progress()["state"]["interrupted"] is True
+
+
+def test_lists_refresh_and_upscale(live_app, tiny_lora, photo):
+    app = live_app()
+    api = client(app)
+    shutil.copy(tiny_lora("sdxl"), app.studio.config.loras_dir / "castle.safetensors")
+    base = app.url.rstrip("/") + "/sdapi/v1"
+    assert httpx.post(base + "/refresh-loras").status_code == 200
+    assert [lora["name"] for lora in api.get_loras()] == ["castle"]
+    assert {s["name"] for s in api.get_samplers()} >= {"Euler"}
+    assert [u["name"] for u in api.get_upscalers()] == ["None", "Lanczos", "Nearest"]
+    upscaled = api.extra_single_image(photo, upscaler_1="Lanczos", upscaling_resize=2)
+    assert upscaled.image.size == (128, 128)
+    assert httpx.get(base + "/schedulers").json()[0]["name"] == "automatic"
+    assert api.refresh_checkpoints() is None
+    refused = httpx.post(base + "/extra-single-image", json={"image": "", "upscaler_1": "R-ESRGAN 4x+"})
+    assert refused.status_code == 422 and "not available" in refused.json()["detail"]
+
+
+def test_basic_auth_with_the_apps_users(live_app, tiny_model):
+    app = live_app(auth="ann:pw-ann,bob:pw-bob")
+    ann = client(app, username="ann", password="pw-ann")
+    ann.set_options({"sd_model_checkpoint": str(tiny_model("flux"))})
+    result = ann.txt2img(prompt="ann's fox", steps=1, width=64, height=64, seed=1)
+    assert result.image.size == (64, 64)
+    row = app.studio.store.find("generations")[0]
+    assert row["owner"] == "ann" and "/outputs/ann/" in str(app.studio.config.absolute(row["output_path"]))
+    base = app.url.rstrip("/") + "/sdapi/v1"
+    for auth in (None, ("ann", "wrong"), ("nobody", "pw-ann")):
+        answer = httpx.get(base + "/sd-models", auth=auth)
+        assert answer.status_code == 401 and answer.headers["www-authenticate"].startswith("Basic")
+    assert httpx.post(base + "/txt2img", json={"prompt": "x"}).status_code == 401
+    assert not httpx.get(base + "/options", auth=("bob", "pw-bob")).json()["sd_model_checkpoint"].startswith("/")

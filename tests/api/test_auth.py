@@ -1,0 +1,88 @@
+"""Who may call the REST APIs: users' passwords or tokens with --auth; loopback only without, unless --api-open."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from masuka.api.auth import Refused, authenticate, create_token, revoke_token, token_user
+from masuka.cli import main
+from masuka.config import Config
+from masuka.studio import Studio
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def team(tmp_path):
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="ann:pw-ann,admin:pw-admin"))
+    yield studio
+    studio.close()
+
+
+def test_with_users_a_password_or_a_live_token_is_needed(team):
+    assert authenticate(team, basic("ann", "pw-ann"), "203.0.113.9").user == "ann"
+    token = create_token(team, "ann", "laptop")
+    assert authenticate(team, f"Bearer {token}", "203.0.113.9").user == "ann"
+    assert authenticate(team, basic("admin", "pw-admin"), None).admin
+    for header in (None, basic("ann", "nope"), "Bearer msk_guess", f"Bearer {token}x", "Basic !!!"):
+        with pytest.raises(Refused) as refused:
+            authenticate(team, header, "127.0.0.1")
+        assert refused.value.status == 401
+    revoke_token(team, "ann", "laptop")
+    assert token_user(team, token) is None
+
+
+def test_tokens_are_stored_hashed_and_listed_without_the_secret(team):
+    token = create_token(team, "ann", "ci")
+    stored = team.store.find("api_tokens")[0]
+    assert token not in json.dumps(stored) and stored["prefix"] == token[:10]
+
+
+def test_without_users_only_loopback_unless_api_open(tmp_path):
+    open_studio = Studio.open(Config.from_env(data_dir=tmp_path / "a", auth=""))
+    assert authenticate(open_studio, None, "127.0.0.1").user == "local"
+    assert authenticate(open_studio, "Bearer anything", "::1").user == "local"
+    with pytest.raises(Refused) as refused:
+        authenticate(open_studio, None, "192.168.1.20")
+    assert refused.value.status == 403 and "--api-open" in str(refused.value)
+    with pytest.raises(Refused):  # behind a share link or tunnel every request comes from loopback
+        authenticate(open_studio, None, "127.0.0.1", trust_loopback=False)
+    opened = Studio.open(Config.from_env(data_dir=tmp_path / "b", auth="", api_open=True))
+    assert authenticate(opened, None, "192.168.1.20").user == "local"
+    open_studio.close()
+    opened.close()
+
+
+def test_cli_creates_lists_and_revokes_tokens(capsys, tmp_path):
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main(["keys", "token", "create", "--user", "ann", "--name", "laptop", "--json", *data]) == 0
+    token = json.loads(capsys.readouterr().out)["token"]
+    assert token.startswith("msk_")
+    assert main(["keys", "token", "list", "--user", "ann", *data]) == 0
+    listed = capsys.readouterr().out
+    assert "laptop" in listed and token[:10] in listed and token not in listed
+    assert main(["keys", "token", "revoke", "laptop", "--user", "ann", *data]) == 0
+    assert main(["keys", "token", "revoke", "laptop", "--user", "ann", *data]) == 2
+    assert "No API token 'laptop'" in capsys.readouterr().err
+
+
+def test_settings_tokens_open_the_rest_apis_until_revoked(live_app):
+    import httpx
+    from gradio_client import Client
+
+    app = live_app(auth="ann:pw-ann,bob:pw-bob")
+    ann = Client(app.url, auth=("ann", "pw-ann"), verbose=False)
+    token, _name, table = ann.predict("krita", api_name="/create_api_token")
+    assert token.startswith("msk_") and table["data"][0][1] == "krita" and token not in json.dumps(table)
+    models = app.url.rstrip("/") + "/sdapi/v1/sd-models"
+    assert httpx.get(models, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    bob = Client(app.url, auth=("bob", "pw-bob"), verbose=False)
+    with pytest.raises(Exception, match="No API token"):
+        bob.predict("krita", api_name="/revoke_api_token")
+    ann.predict("krita", api_name="/revoke_api_token")
+    assert httpx.get(models, headers={"Authorization": f"Bearer {token}"}).status_code == 401

@@ -1,0 +1,81 @@
+"""OpenAI's Images API through the official `openai` SDK against a live app with tiny models and a user token."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from PIL import Image
+
+from masuka.api.auth import create_token
+
+
+@pytest.fixture
+def signed_in(live_app):
+    """A live app with users ann and bob, and an SDK client holding ann's API token."""
+    app = live_app(auth="ann:pw-ann,bob:pw-bob")
+    token = create_token(app.studio, "ann", "laptop")
+    sdk = openai.OpenAI(base_url=app.url.rstrip("/") + "/v1", api_key=token, max_retries=0, timeout=120)
+    return app, sdk, token
+
+
+def decoded(item) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
+
+
+def test_generate_returns_decodable_images_at_the_size_and_records_them(signed_in, tiny_model):
+    app, sdk, _token = signed_in
+    answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a lighthouse", n=2, size="64x64",
+                                 response_format="b64_json", quality="hd", style="vivid")
+    assert [decoded(item).size for item in answer.data] == [(64, 64), (64, 64)]
+    rows = app.studio.store.find("generations", order_by="id")
+    assert [(r["owner"], r["status"], r["prompt"]) for r in rows] == [("ann", "completed", "a lighthouse")] * 2
+
+
+def test_edit_with_an_openai_mask_changes_only_the_transparent_part(signed_in, tiny_model, photo, square_mask):
+    app, sdk, _token = signed_in
+    mask = photo.convert("RGBA")
+    mask.putalpha(Image.eval(square_mask, lambda v: 0 if v else 255))  # transparent = edit, as OpenAI defines it
+    files = {}
+    for name, picture in (("image", photo), ("mask", mask)):
+        files[name] = io.BytesIO()
+        picture.save(files[name], format="PNG")
+        files[name] = (f"{name}.png", files[name].getvalue(), "image/png")
+    answer = sdk.images.edit(model=str(tiny_model("sdxl")), image=files["image"], mask=files["mask"],
+                             prompt="a window", size="64x64", response_format="b64_json")
+    out = np.asarray(decoded(answer.data[0]).convert("RGB"), dtype=np.int16)
+    original = np.asarray(photo, dtype=np.int16)
+    inside = np.asarray(square_mask) > 0
+    assert out.shape == (64, 64, 3) and np.array_equal(out[~inside], original[~inside])
+    assert np.abs(out[inside] - original[inside]).mean() > 5
+    assert app.studio.store.find("generations")[0]["params"]["task"] == "inpaint"
+
+
+def test_url_answers_are_served_to_their_owner_only(signed_in, tiny_model):
+    app, sdk, token = signed_in
+    answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a key", size="64x64", response_format="url")
+    url = answer.data[0].url
+    mine = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert mine.status_code == 200 and Image.open(io.BytesIO(mine.content)).size == (64, 64)
+    assert httpx.get(url, auth=("bob", "pw-bob")).status_code == 404
+    assert httpx.get(url).status_code == 401
+
+
+def test_models_and_errors_in_openais_shape(signed_in, tiny_model):
+    app, sdk, _token = signed_in
+    assert {"flux-schnell", "sdxl"} <= {model.id for model in sdk.models.list()}
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.images.generate(model=str(tiny_model("flux")), prompt="a fox", size="70x64")
+    assert bad.value.body["param"] == "size" and "multiple of" in bad.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.images.generate(model=str(tiny_model("flux")), prompt="a fox", n=9)
+    assert bad.value.body["param"] == "n"
+    stranger = openai.OpenAI(base_url=sdk.base_url, api_key="msk_not-a-token", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as refused:
+        stranger.images.generate(prompt="a fox")
+    assert refused.value.body["code"] == "invalid_api_key"
+    assert not app.studio.store.count("generations")

@@ -1,0 +1,122 @@
+"""Image-to-image and inpainting on the tiny pipelines: the same weights through from_pipe, recorded like any image."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from masuka.cli import main
+from masuka.errors import InvalidInput
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.tasks import InitImage
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    """A striped 96x80 photo and a mask whose white square is the part to repaint."""
+    photo = Image.new("RGB", (96, 80), "navy")
+    draw = ImageDraw.Draw(photo)
+    for x in range(0, 96, 12):
+        draw.rectangle((x, 0, x + 5, 80), fill=(250, 200, 40))
+    mask = Image.new("L", (96, 80), 0)
+    ImageDraw.Draw(mask).rectangle((24, 16, 71, 63), fill=255)
+    photo.save(tmp_path / "photo.png")
+    mask.save(tmp_path / "mask.png")
+    return tmp_path / "photo.png", tmp_path / "mask.png"
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(Image.open(result.path).convert("RGB"), dtype=np.int16)
+
+
+def run(studio, model, **kw):
+    values = dict(prompt="a harbour at dusk", model=str(model), steps=2, seed=5)
+    values.update(kw)
+    return generate_images(studio, ImageRequest(**values))[0]
+
+
+@pytest.mark.parametrize("architecture", ["flux", "sd3", "sdxl"])
+def test_img2img_starts_from_the_picture_and_is_recorded(studio, tiny_model, pictures, architecture):
+    photo, _mask = pictures
+    model = tiny_model(architecture)
+    plain = run(studio, model, width=64, height=64)
+    from_photo = run(studio, model, width=64, height=64, init=InitImage(photo, strength=0.5))
+    assert Image.open(from_photo.path).size == (64, 64)
+    assert not np.array_equal(pixels(plain), pixels(from_photo))
+    row = studio.store.get("generations", from_photo.id)
+    assert row["status"] == "completed"
+    assert (row["params"]["task"], row["params"]["strength"]) == ("img2img", 0.5)
+    assert studio.config.absolute(row["params"]["init_image"]) == photo.resolve()
+    assert parse_parameters(read_parameters(from_photo.path)).extra["Denoising strength"] == "0.5"
+    assert studio.models.loads == 1, "the img2img pipeline shares the loaded weights"
+
+
+def test_img2img_size_defaults_to_the_picture_rounded_to_the_model(studio, tiny_model, pictures):
+    result = run(studio, tiny_model("sdxl"), init=InitImage(pictures[0], strength=0.6))
+    assert Image.open(result.path).size == (96, 80)
+
+
+@pytest.mark.parametrize("architecture", ["flux", "sdxl"])
+def test_inpaint_changes_only_the_masked_part(studio, tiny_model, pictures, architecture):
+    photo, mask = pictures
+    result = run(studio, tiny_model(architecture), init=InitImage(photo, strength=1.0, mask=mask, mask_blur=2))
+    out = pixels(result)
+    original = np.asarray(Image.open(photo).convert("RGB"), dtype=np.int16)
+    inside = np.asarray(Image.open(mask)) > 0
+    blurred_reach = Image.open(mask).filter(ImageFilter.MaxFilter(13))  # the mask grown past its 2 px blur
+    outside = np.asarray(blurred_reach) == 0
+    assert np.array_equal(out[outside], original[outside]), "pixels outside the mask come back identical"
+    assert np.abs(out[inside] - original[inside]).mean() > 5, "the masked part is repainted"
+    row = studio.store.get("generations", result.id)
+    assert (row["params"]["task"], row["params"]["mask_blur"]) == ("inpaint", 2)
+    assert parse_parameters(read_parameters(result.path)).extra["Mask blur"] == "2"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(strength=0), "strength"), (dict(strength=1.5), "strength"), (dict(mask_blur=99), "mask blur"),
+    (dict(mask="black"), "all black"), (dict(path="text"), "not a readable image"),
+    (dict(path="missing"), "does not exist"),
+])
+def test_bad_init_images_are_refused_with_the_reason(studio, tiny_model, pictures, tmp_path, change, message):
+    photo, _mask = pictures
+    Image.new("L", (96, 80), 0).save(tmp_path / "black.png")
+    (tmp_path / "text.png").write_text("not a picture")
+    files = {"black": tmp_path / "black.png", "text": tmp_path / "text.png", "missing": tmp_path / "nope.png"}
+    values = {"path": photo, "strength": 0.5, **change}
+    values = {key: files.get(value, value) if isinstance(value, str) else value for key, value in values.items()}
+    with pytest.raises(InvalidInput, match=message):
+        run(studio, tiny_model("flux"), width=64, height=64, init=InitImage(**values))
+    assert not studio.store.count("generations")
+
+
+def test_cli_inpaints_and_explains_a_mask_without_an_image(capsys, tmp_path, tiny_model, pictures):
+    photo, mask = pictures
+    data = ["--data-dir", str(tmp_path / "data")]
+    code = main(["generate", *data, "--model", str(tiny_model("flux")), "--prompt", "a boat", "--steps", "1",
+                 "--init-image", str(photo), "--strength", "0.9", "--mask", str(mask), "--mask-blur", "0", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert Image.open(json.loads(out)["images"][0]).size == (96, 80)
+    code = main(["generate", *data, "--model", str(tiny_model("flux")), "--prompt", "a boat", "--mask", str(mask)])
+    assert code == 2 and "--mask needs --init-image" in capsys.readouterr().err
+
+
+def test_generate_image_endpoint_takes_an_init_image_and_mask(live_app, tiny_model, pictures):
+    from gradio_client import Client, handle_file
+
+    photo, mask = pictures
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    gallery, seeds, _status = client.predict(prompt="a boat", model=str(tiny_model("flux")), steps=1, seed=4,
+                                             width=96, height=80, init_image=handle_file(str(photo)), strength=1.0,
+                                             mask=handle_file(str(mask)), api_name="/generate_image")
+    assert seeds == "4" and Image.open(gallery[0]["image"]).size == (96, 80)
+    row = app.studio.store.find("generations")[0]
+    assert row["params"]["task"] == "inpaint" and row["params"]["strength"] == 1.0
+    with pytest.raises(Exception, match="needs the starting image"):
+        client.predict(prompt="a boat", model=str(tiny_model("flux")), mask=handle_file(str(mask)),
+                       api_name="/generate_image")
