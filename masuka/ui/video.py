@@ -14,7 +14,8 @@ from pathlib import Path
 import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.common import MAX_ID, UIContext, friendly, is_admin, user_of
+from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, model_entry, provider_entry, video_catalog
 from masuka.video.health import HealthTracker
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
@@ -61,7 +62,7 @@ def build(ctx: UIContext) -> None:
             gallery = gr.Gallery(label="Finished videos", columns=4, height=240, interactive=False)
             table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True)
             with gr.Row():
-                job = gr.Number(label="Job", precision=0, minimum=1, scale=1)
+                job = gr.Textbox(label="Job", placeholder="job number, from the table", scale=1)
                 cancel = gr.Button("Cancel job", variant="stop", scale=0)
                 refresh = gr.Button("Refresh", scale=0)
     timer = gr.Timer(REFRESH_S)
@@ -108,11 +109,11 @@ def build(ctx: UIContext) -> None:
         return data, videos, videos[0][0] if videos else None, notes, _job_line(rows[0]) if rows else ""
 
     @friendly
-    def cancel_video_job(job_id: float | None, request: gr.Request = None):
+    def cancel_video_job(job: int | str | None, request: gr.Request = None):
         """Cancel a video job (at the provider too, where its API allows)."""
-        if not job_id:
+        if job in (None, ""):
             raise InvalidInput("Enter the number of the job to cancel.")
-        row = cancel_video(studio, int(job_id), user_of(request), is_admin(studio, request))
+        row = cancel_video(studio, whole_number("job", job, 1, MAX_ID), user_of(request), is_admin(studio, request))
         return f"Job {row['id']}: cancel requested ({row['status']})."
 
     form = [provider, model, seconds, size, image, fallback, prompt]

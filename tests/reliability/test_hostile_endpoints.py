@@ -38,7 +38,7 @@ CASES = {
                               "too long"),
     "video first frame not uploaded": ("/generate_video", ("a", "openai", "sora-2", 4, "1280x720", NOT_UPLOADED,
                                                            "", []), "preprocess|not allowed|Invalid"),
-    "cancel a negative job": ("/cancel_video", (-1,), "minimum value"),
+    "cancel a negative job": ("/cancel_video", (-1,), "Job must be between 1"),
     "cancel a missing job": ("/cancel_video", (999999,), "no video job"),
     "train a missing dataset": ("/start_training", ("nope", "flux-dev", None, 100, 1e-4, 16, 16, 1, 1, 512, "adamw",
                                                     "constant", 0, 0.0, 0, "", 0, 0, 3), "No dataset"),
