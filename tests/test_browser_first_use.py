@@ -64,3 +64,14 @@ def test_a_refused_upload_is_listed_with_its_reason(live_app, tmp_path, page):  
     page.get_by_text("Added 1, refused 1.").wait_for(timeout=30_000)
     page.locator("text=notes.pdf >> visible=true").first.wait_for(timeout=15_000)
     assert page.locator("text=not an image (or a format MASUKA cannot read) >> visible=true").count() == 1
+
+
+def test_the_train_tab_keeps_the_console_quiet(live_app, page):  # noqa: F811
+    messages = []
+    page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+    page.goto(live_app().url)
+    page.get_by_role("tab", name="Train").first.click(timeout=30_000)
+    page.get_by_text("No run selected.").first.wait_for(timeout=15_000)
+    page.wait_for_timeout(5_000)  # a few ticks of the run panel's timer
+    noisy = [m for m in messages if m.startswith(("warning", "error")) and "favicon" not in m]
+    assert noisy == []
