@@ -191,16 +191,21 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     demo = build_app(studio)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=None)
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])
-    server_app, local_url, _share_url = demo.launch(
+    server_app, local_url, share_url = demo.launch(
         server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
         auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
-        prevent_thread_lock=True, show_error=True, quiet=False, footer_links=["api", "gradio"],
+        prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api", "gradio"],
         app_kwargs={"middleware": [Middleware(OwnFilesOnly, studio=studio),
                                    Middleware(FairQueue, config=config, blocks=demo)]},
     )
     mount_api(server_app, studio, trust_loopback=not (share or ngrok))
+    print(f"* MASUKA is running on {local_url}", flush=True)  # Gradio's own lines would hint at share=True
+    if share_url:
+        print(f"* Public link: {share_url}", flush=True)
     if ngrok:
         print(f"ngrok tunnel: {open_ngrok_tunnel(token, port)}", flush=True)
+    if not (share or ngrok):
+        print("* For a public link, start MASUKA with --share (or --ngrok).", flush=True)
     running = Running(demo, studio, local_url)
     if block:
         try:

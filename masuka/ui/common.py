@@ -14,6 +14,9 @@ from masuka.gpu import CONCURRENCY_ID
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 
+#: the largest row id a form accepts (SQLite's integer limit)
+MAX_ID = 2**63 - 1
+
 
 @dataclass
 class UIContext:

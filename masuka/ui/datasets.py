@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from masuka.datasets import adding, captioning, export, library
@@ -10,8 +12,9 @@ from masuka.datasets.captions import DEFAULT_TEMPLATE
 from masuka.datasets.formats import FORMATS
 from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
-from masuka.errors import MasukaError
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.errors import InvalidInput, MasukaError
+from masuka.ui.common import MAX_ID, UIContext, friendly, is_admin, user_of
+from masuka.validation import whole_number
 
 REPORT_COLUMNS = ["file", "result", "reason"]
 IMAGE_COLUMNS = ["id", "file", "caption"]
@@ -45,8 +48,8 @@ def build(ctx: UIContext) -> None:
         create = gr.Button("Create dataset", variant="primary")
     status = gr.Markdown()
     with gr.Accordion("Add images", open=True):
-        files = gr.File(file_count="multiple", label="Photos, a .zip, .txt captions or a metadata.jsonl",
-                        file_types=["image", ".zip", ".txt", ".jsonl"])
+        # no file_types filter: a file of another type reaches the check and is listed with the reason
+        files = gr.File(file_count="multiple", label="Photos, a .zip, .txt captions or a metadata.jsonl")
         add = gr.Button("Add to dataset", variant="primary")
         report = gr.Dataframe(headers=REPORT_COLUMNS, interactive=False, wrap=True, max_height=320,
                               label="Added and refused files")
@@ -62,7 +65,7 @@ def build(ctx: UIContext) -> None:
     page_ids = gr.State([])
     with gr.Row():
         save = gr.Button("Save captions")
-        selected = gr.Number(value=None, precision=0, label="Selected image id", scale=0, min_width=140)
+        selected = gr.Textbox(label="Selected image id", placeholder="click an image", scale=0, min_width=140)
         remove = gr.Button("Delete selected image", variant="stop")
     with gr.Accordion("Auto-caption", open=False):
         with gr.Row():
@@ -111,7 +114,9 @@ def build(ctx: UIContext) -> None:
         """Add photos, zips and captions to a dataset; returns one row per file: added or refused, and why."""
         if not files:
             raise gr.Error("Drop some photos or a zip first.")
-        result = adding.add_images(studio, dataset, user_of(request), list(files), admin=is_admin(studio, request),
+        uploads = Path(gr.utils.get_upload_folder())
+        files = [studio.config.inside(path, uploads) for path in files]  # only files uploaded to this app
+        result = adding.add_images(studio, dataset, user_of(request), files, admin=is_admin(studio, request),
                         on_progress=lambda done, total, file: progress((done, total), desc=file, unit="files"))
         notes: dict[str, list[str]] = {}
         for note in result.notes:
@@ -149,11 +154,12 @@ def build(ctx: UIContext) -> None:
         return ids[index] if 0 <= index < len(ids) else None
 
     @friendly
-    def remove_image(image_id: float | None, request: gr.Request):
-        if not image_id:
-            raise gr.Error("Select an image in the gallery or the table first.")
-        library.delete_image(studio, int(image_id), user_of(request), is_admin(studio, request))
-        return f"Deleted image #{int(image_id)}.", None
+    def remove_image(image_id: int | str | None, request: gr.Request):
+        if image_id in (None, ""):
+            raise InvalidInput("Select an image in the gallery or the table first.")
+        number = whole_number("image id", image_id, 1, MAX_ID)
+        library.delete_image(studio, number, user_of(request), is_admin(studio, request))
+        return f"Deleted image #{number}.", ""
 
     @friendly
     def caption_dataset(dataset: str, captioner: str = "florence2", mode: str = "detailed", template: str = "",

@@ -10,7 +10,8 @@ import gradio as gr
 
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLAN_HELP
-from masuka.image.generate import MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRequest, generate_images, parse_lora
+from masuka.image.generate import (MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRequest, generate_images, parse_lora,
+                                   plan_request)
 from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.tasks import InitImage
@@ -108,14 +109,8 @@ def build(ctx: UIContext) -> None:
                        request: gr.Request = None, progress=gr.Progress()):
         """Generate images (from ``init_image`` when given, repainting the white of ``mask``); yields the gallery
         as each image finishes."""
-        if mask and not init_image:
-            raise InvalidInput("A mask needs the starting image it belongs to.")
-        request_ = ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
-                                guidance=guidance, width=width, height=height, seed=seed,
-                                batch=int(batch or 1), loras=[parse_lora(x) for x in loras or []],
-                                owner=user_of(request), memory_plan=memory_plan or "auto", fast=bool(fast),
-                                step_cache=float(step_cache or 0),
-                                init=InitImage(init_image, float(strength), mask) if init_image else None)
+        request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch,
+                                  loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request))
         events: queue.Queue = queue.Queue()
         stop_flag = studio.stops.arm(_session(request))
 
@@ -158,6 +153,15 @@ def build(ctx: UIContext) -> None:
                 yield images, ", ".join(seeds), f"Done: {len(images)} image(s), saved and recorded in History."
                 return
 
+    @friendly
+    def check_form(prompt: str, model: str, negative_prompt: str, steps, guidance, width, height, seed, batch,
+                   loras, memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None,
+                   request: gr.Request = None) -> None:
+        """Refuse bad input before the event that owns the gallery runs, so a refusal leaves it as it was."""
+        plan_request(studio, _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                                            batch, loras, memory_plan, fast, step_cache, init_image, strength, mask,
+                                            user_of(request)))
+
     def stop_generation(request: gr.Request):
         stopped = studio.stops.stop(_session(request))
         return "Stopping after the current step…" if stopped else gr.skip()
@@ -183,9 +187,11 @@ def build(ctx: UIContext) -> None:
 
     form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras, memory_plan, fast, step_cache,
             init_image, strength, mask]
-    gen_event = run.click(generate_image, form, [gallery, seeds_used, status], api_name="generate_image",
-                          **ctx.gpu_event())
-    prompt.submit(generate_image, form, [gallery, seeds_used, status], api_visibility="private", **ctx.gpu_event())
+    outputs = [gallery, seeds_used, status]
+    gen_event = run.click(check_form, form, None, api_visibility="private", show_progress="hidden").success(
+        generate_image, form, outputs, api_name="generate_image", **ctx.gpu_event())
+    prompt.submit(check_form, form, None, api_visibility="private", show_progress="hidden").success(
+        generate_image, form, outputs, api_visibility="private", **ctx.gpu_event())
     stop.click(stop_generation, None, status, queue=False, api_name="stop_image")
     model.input(model_defaults, model, [steps, guidance, width, height, negative], api_visibility="private")
     aspect.input(aspect_size, [aspect, model], [width, height], api_visibility="private")
@@ -195,6 +201,18 @@ def build(ctx: UIContext) -> None:
                    api_name="read_parameters")
     ctx.components["image_generated"] = gen_event
     ctx.components["image_load"] = lora_choices
+
+
+def _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras, memory_plan,
+                   fast, step_cache, init_image, strength, mask, owner: str) -> ImageRequest:
+    """The form's values as the domain request."""
+    if mask and not init_image:
+        raise InvalidInput("A mask needs the starting image it belongs to.")
+    return ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
+                        guidance=guidance, width=width, height=height, seed=seed, batch=int(batch or 1),
+                        loras=[parse_lora(x) for x in loras or []], owner=owner, memory_plan=memory_plan or "auto",
+                        fast=bool(fast), step_cache=float(step_cache or 0),
+                        init=InitImage(init_image, float(strength), mask) if init_image else None)
 
 
 def _session(request: gr.Request | None) -> str:

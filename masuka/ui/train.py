@@ -66,8 +66,7 @@ def build(ctx: UIContext) -> None:
                 stop = gr.Button("Stop", variant="stop", scale=1)
                 resume = gr.Button("Resume", scale=1)
             progress = gr.Markdown("No run yet.")
-            curve = gr.LinePlot(pd.DataFrame({"step": [], "loss": []}), x="step", y="loss", title="Loss",
-                                height=240)
+            curve = gr.LinePlot(None, x="step", y="loss", title="Loss", height=240)
             samples = gr.Gallery(label="Samples", columns=4, height=220, interactive=False)
             log = gr.Textbox(label="Log", lines=8, max_lines=8, interactive=False, autoscroll=True)
             runs = gr.Dataframe(headers=RUN_COLUMNS, label="Runs (queued ones train one after another)",
@@ -119,12 +118,13 @@ def build(ctx: UIContext) -> None:
                   None if r["final_loss"] is None else round(r["final_loss"], 4), r["error"] or ""] for r in rows]
         picker = gr.Dropdown(choices=[(f"#{r['run']} {r['title']} ({r['status']})", r["run"]) for r in rows])
         if not selected:
-            return picker, "No run selected.", pd.DataFrame({"step": [], "loss": []}), [], "", table
+            return picker, "No run selected.", None, [], "", table
         try:
             info = run_status(studio, selected, user, admin)
         except MasukaError as error:  # a run deleted or not yours: say so instead of raising every tick
-            return picker, str(error), pd.DataFrame({"step": [], "loss": []}), [], "", table
-        return (picker, progress_text(info), pd.DataFrame(info["losses"], columns=["step", "loss"]),
+            return picker, str(error), None, [], "", table
+        losses = pd.DataFrame(info["losses"], columns=["step", "loss"]) if info["losses"] else None
+        return (picker, progress_text(info), losses,  # no points yet: no plot (an empty one warns every tick)
                 [(path, path.rsplit("/", 1)[-1]) for path in info["samples"]], info["log"], table)
 
     panel = [run, progress, curve, samples, log, runs]

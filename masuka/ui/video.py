@@ -14,7 +14,8 @@ from pathlib import Path
 import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.common import MAX_ID, UIContext, friendly, is_admin, user_of
+from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.health import HealthTracker
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
@@ -57,12 +58,13 @@ def build(ctx: UIContext) -> None:
             health = gr.Markdown(elem_id="video-health")
             run = gr.Button("Generate", variant="primary")
             message = gr.Markdown()
+            latest_job = gr.Markdown(elem_id="video-latest-job")
         with gr.Column(scale=3):
             player = gr.Video(label="Latest video", interactive=False, height=360)
             gallery = gr.Gallery(label="Finished videos", columns=4, height=240, interactive=False)
             table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True)
             with gr.Row():
-                job = gr.Number(label="Job", precision=0, minimum=1, scale=1)
+                job = gr.Textbox(label="Job", placeholder="job number, from the table", scale=1)
                 cancel = gr.Button("Cancel job", variant="stop", scale=0)
                 refresh = gr.Button("Refresh", scale=0)
     timer = gr.Timer(REFRESH_S)
@@ -98,7 +100,8 @@ def build(ctx: UIContext) -> None:
                         f"${row['cost_usd']:.2f}). It keeps running if you close this tab.")
 
     def video_status(request: gr.Request = None):
-        """Video jobs of the user (newest first), finished videos, the latest video and provider health."""
+        """Video jobs of the user (newest first), finished videos, the latest video, provider health and a line on
+        the newest job (with the reason when it failed)."""
         rows = video_jobs(studio, user_of(request), is_admin(studio, request))
         data = [[r["id"], (r["created_at"] or "")[:19].replace("T", " "), r["status"], r["phase"],
                  f"{100 * (r['progress'] or 0):.0f}%", r["provider"], r["model"], r["cost_usd"],
@@ -106,18 +109,18 @@ def build(ctx: UIContext) -> None:
         videos = [(str(r["video"]), f"#{r['id']} {r['model']}") for r in rows if r["video"]]
         unhealthy = HealthTracker(studio.store, VideoSettings.from_env()).report()
         notes = "\n\n".join(f"⚠️ {text}" for text in unhealthy.values())
-        return data, videos, videos[0][0] if videos else None, notes
+        return data, videos, videos[0][0] if videos else None, notes, _job_line(rows[0]) if rows else ""
 
     @friendly
-    def cancel_video_job(job_id: float | None, request: gr.Request = None):
+    def cancel_video_job(job: int | str | None, request: gr.Request = None):
         """Cancel a video job (at the provider too, where its API allows)."""
-        if not job_id:
+        if job in (None, ""):
             raise InvalidInput("Enter the number of the job to cancel.")
-        row = cancel_video(studio, int(job_id), user_of(request), is_admin(studio, request))
+        row = cancel_video(studio, whole_number("job", job, 1, MAX_ID), user_of(request), is_admin(studio, request))
         return f"Job {row['id']}: cancel requested ({row['status']})."
 
     form = [provider, model, seconds, size, image, fallback, prompt]
-    status_outputs = [table, gallery, player, health]
+    status_outputs = [table, gallery, player, health, latest_job]
     refresh.click(video_status, None, status_outputs, api_name="video_status")  # first: it owns the name
     provider.input(models_for, [provider, show_retired], model, api_visibility="private")  # .input: Reuse sets both
     show_retired.input(models_for, [provider, show_retired], model, api_visibility="private")
@@ -145,6 +148,16 @@ def price(provider_id, model_id, seconds, size, image, fallback, prompt) -> str:
     lines += [f"⚠️ {warning}" for warning in lifecycle_warnings(plan)]
     lines += [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f}" for t in plan.targets[1:]]
     return "\n\n".join(lines)
+
+
+def _job_line(row: dict) -> str:
+    """The newest job in one line, where the user looks after pressing Generate."""
+    where = f"{row['provider']} {row['model']}"
+    if row["status"] in ("failed", "interrupted"):
+        return f"⚠️ **Job {row['id']} ({where}) {row['status']}:** {row['error'] or 'no reason was given'}"
+    if row["status"] == "completed":
+        return f"Job {row['id']} ({where}) is done."
+    return f"Job {row['id']} ({where}): {row['phase']}, {100 * (row['progress'] or 0):.0f}%."
 
 
 def _request(provider: str, model: str, prompt: str, seconds, size, image, negative_prompt: str, fallback,

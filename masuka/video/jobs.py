@@ -44,8 +44,13 @@ def estimate(request: VideoRequest) -> VideoPlan:
 
 
 def start_video(studio: Studio, request: VideoRequest) -> int:
-    """Validate, write the job row, copy the first frame into the data dir and start the job; returns its id."""
+    """Validate, write the job row, copy the first frame into the data dir and start the job; returns its id.
+
+    A remote request that no provider can take (no key, every choice marked unhealthy) is refused here,
+    before any job exists."""
     plan = plan_video(request)
+    if request.provider != "local":
+        _choose_target(studio, plan, 0)
     target = plan.primary
     job_id = studio.store.insert("jobs", {
         "owner": request.owner, "kind": KIND, "status": "queued", "title": request.prompt[:80],

@@ -29,13 +29,15 @@ def test_dataset_flow_through_the_api(live_app, tmp_path, tiny_captioner):
         handle.write(corpus.photo(tmp_path / "zipped.jpg", 140, size=(400, 300)), "zipped.jpg")
         handle.writestr("../../evil.jpg", b"x")
     bad = corpus.truncated(tmp_path / "broken.jpg", 141)
-    uploads = [*photos, tmp_path / "cat0.txt", archive, bad]
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF-1.4 not a photo")
+    uploads = [*photos, tmp_path / "cat0.txt", archive, bad, tmp_path / "notes.pdf"]
     report, summary = client.predict("my cats", [handle_file(str(p)) for p in uploads], api_name="/add_images")
     rows = {row[0]: row[1:] for row in report["data"]}
-    assert summary == "Added **4**, refused **2**."
+    assert summary == "Added **4**, refused **3**."
     assert [rows[n][0] for n in ("cat0.jpg", "cat1.jpg", "cat2.jpg", "more.zip/zipped.jpg")] == ["added"] * 4
     assert rows["broken.jpg"][0] == "refused" and "truncated" in rows["broken.jpg"][1]
     assert rows["more.zip/../../evil.jpg"][0] == "refused"
+    assert rows["notes.pdf"][0] == "refused" and rows["notes.pdf"][1]
 
     studio = running.studio
     images = studio.store.find("dataset_images", order_by="id")

@@ -8,6 +8,9 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
+from masuka.errors import ProviderError
 from masuka.video.health import HealthTracker
 from masuka.video.jobs import estimate, start_video, video_jobs, wait_video
 from masuka.video.media import check_mp4
@@ -63,8 +66,10 @@ def test_unhealthy_provider_is_skipped_for_the_fallback_and_said_so(studio, fake
         assert wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox")))["status"] == "failed"
     report = HealthTracker(studio.store, VideoSettings.from_env()).report()
     assert "openai" in report and "unhealthy" in report["openai"]
-    alone = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox")))
-    assert alone["status"] == "failed" and "marked unhealthy" in alone["error"]
+    jobs_before = studio.store.count("jobs")
+    with pytest.raises(ProviderError, match="marked unhealthy"):
+        start_video(studio, VideoRequest("openai", "sora-2", "a fox"))
+    assert studio.store.count("jobs") == jobs_before  # refused before any job was written
     row = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox", fallback=["comet"])),
                      timeout=30)
     assert row["status"] == "completed" and row["provider"] == "comet"

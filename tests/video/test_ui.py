@@ -18,9 +18,9 @@ def follow(client: Client, job_id: int, until=("completed", "failed", "cancelled
     seen = {}
 
     def finished() -> bool:
-        table, gallery, latest, health = client.predict(api_name="/video_status")
+        table, gallery, latest, health, job_line = client.predict(api_name="/video_status")
         rows = {row[0]: row for row in table["data"]}
-        seen.update(row=rows.get(job_id), rest=[gallery, latest, health])
+        seen.update(row=rows.get(job_id), rest=[gallery, latest, health, job_line])
         return job_id in rows and rows[job_id][2] in until
 
     assert wait_until(finished, timeout=60), f"job {job_id} did not finish: {seen.get('row')}"
@@ -31,11 +31,13 @@ def test_generate_follow_and_play_a_video(live_app, fake):
     server = fake("openai")
     app = live_app()
     client = Client(app.url, verbose=False)
-    job_id, message = client.predict("a paper boat", "openai", "sora-2", 8, "1280x720", None, "", [],
-                                     api_name="/generate_video")
+    job, message = client.predict("a paper boat", "openai", "sora-2", 8, "1280x720", None, "", [],
+                                  api_name="/generate_video")
+    job_id = int(job)
     assert "estimated $0.80" in message
-    row, gallery, latest, health = follow(client, job_id)
+    row, gallery, latest, health, job_line = follow(client, job_id)
     assert row[2] == "completed" and row[4] == "100%" and row[7] == 0.8
+    assert job_line == f"Job {job_id} (openai sora-2) is done."
     latest = latest["video"] if isinstance(latest, dict) else latest
     assert str(latest).endswith(".mp4") and len(gallery) == 1
     assert server.creates == 1 and health == ""
@@ -52,11 +54,36 @@ def test_bad_choice_is_refused_with_the_reason(live_app, fake):
         raise AssertionError("an invalid duration was accepted")
 
 
+def test_no_key_is_refused_before_a_job_exists(live_app):
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    try:
+        client.predict("a boat", "gemini", "veo-3.1-generate-preview", 8, "1280x720", None, "", [],
+                       api_name="/generate_video")
+    except Exception as error:
+        assert "no API key for gemini" in str(error) and "GEMINI_API_KEY" in str(error)
+    else:
+        raise AssertionError("a job was started without a key")
+    assert app.studio.store.count("jobs") == 0
+
+
+def test_a_failed_job_says_why_next_to_generate(live_app, fake):
+    server = fake("openai")
+    server.fail_jobs = True
+    client = Client(live_app().url, verbose=False)
+    job_id = int(client.predict("a boat", "openai", "sora-2", 4, "1280x720", None, "", [],
+                                api_name="/generate_video")[0])
+    row, *_, job_line = follow(client, job_id)
+    assert row[2] == "failed"
+    assert job_line.startswith(f"⚠️ **Job {job_id} (openai sora-2) failed:**") and "blocked by our moderation system" in job_line
+
+
 def test_cancel_from_the_tab(live_app, fake):
     server = fake("runway")
     server.release.clear()
     client = Client(live_app().url, verbose=False)
-    job_id, _ = client.predict("a storm", "runway", "gen4.5", 5, "1280x720", None, "", [], api_name="/generate_video")
+    job_id = int(client.predict("a storm", "runway", "gen4.5", 5, "1280x720", None, "", [],
+                                api_name="/generate_video")[0])
     assert server.polled.wait(20)
     assert "cancel requested" in client.predict(job_id, api_name="/cancel_video")
     row = follow(client, job_id)[0]
@@ -100,12 +127,13 @@ def test_first_frame_upload_and_unhealthy_provider_notice(live_app, fake, first_
     runway, openai = fake("runway"), fake("openai")
     openai.fault("create", 502)
     client = Client(live_app().url, verbose=False)
-    job_id, _ = client.predict("she turns and smiles", "runway", "gen4_turbo", 5, "1280x720",
-                               handle_file(str(first_frame)), "", [], api_name="/generate_video")
+    job_id = int(client.predict("she turns and smiles", "runway", "gen4_turbo", 5, "1280x720",
+                                handle_file(str(first_frame)), "", [], api_name="/generate_video")[0])
     assert follow(client, job_id)[0][2] == "completed"
     payload = runway.jobs["job1"]["payload"]
     assert payload["route"] == "/v1/image_to_video" and payload["promptImage"].startswith("data:image/png")
-    failed, _ = client.predict("a boat", "openai", "sora-2", 4, "1280x720", None, "", [], api_name="/generate_video")
-    row, _gallery, _latest, health = follow(client, failed)
+    failed = int(client.predict("a boat", "openai", "sora-2", 4, "1280x720", None, "", [],
+                                api_name="/generate_video")[0])
+    row, _gallery, _latest, health, _line = follow(client, failed)
     assert row[2] == "failed" and "HTTP 502" in row[9]
     assert "openai is marked unhealthy" in health

@@ -1,0 +1,77 @@
+"""What a newcomer sees in the first hour, in headless Chromium: refusals that leave the page as it was,
+reasons shown where the user looks, empty boxes that are empty, a quiet console."""
+
+from __future__ import annotations
+
+from tests.test_browser import page  # noqa: F401  (the fixture; skips this module without chromium)
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_refused_size_leaves_the_gallery_as_it_was(live_app, tiny_model, page):  # noqa: F811
+    app = live_app()
+    page.goto(app.url)
+    page.get_by_label("Model").first.wait_for(timeout=30_000)
+    page.get_by_label("Model").fill(str(tiny_model("flux")))
+    page.get_by_label("Model").press("Enter")
+    page.get_by_label("Width").fill("64")
+    page.get_by_label("Height").fill("64")
+    page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Done: 1 image(s)").wait_for(timeout=60_000)
+    seeds = page.get_by_label("Seeds used").input_value()
+    page.get_by_label("Width").fill("77")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("The width must be a multiple of 16").first.wait_for(timeout=15_000)
+    assert page.get_by_text("Done: 1 image(s)").is_visible()
+    assert page.locator("img[src*='gradio_api/file']").count() >= 1
+    assert page.get_by_label("Seeds used").input_value() == seeds
+    assert page.locator("main").get_by_text("Error", exact=True).count() == 0
+
+
+def test_number_boxes_that_should_be_empty_are_empty(live_app, page):  # noqa: F811
+    page.goto(live_app().url)
+    page.get_by_role("tab", name="Video").first.click(timeout=30_000)
+    job = page.get_by_label("Job", exact=True)
+    job.wait_for(timeout=15_000)
+    assert job.input_value() == ""
+    assert job.evaluate("box => box.matches(':invalid')") is False
+    page.get_by_role("tab", name="Datasets").first.click()
+    selected = page.get_by_label("Selected image id")
+    selected.wait_for(timeout=15_000)
+    assert selected.input_value() == ""
+
+
+def test_a_refused_upload_is_listed_with_its_reason(live_app, tmp_path, page):  # noqa: F811
+    from masuka.datasets.library import create_dataset
+    from masuka.store import LOCAL_USER
+    from tests.datasets import corpus
+
+    app = live_app()
+    create_dataset(app.studio, "first", LOCAL_USER, "zorp")
+    page.goto(app.url)
+    page.get_by_role("tab", name="Datasets").first.click(timeout=30_000)
+    picker = page.get_by_label("Dataset", exact=True).first
+    picker.fill("first")
+    picker.press("Enter")
+    photo = corpus.photo(tmp_path / "cat.jpg", 7, size=(400, 300))
+    notes = tmp_path / "notes.pdf"
+    notes.write_bytes(b"%PDF-1.4 not a photo")
+    page.locator("input[type=file]").first.set_input_files([str(photo), str(notes)])
+    page.get_by_role("button", name="Add to dataset").click()
+    page.get_by_text("Added 1, refused 1.").wait_for(timeout=30_000)
+    page.locator("text=notes.pdf >> visible=true").first.wait_for(timeout=15_000)
+    assert page.locator("text=not an image (or a format MASUKA cannot read) >> visible=true").count() == 1
+
+
+def test_the_train_tab_keeps_the_console_quiet(live_app, page):  # noqa: F811
+    messages = []
+    page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+    page.goto(live_app().url)
+    page.get_by_role("tab", name="Train").first.click(timeout=30_000)
+    page.get_by_text("No run selected.").first.wait_for(timeout=15_000)
+    page.wait_for_timeout(5_000)  # a few ticks of the run panel's timer
+    noisy = [m for m in messages if m.startswith(("warning", "error")) and "favicon" not in m]
+    assert noisy == []
