@@ -52,6 +52,8 @@ class Config:
     gpu_concurrency: int = 1
     max_queued_per_user: int = 4
     queue_size: int = 64
+    login_attempts: int = 5
+    login_lockout_s: float = 60.0
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
@@ -63,6 +65,8 @@ class Config:
             "gpu_concurrency": int(os.environ.get("MASUKA_GPU_CONCURRENCY", 1)),
             "max_queued_per_user": int(os.environ.get("MASUKA_MAX_QUEUED_PER_USER", 4)),
             "queue_size": int(os.environ.get("MASUKA_QUEUE_SIZE", 64)),
+            "login_attempts": int(os.environ.get("MASUKA_LOGIN_ATTEMPTS", 5)),
+            "login_lockout_s": float(os.environ.get("MASUKA_LOGIN_LOCKOUT_S", 60)),
         }
         values.update(overrides)
         config = cls(

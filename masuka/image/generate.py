@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka.access import may_read, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLANS, check_stop, zerogpu
 from masuka.image.fast import compile_once
@@ -99,7 +100,11 @@ def parse_lora(text: str) -> tuple[str, float]:
 
 
 def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool) -> Path:
-    """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any path."""
+    """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any path.
+
+    A file in the data dir must be one ``owner`` :func:`may_read`; another user's file gets the same answer
+    as a missing one.
+    """
     ref = ref.strip()
     if not ref:
         raise InvalidInput("Empty LoRA name.")
@@ -110,11 +115,11 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     if not candidate.is_absolute():
         library = studio.config.loras_dir / (ref if ref.endswith(".safetensors") else ref + ".safetensors")
         candidate = library if library.exists() or "/" not in ref else studio.config.data_dir / ref
-    if not allow_any_path:
-        candidate = studio.config.inside(candidate)
-    if not candidate.exists():
-        raise InvalidInput(f"LoRA {ref!r} was not found (neither in the LoRA library nor as a file).")
-    return candidate
+    allowed = allow_any_path or (candidate.resolve().is_relative_to(studio.config.data_dir)
+                                 and may_read(studio, owner, candidate))
+    if allowed and candidate.exists():
+        return candidate
+    raise InvalidInput(f"LoRA {ref!r} was not found (neither in your LoRA library nor as a file of yours).")
 
 
 def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = False) -> Plan:
@@ -126,7 +131,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         raise InvalidInput(f"The prompt is too long (at most {MAX_PROMPT_CHARS} characters).")
     if CONTROL.search(prompt) or CONTROL.search(request.negative_prompt or ""):
         raise InvalidInput("The prompt contains control characters; remove them and try again.")
-    spec = resolve_image_model(request.model)
+    spec = resolve_image_model(usable_model(studio, request.owner, request.model))
     steps = whole_number("steps", spec.steps if request.steps is None else request.steps, 1, MAX_STEPS)
     guidance = spec.guidance if request.guidance is None else float(request.guidance)
     if not 0 <= guidance <= 30:
@@ -164,7 +169,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
                     gpu_timeout: float | None = None, allow_any_path: bool = False) -> list[ImageResult]:
     """Validate, then make ``request.batch`` images; returns them in order. Raises on the first failure."""
     plan = plan_request(studio, request, allow_any_path)
-    with studio.gpu.hold(f"image generation for {request.owner}", timeout=gpu_timeout):
+    with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout):
         return _run(studio, plan, on_step, on_image, stop)
 
 

@@ -8,6 +8,7 @@ import gradio as gr
 
 from masuka.studio import Studio
 from masuka.ui.common import UIContext
+from masuka.ui.owned_inputs import OwnInputsBlocks
 
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
 TABS = [("Image", "image"), ("Video", "video"), ("Datasets", "datasets"), ("Train", "train"),
@@ -17,7 +18,7 @@ TABS = [("Image", "image"), ("Video", "video"), ("Datasets", "datasets"), ("Trai
 def build_app(studio: Studio) -> gr.Blocks:
     """The whole studio UI; tabs share one :class:`UIContext` for cross-tab links."""
     ctx = UIContext(studio)
-    with gr.Blocks(title="MASUKA") as demo:
+    with OwnInputsBlocks(studio, title="MASUKA") as demo:
         gr.Markdown("# MASUKA\nPhotos → dataset → LoRA → images and videos, on one GPU.", elem_id="masuka-title")
         with gr.Tabs() as tabs:
             ctx.components["tabs"] = tabs
