@@ -100,6 +100,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
         server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
         auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
         prevent_thread_lock=True, show_error=True, quiet=False, footer_links=["api", "gradio"],
+        max_file_size=config.max_upload_mb * 2**20,
         app_kwargs={"middleware": [Middleware(ThrottledLogin, throttle=studio.logins),
                                    Middleware(OwnFilesOnly, studio=studio), Middleware(ReadableJoins)]},
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import os
 import random
-import re
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.access import may_read, usable_model
-from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLANS, check_stop, zerogpu
 from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
@@ -33,14 +32,14 @@ from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
-from masuka.validation import whole_number
+from masuka.validation import flag, plain_text, whole_number
 
 MAX_BATCH = 4
 MAX_STEPS = 200
 MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_PROMPT_CHARS = 4000
+MAX_LORA_CHARS = 1024
 MAX_SEED = 2**32 - 1
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_STEP_CACHE = 0.5
 SAMPLERS = {"FlowMatchEulerDiscreteScheduler": "Euler", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
@@ -91,8 +90,18 @@ class Plan:
     loras: list[tuple[LoraInfo, float]]
 
 
+def parse_loras(values: Any) -> list[tuple[str, float]]:
+    """A list of LoRA fields (see :func:`parse_lora`); anything but a list of text is refused."""
+    if values is None:
+        return []
+    if not isinstance(values, (list, tuple)):
+        raise InvalidInput(f"LoRAs must be a list of names (got {type(values).__name__}).")
+    return [parse_lora(value) for value in values]
+
+
 def parse_lora(text: str) -> tuple[str, float]:
     """``name``, ``name:0.8`` or ``path/to/file.safetensors:0.8`` → (reference, weight)."""
+    text = plain_text("a LoRA name", text, MAX_LORA_CHARS)
     ref, _, weight = text.strip().rpartition(":")
     if not ref or not _is_number(weight):
         return text.strip(), 1.0
@@ -124,13 +133,11 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
 
 def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = False) -> Plan:
     """Check every parameter and fill in defaults; raises :class:`InvalidInput` naming the problem."""
-    prompt = (request.prompt or "").strip()
+    prompt = plain_text("the prompt", request.prompt, MAX_PROMPT_CHARS).strip()
     if not prompt:
         raise InvalidInput("The prompt is empty: describe the image you want.")
-    if len(prompt) > MAX_PROMPT_CHARS or len(request.negative_prompt or "") > MAX_PROMPT_CHARS:
-        raise InvalidInput(f"The prompt is too long (at most {MAX_PROMPT_CHARS} characters).")
-    if CONTROL.search(prompt) or CONTROL.search(request.negative_prompt or ""):
-        raise InvalidInput("The prompt contains control characters; remove them and try again.")
+    plain_text("the negative prompt", request.negative_prompt, MAX_PROMPT_CHARS)
+    fast = flag("fast", request.fast)
     spec = resolve_image_model(usable_model(studio, request.owner, request.model))
     steps = whole_number("steps", spec.steps if request.steps is None else request.steps, 1, MAX_STEPS)
     guidance = spec.guidance if request.guidance is None else float(request.guidance)
@@ -148,7 +155,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     if not 0 <= request.step_cache <= MAX_STEP_CACHE:
         raise InvalidInput(f"The step cache must be between 0 (off) and {MAX_STEP_CACHE} "
                            f"(got {request.step_cache:g}).")
-    if request.step_cache and not request.fast:
+    if request.step_cache and not fast:
         raise InvalidInput("The step cache is part of the fast setting: turn Fast on to use it.")
     seed = request.seed
     if seed is None or seed == -1:
@@ -285,8 +292,8 @@ def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int, o
         os.replace(partial, path)
     except OSError as error:
         partial.unlink(missing_ok=True)
-        raise MasukaError(f"Could not save the image in {folder}: {error.strerror or error}. "
-                          "Free some disk space and try again.") from error
+        raise as_disk_full(error) or MasukaError(f"Could not save the image in {folder}: "
+                                                 f"{error.strerror or error}.") from error
     return path
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 
 from masuka.guards import FILE_ROUTES
 
@@ -53,7 +53,8 @@ def signed_in(url: str, user: str, password: str, address: str | None = None) ->
 
 def call(client: httpx.Client, api: str, data: list) -> tuple[str, str]:
     """Run an event through ``POST /gradio_api/call/<api>``; returns (outcome event, its data)."""
-    joined = client.post(f"/gradio_api/call/{api}", json={"data": data})
+    joined = client.post(f"/gradio_api/call/{api}", content=json.dumps({"data": data}),  # NaN and lone
+                         headers={"Content-Type": "application/json"})  # surrogates as a hostile client sends them
     assert joined.status_code == 200, joined.text
     outcome, payload = "", ""
     with client.stream("GET", f"/gradio_api/call/{api}/{joined.json()['event_id']}") as stream:
@@ -92,7 +93,8 @@ def shared(tmp_path_factory, tiny_model):
     from tests.conftest import free_port
 
     config = Config.from_env(data_dir=tmp_path_factory.mktemp("isolation") / "data", auth=USERS,
-                             max_queued_per_user=1, login_lockout_s=600)
+                             max_queued_per_user=1, login_lockout_s=600, max_upload_mb=1, max_files=3,
+                             max_unzipped_mb=1)
     running = launch(config, host="127.0.0.1", port=free_port(), block=False)
     studio = running.studio
     alice = Client(running.url, auth=("alice", "pa-alice"), verbose=False, download_files=False)
@@ -289,3 +291,78 @@ def test_repeated_wrong_passwords_lock_the_account_and_the_address(shared, caplo
     table = admin.predict(api_name="/sign_ins")
     names = {row[1]: row for row in table["data"]}
     assert names["carol"][3] > 0 and names["203.0.113.7"][3] > 0
+
+
+def test_files_are_private_to_the_user_running_masuka(shared):
+    running, files, _model = shared
+    config = running.studio.config
+    made = [config.data_dir, config.outputs_dir, files["image"].parent, config.db_path, *files.values()]
+    assert {oct(path.stat().st_mode & 0o077) for path in made} == {"0o0"}
+
+
+def test_uploads_have_limits(shared, tmp_path):
+    import zipfile
+
+    running, _files, _model = shared
+    bob_http = signed_in(running.url, "bob", "pb-bob")
+    too_big = bob_http.post("/gradio_api/upload", files={"files": ("big.png", b"x" * (2 * 2**20))})
+    assert too_big.status_code == 413
+    bob = Client(running.url, auth=("bob", "pb-bob"), verbose=False)
+    photos = []
+    for number in range(4):
+        photos.append(tmp_path / f"p{number}.txt")
+        photos[-1].write_text("a caption")
+    with pytest.raises(Exception, match="more than 3"):
+        bob.predict("bobs-cats", [handle_file(p) for p in photos], api_name="/add_images")
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zeros.png", b"\0" * (3 * 2**20))
+    assert bomb.stat().st_size < 2**20
+    rows, _summary = bob.predict("bobs-cats", [handle_file(bomb)], api_name="/add_images")
+    assert rows["data"] == [["bomb.zip", "refused", "the zip unpacks to 3 MB, more than 1 MB: split it; nothing "
+                                                    "was unpacked"]]
+
+
+def test_a_zip_too_big_once_unpacked_writes_nothing(tmp_path):
+    import zipfile
+
+    from masuka.datasets.sources import ZipLimits, collect
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        for number in range(4):
+            archive.writestr(f"{number}.png", b"\0" * 2**20)
+    staging = tmp_path / "staging"
+    collected = collect([bomb], staging, limits=ZipLimits(files=100, unpacked_bytes=3 * 2**20))
+    assert [r.reason for r in collected.refused] == [
+        "the zip unpacks to 4 MB, more than 3 MB: split it; nothing was unpacked"]
+    assert not staging.exists()
+    collected = collect([bomb], staging, limits=ZipLimits(files=3, unpacked_bytes=2**30))
+    assert "holds 4 files, more than 3" in collected.refused[0].reason and not staging.exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    (0, 5, "Prompt must be text"),
+    (0, "a\ud800b", "broken character"),
+    (0, "an \u202egpj.exe image", "U+202E"),
+    (0, "zero\u200bwidth", "U+200B"),
+    (9, [5], "LoRAs must be a list of names"),
+    (9, "style", "LoRAs must be a list of names"),
+    (7, float("nan"), "Seed"),
+    (3, float("inf"), "Steps must be a number"),
+    (11, "yes", "must be true or false"),
+])
+def test_wrong_types_and_hidden_characters_get_a_clear_refusal(shared, field, value, message):
+    running, _files, model = shared
+    form = ["a fox", str(model), "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0]
+    form[field] = value
+    outcome, payload = call(signed_in(running.url, "bob", "pb-bob"), "generate_image", form)
+    assert outcome == "error" and message in payload
+    assert "Traceback" not in payload and "Error:" not in payload
+
+
+def test_a_caption_template_may_not_format_its_fields(shared):
+    running, _files, _model = shared
+    bob = Client(running.url, auth=("bob", "pb-bob"), verbose=False)
+    with pytest.raises(Exception, match="may not format its fields"):
+        bob.predict("padded", "sks", "{caption:x<50000000}", api_name="/create_dataset")
