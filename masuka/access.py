@@ -2,8 +2,8 @@
 
 Files under the data dir belong to someone:
 
-- ``outputs/<user>/...``: the user the folder is named after; any other file under ``outputs/`` belongs to the
-  user of the generation row that recorded it;
+- ``outputs/...``: the user of the generation row that recorded the file, else the user whose folder
+  (``outputs/<user>/``) it lies in; remote videos (``outputs/videos/``) are owned by their rows only;
 - ``datasets/<id>/...``: the owner of dataset ``id``;
 - ``runs/run-<id>/...``: the owner of training run ``id`` (its checkpoints, samples and LoRA);
 - ``loras/...``: the owner of the LoRA row recording the file, else the user whose folder it lies in;
@@ -25,6 +25,9 @@ from masuka.studio import Studio
 from masuka.users import user_folder_name
 
 SHARED = object()  # the owner of files every signed-in user may read
+#: Folders under ``outputs/`` that hold several users' files (owned by their rows), never one user's folder,
+#: even for a user named like them.
+SHARED_OUTPUT_FOLDERS = frozenset({"videos", "images"})
 
 
 def file_owner(studio: Studio, path: str | Path) -> str | None | object:
@@ -53,11 +56,10 @@ def file_owner(studio: Studio, path: str | Path) -> str | None | object:
             return SHARED if rows[0]["owner"] == LOCAL_USER else rows[0]["owner"]
         return _user_by_folder(studio, top) if len(parts) > 2 else None
     if area == "outputs":
-        user = _user_by_folder(studio, top)
-        if user is not None:
-            return user
         rows = studio.store.find("generations", "output_path = ?", [config.relative(resolved)], limit=1)
-        return rows[0]["owner"] if rows else None
+        if rows:
+            return rows[0]["owner"]
+        return None if top in SHARED_OUTPUT_FOLDERS else _user_by_folder(studio, top)
     return None
 
 

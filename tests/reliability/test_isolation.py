@@ -366,3 +366,28 @@ def test_a_caption_template_may_not_format_its_fields(shared):
     bob = Client(running.url, auth=("bob", "pb-bob"), verbose=False)
     with pytest.raises(Exception, match="may not format its fields"):
         bob.predict("padded", "sks", "{caption:x<50000000}", api_name="/create_dataset")
+
+
+def test_who_owns_what_in_the_data_dir(tmp_path):
+    from masuka.access import may_read
+    from masuka.config import Config
+    from masuka.studio import Studio
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="alice:1,videos:2,bob:3"))
+    try:
+        store, data = studio.store, studio.config.data_dir
+        store.insert("generations", {"owner": "alice", "kind": "video", "output_path": "outputs/videos/d/1.mp4"})
+        run = store.insert("jobs", {"owner": "alice", "kind": "train", "status": "completed", "title": "run"})
+        dataset = store.insert("datasets", {"owner": "alice", "name": "cats"})
+        store.insert("loras", {"owner": "local", "name": "shared", "path": "loras/shared.safetensors"})
+        alices = [data / "outputs/videos/d/1.mp4", data / f"runs/run-{run:05d}/samples/1.png",
+                  data / f"datasets/{dataset}/processed/1.png", data / "outputs/alice/exports/a.zip",
+                  data / "loras/alice/style.safetensors"]
+        for path in alices:
+            assert may_read(studio, "alice", path) and not may_read(studio, "bob", path), path
+        assert not may_read(studio, "videos", alices[0]), "a user named like a shared folder owns nothing there"
+        assert not any(may_read(studio, "alice", data / name) for name in ("masuka.db", "secrets.json",
+                                                                           "outputs/videos/inputs/1.png"))
+        assert may_read(studio, "bob", data / "loras/shared.safetensors") and may_read(studio, "bob", data / "models/x")
+    finally:
+        studio.close()
