@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from masuka.errors import MasukaError
+from masuka.errors import MasukaError, as_disk_full
 
 COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs", "dataset", "history", "models",
             "keys", "doctor"]
@@ -39,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except MasukaError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        full = as_disk_full(error)
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@ each service in :mod:`masuka.services`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,11 @@ class Config:
     max_queued_per_user: int = 4
     queue_size: int = 64
     api_open: bool = False  # the REST APIs answer other machines even without users (--api-open)
+    login_attempts: int = 5
+    login_lockout_s: float = 60.0
+    max_upload_mb: int = 2048
+    max_files: int = 1000
+    max_unzipped_mb: int = 2048
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
@@ -57,6 +63,11 @@ class Config:
             "max_queued_per_user": int(os.environ.get("MASUKA_MAX_QUEUED_PER_USER", 4)),
             "queue_size": int(os.environ.get("MASUKA_QUEUE_SIZE", 64)),
             "api_open": os.environ.get("MASUKA_API_OPEN", "").lower() in ("1", "true", "yes"),
+            "login_attempts": int(os.environ.get("MASUKA_LOGIN_ATTEMPTS", 5)),
+            "login_lockout_s": float(os.environ.get("MASUKA_LOGIN_LOCKOUT_S", 60)),
+            "max_upload_mb": int(os.environ.get("MASUKA_MAX_UPLOAD_MB", 2048)),
+            "max_files": int(os.environ.get("MASUKA_MAX_FILES", 1000)),
+            "max_unzipped_mb": int(os.environ.get("MASUKA_MAX_UNZIPPED_MB", 2048)),
         }
         values.update(overrides)
         config = cls(
@@ -98,11 +109,21 @@ class Config:
         return self.data_dir / "tmp"
 
     def ensure_dirs(self) -> None:
+        """Create the data dir's folders, private to the user running MASUKA.
+
+        The process umask becomes 077, so everything MASUKA writes from here on (database, outputs, datasets,
+        LoRAs, runs) is readable by its owner only: folders 0700, files 0600. A data dir made by an older
+        version is closed to other users the same way (where the file system has permissions at all).
+        """
+        os.umask(0o077)
         try:
             for path in (self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir):
                 path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise InvalidInput(f"The data dir {self.data_dir} cannot be used: {error.strerror or error}.") from None
+        with contextlib.suppress(OSError):
+            if self.data_dir.stat().st_uid == os.getuid():
+                self.data_dir.chmod(0o700)
 
     def relative(self, path: str | Path) -> str:
         """Path as stored in rows: relative to the data dir when inside it."""

@@ -1,5 +1,7 @@
 """The few exceptions a user may see: each carries a message a person can act on."""
 
+import errno
+
 
 class MasukaError(Exception):
     """Base for expected failures; the UI shows them as ``gr.Error``, the CLI exits with code 2."""
@@ -27,3 +29,24 @@ class Cancelled(MasukaError):
 
 class ProviderError(MasukaError):
     """A remote provider refused or failed a request; the message is the provider's own."""
+
+
+class DiskFull(MasukaError):
+    """The disk (or the user's quota) is full: nothing more can be written until space is freed."""
+
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def as_disk_full(error: BaseException) -> DiskFull | None:
+    """One clear :class:`DiskFull` for a write refused by a full disk (``ENOSPC``, SQLite's "database or disk
+    is full"), found anywhere in the chain of causes; None for any other error."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DiskFull):
+            return seen
+        if (isinstance(seen, OSError) and seen.errno in FULL_ERRNOS) or "database or disk is full" in str(seen):
+            return DiskFull("The disk is full: free some disk space (old outputs, exports, models you no longer "
+                            "use) and try again.")
+        seen = seen.__cause__ or seen.__context__
+    return None

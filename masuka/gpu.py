@@ -52,16 +52,20 @@ class GPURunner:
         return found
 
     @contextmanager
-    def hold(self, job: str, timeout: float | None = None, on_wait: Callable[[str], None] | None = None
-             ) -> Iterator[None]:
-        """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy."""
+    def hold(self, job: str, timeout: float | None = None, on_wait: Callable[[str], None] | None = None,
+             private: bool = False) -> Iterator[None]:
+        """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy.
+
+        The refusal and the wait message name the jobs holding the GPU, unless ``private`` (a caller who may
+        not know what other users run): then they say "another job".
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         told = False
         while True:
             handle = self._try_acquire(job)
             if handle is not None:
                 break
-            busy = ", ".join(self.holders()) or "another job"
+            busy = "another job" if private else ", ".join(self.holders()) or "another job"
             if deadline is not None and time.monotonic() >= deadline:
                 raise GPUBusy(f"The GPU is busy with {busy}. Try again when it finishes, or stop it.")
             if on_wait and not told:
@@ -71,9 +75,11 @@ class GPURunner:
         try:
             yield
         finally:
-            handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+            try:
+                handle.truncate(0)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
 
     def _try_acquire(self, job: str):
         for index in range(self.slots):
@@ -83,9 +89,14 @@ class GPURunner:
             except BlockingIOError:
                 handle.close()
                 continue
-            handle.truncate(0)
-            handle.write(f"{job} (pid {os.getpid()})")
-            handle.flush()
+            try:  # a full disk must not leave the slot locked by a handle nobody will close
+                handle.truncate(0)
+                handle.write(f"{job} (pid {os.getpid()})")
+                handle.flush()
+            except BaseException:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+                raise
             return handle
         return None
 

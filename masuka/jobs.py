@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from masuka.errors import Cancelled, GPUBusy, MasukaError
+from masuka.errors import Cancelled, GPUBusy, MasukaError, as_disk_full
 from masuka.store import UNFINISHED, Store, now
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,9 @@ class JobRunner:
             self._finish(job_id, "failed", str(error))
         except Exception as error:  # a bug or a fault: record it, never leave the row "running"
             log.exception("job %s failed", job_id)
-            self._finish(job_id, "failed", f"{type(error).__name__}: {error}", traceback.format_exc())
+            full = as_disk_full(error)
+            self._finish(job_id, "failed", str(full) if full else f"{type(error).__name__}: {error}",
+                         traceback.format_exc())
         else:
             row = self.store.get("jobs", job_id)
             if row and row["status"] == "running":

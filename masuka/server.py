@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from masuka.config import Config
@@ -41,6 +42,15 @@ def public_warning(config: Config, host: str, share: bool, ngrok: bool) -> str |
     return None
 
 
+def command_line_auth_warning(spec: str | None) -> str | None:
+    """A warning when passwords were typed on the command line, where ``ps`` shows them to every local user."""
+    if not spec or spec.strip().startswith("@") or Path(spec).is_file():
+        return None
+    return ("WARNING: passwords given with --auth user:password are visible to everyone on this machine (ps, "
+            "shell history). Put one user:password a line in a file readable only by you and use --auth @file, "
+            "or set MASUKA_AUTH.")
+
+
 def ngrok_token(config: Config) -> str:
     """The ngrok token from NGROK_AUTHTOKEN or the Settings key store, else a clear error."""
     token = config.keys.get("ngrok")
@@ -56,108 +66,6 @@ def open_ngrok_tunnel(token: str, port: int) -> str:
 
     conf.get_default().auth_token = token
     return ngrok.connect(port, "http").public_url
-
-
-class OwnFilesOnly:
-    """ASGI middleware: an output file is served through ``/file=`` only to its owner or an admin.
-
-    Gradio copies files an event returns into one cache shared by every signed-in user, and serves
-    ``allowed_paths`` to every signed-in user. Outputs are therefore Gradio static paths (served in place,
-    never copied), so every image or video URL names the real file and this check sees who owns it.
-    ``auth_dependency`` cannot be combined with Gradio's password login, hence a middleware.
-    """
-
-    def __init__(self, app: Any, studio: Any):
-        self.app = app
-        self.studio = studio
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and "/file=" in scope.get("path", ""):
-            from masuka.users import may_read
-
-            target = scope["path"].split("/file=", 1)[1]
-            if not may_read(self.studio, signed_in_user(scope), target):
-                from starlette.responses import PlainTextResponse
-
-                await PlainTextResponse("This file belongs to another user.", status_code=403)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class FairQueue:
-    """ASGI middleware: with several users, each may have at most ``max_queued_per_user`` GPU requests waiting.
-
-    Gradio's queue has one size for everyone; this looks at a ``/queue/join`` request before Gradio does and
-    answers 429 with a message when the signed-in user already has that many GPU events waiting.
-    """
-
-    def __init__(self, app: Any, config: Config, blocks: Any):
-        self.app = app
-        self.config = config
-        self.blocks = blocks
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if not (self.config.multi_user and scope["type"] == "http" and scope.get("method") == "POST"
-                and scope.get("path", "").endswith("/queue/join")):
-            await self.app(scope, receive, send)
-            return
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        user = signed_in_user(scope)
-        if user is not None and self._uses_gpu(body) and waiting_gpu_events(self.blocks, user) >= \
-                self.config.max_queued_per_user:
-            from starlette.responses import JSONResponse
-
-            limit = self.config.max_queued_per_user
-            await JSONResponse({"detail": f"You already have {limit} request{'s' * (limit != 1)} waiting for the "
-                                          "GPU, the most one user may queue. Try again when one has finished."},
-                               status_code=429)(scope, receive, send)
-            return
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    def _uses_gpu(self, body: bytes) -> bool:
-        import json
-
-        from masuka.gpu import CONCURRENCY_ID
-
-        try:
-            fn = self.blocks.fns.get(json.loads(body).get("fn_index"))
-        except (ValueError, AttributeError, TypeError):
-            return False
-        return getattr(fn, "concurrency_id", None) == CONCURRENCY_ID
-
-
-def waiting_gpu_events(blocks: Any, user: str) -> int:
-    """The user's events waiting in the GPU group of Gradio's queue (read from the queue's state)."""
-    from masuka.gpu import CONCURRENCY_ID
-
-    group = getattr(getattr(blocks, "_queue", None), "event_queue_per_concurrency_id", {}).get(CONCURRENCY_ID)
-    return sum(1 for event in getattr(group, "queue", []) if getattr(event, "username", None) == user)
-
-
-def signed_in_user(scope: dict) -> str | None:
-    """The user of a request, from Gradio's login cookie (None when not signed in)."""
-    from starlette.requests import HTTPConnection
-
-    app = scope.get("app")
-    cookie_id = getattr(app, "cookie_id", None)
-    if cookie_id is None:
-        return None
-    cookies = HTTPConnection(scope).cookies
-    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
-    return app.tokens.get(token) if token else None
 
 
 @dataclass
@@ -180,6 +88,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from starlette.middleware import Middleware
 
     from masuka.api import mount_api
+    from masuka.guards import OwnFilesOnly, ReadableJoins, ThrottledLogin, cap_waiting_gpu_events
     from masuka.studio import Studio
     from masuka.ui.app import build_app
 
@@ -189,15 +98,17 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
     studio = Studio.open(config)
     demo = build_app(studio)
-    demo.queue(max_size=config.queue_size, default_concurrency_limit=None)
+    demo.queue(max_size=config.queue_size, default_concurrency_limit=None, api_open=False)
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])
     server_app, local_url, share_url = demo.launch(
         server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
         auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
         prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api", "gradio"],
-        app_kwargs={"middleware": [Middleware(OwnFilesOnly, studio=studio),
-                                   Middleware(FairQueue, config=config, blocks=demo)]},
+        max_file_size=config.max_upload_mb * 2**20,
+        app_kwargs={"middleware": [Middleware(ThrottledLogin, throttle=studio.logins),
+                                   Middleware(OwnFilesOnly, studio=studio), Middleware(ReadableJoins)]},
     )
+    cap_waiting_gpu_events(demo, config)
     mount_api(server_app, studio, trust_loopback=not (share or ngrok))
     print(f"* MASUKA is running on {local_url}", flush=True)  # Gradio's own lines would hint at share=True
     if share_url:

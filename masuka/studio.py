@@ -6,11 +6,14 @@ The UI and the CLI each open one :class:`Studio` and pass it to the domain funct
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from masuka.config import Config
 from masuka.gpu import GPURunner, StopFlags
 from masuka.jobs import JobRunner
+from masuka.logins import LoginThrottle
 from masuka.models.cache import ModelCache
 from masuka.store import Store
 
@@ -25,6 +28,7 @@ class Studio:
     models: ModelCache = field(default_factory=ModelCache)
     stops: StopFlags = field(default_factory=StopFlags)
     jobs: JobRunner | None = None
+    logins: LoginThrottle = field(default_factory=LoginThrottle)
 
     @classmethod
     def open(cls, config: Config) -> "Studio":
@@ -33,9 +37,15 @@ class Studio:
         changed = store.mark_interrupted()
         if any(changed.values()):
             log.warning("marked interrupted after an unclean stop: %s", changed)
-        studio = cls(config=config, store=store, gpu=GPURunner(config.data_dir / "locks", config.gpu_concurrency))
+        studio = cls(config=config, store=store, gpu=GPURunner(config.data_dir / "locks", config.gpu_concurrency),
+                     logins=LoginThrottle(config.login_attempts, config.login_lockout_s))
         studio.jobs = JobRunner(store, config.max_queued_per_user if config.multi_user else None)
         return studio
+
+    def hold_gpu(self, job: str, owner: str, **kwargs: Any) -> AbstractContextManager[None]:
+        """A GPU slot for ``owner``'s job (see :meth:`GPURunner.hold`); on a shared studio only admins are told
+        whose jobs hold the GPU."""
+        return self.gpu.hold(job, private=self.config.multi_user and not self.config.is_admin(owner), **kwargs)
 
     def close(self) -> None:
         self.models.release()

@@ -1,7 +1,8 @@
-"""Checks on numbers people type, shared by every form and command."""
+"""Checks on numbers and text people type, shared by every form and command."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from masuka.errors import InvalidInput
@@ -19,3 +20,40 @@ def whole_number(name: str, value: Any, low: int, high: int) -> int:
     if not low <= number <= high:
         raise InvalidInput(f"{label} must be between {low} and {high} (got {number}).")
     return number
+
+
+#: Characters that hide or reorder text without showing: bidi embeddings, overrides and isolates, zero-width.
+INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def plain_text(name: str, value: Any, max_chars: int) -> str:
+    """``value`` as text a person typed (None is empty), else :class:`InvalidInput` saying what is wrong with it.
+
+    Refused: anything but a string, lone UTF-16 surrogates (they cannot be saved), control characters, and
+    invisible characters that hide or reorder text (U+200B-U+200F, U+202A-U+202E, U+2066-U+2069).
+    """
+    label = name[:1].upper() + name[1:]
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{label} must be text (got {type(value).__name__}).")
+    if SURROGATE.search(value):
+        raise InvalidInput(f"{label} contains a broken character (a lone surrogate); retype it.")
+    hidden = INVISIBLE.search(value)
+    if hidden:
+        raise InvalidInput(f"{label} contains an invisible character that hides or reorders text "
+                           f"(U+{ord(hidden.group()):04X}); remove it.")
+    if CONTROL.search(value):
+        raise InvalidInput(f"{label} contains control characters; remove them and try again.")
+    if len(value) > max_chars:
+        raise InvalidInput(f"{label} is too long (at most {max_chars} characters).")
+    return value
+
+
+def flag(name: str, value: Any) -> bool:
+    """``value`` as a yes/no setting: only true and false are accepted (None is false)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise InvalidInput(f"{name[:1].upper() + name[1:]} must be true or false (got {value!r}).")

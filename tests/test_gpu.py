@@ -61,3 +61,31 @@ def test_two_slots_allow_two_holders(tmp_path):
         with pytest.raises(GPUBusy):
             with runner.hold("c", timeout=0.1):
                 pass
+
+
+def test_a_failed_write_after_locking_leaves_the_gpu_slot_free(tmp_path):
+    (tmp_path / "gpu-0.lock").symlink_to("/dev/full")  # locking works, writing the holder's name fails
+    # (private: a busy slot's holder is never read back, which /dev/full would answer with endless zeros)
+    kept = []  # as a caller keeps the error to report it, with its traceback
+    for _attempt in range(2):  # the second finds the slot free again: it fails the same way, not "busy"
+        with pytest.raises(OSError) as failed, GPURunner(tmp_path).hold("image", timeout=0, private=True):
+            pass
+        kept.append(failed.value)
+
+
+def test_sqlite_and_os_disk_full_errors_read_the_same():
+    import sqlite3
+
+    from masuka.errors import as_disk_full
+
+    with pytest.raises(OSError) as full, open("/dev/full", "w") as device:
+        device.write("x")
+        device.flush()
+    os_error = full.value
+    try:
+        raise RuntimeError("saving failed") from sqlite3.OperationalError("database or disk is full")
+    except RuntimeError as error:
+        chained = error
+    assert str(as_disk_full(os_error)) == str(as_disk_full(chained)) and "free some disk space" in str(
+        as_disk_full(os_error))
+    assert as_disk_full(ValueError("other")) is None

@@ -69,3 +69,17 @@ def test_binding_all_interfaces_without_auth_prints_a_warning(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_passwords_on_the_command_line_are_warned_about(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("alice:pw-alice\n")
+    env = {k: v for k, v in ENV.items() if k != "NGROK_AUTHTOKEN"}  # --ngrok stops right after the warnings
+    said = {}
+    for spec in ("alice:pw-alice", f"@{users}"):
+        done = subprocess.run([sys.executable, "app.py", "--ngrok", "--auth", spec, "--port", str(free_port()),
+                               "--data-dir", str(tmp_path / "d")], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+        said[spec] = done.stderr
+    assert "visible to everyone on this machine (ps" in said["alice:pw-alice"] and "--auth @file" in said["alice:pw-alice"]
+    assert "visible to everyone" not in said[f"@{users}"]

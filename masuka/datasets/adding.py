@@ -19,7 +19,8 @@ from masuka.datasets.dedupe import DuplicateIndex
 from masuka.datasets.ingest import Prepared, try_ingest
 from masuka.datasets.library import dataset_dir, dataset_images, find_dataset, update_dataset
 from masuka.datasets.preprocess import PrepOptions
-from masuka.datasets.sources import Refusal, collect
+from masuka.datasets.sources import Refusal, ZipLimits, collect
+from masuka.errors import InvalidInput
 from masuka.store import now
 from masuka.studio import Studio
 
@@ -48,6 +49,9 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: list[str | P
                threads: int | None = None) -> AddReport:
     """Ingest ``sources`` (image files, zips, and with ``allow_folders`` folders) into a dataset."""
     dataset = find_dataset(studio, ref, owner, admin)
+    config = studio.config
+    if len(sources) > config.max_files:
+        raise InvalidInput(f"{len(sources)} files at once is more than {config.max_files}: add them in parts.")
     options = PrepOptions.from_dict(dataset["options"])
     folder = dataset_dir(studio, dataset["id"])
     originals, processed = folder / "originals", folder / "processed"
@@ -59,7 +63,8 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: list[str | P
     for row in dataset_images(studio, dataset["id"]):
         index.add(row["source_name"], row["sha256"], row["phash"])
     try:
-        collected = collect([Path(s) for s in sources], staging, allow_folders)
+        collected = collect([Path(s) for s in sources], staging, allow_folders,
+                            ZipLimits(config.max_files, config.max_unzipped_mb * 2**20))
         report.rejected += collected.refused
         total = len(collected.candidates)
         with ThreadPoolExecutor(max_workers=threads or workers(), thread_name_prefix="ingest") as pool:

@@ -77,7 +77,8 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Pro
     report = CaptionReport(job_id, len(todo), kept=len(rows) - len(todo))
     try:
         if todo:
-            with studio.gpu.hold(f"captioning {dataset['name']} for {request.owner}", timeout=gpu_timeout):
+            with studio.hold_gpu(f"captioning {dataset['name']} for {request.owner}", request.owner,
+                                 timeout=gpu_timeout):
                 try:
                     _run(studio, spec, dataset, template, todo, request, report, on_progress, stop)
                 finally:

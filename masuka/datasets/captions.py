@@ -16,10 +16,15 @@ def check_template(template: str | None) -> str:
     """A usable template (``{caption}`` required, ``{trigger}`` optional), or :class:`InvalidInput`."""
     template = (template or "").strip() or DEFAULT_TEMPLATE
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
     except ValueError as error:
         raise InvalidInput(f"The caption template is malformed ({error}); write e.g. {DEFAULT_TEMPLATE!r}.") \
             from None
+    if any(spec or conversion for _, spec, conversion in fields):
+        raise InvalidInput("The caption template may not format its fields (like {caption:>80} or {caption!r}): "
+                           "write {trigger} and {caption} as they are.")
+    names = {name for name, _, _ in fields}
     if "caption" not in names:
         raise InvalidInput(f"The caption template must contain {{caption}}, e.g. {DEFAULT_TEMPLATE!r}.")
     if names - FIELDS:

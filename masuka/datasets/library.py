@@ -22,6 +22,7 @@ from masuka.datasets.preprocess import PrepOptions
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import now, owner_clause
 from masuka.studio import Studio
+from masuka.validation import plain_text
 
 NAME = re.compile(r"^[\w][\w .\-]{0,63}$")
 
@@ -116,9 +117,7 @@ def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: 
                 source: str = "manual") -> None:
     """Replace an image's caption (and its flipped copy's)."""
     row, dataset = _image(studio, image_id, owner, admin)
-    caption = (caption or "").strip()
-    if len(caption) > MAX_CAPTION_CHARS:
-        raise InvalidInput(f"The caption is too long (at most {MAX_CAPTION_CHARS} characters).")
+    caption = plain_text("the caption", caption, MAX_CAPTION_CHARS).strip()
     with studio.store.transaction():
         for item in [row, *_copies(studio, row["id"])]:
             studio.store.update("dataset_images", item["id"], caption=caption, caption_source=source)

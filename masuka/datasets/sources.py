@@ -19,7 +19,6 @@ from pathlib import Path, PurePosixPath
 from masuka.datasets.formats import KOHYA_CONFIG, METADATA_FILE, read_caption_file, read_metadata
 
 MAX_ENTRY_BYTES = 512 * 2**20
-MAX_ZIP_BYTES = 8 * 2**30
 SYSTEM_FILES = re.compile(r"(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
 Key = tuple[str, str, str]  # (source group, folder inside it, file stem): pairs an image with its caption
 
@@ -55,7 +54,16 @@ class _Entry:
     key: Key
 
 
-def collect(sources: list[Path], staging: Path, allow_folders: bool = False) -> Collected:
+@dataclass(frozen=True)
+class ZipLimits:
+    """What one zip may hold: files, and bytes once unpacked (checked before anything is written)."""
+
+    files: int = 1000
+    unpacked_bytes: int = 2 * 2**30
+
+
+def collect(sources: list[Path], staging: Path, allow_folders: bool = False,
+            limits: ZipLimits = ZipLimits()) -> Collected:
     """Expand ``sources`` into candidates; zips are unpacked into ``staging`` (which the caller removes)."""
     result = Collected()
     entries: list[_Entry] = []
@@ -69,7 +77,7 @@ def collect(sources: list[Path], staging: Path, allow_folders: bool = False) -> 
         elif not source.is_file():
             result.refused.append(Refusal(source.name, "file not found"))
         elif source.suffix.lower() == ".zip":
-            entries += _zip_entries(source, str(index), staging, result.refused)
+            entries += _zip_entries(source, str(index), staging, result.refused, limits)
         else:
             entries.append(_Entry(source.name, source, ("loose", "", _stem(source.name))))
     _pair(entries, result)
@@ -104,23 +112,42 @@ def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def _zip_entries(source: Path, group: str, staging: Path, refused: list[Refusal]) -> list[_Entry]:
+def zip_problem(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> str | None:
+    """Why a whole zip must not be unpacked (too many files, too big once unpacked), or None.
+
+    The sizes are those the zip declares; unpacking never writes more than an entry declares (zipfile stops
+    there and checks the CRC), so the check holds for a crafted zip too.
+    """
+    files = [info for info in infos if not info.is_dir()]
+    unpacked = sum(info.file_size for info in files)
+    if len(files) > limits.files:
+        return f"the zip holds {len(files)} files, more than {limits.files}: split it; nothing was unpacked"
+    if unpacked > limits.unpacked_bytes:
+        return (f"the zip unpacks to {unpacked / 2**20:,.0f} MB, more than {limits.unpacked_bytes / 2**20:,.0f} MB: "
+                "split it; nothing was unpacked")
+    return None
+
+
+def _zip_entries(source: Path, group: str, staging: Path, refused: list[Refusal], limits: ZipLimits
+                 ) -> list[_Entry]:
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError) as error:
         refused.append(Refusal(source.name, f"damaged zip file ({error})"))
         return []
+    problem = zip_problem(archive.infolist(), limits)
+    if problem:
+        archive.close()
+        refused.append(Refusal(source.name, problem))
+        return []
     staging.mkdir(parents=True, exist_ok=True)
-    found, total = [], 0
+    found = []
     with archive:
         for number, info in enumerate(archive.infolist()):
             if info.is_dir():
                 continue
             shown = f"{source.name}/{info.filename}"
             problem = zip_entry_problem(info)
-            total += info.file_size
-            if problem is None and total > MAX_ZIP_BYTES:
-                problem = f"the zip unpacks to more than {MAX_ZIP_BYTES // 2**30} GB; split it"
             if problem:
                 refused.append(Refusal(shown, problem))
                 continue

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import os
 import random
-import re
 import threading
 import time
 import uuid
@@ -20,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.access import may_read, usable_model
+from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLANS, check_stop, zerogpu
 from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
@@ -34,14 +34,14 @@ from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
-from masuka.validation import whole_number
+from masuka.validation import flag, plain_text, whole_number
 
 MAX_BATCH = 4
 MAX_STEPS = 200
 MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_PROMPT_CHARS = 4000
+MAX_LORA_CHARS = 1024
 MAX_SEED = 2**32 - 1
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_STEP_CACHE = 0.5
 SAMPLERS = {"FlowMatchEulerDiscreteScheduler": "Euler", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
@@ -94,8 +94,18 @@ class Plan:
     task: TaskInput | None = None
 
 
+def parse_loras(values: Any) -> list[tuple[str, float]]:
+    """A list of LoRA fields (see :func:`parse_lora`); anything but a list of text is refused."""
+    if values is None:
+        return []
+    if not isinstance(values, (list, tuple)):
+        raise InvalidInput(f"LoRAs must be a list of names (got {type(values).__name__}).")
+    return [parse_lora(value) for value in values]
+
+
 def parse_lora(text: str) -> tuple[str, float]:
     """``name``, ``name:0.8`` or ``path/to/file.safetensors:0.8`` → (reference, weight)."""
+    text = plain_text("a LoRA name", text, MAX_LORA_CHARS)
     ref, _, weight = text.strip().rpartition(":")
     if not ref or not _is_number(weight):
         return text.strip(), 1.0
@@ -103,7 +113,11 @@ def parse_lora(text: str) -> tuple[str, float]:
 
 
 def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool) -> Path:
-    """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any path."""
+    """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any path.
+
+    A file in the data dir must be one ``owner`` :func:`may_read`; another user's file gets the same answer
+    as a missing one.
+    """
     ref = ref.strip()
     if not ref:
         raise InvalidInput("Empty LoRA name.")
@@ -114,23 +128,21 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     if not candidate.is_absolute():
         library = studio.config.loras_dir / (ref if ref.endswith(".safetensors") else ref + ".safetensors")
         candidate = library if library.exists() or "/" not in ref else studio.config.data_dir / ref
-    if not allow_any_path:
-        candidate = studio.config.inside(candidate)
-    if not candidate.exists():
-        raise InvalidInput(f"LoRA {ref!r} was not found (neither in the LoRA library nor as a file).")
-    return candidate
+    allowed = allow_any_path or (candidate.resolve().is_relative_to(studio.config.data_dir)
+                                 and may_read(studio, owner, candidate))
+    if allowed and candidate.exists():
+        return candidate
+    raise InvalidInput(f"LoRA {ref!r} was not found (neither in your LoRA library nor as a file of yours).")
 
 
 def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = False) -> Plan:
     """Check every parameter and fill in defaults; raises :class:`InvalidInput` naming the problem."""
-    prompt = (request.prompt or "").strip()
+    prompt = plain_text("the prompt", request.prompt, MAX_PROMPT_CHARS).strip()
     if not prompt:
         raise InvalidInput("The prompt is empty: describe the image you want.")
-    if len(prompt) > MAX_PROMPT_CHARS or len(request.negative_prompt or "") > MAX_PROMPT_CHARS:
-        raise InvalidInput(f"The prompt is too long (at most {MAX_PROMPT_CHARS} characters).")
-    if CONTROL.search(prompt) or CONTROL.search(request.negative_prompt or ""):
-        raise InvalidInput("The prompt contains control characters; remove them and try again.")
-    spec = resolve_image_model(request.model)
+    plain_text("the negative prompt", request.negative_prompt, MAX_PROMPT_CHARS)
+    fast = flag("fast", request.fast)
+    spec = resolve_image_model(usable_model(studio, request.owner, request.model))
     steps = whole_number("steps", spec.steps if request.steps is None else request.steps, 1, MAX_STEPS)
     guidance = spec.guidance if request.guidance is None else float(request.guidance)
     if not 0 <= guidance <= 30:
@@ -150,7 +162,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     if not 0 <= request.step_cache <= MAX_STEP_CACHE:
         raise InvalidInput(f"The step cache must be between 0 (off) and {MAX_STEP_CACHE} "
                            f"(got {request.step_cache:g}).")
-    if request.step_cache and not request.fast:
+    if request.step_cache and not fast:
         raise InvalidInput("The step cache is part of the fast setting: turn Fast on to use it.")
     seed = request.seed
     if seed is None or seed == -1:
@@ -172,7 +184,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
                     gpu_timeout: float | None = None, allow_any_path: bool = False) -> list[ImageResult]:
     """Validate, then make ``request.batch`` images; returns them in order. Raises on the first failure."""
     plan = plan_request(studio, request, allow_any_path)
-    with studio.gpu.hold(f"image generation for {request.owner}", timeout=gpu_timeout):
+    with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout):
         return _run(studio, plan, on_step, on_image, stop)
 
 
@@ -292,8 +304,8 @@ def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int, o
         os.replace(partial, path)
     except OSError as error:
         partial.unlink(missing_ok=True)
-        raise MasukaError(f"Could not save the image in {folder}: {error.strerror or error}. "
-                          "Free some disk space and try again.") from error
+        raise as_disk_full(error) or MasukaError(f"Could not save the image in {folder}: "
+                                                 f"{error.strerror or error}.") from error
     return path
 
 

@@ -8,7 +8,6 @@ client keeps finished files and continues partial ones.
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import logging
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from masuka.errors import Cancelled, InvalidInput, ModelUnavailable
+from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, as_disk_full
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
 from masuka.settings import hub_endpoint
 from masuka.store import Store, owner_clause
@@ -171,7 +170,7 @@ def job_progress(store: Store, job_id: int) -> type[tqdm]:
     return JobProgress
 
 
-def download_error(repo: str, error: BaseException, has_token: bool) -> ModelUnavailable:
+def download_error(repo: str, error: BaseException, has_token: bool) -> ModelUnavailable | DiskFull:
     """A download failure as a message a person can act on."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -187,9 +186,8 @@ def download_error(repo: str, error: BaseException, has_token: bool) -> ModelUna
                                 "with read access in Settings → API keys.")
     if any(isinstance(e, RepositoryNotFoundError) for e in chain):
         return ModelUnavailable(f"{repo} was not found on the Hub (or it is private and your token cannot see it).")
-    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain):
-        return ModelUnavailable(f"The disk filled up while downloading {repo}: free some space and start the "
-                                "download again (finished files are kept).")
+    if as_disk_full(error):
+        return as_disk_full(error)
     if any(isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or "Connect" in type(e).__name__
            or "Timeout" in type(e).__name__ for e in chain):
         return ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "

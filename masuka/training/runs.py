@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, NotFound
 from masuka.image.library import register_lora
 from masuka.models import architectures
@@ -42,7 +43,7 @@ FLUSH_S = 1.0
 def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER
                    ) -> tuple[TrainOptions, ModelSpec, str, TrainingSet]:
     """Everything that can be checked before the GPU is touched: model, options, dataset."""
-    spec = resolve_image_model(options.base)
+    spec = resolve_image_model(usable_model(studio, owner, options.base))
     architecture = spec.architecture or _hub_architecture(studio, spec)
     profile = architectures.get(architecture)
     if profile is None or profile.training is None:
@@ -133,7 +134,7 @@ def execute_run(studio: Studio, run_id: int, interrupt: threading.Event | None =
     latest = checkpoints.latest(run_dir)
     for metric in studio.store.find("job_metrics", "job_id = ? and step > ?", [run_id, latest.step if latest else 0]):
         studio.store.delete("job_metrics", metric["id"])
-    with studio.gpu.hold(f"training run {run_id}", on_wait=hooks.log):
+    with studio.hold_gpu(f"training run {run_id}", row["owner"], on_wait=hooks.log):
         studio.models.release()
         try:
             outcome = train(plan, hooks)

@@ -8,7 +8,10 @@ import gradio as gr
 
 from masuka.studio import Studio
 from masuka.ui.common import UIContext
+from masuka.ui.checked_blocks import CheckedBlocks
 
+#: Gradio's upload cache: every hour, files older than a day are deleted (all of it at each start).
+UPLOAD_CACHE_CLEANING = (3600, 86400)
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
 TABS = [("Image", "image"), ("Video", "video"), ("Datasets", "datasets"), ("Train", "train"),
         ("History", "history"), ("Models", "models"), ("Settings", "settings")]
@@ -17,7 +20,7 @@ TABS = [("Image", "image"), ("Video", "video"), ("Datasets", "datasets"), ("Trai
 def build_app(studio: Studio) -> gr.Blocks:
     """The whole studio UI; tabs share one :class:`UIContext` for cross-tab links."""
     ctx = UIContext(studio)
-    with gr.Blocks(title="MASUKA") as demo:
+    with CheckedBlocks(studio, title="MASUKA", delete_cache=UPLOAD_CACHE_CLEANING) as demo:
         gr.Markdown("# MASUKA\nPhotos → dataset → LoRA → images and videos, on one GPU.", elem_id="masuka-title")
         with gr.Tabs() as tabs:
             ctx.components["tabs"] = tabs

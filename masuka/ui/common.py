@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from masuka.errors import MasukaError
+from masuka.errors import MasukaError, as_disk_full
 from masuka.gpu import CONCURRENCY_ID
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
@@ -40,23 +40,37 @@ def is_admin(studio: Studio, request: gr.Request | None) -> bool:
 
 
 def friendly(func: Callable) -> Callable:
-    """Show expected failures as a ``gr.Error`` with their message (generators included)."""
+    """Show expected failures (and a full disk) as a ``gr.Error`` with their message (generators included)."""
     if _is_generator(func):
         @functools.wraps(func)
         def generator_wrapper(*args, **kwargs):
             try:
                 yield from func(*args, **kwargs)
-            except MasukaError as error:
-                raise gr.Error(str(error)) from None
+            except Exception as error:
+                message = user_message(error)
+                if message is None:
+                    raise
+                raise gr.Error(message) from None
         return generator_wrapper
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except MasukaError as error:
-            raise gr.Error(str(error)) from None
+        except Exception as error:
+            message = user_message(error)
+            if message is None:
+                raise
+            raise gr.Error(message) from None
     return wrapper
+
+
+def user_message(error: BaseException) -> str | None:
+    """What to tell the user about ``error``: a domain error's or a full disk's message; None for anything else."""
+    if isinstance(error, MasukaError):
+        return str(error)
+    full = as_disk_full(error)
+    return str(full) if full else None
 
 
 def _is_generator(func: Callable) -> bool:

@@ -10,13 +10,13 @@ import gradio as gr
 
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLAN_HELP
-from masuka.image.generate import (MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRequest, generate_images, parse_lora,
+from masuka.image.generate import (MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRequest, generate_images, parse_loras,
                                    plan_request)
 from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.tasks import InitImage
 from masuka.models.catalog import image_models, resolve_image_model
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, friendly, is_admin, user_message, user_of
 
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
            "16:9": (1344, 768), "9:16": (768, 1344), "21:9": (1536, 640)}
@@ -145,8 +145,8 @@ def build(ctx: UIContext) -> None:
                 if isinstance(error, Cancelled):
                     yield images, ", ".join(seeds), f"Stopped: {len(images)} image(s) kept."
                     return
-                if isinstance(error, MasukaError):
-                    raise error
+                if user_message(error):
+                    raise gr.Error(user_message(error))
                 raise gr.Error(f"Generation failed: {type(error).__name__}: {error}. Images already made are "
                                "kept in History.") from error
             else:
@@ -209,9 +209,9 @@ def _image_request(prompt, model, negative_prompt, steps, guidance, width, heigh
     if mask and not init_image:
         raise InvalidInput("A mask needs the starting image it belongs to.")
     return ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
-                        guidance=guidance, width=width, height=height, seed=seed, batch=int(batch or 1),
-                        loras=[parse_lora(x) for x in loras or []], owner=owner, memory_plan=memory_plan or "auto",
-                        fast=bool(fast), step_cache=float(step_cache or 0),
+                        guidance=guidance, width=width, height=height, seed=seed,
+                        batch=1 if batch is None else batch, loras=parse_loras(loras), owner=owner,
+                        memory_plan=memory_plan or "auto", fast=fast, step_cache=float(step_cache or 0),
                         init=InitImage(init_image, float(strength), mask) if init_image else None)
 
 

@@ -15,6 +15,7 @@ from masuka.ui.common import UIContext, friendly, is_admin, user_of
 KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
 STORAGE_COLUMNS = ["area", "folder", "files", "GB"]
 TOKEN_COLUMNS = ["id", "name", "starts with", "made", "last used"]
+SIGN_IN_COLUMNS = ["kind", "name", "failed sign-ins", "locked for (s)"]
 #: default field -> Image tab component it pre-fills when the page opens
 IMAGE_FIELDS = {"model": "image_model", "steps": "image_steps", "width": "image_width", "height": "image_height"}
 
@@ -65,19 +66,27 @@ def build(ctx: UIContext) -> None:
                 leftovers = gr.Button("Remove leftovers (half-written files, failed outputs, orphans, exports)")
                 tmp = gr.Button("Empty tmp/ (files older than an hour)")
             storage_message = gr.Markdown()
+        with gr.Tab("Sign-ins"):
+            gr.Markdown("Failed sign-ins per account and per address (admins only). After "
+                        f"{config.login_attempts} in a row, each waits {config.login_lockout_s:g} s per further try.")
+            sign_ins_table = gr.Dataframe(headers=SIGN_IN_COLUMNS, interactive=False)
+            sign_ins = gr.Button("Refresh")
 
     def require_admin(request: gr.Request) -> None:
         if not is_admin(studio, request):
             raise InvalidInput("Only an admin can change studio settings when several people share it.")
 
-    def keys_view():
+    def keys_view(request: gr.Request):
+        """The keys, masked, for admins; nobody else sees even the masked form."""
+        if not is_admin(studio, request):
+            return []
         return [[row["label"], row["source"], row["masked"], row["env"]] for row in key_table(config)]
 
     @friendly
     def save_api_key(name: str, value: str, request: gr.Request):
         """Save (or forget) an API key; the answer shows it masked."""
         require_admin(request)
-        return save_key(config, name, value), "", keys_view()
+        return save_key(config, name, value), "", keys_view(request)
 
     @friendly
     def test_api_key(name: str, request: gr.Request):
@@ -114,22 +123,31 @@ def build(ctx: UIContext) -> None:
         save_defaults(config, model or "", steps, width, height, image_format)
         return "Defaults saved: new images use them from the next page load."
 
-    def storage_view():
+    @friendly
+    def storage_view(request: gr.Request):
+        """Disk use per area (absolute folders, every user's files): admins only."""
+        require_admin(request)
         return [[row["area"], row["path"], row["files"], round(row["bytes"] / 2**30, 3)] for row in usage(studio)]
+
+    @friendly
+    def sign_ins_view(request: gr.Request):
+        """Accounts and addresses with recent failed sign-ins, and how long each is still locked out."""
+        require_admin(request)
+        return [[row["kind"], row["name"], row["failures"], row["locked_for_s"]] for row in studio.logins.status()]
 
     @friendly
     def remove_leftovers(request: gr.Request):
         """Delete half-written files, outputs of failed generations, unrecorded images and old exports."""
         require_admin(request)
         removed, freed = clean_leftovers(studio)
-        return f"Removed {removed} file(s), {freed / 2**20:.1f} MB.", storage_view()
+        return f"Removed {removed} file(s), {freed / 2**20:.1f} MB.", storage_view(request)
 
     @friendly
     def empty_tmp(request: gr.Request):
         """Delete what has been in tmp/ for more than an hour."""
         require_admin(request)
         removed, freed = clean_tmp(studio)
-        return f"Removed {removed} item(s), {freed / 2**20:.1f} MB.", storage_view()
+        return f"Removed {removed} item(s), {freed / 2**20:.1f} MB.", storage_view(request)
 
     save.click(save_api_key, [name, value], [key_message, value, keys_table], api_name="save_key")
     test.click(test_api_key, name, key_message, api_name="test_key")
@@ -140,6 +158,7 @@ def build(ctx: UIContext) -> None:
     measure.click(storage_view, None, storage_table, api_name="storage")
     leftovers.click(remove_leftovers, None, [storage_message, storage_table], api_name="clean_leftovers")
     tmp.click(empty_tmp, None, [storage_message, storage_table], api_name="clean_tmp")
+    sign_ins.click(sign_ins_view, None, sign_ins_table, api_name="sign_ins")
 
     def on_page_load(demo: gr.Blocks) -> None:
         demo.load(keys_view, None, keys_table, api_visibility="private")

@@ -46,7 +46,7 @@ def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, 
     seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
     studio.store.update("jobs", job_id, total=steps, step=0)
 
-    with studio.gpu.hold(f"video generation for {request.owner}"):
+    with studio.hold_gpu(f"video generation for {request.owner}", request.owner):
         spec = ModelSpec(id=request.model, source=source, architecture=None, vram_gb=entry.get("vram_gb"))
         device = device_plan(spec.vram_gb)
         pipe = studio.models.get(("video", source, device),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
+from masuka.validation import plain_text
 from masuka.video.catalog import (durations_for, lifecycle, model_entry, parse_size, price_per_second,
                                   provider_entry, size_for_aspect)
 
@@ -76,13 +77,11 @@ def plan_video(request: VideoRequest) -> VideoPlan:
     """Check everything the providers would refuse, and price the whole chain; raises :class:`InvalidInput`."""
     provider = provider_entry(request.provider)
     entry = model_entry(request.provider, request.model)
-    prompt = (request.prompt or "").strip()
+    limit = provider["max_prompt_chars"]
+    prompt = plain_text("the prompt", request.prompt, limit).strip()
     if not prompt:
         raise InvalidInput("The prompt is empty: describe the video you want.")
-    limit = provider["max_prompt_chars"]
-    if len(prompt) > limit or len(request.negative_prompt or "") > limit:
-        raise InvalidInput(f"The prompt is too long for {provider['name']} (at most {limit} characters, "
-                           f"got {len(prompt)}).")
+    plain_text("the negative prompt", request.negative_prompt, limit)
     size = _size(request, entry)
     seconds = request.seconds or durations_for(entry, size)[0]
     if not isinstance(seconds, int) or not 1 <= seconds <= MAX_TOTAL_SECONDS:

@@ -1,0 +1,110 @@
+"""Who may read which file: the one ownership decision every route and every input goes through.
+
+Files under the data dir belong to someone:
+
+- ``outputs/...``: the user of the generation row that recorded the file, else the user whose folder
+  (``outputs/<user>/``) it lies in; remote videos (``outputs/videos/``) are owned by their rows only;
+- ``datasets/<id>/...``: the owner of dataset ``id``;
+- ``runs/run-<id>/...``: the owner of training run ``id`` (its checkpoints, samples and LoRA);
+- ``loras/...``: the owner of the LoRA row recording the file, else the user whose folder it lies in;
+  a LoRA recorded for the local user (dropped into the library by whoever runs the studio) is shared;
+- ``models/``: downloaded base models, shared by everyone;
+- anything else in the data dir (the database, saved keys, locks, tmp/): admins only.
+
+Only the owner and admins may read a file; in single-user mode everyone may. Outside the data dir the
+web server's own rules apply (Gradio serves only its upload cache and the folders it was given).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from masuka.errors import InvalidInput, NotFound
+from masuka.store import LOCAL_USER
+from masuka.studio import Studio
+from masuka.users import user_folder_name
+
+SHARED = object()  # the owner of files every signed-in user may read
+#: Folders under ``outputs/`` that hold several users' files (owned by their rows), never one user's folder,
+#: even for a user named like them.
+SHARED_OUTPUT_FOLDERS = frozenset({"videos", "images"})
+
+
+def file_owner(studio: Studio, path: str | Path) -> str | None | object:
+    """Whose file ``path`` is: a user name, :data:`SHARED`, or None when nobody can be named (admins only)."""
+    config = studio.config
+    resolved = Path(path).resolve()
+    data_dir = config.data_dir.resolve()
+    if not resolved.is_relative_to(data_dir):
+        return SHARED
+    parts = resolved.relative_to(data_dir).parts
+    if len(parts) < 2:
+        return None
+    area, top = parts[0], parts[1]
+    if area == "datasets":
+        row = studio.store.get("datasets", int(top)) if top.isdigit() else None
+        return row["owner"] if row else None
+    if area == "runs":
+        number = top.removeprefix("run-")
+        row = studio.store.get("jobs", int(number)) if number.isdigit() else None
+        return row["owner"] if row and row["kind"] == "train" else None
+    if area == "models":
+        return SHARED
+    if area == "loras":
+        rows = studio.store.find("loras", "path = ?", [config.relative(resolved)], limit=1)
+        if rows:
+            return SHARED if rows[0]["owner"] == LOCAL_USER else rows[0]["owner"]
+        return _user_by_folder(studio, top) if len(parts) > 2 else None
+    if area == "outputs":
+        rows = studio.store.find("generations", "output_path = ?", [config.relative(resolved)], limit=1)
+        if rows:
+            return rows[0]["owner"]
+        return None if top in SHARED_OUTPUT_FOLDERS else _user_by_folder(studio, top)
+    return None
+
+
+def may_read(studio: Studio, user: str | None, path: str | Path) -> bool:
+    """Whether ``user`` (None: not signed in) may read, download or use ``path``."""
+    config = studio.config
+    if not config.multi_user:
+        return True
+    if user is None:
+        return False
+    if config.is_admin(user):
+        return True
+    owner = file_owner(studio, path)
+    return owner is SHARED or owner == user
+
+
+def readable(studio: Studio, user: str, path: str | Path, what: str = "file") -> Path:
+    """``path`` resolved, when it exists and ``user`` may read it; else one :class:`NotFound` for both cases.
+
+    The message is the same whether the file is missing or someone else's, so it tells nothing about
+    other users' files.
+    """
+    resolved = Path(path).expanduser().resolve()
+    if not (may_read(studio, user, resolved) and resolved.exists()):
+        raise NotFound(f"No {what} {Path(path).name!r} of yours was found.")
+    return resolved
+
+
+def _user_by_folder(studio: Studio, folder: str) -> str | None:
+    for user in studio.config.users or {}:
+        if user_folder_name(user) == folder:
+            return user
+    return None
+
+
+def usable_model(studio: Studio, user: str, model: str) -> str:
+    """``model`` unchanged when ``user`` may use it: a path must name a pipeline folder they may read.
+
+    For a non-admin on a shared studio, a missing folder, a folder that is no pipeline and another user's
+    folder all get the same message, so the answer tells nothing about what exists on the server.
+    """
+    text = (model or "").strip()
+    if studio.config.is_admin(user) or not text.startswith(("/", ".", "~")):
+        return model
+    path = Path(text).expanduser()
+    if not (may_read(studio, user, path) and (path / "model_index.json").is_file()):
+        raise InvalidInput(f"Model {text[:200]!r}: no pipeline folder of yours has that path.")
+    return model

@@ -1,0 +1,217 @@
+"""What every request passes before Gradio handles it: file ownership, fair queueing, sign-in throttling.
+
+``auth_dependency`` cannot be combined with Gradio's password login, hence ASGI middleware, and a check
+on Gradio's queue itself, which every door to the queue (``/queue/join``, ``/call/<api>``) goes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from masuka.access import may_read
+from masuka.config import Config
+from masuka.gpu import CONCURRENCY_ID
+from masuka.logins import LoginThrottle
+
+log = logging.getLogger(__name__)
+
+#: Every Gradio route that serves a file named in its URL -> the path parameter naming the file.
+FILE_ROUTES = {
+    "/gradio_api/file={path_or_url:path}": "path_or_url",
+    "/gradio_api/file/{path:path}": "path",
+}
+#: The routes that put an event in the queue (with the API name in the path); a failure there is the request's.
+JOIN_ROUTES = re.compile(r"^/gradio_api/(queue/join|call/v2/[^/]+|call/[^/]+)/?$")
+LOGIN_ROUTES = ("/login", "/login/")
+
+
+def signed_in_user(scope: dict) -> str | None:
+    """The user of a request, from Gradio's login cookie (None when not signed in)."""
+    from starlette.requests import HTTPConnection
+
+    app = scope.get("app")
+    cookie_id = getattr(app, "cookie_id", None)
+    if cookie_id is None:
+        return None
+    cookies = HTTPConnection(scope).cookies
+    token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+    return app.tokens.get(token) if token else None
+
+
+def _route_patterns() -> list[tuple[Any, str]]:
+    from starlette.routing import compile_path
+
+    return [(compile_path(template)[0], param) for template, param in FILE_ROUTES.items()]
+
+
+class OwnFilesOnly:
+    """ASGI middleware: a file under the data dir is served only to a user who :func:`may_read` it.
+
+    The request path is matched against the same route templates Gradio registers (:data:`FILE_ROUTES`),
+    so the check sees the file exactly as the route will. Outputs are Gradio static paths (served in place,
+    never copied into the upload cache every signed-in user shares), so every image or video URL names the
+    real file and this check sees who owns it.
+    """
+
+    def __init__(self, app: Any, studio: Any):
+        self.app = app
+        self.studio = studio
+        self.patterns = _route_patterns()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            from starlette.routing import get_route_path
+
+            route_path = get_route_path(scope)
+            for pattern, param in self.patterns:
+                match = pattern.match(route_path)
+                if match and not may_read(self.studio, signed_in_user(scope), match.group(param)):
+                    from starlette.responses import PlainTextResponse
+
+                    await PlainTextResponse("This file is not yours.", status_code=403)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def cap_waiting_gpu_events(blocks: Any, config: Config) -> None:
+    """Refuse a user's GPU event when they already have ``max_queued_per_user`` waiting, whatever the door.
+
+    Every way into Gradio's queue ends in ``Queue.push`` with the event already resolved (``fn_index`` as a
+    number or a string, or an API name), so the count and the refusal happen there. An event number the app
+    does not have is refused there too, with a reason, instead of failing inside Gradio.
+    """
+    queue = blocks._queue
+    push = queue.push
+    lock = asyncio.Lock()
+
+    async def capped_push(body: Any, request: Any, username: str | None):
+        from gradio.route_utils import get_fn
+
+        try:
+            fn = get_fn(blocks, None, body)
+        except (KeyError, TypeError):
+            return False, f"This app has no event number {body.fn_index}.", "error"
+        if not (config.multi_user and username and getattr(fn, "concurrency_id", None) == CONCURRENCY_ID):
+            return await push(body, request, username)
+        async with lock:  # the count and the push are one step, so two requests cannot both slip in
+            limit = config.max_queued_per_user
+            if waiting_gpu_events(blocks, username) >= limit:
+                from fastapi import HTTPException
+
+                raise HTTPException(429, f"You already have {limit} request{'s' * (limit != 1)} waiting for the "
+                                         "GPU, the most one user may queue. Try again when one has finished.")
+            return await push(body, request, username)
+
+    queue.push = capped_push
+
+
+def waiting_gpu_events(blocks: Any, user: str) -> int:
+    """The user's events waiting in the GPU group of Gradio's queue (read from the queue's state)."""
+    group = getattr(getattr(blocks, "_queue", None), "event_queue_per_concurrency_id", {}).get(CONCURRENCY_ID)
+    return sum(1 for event in getattr(group, "queue", []) if getattr(event, "username", None) == user)
+
+
+class ReadableJoins:
+    """ASGI middleware: a request to join the queue that Gradio cannot read gets a 400 with the reason, not a 500.
+
+    Joining only parses the body and queues the event (the event itself runs later, elsewhere), so an
+    exception on these routes is always about the request: a body of the wrong shape for the route, an
+    API name the app does not have.
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if not (scope["type"] == "http" and scope.get("method") == "POST" and JOIN_ROUTES.match(scope["path"])):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as error:
+            if started:
+                raise
+            from starlette.responses import JSONResponse
+
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            await JSONResponse({"detail": f"This request could not be read: {reason}"}, status_code=400)(
+                scope, receive, send)
+
+
+class ThrottledLogin:
+    """ASGI middleware: sign-ins go through :class:`LoginThrottle` (per account and per client address)."""
+
+    def __init__(self, app: Any, throttle: LoginThrottle):
+        self.app = app
+        self.throttle = throttle
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if not (scope["type"] == "http" and scope.get("method") == "POST" and scope["path"] in LOGIN_ROUTES):
+            await self.app(scope, receive, send)
+            return
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+
+        body = await _read_body(receive)
+        replay = _replayer(body, receive)
+        form = await Request(scope, replay).form()
+        user, client = str(form.get("username", "")).strip(), client_address(scope)
+        wait = self.throttle.wait_s(user, client)
+        if wait:
+            await JSONResponse({"detail": f"Too many failed sign-ins for this account or from this address. "
+                                          f"Try again in {wait} s."}, status_code=429)(scope, receive, send)
+            return
+        status = 0
+
+        async def watched_send(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, _replayer(body, receive), watched_send)
+        if status == 200:
+            self.throttle.succeeded(user, client)
+        elif 400 <= status < 500:
+            self.throttle.failed(user, client)
+
+
+def client_address(scope: dict) -> str:
+    """The client's address: the first ``X-Forwarded-For`` entry (share links and proxies), else the peer."""
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-for" and value.strip():
+            return value.decode("latin-1").split(",")[0].strip()
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+async def _read_body(receive: Any) -> bytes:
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body
+
+
+def _replayer(body: bytes, receive: Any):
+    replayed = False
+
+    async def replay() -> dict:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

@@ -1,0 +1,393 @@
+"""Two signed-in users on one live app: neither can read, use or probe the other's files, whatever the route,
+and neither can crowd the other out of the GPU queue, whatever the door (raw HTTP and gradio_client)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+from masuka.guards import FILE_ROUTES
+
+USERS = "alice:pa-alice,bob:pb-bob,carol:pc-carol,admin:pz-admin"
+FILE_DATA = {"_type": "gradio.FileData"}
+#: Gradio routes that serve no file named by the request (its own bundle, the page, the API, the queue).
+#: A route missing from here and from FILE_ROUTES fails the test until someone decides which it is.
+NOT_FILE_ROUTES = {
+    "/", "/config", "/config/", "/login", "/login/", "/logout", "/openapi.json", "/favicon.ico", "/theme.css",
+    "/robots.txt", "/manifest.json", "/pwa_icon", "/pwa_icon/{size}", "/svelte/{path:path}", "/static/{path:path}",
+    "/assets/{path:path}", "/monitoring", "/monitoring/summary", "/monitoring/{key}", "/gradio_api/deep_link",
+    "/gradio_api/user", "/gradio_api/user/", "/gradio_api/login_check", "/gradio_api/login_check/",
+    "/gradio_api/token", "/gradio_api/token/", "/gradio_api/app_id", "/gradio_api/app_id/", "/gradio_api/info",
+    "/gradio_api/info/", "/gradio_api/openapi.json", "/gradio_api/dev/reload", "/gradio_api/runs",
+    "/gradio_api/runs/", "/gradio_api/run-history/connect", "/gradio_api/run-history/buckets",
+    "/gradio_api/run-history/records", "/gradio_api/run-history/records/{endpoint}/{record_id}/assets/{asset_id}",
+    "/gradio_api/proxy={url_path:path}", "/gradio_api/stream/{event_id}", "/gradio_api/stream/{event_id}/close",
+    "/gradio_api/stream/{session_hash}/{run}/{component_id}/playlist.m3u8",
+    "/gradio_api/stream/{session_hash}/{run}/{component_id}/{segment_id}.{ext}",
+    "/gradio_api/stream/{session_hash}/{run}/{component_id}/playlist-file", "/gradio_api/reset/",
+    "/gradio_api/reset", "/gradio_api/heartbeat/{session_hash}", "/gradio_api/run/{api_name}",
+    "/gradio_api/run/{api_name}/", "/gradio_api/api/{api_name}", "/gradio_api/api/{api_name}/",
+    "/gradio_api/call/v2/{api_name}", "/gradio_api/call/v2/{api_name}/", "/gradio_api/call/{api_name}",
+    "/gradio_api/call/{api_name}/", "/gradio_api/queue/join", "/gradio_api/cancel",
+    "/gradio_api/call/{api_name}/{event_id}", "/gradio_api/call/v2/{api_name}/{event_id}", "/gradio_api/queue/data",
+    "/gradio_api/queue/status", "/gradio_api/component_server", "/gradio_api/component_server/", "/gradio_api/upload_progress",
+    "/gradio_api/upload", "/gradio_api/startup-events", "/gradio_api/theme.css", "/gradio_api/process_recording",
+    "/gradio_api/vibe-edit/", "/gradio_api/vibe-edit", "/gradio_api/undo-vibe-edit/", "/gradio_api/undo-vibe-edit",
+    "/gradio_api/vibe-code/", "/gradio_api/vibe-code", "/gradio_api/vibe-starter-queries/",
+    "/gradio_api/vibe-starter-queries", "/gradio_api/info/{page}", "/gradio_api/custom_component/{id}/{environment}/{type}/{file_name}",
+}
+
+
+def signed_in(url: str, user: str, password: str, address: str | None = None) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=60, headers={"X-Forwarded-For": address} if address else None)
+    assert client.post("/login", data={"username": user, "password": password}).status_code == 200
+    return client
+
+
+def call(client: httpx.Client, api: str, data: list) -> tuple[str, str]:
+    """Run an event through ``POST /gradio_api/call/<api>``; returns (outcome event, its data)."""
+    joined = client.post(f"/gradio_api/call/{api}", content=json.dumps({"data": data}),  # NaN and lone
+                         headers={"Content-Type": "application/json"})  # surrogates as a hostile client sends them
+    assert joined.status_code == 200, joined.text
+    outcome, payload = "", ""
+    with client.stream("GET", f"/gradio_api/call/{api}/{joined.json()['event_id']}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                outcome = line[7:]
+            elif line.startswith("data: ") and outcome in ("complete", "error"):
+                payload = line[6:]
+                break
+    return outcome, payload
+
+
+def route_paths(routes: list, prefix: str = "") -> set[str]:
+    """Every path template the app serves, routers included (FastAPI nests the included ones)."""
+    found = set()
+    for route in routes:
+        if hasattr(route, "original_router"):
+            found |= route_paths(route.original_router.routes, prefix + route.include_context.prefix)
+        elif getattr(route, "path", None) is not None:
+            found.add(prefix + route.path)
+    return found
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, tiny_model):
+    """A live app where alice owns an image, a video, a dataset photo and a LoRA; bob owns an empty dataset."""
+    from PIL import Image
+
+    from masuka.config import Config
+    from masuka.datasets import adding, library
+    from masuka.image.library import register_lora
+    from masuka.image.loras import inspect_lora
+    from masuka.models.synthetic import save_tiny_lora
+    from masuka.server import launch
+    from masuka.users import output_dir
+    from tests.conftest import free_port
+
+    config = Config.from_env(data_dir=tmp_path_factory.mktemp("isolation") / "data", auth=USERS,
+                             max_queued_per_user=1, login_lockout_s=600, max_upload_mb=1, max_files=3,
+                             max_unzipped_mb=1)
+    running = launch(config, host="127.0.0.1", port=free_port(), block=False)
+    studio = running.studio
+    alice = Client(running.url, auth=("alice", "pa-alice"), verbose=False, download_files=False)
+    gallery, _seeds, _status = alice.predict("a secret cabin", str(tiny_model("flux")), "", 1, 3.5, 64, 64, 9, 1, [],
+                                             api_name="/generate_image")
+    png = gallery[0]["image"]["url"].split("/file=", 1)[1]
+    video = output_dir(config, "alice") / "videos" / "2026-01-01" / "job-1.mp4"
+    video.parent.mkdir(parents=True)
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42secret-video")
+    photo = tmp_path_factory.mktemp("photos") / "cat.png"
+    Image.effect_noise((320, 320), 64).convert("RGB").save(photo)
+    library.create_dataset(studio, "alices-cats", "alice")
+    adding.add_images(studio, "alices-cats", "alice", [photo])
+    library.create_dataset(studio, "bobs-cats", "bob")
+    dataset_photo = config.absolute(studio.store.find("dataset_images", "1 = 1")[0]["processed_path"])
+    lora = save_tiny_lora("flux", config.loras_dir / "alice" / "style.safetensors")
+    register_lora(studio, inspect_lora(lora), "alice", "import")
+    files = {"image": Path(png), "video": video, "dataset photo": dataset_photo, "lora": lora}
+    yield running, files, tiny_model("flux")
+    running.close()
+
+
+def test_every_file_route_is_known_and_refuses_another_users_files(shared):
+    running, files, _model = shared
+    unknown = route_paths(running.demo.server_app.routes) - NOT_FILE_ROUTES - set(FILE_ROUTES)
+    assert unknown == set(), f"routes not yet reviewed for file access: {sorted(unknown)}"
+    alice = signed_in(running.url, "alice", "pa-alice")
+    bob = signed_in(running.url, "bob", "pb-bob")
+    admin = signed_in(running.url, "admin", "pz-admin")
+    assert alice.get("/gradio_api/file=" + str(files["image"])).status_code == 200
+    for template, param in FILE_ROUTES.items():
+        for name, path in files.items():
+            climbing = str(path).replace("/alice/", "/bob/../alice/").replace("/", "%2F")
+            for form in (str(path), climbing):
+                url = template.replace("{" + param + ":path}", form)
+                for method in ("GET", "HEAD"):
+                    for headers in ({}, {"Range": "bytes=0-3"}):
+                        refused = bob.request(method, url, headers=headers)
+                        assert refused.status_code == 403, (url, name, method)
+                        assert b"secret" not in refused.content and refused.content[:4] != b"\x89PNG"
+            if name in ("image", "video", "dataset photo"):  # the folders Gradio serves
+                url = template.replace("{" + param + ":path}", str(path))
+                assert admin.get(url).status_code == 200
+                assert httpx.get(running.url.rstrip("/") + url).status_code in (401, 403)
+
+
+def test_another_users_file_is_refused_as_an_event_input(shared):
+    running, files, _model = shared
+    bob = signed_in(running.url, "bob", "pb-bob")
+    alice = signed_in(running.url, "alice", "pa-alice")
+    theirs = {"path": str(files["image"]), "meta": FILE_DATA}
+    missing = {"path": str(files["image"].with_name("never-made.png")), "meta": FILE_DATA}
+    outcome, payload = call(alice, "read_parameters", [theirs])
+    assert outcome == "complete" and "a secret cabin" in payload
+    outcomes = [call(bob, "read_parameters", [ref]) for ref in (theirs, missing)]
+    assert [o for o, _ in outcomes] == ["error", "error"]
+    assert "secret" not in str(outcomes) and "of yours" in outcomes[0][1]
+    assert outcomes[0][1].replace(files["image"].name, "X") == outcomes[1][1].replace("never-made.png", "X")
+    photo = {"path": str(files["dataset photo"]), "meta": FILE_DATA}
+    outcome, payload = call(bob, "add_images", ["bobs-cats", [photo]])
+    assert outcome == "error" and "of yours" in payload
+    assert running.studio.store.count("dataset_images") == 1  # only alice's own photo
+
+
+def test_another_users_lora_or_model_path_is_refused_and_says_nothing_of_existence(shared):
+    running, files, model = shared
+    bob = Client(running.url, auth=("bob", "pb-bob"), verbose=False)
+    data_dir = running.studio.config.data_dir
+    lora = files["lora"]
+    refs = [str(lora), str(lora.relative_to(data_dir)), "alice/style", str(lora.with_name("absent.safetensors")),
+            str(lora.with_name("absent.safetensors").relative_to(data_dir)), "alice/absent"]
+    messages = []
+    for ref in refs:
+        with pytest.raises(Exception) as refused:
+            bob.predict("x", str(model), "", 1, 1.0, 64, 64, 1, 1, [ref], api_name="/generate_image")
+        messages.append(str(refused.value).replace(ref, "REF"))
+    assert len(set(messages)) == 1 and "not found" in messages[0]
+    run_lora = data_dir / "runs" / "run-00001" / "lora" / "x.safetensors"
+    with pytest.raises(Exception, match="not found"):
+        bob.predict("x", str(model), "", 1, 1.0, 64, 64, 1, 1, [str(run_lora)], api_name="/generate_image")
+    folders = [str(files["image"].parent), str(files["image"].parent / "absent"), "/etc"]
+    model_messages = set()
+    for folder in folders:
+        with pytest.raises(Exception) as refused:
+            bob.predict("x", folder, "", 1, 1.0, 64, 64, 1, 1, [], api_name="/generate_image")
+        model_messages.add(str(refused.value).replace(folder, "F"))
+    assert len(model_messages) == 1 and "no pipeline folder of yours" in model_messages.pop()
+
+
+def _join(client: httpx.Client, fn_index: object, data: list) -> httpx.Response:
+    return client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "event_data": None,
+                                                       "session_hash": uuid.uuid4().hex[:10], "trigger_id": None})
+
+
+def test_the_gpu_queue_cap_holds_whatever_the_door(shared, monkeypatch):
+    from masuka.guards import waiting_gpu_events
+
+    running, _files, model = shared
+    monkeypatch.setattr("masuka.ui.image.GPU_WAIT_S", 600)  # the running request waits for the GPU we hold
+    fn_index = next(i for i, fn in running.demo.fns.items() if fn.api_name == "generate_image")
+    form = ["slow", str(model), "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0]
+    alice = signed_in(running.url, "alice", "pa-alice")
+    bob = signed_in(running.url, "bob", "pb-bob")
+    with running.studio.gpu.hold("image generation for alice (a secret)"):
+        assert alice.post("/gradio_api/call/generate_image", json={"data": form}).status_code == 200
+        for _ in range(600):  # until it has left the queue and waits for the GPU
+            if waiting_gpu_events(running.demo, "alice") == 0:
+                break
+            time.sleep(0.1)
+        assert _join(alice, str(fn_index), form).status_code == 200  # one waiting: the most alice may have
+        refusals = [alice.post("/gradio_api/call/generate_image", json={"data": form}),
+                    _join(alice, str(fn_index), form), _join(alice, fn_index, form)]
+        for refused in refusals:
+            assert refused.status_code == 429 and "the most one user may queue" in refused.json()["detail"]
+        assert bob.post("/gradio_api/call/generate_image", json={"data": form}).status_code == 200, \
+            "bob's share is his own"
+    direct = bob.post("/gradio_api/run/generate_image", json={"data": form})
+    assert direct.status_code == 404 and "join the queue" in direct.json()["detail"]
+
+
+def test_gpu_busy_names_no_other_users_job(shared):
+    from masuka.errors import GPUBusy
+    from masuka.image.generate import ImageRequest, generate_images
+
+    running, _files, model = shared
+    request = ImageRequest(prompt="x", model=str(model), steps=1, width=64, height=64, owner="bob")
+    with running.studio.gpu.hold("image generation for alice (a secret)"), pytest.raises(GPUBusy) as busy:
+        generate_images(running.studio, request, gpu_timeout=0)
+    assert "busy with another job" in str(busy.value)
+    assert "alice" not in str(busy.value) and "pid" not in str(busy.value)
+
+
+@pytest.mark.parametrize("request_", [
+    ("/gradio_api/queue/join", {"data": [], "fn_index": -1, "session_hash": "abc"}),
+    ("/gradio_api/queue/join", {"data": [], "fn_index": 10**12, "session_hash": "abc"}),
+    ("/gradio_api/queue/join", {"data": [], "fn_index": "x", "session_hash": "abc"}),
+    ("/gradio_api/call/v2/generate_image", {"data": ["a v1 body"]}),
+    ("/gradio_api/call/no_such_api", {"data": []}),
+    ("/gradio_api/call/generate_image", {"data": "not a list"}),
+], ids=["negative", "huge", "word", "v1 body on v2", "unknown api", "data not a list"])
+def test_a_malformed_join_gets_a_4xx_with_a_reason(shared, request_):
+    running, _files, _model = shared
+    path, body = request_
+    answer = signed_in(running.url, "bob", "pb-bob").post(path, json=body)
+    assert 400 <= answer.status_code < 500 and answer.json()["detail"]
+
+
+def test_private_events_refuse_non_admins_even_by_number(shared):
+    running, _files, _model = shared
+    from masuka.settings import key_table
+
+    config = running.studio.config
+    masked = [row["masked"] for row in key_table(config) if row["source"] != "not set"]
+    by_name = {getattr(fn.fn, "__name__", ""): i for i, fn in running.demo.fns.items()}
+    bob = signed_in(running.url, "bob", "pb-bob")
+    admin = signed_in(running.url, "admin", "pz-admin")
+
+    def run(client: httpx.Client, name: str) -> str:
+        session = uuid.uuid4().hex[:10]
+        joined = client.post("/gradio_api/queue/join", json={"data": [], "fn_index": by_name[name],
+                                                             "session_hash": session})
+        assert joined.status_code == 200
+        with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line[6:]) if line.startswith("data: ") else {}
+                if message.get("msg") == "process_completed":
+                    return json.dumps(message, ensure_ascii=False)
+        return ""
+
+    assert masked and all(m in run(admin, "keys_view") for m in masked)
+    assert str(config.data_dir) in run(admin, "storage_view")
+    assert not any(m in run(bob, "keys_view") for m in masked)
+    storage = run(bob, "storage_view")
+    assert "Only an admin" in storage and str(config.data_dir) not in storage
+    assert "Only an admin" in run(bob, "sign_ins_view")
+
+
+def test_repeated_wrong_passwords_lock_the_account_and_the_address(shared, caplog):
+    running, _files, _model = shared
+    caplog.set_level(logging.WARNING, logger="masuka.logins")
+    attacker = httpx.Client(base_url=running.url, timeout=30, headers={"X-Forwarded-For": "203.0.113.7"})
+    answers = [attacker.post("/login", data={"username": "carol", "password": f"guess-{i}"}) for i in range(7)]
+    assert [a.status_code for a in answers[:5]] == [400] * 5 and answers[6].status_code == 429
+    assert "Too many failed sign-ins" in answers[6].json()["detail"]
+    right = attacker.post("/login", data={"username": "carol", "password": "pc-carol"})
+    assert right.status_code == 429, "a locked account stays locked even for the right password"
+    elsewhere = httpx.post(running.url.rstrip("/") + "/login", data={"username": "carol", "password": "pc-carol"},
+                           headers={"X-Forwarded-For": "198.51.100.2"})
+    assert elsewhere.status_code == 429, "the account is locked from every address"
+    assert attacker.post("/login", data={"username": "alice", "password": "pa-alice"}).status_code == 429
+    signed_in(running.url, "alice", "pa-alice", address="198.51.100.3")  # alice elsewhere is untouched
+    assert "sign-in locked" in caplog.text and "'carol'" in caplog.text
+    admin = Client(running.url, auth=("admin", "pz-admin"), verbose=False)
+    table = admin.predict(api_name="/sign_ins")
+    names = {row[1]: row for row in table["data"]}
+    assert names["carol"][3] > 0 and names["203.0.113.7"][3] > 0
+
+
+def test_files_are_private_to_the_user_running_masuka(shared):
+    running, files, _model = shared
+    config = running.studio.config
+    made = [config.data_dir, config.outputs_dir, files["image"].parent, config.db_path, *files.values()]
+    assert {oct(path.stat().st_mode & 0o077) for path in made} == {"0o0"}
+
+
+def test_uploads_have_limits(shared, tmp_path):
+    import zipfile
+
+    running, _files, _model = shared
+    bob_http = signed_in(running.url, "bob", "pb-bob")
+    too_big = bob_http.post("/gradio_api/upload", files={"files": ("big.png", b"x" * (2 * 2**20))})
+    assert too_big.status_code == 413
+    bob = Client(running.url, auth=("bob", "pb-bob"), verbose=False)
+    photos = []
+    for number in range(4):
+        photos.append(tmp_path / f"p{number}.txt")
+        photos[-1].write_text("a caption")
+    with pytest.raises(Exception, match="more than 3"):
+        bob.predict("bobs-cats", [handle_file(p) for p in photos], api_name="/add_images")
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zeros.png", b"\0" * (3 * 2**20))
+    assert bomb.stat().st_size < 2**20
+    rows, _summary = bob.predict("bobs-cats", [handle_file(bomb)], api_name="/add_images")
+    assert rows["data"] == [["bomb.zip", "refused", "the zip unpacks to 3 MB, more than 1 MB: split it; nothing "
+                                                    "was unpacked"]]
+
+
+def test_a_zip_too_big_once_unpacked_writes_nothing(tmp_path):
+    import zipfile
+
+    from masuka.datasets.sources import ZipLimits, collect
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        for number in range(4):
+            archive.writestr(f"{number}.png", b"\0" * 2**20)
+    staging = tmp_path / "staging"
+    collected = collect([bomb], staging, limits=ZipLimits(files=100, unpacked_bytes=3 * 2**20))
+    assert [r.reason for r in collected.refused] == [
+        "the zip unpacks to 4 MB, more than 3 MB: split it; nothing was unpacked"]
+    assert not staging.exists()
+    collected = collect([bomb], staging, limits=ZipLimits(files=3, unpacked_bytes=2**30))
+    assert "holds 4 files, more than 3" in collected.refused[0].reason and not staging.exists()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    (0, 5, "Prompt must be text"),
+    (0, "a\ud800b", "broken character"),
+    (0, "an \u202egpj.exe image", "U+202E"),
+    (0, "zero\u200bwidth", "U+200B"),
+    (9, [5], "LoRAs must be a list of names"),
+    (9, "style", "LoRAs must be a list of names"),
+    (7, float("nan"), "Seed"),
+    (3, float("inf"), "Steps must be a number"),
+    (11, "yes", "must be true or false"),
+])
+def test_wrong_types_and_hidden_characters_get_a_clear_refusal(shared, field, value, message):
+    running, _files, model = shared
+    form = ["a fox", str(model), "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0]
+    form[field] = value
+    outcome, payload = call(signed_in(running.url, "bob", "pb-bob"), "generate_image", form)
+    assert outcome == "error" and message in payload
+    assert "Traceback" not in payload and "Error:" not in payload
+
+
+def test_a_caption_template_may_not_format_its_fields(shared):
+    running, _files, _model = shared
+    bob = Client(running.url, auth=("bob", "pb-bob"), verbose=False)
+    with pytest.raises(Exception, match="may not format its fields"):
+        bob.predict("padded", "sks", "{caption:x<50000000}", api_name="/create_dataset")
+
+
+def test_who_owns_what_in_the_data_dir(tmp_path):
+    from masuka.access import may_read
+    from masuka.config import Config
+    from masuka.studio import Studio
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="alice:1,videos:2,bob:3"))
+    try:
+        store, data = studio.store, studio.config.data_dir
+        store.insert("generations", {"owner": "alice", "kind": "video", "output_path": "outputs/videos/d/1.mp4"})
+        run = store.insert("jobs", {"owner": "alice", "kind": "train", "status": "completed", "title": "run"})
+        dataset = store.insert("datasets", {"owner": "alice", "name": "cats"})
+        store.insert("loras", {"owner": "local", "name": "shared", "path": "loras/shared.safetensors"})
+        alices = [data / "outputs/videos/d/1.mp4", data / f"runs/run-{run:05d}/samples/1.png",
+                  data / f"datasets/{dataset}/processed/1.png", data / "outputs/alice/exports/a.zip",
+                  data / "loras/alice/style.safetensors"]
+        for path in alices:
+            assert may_read(studio, "alice", path) and not may_read(studio, "bob", path), path
+        assert not may_read(studio, "videos", alices[0]), "a user named like a shared folder owns nothing there"
+        assert not any(may_read(studio, "alice", data / name) for name in ("masuka.db", "secrets.json",
+                                                                           "outputs/videos/inputs/1.png"))
+        assert may_read(studio, "bob", data / "loras/shared.safetensors") and may_read(studio, "bob", data / "models/x")
+    finally:
+        studio.close()
