@@ -19,6 +19,9 @@ from masuka.errors import MasukaError
 COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs", "dataset", "history", "models",
             "keys"]
 
+#: environment variables that set how much diffusers, transformers and huggingface_hub print themselves
+LIBRARY_VERBOSITY = ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY", "HF_HUB_VERBOSITY")
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -32,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("MASUKA_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("MASUKA_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":  # the model libraries' own notices ("Couldn't connect to the Hub…") only when debugging
+        for variable in LIBRARY_VERBOSITY:
+            os.environ.setdefault(variable, "error")
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

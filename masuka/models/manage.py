@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from masuka.errors import Cancelled, InvalidInput, ModelUnavailable
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
+from masuka.models.hub import hub_offline, hub_reachable
 from masuka.settings import hub_endpoint
 from masuka.store import Store, owner_clause
 from masuka.studio import Studio
@@ -113,10 +114,13 @@ def bench_results(studio: Studio, limit: int = 50) -> list[dict]:
 
 def download(studio: Studio, job_id: int, repo: str) -> Path:
     """The download job: check access and free space, then fetch every file with progress in the job row."""
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    if constants.HF_HUB_OFFLINE:
+    if hub_offline():
         raise ModelUnavailable("Downloads are off: HF_HUB_OFFLINE is set. Unset it to download models.")
+    if not hub_reachable():
+        raise ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
+                               f"start the download of {repo} again (it resumes).")
     token = studio.config.keys.get("huggingface")
     cache = hub_cache_dir()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from masuka.gpu import CONCURRENCY_ID
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 
+log = logging.getLogger(__name__)
 #: the largest row id a form accepts (SQLite's integer limit)
 MAX_ID = 2**63 - 1
 
@@ -47,7 +49,7 @@ def friendly(func: Callable) -> Callable:
             try:
                 yield from func(*args, **kwargs)
             except MasukaError as error:
-                raise gr.Error(str(error)) from None
+                raise _refusal(func, error) from None
         return generator_wrapper
 
     @functools.wraps(func)
@@ -55,8 +57,15 @@ def friendly(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except MasukaError as error:
-            raise gr.Error(str(error)) from None
+            raise _refusal(func, error) from None
     return wrapper
+
+
+def _refusal(func: Callable, error: MasukaError) -> gr.Error:
+    """An expected failure: one log line (the traceback at DEBUG only) and a toast without a console traceback."""
+    log.warning("%s refused: %s", func.__name__, error)
+    log.debug("%s refused", func.__name__, exc_info=error)
+    return gr.Error(str(error), print_exception=False)
 
 
 def _is_generator(func: Callable) -> bool:

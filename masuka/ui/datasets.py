@@ -113,7 +113,7 @@ def build(ctx: UIContext) -> None:
     def add_images(dataset: str, files: list[str] | None, request: gr.Request = None, progress=gr.Progress()):
         """Add photos, zips and captions to a dataset; returns one row per file: added or refused, and why."""
         if not files:
-            raise gr.Error("Drop some photos or a zip first.")
+            raise InvalidInput("Drop some photos or a zip first.")
         uploads = Path(gr.utils.get_upload_folder())
         files = [studio.config.inside(path, uploads) for path in files]  # only files uploaded to this app
         result = adding.add_images(studio, dataset, user_of(request), files, admin=is_admin(studio, request),
