@@ -23,9 +23,15 @@ COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs", "dat
 LIBRARY_VERBOSITY = ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY", "HF_HUB_VERBOSITY")
 
 
+def data_dir_parser() -> argparse.ArgumentParser:
+    """The ``--data-dir`` option every command takes (a parent parser)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--data-dir", help="data folder (default: $MASUKA_DATA_DIR or ./data)")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="data folder (default: $MASUKA_DATA_DIR or ./data)")
+    common = argparse.ArgumentParser(add_help=False, parents=[data_dir_parser()])
     common.add_argument("--json", action="store_true", help="print results as JSON")
     parser = argparse.ArgumentParser(prog="python -m masuka", description="MASUKA studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

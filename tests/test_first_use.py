@@ -36,3 +36,36 @@ def test_a_refusal_in_the_app_is_one_log_line_without_a_traceback(live_app, capf
     assert [r.getMessage() for r in caplog.records] == [
         "generate_image refused: The folder ./missing-folder does not exist: give a model folder saved with "
         "save_pretrained, a catalog id or a Hugging Face repo id (owner/name)."]
+
+
+def _subcommand(parser, *names):
+    import argparse
+
+    for name in names:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return parser
+
+
+def test_help_texts_are_whole_and_meaningful():
+    from masuka.cli import build_parser
+
+    parser = build_parser()
+    generate = _subcommand(parser, "generate")
+    undocumented = [a.option_strings[0] for a in generate._actions if a.option_strings and not a.help]
+    assert undocumented == []
+    assert "--json" not in _subcommand(parser, "serve").format_help()
+    bench = _subcommand(parser, "bench").format_help()
+    assert "memory stays flat." in " ".join(bench.split())
+
+
+def test_jobs_kind_training_lists_training_runs(studio, capsys):
+    from masuka.cli import main
+
+    studio.store.insert("jobs", {"owner": "local", "kind": "train", "status": "completed", "title": "run one"})
+    studio.store.insert("jobs", {"owner": "local", "kind": "video", "status": "completed", "title": "a boat"})
+    assert main(["jobs", "--data-dir", str(studio.config.data_dir), "--kind", "training", "--json"]) == 0
+    import json
+
+    listed = json.loads(capsys.readouterr().out)["jobs"]
+    assert [job["title"] for job in listed] == ["run one"]
