@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from masuka.errors import MasukaError
@@ -76,3 +77,15 @@ def emit(args: argparse.Namespace, result: Any, text: str | None = None) -> None
 def progress_line(args: argparse.Namespace, text: str) -> None:
     """Progress for people: on stderr, so ``--json`` stdout stays one object."""
     print(text, file=sys.stderr, flush=True)
+
+
+def download_progress(args: argparse.Namespace) -> Callable[[str, float], None]:
+    """A model download's progress for people: a line on stderr every 5 %."""
+    shown = [-1]
+
+    def show(line: str, fraction: float) -> None:
+        if int(fraction * 20) != shown[0]:
+            shown[0] = int(fraction * 20)
+            progress_line(args, line)
+
+    return show

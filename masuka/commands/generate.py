@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.cli import emit, open_studio, progress_line
+from masuka.cli import download_progress, emit, open_studio, progress_line
 from masuka.gpu import MEMORY_PLAN_HELP, MEMORY_PLANS
 
 
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             progress_line(args, f"image {index + 1}/{request.batch} step {step}/{total}")
 
     results = generate_images(studio, request, on_step=on_step, allow_any_path=True,
+                              on_download=download_progress(args),
                               on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))
     emit(args, {"images": [str(r.path) for r in results], "seeds": [r.seed for r in results],
                 "ids": [r.id for r in results]},
