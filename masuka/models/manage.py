@@ -149,6 +149,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def stop_download(studio: Studio, user: str, admin: bool, model: str) -> int:
+    """Ask the unfinished downloads of ``model`` (the user's own, or any for an admin) to stop; finished files are
+    kept, so starting again resumes. Returns how many were asked."""
+    repo = resolve_repo(model)
+    where, args = owner_clause(user, admin)
+    rows = studio.store.find("jobs", f"kind = 'download' and model = ? and status in (?, ?) and {where}",
+                             [repo, *UNFINISHED, *args])
+    for row in rows:
+        studio.store.update("jobs", row["id"], stop_requested=1)
+    if not rows:
+        raise InvalidInput(f"No download of {repo} is running.")
+    return len(rows)
+
+
 def download_jobs(studio: Studio, user: str, admin: bool, limit: int = 20) -> list[dict]:
     """The latest download jobs (the user's own, or everyone's for an admin)."""
     where, args = owner_clause(user, admin)

@@ -155,3 +155,30 @@ def test_download_progress_reads_as_bytes_speed_and_time_left():
     row = {"model": "acme/big", "step": 2 * 2**30, "total": 12 * 2**30, "state": {"rate": 50 * 2**20}}
     assert download_line(row) == "Downloading acme/big: 2.00 of 12.00 GB at 50.0 MB/s, about 3 min left"
     assert download_line({**row, "total": 0, "state": None}) == "Downloading acme/big…"
+
+
+def test_a_download_can_be_stopped_and_resumed(studio, hub, monkeypatch):
+    import threading
+
+    from huggingface_hub import constants
+
+    from masuka.models import manage
+
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
+    monkeypatch.setattr(manage, "PROGRESS_EVERY_S", 0.0)
+    released = threading.Event()
+    serve_file = hub._file
+
+    def held_file(repo, name, request):
+        if request.method == "GET" and name.endswith("model.safetensors"):
+            released.wait(30)
+        return serve_file(repo, name, request)
+
+    monkeypatch.setattr(hub, "_file", held_file)
+    job_id = start_download(studio, "local", "acme/tiny-pipe")
+    assert manage.stop_download(studio, "local", False, "acme/tiny-pipe") == 1
+    released.set()
+    assert finished(studio, job_id)["status"] == "cancelled"
+    with pytest.raises(InvalidInput, match="No download of acme/tiny-pipe is running"):
+        manage.stop_download(studio, "local", False, "acme/tiny-pipe")
+    assert finished(studio, start_download(studio, "local", "acme/tiny-pipe"))["status"] == "completed"
