@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from masuka.errors import MasukaError, as_disk_full
@@ -19,10 +20,19 @@ from masuka.errors import MasukaError, as_disk_full
 COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs", "dataset", "history", "models",
             "keys", "doctor"]
 
+#: environment variables that set how much diffusers, transformers and huggingface_hub print themselves
+LIBRARY_VERBOSITY = ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY", "HF_HUB_VERBOSITY")
+
+
+def data_dir_parser() -> argparse.ArgumentParser:
+    """The ``--data-dir`` option every command takes (a parent parser)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--data-dir", help="data folder (default: $MASUKA_DATA_DIR or ./data)")
+    return parser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="data folder (default: $MASUKA_DATA_DIR or ./data)")
+    common = argparse.ArgumentParser(add_help=False, parents=[data_dir_parser()])
     common.add_argument("--json", action="store_true", help="print results as JSON")
     parser = argparse.ArgumentParser(prog="python -m masuka", description="MASUKA studio, headless.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -32,8 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("MASUKA_LOG_LEVEL", "WARNING").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("MASUKA_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":  # the model libraries' own notices ("Couldn't connect to the Hub…") only when debugging
+        for variable in LIBRARY_VERBOSITY:
+            os.environ.setdefault(variable, "error")
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)
@@ -70,3 +83,15 @@ def emit(args: argparse.Namespace, result: Any, text: str | None = None) -> None
 def progress_line(args: argparse.Namespace, text: str) -> None:
     """Progress for people: on stderr, so ``--json`` stdout stays one object."""
     print(text, file=sys.stderr, flush=True)
+
+
+def download_progress(args: argparse.Namespace) -> Callable[[str, float], None]:
+    """A model download's progress for people: a line on stderr every 5 %."""
+    shown = [-1]
+
+    def show(line: str, fraction: float) -> None:
+        if int(fraction * 20) != shown[0]:
+            shown[0] = int(fraction * 20)
+            progress_line(args, line)
+
+    return show

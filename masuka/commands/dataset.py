@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.cli import emit, open_studio, progress_line
+from masuka.cli import download_progress, emit, open_studio, progress_line
 from masuka.store import LOCAL_USER
 
 
@@ -118,7 +118,8 @@ def run_caption(args: argparse.Namespace) -> int:
     studio = open_studio(args)
     request = CaptionRequest(args.name, captioner=args.captioner, mode=args.mode, template=args.template,
                              overwrite=args.overwrite, batch_size=args.batch_size)
-    report = caption_dataset(studio, request, on_progress=lambda done, total, file, caption: progress_line(
+    report = caption_dataset(studio, request, on_download=download_progress(args),
+                             on_progress=lambda done, total, file, caption: progress_line(
         args, f"{done}/{total} {file}: {caption}"))
     emit(args, report.to_dict(), f"captioned {report.captioned} image(s), kept {report.kept} existing caption(s)"
          + (" (stopped)" if report.stopped else ""))

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.cli import emit, open_studio, progress_line
+from masuka.cli import download_progress, emit, open_studio, progress_line
 from masuka.gpu import MEMORY_PLAN_HELP, MEMORY_PLANS
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("generate", parents=[common], help="generate images from a prompt")
     parser.add_argument("--model", required=True, help="catalog id, diffusers repo id or local pipeline folder")
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--negative-prompt", default="")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--guidance", type=float)
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--height", type=int)
+    parser.add_argument("--prompt", required=True, help="what the image shows")
+    parser.add_argument("--negative-prompt", default="", help="what to keep out of the image (models that take one)")
+    parser.add_argument("--steps", type=int, help="denoising steps, 1-200 (default: the model's)")
+    parser.add_argument("--guidance", type=float, help="guidance scale (CFG), 0-30 (default: the model's)")
+    parser.add_argument("--width", type=int, help="pixels, 64-2048, a multiple of 8 or 16 (default: the model's)")
+    parser.add_argument("--height", type=int, help="pixels, 64-2048, a multiple of 8 or 16 (default: the model's)")
     parser.add_argument("--seed", type=int, help="fixed seed (default: random)")
     parser.add_argument("--batch", type=int, default=1, help="images, 1-4 (seeds seed, seed+1, …)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
             progress_line(args, f"image {index + 1}/{request.batch} step {step}/{total}")
 
     results = generate_images(studio, request, on_step=on_step, allow_any_path=True,
+                              on_download=download_progress(args),
                               on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))
     emit(args, {"images": [str(r.path) for r in results], "seeds": [r.seed for r in results],
                 "ids": [r.id for r in results]},

@@ -6,13 +6,16 @@ import argparse
 
 from masuka.cli import emit, open_studio, progress_line
 
+KINDS = ("video", "train", "caption", "download")
+ALIASES = {"training": "train"}
 COLUMNS = ("id", "kind", "status", "progress", "provider", "model", "cost_usd", "title", "error")
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("jobs", parents=[common], help="list jobs, or resume unfinished video jobs")
     parser.add_argument("action", nargs="?", choices=["list", "resume"], default="list")
-    parser.add_argument("--kind", help="only jobs of this kind (video, training, ...)")
+    parser.add_argument("--kind", choices=[*KINDS, *ALIASES], metavar="KIND",
+                        help="only jobs of this kind: " + ", ".join(KINDS) + " (training = train)")
     parser.add_argument("--limit", type=int, default=50)
     parser.set_defaults(handler=run)
 
@@ -21,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     studio = open_studio(args)
     if args.action == "resume":
         return resume(args, studio)
-    where, values = ("kind = ?", [args.kind]) if args.kind else (None, [])
+    kind = ALIASES.get(args.kind, args.kind)
+    where, values = ("kind = ?", [kind]) if kind else (None, [])
     rows = studio.store.find("jobs", where, values, order_by="id desc", limit=args.limit)
     listed = [{column: row[column] for column in COLUMNS} | {"external_id": row["external_id"],
               "created_at": row["created_at"], "result": row["result"]} for row in rows]

@@ -21,7 +21,10 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("serve", parents=[common], help="start the web app")
+    from masuka.cli import data_dir_parser
+
+    # not ``common``: the app prints no results, so --json would mean nothing here
+    parser = sub.add_parser("serve", parents=[data_dir_parser()], help="start the web app")
     add_server_arguments(parser)
     parser.set_defaults(handler=run)
 

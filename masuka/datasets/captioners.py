@@ -15,8 +15,9 @@ from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
-from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error
+from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error, refuse_missing_folder
 from masuka.models.cache import ModelCache
+from masuka.models.hub import cache_only
 
 MODEL_CLASSES = {"florence2": "Florence2ForConditionalGeneration", "blip2": "Blip2ForConditionalGeneration"}
 CONFIG_TYPES = {"florence2": "florence2", "blip-2": "blip2"}
@@ -55,6 +56,7 @@ def resolve_captioner(choice: str | None) -> CaptionerSpec:
             raise InvalidInput(f"{path} is not a Florence-2 or BLIP-2 model folder (model type {model_type!r}).")
         source = str(path.resolve())
         return CaptionerSpec(source, CONFIG_TYPES[model_type], source, path.name)
+    refuse_missing_folder(choice)
     if REPO_ID.match(choice):
         family = "blip2" if "blip" in choice.lower() else "florence2" if "florence" in choice.lower() else None
         if family:
@@ -97,9 +99,10 @@ def load_captioner(models: ModelCache, spec: CaptionerSpec, token: str | None = 
         import transformers
 
         try:
-            processor = transformers.AutoProcessor.from_pretrained(spec.source, token=token)
+            local = cache_only(spec.source)
+            processor = transformers.AutoProcessor.from_pretrained(spec.source, token=token, local_files_only=local)
             model = getattr(transformers, MODEL_CLASSES[spec.family]).from_pretrained(
-                spec.source, token=token, dtype=plan.dtype, use_safetensors=True)
+                spec.source, token=token, dtype=plan.dtype, use_safetensors=True, local_files_only=local)
         except Exception as error:
             raise explain_load_error(ModelSpec(spec.id, spec.source, None, name=spec.name), error) from error
         return Captioner(spec, model.to(plan.device).eval(), processor)

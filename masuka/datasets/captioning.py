@@ -19,6 +19,7 @@ from masuka.datasets.captions import apply_template, check_template
 from masuka.datasets.library import dataset_images, find_dataset, set_caption, update_dataset
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import zerogpu
+from masuka.models.manage import fetch_for_use
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 
@@ -53,8 +54,10 @@ class CaptionReport:
 
 
 def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Progress | None = None,
-                    stop: threading.Event | None = None, gpu_timeout: float | None = None) -> CaptionReport:
-    """Caption the dataset's images; returns what was done (``stopped`` when the stop flag ended it early)."""
+                    stop: threading.Event | None = None, gpu_timeout: float | None = None,
+                    on_download: Callable[[str, float], None] | None = None) -> CaptionReport:
+    """Caption the dataset's images; returns what was done (``stopped`` when the stop flag ended it early). The
+    captioner is downloaded first when needed, outside the GPU slot, with progress to ``on_download``."""
     dataset = find_dataset(studio, request.dataset, request.owner, request.admin)
     spec = resolve_captioner(request.captioner)
     if request.mode not in MODES:
@@ -77,6 +80,7 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Pro
     report = CaptionReport(job_id, len(todo), kept=len(rows) - len(todo))
     try:
         if todo:
+            fetch_for_use(studio, request.owner, spec.source, on_download)
             with studio.hold_gpu(f"captioning {dataset['name']} for {request.owner}", request.owner,
                                  timeout=gpu_timeout):
                 try:

@@ -30,6 +30,7 @@ from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline
 from masuka.image.tasks import (InitImage, TaskInput, finish, infotext_fields, init_size, prepare, task_kwargs,
                                 task_pipeline, task_record)
 from masuka.models.catalog import ModelSpec, resolve_image_model
+from masuka.models.manage import fetch_for_use
 from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
@@ -181,9 +182,12 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
                     on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None,
-                    gpu_timeout: float | None = None, allow_any_path: bool = False) -> list[ImageResult]:
-    """Validate, then make ``request.batch`` images; returns them in order. Raises on the first failure."""
+                    gpu_timeout: float | None = None, allow_any_path: bool = False,
+                    on_download: Callable[[str, float], None] | None = None) -> list[ImageResult]:
+    """Validate, download the model if needed (outside the GPU slot, progress to ``on_download``), then make
+    ``request.batch`` images; returns them in order. Raises on the first failure."""
     plan = plan_request(studio, request, allow_any_path)
+    fetch_for_use(studio, request.owner, plan.spec.source, on_download)
     with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout):
         return _run(studio, plan, on_step, on_image, stop)
 

@@ -10,6 +10,7 @@ from masuka.image.fast import prepare_fast
 from masuka.image.memory import apply_memory_plan, text_encoder_quantization
 from masuka.models.cache import ModelCache
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
+from masuka.models.hub import cache_only
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def load_pipeline(spec: ModelSpec, plan: DevicePlan, token: str | None = None) -
              plan.dtype_name, plan.memory, ", fast" if plan.fast else "")
     try:
         pipe = DiffusionPipeline.from_pretrained(
-            spec.source, dtype=plan.dtype, use_safetensors=True, token=token,
+            spec.source, dtype=plan.dtype, use_safetensors=True, token=token, local_files_only=cache_only(spec.source),
             quantization_config=text_encoder_quantization(spec.architecture, plan))
     except Exception as error:  # every loading failure becomes a message naming the repo and the reason
         raise explain_load_error(spec, error) from error

@@ -92,10 +92,20 @@ def resolve_image_model(model: str) -> ModelSpec:
         defaults = profile.defaults | {"negative_prompt": profile.negative_prompt} if profile else {}
         return _spec(str(path.resolve()), str(path.resolve()), {**defaults, "pipeline": class_name,
                      "architecture": architecture_of(class_name), "name": path.name})
+    refuse_missing_folder(model)
     if REPO_ID.match(model):
         return _spec(model, model, {"architecture": None, "name": model})
     raise InvalidInput(f"Unknown model {model!r}: use a catalog id ({', '.join(image_models())}), "
                        "a Hugging Face repo id such as owner/name, or a local pipeline folder.")
+
+
+def refuse_missing_folder(model: str) -> None:
+    """A field written as a path (``./x``, ``/x``, ``~/x``) that is not a folder: say so, not "unknown model"."""
+    if model.startswith((".", "/", "~")) or "\\" in model:
+        path = Path(model).expanduser()
+        what = "is a file, not a model folder" if path.is_file() else "does not exist"
+        raise InvalidInput(f"The folder {model} {what}: give a model folder saved with save_pretrained, a "
+                           "catalog id or a Hugging Face repo id (owner/name).")
 
 
 def architecture_of(pipeline_class: str) -> str | None:

@@ -14,19 +14,23 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
 from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, as_disk_full
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
+from masuka.models.hub import hub_offline, hub_reachable
 from masuka.settings import hub_endpoint
-from masuka.store import Store, owner_clause
+from masuka.store import UNFINISHED, Store, owner_clause
 from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
 LANE = "download"
 PROGRESS_EVERY_S = 0.5
+#: weight formats MASUKA never loads (pickles, other frameworks): not downloaded
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".msgpack", ".h5", ".onnx", ".onnx_data", ".gguf")
 #: the Video tab's provider catalog; its entries with a ``repo`` are local models that can be downloaded
 VIDEO_CATALOG_PATH = CATALOG_PATH.with_name("video_models.json")
 
@@ -99,6 +103,65 @@ def start_download(studio: Studio, owner: str, model: str) -> int:
     return job_id
 
 
+def fetch_for_use(studio: Studio, owner: str, source: str,
+                  on_progress: Callable[[str, float], None] | None = None) -> None:
+    """Before a repo is loaded for use: download it as a download job, so the transfer happens outside any GPU slot
+    and shows in the Models tab; ``on_progress(line, fraction)`` follows it for the tab that asked.
+
+    Nothing is fetched for a folder, when the Hub cannot be reached (loading then uses the cache alone) or when
+    MASUKA's last download of the repo completed and the repo is still in the cache. A failed download raises
+    :class:`ModelUnavailable` with its reason.
+    """
+    if Path(source).expanduser().is_dir() or not REPO_ID.match(source) or not hub_reachable():
+        return
+    last = studio.store.find("jobs", "kind = 'download' and model = ?", [source], order_by="id desc", limit=1)
+    if last and last[0]["status"] == "completed" and source in cached_repos():
+        return
+    job_id = last[0]["id"] if last and last[0]["status"] in UNFINISHED else start_download(studio, owner, source)
+    if on_progress:
+        on_progress(f"Downloading {source}…", 0.0)
+    while (row := studio.jobs.wait(job_id, timeout=PROGRESS_EVERY_S))["status"] in UNFINISHED:
+        if on_progress:
+            on_progress(download_line(row), row["progress"] or 0.0)
+    if row["status"] != "completed":
+        raise ModelUnavailable(row["error"] or f"The download of {source} ended as {row['status']}.")
+
+
+def download_line(row: dict) -> str:
+    """A download job in words: bytes done of all, speed and time left."""
+    done, total = row["step"] or 0, row["total"] or 0
+    if not total:
+        return f"Downloading {row['model']}…"
+    rate = (row["state"] or {}).get("rate") if isinstance(row["state"], dict) else None
+    line = f"Downloading {row['model']}: {done / 2**30:.2f} of {total / 2**30:.2f} GB"
+    if rate:
+        left = max(0.0, (total - done) / rate)
+        line += f" at {rate / 2**20:.1f} MB/s, about {_duration(left)} left"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def stop_download(studio: Studio, user: str, admin: bool, model: str) -> int:
+    """Ask the unfinished downloads of ``model`` (the user's own, or any for an admin) to stop; finished files are
+    kept, so starting again resumes. Returns how many were asked."""
+    repo = resolve_repo(model)
+    where, args = owner_clause(user, admin)
+    rows = studio.store.find("jobs", f"kind = 'download' and model = ? and status in (?, ?) and {where}",
+                             [repo, *UNFINISHED, *args])
+    for row in rows:
+        studio.store.update("jobs", row["id"], stop_requested=1)
+    if not rows:
+        raise InvalidInput(f"No download of {repo} is running.")
+    return len(rows)
+
+
 def download_jobs(studio: Studio, user: str, admin: bool, limit: int = 20) -> list[dict]:
     """The latest download jobs (the user's own, or everyone's for an admin)."""
     where, args = owner_clause(user, admin)
@@ -112,15 +175,18 @@ def bench_results(studio: Studio, limit: int = 50) -> list[dict]:
 
 def download(studio: Studio, job_id: int, repo: str) -> Path:
     """The download job: check access and free space, then fetch every file with progress in the job row."""
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import snapshot_download
 
-    if constants.HF_HUB_OFFLINE:
+    if hub_offline():
         raise ModelUnavailable("Downloads are off: HF_HUB_OFFLINE is set. Unset it to download models.")
+    if not hub_reachable():
+        raise ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
+                               f"start the download of {repo} again (it resumes).")
     token = studio.config.keys.get("huggingface")
     cache = hub_cache_dir()
     try:
-        check_free_space(repo, token, cache)
-        path = snapshot_download(repo, cache_dir=cache, endpoint=hub_endpoint(), token=token,
+        files = files_to_fetch(repo, token, cache)
+        path = snapshot_download(repo, cache_dir=cache, endpoint=hub_endpoint(), token=token, allow_patterns=files,
                                  tqdm_class=job_progress(studio.store, job_id))
     except (Cancelled, InvalidInput):
         raise
@@ -132,12 +198,29 @@ def download(studio: Studio, job_id: int, repo: str) -> Path:
     return Path(path)
 
 
-def check_free_space(repo: str, token: str | None, cache: Path) -> None:
-    """Refuse a download that cannot fit on the disk of the cache (size from the Hub's file list)."""
+def files_to_fetch(repo: str, token: str | None, cache: Path) -> list[str]:
+    """The files of ``repo`` that loading needs (see :func:`wanted_files`), once they are known to fit on the disk
+    of the cache (sizes from the Hub's file list)."""
     from huggingface_hub import HfApi
 
     info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo, files_metadata=True)
-    needed = sum(sibling.size or 0 for sibling in info.siblings or []) - cached_repos().get(repo, 0)
+    sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
+    files = wanted_files(list(sizes))
+    check_free_space(repo, sum(sizes[name] for name in files), cache)
+    return files
+
+
+def wanted_files(names: list[str]) -> list[str]:
+    """What ``from_pretrained`` reads: safetensors weights, never pickled ones, and in a diffusers pipeline repo
+    only its component folders (not the single-file checkpoints some repos also keep at the top)."""
+    pipeline = "model_index.json" in names
+    return [name for name in names if not name.endswith(PICKLED_WEIGHTS)
+            and not (pipeline and "/" not in name and name.endswith(".safetensors"))]
+
+
+def check_free_space(repo: str, size: int, cache: Path) -> None:
+    """Refuse a download of ``size`` bytes that cannot fit on the disk of the cache."""
+    needed = size - cached_repos().get(repo, 0)
     existing = cache
     while not existing.exists():
         existing = existing.parent
@@ -164,7 +247,7 @@ def job_progress(store: Store, job_id: int) -> type[tqdm]:
                 if store.stop_requested(job_id):
                     raise Cancelled("Download stopped; start it again to resume.")
                 store.update("jobs", job_id, progress=min(1.0, self.n / self.total), step=int(self.n),
-                             total=int(self.total))
+                             total=int(self.total), state={"rate": self.format_dict.get("rate")})
             return shown
 
     return JobProgress

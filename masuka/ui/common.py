@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from masuka.gpu import CONCURRENCY_ID
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 
+log = logging.getLogger(__name__)
 #: the largest row id a form accepts (SQLite's integer limit)
 MAX_ID = 2**63 - 1
 
@@ -47,10 +49,7 @@ def friendly(func: Callable) -> Callable:
             try:
                 yield from func(*args, **kwargs)
             except Exception as error:
-                message = user_message(error)
-                if message is None:
-                    raise
-                raise gr.Error(message) from None
+                raise _refusal(func, error) from None
         return generator_wrapper
 
     @functools.wraps(func)
@@ -58,10 +57,7 @@ def friendly(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except Exception as error:
-            message = user_message(error)
-            if message is None:
-                raise
-            raise gr.Error(message) from None
+            raise _refusal(func, error) from None
     return wrapper
 
 
@@ -71,6 +67,17 @@ def user_message(error: BaseException) -> str | None:
         return str(error)
     full = as_disk_full(error)
     return str(full) if full else None
+
+
+def _refusal(func: Callable, error: Exception) -> Exception:
+    """An expected failure (a domain error or a full disk) becomes a toast without a console traceback and one
+    log line (the traceback at DEBUG only); anything else is re-raised as it is."""
+    message = user_message(error)
+    if message is None:
+        return error
+    log.warning("%s refused: %s", func.__name__, message)
+    log.debug("%s refused", func.__name__, exc_info=error)
+    return gr.Error(message, print_exception=False)
 
 
 def _is_generator(func: Callable) -> bool:

@@ -113,7 +113,7 @@ def build(ctx: UIContext) -> None:
     def add_images(dataset: str, files: list[str] | None, request: gr.Request = None, progress=gr.Progress()):
         """Add photos, zips and captions to a dataset; returns one row per file: added or refused, and why."""
         if not files:
-            raise gr.Error("Drop some photos or a zip first.")
+            raise InvalidInput("Drop some photos or a zip first.")
         uploads = Path(gr.utils.get_upload_folder())
         files = [studio.config.inside(path, uploads) for path in files]  # only files uploaded to this app
         result = adding.add_images(studio, dataset, user_of(request), files, admin=is_admin(studio, request),
@@ -171,7 +171,7 @@ def build(ctx: UIContext) -> None:
         job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
                                         bool(overwrite), int(batch_size or 8), is_admin(studio, request))
         result = captioning.caption_dataset(
-            studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+            studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S, on_download=lambda line, done: progress(done, desc=line),
             on_progress=lambda done, total, file, text: progress((done, total), desc=file, unit="images"))
         verb = "Stopped" if result.stopped else "Done"
         return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "

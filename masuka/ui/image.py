@@ -117,6 +117,7 @@ def build(ctx: UIContext) -> None:
         def work() -> None:
             try:
                 generate_images(studio, request_, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+                                on_download=lambda line, done: events.put(("download", line, done)),
                                 on_step=lambda i, s, n: events.put(("step", i, s, n)),
                                 on_image=lambda r: events.put(("image", r)))
             except BaseException as error:  # handed to the event loop below, which decides how to show it
@@ -130,7 +131,9 @@ def build(ctx: UIContext) -> None:
         progress(0, desc="Loading the model…")
         while True:
             event = events.get()
-            if event[0] == "step":
+            if event[0] == "download":
+                progress(event[2], desc=event[1])
+            elif event[0] == "step":
                 _, index, step, total = event
                 done = index * total + step
                 progress((done, request_.batch * total), desc=f"Image {index + 1}/{request_.batch}: "

@@ -8,12 +8,13 @@ import gradio as gr
 from masuka.errors import InvalidInput
 from masuka.image.library import list_loras
 from masuka.models.lora_import import import_from_civitai, import_from_hub, import_lora_file
-from masuka.models.manage import bench_results, delete_model, download_jobs, model_status, start_download
+from masuka.models.manage import (bench_results, delete_model, download_jobs, download_line, model_status,
+                                  start_download, stop_download)
 from masuka.store import UNFINISHED
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
 CATALOG_COLUMNS = ["section", "id", "name", "repo", "gated", "downloaded", "size GB"]
-JOB_COLUMNS = ["job", "repo", "status", "progress %", "GB done", "error"]
+JOB_COLUMNS = ["job", "repo", "status", "progress %", "GB done", "progress", "error"]
 LORA_COLUMNS = ["name", "architecture", "base model", "trigger words", "rank", "source", "MB", "owner"]
 BENCH_COLUMNS = ["when", "kind", "machine", "figures"]
 POLL_S = 0.5
@@ -27,6 +28,7 @@ def build(ctx: UIContext) -> None:
             with gr.Row():
                 model = gr.Dropdown([], allow_custom_value=True, label="Model (catalog id or owner/name)", scale=3)
                 download = gr.Button("Download", variant="primary", scale=1)
+                stop_button = gr.Button("Stop download", scale=1)
                 remove = gr.Button("Delete from cache", variant="stop", scale=1)
                 refresh = gr.Button("Refresh", scale=0)
             outcome = gr.Markdown()
@@ -61,7 +63,8 @@ def build(ctx: UIContext) -> None:
     def jobs_view(request: gr.Request):
         rows = download_jobs(studio, user_of(request), is_admin(studio, request))
         return [[r["id"], r["model"], r["status"], round(100 * (r["progress"] or 0), 1),
-                 round((r["step"] or 0) / 2**30, 2), r["error"] or ""] for r in rows]
+                 round((r["step"] or 0) / 2**30, 2), download_line(r) if r["status"] in UNFINISHED else "",
+                 r["error"] or ""] for r in rows]
 
     @friendly
     def download_model(model: str, request: gr.Request, progress=gr.Progress()):
@@ -72,11 +75,17 @@ def build(ctx: UIContext) -> None:
             row = studio.jobs.wait(job_id, timeout=POLL_S)
             if row["status"] not in UNFINISHED:
                 break
-            progress(row["progress"] or 0, desc=f"Downloading {row['model']}")
+            progress(row["progress"] or 0, desc=download_line(row))
         if row["status"] != "completed":
             raise InvalidInput(row["error"] or f"The download ended as {row['status']}.")
         data, choices = catalog_view()
         return f"Downloaded {row['model']}.", data, choices
+
+    @friendly
+    def stop_model_download(model: str, request: gr.Request):
+        """Stop the running download of a model; starting it again resumes it."""
+        stop_download(studio, user_of(request), is_admin(studio, request), model)
+        return f"Stopping the download of {model}; download it again to resume."
 
     @friendly
     def delete_cached(model: str, request: gr.Request):
@@ -124,6 +133,7 @@ def build(ctx: UIContext) -> None:
     catalog_outputs = [outcome, catalog_table, model]
     download.click(download_model, model, catalog_outputs, api_name="download_model")
     remove.click(delete_cached, model, catalog_outputs, api_name="delete_model")
+    stop_button.click(stop_model_download, model, outcome, api_name="stop_download", queue=False)
     refresh.click(catalog_view, None, [catalog_table, model], api_name="models")
     timer.tick(jobs_view, None, jobs_table, api_visibility="private", show_progress="hidden")
     import_upload.click(lora_from_upload, [upload, name], [imported, loras_table], api_name="import_lora")

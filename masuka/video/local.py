@@ -17,6 +17,7 @@ from masuka.errors import Cancelled, InvalidInput
 from masuka.gpu import device_plan
 from masuka.image.pipelines import load_pipeline
 from masuka.models.catalog import ModelSpec
+from masuka.models.manage import fetch_for_use
 from masuka.studio import Studio
 from masuka.video.catalog import model_entry, parse_size
 from masuka.video.media import check_mp4
@@ -45,6 +46,7 @@ def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, 
     frames = local_frames(plan.seconds, fps, entry.get("frame_multiple", 4))
     seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
     studio.store.update("jobs", job_id, total=steps, step=0)
+    fetch_for_use(studio, request.owner, source)  # outside the GPU slot; the Models tab shows its progress
 
     with studio.hold_gpu(f"video generation for {request.owner}", request.owner):
         spec = ModelSpec(id=request.model, source=source, architecture=None, vram_gb=entry.get("vram_gb"))

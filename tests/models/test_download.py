@@ -17,8 +17,8 @@ def repos() -> dict[str, FakeRepo]:
         "acme/tiny-pipe": FakeRepo({"model_index.json": b'{"_class_name": "FluxPipeline"}',
                                     "transformer/model.safetensors": WEIGHTS}),
         "acme/gated": FakeRepo({"model_index.json": b"{}", "vae/model.safetensors": WEIGHTS[:4096]}, gated=True),
-        "acme/huge": FakeRepo({"model_index.json": b"{}", "big.safetensors": b"x" * 10},
-                              claimed_sizes={"big.safetensors": 2**60}),
+        "acme/huge": FakeRepo({"model_index.json": b"{}", "transformer/big.safetensors": b"x" * 10},
+                              claimed_sizes={"transformer/big.safetensors": 2**60}),
     }
 
 
@@ -76,7 +76,7 @@ def test_gated_repo_needs_a_token_with_access(studio, hub):
 def test_not_enough_disk_space_is_refused_before_downloading(studio, hub):
     job = finished(studio, start_download(studio, "local", "acme/huge"))
     assert job["status"] == "failed" and "GB is free" in job["error"]
-    assert "big.safetensors" not in hub.downloads
+    assert "transformer/big.safetensors" not in hub.downloads
 
 
 def test_no_network_says_the_hub_cannot_be_reached(studio, hub, monkeypatch):
@@ -119,3 +119,66 @@ def test_download_and_delete_through_the_models_tab(live_app, hub):
     assert not any(r[3] == "acme/tiny-pipe" for r in table["data"])
     with pytest.raises(Exception, match="gated"):
         client.predict("acme/gated", api_name="/download_model")
+
+
+def test_first_use_downloads_outside_the_gpu_slot_with_progress_then_generates(studio, hub, tiny_model,
+                                                                               monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from masuka.image.generate import ImageRequest, generate_images
+
+    folder = tiny_model("flux")
+    hub.repos["acme/tiny-flux"] = FakeRepo({path.relative_to(folder).as_posix(): path.read_bytes()
+                                            for path in folder.rglob("*") if path.is_file()} | {
+        "flux1-single-file.safetensors": b"a single-file checkpoint from_pretrained never reads"})
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    seen = []
+
+    def on_download(line: str, fraction: float) -> None:
+        seen.append((line, fraction, studio.gpu.holders()))
+
+    results = generate_images(studio, ImageRequest("a fox", "acme/tiny-flux", steps=1, width=64, height=64, seed=1),
+                              on_download=on_download)
+    assert len(results) == 1 and results[0].path.is_file()
+    assert seen and seen[0][0] == "Downloading acme/tiny-flux…" and all(holders == [] for *_, holders in seen)
+    job = studio.store.find("jobs", "kind = 'download'")[0]
+    assert (job["model"], job["status"]) == ("acme/tiny-flux", "completed")
+    assert "flux1-single-file.safetensors" not in hub.downloads  # only what loading reads
+    generate_images(studio, ImageRequest("a fox", "acme/tiny-flux", steps=1, width=64, height=64, seed=2),
+                    on_download=on_download)
+    assert studio.store.count("jobs", "kind = 'download'") == 1  # downloaded once, used twice
+
+
+def test_download_progress_reads_as_bytes_speed_and_time_left():
+    from masuka.models.manage import download_line
+
+    row = {"model": "acme/big", "step": 2 * 2**30, "total": 12 * 2**30, "state": {"rate": 50 * 2**20}}
+    assert download_line(row) == "Downloading acme/big: 2.00 of 12.00 GB at 50.0 MB/s, about 3 min left"
+    assert download_line({**row, "total": 0, "state": None}) == "Downloading acme/big…"
+
+
+def test_a_download_can_be_stopped_and_resumed(studio, hub, monkeypatch):
+    import threading
+
+    from huggingface_hub import constants
+
+    from masuka.models import manage
+
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
+    monkeypatch.setattr(manage, "PROGRESS_EVERY_S", 0.0)
+    released = threading.Event()
+    serve_file = hub._file
+
+    def held_file(repo, name, request):
+        if request.method == "GET" and name.endswith("model.safetensors"):
+            released.wait(30)
+        return serve_file(repo, name, request)
+
+    monkeypatch.setattr(hub, "_file", held_file)
+    job_id = start_download(studio, "local", "acme/tiny-pipe")
+    assert manage.stop_download(studio, "local", False, "acme/tiny-pipe") == 1
+    released.set()
+    assert finished(studio, job_id)["status"] == "cancelled"
+    with pytest.raises(InvalidInput, match="No download of acme/tiny-pipe is running"):
+        manage.stop_download(studio, "local", False, "acme/tiny-pipe")
+    assert finished(studio, start_download(studio, "local", "acme/tiny-pipe"))["status"] == "completed"

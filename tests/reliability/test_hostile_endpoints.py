@@ -22,7 +22,7 @@ CASES = {
     "add images to a missing dataset": ("/add_images", ("nope", ["{png}"]), "No dataset 'nope'"),
     "export in an invented format": ("/export_dataset", ("mine", "../../x"), CHOICE),
     "caption with a system folder as model": ("/caption_dataset", ("mine", "/etc"), "not a Florence-2 or BLIP-2"),
-    "caption with a traversal model id": ("/caption_dataset", ("mine", "../../x"), "Unknown captioner"),
+    "caption with a traversal model id": ("/caption_dataset", ("mine", "../../x"), "does not exist"),
     "delete a missing dataset": ("/delete_dataset", ("nope",), "No dataset"),
     "delete a missing image": ("/delete_image", (999999,), "No image"),
     "video unknown provider": ("/generate_video", ("a", "evil", "m", 4, "1280x720", None, "", []), CHOICE),

@@ -1,0 +1,58 @@
+"""Whether the Hugging Face Hub can be reached: one fast probe, remembered for a minute.
+
+Loading a model that is not downloaded while the Hub is unreachable would otherwise wait through the Hub
+client's retries for every file (minutes) before failing. Loaders ask :func:`hub_reachable` first and load
+from the local cache only (``local_files_only``) when the answer is no, so the failure comes in seconds with
+the usual "not downloaded and the Hub cannot be reached" message. ``HF_HUB_OFFLINE`` means no, without a probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from masuka.settings import hub_endpoint
+
+log = logging.getLogger(__name__)
+PROBE_TIMEOUT_S = 3.0
+REMEMBER_S = 60.0
+_lock = threading.Lock()
+_answers: dict[str, tuple[float, bool]] = {}  # endpoint -> (monotonic time of the probe, reachable)
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as the Hub client itself read it."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_reachable() -> bool:
+    """True when the Hub answered a probe within the last minute (or answers one now)."""
+    if hub_offline():
+        return False
+    endpoint = hub_endpoint()
+    with _lock:
+        probed = _answers.get(endpoint)
+        if probed is None or time.monotonic() - probed[0] > REMEMBER_S:
+            probed = (time.monotonic(), _probe(endpoint))
+            _answers[endpoint] = probed
+    return probed[1]
+
+
+def _probe(endpoint: str) -> bool:
+    try:
+        httpx.head(f"{endpoint}/api/models", timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+    except httpx.HTTPError as error:
+        log.warning("the Hugging Face Hub (%s) cannot be reached: %s", endpoint, error)
+        return False
+    return True
+
+
+def cache_only(source: str) -> bool:
+    """Whether loading ``source`` must stay in the local cache: a repo id while the Hub is unreachable."""
+    return not Path(source).expanduser().is_dir() and not hub_reachable()
