@@ -9,6 +9,7 @@ from masuka.errors import InvalidInput
 from masuka.gpu import MEMORY_PLANS, choose_memory_plan
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.pipelines import get_pipeline
+from masuka.models import architectures
 from masuka.models.catalog import resolve_image_model
 
 
@@ -76,3 +77,31 @@ def test_bad_speed_settings_are_refused(studio, tiny_model, change, message):
     with pytest.raises(InvalidInput, match=message):
         generate_images(studio, request(tiny_model("flux"), **change))
     assert studio.store.count("generations") == 0
+
+
+@pytest.mark.parametrize("architecture", list(architectures.PROFILES))
+def test_every_profile_runs_the_smallest_plans(studio, tiny_model, architecture):
+    """fp8 storage goes to the denoiser the profile names; leaf-level group offload streams every profile."""
+    spec = resolve_image_model(str(tiny_model(architecture)))
+    profile = architectures.get(architecture)
+    full = getattr(get_pipeline(studio.models, spec, memory="full"), profile.denoiser).get_memory_footprint()
+    for plan in ("fp8_offload", "group_offload"):
+        result = generate_images(studio, request(spec.source, memory_plan=plan))[0]
+        assert Image.open(result.path).size == (64, 64)
+    fp8 = getattr(get_pipeline(studio.models, spec, memory="fp8_offload"), profile.denoiser).get_memory_footprint()
+    assert fp8 < full  # (tiny models keep much in embeddings and norms, which stay in full precision)
+
+
+@pytest.mark.parametrize("profile", [p for p in architectures.PROFILES.values() if p.big_text_encoder],
+                         ids=lambda p: p.id)
+def test_the_smallest_plans_load_the_big_text_encoder_in_8_bit(monkeypatch, profile):
+    from masuka.gpu import DevicePlan
+    from masuka.image import memory
+
+    monkeypatch.setattr(memory.importlib.util, "find_spec", lambda name: name == "bitsandbytes" or None)
+    for plan, quantized in (("full", False), ("model_offload", False), ("fp8_offload", True),
+                            ("group_offload", True)):
+        config = memory.text_encoder_quantization(profile.id, DevicePlan("cuda", "bfloat16", plan))
+        assert (config.components_to_quantize if config else None) == ([profile.big_text_encoder] if quantized
+                                                                       else None)
+    assert memory.text_encoder_quantization(profile.id, DevicePlan("cpu", "float32", "group_offload")) is None

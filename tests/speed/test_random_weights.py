@@ -23,6 +23,18 @@ def test_flux_dev_has_the_real_size_and_costs_no_memory():
     assert all(p.is_meta for p in pipe.transformer.parameters())
 
 
+@pytest.mark.parametrize("model, denoiser, text_encoder", [
+    ("flux2-klein-4b", 3.876, 4.022),   # FLUX.2 [klein] 4B, Qwen3-4B
+    ("qwen-image", 20.43, 8.292),       # Qwen-Image 20B, Qwen2.5-VL-7B (with its vision tower)
+    ("z-image-turbo", 6.155, 4.022),    # Z-Image 6B, Qwen3-4B
+])
+def test_new_architectures_have_their_published_sizes(model, denoiser, text_encoder):
+    pipe = real_pipeline(model)
+    assert billions(pipe.transformer) == pytest.approx(denoiser, abs=0.01)
+    assert billions(pipe.text_encoder) == pytest.approx(text_encoder, abs=0.01)
+    assert all(p.is_meta for p in pipe.transformer.parameters())
+
+
 def test_sdxl_unet_has_the_real_size():
     pipe = real_pipeline("sdxl")
     assert billions(pipe.unet) == pytest.approx(2.567, abs=0.005)

@@ -9,7 +9,7 @@ from typing import Any
 
 from masuka.models.architectures.base import KNOWN_WIDTHS, LoraLayers, Match, Profile, Training, width_match
 from masuka.models.architectures.flux import FLUX2_NAMES, JOINT_ATTENTION, QWEN_NAMES
-from masuka.models.architectures.shared import QWEN_TINY_VOCAB, VAE, qwen_tokenizer
+from masuka.models.architectures.shared import QWEN_TINY_VOCAB, qwen_tokenizer
 
 WIDTHS = {3072, 4096, 6144}
 #: single-block fused projection (3 x width + 2 x 3 x width) and double-block SwiGLU widths of [klein] 4B
@@ -72,7 +72,7 @@ _KLEIN_4B = {
         num_attention_heads=24, joint_attention_dim=3 * 2560, timestep_guidance_channels=256, mlp_ratio=3.0,
         axes_dims_rope=(32, 32, 32, 32), rope_theta=2000, guidance_embeds=False)),
     "text_encoder": ("Qwen3ForCausalLM", _QWEN3_4B),
-    "vae": ("AutoencoderKLFlux2", dict(VAE, latent_channels=32, use_quant_conv=True, use_post_quant_conv=True)),
+    "vae": ("AutoencoderKLFlux2", {}),  # its defaults are the published VAE
     "scheduler": ("FlowMatchEulerDiscreteScheduler", dict(shift=3.0, use_dynamic_shifting=True)),
 }
 

@@ -73,7 +73,7 @@ PROFILE = Profile(
     memory_gb={"full": 58, "model_offload": 42, "fp8_offload": 24, "group_offload": 8},
     kohya_versions=("qwen_image", "qwen-image"),
     training=Training(trainer="QwenImage", target_modules=ATTENTION,
-                      defaults=dict(lr=1e-4, resolution=512, guidance=4.0, sample_steps=20), fp8_below_gb=40,
+                      defaults=dict(lr=1e-4, resolution=512, guidance=4.0, sample_steps=20), fp8_below_gb=48,
                       too_small={"12gb": "Qwen-Image's 20B transformer needs the 24gb preset or more",
                                  "16gb": "Qwen-Image's 20B transformer needs the 24gb preset or more"}),
     real_models={"qwen-image": {
