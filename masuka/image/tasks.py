@@ -151,7 +151,8 @@ def infotext_fields(task: TaskInput | None) -> dict[str, str]:
 
 
 def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str, folder: str = "inputs") -> Path:
-    """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it)."""
+    """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it), or an
+    upscaled picture in ``extras``."""
     target = output_dir(studio.config, owner) / folder
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{kind}-{uuid.uuid4().hex[:12]}.png"
