@@ -150,6 +150,11 @@ def infotext_fields(task: TaskInput | None) -> dict[str, str]:
     return fields
 
 
+def keep_input(studio: Studio, owner: str, path: str | Path, kind: str) -> Path:
+    """A copy of an uploaded picture in the owner's ``inputs`` folder, so its history row outlives the upload."""
+    return save_input(studio, owner, open_picture(path, kind.replace("-", " ")), kind)
+
+
 def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str, folder: str = "inputs") -> Path:
     """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it), or an
     upscaled picture in ``extras``."""

@@ -13,8 +13,9 @@ from masuka.gpu import MEMORY_PLAN_HELP
 from masuka.image.generate import MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRequest, generate_images, parse_lora
 from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
-from masuka.image.tasks import InitImage
+from masuka.image.tasks import InitImage, keep_input
 from masuka.models.catalog import image_models, resolve_image_model
+from masuka.studio import Studio
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
@@ -115,7 +116,7 @@ def build(ctx: UIContext) -> None:
                                 batch=int(batch or 1), loras=[parse_lora(x) for x in loras or []],
                                 owner=user_of(request), memory_plan=memory_plan or "auto", fast=bool(fast),
                                 step_cache=float(step_cache or 0),
-                                init=InitImage(init_image, float(strength), mask) if init_image else None)
+                                init=_init(studio, user_of(request), init_image, strength, mask))
         events: queue.Queue = queue.Queue()
         stop_flag = studio.stops.arm(_session(request))
 
@@ -195,6 +196,14 @@ def build(ctx: UIContext) -> None:
                    api_name="read_parameters")
     ctx.components["image_generated"] = gen_event
     ctx.components["image_load"] = lora_choices
+
+
+def _init(studio: Studio, owner: str, image: str | None, strength: float, mask: str | None) -> InitImage | None:
+    """The starting image and mask of a request, kept in the owner's inputs folder (uploads are temporary)."""
+    if not image:
+        return None
+    kept_mask = keep_input(studio, owner, mask, "mask") if mask else None
+    return InitImage(keep_input(studio, owner, image, "init-image"), float(strength), kept_mask)
 
 
 def _session(request: gr.Request | None) -> str:
