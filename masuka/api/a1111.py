@@ -3,7 +3,7 @@
 Field names, types and answers follow A1111 (``modules/api/models.py``): base64 images, ``parameters``, ``info``
 as a JSON string with ``infotexts`` and ``all_seeds``. Unknown fields are ignored, as A1111 does. What has no
 meaning here is accepted and said to be ignored in the README (``sampler_name``: each model keeps its own
-scheduler; ``inpaint_full_res``: the whole picture is inpainted; ``skip`` stops like ``interrupt``).
+scheduler; ``skip`` stops like ``interrupt``).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class Img2Img(Txt2Img):
     mask_blur: int | None = 4
     inpainting_fill: int = 0
     inpaint_full_res: bool = True
+    inpaint_full_res_padding: int = 0
     inpainting_mask_invert: int = 0
     include_init_images: bool = False
 
@@ -162,7 +163,8 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         image = work.decode_upload(caller, body.init_images[0], "init image")
         mask = work.decode_upload(caller, body.mask, "mask") if body.mask else None
         init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0,
-                         invert_mask=bool(body.inpainting_mask_invert))
+                         invert_mask=bool(body.inpainting_mask_invert),
+                         only_masked_padding=body.inpaint_full_res_padding if body.inpaint_full_res else None)
         result = answer(work.generate(caller, to_request(caller, body, init)), body)
         if body.include_init_images and body.send_images:
             result["images"] += [file_base64(image)]

@@ -23,6 +23,7 @@ from masuka.users import output_dir
 MAX_MASK_BLUR = 64
 MAX_INPUT_PIXELS = 4096 * 4096
 MAX_UPSCALE = 8
+MAX_SIDE_PADDING = 256
 RESAMPLERS = {"Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
 
 
@@ -35,6 +36,7 @@ class InitImage:
     mask: str | Path | None = None
     mask_blur: int = 4
     invert_mask: bool = False
+    only_masked_padding: int | None = None  # repaint a crop around the mask (this many px of margin) at full size
 
 
 @dataclass
@@ -77,6 +79,9 @@ def prepare(init: InitImage, width: int, height: int, fast: bool) -> TaskInput:
     strength = float(init.strength)
     if not 0 < strength <= 1:
         raise InvalidInput(f"The strength (denoising strength) must be above 0 and at most 1 (got {strength:g}).")
+    if init.only_masked_padding is not None and not 0 <= int(init.only_masked_padding) <= MAX_SIDE_PADDING:
+        raise InvalidInput(f"The padding around the mask must be 0-{MAX_SIDE_PADDING} pixels "
+                           f"(got {init.only_masked_padding}).")
     if not 0 <= int(init.mask_blur) <= MAX_MASK_BLUR:
         raise InvalidInput(f"The mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {init.mask_blur}).")
     image = open_picture(init.path, "init image").convert("RGB").resize((width, height), Image.LANCZOS)
@@ -118,6 +123,8 @@ def task_kwargs(task: TaskInput | None) -> dict:
     kwargs: dict[str, Any] = {"image": task.image, "strength": task.strength}
     if task.mask is not None:
         kwargs["mask_image"] = task.mask
+        if task.source.only_masked_padding is not None:  # diffusers crops, repaints at full size, pastes back
+            kwargs["padding_mask_crop"] = int(task.source.only_masked_padding)
     return kwargs
 
 
@@ -150,8 +157,14 @@ def infotext_fields(task: TaskInput | None) -> dict[str, str]:
     return fields
 
 
+def keep_input(studio: Studio, owner: str, path: str | Path, kind: str) -> Path:
+    """A copy of an uploaded picture in the owner's ``inputs`` folder, so its history row outlives the upload."""
+    return save_input(studio, owner, open_picture(path, kind.replace("-", " ")), kind)
+
+
 def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str, folder: str = "inputs") -> Path:
-    """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it)."""
+    """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it), or an
+    upscaled picture in ``extras``."""
     target = output_dir(studio.config, owner) / folder
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{kind}-{uuid.uuid4().hex[:12]}.png"

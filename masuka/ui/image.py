@@ -3,6 +3,7 @@ Stop and "read parameters"."""
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 
@@ -14,8 +15,9 @@ from masuka.image.generate import (MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRe
                                    plan_request)
 from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
-from masuka.image.tasks import InitImage
+from masuka.image.tasks import InitImage, keep_input
 from masuka.models.catalog import image_models, resolve_image_model
+from masuka.studio import Studio
 from masuka.ui.common import UIContext, friendly, is_admin, user_message, user_of
 
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
@@ -111,6 +113,7 @@ def build(ctx: UIContext) -> None:
         as each image finishes."""
         request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch,
                                   loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request))
+        request_.init = _kept(studio, request_.owner, request_.init)
         events: queue.Queue = queue.Queue()
         stop_flag = studio.stops.arm(_session(request))
 
@@ -217,6 +220,13 @@ def _image_request(prompt, model, negative_prompt, steps, guidance, width, heigh
                         memory_plan=memory_plan or "auto", fast=fast, step_cache=float(step_cache or 0),
                         init=InitImage(init_image, float(strength), mask) if init_image else None)
 
+
+def _kept(studio: Studio, owner: str, init: InitImage | None) -> InitImage | None:
+    """The starting image and mask kept in the owner's inputs folder (uploads are temporary)."""
+    if init is None:
+        return None
+    mask = keep_input(studio, owner, init.mask, "mask") if init.mask else None
+    return dataclasses.replace(init, path=keep_input(studio, owner, init.path, "init-image"), mask=mask)
 
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "cli"

@@ -55,6 +55,11 @@ def test_img2img_with_a_mask_repaints_only_the_mask(live_app, tiny_model, photo,
     row = app.studio.store.find("generations")[0]
     assert row["params"]["task"] == "inpaint" and row["params"]["strength"] == 1.0
     assert app.studio.config.absolute(row["params"]["mask"]).is_file()
+    only_masked = api.img2img(images=[photo], mask_image=square_mask, mask_blur=0, denoising_strength=1.0,
+                              prompt="a cat", inpaint_full_res=True, inpaint_full_res_padding=4, steps=2, width=64,
+                              height=64, seed=8)  # the crop around the mask is repainted at full size
+    cropped = np.asarray(only_masked.image.convert("RGB"), dtype=np.int16)
+    assert np.array_equal(cropped[~inside], original[~inside]) and not np.array_equal(cropped, out)
     plain = api.img2img(images=[photo], denoising_strength=0.6, prompt="a cat", steps=2, seed=8, width=64, height=64)
     assert plain.image.size == (64, 64) and plain.info["denoising_strength"] == 0.6
 

@@ -117,6 +117,8 @@ def test_generate_image_endpoint_takes_an_init_image_and_mask(live_app, tiny_mod
     assert seeds == "4" and Image.open(gallery[0]["image"]).size == (96, 80)
     row = app.studio.store.find("generations")[0]
     assert row["params"]["task"] == "inpaint" and row["params"]["strength"] == 1.0
+    kept = app.studio.config.absolute(row["params"]["mask"])  # the upload is copied into the user's inputs
+    assert kept.is_relative_to(app.studio.config.outputs_dir) and kept.parent.name == "inputs"
     with pytest.raises(Exception, match="needs the starting image"):
         client.predict(prompt="a boat", model=str(tiny_model("flux")), mask=handle_file(str(mask)),
                        api_name="/generate_image")
