@@ -20,6 +20,12 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     shape.add_argument("--size", help="WxH such as 1280x720")
     shape.add_argument("--aspect", help="aspect ratio such as 16:9 (the model's first size with it)")
     parser.add_argument("--image", help="first frame (image-to-video)")
+    parser.add_argument("--last-frame", help="last frame (Veo 3.1; needs --image)")
+    parser.add_argument("--reference", action="append", default=[], metavar="IMAGE",
+                        help="reference image keeping a subject or style (Veo 3.1, up to 3; repeatable)")
+    parser.add_argument("--source-video", help="video-to-video: the MP4 to restyle or edit (Runway aleph2)")
+    parser.add_argument("--audio", action=argparse.BooleanOptionalAction, default=None,
+                        help="sound on or off where the model offers the choice (fal Veo 3)")
     parser.add_argument("--fallback", action="append", default=[], metavar="PROVIDER[:MODEL]",
                         help="provider to use when the first is unhealthy or unreachable; repeatable, in order")
     parser.add_argument("--steps", type=int, help="local model: denoising steps")
@@ -35,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     request = VideoRequest(provider=args.provider, model=args.model, prompt=args.prompt, seconds=args.seconds,
                            size=args.size, aspect=args.aspect, image=args.image, negative_prompt=args.negative_prompt,
-                           fallback=args.fallback, steps=args.steps, fps=args.fps, seed=args.seed)
+                           fallback=args.fallback, steps=args.steps, fps=args.fps, seed=args.seed,
+                           last_frame=args.last_frame, references=args.reference, source_video=args.source_video,
+                           audio=args.audio)
     plan = estimate(request)
     target = plan.primary
     clips = " + ".join(f"{s} s" for s in target.segments)

@@ -12,6 +12,7 @@ from masuka.history.browse import entry
 from masuka.store import UNFINISHED
 from masuka.studio import Studio
 from masuka.users import output_dir
+from masuka.video.request import INPUT_FILES
 
 #: row column -> form field name (components are registered as ``<kind>_<field>``, e.g. ``image_negative``)
 FORM_FIELDS = {"prompt": "prompt", "negative_prompt": "negative", "model": "model", "provider": "provider",
@@ -28,6 +29,9 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     fields["loras"] = [f"{x['name']}:{x['weight']:g}" for x in row.get("loras") or [] if isinstance(x, dict)]
     for name, value in (row.get("params") or {}).items():
         fields.setdefault(name, value)
+    for name in INPUT_FILES:  # input files go back to the form as files it can show
+        if isinstance(fields.get(name), str) and (path := studio.config.absolute(fields[name])).is_file():
+            fields[name] = str(path)
     return row["kind"], fields
 
 

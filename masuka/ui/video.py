@@ -37,7 +37,10 @@ def build(ctx: UIContext) -> None:
         with gr.Column(scale=2):
             prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a paper boat drifting down a rainy street")
             negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(Veo, fal, local)")
-            image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
+            with gr.Row():
+                image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
+                last_frame = gr.Image(type="filepath", label="Last frame (optional: Veo 3.1)", height=180)
+            source_video = gr.Video(label="Source video (video-to-video: Runway Aleph 2)", height=180)
             with gr.Row():
                 provider = gr.Dropdown(_provider_choices(), value=first, label="Provider")
                 model = gr.Dropdown(_model_choices(first), value=first_model, label="Model", allow_custom_value=True,
@@ -69,7 +72,8 @@ def build(ctx: UIContext) -> None:
                 refresh = gr.Button("Refresh", scale=0)
     timer = gr.Timer(REFRESH_S)
     ctx.components.update(video_prompt=prompt, video_negative=negative, video_provider=provider, video_model=model,
-                          video_seconds=seconds, video_size=size)
+                          video_seconds=seconds, video_size=size, video_image=image, video_last_frame=last_frame,
+                          video_source_video=source_video)
 
     def models_for(provider_id: str, retired: bool):
         choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
@@ -89,12 +93,15 @@ def build(ctx: UIContext) -> None:
     @friendly
     def generate_video(prompt: str, provider: str, model: str, seconds: int | str | None = None,
                        size: str | None = None, image: str | None = None, negative_prompt: str = "",
-                       fallback: list[str] | None = None, request: gr.Request = None):
+                       fallback: list[str] | None = None, last_frame: str | None = None,
+                       source_video: str | None = None, request: gr.Request = None):
         """Start a video job; returns its id and a line saying what it costs. The job runs in the background."""
-        if image:
-            image = str(studio.config.inside(image, studio.config.data_dir, Path(gr.utils.get_upload_folder())))
+        image, last_frame, source_video = (
+            str(studio.config.inside(path, studio.config.data_dir, Path(gr.utils.get_upload_folder()))) if path
+            else None for path in (image, last_frame, source_video))
         job_id = start_video(studio, _request(provider, model, prompt, seconds, size, image, negative_prompt,
-                                              fallback, owner=user_of(request)))
+                                              fallback, owner=user_of(request), last_frame=last_frame,
+                                              source_video=source_video))
         row = studio.store.get("jobs", job_id)
         return job_id, (f"Job {job_id} started with {row['provider']} {row['model']} (estimated "
                         f"${row['cost_usd']:.2f}). It keeps running if you close this tab.")
@@ -119,26 +126,28 @@ def build(ctx: UIContext) -> None:
         row = cancel_video(studio, whole_number("job", job, 1, MAX_ID), user_of(request), is_admin(studio, request))
         return f"Job {row['id']}: cancel requested ({row['status']})."
 
-    form = [provider, model, seconds, size, image, fallback, prompt]
+    form = [provider, model, seconds, size, image, fallback, prompt, last_frame, source_video]
     status_outputs = [table, gallery, player, health, latest_job]
     refresh.click(video_status, None, status_outputs, api_name="video_status")  # first: it owns the name
     provider.input(models_for, [provider, show_retired], model, api_visibility="private")  # .input: Reuse sets both
     show_retired.input(models_for, [provider, show_retired], model, api_visibility="private")
     model.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
     size.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
-    for component in (provider, model, seconds, size, image, fallback):
+    for component in (provider, model, seconds, size, image, fallback, last_frame, source_video):
         component.change(price, form, cost, api_visibility="private")
     prompt.blur(price, form, cost, api_visibility="private")
-    run.click(generate_video, [prompt, provider, model, seconds, size, image, negative, fallback], [job, message],
+    run.click(generate_video, [prompt, provider, model, seconds, size, image, negative, fallback, last_frame,
+                               source_video], [job, message],
               api_name="generate_video").then(video_status, None, status_outputs, api_visibility="private")
     timer.tick(video_status, None, status_outputs, api_visibility="private")
     cancel.click(cancel_video_job, job, message, api_name="cancel_video")
 
 
-def price(provider_id, model_id, seconds, size, image, fallback, prompt) -> str:
+def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_frame=None, source_video=None) -> str:
     """The cost line under the form: the whole chain's price, or what is wrong with the choice."""
     try:
-        plan = estimate(_request(provider_id, model_id, prompt or "-", seconds, size, image, "", fallback))
+        plan = estimate(_request(provider_id, model_id, prompt or "-", seconds, size, image, "", fallback,
+                                 last_frame=last_frame, source_video=source_video))
     except MasukaError as error:
         return f"⚠️ {error}"
     target = plan.primary
@@ -161,13 +170,14 @@ def _job_line(row: dict) -> str:
 
 
 def _request(provider: str, model: str, prompt: str, seconds, size, image, negative_prompt: str, fallback,
-             owner: str | None = None) -> VideoRequest:
+             owner: str | None = None, last_frame: str | None = None, source_video: str | None = None) -> VideoRequest:
     try:
         seconds = int(seconds) if seconds not in (None, "") else None
     except (TypeError, ValueError):
         raise InvalidInput(f"Seconds must be a whole number (got {seconds!r}).") from None
     values = dict(provider=provider, model=model, prompt=prompt, seconds=seconds, size=size or None,
-                  image=image or None, negative_prompt=negative_prompt or "", fallback=list(fallback or []))
+                  image=image or None, negative_prompt=negative_prompt or "", fallback=list(fallback or []),
+                  last_frame=last_frame or None, source_video=source_video or None)
     return VideoRequest(**values, **({"owner": owner} if owner else {}))
 
 

@@ -27,7 +27,7 @@ from masuka.video.http import MaybeSubmitted, ModelUnavailable, ProviderUnavaila
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider
-from masuka.video.request import Target, VideoPlan, VideoRequest, plan_video
+from masuka.video.request import INPUT_FILES, Target, VideoPlan, VideoRequest, plan_video
 from masuka.video.settings import VideoSettings
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ def estimate(request: VideoRequest) -> VideoPlan:
 
 
 def start_video(studio: Studio, request: VideoRequest) -> int:
-    """Validate, write the job row, copy the first frame into the data dir and start the job; returns its id.
+    """Validate, write the job row, copy the input files (first and last frame, references, source video) into
+    the data dir and start the job; returns its id.
 
     A remote request that no provider can take (no key, every choice marked unhealthy) is refused here,
     before any job exists."""
@@ -58,14 +59,26 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
         "step": 0, "total": len(target.segments), "cost_usd": target.cost_usd, "pid": os.getpid(),
         "state": {"phase": "queued", "runner": PROCESS_TOKEN, "segments": []},
     })
-    if request.image:
-        copy = studio.config.outputs_dir / "videos" / "inputs" / f"{job_id:06d}{Path(request.image).suffix.lower()}"
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(request.image, copy)
-        plan.request.image = studio.config.relative(copy)
+    inputs = {name: getattr(request, name) for name in INPUT_FILES if getattr(request, name)}
+    inputs.update({f"reference-{n}": path for n, path in enumerate(request.references)})
+    if inputs:
+        copies = {name: _keep_input(studio, job_id, name, source) for name, source in inputs.items()}
+        for name in INPUT_FILES:
+            setattr(plan.request, name, copies.get(name))
+        plan.request.references = [copies[f"reference-{n}"] for n in range(len(request.references))]
         studio.store.update("jobs", job_id, params=plan.to_params())
     _submit(studio, job_id, request.provider)
     return job_id
+
+
+def _keep_input(studio: Studio, job_id: int, name: str, source: str) -> str:
+    """Copy an input file under ``outputs/videos/inputs/`` (the first frame keeps its old name); returns the
+    stored (relative) path."""
+    stem = f"{job_id:06d}" if name == "image" else f"{job_id:06d}-{name}"
+    copy = studio.config.outputs_dir / "videos" / "inputs" / f"{stem}{Path(source).suffix.lower()}"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, copy)
+    return studio.config.relative(copy)
 
 
 def _submit(studio: Studio, job_id: int, provider: str) -> None:
@@ -245,9 +258,12 @@ def _run_clip(studio: Studio, job_id: int, plan: VideoPlan, target: Target, prov
         folder = _clip_dir(studio, job_id)
         first = _image(studio, plan) if index == 0 else last_frame(folder / f"clip-{index - 1:02d}.mp4",
                                                                    folder / f"frame-{index:02d}.png")
-        clip = Clip(model=target.model, prompt=plan.request.prompt, seconds=segment["seconds"], size=plan.size,
-                    image=first, negative_prompt=plan.request.negative_prompt,
-                    entry=model_entry(target.provider, target.model))
+        request = plan.request
+        clip = Clip(model=target.model, prompt=request.prompt, seconds=segment["seconds"], size=plan.size,
+                    image=first, negative_prompt=request.negative_prompt,
+                    entry=model_entry(target.provider, target.model), last_frame=_stored(studio, request.last_frame),
+                    references=[studio.config.absolute(p) for p in request.references],
+                    source_video=_stored(studio, request.source_video), audio=request.audio)
         segment["submitting"] = True
         _save(studio, job_id, state, phase="submitting")  # written BEFORE the request leaves
         try:
@@ -350,7 +366,10 @@ def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips:
         "negative_prompt": plan.request.negative_prompt, "model": target.model, "provider": target.provider,
         "seed": plan.request.seed, "width": width, "height": height, "steps": plan.request.steps,
         "params": {"seconds": sum(target.segments), "size": plan.size, "segments": target.segments,
-                   "provider_job_ids": refs},
+                   "provider_job_ids": refs, **{name: getattr(plan.request, name) for name in INPUT_FILES
+                                                if getattr(plan.request, name)},
+                   **({"references": plan.request.references} if plan.request.references else {}),
+                   **({"audio": plan.request.audio} if plan.request.audio is not None else {})},
         "output_path": studio.config.relative(final), "cost_usd": target.cost_usd, "job_id": job_id,
         "started_at": row["started_at"], "finished_at": now(), "pid": os.getpid(),
     })
@@ -375,7 +394,11 @@ def _needs_attention(studio: Studio, job_id: int, provider: str) -> None:
 
 
 def _image(studio: Studio, plan: VideoPlan) -> Path | None:
-    return studio.config.absolute(plan.request.image) if plan.request.image else None
+    return _stored(studio, plan.request.image)
+
+
+def _stored(studio: Studio, stored: str | None) -> Path | None:
+    return studio.config.absolute(stored) if stored else None
 
 
 def _clip_dir(studio: Studio, job_id: int) -> Path:

@@ -33,6 +33,14 @@ class VideoRequest:
     fps: int | None = None
     seed: int | None = None
     owner: str = LOCAL_USER
+    last_frame: str | None = None  # the clip ends on this image (Veo 3.1)
+    references: list[str] = field(default_factory=list)  # up to 3 images that keep a subject or style (Veo 3.1)
+    source_video: str | None = None  # video-to-video: the clip to restyle or edit (Runway Aleph 2)
+    audio: bool | None = None  # sound on/off where the model offers the choice (None: the model's default)
+
+
+#: request fields holding input files (copied into the data dir with the job)
+INPUT_FILES = ("image", "last_frame", "source_video")
 
 
 @dataclass
@@ -83,6 +91,9 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         raise InvalidInput("The prompt is empty: describe the video you want.")
     plain_text("the negative prompt", request.negative_prompt, limit)
     size = _size(request, entry)
+    if request.source_video and entry.get("source_video"):  # the output follows the source clip's length
+        source_seconds = _video_seconds(request.source_video, provider)
+        request.seconds = request.seconds or source_seconds
     seconds = request.seconds or durations_for(entry, size)[0]
     if not isinstance(seconds, int) or not 1 <= seconds <= MAX_TOTAL_SECONDS:
         raise InvalidInput(f"Seconds must be a whole number from 1 to {MAX_TOTAL_SECONDS} (got {seconds!r}).")
@@ -90,8 +101,12 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         _check_image(request.image, provider)
     elif not entry.get("text", True):
         raise InvalidInput(f"{entry['name']} makes videos from an image only: give a first frame.")
+    for image in [request.last_frame, *request.references]:
+        if image:
+            _check_image(image, provider, "reference or last-frame")
     request.prompt = prompt
     targets = [_target(request.provider, request.model, entry, size, seconds)]
+    _check_inputs(request, entry, targets[0])
     for spec in request.fallback:
         name, _, model = spec.partition(":")
         if name == request.provider or name == "local":
@@ -101,7 +116,55 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         if size not in fallback_entry["sizes"]:
             raise InvalidInput(f"Fallback {name}:{model} has no size {size}.")
         targets.append(_target(name, model, fallback_entry, size, seconds))
+        _check_inputs(request, fallback_entry, targets[-1])
     return VideoPlan(request, size, seconds, targets)
+
+
+def _check_inputs(request: VideoRequest, entry: dict, target: Target) -> None:
+    """Last frame, references, source video and audio only where the model takes them, and never chained."""
+    name = entry["name"]
+    extras = [label for label, given in (("a last frame", request.last_frame), ("reference images",
+              request.references), ("a source video", request.source_video)) if given]
+    if extras and len(target.segments) > 1:
+        raise InvalidInput(f"{' and '.join(extras).capitalize()} apply to one clip: choose a length {name} makes "
+                           "in one clip.")
+    if request.last_frame and not entry.get("last_frame"):
+        raise InvalidInput(f"{name} takes no last frame.")
+    if request.last_frame and not request.image:
+        raise InvalidInput("A last frame needs a first frame too.")
+    if len(request.references) > entry.get("references", 0):
+        raise InvalidInput(f"{name} takes {entry.get('references', 0) or 'no'} reference images "
+                           f"(got {len(request.references)}).")
+    if request.references and request.image:
+        raise InvalidInput("Reference images and a first frame cannot be combined: give one or the other.")
+    if request.source_video and not entry.get("source_video"):
+        raise InvalidInput(f"{name} does not take a source video.")
+    if entry.get("source_video") == "required" and not request.source_video:
+        raise InvalidInput(f"{name} restyles or edits a video: give a source video.")
+    if request.audio is not None and not entry.get("audio"):
+        raise InvalidInput(f"{name} offers no sound on/off choice.")
+
+
+def _video_seconds(video: str, provider: dict) -> int:
+    """Whole seconds of a source video, after checking it is a playable MP4 small enough to send."""
+    import math
+
+    import imageio_ffmpeg
+
+    from masuka.video.media import BrokenVideo, check_mp4
+
+    path = Path(video)
+    if not path.is_file():
+        raise InvalidInput(f"The source video {path.name!r} was not found.")
+    limit = provider.get("max_video_bytes", 0)
+    if path.stat().st_size > limit:
+        raise InvalidInput(f"The source video is too large for {provider['name']} ({path.stat().st_size / 1e6:.1f} "
+                           f"MB; at most {limit / 1e6:.1f} MB).")
+    try:
+        check_mp4(path)
+    except BrokenVideo as error:
+        raise InvalidInput(f"{path.name!r} is not a playable MP4 ({error}).") from None
+    return max(1, math.ceil(imageio_ffmpeg.count_frames_and_secs(str(path))[1] - 0.01))
 
 
 def lifecycle_warnings(plan: VideoPlan) -> list[str]:
@@ -162,15 +225,15 @@ def _size(request: VideoRequest, entry: dict) -> str:
     return size
 
 
-def _check_image(image: str, provider: dict) -> None:
+def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
     from PIL import Image, UnidentifiedImageError
 
     path = Path(image)
     if not path.is_file():
-        raise InvalidInput(f"The first-frame image {path.name!r} was not found.")
+        raise InvalidInput(f"The {role} image {path.name!r} was not found.")
     limit = provider["max_image_bytes"]
     if path.stat().st_size > limit:
-        raise InvalidInput(f"The first-frame image is too large for {provider['name']} "
+        raise InvalidInput(f"The {role} image is too large for {provider['name']} "
                            f"({path.stat().st_size / 1e6:.1f} MB; at most {limit / 1e6:.1f} MB).")
     try:
         with Image.open(path) as opened:

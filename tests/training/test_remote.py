@@ -207,3 +207,18 @@ def test_the_train_tab_shows_the_price_and_trains_remotely(live_app, trainer):
     app.studio.jobs.wait(started["run"], timeout=60)
     status = client.predict(started["run"], api_name="/training_status")
     assert status["status"] == "completed" and Path(status["lora"]).is_file() and server.creates == 1
+
+
+def test_a_run_that_died_while_its_create_request_was_in_flight_is_never_sent_again(studio, trainer):
+    from masuka.training.runs import create_run
+
+    server = trainer("fal")
+    add_dataset(studio)
+    run_id = create_run(studio, options(), backend="fal")
+    state = studio.store.get("jobs", run_id)["state"]
+    studio.store.update("jobs", run_id, status="interrupted", state={**state, "submitting": True,
+                                                                      "upload": "https://files.test/d.zip"})
+    resume_run(studio, run_id)
+    studio.jobs.wait(run_id, timeout=30)
+    row = studio.store.get("jobs", run_id)
+    assert row["status"] == "interrupted" and "Needs attention" in row["error"] and server.creates == 0

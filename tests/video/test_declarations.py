@@ -1,4 +1,4 @@
-"""Each remote video provider declares itself once; key variables, base URLs, Settings labels, key checks and
+"""Each remote video provider and training backend declares itself once; key variables, base URLs, Settings labels, key checks and
 the stand-ins all follow that declaration, and the product never imports the stand-ins."""
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from masuka.keys import KEY_ENV
 from masuka.services import service
 from masuka.settings import check_key, key_labels
 from masuka.testing.http import FakeServer, Reply
+from masuka.training.backends import REMOTE_BACKENDS, remote_backends, trainer_catalog
 from masuka.video.catalog import REMOTE_PROVIDERS, video_catalog
 from masuka.video.providers import provider_class
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", REMOTE_PROVIDERS)
+@pytest.mark.parametrize("name", [*REMOTE_PROVIDERS, *REMOTE_BACKENDS])
 def test_a_provider_declaration_feeds_keys_urls_and_settings(name, monkeypatch, config):
-    declared = provider_class(name).service
-    assert declared is service(name) and name in video_catalog()
+    declared = (provider_class(name) if name in REMOTE_PROVIDERS else remote_backends()[name]).service
+    assert declared is service(name) and (name in video_catalog() or name in trainer_catalog())
     assert KEY_ENV[name] == declared.key_env and key_labels()[name] == declared.label
     seen = []
 

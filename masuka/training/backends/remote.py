@@ -90,18 +90,15 @@ def execute_remote_run(studio: Studio, run_id: int, log) -> None:
     cls = remote_backends()[state["backend"]]
     trainer = cls(settings, HealthTracker(studio.store, settings), studio.config.keys.get(cls.name))
     try:
-        if not state.get("ref"):
-            if state.get("submitting"):
-                return _needs_attention(studio, run_id, trainer)
-            if not _submit(studio, run_id, row, options, state, trainer, log):
-                return None
-        else:
+        if state.get("ref"):
             log(f"resuming: polling {trainer.service.label} job {state['ref']['id']}")
+        elif state.get("submitting") or not _submit(studio, run_id, row, options, state, trainer, log):
+            _needs_attention(studio, run_id, trainer)
+            return
         output = _poll(studio, run_id, options, state, trainer, log)
         _finish(studio, run_id, row, options, state, trainer, output, log)
     finally:
         trainer.close()
-    return None
 
 
 def _submit(studio: Studio, run_id: int, row: dict, options: TrainOptions, state: dict, trainer: RemoteTrainer,
@@ -120,7 +117,6 @@ def _submit(studio: Studio, run_id: int, row: dict, options: TrainOptions, state
     try:
         state["ref"] = trainer.submit(request)
     except MaybeSubmitted:
-        _needs_attention(studio, run_id, trainer)
         return False
     except BaseException:
         state.pop("submitting")  # refused: nothing was created

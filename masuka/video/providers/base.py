@@ -38,6 +38,10 @@ class Clip:
     image: Path | None = None
     negative_prompt: str = ""
     entry: dict = field(default_factory=dict)  # the model's catalog entry
+    last_frame: Path | None = None
+    references: list[Path] = field(default_factory=list)
+    source_video: Path | None = None
+    audio: bool | None = None
 
 
 @dataclass
@@ -123,7 +127,7 @@ class Provider(ServiceClient, ABC):
 
 
 def image_data_uri(path: Path) -> str:
-    """``data:image/png;base64,...`` for APIs that take inline images."""
+    """``data:image/png;base64,...`` (or ``data:video/mp4;...``) for APIs that take inline files."""
     mime, b64 = image_base64(path)
     return f"data:{mime};base64,{b64}"
 

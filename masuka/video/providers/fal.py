@@ -32,6 +32,8 @@ class FalQueue(Provider):
             body["duration"] = clip.entry["duration_format"].format(clip.seconds)
         if clip.negative_prompt:
             body["negative_prompt"] = clip.negative_prompt
+        if clip.audio is not None:
+            body["generate_audio"] = clip.audio
         if clip.image is not None:
             body["image_url"] = image_data_uri(clip.image)
         answer = self.caller.send(self.client, "POST", f"/{model}", create=True, json=body).json()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from masuka.services import Service
 from masuka.video.catalog import aspect_of, resolution_of
 from masuka.video.providers.base import Clip, Provider, Status, image_base64
@@ -15,8 +17,12 @@ class GeminiVeo(Provider):
     def submit(self, clip: Clip) -> dict:
         instance: dict = {"prompt": clip.prompt}
         if clip.image is not None:
-            mime, data = image_base64(clip.image)
-            instance["image"] = {"bytesBase64Encoded": data, "mimeType": mime}
+            instance["image"] = _inline(clip.image)
+        if clip.last_frame is not None:
+            instance["lastFrame"] = _inline(clip.last_frame)
+        if clip.references:
+            instance["referenceImages"] = [{"image": _inline(path), "referenceType": "ASSET"}
+                                           for path in clip.references]
         parameters: dict = {"aspectRatio": aspect_of(clip.size), "durationSeconds": clip.seconds,
                             "resolution": resolution_of(clip.size)}
         if clip.negative_prompt:
@@ -37,3 +43,8 @@ class GeminiVeo(Provider):
                 "raiMediaFilteredReasons")
             return Status("failed", error="; ".join(filtered or []) or "Veo returned no video.")
         return Status("completed", progress=1.0, output=samples[0]["video"]["uri"])
+
+
+def _inline(path: Path) -> dict:
+    mime, data = image_base64(path)
+    return {"bytesBase64Encoded": data, "mimeType": mime}

@@ -24,6 +24,10 @@ class RunwayTasks(Provider):
         if clip.image is not None:
             body["promptImage"] = image_data_uri(clip.image)
             route = "/v1/image_to_video"
+        if clip.source_video is not None:  # Aleph: the output follows the source clip's length
+            body = {"model": clip.model, "promptText": clip.prompt, "ratio": body["ratio"],
+                    "videoUri": image_data_uri(clip.source_video)}
+            route = "/v1/video_to_video"
         response = self.caller.send(self.client, "POST", route, create=True, json=body)
         return {"id": _unwrap(response.json())["id"]}
 

@@ -1,0 +1,140 @@
+"""First and last frame, reference images, a source video and sound: sent in each API's shape (checked against
+the official google-genai and runwayml SDKs), refused up front where a model does not take them, kept with the
+job and given back by History's Reuse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from masuka.errors import InvalidInput
+from masuka.history.actions import reuse_parameters
+from masuka.store import LOCAL_USER
+from masuka.testing.video import KEY
+from masuka.video.jobs import estimate, start_video, wait_video
+from masuka.video.request import VideoRequest
+
+PROMPT = "a lighthouse in a storm"
+
+
+@pytest.fixture
+def frames(tmp_path):
+    paths = []
+    for index, colour in enumerate(("navy", "gold", "teal", "plum")):
+        path = tmp_path / f"frame{index}.png"
+        Image.new("RGB", (64, 64), colour).save(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture
+def source_video(tmp_path, sample_mp4):
+    path = tmp_path / "source.mp4"
+    path.write_bytes(sample_mp4)
+    return str(path)
+
+
+def run(studio, **kw) -> dict:
+    row = wait_video(studio, start_video(studio, VideoRequest(prompt=PROMPT, **kw)), timeout=60)
+    assert row["status"] == "completed", row["error"]
+    return row
+
+
+def test_veo_gets_first_and_last_frame_or_references(studio, fake, frames):
+    server = fake("gemini")
+    run(studio, provider="gemini", model="veo-3.1-generate-001", image=frames[0], last_frame=frames[1], seconds=6)
+    run(studio, provider="gemini", model="veo-3.1-generate-001", references=frames[1:4], seconds=8)
+    framed, referenced = (job["payload"]["instances"][0] for job in server.jobs.values())
+    assert framed["image"]["mimeType"] == framed["lastFrame"]["mimeType"] == "image/png"
+    assert framed["image"]["bytesBase64Encoded"] != framed["lastFrame"]["bytesBase64Encoded"]
+    assert [r["referenceType"] for r in referenced["referenceImages"]] == ["ASSET"] * 3
+    assert all(r["image"]["bytesBase64Encoded"] for r in referenced["referenceImages"])
+
+
+def test_runway_aleph_restyles_a_source_video_of_its_own_length(studio, fake, source_video):
+    server = fake("runway")
+    plan = estimate(VideoRequest(provider="runway", model="aleph2", prompt=PROMPT, source_video=source_video))
+    assert plan.seconds == 1 and plan.primary.cost_usd == 0.15
+    row = run(studio, provider="runway", model="aleph2", source_video=source_video)
+    sent = server.jobs["job1"]["payload"]
+    assert sent["route"] == "/v1/video_to_video" and sent["videoUri"].startswith("data:video/mp4;base64,")
+    assert (sent["model"], sent["ratio"], sent["promptText"]) == ("aleph2", "1280:720", PROMPT)
+    assert "duration" not in sent
+    kept = studio.config.absolute(row["params"]["request"]["source_video"])
+    assert kept.is_relative_to(studio.config.outputs_dir) and kept.read_bytes() == open(source_video, "rb").read()
+
+
+def test_fal_gets_the_sound_choice(studio, fake):
+    server = fake("fal")
+    run(studio, provider="fal", model="fal-ai/veo3", audio=False, seconds=4)
+    assert server.jobs["job1"]["payload"]["generate_audio"] is False
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(model="veo-3.1-generate-001", last_frame=1), "needs a first frame"),
+    (dict(model="veo-3.1-generate-001", image=0, references=[1]), "cannot be combined"),
+    (dict(model="veo-3.1-generate-001", references=[0, 1, 2, 3]), "takes 3 reference images"),
+    (dict(model="veo-3.1-fast-generate-001", references=[0]), "takes no reference images"),
+    (dict(model="veo-3.1-generate-001", image=0, last_frame=1, seconds=16), "apply to one clip"),
+    (dict(model="veo-3.1-generate-001", audio=True), "no sound on/off choice"),
+    (dict(model="veo-3.1-generate-001", source_video=True), "does not take a source video"),
+    (dict(provider="runway", model="aleph2"), "give a source video"),
+    (dict(provider="runway", model="gen4.5", image=0, last_frame=1), "takes no last frame"),
+])
+def test_inputs_a_model_does_not_take_are_refused_before_anything_is_sent(frames, source_video, change, words):
+    values = dict(provider="gemini", prompt=PROMPT)
+    values.update(change)
+    for name in ("image", "last_frame"):
+        if name in values:
+            values[name] = frames[values[name]]
+    values["references"] = [frames[n] for n in values.get("references", [])]
+    if values.get("source_video"):
+        values["source_video"] = source_video
+    with pytest.raises(InvalidInput, match=words):
+        estimate(VideoRequest(**values))
+
+
+def test_reuse_gives_back_the_frames_and_the_source_video(studio, fake, frames, source_video):
+    fake("gemini")
+    fake("runway")
+    framed = run(studio, provider="gemini", model="veo-3.1-generate-001", image=frames[0], last_frame=frames[1])
+    _kind, fields = reuse_parameters(studio, LOCAL_USER, True, f"g{framed['result']['generation_id']}")
+    assert open(fields["last_frame"], "rb").read() == open(frames[1], "rb").read()
+    assert open(fields["image"], "rb").read() == open(frames[0], "rb").read()
+    edited = run(studio, provider="runway", model="aleph2", source_video=source_video)
+    _kind, fields = reuse_parameters(studio, LOCAL_USER, True, f"g{edited['result']['generation_id']}")
+    assert open(fields["source_video"], "rb").read() == open(source_video, "rb").read()
+
+
+def test_veo_request_matches_google_genai(studio, fake, frames):
+    genai = pytest.importorskip("google.genai")
+    server = fake("gemini")
+    run(studio, provider="gemini", model="veo-3.1-generate-001", image=frames[0], last_frame=frames[1], seconds=6,
+        negative_prompt="blurry")
+    ours = server.requests_to(":predictLongRunning")[0]
+    client = genai.Client(api_key=KEY, http_options=genai.types.HttpOptions(base_url=server.base))
+    png = [open(path, "rb").read() for path in frames[:2]]
+    client.models.generate_videos(
+        model="veo-3.1-generate-001", prompt=PROMPT, image=genai.types.Image(image_bytes=png[0], mime_type="image/png"),
+        config=genai.types.GenerateVideosConfig(
+            last_frame=genai.types.Image(image_bytes=png[1], mime_type="image/png"), duration_seconds=6,
+            aspect_ratio="16:9", resolution="720p", negative_prompt="blurry"))
+    theirs = server.requests_to(":predictLongRunning")[1]
+    assert ours.path == theirs.path and ours.headers["x-goog-api-key"] == theirs.headers["x-goog-api-key"]
+    assert json.loads(ours.body) == json.loads(theirs.body)
+
+
+def test_runway_video_to_video_matches_runwayml(studio, fake, source_video):
+    runwayml = pytest.importorskip("runwayml")
+    server = fake("runway")
+    run(studio, provider="runway", model="aleph2", source_video=source_video)
+    ours = server.requests_to("/v1/video_to_video")[0]
+    client = runwayml.RunwayML(api_key=KEY, base_url=server.base, max_retries=0)
+    client.video_to_video.create(model="aleph2", video_uri=json.loads(ours.body)["videoUri"], prompt_text=PROMPT,
+                                 ratio="1280:720")
+    theirs = server.requests_to("/v1/video_to_video")[1]
+    assert json.loads(ours.body) == json.loads(theirs.body)
+    for header in ("authorization", "x-runway-version"):
+        assert ours.headers[header] == theirs.headers[header]
