@@ -16,7 +16,7 @@ from typing import Any
 
 from masuka.errors import MasukaError
 
-COMMANDS = ["serve", "generate", "bench", "video", "jobs", "train", "runs", "dataset", "history", "models",
+COMMANDS = ["serve", "generate", "queue", "bench", "video", "jobs", "train", "runs", "dataset", "history", "models",
             "keys", "doctor"]
 
 

@@ -52,6 +52,7 @@ class Config:
     gpu_concurrency: int = 1
     max_queued_per_user: int = 4
     queue_size: int = 64
+    queued_jobs_per_user: int = 1000  # the generation queue (masuka.queue): unfinished jobs one user may hold
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
@@ -63,6 +64,7 @@ class Config:
             "gpu_concurrency": int(os.environ.get("MASUKA_GPU_CONCURRENCY", 1)),
             "max_queued_per_user": int(os.environ.get("MASUKA_MAX_QUEUED_PER_USER", 4)),
             "queue_size": int(os.environ.get("MASUKA_QUEUE_SIZE", 64)),
+            "queued_jobs_per_user": int(os.environ.get("MASUKA_QUEUED_JOBS_PER_USER", 1000)),
         }
         values.update(overrides)
         config = cls(
@@ -98,6 +100,10 @@ class Config:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def wildcards_dir(self) -> Path:
+        return self.data_dir / "wildcards"
 
     @property
     def tmp_dir(self) -> Path:

@@ -22,6 +22,8 @@ from typing import Any
 from masuka.errors import Cancelled, GPUBusy
 
 CONCURRENCY_ID = "gpu"
+#: how a queued (background) job names itself in a slot's lock file
+BACKGROUND_LABEL = "[queued]"
 
 
 class GPURunner:
@@ -52,28 +54,53 @@ class GPURunner:
         return found
 
     @contextmanager
-    def hold(self, job: str, timeout: float | None = None, on_wait: Callable[[str], None] | None = None
-             ) -> Iterator[None]:
-        """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy."""
+    def hold(self, job: str, timeout: float | None = None, on_wait: Callable[[str], None] | None = None,
+             background: bool = False) -> Iterator[None]:
+        """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy.
+
+        Interactive requests go first: while one waits, ``background`` holds (queued jobs) do not take a
+        slot, and an interactive request waits past its timeout when only queued work holds the GPU (a
+        queued job takes the slot one image at a time, so the wait is short).
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        label = f"{BACKGROUND_LABEL} {job}" if background else job
         told = False
-        while True:
-            handle = self._try_acquire(job)
-            if handle is not None:
-                break
-            busy = ", ".join(self.holders()) or "another job"
-            if deadline is not None and time.monotonic() >= deadline:
-                raise GPUBusy(f"The GPU is busy with {busy}. Try again when it finishes, or stop it.")
-            if on_wait and not told:
-                on_wait(f"waiting for the GPU ({busy})")
-                told = True
-            time.sleep(0.2)
+        wanted: Path | None = None
+        try:
+            while True:
+                handle = None if background and self.interactive_waiting() else self._try_acquire(label)
+                if handle is not None:
+                    break
+                if not background and wanted is None:
+                    wanted = self.lock_dir / f"wanted-{os.getpid()}-{threading.get_ident()}"
+                    wanted.touch()
+                holders = self.holders()
+                busy = ", ".join(holders) or "another job"
+                only_queued = bool(holders) and all(h.startswith(BACKGROUND_LABEL) for h in holders)
+                if deadline is not None and time.monotonic() >= deadline and not only_queued:
+                    raise GPUBusy(f"The GPU is busy with {busy}. Try again when it finishes, or stop it.")
+                if on_wait and not told:
+                    on_wait(f"waiting for the GPU ({busy})")
+                    told = True
+                time.sleep(0.2)
+        finally:
+            if wanted is not None:
+                wanted.unlink(missing_ok=True)
         try:
             yield
         finally:
             handle.truncate(0)
             fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
+
+    def interactive_waiting(self) -> bool:
+        """Whether a live interactive request (any process) is waiting for a slot."""
+        for marker in self.lock_dir.glob("wanted-*"):
+            pid = int(marker.name.split("-")[1])
+            if pid == os.getpid() or _pid_alive(pid):
+                return True
+            marker.unlink(missing_ok=True)  # left by a process that died while waiting
+        return False
 
     def _try_acquire(self, job: str):
         for index in range(self.slots):
@@ -109,6 +136,16 @@ class StopFlags:
             return False
         event.set()
         return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_stop(event: threading.Event | None) -> None:

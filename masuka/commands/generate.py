@@ -10,8 +10,14 @@ from masuka.gpu import MEMORY_PLAN_HELP, MEMORY_PLANS
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("generate", parents=[common], help="generate images from a prompt")
+    add_request_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:
+    """The request flags ``generate``, ``queue add`` and ``grid`` share."""
     parser.add_argument("--model", required=True, help="catalog id, diffusers repo id or local pipeline folder")
-    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--prompt", required=prompt_required)
     parser.add_argument("--negative-prompt", default="")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--guidance", type=float)
@@ -28,17 +34,23 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
     parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",
                         help="with --fast: first-block cache threshold, 0 = off; higher is faster and rougher")
-    parser.set_defaults(handler=run)
+
+
+def request_from_args(args: argparse.Namespace):
+    """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
+    from masuka.image.generate import ImageRequest, parse_lora
+
+    return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
+                        steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
+                        seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
+                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache)
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.image.generate import ImageRequest, generate_images, parse_lora
+    from masuka.image.generate import generate_images
 
     studio = open_studio(args)
-    request = ImageRequest(prompt=args.prompt, model=args.model, negative_prompt=args.negative_prompt,
-                           steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
-                           seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
-                           memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache)
+    request = request_from_args(args)
     last = [-1]
 
     def on_step(index: int, step: int, total: int) -> None:

@@ -66,6 +66,9 @@ class ImageRequest:
     memory_plan: str = "auto"  # "auto" or one of masuka.gpu.MEMORY_PLANS
     fast: bool = False  # the compiled fast path (masuka.image.fast)
     step_cache: float = 0.0  # first-block cache threshold on the fast path; 0 = off, higher = faster, rougher
+    template: str = ""  # the prompt before batch expansion ({a|b}, __wildcard__), written as "Template:"
+    queue_id: int | None = None  # the queued job this image belongs to (masuka.queue)
+    notes: dict[str, Any] = field(default_factory=dict)  # extra facts kept in the row's params (queue item, cell)
 
 
 @dataclass
@@ -161,10 +164,13 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
                     on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None,
-                    gpu_timeout: float | None = None, allow_any_path: bool = False) -> list[ImageResult]:
-    """Validate, then make ``request.batch`` images; returns them in order. Raises on the first failure."""
+                    gpu_timeout: float | None = None, allow_any_path: bool = False,
+                    background: bool = False) -> list[ImageResult]:
+    """Validate, then make ``request.batch`` images; returns them in order. Raises on the first failure.
+
+    ``background`` work (the queue) lets interactive requests take the GPU first."""
     plan = plan_request(studio, request, allow_any_path)
-    with studio.gpu.hold(f"image generation for {request.owner}", timeout=gpu_timeout):
+    with studio.gpu.hold(f"image generation for {request.owner}", timeout=gpu_timeout, background=background):
         return _run(studio, plan, on_step, on_image, stop)
 
 
@@ -247,11 +253,12 @@ def _row(plan: Plan, seed: int, batch_id: str, index: int, pipe: Any) -> dict:
         "owner": request.owner, "kind": "image", "status": "running", "prompt": request.prompt.strip(),
         "negative_prompt": request.negative_prompt, "model": plan.spec.id, "seed": seed, "width": plan.width,
         "height": plan.height, "steps": plan.steps, "guidance": plan.guidance, "batch_id": batch_id,
-        "batch_index": index, "pid": os.getpid(), "started_at": now(),
+        "batch_index": index, "pid": os.getpid(), "started_at": now(), "queue_id": request.queue_id,
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,
-                   "step_cache": device_plan.step_cache},
+                   "step_cache": device_plan.step_cache, **request.notes,
+                   **({"template": request.template} if request.template else {})},
     }
 
 
@@ -259,6 +266,8 @@ def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     request = plan.request
     scheduler = type(getattr(pipe, "scheduler", None)).__name__
     extra = {}
+    if request.template and request.template != request.prompt.strip():
+        extra["Template"] = request.template
     if plan.loras:
         extra["Lora hashes"] = ", ".join(f"{info.name}: {info.adapter[5:]}" for info, _w in plan.loras)
     return Parameters(prompt=request.prompt.strip(), negative_prompt=request.negative_prompt if
