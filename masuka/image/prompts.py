@@ -38,6 +38,7 @@ def expand_prompts(wildcards: Path, templates: list[str], count: int = 0, seed: 
 
     if count < 0 or count > MAX_PROMPTS:
         raise InvalidInput(f"Random picks must be between 1 and {MAX_PROMPTS} (got {count}).")
+    wildcards.mkdir(parents=True, exist_ok=True)  # where the user adds wildcard files
     manager = WildcardManager(wildcards)
     expanded: list[Prompt] = []
     for template in templates:

@@ -51,8 +51,8 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
     for template in templates:
         base = request.seed if request.seed not in (None, -1) else random.randint(0, MAX_SEED // 2)
         expanded = expand_prompts(studio.config.wildcards_dir, [template], random_picks, base)
-        plan = plan_request(studio, replace(request, prompt=expanded[0].text, seed=base, batch=1), allow_any_path)
-        items = [{"prompt": p.text, "template": p.template} for p in expanded for _ in range(plan.request.batch)]
+        plan = plan_request(studio, replace(request, prompt=expanded[0].text, seed=base), allow_any_path)
+        items = [{"prompt": p.text, "template": p.template} for p in expanded for _ in plan.seeds]
         if base + len(items) - 1 > MAX_SEED:
             raise InvalidInput(f"The seed is too large for {len(items)} images (at most {MAX_SEED - len(items) + 1}).")
         for index, item in enumerate(items):
