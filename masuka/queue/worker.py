@@ -8,6 +8,7 @@ interactive requests go first (see :meth:`masuka.gpu.GPURunner.hold`).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import traceback
 from collections.abc import Callable
@@ -122,6 +123,8 @@ class QueueWorker:
                 if job is not None:
                     run_job(self.studio, job)
                     continue
-            except Exception:  # the database busy or gone for a moment: log, wait, try again
+            except sqlite3.ProgrammingError:  # the studio was closed: the app is shutting down
+                return
+            except Exception:  # the database busy for a moment: log, wait, try again
                 log.exception("the queue worker could not claim a job")
             self._stopping.wait(self.poll_s)

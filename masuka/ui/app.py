@@ -10,7 +10,7 @@ from masuka.studio import Studio
 from masuka.ui.common import UIContext
 
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
-TABS = [("Image", "image"), ("Video", "video"), ("Datasets", "datasets"), ("Train", "train"),
+TABS = [("Image", "image"), ("Queue", "queue"), ("Video", "video"), ("Datasets", "datasets"), ("Train", "train"),
         ("History", "history"), ("Models", "models"), ("Settings", "settings")]
 
 
