@@ -75,6 +75,8 @@ def plan_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_pa
     names = [axis.name for axis in axes]
     if len(set(names)) != len(names):
         raise InvalidInput("Each parameter may be on one axis only.")
+    if "lora_weight" in names and not base.loras and "lora" not in names:
+        raise InvalidInput("The lora_weight axis needs a LoRA: add --lora or a lora axis.")
     count = 1
     for axis in axes:
         count *= len(axis.values)
@@ -172,8 +174,6 @@ def _apply(axis: Axis, value: str, request: ImageRequest, base: ImageRequest) ->
             width, _, height = value.lower().partition("x")
             return replace(request, width=int(width), height=int(height))
         if axis.name == "lora_weight":
-            if not request.loras:
-                raise InvalidInput("The lora_weight axis needs a LoRA: add --lora or a lora axis.")
             weight = float(value)
             return replace(request, loras=[(ref, weight) for ref, _w in request.loras])
     except ValueError:
