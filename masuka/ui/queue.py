@@ -20,6 +20,17 @@ FORM = ["image_prompt", "image_model", "image_negative", "image_steps", "image_g
         "image_step_cache"]
 
 
+def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+                 guidance: float | None = None, width: int | None = None, height: int | None = None,
+                 seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
+                 fast: bool = False, step_cache: float = 0.0) -> ImageRequest:
+    """The request the Image tab's form (:data:`FORM`) describes."""
+    return ImageRequest(prompt=prompt or "", model=model, negative_prompt=negative_prompt or "", steps=steps,
+                        guidance=guidance, width=width, height=height, seed=seed, batch=int(batch or 1),
+                        loras=[parse_lora(x) for x in loras or []], owner=owner, memory_plan=memory_plan or "auto",
+                        fast=bool(fast), step_cache=float(step_cache or 0))
+
+
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
     with gr.Accordion("Prompt batch (uses the Image tab's model and settings)", open=False):
@@ -59,10 +70,8 @@ def build(ctx: UIContext) -> None:
                   fast: bool = False, step_cache: float = 0.0, prompts: str = "", random_picks: int = 0,
                   request: gr.Request = None) -> dict:
         """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion."""
-        image = ImageRequest(prompt=prompt or "", model=model, negative_prompt=negative_prompt or "", steps=steps,
-                             guidance=guidance, width=width, height=height, seed=seed, batch=int(batch or 1),
-                             loras=[parse_lora(x) for x in loras or []], owner=user_of(request),
-                             memory_plan=memory_plan or "auto", fast=bool(fast), step_cache=float(step_cache or 0))
+        image = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                             batch, loras, memory_plan, fast, step_cache)
         return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
 
     @friendly

@@ -33,3 +33,14 @@ def test_queue_add_status_and_control_over_the_api(live_app, tiny_model):
         bob.predict("retry", job_id, api_name="/queue_control")
     with pytest.raises(Exception, match="is completed"):
         ann.predict("retry", job_id, api_name="/queue_control")
+
+
+def test_grid_over_the_api(live_app, tiny_model):
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    grid, cells = client.predict(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
+                                 seed=3, x="guidance=1,2", y="prompt=red,blue", api_name="/grid")
+    assert len(cells) == 4 and grid
+    rows = app.studio.store.find("generations", order_by="id")
+    assert [(r["guidance"], r["prompt"]) for r in rows] == [(1.0, "a red fox"), (2.0, "a red fox"),
+                                                            (1.0, "a blue fox"), (2.0, "a blue fox")]
