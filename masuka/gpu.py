@@ -95,9 +95,11 @@ class GPURunner:
 
     def interactive_waiting(self) -> bool:
         """Whether a live interactive request (any process) is waiting for a slot."""
+        from masuka.store import process_alive
+
         for marker in self.lock_dir.glob("wanted-*"):
             pid = int(marker.name.split("-")[1])
-            if pid == os.getpid() or _pid_alive(pid):
+            if pid == os.getpid() or process_alive(pid):
                 return True
             marker.unlink(missing_ok=True)  # left by a process that died while waiting
         return False
@@ -136,16 +138,6 @@ class StopFlags:
             return False
         event.set()
         return True
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_stop(event: threading.Event | None) -> None:
