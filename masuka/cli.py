@@ -16,8 +16,8 @@ from typing import Any
 
 from masuka.errors import MasukaError
 
-COMMANDS = ["serve", "generate", "queue", "grid", "sequence", "bench", "video", "jobs", "train", "runs", "dataset",
-            "history", "models", "keys", "doctor"]
+COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
+            "dataset", "history", "models", "keys", "doctor"]
 
 
 def build_parser() -> argparse.ArgumentParser:

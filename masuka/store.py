@@ -52,6 +52,11 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
          "pid": int, "created_at": str, "started_at": str, "updated_at": str, "finished_at": str},
         [("status", "position"), ("owner", "status")],
     ),
+    "comparisons": (  # blind A/B tests (masuka.image.compare): the pairs and the votes in ``state``
+        {"id": int, "owner": str, "kind": str, "title": str, "model": str, "params": str, "state": str,
+         "created_at": str, "updated_at": str},
+        [("owner", "created_at")],
+    ),
     "job_metrics": (
         {"id": int, "job_id": int, "step": int, "loss": float, "lr": float, "sec_per_step": float,
          "vram_gb": float, "at": str, "created_at": str},
