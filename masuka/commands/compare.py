@@ -55,7 +55,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from masuka.image.compare import next_pair, tally
+    from masuka.image.compare import describe_tally, next_pair, tally
 
     studio = open_studio(args)
     if args.action == "next":
@@ -65,15 +65,15 @@ def run_show(args: argparse.Namespace) -> int:
              f"  right: {pair['right']}")
         return 0
     result = tally(studio, LOCAL_USER, True, args.id)
-    emit(args, result, _tally_text(result))
+    emit(args, result, describe_tally(result))
     return 0
 
 
 def run_vote(args: argparse.Namespace) -> int:
-    from masuka.image.compare import vote
+    from masuka.image.compare import describe_tally, vote
 
     result = vote(open_studio(args), LOCAL_USER, True, args.id, args.pair, args.pick)
-    emit(args, result, _tally_text(result))
+    emit(args, result, describe_tally(result))
     return 0
 
 
@@ -85,12 +85,3 @@ def run_list(args: argparse.Namespace) -> int:
          or "no comparisons")
     return 0
 
-
-def _tally_text(result: dict) -> str:
-    sides = result["sides"]
-    text = (f"A = {sides['a']}, B = {sides['b']}: A {result['a_wins']}, B {result['b_wins']}, ties {result['ties']}, "
-            f"undecided {result['undecided']}")
-    if result["a_win_rate"] is not None:
-        low, high = result["interval"]
-        text += f"; A wins {100 * result['a_win_rate']:.0f}% (95% Wilson interval {100 * low:.0f}-{100 * high:.0f}%)"
-    return text

@@ -90,6 +90,17 @@ def tally(studio: Studio, user: str, admin: bool, comparison_id: int) -> dict:
     return result
 
 
+def describe_tally(result: dict) -> str:
+    """The tally in one line for people."""
+    sides = result["sides"]
+    text = (f"A = {sides['a']}, B = {sides['b']}: A {result['a_wins']}, B {result['b_wins']}, ties {result['ties']}, "
+            f"undecided {result['undecided']}")
+    if result["a_win_rate"] is not None:
+        low, high = result["interval"]
+        text += f"; A wins {100 * result['a_win_rate']:.0f}% (95% Wilson interval {100 * low:.0f}-{100 * high:.0f}%)"
+    return text
+
+
 def list_comparisons(studio: Studio, user: str, admin: bool) -> list[dict]:
     mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
     return [{"id": row["id"], "title": row["title"], "model": row["model"], "created_at": row["created_at"]}

@@ -10,8 +10,9 @@ from masuka.studio import Studio
 from masuka.ui.common import UIContext
 
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
-TABS = [("Image", "image"), ("Queue", "queue"), ("Grid", "grid"), ("Video", "video"), ("Datasets", "datasets"),
-        ("Train", "train"), ("History", "history"), ("Models", "models"), ("Settings", "settings")]
+TABS = [("Image", "image"), ("Queue", "queue"), ("Grid", "grid"), ("Compare", "compare"), ("Video", "video"),
+        ("Datasets", "datasets"), ("Train", "train"), ("History", "history"), ("Models", "models"),
+        ("Settings", "settings")]
 
 
 def build_app(studio: Studio) -> gr.Blocks:
