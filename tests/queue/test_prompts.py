@@ -8,7 +8,8 @@ from masuka.image.prompts import expand_prompts, prompt_lines
 def test_combinations_random_picks_and_wildcards(tmp_path):
     (tmp_path / "animal.txt").write_text("cat\n# a comment\ndog\nowl\n", encoding="utf-8")
     every = expand_prompts(tmp_path, ["a {red|green} __animal__"])
-    assert sorted(p.text for p in every) == sorted(f"a {c} {a}" for c in ("red", "green") for a in ("cat", "dog", "owl"))
+    expected = [f"a {colour} {animal}" for colour in ("red", "green") for animal in ("cat", "dog", "owl")]
+    assert sorted(p.text for p in every) == sorted(expected)
     assert {p.template for p in every} == {"a {red|green} __animal__"}
 
     picks = expand_prompts(tmp_path, ["a {red|green|blue} __animal__"], count=8, seed=42)
