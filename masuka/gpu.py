@@ -22,6 +22,8 @@ from typing import Any
 from masuka.errors import Cancelled, GPUBusy
 
 CONCURRENCY_ID = "gpu"
+#: how a queued (background) job names itself in a slot's lock file
+BACKGROUND_LABEL = "[queued]"
 
 
 class GPURunner:
@@ -53,14 +55,25 @@ class GPURunner:
 
     @contextmanager
     def hold(self, job: str, timeout: float | None = None, on_wait: Callable[[str], None] | None = None,
+<<<<<<< HEAD
              private: bool = False) -> Iterator[None]:
         """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy.
 
         The refusal and the wait message name the jobs holding the GPU, unless ``private`` (a caller who may
         not know what other users run): then they say "another job".
+=======
+             background: bool = False) -> Iterator[None]:
+        """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy.
+
+        Interactive requests go first: while one waits, ``background`` holds (queued jobs) do not take a
+        slot, and an interactive request waits past its timeout when only queued work holds the GPU (a
+        queued job takes the slot one image at a time, so the wait is short).
+>>>>>>> queue
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        label = f"{BACKGROUND_LABEL} {job}" if background else job
         told = False
+<<<<<<< HEAD
         while True:
             handle = self._try_acquire(job)
             if handle is not None:
@@ -72,6 +85,29 @@ class GPURunner:
                 on_wait(f"waiting for the GPU ({busy})")
                 told = True
             time.sleep(0.2)
+=======
+        wanted: Path | None = None
+        try:
+            while True:
+                handle = None if background and self.interactive_waiting() else self._try_acquire(label)
+                if handle is not None:
+                    break
+                if not background and wanted is None:
+                    wanted = self.lock_dir / f"wanted-{os.getpid()}-{threading.get_ident()}"
+                    wanted.touch()
+                holders = self.holders()
+                busy = ", ".join(holders) or "another job"
+                only_queued = bool(holders) and all(h.startswith(BACKGROUND_LABEL) for h in holders)
+                if deadline is not None and time.monotonic() >= deadline and not only_queued:
+                    raise GPUBusy(f"The GPU is busy with {busy}. Try again when it finishes, or stop it.")
+                if on_wait and not told:
+                    on_wait(f"waiting for the GPU ({busy})")
+                    told = True
+                time.sleep(0.2)
+        finally:
+            if wanted is not None:
+                wanted.unlink(missing_ok=True)
+>>>>>>> queue
         try:
             yield
         finally:
@@ -80,6 +116,17 @@ class GPURunner:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
                 handle.close()
+
+    def interactive_waiting(self) -> bool:
+        """Whether a live interactive request (any process) is waiting for a slot."""
+        from masuka.store import process_alive
+
+        for marker in self.lock_dir.glob("wanted-*"):
+            pid = int(marker.name.split("-")[1])
+            if pid == os.getpid() or process_alive(pid):
+                return True
+            marker.unlink(missing_ok=True)  # left by a process that died while waiting
+        return False
 
     def _try_acquire(self, job: str):
         for index in range(self.slots):

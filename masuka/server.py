@@ -87,8 +87,12 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     import gradio as gr
     from starlette.middleware import Middleware
 
+<<<<<<< HEAD
     from masuka.api import mount_api
     from masuka.guards import OwnFilesOnly, ReadableJoins, ThrottledLogin, cap_waiting_gpu_events
+=======
+    from masuka.queue.worker import QueueWorker
+>>>>>>> queue
     from masuka.studio import Studio
     from masuka.ui.app import build_app
 
@@ -97,6 +101,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
         print(warning, file=sys.stderr)
     token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
     studio = Studio.open(config)
+    QueueWorker(studio).start()  # works queued image jobs in the background (masuka.queue)
     demo = build_app(studio)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=None, api_open=False)
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])

@@ -32,10 +32,10 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
             "model": str, "provider": str, "seed": int, "width": int, "height": int, "steps": int,
             "guidance": float, "batch_id": str, "batch_index": int, "loras": str, "params": str,
             "output_path": str, "error": str, "cost_usd": float, "job_id": int, "created_at": str,
-            "started_at": str, "finished_at": str, "duration_s": float, "pid": int,
+            "started_at": str, "finished_at": str, "duration_s": float, "pid": int, "queue_id": int,
         },
         [("owner", "created_at"), ("kind",), ("model",), ("status",), ("job_id",), ("created_at",),
-         ("output_path",), ("owner", "kind", "created_at")],
+         ("output_path",), ("owner", "kind", "created_at"), ("queue_id",)],
     ),
     "jobs": (
         {
@@ -45,6 +45,17 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
             "created_at": str, "started_at": str, "updated_at": str, "finished_at": str, "pid": int,
         },
         [("owner", "created_at"), ("kind", "status"), ("status",), ("created_at",)],
+    ),
+    "queue": (  # queued image work (masuka.queue): claimed by a worker inside a transaction
+        {"id": int, "owner": str, "task": str, "status": str, "title": str, "model": str, "params": str,
+         "position": float, "done": int, "total": int, "control": str, "error": str, "log": str, "worker": str,
+         "pid": int, "created_at": str, "started_at": str, "updated_at": str, "finished_at": str},
+        [("status", "position"), ("owner", "status")],
+    ),
+    "comparisons": (  # blind A/B tests (masuka.image.compare): the pairs and the votes in ``state``
+        {"id": int, "owner": str, "kind": str, "title": str, "model": str, "params": str, "state": str,
+         "created_at": str, "updated_at": str},
+        [("owner", "created_at")],
     ),
     "job_metrics": (
         {"id": int, "job_id": int, "step": int, "loss": float, "lr": float, "sec_per_step": float,

@@ -13,8 +13,9 @@ from masuka.ui.checked_blocks import CheckedBlocks
 #: Gradio's upload cache: every hour, files older than a day are deleted (all of it at each start).
 UPLOAD_CACHE_CLEANING = (3600, 86400)
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
-TABS = [("Image", "image"), ("Video", "video"), ("Datasets", "datasets"), ("Train", "train"),
-        ("History", "history"), ("Models", "models"), ("Settings", "settings")]
+TABS = [("Image", "image"), ("Queue", "queue"), ("Grid", "grid"), ("Compare", "compare"), ("Video", "video"),
+        ("Datasets", "datasets"), ("Train", "train"), ("History", "history"), ("Models", "models"),
+        ("Settings", "settings")]
 
 
 def build_app(studio: Studio) -> gr.Blocks:

@@ -69,6 +69,7 @@ def build(ctx: UIContext) -> None:
                                      info="How far the result may move from the starting image")
             with gr.Row():
                 run = gr.Button("Generate", variant="primary")
+                queue_add = gr.Button("Add to queue")  # wired by the Queue tab (masuka/ui/queue.py)
                 stop = gr.Button("Stop", variant="stop")
             with gr.Accordion("Read parameters from an image", open=False):
                 dropped = gr.Image(type="filepath", label="PNG made here or by another tool", height=200)
@@ -206,6 +207,7 @@ def build(ctx: UIContext) -> None:
                    [prompt, negative, model, steps, guidance, width, height, seed, loras, read_info],
                    api_name="read_parameters")
     ctx.components["image_generated"] = gen_event
+    ctx.components["image_queue"] = queue_add
     ctx.components["image_load"] = lora_choices
 
 

@@ -1,0 +1,87 @@
+"""``python -m masuka compare``: blind A/B tests of two LoRA sets (or a LoRA and none) — create, judge, tally."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from masuka.cli import emit, open_studio, progress_line
+from masuka.commands.generate import add_request_arguments, request_from_args
+from masuka.errors import InvalidInput
+from masuka.store import LOCAL_USER
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("compare", help="blind A/B tests: create, next, vote, tally, list")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", parents=[common], help="render the pairs of a new A/B test")
+    add_request_arguments(create, prompt_required=False)
+    create.add_argument("--prompts-file", type=Path, metavar="FILE", help="one prompt a line")
+    for side in ("a", "b"):
+        create.add_argument(f"--{side}", action="append", default=[], metavar="LORA[:WEIGHT]",
+                            help=f"a LoRA of side {side.upper()}, repeatable; none given = no LoRA")
+    create.add_argument("--seeds", type=int, default=4, help="seeds per prompt (pairs = prompts x seeds)")
+    create.set_defaults(handler=run_create)
+    for name, text in (("next", "the next pair to judge"), ("tally", "wins, ties and A's win rate")):
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("id", type=int)
+        action.set_defaults(handler=run_show)
+    judge = actions.add_parser("vote", parents=[common], help="judge a pair: left, right or tie")
+    judge.add_argument("id", type=int)
+    judge.add_argument("pair", type=int)
+    judge.add_argument("pick", choices=["left", "right", "tie"])
+    judge.set_defaults(handler=run_vote)
+    listing = actions.add_parser("list", parents=[common], help="your A/B tests")
+    listing.set_defaults(handler=run_list)
+
+
+def run_create(args: argparse.Namespace) -> int:
+    from masuka.image.compare import create_ab
+    from masuka.image.generate import parse_lora
+    from masuka.image.prompts import prompt_lines
+
+    if args.prompts_file:
+        try:
+            prompts = prompt_lines(args.prompts_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
+    else:
+        prompts = [args.prompt] if args.prompt else []
+    comparison = create_ab(open_studio(args), request_from_args(args), [parse_lora(x) for x in args.a],
+                           [parse_lora(x) for x in args.b], prompts, args.seeds, allow_any_path=True,
+                           on_image=lambda r: progress_line(args, f"saved {r.path}"))
+    emit(args, {"comparison": comparison}, f"comparison {comparison}: judge it with `compare next {comparison}`")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from masuka.image.compare import describe_tally, next_pair, tally
+
+    studio = open_studio(args)
+    if args.action == "next":
+        pair = next_pair(studio, LOCAL_USER, True, args.id)
+        emit(args, {"pair": pair}, "every pair is judged" if pair is None else
+             f"pair {pair['index']} ({pair['remaining']} left): {pair['prompt']}\n  left:  {pair['left']}\n"
+             f"  right: {pair['right']}")
+        return 0
+    result = tally(studio, LOCAL_USER, True, args.id)
+    emit(args, result, describe_tally(result))
+    return 0
+
+
+def run_vote(args: argparse.Namespace) -> int:
+    from masuka.image.compare import describe_tally, vote
+
+    result = vote(open_studio(args), LOCAL_USER, True, args.id, args.pair, args.pick)
+    emit(args, result, describe_tally(result))
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from masuka.image.compare import list_comparisons
+
+    rows = list_comparisons(open_studio(args), LOCAL_USER, True)
+    emit(args, {"comparisons": rows}, "\n".join(f"{r['id']:>4} {r['title']}  ({r['model']})" for r in rows)
+         or "no comparisons")
+    return 0
+

@@ -1,0 +1,33 @@
+"""``python -m masuka grid``: an X/Y/Z grid of images, each cell a history row, plus one labelled grid image."""
+
+from __future__ import annotations
+
+import argparse
+
+from masuka.cli import emit, open_studio, progress_line
+from masuka.commands.generate import add_request_arguments, request_from_args
+from masuka.image.grid import AXES, MAX_CELLS
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("grid", parents=[common], help="an X/Y/Z grid: one parameter per axis")
+    add_request_arguments(parser)
+    for name in ("x", "y", "z"):
+        parser.add_argument(f"--{name}", metavar="NAME=V1,V2", required=name == "x",
+                            help=f"the {name.upper()} axis; names: {', '.join(AXES)} (prompt = search/replace)")
+    parser.add_argument("--yes", action="store_true", help=f"allow more than {MAX_CELLS} cells")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from masuka.image.grid import parse_axis, plan_grid, run_grid
+
+    studio = open_studio(args)
+    axes = [parse_axis(text) for text in (args.x, args.y, args.z) if text]
+    cells = plan_grid(studio, request_from_args(args), axes, allow_any_path=True, confirm_large=args.yes)
+    progress_line(args, f"{len(cells)} cells")
+    result = run_grid(studio, axes, cells, allow_any_path=True,
+                      on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))
+    emit(args, {"grid": str(result.grid), "images": [str(r.path) for r in result.images],
+                "ids": [r.id for r in result.images]}, str(result.grid))
+    return 0

@@ -1,0 +1,84 @@
+"""``python -m masuka queue``: add image jobs to the persistent queue, list and control them, or work it headless."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from masuka.cli import emit, open_studio, progress_line
+from masuka.commands.generate import add_request_arguments, request_from_args
+from masuka.errors import InvalidInput
+from masuka.queue.jobs import ACTIONS
+from masuka.store import LOCAL_USER
+
+COLUMNS = "{id:>5} {owner:<10} {status:<11} {done:>3}/{total:<3} {model:<24} {title}"
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("queue", help="the generation queue: add, list, pause/resume/cancel/retry, run")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", parents=[common], help="queue image jobs (the flags of generate)")
+    add_request_arguments(add, prompt_required=False)
+    add.add_argument("--prompts-file", type=Path, metavar="FILE",
+                     help="one prompt a line, one job each; {a|b} and __wildcard__ expand")
+    add.add_argument("--random", type=int, default=0, metavar="N",
+                     help="N random picks of each prompt's {a|b} choices (default: every combination)")
+    add.set_defaults(handler=run_add)
+    listing = actions.add_parser("list", parents=[common], help="jobs in queue order, then recent finished ones")
+    listing.set_defaults(handler=run_list)
+    for action in ACTIONS:
+        control = actions.add_parser(action, parents=[common], help=f"{action} a job")
+        control.add_argument("id", type=int, nargs="?" if action in ("pause", "resume") else None,
+                             help="job id" + (" (default: all your jobs)" if action in ("pause", "resume") else ""))
+        control.set_defaults(handler=run_control)
+    work = actions.add_parser("run", parents=[common], help="work the queue here until no job waits")
+    work.set_defaults(handler=run_work)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from masuka.queue.jobs import queue_images
+
+    if not args.prompt and not args.prompts_file:
+        raise InvalidInput("Give --prompt or --prompts-file.")
+    prompts = None
+    if args.prompts_file:
+        try:
+            prompts = args.prompts_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
+    ids = queue_images(open_studio(args), request_from_args(args), prompts, args.random, allow_any_path=True)
+    emit(args, {"jobs": ids}, f"queued job{'s' * (len(ids) != 1)} {', '.join(map(str, ids))}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from masuka.queue.jobs import list_jobs
+
+    jobs = list_jobs(open_studio(args), LOCAL_USER, admin=True)
+    lines = [COLUMNS.format(**{**job, "model": job["model"] or "", "title": (job["title"] or "")[:50]})
+             + (f"  [{job['error'][:80]}]" if job["error"] else "") for job in jobs]
+    emit(args, {"jobs": jobs}, "\n".join(lines) or "the queue is empty")
+    return 0
+
+
+def run_control(args: argparse.Namespace) -> int:
+    from masuka.queue.jobs import control_job
+
+    message = control_job(open_studio(args), LOCAL_USER, args.action, args.id, admin=True)
+    emit(args, {"message": message}, message)
+    return 0
+
+
+def run_work(args: argparse.Namespace) -> int:
+    from masuka.queue.worker import work_until_empty
+
+    studio = open_studio(args)
+    finished: list[dict] = []
+
+    def on_job(job: dict, status: str) -> None:
+        finished.append({"id": job["id"], "status": status})
+        progress_line(args, f"job {job['id']} {status}")
+
+    count = work_until_empty(studio, on_job)
+    emit(args, {"jobs": finished}, f"worked {count} job{'s' * (count != 1)}; nothing waits now")
+    return 0

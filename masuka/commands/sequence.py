@@ -1,0 +1,42 @@
+"""``python -m masuka sequence``: images (files, History entries or a queue job's results) as one MP4."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from masuka.cli import emit, open_studio
+from masuka.errors import InvalidInput
+from masuka.store import LOCAL_USER
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("sequence", parents=[common], help="an image sequence as an MP4 video")
+    parser.add_argument("images", nargs="*", type=Path, help="image files, in order")
+    parser.add_argument("--ids", help="History image ids, in order (1,2,3)")
+    parser.add_argument("--queue-job", type=int, metavar="ID", help="the images of a queued job")
+    parser.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
+    parser.add_argument("--out", type=Path, help="where to write the MP4 (default: outputs/<user>/videos/)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from masuka.image.sequence import history_images, images_to_mp4
+    from masuka.queue.jobs import job_images
+
+    studio = open_studio(args)
+    if sum(bool(x) for x in (args.images, args.ids, args.queue_job)) != 1:
+        raise InvalidInput("Give image files, --ids or --queue-job (one of them).")
+    if args.ids:
+        try:
+            ids = [int(x.strip().lstrip("g")) for x in args.ids.split(",") if x.strip()]
+        except ValueError:
+            raise InvalidInput("--ids takes numbers separated by commas (1,2,3).") from None
+        paths = history_images(studio, LOCAL_USER, True, ids)
+    elif args.queue_job:
+        paths = [studio.config.absolute(row["output_path"]) for row in job_images(studio, args.queue_job)]
+    else:
+        paths = args.images
+    video = images_to_mp4(studio, LOCAL_USER, paths, args.fps, args.out)
+    emit(args, {"video": str(video), "frames": len(paths), "fps": args.fps}, str(video))
+    return 0

@@ -1,0 +1,66 @@
+"""An image sequence as an MP4: any images in order (a queue job's results, History entries, files) at a frame rate.
+
+Frames are fitted to the first image's size (letterboxed, never stretched) with even sides, as H.264 wants;
+the file is written through imageio-ffmpeg (no system ffmpeg needed), checked, then moved into place.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from masuka.errors import InvalidInput, NotFound
+from masuka.studio import Studio
+from masuka.users import output_dir
+from masuka.video.media import check_mp4
+
+MAX_FPS = 60
+MAX_FRAMES = 10_000
+
+
+def history_images(studio: Studio, user: str, admin: bool, ids: list[int]) -> list[Path]:
+    """The image files of History entries (generation ids), in the order given; only the user's own."""
+    paths = []
+    for row_id in ids:
+        row = studio.store.get("generations", int(row_id))
+        if row is None or not (admin or row["owner"] == user) or not row["output_path"]:
+            raise NotFound(f"There is no image g{row_id} of yours in History.")
+        paths.append(studio.config.absolute(row["output_path"]))
+    return paths
+
+
+def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, dest: Path | None = None) -> Path:
+    """Write ``paths`` as the frames of an MP4 at ``fps``; returns its path (default: the owner's videos folder)."""
+    import imageio_ffmpeg
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not 0 < fps <= MAX_FPS:
+        raise InvalidInput(f"The frame rate must be above 0 and at most {MAX_FPS} (got {fps:g}).")
+    if not paths or len(paths) > MAX_FRAMES:
+        raise InvalidInput(f"Give between 1 and {MAX_FRAMES} images.")
+    if dest is None:
+        folder = output_dir(studio.config, owner) / "videos"
+        dest = folder / f"sequence-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}.mp4"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part.mp4")
+    writer = None
+    try:
+        for path in paths:
+            try:
+                with Image.open(path) as picture:
+                    frame = picture.convert("RGB")
+            except (OSError, UnidentifiedImageError):
+                raise InvalidInput(f"{Path(path).name} is not an image MASUKA can read.") from None
+            if writer is None:
+                size = (frame.width // 2 * 2, frame.height // 2 * 2)
+                writer = imageio_ffmpeg.write_frames(str(partial), size, fps=fps, macro_block_size=2,
+                                                     ffmpeg_log_level="error")
+                writer.send(None)
+            writer.send(ImageOps.pad(frame, size, color="black").tobytes())
+        writer.close()
+        check_mp4(partial)
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+    return dest

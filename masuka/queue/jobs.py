@@ -1,0 +1,213 @@
+"""Queue rows: add jobs, list them, pause/resume/cancel/retry/reorder them, and claim the next one.
+
+A job is a row of the ``queue`` table owned by a user, with its task (``text`` today; the request carries the
+task so other kinds slot in), its full parameters and the list of images it makes (``items``: prompt, seed and
+any per-image overrides). Every finished image is a ``generations`` row with the job's ``queue_id`` and its item
+index, so a job resumed after a restart or a crash makes only the images it has not finished.
+
+Claiming follows InvokeAI's session queue: inside one ``BEGIN IMMEDIATE`` transaction (so two workers, in
+threads or processes, never take the same row), rows left ``running`` by a dead worker become
+``interrupted``, then the next waiting job is taken, round-robin between users (the user served longest ago
+goes first), in queue order within a user.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from dataclasses import asdict, replace
+from typing import Any
+
+from masuka.errors import InvalidInput, NotFound
+from masuka.image.generate import MAX_SEED, ImageRequest, plan_request
+from masuka.image.prompts import expand_prompts, prompt_lines
+from masuka.store import now, process_alive
+from masuka.studio import Studio
+
+STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "interrupted")
+WAITING = ("queued", "interrupted")  # what a worker may claim (an interrupted job resumes)
+UNFINISHED = ("queued", "running", "paused", "interrupted")
+ACTIONS = ("pause", "resume", "cancel", "retry", "up", "down", "top")
+#: this process's worker identity: a pid alone is reused after a restart
+WORKER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+#: the request fields a job stores; owner, queue id, template and notes are set per image
+REQUEST_FIELDS = ("model", "negative_prompt", "steps", "guidance", "width", "height", "loras", "memory_plan", "fast",
+                  "step_cache")
+
+
+def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = None, random_picks: int = 0,
+                 allow_any_path: bool = False) -> list[int]:
+    """Queue text-to-image work: one job per prompt line (``prompts``, else ``request.prompt``).
+
+    Each line expands (``{a|b}``, ``__wildcard__``) into every combination, or ``random_picks`` random picks;
+    every expansion makes ``request.batch`` images. Seeds run on from ``request.seed`` (random when unset)
+    across the job, so a resumed job remakes nothing and a repeated job repeats its images.
+    """
+    templates = prompt_lines(prompts) if prompts is not None else [request.prompt]
+    if not templates:
+        raise InvalidInput("No prompts: write one prompt a line.")
+    ids = []
+    for template in templates:
+        base = request.seed if request.seed not in (None, -1) else random.randint(0, MAX_SEED // 2)
+        expanded = expand_prompts(studio.config.wildcards_dir, [template], random_picks, base)
+        plan = plan_request(studio, replace(request, prompt=expanded[0].text, seed=base), allow_any_path)
+        items = [{"prompt": p.text, "template": p.template} for p in expanded for _ in plan.seeds]
+        if base + len(items) - 1 > MAX_SEED:
+            raise InvalidInput(f"The seed is too large for {len(items)} images (at most {MAX_SEED - len(items) + 1}).")
+        for index, item in enumerate(items):
+            item["seed"] = base + index
+        fields = {name: value for name, value in asdict(request).items() if name in REQUEST_FIELDS}
+        ids.append(add_job(studio, request.owner, "text", template, plan.spec.id,
+                           {"request": fields, "items": items, "allow_any_path": allow_any_path}))
+    return ids
+
+
+def add_job(studio: Studio, owner: str, task: str, title: str, model: str, params: dict[str, Any]) -> int:
+    """Insert one job at the end of the queue, within the owner's limit of unfinished jobs."""
+    store, limit = studio.store, studio.config.queued_jobs_per_user
+    with store.transaction():
+        waiting = store.count("queue", f"owner = ? and status in ({_marks(UNFINISHED)})", [owner, *UNFINISHED])
+        if waiting >= limit:
+            raise InvalidInput(f"You already have {waiting} unfinished jobs in the queue (the limit is {limit} per "
+                               "user): wait for some to finish or cancel some.")
+        last = store.query("select max(position) as p from queue")[0]["p"] or 0
+        job_id = store.insert("queue", {"owner": owner, "task": task, "status": "queued", "title": title[:200],
+                                        "model": model, "params": {"task": task, **params}, "position": last + 1,
+                                        "done": 0, "total": len(params["items"]), "updated_at": now()})
+    return job_id
+
+
+def list_jobs(studio: Studio, user: str, admin: bool = False, finished: int = 20) -> list[dict]:
+    """The user's unfinished jobs in queue order, then the ``finished`` most recent others; with image paths."""
+    recover(studio)
+    mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
+    store = studio.store
+    rows = store.find("queue", f"{mine} and status in ({_marks(UNFINISHED)})", [*args, *UNFINISHED],
+                      order_by="position, id")
+    rows += store.find("queue", f"{mine} and status not in ({_marks(UNFINISHED)})", [*args, *UNFINISHED],
+                       order_by="coalesce(finished_at, updated_at) desc, id desc", limit=finished)
+    return [_public(studio, row) for row in rows]
+
+
+def job_images(studio: Studio, job_id: int) -> list[dict]:
+    """The finished images of a job, in item order (one ``generations`` row each)."""
+    rows = studio.store.find("generations", "queue_id = ? and status = 'completed'", [job_id], order_by="id")
+    return sorted(rows, key=lambda row: (row["params"] or {}).get("queue_item", 0))
+
+
+def control_job(studio: Studio, user: str, action: str, job_id: int | None = None, admin: bool = False) -> str:
+    """Pause, resume, cancel, retry or move (up, down, top) one job; pause and resume without an id: all of yours.
+
+    A running job pauses after its current image and cancels at its next step. Returns what was done.
+    """
+    if action not in ACTIONS:
+        raise InvalidInput(f"Unknown queue action {action!r}: use {', '.join(ACTIONS)}.")
+    store = studio.store
+    with store.transaction():
+        if job_id is None:
+            if action not in ("pause", "resume"):
+                raise InvalidInput(f"Name the job to {action}.")
+            mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
+            rows = store.find("queue", f"{mine} and status in ({_marks(UNFINISHED)})", [*args, *UNFINISHED])
+        else:
+            row = store.get("queue", int(job_id))
+            if row is None or not (admin or row["owner"] == user):
+                raise NotFound(f"There is no queued job {job_id} of yours.")
+            rows = [row]
+        changed = sum(_apply(studio, row, action, admin, user) for row in rows)
+    if job_id is not None and not changed:
+        raise InvalidInput(f"Job {job_id} is {rows[0]['status']}: it cannot be {_past(action)} now.")
+    return f"{changed} job{'s' * (changed != 1)} {_past(action)}."
+
+
+def claim(studio: Studio) -> dict | None:
+    """Take the next waiting job for this process's worker, or None when nothing waits."""
+    store = studio.store
+    with store.transaction():
+        recover(studio)
+        waiting = store.find("queue", f"status in ({_marks(WAITING)})", WAITING, order_by="position, id")
+        if not waiting:
+            return None
+        served = {row["owner"]: row["last"] or "" for row in store.query(
+            "select owner, max(started_at) as last from queue group by owner")}
+        job = min(waiting, key=lambda row: served.get(row["owner"], ""))  # min keeps queue order on ties
+        fields = {"status": "running", "worker": WORKER, "pid": os.getpid(), "started_at": now(),
+                  "updated_at": now(), "control": None, "error": None, "finished_at": None}
+        store.update("queue", job["id"], **fields)
+        # attempts a dead worker left unfinished made no image: the job remakes them
+        store.delete_where("generations", "queue_id = ? and status != 'completed'", [job["id"]])
+    return {**job, **fields}
+
+
+def recover(studio: Studio) -> list[int]:
+    """Rows ``running`` under a worker that is gone become ``interrupted`` (and are claimed again)."""
+    stale = [row["id"] for row in studio.store.find("queue", "status = 'running' and worker != ?", [WORKER])
+             if not process_alive(row["pid"])]
+    for job_id in stale:
+        studio.store.update("queue", job_id, status="interrupted", updated_at=now(),
+                            error="the worker stopped before this finished; it resumes from its finished images")
+    return stale
+
+
+def finish(studio: Studio, job_id: int, status: str, error: str | None = None) -> None:
+    """Record how a worker left a job."""
+    studio.store.update("queue", job_id, status=status, error=error, control=None, updated_at=now(),
+                        finished_at=now() if status in ("completed", "failed", "cancelled") else None)
+
+
+def _apply(studio: Studio, row: dict, action: str, admin: bool, user: str) -> bool:
+    store, status, job_id = studio.store, row["status"], row["id"]
+    if action == "pause" and status in WAITING:
+        store.update("queue", job_id, status="paused", updated_at=now())
+    elif action in ("pause", "cancel") and status == "running":
+        store.update("queue", job_id, control=action, updated_at=now())
+    elif action == "resume" and status == "paused":
+        store.update("queue", job_id, status="queued", updated_at=now())
+    elif action == "resume" and status == "running" and row["control"] == "pause":
+        store.update("queue", job_id, control=None, updated_at=now())
+    elif action == "cancel" and status in ("queued", "paused", "interrupted"):
+        finish(studio, job_id, "cancelled")
+    elif action == "retry" and status in ("failed", "cancelled", "interrupted"):
+        store.update("queue", job_id, status="queued", error=None, control=None, finished_at=None, updated_at=now())
+    elif action in ("up", "down", "top") and status in UNFINISHED:
+        return _move(studio, row, action, admin, user)
+    else:
+        return False
+    return True
+
+
+def _move(studio: Studio, row: dict, action: str, admin: bool, user: str) -> bool:
+    """Swap with the neighbouring unfinished job (of the same user unless admin), or go to the top."""
+    mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
+    others = studio.store.find("queue", f"{mine} and status in ({_marks(UNFINISHED)}) and id != ?",
+                               [*args, *UNFINISHED, row["id"]], order_by="position, id")
+    before = [r for r in others if r["position"] < row["position"]]
+    after = [r for r in others if r["position"] > row["position"]]
+    if action == "top":
+        if not before:
+            return False
+        studio.store.update("queue", row["id"], position=before[0]["position"] - 1)
+        return True
+    neighbour = (before[-1:] if action == "up" else after[:1])
+    if not neighbour:
+        return False
+    studio.store.update("queue", row["id"], position=neighbour[0]["position"])
+    studio.store.update("queue", neighbour[0]["id"], position=row["position"])
+    return True
+
+
+def _public(studio: Studio, row: dict) -> dict:
+    """What a list shows of a job: no stored paths other than its finished images."""
+    images = [str(studio.config.absolute(r["output_path"])) for r in job_images(studio, row["id"])]
+    return {key: row[key] for key in ("id", "owner", "task", "status", "title", "model", "done", "total", "error",
+                                      "control", "created_at", "started_at", "finished_at")} | {"images": images}
+
+
+def _past(action: str) -> str:
+    return {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "retry": "queued again", "up": "moved up",
+            "down": "moved down", "top": "moved to the top"}[action]
+
+
+def _marks(values: tuple) -> str:
+    return ",".join("?" * len(values))

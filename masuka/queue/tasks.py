@@ -1,0 +1,48 @@
+"""What each kind of queued job does, by task name. A task makes the job's items, skipping finished ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from masuka.image.generate import ImageRequest, ImageResult, generate_images
+from masuka.queue.jobs import job_images
+from masuka.queue.worker import JobContext
+from masuka.studio import Studio
+
+
+def base_request(job: dict) -> ImageRequest:
+    """The job's stored request, owned by its user and tied to the job."""
+    fields = dict(job["params"]["request"])
+    fields["loras"] = [(ref, float(weight)) for ref, weight in fields.get("loras") or []]
+    return ImageRequest(prompt="", owner=job["owner"], queue_id=job["id"], **fields)
+
+
+def make_items(studio: Studio, job: dict, ctx: JobContext, base: ImageRequest) -> dict[int, ImageResult | None]:
+    """Make every item not finished yet, one image each, in order; each item's fields override ``base``.
+
+    Returns the images made now by item index (items finished before a restart map to None).
+    """
+    items = job["params"]["items"]
+    made: dict[int, ImageResult | None] = {row["params"]["queue_item"]: None for row in job_images(studio, job["id"])}
+    ctx.progress(len(made), len(items))
+    for index, item in enumerate(items):
+        if index in made:
+            continue
+        ctx.check_stop()
+        overrides = {key: value for key, value in item.items() if key != "notes"}
+        if "loras" in overrides:
+            overrides["loras"] = [(ref, float(weight)) for ref, weight in overrides["loras"]]
+        request = replace(base, **overrides, batch=1, notes={**item.get("notes", {}), "queue_item": index})
+        made[index] = generate_images(studio, request, stop=ctx.stop, on_step=ctx.on_step, background=True,
+                                      allow_any_path=job["params"].get("allow_any_path", False))[0]
+        ctx.progress(len(made), len(items))
+    return made
+
+
+def run_text(studio: Studio, job: dict, ctx: JobContext) -> None:
+    """Text to image: the job's prompts and seeds, one image per item."""
+    make_items(studio, job, ctx, base_request(job))
+
+
+TASKS: dict[str, Callable[[Studio, dict, JobContext], None]] = {"text": run_text}

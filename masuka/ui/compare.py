@@ -1,0 +1,90 @@
+"""Compare tab: blind A/B of two LoRA sets (or a LoRA and none) with the Image tab's model and settings."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from masuka.image.compare import create_ab, describe_tally, list_comparisons, next_pair, tally, vote
+from masuka.image.generate import parse_lora
+from masuka.image.library import list_loras
+from masuka.image.prompts import prompt_lines
+from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.queue import FORM, form_request
+
+
+def build(ctx: UIContext) -> None:
+    studio = ctx.studio
+    gr.Markdown("Render pairs with the same prompt and seed for side A and side B, then pick the better image of "
+                "each pair without knowing which side is which. Uses the Image tab's model and settings.")
+    with gr.Row():
+        side_a = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Side A LoRAs",
+                             info="empty = no LoRA; name:0.7 for another weight")
+        side_b = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Side B LoRAs")
+        refresh = gr.Button("↻", scale=0, min_width=40)
+    with gr.Row():
+        prompts = gr.Textbox("", label="Prompts, one a line", lines=3, scale=3)
+        seeds = gr.Number(value=4, precision=0, minimum=1, label="Seeds per prompt", scale=1)
+        render = gr.Button("Render pairs", variant="primary", scale=1)
+    with gr.Row():
+        picker = gr.Dropdown([], label="A/B test", scale=3)
+        load = gr.Button("Load", scale=0, min_width=80)
+    index = gr.State(None)
+    caption = gr.Markdown()
+    with gr.Row():
+        left = gr.Image(label="Left", type="filepath", interactive=False, height=360)
+        right = gr.Image(label="Right", type="filepath", interactive=False, height=360)
+    with gr.Row():
+        picks = {pick: gr.Button(label) for pick, label in (("left", "Left is better"), ("tie", "Tie"),
+                                                            ("right", "Right is better"))}
+    result = gr.Markdown()
+
+    def choices(request: gr.Request):
+        rows = list_loras(studio, user_of(request), is_admin(studio, request))
+        loras = [(f"{r['name']} ({r['architecture']})", r["name"]) for r in rows]
+        tests = [(f"{r['id']}: {r['title']}", r["id"]) for r in list_comparisons(studio, user_of(request),
+                                                                                  is_admin(studio, request))]
+        return gr.Dropdown(choices=loras), gr.Dropdown(choices=loras), gr.Dropdown(choices=tests)
+
+    @friendly
+    def show(comparison: int | None, request: gr.Request):
+        if comparison is None:
+            return None, "", None, None, ""
+        user, admin = user_of(request), is_admin(studio, request)
+        pair = next_pair(studio, user, admin, comparison)
+        text = describe_tally(tally(studio, user, admin, comparison))
+        if pair is None:
+            return None, "Every pair is judged.", None, None, text
+        return (pair["index"], f"Pair {pair['index'] + 1} ({pair['remaining']} left): *{pair['prompt']}*",
+                pair["left"], pair["right"], text)
+
+    @friendly
+    def make(prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
+             width: int | None, height: int | None, seed: int | None, batch: int, loras: list[str] | None,
+             memory_plan: str, fast: bool, step_cache: float, a: list[str] | None, b: list[str] | None, lines: str,
+             count: int | None, request: gr.Request = None, progress=gr.Progress()):
+        base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                            1, [], memory_plan, fast, step_cache)
+        made = create_ab(studio, base, [parse_lora(x) for x in a or []], [parse_lora(x) for x in b or []],
+                         prompt_lines(lines) or [base.prompt], int(count or 1),
+                         on_image=lambda _r: progress(None, desc="Rendering pairs…"))
+        return gr.Dropdown(choices=[(f"{r['id']}: {r['title']}", r["id"]) for r in
+                                    list_comparisons(studio, user_of(request), is_admin(studio, request))],
+                           value=made)
+
+    def judge(pick: str):
+        @friendly
+        def run(comparison: int | None, pair: int | None, request: gr.Request):
+            if comparison is None or pair is None:
+                return gr.skip()
+            vote(studio, user_of(request), is_admin(studio, request), comparison, pair, pick)
+            return show(comparison, request)
+        return run
+
+    views = [index, caption, left, right, result]
+    refresh.click(choices, None, [side_a, side_b, picker], api_visibility="private")
+    form = [ctx.components[name] for name in FORM]
+    render.click(make, form + [side_a, side_b, prompts, seeds], picker, api_visibility="private",
+                 **ctx.gpu_event()).success(show, picker, views, api_visibility="private")
+    load.click(show, picker, views, api_visibility="private")
+    for pick, button in picks.items():
+        button.click(judge(pick), [picker, index], views, api_visibility="private")

@@ -1,0 +1,50 @@
+"""Grid tab: an X/Y/Z grid from the Image tab's form, one parameter per axis, shown as one labelled image."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from masuka.image.grid import AXES, MAX_CELLS, parse_axis, plan_grid, run_grid
+from masuka.ui.common import UIContext, friendly, user_of
+from masuka.ui.queue import FORM, form_request
+
+
+def build(ctx: UIContext) -> None:
+    studio = ctx.studio
+    gr.Markdown(f"Uses the Image tab's prompt, model and settings. Axes: `{'`, `'.join(AXES)}`, written "
+                "`name=value1,value2` (`size=512x512,768x512`, `lora=none,my-style`, `prompt=red,green`: the first "
+                "value is searched in the prompt and replaced by each value in turn).")
+    with gr.Row():
+        x = gr.Textbox("steps=4,8,16", label="X axis")
+        y = gr.Textbox("", label="Y axis", placeholder="guidance=1,3.5")
+        z = gr.Textbox("", label="Z axis", placeholder="lora=none,my-style")
+    with gr.Row():
+        large = gr.Checkbox(False, label=f"Allow more than {MAX_CELLS} cells")
+        run = gr.Button("Make grid", variant="primary")
+    grid = gr.Image(label="Grid", type="filepath", interactive=False, format="png")
+    cells = gr.Gallery(label="Cells (each one is in History: Reuse restores it)", columns=6, height=260,
+                       interactive=False)
+
+    @friendly
+    def make_grid(prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+                  guidance: float | None = None, width: int | None = None, height: int | None = None,
+                  seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
+                  fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
+                  allow_large: bool = False, request: gr.Request = None, progress=gr.Progress()):
+        """An X/Y/Z grid: the grid image and every cell (each also a history row)."""
+        base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                            1, loras, memory_plan, fast, step_cache)
+        axes = [parse_axis(text) for text in (x, y, z) if text and text.strip()]
+        planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
+        made: list = []
+
+        def on_image(result) -> None:
+            made.append(result)
+            progress((len(made), len(planned)), desc=f"Cell {len(made)}/{len(planned)}", unit="cells")
+
+        result = run_grid(studio, axes, planned, on_image=on_image)
+        return str(result.grid), [(str(r.path), ", ".join(f"{k} {v}" for k, v in c.labels.items()))
+                                  for r, c in zip(result.images, planned)]
+
+    form = [ctx.components[name] for name in FORM]
+    run.click(make_grid, form + [x, y, z, large], [grid, cells], api_name="grid", **ctx.gpu_event())

@@ -1,0 +1,111 @@
+"""Queue tab: the persistent generation queue (pause, resume, cancel, retry, reorder, results) and prompt batches.
+
+"Add to queue" on the Image tab queues the form as it is; the batch box here queues many prompts with the Image
+tab's other settings. The app's background worker runs the jobs; this view polls the store.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from masuka.image.generate import ImageRequest, parse_lora
+from masuka.queue.jobs import control_job, list_jobs, queue_images
+from masuka.ui.common import UIContext, friendly, is_admin, user_of
+
+COLUMNS = ["id", "owner", "status", "done", "model", "prompt", "error"]
+POLL_S = 2.0
+#: the Image tab's form, in the order queue_add takes it
+FORM = ["image_prompt", "image_model", "image_negative", "image_steps", "image_guidance", "image_width",
+        "image_height", "image_seed", "image_batch", "image_loras", "image_memory_plan", "image_fast",
+        "image_step_cache"]
+
+
+def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+                 guidance: float | None = None, width: int | None = None, height: int | None = None,
+                 seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
+                 fast: bool = False, step_cache: float = 0.0) -> ImageRequest:
+    """The request the Image tab's form (:data:`FORM`) describes."""
+    return ImageRequest(prompt=prompt or "", model=model, negative_prompt=negative_prompt or "", steps=steps,
+                        guidance=guidance, width=width, height=height, seed=seed, batch=int(batch or 1),
+                        loras=[parse_lora(x) for x in loras or []], owner=owner, memory_plan=memory_plan or "auto",
+                        fast=bool(fast), step_cache=float(step_cache or 0))
+
+
+def build(ctx: UIContext) -> None:
+    studio = ctx.studio
+    with gr.Accordion("Prompt batch (uses the Image tab's model and settings)", open=False):
+        prompts = gr.Textbox("", label="Prompts, one a line", lines=5,
+                             placeholder="a {red|green|blue} car at night\na __animal__ in the snow")
+        with gr.Row():
+            picks = gr.Number(value=0, precision=0, minimum=0, label="Random picks per line (0 = every combination)")
+            add_batch = gr.Button("Queue these prompts", variant="primary")
+        gr.Markdown("`{a|b|c}` makes one prompt per choice; `__name__` takes each line of "
+                    "`wildcards/name.txt` in the data folder.")
+    with gr.Row():
+        job = gr.Number(value=None, precision=0, label="Job (click a row)", scale=1, min_width=120)
+        buttons = {action: gr.Button(label, scale=0, min_width=90, variant=variant) for action, label, variant in (
+            ("pause", "Pause", "secondary"), ("resume", "Resume", "secondary"), ("cancel", "Cancel", "stop"),
+            ("retry", "Retry", "secondary"), ("up", "Up", "secondary"), ("down", "Down", "secondary"),
+            ("top", "Top", "secondary"))}
+        pause_all = gr.Button("Pause all mine", scale=0, min_width=120)
+        resume_all = gr.Button("Resume all mine", scale=0, min_width=120)
+    message = gr.Markdown()
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=420)
+    results = gr.Gallery(label="Results of the chosen job", columns=6, height=260, interactive=False)
+    timer = gr.Timer(POLL_S)
+
+    def rows(request: gr.Request):
+        jobs = list_jobs(studio, user_of(request), is_admin(studio, request))
+        return [[j["id"], j["owner"], j["status"] + (f" ({j['control']} asked)" if j["control"] else ""),
+                 f"{j['done']}/{j['total']}", j["model"], j["title"], j["error"] or ""] for j in jobs]
+
+    def queue_status(request: gr.Request = None) -> list[dict]:
+        """Your jobs: unfinished ones in queue order, then recent finished ones, with their image paths."""
+        return list_jobs(studio, user_of(request), is_admin(studio, request))
+
+    @friendly
+    def queue_add(prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+                  guidance: float | None = None, width: int | None = None, height: int | None = None,
+                  seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
+                  fast: bool = False, step_cache: float = 0.0, prompts: str = "", random_picks: int = 0,
+                  request: gr.Request = None) -> dict:
+        """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion."""
+        image = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                             batch, loras, memory_plan, fast, step_cache)
+        return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
+
+    @friendly
+    def queue_control(action: str, job_id: int | None = None, request: gr.Request = None) -> str:
+        """pause, resume, cancel, retry, up, down or top one job; pause or resume without a job: all of yours."""
+        return control_job(studio, user_of(request), action, None if job_id in (None, "") else int(job_id),
+                           is_admin(studio, request))
+
+    def added(result: dict) -> str:
+        return f"Queued job{'s' * (len(result['jobs']) != 1)} {', '.join(map(str, result['jobs']))}."
+
+    def pick(evt: gr.SelectData, request: gr.Request):
+        job_id = int(evt.row_value[0])
+        found = next((j for j in queue_status(request) if j["id"] == job_id), None)
+        return job_id, [(path, f"image {i + 1}") for i, path in enumerate(found["images"] if found else [])]
+
+    def control(action: str, all_mine: bool = False):
+        def run(job_id: float | None = None, request: gr.Request = None) -> str:
+            return queue_control(action, None if all_mine else job_id, request)
+        return run
+
+    gr.api(queue_add, api_name="queue_add")
+    gr.api(queue_status, api_name="queue_status")
+    gr.api(queue_control, api_name="queue_control")
+    hidden = gr.JSON(visible=False)
+    form = [ctx.components[name] for name in FORM]
+    add_batch.click(queue_add, form + [prompts, picks], hidden, api_visibility="private").success(
+        added, hidden, message).then(rows, None, table)
+    if "image_queue" in ctx.components:
+        ctx.components["image_queue"].click(queue_add, form, hidden, api_visibility="private").success(
+            added, hidden, message).then(rows, None, table)
+    for action, button in buttons.items():
+        button.click(control(action), job, message, api_visibility="private").then(rows, None, table)
+    for action, button in (("pause", pause_all), ("resume", resume_all)):
+        button.click(control(action, all_mine=True), None, message, api_visibility="private").then(rows, None, table)
+    table.select(pick, None, [job, results], api_visibility="private")
+    timer.tick(rows, None, table, api_visibility="private", show_progress="hidden")

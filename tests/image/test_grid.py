@@ -1,0 +1,69 @@
+"""X/Y/Z grids on a tiny pipeline: cells, rows, labels, size, Reuse of a cell, and refused axes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.cli import main
+from masuka.config import Config
+from masuka.history.actions import reuse_parameters
+from masuka.image.generate import ImageRequest
+from masuka.image.grid import parse_axis, plan_grid
+from masuka.studio import Studio
+
+
+def test_grid_cells_rows_labels_and_reuse(capsys, tmp_path, tiny_model):
+    data = tmp_path / "data"
+    code = main(["grid", "--data-dir", str(data), "--model", str(tiny_model("flux")), "--prompt", "a red fox",
+                 "--width", "64", "--height", "64", "--x", "steps=1,2,3", "--y", "guidance=1,3.5", "--seed", "9",
+                 "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(out["images"]) == len(out["ids"]) == 6
+    studio = Studio.open(Config.from_env(data_dir=data))
+    try:
+        rows = [studio.store.get("generations", row_id) for row_id in out["ids"]]
+        assert [(r["steps"], r["guidance"], r["seed"]) for r in rows] == [
+            (1, 1.0, 9), (2, 1.0, 9), (3, 1.0, 9), (1, 3.5, 9), (2, 3.5, 9), (3, 3.5, 9)]
+        assert rows[4]["params"]["grid"] == {"steps": "2", "guidance": "3.5"}
+        kind, fields = reuse_parameters(studio, "local", True, f"g{rows[4]['id']}")
+        assert (kind, fields["steps"], fields["guidance"], fields["seed"]) == ("image", 2, 3.5, 9)
+    finally:
+        studio.close()
+
+    grid = np.asarray(Image.open(out["grid"]).convert("L"))
+    cell = np.asarray(Image.open(out["images"][0]).convert("L"))
+    height, width = grid.shape
+    assert height > 2 * 64 and width > 3 * 64  # two rows, three columns, and room for the labels
+    assert any(np.array_equal(grid[y:y + 64, x:x + 64], cell) for y in range(height - 63) for x in range(width - 63)
+               if grid[y, x] == cell[0, 0])  # the first cell's image is pasted whole
+    heading = grid[: height - 2 * 64]
+    assert (heading < 128).sum() > 50  # column labels are drawn in dark text above the cells
+
+
+@pytest.mark.parametrize("axis, message", [
+    ("sampler=a,b", "Unknown grid axis"),
+    ("size=64x64,100x100", "multiple of 16"),
+    ("steps=1,2,3,4,5,6,7,8,9", "confirm with --yes"),
+    ("steps=2,x", "not a value for the steps axis"),
+])
+def test_bad_axes_exit_2_with_one_line(capsys, tmp_path, tiny_model, axis, message):
+    extra = ["--y", "seed=1,2,3,4,5,6,7,8"] if "yes" in message else []
+    code = main(["grid", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model("flux")), "--prompt", "a fox",
+                 "--x", axis, *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_lora_axis_with_none_and_a_weight_axis(studio, tiny_model, tiny_lora):
+    lora = str(tiny_lora("flux"))
+    base = ImageRequest(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=2)
+    cells = plan_grid(studio, base, [parse_axis("lora_weight=0.5,1"), parse_axis(f"lora=none,{lora}")],
+                      allow_any_path=True)
+    assert [(c.position, c.request.loras) for c in cells] == [
+        ((0, 0, 0), []), ((1, 0, 0), []), ((0, 1, 0), [(lora, 0.5)]), ((1, 1, 0), [(lora, 1.0)])]
+    sr = plan_grid(studio, base, [parse_axis("prompt=red,green,blue")])
+    assert [c.request.prompt for c in sr] == ["a red fox", "a green fox", "a blue fox"]

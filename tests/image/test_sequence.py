@@ -1,0 +1,51 @@
+"""Image sequences to MP4: frame count, frame rate, History ids, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import imageio_ffmpeg
+from PIL import Image
+
+from masuka.cli import main
+from masuka.config import Config
+from masuka.store import Store
+
+
+def frames(tmp_path, sizes) -> list:
+    paths = []
+    for index, size in enumerate(sizes):
+        path = tmp_path / f"frame-{index}.png"
+        Image.new("RGB", size, (40 * index, 100, 200)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_files_become_an_mp4_with_one_frame_each(capsys, tmp_path):
+    paths = frames(tmp_path, [(64, 64), (64, 64), (96, 48), (65, 63)])  # odd and other sizes are fitted
+    code = main(["sequence", "--data-dir", str(tmp_path / "data"), *map(str, paths), "--fps", "4", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["frames"] == 4
+    count, seconds = imageio_ffmpeg.count_frames_and_secs(out["video"])
+    assert count == 4 and abs(seconds - 1.0) < 0.3
+
+
+def test_history_ids_in_order_and_refusals(capsys, tmp_path):
+    data = tmp_path / "data"
+    paths = frames(tmp_path, [(64, 64)] * 3)
+    store = Store(Config.from_env(data_dir=data).db_path)
+    ids = [store.insert("generations", {"owner": "local", "kind": "image", "status": "completed",
+                                        "output_path": str(path)}) for path in paths]
+    store.close()
+    assert main(["sequence", "--data-dir", str(data), "--ids", ",".join(f"g{i}" for i in reversed(ids)),
+                 "--fps", "2", "--out", str(tmp_path / "seq.mp4"), "--json"]) == 0
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "seq.mp4"))
+    next(reader)  # the stream's metadata
+    reds = [frame[0] for frame in reader]  # first pixel's red: 80, 40, 0 for frames 2, 1, 0
+    assert len(reds) == 3 and reds[0] > reds[1] > reds[2] and abs(reds[0] - 80) < 12
+    capsys.readouterr()
+    assert main(["sequence", "--data-dir", str(data), *map(str, paths), "--fps", "0"]) == 2
+    assert main(["sequence", "--data-dir", str(data), "--ids", "999"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: The frame rate must be above 0 and at most 60 (got 0).",
+                   "error: There is no image g999 of yours in History."]

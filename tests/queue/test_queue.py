@@ -1,0 +1,181 @@
+"""The generation queue on a tiny pipeline: jobs survive SIGKILL, pause holds, users take turns, batches expand."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from masuka.config import Config
+from masuka.errors import InvalidInput, NotFound
+from masuka.image.generate import ImageRequest
+from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.queue import tasks
+from masuka.queue.jobs import control_job, list_jobs, queue_images
+from masuka.queue.worker import QueueWorker, work_until_empty
+from masuka.store import Store
+from masuka.studio import Studio
+
+FORM = ["--steps", "2", "--width", "64", "--height", "64", "--seed", "7", "--batch", "2"]
+
+
+def cli(data, *argv) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MASUKA_DEVICE": "cpu"}
+    return subprocess.run([sys.executable, "-m", "masuka", *argv, "--data-dir", str(data)], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def request(model, prompt="a red fox", owner="local", **kw) -> ImageRequest:
+    values = dict(prompt=prompt, model=str(model), steps=1, width=64, height=64, seed=3, owner=owner)
+    return ImageRequest(**{**values, **kw})
+
+
+def completed_rows(store: Store) -> list[dict]:
+    return store.find("generations", "status = 'completed'", order_by="id")
+
+
+def test_sigkilled_worker_resumes_and_every_image_is_made_once(tmp_path, tiny_model):
+    data, prompts = tmp_path / "data", tmp_path / "prompts.txt"
+    prompts.write_text("a red fox\na {green|blue} bird\n# not a prompt\n\na snowy hill\n", encoding="utf-8")
+    added = cli(data, "queue", "add", "--model", str(tiny_model("flux")), "--prompts-file", str(prompts), *FORM,
+                "--json")
+    assert added.returncode == 0, added.stderr
+    ids = json.loads(added.stdout)["jobs"]
+    assert len(ids) == 3
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MASUKA_DEVICE": "cpu"}
+    worker = subprocess.Popen([sys.executable, "-m", "masuka", "queue", "run", "--data-dir", str(data)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = Store(Config.from_env(data_dir=data).db_path)
+    try:
+        while not completed_rows(store):
+            assert worker.poll() is None, "the worker ended before making an image"
+            time.sleep(0.05)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        before = {row["id"]: row["output_path"] for row in completed_rows(store)}
+        assert store.count("queue", "status = 'running'") == 1  # killed mid-job: the row still says running
+        assert len(before) < 8
+
+        again = cli(data, "queue", "run", "--json")
+        assert again.returncode == 0, again.stderr
+        jobs = {job["id"]: job for job in json.loads(cli(data, "queue", "list", "--json").stdout)["jobs"]}
+        rows = store.find("generations", order_by="id")
+    finally:
+        store.close()
+    assert [jobs[i]["status"] for i in ids] == ["completed"] * 3
+    assert [jobs[i]["done"] for i in ids] == [2, 4, 2]  # the bird line expands to two prompts, two images each
+    assert len(rows) == 8 and all(row["status"] == "completed" for row in rows)  # one history row per image
+    assert Counter((row["queue_id"], row["params"]["queue_item"]) for row in rows).most_common(1)[0][1] == 1
+    assert {row["id"]: row["output_path"] for row in rows if row["id"] in before} == before  # nothing remade
+    assert all((data / row["output_path"]).is_file() for row in rows)
+    bird = [row for row in rows if row["queue_id"] == ids[1]]
+    assert [row["prompt"] for row in bird] == ["a green bird"] * 2 + ["a blue bird"] * 2
+    assert [row["seed"] for row in bird] == [7, 8, 9, 10]
+    assert {row["params"]["template"] for row in bird} == {"a {green|blue} bird"}
+    written = parse_parameters(read_parameters(data / bird[2]["output_path"]))
+    assert (written.prompt, written.extra["Template"], written.seed) == ("a blue bird", "a {green|blue} bird", 9)
+
+
+def test_pause_holds_a_job_until_resumed(studio, tiny_model):
+    first, second = queue_images(studio, request(tiny_model("flux")), "a red fox\na blue bird")
+    assert control_job(studio, "local", "pause", first) == "1 job paused."
+    assert work_until_empty(studio) == 1
+    jobs = {job["id"]: job for job in list_jobs(studio, "local")}
+    assert (jobs[first]["status"], jobs[first]["images"]) == ("paused", [])
+    assert jobs[second]["status"] == "completed" and len(jobs[second]["images"]) == 1
+
+    control_job(studio, "local", "resume", first)
+    assert work_until_empty(studio) == 1
+    job = next(job for job in list_jobs(studio, "local") if job["id"] == first)
+    assert job["status"] == "completed" and len(job["images"]) == 1
+
+
+def test_pausing_a_running_job_stops_between_images_and_resume_finishes_it(studio, tiny_model, monkeypatch):
+    (job_id,) = queue_images(studio, request(tiny_model("flux"), batch=3))
+    real = tasks.generate_images
+
+    def pause_after_the_first_image(*args, **kwargs):
+        made = real(*args, **kwargs)
+        control_job(studio, "local", "pause", job_id)  # what the Pause button does while the job runs
+        return made
+
+    monkeypatch.setattr(tasks, "generate_images", pause_after_the_first_image)
+    work_until_empty(studio)
+    job = list_jobs(studio, "local")[0]
+    assert (job["status"], job["done"], len(job["images"])) == ("paused", 1, 1)
+
+    monkeypatch.setattr(tasks, "generate_images", real)
+    control_job(studio, "local", "resume")
+    work_until_empty(studio)
+    job = list_jobs(studio, "local")[0]
+    assert (job["status"], job["done"], len(job["images"])) == ("completed", 3, 3)
+    seeds = [row["seed"] for row in studio.store.find("generations", "queue_id = ?", [job_id], order_by="id")]
+    assert seeds == [3, 4, 5]
+
+
+def test_two_users_take_turns(studio, tiny_model):
+    model = tiny_model("flux")
+    queue_images(studio, request(model, owner="ann"), "one\ntwo\nthree")
+    queue_images(studio, request(model, owner="bob"), "four\nfive")
+    order = []
+    work_until_empty(studio, lambda job, status: order.append((job["owner"], job["title"], status)))
+    assert order == [("ann", "one", "completed"), ("bob", "four", "completed"), ("ann", "two", "completed"),
+                     ("bob", "five", "completed"), ("ann", "three", "completed")]
+    assert {job["owner"] for job in list_jobs(studio, "bob")} == {"bob"}
+    with pytest.raises(NotFound, match="no queued job"):
+        control_job(studio, "bob", "retry", list_jobs(studio, "ann")[0]["id"])
+
+
+def test_per_user_limit_cancel_and_retry(tmp_path, tiny_model):
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", queued_jobs_per_user=2))
+    try:
+        model = tiny_model("flux")
+        first, _second = queue_images(studio, request(model), "a\nb")
+        with pytest.raises(InvalidInput, match="limit is 2 per user"):
+            queue_images(studio, request(model), "c")
+        assert queue_images(studio, request(model, owner="bob"), "d")  # another user is not held back
+        control_job(studio, "local", "cancel", first)
+        assert next(j for j in list_jobs(studio, "local") if j["id"] == first)["status"] == "cancelled"
+        with pytest.raises(InvalidInput, match="cannot be paused"):
+            control_job(studio, "local", "pause", first)
+        control_job(studio, "local", "retry", first)
+        assert work_until_empty(studio) == 3
+        assert {job["status"] for job in list_jobs(studio, "local")} == {"completed"}
+    finally:
+        studio.close()
+
+
+def test_reorder_changes_what_runs_next(studio, tiny_model):
+    a, b, c = queue_images(studio, request(tiny_model("flux")), "a\nb\nc")
+    control_job(studio, "local", "top", c)
+    control_job(studio, "local", "down", a)
+    assert [job["id"] for job in list_jobs(studio, "local")] == [c, b, a]
+
+
+def test_the_app_worker_runs_jobs_in_the_background(studio, tiny_model):
+    (job_id,) = queue_images(studio, request(tiny_model("flux")))
+    worker = QueueWorker(studio, poll_s=0.05).start()
+    try:
+        while list_jobs(studio, "local")[0]["status"] != "completed":
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert len(list_jobs(studio, "local")[0]["images"]) == 1
+
+
+def test_bad_batches_are_refused_before_queueing(studio, tiny_model):
+    model = tiny_model("flux")
+    with pytest.raises(InvalidInput, match="__colour__ has no values"):
+        queue_images(studio, request(model, prompt="a __colour__ car"))
+    with pytest.raises(InvalidInput, match="unbalanced"):
+        queue_images(studio, request(model, prompt="a {red|blue car"))
+    with pytest.raises(InvalidInput, match="No prompts"):
+        queue_images(studio, request(model), "# only a comment\n")
+    assert list_jobs(studio, "local") == []

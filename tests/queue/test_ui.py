@@ -1,0 +1,46 @@
+"""The queue through the live app's API: jobs added over HTTP run in the app's background worker, per user."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from gradio_client import Client
+
+
+def wait_until_done(client: Client, job_id: int) -> dict:
+    while True:
+        job = next(j for j in client.predict(api_name="/queue_status") if j["id"] == job_id)
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.2)
+
+
+def test_queue_add_status_and_control_over_the_api(live_app, tiny_model):
+    app = live_app(auth="ann:pw-ann,bob:pw-bob")
+    ann = Client(app.url, auth=("ann", "pw-ann"), verbose=False)
+    bob = Client(app.url, auth=("bob", "pw-bob"), verbose=False)
+    added = ann.predict(prompt="", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=5,
+                        prompts="a {red|blue} fox", api_name="/queue_add")
+    (job_id,) = added["jobs"]
+    job = wait_until_done(ann, job_id)
+    assert (job["status"], job["done"], len(job["images"])) == ("completed", 2, 2)
+    rows = app.studio.store.find("generations", "queue_id = ?", [job_id], order_by="id")
+    assert [(r["owner"], r["prompt"]) for r in rows] == [("ann", "a red fox"), ("ann", "a blue fox")]
+
+    assert bob.predict(api_name="/queue_status") == []  # another user's jobs are not shown
+    with pytest.raises(Exception, match="no queued job"):
+        bob.predict("retry", job_id, api_name="/queue_control")
+    with pytest.raises(Exception, match="is completed"):
+        ann.predict("retry", job_id, api_name="/queue_control")
+
+
+def test_grid_over_the_api(live_app, tiny_model):
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    grid, cells = client.predict(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
+                                 seed=3, x="guidance=1,2", y="prompt=red,blue", api_name="/grid")
+    assert len(cells) == 4 and grid
+    rows = app.studio.store.find("generations", order_by="id")
+    assert [(r["guidance"], r["prompt"]) for r in rows] == [(1.0, "a red fox"), (2.0, "a red fox"),
+                                                            (1.0, "a blue fox"), (2.0, "a blue fox")]
