@@ -45,16 +45,13 @@ class Config:
     gpu_concurrency: int = 1
     max_queued_per_user: int = 4
     queue_size: int = 64
-<<<<<<< HEAD
     api_open: bool = False  # the REST APIs answer other machines even without users (--api-open)
     login_attempts: int = 5
     login_lockout_s: float = 60.0
     max_upload_mb: int = 2048
     max_files: int = 1000
     max_unzipped_mb: int = 2048
-=======
     queued_jobs_per_user: int = 1000  # the generation queue (masuka.queue): unfinished jobs one user may hold
->>>>>>> queue
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
@@ -66,16 +63,13 @@ class Config:
             "gpu_concurrency": int(os.environ.get("MASUKA_GPU_CONCURRENCY", 1)),
             "max_queued_per_user": int(os.environ.get("MASUKA_MAX_QUEUED_PER_USER", 4)),
             "queue_size": int(os.environ.get("MASUKA_QUEUE_SIZE", 64)),
-<<<<<<< HEAD
             "api_open": os.environ.get("MASUKA_API_OPEN", "").lower() in ("1", "true", "yes"),
             "login_attempts": int(os.environ.get("MASUKA_LOGIN_ATTEMPTS", 5)),
             "login_lockout_s": float(os.environ.get("MASUKA_LOGIN_LOCKOUT_S", 60)),
             "max_upload_mb": int(os.environ.get("MASUKA_MAX_UPLOAD_MB", 2048)),
             "max_files": int(os.environ.get("MASUKA_MAX_FILES", 1000)),
             "max_unzipped_mb": int(os.environ.get("MASUKA_MAX_UNZIPPED_MB", 2048)),
-=======
             "queued_jobs_per_user": int(os.environ.get("MASUKA_QUEUED_JOBS_PER_USER", 1000)),
->>>>>>> queue
         }
         values.update(overrides)
         config = cls(

@@ -55,37 +55,19 @@ class GPURunner:
 
     @contextmanager
     def hold(self, job: str, timeout: float | None = None, on_wait: Callable[[str], None] | None = None,
-<<<<<<< HEAD
-             private: bool = False) -> Iterator[None]:
+             private: bool = False, background: bool = False) -> Iterator[None]:
         """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy.
 
         The refusal and the wait message name the jobs holding the GPU, unless ``private`` (a caller who may
         not know what other users run): then they say "another job".
-=======
-             background: bool = False) -> Iterator[None]:
-        """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy.
 
         Interactive requests go first: while one waits, ``background`` holds (queued jobs) do not take a
         slot, and an interactive request waits past its timeout when only queued work holds the GPU (a
         queued job takes the slot one image at a time, so the wait is short).
->>>>>>> queue
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         label = f"{BACKGROUND_LABEL} {job}" if background else job
         told = False
-<<<<<<< HEAD
-        while True:
-            handle = self._try_acquire(job)
-            if handle is not None:
-                break
-            busy = "another job" if private else ", ".join(self.holders()) or "another job"
-            if deadline is not None and time.monotonic() >= deadline:
-                raise GPUBusy(f"The GPU is busy with {busy}. Try again when it finishes, or stop it.")
-            if on_wait and not told:
-                on_wait(f"waiting for the GPU ({busy})")
-                told = True
-            time.sleep(0.2)
-=======
         wanted: Path | None = None
         try:
             while True:
@@ -96,7 +78,7 @@ class GPURunner:
                     wanted = self.lock_dir / f"wanted-{os.getpid()}-{threading.get_ident()}"
                     wanted.touch()
                 holders = self.holders()
-                busy = ", ".join(holders) or "another job"
+                busy = "another job" if private else ", ".join(holders) or "another job"
                 only_queued = bool(holders) and all(h.startswith(BACKGROUND_LABEL) for h in holders)
                 if deadline is not None and time.monotonic() >= deadline and not only_queued:
                     raise GPUBusy(f"The GPU is busy with {busy}. Try again when it finishes, or stop it.")
@@ -107,7 +89,6 @@ class GPURunner:
         finally:
             if wanted is not None:
                 wanted.unlink(missing_ok=True)
->>>>>>> queue
         try:
             yield
         finally:

@@ -87,12 +87,9 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     import gradio as gr
     from starlette.middleware import Middleware
 
-<<<<<<< HEAD
     from masuka.api import mount_api
     from masuka.guards import OwnFilesOnly, ReadableJoins, ThrottledLogin, cap_waiting_gpu_events
-=======
     from masuka.queue.worker import QueueWorker
->>>>>>> queue
     from masuka.studio import Studio
     from masuka.ui.app import build_app
 

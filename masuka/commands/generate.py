@@ -17,21 +17,12 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:
     """The request flags ``generate``, ``queue add`` and ``grid`` share."""
     parser.add_argument("--model", required=True, help="catalog id, diffusers repo id or local pipeline folder")
-<<<<<<< HEAD
-    parser.add_argument("--prompt", required=True, help="what the image shows")
+    parser.add_argument("--prompt", required=prompt_required, help="what the image shows")
     parser.add_argument("--negative-prompt", default="", help="what to keep out of the image (models that take one)")
     parser.add_argument("--steps", type=int, help="denoising steps, 1-200 (default: the model's)")
     parser.add_argument("--guidance", type=float, help="guidance scale (CFG), 0-30 (default: the model's)")
     parser.add_argument("--width", type=int, help="pixels, 64-2048, a multiple of 8 or 16 (default: the model's)")
     parser.add_argument("--height", type=int, help="pixels, 64-2048, a multiple of 8 or 16 (default: the model's)")
-=======
-    parser.add_argument("--prompt", required=prompt_required)
-    parser.add_argument("--negative-prompt", default="")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--guidance", type=float)
-    parser.add_argument("--width", type=int)
-    parser.add_argument("--height", type=int)
->>>>>>> queue
     parser.add_argument("--seed", type=int, help="fixed seed (default: random)")
     parser.add_argument("--batch", type=int, default=1, help="images, 1-4 (seeds seed, seed+1, …)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
@@ -43,7 +34,6 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
                         help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
     parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",
                         help="with --fast: first-block cache threshold, 0 = off; higher is faster and rougher")
-<<<<<<< HEAD
     parser.add_argument("--init-image", metavar="PATH",
                         help="start from this image (image-to-image); the size defaults to its size")
     parser.add_argument("--strength", type=float, default=0.75,
@@ -51,42 +41,28 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     parser.add_argument("--mask", metavar="PATH", help="with --init-image: repaint only the white part (inpaint)")
     parser.add_argument("--mask-blur", type=int, default=4, metavar="PX",
                         help="with --mask: soften the mask edge by this many pixels (default 4)")
-    parser.set_defaults(handler=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    from masuka.errors import InvalidInput
-    from masuka.image.generate import ImageRequest, generate_images, parse_lora
-    from masuka.image.tasks import InitImage
-=======
 
 
 def request_from_args(args: argparse.Namespace):
     """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
+    from masuka.errors import InvalidInput
     from masuka.image.generate import ImageRequest, parse_lora
-
-    return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
-                        steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
-                        seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
-                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache)
-
-
-def run(args: argparse.Namespace) -> int:
-    from masuka.image.generate import generate_images
->>>>>>> queue
+    from masuka.image.tasks import InitImage
 
     if args.mask and not args.init_image:
         raise InvalidInput("--mask needs --init-image: the picture the mask belongs to.")
     init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur)
-    studio = open_studio(args)
-<<<<<<< HEAD
-    request = ImageRequest(prompt=args.prompt, model=args.model, negative_prompt=args.negative_prompt,
-                           steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
-                           seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
-                           memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init)
-=======
+    return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
+                        steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
+                        seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
+                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init)
+
+
+def run(args: argparse.Namespace) -> int:
+    from masuka.image.generate import generate_images
+
     request = request_from_args(args)
->>>>>>> queue
+    studio = open_studio(args)
     last = [-1]
 
     def on_step(index: int, step: int, total: int) -> None:

@@ -69,13 +69,10 @@ class ImageRequest:
     memory_plan: str = "auto"  # "auto" or one of masuka.gpu.MEMORY_PLANS
     fast: bool = False  # the compiled fast path (masuka.image.fast)
     step_cache: float = 0.0  # first-block cache threshold on the fast path; 0 = off, higher = faster, rougher
-<<<<<<< HEAD
     init: InitImage | None = None  # start from this image (img2img), or repaint its mask (inpaint)
-=======
     template: str = ""  # the prompt before batch expansion ({a|b}, __wildcard__), written as "Template:"
     queue_id: int | None = None  # the queued job this image belongs to (masuka.queue)
     notes: dict[str, Any] = field(default_factory=dict)  # extra facts kept in the row's params (queue item, cell)
->>>>>>> queue
 
 
 @dataclass
@@ -189,21 +186,16 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
                     on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None,
                     gpu_timeout: float | None = None, allow_any_path: bool = False,
-<<<<<<< HEAD
-                    on_download: Callable[[str, float], None] | None = None) -> list[ImageResult]:
-    """Validate, download the model if needed (outside the GPU slot, progress to ``on_download``), then make
-    ``request.batch`` images; returns them in order. Raises on the first failure."""
-    plan = plan_request(studio, request, allow_any_path)
-    fetch_for_use(studio, request.owner, plan.spec.source, on_download)
-    with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout):
-=======
+                    on_download: Callable[[str, float], None] | None = None,
                     background: bool = False) -> list[ImageResult]:
-    """Validate, then make ``request.batch`` images; returns them in order. Raises on the first failure.
+    """Validate, download the model if needed (outside the GPU slot, progress to ``on_download``), then make
+    ``request.batch`` images; returns them in order. Raises on the first failure.
 
     ``background`` work (the queue) lets interactive requests take the GPU first."""
     plan = plan_request(studio, request, allow_any_path)
-    with studio.gpu.hold(f"image generation for {request.owner}", timeout=gpu_timeout, background=background):
->>>>>>> queue
+    fetch_for_use(studio, request.owner, plan.spec.source, on_download)
+    with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
+                         background=background):
         return _run(studio, plan, on_step, on_image, stop)
 
 
@@ -294,25 +286,17 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,
-<<<<<<< HEAD
-                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task)},
-=======
-                   "step_cache": device_plan.step_cache, **request.notes,
+                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task), **request.notes,
                    **({"template": request.template} if request.template else {})},
->>>>>>> queue
     }
 
 
 def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     request = plan.request
     scheduler = type(getattr(pipe, "scheduler", None)).__name__
-<<<<<<< HEAD
     extra = infotext_fields(plan.task)
-=======
-    extra = {}
     if request.template and request.template != request.prompt.strip():
         extra["Template"] = request.template
->>>>>>> queue
     if plan.loras:
         extra["Lora hashes"] = ", ".join(f"{info.name}: {info.short_hash}" for info, _w in plan.loras)
     return Parameters(prompt=request.prompt.strip(), negative_prompt=request.negative_prompt if
