@@ -184,7 +184,9 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, 
         choice = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if choice == "cuda":
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        if memory == "auto":
+        if memory == "auto" and os.environ.get("SPACES_ZERO_GPU"):
+            memory = "full"  # a 70 GB slice of an H200; CUDA is only emulated outside GPU functions
+        elif memory == "auto":
             needs = dict(memory_needs_gb or {})
             needs.setdefault("full", vram_needed_gb)
             memory = choose_memory_plan(torch.cuda.mem_get_info()[0] / 2**30, needs)
@@ -197,7 +199,9 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, 
 def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Callable]:
     """Wrap a GPU function with ``spaces.GPU`` on Hugging Face ZeroGPU Spaces; a no-op everywhere else.
 
-    ``duration`` may be a callable taking the function's arguments (an estimate from steps and size).
+    ``duration`` may be a callable taking the function's arguments (an estimate from steps and size, see
+    :func:`masuka.zerogpu.request_seconds`); it is evaluated before a GPU is asked for, so an estimate that
+    refuses the request (raising) costs no GPU time and no quota.
     """
 
     def decorate(func: Callable) -> Callable:
@@ -205,6 +209,14 @@ def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Cal
             return func
         import spaces
 
-        return functools.wraps(func)(spaces.GPU(duration=duration)(func))
+        on_gpu = spaces.GPU(duration=duration)(func)
+
+        @functools.wraps(func)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            if callable(duration):
+                duration(*args, **kwargs)
+            return on_gpu(*args, **kwargs)
+
+        return checked
 
     return decorate

@@ -169,9 +169,11 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
 
 
 def _estimate_seconds(studio: Studio, plan: Plan, *args: Any) -> int:
-    """ZeroGPU duration estimate: steps × pixels × images, with a floor for loading."""
-    megapixels = plan.width * plan.height / 2**20
-    return int(30 + len(plan.seeds) * plan.steps * megapixels * 1.5)
+    """ZeroGPU duration of this request (refused there when one GPU call may not take that long)."""
+    from masuka.zerogpu import request_seconds
+
+    return request_seconds("image", steps=plan.steps, width=plan.width, height=plan.height, images=len(plan.seeds),
+                           architecture=plan.spec.architecture)
 
 
 @zerogpu(duration=_estimate_seconds)
