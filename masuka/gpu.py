@@ -124,6 +124,8 @@ MEMORY_PLAN_HELP = {
     "model_offload": "each model moves to the GPU only while it runs",
     "fp8_offload": "the denoiser's weights stored in fp8, and model offload",
     "group_offload": "layers stream to the GPU one at a time, for the smallest cards",
+    "nf4_offload": "a 4-bit NF4 transformer (bitsandbytes, CUDA) and model offload",
+    "gguf_offload": "the transformer from a .gguf file ($MASUKA_GGUF_FILE, needs gguf) and model offload",
 }
 #: Free memory kept spare when choosing a plan (the CUDA context, fragmentation, the decode).
 HEADROOM_GB = 1.0

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import Cancelled, InvalidInput, MasukaError
-from masuka.gpu import MEMORY_PLANS, check_stop, zerogpu
+from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
 from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, save_image
+from masuka.image.quantized import check_quantized_plan
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.settings import load_defaults
@@ -63,7 +64,7 @@ class ImageRequest:
     batch: int = 1
     loras: list[tuple[str, float]] = field(default_factory=list)
     owner: str = LOCAL_USER
-    memory_plan: str = "auto"  # "auto" or one of masuka.gpu.MEMORY_PLANS
+    memory_plan: str = "auto"  # "auto" or one of masuka.gpu.MEMORY_PLAN_HELP
     fast: bool = False  # the compiled fast path (masuka.image.fast)
     step_cache: float = 0.0  # first-block cache threshold on the fast path; 0 = off, higher = faster, rougher
 
@@ -138,8 +139,9 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
             raise InvalidInput(f"The {name} must be a multiple of {spec.size_multiple} for {spec.id} "
                                f"(got {value}; try {round(value / spec.size_multiple) * spec.size_multiple}).")
     batch = whole_number("batch", request.batch, 1, MAX_BATCH)
-    if request.memory_plan not in ("auto", *MEMORY_PLANS):
-        raise InvalidInput(f"Unknown memory plan {request.memory_plan!r}: use auto, {', '.join(MEMORY_PLANS)}.")
+    if request.memory_plan not in ("auto", *MEMORY_PLAN_HELP):
+        raise InvalidInput(f"Unknown memory plan {request.memory_plan!r}: use auto, {', '.join(MEMORY_PLAN_HELP)}.")
+    check_quantized_plan(request.memory_plan)
     if not 0 <= request.step_cache <= MAX_STEP_CACHE:
         raise InvalidInput(f"The step cache must be between 0 (off) and {MAX_STEP_CACHE} "
                            f"(got {request.step_cache:g}).")
