@@ -4,6 +4,7 @@ refused with what to install or set."""
 
 from __future__ import annotations
 
+import gguf
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,7 +12,6 @@ from PIL import Image
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, generate_images, plan_request
 
-gguf = pytest.importorskip("gguf")  # a test dependency (requirements-test.txt); optional for users
 
 
 def write_gguf(transformer, path) -> int:
