@@ -1,11 +1,19 @@
-"""The ZeroGPU shim: a no-op off Spaces, ``spaces.GPU`` with a duration estimate on ZeroGPU."""
+"""ZeroGPU: a no-op off Spaces; on ZeroGPU each request asks for its own duration (a too-long one is refused before
+the GPU), the Space model is placed at start-up and its Flux transformer compiled ahead of time."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.errors import InvalidInput
 from masuka.gpu import zerogpu
+from tests.conftest import ROOT
 
 
 def work(steps: int) -> int:
@@ -36,15 +44,6 @@ def test_wraps_with_spaces_gpu_and_estimate_on_zerogpu(monkeypatch):
 
 
 # -- with the stand-in ``spaces`` package (tests/standins/spaces.py) ------------------------------------------
-
-import importlib  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from masuka.errors import InvalidInput  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 calls: list[dict[str, Any]] = []
 
 
-def GPU(func=None, *, duration: Any = 60):  # noqa: N802 - the real package's name
+def GPU(func=None, *, duration: Any = 60):  # the real package's name
     def decorate(target):
         @functools.wraps(target)
         def run(*args, **kwargs):
