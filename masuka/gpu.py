@@ -163,6 +163,8 @@ MEMORY_PLAN_HELP = {
     "model_offload": "each model moves to the GPU only while it runs",
     "fp8_offload": "the denoiser's weights stored in fp8, and model offload",
     "group_offload": "layers stream to the GPU one at a time, for the smallest cards",
+    "nf4_offload": "a 4-bit NF4 transformer (bitsandbytes, CUDA) and model offload",
+    "gguf_offload": "the transformer from a .gguf file ($MASUKA_GGUF_FILE, needs gguf) and model offload",
 }
 #: Free memory kept spare when choosing a plan (the CUDA context, fragmentation, the decode).
 HEADROOM_GB = 1.0
@@ -223,7 +225,9 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, 
         choice = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if choice == "cuda":
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        if memory == "auto":
+        if memory == "auto" and os.environ.get("SPACES_ZERO_GPU"):
+            memory = "full"  # a 70 GB slice of an H200; CUDA is only emulated outside GPU functions
+        elif memory == "auto":
             needs = dict(memory_needs_gb or {})
             needs.setdefault("full", vram_needed_gb)
             memory = choose_memory_plan(torch.cuda.mem_get_info()[0] / 2**30, needs)
@@ -236,7 +240,9 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, 
 def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Callable]:
     """Wrap a GPU function with ``spaces.GPU`` on Hugging Face ZeroGPU Spaces; a no-op everywhere else.
 
-    ``duration`` may be a callable taking the function's arguments (an estimate from steps and size).
+    ``duration`` may be a callable taking the function's arguments (an estimate from steps and size, see
+    :func:`masuka.zerogpu.request_seconds`); it is evaluated before a GPU is asked for, so an estimate that
+    refuses the request (raising) costs no GPU time and no quota.
     """
 
     def decorate(func: Callable) -> Callable:
@@ -244,6 +250,14 @@ def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Cal
             return func
         import spaces
 
-        return functools.wraps(func)(spaces.GPU(duration=duration)(func))
+        on_gpu = spaces.GPU(duration=duration)(func)
+
+        @functools.wraps(func)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            if callable(duration):
+                duration(*args, **kwargs)
+            return on_gpu(*args, **kwargs)
+
+        return checked
 
     return decorate

@@ -92,6 +92,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from masuka.queue.worker import QueueWorker
     from masuka.studio import Studio
     from masuka.ui.app import build_app
+    from masuka.zerogpu import prepare_space
 
     warning = public_warning(config, host, share, ngrok)
     if warning:
@@ -99,6 +100,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
     studio = Studio.open(config)
     QueueWorker(studio).start()  # works queued image jobs in the background (masuka.queue)
+    prepare_space(studio)  # on ZeroGPU: the Space's model placed at start-up (a no-op elsewhere)
     demo = build_app(studio)
     demo.queue(max_size=config.queue_size, default_concurrency_limit=None, api_open=False)
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])

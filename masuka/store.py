@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 
 LOCAL_USER = "local"
 UNFINISHED = ("queued", "running")
@@ -115,6 +114,8 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        import sqlite_utils  # here, so that code needing no database (bench suite) imports without it
+
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()

@@ -1,11 +1,19 @@
-"""The ZeroGPU shim: a no-op off Spaces, ``spaces.GPU`` with a duration estimate on ZeroGPU."""
+"""ZeroGPU: a no-op off Spaces; on ZeroGPU each request asks for its own duration (a too-long one is refused before
+the GPU), the Space model is placed at start-up and its Flux transformer compiled ahead of time."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.errors import InvalidInput
 from masuka.gpu import zerogpu
+from tests.conftest import ROOT
 
 
 def work(steps: int) -> int:
@@ -33,3 +41,87 @@ def test_wraps_with_spaces_gpu_and_estimate_on_zerogpu(monkeypatch):
     monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
     wrapped = zerogpu(duration=lambda steps: 10 + steps)(work)
     assert wrapped(7) == 14 and seen["duration"] == 17
+
+
+# -- with the stand-in ``spaces`` package (tests/standins/spaces.py) ------------------------------------------
+
+
+@pytest.fixture
+def on_zerogpu(monkeypatch):
+    """ZeroGPU as a Space sees it: ``SPACES_ZERO_GPU`` set and ``spaces`` importable (the stand-in); the modules
+    that decorate GPU functions at import are re-imported, and again without ZeroGPU afterwards."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "standins"))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.delitem(sys.modules, "spaces", raising=False)
+    import spaces
+
+    spaces.calls.clear()
+    modules = [importlib.reload(importlib.import_module(name)) for name in ("masuka.zerogpu", "masuka.image.generate")]
+    yield spaces
+    monkeypatch.undo()
+    sys.modules.pop("spaces", None)
+    for module in modules:
+        importlib.reload(module)
+
+
+def test_duration_grows_with_steps_size_and_images_and_has_a_ceiling(monkeypatch):
+    from masuka.zerogpu import request_seconds
+
+    base = request_seconds("image", steps=20, width=1024, height=1024, architecture="flux")
+    assert request_seconds("image", steps=28, width=1024, height=1024, architecture="flux") > base
+    assert request_seconds("image", steps=20, width=1024, height=1024, images=4, architecture="flux") > base
+    assert request_seconds("image", steps=20, width=512, height=512, architecture="flux") < base
+    assert request_seconds("image", steps=20, width=1024, height=1024, architecture="sdxl") < base
+    assert request_seconds("caption", images=40) > request_seconds("caption", images=4)
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", "15")
+    with pytest.raises(InvalidInput, match="about 17 s of GPU time, more than the 15 s"):
+        request_seconds("image", steps=28, width=1024, height=1024, architecture="flux")
+
+
+def test_each_request_asks_for_its_own_duration_and_a_too_long_one_is_refused_before_the_gpu(
+        on_zerogpu, studio, tiny_model):
+    generate = importlib.import_module("masuka.image.generate")
+    from masuka.zerogpu import request_seconds
+
+    model = str(tiny_model("flux"))
+    results = generate.generate_images(studio, generate.ImageRequest(
+        prompt="a red fox", model=model, steps=2, width=64, height=64, batch=2, seed=1))
+    assert len(results) == 2 and all(result.path.is_file() for result in results)
+    expected = request_seconds("image", steps=2, width=64, height=64, images=2, architecture="flux")
+    assert on_zerogpu.calls == [{"event": "gpu", "function": "_run", "duration": expected}]
+
+    rows = len(studio.store.find("generations"))
+    too_long = generate.ImageRequest(prompt="a red fox", model=model, steps=200, width=2048, height=2048, batch=4)
+    with pytest.raises(InvalidInput, match=r"needs about \d+ s of GPU time, more than the 120 s .* fewer steps"):
+        generate.generate_images(studio, too_long)
+    assert len(on_zerogpu.calls) == 1 and len(studio.store.find("generations")) == rows
+
+
+def test_space_model_placed_at_start_up_and_its_transformer_compiled_ahead_of_time(
+        on_zerogpu, studio, tiny_model, monkeypatch):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    generate = importlib.import_module("masuka.image.generate")
+    from masuka.zerogpu import prepare_space
+
+    model = str(tiny_model("flux"))
+    monkeypatch.setenv("MASUKA_SPACE_MODEL", model)
+    monkeypatch.setenv("MASUKA_ZEROGPU_AOTI", "1")
+    pipe = prepare_space(studio)
+    assert isinstance(vars(pipe.transformer).get("forward"), torch.nn.Module)  # the compiled program runs
+    assert [call["event"] for call in on_zerogpu.calls] == ["gpu", "aoti_capture", "aoti_compile", "aoti_apply"]
+    assert on_zerogpu.calls[0] == {"event": "gpu", "function": "_compile_transformer", "duration": 1500}
+    assert on_zerogpu.calls[2]["dynamic"] and on_zerogpu.calls[3]["module"] == "FluxTransformer2DModel"
+    loads = studio.models.loads
+
+    plain = DiffusionPipeline.from_pretrained(model)
+    plain.set_progress_bar_config(disable=True)
+    for width in (64, 128):  # the image sequence length is dynamic: another size runs the same compiled graph
+        [result] = generate.generate_images(studio, generate.ImageRequest(
+            prompt="a red fox", model=model, steps=2, width=width, height=64, seed=3))
+        expected = plain(prompt="a red fox", num_inference_steps=2, width=width, height=64, guidance_scale=5.0,
+                         generator=torch.Generator("cpu").manual_seed(3)).images[0]
+        difference = np.abs(np.asarray(Image.open(result.path), float) - np.asarray(expected, float))
+        assert Image.open(result.path).size == (width, 64) and difference.mean() < 1.0
+    assert studio.models.loads == loads  # requests loaded nothing

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-KINDS = ["startup", "load", "train", "history", "ingest", "image"]
+KINDS = ["startup", "load", "train", "history", "ingest", "image", "suite"]
 
 
 def latest_bench_results(studio: Any, limit: int = 200) -> list[dict]:

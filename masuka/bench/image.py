@@ -23,13 +23,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from masuka.bench import timed
 from masuka.gpu import MEMORY_PLANS, device_plan
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.synthetic import REAL_MODELS, TINY_ARCHITECTURES, real_pipeline, save_tiny_lora, save_tiny_pipeline
-from masuka.studio import Studio
+
+if TYPE_CHECKING:
+    from masuka.studio import Studio
 
 PROMPT = "a photo of a red fox in the snow, detailed fur, soft morning light"
 TINY_SIZE, TINY_STEPS = 256, 4
@@ -48,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step-cache", type=float, default=0.0, help="first-block cache threshold (fast path)")
     parser.add_argument("--runs", type=int, default=5, help="measured images per variant (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="images before measuring (compiles, caches)")
+    parser.add_argument("--through-app", action="store_true",
+                        help="per-image time of a live app's /generate_image against a bare Gradio app and the bare "
+                             "call, alternated (tiny flux unless --model names a folder)")
 
 
 def run(studio: Studio, args: argparse.Namespace) -> dict:
@@ -57,6 +62,11 @@ def run(studio: Studio, args: argparse.Namespace) -> dict:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+    if args.through_app:
+        from masuka.bench.through_app import SIZE, STEPS, measure_through_app
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return measure_through_app(Path(tmp), args.runs, args.size or SIZE, args.steps or STEPS, args.model)
     with tempfile.TemporaryDirectory() as tmp:
         tiny = args.tiny or (None if args.model or torch.cuda.is_available() else "flux")
         model = str(save_tiny_pipeline(tiny, Path(tmp) / f"tiny-{tiny}")) if tiny else args.model or "flux-dev"
@@ -103,10 +113,6 @@ def _loadable(studio: Studio, spec: ModelSpec, args: argparse.Namespace, size: i
 
 def _random_weights(spec: ModelSpec, args: argparse.Namespace, size: int, steps: int) -> dict:
     """The real architecture with random weights: the plain pipeline, freed, then the prepared one."""
-    from masuka.image.fast import compile_once
-    from masuka.image.memory import prepare_decode
-    from masuka.image.pipelines import prepare_pipeline
-
     if spec.id not in REAL_MODELS:
         from masuka.errors import InvalidInput
 
@@ -116,13 +122,27 @@ def _random_weights(spec: ModelSpec, args: argparse.Namespace, size: int, steps:
                        step_cache=args.step_cache)
     results = _baseline(lambda: real_pipeline(spec.id, plan.device, _baseline_dtype(spec, plan)), spec, size, steps,
                         args)
-    pipe = prepare_pipeline(real_pipeline(spec.id, plan.device if plan.memory == "full" else "cpu", plan.dtype), plan)
-    compile_once(pipe)
-    prepare_decode(pipe, plan, size, size)
-    results.update(_measure({"masuka": lambda: pipe(**_bare_kwargs(pipe, spec, size, steps))}, args))
-    pipe = None  # drop the last reference before freeing memory
-    _free()
+    results.update(measure_prepared(lambda device, dtype: real_pipeline(spec.id, device, dtype), spec, plan, size,
+                                    steps, args))
     return {"weights": "random", **_compare(results, steps, plan.memory, plan.device)}
+
+
+def measure_prepared(build: Callable[[str, Any], Any], spec: ModelSpec, plan: Any, size: int, steps: int,
+                     args: argparse.Namespace) -> dict[str, dict]:
+    """``build(device, dtype)``'s pipeline prepared as ``plan`` says (memory plan, fast path), measured alone
+    as ``masuka``, then freed."""
+    from masuka.image.fast import compile_once
+    from masuka.image.memory import prepare_decode
+    from masuka.image.pipelines import prepare_pipeline
+
+    pipe = prepare_pipeline(build(plan.device if plan.memory == "full" else "cpu", plan.dtype), plan)
+    try:
+        compile_once(pipe)
+        prepare_decode(pipe, plan, size, size)
+        return _measure({"masuka": lambda: pipe(**_bare_kwargs(pipe, spec, size, steps))}, args)
+    finally:
+        pipe = None  # drop the last reference before freeing memory
+        _free()
 
 
 def _tiny_extras(studio: Studio, spec: ModelSpec, tiny: str, args: argparse.Namespace, size: int, steps: int,

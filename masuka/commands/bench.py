@@ -24,6 +24,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from masuka.bench import machine
 
+    if getattr(args.bench, "STANDALONE", False):  # writes its own files; needs no data dir or database
+        report = args.bench.run(None, args)
+        emit(args, report, args.bench.markdown(report))
+        return 0
     studio = open_studio(args)
     figures = args.bench.run(studio, args)
     params = {k: v for k, v in vars(args).items() if k not in ("handler", "bench", "json", "data_dir", "command")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from masuka.cli import download_progress, emit, open_studio, progress_line
-from masuka.gpu import MEMORY_PLAN_HELP, MEMORY_PLANS
+from masuka.gpu import MEMORY_PLAN_HELP
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     parser.add_argument("--batch", type=int, default=1, help="images, 1-4 (seeds seed, seed+1, …)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
                         help="a LoRA file or library name, with an optional weight; repeatable")
-    parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLANS],
+    parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLAN_HELP],
                         help="where the weights live: auto (from free GPU memory), " + ", ".join(
                             f"{name} ({text})" for name, text in MEMORY_PLAN_HELP.items()))
     parser.add_argument("--fast", action="store_true",

@@ -99,8 +99,10 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Pro
 
 
 def _estimate_seconds(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo: list, *args) -> int:
-    """ZeroGPU duration estimate: loading plus about a second an image."""
-    return 60 + len(todo)
+    """ZeroGPU duration of this pass (refused there when one GPU call may not take that long)."""
+    from masuka.zerogpu import request_seconds
+
+    return request_seconds("caption", images=len(todo))
 
 
 @zerogpu(duration=_estimate_seconds)

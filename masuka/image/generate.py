@@ -21,11 +21,12 @@ from typing import Any
 
 from masuka.access import may_read, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
-from masuka.gpu import MEMORY_PLANS, check_stop, zerogpu
+from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
 from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, save_image
+from masuka.image.quantized import check_quantized_plan
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
 from masuka.image.tasks import (InitImage, TaskInput, finish, infotext_fields, init_size, prepare, task_kwargs,
                                 task_pipeline, task_record)
@@ -66,7 +67,7 @@ class ImageRequest:
     batch: int = 1
     loras: list[tuple[str, float]] = field(default_factory=list)
     owner: str = LOCAL_USER
-    memory_plan: str = "auto"  # "auto" or one of masuka.gpu.MEMORY_PLANS
+    memory_plan: str = "auto"  # "auto" or one of masuka.gpu.MEMORY_PLAN_HELP
     fast: bool = False  # the compiled fast path (masuka.image.fast)
     step_cache: float = 0.0  # first-block cache threshold on the fast path; 0 = off, higher = faster, rougher
     init: InitImage | None = None  # start from this image (img2img), or repaint its mask (inpaint)
@@ -161,8 +162,9 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
             raise InvalidInput(f"The {name} must be a multiple of {spec.size_multiple} for {spec.id} "
                                f"(got {value}; try {round(value / spec.size_multiple) * spec.size_multiple}).")
     batch = whole_number("batch", request.batch, 1, MAX_BATCH)
-    if request.memory_plan not in ("auto", *MEMORY_PLANS):
-        raise InvalidInput(f"Unknown memory plan {request.memory_plan!r}: use auto, {', '.join(MEMORY_PLANS)}.")
+    if request.memory_plan not in ("auto", *MEMORY_PLAN_HELP):
+        raise InvalidInput(f"Unknown memory plan {request.memory_plan!r}: use auto, {', '.join(MEMORY_PLAN_HELP)}.")
+    check_quantized_plan(request.memory_plan)
     if not 0 <= request.step_cache <= MAX_STEP_CACHE:
         raise InvalidInput(f"The step cache must be between 0 (off) and {MAX_STEP_CACHE} "
                            f"(got {request.step_cache:g}).")
@@ -200,9 +202,11 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
 
 
 def _estimate_seconds(studio: Studio, plan: Plan, *args: Any) -> int:
-    """ZeroGPU duration estimate: steps × pixels × images, with a floor for loading."""
-    megapixels = plan.width * plan.height / 2**20
-    return int(30 + len(plan.seeds) * plan.steps * megapixels * 1.5)
+    """ZeroGPU duration of this request (refused there when one GPU call may not take that long)."""
+    from masuka.zerogpu import request_seconds
+
+    return request_seconds("image", steps=plan.steps, width=plan.width, height=plan.height, images=len(plan.seeds),
+                           architecture=plan.spec.architecture)
 
 
 @zerogpu(duration=_estimate_seconds)

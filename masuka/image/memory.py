@@ -39,9 +39,9 @@ def apply_memory_plan(pipe: Any, plan: DevicePlan) -> None:
             log.info("fp8 weight storage is not available on Apple MPS: keeping %s weights", plan.dtype_name)
         else:
             denoiser_of(pipe).enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=plan.dtype)
-    if plan.memory == "full":
-        pipe.to(plan.device)
-    elif plan.memory in ("model_offload", "fp8_offload"):
+    if plan.memory == "full" or (plan.device == "cpu" and plan.memory in ("nf4_offload", "gguf_offload")):
+        pipe.to(plan.device)  # a CPU has nowhere to offload to (and diffusers' LoRA loading re-offloads to a GPU)
+    elif plan.memory in ("model_offload", "fp8_offload", "nf4_offload", "gguf_offload"):
         pipe.enable_model_cpu_offload(device=plan.device)
     elif plan.memory == "group_offload":
         pipe.enable_group_offload(onload_device=torch.device(plan.device), offload_device=torch.device("cpu"),

@@ -8,6 +8,7 @@ from typing import Any
 from masuka.gpu import DevicePlan, device_plan
 from masuka.image.fast import prepare_fast
 from masuka.image.memory import apply_memory_plan, text_encoder_quantization
+from masuka.image.quantized import QUANTIZED_PLANS, quantized_components
 from masuka.models.cache import ModelCache
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
 from masuka.models.hub import cache_only
@@ -21,10 +22,13 @@ def load_pipeline(spec: ModelSpec, plan: DevicePlan, token: str | None = None) -
 
     log.info("loading %s from %s on %s/%s, memory plan %s%s", spec.id, spec.source, plan.device,
              plan.dtype_name, plan.memory, ", fast" if plan.fast else "")
+    if plan.memory in QUANTIZED_PLANS:
+        quantized = quantized_components(spec.source, plan.memory, plan.dtype, token)
+    else:
+        quantized = {"quantization_config": text_encoder_quantization(spec.architecture, plan)}
     try:
-        pipe = DiffusionPipeline.from_pretrained(
-            spec.source, dtype=plan.dtype, use_safetensors=True, token=token, local_files_only=cache_only(spec.source),
-            quantization_config=text_encoder_quantization(spec.architecture, plan))
+        pipe = DiffusionPipeline.from_pretrained(spec.source, dtype=plan.dtype, use_safetensors=True, token=token,
+                                                 local_files_only=cache_only(spec.source), **quantized)
     except Exception as error:  # every loading failure becomes a message naming the repo and the reason
         raise explain_load_error(spec, error) from error
     return prepare_pipeline(pipe, plan)

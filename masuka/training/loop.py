@@ -14,11 +14,12 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from masuka.errors import MasukaError
 from masuka.gpu import DevicePlan, device_plan
-from masuka.image.pipelines import load_pipeline
+from masuka.image.pipelines import load_pipeline, prepare_pipeline
 from masuka.models.catalog import ModelSpec
 from masuka.training import checkpoints
 from masuka.training.architectures import Architecture, trainer_for
@@ -50,6 +51,7 @@ class TrainPlan:
     data: TrainingSet
     run_dir: Path
     token: str | None = None
+    build: Callable[[], Any] | None = None  # builds the base pipeline on the CPU instead of loading spec.source
 
 
 @dataclass
@@ -114,7 +116,8 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
     if main:
         hooks.log(f"loading {plan.spec.id} ({plan.architecture}) on {accelerator.num_processes} process(es), "
                   f"{where.device} {where.dtype_name}")
-    pipe = load_pipeline(plan.spec, DevicePlan("cpu", where.dtype_name), plan.token)
+    cpu = DevicePlan("cpu", where.dtype_name)
+    pipe = prepare_pipeline(plan.build(), cpu) if plan.build else load_pipeline(plan.spec, cpu, plan.token)
     arch = trainer_for(plan.architecture)(pipe, options, plan.spec.max_sequence_length)
     encoders = [name for name in ("text_encoder", "text_encoder_2", "text_encoder_3") if getattr(pipe, name, None)]
     for name in encoders + ["vae"]:

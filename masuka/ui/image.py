@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
+import time
 
 import gradio as gr
 
@@ -23,6 +24,8 @@ from masuka.ui.common import UIContext, friendly, is_admin, user_message, user_o
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
            "16:9": (1344, 768), "9:16": (768, 1344), "21:9": (1536, 640)}
 GPU_WAIT_S = 5.0
+#: Per-step progress goes to the browser at most this often: each update is a message through the queue.
+PROGRESS_EVERY_S = 0.1
 
 
 def build(ctx: UIContext) -> None:
@@ -133,12 +136,16 @@ def build(ctx: UIContext) -> None:
         images: list[tuple[str, str]] = []
         seeds: list[str] = []
         progress(0, desc="Loading the model…")
+        shown = 0.0
         while True:
             event = events.get()
             if event[0] == "download":
                 progress(event[2], desc=event[1])
             elif event[0] == "step":
                 _, index, step, total = event
+                if time.monotonic() - shown < PROGRESS_EVERY_S:
+                    continue
+                shown = time.monotonic()
                 done = index * total + step
                 progress((done, request_.batch * total), desc=f"Image {index + 1}/{request_.batch}: "
                          f"step {step}/{total}", unit="steps")
@@ -146,7 +153,8 @@ def build(ctx: UIContext) -> None:
                 result = event[1]
                 images.append((str(result.path), f"seed {result.seed}"))
                 seeds.append(str(result.seed))
-                yield images, ", ".join(seeds), f"{len(images)} of {request_.batch} done"
+                if len(images) < request_.batch:  # the last image goes out once, with the final message
+                    yield images, ", ".join(seeds), f"{len(images)} of {request_.batch} done"
             elif event[0] == "error":
                 error = event[1]
                 if isinstance(error, Cancelled):

@@ -1,0 +1,115 @@
+"""A request through the app: ``/generate_image`` of a live MASUKA against a bare one-tab Gradio app making the
+same diffusers call and against the bare call itself, taken in turns in one run (``bench image --through-app``).
+
+All three run in this process on the same tiny model (each its own pipeline loaded with ``from_pretrained``),
+the two apps called through ``gradio_client`` as a user's script would. MASUKA's share is its median minus the
+bare app's; Gradio's own round trip is the bare app's minus the bare call's.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PROMPT = "a photo of a red fox in the snow, detailed fur, soft morning light"
+SIZE, STEPS, SEED = 128, 16, 1
+
+
+def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps: int = STEPS,
+                        model: str | None = None) -> dict:
+    """Median milliseconds per image of the bare call, the bare Gradio app and MASUKA, alternated ``rounds``
+    times after one warm-up call each; ``model`` defaults to a tiny Flux written into ``folder``."""
+    from gradio_client import Client
+
+    from masuka.config import Config
+    from masuka.models.synthetic import save_tiny_pipeline
+    from masuka.server import launch
+
+    folder = Path(folder)
+    if model is None:
+        model = str(folder / "tiny-flux")
+        if not Path(model).exists():
+            save_tiny_pipeline("flux", model)
+    call = bare_call(model, size, steps, folder / "bare-outputs")
+    bare_app = bare_gradio_app(call, folder / "bare-outputs")
+    masuka = launch(Config.from_env(data_dir=folder / "through-app-data", auth=""), host="127.0.0.1",
+                    port=_port(), block=False)
+    try:
+        bare_client, masuka_client = Client(bare_app.local_url, verbose=False), Client(masuka.url, verbose=False)
+        calls: dict[str, Callable[[], Any]] = {
+            "bare_call": call,
+            "bare_app": lambda: bare_client.predict(PROMPT, api_name="/generate"),
+            "masuka_app": lambda: masuka_client.predict(PROMPT, model, "", steps, 0.0, size, size, SEED, 1, [],
+                                                        api_name="/generate_image"),
+        }
+        samples = _alternate(calls, rounds)
+    finally:
+        masuka.close()
+        bare_app.close()
+    ms = {name: round(1000 * statistics.median(times), 1) for name, times in samples.items()}
+    return {"model": Path(model).name, "size": size, "steps": steps, "rounds": rounds,
+            **{f"{name}_ms": value for name, value in ms.items()},
+            "gradio_share_ms": round(ms["bare_app"] - ms["bare_call"], 1),
+            "masuka_share_ms": round(ms["masuka_app"] - ms["bare_app"], 1),
+            "masuka_over_bare_call_ms": round(ms["masuka_app"] - ms["bare_call"], 1)}
+
+
+def bare_call(model: str, size: int, steps: int, outputs: Path) -> Callable[[], str]:
+    """The bare diffusers call plus a PNG save: what any app has to do for one image. Returns the file."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from masuka.gpu import device_plan
+
+    plan = device_plan()
+    pipe = DiffusionPipeline.from_pretrained(model, dtype=plan.dtype, use_safetensors=True).to(plan.device)
+    pipe.set_progress_bar_config(disable=True)
+    outputs.mkdir(parents=True, exist_ok=True)
+    counter = iter(range(10**9))
+
+    def generate(prompt: str = PROMPT) -> str:
+        with torch.inference_mode():
+            image = pipe(prompt=prompt, num_inference_steps=steps, guidance_scale=0.0, width=size, height=size,
+                         generator=torch.Generator("cpu").manual_seed(SEED)).images[0]
+        path = outputs / f"{next(counter):06d}.png"
+        image.save(path)
+        return str(path)
+
+    return generate
+
+
+def bare_gradio_app(generate: Callable[[str], str], outputs: Path) -> Any:
+    """A one-tab Gradio app whose button makes the bare call and shows the image in a Gallery, served on
+    loopback; returns the launched ``Blocks`` (``.local_url``, ``.close()``)."""
+    import gradio as gr
+
+    with gr.Blocks() as demo, gr.Tab("One"):
+        prompt = gr.Textbox()
+        gallery = gr.Gallery(format="png")
+        gr.Button().click(lambda text: [generate(text)], prompt, gallery, api_name="generate")
+    demo.launch(server_name="127.0.0.1", server_port=_port(), prevent_thread_lock=True, quiet=True,
+                allowed_paths=[str(outputs)])
+    return demo
+
+
+def _alternate(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
+    """One warm-up call each, then ``rounds`` rounds taking the calls in turn (load drift hits all alike)."""
+    for func in calls.values():
+        func()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, func in calls.items():
+            start = time.perf_counter()
+            func()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,77 @@
+"""4-bit transformers for small cards: a GGUF file (``gguf_offload``) or bitsandbytes NF4 (``nf4_offload``).
+
+Both are memory plans that load the denoiser quantized and offload each model to the GPU only while it runs
+(diffusers' docs give FLUX.1-dev about 6-7 GB peak that way on a 4-bit transformer). ``gguf_offload`` reads
+the transformer from the ``.gguf`` file named by ``MASUKA_GGUF_FILE`` (a path, or a Hugging Face file URL such
+as ``https://huggingface.co/city96/FLUX.1-dev-gguf/blob/main/flux1-dev-Q4_K_S.gguf``) through diffusers'
+``GGUFQuantizationConfig``, the rest of the pipeline from the model's repo or folder; ``nf4_offload`` quantizes
+the transformer while loading (``PipelineQuantizationConfig`` with ``bitsandbytes_4bit``, NF4, CUDA only).
+LoRAs load on both as diffusers allows (peft layers over the quantized linear layers).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+from masuka.errors import InvalidInput
+
+GGUF_FILE_ENV = "MASUKA_GGUF_FILE"
+#: plan -> (package it needs, the install line for the message)
+QUANTIZED_PLANS = {"gguf_offload": ("gguf", "pip install 'gguf>=0.10,<1'"),
+                   "nf4_offload": ("bitsandbytes", "pip install 'bitsandbytes>=0.46.1,<1'")}
+
+
+def check_quantized_plan(memory: str) -> None:
+    """Refuse a quantized plan whose package is missing (or, for GGUF, with no file named), saying what to do."""
+    if memory not in QUANTIZED_PLANS:
+        return
+    package, install = QUANTIZED_PLANS[memory]
+    if importlib.util.find_spec(package) is None:
+        raise InvalidInput(f"The {memory} memory plan needs the {package} package, which is not installed: "
+                           f"{install} (see requirements-extras.txt), then restart MASUKA.")
+    if memory == "gguf_offload" and not os.environ.get(GGUF_FILE_ENV):
+        raise InvalidInput(f"The gguf_offload memory plan loads the transformer from a .gguf file: set "
+                           f"{GGUF_FILE_ENV} to its path or Hugging Face URL, then restart MASUKA.")
+
+
+def quantized_components(source: str, memory: str, dtype: Any, token: str | None = None) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments that load the denoiser of ``source`` quantized as ``memory`` says."""
+    check_quantized_plan(memory)
+    if memory == "nf4_offload":
+        import torch
+        from diffusers import PipelineQuantizationConfig
+
+        config = PipelineQuantizationConfig(
+            quant_backend="bitsandbytes_4bit", components_to_quantize=["transformer"],
+            quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype,
+                          "bnb_4bit_use_double_quant": dtype is not torch.float32})
+        return {"quantization_config": config}
+    return {"transformer": gguf_transformer(os.environ[GGUF_FILE_ENV], source, dtype, token)}
+
+
+def gguf_transformer(path: str, source: str, dtype: Any, token: str | None = None) -> Any:
+    """The transformer in a ``.gguf`` file, with the configuration of ``source``'s ``transformer`` folder."""
+    import json
+    from pathlib import Path
+
+    import diffusers
+    from diffusers import GGUFQuantizationConfig
+
+    from masuka.models.catalog import explain_load_error, resolve_image_model
+
+    folder = Path(source)
+    if folder.is_dir():
+        class_name = json.loads((folder / "transformer" / "config.json").read_text())["_class_name"]
+    else:
+        from huggingface_hub import hf_hub_download
+
+        config = hf_hub_download(source, "transformer/config.json", token=token)
+        class_name = json.loads(Path(config).read_text())["_class_name"]
+    model_class = getattr(diffusers, class_name)
+    try:
+        return model_class.from_single_file(path, quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
+                                            config=source, subfolder="transformer", torch_dtype=dtype, token=token)
+    except Exception as error:
+        raise explain_load_error(resolve_image_model(source), error) from error

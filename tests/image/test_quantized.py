@@ -1,0 +1,79 @@
+"""The 4-bit memory plans: a tiny Flux transformer written to a GGUF file (Q8_0 where the shapes allow) loads
+through diffusers' GGUF support and generates on the CPU, with and without a LoRA; a missing package or file is
+refused with what to install or set."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.errors import InvalidInput
+from masuka.image.generate import ImageRequest, generate_images, plan_request
+
+
+
+def write_gguf(transformer, path) -> int:
+    """Write ``transformer``'s weights in diffusers' names; 2-D weights whose rows fit Q8_0 blocks are quantized.
+    Returns how many tensors were quantized."""
+    writer = gguf.GGUFWriter(str(path), arch="flux")
+    quantized = 0
+    for name, tensor in transformer.state_dict().items():
+        data = tensor.float().numpy()
+        if data.ndim == 2 and data.shape[-1] % 32 == 0:
+            writer.add_tensor(name, gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0),
+                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            quantized += 1
+        else:
+            writer.add_tensor(name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return quantized
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(Image.open(result.path), dtype=float)
+
+
+def test_a_gguf_transformer_loads_and_generates_with_and_without_a_lora(studio, tiny_model, tmp_path, monkeypatch):
+    from diffusers import FluxTransformer2DModel
+
+    from masuka.image.pipelines import get_pipeline
+    from masuka.models.catalog import resolve_image_model
+    from masuka.models.synthetic import save_tiny_lora
+
+    model = tiny_model("flux")
+    path = tmp_path / "transformer-Q8_0.gguf"
+    assert write_gguf(FluxTransformer2DModel.from_pretrained(model, subfolder="transformer"), path) > 0
+    monkeypatch.setenv("MASUKA_GGUF_FILE", str(path))
+    request = dict(prompt="a red fox", model=str(model), steps=2, width=64, height=64, seed=5,
+                   memory_plan="gguf_offload")
+    [plain] = generate_images(studio, ImageRequest(**request), allow_any_path=True)
+    pipe = get_pipeline(studio.models, resolve_image_model(str(model)), memory="gguf_offload")  # the cached one
+    assert studio.models.loads == 1
+    assert type(pipe.transformer.transformer_blocks[0].attn.to_q.weight).__name__ == "GGUFParameter"
+
+    lora = save_tiny_lora("flux", tmp_path / "style.safetensors")
+    [styled] = generate_images(studio, ImageRequest(**request, loras=[(str(lora), 1.0)]), allow_any_path=True)
+    assert np.abs(pixels(styled) - pixels(plain)).mean() > 0.5  # the LoRA applies over the GGUF layers
+
+    [full] = generate_images(studio, ImageRequest(**{**request, "memory_plan": "full"}), allow_any_path=True)
+    assert np.abs(pixels(plain) - pixels(full)).mean() < 8  # 8-bit weights: close to the full-precision image
+    rows = studio.store.find("generations", order_by="id")
+    assert [row["params"]["memory_plan"] for row in rows] == ["gguf_offload", "gguf_offload", "full"]
+
+
+def test_missing_package_or_file_is_refused_with_what_to_do(studio, tiny_model, monkeypatch):
+    import importlib.util
+
+    model = str(tiny_model("flux"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name))
+    with pytest.raises(InvalidInput, match=r"nf4_offload memory plan needs the bitsandbytes package.*pip install"):
+        plan_request(studio, ImageRequest(prompt="a fox", model=model, memory_plan="nf4_offload"))
+    monkeypatch.delenv("MASUKA_GGUF_FILE", raising=False)
+    with pytest.raises(InvalidInput, match="set MASUKA_GGUF_FILE"):
+        plan_request(studio, ImageRequest(prompt="a fox", model=model, memory_plan="gguf_offload"))

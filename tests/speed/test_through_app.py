@@ -1,0 +1,16 @@
+"""``bench image --through-app``: a live MASUKA ``/generate_image`` against a bare one-tab Gradio app making the same
+diffusers call and against the bare call, alternated in one run. The bound is relative and generous: it fails on
+a clear regression of MASUKA's own share (twice the bare app's whole round trip), not on machine noise."""
+
+from __future__ import annotations
+
+from masuka.bench.through_app import measure_through_app
+
+
+def test_masuka_request_costs_at_most_twice_a_bare_gradio_app_making_the_same_call(tmp_path):
+    figures = measure_through_app(tmp_path, rounds=3, size=64, steps=4)
+    assert figures["bare_call_ms"] > 0 and figures["bare_app_ms"] > 0 and figures["masuka_app_ms"] > 0
+    assert figures["masuka_share_ms"] == round(figures["masuka_app_ms"] - figures["bare_app_ms"], 1)
+    assert figures["masuka_app_ms"] <= 2 * figures["bare_app_ms"], figures
+    images = list((tmp_path / "through-app-data").rglob("*.png"))
+    assert len(images) == 4  # one warm-up and three measured requests, each saved by MASUKA
