@@ -4,7 +4,7 @@ when the app has no users.
 Tokens are ``msk_`` plus 32 random bytes, shown once when made; only their SHA-256 is stored (a random token
 needs no slow hash), with a short prefix to tell them apart in lists. This module is the one place the REST
 routes decide who is asking: throttling of failed sign-ins belongs in :func:`authenticate` (the 401 branch),
-and files leave only through ``masuka.users.may_read`` (see ``/v1/images/files`` in ``openai_images``).
+and files leave only through ``masuka.access.may_read`` (see ``/v1/images/files`` in ``openai_images``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest
 from masuka.image.tasks import InitImage, save_input
 from masuka.models.catalog import image_models
-from masuka.users import may_read
+from masuka.access import may_read
 
 OPENAI_MODELS = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2")
 EDIT_STRENGTH = 0.8  # an edit without a mask: how far the whole picture may move
