@@ -117,7 +117,9 @@ def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: 
                 source: str = "manual") -> None:
     """Replace an image's caption (and its flipped copy's)."""
     row, dataset = _image(studio, image_id, owner, admin)
-    caption = plain_text("the caption", caption, MAX_CAPTION_CHARS).strip()
+    caption = (caption or "").strip()
+    if len(caption) > MAX_CAPTION_CHARS:
+        raise InvalidInput(f"The caption is too long (at most {MAX_CAPTION_CHARS} characters).")
     with studio.store.transaction():
         for item in [row, *_copies(studio, row["id"])]:
             studio.store.update("dataset_images", item["id"], caption=caption, caption_source=source)
@@ -128,8 +130,8 @@ def save_captions(studio: Studio, ref: str | int, captions: dict[int, str], owne
     """Set the captions of a dataset's images from ``{image id: caption}``; returns how many changed."""
     dataset = find_dataset(studio, ref, owner, admin)
     stored = {row["id"]: row["caption"] or "" for row in dataset_images(studio, dataset["id"])}
-    changed = {int(i): (text or "").strip() for i, text in captions.items()
-               if int(i) in stored and stored[int(i)] != (text or "").strip()}
+    typed = {int(i): plain_text("the caption", text, MAX_CAPTION_CHARS).strip() for i, text in captions.items()}
+    changed = {i: text for i, text in typed.items() if i in stored and stored[i] != text}
     for image_id, text in changed.items():
         set_caption(studio, image_id, text, owner, admin)
     return len(changed)

@@ -361,11 +361,17 @@ def test_wrong_types_and_hidden_characters_get_a_clear_refusal(shared, field, va
     assert "Traceback" not in payload and "Error:" not in payload
 
 
-def test_a_caption_template_may_not_format_its_fields(shared):
+def test_caption_templates_and_typed_captions_are_checked(shared):
     running, _files, _model = shared
     bob = Client(running.url, auth=("bob", "pb-bob"), verbose=False)
-    with pytest.raises(Exception, match="may not format its fields"):
-        bob.predict("padded", "sks", "{caption:x<50000000}", api_name="/create_dataset")
+    for template in ("{caption:x<50000000}", "{caption!r}"):
+        with pytest.raises(Exception, match="may not format its fields"):
+            bob.predict("padded", "sks", template, api_name="/create_dataset")
+    alice = Client(running.url, auth=("alice", "pa-alice"), verbose=False)
+    image_id = running.studio.store.find("dataset_images", "1 = 1")[0]["id"]
+    with pytest.raises(Exception, match="U\\+2066"):
+        alice.predict("alices-cats", {"headers": ["id", "file", "caption"], "data": [[image_id, "cat.png",
+                      "a cat \u2066hidden"]]}, api_name="/save_captions")
 
 
 def test_who_owns_what_in_the_data_dir(tmp_path):
