@@ -75,3 +75,15 @@ def test_the_train_tab_keeps_the_console_quiet(live_app, page):  # noqa: F811
     page.wait_for_timeout(5_000)  # a few ticks of the run panel's timer
     noisy = [m for m in messages if m.startswith(("warning", "error")) and "favicon" not in m]
     assert noisy == []
+
+
+def test_a_failed_video_says_why_under_generate(live_app, fake, page):  # noqa: F811
+    fake("openai").fail_jobs = True
+    page.goto(live_app().url)
+    page.get_by_role("tab", name="Video").first.click(timeout=30_000)
+    page.locator("#video-cost").get_by_text("Estimated cost").wait_for(timeout=15_000)
+    page.get_by_label("Prompt", exact=True).locator("visible=true").first.fill("a paper boat")
+    page.locator("button:visible", has_text="Generate").first.click()
+    line = page.locator("#video-latest-job")
+    line.get_by_text("failed:").wait_for(timeout=60_000)
+    assert "blocked by our moderation system" in line.inner_text()
