@@ -7,12 +7,10 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
-from masuka.video.catalog import (durations_for, model_entry, parse_size, price_per_second, provider_entry,
-                                  size_for_aspect)
+from masuka.video.catalog import (LOCAL_MAX_SIDE, LOCAL_SIZE_MULTIPLE, durations_for, model_entry, parse_size,
+                                  price_per_second, provider_entry, size_for_aspect)
 
 MAX_TOTAL_SECONDS = 60
-LOCAL_SIZE_MULTIPLE = 16
-LOCAL_MAX_SIDE = 1920
 
 
 @dataclass
@@ -139,12 +137,13 @@ def _size(request: VideoRequest, entry: dict) -> str:
         raise InvalidInput("Give either a size (WxH) or an aspect ratio, not both.")
     if request.aspect:
         return size_for_aspect(entry, request.aspect)
-    if not entry["sizes"]:  # a local model outside the catalog: any size its VAE accepts
-        size = request.size or "832x480"
+    if not entry["sizes"]:  # a local model outside the catalog: any size its config allows
+        size = request.size or (entry.get("suggested_sizes") or ["832x480"])[0]
         width, height = parse_size(size)
-        if width % LOCAL_SIZE_MULTIPLE or height % LOCAL_SIZE_MULTIPLE or max(width, height) > LOCAL_MAX_SIDE:
-            raise InvalidInput(f"Local video sizes must be multiples of {LOCAL_SIZE_MULTIPLE} up to "
-                               f"{LOCAL_MAX_SIDE} (got {size}).")
+        multiple, largest = entry.get("size_multiple", LOCAL_SIZE_MULTIPLE), entry.get("max_side", LOCAL_MAX_SIDE)
+        if width % multiple or height % multiple or max(width, height) > largest:
+            raise InvalidInput(f"{entry['name']} makes sizes that are multiples of {multiple} up to {largest} "
+                               f"(got {size}).")
         return f"{width}x{height}"
     size = request.size or entry["sizes"][0]
     parse_size(size)
