@@ -15,8 +15,6 @@ from masuka.errors import InvalidInput
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "video_models.json"
 PROVIDERS = ("openai", "comet", "gemini", "runway", "fal", "local")
-LOCAL_SIZE_MULTIPLE = 16
-LOCAL_MAX_SIDE = 1920
 #: a local model that is not in the catalog (repo id or folder) accepts these
 LOCAL_ANY = {"durations": list(range(1, 11)), "sizes": [], "fps": 16, "steps": 30, "guidance": 5.0,
              "price_per_second": 0, "text": True, "image": True}
@@ -50,7 +48,7 @@ def model_entry(provider: str, model: str) -> dict:
         if folder.is_dir() or REPO_ID.match(model):
             from masuka.video.limits import folder_limits
 
-            limits = folder_limits(folder, LOCAL_ANY["fps"], LOCAL_MAX_SIDE) if folder.is_dir() else {}
+            limits = folder_limits(folder, LOCAL_ANY["fps"]) if folder.is_dir() else {}
             return {"name": model, "repo": model, **LOCAL_ANY, **limits}
     raise InvalidInput(f"{provider_entry(provider)['name']} has no model {model!r}; choose one of "
                        f"{', '.join(models)}" + (", a diffusers repo id or a local folder." if provider == "local"

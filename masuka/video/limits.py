@@ -11,6 +11,7 @@ from pathlib import Path
 #: sizes offered in the Video tab for a local folder, those the model can make
 SUGGESTED_SIZES = ("832x480", "480x832", "1280x720", "720x1280", "512x512", "256x256", "128x128", "64x64", "32x32")
 MAX_SECONDS = 10
+MAX_SIDE = 1920  # without a rotary table: the largest side MASUKA offers for local video
 
 
 def local_frames(seconds: int, fps: int, multiple: int) -> int:
@@ -18,7 +19,7 @@ def local_frames(seconds: int, fps: int, multiple: int) -> int:
     return max(1, round(seconds * fps / multiple)) * multiple + 1
 
 
-def folder_limits(folder: Path, fps: int, max_side: int) -> dict:
+def folder_limits(folder: Path, fps: int) -> dict:
     """Catalog-style limits (``sizes`` empty: any size that fits; ``size_multiple``, ``max_side``, ``durations``,
     ``frame_multiple``, ``suggested_sizes``) for a pipeline folder; empty when its configs say nothing."""
     transformer = _config(folder / "transformer" / "config.json")
@@ -30,8 +31,7 @@ def folder_limits(folder: Path, fps: int, max_side: int) -> dict:
     temporal = int(vae.get("scale_factor_temporal") or 4)
     multiple = int(vae.get("scale_factor_spatial") or 8) * patch_side
     rope = transformer.get("rope_max_seq_len")
-    if rope:
-        max_side = min(max_side, int(rope) * multiple)
+    max_side = int(rope) * multiple if rope else MAX_SIDE
     max_frames = (int(rope) * patch_t - 1) * temporal + 1 if rope else None
     durations = [s for s in range(1, MAX_SECONDS + 1)
                  if max_frames is None or local_frames(s, fps, temporal) <= max_frames]

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
-from masuka.video.catalog import (LOCAL_MAX_SIDE, LOCAL_SIZE_MULTIPLE, durations_for, model_entry, parse_size,
-                                  price_per_second, provider_entry, size_for_aspect)
+from masuka.video.catalog import (durations_for, model_entry, parse_size, price_per_second, provider_entry,
+                                  size_for_aspect)
 
 MAX_TOTAL_SECONDS = 60
+LOCAL_SIZE_MULTIPLE = 16
+LOCAL_MAX_SIDE = 1920
 
 
 @dataclass
@@ -140,7 +142,8 @@ def _size(request: VideoRequest, entry: dict) -> str:
     if not entry["sizes"]:  # a local model outside the catalog: any size its config allows
         size = request.size or (entry.get("suggested_sizes") or ["832x480"])[0]
         width, height = parse_size(size)
-        multiple, largest = entry.get("size_multiple", LOCAL_SIZE_MULTIPLE), entry.get("max_side", LOCAL_MAX_SIDE)
+        multiple = entry.get("size_multiple", LOCAL_SIZE_MULTIPLE)
+        largest = min(entry.get("max_side", LOCAL_MAX_SIDE), LOCAL_MAX_SIDE)
         if width % multiple or height % multiple or max(width, height) > largest:
             raise InvalidInput(f"{entry['name']} makes sizes that are multiples of {multiple} up to {largest} "
                                f"(got {size}).")
