@@ -75,3 +75,32 @@ def test_the_train_tab_keeps_the_console_quiet(live_app, page):  # noqa: F811
     page.wait_for_timeout(5_000)  # a few ticks of the run panel's timer
     noisy = [m for m in messages if m.startswith(("warning", "error")) and "favicon" not in m]
     assert noisy == []
+
+
+def test_a_failed_video_says_why_under_generate(live_app, fake, page):  # noqa: F811
+    fake("openai").fail_jobs = True
+    page.goto(live_app().url)
+    page.get_by_role("tab", name="Video").first.click(timeout=30_000)
+    page.locator("#video-cost").get_by_text("Estimated cost").wait_for(timeout=15_000)
+    page.get_by_label("Prompt", exact=True).locator("visible=true").first.fill("a paper boat")
+    page.locator("button:visible", has_text="Generate").first.click()
+    line = page.locator("#video-latest-job")
+    line.get_by_text("failed:").wait_for(timeout=60_000)
+    assert "blocked by our moderation system" in line.inner_text()
+
+
+def test_a_local_video_folder_offers_the_sizes_its_config_allows(live_app, tmp_path, page):  # noqa: F811
+    from masuka.models.synthetic import save_tiny_video_pipeline
+
+    folder = save_tiny_video_pipeline(tmp_path / "tiny-wan")
+    page.goto(live_app().url)
+    page.get_by_role("tab", name="Video").first.click(timeout=30_000)
+    provider = page.get_by_label("Provider", exact=True)
+    provider.fill("Local (diffusers, this GPU)")
+    provider.press("Enter")
+    model = page.get_by_label("Model", exact=True).locator("visible=true").first
+    model.fill(str(folder))
+    model.press("Enter")
+    size = page.get_by_label("Size", exact=True)
+    page.wait_for_function("box => box.value === '512x512'", arg=size.element_handle(), timeout=15_000)
+    assert "1280x720" not in page.locator("#video-cost").inner_text()

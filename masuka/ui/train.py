@@ -53,7 +53,7 @@ def build(ctx: UIContext) -> None:
                 with gr.Row():
                     dropout = gr.Slider(0, 0.5, value=0.05, step=0.01, label="Caption dropout")
                     seed = gr.Number(42, precision=0, label="Seed")
-                prompts = gr.Textbox(label="Sample prompts (one a line)", lines=2)
+                prompts = gr.Textbox("", label="Sample prompts (one a line)", lines=2)
                 with gr.Row():
                     sample_every = gr.Number(0, precision=0, label="Sample every N steps (0 = never)")
                     save_every = gr.Number(250, precision=0, label="Save every N steps")
@@ -78,20 +78,23 @@ def build(ctx: UIContext) -> None:
         return gr.Dropdown(choices=dataset_choices(studio, user_of(request), is_admin(studio, request)))
 
     @friendly
-    def start(dataset_name: str, base_model: str, preset_name: str, steps_n: float, lr_v: float, rank_n: float,
-              alpha_v: float, batch_n: float, accum_n: float, resolution_px: float, optimizer_name: str,
-              scheduler_name: str, warmup_n: float, dropout_v: float, seed_n: float, prompt_text: str,
-              sample_n: float, save_n: float, keep_n: float, backend_name: str = LOCAL, destination_model: str = "",
-              request: gr.Request = None):
-        """Check the options and queue a training run (here, or on fal/Replicate); returns its status."""
+    def start(dataset: str, base: str, preset: str | None = None, steps: int = 1000, lr: float | None = None,
+              rank: int = 16, alpha: float | None = None, batch_size: int | None = None, grad_accum: int = 1,
+              resolution: int | None = None, optimizer: str = "adamw", scheduler: str = "constant",
+              warmup_steps: int = 0, caption_dropout: float = 0.05, seed: int = 42, sample_prompts: str = "",
+              sample_every: int = 0, save_every: int = 250, keep_last: int = 2, backend: str = LOCAL,
+              destination: str = "", request: gr.Request = None):
+        """Check the options and queue a training run (here, or on fal/Replicate); returns its status. The names
+        are the CLI's flags; ``sample_prompts`` holds one prompt a line, and 0 (or empty) takes the preset's batch
+        size and resolution."""
         options = TrainOptions(
-            dataset=dataset_name or "", base=base_model or "", preset=preset_name or None, steps=steps_n,
-            lr=lr_v, rank=rank_n, alpha=alpha_v or None, batch_size=batch_n or None, grad_accum=accum_n,
-            resolution=resolution_px or None, optimizer=optimizer_name, scheduler=scheduler_name,
-            warmup_steps=warmup_n or 0, caption_dropout=dropout_v, seed=seed_n,
-            sample_prompts=[p.strip() for p in (prompt_text or "").splitlines() if p.strip()],
-            sample_every=sample_n or 0, save_every=save_n or 0, keep_last=keep_n)
-        run_id = start_training(studio, options, user_of(request), backend_name or LOCAL, destination_model or "")
+            dataset=dataset or "", base=base or "", preset=preset or None, steps=steps, lr=lr, rank=rank,
+            alpha=alpha or None, batch_size=batch_size or None, grad_accum=grad_accum,
+            resolution=resolution or None, optimizer=optimizer, scheduler=scheduler, warmup_steps=warmup_steps or 0,
+            caption_dropout=caption_dropout, seed=seed,
+            sample_prompts=[p.strip() for p in (sample_prompts or "").splitlines() if p.strip()],
+            sample_every=sample_every or 0, save_every=save_every or 0, keep_last=keep_last)
+        run_id = start_training(studio, options, user_of(request), backend or LOCAL, destination or "")
         return run_status(studio, run_id, user_of(request), is_admin(studio, request))
 
     @friendly

@@ -85,7 +85,7 @@ def build(ctx: UIContext) -> None:
             entry = model_entry(provider_id, model_id)
         except MasukaError:
             return gr.skip(), gr.skip()
-        sizes = entry["sizes"] or [size_now or "832x480"]
+        sizes = entry["sizes"] or entry.get("suggested_sizes") or [size_now or "832x480"]
         chosen = size_now if size_now in sizes else sizes[0]
         choices = _seconds_choices(provider_id, model_id, chosen)
         return gr.Dropdown(choices=choices, value=choices[0]), gr.Dropdown(choices=sizes, value=chosen)

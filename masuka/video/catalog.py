@@ -94,7 +94,10 @@ def model_entry(provider: str, model: str) -> dict:
         if folder.is_dir() and not (folder / "model_index.json").is_file():
             raise InvalidInput(f"{model} is not a diffusers pipeline folder (it has no model_index.json).")
         if folder.is_dir() or REPO_ID.match(model):
-            return {"name": model, "repo": model, **LOCAL_ANY}
+            from masuka.video.limits import folder_limits
+
+            limits = folder_limits(folder, LOCAL_ANY["fps"]) if folder.is_dir() else {}
+            return {"name": model, "repo": model, **LOCAL_ANY, **limits}
     raise InvalidInput(f"{provider_entry(provider)['name']} has no model {model!r}; choose one of "
                        f"{', '.join(models)}" + (", a diffusers repo id or a local folder." if provider == LOCAL
                                                  else "."))

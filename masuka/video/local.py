@@ -20,15 +20,11 @@ from masuka.models.catalog import ModelSpec
 from masuka.models.manage import fetch_for_use
 from masuka.studio import Studio
 from masuka.video.catalog import model_entry, parse_size
+from masuka.video.limits import local_frames
 from masuka.video.media import check_mp4
 from masuka.video.request import VideoPlan
 
 MAX_SEED = 2**32 - 1
-
-
-def local_frames(seconds: int, fps: int, multiple: int) -> int:
-    """Frames for ``seconds`` at ``fps``: video VAEs want ``multiple * k + 1`` frames."""
-    return max(1, round(seconds * fps / multiple)) * multiple + 1
 
 
 def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, dest: Path) -> Path:

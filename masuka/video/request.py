@@ -211,12 +211,14 @@ def _size(request: VideoRequest, entry: dict) -> str:
         raise InvalidInput("Give either a size (WxH) or an aspect ratio, not both.")
     if request.aspect:
         return size_for_aspect(entry, request.aspect)
-    if not entry["sizes"]:  # a local model outside the catalog: any size its VAE accepts
-        size = request.size or "832x480"
+    if not entry["sizes"]:  # a local model outside the catalog: any size its config allows
+        size = request.size or (entry.get("suggested_sizes") or ["832x480"])[0]
         width, height = parse_size(size)
-        if width % LOCAL_SIZE_MULTIPLE or height % LOCAL_SIZE_MULTIPLE or max(width, height) > LOCAL_MAX_SIDE:
-            raise InvalidInput(f"Local video sizes must be multiples of {LOCAL_SIZE_MULTIPLE} up to "
-                               f"{LOCAL_MAX_SIDE} (got {size}).")
+        multiple = entry.get("size_multiple", LOCAL_SIZE_MULTIPLE)
+        largest = min(entry.get("max_side", LOCAL_MAX_SIDE), LOCAL_MAX_SIDE)
+        if width % multiple or height % multiple or max(width, height) > largest:
+            raise InvalidInput(f"{entry['name']} makes sizes that are multiples of {multiple} up to {largest} "
+                               f"(got {size}).")
         return f"{width}x{height}"
     size = request.size or entry["sizes"][0]
     parse_size(size)

@@ -79,3 +79,17 @@ def test_bad_local_size_is_refused(studio, tiny_wan):
 
     with pytest.raises(InvalidInput, match="multiples of 16"):
         start_video(studio, local(tiny_wan(), size="30x30"))
+
+
+def test_sizes_and_clip_lengths_come_from_the_models_config(studio, tiny_wan):
+    from masuka.errors import InvalidInput
+    from masuka.video.catalog import model_entry
+
+    entry = model_entry("local", str(tiny_wan()))
+    # VAE x8 and patch 2 -> multiples of 16; rope table of 32 -> 32 patches a side, 32 latent frames
+    assert (entry["size_multiple"], entry["max_side"], entry["frame_multiple"]) == (16, 512, 4)
+    assert entry["suggested_sizes"][0] == "512x512" and "1280x720" not in entry["suggested_sizes"]
+    assert entry["durations"] == [1, 2, 3, 4, 5, 6, 7]  # 7 s at 16 fps is 113 frames, within (32 - 1) * 4 + 1
+    with pytest.raises(InvalidInput, match="multiples of 16 up to 512 \\(got 1280x720\\)"):
+        start_video(studio, local(tiny_wan(), size="1280x720"))
+    assert studio.store.count("jobs") == 0  # refused before any job

@@ -1,0 +1,52 @@
+"""What a local video pipeline folder can make, read from its own configs (as the catalog says it for the models
+it lists): the size multiple (the VAE's spatial compression times the transformer's patch), the largest side
+and the longest clip (the transformer's rotary table, ``rope_max_seq_len``), and the frame multiple (the
+VAE's temporal compression). Read from JSON only: nothing is loaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: sizes offered in the Video tab for a local folder, those the model can make
+SUGGESTED_SIZES = ("832x480", "480x832", "1280x720", "720x1280", "512x512", "256x256", "128x128", "64x64", "32x32")
+MAX_SECONDS = 10
+MAX_SIDE = 1920  # without a rotary table: the largest side MASUKA offers for local video
+
+
+def local_frames(seconds: int, fps: int, multiple: int) -> int:
+    """Frames for ``seconds`` at ``fps``: video VAEs want ``multiple * k + 1`` frames."""
+    return max(1, round(seconds * fps / multiple)) * multiple + 1
+
+
+def folder_limits(folder: Path, fps: int) -> dict:
+    """Catalog-style limits (``sizes`` empty: any size that fits; ``size_multiple``, ``max_side``, ``durations``,
+    ``frame_multiple``, ``suggested_sizes``) for a pipeline folder; empty when its configs say nothing."""
+    transformer = _config(folder / "transformer" / "config.json")
+    vae = _config(folder / "vae" / "config.json")
+    if not transformer or not vae:
+        return {}
+    patch = transformer.get("patch_size") or 1
+    patch_t, patch_side = (int(patch[0]), int(patch[1])) if isinstance(patch, list) else (1, int(patch))
+    temporal = int(vae.get("scale_factor_temporal") or 4)
+    multiple = int(vae.get("scale_factor_spatial") or 8) * patch_side
+    rope = transformer.get("rope_max_seq_len")
+    max_side = int(rope) * multiple if rope else MAX_SIDE
+    max_frames = (int(rope) * patch_t - 1) * temporal + 1 if rope else None
+    durations = [s for s in range(1, MAX_SECONDS + 1)
+                 if max_frames is None or local_frames(s, fps, temporal) <= max_frames]
+    return {"size_multiple": multiple, "max_side": max_side, "frame_multiple": temporal,
+            "durations": durations or [1],
+            "suggested_sizes": [size for size in SUGGESTED_SIZES if _fits(size, multiple, max_side)]}
+
+
+def _fits(size: str, multiple: int, max_side: int) -> bool:
+    width, height = (int(side) for side in size.split("x"))
+    return not width % multiple and not height % multiple and max(width, height) <= max_side
+
+
+def _config(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
