@@ -9,7 +9,7 @@ from masuka.gpu import DevicePlan, device_plan
 from masuka.image.fast import prepare_fast
 from masuka.image.memory import apply_memory_plan, text_encoder_quantization
 from masuka.models.cache import ModelCache
-from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
+from masuka.models.catalog import ModelSpec, architecture_of, check_requirements, explain_load_error
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,7 @@ def load_pipeline(spec: ModelSpec, plan: DevicePlan, token: str | None = None) -
     """``DiffusionPipeline.from_pretrained`` on the spec's repo or folder, prepared as the plan says."""
     from diffusers import DiffusionPipeline
 
+    check_requirements(spec)
     log.info("loading %s from %s on %s/%s, memory plan %s%s", spec.id, spec.source, plan.device,
              plan.dtype_name, plan.memory, ", fast" if plan.fast else "")
     try:

@@ -6,7 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from masuka.errors import MasukaError
-from masuka.models.catalog import image_models
+from masuka.models.catalog import trainable_models
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_run, run_status, start_training
@@ -18,7 +18,7 @@ RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
-    models = image_models()
+    models = trainable_models()
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Row():

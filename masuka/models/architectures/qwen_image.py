@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka.models.architectures.base import KNOWN_WIDTHS, LoraLayers, Match, Profile, Training, width_match
+from masuka.models.architectures.base import (
+    KNOWN_WIDTHS,
+    LoraLayers,
+    Match,
+    Profile,
+    Training,
+    width_match,
+)
 from masuka.models.architectures.flux import FLUX2_NAMES, QWEN_NAMES
 from masuka.models.architectures.shared import QWEN_TINY_VOCAB, qwen_tokenizer
 
@@ -34,12 +41,17 @@ def matches_lora(layers: LoraLayers) -> Match:
 
 def tiny_components(seed: int = 0) -> dict[str, Any]:
     import torch
-    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageTransformer2DModel,
+    )
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(seed)
     text = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=2, rope_theta=1000000.0, vocab_size=QWEN_TINY_VOCAB,
+                num_key_value_heads=2, rope_theta=1000000.0, vocab_size=QWEN_TINY_VOCAB, bos_token_id=None,
+                eos_token_id=QWEN_TINY_VOCAB - 3,
                 rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"})
     config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(depth=2, hidden_size=16, intermediate_size=16,
                                                                     num_heads=2, out_hidden_size=16),
