@@ -7,14 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka.models.architectures.base import (
-    KNOWN_WIDTHS,
-    LoraLayers,
-    Match,
-    Profile,
-    Training,
-    width_match,
-)
+from masuka.models.architectures.base import KNOWN_WIDTHS, LoraLayers, Match, Profile, Training, width_match
 from masuka.models.architectures.flux import FLUX2_NAMES, JOINT_ATTENTION, QWEN_NAMES
 from masuka.models.architectures.shared import QWEN_TINY_VOCAB, qwen_tokenizer
 
@@ -52,11 +45,7 @@ def matches_lora(layers: LoraLayers) -> Match:
 def tiny_components(seed: int = 0) -> dict[str, Any]:
     """A miniature [klein]: the Qwen3 encoder has the 27 layers whose states (9, 18, 27) the pipeline stacks."""
     import torch
-    from diffusers import (
-        AutoencoderKLFlux2,
-        FlowMatchEulerDiscreteScheduler,
-        Flux2Transformer2DModel,
-    )
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2Transformer2DModel
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     torch.manual_seed(seed)

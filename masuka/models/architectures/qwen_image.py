@@ -6,14 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka.models.architectures.base import (
-    KNOWN_WIDTHS,
-    LoraLayers,
-    Match,
-    Profile,
-    Training,
-    width_match,
-)
+from masuka.models.architectures.base import KNOWN_WIDTHS, LoraLayers, Match, Profile, Training, width_match
 from masuka.models.architectures.flux import FLUX2_NAMES, QWEN_NAMES
 from masuka.models.architectures.shared import QWEN_TINY_VOCAB, qwen_tokenizer
 
@@ -41,11 +34,7 @@ def matches_lora(layers: LoraLayers) -> Match:
 
 def tiny_components(seed: int = 0) -> dict[str, Any]:
     import torch
-    from diffusers import (
-        AutoencoderKLQwenImage,
-        FlowMatchEulerDiscreteScheduler,
-        QwenImageTransformer2DModel,
-    )
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(seed)

@@ -6,14 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from masuka.models.architectures.base import LoraLayers, Match, Profile, Training
-from masuka.models.architectures.shared import (
-    CLIP_G,
-    CLIP_L,
-    VAE,
-    clip_encoder,
-    clip_tokenizer,
-    tiny_vae,
-)
+from masuka.models.architectures.shared import CLIP_G, CLIP_L, VAE, clip_encoder, clip_tokenizer, tiny_vae
 
 #: layer names of a UNet, in diffusers and in kohya (original Stability) naming
 UNET = r"(down_blocks|up_blocks|mid_block|input_blocks|output_blocks|middle_block)_"

@@ -6,21 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka.models.architectures.base import (
-    KNOWN_WIDTHS,
-    LoraLayers,
-    Match,
-    Profile,
-    Training,
-    width_match,
-)
+from masuka.models.architectures.base import KNOWN_WIDTHS, LoraLayers, Match, Profile, Training, width_match
 from masuka.models.architectures.flux2 import _QWEN3_4B
-from masuka.models.architectures.shared import (
-    QWEN_TINY_VOCAB,
-    VAE_16,
-    qwen_tokenizer,
-    tiny_vae,
-)
+from masuka.models.architectures.shared import QWEN_TINY_VOCAB, VAE_16, qwen_tokenizer, tiny_vae
 
 HIDDEN = 3840
 LAYERS = r"(layers|noise_refiner|context_refiner)_\d+_(attention|feed_forward)_"
