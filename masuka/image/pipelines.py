@@ -10,7 +10,7 @@ from masuka.image.fast import prepare_fast
 from masuka.image.memory import apply_memory_plan, text_encoder_quantization
 from masuka.image.quantized import QUANTIZED_PLANS, quantized_components
 from masuka.models.cache import ModelCache
-from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
+from masuka.models.catalog import ModelSpec, architecture_of, check_requirements, explain_load_error
 from masuka.models.hub import cache_only
 
 log = logging.getLogger(__name__)
@@ -20,6 +20,7 @@ def load_pipeline(spec: ModelSpec, plan: DevicePlan, token: str | None = None) -
     """``DiffusionPipeline.from_pretrained`` on the spec's repo or folder, prepared as the plan says."""
     from diffusers import DiffusionPipeline
 
+    check_requirements(spec)
     log.info("loading %s from %s on %s/%s, memory plan %s%s", spec.id, spec.source, plan.device,
              plan.dtype_name, plan.memory, ", fast" if plan.fast else "")
     if plan.memory in QUANTIZED_PLANS:

@@ -7,6 +7,7 @@ folder. Catalog entries are data: adding a model means adding an entry, not a co
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -69,6 +70,15 @@ def image_models() -> dict[str, dict]:
     return catalog()["image"]
 
 
+def trainable_models() -> dict[str, dict]:
+    """Catalog models a LoRA can be trained on here (their profile trains, and no preset is too small for them)."""
+    def trains(entry: dict) -> bool:
+        training = getattr(architectures.get(entry.get("architecture")), "training", None)
+        return training is not None and entry.get("pipeline") not in training.untrainable
+
+    return {key: entry for key, entry in image_models().items() if trains(entry)}
+
+
 def resolve_image_model(model: str) -> ModelSpec:
     """Turn a model field into a :class:`ModelSpec` without loading weights."""
     model = (model or "").strip()
@@ -121,6 +131,19 @@ def _spec(model_id: str, source: str, entry: dict) -> ModelSpec:
     return ModelSpec(id=model_id, source=source, extra=extra, **values)
 
 
+def check_requirements(spec: ModelSpec) -> None:
+    """Refuse, before any weight is read, a pipeline whose extra package (FLUX.2 [dev]: torchvision) is missing."""
+    profile = spec.profile or architectures.for_pipeline(spec.pipeline)
+    package = profile.requires.get(spec.pipeline) if profile else None
+    if package is None:
+        return
+    try:
+        importlib.import_module(package)
+    except Exception as error:  # missing, or a wheel that does not import (the CPU torch build's torchvision)
+        raise ModelUnavailable(f"Model {spec.id!r} is unavailable: it needs {package} ({type(error).__name__}). "
+                               f"{profile.notes}") from None
+
+
 def explain_load_error(spec: ModelSpec, error: BaseException) -> ModelUnavailable:
     """Turn a loading failure into a message that says which repo and why (gated, no token, offline…)."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -140,7 +163,7 @@ def explain_load_error(spec: ModelSpec, error: BaseException) -> ModelUnavailabl
             hint in str(error).lower() for hint in ("offline", "not fully cached", "connect", "outgoing traffic")):
         why = (f"{where} is not downloaded and the Hugging Face Hub cannot be reached (offline?). Download "
                "it in the Models tab on a connected machine, or give a local pipeline folder.")
-    elif any("torchvision" in str(e) for e in chain):
+    elif any(word in str(e).lower() for e in chain for word in ("torchvision", "pixtral")):
         note = spec.profile.notes if spec.profile and spec.profile.notes else \
             "pip install torchvision (the build matching your torch)."
         why = f"{where} needs the torchvision package, which is not installed: {note}"

@@ -2,10 +2,11 @@
 
 LoRA targets, defaults and presets are facts of the profile; the classes here hold what needs torch.
 
-FLUX.1, FLUX.2, SD3.5, Qwen-Image and Z-Image learn by flow matching (noisy = (1 - σ)·x + σ·ε, target ε - x, σ and timesteps from the
-model's ``FlowMatchEulerDiscreteScheduler``, as in diffusers' ``train_dreambooth_lora_*`` examples); each
-packs latents and passes text the way its pipeline does. FLUX.1 dev gets its guidance embedding. SDXL learns by denoising with the scheduler's ``prediction_type`` (epsilon or v) and its
-size/crop conditioning (``add_time_ids``).
+FLUX.1, FLUX.2, SD3.5, Qwen-Image and Z-Image learn by flow matching (noisy = (1 - σ)·x + σ·ε, target ε - x,
+σ and timesteps from the model's ``FlowMatchEulerDiscreteScheduler``, as in diffusers'
+``train_dreambooth_lora_*`` examples); each packs latents and passes text the way its pipeline does. FLUX.1 dev
+gets its guidance embedding. SDXL learns by denoising with the scheduler's ``prediction_type`` (epsilon or v)
+and its size/crop conditioning (``add_time_ids``).
 """
 
 from __future__ import annotations

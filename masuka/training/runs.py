@@ -44,27 +44,28 @@ def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USE
                    ) -> tuple[TrainOptions, ModelSpec, str, TrainingSet]:
     """Everything that can be checked before the GPU is touched: model, options, dataset."""
     spec = resolve_image_model(usable_model(studio, owner, options.base))
-    architecture = spec.architecture or _hub_architecture(studio, spec)
+    pipeline = spec.pipeline if spec.architecture else _hub_pipeline(studio, spec)
+    architecture = spec.architecture or architecture_of(pipeline)
     profile = architectures.get(architecture)
     if profile is None or profile.training is None:
         trainable = [p.label for p in architectures.PROFILES.values() if p.training]
         raise InvalidInput(f"{spec.id!r} is not a {', '.join(trainable)} pipeline: MASUKA trains LoRAs for those.")
-    if spec.pipeline in profile.training.untrainable:
-        raise InvalidInput(f"{spec.id!r} cannot be trained here: {profile.training.untrainable[spec.pipeline]}.")
+    if pipeline in profile.training.untrainable:
+        raise InvalidInput(f"{spec.id!r} cannot be trained here: {profile.training.untrainable[pipeline]}.")
     options = fill_defaults(options, architecture)
     check_options(options, architecture, profile.size_multiple)
     return options, spec, architecture, dataset_for_training(studio, options.dataset, owner)
 
 
-def _hub_architecture(studio: Studio, spec: ModelSpec) -> str | None:
-    """A repo id's architecture from its ``model_index.json`` (cached or downloaded; no weights)."""
+def _hub_pipeline(studio: Studio, spec: ModelSpec) -> str:
+    """A repo id's pipeline class from its ``model_index.json`` (cached or downloaded; no weights)."""
     from huggingface_hub import hf_hub_download
 
     try:
         index = hf_hub_download(spec.source, "model_index.json", token=studio.config.keys.get("huggingface"))
     except Exception as error:  # gated, missing, offline: all told in words
         raise explain_load_error(spec, error) from error
-    return architecture_of(json.loads(Path(index).read_text(encoding="utf-8")).get("_class_name", ""))
+    return json.loads(Path(index).read_text(encoding="utf-8")).get("_class_name", "")
 
 
 def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, backend: str = "local",

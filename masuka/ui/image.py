@@ -35,7 +35,7 @@ def build(ctx: UIContext) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a photo of a red fox in the snow")
-            negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(SD3.5, SDXL, Playground)")
+            negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(for models that use one)")
             with gr.Row():
                 model = gr.Dropdown([(m["name"], key) for key, m in models.items()], value=first, label="Model",
                                     allow_custom_value=True, scale=3,

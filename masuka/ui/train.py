@@ -6,7 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from masuka.errors import MasukaError
-from masuka.models.catalog import image_models
+from masuka.models.catalog import trainable_models
 from masuka.training.backends import BACKENDS, LOCAL
 from masuka.training.backends.remote import price_line
 from masuka.training.data import dataset_choices
@@ -20,7 +20,7 @@ RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
-    models = image_models()
+    models = trainable_models()
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Row():

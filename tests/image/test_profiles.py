@@ -4,6 +4,9 @@ a LoRA written for it is recognised and changes the image, and the PNG says what
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,3 +57,18 @@ def test_guidance_reaches_the_argument_the_profile_names(studio, tiny_model, arc
 
     assert np.array_equal(make(off, "fog"), make(off, "a storm at night, blurry"))
     assert not np.array_equal(make(6.0, "fog"), make(6.0, "a storm at night, blurry"))
+
+
+def test_flux2_dev_without_torchvision_says_what_to_install(capsys, monkeypatch, studio, tiny_model, tmp_path):
+    """FLUX.2 [dev]'s PixtralProcessor needs torchvision: one line saying so, not a loader traceback."""
+    folder = Path(shutil.copytree(tiny_model("flux2"), tmp_path / "flux2-dev"))
+    index = json.loads((folder / "model_index.json").read_text())
+    index.update(_class_name="Flux2Pipeline", tokenizer=["transformers", "PixtralProcessor"])
+    (folder / "model_index.json").write_text(json.dumps(index))
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # absent, or a wheel that does not import
+    capsys.readouterr()  # what building the tiny folder printed
+    code = main(["generate", "--data-dir", str(studio.config.data_dir), "--model", str(folder), "--prompt", "x",
+                 "--steps", "1", "--width", "64", "--height", "64"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "needs torchvision" in err and "pip install torchvision" in err

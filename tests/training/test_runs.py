@@ -1,4 +1,4 @@
-"""Training runs through the domain functions on tiny pipelines of every trainable profile, loaded with from_pretrained."""
+"""Training runs through the domain functions on tiny pipelines of every trainable profile (from_pretrained)."""
 
 from __future__ import annotations
 
@@ -218,3 +218,19 @@ def test_out_of_memory_message_says_what_to_lower(preset, resolution, batch, adv
     assert message.startswith(f"Out of GPU memory at {resolution} px, batch size {batch}, preset {preset or 'none'}")
     assert all(part in message for part in advice) and message.count("choose") <= 1
     assert f"choose the {preset} preset" not in message
+
+
+def test_models_no_preset_fits_are_refused_in_words_and_not_offered(studio, dataset, tmp_path):
+    from masuka.models.catalog import trainable_models
+
+    folder = tmp_path / "my-flux2-dev"  # a local copy of FLUX.2 [dev]: known by its pipeline class
+    folder.mkdir()
+    (folder / "model_index.json").write_text('{"_class_name": "Flux2Pipeline"}')
+    for base in ("flux2-dev", str(folder)):
+        with pytest.raises(InvalidInput, match=r"FLUX.2 \[dev\]'s 32B transformer .* fit none of the presets"):
+            start_training(studio, TrainOptions(dataset="fox", base=base, steps=2))
+    with pytest.raises(InvalidInput, match="12gb preset does not fit: Qwen-Image's 20B transformer needs the 24gb"):
+        start_training(studio, TrainOptions(dataset="fox", base="qwen-image", preset="12gb", steps=2))
+    assert "flux2-dev" not in trainable_models() and {"flux2-klein-4b", "qwen-image", "z-image-turbo"} <= set(
+        trainable_models())
+    assert studio.store.count("jobs") == 0

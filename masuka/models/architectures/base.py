@@ -108,6 +108,8 @@ class Profile:
     training: Training | None = None
     #: catalog id -> component -> (class name, config values of the published checkpoint), for random weights
     real_models: dict[str, dict[str, tuple[str, dict]]] = field(default_factory=dict)
+    #: pipeline class -> Python package it needs beyond the requirements (told by :attr:`notes` when missing)
+    requires: dict[str, str] = field(default_factory=dict)
     #: people run it in fp32 even on CUDA (the plain-diffusers baseline ``bench image`` compares with)
     baseline_fp32: bool = False
     #: what the user must know about loading it (missing optional packages and such)

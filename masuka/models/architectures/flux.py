@@ -14,8 +14,8 @@ DOUBLE_BLOCKS, SINGLE_BLOCKS = 19, 38
 ATTENTION = ("attn.to_k", "attn.to_q", "attn.to_v", "attn.to_out.0")
 JOINT_ATTENTION = ATTENTION + ("attn.add_k_proj", "attn.add_q_proj", "attn.add_v_proj", "attn.to_add_out")
 #: layer names only FLUX.2 has (fused single-block projection, SwiGLU feed-forward, shared modulation)
-FLUX2_NAMES = (r"single_transformer_blocks_\d+_attn_to_(qkv_mlp_proj|out)", r"transformer_blocks_\d+_ff(_context)?_linear",
-               r"(double|single)_stream_modulation")
+FLUX2_NAMES = (r"single_transformer_blocks_\d+_attn_to_(qkv_mlp_proj|out)",
+               r"transformer_blocks_\d+_ff(_context)?_linear", r"(double|single)_stream_modulation")
 #: layer names only Qwen-Image has
 QWEN_NAMES = r"transformer_blocks_\d+_(img|txt)_(mlp|mod)"
 
@@ -23,7 +23,9 @@ QWEN_NAMES = r"transformer_blocks_\d+_(img|txt)_(mlp|mod)"
 def matches_lora(layers: LoraLayers) -> Match:
     if layers.has(r"(double|single)_blocks_\d+_"):  # BFL / kohya / ai-toolkit original names
         widths = layers.widths(r"double_blocks_\d+_img_attn_qkv|single_blocks_\d+_linear1")
-        if layers.outputs(r"single_blocks_\d+_linear1") - {21504} or layers.outputs(r"double_blocks_\d+_img_mlp_0") - {12288}:
+        wide = (layers.outputs(r"single_blocks_\d+_linear1") - {21504}) | (
+            layers.outputs(r"double_blocks_\d+_img_mlp_0") - {12288})
+        if wide:
             return Match.NO  # FLUX.2's wider SwiGLU
         if max(layers.indices(r"double_blocks_(\d+)_") | {0}) >= DOUBLE_BLOCKS:
             return Match.NO

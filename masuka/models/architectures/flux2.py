@@ -28,7 +28,8 @@ def matches_lora(layers: LoraLayers) -> Match:
         wide = layers.outputs(r"single_blocks_\d+_linear1") | layers.outputs(r"double_blocks_\d+_img_mlp_0")
         return Match.CERTAIN if wide & {KLEIN_4B_LINEAR1, KLEIN_4B_MLP} else Match.NO
     if any(layers.has(name) for name in FLUX2_NAMES):
-        return width_match(layers.widths(r"(single_)?transformer_blocks_\d+_attn_to_"), WIDTHS, KNOWN_WIDTHS - WIDTHS)
+        widths = layers.widths(r"(single_)?transformer_blocks_\d+_attn_to_")
+        return width_match(widths, WIDTHS, KNOWN_WIDTHS - WIDTHS)
     double = layers.indices(r"transformer_blocks_(\d+)_attn_")
     if (not double or layers.has(r"single_transformer_blocks_") or layers.has(QWEN_NAMES)
             or layers.has(r"transformer_blocks_\d+_(ff_net|norm1|attn1|attn2)")):
@@ -87,11 +88,11 @@ PROFILE = Profile(
     kohya_versions=("flux2", "flux.2", "flux-2"),
     training=Training(
         trainer="Flux2",
-        target_modules=JOINT_ATTENTION + ("attn.to_qkv_mlp_proj", "ff.linear_in", "ff.linear_out", "ff_context.linear_in",
-                                          "ff_context.linear_out"),
+        target_modules=JOINT_ATTENTION + ("attn.to_qkv_mlp_proj", "ff.linear_in", "ff.linear_out",
+                                          "ff_context.linear_in", "ff_context.linear_out"),
         defaults=dict(lr=1e-4, resolution=512, guidance=1.0, sample_steps=4), fp8_below_gb=24,
         untrainable={"Flux2Pipeline": "FLUX.2 [dev]'s 32B transformer and 24B text encoder fit none of the presets "
                                       "(the largest is 40gb); train a LoRA on FLUX.2 [klein] instead"}),
     real_models={"flux2-klein-4b": _KLEIN_4B},
-    notes=PIXTRAL_NOTE,
+    requires={"Flux2Pipeline": "torchvision"}, notes=PIXTRAL_NOTE,
 )

@@ -39,7 +39,8 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
 
     torch.manual_seed(seed)
     text = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=2, rope_theta=1000000.0, vocab_size=QWEN_TINY_VOCAB,
+                num_key_value_heads=2, rope_theta=1000000.0, vocab_size=QWEN_TINY_VOCAB, bos_token_id=None,
+                eos_token_id=QWEN_TINY_VOCAB - 3,
                 rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"})
     config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(depth=2, hidden_size=16, intermediate_size=16,
                                                                     num_heads=2, out_hidden_size=16),
