@@ -69,7 +69,7 @@ def init_size(init: InitImage, multiple: int, low: int, high: int) -> tuple[int,
     """The init image's size, brought into ``low..high`` and down to a multiple: the default output size."""
     with open_picture(init.path, "init image") as picture:
         width, height = picture.size
-    return tuple(max(low, min(high, side)) // multiple * multiple for side in (width, height))  # type: ignore
+    return max(low, min(high, width)) // multiple * multiple, max(low, min(high, height)) // multiple * multiple
 
 
 def prepare(init: InitImage, width: int, height: int, fast: bool) -> TaskInput:
