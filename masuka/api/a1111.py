@@ -3,7 +3,7 @@
 Field names, types and answers follow A1111 (``modules/api/models.py``): base64 images, ``parameters``, ``info``
 as a JSON string with ``infotexts`` and ``all_seeds``. Unknown fields are ignored, as A1111 does. What has no
 meaning here is accepted and said to be ignored in the README (``sampler_name``: each model keeps its own
-scheduler; ``skip`` stops like ``interrupt``).
+scheduler; ``inpainting_fill`` 2 and 3 start from the original; ``skip`` stops like ``interrupt``).
 """
 
 from __future__ import annotations
@@ -164,7 +164,8 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         mask = work.decode_upload(caller, body.mask, "mask") if body.mask else None
         init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0,
                          invert_mask=bool(body.inpainting_mask_invert),
-                         only_masked_padding=body.inpaint_full_res_padding if body.inpaint_full_res else None)
+                         only_masked_padding=body.inpaint_full_res_padding if body.inpaint_full_res else None,
+                         fill_masked=body.inpainting_fill == 0)
         result = answer(work.generate(caller, to_request(caller, body, init)), body)
         if body.include_init_images and body.send_images:
             result["images"] += [file_base64(image)]

@@ -1,4 +1,5 @@
-"""Image generation (from text, or from an init image and mask, see :mod:`masuka.image.tasks`): validate a request, run the pipeline step by step, save and record each image.
+"""Image generation, from text or from an init image and mask (:mod:`masuka.image.tasks`): validate a request,
+run the pipeline step by step, save and record each image.
 
 Each image of a batch is its own pipeline call with its own seed (``seed``, ``seed + 1``, …), so any image
 can be remade alone. Rows are written as each image starts and finishes: a crash in the middle of a batch

@@ -37,6 +37,7 @@ class InitImage:
     mask_blur: int = 4
     invert_mask: bool = False
     only_masked_padding: int | None = None  # repaint a crop around the mask (this many px of margin) at full size
+    fill_masked: bool = False  # start the masked part from the surrounding colours instead of what is there
 
 
 @dataclass
@@ -44,10 +45,11 @@ class TaskInput:
     """An :class:`InitImage` checked, read and sized for the plan."""
 
     task: str  # "img2img" or "inpaint"
-    image: Image.Image
+    image: Image.Image  # the original at the output size: what an inpainted result is pasted onto
     mask: Image.Image | None
     strength: float
     source: InitImage
+    start: Image.Image | None = None  # what the pipeline starts from, when not ``image`` (a filled mask)
 
 
 def open_picture(path: str | Path, what: str) -> Image.Image:
@@ -69,7 +71,7 @@ def init_size(init: InitImage, multiple: int, low: int, high: int) -> tuple[int,
     """The init image's size, brought into ``low..high`` and down to a multiple: the default output size."""
     with open_picture(init.path, "init image") as picture:
         width, height = picture.size
-    return tuple(max(low, min(high, side)) // multiple * multiple for side in (width, height))  # type: ignore
+    return max(low, min(high, width)) // multiple * multiple, max(low, min(high, height)) // multiple * multiple
 
 
 def prepare(init: InitImage, width: int, height: int, fast: bool) -> TaskInput:
@@ -92,9 +94,22 @@ def prepare(init: InitImage, width: int, height: int, fast: bool) -> TaskInput:
         mask = ImageOps.invert(mask)
     if mask.getextrema()[1] == 0:
         raise InvalidInput("The mask is all black: paint white where the image should change.")
+    start = fill_masked(image, mask) if init.fill_masked else None
     if init.mask_blur:
         mask = mask.filter(ImageFilter.GaussianBlur(int(init.mask_blur)))
-    return TaskInput("inpaint", image, mask, strength, init)
+    return TaskInput("inpaint", image, mask, strength, init, start)
+
+
+def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """The masked part painted with ever less blurred copies of the rest, as A1111's ``inpainting_fill`` 0."""
+    kept = Image.new("RGBa", image.size)
+    kept.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask))
+    filled = Image.new("RGBA", image.size)
+    for radius, repeats in ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1)):
+        blurred = kept.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA")
+        for _ in range(repeats):
+            filled.alpha_composite(blurred)
+    return Image.composite(filled.convert("RGB"), image, mask)
 
 
 def task_pipeline(pipe: Any, task: TaskInput | None) -> Any:
@@ -120,7 +135,7 @@ def task_kwargs(task: TaskInput | None) -> dict:
     """The pipeline call's extra arguments for ``task``."""
     if task is None:
         return {}
-    kwargs: dict[str, Any] = {"image": task.image, "strength": task.strength}
+    kwargs: dict[str, Any] = {"image": task.start or task.image, "strength": task.strength}
     if task.mask is not None:
         kwargs["mask_image"] = task.mask
         if task.source.only_masked_padding is not None:  # diffusers crops, repaints at full size, pastes back

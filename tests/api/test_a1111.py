@@ -9,7 +9,6 @@ import time
 
 import httpx
 import numpy as np
-import pytest
 import webuiapi
 
 from masuka.image.metadata import parse_parameters

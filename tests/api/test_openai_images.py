@@ -56,7 +56,7 @@ def test_edit_with_an_openai_mask_changes_only_the_transparent_part(signed_in, t
 
 
 def test_url_answers_are_served_to_their_owner_only(signed_in, tiny_model):
-    app, sdk, token = signed_in
+    _app, sdk, token = signed_in
     answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a key", size="64x64", response_format="url")
     url = answer.data[0].url
     mine = httpx.get(url, headers={"Authorization": f"Bearer {token}"})

@@ -12,7 +12,7 @@ from masuka.cli import main
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
-from masuka.image.tasks import InitImage
+from masuka.image.tasks import InitImage, fill_masked
 
 
 @pytest.fixture
@@ -122,3 +122,18 @@ def test_generate_image_endpoint_takes_an_init_image_and_mask(live_app, tiny_mod
     with pytest.raises(Exception, match="needs the starting image"):
         client.predict(prompt="a boat", model=str(tiny_model("flux")), mask=handle_file(str(mask)),
                        api_name="/generate_image")
+
+
+def test_fill_starts_the_masked_part_from_the_surrounding_colours(studio, tiny_model, pictures):
+    photo, mask = pictures
+    start = fill_masked(Image.open(photo).convert("RGB"), Image.open(mask).convert("L"))
+    inside = np.asarray(Image.open(mask)) > 0
+    original = np.asarray(Image.open(photo).convert("RGB"), dtype=np.int16)
+    filled = np.asarray(start, dtype=np.int16)
+    assert np.array_equal(filled[~inside], original[~inside])
+    assert filled[inside].std(axis=0).max() < original[inside].std(axis=0).max() / 2, "stripes smoothed away"
+    model = tiny_model("flux")
+    kept = run(studio, model, init=InitImage(photo, strength=0.5, mask=mask, mask_blur=0))
+    refilled = run(studio, model, init=InitImage(photo, strength=0.5, mask=mask, mask_blur=0, fill_masked=True))
+    assert not np.array_equal(pixels(kept), pixels(refilled))
+    assert np.array_equal(pixels(refilled)[~inside], original[~inside])

@@ -1,0 +1,82 @@
+"""Hostile requests at the REST APIs: a clear refusal with the reason, no traceback, nothing generated."""
+
+from __future__ import annotations
+
+import base64
+import re
+import io
+
+import httpx
+import pytest
+from PIL import Image
+
+
+def png(size=(64, 64)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+A1111 = {
+    "a LoRA tag climbing out of the library": ("/sdapi/v1/txt2img", {"prompt": "x <lora:../../../etc/passwd:1>"},
+                                               "outside the folders|not found"),
+    "a batch of a thousand": ("/sdapi/v1/txt2img", {"prompt": "x", "batch_size": 1000}, "between 1 and 4"),
+    "a system folder as model": ("/sdapi/v1/txt2img", {"prompt": "x", "override_settings":
+                                                       {"sd_model_checkpoint": "/etc"}}, "not a diffusers pipeline"),
+    "init image that is not base64": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": ["%%%"]},
+                                      "not a readable image|not valid base64"),
+    "init image that is text": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": [base64.b64encode(
+        b"hello").decode()]}, "not a readable image"),
+    "no init image": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": []}, "init_images is empty"),
+    "an all-black mask": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": [png()], "mask": png()}, "all black"),
+    "a strength above 1": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": [png()], "denoising_strength": 7},
+                           "at most 1"),
+    "png-info of garbage": ("/sdapi/v1/png-info", {"image": base64.b64encode(b"\x89PNG junk").decode()},
+                            "not a readable"),
+    "a model that does not exist": ("/sdapi/v1/options", {"sd_model_checkpoint": "no such model"}, "Unknown model"),
+    "an upscale of a thousand times": ("/sdapi/v1/extra-single-image", {"image": png(), "upscaler_1": "Lanczos",
+                                                                        "upscaling_resize": 1000}, "between 1 and 8"),
+}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from masuka.config import Config
+    from masuka.server import launch
+    from tests.conftest import free_port
+
+    running = launch(Config.from_env(data_dir=tmp_path_factory.mktemp("hostile-api"), auth=""), host="127.0.0.1",
+                     port=free_port(), block=False)
+    yield running
+    running.close()
+
+
+@pytest.mark.parametrize("case", list(A1111))
+def test_a1111_refuses_with_the_reason(app, case):
+    route, body, reason = A1111[case]
+    answer = httpx.post(app.url.rstrip("/") + route, json=body, timeout=60)
+    assert answer.status_code == 422, answer.text
+    assert re.search(reason, answer.json()["detail"]), answer.json()
+    assert not app.studio.store.count("generations")
+
+
+@pytest.mark.parametrize("fields, files, param, reason", [
+    ({"prompt": "x", "n": "lots"}, {"image": ("a.png", base64.b64decode(png()), "image/png")}, "n", "whole number"),
+    ({"prompt": "x"}, {"image": ("a.txt", b"not a picture", "text/plain")}, None, "not a readable image"),
+    ({"prompt": "x"}, {}, "image", "multipart file 'image'"),
+    ({"prompt": "x", "size": "big"}, {"image": ("a.png", base64.b64decode(png()), "image/png")}, "size", "1024x1024"),
+])
+def test_openai_edits_refuse_with_an_error_object(app, fields, files, param, reason):
+    answer = httpx.post(app.url.rstrip("/") + "/v1/images/edits", data=fields, files=files or {"x": ("", b"")},
+                        timeout=60)
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and error["type"] == "invalid_request_error" and error["param"] == param
+    assert reason in error["message"]
+
+
+def test_openai_generation_refuses_a_body_that_is_not_json(app):
+    answer = httpx.post(app.url.rstrip("/") + "/v1/images/generations", content=b"{nope",
+                        headers={"content-type": "application/json"})
+    assert answer.status_code == 400 and answer.json()["error"]["message"] == "The body must be JSON."
+    missing = httpx.post(app.url.rstrip("/") + "/v1/images/generations", json={"n": 1})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "prompt"
