@@ -1,4 +1,5 @@
-"""Train tab: dataset + base model + options → a queued training run, watched by polling its row."""
+"""Train tab: dataset + base model + options → a queued training run (here or on fal/Replicate), watched by
+polling its row. Building it resumes the remote runs a previous app process left accepted but unfinished."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pandas as pd
 from masuka.errors import MasukaError
 from masuka.models.catalog import trainable_models
 from masuka.training.backends import BACKENDS, LOCAL
-from masuka.training.backends.remote import price_line
+from masuka.training.backends.remote import price_line, resume_remote_runs
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_run, run_status, start_training
@@ -20,6 +21,7 @@ RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
+    resume_remote_runs(studio)
     models = trainable_models()
     with gr.Row():
         with gr.Column(scale=2):

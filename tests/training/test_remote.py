@@ -166,10 +166,8 @@ def test_cli_prints_the_price_then_the_run_as_json(studio, trainer):
     assert Path(result["lora"]).is_file() and "estimated $0.01" in done.stderr
 
 
-def test_a_run_killed_between_accept_and_poll_resumes_without_sending_twice(studio, trainer):
-    server = trainer("fal")
-    server.release.clear()
-    add_dataset(studio)
+def _kill_after_accept(studio, server: FakeTrainer) -> None:
+    """Run ``train --backend fal`` in a process and SIGKILL it once the service accepted and was polled."""
     child = subprocess.Popen(_cli(studio.config.data_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -180,6 +178,13 @@ def test_a_run_killed_between_accept_and_poll_resumes_without_sending_twice(stud
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+
+def test_a_run_killed_between_accept_and_poll_resumes_without_sending_twice(studio, trainer):
+    server = trainer("fal")
+    server.release.clear()
+    add_dataset(studio)
+    _kill_after_accept(studio, server)
     studio.store.mark_interrupted()
     row = studio.store.find("jobs", "kind = 'train'")[0]
     assert row["status"] == "interrupted" and row["state"]["ref"]["id"] == "job1"
@@ -222,3 +227,21 @@ def test_a_run_that_died_while_its_create_request_was_in_flight_is_never_sent_ag
     studio.jobs.wait(run_id, timeout=30)
     row = studio.store.get("jobs", run_id)
     assert row["status"] == "interrupted" and "Needs attention" in row["error"] and server.creates == 0
+
+
+
+def test_the_app_resumes_an_accepted_remote_run_by_itself(studio, trainer):
+    from masuka.training.backends.remote import resume_remote_runs
+
+    server = trainer("fal")
+    server.release.clear()
+    add_dataset(studio)
+    _kill_after_accept(studio, server)
+    local = studio.store.insert("jobs", {"kind": "train", "status": "interrupted", "owner": "local",
+                                         "params": {"backend": "local"}, "state": {}})
+    studio.store.mark_interrupted()  # what the next start does
+    server.release.set()
+    [run_id] = resume_remote_runs(studio)
+    studio.jobs.wait(run_id, timeout=60)
+    assert run_status(studio, run_id)["status"] == "completed" and server.creates == 1
+    assert studio.store.get("jobs", local)["status"] == "interrupted"

@@ -80,6 +80,19 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
     return run_id
 
 
+def resume_remote_runs(studio: Studio) -> list[int]:
+    """At app start: remote runs the service had accepted when the app stopped go back to polling (a local run
+    needs its user's Resume, a remote one costs nothing to follow). Returns the run ids resumed."""
+    from masuka.training.runs import resume_run
+
+    resumed = []
+    for row in studio.store.find("jobs", "kind = ? and status = 'interrupted'", [KIND], order_by="id"):
+        state = row["state"] or {}
+        if state.get("backend") and state.get("ref") and not state.get("submitting"):
+            resumed.append(resume_run(studio, row["id"], row["owner"]))
+    return resumed
+
+
 def execute_remote_run(studio: Studio, run_id: int, log) -> None:
     """The body of a remote run: upload and submit once (unless already accepted), poll, download, record.
     ``log(text)`` appends a line to the run's log."""
