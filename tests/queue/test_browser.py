@@ -37,3 +37,38 @@ def test_add_to_queue_then_watch_it_finish_in_the_queue_tab(live_app, tiny_model
         browser.close()
     rows = app.studio.store.find("generations", order_by="id")
     assert [r["prompt"] for r in rows] == ["a red lighthouse", "a blue lighthouse"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium package")
+def test_judging_a_blind_pair_in_the_compare_tab(live_app):
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    app = live_app()
+    store, folder = app.studio.store, app.studio.config.outputs_dir / "local" / "images"
+    folder.mkdir(parents=True)
+    ids = []
+    for name, colour in (("a.png", "red"), ("b.png", "blue")):
+        Image.new("RGB", (64, 64), colour).save(folder / name)
+        ids.append(store.insert("generations", {"kind": "image", "status": "completed", "prompt": "a fox", "seed": 1,
+                                                "output_path": f"outputs/local/images/{name}"}))
+    store.insert("comparisons", {"owner": "local", "kind": "ab", "title": "style vs no LoRA",
+                                 "params": {"sides": {"a": "style:1", "b": "no LoRA"}},
+                                 "state": {"pairs": [{"prompt": "a fox", "seed": 1, "a": ids[0], "b": ids[1],
+                                                      "left": "b", "choice": None}]}})
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless=new", "--no-sandbox",
+                                                                             "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        page.get_by_role("tab", name="Compare").click(timeout=30_000)
+        page.get_by_role("button", name="↻").locator("visible=true").first.click()
+        page.get_by_label("A/B test").click()
+        page.get_by_role("option", name="1: style vs no LoRA").click()
+        page.get_by_role("button", name="Load").click()
+        page.get_by_text("Pair 1 (1 left)").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Left is better").click()  # left is side B here
+        page.get_by_text("Every pair is judged.").wait_for(timeout=30_000)
+        assert page.get_by_text("A = style:1, B = no LoRA: A 0, B 1, ties 0, undecided 0").count() == 1
+        browser.close()
+    assert store.get("comparisons", 1)["state"]["pairs"][0]["choice"] == "b"
