@@ -11,6 +11,10 @@ from masuka.errors import InvalidInput
 from masuka.queue.jobs import ACTIONS
 from masuka.store import LOCAL_USER
 
+HELP = {"pause": "pause a job (a running one after its current image)", "resume": "queue a paused job again",
+        "cancel": "cancel a job (a running one at its next step)", "retry": "queue a failed, cancelled or "
+        "interrupted job again (it keeps its finished images)", "up": "move a job one place up",
+        "down": "move a job one place down", "top": "move a job to the top of the queue"}
 COLUMNS = "{id:>5} {owner:<10} {status:<11} {done:>3}/{total:<3} {model:<24} {title}"
 
 
@@ -27,7 +31,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     listing = actions.add_parser("list", parents=[common], help="jobs in queue order, then recent finished ones")
     listing.set_defaults(handler=run_list)
     for action in ACTIONS:
-        control = actions.add_parser(action, parents=[common], help=f"{action} a job")
+        control = actions.add_parser(action, parents=[common], help=HELP[action])
         control.add_argument("id", type=int, nargs="?" if action in ("pause", "resume") else None,
                              help="job id" + (" (default: all your jobs)" if action in ("pause", "resume") else ""))
         control.set_defaults(handler=run_control)
