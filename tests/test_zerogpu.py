@@ -97,6 +97,7 @@ def test_each_request_asks_for_its_own_duration_and_a_too_long_one_is_refused_be
     assert len(on_zerogpu.calls) == 1 and len(studio.store.find("generations")) == rows
 
 
+@pytest.mark.slow
 def test_space_model_placed_at_start_up_and_its_transformer_compiled_ahead_of_time(
         on_zerogpu, studio, tiny_model, monkeypatch):
     import torch

@@ -38,6 +38,7 @@ def pixels(result) -> np.ndarray:
     return np.asarray(Image.open(result.path), dtype=float)
 
 
+@pytest.mark.slow
 def test_a_gguf_transformer_loads_and_generates_with_and_without_a_lora(studio, tiny_model, tmp_path, monkeypatch):
     from diffusers import FluxTransformer2DModel
 

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 HIDDEN = ("gradio", "gradio_client", "sqlite_utils", "httpx")
@@ -40,6 +42,7 @@ def test_launcher_really_hides_the_app_packages(tmp_path):
     assert done.returncode != 0 and "hidden by the test" in done.stderr
 
 
+@pytest.mark.slow
 def test_quick_suite_runs_every_check_without_gradio_or_a_database(tmp_path):
     out = tmp_path / "out"
     done = run_hidden("bench", "suite", "--quick", "--out", str(out), "--json", cwd=tmp_path)

@@ -4,9 +4,12 @@ a clear regression of MASUKA's own share (twice the bare app's whole round trip)
 
 from __future__ import annotations
 
+import pytest
+
 from masuka.bench.through_app import measure_through_app
 
 
+@pytest.mark.slow
 def test_masuka_request_costs_at_most_twice_a_bare_gradio_app_making_the_same_call(tmp_path):
     figures = measure_through_app(tmp_path, rounds=3, size=64, steps=4)
     assert figures["bare_call_ms"] > 0 and figures["bare_app_ms"] > 0 and figures["masuka_app_ms"] > 0
