@@ -11,15 +11,13 @@ from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from masuka.keys import KEY_ENV
-
     parser = sub.add_parser("keys", parents=[common], help="API keys: list masked, set, test")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common], help="every key, masked, and where it comes from")
     for name, text in (("set", "save a key read from a hidden prompt or stdin (empty: forget it)"),
                        ("test", "make one cheap authenticated request with the key")):
         action = actions.add_parser(name, parents=[common], help=text)
-        action.add_argument("name", choices=list(KEY_ENV))
+        action.add_argument("name", type=key_name, help="the key: huggingface, openai, gemini, ... (see keys list)")
     for action in actions.choices.values():
         action.set_defaults(handler=run)
     token = actions.add_parser("token", parents=[common], help="API tokens for /sdapi/v1 and /v1/images")
@@ -28,6 +26,16 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     token.add_argument("--user", default=LOCAL_USER, help="whose token (default: the local user)")
     token.add_argument("--name", default="", help="create: a name to tell it apart (e.g. laptop)")
     token.set_defaults(handler=run_token)
+
+
+def key_name(name: str) -> str:
+    """A key's name, checked when the command runs (the names come from the provider declarations, which
+    load the provider clients: building the parser for other commands need not)."""
+    from masuka.keys import KEY_ENV
+
+    if name not in KEY_ENV:
+        raise argparse.ArgumentTypeError(f"unknown key {name!r}: choose from {', '.join(KEY_ENV)}")
+    return name
 
 
 def run(args: argparse.Namespace) -> int:

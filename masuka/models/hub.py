@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 
 from masuka.settings import hub_endpoint
 
@@ -45,6 +44,8 @@ def hub_reachable() -> bool:
 
 
 def _probe(endpoint: str) -> bool:
+    import httpx  # here, not at import: the benchmark suite runs where only the model libraries are installed
+
     try:
         httpx.head(f"{endpoint}/api/models", timeout=PROBE_TIMEOUT_S, follow_redirects=False)
     except httpx.HTTPError as error:

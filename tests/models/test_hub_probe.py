@@ -10,8 +10,8 @@ from masuka.gpu import device_plan
 from masuka.image.pipelines import load_pipeline
 from masuka.models.catalog import resolve_image_model
 from masuka.models.hub import hub_reachable
+from masuka.testing.http import FakeServer, Reply
 from tests.conftest import free_port
-from tests.http_fakes import FakeServer, Reply
 
 
 @pytest.fixture
