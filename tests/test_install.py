@@ -95,8 +95,11 @@ def test_colab_keeps_its_torch_and_installs_the_ranges():
     assert "python -m masuka doctor" in code
 
 
-def test_docker_and_ci_install_the_lock():
+def test_docker_the_space_and_ci_install_the_lock():
     assert "requirements.lock" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    space_first = [line for line in (ROOT / "pre-requirements.txt").read_text(encoding="utf-8").splitlines()
+                   if line and not line.startswith("#")]
+    assert space_first == ["-r requirements.lock"]
     assert "-r requirements-test.lock" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
