@@ -7,7 +7,12 @@ inputs as the client sent them, so two checks sit there:
   file the user may read (:mod:`masuka.access`): Gradio itself accepts any file under its static paths (the
   outputs and datasets folders) from whichever user names it;
 - a value must have its component's type: Gradio would turn a number into a prompt (``str(5)``), pass
-  ``"yes"`` on as a checkbox, or fail with a Python error on NaN in a whole-number field.
+  ``"yes"`` on as a checkbox, or fail with a Python error on NaN in a whole-number field. A text box that holds
+  a whole number (an id, a job number: :func:`masuka.ui.common.whole_number_box`) also takes an int, which its
+  handler checks like the typed text.
+
+Values a request leaves off at the end take their component's initial value, as ``gradio_client`` fills them,
+so a parameter added at the end of an event stays optional at every door (``/gradio_api/call/<api>`` included).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class CheckedBlocks(gr.Blocks):
                           *args: Any, **kwargs: Any) -> dict[str, Any]:
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
         props = getattr(fn, "component_prop_inputs", ())
+        if isinstance(inputs, list) and not getattr(fn, "batch", False) and len(inputs) < len(fn.inputs):
+            inputs = inputs + [getattr(component, "value", None) for component in fn.inputs[len(inputs):]]
         for index, (component, value) in enumerate(zip(fn.inputs, inputs)):
             problem = None if index in props else type_problem(component, value)
             if problem:
@@ -60,7 +67,8 @@ def type_problem(component: Any, value: Any) -> str | None:
     if isinstance(component, (gr.Number, gr.Slider)) and (
             isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
         return f"{label} must be a number (got {str(value)[:40]!r})."
-    if isinstance(component, gr.Textbox) and not isinstance(value, str):
+    whole = isinstance(value, int) and not isinstance(value, bool) and getattr(component, "holds_whole_number", False)
+    if isinstance(component, gr.Textbox) and not isinstance(value, str) and not whole:
         return f"{label} must be text (got {type(value).__name__})."
     if isinstance(component, gr.Dropdown) and component.multiselect and not (
             isinstance(value, list) and all(isinstance(item, str) for item in value)):

@@ -41,6 +41,13 @@ def is_admin(studio: Studio, request: gr.Request | None) -> bool:
     return studio.config.is_admin(user_of(request))
 
 
+def whole_number_box(box: gr.Textbox) -> gr.Textbox:
+    """Mark a text box that holds a whole number (an id, a job number): it shows empty when nothing is chosen,
+    and its event also takes the number as an int (:mod:`masuka.ui.checked_blocks`); the handler checks it."""
+    box.holds_whole_number = True
+    return box
+
+
 def friendly(func: Callable) -> Callable:
     """Show expected failures (and a full disk) as a ``gr.Error`` with their message (generators included)."""
     if _is_generator(func):

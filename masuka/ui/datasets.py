@@ -13,7 +13,7 @@ from masuka.datasets.formats import FORMATS
 from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import InvalidInput, MasukaError
-from masuka.ui.common import MAX_ID, UIContext, friendly, is_admin, user_of
+from masuka.ui.common import MAX_ID, UIContext, friendly, is_admin, user_of, whole_number_box
 from masuka.validation import whole_number
 
 REPORT_COLUMNS = ["file", "result", "reason"]
@@ -65,7 +65,8 @@ def build(ctx: UIContext) -> None:
     page_ids = gr.State([])
     with gr.Row():
         save = gr.Button("Save captions")
-        selected = gr.Textbox(label="Selected image id", placeholder="click an image", scale=0, min_width=140)
+        selected = whole_number_box(gr.Textbox(label="Selected image id", placeholder="click an image", scale=0,
+                                               min_width=140))
         remove = gr.Button("Delete selected image", variant="stop")
     with gr.Accordion("Auto-caption", open=False):
         with gr.Row():

@@ -161,7 +161,7 @@ def build(ctx: UIContext) -> None:
                     yield images, ", ".join(seeds), f"Stopped: {len(images)} image(s) kept."
                     return
                 if user_message(error):
-                    raise gr.Error(user_message(error))
+                    raise error  # an expected refusal: @friendly shows it with one log line, no traceback
                 raise gr.Error(f"Generation failed: {type(error).__name__}: {error}. Images already made are "
                                "kept in History.") from error
             else:

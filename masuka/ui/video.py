@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
-from masuka.ui.common import MAX_ID, UIContext, friendly, is_admin, user_of
+from masuka.ui.common import MAX_ID, UIContext, friendly, is_admin, user_of, whole_number_box
 from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.health import HealthTracker
@@ -67,7 +67,7 @@ def build(ctx: UIContext) -> None:
             gallery = gr.Gallery(label="Finished videos", columns=4, height=240, interactive=False)
             table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True)
             with gr.Row():
-                job = gr.Textbox(label="Job", placeholder="job number, from the table", scale=1)
+                job = whole_number_box(gr.Textbox(label="Job", placeholder="job number, from the table", scale=1))
                 cancel = gr.Button("Cancel job", variant="stop", scale=0)
                 refresh = gr.Button("Refresh", scale=0)
     timer = gr.Timer(REFRESH_S)

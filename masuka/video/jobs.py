@@ -47,8 +47,8 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
     """Validate, write the job row, copy the input files (first and last frame, references, source video) into
     the data dir and start the job; returns its id.
 
-    A remote request that no provider can take (no key, every choice marked unhealthy) is refused here,
-    before any job exists."""
+    A remote request that no provider can take (no key, every choice marked unhealthy or its model marked
+    unavailable for that key) is refused here, before any job exists."""
     plan = plan_video(request)
     if request.provider != "local":
         _choose_target(studio, plan, 0)

@@ -45,7 +45,7 @@ def test_dataset_flow_through_the_api(live_app, tmp_path, tiny_captioner):
     table = {"headers": ["id", "file", "caption"],
              "data": [[images[1]["id"], "cat1.jpg", "photo of zorp, on a chair"]]}
     assert client.predict("my cats", table, api_name="/save_captions") == "Saved 1 caption(s)."
-    message, _selected = client.predict(images[3]["id"], api_name="/delete_image")
+    message, _selected = client.predict(str(images[3]["id"]), api_name="/delete_image")  # a text box
     assert message == f"Deleted image #{images[3]['id']}."
 
     done = client.predict("my cats", str(tiny_captioner("florence2")), "short", "", False, 2,

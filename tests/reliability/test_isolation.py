@@ -43,6 +43,17 @@ NOT_FILE_ROUTES = {
     "/gradio_api/vibe-code/", "/gradio_api/vibe-code", "/gradio_api/vibe-starter-queries/",
     "/gradio_api/vibe-starter-queries", "/gradio_api/info/{page}", "/gradio_api/custom_component/{id}/{environment}/{type}/{file_name}",
 }
+#: The REST APIs (masuka.api): pictures come and go as base64 in the body, never as a path the request names,
+#: and every answer is about the caller's own work (``/sdapi/v1/loras`` lists only the LoRAs they may use).
+API_ROUTES = {
+    "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/png-info", "/sdapi/v1/extra-single-image",
+    "/sdapi/v1/progress", "/sdapi/v1/interrupt", "/sdapi/v1/skip", "/sdapi/v1/options", "/sdapi/v1/sd-models",
+    "/sdapi/v1/samplers", "/sdapi/v1/schedulers", "/sdapi/v1/loras", "/sdapi/v1/upscalers",
+    "/sdapi/v1/refresh-checkpoints", "/sdapi/v1/refresh-loras", "/sdapi/v1/scripts", "/v1/images/generations",
+    "/v1/images/edits", "/v1/models",
+}
+#: REST routes that serve a file named by its history row id: each checks ``masuka.access.may_read`` itself.
+ID_FILE_ROUTES = {"/v1/images/files/{image_id}": "image_id"}
 
 
 def signed_in(url: str, user: str, password: str, address: str | None = None) -> httpx.Client:
@@ -119,7 +130,8 @@ def shared(tmp_path_factory, tiny_model):
 
 def test_every_file_route_is_known_and_refuses_another_users_files(shared):
     running, files, _model = shared
-    unknown = route_paths(running.demo.server_app.routes) - NOT_FILE_ROUTES - set(FILE_ROUTES)
+    unknown = route_paths(running.demo.server_app.routes) - NOT_FILE_ROUTES - API_ROUTES - set(FILE_ROUTES) \
+        - set(ID_FILE_ROUTES)
     assert unknown == set(), f"routes not yet reviewed for file access: {sorted(unknown)}"
     alice = signed_in(running.url, "alice", "pa-alice")
     bob = signed_in(running.url, "bob", "pb-bob")
@@ -139,6 +151,17 @@ def test_every_file_route_is_known_and_refuses_another_users_files(shared):
                 url = template.replace("{" + param + ":path}", str(path))
                 assert admin.get(url).status_code == 200
                 assert httpx.get(running.url.rstrip("/") + url).status_code in (401, 403)
+    image_id = next(row["id"] for row in running.studio.store.find("generations", "owner = ?", ["alice"])
+                    if running.studio.config.absolute(row["output_path"]) == files["image"])
+    for template, param in ID_FILE_ROUTES.items():
+        url = running.url.rstrip("/") + template.replace("{" + param + "}", str(image_id))
+        assert httpx.get(url, auth=("alice", "pa-alice")).content[:4] == b"\x89PNG"
+        assert httpx.get(url, auth=("admin", "pz-admin")).status_code == 200
+        refused = httpx.get(url, auth=("bob", "pb-bob"))
+        assert refused.status_code == 404 and refused.content[:4] != b"\x89PNG", url
+        assert httpx.get(url).status_code == 401
+    bobs_loras = httpx.get(running.url.rstrip("/") + "/sdapi/v1/loras", auth=("bob", "pb-bob")).json()
+    assert "style" not in str(bobs_loras) and str(files["lora"]) not in str(bobs_loras)
 
 
 def test_another_users_file_is_refused_as_an_event_input(shared):

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from masuka.errors import ProviderError
 from masuka.testing.video import KEY
 from masuka.video import catalog
 from masuka.video.availability import mark_unavailable, unavailable
@@ -80,10 +81,16 @@ def test_without_a_fallback_the_job_fails_with_one_clear_message(studio, fake, f
 def test_a_model_marked_unavailable_is_skipped_before_anything_is_sent(studio, fake):
     openai = fake("openai")
     mark_unavailable(studio.store, "openai", "sora-2", KEY, "sora-2 is not available to this OpenAI key.")
-    row = wait_video(studio, start_video(studio, VideoRequest(provider="openai", model="sora-2", prompt=PROMPT)),
-                     timeout=30)
-    assert row["status"] == "failed" and "not available to this OpenAI key" in row["error"]
-    assert openai.requests == []
+    # with no fallback, no provider can take the job: refused before a job row exists
+    with pytest.raises(ProviderError, match="not available to this OpenAI key"):
+        start_video(studio, VideoRequest(provider="openai", model="sora-2", prompt=PROMPT))
+    assert studio.store.count("jobs") == 0 and openai.requests == []
+    # with one, the job is made and goes straight to the fallback
+    gemini = fake("gemini")
+    row = wait_video(studio, start_video(studio, VideoRequest(provider="openai", model="sora-2", prompt=PROMPT,
+                                                              fallback=["gemini:veo-3.1-generate-001"])), timeout=60)
+    assert row["status"] == "completed", row["error"]
+    assert row["provider"] == "gemini" and gemini.creates == 1 and openai.requests == []
 
 
 def test_the_cli_estimate_carries_the_warning(tmp_path):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, ProviderError
 from masuka.video.jobs import cancel_video, start_video, wait_video
 from masuka.video.media import check_mp4
 from masuka.video.request import VideoRequest
@@ -157,10 +157,11 @@ def test_bad_key_is_refused_once_with_the_provider_message_and_never_echoed(stud
 
 
 def test_missing_key_names_the_variable(studio, fake, monkeypatch):
-    fake("gemini")
+    server = fake("gemini")
     monkeypatch.delenv("GEMINI_API_KEY")
-    row = run(studio, "gemini")
-    assert row["status"] == "failed" and "GEMINI_API_KEY" in row["error"]
+    with pytest.raises(ProviderError, match="GEMINI_API_KEY"):  # refused up front: no job can run without a key
+        run(studio, "gemini")
+    assert studio.store.count("jobs") == 0 and server.requests == []
 
 
 @pytest.mark.parametrize("provider", ["runway", "fal"])

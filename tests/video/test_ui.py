@@ -85,7 +85,7 @@ def test_cancel_from_the_tab(live_app, fake):
     job_id = int(client.predict("a storm", "runway", "gen4.5", 5, "1280x720", None, "", [],
                                 api_name="/generate_video")[0])
     assert server.polled.wait(20)
-    assert "cancel requested" in client.predict(job_id, api_name="/cancel_video")
+    assert "cancel requested" in client.predict(str(job_id), api_name="/cancel_video")  # the Job box is text
     row = follow(client, job_id)[0]
     assert row[2] == "cancelled" and server.cancels == 1
 
