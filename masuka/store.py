@@ -15,10 +15,9 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
 
 LOCAL_USER = "local"
 UNFINISHED = ("queued", "running")
@@ -105,7 +104,7 @@ FTS = {"generations": ["prompt", "negative_prompt", "model"]}
 
 def now() -> str:
     """UTC timestamp as stored in rows (ISO 8601, sortable)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class Store:

@@ -3,9 +3,9 @@ reasons shown where the user looks, empty boxes that are empty, a quiet console.
 
 from __future__ import annotations
 
-from tests.test_browser import page  # noqa: F401  (the fixture; skips this module without chromium)
-
 import pytest
+
+from tests.test_browser import page  # noqa: F401  (the fixture; skips this module without chromium)
 
 pytestmark = pytest.mark.browser
 

@@ -81,5 +81,6 @@ def test_passwords_on_the_command_line_are_warned_about(tmp_path):
                                "--data-dir", str(tmp_path / "d")], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=120)
         said[spec] = done.stderr
-    assert "visible to everyone on this machine (ps" in said["alice:pw-alice"] and "--auth @file" in said["alice:pw-alice"]
+    warned = said["alice:pw-alice"]
+    assert "visible to everyone on this machine (ps" in warned and "--auth @file" in warned
     assert "visible to everyone" not in said[f"@{users}"]

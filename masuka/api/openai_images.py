@@ -18,13 +18,13 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from masuka.access import may_read
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest
 from masuka.image.tasks import InitImage, save_input
 from masuka.models.catalog import image_models
-from masuka.access import may_read
 
 OPENAI_MODELS = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2")
 EDIT_STRENGTH = 0.8  # an edit without a mask: how far the whole picture may move

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from masuka.bench import timed
@@ -22,7 +22,7 @@ def fill(store, rows: int = 100_000, owners: tuple[str, ...] = ("alice", "bob"),
          seed: int = 0) -> None:
     """Bulk-insert ``rows`` rows: 95% generations (images and some videos), 5% jobs, spread over ``days``."""
     rng = random.Random(seed)
-    start = datetime.now(timezone.utc) - timedelta(days=days)
+    start = datetime.now(UTC) - timedelta(days=days)
     step = timedelta(days=days) / rows
 
     def stamp(index: int) -> str:
@@ -83,4 +83,4 @@ def run(studio, args: argparse.Namespace) -> dict:
 
 
 def _ago(days: int) -> str:
-    return (datetime.now(timezone.utc) - timedelta(days=days)).date().isoformat()
+    return (datetime.now(UTC) - timedelta(days=days)).date().isoformat()

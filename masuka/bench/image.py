@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import io
 import itertools
@@ -152,7 +153,7 @@ def _tiny_extras(studio: Studio, spec: ModelSpec, tiny: str, args: argparse.Name
     from diffusers import DiffusionPipeline
 
     from masuka.cli import main as cli_main
-    from masuka.image.loras import apply_loras, inspect_lora
+    from masuka.image.loras import inspect_lora
     from masuka.image.pipelines import get_pipeline
 
     plan = device_plan()
@@ -178,7 +179,7 @@ def _tiny_extras(studio: Studio, spec: ModelSpec, tiny: str, args: argparse.Name
     for name, fast in (("lora_switch_s", False), ("lora_hotswap_s", True)):
         pipe = get_pipeline(studio.models, spec, memory=args.memory_plan, fast=fast)
         turns = itertools.cycle(loras)
-        switches[name] = round(timed(lambda: apply_loras(pipe, [(next(turns), 1.0)]), runs=args.runs,
+        switches[name] = round(timed(functools.partial(_switch, pipe, turns), runs=args.runs,
                                      warmup=1)["median_s"], 4)
     cli, bare = cold["masuka"]["median_s"], cold["baseline"]["median_s"]
     return {"cli_s": round(cli, 4), "bare_load_and_call_s": round(bare, 4),
@@ -260,8 +261,16 @@ def _compare(results: dict[str, dict], steps: int, memory: str, device: str) -> 
     return figures
 
 
+def _switch(pipe: Any, turns: Any) -> None:
+    """One LoRA switch: the next file of ``turns`` replaces the loaded one."""
+    from masuka.image.loras import apply_loras
+
+    apply_loras(pipe, [(next(turns), 1.0)])
+
+
 def _baseline_dtype(spec: ModelSpec, plan: Any) -> Any:
-    """The plain pipeline people compare with: bf16 (fp16) on CUDA, or fp32 where that is the profile's usual baseline."""
+    """The plain pipeline people compare with: bf16 (fp16) on CUDA, or fp32 where that is the profile's usual
+    baseline."""
     import torch
 
     return torch.float32 if plan.device != "cuda" or (spec.profile and spec.profile.baseline_fp32) else plan.dtype

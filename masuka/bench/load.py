@@ -42,7 +42,8 @@ class LoadReport:
             "requests": len(self.outcomes), "served": len(served),
             "refused_queue_full": sum(REFUSAL in o.message for o in self.outcomes),
             "other_errors": sum(not o.ok and REFUSAL not in o.message for o in self.outcomes),
-            "p50_latency_s": round(_percentile(latencies, 50), 3), "p95_latency_s": round(_percentile(latencies, 95), 3),
+            "p50_latency_s": round(_percentile(latencies, 50), 3),
+            "p95_latency_s": round(_percentile(latencies, 95), 3),
             "p50_queue_wait_s": round(_percentile(sorted(waits), 50), 3),
             "p95_queue_wait_s": round(_percentile(sorted(waits), 95), 3),
             "history_rows_completed": sum(r["status"] == "completed" for r in rows if r["kind"] == "image"),
@@ -139,8 +140,8 @@ def run(studio, args: argparse.Namespace) -> dict:
     import sys
 
     from masuka.models.synthetic import save_tiny_pipeline
-    from masuka.store import Store
     from masuka.services import service
+    from masuka.store import Store
     from masuka.testing.video import KEY, FakeProvider, make_mp4
 
     root = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
             finally:
                 _free()
     report = {"machine": machine(), "device": setup.device, "models": "tiny random" if setup.tiny else "real",
-              "quick": args.quick, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "quick": args.quick, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "duration_s": round(time.monotonic() - started, 1), "checks": [asdict(check) for check in checks]}
     (out / "bench-suite.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     (out / "bench-suite.md").write_text(markdown(report), encoding="utf-8")
@@ -238,7 +238,8 @@ def memory_plans(setup: Setup) -> Iterator[Check]:
         for memory in FLUX_MEMORY_TARGETS:
             figures = _image(setup, model_id, _plan(memory), steps=4, runs=1, warmup=0)
             peak = figures["peak_vram_gb"]
-            shown = _vram(peak, setup) if peak is not None else f"{figures['s_per_image']} s per image, {_vram(peak, setup)}"
+            shown = (_vram(peak, setup) if peak is not None
+                     else f"{figures['s_per_image']} s per image, {_vram(peak, setup)}")
             if model_id == "flux-dev":
                 target = FLUX_MEMORY_TARGETS[memory]
                 yield Check(f"FLUX.1-dev {memory}", shown, f"<= {target:g} GB",

@@ -16,7 +16,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
     for kind in KINDS:
         module = importlib.import_module(f"masuka.bench.{kind}")
-        kind_parser = kinds.add_parser(kind, parents=[common], help=" ".join((module.__doc__ or "").split("\n\n")[0].split()))
+        summary = " ".join((module.__doc__ or "").split("\n\n")[0].split())
+        kind_parser = kinds.add_parser(kind, parents=[common], help=summary)
         module.add_arguments(kind_parser)
         kind_parser.set_defaults(handler=run, bench=module)
 

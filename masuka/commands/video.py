@@ -11,8 +11,8 @@ from masuka.video.catalog import PROVIDERS
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("video", parents=[common], help="generate a video (remote provider or local model)")
     parser.add_argument("--provider", required=True, choices=PROVIDERS)
-    parser.add_argument("--model", required=True, help="a model of the provider (assets/video_models.json lists them); for local "
-                        "also a diffusers repo id or folder")
+    parser.add_argument("--model", required=True, help="a model of the provider (assets/video_models.json lists "
+                        "them); for local also a diffusers repo id or folder")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--negative-prompt", default="")
     parser.add_argument("--seconds", type=int, help="length; beyond one clip, clips are chained (up to 60 s)")

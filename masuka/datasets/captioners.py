@@ -15,8 +15,8 @@ from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
-from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error, refuse_missing_folder
 from masuka.models.cache import ModelCache
+from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error, refuse_missing_folder
 from masuka.models.hub import cache_only
 
 MODEL_CLASSES = {"florence2": "Florence2ForConditionalGeneration", "blip2": "Blip2ForConditionalGeneration"}

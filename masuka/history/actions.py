@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from masuka.errors import InvalidInput
@@ -74,7 +74,7 @@ def export_zip(studio: Studio, user: str, admin: bool, keys: list[str]) -> Path:
     rows = [entry(studio, user, admin, key) for key in keys]
     folder = output_dir(studio.config, user) / "exports"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"masuka-history-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}.zip"
+    path = folder / f"masuka-history-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}.zip"
     lines = []
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for row in rows:

@@ -4,7 +4,8 @@ At load (:func:`prepare_fast`) the VAE goes channels-last and the first-block ca
 for (its threshold is the quality knob: higher skips more steps' blocks, faster and rougher). Before the first
 image (:func:`compile_once`) the QKV projections are fused (when no LoRA is loaded, since LoRAs target the
 separate projections, and under plans without per-layer hooks), fp8 weights and activations come from
-torchao on GPUs that have fp8, and the repeated blocks are compiled (``compile_repeated_blocks``: seconds, not a minute). The compiled graphs are reused
+torchao on GPUs that have fp8, and the repeated blocks are compiled (``compile_repeated_blocks``: seconds, not
+a minute). The compiled graphs are reused
 for every later request of the same size.
 
 LoRAs on the fast path use one adapter slot that is hot-swapped (``enable_lora_hotswap`` before the first

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,19 @@ from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, save_image
-from masuka.image.quantized import check_quantized_plan
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
-from masuka.image.tasks import (InitImage, TaskInput, finish, infotext_fields, init_size, prepare, task_kwargs,
-                                task_pipeline, task_record)
+from masuka.image.quantized import check_quantized_plan
+from masuka.image.tasks import (
+    InitImage,
+    TaskInput,
+    finish,
+    infotext_fields,
+    init_size,
+    prepare,
+    task_kwargs,
+    task_pipeline,
+    task_record,
+)
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.manage import fetch_for_use
 from masuka.settings import load_defaults
@@ -314,7 +323,7 @@ def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int, o
     """Write the image atomically (temporary file, then rename) in the owner's folder, in the format chosen in
     Settings: no half-written file is ever recorded."""
     image_format = load_defaults(studio.config).output_format
-    folder = output_dir(studio.config, owner) / "images" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    folder = output_dir(studio.config, owner) / "images" / datetime.now(UTC).strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{row_id:06d}-{seed}.{image_format.lower().replace('jpeg', 'jpg')}"
     partial = path.with_name(path.name + ".part")

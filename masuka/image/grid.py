@@ -11,7 +11,7 @@ import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def run_grid(studio: Studio, axes: list[Axis], cells: list[Cell], *, on_step: St
     grid = draw_grid(axes, cells, [Path(result.path) for result in images])
     folder = output_dir(studio.config, cells[0].request.owner) / "grids"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"grid-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{images[0].id:06d}.png"
+    path = folder / f"grid-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{images[0].id:06d}.png"
     grid.save(path)
     return GridResult(path, images)
 

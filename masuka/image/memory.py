@@ -3,7 +3,8 @@
 ``full`` keeps everything on the device; ``model_offload`` moves each model to the GPU only while it runs;
 ``fp8_offload`` also stores the denoiser's weights in fp8 (upcast layer by layer to the compute dtype);
 ``group_offload`` streams leaf layers to the GPU one at a time (with CUDA streams, so transfer overlaps
-compute; the small VAE stays on the device). Plans that offload also tile and slice the VAE decode. The plan is chosen in
+compute; the small VAE stays on the device). Plans that offload also tile and slice the VAE decode. The plan is
+chosen in
 :func:`masuka.gpu.device_plan`; this module only carries it out, with diffusers' own hooks.
 """
 

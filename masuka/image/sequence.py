@@ -7,7 +7,7 @@ the file is written through imageio-ffmpeg (no system ffmpeg needed), checked, t
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from masuka.errors import InvalidInput, NotFound
@@ -41,7 +41,7 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
         raise InvalidInput(f"Give between 1 and {MAX_FRAMES} images.")
     if dest is None:
         folder = output_dir(studio.config, owner) / "videos"
-        dest = folder / f"sequence-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}.mp4"
+        dest = folder / f"sequence-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}.mp4"
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part.mp4")
     writer = None

@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from masuka.settings import hub_endpoint
 
 log = logging.getLogger(__name__)

@@ -57,8 +57,13 @@ def tiny_video_pipeline(image_to_video: bool = False, seed: int = 0) -> Any:
     """A miniature Wan 2.x pipeline (text-to-video, or image-to-video without a CLIP image encoder as in
     Wan 2.2) with a UMT5 encoder and the T5 tokenizer above; 9 frames at 32x32 take well under a second."""
     import torch
-    from diffusers import (AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline, WanPipeline,
-                           WanTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanImageToVideoPipeline,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
     from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from masuka.services import service
 from masuka.testing.http import Reply, Request, StandIn
@@ -102,7 +102,7 @@ class FakeTrainer(StandIn):
     # -- fal: REST token, CDN upload, queue --------------------------------------------------------------
     def _fal(self, route: str, request: Request) -> Reply:
         if route == "token":
-            expires = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+            expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
             return Reply(200, {"token": CDN_TOKEN, "token_type": "Bearer", "base_url": self.base,
                                "expires_at": expires})
         if route == "upload":

@@ -16,7 +16,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +221,7 @@ class RunHooks:
         self.flush()
         log.info("run %s: %s", self.run_id, text)
         row = self.studio.store.get("jobs", self.run_id)
-        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
         lines = ((row or {}).get("log") or "").splitlines()[-(LOG_LINES - 1):] + [f"{stamp} {text}"]
         self.studio.store.update("jobs", self.run_id, log="\n".join(lines) + "\n")
 

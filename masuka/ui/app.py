@@ -7,8 +7,8 @@ import importlib
 import gradio as gr
 
 from masuka.studio import Studio
-from masuka.ui.common import UIContext
 from masuka.ui.checked_blocks import CheckedBlocks
+from masuka.ui.common import UIContext
 
 #: Gradio's upload cache: every hour, files older than a day are deleted (all of it at each start).
 UPLOAD_CACHE_CLEANING = (3600, 86400)

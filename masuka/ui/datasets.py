@@ -172,7 +172,8 @@ def build(ctx: UIContext) -> None:
         job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
                                         bool(overwrite), int(batch_size or 8), is_admin(studio, request))
         result = captioning.caption_dataset(
-            studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S, on_download=lambda line, done: progress(done, desc=line),
+            studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+            on_download=lambda line, done: progress(done, desc=line),
             on_progress=lambda done, total, file, text: progress((done, total), desc=file, unit="images"))
         verb = "Stopped" if result.stopped else "Done"
         return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "

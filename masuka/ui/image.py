@@ -12,8 +12,15 @@ import gradio as gr
 
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLAN_HELP
-from masuka.image.generate import (MAX_BATCH, MAX_STEP_CACHE, MAX_STEPS, ImageRequest, generate_images, parse_loras,
-                                   plan_request)
+from masuka.image.generate import (
+    MAX_BATCH,
+    MAX_STEP_CACHE,
+    MAX_STEPS,
+    ImageRequest,
+    generate_images,
+    parse_loras,
+    plan_request,
+)
 from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.tasks import InitImage, keep_input

@@ -8,8 +8,15 @@ import gradio as gr
 from masuka.errors import InvalidInput
 from masuka.image.library import list_loras
 from masuka.models.lora_import import import_from_civitai, import_from_hub, import_lora_file
-from masuka.models.manage import (bench_results, delete_model, download_jobs, download_line, model_status,
-                                  start_download, stop_download)
+from masuka.models.manage import (
+    bench_results,
+    delete_model,
+    download_jobs,
+    download_line,
+    model_status,
+    start_download,
+    stop_download,
+)
 from masuka.store import UNFINISHED
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 

@@ -7,7 +7,7 @@ message, while jobs already paid for keep polling. A success clears the count.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from masuka.store import Store, now
 from masuka.video.settings import VideoSettings
@@ -24,7 +24,7 @@ class HealthTracker:
             failures = (row["failures"] or 0) + 1 if row else 1
             fields = {"failures": failures, "last_error": error[:300], "updated_at": now()}
             if failures >= self.settings.unhealthy_after:
-                until = datetime.now(timezone.utc) + timedelta(seconds=self.settings.unhealthy_s)
+                until = datetime.now(UTC) + timedelta(seconds=self.settings.unhealthy_s)
                 fields["unhealthy_until"] = until.isoformat(timespec="milliseconds")
             self._save(row, provider, fields)
 

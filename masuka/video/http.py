@@ -13,7 +13,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -91,7 +91,7 @@ def _hinted_delay(response: httpx.Response) -> float | None:
             return float(after)
         except ValueError:
             try:
-                return (parsedate_to_datetime(after) - datetime.now(timezone.utc)).total_seconds()
+                return (parsedate_to_datetime(after) - datetime.now(UTC)).total_seconds()
             except (TypeError, ValueError):
                 pass
     return _retry_info(response)

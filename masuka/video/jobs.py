@@ -14,14 +14,14 @@ import os
 import shutil
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
 from masuka.store import UNFINISHED, now, owner_clause, process_alive
 from masuka.studio import Studio
-from masuka.video.catalog import model_entry, parse_size, provider_entry
 from masuka.video.availability import mark_unavailable, unavailable
+from masuka.video.catalog import model_entry, parse_size, provider_entry
 from masuka.video.health import HealthTracker
 from masuka.video.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable
 from masuka.video.media import concat, last_frame
@@ -348,7 +348,7 @@ def _try_cancel(provider: Provider, ref: dict) -> None:
 
 
 def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips: list[Path], state: dict) -> None:
-    folder = studio.config.outputs_dir / "videos" / datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    folder = studio.config.outputs_dir / "videos" / datetime.now(UTC).strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{job_id:06d}.mp4"
     if len(clips) > 1:

@@ -8,8 +8,15 @@ from pathlib import Path
 from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
 from masuka.validation import plain_text
-from masuka.video.catalog import (durations_for, lifecycle, model_entry, parse_size, price_per_second,
-                                  provider_entry, size_for_aspect)
+from masuka.video.catalog import (
+    durations_for,
+    lifecycle,
+    model_entry,
+    parse_size,
+    price_per_second,
+    provider_entry,
+    size_for_aspect,
+)
 
 MAX_TOTAL_SECONDS = 60
 LOCAL_SIZE_MULTIPLE = 16

@@ -7,12 +7,20 @@ import pytest
 from PIL import Image
 
 from masuka.datasets.adding import add_images
-from masuka.training.data import dataset_for_training
-from masuka.datasets.library import (create_dataset, dataset_dir, dataset_images,
-                                     delete_dataset, delete_image, find_dataset, list_datasets, set_caption)
+from masuka.datasets.library import (
+    create_dataset,
+    dataset_dir,
+    dataset_images,
+    delete_dataset,
+    delete_image,
+    find_dataset,
+    list_datasets,
+    set_caption,
+)
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER
+from masuka.training.data import dataset_for_training
 from tests.datasets import corpus
 
 

@@ -20,8 +20,13 @@ def _byte_vocab(specials: list[str]) -> dict[str, int]:
 
 def save_tiny_florence2(folder: Path) -> Path:
     import torch
-    from transformers import (BartTokenizer, CLIPImageProcessorPil, Florence2Config,
-                              Florence2ForConditionalGeneration, Florence2Processor)
+    from transformers import (
+        BartTokenizer,
+        CLIPImageProcessorPil,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+    )
 
     tokenizer = BartTokenizer(vocab=_byte_vocab(["<s>", "<pad>", "</s>", "<unk>", "<mask>"]), merges=[],
                               extra_special_tokens={"image_token": "<image>"}, model_max_length=1024)
@@ -45,8 +50,13 @@ def save_tiny_florence2(folder: Path) -> Path:
 
 def save_tiny_blip2(folder: Path) -> Path:
     import torch
-    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessorPil,
-                              GPT2Tokenizer)
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessorPil,
+        GPT2Tokenizer,
+    )
 
     tokenizer = GPT2Tokenizer(vocab=_byte_vocab(["<|endoftext|>", "<pad>"]), merges=[], unk_token="<|endoftext|>",
                               bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<pad>",

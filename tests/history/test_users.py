@@ -106,9 +106,9 @@ def test_only_admins_change_keys_and_keys_come_back_masked(app_with_image):
 
 
 def test_file_ownership_by_folder_and_by_row(tmp_path):
+    from masuka.access import may_read
     from masuka.config import Config
     from masuka.studio import Studio
-    from masuka.access import may_read
     from masuka.users import output_dir, user_folder_name
 
     studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="ann:1,a b:2,a_b:3,../x:4"))

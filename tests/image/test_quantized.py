@@ -13,7 +13,6 @@ from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, generate_images, plan_request
 
 
-
 def write_gguf(transformer, path) -> int:
     """Write ``transformer``'s weights in diffusers' names; 2-D weights whose rows fit Q8_0 blocks are quantized.
     Returns how many tensors were quantized."""

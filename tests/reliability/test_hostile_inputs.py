@@ -3,6 +3,7 @@ no secret, and leaves the app serving. The count of cases is reported by pytest 
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -133,7 +134,7 @@ FILE_ROUTE = ["/etc/passwd", "{data}/masuka.db", "{data}/secrets.json", "{data}/
 def test_file_route_serves_nothing_outside_outputs(target, hostile_app):
     running, _model = hostile_app
     config = running.studio.config
-    (config.data_dir / "secrets.json").write_text('{"openai": "%s"}' % CANARIES["OPENAI_API_KEY"])
+    (config.data_dir / "secrets.json").write_text(json.dumps({"openai": CANARIES["OPENAI_API_KEY"]}))
     url = running.url + "gradio_api/file=" + target.format(data=config.data_dir,
                                                             root=Path(__file__).resolve().parents[2])
     response = httpx.get(url)

@@ -37,11 +37,13 @@ NOT_FILE_ROUTES = {
     "/gradio_api/call/v2/{api_name}", "/gradio_api/call/v2/{api_name}/", "/gradio_api/call/{api_name}",
     "/gradio_api/call/{api_name}/", "/gradio_api/queue/join", "/gradio_api/cancel",
     "/gradio_api/call/{api_name}/{event_id}", "/gradio_api/call/v2/{api_name}/{event_id}", "/gradio_api/queue/data",
-    "/gradio_api/queue/status", "/gradio_api/component_server", "/gradio_api/component_server/", "/gradio_api/upload_progress",
+    "/gradio_api/queue/status", "/gradio_api/component_server", "/gradio_api/component_server/",
+    "/gradio_api/upload_progress",
     "/gradio_api/upload", "/gradio_api/startup-events", "/gradio_api/theme.css", "/gradio_api/process_recording",
     "/gradio_api/vibe-edit/", "/gradio_api/vibe-edit", "/gradio_api/undo-vibe-edit/", "/gradio_api/undo-vibe-edit",
     "/gradio_api/vibe-code/", "/gradio_api/vibe-code", "/gradio_api/vibe-starter-queries/",
-    "/gradio_api/vibe-starter-queries", "/gradio_api/info/{page}", "/gradio_api/custom_component/{id}/{environment}/{type}/{file_name}",
+    "/gradio_api/vibe-starter-queries", "/gradio_api/info/{page}",
+    "/gradio_api/custom_component/{id}/{environment}/{type}/{file_name}",
 }
 #: The REST APIs (masuka.api): pictures come and go as base64 in the body, never as a path the request names,
 #: and every answer is about the caller's own work (``/sdapi/v1/loras`` lists only the LoRAs they may use).

@@ -10,8 +10,8 @@ import pytest
 
 from masuka.testing.training import KEY, FakeTrainer
 
-from .test_remote import options, trainer, train  # noqa: F401  (the fixture is used by name)
 from .conftest import add_dataset
+from .test_remote import options, train, trainer  # noqa: F401  (the fixture is used by name)
 
 fal_client = pytest.importorskip("fal_client")
 replicate = pytest.importorskip("replicate")

@@ -1,5 +1,5 @@
-"""Each remote video provider and training backend declares itself once; key variables, base URLs, Settings labels, key checks and
-the stand-ins all follow that declaration, and the product never imports the stand-ins."""
+"""Each remote video provider and training backend declares itself once; key variables, base URLs, Settings
+labels, key checks and the stand-ins all follow that declaration, and the product never imports the stand-ins."""
 
 from __future__ import annotations
 

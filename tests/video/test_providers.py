@@ -8,10 +8,10 @@ import json
 import pytest
 
 from masuka.errors import InvalidInput, ProviderError
+from masuka.testing.video import KEY
 from masuka.video.jobs import cancel_video, start_video, wait_video
 from masuka.video.media import check_mp4
 from masuka.video.request import VideoRequest
-from masuka.testing.video import KEY
 
 MODELS = {"openai": "sora-2", "comet": "veo3-fast", "gemini": "veo-3.1-generate-preview", "runway": "gen4.5",
           "fal": "fal-ai/veo3"}

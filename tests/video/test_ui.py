@@ -75,7 +75,8 @@ def test_a_failed_job_says_why_next_to_generate(live_app, fake):
                                 api_name="/generate_video")[0])
     row, *_, job_line = follow(client, job_id)
     assert row[2] == "failed"
-    assert job_line.startswith(f"⚠️ **Job {job_id} (openai sora-2) failed:**") and "blocked by our moderation system" in job_line
+    assert job_line.startswith(f"⚠️ **Job {job_id} (openai sora-2) failed:**")
+    assert "blocked by our moderation system" in job_line
 
 
 def test_cancel_from_the_tab(live_app, fake):

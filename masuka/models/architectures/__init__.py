@@ -6,8 +6,15 @@ does not import torch.
 """
 
 from masuka.models.architectures.base import LoraLayers, Match, Profile, Training, lora_layers
-from masuka.models.architectures.registry import (PROFILES, UnknownLora, for_pipeline, get, identify_lora, is_lycoris,
-                                                  labels)
+from masuka.models.architectures.registry import (
+                                                  PROFILES,
+                                                  UnknownLora,
+                                                  for_pipeline,
+                                                  get,
+                                                  identify_lora,
+                                                  is_lycoris,
+                                                  labels,
+)
 
 __all__ = ["PROFILES", "LoraLayers", "Match", "Profile", "Training", "UnknownLora", "for_pipeline", "get",
            "identify_lora", "is_lycoris", "labels", "lora_layers"]

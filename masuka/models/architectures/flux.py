@@ -6,8 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from masuka.models.architectures.base import KNOWN_WIDTHS, LoraLayers, Match, Profile, Training, width_match
-from masuka.models.architectures.shared import (CLIP_L, T5_XXL, VAE_16, clip_encoder, clip_tokenizer, t5_encoder,
-                                                t5_tokenizer, tiny_vae)
+from masuka.models.architectures.shared import (
+    CLIP_L,
+    T5_XXL,
+    VAE_16,
+    clip_encoder,
+    clip_tokenizer,
+    t5_encoder,
+    t5_tokenizer,
+    tiny_vae,
+)
 
 HIDDEN = 3072
 DOUBLE_BLOCKS, SINGLE_BLOCKS = 19, 38

@@ -7,8 +7,17 @@ from typing import Any
 
 from masuka.models.architectures.base import KNOWN_WIDTHS, LoraLayers, Match, Profile, Training, width_match
 from masuka.models.architectures.flux import FLUX2_NAMES, JOINT_ATTENTION, QWEN_NAMES
-from masuka.models.architectures.shared import (CLIP_G, CLIP_L, T5_XXL, VAE_16, clip_encoder, clip_tokenizer,
-                                                t5_encoder, t5_tokenizer, tiny_vae)
+from masuka.models.architectures.shared import (
+    CLIP_G,
+    CLIP_L,
+    T5_XXL,
+    VAE_16,
+    clip_encoder,
+    clip_tokenizer,
+    t5_encoder,
+    t5_tokenizer,
+    tiny_vae,
+)
 
 WIDTHS = {1536, 2432}
 MAX_BLOCKS = 38

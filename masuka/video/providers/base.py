@@ -10,9 +10,9 @@ job row keeps, so polling resumes in another process.
 from __future__ import annotations
 
 import base64
-from abc import ABC, abstractmethod
 import mimetypes
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
