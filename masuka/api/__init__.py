@@ -16,10 +16,12 @@ def mount_api(app: Any, studio: Studio, trust_loopback: bool = True) -> None:
     from masuka.api.auth import Caller, authenticate
     from masuka.api.openai_images import openai_router
     from masuka.api.work import ApiWork
+    from masuka.guards import client_address
 
     def caller_of(request: Request) -> Caller:
-        host = request.client.host if request.client else None
-        return authenticate(studio, request.headers.get("authorization"), host, trust_loopback)
+        host = request.client.host if request.client else None  # the peer: only it decides "loopback"
+        return authenticate(studio, request.headers.get("authorization"), host, trust_loopback,
+                            client=client_address(request.scope))
 
     work = ApiWork(studio)
     app.include_router(a1111_router(work, caller_of))

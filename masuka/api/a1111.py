@@ -93,7 +93,8 @@ def a1111_errors(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except Refused as error:
             headers = {"WWW-Authenticate": 'Basic realm="MASUKA"'} if error.status == 401 else None
-            return _error(error.status, "Unauthorized" if error.status == 401 else "Forbidden", str(error), headers)
+            title = {401: "Unauthorized", 429: "Too Many Requests"}.get(error.status, "Forbidden")
+            return _error(error.status, title, str(error), headers)
         except (InvalidInput, NotFound) as error:
             return _error(404 if isinstance(error, NotFound) else 422, type(error).__name__, str(error))
         except TooManyWaiting as error:

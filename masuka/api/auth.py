@@ -24,7 +24,8 @@ MAX_TOKENS_PER_USER = 20
 
 
 class Refused(Exception):
-    """A request without acceptable credentials: ``status`` 401 (who are you?) or 403 (not from here)."""
+    """A request without acceptable credentials: ``status`` 401 (who are you?), 403 (not from here) or 429 (too
+    many failed sign-ins: the same throttle as the sign-in page)."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -80,7 +81,7 @@ def token_user(studio: Studio, token: str) -> str | None:
 
 
 def authenticate(studio: Studio, authorization: str | None, client_host: str | None,
-                 trust_loopback: bool = True) -> Caller:
+                 trust_loopback: bool = True, client: str | None = None) -> Caller:
     """The caller of a REST request from its ``Authorization`` header and address, else :class:`Refused`.
 
     With users (``--auth``): ``Basic`` with a user's password or ``Bearer`` with their token. Without: the single
@@ -94,23 +95,37 @@ def authenticate(studio: Studio, authorization: str | None, client_host: str | N
             return Caller(LOCAL_USER, True)
         raise Refused(403, "The API answers only this computer when MASUKA runs without --auth; start it with "
                            "--auth (and use a token) or --api-open.")
+    named, address = _basic_credentials(authorization)[0], client or client_host or ""
+    wait = studio.logins.wait_s(named, address)
+    if wait:
+        raise Refused(429, f"Too many failed sign-ins for this account or from this address. Try again in {wait} s.")
     user = _basic_user(config.users, authorization) or token_user(studio, _bearer(authorization) or "")
     if user is None:
+        if authorization:
+            studio.logins.failed(named, address)
         raise Refused(401, "Sign in: HTTP Basic with your MASUKA user and password, or "
                            "'Authorization: Bearer <API token>' (made in Settings or `keys token create`).")
     return Caller(user, config.is_admin(user))
 
 
-def _basic_user(users: dict[str, str], authorization: str | None) -> str | None:
+def _basic_credentials(authorization: str | None) -> tuple[str, str | None]:
+    """The user name and password of an HTTP Basic header; ``("", None)`` for anything else."""
     import base64
     import binascii
 
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() != "basic":
-        return None
+        return "", None
     try:
         user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
+        return "", None
+    return user, password
+
+
+def _basic_user(users: dict[str, str], authorization: str | None) -> str | None:
+    user, password = _basic_credentials(authorization)
+    if password is None:
         return None
     expected = users.get(user)
     return user if expected is not None and hmac.compare_digest(expected.encode(), password.encode()) else None

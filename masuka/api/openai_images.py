@@ -63,7 +63,7 @@ def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
         except OpenAIError as error:
             return _error(error)
         except Refused as error:
-            code = "invalid_api_key" if error.status == 401 else "forbidden"
+            code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(error.status, "forbidden")
             return _error(OpenAIError(error.status, str(error), code=code))
         except ValidationError as error:
             first = error.errors()[0]

@@ -37,6 +37,22 @@ def test_with_users_a_password_or_a_live_token_is_needed(team):
     assert token_user(team, token) is None
 
 
+def test_failed_sign_ins_are_throttled_like_the_sign_in_page(team):
+    """After 5 wrong passwords the account is locked for a while, even with the right one; a line is logged."""
+    for _ in range(team.config.login_attempts):
+        with pytest.raises(Refused) as refused:
+            authenticate(team, basic("ann", "guess"), "203.0.113.9")
+        assert refused.value.status == 401
+    with pytest.raises(Refused) as refused:
+        authenticate(team, basic("ann", "pw-ann"), "198.51.100.7")
+    assert refused.value.status == 429 and "Try again in" in str(refused.value)
+    with pytest.raises(Refused) as refused:  # and that address, whatever account it names
+        authenticate(team, basic("admin", "pw-admin"), "203.0.113.9")
+    assert refused.value.status == 429
+    assert {(row["kind"], row["name"]) for row in team.logins.status()} >= {("account", "ann"),
+                                                                             ("address", "203.0.113.9")}
+
+
 def test_tokens_are_stored_hashed_and_listed_without_the_secret(team):
     token = create_token(team, "ann", "ci")
     stored = team.store.find("api_tokens")[0]
