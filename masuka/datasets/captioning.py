@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from masuka.access import usable_model
 from masuka.datasets.captioners import MODES, CaptionerSpec, load_captioner, resolve_captioner
 from masuka.datasets.captions import apply_template, check_template
 from masuka.datasets.library import dataset_images, find_dataset, set_caption, update_dataset
@@ -59,7 +60,7 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Pro
     """Caption the dataset's images; returns what was done (``stopped`` when the stop flag ended it early). The
     captioner is downloaded first when needed, outside the GPU slot, with progress to ``on_download``."""
     dataset = find_dataset(studio, request.dataset, request.owner, request.admin)
-    spec = resolve_captioner(request.captioner)
+    spec = resolve_captioner(usable_model(studio, request.owner, request.captioner, marker="config.json"))
     if request.mode not in MODES:
         raise InvalidInput(f"Caption mode must be one of {', '.join(MODES)} (got {request.mode!r}).")
     if not 1 <= int(request.batch_size) <= MAX_BATCH:

@@ -17,6 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
 from masuka.store import UNFINISHED, now, owner_clause, process_alive
 from masuka.studio import Studio
@@ -48,7 +49,10 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
     the data dir and start the job; returns its id.
 
     A remote request that no provider can take (no key, every choice marked unhealthy or its model marked
-    unavailable for that key) is refused here, before any job exists."""
+    unavailable for that key) is refused here, before any job exists. A local model folder must be one the owner
+    may read (the same refusal whether another user's folder or none is there)."""
+    if request.provider == "local":
+        usable_model(studio, request.owner, request.model)
     plan = plan_video(request)
     if request.provider != "local":
         _choose_target(studio, plan, 0)

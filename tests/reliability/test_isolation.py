@@ -206,7 +206,7 @@ def test_another_users_lora_or_model_path_is_refused_and_says_nothing_of_existen
         with pytest.raises(Exception) as refused:
             bob.predict("x", folder, "", 1, 1.0, 64, 64, 1, 1, [], api_name="/generate_image")
         model_messages.add(str(refused.value).replace(folder, "F"))
-    assert len(model_messages) == 1 and "no pipeline folder of yours" in model_messages.pop()
+    assert len(model_messages) == 1 and "no model folder of yours" in model_messages.pop()
 
 
 def _join(client: httpx.Client, fn_index: object, data: list) -> httpx.Response:
@@ -422,3 +422,33 @@ def test_who_owns_what_in_the_data_dir(tmp_path):
         assert may_read(studio, "bob", data / "loras/shared.safetensors") and may_read(studio, "bob", data / "models/x")
     finally:
         studio.close()
+
+
+def test_local_video_and_captioner_folders_say_nothing_of_existence(tmp_path):
+    """A local video model or captioner folder of another user, a missing one and a non-model folder get one
+    message, before anything is loaded or any job row is written."""
+    from masuka.config import Config
+    from masuka.datasets import library
+    from masuka.datasets.captioning import CaptionRequest, caption_dataset
+    from masuka.errors import InvalidInput
+    from masuka.studio import Studio
+    from masuka.users import output_dir
+    from masuka.video.jobs import start_video
+    from masuka.video.request import VideoRequest
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth=USERS))
+    alices = output_dir(studio.config, "alice") / "models" / "mine"
+    alices.mkdir(parents=True)
+    for marker in ("model_index.json", "config.json"):
+        (alices / marker).write_text("{}", encoding="utf-8")
+    library.create_dataset(studio, "bobs-cats", "bob")
+    messages = set()
+    for folder in (alices, alices.parent / "absent", Path("/etc")):
+        with pytest.raises(InvalidInput) as video:
+            start_video(studio, VideoRequest(provider="local", model=str(folder), prompt="a boat", owner="bob"))
+        with pytest.raises(InvalidInput) as caption:
+            caption_dataset(studio, CaptionRequest(dataset="bobs-cats", owner="bob", captioner=str(folder)))
+        messages |= {str(video.value).replace(str(folder), "F"), str(caption.value).replace(str(folder), "F")}
+    assert len(messages) == 1 and "no model folder of yours" in messages.pop()
+    assert studio.store.find("jobs", "kind = ?", ["video"]) == []
+    studio.close()
