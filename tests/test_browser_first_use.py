@@ -78,7 +78,7 @@ def test_the_train_tab_keeps_the_console_quiet(live_app, page):  # noqa: F811
 
 
 def test_a_failed_video_says_why_under_generate(live_app, fake, page):  # noqa: F811
-    fake("openai").fail_jobs = True
+    fake("comet").fail_jobs = True  # the form's first provider with a model that is not retired (an OpenAI-style API)
     page.goto(live_app().url)
     page.get_by_role("tab", name="Video").first.click(timeout=30_000)
     page.locator("#video-cost").get_by_text("Estimated cost").wait_for(timeout=15_000)

@@ -133,9 +133,12 @@ def build(ctx: UIContext) -> None:
     show_retired.input(models_for, [provider, show_retired], model, api_visibility="private")
     model.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
     size.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
+    # One estimate at a time, in the order asked: a change that sets another field (a model's sizes) must not
+    # be overtaken by the estimate made from the field's old value.
+    priced = dict(api_visibility="private", concurrency_limit=1, concurrency_id="video_price")
     for component in (provider, model, seconds, size, image, fallback, last_frame, source_video):
-        component.change(price, form, cost, api_visibility="private")
-    prompt.blur(price, form, cost, api_visibility="private")
+        component.change(price, form, cost, **priced)
+    prompt.blur(price, form, cost, **priced)
     run.click(generate_video, [prompt, provider, model, seconds, size, image, negative, fallback, last_frame,
                                source_video], [job, message],
               api_name="generate_video").then(video_status, None, status_outputs, api_visibility="private")
