@@ -7,6 +7,7 @@ download breaks in the wild.
 
 from __future__ import annotations
 
+import abc
 import itertools
 import json
 import threading
@@ -116,7 +117,7 @@ class Fault:
     times: int = 1
 
 
-class StandIn:
+class StandIn(abc.ABC):
     """Base of the API stand-ins: a :class:`FakeServer` answering through ``_serve``, scripted jobs (finished
     after ``polls_to_finish`` polls once ``release`` is set, or failed with ``fail_jobs``), injected faults."""
 
@@ -138,8 +139,9 @@ class StandIn:
         self.base = self.server.url
         self.other_origin = f"http://localhost:{self.server.port}"  # another host (a CDN): must get no key
 
+    @abc.abstractmethod
     def _serve(self, request: Request) -> Reply:
-        raise NotImplementedError
+        """The reply of this stand-in's API to one request."""
 
     def fault(self, route: str, status: int, headers: dict | None = None, body: dict | None = None,
               times: int = 1) -> None:

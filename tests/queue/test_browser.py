@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -10,7 +11,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium package")
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="needs the system chromium package")
 def test_add_to_queue_then_watch_it_finish_in_the_queue_tab(live_app, tiny_model):
     from playwright.sync_api import sync_playwright
 
@@ -39,7 +40,7 @@ def test_add_to_queue_then_watch_it_finish_in_the_queue_tab(live_app, tiny_model
     assert [r["prompt"] for r in rows] == ["a red lighthouse", "a blue lighthouse"]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium package")
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="needs the system chromium package")
 def test_judging_a_blind_pair_in_the_compare_tab(live_app):
     from PIL import Image
     from playwright.sync_api import sync_playwright
