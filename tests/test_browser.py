@@ -27,6 +27,17 @@ def page():
         browser.close()
 
 
+def generate_in_page(page, model) -> None:
+    """Pick ``model``, a 64 px size and a prompt on the Image tab, press Generate and wait for the image."""
+    page.get_by_label("Model").fill(str(model))
+    page.get_by_label("Model").press("Enter")
+    page.get_by_label("Width").fill("64")
+    page.get_by_label("Height").fill("64")
+    page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Done: 1 image(s)").wait_for(timeout=60_000)
+
+
 def test_tabs_render_and_a_prompt_becomes_an_image(live_app, tiny_model, page):
     app = live_app()
     page.goto(app.url)
@@ -34,13 +45,7 @@ def test_tabs_render_and_a_prompt_becomes_an_image(live_app, tiny_model, page):
     tabs.first.wait_for(timeout=30_000)
     names = [t.strip() for t in tabs.all_inner_texts()]
     assert "Image" in names and "History" in names
-    page.get_by_label("Model").fill(str(tiny_model("flux")))
-    page.get_by_label("Model").press("Enter")
-    page.get_by_label("Width").fill("64")
-    page.get_by_label("Height").fill("64")
-    page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk")
-    page.get_by_role("button", name="Generate").click()
-    page.get_by_text("Done: 1 image(s)").wait_for(timeout=60_000)
+    generate_in_page(page, tiny_model("flux"))
     assert page.locator("img[src*='gradio_api/file']").count() >= 1
     assert app.studio.store.count("generations", "status = 'completed'") == 1
     page.get_by_role("tab", name="History").click()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_browser import page  # noqa: F401  (the fixture; skips this module without chromium)
+from tests.test_browser import generate_in_page, page  # noqa: F401  (page: the fixture; skips without chromium)
 
 pytestmark = pytest.mark.browser
 
@@ -14,13 +14,7 @@ def test_a_refused_size_leaves_the_gallery_as_it_was(live_app, tiny_model, page)
     app = live_app()
     page.goto(app.url)
     page.get_by_label("Model").first.wait_for(timeout=30_000)
-    page.get_by_label("Model").fill(str(tiny_model("flux")))
-    page.get_by_label("Model").press("Enter")
-    page.get_by_label("Width").fill("64")
-    page.get_by_label("Height").fill("64")
-    page.get_by_label("Prompt", exact=True).fill("a lighthouse at dusk")
-    page.get_by_role("button", name="Generate").click()
-    page.get_by_text("Done: 1 image(s)").wait_for(timeout=60_000)
+    generate_in_page(page, tiny_model("flux"))
     seeds = page.get_by_label("Seeds used").input_value()
     page.get_by_label("Width").fill("77")
     page.get_by_role("button", name="Generate").click()
