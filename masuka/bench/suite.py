@@ -129,19 +129,26 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
     checks: list[Check] = []
     with tempfile.TemporaryDirectory() as tmp:
         setup = Setup.detect(args.quick, Path(tmp))
+        report = {"machine": machine(), "device": setup.device, "models": "tiny random" if setup.tiny else "real",
+                  "quick": args.quick, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                  "duration_s": 0.0, "checks": []}
         for name, measure in CHECKS:
             try:
                 for check in _within(measure(setup), started, args.budget_s):
                     checks.append(check)
+                    _write(out, report, checks, started)  # a run killed later still leaves what it measured
             except _OverBudget:
                 checks.append(Check(name, "", "", f"skipped: the {args.budget_s:g} s budget was spent"))
             except Exception as error:  # a failing check (out of memory, a missing kernel) ends only its group
                 checks.append(Check(name, "", "", f"error: {type(error).__name__}: {error}"[:300]))
             finally:
                 _free()
-    report = {"machine": machine(), "device": setup.device, "models": "tiny random" if setup.tiny else "real",
-              "quick": args.quick, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-              "duration_s": round(time.monotonic() - started, 1), "checks": [asdict(check) for check in checks]}
+    return _write(out, report, checks, started)
+
+
+def _write(out: Path, report: dict, checks: list[Check], started: float) -> dict:
+    """Write ``bench-suite.json`` and ``bench-suite.md`` with the checks so far; return the report."""
+    report.update(duration_s=round(time.monotonic() - started, 1), checks=[asdict(check) for check in checks])
     (out / "bench-suite.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     (out / "bench-suite.md").write_text(markdown(report), encoding="utf-8")
     return report
@@ -228,8 +235,8 @@ def sdxl(setup: Setup) -> Iterator[Check]:
 
 #: Peak VRAM targets of FLUX.1-dev per memory plan, GB.
 FLUX_MEMORY_TARGETS = {"fp8_offload": 15.0, "group_offload": 10.0}
-#: Other architectures whose peak VRAM per plan is reported (no target yet).
-OTHER_MEMORY_MODELS = ("sd35-large", "sdxl")
+#: Other architectures whose peak VRAM per plan is reported (no target yet), newest first.
+OTHER_MEMORY_MODELS = ("flux2-klein-4b", "z-image-turbo", "qwen-image", "sd35-large", "sdxl")
 
 
 def memory_plans(setup: Setup) -> Iterator[Check]:

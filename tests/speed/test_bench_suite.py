@@ -53,7 +53,7 @@ def test_quick_suite_runs_every_check_without_gradio_or_a_database(tmp_path):
     names = [check["name"] for check in report["checks"]]
     for expected in ("FLUX.1-dev fast vs plain bf16", "FLUX.1-dev fast + step cache", "FLUX.1-schnell 4 steps",
                      "SDXL fast vs fp32", "FLUX.1-dev fp8_offload", "FLUX.1-dev group_offload",
-                     "sd35-large fp8_offload", "FLUX.1 LoRA 512² rank 16", "FLUX.1 LoRA preset 12gb",
+                     "flux2-klein-4b fp8_offload", "FLUX.1 LoRA 512² rank 16", "FLUX.1 LoRA preset 12gb",
                      "Per-image app overhead"):
         assert any(name.startswith(expected) for name in names), (expected, names)
     by_name = {check["name"]: check for check in report["checks"]}
