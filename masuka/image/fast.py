@@ -3,10 +3,11 @@
 At load (:func:`prepare_fast`) the VAE goes channels-last and the first-block cache is switched on when asked
 for (its threshold is the quality knob: higher skips more steps' blocks, faster and rougher). Before the first
 image (:func:`compile_once`) the QKV projections are fused (when no LoRA is loaded, since LoRAs target the
-separate projections, and under plans without per-layer hooks), fp8 weights and activations come from
-torchao on GPUs that have fp8, and the repeated blocks are compiled (``compile_repeated_blocks``: seconds, not
-a minute). The compiled graphs are reused
-for every later request of the same size.
+separate projections, and under plans without per-layer hooks), the repeated blocks are compiled
+(``compile_repeated_blocks``) and, since they are compiled, fp8 weights and activations come from torchao on
+GPUs that have fp8 (uncompiled, torchao's fp8 is slower than bf16). Compiling is paid once per pipeline and
+size: on an H200 the first FLUX.1-dev image took minutes. The compiled graphs are reused for every later
+request of the same size.
 
 LoRAs on the fast path use one adapter slot that is hot-swapped (``enable_lora_hotswap`` before the first
 load, ``load_lora_weights(..., hotswap=True)`` later), and weights change the slot's scaling tensors in
@@ -84,12 +85,12 @@ def compile_once(pipe: Any) -> None:
     if state.lora is None and plan.memory in FUSABLE_PLANS and hasattr(denoiser, "fuse_qkv_projections"):
         denoiser.fuse_qkv_projections()
         state.fused = True
-    if state.lora is None:
-        state.fp8 = _fp8(denoiser, plan)
     why_not = _why_not_compile(plan)
     if why_not:
-        log.info("not compiling: %s", why_not)
+        log.info("not compiling (and no fp8, which is slower than bf16 uncompiled): %s", why_not)
         return
+    if state.lora is None:
+        state.fp8 = _fp8(denoiser, plan)
     backend = os.environ.get(COMPILE_BACKEND_ENV) or "inductor"
     if getattr(denoiser, "_repeated_blocks", None):
         denoiser.compile_repeated_blocks(fullgraph=True, backend=backend)

@@ -76,3 +76,13 @@ def test_fast_path_runs_under_each_offloading_plan(studio, tiny_model, tracing_c
     result = generate_images(studio, request(tiny_model("flux"), fast=True, memory_plan=plan, width=96))[0]
     assert Image.open(result.path).size == (96, 64)
     assert studio.store.get("generations", result.id)["params"]["memory_plan"] == plan
+
+
+def test_fp8_is_only_applied_to_compiled_blocks(studio, tiny_model, tracing_compiler, monkeypatch):
+    """torchao's fp8 is slower than bf16 uncompiled, so a pipeline the step cache keeps uncompiled stays bf16."""
+    asked = []
+    monkeypatch.setattr("masuka.image.fast._fp8", lambda denoiser, plan: asked.append(plan.step_cache) or False)
+    generate_images(studio, request(tiny_model("flux"), fast=True, step_cache=0.1))
+    assert asked == []
+    generate_images(studio, request(tiny_model("flux"), fast=True))
+    assert asked == [0.0]
