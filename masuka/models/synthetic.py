@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.models import architectures
-from masuka.models.architectures.shared import clip_tokenizer, qwen_tokenizer, t5_tokenizer
+from masuka.models.architectures.shared import clip_tokenizer, mistral_tokenizer, qwen_tokenizer, t5_tokenizer
 
 TINY_ARCHITECTURES = tuple(architectures.PROFILES)
 
@@ -124,7 +124,8 @@ REAL_MODELS: dict[str, tuple[str, dict[str, tuple[str, dict]]]] = {
     for model_id, specs in profile.real_models.items()}
 _TOKENIZERS = {"CLIPTextModel": clip_tokenizer, "CLIPTextModelWithProjection": clip_tokenizer,
                "T5EncoderModel": t5_tokenizer, "Qwen3ForCausalLM": qwen_tokenizer, "Qwen3Model": qwen_tokenizer,
-               "Qwen2_5_VLForConditionalGeneration": qwen_tokenizer}
+               "Qwen2_5_VLForConditionalGeneration": qwen_tokenizer,
+               "Mistral3ForConditionalGeneration": mistral_tokenizer}
 
 
 def real_pipeline(model_id: str, device: str = "meta", dtype: Any = None, seed: int = 0) -> Any:
@@ -147,7 +148,10 @@ def real_pipeline(model_id: str, device: str = "meta", dtype: Any = None, seed: 
         components[name] = random_module(class_name, config, device, dtype or torch.float32, generator)
         if class_name in _TOKENIZERS:
             components[name.replace("text_encoder", "tokenizer")] = _TOKENIZERS[class_name]()
-    return _pipeline(architectures.get(architecture).pipeline, components)
+    from masuka.models.catalog import image_models
+
+    pipeline = image_models().get(model_id, {}).get("pipeline") or architectures.get(architecture).pipeline
+    return _pipeline(pipeline, components)
 
 
 def random_module(class_name: str, config: dict, device: str, dtype: Any, generator: Any = None) -> Any:

@@ -75,3 +75,40 @@ def test_a_random_weight_pipeline_materialised_on_the_device_makes_an_image(monk
     image = pipe("a red fox", num_inference_steps=2, width=64, height=48, max_sequence_length=32,
                  generator=torch.Generator("cpu").manual_seed(0)).images[0]
     assert image.size == (64, 48) and len(set(image.getdata())) > 1
+
+
+@pytest.mark.parametrize("model, transformer, text_encoder, pipeline", [
+    ("flux2-klein-9b", 9.08, 8.19, "Flux2KleinPipeline"),  # 8 + 24 blocks at 4096, Qwen3-8B
+    ("flux2-dev", 32.22, 23.34, "Flux2Pipeline"),  # 8 + 48 blocks at 6144, Mistral-Small 3.1 with Pixtral
+])
+def test_flux2_dev_and_klein_9b_have_their_published_sizes(model, transformer, text_encoder, pipeline):
+    pipe = real_pipeline(model)
+    assert type(pipe).__name__ == pipeline
+    assert billions(pipe.transformer) == pytest.approx(transformer, abs=0.01)
+    assert billions(pipe.text_encoder) == pytest.approx(text_encoder, abs=0.01)
+
+
+def test_flux2_dev_prompt_path_runs_with_the_offline_tokenizer(monkeypatch):
+    """FLUX.2 [dev]'s text path (Mistral chat markup, hidden states 10/20/30) on a miniature Mistral-3."""
+    from masuka.models import synthetic
+
+    mistral = dict(text_config=dict(model_type="mistral", hidden_size=16, intermediate_size=16, num_hidden_layers=30,
+                                    num_attention_heads=2, num_key_value_heads=2, head_dim=8, vocab_size=300),
+                   vision_config=dict(model_type="pixtral", hidden_size=16, intermediate_size=16,
+                                      num_hidden_layers=1, num_attention_heads=2, head_dim=8, image_size=28,
+                                      patch_size=14))
+    miniature = {
+        "transformer": ("Flux2Transformer2DModel", dict(in_channels=16, num_layers=1, num_single_layers=1,
+                                                        attention_head_dim=16, num_attention_heads=2,
+                                                        joint_attention_dim=48, timestep_guidance_channels=32,
+                                                        axes_dims_rope=(4, 4, 4, 4))),
+        "text_encoder": ("Mistral3ForConditionalGeneration", mistral),
+        "vae": ("AutoencoderKLFlux2", dict(block_out_channels=(8, 8, 8, 8), layers_per_block=1, latent_channels=4,
+                                           norm_num_groups=4, use_quant_conv=False, use_post_quant_conv=False)),
+        "scheduler": ("FlowMatchEulerDiscreteScheduler", dict(shift=3.0, use_dynamic_shifting=True)),
+    }
+    monkeypatch.setitem(synthetic.REAL_MODELS, "flux2-dev", ("flux2", miniature))
+    pipe = real_pipeline("flux2-dev", "cpu", torch.float32)
+    image = pipe(prompt="a red fox", num_inference_steps=1, width=64, height=64, max_sequence_length=32,
+                 generator=torch.Generator("cpu").manual_seed(0)).images[0]
+    assert type(pipe).__name__ == "Flux2Pipeline" and image.size == (64, 64)

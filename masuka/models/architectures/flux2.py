@@ -77,6 +77,25 @@ _KLEIN_4B = {
     "scheduler": ("FlowMatchEulerDiscreteScheduler", dict(shift=3.0, use_dynamic_shifting=True)),
 }
 
+_QWEN3_8B = dict(_QWEN3_4B, hidden_size=4096, intermediate_size=12288, tie_word_embeddings=False)
+_KLEIN_9B = dict(_KLEIN_4B, transformer=("Flux2Transformer2DModel", dict(
+    _KLEIN_4B["transformer"][1], num_layers=8, num_single_layers=24, num_attention_heads=32,
+    joint_attention_dim=3 * 4096)), text_encoder=("Qwen3ForCausalLM", _QWEN3_8B))
+#: Mistral-Small 3.1 24B (text) with its Pixtral vision tower, as FLUX.2 [dev] ships it
+_MISTRAL_SMALL = dict(
+    text_config=dict(model_type="mistral", hidden_size=5120, intermediate_size=32768, num_hidden_layers=40,
+                     num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=131072,
+                     max_position_embeddings=131072, rope_theta=1000000000.0),
+    vision_config=dict(model_type="pixtral", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                       num_attention_heads=16, head_dim=64, image_size=1540, patch_size=14),
+    spatial_merge_size=2, image_token_index=10, projector_hidden_act="gelu", multimodal_projector_bias=False)
+_DEV = {
+    "transformer": ("Flux2Transformer2DModel", {}),  # its defaults are FLUX.2 [dev]: 8 + 48 blocks, 6144 wide
+    "text_encoder": ("Mistral3ForConditionalGeneration", _MISTRAL_SMALL),
+    "vae": ("AutoencoderKLFlux2", {}),
+    "scheduler": ("FlowMatchEulerDiscreteScheduler", dict(shift=3.0, use_dynamic_shifting=True)),
+}
+
 PROFILE = Profile(
     id="flux2", label="FLUX.2",
     pipelines={"txt2img": "Flux2KleinPipeline", "inpaint": "Flux2KleinInpaintPipeline"},
@@ -93,6 +112,6 @@ PROFILE = Profile(
         defaults=dict(lr=1e-4, resolution=512, guidance=1.0, sample_steps=4), fp8_below_gb=24,
         untrainable={"Flux2Pipeline": "FLUX.2 [dev]'s 32B transformer and 24B text encoder fit none of the presets "
                                       "(the largest is 40gb); train a LoRA on FLUX.2 [klein] instead"}),
-    real_models={"flux2-klein-4b": _KLEIN_4B},
+    real_models={"flux2-klein-4b": _KLEIN_4B, "flux2-klein-9b": _KLEIN_9B, "flux2-dev": _DEV},
     requires={"Flux2Pipeline": "torchvision"}, notes=PIXTRAL_NOTE,
 )

@@ -69,6 +69,22 @@ def qwen_tokenizer() -> Any:
     return tokenizer
 
 
+#: Mistral's chat markup, over message contents given as lists of text parts (FLUX.2 [dev]'s prompt format)
+MISTRAL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% set text = message['content'] if message['content'] is string else "
+    "message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('') %}"
+    "{% if message['role'] == 'system' %}[SYSTEM_PROMPT]{{ text }}[/SYSTEM_PROMPT]"
+    "{% elif message['role'] == 'user' %}[INST]{{ text }}[/INST]{% else %}{{ text }}</s>{% endif %}{% endfor %}")
+
+
+def mistral_tokenizer() -> Any:
+    """:func:`qwen_tokenizer`'s byte-level vocabulary with Mistral's chat markup, standing in for FLUX.2 [dev]'s
+    PixtralProcessor (which needs torchvision): prompts are padded to the real length all the same."""
+    tokenizer = qwen_tokenizer()
+    tokenizer.chat_template = MISTRAL_CHAT_TEMPLATE
+    return tokenizer
+
+
 #: vocabulary size a miniature Qwen encoder needs for :func:`qwen_tokenizer`
 QWEN_TINY_VOCAB = 256 + len(QWEN_SPECIAL)
 
