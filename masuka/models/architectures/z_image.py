@@ -45,6 +45,14 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
     )
 
 
+#: Z-Image-Turbo and the Z-Image base share one architecture
+_REAL = {
+    "transformer": ("ZImageTransformer2DModel", {}),
+    "text_encoder": ("Qwen3Model", _QWEN3_4B),
+    "vae": ("AutoencoderKL", dict(VAE_16, scaling_factor=0.3611, shift_factor=0.1159)),
+    "scheduler": ("FlowMatchEulerDiscreteScheduler", dict(shift=3.0)),
+}
+
 PROFILE = Profile(
     id="z_image", label="Z-Image",
     pipelines={"txt2img": "ZImagePipeline", "img2img": "ZImageImg2ImgPipeline", "inpaint": "ZImageInpaintPipeline"},
@@ -56,10 +64,5 @@ PROFILE = Profile(
     training=Training(trainer="ZImage",
                       target_modules=("attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0"),
                       defaults=dict(lr=1e-4, resolution=512, guidance=0.0, sample_steps=9), fp8_below_gb=24),
-    real_models={"z-image-turbo": {
-        "transformer": ("ZImageTransformer2DModel", {}),
-        "text_encoder": ("Qwen3Model", _QWEN3_4B),
-        "vae": ("AutoencoderKL", dict(VAE_16, scaling_factor=0.3611, shift_factor=0.1159)),
-        "scheduler": ("FlowMatchEulerDiscreteScheduler", dict(shift=3.0)),
-    }},
+    real_models={"z-image-turbo": _REAL, "z-image": _REAL},
 )
