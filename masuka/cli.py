@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from masuka.config import log_level
 from masuka.errors import MasukaError, as_disk_full
 
 COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
@@ -42,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    level = os.environ.get("MASUKA_LOG_LEVEL", "WARNING").upper()
+    try:
+        level = log_level()
+    except MasukaError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":  # the model libraries' own notices ("Couldn't connect to the Hub…") only when debugging
         for variable in LIBRARY_VERBOSITY:

@@ -1,5 +1,9 @@
 """Settings from the environment and command-line flags: data dir, GPU limits, auth, provider URLs (declared by
-each service in :mod:`masuka.services`)."""
+each service in :mod:`masuka.services`).
+
+Every ``MASUKA_*`` variable (and the Hugging Face Space variables MASUKA looks at) is read here, through the
+readers below: a bad value is an :class:`InvalidInput` naming the variable, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,114 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.keys import KeyStore
 
 DEFAULT_PORT = 7860
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+#: ``torch.compile`` backends: ``inductor`` generates kernels, ``eager``/``aot_eager`` only trace (for checks)
+COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")
+
+
+# -- readers of single variables ----------------------------------------------------------------------------
+
+def env_text(name: str, default: str = "") -> str:
+    """The variable's value without surrounding blanks, or ``default`` when unset or empty."""
+    return os.environ.get(name, "").strip() or default
+
+
+def env_number(name: str, default: float, kind: type = int, minimum: float = 0) -> Any:
+    """The variable as ``kind`` (int or float), at least ``minimum``; ``default`` when unset."""
+    raw = env_text(name)
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number"
+        raise InvalidInput(f"{name}={raw!r} is not {noun}.") from None
+    if value < minimum:
+        raise InvalidInput(f"{name} must be at least {minimum:g} (got {raw}).")
+    return value
+
+
+def env_flag(name: str) -> bool:
+    """True for 1/true/yes/on, False when unset or 0/false/no/off; anything else is refused."""
+    raw = env_text(name).lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidInput(f"{name}={raw!r} is not a switch: use 1 or 0.")
+
+
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    """One of ``choices`` (matched without regard to case), or ``default`` when unset."""
+    raw = env_text(name)
+    if not raw:
+        return default
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    raise InvalidInput(f"{name}={raw!r} is not one of {', '.join(choices)}.")
+
+
+def env_url(name: str, default: str) -> str:
+    """An http(s) base URL without a trailing slash; ``default`` when unset."""
+    url = env_text(name, default).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput(f"{name}={url!r} is not an http:// or https:// URL.")
+    return url
+
+
+# -- process-wide settings ----------------------------------------------------------------------------------
+
+def log_level() -> str:
+    return env_choice("MASUKA_LOG_LEVEL", LOG_LEVELS, "WARNING")
+
+
+def device_choice() -> str:
+    """``MASUKA_DEVICE``: where models run (``auto`` picks CUDA, then MPS, then the CPU)."""
+    return env_choice("MASUKA_DEVICE", DEVICES, "auto")
+
+
+def compile_backend() -> str:
+    return env_choice("MASUKA_COMPILE_BACKEND", COMPILE_BACKENDS, "inductor")
+
+
+def server_host() -> str:
+    """``MASUKA_HOST``; by default every interface on a Hugging Face Space, else this machine only."""
+    return env_text("MASUKA_HOST", "0.0.0.0" if env_text("SPACE_ID") else "127.0.0.1")
+
+
+def on_space() -> bool:
+    return bool(env_text("SPACE_ID"))
+
+
+def on_zerogpu() -> bool:
+    return bool(env_text("SPACES_ZERO_GPU"))
+
+
+def gguf_file() -> str:
+    """``MASUKA_GGUF_FILE``: the transformer's ``.gguf`` file (path or Hugging Face URL) for ``gguf_offload``."""
+    return env_text("MASUKA_GGUF_FILE")
+
+
+def space_model() -> str:
+    """``MASUKA_SPACE_MODEL``: the model a ZeroGPU Space loads at start-up."""
+    return env_text("MASUKA_SPACE_MODEL")
+
+
+def zerogpu_aoti() -> bool:
+    return env_flag("MASUKA_ZEROGPU_AOTI")
+
+
+def zerogpu_max_seconds(default: int) -> int:
+    return env_number("MASUKA_ZEROGPU_MAX_S", default, minimum=1)
+
 
 
 def parse_auth(spec: str | None) -> dict[str, str]:
@@ -56,20 +163,20 @@ class Config:
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
         """Read ``MASUKA_*`` variables; explicit arguments win over the environment."""
-        root = Path(data_dir or os.environ.get("MASUKA_DATA_DIR") or _default_data_dir()).expanduser()
-        users = parse_auth(auth if auth is not None else os.environ.get("MASUKA_AUTH"))
-        admins = os.environ.get("MASUKA_ADMINS", "admin" if "admin" in users else "")
+        root = Path(data_dir or env_text("MASUKA_DATA_DIR") or _default_data_dir()).expanduser()
+        users = parse_auth(auth if auth is not None else env_text("MASUKA_AUTH"))
+        admins = env_text("MASUKA_ADMINS", "admin" if "admin" in users else "")
         values = {
-            "gpu_concurrency": int(os.environ.get("MASUKA_GPU_CONCURRENCY", 1)),
-            "max_queued_per_user": int(os.environ.get("MASUKA_MAX_QUEUED_PER_USER", 4)),
-            "queue_size": int(os.environ.get("MASUKA_QUEUE_SIZE", 64)),
-            "api_open": os.environ.get("MASUKA_API_OPEN", "").lower() in ("1", "true", "yes"),
-            "login_attempts": int(os.environ.get("MASUKA_LOGIN_ATTEMPTS", 5)),
-            "login_lockout_s": float(os.environ.get("MASUKA_LOGIN_LOCKOUT_S", 60)),
-            "max_upload_mb": int(os.environ.get("MASUKA_MAX_UPLOAD_MB", 2048)),
-            "max_files": int(os.environ.get("MASUKA_MAX_FILES", 1000)),
-            "max_unzipped_mb": int(os.environ.get("MASUKA_MAX_UNZIPPED_MB", 2048)),
-            "queued_jobs_per_user": int(os.environ.get("MASUKA_QUEUED_JOBS_PER_USER", 1000)),
+            "gpu_concurrency": env_number("MASUKA_GPU_CONCURRENCY", 1, minimum=1),
+            "max_queued_per_user": env_number("MASUKA_MAX_QUEUED_PER_USER", 4, minimum=1),
+            "queue_size": env_number("MASUKA_QUEUE_SIZE", 64, minimum=1),
+            "api_open": env_flag("MASUKA_API_OPEN"),
+            "login_attempts": env_number("MASUKA_LOGIN_ATTEMPTS", 5, minimum=1),
+            "login_lockout_s": env_number("MASUKA_LOGIN_LOCKOUT_S", 60.0, float),
+            "max_upload_mb": env_number("MASUKA_MAX_UPLOAD_MB", 2048, minimum=1),
+            "max_files": env_number("MASUKA_MAX_FILES", 1000, minimum=1),
+            "max_unzipped_mb": env_number("MASUKA_MAX_UNZIPPED_MB", 2048, minimum=1),
+            "queued_jobs_per_user": env_number("MASUKA_QUEUED_JOBS_PER_USER", 1000, minimum=1),
         }
         values.update(overrides)
         config = cls(
@@ -166,7 +273,7 @@ class Config:
 
 def _default_data_dir() -> Path:
     """``/data`` on a Hugging Face Space with persistent storage, else ``./data``."""
-    if os.environ.get("SPACE_ID") and Path("/data").is_dir() and os.access("/data", os.W_OK):
+    if on_space() and Path("/data").is_dir() and os.access("/data", os.W_OK):
         return Path("/data/masuka")
     return Path("data")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from masuka.config import device_choice, on_zerogpu
 from masuka.errors import Cancelled, GPUBusy
 
 CONCURRENCY_ID = "gpu"
@@ -220,12 +221,12 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, 
     """
     import torch
 
-    choice = prefer or os.environ.get("MASUKA_DEVICE")
-    if choice in (None, "", "auto"):
+    choice = prefer or device_choice()
+    if choice in ("", "auto"):
         choice = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if choice == "cuda":
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        if memory == "auto" and os.environ.get("SPACES_ZERO_GPU"):
+        if memory == "auto" and on_zerogpu():
             memory = "full"  # a 70 GB slice of an H200; CUDA is only emulated outside GPU functions
         elif memory == "auto":
             needs = dict(memory_needs_gb or {})
@@ -246,7 +247,7 @@ def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Cal
     """
 
     def decorate(func: Callable) -> Callable:
-        if not os.environ.get("SPACES_ZERO_GPU") or importlib.util.find_spec("spaces") is None:
+        if not on_zerogpu() or importlib.util.find_spec("spaces") is None:
             return func
         import spaces
 

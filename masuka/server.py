@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masuka.config import Config
+from masuka.config import Config, server_host
 from masuka.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -131,4 +130,4 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
 
 
 def default_host() -> str:
-    return os.environ.get("MASUKA_HOST", "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+    return server_host()

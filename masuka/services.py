@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import os
 from dataclasses import dataclass, field
 
 
@@ -31,8 +30,9 @@ class Service:
 
     def base_url(self) -> str:
         """The base URL, from :attr:`base_url_env` when set (read at call time)."""
-        return os.environ.get(self.base_url_env, self.default_base_url).rstrip("/") if self.base_url_env \
-            else self.default_base_url
+        from masuka.config import env_url  # config reads the key file, whose names come from here
+
+        return env_url(self.base_url_env, self.default_base_url) if self.base_url_env else self.default_base_url
 
     def auth_headers(self, key: str) -> dict[str, str]:
         return {self.auth[0]: self.auth[1].format(key=key), **self.headers}

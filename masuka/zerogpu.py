@@ -17,9 +17,9 @@ duration it asks for; the visitor's quota is checked against that duration befor
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
+from masuka.config import on_zerogpu, space_model, zerogpu_aoti, zerogpu_max_seconds
 from masuka.errors import InvalidInput
 from masuka.gpu import zerogpu
 
@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SPACE_MODEL_ENV = "MASUKA_SPACE_MODEL"
-MAX_SECONDS_ENV = "MASUKA_ZEROGPU_MAX_S"
-AOTI_ENV = "MASUKA_ZEROGPU_AOTI"
 #: The longest GPU call MASUKA asks for by default (ZeroGPU's default is 60 s; visitors' daily quotas are minutes).
 DEFAULT_MAX_SECONDS = 120
 #: What ZeroGPU allows a GPU function called during start-up (the AoT compile).
@@ -44,12 +41,8 @@ FIXED_SECONDS = 10
 CAPTION_LOAD_SECONDS, CAPTION_SECONDS = 30, 2
 
 
-def on_zerogpu() -> bool:
-    return bool(os.environ.get("SPACES_ZERO_GPU"))
-
-
 def max_seconds() -> int:
-    return int(os.environ.get(MAX_SECONDS_ENV) or DEFAULT_MAX_SECONDS)
+    return zerogpu_max_seconds(DEFAULT_MAX_SECONDS)
 
 
 def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 0, images: int = 1,
@@ -78,13 +71,13 @@ def prepare_space(studio: Studio) -> Any | None:
     from masuka.image.pipelines import get_pipeline, pipeline_architecture
     from masuka.models.catalog import resolve_image_model
 
-    model = os.environ.get(SPACE_MODEL_ENV, "").strip()
+    model = space_model()
     if not on_zerogpu() or not model:
         return None
     spec = resolve_image_model(model)
     log.info("ZeroGPU: loading %s at start-up", spec.id)
     pipe = get_pipeline(studio.models, spec, studio.config.keys.get("huggingface"))
-    if os.environ.get(AOTI_ENV) == "1":
+    if zerogpu_aoti():
         if pipeline_architecture(pipe) == "flux":
             compile_ahead(pipe, spec.max_sequence_length)
         else:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from masuka.config import compile_backend, on_zerogpu
 from masuka.errors import InvalidInput
 from masuka.gpu import DevicePlan
 from masuka.image.memory import denoiser_of
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 SLOT = "masuka_slot"
 #: LoRAs up to this rank hot-swap into the slot (a first LoRA of higher rank raises the ceiling to its own).
 MIN_HOTSWAP_RANK = 64
-#: ``torch.compile`` backend; ``inductor`` generates kernels, ``eager``/``aot_eager`` only trace (for checks).
-COMPILE_BACKEND_ENV = "MASUKA_COMPILE_BACKEND"
 #: Plans without per-layer hooks: fp8 storage and group offloading hook every layer at load (a fused layer
 #: made later would escape them), and their hooks break compiled graphs.
 FUSABLE_PLANS = ("full", "model_offload")
@@ -91,7 +89,7 @@ def compile_once(pipe: Any) -> None:
         return
     if state.lora is None:
         state.fp8 = _fp8(denoiser, plan)
-    backend = os.environ.get(COMPILE_BACKEND_ENV) or "inductor"
+    backend = compile_backend()
     if getattr(denoiser, "_repeated_blocks", None):
         denoiser.compile_repeated_blocks(fullgraph=True, backend=backend)
     else:
@@ -99,7 +97,7 @@ def compile_once(pipe: Any) -> None:
 
 
 def _why_not_compile(plan: DevicePlan) -> str | None:
-    if os.environ.get("SPACES_ZERO_GPU"):
+    if on_zerogpu():
         return "ZeroGPU Spaces do not support torch.compile"
     if plan.device == "mps":
         return "torch.compile is not reliable on Apple MPS"

@@ -12,12 +12,11 @@ LoRAs load on both as diffusers allows (peft layers over the quantized linear la
 from __future__ import annotations
 
 import importlib.util
-import os
 from typing import Any
 
+from masuka.config import gguf_file
 from masuka.errors import InvalidInput
 
-GGUF_FILE_ENV = "MASUKA_GGUF_FILE"
 #: plan -> (package it needs, the install line for the message)
 QUANTIZED_PLANS = {"gguf_offload": ("gguf", "pip install 'gguf>=0.10,<1'"),
                    "nf4_offload": ("bitsandbytes", "pip install 'bitsandbytes>=0.46.1,<1'")}
@@ -31,9 +30,9 @@ def check_quantized_plan(memory: str) -> None:
     if importlib.util.find_spec(package) is None:
         raise InvalidInput(f"The {memory} memory plan needs the {package} package, which is not installed: "
                            f"{install} (see requirements-extras.txt), then restart MASUKA.")
-    if memory == "gguf_offload" and not os.environ.get(GGUF_FILE_ENV):
-        raise InvalidInput(f"The gguf_offload memory plan loads the transformer from a .gguf file: set "
-                           f"{GGUF_FILE_ENV} to its path or Hugging Face URL, then restart MASUKA.")
+    if memory == "gguf_offload" and not gguf_file():
+        raise InvalidInput("The gguf_offload memory plan loads the transformer from a .gguf file: set "
+                           "MASUKA_GGUF_FILE to its path or Hugging Face URL, then restart MASUKA.")
 
 
 def quantized_components(source: str, memory: str, dtype: Any, token: str | None = None) -> dict[str, Any]:
@@ -48,7 +47,7 @@ def quantized_components(source: str, memory: str, dtype: Any, token: str | None
             quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype,
                           "bnb_4bit_use_double_quant": dtype is not torch.float32})
         return {"quantization_config": config}
-    return {"transformer": gguf_transformer(os.environ[GGUF_FILE_ENV], source, dtype, token)}
+    return {"transformer": gguf_transformer(gguf_file(), source, dtype, token)}
 
 
 def gguf_transformer(path: str, source: str, dtype: Any, token: str | None = None) -> Any:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from masuka.config import env_number
 
 
 @dataclass(frozen=True)
@@ -22,8 +23,6 @@ class VideoSettings:
     def from_env(cls) -> "VideoSettings":
         values = {}
         for name, field in cls.__dataclass_fields__.items():
-            raw = os.environ.get(f"MASUKA_VIDEO_{name.upper()}")
-            if raw:
-                kind = int if field.type == "int" else float
-                values[name] = kind(raw)
+            kind = int if field.type == "int" else float
+            values[name] = env_number(f"MASUKA_VIDEO_{name.upper()}", field.default, kind)
         return cls(**values)

@@ -25,9 +25,8 @@ def tracing_compiler(monkeypatch):
     are caught) without generating kernels, which takes minutes on a small CPU."""
     import torch
 
-    from masuka.image.fast import COMPILE_BACKEND_ENV
 
-    monkeypatch.setenv(COMPILE_BACKEND_ENV, "eager")
+    monkeypatch.setenv("MASUKA_COMPILE_BACKEND", "eager")
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()

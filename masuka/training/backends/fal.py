@@ -8,9 +8,9 @@ the ``diffusers_lora_file`` downloaded.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from masuka.config import env_url
 from masuka.errors import ProviderError
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus
 from masuka.video.http import ProviderUnavailable
@@ -21,7 +21,7 @@ CDN_URL = ("MASUKA_FAL_CDN_URL", "https://v3.fal.media")
 
 
 def _url(setting: tuple[str, str]) -> str:
-    return os.environ.get(setting[0], setting[1]).rstrip("/")
+    return env_url(*setting)
 
 
 class FalTrainer(RemoteTrainer):

@@ -1,0 +1,72 @@
+"""Environment variables: each one read in ``masuka/config.py``, and a bad value named in one line (exit 2)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from masuka import config
+from masuka.errors import InvalidInput
+from masuka.video.settings import VideoSettings
+from tests.conftest import ROOT
+
+ENV_READ = re.compile(r"""(os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["'](MASUKA_|SPACE)""")
+
+
+def test_no_module_but_config_reads_a_masuka_variable():
+    readers = [str(path.relative_to(ROOT)) for path in (ROOT / "masuka").rglob("*.py")
+               if path.name != "config.py" and ENV_READ.search(path.read_text(encoding="utf-8"))]
+    assert readers == []
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("MASUKA_GPU_CONCURRENCY", "two", "MASUKA_GPU_CONCURRENCY='two' is not a whole number"),
+    ("MASUKA_GPU_CONCURRENCY", "0", "MASUKA_GPU_CONCURRENCY must be at least 1"),
+    ("MASUKA_LOGIN_LOCKOUT_S", "-5", "MASUKA_LOGIN_LOCKOUT_S must be at least 0"),
+    ("MASUKA_API_OPEN", "maybe", "MASUKA_API_OPEN='maybe' is not a switch"),
+])
+def test_bad_numbers_and_switches_name_the_variable(monkeypatch, tmp_path, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        config.Config.from_env(tmp_path)
+
+
+def test_good_values_are_read(monkeypatch, tmp_path):
+    monkeypatch.setenv("MASUKA_GPU_CONCURRENCY", " 3 ")
+    monkeypatch.setenv("MASUKA_API_OPEN", "yes")
+    monkeypatch.setenv("MASUKA_DEVICE", "CPU")
+    monkeypatch.setenv("MASUKA_VIDEO_TIMEOUT_S", "2.5")
+    loaded = config.Config.from_env(tmp_path)
+    assert loaded.gpu_concurrency == 3 and loaded.api_open and config.device_choice() == "cpu"
+    assert VideoSettings.from_env().timeout_s == 2.5 and VideoSettings.from_env().unhealthy_after == 5
+
+
+@pytest.mark.parametrize("name, value, reader, message", [
+    ("MASUKA_DEVICE", "gpu", config.device_choice, "MASUKA_DEVICE='gpu' is not one of auto, cuda, mps, cpu"),
+    ("MASUKA_COMPILE_BACKEND", "fast", config.compile_backend, "is not one of inductor"),
+    ("MASUKA_VIDEO_TIMEOUT_S", "soon", VideoSettings.from_env, "MASUKA_VIDEO_TIMEOUT_S='soon' is not a number"),
+    ("MASUKA_FAL_BASE_URL", "queue.fal.run", lambda: config.provider_base_url("fal"), "is not an http:// or https://"),
+])
+def test_bad_choices_and_urls_name_the_variable(monkeypatch, name, value, reader, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        reader()
+
+
+def run_history(env: dict, folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "masuka", "history", "list", "--data-dir", str(folder)],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_refuses_a_bad_variable_in_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "MASUKA_QUEUE_SIZE": "lots"}
+    done = run_history(env, tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: MASUKA_QUEUE_SIZE='lots' is not a whole number."
+    env["MASUKA_QUEUE_SIZE"], env["MASUKA_LOG_LEVEL"] = "8", "loud"
+    done = run_history(env, tmp_path)
+    assert done.returncode == 2 and "MASUKA_LOG_LEVEL='loud' is not one of DEBUG" in done.stderr
