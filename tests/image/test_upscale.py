@@ -1,0 +1,154 @@
+"""Upscaling: ESRGAN files through spandrel (without torchvision), tiled and blended; the detail upscale on a
+tiny pipeline; each recorded in history with A1111's fields."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from masuka.errors import InvalidInput
+from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.upscale.job import UpscaleRequest, upscale_image
+from masuka.image.upscale.models import list_upscalers, load_upscaler, run_model, upscalers_dir
+from masuka.image.upscale.tiles import Blender, feather, tile_boxes
+from masuka.testing.upscalers import write_esrgan
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A 48x40 picture with edges and gradients, the kind of detail an upscaler works on."""
+    picture = Image.new("RGB", (48, 40), "navy")
+    draw = ImageDraw.Draw(picture)
+    for x in range(0, 48, 8):
+        draw.rectangle((x, 0, x + 3, 40), fill=(250, 200 - x * 3, 40 + x * 4))
+    draw.ellipse((10, 8, 34, 30), fill="white")
+    picture.save(tmp_path / "photo.png")
+    return tmp_path / "photo.png"
+
+
+@pytest.fixture
+def upscalers(config):
+    """A 4x ESRGAN as Real-ESRGAN ships it (.pth) and a 2x one as .safetensors, in the data dir's folder."""
+    folder = upscalers_dir(config)
+    return {"tiny4x": write_esrgan(folder / "tiny4x.pth", 4), "tiny2x": write_esrgan(folder / "tiny2x.safetensors", 2)}
+
+
+def test_model_upscale_is_exact_in_size_and_recorded(studio, photo, upscalers):
+    assert list(list_upscalers(studio.config)) == ["tiny2x", "tiny4x"]
+    four = upscale_image(studio, UpscaleRequest(photo, scale=4, upscaler="tiny4x", tile=24, overlap=8))[0]
+    assert Image.open(four.path).size == (192, 160)
+    two = upscale_image(studio, UpscaleRequest(photo, scale=2, upscaler="tiny4x"))[0]  # 4x model, then Lanczos
+    twice = upscale_image(studio, UpscaleRequest(photo, scale=4, upscaler="tiny2x"))[0]  # a 2x model, twice
+    assert Image.open(two.path).size == (96, 80) and Image.open(twice.path).size == (192, 160)
+    parsed = parse_parameters(read_parameters(two.path))
+    assert parsed.extra["Postprocess upscaler"] == "tiny4x" and parsed.extra["Postprocess upscale by"] == "2"
+    row = studio.store.get("generations", four.id)
+    assert (row["kind"], row["status"], row["model"], row["width"], row["height"]) == \
+        ("upscale", "completed", "tiny4x", 192, 160)
+    params = row["params"]
+    kept = studio.config.absolute(params["init_image"])
+    assert params["task"] == "upscale" and params["scale"] == 4 and kept.is_file() and kept != photo
+    assert np.array_equal(np.asarray(Image.open(kept).convert("RGB")), np.asarray(Image.open(photo).convert("RGB")))
+
+
+def test_model_upscale_keeps_the_source_parameters(studio, tmp_path, upscalers):
+    from masuka.image.metadata import save_image
+
+    made = tmp_path / "made.png"
+    save_image(Image.new("RGB", (32, 32), "teal"), made,
+               "a red fox\nSteps: 4, Seed: 7, Size: 32x32, Model: flux-schnell")
+    result = upscale_image(studio, UpscaleRequest(made, scale=2, upscaler="tiny2x"))[0]
+    parsed = parse_parameters(read_parameters(result.path))
+    assert (parsed.prompt, parsed.seed, parsed.extra["Postprocess upscaler"]) == ("a red fox", 7, "tiny2x")
+
+
+def test_tiled_matches_untiled_for_a_convolutional_model(upscalers, photo):
+    model = load_upscaler(upscalers["tiny4x"], "cpu")
+    picture = Image.open(photo).convert("RGB")
+    whole = np.asarray(run_model(model, picture, 0, 0), dtype=np.float64)
+    tiles = []
+    tiled = np.asarray(run_model(model, picture, 24, 8, on_tile=lambda done, total: tiles.append(total)),
+                       dtype=np.float64)
+    assert tiles and tiles[-1] == 6  # 3 x 2 tiles of 24 px, overlapping by 8 or more, over 48x40
+    difference = np.abs(whole - tiled)
+    assert difference.mean() < 1.0 and difference.max() < 48  # only near seams, and faded there
+    assert whole.std() > 5  # the model does something to compare
+
+
+def test_blend_weights_sum_to_one_and_fade_without_a_step():
+    width, height, overlap = 200, 150, 16
+    boxes = tile_boxes(width, height, 64, overlap)
+    covered = np.zeros((height, width), dtype=np.float64)
+    raw = []
+    for box in boxes:
+        left, top, right, bottom = box
+        assert right - left == 64 and bottom - top == 64  # every tile the asked size
+        canvas = np.zeros((height, width))
+        canvas[top:bottom, left:right] = feather(box, width, height, overlap)
+        raw.append(canvas)
+        covered += canvas
+    assert covered.min() > 0  # every pixel belongs to some tile
+    for canvas in raw:
+        share = canvas / covered
+        assert np.allclose(sum(c / covered for c in raw), 1)
+        steps = max(np.abs(np.diff(share, axis=0)).max(), np.abs(np.diff(share, axis=1)).max())
+        assert steps <= 1 / overlap + 1e-6  # a tile's share changes gradually: no seam
+    blender = Blender(width, height, overlap)
+    for index, (left, top, right, bottom) in enumerate(boxes):  # tiles of opposite colours
+        blender.add((left, top, right, bottom), np.full((bottom - top, right - left, 3), index % 2, np.float32))
+    result = np.asarray(blender.image(), dtype=np.int16)
+    assert max(np.abs(np.diff(result, axis=0)).max(), np.abs(np.diff(result, axis=1)).max()) <= 255 / overlap + 1
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"upscaler": "nope"}, "Unknown upscaler 'nope': use one of Lanczos, Nearest, tiny2x, tiny4x"),
+    ({"scale": 3}, "must be 2 or 4"),
+    ({"tile": -1}, "Tile size"),
+    ({"detail": True}, "needs the diffusion model"),
+])
+def test_bad_requests_are_refused_with_the_reason(studio, photo, upscalers, change, message):
+    with pytest.raises(InvalidInput, match=message):
+        upscale_image(studio, UpscaleRequest(photo, **{"scale": 2, "upscaler": "tiny2x", **change}))
+    assert studio.store.count("generations") == 0
+
+
+def test_too_large_images_and_unsafe_files_are_refused(studio, tmp_path, upscalers):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (2100, 64)).save(big)
+    with pytest.raises(InvalidInput, match="too large to upscale 4x: the result would be 8400x256"):
+        upscale_image(studio, UpscaleRequest(big, scale=4))
+
+    class Payload:  # a pickle that would run code when loaded without weights_only
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"params_ema": Payload()}, upscalers_dir(studio.config) / "evil.pth")
+    small = tmp_path / "small.png"
+    Image.new("RGB", (16, 16)).save(small)
+    with pytest.raises(InvalidInput, match="evil.pth cannot be read as weights"):
+        upscale_image(studio, UpscaleRequest(small, scale=2, upscaler="evil"))
+
+
+def test_spandrel_loads_beside_a_torchvision_that_does_not_import(tmp_path, upscalers):
+    """PyPI's torchvision beside a CPU torch fails on import; spandrel still loads an ESRGAN."""
+    broken = tmp_path / "site" / "torchvision"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    script = textwrap.dedent(f"""
+        import sys
+        from masuka.image.upscale.models import load_upscaler
+        model = load_upscaler(__import__("pathlib").Path({str(upscalers["tiny2x"])!r}), "cpu")
+        print(model.architecture.name, model.scale, "LaMa" in sys.modules["spandrel"].MAIN_REGISTRY)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ESRGAN", "2", "True"]
