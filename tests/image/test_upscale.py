@@ -152,3 +152,36 @@ def test_spandrel_loads_beside_a_torchvision_that_does_not_import(tmp_path, upsc
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ESRGAN", "2", "True"]
+
+
+def test_detail_upscale_repaints_tile_by_tile_deterministically(studio, tiny_model, photo, upscalers):
+    tiles = []
+    request = UpscaleRequest(photo, scale=2, detail=True, model=str(tiny_model("flux")), prompt="a harbour",
+                             strength=0.5, steps=2, seed=3, tile=64, overlap=16, upscaler="tiny2x")
+    first = upscale_image(studio, request, on_tile=lambda done, total: tiles.append((done, total)))[0]
+    again = upscale_image(studio, request)[0]
+    assert tiles == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 96x80 in 64 px tiles: 2 x 2
+    made = np.asarray(Image.open(first.path).convert("RGB"), dtype=np.int16)
+    assert made.shape == (80, 96, 3) and first.seed == 3
+    assert np.array_equal(made, np.asarray(Image.open(again.path).convert("RGB"), dtype=np.int16))
+    parsed = parse_parameters(read_parameters(first.path))
+    assert (parsed.prompt, parsed.seed, parsed.width, parsed.height) == ("a harbour", 3, 96, 80)
+    assert parsed.extra["Denoising strength"] == "0.5" and parsed.extra["SD upscale overlap"] == "16"
+    assert parsed.extra["SD upscale upscaler"] == "tiny2x"
+    row = studio.store.get("generations", first.id)
+    assert (row["kind"], row["status"], row["steps"], row["params"]["tiles"]) == ("upscale", "completed", 2, 4)
+
+
+def test_detail_upscale_takes_the_source_prompt_or_asks_for_one(studio, tiny_model, tmp_path):
+    from masuka.image.metadata import save_image
+
+    bare, made = tmp_path / "bare.png", tmp_path / "made.png"
+    Image.new("RGB", (32, 32), "teal").save(bare)
+    save_image(Image.new("RGB", (32, 32), "teal"), made, "a teal wall\nSteps: 4, Seed: 7, Size: 32x32")
+    request = UpscaleRequest(bare, scale=2, detail=True, model=str(tiny_model("flux")), steps=1, tile=64)
+    with pytest.raises(InvalidInput, match="needs a prompt"):
+        upscale_image(studio, request)
+    request.image = made
+    result = upscale_image(studio, request)[0]
+    assert parse_parameters(read_parameters(result.path)).prompt == "a teal wall"
+    assert Image.open(result.path).size == (64, 64)
