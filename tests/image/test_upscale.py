@@ -111,7 +111,9 @@ def test_blend_weights_sum_to_one_and_fade_without_a_step():
 @pytest.mark.parametrize(("change", "message"), [
     ({"upscaler": "nope"}, "Unknown upscaler 'nope': use one of Lanczos, Nearest, tiny2x, tiny4x"),
     ({"scale": 3}, "must be 2 or 4"),
-    ({"tile": -1}, "Tile size"),
+    ({"tile": -1}, "Tile size must be between 0 and 4096"),
+    ({"tile": 8}, "tile size must be 0 \\(the whole picture\\) or 32-4096"),
+    ({"tile": 64, "overlap": 32}, "Overlap must be between 0 and 31"),
     ({"detail": True}, "needs the diffusion model"),
 ])
 def test_bad_requests_are_refused_with_the_reason(studio, photo, upscalers, change, message):
@@ -185,3 +187,22 @@ def test_detail_upscale_takes_the_source_prompt_or_asks_for_one(studio, tiny_mod
     result = upscale_image(studio, request)[0]
     assert parse_parameters(read_parameters(result.path)).prompt == "a teal wall"
     assert Image.open(result.path).size == (64, 64)
+
+
+def test_cli_upscales_with_json_and_refuses_bad_input_in_one_line(capsys, config, photo, upscalers):
+    import json
+
+    from masuka.cli import main
+
+    data = ["--data-dir", str(config.data_dir)]
+    assert main(["upscale", *data, "--image", str(photo), "--scale", "4", "--upscaler", "tiny4x", "--tile", "32",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"images", "seeds", "ids"} and out["seeds"] == [None] and len(out["ids"]) == 1
+    assert Image.open(out["images"][0]).size == (192, 160)
+    for bad, message in ((["--upscaler", "nope"], "use one of Lanczos, Nearest, tiny2x, tiny4x"),
+                         (["--scale", "3"], "must be 2 or 4"),
+                         (["--model", "flux-schnell"], "turn detail on (--detail)")):
+        assert main(["upscale", *data, "--image", str(photo), *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err

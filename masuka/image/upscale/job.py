@@ -30,7 +30,7 @@ from masuka.validation import flag, whole_number
 SCALES = (2, 4)
 MAX_RESULT_SIDE = 8192
 DEFAULT_TILE, DEFAULT_OVERLAP = 512, 32  # model upscale: input pixels
-MAX_TILE = 4096
+MIN_TILE, MAX_TILE = 32, 4096
 
 TileCallback = Callable[[int, int], None]  # (tiles done, tiles in all)
 
@@ -74,12 +74,16 @@ def check_request(studio: Studio, request: UpscaleRequest) -> tuple[Image.Image,
     if max(width, height) > MAX_RESULT_SIDE:
         raise InvalidInput(f"The image is too large to upscale {request.scale}x: the result would be {width}x{height}, "
                            f"at most {MAX_RESULT_SIDE} pixels a side.")
-    if request.tile is not None:
-        whole_number("tile size", request.tile, 0, MAX_TILE)
+    if request.tile and whole_number("tile size", request.tile, 0, MAX_TILE) < MIN_TILE:
+        raise InvalidInput(f"The tile size must be 0 (the whole picture) or {MIN_TILE}-{MAX_TILE} pixels "
+                           f"(got {request.tile}).")
     if request.overlap is not None:
         whole_number("overlap", request.overlap, 0, max(0, (request.tile or MAX_TILE) // 2 - 1))
     if request.detail and not request.model:
         raise InvalidInput("A detail upscale needs the diffusion model that repaints the tiles (--model).")
+    if request.model and not request.detail:
+        raise InvalidInput("A model repaints tiles only in a detail upscale: turn detail on (--detail), or leave the "
+                           "model out.")
     return source.convert("RGB"), upscaler
 
 
@@ -117,7 +121,7 @@ def enlarge(source: Image.Image, scale: int, upscaler: str, path: Path | None, t
 def _model_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image, upscaler: Path | None,
                    kept: Path, stop: threading.Event | None, on_tile: TileCallback | None) -> Upscaled:
     tile = DEFAULT_TILE if request.tile is None else request.tile
-    overlap = DEFAULT_OVERLAP if request.overlap is None else request.overlap
+    overlap = min(DEFAULT_OVERLAP, tile // 4) if request.overlap is None else request.overlap
     parameters = _postprocess_parameters(request, source.width * request.scale, source.height * request.scale)
     row_id = studio.store.insert("generations", record(studio, request, kept, source, model=request.upscaler,
                                                        params={"tile": tile, "overlap": overlap}))
