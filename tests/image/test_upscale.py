@@ -206,3 +206,21 @@ def test_cli_upscales_with_json_and_refuses_bad_input_in_one_line(capsys, config
         assert main(["upscale", *data, "--image", str(photo), *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_upscale_image_endpoint_upscales_and_refuses_with_the_reason(live_app, tmp_path, photo):
+    from gradio_client import Client, handle_file
+
+    from masuka.config import Config
+
+    data_dir = tmp_path / "app-data"
+    write_esrgan(upscalers_dir(Config.from_env(data_dir=data_dir, auth="")) / "tiny2x.pth", 2)
+    app = live_app(data_dir=data_dir)
+    client = Client(app.url, verbose=False)
+    path, status = client.predict(image=handle_file(str(photo)), scale=4, upscaler="tiny2x", tile=32,
+                                  api_name="/upscale_image")
+    assert Image.open(path).size == (192, 160) and status.startswith("Done")
+    row = app.studio.store.find("generations")[0]
+    assert (row["kind"], row["model"], row["params"]["scale"]) == ("upscale", "tiny2x", 4)
+    with pytest.raises(Exception, match="Unknown upscaler 'nope': use one of Lanczos, Nearest, tiny2x"):
+        client.predict(image=handle_file(str(photo)), upscaler="nope", api_name="/upscale_image")
