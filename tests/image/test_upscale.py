@@ -43,7 +43,7 @@ def upscalers(config):
 
 def test_model_upscale_is_exact_in_size_and_recorded(studio, photo, upscalers):
     assert list(list_upscalers(studio.config)) == ["tiny2x", "tiny4x"]
-    four = upscale_image(studio, UpscaleRequest(photo, scale=4, upscaler="tiny4x", tile=24, overlap=8))[0]
+    four = upscale_image(studio, UpscaleRequest(photo, scale=4, upscaler="tiny4x", tile=32, overlap=8))[0]
     assert Image.open(four.path).size == (192, 160)
     two = upscale_image(studio, UpscaleRequest(photo, scale=2, upscaler="tiny4x"))[0]  # 4x model, then Lanczos
     twice = upscale_image(studio, UpscaleRequest(photo, scale=4, upscaler="tiny2x"))[0]  # a 2x model, twice
@@ -222,5 +222,8 @@ def test_upscale_image_endpoint_upscales_and_refuses_with_the_reason(live_app, t
     assert Image.open(path).size == (192, 160) and status.startswith("Done")
     row = app.studio.store.find("generations")[0]
     assert (row["kind"], row["model"], row["params"]["scale"]) == ("upscale", "tiny2x", 4)
+    gallery, _table = client.predict(1, api_name="/history")
+    shown = gallery["value"]  # the upscale is shown with the images
+    assert len(shown) == 1 and Image.open(shown[0]["image"]).size == (192, 160)
     with pytest.raises(Exception, match="Unknown upscaler 'nope': use one of Lanczos, Nearest, tiny2x"):
         client.predict(image=handle_file(str(photo)), upscaler="nope", api_name="/upscale_image")

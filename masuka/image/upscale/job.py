@@ -17,9 +17,9 @@ from typing import Any
 
 from PIL import Image
 
-from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.errors import InvalidInput
 from masuka.gpu import device_plan, zerogpu
-from masuka.image.generate import _save
+from masuka.image.generate import _save, close_row
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
 from masuka.image.tasks import RESAMPLERS, keep_input, open_picture
 from masuka.image.upscale.models import check_upscaler, load_upscaler, run_model
@@ -158,11 +158,7 @@ def finish_row(studio: Studio, row_id: int, owner: str, seed: int | None, parame
     try:
         path = _save(studio, make(), parameters, row_id, 0 if seed is None else seed, owner)
     except BaseException as error:
-        status = "cancelled" if isinstance(error, Cancelled) else "failed"
-        message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
-        studio.store.update("generations", row_id, status=status, error=message, finished_at=now(),
-                            duration_s=time.perf_counter() - started)
+        close_row(studio, row_id, started, error=error)
         raise
-    studio.store.update("generations", row_id, status="completed", output_path=studio.config.relative(path),
-                        finished_at=now(), duration_s=round(time.perf_counter() - started, 4))
+    close_row(studio, row_id, started, path=path)
     return Upscaled(row_id, path, seed, parameters)
