@@ -54,6 +54,7 @@ def build(ctx: UIContext) -> None:
             model=model if detail else None, strength=float(strength), prompt=prompt or "",
             seed=None if seed in (None, -1) else int(seed), tile=None if tile is None else int(tile),
             owner=user_of(request)), gpu_timeout=GPU_WAIT_S,
+            stop=studio.stops.arm(getattr(request, "session_hash", None) or "cli"),  # the tab's Stop button
             on_tile=lambda done, total: progress((done, total), desc=f"Tile {done}/{total}", unit="tiles"))[0]
         seed_text = "" if made.seed is None else f", seed {made.seed}"
         return str(made.path), f"Done{seed_text}: saved and recorded in History."

@@ -227,3 +227,16 @@ def test_upscale_image_endpoint_upscales_and_refuses_with_the_reason(live_app, t
     assert len(shown) == 1 and Image.open(shown[0]["image"]).size == (192, 160)
     with pytest.raises(Exception, match="Unknown upscaler 'nope': use one of Lanczos, Nearest, tiny2x"):
         client.predict(image=handle_file(str(photo)), upscaler="nope", api_name="/upscale_image")
+
+
+def test_stop_cancels_between_tiles_and_is_recorded(studio, photo, upscalers):
+    import threading
+
+    from masuka.errors import Cancelled
+
+    stop = threading.Event()
+    with pytest.raises(Cancelled):
+        upscale_image(studio, UpscaleRequest(photo, scale=4, upscaler="tiny4x", tile=32, overlap=8), stop=stop,
+                      on_tile=lambda done, total: stop.set())
+    row = studio.store.find("generations")[0]
+    assert (row["kind"], row["status"], row["output_path"]) == ("upscale", "cancelled", None)
