@@ -50,8 +50,8 @@ def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image,
         raise InvalidInput("A detail upscale needs a prompt that describes the picture (it carries none itself).")
     width, height = source.width * request.scale, source.height * request.scale
     kept = keep_input(studio, request.owner, request.image, "upscale-source")
-    probe = plan_request(studio, ImageRequest(prompt=prompt, model=str(request.model), width=64, height=64),
-                         allow_any_path)
+    probe = plan_request(studio, ImageRequest(prompt=prompt, model=str(request.model), width=64, height=64,
+                                              owner=request.owner), allow_any_path)  # the model's tile size
     multiple = probe.spec.size_multiple
     tile = probe.spec.width if not request.tile else request.tile
     tile_width, tile_height = (max(multiple, min(tile, side) // multiple * multiple) for side in (width, height))
