@@ -27,6 +27,8 @@ from masuka.image.generate import MAX_BATCH, SAMPLERS, ImageRequest
 from masuka.image.library import list_loras
 from masuka.image.metadata import parse_parameters, read_parameters, split_lora_tags
 from masuka.image.tasks import InitImage, upscale
+from masuka.image.upscale.job import SCALES, UpscaleRequest, upscale_image
+from masuka.image.upscale.models import list_upscalers
 from masuka.models.catalog import image_models, resolve_image_model
 
 UPSCALERS = ("None", "Lanczos", "Nearest")
@@ -264,18 +266,29 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def upscalers(request: Request) -> Any:
         caller_of(request)
+        files = list_upscalers(studio.config)
         return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
-                for name in UPSCALERS]
+                for name in UPSCALERS] + [{"name": name, "model_name": name, "model_path": None, "model_url": None,
+                                           "scale": None} for name in files]
 
     @router.post("/extra-single-image")
     @a1111_errors
     def extra_single_image(body: ExtraSingleImage, request: Request) -> Any:
         caller = caller_of(request)
-        if body.upscaler_1 not in UPSCALERS:
-            raise InvalidInput(f"Upscaler {body.upscaler_1!r} is not available here: use {', '.join(UPSCALERS)}.")
-        path = work.decode_upload(caller, body.image, "image")
+        names = (*UPSCALERS, *list_upscalers(studio.config))
+        if body.upscaler_1 not in names:
+            raise InvalidInput(f"Upscaler {body.upscaler_1!r} is not available here: use {', '.join(names)}.")
         size = (body.upscaling_resize_w, body.upscaling_resize_h) if body.resize_mode == 1 else None
-        made = upscale(studio, caller.user, path, body.upscaler_1, body.upscaling_resize, size)
+        model = body.upscaler_1 not in UPSCALERS  # a model upscaler: MASUKA's upscale job
+        if model and (size is not None or body.upscaling_resize not in SCALES):
+            raise InvalidInput(f"Model upscaler {body.upscaler_1!r} upscales by 2 or 4 (upscaling_resize, with "
+                               "resize_mode 0).")
+        path = work.decode_upload(caller, body.image, "image")
+        if model:
+            made = upscale_image(studio, UpscaleRequest(path, int(body.upscaling_resize), body.upscaler_1,
+                                                        owner=caller.user))[0].path
+        else:
+            made = upscale(studio, caller.user, path, body.upscaler_1, body.upscaling_resize, size)
         return {"html_info": "", "image": file_base64(made)}
 
     @router.post("/refresh-checkpoints")

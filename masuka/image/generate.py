@@ -253,18 +253,27 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
             parameters = format_parameters(_parameters(plan, seed, pipe))
             path = _save(studio, image, parameters, row_id, seed, plan.request.owner)
         except BaseException as error:
-            status = "cancelled" if isinstance(error, Cancelled) else "failed"
-            message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
-            studio.store.update("generations", row_id, status=status, error=message, finished_at=now(),
-                                duration_s=time.perf_counter() - started)
+            close_row(studio, row_id, started, error=error)
             raise
-        studio.store.update("generations", row_id, status="completed", output_path=studio.config.relative(path),
-                            finished_at=now(), duration_s=round(time.perf_counter() - started, 4))
+        close_row(studio, row_id, started, path=path)
         result = ImageResult(row_id, path, seed, parameters)
         results.append(result)
         if on_image:
             on_image(result)
     return results
+
+
+def close_row(studio: Studio, row_id: int, started: float, *, path: Path | None = None,
+              error: BaseException | None = None) -> None:
+    """Finish a generations row: completed with its file, or cancelled (a Stop) or failed with the reason."""
+    duration = round(time.perf_counter() - started, 4)
+    if error is None:
+        studio.store.update("generations", row_id, status="completed", output_path=studio.config.relative(path),
+                            finished_at=now(), duration_s=duration)
+        return
+    message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
+    studio.store.update("generations", row_id, status="cancelled" if isinstance(error, Cancelled) else "failed",
+                        error=message, finished_at=now(), duration_s=duration)
 
 
 def check_fits_loaded(plan: Plan, pipe: Any) -> None:

@@ -80,7 +80,7 @@ def build(ctx: UIContext) -> None:
         result = browse(studio, user, admin, Filters(list(kinds or []), model or "", lora or "", status or "",
                                                      since or "", until or "", text or ""),
                         int(page or 1), int(per_page or 48))
-        shown = [e for e in result.entries if e["file"] is not None and e["kind"] == "image"]
+        shown = [e for e in result.entries if e["file"] is not None and e["kind"] in ("image", "upscale")]
         images = [(str(e["file"]), f"{e['key']} · {e['model'] or ''}") for e in shown]
         rows = [[e["key"], (e["created_at"] or "")[:19].replace("T", " "), e["kind"], e["status"], e["model"],
                  e.get("seed"), e["prompt"], e["duration_s"], e["cost_usd"], e["file_status"], e["error"] or ""]

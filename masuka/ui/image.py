@@ -27,6 +27,7 @@ from masuka.image.tasks import InitImage, keep_input
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, friendly, is_admin, user_message, user_of
+from masuka.ui.upscale import build as upscale_panel
 
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
            "16:9": (1344, 768), "9:16": (768, 1344), "21:9": (1536, 640)}
@@ -224,6 +225,7 @@ def build(ctx: UIContext) -> None:
     ctx.components["image_generated"] = gen_event
     ctx.components["image_queue"] = queue_add
     ctx.components["image_load"] = lora_choices
+    upscale_panel(ctx)
 
 
 def _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras, memory_plan,

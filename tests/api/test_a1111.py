@@ -119,6 +119,22 @@ def test_lists_refresh_and_upscale(live_app, tiny_lora, photo):
     assert refused.status_code == 422 and "not available" in refused.json()["detail"]
 
 
+def test_extra_single_image_runs_a_named_model_upscaler(live_app, photo):
+    from masuka.image.upscale.models import upscalers_dir
+    from masuka.testing.upscalers import write_esrgan
+
+    app = live_app()
+    write_esrgan(upscalers_dir(app.studio.config) / "tiny4x.pth", 4)
+    api = client(app)
+    assert [u["name"] for u in api.get_upscalers()] == ["None", "Lanczos", "Nearest", "tiny4x"]
+    upscaled = api.extra_single_image(photo, upscaler_1="tiny4x", upscaling_resize=2)
+    assert upscaled.image.size == (128, 128)
+    assert app.studio.store.find("generations")[0]["model"] == "tiny4x"
+    refused = httpx.post(app.url.rstrip("/") + "/sdapi/v1/extra-single-image",
+                         json={"image": "", "upscaler_1": "tiny4x", "upscaling_resize": 3})
+    assert refused.status_code == 422 and "upscales by 2 or 4" in refused.json()["detail"]
+
+
 def test_basic_auth_with_the_apps_users(live_app, tiny_model):
     app = live_app(auth="ann:pw-ann,bob:pw-bob")
     ann = client(app, username="ann", password="pw-ann")

@@ -1,0 +1,47 @@
+"""``python -m masuka upscale``: a picture 2x or 4x larger, by a model upscaler or by a detail upscale, recorded in
+history like the UI."""
+
+from __future__ import annotations
+
+import argparse
+
+from masuka.cli import emit, open_studio, progress_line
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser("upscale", parents=[common], help="upscale a picture 2x or 4x (model or detail upscale)")
+    parser.add_argument("--image", required=True, help="the picture to upscale")
+    parser.add_argument("--scale", type=int, default=2, help="2 or 4 (default 2)")
+    parser.add_argument("--upscaler", default="Lanczos", metavar="NAME",
+                        help="Lanczos, Nearest or a model file's name in <data dir>/upscalers (default Lanczos); "
+                             "with --detail it makes the first enlargement")
+    parser.add_argument("--detail", action="store_true",
+                        help="then repaint tile by tile with --model at a low --strength (A1111's SD upscale)")
+    parser.add_argument("--model", help="with --detail: catalog id, diffusers repo id or local pipeline folder")
+    parser.add_argument("--strength", type=float, default=0.3, help="with --detail: 0-1 (default 0.3)")
+    parser.add_argument("--prompt", default="", help="with --detail: what the picture shows (default: its own prompt)")
+    parser.add_argument("--negative-prompt", default="", help="with --detail: what to keep out")
+    parser.add_argument("--steps", type=int, help="with --detail: denoising steps (default: the model's)")
+    parser.add_argument("--guidance", type=float, help="with --detail: guidance scale (default: the model's)")
+    parser.add_argument("--seed", type=int, help="with --detail: seed of the first tile, +1 per tile (default: random)")
+    parser.add_argument("--tile", type=int, metavar="PX",
+                        help="tile size: input pixels for a model (default 512, 0 = whole picture at once), output "
+                             "pixels for --detail (default: the model's native size)")
+    parser.add_argument("--overlap", type=int, metavar="PX", help="pixels tiles share and blend over "
+                                                                    "(default 32; 64 for --detail)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from masuka.image.upscale.job import UpscaleRequest, upscale_image
+
+    request = UpscaleRequest(image=args.image, scale=args.scale, upscaler=args.upscaler, detail=args.detail,
+                             model=args.model, strength=args.strength, prompt=args.prompt,
+                             negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
+                             seed=args.seed, tile=args.tile, overlap=args.overlap)
+    studio = open_studio(args)
+    results = upscale_image(studio, request, allow_any_path=True,
+                            on_tile=lambda done, total: progress_line(args, f"tile {done}/{total}"))
+    emit(args, {"images": [str(r.path) for r in results], "seeds": [r.seed for r in results],
+                "ids": [r.id for r in results]}, "\n".join(str(r.path) for r in results))
+    return 0

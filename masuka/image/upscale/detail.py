@@ -1,0 +1,135 @@
+"""The detail upscale (A1111's "SD upscale"): enlarge the picture, then repaint it tile by tile with img2img at a
+low strength, so a diffusion model adds the detail a plain enlargement cannot.
+
+The enlargement is a resampler or a model upscaler (:func:`masuka.image.upscale.job.enlarge`). Tiles are the
+model's native size (or ``tile``), each repainted with its own seed (``seed + tile index``, so a result can be made
+again exactly) and blended into its neighbours over ``overlap`` pixels (:mod:`masuka.image.upscale.tiles`).
+The pipeline is the one generation uses (:func:`masuka.image.tasks.task_pipeline`), so its weights are shared.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from masuka.errors import InvalidInput
+from masuka.gpu import check_stop, zerogpu
+from masuka.image.generate import ImageRequest, Plan, _call_kwargs, plan_request
+from masuka.image.loras import apply_loras
+from masuka.image.memory import prepare_decode
+from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
+from masuka.image.pipelines import get_pipeline, pipeline_plan
+from masuka.image.tasks import InitImage, TaskInput, infotext_fields, keep_input, task_kwargs, task_pipeline
+from masuka.image.upscale.job import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    TileCallback,
+    Upscaled,
+    UpscaleRequest,
+    enlarge,
+    finish_row,
+    record,
+)
+from masuka.image.upscale.tiles import Blender, tile_boxes, to_array
+from masuka.models.manage import fetch_for_use
+from masuka.studio import Studio
+
+DETAIL_OVERLAP = 64  # A1111's default SD upscale overlap
+
+
+def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image, upscaler: Path | None, *,
+                   stop: threading.Event | None = None, on_tile: TileCallback | None = None,
+                   gpu_timeout: float | None = None, allow_any_path: bool = False) -> Upscaled:
+    """Plan with generation's own checks (model, steps, guidance, strength, seed), then repaint tile by tile."""
+    prompt = request.prompt.strip() or _source_prompt(request.image)
+    if not prompt:
+        raise InvalidInput("A detail upscale needs a prompt that describes the picture (it carries none itself).")
+    width, height = source.width * request.scale, source.height * request.scale
+    kept = keep_input(studio, request.owner, request.image, "upscale-source")
+    probe = plan_request(studio, ImageRequest(prompt=prompt, model=str(request.model), width=64, height=64,
+                                              owner=request.owner), allow_any_path)  # the model's tile size
+    multiple = probe.spec.size_multiple
+    tile = probe.spec.width if not request.tile else request.tile
+    tile_width, tile_height = (max(multiple, min(tile, side) // multiple * multiple) for side in (width, height))
+    plan = plan_request(studio, ImageRequest(
+        prompt=prompt, model=str(request.model), negative_prompt=request.negative_prompt, steps=request.steps,
+        guidance=request.guidance, width=tile_width, height=tile_height, seed=request.seed, owner=request.owner,
+        init=InitImage(kept, request.strength)), allow_any_path)
+    overlap = min(DETAIL_OVERLAP if request.overlap is None else request.overlap, min(tile_width, tile_height) // 4)
+    fetch_for_use(studio, request.owner, plan.spec.source)
+    seed = plan.seeds[0]
+    parameters = format_parameters(Parameters(
+        prompt=prompt, negative_prompt=request.negative_prompt if plan.spec.negative_prompt else "",
+        steps=plan.steps, guidance=plan.guidance, seed=seed, width=width, height=height, model=plan.spec.id,
+        extra={**infotext_fields(plan.task), "SD upscale overlap": str(overlap),
+               "SD upscale upscaler": request.upscaler}))
+    with studio.hold_gpu(f"detail upscale for {request.owner}", request.owner, timeout=gpu_timeout):
+        return _run(studio, request, plan, source, upscaler, kept, overlap, parameters, stop, on_tile)
+
+
+def _source_prompt(path: str | Path) -> str:
+    try:
+        text = read_parameters(path)
+    except (OSError, ValueError):
+        return ""
+    return parse_parameters(text).prompt if text else ""
+
+
+def _estimate_seconds(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Image,
+                      upscaler: Path | None, kept: Path, overlap: int, *args: Any) -> int:
+    """ZeroGPU duration: one image generation per tile."""
+    from masuka.zerogpu import request_seconds
+
+    tiles = len(_boxes(request, plan, source, overlap))
+    return request_seconds("image", steps=plan.steps, width=plan.width, height=plan.height, images=tiles,
+                           architecture=plan.spec.architecture)
+
+
+def _boxes(request: UpscaleRequest, plan: Plan, source: Image.Image, overlap: int) -> list:
+    """The tiles of the enlarged picture, each the plan's size."""
+    return tile_boxes(source.width * request.scale, source.height * request.scale, plan.width, overlap, plan.height)
+
+
+@zerogpu(duration=_estimate_seconds)
+def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Image, upscaler: Path | None,
+         kept: Path, overlap: int, parameters: str, stop: threading.Event | None,
+         on_tile: TileCallback | None) -> Upscaled:
+    import torch
+
+    pipe = get_pipeline(studio.models, plan.spec, studio.config.keys.get("huggingface"))
+    apply_loras(pipe, plan.loras)
+    prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
+    runner = task_pipeline(pipe, plan.task)
+    accepted = set(inspect.signature(runner.__call__).parameters)
+    width, height = source.width * request.scale, source.height * request.scale
+    boxes = _boxes(request, plan, source, overlap)
+    seed = plan.seeds[0]
+    row_id = studio.store.insert("generations", record(
+        studio, request, kept, source, model=plan.spec.id, seed=seed, prompt=plan.request.prompt,
+        negative_prompt=request.negative_prompt, steps=plan.steps, guidance=plan.guidance,
+        params={"strength": plan.task.strength, "tile": [plan.width, plan.height], "overlap": overlap,
+                "tiles": len(boxes), "architecture": plan.spec.architecture}))
+
+    def step_end(_pipe: Any, _step: int, _t: Any, kwargs: dict) -> dict:
+        check_stop(stop)
+        return kwargs
+
+    def make() -> Image.Image:
+        enlarged = enlarge(source, request.scale, request.upscaler, upscaler, DEFAULT_TILE, DEFAULT_OVERLAP, stop)
+        blender = Blender(width, height, overlap)
+        for index, box in enumerate(boxes):
+            check_stop(stop)
+            piece = TaskInput("img2img", enlarged.crop(box), None, plan.task.strength, plan.task.source)
+            kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed + index), step_end)
+            with torch.inference_mode():
+                repainted = runner(**kwargs, **task_kwargs(piece)).images[0]
+            blender.add(box, to_array(repainted))
+            if on_tile:
+                on_tile(index + 1, len(boxes))
+        return blender.image()
+
+    return finish_row(studio, row_id, request.owner, seed, parameters, make)

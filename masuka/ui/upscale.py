@@ -1,0 +1,68 @@
+"""The Image tab's Upscale panel: a picture 2x or 4x larger by a model upscaler, or by a detail upscale that
+repaints it tile by tile with a diffusion model (the ``upscale_image`` API)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from masuka.errors import InvalidInput
+from masuka.image.upscale.job import SCALES, UpscaleRequest, upscale_image
+from masuka.image.upscale.models import upscaler_names
+from masuka.models.catalog import image_models
+from masuka.ui.common import UIContext, friendly, user_of
+
+GPU_WAIT_S = 5.0
+
+
+def build(ctx: UIContext) -> None:
+    studio = ctx.studio
+    models = image_models()
+    with gr.Accordion("Upscale", open=False):
+        with gr.Row():
+            with gr.Column(scale=2):
+                image = gr.Image(type="filepath", label="Picture to upscale", height=220)
+                with gr.Row():
+                    scale = gr.Radio(list(SCALES), value=SCALES[0], label="Scale")
+                    upscaler = gr.Dropdown(upscaler_names(studio.config), value="Lanczos", label="Upscaler", scale=2,
+                                           allow_custom_value=True,
+                                           info="Model files (.safetensors, .pth) go in <data dir>/upscalers")
+                    refresh = gr.Button("↻", scale=0, min_width=40)
+                detail = gr.Checkbox(False, label="Detail: repaint tile by tile with a diffusion model (SD upscale)")
+                with gr.Row():
+                    model = gr.Dropdown([(m["name"], key) for key, m in models.items()], value=next(iter(models)),
+                                        label="Model (detail)", allow_custom_value=True)
+                    strength = gr.Slider(0.05, 1, value=0.3, step=0.05, label="Strength (detail)")
+                prompt = gr.Textbox("", label="Prompt (detail; empty = the picture's own)", lines=1)
+                with gr.Row():
+                    tile = gr.Number(value=None, precision=0, label="Tile size (px; empty = default, 0 = whole)")
+                    seed = gr.Number(value=-1, precision=0, label="Seed (detail; -1 = random)")
+                run = gr.Button("Upscale", variant="primary")
+            with gr.Column(scale=3):
+                result = gr.Image(label="Upscaled", type="filepath", format="png", interactive=False, height=420)
+                status = gr.Markdown()
+
+    @friendly
+    def upscale(image: str | None, scale: int = 2, upscaler: str = "Lanczos", detail: bool = False,
+                model: str | None = None, strength: float = 0.3, prompt: str = "", tile: float | None = None,
+                seed: float | None = -1, request: gr.Request = None, progress=gr.Progress()):
+        """Upscale ``image`` 2x or 4x with ``upscaler`` (with ``detail``, then repaint it tile by tile with
+        ``model``); returns the saved picture and a status line."""
+        if not image:
+            raise InvalidInput("Choose the picture to upscale.")
+        made = upscale_image(studio, UpscaleRequest(
+            image, scale=int(scale), upscaler=upscaler or "Lanczos", detail=bool(detail),
+            model=model if detail else None, strength=float(strength), prompt=prompt or "",
+            seed=None if seed in (None, -1) else int(seed), tile=None if tile is None else int(tile),
+            owner=user_of(request)), gpu_timeout=GPU_WAIT_S,
+            stop=studio.stops.arm(getattr(request, "session_hash", None) or "cli"),  # the tab's Stop button
+            on_tile=lambda done, total: progress((done, total), desc=f"Tile {done}/{total}", unit="tiles"))[0]
+        seed_text = "" if made.seed is None else f", seed {made.seed}"
+        return str(made.path), f"Done{seed_text}: saved and recorded in History."
+
+    def choices():
+        return gr.Dropdown(choices=upscaler_names(studio.config))
+
+    run.click(upscale, [image, scale, upscaler, detail, model, strength, prompt, tile, seed], [result, status],
+              api_name="upscale_image", **ctx.gpu_event())
+    refresh.click(choices, None, upscaler, api_visibility="private")
+    ctx.components.update(upscale_image=image, upscale_upscaler=upscaler, upscale_result=result)

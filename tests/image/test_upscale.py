@@ -1,0 +1,242 @@
+"""Upscaling: ESRGAN files through spandrel (without torchvision), tiled and blended; the detail upscale on a
+tiny pipeline; each recorded in history with A1111's fields."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from masuka.errors import InvalidInput
+from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.upscale.job import UpscaleRequest, upscale_image
+from masuka.image.upscale.models import list_upscalers, load_upscaler, run_model, upscalers_dir
+from masuka.image.upscale.tiles import Blender, feather, tile_boxes
+from masuka.testing.upscalers import write_esrgan
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A 48x40 picture with edges and gradients, the kind of detail an upscaler works on."""
+    picture = Image.new("RGB", (48, 40), "navy")
+    draw = ImageDraw.Draw(picture)
+    for x in range(0, 48, 8):
+        draw.rectangle((x, 0, x + 3, 40), fill=(250, 200 - x * 3, 40 + x * 4))
+    draw.ellipse((10, 8, 34, 30), fill="white")
+    picture.save(tmp_path / "photo.png")
+    return tmp_path / "photo.png"
+
+
+@pytest.fixture
+def upscalers(config):
+    """A 4x ESRGAN as Real-ESRGAN ships it (.pth) and a 2x one as .safetensors, in the data dir's folder."""
+    folder = upscalers_dir(config)
+    return {"tiny4x": write_esrgan(folder / "tiny4x.pth", 4), "tiny2x": write_esrgan(folder / "tiny2x.safetensors", 2)}
+
+
+def test_model_upscale_is_exact_in_size_and_recorded(studio, photo, upscalers):
+    assert list(list_upscalers(studio.config)) == ["tiny2x", "tiny4x"]
+    four = upscale_image(studio, UpscaleRequest(photo, scale=4, upscaler="tiny4x", tile=32, overlap=8))[0]
+    assert Image.open(four.path).size == (192, 160)
+    two = upscale_image(studio, UpscaleRequest(photo, scale=2, upscaler="tiny4x"))[0]  # 4x model, then Lanczos
+    twice = upscale_image(studio, UpscaleRequest(photo, scale=4, upscaler="tiny2x"))[0]  # a 2x model, twice
+    assert Image.open(two.path).size == (96, 80) and Image.open(twice.path).size == (192, 160)
+    parsed = parse_parameters(read_parameters(two.path))
+    assert parsed.extra["Postprocess upscaler"] == "tiny4x" and parsed.extra["Postprocess upscale by"] == "2"
+    row = studio.store.get("generations", four.id)
+    assert (row["kind"], row["status"], row["model"], row["width"], row["height"]) == \
+        ("upscale", "completed", "tiny4x", 192, 160)
+    params = row["params"]
+    kept = studio.config.absolute(params["init_image"])
+    assert params["task"] == "upscale" and params["scale"] == 4 and kept.is_file() and kept != photo
+    assert np.array_equal(np.asarray(Image.open(kept).convert("RGB")), np.asarray(Image.open(photo).convert("RGB")))
+
+
+def test_model_upscale_keeps_the_source_parameters(studio, tmp_path, upscalers):
+    from masuka.image.metadata import save_image
+
+    made = tmp_path / "made.png"
+    save_image(Image.new("RGB", (32, 32), "teal"), made,
+               "a red fox\nSteps: 4, Seed: 7, Size: 32x32, Model: flux-schnell")
+    result = upscale_image(studio, UpscaleRequest(made, scale=2, upscaler="tiny2x"))[0]
+    parsed = parse_parameters(read_parameters(result.path))
+    assert (parsed.prompt, parsed.seed, parsed.extra["Postprocess upscaler"]) == ("a red fox", 7, "tiny2x")
+
+
+def test_tiled_matches_untiled_for_a_convolutional_model(upscalers, photo):
+    model = load_upscaler(upscalers["tiny4x"], "cpu")
+    picture = Image.open(photo).convert("RGB")
+    whole = np.asarray(run_model(model, picture, 0, 0), dtype=np.float64)
+    tiles = []
+    tiled = np.asarray(run_model(model, picture, 24, 8, on_tile=lambda done, total: tiles.append(total)),
+                       dtype=np.float64)
+    assert tiles and tiles[-1] == 6  # 3 x 2 tiles of 24 px, overlapping by 8 or more, over 48x40
+    difference = np.abs(whole - tiled)
+    assert difference.mean() < 1.0 and difference.max() < 48  # only near seams, and faded there
+    assert whole.std() > 5  # the model does something to compare
+
+
+def test_blend_weights_sum_to_one_and_fade_without_a_step():
+    width, height, overlap = 200, 150, 16
+    boxes = tile_boxes(width, height, 64, overlap)
+    covered = np.zeros((height, width), dtype=np.float64)
+    raw = []
+    for box in boxes:
+        left, top, right, bottom = box
+        assert right - left == 64 and bottom - top == 64  # every tile the asked size
+        canvas = np.zeros((height, width))
+        canvas[top:bottom, left:right] = feather(box, width, height, overlap)
+        raw.append(canvas)
+        covered += canvas
+    assert covered.min() > 0  # every pixel belongs to some tile
+    for canvas in raw:
+        share = canvas / covered
+        assert np.allclose(sum(c / covered for c in raw), 1)
+        steps = max(np.abs(np.diff(share, axis=0)).max(), np.abs(np.diff(share, axis=1)).max())
+        assert steps <= 1 / overlap + 1e-6  # a tile's share changes gradually: no seam
+    blender = Blender(width, height, overlap)
+    for index, (left, top, right, bottom) in enumerate(boxes):  # tiles of opposite colours
+        blender.add((left, top, right, bottom), np.full((bottom - top, right - left, 3), index % 2, np.float32))
+    result = np.asarray(blender.image(), dtype=np.int16)
+    assert max(np.abs(np.diff(result, axis=0)).max(), np.abs(np.diff(result, axis=1)).max()) <= 255 / overlap + 1
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"upscaler": "nope"}, "Unknown upscaler 'nope': use one of Lanczos, Nearest, tiny2x, tiny4x"),
+    ({"scale": 3}, "must be 2 or 4"),
+    ({"tile": -1}, "Tile size must be between 0 and 4096"),
+    ({"tile": 8}, "tile size must be 0 \\(the whole picture\\) or 32-4096"),
+    ({"tile": 64, "overlap": 32}, "Overlap must be between 0 and 31"),
+    ({"detail": True}, "needs the diffusion model"),
+])
+def test_bad_requests_are_refused_with_the_reason(studio, photo, upscalers, change, message):
+    with pytest.raises(InvalidInput, match=message):
+        upscale_image(studio, UpscaleRequest(photo, **{"scale": 2, "upscaler": "tiny2x", **change}))
+    assert studio.store.count("generations") == 0
+
+
+def test_too_large_images_and_unsafe_files_are_refused(studio, tmp_path, upscalers):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (2100, 64)).save(big)
+    with pytest.raises(InvalidInput, match="too large to upscale 4x: the result would be 8400x256"):
+        upscale_image(studio, UpscaleRequest(big, scale=4))
+
+    class Payload:  # a pickle that would run code when loaded without weights_only
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"params_ema": Payload()}, upscalers_dir(studio.config) / "evil.pth")
+    small = tmp_path / "small.png"
+    Image.new("RGB", (16, 16)).save(small)
+    with pytest.raises(InvalidInput, match="evil.pth cannot be read as weights"):
+        upscale_image(studio, UpscaleRequest(small, scale=2, upscaler="evil"))
+
+
+def test_spandrel_loads_beside_a_torchvision_that_does_not_import(tmp_path, upscalers):
+    """PyPI's torchvision beside a CPU torch fails on import; spandrel still loads an ESRGAN."""
+    broken = tmp_path / "site" / "torchvision"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    script = textwrap.dedent(f"""
+        import sys
+        from masuka.image.upscale.models import load_upscaler
+        model = load_upscaler(__import__("pathlib").Path({str(upscalers["tiny2x"])!r}), "cpu")
+        print(model.architecture.name, model.scale, "LaMa" in sys.modules["spandrel"].MAIN_REGISTRY)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ESRGAN", "2", "True"]
+
+
+def test_detail_upscale_repaints_tile_by_tile_deterministically(studio, tiny_model, photo, upscalers):
+    tiles = []
+    request = UpscaleRequest(photo, scale=2, detail=True, model=str(tiny_model("flux")), prompt="a harbour",
+                             strength=0.5, steps=2, seed=3, tile=64, overlap=16, upscaler="tiny2x")
+    first = upscale_image(studio, request, on_tile=lambda done, total: tiles.append((done, total)))[0]
+    again = upscale_image(studio, request)[0]
+    assert tiles == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 96x80 in 64 px tiles: 2 x 2
+    made = np.asarray(Image.open(first.path).convert("RGB"), dtype=np.int16)
+    assert made.shape == (80, 96, 3) and first.seed == 3
+    assert np.array_equal(made, np.asarray(Image.open(again.path).convert("RGB"), dtype=np.int16))
+    parsed = parse_parameters(read_parameters(first.path))
+    assert (parsed.prompt, parsed.seed, parsed.width, parsed.height) == ("a harbour", 3, 96, 80)
+    assert parsed.extra["Denoising strength"] == "0.5" and parsed.extra["SD upscale overlap"] == "16"
+    assert parsed.extra["SD upscale upscaler"] == "tiny2x"
+    row = studio.store.get("generations", first.id)
+    assert (row["kind"], row["status"], row["steps"], row["params"]["tiles"]) == ("upscale", "completed", 2, 4)
+
+
+def test_detail_upscale_takes_the_source_prompt_or_asks_for_one(studio, tiny_model, tmp_path):
+    from masuka.image.metadata import save_image
+
+    bare, made = tmp_path / "bare.png", tmp_path / "made.png"
+    Image.new("RGB", (32, 32), "teal").save(bare)
+    save_image(Image.new("RGB", (32, 32), "teal"), made, "a teal wall\nSteps: 4, Seed: 7, Size: 32x32")
+    request = UpscaleRequest(bare, scale=2, detail=True, model=str(tiny_model("flux")), steps=1, tile=64)
+    with pytest.raises(InvalidInput, match="needs a prompt"):
+        upscale_image(studio, request)
+    request.image = made
+    result = upscale_image(studio, request)[0]
+    assert parse_parameters(read_parameters(result.path)).prompt == "a teal wall"
+    assert Image.open(result.path).size == (64, 64)
+
+
+def test_cli_upscales_with_json_and_refuses_bad_input_in_one_line(capsys, config, photo, upscalers):
+    import json
+
+    from masuka.cli import main
+
+    data = ["--data-dir", str(config.data_dir)]
+    assert main(["upscale", *data, "--image", str(photo), "--scale", "4", "--upscaler", "tiny4x", "--tile", "32",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"images", "seeds", "ids"} and out["seeds"] == [None] and len(out["ids"]) == 1
+    assert Image.open(out["images"][0]).size == (192, 160)
+    for bad, message in ((["--upscaler", "nope"], "use one of Lanczos, Nearest, tiny2x, tiny4x"),
+                         (["--scale", "3"], "must be 2 or 4"),
+                         (["--model", "flux-schnell"], "turn detail on (--detail)")):
+        assert main(["upscale", *data, "--image", str(photo), *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_upscale_image_endpoint_upscales_and_refuses_with_the_reason(live_app, tmp_path, photo):
+    from gradio_client import Client, handle_file
+
+    from masuka.config import Config
+
+    data_dir = tmp_path / "app-data"
+    write_esrgan(upscalers_dir(Config.from_env(data_dir=data_dir, auth="")) / "tiny2x.pth", 2)
+    app = live_app(data_dir=data_dir)
+    client = Client(app.url, verbose=False)
+    path, status = client.predict(image=handle_file(str(photo)), scale=4, upscaler="tiny2x", tile=32,
+                                  api_name="/upscale_image")
+    assert Image.open(path).size == (192, 160) and status.startswith("Done")
+    row = app.studio.store.find("generations")[0]
+    assert (row["kind"], row["model"], row["params"]["scale"]) == ("upscale", "tiny2x", 4)
+    gallery, _table = client.predict(1, api_name="/history")
+    shown = gallery["value"]  # the upscale is shown with the images
+    assert len(shown) == 1 and Image.open(shown[0]["image"]).size == (192, 160)
+    with pytest.raises(Exception, match="Unknown upscaler 'nope': use one of Lanczos, Nearest, tiny2x"):
+        client.predict(image=handle_file(str(photo)), upscaler="nope", api_name="/upscale_image")
+
+
+def test_stop_cancels_between_tiles_and_is_recorded(studio, photo, upscalers):
+    import threading
+
+    from masuka.errors import Cancelled
+
+    stop = threading.Event()
+    with pytest.raises(Cancelled):
+        upscale_image(studio, UpscaleRequest(photo, scale=4, upscaler="tiny4x", tile=32, overlap=8), stop=stop,
+                      on_tile=lambda done, total: stop.set())
+    row = studio.store.find("generations")[0]
+    assert (row["kind"], row["status"], row["output_path"]) == ("upscale", "cancelled", None)
