@@ -14,6 +14,7 @@ from pathlib import Path
 
 from masuka.config import Config
 from masuka.errors import InvalidInput
+from masuka.image.face_restore import check_restore_model
 from masuka.services import PROMPT_LLM
 
 SAFETY_ACTIONS = {"blur": "blur the image", "withhold": "save a grey placeholder instead of the image"}
@@ -32,6 +33,7 @@ class AidSettings:
     safety_threshold: float = 0.5  # an image is flagged when its "nsfw" score reaches this
     safety_action: str = "blur"  # one of SAFETY_ACTIONS
     safety_mandatory: bool = False  # check every image of every user, whatever the request says
+    face_restore_model: str = ""  # a GFPGAN-class model file run through spandrel after face detail ("" = none)
 
     def endpoint(self) -> str:
         """The chat endpoint's base URL (the environment first), "" when the local LLM is used."""
@@ -73,7 +75,8 @@ def save_aid_settings(config: Config, settings: AidSettings) -> AidSettings:
                           prompt_llm_model=settings.prompt_llm_model.strip() or AidSettings.prompt_llm_model,
                           safety_model=settings.safety_model.strip(),
                           safety_threshold=float(settings.safety_threshold), safety_action=settings.safety_action,
-                          safety_mandatory=bool(settings.safety_mandatory))
+                          safety_mandatory=bool(settings.safety_mandatory),
+                          face_restore_model=check_restore_model(settings.face_restore_model))
     path = _path(config)
     partial = path.with_suffix(".part")
     partial.write_text(json.dumps(asdict(cleaned), indent=2), encoding="utf-8")

@@ -65,9 +65,9 @@ def face_mask(face: Box, crop: Box) -> Image.Image:
 
 
 def detail_faces(image: Image.Image, render: Renderer, render_side: int, multiple: int = 8,
-                 ) -> tuple[Image.Image, list[Box]]:
+                 restore: Callable[[Image.Image], Image.Image] | None = None) -> tuple[Image.Image, list[Box]]:
     """``image`` with every face repainted by ``render`` (crops scaled to at least ``render_side``, a multiple of
-    ``multiple``), and the faces found."""
+    ``multiple``) and then ``restore``-d when given, and the faces found."""
     faces = find_faces(image)
     result = image.convert("RGB")
     for face in faces:
@@ -76,14 +76,16 @@ def detail_faces(image: Image.Image, render: Renderer, render_side: int, multipl
         mask = face_mask(face, box)
         side = max(multiple, round(max(render_side, crop.width) / multiple) * multiple)
         repainted = render(crop.resize((side, side), Image.LANCZOS), mask.resize((side, side), Image.LANCZOS))
-        blended = Image.composite(repainted.convert("RGB").resize(crop.size, Image.LANCZOS), crop, mask)
+        repainted = repainted.convert("RGB").resize(crop.size, Image.LANCZOS)
+        blended = Image.composite(restore(repainted) if restore else repainted, crop, mask)
         result.paste(blended, box[:2])
     return result, faces
 
 
-def face_record(strength: float, faces: list[Box]) -> dict:
-    """What the history row keeps about the face detail."""
-    return {"face_detail": {"detector": DETECTOR, "strength": strength, "faces": [list(face) for face in faces]}}
+def face_record(strength: float, faces: list[Box], restoration: str = "") -> dict:
+    """What the history row keeps about the face detail (and the restoration, when a model is set)."""
+    record = {"detector": DETECTOR, "strength": strength, "faces": [list(face) for face in faces]}
+    return {"face_detail": {**record, "restoration": restoration} if restoration else record}
 
 
 def face_infotext(strength: float) -> dict[str, str]:

@@ -27,6 +27,7 @@ from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
 from masuka.image.aid_settings import AidSettings, load_aid_settings
 from masuka.image.face_detail import check_strength, detail_faces, face_infotext, face_record
+from masuka.image.face_restore import face_restorer
 from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
 from masuka.image.memory import prepare_decode
@@ -323,8 +324,10 @@ def _aids(studio: Studio, plan: Plan, pipe: Any, image: Any, seed: int, step_end
             with torch.inference_mode():
                 return runner(**kwargs, **task_kwargs(task)).images[0]
 
-        image, faces = detail_faces(image, render, min(plan.width, plan.height), plan.spec.size_multiple)
-        record.update(face_record(request.face_strength, faces))
+        model = load_aid_settings(studio.config).face_restore_model
+        restore, restoration = face_restorer(studio, model) if model else (None, "")
+        image, faces = detail_faces(image, render, min(plan.width, plan.height), plan.spec.size_multiple, restore)
+        record.update(face_record(request.face_strength, faces, restoration))
     if plan.safety:
         from masuka.image.safety import check_image
 

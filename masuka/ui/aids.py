@@ -53,7 +53,9 @@ def aid_summary(studio: Studio, results: list[ImageResult]) -> str:
         lines.append(f"**Optimized prompt** ({params['prompt_optimizer']}): {used_prompt(results[0])}")
     if "face_detail" in params:
         faces = sum(len(_params(studio, r).get("face_detail", {}).get("faces", [])) for r in results)
-        lines.append(f"Face detail: {faces} face(s) repainted.")
+        restoration = params["face_detail"].get("restoration")
+        lines.append(f"Face detail: {faces} face(s) repainted" + (f" (restoration {restoration})." if restoration
+                                                                  else "."))
     return "".join(f"\n\n{line}" for line in lines)
 
 
@@ -73,22 +75,24 @@ def build_settings(studio: Studio, require_admin: Callable[[gr.Request], None]) 
         action = gr.Radio([(text, name) for name, text in SAFETY_ACTIONS.items()], label="A flagged image", scale=2)
         mandatory = gr.Checkbox(label="Check every image of every user", scale=1,
                                 info="For public links: nobody can turn the safety check off")
+    restore_model = gr.Textbox(label="Face restoration model file (GFPGAN-class, used by face detail through "
+                                     "spandrel; empty = none)")
     save = gr.Button("Save generation aids", variant="primary")
     message = gr.Markdown()
-    fields = [llm, url, endpoint_model, safety_model, threshold, action, mandatory]
+    fields = [llm, url, endpoint_model, safety_model, threshold, action, mandatory, restore_model]
 
     def view():
         saved = load_aid_settings(studio.config)
         return (saved.prompt_llm, saved.prompt_llm_url, saved.prompt_llm_model, saved.safety_model,
-                saved.safety_threshold, saved.safety_action, saved.safety_mandatory)
+                saved.safety_threshold, saved.safety_action, saved.safety_mandatory, saved.face_restore_model)
 
     @friendly
     def store(llm: str, url: str, endpoint_model: str, safety_model: str, threshold: float, action: str,
-              mandatory: bool, request: gr.Request):
+              mandatory: bool, restore_model: str = "", request: gr.Request = None):
         """Check and save the generation aids' settings (admins only)."""
         require_admin(request)
         save_aid_settings(studio.config, AidSettings(llm or "", url or "", endpoint_model or "", safety_model or "",
-                                                     float(threshold), action, bool(mandatory)))
+                                                     float(threshold), action, bool(mandatory), restore_model or ""))
         return "Generation aids saved: they apply to the next image."
 
     save.click(store, fields, message, api_name="save_aid_settings")

@@ -9,6 +9,7 @@ from PIL import Image
 
 from masuka.cli import main
 from masuka.errors import InvalidInput
+from masuka.image.aid_settings import AidSettings, save_aid_settings
 from masuka.image.face_detail import DETECTOR, DILATE, FEATHER, find_faces
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
@@ -88,3 +89,24 @@ def test_cli_face_detail(studio, portrait, capsys):
     assert code == 0
     row = studio.store.find("generations", order_by="id desc", limit=1)[0]
     assert row["params"]["face_detail"]["strength"] == 0.3 and len(row["params"]["face_detail"]["faces"]) == 1
+
+
+def test_a_restoration_model_is_skipped_with_a_reason_when_spandrel_cannot_load_it(studio, portrait, tmp_path):
+    model, picture, mask = portrait
+    weights = tmp_path / "GFPGANv1.4.pth"
+    weights.write_bytes(b"not a model")
+    save_aid_settings(studio.config, AidSettings(face_restore_model=str(weights)))
+    try:
+        import spandrel  # noqa: F401
+    except Exception:  # not installed, or its torchvision does not import: faces are repainted without it
+        detailed = repaint(studio, model, picture, mask, face_detail=True)
+        restoration = studio.store.get("generations", detailed.id)["params"]["face_detail"]["restoration"]
+        assert restoration.startswith("skipped: spandrel cannot be imported")
+    else:  # spandrel imports: it reads the file, and a file that is no model is refused with its name
+        with pytest.raises(InvalidInput, match="GFPGANv1.4.pth"):
+            repaint(studio, model, picture, mask, face_detail=True)
+
+
+def test_a_missing_restoration_file_is_refused_in_settings(config):
+    with pytest.raises(InvalidInput, match="is not a file"):
+        save_aid_settings(config, AidSettings(face_restore_model="/nowhere/gfpgan.pth"))
