@@ -75,7 +75,7 @@ def build_settings(studio: Studio, require_admin: Callable[[gr.Request], None]) 
         action = gr.Radio([(text, name) for name, text in SAFETY_ACTIONS.items()], label="A flagged image", scale=2)
         mandatory = gr.Checkbox(label="Check every image of every user", scale=1,
                                 info="For public links: nobody can turn the safety check off")
-    restore_model = gr.Textbox(label="Face restoration model file (GFPGAN-class, used by face detail through "
+    restore_model = gr.Textbox("", label="Face restoration model file (GFPGAN-class, used by face detail through "
                                      "spandrel; empty = none)")
     save = gr.Button("Save generation aids", variant="primary")
     message = gr.Markdown()
