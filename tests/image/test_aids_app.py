@@ -38,3 +38,16 @@ def test_admin_makes_the_safety_check_mandatory_and_the_optimized_prompt_is_show
     row = app.studio.store.find("generations", limit=1)[0]
     assert row["owner"] == "ana" and row["params"]["safety"]["flagged"] is True
     assert row["params"]["original_prompt"] == "a fox"
+
+
+def test_queued_jobs_keep_the_aids_asked_for(live_app, tiny_model):
+    from tests.queue.test_ui import wait_until_done
+
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    added = client.predict(prompt="a wall", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=2,
+                           face_detail=True, face_strength=0.3, api_name="/queue_add")
+    (job_id,) = added["jobs"]
+    assert wait_until_done(client, job_id)["status"] == "completed"
+    [row] = app.studio.store.find("generations", "queue_id = ?", [job_id])
+    assert row["params"]["face_detail"]["strength"] == 0.3
