@@ -67,9 +67,9 @@ def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
 
 
 def env_url(name: str, default: str) -> str:
-    """An http(s) base URL without a trailing slash; ``default`` when unset."""
+    """An http(s) base URL without a trailing slash; ``default`` when unset ("" when neither is set)."""
     url = env_text(name, default).rstrip("/")
-    if not url.startswith(("http://", "https://")):
+    if url and not url.startswith(("http://", "https://")):
         raise InvalidInput(f"{name}={url!r} is not an http:// or https:// URL.")
     return url
 

@@ -69,19 +69,22 @@ HUGGINGFACE = Service("huggingface", "Hugging Face", ("HF_TOKEN", "HUGGING_FACE_
 CIVITAI = Service("civitai", "CivitAI", ("CIVITAI_API_KEY",), "MASUKA_CIVITAI_BASE_URL", "https://civitai.com",
                   check_path="/api/v1/me")
 NGROK = Service("ngrok", "ngrok", ("NGROK_AUTHTOKEN",))
+#: any OpenAI-compatible chat endpoint (OpenAI, OpenRouter, a local server) for the prompt optimizer
+PROMPT_LLM = Service("prompt_llm", "Prompt optimizer (OpenAI-compatible chat)", ("MASUKA_PROMPT_LLM_KEY",),
+                     "MASUKA_PROMPT_LLM_URL", check_path="/models")
 
 
 @functools.cache
 def services() -> dict[str, Service]:
     """Every declared service by name: Hugging Face, the video providers (catalog order), the training backends,
-    CivitAI, ngrok."""
+    CivitAI, ngrok, the prompt optimizer's chat endpoint."""
     from masuka.training.backends import remote_backends
     from masuka.video.providers import remote_providers
 
     found = {HUGGINGFACE.name: HUGGINGFACE}
     for declaring in (*remote_providers().values(), *remote_backends().values()):
         found.setdefault(declaring.service.name, declaring.service)
-    found.update({CIVITAI.name: CIVITAI, NGROK.name: NGROK})
+    found.update({CIVITAI.name: CIVITAI, NGROK.name: NGROK, PROMPT_LLM.name: PROMPT_LLM})
     return found
 
 

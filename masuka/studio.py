@@ -29,6 +29,7 @@ class Studio:
     stops: StopFlags = field(default_factory=StopFlags)
     jobs: JobRunner | None = None
     logins: LoginThrottle = field(default_factory=LoginThrottle)
+    aids: ModelCache = field(default_factory=ModelCache)  # the generation aids' small models (safety, prompt LLM)
 
     @classmethod
     def open(cls, config: Config) -> "Studio":
@@ -49,4 +50,5 @@ class Studio:
 
     def close(self) -> None:
         self.models.release()
+        self.aids.release()
         self.store.close()

@@ -41,6 +41,14 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     parser.add_argument("--mask", metavar="PATH", help="with --init-image: repaint only the white part (inpaint)")
     parser.add_argument("--mask-blur", type=int, default=4, metavar="PX",
                         help="with --mask: soften the mask edge by this many pixels (default 4)")
+    parser.add_argument("--optimize-prompt", action="store_true",
+                        help="rewrite the prompt in detail first, with the prompt optimizer set in Settings")
+    parser.add_argument("--safety-check", action="store_true",
+                        help="score each image with the NSFW classifier; flagged ones are blurred or withheld")
+    parser.add_argument("--face-detail", action="store_true",
+                        help="repaint each face found in the result at higher resolution (ADetailer-style)")
+    parser.add_argument("--face-strength", type=float, default=0.4,
+                        help="with --face-detail: how far a face may change, 0-1 (default 0.4)")
 
 
 def request_from_args(args: argparse.Namespace):
@@ -55,11 +63,13 @@ def request_from_args(args: argparse.Namespace):
     return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
                         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
                         seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
-                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init)
+                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
+                        optimize_prompt=args.optimize_prompt, safety_check=args.safety_check,
+                        face_detail=args.face_detail, face_strength=args.face_strength)
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.image.generate import generate_images
+    from masuka.image.generate import generate_images, used_prompt
 
     request = request_from_args(args)
     studio = open_studio(args)
@@ -73,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     results = generate_images(studio, request, on_step=on_step, allow_any_path=True,
                               on_download=download_progress(args),
                               on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))
+    optimized = {"optimized_prompt": used_prompt(results[0])} if request.optimize_prompt and results else {}
     emit(args, {"images": [str(r.path) for r in results], "seeds": [r.seed for r in results],
-                "ids": [r.id for r in results]},
-         "\n".join(str(r.path) for r in results))
+                "ids": [r.id for r in results], **optimized},
+         "\n".join([*(f"prompt: {v}" for v in optimized.values()), *(str(r.path) for r in results)]))
     return 0

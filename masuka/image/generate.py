@@ -8,7 +8,9 @@ keeps the images already made and records the failure.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import math
 import os
 import random
 import threading
@@ -23,10 +25,13 @@ from typing import Any
 from masuka.access import may_read, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
+from masuka.image.aid_settings import AidSettings, load_aid_settings
+from masuka.image.face_detail import check_strength, detail_faces, face_infotext, face_record
+from masuka.image.face_restore import face_restorer
 from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
 from masuka.image.memory import prepare_decode
-from masuka.image.metadata import Parameters, format_parameters, save_image
+from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
 from masuka.image.quantized import check_quantized_plan
 from masuka.image.tasks import (
@@ -84,6 +89,10 @@ class ImageRequest:
     template: str = ""  # the prompt before batch expansion ({a|b}, __wildcard__), written as "Template:"
     queue_id: int | None = None  # the queued job this image belongs to (masuka.queue)
     notes: dict[str, Any] = field(default_factory=dict)  # extra facts kept in the row's params (queue item, cell)
+    optimize_prompt: bool = False  # rewrite the prompt first (masuka.image.prompt_optimizer)
+    safety_check: bool = False  # score each result, blur or withhold flagged ones (masuka.image.safety)
+    face_detail: bool = False  # repaint each face found in the result (masuka.image.face_detail)
+    face_strength: float = 0.4  # the face detail's denoising strength
 
 
 @dataclass
@@ -107,6 +116,7 @@ class Plan:
     seeds: list[int]
     loras: list[tuple[LoraInfo, float]]
     task: TaskInput | None = None
+    safety: AidSettings | None = None  # set when the safety check runs (asked for, or made mandatory)
 
 
 def parse_loras(values: Any) -> list[tuple[str, float]]:
@@ -192,7 +202,15 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         check_fits(info, spec.architecture, spec.id)
         loras.append((info, float(weight)))
     task = None if request.init is None else prepare(request.init, width, height, request.fast)
-    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task)
+    aids = load_aid_settings(studio.config)
+    safety = aids if flag("safety check", request.safety_check) or aids.safety_mandatory else None
+    flag("optimize prompt", request.optimize_prompt)
+    if flag("face detail", request.face_detail):
+        check_strength(request.face_strength)
+        if fast:
+            raise InvalidInput("Face detail repaints faces with the inpaint pipeline: turn Fast off to use it.")
+    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task,
+                safety)
 
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
@@ -206,9 +224,27 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
     ``background`` work (the queue) lets interactive requests take the GPU first."""
     plan = plan_request(studio, request, allow_any_path)
     fetch_for_use(studio, request.owner, plan.spec.source, on_download)
+    if plan.safety:
+        fetch_for_use(studio, request.owner, plan.safety.safety_model, on_download)
+    if request.optimize_prompt:
+        plan = _optimized(studio, plan, on_download, gpu_timeout, background)
     with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
                          background=background):
         return _run(studio, plan, on_step, on_image, stop)
+
+
+def _optimized(studio: Studio, plan: Plan, on_download: Callable[[str, float], None] | None,
+               gpu_timeout: float | None, background: bool) -> Plan:
+    """The plan with the optimized prompt; the original is kept in the row's params."""
+    from masuka.image.prompt_optimizer import optimize_prompt
+
+    request = plan.request
+    style = plan.spec.profile.prompt_style if plan.spec.profile else "natural"
+    optimized = optimize_prompt(studio, request.prompt, style, request.owner, on_download,
+                                gpu=lambda: studio.hold_gpu(f"prompt optimizer for {request.owner}", request.owner,
+                                                            timeout=gpu_timeout, background=background))
+    notes = {**request.notes, "original_prompt": optimized.original, "prompt_optimizer": optimized.source}
+    return dataclasses.replace(plan, request=dataclasses.replace(request, prompt=optimized.prompt, notes=notes))
 
 
 def _estimate_seconds(studio: Studio, plan: Plan, *args: Any) -> int:
@@ -237,7 +273,8 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
     results = []
     for index, seed in enumerate(plan.seeds):
         check_stop(stop)
-        row_id = studio.store.insert("generations", _row(studio, plan, seed, batch_id, index, pipe))
+        row = _row(studio, plan, seed, batch_id, index, pipe)
+        row_id = studio.store.insert("generations", row)
         started = time.perf_counter()
 
         def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict, index: int = index) -> dict:
@@ -250,12 +287,13 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
             kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end)
             with torch.inference_mode():
                 image = finish(runner(**kwargs, **task_kwargs(plan.task)).images[0], plan.task)
+            image, aided = _aids(studio, plan, pipe, image, seed, step_end)
             parameters = format_parameters(_parameters(plan, seed, pipe))
             path = _save(studio, image, parameters, row_id, seed, plan.request.owner)
         except BaseException as error:
             close_row(studio, row_id, started, error=error)
             raise
-        close_row(studio, row_id, started, path=path)
+        close_row(studio, row_id, started, path=path, params={**row["params"], **aided} if aided else None)
         result = ImageResult(row_id, path, seed, parameters)
         results.append(result)
         if on_image:
@@ -264,16 +302,50 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
 
 
 def close_row(studio: Studio, row_id: int, started: float, *, path: Path | None = None,
-              error: BaseException | None = None) -> None:
-    """Finish a generations row: completed with its file, or cancelled (a Stop) or failed with the reason."""
+              error: BaseException | None = None, params: dict | None = None) -> None:
+    """Finish a generations row: completed with its file (and ``params`` replacing the row's, when given), or
+    cancelled (a Stop) or failed with the reason."""
     duration = round(time.perf_counter() - started, 4)
     if error is None:
         studio.store.update("generations", row_id, status="completed", output_path=studio.config.relative(path),
-                            finished_at=now(), duration_s=duration)
+                            finished_at=now(), duration_s=duration, **({"params": params} if params else {}))
         return
     message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
     studio.store.update("generations", row_id, status="cancelled" if isinstance(error, Cancelled) else "failed",
                         error=message, finished_at=now(), duration_s=duration)
+def _aids(studio: Studio, plan: Plan, pipe: Any, image: Any, seed: int, step_end: Callable) -> tuple[Any, dict]:
+    """The face detail and the safety check on one result: the image to save and what the row keeps of them."""
+    import torch
+
+    request = plan.request
+    record: dict[str, Any] = {}
+    if request.face_detail:
+        task_plan = dataclasses.replace(plan, steps=max(plan.steps, math.ceil(1 / request.face_strength)))
+
+        def render(crop: Any, mask: Any) -> Any:
+            task = TaskInput("inpaint", crop, mask, request.face_strength, InitImage("", request.face_strength))
+            runner = task_pipeline(pipe, task)
+            sized = dataclasses.replace(task_plan, width=crop.width, height=crop.height)
+            kwargs = _call_kwargs(sized, set(inspect.signature(runner.__call__).parameters),
+                                  torch.Generator("cpu").manual_seed(seed), step_end)
+            with torch.inference_mode():
+                return runner(**kwargs, **task_kwargs(task)).images[0]
+
+        model = load_aid_settings(studio.config).face_restore_model
+        restore, restoration = face_restorer(studio, model) if model else (None, "")
+        image, faces = detail_faces(image, render, min(plan.width, plan.height), plan.spec.size_multiple, restore)
+        record.update(face_record(request.face_strength, faces, restoration))
+    if plan.safety:
+        from masuka.image.safety import check_image
+
+        image, verdict = check_image(studio, image, plan.safety)
+        record.update(verdict.record())
+    return image, record
+
+
+def used_prompt(result: ImageResult) -> str:
+    """The prompt an image was made from (the optimized one when the prompt optimizer ran)."""
+    return parse_parameters(result.parameters).prompt
 
 
 def check_fits_loaded(plan: Plan, pipe: Any) -> None:
@@ -318,6 +390,8 @@ def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     request = plan.request
     scheduler = type(getattr(pipe, "scheduler", None)).__name__
     extra = infotext_fields(plan.task)
+    if request.face_detail:
+        extra.update(face_infotext(request.face_strength))
     if request.template and request.template != request.prompt.strip():
         extra["Template"] = request.template
     if plan.loras:

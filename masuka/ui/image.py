@@ -26,6 +26,7 @@ from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.tasks import InitImage, keep_input
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.studio import Studio
+from masuka.ui.aids import AidsForm, aid_caption, aid_summary
 from masuka.ui.common import UIContext, friendly, is_admin, user_message, user_of
 from masuka.ui.upscale import build as upscale_panel
 
@@ -78,6 +79,7 @@ def build(ctx: UIContext) -> None:
                                     image_mode="L", height=200)
                 strength = gr.Slider(0.05, 1, value=0.75, step=0.05, label="Strength",
                                      info="How far the result may move from the starting image")
+            aids = AidsForm()
             with gr.Row():
                 run = gr.Button("Generate", variant="primary")
                 queue_add = gr.Button("Add to queue")  # wired by the Queue tab (masuka/ui/queue.py)
@@ -93,6 +95,8 @@ def build(ctx: UIContext) -> None:
                           image_guidance=guidance, image_width=width, image_height=height, image_seed=seed,
                           image_batch=batch, image_loras=loras, image_gallery=gallery,
                           image_memory_plan=memory_plan, image_fast=fast, image_step_cache=step_cache)
+    ctx.components.update(image_optimize_prompt=aids.optimize_prompt, image_safety_check=aids.safety_check,
+                          image_face_detail=aids.face_detail, image_face_strength=aids.face_strength)
 
     def lora_choices(request: gr.Request):
         rows = list_loras(studio, user_of(request), is_admin(studio, request))
@@ -120,11 +124,13 @@ def build(ctx: UIContext) -> None:
                        seed: int | None = -1, batch: int = 1, loras: list[str] | None = None,
                        memory_plan: str = "auto", fast: bool = False, step_cache: float = 0.0,
                        init_image: str | None = None, strength: float = 0.75, mask: str | None = None,
-                       request: gr.Request = None, progress=gr.Progress()):
-        """Generate images (from ``init_image`` when given, repainting the white of ``mask``); yields the gallery
-        as each image finishes."""
+                       optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
+                       face_strength: float = 0.4, request: gr.Request = None, progress=gr.Progress()):
+        """Generate images (from ``init_image`` when given, repainting the white of ``mask``; with the generation
+        aids asked for); yields the gallery as each image finishes."""
         request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch,
-                                  loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request))
+                                  loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
+                                  optimize_prompt, safety_check, face_detail, face_strength)
         request_.init = _kept(studio, request_.owner, request_.init)
         events: queue.Queue = queue.Queue()
         stop_flag = studio.stops.arm(_session(request))
@@ -143,6 +149,7 @@ def build(ctx: UIContext) -> None:
         threading.Thread(target=work, daemon=True, name="image-generation").start()
         images: list[tuple[str, str]] = []
         seeds: list[str] = []
+        made: list = []
         progress(0, desc="Loading the model…")
         shown = 0.0
         while True:
@@ -159,7 +166,8 @@ def build(ctx: UIContext) -> None:
                          f"step {step}/{total}", unit="steps")
             elif event[0] == "image":
                 result = event[1]
-                images.append((str(result.path), f"seed {result.seed}"))
+                made.append(result)
+                images.append((str(result.path), f"seed {result.seed}{aid_caption(studio, result)}"))
                 seeds.append(str(result.seed))
                 if len(images) < request_.batch:  # the last image goes out once, with the final message
                     yield images, ", ".join(seeds), f"{len(images)} of {request_.batch} done"
@@ -173,17 +181,20 @@ def build(ctx: UIContext) -> None:
                 raise gr.Error(f"Generation failed: {type(error).__name__}: {error}. Images already made are "
                                "kept in History.") from error
             else:
-                yield images, ", ".join(seeds), f"Done: {len(images)} image(s), saved and recorded in History."
+                yield images, ", ".join(seeds), f"Done: {len(images)} image(s), saved and recorded in History." \
+                    + aid_summary(studio, made)
                 return
 
     @friendly
     def check_form(prompt: str, model: str, negative_prompt: str, steps, guidance, width, height, seed, batch,
                    loras, memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None,
+                   optimize_prompt=False, safety_check=False, face_detail=False, face_strength=0.4,
                    request: gr.Request = None) -> None:
         """Refuse bad input before the event that owns the gallery runs, so a refusal leaves it as it was."""
         plan_request(studio, _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed,
                                             batch, loras, memory_plan, fast, step_cache, init_image, strength, mask,
-                                            user_of(request)))
+                                            user_of(request), optimize_prompt, safety_check, face_detail,
+                                            face_strength))
 
     def stop_generation(request: gr.Request):
         stopped = studio.stops.stop(_session(request))
@@ -209,7 +220,7 @@ def build(ctx: UIContext) -> None:
                 [f"{name}:{weight:g}" for name, weight in found], summary)
 
     form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras, memory_plan, fast, step_cache,
-            init_image, strength, mask]
+            init_image, strength, mask, *aids.inputs]
     outputs = [gallery, seeds_used, status]
     gen_event = run.click(check_form, form, None, api_visibility="private", show_progress="hidden").success(
         generate_image, form, outputs, api_name="generate_image", **ctx.gpu_event())
@@ -229,7 +240,8 @@ def build(ctx: UIContext) -> None:
 
 
 def _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras, memory_plan,
-                   fast, step_cache, init_image, strength, mask, owner: str) -> ImageRequest:
+                   fast, step_cache, init_image, strength, mask, owner: str, optimize_prompt: bool = False,
+                   safety_check: bool = False, face_detail: bool = False, face_strength: float = 0.4) -> ImageRequest:
     """The form's values as the domain request."""
     if mask and not init_image:
         raise InvalidInput("A mask needs the starting image it belongs to.")
@@ -237,7 +249,9 @@ def _image_request(prompt, model, negative_prompt, steps, guidance, width, heigh
                         guidance=guidance, width=width, height=height, seed=seed,
                         batch=1 if batch is None else batch, loras=parse_loras(loras), owner=owner,
                         memory_plan=memory_plan or "auto", fast=fast, step_cache=float(step_cache or 0),
-                        init=InitImage(init_image, float(strength), mask) if init_image else None)
+                        init=InitImage(init_image, float(strength), mask) if init_image else None,
+                        optimize_prompt=optimize_prompt, safety_check=safety_check, face_detail=face_detail,
+                        face_strength=float(face_strength if face_strength is not None else 0.4))
 
 
 def _kept(studio: Studio, owner: str, init: InitImage | None) -> InitImage | None:

@@ -18,17 +18,22 @@ POLL_S = 2.0
 FORM = ["image_prompt", "image_model", "image_negative", "image_steps", "image_guidance", "image_width",
         "image_height", "image_seed", "image_batch", "image_loras", "image_memory_plan", "image_fast",
         "image_step_cache"]
+#: the Image tab's generation aids, which queue_add takes after the prompt batch (masuka.ui.aids)
+AID_FORM = ["image_optimize_prompt", "image_safety_check", "image_face_detail", "image_face_strength"]
 
 
 def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
                  guidance: float | None = None, width: int | None = None, height: int | None = None,
                  seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
-                 fast: bool = False, step_cache: float = 0.0) -> ImageRequest:
-    """The request the Image tab's form (:data:`FORM`) describes."""
+                 fast: bool = False, step_cache: float = 0.0, optimize_prompt: bool = False, safety_check: bool = False,
+                 face_detail: bool = False, face_strength: float = 0.4) -> ImageRequest:
+    """The request the Image tab's form (:data:`FORM`, then :data:`AID_FORM`) describes."""
     return ImageRequest(prompt=prompt or "", model=model, negative_prompt=negative_prompt or "", steps=steps,
                         guidance=guidance, width=width, height=height, seed=seed, batch=int(batch or 1),
                         loras=[parse_lora(x) for x in loras or []], owner=owner, memory_plan=memory_plan or "auto",
-                        fast=bool(fast), step_cache=float(step_cache or 0))
+                        fast=bool(fast), step_cache=float(step_cache or 0), optimize_prompt=optimize_prompt,
+                        safety_check=safety_check, face_detail=face_detail,
+                        face_strength=float(0.4 if face_strength is None else face_strength))
 
 
 def build(ctx: UIContext) -> None:
@@ -68,10 +73,13 @@ def build(ctx: UIContext) -> None:
                   guidance: float | None = None, width: int | None = None, height: int | None = None,
                   seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
                   fast: bool = False, step_cache: float = 0.0, prompts: str = "", random_picks: int = 0,
-                  request: gr.Request = None) -> dict:
-        """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion."""
+                  optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
+                  face_strength: float = 0.4, request: gr.Request = None) -> dict:
+        """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion,
+        with the generation aids asked for."""
         image = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                             batch, loras, memory_plan, fast, step_cache)
+                             batch, loras, memory_plan, fast, step_cache, optimize_prompt, safety_check,
+                             face_detail, face_strength)
         return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
 
     @friendly
@@ -98,10 +106,12 @@ def build(ctx: UIContext) -> None:
     gr.api(queue_control, api_name="queue_control")
     hidden = gr.JSON(visible=False)
     form = [ctx.components[name] for name in FORM]
-    add_batch.click(queue_add, form + [prompts, picks], hidden, api_visibility="private").success(
+    aid_form = [ctx.components[name] for name in AID_FORM if name in ctx.components]
+    add_batch.click(queue_add, form + [prompts, picks] + aid_form, hidden, api_visibility="private").success(
         added, hidden, message).then(rows, None, table)
     if "image_queue" in ctx.components:
-        ctx.components["image_queue"].click(queue_add, form, hidden, api_visibility="private").success(
+        ctx.components["image_queue"].click(queue_add, form + [gr.State(""), gr.State(0)] + aid_form, hidden,
+                                            api_visibility="private").success(
             added, hidden, message).then(rows, None, table)
     for action, button in buttons.items():
         button.click(control(action), job, message, api_visibility="private").then(rows, None, table)

@@ -10,6 +10,7 @@ from masuka.errors import InvalidInput
 from masuka.models.catalog import image_models
 from masuka.settings import FORMATS, check_key, key_labels, key_table, load_defaults, save_defaults, save_key
 from masuka.storage import clean_leftovers, clean_tmp, usage
+from masuka.ui.aids import build_settings as build_aid_settings
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
 KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
@@ -71,6 +72,8 @@ def build(ctx: UIContext) -> None:
                         f"{config.login_attempts} in a row, each waits {config.login_lockout_s:g} s per further try.")
             sign_ins_table = gr.Dataframe(headers=SIGN_IN_COLUMNS, interactive=False)
             sign_ins = gr.Button("Refresh")
+        with gr.Tab("Generation aids"):
+            aids_on_load = build_aid_settings(studio, lambda request: require_admin(request))
 
     def require_admin(request: gr.Request) -> None:
         if not is_admin(studio, request):
@@ -163,6 +166,7 @@ def build(ctx: UIContext) -> None:
     def on_page_load(demo: gr.Blocks) -> None:
         demo.load(keys_view, None, keys_table, api_visibility="private")
         demo.load(tokens_view, None, tokens_table, api_visibility="private")
+        aids_on_load(demo)
         demo.load(defaults_view, None, [default_model, steps, width, height, image_format],
                   api_visibility="private")
         targets = {field: ctx.components[name] for field, name in IMAGE_FIELDS.items() if name in ctx.components}

@@ -114,6 +114,8 @@ class Profile:
     baseline_fp32: bool = False
     #: what the user must know about loading it (missing optional packages and such)
     notes: str = ""
+    #: how its prompts read best, for the prompt optimizer: "natural" (sentences) or "tags" (comma-separated tags)
+    prompt_style: str = "natural"
 
     @property
     def pipeline(self) -> str:

@@ -65,7 +65,7 @@ _REAL = {
 }
 
 PROFILE = Profile(
-    id="sdxl", label="SDXL",
+    id="sdxl", label="SDXL", prompt_style="tags",
     pipelines={"txt2img": "StableDiffusionXLPipeline", "img2img": "StableDiffusionXLImg2ImgPipeline",
                "inpaint": "StableDiffusionXLInpaintPipeline"},
     matches_lora=matches_lora, tiny_components=tiny_components,

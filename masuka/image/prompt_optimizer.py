@@ -1,0 +1,156 @@
+"""Prompt optimizer: a short prompt made into a detailed one, in the style the model's architecture reads best
+(sentences for FLUX, Qwen-Image and Z-Image; comma-separated tags for SDXL: ``Profile.prompt_style``).
+
+The rewrite comes from any OpenAI-compatible chat endpoint (``POST {base}/chat/completions``: OpenAI,
+OpenRouter, a local server) when one is set, else from a small local instruct LLM through transformers
+(downloaded on first use). A failure raises :class:`PromptOptimizerError` and leaves the user's prompt as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+from masuka.config import env_number
+from masuka.errors import ProviderError
+from masuka.image.aid_settings import AidSettings, load_aid_settings
+from masuka.models.manage import fetch_for_use
+from masuka.services import PROMPT_LLM
+from masuka.studio import Studio
+
+log = logging.getLogger(__name__)
+INSTRUCTIONS = {
+    "natural": "You write prompts for a text-to-image model. Rewrite the user's short prompt as one detailed "
+               "paragraph of natural language: subject, setting, composition, lighting, colours, style and camera. "
+               "Keep everything the user asked for. Answer with the prompt only, no quotes or comments.",
+    "tags": "You write prompts for a Stable Diffusion XL model. Rewrite the user's short prompt as a comma-separated "
+            "list of short descriptive tags: subject, details, setting, lighting, style and quality tags. Keep "
+            "everything the user asked for. Answer with the tags only, no sentences, quotes or comments.",
+}
+ATTEMPTS = 3
+MAX_WAIT_S = 10.0
+MAX_NEW_TOKENS = 160
+MAX_CHARS = 4000  # the generation form's prompt limit
+THINKING = re.compile(r"<think>.*?</think>", re.S)
+
+
+class PromptOptimizerError(ProviderError):
+    """The prompt could not be optimized; the message says why and that the prompt is unchanged."""
+
+
+@dataclass
+class Optimized:
+    prompt: str
+    original: str
+    source: str  # "endpoint:<model>" or "local:<model>"
+
+
+def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
+                    on_download: Callable[[str, float], None] | None = None,
+                    gpu: Callable[[], AbstractContextManager] = nullcontext) -> Optimized:
+    """The detailed version of ``prompt`` in ``style`` ("natural" or "tags"); the local LLM runs inside
+    ``gpu()`` (a GPU slot), after its download."""
+    settings = load_aid_settings(studio.config)
+    messages = [{"role": "system", "content": INSTRUCTIONS.get(style, INSTRUCTIONS["natural"])},
+                {"role": "user", "content": prompt.strip()}]
+    if settings.endpoint():
+        answer = _ask_endpoint(settings, studio.config.keys.get(PROMPT_LLM.name), messages)
+        source = f"endpoint:{settings.endpoint_model()}"
+    else:
+        fetch_for_use(studio, owner, settings.prompt_llm, on_download)
+        with gpu():
+            answer = _ask_local(studio, settings.prompt_llm, messages)
+        source = f"local:{settings.prompt_llm}"
+    detailed = _clean(answer)
+    if not detailed:
+        raise PromptOptimizerError(f"The prompt optimizer ({source}) gave an empty answer; your prompt was not "
+                                   "changed. Try again or turn the optimizer off.")
+    return Optimized(detailed, prompt.strip(), source)
+
+
+def _timeout_s() -> float:
+    return env_number("MASUKA_PROMPT_LLM_TIMEOUT_S", 60.0, float, minimum=1)
+
+
+def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) -> str:
+    """One chat completion; 429 and 5xx are retried (honouring ``Retry-After``), the rest is explained."""
+    import httpx
+
+    from masuka.video.http import provider_message, retry_delay
+    from masuka.video.settings import VideoSettings
+
+    url = f"{settings.endpoint()}/chat/completions"
+    host = httpx.URL(url).host
+    headers = PROMPT_LLM.auth_headers(key) if key else {}
+    body = {"model": settings.endpoint_model(), "messages": messages, "temperature": 0.7,
+            "max_tokens": MAX_NEW_TOKENS * 2}
+    unchanged = "your prompt was not changed"
+    for attempt in range(ATTEMPTS):
+        try:
+            response = httpx.post(url, json=body, headers=headers, timeout=_timeout_s())
+        except httpx.TimeoutException:
+            raise PromptOptimizerError(f"The prompt optimizer at {host} did not answer within {_timeout_s():g} s; "
+                                       f"{unchanged}. Try again, or set MASUKA_PROMPT_LLM_TIMEOUT_S.") from None
+        except httpx.HTTPError as error:
+            raise PromptOptimizerError(f"The prompt optimizer at {host} could not be reached "
+                                       f"({type(error).__name__}); {unchanged}.") from None
+        status = response.status_code
+        if (status == 429 or status >= 500) and attempt + 1 < ATTEMPTS:
+            delay = retry_delay(response, attempt, VideoSettings(max_wait_s=MAX_WAIT_S))
+            log.info("prompt optimizer at %s answered HTTP %d; retrying in %.1f s", host, status, delay)
+            time.sleep(delay)
+            continue
+        if status in (401, 403):
+            raise PromptOptimizerError(f"The prompt optimizer at {host} refused the key (HTTP {status}): set it in "
+                                       f"Settings → API keys or MASUKA_PROMPT_LLM_KEY; {unchanged}.")
+        if status >= 400:
+            busy = " (too many requests, still after retries)" if status == 429 else ""
+            raise PromptOptimizerError(f"The prompt optimizer at {host} answered HTTP {status}{busy}: "
+                                       f"{provider_message(response)[:200]}; {unchanged}.")
+        try:
+            return str(response.json()["choices"][0]["message"]["content"] or "")
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise PromptOptimizerError(f"The prompt optimizer at {host} did not answer like an OpenAI-compatible "
+                                       f"chat endpoint; {unchanged}.") from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _ask_local(studio: Studio, source: str, messages: list[dict]) -> str:
+    """Greedy decoding with the local instruct LLM, loaded once into the aids' model cache."""
+    import torch
+
+    from masuka.gpu import device_plan
+    from masuka.models.catalog import ModelSpec, explain_load_error
+    from masuka.models.hub import cache_only
+
+    plan = device_plan(2.0)
+
+    def load():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            local = cache_only(source)
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=plan.dtype, local_files_only=local)
+        except Exception as error:
+            raise explain_load_error(ModelSpec("prompt-llm", source, None, name=source), error) from error
+        return tokenizer, model.to(plan.device).eval()
+
+    tokenizer, model = studio.aids.get(("prompt-llm", source, plan.device, plan.dtype_name), load)
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                           return_dict=True).to(plan.device)
+    with torch.inference_mode():
+        output = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def _clean(answer: str) -> str:
+    """The prompt alone: no reasoning block, label, surrounding quotes or line breaks; at most MAX_CHARS."""
+    text = THINKING.sub("", answer).strip()
+    text = re.sub(r"^(optimi[sz]ed |detailed |improved )?(prompt|tags)\s*:\s*", "", text, flags=re.I)
+    text = " ".join(text.strip().strip("\"'`").split())
+    return text[:MAX_CHARS].rstrip()

@@ -1,0 +1,112 @@
+"""Face detail: a real face (scikit-image's astronaut) pasted into a generated picture is found, repainted with the
+tiny inpaint pipeline and blended back; nothing outside the dilated face region changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.cli import main
+from masuka.errors import InvalidInput
+from masuka.image.aid_settings import AidSettings, save_aid_settings
+from masuka.image.face_detail import DETECTOR, DILATE, FEATHER, find_faces
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.tasks import InitImage
+
+SIZE = 256
+
+
+@pytest.fixture
+def portrait(studio, tiny_model, tmp_path):
+    """A generated 256 px picture with the astronaut's portrait pasted in its top-left, and a mask that repaints
+    only a band at the right edge, so the inpainted result still shows the face exactly."""
+    from skimage.data import astronaut
+
+    model = tiny_model("sdxl")
+    background = generate_images(studio, ImageRequest(prompt="a wall", model=str(model), steps=1, seed=1,
+                                                      width=SIZE, height=SIZE))[0]
+    picture = Image.open(background.path).convert("RGB")
+    picture.paste(Image.fromarray(astronaut()).resize((192, 192), Image.LANCZOS), (0, 0))
+    mask = Image.new("L", picture.size, 0)
+    mask.paste(255, (SIZE - 24, 0, SIZE, SIZE))
+    picture.save(tmp_path / "portrait.png")
+    mask.save(tmp_path / "band.png")
+    return model, tmp_path / "portrait.png", tmp_path / "band.png"
+
+
+def repaint(studio, model, picture, mask, **kw):
+    request = ImageRequest(prompt="a portrait of an astronaut", model=str(model), steps=2, seed=7,
+                           init=InitImage(picture, strength=1.0, mask=mask, mask_blur=0), **kw)
+    return generate_images(studio, request)[0]
+
+
+def test_face_detail_changes_only_the_face(studio, portrait):
+    model, picture, mask = portrait
+    [face] = find_faces(Image.open(picture))
+    plain = repaint(studio, model, picture, mask)
+    detailed = repaint(studio, model, picture, mask, face_detail=True, face_strength=0.5)
+
+    before = np.asarray(Image.open(plain.path).convert("RGB"), dtype=np.int16)
+    after = np.asarray(Image.open(detailed.path).convert("RGB"), dtype=np.int16)
+    changed = np.abs(after - before).max(axis=2) > 0
+    left, top, right, bottom = face
+    reach = round((right - left) * (DILATE + 3 * FEATHER))
+    region = np.zeros_like(changed)
+    region[max(0, top - reach):bottom + reach, max(0, left - reach):right + reach] = True
+    assert not changed[~region].any(), "pixels outside the dilated face region are untouched"
+    assert changed[top:bottom, left:right].mean() > 0.5, "the face itself is repainted"
+
+    row = studio.store.get("generations", detailed.id)
+    assert row["params"]["face_detail"] == {"detector": DETECTOR, "strength": 0.5, "faces": [list(face)]}
+    extra = parse_parameters(read_parameters(detailed.path)).extra
+    assert extra["ADetailer model"] == DETECTOR and extra["ADetailer denoising strength"] == "0.5"
+
+
+def test_no_face_no_change(studio, tiny_model):
+    model = str(tiny_model("sdxl"))
+    values = dict(prompt="a wall", model=model, steps=1, seed=2, width=128, height=128)
+    plain = generate_images(studio, ImageRequest(**values))[0]
+    detailed = generate_images(studio, ImageRequest(**values, face_detail=True))[0]
+    assert np.array_equal(np.asarray(Image.open(plain.path)), np.asarray(Image.open(detailed.path)))
+    assert studio.store.get("generations", detailed.id)["params"]["face_detail"]["faces"] == []
+
+
+def test_bad_face_detail_requests_are_refused(studio, tiny_model):
+    model = str(tiny_model("sdxl"))
+    with pytest.raises(InvalidInput, match="face detail strength"):
+        generate_images(studio, ImageRequest(prompt="x", model=model, face_detail=True, face_strength=0))
+    with pytest.raises(InvalidInput, match="turn Fast off"):
+        generate_images(studio, ImageRequest(prompt="x", model=model, face_detail=True, fast=True))
+
+
+def test_cli_face_detail(studio, portrait, capsys):
+    model, picture, mask = portrait
+    code = main(["generate", "--data-dir", str(studio.config.data_dir), "--model", str(model), "--prompt", "a face",
+                 "--steps", "2", "--init-image", str(picture), "--mask", str(mask), "--mask-blur", "0",
+                 "--face-detail", "--face-strength", "0.3"])
+    assert code == 0
+    row = studio.store.find("generations", order_by="id desc", limit=1)[0]
+    assert row["params"]["face_detail"]["strength"] == 0.3 and len(row["params"]["face_detail"]["faces"]) == 1
+
+
+def test_a_restoration_model_is_skipped_with_a_reason_when_spandrel_cannot_load_it(studio, portrait, tmp_path):
+    model, picture, mask = portrait
+    weights = tmp_path / "GFPGANv1.4.pth"
+    weights.write_bytes(b"not a model")
+    save_aid_settings(studio.config, AidSettings(face_restore_model=str(weights)))
+    try:
+        import spandrel  # noqa: F401
+    except Exception:  # not installed, or its torchvision does not import: faces are repainted without it
+        detailed = repaint(studio, model, picture, mask, face_detail=True)
+        restoration = studio.store.get("generations", detailed.id)["params"]["face_detail"]["restoration"]
+        assert restoration.startswith("skipped: spandrel cannot be imported")
+    else:  # spandrel imports: it reads the file, and a file that is no model is refused with its name
+        with pytest.raises(InvalidInput, match="GFPGANv1.4.pth"):
+            repaint(studio, model, picture, mask, face_detail=True)
+
+
+def test_a_missing_restoration_file_is_refused_in_settings(config):
+    with pytest.raises(InvalidInput, match="is not a file"):
+        save_aid_settings(config, AidSettings(face_restore_model="/nowhere/gfpgan.pth"))

@@ -1,0 +1,132 @@
+"""Prompt optimizer: an OpenAI-compatible chat endpoint on loopback (and its failures) or a tiny local LLM rewrites
+the prompt before generation; the image is made from the rewrite and history keeps both."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from masuka.cli import main
+from masuka.image.aid_settings import AidSettings, save_aid_settings
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.prompt_optimizer import PromptOptimizerError
+from masuka.testing.http import FakeServer, Reply
+from tests.image.tiny_aids import WORDS, save_tiny_llm
+
+DETAILED = "a red fox curled up in fresh snow, soft morning light, misty pine forest, detailed fur, 85mm photo"
+
+
+def completion(text: str) -> Reply:
+    return Reply(200, {"id": "chatcmpl-1", "object": "chat.completion", "model": "tiny",
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": text}}]})
+
+
+@pytest.fixture
+def endpoint(monkeypatch):
+    """A chat endpoint answering with ``answers`` in turn (the last one repeats); its URL is set in the env."""
+
+    class Endpoint:
+        answers: list = [completion(f"Prompt: \"{DETAILED}\"")]
+
+        def route(self, request):
+            answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            return answer() if callable(answer) else answer
+
+    chat = Endpoint()
+    with FakeServer(chat.route) as server:
+        monkeypatch.setenv("MASUKA_PROMPT_LLM_URL", f"{server.url}/v1")
+        monkeypatch.setenv("MASUKA_PROMPT_LLM_KEY", "sk-test-123456789")
+        chat.server = server
+        yield chat
+
+
+def generate(studio, model, **kw):
+    values = dict(prompt="a fox in snow", model=str(model), steps=1, seed=3, width=64, height=64,
+                  optimize_prompt=True)
+    values.update(kw)
+    return generate_images(studio, ImageRequest(**values))
+
+
+def test_endpoint_rewrites_the_prompt_and_history_keeps_both(studio, tiny_model, endpoint):
+    result = generate(studio, tiny_model("flux"))[0]
+    row = studio.store.get("generations", result.id)
+    assert row["prompt"] == DETAILED, "the label and quotes around the answer are dropped"
+    assert row["params"]["original_prompt"] == "a fox in snow"
+    assert row["params"]["prompt_optimizer"] == "endpoint:gpt-4o-mini"
+    assert parse_parameters(read_parameters(result.path)).prompt == DETAILED
+    [sent] = endpoint.server.requests
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == "Bearer sk-test-123456789"
+    body = sent.json()
+    assert body["model"] == "gpt-4o-mini"
+    assert body["messages"][1] == {"role": "user", "content": "a fox in snow"}
+    assert "natural language" in body["messages"][0]["content"]
+
+
+def test_sdxl_asks_for_tags(studio, tiny_model, endpoint):
+    generate(studio, tiny_model("sdxl"))
+    assert "comma-separated list of short descriptive tags" in endpoint.server.requests[0].json()["messages"][0][
+        "content"]
+
+
+def test_a_429_is_retried_after_the_wait_it_asks(studio, tiny_model, endpoint):
+    endpoint.answers = [Reply(429, {"error": {"message": "rate limited"}}, {"Retry-After": "0"}),
+                        completion(DETAILED)]
+    result = generate(studio, tiny_model("flux"))[0]
+    assert len(endpoint.server.requests) == 2
+    assert studio.store.get("generations", result.id)["prompt"] == DETAILED
+
+
+def test_a_failing_server_gives_a_clear_message_and_makes_nothing(studio, tiny_model, endpoint):
+    endpoint.answers = [Reply(503, {"error": {"message": "overloaded"}}, {"Retry-After": "0"})]
+    with pytest.raises(PromptOptimizerError) as caught:
+        generate(studio, tiny_model("flux"))
+    message = str(caught.value)
+    assert "HTTP 503" in message and "overloaded" in message and "your prompt was not changed" in message
+    assert "sk-test" not in message
+    assert len(endpoint.server.requests) == 3, "server errors are retried before giving up"
+    assert studio.store.count("generations") == 0
+
+
+def test_a_wrong_key_is_said_so(studio, tiny_model, endpoint):
+    endpoint.answers = [Reply(401, {"error": {"message": "bad key"}})]
+    with pytest.raises(PromptOptimizerError, match="refused the key"):
+        generate(studio, tiny_model("flux"))
+
+
+def test_a_silent_server_times_out(studio, tiny_model, endpoint, monkeypatch):
+    monkeypatch.setenv("MASUKA_PROMPT_LLM_TIMEOUT_S", "0.2")
+
+    def slow():
+        time.sleep(1.0)
+        return completion(DETAILED)
+
+    endpoint.answers = [slow]
+    with pytest.raises(PromptOptimizerError, match="did not answer within 0.2 s"):
+        generate(studio, tiny_model("flux"))
+
+
+def test_cli_shows_the_optimized_prompt_and_refuses_cleanly(studio, tiny_model, endpoint, capsys):
+    args = ["generate", "--data-dir", str(studio.config.data_dir), "--model", str(tiny_model("flux")), "--prompt",
+            "a fox in snow", "--steps", "1", "--width", "64", "--height", "64", "--optimize-prompt", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["optimized_prompt"] == DETAILED
+    endpoint.answers = [Reply(500, "boom", {"Retry-After": "0"})]
+    assert main(args) == 2
+    assert "HTTP 500" in capsys.readouterr().err
+
+
+def test_local_llm_rewrites_with_its_chat_template(studio, tiny_model, tmp_path):
+    llm = save_tiny_llm(tmp_path / "tiny-llm")
+    save_aid_settings(studio.config, AidSettings(prompt_llm=str(llm)))
+    result = generate(studio, tiny_model("flux"))[0]
+    row = studio.store.get("generations", result.id)
+    words = row["prompt"].split()
+    assert len(words) >= 4 and set(words) <= set(WORDS), "the LLM's own words, no special tokens"
+    assert row["params"]["original_prompt"] == "a fox in snow"
+    assert row["params"]["prompt_optimizer"] == f"local:{llm}"

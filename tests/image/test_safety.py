@@ -1,0 +1,87 @@
+"""Safety check: a tiny ViT classifier wired to say "nsfw" (or "normal") scores each result; flagged images are
+blurred or withheld before they are saved, and history keeps the score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.errors import InvalidInput
+from masuka.image.aid_settings import AidSettings, save_aid_settings
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.image.safety import PLACEHOLDER
+from tests.image.tiny_aids import save_tiny_classifier
+
+
+@pytest.fixture(scope="module")
+def classifiers(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("classifiers")
+    return {says: save_tiny_classifier(folder / says, says) for says in ("nsfw", "normal")}
+
+
+def generate(studio, model, **kw):
+    values = dict(prompt="a harbour at dusk", model=str(model), steps=1, seed=11, width=64, height=64)
+    values.update(kw)
+    return generate_images(studio, ImageRequest(**values))[0]
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(Image.open(result.path).convert("RGB"), dtype=np.float32)
+
+
+def roughness(picture: np.ndarray) -> float:
+    """Mean difference between neighbouring pixels: a blurred picture has much less of it."""
+    return float(np.abs(np.diff(picture, axis=0)).mean() + np.abs(np.diff(picture, axis=1)).mean())
+
+
+def use(studio, classifier, **settings):
+    save_aid_settings(studio.config, AidSettings(safety_model=str(classifier), **settings))
+
+
+def test_flagged_image_is_blurred_and_its_score_recorded(studio, tiny_model, classifiers):
+    model = tiny_model("flux")
+    plain = generate(studio, model)
+    use(studio, classifiers["nsfw"], safety_action="blur")
+    checked = generate(studio, model, safety_check=True)
+    assert roughness(pixels(checked)) < roughness(pixels(plain)) / 2
+    safety = studio.store.get("generations", checked.id)["params"]["safety"]
+    assert safety["flagged"] is True and safety["action"] == "blur" and safety["score"] > 0.99
+    assert safety["model"] == str(classifiers["nsfw"])
+
+
+def test_withheld_image_is_never_written(studio, tiny_model, classifiers):
+    use(studio, classifiers["nsfw"], safety_action="withhold")
+    checked = generate(studio, tiny_model("flux"), safety_check=True)
+    assert (pixels(checked) == PLACEHOLDER).all(), "only a grey placeholder is on disk"
+    assert studio.store.get("generations", checked.id)["params"]["safety"]["action"] == "withhold"
+
+
+def test_a_normal_image_is_left_as_it_is(studio, tiny_model, classifiers):
+    model = tiny_model("flux")
+    plain = generate(studio, model)
+    use(studio, classifiers["normal"])
+    checked = generate(studio, model, safety_check=True)
+    assert np.array_equal(pixels(plain), pixels(checked))
+    safety = studio.store.get("generations", checked.id)["params"]["safety"]
+    assert safety["flagged"] is False and safety["action"] is None and safety["score"] < 0.01
+
+
+def test_mandatory_check_applies_to_requests_that_do_not_ask(studio, tiny_model, classifiers):
+    use(studio, classifiers["nsfw"], safety_action="withhold", safety_mandatory=True)
+    result = generate(studio, tiny_model("flux"))
+    assert (pixels(result) == PLACEHOLDER).all()
+    assert studio.store.get("generations", result.id)["params"]["safety"]["flagged"] is True
+
+
+def test_no_check_unless_asked_or_mandatory(studio, tiny_model, classifiers):
+    use(studio, classifiers["nsfw"])
+    result = generate(studio, tiny_model("flux"))
+    assert "safety" not in studio.store.get("generations", result.id)["params"]
+
+
+def test_bad_settings_are_refused(config):
+    with pytest.raises(InvalidInput, match="blur or withhold"):
+        save_aid_settings(config, AidSettings(safety_action="delete"))
+    with pytest.raises(InvalidInput, match="threshold"):
+        save_aid_settings(config, AidSettings(safety_threshold=0))
