@@ -73,7 +73,7 @@ def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
 
 
 def _timeout_s() -> float:
-    return env_number("MASUKA_PROMPT_LLM_TIMEOUT_S", 60.0, float, minimum=1)
+    return env_number("MASUKA_PROMPT_LLM_TIMEOUT_S", 60.0, float, minimum=0.1)
 
 
 def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) -> str:
