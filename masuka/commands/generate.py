@@ -34,6 +34,9 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
                         help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
     parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",
                         help="with --fast: first-block cache threshold, 0 = off; higher is faster and rougher")
+    parser.add_argument("--sampler", default="", metavar="NAME",
+                        help="an A1111 sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' (SDXL) or 'Euler Karras' "
+                             "(flow-matching models); default: the model's own scheduler")
     parser.add_argument("--init-image", metavar="PATH",
                         help="start from this image (image-to-image); the size defaults to its size")
     parser.add_argument("--strength", type=float, default=0.75,
@@ -55,7 +58,8 @@ def request_from_args(args: argparse.Namespace):
     return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
                         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
                         seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
-                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init)
+                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
+                        sampler=args.sampler)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from masuka.users import output_dir
 MAX_CELLS = 64  # more needs an explicit yes
 #: axis name -> label on the grid
 AXES = {"steps": "Steps", "guidance": "CFG scale", "seed": "Seed", "size": "Size", "model": "Model", "lora": "LoRA",
-        "lora_weight": "LoRA weight", "prompt": "Prompt S/R"}
+        "lora_weight": "LoRA weight", "prompt": "Prompt S/R", "sampler": "Sampler"}
 NO_LORA = "none"
 
 
@@ -180,6 +180,8 @@ def _apply(axis: Axis, value: str, request: ImageRequest, base: ImageRequest) ->
         raise InvalidInput(f"{value!r} is not a value for the {axis.name} axis.") from None
     if axis.name == "model":
         return replace(request, model=value)
+    if axis.name == "sampler":
+        return replace(request, sampler=value)
     if axis.name == "lora":
         weight = request.loras[0][1] if request.loras else 1.0
         return replace(request, loras=[] if value.lower() == NO_LORA else [(value, weight)])

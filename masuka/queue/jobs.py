@@ -33,7 +33,7 @@ ACTIONS = ("pause", "resume", "cancel", "retry", "up", "down", "top")
 WORKER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 #: the request fields a job stores; owner, queue id, template and notes are set per image
 REQUEST_FIELDS = ("model", "negative_prompt", "steps", "guidance", "width", "height", "loras", "memory_plan", "fast",
-                  "step_cache")
+                  "step_cache", "sampler")
 
 
 def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = None, random_picks: int = 0,
