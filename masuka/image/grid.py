@@ -110,12 +110,16 @@ def run_grid(studio: Studio, axes: list[Axis], cells: list[Cell], *, on_step: St
     for cell in cells:
         images.extend(generate_images(studio, cell.request, on_step=on_step, on_image=on_image, stop=stop,
                                       allow_any_path=allow_any_path))
-    grid = draw_grid(axes, cells, [Path(result.path) for result in images])
+    return GridResult(save_grid(studio, axes, cells, [Path(r.path) for r in images], images[0].id), images)
+
+
+def save_grid(studio: Studio, axes: list[Axis], cells: list[Cell], paths: list[Path], first_id: int) -> Path:
+    """Draw the grid of the cells' images (``paths``, in cell order) into the owner's ``grids`` folder."""
     folder = output_dir(studio.config, cells[0].request.owner) / "grids"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"grid-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{images[0].id:06d}.png"
-    grid.save(path)
-    return GridResult(path, images)
+    path = folder / f"grid-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{first_id:06d}.png"
+    draw_grid(axes, cells, paths).save(path)
+    return path
 
 
 def draw_grid(axes: list[Axis], cells: list[Cell], paths: list[Path]) -> Any:

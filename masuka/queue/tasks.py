@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
+from masuka.image.grid import Axis, Cell, save_grid
 from masuka.queue.jobs import job_images
 from masuka.queue.worker import JobContext
 from masuka.studio import Studio
@@ -45,4 +46,17 @@ def run_text(studio: Studio, job: dict, ctx: JobContext) -> None:
     make_items(studio, job, ctx, base_request(job))
 
 
-TASKS: dict[str, Callable[[Studio, dict, JobContext], None]] = {"text": run_text}
+def run_grid_job(studio: Studio, job: dict, ctx: JobContext) -> None:
+    """An X/Y/Z grid: the cells not made yet, then the labelled grid image of all of them (kept in the job)."""
+    base = base_request(job)
+    make_items(studio, job, ctx, base)
+    params = job["params"]
+    axes = [Axis(name, tuple(values)) for name, values in params["axes"]]
+    cells = [Cell(tuple(item["notes"]["grid_cell"]), base, item["notes"]["grid"]) for item in params["items"]]
+    rows = job_images(studio, job["id"])
+    grid = save_grid(studio, axes, cells, [studio.config.absolute(row["output_path"]) for row in rows], rows[0]["id"])
+    studio.store.update("queue", job["id"], params={**params, "grid": studio.config.relative(grid)})
+    ctx.log(f"grid image: {grid.name}")
+
+
+TASKS: dict[str, Callable[[Studio, dict, JobContext], None]] = {"text": run_text, "grid": run_grid_job}

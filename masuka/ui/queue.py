@@ -86,7 +86,8 @@ def build(ctx: UIContext) -> None:
     def pick(evt: gr.SelectData, request: gr.Request):
         job_id = int(evt.row_value[0])
         found = next((j for j in queue_status(request) if j["id"] == job_id), None)
-        return job_id, [(path, f"image {i + 1}") for i, path in enumerate(found["images"] if found else [])]
+        grid = [(found["grid"], "grid")] if found and found.get("grid") else []
+        return job_id, grid + [(path, f"image {i + 1}") for i, path in enumerate(found["images"] if found else [])]
 
     def control(action: str, all_mine: bool = False):
         def run(job_id: float | None = None, request: gr.Request = None) -> str:
