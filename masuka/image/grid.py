@@ -21,6 +21,7 @@ from masuka.studio import Studio
 from masuka.users import output_dir
 
 MAX_CELLS = 64  # more needs an explicit yes
+MAX_LABEL = 48  # characters of a value shown on the grid
 #: axis name -> label on the grid
 AXES = {"steps": "Steps", "guidance": "CFG scale", "seed": "Seed", "size": "Size", "model": "Model", "lora": "LoRA",
         "lora_weight": "LoRA weight", "prompt": "Prompt S/R", "sampler": "Sampler"}
@@ -159,7 +160,7 @@ def draw_grid(axes: list[Axis], cells: list[Cell], paths: list[Path]) -> Any:
 def _label(axis: Axis, value: str) -> str:
     """``Steps: 8``; files (LoRAs, model folders) by their name only."""
     shown = Path(value).name if axis.name in ("lora", "model") and ("/" in value or "\\" in value) else value
-    return f"{axis.title}: {shown}"
+    return f"{axis.title}: {shown if len(shown) <= MAX_LABEL else shown[:MAX_LABEL - 1] + '…'}"
 
 
 def _apply(axis: Axis, value: str, request: ImageRequest, base: ImageRequest) -> ImageRequest:

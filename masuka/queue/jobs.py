@@ -21,7 +21,7 @@ from typing import Any
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import MAX_SEED, ImageRequest, plan_request
-from masuka.image.grid import Axis, plan_grid
+from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
 from masuka.store import now, process_alive
 from masuka.studio import Studio
@@ -67,7 +67,13 @@ def queue_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_p
                confirm_large: bool = False) -> int:
     """Queue an X/Y/Z grid as one job: every cell is checked now and is one item (its request and its place in
     the grid); the worker makes the cells not made yet, then draws the grid image."""
-    cells = plan_grid(studio, base, axes, allow_any_path, confirm_large)
+    return queue_cells(studio, base, axes, plan_grid(studio, base, axes, allow_any_path, confirm_large),
+                       allow_any_path)
+
+
+def queue_cells(studio: Studio, base: ImageRequest, axes: list[Axis], cells: list[Cell],
+                allow_any_path: bool = False) -> int:
+    """Queue the planned cells of a grid (:func:`~masuka.image.grid.plan_grid`) as one ``grid`` job."""
     items = [{**_fields(cell.request), "prompt": cell.request.prompt, "seed": cell.request.seed,
               "notes": {"grid": cell.labels, "grid_cell": list(cell.position)}} for cell in cells]
     model = plan_request(studio, cells[0].request, allow_any_path).spec.id
