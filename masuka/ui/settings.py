@@ -10,6 +10,7 @@ from masuka.errors import InvalidInput
 from masuka.models.catalog import image_models
 from masuka.settings import FORMATS, check_key, key_labels, key_table, load_defaults, save_defaults, save_key
 from masuka.storage import clean_leftovers, clean_tmp, usage
+from masuka.ui import wildcards
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
 KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
@@ -71,6 +72,8 @@ def build(ctx: UIContext) -> None:
                         f"{config.login_attempts} in a row, each waits {config.login_lockout_s:g} s per further try.")
             sign_ins_table = gr.Dataframe(headers=SIGN_IN_COLUMNS, interactive=False)
             sign_ins = gr.Button("Refresh")
+        with gr.Tab("Wildcards") as wildcards_tab:
+            wildcards.build(ctx, wildcards_tab)
 
     def require_admin(request: gr.Request) -> None:
         if not is_admin(studio, request):
