@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import uuid
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import MAX_SEED, ImageRequest, plan_request
 from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
+from masuka.image.tasks import InitImage
 from masuka.store import now, process_alive
 from masuka.studio import Studio
+from masuka.users import output_dir
 
 STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "interrupted")
 WAITING = ("queued", "interrupted")  # what a worker may claim (an interrupted job resumes)
@@ -59,7 +63,7 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
         for index, item in enumerate(items):
             item["seed"] = base + index
         ids.append(add_job(studio, request.owner, "text", template, plan.spec.id,
-                           {"request": _fields(request), "items": items, "allow_any_path": allow_any_path}))
+                           {"request": _stored(studio, request), "items": items, "allow_any_path": allow_any_path}))
     return ids
 
 
@@ -79,12 +83,34 @@ def queue_cells(studio: Studio, base: ImageRequest, axes: list[Axis], cells: lis
     model = plan_request(studio, cells[0].request, allow_any_path).spec.id
     title = f"grid {' x '.join(axis.name for axis in axes)} ({len(cells)} cells): {base.prompt}"
     return add_job(studio, base.owner, "grid", title, model, {
-        "request": _fields(base), "items": items, "axes": [[axis.name, list(axis.values)] for axis in axes],
+        "request": _stored(studio, base), "items": items, "axes": [[axis.name, list(axis.values)] for axis in axes],
         "allow_any_path": allow_any_path})
 
 
 def _fields(request: ImageRequest) -> dict[str, Any]:
     return {name: value for name, value in asdict(request).items() if name in REQUEST_FIELDS}
+
+
+def _stored(studio: Studio, request: ImageRequest) -> dict[str, Any]:
+    """The request as a job keeps it; image-to-image and inpainting keep their own copy of the pictures."""
+    fields = _fields(request)
+    if request.init is not None:
+        fields["init"] = _keep_init(studio, request.init, request.owner)
+    return fields
+
+
+def _keep_init(studio: Studio, init: InitImage, owner: str) -> dict[str, Any]:
+    """The init image (and mask) copied into the owner's ``queue-inputs`` folder, so the job still has them when
+    it runs, whatever happens to the files given; paths relative to the data dir."""
+    folder = output_dir(studio.config, owner) / "queue-inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, kept = uuid.uuid4().hex[:12], asdict(init)
+    for key in ("path", "mask"):
+        if kept[key]:
+            target = folder / f"{stem}-{key}{Path(kept[key]).suffix.lower()}"
+            shutil.copyfile(kept[key], target)
+            kept[key] = studio.config.relative(target)
+    return kept
 
 
 def add_job(studio: Studio, owner: str, task: str, title: str, model: str, params: dict[str, Any]) -> int:

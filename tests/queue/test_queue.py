@@ -15,9 +15,10 @@ from PIL import Image
 
 from masuka.config import Config
 from masuka.errors import InvalidInput, NotFound
-from masuka.image.generate import ImageRequest
+from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.grid import parse_axis
 from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.tasks import InitImage
 from masuka.queue import tasks
 from masuka.queue.jobs import control_job, list_jobs, queue_grid, queue_images
 from masuka.queue.worker import QueueWorker, work_until_empty
@@ -217,3 +218,23 @@ def test_a_queued_grid_survives_a_killed_worker_with_one_row_per_cell(tmp_path, 
                            for x, steps in enumerate((1, 2, 3)))
     grid = Image.open(job["grid"])
     assert grid.width > 3 * 64 and grid.height > 2 * 64
+
+
+def test_queued_inpainting_keeps_its_own_pictures(studio, tiny_model, tmp_path):
+    picture, mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    Image.new("RGB", (64, 64), (200, 40, 30)).save(picture)
+    white = Image.new("L", (64, 64), 0)
+    white.paste(255, (16, 16, 48, 48))
+    white.save(mask)
+    init = InitImage(str(picture), strength=0.8, mask=str(mask), mask_blur=0)
+    (job_id,) = queue_images(studio, request(tiny_model("flux"), init=init), allow_any_path=True)
+    direct = generate_images(studio, request(tiny_model("flux"), init=init), allow_any_path=True)[0]
+    picture.unlink()
+    mask.unlink()  # the job made its own copies when it was queued
+
+    assert work_until_empty(studio) == 1
+    (job,) = [j for j in list_jobs(studio, "local") if j["id"] == job_id]
+    assert job["status"] == "completed", job["error"]
+    row = studio.store.find("generations", "queue_id = ?", [job_id])[0]
+    assert row["params"]["task"] == "inpaint" and row["params"]["strength"] == 0.8
+    assert Image.open(job["images"][0]).tobytes() == Image.open(direct.path).tobytes()  # the same inpainting
