@@ -44,3 +44,15 @@ def test_grid_over_the_api(live_app, tiny_model):
     rows = app.studio.store.find("generations", order_by="id")
     assert [(r["guidance"], r["prompt"]) for r in rows] == [(1.0, "a red fox"), (2.0, "a red fox"),
                                                             (1.0, "a blue fox"), (2.0, "a blue fox")]
+
+
+def test_a_grid_queued_over_the_api_runs_in_the_background(live_app, tiny_model):
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    message = client.predict(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
+                             seed=3, x="sampler=Euler,Euler Karras", api_name="/queue_grid")
+    job_id = int(message.split("job ")[1].split(":")[0])
+    job = wait_until_done(client, job_id)
+    assert (job["status"], job["task"], len(job["images"])) == ("completed", "grid", 2) and job["grid"]
+    with pytest.raises(Exception, match="flow-matching"):
+        client.predict(prompt="a fox", model=str(tiny_model("flux")), x="sampler=Euler,DDIM", api_name="/queue_grid")
