@@ -58,6 +58,16 @@ def check_sampler(name: str | None, architecture: str | None, model: str) -> str
     return found
 
 
+def fitting_sampler(name: str | None, model: str) -> str:
+    """``name`` when ``model`` can use it, else "" (its own scheduler): for clients that send a sampler always."""
+    from masuka.models.catalog import resolve_image_model
+
+    try:
+        return check_sampler(name, resolve_image_model(model).architecture, model)
+    except InvalidInput:
+        return ""
+
+
 def apply_sampler(pipe: Any, runner: Any, name: str, model: str) -> None:
     """Give ``runner`` (``pipe`` or a task pipeline made from it) the scheduler of sampler ``name``, built from
     ``pipe``'s own scheduler config, or that own scheduler back for ""."""
