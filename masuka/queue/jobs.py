@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import uuid
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import MAX_SEED, ImageRequest, plan_request
 from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
-from masuka.image.tasks import InitImage
+from masuka.image.tasks import keep_input
 from masuka.store import now, process_alive
 from masuka.studio import Studio
-from masuka.users import output_dir
 
 STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "interrupted")
 WAITING = ("queued", "interrupted")  # what a worker may claim (an interrupted job resumes)
@@ -93,24 +90,12 @@ def _fields(request: ImageRequest) -> dict[str, Any]:
 
 def _stored(studio: Studio, request: ImageRequest) -> dict[str, Any]:
     """The request as a job keeps it; image-to-image and inpainting keep their own copy of the pictures."""
-    fields = _fields(request)
-    if request.init is not None:
-        fields["init"] = _keep_init(studio, request.init, request.owner)
+    fields, init, config = _fields(request), request.init, studio.config
+    if init is not None:  # copies in the owner's inputs folder, whatever becomes of the files given
+        fields["init"] = {**asdict(init), "path": config.relative(keep_input(studio, request.owner, init.path,
+                                                                               "init-image")),
+                          "mask": init.mask and config.relative(keep_input(studio, request.owner, init.mask, "mask"))}
     return fields
-
-
-def _keep_init(studio: Studio, init: InitImage, owner: str) -> dict[str, Any]:
-    """The init image (and mask) copied into the owner's ``queue-inputs`` folder, so the job still has them when
-    it runs, whatever happens to the files given; paths relative to the data dir."""
-    folder = output_dir(studio.config, owner) / "queue-inputs"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem, kept = uuid.uuid4().hex[:12], asdict(init)
-    for key in ("path", "mask"):
-        if kept[key]:
-            target = folder / f"{stem}-{key}{Path(kept[key]).suffix.lower()}"
-            shutil.copyfile(kept[key], target)
-            kept[key] = studio.config.relative(target)
-    return kept
 
 
 def add_job(studio: Studio, owner: str, task: str, title: str, model: str, params: dict[str, Any]) -> int:
