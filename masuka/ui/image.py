@@ -92,6 +92,7 @@ def build(ctx: UIContext) -> None:
                           image_guidance=guidance, image_width=width, image_height=height, image_seed=seed,
                           image_batch=batch, image_loras=loras, image_gallery=gallery,
                           image_memory_plan=memory_plan, image_fast=fast, image_step_cache=step_cache)
+    ctx.components.update(image_init=init_image, image_strength=strength, image_mask=mask)
 
     def lora_choices(request: gr.Request):
         rows = list_loras(studio, user_of(request), is_admin(studio, request))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gradio as gr
 
+from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, parse_lora
+from masuka.image.tasks import InitImage
 from masuka.queue.jobs import control_job, list_jobs, queue_images
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
@@ -29,6 +31,15 @@ def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "",
                         guidance=guidance, width=width, height=height, seed=seed, batch=int(batch or 1),
                         loras=[parse_lora(x) for x in loras or []], owner=owner, memory_plan=memory_plan or "auto",
                         fast=bool(fast), step_cache=float(step_cache or 0))
+
+
+def uploaded(value: dict | None) -> str | None:
+    """The server path of a file an API caller uploaded (Gradio has checked it lies in its upload folder)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dict) and (value.get("meta") or {}).get("_type") == "gradio.FileData" and value.get("path"):
+        return value["path"]
+    raise InvalidInput("Send pictures as uploaded files (gradio_client's handle_file), not as paths.")
 
 
 def build(ctx: UIContext) -> None:
@@ -68,10 +79,25 @@ def build(ctx: UIContext) -> None:
                   guidance: float | None = None, width: int | None = None, height: int | None = None,
                   seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
                   fast: bool = False, step_cache: float = 0.0, prompts: str = "", random_picks: int = 0,
+                  init_image: dict | None = None, strength: float = 0.75, mask: dict | None = None,
                   request: gr.Request = None) -> dict:
-        """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion."""
+        """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion;
+        from ``init_image`` (an uploaded file, repainting the white of the ``mask`` file) when given."""
+        return queue_form(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
+                          memory_plan, fast, step_cache, prompts, random_picks, uploaded(init_image), strength,
+                          uploaded(mask), request)
+
+    @friendly
+    def queue_form(prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
+                   width: int | None, height: int | None, seed: int | None, batch: int, loras: list[str] | None,
+                   memory_plan: str, fast: bool, step_cache: float, prompts: str, random_picks: int,
+                   init_image: str | None, strength: float, mask: str | None, request: gr.Request = None) -> dict:
+        """:func:`queue_add` with the starting image and mask as checked file paths (the Image tab's)."""
         image = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
                              batch, loras, memory_plan, fast, step_cache)
+        if mask and not init_image:
+            raise InvalidInput("A mask needs the starting image it belongs to.")
+        image.init = InitImage(init_image, float(strength), mask) if init_image else None
         return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
 
     @friendly
@@ -102,8 +128,10 @@ def build(ctx: UIContext) -> None:
     add_batch.click(queue_add, form + [prompts, picks], hidden, api_visibility="private").success(
         added, hidden, message).then(rows, None, table)
     if "image_queue" in ctx.components:
-        ctx.components["image_queue"].click(queue_add, form, hidden, api_visibility="private").success(
-            added, hidden, message).then(rows, None, table)
+        start = [ctx.components[name] for name in ("image_init", "image_strength", "image_mask")]
+        no_batch = [gr.State(""), gr.State(0)]
+        ctx.components["image_queue"].click(queue_form, form + no_batch + start, hidden, api_visibility="private"
+                                            ).success(added, hidden, message).then(rows, None, table)
     for action, button in buttons.items():
         button.click(control(action), job, message, api_visibility="private").then(rows, None, table)
     for action, button in (("pause", pause_all), ("resume", resume_all)):
