@@ -2,7 +2,7 @@
 pick the step before the LoRA overfits, then keep the chosen one in the LoRA library ("Use this checkpoint").
 
 The grid is an ordinary X/Y grid (:mod:`masuka.image.grid`): a LoRA axis over the checkpoints' files and a prompt
-axis, so every cell is a history row Reuse restores, and the grid can be queued like any other.
+axis, so every cell is a history row with its checkpoint's file, and the grid can be queued like any other.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
     def keep_checkpoint(run_id: float, checkpoint_step: float, request: gr.Request = None) -> str:
         """Copy a run's checkpoint into the LoRA library, named with its step; returns where it went."""
         if checkpoint_step in (None, ""):
-            raise gr.Error("Choose the checkpoint's step first.")
+            raise InvalidInput("Choose the checkpoint's step first.")
         kept = use_checkpoint(studio, _run_id(run_id), int(checkpoint_step), user_of(request),
                               is_admin(studio, request))
         return f"Kept step {kept['step']} as **{kept['name']}**: it is in the Image tab's LoRA list."
