@@ -2,8 +2,8 @@
 
 Field names, types and answers follow A1111 (``modules/api/models.py``): base64 images, ``parameters``, ``info``
 as a JSON string with ``infotexts`` and ``all_seeds``. Unknown fields are ignored, as A1111 does. What has no
-meaning here is accepted and said to be ignored in the README (``sampler_name``: each model keeps its own
-scheduler; ``inpainting_fill`` 2 and 3 start from the original; ``skip`` stops like ``interrupt``).
+meaning here is accepted and said to be ignored in the README (a ``sampler_name`` the model cannot use: it keeps
+its own scheduler; ``inpainting_fill`` 2 and 3 start from the original; ``skip`` stops like ``interrupt``).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from pydantic import BaseModel, ConfigDict
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
-from masuka.image.generate import MAX_BATCH, SAMPLERS, ImageRequest
+from masuka.image.generate import MAX_BATCH, ImageRequest
 from masuka.image.library import list_loras
 from masuka.image.metadata import parse_parameters, read_parameters, split_lora_tags
+from masuka.image.samplers import SAMPLER_NAMES, fitting_sampler
 from masuka.image.tasks import InitImage, upscale
 from masuka.image.upscale.job import SCALES, UpscaleRequest, upscale_image
 from masuka.image.upscale.models import list_upscalers
@@ -127,7 +128,8 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         model = (body.override_settings or {}).get("sd_model_checkpoint") or work.model_for(caller.user)
         return ImageRequest(prompt=prompt, model=str(model), negative_prompt=body.negative_prompt, steps=body.steps,
                             guidance=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
-                            batch=batch, loras=tags, owner=caller.user, init=init)
+                            batch=batch, loras=tags, owner=caller.user, init=init,
+                            sampler=fitting_sampler(body.sampler_name, str(model)))
 
     def answer(outcome: Outcome, body: Txt2Img) -> dict:
         request, results = outcome.request, outcome.results
@@ -246,7 +248,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def samplers(request: Request) -> Any:
         caller_of(request)
-        return [{"name": name, "aliases": [], "options": {}} for name in sorted(set(SAMPLERS.values()))]
+        return [{"name": name, "aliases": [], "options": {}} for name in SAMPLER_NAMES]
 
     @router.get("/schedulers")
     @a1111_errors

@@ -34,6 +34,9 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
                         help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
     parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",
                         help="with --fast: first-block cache threshold, 0 = off; higher is faster and rougher")
+    parser.add_argument("--sampler", default="", metavar="NAME",
+                        help="an A1111 sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' (SDXL) or 'Euler Karras' "
+                             "(flow-matching models); default: the model's own scheduler")
     parser.add_argument("--init-image", metavar="PATH",
                         help="start from this image (image-to-image); the size defaults to its size")
     parser.add_argument("--strength", type=float, default=0.75,
@@ -65,7 +68,7 @@ def request_from_args(args: argparse.Namespace):
                         seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
                         memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
                         optimize_prompt=args.optimize_prompt, safety_check=args.safety_check,
-                        face_detail=args.face_detail, face_strength=args.face_strength)
+                        face_detail=args.face_detail, face_strength=args.face_strength, sampler=args.sampler)
 
 
 def run(args: argparse.Namespace) -> int:

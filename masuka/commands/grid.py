@@ -16,6 +16,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name}", metavar="NAME=V1,V2", required=name == "x",
                             help=f"the {name.upper()} axis; names: {', '.join(AXES)} (prompt = search/replace)")
     parser.add_argument("--yes", action="store_true", help=f"allow more than {MAX_CELLS} cells")
+    parser.add_argument("--queue", action="store_true",
+                        help="add the grid to the persistent queue as one job instead of making it now")
     parser.set_defaults(handler=run)
 
 
@@ -24,6 +26,12 @@ def run(args: argparse.Namespace) -> int:
 
     studio = open_studio(args)
     axes = [parse_axis(text) for text in (args.x, args.y, args.z) if text]
+    if args.queue:
+        from masuka.queue.jobs import queue_grid
+
+        job = queue_grid(studio, request_from_args(args), axes, allow_any_path=True, confirm_large=args.yes)
+        emit(args, {"jobs": [job]}, f"queued job {job}")
+        return 0
     cells = plan_grid(studio, request_from_args(args), axes, allow_any_path=True, confirm_large=args.yes)
     progress_line(args, f"{len(cells)} cells")
     result = run_grid(studio, axes, cells, allow_any_path=True,

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
 from masuka.image.quantized import check_quantized_plan
+from masuka.image.samplers import apply_sampler, check_sampler
 from masuka.image.tasks import (
     InitImage,
     TaskInput,
@@ -93,6 +94,7 @@ class ImageRequest:
     safety_check: bool = False  # score each result, blur or withhold flagged ones (masuka.image.safety)
     face_detail: bool = False  # repaint each face found in the result (masuka.image.face_detail)
     face_strength: float = 0.4  # the face detail's denoising strength
+    sampler: str = ""  # an A1111 sampler name (masuka.image.samplers); "" keeps the model's own scheduler
 
 
 @dataclass
@@ -201,6 +203,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         info = inspect_lora(resolve_lora_path(studio, ref, request.owner, allow_any_path))
         check_fits(info, spec.architecture, spec.id)
         loras.append((info, float(weight)))
+    sampler = check_sampler(request.sampler, spec.architecture, spec.id)
     task = None if request.init is None else prepare(request.init, width, height, request.fast)
     aids = load_aid_settings(studio.config)
     safety = aids if flag("safety check", request.safety_check) or aids.safety_mandatory else None
@@ -209,8 +212,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         check_strength(request.face_strength)
         if fast:
             raise InvalidInput("Face detail repaints faces with the inpaint pipeline: turn Fast off to use it.")
-    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task,
-                safety)
+    return Plan(replace(request, sampler=sampler), spec, steps, guidance, width, height,
+                [seed + i for i in range(batch)], loras, task, safety)
 
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
@@ -268,6 +271,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
     compile_once(pipe)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
     runner = task_pipeline(pipe, plan.task)
+    apply_sampler(pipe, runner, request.sampler, plan.spec.id)
     accepted = set(inspect.signature(runner.__call__).parameters)
     batch_id = uuid.uuid4().hex[:12]
     results = []
@@ -382,13 +386,14 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,
                    "step_cache": device_plan.step_cache, **task_record(studio, plan.task), **request.notes,
-                   **({"template": request.template} if request.template else {})},
+                   **({"template": request.template} if request.template else {}),
+                   **({"sampler": request.sampler} if request.sampler else {})},
     }
 
 
 def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     request = plan.request
-    scheduler = type(getattr(pipe, "scheduler", None)).__name__
+    scheduler = type(getattr(pipe, "masuka_scheduler", None) or getattr(pipe, "scheduler", None)).__name__
     extra = infotext_fields(plan.task)
     if request.face_detail:
         extra.update(face_infotext(request.face_strength))
@@ -397,7 +402,8 @@ def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     if plan.loras:
         extra["Lora hashes"] = ", ".join(f"{info.name}: {info.short_hash}" for info, _w in plan.loras)
     return Parameters(prompt=request.prompt.strip(), negative_prompt=request.negative_prompt if
-                      plan.spec.negative_prompt else "", steps=plan.steps, sampler=SAMPLERS.get(scheduler, scheduler),
+                      plan.spec.negative_prompt else "", steps=plan.steps,
+                      sampler=request.sampler or SAMPLERS.get(scheduler, scheduler),
                       guidance=plan.guidance, seed=seed, width=plan.width, height=plan.height, model=plan.spec.id,
                       loras=[(info.name, weight) for info, weight in plan.loras], extra=extra)
 

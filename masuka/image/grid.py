@@ -21,9 +21,10 @@ from masuka.studio import Studio
 from masuka.users import output_dir
 
 MAX_CELLS = 64  # more needs an explicit yes
+MAX_LABEL = 48  # characters of a value shown on the grid
 #: axis name -> label on the grid
 AXES = {"steps": "Steps", "guidance": "CFG scale", "seed": "Seed", "size": "Size", "model": "Model", "lora": "LoRA",
-        "lora_weight": "LoRA weight", "prompt": "Prompt S/R"}
+        "lora_weight": "LoRA weight", "prompt": "Prompt S/R", "sampler": "Sampler"}
 NO_LORA = "none"
 
 
@@ -110,12 +111,16 @@ def run_grid(studio: Studio, axes: list[Axis], cells: list[Cell], *, on_step: St
     for cell in cells:
         images.extend(generate_images(studio, cell.request, on_step=on_step, on_image=on_image, stop=stop,
                                       allow_any_path=allow_any_path))
-    grid = draw_grid(axes, cells, [Path(result.path) for result in images])
+    return GridResult(save_grid(studio, axes, cells, [Path(r.path) for r in images], images[0].id), images)
+
+
+def save_grid(studio: Studio, axes: list[Axis], cells: list[Cell], paths: list[Path], first_id: int) -> Path:
+    """Draw the grid of the cells' images (``paths``, in cell order) into the owner's ``grids`` folder."""
     folder = output_dir(studio.config, cells[0].request.owner) / "grids"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"grid-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{images[0].id:06d}.png"
-    grid.save(path)
-    return GridResult(path, images)
+    path = folder / f"grid-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{first_id:06d}.png"
+    draw_grid(axes, cells, paths).save(path)
+    return path
 
 
 def draw_grid(axes: list[Axis], cells: list[Cell], paths: list[Path]) -> Any:
@@ -155,7 +160,7 @@ def draw_grid(axes: list[Axis], cells: list[Cell], paths: list[Path]) -> Any:
 def _label(axis: Axis, value: str) -> str:
     """``Steps: 8``; files (LoRAs, model folders) by their name only."""
     shown = Path(value).name if axis.name in ("lora", "model") and ("/" in value or "\\" in value) else value
-    return f"{axis.title}: {shown}"
+    return f"{axis.title}: {shown if len(shown) <= MAX_LABEL else shown[:MAX_LABEL - 1] + '…'}"
 
 
 def _apply(axis: Axis, value: str, request: ImageRequest, base: ImageRequest) -> ImageRequest:
@@ -180,6 +185,8 @@ def _apply(axis: Axis, value: str, request: ImageRequest, base: ImageRequest) ->
         raise InvalidInput(f"{value!r} is not a value for the {axis.name} axis.") from None
     if axis.name == "model":
         return replace(request, model=value)
+    if axis.name == "sampler":
+        return replace(request, sampler=value)
     if axis.name == "lora":
         weight = request.loras[0][1] if request.loras else 1.0
         return replace(request, loras=[] if value.lower() == NO_LORA else [(value, weight)])

@@ -1,7 +1,7 @@
 """Queue rows: add jobs, list them, pause/resume/cancel/retry/reorder them, and claim the next one.
 
-A job is a row of the ``queue`` table owned by a user, with its task (``text`` today; the request carries the
-task so other kinds slot in), its full parameters and the list of images it makes (``items``: prompt, seed and
+A job is a row of the ``queue`` table owned by a user, with its task (``text``, or ``grid``: an X/Y/Z grid whose
+items are its cells), its full parameters and the list of images it makes (``items``: prompt, seed and
 any per-image overrides). Every finished image is a ``generations`` row with the job's ``queue_id`` and its item
 index, so a job resumed after a restart or a crash makes only the images it has not finished.
 
@@ -21,7 +21,9 @@ from typing import Any
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import MAX_SEED, ImageRequest, plan_request
+from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
+from masuka.image.tasks import keep_input
 from masuka.store import now, process_alive
 from masuka.studio import Studio
 
@@ -33,7 +35,7 @@ ACTIONS = ("pause", "resume", "cancel", "retry", "up", "down", "top")
 WORKER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 #: the request fields a job stores; owner, queue id, template and notes are set per image
 REQUEST_FIELDS = ("model", "negative_prompt", "steps", "guidance", "width", "height", "loras", "memory_plan", "fast",
-                  "step_cache", "optimize_prompt", "safety_check", "face_detail", "face_strength")
+                  "step_cache", "optimize_prompt", "safety_check", "face_detail", "face_strength", "sampler")
 
 
 def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = None, random_picks: int = 0,
@@ -57,10 +59,43 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
             raise InvalidInput(f"The seed is too large for {len(items)} images (at most {MAX_SEED - len(items) + 1}).")
         for index, item in enumerate(items):
             item["seed"] = base + index
-        fields = {name: value for name, value in asdict(request).items() if name in REQUEST_FIELDS}
         ids.append(add_job(studio, request.owner, "text", template, plan.spec.id,
-                           {"request": fields, "items": items, "allow_any_path": allow_any_path}))
+                           {"request": _stored(studio, request), "items": items, "allow_any_path": allow_any_path}))
     return ids
+
+
+def queue_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_path: bool = False,
+               confirm_large: bool = False) -> int:
+    """Queue an X/Y/Z grid as one job: every cell is checked now and is one item (its request and its place in
+    the grid); the worker makes the cells not made yet, then draws the grid image."""
+    return queue_cells(studio, base, axes, plan_grid(studio, base, axes, allow_any_path, confirm_large),
+                       allow_any_path)
+
+
+def queue_cells(studio: Studio, base: ImageRequest, axes: list[Axis], cells: list[Cell],
+                allow_any_path: bool = False) -> int:
+    """Queue the planned cells of a grid (:func:`~masuka.image.grid.plan_grid`) as one ``grid`` job."""
+    items = [{**_fields(cell.request), "prompt": cell.request.prompt, "seed": cell.request.seed,
+              "notes": {"grid": cell.labels, "grid_cell": list(cell.position)}} for cell in cells]
+    model = plan_request(studio, cells[0].request, allow_any_path).spec.id
+    title = f"grid {' x '.join(axis.name for axis in axes)} ({len(cells)} cells): {base.prompt}"
+    return add_job(studio, base.owner, "grid", title, model, {
+        "request": _stored(studio, base), "items": items, "axes": [[axis.name, list(axis.values)] for axis in axes],
+        "allow_any_path": allow_any_path})
+
+
+def _fields(request: ImageRequest) -> dict[str, Any]:
+    return {name: value for name, value in asdict(request).items() if name in REQUEST_FIELDS}
+
+
+def _stored(studio: Studio, request: ImageRequest) -> dict[str, Any]:
+    """The request as a job keeps it; image-to-image and inpainting keep their own copy of the pictures."""
+    fields, init, config = _fields(request), request.init, studio.config
+    if init is not None:  # copies in the owner's inputs folder, whatever becomes of the files given
+        fields["init"] = {**asdict(init), "path": config.relative(keep_input(studio, request.owner, init.path,
+                                                                               "init-image")),
+                          "mask": init.mask and config.relative(keep_input(studio, request.owner, init.mask, "mask"))}
+    return fields
 
 
 def add_job(studio: Studio, owner: str, task: str, title: str, model: str, params: dict[str, Any]) -> int:
@@ -200,8 +235,10 @@ def _move(studio: Studio, row: dict, action: str, admin: bool, user: str) -> boo
 def _public(studio: Studio, row: dict) -> dict:
     """What a list shows of a job: no stored paths other than its finished images."""
     images = [str(studio.config.absolute(r["output_path"])) for r in job_images(studio, row["id"])]
+    grid = (row["params"] or {}).get("grid")
     return {key: row[key] for key in ("id", "owner", "task", "status", "title", "model", "done", "total", "error",
-                                      "control", "created_at", "started_at", "finished_at")} | {"images": images}
+                                      "control", "created_at", "started_at", "finished_at")} | {
+        "images": images, **({"grid": str(studio.config.absolute(grid))} if grid else {})}
 
 
 def _past(action: str) -> str:

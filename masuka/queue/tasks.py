@@ -6,15 +6,20 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
+from masuka.image.grid import Axis, Cell, save_grid
+from masuka.image.tasks import InitImage
 from masuka.queue.jobs import job_images
 from masuka.queue.worker import JobContext
 from masuka.studio import Studio
 
 
-def base_request(job: dict) -> ImageRequest:
-    """The job's stored request, owned by its user and tied to the job."""
+def base_request(studio: Studio, job: dict) -> ImageRequest:
+    """The job's stored request, owned by its user and tied to the job (with its init image, if any)."""
     fields = dict(job["params"]["request"])
     fields["loras"] = [(ref, float(weight)) for ref, weight in fields.get("loras") or []]
+    if init := fields.get("init"):
+        fields["init"] = InitImage(**{**init, "path": studio.config.absolute(init["path"]),
+                                      "mask": init["mask"] and studio.config.absolute(init["mask"])})
     return ImageRequest(prompt="", owner=job["owner"], queue_id=job["id"], **fields)
 
 
@@ -42,7 +47,20 @@ def make_items(studio: Studio, job: dict, ctx: JobContext, base: ImageRequest) -
 
 def run_text(studio: Studio, job: dict, ctx: JobContext) -> None:
     """Text to image: the job's prompts and seeds, one image per item."""
-    make_items(studio, job, ctx, base_request(job))
+    make_items(studio, job, ctx, base_request(studio, job))
 
 
-TASKS: dict[str, Callable[[Studio, dict, JobContext], None]] = {"text": run_text}
+def run_grid_job(studio: Studio, job: dict, ctx: JobContext) -> None:
+    """An X/Y/Z grid: the cells not made yet, then the labelled grid image of all of them (kept in the job)."""
+    base = base_request(studio, job)
+    make_items(studio, job, ctx, base)
+    params = job["params"]
+    axes = [Axis(name, tuple(values)) for name, values in params["axes"]]
+    cells = [Cell(tuple(item["notes"]["grid_cell"]), base, item["notes"]["grid"]) for item in params["items"]]
+    rows = job_images(studio, job["id"])
+    grid = save_grid(studio, axes, cells, [studio.config.absolute(row["output_path"]) for row in rows], rows[0]["id"])
+    studio.store.update("queue", job["id"], params={**params, "grid": studio.config.relative(grid)})
+    ctx.log(f"grid image: {grid.name}")
+
+
+TASKS: dict[str, Callable[[Studio, dict, JobContext], None]] = {"text": run_text, "grid": run_grid_job}

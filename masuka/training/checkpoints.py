@@ -1,5 +1,7 @@
 """Checkpoints of a run: LoRA weights (safetensors), optimizer + LR scheduler + RNG state (torch, read back with
-``weights_only=True``) and the step, in ``checkpoint-<step>`` folders of which the last K are kept.
+``weights_only=True``) and the step, in ``checkpoint-<step>`` folders of which the last K are kept. Each also
+holds the LoRA as a file diffusers' ``load_lora_weights`` accepts (``lora_file`` in ``state.json``), so any
+checkpoint can be rendered, compared and kept (:mod:`masuka.training.checkpoint_lora`).
 
 A folder is written under a temporary name and renamed when complete, so a crash mid-save never leaves a
 half checkpoint that a resume would trust.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,12 @@ PREFIX = "checkpoint-"
 class Checkpoint:
     path: Path
     step: int
+
+    @property
+    def lora(self) -> Path | None:
+        """The checkpoint's LoRA file for ``load_lora_weights`` (None for checkpoints saved without one)."""
+        name = json.loads((self.path / "state.json").read_text()).get("lora_file")
+        return self.path / name if name and (self.path / name).is_file() else None
 
 
 def checkpoints(run_dir: Path) -> list[Checkpoint]:
@@ -37,8 +46,10 @@ def latest(run_dir: Path) -> Checkpoint | None:
 
 
 def save(run_dir: Path, step: int, lora: dict[str, dict[str, Any]], optimizer: Any, scheduler: Any,
-         extra: dict[str, Any], keep_last: int) -> Checkpoint:
-    """Write a checkpoint for ``step`` (``lora``: state dicts by module) and drop all but the last ``keep_last``."""
+         extra: dict[str, Any], keep_last: int, write_lora: Callable[[Path], Path] | None = None) -> Checkpoint:
+    """Write a checkpoint for ``step`` (``lora``: state dicts by module) and drop all but the last ``keep_last``.
+
+    ``write_lora(folder)`` writes the loadable LoRA file into the checkpoint's folder and returns its path."""
     import torch
     from safetensors.torch import save_file
 
@@ -53,6 +64,8 @@ def save(run_dir: Path, step: int, lora: dict[str, dict[str, Any]], optimizer: A
         rng["cuda"] = torch.cuda.get_rng_state_all()
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
                partial / "training_state.pt")
+    if write_lora is not None:
+        extra = {**extra, "lora_file": write_lora(partial).name}
     (partial / "state.json").write_text(json.dumps({"step": step, "modules": sorted(lora), **extra}, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)

@@ -60,6 +60,15 @@ def write_lora(pipe_class: Any, folder: Path, file_name: str, layers: dict[str, 
     return path
 
 
+def lora_metadata(plan: Any, step: int) -> dict[str, str]:
+    """MASUKA's header entries for a LoRA of training plan ``plan`` (:class:`~masuka.training.loop.TrainPlan`)
+    after ``step`` steps."""
+    options, data = plan.options, plan.data
+    return {"masuka.architecture": plan.architecture, "masuka.base_model": plan.spec.id,
+            "masuka.trigger": data.trigger, "masuka.rank": str(options.rank), "masuka.alpha": f"{options.alpha:g}",
+            "masuka.steps": str(step), "masuka.dataset_hash": data.hash, "masuka.resolution": str(options.resolution)}
+
+
 def verify_lora(path: Path, architecture: str) -> LoraInfo:
     """Re-open the written file: it must inspect as a LoRA of ``architecture`` whose every weight is finite."""
     from safetensors.torch import load_file

@@ -284,9 +284,14 @@ def _micro_step(plan: TrainPlan, session: Session, indices: list[int], micro: in
 
 
 def _save(plan: TrainPlan, session: Session, step: int, hooks: Hooks) -> None:
-    layers, _configs = lora_layers(session)
+    from masuka.training.export import lora_metadata, write_lora
+
+    layers, configs = lora_layers(session)
+    name = f"{plan.run_dir.name}-step{step}.safetensors"
     checkpoints.save(plan.run_dir, step, layers, session.optimizer, session.scheduler,
-                     {"dataset_hash": plan.data.hash}, plan.options.keep_last)
+                     {"dataset_hash": plan.data.hash}, plan.options.keep_last,
+                     lambda folder: write_lora(type(session.pipe), folder, name, layers, configs,
+                                               lora_metadata(plan, step)))
     hooks.log(f"checkpoint saved at step {step}")
 
 

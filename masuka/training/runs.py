@@ -153,15 +153,12 @@ def execute_run(studio: Studio, run_id: int, interrupt: threading.Event | None =
 
 def _finish(studio: Studio, run_id: int, row: dict, plan: Any, outcome: Any, hooks: "RunHooks") -> None:
     """Export the LoRA, re-open it, put it in the library; only then is the run complete."""
-    from masuka.training.export import push_to_hub, verify_lora, write_lora, write_model_card
+    from masuka.training.export import lora_metadata, push_to_hub, verify_lora, write_lora, write_model_card
 
     options, data = plan.options, plan.data
-    name = options.name or f"{_slug(data.name)}-{plan.architecture}-run{run_id}"
+    name = lora_name(options, data.name, plan.architecture, run_id)
     folder = plan.run_dir / "lora"
-    metadata = {"masuka.architecture": plan.architecture, "masuka.base_model": plan.spec.id,
-                "masuka.trigger": data.trigger, "masuka.rank": str(options.rank), "masuka.alpha": f"{options.alpha:g}",
-                "masuka.steps": str(outcome.step), "masuka.dataset_hash": data.hash, "masuka.run": str(run_id),
-                "masuka.resolution": str(options.resolution)}
+    metadata = {**lora_metadata(plan, outcome.step), "masuka.run": str(run_id)}
     path = write_lora(outcome.pipe_class, folder, f"{name}.safetensors", outcome.layers, outcome.configs, metadata)
     info = verify_lora(path, plan.architecture)
     samples = sorted((plan.run_dir / "samples").glob("*.png"))[-4:]
@@ -297,6 +294,11 @@ def list_runs(studio: Studio, owner: str = LOCAL_USER, admin: bool = True, limit
     return [{"run": r["id"], "status": r["status"], "title": r["title"], "step": r["step"] or 0, "total": r["total"],
              "final_loss": (r["result"] or {}).get("final_loss"), "lora": (r["result"] or {}).get("lora"),
              "error": r["error"], "created_at": r["created_at"]} for r in rows]
+
+
+def lora_name(options: TrainOptions, dataset: str, architecture: str, run_id: int) -> str:
+    """The name of a run's LoRA: the one chosen, else dataset, architecture and run."""
+    return options.name or f"{_slug(dataset)}-{architecture}-run{run_id}"
 
 
 def _slug(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from masuka.image.grid import AXES, MAX_CELLS, parse_axis, plan_grid, run_grid
+from masuka.queue.jobs import queue_grid
 from masuka.ui.common import UIContext, friendly, user_of
 from masuka.ui.queue import FORM, form_request
 
@@ -21,6 +22,8 @@ def build(ctx: UIContext) -> None:
     with gr.Row():
         large = gr.Checkbox(False, label=f"Allow more than {MAX_CELLS} cells")
         run = gr.Button("Make grid", variant="primary")
+        add = gr.Button("Add to queue")
+    message = gr.Markdown()
     grid = gr.Image(label="Grid", type="filepath", interactive=False, format="png")
     cells = gr.Gallery(label="Cells (each one is in History: Reuse restores it)", columns=6, height=260,
                        interactive=False)
@@ -32,9 +35,8 @@ def build(ctx: UIContext) -> None:
                   fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
                   allow_large: bool = False, request: gr.Request = None, progress=gr.Progress()):
         """An X/Y/Z grid: the grid image and every cell (each also a history row)."""
-        base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                            1, loras, memory_plan, fast, step_cache)
-        axes = [parse_axis(text) for text in (x, y, z) if text and text.strip()]
+        base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                               loras, memory_plan, fast, step_cache, x, y, z)
         planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
         made: list = []
 
@@ -46,5 +48,27 @@ def build(ctx: UIContext) -> None:
         return str(result.grid), [(str(r.path), ", ".join(f"{k} {v}" for k, v in c.labels.items()))
                                   for r, c in zip(result.images, planned)]
 
+    @friendly
+    def add_grid(prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+                 guidance: float | None = None, width: int | None = None, height: int | None = None,
+                 seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
+                 fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
+                 allow_large: bool = False, request: gr.Request = None) -> str:
+        """Queue an X/Y/Z grid as one job (the Queue tab shows it; the grid image comes with its results)."""
+        base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                               loras, memory_plan, fast, step_cache, x, y, z)
+        job = queue_grid(studio, base, axes, confirm_large=bool(allow_large))
+        return f"Queued grid job {job}: the Queue tab shows its progress and, when done, the grid."
+
     form = [ctx.components[name] for name in FORM]
     run.click(make_grid, form + [x, y, z, large], [grid, cells], api_name="grid", **ctx.gpu_event())
+    add.click(add_grid, form + [x, y, z, large], message, api_name="queue_grid")
+
+
+def grid_form(owner: str, prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
+              width: int | None, height: int | None, seed: int | None, loras: list[str] | None, memory_plan: str,
+              fast: bool, step_cache: float, *axes: str) -> tuple:
+    """The base request (one image a cell) and the axes the form describes."""
+    base = form_request(owner, prompt, model, negative_prompt, steps, guidance, width, height, seed, 1, loras,
+                        memory_plan, fast, step_cache)
+    return base, [parse_axis(text) for text in axes if text and text.strip()]

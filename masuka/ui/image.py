@@ -97,6 +97,7 @@ def build(ctx: UIContext) -> None:
                           image_memory_plan=memory_plan, image_fast=fast, image_step_cache=step_cache)
     ctx.components.update(image_optimize_prompt=aids.optimize_prompt, image_safety_check=aids.safety_check,
                           image_face_detail=aids.face_detail, image_face_strength=aids.face_strength)
+    ctx.components.update(image_init=init_image, image_strength=strength, image_mask=mask)
 
     def lora_choices(request: gr.Request):
         rows = list_loras(studio, user_of(request), is_admin(studio, request))

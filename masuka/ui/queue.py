@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gradio as gr
 
+from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, parse_lora
+from masuka.image.tasks import InitImage
 from masuka.queue.jobs import control_job, list_jobs, queue_images
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
@@ -34,6 +36,15 @@ def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "",
                         fast=bool(fast), step_cache=float(step_cache or 0), optimize_prompt=optimize_prompt,
                         safety_check=safety_check, face_detail=face_detail,
                         face_strength=float(0.4 if face_strength is None else face_strength))
+
+
+def uploaded(value: dict | None) -> str | None:
+    """The server path of a file an API caller uploaded (Gradio has checked it lies in its upload folder)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dict) and (value.get("meta") or {}).get("_type") == "gradio.FileData" and value.get("path"):
+        return value["path"]
+    raise InvalidInput("Send pictures as uploaded files (gradio_client's handle_file), not as paths.")
 
 
 def build(ctx: UIContext) -> None:
@@ -74,12 +85,28 @@ def build(ctx: UIContext) -> None:
                   seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
                   fast: bool = False, step_cache: float = 0.0, prompts: str = "", random_picks: int = 0,
                   optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
-                  face_strength: float = 0.4, request: gr.Request = None) -> dict:
+                  face_strength: float = 0.4, init_image: dict | None = None, strength: float = 0.75,
+                  mask: dict | None = None, request: gr.Request = None) -> dict:
         """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion,
-        with the generation aids asked for."""
+        with the generation aids asked for; from ``init_image`` (an uploaded file, repainting the white of the
+        ``mask`` file) when given."""
+        return queue_form(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
+                          memory_plan, fast, step_cache, prompts, random_picks, optimize_prompt, safety_check,
+                          face_detail, face_strength, uploaded(init_image), strength, uploaded(mask), request)
+
+    @friendly
+    def queue_form(prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
+                   width: int | None, height: int | None, seed: int | None, batch: int, loras: list[str] | None,
+                   memory_plan: str, fast: bool, step_cache: float, prompts: str, random_picks: int,
+                   optimize_prompt: bool, safety_check: bool, face_detail: bool, face_strength: float,
+                   init_image: str | None, strength: float, mask: str | None, request: gr.Request = None) -> dict:
+        """:func:`queue_add` with the starting image and mask as checked file paths (the Image tab's)."""
         image = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
                              batch, loras, memory_plan, fast, step_cache, optimize_prompt, safety_check,
                              face_detail, face_strength)
+        if mask and not init_image:
+            raise InvalidInput("A mask needs the starting image it belongs to.")
+        image.init = InitImage(init_image, float(strength), mask) if init_image else None
         return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
 
     @friendly
@@ -94,7 +121,8 @@ def build(ctx: UIContext) -> None:
     def pick(evt: gr.SelectData, request: gr.Request):
         job_id = int(evt.row_value[0])
         found = next((j for j in queue_status(request) if j["id"] == job_id), None)
-        return job_id, [(path, f"image {i + 1}") for i, path in enumerate(found["images"] if found else [])]
+        grid = [(found["grid"], "grid")] if found and found.get("grid") else []
+        return job_id, grid + [(path, f"image {i + 1}") for i, path in enumerate(found["images"] if found else [])]
 
     def control(action: str, all_mine: bool = False):
         def run(job_id: float | None = None, request: gr.Request = None) -> str:
@@ -110,7 +138,9 @@ def build(ctx: UIContext) -> None:
     add_batch.click(queue_add, form + [prompts, picks] + aid_form, hidden, api_visibility="private").success(
         added, hidden, message).then(rows, None, table)
     if "image_queue" in ctx.components:
-        ctx.components["image_queue"].click(queue_add, form + [gr.State(""), gr.State(0)] + aid_form, hidden,
+        start = [ctx.components[name] for name in ("image_init", "image_strength", "image_mask")]
+        no_batch = [gr.State(""), gr.State(0)]
+        ctx.components["image_queue"].click(queue_form, form + no_batch + aid_form + start, hidden,
                                             api_visibility="private").success(
             added, hidden, message).then(rows, None, table)
     for action, button in buttons.items():

@@ -10,6 +10,7 @@ from masuka.errors import InvalidInput
 from masuka.models.catalog import image_models
 from masuka.settings import FORMATS, check_key, key_labels, key_table, load_defaults, save_defaults, save_key
 from masuka.storage import clean_leftovers, clean_tmp, usage
+from masuka.ui import wildcards
 from masuka.ui.aids import build_settings as build_aid_settings
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
@@ -74,6 +75,8 @@ def build(ctx: UIContext) -> None:
             sign_ins = gr.Button("Refresh")
         with gr.Tab("Generation aids"):
             aids_on_load = build_aid_settings(studio, lambda request: require_admin(request))
+        with gr.Tab("Wildcards") as wildcards_tab:
+            wildcards.build(ctx, wildcards_tab)
 
     def require_admin(request: gr.Request) -> None:
         if not is_admin(studio, request):

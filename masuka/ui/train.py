@@ -13,6 +13,7 @@ from masuka.training.backends.remote import price_line, resume_remote_runs
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_run, run_status, start_training
+from masuka.ui import checkpoints
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
 POLL_S = 2.0
@@ -74,6 +75,7 @@ def build(ctx: UIContext) -> None:
             runs = gr.Dataframe(headers=RUN_COLUMNS, label="Runs (queued ones train one after another)",
                                 interactive=False)
             details = gr.JSON(label="Run details", visible=False)
+            checkpoints.build(ctx, run)
     timer = gr.Timer(POLL_S)
 
     def choices(request: gr.Request):

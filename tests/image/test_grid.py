@@ -45,7 +45,7 @@ def test_grid_cells_rows_labels_and_reuse(capsys, tmp_path, tiny_model):
 
 
 @pytest.mark.parametrize("axis, message", [
-    ("sampler=a,b", "Unknown grid axis"),
+    ("clip_skip=1,2", "Unknown grid axis"),
     ("size=64x64,100x100", "multiple of 16"),
     ("steps=1,2,3,4,5,6,7,8,9", "confirm with --yes"),
     ("steps=2,x", "not a value for the steps axis"),

@@ -11,13 +11,16 @@ import time
 from collections import Counter
 
 import pytest
+from PIL import Image
 
 from masuka.config import Config
 from masuka.errors import InvalidInput, NotFound
-from masuka.image.generate import ImageRequest
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.image.grid import parse_axis
 from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.tasks import InitImage
 from masuka.queue import tasks
-from masuka.queue.jobs import control_job, list_jobs, queue_images
+from masuka.queue.jobs import control_job, list_jobs, queue_grid, queue_images
 from masuka.queue.worker import QueueWorker, work_until_empty
 from masuka.store import Store
 from masuka.studio import Studio
@@ -179,3 +182,59 @@ def test_bad_batches_are_refused_before_queueing(studio, tiny_model):
     with pytest.raises(InvalidInput, match="No prompts"):
         queue_images(studio, request(model), "# only a comment\n")
     assert list_jobs(studio, "local") == []
+
+
+def test_a_queued_grid_survives_a_killed_worker_with_one_row_per_cell(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    studio = Studio.open(Config.from_env(data_dir=data))
+    try:
+        base = request(tiny_model("flux"), seed=5)
+        job_id = queue_grid(studio, base, [parse_axis("steps=1,2,3"), parse_axis("guidance=1,4")])
+    finally:
+        studio.close()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MASUKA_DEVICE": "cpu"}
+    worker = subprocess.Popen([sys.executable, "-m", "masuka", "queue", "run", "--data-dir", str(data)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    studio = Studio.open(Config.from_env(data_dir=data))  # the app started again
+    try:
+        while not completed_rows(studio.store):
+            assert worker.poll() is None, "the worker ended before making a cell"
+            time.sleep(0.05)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        before = {row["id"]: row["output_path"] for row in completed_rows(studio.store)}
+        assert 0 < len(before) < 6
+
+        assert work_until_empty(studio) == 1
+        (job,) = list_jobs(studio, "local")
+        rows = studio.store.find("generations", order_by="id")
+    finally:
+        studio.close()
+    assert job["id"] == job_id and job["status"] == "completed" and (job["done"], job["total"]) == (6, 6)
+    assert len(rows) == 6 and all(row["status"] == "completed" for row in rows)  # one history row per cell
+    assert {row["id"]: row["output_path"] for row in rows if row["id"] in before} == before  # nothing remade
+    cells = sorted((row["params"]["grid_cell"], row["steps"], row["guidance"], row["seed"]) for row in rows)
+    assert cells == sorted(([x, y, 0], steps, guidance, 5) for y, guidance in enumerate((1.0, 4.0))
+                           for x, steps in enumerate((1, 2, 3)))
+    grid = Image.open(job["grid"])
+    assert grid.width > 3 * 64 and grid.height > 2 * 64
+
+
+def test_queued_inpainting_keeps_its_own_pictures(studio, tiny_model, tmp_path):
+    picture, mask = tmp_path / "photo.png", tmp_path / "mask.png"
+    Image.new("RGB", (64, 64), (200, 40, 30)).save(picture)
+    white = Image.new("L", (64, 64), 0)
+    white.paste(255, (16, 16, 48, 48))
+    white.save(mask)
+    init = InitImage(str(picture), strength=0.8, mask=str(mask), mask_blur=0)
+    (job_id,) = queue_images(studio, request(tiny_model("flux"), init=init), allow_any_path=True)
+    direct = generate_images(studio, request(tiny_model("flux"), init=init), allow_any_path=True)[0]
+    picture.unlink()
+    mask.unlink()  # the job made its own copies when it was queued
+
+    assert work_until_empty(studio) == 1
+    (job,) = [j for j in list_jobs(studio, "local") if j["id"] == job_id]
+    assert job["status"] == "completed", job["error"]
+    row = studio.store.find("generations", "queue_id = ?", [job_id])[0]
+    assert row["params"]["task"] == "inpaint" and row["params"]["strength"] == 0.8
+    assert Image.open(job["images"][0]).tobytes() == Image.open(direct.path).tobytes()  # the same inpainting

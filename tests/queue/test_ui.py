@@ -44,3 +44,34 @@ def test_grid_over_the_api(live_app, tiny_model):
     rows = app.studio.store.find("generations", order_by="id")
     assert [(r["guidance"], r["prompt"]) for r in rows] == [(1.0, "a red fox"), (2.0, "a red fox"),
                                                             (1.0, "a blue fox"), (2.0, "a blue fox")]
+
+
+def test_a_grid_queued_over_the_api_runs_in_the_background(live_app, tiny_model):
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    message = client.predict(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
+                             seed=3, x="sampler=Euler,Euler Karras", api_name="/queue_grid")
+    job_id = int(message.split("job ")[1].split(":")[0])
+    job = wait_until_done(client, job_id)
+    assert (job["status"], job["task"], len(job["images"])) == ("completed", "grid", 2) and job["grid"]
+    with pytest.raises(Exception, match="flow-matching"):
+        client.predict(prompt="a fox", model=str(tiny_model("flux")), x="sampler=Euler,DDIM", api_name="/queue_grid")
+
+
+def test_queue_add_from_a_starting_image(live_app, tiny_model, tmp_path):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    picture = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (30, 90, 200)).save(picture)
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    added = client.predict(prompt="a blue lake", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=2,
+                           init_image=handle_file(str(picture)), strength=0.5, api_name="/queue_add")
+    job = wait_until_done(client, added["jobs"][0])
+    assert job["status"] == "completed", job["error"]
+    row = app.studio.store.find("generations", "queue_id = ?", [job["id"]])[0]
+    assert (row["params"]["task"], row["params"]["strength"]) == ("img2img", 0.5)
+    assert row["params"]["init_image"].startswith("outputs/local/inputs/")
+    with pytest.raises(Exception, match="uploaded files"):  # a path on the server is not an upload
+        client.predict(prompt="a lake", model=str(tiny_model("flux")), init_image=str(picture), api_name="/queue_add")

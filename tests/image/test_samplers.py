@@ -1,0 +1,53 @@
+"""Samplers: a grid axis whose cells differ, the name in the image's parameters, the model's own scheduler back
+afterwards, and a sampler the model cannot use refused in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.cli import main
+from masuka.errors import InvalidInput
+from masuka.image.generate import ImageRequest, generate_images, plan_request
+from masuka.image.grid import parse_axis, plan_grid, run_grid
+from masuka.image.metadata import parse_parameters, read_parameters
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path), dtype=np.int16)
+
+
+def test_sampler_axis_cells_differ_and_carry_their_sampler(studio, tiny_model):
+    base = ImageRequest(prompt="a red fox", model=str(tiny_model("flux")), steps=3, width=64, height=64, seed=4)
+    axes = [parse_axis("sampler=Euler,euler karras,Euler Exponential")]
+    result = run_grid(studio, axes, plan_grid(studio, base, axes))
+    made = [pixels(r.path) for r in result.images]
+    assert not np.array_equal(made[0], made[1]) and not np.array_equal(made[0], made[2])
+    assert [parse_parameters(read_parameters(r.path)).sampler for r in result.images] == [
+        "Euler", "Euler Karras", "Euler Exponential"]
+    rows = [studio.store.get("generations", r.id) for r in result.images]
+    assert rows[1]["params"]["sampler"] == "Euler Karras" and rows[1]["params"]["grid"] == {"sampler": "euler karras"}
+
+
+def test_sdxl_samplers_and_the_models_own_scheduler_afterwards(studio, tiny_model):
+    model = str(tiny_model("sdxl"))
+    request = ImageRequest(prompt="a red fox", model=model, steps=2, width=64, height=64, seed=8)
+    own = pixels(generate_images(studio, request)[0].path)
+    ancestral = generate_images(studio, ImageRequest(**{**request.__dict__, "sampler": "Euler a"}))[0]
+    again = pixels(generate_images(studio, request)[0].path)
+    assert not np.array_equal(own, pixels(ancestral.path))
+    assert np.array_equal(own, again)  # the cached pipeline went back to its own scheduler
+    assert parse_parameters(read_parameters(ancestral.path)).sampler == "Euler a"
+
+
+def test_a_sampler_the_model_cannot_use_is_refused(studio, tiny_model, capsys, tmp_path):
+    flux = ImageRequest(prompt="a fox", model=str(tiny_model("flux")), sampler="DPM++ 2M Karras")
+    with pytest.raises(InvalidInput, match="flow-matching model.*Euler Karras"):
+        plan_request(studio, flux)
+    with pytest.raises(InvalidInput, match="Unknown sampler 'Bogus'"):
+        plan_request(studio, ImageRequest(prompt="a fox", model=str(tiny_model("sdxl")), sampler="Bogus"))
+    code = main(["grid", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model("flux")), "--prompt", "a fox",
+                 "--x", "sampler=Euler,DDIM"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sampler=DDIM" in err and len(err.strip().splitlines()) == 1
