@@ -96,6 +96,12 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
         {"id": int, "kind": str, "params": str, "figures": str, "machine": str, "created_at": str},
         [("kind", "created_at")],
     ),
+    "characters": (  # characters from a photo (masuka.characters): settings and prompt set in ``params``,
+        # photos, views, runs and test grid in ``state``
+        {"id": int, "owner": str, "name": str, "trigger": str, "params": str, "state": str, "dataset_id": int,
+         "lora": str, "created_at": str, "updated_at": str},
+        [("owner", "name")],
+    ),
 }
 JSON_COLUMNS = frozenset({"loras", "params", "state", "result", "options", "metadata", "figures"})
 DEFAULTS = {"owner": LOCAL_USER, "stop_requested": 0}
