@@ -8,6 +8,7 @@ from dataclasses import fields
 from typing import Any
 
 from masuka.characters.library import find_character, update_character
+from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest
 from masuka.image.grid import Axis, plan_grid, run_grid
@@ -62,8 +63,8 @@ def finish_character(studio: Studio, character_id: int, run_id: int) -> dict:
         return character
     weight = character["state"].get("weight", DEFAULT_WEIGHT)
     lora = studio.store.get("loras", result["lora_id"])
-    studio.store.update("loras", lora["id"], metadata={**(lora["metadata"] or {}),
-                                                       "masuka.default_weight": f"{weight:g}"})
+    studio.store.update("loras", lora["id"], metadata={**(lora["metadata"] or {}), DEFAULT_WEIGHT_KEY: f"{weight:g}",
+                                                       CHARACTER_KEY: character["name"]})
     character = update_character(studio, character, lora=lora["name"])
     try:
         grid = test_grid(studio, character, run)
