@@ -13,8 +13,8 @@ from typing import Any
 
 from masuka.datasets.captions import check_trigger
 from masuka.datasets.library import NAME
-from masuka.errors import InvalidInput, NotFound
-from masuka.store import now, owner_clause
+from masuka.errors import InvalidInput
+from masuka.store import find_named, insert_named, now, owner_clause
 from masuka.studio import Studio
 
 
@@ -34,27 +34,16 @@ def new_character(studio: Studio, name: str, owner: str, trigger: str, params: d
                            "carries it and prompts call the character with it.")
     row = {"owner": owner, "name": name, "trigger": trigger, "params": params,
            "state": {"photos": [], "views": [], "runs": []}, "updated_at": now()}
-    with studio.store.transaction():
-        if studio.store.count("characters", "owner = ? and name = ?", [owner, name]):
-            raise InvalidInput(f"You already have a character named {name!r}: pick another name.")
-        character_id = studio.store.insert("characters", row)
+    character_id = insert_named(studio.store, "characters", row,
+                                f"You already have a character named {name!r}: pick another name.")
     character_dir(studio, character_id).mkdir(parents=True, exist_ok=True)
     return studio.store.get("characters", character_id)
 
 
 def find_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
     """A character by id or name: the user's own (admins: anyone's); else :class:`NotFound`."""
-    text = str(ref or "").strip()
-    if not text:
-        raise InvalidInput("Choose a character.")
-    match = "(name = ? or id = ?)"
-    args = [text, int(text) if text.isdigit() else -1]
-    rows = studio.store.find("characters", f"owner = ? and {match}", [owner, *args], limit=1)
-    if not rows and admin:
-        rows = studio.store.find("characters", match, args, order_by="id", limit=1)
-    if not rows:
-        raise NotFound(f"No character {text!r}: create it first (Characters tab or `character create`).")
-    return rows[0]
+    return find_named(studio.store, "characters", ref, owner, admin, "character",
+                      "create it first (Characters tab or `character create`)")
 
 
 def list_characters(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
