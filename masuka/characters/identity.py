@@ -45,9 +45,11 @@ class Embedder:
         inputs = self.processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
         pixels = inputs["pixel_values"].to(self.model.device, self.model.dtype)
         with torch.inference_mode():
-            output = self.model.get_image_features(pixel_values=pixels) if self.clip else \
-                self.model(pixel_values=pixels)
-        vectors = output.pooler_output if output.pooler_output is not None else output.last_hidden_state.mean(1)
+            if self.clip:
+                vectors = self.model.get_image_features(pixel_values=pixels).pooler_output
+            else:  # the mean of the last features: tokens (B, T, D) or a feature map (B, C, H, W)
+                hidden = self.model(pixel_values=pixels).last_hidden_state
+                vectors = hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)
         return torch.nn.functional.normalize(vectors.float().flatten(1), dim=-1)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
-from masuka.image.tasks import InitImage
+from masuka.image.tasks import InitImage, open_picture
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.studio import Studio
 
@@ -60,12 +60,25 @@ def view_prompt(description: str, edit: bool) -> str:
     return f"photo of the same person, {description}"
 
 
+def view_size(photo: Path, model: str, views: ViewRequest) -> tuple[int, int]:
+    """The size asked for, else the photo's shape with its longer side at the model's default size."""
+    if views.width and views.height:
+        return views.width, views.height
+    spec = resolve_image_model(model)
+    with open_picture(photo, "photo") as picture:
+        width, height = picture.size
+    scale = max(spec.width, spec.height) / max(width, height)
+    multiple = spec.size_multiple
+    return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (width, height))
+
+
 def make_view(studio: Studio, owner: str, photo: Path, description: str, seed: int, views: ViewRequest,
               allow_any_path: bool = False) -> ImageResult:
     """Generate one view of the character in ``photo`` (a file in the data dir) from its view description."""
     edit = is_edit_model(views.model)
+    width, height = view_size(photo, views.model, views)
     values = dict(prompt=view_prompt(description, edit), model=views.model, seed=seed, steps=views.steps,
-                  width=views.width, height=views.height, owner=owner, notes={"character_view": description})
+                  width=width, height=height, owner=owner, notes={"character_view": description})
     if edit:
         values["references"] = [str(photo)]
     else:

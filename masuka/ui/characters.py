@@ -39,7 +39,8 @@ def build(ctx: UIContext) -> None:
                                 label="View model", info=f"Edit models take the photo as a reference (GPU memory: "
                                                          f"{vram}); others start from it (image-to-image)")
             with gr.Row():
-                views = gr.Slider(1, MAX_VIEWS, value=DEFAULT_VIEWS, step=1, label="Views")
+                views = gr.Slider(1, MAX_VIEWS, value=DEFAULT_VIEWS, step=1, label="Views",
+                                  info="Picks a new prompt set of this size")
                 strength = gr.Slider(0.1, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength (image-to-image)")
                 threshold = gr.Slider(-1, 1, value=DEFAULT_THRESHOLD, step=0.01, label="Identity threshold",
                                       info="Views less alike than this are rejected")
@@ -56,7 +57,9 @@ def build(ctx: UIContext) -> None:
                     steps = gr.Number(0, precision=0, label="Steps (0 = the model's)")
                     seed = gr.Number(0, precision=0, label="Seed (prompt set and views)")
                     reshuffle = gr.Button("New prompt set from this seed")
-            create = gr.Button("Create character", variant="primary")
+            with gr.Row():
+                create = gr.Button("Create character", variant="primary")
+                stop = gr.Button("Stop", variant="stop")
         with gr.Column(scale=3):
             with gr.Row():
                 character = gr.Dropdown([], label="Character", allow_custom_value=True, scale=3)
@@ -111,13 +114,14 @@ def build(ctx: UIContext) -> None:
                          seed: int = 0, request: gr.Request = None, progress=gr.Progress()):
         """Check the photos, make the views, score them and keep the likely ones as a dataset; returns the
         character's name, a summary and the views with their scores."""
-        picked = [line for line in (prompts or "").splitlines() if line.strip()][: int(views)] or None
+        picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
         report = making.create_character(studio, making.CharacterRequest(
             name=name, photos=uploads(photos), trigger=trigger, owner=user_of(request), model=model, views=int(views),
             prompts=picked, seed=int(seed or 0), strength=float(strength), steps=int(steps) or None,
             size=int(size) or None, threshold=float(threshold), identity_model=identity_model,
             face=int(face) or None, skip_faces=bool(not_a_person), captioner=captioner),
-            on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"))
+            on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
+            stop=studio.stops.arm(_stop_key(request)))
         text, pictures, _grid = show(str(report.character), request)
         notes = "".join(f"\n\nNote: {note}" for note in report.notes)
         return name.strip(), f"{text}; {len(report.rejected)} rejected.{notes}", pictures
@@ -144,8 +148,16 @@ def build(ctx: UIContext) -> None:
                                           weight=float(weight), steps=int(steps))
         return {"run": run_id}, f"Run {run_id} queued: follow it in the Train tab; press ↻ here for the test grid."
 
-    reshuffle.click(lambda n, s: "\n".join(pick_prompts(int(n), int(s or 0))), [views, seed], prompts,
-                    api_visibility="private")
+    @friendly
+    def new_prompt_set(count: int, seed: int) -> str:
+        return "\n".join(pick_prompts(int(count), int(seed or 0)))
+
+    for trigger_event in (reshuffle.click, views.release):
+        trigger_event(new_prompt_set, [views, seed], prompts, api_visibility="private")
+    def stop_creation(request: gr.Request) -> None:
+        studio.stops.stop(_stop_key(request))
+
+    stop.click(stop_creation, None, None, queue=False, api_visibility="private")
     create.click(create_character, [name, trigger, photos, model, views, prompts, strength, threshold, not_a_person,
                                     face, identity_model, captioner, size, steps, seed],
                  [character, status, gallery], api_name="create_character", **ctx.gpu_event())
@@ -172,3 +184,8 @@ def build(ctx: UIContext) -> None:
             loras.input(insert_triggers, [prompt, loras], prompt, api_visibility="private")
 
     ctx.components["characters_after_build"] = link_image_tab
+
+
+def _stop_key(request: gr.Request | None) -> str:
+    """The Stop button's flag: one per browser session."""
+    return f"character:{getattr(request, 'session_hash', None) or user_of(request)}"

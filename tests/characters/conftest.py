@@ -26,6 +26,18 @@ def save_tiny_clip(folder: Path) -> Path:
     return folder
 
 
+def save_tiny_vit(folder: Path) -> Path:
+    """A plain ViT (what a face-embedding model in transformers format may look like): token features, no CLIP."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                       num_attention_heads=2)).save_pretrained(folder)
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))

@@ -11,9 +11,12 @@ from masuka.characters.identity import load_embedder, scores
 from masuka.characters.library import find_character, list_characters
 from masuka.characters.making import CharacterRequest, create_character, regenerate_view, reject_view
 from masuka.characters.prompts import pick_prompts
+from masuka.characters.views import ViewRequest, view_size
 from masuka.datasets.captions import has_trigger
 from masuka.datasets.library import dataset_images, find_dataset
 from masuka.errors import InvalidInput, NotFound
+
+from .conftest import save_tiny_vit
 
 
 def request(model, clip, photo, **kw) -> CharacterRequest:
@@ -62,13 +65,23 @@ def test_prompt_set_covers_every_angle_and_is_seeded():
     assert {p.split(", ")[1] for p in prompts} == {"close-up portrait", "half-body shot", "full-body shot"}
 
 
-def test_identity_threshold_keeps_a_near_copy_and_rejects_an_unrelated_image(studio, tiny_clip, portrait):
+@pytest.mark.parametrize("encoder", ["clip", "face-embedding"])
+def test_identity_threshold_keeps_a_near_copy_and_rejects_an_unrelated_image(studio, tiny_clip, tmp_path, portrait,
+                                                                             encoder):
+    model = tiny_clip if encoder == "clip" else save_tiny_vit(tmp_path / "vit")
     photo = Image.open(portrait).convert("RGB")
     near_copy = photo.resize((300, 300)).resize((512, 512))
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8))
-    embedder, note = load_embedder(studio, "local", str(tiny_clip))
+    embedder, note = load_embedder(studio, "local", str(model))
     same, unrelated = scores(embedder, [photo], [near_copy, noise])
-    assert note is None and same > 0.99 and unrelated < 0.9
+    assert note is None and embedder.clip == (encoder == "clip")
+    assert same > 0.99 and unrelated < 0.9
+
+
+def test_views_keep_the_photo_shape_at_the_model_size(tmp_path):
+    Image.new("RGB", (600, 800)).save(tmp_path / "tall.png")
+    assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl")) == (768, 1024)
+    assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl", width=64, height=64)) == (64, 64)
 
 
 def test_character_create_makes_views_into_a_dataset_with_the_trigger_in_every_caption(studio, tiny_model,

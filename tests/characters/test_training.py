@@ -3,30 +3,34 @@ test grid rendered after the run."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from PIL import Image
 
 from masuka.characters.library import find_character
 from masuka.characters.making import create_character
-from masuka.characters.training import GRID_SCENES, GRID_SEEDS, train_character
+from masuka.characters.training import GRID_SCENES, GRID_SEEDS
 from masuka.characters.use import picker_value, with_triggers
+from masuka.cli import main
 from masuka.image.generate import ImageRequest, generate_images, parse_lora
 from masuka.image.library import list_loras
 from masuka.training.runs import run_status
 
 from .test_making import request
 
-WAIT_S = 300
 
-
-def test_training_links_the_lora_offers_it_at_its_weight_and_renders_a_test_grid(studio, tiny_model, tiny_clip,
-                                                                                 portrait):
+def test_training_links_the_lora_offers_it_at_its_weight_and_renders_a_test_grid(capsys, studio, tiny_model,
+                                                                                 tiny_clip, portrait):
     model = tiny_model("sdxl")
     report = create_character(studio, request(model, tiny_clip, portrait, views=2))
-    run_id = train_character(studio, "anna", "local", base=str(model), steps=2, resolution=64, lr=1e-3,
-                             sample_steps=1)
-    row = studio.jobs.wait(run_id, timeout=WAIT_S)
-    assert row["status"] == "completed", row["error"]
-    assert run_status(studio, run_id)["dataset"] == "anna"
+    code = main(["character", "train", "anna", "--base", str(model), "--steps", "2", "--resolution", "64", "--lr",
+                 "1e-3", "--sample-steps", "1", "--data-dir", str(studio.config.data_dir), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result["error"]
+    run_id = result["run"]
+    assert result["status"] == "completed" and result["lora"] and Path(result["grid"]).is_file()
+    assert run_status(studio, run_id)["dataset"] == "anna" and run_status(studio, run_id)["total"] == 2
 
     character = find_character(studio, report.character, "local")
     assert character["state"]["runs"] == [run_id] and character["lora"]
