@@ -41,7 +41,21 @@ MAX_PHOTOS = 5
 #: a character dataset keeps small views (64 px and up) and refuses only exact look-alikes
 DATASET_OPTIONS = {"min_side": 64, "near_distance": 0}
 REAL_PHOTO = "a real photo"
+AUTO_CAPTIONER = "auto"
 Progress = Callable[[int, int, str], None]  # (views done, views in all, what happened)
+
+
+def chosen_captioner(choice: str) -> str:
+    """The captioner a character's views get: ``auto`` is Florence-2 when it is already downloaded, else none
+    (captions come from the view prompts)."""
+    choice = (choice or "").strip()
+    if choice != AUTO_CAPTIONER:
+        return choice
+    from masuka.datasets.captioners import resolve_captioner
+    from masuka.models.manage import cached_repos
+
+    source = resolve_captioner("florence2").source
+    return source if source in cached_repos() else ""
 
 
 def default_view_model() -> str:
@@ -72,7 +86,7 @@ class CharacterRequest:
     identity_model: str = ""
     face: int | None = None  # which face (1 = biggest) when a photo shows several people
     skip_faces: bool = False  # a character that is not a person, or a style
-    captioner: str = ""  # "" = captions from the view prompts
+    captioner: str = AUTO_CAPTIONER  # "auto": Florence-2 when downloaded; "" = captions from the view prompts
     admin: bool = False
 
 
@@ -108,7 +122,8 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
                            "takes its name, so pick another name.")
     params = {"model": request.model, "strength": request.strength, "steps": request.steps, "size": request.size,
               "seed": request.seed, "threshold": threshold, "identity_model": request.identity_model,
-              "face": request.face, "skip_faces": request.skip_faces, "captioner": request.captioner,
+              "face": request.face, "skip_faces": request.skip_faces,
+              "captioner": chosen_captioner(request.captioner),
               "prompts": prompts}
     character = new_character(studio, request.name, request.owner, request.trigger, params)
     try:

@@ -45,8 +45,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     create.add_argument("--face", type=int, help="which face when a photo shows several (1 = biggest)")
     create.add_argument("--not-a-person", action="store_true", help="skip face checks (a creature, an object, "
                         "a style)")
-    create.add_argument("--captioner", default="", help="caption the views with this captioner (florence2, "
-                        "blip2, a folder); default: the view prompts")
+    create.add_argument("--captioner", default="auto", help="caption the views with this captioner (florence2, "
+                        "blip2, a folder); auto: Florence-2 when downloaded; none: the view prompts")
     create.set_defaults(handler=run_create)
 
     train = actions.add_parser("train", parents=[common], help="train the character's LoRA, then render a test "
@@ -97,7 +97,7 @@ def run_create(args: argparse.Namespace) -> int:
     values = dict(name=args.name, photos=args.photos, trigger=args.trigger, owner=LOCAL_USER, views=args.views,
                   prompts=prompts, seed=args.seed, strength=args.strength, steps=args.steps, size=args.size,
                   threshold=args.threshold, identity_model=args.identity_model, face=args.face,
-                  skip_faces=args.not_a_person, captioner=args.captioner)
+                  skip_faces=args.not_a_person, captioner="" if args.captioner == "none" else args.captioner)
     if args.model:
         values["model"] = args.model
     report = create_character(open_studio(args), CharacterRequest(**values), allow_any_path=True,

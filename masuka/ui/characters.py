@@ -50,8 +50,9 @@ def build(ctx: UIContext) -> None:
                 with gr.Row():
                     identity_model = gr.Textbox("", label="Face-embedding model (empty: CLIP similarity)",
                                                 placeholder="owner/name or a local folder")
-                    captioner = gr.Textbox("", label="Captioner (empty: captions from the view prompts)",
-                                           placeholder="florence2")
+                    captioner = gr.Textbox("auto", label="Captioner",
+                                           info="auto: Florence-2 when downloaded; empty: the view prompts; or "
+                                                "florence2, blip2, a repo id or folder")
                 with gr.Row():
                     size = gr.Number(0, precision=0, label="View size (0 = the photo's)")
                     steps = gr.Number(0, precision=0, label="Steps (0 = the model's)")
@@ -110,7 +111,7 @@ def build(ctx: UIContext) -> None:
     def create_character(name: str, trigger: str, photos: list[str] | None, model: str = "sdxl",
                          views: int = DEFAULT_VIEWS, prompts: str = "", strength: float = DEFAULT_STRENGTH,
                          threshold: float = DEFAULT_THRESHOLD, not_a_person: bool = False, face: int = 0,
-                         identity_model: str = "", captioner: str = "", size: int = 0, steps: int = 0,
+                         identity_model: str = "", captioner: str = "auto", size: int = 0, steps: int = 0,
                          seed: int = 0, request: gr.Request = None, progress=gr.Progress()):
         """Check the photos, make the views, score them and keep the likely ones as a dataset; returns the
         character's name, a summary and the views with their scores."""

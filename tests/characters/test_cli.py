@@ -28,7 +28,8 @@ def test_character_create_show_list_and_delete_from_the_command_line(capsys, tmp
     data = tmp_path / "data"
     code, result, err = cli(capsys, data, "character", "create", "anna", "--photo", str(portrait), "--trigger",
                             "ohwx", "--views", "2", "--edit-model", str(tiny_model("sdxl")), "--steps", "2",
-                            "--size", "64", "--threshold", "-1", "--identity-model", str(tiny_clip))
+                            "--size", "64", "--threshold", "-1", "--identity-model", str(tiny_clip),
+                            "--captioner", "none")
     assert code == 0, err
     assert result == {"character": result["character"], "dataset": "anna", "images": 2, "rejected": []}
     assert "view 2/2" in err

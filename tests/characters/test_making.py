@@ -9,19 +9,27 @@ from PIL import Image
 from masuka.characters.faces import crop_box, photo_face
 from masuka.characters.identity import load_embedder, scores
 from masuka.characters.library import find_character, list_characters
-from masuka.characters.making import CharacterRequest, create_character, regenerate_view, reject_view
+from masuka.characters.making import (
+    CharacterRequest,
+    add_photos,
+    chosen_captioner,
+    create_character,
+    regenerate_view,
+    reject_view,
+)
 from masuka.characters.prompts import pick_prompts
 from masuka.characters.views import ViewRequest, view_size
 from masuka.datasets.captions import has_trigger
 from masuka.datasets.library import dataset_images, find_dataset
 from masuka.errors import InvalidInput, NotFound
+from tests.datasets.tiny_captioners import save_tiny_florence2
 
 from .conftest import save_tiny_vit
 
 
 def request(model, clip, photo, **kw) -> CharacterRequest:
     values = dict(name="anna", photos=[photo], trigger="ohwx", model=str(model), views=3, steps=2, size=64,
-                  strength=0.5, threshold=-1.0, identity_model=str(clip))
+                  strength=0.5, threshold=-1.0, identity_model=str(clip), captioner="")
     values.update(kw)
     return CharacterRequest(**values)
 
@@ -106,6 +114,30 @@ def test_character_create_makes_views_into_a_dataset_with_the_trigger_in_every_c
     again = regenerate_view(studio, "anna", "local", 2)
     assert again["state"]["views"][1]["seed"] == 3 and again["state"]["views"][1]["kept"]
     assert len(dataset_images(studio, dataset["id"])) == 3
+
+    with_photo = add_photos(studio, "anna", "local", [portrait])
+    assert len(with_photo["state"]["photos"]) == 2
+    assert dataset_images(studio, dataset["id"])[-1]["caption"] == "photo of ohwx, a real photo"
+
+
+def test_captions_come_from_a_captioner_when_one_is_named(studio, tiny_model, tiny_clip, portrait, tmp_path):
+    florence = save_tiny_florence2(tmp_path / "florence")
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2, captioner=str(florence)))
+    images = dataset_images(studio, find_dataset(studio, "anna", "local")["id"])
+    assert len(images) == 2 and all(row["caption_source"] == str(florence.resolve()) for row in images)
+    assert all(row["caption"].startswith("photo of ohwx, ") for row in images)
+
+
+def test_auto_captioner_is_florence_once_it_is_downloaded(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    assert chosen_captioner("auto") == "" and chosen_captioner("blip2") == "blip2"
+    repo = tmp_path / "models--florence-community--Florence-2-base"
+    for folder in ("snapshots/abc", "refs", "blobs"):
+        (repo / folder).mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc")
+    (repo / "blobs" / "config").write_text("{}")
+    (repo / "snapshots" / "abc" / "config.json").symlink_to(repo / "blobs" / "config")
+    assert chosen_captioner("auto") == "florence-community/Florence-2-base"
 
 
 def test_views_below_the_threshold_are_rejected_with_their_score(studio, tiny_model, tiny_clip, portrait):
