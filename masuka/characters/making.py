@@ -222,30 +222,31 @@ def _open(path: Path) -> Image.Image:
 
 def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | None, dict]],
                     on_download: Callable[[str, float], None] | None = None) -> list[dict]:
-    """Add views (index, view) or real photos (None, photo) to the character's dataset, captioned with the trigger.
-    Returns the files the dataset refused (duplicates) with the reason."""
+    """Add views (index, view) or real photos (None, photo) to the character's dataset, captioned with the trigger
+    (by the character's captioner, else from the view prompt). Returns the files the dataset refused (duplicates)
+    with the reason."""
     owner, config = character["owner"], studio.config
     files = [config.absolute(item["file"] if index is not None else item["photo"]) for index, item in items]
     report = add_images(studio, character["dataset_id"], owner, files, admin=True)
     added = {entry["file"]: entry["id"] for entry in report.added}
     dataset = find_dataset(studio, character["dataset_id"], owner, admin=True)
+    captioner = character["params"].get("captioner")
     state = character["state"]
     for (index, item), path in zip(items, files):
         image_id = added.get(path.name)
         if image_id is None:
             continue
-        description = item["prompt"] if index is not None else REAL_PHOTO
-        set_caption(studio, image_id, apply_template(dataset["template"], dataset["trigger"], description), owner,
-                    admin=True, source="character")
+        if not captioner:
+            description = item["prompt"] if index is not None else REAL_PHOTO
+            set_caption(studio, image_id, apply_template(dataset["template"], dataset["trigger"], description),
+                        owner, admin=True, source="character")
         if index is not None:
             state["views"][index]["image"] = image_id
         else:
             item["image"] = image_id
     update_character(studio, character, state=state)
-    captioner = character["params"].get("captioner")
-    if captioner and added:
-        caption_dataset(studio, CaptionRequest(dataset["id"], owner, captioner, overwrite=True, admin=True),
-                        on_download=on_download)
+    if captioner and added:  # only the new images: they are the ones without a caption
+        caption_dataset(studio, CaptionRequest(dataset["id"], owner, captioner, admin=True), on_download=on_download)
     return [r.to_dict() for r in report.rejected]
 
 
