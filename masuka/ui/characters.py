@@ -84,10 +84,11 @@ def build(ctx: UIContext) -> None:
             train = gr.Button("Train character LoRA", variant="primary")
             grid = gr.Image(label="Test grid (after training)", type="filepath", interactive=False)
 
-    def show(ref: str, request: gr.Request):
-        if not ref:
+    def show(character: str, request: gr.Request):
+        """A character's summary, its views with their scores, and its test grid."""
+        if not character:
             return "", [], None
-        found = library.find_character(studio, ref, user_of(request), is_admin(studio, request))
+        found = library.find_character(studio, character, user_of(request), is_admin(studio, request))
         summary = library.summary(studio, found)
         pictures = [(str(studio.config.absolute(v["file"])), f"{i}. {v['score']} {'kept' if v['kept'] else 'rejected'}")
                     for i, v in enumerate(summary["views"], 1)]
@@ -128,24 +129,25 @@ def build(ctx: UIContext) -> None:
         return name.strip(), f"{text}; {len(report.rejected)} rejected.{notes}", pictures
 
     @friendly
-    def edit_view(ref: str, number: int, action: str, request: gr.Request = None):
+    def edit_view(character: str, number: int, action: str, request: gr.Request = None):
         owner, admin = user_of(request), is_admin(studio, request)
         if action == "reject":
-            making.reject_view(studio, ref, owner, int(number), admin)
+            making.reject_view(studio, character, owner, int(number), admin)
         else:
-            making.regenerate_view(studio, ref, owner, int(number), admin)
-        return show(ref, request)
+            making.regenerate_view(studio, character, owner, int(number), admin)
+        return show(character, request)
 
     @friendly
-    def add_real_photos(ref: str, files: list[str] | None, request: gr.Request = None):
-        making.add_photos(studio, ref, user_of(request), uploads(files), is_admin(studio, request))
-        return show(ref, request)
+    def add_real_photos(character: str, photos: list[str] | None, request: gr.Request = None):
+        making.add_photos(studio, character, user_of(request), uploads(photos), is_admin(studio, request))
+        return show(character, request)
 
     @friendly
-    def train_character(ref: str, base: str, steps: int = training.CHARACTER_PRESET["steps"],
+    def train_character(character: str, base: str, steps: int = training.CHARACTER_PRESET["steps"],
                         weight: float = training.DEFAULT_WEIGHT, request: gr.Request = None):
         """Queue the character's LoRA run (character preset); the test grid follows when it completes."""
-        run_id = training.train_character(studio, ref, user_of(request), base=base, admin=is_admin(studio, request),
+        run_id = training.train_character(studio, character, user_of(request), base=base,
+                                          admin=is_admin(studio, request),
                                           weight=float(weight), steps=int(steps))
         return {"run": run_id}, f"Run {run_id} queued: follow it in the Train tab; press ↻ here for the test grid."
 
