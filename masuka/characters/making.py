@@ -36,6 +36,7 @@ from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
+from masuka.validation import whole_number
 
 MAX_PHOTOS = 5
 #: a character dataset keeps small views (64 px and up) and refuses only exact look-alikes
@@ -253,8 +254,7 @@ def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | Non
 def reject_view(studio: Studio, ref: str | int, owner: str, index: int, admin: bool = False) -> dict:
     """Take view ``index`` (from 1) out of the dataset; it stays listed as rejected by the user."""
     character = find_character(studio, ref, owner, admin)
-    views = character["state"]["views"]
-    view = _view(views, index)
+    _position, view = _view(character["state"]["views"], index)
     if view["image"]:
         delete_image(studio, view["image"], character["owner"], admin=True)
     view.update(kept=False, image=None, reason="rejected by you")
@@ -266,16 +266,15 @@ def regenerate_view(studio: Studio, ref: str | int, owner: str, index: int, admi
     """Make view ``index`` (from 1) again with a new seed, score it, and put it in the dataset when it passes."""
     character = find_character(studio, ref, owner, admin)
     views = character["state"]["views"]
-    old = _view(views, index)
+    position, old = _view(views, index)
+    view = _new_view(studio, character, old["prompt"], max(v["seed"] for v in views) + 1, allow_any_path=False)
+    _score(studio, character, [view], on_download)
     if old["image"]:
         delete_image(studio, old["image"], character["owner"], admin=True)
-    seed = max(v["seed"] for v in views) + 1
-    view = _new_view(studio, character, old["prompt"], seed, allow_any_path=False)
-    _score(studio, character, [view], on_download)
-    views[index - 1] = view
+    views[position] = view
     character = update_character(studio, character, state=character["state"])
     if view["kept"] and character["dataset_id"]:
-        _add_to_dataset(studio, character, [(index - 1, view)], on_download)
+        _add_to_dataset(studio, character, [(position, view)], on_download)
     return find_character(studio, character["id"], character["owner"], admin=True)
 
 
@@ -294,7 +293,9 @@ def add_photos(studio: Studio, ref: str | int, owner: str, photos: list[str | Pa
     return find_character(studio, character["id"], character["owner"], admin=True)
 
 
-def _view(views: list[dict], index: int) -> dict:
-    if not 1 <= int(index) <= len(views):
-        raise InvalidInput(f"There is no view {index}: views are numbered 1 to {len(views)}.")
-    return views[int(index) - 1]
+def _view(views: list[dict], number: int) -> tuple[int, dict]:
+    """The position in ``views`` of view ``number`` (from 1), and the view."""
+    if not views:
+        raise InvalidInput("This character has no views.")
+    position = whole_number("the view number", number, 1, len(views)) - 1
+    return position, views[position]

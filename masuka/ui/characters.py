@@ -119,9 +119,9 @@ def build(ctx: UIContext) -> None:
         picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
         report = making.create_character(studio, making.CharacterRequest(
             name=name, photos=uploads(photos), trigger=trigger, owner=user_of(request), model=model, views=int(views),
-            prompts=picked, seed=int(seed or 0), strength=float(strength), steps=int(steps) or None,
-            size=int(size) or None, threshold=float(threshold), identity_model=identity_model,
-            face=int(face) or None, skip_faces=bool(not_a_person), captioner=captioner),
+            prompts=picked, seed=int(seed or 0), strength=float(strength), steps=int(steps or 0) or None,
+            size=int(size or 0) or None, threshold=float(threshold), identity_model=identity_model,
+            face=int(face or 0) or None, skip_faces=bool(not_a_person), captioner=captioner),
             on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
             stop=studio.stops.arm(_stop_key(request)))
         text, pictures, _grid = show(str(report.character), request)
@@ -132,9 +132,9 @@ def build(ctx: UIContext) -> None:
     def edit_view(character: str, number: int, action: str, request: gr.Request = None):
         owner, admin = user_of(request), is_admin(studio, request)
         if action == "reject":
-            making.reject_view(studio, character, owner, int(number), admin)
+            making.reject_view(studio, character, owner, number, admin)
         else:
-            making.regenerate_view(studio, character, owner, int(number), admin)
+            making.regenerate_view(studio, character, owner, number, admin)
         return show(character, request)
 
     @friendly

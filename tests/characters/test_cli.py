@@ -48,7 +48,7 @@ def test_character_create_show_list_and_delete_from_the_command_line(capsys, tmp
     code, _, err = cli(capsys, data, "character", "train", "nobody", "--base", "sdxl")
     assert code == 2 and "No character 'nobody'" in err
     code, _, err = cli(capsys, data, "character", "reject", "anna", "9")
-    assert code == 2 and "There is no view 9" in err
+    assert code == 2 and "The view number must be between 1 and 2 (got 9)" in err
 
     code, deleted, _ = cli(capsys, data, "character", "delete", "anna", "--yes")
     assert code == 0 and deleted == {"deleted": result["character"]}
