@@ -12,6 +12,7 @@ from masuka.characters.identity import DEFAULT_THRESHOLD
 from masuka.characters.prompts import DEFAULT_VIEWS, MAX_VIEWS, pick_prompts
 from masuka.characters.views import DEFAULT_STRENGTH, edit_models
 from masuka.errors import InvalidInput
+from masuka.image.tasks import open_picture
 from masuka.models.catalog import image_models, trainable_models
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
@@ -66,6 +67,8 @@ def build(ctx: UIContext) -> None:
                 character = gr.Dropdown([], label="Character", allow_custom_value=True, scale=3)
                 refresh = gr.Button("↻", scale=0, min_width=40)
             status = gr.Markdown()
+            faces = gr.Gallery(label="Faces the views are compared with (cropped from the photos)", columns=8,
+                               height=120, interactive=False)
             gallery = gr.Gallery(label="Views: number, identity score, kept or rejected", columns=6, height=360,
                                  interactive=False)
             with gr.Row():
@@ -87,8 +90,9 @@ def build(ctx: UIContext) -> None:
     def show(character: str, request: gr.Request):
         """A character's summary, its views with their scores, and its test grid."""
         if not character:
-            return "", [], None
+            return "", [], [], None
         found = library.find_character(studio, character, user_of(request), is_admin(studio, request))
+        crops = [open_picture(studio.config.absolute(p["face"]), "face crop") for p in found["state"]["photos"]]
         summary = library.summary(studio, found)
         pictures = [(str(studio.config.absolute(v["file"])), f"{i}. {v['score']} {'kept' if v['kept'] else 'rejected'}")
                     for i, v in enumerate(summary["views"], 1)]
@@ -96,7 +100,7 @@ def build(ctx: UIContext) -> None:
         text = (f"**{summary['name']}**: trigger `{summary['trigger']}`, dataset **{summary['dataset']}** with "
                 f"{summary['images']} kept view(s); {runs}; LoRA {summary['lora'] or '-'}")
         grid_path = found["state"].get("grid")
-        return text, pictures, str(studio.config.absolute(grid_path)) if grid_path else None
+        return text, crops, pictures, str(studio.config.absolute(grid_path)) if grid_path else None
 
     def choices(request: gr.Request):
         rows = library.list_characters(studio, user_of(request), is_admin(studio, request))
@@ -124,7 +128,7 @@ def build(ctx: UIContext) -> None:
             face=int(face or 0) or None, skip_faces=bool(not_a_person), captioner=captioner),
             on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
             stop=studio.stops.arm(_stop_key(request)))
-        text, pictures, _grid = show(str(report.character), request)
+        text, _faces, pictures, _grid = show(str(report.character), request)
         notes = "".join(f"\n\nNote: {note}" for note in report.notes)
         return name.strip(), f"{text}; {len(report.rejected)} rejected.{notes}", pictures
 
@@ -164,16 +168,17 @@ def build(ctx: UIContext) -> None:
     create.click(create_character, [name, trigger, photos, model, views, prompts, strength, threshold, not_a_person,
                                     face, identity_model, captioner, size, steps, seed],
                  [character, status, gallery], api_name="create_character", **ctx.gpu_event())
+    details = [status, faces, gallery, grid]
     for button, action in ((reject, "reject"), (regenerate, "regenerate")):
-        button.click(edit_view, [character, view, gr.State(action)], [status, gallery, grid],
+        button.click(edit_view, [character, view, gr.State(action)], details,
                      api_name=f"{action}_character_view", **ctx.gpu_event())
-    add.click(add_real_photos, [character, real_photos], [status, gallery, grid], api_name="add_character_photos")
+    add.click(add_real_photos, [character, real_photos], details, api_name="add_character_photos")
     run_info = gr.JSON(visible=False)
     train.click(train_character, [character, base, train_steps, weight], [run_info, status],
                 api_name="train_character")
-    character.change(friendly(show), character, [status, gallery, grid], api_name="character_details")
+    character.change(friendly(show), character, details, api_name="character_details")
     refresh.click(choices, None, character, api_visibility="private").then(
-        friendly(show), character, [status, gallery, grid], api_visibility="private")
+        friendly(show), character, details, api_visibility="private")
     ctx.components["characters_load"] = choices
 
     def insert_triggers(prompt: str, picked: list[str] | None, request: gr.Request):

@@ -22,8 +22,9 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
     assert name == "anna" and "dataset **anna** with 2 kept view(s)" in status and "0 rejected" in status
     assert [view["caption"].split(" ", 1)[0] for view in views] == ["1.", "2."]
 
-    status, views, grid = client.predict("anna", 2, api_name="/reject_character_view")
+    status, faces, views, grid = client.predict("anna", 2, api_name="/reject_character_view")
     assert "with 1 kept view(s)" in status and views[1]["caption"].endswith("rejected") and grid is None
+    assert len(faces) == 1, "the face crop of the one photo"
 
     with pytest.raises(AppError, match="No face was found in bands.png"):
         client.predict("bea", "x", [handle_file(str(no_face))], model, 2, "", 0.5, -1.0, False, 0, str(tiny_clip),
