@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from masuka.datasets.preprocess import find_faces
 from masuka.errors import InvalidInput
@@ -22,6 +22,7 @@ class FaceCrop:
     box: tuple[int, int, int, int] | None  # (left, top, width, height); None when face checks were skipped
     crop: Image.Image
     faces: int
+    photo: Image.Image  # the whole photo, upright and RGB
 
 
 def crop_box(size: tuple[int, int], box: tuple[int, int, int, int], margin: float = MARGIN
@@ -41,7 +42,7 @@ def face_crop(image: Image.Image, name: str, pick: int | None = None, skip_faces
     (a character that is not a person, or a style) takes the whole picture."""
     image = image.convert("RGB")
     if skip_faces:
-        return FaceCrop(None, image, 0)
+        return FaceCrop(None, image, 0, image)
     faces = find_faces(image)
     if not faces:
         raise InvalidInput(f"No face was found in {name}: use a photo where the face is clearly visible and "
@@ -53,9 +54,10 @@ def face_crop(image: Image.Image, name: str, pick: int | None = None, skip_faces
     if not 1 <= index <= len(faces):
         raise InvalidInput(f"{name} shows {len(faces)} face(s): there is no face {index}.")
     box = faces[index - 1]
-    return FaceCrop(box, image.crop(crop_box(image.size, box)), len(faces))
+    return FaceCrop(box, image.crop(crop_box(image.size, box)), len(faces), image)
 
 
 def photo_face(path: str | Path, pick: int | None = None, skip_faces: bool = False) -> FaceCrop:
-    """:func:`face_crop` of a photo file (refused with a clear message when it is not a readable picture)."""
-    return face_crop(open_picture(path, "photo"), Path(path).name, pick, skip_faces)
+    """:func:`face_crop` of a photo file turned upright as its EXIF orientation says (phones store portraits
+    sideways); refused with a clear message when it is not a readable picture."""
+    return face_crop(ImageOps.exif_transpose(open_picture(path, "photo")), Path(path).name, pick, skip_faces)

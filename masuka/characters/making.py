@@ -34,6 +34,7 @@ from masuka.datasets.captions import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.library import create_dataset, delete_dataset, delete_image, find_dataset, set_caption
 from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
+from masuka.image.tasks import open_picture
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.validation import whole_number
@@ -165,8 +166,7 @@ def _keep_photos(studio: Studio, character: dict, photos: list[Path], faces: lis
     for path, face in zip(photos, faces):
         number = len(kept) + 1
         photo, crop = folder / "photos" / f"photo-{number}.png", folder / "photos" / f"face-{number}.png"
-        with Image.open(path) as picture:
-            picture.convert("RGB").save(photo)
+        face.photo.save(photo)
         face.crop.save(crop)
         kept.append({"photo": studio.config.relative(photo), "face": studio.config.relative(crop),
                      "box": list(face.box) if face.box else None, "source": path.name})
@@ -217,8 +217,7 @@ def _score(studio: Studio, character: dict, views: list[dict],
 
 
 def _open(path: Path) -> Image.Image:
-    with Image.open(path) as picture:
-        return picture.convert("RGB")
+    return open_picture(path, "picture").convert("RGB")
 
 
 def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | None, dict]],

@@ -42,6 +42,18 @@ def test_the_biggest_face_of_the_bundled_portrait_is_cropped_with_a_margin(portr
     assert face.crop.width < 512, "a crop, not the whole photo"
 
 
+def test_a_phone_photo_stored_sideways_is_turned_upright_first(tmp_path, portrait):
+    sideways = Image.open(portrait).rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: turn 90 degrees clockwise to view
+    sideways.save(tmp_path / "phone.jpg", exif=exif)
+    sideways.save(tmp_path / "sideways.png")  # the same pixels without the orientation tag
+    with pytest.raises(InvalidInput, match="No face was found in sideways.png"):
+        photo_face(tmp_path / "sideways.png")
+    face = photo_face(tmp_path / "phone.jpg")
+    assert face.box[1] < 200 and face.photo.size == (512, 512)
+
+
 def test_a_photo_without_a_face_is_refused_unless_face_checks_are_off(no_face):
     with pytest.raises(InvalidInput, match="No face was found in bands.png"):
         photo_face(no_face)
