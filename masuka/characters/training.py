@@ -4,6 +4,7 @@ with the trigger word and a default weight, and a test grid (fixed prompts x see
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import fields
 from typing import Any
 
@@ -27,9 +28,10 @@ GRID_SEEDS = ("1", "2")
 
 
 def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, base: str = "", admin: bool = False,
-                    weight: float = DEFAULT_WEIGHT, **options: Any) -> int:
+                    weight: float = DEFAULT_WEIGHT, interrupt: threading.Event | None = None, **options: Any) -> int:
     """Queue a training run on the character's dataset (the preset, then ``options``: any :class:`TrainOptions`
-    field); returns the run id. When it completes the LoRA gets the default ``weight`` and a test grid."""
+    field); returns the run id. When it completes the LoRA gets the default ``weight`` and a test grid.
+    ``interrupt`` (set by a signal) saves a checkpoint and marks the run ``interrupted``."""
     character = find_character(studio, ref, owner, admin)
     if not character["dataset_id"]:
         raise InvalidInput(f"Character {character['name']!r} has no dataset yet: create its views first.")
@@ -45,12 +47,12 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     state = character["state"]
     update_character(studio, character, state={**state, "runs": [*state.get("runs", []), run_id],
                                                "weight": float(weight)})
-    studio.jobs.submit(run_id, lambda job_id: _train(studio, character["id"], job_id), lane=LANE)
+    studio.jobs.submit(run_id, lambda job_id: _train(studio, character["id"], job_id, interrupt), lane=LANE)
     return run_id
 
 
-def _train(studio: Studio, character_id: int, run_id: int) -> None:
-    execute_run(studio, run_id)
+def _train(studio: Studio, character_id: int, run_id: int, interrupt: threading.Event | None) -> None:
+    execute_run(studio, run_id, interrupt)
     finish_character(studio, character_id, run_id)
 
 

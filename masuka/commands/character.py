@@ -115,9 +115,11 @@ def run_create(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from masuka.characters.library import find_character
     from masuka.characters.training import train_character
+    from masuka.commands.train import _interrupt_on_signals as interrupt_on_signals
 
     studio = open_studio(args)
-    run_id = train_character(studio, args.name, LOCAL_USER, base=args.base, weight=args.weight, steps=args.steps,
+    run_id = train_character(studio, args.name, LOCAL_USER, base=args.base, weight=args.weight,
+                             interrupt=interrupt_on_signals(), steps=args.steps,
                              rank=args.rank, lr=args.lr, preset=args.preset, resolution=args.resolution,
                              batch_size=args.batch_size, seed=args.seed, sample_steps=args.sample_steps)
     progress_line(args, f"run {run_id} queued")
