@@ -64,25 +64,23 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     train.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help="the LoRA's default weight")
     train.set_defaults(handler=run_train)
 
-    listing = actions.add_parser("list", parents=[common], help="list characters")
-    listing.set_defaults(handler=run_list)
-    show = actions.add_parser("show", parents=[common], help="a character's photos, views and scores, runs, LoRA")
-    show.add_argument("name")
-    show.set_defaults(handler=run_show)
+    actions.add_parser("list", parents=[common], help="list characters").set_defaults(handler=run_list)
+
+    def named(action: str, text: str, handler) -> argparse.ArgumentParser:
+        """An action on one character, named by its name or id."""
+        parser = actions.add_parser(action, parents=[common], help=text)
+        parser.add_argument("name")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    named("show", "a character's photos, views and scores, runs, LoRA", run_show)
     for action, text in (("reject", "take a view out of the dataset"),
                          ("regenerate", "make a view again with a new seed")):
-        edit = actions.add_parser(action, parents=[common], help=text)
-        edit.add_argument("name")
-        edit.add_argument("view", type=int, help="view number (from `character show`)")
-        edit.set_defaults(handler=run_view_edit)
-    photos = actions.add_parser("add-photos", parents=[common], help="add real photos to the character's dataset")
-    photos.add_argument("name")
-    photos.add_argument("paths", nargs="+", metavar="PATH")
-    photos.set_defaults(handler=run_add_photos)
-    delete = actions.add_parser("delete", parents=[common], help="delete a character (its dataset and LoRA stay)")
-    delete.add_argument("name")
-    delete.add_argument("--yes", action="store_true", required=True, help="confirm the deletion")
-    delete.set_defaults(handler=run_delete)
+        named(action, text, run_view_edit).add_argument("view", type=int, help="view number (from `character show`)")
+    named("add-photos", "add real photos to the character's dataset", run_add_photos).add_argument(
+        "paths", nargs="+", metavar="PATH")
+    named("delete", "delete a character (its dataset and LoRA stay)", run_delete).add_argument(
+        "--yes", action="store_true", required=True, help="confirm the deletion")
 
 
 def run_create(args: argparse.Namespace) -> int:
