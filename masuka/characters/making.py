@@ -27,7 +27,7 @@ from masuka.characters.library import (
     update_character,
 )
 from masuka.characters.prompts import DEFAULT_VIEWS, check_prompts, pick_prompts
-from masuka.characters.views import ViewRequest, edit_models, make_view, takes_references
+from masuka.characters.views import ViewRequest, edit_models, make_view
 from masuka.datasets.adding import add_images
 from masuka.datasets.captioning import CaptionRequest, caption_dataset
 from masuka.datasets.captions import DEFAULT_TEMPLATE, apply_template
@@ -62,11 +62,8 @@ def chosen_captioner(choice: str) -> str:
 
 def default_view_model() -> str:
     """The smallest edit model when this build sends references, else SDXL (image-to-image)."""
-    if takes_references():
-        models = sorted(edit_models(), key=lambda m: m["vram_gb"] or 0)
-        if models:
-            return models[0]["id"]
-    return "sdxl"
+    models = sorted(edit_models(), key=lambda m: m["vram_gb"] or 0)
+    return models[0]["id"] if models else "sdxl"
 
 
 @dataclass

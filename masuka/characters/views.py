@@ -45,7 +45,10 @@ def is_edit_model(model: str) -> bool:
 
 
 def edit_models() -> list[dict]:
-    """Catalog models that make views from references, with the GPU memory each needs (for the form)."""
+    """Catalog models that make views from references, with the GPU memory each needs (for the form); none when
+    this build cannot send references."""
+    if not takes_references():
+        return []
     found = []
     for key, entry in image_models().items():
         if entry.get("pipeline") in EDIT_PIPELINES or entry.get("edit"):
