@@ -20,7 +20,7 @@ from masuka.ui.common import UIContext, friendly, is_admin, user_of
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
     edits = edit_models()
-    vram = ", ".join(f"{m['name']} ~{m['vram_gb']} GB" for m in edits) or "none in the catalog"
+    vram = ", ".join(f"{m['name']} ~{m['vram_gb']} GB" for m in edits) or "no edit model in this build"
     view_models = [(f"{m['name']} (edit, ~{m['vram_gb']} GB)", m["id"]) for m in edits] + \
         [(f"{entry['name']} (image-to-image)", key) for key, entry in image_models().items()
          if key not in {m["id"] for m in edits}]
