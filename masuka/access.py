@@ -8,6 +8,7 @@ Files under the data dir belong to someone:
 - ``runs/run-<id>/...``: the owner of training run ``id`` (its checkpoints, samples and LoRA);
 - ``loras/...``: the owner of the LoRA row recording the file, else the user whose folder it lies in;
   a LoRA recorded for the local user (dropped into the library by whoever runs the studio) is shared;
+- ``characters/<id>/...``: the owner of character ``id`` (its photos and face crops);
 - ``models/``: downloaded base models, shared by everyone;
 - anything else in the data dir (the database, saved keys, locks, tmp/): admins only.
 
@@ -48,6 +49,9 @@ def file_owner(studio: Studio, path: str | Path) -> str | None | object:
         number = top.removeprefix("run-")
         row = studio.store.get("jobs", int(number)) if number.isdigit() else None
         return row["owner"] if row and row["kind"] == "train" else None
+    if area == "characters":
+        row = studio.store.get("characters", int(top)) if top.isdigit() else None
+        return row["owner"] if row else None
     if area == "models":
         return SHARED
     if area == "loras":

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from masuka.errors import InvalidInput, NotFound
+
 LOCAL_USER = "local"
 UNFINISHED = ("queued", "running")
 
@@ -95,6 +97,12 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
     "bench_results": (
         {"id": int, "kind": str, "params": str, "figures": str, "machine": str, "created_at": str},
         [("kind", "created_at")],
+    ),
+    "characters": (  # characters from a photo (masuka.characters): settings and prompt set in ``params``,
+        # photos, views, runs and test grid in ``state``
+        {"id": int, "owner": str, "name": str, "trigger": str, "params": str, "state": str, "dataset_id": int,
+         "lora": str, "created_at": str, "updated_at": str},
+        [("owner", "name")],
     ),
 }
 JSON_COLUMNS = frozenset({"loras", "params", "state", "result", "options", "metadata", "figures"})
@@ -347,6 +355,31 @@ def _history_where(store: Store, table: str, where: HistoryFilter) -> tuple[str,
 def owner_clause(user: str, admin: bool, column: str = "owner") -> tuple[str, list[str]]:
     """SQL condition restricting rows to the user's own (admins see everything)."""
     return ("1 = 1", []) if admin else (f"{column} = ?", [user])
+
+
+def insert_named(store: Store, table: str, row: Mapping[str, Any], taken: str) -> int:
+    """Insert ``row`` unless its owner already has a row of that ``name`` (checked in the same transaction, else
+    :class:`InvalidInput` with the message ``taken``); returns the new id."""
+    with store.transaction():
+        if store.count(table, "owner = ? and name = ?", [row["owner"], row["name"]]):
+            raise InvalidInput(taken)
+        return store.insert(table, row)
+
+
+def find_named(store: Store, table: str, ref: str | int, owner: str, admin: bool, what: str, hint: str) -> dict:
+    """A ``what`` (a row of ``table``) by id or name: the owner's own first, then (admins) anyone's; else
+    :class:`NotFound` ending with ``hint`` (where to create one)."""
+    text = str(ref or "").strip()
+    if not text:
+        raise InvalidInput(f"Choose a {what}.")
+    match = "(name = ? or id = ?)"
+    args = [text, int(text) if text.isdigit() else -1]
+    rows = store.find(table, f"owner = ? and {match}", [owner, *args], limit=1)
+    if not rows and admin:
+        rows = store.find(table, match, args, order_by="id", limit=1)
+    if not rows:
+        raise NotFound(f"No {what} {text!r}: {hint}.")
+    return rows[0]
 
 
 def process_alive(pid: int | None) -> bool:

@@ -20,7 +20,7 @@ from masuka.datasets.captions import DEFAULT_TEMPLATE, check_template, check_tri
 from masuka.datasets.formats import MAX_CAPTION_CHARS
 from masuka.datasets.preprocess import PrepOptions
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import now, owner_clause
+from masuka.store import find_named, insert_named, now, owner_clause
 from masuka.studio import Studio
 from masuka.validation import plain_text
 
@@ -42,27 +42,16 @@ def create_dataset(studio: Studio, name: str, owner: str, trigger: str = "", tem
         options = PrepOptions.from_dict(options)
     row = {"owner": owner, "name": name, "trigger": check_trigger(trigger), "template": check_template(template),
            "options": options.to_dict(), "updated_at": now()}
-    with studio.store.transaction():
-        if studio.store.count("datasets", "owner = ? and name = ?", [owner, name]):
-            raise InvalidInput(f"You already have a dataset named {name!r}: pick another name or add images to it.")
-        dataset_id = studio.store.insert("datasets", row)
+    dataset_id = insert_named(studio.store, "datasets", row,
+                              f"You already have a dataset named {name!r}: pick another name or add images to it.")
     dataset_dir(studio, dataset_id).mkdir(parents=True, exist_ok=True)
     return studio.store.get("datasets", dataset_id)
 
 
 def find_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
     """A dataset by id or name: the user's own first, then (admins) anyone's; else :class:`NotFound`."""
-    text = str(ref or "").strip()
-    if not text:
-        raise InvalidInput("Choose a dataset.")
-    match = "(name = ? or id = ?)"
-    args = [text, int(text) if text.isdigit() else -1]
-    rows = studio.store.find("datasets", f"owner = ? and {match}", [owner, *args], limit=1)
-    if not rows and admin:
-        rows = studio.store.find("datasets", match, args, order_by="id", limit=1)
-    if not rows:
-        raise NotFound(f"No dataset {text!r}: create it first (Datasets tab or `dataset create`).")
-    return rows[0]
+    return find_named(studio.store, "datasets", ref, owner, admin, "dataset",
+                      "create it first (Datasets tab or `dataset create`)")
 
 
 def list_datasets(studio: Studio, owner: str, admin: bool = False) -> list[dict]:

@@ -88,8 +88,8 @@ def _face_detector() -> Any:
     return _local.faces
 
 
-def find_face(image: Image.Image) -> tuple[int, int, int, int] | None:
-    """The largest frontal face as (left, top, width, height) in ``image`` pixels, or None."""
+def find_faces(image: Image.Image) -> list[tuple[int, int, int, int]]:
+    """Every frontal face as (left, top, width, height) in ``image`` pixels, the largest first."""
     import numpy as np
 
     grey = image.convert("L")
@@ -97,10 +97,14 @@ def find_face(image: Image.Image) -> tuple[int, int, int, int] | None:
     if scale < 1:
         grey = grey.resize((round(grey.width * scale), round(grey.height * scale)), Image.Resampling.BILINEAR)
     found = _face_detector().detectMultiScale(np.asarray(grey), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-    if len(found) == 0:
-        return None
-    left, top, width, height = max(found, key=lambda box: box[2] * box[3])
-    return tuple(round(v / scale) for v in (left, top, width, height))
+    boxes = sorted(found, key=lambda box: box[2] * box[3], reverse=True)
+    return [tuple(round(v / scale) for v in box) for box in boxes]
+
+
+def find_face(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """The largest frontal face as (left, top, width, height) in ``image`` pixels, or None."""
+    faces = find_faces(image)
+    return faces[0] if faces else None
 
 
 def square_box(size: tuple[int, int], center: tuple[float, float]) -> tuple[int, int, int, int]:

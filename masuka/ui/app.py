@@ -15,7 +15,7 @@ UPLOAD_CACHE_CLEANING = (3600, 86400)
 #: (tab label, module under masuka.ui): each module has ``build(ctx)``
 TABS = [("Image", "image"), ("Queue", "queue"), ("Grid", "grid"), ("Compare", "compare"), ("Video", "video"),
         ("Datasets", "datasets"), ("Train", "train"), ("History", "history"), ("Models", "models"),
-        ("Settings", "settings")]
+        ("Settings", "settings"), ("Characters", "characters")]
 
 
 def build_app(studio: Studio) -> gr.Blocks:

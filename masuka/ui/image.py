@@ -10,6 +10,7 @@ import time
 
 import gradio as gr
 
+from masuka.characters.use import picker_value
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLAN_HELP
 from masuka.image.generate import (
@@ -101,7 +102,7 @@ def build(ctx: UIContext) -> None:
 
     def lora_choices(request: gr.Request):
         rows = list_loras(studio, user_of(request), is_admin(studio, request))
-        return gr.Dropdown(choices=[(f"{r['name']} ({r['architecture']})", r["name"]) for r in rows])
+        return gr.Dropdown(choices=[(f"{r['name']} ({r['architecture']})", picker_value(r)) for r in rows])
 
     def model_defaults(model_id: str):
         try:

@@ -1,0 +1,63 @@
+"""Finding the face in a character photo (OpenCV's bundled Haar cascade) and cutting it out with a margin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from masuka.datasets.preprocess import find_faces
+from masuka.errors import InvalidInput
+from masuka.image.tasks import open_picture
+
+#: how much room around the detected face box the crop keeps, as a fraction of the box's side, on each side
+MARGIN = 0.5
+
+
+@dataclass
+class FaceCrop:
+    """One photo's chosen face: its box in the photo and the square crop around it."""
+
+    box: tuple[int, int, int, int] | None  # (left, top, width, height); None when face checks were skipped
+    crop: Image.Image
+    faces: int
+    photo: Image.Image  # the whole photo, upright and RGB
+
+
+def crop_box(size: tuple[int, int], box: tuple[int, int, int, int], margin: float = MARGIN
+             ) -> tuple[int, int, int, int]:
+    """A square around ``box`` grown by ``margin`` on each side, kept inside an image of ``size``."""
+    left, top, width, height = box
+    side = min(round(max(width, height) * (1 + 2 * margin)), *size)
+    center_x, center_y = left + width / 2, top + height / 2
+    x = min(max(round(center_x - side / 2), 0), size[0] - side)
+    y = min(max(round(center_y - side / 2), 0), size[1] - side)
+    return x, y, x + side, y + side
+
+
+def face_crop(image: Image.Image, name: str, pick: int | None = None, skip_faces: bool = False) -> FaceCrop:
+    """The face a character is made from: the biggest one, or face number ``pick`` (1 = biggest) when the photo
+    shows several people. A photo with no face, or several faces and no pick, is refused; ``skip_faces``
+    (a character that is not a person, or a style) takes the whole picture."""
+    image = image.convert("RGB")
+    if skip_faces:
+        return FaceCrop(None, image, 0, image)
+    faces = find_faces(image)
+    if not faces:
+        raise InvalidInput(f"No face was found in {name}: use a photo where the face is clearly visible and "
+                           "facing the camera, or turn on 'not a person' for a character without a human face.")
+    if pick is None and len(faces) > 1:
+        raise InvalidInput(f"{name} shows {len(faces)} faces: choose which one is the character (face 1 is the "
+                           f"biggest, up to {len(faces)}).")
+    index = 1 if pick is None else int(pick)
+    if not 1 <= index <= len(faces):
+        raise InvalidInput(f"{name} shows {len(faces)} face(s): there is no face {index}.")
+    box = faces[index - 1]
+    return FaceCrop(box, image.crop(crop_box(image.size, box)), len(faces), image)
+
+
+def photo_face(path: str | Path, pick: int | None = None, skip_faces: bool = False) -> FaceCrop:
+    """:func:`face_crop` of a photo file turned upright as its EXIF orientation says (phones store portraits
+    sideways); refused with a clear message when it is not a readable picture."""
+    return face_crop(ImageOps.exif_transpose(open_picture(path, "photo")), Path(path).name, pick, skip_faces)

@@ -1,0 +1,76 @@
+"""Characters as rows: create, find, list and delete them, and keep their photos in the data dir.
+
+A ``characters`` row holds the name (unique per owner), trigger word, ``params`` (view model, strength, threshold,
+face pick, the prompt set) and ``state`` (photos and face crops, views with their scores, training run ids, test
+grid), plus the dataset id and the final LoRA's name. Files live in ``characters/<id>/`` under the data dir.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from masuka.datasets.captions import check_trigger
+from masuka.datasets.library import NAME
+from masuka.errors import InvalidInput
+from masuka.store import find_named, insert_named, now, owner_clause
+from masuka.studio import Studio
+
+
+def character_dir(studio: Studio, character_id: int) -> Path:
+    return studio.config.data_dir / "characters" / str(int(character_id))
+
+
+def new_character(studio: Studio, name: str, owner: str, trigger: str, params: dict[str, Any]) -> dict:
+    """A new character row (no files yet); the name must be unique among the owner's characters."""
+    name = (name or "").strip()
+    if not NAME.match(name) or name.isdigit():
+        raise InvalidInput("Name the character with 1-64 letters, digits, spaces, dots, dashes or underscores "
+                           "(not only digits), e.g. 'anna'.")
+    trigger = check_trigger(trigger)
+    if not trigger:
+        raise InvalidInput("Give the character a trigger word (a rare word such as 'ohwx anna'): every caption "
+                           "carries it and prompts call the character with it.")
+    row = {"owner": owner, "name": name, "trigger": trigger, "params": params,
+           "state": {"photos": [], "views": [], "runs": []}, "updated_at": now()}
+    character_id = insert_named(studio.store, "characters", row,
+                                f"You already have a character named {name!r}: pick another name.")
+    character_dir(studio, character_id).mkdir(parents=True, exist_ok=True)
+    return studio.store.get("characters", character_id)
+
+
+def find_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
+    """A character by id or name: the user's own (admins: anyone's); else :class:`NotFound`."""
+    return find_named(studio.store, "characters", ref, owner, admin, "character",
+                      "create it first (Characters tab or `character create`)")
+
+
+def list_characters(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
+    """The user's characters, newest first."""
+    where, args = owner_clause(owner, admin)
+    return studio.store.find("characters", where, args, order_by="id desc")
+
+
+def update_character(studio: Studio, character: dict, **fields: Any) -> dict:
+    studio.store.update("characters", character["id"], updated_at=now(), **fields)
+    return studio.store.get("characters", character["id"])
+
+
+def delete_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
+    """Remove a character's row and its photos; its dataset, runs and LoRA stay (they have their own tabs)."""
+    character = find_character(studio, ref, owner, admin)
+    studio.store.delete("characters", character["id"])
+    shutil.rmtree(character_dir(studio, character["id"]), ignore_errors=True)
+    return character
+
+
+def summary(studio: Studio, character: dict) -> dict:
+    """What ``character show`` and the tab print: counts, links and every view with its score."""
+    state = character["state"] or {}
+    views = state.get("views", [])
+    return {"character": character["id"], "name": character["name"], "trigger": character["trigger"],
+            "photos": [studio.config.absolute(p["photo"]).as_posix() for p in state.get("photos", [])],
+            "dataset": state.get("dataset"), "images": sum(1 for v in views if v["kept"]),
+            "views": views, "runs": state.get("runs", []), "lora": character["lora"], "grid": state.get("grid"),
+            "params": character["params"]}

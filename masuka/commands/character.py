@@ -1,0 +1,192 @@
+"""``python -m masuka character ...``: a character from one photo: create (views + dataset), train, list, show,
+reject or regenerate a view, add real photos, delete."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from masuka.cli import download_progress, emit, open_studio, progress_line
+from masuka.errors import InvalidInput
+from masuka.store import LOCAL_USER, UNFINISHED
+
+FOLLOW_S = 2.0
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    from masuka.characters.identity import DEFAULT_THRESHOLD
+    from masuka.characters.prompts import DEFAULT_VIEWS
+    from masuka.characters.training import CHARACTER_PRESET, DEFAULT_WEIGHT
+    from masuka.characters.views import DEFAULT_STRENGTH
+    from masuka.training.options import PRESETS
+
+    parser = sub.add_parser("character", parents=[common], help="a character LoRA from one photo")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", parents=[common], help="find the face, make views, keep the likely ones "
+                                                                 "as a dataset")
+    create.add_argument("name")
+    create.add_argument("--photo", dest="photos", action="append", required=True, metavar="PATH",
+                        help="a photo of the character (repeatable, 1-5)")
+    create.add_argument("--trigger", required=True, help="the word prompts will use to call the character")
+    create.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="synthetic views to make")
+    create.add_argument("--edit-model", dest="model", help="model that makes the views: an edit model takes the "
+                        "photo as a reference, any other starts from it (image-to-image)")
+    create.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
+                        help="image-to-image: how far a view may move from the photo")
+    create.add_argument("--steps", type=int, help="inference steps per view (default: the model's)")
+    create.add_argument("--size", type=int, help="view width and height in pixels (default: the photo's)")
+    create.add_argument("--seed", type=int, default=0, help="picks the prompt set and seeds the views")
+    create.add_argument("--prompts", metavar="FILE", help="your own prompt set: one view prompt a line")
+    create.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="identity score a view needs to be kept (cosine similarity)")
+    create.add_argument("--identity-model", default="", help="face-embedding model (repo id or folder); "
+                        "default CLIP image similarity")
+    create.add_argument("--face", type=int, help="which face when a photo shows several (1 = biggest)")
+    create.add_argument("--not-a-person", action="store_true", help="skip face checks (a creature, an object, "
+                        "a style)")
+    create.add_argument("--captioner", default="auto", help="caption the views with this captioner (florence2, "
+                        "blip2, a folder); auto: Florence-2 when downloaded; none: the view prompts")
+    create.set_defaults(handler=run_create)
+
+    train = actions.add_parser("train", parents=[common], help="train the character's LoRA, then render a test "
+                                                               "grid")
+    train.add_argument("name")
+    train.add_argument("--base", required=True, help="base model: catalog id, repo id or pipeline folder")
+    train.add_argument("--steps", type=int, default=CHARACTER_PRESET["steps"])
+    train.add_argument("--rank", type=int, default=CHARACTER_PRESET["rank"])
+    train.add_argument("--lr", type=float, default=CHARACTER_PRESET["lr"], help="learning rate")
+    train.add_argument("--preset", choices=list(PRESETS), help="GPU memory preset")
+    train.add_argument("--resolution", type=int, help="training side in pixels")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--sample-steps", type=int, help="inference steps of the test grid's images")
+    train.add_argument("--weight", type=float, default=DEFAULT_WEIGHT, help="the LoRA's default weight")
+    train.set_defaults(handler=run_train)
+
+    actions.add_parser("list", parents=[common], help="list characters").set_defaults(handler=run_list)
+
+    def named(action: str, text: str, handler) -> argparse.ArgumentParser:
+        """An action on one character, named by its name or id."""
+        parser = actions.add_parser(action, parents=[common], help=text)
+        parser.add_argument("name")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    named("show", "a character's photos, views and scores, runs, LoRA", run_show)
+    for action, text in (("reject", "take a view out of the dataset"),
+                         ("regenerate", "make a view again with a new seed")):
+        named(action, text, run_view_edit).add_argument("view", type=int, help="view number (from `character show`)")
+    named("add-photos", "add real photos to the character's dataset", run_add_photos).add_argument(
+        "paths", nargs="+", metavar="PATH")
+    named("delete", "delete a character (its dataset and LoRA stay)", run_delete).add_argument(
+        "--yes", action="store_true", required=True, help="confirm the deletion")
+
+
+def run_create(args: argparse.Namespace) -> int:
+    from masuka.characters.making import CharacterRequest, create_character
+
+    prompts = None
+    if args.prompts:
+        try:
+            prompts = Path(args.prompts).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidInput(f"The prompt set {args.prompts} cannot be read: {error}") from None
+    values = dict(name=args.name, photos=args.photos, trigger=args.trigger, owner=LOCAL_USER, views=args.views,
+                  prompts=prompts, seed=args.seed, strength=args.strength, steps=args.steps, size=args.size,
+                  threshold=args.threshold, identity_model=args.identity_model, face=args.face,
+                  skip_faces=args.not_a_person, captioner="" if args.captioner == "none" else args.captioner)
+    if args.model:
+        values["model"] = args.model
+    report = create_character(open_studio(args), CharacterRequest(**values), allow_any_path=True,
+                              on_download=download_progress(args),
+                              on_progress=lambda done, total, text: progress_line(args, f"view {done}/{total}: "
+                                                                                        f"{text}"))
+    for note in report.notes:
+        progress_line(args, f"note: {note}")
+    lines = [f"character {report.character}: dataset {report.dataset!r} with {report.images} image(s), "
+             f"{len(report.rejected)} rejected"] + [f"  rejected {r['file']}: {r['reason']}" for r in report.rejected]
+    emit(args, report.to_dict(), "\n".join(lines))
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from masuka.characters.library import find_character
+    from masuka.characters.training import train_character
+    from masuka.commands.train import _interrupt_on_signals as interrupt_on_signals
+
+    studio = open_studio(args)
+    run_id = train_character(studio, args.name, LOCAL_USER, base=args.base, weight=args.weight,
+                             interrupt=interrupt_on_signals(), steps=args.steps,
+                             rank=args.rank, lr=args.lr, preset=args.preset, resolution=args.resolution,
+                             batch_size=args.batch_size, seed=args.seed, sample_steps=args.sample_steps)
+    progress_line(args, f"run {run_id} queued")
+    while (row := studio.jobs.wait(run_id, timeout=FOLLOW_S))["status"] in UNFINISHED:
+        progress_line(args, f"run {run_id}: step {row['step'] or 0}/{row['total']}")
+    character = find_character(studio, args.name, LOCAL_USER)
+    grid = character["state"].get("grid")
+    result = {"character": character["id"], "run": run_id, "status": row["status"], "lora": character["lora"],
+              "grid": str(studio.config.absolute(grid)) if grid else None, "error": row["error"]}
+    if character["state"].get("grid_error"):
+        progress_line(args, f"the test grid failed: {character['state']['grid_error']}")
+    emit(args, result, f"run {run_id} {row['status']}" + (f": LoRA {character['lora']}, test grid {result['grid']}"
+                                                          if row["status"] == "completed" else
+                                                          f": {row['error'] or ''}"))
+    return 0 if row["status"] == "completed" else 1
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from masuka.characters.library import list_characters, summary
+
+    studio = open_studio(args)
+    rows = [summary(studio, row) for row in list_characters(studio, LOCAL_USER)]
+    result = [{k: r[k] for k in ("character", "name", "trigger", "dataset", "images", "lora")} for r in rows]
+    emit(args, {"characters": result},
+         "\n".join(f"{r['character']:>4}  {r['name']}  trigger={r['trigger']!r}  {r['images']} image(s)  "
+                   f"lora={r['lora'] or '-'}" for r in result) or "no characters yet")
+    return 0
+
+
+def _show(args: argparse.Namespace, character: dict, studio) -> int:
+    from masuka.characters.library import summary
+
+    result = summary(studio, character)
+    lines = [f"{result['name']} (id {result['character']}, trigger {result['trigger']!r}): dataset "
+             f"{result['dataset']!r}, {result['images']} kept, runs {result['runs']}, LoRA {result['lora'] or '-'}"]
+    lines += [f"  {i}. {'kept' if v['kept'] else 'rejected'} score {v['score']} {v['prompt']}"
+              + (f" ({v['reason']})" if v["reason"] else "") for i, v in enumerate(result["views"], 1)]
+    emit(args, result, "\n".join(lines))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from masuka.characters.library import find_character
+
+    studio = open_studio(args)
+    return _show(args, find_character(studio, args.name, LOCAL_USER), studio)
+
+
+def run_view_edit(args: argparse.Namespace) -> int:
+    from masuka.characters.making import regenerate_view, reject_view
+
+    studio = open_studio(args)
+    if args.action == "reject":
+        character = reject_view(studio, args.name, LOCAL_USER, args.view)
+    else:
+        character = regenerate_view(studio, args.name, LOCAL_USER, args.view, on_download=download_progress(args))
+    return _show(args, character, studio)
+
+
+def run_add_photos(args: argparse.Namespace) -> int:
+    from masuka.characters.making import add_photos
+
+    studio = open_studio(args)
+    return _show(args, add_photos(studio, args.name, LOCAL_USER, args.paths), studio)
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    from masuka.characters.library import delete_character
+
+    character = delete_character(open_studio(args), args.name, LOCAL_USER)
+    emit(args, {"deleted": character["id"]}, f"deleted character {character['name']!r}")
+    return 0

@@ -1,0 +1,73 @@
+"""``python -m masuka character ...``: JSON shapes and exit codes; one user's character is invisible to another."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from masuka.access import may_read
+from masuka.characters.library import delete_character, find_character, list_characters
+from masuka.characters.making import create_character
+from masuka.cli import main
+from masuka.config import Config
+from masuka.errors import NotFound
+from masuka.studio import Studio
+
+from .test_making import request
+
+
+def cli(capsys, data_dir, *argv) -> tuple[int, dict | None, str]:
+    code = main([*argv, "--data-dir", str(data_dir), "--json"])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out.strip() else None, err
+
+
+def test_character_create_show_list_and_delete_from_the_command_line(capsys, tmp_path, tiny_model, tiny_clip,
+                                                                     portrait, no_face):
+    data = tmp_path / "data"
+    code, result, err = cli(capsys, data, "character", "create", "anna", "--photo", str(portrait), "--trigger",
+                            "ohwx", "--views", "2", "--edit-model", str(tiny_model("sdxl")), "--steps", "2",
+                            "--size", "64", "--threshold", "-1", "--identity-model", str(tiny_clip),
+                            "--captioner", "none")
+    assert code == 0, err
+    assert result == {"character": result["character"], "dataset": "anna", "images": 2, "rejected": []}
+    assert "view 2/2" in err
+
+    code, shown, _ = cli(capsys, data, "character", "show", "anna")
+    assert code == 0 and shown["images"] == 2 and len(shown["views"]) == 2 and shown["trigger"] == "ohwx"
+    code, listed, _ = cli(capsys, data, "character", "list")
+    assert listed["characters"] == [{"character": result["character"], "name": "anna", "trigger": "ohwx",
+                                     "dataset": "anna", "images": 2, "lora": None}]
+    code, rejected, _ = cli(capsys, data, "character", "reject", "anna", "1")
+    assert code == 0 and rejected["images"] == 1 and rejected["views"][0]["reason"] == "rejected by you"
+
+    code, refused, err = cli(capsys, data, "character", "create", "bea", "--photo", str(no_face), "--trigger", "x")
+    assert (code, refused) == (2, None)
+    assert err.startswith("error: No face was found in bands.png") and err.count("\n") == 1
+    code, _, err = cli(capsys, data, "character", "train", "nobody", "--base", "sdxl")
+    assert code == 2 and "No character 'nobody'" in err
+    code, _, err = cli(capsys, data, "character", "reject", "anna", "9")
+    assert code == 2 and "The view number must be between 1 and 2 (got 9)" in err
+
+    code, deleted, _ = cli(capsys, data, "character", "delete", "anna", "--yes")
+    assert code == 0 and deleted == {"deleted": result["character"]}
+    assert cli(capsys, data, "character", "list")[1] == {"characters": []}
+
+
+def test_another_user_cannot_see_use_or_delete_a_character(tmp_path, tiny_model, tiny_clip, portrait):
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="ann:1,bob:2,admin:3"))
+    try:
+        report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, owner="ann", views=1))
+        character = find_character(studio, report.character, "ann")
+        photo = studio.config.absolute(character["state"]["photos"][0]["photo"])
+        assert list_characters(studio, "bob") == [] and len(list_characters(studio, "admin", admin=True)) == 1
+        for ref in ("anna", report.character):
+            with pytest.raises(NotFound):
+                find_character(studio, ref, "bob")
+            with pytest.raises(NotFound):
+                delete_character(studio, ref, "bob")
+        assert may_read(studio, "ann", photo) and not may_read(studio, "bob", photo)
+        assert find_character(studio, "anna", "ann")["id"] == report.character
+    finally:
+        studio.close()

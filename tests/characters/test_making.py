@@ -1,0 +1,166 @@
+"""A character from one photo on tiny models: faces, views, the identity filter, the dataset, the runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from masuka.characters.faces import crop_box, photo_face
+from masuka.characters.identity import load_embedder, scores
+from masuka.characters.library import find_character, list_characters
+from masuka.characters.making import (
+    CharacterRequest,
+    add_photos,
+    chosen_captioner,
+    create_character,
+    regenerate_view,
+    reject_view,
+)
+from masuka.characters.prompts import pick_prompts
+from masuka.characters.views import ViewRequest, view_size
+from masuka.datasets.captions import has_trigger
+from masuka.datasets.library import dataset_images, find_dataset
+from masuka.errors import InvalidInput, NotFound
+from tests.datasets.tiny_captioners import save_tiny_florence2
+
+from .conftest import save_tiny_vit
+
+
+def request(model, clip, photo, **kw) -> CharacterRequest:
+    values = dict(name="anna", photos=[photo], trigger="ohwx", model=str(model), views=3, steps=2, size=64,
+                  strength=0.5, threshold=-1.0, identity_model=str(clip), captioner="")
+    values.update(kw)
+    return CharacterRequest(**values)
+
+
+def test_the_biggest_face_of_the_bundled_portrait_is_cropped_with_a_margin(portrait):
+    face = photo_face(portrait)
+    left, top, width, height = face.box
+    assert face.faces == 1 and 150 < left + width / 2 < 310 and 60 < top + height / 2 < 200, "the face is up top"
+    assert face.crop.width == face.crop.height > width, "a square with room around the face"
+    assert face.crop.width < 512, "a crop, not the whole photo"
+
+
+def test_a_phone_photo_stored_sideways_is_turned_upright_first(tmp_path, portrait):
+    sideways = Image.open(portrait).rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: turn 90 degrees clockwise to view
+    sideways.save(tmp_path / "phone.jpg", exif=exif)
+    sideways.save(tmp_path / "sideways.png")  # the same pixels without the orientation tag
+    with pytest.raises(InvalidInput, match="No face was found in sideways.png"):
+        photo_face(tmp_path / "sideways.png")
+    face = photo_face(tmp_path / "phone.jpg")
+    assert face.box[1] < 200 and face.photo.size == (512, 512)
+
+
+def test_a_photo_without_a_face_is_refused_unless_face_checks_are_off(no_face):
+    with pytest.raises(InvalidInput, match="No face was found in bands.png"):
+        photo_face(no_face)
+    assert photo_face(no_face, skip_faces=True).crop.size == (320, 256)
+
+
+def test_several_faces_need_a_choice(tmp_path, portrait):
+    head = Image.open(portrait).convert("RGB").crop((100, 0, 400, 300))
+    pair = Image.new("RGB", (560, 300))
+    pair.paste(head, (0, 0))
+    pair.paste(head.resize((240, 240)), (320, 30))  # a second, smaller face on the right
+    pair.save(tmp_path / "two.png")
+    with pytest.raises(InvalidInput, match="shows 2 faces: choose which one"):
+        photo_face(tmp_path / "two.png")
+    assert photo_face(tmp_path / "two.png", pick=1).box[0] < 300 < photo_face(tmp_path / "two.png", pick=2).box[0]
+    with pytest.raises(InvalidInput, match="no face 3"):
+        photo_face(tmp_path / "two.png", pick=3)
+
+
+def test_crop_box_stays_inside_the_picture():
+    assert crop_box((100, 80), (70, 50, 40, 40)) == (20, 0, 100, 80)
+
+
+def test_prompt_set_covers_every_angle_and_is_seeded():
+    prompts = pick_prompts(24, seed=3)
+    assert len(prompts) == 24 and prompts == pick_prompts(24, seed=3) != pick_prompts(24, seed=4)
+    for angle in ("front view", "three-quarter view", "profile view", "view from behind"):
+        assert sum(p.startswith(angle) for p in prompts) == 6
+    assert {p.split(", ")[1] for p in prompts} == {"close-up portrait", "half-body shot", "full-body shot"}
+
+
+@pytest.mark.parametrize("encoder", ["clip", "face-embedding"])
+def test_identity_threshold_keeps_a_near_copy_and_rejects_an_unrelated_image(studio, tiny_clip, tmp_path, portrait,
+                                                                             encoder):
+    model = tiny_clip if encoder == "clip" else save_tiny_vit(tmp_path / "vit")
+    photo = Image.open(portrait).convert("RGB")
+    near_copy = photo.resize((300, 300)).resize((512, 512))
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8))
+    embedder, note = load_embedder(studio, "local", str(model))
+    same, unrelated = scores(embedder, [photo], [near_copy, noise])
+    assert note is None and embedder.clip == (encoder == "clip")
+    assert same > 0.99 and unrelated < 0.9
+
+
+def test_views_keep_the_photo_shape_at_the_model_size(tmp_path):
+    Image.new("RGB", (600, 800)).save(tmp_path / "tall.png")
+    assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl")) == (768, 1024)
+    assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl", width=64, height=64)) == (64, 64)
+
+
+def test_character_create_makes_views_into_a_dataset_with_the_trigger_in_every_caption(studio, tiny_model,
+                                                                                        tiny_clip, portrait):
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait))
+    assert (report.dataset, report.images, report.rejected) == ("anna", 3, [])
+    dataset = find_dataset(studio, "anna", "local")
+    images = dataset_images(studio, dataset["id"])
+    assert len(images) == 3 and all(Image.open(row["file"]).size == (64, 64) for row in images)
+    assert all(has_trigger(row["caption"], "ohwx") for row in images)
+    character = find_character(studio, report.character, "local")
+    views = character["state"]["views"]
+    assert [v["prompt"] for v in views] == pick_prompts(3, 0)
+    assert all(v["prompt"] in row["caption"] for v, row in zip(views, images))
+    assert studio.config.absolute(character["state"]["photos"][0]["face"]).is_file()
+    generation = studio.store.get("generations", views[0]["generation"])
+    assert generation["params"]["task"] == "img2img", "views start from the photo"
+
+    rejected = reject_view(studio, "anna", "local", 2)
+    assert len(dataset_images(studio, dataset["id"])) == 2 and rejected["state"]["views"][1]["reason"] == \
+        "rejected by you"
+    again = regenerate_view(studio, "anna", "local", 2)
+    assert again["state"]["views"][1]["seed"] == 3 and again["state"]["views"][1]["kept"]
+    assert len(dataset_images(studio, dataset["id"])) == 3
+
+    with_photo = add_photos(studio, "anna", "local", [portrait])
+    assert len(with_photo["state"]["photos"]) == 2
+    assert dataset_images(studio, dataset["id"])[-1]["caption"] == "photo of ohwx, a real photo"
+
+
+def test_captions_come_from_a_captioner_when_one_is_named(studio, tiny_model, tiny_clip, portrait, tmp_path):
+    florence = save_tiny_florence2(tmp_path / "florence")
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2, captioner=str(florence)))
+    images = dataset_images(studio, find_dataset(studio, "anna", "local")["id"])
+    assert len(images) == 2 and all(row["caption_source"] == str(florence.resolve()) for row in images)
+    assert all(row["caption"].startswith("photo of ohwx, ") for row in images)
+
+
+def test_auto_captioner_is_florence_once_it_is_downloaded(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    assert chosen_captioner("auto") == "" and chosen_captioner("blip2") == "blip2"
+    repo = tmp_path / "models--florence-community--Florence-2-base"
+    for folder in ("snapshots/abc", "refs", "blobs"):
+        (repo / folder).mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc")
+    (repo / "blobs" / "config").write_text("{}")
+    (repo / "snapshots" / "abc" / "config.json").symlink_to(repo / "blobs" / "config")
+    assert chosen_captioner("auto") == "florence-community/Florence-2-base"
+
+
+def test_views_below_the_threshold_are_rejected_with_their_score(studio, tiny_model, tiny_clip, portrait):
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, threshold=1.0, views=2))
+    assert report.images == 0 and len(report.rejected) == 2
+    assert all("below the threshold 1.00" in r["reason"] for r in report.rejected)
+
+
+def test_a_refused_photo_leaves_nothing_behind(studio, tiny_model, tiny_clip, no_face):
+    with pytest.raises(InvalidInput, match="No face was found"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, no_face))
+    assert list_characters(studio, "local") == []
+    with pytest.raises(NotFound):
+        find_dataset(studio, "anna", "local")

@@ -1,0 +1,49 @@
+"""A character's LoRA: trained with the character preset, offered in the picker at 0.73 with its trigger, and a
+test grid rendered after the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from masuka.characters.library import find_character
+from masuka.characters.making import create_character
+from masuka.characters.training import GRID_SCENES, GRID_SEEDS
+from masuka.characters.use import picker_value, with_triggers
+from masuka.cli import main
+from masuka.image.generate import ImageRequest, generate_images, parse_lora
+from masuka.image.library import list_loras
+from masuka.training.runs import run_status
+
+from .test_making import request
+
+
+def test_training_links_the_lora_offers_it_at_its_weight_and_renders_a_test_grid(capsys, studio, tiny_model,
+                                                                                 tiny_clip, portrait):
+    model = tiny_model("sdxl")
+    report = create_character(studio, request(model, tiny_clip, portrait, views=2))
+    code = main(["character", "train", "anna", "--base", str(model), "--steps", "2", "--resolution", "64", "--lr",
+                 "1e-3", "--sample-steps", "1", "--data-dir", str(studio.config.data_dir), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result["error"]
+    run_id = result["run"]
+    assert result["status"] == "completed" and result["lora"] and Path(result["grid"]).is_file()
+    assert run_status(studio, run_id)["dataset"] == "anna" and run_status(studio, run_id)["total"] == 2
+
+    character = find_character(studio, report.character, "local")
+    assert character["state"]["runs"] == [run_id] and character["lora"]
+    grid = Image.open(studio.config.absolute(character["state"]["grid"]))
+    assert grid.width >= 64 * len(GRID_SCENES) and grid.height >= 64 * len(GRID_SEEDS)
+    cells = studio.store.find("generations", "loras like ?", [f"%{character['lora']}%"])
+    assert len(cells) == len(GRID_SCENES) * len(GRID_SEEDS)
+    assert all(cell["loras"][0]["weight"] == 0.73 and cell["prompt"].startswith("photo of ohwx") for cell in cells)
+
+    [lora] = [r for r in list_loras(studio, "local") if r["name"] == character["lora"]]
+    value = picker_value(lora)
+    assert parse_lora(value) == (character["lora"], 0.73)
+    assert with_triggers(studio, "local", "on a beach", [value]) == "ohwx, on a beach"
+    assert with_triggers(studio, "local", "ohwx on a beach", [value]) == "ohwx on a beach"
+    assert generate_images(studio, ImageRequest(prompt="ohwx", model=str(model), steps=1, width=64, height=64,
+                                                loras=[parse_lora(value)]))
