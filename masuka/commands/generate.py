@@ -41,11 +41,15 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     parser.add_argument("--mask", metavar="PATH", help="with --init-image: repaint only the white part (inpaint)")
     parser.add_argument("--mask-blur", type=int, default=4, metavar="PX",
                         help="with --mask: soften the mask edge by this many pixels (default 4)")
+    parser.add_argument("--control", action="append", default=[], metavar="KIND:PATH[:WEIGHT]",
+                        help="follow a control image with a ControlNet (SDXL, FLUX.1): KIND is canny (its edges), "
+                             "depth (its depth) or image (as it is); weight 0-2, default 1; repeatable")
 
 
 def request_from_args(args: argparse.Namespace):
     """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
     from masuka.errors import InvalidInput
+    from masuka.image.control import parse_control
     from masuka.image.generate import ImageRequest, parse_lora
     from masuka.image.tasks import InitImage
 
@@ -55,7 +59,8 @@ def request_from_args(args: argparse.Namespace):
     return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
                         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
                         seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
-                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init)
+                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
+                        controls=[parse_control(x) for x in args.control])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -23,12 +23,29 @@ from typing import Any
 from masuka.access import may_read, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
+from masuka.image.control import (
+    Control,
+    ControlInput,
+    check_controls,
+    control_infotext,
+    control_kwargs,
+    control_pipeline,
+    keep_controls,
+)
 from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
 from masuka.image.quantized import check_quantized_plan
+from masuka.image.reference import (
+    ReferenceInput,
+    StyleReference,
+    check_references,
+    keep_references,
+    reference_infotext,
+    reference_kwargs,
+)
 from masuka.image.tasks import (
     InitImage,
     TaskInput,
@@ -84,6 +101,8 @@ class ImageRequest:
     template: str = ""  # the prompt before batch expansion ({a|b}, __wildcard__), written as "Template:"
     queue_id: int | None = None  # the queued job this image belongs to (masuka.queue)
     notes: dict[str, Any] = field(default_factory=dict)  # extra facts kept in the row's params (queue item, cell)
+    controls: list[Control] = field(default_factory=list)  # ControlNet images (masuka.image.control)
+    style_references: list[StyleReference] = field(default_factory=list)  # "like this" (masuka.image.reference)
 
 
 @dataclass
@@ -107,6 +126,9 @@ class Plan:
     seeds: list[int]
     loras: list[tuple[LoraInfo, float]]
     task: TaskInput | None = None
+    controls: list[ControlInput] = field(default_factory=list)
+    references: list[ReferenceInput] = field(default_factory=list)
+    kept: dict[str, Any] = field(default_factory=dict)  # copies of the input pictures, for the history rows
 
 
 def parse_loras(values: Any) -> list[tuple[str, float]]:
@@ -192,7 +214,10 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         check_fits(info, spec.architecture, spec.id)
         loras.append((info, float(weight)))
     task = None if request.init is None else prepare(request.init, width, height, request.fast)
-    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task)
+    controls = check_controls(request.controls, spec.architecture, spec.id, task is not None)
+    references = check_references(request.style_references, spec.architecture, spec.id, task is not None)
+    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task,
+                controls, references)
 
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
@@ -231,8 +256,14 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
     apply_loras(pipe, plan.loras)
     compile_once(pipe)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
-    runner = task_pipeline(pipe, plan.task)
+    runner = control_pipeline(task_pipeline(pipe, plan.task), plan.controls, pipeline_architecture(pipe),
+                              plan.spec.id)
     accepted = set(inspect.signature(runner.__call__).parameters)
+    controls = control_kwargs(plan.controls, pipe, plan.width, plan.height, accepted)
+    references = reference_kwargs(pipe, runner, plan.references, pipeline_architecture(pipe), plan.spec.id,
+                                  request.prompt.strip())
+    plan.kept = keep_controls(studio, request.owner, plan.controls) | keep_references(studio, request.owner,
+                                                                                      plan.references)
     batch_id = uuid.uuid4().hex[:12]
     results = []
     for index, seed in enumerate(plan.seeds):
@@ -247,9 +278,9 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
             return kwargs
 
         try:
-            kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end)
+            kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end) | references
             with torch.inference_mode():
-                image = finish(runner(**kwargs, **task_kwargs(plan.task)).images[0], plan.task)
+                image = finish(runner(**kwargs, **task_kwargs(plan.task), **controls).images[0], plan.task)
             parameters = format_parameters(_parameters(plan, seed, pipe))
             path = _save(studio, image, parameters, row_id, seed, plan.request.owner)
         except BaseException as error:
@@ -300,7 +331,7 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,
-                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task), **request.notes,
+                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task), **plan.kept, **request.notes,
                    **({"template": request.template} if request.template else {})},
     }
 
@@ -308,7 +339,7 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
 def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     request = plan.request
     scheduler = type(getattr(pipe, "scheduler", None)).__name__
-    extra = infotext_fields(plan.task)
+    extra = infotext_fields(plan.task) | control_infotext(plan.controls) | reference_infotext(plan.references)
     if request.template and request.template != request.prompt.strip():
         extra["Template"] = request.template
     if plan.loras:
