@@ -44,6 +44,9 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     parser.add_argument("--control", action="append", default=[], metavar="KIND:PATH[:WEIGHT]",
                         help="follow a control image with a ControlNet (SDXL, FLUX.1): KIND is canny (its edges), "
                              "depth (its depth) or image (as it is); weight 0-2, default 1; repeatable")
+    parser.add_argument("--reference", action="append", default=[], metavar="PATH[:WEIGHT]",
+                        help="make the image like this one: IP-Adapter (SDXL) or Redux (FLUX.1); weight 0-2, "
+                             "default 1; repeatable")
 
 
 def request_from_args(args: argparse.Namespace):
@@ -51,6 +54,7 @@ def request_from_args(args: argparse.Namespace):
     from masuka.errors import InvalidInput
     from masuka.image.control import parse_control
     from masuka.image.generate import ImageRequest, parse_lora
+    from masuka.image.reference import parse_reference
     from masuka.image.tasks import InitImage
 
     if args.mask and not args.init_image:
@@ -60,7 +64,8 @@ def request_from_args(args: argparse.Namespace):
                         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
                         seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
                         memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
-                        controls=[parse_control(x) for x in args.control])
+                        controls=[parse_control(x) for x in args.control],
+                        style_references=[parse_reference(x) for x in args.reference])
 
 
 def run(args: argparse.Namespace) -> int:
