@@ -22,18 +22,19 @@ from typing import Any
 from PIL import Image
 
 from masuka.errors import InvalidInput, ModelUnavailable
+from masuka.image.guides import check_guides, guide_picture, guide_support, guide_weight
 from masuka.image.preprocess import KINDS, depth_estimator, depth_model_id, preprocess
-from masuka.image.tasks import open_picture, save_input
-from masuka.models.architectures import get as get_profile
+from masuka.image.tasks import save_input
 from masuka.models.architectures.base import ControlNets
 from masuka.models.hub import cache_only
 from masuka.studio import Studio
+from masuka.validation import is_number
 
-MAX_CONTROLS = 3
-MAX_WEIGHT = 2.0
 #: kind -> A1111's name of its preprocessor ("Module"); the picture as it is is A1111's "none"
 MODULES = {"canny": "canny", "depth": "depth", "image": "none"}
 INFOTEXT_KEY = re.compile(r"ControlNet (\d+)$")
+#: row params holding a kept picture the Image form shows again on Reuse
+FORM_PICTURES = ("control_image",)
 
 
 @dataclass
@@ -62,7 +63,7 @@ def parse_control(text: str) -> Control:
     """``KIND:PATH`` or ``KIND:PATH:WEIGHT`` (the CLI's ``--control``) -> :class:`Control`."""
     kind, _, rest = str(text).partition(":")
     path, _, weight = rest.rpartition(":")
-    if not path or not _is_number(weight):
+    if not path or not is_number(weight):
         path, weight = rest, "1"
     if kind.strip() not in KINDS or not path:
         raise InvalidInput(f"--control takes KIND:PATH[:WEIGHT] with KIND one of {', '.join(KINDS)} (got {text!r}).")
@@ -77,35 +78,26 @@ def check_controls(controls: list[Control], architecture: str | None, model: str
     """
     if not controls:
         return []
-    if has_task:
-        raise InvalidInput("Control images work with text-to-image: remove the starting image or the controls.")
-    if len(controls) > MAX_CONTROLS:
-        raise InvalidInput(f"At most {MAX_CONTROLS} control images at a time (got {len(controls)}).")
+    check_guides(controls, "control", has_task)
     if architecture:
         _support(architecture, model)
     checked = []
     for index, control in enumerate(controls, 1):
         if control.kind not in KINDS:
             raise InvalidInput(f"Control {index}: unknown kind {control.kind!r}; use {', '.join(KINDS)}.")
-        weight, start, end = float(control.weight), float(control.start), float(control.end)
-        if not 0 <= weight <= MAX_WEIGHT:
-            raise InvalidInput(f"Control {index}: the weight must be between 0 and {MAX_WEIGHT:g} (got {weight:g}).")
+        weight, start, end = guide_weight(f"Control {index}", control.weight), float(control.start), float(control.end)
         if not 0 <= start < end <= 1:
             raise InvalidInput(f"Control {index}: start and end must satisfy 0 <= start < end <= 1 "
                                f"(got {start:g} and {end:g}).")
-        picture = open_picture(control.image, f"control image {index}").convert("RGB")
+        picture = guide_picture(control.image, f"Control image {index}")
         checked.append(ControlInput(Control(control.kind, control.image, weight, start, end, control.model),
                                     picture, control.model))
     return checked
 
 
 def _support(architecture: str | None, model: str) -> ControlNets:
-    profile = get_profile(architecture)
-    if profile is None or profile.controlnets is None:
-        label = profile.label if profile else "this architecture"
-        raise InvalidInput(f"{model} ({label}) has no ControlNet pipeline in MASUKA: control images work with "
-                           "SDXL and FLUX.1 models.")
-    return profile.controlnets
+    return guide_support(architecture, model, "controlnets", "has no ControlNet pipeline in MASUKA: control images "
+                         "work with SDXL and FLUX.1 models.")
 
 
 def control_pipeline(pipe: Any, inputs: list[ControlInput], architecture: str | None, model: str) -> Any:
@@ -232,12 +224,4 @@ def read_controls(extra: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def _float(text: str | None, default: float) -> float:
-    return float(text) if text is not None and _is_number(text) else default
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return float(text) if text is not None and is_number(text) else default

@@ -63,7 +63,7 @@ from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
-from masuka.validation import flag, plain_text, whole_number
+from masuka.validation import flag, is_number, plain_text, whole_number
 
 MAX_BATCH = 4
 MAX_STEPS = 200
@@ -144,7 +144,7 @@ def parse_lora(text: str) -> tuple[str, float]:
     """``name``, ``name:0.8`` or ``path/to/file.safetensors:0.8`` → (reference, weight)."""
     text = plain_text("a LoRA name", text, MAX_LORA_CHARS)
     ref, _, weight = text.strip().rpartition(":")
-    if not ref or not _is_number(weight):
+    if not ref or not is_number(weight):
         return text.strip(), 1.0
     return ref, float(weight)
 
@@ -366,11 +366,3 @@ def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int, o
         raise as_disk_full(error) or MasukaError(f"Could not save the image in {folder}: "
                                                  f"{error.strerror or error}.") from error
     return path
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -19,16 +19,17 @@ from typing import Any
 
 from PIL import Image
 
-from masuka.errors import InvalidInput, ModelUnavailable
-from masuka.image.tasks import open_picture, save_input
-from masuka.models.architectures import get as get_profile
+from masuka.errors import ModelUnavailable
+from masuka.image.guides import check_guides, guide_picture, guide_support, guide_weight
+from masuka.image.tasks import save_input
 from masuka.models.architectures.base import StyleReferences
 from masuka.models.hub import cache_only
 from masuka.studio import Studio
+from masuka.validation import is_number
 
-MAX_REFERENCES = 3
-MAX_WEIGHT = 2.0
 INFOTEXT_KEY = re.compile(r"Reference (\d+)$")
+#: row params holding a kept picture the Image form shows again on Reuse
+FORM_PICTURES = ("reference_image",)
 
 
 @dataclass
@@ -50,10 +51,7 @@ class ReferenceInput:
 def parse_reference(text: str) -> StyleReference:
     """``PATH`` or ``PATH:WEIGHT`` (the CLI's ``--reference``) -> :class:`StyleReference`."""
     path, _, weight = str(text).rpartition(":")
-    try:
-        return StyleReference(path, float(weight)) if path else StyleReference(text)
-    except ValueError:
-        return StyleReference(text)
+    return StyleReference(path, float(weight)) if path and is_number(weight) else StyleReference(text)
 
 
 def check_references(references: list[StyleReference], architecture: str | None, model: str,
@@ -61,30 +59,17 @@ def check_references(references: list[StyleReference], architecture: str | None,
     """Check every reference and read its picture; :class:`InvalidInput` names what is wrong."""
     if not references:
         return []
-    if has_task:
-        raise InvalidInput("Reference images work with text-to-image: remove the starting image or the references.")
-    if len(references) > MAX_REFERENCES:
-        raise InvalidInput(f"At most {MAX_REFERENCES} reference images at a time (got {len(references)}).")
+    check_guides(references, "reference", has_task)
     if architecture:
         reference_support(architecture, model)
-    checked = []
-    for index, reference in enumerate(references, 1):
-        weight = float(reference.weight)
-        if not 0 <= weight <= MAX_WEIGHT:
-            raise InvalidInput(f"Reference {index}: the weight must be between 0 and {MAX_WEIGHT:g} "
-                               f"(got {weight:g}).")
-        picture = open_picture(reference.image, f"reference image {index}").convert("RGB")
-        checked.append(ReferenceInput(StyleReference(reference.image, weight), picture))
-    return checked
+    return [ReferenceInput(StyleReference(reference.image, guide_weight(f"Reference {index}", reference.weight)),
+                           guide_picture(reference.image, f"Reference image {index}"))
+            for index, reference in enumerate(references, 1)]
 
 
 def reference_support(architecture: str | None, model: str) -> StyleReferences:
-    profile = get_profile(architecture)
-    if profile is None or profile.style_references is None:
-        label = profile.label if profile else "this architecture"
-        raise InvalidInput(f"{model} ({label}) takes no reference images in MASUKA: references work with SDXL "
-                           "(IP-Adapter) and FLUX.1 (Redux) models.")
-    return profile.style_references
+    return guide_support(architecture, model, "style_references", "takes no reference images in MASUKA: "
+                         "references work with SDXL (IP-Adapter) and FLUX.1 (Redux) models.")
 
 
 def use_ip_adapter(pipe: Any, runner: Any, inputs: list[ReferenceInput], support: StyleReferences | None) -> None:

@@ -12,11 +12,11 @@ from PIL import Image, ImageDraw
 from masuka.cli import main
 from masuka.errors import InvalidInput
 from masuka.image.control import Control, parse_control, read_controls
-from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.preprocess import DEPTH_MODEL_ENV, canny, depth, depth_estimator
 from masuka.image.tasks import InitImage
 from masuka.models.tiny_control import save_tiny_controlnet, save_tiny_depth_model
+from tests.image.guides import pixels, point_profile, run, square_picture
 
 
 @pytest.fixture(scope="session")
@@ -38,21 +38,7 @@ def tiny_depth(tmp_path_factory):
 
 @pytest.fixture
 def square(tmp_path):
-    """A black square on white, 64x64."""
-    picture = Image.new("RGB", (64, 64), "white")
-    ImageDraw.Draw(picture).rectangle((16, 16, 47, 47), fill="black")
-    picture.save(tmp_path / "square.png")
-    return tmp_path / "square.png"
-
-
-def pixels(result) -> np.ndarray:
-    return np.asarray(Image.open(result.path).convert("RGB"), dtype=np.int16)
-
-
-def run(studio, model, **kw):
-    values = dict(prompt="a lighthouse", model=str(model), steps=2, seed=7, width=64, height=64)
-    values.update(kw)
-    return generate_images(studio, ImageRequest(**values))[0]
+    return square_picture(tmp_path)
 
 
 @pytest.mark.parametrize("architecture", ["sdxl", "flux"])
@@ -152,9 +138,7 @@ def test_a1111_controlnet_fields_read_back():
 
 
 def test_cli_control_flag(capsys, tmp_path, tiny_model, tiny_controlnet, square, monkeypatch):
-    from masuka.models import architectures
-
-    monkeypatch.setitem(architectures.get("sdxl").controlnets.repos, "canny", str(tiny_controlnet("sdxl")))
+    point_profile(monkeypatch, "sdxl", controlnet=str(tiny_controlnet("sdxl")))
     data = ["--data-dir", str(tmp_path / "data")]
     base = ["generate", *data, "--model", str(tiny_model("sdxl")), "--prompt", "a boat", "--steps", "1",
             "--width", "64", "--height", "64"]

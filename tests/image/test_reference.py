@@ -3,7 +3,6 @@ time in the layouts their real loaders read, the parameters text and the CLI's `
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -12,11 +11,10 @@ from PIL import Image, ImageDraw
 
 from masuka.cli import main
 from masuka.errors import InvalidInput
-from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.reference import StyleReference, parse_reference, read_references
-from masuka.models.architectures.registry import PROFILES
 from masuka.models.tiny_control import save_tiny_ip_adapter, save_tiny_redux
+from tests.image.guides import pixels, point_profile, run
 
 
 @pytest.fixture(scope="session")
@@ -30,9 +28,7 @@ def tiny_references(tmp_path_factory):
 def local_references(monkeypatch, tiny_references):
     """The profiles' reference repos pointed at the tiny folders."""
     for architecture, folder in tiny_references.items():
-        profile = PROFILES[architecture]
-        monkeypatch.setitem(PROFILES, architecture, dataclasses.replace(
-            profile, style_references=dataclasses.replace(profile.style_references, repo=str(folder))))
+        point_profile(monkeypatch, architecture, reference=str(folder))
 
 
 @pytest.fixture
@@ -42,16 +38,6 @@ def pictures(tmp_path):
     red.save(tmp_path / "red.png")
     Image.new("RGB", (80, 48), "teal").save(tmp_path / "teal.png")
     return tmp_path / "red.png", tmp_path / "teal.png"
-
-
-def pixels(result) -> np.ndarray:
-    return np.asarray(Image.open(result.path).convert("RGB"), dtype=np.int16)
-
-
-def run(studio, model, **kw):
-    values = dict(prompt="a garden", model=str(model), steps=2, seed=11, width=64, height=64)
-    values.update(kw)
-    return generate_images(studio, ImageRequest(**values))[0]
 
 
 @pytest.mark.parametrize("architecture", ["sdxl", "flux"])
