@@ -89,6 +89,7 @@ def use_ip_adapter(pipe: Any, runner: Any, inputs: list[ReferenceInput], support
         except Exception as error:  # missing repo, no network, files of another layout
             raise ModelUnavailable(f"The IP-Adapter {support.repo} could not be loaded "
                                    f"({type(error).__name__}: {error}).") from error
+        pipe.image_encoder.to(pipe.masuka_plan.device)  # loaded where the pipeline's first module is: maybe offloaded
         pipe.masuka_ip_adapters = wanted
     if wanted:
         pipe.set_ip_adapter_scale([item.reference.weight for item in inputs])

@@ -152,3 +152,6 @@ def test_cli_control_flag(capsys, tmp_path, tiny_model, tiny_controlnet, square,
         assert main([*base, "--control", flag]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+    assert main(["queue", "add", *data, "--model", str(tiny_model("sdxl")), "--prompt", "a boat",
+                 "--control", f"canny:{square}"]) == 2
+    assert "not pictures" in capsys.readouterr().err
