@@ -34,6 +34,8 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     for name in (*INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES):  # input files go back as files to show
         if isinstance(fields.get(name), str) and (path := studio.config.absolute(fields[name])).is_file():
             fields[name] = str(path)
+    if row["kind"] == "image":  # an image made without them empties the form's control and reference pictures
+        fields.update({name: None for name in (*CONTROL_PICTURES, *REFERENCE_PICTURES) if name not in fields})
     return row["kind"], fields
 
 

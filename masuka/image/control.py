@@ -71,14 +71,14 @@ def parse_control(text: str) -> Control:
 
 
 def check_controls(controls: list[Control], architecture: str | None, model: str,
-                   has_task: bool) -> list[ControlInput]:
+                   has_task: bool, fast: bool = False) -> list[ControlInput]:
     """Check every control and read its picture; :class:`InvalidInput` names what is wrong.
 
     ``architecture`` ``None`` (a repo id not yet loaded) is checked again once loaded (:func:`control_pipeline`).
     """
     if not controls:
         return []
-    check_guides(controls, "control", has_task)
+    check_guides(controls, "control", has_task, fast)
     if architecture:
         _support(architecture, model)
     checked = []

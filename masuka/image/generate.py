@@ -214,8 +214,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         check_fits(info, spec.architecture, spec.id)
         loras.append((info, float(weight)))
     task = None if request.init is None else prepare(request.init, width, height, request.fast)
-    controls = check_controls(request.controls, spec.architecture, spec.id, task is not None)
-    references = check_references(request.style_references, spec.architecture, spec.id, task is not None)
+    controls = check_controls(request.controls, spec.architecture, spec.id, task is not None, fast)
+    references = check_references(request.style_references, spec.architecture, spec.id, task is not None, fast)
     return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task,
                 controls, references)
 

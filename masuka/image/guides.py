@@ -15,8 +15,11 @@ MAX_GUIDES = 3
 MAX_WEIGHT = 2.0
 
 
-def check_guides(items: list, what: str, has_task: bool) -> None:
-    """Guiding pictures go with text-to-image, at most :data:`MAX_GUIDES` of a kind."""
+def check_guides(items: list, what: str, has_task: bool, fast: bool) -> None:
+    """Guiding pictures go with plain text-to-image (not the compiled fast path), at most :data:`MAX_GUIDES` of a
+    kind."""
+    if fast:
+        raise InvalidInput(f"Fast is for text-to-image without {what} images: turn it off to use them.")
     if has_task:
         raise InvalidInput(f"{what.capitalize()} images work with text-to-image: remove the starting image or the "
                            f"{what}s.")

@@ -55,11 +55,11 @@ def parse_reference(text: str) -> StyleReference:
 
 
 def check_references(references: list[StyleReference], architecture: str | None, model: str,
-                     has_task: bool) -> list[ReferenceInput]:
+                     has_task: bool, fast: bool = False) -> list[ReferenceInput]:
     """Check every reference and read its picture; :class:`InvalidInput` names what is wrong."""
     if not references:
         return []
-    check_guides(references, "reference", has_task)
+    check_guides(references, "reference", has_task, fast)
     if architecture:
         reference_support(architecture, model)
     return [ReferenceInput(StyleReference(reference.image, guide_weight(f"Reference {index}", reference.weight)),

@@ -1,5 +1,5 @@
-"""Image tab: prompt in, images out, with every parameter, LoRAs, an optional starting image and mask, progress,
-Stop and "read parameters"."""
+"""Image tab: prompt in, images out, with every parameter, LoRAs, an optional starting image and mask, a control
+and a reference image, progress, Stop and "read parameters"."""
 
 from __future__ import annotations
 
@@ -259,6 +259,7 @@ def _kept(studio: Studio, owner: str, init: InitImage | None) -> InitImage | Non
         return None
     mask = keep_input(studio, owner, init.mask, "mask") if init.mask else None
     return dataclasses.replace(init, path=keep_input(studio, owner, init.path, "init-image"), mask=mask)
+
 
 #: the Control and Reference widgets, in the order the form (and the generate_image API) takes them
 GUIDE_FIELDS = ("control_kind", "control_image", "control_weight", "control_start", "control_end",

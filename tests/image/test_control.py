@@ -117,9 +117,11 @@ def test_control_on_a_model_without_controlnet_names_the_model(studio, tiny_mode
         run(studio, model, controls=[Control("canny", square)])
 
 
-def test_control_with_a_starting_image_is_refused(studio, tiny_model, square):
+def test_control_with_a_starting_image_or_fast_is_refused(studio, tiny_model, square):
     with pytest.raises(InvalidInput, match="text-to-image"):
         run(studio, tiny_model("sdxl"), init=InitImage(square, 0.5), controls=[Control("canny", square)])
+    with pytest.raises(InvalidInput, match="Fast is for text-to-image without control images"):
+        run(studio, tiny_model("sdxl"), fast=True, controls=[Control("canny", square)])
 
 
 def test_parse_control_takes_kind_path_and_weight():

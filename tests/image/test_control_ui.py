@@ -68,6 +68,10 @@ def test_generate_image_api_takes_a_control_and_a_reference_and_reuse_redoes_it(
     read = client.predict(handle_file(made), api_name="/read_parameters")
     assert list(read[-5:]) == ["canny", 0.8, 0.1, 0.9, 0.6]
 
+    plain = generate_images(app.studio, ImageRequest(prompt="a tower", model=model, steps=1, width=64, height=64))
+    _kind, fields = reuse_parameters(app.studio, "local", True, f"g{plain[0].id}")
+    assert fields["control_image"] is None and fields["reference_image"] is None, "Reuse empties the pictures"
+
 
 def test_a_control_on_a_model_without_controlnet_is_refused_in_the_form(live_app, tiny_model, pictures):
     from gradio_client import Client, handle_file
