@@ -21,8 +21,8 @@ from typing import Any
 
 from PIL import Image
 
-from masuka.errors import InvalidInput, ModelUnavailable
-from masuka.image.guides import check_guides, guide_picture, guide_support, guide_weight
+from masuka.errors import InvalidInput
+from masuka.image.guides import check_guides, guide_picture, guide_support, guide_weight, unavailable
 from masuka.image.preprocess import KINDS, depth_estimator, depth_model_id, preprocess
 from masuka.image.tasks import save_input
 from masuka.models.architectures.base import ControlNets
@@ -133,8 +133,7 @@ def _load_controlnet(cls: Any, repo: str, pipe: Any) -> Any:
     try:
         net = cls.from_pretrained(repo, dtype=pipe.dtype, local_files_only=cache_only(repo))
     except Exception as error:  # a missing repo, no network, a file that is not a ControlNet
-        raise ModelUnavailable(f"The ControlNet {repo} could not be loaded ({type(error).__name__}: {error}).") \
-            from error
+        raise unavailable("ControlNet", repo, error) from error
     return net.to(pipe.masuka_plan.device)
 
 
@@ -154,8 +153,7 @@ def control_maps(inputs: list[ControlInput], pipe: Any, width: int, height: int)
             try:
                 cached[model_id] = depth_estimator(model_id, pipe.masuka_plan.device)
             except Exception as error:
-                raise ModelUnavailable(f"The depth model {model_id} could not be loaded "
-                                       f"({type(error).__name__}: {error}).") from error
+                raise unavailable("depth model", model_id, error) from error
         estimator = cached[model_id]
     return [preprocess(item.control.kind, item.picture, estimator).resize((width, height), Image.LANCZOS)
             for item in inputs]

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.image.tasks import open_picture
 from masuka.models.architectures import get as get_profile
 
@@ -46,3 +46,10 @@ def guide_support(architecture: str | None, model: str, attribute: str, refusal:
     if support is None:
         raise InvalidInput(f"{model} ({profile.label if profile else 'this architecture'}) {refusal}")
     return support
+
+
+def unavailable(what: str, repo: str, error: BaseException) -> ModelUnavailable:
+    """One line naming the model that could not be loaded and why (a missing repo, no network, a gated repo
+    without a token, files of another layout)."""
+    reason = (str(error).strip().splitlines() or [""])[0]
+    return ModelUnavailable(f"The {what} {repo} could not be loaded ({type(error).__name__}: {reason}).")

@@ -19,8 +19,7 @@ from typing import Any
 
 from PIL import Image
 
-from masuka.errors import ModelUnavailable
-from masuka.image.guides import check_guides, guide_picture, guide_support, guide_weight
+from masuka.image.guides import check_guides, guide_picture, guide_support, guide_weight, unavailable
 from masuka.image.tasks import save_input
 from masuka.models.architectures.base import StyleReferences
 from masuka.models.hub import cache_only
@@ -87,8 +86,7 @@ def use_ip_adapter(pipe: Any, runner: Any, inputs: list[ReferenceInput], support
                                  image_encoder_folder=support.image_encoder,
                                  local_files_only=cache_only(support.repo))
         except Exception as error:  # missing repo, no network, files of another layout
-            raise ModelUnavailable(f"The IP-Adapter {support.repo} could not be loaded "
-                                   f"({type(error).__name__}: {error}).") from error
+            raise unavailable("IP-Adapter", support.repo, error) from error
         pipe.image_encoder.to(pipe.masuka_plan.device)  # loaded where the pipeline's first module is: maybe offloaded
         pipe.masuka_ip_adapters = wanted
     if wanted:
@@ -108,8 +106,7 @@ def redux_prior(pipe: Any, support: StyleReferences) -> Any:
                 text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2,
                 tokenizer_2=pipe.tokenizer_2)
         except Exception as error:
-            raise ModelUnavailable(f"The Redux model {support.repo} could not be loaded "
-                                   f"({type(error).__name__}: {error}).") from error
+            raise unavailable("Redux model", support.repo, error) from error
         prior.image_encoder.to(pipe.masuka_plan.device)
         prior.image_embedder.to(pipe.masuka_plan.device)
         prior.set_progress_bar_config(disable=True)

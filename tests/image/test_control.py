@@ -157,3 +157,13 @@ def test_cli_control_flag(capsys, tmp_path, tiny_model, tiny_controlnet, square,
     assert main(["queue", "add", *data, "--model", str(tiny_model("sdxl")), "--prompt", "a boat",
                  "--control", f"canny:{square}"]) == 2
     assert "not pictures" in capsys.readouterr().err
+
+
+def test_a_controlnet_that_cannot_be_had_is_named(capsys, tmp_path, tiny_model, square):
+    """Offline, with the default ControlNet not in the cache: one line naming it, the row marked failed."""
+    code = main(["generate", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model("sdxl")), "--prompt",
+                 "a boat", "--steps", "1", "--width", "64", "--height", "64", "--control", f"canny:{square}"])
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and "The ControlNet diffusers/controlnet-canny-sdxl-1.0 could not be loaded (" in line
+    assert line.endswith(").")
