@@ -44,6 +44,9 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     parser.add_argument("--control", action="append", default=[], metavar="KIND:PATH[:WEIGHT]",
                         help="follow a control image with a ControlNet (SDXL, FLUX.1): KIND is canny (its edges), "
                              "depth (its depth) or image (as it is); weight 0-2, default 1; repeatable")
+    parser.add_argument("--controlnet", metavar="REPO_OR_FOLDER", default="",
+                        help="the ControlNet every --control uses instead of the model's own for its kind, e.g. a "
+                             "union model such as xinsir/controlnet-union-sdxl-1.0")
     parser.add_argument("--reference", action="append", default=[], metavar="PATH[:WEIGHT]",
                         help="make the image like this one: IP-Adapter (SDXL) or Redux (FLUX.1); weight 0-2, "
                              "default 1; repeatable")
@@ -64,7 +67,7 @@ def request_from_args(args: argparse.Namespace):
                         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
                         seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
                         memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
-                        controls=[parse_control(x) for x in args.control],
+                        controls=[parse_control(x, args.controlnet) for x in args.control],
                         style_references=[parse_reference(x) for x in args.reference])
 
 

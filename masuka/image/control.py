@@ -59,15 +59,16 @@ class ControlInput:
     mode: int | None = None  # the control mode of a union ControlNet, set by :func:`control_pipeline`
 
 
-def parse_control(text: str) -> Control:
-    """``KIND:PATH`` or ``KIND:PATH:WEIGHT`` (the CLI's ``--control``) -> :class:`Control`."""
+def parse_control(text: str, model: str = "") -> Control:
+    """``KIND:PATH`` or ``KIND:PATH:WEIGHT`` (the CLI's ``--control``) -> :class:`Control` served by ``model``
+    (empty: the architecture's ControlNet for the kind)."""
     kind, _, rest = str(text).partition(":")
     path, _, weight = rest.rpartition(":")
     if not path or not is_number(weight):
         path, weight = rest, "1"
     if kind.strip() not in KINDS or not path:
         raise InvalidInput(f"--control takes KIND:PATH[:WEIGHT] with KIND one of {', '.join(KINDS)} (got {text!r}).")
-    return Control(kind.strip(), path, float(weight))
+    return Control(kind.strip(), path, float(weight), model=model)
 
 
 def check_controls(controls: list[Control], architecture: str | None, model: str,
@@ -117,20 +118,43 @@ def control_pipeline(pipe: Any, inputs: list[ControlInput], architecture: str | 
     nets = pipe.__dict__.setdefault("masuka_controlnets", {})
     for repo in dict.fromkeys(item.repo for item in inputs):
         if repo not in nets:
-            nets[repo] = _load_controlnet(getattr(diffusers, support.model), repo, pipe)
+            nets[repo] = _load_controlnet(support, repo, pipe)
+    pipeline = _union_pipeline(support, inputs, nets) or support.pipeline
     made = pipe.__dict__.setdefault("masuka_control_pipelines", {})
-    key = tuple(item.repo for item in inputs)
+    key = (pipeline, *(item.repo for item in inputs))
     if key not in made:
-        derived = getattr(diffusers, support.pipeline).from_pipe(pipe, controlnet=[nets[r] for r in key],
-                                                                 dtype=pipe.dtype)
+        derived = getattr(diffusers, pipeline).from_pipe(pipe, controlnet=[nets[r] for r in key[1:]],
+                                                         dtype=pipe.dtype)
         derived.set_progress_bar_config(disable=True)
         derived.masuka_plan = pipe.masuka_plan
         made[key] = derived
     return made[key]
 
 
-def _load_controlnet(cls: Any, repo: str, pipe: Any) -> Any:
+def _union_pipeline(support: ControlNets, inputs: list[ControlInput], nets: dict[str, Any]) -> str | None:
+    """The union pipeline when the controls name union models (their modes set on ``inputs``); None otherwise."""
+    union = {type(nets[item.repo]).__name__ == support.union_model for item in inputs}
+    if union == {False} or not support.union_model:
+        return None
+    if len(union) > 1:
+        raise InvalidInput("Union and single-kind ControlNets cannot run together: name one kind of ControlNet.")
+    for item in inputs:
+        if item.control.kind not in support.union_modes:
+            raise InvalidInput(f"The union ControlNet {item.repo} has no mode for {item.control.kind!r}: use "
+                               f"{', '.join(support.union_modes)}.")
+        item.mode = support.union_modes[item.control.kind]
+    return support.union_pipeline
+
+
+def _load_controlnet(support: ControlNets, repo: str, pipe: Any) -> Any:
+    """The ControlNet in ``repo``: the profile's union class when its config names it, else its ControlNet class."""
+    import diffusers
+
+    cls = getattr(diffusers, support.model)
     try:
+        config = cls.load_config(repo, local_files_only=cache_only(repo))
+        if support.union_model and config.get("_class_name") == support.union_model:
+            cls = getattr(diffusers, support.union_model)
         net = cls.from_pretrained(repo, dtype=pipe.dtype, local_files_only=cache_only(repo))
     except Exception as error:  # a missing repo, no network, a file that is not a ControlNet
         raise unavailable("ControlNet", repo, error) from error

@@ -18,8 +18,9 @@ from masuka.models.synthetic import tiny_components
 UNION_MODES = 10
 
 
-def tiny_controlnet(architecture: str, seed: int = 0) -> Any:
-    """A ControlNet of the profile's class matching the tiny pipeline of ``architecture`` (FLUX: a union model)."""
+def tiny_controlnet(architecture: str, seed: int = 0, union: bool = False) -> Any:
+    """A ControlNet of the profile's class matching the tiny pipeline of ``architecture`` (FLUX: a union model;
+    SDXL: its union class with ``union``)."""
     import diffusers
     import torch
 
@@ -28,6 +29,11 @@ def tiny_controlnet(architecture: str, seed: int = 0) -> Any:
     cls = getattr(diffusers, support.model)
     if architecture == "sdxl":
         net = cls.from_unet(denoiser)
+        if union:  # its transformer over the control types is as wide as the first block
+            width = denoiser.config.block_out_channels[0]
+            config = {k: v for k, v in net.config.items() if not k.startswith("_")}
+            net = getattr(diffusers, support.union_model).from_config(
+                {**config, "num_trans_channel": width, "num_proj_channel": width, "num_trans_head": 2})
     else:
         config = {k: v for k, v in denoiser.config.items() if not k.startswith("_")}
         net = cls.from_config({**config, "num_mode": UNION_MODES if support.modes else None})
@@ -38,10 +44,10 @@ def tiny_controlnet(architecture: str, seed: int = 0) -> Any:
     return net
 
 
-def save_tiny_controlnet(architecture: str, folder: str | Path, seed: int = 0) -> Path:
+def save_tiny_controlnet(architecture: str, folder: str | Path, seed: int = 0, union: bool = False) -> Path:
     """Write :func:`tiny_controlnet` as a diffusers folder (safetensors)."""
     folder = Path(folder)
-    tiny_controlnet(architecture, seed).save_pretrained(folder, safe_serialization=True)
+    tiny_controlnet(architecture, seed, union).save_pretrained(folder, safe_serialization=True)
     return folder
 
 

@@ -167,3 +167,19 @@ def test_a_controlnet_that_cannot_be_had_is_named(capsys, tmp_path, tiny_model, 
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and "The ControlNet diffusers/controlnet-canny-sdxl-1.0 could not be loaded (" in line
     assert line.endswith(").")
+
+
+def test_a_named_sdxl_union_controlnet_runs_several_kinds(capsys, tmp_path, tiny_model, tiny_depth, square,
+                                                          monkeypatch):
+    monkeypatch.setenv(DEPTH_MODEL_ENV, str(tiny_depth))
+    union = str(save_tiny_controlnet("sdxl", tmp_path / "union", union=True))
+    base = ["generate", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model("sdxl")), "--prompt",
+            "a boat", "--steps", "1", "--width", "64", "--height", "64", "--seed", "3", "--json"]
+    assert main([*base, "--controlnet", union, "--control", f"canny:{square}", "--control", f"depth:{square}:0.5"]) == 0
+    guided = json.loads(capsys.readouterr().out)["images"][0]
+    assert main(base) == 0
+    plain = json.loads(capsys.readouterr().out)["images"][0]
+    assert not np.array_equal(np.asarray(Image.open(guided)), np.asarray(Image.open(plain)))
+    assert [c["model"] for c in read_controls(parse_parameters(read_parameters(guided)).extra)] == [union, union]
+    assert main([*base, "--controlnet", union, "--control", f"image:{square}"]) == 2
+    assert "no mode for 'image'" in capsys.readouterr().err

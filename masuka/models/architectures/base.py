@@ -90,6 +90,10 @@ class ControlNets:
     model: str
     repos: dict[str, str]
     modes: dict[str, int] = field(default_factory=dict)
+    #: a union model's classes and control modes, used when a control names such a model instead of the default
+    union_pipeline: str = ""
+    union_model: str = ""
+    union_modes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,10 @@ PROFILE = Profile(
     controlnets=ControlNets(pipeline="StableDiffusionXLControlNetPipeline", model="ControlNetModel",
                             repos={"canny": "diffusers/controlnet-canny-sdxl-1.0",
                                    "depth": "diffusers/controlnet-depth-sdxl-1.0",
-                                   "image": "xinsir/controlnet-tile-sdxl-1.0"}),
+                                   "image": "xinsir/controlnet-tile-sdxl-1.0"},
+                            # xinsir/controlnet-union-sdxl-1.0 and its like, when named (--controlnet)
+                            union_pipeline="StableDiffusionXLControlNetUnionPipeline",
+                            union_model="ControlNetUnionModel", union_modes={"canny": 3, "depth": 1}),
     style_references=StyleReferences(kind="ip-adapter", repo="h94/IP-Adapter", subfolder="sdxl_models",
                                      weight_name="ip-adapter_sdxl.safetensors"),
 )
