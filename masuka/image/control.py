@@ -22,7 +22,14 @@ from typing import Any
 from PIL import Image
 
 from masuka.errors import InvalidInput
-from masuka.image.guides import check_guides, guide_picture, guide_support, guide_weight, unavailable
+from masuka.image.guides import (
+    check_guides,
+    guide_number,
+    guide_picture,
+    guide_support,
+    guide_weight,
+    unavailable,
+)
 from masuka.image.preprocess import KINDS, depth_estimator, depth_model_id, preprocess
 from masuka.image.tasks import save_input
 from masuka.models.architectures.base import ControlNets
@@ -86,7 +93,9 @@ def check_controls(controls: list[Control], architecture: str | None, model: str
     for index, control in enumerate(controls, 1):
         if control.kind not in KINDS:
             raise InvalidInput(f"Control {index}: unknown kind {control.kind!r}; use {', '.join(KINDS)}.")
-        weight, start, end = guide_weight(f"Control {index}", control.weight), float(control.start), float(control.end)
+        weight = guide_weight(f"Control {index}", control.weight)
+        start, end = (guide_number(f"Control {index}: the {name}", value)
+                      for name, value in (("start", control.start), ("end", control.end)))
         if not 0 <= start < end <= 1:
             raise InvalidInput(f"Control {index}: start and end must satisfy 0 <= start < end <= 1 "
                                f"(got {start:g} and {end:g}).")

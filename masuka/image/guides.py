@@ -27,8 +27,16 @@ def check_guides(items: list, what: str, has_task: bool, fast: bool) -> None:
         raise InvalidInput(f"At most {MAX_GUIDES} {what} images at a time (got {len(items)}).")
 
 
-def guide_weight(label: str, weight: float) -> float:
-    weight = float(weight)
+def guide_number(label: str, value: Any) -> float:
+    """``value`` as a float, or :class:`InvalidInput` (a form or API may send anything)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{label} must be a number (got {str(value)[:40]!r}).") from None
+
+
+def guide_weight(label: str, weight: Any) -> float:
+    weight = guide_number(f"{label}: the weight", weight)
     if not 0 <= weight <= MAX_WEIGHT:
         raise InvalidInput(f"{label}: the weight must be between 0 and {MAX_WEIGHT:g} (got {weight:g}).")
     return weight

@@ -291,9 +291,9 @@ def _control_and_reference() -> list[gr.components.Component]:
 def _add_guides(request: ImageRequest, kind, image, weight, start, end, reference, reference_weight) -> None:
     """The form's control and reference, when given, on the request."""
     if image:
-        request.controls = [Control(kind or KINDS[0], image, float(weight), float(start), float(end))]
+        request.controls = [Control(kind or KINDS[0], image, weight, start, end)]
     if reference:
-        request.style_references = [StyleReference(reference, float(reference_weight))]
+        request.style_references = [StyleReference(reference, reference_weight)]
 
 
 def _read_guides(extra: dict[str, str]) -> list:

@@ -100,7 +100,8 @@ def test_a_depth_control_runs_through_the_depth_model(studio, tiny_model, tiny_c
 @pytest.mark.parametrize("control, message", [
     (dict(weight=2.5), "weight must be between 0 and 2"), (dict(weight=-0.1), "weight must be between 0 and 2"),
     (dict(start=0.6, end=0.4), "start and end"), (dict(image="missing"), "does not exist"),
-    (dict(kind="pose"), "unknown kind"),
+    (dict(kind="pose"), "unknown kind"), (dict(weight="strong"), "weight must be a number"),
+    (dict(end=float("nan")), "start and end"),
 ])
 def test_bad_controls_are_refused_before_anything_runs(studio, tiny_model, square, tmp_path, control, message):
     values = {"kind": "canny", "image": square, **control}
