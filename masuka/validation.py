@@ -57,3 +57,12 @@ def flag(name: str, value: Any) -> bool:
     if value is None or isinstance(value, bool):
         return bool(value)
     raise InvalidInput(f"{name[:1].upper() + name[1:]} must be true or false (got {value!r}).")
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` reads as a float (``0.8``, ``-1``, ``1e-3``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

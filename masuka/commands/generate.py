@@ -52,12 +52,23 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
                         help="repaint each face found in the result at higher resolution (ADetailer-style)")
     parser.add_argument("--face-strength", type=float, default=0.4,
                         help="with --face-detail: how far a face may change, 0-1 (default 0.4)")
+    parser.add_argument("--control", action="append", default=[], metavar="KIND:PATH[:WEIGHT]",
+                        help="follow a control image with a ControlNet (SDXL, FLUX.1): KIND is canny (its edges), "
+                             "depth (its depth) or image (as it is); weight 0-2, default 1; repeatable")
+    parser.add_argument("--controlnet", metavar="REPO_OR_FOLDER", default="",
+                        help="the ControlNet every --control uses instead of the model's own for its kind, e.g. a "
+                             "union model such as xinsir/controlnet-union-sdxl-1.0")
+    parser.add_argument("--reference", action="append", default=[], metavar="PATH[:WEIGHT]",
+                        help="make the image like this one: IP-Adapter (SDXL) or Redux (FLUX.1); weight 0-2, "
+                             "default 1; repeatable")
 
 
 def request_from_args(args: argparse.Namespace):
     """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
     from masuka.errors import InvalidInput
+    from masuka.image.control import parse_control
     from masuka.image.generate import ImageRequest, parse_lora
+    from masuka.image.reference import parse_reference
     from masuka.image.tasks import InitImage
 
     if args.mask and not args.init_image:
@@ -68,7 +79,9 @@ def request_from_args(args: argparse.Namespace):
                         seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
                         memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
                         optimize_prompt=args.optimize_prompt, safety_check=args.safety_check,
-                        face_detail=args.face_detail, face_strength=args.face_strength, sampler=args.sampler)
+                        face_detail=args.face_detail, face_strength=args.face_strength, sampler=args.sampler,
+                        controls=[parse_control(x, args.controlnet) for x in args.control],
+                        style_references=[parse_reference(x) for x in args.reference])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput
 from masuka.history.browse import entry
+from masuka.image.control import FORM_PICTURES as CONTROL_PICTURES
+from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
 from masuka.store import UNFINISHED
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -29,9 +31,11 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     fields["loras"] = [f"{x['name']}:{x['weight']:g}" for x in row.get("loras") or [] if isinstance(x, dict)]
     for name, value in (row.get("params") or {}).items():
         fields.setdefault(name, value)
-    for name in INPUT_FILES:  # input files go back to the form as files it can show
+    for name in (*INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES):  # input files go back as files to show
         if isinstance(fields.get(name), str) and (path := studio.config.absolute(fields[name])).is_file():
             fields[name] = str(path)
+    if row["kind"] == "image":  # an image made without them empties the form's control and reference pictures
+        fields.update({name: None for name in (*CONTROL_PICTURES, *REFERENCE_PICTURES) if name not in fields})
     return row["kind"], fields
 
 

@@ -26,6 +26,15 @@ from masuka.access import may_read, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
 from masuka.image.aid_settings import AidSettings, load_aid_settings
+from masuka.image.control import (
+    Control,
+    ControlInput,
+    check_controls,
+    control_infotext,
+    control_kwargs,
+    control_pipeline,
+    keep_controls,
+)
 from masuka.image.face_detail import check_strength, detail_faces, face_infotext, face_record
 from masuka.image.face_restore import face_restorer
 from masuka.image.fast import compile_once
@@ -34,6 +43,14 @@ from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
 from masuka.image.quantized import check_quantized_plan
+from masuka.image.reference import (
+    ReferenceInput,
+    StyleReference,
+    check_references,
+    keep_references,
+    reference_infotext,
+    reference_kwargs,
+)
 from masuka.image.samplers import apply_sampler, check_sampler
 from masuka.image.tasks import (
     InitImage,
@@ -52,7 +69,7 @@ from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
-from masuka.validation import flag, plain_text, whole_number
+from masuka.validation import flag, is_number, plain_text, whole_number
 
 MAX_BATCH = 4
 MAX_STEPS = 200
@@ -95,6 +112,8 @@ class ImageRequest:
     face_detail: bool = False  # repaint each face found in the result (masuka.image.face_detail)
     face_strength: float = 0.4  # the face detail's denoising strength
     sampler: str = ""  # an A1111 sampler name (masuka.image.samplers); "" keeps the model's own scheduler
+    controls: list[Control] = field(default_factory=list)  # ControlNet images (masuka.image.control)
+    style_references: list[StyleReference] = field(default_factory=list)  # "like this" (masuka.image.reference)
 
 
 @dataclass
@@ -119,6 +138,9 @@ class Plan:
     loras: list[tuple[LoraInfo, float]]
     task: TaskInput | None = None
     safety: AidSettings | None = None  # set when the safety check runs (asked for, or made mandatory)
+    controls: list[ControlInput] = field(default_factory=list)
+    references: list[ReferenceInput] = field(default_factory=list)
+    kept: dict[str, Any] = field(default_factory=dict)  # copies of the input pictures, for the history rows
 
 
 def parse_loras(values: Any) -> list[tuple[str, float]]:
@@ -134,7 +156,7 @@ def parse_lora(text: str) -> tuple[str, float]:
     """``name``, ``name:0.8`` or ``path/to/file.safetensors:0.8`` → (reference, weight)."""
     text = plain_text("a LoRA name", text, MAX_LORA_CHARS)
     ref, _, weight = text.strip().rpartition(":")
-    if not ref or not _is_number(weight):
+    if not ref or not is_number(weight):
         return text.strip(), 1.0
     return ref, float(weight)
 
@@ -212,8 +234,10 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         check_strength(request.face_strength)
         if fast:
             raise InvalidInput("Face detail repaints faces with the inpaint pipeline: turn Fast off to use it.")
+    controls = check_controls(request.controls, spec.architecture, spec.id, task is not None, fast)
+    references = check_references(request.style_references, spec.architecture, spec.id, task is not None, fast)
     return Plan(replace(request, sampler=sampler), spec, steps, guidance, width, height,
-                [seed + i for i in range(batch)], loras, task, safety)
+                [seed + i for i in range(batch)], loras, task, safety, controls, references)
 
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
@@ -270,9 +294,15 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
     apply_loras(pipe, plan.loras)
     compile_once(pipe)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
-    runner = task_pipeline(pipe, plan.task)
+    runner = control_pipeline(task_pipeline(pipe, plan.task), plan.controls, pipeline_architecture(pipe),
+                              plan.spec.id)
     apply_sampler(pipe, runner, request.sampler, plan.spec.id)
     accepted = set(inspect.signature(runner.__call__).parameters)
+    controls = control_kwargs(plan.controls, pipe, plan.width, plan.height, accepted)
+    references = reference_kwargs(pipe, runner, plan.references, pipeline_architecture(pipe), plan.spec.id,
+                                  request.prompt.strip())
+    plan.kept = keep_controls(studio, request.owner, plan.controls) | keep_references(studio, request.owner,
+                                                                                      plan.references)
     batch_id = uuid.uuid4().hex[:12]
     results = []
     for index, seed in enumerate(plan.seeds):
@@ -288,9 +318,9 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
             return kwargs
 
         try:
-            kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end)
+            kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end) | references
             with torch.inference_mode():
-                image = finish(runner(**kwargs, **task_kwargs(plan.task)).images[0], plan.task)
+                image = finish(runner(**kwargs, **task_kwargs(plan.task), **controls).images[0], plan.task)
             image, aided = _aids(studio, plan, pipe, image, seed, step_end)
             parameters = format_parameters(_parameters(plan, seed, pipe))
             path = _save(studio, image, parameters, row_id, seed, plan.request.owner)
@@ -385,7 +415,7 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,
-                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task), **request.notes,
+                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task), **plan.kept, **request.notes,
                    **({"template": request.template} if request.template else {}),
                    **({"sampler": request.sampler} if request.sampler else {})},
     }
@@ -394,7 +424,7 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
 def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     request = plan.request
     scheduler = type(getattr(pipe, "masuka_scheduler", None) or getattr(pipe, "scheduler", None)).__name__
-    extra = infotext_fields(plan.task)
+    extra = infotext_fields(plan.task) | control_infotext(plan.controls) | reference_infotext(plan.references)
     if request.face_detail:
         extra.update(face_infotext(request.face_strength))
     if request.template and request.template != request.prompt.strip():
@@ -424,11 +454,3 @@ def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int, o
         raise as_disk_full(error) or MasukaError(f"Could not save the image in {folder}: "
                                                  f"{error.strerror or error}.") from error
     return path
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

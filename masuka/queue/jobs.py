@@ -46,6 +46,9 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
     every expansion makes ``request.batch`` images. Seeds run on from ``request.seed`` (random when unset)
     across the job, so a resumed job remakes nothing and a repeated job repeats its images.
     """
+    if request.controls or request.style_references:
+        raise InvalidInput("The queue keeps prompts and settings, not pictures: generate with control or reference "
+                           "images directly.")
     templates = prompt_lines(prompts) if prompts is not None else [request.prompt]
     if not templates:
         raise InvalidInput("No prompts: write one prompt a line.")

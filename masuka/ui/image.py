@@ -1,5 +1,5 @@
-"""Image tab: prompt in, images out, with every parameter, LoRAs, an optional starting image and mask, progress,
-Stop and "read parameters"."""
+"""Image tab: prompt in, images out, with every parameter, LoRAs, an optional starting image and mask, a control
+and a reference image, progress, Stop and "read parameters"."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import gradio as gr
 from masuka.characters.use import picker_value
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLAN_HELP
+from masuka.image.control import Control, read_controls
 from masuka.image.generate import (
     MAX_BATCH,
     MAX_STEP_CACHE,
@@ -22,8 +23,11 @@ from masuka.image.generate import (
     parse_loras,
     plan_request,
 )
+from masuka.image.guides import MAX_WEIGHT
 from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.preprocess import KINDS
+from masuka.image.reference import StyleReference, read_references
 from masuka.image.tasks import InitImage, keep_input
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.studio import Studio
@@ -81,6 +85,7 @@ def build(ctx: UIContext) -> None:
                 strength = gr.Slider(0.05, 1, value=0.75, step=0.05, label="Strength",
                                      info="How far the result may move from the starting image")
             aids = AidsForm()
+            guides = _control_and_reference()
             with gr.Row():
                 run = gr.Button("Generate", variant="primary")
                 queue_add = gr.Button("Add to queue")  # wired by the Queue tab (masuka/ui/queue.py)
@@ -99,6 +104,7 @@ def build(ctx: UIContext) -> None:
     ctx.components.update(image_optimize_prompt=aids.optimize_prompt, image_safety_check=aids.safety_check,
                           image_face_detail=aids.face_detail, image_face_strength=aids.face_strength)
     ctx.components.update(image_init=init_image, image_strength=strength, image_mask=mask)
+    ctx.components.update({f"image_{name}": component for name, component in zip(GUIDE_FIELDS, guides)})
 
     def lora_choices(request: gr.Request):
         rows = list_loras(studio, user_of(request), is_admin(studio, request))
@@ -127,12 +133,18 @@ def build(ctx: UIContext) -> None:
                        memory_plan: str = "auto", fast: bool = False, step_cache: float = 0.0,
                        init_image: str | None = None, strength: float = 0.75, mask: str | None = None,
                        optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
-                       face_strength: float = 0.4, request: gr.Request = None, progress=gr.Progress()):
+                       face_strength: float = 0.4,
+                       control_kind: str = "canny", control_image: str | None = None, control_weight: float = 1.0,
+                       control_start: float = 0.0, control_end: float = 1.0, reference_image: str | None = None,
+                       reference_weight: float = 1.0, request: gr.Request = None, progress=gr.Progress()):
         """Generate images (from ``init_image`` when given, repainting the white of ``mask``; with the generation
-        aids asked for); yields the gallery as each image finishes."""
+        aids asked for; following ``control_image`` through a ControlNet of ``control_kind``; like
+        ``reference_image``); yields the gallery as each image finishes."""
         request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch,
                                   loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
                                   optimize_prompt, safety_check, face_detail, face_strength)
+        _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
+                    reference_image, reference_weight)
         request_.init = _kept(studio, request_.owner, request_.init)
         events: queue.Queue = queue.Queue()
         stop_flag = studio.stops.arm(_session(request))
@@ -191,12 +203,16 @@ def build(ctx: UIContext) -> None:
     def check_form(prompt: str, model: str, negative_prompt: str, steps, guidance, width, height, seed, batch,
                    loras, memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None,
                    optimize_prompt=False, safety_check=False, face_detail=False, face_strength=0.4,
+                   control_kind="canny", control_image=None, control_weight=1.0, control_start=0.0,
+                   control_end=1.0, reference_image=None, reference_weight=1.0,
                    request: gr.Request = None) -> None:
         """Refuse bad input before the event that owns the gallery runs, so a refusal leaves it as it was."""
-        plan_request(studio, _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                                            batch, loras, memory_plan, fast, step_cache, init_image, strength, mask,
-                                            user_of(request), optimize_prompt, safety_check, face_detail,
-                                            face_strength))
+        request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
+                                  memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
+                                  optimize_prompt, safety_check, face_detail, face_strength)
+        _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
+                    reference_image, reference_weight)
+        plan_request(studio, request_)
 
     def stop_generation(request: gr.Request):
         stopped = studio.stops.stop(_session(request))
@@ -206,7 +222,7 @@ def build(ctx: UIContext) -> None:
     def read_image_parameters(path: str | None, request: gr.Request = None):
         """Fill the form from an image's A1111-style parameters, LoRAs found in the library included."""
         if not path:
-            return [gr.skip()] * 10
+            return [gr.skip()] * (10 + len(READ_GUIDES))
         text = read_parameters(path)
         if not text:
             raise InvalidInput("This image carries no generation parameters.")
@@ -219,10 +235,10 @@ def build(ctx: UIContext) -> None:
             summary += f"\n\n**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them)."
         return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
                 update(p.guidance), update(p.width), update(p.height), update(p.seed),
-                [f"{name}:{weight:g}" for name, weight in found], summary)
+                [f"{name}:{weight:g}" for name, weight in found], summary, *_read_guides(p.extra))
 
     form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras, memory_plan, fast, step_cache,
-            init_image, strength, mask, *aids.inputs]
+            init_image, strength, mask, *aids.inputs, *guides]
     outputs = [gallery, seeds_used, status]
     gen_event = run.click(check_form, form, None, api_visibility="private", show_progress="hidden").success(
         generate_image, form, outputs, api_name="generate_image", **ctx.gpu_event())
@@ -233,8 +249,8 @@ def build(ctx: UIContext) -> None:
     aspect.input(aspect_size, [aspect, model], [width, height], api_visibility="private")
     refresh.click(lora_choices, None, loras, api_visibility="private")
     dropped.upload(read_image_parameters, dropped,
-                   [prompt, negative, model, steps, guidance, width, height, seed, loras, read_info],
-                   api_name="read_parameters")
+                   [prompt, negative, model, steps, guidance, width, height, seed, loras, read_info,
+                    *[guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES]], api_name="read_parameters")
     ctx.components["image_generated"] = gen_event
     ctx.components["image_queue"] = queue_add
     ctx.components["image_load"] = lora_choices
@@ -262,6 +278,49 @@ def _kept(studio: Studio, owner: str, init: InitImage | None) -> InitImage | Non
         return None
     mask = keep_input(studio, owner, init.mask, "mask") if init.mask else None
     return dataclasses.replace(init, path=keep_input(studio, owner, init.path, "init-image"), mask=mask)
+
+
+#: the Control and Reference widgets, in the order the form (and the generate_image API) takes them
+GUIDE_FIELDS = ("control_kind", "control_image", "control_weight", "control_start", "control_end",
+                "reference_image", "reference_weight")
+#: those "Read parameters" fills from an image's ControlNet 0 and Reference 0 fields
+READ_GUIDES = ("control_kind", "control_weight", "control_start", "control_end", "reference_weight")
+
+
+def _control_and_reference() -> list[gr.components.Component]:
+    """The Control accordion (one ControlNet image: kind, weight, start/end) and the Reference accordion (a
+    picture to look like, with its weight); SDXL and FLUX.1 models take them."""
+    with gr.Accordion("Control (follow edges, depth or a picture)", open=False):
+        with gr.Row():
+            image = gr.Image(type="filepath", label="Control image", height=200)
+            with gr.Column():
+                kind = gr.Dropdown([("Canny edges", "canny"), ("Depth", "depth"), ("Image as is", "image")],
+                                   value=KINDS[0], label="Control kind")
+                weight = gr.Slider(0, MAX_WEIGHT, value=1.0, step=0.05, label="Control weight")
+                with gr.Row():
+                    start = gr.Slider(0, 1, value=0.0, step=0.05, label="Control start")
+                    end = gr.Slider(0, 1, value=1.0, step=0.05, label="Control end")
+    with gr.Accordion("Reference (make it like this picture)", open=False):
+        with gr.Row():
+            reference = gr.Image(type="filepath", label="Reference image (IP-Adapter / Redux)", height=200)
+            reference_weight = gr.Slider(0, MAX_WEIGHT, value=1.0, step=0.05, label="Reference weight")
+    return [kind, image, weight, start, end, reference, reference_weight]
+
+
+def _add_guides(request: ImageRequest, kind, image, weight, start, end, reference, reference_weight) -> None:
+    """The form's control and reference, when given, on the request."""
+    if image:
+        request.controls = [Control(kind or KINDS[0], image, weight, start, end)]
+    if reference:
+        request.style_references = [StyleReference(reference, reference_weight)]
+
+
+def _read_guides(extra: dict[str, str]) -> list:
+    """The Control and Reference fields "Read parameters" fills (skipped when the image had none)."""
+    controls, references = read_controls(extra), read_references(extra)
+    control = [controls[0][name] for name in ("kind", "weight", "start", "end")] if controls else [gr.skip()] * 4
+    return [*control, references[0] if references else gr.skip()]
+
 
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "cli"

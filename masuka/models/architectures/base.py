@@ -81,6 +81,35 @@ class Training:
 
 
 @dataclass(frozen=True)
+class ControlNets:
+    """How an architecture follows control images: the diffusers pipeline and ControlNet model classes, and the
+    default ControlNet repo per control kind. Kinds sharing one repo share a union model, told the kind by
+    ``modes`` (its ``control_mode`` numbers)."""
+
+    pipeline: str
+    model: str
+    repos: dict[str, str]
+    modes: dict[str, int] = field(default_factory=dict)
+    #: a union model's classes and control modes, used when a control names such a model instead of the default
+    union_pipeline: str = ""
+    union_model: str = ""
+    union_modes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StyleReferences:
+    """How an architecture makes an image "like this one": an IP-Adapter (``ip-adapter``: ``repo``'s
+    ``subfolder/weight_name`` with its CLIP image encoder in ``subfolder/image_encoder``) or a FLUX.1 Redux prior
+    pipeline (``redux``: ``repo``) whose image embeddings join the prompt's."""
+
+    kind: str
+    repo: str
+    subfolder: str = ""
+    weight_name: str = ""
+    image_encoder: str = "image_encoder"
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every fact about one architecture; see the module docstring."""
 
@@ -116,6 +145,10 @@ class Profile:
     notes: str = ""
     #: how its prompts read best, for the prompt optimizer: "natural" (sentences) or "tags" (comma-separated tags)
     prompt_style: str = "natural"
+    #: ControlNet support (``None``: the architecture takes no control images in MASUKA)
+    controlnets: ControlNets | None = None
+    #: reference ("like this image") support (``None``: none in MASUKA)
+    style_references: StyleReferences | None = None
 
     @property
     def pipeline(self) -> str:

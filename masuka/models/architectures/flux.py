@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka.models.architectures.base import KNOWN_WIDTHS, LoraLayers, Match, Profile, Training, width_match
+from masuka.models.architectures.base import (
+    KNOWN_WIDTHS,
+    ControlNets,
+    LoraLayers,
+    Match,
+    Profile,
+    StyleReferences,
+    Training,
+    width_match,
+)
 from masuka.models.architectures.shared import (
     CLIP_L,
     T5_XXL,
@@ -100,4 +109,9 @@ PROFILE = Profile(
                                      shift=3.0, use_dynamic_shifting=True)),
         "flux-schnell": _real(False, dict(shift=1.0, use_dynamic_shifting=False)),
     },
+    # InstantX's union ControlNet: one model for every kind, told the kind by its control mode
+    controlnets=ControlNets(pipeline="FluxControlNetPipeline", model="FluxControlNetModel",
+                            repos=dict.fromkeys(("canny", "depth", "image"), "InstantX/FLUX.1-dev-Controlnet-Union"),
+                            modes={"canny": 0, "image": 1, "depth": 2}),
+    style_references=StyleReferences(kind="redux", repo="black-forest-labs/FLUX.1-Redux-dev"),
 )

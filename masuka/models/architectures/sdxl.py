@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka.models.architectures.base import LoraLayers, Match, Profile, Training
+from masuka.models.architectures.base import ControlNets, LoraLayers, Match, Profile, StyleReferences, Training
 from masuka.models.architectures.shared import CLIP_G, CLIP_L, VAE, clip_encoder, clip_tokenizer, tiny_vae
 
 #: layer names of a UNet, in diffusers and in kohya (original Stability) naming
@@ -77,4 +77,14 @@ PROFILE = Profile(
                       text_encoder_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
                       defaults=dict(lr=1e-4, resolution=1024, guidance=1.0, sample_steps=25)),
     real_models={"sdxl": _REAL, "playground-v2.5": _REAL},
+    # one ControlNet per kind, so each control keeps its own weight and start/end (a union model takes one)
+    controlnets=ControlNets(pipeline="StableDiffusionXLControlNetPipeline", model="ControlNetModel",
+                            repos={"canny": "diffusers/controlnet-canny-sdxl-1.0",
+                                   "depth": "diffusers/controlnet-depth-sdxl-1.0",
+                                   "image": "xinsir/controlnet-tile-sdxl-1.0"},
+                            # xinsir/controlnet-union-sdxl-1.0 and its like, when named (--controlnet)
+                            union_pipeline="StableDiffusionXLControlNetUnionPipeline",
+                            union_model="ControlNetUnionModel", union_modes={"canny": 3, "depth": 1}),
+    style_references=StyleReferences(kind="ip-adapter", repo="h94/IP-Adapter", subfolder="sdxl_models",
+                                     weight_name="ip-adapter_sdxl.safetensors"),
 )
