@@ -58,6 +58,7 @@ class Target:
     model: str
     segments: list[int]
     cost_usd: float
+    extends: bool = False  # clips after the first extend the video so far (Veo 3.1) instead of starting anew
 
 
 @dataclass
@@ -185,9 +186,28 @@ def lifecycle_warnings(plan: VideoPlan) -> list[str]:
 
 
 def _target(provider: str, model: str, entry: dict, size: str, seconds: int) -> Target:
-    segments = chain_segments(entry, size, seconds)
+    segments = extension_segments(entry, size, seconds) or chain_segments(entry, size, seconds)
     price = price_per_second(entry, size)
-    return Target(provider, model, segments, round(price * sum(segments), 4))
+    return Target(provider, model, segments, round(price * sum(segments), 4),
+                  extends=len(segments) > 1 and bool(extension_segments(entry, size, seconds)))
+
+
+def extension_segments(entry: dict, size: str, seconds: int) -> list[int]:
+    """For a model that extends its own clips (``extend_seconds`` at ``extend_sizes``): the longest first clip,
+    then extensions until ``seconds`` is reached; empty when one clip does or the model cannot extend at
+    ``size``. Extension continues the scene itself, so it keeps motion and sound across the joins that
+    last-frame chaining breaks."""
+    allowed = sorted(durations_for(entry, size))
+    step = entry.get("extend_seconds")
+    if not step or seconds <= allowed[-1] or size not in entry.get("extend_sizes", []):
+        return []
+    segments = [allowed[-1]]
+    while sum(segments) < seconds:
+        segments.append(step)
+    if sum(segments) > MAX_TOTAL_SECONDS:
+        raise InvalidInput(f"{seconds} s cannot be made from a {allowed[-1]} s clip and {step} s extensions "
+                           f"within {MAX_TOTAL_SECONDS} s.")
+    return segments
 
 
 def chain_segments(entry: dict, size: str, seconds: int) -> list[int]:
