@@ -155,7 +155,8 @@ def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_fr
         return f"⚠️ {error}"
     target = plan.primary
     clips = " + ".join(f"{s} s" for s in target.segments)
-    chain = f" ({len(target.segments)} clips chained: {clips})" if plan.chained else ""
+    how = "a clip extended by the model" if target.extends else "clips chained"
+    chain = f" ({len(target.segments)} {how}: {clips})" if plan.chained else ""
     lines = [f"**Estimated cost: ${target.cost_usd:.2f}** for {sum(target.segments)} s at {plan.size}{chain}"]
     lines += [f"⚠️ {warning}" for warning in lifecycle_warnings(plan)]
     lines += [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f}" for t in plan.targets[1:]]

@@ -127,8 +127,9 @@ def aspect_of(size: str) -> str:
 
 
 def resolution_of(size: str) -> str:
-    """``1280x720`` -> ``720p`` (the short side)."""
-    return f"{min(parse_size(size))}p"
+    """``1280x720`` -> ``720p`` (the short side); ``3840x2160`` -> ``4k`` as Veo and fal name it."""
+    short = min(parse_size(size))
+    return "4k" if short == 2160 else f"{short}p"
 
 
 def size_for_aspect(entry: dict, aspect: str) -> str:

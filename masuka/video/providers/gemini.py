@@ -24,7 +24,7 @@ class GeminiVeo(Provider):
         instance: dict = {"prompt": clip.prompt}
         if clip.extend:  # continue Veo's own earlier clip: the answer is the whole, longer video
             instance["video"] = {"uri": clip.extend}
-            parameters = {"resolution": resolution(clip.size)}
+            parameters = {"resolution": resolution_of(clip.size)}
             if clip.negative_prompt:
                 parameters["negativePrompt"] = clip.negative_prompt
             return self._create(clip.model, instance, parameters)
@@ -36,7 +36,7 @@ class GeminiVeo(Provider):
             instance["referenceImages"] = [{"image": _inline(path), "referenceType": "ASSET"}
                                            for path in clip.references]
         parameters: dict = {"aspectRatio": aspect_of(clip.size), "durationSeconds": clip.seconds,
-                            "resolution": resolution(clip.size)}
+                            "resolution": resolution_of(clip.size)}
         if clip.negative_prompt:
             parameters["negativePrompt"] = clip.negative_prompt
         return self._create(clip.model, instance, parameters)
@@ -58,12 +58,6 @@ class GeminiVeo(Provider):
                 "raiMediaFilteredReasons")
             return Status("failed", error="; ".join(filtered or []) or "Veo returned no video.")
         return Status("completed", progress=1.0, output=samples[0]["video"]["uri"])
-
-
-def resolution(size: str) -> str:
-    """Veo's name for a size's resolution: ``720p``, ``1080p`` or ``4k``."""
-    name = resolution_of(size)
-    return "4k" if name == "2160p" else name
 
 
 def _inline(path: Path) -> dict:
