@@ -12,7 +12,7 @@ from masuka.history.browse import entry
 from masuka.store import UNFINISHED
 from masuka.studio import Studio
 from masuka.users import output_dir
-from masuka.video.request import INPUT_FILES
+from masuka.video.request import INPUT_FILES, sound_choice
 
 #: row column -> form field name (components are registered as ``<kind>_<field>``, e.g. ``image_negative``)
 FORM_FIELDS = {"prompt": "prompt", "negative_prompt": "negative", "model": "model", "provider": "provider",
@@ -32,6 +32,11 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     for name in INPUT_FILES:  # input files go back to the form as files it can show
         if isinstance(fields.get(name), str) and (path := studio.config.absolute(fields[name])).is_file():
             fields[name] = str(path)
+    if isinstance(fields.get("references"), list):
+        fields["references"] = [str(path) for path in map(studio.config.absolute, fields["references"])
+                                if path.is_file()]
+    if row["kind"] == "video":
+        fields["sound"] = sound_choice(fields.get("audio"))
     return row["kind"], fields
 
 

@@ -48,6 +48,13 @@ class VideoRequest:
 
 #: request fields holding input files (copied into the data dir with the job)
 INPUT_FILES = ("image", "last_frame", "source_video")
+#: the form's sound choice -> the request's ``audio``
+SOUND = {"default": None, "on": True, "off": False}
+
+
+def sound_choice(audio: bool | None) -> str:
+    """The form's sound choice for a request's ``audio``."""
+    return next(name for name, value in SOUND.items() if value is audio)
 
 
 @dataclass
