@@ -100,8 +100,24 @@ def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str) -> Any:
     if name is None or type(pipe).__name__ == name:
         return pipe
     if getattr(pipe, "masuka_image_pipe", None) is None:
-        import diffusers
-
-        pipe.masuka_image_pipe = getattr(diffusers, name).from_pipe(pipe)
-        pipe.masuka_image_pipe.set_progress_bar_config(disable=True)
+        pipe.masuka_image_pipe = _sharing_weights(pipe, name)
     return pipe.masuka_image_pipe
+
+
+def _sharing_weights(pipe: Any, class_name: str) -> Any:
+    """Pipeline ``class_name`` around ``pipe``'s own modules (placed, offloaded, fp8 as they are) and settings.
+
+    Not ``from_pipe``: that casts every shared module to one dtype (float32 unless told), which would undo the
+    memory plan's fp8 storage and bf16 weights.
+    """
+    import diffusers
+
+    cls = getattr(diffusers, class_name)
+    accepted = inspect.signature(cls.__init__).parameters
+    values = {**{k: v for k, v in pipe.config.items() if not k.startswith("_")}, **pipe.components}
+    kwargs = {k: v for k, v in values.items() if k in accepted}
+    kwargs.update({k: None for k in getattr(cls, "_optional_components", []) if k in accepted and k not in kwargs})
+    shared = cls(**kwargs)
+    shared.set_progress_bar_config(disable=True)
+    shared.masuka_plan = pipe.masuka_plan
+    return shared

@@ -37,6 +37,24 @@ def test_wan22_ti2v_makes_text_and_image_to_video_with_one_load(studio, tiny, fi
     assert image["status"] == "completed", image["error"]
     assert frames_and_size(studio.config.absolute(image["result"]["video"])) == (9, (32, 32))
     assert studio.models.loads == 1  # the first frame reuses the loaded TI2V weights
+    pipe = studio.models._model
+    assert pipe.masuka_image_pipe.transformer is pipe.transformer
+
+
+def test_a_first_frame_keeps_the_memory_plans_fp8_weights(tiny):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from masuka.gpu import DevicePlan
+    from masuka.image.pipelines import prepare_pipeline
+    from masuka.models.architectures.wan import PROFILE
+    from masuka.video.local import _image_pipeline
+
+    pipe = DiffusionPipeline.from_pretrained(tiny("wan2.2-ti2v"), use_safetensors=True)
+    prepare_pipeline(pipe, DevicePlan("cpu", "float32", memory="fp8_offload", vae_tiling=True))
+    image_pipe = _image_pipeline(pipe, PROFILE, "wan2.2-ti2v")
+    assert type(image_pipe).__name__ == "WanImageToVideoPipeline" and image_pipe.config.expand_timesteps
+    assert image_pipe.transformer.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn
 
 
 def test_wan22_a14b_runs_both_experts_with_per_step_progress(studio, tiny):
