@@ -11,7 +11,8 @@ run without downloading anything. Modules are built on the ``meta`` device and m
 target device in the target dtype, so a 12B-parameter transformer never passes through CPU memory in fp32.
 Tokenizers are the small offline ones: prompts are padded to the real sequence lengths all the same.
 
-``python -m masuka.models.synthetic ARCH FOLDER`` writes a tiny pipeline folder usable as a model.
+``python -m masuka.models.synthetic ARCH FOLDER`` writes a tiny pipeline folder usable as a model (ARCH may also
+be a video variant such as ``wan2.2-ti2v`` or ``ltx2``, usable as a local video model).
 """
 
 from __future__ import annotations
@@ -175,13 +176,20 @@ def _draw_device(device: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from masuka.models.architectures.video import video_profiles
+
     parser = argparse.ArgumentParser(prog="python -m masuka.models.synthetic",
                                      description="Write a tiny random-weight pipeline folder (a usable model).")
-    parser.add_argument("architecture", choices=TINY_ARCHITECTURES)
+    videos = tuple(name for profile in video_profiles().values() for name in profile.tiny)
+    parser.add_argument("architecture", choices=TINY_ARCHITECTURES + videos,
+                        help="an image profile, or a video variant (a local video model folder)")
     parser.add_argument("folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    save_tiny_pipeline(args.architecture, args.folder, args.seed)
+    if args.architecture in videos:
+        save_tiny_video_pipeline(args.folder, seed=args.seed, variant=args.architecture)
+    else:
+        save_tiny_pipeline(args.architecture, args.folder, args.seed)
     return 0
 
 
