@@ -120,7 +120,7 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         if image:
             _check_image(image, provider, "reference or last-frame")
     request.prompt = prompt
-    targets = [_target(request.provider, request.model, entry, size, seconds)]
+    targets = [_target(request.provider, request.model, entry, size, seconds, request.audio)]
     _check_inputs(request, entry, targets[0])
     for spec in request.fallback:
         name, _, model = spec.partition(":")
@@ -130,7 +130,7 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         fallback_entry = model_entry(name, model)
         if size not in fallback_entry["sizes"]:
             raise InvalidInput(f"Fallback {name}:{model} has no size {size}.")
-        targets.append(_target(name, model, fallback_entry, size, seconds))
+        targets.append(_target(name, model, fallback_entry, size, seconds, request.audio))
         _check_inputs(request, fallback_entry, targets[-1])
     return VideoPlan(request, size, seconds, targets)
 
@@ -192,9 +192,9 @@ def lifecycle_warnings(plan: VideoPlan) -> list[str]:
     return warnings
 
 
-def _target(provider: str, model: str, entry: dict, size: str, seconds: int) -> Target:
+def _target(provider: str, model: str, entry: dict, size: str, seconds: int, audio: bool | None = None) -> Target:
     segments = extension_segments(entry, size, seconds) or chain_segments(entry, size, seconds)
-    price = price_per_second(entry, size)
+    price = price_per_second(entry, size, audio)
     return Target(provider, model, segments, round(price * sum(segments), 4),
                   extends=len(segments) > 1 and bool(extension_segments(entry, size, seconds)))
 

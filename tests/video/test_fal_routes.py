@@ -40,10 +40,12 @@ def test_kling_25_turbo_gets_only_its_fields_on_each_route(studio, fake, first_f
     assert image["image_url"].startswith("data:image/png;base64,")
 
 
-def test_veo31_on_fal_at_4k_without_sound(studio, fake):
+def test_veo31_on_fal_at_4k_without_sound_is_asked_and_priced_so(studio, fake):
     server = fake("fal")
     request = dict(model="fal-ai/veo3.1", size="3840x2160", seconds=8, audio=False)
-    assert estimate(VideoRequest(provider="fal", prompt=PROMPT, **request)).primary.cost_usd == pytest.approx(4.8)
+    assert estimate(VideoRequest(provider="fal", prompt=PROMPT, **request)).primary.cost_usd == pytest.approx(3.2)
+    with_sound = {**request, "audio": None}
+    assert estimate(VideoRequest(provider="fal", prompt=PROMPT, **with_sound)).primary.cost_usd == pytest.approx(4.8)
     run(studio, **request)
     sent = json.loads(creates(server, "/fal-ai/veo3.1")[0].body)
     assert sent == {"prompt": PROMPT, "aspect_ratio": "16:9", "duration": "8s", "resolution": "4k",
