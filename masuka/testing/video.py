@@ -44,6 +44,7 @@ class FakeProvider(StandIn):
         self.broken_downloads = 0
         self.hang_create_s = 0.0
         self.gone_models: set[str] = set()  # create requests for these get the API's "model gone" answer
+        self.finishing: int | None = None  # only the first N jobs may finish (a chain held mid-way)
         self.polled = threading.Event()
 
     # -- dispatch -------------------------------------------------------------------------------------
@@ -104,7 +105,8 @@ class FakeProvider(StandIn):
         job["token"] += 1
         if job["cancelled"]:
             return "cancelled", 0.0
-        if job["polls"] >= self.polls_to_finish and self.release.is_set():
+        held = self.finishing is not None and list(self.jobs).index(job_id) >= self.finishing
+        if job["polls"] >= self.polls_to_finish and self.release.is_set() and not held:
             return ("failed", 0.0) if self.fail_jobs else ("completed", 1.0)
         return ("queued", 0.0) if job["polls"] == 1 else ("running", 0.5)
 

@@ -90,3 +90,34 @@ def test_stand_in_refuses_to_extend_a_video_veo_did_not_make(fake):
                         json={"instances": [{"prompt": PROMPT, "video": {"uri": "https://elsewhere/clip.mp4"}}],
                               "parameters": {"resolution": "720p"}})
     assert answer.status_code == 400 and answer.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_killed_while_an_extension_runs_resumes_it_without_sending_anything_again(tmp_path, fake):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.video.conftest import wait_until
+    from tests.video.test_jobs import _video_cli
+
+    server = fake("gemini")
+    server.finishing = 1  # the first clip finishes; its extension stays running
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(_video_cli(tmp_path / "data", "--provider", "gemini", "--model", "veo-3.1-generate-001",
+                                        "--prompt", PROMPT, "--seconds", "15", "--size", "1280x720"),
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: server.creates == 2 and server.jobs["job2"]["polls"] >= 1, timeout=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    server.finishing = None
+    resumed = subprocess.run([sys.executable, "-m", "masuka", "jobs", "resume", "--data-dir", str(tmp_path / "data"),
+                              "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["status"] == "completed" and server.creates == 2
+    extension = json.loads(server.requests_to(":predictLongRunning")[1].body)["instances"][0]
+    assert extension["video"]["uri"].endswith("/files/job1:download?alt=media")
