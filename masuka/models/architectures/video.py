@@ -11,7 +11,7 @@ model's memory figures per plan. Importing this module does not import torch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -31,8 +31,6 @@ class VideoProfile:
     call_arguments: Callable[[Any, int], dict[str, Any]] = lambda _pipe, _fps: {}
     #: the pipeline returns a soundtrack with the frames (``output.audio``)
     audio: bool = False
-    notes: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
 
     def covers(self, pipeline_class: str) -> bool:
         return pipeline_class in self.pipelines
