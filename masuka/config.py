@@ -112,6 +112,11 @@ def space_model() -> str:
     return env_text("MASUKA_SPACE_MODEL")
 
 
+def depth_model() -> str:
+    """``MASUKA_DEPTH_MODEL``: the depth model ControlNet's depth preprocessor uses ("" for the default)."""
+    return env_text("MASUKA_DEPTH_MODEL")
+
+
 def zerogpu_aoti() -> bool:
     return env_flag("MASUKA_ZEROGPU_AOTI")
 

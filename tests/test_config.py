@@ -14,7 +14,8 @@ from masuka.errors import InvalidInput
 from masuka.video.settings import VideoSettings
 from tests.conftest import ROOT
 
-ENV_READ = re.compile(r"""(os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*["'](MASUKA_|SPACE)""")
+# a MASUKA_/SPACE variable named in place, or any variable named by a constant (which could hide one)
+ENV_READ = re.compile(r"""(os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*(["'](MASUKA_|SPACE)|[A-Z][A-Z_]*[)\],])""")
 
 
 def test_no_module_but_config_reads_a_masuka_variable():

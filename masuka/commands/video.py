@@ -15,7 +15,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         "them); for local also a diffusers repo id or folder")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--negative-prompt", default="")
-    parser.add_argument("--seconds", type=int, help="length; beyond one clip, clips are chained (up to 60 s)")
+    parser.add_argument("--seconds", type=int,
+                        help="length; beyond one clip, clips are chained or extended (up to 60 s)")
     shape = parser.add_mutually_exclusive_group()
     shape.add_argument("--size", help="WxH such as 1280x720")
     shape.add_argument("--aspect", help="aspect ratio such as 16:9 (the model's first size with it)")
@@ -25,7 +26,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         help="reference image keeping a subject or style (Veo 3.1, up to 3; repeatable)")
     parser.add_argument("--source-video", help="video-to-video: the MP4 to restyle or edit (Runway aleph2)")
     parser.add_argument("--audio", action=argparse.BooleanOptionalAction, default=None,
-                        help="sound on or off where the model offers the choice (fal Veo 3)")
+                        help="sound on or off where the model offers the choice (fal Veo 3 and 3.1, local LTX-2)")
     parser.add_argument("--fallback", action="append", default=[], metavar="PROVIDER[:MODEL]",
                         help="provider to use when the first is unhealthy or unreachable; repeatable, in order")
     parser.add_argument("--steps", type=int, help="local model: denoising steps")

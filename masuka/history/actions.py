@@ -14,7 +14,7 @@ from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
 from masuka.store import UNFINISHED
 from masuka.studio import Studio
 from masuka.users import output_dir
-from masuka.video.request import INPUT_FILES
+from masuka.video.request import INPUT_FILES, sound_choice
 
 #: row column -> form field name (components are registered as ``<kind>_<field>``, e.g. ``image_negative``)
 FORM_FIELDS = {"prompt": "prompt", "negative_prompt": "negative", "model": "model", "provider": "provider",
@@ -36,6 +36,11 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
             fields[name] = str(path)
     if row["kind"] == "image":  # an image made without them empties the form's control and reference pictures
         fields.update({name: None for name in (*CONTROL_PICTURES, *REFERENCE_PICTURES) if name not in fields})
+    if isinstance(fields.get("references"), list):
+        fields["references"] = [str(path) for path in map(studio.config.absolute, fields["references"])
+                                if path.is_file()]
+    if row["kind"] == "video":
+        fields["sound"] = sound_choice(fields.get("audio"))
     return row["kind"], fields
 
 

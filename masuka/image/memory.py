@@ -31,6 +31,11 @@ def denoiser_of(pipe: Any) -> Any:
     return getattr(pipe, "transformer", None) or pipe.unet
 
 
+def denoisers_of(pipe: Any) -> list[Any]:
+    """The denoiser and, for two-expert models (Wan 2.2 A14B), the second one (``transformer_2``)."""
+    return [d for d in (denoiser_of(pipe), getattr(pipe, "transformer_2", None)) if d is not None]
+
+
 def apply_memory_plan(pipe: Any, plan: DevicePlan) -> None:
     """Place ``pipe`` as ``plan.memory`` says; fp8 storage is skipped where the device has no fp8 (MPS)."""
     import torch
@@ -39,7 +44,8 @@ def apply_memory_plan(pipe: Any, plan: DevicePlan) -> None:
         if plan.device == "mps":
             log.info("fp8 weight storage is not available on Apple MPS: keeping %s weights", plan.dtype_name)
         else:
-            denoiser_of(pipe).enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=plan.dtype)
+            for denoiser in denoisers_of(pipe):
+                denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=plan.dtype)
     if plan.memory == "full" or (plan.device == "cpu" and plan.memory in ("nf4_offload", "gguf_offload")):
         pipe.to(plan.device)  # a CPU has nowhere to offload to (and diffusers' LoRA loading re-offloads to a GPU)
     elif plan.memory in ("model_offload", "fp8_offload", "nf4_offload", "gguf_offload"):

@@ -7,12 +7,12 @@ transformers ``depth-estimation`` model (near = bright), ``MASUKA_DEPTH_MODEL`` 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from PIL import Image
 
-DEPTH_MODEL_ENV = "MASUKA_DEPTH_MODEL"
+from masuka.config import depth_model
+
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 #: Canny's hysteresis thresholds, as A1111's and ComfyUI's canny preprocessors default them
 CANNY_LOW, CANNY_HIGH = 100, 200
@@ -29,7 +29,8 @@ def canny(picture: Image.Image, low: int = CANNY_LOW, high: int = CANNY_HIGH) ->
 
 
 def depth_model_id() -> str:
-    return os.environ.get(DEPTH_MODEL_ENV) or DEFAULT_DEPTH_MODEL
+    """The depth model: ``MASUKA_DEPTH_MODEL`` (a repo id or a folder) when set, else the default."""
+    return depth_model() or DEFAULT_DEPTH_MODEL
 
 
 def depth_estimator(model_id: str, device: str = "cpu") -> Any:

@@ -11,7 +11,8 @@ run without downloading anything. Modules are built on the ``meta`` device and m
 target device in the target dtype, so a 12B-parameter transformer never passes through CPU memory in fp32.
 Tokenizers are the small offline ones: prompts are padded to the real sequence lengths all the same.
 
-``python -m masuka.models.synthetic ARCH FOLDER`` writes a tiny pipeline folder usable as a model.
+``python -m masuka.models.synthetic ARCH FOLDER`` writes a tiny pipeline folder usable as a model (ARCH may also
+be a video variant such as ``wan2.2-ti2v`` or ``ltx2``, usable as a local video model).
 """
 
 from __future__ import annotations
@@ -53,40 +54,20 @@ def save_tiny_pipeline(architecture: str, folder: str | Path, seed: int = 0) -> 
     return folder
 
 
-def tiny_video_pipeline(image_to_video: bool = False, seed: int = 0) -> Any:
-    """A miniature Wan 2.x pipeline (text-to-video, or image-to-video without a CLIP image encoder as in
-    Wan 2.2) with a UMT5 encoder and the T5 tokenizer above; 9 frames at 32x32 take well under a second."""
-    import torch
-    from diffusers import (
-        AutoencoderKLWan,
-        FlowMatchEulerDiscreteScheduler,
-        WanImageToVideoPipeline,
-        WanPipeline,
-        WanTransformer3DModel,
-    )
-    from transformers import UMT5Config, UMT5EncoderModel
+def tiny_video_pipeline(image_to_video: bool = False, seed: int = 0, variant: str | None = None) -> Any:
+    """A miniature video pipeline of a video profile's ``variant`` (see
+    :mod:`masuka.models.architectures.video`): by default Wan 2.1 text-to-video, or image-to-video without a CLIP
+    image encoder; 9 frames at 32x32 take a few seconds on a CPU."""
+    from masuka.models.architectures.video import tiny_video_pipeline as build
 
-    torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
-                                        in_channels=36 if image_to_video else 16, out_channels=16, text_dim=32,
-                                        freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-                                        qk_norm="rms_norm_across_heads", rope_max_seq_len=32)
-    components = dict(
-        transformer=transformer, tokenizer=t5_tokenizer(), scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        text_encoder=UMT5EncoderModel(UMT5Config(vocab_size=1000, d_model=32, d_ff=37, d_kv=8, num_heads=4,
-                                                 num_layers=2, relative_attention_num_buckets=8)),
-        vae=AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                             temperal_downsample=[False, True, True]),
-    )
-    if image_to_video:
-        return WanImageToVideoPipeline(image_encoder=None, image_processor=None, **components)
-    return WanPipeline(**components)
+    return build(variant or ("wan2.1-i2v" if image_to_video else "wan2.1"), seed)
 
 
-def save_tiny_video_pipeline(folder: str | Path, image_to_video: bool = False, seed: int = 0) -> Path:
-    """Write a tiny random Wan pipeline as a diffusers folder (safetensors)."""
+def save_tiny_video_pipeline(folder: str | Path, image_to_video: bool = False, seed: int = 0,
+                             variant: str | None = None) -> Path:
+    """Write a tiny random video pipeline as a diffusers folder (safetensors)."""
     folder = Path(folder)
-    tiny_video_pipeline(image_to_video, seed).save_pretrained(folder, safe_serialization=True)
+    tiny_video_pipeline(image_to_video, seed, variant).save_pretrained(folder, safe_serialization=True)
     return folder
 
 
@@ -199,13 +180,20 @@ def _draw_device(device: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from masuka.models.architectures.video import video_profiles
+
     parser = argparse.ArgumentParser(prog="python -m masuka.models.synthetic",
                                      description="Write a tiny random-weight pipeline folder (a usable model).")
-    parser.add_argument("architecture", choices=TINY_ARCHITECTURES)
+    videos = tuple(name for profile in video_profiles().values() for name in profile.tiny)
+    parser.add_argument("architecture", choices=TINY_ARCHITECTURES + videos,
+                        help="an image profile, or a video variant (a local video model folder)")
     parser.add_argument("folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    save_tiny_pipeline(args.architecture, args.folder, args.seed)
+    if args.architecture in videos:
+        save_tiny_video_pipeline(args.folder, seed=args.seed, variant=args.architecture)
+    else:
+        save_tiny_pipeline(args.architecture, args.folder, args.seed)
     return 0
 
 

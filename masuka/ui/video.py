@@ -19,7 +19,7 @@ from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.health import HealthTracker
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
-from masuka.video.request import MAX_TOTAL_SECONDS, VideoRequest, lifecycle_warnings
+from masuka.video.request import MAX_TOTAL_SECONDS, SOUND, VideoRequest, lifecycle_warnings
 from masuka.video.settings import VideoSettings
 
 COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "cost $", "prompt", "error"]
@@ -41,6 +41,11 @@ def build(ctx: UIContext) -> None:
                 image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
                 last_frame = gr.Image(type="filepath", label="Last frame (optional: Veo 3.1)", height=180)
             source_video = gr.Video(label="Source video (video-to-video: Runway Aleph 2)", height=180)
+            with gr.Row():
+                references = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=120,
+                                     label="Reference images (up to 3, instead of a first frame: Veo 3.1)")
+                sound = gr.Radio([("Model's default", "default"), ("On", "on"), ("Off", "off")], value="default",
+                                 label="Sound", info="Where the model offers the choice (fal Veo, local LTX-2)")
             with gr.Row():
                 provider = gr.Dropdown(_provider_choices(), value=first, label="Provider")
                 model = gr.Dropdown(_model_choices(first), value=first_model, label="Model", allow_custom_value=True,
@@ -73,7 +78,7 @@ def build(ctx: UIContext) -> None:
     timer = gr.Timer(REFRESH_S)
     ctx.components.update(video_prompt=prompt, video_negative=negative, video_provider=provider, video_model=model,
                           video_seconds=seconds, video_size=size, video_image=image, video_last_frame=last_frame,
-                          video_source_video=source_video)
+                          video_source_video=source_video, video_references=references, video_sound=sound)
 
     def models_for(provider_id: str, retired: bool):
         choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
@@ -94,14 +99,16 @@ def build(ctx: UIContext) -> None:
     def generate_video(prompt: str, provider: str, model: str, seconds: int | str | None = None,
                        size: str | None = None, image: str | None = None, negative_prompt: str = "",
                        fallback: list[str] | None = None, last_frame: str | None = None,
-                       source_video: str | None = None, request: gr.Request = None):
+                       source_video: str | None = None, references: list[str] | None = None,
+                       sound: str = "default", request: gr.Request = None):
         """Start a video job; returns its id and a line saying what it costs. The job runs in the background."""
-        image, last_frame, source_video = (
-            str(studio.config.inside(path, studio.config.data_dir, Path(gr.utils.get_upload_folder()))) if path
-            else None for path in (image, last_frame, source_video))
+        allowed = (studio.config.data_dir, Path(gr.utils.get_upload_folder()))
+        image, last_frame, source_video = (str(studio.config.inside(path, *allowed)) if path else None
+                                           for path in (image, last_frame, source_video))
+        references = [str(studio.config.inside(path, *allowed)) for path in references or []]
         job_id = start_video(studio, _request(provider, model, prompt, seconds, size, image, negative_prompt,
                                               fallback, owner=user_of(request), last_frame=last_frame,
-                                              source_video=source_video))
+                                              source_video=source_video, references=references, sound=sound))
         row = studio.store.get("jobs", job_id)
         return job_id, (f"Job {job_id} started with {row['provider']} {row['model']} (estimated "
                         f"${row['cost_usd']:.2f}). It keeps running if you close this tab.")
@@ -126,7 +133,7 @@ def build(ctx: UIContext) -> None:
         row = cancel_video(studio, whole_number("job", job, 1, MAX_ID), user_of(request), is_admin(studio, request))
         return f"Job {row['id']}: cancel requested ({row['status']})."
 
-    form = [provider, model, seconds, size, image, fallback, prompt, last_frame, source_video]
+    form = [provider, model, seconds, size, image, fallback, prompt, last_frame, source_video, references, sound]
     status_outputs = [table, gallery, player, health, latest_job]
     refresh.click(video_status, None, status_outputs, api_name="video_status")  # first: it owns the name
     provider.input(models_for, [provider, show_retired], model, api_visibility="private")  # .input: Reuse sets both
@@ -136,26 +143,29 @@ def build(ctx: UIContext) -> None:
     # One estimate at a time, in the order asked: a change that sets another field (a model's sizes) must not
     # be overtaken by the estimate made from the field's old value.
     priced = dict(api_visibility="private", concurrency_limit=1, concurrency_id="video_price")
-    for component in (provider, model, seconds, size, image, fallback, last_frame, source_video):
+    for component in (provider, model, seconds, size, image, fallback, last_frame, source_video, references, sound):
         component.change(price, form, cost, **priced)
     prompt.blur(price, form, cost, **priced)
     run.click(generate_video, [prompt, provider, model, seconds, size, image, negative, fallback, last_frame,
-                               source_video], [job, message],
+                               source_video, references, sound], [job, message],
               api_name="generate_video").then(video_status, None, status_outputs, api_visibility="private")
     timer.tick(video_status, None, status_outputs, api_visibility="private")
     cancel.click(cancel_video_job, job, message, api_name="cancel_video")
 
 
-def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_frame=None, source_video=None) -> str:
+def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_frame=None, source_video=None,
+          references=None, sound="default") -> str:
     """The cost line under the form: the whole chain's price, or what is wrong with the choice."""
     try:
         plan = estimate(_request(provider_id, model_id, prompt or "-", seconds, size, image, "", fallback,
-                                 last_frame=last_frame, source_video=source_video))
+                                 last_frame=last_frame, source_video=source_video, references=references,
+                                 sound=sound))
     except MasukaError as error:
         return f"⚠️ {error}"
     target = plan.primary
     clips = " + ".join(f"{s} s" for s in target.segments)
-    chain = f" ({len(target.segments)} clips chained: {clips})" if plan.chained else ""
+    how = "a clip extended by the model" if target.extends else "clips chained"
+    chain = f" ({len(target.segments)} {how}: {clips})" if plan.chained else ""
     lines = [f"**Estimated cost: ${target.cost_usd:.2f}** for {sum(target.segments)} s at {plan.size}{chain}"]
     lines += [f"⚠️ {warning}" for warning in lifecycle_warnings(plan)]
     lines += [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f}" for t in plan.targets[1:]]
@@ -173,14 +183,18 @@ def _job_line(row: dict) -> str:
 
 
 def _request(provider: str, model: str, prompt: str, seconds, size, image, negative_prompt: str, fallback,
-             owner: str | None = None, last_frame: str | None = None, source_video: str | None = None) -> VideoRequest:
+             owner: str | None = None, last_frame: str | None = None, source_video: str | None = None,
+             references: list[str] | None = None, sound: str | None = "default") -> VideoRequest:
     try:
         seconds = int(seconds) if seconds not in (None, "") else None
     except (TypeError, ValueError):
         raise InvalidInput(f"Seconds must be a whole number (got {seconds!r}).") from None
+    if (sound or "default") not in SOUND:
+        raise InvalidInput(f"Sound must be one of {', '.join(SOUND)} (got {sound!r}).")
     values = dict(provider=provider, model=model, prompt=prompt, seconds=seconds, size=size or None,
                   image=image or None, negative_prompt=negative_prompt or "", fallback=list(fallback or []),
-                  last_frame=last_frame or None, source_video=source_video or None)
+                  last_frame=last_frame or None, source_video=source_video or None,
+                  references=list(references or []), audio=SOUND.get(sound or "default"))
     return VideoRequest(**values, **({"owner": owner} if owner else {}))
 
 

@@ -107,7 +107,10 @@ def durations_for(entry: dict, size: str | None = None) -> list[int]:
     return list((entry.get("size_durations") or {}).get(size or "", entry["durations"]))
 
 
-def price_per_second(entry: dict, size: str) -> float:
+def price_per_second(entry: dict, size: str, audio: bool | None = None) -> float:
+    """List price per second at ``size``; with sound off, the model's ``silent_*`` prices where it has them."""
+    if audio is False and "silent_price_per_second" in entry:
+        return float((entry.get("silent_size_prices") or {}).get(size, entry["silent_price_per_second"]))
     return float((entry.get("size_prices") or {}).get(size, entry["price_per_second"]))
 
 
@@ -127,8 +130,9 @@ def aspect_of(size: str) -> str:
 
 
 def resolution_of(size: str) -> str:
-    """``1280x720`` -> ``720p`` (the short side)."""
-    return f"{min(parse_size(size))}p"
+    """``1280x720`` -> ``720p`` (the short side); ``3840x2160`` -> ``4k`` as Veo and fal name it."""
+    short = min(parse_size(size))
+    return "4k" if short == 2160 else f"{short}p"
 
 
 def size_for_aspect(entry: dict, aspect: str) -> str:

@@ -260,11 +260,14 @@ def _run_clip(studio: Studio, job_id: int, plan: VideoPlan, target: Target, prov
             raise _Attention
         _check_stop(studio, job_id)
         folder = _clip_dir(studio, job_id)
-        first = _image(studio, plan) if index == 0 else last_frame(folder / f"clip-{index - 1:02d}.mp4",
-                                                                   folder / f"frame-{index:02d}.png")
+        extend = segments[index - 1]["output"] if target.extends and index else None
+        if index == 0 or extend:
+            first = None if extend else _image(studio, plan)
+        else:
+            first = last_frame(folder / f"clip-{index - 1:02d}.mp4", folder / f"frame-{index:02d}.png")
         request = plan.request
         clip = Clip(model=target.model, prompt=request.prompt, seconds=segment["seconds"], size=plan.size,
-                    image=first, negative_prompt=request.negative_prompt,
+                    image=first, extend=extend, negative_prompt=request.negative_prompt,
                     entry=model_entry(target.provider, target.model), last_frame=_stored(studio, request.last_frame),
                     references=[studio.config.absolute(p) for p in request.references],
                     source_video=_stored(studio, request.source_video), audio=request.audio)
@@ -281,6 +284,7 @@ def _run_clip(studio: Studio, job_id: int, plan: VideoPlan, target: Target, prov
         segment.pop("submitting")
         _save(studio, job_id, state, phase="queued", external_id=segment["ref"]["id"])  # and right after
     output = _poll(studio, job_id, provider, segment, index, len(target.segments), state)
+    segment["output"] = output  # what an extension of this clip refers to
     _save(studio, job_id, state, phase="downloading")
     try:
         provider.download(output, path)
@@ -355,7 +359,9 @@ def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips:
     folder = studio.config.outputs_dir / "videos" / datetime.now(UTC).strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{job_id:06d}.mp4"
-    if len(clips) > 1:
+    if target.extends:  # each extension came back as the whole video so far
+        os.replace(clips[-1], final)
+    elif len(clips) > 1:
         _save(studio, job_id, state, phase="joining")
         concat(clips, final)
     else:

@@ -1,12 +1,15 @@
 """What a local video pipeline folder can make, read from its own configs (as the catalog says it for the models
 it lists): the size multiple (the VAE's spatial compression times the transformer's patch), the largest side
-and the longest clip (the transformer's rotary table, ``rope_max_seq_len``), and the frame multiple (the
-VAE's temporal compression). Read from JSON only: nothing is loaded."""
+and the longest clip (the transformer's rotary table, ``rope_max_seq_len``), the frame multiple (the VAE's
+temporal compression; LTX-2's follows from its patches and scalings) and whether it makes sound (its video
+profile). Read from JSON only: nothing is loaded."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from masuka.models.architectures.video import for_video_pipeline
 
 #: sizes offered in the Video tab for a local folder, those the model can make
 SUGGESTED_SIZES = ("832x480", "480x832", "1280x720", "720x1280", "512x512", "256x256", "128x128", "64x64", "32x32")
@@ -28,16 +31,27 @@ def folder_limits(folder: Path, fps: int) -> dict:
         return {}
     patch = transformer.get("patch_size") or 1
     patch_t, patch_side = (int(patch[0]), int(patch[1])) if isinstance(patch, list) else (1, int(patch))
-    temporal = int(vae.get("scale_factor_temporal") or 4)
-    multiple = int(vae.get("scale_factor_spatial") or 8) * patch_side
+    spatial, temporal = _compression(vae)
+    multiple = spatial * patch_side
     rope = transformer.get("rope_max_seq_len")
     max_side = int(rope) * multiple if rope else MAX_SIDE
     max_frames = (int(rope) * patch_t - 1) * temporal + 1 if rope else None
     durations = [s for s in range(1, MAX_SECONDS + 1)
                  if max_frames is None or local_frames(s, fps, temporal) <= max_frames]
-    return {"size_multiple": multiple, "max_side": max_side, "frame_multiple": temporal,
-            "durations": durations or [1],
+    pipeline = _config(folder / "model_index.json").get("_class_name", "")
+    profile = for_video_pipeline(pipeline)
+    return {"audio": bool(profile and profile.audio), "size_multiple": multiple, "max_side": max_side,
+            "frame_multiple": temporal, "durations": durations or [1],
             "suggested_sizes": [size for size in SUGGESTED_SIZES if _fits(size, multiple, max_side)]}
+
+
+def _compression(vae: dict) -> tuple[int, int]:
+    """(spatial, temporal) compression of a video VAE: Wan's name them; LTX's follow from patches and scalings."""
+    if "scale_factor_spatial" in vae or "spatio_temporal_scaling" not in vae:
+        return int(vae.get("scale_factor_spatial") or 8), int(vae.get("scale_factor_temporal") or 4)
+    scaling = 2 ** sum(bool(s) for s in vae["spatio_temporal_scaling"])
+    return (int(vae.get("spatial_compression_ratio") or vae.get("patch_size", 1) * scaling),
+            int(vae.get("temporal_compression_ratio") or vae.get("patch_size_t", 1) * scaling))
 
 
 def _fits(size: str, multiple: int, max_side: int) -> bool:

@@ -1,8 +1,11 @@
-"""The ``local`` provider: a diffusers text/image-to-video pipeline (Wan 2.x, LTX-Video, …) on this GPU.
+"""The ``local`` provider: a diffusers text/image-to-video pipeline (Wan 2.1/2.2, LTX-2, …) on this GPU.
 
 Loaded once through the shared ``from_pretrained`` loader (safetensors only) into the studio's model cache,
-run inside ``studio.gpu.hold``, with per-step progress and the job's stop flag checked at each step, exported
-to MP4 with ``diffusers.utils.export_to_video``.
+placed by a memory plan chosen from the catalog's figures (offload, VAE tiling, fp8 storage), run inside
+``studio.gpu.hold``, with per-step progress and the job's stop flag checked at each step, exported to MP4 with
+``diffusers.utils.export_to_video``. The pipeline's video profile (:mod:`masuka.models.architectures.video`)
+says which pipeline animates a first frame with the same weights, what else its call takes, and whether it
+makes a soundtrack (muxed into the MP4 unless the request turns sound off).
 """
 
 from __future__ import annotations
@@ -16,12 +19,13 @@ from typing import Any
 from masuka.errors import Cancelled, InvalidInput
 from masuka.gpu import device_plan
 from masuka.image.pipelines import load_pipeline
+from masuka.models.architectures.video import VideoProfile, for_video_pipeline
 from masuka.models.catalog import ModelSpec
 from masuka.models.manage import fetch_for_use
 from masuka.studio import Studio
 from masuka.video.catalog import model_entry, parse_size
 from masuka.video.limits import local_frames
-from masuka.video.media import check_mp4
+from masuka.video.media import add_audio, check_mp4
 from masuka.video.request import VideoPlan
 
 MAX_SEED = 2**32 - 1
@@ -45,13 +49,15 @@ def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, 
     fetch_for_use(studio, request.owner, source)  # outside the GPU slot; the Models tab shows its progress
 
     with studio.hold_gpu(f"video generation for {request.owner}", request.owner):
-        spec = ModelSpec(id=request.model, source=source, architecture=None, vram_gb=entry.get("vram_gb"))
-        device = device_plan(spec.vram_gb)
+        spec = ModelSpec(id=request.model, source=source, architecture=None, vram_gb=entry.get("vram_gb"),
+                         memory_gb=entry.get("memory_gb", {}))
+        device = device_plan(spec.vram_gb, memory_needs_gb=spec.memory_needs_gb)
         pipe = studio.models.get(("video", source, device),
                                  lambda: load_pipeline(spec, device, studio.config.keys.get("huggingface")))
+        profile = for_video_pipeline(type(pipe).__name__)
+        if image is not None:
+            pipe = _image_pipeline(pipe, profile, request.model)
         accepted = set(inspect.signature(pipe.__call__).parameters)
-        if image is not None and "image" not in accepted:
-            raise InvalidInput(f"{request.model} makes videos from text only; remove the first frame.")
 
         def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
             studio.store.update("jobs", job_id, step=step + 1, progress=round((step + 1) / steps, 4))
@@ -63,16 +69,55 @@ def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, 
                                       width=width, height=height, num_frames=frames, num_inference_steps=steps,
                                       guidance_scale=entry["guidance"], callback_on_step_end=step_end,
                                       generator=torch.Generator("cpu").manual_seed(seed), output_type="np")
+        if profile:
+            kwargs.update(profile.call_arguments(pipe, fps))
         if image is not None:
             from PIL import Image
 
             kwargs["image"] = Image.open(image).convert("RGB").resize((width, height))
         with torch.inference_mode():
-            video = pipe(**{k: v for k, v in kwargs.items() if k in accepted}).frames[0]
+            output = pipe(**{k: v for k, v in kwargs.items() if k in accepted})
     partial = dest.with_name(dest.name + ".part.mp4")
-    export_to_video(list(video), str(partial), fps=fps)
+    export_to_video(list(output.frames[0]), str(partial), fps=fps)
+    sound = getattr(output, "audio", None) if request.audio is not False else None
+    if sound is not None:
+        silent, partial = partial, dest.with_name(dest.name + ".sound.mp4")
+        rate = pipe.vocoder.config.output_sampling_rate
+        add_audio(silent, torch.as_tensor(sound[0]).float().cpu().numpy(), rate, partial)
+        silent.unlink()
     check_mp4(partial)
     os.replace(partial, dest)
     request.seed, request.steps = seed, steps
     studio.store.update("jobs", job_id, params=plan.to_params())
     return dest
+
+
+def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str) -> Any:
+    """The pipeline that animates a first frame with ``pipe``'s weights (built once, sharing its modules)."""
+    name = profile.image_pipeline(pipe) if profile else None
+    if name is None and "image" not in inspect.signature(pipe.__call__).parameters:
+        raise InvalidInput(f"{model} makes videos from text only; remove the first frame.")
+    if name is None or type(pipe).__name__ == name:
+        return pipe
+    if getattr(pipe, "masuka_image_pipe", None) is None:
+        pipe.masuka_image_pipe = _sharing_weights(pipe, name)
+    return pipe.masuka_image_pipe
+
+
+def _sharing_weights(pipe: Any, class_name: str) -> Any:
+    """Pipeline ``class_name`` around ``pipe``'s own modules (placed, offloaded, fp8 as they are) and settings.
+
+    Not ``from_pipe``: that casts every shared module to one dtype (float32 unless told), which would undo the
+    memory plan's fp8 storage and bf16 weights.
+    """
+    import diffusers
+
+    cls = getattr(diffusers, class_name)
+    accepted = inspect.signature(cls.__init__).parameters
+    values = {**{k: v for k, v in pipe.config.items() if not k.startswith("_")}, **pipe.components}
+    kwargs = {k: v for k, v in values.items() if k in accepted}
+    kwargs.update({k: None for k in getattr(cls, "_optional_components", []) if k in accepted and k not in kwargs})
+    shared = cls(**kwargs)
+    shared.set_progress_bar_config(disable=True)
+    shared.masuka_plan = pipe.masuka_plan
+    return shared

@@ -1,4 +1,4 @@
-"""MP4 files: check a download is a playable video, take a clip's last frame, join clips (ffmpeg from
+"""MP4 files: check a download is a playable video, take a clip's last frame, join clips, add a soundtrack (ffmpeg from
 imageio-ffmpeg, so nothing needs a system install)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from masuka.errors import MasukaError
 
@@ -79,6 +80,26 @@ def concat(clips: list[Path], dest: Path) -> Path:
         listing.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
     return dest
+
+
+def add_audio(video: Path, samples: Any, rate: int, dest: Path) -> Path:
+    """Write ``video`` with a soundtrack (``samples``: float waveform, channels x samples, in [-1, 1]) as AAC."""
+    import numpy as np
+
+    wave = np.ascontiguousarray(np.clip(np.asarray(samples, dtype=np.float32), -1, 1).T)
+    result = subprocess.run([ffmpeg(), "-v", "error", "-y", "-i", str(video), "-f", "f32le", "-ar", str(rate),
+                             "-ac", str(wave.shape[1]), "-i", "-", "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+                             "-c:a", "aac", "-movflags", "+faststart", str(dest)],
+                            input=wave.tobytes(), capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
+    if result.returncode != 0:
+        raise BrokenVideo(f"Could not add the soundtrack: {result.stderr.decode(errors='replace').strip()[-300:]}")
+    return dest
+
+
+def has_audio(video: Path) -> bool:
+    """Whether ``video`` carries an audio stream."""
+    result = _run([ffmpeg(), "-v", "error", "-i", str(video), "-map", "0:a:0", "-frames:a", "1", "-f", "null", "-"])
+    return result.returncode == 0
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess:

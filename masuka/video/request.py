@@ -48,6 +48,13 @@ class VideoRequest:
 
 #: request fields holding input files (copied into the data dir with the job)
 INPUT_FILES = ("image", "last_frame", "source_video")
+#: the form's sound choice -> the request's ``audio``
+SOUND = {"default": None, "on": True, "off": False}
+
+
+def sound_choice(audio: bool | None) -> str:
+    """The form's sound choice for a request's ``audio``."""
+    return next(name for name, value in SOUND.items() if value is audio)
 
 
 @dataclass
@@ -58,6 +65,7 @@ class Target:
     model: str
     segments: list[int]
     cost_usd: float
+    extends: bool = False  # clips after the first extend the video so far (Veo 3.1) instead of starting anew
 
 
 @dataclass
@@ -112,7 +120,7 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         if image:
             _check_image(image, provider, "reference or last-frame")
     request.prompt = prompt
-    targets = [_target(request.provider, request.model, entry, size, seconds)]
+    targets = [_target(request.provider, request.model, entry, size, seconds, request.audio)]
     _check_inputs(request, entry, targets[0])
     for spec in request.fallback:
         name, _, model = spec.partition(":")
@@ -122,7 +130,7 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         fallback_entry = model_entry(name, model)
         if size not in fallback_entry["sizes"]:
             raise InvalidInput(f"Fallback {name}:{model} has no size {size}.")
-        targets.append(_target(name, model, fallback_entry, size, seconds))
+        targets.append(_target(name, model, fallback_entry, size, seconds, request.audio))
         _check_inputs(request, fallback_entry, targets[-1])
     return VideoPlan(request, size, seconds, targets)
 
@@ -184,10 +192,29 @@ def lifecycle_warnings(plan: VideoPlan) -> list[str]:
     return warnings
 
 
-def _target(provider: str, model: str, entry: dict, size: str, seconds: int) -> Target:
-    segments = chain_segments(entry, size, seconds)
-    price = price_per_second(entry, size)
-    return Target(provider, model, segments, round(price * sum(segments), 4))
+def _target(provider: str, model: str, entry: dict, size: str, seconds: int, audio: bool | None = None) -> Target:
+    segments = extension_segments(entry, size, seconds) or chain_segments(entry, size, seconds)
+    price = price_per_second(entry, size, audio)
+    return Target(provider, model, segments, round(price * sum(segments), 4),
+                  extends=len(segments) > 1 and bool(extension_segments(entry, size, seconds)))
+
+
+def extension_segments(entry: dict, size: str, seconds: int) -> list[int]:
+    """For a model that extends its own clips (``extend_seconds`` at ``extend_sizes``): the longest first clip,
+    then extensions until ``seconds`` is reached; empty when one clip does or the model cannot extend at
+    ``size``. Extension continues the scene itself, so it keeps motion and sound across the joins that
+    last-frame chaining breaks."""
+    allowed = sorted(durations_for(entry, size))
+    step = entry.get("extend_seconds")
+    if not step or seconds <= allowed[-1] or size not in entry.get("extend_sizes", []):
+        return []
+    segments = [allowed[-1]]
+    while sum(segments) < seconds:
+        segments.append(step)
+    if sum(segments) > MAX_TOTAL_SECONDS:
+        raise InvalidInput(f"{seconds} s cannot be made from a {allowed[-1]} s clip and {step} s extensions "
+                           f"within {MAX_TOTAL_SECONDS} s.")
+    return segments
 
 
 def chain_segments(entry: dict, size: str, seconds: int) -> list[int]:

@@ -13,7 +13,7 @@ from masuka.cli import main
 from masuka.errors import InvalidInput
 from masuka.image.control import Control, parse_control, read_controls
 from masuka.image.metadata import parse_parameters, read_parameters
-from masuka.image.preprocess import DEPTH_MODEL_ENV, canny, depth, depth_estimator
+from masuka.image.preprocess import canny, depth, depth_estimator
 from masuka.image.tasks import InitImage
 from masuka.models.tiny_control import save_tiny_controlnet, save_tiny_depth_model
 from tests.image.guides import pixels, point_profile, run, square_picture
@@ -90,7 +90,7 @@ def test_depth_from_a_tiny_model_has_the_picture_size(tiny_depth):
 
 def test_a_depth_control_runs_through_the_depth_model(studio, tiny_model, tiny_controlnet, tiny_depth, square,
                                                       monkeypatch):
-    monkeypatch.setenv(DEPTH_MODEL_ENV, str(tiny_depth))
+    monkeypatch.setenv("MASUKA_DEPTH_MODEL", str(tiny_depth))
     net = str(tiny_controlnet("flux"))
     result = run(studio, tiny_model("flux"), controls=[Control("depth", square, 0.7, model=net)])
     assert 'ControlNet 0: "Module: depth' in read_parameters(result.path)
@@ -172,7 +172,7 @@ def test_a_controlnet_that_cannot_be_had_is_named(capsys, tmp_path, tiny_model, 
 
 def test_a_named_sdxl_union_controlnet_runs_several_kinds(capsys, tmp_path, tiny_model, tiny_depth, square,
                                                           monkeypatch):
-    monkeypatch.setenv(DEPTH_MODEL_ENV, str(tiny_depth))
+    monkeypatch.setenv("MASUKA_DEPTH_MODEL", str(tiny_depth))
     union = str(save_tiny_controlnet("sdxl", tmp_path / "union", union=True))
     base = ["generate", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model("sdxl")), "--prompt",
             "a boat", "--steps", "1", "--width", "64", "--height", "64", "--seed", "3", "--json"]

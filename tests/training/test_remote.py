@@ -245,3 +245,20 @@ def test_the_app_resumes_an_accepted_remote_run_by_itself(studio, trainer):
     studio.jobs.wait(run_id, timeout=60)
     assert run_status(studio, run_id)["status"] == "completed" and server.creates == 1
     assert studio.store.get("jobs", local)["status"] == "interrupted"
+
+
+def test_the_flux2_trainer_gets_the_field_names_fal_documents(studio, trainer):
+    from masuka.training.backends import trainer_entry
+    from masuka.training.backends.base import TrainRequest
+    from masuka.training.backends.fal import FalTrainer
+    from masuka.video.health import HealthTracker
+    from masuka.video.settings import VideoSettings
+
+    fal = trainer("fal")
+    settings = VideoSettings.from_env()
+    service = FalTrainer(settings, HealthTracker(studio.store, settings), KEY)
+    entry = trainer_entry("fal", "flux2-dev")
+    service.submit(TrainRequest(entry=entry, data_url="https://cdn.example/d.zip", trigger="sks", steps=500,
+                                rank=16, lr=None, resolution=None))
+    assert fal.payloads[0] == {"route": "fal-ai/flux-2-trainer", "image_data_url": "https://cdn.example/d.zip",
+                               "steps": 500}

@@ -138,3 +138,24 @@ def test_first_frame_upload_and_unhealthy_provider_notice(live_app, fake, first_
     row, _gallery, _latest, health, _line = follow(client, failed)
     assert row[2] == "failed" and "HTTP 502" in row[9]
     assert "openai is marked unhealthy" in health
+
+
+def test_reference_images_and_sound_go_from_the_form_to_the_provider(live_app, fake, tmp_path):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    gemini, fal = fake("gemini"), fake("fal")
+    client = Client(live_app().url, verbose=False)
+    references = []
+    for colour in ("navy", "gold"):
+        Image.new("RGB", (32, 32), colour).save(tmp_path / f"{colour}.png")
+        references.append(handle_file(str(tmp_path / f"{colour}.png")))
+    job, _message = client.predict("a red kite", "gemini", "veo-3.1-generate-001", 8, "1280x720", None, "", [],
+                                   None, None, references, "default", api_name="/generate_video")
+    follow(client, int(job))
+    sent = gemini.jobs["job1"]["payload"]["instances"][0]["referenceImages"]
+    assert len(sent) == 2 and all(r["referenceType"] == "ASSET" for r in sent)
+    job, _message = client.predict("a red kite", "fal", "fal-ai/veo3", 4, "1280x720", None, "", [], None, None,
+                                   [], "off", api_name="/generate_video")
+    follow(client, int(job))
+    assert fal.jobs["job1"]["payload"]["generate_audio"] is False

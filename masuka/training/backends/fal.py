@@ -38,8 +38,10 @@ class FalTrainer(RemoteTrainer):
 
     def submit(self, request: TrainRequest) -> dict:
         route = request.entry["route"]
-        body = {**request.entry.get("input", {}), "images_data_url": request.data_url,
-                "trigger_word": request.trigger, "steps": request.steps}
+        fields = {request.entry.get("data_field", "images_data_url"): request.data_url, "steps": request.steps}
+        if trigger_field := request.entry.get("trigger_field", "trigger_word"):  # null: captions carry it
+            fields[trigger_field] = request.trigger
+        body = {**request.entry.get("input", {}), **fields}
         answer = self.caller.send(self.client, "POST", f"/{route}", create=True, json=body).json()
         return queue_ref(route, answer["request_id"])
 

@@ -42,6 +42,7 @@ class Clip:
     references: list[Path] = field(default_factory=list)
     source_video: Path | None = None
     audio: bool | None = None
+    extend: str | None = None  # the provider's reference to its own earlier clip, to continue it (Veo 3.1)
 
 
 @dataclass

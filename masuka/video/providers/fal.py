@@ -25,16 +25,20 @@ class FalQueue(Provider):
                       check_ok=frozenset({400, 404, 422}))
 
     def submit(self, clip: Clip) -> dict:
-        model = clip.entry.get("image_model", clip.model) if clip.image is not None else clip.model
-        body: dict = {"prompt": clip.prompt, "aspect_ratio": aspect_of(clip.size),
-                      "resolution": resolution_of(clip.size)}
+        """The route's input: the fields its catalog entry lists (``fields``, or ``image_fields`` for the
+        image-to-video route), so a new fal route is a catalog entry; without a list, every field below."""
+        image = clip.image is not None
+        model = clip.entry.get("image_model", clip.model) if image else clip.model
+        candidates: dict = {"aspect_ratio": aspect_of(clip.size), "resolution": resolution_of(clip.size)}
         if clip.entry.get("duration_format"):
-            body["duration"] = clip.entry["duration_format"].format(clip.seconds)
+            candidates["duration"] = clip.entry["duration_format"].format(clip.seconds)
         if clip.negative_prompt:
-            body["negative_prompt"] = clip.negative_prompt
+            candidates["negative_prompt"] = clip.negative_prompt
         if clip.audio is not None:
-            body["generate_audio"] = clip.audio
-        if clip.image is not None:
+            candidates["generate_audio"] = clip.audio
+        fields = clip.entry.get("image_fields" if image else "fields", candidates)
+        body = {"prompt": clip.prompt, **{name: value for name, value in candidates.items() if name in fields}}
+        if image:
             body["image_url"] = image_data_uri(clip.image)
         answer = self.caller.send(self.client, "POST", f"/{model}", create=True, json=body).json()
         return queue_ref(model, answer["request_id"])

@@ -1,4 +1,10 @@
-"""Google Gemini API, Veo 3 / 3.1: ``models/{model}:predictLongRunning``, then poll the operation."""
+"""Google Gemini API, Veo 3 / 3.1: ``models/{model}:predictLongRunning``, then poll the operation.
+
+Field names follow google-genai 2.x (``instances[0].image / lastFrame / referenceImages / video``,
+``parameters.aspectRatio / durationSeconds / resolution / negativePrompt``). Its Gemini API mode refuses
+``generateAudio`` (Veo there always makes sound), so MASUKA offers no sound switch for these models. A clip is
+extended by sending Veo's own earlier output as ``instances[0].video.uri``; the answer is the whole video.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,12 @@ class GeminiVeo(Provider):
 
     def submit(self, clip: Clip) -> dict:
         instance: dict = {"prompt": clip.prompt}
+        if clip.extend:  # continue Veo's own earlier clip: the answer is the whole, longer video
+            instance["video"] = {"uri": clip.extend}
+            parameters = {"resolution": resolution_of(clip.size)}
+            if clip.negative_prompt:
+                parameters["negativePrompt"] = clip.negative_prompt
+            return self._create(clip.model, instance, parameters)
         if clip.image is not None:
             instance["image"] = _inline(clip.image)
         if clip.last_frame is not None:
@@ -27,7 +39,10 @@ class GeminiVeo(Provider):
                             "resolution": resolution_of(clip.size)}
         if clip.negative_prompt:
             parameters["negativePrompt"] = clip.negative_prompt
-        response = self.caller.send(self.client, "POST", f"/v1beta/models/{clip.model}:predictLongRunning",
+        return self._create(clip.model, instance, parameters)
+
+    def _create(self, model: str, instance: dict, parameters: dict) -> dict:
+        response = self.caller.send(self.client, "POST", f"/v1beta/models/{model}:predictLongRunning",
                                     create=True, json={"instances": [instance], "parameters": parameters})
         return {"id": response.json()["name"]}
 

@@ -1,0 +1,97 @@
+"""Local video on the architecture profiles: tiny random Wan 2.2 (TI2V, two-expert A14B) and LTX-2 pipelines,
+written to folders and loaded through ``from_pretrained``, run as video jobs."""
+
+from __future__ import annotations
+
+import pytest
+
+from masuka.video.jobs import start_video, wait_video
+from masuka.video.media import check_mp4, has_audio
+from tests.video.test_local import frames_and_size, local
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """``tiny(variant)`` -> folder of a tiny random video pipeline of that profile variant."""
+    from masuka.models.synthetic import save_tiny_video_pipeline
+
+    built = {}
+
+    def make(variant: str):
+        if variant not in built:
+            built[variant] = save_tiny_video_pipeline(tmp_path_factory.mktemp(variant), variant=variant)
+        return built[variant]
+
+    return make
+
+
+def test_wan22_ti2v_makes_text_and_image_to_video_with_one_load(studio, tiny, first_frame):
+    from masuka.video.catalog import model_entry
+
+    folder = tiny("wan2.2-ti2v")
+    assert model_entry("local", str(folder))["size_multiple"] == 32  # 16x VAE, 2x2 patches
+    text = wait_video(studio, start_video(studio, local(folder)), timeout=300)
+    assert text["status"] == "completed", text["error"]
+    assert frames_and_size(studio.config.absolute(text["result"]["video"])) == (9, (32, 32))
+    image = wait_video(studio, start_video(studio, local(folder, image=str(first_frame))), timeout=300)
+    assert image["status"] == "completed", image["error"]
+    assert frames_and_size(studio.config.absolute(image["result"]["video"])) == (9, (32, 32))
+    assert studio.models.loads == 1  # the first frame reuses the loaded TI2V weights
+    pipe = studio.models._model
+    assert pipe.masuka_image_pipe.transformer is pipe.transformer
+
+
+def test_a_first_frame_keeps_the_memory_plans_fp8_weights(tiny):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from masuka.gpu import DevicePlan
+    from masuka.image.pipelines import prepare_pipeline
+    from masuka.models.architectures.wan import PROFILE
+    from masuka.video.local import _image_pipeline
+
+    pipe = DiffusionPipeline.from_pretrained(tiny("wan2.2-ti2v"), use_safetensors=True)
+    prepare_pipeline(pipe, DevicePlan("cpu", "float32", memory="fp8_offload", vae_tiling=True))
+    image_pipe = _image_pipeline(pipe, PROFILE, "wan2.2-ti2v")
+    assert type(image_pipe).__name__ == "WanImageToVideoPipeline" and image_pipe.config.expand_timesteps
+    assert image_pipe.transformer.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn
+
+
+def test_wan22_a14b_runs_both_experts_with_per_step_progress(studio, tiny):
+    folder = tiny("wan2.2-a14b")
+    row = wait_video(studio, start_video(studio, local(folder, steps=4)), timeout=300)
+    assert row["status"] == "completed", row["error"]
+    assert (row["step"], row["total"], row["progress"]) == (4, 4, 1.0)
+    pipe = studio.models._model
+    assert pipe.config.boundary_ratio == 0.875 and pipe.transformer_2 is not None
+
+
+def test_fp8_plan_stores_both_wan22_experts_in_fp8(tiny):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from masuka.gpu import DevicePlan
+    from masuka.image.memory import apply_memory_plan
+
+    pipe = DiffusionPipeline.from_pretrained(tiny("wan2.2-a14b"), use_safetensors=True)
+    apply_memory_plan(pipe, DevicePlan("cpu", "float32", memory="fp8_offload", vae_tiling=True))
+    for expert in (pipe.transformer, pipe.transformer_2):
+        assert expert.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn
+    assert pipe.vae.use_tiling
+
+
+def test_ltx2_video_comes_with_sound_unless_turned_off(studio, tiny, first_frame):
+    from masuka.video.catalog import model_entry
+
+    folder = tiny("ltx2")
+    entry = model_entry("local", str(folder))
+    assert entry["audio"] and entry["frame_multiple"] == 2
+    row = wait_video(studio, start_video(studio, local(folder)), timeout=300)
+    assert row["status"] == "completed", row["error"]
+    video = studio.config.absolute(row["result"]["video"])
+    check_mp4(video)
+    assert frames_and_size(video) == (9, (32, 32)) and has_audio(video)
+    quiet = wait_video(studio, start_video(studio, local(folder, audio=False, image=str(first_frame))), timeout=300)
+    assert quiet["status"] == "completed", quiet["error"]
+    assert not has_audio(studio.config.absolute(quiet["result"]["video"]))
+    assert studio.models.loads == 1
