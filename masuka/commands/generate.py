@@ -40,18 +40,26 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
                         help="with --init-image: how far the result may move from it, 0-1 (default 0.75)")
     parser.add_argument("--mask", metavar="PATH", help="with --init-image: repaint only the white part (inpaint)")
     parser.add_argument("--mask-blur", type=int, default=4, metavar="PX",
-                        help="with --mask: soften the mask edge by this many pixels (default 4)")
+                        help="with --mask or --outpaint: soften the mask edge by this many pixels (default 4)")
+    parser.add_argument("--outpaint", metavar="L,R,T,B",
+                        help="with --init-image: grow the canvas by these pixels per side (left,right,top,bottom) "
+                             "and fill the new area; the size is the picture plus the padding, rounded up to the "
+                             "model's multiple on the right and bottom")
 
 
 def request_from_args(args: argparse.Namespace):
     """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
     from masuka.errors import InvalidInput
     from masuka.image.generate import ImageRequest, parse_lora
+    from masuka.image.outpaint import parse_outpaint
     from masuka.image.tasks import InitImage
 
     if args.mask and not args.init_image:
         raise InvalidInput("--mask needs --init-image: the picture the mask belongs to.")
-    init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur)
+    if args.outpaint and not args.init_image:
+        raise InvalidInput("--outpaint needs --init-image: the picture to extend.")
+    init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur,
+                                                      outpaint=parse_outpaint(args.outpaint))
     return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
                         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
                         seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],

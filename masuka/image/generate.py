@@ -191,7 +191,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         info = inspect_lora(resolve_lora_path(studio, ref, request.owner, allow_any_path))
         check_fits(info, spec.architecture, spec.id)
         loras.append((info, float(weight)))
-    task = None if request.init is None else prepare(request.init, width, height, request.fast)
+    task = None if request.init is None else prepare(request.init, width, height, request.fast,
+                                                      spec.size_multiple)
     return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task)
 
 
