@@ -18,7 +18,7 @@ from typing import Any
 from masuka.errors import MasukaError, as_disk_full
 
 COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
-            "dataset", "history", "models", "keys", "doctor"]
+            "dataset", "history", "models", "keys", "doctor", "edit"]
 
 #: environment variables that set how much diffusers, transformers and huggingface_hub print themselves
 LIBRARY_VERBOSITY = ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY", "HF_HUB_VERBOSITY")

@@ -67,9 +67,13 @@ def request_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_request(args, request_from_args(args))
+
+
+def run_request(args: argparse.Namespace, request) -> int:
+    """Make the images of ``request`` with progress on stderr; print generate's result (``images, seeds, ids``)."""
     from masuka.image.generate import generate_images
 
-    request = request_from_args(args)
     studio = open_studio(args)
     last = [-1]
 

@@ -23,6 +23,7 @@ from typing import Any
 from masuka.access import may_read, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
+from masuka.image.edit import check_references, edit_kwargs, edit_record, plan_references
 from masuka.image.fast import compile_once
 from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
 from masuka.image.memory import prepare_decode
@@ -35,6 +36,8 @@ from masuka.image.tasks import (
     finish,
     infotext_fields,
     init_size,
+    keep_inputs,
+    picture_size,
     prepare,
     task_kwargs,
     task_pipeline,
@@ -84,6 +87,7 @@ class ImageRequest:
     template: str = ""  # the prompt before batch expansion ({a|b}, __wildcard__), written as "Template:"
     queue_id: int | None = None  # the queued job this image belongs to (masuka.queue)
     notes: dict[str, Any] = field(default_factory=dict)  # extra facts kept in the row's params (queue item, cell)
+    references: list[str] = field(default_factory=list)  # images an edit model changes as the prompt says
 
 
 @dataclass
@@ -107,6 +111,7 @@ class Plan:
     seeds: list[int]
     loras: list[tuple[LoraInfo, float]]
     task: TaskInput | None = None
+    references: list[Any] = field(default_factory=list)  # the reference pictures of an edit, read
 
 
 def parse_loras(values: Any) -> list[tuple[str, float]]:
@@ -164,6 +169,9 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         raise InvalidInput(f"Guidance must be between 0 and 30 (got {guidance:g}).")
     default_size = (spec.width, spec.height) if request.init is None else \
         init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
+    references = plan_references(spec, request.references, request.init is not None, fast)
+    if references and request.init is None:
+        default_size = picture_size(references[0].size, spec.size_multiple, MIN_SIDE, MAX_SIDE)
     width = whole_number("width", default_size[0] if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
     height = whole_number("height", default_size[1] if request.height is None else request.height, MIN_SIDE,
                           MAX_SIDE)
@@ -193,7 +201,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         loras.append((info, float(weight)))
     task = None if request.init is None else prepare(request.init, width, height, request.fast,
                                                       spec.size_multiple)
-    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task)
+    return Plan(request, spec, steps, guidance, width, height, [seed + i for i in range(batch)], loras, task,
+                references)
 
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
@@ -206,6 +215,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
 
     ``background`` work (the queue) lets interactive requests take the GPU first."""
     plan = plan_request(studio, request, allow_any_path)
+    keep_inputs(studio, plan)
     fetch_for_use(studio, request.owner, plan.spec.source, on_download)
     with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
                          background=background):
@@ -229,6 +239,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
     pipe = get_pipeline(studio.models, plan.spec, studio.config.keys.get("huggingface"),
                         memory=request.memory_plan, fast=request.fast, step_cache=request.step_cache)
     check_fits_loaded(plan, pipe)
+    check_references(type(pipe).__name__, plan.spec.name or plan.spec.id, plan.references)
     apply_loras(pipe, plan.loras)
     compile_once(pipe)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
@@ -250,7 +261,8 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
         try:
             kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end)
             with torch.inference_mode():
-                image = finish(runner(**kwargs, **task_kwargs(plan.task)).images[0], plan.task)
+                extra = {**task_kwargs(plan.task), **edit_kwargs(runner, plan.references, plan.width, plan.height)}
+                image = finish(runner(**kwargs, **extra).images[0], plan.task)
             parameters = format_parameters(_parameters(plan, seed, pipe))
             path = _save(studio, image, parameters, row_id, seed, plan.request.owner)
         except BaseException as error:
@@ -301,7 +313,8 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,
-                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task), **request.notes,
+                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task),
+                   **edit_record(studio, request.references), **request.notes,
                    **({"template": request.template} if request.template else {})},
     }
 

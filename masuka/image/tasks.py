@@ -10,7 +10,7 @@ original through the (blurred) mask, so every pixel outside it comes back exactl
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,12 @@ def init_size(init: InitImage, multiple: int, low: int, high: int) -> tuple[int,
         width, height = picture.size
     if init.outpaint is not None:
         return canvas_size((width, height), check_padding(init.outpaint), multiple)
+    return picture_size((width, height), multiple, low, high)
+
+
+def picture_size(size: tuple[int, int], multiple: int, low: int, high: int) -> tuple[int, int]:
+    """A picture's size brought into ``low..high`` and down to a multiple."""
+    width, height = size
     return max(low, min(high, width)) // multiple * multiple, max(low, min(high, height)) // multiple * multiple
 
 
@@ -203,6 +209,24 @@ def infotext_fields(task: TaskInput | None) -> dict[str, str]:
     if task.source.outpaint is not None:
         fields["Outpaint"] = ",".join(str(side) for side in task.source.outpaint)
     return fields
+
+
+def keep_inputs(studio: Studio, plan: Any) -> None:
+    """Copy a planned request's init image, mask and references into the owner's ``inputs`` folder and point the
+    plan at the copies, so its history row keeps them and Reuse can redo the job; files already there stay."""
+    request = plan.request
+    kept = output_dir(studio.config, request.owner) / "inputs"
+
+    def keep(path: str | Path | None, kind: str) -> str | Path | None:
+        if path is None or Path(path).resolve().parent == kept.resolve():
+            return path
+        return keep_input(studio, request.owner, path, kind)
+
+    init = request.init
+    if init is not None:
+        init = replace(init, path=keep(init.path, "init-image"), mask=keep(init.mask, "mask"))
+        plan.task.source = init
+    plan.request = replace(request, init=init, references=[keep(path, "reference") for path in request.references])
 
 
 def keep_input(studio: Studio, owner: str, path: str | Path, kind: str) -> Path:
