@@ -18,6 +18,8 @@ from masuka.video.request import INPUT_FILES
 FORM_FIELDS = {"prompt": "prompt", "negative_prompt": "negative", "model": "model", "provider": "provider",
                "steps": "steps", "guidance": "guidance", "width": "width", "height": "height", "seed": "seed"}
 MAX_EXPORT = 1000
+#: an image row's input files (copied into the data dir when it was made)
+IMAGE_INPUT_FILES = ("init_image", "mask")
 
 
 def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[str, dict]:
@@ -29,9 +31,13 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     fields["loras"] = [f"{x['name']}:{x['weight']:g}" for x in row.get("loras") or [] if isinstance(x, dict)]
     for name, value in (row.get("params") or {}).items():
         fields.setdefault(name, value)
-    for name in INPUT_FILES:  # input files go back to the form as files it can show
+    for name in (*INPUT_FILES, *IMAGE_INPUT_FILES):  # input files go back to the form as files it can show
         if isinstance(fields.get(name), str) and (path := studio.config.absolute(fields[name])).is_file():
             fields[name] = str(path)
+    if isinstance(fields.get("references"), list):  # an edit's images
+        fields["references"] = [str(studio.config.absolute(path)) for path in fields["references"]]
+    if isinstance(fields.get("outpaint"), list):  # as the form and the CLI write it
+        fields["outpaint"] = ",".join(str(side) for side in fields["outpaint"])
     return row["kind"], fields
 
 
