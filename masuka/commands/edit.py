@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.gpu import MEMORY_PLAN_HELP
+from masuka.commands.generate import add_sampling_arguments
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -15,17 +15,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", action="append", required=True, metavar="PATH",
                         help="an image to edit or take from; repeat for models that take several")
     parser.add_argument("--prompt", required=True, help="the instruction: what to change")
-    parser.add_argument("--negative-prompt", default="", help="what to keep out of the result (models that take one)")
-    parser.add_argument("--steps", type=int, help="denoising steps, 1-200 (default: the model's)")
-    parser.add_argument("--guidance", type=float, help="guidance scale, 0-30 (default: the model's)")
-    parser.add_argument("--width", type=int, help="pixels (default: the first image's, rounded to the model)")
-    parser.add_argument("--height", type=int, help="pixels (default: the first image's, rounded to the model)")
-    parser.add_argument("--seed", type=int, help="fixed seed (default: random)")
-    parser.add_argument("--batch", type=int, default=1, help="images, 1-4 (seeds seed, seed+1, …)")
-    parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
-                        help="a LoRA file or library name, with an optional weight; repeatable")
-    parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLAN_HELP],
-                        help="where the weights live (see generate --help)")
+    add_sampling_arguments(parser, size_default="the first image's, rounded to the model")
     parser.set_defaults(handler=run)
 
 

@@ -18,11 +18,17 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     """The request flags ``generate``, ``queue add`` and ``grid`` share."""
     parser.add_argument("--model", required=True, help="catalog id, diffusers repo id or local pipeline folder")
     parser.add_argument("--prompt", required=prompt_required, help="what the image shows")
+    add_sampling_arguments(parser)
+    add_speed_and_start_arguments(parser)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, size_default: str = "the model's") -> None:
+    """The flags every image command takes after the model and prompt: sampling, size, seed, batch, LoRAs, memory."""
     parser.add_argument("--negative-prompt", default="", help="what to keep out of the image (models that take one)")
     parser.add_argument("--steps", type=int, help="denoising steps, 1-200 (default: the model's)")
     parser.add_argument("--guidance", type=float, help="guidance scale (CFG), 0-30 (default: the model's)")
-    parser.add_argument("--width", type=int, help="pixels, 64-2048, a multiple of 8 or 16 (default: the model's)")
-    parser.add_argument("--height", type=int, help="pixels, 64-2048, a multiple of 8 or 16 (default: the model's)")
+    parser.add_argument("--width", type=int, help=f"pixels, 64-2048, a multiple of 8 or 16 (default: {size_default})")
+    parser.add_argument("--height", type=int, help=f"pixels, 64-2048, a multiple of 8 or 16 (default: {size_default})")
     parser.add_argument("--seed", type=int, help="fixed seed (default: random)")
     parser.add_argument("--batch", type=int, default=1, help="images, 1-4 (seeds seed, seed+1, …)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
@@ -30,6 +36,10 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLAN_HELP],
                         help="where the weights live: auto (from free GPU memory), " + ", ".join(
                             f"{name} ({text})" for name, text in MEMORY_PLAN_HELP.items()))
+
+
+def add_speed_and_start_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--fast``, ``--step-cache`` and the flags of a starting image (img2img, inpaint, outpaint)."""
     parser.add_argument("--fast", action="store_true",
                         help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
     parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",

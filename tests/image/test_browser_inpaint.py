@@ -11,7 +11,7 @@ from tests.test_browser import page  # noqa: F401  (page: the fixture; skips wit
 pytestmark = pytest.mark.browser
 
 
-def paint_stroke(page, canvas) -> None:
+def paint_stroke(page, canvas) -> None:  # noqa: F811
     """Drag the brush across the middle of the picture on the editor's canvas."""
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()

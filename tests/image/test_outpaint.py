@@ -18,11 +18,10 @@ from masuka.image.tasks import InitImage
 
 @pytest.fixture
 def photo(tmp_path):
-    """A striped 72x56 picture: no side a multiple of 16."""
-    picture = Image.new("RGB", (72, 56), "navy")
-    draw = ImageDraw.Draw(picture)
-    for x in range(0, 72, 12):
-        draw.rectangle((x, 0, x + 5, 56), fill=(250, 200, 40))
+    """A 72x56 gradient with a dot: no side a multiple of 16."""
+    picture = Image.merge("RGB", [Image.linear_gradient("L").resize((72, 56)), Image.new("L", (72, 56), 90),
+                                  Image.radial_gradient("L").resize((72, 56))])
+    ImageDraw.Draw(picture).ellipse((30, 20, 42, 32), fill="white")
     picture.save(tmp_path / "photo.png")
     return tmp_path / "photo.png"
 
