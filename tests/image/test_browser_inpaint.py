@@ -50,3 +50,7 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page,
     far = mask == 0
     far[max(0, np.argwhere(mask).min(0)[0] - 16):np.argwhere(mask).max(0)[0] + 16] = False  # past the blur
     assert np.array_equal(out[far], np.asarray(picture)[far]), "pixels away from the stroke come back identical"
+    page.get_by_role("button", name="Send to Edit").click()
+    page.get_by_role("button", name="Edit", exact=True).wait_for(state="visible", timeout=15_000)
+    assert page.get_by_label("Edit", exact=True).is_checked(), "Send to Edit switches to the Edit mode"
+    page.get_by_text(".png").first.wait_for(timeout=15_000)  # the result is now the image to edit
