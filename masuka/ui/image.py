@@ -27,9 +27,11 @@ from masuka.models.catalog import image_models, resolve_image_model
 from masuka.ui.common import UIContext, friendly, is_admin, user_message, user_of
 from masuka.ui.image_modes import (
     MODES,
+    VIDEO,
     ModeWidgets,
     edit_request,
     mode_request_inputs,
+    send_to_video,
     task_from_parameters,
     wire_picture_size,
     wire_send_to,
@@ -249,7 +251,8 @@ def build(ctx: UIContext) -> None:
         edit_image, edit_form, outputs, api_name="edit_image", **ctx.gpu_event())
     mode.change(modes.show, mode, [start_group, init_image, mask, strength, run, edit_run, *modes.shown()],
                 api_visibility="private").then(lambda chosen: chosen, mode, chosen_mode, api_visibility="private")
-    wire_send_to(send, gallery, mode, init_image, modes)
+    selected = wire_send_to(send, gallery, mode, init_image, modes)
+    ctx.components["image_after_build"] = lambda _demo: send_to_video(ctx.components, send[VIDEO], gallery, selected)
     wire_picture_size(modes, init_image, model, width, height)
     gen_event = run.click(check_form, form, None, api_visibility="private", show_progress="hidden").success(
         generate_image, form, outputs, api_name="generate_image", **ctx.gpu_event())

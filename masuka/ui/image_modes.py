@@ -16,6 +16,7 @@ from masuka.image.tasks import open_picture, picture_size
 from masuka.models.catalog import resolve_image_model
 
 TEXT, IMAGE, INPAINT, EDIT = MODES = ("Text", "Image", "Inpaint/Outpaint", "Edit")
+VIDEO = "Video first frame"
 #: the history's task -> the mode that redoes it
 TASK_MODES = {"img2img": IMAGE, "inpaint": INPAINT, "outpaint": INPAINT, "edit": EDIT}
 
@@ -46,7 +47,8 @@ class ModeWidgets:
     def build_send_to(self) -> dict[str, gr.Button]:
         """Buttons under the gallery that send the selected result to a mode."""
         with gr.Row():
-            self.send_buttons = {target: gr.Button(f"Send to {target}", size="sm") for target in (IMAGE, INPAINT, EDIT)}
+            self.send_buttons = {target: gr.Button(f"Send to {target}", size="sm")
+                                 for target in (IMAGE, INPAINT, EDIT, VIDEO)}
         return self.send_buttons
 
     def shown(self) -> list[Any]:
@@ -133,9 +135,18 @@ def wire_picture_size(widgets: ModeWidgets, init_image: gr.Image, model: gr.Drop
         source.upload(size_of, [source, model], [width, height], api_visibility="private")
 
 
+def picked(images: list | None, index: int | None) -> str:
+    """The path of the gallery's selected (else first) image."""
+    if not images:
+        raise gr.Error("Generate an image first, then send it on.")
+    item = images[min(index or 0, len(images) - 1)]
+    return item[0] if isinstance(item, (list, tuple)) else item.get("image", {}).get("path")
+
+
 def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio, init_image: gr.Image,
-                 widgets: ModeWidgets) -> None:
-    """Each "Send to" button puts the selected (else the first) result in its mode's picture field."""
+                 widgets: ModeWidgets) -> gr.State:
+    """Each "Send to" button of a mode puts the selected (else the first) result in that mode's picture field;
+    returns the selected index (the Video button is wired by :func:`send_to_video` once that tab is built)."""
     selected = gr.State(0)
 
     def remember(event: gr.SelectData) -> int:
@@ -145,10 +156,7 @@ def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio
 
     def sender(target: str):
         def send_to(images: list | None, index: int):
-            if not images:
-                raise gr.Error("Generate an image first, then send it on.")
-            item = images[min(index or 0, len(images) - 1)]
-            path = item[0] if isinstance(item, (list, tuple)) else item.get("image", {}).get("path")
+            path = picked(images, index)
             picture = gr.skip() if target != IMAGE else path
             canvas = {"background": path, "layers": [], "composite": path} if target == INPAINT else gr.skip()
             references = [path] if target == EDIT else gr.skip()
@@ -156,5 +164,19 @@ def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio
         return send_to
 
     for target, button in send.items():
-        button.click(sender(target), [gallery, selected], [mode, init_image, widgets.canvas, widgets.references],
-                     api_visibility="private")
+        if target in MODES:
+            button.click(sender(target), [gallery, selected], [mode, init_image, widgets.canvas,
+                                                               widgets.references], api_visibility="private")
+    return selected
+
+
+def send_to_video(components: dict[str, Any], button: gr.Button, gallery: gr.Gallery, selected: gr.State) -> None:
+    """The "Send to Video first frame" button: the result becomes the Video tab's first frame, that tab shown."""
+    first_frame, tabs = components.get("video_image"), components.get("tabs")
+    if first_frame is None or tabs is None:
+        return
+
+    def send(images: list | None, index: int):
+        return picked(images, index), gr.Tabs(selected="video")
+
+    button.click(send, [gallery, selected], [first_frame, tabs], api_visibility="private")

@@ -54,3 +54,7 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page,
     page.get_by_role("button", name="Edit", exact=True).wait_for(state="visible", timeout=15_000)
     assert page.get_by_label("Edit", exact=True).is_checked(), "Send to Edit switches to the Edit mode"
     page.get_by_text(".png").first.wait_for(timeout=15_000)  # the result is now the image to edit
+    page.get_by_role("button", name="Send to Video first frame").click()
+    video = page.get_by_role("tabpanel").filter(has_text="First frame (optional: image-to-video)")
+    video.locator("img[src*='gradio_api/file']").first.wait_for(timeout=15_000)  # the result is the first frame
+    assert page.get_by_role("tab", name="Video").get_attribute("aria-selected") == "true"
