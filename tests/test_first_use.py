@@ -87,7 +87,7 @@ def test_api_parameter_names_match_the_readme(live_app):
     from gradio_client import Client
 
     api = Client(live_app().url, verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"]
-    for endpoint in ("/generate_image", "/start_training"):
+    for endpoint in ("/generate_image", "/start_training", "/edit_image"):
         names = [p["parameter_name"] for p in api[endpoint]["parameters"]]
         assert names[:len(_readme_parameters(endpoint))] == _readme_parameters(endpoint), endpoint
     training = {p["parameter_name"]: p for p in api["/start_training"]["parameters"]}

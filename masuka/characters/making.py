@@ -61,7 +61,7 @@ def chosen_captioner(choice: str) -> str:
 
 
 def default_view_model() -> str:
-    """The smallest edit model when this build sends references, else SDXL (image-to-image)."""
+    """The catalog's smallest edit model, else SDXL (image-to-image)."""
     models = sorted(edit_models(), key=lambda m: m["vram_gb"] or 0)
     return models[0]["id"] if models else "sdxl"
 

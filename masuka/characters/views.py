@@ -1,24 +1,22 @@
 """One synthetic view of a character: an edit model given the photo as a reference, or image-to-image from it.
 
 Edit models (FLUX.1 Kontext, Qwen-Image-Edit-Plus, FLUX.2 multi-reference) take the photo as a reference and the
-view prompt as an instruction (the request's ``references`` field, where this build has it). Any other model, or a
-build without reference support, starts from the photo with image-to-image at the form's strength. Either way the
+view prompt as an instruction (the request's ``references`` field). Any other model starts from the photo with
+image-to-image at the form's strength. Either way the
 view is an ordinary generation: saved, recorded in History, remade from its seed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
+from masuka.image.edit import takes_references
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
 from masuka.image.tasks import InitImage, open_picture
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.studio import Studio
 
-#: diffusers pipelines that take reference images and an instruction
-EDIT_PIPELINES = frozenset({"FluxKontextPipeline", "QwenImageEditPipeline", "QwenImageEditPlusPipeline",
-                            "Flux2Pipeline", "Flux2KleinPipeline"})
 DEFAULT_STRENGTH = 0.6
 
 
@@ -33,27 +31,15 @@ class ViewRequest:
     height: int | None = None
 
 
-def takes_references() -> bool:
-    """Whether this build's image requests carry reference images (instruction editing)."""
-    return "references" in {f.name for f in fields(ImageRequest)}
-
-
 def is_edit_model(model: str) -> bool:
-    """Whether ``model`` edits from references (and this build can send them)."""
-    spec = resolve_image_model(model)
-    return takes_references() and (spec.pipeline in EDIT_PIPELINES or bool(spec.extra.get("edit")))
+    """Whether ``model`` edits from references (its pipeline class is an edit pipeline of its profile)."""
+    return takes_references(resolve_image_model(model).pipeline)
 
 
 def edit_models() -> list[dict]:
-    """Catalog models that make views from references, with the GPU memory each needs (for the form); none when
-    this build cannot send references."""
-    if not takes_references():
-        return []
-    found = []
-    for key, entry in image_models().items():
-        if entry.get("pipeline") in EDIT_PIPELINES or entry.get("edit"):
-            found.append({"id": key, "name": entry.get("name", key), "vram_gb": resolve_image_model(key).vram_gb})
-    return found
+    """Catalog models that make views from references, with the GPU memory each needs (for the form)."""
+    return [{"id": key, "name": entry.get("name", key), "vram_gb": resolve_image_model(key).vram_gb}
+            for key, entry in image_models().items() if takes_references(entry.get("pipeline", ""))]
 
 
 def view_prompt(description: str, edit: bool) -> str:

@@ -18,32 +18,13 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     """The request flags ``generate``, ``queue add`` and ``grid`` share."""
     parser.add_argument("--model", required=True, help="catalog id, diffusers repo id or local pipeline folder")
     parser.add_argument("--prompt", required=prompt_required, help="what the image shows")
-    parser.add_argument("--negative-prompt", default="", help="what to keep out of the image (models that take one)")
-    parser.add_argument("--steps", type=int, help="denoising steps, 1-200 (default: the model's)")
-    parser.add_argument("--guidance", type=float, help="guidance scale (CFG), 0-30 (default: the model's)")
-    parser.add_argument("--width", type=int, help="pixels, 64-2048, a multiple of 8 or 16 (default: the model's)")
-    parser.add_argument("--height", type=int, help="pixels, 64-2048, a multiple of 8 or 16 (default: the model's)")
-    parser.add_argument("--seed", type=int, help="fixed seed (default: random)")
-    parser.add_argument("--batch", type=int, default=1, help="images, 1-4 (seeds seed, seed+1, …)")
-    parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
-                        help="a LoRA file or library name, with an optional weight; repeatable")
-    parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLAN_HELP],
-                        help="where the weights live: auto (from free GPU memory), " + ", ".join(
-                            f"{name} ({text})" for name, text in MEMORY_PLAN_HELP.items()))
-    parser.add_argument("--fast", action="store_true",
-                        help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
-    parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",
-                        help="with --fast: first-block cache threshold, 0 = off; higher is faster and rougher")
-    parser.add_argument("--sampler", default="", metavar="NAME",
-                        help="an A1111 sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' (SDXL) or 'Euler Karras' "
-                             "(flow-matching models); default: the model's own scheduler")
-    parser.add_argument("--init-image", metavar="PATH",
-                        help="start from this image (image-to-image); the size defaults to its size")
-    parser.add_argument("--strength", type=float, default=0.75,
-                        help="with --init-image: how far the result may move from it, 0-1 (default 0.75)")
-    parser.add_argument("--mask", metavar="PATH", help="with --init-image: repaint only the white part (inpaint)")
-    parser.add_argument("--mask-blur", type=int, default=4, metavar="PX",
-                        help="with --mask: soften the mask edge by this many pixels (default 4)")
+    add_sampling_arguments(parser)
+    add_speed_and_start_arguments(parser)
+    add_aid_and_guide_arguments(parser)
+
+
+def add_aid_and_guide_arguments(parser: argparse.ArgumentParser) -> None:
+    """The generation aids (prompt optimizer, safety check, face detail) and the control and reference images."""
     parser.add_argument("--optimize-prompt", action="store_true",
                         help="rewrite the prompt in detail first, with the prompt optimizer set in Settings")
     parser.add_argument("--safety-check", action="store_true",
@@ -63,17 +44,59 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
                              "default 1; repeatable")
 
 
+def add_sampling_arguments(parser: argparse.ArgumentParser, size_default: str = "the model's") -> None:
+    """The flags every image command takes after the model and prompt: sampling, size, seed, batch, LoRAs, memory."""
+    parser.add_argument("--negative-prompt", default="", help="what to keep out of the image (models that take one)")
+    parser.add_argument("--steps", type=int, help="denoising steps, 1-200 (default: the model's)")
+    parser.add_argument("--guidance", type=float, help="guidance scale (CFG), 0-30 (default: the model's)")
+    parser.add_argument("--width", type=int, help=f"pixels, 64-2048, a multiple of 8 or 16 (default: {size_default})")
+    parser.add_argument("--height", type=int, help=f"pixels, 64-2048, a multiple of 8 or 16 (default: {size_default})")
+    parser.add_argument("--seed", type=int, help="fixed seed (default: random)")
+    parser.add_argument("--batch", type=int, default=1, help="images, 1-4 (seeds seed, seed+1, …)")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
+                        help="a LoRA file or library name, with an optional weight; repeatable")
+    parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLAN_HELP],
+                        help="where the weights live: auto (from free GPU memory), " + ", ".join(
+                            f"{name} ({text})" for name, text in MEMORY_PLAN_HELP.items()))
+
+
+def add_speed_and_start_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--fast``, ``--step-cache`` and the flags of a starting image (img2img, inpaint, outpaint)."""
+    parser.add_argument("--fast", action="store_true",
+                        help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
+    parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",
+                        help="with --fast: first-block cache threshold, 0 = off; higher is faster and rougher")
+    parser.add_argument("--sampler", default="", metavar="NAME",
+                        help="an A1111 sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' (SDXL) or 'Euler Karras' "
+                             "(flow-matching models); default: the model's own scheduler")
+    parser.add_argument("--init-image", metavar="PATH",
+                        help="start from this image (image-to-image); the size defaults to its size")
+    parser.add_argument("--strength", type=float, default=0.75,
+                        help="with --init-image: how far the result may move from it, 0-1 (default 0.75)")
+    parser.add_argument("--mask", metavar="PATH", help="with --init-image: repaint only the white part (inpaint)")
+    parser.add_argument("--mask-blur", type=int, default=4, metavar="PX",
+                        help="with --mask or --outpaint: soften the mask edge by this many pixels (default 4)")
+    parser.add_argument("--outpaint", metavar="L,R,T,B",
+                        help="with --init-image: grow the canvas by these pixels per side (left,right,top,bottom) "
+                             "and fill the new area; the size is the picture plus the padding, rounded up to the "
+                             "model's multiple on the right and bottom")
+
+
 def request_from_args(args: argparse.Namespace):
     """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
     from masuka.errors import InvalidInput
     from masuka.image.control import parse_control
     from masuka.image.generate import ImageRequest, parse_lora
+    from masuka.image.outpaint import parse_outpaint
     from masuka.image.reference import parse_reference
     from masuka.image.tasks import InitImage
 
     if args.mask and not args.init_image:
         raise InvalidInput("--mask needs --init-image: the picture the mask belongs to.")
-    init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur)
+    if args.outpaint and not args.init_image:
+        raise InvalidInput("--outpaint needs --init-image: the picture to extend.")
+    init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur,
+                                                      outpaint=parse_outpaint(args.outpaint))
     return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
                         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
                         seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
@@ -85,9 +108,13 @@ def request_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_request(args, request_from_args(args))
+
+
+def run_request(args: argparse.Namespace, request) -> int:
+    """Make the images of ``request`` with progress on stderr; print generate's result (``images, seeds, ids``)."""
     from masuka.image.generate import generate_images, used_prompt
 
-    request = request_from_args(args)
     studio = open_studio(args)
     last = [-1]
 

@@ -20,6 +20,8 @@ from masuka.video.request import INPUT_FILES, sound_choice
 FORM_FIELDS = {"prompt": "prompt", "negative_prompt": "negative", "model": "model", "provider": "provider",
                "steps": "steps", "guidance": "guidance", "width": "width", "height": "height", "seed": "seed"}
 MAX_EXPORT = 1000
+#: an image row's input files (copied into the data dir when it was made)
+IMAGE_INPUT_FILES = ("init_image", "mask")
 
 
 def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[str, dict]:
@@ -31,14 +33,16 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     fields["loras"] = [f"{x['name']}:{x['weight']:g}" for x in row.get("loras") or [] if isinstance(x, dict)]
     for name, value in (row.get("params") or {}).items():
         fields.setdefault(name, value)
-    for name in (*INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES):  # input files go back as files to show
+    for name in (*INPUT_FILES, *IMAGE_INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES):  # files it can show
         if isinstance(fields.get(name), str) and (path := studio.config.absolute(fields[name])).is_file():
             fields[name] = str(path)
     if row["kind"] == "image":  # an image made without them empties the form's control and reference pictures
         fields.update({name: None for name in (*CONTROL_PICTURES, *REFERENCE_PICTURES) if name not in fields})
-    if isinstance(fields.get("references"), list):
+    if isinstance(fields.get("references"), list):  # an edit's images, a video's reference images
         fields["references"] = [str(path) for path in map(studio.config.absolute, fields["references"])
                                 if path.is_file()]
+    if isinstance(fields.get("outpaint"), list):  # as the form and the CLI write it
+        fields["outpaint"] = ",".join(str(side) for side in fields["outpaint"])
     if row["kind"] == "video":
         fields["sound"] = sound_choice(fields.get("audio"))
     return row["kind"], fields

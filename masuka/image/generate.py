@@ -35,6 +35,7 @@ from masuka.image.control import (
     control_pipeline,
     keep_controls,
 )
+from masuka.image.edit import check_references, edit_kwargs, edit_record, plan_references
 from masuka.image.face_detail import check_strength, detail_faces, face_infotext, face_record
 from masuka.image.face_restore import face_restorer
 from masuka.image.fast import compile_once
@@ -46,7 +47,7 @@ from masuka.image.quantized import check_quantized_plan
 from masuka.image.reference import (
     ReferenceInput,
     StyleReference,
-    check_references,
+    check_style_references,
     keep_references,
     reference_infotext,
     reference_kwargs,
@@ -58,6 +59,8 @@ from masuka.image.tasks import (
     finish,
     infotext_fields,
     init_size,
+    keep_inputs,
+    picture_size,
     prepare,
     task_kwargs,
     task_pipeline,
@@ -114,6 +117,7 @@ class ImageRequest:
     sampler: str = ""  # an A1111 sampler name (masuka.image.samplers); "" keeps the model's own scheduler
     controls: list[Control] = field(default_factory=list)  # ControlNet images (masuka.image.control)
     style_references: list[StyleReference] = field(default_factory=list)  # "like this" (masuka.image.reference)
+    references: list[str] = field(default_factory=list)  # images an edit model changes as the prompt says
 
 
 @dataclass
@@ -139,8 +143,9 @@ class Plan:
     task: TaskInput | None = None
     safety: AidSettings | None = None  # set when the safety check runs (asked for, or made mandatory)
     controls: list[ControlInput] = field(default_factory=list)
-    references: list[ReferenceInput] = field(default_factory=list)
+    style_references: list[ReferenceInput] = field(default_factory=list)
     kept: dict[str, Any] = field(default_factory=dict)  # copies of the input pictures, for the history rows
+    references: list[Any] = field(default_factory=list)  # the reference pictures of an edit, read
 
 
 def parse_loras(values: Any) -> list[tuple[str, float]]:
@@ -198,6 +203,9 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         raise InvalidInput(f"Guidance must be between 0 and 30 (got {guidance:g}).")
     default_size = (spec.width, spec.height) if request.init is None else \
         init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
+    references = plan_references(spec, request.references, request.init is not None, fast)
+    if references and request.init is None:
+        default_size = picture_size(references[0].size, spec.size_multiple, MIN_SIDE, MAX_SIDE)
     width = whole_number("width", default_size[0] if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
     height = whole_number("height", default_size[1] if request.height is None else request.height, MIN_SIDE,
                           MAX_SIDE)
@@ -226,7 +234,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         check_fits(info, spec.architecture, spec.id)
         loras.append((info, float(weight)))
     sampler = check_sampler(request.sampler, spec.architecture, spec.id)
-    task = None if request.init is None else prepare(request.init, width, height, request.fast)
+    task = None if request.init is None else prepare(request.init, width, height, request.fast,
+                                                      spec.size_multiple)
     aids = load_aid_settings(studio.config)
     safety = aids if flag("safety check", request.safety_check) or aids.safety_mandatory else None
     flag("optimize prompt", request.optimize_prompt)
@@ -235,9 +244,11 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         if fast:
             raise InvalidInput("Face detail repaints faces with the inpaint pipeline: turn Fast off to use it.")
     controls = check_controls(request.controls, spec.architecture, spec.id, task is not None, fast)
-    references = check_references(request.style_references, spec.architecture, spec.id, task is not None, fast)
+    style_references = check_style_references(request.style_references, spec.architecture, spec.id,
+                                              task is not None, fast)
     return Plan(replace(request, sampler=sampler), spec, steps, guidance, width, height,
-                [seed + i for i in range(batch)], loras, task, safety, controls, references)
+                [seed + i for i in range(batch)], loras, task, safety, controls, style_references,
+                references=references)
 
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
@@ -250,6 +261,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
 
     ``background`` work (the queue) lets interactive requests take the GPU first."""
     plan = plan_request(studio, request, allow_any_path)
+    keep_inputs(studio, plan)
     fetch_for_use(studio, request.owner, plan.spec.source, on_download)
     if plan.safety:
         fetch_for_use(studio, request.owner, plan.safety.safety_model, on_download)
@@ -291,6 +303,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
     pipe = get_pipeline(studio.models, plan.spec, studio.config.keys.get("huggingface"),
                         memory=request.memory_plan, fast=request.fast, step_cache=request.step_cache)
     check_fits_loaded(plan, pipe)
+    check_references(type(pipe).__name__, plan.spec.name or plan.spec.id, plan.references)
     apply_loras(pipe, plan.loras)
     compile_once(pipe)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
@@ -299,10 +312,10 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
     apply_sampler(pipe, runner, request.sampler, plan.spec.id)
     accepted = set(inspect.signature(runner.__call__).parameters)
     controls = control_kwargs(plan.controls, pipe, plan.width, plan.height, accepted)
-    references = reference_kwargs(pipe, runner, plan.references, pipeline_architecture(pipe), plan.spec.id,
+    references = reference_kwargs(pipe, runner, plan.style_references, pipeline_architecture(pipe), plan.spec.id,
                                   request.prompt.strip())
     plan.kept = keep_controls(studio, request.owner, plan.controls) | keep_references(studio, request.owner,
-                                                                                      plan.references)
+                                                                                      plan.style_references)
     batch_id = uuid.uuid4().hex[:12]
     results = []
     for index, seed in enumerate(plan.seeds):
@@ -320,7 +333,8 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
         try:
             kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end) | references
             with torch.inference_mode():
-                image = finish(runner(**kwargs, **task_kwargs(plan.task), **controls).images[0], plan.task)
+                extra = {**task_kwargs(plan.task), **edit_kwargs(runner, plan.references, plan.width, plan.height)}
+                image = finish(runner(**kwargs, **extra, **controls).images[0], plan.task)
             image, aided = _aids(studio, plan, pipe, image, seed, step_end)
             parameters = format_parameters(_parameters(plan, seed, pipe))
             path = _save(studio, image, parameters, row_id, seed, plan.request.owner)
@@ -415,7 +429,8 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,
-                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task), **plan.kept, **request.notes,
+                   "step_cache": device_plan.step_cache, **task_record(studio, plan.task), **plan.kept,
+                   **edit_record(studio, request.references), **request.notes,
                    **({"template": request.template} if request.template else {}),
                    **({"sampler": request.sampler} if request.sampler else {})},
     }
@@ -424,7 +439,7 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
 def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
     request = plan.request
     scheduler = type(getattr(pipe, "masuka_scheduler", None) or getattr(pipe, "scheduler", None)).__name__
-    extra = infotext_fields(plan.task) | control_infotext(plan.controls) | reference_infotext(plan.references)
+    extra = infotext_fields(plan.task) | control_infotext(plan.controls) | reference_infotext(plan.style_references)
     if request.face_detail:
         extra.update(face_infotext(request.face_strength))
     if request.template and request.template != request.prompt.strip():

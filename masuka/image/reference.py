@@ -53,7 +53,7 @@ def parse_reference(text: str) -> StyleReference:
     return StyleReference(path, float(weight)) if path and is_number(weight) else StyleReference(text)
 
 
-def check_references(references: list[StyleReference], architecture: str | None, model: str,
+def check_style_references(references: list[StyleReference], architecture: str | None, model: str,
                      has_task: bool, fast: bool = False) -> list[ReferenceInput]:
     """Check every reference and read its picture; :class:`InvalidInput` names what is wrong."""
     if not references:

@@ -10,13 +10,14 @@ original through the (blurred) mask, so every pixel outside it comes back exactl
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from masuka.errors import InvalidInput
+from masuka.image.outpaint import Padding, canvas_size, check_padding, keep_original, outpaint_canvas
 from masuka.studio import Studio
 from masuka.users import output_dir
 
@@ -38,6 +39,7 @@ class InitImage:
     invert_mask: bool = False
     only_masked_padding: int | None = None  # repaint a crop around the mask (this many px of margin) at full size
     fill_masked: bool = False  # start the masked part from the surrounding colours instead of what is there
+    outpaint: Padding | None = None  # grow the canvas by (left, right, top, bottom) pixels and fill the new area
 
 
 @dataclass
@@ -50,6 +52,7 @@ class TaskInput:
     strength: float
     source: InitImage
     start: Image.Image | None = None  # what the pipeline starts from, when not ``image`` (a filled mask)
+    composite: Image.Image | None = None  # what the result is pasted through, when not ``mask`` (outpaint)
 
 
 def open_picture(path: str | Path, what: str) -> Image.Image:
@@ -68,14 +71,24 @@ def open_picture(path: str | Path, what: str) -> Image.Image:
 
 
 def init_size(init: InitImage, multiple: int, low: int, high: int) -> tuple[int, int]:
-    """The init image's size, brought into ``low..high`` and down to a multiple: the default output size."""
+    """The init image's size, brought into ``low..high`` and down to a multiple: the default output size; when
+    outpainting, the picture plus the padding rounded up to the multiple."""
     with open_picture(init.path, "init image") as picture:
         width, height = picture.size
+    if init.outpaint is not None:
+        return canvas_size((width, height), check_padding(init.outpaint), multiple)
+    return picture_size((width, height), multiple, low, high)
+
+
+def picture_size(size: tuple[int, int], multiple: int, low: int, high: int) -> tuple[int, int]:
+    """A picture's size brought into ``low..high`` and down to a multiple."""
+    width, height = size
     return max(low, min(high, width)) // multiple * multiple, max(low, min(high, height)) // multiple * multiple
 
 
-def prepare(init: InitImage, width: int, height: int, fast: bool) -> TaskInput:
-    """Check ``init`` and read it at the output size (resized, as A1111 does without a resize mode)."""
+def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int = 1) -> TaskInput:
+    """Check ``init`` and read it at the output size (resized, as A1111 does without a resize mode), or onto
+    the grown canvas when outpainting (``multiple``: the model's size multiple)."""
     if fast:
         raise InvalidInput("Fast is for text-to-image only: turn it off to start from an image.")
     strength = float(init.strength)
@@ -86,18 +99,39 @@ def prepare(init: InitImage, width: int, height: int, fast: bool) -> TaskInput:
                            f"(got {init.only_masked_padding}).")
     if not 0 <= int(init.mask_blur) <= MAX_MASK_BLUR:
         raise InvalidInput(f"The mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {init.mask_blur}).")
+    if init.outpaint is not None:
+        return _prepare_outpaint(init, width, height, strength, multiple)
     image = open_picture(init.path, "init image").convert("RGB").resize((width, height), Image.LANCZOS)
     if init.mask is None:
         return TaskInput("img2img", image, None, strength, init)
-    mask = open_picture(init.mask, "mask").convert("L").resize((width, height), Image.LANCZOS)
-    if init.invert_mask:
-        mask = ImageOps.invert(mask)
+    mask = _read_mask(init, (width, height))
     if mask.getextrema()[1] == 0:
         raise InvalidInput("The mask is all black: paint white where the image should change.")
     start = fill_masked(image, mask) if init.fill_masked else None
     if init.mask_blur:
         mask = mask.filter(ImageFilter.GaussianBlur(int(init.mask_blur)))
     return TaskInput("inpaint", image, mask, strength, init, start)
+
+
+def _read_mask(init: InitImage, size: tuple[int, int]) -> Image.Image:
+    mask = open_picture(init.mask, "mask").convert("L").resize(size, Image.LANCZOS)
+    return ImageOps.invert(mask) if init.invert_mask else mask
+
+
+def _prepare_outpaint(init: InitImage, width: int, height: int, strength: float, multiple: int) -> TaskInput:
+    """The picture on its grown canvas; the new area (and the picture's own mask) is repainted."""
+    padding = check_padding(init.outpaint)
+    picture = open_picture(init.path, "init image").convert("RGB")
+    size = canvas_size(picture.size, padding, multiple)
+    if (width, height) != size:
+        raise InvalidInput(f"Outpainting makes a {size[0]}x{size[1]} image (the picture plus the padding, rounded "
+                           f"up to a multiple of {multiple}); leave the width and height to it (got {width}x{height}).")
+    own_mask = None if init.mask is None else _read_mask(init, picture.size)
+    canvas, repaint, box = outpaint_canvas(picture, own_mask, padding, multiple)
+    start = fill_masked(canvas, repaint)
+    blur = int(init.mask_blur)
+    mask = repaint.filter(ImageFilter.GaussianBlur(blur)) if blur else repaint
+    return TaskInput("inpaint", canvas, mask, strength, init, start, keep_original(mask, own_mask, box, blur))
 
 
 def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
@@ -147,7 +181,7 @@ def finish(image: Image.Image, task: TaskInput | None) -> Image.Image:
     """An inpainted image pasted over the original through the mask; anything else as it is."""
     if task is None or task.mask is None:
         return image
-    return Image.composite(image.convert("RGB"), task.image, task.mask)
+    return Image.composite(image.convert("RGB"), task.image, task.mask if task.composite is None else task.composite)
 
 
 def task_record(studio: Studio, task: TaskInput | None) -> dict:
@@ -157,8 +191,11 @@ def task_record(studio: Studio, task: TaskInput | None) -> dict:
     record: dict[str, Any] = {"task": task.task, "strength": task.strength,
                               "init_image": studio.config.relative(Path(task.source.path).resolve())}
     if task.mask is not None:
-        record.update(mask=studio.config.relative(Path(task.source.mask).resolve()),
-                      mask_blur=int(task.source.mask_blur))
+        record["mask_blur"] = int(task.source.mask_blur)
+    if task.source.mask is not None:
+        record["mask"] = studio.config.relative(Path(task.source.mask).resolve())
+    if task.source.outpaint is not None:
+        record.update(task="outpaint", outpaint=list(task.source.outpaint))
     return record
 
 
@@ -169,7 +206,27 @@ def infotext_fields(task: TaskInput | None) -> dict[str, str]:
     fields = {"Denoising strength": f"{task.strength:g}"}
     if task.mask is not None:
         fields["Mask blur"] = str(int(task.source.mask_blur))
+    if task.source.outpaint is not None:
+        fields["Outpaint"] = ",".join(str(side) for side in task.source.outpaint)
     return fields
+
+
+def keep_inputs(studio: Studio, plan: Any) -> None:
+    """Copy a planned request's init image, mask and references into the owner's ``inputs`` folder and point the
+    plan at the copies, so its history row keeps them and Reuse can redo the job; files already there stay."""
+    request = plan.request
+    kept = output_dir(studio.config, request.owner) / "inputs"
+
+    def keep(path: str | Path | None, kind: str) -> str | Path | None:
+        if path is None or Path(path).resolve().parent == kept.resolve():
+            return path
+        return keep_input(studio, request.owner, path, kind)
+
+    init = request.init
+    if init is not None:
+        init = replace(init, path=keep(init.path, "init-image"), mask=keep(init.mask, "mask"))
+        plan.task.source = init
+    plan.request = replace(request, init=init, references=[keep(path, "reference") for path in request.references])
 
 
 def keep_input(studio: Studio, owner: str, path: str | Path, kind: str) -> Path:

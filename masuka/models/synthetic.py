@@ -34,8 +34,13 @@ def tiny_components(architecture: str, seed: int = 0) -> dict[str, Any]:
     return profile.tiny_components(seed)
 
 
-def tiny_pipeline(architecture: str, seed: int = 0) -> Any:
-    return _pipeline(architectures.get(architecture).pipeline, tiny_components(architecture, seed))
+def tiny_pipeline(architecture: str, seed: int = 0, task: str = "txt2img") -> Any:
+    """A miniature pipeline of ``architecture`` for ``task`` (``txt2img``, or ``edit``: its edit pipeline)."""
+    profile = architectures.get(architecture)
+    if task not in ("txt2img", "edit") or task not in (profile.pipelines if profile else {}):
+        raise ValueError(f"no tiny {task} pipeline for {architecture!r}")
+    builder = profile.tiny_edit_components if task == "edit" else None
+    return _pipeline(profile.pipelines[task], (builder or profile.tiny_components)(seed))
 
 
 def _pipeline(class_name: str, components: dict[str, Any]) -> Any:
@@ -47,10 +52,10 @@ def _pipeline(class_name: str, components: dict[str, Any]) -> Any:
     return cls(**components, **missing)
 
 
-def save_tiny_pipeline(architecture: str, folder: str | Path, seed: int = 0) -> Path:
+def save_tiny_pipeline(architecture: str, folder: str | Path, seed: int = 0, task: str = "txt2img") -> Path:
     """Write a tiny random pipeline as a diffusers folder (safetensors) that ``from_pretrained`` loads."""
     folder = Path(folder)
-    tiny_pipeline(architecture, seed).save_pretrained(folder, safe_serialization=True)
+    tiny_pipeline(architecture, seed, task).save_pretrained(folder, safe_serialization=True)
     return folder
 
 
@@ -189,11 +194,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="an image profile, or a video variant (a local video model folder)")
     parser.add_argument("folder")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--task", choices=["txt2img", "edit"], default="txt2img",
+                        help="edit: the architecture's edit pipeline (FLUX.1 Kontext, Qwen-Image-Edit-Plus, FLUX.2)")
     args = parser.parse_args(argv)
     if args.architecture in videos:
         save_tiny_video_pipeline(args.folder, seed=args.seed, variant=args.architecture)
     else:
-        save_tiny_pipeline(args.architecture, args.folder, args.seed)
+        save_tiny_pipeline(args.architecture, args.folder, args.seed, args.task)
     return 0
 
 

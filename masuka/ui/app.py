@@ -42,6 +42,8 @@ def _wire(ctx: UIContext, demo: gr.Blocks) -> None:
         demo.load(load, page, outputs, api_visibility="private")
         if "image_generated" in components:
             components["image_generated"].then(load, page, outputs, api_visibility="private")
+        if "image_edited" in components:
+            components["image_edited"].then(load, page, outputs, api_visibility="private")
     if "datasets_load" in components:
         load, picker = components["datasets_load"]
         demo.load(load, None, picker, api_visibility="private")

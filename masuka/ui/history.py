@@ -11,6 +11,7 @@ from masuka.errors import InvalidInput
 from masuka.history.actions import delete_entries, export_zip, reuse_parameters
 from masuka.history.browse import Filters, browse, dashboard, entry, filter_choices
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.image_modes import reuse_fields
 
 COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
 DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
@@ -185,6 +186,8 @@ def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.
     def reuse(key: str, request: gr.Request = None):
         """Fill the Image (or Video) form with the entry's parameters."""
         kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
+        if kind == "image":
+            fields = reuse_fields(fields)
         if not any(name.startswith(f"{kind}_") for name, _c in targets):
             raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form ({kind}_prompt, …), "
                                "which this studio does not offer.")

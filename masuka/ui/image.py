@@ -3,7 +3,6 @@ and a reference image, progress, Stop and "read parameters"."""
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
 import time
@@ -28,11 +27,21 @@ from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.preprocess import KINDS
 from masuka.image.reference import StyleReference, read_references
-from masuka.image.tasks import InitImage, keep_input
+from masuka.image.tasks import InitImage
 from masuka.models.catalog import image_models, resolve_image_model
-from masuka.studio import Studio
 from masuka.ui.aids import AidsForm, aid_caption, aid_summary
 from masuka.ui.common import UIContext, friendly, is_admin, user_message, user_of
+from masuka.ui.image_modes import (
+    MODES,
+    VIDEO,
+    ModeWidgets,
+    edit_request,
+    mode_request_inputs,
+    send_to_video,
+    task_from_parameters,
+    wire_picture_size,
+    wire_send_to,
+)
 from masuka.ui.upscale import build as upscale_panel
 
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
@@ -48,6 +57,9 @@ def build(ctx: UIContext) -> None:
     first = next(iter(models))
     with gr.Row():
         with gr.Column(scale=2):
+            mode = gr.Radio(MODES, value=MODES[0], label="Mode", info="Start from text, vary an image, repaint or "
+                            "extend part of one, or edit images with words (an edit model)")
+            chosen_mode = gr.State("")  # "" until a mode is chosen (and for API callers): the fields given decide
             prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a photo of a red fox in the snow")
             negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(for models that use one)")
             with gr.Row():
@@ -77,17 +89,19 @@ def build(ctx: UIContext) -> None:
                                        info="The first image compiles; later ones of the same size are faster")
                 step_cache = gr.Slider(0, MAX_STEP_CACHE, value=0, step=0.01, label="Step cache (with Fast)",
                                        info="0 = off; higher skips more work per step: faster, less faithful")
-            with gr.Accordion("Start from an image (image-to-image, inpaint)", open=False):
+            with gr.Group(visible=False) as start_group:
                 with gr.Row():
                     init_image = gr.Image(type="filepath", label="Starting image", height=200)
-                    mask = gr.Image(type="filepath", label="Mask (white = repaint; empty = the whole image)",
-                                    image_mode="L", height=200)
+                    mask = gr.Image(type="filepath", label="Mask file (white = repaint), or paint on the picture",
+                                    image_mode="L", height=200, visible=False)
+                modes = ModeWidgets.build()
                 strength = gr.Slider(0.05, 1, value=0.75, step=0.05, label="Strength",
                                      info="How far the result may move from the starting image")
             aids = AidsForm()
             guides = _control_and_reference()
             with gr.Row():
                 run = gr.Button("Generate", variant="primary")
+                edit_run = gr.Button("Edit", variant="primary", visible=False)
                 queue_add = gr.Button("Add to queue")  # wired by the Queue tab (masuka/ui/queue.py)
                 stop = gr.Button("Stop", variant="stop")
             with gr.Accordion("Read parameters from an image", open=False):
@@ -95,15 +109,18 @@ def build(ctx: UIContext) -> None:
                 read_info = gr.Markdown()
         with gr.Column(scale=3):
             gallery = gr.Gallery(label="Images", columns=2, height=560, format="png", interactive=False)
+            send = modes.build_send_to()
             seeds_used = gr.Textbox(label="Seeds used", interactive=False)
             status = gr.Markdown()
     ctx.components.update(image_prompt=prompt, image_negative=negative, image_model=model, image_steps=steps,
                           image_guidance=guidance, image_width=width, image_height=height, image_seed=seed,
                           image_batch=batch, image_loras=loras, image_gallery=gallery,
-                          image_memory_plan=memory_plan, image_fast=fast, image_step_cache=step_cache)
+                          image_memory_plan=memory_plan, image_fast=fast, image_step_cache=step_cache,
+                          image_mode=mode, image_init_image=init_image, image_strength=strength, image_mask=mask,
+                          image_mask_blur=modes.mask_blur, image_outpaint=modes.outpaint, image_canvas=modes.canvas,
+                          image_references=modes.references)
     ctx.components.update(image_optimize_prompt=aids.optimize_prompt, image_safety_check=aids.safety_check,
                           image_face_detail=aids.face_detail, image_face_strength=aids.face_strength)
-    ctx.components.update(image_init=init_image, image_strength=strength, image_mask=mask)
     ctx.components.update({f"image_{name}": component for name, component in zip(GUIDE_FIELDS, guides)})
 
     def lora_choices(request: gr.Request):
@@ -132,20 +149,39 @@ def build(ctx: UIContext) -> None:
                        seed: int | None = -1, batch: int = 1, loras: list[str] | None = None,
                        memory_plan: str = "auto", fast: bool = False, step_cache: float = 0.0,
                        init_image: str | None = None, strength: float = 0.75, mask: str | None = None,
+                       mask_blur: int = 4, outpaint: str = "", mode: str = "", canvas: dict | None = None,
                        optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
                        face_strength: float = 0.4,
                        control_kind: str = "canny", control_image: str | None = None, control_weight: float = 1.0,
                        control_start: float = 0.0, control_end: float = 1.0, reference_image: str | None = None,
                        reference_weight: float = 1.0, request: gr.Request = None, progress=gr.Progress()):
-        """Generate images (from ``init_image`` when given, repainting the white of ``mask``; with the generation
-        aids asked for; following ``control_image`` through a ControlNet of ``control_kind``; like
-        ``reference_image``); yields the gallery as each image finishes."""
+        """Generate images (from ``init_image`` when given, repainting the white of ``mask``, growing the canvas by
+        ``outpaint`` "left,right,top,bottom" pixels; with the generation aids asked for; following
+        ``control_image`` through a ControlNet of ``control_kind``; like ``reference_image``); yields the gallery as
+        each image finishes."""
         request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch,
                                   loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
-                                  optimize_prompt, safety_check, face_detail, face_strength)
+                                  mask_blur, outpaint, mode, canvas, optimize_prompt, safety_check, face_detail,
+                                  face_strength)
         _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
                     reference_image, reference_weight)
-        request_.init = _kept(studio, request_.owner, request_.init)
+        yield from _stream(request_, request, progress)
+
+    @friendly
+    def edit_image(prompt: str, model: str, images: list[str] | None = None, negative_prompt: str = "",
+                   steps: int | None = None, guidance: float | None = None, seed: int | None = -1, batch: int = 1,
+                   loras: list[str] | None = None, request: gr.Request = None, progress=gr.Progress()):
+        """Edit ``images`` as the prompt says with an edit model (FLUX.1 Kontext, Qwen-Image-Edit, FLUX.2); yields
+        the gallery as each image finishes. The result has the first image's size (rounded to the model)."""
+        yield from _stream(edit_request(prompt, model, images, negative_prompt, steps, guidance, seed, batch, loras,
+                                        user_of(request)), request, progress)
+
+    @friendly
+    def check_edit(*values, request: gr.Request = None) -> None:
+        plan_request(studio, edit_request(*values, user_of(request)))
+
+    def _stream(request_: ImageRequest, request: gr.Request | None, progress: gr.Progress):
+        """Run ``request_`` on a worker thread; yield (gallery, seeds, status) as images finish."""
         events: queue.Queue = queue.Queue()
         stop_flag = studio.stops.arm(_session(request))
 
@@ -201,7 +237,8 @@ def build(ctx: UIContext) -> None:
 
     @friendly
     def check_form(prompt: str, model: str, negative_prompt: str, steps, guidance, width, height, seed, batch,
-                   loras, memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None,
+                   loras, memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None, mask_blur=4,
+                   outpaint="", mode="", canvas=None,
                    optimize_prompt=False, safety_check=False, face_detail=False, face_strength=0.4,
                    control_kind="canny", control_image=None, control_weight=1.0, control_start=0.0,
                    control_end=1.0, reference_image=None, reference_weight=1.0,
@@ -209,7 +246,8 @@ def build(ctx: UIContext) -> None:
         """Refuse bad input before the event that owns the gallery runs, so a refusal leaves it as it was."""
         request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
                                   memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
-                                  optimize_prompt, safety_check, face_detail, face_strength)
+                                  mask_blur, outpaint, mode, canvas, optimize_prompt, safety_check, face_detail,
+                                  face_strength)
         _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
                     reference_image, reference_weight)
         plan_request(studio, request_)
@@ -222,7 +260,7 @@ def build(ctx: UIContext) -> None:
     def read_image_parameters(path: str | None, request: gr.Request = None):
         """Fill the form from an image's A1111-style parameters, LoRAs found in the library included."""
         if not path:
-            return [gr.skip()] * (10 + len(READ_GUIDES))
+            return [gr.skip()] * (14 + len(READ_GUIDES))
         text = read_parameters(path)
         if not text:
             raise InvalidInput("This image carries no generation parameters.")
@@ -235,11 +273,21 @@ def build(ctx: UIContext) -> None:
             summary += f"\n\n**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them)."
         return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
                 update(p.guidance), update(p.width), update(p.height), update(p.seed),
-                [f"{name}:{weight:g}" for name, weight in found], summary, *_read_guides(p.extra))
+                [f"{name}:{weight:g}" for name, weight in found], summary, *task_from_parameters(p.extra),
+                *_read_guides(p.extra))
 
     form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras, memory_plan, fast, step_cache,
-            init_image, strength, mask, *aids.inputs, *guides]
+            init_image, strength, mask, modes.mask_blur, modes.outpaint, chosen_mode, modes.canvas, *aids.inputs,
+            *guides]
+    edit_form = [prompt, model, modes.references, negative, steps, guidance, seed, batch, loras]
     outputs = [gallery, seeds_used, status]
+    edit_event = edit_run.click(check_edit, edit_form, None, api_visibility="private", show_progress="hidden").success(
+        edit_image, edit_form, outputs, api_name="edit_image", **ctx.gpu_event())
+    mode.change(modes.show, mode, [start_group, init_image, mask, strength, run, edit_run, *modes.shown()],
+                api_visibility="private").then(lambda chosen: chosen, mode, chosen_mode, api_visibility="private")
+    selected = wire_send_to(send, gallery, mode, init_image, modes)
+    ctx.components["image_after_build"] = lambda _demo: send_to_video(ctx.components, send[VIDEO], gallery, selected)
+    wire_picture_size(modes, init_image, model, width, height)
     gen_event = run.click(check_form, form, None, api_visibility="private", show_progress="hidden").success(
         generate_image, form, outputs, api_name="generate_image", **ctx.gpu_event())
     prompt.submit(check_form, form, None, api_visibility="private", show_progress="hidden").success(
@@ -249,35 +297,36 @@ def build(ctx: UIContext) -> None:
     aspect.input(aspect_size, [aspect, model], [width, height], api_visibility="private")
     refresh.click(lora_choices, None, loras, api_visibility="private")
     dropped.upload(read_image_parameters, dropped,
-                   [prompt, negative, model, steps, guidance, width, height, seed, loras, read_info,
-                    *[guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES]], api_name="read_parameters")
+                   [prompt, negative, model, steps, guidance, width, height, seed, loras, read_info, strength,
+                    modes.mask_blur, modes.outpaint, mode, *[guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES]],
+                   api_name="read_parameters")
     ctx.components["image_generated"] = gen_event
+    ctx.components["image_edited"] = edit_event
     ctx.components["image_queue"] = queue_add
     ctx.components["image_load"] = lora_choices
     upscale_panel(ctx)
 
 
 def _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras, memory_plan,
-                   fast, step_cache, init_image, strength, mask, owner: str, optimize_prompt: bool = False,
-                   safety_check: bool = False, face_detail: bool = False, face_strength: float = 0.4) -> ImageRequest:
-    """The form's values as the domain request."""
+                   fast, step_cache, init_image, strength, mask, owner: str, mask_blur=4, outpaint="", mode="",
+                   canvas=None, optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
+                   face_strength: float = 0.4) -> ImageRequest:
+    """The form's values as the domain request (the mode says which of the starting image's fields count)."""
+    init_image, mask, padding = mode_request_inputs(mode, init_image, mask, outpaint, canvas)
     if mask and not init_image:
         raise InvalidInput("A mask needs the starting image it belongs to.")
+    if padding is not None:
+        if not init_image:
+            raise InvalidInput("Outpainting needs the picture to extend.")
+        width = height = None  # the picture plus the padding
+    init = InitImage(init_image, float(strength), mask, int(4 if mask_blur is None else mask_blur),
+                     outpaint=padding) if init_image else None
     return ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
                         guidance=guidance, width=width, height=height, seed=seed,
                         batch=1 if batch is None else batch, loras=parse_loras(loras), owner=owner,
-                        memory_plan=memory_plan or "auto", fast=fast, step_cache=float(step_cache or 0),
-                        init=InitImage(init_image, float(strength), mask) if init_image else None,
+                        memory_plan=memory_plan or "auto", fast=fast, step_cache=float(step_cache or 0), init=init,
                         optimize_prompt=optimize_prompt, safety_check=safety_check, face_detail=face_detail,
                         face_strength=float(face_strength if face_strength is not None else 0.4))
-
-
-def _kept(studio: Studio, owner: str, init: InitImage | None) -> InitImage | None:
-    """The starting image and mask kept in the owner's inputs folder (uploads are temporary)."""
-    if init is None:
-        return None
-    mask = keep_input(studio, owner, init.mask, "mask") if init.mask else None
-    return dataclasses.replace(init, path=keep_input(studio, owner, init.path, "init-image"), mask=mask)
 
 
 #: the Control and Reference widgets, in the order the form (and the generate_image API) takes them

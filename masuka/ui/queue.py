@@ -138,7 +138,7 @@ def build(ctx: UIContext) -> None:
     add_batch.click(queue_add, form + [prompts, picks] + aid_form, hidden, api_visibility="private").success(
         added, hidden, message).then(rows, None, table)
     if "image_queue" in ctx.components:
-        start = [ctx.components[name] for name in ("image_init", "image_strength", "image_mask")]
+        start = [ctx.components[name] for name in ("image_init_image", "image_strength", "image_mask")]
         no_batch = [gr.State(""), gr.State(0)]
         ctx.components["image_queue"].click(queue_form, form + no_batch + aid_form + start, hidden,
                                             api_visibility="private").success(

@@ -120,6 +120,11 @@ class Profile:
     tiny_components: Callable[[int], dict[str, Any]]
     #: other pipeline classes of the same architecture (another model family member's own pipeline)
     also_covers: tuple[str, ...] = ()
+    #: pipeline classes that edit (they take reference images as ``image=``, the prompt is the instruction),
+    #: with how many reference images each takes
+    edit_pipelines: dict[str, int] = field(default_factory=dict)
+    #: components of a miniature edit pipeline, where they differ from :attr:`tiny_components`
+    tiny_edit_components: Callable[[int], dict[str, Any]] | None = None
     denoiser: str = "transformer"
     size_multiple: int = 16
     #: the pipeline component holding the largest text encoder, loaded in 8-bit by the smallest memory plans
@@ -156,7 +161,13 @@ class Profile:
         return self.pipelines["txt2img"]
 
     def covers(self, pipeline_class: str) -> bool:
-        return pipeline_class in self.pipelines.values() or pipeline_class in self.also_covers
+        return (pipeline_class in self.pipelines.values() or pipeline_class in self.also_covers
+                or pipeline_class in self.edit_pipelines)
+
+    def edit_only(self, pipeline_class: str) -> bool:
+        """An edit pipeline that does not also make images from text alone (FLUX.1 Kontext, Qwen-Image-Edit)."""
+        return (pipeline_class in self.edit_pipelines and pipeline_class != self.pipeline
+                and pipeline_class not in self.also_covers)
 
 
 #: what LoRA tools put before a layer's name (diffusers/peft, ai-toolkit, kohya, BFL originals)

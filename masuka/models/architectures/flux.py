@@ -93,7 +93,9 @@ def _real(guidance: bool, scheduler: dict) -> dict[str, tuple[str, dict]]:
 
 PROFILE = Profile(
     id="flux", label="FLUX.1",
-    pipelines={"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline"},
+    pipelines={"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline",
+               "edit": "FluxKontextPipeline"},
+    edit_pipelines={"FluxKontextPipeline": 1},
     matches_lora=matches_lora, tiny_components=tiny_components,
     big_text_encoder="text_encoder_2", negative_prompt=False,
     defaults=dict(steps=28, guidance=3.5, width=1024, height=1024, max_sequence_length=512),

@@ -98,8 +98,9 @@ _DEV = {
 
 PROFILE = Profile(
     id="flux2", label="FLUX.2",
-    pipelines={"txt2img": "Flux2KleinPipeline", "inpaint": "Flux2KleinInpaintPipeline"},
+    pipelines={"txt2img": "Flux2KleinPipeline", "inpaint": "Flux2KleinInpaintPipeline", "edit": "Flux2KleinPipeline"},
     also_covers=("Flux2Pipeline",),
+    edit_pipelines={"Flux2KleinPipeline": 4, "Flux2Pipeline": 10},  # the text-to-image pipelines take references
     matches_lora=matches_lora, tiny_components=tiny_components,
     big_text_encoder="text_encoder", negative_prompt=False,
     defaults=dict(steps=4, guidance=1.0, width=1024, height=1024, max_sequence_length=512),

@@ -32,19 +32,19 @@ def matches_lora(layers: LoraLayers) -> Match:
     return found
 
 
-def tiny_components(seed: int = 0) -> dict[str, Any]:
+def tiny_components(seed: int = 0, vocab: int = QWEN_TINY_VOCAB, **vision_tokens: int) -> dict[str, Any]:
     import torch
     from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(seed)
     text = dict(hidden_size=16, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2,
-                num_key_value_heads=2, rope_theta=1000000.0, vocab_size=QWEN_TINY_VOCAB, bos_token_id=None,
+                num_key_value_heads=2, rope_theta=1000000.0, vocab_size=vocab, bos_token_id=None,
                 eos_token_id=QWEN_TINY_VOCAB - 3,
                 rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"})
     config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(depth=2, hidden_size=16, intermediate_size=16,
                                                                     num_heads=2, out_hidden_size=16),
-                              hidden_size=16, vocab_size=QWEN_TINY_VOCAB)
+                              hidden_size=16, vocab_size=vocab, **vision_tokens)
     return dict(
         transformer=QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2,
                                                 attention_head_dim=16, num_attention_heads=3,
@@ -55,6 +55,25 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
         scheduler=FlowMatchEulerDiscreteScheduler(),
     )
 
+
+def tiny_edit_components(seed: int = 0) -> dict[str, Any]:
+    """A miniature Qwen-Image-Edit-Plus: the tokenizer learns Qwen2.5-VL's vision tokens, a processor built
+    offline (the PIL image processor, small images: at most 4 merged patches per picture) feeds the encoder."""
+    from transformers import Qwen2VLImageProcessorPil, Qwen2VLProcessor
+
+    tokenizer = qwen_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": VISION_TOKENS}, replace_extra_special_tokens=False)
+    ids = {f"{name}_token_id": tokenizer.convert_tokens_to_ids(token) for name, token in
+           zip(("vision_start", "vision_end", "image", "video"), VISION_TOKENS, strict=True)}
+    components = tiny_components(seed, vocab=QWEN_TINY_VOCAB + len(VISION_TOKENS), **ids)
+    images = Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=56 * 56, patch_size=14, merge_size=2,
+                                      temporal_patch_size=2)
+    return dict(components, tokenizer=tokenizer, processor=Qwen2VLProcessor(image_processor=images,
+                                                                            tokenizer=tokenizer))
+
+
+#: Qwen2.5-VL's markup around a picture in the prompt
+VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 
 _QWEN25_VL_7B = dict(
     text_config=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
@@ -67,8 +86,13 @@ _QWEN25_VL_7B = dict(
 PROFILE = Profile(
     id="qwen_image", label="Qwen-Image",
     pipelines={"txt2img": "QwenImagePipeline", "img2img": "QwenImageImg2ImgPipeline",
-               "inpaint": "QwenImageInpaintPipeline", "edit": "QwenImageEditPipeline"},
-    matches_lora=matches_lora, tiny_components=tiny_components,
+               "inpaint": "QwenImageInpaintPipeline", "edit": "QwenImageEditPlusPipeline"},
+    edit_pipelines={"QwenImageEditPlusPipeline": 3, "QwenImageEditPipeline": 1},
+    requires={"QwenImageEditPlusPipeline": "torchvision", "QwenImageEditPipeline": "torchvision"},
+    notes=("Qwen-Image-Edit's processor (Qwen2VLProcessor) is built by transformers only with torchvision installed "
+           "(pip install torchvision, the build matching your torch; the CPU-only torch wheel has no importable "
+           "torchvision). Qwen-Image itself needs no torchvision."),
+    matches_lora=matches_lora, tiny_components=tiny_components, tiny_edit_components=tiny_edit_components,
     big_text_encoder="text_encoder", guidance_argument="true_cfg_scale",
     defaults=dict(steps=50, guidance=4.0, width=1328, height=1328),
     memory_gb={"full": 58, "model_offload": 42, "fp8_offload": 24, "group_offload": 8},

@@ -1,0 +1,97 @@
+"""Instruction editing: one or more reference images and a prompt that says what to change.
+
+An edit model is its own checkpoint whose pipeline takes the references as ``image=``: FLUX.1 Kontext
+(``FluxKontextPipeline``, one image), Qwen-Image-Edit-Plus (``QwenImageEditPlusPipeline``, up to three) and
+FLUX.2 (``Flux2KleinPipeline`` / ``Flux2Pipeline``, whose text-to-image pipelines take several). Each profile
+declares these classes (:attr:`~masuka.models.architectures.base.Profile.edit_pipelines`); a model is known as
+an edit model from its pipeline class (catalog entry or ``model_index.json``), or once loaded for a bare repo id.
+Call it as any generation: ``generate_images(studio, ImageRequest(model=..., prompt=..., references=[...]))``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from masuka.errors import InvalidInput
+from masuka.models import architectures
+from masuka.models.catalog import ModelSpec
+from masuka.studio import Studio
+
+EDIT_MODELS_HINT = "use an edit model such as flux-kontext-dev, qwen-image-edit-2509 or a FLUX.2 model"
+#: references are brought down to about a megapixel, the size the edit models are trained at
+MAX_REFERENCE_AREA = 1024 * 1024
+#: FLUX.1 Kontext rescales its output to ``max_area`` and its reference to a preferred ~1 MP size by default:
+#: MASUKA asks for the planned size instead, as every other pipeline makes it
+SIZE_ARGUMENTS = {"FluxKontextPipeline": lambda width, height: {"max_area": width * height, "_auto_resize": False}}
+
+
+def takes_references(pipeline_class: str) -> bool:
+    """Whether ``pipeline_class`` edits from reference images (its profile declares it an edit pipeline)."""
+    profile = architectures.for_pipeline(pipeline_class)
+    return bool(profile and profile.edit_pipelines.get(pipeline_class))
+
+
+def reference_limit(pipeline_class: str, model: str) -> int:
+    """How many reference images ``pipeline_class`` takes; :class:`InvalidInput` when it does not edit."""
+    profile = architectures.for_pipeline(pipeline_class)
+    limit = profile.edit_pipelines.get(pipeline_class) if profile else None
+    if not limit:
+        raise InvalidInput(f"{model} has no edit pipeline in MASUKA: {EDIT_MODELS_HINT}.")
+    return limit
+
+
+def check_references(pipeline_class: str, model: str, references: list[Any]) -> None:
+    """Refuse references a model cannot take, and an edit-only model without any."""
+    profile = architectures.for_pipeline(pipeline_class)
+    if not references:
+        if profile is not None and profile.edit_only(pipeline_class):
+            raise InvalidInput(f"{model} is an edit model: give it one or more images to edit (--image).")
+        return
+    limit = reference_limit(pipeline_class, model)
+    if len(references) > limit:
+        raise InvalidInput(f"{model} takes at most {limit} reference image{'s' * (limit > 1)} "
+                           f"(got {len(references)}).")
+
+
+def plan_references(spec: ModelSpec, references: list[str | Path], has_init: bool, fast: bool) -> list[Image.Image]:
+    """The reference images read and checked against what the model (when known before loading) takes."""
+    from masuka.image.tasks import open_picture
+
+    if not isinstance(references, (list, tuple)):
+        raise InvalidInput(f"References must be a list of image files (got {type(references).__name__}).")
+    if references and has_init:
+        raise InvalidInput("Editing starts from reference images, not from a starting image: give one or the other.")
+    if references and fast:
+        raise InvalidInput("Fast is for text-to-image only: turn it off to edit.")
+    if spec.pipeline != "DiffusionPipeline":  # a bare repo id is checked once loaded
+        check_references(spec.pipeline, spec.name or spec.id, references)
+    return [open_picture(path, "reference image").convert("RGB") for path in references]
+
+
+def edit_kwargs(pipe: Any, pictures: list[Image.Image], width: int, height: int) -> dict:
+    """The pipeline call's ``image`` argument (one picture, or a list where the pipeline takes several), each
+    picture above :data:`MAX_REFERENCE_AREA` scaled down to it (same aspect ratio)."""
+    if not pictures:
+        return {}
+    name = type(pipe).__name__
+    pictures = [_within_area(picture, MAX_REFERENCE_AREA) for picture in pictures]
+    sizing = SIZE_ARGUMENTS.get(name, lambda _w, _h: {})(width, height)
+    return {"image": pictures if reference_limit(name, name) > 1 else pictures[0], **sizing}
+
+
+def _within_area(picture: Image.Image, area: int) -> Image.Image:
+    if picture.width * picture.height <= area:
+        return picture
+    scale = (area / (picture.width * picture.height)) ** 0.5
+    return picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                          Image.LANCZOS)
+
+
+def edit_record(studio: Studio, references: list[str | Path]) -> dict:
+    """What a history row keeps about an edit: the task and the reference files (relative to the data dir)."""
+    if not references:
+        return {}
+    return {"task": "edit", "references": [studio.config.relative(Path(path).resolve()) for path in references]}

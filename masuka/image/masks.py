@@ -1,0 +1,32 @@
+"""Masks painted in the browser: the layers an image editor returns, made into a white-on-black mask file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, ImageChops
+
+from masuka.image.tasks import open_picture
+
+
+def painted_mask(layers: list[str | Path], size: tuple[int, int]) -> Image.Image | None:
+    """White wherever a layer is painted (its alpha above 0) at ``size``; ``None`` when nothing is painted."""
+    mask = Image.new("L", size, 0)
+    for layer in layers:
+        alpha = open_picture(layer, "painted mask").convert("RGBA").getchannel("A").resize(size, Image.NEAREST)
+        mask = ImageChops.lighter(mask, alpha.point(lambda value: 255 if value else 0))
+    return mask if mask.getextrema()[1] else None
+
+
+def save_painted_mask(layers: list[str | Path], picture: str | Path) -> Path | None:
+    """:func:`painted_mask` of ``layers`` over ``picture``, written next to the first layer (the same file for
+    the same layer, so checking a form and running it write it once); ``None`` when nothing is painted."""
+    if not layers:
+        return None
+    with open_picture(picture, "picture") as image:
+        mask = painted_mask(layers, image.size)
+    if mask is None:
+        return None
+    path = Path(layers[0]).with_name(Path(layers[0]).stem + "-mask.png")
+    mask.save(path, format="PNG")
+    return path

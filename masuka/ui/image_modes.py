@@ -1,0 +1,182 @@
+"""The Image tab's modes (Text, Image, Inpaint/Outpaint, Edit): their widgets, which form fields each uses, and
+the "Send to" buttons that put a result back into a mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from masuka.errors import InvalidInput, MasukaError
+from masuka.image.generate import MAX_SIDE, MIN_SIDE, ImageRequest, parse_loras
+from masuka.image.masks import save_painted_mask
+from masuka.image.outpaint import parse_outpaint
+from masuka.image.tasks import open_picture, picture_size
+from masuka.models.catalog import resolve_image_model
+
+TEXT, IMAGE, INPAINT, EDIT = MODES = ("Text", "Image", "Inpaint/Outpaint", "Edit")
+VIDEO = "Video first frame"
+#: the history's task -> the mode that redoes it
+TASK_MODES = {"img2img": IMAGE, "inpaint": INPAINT, "outpaint": INPAINT, "edit": EDIT}
+
+
+@dataclass
+class ModeWidgets:
+    """The widgets only some modes show (the starting image, mask and strength are the tab's own)."""
+
+    canvas: gr.ImageEditor
+    mask_blur: gr.Slider
+    outpaint: gr.Textbox
+    references: gr.File
+    send_buttons: dict[str, gr.Button] | None = None
+
+    @classmethod
+    def build(cls) -> ModeWidgets:
+        canvas = gr.ImageEditor(type="filepath", format="png", label="Picture: paint over what to repaint",
+                                brush=gr.Brush(default_size=24, colors=["#ffffff"], color_mode="fixed"),
+                                transforms=(), layers=False, height=320, visible=False, elem_id="masuka-canvas")
+        with gr.Row():
+            mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur (px)", visible=False)
+            outpaint = gr.Textbox("", label="Outpaint: left,right,top,bottom (px)", placeholder="e.g. 0,256,0,0",
+                                  visible=False, info="Grows the canvas; leave empty to inpaint only")
+        references = gr.File(file_count="multiple", file_types=["image"], label="Images to edit (the prompt says "
+                             "what to change; Qwen-Image-Edit takes 3, FLUX.2 several)", visible=False)
+        return cls(canvas, mask_blur, outpaint, references)
+
+    def build_send_to(self) -> dict[str, gr.Button]:
+        """Buttons under the gallery that send the selected result to a mode."""
+        with gr.Row():
+            self.send_buttons = {target: gr.Button(f"Send to {target}", size="sm")
+                                 for target in (IMAGE, INPAINT, EDIT, VIDEO)}
+        return self.send_buttons
+
+    def shown(self) -> list[Any]:
+        return [self.canvas, self.mask_blur, self.outpaint, self.references]
+
+    @staticmethod
+    def show(mode: str) -> list[Any]:
+        """Visibility of (start group, starting image, mask file, strength, Generate, Edit, *:meth:`shown`)."""
+        starts, inpaint, edit = mode in (IMAGE, INPAINT, EDIT), mode == INPAINT, mode == EDIT
+        visible = [starts, mode == IMAGE, inpaint, mode in (IMAGE, INPAINT), not edit, edit,
+                   inpaint, inpaint, inpaint, edit]
+        return [gr.update(visible=flag) for flag in visible]
+
+
+def mode_request_inputs(mode: str, init_image: str | None, mask: str | None, outpaint: str | None,
+                        canvas: dict | None) -> tuple[str | None, str | None, tuple | None]:
+    """(starting image, mask, outpaint padding) as ``mode`` uses them; an empty mode (the API) takes them as given."""
+    padding = parse_outpaint(outpaint) if mode in ("", INPAINT) else None
+    if mode in ("", IMAGE):
+        return init_image, (mask if mode == "" else None), padding
+    if mode != INPAINT:
+        return None, None, None
+    picture = (canvas or {}).get("background") or init_image
+    if not picture:
+        raise InvalidInput("Add the picture to inpaint or outpaint.")
+    painted = save_painted_mask([layer for layer in (canvas or {}).get("layers") or [] if layer], picture)
+    mask = painted or mask
+    if mask is None and padding is None:
+        raise InvalidInput("Paint over the part to repaint, add a mask file, or give outpaint padding.")
+    return str(picture), mask and str(mask), padding
+
+
+def task_from_parameters(extra: dict[str, str]) -> tuple[Any, Any, Any, Any]:
+    """(strength, mask blur, outpaint, mode) from A1111 fields (``Denoising strength``, ``Mask blur``,
+    ``Outpaint``); fields the image does not carry leave the form as it is."""
+    if "Denoising strength" not in extra:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    blur = extra.get("Mask blur")
+    inpaint = blur is not None or "Outpaint" in extra
+    try:
+        strength = float(extra["Denoising strength"])
+        blur_value = gr.skip() if blur is None else int(blur)
+    except ValueError:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return strength, blur_value, extra.get("Outpaint", ""), INPAINT if inpaint else IMAGE
+
+
+def reuse_fields(fields: dict) -> dict:
+    """A reused image row's fields plus the mode that redoes its task (and the picture on the inpaint canvas)."""
+    fields = dict(fields, mode=TASK_MODES.get(fields.get("task"), TEXT))
+    if fields["mode"] == INPAINT and fields.get("init_image"):
+        fields["canvas"] = {"background": fields["init_image"], "layers": [], "composite": fields["init_image"]}
+    return fields
+
+
+def edit_request(prompt, model, images, negative_prompt, steps, guidance, seed, batch, loras,
+                 owner: str) -> ImageRequest:
+    """The Edit mode's (and ``/edit_image``'s) values as the domain request."""
+    paths = [image if isinstance(image, str) else getattr(image, "path", None) or image.get("path")
+             for image in images or []]
+    if not paths:
+        raise InvalidInput("Add one or more images to edit.")
+    return ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
+                        guidance=guidance, seed=seed, batch=1 if batch is None else batch, loras=parse_loras(loras),
+                        owner=owner, references=paths)
+
+
+def wire_picture_size(widgets: ModeWidgets, init_image: gr.Image, model: gr.Dropdown, width: gr.Number,
+                      height: gr.Number) -> None:
+    """A picture put in the starting image or on the canvas sets the size to its own, rounded to the model's
+    multiple (an edit always takes its first image's size)."""
+    def size_of(value: Any, model_id: str):
+        path = value.get("background") if isinstance(value, dict) else value
+        if not path:
+            return gr.skip(), gr.skip()
+        try:
+            multiple = resolve_image_model(model_id).size_multiple
+            with open_picture(path, "picture") as picture:
+                return picture_size(picture.size, multiple, MIN_SIDE, MAX_SIDE)
+        except MasukaError:
+            return gr.skip(), gr.skip()
+
+    for source in (init_image, widgets.canvas):
+        source.upload(size_of, [source, model], [width, height], api_visibility="private")
+
+
+def picked(images: list | None, index: int | None) -> str:
+    """The path of the gallery's selected (else first) image."""
+    if not images:
+        raise gr.Error("Generate an image first, then send it on.")
+    item = images[min(index or 0, len(images) - 1)]
+    return item[0] if isinstance(item, (list, tuple)) else item.get("image", {}).get("path")
+
+
+def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio, init_image: gr.Image,
+                 widgets: ModeWidgets) -> gr.State:
+    """Each "Send to" button of a mode puts the selected (else the first) result in that mode's picture field;
+    returns the selected index (the Video button is wired by :func:`send_to_video` once that tab is built)."""
+    selected = gr.State(0)
+
+    def remember(event: gr.SelectData) -> int:
+        return event.index
+
+    gallery.select(remember, None, selected, api_visibility="private")
+
+    def sender(target: str):
+        def send_to(images: list | None, index: int):
+            path = picked(images, index)
+            picture = gr.skip() if target != IMAGE else path
+            canvas = {"background": path, "layers": [], "composite": path} if target == INPAINT else gr.skip()
+            references = [path] if target == EDIT else gr.skip()
+            return target, picture, canvas, references
+        return send_to
+
+    for target, button in send.items():
+        if target in MODES:
+            button.click(sender(target), [gallery, selected], [mode, init_image, widgets.canvas,
+                                                               widgets.references], api_visibility="private")
+    return selected
+
+
+def send_to_video(components: dict[str, Any], button: gr.Button, gallery: gr.Gallery, selected: gr.State) -> None:
+    """The "Send to Video first frame" button: the result becomes the Video tab's first frame, that tab shown."""
+    first_frame, tabs = components.get("video_image"), components.get("tabs")
+    if first_frame is None or tabs is None:
+        return
+
+    def send(images: list | None, index: int):
+        return picked(images, index), gr.Tabs(selected="video")
+
+    button.click(send, [gallery, selected], [first_frame, tabs], api_visibility="private")

@@ -1,0 +1,60 @@
+"""In headless Chromium: the Inpaint/Outpaint mode, a mask painted with the brush, Generate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_browser import page  # noqa: F401  (page: the fixture; skips without chromium)
+
+pytestmark = pytest.mark.browser
+
+
+def paint_stroke(page, canvas) -> None:  # noqa: F811
+    """Drag the brush across the middle of the picture on the editor's canvas."""
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.45, y)
+    page.mouse.down()
+    for step in range(1, 11):
+        page.mouse.move(box["x"] + box["width"] * (0.45 + step * 0.01), y, steps=2)
+    page.mouse.up()
+
+
+def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page, tmp_path):  # noqa: F811
+    picture = Image.new("RGB", (128, 96), (30, 90, 160))
+    picture.save(tmp_path / "photo.png")
+    app = live_app()
+    page.goto(app.url)
+    page.get_by_role("tab").first.wait_for(timeout=30_000)
+    page.get_by_label("Model").fill(str(tiny_model("sdxl")))
+    page.get_by_label("Model").press("Enter")  # the model's defaults first: the picture's size then replaces them
+    page.get_by_label("Inpaint/Outpaint").check()
+    editor = page.locator("#masuka-canvas")
+    editor.locator("input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+    editor.get_by_role("button", name="Brush").click()
+    paint_stroke(page, editor.locator("canvas").last)
+    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some(i => i.value === '96')",
+                           timeout=15_000)  # the size follows the picture
+    page.get_by_label("Prompt", exact=True).fill("a red balloon")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Done: 1 image(s)").wait_for(timeout=60_000)
+    row = app.studio.store.find("generations")[0]
+    assert (row["status"], row["params"]["task"]) == ("completed", "inpaint")
+    mask = np.asarray(Image.open(app.studio.config.absolute(row["params"]["mask"])).convert("L"))
+    assert mask.shape == (96, 128) and 0 < (mask > 0).mean() < 0.5, "the stroke, not the whole picture, is the mask"
+    out = np.asarray(Image.open(app.studio.config.absolute(row["output_path"])).convert("RGB"))
+    assert out.shape == (96, 128, 3), "the size follows the picture"
+    far = mask == 0
+    far[max(0, np.argwhere(mask).min(0)[0] - 16):np.argwhere(mask).max(0)[0] + 16] = False  # past the blur
+    assert np.array_equal(out[far], np.asarray(picture)[far]), "pixels away from the stroke come back identical"
+    page.get_by_role("button", name="Send to Edit").click()
+    page.get_by_role("button", name="Edit", exact=True).wait_for(state="visible", timeout=15_000)
+    assert page.get_by_label("Edit", exact=True).is_checked(), "Send to Edit switches to the Edit mode"
+    page.get_by_text(".png").first.wait_for(timeout=15_000)  # the result is now the image to edit
+    page.get_by_role("button", name="Send to Video first frame").click()
+    video = page.get_by_role("tabpanel").filter(has_text="First frame (optional: image-to-video)")
+    video.locator("img[src*='gradio_api/file']").first.wait_for(timeout=15_000)  # the result is the first frame
+    assert page.get_by_role("tab", name="Video").get_attribute("aria-selected") == "true"
