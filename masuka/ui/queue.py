@@ -10,6 +10,7 @@ import gradio as gr
 
 from masuka.image.generate import ImageRequest, parse_lora
 from masuka.queue.jobs import control_job, list_jobs, queue_images
+from masuka.ui.api_names import name_outputs
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
 COLUMNS = ["id", "owner", "status", "done", "model", "prompt", "error"]
@@ -49,7 +50,7 @@ def build(ctx: UIContext) -> None:
             ("top", "Top", "secondary"))}
         pause_all = gr.Button("Pause all mine", scale=0, min_width=120)
         resume_all = gr.Button("Resume all mine", scale=0, min_width=120)
-    message = gr.Markdown()
+    message = gr.Markdown(label="Message")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=420)
     results = gr.Gallery(label="Results of the chosen job", columns=6, height=260, interactive=False)
     timer = gr.Timer(POLL_S)
@@ -93,19 +94,20 @@ def build(ctx: UIContext) -> None:
             return queue_control(action, None if all_mine else job_id, request)
         return run
 
-    gr.api(queue_add, api_name="queue_add")
-    gr.api(queue_status, api_name="queue_status")
-    gr.api(queue_control, api_name="queue_control")
+    name_outputs(gr.api(queue_add, api_name="queue_add"), "Jobs added")
+    name_outputs(gr.api(queue_status, api_name="queue_status"), "Jobs")
+    name_outputs(gr.api(queue_control, api_name="queue_control"), "Message")
     hidden = gr.JSON(visible=False)
     form = [ctx.components[name] for name in FORM]
-    add_batch.click(queue_add, form + [prompts, picks], hidden, api_visibility="private").success(
-        added, hidden, message).then(rows, None, table)
+    private = {"api_visibility": "private"}
+    add_batch.click(queue_add, form + [prompts, picks], hidden, **private).success(
+        added, hidden, message, **private).then(rows, None, table, **private)
     if "image_queue" in ctx.components:
-        ctx.components["image_queue"].click(queue_add, form, hidden, api_visibility="private").success(
-            added, hidden, message).then(rows, None, table)
+        ctx.components["image_queue"].click(queue_add, form, hidden, **private).success(
+            added, hidden, message, **private).then(rows, None, table, **private)
     for action, button in buttons.items():
-        button.click(control(action), job, message, api_visibility="private").then(rows, None, table)
+        button.click(control(action), job, message, **private).then(rows, None, table, **private)
     for action, button in (("pause", pause_all), ("resume", resume_all)):
-        button.click(control(action, all_mine=True), None, message, api_visibility="private").then(rows, None, table)
+        button.click(control(action, all_mine=True), None, message, **private).then(rows, None, table, **private)
     table.select(pick, None, [job, results], api_visibility="private")
     timer.tick(rows, None, table, api_visibility="private", show_progress="hidden")
