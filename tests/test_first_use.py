@@ -69,26 +69,3 @@ def test_jobs_kind_training_lists_training_runs(studio, capsys):
 
     listed = json.loads(capsys.readouterr().out)["jobs"]
     assert [job["title"] for job in listed] == ["run one"]
-
-
-def _readme_parameters(endpoint: str) -> list[str]:
-    """The parameter names the README's API table gives for ``endpoint`` (a row ``| `/name` | `a, b, c`…``)."""
-    import re
-
-    from tests.conftest import ROOT
-
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    row = re.search(rf"^\| `/?{endpoint.strip('/')}` \| `([^`]+)`", readme, re.MULTILINE)
-    assert row, f"the README has no API table row for {endpoint}"
-    return [name.strip() for name in row[1].split(",")]
-
-
-def test_api_parameter_names_match_the_readme(live_app):
-    from gradio_client import Client
-
-    api = Client(live_app().url, verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"]
-    for endpoint in ("/generate_image", "/start_training", "/edit_image"):
-        names = [p["parameter_name"] for p in api[endpoint]["parameters"]]
-        assert names[:len(_readme_parameters(endpoint))] == _readme_parameters(endpoint), endpoint
-    training = {p["parameter_name"]: p for p in api["/start_training"]["parameters"]}
-    assert training["sample_prompts"]["parameter_has_default"]  # optional, as in the CLI

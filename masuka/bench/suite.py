@@ -341,7 +341,8 @@ class _StepTimes:
 
 
 def app_overhead(setup: Setup) -> Iterator[Check]:
-    """MASUKA's own share of a ``/generate_image`` request over a bare Gradio app making the same call."""
+    """MASUKA's own share of a ``/generate_image`` request over a bare Gradio app making the same call, and of a
+    REST request over the bare call."""
     missing = [name for name in APP_PACKAGES if not _importable(name)]
     if missing:
         yield Check("Per-image app overhead", "", "<= 30 ms", f"skipped: needs {', '.join(missing)} "
@@ -353,6 +354,9 @@ def app_overhead(setup: Setup) -> Iterator[Check]:
     share = figures["masuka_share_ms"]
     yield Check("Per-image app overhead (MASUKA over a bare Gradio app)", f"{share} ms", "<= 30 ms",
                 "pass" if share <= 30 else "fail", figures)
+    for route, key in (("/sdapi/v1/txt2img", "a1111_share_ms"), ("/v1/images/generations", "openai_share_ms")):
+        yield Check(f"Per-image app overhead ({route} over the bare call)", f"{figures[key]} ms", "<= 30 ms",
+                    "pass" if figures[key] <= 30 else "fail", figures)
 
 
 def _importable(name: str) -> bool:

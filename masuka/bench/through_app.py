@@ -1,13 +1,16 @@
 """A request through the app: ``/generate_image`` of a live MASUKA against a bare one-tab Gradio app making the
-same diffusers call and against the bare call itself, taken in turns in one run (``bench image --through-app``).
+same diffusers call and against the bare call itself, and MASUKA's two REST routes (``/sdapi/v1/txt2img``,
+``/v1/images/generations``) against the bare call, taken in turns in one run (``bench image --through-app``).
 
-All three run in this process on the same tiny model (each its own pipeline loaded with ``from_pretrained``),
-the two apps called through ``gradio_client`` as a user's script would. MASUKA's share is its median minus the
-bare app's; Gradio's own round trip is the bare app's minus the bare call's.
+All run in this process on the same tiny model (each app its own pipeline loaded with ``from_pretrained``), the
+two apps called through ``gradio_client`` and the REST routes through one ``httpx`` client, as a user's script
+would. MASUKA's share on ``/generate_image`` is its median minus the bare app's; Gradio's own round trip is the
+bare app's minus the bare call's; a REST route's share is its median minus the bare call's (no queue stream).
 """
 
 from __future__ import annotations
 
+import base64
 import socket
 import statistics
 import time
@@ -21,11 +24,14 @@ SIZE, STEPS, SEED = 128, 16, 1
 
 def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps: int = STEPS,
                         model: str | None = None) -> dict:
-    """Median milliseconds per image of the bare call, the bare Gradio app and MASUKA, alternated ``rounds``
-    times after one warm-up call each; ``model`` defaults to a tiny Flux written into ``folder``."""
+    """Median milliseconds per image of the bare call, the bare Gradio app, MASUKA's ``/generate_image`` and its
+    two REST routes, alternated ``rounds`` times after one warm-up call each; ``model`` defaults to a tiny Flux
+    written into ``folder``. ``*_around_call_ms``: a REST request's time minus the diffusers call and PNG save
+    inside it (the history row's ``duration_s``), which pipeline noise on a loaded machine does not reach."""
     from gradio_client import Client
 
     from masuka.config import Config
+    from masuka.models.catalog import resolve_image_model
     from masuka.models.synthetic import save_tiny_pipeline
     from masuka.server import launch
 
@@ -36,8 +42,11 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
             save_tiny_pipeline("flux", model)
     call = bare_call(model, size, steps, folder / "bare-outputs")
     bare_app = bare_gradio_app(call, folder / "bare-outputs")
+    model_steps = resolve_image_model(model).steps  # OpenAI's request has no steps: the model's own are used
     masuka = launch(Config.from_env(data_dir=folder / "through-app-data", auth=""), host="127.0.0.1",
                     port=_port(), block=False)
+    inside: dict[str, list[float]] = {"a1111_rest": [], "openai_rest": []}
+    rest = RestClient(masuka, model, size, steps, inside)
     try:
         bare_client, masuka_client = Client(bare_app.local_url, verbose=False), Client(masuka.url, verbose=False)
         calls: dict[str, Callable[[], Any]] = {
@@ -45,21 +54,64 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
             "bare_app": lambda: bare_client.predict(PROMPT, api_name="/generate"),
             "masuka_app": lambda: masuka_client.predict(PROMPT, model, "", steps, 0.0, size, size, SEED, 1, [],
                                                         api_name="/generate_image"),
+            "a1111_rest": rest.a1111,
+            "openai_rest": rest.openai,
         }
+        if model_steps != steps:
+            calls["bare_call_model_steps"] = lambda: call(PROMPT, model_steps)
         samples = _alternate(calls, rounds)
     finally:
+        rest.close()
         masuka.close()
         bare_app.close()
     ms = {name: round(1000 * statistics.median(times), 1) for name, times in samples.items()}
-    return {"model": Path(model).name, "size": size, "steps": steps, "rounds": rounds,
+    openai_bare = ms.get("bare_call_model_steps", ms["bare_call"])
+    around = {name: round(1000 * statistics.median(wall - call_s for wall, call_s in zip(samples[name], kept[1:])), 1)
+              for name, kept in inside.items()}  # the first of each is the warm-up call's
+    return {"model": Path(model).name, "size": size, "steps": steps, "openai_steps": model_steps, "rounds": rounds,
             **{f"{name}_ms": value for name, value in ms.items()},
             "gradio_share_ms": round(ms["bare_app"] - ms["bare_call"], 1),
             "masuka_share_ms": round(ms["masuka_app"] - ms["bare_app"], 1),
-            "masuka_over_bare_call_ms": round(ms["masuka_app"] - ms["bare_call"], 1)}
+            "masuka_over_bare_call_ms": round(ms["masuka_app"] - ms["bare_call"], 1),
+            "a1111_share_ms": round(ms["a1111_rest"] - ms["bare_call"], 1),
+            "openai_share_ms": round(ms["openai_rest"] - openai_bare, 1),
+            "a1111_around_call_ms": around["a1111_rest"], "openai_around_call_ms": around["openai_rest"]}
 
 
-def bare_call(model: str, size: int, steps: int, outputs: Path) -> Callable[[], str]:
-    """The bare diffusers call plus a PNG save: what any app has to do for one image. Returns the file."""
+class RestClient:
+    """MASUKA's two REST routes called as a user's script would (one keep-alive ``httpx`` client); after each
+    call, the image's own time inside MASUKA (diffusers call and PNG save) is appended to ``inside[route]``."""
+
+    def __init__(self, running: Any, model: str, size: int, steps: int, inside: dict[str, list[float]]):
+        import httpx
+
+        self.http = httpx.Client(base_url=running.url, timeout=600)
+        self.store, self.inside, self.model, self.size, self.steps = running.studio.store, inside, model, size, steps
+
+    def a1111(self) -> bytes:
+        answer = self._post("a1111_rest", "sdapi/v1/txt2img", {
+            "prompt": PROMPT, "steps": self.steps, "cfg_scale": 0.0, "width": self.size, "height": self.size,
+            "seed": SEED, "override_settings": {"sd_model_checkpoint": self.model}})
+        return _png(answer["images"][0])
+
+    def openai(self) -> bytes:
+        answer = self._post("openai_rest", "v1/images/generations", {
+            "prompt": PROMPT, "model": self.model, "size": f"{self.size}x{self.size}", "n": 1,
+            "response_format": "b64_json"})
+        return _png(answer["data"][0]["b64_json"])
+
+    def _post(self, route: str, path: str, body: dict) -> dict:
+        answer = self.http.post(path, json=body).raise_for_status().json()
+        self.inside[route].append(self.store.find("generations", limit=1)[0]["duration_s"])
+        return answer
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def bare_call(model: str, size: int, steps: int, outputs: Path) -> Callable[..., str]:
+    """The bare diffusers call plus a PNG save: what any app has to do for one image (``steps`` unless the call
+    names others). Returns the file."""
     import torch
     from diffusers import DiffusionPipeline
 
@@ -71,7 +123,7 @@ def bare_call(model: str, size: int, steps: int, outputs: Path) -> Callable[[], 
     outputs.mkdir(parents=True, exist_ok=True)
     counter = iter(range(10**9))
 
-    def generate(prompt: str = PROMPT) -> str:
+    def generate(prompt: str = PROMPT, steps: int = steps) -> str:
         with torch.inference_mode():
             image = pipe(prompt=prompt, num_inference_steps=steps, guidance_scale=0.0, width=size, height=size,
                          generator=torch.Generator("cpu").manual_seed(SEED)).images[0]
@@ -94,6 +146,14 @@ def bare_gradio_app(generate: Callable[[str], str], outputs: Path) -> Any:
     demo.launch(server_name="127.0.0.1", server_port=_port(), prevent_thread_lock=True, quiet=True,
                 allowed_paths=[str(outputs)])
     return demo
+
+
+def _png(encoded: str) -> bytes:
+    """The PNG a REST answer carries (base64), as a client decodes it."""
+    data = base64.b64decode(encoded)
+    if not data.startswith(b"\x89PNG"):
+        raise ValueError("the answer carries no PNG")
+    return data
 
 
 def _alternate(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:

@@ -27,11 +27,13 @@ import gradio as gr
 from masuka.access import readable
 from masuka.errors import MasukaError
 from masuka.studio import Studio
+from masuka.ui.api_names import free_text_inputs
 from masuka.ui.common import user_of
 
 
 class CheckedBlocks(gr.Blocks):
-    """``gr.Blocks`` whose events refuse another user's files and values of the wrong type, with a clear message."""
+    """``gr.Blocks`` whose events refuse another user's files and values of the wrong type, with a clear message,
+    and whose API description types free-text dropdowns as text (:mod:`masuka.ui.api_names`)."""
 
     def __init__(self, studio: Studio, **kwargs: Any):
         super().__init__(**kwargs)
@@ -55,6 +57,10 @@ class CheckedBlocks(gr.Blocks):
                 except MasukaError as error:
                     raise gr.Error(str(error)) from None
         return await super().process_api(block_fn, inputs, state, request, *args, **kwargs)
+
+    def get_api_info(self, all_endpoints: bool = False, page: str | None = None) -> Any:
+        """Gradio's API description, with dropdowns that take any value typed as text."""
+        return free_text_inputs(self, super().get_api_info(all_endpoints=all_endpoints, page=page))
 
 
 def type_problem(component: Any, value: Any) -> str | None:

@@ -46,7 +46,7 @@ def build(ctx: UIContext) -> None:
                              info="Variance of the Laplacian; blurry photos score below ~50")
             dedupe = gr.Checkbox(defaults.dedupe, label="Refuse duplicates and near-duplicates")
         create = gr.Button("Create dataset", variant="primary")
-    status = gr.Markdown()
+    status = gr.Markdown(label="Status")
     with gr.Accordion("Add images", open=True):
         # no file_types filter: a file of another type reaches the check and is listed with the reason
         files = gr.File(file_count="multiple", label="Photos, a .zip, .txt captions or a metadata.jsonl")
@@ -81,7 +81,7 @@ def build(ctx: UIContext) -> None:
         with gr.Row():
             caption = gr.Button("Caption images", variant="primary")
             stop = gr.Button("Stop", variant="stop")
-        caption_status = gr.Markdown()
+        caption_status = gr.Markdown(label="Status")
     with gr.Accordion("Export", open=False):
         with gr.Row():
             fmt = gr.Radio(list(FORMATS), value=FORMATS[0], label="Layout",
@@ -144,9 +144,9 @@ def build(ctx: UIContext) -> None:
                 f"page {number} of {pages}")
 
     @friendly
-    def save_captions(dataset: str, data: list[list] | None, request: gr.Request):
+    def save_captions(dataset: str, table: list[list] | None, request: gr.Request):
         """Save the captions edited in the table (rows of id, file, caption); returns how many changed."""
-        edited = {row[0]: row[2] for row in data or [] if str(row[0]).strip().isdigit()}
+        edited = {row[0]: row[2] for row in table or [] if str(row[0]).strip().isdigit()}
         changed = library.save_captions(studio, dataset, edited, user_of(request), is_admin(studio, request))
         return f"Saved {changed} caption(s)."
 
@@ -183,9 +183,9 @@ def build(ctx: UIContext) -> None:
         return "Stopping after the current batch…" if studio.stops.stop(_session(request)) else gr.skip()
 
     @friendly
-    def export_dataset(dataset: str, fmt: str = "kohya", request: gr.Request = None) -> str:
+    def export_dataset(dataset: str, format: str = "kohya", request: gr.Request = None) -> str:
         """Export the dataset (processed images and final captions) as a zip in the kohya or imagefolder layout."""
-        return str(export.export_dataset(studio, dataset, user_of(request), fmt, admin=is_admin(studio, request)))
+        return str(export.export_dataset(studio, dataset, user_of(request), format, admin=is_admin(studio, request)))
 
     @friendly
     def ask_delete(dataset: str, request: gr.Request):

@@ -10,6 +10,7 @@ import gradio as gr
 from masuka.errors import InvalidInput
 from masuka.history.actions import delete_entries, export_zip, reuse_parameters
 from masuka.history.browse import Filters, browse, dashboard, entry, filter_choices
+from masuka.ui.api_names import name_outputs
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 from masuka.ui.image_modes import reuse_fields
 
@@ -24,7 +25,7 @@ def build(ctx: UIContext) -> None:
         with gr.Tab("Browse"):
             with gr.Row():
                 text = gr.Textbox("", label="Search prompts", placeholder="fox snow", scale=3)
-                kinds = gr.Dropdown([], value=[], multiselect=True, label="Kind", scale=2)
+                kinds = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Kind", scale=2)
                 model = gr.Dropdown([], value="", allow_custom_value=True, label="Model", scale=2)
                 lora = gr.Dropdown([], value="", allow_custom_value=True, label="LoRA", scale=2)
                 status = gr.Dropdown([], value="", allow_custom_value=True, label="Status", scale=1)
@@ -35,20 +36,21 @@ def build(ctx: UIContext) -> None:
                 per_page = gr.Dropdown([24, 48, 96, 200], value=48, label="Per page", scale=1)
                 search = gr.Button("Search / refresh", variant="primary", scale=1)
             gallery = gr.Gallery(label="Outputs on this page", columns=8, height=300, interactive=False)
-            table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=360)
+            table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=360, label="Entries",
+                                 show_label=False)
             gallery_keys = gr.State([])
             with gr.Row():
                 with gr.Column(scale=2):
                     key = gr.Textbox(label="Entry (click a row or an image)", placeholder="g123 or j45")
-                    image = gr.Image(label="Output", type="filepath", interactive=False, height=360)
-                    video = gr.Video(label="Output", interactive=False, height=360, visible=False)
+                    image = gr.Image(label="Image", type="filepath", interactive=False, height=360)
+                    video = gr.Video(label="Video", interactive=False, height=360, visible=False)
                     with gr.Row():
                         reuse = gr.Button("Reuse parameters")
                         download = gr.DownloadButton("Download", value=None)
                         delete = gr.Button("Delete…", variant="stop")
                     confirm = gr.Button("Yes, delete the entry and its file", variant="stop", visible=False)
                 with gr.Column(scale=3):
-                    detail = gr.Markdown()
+                    detail = gr.Markdown(label="Summary")
                     parameters = gr.JSON(label="Every parameter")
             with gr.Accordion("Export a selection", open=False):
                 selection = gr.Textbox(label="Entries to export", placeholder="g12, g13, j4")
@@ -57,19 +59,22 @@ def build(ctx: UIContext) -> None:
                     add_page = gr.Button("Add this page")
                     export = gr.Button("Export as zip (files + metadata.jsonl)", variant="primary")
                 exported = gr.File(label="Export", interactive=False)
-            message = gr.Markdown()
+            message = gr.Markdown(label="Message")
         with gr.Tab("Dashboard"):
             with gr.Row():
                 days = gr.Dropdown([("Last 7 days", 7), ("Last 30 days", 30), ("Last year", 365), ("All time", 0)],
                                    value=30, label="Period", scale=1)
                 refresh_plots = gr.Button("Refresh", scale=0)
             with gr.Row():
-                per_day = gr.LinePlot(x="day", y="count", color="kind", title="Generations per day", height=260)
-                success = gr.LinePlot(x="day", y="success_pct", title="Success rate per day (%)", height=260)
+                per_day = gr.LinePlot(x="day", y="count", color="kind", title="Generations per day", height=260,
+                                      label="Per day", show_label=False)
+                success = gr.LinePlot(x="day", y="success_pct", title="Success rate per day (%)",
+                                      height=260, label="Success rate", show_label=False)
             with gr.Row():
-                per_model = gr.BarPlot(x="model", y="mean_s", title="Mean seconds per output, per model", height=260)
+                per_model = gr.BarPlot(x="model", y="mean_s", title="Mean seconds per output, per model",
+                                       height=260, label="Per model", show_label=False)
                 spend = gr.BarPlot(x="day", y="usd", color="provider", title="Video spend per provider per day ($)",
-                                   height=260)
+                                   height=260, label="Spend", show_label=False)
 
     filters = [page, text, kinds, model, lora, status, since, until, per_page]
 
@@ -197,8 +202,16 @@ def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.
         note = f"Filled {filled} field(s) of the {kind.capitalize()} tab from {key}."
         return (*values, note, *([gr.Tabs(selected=kind)] if tabs is not None else []))
 
+    @friendly
+    def history_reuse(key: str, request: gr.Request = None) -> dict:
+        """``{"kind": "image" or "video", "fields": {...}}``: the form fields the entry fills, by name (prompt,
+        model, steps, …)."""
+        kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
+        return {"kind": kind, "fields": fields}
+
     button.click(reuse, key, [c for _n, c in targets] + [message] + ([tabs] if tabs is not None else []),
-                 api_name="history_reuse")
+                 api_visibility="private")
+    name_outputs(gr.api(history_reuse, api_name="history_reuse"), "Form fields")
 
 
 def _describe(row: dict) -> str:

@@ -106,12 +106,12 @@ def build(ctx: UIContext) -> None:
                 stop = gr.Button("Stop", variant="stop")
             with gr.Accordion("Read parameters from an image", open=False):
                 dropped = gr.Image(type="filepath", label="PNG made here or by another tool", height=200)
-                read_info = gr.Markdown()
+                read_info = gr.Markdown(label="Parameters read")
         with gr.Column(scale=3):
             gallery = gr.Gallery(label="Images", columns=2, height=560, format="png", interactive=False)
             send = modes.build_send_to()
             seeds_used = gr.Textbox(label="Seeds used", interactive=False)
-            status = gr.Markdown()
+            status = gr.Markdown(label="Status")
     ctx.components.update(image_prompt=prompt, image_negative=negative, image_model=model, image_steps=steps,
                           image_guidance=guidance, image_width=width, image_height=height, image_seed=seed,
                           image_batch=batch, image_loras=loras, image_gallery=gallery,

@@ -31,19 +31,21 @@ def build(ctx: UIContext) -> None:
     studio = ctx.studio
     with gr.Tabs():
         with gr.Tab("Base models"):
-            catalog_table = gr.Dataframe(headers=CATALOG_COLUMNS, interactive=False, wrap=True)
+            catalog_table = gr.Dataframe(headers=CATALOG_COLUMNS, interactive=False, wrap=True, label="Models",
+                                         show_label=False)
             with gr.Row():
                 model = gr.Dropdown([], allow_custom_value=True, label="Model (catalog id or owner/name)", scale=3)
                 download = gr.Button("Download", variant="primary", scale=1)
                 stop_button = gr.Button("Stop download", scale=1)
                 remove = gr.Button("Delete from cache", variant="stop", scale=1)
                 refresh = gr.Button("Refresh", scale=0)
-            outcome = gr.Markdown()
+            outcome = gr.Markdown(label="Message")
             jobs_table = gr.Dataframe(headers=JOB_COLUMNS, interactive=False, label="Downloads")
             timer = gr.Timer(2.0)
         with gr.Tab("LoRAs"):
-            loras_table = gr.Dataframe(headers=LORA_COLUMNS, interactive=False, wrap=True)
-            name = gr.Textbox(label="Name in the library (optional)")
+            loras_table = gr.Dataframe(headers=LORA_COLUMNS, interactive=False, wrap=True, label="LoRAs",
+                                       show_label=False)
+            name = gr.Textbox("", label="Name in the library (optional)")
             with gr.Row():
                 with gr.Column():
                     upload = gr.File(label="Upload a .safetensors LoRA", file_types=[".safetensors"])
@@ -55,9 +57,10 @@ def build(ctx: UIContext) -> None:
                 with gr.Column():
                     version = gr.Textbox(label="CivitAI model version id", placeholder="123456")
                     import_civitai = gr.Button("Import from CivitAI (needs CIVITAI_API_KEY)")
-            imported = gr.Markdown()
+            imported = gr.Markdown(label="Message")
         with gr.Tab("Benchmarks"):
-            bench_table = gr.Dataframe(headers=BENCH_COLUMNS, interactive=False, wrap=True)
+            bench_table = gr.Dataframe(headers=BENCH_COLUMNS, interactive=False, wrap=True, label="Benchmarks",
+                                       show_label=False)
             gr.Markdown("Run `python -m masuka bench KIND` on this machine to add figures.")
             bench_refresh = gr.Button("Refresh", scale=0)
 

@@ -12,6 +12,7 @@ from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, parse_lora
 from masuka.image.tasks import InitImage
 from masuka.queue.jobs import control_job, list_jobs, queue_images
+from masuka.ui.api_names import name_outputs
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
 COLUMNS = ["id", "owner", "status", "done", "model", "prompt", "error"]
@@ -65,7 +66,7 @@ def build(ctx: UIContext) -> None:
             ("top", "Top", "secondary"))}
         pause_all = gr.Button("Pause all mine", scale=0, min_width=120)
         resume_all = gr.Button("Resume all mine", scale=0, min_width=120)
-    message = gr.Markdown()
+    message = gr.Markdown(label="Message")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=420)
     results = gr.Gallery(label="Results of the chosen job", columns=6, height=260, interactive=False)
     timer = gr.Timer(POLL_S)
@@ -129,23 +130,24 @@ def build(ctx: UIContext) -> None:
             return queue_control(action, None if all_mine else job_id, request)
         return run
 
-    gr.api(queue_add, api_name="queue_add")
-    gr.api(queue_status, api_name="queue_status")
-    gr.api(queue_control, api_name="queue_control")
+    name_outputs(gr.api(queue_add, api_name="queue_add"), "Jobs added")
+    name_outputs(gr.api(queue_status, api_name="queue_status"), "Jobs")
+    name_outputs(gr.api(queue_control, api_name="queue_control"), "Message")
     hidden = gr.JSON(visible=False)
     form = [ctx.components[name] for name in FORM]
+    private = {"api_visibility": "private"}
     aid_form = [ctx.components[name] for name in AID_FORM if name in ctx.components]
-    add_batch.click(queue_add, form + [prompts, picks] + aid_form, hidden, api_visibility="private").success(
-        added, hidden, message).then(rows, None, table)
+    add_batch.click(queue_add, form + [prompts, picks] + aid_form, hidden, **private).success(
+        added, hidden, message, **private).then(rows, None, table, **private)
     if "image_queue" in ctx.components:
         start = [ctx.components[name] for name in ("image_init_image", "image_strength", "image_mask")]
         no_batch = [gr.State(""), gr.State(0)]
         ctx.components["image_queue"].click(queue_form, form + no_batch + aid_form + start, hidden,
-                                            api_visibility="private").success(
-            added, hidden, message).then(rows, None, table)
+                                            **private).success(
+            added, hidden, message, **private).then(rows, None, table, **private)
     for action, button in buttons.items():
-        button.click(control(action), job, message, api_visibility="private").then(rows, None, table)
+        button.click(control(action), job, message, **private).then(rows, None, table, **private)
     for action, button in (("pause", pause_all), ("resume", resume_all)):
-        button.click(control(action, all_mine=True), None, message, api_visibility="private").then(rows, None, table)
+        button.click(control(action, all_mine=True), None, message, **private).then(rows, None, table, **private)
     table.select(pick, None, [job, results], api_visibility="private")
     timer.tick(rows, None, table, api_visibility="private", show_progress="hidden")

@@ -29,25 +29,25 @@ def build(ctx: UIContext) -> None:
         with gr.Tab("API keys"):
             gr.Markdown("Keys are kept in `secrets.json` in the data dir, readable by its owner only, and shown "
                         "here masked. Environment variables win over saved keys.")
-            keys_table = gr.Dataframe(headers=KEY_COLUMNS, interactive=False)
+            keys_table = gr.Dataframe(headers=KEY_COLUMNS, interactive=False, label="Keys", show_label=False)
             with gr.Row():
                 name = gr.Dropdown([(label, key) for key, label in key_labels().items()], value="huggingface",
                                    label="Key", scale=1)
-                value = gr.Textbox(label="New value (empty = forget)", type="password", scale=3)
+                value = gr.Textbox("", label="New value (empty = forget)", type="password", scale=3)
                 save = gr.Button("Save", variant="primary", scale=0)
                 test = gr.Button("Test", scale=0)
-            key_message = gr.Markdown()
+            key_message = gr.Markdown(label="Message")
         with gr.Tab("API tokens"):
             gr.Markdown("Tokens let other tools use MASUKA's AUTOMATIC1111 (`/sdapi/v1`) and OpenAI (`/v1/images`) "
                         "APIs as you, with `Authorization: Bearer <token>`. A new token is shown once; only its "
                         "hash is kept.")
-            tokens_table = gr.Dataframe(headers=TOKEN_COLUMNS, interactive=False)
+            tokens_table = gr.Dataframe(headers=TOKEN_COLUMNS, interactive=False, label="Tokens", show_label=False)
             with gr.Row():
                 token_name = gr.Textbox(label="Name (e.g. laptop, krita)", scale=2)
                 make_token = gr.Button("Create token", variant="primary", scale=0)
                 token_ref = gr.Textbox(label="Token to revoke (id or name)", scale=2)
                 drop_token = gr.Button("Revoke", variant="stop", scale=0)
-            new_token = gr.Textbox(label="New token: copy it now, it is not shown again", interactive=False,
+            new_token = gr.Textbox(label="New token", info="Copy it now: it is not shown again", interactive=False,
                                    buttons=["copy"])
         with gr.Tab("Defaults"):
             models = image_models()
@@ -60,18 +60,19 @@ def build(ctx: UIContext) -> None:
             image_format = gr.Radio(list(FORMATS), value="PNG", label="Image file format (parameters kept in "
                                     "the PNG text chunk or the WebP/JPEG EXIF UserComment)")
             save_defaults_button = gr.Button("Save defaults", variant="primary")
-            defaults_message = gr.Markdown()
+            defaults_message = gr.Markdown(label="Message")
         with gr.Tab("Storage"):
-            storage_table = gr.Dataframe(headers=STORAGE_COLUMNS, interactive=False)
+            storage_table = gr.Dataframe(headers=STORAGE_COLUMNS, interactive=False, label="Storage", show_label=False)
             with gr.Row():
                 measure = gr.Button("Measure")
                 leftovers = gr.Button("Remove leftovers (half-written files, failed outputs, orphans, exports)")
                 tmp = gr.Button("Empty tmp/ (files older than an hour)")
-            storage_message = gr.Markdown()
+            storage_message = gr.Markdown(label="Message")
         with gr.Tab("Sign-ins"):
             gr.Markdown("Failed sign-ins per account and per address (admins only). After "
                         f"{config.login_attempts} in a row, each waits {config.login_lockout_s:g} s per further try.")
-            sign_ins_table = gr.Dataframe(headers=SIGN_IN_COLUMNS, interactive=False)
+            sign_ins_table = gr.Dataframe(headers=SIGN_IN_COLUMNS, interactive=False, label="Failed sign-ins",
+                                          show_label=False)
             sign_ins = gr.Button("Refresh")
         with gr.Tab("Generation aids"):
             aids_on_load = build_aid_settings(studio, lambda request: require_admin(request))
@@ -122,8 +123,8 @@ def build(ctx: UIContext) -> None:
         return saved.model, saved.steps, saved.width, saved.height, saved.output_format
 
     @friendly
-    def store_defaults(model: str, steps: float | None, width: float | None, height: float | None,
-                       image_format: str, request: gr.Request):
+    def store_defaults(model: str, steps: float | None = None, width: float | None = None,
+                       height: float | None = None, image_format: str = "PNG", request: gr.Request = None):
         """Check and save the defaults for new images."""
         require_admin(request)
         save_defaults(config, model or "", steps, width, height, image_format)

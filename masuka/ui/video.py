@@ -63,14 +63,14 @@ def build(ctx: UIContext) -> None:
                                    multiselect=True, label="Fallback providers, in order",
                                    info="Used when the provider is unhealthy, unreachable or refuses the model")
             cost = gr.Markdown(price(first, first_model, None, None, None, [], ""), elem_id="video-cost")
-            health = gr.Markdown(elem_id="video-health")
+            health = gr.Markdown(label="Provider health", elem_id="video-health")
             run = gr.Button("Generate", variant="primary")
-            message = gr.Markdown()
-            latest_job = gr.Markdown(elem_id="video-latest-job")
+            message = gr.Markdown(label="Message")
+            latest_job = gr.Markdown(label="Newest job", elem_id="video-latest-job")
         with gr.Column(scale=3):
             player = gr.Video(label="Latest video", interactive=False, height=360)
             gallery = gr.Gallery(label="Finished videos", columns=4, height=240, interactive=False)
-            table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True)
+            table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, label="Video jobs", show_label=False)
             with gr.Row():
                 job = whole_number_box(gr.Textbox(label="Job", placeholder="job number, from the table", scale=1))
                 cancel = gr.Button("Cancel job", variant="stop", scale=0)

@@ -59,6 +59,22 @@ def test_tokens_are_stored_hashed_and_listed_without_the_secret(team):
     assert token not in json.dumps(stored) and stored["prefix"] == token[:10]
 
 
+def test_a_tokens_last_use_is_kept_to_the_minute_without_a_write_per_request(team, monkeypatch):
+    from masuka.api import auth
+    from masuka.api.auth import list_tokens
+
+    token = create_token(team, "ann", "krita")
+    assert list_tokens(team, "ann")[0]["last_used_at"] is None
+    writes = []
+    update = team.store.update
+    monkeypatch.setattr(team.store, "update", lambda *args, **kwargs: writes.append(args) or update(*args, **kwargs))
+    for stamp in ("2026-12-04T18:40:01.000+00:00", "2026-12-04T18:40:59.000+00:00", "2026-12-04T18:41:02.000+00:00"):
+        monkeypatch.setattr(auth, "now", lambda stamp=stamp: stamp)
+        assert authenticate(team, f"Bearer {token}", "203.0.113.9").user == "ann"
+    assert len(writes) == 2  # one per minute in which the token was used
+    assert list_tokens(team, "ann")[0]["last_used_at"][:16] == "2026-12-04T18:41"
+
+
 def test_without_users_only_loopback_unless_api_open(tmp_path):
     open_studio = Studio.open(Config.from_env(data_dir=tmp_path / "a", auth=""))
     assert authenticate(open_studio, None, "127.0.0.1").user == "local"

@@ -71,8 +71,10 @@ def test_another_users_file_url_is_refused(app_with_image):
 def test_reuse_fills_the_image_form_for_the_owner_only(app_with_image):
     running, alice, _url = app_with_image
     key = history_keys(alice)[0]
-    values = alice.predict(key, api_name="/history_reuse")
-    assert values[0] == "a cabin in the woods" and 9 in values and 64 in values
+    reuse = alice.predict(key, api_name="/history_reuse")
+    kind, fields = reuse["kind"], reuse["fields"]
+    assert kind == "image" and fields["prompt"] == "a cabin in the woods"
+    assert 9 in fields.values() and 64 in fields.values()
     bob = Client(running.url, auth=("bob", "pb-bob"), verbose=False)
     with pytest.raises(Exception, match="does not exist"):
         bob.predict(key, api_name="/history_reuse")
