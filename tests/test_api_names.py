@@ -15,13 +15,15 @@ from tests.conftest import ROOT
 
 ROW = re.compile(r"^\| `/([a-z0-9_]+)` \| (.*?) \| (.*?) \|$", re.MULTILINE)
 #: endpoint -> the CLI command that does the same
-CLI_TWINS = {"/generate_image": ("generate",), "/grid": ("grid",), "/generate_video": ("video",),
-             "/create_dataset": ("dataset", "create"), "/add_images": ("dataset", "add"),
-             "/caption_dataset": ("dataset", "caption"), "/export_dataset": ("dataset", "export"),
-             "/start_training": ("train",)}
+CLI_TWINS = {"/generate_image": ("generate",), "/edit_image": ("edit",), "/upscale_image": ("upscale",),
+             "/grid": ("grid",), "/generate_video": ("video",), "/create_dataset": ("dataset", "create"),
+             "/add_images": ("dataset", "add"), "/caption_dataset": ("dataset", "caption"),
+             "/export_dataset": ("dataset", "export"), "/start_training": ("train",)}
 #: API parameter -> CLI destination, where a list takes a repeatable flag or the CLI names a positional argument
 CLI_NAMES = {"dataset": "name", "loras": "lora", "sample_prompts": "sample_prompt", "dedupe": "no_dedupe",
-             "files": "paths", "allow_large": "yes"}
+             "files": "paths", "allow_large": "yes", "images": "image", "references": "reference", "sound": "audio",
+             "canvas": "mask", "reference_image": "reference", "reference_weight": "reference",
+             **{f"control_{part}": "control" for part in ("kind", "image", "weight", "start", "end")}}
 #: parameters that take any text although the UI offers a list (paths, repo ids, names made at run time)
 FREE_TEXT = {"/generate_image": ("model", "loras"), "/grid": ("model", "loras"), "/start_training": ("dataset",),
              "/add_images": ("dataset",), "/caption_dataset": ("dataset",), "/export_dataset": ("dataset",),

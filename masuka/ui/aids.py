@@ -78,16 +78,16 @@ def build_settings(studio: Studio, require_admin: Callable[[gr.Request], None]) 
     restore_model = gr.Textbox("", label="Face restoration model file (GFPGAN-class, used by face detail through "
                                      "spandrel; empty = none)")
     save = gr.Button("Save generation aids", variant="primary")
-    message = gr.Markdown()
-    fields = [llm, url, endpoint_model, safety_model, threshold, action, mandatory, restore_model]
+    message = gr.Markdown(label="Message")
+    fields = [llm, url, endpoint_model, safety_model, action, threshold, mandatory, restore_model]  # API order
 
     def view():
         saved = load_aid_settings(studio.config)
         return (saved.prompt_llm, saved.prompt_llm_url, saved.prompt_llm_model, saved.safety_model,
-                saved.safety_threshold, saved.safety_action, saved.safety_mandatory, saved.face_restore_model)
+                saved.safety_action, saved.safety_threshold, saved.safety_mandatory, saved.face_restore_model)
 
     @friendly
-    def store(llm: str, url: str, endpoint_model: str, safety_model: str, threshold: float, action: str,
+    def store(llm: str, url: str, endpoint_model: str, safety_model: str, action: str, threshold: float,
               mandatory: bool, restore_model: str = "", request: gr.Request = None):
         """Check and save the generation aids' settings (admins only)."""
         require_admin(request)

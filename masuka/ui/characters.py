@@ -66,7 +66,7 @@ def build(ctx: UIContext) -> None:
             with gr.Row():
                 character = gr.Dropdown([], label="Character", allow_custom_value=True, scale=3)
                 refresh = gr.Button("↻", scale=0, min_width=40)
-            status = gr.Markdown()
+            status = gr.Markdown(label="Status")
             faces = gr.Gallery(label="Faces the views are compared with (cropped from the photos)", columns=8,
                                height=120, interactive=False)
             gallery = gr.Gallery(label="Views: number, identity score, kept or rejected", columns=6, height=360,
@@ -173,7 +173,7 @@ def build(ctx: UIContext) -> None:
         button.click(edit_view, [character, view, gr.State(action)], details,
                      api_name=f"{action}_character_view", **ctx.gpu_event())
     add.click(add_real_photos, [character, real_photos], details, api_name="add_character_photos")
-    run_info = gr.JSON(visible=False)
+    run_info = gr.JSON(visible=False, label="Training run")
     train.click(train_character, [character, base, train_steps, weight], [run_info, status],
                 api_name="train_character")
     character.change(friendly(show), character, details, api_name="character_details")

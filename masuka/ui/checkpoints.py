@@ -29,7 +29,7 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
         with gr.Row():
             compare = gr.Button("Compare checkpoints", variant="primary")
             queue = gr.Button("Add to queue")
-        message = gr.Markdown()
+        message = gr.Markdown(label="Message")
         grid = gr.Image(label="Checkpoints x prompts", type="filepath", interactive=False, format="png")
         cells = gr.Gallery(label="Cells (each one is in History)", columns=6, height=220, interactive=False)
         with gr.Row():

@@ -23,7 +23,7 @@ def build(ctx: UIContext) -> None:
         large = gr.Checkbox(False, label=f"Allow more than {MAX_CELLS} cells")
         run = gr.Button("Make grid", variant="primary")
         add = gr.Button("Add to queue")
-    message = gr.Markdown()
+    message = gr.Markdown(label="Message")
     grid = gr.Image(label="Grid", type="filepath", interactive=False, format="png")
     cells = gr.Gallery(label="Cells (each one is in History: Reuse restores it)", columns=6, height=260,
                        interactive=False)

@@ -39,7 +39,7 @@ def build(ctx: UIContext) -> None:
                 run = gr.Button("Upscale", variant="primary")
             with gr.Column(scale=3):
                 result = gr.Image(label="Upscaled", type="filepath", format="png", interactive=False, height=420)
-                status = gr.Markdown()
+                status = gr.Markdown(label="Status")
 
     @friendly
     def upscale(image: str | None, scale: int = 2, upscaler: str = "Lanczos", detail: bool = False,

@@ -15,7 +15,7 @@ def build(ctx: UIContext, tab: gr.Tab) -> None:
     studio = ctx.studio
     gr.Markdown("`__name__` in a prompt takes each line of the wildcard *name* in turn (or random ones). Shared by "
                 "every user: when several people share the studio, only an admin changes them.")
-    table = gr.Dataframe(headers=COLUMNS, interactive=False)
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, label="Wildcards", show_label=False)
     with gr.Row():
         name = gr.Textbox(label="Name (letters, digits, _ and -; / for a sub-folder)", scale=3)
         load = gr.Button("Open", scale=0)
@@ -23,7 +23,7 @@ def build(ctx: UIContext, tab: gr.Tab) -> None:
         delete = gr.Button("Delete", variant="stop", scale=0)
         refresh = gr.Button("↻", scale=0, min_width=40)
     values = gr.Textbox(label="Values, one a line (# starts a comment)", lines=8)
-    message = gr.Markdown()
+    message = gr.Markdown(label="Message")
 
     def wildcards() -> list[list]:
         """Every wildcard with its number of values."""
@@ -50,9 +50,11 @@ def build(ctx: UIContext, tab: gr.Tab) -> None:
         chosen = evt.row_value[0]
         return chosen, read_wildcard(studio, chosen)
 
-    load.click(open_wildcard, name, values, api_name="wildcard")
-    save.click(write_wildcard, [name, values], message, api_name="save_wildcard").then(wildcards, None, table)
-    delete.click(remove_wildcard, name, message, api_name="delete_wildcard").then(wildcards, None, table)
-    table.select(pick, None, [name, values], api_visibility="private")
     refresh.click(wildcards, None, table, api_name="wildcards")
+    load.click(open_wildcard, name, values, api_name="wildcard")
+    save.click(write_wildcard, [name, values], message, api_name="save_wildcard").then(
+        wildcards, None, table, api_visibility="private")
+    delete.click(remove_wildcard, name, message, api_name="delete_wildcard").then(
+        wildcards, None, table, api_visibility="private")
+    table.select(pick, None, [name, values], api_visibility="private")
     tab.select(wildcards, None, table, api_visibility="private")
