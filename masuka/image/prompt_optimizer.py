@@ -135,7 +135,8 @@ def _ask_local(studio: Studio, source: str, messages: list[dict]) -> str:
         try:
             local = cache_only(source)
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=plan.dtype, local_files_only=local)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=plan.dtype, use_safetensors=True,
+                                                         local_files_only=local)
         except Exception as error:
             raise explain_load_error(ModelSpec("prompt-llm", source, None, name=source), error) from error
         return tokenizer, model.to(plan.device).eval()
