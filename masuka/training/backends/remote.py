@@ -29,7 +29,7 @@ from masuka.training.options import TrainOptions
 from masuka.training.runs import _slug
 from masuka.video.health import HealthTracker
 from masuka.video.http import MaybeSubmitted, ProviderUnavailable
-from masuka.video.settings import VideoSettings
+from masuka.video.timing import VideoSettings
 
 KIND = "train"
 STOP_CHECK_S = 0.2
