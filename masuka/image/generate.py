@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.access import may_read, usable_model
+from masuka.defaults import load_defaults
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
 from masuka.image.aid_settings import AidSettings, load_aid_settings
@@ -68,7 +69,6 @@ from masuka.image.tasks import (
 )
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.manage import fetch_for_use
-from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
