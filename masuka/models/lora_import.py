@@ -14,11 +14,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from masuka.defaults import civitai_base_url, hub_endpoint
 from masuka.errors import InvalidInput, ModelUnavailable, ProviderError
 from masuka.image.library import register_lora
 from masuka.image.loras import inspect_lora
-from masuka.keys import mask
+from masuka.keys import civitai_base_url, hub_endpoint, mask
 from masuka.models.catalog import REPO_ID
 from masuka.studio import Studio
 from masuka.users import user_folder_name

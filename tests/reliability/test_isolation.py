@@ -269,7 +269,7 @@ def test_a_malformed_join_gets_a_4xx_with_a_reason(shared, request_):
 
 def test_private_events_refuse_non_admins_even_by_number(shared):
     running, _files, _model = shared
-    from masuka.defaults import key_table
+    from masuka.keys import key_table
 
     config = running.studio.config
     masked = [row["masked"] for row in key_table(config) if row["source"] != "not set"]

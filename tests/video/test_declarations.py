@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from masuka.defaults import check_key, key_labels
-from masuka.keys import KEY_ENV
+from masuka.keys import KEY_ENV, check_key, key_labels
 from masuka.services import service
 from masuka.testing.http import FakeServer, Reply
 from masuka.training.backends import REMOTE_BACKENDS, remote_backends, trainer_catalog
