@@ -26,6 +26,7 @@ from masuka.access import may_read, usable_model
 from masuka.defaults import load_defaults
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
+from masuka.image.adapters import apply_loras
 from masuka.image.aid_settings import AidSettings, load_aid_settings
 from masuka.image.control import (
     Control,
@@ -41,7 +42,6 @@ from masuka.image.face_detail import check_strength, detail_faces, face_infotext
 from masuka.image.face_restore import face_restorer
 from masuka.image.fast import compile_once
 from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
-from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
@@ -68,6 +68,7 @@ from masuka.image.tasks import (
     task_pipeline,
     task_record,
 )
+from masuka.loras.files import LoraInfo, check_fits, inspect_lora
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.manage import fetch_for_use
 from masuka.store import LOCAL_USER, now

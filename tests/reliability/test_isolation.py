@@ -98,8 +98,8 @@ def shared(tmp_path_factory, tiny_model):
 
     from masuka.config import Config
     from masuka.datasets import adding, library
-    from masuka.image.library import register_lora
-    from masuka.image.loras import inspect_lora
+    from masuka.loras.files import inspect_lora
+    from masuka.loras.library import register_lora
     from masuka.models.synthetic import save_tiny_lora
     from masuka.server import launch
     from masuka.users import output_dir

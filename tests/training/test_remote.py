@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from masuka.errors import InvalidInput
-from masuka.image.loras import inspect_lora
+from masuka.loras.files import inspect_lora
 from masuka.testing.training import KEY, FakeTrainer
 from masuka.training.options import TrainOptions
 from masuka.training.runs import request_stop, resume_run, run_status, start_training

@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from masuka.errors import Cancelled, InvalidInput, ProviderError
-from masuka.image.library import register_lora
-from masuka.image.loras import inspect_lora
+from masuka.loras.files import inspect_lora
+from masuka.loras.library import register_lora
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
