@@ -81,7 +81,7 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
     import httpx
 
     from masuka.video.http import provider_message, retry_delay
-    from masuka.video.settings import VideoSettings
+    from masuka.video.timing import VideoSettings
 
     url = f"{settings.endpoint()}/chat/completions"
     host = httpx.URL(url).host

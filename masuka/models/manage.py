@@ -20,9 +20,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, as_disk_full
+from masuka.keys import hub_endpoint
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
 from masuka.models.hub import hub_offline, hub_reachable
-from masuka.settings import hub_endpoint
 from masuka.store import UNFINISHED, Store, owner_clause
 from masuka.studio import Studio
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, NotFound
-from masuka.image.library import register_lora
+from masuka.loras.library import register_lora
 from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error, resolve_image_model
 from masuka.store import LOCAL_USER, UNFINISHED, now
