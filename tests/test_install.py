@@ -101,6 +101,15 @@ def test_docker_the_space_and_ci_install_the_lock():
                    if line and not line.startswith("#")]
     assert space_first == ["-r requirements.lock"]
     assert "-r requirements-test.lock" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "--no-deps -r requirements-nodeps.lock" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_what_goes_in_without_dependencies_is_pinned_within_its_extra_range():
+    offered = {canonical(extra.name): Range(extra.spec) for extra in extras()}
+    nodeps = lock("requirements-nodeps.lock")
+    assert nodeps, "requirements-nodeps.lock pins nothing"
+    for name, version in nodeps.items():
+        assert version in offered[canonical(name)].specifier, (name, version)
 
 
 def test_lock_pins_follow_their_markers():
