@@ -27,7 +27,7 @@ from masuka.characters.library import (
     update_character,
 )
 from masuka.characters.prompts import DEFAULT_VIEWS, check_prompts, pick_prompts
-from masuka.characters.views import ViewRequest, edit_models, make_view
+from masuka.characters.views import ViewRequest, check_outfit, edit_models, make_view
 from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.captioning import CaptionRequest, caption_dataset
@@ -86,6 +86,7 @@ class CharacterRequest:
     face: int | None = None  # which face (1 = biggest) when a photo shows several people
     skip_faces: bool = False  # a character that is not a person, or a style
     captioner: str = AUTO_CAPTIONER  # "auto": Florence-2 when downloaded; "" = captions from the view prompts
+    outfit: str | Path | None = None  # a picture of the clothes every view wears (edit models taking several images)
     admin: bool = False
 
 
@@ -114,6 +115,10 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     faces = [photo_face(path, request.face, request.skip_faces) for path in photos]
     prompts = check_prompts(request.prompts) if request.prompts else pick_prompts(request.views, request.seed)
     threshold = check_threshold(request.threshold)
+    if request.outfit:
+        check_outfit(request.model)
+        with open_picture(request.outfit, "outfit reference") as picture:
+            outfit = picture.convert("RGB")
     if request.size is not None and not 64 <= int(request.size) <= 2048:
         raise InvalidInput(f"The view size must be 64-2048 pixels (got {request.size}).")
     if studio.store.count("datasets", "owner = ? and name = ?", [request.owner, request.name.strip()]):
@@ -127,6 +132,8 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     character = new_character(studio, request.name, request.owner, request.trigger, params)
     try:
         character = _keep_photos(studio, character, photos, faces)
+        if request.outfit:
+            character = _keep_outfit(studio, character, outfit)
         views = _make_views(studio, character, prompts, on_progress, stop, allow_any_path)
         notes = _score(studio, character, views, on_download)
         dataset = create_dataset(studio, character["name"], character["owner"], character["trigger"],
@@ -170,16 +177,24 @@ def _keep_photos(studio: Studio, character: dict, photos: list[Path], faces: lis
     return update_character(studio, character, state={**character["state"], "photos": kept})
 
 
-def _view_request(character: dict) -> ViewRequest:
+def _keep_outfit(studio: Studio, character: dict, outfit: Image.Image) -> dict:
+    """Copy the outfit reference into the character's folder; the views (and regenerated ones) use that copy."""
+    path = character_dir(studio, character["id"]) / "photos" / "outfit.png"
+    outfit.save(path)
+    return update_character(studio, character, params={**character["params"], "outfit": studio.config.relative(path)})
+
+
+def _view_request(studio: Studio, character: dict) -> ViewRequest:
     params = character["params"]
     size = params.get("size")
-    return ViewRequest(params["model"], params["strength"], params.get("steps"), size, size)
+    outfit = studio.config.absolute(params["outfit"]) if params.get("outfit") else None
+    return ViewRequest(params["model"], params["strength"], params.get("steps"), size, size, outfit)
 
 
 def _new_view(studio: Studio, character: dict, description: str, seed: int, allow_any_path: bool) -> dict:
     photos = character["state"]["photos"]
     photo = studio.config.absolute(photos[seed % len(photos)]["photo"])
-    result = make_view(studio, character["owner"], photo, description, seed, _view_request(character),
+    result = make_view(studio, character["owner"], photo, description, seed, _view_request(studio, character),
                        allow_any_path)
     return {"file": studio.config.relative(result.path), "prompt": description, "seed": result.seed,
             "generation": result.id, "score": None, "kept": False, "reason": "", "image": None}

@@ -2,7 +2,8 @@
 
 Edit models (FLUX.1 Kontext, Qwen-Image-Edit-Plus, FLUX.2 multi-reference) take the photo as a reference and the
 view prompt as an instruction (the request's ``references`` field). Any other model starts from the photo with
-image-to-image at the form's strength. Either way the
+image-to-image at the form's strength. An outfit reference goes to edit models that take several images as the second
+reference, with the instruction to dress the character in it. Either way the
 view is an ordinary generation: saved, recorded in History, remade from its seed.
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from masuka.image.edit import takes_references
+from masuka.errors import InvalidInput
+from masuka.image.edit import reference_limit, takes_references
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
 from masuka.image.tasks import InitImage, open_picture
 from masuka.models.catalog import image_models, resolve_image_model
@@ -29,6 +31,7 @@ class ViewRequest:
     steps: int | None = None
     width: int | None = None
     height: int | None = None
+    outfit: Path | None = None  # a picture of the clothes every view wears (edit models with several references)
 
 
 def is_edit_model(model: str) -> bool:
@@ -42,8 +45,22 @@ def edit_models() -> list[dict]:
             for key, entry in image_models().items() if takes_references(entry.get("pipeline", ""))]
 
 
-def view_prompt(description: str, edit: bool) -> str:
-    """The generation prompt of one view: an instruction for edit models, a description for image-to-image."""
+def check_outfit(model: str) -> None:
+    """Refuse an outfit reference for a model that cannot take it beside the photo, saying which can."""
+    spec = resolve_image_model(model)
+    if not is_edit_model(model) or reference_limit(spec.pipeline, model) < 2:
+        able = [m["id"] for m in edit_models()
+                if reference_limit(resolve_image_model(m["id"]).pipeline, m["id"]) >= 2]
+        raise InvalidInput(f"An outfit reference needs an edit model that takes several images ({', '.join(able)}); "
+                           f"{model} does not.")
+
+
+def view_prompt(description: str, edit: bool, outfit: bool = False) -> str:
+    """The generation prompt of one view: an instruction for edit models (the person from the first image, dressed
+    as in the second when there is an outfit reference), a description for image-to-image."""
+    if edit and outfit:
+        return ("Make a new photo of the person from the first image, keeping their face and identity, wearing the "
+                f"outfit from the second image: {description}")
     if edit:
         return f"Make a new photo of the same person, keeping their face and identity: {description}"
     return f"photo of the same person, {description}"
@@ -66,10 +83,10 @@ def make_view(studio: Studio, owner: str, photo: Path, description: str, seed: i
     """Generate one view of the character in ``photo`` (a file in the data dir) from its view description."""
     edit = is_edit_model(views.model)
     width, height = view_size(photo, views.model, views)
-    values = dict(prompt=view_prompt(description, edit), model=views.model, seed=seed, steps=views.steps,
-                  width=width, height=height, owner=owner, notes={"character_view": description})
+    values = dict(prompt=view_prompt(description, edit, views.outfit is not None), model=views.model, seed=seed,
+                  steps=views.steps, width=width, height=height, owner=owner, notes={"character_view": description})
     if edit:
-        values["references"] = [str(photo)]
+        values["references"] = [str(photo)] + ([str(views.outfit)] if views.outfit else [])
     else:
         values["init"] = InitImage(photo, strength=views.strength)
     return generate_images(studio, ImageRequest(**values), allow_any_path=allow_any_path)[0]

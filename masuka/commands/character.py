@@ -47,6 +47,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         "a style)")
     create.add_argument("--captioner", default="auto", help="caption the views with this captioner (florence2, "
                         "blip2, a folder); auto: Florence-2 when downloaded; none: the view prompts")
+    create.add_argument("--outfit", metavar="PATH", help="a picture of the clothes every view wears: the second "
+                        "reference of an edit model that takes several images (Qwen-Image-Edit-Plus, FLUX.2)")
     create.set_defaults(handler=run_create)
 
     train = actions.add_parser("train", parents=[common], help="train the character's LoRA, then render a test "
@@ -95,7 +97,8 @@ def run_create(args: argparse.Namespace) -> int:
     values = dict(name=args.name, photos=args.photos, trigger=args.trigger, owner=LOCAL_USER, views=args.views,
                   prompts=prompts, seed=args.seed, strength=args.strength, steps=args.steps, size=args.size,
                   threshold=args.threshold, identity_model=args.identity_model, face=args.face,
-                  skip_faces=args.not_a_person, captioner="" if args.captioner == "none" else args.captioner)
+                  skip_faces=args.not_a_person, captioner="" if args.captioner == "none" else args.captioner,
+                  outfit=args.outfit)
     if args.model:
         values["model"] = args.model
     report = create_character(open_studio(args), CharacterRequest(**values), allow_any_path=True,

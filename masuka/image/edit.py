@@ -23,6 +23,8 @@ from masuka.studio import Studio
 EDIT_MODELS_HINT = "use an edit model such as flux-kontext-dev, qwen-image-edit-2509 or a FLUX.2 model"
 #: references are brought down to about a megapixel, the size the edit models are trained at
 MAX_REFERENCE_AREA = 1024 * 1024
+#: FLUX.2's image processor refuses a reference with a side under 64 pixels; every edit model is given at least that
+MIN_REFERENCE_SIDE = 64
 #: FLUX.1 Kontext rescales its output to ``max_area`` and its reference to a preferred ~1 MP size by default:
 #: MASUKA asks for the planned size instead, as every other pipeline makes it
 SIZE_ARGUMENTS = {"FluxKontextPipeline": lambda width, height: {"max_area": width * height, "_auto_resize": False}}
@@ -68,7 +70,12 @@ def plan_references(spec: ModelSpec, references: list[str | Path], has_init: boo
         raise InvalidInput("Fast is for text-to-image only: turn it off to edit.")
     if spec.pipeline != "DiffusionPipeline":  # a bare repo id is checked once loaded
         check_references(spec.pipeline, spec.name or spec.id, references)
-    return [open_picture(path, "reference image").convert("RGB") for path in references]
+    pictures = [open_picture(path, "reference image").convert("RGB") for path in references]
+    for path, picture in zip(references, pictures):
+        if min(picture.size) < MIN_REFERENCE_SIDE:
+            raise InvalidInput(f"The reference image {Path(path).name!r} is {picture.width}x{picture.height}: each "
+                               f"side must be at least {MIN_REFERENCE_SIDE} pixels.")
+    return pictures
 
 
 def edit_kwargs(pipe: Any, pictures: list[Image.Image], width: int, height: int) -> dict:

@@ -71,3 +71,11 @@ def test_another_user_cannot_see_use_or_delete_a_character(tmp_path, tiny_model,
         assert find_character(studio, "anna", "ann")["id"] == report.character
     finally:
         studio.close()
+
+
+def test_an_outfit_for_a_model_without_several_references_exits_2(capsys, tmp_path, tiny_model, tiny_clip, portrait):
+    code, result, err = cli(capsys, tmp_path / "data", "character", "create", "anna", "--photo", str(portrait),
+                            "--trigger", "ohwx", "--edit-model", str(tiny_model("sdxl")), "--outfit", str(portrait),
+                            "--identity-model", str(tiny_clip))
+    assert (code, result) == (2, None)
+    assert "An outfit reference needs an edit model that takes several images" in err

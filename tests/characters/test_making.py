@@ -164,3 +164,30 @@ def test_a_refused_photo_leaves_nothing_behind(studio, tiny_model, tiny_clip, no
     assert list_characters(studio, "local") == []
     with pytest.raises(NotFound):
         find_dataset(studio, "anna", "local")
+
+
+def test_an_outfit_reference_is_every_view_s_second_reference(studio, tiny_model, tiny_clip, portrait, tmp_path):
+    outfit = tmp_path / "jacket.png"
+    Image.new("RGB", (96, 128), "crimson").save(outfit)
+    report = create_character(studio, request(tiny_model("flux2"), tiny_clip, portrait, views=2, outfit=outfit))
+    character = find_character(studio, report.character, "local")
+    kept = studio.config.absolute(character["params"]["outfit"])
+    assert kept.is_file() and np.array_equal(np.asarray(Image.open(kept)), np.asarray(Image.open(outfit)))
+    for view in character["state"]["views"]:
+        generation = studio.store.get("generations", view["generation"])
+        assert generation["params"]["task"] == "edit" and len(generation["params"]["references"]) == 2
+        assert "wearing the outfit from the second image" in generation["prompt"]
+    again = regenerate_view(studio, "anna", "local", 1)
+    remade = studio.store.get("generations", again["state"]["views"][0]["generation"])
+    assert len(remade["params"]["references"]) == 2, "a regenerated view wears the outfit too"
+
+
+def test_an_outfit_reference_needs_a_model_that_takes_several_images(studio, tiny_model, tiny_clip, portrait,
+                                                                     tmp_path):
+    outfit = tmp_path / "jacket.png"
+    Image.new("RGB", (48, 64), "crimson").save(outfit)
+    with pytest.raises(InvalidInput, match="An outfit reference needs an edit model that takes several images"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, outfit=outfit))
+    with pytest.raises(InvalidInput, match="outfit reference .*does not exist"):
+        create_character(studio, request(tiny_model("flux2"), tiny_clip, portrait, outfit=tmp_path / "none.png"))
+    assert list_characters(studio, "local") == []

@@ -38,6 +38,13 @@ def edit(studio, model, references, **kw):
     return generate_images(studio, ImageRequest(**{**values, **kw}))[0]
 
 
+def small(path):
+    """A 48x64 copy of ``path``: under the 64-pixel side every edit model needs."""
+    shrunk = path.with_name(f"small-{path.name}")
+    Image.open(path).resize((48, 64)).save(shrunk)
+    return shrunk
+
+
 def pixels(result) -> np.ndarray:
     return np.asarray(Image.open(result.path).convert("RGB"), dtype=np.int16)
 
@@ -77,7 +84,7 @@ def test_flux2_takes_several_references(studio, tiny_model, pictures):
 @pytest.mark.parametrize("case, message", [
     ("text model", "has no edit pipeline in MASUKA"), ("two for kontext", "takes at most 1 reference image"),
     ("no reference", "is an edit model: give it one or more images"), ("with init", "one or the other"),
-    ("missing", "does not exist"),
+    ("missing", "does not exist"), ("too small", "is 48x64: each side must be at least 64 pixels"),
 ])
 def test_bad_edits_are_refused_before_any_work(studio, tiny_model, kontext, pictures, case, message):
     from masuka.image.tasks import InitImage
@@ -87,7 +94,8 @@ def test_bad_edits_are_refused_before_any_work(studio, tiny_model, kontext, pict
                "two for kontext": dict(model=kontext, references=[red, blue]),
                "no reference": dict(model=kontext, references=[]),
                "with init": dict(model=kontext, references=[red], init=InitImage(blue)),
-               "missing": dict(model=kontext, references=[red.parent / "nope.png"])}[case]
+               "missing": dict(model=kontext, references=[red.parent / "nope.png"]),
+               "too small": dict(model=tiny_model("flux2"), references=[small(red)])}[case]
     with pytest.raises(InvalidInput, match=message):
         edit(studio, **request)
     assert not studio.store.count("generations")
