@@ -7,6 +7,7 @@ from pathlib import Path
 
 from masuka.cli import emit, open_studio, progress_line
 from masuka.commands.generate import add_request_arguments, request_from_args
+from masuka.commands.upscale import add_upscale_arguments, upscale_request
 from masuka.errors import InvalidInput
 from masuka.queue.jobs import ACTIONS
 from masuka.store import LOCAL_USER
@@ -21,13 +22,19 @@ COLUMNS = "{id:>5} {owner:<10} {status:<11} {done:>3}/{total:<3} {model:<24} {ti
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("queue", help="the generation queue: add, list, pause/resume/cancel/retry, run")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = actions.add_parser("add", parents=[common], help="queue image jobs (the flags of generate)")
+    add = actions.add_parser("add", parents=[common], help="queue image jobs (the flags of generate; --image for "
+                                                           "an edit)")
     add_request_arguments(add, prompt_required=False)
+    add.add_argument("--image", action="append", default=[], metavar="PATH",
+                     help="with an edit model: an image to edit or take from, as `edit --image`; repeatable")
     add.add_argument("--prompts-file", type=Path, metavar="FILE",
                      help="one prompt a line, one job each; {a|b} and __wildcard__ expand")
     add.add_argument("--random", type=int, default=0, metavar="N",
                      help="N random picks of each prompt's {a|b} choices (default: every combination)")
     add.set_defaults(handler=run_add)
+    upscale = actions.add_parser("upscale", parents=[common], help="queue an upscale (the flags of upscale)")
+    add_upscale_arguments(upscale)
+    upscale.set_defaults(handler=run_upscale)
     listing = actions.add_parser("list", parents=[common], help="jobs in queue order, then recent finished ones")
     listing.set_defaults(handler=run_list)
     for action in ACTIONS:
@@ -50,8 +57,18 @@ def run_add(args: argparse.Namespace) -> int:
             prompts = args.prompts_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
-    ids = queue_images(open_studio(args), request_from_args(args), prompts, args.random, allow_any_path=True)
+    request = request_from_args(args)
+    request.references = list(args.image)
+    ids = queue_images(open_studio(args), request, prompts, args.random, allow_any_path=True)
     emit(args, {"jobs": ids}, f"queued job{'s' * (len(ids) != 1)} {', '.join(map(str, ids))}")
+    return 0
+
+
+def run_upscale(args: argparse.Namespace) -> int:
+    from masuka.queue.jobs import queue_upscale
+
+    job = queue_upscale(open_studio(args), upscale_request(args), allow_any_path=True)
+    emit(args, {"jobs": [job]}, f"queued job {job}")
     return 0
 
 

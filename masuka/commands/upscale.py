@@ -10,6 +10,12 @@ from masuka.cli import emit, open_studio, progress_line
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("upscale", parents=[common], help="upscale a picture 2x or 4x (model or detail upscale)")
+    add_upscale_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags ``upscale`` and ``queue upscale`` share."""
     parser.add_argument("--image", required=True, help="the picture to upscale")
     parser.add_argument("--scale", type=int, default=2, help="2 or 4 (default 2)")
     parser.add_argument("--upscaler", default="Lanczos", metavar="NAME",
@@ -29,18 +35,23 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                              "pixels for --detail (default: the model's native size)")
     parser.add_argument("--overlap", type=int, metavar="PX", help="pixels tiles share and blend over "
                                                                     "(default 32; 64 for --detail)")
-    parser.set_defaults(handler=run)
+
+
+def upscale_request(args: argparse.Namespace):
+    """The :class:`~masuka.image.upscale.job.UpscaleRequest` the flags of :func:`add_upscale_arguments` describe."""
+    from masuka.image.upscale.job import UpscaleRequest
+
+    return UpscaleRequest(image=args.image, scale=args.scale, upscaler=args.upscaler, detail=args.detail,
+                          model=args.model, strength=args.strength, prompt=args.prompt,
+                          negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
+                          seed=args.seed, tile=args.tile, overlap=args.overlap)
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.image.upscale.job import UpscaleRequest, upscale_image
+    from masuka.image.upscale.job import upscale_image
 
-    request = UpscaleRequest(image=args.image, scale=args.scale, upscaler=args.upscaler, detail=args.detail,
-                             model=args.model, strength=args.strength, prompt=args.prompt,
-                             negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
-                             seed=args.seed, tile=args.tile, overlap=args.overlap)
     studio = open_studio(args)
-    results = upscale_image(studio, request, allow_any_path=True,
+    results = upscale_image(studio, upscale_request(args), allow_any_path=True,
                             on_tile=lambda done, total: progress_line(args, f"tile {done}/{total}"))
     emit(args, {"images": [str(r.path) for r in results], "seeds": [r.seed for r in results],
                 "ids": [r.id for r in results]}, "\n".join(str(r.path) for r in results))

@@ -1,7 +1,8 @@
 """Queue rows: add jobs, list them, pause/resume/cancel/retry/reorder them, and claim the next one.
 
-A job is a row of the ``queue`` table owned by a user, with its task (``text``, or ``grid``: an X/Y/Z grid whose
-items are its cells), its full parameters and the list of images it makes (``items``: prompt, seed and
+A job is a row of the ``queue`` table owned by a user, with its task (``text``: text-to-image, image-to-image,
+inpainting or an edit; ``grid``: an X/Y/Z grid whose items are its cells; ``upscale``: one picture), its full
+parameters and the list of images it makes (``items``: prompt, seed and
 any per-image overrides). Every finished image is a ``generations`` row with the job's ``queue_id`` and its item
 index, so a job resumed after a restart or a crash makes only the images it has not finished.
 
@@ -17,6 +18,7 @@ import os
 import random
 import uuid
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput, NotFound
@@ -24,6 +26,7 @@ from masuka.image.generate import MAX_SEED, ImageRequest, plan_request
 from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
+from masuka.image.upscale.job import UpscaleRequest, check_request
 from masuka.store import now, process_alive
 from masuka.studio import Studio
 
@@ -87,13 +90,30 @@ def queue_cells(studio: Studio, base: ImageRequest, axes: list[Axis], cells: lis
         "allow_any_path": allow_any_path})
 
 
+def queue_upscale(studio: Studio, request: UpscaleRequest, allow_any_path: bool = False) -> int:
+    """Queue one upscale (checked now; the source picture kept in the owner's inputs folder) as an ``upscale`` job."""
+    check_request(studio, request)
+    if request.detail:
+        plan_request(studio, ImageRequest(prompt=request.prompt or "-", model=str(request.model), width=64, height=64,
+                                          owner=request.owner), allow_any_path)  # the model can be used
+    kept = keep_input(studio, request.owner, request.image, "upscale-source")
+    fields = {**asdict(request), "image": studio.config.relative(kept)}
+    del fields["owner"], fields["queue_id"]
+    title = f"upscale {request.scale}x{' with detail' if request.detail else ''}: {Path(request.image).name}"
+    return add_job(studio, request.owner, "upscale", title, request.model or request.upscaler,
+                   {"request": fields, "items": [{}], "allow_any_path": allow_any_path})
+
+
 def _fields(request: ImageRequest) -> dict[str, Any]:
     return {name: value for name, value in asdict(request).items() if name in REQUEST_FIELDS}
 
 
 def _stored(studio: Studio, request: ImageRequest) -> dict[str, Any]:
-    """The request as a job keeps it; image-to-image and inpainting keep their own copy of the pictures."""
+    """The request as a job keeps it; image-to-image, inpainting and edits keep their own copy of the pictures."""
     fields, init, config = _fields(request), request.init, studio.config
+    if request.references:
+        fields["references"] = [config.relative(keep_input(studio, request.owner, path, "reference"))
+                                for path in request.references]
     if init is not None:  # copies in the owner's inputs folder, whatever becomes of the files given
         fields["init"] = {**asdict(init), "path": config.relative(keep_input(studio, request.owner, init.path,
                                                                                "init-image")),

@@ -8,14 +8,16 @@ from dataclasses import replace
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
 from masuka.image.grid import Axis, Cell, save_grid
 from masuka.image.tasks import InitImage
+from masuka.image.upscale.job import UpscaleRequest, upscale_image
 from masuka.queue.jobs import job_images
 from masuka.queue.worker import JobContext
 from masuka.studio import Studio
 
 
 def base_request(studio: Studio, job: dict) -> ImageRequest:
-    """The job's stored request, owned by its user and tied to the job (with its init image, if any)."""
+    """The job's stored request, owned by its user and tied to the job (with its init image or edit images)."""
     fields = dict(job["params"]["request"])
+    fields["references"] = [studio.config.absolute(path) for path in fields.get("references") or []]
     fields["loras"] = [(ref, float(weight)) for ref, weight in fields.get("loras") or []]
     if init := fields.get("init"):
         fields["init"] = InitImage(**{**init, "path": studio.config.absolute(init["path"]),
@@ -63,4 +65,18 @@ def run_grid_job(studio: Studio, job: dict, ctx: JobContext) -> None:
     ctx.log(f"grid image: {grid.name}")
 
 
-TASKS: dict[str, Callable[[Studio, dict, JobContext], None]] = {"text": run_text, "grid": run_grid_job}
+def run_upscale(studio: Studio, job: dict, ctx: JobContext) -> None:
+    """One upscale, unless its picture was finished before a restart."""
+    if job_images(studio, job["id"]):
+        ctx.progress(1, 1)
+        return
+    fields = job["params"]["request"]
+    request = UpscaleRequest(**{**fields, "image": studio.config.absolute(fields["image"])}, owner=job["owner"],
+                             queue_id=job["id"])
+    upscale_image(studio, request, stop=ctx.stop, on_tile=lambda done, total: ctx.on_step(0, done, total),
+                  allow_any_path=job["params"].get("allow_any_path", False))
+    ctx.progress(1, 1)
+
+
+TASKS: dict[str, Callable[[Studio, dict, JobContext], None]] = {"text": run_text, "grid": run_grid_job,
+                                                                 "upscale": run_upscale}

@@ -238,3 +238,58 @@ def test_queued_inpainting_keeps_its_own_pictures(studio, tiny_model, tmp_path):
     row = studio.store.find("generations", "queue_id = ?", [job_id])[0]
     assert row["params"]["task"] == "inpaint" and row["params"]["strength"] == 0.8
     assert Image.open(job["images"][0]).tobytes() == Image.open(direct.path).tobytes()  # the same inpainting
+
+
+def test_a_queued_edit_keeps_its_images_and_makes_what_edit_makes(studio, tiny_model, tmp_path):
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    Image.new("RGB", (64, 64), (200, 40, 30)).save(red)
+    Image.new("RGB", (64, 64), (30, 40, 200)).save(blue)
+    edit = request(tiny_model("flux2"), "make it green", references=[str(red), str(blue)])
+    (job_id,) = queue_images(studio, edit, allow_any_path=True)
+    direct = generate_images(studio, edit, allow_any_path=True)[0]
+    red.unlink()
+    blue.unlink()  # the job keeps its own copies
+
+    assert work_until_empty(studio) == 1
+    (job,) = [j for j in list_jobs(studio, "local") if j["id"] == job_id]
+    assert job["status"] == "completed", job["error"]
+    row = studio.store.find("generations", "queue_id = ?", [job_id])[0]
+    assert row["params"]["task"] == "edit" and len(row["params"]["references"]) == 2
+    assert Image.open(job["images"][0]).tobytes() == Image.open(direct.path).tobytes()
+
+
+def test_queue_upscale_from_the_command_line_runs_once_and_is_in_history(tmp_path):
+    data, picture = tmp_path / "data", tmp_path / "small.png"
+    Image.new("RGB", (40, 30), (10, 120, 200)).save(picture)
+    added = cli(data, "queue", "upscale", "--image", str(picture), "--scale", "2", "--json")
+    assert added.returncode == 0, added.stderr
+    (job_id,) = json.loads(added.stdout)["jobs"]
+    picture.unlink()  # kept when queued
+    assert cli(data, "queue", "upscale", "--image", str(picture)).returncode == 2, "a missing picture is refused"
+
+    worked = cli(data, "queue", "run", "--json")
+    assert worked.returncode == 0, worked.stderr
+    assert json.loads(worked.stdout)["jobs"] == [{"id": job_id, "status": "completed"}]
+    store = Store(Config.from_env(data_dir=data).db_path)
+    (row,) = store.find("generations", "queue_id = ?", [job_id])
+    assert row["kind"] == "upscale" and row["status"] == "completed" and (row["width"], row["height"]) == (80, 60)
+
+
+def test_a_finished_queued_upscale_is_not_made_again(studio, tmp_path):
+    from masuka.image.upscale.job import UpscaleRequest
+    from masuka.queue.jobs import queue_upscale
+
+    picture = tmp_path / "small.png"
+    Image.new("RGB", (40, 30), (10, 120, 200)).save(picture)
+    job_id = queue_upscale(studio, UpscaleRequest(picture, scale=4))
+    assert work_until_empty(studio) == 1
+    context = _Context()
+    tasks.run_upscale(studio, studio.store.get("queue", job_id), context)  # as a restart after the picture would
+    assert studio.store.count("generations", "queue_id = ?", [job_id]) == 1 and context.done == (1, 1)
+
+
+class _Context:
+    """What a task needs of the worker's context when it has nothing to do."""
+
+    def progress(self, done: int, total: int) -> None:
+        self.done = (done, total)

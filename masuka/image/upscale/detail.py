@@ -67,7 +67,8 @@ def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image,
         steps=plan.steps, guidance=plan.guidance, seed=seed, width=width, height=height, model=plan.spec.id,
         extra={**infotext_fields(plan.task), "SD upscale overlap": str(overlap),
                "SD upscale upscaler": request.upscaler}))
-    with studio.hold_gpu(f"detail upscale for {request.owner}", request.owner, timeout=gpu_timeout):
+    with studio.hold_gpu(f"detail upscale for {request.owner}", request.owner, timeout=gpu_timeout,
+                         background=request.queue_id is not None):
         return _run(studio, request, plan, source, upscaler, kept, overlap, parameters, stop, on_tile)
 
 

@@ -54,6 +54,7 @@ class UpscaleRequest:
     tile: int | None = None  # pixels a side; 0 = the whole picture at once (model upscale); None = the default
     overlap: int | None = None
     owner: str = LOCAL_USER
+    queue_id: int | None = None  # the queued job this upscale is (masuka.queue); queued work lets interactive go first
 
 
 @dataclass
@@ -99,7 +100,8 @@ def upscale_image(studio: Studio, request: UpscaleRequest, *, stop: threading.Ev
         return [detail_upscale(studio, request, source, upscaler, stop=stop, on_tile=on_tile,
                                gpu_timeout=gpu_timeout, allow_any_path=allow_any_path)]
     kept = keep_input(studio, request.owner, request.image, "upscale-source")
-    with studio.hold_gpu(f"upscale for {request.owner}", request.owner, timeout=gpu_timeout):
+    with studio.hold_gpu(f"upscale for {request.owner}", request.owner, timeout=gpu_timeout,
+                         background=request.queue_id is not None):
         return [_model_upscale(studio, request, source, upscaler, kept, stop, on_tile)]
 
 
@@ -146,7 +148,7 @@ def record(studio: Studio, request: UpscaleRequest, kept: Path, source: Image.Im
     """The history row of an upscale, as it starts."""
     return {"owner": request.owner, "kind": "upscale", "status": "running", "prompt": prompt, "model": model,
             "seed": seed, "width": source.width * request.scale, "height": source.height * request.scale,
-            "pid": os.getpid(), "started_at": now(), **columns,
+            "pid": os.getpid(), "started_at": now(), "queue_id": request.queue_id, **columns,
             "params": {"task": "upscale", "scale": request.scale, "upscaler": request.upscaler,
                        "detail": request.detail, "init_image": studio.config.relative(kept.resolve()),
                        **(params or {})}}
