@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse
 from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
 
+from masuka.access import usable_model
+from masuka.api.a1111_scripts import controlnet_units
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
@@ -55,6 +57,7 @@ class Txt2Img(BaseModel):
     send_images: bool = True
     save_images: bool = False
     styles: list[str] | None = None
+    alwayson_scripts: dict[str, Any] | None = None
 
 
 class Img2Img(Txt2Img):
@@ -126,10 +129,14 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             raise InvalidInput(f"batch_size × n_iter must be between 1 and {MAX_BATCH} (got {batch}).")
         prompt, tags = split_lora_tags(body.prompt)  # names in the caller's LoRA library
         model = (body.override_settings or {}).get("sd_model_checkpoint") or work.model_for(caller.user)
+        controls, references = controlnet_units(
+            body.alwayson_scripts, lambda data, kind: work.decode_upload(caller, data, kind),
+            lambda net: usable_model(studio, caller.user, net, marker="config.json"))
         return ImageRequest(prompt=prompt, model=str(model), negative_prompt=body.negative_prompt, steps=body.steps,
                             guidance=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
                             batch=batch, loras=tags, owner=caller.user, init=init,
-                            sampler=fitting_sampler(body.sampler_name, str(model)))
+                            sampler=fitting_sampler(body.sampler_name, str(model)), controls=controls,
+                            style_references=references)
 
     def answer(outcome: Outcome, body: Txt2Img) -> dict:
         request, results = outcome.request, outcome.results
@@ -310,7 +317,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def scripts(request: Request) -> Any:
         caller_of(request)
-        return {"txt2img": [], "img2img": []}
+        return {"txt2img": ["controlnet"], "img2img": []}
 
     return router
 

@@ -1,0 +1,95 @@
+"""A1111 extensions' ``alwayson_scripts`` arguments, translated into :class:`~masuka.image.generate.ImageRequest`
+fields: sd-webui-controlnet's units (``{"controlnet": {"args": [unit, ...]}}``).
+
+Script names are matched without regard to case, as A1111 does. A ControlNet unit's ``module`` picks the kind of
+control: ``canny``, any ``depth_*`` preprocessor, or ``none`` (the picture as it is); a module starting with
+``ip-adapter`` makes the unit a style reference. Its ``model`` names a ControlNet only when it is a Hugging Face
+repo id or a folder; A1111's own file names (``control_v11p_sd15_canny [d14c016b]``) and ``None`` leave the choice
+to the architecture's profile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from masuka.errors import InvalidInput
+from masuka.image.control import Control
+from masuka.image.reference import StyleReference
+
+#: sd-webui-controlnet modules MASUKA runs, by kind; ``depth`` takes every ``depth_*`` preprocessor too
+MODULE_KINDS = {"canny": "canny", "depth": "depth", "none": "image"}
+IP_ADAPTER = "ip-adapter"
+NO_MODEL = ("", "none")
+
+
+def script_args(scripts: dict[str, Any] | None, name: str) -> list[Any]:
+    """The ``args`` of the always-on script ``name`` (any case), [] when it is not there."""
+    for key, value in (scripts or {}).items():
+        if key.lower() == name.lower():
+            args = value.get("args") if isinstance(value, dict) else None
+            if args is None:
+                return []
+            if not isinstance(args, list):
+                raise InvalidInput(f"alwayson_scripts.{key}.args must be a list.")
+            return args
+    return []
+
+
+def module_kind(module: str) -> str | None:
+    """The control kind of an sd-webui-controlnet ``module``; None for one MASUKA has no preprocessor for."""
+    name = (module or "none").strip().lower()
+    if name in MODULE_KINDS:
+        return MODULE_KINDS[name]
+    if name.startswith("depth_"):
+        return "depth"
+    return None
+
+
+def controlnet_units(scripts: dict[str, Any] | None, decode: Callable[[str, str], Path],
+                     check_model: Callable[[str], str]) -> tuple[list[Control], list[StyleReference]]:
+    """The enabled ControlNet units as controls and (``ip-adapter*`` modules) style references.
+
+    ``decode(base64, label)`` keeps a picture and returns its path; ``check_model(model)`` returns a ControlNet
+    model the caller may use (or raises)."""
+    controls: list[Control] = []
+    references: list[StyleReference] = []
+    for number, unit in enumerate(script_args(scripts, "controlnet"), 1):
+        if not isinstance(unit, dict):
+            raise InvalidInput(f"ControlNet unit {number} must be an object with image, module, model, weight….")
+        if unit.get("enabled", True) is False:
+            continue
+        module = str(unit.get("module") or "none")
+        image = _unit_image(unit)
+        if not image:
+            raise InvalidInput(f"ControlNet unit {number} has no image: send it as base64 in 'image'.")
+        if module.strip().lower().startswith(IP_ADAPTER):
+            references.append(StyleReference(decode(image, "reference image"), _number(unit, "weight", 1.0)))
+            continue
+        kind = module_kind(module)
+        if kind is None:
+            raise InvalidInput(f"ControlNet unit {number}: the module {module!r} is not available here; use canny, "
+                               "depth (depth_midas, depth_anything…), none (the picture as it is) or an "
+                               "ip-adapter module.")
+        model = str(unit.get("model") or "").strip()
+        named = model if model.lower() not in NO_MODEL and ("/" in model or model.startswith((".", "~"))) else ""
+        controls.append(Control(kind, decode(image, "control image"), _number(unit, "weight", 1.0),
+                                _number(unit, "guidance_start", 0.0), _number(unit, "guidance_end", 1.0),
+                                check_model(named) if named else ""))
+    return controls, references
+
+
+def _unit_image(unit: dict[str, Any]) -> str:
+    """The unit's picture: ``image`` (a base64 string, or ``{"image": base64, "mask": ...}``) or the older
+    ``input_image``."""
+    image = unit.get("image") or unit.get("input_image")
+    if isinstance(image, dict):
+        image = image.get("image")
+    return image if isinstance(image, str) else ""
+
+
+def _number(unit: dict[str, Any], name: str, default: float) -> Any:
+    value = unit.get(name)
+    return default if value is None else value  # checked with the request (masuka.image.guides)
+
