@@ -28,13 +28,20 @@ from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest
 from masuka.image.library import list_loras
 from masuka.image.metadata import parse_parameters, read_parameters, split_lora_tags
-from masuka.image.samplers import SAMPLER_NAMES, fitting_sampler
+from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
 from masuka.image.tasks import InitImage, upscale
 from masuka.image.upscale.job import SCALES, UpscaleRequest, upscale_image
 from masuka.image.upscale.models import list_upscalers
 from masuka.models.catalog import image_models, resolve_image_model
 
 UPSCALERS = ("None", "Lanczos", "Nearest")
+#: A1111's samplers (its 1.10 list, without the schedule suffixes older versions put in the name): a name that
+#: is A1111's but not MASUKA's is ignored like one the model cannot use; any other name is refused
+A1111_SAMPLERS = ("DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
+                  "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart", "DDIM",
+                  "DDIM CFG++", "PLMS", "UniPC", "LCM")
+#: A1111 schedule types whose sigma schedule MASUKA has for some samplers, by the suffix of its sampler names
+SCHEDULES = {"karras": "Karras", "exponential": "Exponential", "beta": "Beta"}
 
 
 class Txt2Img(BaseModel):
@@ -46,6 +53,7 @@ class Txt2Img(BaseModel):
     negative_prompt: str = ""
     seed: int = -1
     sampler_name: str | None = None
+    sampler_index: str | None = None  # A1111's older name of the field, used when sampler_name is empty
     scheduler: str | None = None
     batch_size: int = 1
     n_iter: int = 1
@@ -135,7 +143,8 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         return ImageRequest(prompt=prompt, model=str(model), negative_prompt=body.negative_prompt, steps=body.steps,
                             guidance=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
                             batch=batch, loras=tags, owner=caller.user, init=init,
-                            sampler=fitting_sampler(body.sampler_name, str(model)), controls=controls,
+                            sampler=a1111_sampler(body.sampler_name or body.sampler_index, body.scheduler,
+                                                  str(model)), controls=controls,
                             style_references=references)
 
     def answer(outcome: Outcome, body: Txt2Img) -> dict:
@@ -146,7 +155,8 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             "negative_prompt": body.negative_prompt, "all_negative_prompts": [body.negative_prompt] * len(results),
             "seed": seeds[0] if seeds else body.seed, "all_seeds": seeds, "subseed": -1,
             "all_subseeds": [-1] * len(results), "subseed_strength": 0, "width": request.width,
-            "height": request.height, "sampler_name": body.sampler_name, "cfg_scale": request.guidance,
+            "height": request.height, "sampler_name": body.sampler_name, "scheduler": body.scheduler,
+            "cfg_scale": request.guidance,
             "steps": request.steps, "batch_size": body.batch_size, "restore_faces": False,
             "sd_model_name": request.model, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
             "denoising_strength": request.init.strength if request.init else None, "styles": body.styles or [],
@@ -156,7 +166,9 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         }
         if results:
             parsed = parse_parameters(results[0].parameters)
-            info.update(width=parsed.width, height=parsed.height, steps=parsed.steps, cfg_scale=parsed.guidance)
+            sampler, schedule = split_schedule(parsed.sampler or "")
+            info.update(width=parsed.width, height=parsed.height, steps=parsed.steps, cfg_scale=parsed.guidance,
+                        sampler_name=sampler, scheduler=schedule)
         images = [file_base64(r.path) for r in results] if body.send_images else []
         return {"images": images, "parameters": body.model_dump(), "info": json.dumps(info)}
 
@@ -255,14 +267,15 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def samplers(request: Request) -> Any:
         caller_of(request)
-        return [{"name": name, "aliases": [], "options": {}} for name in SAMPLER_NAMES]
+        return [{"name": name, "aliases": [], "options": {"scheduler": schedule} if schedule != "automatic" else {}}
+                for name, schedule in ((name, split_schedule(name)[1]) for name in SAMPLER_NAMES)]
 
     @router.get("/schedulers")
     @a1111_errors
     def schedulers(request: Request) -> Any:
         caller_of(request)
-        return [{"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1,
-                 "need_inner_model": False}]
+        return [{"name": name, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
+                for name, label in {"automatic": "Automatic", **SCHEDULES}.items()]
 
     @router.get("/loras")
     @a1111_errors
@@ -320,6 +333,32 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         return {"txt2img": ["controlnet"], "img2img": []}
 
     return router
+
+
+def a1111_sampler(name: str | None, scheduler: str | None, model: str) -> str:
+    """The MASUKA sampler for A1111's ``sampler_name`` and ``scheduler`` on ``model``: the name with the schedule
+    (``DPM++ 2M`` + ``karras`` -> ``DPM++ 2M Karras``) when the model can use that, else the sampler without the
+    schedule, else ""
+    (the model's own scheduler). A name that is neither MASUKA's nor A1111's gets :class:`InvalidInput`."""
+    name = (name or "").strip()
+    if not name:
+        return ""
+    base, _schedule = split_schedule(name)
+    known = {n.lower() for n in (*SAMPLER_NAMES, *A1111_SAMPLERS)}
+    if name.lower() not in known and base.lower() not in known and name.lower() not in ("automatic", "default"):
+        check_sampler(name, None, model)  # raises, naming the samplers there are
+    suffix = SCHEDULES.get((scheduler or "").strip().lower())
+    if suffix and base == name:
+        return fitting_sampler(f"{name} {suffix}", model) or fitting_sampler(name, model)
+    return fitting_sampler(name, model) or fitting_sampler(base, model)
+
+
+def split_schedule(sampler: str) -> tuple[str, str]:
+    """``DPM++ 2M Karras`` -> (``DPM++ 2M``, ``karras``); a name without a schedule -> (name, ``automatic``)."""
+    for schedule, suffix in SCHEDULES.items():
+        if sampler.lower().endswith(f" {suffix.lower()}"):
+            return sampler[:-len(suffix) - 1], schedule
+    return sampler, "automatic"
 
 
 def _state(state: Any) -> dict:
