@@ -21,7 +21,7 @@ from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
 
 from masuka.access import usable_model
-from masuka.api.a1111_scripts import controlnet_units
+from masuka.api.a1111_scripts import adetailer_faces, controlnet_units
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
@@ -140,12 +140,14 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         controls, references = controlnet_units(
             body.alwayson_scripts, lambda data, kind: work.decode_upload(caller, data, kind),
             lambda net: usable_model(studio, caller.user, net, marker="config.json"))
+        face_strength = adetailer_faces(body.alwayson_scripts)
         return ImageRequest(prompt=prompt, model=str(model), negative_prompt=body.negative_prompt, steps=body.steps,
                             guidance=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
                             batch=batch, loras=tags, owner=caller.user, init=init,
                             sampler=a1111_sampler(body.sampler_name or body.sampler_index, body.scheduler,
                                                   str(model)), controls=controls,
-                            style_references=references)
+                            style_references=references, face_detail=face_strength is not None,
+                            face_strength=ImageRequest.face_strength if face_strength is None else face_strength)
 
     def answer(outcome: Outcome, body: Txt2Img) -> dict:
         request, results = outcome.request, outcome.results
@@ -330,7 +332,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def scripts(request: Request) -> Any:
         caller_of(request)
-        return {"txt2img": ["controlnet"], "img2img": []}
+        return {"txt2img": ["controlnet", "adetailer"], "img2img": ["adetailer"]}
 
     return router
 

@@ -1,11 +1,13 @@
 """A1111 extensions' ``alwayson_scripts`` arguments, translated into :class:`~masuka.image.generate.ImageRequest`
-fields: sd-webui-controlnet's units (``{"controlnet": {"args": [unit, ...]}}``).
+fields: sd-webui-controlnet's units (``{"controlnet": {"args": [unit, ...]}}``) and ADetailer's
+(``{"ADetailer": {"args": [ad_enable, skip_img2img, unit, ...]}}``).
 
 Script names are matched without regard to case, as A1111 does. A ControlNet unit's ``module`` picks the kind of
 control: ``canny``, any ``depth_*`` preprocessor, or ``none`` (the picture as it is); a module starting with
 ``ip-adapter`` makes the unit a style reference. Its ``model`` names a ControlNet only when it is a Hugging Face
 repo id or a folder; A1111's own file names (``control_v11p_sd15_canny [d14c016b]``) and ``None`` leave the choice
-to the architecture's profile.
+to the architecture's profile. An ADetailer unit with a face model (``face_yolov8n.pt``, ``mediapipe_face_full``…)
+turns on face detail at its ``ad_denoising_strength``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from masuka.image.reference import StyleReference
 MODULE_KINDS = {"canny": "canny", "depth": "depth", "none": "image"}
 IP_ADAPTER = "ip-adapter"
 NO_MODEL = ("", "none")
+#: ADetailer's detection models that find faces (its others find hands, people or named objects)
+FACE_MODELS = ("face_", "mediapipe_face")
+ADETAILER_STRENGTH = 0.4  # ADetailer's default ad_denoising_strength
 
 
 def script_args(scripts: dict[str, Any] | None, name: str) -> list[Any]:
@@ -93,3 +98,33 @@ def _number(unit: dict[str, Any], name: str, default: float) -> Any:
     value = unit.get(name)
     return default if value is None else value  # checked with the request (masuka.image.guides)
 
+
+
+def adetailer_faces(scripts: dict[str, Any] | None) -> float | None:
+    """The face detail strength an ADetailer request asks for; None when it asks for none.
+
+    Its ``args`` start with the ``ad_enable`` flag (false: off) and optionally ``skip_img2img``, then one object
+    per unit; the first unit with a face model counts. A unit with another detection model is refused, naming it.
+    """
+    args = script_args(scripts, "adetailer")
+    flags = [arg for arg in args if isinstance(arg, bool)]
+    if flags and not flags[0]:
+        return None
+    strength = None
+    for number, unit in enumerate((arg for arg in args if not isinstance(arg, bool)), 1):
+        if not isinstance(unit, dict):
+            raise InvalidInput(f"ADetailer unit {number} must be an object with ad_model, ad_denoising_strength….")
+        model = str(unit.get("ad_model") or "None").strip()
+        if model.lower() in NO_MODEL or unit.get("ad_tab_enable", True) is False:
+            continue
+        if not model.lower().startswith(FACE_MODELS):
+            raise InvalidInput(f"ADetailer unit {number}: the model {model!r} is not available here; MASUKA details "
+                               "faces only (face_yolov8n.pt, mediapipe_face_full…).")
+        if strength is None:
+            value = _number(unit, "ad_denoising_strength", ADETAILER_STRENGTH)
+            try:
+                strength = float(value)
+            except (TypeError, ValueError):
+                raise InvalidInput(f"ADetailer unit {number}: ad_denoising_strength must be a number "
+                                   f"(got {str(value)[:40]!r}).") from None
+    return strength
