@@ -18,6 +18,7 @@ from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.image.control import Control
+from masuka.image.guides import MAX_GUIDES
 from masuka.image.reference import StyleReference
 
 #: sd-webui-controlnet modules MASUKA runs, by kind; ``depth`` takes every ``depth_*`` preprocessor too
@@ -56,10 +57,9 @@ def controlnet_units(scripts: dict[str, Any] | None, decode: Callable[[str, str]
                      check_model: Callable[[str], str]) -> tuple[list[Control], list[StyleReference]]:
     """The enabled ControlNet units as controls and (``ip-adapter*`` modules) style references.
 
-    ``decode(base64, label)`` keeps a picture and returns its path; ``check_model(model)`` returns a ControlNet
-    model the caller may use (or raises)."""
-    controls: list[Control] = []
-    references: list[StyleReference] = []
+    Every unit is checked before any picture is kept: ``decode(base64, label)`` then keeps one and returns its
+    path; ``check_model(model)`` returns a ControlNet model the caller may use (or raises)."""
+    units = []  # (kind or None for a reference, unit, picture, named model)
     for number, unit in enumerate(script_args(scripts, "controlnet"), 1):
         if not isinstance(unit, dict):
             raise InvalidInput(f"ControlNet unit {number} must be an object with image, module, model, weight….")
@@ -69,19 +69,27 @@ def controlnet_units(scripts: dict[str, Any] | None, decode: Callable[[str, str]
         image = _unit_image(unit)
         if not image:
             raise InvalidInput(f"ControlNet unit {number} has no image: send it as base64 in 'image'.")
-        if module.strip().lower().startswith(IP_ADAPTER):
-            references.append(StyleReference(decode(image, "reference image"), _number(unit, "weight", 1.0)))
-            continue
-        kind = module_kind(module)
-        if kind is None:
+        kind = None if module.strip().lower().startswith(IP_ADAPTER) else module_kind(module)
+        if kind is None and not module.strip().lower().startswith(IP_ADAPTER):
             raise InvalidInput(f"ControlNet unit {number}: the module {module!r} is not available here; use canny, "
                                "depth (depth_midas, depth_anything…), none (the picture as it is) or an "
                                "ip-adapter module.")
         model = str(unit.get("model") or "").strip()
         named = model if model.lower() not in NO_MODEL and ("/" in model or model.startswith((".", "~"))) else ""
-        controls.append(Control(kind, decode(image, "control image"), _number(unit, "weight", 1.0),
-                                _number(unit, "guidance_start", 0.0), _number(unit, "guidance_end", 1.0),
-                                check_model(named) if named else ""))
+        units.append((kind, unit, image, named))
+    for what, count in (("control", sum(k is not None for k, *_ in units)),
+                        ("reference", sum(k is None for k, *_ in units))):
+        if count > MAX_GUIDES:
+            raise InvalidInput(f"At most {MAX_GUIDES} {what} images at a time (got {count} ControlNet units).")
+    controls: list[Control] = []
+    references: list[StyleReference] = []
+    for kind, unit, image, named in units:
+        if kind is None:
+            references.append(StyleReference(decode(image, "reference image"), _number(unit, "weight", 1.0)))
+        else:
+            controls.append(Control(kind, decode(image, "control image"), _number(unit, "weight", 1.0),
+                                    _number(unit, "guidance_start", 0.0), _number(unit, "guidance_end", 1.0),
+                                    check_model(named) if named else ""))
     return controls, references
 
 
