@@ -21,7 +21,7 @@ from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
 
 from masuka.access import usable_model
-from masuka.api.a1111_scripts import adetailer_faces, controlnet_units
+from masuka.api.a1111_scripts import MODULE_LIST, adetailer_faces, controlnet_models, controlnet_units
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
@@ -333,6 +333,32 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     def scripts(request: Request) -> Any:
         caller_of(request)
         return {"txt2img": ["controlnet", "adetailer"], "img2img": ["adetailer"]}
+
+    return router
+
+
+def controlnet_router(caller_of: Callable[[Request], Caller]) -> APIRouter:
+    """sd-webui-controlnet's own discovery routes (``/controlnet/...``), for clients that ask before they send
+    units."""
+    router = APIRouter(prefix="/controlnet", tags=["AUTOMATIC1111 API"])
+
+    @router.get("/version")
+    @a1111_errors
+    def version(request: Request) -> Any:
+        caller_of(request)
+        return {"version": 2}
+
+    @router.get("/model_list")
+    @a1111_errors
+    def model_list(request: Request) -> Any:
+        caller_of(request)
+        return {"model_list": ["None", *controlnet_models()]}
+
+    @router.get("/module_list")
+    @a1111_errors
+    def module_list(request: Request) -> Any:
+        caller_of(request)
+        return {"module_list": list(MODULE_LIST)}
 
     return router
 

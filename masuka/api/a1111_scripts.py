@@ -23,6 +23,9 @@ from masuka.image.reference import StyleReference
 
 #: sd-webui-controlnet modules MASUKA runs, by kind; ``depth`` takes every ``depth_*`` preprocessor too
 MODULE_KINDS = {"canny": "canny", "depth": "depth", "none": "image"}
+#: what ``/controlnet/module_list`` offers: the extension's names of the modules above, and IP-Adapter's
+MODULE_LIST = ("none", "canny", "depth_midas", "depth_anything", "depth_anything_v2", "depth_zoe", "depth_leres",
+               "ip-adapter_clip_sdxl", "ip-adapter_clip_h", "ip-adapter-auto")
 IP_ADAPTER = "ip-adapter"
 NO_MODEL = ("", "none")
 #: ADetailer's detection models that find faces (its others find hands, people or named objects)
@@ -41,6 +44,14 @@ def script_args(scripts: dict[str, Any] | None, name: str) -> list[Any]:
                 raise InvalidInput(f"alwayson_scripts.{key}.args must be a list.")
             return args
     return []
+
+
+def controlnet_models() -> list[str]:
+    """The ControlNets the architecture profiles use (each a repo id a unit may name as its ``model``)."""
+    from masuka.models.architectures import PROFILES
+
+    return list(dict.fromkeys(repo for profile in PROFILES.values() if profile.controlnets
+                              for repo in profile.controlnets.repos.values()))
 
 
 def module_kind(module: str) -> str | None:

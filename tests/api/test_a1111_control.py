@@ -9,6 +9,7 @@ import pytest
 import webuiapi
 from PIL import Image, ImageDraw
 
+from masuka.models.architectures import PROFILES
 from masuka.models.tiny_control import save_tiny_controlnet, save_tiny_depth_model, save_tiny_ip_adapter
 from tests.api.test_a1111 import client
 from tests.image.guides import point_profile
@@ -81,7 +82,7 @@ def test_an_ip_adapter_unit_is_a_style_reference(sdxl_app, square):
     assert [r["weight"] for r in row["params"]["style_references"]] == [0.6] and "controls" not in row["params"]
 
 
-def test_units_refused_with_the_reason(sdxl_app, square):
+def test_units_refused_with_the_reason(sdxl_app, tiny_guides, square):
     app, api = sdxl_app
     url = api.baseurl + "/txt2img"
     body = {"prompt": "a boat", "steps": 1, "width": 64, "height": 64}
@@ -94,4 +95,8 @@ def test_units_refused_with_the_reason(sdxl_app, square):
         answer = httpx.post(url, json={**body, "alwayson_scripts": {"controlnet": {"args": [unit]}}}, timeout=120)
         assert answer.status_code == 422 and reason in answer.json()["detail"], answer.text
     assert not app.studio.store.count("generations")
-    assert "controlnet" in api.get_scripts()["txt2img"]
+    assert "controlnet" in api.get_scripts()["txt2img"] and api.controlnet_version() == 2
+    assert {"none", "canny", "depth_midas", "ip-adapter_clip_sdxl"} <= set(api.controlnet_module_list())
+    models = api.controlnet_model_list()
+    flux = set(PROFILES["flux"].controlnets.repos.values())  # SDXL's are the tiny one here
+    assert models[0] == "None" and {str(tiny_guides[0]), *flux} <= set(models)
