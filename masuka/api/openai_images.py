@@ -26,7 +26,7 @@ from masuka.access import may_read
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
-from masuka.image.generate import MAX_BATCH, ImageRequest
+from masuka.image.generate import MAX_BATCH, ImageRequest, used_prompt
 from masuka.image.tasks import InitImage, save_input
 from masuka.models.catalog import image_models
 
@@ -143,8 +143,8 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
             raise OpenAIError(400, str(error), param=param) from None
         data = [{"url": str(request.url_for("openai_image_file", image_id=r.id))} if response_format == "url"
                 else {"b64_json": file_base64(r.path)} for r in outcome.results]
-        return {"created": int(time.time()), "data": [dict(item, revised_prompt=image_request.prompt)
-                                                      for item in data]}
+        return {"created": int(time.time()), "data": [dict(item, revised_prompt=used_prompt(result))  # optimized
+                                                      for item, result in zip(data, outcome.results, strict=True)]}
 
     @router.post("/images/generations")
     @openai_errors

@@ -18,7 +18,7 @@ from masuka.image.aid_settings import AidSettings, save_aid_settings
 from masuka.image.face_detail import DETECTOR
 from masuka.image.safety import PLACEHOLDER
 from tests.api.test_a1111 import client
-from tests.image.tiny_aids import save_tiny_classifier
+from tests.image.tiny_aids import WORDS, save_tiny_classifier, save_tiny_llm
 
 SIZE = 256
 
@@ -106,3 +106,16 @@ def test_openai_extension_fields_through_extra_body(live_app, tiny_model, classi
         sdk.images.generate(model=str(tiny_model("flux")), prompt="a harbour", size="64x64",
                             extra_body={"face_detail": True, "face_strength": 3})
     assert "face detail strength" in bad.value.body["message"]
+
+
+def test_openai_optimize_prompt_answers_the_rewrite_as_revised_prompt(live_app, tiny_model, tmp_path):
+    app = live_app()
+    save_aid_settings(app.studio.config, AidSettings(prompt_llm=str(save_tiny_llm(tmp_path / "tiny-llm"))))
+    sdk = openai.OpenAI(base_url=app.url.rstrip("/") + "/v1", api_key="local", max_retries=0, timeout=120)
+    answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a fox in snow", size="64x64",
+                                 extra_body={"optimize_prompt": True})
+    row = app.studio.store.find("generations")[0]
+    assert answer.data[0].revised_prompt == row["prompt"] and set(row["prompt"].split()) <= set(WORDS)
+    assert row["params"]["original_prompt"] == "a fox in snow"
+    plain = sdk.images.generate(model=str(tiny_model("flux")), prompt="a fox in snow", size="64x64")
+    assert plain.data[0].revised_prompt == "a fox in snow"
