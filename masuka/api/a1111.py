@@ -171,6 +171,9 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             sampler, schedule = split_schedule(parsed.sampler or "")
             info.update(width=parsed.width, height=parsed.height, steps=parsed.steps, cfg_scale=parsed.guidance,
                         sampler_name=sampler, scheduler=schedule)
+        verdicts = [(studio.store.get("generations", r.id)["params"] or {}).get("safety") for r in results]
+        if any(verdicts):  # the safety check ran: each image's score and what was done to it
+            info["safety"] = verdicts
         images = [file_base64(r.path) for r in results] if body.send_images else []
         return {"images": images, "parameters": body.model_dump(), "info": json.dumps(info)}
 

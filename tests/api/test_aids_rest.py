@@ -76,6 +76,7 @@ def test_a_mandatory_safety_check_withholds_on_both_apis(live_app, tiny_model, c
     result = api.txt2img(prompt="a harbour", steps=1, width=64, height=64,
                          override_settings={"sd_model_checkpoint": str(tiny_model("flux"))})
     assert (np.asarray(result.image.convert("RGB")) == PLACEHOLDER).all(), "only the grey placeholder comes back"
+    assert result.info["safety"][0]["flagged"] is True and result.info["safety"][0]["action"] == "withhold"
     sdk = openai.OpenAI(base_url=app.url.rstrip("/") + "/v1", api_key="local", max_retries=0, timeout=120)
     answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a harbour", size="64x64")
     picture = Image.open(io.BytesIO(base64.b64decode(answer.data[0].b64_json))).convert("RGB")
