@@ -4,6 +4,7 @@ Field names, types and answers follow A1111 (``modules/api/models.py``): base64 
 as a JSON string with ``infotexts`` and ``all_seeds``. Unknown fields are ignored, as A1111 does. What has no
 meaning here is accepted and said to be ignored in the README (a ``sampler_name`` the model cannot use: it keeps
 its own scheduler; ``inpainting_fill`` 2 and 3 start from the original; ``skip`` stops like ``interrupt``).
+The ControlNet and ADetailer extensions' ``alwayson_scripts`` are read by :mod:`masuka.api.a1111_scripts`.
 """
 
 from __future__ import annotations

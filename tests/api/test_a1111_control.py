@@ -3,6 +3,8 @@ sd-webui-controlnet's ``alwayson_scripts`` payload) against a live app with tiny
 
 from __future__ import annotations
 
+import shutil
+
 import httpx
 import numpy as np
 import pytest
@@ -100,3 +102,15 @@ def test_units_refused_with_the_reason(sdxl_app, tiny_guides, square):
     models = api.controlnet_model_list()
     flux = set(PROFILES["flux"].controlnets.repos.values())  # SDXL's are the tiny one here
     assert models[0] == "None" and {str(tiny_guides[0]), *flux} <= set(models)
+
+
+def test_a_user_may_name_no_controlnet_folder_of_the_studio_they_may_not_read(live_app, tiny_guides, square):
+    """A named folder is checked like a named checkpoint (masuka.access.usable_model)."""
+    app = live_app(auth="ann:pw-ann")
+    hidden = shutil.copytree(tiny_guides[0], app.studio.config.data_dir / "private" / "cn")
+    unit = {"image": webuiapi.raw_b64_img(square), "module": "canny", "model": str(hidden)}
+    answer = httpx.post(app.url.rstrip("/") + "/sdapi/v1/txt2img", auth=("ann", "pw-ann"), timeout=60, json={
+        "prompt": "a boat", "override_settings": {"sd_model_checkpoint": "sdxl"},
+        "alwayson_scripts": {"controlnet": {"args": [unit]}}})
+    assert answer.status_code == 422 and "no model folder of yours" in answer.json()["detail"]
+    assert not app.studio.store.count("generations")
