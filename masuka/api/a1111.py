@@ -336,7 +336,10 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def scripts(request: Request) -> Any:
         caller_of(request)
-        return {"txt2img": ["controlnet", "adetailer"], "img2img": ["adetailer"]}
+        # the extensions' always-on scripts MASUKA reads; "controlnet m2m" is how webuiapi recognises the ControlNet
+        # extension, and only then does it send an empty unit list with each request (else it sends a shared
+        # default dict again, holding the units of an earlier call); it runs nothing here
+        return {"txt2img": ["controlnet", "controlnet m2m", "adetailer"], "img2img": ["adetailer"]}
 
     return router
 

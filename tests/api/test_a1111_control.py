@@ -71,6 +71,9 @@ def test_controlnet_units_steer_the_image_and_are_recorded(sdxl_app, tiny_guides
     assert [(c["kind"], c["weight"]) for c in kept] == [("depth", 1.0), ("image", 0.5)]
     parked = generate(api, controlnet_units=[webuiapi.ControlNetUnit(image=square, module="canny", weight=0)])
     assert np.array_equal(made(parked), made(plain)), "weight 0 parks a unit, as in A1111"
+    again = generate(api)  # webuiapi clears the units of the calls before
+    assert np.array_equal(made(again), made(plain)) and "controls" not in app.studio.store.get(
+        "generations", again.info["history_ids"][0])["params"]
 
 
 def test_an_ip_adapter_unit_is_a_style_reference(sdxl_app, square):
@@ -97,7 +100,7 @@ def test_units_refused_with_the_reason(sdxl_app, tiny_guides, square):
         answer = httpx.post(url, json={**body, "alwayson_scripts": {"controlnet": {"args": [unit]}}}, timeout=120)
         assert answer.status_code == 422 and reason in answer.json()["detail"], answer.text
     assert not app.studio.store.count("generations")
-    assert "controlnet" in api.get_scripts()["txt2img"] and api.controlnet_version() == 2
+    assert api.has_controlnet and api.controlnet_version() == 2, "webuiapi sees the extension"
     assert {"none", "canny", "depth_midas", "ip-adapter_clip_sdxl"} <= set(api.controlnet_module_list())
     models = api.controlnet_model_list()
     flux = set(PROFILES["flux"].controlnets.repos.values())  # SDXL's are the tiny one here
