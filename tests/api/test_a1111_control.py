@@ -117,3 +117,4 @@ def test_a_user_may_name_no_controlnet_folder_of_the_studio_they_may_not_read(li
         "alwayson_scripts": {"controlnet": {"args": [unit]}}})
     assert answer.status_code == 422 and "no model folder of yours" in answer.json()["detail"]
     assert not app.studio.store.count("generations")
+    assert httpx.get(app.url.rstrip("/") + "/controlnet/model_list").status_code == 401, "signed in, like /sdapi"
