@@ -373,8 +373,8 @@ def controlnet_router(caller_of: Callable[[Request], Caller]) -> APIRouter:
 def a1111_sampler(name: str | None, scheduler: str | None, model: str) -> str:
     """The MASUKA sampler for A1111's ``sampler_name`` and ``scheduler`` on ``model``: the name with the schedule
     (``DPM++ 2M`` + ``karras`` -> ``DPM++ 2M Karras``) when the model can use that, else the sampler without the
-    schedule, else ""
-    (the model's own scheduler). A name that is neither MASUKA's nor A1111's gets :class:`InvalidInput`."""
+    schedule, else "" (the model's own scheduler). A name that is neither MASUKA's nor A1111's gets
+    :class:`InvalidInput`."""
     name = (name or "").strip()
     if not name:
         return ""

@@ -4,7 +4,7 @@
 (``dall-e-3``, ``gpt-image-1``...) mean "my default model", so tools with a fixed model name work too.
 ``quality`` and ``style`` are accepted and have no effect. Errors are OpenAI error objects.
 
-MASUKA's generation aids are extension fields OpenAI does not define (:data:`AIDS`: ``optimize_prompt``,
+MASUKA's generation aids are extension fields OpenAI does not define (:class:`Aids`: ``optimize_prompt``,
 ``safety_check``, ``face_detail``, ``face_strength``), sent by the official SDK through ``extra_body``: in the
 JSON body of a generation, as form fields of an edit.
 """
@@ -32,13 +32,22 @@ from masuka.models.catalog import image_models
 
 OPENAI_MODELS = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2")
 EDIT_STRENGTH = 0.8  # an edit without a mask: how far the whole picture may move
-AIDS = ("optimize_prompt", "safety_check", "face_detail", "face_strength")  # MASUKA's extension fields
 
 
-class Generation(BaseModel):
-    """The body of ``POST /v1/images/generations`` (unknown fields ignored)."""
+class Aids(BaseModel):
+    """MASUKA's extension fields (sent with ``extra_body``): the generation aids. An edit's come from its form
+    (``"true"``, ``"0.5"``...)."""
 
     model_config = ConfigDict(extra="ignore")
+
+    optimize_prompt: bool = False
+    safety_check: bool = False
+    face_detail: bool = False
+    face_strength: float = 0.4
+
+
+class Generation(Aids):
+    """The body of ``POST /v1/images/generations`` (unknown fields ignored)."""
 
     prompt: str
     model: str | None = None
@@ -47,21 +56,6 @@ class Generation(BaseModel):
     response_format: str | None = None
     quality: str | None = None
     style: str | None = None
-    optimize_prompt: bool = False  # MASUKA's extension fields (extra_body): the generation aids
-    safety_check: bool = False
-    face_detail: bool = False
-    face_strength: float = 0.4
-
-
-class Aids(BaseModel):
-    """The extension fields of an edit, read from its form (``"true"``, ``"0.5"``...)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    optimize_prompt: bool = False
-    safety_check: bool = False
-    face_detail: bool = False
-    face_strength: float = 0.4
 
 
 class OpenAIError(Exception):
@@ -114,7 +108,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
     router = APIRouter(prefix="/v1", tags=["OpenAI Images API"])
 
     def to_request(caller: Caller, prompt: str, model: str | None, n: Any, size: str | None,
-                   init: InitImage | None = None, aids: BaseModel | None = None) -> ImageRequest:
+                   init: InitImage | None = None, aids: Aids | None = None) -> ImageRequest:
         try:
             count = int(n)
         except (TypeError, ValueError):
@@ -128,7 +122,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
                 raise OpenAIError(400, f"size must look like 1024x1024 (got {size!r}).", param="size")
             width, height = int(parts[0]), int(parts[1])
         chosen = work.model_for(caller.user) if not model or model in OPENAI_MODELS else model
-        extra = {name: getattr(aids, name) for name in AIDS} if aids is not None else {}
+        extra = {name: getattr(aids, name) for name in Aids.model_fields} if aids is not None else {}
         return ImageRequest(prompt=prompt, model=chosen, width=width, height=height, batch=count,
                             owner=caller.user, init=init, **extra)
 
@@ -174,7 +168,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
         if mask_file is not None and hasattr(mask_file, "read"):
             mask = _openai_mask(work, caller, await mask_file.read())
         init = InitImage(image, 1.0 if mask else EDIT_STRENGTH, mask, mask_blur=0)
-        aids = Aids.model_validate({name: form[name] for name in AIDS if isinstance(form.get(name), str)})
+        aids = Aids.model_validate({name: form[name] for name in Aids.model_fields if isinstance(form.get(name), str)})
         image_request = to_request(caller, prompt, form.get("model"), form.get("n") or 1, form.get("size"), init,
                                    aids)
         return await run(request, caller, image_request, form.get("response_format"))
