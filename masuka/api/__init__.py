@@ -12,7 +12,7 @@ def mount_api(app: Any, studio: Studio, trust_loopback: bool = True) -> None:
     """Add both APIs' routes to the app's FastAPI server (see :func:`masuka.api.auth.authenticate`)."""
     from fastapi import Request
 
-    from masuka.api.a1111 import a1111_router
+    from masuka.api.a1111 import a1111_router, controlnet_router
     from masuka.api.auth import Caller, authenticate
     from masuka.api.openai_images import openai_router
     from masuka.api.work import ApiWork
@@ -25,4 +25,5 @@ def mount_api(app: Any, studio: Studio, trust_loopback: bool = True) -> None:
 
     work = ApiWork(studio)
     app.include_router(a1111_router(work, caller_of))
+    app.include_router(controlnet_router(caller_of))
     app.include_router(openai_router(work, caller_of))

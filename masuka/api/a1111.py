@@ -4,6 +4,7 @@ Field names, types and answers follow A1111 (``modules/api/models.py``): base64 
 as a JSON string with ``infotexts`` and ``all_seeds``. Unknown fields are ignored, as A1111 does. What has no
 meaning here is accepted and said to be ignored in the README (a ``sampler_name`` the model cannot use: it keeps
 its own scheduler; ``inpainting_fill`` 2 and 3 start from the original; ``skip`` stops like ``interrupt``).
+The ControlNet and ADetailer extensions' ``alwayson_scripts`` are read by :mod:`masuka.api.a1111_scripts`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from fastapi.responses import JSONResponse
 from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
 
+from masuka.access import usable_model
+from masuka.api.a1111_scripts import MODULE_LIST, adetailer_faces, controlnet_models, controlnet_units
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest
 from masuka.image.metadata import parse_parameters, read_parameters, split_lora_tags
-from masuka.image.samplers import SAMPLER_NAMES, fitting_sampler
+from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
 from masuka.image.tasks import InitImage, upscale
 from masuka.image.upscale.job import SCALES, UpscaleRequest, upscale_image
 from masuka.image.upscale.models import list_upscalers
@@ -33,6 +36,13 @@ from masuka.loras.library import list_loras
 from masuka.models.catalog import image_models, resolve_image_model
 
 UPSCALERS = ("None", "Lanczos", "Nearest")
+#: A1111's samplers (its 1.10 list, without the schedule suffixes older versions put in the name): a name that
+#: is A1111's but not MASUKA's is ignored like one the model cannot use; any other name is refused
+A1111_SAMPLERS = ("DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
+                  "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart", "DDIM",
+                  "DDIM CFG++", "PLMS", "UniPC", "LCM")
+#: A1111 schedule types whose sigma schedule MASUKA has for some samplers, by the suffix of its sampler names
+SCHEDULES = {"karras": "Karras", "exponential": "Exponential", "beta": "Beta"}
 
 
 class Txt2Img(BaseModel):
@@ -44,6 +54,7 @@ class Txt2Img(BaseModel):
     negative_prompt: str = ""
     seed: int = -1
     sampler_name: str | None = None
+    sampler_index: str | None = None  # A1111's older name of the field, used when sampler_name is empty
     scheduler: str | None = None
     batch_size: int = 1
     n_iter: int = 1
@@ -55,6 +66,7 @@ class Txt2Img(BaseModel):
     send_images: bool = True
     save_images: bool = False
     styles: list[str] | None = None
+    alwayson_scripts: dict[str, Any] | None = None
 
 
 class Img2Img(Txt2Img):
@@ -126,10 +138,17 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             raise InvalidInput(f"batch_size × n_iter must be between 1 and {MAX_BATCH} (got {batch}).")
         prompt, tags = split_lora_tags(body.prompt)  # names in the caller's LoRA library
         model = (body.override_settings or {}).get("sd_model_checkpoint") or work.model_for(caller.user)
+        controls, references = controlnet_units(
+            body.alwayson_scripts, lambda data, kind: work.decode_upload(caller, data, kind),
+            lambda net: usable_model(studio, caller.user, net, marker="config.json"))
+        face_strength = adetailer_faces(body.alwayson_scripts)
         return ImageRequest(prompt=prompt, model=str(model), negative_prompt=body.negative_prompt, steps=body.steps,
                             guidance=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
                             batch=batch, loras=tags, owner=caller.user, init=init,
-                            sampler=fitting_sampler(body.sampler_name, str(model)))
+                            sampler=a1111_sampler(body.sampler_name or body.sampler_index, body.scheduler,
+                                                  str(model)), controls=controls,
+                            style_references=references, face_detail=face_strength is not None,
+                            face_strength=ImageRequest.face_strength if face_strength is None else face_strength)
 
     def answer(outcome: Outcome, body: Txt2Img) -> dict:
         request, results = outcome.request, outcome.results
@@ -139,7 +158,8 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             "negative_prompt": body.negative_prompt, "all_negative_prompts": [body.negative_prompt] * len(results),
             "seed": seeds[0] if seeds else body.seed, "all_seeds": seeds, "subseed": -1,
             "all_subseeds": [-1] * len(results), "subseed_strength": 0, "width": request.width,
-            "height": request.height, "sampler_name": body.sampler_name, "cfg_scale": request.guidance,
+            "height": request.height, "sampler_name": body.sampler_name, "scheduler": body.scheduler,
+            "cfg_scale": request.guidance,
             "steps": request.steps, "batch_size": body.batch_size, "restore_faces": False,
             "sd_model_name": request.model, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
             "denoising_strength": request.init.strength if request.init else None, "styles": body.styles or [],
@@ -149,7 +169,12 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         }
         if results:
             parsed = parse_parameters(results[0].parameters)
-            info.update(width=parsed.width, height=parsed.height, steps=parsed.steps, cfg_scale=parsed.guidance)
+            sampler, schedule = split_schedule(parsed.sampler or "")
+            info.update(width=parsed.width, height=parsed.height, steps=parsed.steps, cfg_scale=parsed.guidance,
+                        sampler_name=sampler, scheduler=schedule)
+        verdicts = [(studio.store.get("generations", r.id)["params"] or {}).get("safety") for r in results]
+        if any(verdicts):  # the safety check ran: each image's score and what was done to it
+            info["safety"] = verdicts
         images = [file_base64(r.path) for r in results] if body.send_images else []
         return {"images": images, "parameters": body.model_dump(), "info": json.dumps(info)}
 
@@ -248,14 +273,15 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def samplers(request: Request) -> Any:
         caller_of(request)
-        return [{"name": name, "aliases": [], "options": {}} for name in SAMPLER_NAMES]
+        return [{"name": name, "aliases": [], "options": {"scheduler": schedule} if schedule != "automatic" else {}}
+                for name, schedule in ((name, split_schedule(name)[1]) for name in SAMPLER_NAMES)]
 
     @router.get("/schedulers")
     @a1111_errors
     def schedulers(request: Request) -> Any:
         caller_of(request)
-        return [{"name": "automatic", "label": "Automatic", "aliases": None, "default_rho": -1,
-                 "need_inner_model": False}]
+        return [{"name": name, "label": label, "aliases": None, "default_rho": -1, "need_inner_model": False}
+                for name, label in {"automatic": "Automatic", **SCHEDULES}.items()]
 
     @router.get("/loras")
     @a1111_errors
@@ -310,9 +336,64 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def scripts(request: Request) -> Any:
         caller_of(request)
-        return {"txt2img": [], "img2img": []}
+        # the extensions' always-on scripts MASUKA reads; "controlnet m2m" is how webuiapi recognises the ControlNet
+        # extension, and only then does it send an empty unit list with each request (else it sends a shared
+        # default dict again, holding the units of an earlier call); it runs nothing here
+        return {"txt2img": ["controlnet", "controlnet m2m", "adetailer"], "img2img": ["adetailer"]}
 
     return router
+
+
+def controlnet_router(caller_of: Callable[[Request], Caller]) -> APIRouter:
+    """sd-webui-controlnet's own discovery routes (``/controlnet/...``), for clients that ask before they send
+    units."""
+    router = APIRouter(prefix="/controlnet", tags=["AUTOMATIC1111 API"])
+
+    @router.get("/version")
+    @a1111_errors
+    def version(request: Request) -> Any:
+        caller_of(request)
+        return {"version": 2}
+
+    @router.get("/model_list")
+    @a1111_errors
+    def model_list(request: Request) -> Any:
+        caller_of(request)
+        return {"model_list": ["None", *controlnet_models()]}
+
+    @router.get("/module_list")
+    @a1111_errors
+    def module_list(request: Request) -> Any:
+        caller_of(request)
+        return {"module_list": list(MODULE_LIST)}
+
+    return router
+
+
+def a1111_sampler(name: str | None, scheduler: str | None, model: str) -> str:
+    """The MASUKA sampler for A1111's ``sampler_name`` and ``scheduler`` on ``model``: the name with the schedule
+    (``DPM++ 2M`` + ``karras`` -> ``DPM++ 2M Karras``) when the model can use that, else the sampler without the
+    schedule, else "" (the model's own scheduler). A name that is neither MASUKA's nor A1111's gets
+    :class:`InvalidInput`."""
+    name = (name or "").strip()
+    if not name:
+        return ""
+    base, _schedule = split_schedule(name)
+    known = {n.lower() for n in (*SAMPLER_NAMES, *A1111_SAMPLERS)}
+    if name.lower() not in known and base.lower() not in known and name.lower() not in ("automatic", "default"):
+        check_sampler(name, None, model)  # raises, naming the samplers there are
+    suffix = SCHEDULES.get((scheduler or "").strip().lower())
+    if suffix and base == name:
+        return fitting_sampler(f"{name} {suffix}", model) or fitting_sampler(name, model)
+    return fitting_sampler(name, model) or fitting_sampler(base, model)
+
+
+def split_schedule(sampler: str) -> tuple[str, str]:
+    """``DPM++ 2M Karras`` -> (``DPM++ 2M``, ``karras``); a name without a schedule -> (name, ``automatic``)."""
+    for schedule, suffix in SCHEDULES.items():
+        if sampler.lower().endswith(f" {suffix.lower()}"):
+            return sampler[:-len(suffix) - 1], schedule
+    return sampler, "automatic"
 
 
 def _state(state: Any) -> dict:

@@ -3,6 +3,10 @@
 ``model`` is a catalog id, a diffusers repo id or a local folder; OpenAI's own image model names
 (``dall-e-3``, ``gpt-image-1``...) mean "my default model", so tools with a fixed model name work too.
 ``quality`` and ``style`` are accepted and have no effect. Errors are OpenAI error objects.
+
+MASUKA's generation aids are extension fields OpenAI does not define (:class:`Aids`: ``optimize_prompt``,
+``safety_check``, ``face_detail``, ``face_strength``), sent by the official SDK through ``extra_body``: in the
+JSON body of a generation, as form fields of an edit.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from masuka.access import may_read
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
-from masuka.image.generate import MAX_BATCH, ImageRequest
+from masuka.image.generate import MAX_BATCH, ImageRequest, used_prompt
 from masuka.image.tasks import InitImage, save_input
 from masuka.models.catalog import image_models
 
@@ -30,10 +34,20 @@ OPENAI_MODELS = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt
 EDIT_STRENGTH = 0.8  # an edit without a mask: how far the whole picture may move
 
 
-class Generation(BaseModel):
-    """The body of ``POST /v1/images/generations`` (unknown fields ignored)."""
+class Aids(BaseModel):
+    """MASUKA's extension fields (sent with ``extra_body``): the generation aids. An edit's come from its form
+    (``"true"``, ``"0.5"``...)."""
 
     model_config = ConfigDict(extra="ignore")
+
+    optimize_prompt: bool = False
+    safety_check: bool = False
+    face_detail: bool = False
+    face_strength: float = 0.4
+
+
+class Generation(Aids):
+    """The body of ``POST /v1/images/generations`` (unknown fields ignored)."""
 
     prompt: str
     model: str | None = None
@@ -94,7 +108,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
     router = APIRouter(prefix="/v1", tags=["OpenAI Images API"])
 
     def to_request(caller: Caller, prompt: str, model: str | None, n: Any, size: str | None,
-                   init: InitImage | None = None) -> ImageRequest:
+                   init: InitImage | None = None, aids: Aids | None = None) -> ImageRequest:
         try:
             count = int(n)
         except (TypeError, ValueError):
@@ -108,8 +122,9 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
                 raise OpenAIError(400, f"size must look like 1024x1024 (got {size!r}).", param="size")
             width, height = int(parts[0]), int(parts[1])
         chosen = work.model_for(caller.user) if not model or model in OPENAI_MODELS else model
+        extra = {name: getattr(aids, name) for name in Aids.model_fields} if aids is not None else {}
         return ImageRequest(prompt=prompt, model=chosen, width=width, height=height, batch=count,
-                            owner=caller.user, init=init)
+                            owner=caller.user, init=init, **extra)
 
     async def run(request: Request, caller: Caller, image_request: ImageRequest, response_format: str | None
                   ) -> dict:
@@ -122,8 +137,8 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
             raise OpenAIError(400, str(error), param=param) from None
         data = [{"url": str(request.url_for("openai_image_file", image_id=r.id))} if response_format == "url"
                 else {"b64_json": file_base64(r.path)} for r in outcome.results]
-        return {"created": int(time.time()), "data": [dict(item, revised_prompt=image_request.prompt)
-                                                      for item in data]}
+        return {"created": int(time.time()), "data": [dict(item, revised_prompt=used_prompt(result))  # optimized
+                                                      for item, result in zip(data, outcome.results, strict=True)]}
 
     @router.post("/images/generations")
     @openai_errors
@@ -135,8 +150,8 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
             if isinstance(error, ValidationError):
                 raise
             raise OpenAIError(400, "The body must be JSON.") from None
-        return await run(request, caller, to_request(caller, body.prompt, body.model, body.n, body.size),
-                         body.response_format)
+        return await run(request, caller, to_request(caller, body.prompt, body.model, body.n, body.size,
+                                                     aids=body), body.response_format)
 
     @router.post("/images/edits")
     @openai_errors
@@ -153,7 +168,9 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
         if mask_file is not None and hasattr(mask_file, "read"):
             mask = _openai_mask(work, caller, await mask_file.read())
         init = InitImage(image, 1.0 if mask else EDIT_STRENGTH, mask, mask_blur=0)
-        image_request = to_request(caller, prompt, form.get("model"), form.get("n") or 1, form.get("size"), init)
+        aids = Aids.model_validate({name: form[name] for name in Aids.model_fields if isinstance(form.get(name), str)})
+        image_request = to_request(caller, prompt, form.get("model"), form.get("n") or 1, form.get("size"), init,
+                                   aids)
         return await run(request, caller, image_request, form.get("response_format"))
 
     @router.get("/images/files/{image_id}", name="openai_image_file")

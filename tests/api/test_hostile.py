@@ -31,6 +31,13 @@ A1111 = {
     "an all-black mask": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": [png()], "mask": png()}, "all black"),
     "a strength above 1": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": [png()], "denoising_strength": 7},
                            "at most 1"),
+    "a ControlNet module that is not here": ("/sdapi/v1/txt2img", {"prompt": "x", "alwayson_scripts": {"controlnet": {
+        "args": [{"image": png(), "module": "openpose"}]}}}, "'openpose' is not available"),
+    "a hundred ControlNet units": ("/sdapi/v1/txt2img", {"prompt": "x", "alwayson_scripts": {"ControlNet": {
+        "args": [{"image": png(), "module": "canny"}] * 100}}}, "At most 3 control images"),
+    "an ADetailer hand model": ("/sdapi/v1/txt2img", {"prompt": "x", "alwayson_scripts": {"ADetailer": {
+        "args": [True, {"ad_model": "hand_yolov8n.pt"}]}}}, "'hand_yolov8n.pt' is not available"),
+    "a sampler nobody has": ("/sdapi/v1/txt2img", {"prompt": "x", "sampler_name": "Eulr a"}, "Unknown sampler"),
     "png-info of garbage": ("/sdapi/v1/png-info", {"image": base64.b64encode(b"\x89PNG junk").decode()},
                             "not a readable"),
     "a model that does not exist": ("/sdapi/v1/options", {"sd_model_checkpoint": "no such model"}, "Unknown model"),
@@ -58,6 +65,8 @@ def test_a1111_refuses_with_the_reason(app, case):
     assert answer.status_code == 422, answer.text
     assert re.search(reason, answer.json()["detail"]), answer.json()
     assert not app.studio.store.count("generations")
+    kept = [p.name for p in app.studio.config.data_dir.rglob("inputs/*") if p.name.startswith(("control", "reference"))]
+    assert not kept, "ControlNet units are checked before any of their pictures is kept"
 
 
 @pytest.mark.parametrize("fields, files, param, reason", [
