@@ -134,8 +134,8 @@ def test_first_use_downloads_outside_the_gpu_slot_with_progress_then_generates(s
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     seen = []
 
-    def on_download(line: str, fraction: float) -> None:
-        seen.append((line, fraction, studio.gpu.holders()))
+    def on_download(progress) -> None:
+        seen.append((progress.message, progress.fraction, studio.gpu.holders()))
 
     results = generate_images(studio, ImageRequest("a fox", "acme/tiny-flux", steps=1, width=64, height=64, seed=1),
                               on_download=on_download)

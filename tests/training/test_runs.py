@@ -73,7 +73,7 @@ def test_stop_then_resume_matches_an_uninterrupted_run(studio, tiny_model, datas
     run = create_run(studio, options(model, steps=6))
     submit_run(studio, run, on_step=lambda step: step == 3 and request_stop(studio, run))
     stopped = finish(studio, run)
-    assert stopped["status"] == "cancelled" and "Stopped at step 3" in stopped["error"]
+    assert stopped["status"] == "cancelled" and "Stopped by the user at step 3" in stopped["error"]
     assert stopped["checkpoint_step"] == 3 and stopped["lora"] is None
 
     resume_run(studio, run)
