@@ -195,6 +195,7 @@ class Progress:
     total: int | None = None
     fraction: float | None = None
     message: str = ""
+    detail: str = ""  # what was just made (a caption, say), for watchers that show it
 
 
 Watch = Callable[[Progress], None]
@@ -241,18 +242,18 @@ class JobContext:
         raise Cancelled(kept)
 
     def progress(self, step: int | None = None, total: int | None = None, *, fraction: float | None = None,
-                 message: str = "", **columns: Any) -> None:
+                 message: str = "", detail: str = "", **columns: Any) -> None:
         """Record progress in the row (and ``state``/other columns given) and tell the watcher."""
         progress(self.store, self.job_id, step, total, fraction=fraction, **columns)
-        self.tell(step, total, fraction=fraction, message=message)
+        if step is not None or fraction is not None or message:
+            self.tell(Progress(step, total, fraction, message, detail))
 
-    def tell(self, step: int | None = None, total: int | None = None, *, fraction: float | None = None,
-             message: str = "") -> None:
+    def tell(self, report: Progress) -> None:
         """Tell the watcher only (progress the row does not keep, such as a model download's line)."""
         if self.watch is not None:
-            if fraction is None and step is not None and total:
-                fraction = step / total
-            self.watch(Progress(step, total, fraction, message))
+            if report.fraction is None and report.step is not None and report.total:
+                report.fraction = report.step / report.total
+            self.watch(report)
 
     def log(self, text: str) -> None:
         """Append a line to the job's log."""
@@ -309,12 +310,11 @@ class JobRunner:
         update(self.store, job_id, status="queued", lane=lane, queued_at=now(), pid=os.getpid())
         self._wake(lane)
 
-    def run_here(self, job_id: int, work: JobWork, ctx: JobContext | None = None) -> JobRow:
-        """Run ``work`` in the calling thread (a request that waits for its answer), with the same
-        bookkeeping as a background job; returns the finished row."""
-        self._check_fair_share(job_id)
-        self._run(job_id, work, ctx)
-        return get(self.store, job_id)
+    def run_here(self, job_id: int, work: JobWork, ctx: JobContext | None = None) -> object:
+        """Run ``work`` in the calling thread (a request that waits for its answer, as captioning does), with the
+        same bookkeeping as a background job; returns what ``work`` returns and raises what it raised, once the
+        row says so."""
+        return self._run(job_id, work, ctx, reraise=True)
 
     def adopt(self, *lanes: str) -> None:
         """Also run the queued jobs of ``lanes`` (all of :data:`LANES` unless told) that a process no longer
@@ -396,32 +396,43 @@ class JobRunner:
                 work, ctx = self._work.pop(row.id, (None, None))
             self._run(row.id, work, ctx, claimed=True)
 
-    def _run(self, job_id: int, work: JobWork | None, ctx: JobContext | None, claimed: bool = False) -> None:
+    def _run(self, job_id: int, work: JobWork | None, ctx: JobContext | None, claimed: bool = False,
+             reraise: bool = False) -> object:
         row = get(self.store, job_id)
         if row is None or row.status in ("cancelled", "completed"):
-            return
+            return None
         if row.stop_requested:
             finish(self.store, job_id, "cancelled", str(Cancelled(at="before it started")))
-            return
+            return None
         if not claimed:
             update(self.store, job_id, status="running", pid=os.getpid(), started_at=row.started_at or now(),
                    error=None)
         ctx = ctx or JobContext(self.store, job_id)
         try:
-            (work or self._kind_work(row))(ctx)
-        except Cancelled as error:
-            finish(self.store, job_id, "cancelled", str(error))
+            answer = (work or self._kind_work(row))(ctx)
+        except (Cancelled, KeyboardInterrupt) as error:
+            finish(self.store, job_id, "cancelled", str(error) if isinstance(error, Cancelled) else str(Cancelled()))
+            if reraise:
+                raise
         except MasukaError as error:
             finish(self.store, job_id, "failed", str(error))
+            if reraise:
+                raise
         except Exception as error:  # a bug or a fault: record it, never leave the row "running"
             log.exception("job %s failed", job_id)
             full = as_disk_full(error)
             finish(self.store, job_id, "failed", str(full) if full else f"{type(error).__name__}: {error}",
                    detail=traceback.format_exc())
+            if reraise and full:
+                raise full from error
+            if reraise:
+                raise
         else:
             row = get(self.store, job_id)
             if row and row.status == "running":
                 finish(self.store, job_id, "completed")
+            return answer
+        return None
 
     def _kind_work(self, row: JobRow) -> JobWork:
         """The work of a job known only by its row (adopted after a restart)."""

@@ -244,7 +244,7 @@ def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | Non
             item["image"] = image_id
     update_character(studio, character, state=state)
     if captioner and added:  # only the new images: they are the ones without a caption
-        caption_dataset(studio, CaptionRequest(dataset["id"], owner, captioner, admin=True), on_download=on_download)
+        caption_dataset(studio, CaptionRequest(dataset["id"], owner, captioner, admin=True), watch=on_download)
     return [r.to_dict() for r in report.rejected]
 
 

@@ -127,7 +127,7 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
         watch(Progress(fraction=0.0, message=f"Downloading {source}…"))
     while not (row := studio.jobs.wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
         if watch:
-            watch(Progress(row.step, row.total, row.progress or 0.0, download_line(row)))
+            watch(Progress(fraction=row.progress or 0.0, message=download_line(row)))
     if row.status != "completed":
         raise ModelUnavailable(row.error or f"The download of {source} ended as {row.status}.")
 
