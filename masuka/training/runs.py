@@ -197,7 +197,8 @@ class RunContext(JobContext):
                  observer: Callable[[int], None] | None = None):
         super().__init__(store, run_id, interrupt)
         self.observer = observer
-        self.total = (jobs.get(store, run_id).total if jobs.get(store, run_id) else None) or 1
+        row = jobs.get(store, run_id)
+        self.total = (row.total if row else None) or 1
         self.pending: list[dict[str, Any]] = []
         self.flushed_at = 0.0
 

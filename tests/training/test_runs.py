@@ -128,6 +128,21 @@ def test_queued_runs_train_one_after_another(studio, tiny_model, dataset):
     assert studio.store.get("jobs", second)["started_at"] >= studio.store.get("jobs", first)["finished_at"]
 
 
+def test_a_run_left_queued_by_a_stopped_app_trains_after_the_restart(studio, tiny_model, dataset):
+    from masuka import jobs
+    from masuka.training.runs import LANE
+
+    run = create_run(studio, options(tiny_model("sd3"), steps=2))
+    # as the app that queued it left it: in the training lane, owned by a process that is gone
+    jobs.update(studio.store, run, lane=LANE, queued_at="2026-01-01T00:00:00+00:00", pid=2**22 + 11)
+    studio.store.mark_interrupted()  # what the next start does: a queued run is not "interrupted"
+    assert studio.store.get("jobs", run)["status"] == "queued"
+    studio.jobs.adopt(LANE)
+    status = finish(studio, run)
+    assert status["status"] == "completed", status["error"]
+    assert status["lora"] and [step for step, _loss in status["losses"]] == [1, 2]
+
+
 def test_nan_loss_stops_the_run_with_a_message(studio, tiny_model, dataset, tmp_path):
     import shutil
 
