@@ -11,7 +11,7 @@ import pytest
 
 from masuka import config
 from masuka.errors import InvalidInput
-from masuka.video.settings import VideoSettings
+from masuka.video.timing import VideoSettings
 from tests.conftest import ROOT
 
 # a MASUKA_/SPACE variable named in place, or any variable named by a constant (which could hide one)

@@ -24,12 +24,12 @@ from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest
-from masuka.image.library import list_loras
 from masuka.image.metadata import parse_parameters, read_parameters, split_lora_tags
 from masuka.image.samplers import SAMPLER_NAMES, fitting_sampler
 from masuka.image.tasks import InitImage, upscale
 from masuka.image.upscale.job import SCALES, UpscaleRequest, upscale_image
 from masuka.image.upscale.models import list_upscalers
+from masuka.loras.library import list_loras
 from masuka.models.catalog import image_models, resolve_image_model
 
 UPSCALERS = ("None", "Lanczos", "Nearest")

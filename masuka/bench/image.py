@@ -153,8 +153,8 @@ def _tiny_extras(studio: Studio, spec: ModelSpec, tiny: str, args: argparse.Name
     from diffusers import DiffusionPipeline
 
     from masuka.cli import main as cli_main
-    from masuka.image.loras import inspect_lora
     from masuka.image.pipelines import get_pipeline
+    from masuka.loras.files import inspect_lora
 
     plan = device_plan()
     request = _request(spec, args, size, steps)
@@ -263,7 +263,7 @@ def _compare(results: dict[str, dict], steps: int, memory: str, device: str) -> 
 
 def _switch(pipe: Any, turns: Any) -> None:
     """One LoRA switch: the next file of ``turns`` replaces the loaded one."""
-    from masuka.image.loras import apply_loras
+    from masuka.image.adapters import apply_loras
 
     apply_loras(pipe, [(next(turns), 1.0)])
 

@@ -87,7 +87,7 @@ def _load(studio: Studio, owner: str, source: str, on_download: Watch | None) ->
             config = transformers.AutoConfig.from_pretrained(source, local_files_only=local)
             clip = config.model_type == "clip"
             model_class = transformers.CLIPModel if clip else transformers.AutoModel
-            model = model_class.from_pretrained(source, dtype=plan.dtype, local_files_only=local)
+            model = model_class.from_pretrained(source, dtype=plan.dtype, use_safetensors=True, local_files_only=local)
             processor = transformers.AutoImageProcessor.from_pretrained(source, local_files_only=local)
         except Exception as error:
             raise explain_load_error(ModelSpec(source, source, None, name=source), error) from error

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from masuka.datasets.captions import check_trigger
+from masuka.datasets.caption_template import check_trigger
 from masuka.datasets.library import NAME
 from masuka.errors import InvalidInput
 from masuka.store import find_named, insert_named, now, owner_clause

@@ -29,8 +29,8 @@ from masuka.characters.library import (
 from masuka.characters.prompts import DEFAULT_VIEWS, check_prompts, pick_prompts
 from masuka.characters.views import ViewRequest, edit_models, make_view
 from masuka.datasets.adding import add_images
+from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.captioning import CaptionRequest, caption_dataset
-from masuka.datasets.captions import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.library import create_dataset, delete_dataset, delete_image, find_dataset, set_caption
 from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop

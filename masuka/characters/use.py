@@ -7,9 +7,9 @@ default weight (0.73 unless the user chose another when training).
 
 from __future__ import annotations
 
-from masuka.datasets.captions import has_trigger
+from masuka.datasets.caption_template import has_trigger
 from masuka.image.generate import parse_lora
-from masuka.image.library import list_loras
+from masuka.loras.library import list_loras
 from masuka.studio import Studio
 
 CHARACTER_KEY = "masuka.character"

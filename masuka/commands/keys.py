@@ -39,7 +39,7 @@ def key_name(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.settings import check_key, key_table, save_key
+    from masuka.keys import check_key, key_table, save_key
 
     config = open_studio(args).config
     if args.action == "list":

@@ -29,7 +29,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from masuka.errors import InvalidInput
-    from masuka.models import lora_import
+    from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
     from masuka.models.manage import delete_model, model_status, start_download
 
     studio = open_studio(args)
@@ -50,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
         emit(args, {"freed_bytes": freed}, f"freed {freed / 2**30:.2f} GB")
     else:
         if args.file:
-            row = lora_import.import_lora_file(studio, args.user, args.file, args.name)
+            row = import_lora_file(studio, args.user, args.file, args.name)
         elif args.hf:
-            row = lora_import.import_from_hub(studio, args.user, args.hf[0], args.hf[1], args.name)
+            row = import_from_hub(studio, args.user, args.hf[0], args.hf[1], args.name)
         else:
-            row = lora_import.import_from_civitai(studio, args.user, args.civitai, args.name)
+            row = import_from_civitai(studio, args.user, args.civitai, args.name)
         emit(args, row, f"imported {row['name']} ({row['architecture']}) -> {row['path']}")
     return 0

@@ -15,8 +15,8 @@ from PIL import Image
 
 from masuka import jobs
 from masuka.access import usable_model
+from masuka.datasets.caption_template import apply_template, check_template
 from masuka.datasets.captioners import MODES, CaptionerSpec, load_captioner, resolve_captioner
-from masuka.datasets.captions import apply_template, check_template
 from masuka.datasets.library import dataset_images, find_dataset, set_caption, update_dataset
 from masuka.errors import Cancelled, InvalidInput
 from masuka.gpu import zerogpu

@@ -16,7 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-from masuka.datasets.captions import DEFAULT_TEMPLATE, check_template, check_trigger
+from masuka.datasets.caption_template import DEFAULT_TEMPLATE, check_template, check_trigger
 from masuka.datasets.formats import MAX_CAPTION_CHARS
 from masuka.datasets.preprocess import PrepOptions
 from masuka.errors import InvalidInput, NotFound

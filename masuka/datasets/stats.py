@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from masuka.datasets.captions import has_trigger
+from masuka.datasets.caption_template import has_trigger
 from masuka.datasets.library import dataset_images
 from masuka.datasets.preprocess import PrepOptions
 from masuka.studio import Studio

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import HistoryFilter, history_choices, history_query, history_stats
+from masuka.history.queries import HistoryFilter, history_choices, history_query, history_stats
 from masuka.studio import Studio
 
 TABLES = {"g": "generations", "j": "jobs"}

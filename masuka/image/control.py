@@ -164,7 +164,7 @@ def _load_controlnet(support: ControlNets, repo: str, pipe: Any) -> Any:
         config = cls.load_config(repo, local_files_only=cache_only(repo))
         if support.union_model and config.get("_class_name") == support.union_model:
             cls = getattr(diffusers, support.union_model)
-        net = cls.from_pretrained(repo, dtype=pipe.dtype, local_files_only=cache_only(repo))
+        net = cls.from_pretrained(repo, dtype=pipe.dtype, use_safetensors=True, local_files_only=cache_only(repo))
     except Exception as error:  # a missing repo, no network, a file that is not a ControlNet
         raise unavailable("ControlNet", repo, error) from error
     return net.to(pipe.masuka_plan.device)

@@ -28,7 +28,7 @@ from masuka.gpu import DevicePlan
 from masuka.image.memory import denoiser_of
 
 if TYPE_CHECKING:
-    from masuka.image.loras import LoraInfo
+    from masuka.loras.files import LoraInfo
 
 log = logging.getLogger(__name__)
 

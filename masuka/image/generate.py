@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from masuka.access import may_read, usable_model
+from masuka.defaults import load_defaults
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
+from masuka.image.adapters import apply_loras
 from masuka.image.aid_settings import AidSettings, load_aid_settings
 from masuka.image.control import (
     Control,
@@ -39,7 +41,7 @@ from masuka.image.edit import check_references, edit_kwargs, edit_record, plan_r
 from masuka.image.face_detail import check_strength, detail_faces, face_infotext, face_record
 from masuka.image.face_restore import face_restorer
 from masuka.image.fast import compile_once
-from masuka.image.loras import LoraInfo, apply_loras, check_fits, inspect_lora
+from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
@@ -67,17 +69,15 @@ from masuka.image.tasks import (
     task_record,
 )
 from masuka.jobs import Watch
+from masuka.loras.files import LoraInfo, check_fits, inspect_lora
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.manage import fetch_for_use
-from masuka.settings import load_defaults
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
 from masuka.validation import flag, is_number, plain_text, whole_number
 
 MAX_BATCH = 4
-MAX_STEPS = 200
-MIN_SIDE, MAX_SIDE = 64, 2048
 MAX_PROMPT_CHARS = 4000
 MAX_LORA_CHARS = 1024
 MAX_SEED = 2**32 - 1
@@ -147,6 +147,7 @@ class Plan:
     style_references: list[ReferenceInput] = field(default_factory=list)
     kept: dict[str, Any] = field(default_factory=dict)  # copies of the input pictures, for the history rows
     references: list[Any] = field(default_factory=list)  # the reference pictures of an edit, read
+    output_format: str = "PNG"  # the file format of the saved images (Settings' default, read once per plan)
 
 
 def parse_loras(values: Any) -> list[tuple[str, float]]:
@@ -249,7 +250,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
                                               task is not None, fast)
     return Plan(replace(request, sampler=sampler), spec, steps, guidance, width, height,
                 [seed + i for i in range(batch)], loras, task, safety, controls, style_references,
-                references=references)
+                references=references, output_format=load_defaults(studio.config).output_format)
 
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
@@ -338,7 +339,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
                 image = finish(runner(**kwargs, **extra, **controls).images[0], plan.task)
             image, aided = _aids(studio, plan, pipe, image, seed, step_end)
             parameters = format_parameters(_parameters(plan, seed, pipe))
-            path = _save(studio, image, parameters, row_id, seed, plan.request.owner)
+            path = _save(studio, image, parameters, row_id, seed, plan.request.owner, plan.output_format)
         except BaseException as error:
             close_row(studio, row_id, started, error=error)
             raise
@@ -454,10 +455,10 @@ def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
                       loras=[(info.name, weight) for info, weight in plan.loras], extra=extra)
 
 
-def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int, owner: str = LOCAL_USER) -> Path:
-    """Write the image atomically (temporary file, then rename) in the owner's folder, in the format chosen in
-    Settings: no half-written file is ever recorded."""
-    image_format = load_defaults(studio.config).output_format
+def _save(studio: Studio, image: Any, parameters: str, row_id: int, seed: int, owner: str = LOCAL_USER,
+          image_format: str = "PNG") -> Path:
+    """Write the image atomically (temporary file, then rename) in the owner's folder, as ``image_format`` (the
+    one chosen in Settings, read once per request by the caller): no half-written file is ever recorded."""
     folder = output_dir(studio.config, owner) / "images" / datetime.now(UTC).strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{row_id:06d}-{seed}.{image_format.lower().replace('jpeg', 'jpg')}"

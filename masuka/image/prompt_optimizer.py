@@ -82,7 +82,7 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
     import httpx
 
     from masuka.video.http import provider_message, retry_delay
-    from masuka.video.settings import VideoSettings
+    from masuka.video.timing import VideoSettings
 
     url = f"{settings.endpoint()}/chat/completions"
     host = httpx.URL(url).host
@@ -136,7 +136,8 @@ def _ask_local(studio: Studio, source: str, messages: list[dict]) -> str:
         try:
             local = cache_only(source)
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=plan.dtype, local_files_only=local)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=plan.dtype, use_safetensors=True,
+                                                         local_files_only=local)
         except Exception as error:
             raise explain_load_error(ModelSpec("prompt-llm", source, None, name=source), error) from error
         return tokenizer, model.to(plan.device).eval()

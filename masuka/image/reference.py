@@ -102,7 +102,7 @@ def redux_prior(pipe: Any, support: StyleReferences) -> Any:
 
         try:
             prior = FluxPriorReduxPipeline.from_pretrained(
-                support.repo, dtype=pipe.dtype, local_files_only=cache_only(support.repo),
+                support.repo, dtype=pipe.dtype, use_safetensors=True, local_files_only=cache_only(support.repo),
                 text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2,
                 tokenizer_2=pipe.tokenizer_2)
         except Exception as error:

@@ -70,7 +70,8 @@ def _classifier(studio: Studio, source: str):
         try:
             local = cache_only(source)
             processor = AutoImageProcessor.from_pretrained(source, local_files_only=local)
-            model = AutoModelForImageClassification.from_pretrained(source, local_files_only=local)
+            model = AutoModelForImageClassification.from_pretrained(source, use_safetensors=True,
+                                                                    local_files_only=local)
         except Exception as error:
             raise explain_load_error(ModelSpec("safety", source, None, name=source), error) from error
         labels = {int(i): str(label) for i, label in model.config.id2label.items()}

@@ -21,9 +21,9 @@ from tqdm import tqdm
 from masuka import jobs
 from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, as_disk_full
 from masuka.jobs import JobContext, JobRow, Progress, Watch
+from masuka.keys import hub_endpoint
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
 from masuka.models.hub import hub_offline, hub_reachable
-from masuka.settings import hub_endpoint
 from masuka.store import UNFINISHED, owner_clause
 from masuka.studio import Studio
 

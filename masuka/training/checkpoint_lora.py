@@ -13,7 +13,7 @@ from pathlib import Path
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest
 from masuka.image.grid import Axis, Cell, plan_grid
-from masuka.image.library import register_lora
+from masuka.loras.library import register_lora
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training import checkpoints

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import MasukaError, ProviderError
-from masuka.image.loras import LoraInfo, inspect_lora
 from masuka.keys import mask
+from masuka.loras.files import LoraInfo, inspect_lora
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 from masuka import jobs
 from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, NotFound
-from masuka.image.library import register_lora
 from masuka.jobs import JobContext
+from masuka.loras.library import register_lora
 from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error, resolve_image_model
 from masuka.store import LOCAL_USER, Store, now
@@ -125,13 +125,10 @@ def _remote(row: jobs.JobRow) -> bool:
     return row.params.get("backend", "local") != "local"
 
 
-def execute_run(studio: Studio, ctx: JobContext | int, main: bool = True) -> None:
+def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     """Train the run's row to completion (or its stop); every process of a multi-GPU run calls this."""
     from masuka.training.loop import TrainPlan, train
 
-    hooks = ctx if isinstance(ctx, RunContext) else RunContext(
-        studio.store, ctx.job_id if isinstance(ctx, JobContext) else ctx,
-        ctx.interrupt if isinstance(ctx, JobContext) else None)
     run_id = hooks.job_id
     row = jobs.get(studio.store, run_id)
     options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row.params), row.owner)

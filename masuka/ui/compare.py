@@ -6,8 +6,8 @@ import gradio as gr
 
 from masuka.image.compare import create_ab, describe_tally, list_comparisons, next_pair, tally, vote
 from masuka.image.generate import parse_lora
-from masuka.image.library import list_loras
 from masuka.image.prompts import prompt_lines
+from masuka.loras.library import list_loras
 from masuka.ui.common import UIContext, friendly, is_admin, user_of
 from masuka.ui.queue import FORM, form_request
 

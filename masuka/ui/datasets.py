@@ -7,8 +7,8 @@ from pathlib import Path
 import gradio as gr
 
 from masuka.datasets import adding, captioning, export, library
+from masuka.datasets.caption_template import DEFAULT_TEMPLATE
 from masuka.datasets.captioners import MODES, captioner_models
-from masuka.datasets.captions import DEFAULT_TEMPLATE
 from masuka.datasets.formats import FORMATS
 from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics

@@ -23,11 +23,11 @@ from masuka.image.generate import (
     plan_request,
 )
 from masuka.image.guides import MAX_WEIGHT
-from masuka.image.library import list_loras, match_loras
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.preprocess import KINDS
 from masuka.image.reference import StyleReference, read_references
 from masuka.image.tasks import InitImage
+from masuka.loras.library import list_loras, match_loras
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.ui.aids import AidsForm, aid_caption, aid_summary
 from masuka.ui.common import UIContext, friendly, is_admin, user_message, user_of

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gradio as gr
 
 from masuka.errors import InvalidInput
-from masuka.image.library import list_loras
-from masuka.models.lora_import import import_from_civitai, import_from_hub, import_lora_file
+from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
+from masuka.loras.library import list_loras
 from masuka.models.manage import (
     bench_results,
     delete_model,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import gradio as gr
 
 from masuka.api.auth import create_token, list_tokens, revoke_token
+from masuka.defaults import FORMATS, load_defaults, save_defaults
+from masuka.disk import clean_leftovers, clean_tmp, usage
 from masuka.errors import InvalidInput
+from masuka.keys import check_key, key_labels, key_table, save_key
 from masuka.models.catalog import image_models
-from masuka.settings import FORMATS, check_key, key_labels, key_table, load_defaults, save_defaults, save_key
-from masuka.storage import clean_leftovers, clean_tmp, usage
 from masuka.ui import wildcards
 from masuka.ui.aids import build_settings as build_aid_settings
 from masuka.ui.common import UIContext, friendly, is_admin, user_of

@@ -20,7 +20,7 @@ from masuka.video.catalog import durations_for, lifecycle, listed_models, model_
 from masuka.video.health import HealthTracker
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
 from masuka.video.request import MAX_TOTAL_SECONDS, SOUND, VideoRequest, lifecycle_warnings
-from masuka.video.settings import VideoSettings
+from masuka.video.timing import VideoSettings
 
 COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "cost $", "prompt", "error"]
 CHAIN_LENGTHS = (15, 20, 30, 45, MAX_TOTAL_SECONDS)

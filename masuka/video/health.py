@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from masuka.store import Store, now
-from masuka.video.settings import VideoSettings
+from masuka.video.timing import VideoSettings
 
 
 class HealthTracker:

@@ -23,7 +23,7 @@ from masuka.errors import InvalidInput, ProviderError
 from masuka.keys import mask
 from masuka.services import Declared
 from masuka.video.health import HealthTracker
-from masuka.video.settings import VideoSettings
+from masuka.video.timing import VideoSettings
 
 log = logging.getLogger(__name__)
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}

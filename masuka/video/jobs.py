@@ -31,7 +31,7 @@ from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider
 from masuka.video.request import INPUT_FILES, Target, VideoPlan, VideoRequest, plan_video
-from masuka.video.settings import VideoSettings
+from masuka.video.timing import VideoSettings
 
 log = logging.getLogger(__name__)
 KIND = "video"

@@ -19,7 +19,7 @@ from masuka.characters.making import (
 )
 from masuka.characters.prompts import pick_prompts
 from masuka.characters.views import ViewRequest, view_size
-from masuka.datasets.captions import has_trigger
+from masuka.datasets.caption_template import has_trigger
 from masuka.datasets.library import dataset_images, find_dataset
 from masuka.errors import InvalidInput, NotFound
 from tests.datasets.tiny_captioners import save_tiny_florence2

@@ -14,7 +14,7 @@ from masuka.characters.training import GRID_SCENES, GRID_SEEDS
 from masuka.characters.use import picker_value, with_triggers
 from masuka.cli import main
 from masuka.image.generate import ImageRequest, generate_images, parse_lora
-from masuka.image.library import list_loras
+from masuka.loras.library import list_loras
 from masuka.training.runs import run_status
 
 from .test_making import request

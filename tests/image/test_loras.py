@@ -11,9 +11,9 @@ from PIL import Image
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import ImageRequest, generate_images
-from masuka.image.library import list_loras
-from masuka.image.loras import inspect_lora
 from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.loras.files import inspect_lora
+from masuka.loras.library import list_loras
 
 
 def make(studio, model, loras=(), seed=3):

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from masuka.image.generate import ImageRequest, generate_images
-from masuka.image.library import match_loras
 from masuka.image.metadata import format_parameters, parse_parameters, read_parameters, save_image
+from masuka.loras.library import match_loras
 from masuka.store import LOCAL_USER
 
 # As AUTOMATIC1111 1.10 writes it (hires fix, LoRAs, a Civitai resource list, a dynamic-prompts template)

@@ -14,8 +14,8 @@ from PIL import Image
 
 from masuka.cli import main
 from masuka.image.generate import ImageRequest, generate_images
-from masuka.image.loras import inspect_lora
 from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.loras.files import inspect_lora
 from masuka.models import architectures
 from masuka.models.synthetic import save_tiny_lora
 

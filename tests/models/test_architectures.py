@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 
 from masuka.cli import main
 from masuka.errors import InvalidInput
-from masuka.image.loras import inspect_lora
+from masuka.loras.files import inspect_lora
 from masuka.models import architectures
 from masuka.models.catalog import architecture_of, image_models, resolve_image_model
 

@@ -98,8 +98,8 @@ def shared(tmp_path_factory, tiny_model):
 
     from masuka.config import Config
     from masuka.datasets import adding, library
-    from masuka.image.library import register_lora
-    from masuka.image.loras import inspect_lora
+    from masuka.loras.files import inspect_lora
+    from masuka.loras.library import register_lora
     from masuka.models.synthetic import save_tiny_lora
     from masuka.server import launch
     from masuka.users import output_dir
@@ -269,7 +269,7 @@ def test_a_malformed_join_gets_a_4xx_with_a_reason(shared, request_):
 
 def test_private_events_refuse_non_admins_even_by_number(shared):
     running, _files, _model = shared
-    from masuka.settings import key_table
+    from masuka.keys import key_table
 
     config = running.studio.config
     masked = [row["masked"] for row in key_table(config) if row["source"] != "not set"]

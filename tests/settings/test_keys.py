@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from masuka.errors import InvalidInput
-from masuka.settings import check_key, key_table, save_key
+from masuka.keys import check_key, key_table, save_key
 from masuka.testing.http import FakeServer, Reply, bearer
 
 GOOD = {"huggingface": "hf_good_key_0001", "openai": "sk-good-key-0002", "comet": "comet-good-key-0003",

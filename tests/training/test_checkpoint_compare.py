@@ -12,8 +12,8 @@ from PIL import Image
 from masuka.cli import main
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, generate_images
-from masuka.image.library import list_loras
-from masuka.image.loras import inspect_lora
+from masuka.loras.files import inspect_lora
+from masuka.loras.library import list_loras
 from masuka.store import LOCAL_USER
 from masuka.training.checkpoint_lora import checkpoint_loras, plan_comparison
 from masuka.training.runs import create_run, start_training

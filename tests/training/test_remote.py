@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from masuka.errors import InvalidInput
-from masuka.image.loras import inspect_lora
+from masuka.loras.files import inspect_lora
 from masuka.testing.training import KEY, FakeTrainer
 from masuka.training.options import TrainOptions
 from masuka.training.runs import request_stop, resume_run, run_status, start_training
@@ -252,7 +252,7 @@ def test_the_flux2_trainer_gets_the_field_names_fal_documents(studio, trainer):
     from masuka.training.backends.base import TrainRequest
     from masuka.training.backends.fal import FalTrainer
     from masuka.video.health import HealthTracker
-    from masuka.video.settings import VideoSettings
+    from masuka.video.timing import VideoSettings
 
     fal = trainer("fal")
     settings = VideoSettings.from_env()

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 
 from masuka.errors import GPUBusy, InvalidInput, NotFound
 from masuka.image.generate import ImageRequest, generate_images
-from masuka.image.library import list_loras
-from masuka.image.loras import inspect_lora
+from masuka.loras.files import inspect_lora
+from masuka.loras.library import list_loras
 from masuka.models import architectures
 from masuka.store import LOCAL_USER
 from masuka.training.options import TrainOptions

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from masuka.keys import KEY_ENV
+from masuka.keys import KEY_ENV, check_key, key_labels
 from masuka.services import service
-from masuka.settings import check_key, key_labels
 from masuka.testing.http import FakeServer, Reply
 from masuka.training.backends import REMOTE_BACKENDS, remote_backends, trainer_catalog
 from masuka.video.catalog import REMOTE_PROVIDERS, video_catalog

@@ -15,7 +15,7 @@ from masuka.video.health import HealthTracker
 from masuka.video.jobs import estimate, start_video, video_jobs, wait_video
 from masuka.video.media import check_mp4
 from masuka.video.request import VideoRequest
-from masuka.video.settings import VideoSettings
+from masuka.video.timing import VideoSettings
 from tests.conftest import ROOT
 from tests.video.conftest import wait_until
 

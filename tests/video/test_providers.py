@@ -247,7 +247,7 @@ def test_retry_delay_follows_the_provider_hint_capped(headers, body, expected):
     import httpx
 
     from masuka.video.http import retry_delay
-    from masuka.video.settings import VideoSettings
+    from masuka.video.timing import VideoSettings
 
     response = httpx.Response(429, headers=headers, json=body) if body else httpx.Response(429, headers=headers)
     assert retry_delay(response, 0, VideoSettings()) == expected

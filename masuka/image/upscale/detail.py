@@ -18,8 +18,8 @@ from PIL import Image
 
 from masuka.errors import InvalidInput
 from masuka.gpu import check_stop, zerogpu
+from masuka.image.adapters import apply_loras
 from masuka.image.generate import ImageRequest, Plan, _call_kwargs, plan_request
-from masuka.image.loras import apply_loras
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
 from masuka.image.pipelines import get_pipeline, pipeline_plan

@@ -17,6 +17,7 @@ from typing import Any
 
 from PIL import Image
 
+from masuka.defaults import load_defaults
 from masuka.errors import InvalidInput
 from masuka.gpu import device_plan, zerogpu
 from masuka.image.generate import _save, close_row
@@ -156,7 +157,8 @@ def finish_row(studio: Studio, row_id: int, owner: str, seed: int | None, parame
     """Make the picture, save it and complete the row; a failure or a Stop is recorded on the row and raised."""
     started = time.perf_counter()
     try:
-        path = _save(studio, make(), parameters, row_id, 0 if seed is None else seed, owner)
+        image_format = load_defaults(studio.config).output_format
+        path = _save(studio, make(), parameters, row_id, 0 if seed is None else seed, owner, image_format)
     except BaseException as error:
         close_row(studio, row_id, started, error=error)
         raise

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 from masuka import jobs
 from masuka.errors import Cancelled, InvalidInput, ProviderError
-from masuka.image.library import register_lora
-from masuka.image.loras import inspect_lora
 from masuka.jobs import JobContext
+from masuka.loras.files import inspect_lora
+from masuka.loras.library import register_lora
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
@@ -31,7 +31,7 @@ from masuka.training.options import TrainOptions
 from masuka.training.runs import _slug
 from masuka.video.health import HealthTracker
 from masuka.video.http import MaybeSubmitted, ProviderUnavailable
-from masuka.video.settings import VideoSettings
+from masuka.video.timing import VideoSettings
 
 KIND = "train"
 STOP_CHECK_S = 0.2

@@ -13,7 +13,7 @@ from masuka.studio import Studio
 from masuka.video.catalog import REMOTE_PROVIDERS
 from masuka.video.health import HealthTracker
 from masuka.video.providers.base import Provider
-from masuka.video.settings import VideoSettings
+from masuka.video.timing import VideoSettings
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""LoRA files: checked to be real safetensors for a known architecture before use, then applied by name.
+"""LoRA files: checked to be real safetensors for a known architecture before use (then applied by name in
+:mod:`masuka.image.adapters`).
 
 The architecture comes from the layer names and tensor shapes in the header (each profile's
 ``matches_lora``, see :mod:`masuka.models.architectures`), in diffusers/peft (``transformer.…lora_A.weight``),
@@ -124,28 +125,3 @@ def check_fits(info: LoraInfo, architecture: str | None, model: str) -> None:
 def _label(architecture: str) -> str:
     profile = architectures.get(architecture)
     return profile.label if profile else architecture.upper()
-
-
-def apply_loras(pipe: Any, chosen: list[tuple[LoraInfo, float]]) -> None:
-    """Make exactly ``chosen`` active on ``pipe`` with their weights; files already loaded are not re-read.
-
-    A pipeline on the fast path has one hot-swapped slot instead (see :mod:`masuka.image.fast`).
-    """
-    from masuka.image.fast import fast_state, hotswap_loras
-
-    if fast_state(pipe) is not None:
-        hotswap_loras(pipe, chosen)
-        return
-    wanted = {info.adapter: (info, weight) for info, weight in chosen}
-    loaded = {name for names in pipe.get_list_adapters().values() for name in names}
-    stale = sorted(loaded - set(wanted))
-    if stale:
-        pipe.delete_adapters(stale)
-    for adapter, (info, _weight) in wanted.items():
-        if adapter in loaded:
-            continue
-        pipe.load_lora_weights(str(info.path), adapter_name=adapter)
-        if not any(adapter in names for names in pipe.get_list_adapters().values()):
-            raise InvalidInput(f"LoRA {info.name!r} does not fit this model: none of its layers matched.")
-    if wanted:
-        pipe.set_adapters(list(wanted), [weight for _info, weight in wanted.values()])

@@ -1,6 +1,6 @@
 """Bringing LoRAs in: an uploaded ``.safetensors``, a file of a Hugging Face repo, or a CivitAI model version.
 
-Every file is checked with :func:`masuka.image.loras.inspect_lora` (a real safetensors file, not truncated,
+Every file is checked with :func:`masuka.loras.files.inspect_lora` (a real safetensors file, not truncated,
 LoRA weights for a known architecture; pickles refused unread) before it is copied into the owner's LoRA
 folder and listed with its trigger words and base model.
 """
@@ -15,11 +15,10 @@ import tempfile
 from pathlib import Path
 
 from masuka.errors import InvalidInput, ModelUnavailable, ProviderError
-from masuka.image.library import register_lora
-from masuka.image.loras import inspect_lora
-from masuka.keys import mask
+from masuka.keys import civitai_base_url, hub_endpoint, mask
+from masuka.loras.files import inspect_lora
+from masuka.loras.library import register_lora
 from masuka.models.catalog import REPO_ID
-from masuka.settings import civitai_base_url, hub_endpoint
 from masuka.studio import Studio
 from masuka.users import user_folder_name
 

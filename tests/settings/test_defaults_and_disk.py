@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from masuka.defaults import load_defaults, save_defaults
+from masuka.disk import clean_leftovers, clean_tmp, usage
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
-from masuka.settings import load_defaults, save_defaults
-from masuka.storage import clean_leftovers, clean_tmp, usage
 
 
 def make(studio, model, **kw):

@@ -10,8 +10,8 @@ import pytest
 from safetensors.numpy import save, save_file
 
 from masuka.errors import InvalidInput, ProviderError
-from masuka.image.library import list_loras
-from masuka.models.lora_import import import_from_civitai, import_from_hub, import_lora_file
+from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
+from masuka.loras.library import list_loras
 from masuka.testing.http import FakeServer, Reply, bearer
 from tests.models.fake_hub import FakeRepo, serve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from masuka.image.loras import LoraInfo, inspect_lora, lora_hash
+from masuka.loras.files import LoraInfo, inspect_lora, lora_hash
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 
