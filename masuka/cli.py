@@ -90,13 +90,13 @@ def progress_line(args: argparse.Namespace, text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def download_progress(args: argparse.Namespace) -> Callable[[str, float], None]:
-    """A model download's progress for people: a line on stderr every 5 %."""
+def download_progress(args: argparse.Namespace) -> Callable[[Any], None]:
+    """A model download's progress (a :class:`masuka.jobs.Progress`) for people: a line on stderr every 5 %."""
     shown = [-1]
 
-    def show(line: str, fraction: float) -> None:
-        if int(fraction * 20) != shown[0]:
-            shown[0] = int(fraction * 20)
-            progress_line(args, line)
+    def show(progress: Any) -> None:
+        if int((progress.fraction or 0.0) * 20) != shown[0]:
+            shown[0] = int((progress.fraction or 0.0) * 20)
+            progress_line(args, progress.message)
 
     return show

@@ -24,7 +24,15 @@ class GPUBusy(MasukaError):
 
 
 class Cancelled(MasukaError):
-    """The user stopped the job; what was finished before the stop is kept."""
+    """A job was stopped; the message says by whom, where, and what was kept.
+
+    Every stop reads the same way: ``Stopped by <who>[ <where>][; <what was kept or what to do>].``, e.g.
+    ``Cancelled("the images already made are kept")`` or ``Cancelled("checkpoint saved", at="at step 3")``.
+    """
+
+    def __init__(self, kept: str = "", *, by: str = "the user", at: str = ""):
+        self.kept, self.by, self.at = kept, by, at
+        super().__init__(f"Stopped by {by}{' ' + at if at else ''}{'; ' + kept if kept else ''}.")
 
 
 class ProviderError(MasukaError):

@@ -154,7 +154,7 @@ class StopFlags:
 def check_stop(event: threading.Event | None) -> None:
     """Raise :class:`Cancelled` when the stop flag is set."""
     if event is not None and event.is_set():
-        raise Cancelled("Stopped by the user.")
+        raise Cancelled()
 
 
 #: Memory plans, from the fastest (everything on the GPU) to the smallest footprint.

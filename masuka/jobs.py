@@ -1,116 +1,445 @@
 """Background work that outlives a click: each job is a row in ``jobs`` that this process owns.
 
-:class:`JobRunner` runs a job function in a thread, keeps its row's status honest (``running`` →
-``completed`` / ``failed`` / ``cancelled``), and runs jobs that share a lane (the GPU lane for training,
-for instance) one after another.
+Rows are read and written here and nowhere else: :func:`create` records one, :func:`get` / :func:`find` read
+them as :class:`JobRow`, :func:`progress`, :func:`log` and :func:`finish` move them on.
+
+:class:`JobRunner` runs a job's work with a :class:`JobContext` (``check_stop()``, ``progress(...)``,
+``log(...)``), keeps its row's status honest (``running`` → ``completed`` / ``failed`` / ``cancelled``), and
+runs jobs that share a lane (the GPU lane for training, for instance) one after another. A lane's queue is the
+``jobs`` table itself: a queued row is claimed inside a transaction, so a queue left by a stopped app is still
+there, and still queued, when the app starts again (:meth:`JobRunner.adopt`).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-import queue
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from masuka.errors import Cancelled, GPUBusy, MasukaError, as_disk_full
-from masuka.store import UNFINISHED, Store, now
+from masuka.store import LOCAL_USER, UNFINISHED, Store, now, process_alive
+
+if TYPE_CHECKING:
+    from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
-JobFunction = Callable[[int], object]
+TABLE = "jobs"
+LOG_LINES = 200
+ADOPT_POLL_S = 5.0
+FINISHED = ("completed", "failed", "cancelled", "interrupted")
+#: ``stop_requested`` values: 1 asks to stop keeping what was made (a checkpoint), 2 to stop discarding it
+STOP_MODES = {1: "save", 2: "discard"}
+#: the lanes of this app (local video and captions share the GPU lane; training has its own, downloads too)
+LANES = ("gpu", "gpu-train", "download")
+#: job kind -> "module:function" running a job of that kind from its row alone, ``function(studio, ctx)``: how
+#: a queued job left by a stopped app runs when the next app start adopts it
+KINDS = {
+    "train": "masuka.training.runs:run_job",
+    "download": "masuka.models.manage:download_job",
+    "video": "masuka.video.jobs:run_video_job",
+}
 
 
+@dataclass
+class JobRow:
+    """One ``jobs`` row: ``params``, ``state`` and ``result`` are always dicts (empty when unset)."""
+
+    id: int = 0
+    kind: str = ""
+    owner: str = LOCAL_USER
+    status: str = "queued"
+    title: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    external_id: str | None = None
+    progress: float | None = None
+    step: int | None = None
+    total: int | None = None
+    params: dict = field(default_factory=dict)
+    state: dict = field(default_factory=dict)
+    result: dict = field(default_factory=dict)
+    error: str | None = None
+    log: str | None = None
+    cost_usd: float | None = None
+    stop_requested: int = 0
+    lane: str | None = None
+    queued_at: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+    pid: int | None = None
+
+    @classmethod
+    def from_row(cls, row: dict) -> JobRow:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in row.items() if k in known}
+        for name in ("params", "state", "result"):
+            values[name] = values.get(name) if isinstance(values.get(name), dict) else {}
+        values["stop_requested"] = values.get("stop_requested") or 0
+        return cls(**values)
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in UNFINISHED
+
+    @property
+    def stop_mode(self) -> str | None:
+        """``save`` or ``discard`` once a stop was asked for, else None."""
+        return STOP_MODES.get(self.stop_requested)
+
+    def as_dict(self) -> dict:
+        """The row as the UI, the CLI's ``--json`` and the REST API show it."""
+        return asdict(self)
+
+    # rows are also read the way the store's dicts are, by the views and commands that show them
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+
+# -- rows -------------------------------------------------------------------------------------------------
+def create(store: Store, kind: str, owner: str = LOCAL_USER, *, status: str = "queued", title: str = "",
+           state: dict | None = None, params: dict | None = None, **columns: Any) -> int:
+    """Record a job (queued unless told) owned by this process; returns its id."""
+    row = {"owner": owner, "kind": kind, "status": status, "title": title, "params": params or {},
+           "state": state or {}, "pid": os.getpid(), **columns}
+    if status == "running":
+        row.setdefault("started_at", now())
+    return store.insert(TABLE, row)
+
+
+def get(store: Store, job_id: int) -> JobRow | None:
+    row = store.get(TABLE, int(job_id))
+    return JobRow.from_row(row) if row else None
+
+
+def find(store: Store, where: str | None = None, args: Any = (), **options: Any) -> list[JobRow]:
+    """Rows matching ``where`` (newest first unless ``order_by`` says otherwise)."""
+    return [JobRow.from_row(row) for row in store.find(TABLE, where, args, **options)]
+
+
+def update(store: Store, job_id: int, **columns: Any) -> None:
+    """Set columns of a job's row (``updated_at`` is stamped)."""
+    store.update(TABLE, job_id, **columns)
+
+
+def progress(store: Store, job_id: int, step: int | None = None, total: int | None = None, *,
+             fraction: float | None = None, state: dict | None = None, **columns: Any) -> None:
+    """Record how far a job is: ``step`` of ``total`` (the fraction follows unless given), its ``state``."""
+    values = dict(columns)
+    if step is not None:
+        values["step"] = int(step)
+    if total is not None:
+        values["total"] = int(total)
+    if fraction is None and step is not None and total:
+        fraction = step / total
+    if fraction is not None:
+        values["progress"] = round(min(1.0, max(0.0, fraction)), 4)
+    if state is not None:
+        values["state"] = state
+    store.update(TABLE, job_id, **values)
+
+
+def log_line(store: Store, job_id: int, text: str, keep: int = LOG_LINES) -> None:
+    """Append a time-stamped line to a job's log, keeping its last ``keep`` lines."""
+    row = store.get(TABLE, job_id)
+    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+    lines = ((row or {}).get("log") or "").splitlines()[-(keep - 1):] + [f"{stamp} {text}"]
+    store.update(TABLE, job_id, log="\n".join(lines) + "\n")
+
+
+def finish(store: Store, job_id: int, status: str, error: str | None = None, *, result: dict | None = None,
+           detail: str | None = None, **columns: Any) -> None:
+    """End a job: ``completed``, ``failed``, ``cancelled`` or ``interrupted``, with the reason for people;
+    ``detail`` (a traceback) is appended to its log."""
+    if status not in FINISHED:
+        raise ValueError(f"not a final status: {status}")
+    values = {"status": status, "error": error, "finished_at": now(), **columns}
+    if result is not None:
+        values["result"] = result
+    if detail:
+        row = store.get(TABLE, job_id)
+        values["log"] = ((row or {}).get("log") or "") + detail
+    store.update(TABLE, job_id, **values)
+
+
+def request_stop(store: Store, job_id: int, discard: bool = False) -> None:
+    """Ask a job to stop (it stops at its next :meth:`JobContext.check_stop`)."""
+    store.update(TABLE, job_id, stop_requested=2 if discard else 1)
+
+
+def requeue(store: Store, job_id: int) -> None:
+    """Put a stopped, failed or interrupted job back in the queue (this process owns it again)."""
+    store.update(TABLE, job_id, status="queued", stop_requested=0, error=None, finished_at=None, pid=os.getpid())
+
+
+# -- what a job's work talks to ----------------------------------------------------------------------------
+@dataclass
+class Progress:
+    """One progress report as a watcher (a UI progress bar, the CLI's stderr) sees it."""
+
+    step: int | None = None
+    total: int | None = None
+    fraction: float | None = None
+    message: str = ""
+    detail: str = ""  # what was just made (a caption, say), for watchers that show it
+
+
+Watch = Callable[[Progress], None]
+
+
+@dataclass
+class JobContext:
+    """What a job's work gets to talk to its row: stop requests, progress and a log.
+
+    ``interrupt`` is an event set from outside the row (a signal to the CLI, a session's Stop button); ``watch``
+    sees every progress report as it is made (for a progress bar in the tab that asked).
+    """
+
+    store: Store
+    job_id: int
+    interrupt: threading.Event | None = None
+    watch: Watch | None = None
+
+    def row(self) -> JobRow:
+        row = get(self.store, self.job_id)
+        if row is None:
+            raise Cancelled(at="after its job was deleted")
+        return row
+
+    def stop_mode(self) -> str | None:
+        """``interrupt`` (the event), ``save`` or ``discard`` (the row's stop flag), or None to go on."""
+        if self.interrupt is not None and self.interrupt.is_set():
+            return "interrupt"
+        if not self.store.stop_requested(self.job_id):
+            return None
+        row = self.store.get(TABLE, self.job_id)
+        return STOP_MODES.get(row["stop_requested"], "save") if row else "discard"
+
+    def stop_requested(self) -> bool:
+        return self.stop_mode() is not None
+
+    def check_stop(self, before: Callable[[], None] | None = None, kept: str = "") -> None:
+        """Raise :class:`Cancelled` when a stop was asked for, after running ``before`` (cancelling at a
+        provider, say)."""
+        if self.stop_mode() is None:
+            return
+        if before is not None:
+            before()
+        raise Cancelled(kept)
+
+    def progress(self, step: int | None = None, total: int | None = None, *, fraction: float | None = None,
+                 message: str = "", detail: str = "", **columns: Any) -> None:
+        """Record progress in the row (and ``state``/other columns given) and tell the watcher."""
+        progress(self.store, self.job_id, step, total, fraction=fraction, **columns)
+        if step is not None or fraction is not None or message:
+            self.tell(Progress(step, total, fraction, message, detail))
+
+    def tell(self, report: Progress) -> None:
+        """Tell the watcher only (progress the row does not keep, such as a model download's line)."""
+        if self.watch is not None:
+            if report.fraction is None and report.step is not None and report.total:
+                report.fraction = report.step / report.total
+            self.watch(report)
+
+    def log(self, text: str) -> None:
+        """Append a line to the job's log."""
+        log.info("job %s: %s", self.job_id, text)
+        log_line(self.store, self.job_id, text)
+
+
+JobWork = Callable[[JobContext], object]
+
+
+# -- running ------------------------------------------------------------------------------------------------
 class JobRunner:
-    """Runs job functions in background threads; lanes serialise jobs that must not overlap."""
+    """Runs job work in background threads; lanes serialise jobs that must not overlap."""
 
-    def __init__(self, store: Store, max_queued_per_user: int | None = None):
+    def __init__(self, store: Store, max_queued_per_user: int | None = None, studio: Studio | None = None):
         self.store = store
         self.max_queued_per_user = max_queued_per_user
-        self._lanes: dict[str, queue.Queue] = {}
+        self.studio = studio
+        self._work: dict[int, tuple[JobWork, JobContext | None]] = {}
+        self._mine: set[int] = set()  # queued in a lane by this runner
+        self._lanes: dict[str, threading.Event] = {}
+        self._adopting: set[str] = set()
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
-    def submit(self, job_id: int, work: JobFunction, lane: str | None = None) -> None:
-        """Start ``work(job_id)`` now, or after the jobs already queued in ``lane``.
+    def close(self) -> None:
+        """Stop the lane threads (after the job each one is running, if any); the queue stays in the table."""
+        self._closed = True
+        with self._lock:
+            events = list(self._lanes.values())
+        for event in events:
+            event.set()
+
+    def submit(self, job_id: int, work: JobWork | None = None, lane: str | None = None,
+               ctx: JobContext | None = None) -> None:
+        """Start ``work(ctx)`` now, or after the jobs already queued in ``lane``; without ``work`` the job's
+        kind says what runs (:data:`KINDS`).
 
         With a per-user limit, a job whose owner already has that many jobs queued or running is refused
         (its row becomes ``failed`` with the reason) so one person cannot fill the GPU queue.
         """
         self._check_fair_share(job_id)
         if lane is None:
-            thread = threading.Thread(target=self._run, args=(job_id, work), name=f"job-{job_id}", daemon=True)
+            thread = threading.Thread(target=self._run, args=(job_id, work, ctx), name=f"job-{job_id}", daemon=True)
             with self._lock:
                 self._threads[job_id] = thread
             thread.start()
             return
         with self._lock:
-            lane_queue = self._lanes.get(lane)
-            if lane_queue is None:
-                lane_queue = self._lanes[lane] = queue.Queue()
-                threading.Thread(target=self._drain, args=(lane_queue,), name=f"lane-{lane}", daemon=True).start()
-        self.store.update("jobs", job_id, status="queued")
-        lane_queue.put((job_id, work))
+            self._mine.add(job_id)
+            if work is not None:
+                self._work[job_id] = (work, ctx)
+        update(self.store, job_id, status="queued", lane=lane, queued_at=now(), pid=os.getpid())
+        self._wake(lane)
+
+    def run_here(self, job_id: int, work: JobWork, ctx: JobContext | None = None) -> object:
+        """Run ``work`` in the calling thread (a request that waits for its answer, as captioning does), with the
+        same bookkeeping as a background job; returns what ``work`` returns and raises what it raised, once the
+        row says so."""
+        return self._run(job_id, work, ctx, reraise=True)
+
+    def adopt(self, *lanes: str) -> None:
+        """Also run the queued jobs of ``lanes`` (all of :data:`LANES` unless told) that a process no longer
+        running left behind (the app at start-up: its queue survives a restart)."""
+        lanes = lanes or LANES
+        with self._lock:
+            self._adopting.update(lanes)
+        for lane in lanes:
+            self._wake(lane)
+
+    def _wake(self, lane: str) -> None:
+        with self._lock:
+            event = self._lanes.get(lane)
+            if event is None:
+                event = self._lanes[lane] = threading.Event()
+                threading.Thread(target=self._drain, args=(lane, event), name=f"lane-{lane}", daemon=True).start()
+        event.set()
 
     def _check_fair_share(self, job_id: int) -> None:
         if not self.max_queued_per_user:
             return
-        row = self.store.get("jobs", job_id)
-        if row is None or row["started_at"]:  # resuming started work (after a restart) is not a new request
+        row = get(self.store, job_id)
+        if row is None or row.started_at:  # resuming started work (after a restart) is not a new request
             return
-        waiting = self.store.count("jobs", f"owner = ? and id != ? and status in ({','.join('?' * len(UNFINISHED))})",
-                                   [row["owner"], job_id, *UNFINISHED])
+        waiting = self.store.count(TABLE, f"owner = ? and id != ? and status in ({','.join('?' * len(UNFINISHED))})",
+                                   [row.owner, job_id, *UNFINISHED])
         if waiting >= self.max_queued_per_user:
             message = (f"You already have {waiting} jobs queued or running (the limit is "
                        f"{self.max_queued_per_user} per user): wait for one to finish or stop one.")
-            self.store.update("jobs", job_id, status="failed", error=message, finished_at=now())
+            finish(self.store, job_id, "failed", message)
             raise GPUBusy(message)
 
-    def wait(self, job_id: int, timeout: float | None = None) -> dict | None:
+    def wait(self, job_id: int, timeout: float | None = None) -> JobRow | None:
         """Block until the job's row leaves queued/running (for the CLI and tests); return the row."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            row = self.store.get("jobs", job_id)
-            if row is None or row["status"] not in UNFINISHED:
+            row = get(self.store, job_id)
+            if row is None or row.finished:
                 return row
             if deadline is not None and time.monotonic() > deadline:
                 return row
             time.sleep(0.1)
 
-    def _drain(self, lane_queue: queue.Queue) -> None:
-        while True:
-            job_id, work = lane_queue.get()
-            self._run(job_id, work)
+    def claim(self, lane: str) -> JobRow | None:
+        """Take the next queued job of ``lane`` this process may run (its own, or one a gone process left when
+        adopting), inside one transaction so no other runner takes it too; it becomes ``running``."""
+        adopting = lane in self._adopting
 
-    def _run(self, job_id: int, work: JobFunction) -> None:
-        row = self.store.get("jobs", job_id)
-        if row is None or row["status"] in ("cancelled", "completed"):
-            return
-        if row["stop_requested"]:
-            self.store.update("jobs", job_id, status="cancelled", finished_at=now())
-            return
-        self.store.update("jobs", job_id, status="running", pid=os.getpid(), started_at=row["started_at"] or now(),
-                          error=None)
+        def mine(row: JobRow) -> bool:
+            return row.id in self._mine or (adopting and not process_alive(row.pid))
+
+        where, args = "lane = ? and status = 'queued'", [lane]
+        if not any(mine(row) for row in find(self.store, where, args)):  # a read first: no write lock when idle
+            return None
+        with self.store.transaction():
+            for row in find(self.store, where, args, order_by="queued_at, id"):
+                if mine(row):
+                    update(self.store, row.id, status="running", pid=os.getpid(),
+                           started_at=row.started_at or now(), error=None)
+                    return get(self.store, row.id)
+        return None
+
+    def _drain(self, lane: str, event: threading.Event) -> None:
+        while not self._closed:
+            try:
+                row = self.claim(lane)
+            except Exception:  # a locked database: try again later, never lose the lane
+                if self._closed:
+                    return
+                log.exception("claiming the next %s job failed", lane)
+                row = None
+            if row is None:
+                # a gone process's queue is looked for now and then; this process's own jobs wake the lane
+                event.wait(ADOPT_POLL_S if lane in self._adopting else None)
+                event.clear()
+                continue
+            with self._lock:
+                self._mine.discard(row.id)
+                work, ctx = self._work.pop(row.id, (None, None))
+            self._run(row.id, work, ctx, claimed=True)
+
+    def _run(self, job_id: int, work: JobWork | None, ctx: JobContext | None, claimed: bool = False,
+             reraise: bool = False) -> object:
+        row = get(self.store, job_id)
+        if row is None or row.status in ("cancelled", "completed"):
+            return None
+        if row.stop_requested:
+            finish(self.store, job_id, "cancelled", str(Cancelled(at="before it started")))
+            return None
+        if not claimed:
+            update(self.store, job_id, status="running", pid=os.getpid(), started_at=row.started_at or now(),
+                   error=None)
+        ctx = ctx or JobContext(self.store, job_id)
         try:
-            work(job_id)
-        except Cancelled as error:
-            self._finish(job_id, "cancelled", str(error))
+            answer = (work or self._kind_work(row))(ctx)
+        except (Cancelled, KeyboardInterrupt) as error:
+            finish(self.store, job_id, "cancelled", str(error) if isinstance(error, Cancelled) else str(Cancelled()))
+            if reraise:
+                raise
         except MasukaError as error:
-            self._finish(job_id, "failed", str(error))
+            finish(self.store, job_id, "failed", str(error))
+            if reraise:
+                raise
         except Exception as error:  # a bug or a fault: record it, never leave the row "running"
             log.exception("job %s failed", job_id)
             full = as_disk_full(error)
-            self._finish(job_id, "failed", str(full) if full else f"{type(error).__name__}: {error}",
-                         traceback.format_exc())
+            finish(self.store, job_id, "failed", str(full) if full else f"{type(error).__name__}: {error}",
+                   detail=traceback.format_exc())
+            if reraise and full:
+                raise full from error
+            if reraise:
+                raise
         else:
-            row = self.store.get("jobs", job_id)
-            if row and row["status"] == "running":
-                self._finish(job_id, "completed", None)
+            row = get(self.store, job_id)
+            if row and row.status == "running":
+                finish(self.store, job_id, "completed")
+            return answer
+        return None
 
-    def _finish(self, job_id: int, status: str, error: str | None, detail: str | None = None) -> None:
-        fields = {"status": status, "error": error, "finished_at": now()}
-        if detail:
-            row = self.store.get("jobs", job_id)
-            fields["log"] = ((row or {}).get("log") or "") + detail
-        self.store.update("jobs", job_id, **fields)
+    def _kind_work(self, row: JobRow) -> JobWork:
+        """The work of a job known only by its row (adopted after a restart)."""
+        target = KINDS.get(row.kind)
+        if target is None or self.studio is None:
+            raise MasukaError(f"MASUKA cannot run a {row.kind!r} job it did not start itself: start it again.")
+        module, name = target.split(":")
+        function = getattr(importlib.import_module(module), name)
+        studio = self.studio
+        return lambda ctx: function(studio, ctx)

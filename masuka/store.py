@@ -42,8 +42,9 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
             "external_id": str, "progress": float, "step": int, "total": int, "params": str, "state": str,
             "result": str, "error": str, "log": str, "cost_usd": float, "stop_requested": int,
             "created_at": str, "started_at": str, "updated_at": str, "finished_at": str, "pid": int,
+            "lane": str, "queued_at": str,  # a lane's queue (masuka.jobs): claimed in order inside a transaction
         },
-        [("owner", "created_at"), ("kind", "status"), ("status",), ("created_at",)],
+        [("owner", "created_at"), ("kind", "status"), ("status",), ("created_at",), ("lane", "status")],
     ),
     "queue": (  # queued image work (masuka.queue): claimed by a worker inside a transaction
         {"id": int, "owner": str, "task": str, "status": str, "title": str, "model": str, "params": str,
@@ -227,14 +228,16 @@ class Store:
         """At start-up: rows left ``queued``/``running`` by a process that is gone become ``interrupted``.
 
         Rows of a live process (the app while the CLI starts, say) are left alone, and so are remote video
-        jobs: the provider keeps working and polling resumes them. Returns the ids changed per table.
+        jobs (the provider keeps working and polling resumes them) and jobs waiting in a lane (the queue is
+        kept: the next runner of that lane claims them). Returns the ids changed per table.
         """
         changed: dict[str, list[int]] = {}
         placeholders = ",".join("?" * len(UNFINISHED))
+        kept = {"jobs": " and not (status = 'queued' and lane is not null)", "generations": ""}
         with self.transaction():
             for table in ("jobs", "generations"):
                 rows = self.db.execute(f"select id, pid from {table} where status in ({placeholders}) "
-                                       "and kind != 'video'", UNFINISHED).fetchall()
+                                       f"and kind != 'video'{kept[table]}", UNFINISHED).fetchall()
                 ids = [row_id for row_id, pid in rows if not _alive(pid)]
                 for row_id in ids:
                     self.db.table(table).update(row_id, {"status": "interrupted", "finished_at": now(),

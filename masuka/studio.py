@@ -40,7 +40,7 @@ class Studio:
             log.warning("marked interrupted after an unclean stop: %s", changed)
         studio = cls(config=config, store=store, gpu=GPURunner(config.data_dir / "locks", config.gpu_concurrency),
                      logins=LoginThrottle(config.login_attempts, config.login_lockout_s))
-        studio.jobs = JobRunner(store, config.max_queued_per_user if config.multi_user else None)
+        studio.jobs = JobRunner(store, config.max_queued_per_user if config.multi_user else None, studio)
         return studio
 
     def hold_gpu(self, job: str, owner: str, **kwargs: Any) -> AbstractContextManager[None]:
@@ -49,6 +49,8 @@ class Studio:
         return self.gpu.hold(job, private=self.config.multi_user and not self.config.is_admin(owner), **kwargs)
 
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.close()
         self.models.release()
         self.aids.release()
         self.store.close()

@@ -333,7 +333,7 @@ class _StepTimes:
         if vram_gb is not None:
             self.vram.append(vram_gb)
 
-    def stop_requested(self) -> str | None:
+    def stop_mode(self) -> str | None:
         return None
 
     def log(self, text: str) -> None:

@@ -9,7 +9,6 @@ Faces are compared with faces: the view's biggest face when one is found, else t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from masuka.access import usable_model
 from masuka.datasets.preprocess import find_face
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.gpu import device_plan
+from masuka.jobs import Watch
 from masuka.models.catalog import ModelSpec, explain_load_error
 from masuka.models.hub import cache_only
 from masuka.models.manage import fetch_for_use
@@ -61,7 +61,7 @@ def check_threshold(threshold: float) -> float:
 
 
 def load_embedder(studio: Studio, owner: str, model: str | None = None,
-                  on_download: Callable[[str, float], None] | None = None) -> tuple[Embedder, str | None]:
+                  on_download: Watch | None = None) -> tuple[Embedder, str | None]:
     """The embedding model ``model`` (default CLIP) and a note when it fell back to CLIP."""
     wanted = (model or "").strip() or CLIP_MODEL
     try:
@@ -74,7 +74,7 @@ def load_embedder(studio: Studio, owner: str, model: str | None = None,
         return _load(studio, owner, CLIP_MODEL, on_download), note
 
 
-def _load(studio: Studio, owner: str, source: str, on_download: Callable[[str, float], None] | None) -> Embedder:
+def _load(studio: Studio, owner: str, source: str, on_download: Watch | None) -> Embedder:
     source = usable_model(studio, owner, source, marker="config.json")
     fetch_for_use(studio, owner, source, on_download)
     plan = device_plan(1)

@@ -35,6 +35,7 @@ from masuka.datasets.library import create_dataset, delete_dataset, delete_image
 from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
 from masuka.image.tasks import open_picture
+from masuka.jobs import Watch
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.validation import whole_number
@@ -105,7 +106,7 @@ class CharacterReport:
 
 def create_character(studio: Studio, request: CharacterRequest, *, on_progress: Progress | None = None,
                      stop: threading.Event | None = None, allow_any_path: bool = False,
-                     on_download: Callable[[str, float], None] | None = None) -> CharacterReport:
+                     on_download: Watch | None = None) -> CharacterReport:
     """Make the character, its views and its dataset; returns what was kept and what was refused and why.
 
     Nothing is left behind when it fails: the row, its files and its dataset go (the views stay in History)."""
@@ -213,7 +214,7 @@ def _make_views(studio: Studio, character: dict, prompts: list[str], on_progress
 
 
 def _score(studio: Studio, character: dict, views: list[dict],
-           on_download: Callable[[str, float], None] | None) -> list[str]:
+           on_download: Watch | None) -> list[str]:
     """Score ``views`` in place against the photos' faces; keep those at or above the threshold."""
     params, config = character["params"], studio.config
     embedder, note = load_embedder(studio, character["owner"], params.get("identity_model"), on_download)
@@ -233,7 +234,7 @@ def _open(path: Path) -> Image.Image:
 
 
 def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | None, dict]],
-                    on_download: Callable[[str, float], None] | None = None) -> list[dict]:
+                    on_download: Watch | None = None) -> list[dict]:
     """Add views (index, view) or real photos (None, photo) to the character's dataset, captioned with the trigger
     (by the character's captioner, else from the view prompt). Returns the files the dataset refused (duplicates)
     with the reason."""
@@ -258,7 +259,7 @@ def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | Non
             item["image"] = image_id
     update_character(studio, character, state=state)
     if captioner and added:  # only the new images: they are the ones without a caption
-        caption_dataset(studio, CaptionRequest(dataset["id"], owner, captioner, admin=True), on_download=on_download)
+        caption_dataset(studio, CaptionRequest(dataset["id"], owner, captioner, admin=True), watch=on_download)
     return [r.to_dict() for r in report.rejected]
 
 
@@ -273,7 +274,7 @@ def reject_view(studio: Studio, ref: str | int, owner: str, index: int, admin: b
 
 
 def regenerate_view(studio: Studio, ref: str | int, owner: str, index: int, admin: bool = False,
-                    on_download: Callable[[str, float], None] | None = None) -> dict:
+                    on_download: Watch | None = None) -> dict:
     """Make view ``index`` (from 1) again with a new seed, score it, and put it in the dataset when it passes."""
     character = find_character(studio, ref, owner, admin)
     views = character["state"]["views"]

@@ -8,6 +8,7 @@ import threading
 from dataclasses import fields
 from typing import Any
 
+from masuka import jobs
 from masuka.characters.library import find_character, update_character
 from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
 from masuka.errors import InvalidInput
@@ -16,7 +17,7 @@ from masuka.image.grid import Axis, plan_grid, run_grid
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training.options import TrainOptions
-from masuka.training.runs import LANE, create_run, execute_run
+from masuka.training.runs import LANE, RunContext, create_run, execute_run
 
 log = logging.getLogger(__name__)
 DEFAULT_WEIGHT = 0.73
@@ -47,20 +48,21 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     state = character["state"]
     update_character(studio, character, state={**state, "runs": [*state.get("runs", []), run_id],
                                                "weight": float(weight)})
-    studio.jobs.submit(run_id, lambda job_id: _train(studio, character["id"], job_id, interrupt), lane=LANE)
+    studio.jobs.submit(run_id, lambda ctx: _train(studio, character["id"], ctx), lane=LANE,
+                       ctx=RunContext(studio.store, run_id, interrupt))
     return run_id
 
 
-def _train(studio: Studio, character_id: int, run_id: int, interrupt: threading.Event | None) -> None:
-    execute_run(studio, run_id, interrupt)
-    finish_character(studio, character_id, run_id)
+def _train(studio: Studio, character_id: int, ctx: RunContext) -> None:
+    execute_run(studio, ctx)
+    finish_character(studio, character_id, ctx.job_id)
 
 
 def finish_character(studio: Studio, character_id: int, run_id: int) -> dict:
     """Link the run's LoRA to the character (default weight in the library) and render the test grid."""
     character = studio.store.get("characters", character_id)
-    run = studio.store.get("jobs", run_id)
-    result = run["result"] or {}
+    run = jobs.get(studio.store, run_id)
+    result = run.result
     if character is None or not result.get("lora_id"):
         return character
     weight = character["state"].get("weight", DEFAULT_WEIGHT)

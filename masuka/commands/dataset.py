@@ -118,9 +118,9 @@ def run_caption(args: argparse.Namespace) -> int:
     studio = open_studio(args)
     request = CaptionRequest(args.name, captioner=args.captioner, mode=args.mode, template=args.template,
                              overwrite=args.overwrite, batch_size=args.batch_size)
-    report = caption_dataset(studio, request, on_download=download_progress(args),
-                             on_progress=lambda done, total, file, caption: progress_line(
-        args, f"{done}/{total} {file}: {caption}"))
+    downloading = download_progress(args)
+    report = caption_dataset(studio, request, watch=lambda p: progress_line(
+        args, f"{p.step}/{p.total} {p.message}: {p.detail}") if p.total else downloading(p))
     emit(args, report.to_dict(), f"captioned {report.captioned} image(s), kept {report.kept} existing caption(s)"
          + (" (stopped)" if report.stopped else ""))
     return 0

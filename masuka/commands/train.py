@@ -15,9 +15,9 @@ import sys
 import threading
 import time
 
+from masuka import jobs
 from masuka.cli import emit, open_studio, progress_line
 from masuka.errors import InvalidInput
-from masuka.store import now
 from masuka.training.backends import BACKENDS, LOCAL
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
             progress_line(args, price_line(args.backend, options.base, options.steps))
         run_id = create_run(studio, options, backend=args.backend, destination=args.destination)
-    gpus = studio.store.get("jobs", run_id)["params"].get("gpus", 1)
+    gpus = jobs.get(studio.store, run_id).params.get("gpus", 1)
     interrupt = _interrupt_on_signals()
     if gpus > 1:
         child = subprocess.Popen(_launch_command(args, run_id, gpus), start_new_session=True)
@@ -95,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
         interrupt_child.start()
         row = _follow(studio, args, run_id, child.poll, interrupt)
         if child.wait() != 0 and row["status"] in ("queued", "running"):
-            studio.store.update("jobs", run_id, status="failed", error=f"the training processes exited with "
-                                f"code {child.returncode}; see the messages above")
+            jobs.finish(studio.store, run_id, "failed", f"the training processes exited with code "
+                        f"{child.returncode}; see the messages above")
     else:
         submit_run(studio, run_id, interrupt)
         _follow(studio, args, run_id, lambda: None, interrupt)
@@ -105,14 +105,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _worker(studio, run_id: int) -> int:
     """One process of ``accelerate launch``: rank 0 owns the row through the job runner, the others just train."""
-    from masuka.training.runs import execute_run, submit_run
+    from masuka.training.runs import RunContext, execute_run, submit_run
 
     interrupt = _interrupt_on_signals()
     if int(os.environ.get("RANK", "0")) == 0:
         submit_run(studio, run_id, interrupt)
         studio.jobs.wait(run_id)
     else:
-        execute_run(studio, run_id, interrupt, main=False)
+        execute_run(studio, RunContext(studio.store, run_id, interrupt), main=False)
     return 0
 
 
@@ -146,7 +146,7 @@ def _follow(studio, args: argparse.Namespace, run_id: int, exited, interrupt: th
     """
     last_line, printed_step = None, -1
     while True:
-        row = studio.store.get("jobs", run_id)
+        row = jobs.get(studio.store, run_id)
         lines = (row["log"] or "").splitlines()
         for line in lines[lines.index(last_line) + 1:] if last_line in lines else lines:
             progress_line(args, line)
@@ -162,9 +162,8 @@ def _follow(studio, args: argparse.Namespace, run_id: int, exited, interrupt: th
         if row["status"] not in ("queued", "running") or exited() is not None:
             return row
         if interrupt.is_set() and row["status"] == "queued":
-            studio.store.update("jobs", run_id, status="interrupted", finished_at=now(),
-                                error="Interrupted before it started.")
-            return studio.store.get("jobs", run_id)
+            jobs.finish(studio.store, run_id, "interrupted", "Interrupted before it started.")
+            return jobs.get(studio.store, run_id)
         time.sleep(POLL_S)
 
 

@@ -63,26 +63,26 @@ def run(args: argparse.Namespace) -> int:
 
 def report_job(args: argparse.Namespace, studio, job_id: int) -> int:
     """Wait for a video job with progress lines on stderr; print its result; exit 2 unless it completed."""
+    from masuka.jobs import JobRow
     from masuka.video.jobs import wait_video
 
-    def on_progress(row: dict) -> None:
-        state = row["state"] or {}
-        phase = state.get("phase", row["status"])
-        step = f" clip {min(row['step'] + 1, row['total'])}/{row['total']}" if (row["total"] or 0) > 1 else ""
-        note = f" ({state['note']})" if state.get("note") else ""
-        progress_line(args, f"job {job_id}: {phase}{step} {100 * (row['progress'] or 0):.0f}%{note}")
+    def on_progress(row: JobRow) -> None:
+        phase = row.state.get("phase", row.status)
+        step = f" clip {min(row.step + 1, row.total)}/{row.total}" if (row.total or 0) > 1 else ""
+        note = f" ({row.state['note']})" if row.state.get("note") else ""
+        progress_line(args, f"job {job_id}: {phase}{step} {100 * (row.progress or 0):.0f}%{note}")
 
     try:
         row = wait_video(studio, job_id, on_progress)
     except KeyboardInterrupt:
         progress_line(args, f"job {job_id} keeps running at the provider; `python -m masuka jobs resume` picks it up")
         raise
-    video = (row["result"] or {}).get("video") if isinstance(row["result"], dict) else None
+    video = row.result.get("video")
     path = str(studio.config.absolute(video)) if video else None
-    emit(args, {"job": job_id, "status": row["status"], "video": path, "provider_job_id": row["external_id"],
-                "provider": row["provider"], "model": row["model"], "cost_usd": row["cost_usd"],
-                "error": row["error"]}, path or f"job {job_id}: {row['status']}")
-    if row["status"] != "completed":
-        progress_line(args, f"error: job {job_id} {row['status']}: {row['error']}")
+    emit(args, {"job": job_id, "status": row.status, "video": path, "provider_job_id": row.external_id,
+                "provider": row.provider, "model": row.model, "cost_usd": row.cost_usd,
+                "error": row.error}, path or f"job {job_id}: {row.status}")
+    if row.status != "completed":
+        progress_line(args, f"error: job {job_id} {row.status}: {row.error}")
         return 2
     return 0

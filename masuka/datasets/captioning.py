@@ -1,4 +1,5 @@
-"""A caption pass over a dataset: batched, on the GPU runner, recorded as a ``caption`` job, stoppable.
+"""A caption pass over a dataset: batched, on the GPU runner, a ``caption`` job run through the job runner
+(:meth:`masuka.jobs.JobRunner.run_here`: the request waits for it), stoppable.
 
 Captions are written batch by batch, so stopping keeps every caption made so far. Images that already have a
 caption keep it unless ``overwrite`` is set. The captioner is unloaded afterwards, leaving the memory to
@@ -7,25 +8,25 @@ training and generation.
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PIL import Image
 
+from masuka import jobs
 from masuka.access import usable_model
 from masuka.datasets.caption_template import apply_template, check_template
 from masuka.datasets.captioners import MODES, CaptionerSpec, load_captioner, resolve_captioner
 from masuka.datasets.library import dataset_images, find_dataset, set_caption, update_dataset
-from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.errors import Cancelled, InvalidInput
 from masuka.gpu import zerogpu
+from masuka.jobs import JobContext, Progress, Watch
 from masuka.models.manage import fetch_for_use
-from masuka.store import LOCAL_USER, now
+from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 
+KIND = "caption"
 MAX_BATCH = 64
-Progress = Callable[[int, int, str, str], None]  # (images done, images to do, file name, final caption)
 
 
 @dataclass
@@ -54,11 +55,12 @@ class CaptionReport:
                 "stopped": self.stopped}
 
 
-def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Progress | None = None,
-                    stop: threading.Event | None = None, gpu_timeout: float | None = None,
-                    on_download: Callable[[str, float], None] | None = None) -> CaptionReport:
-    """Caption the dataset's images; returns what was done (``stopped`` when the stop flag ended it early). The
-    captioner is downloaded first when needed, outside the GPU slot, with progress to ``on_download``."""
+def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | None = None,
+                    stop: threading.Event | None = None, gpu_timeout: float | None = None) -> CaptionReport:
+    """Caption the dataset's images as a ``caption`` job run here, through the job runner; returns what was done
+    (``stopped`` when ``stop`` or the job's stop flag ended it early). The captioner is downloaded first when
+    needed, outside the GPU slot. ``watch`` sees the download's progress, then one report per image captioned
+    (``message`` its file name, ``detail`` its final caption)."""
     dataset = find_dataset(studio, request.dataset, request.owner, request.admin)
     spec = resolve_captioner(usable_model(studio, request.owner, request.captioner, marker="config.json"))
     if request.mode not in MODES:
@@ -72,30 +74,29 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, on_progress: Pro
     if not rows:
         raise InvalidInput(f"Dataset {dataset['name']!r} has no images to caption: add some first.")
     todo = [row for row in rows if request.overwrite or not (row["caption"] or "").strip()]
-    job_id = studio.store.insert("jobs", {
-        "owner": request.owner, "kind": "caption", "status": "running", "model": spec.source, "pid": os.getpid(),
-        "title": f"Caption {dataset['name']} with {spec.name or spec.id}", "total": len(todo), "step": 0,
-        "progress": 0.0, "started_at": now(),
-        "params": {"dataset": dataset["id"], "captioner": spec.id, "mode": request.mode, "template": template,
-                   "overwrite": request.overwrite, "batch_size": request.batch_size}})
+    job_id = jobs.create(studio.store, KIND, request.owner, title=f"Caption {dataset['name']} with "
+                         f"{spec.name or spec.id}", model=spec.source, total=len(todo), step=0, progress=0.0,
+                         params={"dataset": dataset["id"], "captioner": spec.id, "mode": request.mode,
+                                 "template": template, "overwrite": request.overwrite,
+                                 "batch_size": request.batch_size})
     report = CaptionReport(job_id, len(todo), kept=len(rows) - len(todo))
+    ctx = JobContext(studio.store, job_id, interrupt=stop, watch=watch)
+
+    def work(ctx: JobContext) -> None:
+        ctx.progress(result=report.to_dict())
+        if not todo:
+            return
+        fetch_for_use(studio, request.owner, spec.source, ctx.watch)
+        with studio.hold_gpu(f"captioning {dataset['name']} for {request.owner}", request.owner, timeout=gpu_timeout):
+            try:
+                _run(studio, spec, dataset, template, todo, request, report, ctx)
+            finally:
+                studio.models.release()
+
     try:
-        if todo:
-            fetch_for_use(studio, request.owner, spec.source, on_download)
-            with studio.hold_gpu(f"captioning {dataset['name']} for {request.owner}", request.owner,
-                                 timeout=gpu_timeout):
-                try:
-                    _run(studio, spec, dataset, template, todo, request, report, on_progress, stop)
-                finally:
-                    studio.models.release()
-    except BaseException as error:
-        status = "cancelled" if isinstance(error, (Cancelled, KeyboardInterrupt)) else "failed"
-        message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
-        studio.store.update("jobs", job_id, status=status, error=message, finished_at=now(),
-                            result=report.to_dict())
-        raise
-    studio.store.update("jobs", job_id, status="cancelled" if report.stopped else "completed", finished_at=now(),
-                        result=report.to_dict(), error="Stopped by the user." if report.stopped else None)
+        studio.jobs.run_here(job_id, work, ctx)
+    except Cancelled:
+        report.stopped = True
     return report
 
 
@@ -108,14 +109,11 @@ def _estimate_seconds(studio: Studio, spec: CaptionerSpec, dataset: dict, templa
 
 @zerogpu(duration=_estimate_seconds)
 def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo: list[dict],
-         request: CaptionRequest, report: CaptionReport, on_progress: Progress | None,
-         stop: threading.Event | None) -> None:
+         request: CaptionRequest, report: CaptionReport, ctx: JobContext) -> None:
     captioner = load_captioner(studio.models, spec, studio.config.keys.get("huggingface"))
     size = int(request.batch_size)
     for start in range(0, len(todo), size):
-        if (stop is not None and stop.is_set()) or studio.store.stop_requested(report.job_id):
-            report.stopped = True
-            return
+        ctx.check_stop(kept="the captions made so far are kept")
         batch = todo[start:start + size]
         images = []
         for row in batch:
@@ -126,7 +124,5 @@ def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo
             set_caption(studio, row["id"], final, dataset["owner"], admin=True, source=spec.id)
             report.captioned += 1
             report.captions[row["id"]] = final
-            if on_progress:
-                on_progress(report.captioned, report.total, row["source_name"], final)
-        studio.store.update("jobs", report.job_id, step=report.captioned,
-                            progress=round(report.captioned / report.total, 4))
+            ctx.tell(Progress(report.captioned, report.total, message=row["source_name"], detail=final))
+        jobs.progress(ctx.store, ctx.job_id, report.captioned, report.total, result=report.to_dict())  # per batch

@@ -68,6 +68,7 @@ from masuka.image.tasks import (
     task_pipeline,
     task_record,
 )
+from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.manage import fetch_for_use
@@ -255,7 +256,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
                     on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None,
                     gpu_timeout: float | None = None, allow_any_path: bool = False,
-                    on_download: Callable[[str, float], None] | None = None,
+                    on_download: Watch | None = None,
                     background: bool = False) -> list[ImageResult]:
     """Validate, download the model if needed (outside the GPU slot, progress to ``on_download``), then make
     ``request.batch`` images; returns them in order. Raises on the first failure.
@@ -273,7 +274,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
         return _run(studio, plan, on_step, on_image, stop)
 
 
-def _optimized(studio: Studio, plan: Plan, on_download: Callable[[str, float], None] | None,
+def _optimized(studio: Studio, plan: Plan, on_download: Watch | None,
                gpu_timeout: float | None, background: bool) -> Plan:
     """The plan with the optimized prompt; the original is kept in the row's params."""
     from masuka.image.prompt_optimizer import optimize_prompt

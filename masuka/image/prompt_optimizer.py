@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from masuka.config import env_number
 from masuka.errors import ProviderError
 from masuka.image.aid_settings import AidSettings, load_aid_settings
+from masuka.jobs import Watch
 from masuka.models.manage import fetch_for_use
 from masuka.services import PROMPT_LLM
 from masuka.studio import Studio
@@ -50,7 +51,7 @@ class Optimized:
 
 
 def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
-                    on_download: Callable[[str, float], None] | None = None,
+                    on_download: Watch | None = None,
                     gpu: Callable[[], AbstractContextManager] = nullcontext) -> Optimized:
     """The detailed version of ``prompt`` in ``style`` ("natural" or "tags"); the local LLM runs inside
     ``gpu()`` (a GPU slot), after its download."""

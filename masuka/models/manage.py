@@ -14,16 +14,17 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
+from masuka import jobs
 from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, as_disk_full
+from masuka.jobs import JobContext, JobRow, Progress, Watch
 from masuka.keys import hub_endpoint
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
 from masuka.models.hub import hub_offline, hub_reachable
-from masuka.store import UNFINISHED, Store, owner_clause
+from masuka.store import UNFINISHED, owner_clause
 from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
@@ -97,16 +98,20 @@ def resolve_repo(model: str) -> str:
 def start_download(studio: Studio, owner: str, model: str) -> int:
     """Queue the download of ``model`` as a job; returns the job id."""
     repo = resolve_repo(model)
-    job_id = studio.store.insert("jobs", {"owner": owner, "kind": "download", "status": "queued", "model": repo,
-                                          "title": f"Download {repo}", "params": {"repo": repo}})
-    studio.jobs.submit(job_id, lambda job: download(studio, job, repo), lane=LANE)
+    job_id = jobs.create(studio.store, "download", owner, title=f"Download {repo}", model=repo,
+                         params={"repo": repo})
+    studio.jobs.submit(job_id, lane=LANE)  # the work is download_job: the queue survives a restart
     return job_id
 
 
-def fetch_for_use(studio: Studio, owner: str, source: str,
-                  on_progress: Callable[[str, float], None] | None = None) -> None:
+def download_job(studio: Studio, ctx: JobContext) -> Path:
+    """The work of a ``download`` job: its repo from the row."""
+    return download(studio, ctx, ctx.row().params["repo"])
+
+
+def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None = None) -> None:
     """Before a repo is loaded for use: download it as a download job, so the transfer happens outside any GPU slot
-    and shows in the Models tab; ``on_progress(line, fraction)`` follows it for the tab that asked.
+    and shows in the Models tab; ``watch`` follows its :class:`~masuka.jobs.Progress` for the tab that asked.
 
     Nothing is fetched for a folder, when the Hub cannot be reached (loading then uses the cache alone) or when
     MASUKA's last download of the repo completed and the repo is still in the cache. A failed download raises
@@ -114,26 +119,27 @@ def fetch_for_use(studio: Studio, owner: str, source: str,
     """
     if Path(source).expanduser().is_dir() or not REPO_ID.match(source) or not hub_reachable():
         return
-    last = studio.store.find("jobs", "kind = 'download' and model = ?", [source], order_by="id desc", limit=1)
-    if last and last[0]["status"] == "completed" and source in cached_repos():
+    last = jobs.find(studio.store, "kind = 'download' and model = ?", [source], order_by="id desc", limit=1)
+    if last and last[0].status == "completed" and source in cached_repos():
         return
-    job_id = last[0]["id"] if last and last[0]["status"] in UNFINISHED else start_download(studio, owner, source)
-    if on_progress:
-        on_progress(f"Downloading {source}…", 0.0)
-    while (row := studio.jobs.wait(job_id, timeout=PROGRESS_EVERY_S))["status"] in UNFINISHED:
-        if on_progress:
-            on_progress(download_line(row), row["progress"] or 0.0)
-    if row["status"] != "completed":
-        raise ModelUnavailable(row["error"] or f"The download of {source} ended as {row['status']}.")
+    job_id = last[0].id if last and not last[0].finished else start_download(studio, owner, source)
+    if watch:
+        watch(Progress(fraction=0.0, message=f"Downloading {source}…"))
+    while not (row := studio.jobs.wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
+        if watch:
+            watch(Progress(fraction=row.progress or 0.0, message=download_line(row)))
+    if row.status != "completed":
+        raise ModelUnavailable(row.error or f"The download of {source} ended as {row.status}.")
 
 
-def download_line(row: dict) -> str:
+def download_line(row: JobRow | dict) -> str:
     """A download job in words: bytes done of all, speed and time left."""
-    done, total = row["step"] or 0, row["total"] or 0
+    row = row if isinstance(row, JobRow) else JobRow.from_row(row)
+    done, total = row.step or 0, row.total or 0
     if not total:
-        return f"Downloading {row['model']}…"
-    rate = (row["state"] or {}).get("rate") if isinstance(row["state"], dict) else None
-    line = f"Downloading {row['model']}: {done / 2**30:.2f} of {total / 2**30:.2f} GB"
+        return f"Downloading {row.model}…"
+    rate = row.state.get("rate")
+    line = f"Downloading {row.model}: {done / 2**30:.2f} of {total / 2**30:.2f} GB"
     if rate:
         left = max(0.0, (total - done) / rate)
         line += f" at {rate / 2**20:.1f} MB/s, about {_duration(left)} left"
@@ -153,10 +159,10 @@ def stop_download(studio: Studio, user: str, admin: bool, model: str) -> int:
     kept, so starting again resumes. Returns how many were asked."""
     repo = resolve_repo(model)
     where, args = owner_clause(user, admin)
-    rows = studio.store.find("jobs", f"kind = 'download' and model = ? and status in (?, ?) and {where}",
-                             [repo, *UNFINISHED, *args])
+    rows = jobs.find(studio.store, f"kind = 'download' and model = ? and status in (?, ?) and {where}",
+                     [repo, *UNFINISHED, *args])
     for row in rows:
-        studio.store.update("jobs", row["id"], stop_requested=1)
+        jobs.request_stop(studio.store, row.id)
     if not rows:
         raise InvalidInput(f"No download of {repo} is running.")
     return len(rows)
@@ -173,7 +179,7 @@ def bench_results(studio: Studio, limit: int = 50) -> list[dict]:
     return studio.store.find("bench_results", limit=limit)
 
 
-def download(studio: Studio, job_id: int, repo: str) -> Path:
+def download(studio: Studio, ctx: JobContext, repo: str) -> Path:
     """The download job: check access and free space, then fetch every file with progress in the job row."""
     from huggingface_hub import snapshot_download
 
@@ -187,13 +193,13 @@ def download(studio: Studio, job_id: int, repo: str) -> Path:
     try:
         files = files_to_fetch(repo, token, cache)
         path = snapshot_download(repo, cache_dir=cache, endpoint=hub_endpoint(), token=token, allow_patterns=files,
-                                 tqdm_class=job_progress(studio.store, job_id))
+                                 tqdm_class=job_progress(ctx))
     except (Cancelled, InvalidInput):
         raise
     except Exception as error:  # every Hub failure becomes a message naming the repo and what to do
         raise download_error(repo, error, bool(token)) from error
     size = cached_repos().get(repo, 0)
-    studio.store.update("jobs", job_id, progress=1.0, result={"path": str(path), "size_bytes": size})
+    ctx.progress(fraction=1.0, result={"path": str(path), "size_bytes": size})
     log.info("downloaded %s (%d bytes)", repo, size)
     return Path(path)
 
@@ -230,7 +236,7 @@ def check_free_space(repo: str, size: int, cache: Path) -> None:
                            f"of {cache}: free some space (Settings → Storage) or delete other models.")
 
 
-def job_progress(store: Store, job_id: int) -> type[tqdm]:
+def job_progress(ctx: JobContext) -> type[tqdm]:
     """A tqdm class for ``snapshot_download`` that writes byte progress into the job row and honours Stop."""
 
     class JobProgress(tqdm):
@@ -244,10 +250,8 @@ def job_progress(store: Store, job_id: int) -> type[tqdm]:
             shown = super().update(n)
             if self.unit == "B" and self.total and time.monotonic() - self._written > PROGRESS_EVERY_S:
                 self._written = time.monotonic()
-                if store.stop_requested(job_id):
-                    raise Cancelled("Download stopped; start it again to resume.")
-                store.update("jobs", job_id, progress=min(1.0, self.n / self.total), step=int(self.n),
-                             total=int(self.total), state={"rate": self.format_dict.get("rate")})
+                ctx.check_stop(kept="start it again to resume")
+                ctx.progress(int(self.n), int(self.total), state={"rate": self.format_dict.get("rate")})
             return shown
 
     return JobProgress

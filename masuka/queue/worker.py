@@ -39,7 +39,7 @@ class JobContext:
         """Between images: raise :class:`Cancelled` or :class:`Paused` when the user asked for it."""
         control = self._control()
         if control == "cancel":
-            raise Cancelled("Cancelled in the queue; the images already made are kept.")
+            raise Cancelled("the images already made are kept")
         if control == "pause":
             raise Paused
 

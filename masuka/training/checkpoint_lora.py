@@ -36,11 +36,11 @@ def checkpoint_loras(studio: Studio, run_id: int, owner: str = LOCAL_USER,
                      admin: bool = True) -> list[tuple[int, Path]]:
     """(step, LoRA file) of every checkpoint of the run, oldest first; refused when there is none."""
     row = _run_row(studio, run_id, owner, admin)
-    run_dir = row["state"].get("run_dir")
+    run_dir = row.state.get("run_dir")
     found = [(c.step, c.lora) for c in checkpoints.checkpoints(studio.config.absolute(run_dir))
              if c.lora] if run_dir else []
     if not found:
-        raise InvalidInput(f"Run {row['id']} has no checkpoint to compare: checkpoints are saved every 'Save every' "
+        raise InvalidInput(f"Run {row.id} has no checkpoint to compare: checkpoints are saved every 'Save every' "
                            "steps and at the end of a run.")
     return found
 
@@ -51,8 +51,8 @@ def plan_comparison(studio: Studio, run_id: int, prompts: list[str], base: Image
 
     Without prompts, the run's sample prompts are used."""
     row = _run_row(studio, run_id, base.owner, admin)
-    found = checkpoint_loras(studio, row["id"], base.owner, admin)
-    prompts = [p.strip() for p in prompts if p and p.strip()] or TrainOptions.from_dict(row["params"]).sample_prompts
+    found = checkpoint_loras(studio, row.id, base.owner, admin)
+    prompts = [p.strip() for p in prompts if p and p.strip()] or TrainOptions.from_dict(row.params).sample_prompts
     if not prompts:
         raise InvalidInput("Give at least one prompt to render the checkpoints with.")
     if len(prompts) > MAX_PROMPTS:
@@ -60,7 +60,7 @@ def plan_comparison(studio: Studio, run_id: int, prompts: list[str], base: Image
     axes = [Axis("lora", tuple(str(path) for _step, path in found))]
     if len(prompts) > 1:  # every prompt replaces the first one, whole (a prompt S/R axis)
         axes.append(Axis("prompt", tuple(prompts)))
-    request = replace(base, prompt=prompts[0], model=row["model"], loras=[], batch=1)
+    request = replace(base, prompt=prompts[0], model=row.model, loras=[], batch=1)
     cells = plan_grid(studio, request, axes, confirm_large=confirm_large)
     return Comparison(axes, cells, [step for step, _path in found])
 
@@ -74,19 +74,19 @@ def use_checkpoint(studio: Studio, run_id: int, step: int, owner: str = LOCAL_US
     from masuka.training.export import verify_lora
 
     row = _run_row(studio, run_id, owner, admin)
-    found = dict(checkpoint_loras(studio, row["id"], owner, admin))
+    found = dict(checkpoint_loras(studio, row.id, owner, admin))
     if step not in found:
-        raise InvalidInput(f"Run {row['id']} has no checkpoint at step {step}: it has steps "
+        raise InvalidInput(f"Run {row.id} has no checkpoint at step {step}: it has steps "
                            f"{', '.join(map(str, found))}.")
-    state = row["state"]
-    options = TrainOptions.from_dict(row["params"])
-    name = f"{lora_name(options, state['dataset'], state['architecture'], row['id'])}-step{step}"
+    state = row.state
+    options = TrainOptions.from_dict(row.params)
+    name = f"{lora_name(options, state['dataset'], state['architecture'], row.id)}-step{step}"
     with safe_open(found[step], framework="pt") as handle:
         header = dict(handle.metadata() or {})
     path = studio.config.absolute(state["run_dir"]) / "lora" / f"{name}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(load_file(found[step]), path,
-              metadata={**header, "masuka.steps": str(step), "masuka.run": str(row["id"])})
+              metadata={**header, "masuka.steps": str(step), "masuka.run": str(row.id)})
     info = verify_lora(path, state["architecture"])
-    lora_id = register_lora(studio, info, row["owner"], "checkpoint", job_id=row["id"])
-    return {"lora": str(path), "name": info.name, "lora_id": lora_id, "step": step, "run": row["id"]}
+    lora_id = register_lora(studio, info, row.owner, "checkpoint", job_id=row.id)
+    return {"lora": str(path), "name": info.name, "lora_id": lora_id, "step": step, "run": row.id}

@@ -35,8 +35,8 @@ class Hooks(Protocol):
 
     def on_step(self, step: int, loss: float, lr: float, sec_per_step: float, vram_gb: float | None) -> None: ...
 
-    def stop_requested(self) -> str | None:
-        """``None`` to go on, else ``save``, ``discard`` or ``interrupt``."""
+    def stop_mode(self) -> str | None:
+        """``None`` to go on, else ``save``, ``discard`` or ``interrupt`` (see :class:`masuka.jobs.JobContext`)."""
 
     def log(self, text: str) -> None: ...
 
@@ -239,7 +239,7 @@ def _loop(plan: TrainPlan, session: Session, hooks: Hooks) -> Outcome:
                 _save(plan, session, step, hooks)
             if options.sample_every and step % options.sample_every == 0:
                 sample(plan, session, step)
-        mode = hooks.stop_requested() if main and step < options.steps else None
+        mode = hooks.stop_mode() if main and step < options.steps else None
         if mode:
             accelerator.set_trigger()
         if accelerator.check_trigger():

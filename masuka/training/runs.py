@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import statistics
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from masuka import jobs
 from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, NotFound
+from masuka.jobs import JobContext
 from masuka.loras.library import register_lora
 from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error, resolve_image_model
-from masuka.store import LOCAL_USER, UNFINISHED, now
+from masuka.store import LOCAL_USER, Store, now
 from masuka.studio import Studio
 from masuka.training import checkpoints
 from masuka.training.data import TrainingSet, dataset_for_training
@@ -34,8 +34,6 @@ from masuka.training.options import TrainOptions, check_options, fill_defaults
 log = logging.getLogger(__name__)
 KIND = "train"
 LANE = "gpu-train"
-STOP_MODES = {1: "save", 2: "discard"}
-LOG_LINES = 200
 RESUMABLE = ("cancelled", "interrupted", "failed")
 FLUSH_S = 1.0
 
@@ -79,16 +77,15 @@ def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, b
 
         return create_remote_run(studio, options, backend, owner, destination)
     options, spec, architecture, data = check_training(studio, options, owner)
-    run_id = studio.store.insert("jobs", {
-        "owner": owner, "kind": KIND, "status": "queued", "title": f"{data.name} on {spec.id}", "model": spec.id,
-        "step": 0, "total": options.steps, "progress": 0.0, "params": options.to_dict(), "pid": os.getpid(),
-        "state": {"dataset": data.name, "dataset_id": data.id, "dataset_hash": data.hash,
-                  "architecture": architecture, "images": len(data.items)},
-    })
+    run_id = jobs.create(
+        studio.store, KIND, owner, title=f"{data.name} on {spec.id}", model=spec.id, step=0, total=options.steps,
+        progress=0.0, params=options.to_dict(),
+        state={"dataset": data.name, "dataset_id": data.id, "dataset_hash": data.hash,
+               "architecture": architecture, "images": len(data.items)})
     run_dir = studio.config.runs_dir / f"run-{run_id:05d}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = studio.store.get("jobs", run_id)["state"]
-    studio.store.update("jobs", run_id, state={**state, "run_dir": studio.config.relative(run_dir)})
+    state = jobs.get(studio.store, run_id).state
+    jobs.update(studio.store, run_id, state={**state, "run_dir": studio.config.relative(run_dir)})
     return run_id
 
 
@@ -104,54 +101,65 @@ def submit_run(studio: Studio, run_id: int, interrupt: threading.Event | None = 
                on_step: Callable[[int], None] | None = None) -> None:
     """Queue the run in the training lane; ``interrupt`` (set by a signal) saves and marks it ``interrupted``.
     A remote run needs no GPU here: it starts at once."""
-    if _remote(studio.store.get("jobs", run_id)):
+    hooks = RunContext(studio.store, run_id, interrupt, observer=on_step)
+    if _remote(jobs.get(studio.store, run_id)):
         from masuka.training.backends.remote import execute_remote_run
 
-        hooks = RunHooks(studio, run_id, 1, interrupt, on_step)
-        studio.jobs.submit(run_id, lambda job_id: execute_remote_run(studio, job_id, hooks.log))
+        studio.jobs.submit(run_id, lambda ctx: execute_remote_run(studio, ctx), ctx=hooks)
         return
-    studio.jobs.submit(run_id, lambda job_id: execute_run(studio, job_id, interrupt, on_step), lane=LANE)
+    studio.jobs.submit(run_id, lambda ctx: execute_run(studio, ctx), lane=LANE, ctx=hooks)
 
 
-def _remote(row: dict) -> bool:
-    return (row["params"] or {}).get("backend", "local") != "local"
+def run_job(studio: Studio, ctx: JobContext) -> None:
+    """A run known only by its row (queued before a restart): local runs train, remote ones follow the service."""
+    hooks = RunContext(studio.store, ctx.job_id)
+    if _remote(jobs.get(studio.store, ctx.job_id)):
+        from masuka.training.backends.remote import execute_remote_run
+
+        execute_remote_run(studio, hooks)
+    else:
+        execute_run(studio, hooks)
 
 
-def execute_run(studio: Studio, run_id: int, interrupt: threading.Event | None = None,
-                on_step: Callable[[int], None] | None = None, main: bool = True) -> None:
+def _remote(row: jobs.JobRow) -> bool:
+    return row.params.get("backend", "local") != "local"
+
+
+def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     """Train the run's row to completion (or its stop); every process of a multi-GPU run calls this."""
     from masuka.training.loop import TrainPlan, train
 
-    row = studio.store.get("jobs", run_id)
-    options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row["params"]), row["owner"])
-    run_dir = studio.config.absolute(row["state"]["run_dir"])
+    run_id = hooks.job_id
+    row = jobs.get(studio.store, run_id)
+    options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row.params), row.owner)
+    run_dir = studio.config.absolute(row.state["run_dir"])
     plan = TrainPlan(options, spec, architecture, data, run_dir, studio.config.keys.get("huggingface"))
-    hooks = RunHooks(studio, run_id, options.steps, interrupt, on_step)
+    hooks.total = options.steps
     if not main:
         train(plan, hooks)
         return
-    if data.hash != row["state"].get("dataset_hash"):
+    if data.hash != row.state.get("dataset_hash"):
         hooks.log("note: the dataset changed since this run was created; training on its current images")
     latest = checkpoints.latest(run_dir)
     for metric in studio.store.find("job_metrics", "job_id = ? and step > ?", [run_id, latest.step if latest else 0]):
         studio.store.delete("job_metrics", metric["id"])
-    with studio.hold_gpu(f"training run {run_id}", row["owner"], on_wait=hooks.log):
+    with studio.hold_gpu(f"training run {run_id}", row.owner, on_wait=hooks.log):
         studio.models.release()
         try:
             outcome = train(plan, hooks)
         finally:
             hooks.flush()
     if outcome.stopped == "interrupt":
-        studio.store.update("jobs", run_id, status="interrupted", finished_at=now(),
-                            error=f"Interrupted at step {outcome.step}; checkpoint saved. Resume continues from it.")
+        jobs.finish(studio.store, run_id, "interrupted",
+                    f"Interrupted at step {outcome.step}; checkpoint saved. Resume continues from it.")
         return
     if outcome.stopped:
         kept = "checkpoint saved, Resume continues from it" if outcome.stopped == "save" else "progress discarded"
-        raise Cancelled(f"Stopped at step {outcome.step} ({kept}).")
+        raise Cancelled(kept, at=f"at step {outcome.step}")
     _finish(studio, run_id, row, plan, outcome, hooks)
 
 
-def _finish(studio: Studio, run_id: int, row: dict, plan: Any, outcome: Any, hooks: "RunHooks") -> None:
+def _finish(studio: Studio, run_id: int, row: jobs.JobRow, plan: Any, outcome: Any, hooks: RunContext) -> None:
     """Export the LoRA, re-open it, put it in the library; only then is the run complete."""
     from masuka.training.export import lora_metadata, push_to_hub, verify_lora, write_lora, write_model_card
 
@@ -169,22 +177,25 @@ def _finish(studio: Studio, run_id: int, row: dict, plan: Any, outcome: Any, hoo
                      dataset_hash=data.hash, steps=outcome.step, rank=options.rank, alpha=f"{options.alpha:g}",
                      lr=f"{options.lr:g}", resolution=options.resolution, trigger=data.trigger,
                      file_name=path.name, samples=[s.name for s in samples])
-    lora_id = register_lora(studio, info, row["owner"], "training", job_id=run_id)
+    lora_id = register_lora(studio, info, row.owner, "training", job_id=run_id)
     result = {"lora": studio.config.relative(path), "lora_name": info.name, "lora_id": lora_id,
               "final_loss": outcome.final_loss, "steps": outcome.step}
     if options.push_to_hub:
         result["hub_url"] = push_to_hub(folder, options.push_to_hub, studio.config.keys.get("huggingface"))
-    studio.store.update("jobs", run_id, result=result, step=outcome.step, progress=1.0)
+    jobs.progress(studio.store, run_id, outcome.step, fraction=1.0, result=result)
     hooks.log(f"LoRA written and checked: {path.name} (in the LoRA library as {info.name!r})")
 
 
-class RunHooks:
-    """The loop's link to the run's row: metrics per step (written at most once a second), stop flag, log tail."""
+class RunContext(JobContext):
+    """A run's :class:`JobContext` as the training loop's hooks: metrics per step (written at most once a
+    second, with the row's progress), the stop mode, the log; ``observer(step)`` sees each step."""
 
-    def __init__(self, studio: Studio, run_id: int, total: int, interrupt: threading.Event | None,
-                 on_step: Callable[[int], None] | None):
-        self.studio, self.run_id, self.total = studio, run_id, total
-        self.interrupt, self.observer = interrupt, on_step
+    def __init__(self, store: Store, run_id: int, interrupt: threading.Event | None = None,
+                 observer: Callable[[int], None] | None = None):
+        super().__init__(store, run_id, interrupt)
+        self.observer = observer
+        row = jobs.get(store, run_id)
+        self.total = (row.total if row else None) or 1
         self.pending: list[dict[str, Any]] = []
         self.flushed_at = 0.0
 
@@ -199,36 +210,24 @@ class RunHooks:
         """Write the steps not yet stored, and the row's progress, in one transaction."""
         if not self.pending:
             return
-        store = self.studio.store
-        with store.transaction():
+        with self.store.transaction():
             for metric in self.pending:
-                store.insert("job_metrics", {"job_id": self.run_id, **metric})
-            step = self.pending[-1]["step"]
-            store.update("jobs", self.run_id, step=step, progress=round(step / self.total, 4))
+                self.store.add_metric(self.job_id, **metric)
+            self.progress(self.pending[-1]["step"], self.total)
         self.pending = []
         self.flushed_at = time.monotonic()
 
-    def stop_requested(self) -> str | None:
-        if self.interrupt is not None and self.interrupt.is_set():
-            return "interrupt"
-        row = self.studio.store.get("jobs", self.run_id)
-        return STOP_MODES.get(row["stop_requested"]) if row else "discard"
-
     def log(self, text: str) -> None:
         self.flush()
-        log.info("run %s: %s", self.run_id, text)
-        row = self.studio.store.get("jobs", self.run_id)
-        stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        lines = ((row or {}).get("log") or "").splitlines()[-(LOG_LINES - 1):] + [f"{stamp} {text}"]
-        self.studio.store.update("jobs", self.run_id, log="\n".join(lines) + "\n")
+        super().log(text)
 
 
-def _run_row(studio: Studio, run_id: Any, owner: str, admin: bool) -> dict:
+def _run_row(studio: Studio, run_id: Any, owner: str, admin: bool) -> jobs.JobRow:
     try:
-        row = studio.store.get("jobs", int(run_id))
+        row = jobs.get(studio.store, int(run_id))
     except (TypeError, ValueError):
         row = None
-    if row is None or row["kind"] != KIND or not (admin or row["owner"] == owner):
+    if row is None or row.kind != KIND or not (admin or row.owner == owner):
         raise NotFound(f"Training run {run_id!r} does not exist.")
     return row
 
@@ -237,52 +236,50 @@ def request_stop(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bo
                  discard: bool = False) -> dict:
     """Ask a run to stop: a queued run is cancelled at once, a running one after saving a checkpoint."""
     row = _run_row(studio, run_id, owner, admin)
-    if row["status"] not in UNFINISHED:
-        raise InvalidInput(f"Run {row['id']} is already {row['status']}: there is nothing to stop.")
-    studio.store.update("jobs", row["id"], stop_requested=2 if discard else 1)
-    if row["status"] == "queued":
-        studio.store.update("jobs", row["id"], status="cancelled", finished_at=now(),
-                            error="Stopped before it started.")
-    return run_status(studio, row["id"], owner, admin)
+    if row.finished:
+        raise InvalidInput(f"Run {row.id} is already {row.status}: there is nothing to stop.")
+    jobs.request_stop(studio.store, row.id, discard)
+    if row.status == "queued":
+        jobs.finish(studio.store, row.id, "cancelled", str(Cancelled(at="before it started")))
+    return run_status(studio, row.id, owner, admin)
 
 
 def resume_run(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True, submit: bool = True,
                interrupt: threading.Event | None = None) -> int:
     """Queue a stopped, interrupted or failed run again; it continues from its latest checkpoint."""
     row = _run_row(studio, run_id, owner, admin)
-    if row["status"] not in RESUMABLE:
-        raise InvalidInput(f"Run {row['id']} is {row['status']}: only a stopped, interrupted or failed run resumes.")
+    if row.status not in RESUMABLE:
+        raise InvalidInput(f"Run {row.id} is {row.status}: only a stopped, interrupted or failed run resumes.")
     if not _remote(row):
-        check_training(studio, TrainOptions.from_dict(row["params"]), row["owner"])
-    studio.store.update("jobs", row["id"], status="queued", stop_requested=0, error=None, finished_at=None,
-                        pid=os.getpid())
+        check_training(studio, TrainOptions.from_dict(row.params), row.owner)
+    jobs.requeue(studio.store, row.id)
     if submit:
-        submit_run(studio, row["id"], interrupt)
-    return row["id"]
+        submit_run(studio, row.id, interrupt)
+    return row.id
 
 
 def run_status(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True) -> dict:
     """A run as the UI and API show it: progress, losses, speed, ETA, VRAM, samples, log tail, result."""
     row = _run_row(studio, run_id, owner, admin)
-    metrics = studio.store.find("job_metrics", "job_id = ?", [row["id"]], order_by="step")
+    metrics = studio.store.find("job_metrics", "job_id = ?", [row.id], order_by="step")
     recent = [m["sec_per_step"] for m in metrics[-20:] if m["sec_per_step"]]
     speed = statistics.median(recent) if recent else None
-    remaining = (row["total"] or 0) - (row["step"] or 0)
-    run_dir = studio.config.absolute(row["state"].get("run_dir", "")) if row["state"].get("run_dir") else None
+    remaining = (row.total or 0) - (row.step or 0)
+    run_dir = studio.config.absolute(row.state["run_dir"]) if row.state.get("run_dir") else None
     samples = sorted((run_dir / "samples").glob("*.png")) if run_dir else []
-    result = row["result"] or {}
+    result = row.result
     vram = [m["vram_gb"] for m in metrics if m["vram_gb"]]
     return {
-        "run": row["id"], "status": row["status"], "title": row["title"], "model": row["model"],
-        "dataset": row["state"].get("dataset"), "step": row["step"] or 0, "total": row["total"],
-        "progress": row["progress"] or 0.0, "loss": metrics[-1]["loss"] if metrics else None,
+        "run": row.id, "status": row.status, "title": row.title, "model": row.model,
+        "dataset": row.state.get("dataset"), "step": row.step or 0, "total": row.total,
+        "progress": row.progress or 0.0, "loss": metrics[-1]["loss"] if metrics else None,
         "losses": [[m["step"], m["loss"]] for m in metrics], "sec_per_step": speed,
-        "eta_s": round(speed * remaining) if speed and row["status"] == "running" else None,
+        "eta_s": round(speed * remaining) if speed and row.status == "running" else None,
         "vram_gb": max(vram) if vram else None, "samples": [str(p) for p in samples],
-        "log": "\n".join((row["log"] or "").splitlines()[-30:]), "error": row["error"],
+        "log": "\n".join((row.log or "").splitlines()[-30:]), "error": row.error,
         "lora": str(studio.config.absolute(result["lora"])) if result.get("lora") else None,
-        "final_loss": result.get("final_loss"), "stop_requested": bool(row["stop_requested"]),
-        "created_at": row["created_at"], "finished_at": row["finished_at"],
+        "final_loss": result.get("final_loss"), "stop_requested": bool(row.stop_requested),
+        "created_at": row.created_at, "finished_at": row.finished_at,
         "checkpoint_step": (checkpoints.latest(run_dir).step if run_dir and checkpoints.latest(run_dir) else None),
     }
 
@@ -290,10 +287,10 @@ def run_status(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
 def list_runs(studio: Studio, owner: str = LOCAL_USER, admin: bool = True, limit: int = 50) -> list[dict]:
     """Runs newest first: id, status, title, step/total, final loss, LoRA."""
     where = "kind = ?" + ("" if admin else " and owner = ?")
-    rows = studio.store.find("jobs", where, [KIND] if admin else [KIND, owner], limit=limit)
-    return [{"run": r["id"], "status": r["status"], "title": r["title"], "step": r["step"] or 0, "total": r["total"],
-             "final_loss": (r["result"] or {}).get("final_loss"), "lora": (r["result"] or {}).get("lora"),
-             "error": r["error"], "created_at": r["created_at"]} for r in rows]
+    rows = jobs.find(studio.store, where, [KIND] if admin else [KIND, owner], limit=limit)
+    return [{"run": r.id, "status": r.status, "title": r.title, "step": r.step or 0, "total": r.total,
+             "final_loss": r.result.get("final_loss"), "lora": r.result.get("lora"),
+             "error": r.error, "created_at": r.created_at} for r in rows]
 
 
 def lora_name(options: TrainOptions, dataset: str, architecture: str, run_id: int) -> str:

@@ -173,8 +173,8 @@ def build(ctx: UIContext) -> None:
                                         bool(overwrite), int(batch_size or 8), is_admin(studio, request))
         result = captioning.caption_dataset(
             studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
-            on_download=lambda line, done: progress(done, desc=line),
-            on_progress=lambda done, total, file, text: progress((done, total), desc=file, unit="images"))
+            watch=lambda p: progress((p.step, p.total), desc=p.message, unit="images") if p.total
+            else progress(p.fraction or 0, desc=p.message))
         verb = "Stopped" if result.stopped else "Done"
         return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "
                 f"caption(s). Job #{result.job_id}.")

@@ -188,7 +188,7 @@ def build(ctx: UIContext) -> None:
         def work() -> None:
             try:
                 generate_images(studio, request_, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
-                                on_download=lambda line, done: events.put(("download", line, done)),
+                                on_download=lambda p: events.put(("download", p.message, p.fraction or 0.0)),
                                 on_step=lambda i, s, n: events.put(("step", i, s, n)),
                                 on_image=lambda r: events.put(("image", r)))
             except BaseException as error:  # handed to the event loop below, which decides how to show it

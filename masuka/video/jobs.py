@@ -17,8 +17,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from masuka import jobs
 from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
+from masuka.jobs import JobContext
 from masuka.store import UNFINISHED, now, owner_clause, process_alive
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
@@ -57,12 +59,9 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
     if request.provider != "local":
         _choose_target(studio, plan, 0)
     target = plan.primary
-    job_id = studio.store.insert("jobs", {
-        "owner": request.owner, "kind": KIND, "status": "queued", "title": request.prompt[:80],
-        "provider": target.provider, "model": target.model, "params": plan.to_params(), "progress": 0.0,
-        "step": 0, "total": len(target.segments), "cost_usd": target.cost_usd, "pid": os.getpid(),
-        "state": {"phase": "queued", "runner": PROCESS_TOKEN, "segments": []},
-    })
+    job_id = jobs.create(studio.store, KIND, request.owner, title=request.prompt[:80], provider=target.provider,
+                         model=target.model, params=plan.to_params(), progress=0.0, step=0, total=len(target.segments),
+                         cost_usd=target.cost_usd, state={"phase": "queued", "runner": PROCESS_TOKEN, "segments": []})
     inputs = {name: getattr(request, name) for name in INPUT_FILES if getattr(request, name)}
     inputs.update({f"reference-{n}": path for n, path in enumerate(request.references)})
     if inputs:
@@ -70,7 +69,7 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
         for name in INPUT_FILES:
             setattr(plan.request, name, copies.get(name))
         plan.request.references = [copies[f"reference-{n}"] for n in range(len(request.references))]
-        studio.store.update("jobs", job_id, params=plan.to_params())
+        jobs.update(studio.store, job_id, params=plan.to_params())
     _submit(studio, job_id, request.provider)
     return job_id
 
@@ -87,54 +86,54 @@ def _keep_input(studio: Studio, job_id: int, name: str, source: str) -> str:
 
 def _submit(studio: Studio, job_id: int, provider: str) -> None:
     lane = "gpu" if provider == "local" else None
-    studio.jobs.submit(job_id, lambda jid: run_video_job(studio, jid), lane=lane)
+    studio.jobs.submit(job_id, lambda ctx: run_video_job(studio, ctx), lane=lane)
 
 
 def resume_video_jobs(studio: Studio) -> list[int]:
     """Adopt every unfinished video job no live process is running: remote ones resume polling and
-    downloading; local ones (nothing to poll) and half-sent ones are marked ``interrupted``. Returns the ids
-    resumed."""
+    downloading; local ones that had started (nothing to poll) and half-sent ones are marked ``interrupted``;
+    local ones still waiting in the GPU lane stay queued for the job runner (:meth:`JobRunner.adopt`). Returns
+    the ids resumed."""
     resumed = []
-    for row in studio.store.find("jobs", "kind = ? and status in (?, ?)", [KIND, *UNFINISHED], order_by="id"):
+    for row in jobs.find(studio.store, "kind = ? and status in (?, ?)", [KIND, *UNFINISHED], order_by="id"):
         with studio.store.transaction():
-            row = studio.store.get("jobs", row["id"])
-            state = row["state"] or {}
-            if row["status"] not in UNFINISHED or state.get("runner") == PROCESS_TOKEN or (
-                    row["pid"] != os.getpid() and process_alive(row["pid"])):
+            row = jobs.get(studio.store, row.id)
+            state = row.state
+            if row.finished or state.get("runner") == PROCESS_TOKEN or (
+                    row.pid != os.getpid() and process_alive(row.pid)) or (row.status == "queued" and row.lane):
                 continue
-            studio.store.update("jobs", row["id"], pid=os.getpid(), state={**state, "runner": PROCESS_TOKEN})
-        if row["provider"] == "local":
-            _set_status(studio, row["id"], "interrupted", "The app stopped while this local video was being made; "
-                        "generate it again.")
+            jobs.update(studio.store, row.id, pid=os.getpid(), state={**state, "runner": PROCESS_TOKEN})
+        if row.provider == "local":
+            jobs.finish(studio.store, row.id, "interrupted", "The app stopped while this local video was being "
+                        "made; generate it again.")
             continue
         if any(seg.get("submitting") for seg in state.get("segments", [])):
-            _needs_attention(studio, row["id"], row["provider"])
+            _needs_attention(studio, row.id, row.provider)
             continue
-        log.info("resuming video job %s (%s)", row["id"], row["provider"])
-        _submit(studio, row["id"], row["provider"])
-        resumed.append(row["id"])
+        log.info("resuming video job %s (%s)", row.id, row.provider)
+        _submit(studio, row.id, row.provider)
+        resumed.append(row.id)
     return resumed
 
 
-def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) -> dict:
+def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) -> jobs.JobRow:
     """Stop a video job: the process running it cancels at the provider (where the API can) and stops; a job
     no process runs any more is cancelled here at once."""
     row = video_job(studio, job_id, user, admin)
-    if row["status"] not in UNFINISHED:
-        raise InvalidInput(f"Job {job_id} is already {row['status']}.")
-    studio.store.update("jobs", job_id, stop_requested=1)
-    state = row["state"] or {}
-    running_somewhere = state.get("runner") == PROCESS_TOKEN or (
-        row["pid"] != os.getpid() and process_alive(row["pid"]))
+    if row.finished:
+        raise InvalidInput(f"Job {job_id} is already {row.status}.")
+    jobs.request_stop(studio.store, job_id)
+    running_somewhere = row.state.get("runner") == PROCESS_TOKEN or (
+        row.pid != os.getpid() and process_alive(row.pid))
     if not running_somewhere:
         _cancel_at_provider(studio, row)
-        _set_status(studio, job_id, "cancelled", "Cancelled by the user.")
-    return studio.store.get("jobs", job_id)
+        jobs.finish(studio.store, job_id, "cancelled", str(Cancelled()))
+    return jobs.get(studio.store, job_id)
 
 
-def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> dict:
+def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> jobs.JobRow:
     where, args = owner_clause(user, admin)
-    rows = studio.store.find("jobs", f"id = ? and kind = ? and {where}", [int(job_id), KIND, *args], limit=1)
+    rows = jobs.find(studio.store, f"id = ? and kind = ? and {where}", [int(job_id), KIND, *args], limit=1)
     if not rows:
         raise NotFound(f"There is no video job {job_id}.")
     return rows[0]
@@ -143,53 +142,54 @@ def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> di
 def video_jobs(studio: Studio, user: str, admin: bool = False, limit: int = 50) -> list[dict]:
     """Newest first; finished ones carry ``video`` (absolute path of the MP4, when it is there)."""
     where, args = owner_clause(user, admin)
-    rows = studio.store.find("jobs", f"kind = ? and {where}", [KIND, *args], order_by="id desc", limit=limit)
-    for row in rows:
-        stored = (row["result"] or {}).get("video") if isinstance(row["result"], dict) else None
+    listed = []
+    for row in jobs.find(studio.store, f"kind = ? and {where}", [KIND, *args], order_by="id desc", limit=limit):
+        stored = row.result.get("video")
         path = studio.config.absolute(stored) if stored else None
-        row["video"] = path if path is not None and path.is_file() else None
-        row["phase"] = (row["state"] or {}).get("phase", row["status"])
-    return rows
+        listed.append({**row.as_dict(), "video": path if path is not None and path.is_file() else None,
+                       "phase": row.state.get("phase", row.status)})
+    return listed
 
 
-def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | None = None) -> dict:
+def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | None = None) -> jobs.JobRow:
     """Block until the job finishes (CLI); ``on_progress(row)`` is called when its progress or phase moves."""
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = None
     while True:
-        row = studio.store.get("jobs", job_id)
-        mark = (row["status"], (row["state"] or {}).get("phase"), round(row["progress"] or 0, 2), row["step"])
+        row = jobs.get(studio.store, job_id)
+        mark = (row.status, row.state.get("phase"), round(row.progress or 0, 2), row.step)
         if on_progress and mark != seen:
             on_progress(row)
         seen = mark
-        if row["status"] not in UNFINISHED or (deadline is not None and time.monotonic() > deadline):
+        if row.finished or (deadline is not None and time.monotonic() > deadline):
             return row
         time.sleep(STOP_CHECK_S)
 
 
 # -- the job itself ---------------------------------------------------------------------------------------
-def run_video_job(studio: Studio, job_id: int) -> None:
+def run_video_job(studio: Studio, ctx: JobContext) -> None:
     """The body of a video job: every clip of the chain submitted once, polled, downloaded; then joined."""
-    row = studio.store.get("jobs", job_id)
-    plan = VideoPlan.from_params(row["params"])
-    state = {**(row["state"] or {}), "runner": PROCESS_TOKEN}
+    job_id = ctx.job_id
+    row = ctx.row()
+    plan = VideoPlan.from_params(row.params)
+    state = {**row.state, "runner": PROCESS_TOKEN}
     if plan.request.provider == "local":
         from masuka.video.local import run_local
 
         _save(studio, job_id, state, phase="running")
         clip = _clip_dir(studio, job_id) / "clip-00.mp4"
-        run_local(studio, job_id, plan, _image(studio, plan), clip)
+        run_local(studio, ctx, plan, _image(studio, plan), clip)
         _finish(studio, job_id, plan, plan.primary, [clip], state)
         return
     if state.get("target") is None:
         state["target"] = _choose_target(studio, plan, 0)
     while True:
         target = plan.targets[state["target"]]
-        studio.store.update("jobs", job_id, provider=target.provider, model=target.model,
-                            cost_usd=target.cost_usd, total=len(target.segments))
+        jobs.update(studio.store, job_id, provider=target.provider, model=target.model, cost_usd=target.cost_usd,
+                    total=len(target.segments))
         provider = open_provider(studio, target.provider)
         try:
-            clips = [_run_clip(studio, job_id, plan, target, provider, state, index)
+            clips = [_run_clip(studio, ctx, plan, target, provider, state, index)
                      for index in range(len(target.segments))]
             break
         except _Attention:
@@ -246,8 +246,9 @@ def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
     raise ProviderError("No provider can take this job: " + "; ".join(reasons))
 
 
-def _run_clip(studio: Studio, job_id: int, plan: VideoPlan, target: Target, provider: Provider, state: dict,
+def _run_clip(studio: Studio, ctx: JobContext, plan: VideoPlan, target: Target, provider: Provider, state: dict,
               index: int) -> Path:
+    job_id = ctx.job_id
     segments = state.setdefault("segments", [])
     if index == len(segments):
         segments.append({"seconds": target.segments[index]})
@@ -258,7 +259,7 @@ def _run_clip(studio: Studio, job_id: int, plan: VideoPlan, target: Target, prov
     if "ref" not in segment:
         if segment.get("submitting"):
             raise _Attention
-        _check_stop(studio, job_id)
+        ctx.check_stop()
         folder = _clip_dir(studio, job_id)
         extend = segments[index - 1]["output"] if target.extends and index else None
         if index == 0 or extend:
@@ -283,63 +284,61 @@ def _run_clip(studio: Studio, job_id: int, plan: VideoPlan, target: Target, prov
             raise
         segment.pop("submitting")
         _save(studio, job_id, state, phase="queued", external_id=segment["ref"]["id"])  # and right after
-    output = _poll(studio, job_id, provider, segment, index, len(target.segments), state)
+    output = _poll(studio, ctx, provider, segment, index, len(target.segments), state)
     segment["output"] = output  # what an extension of this clip refers to
     _save(studio, job_id, state, phase="downloading")
     try:
         provider.download(output, path)
     except ProviderError:  # a URL that expired meanwhile: ask for a fresh one, once
-        provider.download(_poll(studio, job_id, provider, segment, index, len(target.segments), state), path)
+        provider.download(_poll(studio, ctx, provider, segment, index, len(target.segments), state), path)
     segment["file"] = studio.config.relative(path)
     _save(studio, job_id, state, phase="downloaded", step=index + 1)
     return path
 
 
-def _poll(studio: Studio, job_id: int, provider: Provider, segment: dict, index: int, count: int,
+def _poll(studio: Studio, ctx: JobContext, provider: Provider, segment: dict, index: int, count: int,
           state: dict) -> str:
     """Poll until the provider's job completes; returns the output reference. Never gives up on a paid job
     because the provider is unreachable: it waits and tries again until the user cancels."""
     while True:
-        _check_stop(studio, job_id, provider, segment["ref"])
+        _check_stop(ctx, provider, segment["ref"])
         try:
             status = provider.poll(segment["ref"])
         except ProviderUnavailable as error:
-            studio.store.update("jobs", job_id, error=f"{error} Still trying; the job is kept.")
-            _pause(studio, job_id, provider, segment["ref"], UNREACHABLE_WAIT_S if provider.settings.poll_s is None
+            jobs.update(studio.store, ctx.job_id, error=f"{error} Still trying; the job is kept.")
+            _pause(ctx, provider, segment["ref"], UNREACHABLE_WAIT_S if provider.settings.poll_s is None
                    else provider.settings.poll_s * 10)
             continue
         fraction = (index + (status.progress or 0.0)) / count
-        _save(studio, job_id, state, phase=status.state, note=status.note, progress=round(fraction, 4), error=None)
+        _save(studio, ctx.job_id, state, phase=status.state, note=status.note, progress=round(fraction, 4),
+              error=None)
         if status.state == "completed" and status.output:
             return status.output
         if status.state == "failed":
             raise ProviderError(f"{provider.name} could not make the video: {status.error or 'no reason given'}")
         if status.state == "cancelled":
-            raise Cancelled(f"{provider.name} cancelled the job.")
-        _pause(studio, job_id, provider, segment["ref"], status.poll_after or provider.default_poll_s())
+            raise Cancelled(by=provider.name)
+        _pause(ctx, provider, segment["ref"], status.poll_after or provider.default_poll_s())
 
 
-def _pause(studio: Studio, job_id: int, provider: Provider, ref: dict, seconds: float) -> None:
+def _pause(ctx: JobContext, provider: Provider, ref: dict, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(STOP_CHECK_S, left))
-        _check_stop(studio, job_id, provider, ref)
+        _check_stop(ctx, provider, ref)
 
 
-def _check_stop(studio: Studio, job_id: int, provider: Provider | None = None, ref: dict | None = None) -> None:
-    if not studio.store.stop_requested(job_id):
-        return
-    if provider is not None and ref is not None:
-        _try_cancel(provider, ref)
-    raise Cancelled("Cancelled by the user.")
+def _check_stop(ctx: JobContext, provider: Provider, ref: dict) -> None:
+    """Stop (cancelling the provider's job first) when the user asked for it."""
+    ctx.check_stop(before=lambda: _try_cancel(provider, ref))
 
 
-def _cancel_at_provider(studio: Studio, row: dict) -> None:
-    segments = [s for s in (row["state"] or {}).get("segments", []) if s.get("ref") and not s.get("file")]
-    if not segments or row["provider"] == "local":
+def _cancel_at_provider(studio: Studio, row: jobs.JobRow) -> None:
+    segments = [s for s in row.state.get("segments", []) if s.get("ref") and not s.get("file")]
+    if not segments or row.provider == "local":
         return
     try:
-        provider = open_provider(studio, row["provider"])
+        provider = open_provider(studio, row.provider)
     except MasukaError:
         return
     try:
@@ -368,7 +367,7 @@ def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips:
         os.replace(clips[0], final)
         if state.get("segments"):
             state["segments"][0]["file"] = studio.config.relative(final)
-    row = studio.store.get("jobs", job_id)
+    row = jobs.get(studio.store, job_id)
     width, height = parse_size(plan.size)
     refs = [s["ref"]["id"] for s in state.get("segments", []) if s.get("ref")]
     generation = studio.store.insert("generations", {
@@ -381,24 +380,20 @@ def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips:
                    **({"references": plan.request.references} if plan.request.references else {}),
                    **({"audio": plan.request.audio} if plan.request.audio is not None else {})},
         "output_path": studio.config.relative(final), "cost_usd": target.cost_usd, "job_id": job_id,
-        "started_at": row["started_at"], "finished_at": now(), "pid": os.getpid(),
+        "started_at": row.started_at, "finished_at": now(), "pid": os.getpid(),
     })
     _save(studio, job_id, state, phase="completed", progress=1.0, error=None,
           result={"video": studio.config.relative(final), "generation_id": generation, "provider_job_ids": refs})
 
 
 def _save(studio: Studio, job_id: int, state: dict, phase: str, note: str = "", **fields) -> None:
-    studio.store.update("jobs", job_id, state={**state, "phase": phase, "note": note}, **fields)
+    jobs.progress(studio.store, job_id, state={**state, "phase": phase, "note": note}, **fields)
     state["phase"] = phase
-
-
-def _set_status(studio: Studio, job_id: int, status: str, message: str) -> None:
-    studio.store.update("jobs", job_id, status=status, error=message, finished_at=now())
 
 
 def _needs_attention(studio: Studio, job_id: int, provider: str) -> None:
     name = provider_entry(provider)["name"]
-    _set_status(studio, job_id, "interrupted",
+    jobs.finish(studio.store, job_id, "interrupted",
                 f"Needs attention: MASUKA sent this job to {name} but never heard back, so it may have been "
                 f"accepted (and charged). Look at your {name} dashboard; MASUKA does not send it again by itself.")
 

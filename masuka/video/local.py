@@ -16,9 +16,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from masuka.errors import Cancelled, InvalidInput
+from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
 from masuka.image.pipelines import load_pipeline
+from masuka.jobs import JobContext
 from masuka.models.architectures.video import VideoProfile, for_video_pipeline
 from masuka.models.catalog import ModelSpec
 from masuka.models.manage import fetch_for_use
@@ -31,8 +32,9 @@ from masuka.video.request import VideoPlan
 MAX_SEED = 2**32 - 1
 
 
-def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, dest: Path) -> Path:
-    """Make the video of ``plan`` with the local pipeline, reporting progress into the job row."""
+def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | None, dest: Path) -> Path:
+    """Make the video of ``plan`` with the local pipeline, reporting progress and honouring Stop through the
+    job's context."""
     import torch
     from diffusers.utils import export_to_video
 
@@ -45,7 +47,7 @@ def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, 
     steps = request.steps or entry["steps"]
     frames = local_frames(plan.seconds, fps, entry.get("frame_multiple", 4))
     seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
-    studio.store.update("jobs", job_id, total=steps, step=0)
+    ctx.progress(0, steps)
     fetch_for_use(studio, request.owner, source)  # outside the GPU slot; the Models tab shows its progress
 
     with studio.hold_gpu(f"video generation for {request.owner}", request.owner):
@@ -60,9 +62,8 @@ def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, 
         accepted = set(inspect.signature(pipe.__call__).parameters)
 
         def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
-            studio.store.update("jobs", job_id, step=step + 1, progress=round((step + 1) / steps, 4))
-            if studio.store.stop_requested(job_id):
-                raise Cancelled("Cancelled by the user.")
+            ctx.progress(step + 1, steps)
+            ctx.check_stop()
             return kwargs
 
         kwargs: dict[str, Any] = dict(prompt=request.prompt, negative_prompt=request.negative_prompt or None,
@@ -88,7 +89,7 @@ def run_local(studio: Studio, job_id: int, plan: VideoPlan, image: Path | None, 
     check_mp4(partial)
     os.replace(partial, dest)
     request.seed, request.steps = seed, steps
-    studio.store.update("jobs", job_id, params=plan.to_params())
+    ctx.progress(params=plan.to_params())
     return dest
 
 

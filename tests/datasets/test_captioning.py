@@ -29,9 +29,10 @@ def test_caption_pass_writes_templated_captions_in_batches_and_unloads(studio, p
     seen = []
     report = caption_dataset(studio, CaptionRequest(photos["name"], captioner=str(tiny_captioner(family)),
                                                     mode="short", batch_size=3),
-                             on_progress=lambda *event: seen.append(event))
+                             watch=seen.append)
     assert (report.captioned, report.kept, report.stopped) == (4, 0, False)
-    assert [event[:2] for event in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [(p.step, p.total) for p in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert all(p.detail.startswith("photo of zorp, ") for p in seen)
     rows = dataset_images(studio, photos["id"], augmented=True)
     assert len(rows) == 8
     for row in rows:
@@ -61,11 +62,13 @@ def test_stop_keeps_the_captions_made_so_far(studio, photos, tiny_captioner):
     stop = threading.Event()
     report = caption_dataset(studio, CaptionRequest(photos["id"], captioner=str(tiny_captioner("blip2")),
                                                     mode="short", batch_size=2),
-                             stop=stop, on_progress=lambda *event: stop.set())
+                             stop=stop, watch=lambda _progress: stop.set())
     assert (report.captioned, report.stopped) == (2, True)
     captions = [r["caption"] for r in dataset_images(studio, photos["id"])]
     assert all(captions[:2]) and captions[2:] == ["", ""]
-    assert studio.store.get("jobs", report.job_id)["status"] == "cancelled"
+    job = studio.store.get("jobs", report.job_id)
+    assert job["status"] == "cancelled" and job["error"] == "Stopped by the user; the captions made so far are kept."
+    assert job["result"]["captioned"] == 2
     assert studio.models.key is None
 
 

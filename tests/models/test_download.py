@@ -134,8 +134,8 @@ def test_first_use_downloads_outside_the_gpu_slot_with_progress_then_generates(s
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     seen = []
 
-    def on_download(line: str, fraction: float) -> None:
-        seen.append((line, fraction, studio.gpu.holders()))
+    def on_download(progress) -> None:
+        seen.append((progress.message, progress.fraction, studio.gpu.holders()))
 
     results = generate_images(studio, ImageRequest("a fox", "acme/tiny-flux", steps=1, width=64, height=64, seed=1),
                               on_download=on_download)
@@ -182,3 +182,16 @@ def test_a_download_can_be_stopped_and_resumed(studio, hub, monkeypatch):
     with pytest.raises(InvalidInput, match="No download of acme/tiny-pipe is running"):
         manage.stop_download(studio, "local", False, "acme/tiny-pipe")
     assert finished(studio, start_download(studio, "local", "acme/tiny-pipe"))["status"] == "completed"
+
+
+def test_a_download_left_queued_by_a_stopped_app_runs_after_the_restart(studio, hub):
+    from masuka import jobs
+    from masuka.models.manage import LANE
+
+    job_id = jobs.create(studio.store, "download", title="Download acme/tiny-pipe", model="acme/tiny-pipe",
+                         params={"repo": "acme/tiny-pipe"}, lane=LANE, queued_at="2026-01-01T00:00:00+00:00",
+                         pid=2**22 + 13)  # queued by an app process that is gone
+    studio.store.mark_interrupted()
+    studio.jobs.adopt(LANE)
+    job = finished(studio, job_id)
+    assert job.status == "completed" and "acme/tiny-pipe" in cached_repos()

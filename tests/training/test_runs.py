@@ -73,7 +73,7 @@ def test_stop_then_resume_matches_an_uninterrupted_run(studio, tiny_model, datas
     run = create_run(studio, options(model, steps=6))
     submit_run(studio, run, on_step=lambda step: step == 3 and request_stop(studio, run))
     stopped = finish(studio, run)
-    assert stopped["status"] == "cancelled" and "Stopped at step 3" in stopped["error"]
+    assert stopped["status"] == "cancelled" and "Stopped by the user at step 3" in stopped["error"]
     assert stopped["checkpoint_step"] == 3 and stopped["lora"] is None
 
     resume_run(studio, run)
@@ -126,6 +126,21 @@ def test_queued_runs_train_one_after_another(studio, tiny_model, dataset):
     assert finish(studio, second)["status"] == "completed"
     assert seen == ["queued"] * 3
     assert studio.store.get("jobs", second)["started_at"] >= studio.store.get("jobs", first)["finished_at"]
+
+
+def test_a_run_left_queued_by_a_stopped_app_trains_after_the_restart(studio, tiny_model, dataset):
+    from masuka import jobs
+    from masuka.training.runs import LANE
+
+    run = create_run(studio, options(tiny_model("sd3"), steps=2))
+    # as the app that queued it left it: in the training lane, owned by a process that is gone
+    jobs.update(studio.store, run, lane=LANE, queued_at="2026-01-01T00:00:00+00:00", pid=2**22 + 11)
+    studio.store.mark_interrupted()  # what the next start does: a queued run is not "interrupted"
+    assert studio.store.get("jobs", run)["status"] == "queued"
+    studio.jobs.adopt(LANE)
+    status = finish(studio, run)
+    assert status["status"] == "completed", status["error"]
+    assert status["lora"] and [step for step, _loss in status["losses"]] == [1, 2]
 
 
 def test_nan_loss_stops_the_run_with_a_message(studio, tiny_model, dataset, tmp_path):

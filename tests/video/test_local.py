@@ -93,3 +93,19 @@ def test_sizes_and_clip_lengths_come_from_the_models_config(studio, tiny_wan):
     with pytest.raises(InvalidInput, match="multiples of 16 up to 512 \\(got 1280x720\\)"):
         start_video(studio, local(tiny_wan(), size="1280x720"))
     assert studio.store.count("jobs") == 0  # refused before any job
+
+
+def test_a_local_video_left_queued_by_a_stopped_app_is_made_after_the_restart(studio, tiny_wan):
+    from masuka import jobs
+    from masuka.video.jobs import resume_video_jobs
+
+    made = wait_video(studio, start_video(studio, local(tiny_wan())), timeout=120)
+    waiting = jobs.create(studio.store, "video", title=made.title, provider="local", model=made.model,
+                          params=made.params, total=1, lane="gpu", queued_at="2026-01-01T00:00:00+00:00",
+                          pid=2**22 + 17, state={"phase": "queued", "runner": "a process that is gone"})
+    studio.store.mark_interrupted()
+    assert resume_video_jobs(studio) == [] and jobs.get(studio.store, waiting).status == "queued"
+    studio.jobs.adopt("gpu")
+    row = wait_video(studio, waiting, timeout=120)
+    assert row.status == "completed", row.error
+    check_mp4(studio.config.absolute(row.result["video"]))

@@ -17,10 +17,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from masuka import jobs
 from masuka.errors import Cancelled, InvalidInput, ProviderError
+from masuka.jobs import JobContext
 from masuka.loras.files import inspect_lora
 from masuka.loras.library import register_lora
-from masuka.store import LOCAL_USER, now
+from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
@@ -65,18 +67,16 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
         raise InvalidInput("Training on Replicate needs a destination model of yours (owner/name): create it on "
                            "Replicate and give it as the destination.")
     data = dataset_for_training(studio, options.dataset, owner)
-    run_id = studio.store.insert("jobs", {
-        "owner": owner, "kind": KIND, "status": "queued", "title": f"{data.name} on {backend} {options.base}",
-        "provider": backend, "model": options.base, "step": 0, "total": options.steps, "progress": 0.0,
-        "params": {**options.to_dict(), "backend": backend}, "cost_usd": price, "pid": os.getpid(),
-        "state": {"backend": backend, "trainer": entry["name"], "dataset": data.name, "dataset_id": data.id,
-                  "dataset_hash": data.hash, "images": len(data.items), "trigger": data.trigger,
-                  "destination": destination, "phase": "queued"},
-    })
+    run_id = jobs.create(
+        studio.store, KIND, owner, title=f"{data.name} on {backend} {options.base}", provider=backend,
+        model=options.base, step=0, total=options.steps, progress=0.0, params={**options.to_dict(), "backend": backend},
+        cost_usd=price, state={"backend": backend, "trainer": entry["name"], "dataset": data.name,
+                               "dataset_id": data.id, "dataset_hash": data.hash, "images": len(data.items),
+                               "trigger": data.trigger, "destination": destination, "phase": "queued"})
     run_dir = studio.config.runs_dir / f"run-{run_id:05d}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = studio.store.get("jobs", run_id)["state"]
-    studio.store.update("jobs", run_id, state={**state, "run_dir": studio.config.relative(run_dir)})
+    state = jobs.get(studio.store, run_id).state
+    jobs.update(studio.store, run_id, state={**state, "run_dir": studio.config.relative(run_dir)})
     return run_id
 
 
@@ -86,19 +86,19 @@ def resume_remote_runs(studio: Studio) -> list[int]:
     from masuka.training.runs import resume_run
 
     resumed = []
-    for row in studio.store.find("jobs", "kind = ? and status = 'interrupted'", [KIND], order_by="id"):
-        state = row["state"] or {}
+    for row in jobs.find(studio.store, "kind = ? and status = 'interrupted'", [KIND], order_by="id"):
+        state = row.state
         if state.get("backend") and state.get("ref") and not state.get("submitting"):
-            resumed.append(resume_run(studio, row["id"], row["owner"]))
+            resumed.append(resume_run(studio, row.id, row.owner))
     return resumed
 
 
-def execute_remote_run(studio: Studio, run_id: int, log) -> None:
-    """The body of a remote run: upload and submit once (unless already accepted), poll, download, record.
-    ``log(text)`` appends a line to the run's log."""
-    row = studio.store.get("jobs", run_id)
-    state = dict(row["state"])
-    options = TrainOptions.from_dict(row["params"])
+def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
+    """The body of a remote run: upload and submit once (unless already accepted), poll, download, record."""
+    run_id, log = ctx.job_id, ctx.log
+    row = ctx.row()
+    state = dict(row.state)
+    options = TrainOptions.from_dict(row.params)
     settings = VideoSettings.from_env()
     cls = remote_backends()[state["backend"]]
     trainer = cls(settings, HealthTracker(studio.store, settings), studio.config.keys.get(cls.name))
@@ -108,16 +108,16 @@ def execute_remote_run(studio: Studio, run_id: int, log) -> None:
         elif state.get("submitting") or not _submit(studio, run_id, row, options, state, trainer, log):
             _needs_attention(studio, run_id, trainer)
             return
-        output = _poll(studio, run_id, options, state, trainer, log)
+        output = _poll(studio, ctx, options, state, trainer)
         _finish(studio, run_id, row, options, state, trainer, output, log)
     finally:
         trainer.close()
 
 
-def _submit(studio: Studio, run_id: int, row: dict, options: TrainOptions, state: dict, trainer: RemoteTrainer,
+def _submit(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions, state: dict, trainer: RemoteTrainer,
             log) -> bool:
     """Upload the dataset and send the create request once; False when it may have arrived unanswered."""
-    data = dataset_for_training(studio, options.dataset, row["owner"])
+    data = dataset_for_training(studio, options.dataset, row.owner)
     run_dir = studio.config.absolute(state["run_dir"])
     if not state.get("upload"):
         log(f"uploading the dataset ({len(data.items)} images with captions) to {trainer.service.label}")
@@ -137,43 +137,41 @@ def _submit(studio: Studio, run_id: int, row: dict, options: TrainOptions, state
         raise
     state.pop("submitting")
     _save(studio, run_id, state, "queued", external_id=state["ref"]["id"])  # and right after
-    log(f"accepted by {trainer.service.label} as {state['ref']['id']} (estimated ${row['cost_usd']:.2f})")
+    log(f"accepted by {trainer.service.label} as {state['ref']['id']} (estimated ${row.cost_usd:.2f})")
     return True
 
 
-def _poll(studio: Studio, run_id: int, options: TrainOptions, state: dict, trainer: RemoteTrainer, log) -> str:
+def _poll(studio: Studio, ctx: JobContext, options: TrainOptions, state: dict, trainer: RemoteTrainer) -> str:
     """Poll until the job completes; returns the weights URL. An unreachable service is waited for."""
     interval = _poll_interval(trainer, state["backend"])
     while True:
-        _check_stop(studio, run_id, trainer, state["ref"])
-        status = _status_or_wait(studio, run_id, trainer, state["ref"], interval)
+        _check_stop(ctx, trainer, state["ref"])
+        status = _status_or_wait(ctx, trainer, state["ref"], interval)
         if status is None:
             continue
         for line in status.logs[state.get("log_count", 0):]:
-            log(line)
+            ctx.log(line)
             if match := STEP.search(line):
-                step = min(int(match.group(1)), options.steps)
-                studio.store.update("jobs", run_id, step=step, progress=round(step / options.steps, 4))
+                ctx.progress(min(int(match.group(1)), options.steps), options.steps)
         state["log_count"] = len(status.logs)
-        _save(studio, run_id, state, status.state, status.note, error=None)
+        _save(studio, ctx.job_id, state, status.state, status.note, error=None)
         if status.state == "completed":
             return status.output or ""
         if status.state == "failed":
             raise ProviderError(f"{trainer.service.label} reports the training failed: {status.error}")
         if status.state == "cancelled":
-            raise Cancelled(f"The job was cancelled at {trainer.service.label}.")
-        _pause(studio, run_id, trainer, state["ref"], interval)
+            raise Cancelled(by=trainer.service.label)
+        _pause(ctx, trainer, state["ref"], interval)
 
 
-def _status_or_wait(studio: Studio, run_id: int, trainer: RemoteTrainer, ref: dict,
-                    interval: float) -> TrainStatus | None:
+def _status_or_wait(ctx: JobContext, trainer: RemoteTrainer, ref: dict, interval: float) -> TrainStatus | None:
     """The job's status; None after waiting a while when the service cannot be reached (a paid job is kept)."""
     try:
         return trainer.poll(ref)
     except ProviderUnavailable as error:
-        studio.store.update("jobs", run_id, error=f"{error} Still trying; the job is kept.")
+        jobs.update(ctx.store, ctx.job_id, error=f"{error} Still trying; the job is kept.")
     wait = UNREACHABLE_WAIT_S if trainer.settings.poll_s is None else interval * 10
-    _pause(studio, run_id, trainer, ref, wait)
+    _pause(ctx, trainer, ref, wait)
     return None
 
 
@@ -183,7 +181,7 @@ def _poll_interval(trainer: RemoteTrainer, backend: str) -> float:
     return float(trainer_catalog()[backend]["poll_s"])
 
 
-def _finish(studio: Studio, run_id: int, row: dict, options: TrainOptions, state: dict, trainer: RemoteTrainer,
+def _finish(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions, state: dict, trainer: RemoteTrainer,
             output: str, log) -> None:
     """Download the LoRA, stamp its metadata, check it opens, add it to the library."""
     _save(studio, run_id, state, "downloading")
@@ -199,13 +197,13 @@ def _finish(studio: Studio, run_id: int, row: dict, options: TrainOptions, state
     add_metadata(final, {"masuka.architecture": entry["architecture"], "masuka.base_model": options.base,
                          "masuka.trigger": state.get("trigger", ""), "masuka.steps": str(options.steps),
                          "masuka.provider": state["backend"], "masuka.trainer": entry.get("route") or entry["model"],
-                         "masuka.cost_usd": f"{row['cost_usd']:.2f}", "masuka.run": str(run_id),
+                         "masuka.cost_usd": f"{row.cost_usd:.2f}", "masuka.run": str(run_id),
                          "masuka.dataset_hash": state.get("dataset_hash", "")})
     try:
         info = inspect_lora(final)
     except InvalidInput as error:
         raise ProviderError(f"{trainer.service.label} returned a file MASUKA cannot use: {error}") from None
-    lora_id = register_lora(studio, info, row["owner"], state["backend"], job_id=run_id)
+    lora_id = register_lora(studio, info, row.owner, state["backend"], job_id=run_id)
     result = {"lora": studio.config.relative(final), "lora_name": info.name, "lora_id": lora_id,
               "final_loss": None, "steps": options.steps, "provider_job_id": state["ref"]["id"]}
     _save(studio, run_id, state, "completed", result=result, step=options.steps, progress=1.0)
@@ -226,30 +224,30 @@ def add_metadata(path: Path, metadata: dict[str, str]) -> None:
     os.replace(partial, path)
 
 
-def _check_stop(studio: Studio, run_id: int, trainer: RemoteTrainer, ref: dict) -> None:
-    if not studio.store.stop_requested(run_id):
+def _check_stop(ctx: JobContext, trainer: RemoteTrainer, ref: dict) -> None:
+    if ctx.stop_mode() is None:
         return
     try:
         trainer.cancel(ref)
     except ProviderError as error:
-        raise Cancelled(f"Stopped here; {trainer.service.label} could not be told to cancel ({error}).") from None
-    raise Cancelled(f"Cancelled at {trainer.service.label} by the user.")
+        raise Cancelled(f"{trainer.service.label} could not be told to cancel ({error})") from None
+    raise Cancelled(f"cancelled at {trainer.service.label} too")
 
 
-def _pause(studio: Studio, run_id: int, trainer: RemoteTrainer, ref: dict, seconds: float) -> None:
+def _pause(ctx: JobContext, trainer: RemoteTrainer, ref: dict, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(STOP_CHECK_S, left))
-        _check_stop(studio, run_id, trainer, ref)
+        _check_stop(ctx, trainer, ref)
 
 
 def _save(studio: Studio, run_id: int, state: dict, phase: str, note: str = "", **fields) -> None:
     state.update(phase=phase, note=note)
-    studio.store.update("jobs", run_id, state=state, **fields)
+    jobs.progress(studio.store, run_id, state=state, **fields)
 
 
 def _needs_attention(studio: Studio, run_id: int, trainer: RemoteTrainer) -> None:
     label = trainer.service.label
-    studio.store.update("jobs", run_id, status="interrupted", finished_at=now(), error=(
+    jobs.finish(studio.store, run_id, "interrupted", (
         f"Needs attention: MASUKA sent this run to {label} but never heard back, so it may have been accepted (and "
         f"charged). Look at your {label} dashboard; MASUKA does not send it again by itself."))
