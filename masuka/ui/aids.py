@@ -10,7 +10,7 @@ import gradio as gr
 from masuka.image.aid_settings import SAFETY_ACTIONS, AidSettings, load_aid_settings, save_aid_settings
 from masuka.image.generate import ImageResult, used_prompt
 from masuka.studio import Studio
-from masuka.ui.common import friendly
+from masuka.ui.common import UIContext, friendly
 
 
 class AidsForm:
@@ -59,8 +59,9 @@ def aid_summary(studio: Studio, results: list[ImageResult]) -> str:
     return "".join(f"\n\n{line}" for line in lines)
 
 
-def build_settings(studio: Studio, require_admin: Callable[[gr.Request], None]) -> Callable[[gr.Blocks], None]:
-    """The "Generation aids" settings (inside the Settings tab); returns what wires their page-load values."""
+def build_settings(ctx: UIContext, require_admin: Callable[[gr.Request], None]) -> None:
+    """The "Generation aids" settings (inside the Settings tab), filled when the page opens."""
+    studio = ctx.studio
     gr.Markdown("The prompt optimizer uses an OpenAI-compatible chat endpoint when a URL is set (its key: "
                 "**API keys → Prompt optimizer**), else the local LLM. The safety check's classifier is downloaded on "
                 "first use.")
@@ -96,4 +97,4 @@ def build_settings(studio: Studio, require_admin: Callable[[gr.Request], None]) 
         return "Generation aids saved: they apply to the next image."
 
     save.click(store, fields, message, api_name="save_aid_settings")
-    return lambda demo: demo.load(view, None, fields, api_visibility="private")
+    ctx.on_page_load(view, fields)

@@ -179,19 +179,19 @@ def build(ctx: UIContext) -> None:
     character.change(friendly(show), character, details, api_name="character_details")
     refresh.click(choices, None, character, api_visibility="private").then(
         friendly(show), character, details, api_visibility="private")
-    ctx.components["characters_load"] = choices
+    ctx.on_page_load(choices, character)
 
     def insert_triggers(prompt: str, picked: list[str] | None, request: gr.Request):
         return use.with_triggers(studio, user_of(request), prompt, picked or [], is_admin(studio, request))
 
-    def link_image_tab(demo: gr.Blocks) -> None:
+    def link_image_tab() -> None:
         """Picking a character's LoRA in the Image tab writes its trigger word into the prompt."""
-        demo.load(choices, None, character, api_visibility="private")
-        if "image_loras" in ctx.components:
-            prompt, loras = ctx.components["image_prompt"], ctx.components["image_loras"]
-            loras.input(insert_triggers, [prompt, loras], prompt, api_visibility="private")
+        image = ctx.forms.get("image")
+        if image is not None:
+            image["loras"].input(insert_triggers, [image["prompt"], image["loras"]], image["prompt"],
+                                 api_visibility="private")
 
-    ctx.components["characters_after_build"] = link_image_tab
+    ctx.once_built(link_image_tab)
 
 
 def _stop_key(request: gr.Request | None) -> str:

@@ -82,7 +82,7 @@ def build(ctx: UIContext) -> None:
 
     views = [index, caption, left, right, result]
     refresh.click(choices, None, [side_a, side_b, picker], api_visibility="private")
-    form = [ctx.components[name] for name in FORM]
+    form = ctx.form("image").pick(FORM)
     render.click(make, form + [side_a, side_b, prompts, seeds], picker, api_visibility="private",
                  **ctx.gpu_event()).success(show, picker, views, api_visibility="private")
     load.click(show, picker, views, api_visibility="private")

@@ -226,7 +226,7 @@ def build(ctx: UIContext) -> None:
     cancel.click(hide, None, confirm, api_visibility="private")
     really.click(confirm_delete, dataset, [dataset, status], api_name="delete_dataset").then(
         hide, None, confirm, api_visibility="private").then(choices, None, dataset, api_visibility="private")
-    ctx.components["datasets_load"] = (choices, dataset)
+    ctx.on_page_load(choices, dataset)
 
 
 def _stats_text(stats: dict) -> str:

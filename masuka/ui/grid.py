@@ -60,7 +60,7 @@ def build(ctx: UIContext) -> None:
         job = queue_grid(studio, base, axes, confirm_large=bool(allow_large))
         return f"Queued grid job {job}: the Queue tab shows its progress and, when done, the grid."
 
-    form = [ctx.components[name] for name in FORM]
+    form = ctx.form("image").pick(FORM)
     run.click(make_grid, form + [x, y, z, large], [grid, cells], api_name="grid", **ctx.gpu_event())
     add.click(add_grid, form + [x, y, z, large], message, api_name="queue_grid")
 

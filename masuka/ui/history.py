@@ -16,7 +16,6 @@ from masuka.ui.image_modes import reuse_fields
 
 COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
 DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
-FORM_TABS = ("image", "video")
 
 
 def build(ctx: UIContext) -> None:
@@ -168,24 +167,18 @@ def build(ctx: UIContext) -> None:
     export.click(export_selection, selection, exported, api_name="history_export")
     refresh_plots.click(plots, days, [per_day, success, per_model, spend], api_name="history_dashboard")
     days.change(plots, days, [per_day, success, per_model, spend], api_visibility="private")
-    ctx.components["history_load"] = (load, filters, outputs)
-    ctx.components["history_dashboard"] = (plots, days, [per_day, success, per_model, spend])
-
-    def after_build(demo: gr.Blocks) -> None:
-        demo.load(choices, None, [kinds, model, lora, status], api_visibility="private")
-        _wire_reuse(ctx, reuse, key, message)
-
-    ctx.components["history_after_build"] = after_build
+    ctx.on_page_load(choices, [kinds, model, lora, status])
+    ctx.on_page_load(load, outputs, inputs=filters)
+    ctx.on_generation(load, filters, outputs)
+    ctx.once_built(lambda: _wire_reuse(ctx, reuse, key, message))
 
 
 def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.Markdown) -> None:
-    """Reuse fills the form of the tab that made the entry; forms are found by component name once every tab
-    is built (``image_prompt``, ``video_prompt``, …), and a missing tab is reported, not crashed on."""
+    """Reuse fills the form of the tab that made the entry (the forms tabs registered with
+    :meth:`UIContext.register_form`, once every tab is built); a missing form is reported, not crashed on."""
     studio = ctx.studio
-    targets = [(name, component) for name, component in ctx.components.items()
-               if name.split("_", 1)[0] in FORM_TABS and "_" in name and isinstance(component, gr.components.Component)
-               and not isinstance(component, (gr.Button, gr.Gallery))]
-    tabs = ctx.components.get("tabs")
+    targets = [(kind, name, component) for kind, form in ctx.forms.items() for name, component in form.fields.items()]
+    tabs = ctx.tabs
 
     @friendly
     def reuse(key: str, request: gr.Request = None):
@@ -193,10 +186,10 @@ def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.
         kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
         if kind == "image":
             fields = reuse_fields(fields)
-        if not any(name.startswith(f"{kind}_") for name, _c in targets):
-            raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form ({kind}_prompt, …), "
-                               "which this studio does not offer.")
-        wanted = [name.split("_", 1)[1] if name.startswith(f"{kind}_") else None for name, _c in targets]
+        if kind not in ctx.forms:
+            raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form, which this studio does "
+                               "not offer.")
+        wanted = [name if form_kind == kind else None for form_kind, name, _c in targets]
         values = [fields[field] if field in fields else gr.skip() for field in wanted]
         filled = sum(1 for field in wanted if field in fields)
         note = f"Filled {filled} field(s) of the {kind.capitalize()} tab from {key}."
@@ -209,7 +202,7 @@ def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.
         kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
         return {"kind": kind, "fields": fields}
 
-    button.click(reuse, key, [c for _n, c in targets] + [message] + ([tabs] if tabs is not None else []),
+    button.click(reuse, key, [c for _k, _n, c in targets] + [message] + ([tabs] if tabs is not None else []),
                  api_visibility="private")
     name_outputs(gr.api(history_reuse, api_name="history_reuse"), "Form fields")
 

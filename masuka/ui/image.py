@@ -112,17 +112,6 @@ def build(ctx: UIContext) -> None:
             send = modes.build_send_to()
             seeds_used = gr.Textbox(label="Seeds used", interactive=False)
             status = gr.Markdown(label="Status")
-    ctx.components.update(image_prompt=prompt, image_negative=negative, image_model=model, image_steps=steps,
-                          image_guidance=guidance, image_width=width, image_height=height, image_seed=seed,
-                          image_batch=batch, image_loras=loras, image_gallery=gallery,
-                          image_memory_plan=memory_plan, image_fast=fast, image_step_cache=step_cache,
-                          image_mode=mode, image_init_image=init_image, image_strength=strength, image_mask=mask,
-                          image_mask_blur=modes.mask_blur, image_outpaint=modes.outpaint, image_canvas=modes.canvas,
-                          image_references=modes.references)
-    ctx.components.update(image_optimize_prompt=aids.optimize_prompt, image_safety_check=aids.safety_check,
-                          image_face_detail=aids.face_detail, image_face_strength=aids.face_strength)
-    ctx.components.update({f"image_{name}": component for name, component in zip(GUIDE_FIELDS, guides)})
-
     def lora_choices(request: gr.Request):
         rows = list_loras(studio, user_of(request), is_admin(studio, request))
         return gr.Dropdown(choices=[(f"{r['name']} ({r['architecture']})", picker_value(r)) for r in rows])
@@ -286,7 +275,7 @@ def build(ctx: UIContext) -> None:
     mode.change(modes.show, mode, [start_group, init_image, mask, strength, run, edit_run, *modes.shown()],
                 api_visibility="private").then(lambda chosen: chosen, mode, chosen_mode, api_visibility="private")
     selected = wire_send_to(send, gallery, mode, init_image, modes)
-    ctx.components["image_after_build"] = lambda _demo: send_to_video(ctx.components, send[VIDEO], gallery, selected)
+    ctx.once_built(lambda: send_to_video(ctx, send[VIDEO], gallery, selected))
     wire_picture_size(modes, init_image, model, width, height)
     gen_event = run.click(check_form, form, None, api_visibility="private", show_progress="hidden").success(
         generate_image, form, outputs, api_name="generate_image", **ctx.gpu_event())
@@ -300,10 +289,17 @@ def build(ctx: UIContext) -> None:
                    [prompt, negative, model, steps, guidance, width, height, seed, loras, read_info, strength,
                     modes.mask_blur, modes.outpaint, mode, *[guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES]],
                    api_name="read_parameters")
-    ctx.components["image_generated"] = gen_event
-    ctx.components["image_edited"] = edit_event
-    ctx.components["image_queue"] = queue_add
-    ctx.components["image_load"] = lora_choices
+    ctx.register_form("image", {
+        "prompt": prompt, "negative": negative, "model": model, "steps": steps, "guidance": guidance, "width": width,
+        "height": height, "seed": seed, "batch": batch, "loras": loras, "memory_plan": memory_plan, "fast": fast,
+        "step_cache": step_cache, "mode": mode, "init_image": init_image, "strength": strength, "mask": mask,
+        "mask_blur": modes.mask_blur, "outpaint": modes.outpaint, "canvas": modes.canvas,
+        "references": modes.references, "optimize_prompt": aids.optimize_prompt, "safety_check": aids.safety_check,
+        "face_detail": aids.face_detail, "face_strength": aids.face_strength, **dict(zip(GUIDE_FIELDS, guides))},
+        buttons={"queue": queue_add})
+    ctx.generated(gen_event)
+    ctx.generated(edit_event)
+    ctx.on_page_load(lora_choices, loras)
     upscale_panel(ctx)
 
 

@@ -151,9 +151,6 @@ def build(ctx: UIContext) -> None:
     import_civitai.click(lora_from_civitai, [version, name], [imported, loras_table], api_name="import_lora_civitai")
     bench_refresh.click(bench_view, None, bench_table, api_name="bench_results")
 
-    def on_page_load(demo: gr.Blocks) -> None:
-        demo.load(catalog_view, None, [catalog_table, model], api_visibility="private")
-        demo.load(loras_view, None, loras_table, api_visibility="private")
-        demo.load(bench_view, None, bench_table, api_visibility="private")
-
-    ctx.components["models_after_build"] = on_page_load
+    ctx.on_page_load(catalog_view, [catalog_table, model])
+    ctx.on_page_load(loras_view, loras_table)
+    ctx.on_page_load(bench_view, bench_table)

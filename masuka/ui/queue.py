@@ -17,12 +17,13 @@ from masuka.ui.common import UIContext, friendly, is_admin, user_of
 
 COLUMNS = ["id", "owner", "status", "done", "model", "prompt", "error"]
 POLL_S = 2.0
-#: the Image tab's form, in the order queue_add takes it
-FORM = ["image_prompt", "image_model", "image_negative", "image_steps", "image_guidance", "image_width",
-        "image_height", "image_seed", "image_batch", "image_loras", "image_memory_plan", "image_fast",
-        "image_step_cache"]
+#: the Image tab's form fields, in the order queue_add takes them
+FORM = ["prompt", "model", "negative", "steps", "guidance", "width", "height", "seed", "batch", "loras",
+        "memory_plan", "fast", "step_cache"]
 #: the Image tab's generation aids, which queue_add takes after the prompt batch (masuka.ui.aids)
-AID_FORM = ["image_optimize_prompt", "image_safety_check", "image_face_detail", "image_face_strength"]
+AID_FORM = ["optimize_prompt", "safety_check", "face_detail", "face_strength"]
+#: the Image tab's starting image fields, which its "Add to queue" button sends last
+START_FORM = ["init_image", "strength", "mask"]
 
 
 def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
@@ -134,16 +135,15 @@ def build(ctx: UIContext) -> None:
     name_outputs(gr.api(queue_status, api_name="queue_status"), "Jobs")
     name_outputs(gr.api(queue_control, api_name="queue_control"), "Message")
     hidden = gr.JSON(visible=False)
-    form = [ctx.components[name] for name in FORM]
+    image = ctx.form("image")
+    form, aid_form = image.pick(FORM), image.pick(AID_FORM)
     private = {"api_visibility": "private"}
-    aid_form = [ctx.components[name] for name in AID_FORM if name in ctx.components]
     add_batch.click(queue_add, form + [prompts, picks] + aid_form, hidden, **private).success(
         added, hidden, message, **private).then(rows, None, table, **private)
-    if "image_queue" in ctx.components:
-        start = [ctx.components[name] for name in ("image_init_image", "image_strength", "image_mask")]
+    if "queue" in image.buttons:
         no_batch = [gr.State(""), gr.State(0)]
-        ctx.components["image_queue"].click(queue_form, form + no_batch + aid_form + start, hidden,
-                                            **private).success(
+        image.buttons["queue"].click(queue_form, form + no_batch + aid_form + image.pick(START_FORM), hidden,
+                                     **private).success(
             added, hidden, message, **private).then(rows, None, table, **private)
     for action, button in buttons.items():
         button.click(control(action), job, message, **private).then(rows, None, table, **private)

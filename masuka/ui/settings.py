@@ -18,8 +18,8 @@ KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
 STORAGE_COLUMNS = ["area", "folder", "files", "GB"]
 TOKEN_COLUMNS = ["id", "name", "starts with", "made", "last used"]
 SIGN_IN_COLUMNS = ["kind", "name", "failed sign-ins", "locked for (s)"]
-#: default field -> Image tab component it pre-fills when the page opens
-IMAGE_FIELDS = {"model": "image_model", "steps": "image_steps", "width": "image_width", "height": "image_height"}
+#: the defaults that pre-fill the Image tab's fields of the same names when the page opens
+IMAGE_FIELDS = ("model", "steps", "width", "height")
 
 
 def build(ctx: UIContext) -> None:
@@ -75,7 +75,7 @@ def build(ctx: UIContext) -> None:
                                           show_label=False)
             sign_ins = gr.Button("Refresh")
         with gr.Tab("Generation aids"):
-            aids_on_load = build_aid_settings(studio, lambda request: require_admin(request))
+            build_aid_settings(ctx, lambda request: require_admin(request))
         with gr.Tab("Wildcards") as wildcards_tab:
             wildcards.build(ctx, wildcards_tab)
 
@@ -167,18 +167,17 @@ def build(ctx: UIContext) -> None:
     tmp.click(empty_tmp, None, [storage_message, storage_table], api_name="clean_tmp")
     sign_ins.click(sign_ins_view, None, sign_ins_table, api_name="sign_ins")
 
-    def on_page_load(demo: gr.Blocks) -> None:
-        demo.load(keys_view, None, keys_table, api_visibility="private")
-        demo.load(tokens_view, None, tokens_table, api_visibility="private")
-        aids_on_load(demo)
-        demo.load(defaults_view, None, [default_model, steps, width, height, image_format],
-                  api_visibility="private")
-        targets = {field: ctx.components[name] for field, name in IMAGE_FIELDS.items() if name in ctx.components}
-        if targets:
-            def image_defaults():
-                saved = vars(load_defaults(config))
-                return [saved[field] if saved[field] else gr.skip() for field in targets]
+    ctx.on_page_load(keys_view, keys_table)
+    ctx.on_page_load(tokens_view, tokens_table)
+    ctx.on_page_load(defaults_view, [default_model, steps, width, height, image_format])
 
-            demo.load(image_defaults, None, list(targets.values()), api_visibility="private")
+    def image_defaults():
+        saved = vars(load_defaults(config))
+        return [saved[field] if saved[field] else gr.skip() for field in IMAGE_FIELDS]
 
-    ctx.components["settings_after_build"] = on_page_load
+    def prefill_image_tab() -> None:
+        image = ctx.forms.get("image")
+        if image is not None:
+            ctx.on_page_load(image_defaults, image.pick(IMAGE_FIELDS))
+
+    ctx.once_built(prefill_image_tab)

@@ -148,8 +148,7 @@ def build(ctx: UIContext) -> None:
     refresh.click(choices, None, dataset, api_visibility="private")
     for component in (backend, base, steps):
         component.change(remote_price, [backend, base, steps], cost, api_visibility="private")
-    ctx.components["train_load"] = choices
-    ctx.components["train_dataset"] = dataset
+    ctx.on_page_load(choices, dataset)
 
 
 def remote_price(backend: str, base: str, steps: float | None) -> str:

@@ -65,4 +65,3 @@ def build(ctx: UIContext) -> None:
     run.click(upscale, [image, scale, upscaler, detail, model, strength, prompt, tile, seed], [result, status],
               api_name="upscale_image", **ctx.gpu_event())
     refresh.click(choices, None, upscaler, api_visibility="private")
-    ctx.components.update(upscale_image=image, upscale_upscaler=upscaler, upscale_result=result)

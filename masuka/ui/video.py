@@ -76,9 +76,9 @@ def build(ctx: UIContext) -> None:
                 cancel = gr.Button("Cancel job", variant="stop", scale=0)
                 refresh = gr.Button("Refresh", scale=0)
     timer = gr.Timer(REFRESH_S)
-    ctx.components.update(video_prompt=prompt, video_negative=negative, video_provider=provider, video_model=model,
-                          video_seconds=seconds, video_size=size, video_image=image, video_last_frame=last_frame,
-                          video_source_video=source_video, video_references=references, video_sound=sound)
+    ctx.register_form("video", {"prompt": prompt, "negative": negative, "provider": provider, "model": model,
+                                "seconds": seconds, "size": size, "image": image, "last_frame": last_frame,
+                                "source_video": source_video, "references": references, "sound": sound})
 
     def models_for(provider_id: str, retired: bool):
         choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
