@@ -3,6 +3,7 @@ and its test grid. Each view can be rejected or made again; real photos can be a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -18,36 +19,86 @@ from masuka.models.catalog import image_models, trainable_models
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 
-CREATE_FIELDS = ("name", "trigger", "photos", "model", "views", "prompts", "strength", "threshold", "not_a_person",
-                 "face", "identity_model", "captioner", "size", "steps", "seed")
+
+@dataclass
+class CreationForm:
+    """Name, trigger word, photos and how the views are made (``create_character``'s parameters), with the
+    buttons of the left column."""
+
+    name: gr.Textbox
+    trigger: gr.Textbox
+    photos: gr.File
+    not_a_person: gr.Checkbox
+    face: gr.Number
+    model: gr.Dropdown
+    views: gr.Slider
+    strength: gr.Slider
+    threshold: gr.Slider
+    prompts: gr.Textbox
+    identity_model: gr.Textbox
+    captioner: gr.Textbox
+    size: gr.Number
+    steps: gr.Number
+    seed: gr.Number
+    reshuffle: gr.Button
+    create: gr.Button
+    stop: gr.Button
+
+    def inputs(self) -> list[Component]:
+        """What ``create_character`` takes, in order."""
+        return [self.name, self.trigger, self.photos, self.model, self.views, self.prompts, self.strength,
+                self.threshold, self.not_a_person, self.face, self.identity_model, self.captioner, self.size,
+                self.steps, self.seed]
+
+
+@dataclass
+class CharacterPanel:
+    """The chosen character: summary, faces, views with their actions, real photos, training and test grid."""
+
+    character: gr.Dropdown
+    refresh: gr.Button
+    status: gr.Markdown
+    faces: gr.Gallery
+    gallery: gr.Gallery
+    view: gr.Number
+    reject: gr.Button
+    regenerate: gr.Button
+    real_photos: gr.File
+    add: gr.Button
+    base: gr.Dropdown
+    train_steps: gr.Number
+    weight: gr.Number
+    train: gr.Button
+    grid: gr.Image
+
+    def details(self) -> list[Component]:
+        """What ``show`` fills, in order."""
+        return [self.status, self.faces, self.gallery, self.grid]
 
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
     with gr.Row():
         with gr.Column(scale=2):
-            left = _creation()
+            form = _creation()
         with gr.Column(scale=3):
-            right = _character_panel()
-    private, character = {"api_visibility": "private"}, right["character"]
-    for trigger_event in (left["reshuffle"].click, left["views"].release):
-        trigger_event(new_prompt_set, [left["views"], left["seed"]], left["prompts"], **private)
-    left["stop"].click(bind(stop_creation, studio), None, None, queue=False, **private)
-    left["create"].click(bind(create_character, studio), [left[name] for name in CREATE_FIELDS],
-                         [character, right["status"], right["gallery"]], api_name="create_character",
-                         **ctx.gpu_event())
-    details = [right["status"], right["faces"], right["gallery"], right["grid"]]
-    for action in ("reject", "regenerate"):
-        right[action].click(bind(edit_view, studio), [character, right["view"], gr.State(action)], details,
-                            api_name=f"{action}_character_view", **ctx.gpu_event())
-    right["add"].click(bind(add_real_photos, studio), [character, right["real_photos"]], details,
-                       api_name="add_character_photos")
+            panel = _character_panel()
+    private, character, details = {"api_visibility": "private"}, panel.character, panel.details()
+    for trigger_event in (form.reshuffle.click, form.views.release):
+        trigger_event(new_prompt_set, [form.views, form.seed], form.prompts, **private)
+    form.stop.click(bind(stop_creation, studio), None, None, queue=False, **private)
+    form.create.click(bind(create_character, studio), form.inputs(), [character, panel.status, panel.gallery],
+                      api_name="create_character", **ctx.gpu_event())
+    for action, button in (("reject", panel.reject), ("regenerate", panel.regenerate)):
+        button.click(bind(edit_view, studio), [character, panel.view, gr.State(action)], details,
+                     api_name=f"{action}_character_view", **ctx.gpu_event())
+    panel.add.click(bind(add_real_photos, studio), [character, panel.real_photos], details,
+                    api_name="add_character_photos")
     run_info = gr.JSON(visible=False, label="Training run")
-    right["train"].click(bind(train_character, studio), [character, right["base"], right["train_steps"],
-                                                          right["weight"]], [run_info, right["status"]],
-                         api_name="train_character")
+    panel.train.click(bind(train_character, studio), [character, panel.base, panel.train_steps, panel.weight],
+                      [run_info, panel.status], api_name="train_character")
     character.change(bind(show, studio), character, details, api_name="character_details")
-    right["refresh"].click(bind(choices, studio), None, character, **private).then(
+    panel.refresh.click(bind(choices, studio), None, character, **private).then(
         bind(show, studio), character, details, **private)
     ctx.on_page_load(bind(choices, studio), character)
     ctx.once_built(lambda: _link_image_tab(ctx))
@@ -61,7 +112,7 @@ def _link_image_tab(ctx: UIContext) -> None:
                              api_visibility="private")
 
 
-def _creation() -> dict[str, Component]:
+def _creation() -> CreationForm:
     """Name, trigger word, photos and how the views are made; Create and Stop."""
     edits = edit_models()
     vram = ", ".join(f"{m['name']} ~{m['vram_gb']} GB" for m in edits) or "no edit model in this build"
@@ -104,13 +155,11 @@ def _creation() -> dict[str, Component]:
     with gr.Row():
         create = gr.Button("Create character", variant="primary")
         stop = gr.Button("Stop", variant="stop")
-    return dict(name=name, trigger=trigger, photos=photos, not_a_person=not_a_person, face=face, model=model,
-                views=views, strength=strength, threshold=threshold, prompts=prompts, identity_model=identity_model,
-                captioner=captioner, size=size, steps=steps, seed=seed, reshuffle=reshuffle, create=create,
-                stop=stop)
+    return CreationForm(name, trigger, photos, not_a_person, face, model, views, strength, threshold, prompts,
+                        identity_model, captioner, size, steps, seed, reshuffle, create, stop)
 
 
-def _character_panel() -> dict[str, Component]:
+def _character_panel() -> CharacterPanel:
     """The chosen character: summary, faces, views with their actions, real photos, training and test grid."""
     with gr.Row():
         character = gr.Dropdown([], label="Character", allow_custom_value=True, scale=3)
@@ -136,9 +185,8 @@ def _character_panel() -> dict[str, Component]:
     train = gr.Button("Train character LoRA", variant="primary")
     grid = gr.Image(label="Test grid (after training)", type="filepath", interactive=False)
 
-    return dict(character=character, refresh=refresh, status=status, faces=faces, gallery=gallery, view=view,
-                reject=reject, regenerate=regenerate, real_photos=real_photos, add=add, base=base,
-                train_steps=train_steps, weight=weight, train=train, grid=grid)
+    return CharacterPanel(character, refresh, status, faces, gallery, view, reject, regenerate, real_photos, add,
+                          base, train_steps, weight, train, grid)
 
 
 @friendly

@@ -9,6 +9,7 @@ way).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -29,6 +30,56 @@ CHAIN_LENGTHS = (15, 20, 30, 45, MAX_TOTAL_SECONDS)
 REFRESH_S = 2.0
 
 
+@dataclass
+class VideoForm:
+    """The Video tab's form: what a job is made from, its price and provider health, Generate."""
+
+    prompt: gr.Textbox
+    negative: gr.Textbox
+    image: gr.Image
+    last_frame: gr.Image
+    source_video: gr.Video
+    references: gr.File
+    sound: gr.Radio
+    provider: gr.Dropdown
+    model: gr.Dropdown
+    show_retired: gr.Checkbox
+    seconds: gr.Dropdown
+    size: gr.Dropdown
+    fallback: gr.Dropdown
+    cost: gr.Markdown
+    health: gr.Markdown
+    run: gr.Button
+    message: gr.Markdown
+    latest_job: gr.Markdown
+
+    def pick(self, names: tuple[str, ...]) -> list[Component]:
+        return [getattr(self, name) for name in names]
+
+
+@dataclass
+class JobsPanel:
+    """The latest video, finished ones, the jobs table and Cancel."""
+
+    player: gr.Video
+    gallery: gr.Gallery
+    table: gr.Dataframe
+    job: gr.Textbox
+    cancel: gr.Button
+    refresh: gr.Button
+
+
+#: the form fields History's Reuse fills (the names ``reuse_parameters`` gives)
+REUSE_FIELDS = ("prompt", "negative", "provider", "model", "seconds", "size", "image", "last_frame", "source_video",
+                "references", "sound")
+#: the fields ``generate_video`` takes, in order
+GENERATE_FIELDS = ("prompt", "provider", "model", "seconds", "size", "image", "negative", "fallback", "last_frame",
+                   "source_video", "references", "sound")
+#: the fields ``price`` takes, in order; each but the prompt (on blur) prices the form again when it changes
+PRICE_FIELDS = ("provider", "model", "seconds", "size", "image", "fallback", "prompt", "last_frame", "source_video",
+                "references", "sound")
+
+
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
     resume_video_jobs(studio)
@@ -38,39 +89,28 @@ def build(ctx: UIContext) -> None:
         with gr.Column(scale=3):
             panel = _jobs_panel()
     timer = gr.Timer(REFRESH_S)
-    ctx.register_form("video", {name: form[name] for name in REUSE_FIELDS})
-    f, private = form, {"api_visibility": "private"}
-    priced_form = [f["provider"], f["model"], f["seconds"], f["size"], f["image"], f["fallback"], f["prompt"],
-                   f["last_frame"], f["source_video"], f["references"], f["sound"]]
-    status_outputs = [panel["table"], panel["gallery"], panel["player"], f["health"], f["latest_job"]]
-    listed = bind(video_status, studio)
-    panel["refresh"].click(listed, None, status_outputs, api_name="video_status")  # first: it owns the name
-    for source in (f["provider"], f["show_retired"]):  # .input: Reuse sets both provider and model
-        source.input(models_for, [f["provider"], f["show_retired"]], f["model"], **private)
-    for source in (f["model"], f["size"]):
-        source.input(limits_for, [f["provider"], f["model"], f["size"]], [f["seconds"], f["size"]], **private)
+    ctx.register_form("video", dict(zip(REUSE_FIELDS, form.pick(REUSE_FIELDS))))
+    private, listed = {"api_visibility": "private"}, bind(video_status, studio)
+    status_outputs = [panel.table, panel.gallery, panel.player, form.health, form.latest_job]
+    panel.refresh.click(listed, None, status_outputs, api_name="video_status")  # first: it owns the name
+    for source in (form.provider, form.show_retired):  # .input: Reuse sets both provider and model
+        source.input(models_for, [form.provider, form.show_retired], form.model, **private)
+    for source in (form.model, form.size):
+        source.input(limits_for, [form.provider, form.model, form.size], [form.seconds, form.size], **private)
     # One estimate at a time, in the order asked: a change that sets another field (a model's sizes) must not
     # be overtaken by the estimate made from the field's old value.
     priced = dict(api_visibility="private", concurrency_limit=1, concurrency_id="video_price")
-    for name in ("provider", "model", "seconds", "size", "image", "fallback", "last_frame", "source_video",
-                 "references", "sound"):
-        f[name].change(price, priced_form, f["cost"], **priced)
-    f["prompt"].blur(price, priced_form, f["cost"], **priced)
-    f["run"].click(bind(generate_video, studio), [f[name] for name in GENERATE_FIELDS], [panel["job"], f["message"]],
+    price_form = form.pick(PRICE_FIELDS)
+    for component in form.pick(tuple(name for name in PRICE_FIELDS if name != "prompt")):
+        component.change(price, price_form, form.cost, **priced)
+    form.prompt.blur(price, price_form, form.cost, **priced)
+    form.run.click(bind(generate_video, studio), form.pick(GENERATE_FIELDS), [panel.job, form.message],
                    api_name="generate_video").then(listed, None, status_outputs, **private)
     timer.tick(listed, None, status_outputs, **private)
-    panel["cancel"].click(bind(cancel_video_job, studio), panel["job"], f["message"], api_name="cancel_video")
+    panel.cancel.click(bind(cancel_video_job, studio), panel.job, form.message, api_name="cancel_video")
 
 
-#: the form fields History's Reuse fills (the names ``reuse_parameters`` gives)
-REUSE_FIELDS = ("prompt", "negative", "provider", "model", "seconds", "size", "image", "last_frame", "source_video",
-                "references", "sound")
-#: the fields ``generate_video`` takes, in order
-GENERATE_FIELDS = ("prompt", "provider", "model", "seconds", "size", "image", "negative", "fallback", "last_frame",
-                   "source_video", "references", "sound")
-
-
-def _form() -> dict[str, Component]:
+def _form() -> VideoForm:
     """Prompt, frames, provider and model with their limits, fallbacks, the price and Generate."""
     providers = video_catalog()
     first = next(key for key in providers if listed_models(key))
@@ -107,13 +147,11 @@ def _form() -> dict[str, Component]:
     run = gr.Button("Generate", variant="primary")
     message = gr.Markdown(label="Message")
     latest_job = gr.Markdown(label="Newest job", elem_id="video-latest-job")
-    return dict(prompt=prompt, negative=negative, image=image, last_frame=last_frame, source_video=source_video,
-                references=references, sound=sound, provider=provider, model=model, show_retired=show_retired,
-                seconds=seconds, size=size, fallback=fallback, cost=cost, health=health, run=run, message=message,
-                latest_job=latest_job)
+    return VideoForm(prompt, negative, image, last_frame, source_video, references, sound, provider, model,
+                     show_retired, seconds, size, fallback, cost, health, run, message, latest_job)
 
 
-def _jobs_panel() -> dict[str, Component]:
+def _jobs_panel() -> JobsPanel:
     """The latest video, finished ones, the jobs table and Cancel."""
     player = gr.Video(label="Latest video", interactive=False, height=360)
     gallery = gr.Gallery(label="Finished videos", columns=4, height=240, interactive=False)
@@ -122,7 +160,7 @@ def _jobs_panel() -> dict[str, Component]:
         job = whole_number_box(gr.Textbox(label="Job", placeholder="job number, from the table", scale=1))
         cancel = gr.Button("Cancel job", variant="stop", scale=0)
         refresh = gr.Button("Refresh", scale=0)
-    return dict(player=player, gallery=gallery, table=table, job=job, cancel=cancel, refresh=refresh)
+    return JobsPanel(player, gallery, table, job, cancel, refresh)
 
 
 def models_for(provider_id: str, retired: bool):
