@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 from gradio.components import Component
+from gradio.events import Dependency
 
 from masuka.errors import MasukaError, as_disk_full
 from masuka.gpu import CONCURRENCY_ID
@@ -52,7 +53,7 @@ class UIContext:
     tabs: gr.Tabs | None = None
     forms: dict[str, Form] = field(default_factory=dict)
     _page_loads: list[tuple[Callable, Any, Any]] = field(default_factory=list)
-    _generated: list[Any] = field(default_factory=list)
+    _generated: list[Dependency] = field(default_factory=list)
     _after_generation: list[tuple[Callable, Any, Any]] = field(default_factory=list)
     _once_built: list[Callable[[], None]] = field(default_factory=list)
 
@@ -64,7 +65,7 @@ class UIContext:
         """Run ``fn(*inputs)`` into ``outputs`` each time the page opens (a private event)."""
         self._page_loads.append((fn, inputs, outputs))
 
-    def generated(self, event: Any) -> None:
+    def generated(self, event: Dependency) -> None:
         """``event`` makes outputs that History lists: what :meth:`on_generation` registers follows it."""
         self._generated.append(event)
 
