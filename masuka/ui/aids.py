@@ -10,7 +10,7 @@ import gradio as gr
 from masuka.image.aid_settings import SAFETY_ACTIONS, AidSettings, load_aid_settings, save_aid_settings
 from masuka.image.generate import ImageResult, used_prompt
 from masuka.studio import Studio
-from masuka.ui.common import friendly
+from masuka.ui.common import UIContext, bind, friendly
 
 
 class AidsForm:
@@ -59,8 +59,9 @@ def aid_summary(studio: Studio, results: list[ImageResult]) -> str:
     return "".join(f"\n\n{line}" for line in lines)
 
 
-def build_settings(studio: Studio, require_admin: Callable[[gr.Request], None]) -> Callable[[gr.Blocks], None]:
-    """The "Generation aids" settings (inside the Settings tab); returns what wires their page-load values."""
+def build_settings(ctx: UIContext, require_admin: Callable[[gr.Request], None]) -> None:
+    """The "Generation aids" settings (inside the Settings tab), filled when the page opens."""
+    studio = ctx.studio
     gr.Markdown("The prompt optimizer uses an OpenAI-compatible chat endpoint when a URL is set (its key: "
                 "**API keys → Prompt optimizer**), else the local LLM. The safety check's classifier is downloaded on "
                 "first use.")
@@ -81,19 +82,23 @@ def build_settings(studio: Studio, require_admin: Callable[[gr.Request], None]) 
     message = gr.Markdown(label="Message")
     fields = [llm, url, endpoint_model, safety_model, action, threshold, mandatory, restore_model]  # API order
 
-    def view():
-        saved = load_aid_settings(studio.config)
-        return (saved.prompt_llm, saved.prompt_llm_url, saved.prompt_llm_model, saved.safety_model,
-                saved.safety_action, saved.safety_threshold, saved.safety_mandatory, saved.face_restore_model)
+    save.click(bind(store, studio, require_admin), fields, message, api_name="save_aid_settings")
+    ctx.on_page_load(bind(view, studio), fields)
 
-    @friendly
-    def store(llm: str, url: str, endpoint_model: str, safety_model: str, action: str, threshold: float,
-              mandatory: bool, restore_model: str = "", request: gr.Request = None):
-        """Check and save the generation aids' settings (admins only)."""
-        require_admin(request)
-        save_aid_settings(studio.config, AidSettings(llm or "", url or "", endpoint_model or "", safety_model or "",
-                                                     float(threshold), action, bool(mandatory), restore_model or ""))
-        return "Generation aids saved: they apply to the next image."
 
-    save.click(store, fields, message, api_name="save_aid_settings")
-    return lambda demo: demo.load(view, None, fields, api_visibility="private")
+def view(studio: Studio):
+    """The saved aid settings, in the order of the form."""
+    saved = load_aid_settings(studio.config)
+    return (saved.prompt_llm, saved.prompt_llm_url, saved.prompt_llm_model, saved.safety_model,
+            saved.safety_action, saved.safety_threshold, saved.safety_mandatory, saved.face_restore_model)
+
+
+@friendly
+def store(studio: Studio, require_admin: Callable[[gr.Request], None], llm: str, url: str, endpoint_model: str,
+          safety_model: str, action: str, threshold: float, mandatory: bool, restore_model: str = "",
+          request: gr.Request = None):
+    """Check and save the generation aids' settings (admins only)."""
+    require_admin(request)
+    save_aid_settings(studio.config, AidSettings(llm or "", url or "", endpoint_model or "", safety_model or "",
+                                                 float(threshold), action, bool(mandatory), restore_model or ""))
+    return "Generation aids saved: they apply to the next image."

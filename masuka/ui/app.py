@@ -19,35 +19,13 @@ TABS = [("Image", "image"), ("Queue", "queue"), ("Grid", "grid"), ("Compare", "c
 
 
 def build_app(studio: Studio) -> gr.Blocks:
-    """The whole studio UI; tabs share one :class:`UIContext` for cross-tab links."""
+    """The whole studio UI; tabs link to each other through one :class:`UIContext`."""
     ctx = UIContext(studio)
     with CheckedBlocks(studio, title="MASUKA", delete_cache=UPLOAD_CACHE_CLEANING) as demo:
         gr.Markdown("# MASUKA\nPhotos → dataset → LoRA → images and videos, on one GPU.", elem_id="masuka-title")
-        with gr.Tabs() as tabs:
-            ctx.components["tabs"] = tabs
+        with gr.Tabs() as ctx.tabs:
             for label, module in TABS:
                 with gr.Tab(label, id=module):
                     importlib.import_module(f"masuka.ui.{module}").build(ctx)
-        _wire(ctx, demo)
+        ctx.finish(demo)
     return demo
-
-
-def _wire(ctx: UIContext, demo: gr.Blocks) -> None:
-    """Cross-tab links: a finished generation refreshes History; page load fills the pickers."""
-    components = ctx.components
-    for hook in [hook for name, hook in components.items() if name.endswith("_after_build")]:
-        hook(demo)  # a tab's links to components of tabs built after it, and its page-load events
-    if "history_load" in components:
-        load, page, outputs = components["history_load"]
-        demo.load(load, page, outputs, api_visibility="private")
-        if "image_generated" in components:
-            components["image_generated"].then(load, page, outputs, api_visibility="private")
-        if "image_edited" in components:
-            components["image_edited"].then(load, page, outputs, api_visibility="private")
-    if "datasets_load" in components:
-        load, picker = components["datasets_load"]
-        demo.load(load, None, picker, api_visibility="private")
-    if "image_load" in components:
-        demo.load(components["image_load"], None, components["image_loras"], api_visibility="private")
-    if "train_load" in components:
-        demo.load(components["train_load"], None, components["train_dataset"], api_visibility="private")

@@ -3,9 +3,11 @@ and its test grid. Each view can be rejected or made again; real photos can be a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.components import Component
 
 from masuka.characters import library, making, training, use
 from masuka.characters.identity import DEFAULT_THRESHOLD
@@ -14,184 +16,267 @@ from masuka.characters.views import DEFAULT_STRENGTH, edit_models
 from masuka.errors import InvalidInput
 from masuka.image.tasks import open_picture
 from masuka.models.catalog import image_models, trainable_models
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.studio import Studio
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
+
+
+@dataclass
+class CreationForm:
+    """Name, trigger word, photos and how the views are made (``create_character``'s parameters), with the
+    buttons of the left column."""
+
+    name: gr.Textbox
+    trigger: gr.Textbox
+    photos: gr.File
+    not_a_person: gr.Checkbox
+    face: gr.Number
+    model: gr.Dropdown
+    views: gr.Slider
+    strength: gr.Slider
+    threshold: gr.Slider
+    prompts: gr.Textbox
+    identity_model: gr.Textbox
+    captioner: gr.Textbox
+    size: gr.Number
+    steps: gr.Number
+    seed: gr.Number
+    reshuffle: gr.Button
+    create: gr.Button
+    stop: gr.Button
+
+    def inputs(self) -> list[Component]:
+        """What ``create_character`` takes, in order."""
+        return [self.name, self.trigger, self.photos, self.model, self.views, self.prompts, self.strength,
+                self.threshold, self.not_a_person, self.face, self.identity_model, self.captioner, self.size,
+                self.steps, self.seed]
+
+
+@dataclass
+class CharacterPanel:
+    """The chosen character: summary, faces, views with their actions, real photos, training and test grid."""
+
+    character: gr.Dropdown
+    refresh: gr.Button
+    status: gr.Markdown
+    faces: gr.Gallery
+    gallery: gr.Gallery
+    view: gr.Number
+    reject: gr.Button
+    regenerate: gr.Button
+    real_photos: gr.File
+    add: gr.Button
+    base: gr.Dropdown
+    train_steps: gr.Number
+    weight: gr.Number
+    train: gr.Button
+    grid: gr.Image
+
+    def details(self) -> list[Component]:
+        """What ``show`` fills, in order."""
+        return [self.status, self.faces, self.gallery, self.grid]
 
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
+    with gr.Row():
+        with gr.Column(scale=2):
+            form = _creation()
+        with gr.Column(scale=3):
+            panel = _character_panel()
+    private, character, details = {"api_visibility": "private"}, panel.character, panel.details()
+    for trigger_event in (form.reshuffle.click, form.views.release):
+        trigger_event(new_prompt_set, [form.views, form.seed], form.prompts, **private)
+    form.stop.click(bind(stop_creation, studio), None, None, queue=False, **private)
+    form.create.click(bind(create_character, studio), form.inputs(), [character, panel.status, panel.gallery],
+                      api_name="create_character", **ctx.gpu_event())
+    for action, button in (("reject", panel.reject), ("regenerate", panel.regenerate)):
+        button.click(bind(edit_view, studio), [character, panel.view, gr.State(action)], details,
+                     api_name=f"{action}_character_view", **ctx.gpu_event())
+    panel.add.click(bind(add_real_photos, studio), [character, panel.real_photos], details,
+                    api_name="add_character_photos")
+    run_info = gr.JSON(visible=False, label="Training run")
+    panel.train.click(bind(train_character, studio), [character, panel.base, panel.train_steps, panel.weight],
+                      [run_info, panel.status], api_name="train_character")
+    character.change(bind(show, studio), character, details, api_name="character_details")
+    panel.refresh.click(bind(choices, studio), None, character, **private).then(
+        bind(show, studio), character, details, **private)
+    ctx.on_page_load(bind(choices, studio), character)
+    ctx.once_built(lambda: _link_image_tab(ctx))
+
+
+def _link_image_tab(ctx: UIContext) -> None:
+    """Picking a character's LoRA in the Image tab writes its trigger word into the prompt."""
+    image = ctx.forms.get("image")
+    if image is not None:
+        image["loras"].input(bind(insert_triggers, ctx.studio), [image["prompt"], image["loras"]], image["prompt"],
+                             api_visibility="private")
+
+
+def _creation() -> CreationForm:
+    """Name, trigger word, photos and how the views are made; Create and Stop."""
     edits = edit_models()
     vram = ", ".join(f"{m['name']} ~{m['vram_gb']} GB" for m in edits) or "no edit model in this build"
     view_models = [(f"{m['name']} (edit, ~{m['vram_gb']} GB)", m["id"]) for m in edits] + \
         [(f"{entry['name']} (image-to-image)", key) for key, entry in image_models().items()
          if key not in {m["id"] for m in edits}]
     with gr.Row():
-        with gr.Column(scale=2):
-            with gr.Row():
-                name = gr.Textbox(label="Name", placeholder="anna")
-                trigger = gr.Textbox(label="Trigger word", placeholder="ohwx anna",
-                                     info="A rare word: every caption carries it, prompts call the character by it")
-            photos = gr.File(file_count="multiple", file_types=["image"], label="1-5 photos of the character")
-            with gr.Row():
-                not_a_person = gr.Checkbox(False, label="Not a person (skip face checks)",
-                                           info="For a creature, an object or a style: no face is looked for")
-                face = gr.Number(0, precision=0, minimum=0, label="Face number (0 = the only face)",
-                                 info="When a photo shows several people: 1 is the biggest face")
-            model = gr.Dropdown(view_models, value=making.default_view_model(), allow_custom_value=True,
-                                label="View model", info=f"Edit models take the photo as a reference (GPU memory: "
-                                                         f"{vram}); others start from it (image-to-image)")
-            with gr.Row():
-                views = gr.Slider(1, MAX_VIEWS, value=DEFAULT_VIEWS, step=1, label="Views",
-                                  info="Picks a new prompt set of this size")
-                strength = gr.Slider(0.1, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength (image-to-image)")
-                threshold = gr.Slider(-1, 1, value=DEFAULT_THRESHOLD, step=0.01, label="Identity threshold",
-                                      info="Views less alike than this are rejected")
-            prompts = gr.Textbox("\n".join(pick_prompts(DEFAULT_VIEWS)), lines=6, max_lines=12,
-                                 label="Prompt set (one view a line; saved with the character)")
-            with gr.Accordion("More options", open=False):
-                with gr.Row():
-                    identity_model = gr.Textbox("", label="Face-embedding model (empty: CLIP similarity)",
-                                                placeholder="owner/name or a local folder")
-                    captioner = gr.Textbox("auto", label="Captioner",
-                                           info="auto: Florence-2 when downloaded; empty: the view prompts; or "
-                                                "florence2, blip2, a repo id or folder")
-                with gr.Row():
-                    size = gr.Number(0, precision=0, label="View size (0 = the photo's)")
-                    steps = gr.Number(0, precision=0, label="Steps (0 = the model's)")
-                    seed = gr.Number(0, precision=0, label="Seed (prompt set and views)")
-                    reshuffle = gr.Button("New prompt set from this seed")
-            with gr.Row():
-                create = gr.Button("Create character", variant="primary")
-                stop = gr.Button("Stop", variant="stop")
-        with gr.Column(scale=3):
-            with gr.Row():
-                character = gr.Dropdown([], label="Character", allow_custom_value=True, scale=3)
-                refresh = gr.Button("↻", scale=0, min_width=40)
-            status = gr.Markdown(label="Status")
-            faces = gr.Gallery(label="Faces the views are compared with (cropped from the photos)", columns=8,
-                               height=120, interactive=False)
-            gallery = gr.Gallery(label="Views: number, identity score, kept or rejected", columns=6, height=360,
-                                 interactive=False)
-            with gr.Row():
-                view = gr.Number(1, precision=0, minimum=1, label="View number", scale=1)
-                reject = gr.Button("Reject view", scale=1)
-                regenerate = gr.Button("Regenerate view", scale=1)
-            with gr.Row():
-                real_photos = gr.File(file_count="multiple", file_types=["image"], label="Real photos", scale=3)
-                add = gr.Button("Add real photos", scale=1)
-            with gr.Row():
-                trainable = trainable_models()
-                base = gr.Dropdown([(m["name"], key) for key, m in trainable.items()], value=next(iter(trainable)),
-                                   allow_custom_value=True, label="Base model to train", scale=3)
-                train_steps = gr.Number(training.CHARACTER_PRESET["steps"], precision=0, label="Steps", scale=1)
-                weight = gr.Number(training.DEFAULT_WEIGHT, label="LoRA weight", scale=1)
-            train = gr.Button("Train character LoRA", variant="primary")
-            grid = gr.Image(label="Test grid (after training)", type="filepath", interactive=False)
+        name = gr.Textbox(label="Name", placeholder="anna")
+        trigger = gr.Textbox(label="Trigger word", placeholder="ohwx anna",
+                             info="A rare word: every caption carries it, prompts call the character by it")
+    photos = gr.File(file_count="multiple", file_types=["image"], label="1-5 photos of the character")
+    with gr.Row():
+        not_a_person = gr.Checkbox(False, label="Not a person (skip face checks)",
+                                   info="For a creature, an object or a style: no face is looked for")
+        face = gr.Number(0, precision=0, minimum=0, label="Face number (0 = the only face)",
+                         info="When a photo shows several people: 1 is the biggest face")
+    model = gr.Dropdown(view_models, value=making.default_view_model(), allow_custom_value=True,
+                        label="View model", info=f"Edit models take the photo as a reference (GPU memory: "
+                                                 f"{vram}); others start from it (image-to-image)")
+    with gr.Row():
+        views = gr.Slider(1, MAX_VIEWS, value=DEFAULT_VIEWS, step=1, label="Views",
+                          info="Picks a new prompt set of this size")
+        strength = gr.Slider(0.1, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength (image-to-image)")
+        threshold = gr.Slider(-1, 1, value=DEFAULT_THRESHOLD, step=0.01, label="Identity threshold",
+                              info="Views less alike than this are rejected")
+    prompts = gr.Textbox("\n".join(pick_prompts(DEFAULT_VIEWS)), lines=6, max_lines=12,
+                         label="Prompt set (one view a line; saved with the character)")
+    with gr.Accordion("More options", open=False):
+        with gr.Row():
+            identity_model = gr.Textbox("", label="Face-embedding model (empty: CLIP similarity)",
+                                        placeholder="owner/name or a local folder")
+            captioner = gr.Textbox("auto", label="Captioner",
+                                   info="auto: Florence-2 when downloaded; empty: the view prompts; or "
+                                        "florence2, blip2, a repo id or folder")
+        with gr.Row():
+            size = gr.Number(0, precision=0, label="View size (0 = the photo's)")
+            steps = gr.Number(0, precision=0, label="Steps (0 = the model's)")
+            seed = gr.Number(0, precision=0, label="Seed (prompt set and views)")
+            reshuffle = gr.Button("New prompt set from this seed")
+    with gr.Row():
+        create = gr.Button("Create character", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
+    return CreationForm(name, trigger, photos, not_a_person, face, model, views, strength, threshold, prompts,
+                        identity_model, captioner, size, steps, seed, reshuffle, create, stop)
 
-    def show(character: str, request: gr.Request):
-        """A character's summary, its views with their scores, and its test grid."""
-        if not character:
-            return "", [], [], None
-        found = library.find_character(studio, character, user_of(request), is_admin(studio, request))
-        crops = [open_picture(studio.config.absolute(p["face"]), "face crop") for p in found["state"]["photos"]]
-        summary = library.summary(studio, found)
-        pictures = [(str(studio.config.absolute(v["file"])), f"{i}. {v['score']} {'kept' if v['kept'] else 'rejected'}")
-                    for i, v in enumerate(summary["views"], 1)]
-        runs = ", ".join(f"run {r}" for r in summary["runs"]) or "not trained yet (or train it in the Train tab)"
-        text = (f"**{summary['name']}**: trigger `{summary['trigger']}`, dataset **{summary['dataset']}** with "
-                f"{summary['images']} kept view(s); {runs}; LoRA {summary['lora'] or '-'}")
-        grid_path = found["state"].get("grid")
-        return text, crops, pictures, str(studio.config.absolute(grid_path)) if grid_path else None
 
-    def choices(request: gr.Request):
-        rows = library.list_characters(studio, user_of(request), is_admin(studio, request))
-        return gr.Dropdown(choices=[r["name"] for r in rows])
+def _character_panel() -> CharacterPanel:
+    """The chosen character: summary, faces, views with their actions, real photos, training and test grid."""
+    with gr.Row():
+        character = gr.Dropdown([], label="Character", allow_custom_value=True, scale=3)
+        refresh = gr.Button("↻", scale=0, min_width=40)
+    status = gr.Markdown(label="Status")
+    faces = gr.Gallery(label="Faces the views are compared with (cropped from the photos)", columns=8,
+                       height=120, interactive=False)
+    gallery = gr.Gallery(label="Views: number, identity score, kept or rejected", columns=6, height=360,
+                         interactive=False)
+    with gr.Row():
+        view = gr.Number(1, precision=0, minimum=1, label="View number", scale=1)
+        reject = gr.Button("Reject view", scale=1)
+        regenerate = gr.Button("Regenerate view", scale=1)
+    with gr.Row():
+        real_photos = gr.File(file_count="multiple", file_types=["image"], label="Real photos", scale=3)
+        add = gr.Button("Add real photos", scale=1)
+    with gr.Row():
+        trainable = trainable_models()
+        base = gr.Dropdown([(m["name"], key) for key, m in trainable.items()], value=next(iter(trainable)),
+                           allow_custom_value=True, label="Base model to train", scale=3)
+        train_steps = gr.Number(training.CHARACTER_PRESET["steps"], precision=0, label="Steps", scale=1)
+        weight = gr.Number(training.DEFAULT_WEIGHT, label="LoRA weight", scale=1)
+    train = gr.Button("Train character LoRA", variant="primary")
+    grid = gr.Image(label="Test grid (after training)", type="filepath", interactive=False)
 
-    def uploads(files: list[str] | None) -> list[Path]:
-        if not files:
-            raise InvalidInput("Drop one to five photos of the character first.")
-        folder = Path(gr.utils.get_upload_folder())
-        return [studio.config.inside(path, folder) for path in files]  # only files uploaded to this app
+    return CharacterPanel(character, refresh, status, faces, gallery, view, reject, regenerate, real_photos, add,
+                          base, train_steps, weight, train, grid)
 
-    @friendly
-    def create_character(name: str, trigger: str, photos: list[str] | None, model: str = "sdxl",
-                         views: int = DEFAULT_VIEWS, prompts: str = "", strength: float = DEFAULT_STRENGTH,
-                         threshold: float = DEFAULT_THRESHOLD, not_a_person: bool = False, face: int = 0,
-                         identity_model: str = "", captioner: str = "auto", size: int = 0, steps: int = 0,
-                         seed: int = 0, request: gr.Request = None, progress=gr.Progress()):
-        """Check the photos, make the views, score them and keep the likely ones as a dataset; returns the
-        character's name, a summary and the views with their scores."""
-        picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
-        report = making.create_character(studio, making.CharacterRequest(
-            name=name, photos=uploads(photos), trigger=trigger, owner=user_of(request), model=model, views=int(views),
-            prompts=picked, seed=int(seed or 0), strength=float(strength), steps=int(steps or 0) or None,
-            size=int(size or 0) or None, threshold=float(threshold), identity_model=identity_model,
-            face=int(face or 0) or None, skip_faces=bool(not_a_person), captioner=captioner),
-            on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
-            stop=studio.stops.arm(_stop_key(request)))
-        text, _faces, pictures, _grid = show(str(report.character), request)
-        notes = "".join(f"\n\nNote: {note}" for note in report.notes)
-        return name.strip(), f"{text}; {len(report.rejected)} rejected.{notes}", pictures
 
-    @friendly
-    def edit_view(character: str, number: int, action: str, request: gr.Request = None):
-        owner, admin = user_of(request), is_admin(studio, request)
-        if action == "reject":
-            making.reject_view(studio, character, owner, number, admin)
-        else:
-            making.regenerate_view(studio, character, owner, number, admin)
-        return show(character, request)
+@friendly
+def show(studio: Studio, character: str, request: gr.Request):
+    """A character's summary, its views with their scores, and its test grid."""
+    if not character:
+        return "", [], [], None
+    found = library.find_character(studio, character, user_of(request), is_admin(studio, request))
+    crops = [open_picture(studio.config.absolute(p["face"]), "face crop") for p in found["state"]["photos"]]
+    summary = library.summary(studio, found)
+    pictures = [(str(studio.config.absolute(v["file"])), f"{i}. {v['score']} {'kept' if v['kept'] else 'rejected'}")
+                for i, v in enumerate(summary["views"], 1)]
+    runs = ", ".join(f"run {r}" for r in summary["runs"]) or "not trained yet (or train it in the Train tab)"
+    text = (f"**{summary['name']}**: trigger `{summary['trigger']}`, dataset **{summary['dataset']}** with "
+            f"{summary['images']} kept view(s); {runs}; LoRA {summary['lora'] or '-'}")
+    grid_path = found["state"].get("grid")
+    return text, crops, pictures, str(studio.config.absolute(grid_path)) if grid_path else None
 
-    @friendly
-    def add_real_photos(character: str, photos: list[str] | None, request: gr.Request = None):
-        making.add_photos(studio, character, user_of(request), uploads(photos), is_admin(studio, request))
-        return show(character, request)
 
-    @friendly
-    def train_character(character: str, base: str, steps: int = training.CHARACTER_PRESET["steps"],
-                        weight: float = training.DEFAULT_WEIGHT, request: gr.Request = None):
-        """Queue the character's LoRA run (character preset); the test grid follows when it completes."""
-        run_id = training.train_character(studio, character, user_of(request), base=base,
-                                          admin=is_admin(studio, request),
-                                          weight=float(weight), steps=int(steps))
-        return {"run": run_id}, f"Run {run_id} queued: follow it in the Train tab; press ↻ here for the test grid."
+def choices(studio: Studio, request: gr.Request):
+    rows = library.list_characters(studio, user_of(request), is_admin(studio, request))
+    return gr.Dropdown(choices=[r["name"] for r in rows])
 
-    @friendly
-    def new_prompt_set(count: int, seed: int) -> str:
-        return "\n".join(pick_prompts(int(count), int(seed or 0)))
 
-    for trigger_event in (reshuffle.click, views.release):
-        trigger_event(new_prompt_set, [views, seed], prompts, api_visibility="private")
-    def stop_creation(request: gr.Request) -> None:
-        studio.stops.stop(_stop_key(request))
+def uploads(studio: Studio, files: list[str] | None) -> list[Path]:
+    if not files:
+        raise InvalidInput("Drop one to five photos of the character first.")
+    folder = Path(gr.utils.get_upload_folder())
+    return [studio.config.inside(path, folder) for path in files]  # only files uploaded to this app
 
-    stop.click(stop_creation, None, None, queue=False, api_visibility="private")
-    create.click(create_character, [name, trigger, photos, model, views, prompts, strength, threshold, not_a_person,
-                                    face, identity_model, captioner, size, steps, seed],
-                 [character, status, gallery], api_name="create_character", **ctx.gpu_event())
-    details = [status, faces, gallery, grid]
-    for button, action in ((reject, "reject"), (regenerate, "regenerate")):
-        button.click(edit_view, [character, view, gr.State(action)], details,
-                     api_name=f"{action}_character_view", **ctx.gpu_event())
-    add.click(add_real_photos, [character, real_photos], details, api_name="add_character_photos")
-    run_info = gr.JSON(visible=False, label="Training run")
-    train.click(train_character, [character, base, train_steps, weight], [run_info, status],
-                api_name="train_character")
-    character.change(friendly(show), character, details, api_name="character_details")
-    refresh.click(choices, None, character, api_visibility="private").then(
-        friendly(show), character, details, api_visibility="private")
-    ctx.components["characters_load"] = choices
 
-    def insert_triggers(prompt: str, picked: list[str] | None, request: gr.Request):
-        return use.with_triggers(studio, user_of(request), prompt, picked or [], is_admin(studio, request))
+@friendly
+def create_character(studio: Studio, name: str, trigger: str, photos: list[str] | None, model: str = "sdxl",
+                     views: int = DEFAULT_VIEWS, prompts: str = "", strength: float = DEFAULT_STRENGTH,
+                     threshold: float = DEFAULT_THRESHOLD, not_a_person: bool = False, face: int = 0,
+                     identity_model: str = "", captioner: str = "auto", size: int = 0, steps: int = 0,
+                     seed: int = 0, request: gr.Request = None, progress=gr.Progress()):
+    """Check the photos, make the views, score them and keep the likely ones as a dataset; returns the
+    character's name, a summary and the views with their scores."""
+    picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
+    report = making.create_character(studio, making.CharacterRequest(
+        name=name, photos=uploads(studio, photos), trigger=trigger, owner=user_of(request), model=model,
+        views=int(views), prompts=picked, seed=int(seed or 0), strength=float(strength),
+        steps=int(steps or 0) or None, size=int(size or 0) or None, threshold=float(threshold),
+        identity_model=identity_model, face=int(face or 0) or None, skip_faces=bool(not_a_person),
+        captioner=captioner),
+        on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
+        stop=studio.stops.arm(_stop_key(request)))
+    text, _faces, pictures, _grid = show(studio, str(report.character), request)
+    notes = "".join(f"\n\nNote: {note}" for note in report.notes)
+    return name.strip(), f"{text}; {len(report.rejected)} rejected.{notes}", pictures
 
-    def link_image_tab(demo: gr.Blocks) -> None:
-        """Picking a character's LoRA in the Image tab writes its trigger word into the prompt."""
-        demo.load(choices, None, character, api_visibility="private")
-        if "image_loras" in ctx.components:
-            prompt, loras = ctx.components["image_prompt"], ctx.components["image_loras"]
-            loras.input(insert_triggers, [prompt, loras], prompt, api_visibility="private")
 
-    ctx.components["characters_after_build"] = link_image_tab
+@friendly
+def edit_view(studio: Studio, character: str, number: int, action: str, request: gr.Request = None):
+    owner, admin = user_of(request), is_admin(studio, request)
+    if action == "reject":
+        making.reject_view(studio, character, owner, number, admin)
+    else:
+        making.regenerate_view(studio, character, owner, number, admin)
+    return show(studio, character, request)
+
+
+@friendly
+def add_real_photos(studio: Studio, character: str, photos: list[str] | None, request: gr.Request = None):
+    making.add_photos(studio, character, user_of(request), uploads(studio, photos), is_admin(studio, request))
+    return show(studio, character, request)
+
+
+@friendly
+def train_character(studio: Studio, character: str, base: str, steps: int = training.CHARACTER_PRESET["steps"],
+                    weight: float = training.DEFAULT_WEIGHT, request: gr.Request = None):
+    """Queue the character's LoRA run (character preset); the test grid follows when it completes."""
+    run_id = training.train_character(studio, character, user_of(request), base=base,
+                                      admin=is_admin(studio, request),
+                                      weight=float(weight), steps=int(steps))
+    return {"run": run_id}, f"Run {run_id} queued: follow it in the Train tab; press ↻ here for the test grid."
+
+
+@friendly
+def new_prompt_set(count: int, seed: int) -> str:
+    return "\n".join(pick_prompts(int(count), int(seed or 0)))
+
+
+def stop_creation(studio: Studio, request: gr.Request) -> None:
+    studio.stops.stop(_stop_key(request))
+
+
+def insert_triggers(studio: Studio, prompt: str, picked: list[str] | None, request: gr.Request):
+    return use.with_triggers(studio, user_of(request), prompt, picked or [], is_admin(studio, request))
 
 
 def _stop_key(request: gr.Request | None) -> str:

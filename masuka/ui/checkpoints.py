@@ -10,8 +10,9 @@ from masuka.image.generate import ImageRequest
 from masuka.image.grid import run_grid
 from masuka.image.prompts import prompt_lines
 from masuka.queue.jobs import queue_cells
+from masuka.studio import Studio
 from masuka.training.checkpoint_lora import Comparison, checkpoint_loras, plan_comparison, use_checkpoint
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 
 
 def build(ctx: UIContext, run: gr.Dropdown) -> None:
@@ -36,59 +37,67 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
             step = gr.Dropdown([], label="Checkpoint (step)", allow_custom_value=True, scale=2)
             use = gr.Button("Use this checkpoint", scale=1)
 
-    def plan(run_id: float, prompts: str, seed: float, steps: float, width: float, height: float,
-             request: gr.Request) -> Comparison:
-        base = ImageRequest(prompt="", model="", seed=None if seed in (None, -1) else int(seed),
-                            steps=int(steps) if steps else None, width=int(width) if width else None,
-                            height=int(height) if height else None, owner=user_of(request))
-        return plan_comparison(studio, _run_id(run_id), prompt_lines(prompts or ""), base,
-                               is_admin(studio, request))
+    form, private = [run, prompts, seed, steps, width, height], {"api_visibility": "private"}
+    compare.click(bind(compare_checkpoints, studio), form, [grid, cells], api_name="compare_checkpoints",
+                  **ctx.gpu_event())
+    queue.click(bind(queue_checkpoints, studio), form, message, api_name="queue_checkpoints")
+    use.click(bind(keep_checkpoint, studio), [run, step], message, api_name="use_checkpoint")
+    run.change(bind(steps_of, studio), run, step, **private)
+    compare.click(bind(steps_of, studio), run, step, **private)
 
-    @friendly
-    def compare_checkpoints(run_id: float, prompts: str = "", seed: float = -1, steps: float = 0, width: float = 0,
-                            height: float = 0, request: gr.Request = None, progress=gr.Progress()):
-        """Every checkpoint of a run (X) by every prompt (Y): the grid image and its cells (each a history row)."""
-        planned = plan(run_id, prompts, seed, steps, width, height, request)
-        made: list = []
 
-        def on_image(result) -> None:
-            made.append(result)
-            progress((len(made), len(planned.cells)), desc=f"Cell {len(made)}/{len(planned.cells)}", unit="cells")
+def plan(studio: Studio, run_id: float, prompts: str, seed: float, steps: float, width: float, height: float,
+         request: gr.Request) -> Comparison:
+    """The comparison grid of a run's checkpoints by the prompts, with the form's seed, steps and size."""
+    base = ImageRequest(prompt="", model="", seed=None if seed in (None, -1) else int(seed),
+                        steps=int(steps) if steps else None, width=int(width) if width else None,
+                        height=int(height) if height else None, owner=user_of(request))
+    return plan_comparison(studio, _run_id(run_id), prompt_lines(prompts or ""), base,
+                           is_admin(studio, request))
 
-        result = run_grid(studio, planned.axes, planned.cells, on_image=on_image)
-        return str(result.grid), [(str(r.path), ", ".join(f"{k} {v.rsplit('/', 1)[-1]}" for k, v in c.labels.items()))
-                                  for r, c in zip(result.images, planned.cells)]
 
-    @friendly
-    def queue_checkpoints(run_id: float, prompts: str = "", seed: float = -1, steps: float = 0, width: float = 0,
-                          height: float = 0, request: gr.Request = None) -> str:
-        """Queue the checkpoint comparison as one grid job (the Queue tab shows it and its grid)."""
-        planned = plan(run_id, prompts, seed, steps, width, height, request)
-        job = queue_cells(studio, planned.cells[0].request, planned.axes, planned.cells)
-        return f"Queued job {job}: checkpoints at steps {', '.join(map(str, planned.steps))}."
+@friendly
+def compare_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: float = -1, steps: float = 0,
+                        width: float = 0, height: float = 0, request: gr.Request = None, progress=gr.Progress()):
+    """Every checkpoint of a run (X) by every prompt (Y): the grid image and its cells (each a history row)."""
+    planned = plan(studio, run_id, prompts, seed, steps, width, height, request)
+    made: list = []
 
-    @friendly
-    def keep_checkpoint(run_id: float, checkpoint_step: float, request: gr.Request = None) -> str:
-        """Copy a run's checkpoint into the LoRA library, named with its step; returns where it went."""
-        if checkpoint_step in (None, ""):
-            raise InvalidInput("Choose the checkpoint's step first.")
-        kept = use_checkpoint(studio, _run_id(run_id), int(checkpoint_step), user_of(request),
-                              is_admin(studio, request))
-        return f"Kept step {kept['step']} as **{kept['name']}**: it is in the Image tab's LoRA list."
+    def on_image(result) -> None:
+        made.append(result)
+        progress((len(made), len(planned.cells)), desc=f"Cell {len(made)}/{len(planned.cells)}", unit="cells")
 
-    def steps_of(run_id: float | None, request: gr.Request):
-        try:
-            found = checkpoint_loras(studio, _run_id(run_id), user_of(request), is_admin(studio, request))
-        except (MasukaError, ValueError):
-            return gr.Dropdown(choices=[], value=None)
-        return gr.Dropdown(choices=[step for step, _path in found], value=found[-1][0])
+    result = run_grid(studio, planned.axes, planned.cells, on_image=on_image)
+    return str(result.grid), [(str(r.path), ", ".join(f"{k} {v.rsplit('/', 1)[-1]}" for k, v in c.labels.items()))
+                              for r, c in zip(result.images, planned.cells)]
 
-    form = [run, prompts, seed, steps, width, height]
-    compare.click(compare_checkpoints, form, [grid, cells], api_name="compare_checkpoints", **ctx.gpu_event())
-    queue.click(queue_checkpoints, form, message, api_name="queue_checkpoints")
-    use.click(keep_checkpoint, [run, step], message, api_name="use_checkpoint")
-    run.change(steps_of, run, step, api_visibility="private")
-    compare.click(steps_of, run, step, api_visibility="private")
+
+@friendly
+def queue_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: float = -1, steps: float = 0,
+                      width: float = 0, height: float = 0, request: gr.Request = None) -> str:
+    """Queue the checkpoint comparison as one grid job (the Queue tab shows it and its grid)."""
+    planned = plan(studio, run_id, prompts, seed, steps, width, height, request)
+    job = queue_cells(studio, planned.cells[0].request, planned.axes, planned.cells)
+    return f"Queued job {job}: checkpoints at steps {', '.join(map(str, planned.steps))}."
+
+
+@friendly
+def keep_checkpoint(studio: Studio, run_id: float, checkpoint_step: float, request: gr.Request = None) -> str:
+    """Copy a run's checkpoint into the LoRA library, named with its step; returns where it went."""
+    if checkpoint_step in (None, ""):
+        raise InvalidInput("Choose the checkpoint's step first.")
+    kept = use_checkpoint(studio, _run_id(run_id), int(checkpoint_step), user_of(request),
+                          is_admin(studio, request))
+    return f"Kept step {kept['step']} as **{kept['name']}**: it is in the Image tab's LoRA list."
+
+
+def steps_of(studio: Studio, run_id: float | None, request: gr.Request):
+    """The checkpoint picker for a run: its saved steps, the latest chosen."""
+    try:
+        found = checkpoint_loras(studio, _run_id(run_id), user_of(request), is_admin(studio, request))
+    except (MasukaError, ValueError):
+        return gr.Dropdown(choices=[], value=None)
+    return gr.Dropdown(choices=[step for step, _path in found], value=found[-1][0])
 
 
 def _run_id(value: float | None) -> int:

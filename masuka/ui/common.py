@@ -1,14 +1,18 @@
-"""What every tab shares: who is asking, domain errors shown as ``gr.Error``, the GPU event settings."""
+"""What every tab shares: the :class:`UIContext` tabs register through, who is asking, domain errors shown as
+``gr.Error``, the GPU event settings, and :func:`bind` for module-level handlers."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
+from gradio.components import Component
+from gradio.events import Dependency
 
 from masuka.errors import MasukaError, as_disk_full
 from masuka.gpu import CONCURRENCY_ID
@@ -21,15 +25,102 @@ MAX_ID = 2**63 - 1
 
 
 @dataclass
+class Form:
+    """A tab's form as other tabs see it: its fields by name (the names History's Reuse fills, the names
+    ``reuse_parameters`` gives) and the buttons another tab wires (the Image tab's "Add to queue")."""
+
+    kind: str
+    fields: dict[str, Component]
+    buttons: dict[str, gr.Button] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Component:
+        return self.fields[name]
+
+    def pick(self, names: Iterable[str]) -> list[Component]:
+        """The fields ``names``, in that order (the order an event takes them)."""
+        return [self.fields[name] for name in names]
+
+
+@dataclass
 class UIContext:
-    """Handed to every tab's ``build``: the studio, and components other tabs link to (by name)."""
+    """Handed to every tab's ``build``: the studio, and typed registrations that link tabs to each other and to the
+    page. A tab registers what others use (:meth:`register_form`, :meth:`generated`, :meth:`on_generation`) and
+    what runs when the page opens (:meth:`on_page_load`); links to a tab built later go in :meth:`once_built`.
+    The app calls :meth:`finish` once every tab is built."""
 
     studio: Studio
-    components: dict[str, Any] = field(default_factory=dict)
+    #: the top-level tabs (``gr.Tabs(selected=module)`` shows one)
+    tabs: gr.Tabs | None = None
+    forms: dict[str, Form] = field(default_factory=dict)
+    _page_loads: list[tuple[Callable, Any, Any]] = field(default_factory=list)
+    _generated: list[Dependency] = field(default_factory=list)
+    _after_generation: list[tuple[Callable, Any, Any]] = field(default_factory=list)
+    _once_built: list[Callable[[], None]] = field(default_factory=list)
 
     def gpu_event(self) -> dict[str, Any]:
         """Keyword arguments for an event that uses the GPU: one shared concurrency group."""
         return {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": self.studio.config.gpu_concurrency}
+
+    def on_page_load(self, fn: Callable, outputs: Any, inputs: Any = None) -> None:
+        """Run ``fn(*inputs)`` into ``outputs`` each time the page opens (a private event)."""
+        self._page_loads.append((fn, inputs, outputs))
+
+    def generated(self, event: Dependency) -> None:
+        """``event`` makes outputs that History lists: what :meth:`on_generation` registers follows it."""
+        self._generated.append(event)
+
+    def on_generation(self, fn: Callable, inputs: Any, outputs: Any) -> None:
+        """Run ``fn(*inputs)`` into ``outputs`` after every event registered with :meth:`generated`."""
+        self._after_generation.append((fn, inputs, outputs))
+
+    def register_form(self, kind: str, fields: dict[str, Component],
+                      buttons: dict[str, gr.Button] | None = None) -> Form:
+        """The form that makes entries of ``kind`` ("image", "video"): History's Reuse fills ``fields`` by name,
+        other tabs read them (and wire ``buttons``) through :meth:`form`."""
+        form = self.forms[kind] = Form(kind, dict(fields), dict(buttons or {}))
+        return form
+
+    def form(self, kind: str) -> Form:
+        """The form registered for ``kind``, which this tab needs: its tab comes earlier in ``TABS`` (an optional
+        link reads ``forms.get(kind)`` in :meth:`once_built` instead)."""
+        if kind not in self.forms:
+            raise LookupError(f"No {kind} form: its tab must be built before the tabs that use it.")
+        return self.forms[kind]
+
+    def once_built(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` once every tab is built, still inside the Blocks: links to tabs built after this one."""
+        self._once_built.append(hook)
+
+    def finish(self, demo: gr.Blocks) -> None:
+        """Wire what the tabs registered: the :meth:`once_built` hooks, then the page loads and what follows each
+        generation. Called by the app inside its Blocks, after the last tab."""
+        for hook in self._once_built:
+            hook()
+        for fn, inputs, outputs in self._page_loads:
+            demo.load(fn, inputs, outputs, api_visibility="private")
+        for event in self._generated:
+            for fn, inputs, outputs in self._after_generation:
+                event.then(fn, inputs, outputs, api_visibility="private")
+
+
+def bind(func: Callable, *args: Any) -> Callable:
+    """``functools.partial(func, *args)`` as Gradio needs a handler: a function with ``func``'s name, docstring,
+    remaining parameters and their type hints (``gr.Request``, ``gr.SelectData`` are found by type), a generator
+    when ``func`` is one. Tabs keep their handlers at module level, taking the studio first, and bind them here."""
+    bound = functools.partial(func, *args)
+    if _is_generator(func):
+        @functools.wraps(func)
+        def handler(*more, **kwargs):
+            yield from bound(*more, **kwargs)
+    else:
+        @functools.wraps(func)
+        def handler(*more, **kwargs):
+            return bound(*more, **kwargs)
+    signature = inspect.signature(bound)
+    handler.__signature__ = signature
+    handler.__annotations__ = {name: hint for name, hint in getattr(func, "__annotations__", {}).items()
+                               if name in signature.parameters or name == "return"}
+    return handler
 
 
 def user_of(request: gr.Request | None) -> str:
@@ -88,6 +179,4 @@ def _refusal(func: Callable, error: Exception) -> Exception:
 
 
 def _is_generator(func: Callable) -> bool:
-    import inspect
-
     return inspect.isgeneratorfunction(func)

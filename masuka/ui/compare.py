@@ -8,7 +8,8 @@ from masuka.image.compare import create_ab, describe_tally, list_comparisons, ne
 from masuka.image.generate import parse_lora
 from masuka.image.prompts import prompt_lines
 from masuka.loras.library import list_loras
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.studio import Studio
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 from masuka.ui.queue import FORM, form_request
 
 
@@ -38,53 +39,59 @@ def build(ctx: UIContext) -> None:
                                                             ("right", "Right is better"))}
     result = gr.Markdown()
 
-    def choices(request: gr.Request):
-        rows = list_loras(studio, user_of(request), is_admin(studio, request))
-        loras = [(f"{r['name']} ({r['architecture']})", r["name"]) for r in rows]
-        tests = [(f"{r['id']}: {r['title']}", r["id"]) for r in list_comparisons(studio, user_of(request),
-                                                                                  is_admin(studio, request))]
-        return gr.Dropdown(choices=loras), gr.Dropdown(choices=loras), gr.Dropdown(choices=tests)
-
-    @friendly
-    def show(comparison: int | None, request: gr.Request):
-        if comparison is None:
-            return None, "", None, None, ""
-        user, admin = user_of(request), is_admin(studio, request)
-        pair = next_pair(studio, user, admin, comparison)
-        text = describe_tally(tally(studio, user, admin, comparison))
-        if pair is None:
-            return None, "Every pair is judged.", None, None, text
-        return (pair["index"], f"Pair {pair['index'] + 1} ({pair['remaining']} left): *{pair['prompt']}*",
-                pair["left"], pair["right"], text)
-
-    @friendly
-    def make(prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
-             width: int | None, height: int | None, seed: int | None, batch: int, loras: list[str] | None,
-             memory_plan: str, fast: bool, step_cache: float, a: list[str] | None, b: list[str] | None, lines: str,
-             count: int | None, request: gr.Request = None, progress=gr.Progress()):
-        base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                            1, [], memory_plan, fast, step_cache)
-        made = create_ab(studio, base, [parse_lora(x) for x in a or []], [parse_lora(x) for x in b or []],
-                         prompt_lines(lines) or [base.prompt], int(count or 1),
-                         on_image=lambda _r: progress(None, desc="Rendering pairs…"))
-        return gr.Dropdown(choices=[(f"{r['id']}: {r['title']}", r["id"]) for r in
-                                    list_comparisons(studio, user_of(request), is_admin(studio, request))],
-                           value=made)
-
-    def judge(pick: str):
-        @friendly
-        def run(comparison: int | None, pair: int | None, request: gr.Request):
-            if comparison is None or pair is None:
-                return gr.skip()
-            vote(studio, user_of(request), is_admin(studio, request), comparison, pair, pick)
-            return show(comparison, request)
-        return run
-
-    views = [index, caption, left, right, result]
-    refresh.click(choices, None, [side_a, side_b, picker], api_visibility="private")
-    form = [ctx.components[name] for name in FORM]
-    render.click(make, form + [side_a, side_b, prompts, seeds], picker, api_visibility="private",
-                 **ctx.gpu_event()).success(show, picker, views, api_visibility="private")
-    load.click(show, picker, views, api_visibility="private")
+    views, private = [index, caption, left, right, result], {"api_visibility": "private"}
+    refresh.click(bind(choices, studio), None, [side_a, side_b, picker], **private)
+    form = ctx.form("image").pick(FORM)
+    render.click(bind(make, studio), form + [side_a, side_b, prompts, seeds], picker, **private,
+                 **ctx.gpu_event()).success(bind(show, studio), picker, views, **private)
+    load.click(bind(show, studio), picker, views, **private)
     for pick, button in picks.items():
-        button.click(judge(pick), [picker, index], views, api_visibility="private")
+        button.click(bind(judge, studio, pick), [picker, index], views, **private)
+
+
+def choices(studio: Studio, request: gr.Request):
+    """The LoRA pickers' and the A/B test picker's choices."""
+    rows = list_loras(studio, user_of(request), is_admin(studio, request))
+    loras = [(f"{r['name']} ({r['architecture']})", r["name"]) for r in rows]
+    tests = [(f"{r['id']}: {r['title']}", r["id"]) for r in list_comparisons(studio, user_of(request),
+                                                                              is_admin(studio, request))]
+    return gr.Dropdown(choices=loras), gr.Dropdown(choices=loras), gr.Dropdown(choices=tests)
+
+
+@friendly
+def show(studio: Studio, comparison: int | None, request: gr.Request):
+    """The next pair to judge (index, caption, left, right) and the tally so far."""
+    if comparison is None:
+        return None, "", None, None, ""
+    user, admin = user_of(request), is_admin(studio, request)
+    pair = next_pair(studio, user, admin, comparison)
+    text = describe_tally(tally(studio, user, admin, comparison))
+    if pair is None:
+        return None, "Every pair is judged.", None, None, text
+    return (pair["index"], f"Pair {pair['index'] + 1} ({pair['remaining']} left): *{pair['prompt']}*",
+            pair["left"], pair["right"], text)
+
+
+@friendly
+def make(studio: Studio, prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
+         width: int | None, height: int | None, seed: int | None, batch: int, loras: list[str] | None,
+         memory_plan: str, fast: bool, step_cache: float, a: list[str] | None, b: list[str] | None, lines: str,
+         count: int | None, request: gr.Request = None, progress=gr.Progress()):
+    """Render the pairs of a new A/B test with the Image tab's settings; the test picker with it chosen."""
+    base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                        1, [], memory_plan, fast, step_cache)
+    made = create_ab(studio, base, [parse_lora(x) for x in a or []], [parse_lora(x) for x in b or []],
+                     prompt_lines(lines) or [base.prompt], int(count or 1),
+                     on_image=lambda _r: progress(None, desc="Rendering pairs…"))
+    return gr.Dropdown(choices=[(f"{r['id']}: {r['title']}", r["id"]) for r in
+                                list_comparisons(studio, user_of(request), is_admin(studio, request))],
+                       value=made)
+
+
+@friendly
+def judge(studio: Studio, pick: str, comparison: int | None, pair: int | None, request: gr.Request):
+    """Record ``pick`` (left, tie or right) for the shown pair; the next pair."""
+    if comparison is None or pair is None:
+        return gr.skip()
+    vote(studio, user_of(request), is_admin(studio, request), comparison, pair, pick)
+    return show(studio, comparison, request)

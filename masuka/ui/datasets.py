@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.components import Component
 
 from masuka.datasets import adding, captioning, export, library
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE
@@ -13,7 +15,8 @@ from masuka.datasets.formats import FORMATS
 from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import InvalidInput, MasukaError
-from masuka.ui.common import MAX_ID, UIContext, friendly, is_admin, user_of, whole_number_box
+from masuka.studio import Studio
+from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, user_of, whole_number_box
 from masuka.validation import whole_number
 
 REPORT_COLUMNS = ["file", "result", "reason"]
@@ -22,13 +25,115 @@ PAGE_SIZES = [24, 48, 96]
 GPU_WAIT_S = 5.0
 
 
+@dataclass
+class NewDataset:
+    """The "New dataset" form: name, trigger word, caption template and the preprocessing options."""
+
+    name: gr.Textbox
+    trigger: gr.Textbox
+    template: gr.Textbox
+    size: gr.Dropdown
+    crop: gr.Radio
+    flip: gr.Checkbox
+    min_side: gr.Number
+    blur: gr.Number
+    dedupe: gr.Checkbox
+    create: gr.Button
+
+    def form(self) -> list[Component]:
+        """What ``create_dataset`` takes, in order."""
+        return [self.name, self.trigger, self.template, self.size, self.crop, self.flip, self.min_side, self.blur,
+                self.dedupe]
+
+
+@dataclass
+class ImagesView:
+    """One page of the dataset's images: statistics, gallery, the caption table and the selected image."""
+
+    stats: gr.Markdown
+    page: gr.Number
+    page_size: gr.Dropdown
+    page_info: gr.Markdown
+    gallery: gr.Gallery
+    table: gr.Dataframe
+    page_ids: gr.State
+    save: gr.Button
+    selected: gr.Textbox
+    remove: gr.Button
+
+    def outputs(self) -> list[Component]:
+        """What ``view`` fills, in order."""
+        return [self.stats, self.gallery, self.table, self.page_ids, self.page_info]
+
+
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
-    defaults = PrepOptions()
     with gr.Row():
         dataset = gr.Dropdown([], value=None, label="Dataset", allow_custom_value=True, scale=4,
                               info="Pick one of your datasets, or create one below")
         refresh = gr.Button("↻", scale=0, min_width=40)
+    new = _new_dataset()
+    status = gr.Markdown(label="Status")
+    with gr.Accordion("Add images", open=True):
+        # no file_types filter: a file of another type reaches the check and is listed with the reason
+        files = gr.File(file_count="multiple", label="Photos, a .zip, .txt captions or a metadata.jsonl")
+        add = gr.Button("Add to dataset", variant="primary")
+        report = gr.Dataframe(headers=REPORT_COLUMNS, interactive=False, wrap=True, max_height=320,
+                              label="Added and refused files")
+    images = _images_view()
+    caption_form, caption, stop, caption_status = _auto_caption()
+    with gr.Accordion("Export", open=False):
+        with gr.Row():
+            fmt = gr.Radio(list(FORMATS), value=FORMATS[0], label="Layout",
+                           info="kohya: image + .txt; imagefolder: metadata.jsonl for 🤗 datasets")
+            export_button = gr.Button("Export as zip")
+        download = gr.File(label="Download", interactive=False)
+    with gr.Accordion("Delete dataset", open=False):
+        delete = gr.Button("Delete this dataset…", variant="stop")
+        with gr.Group(visible=False) as confirm:
+            confirm_text = gr.Markdown()
+            with gr.Row():
+                really = gr.Button("Yes, delete it and its files", variant="stop")
+                cancel = gr.Button("Cancel")
+
+    private, listed = {"api_visibility": "private"}, bind(choices, studio)
+    view_page, view_inputs = bind(view, studio), [dataset, images.page, images.page_size]
+    view_outputs = images.outputs()
+    _wire_images(ctx, dataset, images, view_page, view_inputs, status)
+    refresh.click(listed, None, dataset, **private)
+    new.create.click(bind(create_dataset, studio), new.form(), [dataset, status], api_name="create_dataset").then(
+        listed, None, dataset, **private)
+    add.click(bind(add_images, studio), [dataset, files], [report, status], api_name="add_images").then(
+        view_page, view_inputs, view_outputs, **private).then(listed, None, dataset, **private)
+    caption.click(bind(caption_dataset, studio), [dataset, *caption_form], caption_status,
+                  api_name="caption_dataset", **ctx.gpu_event()).then(view_page, view_inputs, view_outputs, **private)
+    stop.click(bind(stop_captioning, studio), None, caption_status, queue=False, api_name="stop_captioning")
+    export_button.click(bind(export_dataset, studio), [dataset, fmt], download, api_name="export_dataset")
+    delete.click(bind(ask_delete, studio), dataset, [confirm, confirm_text], **private)
+    hide = lambda: gr.Group(visible=False)  # noqa: E731
+    cancel.click(hide, None, confirm, **private)
+    really.click(bind(confirm_delete, studio), dataset, [dataset, status], api_name="delete_dataset").then(
+        hide, None, confirm, **private).then(listed, None, dataset, **private)
+    ctx.on_page_load(listed, dataset)
+
+
+def _wire_images(ctx: UIContext, dataset: gr.Dropdown, images: ImagesView, view_page, view_inputs: list,
+                 status: gr.Markdown) -> None:
+    """Paging, caption editing and deleting one image."""
+    studio, private, view_outputs = ctx.studio, {"api_visibility": "private"}, images.outputs()
+    dataset.change(view_page, view_inputs, view_outputs, **private)
+    images.page.submit(view_page, view_inputs, view_outputs, **private)
+    images.page_size.change(view_page, view_inputs, view_outputs, **private)
+    images.save.click(bind(save_captions, studio), [dataset, images.table], status, api_name="save_captions").then(
+        view_page, view_inputs, view_outputs, **private)
+    images.gallery.select(pick, images.page_ids, images.selected, **private)
+    images.table.select(pick, images.page_ids, images.selected, **private)
+    images.remove.click(bind(remove_image, studio), images.selected, [status, images.selected],
+                        api_name="delete_image").then(view_page, view_inputs, view_outputs, **private)
+
+
+def _new_dataset() -> NewDataset:
+    defaults = PrepOptions()
     with gr.Accordion("New dataset", open=False):
         with gr.Row():
             name = gr.Textbox(label="Name", placeholder="my-cat")
@@ -46,13 +151,10 @@ def build(ctx: UIContext) -> None:
                              info="Variance of the Laplacian; blurry photos score below ~50")
             dedupe = gr.Checkbox(defaults.dedupe, label="Refuse duplicates and near-duplicates")
         create = gr.Button("Create dataset", variant="primary")
-    status = gr.Markdown(label="Status")
-    with gr.Accordion("Add images", open=True):
-        # no file_types filter: a file of another type reaches the check and is listed with the reason
-        files = gr.File(file_count="multiple", label="Photos, a .zip, .txt captions or a metadata.jsonl")
-        add = gr.Button("Add to dataset", variant="primary")
-        report = gr.Dataframe(headers=REPORT_COLUMNS, interactive=False, wrap=True, max_height=320,
-                              label="Added and refused files")
+    return NewDataset(name, trigger, template, size, crop, flip, min_side, blur, dedupe, create)
+
+
+def _images_view() -> ImagesView:
     stats = gr.Markdown()
     with gr.Row(equal_height=True):
         page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=100)
@@ -68,6 +170,12 @@ def build(ctx: UIContext) -> None:
         selected = whole_number_box(gr.Textbox(label="Selected image id", placeholder="click an image", scale=0,
                                                min_width=140))
         remove = gr.Button("Delete selected image", variant="stop")
+    return ImagesView(stats, page, page_size, page_info, gallery, table, page_ids, save, selected, remove)
+
+
+def _auto_caption() -> tuple[list[Component], gr.Button, gr.Button, gr.Markdown]:
+    """The Auto-caption accordion: its options (in the order ``caption_dataset`` takes them after the dataset),
+    Caption, Stop and the status line."""
     with gr.Accordion("Auto-caption", open=False):
         with gr.Row():
             captioner = gr.Dropdown([(e["name"], key) for key, e in captioner_models().items()],
@@ -82,151 +190,125 @@ def build(ctx: UIContext) -> None:
             caption = gr.Button("Caption images", variant="primary")
             stop = gr.Button("Stop", variant="stop")
         caption_status = gr.Markdown(label="Status")
-    with gr.Accordion("Export", open=False):
-        with gr.Row():
-            fmt = gr.Radio(list(FORMATS), value=FORMATS[0], label="Layout",
-                           info="kohya: image + .txt; imagefolder: metadata.jsonl for 🤗 datasets")
-            export_button = gr.Button("Export as zip")
-        download = gr.File(label="Download", interactive=False)
-    with gr.Accordion("Delete dataset", open=False):
-        delete = gr.Button("Delete this dataset…", variant="stop")
-        with gr.Group(visible=False) as confirm:
-            confirm_text = gr.Markdown()
-            with gr.Row():
-                really = gr.Button("Yes, delete it and its files", variant="stop")
-                cancel = gr.Button("Cancel")
+    return [captioner, mode, caption_template, overwrite, batch_size], caption, stop, caption_status
 
-    def choices(request: gr.Request):
-        rows = library.list_datasets(studio, user_of(request), is_admin(studio, request))
-        return gr.Dropdown(choices=[(f"{r['name']} ({r['images']} images)", r["name"]) for r in rows])
 
-    @friendly
-    def create_dataset(name: str, trigger: str = "", template: str = DEFAULT_TEMPLATE, size: int = 1024,
-                       crop: str = "none", flip: bool = False, min_side: int = 256, blur_threshold: float = 0.0,
-                       dedupe: bool = True, request: gr.Request = None):
-        """Create an empty dataset; returns its name and a status line."""
-        options = {"size": size, "crop": crop, "flip": flip, "min_side": min_side, "blur_threshold": blur_threshold,
-                   "dedupe": dedupe}
-        row = library.create_dataset(studio, name, user_of(request), trigger, template, options)
-        return row["name"], f"Created dataset **{row['name']}** (id {row['id']}). Add images below."
+def choices(studio: Studio, request: gr.Request):
+    """The dataset picker's choices: the user's datasets with their sizes."""
+    rows = library.list_datasets(studio, user_of(request), is_admin(studio, request))
+    return gr.Dropdown(choices=[(f"{r['name']} ({r['images']} images)", r["name"]) for r in rows])
 
-    @friendly
-    def add_images(dataset: str, files: list[str] | None, request: gr.Request = None, progress=gr.Progress()):
-        """Add photos, zips and captions to a dataset; returns one row per file: added or refused, and why."""
-        if not files:
-            raise InvalidInput("Drop some photos or a zip first.")
-        uploads = Path(gr.utils.get_upload_folder())
-        files = [studio.config.inside(path, uploads) for path in files]  # only files uploaded to this app
-        result = adding.add_images(studio, dataset, user_of(request), files, admin=is_admin(studio, request),
-                        on_progress=lambda done, total, file: progress((done, total), desc=file, unit="files"))
-        notes: dict[str, list[str]] = {}
-        for note in result.notes:
-            notes.setdefault(note["file"], []).append(note["note"])
-        rows = [[a["file"], "added", "; ".join(notes.get(a["file"], []))] for a in result.added]
-        rows += [[r.file, "refused", r.reason] for r in result.rejected]
-        summary = f"Added **{len(result.added)}**, refused **{len(result.rejected)}**."
-        return rows, summary
 
-    def view(dataset: str | None, page_number: float, size: int, request: gr.Request):
-        if not dataset:
-            return "", [], [], [], ""
-        try:
-            row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
-        except MasukaError:  # a name still being typed
-            return "", [], [], [], ""
-        size = int(size or PAGE_SIZES[0])
-        pages = max(1, -(-library.count_images(studio, row["id"]) // size))
-        number = min(max(1, int(page_number or 1)), pages)
-        images = library.dataset_images(studio, row["id"], limit=size, offset=(number - 1) * size)
-        gallery_items = [(str(i["file"]), f"#{i['id']} {i['caption'] or '(no caption)'}") for i in images]
-        data = [[i["id"], i["source_name"], i["caption"] or ""] for i in images]
-        return (_stats_text(dataset_statistics(studio, row)), gallery_items, data, [i["id"] for i in images],
-                f"page {number} of {pages}")
+@friendly
+def create_dataset(studio: Studio, name: str, trigger: str = "", template: str = DEFAULT_TEMPLATE, size: int = 1024,
+                   crop: str = "none", flip: bool = False, min_side: int = 256, blur_threshold: float = 0.0,
+                   dedupe: bool = True, request: gr.Request = None):
+    """Create an empty dataset; returns its name and a status line."""
+    options = {"size": size, "crop": crop, "flip": flip, "min_side": min_side, "blur_threshold": blur_threshold,
+               "dedupe": dedupe}
+    row = library.create_dataset(studio, name, user_of(request), trigger, template, options)
+    return row["name"], f"Created dataset **{row['name']}** (id {row['id']}). Add images below."
 
-    @friendly
-    def save_captions(dataset: str, table: list[list] | None, request: gr.Request):
-        """Save the captions edited in the table (rows of id, file, caption); returns how many changed."""
-        edited = {row[0]: row[2] for row in table or [] if str(row[0]).strip().isdigit()}
-        changed = library.save_captions(studio, dataset, edited, user_of(request), is_admin(studio, request))
-        return f"Saved {changed} caption(s)."
 
-    def pick(ids: list[int], evt: gr.SelectData):
-        index = evt.index if isinstance(evt.index, int) else evt.index[0]
-        return ids[index] if 0 <= index < len(ids) else None
+@friendly
+def add_images(studio: Studio, dataset: str, files: list[str] | None, request: gr.Request = None,
+               progress=gr.Progress()):
+    """Add photos, zips and captions to a dataset; returns one row per file: added or refused, and why."""
+    if not files:
+        raise InvalidInput("Drop some photos or a zip first.")
+    uploads = Path(gr.utils.get_upload_folder())
+    files = [studio.config.inside(path, uploads) for path in files]  # only files uploaded to this app
+    result = adding.add_images(studio, dataset, user_of(request), files, admin=is_admin(studio, request),
+                    on_progress=lambda done, total, file: progress((done, total), desc=file, unit="files"))
+    notes: dict[str, list[str]] = {}
+    for note in result.notes:
+        notes.setdefault(note["file"], []).append(note["note"])
+    rows = [[a["file"], "added", "; ".join(notes.get(a["file"], []))] for a in result.added]
+    rows += [[r.file, "refused", r.reason] for r in result.rejected]
+    summary = f"Added **{len(result.added)}**, refused **{len(result.rejected)}**."
+    return rows, summary
 
-    @friendly
-    def remove_image(image_id: int | str | None, request: gr.Request):
-        if image_id in (None, ""):
-            raise InvalidInput("Select an image in the gallery or the table first.")
-        number = whole_number("image id", image_id, 1, MAX_ID)
-        library.delete_image(studio, number, user_of(request), is_admin(studio, request))
-        return f"Deleted image #{number}.", ""
 
-    @friendly
-    def caption_dataset(dataset: str, captioner: str = "florence2", mode: str = "detailed", template: str = "",
-                        overwrite: bool = False, batch_size: int = 8, request: gr.Request = None,
-                        progress=gr.Progress()):
-        """Caption the dataset's images with Florence-2 or BLIP-2 (trigger word and template applied)."""
-        stop_flag = studio.stops.arm(_session(request))
-        progress(0, desc="Loading the captioner…")
-        job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
-                                        bool(overwrite), int(batch_size or 8), is_admin(studio, request))
-        result = captioning.caption_dataset(
-            studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
-            watch=lambda p: progress((p.step, p.total), desc=p.message, unit="images") if p.total
-            else progress(p.fraction or 0, desc=p.message))
-        verb = "Stopped" if result.stopped else "Done"
-        return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "
-                f"caption(s). Job #{result.job_id}.")
-
-    def stop_captioning(request: gr.Request):
-        return "Stopping after the current batch…" if studio.stops.stop(_session(request)) else gr.skip()
-
-    @friendly
-    def export_dataset(dataset: str, format: str = "kohya", request: gr.Request = None) -> str:
-        """Export the dataset (processed images and final captions) as a zip in the kohya or imagefolder layout."""
-        return str(export.export_dataset(studio, dataset, user_of(request), format, admin=is_admin(studio, request)))
-
-    @friendly
-    def ask_delete(dataset: str, request: gr.Request):
+def view(studio: Studio, dataset: str | None, page_number: float, size: int, request: gr.Request):
+    """One page of the dataset: statistics, gallery, caption table, the page's image ids and "page n of m"."""
+    if not dataset:
+        return "", [], [], [], ""
+    try:
         row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
-        return gr.Group(visible=True), (f"Delete **{row['name']}** with its {library.count_images(studio, row['id'])} "
-                                        "image(s) and captions? This cannot be undone.")
+    except MasukaError:  # a name still being typed
+        return "", [], [], [], ""
+    size = int(size or PAGE_SIZES[0])
+    pages = max(1, -(-library.count_images(studio, row["id"]) // size))
+    number = min(max(1, int(page_number or 1)), pages)
+    images = library.dataset_images(studio, row["id"], limit=size, offset=(number - 1) * size)
+    gallery_items = [(str(i["file"]), f"#{i['id']} {i['caption'] or '(no caption)'}") for i in images]
+    data = [[i["id"], i["source_name"], i["caption"] or ""] for i in images]
+    return (_stats_text(dataset_statistics(studio, row)), gallery_items, data, [i["id"] for i in images],
+            f"page {number} of {pages}")
 
-    @friendly
-    def confirm_delete(dataset: str, request: gr.Request):
-        """Delete a dataset with its images, captions and files; returns an empty picker and a status line."""
-        row = library.delete_dataset(studio, dataset, user_of(request), is_admin(studio, request))
-        return "", f"Deleted dataset **{row['name']}**."
 
-    view_inputs, view_outputs = [dataset, page, page_size], [stats, gallery, table, page_ids, page_info]
-    refresh.click(choices, None, dataset, api_visibility="private")
-    dataset.change(view, view_inputs, view_outputs, api_visibility="private")
-    page.submit(view, view_inputs, view_outputs, api_visibility="private")
-    page_size.change(view, view_inputs, view_outputs, api_visibility="private")
-    form = [name, trigger, template, size, crop, flip, min_side, blur, dedupe]
-    create.click(create_dataset, form, [dataset, status], api_name="create_dataset").then(
-        choices, None, dataset, api_visibility="private")
-    add.click(add_images, [dataset, files], [report, status], api_name="add_images").then(
-        view, view_inputs, view_outputs, api_visibility="private").then(
-        choices, None, dataset, api_visibility="private")
-    save.click(save_captions, [dataset, table], status, api_name="save_captions").then(
-        view, view_inputs, view_outputs, api_visibility="private")
-    gallery.select(pick, page_ids, selected, api_visibility="private")
-    table.select(pick, page_ids, selected, api_visibility="private")
-    remove.click(remove_image, selected, [status, selected], api_name="delete_image").then(
-        view, view_inputs, view_outputs, api_visibility="private")
-    caption.click(caption_dataset, [dataset, captioner, mode, caption_template, overwrite, batch_size],
-                  caption_status, api_name="caption_dataset", **ctx.gpu_event()).then(
-        view, view_inputs, view_outputs, api_visibility="private")
-    stop.click(stop_captioning, None, caption_status, queue=False, api_name="stop_captioning")
-    export_button.click(export_dataset, [dataset, fmt], download, api_name="export_dataset")
-    delete.click(ask_delete, dataset, [confirm, confirm_text], api_visibility="private")
-    hide = lambda: gr.Group(visible=False)  # noqa: E731
-    cancel.click(hide, None, confirm, api_visibility="private")
-    really.click(confirm_delete, dataset, [dataset, status], api_name="delete_dataset").then(
-        hide, None, confirm, api_visibility="private").then(choices, None, dataset, api_visibility="private")
-    ctx.components["datasets_load"] = (choices, dataset)
+@friendly
+def save_captions(studio: Studio, dataset: str, table: list[list] | None, request: gr.Request):
+    """Save the captions edited in the table (rows of id, file, caption); returns how many changed."""
+    edited = {row[0]: row[2] for row in table or [] if str(row[0]).strip().isdigit()}
+    changed = library.save_captions(studio, dataset, edited, user_of(request), is_admin(studio, request))
+    return f"Saved {changed} caption(s)."
+
+
+def pick(ids: list[int], evt: gr.SelectData):
+    index = evt.index if isinstance(evt.index, int) else evt.index[0]
+    return ids[index] if 0 <= index < len(ids) else None
+
+
+@friendly
+def remove_image(studio: Studio, image_id: int | str | None, request: gr.Request):
+    if image_id in (None, ""):
+        raise InvalidInput("Select an image in the gallery or the table first.")
+    number = whole_number("image id", image_id, 1, MAX_ID)
+    library.delete_image(studio, number, user_of(request), is_admin(studio, request))
+    return f"Deleted image #{number}.", ""
+
+
+@friendly
+def caption_dataset(studio: Studio, dataset: str, captioner: str = "florence2", mode: str = "detailed",
+                    template: str = "", overwrite: bool = False, batch_size: int = 8, request: gr.Request = None,
+                    progress=gr.Progress()):
+    """Caption the dataset's images with Florence-2 or BLIP-2 (trigger word and template applied)."""
+    stop_flag = studio.stops.arm(_session(request))
+    progress(0, desc="Loading the captioner…")
+    job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
+                                    bool(overwrite), int(batch_size or 8), is_admin(studio, request))
+    result = captioning.caption_dataset(
+        studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+        watch=lambda p: progress((p.step, p.total), desc=p.message, unit="images") if p.total
+        else progress(p.fraction or 0, desc=p.message))
+    verb = "Stopped" if result.stopped else "Done"
+    return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "
+            f"caption(s). Job #{result.job_id}.")
+
+
+def stop_captioning(studio: Studio, request: gr.Request):
+    return "Stopping after the current batch…" if studio.stops.stop(_session(request)) else gr.skip()
+
+
+@friendly
+def export_dataset(studio: Studio, dataset: str, format: str = "kohya", request: gr.Request = None) -> str:
+    """Export the dataset (processed images and final captions) as a zip in the kohya or imagefolder layout."""
+    return str(export.export_dataset(studio, dataset, user_of(request), format, admin=is_admin(studio, request)))
+
+
+@friendly
+def ask_delete(studio: Studio, dataset: str, request: gr.Request):
+    row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
+    return gr.Group(visible=True), (f"Delete **{row['name']}** with its {library.count_images(studio, row['id'])} "
+                                    "image(s) and captions? This cannot be undone.")
+
+
+@friendly
+def confirm_delete(studio: Studio, dataset: str, request: gr.Request):
+    """Delete a dataset with its images, captions and files; returns an empty picker and a status line."""
+    row = library.delete_dataset(studio, dataset, user_of(request), is_admin(studio, request))
+    return "", f"Deleted dataset **{row['name']}**."
 
 
 def _stats_text(stats: dict) -> str:

@@ -6,7 +6,8 @@ import gradio as gr
 
 from masuka.image.grid import AXES, MAX_CELLS, parse_axis, plan_grid, run_grid
 from masuka.queue.jobs import queue_grid
-from masuka.ui.common import UIContext, friendly, user_of
+from masuka.studio import Studio
+from masuka.ui.common import UIContext, bind, friendly, user_of
 from masuka.ui.queue import FORM, form_request
 
 
@@ -28,41 +29,43 @@ def build(ctx: UIContext) -> None:
     cells = gr.Gallery(label="Cells (each one is in History: Reuse restores it)", columns=6, height=260,
                        interactive=False)
 
-    @friendly
-    def make_grid(prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
-                  guidance: float | None = None, width: int | None = None, height: int | None = None,
-                  seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
-                  fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
-                  allow_large: bool = False, request: gr.Request = None, progress=gr.Progress()):
-        """An X/Y/Z grid: the grid image and every cell (each also a history row)."""
-        base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                               loras, memory_plan, fast, step_cache, x, y, z)
-        planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
-        made: list = []
+    form = ctx.form("image").pick(FORM)
+    run.click(bind(make_grid, studio), form + [x, y, z, large], [grid, cells], api_name="grid", **ctx.gpu_event())
+    add.click(bind(add_grid, studio), form + [x, y, z, large], message, api_name="queue_grid")
 
-        def on_image(result) -> None:
-            made.append(result)
-            progress((len(made), len(planned)), desc=f"Cell {len(made)}/{len(planned)}", unit="cells")
 
-        result = run_grid(studio, axes, planned, on_image=on_image)
-        return str(result.grid), [(str(r.path), ", ".join(f"{k} {v}" for k, v in c.labels.items()))
-                                  for r, c in zip(result.images, planned)]
+@friendly
+def make_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+              guidance: float | None = None, width: int | None = None, height: int | None = None,
+              seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
+              fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
+              allow_large: bool = False, request: gr.Request = None, progress=gr.Progress()):
+    """An X/Y/Z grid: the grid image and every cell (each also a history row)."""
+    base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                           loras, memory_plan, fast, step_cache, x, y, z)
+    planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
+    made: list = []
 
-    @friendly
-    def add_grid(prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
-                 guidance: float | None = None, width: int | None = None, height: int | None = None,
-                 seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
-                 fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
-                 allow_large: bool = False, request: gr.Request = None) -> str:
-        """Queue an X/Y/Z grid as one job (the Queue tab shows it; the grid image comes with its results)."""
-        base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                               loras, memory_plan, fast, step_cache, x, y, z)
-        job = queue_grid(studio, base, axes, confirm_large=bool(allow_large))
-        return f"Queued grid job {job}: the Queue tab shows its progress and, when done, the grid."
+    def on_image(result) -> None:
+        made.append(result)
+        progress((len(made), len(planned)), desc=f"Cell {len(made)}/{len(planned)}", unit="cells")
 
-    form = [ctx.components[name] for name in FORM]
-    run.click(make_grid, form + [x, y, z, large], [grid, cells], api_name="grid", **ctx.gpu_event())
-    add.click(add_grid, form + [x, y, z, large], message, api_name="queue_grid")
+    result = run_grid(studio, axes, planned, on_image=on_image)
+    return str(result.grid), [(str(r.path), ", ".join(f"{k} {v}" for k, v in c.labels.items()))
+                              for r, c in zip(result.images, planned)]
+
+
+@friendly
+def add_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+             guidance: float | None = None, width: int | None = None, height: int | None = None,
+             seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
+             fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
+             allow_large: bool = False, request: gr.Request = None) -> str:
+    """Queue an X/Y/Z grid as one job (the Queue tab shows it; the grid image comes with its results)."""
+    base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                           loras, memory_plan, fast, step_cache, x, y, z)
+    job = queue_grid(studio, base, axes, confirm_large=bool(allow_large))
+    return f"Queued grid job {job}: the Queue tab shows its progress and, when done, the grid."
 
 
 def grid_form(owner: str, prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,

@@ -4,214 +4,282 @@ dashboard."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import gradio as gr
+from gradio.components import Component
 
 from masuka.errors import InvalidInput
 from masuka.history.actions import delete_entries, export_zip, reuse_parameters
 from masuka.history.browse import Filters, browse, dashboard, entry, filter_choices
+from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 from masuka.ui.image_modes import reuse_fields
 
 COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
 DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
-FORM_TABS = ("image", "video")
+
+
+@dataclass
+class BrowseTab:
+    """The Browse sub-tab's widgets: filters, the page of outputs and entries, one entry and the export."""
+
+    text: gr.Textbox
+    kinds: gr.Dropdown
+    model: gr.Dropdown
+    lora: gr.Dropdown
+    status: gr.Dropdown
+    since: gr.Textbox
+    until: gr.Textbox
+    page: gr.Number
+    per_page: gr.Dropdown
+    search: gr.Button
+    gallery: gr.Gallery
+    table: gr.Dataframe
+    gallery_keys: gr.State
+    key: gr.Textbox
+    image: gr.Image
+    video: gr.Video
+    reuse: gr.Button
+    download: gr.DownloadButton
+    delete: gr.Button
+    confirm: gr.Button
+    detail: gr.Markdown
+    parameters: gr.JSON
+    selection: gr.Textbox
+    add: gr.Button
+    add_page: gr.Button
+    export: gr.Button
+    exported: gr.File
+    message: gr.Markdown
+
+    def filters(self) -> list[Component]:
+        """What ``load`` takes, in order."""
+        return [self.page, self.text, self.kinds, self.model, self.lora, self.status, self.since, self.until,
+                self.per_page]
+
+    def pickers(self) -> list[gr.Dropdown]:
+        """The filters whose choices come from the history itself."""
+        return [self.kinds, self.model, self.lora, self.status]
 
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
     with gr.Tabs():
         with gr.Tab("Browse"):
-            with gr.Row():
-                text = gr.Textbox("", label="Search prompts", placeholder="fox snow", scale=3)
-                kinds = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Kind", scale=2)
-                model = gr.Dropdown([], value="", allow_custom_value=True, label="Model", scale=2)
-                lora = gr.Dropdown([], value="", allow_custom_value=True, label="LoRA", scale=2)
-                status = gr.Dropdown([], value="", allow_custom_value=True, label="Status", scale=1)
-            with gr.Row():
-                since = gr.Textbox("", label="From (YYYY-MM-DD)", scale=1)
-                until = gr.Textbox("", label="To (YYYY-MM-DD)", scale=1)
-                page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=90)
-                per_page = gr.Dropdown([24, 48, 96, 200], value=48, label="Per page", scale=1)
-                search = gr.Button("Search / refresh", variant="primary", scale=1)
-            gallery = gr.Gallery(label="Outputs on this page", columns=8, height=300, interactive=False)
-            table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=360, label="Entries",
-                                 show_label=False)
-            gallery_keys = gr.State([])
-            with gr.Row():
-                with gr.Column(scale=2):
-                    key = gr.Textbox(label="Entry (click a row or an image)", placeholder="g123 or j45")
-                    image = gr.Image(label="Image", type="filepath", interactive=False, height=360)
-                    video = gr.Video(label="Video", interactive=False, height=360, visible=False)
-                    with gr.Row():
-                        reuse = gr.Button("Reuse parameters")
-                        download = gr.DownloadButton("Download", value=None)
-                        delete = gr.Button("Delete…", variant="stop")
-                    confirm = gr.Button("Yes, delete the entry and its file", variant="stop", visible=False)
-                with gr.Column(scale=3):
-                    detail = gr.Markdown(label="Summary")
-                    parameters = gr.JSON(label="Every parameter")
-            with gr.Accordion("Export a selection", open=False):
-                selection = gr.Textbox(label="Entries to export", placeholder="g12, g13, j4")
-                with gr.Row():
-                    add = gr.Button("Add the shown entry")
-                    add_page = gr.Button("Add this page")
-                    export = gr.Button("Export as zip (files + metadata.jsonl)", variant="primary")
-                exported = gr.File(label="Export", interactive=False)
-            message = gr.Markdown(label="Message")
+            tab = _browse()
         with gr.Tab("Dashboard"):
+            days, refresh_plots, plot_outputs = _dashboard()
+    load_page, filters, outputs = bind(load, studio), tab.filters(), [tab.gallery, tab.table, tab.gallery_keys]
+    private = {"api_visibility": "private"}
+    tab.search.click(load_page, filters, outputs, api_name="history")
+    tab.text.submit(load_page, filters, outputs, **private)
+    tab.page.submit(load_page, filters, outputs, **private)
+    tab.search.click(bind(choices, studio), None, tab.pickers(), **private)
+    tab.table.select(pick_row, None, tab.key, **private)
+    tab.gallery.select(pick_image, tab.gallery_keys, tab.key, **private)
+    tab.key.change(bind(show, studio), tab.key, [tab.image, tab.video, tab.detail, tab.parameters, tab.download,
+                                                 tab.confirm], api_name="history_entry")
+    tab.delete.click(lambda: gr.Button(visible=True), None, tab.confirm, **private)
+    tab.confirm.click(bind(remove, studio), tab.key, [tab.message, tab.key, tab.confirm],
+                      api_name="history_delete").success(load_page, filters, outputs, **private)
+    tab.add.click(add_key, [tab.selection, tab.key], tab.selection, **private)
+    tab.add_page.click(add_keys, [tab.selection, tab.table], tab.selection, **private)
+    tab.export.click(bind(export_selection, studio), tab.selection, tab.exported, api_name="history_export")
+    refresh_plots.click(bind(plots, studio), days, plot_outputs, api_name="history_dashboard")
+    days.change(bind(plots, studio), days, plot_outputs, **private)
+    ctx.on_page_load(bind(choices, studio), tab.pickers())
+    ctx.on_page_load(load_page, outputs, inputs=filters)
+    ctx.on_generation(load_page, filters, outputs)
+    ctx.once_built(lambda: _wire_reuse(ctx, tab.reuse, tab.key, tab.message))
+
+
+def _browse() -> BrowseTab:
+    """Filters, the page's outputs and entries, the chosen entry with its actions, and the export."""
+    with gr.Row():
+        text = gr.Textbox("", label="Search prompts", placeholder="fox snow", scale=3)
+        kinds = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="Kind", scale=2)
+        model = gr.Dropdown([], value="", allow_custom_value=True, label="Model", scale=2)
+        lora = gr.Dropdown([], value="", allow_custom_value=True, label="LoRA", scale=2)
+        status = gr.Dropdown([], value="", allow_custom_value=True, label="Status", scale=1)
+    with gr.Row():
+        since = gr.Textbox("", label="From (YYYY-MM-DD)", scale=1)
+        until = gr.Textbox("", label="To (YYYY-MM-DD)", scale=1)
+        page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=90)
+        per_page = gr.Dropdown([24, 48, 96, 200], value=48, label="Per page", scale=1)
+        search = gr.Button("Search / refresh", variant="primary", scale=1)
+    gallery = gr.Gallery(label="Outputs on this page", columns=8, height=300, interactive=False)
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=360, label="Entries",
+                         show_label=False)
+    gallery_keys = gr.State([])
+    with gr.Row():
+        with gr.Column(scale=2):
+            key = gr.Textbox(label="Entry (click a row or an image)", placeholder="g123 or j45")
+            image = gr.Image(label="Image", type="filepath", interactive=False, height=360)
+            video = gr.Video(label="Video", interactive=False, height=360, visible=False)
             with gr.Row():
-                days = gr.Dropdown([("Last 7 days", 7), ("Last 30 days", 30), ("Last year", 365), ("All time", 0)],
-                                   value=30, label="Period", scale=1)
-                refresh_plots = gr.Button("Refresh", scale=0)
-            with gr.Row():
-                per_day = gr.LinePlot(x="day", y="count", color="kind", title="Generations per day", height=260,
-                                      label="Per day", show_label=False)
-                success = gr.LinePlot(x="day", y="success_pct", title="Success rate per day (%)",
-                                      height=260, label="Success rate", show_label=False)
-            with gr.Row():
-                per_model = gr.BarPlot(x="model", y="mean_s", title="Mean seconds per output, per model",
-                                       height=260, label="Per model", show_label=False)
-                spend = gr.BarPlot(x="day", y="usd", color="provider", title="Video spend per provider per day ($)",
-                                   height=260, label="Spend", show_label=False)
+                reuse = gr.Button("Reuse parameters")
+                download = gr.DownloadButton("Download", value=None)
+                delete = gr.Button("Delete…", variant="stop")
+            confirm = gr.Button("Yes, delete the entry and its file", variant="stop", visible=False)
+        with gr.Column(scale=3):
+            detail = gr.Markdown(label="Summary")
+            parameters = gr.JSON(label="Every parameter")
+    with gr.Accordion("Export a selection", open=False):
+        selection = gr.Textbox(label="Entries to export", placeholder="g12, g13, j4")
+        with gr.Row():
+            add = gr.Button("Add the shown entry")
+            add_page = gr.Button("Add this page")
+            export = gr.Button("Export as zip (files + metadata.jsonl)", variant="primary")
+        exported = gr.File(label="Export", interactive=False)
+    message = gr.Markdown(label="Message")
+    return BrowseTab(text, kinds, model, lora, status, since, until, page, per_page, search, gallery, table,
+                     gallery_keys, key, image, video, reuse, download, delete, confirm, detail, parameters, selection,
+                     add, add_page, export, exported, message)
 
-    filters = [page, text, kinds, model, lora, status, since, until, per_page]
 
-    @friendly
-    def load(page: float = 1, text: str = "", kinds: list[str] | None = None, model: str = "", lora: str = "",
-             status: str = "", since: str = "", until: str = "", per_page: float = 48, request: gr.Request = None):
-        """One page of history, newest first: the outputs (with a count as label) and the table of entries."""
-        user, admin = user_of(request), is_admin(studio, request)
-        result = browse(studio, user, admin, Filters(list(kinds or []), model or "", lora or "", status or "",
-                                                     since or "", until or "", text or ""),
-                        int(page or 1), int(per_page or 48))
-        shown = [e for e in result.entries if e["file"] is not None and e["kind"] in ("image", "upscale")]
-        images = [(str(e["file"]), f"{e['key']} · {e['model'] or ''}") for e in shown]
-        rows = [[e["key"], (e["created_at"] or "")[:19].replace("T", " "), e["kind"], e["status"], e["model"],
-                 e.get("seed"), e["prompt"], e["duration_s"], e["cost_usd"], e["file_status"], e["error"] or ""]
-                for e in result.entries]
-        text_summary = (f"{result.total} entries · page {result.page} of {result.pages}" if result.total
-                        else "Nothing matches yet: make an image in the Image tab, or loosen the filters.")
-        return gr.Gallery(value=images, label=text_summary), rows, [e["key"] for e in shown]
+def _dashboard() -> tuple[gr.Dropdown, gr.Button, list[Component]]:
+    """The period, its Refresh button and the four plots."""
+    with gr.Row():
+        days = gr.Dropdown([("Last 7 days", 7), ("Last 30 days", 30), ("Last year", 365), ("All time", 0)],
+                           value=30, label="Period", scale=1)
+        refresh_plots = gr.Button("Refresh", scale=0)
+    with gr.Row():
+        per_day = gr.LinePlot(x="day", y="count", color="kind", title="Generations per day", height=260,
+                              label="Per day", show_label=False)
+        success = gr.LinePlot(x="day", y="success_pct", title="Success rate per day (%)",
+                              height=260, label="Success rate", show_label=False)
+    with gr.Row():
+        per_model = gr.BarPlot(x="model", y="mean_s", title="Mean seconds per output, per model",
+                               height=260, label="Per model", show_label=False)
+        spend = gr.BarPlot(x="day", y="usd", color="provider", title="Video spend per provider per day ($)",
+                           height=260, label="Spend", show_label=False)
+    return days, refresh_plots, [per_day, success, per_model, spend]
 
-    def choices(request: gr.Request):
-        found = filter_choices(studio, user_of(request), is_admin(studio, request))
-        return (gr.Dropdown(choices=found["kind"]), gr.Dropdown(choices=[""] + found["model"]),
-                gr.Dropdown(choices=[""] + found["lora"]), gr.Dropdown(choices=[""] + found["status"]))
 
-    @friendly
-    def show(key: str, request: gr.Request = None):
-        """Everything about one entry: output, parameters, timings, cost and error."""
-        row = entry(studio, user_of(request), is_admin(studio, request), key)
-        path = str(row["file"]) if row["file"] else None
-        is_video = row.get("kind") == "video"
-        params = {k: v for k, v in row.items() if k not in DETAIL_SKIP}
-        return (gr.Image(value=None if is_video else path, visible=not is_video),
-                gr.Video(value=path if is_video else None, visible=is_video),
-                _describe(row), params, gr.DownloadButton(value=path, interactive=path is not None),
-                gr.Button(visible=False))
+@friendly
+def load(studio: Studio, page: float = 1, text: str = "", kinds: list[str] | None = None, model: str = "",
+         lora: str = "", status: str = "", since: str = "", until: str = "", per_page: float = 48,
+         request: gr.Request = None):
+    """One page of history, newest first: the outputs (with a count as label) and the table of entries."""
+    user, admin = user_of(request), is_admin(studio, request)
+    result = browse(studio, user, admin, Filters(list(kinds or []), model or "", lora or "", status or "",
+                                                 since or "", until or "", text or ""),
+                    int(page or 1), int(per_page or 48))
+    shown = [e for e in result.entries if e["file"] is not None and e["kind"] in ("image", "upscale")]
+    images = [(str(e["file"]), f"{e['key']} · {e['model'] or ''}") for e in shown]
+    rows = [[e["key"], (e["created_at"] or "")[:19].replace("T", " "), e["kind"], e["status"], e["model"],
+             e.get("seed"), e["prompt"], e["duration_s"], e["cost_usd"], e["file_status"], e["error"] or ""]
+            for e in result.entries]
+    text_summary = (f"{result.total} entries · page {result.page} of {result.pages}" if result.total
+                    else "Nothing matches yet: make an image in the Image tab, or loosen the filters.")
+    return gr.Gallery(value=images, label=text_summary), rows, [e["key"] for e in shown]
 
-    def pick_row(evt: gr.SelectData):
-        return evt.row_value[0] if evt.row_value else gr.skip()
 
-    def pick_image(keys: list[str], evt: gr.SelectData):
-        return keys[evt.index] if isinstance(evt.index, int) and evt.index < len(keys) else gr.skip()
+def choices(studio: Studio, request: gr.Request):
+    """The kinds, models, LoRAs and statuses the user's history holds, for the filters."""
+    found = filter_choices(studio, user_of(request), is_admin(studio, request))
+    return (gr.Dropdown(choices=found["kind"]), gr.Dropdown(choices=[""] + found["model"]),
+            gr.Dropdown(choices=[""] + found["lora"]), gr.Dropdown(choices=[""] + found["status"]))
 
-    @friendly
-    def remove(key: str, request: gr.Request = None):
-        """Delete the shown entry with its files (after the confirmation click)."""
-        done = delete_entries(studio, user_of(request), is_admin(studio, request), [key])
-        return done, "", gr.Button(visible=False)
 
-    @friendly
-    def export_selection(selected: str, request: gr.Request = None):
-        """A zip of the selected entries' files with metadata.jsonl."""
-        keys = [k.strip() for k in (selected or "").replace(";", ",").split(",") if k.strip()]
-        return str(export_zip(studio, user_of(request), is_admin(studio, request), keys))
+@friendly
+def show(studio: Studio, key: str, request: gr.Request = None):
+    """Everything about one entry: output, parameters, timings, cost and error."""
+    row = entry(studio, user_of(request), is_admin(studio, request), key)
+    path = str(row["file"]) if row["file"] else None
+    is_video = row.get("kind") == "video"
+    params = {k: v for k, v in row.items() if k not in DETAIL_SKIP}
+    return (gr.Image(value=None if is_video else path, visible=not is_video),
+            gr.Video(value=path if is_video else None, visible=is_video),
+            _describe(row), params, gr.DownloadButton(value=path, interactive=path is not None),
+            gr.Button(visible=False))
 
-    def add_key(selected: str, key: str):
-        keys = [k.strip() for k in (selected or "").split(",") if k.strip()]
-        return ", ".join(dict.fromkeys([*keys, key.strip()] if key and key.strip() else keys))
 
-    def add_keys(selected: str, rows):
-        keys = [k.strip() for k in (selected or "").split(",") if k.strip()]
-        page_keys = [str(r[0]) for r in (rows.values.tolist() if hasattr(rows, "values") else rows or []) if r]
-        return ", ".join(dict.fromkeys(keys + page_keys))
+def pick_row(evt: gr.SelectData):
+    return evt.row_value[0] if evt.row_value else gr.skip()
 
-    @friendly
-    def plots(days: int, request: gr.Request = None):
-        import pandas as pd
 
-        figures = dashboard(studio, user_of(request), is_admin(studio, request), int(days) or None)
-        frames = []
-        for name in ("per_day", "success", "per_model", "spend"):
-            frame = pd.DataFrame(figures[name])
-            if "day" in frame:
-                frame["day"] = pd.to_datetime(frame["day"])
-            frames.append(frame)
-        return tuple(frames)
+def pick_image(keys: list[str], evt: gr.SelectData):
+    return keys[evt.index] if isinstance(evt.index, int) and evt.index < len(keys) else gr.skip()
 
-    outputs = [gallery, table, gallery_keys]
-    search.click(load, filters, outputs, api_name="history")
-    text.submit(load, filters, outputs, api_visibility="private")
-    page.submit(load, filters, outputs, api_visibility="private")
-    search.click(choices, None, [kinds, model, lora, status], api_visibility="private")
-    table.select(pick_row, None, key, api_visibility="private")
-    gallery.select(pick_image, gallery_keys, key, api_visibility="private")
-    key.change(show, key, [image, video, detail, parameters, download, confirm], api_name="history_entry")
-    delete.click(lambda: gr.Button(visible=True), None, confirm, api_visibility="private")
-    confirm.click(remove, key, [message, key, confirm], api_name="history_delete").success(
-        load, filters, outputs, api_visibility="private")
-    add.click(add_key, [selection, key], selection, api_visibility="private")
-    add_page.click(add_keys, [selection, table], selection, api_visibility="private")
-    export.click(export_selection, selection, exported, api_name="history_export")
-    refresh_plots.click(plots, days, [per_day, success, per_model, spend], api_name="history_dashboard")
-    days.change(plots, days, [per_day, success, per_model, spend], api_visibility="private")
-    ctx.components["history_load"] = (load, filters, outputs)
-    ctx.components["history_dashboard"] = (plots, days, [per_day, success, per_model, spend])
 
-    def after_build(demo: gr.Blocks) -> None:
-        demo.load(choices, None, [kinds, model, lora, status], api_visibility="private")
-        _wire_reuse(ctx, reuse, key, message)
+@friendly
+def remove(studio: Studio, key: str, request: gr.Request = None):
+    """Delete the shown entry with its files (after the confirmation click)."""
+    done = delete_entries(studio, user_of(request), is_admin(studio, request), [key])
+    return done, "", gr.Button(visible=False)
 
-    ctx.components["history_after_build"] = after_build
+
+@friendly
+def export_selection(studio: Studio, selected: str, request: gr.Request = None):
+    """A zip of the selected entries' files with metadata.jsonl."""
+    keys = [k.strip() for k in (selected or "").replace(";", ",").split(",") if k.strip()]
+    return str(export_zip(studio, user_of(request), is_admin(studio, request), keys))
+
+
+def add_key(selected: str, key: str):
+    """The export selection with the shown entry added (once)."""
+    keys = [k.strip() for k in (selected or "").split(",") if k.strip()]
+    return ", ".join(dict.fromkeys([*keys, key.strip()] if key and key.strip() else keys))
+
+
+def add_keys(selected: str, rows):
+    """The export selection with every entry of the page's table added (once)."""
+    keys = [k.strip() for k in (selected or "").split(",") if k.strip()]
+    page_keys = [str(r[0]) for r in (rows.values.tolist() if hasattr(rows, "values") else rows or []) if r]
+    return ", ".join(dict.fromkeys(keys + page_keys))
+
+
+@friendly
+def plots(studio: Studio, days: int, request: gr.Request = None):
+    import pandas as pd
+
+    figures = dashboard(studio, user_of(request), is_admin(studio, request), int(days) or None)
+    frames = []
+    for name in ("per_day", "success", "per_model", "spend"):
+        frame = pd.DataFrame(figures[name])
+        if "day" in frame:
+            frame["day"] = pd.to_datetime(frame["day"])
+        frames.append(frame)
+    return tuple(frames)
 
 
 def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.Markdown) -> None:
-    """Reuse fills the form of the tab that made the entry; forms are found by component name once every tab
-    is built (``image_prompt``, ``video_prompt``, …), and a missing tab is reported, not crashed on."""
-    studio = ctx.studio
-    targets = [(name, component) for name, component in ctx.components.items()
-               if name.split("_", 1)[0] in FORM_TABS and "_" in name and isinstance(component, gr.components.Component)
-               and not isinstance(component, (gr.Button, gr.Gallery))]
-    tabs = ctx.components.get("tabs")
-
-    @friendly
-    def reuse(key: str, request: gr.Request = None):
-        """Fill the Image (or Video) form with the entry's parameters."""
-        kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
-        if kind == "image":
-            fields = reuse_fields(fields)
-        if not any(name.startswith(f"{kind}_") for name, _c in targets):
-            raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form ({kind}_prompt, …), "
-                               "which this studio does not offer.")
-        wanted = [name.split("_", 1)[1] if name.startswith(f"{kind}_") else None for name, _c in targets]
-        values = [fields[field] if field in fields else gr.skip() for field in wanted]
-        filled = sum(1 for field in wanted if field in fields)
-        note = f"Filled {filled} field(s) of the {kind.capitalize()} tab from {key}."
-        return (*values, note, *([gr.Tabs(selected=kind)] if tabs is not None else []))
-
-    @friendly
-    def history_reuse(key: str, request: gr.Request = None) -> dict:
-        """``{"kind": "image" or "video", "fields": {...}}``: the form fields the entry fills, by name (prompt,
-        model, steps, …)."""
-        kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
-        return {"kind": kind, "fields": fields}
-
-    button.click(reuse, key, [c for _n, c in targets] + [message] + ([tabs] if tabs is not None else []),
+    """Reuse fills the form of the tab that made the entry (the forms tabs registered with
+    :meth:`UIContext.register_form`, once every tab is built); a missing form is reported, not crashed on."""
+    targets = [(kind, name) for kind, form in ctx.forms.items() for name in form.fields]
+    fields = [form[name] for kind, form in ctx.forms.items() for name in form.fields]
+    tabs = [ctx.tabs] if ctx.tabs is not None else []
+    button.click(bind(reuse, ctx.studio, targets, bool(tabs)), key, fields + [message] + tabs,
                  api_visibility="private")
-    name_outputs(gr.api(history_reuse, api_name="history_reuse"), "Form fields")
+    name_outputs(gr.api(bind(history_reuse, ctx.studio), api_name="history_reuse"), "Form fields")
+
+
+@friendly
+def reuse(studio: Studio, targets: list[tuple[str, str]], show_tab: bool, key: str, request: gr.Request = None):
+    """Fill the Image (or Video) form with the entry's parameters: a value for each (form kind, field name) of
+    ``targets`` (skipped for the other forms and the fields the entry lacks), a note, and the form's tab shown."""
+    kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
+    if kind == "image":
+        fields = reuse_fields(fields)
+    if kind not in {form_kind for form_kind, _name in targets}:
+        raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form, which this studio does not "
+                           "offer.")
+    wanted = [name if form_kind == kind else None for form_kind, name in targets]
+    values = [fields[field] if field in fields else gr.skip() for field in wanted]
+    filled = sum(1 for field in wanted if field in fields)
+    note = f"Filled {filled} field(s) of the {kind.capitalize()} tab from {key}."
+    return (*values, note, *([gr.Tabs(selected=kind)] if show_tab else []))
+
+
+@friendly
+def history_reuse(studio: Studio, key: str, request: gr.Request = None) -> dict:
+    """``{"kind": "image" or "video", "fields": {...}}``: the form fields the entry fills, by name (prompt,
+    model, steps, …)."""
+    kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
+    return {"kind": kind, "fields": fields}
 
 
 def _describe(row: dict) -> str:

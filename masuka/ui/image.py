@@ -6,8 +6,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from dataclasses import dataclass
 
 import gradio as gr
+from gradio.components import Component
 
 from masuka.characters.use import picker_value
 from masuka.errors import Cancelled, InvalidInput, MasukaError
@@ -29,8 +31,9 @@ from masuka.image.reference import StyleReference, read_references
 from masuka.image.tasks import InitImage
 from masuka.loras.library import list_loras, match_loras
 from masuka.models.catalog import image_models, resolve_image_model
+from masuka.studio import Studio
 from masuka.ui.aids import AidsForm, aid_caption, aid_summary
-from masuka.ui.common import UIContext, friendly, is_admin, user_message, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_message, user_of
 from masuka.ui.image_modes import (
     MODES,
     VIDEO,
@@ -51,54 +54,87 @@ GPU_WAIT_S = 5.0
 PROGRESS_EVERY_S = 0.1
 
 
+@dataclass
+class ImageTab:
+    """The Image tab's widgets, as :func:`_layout` places them; the events take them in the groups below."""
+
+    mode: gr.Radio
+    chosen_mode: gr.State  # "" until a mode is chosen (and for API callers): the fields given decide
+    prompt: gr.Textbox
+    negative: gr.Textbox
+    model: gr.Dropdown
+    loras: gr.Dropdown
+    refresh: gr.Button
+    steps: gr.Slider
+    guidance: gr.Slider
+    aspect: gr.Dropdown
+    width: gr.Number
+    height: gr.Number
+    seed: gr.Number
+    batch: gr.Slider
+    memory_plan: gr.Dropdown
+    fast: gr.Checkbox
+    step_cache: gr.Slider
+    start_group: gr.Group
+    init_image: gr.Image
+    mask: gr.Image
+    strength: gr.Slider
+    modes: ModeWidgets
+    aids: AidsForm
+    guides: list[Component]  # in the order of GUIDE_FIELDS
+    run: gr.Button
+    edit_run: gr.Button
+    queue_add: gr.Button
+    stop: gr.Button
+    dropped: gr.Image
+    read_info: gr.Markdown
+    gallery: gr.Gallery
+    send: dict[str, gr.Button]
+    seeds_used: gr.Textbox
+    status: gr.Markdown
+
+    def form(self) -> list[Component]:
+        """What ``generate_image`` (and its check) takes, in order."""
+        return [self.prompt, self.model, self.negative, self.steps, self.guidance, self.width, self.height, self.seed,
+                self.batch, self.loras, self.memory_plan, self.fast, self.step_cache, self.init_image, self.strength,
+                self.mask, self.modes.mask_blur, self.modes.outpaint, self.chosen_mode, self.modes.canvas,
+                *self.aids.inputs, *self.guides]
+
+    def edit_form(self) -> list[Component]:
+        """What ``edit_image`` (and its check) takes, in order."""
+        return [self.prompt, self.model, self.modes.references, self.negative, self.steps, self.guidance, self.seed,
+                self.batch, self.loras]
+
+    def fields(self) -> dict[str, Component]:
+        """The form by the names History's Reuse fills (``reuse_parameters``) and other tabs read."""
+        return {"prompt": self.prompt, "negative": self.negative, "model": self.model, "steps": self.steps,
+                "guidance": self.guidance, "width": self.width, "height": self.height, "seed": self.seed,
+                "batch": self.batch, "loras": self.loras, "memory_plan": self.memory_plan, "fast": self.fast,
+                "step_cache": self.step_cache, "mode": self.mode, "init_image": self.init_image,
+                "strength": self.strength, "mask": self.mask, "mask_blur": self.modes.mask_blur,
+                "outpaint": self.modes.outpaint, "canvas": self.modes.canvas, "references": self.modes.references,
+                "optimize_prompt": self.aids.optimize_prompt, "safety_check": self.aids.safety_check,
+                "face_detail": self.aids.face_detail, "face_strength": self.aids.face_strength,
+                **dict(zip(GUIDE_FIELDS, self.guides))}
+
+
 def build(ctx: UIContext) -> None:
-    studio = ctx.studio
-    models = image_models()
-    first = next(iter(models))
+    tab = _layout(image_models())
+    _wire(ctx, tab)
+    ctx.register_form("image", tab.fields(), buttons={"queue": tab.queue_add})  # "Add to queue": the Queue tab's
+    ctx.on_page_load(bind(lora_choices, ctx.studio), tab.loras)
+    upscale_panel(ctx)
+
+
+def _layout(models: dict[str, dict]) -> ImageTab:
+    """The form on the left (mode, prompt, settings, starting image, aids, guides, buttons), results on the right."""
     with gr.Row():
         with gr.Column(scale=2):
             mode = gr.Radio(MODES, value=MODES[0], label="Mode", info="Start from text, vary an image, repaint or "
                             "extend part of one, or edit images with words (an edit model)")
-            chosen_mode = gr.State("")  # "" until a mode is chosen (and for API callers): the fields given decide
-            prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a photo of a red fox in the snow")
-            negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(for models that use one)")
-            with gr.Row():
-                model = gr.Dropdown([(m["name"], key) for key, m in models.items()], value=first, label="Model",
-                                    allow_custom_value=True, scale=3,
-                                    info="A catalog model, any diffusers repo id (owner/name) or a local folder")
-                loras = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="LoRAs", scale=3,
-                                    info="Pick from the library; type name:0.7 for another weight")
-                refresh = gr.Button("↻", scale=0, min_width=40)
-            with gr.Row():
-                steps = gr.Slider(1, MAX_STEPS, value=models[first]["steps"], step=1, label="Steps")
-                guidance = gr.Slider(0, 20, value=models[first]["guidance"], step=0.1, label="Guidance (CFG)")
-            with gr.Row():
-                aspect = gr.Dropdown(list(ASPECTS), value="1:1", label="Aspect", scale=1)
-                width = gr.Number(value=models[first]["width"], precision=0, label="Width", scale=1)
-                height = gr.Number(value=models[first]["height"], precision=0, label="Height", scale=1)
-            with gr.Row():
-                seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
-                batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Images")
-            with gr.Accordion("Speed and memory", open=False):
-                with gr.Row():
-                    memory_plan = gr.Dropdown(
-                        [("auto (from free GPU memory)", "auto")] + [(f"{name}: {text}", name) for name, text in
-                                                                      MEMORY_PLAN_HELP.items()],
-                        value="auto", label="Memory plan", scale=2)
-                    fast = gr.Checkbox(False, label="Fast (compiled, one hot-swapped LoRA)", scale=1,
-                                       info="The first image compiles; later ones of the same size are faster")
-                step_cache = gr.Slider(0, MAX_STEP_CACHE, value=0, step=0.01, label="Step cache (with Fast)",
-                                       info="0 = off; higher skips more work per step: faster, less faithful")
-            with gr.Group(visible=False) as start_group:
-                with gr.Row():
-                    init_image = gr.Image(type="filepath", label="Starting image", height=200)
-                    mask = gr.Image(type="filepath", label="Mask file (white = repaint), or paint on the picture",
-                                    image_mode="L", height=200, visible=False)
-                modes = ModeWidgets.build()
-                strength = gr.Slider(0.05, 1, value=0.75, step=0.05, label="Strength",
-                                     info="How far the result may move from the starting image")
-            aids = AidsForm()
-            guides = _control_and_reference()
+            parts = _prompt_and_settings(models)
+            parts.update(_starting_image())
+            aids, guides = AidsForm(), _control_and_reference()
             with gr.Row():
                 run = gr.Button("Generate", variant="primary")
                 edit_run = gr.Button("Edit", variant="primary", visible=False)
@@ -109,202 +145,260 @@ def build(ctx: UIContext) -> None:
                 read_info = gr.Markdown(label="Parameters read")
         with gr.Column(scale=3):
             gallery = gr.Gallery(label="Images", columns=2, height=560, format="png", interactive=False)
-            send = modes.build_send_to()
+            send = parts["modes"].build_send_to()
             seeds_used = gr.Textbox(label="Seeds used", interactive=False)
             status = gr.Markdown(label="Status")
-    ctx.components.update(image_prompt=prompt, image_negative=negative, image_model=model, image_steps=steps,
-                          image_guidance=guidance, image_width=width, image_height=height, image_seed=seed,
-                          image_batch=batch, image_loras=loras, image_gallery=gallery,
-                          image_memory_plan=memory_plan, image_fast=fast, image_step_cache=step_cache,
-                          image_mode=mode, image_init_image=init_image, image_strength=strength, image_mask=mask,
-                          image_mask_blur=modes.mask_blur, image_outpaint=modes.outpaint, image_canvas=modes.canvas,
-                          image_references=modes.references)
-    ctx.components.update(image_optimize_prompt=aids.optimize_prompt, image_safety_check=aids.safety_check,
-                          image_face_detail=aids.face_detail, image_face_strength=aids.face_strength)
-    ctx.components.update({f"image_{name}": component for name, component in zip(GUIDE_FIELDS, guides)})
+    return ImageTab(mode=mode, chosen_mode=gr.State(""), **parts, aids=aids, guides=guides, run=run,
+                    edit_run=edit_run, queue_add=queue_add, stop=stop, dropped=dropped, read_info=read_info,
+                    gallery=gallery, send=send, seeds_used=seeds_used, status=status)
 
-    def lora_choices(request: gr.Request):
-        rows = list_loras(studio, user_of(request), is_admin(studio, request))
-        return gr.Dropdown(choices=[(f"{r['name']} ({r['architecture']})", picker_value(r)) for r in rows])
 
-    def model_defaults(model_id: str):
+def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
+    """Prompt, model, LoRAs and the numbers of a generation, with the first catalog model's defaults."""
+    first = next(iter(models))
+    prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a photo of a red fox in the snow")
+    negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(for models that use one)")
+    with gr.Row():
+        model = gr.Dropdown([(m["name"], key) for key, m in models.items()], value=first, label="Model",
+                            allow_custom_value=True, scale=3,
+                            info="A catalog model, any diffusers repo id (owner/name) or a local folder")
+        loras = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="LoRAs", scale=3,
+                            info="Pick from the library; type name:0.7 for another weight")
+        refresh = gr.Button("↻", scale=0, min_width=40)
+    with gr.Row():
+        steps = gr.Slider(1, MAX_STEPS, value=models[first]["steps"], step=1, label="Steps")
+        guidance = gr.Slider(0, 20, value=models[first]["guidance"], step=0.1, label="Guidance (CFG)")
+    with gr.Row():
+        aspect = gr.Dropdown(list(ASPECTS), value="1:1", label="Aspect", scale=1)
+        width = gr.Number(value=models[first]["width"], precision=0, label="Width", scale=1)
+        height = gr.Number(value=models[first]["height"], precision=0, label="Height", scale=1)
+    with gr.Row():
+        seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+        batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Images")
+    with gr.Accordion("Speed and memory", open=False):
+        with gr.Row():
+            memory_plan = gr.Dropdown(
+                [("auto (from free GPU memory)", "auto")] + [(f"{name}: {text}", name) for name, text in
+                                                              MEMORY_PLAN_HELP.items()],
+                value="auto", label="Memory plan", scale=2)
+            fast = gr.Checkbox(False, label="Fast (compiled, one hot-swapped LoRA)", scale=1,
+                               info="The first image compiles; later ones of the same size are faster")
+        step_cache = gr.Slider(0, MAX_STEP_CACHE, value=0, step=0.01, label="Step cache (with Fast)",
+                               info="0 = off; higher skips more work per step: faster, less faithful")
+    return dict(prompt=prompt, negative=negative, model=model, loras=loras, refresh=refresh, steps=steps,
+                guidance=guidance, aspect=aspect, width=width, height=height, seed=seed, batch=batch,
+                memory_plan=memory_plan, fast=fast, step_cache=step_cache)
+
+
+def _starting_image() -> dict[str, Component]:
+    """The starting image, mask and strength (hidden in Text mode), with the widgets of the other modes."""
+    with gr.Group(visible=False) as start_group:
+        with gr.Row():
+            init_image = gr.Image(type="filepath", label="Starting image", height=200)
+            mask = gr.Image(type="filepath", label="Mask file (white = repaint), or paint on the picture",
+                            image_mode="L", height=200, visible=False)
+        modes = ModeWidgets.build()
+        strength = gr.Slider(0.05, 1, value=0.75, step=0.05, label="Strength",
+                             info="How far the result may move from the starting image")
+    return dict(start_group=start_group, init_image=init_image, mask=mask, modes=modes, strength=strength)
+
+
+def _wire(ctx: UIContext, tab: ImageTab) -> None:
+    """The tab's events; Generate and Edit are generations History follows."""
+    studio, private = ctx.studio, {"api_visibility": "private"}
+    form, edit_form, outputs = tab.form(), tab.edit_form(), [tab.gallery, tab.seeds_used, tab.status]
+    checked = {"api_visibility": "private", "show_progress": "hidden"}
+    edit_event = tab.edit_run.click(bind(check_edit, studio), edit_form, None, **checked).success(
+        bind(edit_image, studio), edit_form, outputs, api_name="edit_image", **ctx.gpu_event())
+    modes = tab.modes
+    tab.mode.change(modes.show, tab.mode, [tab.start_group, tab.init_image, tab.mask, tab.strength, tab.run,
+                                           tab.edit_run, *modes.shown()], **private).then(
+        lambda chosen: chosen, tab.mode, tab.chosen_mode, **private)
+    selected = wire_send_to(tab.send, tab.gallery, tab.mode, tab.init_image, modes)
+    ctx.once_built(lambda: send_to_video(ctx, tab.send[VIDEO], tab.gallery, selected))
+    wire_picture_size(modes, tab.init_image, tab.model, tab.width, tab.height)
+    gen_event = tab.run.click(bind(check_form, studio), form, None, **checked).success(
+        bind(generate_image, studio), form, outputs, api_name="generate_image", **ctx.gpu_event())
+    tab.prompt.submit(bind(check_form, studio), form, None, **checked).success(
+        bind(generate_image, studio), form, outputs, **private, **ctx.gpu_event())
+    tab.stop.click(bind(stop_generation, studio), None, tab.status, queue=False, api_name="stop_image")
+    tab.model.input(model_defaults, tab.model, [tab.steps, tab.guidance, tab.width, tab.height, tab.negative],
+                    **private)
+    tab.aspect.input(aspect_size, [tab.aspect, tab.model], [tab.width, tab.height], **private)
+    tab.refresh.click(bind(lora_choices, studio), None, tab.loras, **private)
+    read = [tab.prompt, tab.negative, tab.model, tab.steps, tab.guidance, tab.width, tab.height, tab.seed, tab.loras,
+            tab.read_info, tab.strength, modes.mask_blur, modes.outpaint, tab.mode,
+            *[tab.guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES]]
+    tab.dropped.upload(bind(read_image_parameters, studio), tab.dropped, read, api_name="read_parameters")
+    ctx.generated(gen_event)
+    ctx.generated(edit_event)
+
+
+def lora_choices(studio: Studio, request: gr.Request):
+    """The LoRA picker's choices: the user's library."""
+    rows = list_loras(studio, user_of(request), is_admin(studio, request))
+    return gr.Dropdown(choices=[(f"{r['name']} ({r['architecture']})", picker_value(r)) for r in rows])
+
+
+def model_defaults(model_id: str):
+    """Steps, guidance, size and whether a negative prompt applies, for a model just picked."""
+    try:
+        spec = resolve_image_model(model_id)
+    except MasukaError:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return spec.steps, spec.guidance, spec.width, spec.height, gr.Textbox(interactive=spec.negative_prompt)
+
+
+def aspect_size(choice: str, model_id: str):
+    """Width and height of an aspect (halved for a model made for 512 px)."""
+    width, height = ASPECTS[choice]
+    try:
+        if resolve_image_model(model_id).width <= 512:
+            width, height = width // 2, height // 2
+    except MasukaError:
+        pass
+    return width, height
+
+
+@friendly
+def generate_image(studio: Studio, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+                   guidance: float | None = None, width: int | None = None, height: int | None = None,
+                   seed: int | None = -1, batch: int = 1, loras: list[str] | None = None,
+                   memory_plan: str = "auto", fast: bool = False, step_cache: float = 0.0,
+                   init_image: str | None = None, strength: float = 0.75, mask: str | None = None,
+                   mask_blur: int = 4, outpaint: str = "", mode: str = "", canvas: dict | None = None,
+                   optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
+                   face_strength: float = 0.4,
+                   control_kind: str = "canny", control_image: str | None = None, control_weight: float = 1.0,
+                   control_start: float = 0.0, control_end: float = 1.0, reference_image: str | None = None,
+                   reference_weight: float = 1.0, request: gr.Request = None, progress=gr.Progress()):
+    """Generate images (from ``init_image`` when given, repainting the white of ``mask``, growing the canvas by
+    ``outpaint`` "left,right,top,bottom" pixels; with the generation aids asked for; following
+    ``control_image`` through a ControlNet of ``control_kind``; like ``reference_image``); yields the gallery as
+    each image finishes."""
+    request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch,
+                              loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
+                              mask_blur, outpaint, mode, canvas, optimize_prompt, safety_check, face_detail,
+                              face_strength)
+    _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
+                reference_image, reference_weight)
+    yield from _stream(studio, request_, request, progress)
+
+
+@friendly
+def edit_image(studio: Studio, prompt: str, model: str, images: list[str] | None = None, negative_prompt: str = "",
+               steps: int | None = None, guidance: float | None = None, seed: int | None = -1, batch: int = 1,
+               loras: list[str] | None = None, request: gr.Request = None, progress=gr.Progress()):
+    """Edit ``images`` as the prompt says with an edit model (FLUX.1 Kontext, Qwen-Image-Edit, FLUX.2); yields
+    the gallery as each image finishes. The result has the first image's size (rounded to the model)."""
+    yield from _stream(studio, edit_request(prompt, model, images, negative_prompt, steps, guidance, seed, batch,
+                                            loras, user_of(request)), request, progress)
+
+
+@friendly
+def check_edit(studio: Studio, *values, request: gr.Request = None) -> None:
+    """Refuse a bad edit before the event that owns the gallery runs."""
+    plan_request(studio, edit_request(*values, user_of(request)))
+
+
+def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, progress: gr.Progress):
+    """Run ``request_`` on a worker thread; yield (gallery, seeds, status) as images finish."""
+    events: queue.Queue = queue.Queue()
+    stop_flag = studio.stops.arm(_session(request))
+
+    def work() -> None:
         try:
-            spec = resolve_image_model(model_id)
-        except MasukaError:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return spec.steps, spec.guidance, spec.width, spec.height, gr.Textbox(interactive=spec.negative_prompt)
+            generate_images(studio, request_, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+                            on_download=lambda p: events.put(("download", p.message, p.fraction or 0.0)),
+                            on_step=lambda i, s, n: events.put(("step", i, s, n)),
+                            on_image=lambda r: events.put(("image", r)))
+        except BaseException as error:  # handed to the event loop below, which decides how to show it
+            events.put(("error", error))
+        else:
+            events.put(("done",))
 
-    def aspect_size(choice: str, model_id: str):
-        width, height = ASPECTS[choice]
-        try:
-            if resolve_image_model(model_id).width <= 512:
-                width, height = width // 2, height // 2
-        except MasukaError:
-            pass
-        return width, height
-
-    @friendly
-    def generate_image(prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
-                       guidance: float | None = None, width: int | None = None, height: int | None = None,
-                       seed: int | None = -1, batch: int = 1, loras: list[str] | None = None,
-                       memory_plan: str = "auto", fast: bool = False, step_cache: float = 0.0,
-                       init_image: str | None = None, strength: float = 0.75, mask: str | None = None,
-                       mask_blur: int = 4, outpaint: str = "", mode: str = "", canvas: dict | None = None,
-                       optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
-                       face_strength: float = 0.4,
-                       control_kind: str = "canny", control_image: str | None = None, control_weight: float = 1.0,
-                       control_start: float = 0.0, control_end: float = 1.0, reference_image: str | None = None,
-                       reference_weight: float = 1.0, request: gr.Request = None, progress=gr.Progress()):
-        """Generate images (from ``init_image`` when given, repainting the white of ``mask``, growing the canvas by
-        ``outpaint`` "left,right,top,bottom" pixels; with the generation aids asked for; following
-        ``control_image`` through a ControlNet of ``control_kind``; like ``reference_image``); yields the gallery as
-        each image finishes."""
-        request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch,
-                                  loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
-                                  mask_blur, outpaint, mode, canvas, optimize_prompt, safety_check, face_detail,
-                                  face_strength)
-        _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
-                    reference_image, reference_weight)
-        yield from _stream(request_, request, progress)
-
-    @friendly
-    def edit_image(prompt: str, model: str, images: list[str] | None = None, negative_prompt: str = "",
-                   steps: int | None = None, guidance: float | None = None, seed: int | None = -1, batch: int = 1,
-                   loras: list[str] | None = None, request: gr.Request = None, progress=gr.Progress()):
-        """Edit ``images`` as the prompt says with an edit model (FLUX.1 Kontext, Qwen-Image-Edit, FLUX.2); yields
-        the gallery as each image finishes. The result has the first image's size (rounded to the model)."""
-        yield from _stream(edit_request(prompt, model, images, negative_prompt, steps, guidance, seed, batch, loras,
-                                        user_of(request)), request, progress)
-
-    @friendly
-    def check_edit(*values, request: gr.Request = None) -> None:
-        plan_request(studio, edit_request(*values, user_of(request)))
-
-    def _stream(request_: ImageRequest, request: gr.Request | None, progress: gr.Progress):
-        """Run ``request_`` on a worker thread; yield (gallery, seeds, status) as images finish."""
-        events: queue.Queue = queue.Queue()
-        stop_flag = studio.stops.arm(_session(request))
-
-        def work() -> None:
-            try:
-                generate_images(studio, request_, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
-                                on_download=lambda p: events.put(("download", p.message, p.fraction or 0.0)),
-                                on_step=lambda i, s, n: events.put(("step", i, s, n)),
-                                on_image=lambda r: events.put(("image", r)))
-            except BaseException as error:  # handed to the event loop below, which decides how to show it
-                events.put(("error", error))
-            else:
-                events.put(("done",))
-
-        threading.Thread(target=work, daemon=True, name="image-generation").start()
-        images: list[tuple[str, str]] = []
-        seeds: list[str] = []
-        made: list = []
-        progress(0, desc="Loading the model…")
-        shown = 0.0
-        while True:
-            event = events.get()
-            if event[0] == "download":
-                progress(event[2], desc=event[1])
-            elif event[0] == "step":
-                _, index, step, total = event
-                if time.monotonic() - shown < PROGRESS_EVERY_S:
-                    continue
-                shown = time.monotonic()
-                done = index * total + step
-                progress((done, request_.batch * total), desc=f"Image {index + 1}/{request_.batch}: "
-                         f"step {step}/{total}", unit="steps")
-            elif event[0] == "image":
-                result = event[1]
-                made.append(result)
-                images.append((str(result.path), f"seed {result.seed}{aid_caption(studio, result)}"))
-                seeds.append(str(result.seed))
-                if len(images) < request_.batch:  # the last image goes out once, with the final message
-                    yield images, ", ".join(seeds), f"{len(images)} of {request_.batch} done"
-            elif event[0] == "error":
-                error = event[1]
-                if isinstance(error, Cancelled):
-                    yield images, ", ".join(seeds), f"Stopped: {len(images)} image(s) kept."
-                    return
-                if user_message(error):
-                    raise error  # an expected refusal: @friendly shows it with one log line, no traceback
-                raise gr.Error(f"Generation failed: {type(error).__name__}: {error}. Images already made are "
-                               "kept in History.") from error
-            else:
-                yield images, ", ".join(seeds), f"Done: {len(images)} image(s), saved and recorded in History." \
-                    + aid_summary(studio, made)
+    threading.Thread(target=work, daemon=True, name="image-generation").start()
+    images: list[tuple[str, str]] = []
+    seeds: list[str] = []
+    made: list = []
+    progress(0, desc="Loading the model…")
+    shown = 0.0
+    while True:
+        event = events.get()
+        if event[0] == "download":
+            progress(event[2], desc=event[1])
+        elif event[0] == "step":
+            _, index, step, total = event
+            if time.monotonic() - shown < PROGRESS_EVERY_S:
+                continue
+            shown = time.monotonic()
+            done = index * total + step
+            progress((done, request_.batch * total), desc=f"Image {index + 1}/{request_.batch}: "
+                     f"step {step}/{total}", unit="steps")
+        elif event[0] == "image":
+            result = event[1]
+            made.append(result)
+            images.append((str(result.path), f"seed {result.seed}{aid_caption(studio, result)}"))
+            seeds.append(str(result.seed))
+            if len(images) < request_.batch:  # the last image goes out once, with the final message
+                yield images, ", ".join(seeds), f"{len(images)} of {request_.batch} done"
+        elif event[0] == "error":
+            error = event[1]
+            if isinstance(error, Cancelled):
+                yield images, ", ".join(seeds), f"Stopped: {len(images)} image(s) kept."
                 return
+            if user_message(error):
+                raise error  # an expected refusal: @friendly shows it with one log line, no traceback
+            raise gr.Error(f"Generation failed: {type(error).__name__}: {error}. Images already made are "
+                           "kept in History.") from error
+        else:
+            yield images, ", ".join(seeds), f"Done: {len(images)} image(s), saved and recorded in History." \
+                + aid_summary(studio, made)
+            return
 
-    @friendly
-    def check_form(prompt: str, model: str, negative_prompt: str, steps, guidance, width, height, seed, batch,
-                   loras, memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None, mask_blur=4,
-                   outpaint="", mode="", canvas=None,
-                   optimize_prompt=False, safety_check=False, face_detail=False, face_strength=0.4,
-                   control_kind="canny", control_image=None, control_weight=1.0, control_start=0.0,
-                   control_end=1.0, reference_image=None, reference_weight=1.0,
-                   request: gr.Request = None) -> None:
-        """Refuse bad input before the event that owns the gallery runs, so a refusal leaves it as it was."""
-        request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
-                                  memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
-                                  mask_blur, outpaint, mode, canvas, optimize_prompt, safety_check, face_detail,
-                                  face_strength)
-        _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
-                    reference_image, reference_weight)
-        plan_request(studio, request_)
 
-    def stop_generation(request: gr.Request):
-        stopped = studio.stops.stop(_session(request))
-        return "Stopping after the current step…" if stopped else gr.skip()
+@friendly
+def check_form(studio: Studio, prompt: str, model: str, negative_prompt: str, steps, guidance, width, height, seed,
+               batch, loras, memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None, mask_blur=4,
+               outpaint="", mode="", canvas=None,
+               optimize_prompt=False, safety_check=False, face_detail=False, face_strength=0.4,
+               control_kind="canny", control_image=None, control_weight=1.0, control_start=0.0,
+               control_end=1.0, reference_image=None, reference_weight=1.0,
+               request: gr.Request = None) -> None:
+    """Refuse bad input before the event that owns the gallery runs, so a refusal leaves it as it was."""
+    request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
+                              memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
+                              mask_blur, outpaint, mode, canvas, optimize_prompt, safety_check, face_detail,
+                              face_strength)
+    _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
+                reference_image, reference_weight)
+    plan_request(studio, request_)
 
-    @friendly
-    def read_image_parameters(path: str | None, request: gr.Request = None):
-        """Fill the form from an image's A1111-style parameters, LoRAs found in the library included."""
-        if not path:
-            return [gr.skip()] * (14 + len(READ_GUIDES))
-        text = read_parameters(path)
-        if not text:
-            raise InvalidInput("This image carries no generation parameters.")
-        p = parse_parameters(text)
-        update = lambda value: gr.skip() if value is None else value  # noqa: E731
-        found, missing = match_loras(studio, user_of(request), p.loras, p.extra.get("Lora hashes", ""),
-                                     is_admin(studio, request))
-        summary = f"```\n{text}\n```"
-        if missing:
-            summary += f"\n\n**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them)."
-        return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
-                update(p.guidance), update(p.width), update(p.height), update(p.seed),
-                [f"{name}:{weight:g}" for name, weight in found], summary, *task_from_parameters(p.extra),
-                *_read_guides(p.extra))
 
-    form = [prompt, model, negative, steps, guidance, width, height, seed, batch, loras, memory_plan, fast, step_cache,
-            init_image, strength, mask, modes.mask_blur, modes.outpaint, chosen_mode, modes.canvas, *aids.inputs,
-            *guides]
-    edit_form = [prompt, model, modes.references, negative, steps, guidance, seed, batch, loras]
-    outputs = [gallery, seeds_used, status]
-    edit_event = edit_run.click(check_edit, edit_form, None, api_visibility="private", show_progress="hidden").success(
-        edit_image, edit_form, outputs, api_name="edit_image", **ctx.gpu_event())
-    mode.change(modes.show, mode, [start_group, init_image, mask, strength, run, edit_run, *modes.shown()],
-                api_visibility="private").then(lambda chosen: chosen, mode, chosen_mode, api_visibility="private")
-    selected = wire_send_to(send, gallery, mode, init_image, modes)
-    ctx.components["image_after_build"] = lambda _demo: send_to_video(ctx.components, send[VIDEO], gallery, selected)
-    wire_picture_size(modes, init_image, model, width, height)
-    gen_event = run.click(check_form, form, None, api_visibility="private", show_progress="hidden").success(
-        generate_image, form, outputs, api_name="generate_image", **ctx.gpu_event())
-    prompt.submit(check_form, form, None, api_visibility="private", show_progress="hidden").success(
-        generate_image, form, outputs, api_visibility="private", **ctx.gpu_event())
-    stop.click(stop_generation, None, status, queue=False, api_name="stop_image")
-    model.input(model_defaults, model, [steps, guidance, width, height, negative], api_visibility="private")
-    aspect.input(aspect_size, [aspect, model], [width, height], api_visibility="private")
-    refresh.click(lora_choices, None, loras, api_visibility="private")
-    dropped.upload(read_image_parameters, dropped,
-                   [prompt, negative, model, steps, guidance, width, height, seed, loras, read_info, strength,
-                    modes.mask_blur, modes.outpaint, mode, *[guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES]],
-                   api_name="read_parameters")
-    ctx.components["image_generated"] = gen_event
-    ctx.components["image_edited"] = edit_event
-    ctx.components["image_queue"] = queue_add
-    ctx.components["image_load"] = lora_choices
-    upscale_panel(ctx)
+def stop_generation(studio: Studio, request: gr.Request):  # the browser session's, after its current step
+    stopped = studio.stops.stop(_session(request))
+    return "Stopping after the current step…" if stopped else gr.skip()
+
+
+@friendly
+def read_image_parameters(studio: Studio, path: str | None, request: gr.Request = None):
+    """Fill the form from an image's A1111-style parameters, LoRAs found in the library included."""
+    if not path:
+        return [gr.skip()] * (14 + len(READ_GUIDES))
+    text = read_parameters(path)
+    if not text:
+        raise InvalidInput("This image carries no generation parameters.")
+    p = parse_parameters(text)
+    update = lambda value: gr.skip() if value is None else value  # noqa: E731
+    found, missing = match_loras(studio, user_of(request), p.loras, p.extra.get("Lora hashes", ""),
+                                 is_admin(studio, request))
+    summary = f"```\n{text}\n```"
+    if missing:
+        summary += f"\n\n**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them)."
+    return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
+            update(p.guidance), update(p.width), update(p.height), update(p.seed),
+            [f"{name}:{weight:g}" for name, weight in found], summary, *task_from_parameters(p.extra),
+            *_read_guides(p.extra))
 
 
 def _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras, memory_plan,
@@ -336,7 +430,7 @@ GUIDE_FIELDS = ("control_kind", "control_image", "control_weight", "control_star
 READ_GUIDES = ("control_kind", "control_weight", "control_start", "control_end", "reference_weight")
 
 
-def _control_and_reference() -> list[gr.components.Component]:
+def _control_and_reference() -> list[Component]:
     """The Control accordion (one ControlNet image: kind, weight, start/end) and the Reference accordion (a
     picture to look like, with its weight); SDXL and FLUX.1 models take them."""
     with gr.Accordion("Control (follow edges, depth or a picture)", open=False):

@@ -14,6 +14,7 @@ from masuka.image.masks import save_painted_mask
 from masuka.image.outpaint import parse_outpaint
 from masuka.image.tasks import open_picture, picture_size
 from masuka.models.catalog import resolve_image_model
+from masuka.ui.common import UIContext
 
 TEXT, IMAGE, INPAINT, EDIT = MODES = ("Text", "Image", "Inpaint/Outpaint", "Edit")
 VIDEO = "Video first frame"
@@ -170,13 +171,15 @@ def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio
     return selected
 
 
-def send_to_video(components: dict[str, Any], button: gr.Button, gallery: gr.Gallery, selected: gr.State) -> None:
-    """The "Send to Video first frame" button: the result becomes the Video tab's first frame, that tab shown."""
-    first_frame, tabs = components.get("video_image"), components.get("tabs")
-    if first_frame is None or tabs is None:
+def send_to_video(ctx: UIContext, button: gr.Button, gallery: gr.Gallery, selected: gr.State) -> None:
+    """The "Send to Video first frame" button: the result becomes the Video tab's first frame, that tab shown (call
+    once every tab is built; without a Video tab the button does nothing)."""
+    video = ctx.forms.get("video")
+    if video is None or ctx.tabs is None:
         return
+    button.click(send_picked_to_video, [gallery, selected], [video["image"], ctx.tabs], api_visibility="private")
 
-    def send(images: list | None, index: int):
-        return picked(images, index), gr.Tabs(selected="video")
 
-    button.click(send, [gallery, selected], [first_frame, tabs], api_visibility="private")
+def send_picked_to_video(images: list | None, index: int):
+    """The picked result as the Video tab's first frame, and that tab shown."""
+    return picked(images, index), gr.Tabs(selected="video")

@@ -18,7 +18,8 @@ from masuka.models.manage import (
     stop_download,
 )
 from masuka.store import UNFINISHED
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.studio import Studio
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 
 CATALOG_COLUMNS = ["section", "id", "name", "repo", "gated", "downloaded", "size GB"]
 JOB_COLUMNS = ["job", "repo", "status", "progress %", "GB done", "progress", "error"]
@@ -28,132 +29,150 @@ POLL_S = 0.5
 
 
 def build(ctx: UIContext) -> None:
-    studio = ctx.studio
     with gr.Tabs():
         with gr.Tab("Base models"):
-            catalog_table = gr.Dataframe(headers=CATALOG_COLUMNS, interactive=False, wrap=True, label="Models",
-                                         show_label=False)
-            with gr.Row():
-                model = gr.Dropdown([], allow_custom_value=True, label="Model (catalog id or owner/name)", scale=3)
-                download = gr.Button("Download", variant="primary", scale=1)
-                stop_button = gr.Button("Stop download", scale=1)
-                remove = gr.Button("Delete from cache", variant="stop", scale=1)
-                refresh = gr.Button("Refresh", scale=0)
-            outcome = gr.Markdown(label="Message")
-            jobs_table = gr.Dataframe(headers=JOB_COLUMNS, interactive=False, label="Downloads")
-            timer = gr.Timer(2.0)
+            _base_models(ctx)
         with gr.Tab("LoRAs"):
-            loras_table = gr.Dataframe(headers=LORA_COLUMNS, interactive=False, wrap=True, label="LoRAs",
-                                       show_label=False)
-            name = gr.Textbox("", label="Name in the library (optional)")
-            with gr.Row():
-                with gr.Column():
-                    upload = gr.File(label="Upload a .safetensors LoRA", file_types=[".safetensors"])
-                    import_upload = gr.Button("Import the upload")
-                with gr.Column():
-                    repo = gr.Textbox(label="Hugging Face repo", placeholder="owner/name")
-                    filename = gr.Textbox(label="File in the repo", placeholder="lora.safetensors")
-                    import_hub = gr.Button("Import from the Hub")
-                with gr.Column():
-                    version = gr.Textbox(label="CivitAI model version id", placeholder="123456")
-                    import_civitai = gr.Button("Import from CivitAI (needs CIVITAI_API_KEY)")
-            imported = gr.Markdown(label="Message")
+            _loras(ctx)
         with gr.Tab("Benchmarks"):
             bench_table = gr.Dataframe(headers=BENCH_COLUMNS, interactive=False, wrap=True, label="Benchmarks",
                                        show_label=False)
             gr.Markdown("Run `python -m masuka bench KIND` on this machine to add figures.")
             bench_refresh = gr.Button("Refresh", scale=0)
+    bench_refresh.click(bind(bench_view, ctx.studio), None, bench_table, api_name="bench_results")
+    ctx.on_page_load(bind(bench_view, ctx.studio), bench_table)
 
-    def catalog_view():
-        rows = model_status()
-        data = [[r["section"], r["id"], r["name"], r["repo"], "yes" if r["gated"] else "", "yes" if r["downloaded"]
-                 else "", round(r["size_bytes"] / 2**30, 2)] for r in rows]
-        return data, gr.Dropdown(choices=[(f"{r['name']} ({r['repo']})", r["repo"]) for r in rows])
 
-    def jobs_view(request: gr.Request):
-        rows = download_jobs(studio, user_of(request), is_admin(studio, request))
-        return [[r["id"], r["model"], r["status"], round(100 * (r["progress"] or 0), 1),
-                 round((r["step"] or 0) / 2**30, 2), download_line(r) if r["status"] in UNFINISHED else "",
-                 r["error"] or ""] for r in rows]
-
-    @friendly
-    def download_model(model: str, request: gr.Request, progress=gr.Progress()):
-        """Download a model into the Hugging Face cache as a job, with its progress."""
-        job_id = start_download(studio, user_of(request), model)
-        progress(0, desc="Queued")
-        while True:
-            row = studio.jobs.wait(job_id, timeout=POLL_S)
-            if row["status"] not in UNFINISHED:
-                break
-            progress(row["progress"] or 0, desc=download_line(row))
-        if row["status"] != "completed":
-            raise InvalidInput(row["error"] or f"The download ended as {row['status']}.")
-        data, choices = catalog_view()
-        return f"Downloaded {row['model']}.", data, choices
-
-    @friendly
-    def stop_model_download(model: str, request: gr.Request):
-        """Stop the running download of a model; starting it again resumes it."""
-        stop_download(studio, user_of(request), is_admin(studio, request), model)
-        return f"Stopping the download of {model}; download it again to resume."
-
-    @friendly
-    def delete_cached(model: str, request: gr.Request):
-        """Delete a model from the Hugging Face cache (admins only when several people share the studio)."""
-        if not is_admin(studio, request):
-            raise InvalidInput("Only an admin can delete models: the model cache is shared by every user.")
-        freed = delete_model((model or "").strip())
-        data, choices = catalog_view()
-        return f"Deleted {model}: {freed / 2**30:.2f} GB freed.", data, choices
-
-    def loras_view(request: gr.Request):
-        rows = list_loras(studio, user_of(request), is_admin(studio, request))
-        return [[r["name"], r["architecture"], r["base_model"], r["trigger"], r["rank"], r["source"],
-                 round((r["size_bytes"] or 0) / 2**20, 1), r["owner"]] for r in rows]
-
-    def imported_message(row: dict) -> str:
-        return (f"Imported **{row['name']}** ({row['architecture']}"
-                + (f", base {row['base_model']}" if row["base_model"] else "")
-                + (f", trigger words: {row['trigger']}" if row["trigger"] else "") + ").")
-
-    @friendly
-    def lora_from_upload(path: str | None, name: str, request: gr.Request):
-        """Check and import an uploaded .safetensors LoRA."""
-        if not path:
-            raise InvalidInput("Choose a .safetensors file first.")
-        return imported_message(import_lora_file(studio, user_of(request), path, name or None)), loras_view(request)
-
-    @friendly
-    def lora_from_hub(repo: str, filename: str, name: str, request: gr.Request):
-        """Check and import a LoRA file from a Hugging Face repo."""
-        row = import_from_hub(studio, user_of(request), repo, filename, name or None)
-        return imported_message(row), loras_view(request)
-
-    @friendly
-    def lora_from_civitai(version: str, name: str, request: gr.Request):
-        """Check and import a CivitAI model version."""
-        row = import_from_civitai(studio, user_of(request), version, name or None)
-        return imported_message(row), loras_view(request)
-
-    def bench_view():
-        rows = bench_results(studio)
-        return [[(r["created_at"] or "")[:19].replace("T", " "), r["kind"], r["machine"],
-                 ", ".join(f"{k}={v}" for k, v in (r["figures"] or {}).items())] for r in rows]
-
+def _base_models(ctx: UIContext) -> None:
+    """The catalog with what is downloaded, downloads with their progress, and cache deletion."""
+    studio = ctx.studio
+    catalog_table = gr.Dataframe(headers=CATALOG_COLUMNS, interactive=False, wrap=True, label="Models",
+                                 show_label=False)
+    with gr.Row():
+        model = gr.Dropdown([], allow_custom_value=True, label="Model (catalog id or owner/name)", scale=3)
+        download = gr.Button("Download", variant="primary", scale=1)
+        stop_button = gr.Button("Stop download", scale=1)
+        remove = gr.Button("Delete from cache", variant="stop", scale=1)
+        refresh = gr.Button("Refresh", scale=0)
+    outcome = gr.Markdown(label="Message")
+    jobs_table = gr.Dataframe(headers=JOB_COLUMNS, interactive=False, label="Downloads")
+    timer = gr.Timer(2.0)
     catalog_outputs = [outcome, catalog_table, model]
-    download.click(download_model, model, catalog_outputs, api_name="download_model")
-    remove.click(delete_cached, model, catalog_outputs, api_name="delete_model")
-    stop_button.click(stop_model_download, model, outcome, api_name="stop_download", queue=False)
+    download.click(bind(download_model, studio), model, catalog_outputs, api_name="download_model")
+    remove.click(bind(delete_cached, studio), model, catalog_outputs, api_name="delete_model")
+    stop_button.click(bind(stop_model_download, studio), model, outcome, api_name="stop_download", queue=False)
     refresh.click(catalog_view, None, [catalog_table, model], api_name="models")
-    timer.tick(jobs_view, None, jobs_table, api_visibility="private", show_progress="hidden")
-    import_upload.click(lora_from_upload, [upload, name], [imported, loras_table], api_name="import_lora")
-    import_hub.click(lora_from_hub, [repo, filename, name], [imported, loras_table], api_name="import_lora_hub")
-    import_civitai.click(lora_from_civitai, [version, name], [imported, loras_table], api_name="import_lora_civitai")
-    bench_refresh.click(bench_view, None, bench_table, api_name="bench_results")
+    timer.tick(bind(jobs_view, studio), None, jobs_table, api_visibility="private", show_progress="hidden")
+    ctx.on_page_load(catalog_view, [catalog_table, model])
 
-    def on_page_load(demo: gr.Blocks) -> None:
-        demo.load(catalog_view, None, [catalog_table, model], api_visibility="private")
-        demo.load(loras_view, None, loras_table, api_visibility="private")
-        demo.load(bench_view, None, bench_table, api_visibility="private")
 
-    ctx.components["models_after_build"] = on_page_load
+def _loras(ctx: UIContext) -> None:
+    """The LoRA library and its three imports (an upload, a Hub file, a CivitAI version)."""
+    studio = ctx.studio
+    loras_table = gr.Dataframe(headers=LORA_COLUMNS, interactive=False, wrap=True, label="LoRAs", show_label=False)
+    name = gr.Textbox("", label="Name in the library (optional)")
+    with gr.Row():
+        with gr.Column():
+            upload = gr.File(label="Upload a .safetensors LoRA", file_types=[".safetensors"])
+            import_upload = gr.Button("Import the upload")
+        with gr.Column():
+            repo = gr.Textbox(label="Hugging Face repo", placeholder="owner/name")
+            filename = gr.Textbox(label="File in the repo", placeholder="lora.safetensors")
+            import_hub = gr.Button("Import from the Hub")
+        with gr.Column():
+            version = gr.Textbox(label="CivitAI model version id", placeholder="123456")
+            import_civitai = gr.Button("Import from CivitAI (needs CIVITAI_API_KEY)")
+    imported = gr.Markdown(label="Message")
+    outputs = [imported, loras_table]
+    import_upload.click(bind(lora_from_upload, studio), [upload, name], outputs, api_name="import_lora")
+    import_hub.click(bind(lora_from_hub, studio), [repo, filename, name], outputs, api_name="import_lora_hub")
+    import_civitai.click(bind(lora_from_civitai, studio), [version, name], outputs, api_name="import_lora_civitai")
+    ctx.on_page_load(bind(loras_view, studio), loras_table)
+
+
+def catalog_view():
+    rows = model_status()
+    data = [[r["section"], r["id"], r["name"], r["repo"], "yes" if r["gated"] else "", "yes" if r["downloaded"]
+             else "", round(r["size_bytes"] / 2**30, 2)] for r in rows]
+    return data, gr.Dropdown(choices=[(f"{r['name']} ({r['repo']})", r["repo"]) for r in rows])
+
+
+def jobs_view(studio: Studio, request: gr.Request):
+    rows = download_jobs(studio, user_of(request), is_admin(studio, request))
+    return [[r["id"], r["model"], r["status"], round(100 * (r["progress"] or 0), 1),
+             round((r["step"] or 0) / 2**30, 2), download_line(r) if r["status"] in UNFINISHED else "",
+             r["error"] or ""] for r in rows]
+
+
+@friendly
+def download_model(studio: Studio, model: str, request: gr.Request, progress=gr.Progress()):
+    """Download a model into the Hugging Face cache as a job, with its progress."""
+    job_id = start_download(studio, user_of(request), model)
+    progress(0, desc="Queued")
+    while True:
+        row = studio.jobs.wait(job_id, timeout=POLL_S)
+        if row["status"] not in UNFINISHED:
+            break
+        progress(row["progress"] or 0, desc=download_line(row))
+    if row["status"] != "completed":
+        raise InvalidInput(row["error"] or f"The download ended as {row['status']}.")
+    data, choices = catalog_view()
+    return f"Downloaded {row['model']}.", data, choices
+
+
+@friendly
+def stop_model_download(studio: Studio, model: str, request: gr.Request):
+    """Stop the running download of a model; starting it again resumes it."""
+    stop_download(studio, user_of(request), is_admin(studio, request), model)
+    return f"Stopping the download of {model}; download it again to resume."
+
+
+@friendly
+def delete_cached(studio: Studio, model: str, request: gr.Request):
+    """Delete a model from the Hugging Face cache (admins only when several people share the studio)."""
+    if not is_admin(studio, request):
+        raise InvalidInput("Only an admin can delete models: the model cache is shared by every user.")
+    freed = delete_model((model or "").strip())
+    data, choices = catalog_view()
+    return f"Deleted {model}: {freed / 2**30:.2f} GB freed.", data, choices
+
+
+def loras_view(studio: Studio, request: gr.Request):
+    rows = list_loras(studio, user_of(request), is_admin(studio, request))
+    return [[r["name"], r["architecture"], r["base_model"], r["trigger"], r["rank"], r["source"],
+             round((r["size_bytes"] or 0) / 2**20, 1), r["owner"]] for r in rows]
+
+
+def imported_message(row: dict) -> str:
+    return (f"Imported **{row['name']}** ({row['architecture']}"
+            + (f", base {row['base_model']}" if row["base_model"] else "")
+            + (f", trigger words: {row['trigger']}" if row["trigger"] else "") + ").")
+
+
+@friendly
+def lora_from_upload(studio: Studio, path: str | None, name: str, request: gr.Request):
+    """Check and import an uploaded .safetensors LoRA."""
+    if not path:
+        raise InvalidInput("Choose a .safetensors file first.")
+    row = import_lora_file(studio, user_of(request), path, name or None)
+    return imported_message(row), loras_view(studio, request)
+
+
+@friendly
+def lora_from_hub(studio: Studio, repo: str, filename: str, name: str, request: gr.Request):
+    """Check and import a LoRA file from a Hugging Face repo."""
+    row = import_from_hub(studio, user_of(request), repo, filename, name or None)
+    return imported_message(row), loras_view(studio, request)
+
+
+@friendly
+def lora_from_civitai(studio: Studio, version: str, name: str, request: gr.Request):
+    """Check and import a CivitAI model version."""
+    row = import_from_civitai(studio, user_of(request), version, name or None)
+    return imported_message(row), loras_view(studio, request)
+
+
+def bench_view(studio: Studio):
+    rows = bench_results(studio)
+    return [[(r["created_at"] or "")[:19].replace("T", " "), r["kind"], r["machine"],
+             ", ".join(f"{k}={v}" for k, v in (r["figures"] or {}).items())] for r in rows]

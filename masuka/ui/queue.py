@@ -12,17 +12,19 @@ from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, parse_lora
 from masuka.image.tasks import InitImage
 from masuka.queue.jobs import control_job, list_jobs, queue_images
+from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 
 COLUMNS = ["id", "owner", "status", "done", "model", "prompt", "error"]
 POLL_S = 2.0
-#: the Image tab's form, in the order queue_add takes it
-FORM = ["image_prompt", "image_model", "image_negative", "image_steps", "image_guidance", "image_width",
-        "image_height", "image_seed", "image_batch", "image_loras", "image_memory_plan", "image_fast",
-        "image_step_cache"]
+#: the Image tab's form fields, in the order queue_add takes them
+FORM = ["prompt", "model", "negative", "steps", "guidance", "width", "height", "seed", "batch", "loras",
+        "memory_plan", "fast", "step_cache"]
 #: the Image tab's generation aids, which queue_add takes after the prompt batch (masuka.ui.aids)
-AID_FORM = ["image_optimize_prompt", "image_safety_check", "image_face_detail", "image_face_strength"]
+AID_FORM = ["optimize_prompt", "safety_check", "face_detail", "face_strength"]
+#: the Image tab's starting image fields, which its "Add to queue" button sends last
+START_FORM = ["init_image", "strength", "mask"]
 
 
 def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
@@ -50,14 +52,7 @@ def uploaded(value: dict | None) -> str | None:
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
-    with gr.Accordion("Prompt batch (uses the Image tab's model and settings)", open=False):
-        prompts = gr.Textbox("", label="Prompts, one a line", lines=5,
-                             placeholder="a {red|green|blue} car at night\na __animal__ in the snow")
-        with gr.Row():
-            picks = gr.Number(value=0, precision=0, minimum=0, label="Random picks per line (0 = every combination)")
-            add_batch = gr.Button("Queue these prompts", variant="primary")
-        gr.Markdown("`{a|b|c}` makes one prompt per choice; `__name__` takes each line of "
-                    "`wildcards/name.txt` in the data folder.")
+    prompts, picks, add_batch = _prompt_batch()
     with gr.Row():
         job = gr.Number(value=None, precision=0, label="Job (click a row)", scale=1, min_width=120)
         buttons = {action: gr.Button(label, scale=0, min_width=90, variant=variant) for action, label, variant in (
@@ -70,84 +65,111 @@ def build(ctx: UIContext) -> None:
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=420)
     results = gr.Gallery(label="Results of the chosen job", columns=6, height=260, interactive=False)
     timer = gr.Timer(POLL_S)
-
-    def rows(request: gr.Request):
-        jobs = list_jobs(studio, user_of(request), is_admin(studio, request))
-        return [[j["id"], j["owner"], j["status"] + (f" ({j['control']} asked)" if j["control"] else ""),
-                 f"{j['done']}/{j['total']}", j["model"], j["title"], j["error"] or ""] for j in jobs]
-
-    def queue_status(request: gr.Request = None) -> list[dict]:
-        """Your jobs: unfinished ones in queue order, then recent finished ones, with their image paths."""
-        return list_jobs(studio, user_of(request), is_admin(studio, request))
-
-    @friendly
-    def queue_add(prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
-                  guidance: float | None = None, width: int | None = None, height: int | None = None,
-                  seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
-                  fast: bool = False, step_cache: float = 0.0, prompts: str = "", random_picks: int = 0,
-                  optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
-                  face_strength: float = 0.4, init_image: dict | None = None, strength: float = 0.75,
-                  mask: dict | None = None, request: gr.Request = None) -> dict:
-        """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion,
-        with the generation aids asked for; from ``init_image`` (an uploaded file, repainting the white of the
-        ``mask`` file) when given."""
-        return queue_form(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
-                          memory_plan, fast, step_cache, prompts, random_picks, optimize_prompt, safety_check,
-                          face_detail, face_strength, uploaded(init_image), strength, uploaded(mask), request)
-
-    @friendly
-    def queue_form(prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
-                   width: int | None, height: int | None, seed: int | None, batch: int, loras: list[str] | None,
-                   memory_plan: str, fast: bool, step_cache: float, prompts: str, random_picks: int,
-                   optimize_prompt: bool, safety_check: bool, face_detail: bool, face_strength: float,
-                   init_image: str | None, strength: float, mask: str | None, request: gr.Request = None) -> dict:
-        """:func:`queue_add` with the starting image and mask as checked file paths (the Image tab's)."""
-        image = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                             batch, loras, memory_plan, fast, step_cache, optimize_prompt, safety_check,
-                             face_detail, face_strength)
-        if mask and not init_image:
-            raise InvalidInput("A mask needs the starting image it belongs to.")
-        image.init = InitImage(init_image, float(strength), mask) if init_image else None
-        return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
-
-    @friendly
-    def queue_control(action: str, job_id: int | None = None, request: gr.Request = None) -> str:
-        """pause, resume, cancel, retry, up, down or top one job; pause or resume without a job: all of yours."""
-        return control_job(studio, user_of(request), action, None if job_id in (None, "") else int(job_id),
-                           is_admin(studio, request))
-
-    def added(result: dict) -> str:
-        return f"Queued job{'s' * (len(result['jobs']) != 1)} {', '.join(map(str, result['jobs']))}."
-
-    def pick(evt: gr.SelectData, request: gr.Request):
-        job_id = int(evt.row_value[0])
-        found = next((j for j in queue_status(request) if j["id"] == job_id), None)
-        grid = [(found["grid"], "grid")] if found and found.get("grid") else []
-        return job_id, grid + [(path, f"image {i + 1}") for i, path in enumerate(found["images"] if found else [])]
-
-    def control(action: str, all_mine: bool = False):
-        def run(job_id: float | None = None, request: gr.Request = None) -> str:
-            return queue_control(action, None if all_mine else job_id, request)
-        return run
-
-    name_outputs(gr.api(queue_add, api_name="queue_add"), "Jobs added")
-    name_outputs(gr.api(queue_status, api_name="queue_status"), "Jobs")
-    name_outputs(gr.api(queue_control, api_name="queue_control"), "Message")
+    name_outputs(gr.api(bind(queue_add, studio), api_name="queue_add"), "Jobs added")
+    name_outputs(gr.api(bind(queue_status, studio), api_name="queue_status"), "Jobs")
+    name_outputs(gr.api(bind(queue_control, studio), api_name="queue_control"), "Message")
     hidden = gr.JSON(visible=False)
-    form = [ctx.components[name] for name in FORM]
+    image = ctx.form("image")
+    form, aid_form = image.pick(FORM), image.pick(AID_FORM)
     private = {"api_visibility": "private"}
-    aid_form = [ctx.components[name] for name in AID_FORM if name in ctx.components]
-    add_batch.click(queue_add, form + [prompts, picks] + aid_form, hidden, **private).success(
-        added, hidden, message, **private).then(rows, None, table, **private)
-    if "image_queue" in ctx.components:
-        start = [ctx.components[name] for name in ("image_init_image", "image_strength", "image_mask")]
+    listed = bind(rows, studio)
+    add_batch.click(bind(queue_add, studio), form + [prompts, picks] + aid_form, hidden, **private).success(
+        added, hidden, message, **private).then(listed, None, table, **private)
+    if "queue" in image.buttons:
         no_batch = [gr.State(""), gr.State(0)]
-        ctx.components["image_queue"].click(queue_form, form + no_batch + aid_form + start, hidden,
-                                            **private).success(
-            added, hidden, message, **private).then(rows, None, table, **private)
+        image.buttons["queue"].click(bind(queue_form, studio), form + no_batch + aid_form + image.pick(START_FORM),
+                                     hidden, **private).success(
+            added, hidden, message, **private).then(listed, None, table, **private)
     for action, button in buttons.items():
-        button.click(control(action), job, message, **private).then(rows, None, table, **private)
+        button.click(bind(control, studio, action), job, message, **private).then(listed, None, table, **private)
     for action, button in (("pause", pause_all), ("resume", resume_all)):
-        button.click(control(action, all_mine=True), None, message, **private).then(rows, None, table, **private)
-    table.select(pick, None, [job, results], api_visibility="private")
-    timer.tick(rows, None, table, api_visibility="private", show_progress="hidden")
+        button.click(bind(control_all, studio, action), None, message, **private).then(
+            listed, None, table, **private)
+    table.select(bind(pick, studio), None, [job, results], api_visibility="private")
+    timer.tick(listed, None, table, api_visibility="private", show_progress="hidden")
+
+
+def _prompt_batch() -> tuple[gr.Textbox, gr.Number, gr.Button]:
+    """The prompt batch box: prompts, random picks and its button."""
+    with gr.Accordion("Prompt batch (uses the Image tab's model and settings)", open=False):
+        prompts = gr.Textbox("", label="Prompts, one a line", lines=5,
+                             placeholder="a {red|green|blue} car at night\na __animal__ in the snow")
+        with gr.Row():
+            picks = gr.Number(value=0, precision=0, minimum=0, label="Random picks per line (0 = every combination)")
+            add_batch = gr.Button("Queue these prompts", variant="primary")
+        gr.Markdown("`{a|b|c}` makes one prompt per choice; `__name__` takes each line of "
+                    "`wildcards/name.txt` in the data folder.")
+    return prompts, picks, add_batch
+
+
+def rows(studio: Studio, request: gr.Request):
+    """The jobs table: the user's jobs, a control asked for shown with the status."""
+    jobs = list_jobs(studio, user_of(request), is_admin(studio, request))
+    return [[j["id"], j["owner"], j["status"] + (f" ({j['control']} asked)" if j["control"] else ""),
+             f"{j['done']}/{j['total']}", j["model"], j["title"], j["error"] or ""] for j in jobs]
+
+
+def queue_status(studio: Studio, request: gr.Request = None) -> list[dict]:
+    """Your jobs: unfinished ones in queue order, then recent finished ones, with their image paths."""
+    return list_jobs(studio, user_of(request), is_admin(studio, request))
+
+
+@friendly
+def queue_add(studio: Studio, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
+              guidance: float | None = None, width: int | None = None, height: int | None = None,
+              seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
+              fast: bool = False, step_cache: float = 0.0, prompts: str = "", random_picks: int = 0,
+              optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
+              face_strength: float = 0.4, init_image: dict | None = None, strength: float = 0.75,
+              mask: dict | None = None, request: gr.Request = None) -> dict:
+    """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion,
+    with the generation aids asked for; from ``init_image`` (an uploaded file, repainting the white of the
+    ``mask`` file) when given."""
+    return queue_form(studio, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
+                      memory_plan, fast, step_cache, prompts, random_picks, optimize_prompt, safety_check,
+                      face_detail, face_strength, uploaded(init_image), strength, uploaded(mask), request)
+
+
+@friendly
+def queue_form(studio: Studio, prompt: str, model: str, negative_prompt: str, steps: int | None,
+               guidance: float | None, width: int | None, height: int | None, seed: int | None, batch: int,
+               loras: list[str] | None, memory_plan: str, fast: bool, step_cache: float, prompts: str,
+               random_picks: int, optimize_prompt: bool, safety_check: bool, face_detail: bool, face_strength: float,
+               init_image: str | None, strength: float, mask: str | None, request: gr.Request = None) -> dict:
+    """:func:`queue_add` with the starting image and mask as checked file paths (the Image tab's)."""
+    image = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                         batch, loras, memory_plan, fast, step_cache, optimize_prompt, safety_check,
+                         face_detail, face_strength)
+    if mask and not init_image:
+        raise InvalidInput("A mask needs the starting image it belongs to.")
+    image.init = InitImage(init_image, float(strength), mask) if init_image else None
+    return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
+
+
+@friendly
+def queue_control(studio: Studio, action: str, job_id: int | None = None, request: gr.Request = None) -> str:
+    """pause, resume, cancel, retry, up, down or top one job; pause or resume without a job: all of yours."""
+    return control_job(studio, user_of(request), action, None if job_id in (None, "") else int(job_id),
+                       is_admin(studio, request))
+
+
+def control(studio: Studio, action: str, job_id: float | None = None, request: gr.Request = None) -> str:
+    """A job button: ``action`` on the chosen job."""
+    return queue_control(studio, action, job_id, request)
+
+
+def control_all(studio: Studio, action: str, request: gr.Request = None) -> str:
+    """"Pause all mine" and "Resume all mine"."""
+    return queue_control(studio, action, None, request)
+
+
+def added(result: dict) -> str:
+    return f"Queued job{'s' * (len(result['jobs']) != 1)} {', '.join(map(str, result['jobs']))}."
+
+
+def pick(studio: Studio, evt: gr.SelectData, request: gr.Request):
+    """A clicked row: its job number, and the job's grid and images."""
+    job_id = int(evt.row_value[0])
+    found = next((j for j in queue_status(studio, request) if j["id"] == job_id), None)
+    grid = [(found["grid"], "grid")] if found and found.get("grid") else []
+    return job_id, grid + [(path, f"image {i + 1}") for i, path in enumerate(found["images"] if found else [])]

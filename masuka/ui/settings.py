@@ -11,175 +11,210 @@ from masuka.disk import clean_leftovers, clean_tmp, usage
 from masuka.errors import InvalidInput
 from masuka.keys import check_key, key_labels, key_table, save_key
 from masuka.models.catalog import image_models
+from masuka.studio import Studio
 from masuka.ui import wildcards
 from masuka.ui.aids import build_settings as build_aid_settings
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 
 KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
 STORAGE_COLUMNS = ["area", "folder", "files", "GB"]
 TOKEN_COLUMNS = ["id", "name", "starts with", "made", "last used"]
 SIGN_IN_COLUMNS = ["kind", "name", "failed sign-ins", "locked for (s)"]
-#: default field -> Image tab component it pre-fills when the page opens
-IMAGE_FIELDS = {"model": "image_model", "steps": "image_steps", "width": "image_width", "height": "image_height"}
+#: the defaults that pre-fill the Image tab's fields of the same names when the page opens
+IMAGE_FIELDS = ("model", "steps", "width", "height")
 
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
-    config = studio.config
     with gr.Tabs():
         with gr.Tab("API keys"):
-            gr.Markdown("Keys are kept in `secrets.json` in the data dir, readable by its owner only, and shown "
-                        "here masked. Environment variables win over saved keys.")
-            keys_table = gr.Dataframe(headers=KEY_COLUMNS, interactive=False, label="Keys", show_label=False)
-            with gr.Row():
-                name = gr.Dropdown([(label, key) for key, label in key_labels().items()], value="huggingface",
-                                   label="Key", scale=1)
-                value = gr.Textbox("", label="New value (empty = forget)", type="password", scale=3)
-                save = gr.Button("Save", variant="primary", scale=0)
-                test = gr.Button("Test", scale=0)
-            key_message = gr.Markdown(label="Message")
+            _api_keys(ctx)
         with gr.Tab("API tokens"):
-            gr.Markdown("Tokens let other tools use MASUKA's AUTOMATIC1111 (`/sdapi/v1`) and OpenAI (`/v1/images`) "
-                        "APIs as you, with `Authorization: Bearer <token>`. A new token is shown once; only its "
-                        "hash is kept.")
-            tokens_table = gr.Dataframe(headers=TOKEN_COLUMNS, interactive=False, label="Tokens", show_label=False)
-            with gr.Row():
-                token_name = gr.Textbox(label="Name (e.g. laptop, krita)", scale=2)
-                make_token = gr.Button("Create token", variant="primary", scale=0)
-                token_ref = gr.Textbox(label="Token to revoke (id or name)", scale=2)
-                drop_token = gr.Button("Revoke", variant="stop", scale=0)
-            new_token = gr.Textbox(label="New token", info="Copy it now: it is not shown again", interactive=False,
-                                   buttons=["copy"])
+            _api_tokens(ctx)
         with gr.Tab("Defaults"):
-            models = image_models()
-            default_model = gr.Dropdown([("(the model's own)", "")] + [(m["name"], k) for k, m in models.items()],
-                                        allow_custom_value=True, label="Model")
-            with gr.Row():
-                steps = gr.Number(label="Steps (empty = the model's)", precision=0)
-                width = gr.Number(label="Width", precision=0)
-                height = gr.Number(label="Height", precision=0)
-            image_format = gr.Radio(list(FORMATS), value="PNG", label="Image file format (parameters kept in "
-                                    "the PNG text chunk or the WebP/JPEG EXIF UserComment)")
-            save_defaults_button = gr.Button("Save defaults", variant="primary")
-            defaults_message = gr.Markdown(label="Message")
+            _defaults(ctx)
         with gr.Tab("Storage"):
-            storage_table = gr.Dataframe(headers=STORAGE_COLUMNS, interactive=False, label="Storage", show_label=False)
-            with gr.Row():
-                measure = gr.Button("Measure")
-                leftovers = gr.Button("Remove leftovers (half-written files, failed outputs, orphans, exports)")
-                tmp = gr.Button("Empty tmp/ (files older than an hour)")
-            storage_message = gr.Markdown(label="Message")
+            _storage(studio)
         with gr.Tab("Sign-ins"):
             gr.Markdown("Failed sign-ins per account and per address (admins only). After "
-                        f"{config.login_attempts} in a row, each waits {config.login_lockout_s:g} s per further try.")
+                        f"{studio.config.login_attempts} in a row, each waits {studio.config.login_lockout_s:g} s "
+                        "per further try.")
             sign_ins_table = gr.Dataframe(headers=SIGN_IN_COLUMNS, interactive=False, label="Failed sign-ins",
                                           show_label=False)
             sign_ins = gr.Button("Refresh")
         with gr.Tab("Generation aids"):
-            aids_on_load = build_aid_settings(studio, lambda request: require_admin(request))
+            build_aid_settings(ctx, bind(require_admin, studio))
         with gr.Tab("Wildcards") as wildcards_tab:
             wildcards.build(ctx, wildcards_tab)
+    sign_ins.click(bind(sign_ins_view, studio), None, sign_ins_table, api_name="sign_ins")
 
-    def require_admin(request: gr.Request) -> None:
-        if not is_admin(studio, request):
-            raise InvalidInput("Only an admin can change studio settings when several people share it.")
 
-    def keys_view(request: gr.Request):
-        """The keys, masked, for admins; nobody else sees even the masked form."""
-        if not is_admin(studio, request):
-            return []
-        return [[row["label"], row["source"], row["masked"], row["env"]] for row in key_table(config)]
+def _api_keys(ctx: UIContext) -> None:
+    studio = ctx.studio
+    gr.Markdown("Keys are kept in `secrets.json` in the data dir, readable by its owner only, and shown "
+                "here masked. Environment variables win over saved keys.")
+    keys_table = gr.Dataframe(headers=KEY_COLUMNS, interactive=False, label="Keys", show_label=False)
+    with gr.Row():
+        name = gr.Dropdown([(label, key) for key, label in key_labels().items()], value="huggingface",
+                           label="Key", scale=1)
+        value = gr.Textbox("", label="New value (empty = forget)", type="password", scale=3)
+        save = gr.Button("Save", variant="primary", scale=0)
+        test = gr.Button("Test", scale=0)
+    key_message = gr.Markdown(label="Message")
+    save.click(bind(save_api_key, studio), [name, value], [key_message, value, keys_table], api_name="save_key")
+    test.click(bind(test_api_key, studio), name, key_message, api_name="test_key")
+    ctx.on_page_load(bind(keys_view, studio), keys_table)
 
-    @friendly
-    def save_api_key(name: str, value: str, request: gr.Request):
-        """Save (or forget) an API key; the answer shows it masked."""
-        require_admin(request)
-        return save_key(config, name, value), "", keys_view(request)
 
-    @friendly
-    def test_api_key(name: str, request: gr.Request):
-        """Make one cheap authenticated request with the key and report the outcome."""
-        require_admin(request)
-        ok, message = check_key(config, name)
-        return ("✅ " if ok else "❌ ") + message
+def _api_tokens(ctx: UIContext) -> None:
+    studio = ctx.studio
+    gr.Markdown("Tokens let other tools use MASUKA's AUTOMATIC1111 (`/sdapi/v1`) and OpenAI (`/v1/images`) "
+                "APIs as you, with `Authorization: Bearer <token>`. A new token is shown once; only its "
+                "hash is kept.")
+    tokens_table = gr.Dataframe(headers=TOKEN_COLUMNS, interactive=False, label="Tokens", show_label=False)
+    with gr.Row():
+        token_name = gr.Textbox(label="Name (e.g. laptop, krita)", scale=2)
+        make_token = gr.Button("Create token", variant="primary", scale=0)
+        token_ref = gr.Textbox(label="Token to revoke (id or name)", scale=2)
+        drop_token = gr.Button("Revoke", variant="stop", scale=0)
+    new_token = gr.Textbox(label="New token", info="Copy it now: it is not shown again", interactive=False,
+                           buttons=["copy"])
+    make_token.click(bind(create_api_token, studio), token_name, [new_token, token_name, tokens_table],
+                     api_name="create_api_token")
+    drop_token.click(bind(revoke_api_token, studio), token_ref, [token_ref, tokens_table],
+                     api_name="revoke_api_token")
+    ctx.on_page_load(bind(tokens_view, studio), tokens_table)
 
-    def tokens_view(request: gr.Request):
-        rows = list_tokens(studio, user_of(request))
-        return [[r["id"], r["name"], r["prefix"] + "…", r["created_at"][:16], (r["last_used_at"] or "never")[:16]]
-                for r in rows]
 
-    @friendly
-    def create_api_token(name: str, request: gr.Request):
-        """Make an API token for the signed-in user; it is shown this once."""
-        return create_token(studio, user_of(request), name), "", tokens_view(request)
+def _defaults(ctx: UIContext) -> None:
+    """Defaults for new images; they also pre-fill the Image tab when the page opens."""
+    studio, models = ctx.studio, image_models()
+    default_model = gr.Dropdown([("(the model's own)", "")] + [(m["name"], k) for k, m in models.items()],
+                                allow_custom_value=True, label="Model")
+    with gr.Row():
+        steps = gr.Number(label="Steps (empty = the model's)", precision=0)
+        width = gr.Number(label="Width", precision=0)
+        height = gr.Number(label="Height", precision=0)
+    image_format = gr.Radio(list(FORMATS), value="PNG", label="Image file format (parameters kept in "
+                            "the PNG text chunk or the WebP/JPEG EXIF UserComment)")
+    save_defaults_button = gr.Button("Save defaults", variant="primary")
+    defaults_message = gr.Markdown(label="Message")
+    fields = [default_model, steps, width, height, image_format]
+    save_defaults_button.click(bind(store_defaults, studio), fields, defaults_message, api_name="save_defaults")
+    ctx.on_page_load(bind(defaults_view, studio), fields)
 
-    @friendly
-    def revoke_api_token(ref: str, request: gr.Request):
-        """Revoke one of the signed-in user's API tokens by id or name."""
-        revoke_token(studio, user_of(request), ref)
-        return "", tokens_view(request)
+    def prefill_image_tab() -> None:
+        image = ctx.forms.get("image")
+        if image is not None:
+            ctx.on_page_load(bind(image_defaults, studio), image.pick(IMAGE_FIELDS))
 
-    def defaults_view():
-        saved = load_defaults(config)
-        return saved.model, saved.steps, saved.width, saved.height, saved.output_format
+    ctx.once_built(prefill_image_tab)
 
-    @friendly
-    def store_defaults(model: str, steps: float | None = None, width: float | None = None,
-                       height: float | None = None, image_format: str = "PNG", request: gr.Request = None):
-        """Check and save the defaults for new images."""
-        require_admin(request)
-        save_defaults(config, model or "", steps, width, height, image_format)
-        return "Defaults saved: new images use them from the next page load."
 
-    @friendly
-    def storage_view(request: gr.Request):
-        """Disk use per area (absolute folders, every user's files): admins only."""
-        require_admin(request)
-        return [[row["area"], row["path"], row["files"], round(row["bytes"] / 2**30, 3)] for row in usage(studio)]
+def _storage(studio: Studio) -> None:
+    storage_table = gr.Dataframe(headers=STORAGE_COLUMNS, interactive=False, label="Storage", show_label=False)
+    with gr.Row():
+        measure = gr.Button("Measure")
+        leftovers = gr.Button("Remove leftovers (half-written files, failed outputs, orphans, exports)")
+        tmp = gr.Button("Empty tmp/ (files older than an hour)")
+    storage_message = gr.Markdown(label="Message")
+    measure.click(bind(storage_view, studio), None, storage_table, api_name="storage")
+    leftovers.click(bind(remove_leftovers, studio), None, [storage_message, storage_table],
+                    api_name="clean_leftovers")
+    tmp.click(bind(empty_tmp, studio), None, [storage_message, storage_table], api_name="clean_tmp")
 
-    @friendly
-    def sign_ins_view(request: gr.Request):
-        """Accounts and addresses with recent failed sign-ins, and how long each is still locked out."""
-        require_admin(request)
-        return [[row["kind"], row["name"], row["failures"], row["locked_for_s"]] for row in studio.logins.status()]
 
-    @friendly
-    def remove_leftovers(request: gr.Request):
-        """Delete half-written files, outputs of failed generations, unrecorded images and old exports."""
-        require_admin(request)
-        removed, freed = clean_leftovers(studio)
-        return f"Removed {removed} file(s), {freed / 2**20:.1f} MB.", storage_view(request)
+def require_admin(studio: Studio, request: gr.Request) -> None:
+    if not is_admin(studio, request):
+        raise InvalidInput("Only an admin can change studio settings when several people share it.")
 
-    @friendly
-    def empty_tmp(request: gr.Request):
-        """Delete what has been in tmp/ for more than an hour."""
-        require_admin(request)
-        removed, freed = clean_tmp(studio)
-        return f"Removed {removed} item(s), {freed / 2**20:.1f} MB.", storage_view(request)
 
-    save.click(save_api_key, [name, value], [key_message, value, keys_table], api_name="save_key")
-    test.click(test_api_key, name, key_message, api_name="test_key")
-    save_defaults_button.click(store_defaults, [default_model, steps, width, height, image_format], defaults_message,
-                               api_name="save_defaults")
-    make_token.click(create_api_token, token_name, [new_token, token_name, tokens_table], api_name="create_api_token")
-    drop_token.click(revoke_api_token, token_ref, [token_ref, tokens_table], api_name="revoke_api_token")
-    measure.click(storage_view, None, storage_table, api_name="storage")
-    leftovers.click(remove_leftovers, None, [storage_message, storage_table], api_name="clean_leftovers")
-    tmp.click(empty_tmp, None, [storage_message, storage_table], api_name="clean_tmp")
-    sign_ins.click(sign_ins_view, None, sign_ins_table, api_name="sign_ins")
+def keys_view(studio: Studio, request: gr.Request):
+    """The keys, masked, for admins; nobody else sees even the masked form."""
+    if not is_admin(studio, request):
+        return []
+    return [[row["label"], row["source"], row["masked"], row["env"]] for row in key_table(studio.config)]
 
-    def on_page_load(demo: gr.Blocks) -> None:
-        demo.load(keys_view, None, keys_table, api_visibility="private")
-        demo.load(tokens_view, None, tokens_table, api_visibility="private")
-        aids_on_load(demo)
-        demo.load(defaults_view, None, [default_model, steps, width, height, image_format],
-                  api_visibility="private")
-        targets = {field: ctx.components[name] for field, name in IMAGE_FIELDS.items() if name in ctx.components}
-        if targets:
-            def image_defaults():
-                saved = vars(load_defaults(config))
-                return [saved[field] if saved[field] else gr.skip() for field in targets]
 
-            demo.load(image_defaults, None, list(targets.values()), api_visibility="private")
+@friendly
+def save_api_key(studio: Studio, name: str, value: str, request: gr.Request):
+    """Save (or forget) an API key; the answer shows it masked."""
+    require_admin(studio, request)
+    return save_key(studio.config, name, value), "", keys_view(studio, request)
 
-    ctx.components["settings_after_build"] = on_page_load
+
+@friendly
+def test_api_key(studio: Studio, name: str, request: gr.Request):
+    """Make one cheap authenticated request with the key and report the outcome."""
+    require_admin(studio, request)
+    ok, message = check_key(studio.config, name)
+    return ("✅ " if ok else "❌ ") + message
+
+
+def tokens_view(studio: Studio, request: gr.Request):
+    rows = list_tokens(studio, user_of(request))
+    return [[r["id"], r["name"], r["prefix"] + "…", r["created_at"][:16], (r["last_used_at"] or "never")[:16]]
+            for r in rows]
+
+
+@friendly
+def create_api_token(studio: Studio, name: str, request: gr.Request):
+    """Make an API token for the signed-in user; it is shown this once."""
+    return create_token(studio, user_of(request), name), "", tokens_view(studio, request)
+
+
+@friendly
+def revoke_api_token(studio: Studio, ref: str, request: gr.Request):
+    """Revoke one of the signed-in user's API tokens by id or name."""
+    revoke_token(studio, user_of(request), ref)
+    return "", tokens_view(studio, request)
+
+
+def defaults_view(studio: Studio):
+    saved = load_defaults(studio.config)
+    return saved.model, saved.steps, saved.width, saved.height, saved.output_format
+
+
+def image_defaults(studio: Studio):
+    """The saved defaults for the Image tab's :data:`IMAGE_FIELDS` (a field without one is left as it is)."""
+    saved = vars(load_defaults(studio.config))
+    return [saved[field] if saved[field] else gr.skip() for field in IMAGE_FIELDS]
+
+
+@friendly
+def store_defaults(studio: Studio, model: str, steps: float | None = None, width: float | None = None,
+                   height: float | None = None, image_format: str = "PNG", request: gr.Request = None):
+    """Check and save the defaults for new images."""
+    require_admin(studio, request)
+    save_defaults(studio.config, model or "", steps, width, height, image_format)
+    return "Defaults saved: new images use them from the next page load."
+
+
+@friendly
+def storage_view(studio: Studio, request: gr.Request):
+    """Disk use per area (absolute folders, every user's files): admins only."""
+    require_admin(studio, request)
+    return [[row["area"], row["path"], row["files"], round(row["bytes"] / 2**30, 3)] for row in usage(studio)]
+
+
+@friendly
+def sign_ins_view(studio: Studio, request: gr.Request):
+    """Accounts and addresses with recent failed sign-ins, and how long each is still locked out."""
+    require_admin(studio, request)
+    return [[row["kind"], row["name"], row["failures"], row["locked_for_s"]] for row in studio.logins.status()]
+
+
+@friendly
+def remove_leftovers(studio: Studio, request: gr.Request):
+    """Delete half-written files, outputs of failed generations, unrecorded images and old exports."""
+    require_admin(studio, request)
+    removed, freed = clean_leftovers(studio)
+    return f"Removed {removed} file(s), {freed / 2**20:.1f} MB.", storage_view(studio, request)
+
+
+@friendly
+def empty_tmp(studio: Studio, request: gr.Request):
+    """Delete what has been in tmp/ for more than an hour."""
+    require_admin(studio, request)
+    removed, freed = clean_tmp(studio)
+    return f"Removed {removed} item(s), {freed / 2**20:.1f} MB.", storage_view(studio, request)

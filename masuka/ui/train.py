@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
+from gradio.components import Component
 
 from masuka.errors import MasukaError
 from masuka.models.catalog import trainable_models
+from masuka.studio import Studio
 from masuka.training.backends import BACKENDS, LOCAL
 from masuka.training.backends.remote import price_line, resume_remote_runs
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_run, run_status, start_training
 from masuka.ui import checkpoints
-from masuka.ui.common import UIContext, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 
 POLL_S = 2.0
 RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
@@ -23,44 +25,12 @@ RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
     resume_remote_runs(studio)
-    models = trainable_models()
     with gr.Row():
         with gr.Column(scale=2):
             with gr.Row():
                 dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, scale=3)
                 refresh = gr.Button("↻", scale=0, min_width=40)
-            base = gr.Dropdown([(m["name"], key) for key, m in models.items()], value="flux-dev", label="Base model",
-                               allow_custom_value=True, info="A catalog model, a repo id or a local pipeline folder")
-            with gr.Row():
-                backend = gr.Radio(list(BACKENDS), value=LOCAL, label="Backend", scale=2,
-                                   info="local: this GPU; fal or replicate: their GPUs, paid per run (key in Settings)")
-                destination = gr.Textbox("", label="Replicate destination (owner/model)", scale=2,
-                                         placeholder="you/my-lora: a model of yours that receives the LoRA")
-            cost = gr.Markdown(elem_id="train-cost")
-            preset = gr.Dropdown(list(PRESETS), value="24gb", label="GPU memory preset",
-                                 info="Sets resolution, gradient checkpointing, fp8 base weights, batch size")
-            with gr.Row():
-                steps = gr.Number(1000, precision=0, label="Steps")
-                lr = gr.Number(1e-4, label="Learning rate")
-                rank = gr.Slider(4, 128, value=16, step=4, label="Rank")
-                alpha = gr.Number(16, label="Alpha")
-            with gr.Accordion("More options", open=False):
-                with gr.Row():
-                    batch = gr.Number(0, precision=0, label="Batch size (0 = preset)")
-                    accum = gr.Number(1, precision=0, label="Gradient accumulation")
-                    resolution = gr.Number(0, precision=0, label="Resolution (0 = preset)")
-                with gr.Row():
-                    optimizer = gr.Dropdown(list(OPTIMIZERS), value="adamw", label="Optimizer")
-                    scheduler = gr.Dropdown(list(SCHEDULERS), value="constant", label="LR scheduler")
-                    warmup = gr.Number(0, precision=0, label="Warm-up steps")
-                with gr.Row():
-                    dropout = gr.Slider(0, 0.5, value=0.05, step=0.01, label="Caption dropout")
-                    seed = gr.Number(42, precision=0, label="Seed")
-                prompts = gr.Textbox("", label="Sample prompts (one a line)", lines=2)
-                with gr.Row():
-                    sample_every = gr.Number(0, precision=0, label="Sample every N steps (0 = never)")
-                    save_every = gr.Number(250, precision=0, label="Save every N steps")
-                    keep_last = gr.Number(2, precision=0, label="Keep last K checkpoints")
+            options, cost = _options()
             train = gr.Button("Train", variant="primary")
         with gr.Column(scale=3):
             with gr.Row():
@@ -78,78 +48,125 @@ def build(ctx: UIContext) -> None:
             checkpoints.build(ctx, run)
     timer = gr.Timer(POLL_S)
 
-    def choices(request: gr.Request):
-        return gr.Dropdown(choices=dataset_choices(studio, user_of(request), is_admin(studio, request)))
+    panel, private = [run, progress, curve, samples, log, runs], {"api_visibility": "private"}
+    train.click(bind(start, studio), [dataset, *options.values()], details, api_name="start_training").success(
+        lambda info: info["run"], details, run, **private)
+    run.change(bind(status, studio), run, details, api_name="training_status")
+    stop.click(bind(stop_run, studio), [run, discard], details, api_name="stop_training")
+    resume.click(bind(resume_training, studio), run, details, api_name="resume_training")
+    details.change(bind(view, studio), run, panel, **private)
+    timer.tick(bind(view, studio), run, panel, **private)
+    refresh.click(bind(choices, studio), None, dataset, **private)
+    priced = [options["backend"], options["base"], options["steps"]]
+    for component in priced:
+        component.change(remote_price, priced, cost, **private)
+    ctx.on_page_load(bind(choices, studio), dataset)
 
-    @friendly
-    def start(dataset: str, base: str, preset: str | None = None, steps: int = 1000, lr: float | None = None,
-              rank: int = 16, alpha: float | None = None, batch_size: int | None = None, grad_accum: int = 1,
-              resolution: int | None = None, optimizer: str = "adamw", scheduler: str = "constant",
-              warmup_steps: int = 0, caption_dropout: float = 0.05, seed: int = 42, sample_prompts: str = "",
-              sample_every: int = 0, save_every: int = 250, keep_last: int = 2, backend: str = LOCAL,
-              destination: str = "", request: gr.Request = None):
-        """Check the options and queue a training run (here, or on fal/Replicate); returns its status. The names
-        are the CLI's flags; ``sample_prompts`` holds one prompt a line, and 0 (or empty) takes the preset's batch
-        size and resolution."""
-        options = TrainOptions(
-            dataset=dataset or "", base=base or "", preset=preset or None, steps=steps, lr=lr, rank=rank,
-            alpha=alpha or None, batch_size=batch_size or None, grad_accum=grad_accum,
-            resolution=resolution or None, optimizer=optimizer, scheduler=scheduler, warmup_steps=warmup_steps or 0,
-            caption_dropout=caption_dropout, seed=seed,
-            sample_prompts=[p.strip() for p in (sample_prompts or "").splitlines() if p.strip()],
-            sample_every=sample_every or 0, save_every=save_every or 0, keep_last=keep_last)
-        run_id = start_training(studio, options, user_of(request), backend or LOCAL, destination or "")
-        return run_status(studio, run_id, user_of(request), is_admin(studio, request))
 
-    @friendly
-    def status(run_id: float, request: gr.Request = None):
-        """Progress, losses, speed, ETA, VRAM, samples, log tail and result of a run."""
-        return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+def _options() -> tuple[dict[str, Component], gr.Markdown]:
+    """The run's options by ``start``'s parameter names, in the order it takes them after the dataset; and the
+    price line shown among them."""
+    models = trainable_models()
+    base = gr.Dropdown([(m["name"], key) for key, m in models.items()], value="flux-dev", label="Base model",
+                       allow_custom_value=True, info="A catalog model, a repo id or a local pipeline folder")
+    with gr.Row():
+        backend = gr.Radio(list(BACKENDS), value=LOCAL, label="Backend", scale=2,
+                           info="local: this GPU; fal or replicate: their GPUs, paid per run (key in Settings)")
+        destination = gr.Textbox("", label="Replicate destination (owner/model)", scale=2,
+                                 placeholder="you/my-lora: a model of yours that receives the LoRA")
+    cost = gr.Markdown(elem_id="train-cost")
+    preset = gr.Dropdown(list(PRESETS), value="24gb", label="GPU memory preset",
+                         info="Sets resolution, gradient checkpointing, fp8 base weights, batch size")
+    with gr.Row():
+        steps = gr.Number(1000, precision=0, label="Steps")
+        lr = gr.Number(1e-4, label="Learning rate")
+        rank = gr.Slider(4, 128, value=16, step=4, label="Rank")
+        alpha = gr.Number(16, label="Alpha")
+    with gr.Accordion("More options", open=False):
+        with gr.Row():
+            batch = gr.Number(0, precision=0, label="Batch size (0 = preset)")
+            accum = gr.Number(1, precision=0, label="Gradient accumulation")
+            resolution = gr.Number(0, precision=0, label="Resolution (0 = preset)")
+        with gr.Row():
+            optimizer = gr.Dropdown(list(OPTIMIZERS), value="adamw", label="Optimizer")
+            scheduler = gr.Dropdown(list(SCHEDULERS), value="constant", label="LR scheduler")
+            warmup = gr.Number(0, precision=0, label="Warm-up steps")
+        with gr.Row():
+            dropout = gr.Slider(0, 0.5, value=0.05, step=0.01, label="Caption dropout")
+            seed = gr.Number(42, precision=0, label="Seed")
+        prompts = gr.Textbox("", label="Sample prompts (one a line)", lines=2)
+        with gr.Row():
+            sample_every = gr.Number(0, precision=0, label="Sample every N steps (0 = never)")
+            save_every = gr.Number(250, precision=0, label="Save every N steps")
+            keep_last = gr.Number(2, precision=0, label="Keep last K checkpoints")
+    return dict(base=base, preset=preset, steps=steps, lr=lr, rank=rank, alpha=alpha, batch_size=batch,
+                grad_accum=accum, resolution=resolution, optimizer=optimizer, scheduler=scheduler,
+                warmup_steps=warmup, caption_dropout=dropout, seed=seed, sample_prompts=prompts,
+                sample_every=sample_every, save_every=save_every, keep_last=keep_last, backend=backend,
+                destination=destination), cost
 
-    @friendly
-    def stop_run(run_id: float, discard_progress: bool = False, request: gr.Request = None):
-        """Stop a run: a checkpoint is saved first unless ``discard_progress``."""
-        return request_stop(studio, run_id, user_of(request), is_admin(studio, request), bool(discard_progress))
 
-    @friendly
-    def resume_training(run_id: float, request: gr.Request = None):
-        """Queue a stopped, interrupted or failed run again from its latest checkpoint."""
-        resume_run(studio, run_id, user_of(request), is_admin(studio, request))
-        return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+def choices(studio: Studio, request: gr.Request):
+    """The dataset picker's choices."""
+    return gr.Dropdown(choices=dataset_choices(studio, user_of(request), is_admin(studio, request)))
 
-    def view(selected: float | None, request: gr.Request):
-        """Everything the run panel shows, from the store (polled by the timer)."""
-        user, admin = user_of(request), is_admin(studio, request)
-        rows = list_runs(studio, user, admin)
-        table = [[r["run"], r["status"], r["title"], r["step"], r["total"],
-                  None if r["final_loss"] is None else round(r["final_loss"], 4), r["error"] or ""] for r in rows]
-        picker = gr.Dropdown(choices=[(f"#{r['run']} {r['title']} ({r['status']})", r["run"]) for r in rows])
-        if not selected:
-            return picker, "No run selected.", None, [], "", table
-        try:
-            info = run_status(studio, selected, user, admin)
-        except MasukaError as error:  # a run deleted or not yours: say so instead of raising every tick
-            return picker, str(error), None, [], "", table
-        losses = pd.DataFrame(info["losses"], columns=["step", "loss"]) if info["losses"] else None
-        return (picker, progress_text(info), losses,  # no points yet: no plot (an empty one warns every tick)
-                [(path, path.rsplit("/", 1)[-1]) for path in info["samples"]], info["log"], table)
 
-    panel = [run, progress, curve, samples, log, runs]
-    train.click(start, [dataset, base, preset, steps, lr, rank, alpha, batch, accum, resolution, optimizer, scheduler,
-                        warmup, dropout, seed, prompts, sample_every, save_every, keep_last, backend, destination],
-                details,
-                api_name="start_training").success(lambda info: info["run"], details, run,
-                                                   api_visibility="private")
-    run.change(status, run, details, api_name="training_status")
-    stop.click(stop_run, [run, discard], details, api_name="stop_training")
-    resume.click(resume_training, run, details, api_name="resume_training")
-    details.change(view, run, panel, api_visibility="private")
-    timer.tick(view, run, panel, api_visibility="private")
-    refresh.click(choices, None, dataset, api_visibility="private")
-    for component in (backend, base, steps):
-        component.change(remote_price, [backend, base, steps], cost, api_visibility="private")
-    ctx.components["train_load"] = choices
-    ctx.components["train_dataset"] = dataset
+@friendly
+def start(studio: Studio, dataset: str, base: str, preset: str | None = None, steps: int = 1000,
+          lr: float | None = None, rank: int = 16, alpha: float | None = None, batch_size: int | None = None,
+          grad_accum: int = 1, resolution: int | None = None, optimizer: str = "adamw", scheduler: str = "constant",
+          warmup_steps: int = 0, caption_dropout: float = 0.05, seed: int = 42, sample_prompts: str = "",
+          sample_every: int = 0, save_every: int = 250, keep_last: int = 2, backend: str = LOCAL,
+          destination: str = "", request: gr.Request = None):
+    """Check the options and queue a training run (here, or on fal/Replicate); returns its status. The names
+    are the CLI's flags; ``sample_prompts`` holds one prompt a line, and 0 (or empty) takes the preset's batch
+    size and resolution."""
+    options = TrainOptions(
+        dataset=dataset or "", base=base or "", preset=preset or None, steps=steps, lr=lr, rank=rank,
+        alpha=alpha or None, batch_size=batch_size or None, grad_accum=grad_accum,
+        resolution=resolution or None, optimizer=optimizer, scheduler=scheduler, warmup_steps=warmup_steps or 0,
+        caption_dropout=caption_dropout, seed=seed,
+        sample_prompts=[p.strip() for p in (sample_prompts or "").splitlines() if p.strip()],
+        sample_every=sample_every or 0, save_every=save_every or 0, keep_last=keep_last)
+    run_id = start_training(studio, options, user_of(request), backend or LOCAL, destination or "")
+    return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+
+
+@friendly
+def status(studio: Studio, run_id: float, request: gr.Request = None):
+    """Progress, losses, speed, ETA, VRAM, samples, log tail and result of a run."""
+    return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+
+
+@friendly
+def stop_run(studio: Studio, run_id: float, discard_progress: bool = False, request: gr.Request = None):
+    """Stop a run: a checkpoint is saved first unless ``discard_progress``."""
+    return request_stop(studio, run_id, user_of(request), is_admin(studio, request), bool(discard_progress))
+
+
+@friendly
+def resume_training(studio: Studio, run_id: float, request: gr.Request = None):
+    """Queue a stopped, interrupted or failed run again from its latest checkpoint."""
+    resume_run(studio, run_id, user_of(request), is_admin(studio, request))
+    return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+
+
+def view(studio: Studio, selected: float | None, request: gr.Request):
+    """Everything the run panel shows, from the store (polled by the timer)."""
+    user, admin = user_of(request), is_admin(studio, request)
+    rows = list_runs(studio, user, admin)
+    table = [[r["run"], r["status"], r["title"], r["step"], r["total"],
+              None if r["final_loss"] is None else round(r["final_loss"], 4), r["error"] or ""] for r in rows]
+    picker = gr.Dropdown(choices=[(f"#{r['run']} {r['title']} ({r['status']})", r["run"]) for r in rows])
+    if not selected:
+        return picker, "No run selected.", None, [], "", table
+    try:
+        info = run_status(studio, selected, user, admin)
+    except MasukaError as error:  # a run deleted or not yours: say so instead of raising every tick
+        return picker, str(error), None, [], "", table
+    losses = pd.DataFrame(info["losses"], columns=["step", "loss"]) if info["losses"] else None
+    return (picker, progress_text(info), losses,  # no points yet: no plot (an empty one warns every tick)
+            [(path, path.rsplit("/", 1)[-1]) for path in info["samples"]], info["log"], table)
 
 
 def remote_price(backend: str, base: str, steps: float | None) -> str:

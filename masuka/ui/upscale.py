@@ -9,7 +9,8 @@ from masuka.errors import InvalidInput
 from masuka.image.upscale.job import SCALES, UpscaleRequest, upscale_image
 from masuka.image.upscale.models import upscaler_names
 from masuka.models.catalog import image_models
-from masuka.ui.common import UIContext, friendly, user_of
+from masuka.studio import Studio
+from masuka.ui.common import UIContext, bind, friendly, user_of
 
 GPU_WAIT_S = 5.0
 
@@ -41,28 +42,30 @@ def build(ctx: UIContext) -> None:
                 result = gr.Image(label="Upscaled", type="filepath", format="png", interactive=False, height=420)
                 status = gr.Markdown(label="Status")
 
-    @friendly
-    def upscale(image: str | None, scale: int = 2, upscaler: str = "Lanczos", detail: bool = False,
-                model: str | None = None, strength: float = 0.3, prompt: str = "", tile: float | None = None,
-                seed: float | None = -1, request: gr.Request = None, progress=gr.Progress()):
-        """Upscale ``image`` 2x or 4x with ``upscaler`` (with ``detail``, then repaint it tile by tile with
-        ``model``); returns the saved picture and a status line."""
-        if not image:
-            raise InvalidInput("Choose the picture to upscale.")
-        made = upscale_image(studio, UpscaleRequest(
-            image, scale=int(scale), upscaler=upscaler or "Lanczos", detail=bool(detail),
-            model=model if detail else None, strength=float(strength), prompt=prompt or "",
-            seed=None if seed in (None, -1) else int(seed), tile=None if tile is None else int(tile),
-            owner=user_of(request)), gpu_timeout=GPU_WAIT_S,
-            stop=studio.stops.arm(getattr(request, "session_hash", None) or "cli"),  # the tab's Stop button
-            on_tile=lambda done, total: progress((done, total), desc=f"Tile {done}/{total}", unit="tiles"))[0]
-        seed_text = "" if made.seed is None else f", seed {made.seed}"
-        return str(made.path), f"Done{seed_text}: saved and recorded in History."
+    run.click(bind(upscale, studio), [image, scale, upscaler, detail, model, strength, prompt, tile, seed],
+              [result, status], api_name="upscale_image", **ctx.gpu_event())
+    refresh.click(bind(choices, studio), None, upscaler, api_visibility="private")
 
-    def choices():
-        return gr.Dropdown(choices=upscaler_names(studio.config))
 
-    run.click(upscale, [image, scale, upscaler, detail, model, strength, prompt, tile, seed], [result, status],
-              api_name="upscale_image", **ctx.gpu_event())
-    refresh.click(choices, None, upscaler, api_visibility="private")
-    ctx.components.update(upscale_image=image, upscale_upscaler=upscaler, upscale_result=result)
+@friendly
+def upscale(studio: Studio, image: str | None, scale: int = 2, upscaler: str = "Lanczos", detail: bool = False,
+            model: str | None = None, strength: float = 0.3, prompt: str = "", tile: float | None = None,
+            seed: float | None = -1, request: gr.Request = None, progress=gr.Progress()):
+    """Upscale ``image`` 2x or 4x with ``upscaler`` (with ``detail``, then repaint it tile by tile with
+    ``model``); returns the saved picture and a status line."""
+    if not image:
+        raise InvalidInput("Choose the picture to upscale.")
+    made = upscale_image(studio, UpscaleRequest(
+        image, scale=int(scale), upscaler=upscaler or "Lanczos", detail=bool(detail),
+        model=model if detail else None, strength=float(strength), prompt=prompt or "",
+        seed=None if seed in (None, -1) else int(seed), tile=None if tile is None else int(tile),
+        owner=user_of(request)), gpu_timeout=GPU_WAIT_S,
+        stop=studio.stops.arm(getattr(request, "session_hash", None) or "cli"),  # the tab's Stop button
+        on_tile=lambda done, total: progress((done, total), desc=f"Tile {done}/{total}", unit="tiles"))[0]
+    seed_text = "" if made.seed is None else f", seed {made.seed}"
+    return str(made.path), f"Done{seed_text}: saved and recorded in History."
+
+
+def choices(studio: Studio):
+    """The upscalers: the built-in ones and the model files in the data dir."""
+    return gr.Dropdown(choices=upscaler_names(studio.config))

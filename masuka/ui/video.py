@@ -9,12 +9,15 @@ way).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.components import Component
 
 from masuka.errors import InvalidInput, MasukaError
-from masuka.ui.common import MAX_ID, UIContext, friendly, is_admin, user_of, whole_number_box
+from masuka.studio import Studio
+from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, user_of, whole_number_box
 from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.health import HealthTracker
@@ -27,130 +30,196 @@ CHAIN_LENGTHS = (15, 20, 30, 45, MAX_TOTAL_SECONDS)
 REFRESH_S = 2.0
 
 
+@dataclass
+class VideoForm:
+    """The Video tab's form: what a job is made from, its price and provider health, Generate."""
+
+    prompt: gr.Textbox
+    negative: gr.Textbox
+    image: gr.Image
+    last_frame: gr.Image
+    source_video: gr.Video
+    references: gr.File
+    sound: gr.Radio
+    provider: gr.Dropdown
+    model: gr.Dropdown
+    show_retired: gr.Checkbox
+    seconds: gr.Dropdown
+    size: gr.Dropdown
+    fallback: gr.Dropdown
+    cost: gr.Markdown
+    health: gr.Markdown
+    run: gr.Button
+    message: gr.Markdown
+    latest_job: gr.Markdown
+
+    def pick(self, names: tuple[str, ...]) -> list[Component]:
+        return [getattr(self, name) for name in names]
+
+
+@dataclass
+class JobsPanel:
+    """The latest video, finished ones, the jobs table and Cancel."""
+
+    player: gr.Video
+    gallery: gr.Gallery
+    table: gr.Dataframe
+    job: gr.Textbox
+    cancel: gr.Button
+    refresh: gr.Button
+
+
+#: the form fields History's Reuse fills (the names ``reuse_parameters`` gives)
+REUSE_FIELDS = ("prompt", "negative", "provider", "model", "seconds", "size", "image", "last_frame", "source_video",
+                "references", "sound")
+#: the fields ``generate_video`` takes, in order
+GENERATE_FIELDS = ("prompt", "provider", "model", "seconds", "size", "image", "negative", "fallback", "last_frame",
+                   "source_video", "references", "sound")
+#: the fields ``price`` takes, in order; each but the prompt (on blur) prices the form again when it changes
+PRICE_FIELDS = ("provider", "model", "seconds", "size", "image", "fallback", "prompt", "last_frame", "source_video",
+                "references", "sound")
+
+
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
     resume_video_jobs(studio)
-    providers = video_catalog()
-    first = next(key for key in providers if listed_models(key))
-    first_model = _model_choices(first)[0][1]
     with gr.Row():
         with gr.Column(scale=2):
-            prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a paper boat drifting down a rainy street")
-            negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(Veo, fal, local)")
-            with gr.Row():
-                image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
-                last_frame = gr.Image(type="filepath", label="Last frame (optional: Veo 3.1)", height=180)
-            source_video = gr.Video(label="Source video (video-to-video: Runway Aleph 2)", height=180)
-            with gr.Row():
-                references = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=120,
-                                     label="Reference images (up to 3, instead of a first frame: Veo 3.1)")
-                sound = gr.Radio([("Model's default", "default"), ("On", "on"), ("Off", "off")], value="default",
-                                 label="Sound", info="Where the model offers the choice (fal Veo, local LTX-2)")
-            with gr.Row():
-                provider = gr.Dropdown(_provider_choices(), value=first, label="Provider")
-                model = gr.Dropdown(_model_choices(first), value=first_model, label="Model", allow_custom_value=True,
-                                    info="Local also takes a diffusers repo id or folder")
-            show_retired = gr.Checkbox(False, label="Show retired models", info="Retired models were shut down by "
-                                       "their provider (the catalog names the source and date); a job for one is "
-                                       "expected to be refused.")
-            with gr.Row():
-                seconds = gr.Dropdown(_seconds_choices(first, first_model), value=_seconds_choices(
-                    first, first_model)[0], label="Seconds", allow_custom_value=True,
-                    info="Longer than one clip: clips are chained")
-                size = gr.Dropdown(model_entry(first, first_model)["sizes"], value=model_entry(
-                    first, first_model)["sizes"][0], label="Size", allow_custom_value=True)
-            fallback = gr.Dropdown([choice for choice in _provider_choices() if choice[1] != "local"], value=[],
-                                   multiselect=True, label="Fallback providers, in order",
-                                   info="Used when the provider is unhealthy, unreachable or refuses the model")
-            cost = gr.Markdown(price(first, first_model, None, None, None, [], ""), elem_id="video-cost")
-            health = gr.Markdown(label="Provider health", elem_id="video-health")
-            run = gr.Button("Generate", variant="primary")
-            message = gr.Markdown(label="Message")
-            latest_job = gr.Markdown(label="Newest job", elem_id="video-latest-job")
+            form = _form()
         with gr.Column(scale=3):
-            player = gr.Video(label="Latest video", interactive=False, height=360)
-            gallery = gr.Gallery(label="Finished videos", columns=4, height=240, interactive=False)
-            table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, label="Video jobs", show_label=False)
-            with gr.Row():
-                job = whole_number_box(gr.Textbox(label="Job", placeholder="job number, from the table", scale=1))
-                cancel = gr.Button("Cancel job", variant="stop", scale=0)
-                refresh = gr.Button("Refresh", scale=0)
+            panel = _jobs_panel()
     timer = gr.Timer(REFRESH_S)
-    ctx.components.update(video_prompt=prompt, video_negative=negative, video_provider=provider, video_model=model,
-                          video_seconds=seconds, video_size=size, video_image=image, video_last_frame=last_frame,
-                          video_source_video=source_video, video_references=references, video_sound=sound)
-
-    def models_for(provider_id: str, retired: bool):
-        choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
-        return gr.Dropdown(choices=choices, value=choices[0][1])
-
-
-    def limits_for(provider_id: str, model_id: str, size_now: str | None):
-        try:
-            entry = model_entry(provider_id, model_id)
-        except MasukaError:
-            return gr.skip(), gr.skip()
-        sizes = entry["sizes"] or entry.get("suggested_sizes") or [size_now or "832x480"]
-        chosen = size_now if size_now in sizes else sizes[0]
-        choices = _seconds_choices(provider_id, model_id, chosen)
-        return gr.Dropdown(choices=choices, value=choices[0]), gr.Dropdown(choices=sizes, value=chosen)
-
-    @friendly
-    def generate_video(prompt: str, provider: str, model: str, seconds: int | str | None = None,
-                       size: str | None = None, image: str | None = None, negative_prompt: str = "",
-                       fallback: list[str] | None = None, last_frame: str | None = None,
-                       source_video: str | None = None, references: list[str] | None = None,
-                       sound: str = "default", request: gr.Request = None):
-        """Start a video job; returns its id and a line saying what it costs. The job runs in the background."""
-        allowed = (studio.config.data_dir, Path(gr.utils.get_upload_folder()))
-        image, last_frame, source_video = (str(studio.config.inside(path, *allowed)) if path else None
-                                           for path in (image, last_frame, source_video))
-        references = [str(studio.config.inside(path, *allowed)) for path in references or []]
-        job_id = start_video(studio, _request(provider, model, prompt, seconds, size, image, negative_prompt,
-                                              fallback, owner=user_of(request), last_frame=last_frame,
-                                              source_video=source_video, references=references, sound=sound))
-        row = studio.store.get("jobs", job_id)
-        return job_id, (f"Job {job_id} started with {row['provider']} {row['model']} (estimated "
-                        f"${row['cost_usd']:.2f}). It keeps running if you close this tab.")
-
-    def video_status(request: gr.Request = None):
-        """Video jobs of the user (newest first), finished videos, the latest video, provider health and a line on
-        the newest job (with the reason when it failed)."""
-        rows = video_jobs(studio, user_of(request), is_admin(studio, request))
-        data = [[r["id"], (r["created_at"] or "")[:19].replace("T", " "), r["status"], r["phase"],
-                 f"{100 * (r['progress'] or 0):.0f}%", r["provider"], r["model"], r["cost_usd"],
-                 (r["title"] or "")[:60], r["error"] or ""] for r in rows]
-        videos = [(str(r["video"]), f"#{r['id']} {r['model']}") for r in rows if r["video"]]
-        unhealthy = HealthTracker(studio.store, VideoSettings.from_env()).report()
-        notes = "\n\n".join(f"⚠️ {text}" for text in unhealthy.values())
-        return data, videos, videos[0][0] if videos else None, notes, _job_line(rows[0]) if rows else ""
-
-    @friendly
-    def cancel_video_job(job: int | str | None, request: gr.Request = None):
-        """Cancel a video job (at the provider too, where its API allows)."""
-        if job in (None, ""):
-            raise InvalidInput("Enter the number of the job to cancel.")
-        row = cancel_video(studio, whole_number("job", job, 1, MAX_ID), user_of(request), is_admin(studio, request))
-        return f"Job {row['id']}: cancel requested ({row['status']})."
-
-    form = [provider, model, seconds, size, image, fallback, prompt, last_frame, source_video, references, sound]
-    status_outputs = [table, gallery, player, health, latest_job]
-    refresh.click(video_status, None, status_outputs, api_name="video_status")  # first: it owns the name
-    provider.input(models_for, [provider, show_retired], model, api_visibility="private")  # .input: Reuse sets both
-    show_retired.input(models_for, [provider, show_retired], model, api_visibility="private")
-    model.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
-    size.input(limits_for, [provider, model, size], [seconds, size], api_visibility="private")
+    ctx.register_form("video", dict(zip(REUSE_FIELDS, form.pick(REUSE_FIELDS))))
+    private, listed = {"api_visibility": "private"}, bind(video_status, studio)
+    status_outputs = [panel.table, panel.gallery, panel.player, form.health, form.latest_job]
+    panel.refresh.click(listed, None, status_outputs, api_name="video_status")  # first: it owns the name
+    for source in (form.provider, form.show_retired):  # .input: Reuse sets both provider and model
+        source.input(models_for, [form.provider, form.show_retired], form.model, **private)
+    for source in (form.model, form.size):
+        source.input(limits_for, [form.provider, form.model, form.size], [form.seconds, form.size], **private)
     # One estimate at a time, in the order asked: a change that sets another field (a model's sizes) must not
     # be overtaken by the estimate made from the field's old value.
     priced = dict(api_visibility="private", concurrency_limit=1, concurrency_id="video_price")
-    for component in (provider, model, seconds, size, image, fallback, last_frame, source_video, references, sound):
-        component.change(price, form, cost, **priced)
-    prompt.blur(price, form, cost, **priced)
-    run.click(generate_video, [prompt, provider, model, seconds, size, image, negative, fallback, last_frame,
-                               source_video, references, sound], [job, message],
-              api_name="generate_video").then(video_status, None, status_outputs, api_visibility="private")
-    timer.tick(video_status, None, status_outputs, api_visibility="private")
-    cancel.click(cancel_video_job, job, message, api_name="cancel_video")
+    price_form = form.pick(PRICE_FIELDS)
+    for component in form.pick(tuple(name for name in PRICE_FIELDS if name != "prompt")):
+        component.change(price, price_form, form.cost, **priced)
+    form.prompt.blur(price, price_form, form.cost, **priced)
+    form.run.click(bind(generate_video, studio), form.pick(GENERATE_FIELDS), [panel.job, form.message],
+                   api_name="generate_video").then(listed, None, status_outputs, **private)
+    timer.tick(listed, None, status_outputs, **private)
+    panel.cancel.click(bind(cancel_video_job, studio), panel.job, form.message, api_name="cancel_video")
+
+
+def _form() -> VideoForm:
+    """Prompt, frames, provider and model with their limits, fallbacks, the price and Generate."""
+    providers = video_catalog()
+    first = next(key for key in providers if listed_models(key))
+    first_model = _model_choices(first)[0][1]
+    prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a paper boat drifting down a rainy street")
+    negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(Veo, fal, local)")
+    with gr.Row():
+        image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
+        last_frame = gr.Image(type="filepath", label="Last frame (optional: Veo 3.1)", height=180)
+    source_video = gr.Video(label="Source video (video-to-video: Runway Aleph 2)", height=180)
+    with gr.Row():
+        references = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=120,
+                             label="Reference images (up to 3, instead of a first frame: Veo 3.1)")
+        sound = gr.Radio([("Model's default", "default"), ("On", "on"), ("Off", "off")], value="default",
+                         label="Sound", info="Where the model offers the choice (fal Veo, local LTX-2)")
+    with gr.Row():
+        provider = gr.Dropdown(_provider_choices(), value=first, label="Provider")
+        model = gr.Dropdown(_model_choices(first), value=first_model, label="Model", allow_custom_value=True,
+                            info="Local also takes a diffusers repo id or folder")
+    show_retired = gr.Checkbox(False, label="Show retired models", info="Retired models were shut down by "
+                               "their provider (the catalog names the source and date); a job for one is "
+                               "expected to be refused.")
+    with gr.Row():
+        seconds = gr.Dropdown(_seconds_choices(first, first_model), value=_seconds_choices(
+            first, first_model)[0], label="Seconds", allow_custom_value=True,
+            info="Longer than one clip: clips are chained")
+        size = gr.Dropdown(model_entry(first, first_model)["sizes"], value=model_entry(
+            first, first_model)["sizes"][0], label="Size", allow_custom_value=True)
+    fallback = gr.Dropdown([choice for choice in _provider_choices() if choice[1] != "local"], value=[],
+                           multiselect=True, label="Fallback providers, in order",
+                           info="Used when the provider is unhealthy, unreachable or refuses the model")
+    cost = gr.Markdown(price(first, first_model, None, None, None, [], ""), elem_id="video-cost")
+    health = gr.Markdown(label="Provider health", elem_id="video-health")
+    run = gr.Button("Generate", variant="primary")
+    message = gr.Markdown(label="Message")
+    latest_job = gr.Markdown(label="Newest job", elem_id="video-latest-job")
+    return VideoForm(prompt, negative, image, last_frame, source_video, references, sound, provider, model,
+                     show_retired, seconds, size, fallback, cost, health, run, message, latest_job)
+
+
+def _jobs_panel() -> JobsPanel:
+    """The latest video, finished ones, the jobs table and Cancel."""
+    player = gr.Video(label="Latest video", interactive=False, height=360)
+    gallery = gr.Gallery(label="Finished videos", columns=4, height=240, interactive=False)
+    table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, label="Video jobs", show_label=False)
+    with gr.Row():
+        job = whole_number_box(gr.Textbox(label="Job", placeholder="job number, from the table", scale=1))
+        cancel = gr.Button("Cancel job", variant="stop", scale=0)
+        refresh = gr.Button("Refresh", scale=0)
+    return JobsPanel(player, gallery, table, job, cancel, refresh)
+
+
+def models_for(provider_id: str, retired: bool):
+    """The model picker for a provider (its retired models too when asked, or when it has nothing else)."""
+    choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
+    return gr.Dropdown(choices=choices, value=choices[0][1])
+
+
+def limits_for(provider_id: str, model_id: str, size_now: str | None):
+    """The seconds and sizes a model takes (the size kept when it still fits)."""
+    try:
+        entry = model_entry(provider_id, model_id)
+    except MasukaError:
+        return gr.skip(), gr.skip()
+    sizes = entry["sizes"] or entry.get("suggested_sizes") or [size_now or "832x480"]
+    chosen = size_now if size_now in sizes else sizes[0]
+    choices = _seconds_choices(provider_id, model_id, chosen)
+    return gr.Dropdown(choices=choices, value=choices[0]), gr.Dropdown(choices=sizes, value=chosen)
+
+
+@friendly
+def generate_video(studio: Studio, prompt: str, provider: str, model: str, seconds: int | str | None = None,
+                   size: str | None = None, image: str | None = None, negative_prompt: str = "",
+                   fallback: list[str] | None = None, last_frame: str | None = None,
+                   source_video: str | None = None, references: list[str] | None = None,
+                   sound: str = "default", request: gr.Request = None):
+    """Start a video job; returns its id and a line saying what it costs. The job runs in the background."""
+    allowed = (studio.config.data_dir, Path(gr.utils.get_upload_folder()))
+    image, last_frame, source_video = (str(studio.config.inside(path, *allowed)) if path else None
+                                       for path in (image, last_frame, source_video))
+    references = [str(studio.config.inside(path, *allowed)) for path in references or []]
+    job_id = start_video(studio, _request(provider, model, prompt, seconds, size, image, negative_prompt,
+                                          fallback, owner=user_of(request), last_frame=last_frame,
+                                          source_video=source_video, references=references, sound=sound))
+    row = studio.store.get("jobs", job_id)
+    return job_id, (f"Job {job_id} started with {row['provider']} {row['model']} (estimated "
+                    f"${row['cost_usd']:.2f}). It keeps running if you close this tab.")
+
+
+def video_status(studio: Studio, request: gr.Request = None):
+    """Video jobs of the user (newest first), finished videos, the latest video, provider health and a line on
+    the newest job (with the reason when it failed)."""
+    rows = video_jobs(studio, user_of(request), is_admin(studio, request))
+    data = [[r["id"], (r["created_at"] or "")[:19].replace("T", " "), r["status"], r["phase"],
+             f"{100 * (r['progress'] or 0):.0f}%", r["provider"], r["model"], r["cost_usd"],
+             (r["title"] or "")[:60], r["error"] or ""] for r in rows]
+    videos = [(str(r["video"]), f"#{r['id']} {r['model']}") for r in rows if r["video"]]
+    unhealthy = HealthTracker(studio.store, VideoSettings.from_env()).report()
+    notes = "\n\n".join(f"⚠️ {text}" for text in unhealthy.values())
+    return data, videos, videos[0][0] if videos else None, notes, _job_line(rows[0]) if rows else ""
+
+
+@friendly
+def cancel_video_job(studio: Studio, job: int | str | None, request: gr.Request = None):
+    """Cancel a video job (at the provider too, where its API allows)."""
+    if job in (None, ""):
+        raise InvalidInput("Enter the number of the job to cancel.")
+    row = cancel_video(studio, whole_number("job", job, 1, MAX_ID), user_of(request), is_admin(studio, request))
+    return f"Job {row['id']}: cancel requested ({row['status']})."
 
 
 def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_frame=None, source_video=None,

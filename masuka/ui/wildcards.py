@@ -5,7 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 from masuka.image.wildcards import delete_wildcard, list_wildcards, read_wildcard, save_wildcard
-from masuka.ui.common import UIContext, friendly, user_of
+from masuka.studio import Studio
+from masuka.ui.common import UIContext, bind, friendly, user_of
 
 COLUMNS = ["name", "values"]
 
@@ -25,36 +26,44 @@ def build(ctx: UIContext, tab: gr.Tab) -> None:
     values = gr.Textbox(label="Values, one a line (# starts a comment)", lines=8)
     message = gr.Markdown(label="Message")
 
-    def wildcards() -> list[list]:
-        """Every wildcard with its number of values."""
-        return [[row["name"], row["values"]] for row in list_wildcards(studio)]
+    private = {"api_visibility": "private"}
+    listed = bind(wildcards, studio)
+    refresh.click(listed, None, table, api_name="wildcards")
+    load.click(bind(open_wildcard, studio), name, values, api_name="wildcard")
+    save.click(bind(write_wildcard, studio), [name, values], message, api_name="save_wildcard").then(
+        listed, None, table, **private)
+    delete.click(bind(remove_wildcard, studio), name, message, api_name="delete_wildcard").then(
+        listed, None, table, **private)
+    table.select(bind(pick, studio), None, [name, values], **private)
+    tab.select(listed, None, table, **private)
 
-    @friendly
-    def open_wildcard(wildcard: str) -> str:
-        """The values of a wildcard, as saved."""
-        return read_wildcard(studio, wildcard)
 
-    @friendly
-    def write_wildcard(wildcard: str, text: str, request: gr.Request = None) -> str:
-        """Create or replace a wildcard with these values (one a line)."""
-        count = save_wildcard(studio, user_of(request), wildcard, text)
-        return f"Saved `__{wildcard.strip().strip('_')}__` with {count} value{'s' * (count != 1)}."
+def wildcards(studio: Studio) -> list[list]:
+    """Every wildcard with its number of values."""
+    return [[row["name"], row["values"]] for row in list_wildcards(studio)]
 
-    @friendly
-    def remove_wildcard(wildcard: str, request: gr.Request = None) -> str:
-        """Delete a wildcard."""
-        delete_wildcard(studio, user_of(request), wildcard)
-        return f"Deleted `__{wildcard.strip().strip('_')}__`."
 
-    def pick(evt: gr.SelectData):
-        chosen = evt.row_value[0]
-        return chosen, read_wildcard(studio, chosen)
+@friendly
+def open_wildcard(studio: Studio, wildcard: str) -> str:
+    """The values of a wildcard, as saved."""
+    return read_wildcard(studio, wildcard)
 
-    refresh.click(wildcards, None, table, api_name="wildcards")
-    load.click(open_wildcard, name, values, api_name="wildcard")
-    save.click(write_wildcard, [name, values], message, api_name="save_wildcard").then(
-        wildcards, None, table, api_visibility="private")
-    delete.click(remove_wildcard, name, message, api_name="delete_wildcard").then(
-        wildcards, None, table, api_visibility="private")
-    table.select(pick, None, [name, values], api_visibility="private")
-    tab.select(wildcards, None, table, api_visibility="private")
+
+@friendly
+def write_wildcard(studio: Studio, wildcard: str, text: str, request: gr.Request = None) -> str:
+    """Create or replace a wildcard with these values (one a line)."""
+    count = save_wildcard(studio, user_of(request), wildcard, text)
+    return f"Saved `__{wildcard.strip().strip('_')}__` with {count} value{'s' * (count != 1)}."
+
+
+@friendly
+def remove_wildcard(studio: Studio, wildcard: str, request: gr.Request = None) -> str:
+    """Delete a wildcard."""
+    delete_wildcard(studio, user_of(request), wildcard)
+    return f"Deleted `__{wildcard.strip().strip('_')}__`."
+
+
+def pick(studio: Studio, evt: gr.SelectData):
+    """A clicked row: the wildcard's name and values."""
+    chosen = evt.row_value[0]
+    return chosen, read_wildcard(studio, chosen)
