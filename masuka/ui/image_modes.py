@@ -9,7 +9,8 @@ from typing import Any
 import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
-from masuka.image.generate import MAX_SIDE, MIN_SIDE, ImageRequest, parse_loras
+from masuka.image.generate import ImageRequest, parse_loras
+from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.masks import save_painted_mask
 from masuka.image.outpaint import parse_outpaint
 from masuka.image.tasks import open_picture, picture_size

@@ -31,6 +31,9 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page,
     page.get_by_role("tab").first.wait_for(timeout=30_000)
     page.get_by_label("Model").fill(str(tiny_model("sdxl")))
     page.get_by_label("Model").press("Enter")  # the model's defaults first: the picture's size then replaces them
+    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some("
+                           "i => i.getAttribute('aria-label') === 'number input for Steps' && i.value === '30')",
+                           timeout=15_000)  # the model's defaults have arrived (SDXL's 30 steps)
     page.get_by_label("Inpaint/Outpaint").check()
     editor = page.locator("#masuka-canvas")
     editor.locator("input[type=file]").set_input_files(str(tmp_path / "photo.png"))
