@@ -32,6 +32,16 @@ class Form:
     kind: str
     fields: dict[str, Component]
     buttons: dict[str, gr.Button] = field(default_factory=dict)
+    tab: str = ""  # the id of the tab it sits in ("" = the kind's own tab)
+    adapt: Callable[[dict], dict] | None = None  # an entry's fields as the form takes them (Reuse)
+
+    @property
+    def tab_id(self) -> str:
+        return self.tab or self.kind
+
+    def reuse(self, entry_fields: dict) -> dict:
+        """The values Reuse puts in the form for an entry's fields (by field name)."""
+        return self.adapt(entry_fields) if self.adapt else entry_fields
 
     def __getitem__(self, name: str) -> Component:
         return self.fields[name]
@@ -73,11 +83,12 @@ class UIContext:
         """Run ``fn(*inputs)`` into ``outputs`` after every event registered with :meth:`generated`."""
         self._after_generation.append((fn, inputs, outputs))
 
-    def register_form(self, kind: str, fields: dict[str, Component],
-                      buttons: dict[str, gr.Button] | None = None) -> Form:
-        """The form that makes entries of ``kind`` ("image", "video"): History's Reuse fills ``fields`` by name,
-        other tabs read them (and wire ``buttons``) through :meth:`form`."""
-        form = self.forms[kind] = Form(kind, dict(fields), dict(buttons or {}))
+    def register_form(self, kind: str, fields: dict[str, Component], buttons: dict[str, gr.Button] | None = None,
+                      *, tab: str = "", adapt: Callable[[dict], dict] | None = None) -> Form:
+        """The form that makes entries of ``kind`` ("image", "video", "upscale"): History's Reuse fills ``fields``
+        by name (from the entry's fields through ``adapt``) and shows ``tab`` (default: the kind's tab); other tabs
+        read the fields (and wire ``buttons``) through :meth:`form`."""
+        form = self.forms[kind] = Form(kind, dict(fields), dict(buttons or {}), tab, adapt)
         return form
 
     def form(self, kind: str) -> Form:

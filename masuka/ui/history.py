@@ -14,8 +14,7 @@ from masuka.history.actions import delete_entries, export_zip, reuse_parameters
 from masuka.history.browse import Filters, browse, dashboard, entry, filter_choices
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
-from masuka.ui.image_modes import reuse_fields
+from masuka.ui.common import Form, UIContext, bind, friendly, is_admin, user_of
 
 COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
 DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
@@ -252,26 +251,28 @@ def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.
     targets = [(kind, name) for kind, form in ctx.forms.items() for name in form.fields]
     fields = [form[name] for kind, form in ctx.forms.items() for name in form.fields]
     tabs = [ctx.tabs] if ctx.tabs is not None else []
-    button.click(bind(reuse, ctx.studio, targets, bool(tabs)), key, fields + [message] + tabs,
+    button.click(bind(reuse, ctx.studio, ctx.forms, targets, bool(tabs)), key, fields + [message] + tabs,
                  api_visibility="private")
     name_outputs(gr.api(bind(history_reuse, ctx.studio), api_name="history_reuse"), "Form fields")
 
 
 @friendly
-def reuse(studio: Studio, targets: list[tuple[str, str]], show_tab: bool, key: str, request: gr.Request = None):
-    """Fill the Image (or Video) form with the entry's parameters: a value for each (form kind, field name) of
-    ``targets`` (skipped for the other forms and the fields the entry lacks), a note, and the form's tab shown."""
+def reuse(studio: Studio, forms: dict[str, Form], targets: list[tuple[str, str]], show_tab: bool, key: str,
+          request: gr.Request = None):
+    """Fill the form that made the entry (Image, Video, Upscale) with its parameters: a value for each (form kind,
+    field name) of ``targets`` (skipped for the other forms and the fields the entry lacks), a note, and the form's
+    tab shown."""
     kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
-    if kind == "image":
-        fields = reuse_fields(fields)
-    if kind not in {form_kind for form_kind, _name in targets}:
+    if kind not in forms:
         raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form, which this studio does not "
                            "offer.")
+    form = forms[kind]
+    fields = form.reuse(fields)
     wanted = [name if form_kind == kind else None for form_kind, name in targets]
     values = [fields[field] if field in fields else gr.skip() for field in wanted]
     filled = sum(1 for field in wanted if field in fields)
-    note = f"Filled {filled} field(s) of the {kind.capitalize()} tab from {key}."
-    return (*values, note, *([gr.Tabs(selected=kind)] if show_tab else []))
+    note = f"Filled {filled} field(s) of the {kind.capitalize()} form from {key}."
+    return (*values, note, *([gr.Tabs(selected=form.tab_id)] if show_tab else []))
 
 
 @friendly

@@ -36,10 +36,13 @@ from masuka.ui.aids import AidsForm, aid_caption, aid_summary
 from masuka.ui.common import UIContext, bind, friendly, is_admin, user_message, user_of
 from masuka.ui.image_modes import (
     MODES,
+    UPSCALE,
     VIDEO,
     ModeWidgets,
     edit_request,
     mode_request_inputs,
+    reuse_fields,
+    send_to_upscale,
     send_to_video,
     task_from_parameters,
     wire_picture_size,
@@ -120,10 +123,11 @@ class ImageTab:
 
 def build(ctx: UIContext) -> None:
     tab = _layout(image_models())
-    _wire(ctx, tab)
-    ctx.register_form("image", tab.fields(), buttons={"queue": tab.queue_add})  # "Add to queue": the Queue tab's
+    selected = _wire(ctx, tab)
+    ctx.register_form("image", tab.fields(), buttons={"queue": tab.queue_add},  # "Add to queue": the Queue tab's
+                      adapt=reuse_fields)
     ctx.on_page_load(bind(lora_choices, ctx.studio), tab.loras)
-    upscale_panel(ctx)
+    send_to_upscale(tab.send[UPSCALE], tab.gallery, selected, upscale_panel(ctx))
 
 
 def _layout(models: dict[str, dict]) -> ImageTab:
@@ -203,8 +207,8 @@ def _starting_image() -> dict[str, Component]:
     return dict(start_group=start_group, init_image=init_image, mask=mask, modes=modes, strength=strength)
 
 
-def _wire(ctx: UIContext, tab: ImageTab) -> None:
-    """The tab's events; Generate and Edit are generations History follows."""
+def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
+    """The tab's events; Generate and Edit are generations History follows. Returns the picked result's index."""
     studio, private = ctx.studio, {"api_visibility": "private"}
     form, edit_form, outputs = tab.form(), tab.edit_form(), [tab.gallery, tab.seeds_used, tab.status]
     checked = {"api_visibility": "private", "show_progress": "hidden"}
@@ -232,6 +236,7 @@ def _wire(ctx: UIContext, tab: ImageTab) -> None:
     tab.dropped.upload(bind(read_image_parameters, studio), tab.dropped, read, api_name="read_parameters")
     ctx.generated(gen_event)
     ctx.generated(edit_event)
+    return selected
 
 
 def lora_choices(studio: Studio, request: gr.Request):

@@ -19,6 +19,7 @@ from masuka.ui.common import UIContext
 
 TEXT, IMAGE, INPAINT, EDIT = MODES = ("Text", "Image", "Inpaint/Outpaint", "Edit")
 VIDEO = "Video first frame"
+UPSCALE = "Upscale"
 #: the history's task -> the mode that redoes it
 TASK_MODES = {"img2img": IMAGE, "inpaint": INPAINT, "outpaint": INPAINT, "edit": EDIT}
 
@@ -50,7 +51,7 @@ class ModeWidgets:
         """Buttons under the gallery that send the selected result to a mode."""
         with gr.Row():
             self.send_buttons = {target: gr.Button(f"Send to {target}", size="sm")
-                                 for target in (IMAGE, INPAINT, EDIT, VIDEO)}
+                                 for target in (IMAGE, INPAINT, EDIT, UPSCALE, VIDEO)}
         return self.send_buttons
 
     def shown(self) -> list[Any]:
@@ -170,6 +171,17 @@ def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio
             button.click(sender(target), [gallery, selected], [mode, init_image, widgets.canvas,
                                                                widgets.references], api_visibility="private")
     return selected
+
+
+def send_to_upscale(button: gr.Button, gallery: gr.Gallery, selected: gr.State, panel: Any) -> None:
+    """The "Send to Upscale" button: the result becomes the Upscale panel's picture, the panel opened."""
+    button.click(send_picked_to_upscale, [gallery, selected], [panel.image, panel.accordion],
+                 api_visibility="private")
+
+
+def send_picked_to_upscale(images: list | None, index: int):
+    """The picked result as the picture to upscale, and the Upscale panel open."""
+    return picked(images, index), gr.Accordion(open=True)
 
 
 def send_to_video(ctx: UIContext, button: gr.Button, gallery: gr.Gallery, selected: gr.State) -> None:

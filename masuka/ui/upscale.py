@@ -3,6 +3,8 @@ repaints it tile by tile with a diffusion model (the ``upscale_image`` API)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
 from masuka.errors import InvalidInput
@@ -15,10 +17,18 @@ from masuka.ui.common import UIContext, bind, friendly, user_of
 GPU_WAIT_S = 5.0
 
 
-def build(ctx: UIContext) -> None:
+@dataclass
+class UpscalePanel:
+    """What other parts of the Image tab fill: the picture, and the accordion that opens on it."""
+
+    accordion: gr.Accordion
+    image: gr.Image
+
+
+def build(ctx: UIContext) -> UpscalePanel:
     studio = ctx.studio
     models = image_models()
-    with gr.Accordion("Upscale", open=False):
+    with gr.Accordion("Upscale", open=False) as accordion:
         with gr.Row():
             with gr.Column(scale=2):
                 image = gr.Image(type="filepath", label="Picture to upscale", height=220)
@@ -42,9 +52,31 @@ def build(ctx: UIContext) -> None:
                 result = gr.Image(label="Upscaled", type="filepath", format="png", interactive=False, height=420)
                 status = gr.Markdown(label="Status")
 
-    run.click(bind(upscale, studio), [image, scale, upscaler, detail, model, strength, prompt, tile, seed],
-              [result, status], api_name="upscale_image", **ctx.gpu_event())
+    form = ctx.register_form("upscale", dict(image=image, scale=scale, upscaler=upscaler, detail=detail, model=model,
+                                             strength=strength, prompt=prompt, tile=tile, seed=seed),
+                             tab="image", adapt=reuse_fields)
+    ctx.generated(run.click(bind(upscale, studio), form.pick(FIELDS), [result, status], api_name="upscale_image",
+                            **ctx.gpu_event()))
     refresh.click(bind(choices, studio), None, upscaler, api_visibility="private")
+    return UpscalePanel(accordion, image)
+
+
+#: the panel's fields, in the order ``upscale_image`` takes them
+FIELDS = ("image", "scale", "upscaler", "detail", "model", "strength", "prompt", "tile", "seed")
+
+
+def reuse_fields(fields: dict) -> dict:
+    """An upscale entry's fields as the panel takes them: its kept source picture, and the diffusion model and
+    tile size only where the panel has them (a detail upscale's model; a model upscale's tile)."""
+    values = {name: fields[name] for name in ("scale", "upscaler", "detail", "strength", "seed") if name in fields}
+    values["image"] = fields.get("init_image")
+    values["model"] = fields.get("model") if fields.get("detail") else None
+    if not fields.get("detail"):
+        values["tile"] = fields.get("tile")
+        values.pop("seed", None)
+    else:
+        values["prompt"] = fields.get("prompt", "")
+    return {name: value for name, value in values.items() if value is not None or name == "model"}
 
 
 @friendly

@@ -10,7 +10,8 @@ from gradio.helpers import special_args
 
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.ui import history, image, queue, settings
-from masuka.ui.common import UIContext, bind
+from masuka.ui.common import Form, UIContext, bind
+from masuka.ui.image_modes import reuse_fields
 
 SKIP = gr.skip()
 
@@ -53,11 +54,28 @@ def test_reuse_fills_the_form_that_made_the_entry(studio, tiny_model):
     made = generate_images(studio, ImageRequest(prompt="a lighthouse", model=str(tiny_model("flux")), steps=2,
                                                 width=64, height=64, seed=77))[0]
     targets = [("image", "prompt"), ("image", "seed"), ("image", "mode"), ("image", "canvas"), ("video", "prompt")]
-    *values, note, tab = history.reuse(studio, targets, True, f"g{made.id}")
+    forms = {"image": Form("image", {}, adapt=reuse_fields), "video": Form("video", {})}
+    *values, note, tab = history.reuse(studio, forms, targets, True, f"g{made.id}")
     assert values == ["a lighthouse", 77, "Text", SKIP, SKIP], "the video form and fields the entry lacks are kept"
-    assert note == f"Filled 3 field(s) of the Image tab from g{made.id}." and tab.selected == "image"
+    assert note == f"Filled 3 field(s) of the Image form from g{made.id}." and tab.selected == "image"
     with pytest.raises(gr.Error, match="needs a Image form"):
-        history.reuse(studio, [("video", "prompt")], False, f"g{made.id}")
+        history.reuse(studio, {"video": forms["video"]}, [("video", "prompt")], False, f"g{made.id}")
+
+
+def test_reuse_of_an_upscale_fills_the_upscale_panel_in_the_image_tab(studio, tmp_path):
+    from PIL import Image
+
+    from masuka.image.upscale.job import UpscaleRequest, upscale_image
+    from masuka.ui.upscale import reuse_fields as upscale_fields
+
+    Image.new("RGB", (20, 16), "teal").save(tmp_path / "small.png")
+    made = upscale_image(studio, UpscaleRequest(tmp_path / "small.png", scale=4, upscaler="Nearest"))[0]
+    names = ("image", "scale", "upscaler", "detail", "model", "tile")
+    forms = {"upscale": Form("upscale", {}, tab="image", adapt=upscale_fields)}
+    *values, note, tab = history.reuse(studio, forms, [("upscale", name) for name in names], True, f"g{made.id}")
+    assert Image.open(values[0]).size == (20, 16), "the kept source picture"
+    assert values[1:] == [4, "Nearest", False, None, 512] and tab.selected == "image"
+    assert note == f"Filled 6 field(s) of the Upscale form from g{made.id}."
 
 
 def test_the_image_form_queues_one_job_per_prompt_line(studio, tiny_model):
