@@ -47,7 +47,7 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     state = character["state"]
     update_character(studio, character, state={**state, "runs": [*state.get("runs", []), run_id],
                                                "weight": float(weight)})
-    studio.jobs.submit(run_id, lambda job_id: _train(studio, character["id"], job_id, interrupt), lane=LANE)
+    studio.runner().submit(run_id, lambda job_id: _train(studio, character["id"], job_id, interrupt), lane=LANE)
     return run_id
 
 
@@ -56,15 +56,15 @@ def _train(studio: Studio, character_id: int, run_id: int, interrupt: threading.
     finish_character(studio, character_id, run_id)
 
 
-def finish_character(studio: Studio, character_id: int, run_id: int) -> dict:
+def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | None:
     """Link the run's LoRA to the character (default weight in the library) and render the test grid."""
     character = studio.store.get("characters", character_id)
-    run = studio.store.get("jobs", run_id)
+    run = studio.store.existing("jobs", run_id)
     result = run["result"] or {}
     if character is None or not result.get("lora_id"):
         return character
     weight = character["state"].get("weight", DEFAULT_WEIGHT)
-    lora = studio.store.get("loras", result["lora_id"])
+    lora = studio.store.existing("loras", result["lora_id"])
     studio.store.update("loras", lora["id"], metadata={**(lora["metadata"] or {}), DEFAULT_WEIGHT_KEY: f"{weight:g}",
                                                        CHARACTER_KEY: character["name"]})
     character = update_character(studio, character, lora=lora["name"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from masuka.image.edit import takes_references
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
@@ -58,7 +59,8 @@ def view_size(photo: Path, model: str, views: ViewRequest) -> tuple[int, int]:
         width, height = picture.size
     scale = max(spec.width, spec.height) / max(width, height)
     multiple = spec.size_multiple
-    return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (width, height))
+    fitted = [max(multiple, round(side * scale / multiple) * multiple) for side in (width, height)]
+    return fitted[0], fitted[1]
 
 
 def make_view(studio: Studio, owner: str, photo: Path, description: str, seed: int, views: ViewRequest,
@@ -66,8 +68,9 @@ def make_view(studio: Studio, owner: str, photo: Path, description: str, seed: i
     """Generate one view of the character in ``photo`` (a file in the data dir) from its view description."""
     edit = is_edit_model(views.model)
     width, height = view_size(photo, views.model, views)
-    values = dict(prompt=view_prompt(description, edit), model=views.model, seed=seed, steps=views.steps,
-                  width=width, height=height, owner=owner, notes={"character_view": description})
+    values: dict[str, Any] = dict(prompt=view_prompt(description, edit), model=views.model, seed=seed,
+                                  steps=views.steps, width=width, height=height, owner=owner,
+                                  notes={"character_view": description})
     if edit:
         values["references"] = [str(photo)]
     else:

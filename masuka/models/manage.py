@@ -99,7 +99,7 @@ def start_download(studio: Studio, owner: str, model: str) -> int:
     repo = resolve_repo(model)
     job_id = studio.store.insert("jobs", {"owner": owner, "kind": "download", "status": "queued", "model": repo,
                                           "title": f"Download {repo}", "params": {"repo": repo}})
-    studio.jobs.submit(job_id, lambda job: download(studio, job, repo), lane=LANE)
+    studio.runner().submit(job_id, lambda job: download(studio, job, repo), lane=LANE)
     return job_id
 
 
@@ -120,11 +120,18 @@ def fetch_for_use(studio: Studio, owner: str, source: str,
     job_id = last[0]["id"] if last and last[0]["status"] in UNFINISHED else start_download(studio, owner, source)
     if on_progress:
         on_progress(f"Downloading {source}…", 0.0)
-    while (row := studio.jobs.wait(job_id, timeout=PROGRESS_EVERY_S))["status"] in UNFINISHED:
+    while (row := _wait_row(studio, job_id))["status"] in UNFINISHED:
         if on_progress:
             on_progress(download_line(row), row["progress"] or 0.0)
     if row["status"] != "completed":
         raise ModelUnavailable(row["error"] or f"The download of {source} ended as {row['status']}.")
+
+
+def _wait_row(studio: Studio, job_id: int) -> dict:
+    row = studio.runner().wait(job_id, timeout=PROGRESS_EVERY_S)
+    if row is None:
+        raise ModelUnavailable(f"The download job #{job_id} was deleted.")
+    return row
 
 
 def download_line(row: dict) -> str:
@@ -269,8 +276,8 @@ def download_error(repo: str, error: BaseException, has_token: bool) -> ModelUna
                                 "with read access in Settings → API keys.")
     if any(isinstance(e, RepositoryNotFoundError) for e in chain):
         return ModelUnavailable(f"{repo} was not found on the Hub (or it is private and your token cannot see it).")
-    if as_disk_full(error):
-        return as_disk_full(error)
+    if full := as_disk_full(error):
+        return full
     if any(isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or "Connect" in type(e).__name__
            or "Timeout" in type(e).__name__ for e in chain):
         return ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
@@ -288,7 +295,7 @@ def delete_model(repo: str) -> int:
     except CacheNotFound:
         info = None
     repos = [r for r in (info.repos if info else []) if r.repo_id == repo and r.repo_type == "model"]
-    if not repos:
+    if info is None or not repos:
         raise InvalidInput(f"{repo} is not in the model cache.")
     strategy = info.delete_revisions(*(rev.commit_hash for r in repos for rev in r.revisions))
     strategy.execute()

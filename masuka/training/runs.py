@@ -50,6 +50,7 @@ def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USE
     if profile is None or profile.training is None:
         trainable = [p.label for p in architectures.PROFILES.values() if p.training]
         raise InvalidInput(f"{spec.id!r} is not a {', '.join(trainable)} pipeline: MASUKA trains LoRAs for those.")
+    architecture = profile.id
     if pipeline in profile.training.untrainable:
         raise InvalidInput(f"{spec.id!r} cannot be trained here: {profile.training.untrainable[pipeline]}.")
     options = fill_defaults(options, architecture)
@@ -87,7 +88,7 @@ def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, b
     })
     run_dir = studio.config.runs_dir / f"run-{run_id:05d}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = studio.store.get("jobs", run_id)["state"]
+    state = studio.store.existing("jobs", run_id)["state"]
     studio.store.update("jobs", run_id, state={**state, "run_dir": studio.config.relative(run_dir)})
     return run_id
 
@@ -104,13 +105,13 @@ def submit_run(studio: Studio, run_id: int, interrupt: threading.Event | None = 
                on_step: Callable[[int], None] | None = None) -> None:
     """Queue the run in the training lane; ``interrupt`` (set by a signal) saves and marks it ``interrupted``.
     A remote run needs no GPU here: it starts at once."""
-    if _remote(studio.store.get("jobs", run_id)):
+    if _remote(studio.store.existing("jobs", run_id)):
         from masuka.training.backends.remote import execute_remote_run
 
         hooks = RunHooks(studio, run_id, 1, interrupt, on_step)
-        studio.jobs.submit(run_id, lambda job_id: execute_remote_run(studio, job_id, hooks.log))
+        studio.runner().submit(run_id, lambda job_id: execute_remote_run(studio, job_id, hooks.log))
         return
-    studio.jobs.submit(run_id, lambda job_id: execute_run(studio, job_id, interrupt, on_step), lane=LANE)
+    studio.runner().submit(run_id, lambda job_id: execute_run(studio, job_id, interrupt, on_step), lane=LANE)
 
 
 def _remote(row: dict) -> bool:
@@ -122,7 +123,7 @@ def execute_run(studio: Studio, run_id: int, interrupt: threading.Event | None =
     """Train the run's row to completion (or its stop); every process of a multi-GPU run calls this."""
     from masuka.training.loop import TrainPlan, train
 
-    row = studio.store.get("jobs", run_id)
+    row = studio.store.existing("jobs", run_id)
     options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row["params"]), row["owner"])
     run_dir = studio.config.absolute(row["state"]["run_dir"])
     plan = TrainPlan(options, spec, architecture, data, run_dir, studio.config.keys.get("huggingface"))
@@ -283,7 +284,7 @@ def run_status(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
         "lora": str(studio.config.absolute(result["lora"])) if result.get("lora") else None,
         "final_loss": result.get("final_loss"), "stop_requested": bool(row["stop_requested"]),
         "created_at": row["created_at"], "finished_at": row["finished_at"],
-        "checkpoint_step": (checkpoints.latest(run_dir).step if run_dir and checkpoints.latest(run_dir) else None),
+        "checkpoint_step": (latest.step if run_dir and (latest := checkpoints.latest(run_dir)) else None),
     }
 
 

@@ -87,7 +87,7 @@ def _keep_input(studio: Studio, job_id: int, name: str, source: str) -> str:
 
 def _submit(studio: Studio, job_id: int, provider: str) -> None:
     lane = "gpu" if provider == "local" else None
-    studio.jobs.submit(job_id, lambda jid: run_video_job(studio, jid), lane=lane)
+    studio.runner().submit(job_id, lambda jid: run_video_job(studio, jid), lane=lane)
 
 
 def resume_video_jobs(studio: Studio) -> list[int]:
@@ -97,7 +97,7 @@ def resume_video_jobs(studio: Studio) -> list[int]:
     resumed = []
     for row in studio.store.find("jobs", "kind = ? and status in (?, ?)", [KIND, *UNFINISHED], order_by="id"):
         with studio.store.transaction():
-            row = studio.store.get("jobs", row["id"])
+            row = studio.store.existing("jobs", row["id"])
             state = row["state"] or {}
             if row["status"] not in UNFINISHED or state.get("runner") == PROCESS_TOKEN or (
                     row["pid"] != os.getpid() and process_alive(row["pid"])):
@@ -129,7 +129,7 @@ def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) ->
     if not running_somewhere:
         _cancel_at_provider(studio, row)
         _set_status(studio, job_id, "cancelled", "Cancelled by the user.")
-    return studio.store.get("jobs", job_id)
+    return studio.store.existing("jobs", job_id)
 
 
 def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> dict:
@@ -157,7 +157,7 @@ def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | N
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = None
     while True:
-        row = studio.store.get("jobs", job_id)
+        row = studio.store.existing("jobs", job_id)
         mark = (row["status"], (row["state"] or {}).get("phase"), round(row["progress"] or 0, 2), row["step"])
         if on_progress and mark != seen:
             on_progress(row)
@@ -170,7 +170,7 @@ def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | N
 # -- the job itself ---------------------------------------------------------------------------------------
 def run_video_job(studio: Studio, job_id: int) -> None:
     """The body of a video job: every clip of the chain submitted once, polled, downloaded; then joined."""
-    row = studio.store.get("jobs", job_id)
+    row = studio.store.existing("jobs", job_id)
     plan = VideoPlan.from_params(row["params"])
     state = {**(row["state"] or {}), "runner": PROCESS_TOKEN}
     if plan.request.provider == "local":
@@ -368,7 +368,7 @@ def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips:
         os.replace(clips[0], final)
         if state.get("segments"):
             state["segments"][0]["file"] = studio.config.relative(final)
-    row = studio.store.get("jobs", job_id)
+    row = studio.store.existing("jobs", job_id)
     width, height = parse_size(plan.size)
     refs = [s["ref"]["id"] for s in state.get("segments", []) if s.get("ref")]
     generation = studio.store.insert("generations", {

@@ -75,7 +75,7 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
     })
     run_dir = studio.config.runs_dir / f"run-{run_id:05d}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = studio.store.get("jobs", run_id)["state"]
+    state = studio.store.existing("jobs", run_id)["state"]
     studio.store.update("jobs", run_id, state={**state, "run_dir": studio.config.relative(run_dir)})
     return run_id
 
@@ -96,7 +96,7 @@ def resume_remote_runs(studio: Studio) -> list[int]:
 def execute_remote_run(studio: Studio, run_id: int, log) -> None:
     """The body of a remote run: upload and submit once (unless already accepted), poll, download, record.
     ``log(text)`` appends a line to the run's log."""
-    row = studio.store.get("jobs", run_id)
+    row = studio.store.existing("jobs", run_id)
     state = dict(row["state"])
     options = TrainOptions.from_dict(row["params"])
     settings = VideoSettings.from_env()
