@@ -30,7 +30,7 @@ def env_text(name: str, default: str = "") -> str:
     return os.environ.get(name, "").strip() or default
 
 
-def env_number(name: str, default: float, kind: type = int, minimum: float = 0) -> Any:
+def env_number(name: str, default: float | None, kind: type = int, minimum: float = 0) -> Any:
     """The variable as ``kind`` (int or float), at least ``minimum``; ``default`` when unset."""
     raw = env_text(name)
     if not raw:

@@ -121,7 +121,13 @@ def create(store: Store, kind: str, owner: str = LOCAL_USER, *, status: str = "q
     return store.insert(TABLE, row)
 
 
-def get(store: Store, job_id: int) -> JobRow | None:
+def get(store: Store, job_id: int) -> JobRow:
+    """A job known to exist (just created, or named by another row); :class:`NotFound` when it is gone."""
+    return JobRow.from_row(store.existing(TABLE, int(job_id)))
+
+
+def lookup(store: Store, job_id: int) -> JobRow | None:
+    """The job, or None when there is no such row (an id a person typed, a row deleted meanwhile)."""
     row = store.get(TABLE, int(job_id))
     return JobRow.from_row(row) if row else None
 
@@ -215,7 +221,7 @@ class JobContext:
     watch: Watch | None = None
 
     def row(self) -> JobRow:
-        row = get(self.store, self.job_id)
+        row = lookup(self.store, self.job_id)
         if row is None:
             raise Cancelled(at="after its job was deleted")
         return row
@@ -261,7 +267,7 @@ class JobContext:
         log_line(self.store, self.job_id, text)
 
 
-JobWork = Callable[[JobContext], object]
+JobWork = Callable[[Any], object]  # takes the JobContext (or the subclass the submitter gives as ``ctx``)
 
 
 # -- running ------------------------------------------------------------------------------------------------
@@ -336,7 +342,7 @@ class JobRunner:
     def _check_fair_share(self, job_id: int) -> None:
         if not self.max_queued_per_user:
             return
-        row = get(self.store, job_id)
+        row = lookup(self.store, job_id)
         if row is None or row.started_at:  # resuming started work (after a restart) is not a new request
             return
         waiting = self.store.count(TABLE, f"owner = ? and id != ? and status in ({','.join('?' * len(UNFINISHED))})",
@@ -347,12 +353,13 @@ class JobRunner:
             finish(self.store, job_id, "failed", message)
             raise GPUBusy(message)
 
-    def wait(self, job_id: int, timeout: float | None = None) -> JobRow | None:
-        """Block until the job's row leaves queued/running (for the CLI and tests); return the row."""
+    def wait(self, job_id: int, timeout: float | None = None) -> JobRow:
+        """Block until the job's row leaves queued/running (for the CLI and tests); return the row
+        (:class:`NotFound` when it was deleted meanwhile)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             row = get(self.store, job_id)
-            if row is None or row.finished:
+            if row.finished:
                 return row
             if deadline is not None and time.monotonic() > deadline:
                 return row
@@ -398,7 +405,7 @@ class JobRunner:
 
     def _run(self, job_id: int, work: JobWork | None, ctx: JobContext | None, claimed: bool = False,
              reraise: bool = False) -> object:
-        row = get(self.store, job_id)
+        row = lookup(self.store, job_id)
         if row is None or row.status in ("cancelled", "completed"):
             return None
         if row.stop_requested:
@@ -428,7 +435,7 @@ class JobRunner:
             if reraise:
                 raise
         else:
-            row = get(self.store, job_id)
+            row = lookup(self.store, job_id)
             if row and row.status == "running":
                 finish(self.store, job_id, "completed")
             return answer

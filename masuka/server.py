@@ -103,7 +103,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     demo = build_app(studio)
     # after the tabs resumed their own jobs (remote videos): training runs, local videos and downloads left queued
     # by the last start run now
-    studio.jobs.adopt()
+    studio.runner().adopt()
     demo.queue(max_size=config.queue_size, default_concurrency_limit=None, api_open=False)
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])
     server_app, local_url, share_url = demo.launch(

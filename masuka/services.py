@@ -12,6 +12,9 @@ import functools
 import importlib
 import inspect
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,9 @@ class Declared:
             cls.name = cls.service.name
 
 
-def declared_classes(package: str, names: tuple[str, ...], base: type) -> dict[str, type]:
+def declared_classes(package: str, names: tuple[str, ...], base: type[T]) -> dict[str, type[T]]:
     """Name -> the ``base`` subclass declared for it in the module ``package.name``, in the order given."""
-    found = {}
+    found: dict[str, type[T]] = {}
     for name in names:
         module = importlib.import_module(f"{package}.{name}")
         found[name] = next(cls for _, cls in inspect.getmembers(module, inspect.isclass)

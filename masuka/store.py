@@ -147,10 +147,10 @@ class Store:
                             table.add_column(column, kind, not_null_default=DEFAULTS.get(column))
                 for index in indexes:
                     table.create_index(list(index), if_not_exists=True)
-            for name, columns in FTS.items():
+            for name, searched in FTS.items():
                 table = self.db.table(name)
                 if not table.detect_fts():
-                    table.enable_fts(columns, create_triggers=True)
+                    table.enable_fts(searched, create_triggers=True)
 
     # -- generic rows ---------------------------------------------------------------------------------
     def insert(self, table: str, row: Mapping[str, Any]) -> int:
@@ -158,7 +158,10 @@ class Store:
         if "created_at" in SCHEMA.get(table, ({"created_at": str},))[0]:
             values.setdefault("created_at", now())
         with self._lock:
-            return self.db.table(table).insert(values).last_pk
+            row_id = self.db.table(table).insert(values).last_pk
+        if row_id is None:
+            raise RuntimeError(f"SQLite gave no id for the new {table} row")
+        return row_id
 
     def insert_many(self, table: str, rows: list[Mapping[str, Any]], batch_size: int = 2000) -> None:
         """Bulk insert (benchmarks, imports) in one transaction."""
@@ -177,6 +180,13 @@ class Store:
         with self._lock:
             rows = list(self.db.query(f"select * from [{table}] where id = ?", [row_id]))
         return _decode(rows[0]) if rows else None
+
+    def existing(self, table: str, row_id: int) -> dict:
+        """A row known to exist (just written, or named by another row); :class:`NotFound` if it is gone."""
+        row = self.get(table, row_id)
+        if row is None:
+            raise NotFound(f"No {table} row #{row_id}: it was deleted.")
+        return row
 
     def find(self, table: str, where: str | None = None, args: Any = (), *, order_by: str = "id desc",
              limit: int | None = None, offset: int | None = None) -> list[dict]:

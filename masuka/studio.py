@@ -43,6 +43,12 @@ class Studio:
         studio.jobs = JobRunner(store, config.max_queued_per_user if config.multi_user else None, studio)
         return studio
 
+    def runner(self) -> JobRunner:
+        """The background job runner, which :meth:`open` starts."""
+        if self.jobs is None:
+            raise RuntimeError("This studio has no job runner: open it with Studio.open.")
+        return self.jobs
+
     def hold_gpu(self, job: str, owner: str, **kwargs: Any) -> AbstractContextManager[None]:
         """A GPU slot for ``owner``'s job (see :meth:`GPURunner.hold`); on a shared studio only admins are told
         whose jobs hold the GPU."""

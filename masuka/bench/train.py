@@ -59,7 +59,7 @@ def run(studio, args: argparse.Namespace) -> dict:
         for _round in range(args.rounds):  # alternated, so changes in machine load hit both alike
             bare_times += _bare_step_times(bench_studio, options, runs=args.steps - WARMUP_STEPS)
             run_id = start_training(bench_studio, options)
-            bench_studio.jobs.wait(run_id)
+            bench_studio.runner().wait(run_id)
             status = run_status(bench_studio, run_id)
             if status["status"] != "completed":
                 raise RuntimeError(f"the benchmark run {status['status']}: {status['error']}")

@@ -86,7 +86,8 @@ def _load(studio: Studio, owner: str, source: str, on_download: Watch | None) ->
         try:
             config = transformers.AutoConfig.from_pretrained(source, local_files_only=local)
             clip = config.model_type == "clip"
-            model_class = transformers.CLIPModel if clip else transformers.AutoModel
+            # Any: the two classes' from_pretrained are typed unlike each other (and wrongly for a union)
+            model_class: Any = transformers.CLIPModel if clip else transformers.AutoModel
             model = model_class.from_pretrained(source, dtype=plan.dtype, use_safetensors=True, local_files_only=local)
             processor = transformers.AutoImageProcessor.from_pretrained(source, local_files_only=local)
         except Exception as error:

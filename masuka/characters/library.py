@@ -37,7 +37,7 @@ def new_character(studio: Studio, name: str, owner: str, trigger: str, params: d
     character_id = insert_named(studio.store, "characters", row,
                                 f"You already have a character named {name!r}: pick another name.")
     character_dir(studio, character_id).mkdir(parents=True, exist_ok=True)
-    return studio.store.get("characters", character_id)
+    return studio.store.existing("characters", character_id)
 
 
 def find_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
@@ -54,7 +54,7 @@ def list_characters(studio: Studio, owner: str, admin: bool = False) -> list[dic
 
 def update_character(studio: Studio, character: dict, **fields: Any) -> dict:
     studio.store.update("characters", character["id"], updated_at=now(), **fields)
-    return studio.store.get("characters", character["id"])
+    return studio.store.existing("characters", character["id"])
 
 
 def delete_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:

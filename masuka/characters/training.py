@@ -48,7 +48,7 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     state = character["state"]
     update_character(studio, character, state={**state, "runs": [*state.get("runs", []), run_id],
                                                "weight": float(weight)})
-    studio.jobs.submit(run_id, lambda ctx: _train(studio, character["id"], ctx), lane=LANE,
+    studio.runner().submit(run_id, lambda ctx: _train(studio, character["id"], ctx), lane=LANE,
                        ctx=RunContext(studio.store, run_id, interrupt))
     return run_id
 
@@ -58,7 +58,7 @@ def _train(studio: Studio, character_id: int, ctx: RunContext) -> None:
     finish_character(studio, character_id, ctx.job_id)
 
 
-def finish_character(studio: Studio, character_id: int, run_id: int) -> dict:
+def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | None:
     """Link the run's LoRA to the character (default weight in the library) and render the test grid."""
     character = studio.store.get("characters", character_id)
     run = jobs.get(studio.store, run_id)
@@ -66,7 +66,7 @@ def finish_character(studio: Studio, character_id: int, run_id: int) -> dict:
     if character is None or not result.get("lora_id"):
         return character
     weight = character["state"].get("weight", DEFAULT_WEIGHT)
-    lora = studio.store.get("loras", result["lora_id"])
+    lora = studio.store.existing("loras", result["lora_id"])
     studio.store.update("loras", lora["id"], metadata={**(lora["metadata"] or {}), DEFAULT_WEIGHT_KEY: f"{weight:g}",
                                                        CHARACTER_KEY: character["name"]})
     character = update_character(studio, character, lora=lora["name"])
@@ -79,7 +79,7 @@ def finish_character(studio: Studio, character_id: int, run_id: int) -> dict:
     return update_character(studio, character, state=state)
 
 
-def test_grid(studio: Studio, character: dict, run: dict) -> Any:
+def test_grid(studio: Studio, character: dict, run: jobs.JobRow) -> Any:
     """The fixed prompts x seeds with the character's LoRA on the run's base model; returns the grid's path."""
     options = TrainOptions.from_dict(run["params"])
     weight = character["state"].get("weight", DEFAULT_WEIGHT)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.image.edit import reference_limit, takes_references
@@ -75,7 +76,8 @@ def view_size(photo: Path, model: str, views: ViewRequest) -> tuple[int, int]:
         width, height = picture.size
     scale = max(spec.width, spec.height) / max(width, height)
     multiple = spec.size_multiple
-    return tuple(max(multiple, round(side * scale / multiple) * multiple) for side in (width, height))
+    fitted = [max(multiple, round(side * scale / multiple) * multiple) for side in (width, height)]
+    return fitted[0], fitted[1]
 
 
 def make_view(studio: Studio, owner: str, photo: Path, description: str, seed: int, views: ViewRequest,
@@ -83,8 +85,9 @@ def make_view(studio: Studio, owner: str, photo: Path, description: str, seed: i
     """Generate one view of the character in ``photo`` (a file in the data dir) from its view description."""
     edit = is_edit_model(views.model)
     width, height = view_size(photo, views.model, views)
-    values = dict(prompt=view_prompt(description, edit, views.outfit is not None), model=views.model, seed=seed,
-                  steps=views.steps, width=width, height=height, owner=owner, notes={"character_view": description})
+    values: dict[str, Any] = dict(prompt=view_prompt(description, edit, views.outfit is not None), model=views.model,
+                                  seed=seed, steps=views.steps, width=width, height=height, owner=owner,
+                                  notes={"character_view": description})
     if edit:
         values["references"] = [str(photo)] + ([str(views.outfit)] if views.outfit else [])
     else:

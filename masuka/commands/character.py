@@ -124,7 +124,7 @@ def run_train(args: argparse.Namespace) -> int:
                              rank=args.rank, lr=args.lr, preset=args.preset, resolution=args.resolution,
                              batch_size=args.batch_size, seed=args.seed, sample_steps=args.sample_steps)
     progress_line(args, f"run {run_id} queued")
-    while (row := studio.jobs.wait(run_id, timeout=FOLLOW_S))["status"] in UNFINISHED:
+    while (row := studio.runner().wait(run_id, timeout=FOLLOW_S))["status"] in UNFINISHED:
         progress_line(args, f"run {run_id}: step {row['step'] or 0}/{row['total']}")
     character = find_character(studio, args.name, LOCAL_USER)
     grid = character["state"].get("grid")

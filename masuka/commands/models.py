@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
                                    f"{'  gated' if r['gated'] else ''}" for r in rows))
     elif args.action == "download":
         job_id = start_download(studio, LOCAL_USER, args.model)
-        while (row := studio.jobs.wait(job_id, timeout=2))["status"] in ("queued", "running"):
+        while (row := studio.runner().wait(job_id, timeout=2))["status"] in ("queued", "running"):
             progress_line(args, f"{row['model']}: {100 * (row['progress'] or 0):.1f}%")
         if row["status"] != "completed":
             raise InvalidInput(row["error"] or f"download {row['status']}")

@@ -110,7 +110,7 @@ def _worker(studio, run_id: int) -> int:
     interrupt = _interrupt_on_signals()
     if int(os.environ.get("RANK", "0")) == 0:
         submit_run(studio, run_id, interrupt)
-        studio.jobs.wait(run_id)
+        studio.runner().wait(run_id)
     else:
         execute_run(studio, RunContext(studio.store, run_id, interrupt), main=False)
     return 0

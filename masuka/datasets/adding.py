@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -44,7 +44,7 @@ def workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def add_images(studio: Studio, ref: str | int, owner: str, sources: list[str | Path], *, admin: bool = False,
+def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str | Path], *, admin: bool = False,
                allow_folders: bool = False, on_progress: Progress | None = None,
                threads: int | None = None) -> AddReport:
     """Ingest ``sources`` (image files, zips, and with ``allow_folders`` folders) into a dataset."""

@@ -94,7 +94,7 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
                 studio.models.release()
 
     try:
-        studio.jobs.run_here(job_id, work, ctx)
+        studio.runner().run_here(job_id, work, ctx)
     except Cancelled:
         report.stopped = True
     return report

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    from imagehash import ImageHash
 
 
 def file_sha256(path: Path) -> str:
@@ -26,7 +30,7 @@ class DuplicateIndex:
     def __init__(self, near_distance: int):
         self.near_distance = near_distance
         self._by_sha: dict[str, str] = {}
-        self._hashes: list[tuple[object, str]] = []
+        self._hashes: list[tuple[ImageHash, str]] = []
 
     def add(self, name: str, sha256: str, phash: str) -> None:
         import imagehash

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from masuka.datasets.formats import DEFAULT_REPEATS, FORMATS, write_layout, zip_folder
 from masuka.datasets.library import dataset_dir, dataset_images, final_caption, find_dataset
@@ -25,8 +26,8 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
     if not rows:
         raise InvalidInput(f"Dataset {dataset['name']!r} has no images to export.")
     items = [(row["file"], row["file_name"], final_caption(row, dataset)) for row in rows]
-    layout = dict(trigger=dataset["trigger"] or "", repeats=int(repeats),
-                  resolution=int((dataset["options"] or {}).get("size", 1024)))
+    layout: dict[str, Any] = dict(trigger=dataset["trigger"] or "", repeats=int(repeats),
+                                  resolution=int((dataset["options"] or {}).get("size", 1024)))
     if out_dir is not None:
         target = Path(out_dir).expanduser()
         if target.exists() and any(target.iterdir()):

@@ -15,6 +15,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -30,8 +31,9 @@ FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF":
 MAX_PIXELS = 64_000_000
 LOSSY = {"JPEG", "MPO", "WEBP"}
 #: processed copies: photos stay JPEG (quality 95, no chroma subsampling), lossless sources stay lossless
-PROCESSED_AS = {True: (".jpg", {"format": "JPEG", "quality": 95, "subsampling": 0}),
-                False: (".png", {"format": "PNG", "compress_level": 1})}
+PROCESSED_AS: dict[bool, tuple[str, dict[str, Any]]] = {
+    True: (".jpg", {"format": "JPEG", "quality": 95, "subsampling": 0}),
+    False: (".png", {"format": "PNG", "compress_level": 1})}
 ORIENTATION_SWAPS = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90°
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
 # Pillow warns above 89 MP; MASUKA refuses anything above MAX_PIXELS (lower) from the header, so the warning
@@ -97,6 +99,9 @@ def decode(path: Path, options: PrepOptions) -> tuple[Image.Image, tuple[int, in
     image = _open(path, options)  # verify() leaves the file unusable: open it again to decode
     notes: list[str] = []
     fmt = image.format
+    if fmt is None:  # _open refused it already; this says so to the type checker
+        image.close()
+        raise Refused("not an image (or a format MASUKA cannot read)")
     try:
         width, height = image.size
         if image.format in ("JPEG", "MPO") and options.size < min(width, height):
@@ -137,8 +142,10 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
     profile = image.info.get("icc_profile")
     if profile:
         try:
-            return ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
-                                             ImageCms.createProfile("sRGB"), outputMode="RGB")
+            converted = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+                                                  ImageCms.createProfile("sRGB"), outputMode="RGB")
+            if converted is not None:  # None only when converting in place
+                return converted
         except (ImageCms.PyCMSError, OSError, ValueError):
             log.debug("CMYK profile unusable; plain conversion")
     return image.convert("RGB")

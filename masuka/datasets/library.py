@@ -45,7 +45,7 @@ def create_dataset(studio: Studio, name: str, owner: str, trigger: str = "", tem
     dataset_id = insert_named(studio.store, "datasets", row,
                               f"You already have a dataset named {name!r}: pick another name or add images to it.")
     dataset_dir(studio, dataset_id).mkdir(parents=True, exist_ok=True)
-    return studio.store.get("datasets", dataset_id)
+    return studio.store.existing("datasets", dataset_id)
 
 
 def find_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
@@ -65,7 +65,7 @@ def list_datasets(studio: Studio, owner: str, admin: bool = False) -> list[dict]
 
 def update_dataset(studio: Studio, dataset: dict, **fields) -> dict:
     studio.store.update("datasets", dataset["id"], updated_at=now(), **fields)
-    return studio.store.get("datasets", dataset["id"])
+    return studio.store.existing("datasets", dataset["id"])
 
 
 def delete_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
@@ -97,7 +97,7 @@ def count_images(studio: Studio, dataset_id: int) -> int:
 def _image(studio: Studio, image_id: int, owner: str, admin: bool) -> tuple[dict, dict]:
     row = studio.store.get("dataset_images", int(image_id))
     dataset = row and studio.store.get("datasets", row["dataset_id"])
-    if not dataset or not (admin or dataset["owner"] == owner):
+    if row is None or not dataset or not (admin or dataset["owner"] == owner):
         raise NotFound(f"No image #{image_id} in your datasets.")
     return row, dataset
 

@@ -188,7 +188,7 @@ def control_maps(inputs: list[ControlInput], pipe: Any, width: int, height: int)
             except Exception as error:
                 raise unavailable("depth model", model_id, error) from error
         estimator = cached[model_id]
-    return [preprocess(item.control.kind, item.picture, estimator).resize((width, height), Image.LANCZOS)
+    return [preprocess(item.control.kind, item.picture, estimator).resize((width, height), Image.Resampling.LANCZOS)
             for item in inputs]
 
 

@@ -10,6 +10,7 @@ Call it as any generation: ``generate_images(studio, ImageRequest(model=..., pro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def reference_limit(pipeline_class: str, model: str) -> int:
     return limit
 
 
-def check_references(pipeline_class: str, model: str, references: list[Any]) -> None:
+def check_references(pipeline_class: str, model: str, references: Sequence[Any]) -> None:
     """Refuse references a model cannot take, and an edit-only model without any."""
     profile = architectures.for_pipeline(pipeline_class)
     if not references:
@@ -58,7 +59,7 @@ def check_references(pipeline_class: str, model: str, references: list[Any]) -> 
                            f"(got {len(references)}).")
 
 
-def plan_references(spec: ModelSpec, references: list[str | Path], has_init: bool, fast: bool) -> list[Image.Image]:
+def plan_references(spec: ModelSpec, references: Sequence[str | Path], has_init: bool, fast: bool) -> list[Image.Image]:
     """The reference images read and checked against what the model (when known before loading) takes."""
     from masuka.image.tasks import open_picture
 
@@ -94,10 +95,10 @@ def _within_area(picture: Image.Image, area: int) -> Image.Image:
         return picture
     scale = (area / (picture.width * picture.height)) ** 0.5
     return picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
-                          Image.LANCZOS)
+                          Image.Resampling.LANCZOS)
 
 
-def edit_record(studio: Studio, references: list[str | Path]) -> dict:
+def edit_record(studio: Studio, references: Sequence[str | Path]) -> dict:
     """What a history row keeps about an edit: the task and the reference files (relative to the data dir)."""
     if not references:
         return {}

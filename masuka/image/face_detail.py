@@ -39,7 +39,7 @@ def find_faces(image: Image.Image) -> list[Box]:
     import numpy as np
 
     gray = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2GRAY)
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)  # type: ignore[attr-defined]  # not in cv2's stubs
     found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(MIN_FACE, MIN_FACE))
     boxes = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in found]
     return sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
@@ -75,8 +75,9 @@ def detail_faces(image: Image.Image, render: Renderer, render_side: int, multipl
         crop = result.crop(box)
         mask = face_mask(face, box)
         side = max(multiple, round(max(render_side, crop.width) / multiple) * multiple)
-        repainted = render(crop.resize((side, side), Image.LANCZOS), mask.resize((side, side), Image.LANCZOS))
-        repainted = repainted.convert("RGB").resize(crop.size, Image.LANCZOS)
+        lanczos = Image.Resampling.LANCZOS
+        repainted = render(crop.resize((side, side), lanczos), mask.resize((side, side), lanczos))
+        repainted = repainted.convert("RGB").resize(crop.size, Image.Resampling.LANCZOS)
         blended = Image.composite(restore(repainted) if restore else repainted, crop, mask)
         result.paste(blended, box[:2])
     return result, faces

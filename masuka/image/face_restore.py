@@ -61,10 +61,10 @@ def face_restorer(studio: Studio, path: str) -> tuple[Restorer | None, str]:
     def restore(crop: Image.Image) -> Image.Image:
         import numpy as np
 
-        pixels = np.asarray(crop.convert("RGB").resize((SIDE, SIDE), Image.LANCZOS), dtype=np.float32) / 255
+        pixels = np.asarray(crop.convert("RGB").resize((SIDE, SIDE), Image.Resampling.LANCZOS), dtype=np.float32) / 255
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(device)
         with torch.inference_mode():
             out = model(tensor).clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
-        return Image.fromarray((out * 255).round().astype(np.uint8)).resize(crop.size, Image.LANCZOS)
+        return Image.fromarray((out * 255).round().astype(np.uint8)).resize(crop.size, Image.Resampling.LANCZOS)
 
     return restore, f"restored with {file.name}"

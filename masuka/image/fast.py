@@ -129,6 +129,8 @@ def _fp8(denoiser: Any, plan: DevicePlan) -> bool:
 def hotswap_loras(pipe: Any, chosen: list[tuple[LoraInfo, float]]) -> None:
     """Make ``chosen`` (at most one LoRA) active in the pipeline's single hot-swapped slot."""
     state = fast_state(pipe)
+    if state is None:
+        raise ValueError("hotswap_loras needs a pipeline prepared by prepare_fast")
     if len(chosen) > 1:
         raise InvalidInput("The fast setting swaps one LoRA at a time: choose one, or turn Fast off to combine "
                            "LoRAs.")

@@ -357,6 +357,8 @@ def close_row(studio: Studio, row_id: int, started: float, *, path: Path | None 
     cancelled (a Stop) or failed with the reason."""
     duration = round(time.perf_counter() - started, 4)
     if error is None:
+        if path is None:
+            raise ValueError("a completed generation needs its file's path")
         studio.store.update("generations", row_id, status="completed", output_path=studio.config.relative(path),
                             finished_at=now(), duration_s=duration, **({"params": params} if params else {}))
         return

@@ -130,8 +130,10 @@ def draw_grid(axes: list[Axis], cells: list[Cell], paths: list[Path]) -> Any:
     tiles = [Image.open(path).convert("RGB") for path in paths]
     width, height = max(t.width for t in tiles), max(t.height for t in tiles)
     font = ImageFont.load_default(size=max(14, min(width, height) // 14))
+    if not isinstance(font, ImageFont.FreeTypeFont):
+        raise RuntimeError("Pillow was built without FreeType, which the grid's labels need")
     sizes = [len(axis.values) for axis in axes] + [1] * (3 - len(axes))
-    heading = font.size + 12
+    heading = int(font.size) + 12
     column_labels = [_label(axes[0], v) for v in axes[0].values]
     row_labels = [_label(axes[1], v) for v in axes[1].values] if len(axes) > 1 else [""]
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))

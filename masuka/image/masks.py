@@ -13,7 +13,8 @@ def painted_mask(layers: list[str | Path], size: tuple[int, int]) -> Image.Image
     """White wherever a layer is painted (its alpha above 0) at ``size``; ``None`` when nothing is painted."""
     mask = Image.new("L", size, 0)
     for layer in layers:
-        alpha = open_picture(layer, "painted mask").convert("RGBA").getchannel("A").resize(size, Image.NEAREST)
+        alpha = open_picture(layer, "painted mask").convert("RGBA").getchannel("A")
+        alpha = alpha.resize(size, Image.Resampling.NEAREST)
         mask = ImageChops.lighter(mask, alpha.point(lambda value: 255 if value else 0))
     return mask if mask.getextrema()[1] else None
 

@@ -87,7 +87,8 @@ def text_encoder_quantization(architecture: str | None, plan: DevicePlan) -> Any
     """
     profile = architectures.get(architecture)
     component = profile.big_text_encoder if profile else None
-    if component is None or plan.device != "cuda" or plan.memory not in ("fp8_offload", "group_offload"):
+    if (profile is None or component is None or plan.device != "cuda"
+            or plan.memory not in ("fp8_offload", "group_offload")):
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
         log.info("bitsandbytes is not installed: the %s text encoder stays in %s (offloaded)", profile.label,

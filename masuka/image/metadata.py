@@ -69,7 +69,9 @@ def parse_parameters(text: str) -> Parameters:
     settings: dict[str, str] = {}
     if lines and len(PARAM.findall(lines[-1])) >= 3:
         settings = {key.strip(): _unquote(value.strip()) for key, value in PARAM.findall(lines.pop())}
-    prompt_lines, negative_lines, in_negative = [], [], False
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    in_negative = False
     for line in lines:
         if line.startswith(NEGATIVE):
             in_negative = True

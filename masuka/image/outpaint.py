@@ -38,7 +38,8 @@ def check_padding(padding: object) -> Padding:
             raise InvalidInput(f"The outpaint {side} side must be 0-{MAX_OUTPAINT} pixels (got {value!r}).")
     if not any(padding):
         raise InvalidInput("Outpaint needs at least one side above 0 pixels.")
-    return tuple(padding)  # type: ignore[return-value]
+    left, right, top, bottom = padding
+    return left, right, top, bottom
 
 
 def rounded_padding(size: tuple[int, int], padding: Padding, multiple: int) -> Padding:

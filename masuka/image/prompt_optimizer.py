@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from masuka.config import env_number
 from masuka.errors import ProviderError
@@ -136,8 +137,9 @@ def _ask_local(studio: Studio, source: str, messages: list[dict]) -> str:
         try:
             local = cache_only(source)
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=plan.dtype, use_safetensors=True,
-                                                         local_files_only=local)
+            # Any: the decorator transformers wraps from_pretrained in hides that it is a classmethod
+            loader: Any = AutoModelForCausalLM
+            model = loader.from_pretrained(source, dtype=plan.dtype, use_safetensors=True, local_files_only=local)
         except Exception as error:
             raise explain_load_error(ModelSpec("prompt-llm", source, None, name=source), error) from error
         return tokenizer, model.to(plan.device).eval()

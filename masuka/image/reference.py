@@ -79,7 +79,7 @@ def use_ip_adapter(pipe: Any, runner: Any, inputs: list[ReferenceInput], support
     if loaded and loaded != wanted:
         pipe.unload_ip_adapter()
         pipe.masuka_ip_adapters = loaded = 0
-    if wanted and not loaded:
+    if wanted and not loaded and support is not None:
         try:
             pipe.load_ip_adapter([support.repo] * wanted, subfolder=support.subfolder,
                                  weight_name=[support.weight_name] * wanted,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.studio import Studio
@@ -44,7 +45,7 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
         dest = folder / f"sequence-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}.mp4"
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".part.mp4")
-    writer = None
+    writer: Any = None  # imageio-ffmpeg's frame generator
     try:
         for path in paths:
             try:

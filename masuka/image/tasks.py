@@ -25,7 +25,7 @@ MAX_MASK_BLUR = 64
 MAX_INPUT_PIXELS = 4096 * 4096
 MAX_UPSCALE = 8
 MAX_SIDE_PADDING = 256
-RESAMPLERS = {"Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
+RESAMPLERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
 
 
 @dataclass
@@ -101,7 +101,7 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
         raise InvalidInput(f"The mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {init.mask_blur}).")
     if init.outpaint is not None:
         return _prepare_outpaint(init, width, height, strength, multiple)
-    image = open_picture(init.path, "init image").convert("RGB").resize((width, height), Image.LANCZOS)
+    image = open_picture(init.path, "init image").convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
     if init.mask is None:
         return TaskInput("img2img", image, None, strength, init)
     mask = _read_mask(init, (width, height))
@@ -114,7 +114,9 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
 
 
 def _read_mask(init: InitImage, size: tuple[int, int]) -> Image.Image:
-    mask = open_picture(init.mask, "mask").convert("L").resize(size, Image.LANCZOS)
+    if init.mask is None:
+        raise ValueError("_read_mask needs an init image with a mask")
+    mask = open_picture(init.mask, "mask").convert("L").resize(size, Image.Resampling.LANCZOS)
     return ImageOps.invert(mask) if init.invert_mask else mask
 
 

@@ -49,7 +49,7 @@ def import_lora_file(studio: Studio, owner: str, source: str | Path, name: str |
     extra = {k: v for k, v in {"trigger": trigger, "base_model": base_model}.items() if v}
     if extra:
         studio.store.update("loras", row_id, **extra)
-    return studio.store.get("loras", row_id)
+    return studio.store.existing("loras", row_id)
 
 
 def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: str | None = None) -> dict:

@@ -36,7 +36,7 @@ def list_loras(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
                 except Exception:  # an unusable file is simply not offered
                     continue
                 row_id = register_lora(studio, info, LOCAL_USER, "folder")
-                rows.append(studio.store.get("loras", row_id))
+                rows.append(studio.store.existing("loras", row_id))
     return rows
 
 

@@ -135,7 +135,7 @@ def check_requirements(spec: ModelSpec) -> None:
     """Refuse, before any weight is read, a pipeline whose extra package (FLUX.2 [dev]: torchvision) is missing."""
     profile = spec.profile or architectures.for_pipeline(spec.pipeline)
     package = profile.requires.get(spec.pipeline) if profile else None
-    if package is None:
+    if profile is None or package is None:
         return
     try:
         importlib.import_module(package)
@@ -148,7 +148,7 @@ def explain_load_error(spec: ModelSpec, error: BaseException) -> ModelUnavailabl
     """Turn a loading failure into a message that says which repo and why (gated, no token, offline…)."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    chain = []
+    chain: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and len(chain) < 10:
         chain.append(current)

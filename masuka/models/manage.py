@@ -100,7 +100,7 @@ def start_download(studio: Studio, owner: str, model: str) -> int:
     repo = resolve_repo(model)
     job_id = jobs.create(studio.store, "download", owner, title=f"Download {repo}", model=repo,
                          params={"repo": repo})
-    studio.jobs.submit(job_id, lane=LANE)  # the work is download_job: the queue survives a restart
+    studio.runner().submit(job_id, lane=LANE)  # the work is download_job: the queue survives a restart
     return job_id
 
 
@@ -125,7 +125,7 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
     job_id = last[0].id if last and not last[0].finished else start_download(studio, owner, source)
     if watch:
         watch(Progress(fraction=0.0, message=f"Downloading {source}…"))
-    while not (row := studio.jobs.wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
+    while not (row := studio.runner().wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
         if watch:
             watch(Progress(fraction=row.progress or 0.0, message=download_line(row)))
     if row.status != "completed":
@@ -273,8 +273,8 @@ def download_error(repo: str, error: BaseException, has_token: bool) -> ModelUna
                                 "with read access in Settings → API keys.")
     if any(isinstance(e, RepositoryNotFoundError) for e in chain):
         return ModelUnavailable(f"{repo} was not found on the Hub (or it is private and your token cannot see it).")
-    if as_disk_full(error):
-        return as_disk_full(error)
+    if full := as_disk_full(error):
+        return full
     if any(isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or "Connect" in type(e).__name__
            or "Timeout" in type(e).__name__ for e in chain):
         return ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
@@ -292,7 +292,7 @@ def delete_model(repo: str) -> int:
     except CacheNotFound:
         info = None
     repos = [r for r in (info.repos if info else []) if r.repo_id == repo and r.repo_type == "model"]
-    if not repos:
+    if info is None or not repos:
         raise InvalidInput(f"{repo} is not in the model cache.")
     strategy = info.delete_revisions(*(rev.commit_hash for r in repos for rev in r.revisions))
     strategy.execute()

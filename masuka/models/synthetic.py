@@ -37,7 +37,7 @@ def tiny_components(architecture: str, seed: int = 0) -> dict[str, Any]:
 def tiny_pipeline(architecture: str, seed: int = 0, task: str = "txt2img") -> Any:
     """A miniature pipeline of ``architecture`` for ``task`` (``txt2img``, or ``edit``: its edit pipeline)."""
     profile = architectures.get(architecture)
-    if task not in ("txt2img", "edit") or task not in (profile.pipelines if profile else {}):
+    if profile is None or task not in ("txt2img", "edit") or task not in profile.pipelines:
         raise ValueError(f"no tiny {task} pipeline for {architecture!r}")
     builder = profile.tiny_edit_components if task == "edit" else None
     return _pipeline(profile.pipelines[task], (builder or profile.tiny_components)(seed))
@@ -86,11 +86,11 @@ def save_tiny_lora(architecture: str, path: str | Path, rank: int = 4, seed: int
     from safetensors.torch import load_file, save_file
 
     path = Path(path)
-    profile = architectures.get(architecture)
+    profile = architectures.require(architecture)
     denoiser = tiny_components(architecture)[profile.denoiser]
     torch.manual_seed(seed)
     denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
-                                    target_modules=list(profile.training.target_modules)))
+                                    target_modules=list(profile.trains.target_modules)))
     with torch.no_grad():  # strong enough to change a tiny model's image visibly
         for name, param in denoiser.named_parameters():
             if "lora_" in name:
@@ -136,7 +136,7 @@ def real_pipeline(model_id: str, device: str = "meta", dtype: Any = None, seed: 
             components[name.replace("text_encoder", "tokenizer")] = _TOKENIZERS[class_name]()
     from masuka.models.catalog import image_models
 
-    pipeline = image_models().get(model_id, {}).get("pipeline") or architectures.get(architecture).pipeline
+    pipeline = image_models().get(model_id, {}).get("pipeline") or architectures.require(architecture).pipeline
     return _pipeline(pipeline, components)
 
 

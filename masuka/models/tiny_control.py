@@ -24,8 +24,11 @@ def tiny_controlnet(architecture: str, seed: int = 0, union: bool = False) -> An
     import diffusers
     import torch
 
-    support = architectures.get(architecture).controlnets
-    denoiser = tiny_components(architecture, seed)[architectures.get(architecture).denoiser]
+    profile = architectures.require(architecture)
+    support = profile.controlnets
+    if support is None:
+        raise ValueError(f"{profile.label} takes no ControlNet")
+    denoiser = tiny_components(architecture, seed)[profile.denoiser]
     cls = getattr(diffusers, support.model)
     if architecture == "sdxl":
         net = cls.from_unet(denoiser)
@@ -75,7 +78,9 @@ def save_tiny_ip_adapter(architecture: str, folder: str | Path, seed: int = 0) -
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     folder = Path(folder)
-    support = architectures.get(architecture).style_references
+    support = architectures.require(architecture).style_references
+    if support is None:
+        raise ValueError(f"{architecture!r} takes no style reference")
     unet = tiny_components(architecture, seed)["unet"]
     torch.manual_seed(seed)
     embed, cross = 32, unet.config.cross_attention_dim
@@ -111,5 +116,5 @@ def save_tiny_redux(architecture: str, folder: str | Path, seed: int = 0) -> Pat
     prior = FluxPriorReduxPipeline(image_encoder=encoder,
                                    feature_extractor=SiglipImageProcessor(size={"height": 32, "width": 32}),
                                    image_embedder=ReduxImageEncoder(redux_dim=32, txt_in_features=text_width))
-    prior.save_pretrained(folder, safe_serialization=True)
+    prior.save_pretrained(folder, safe_serialization=True)  # type: ignore[attr-defined]  # DiffusionPipeline method mypy misses
     return folder

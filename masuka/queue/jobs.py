@@ -57,10 +57,12 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
         raise InvalidInput("No prompts: write one prompt a line.")
     ids = []
     for template in templates:
-        base = request.seed if request.seed not in (None, -1) else random.randint(0, MAX_SEED // 2)
+        seed = request.seed
+        base = seed if seed is not None and seed != -1 else random.randint(0, MAX_SEED // 2)
         expanded = expand_prompts(studio.config.wildcards_dir, [template], random_picks, base)
         plan = plan_request(studio, replace(request, prompt=expanded[0].text, seed=base), allow_any_path)
-        items = [{"prompt": p.text, "template": p.template} for p in expanded for _ in plan.seeds]
+        items: list[dict[str, Any]] = [{"prompt": p.text, "template": p.template} for p in expanded
+                                       for _ in plan.seeds]
         if base + len(items) - 1 > MAX_SEED:
             raise InvalidInput(f"The seed is too large for {len(items)} images (at most {MAX_SEED - len(items) + 1}).")
         for index, item in enumerate(items):

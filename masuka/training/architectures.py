@@ -27,10 +27,10 @@ class Architecture(ABC):
     def __init__(self, pipe: Any, options: Any, max_sequence_length: int | None = None):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        profile = architectures.get(self.name)
+        profile = architectures.require(self.name)
         self.model_attr = profile.denoiser
-        self.target_modules = list(profile.training.target_modules)
-        self.text_encoder_targets = list(profile.training.text_encoder_targets)
+        self.target_modules = list(profile.trains.target_modules)
+        self.text_encoder_targets = list(profile.trains.text_encoder_targets)
         self.guidance_argument = profile.guidance_argument
         self.size_multiple = profile.size_multiple
         self.vae_scale = pipe.vae_scale_factor

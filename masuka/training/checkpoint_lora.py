@@ -52,7 +52,8 @@ def plan_comparison(studio: Studio, run_id: int, prompts: list[str], base: Image
     Without prompts, the run's sample prompts are used."""
     row = _run_row(studio, run_id, base.owner, admin)
     found = checkpoint_loras(studio, row.id, base.owner, admin)
-    prompts = [p.strip() for p in prompts if p and p.strip()] or TrainOptions.from_dict(row.params).sample_prompts
+    options = TrainOptions.from_dict(row.params)
+    prompts = [p.strip() for p in prompts if p and p.strip()] or options.sample_prompts
     if not prompts:
         raise InvalidInput("Give at least one prompt to render the checkpoints with.")
     if len(prompts) > MAX_PROMPTS:
@@ -60,7 +61,7 @@ def plan_comparison(studio: Studio, run_id: int, prompts: list[str], base: Image
     axes = [Axis("lora", tuple(str(path) for _step, path in found))]
     if len(prompts) > 1:  # every prompt replaces the first one, whole (a prompt S/R axis)
         axes.append(Axis("prompt", tuple(prompts)))
-    request = replace(base, prompt=prompts[0], model=row.model, loras=[], batch=1)
+    request = replace(base, prompt=prompts[0], model=options.base, loras=[], batch=1)
     cells = plan_grid(studio, request, axes, confirm_large=confirm_large)
     return Comparison(axes, cells, [step for step, _path in found])
 

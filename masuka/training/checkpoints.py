@@ -59,7 +59,7 @@ def save(run_dir: Path, step: int, lora: dict[str, dict[str, Any]], optimizer: A
     partial.mkdir(parents=True)
     for module, state in lora.items():
         save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, partial / f"{module}.safetensors")
-    rng = {"torch": torch.get_rng_state()}
+    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from masuka.errors import MasukaError
 from masuka.gpu import DevicePlan, device_plan
@@ -28,6 +28,14 @@ from masuka.training.options import PRESETS, TrainOptions
 
 log = logging.getLogger(__name__)
 MAX_GRAD_NORM = 1.0
+T = TypeVar("T")
+
+
+def _filled(value: T | None, name: str) -> T:
+    """An option :func:`~masuka.training.options.fill_defaults` fills in; a run never starts without it."""
+    if value is None:
+        raise ValueError(f"training option {name!r} is not filled in (fill_defaults first)")
+    return value
 
 
 class Hooks(Protocol):
@@ -124,8 +132,8 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
         getattr(pipe, name).to(device)
     if main:
         hooks.log(f"caching latents and text embeddings of {len(plan.data.items)} image(s) at {options.resolution} px")
-    cache = build_cache(arch, pipe, plan.data.items, options.resolution, options.sample_prompts, device,
-                        encode_texts=not options.train_text_encoder)
+    cache = build_cache(arch, pipe, plan.data.items, _filled(options.resolution, "resolution"),
+                        options.sample_prompts, device, encode_texts=not options.train_text_encoder)
     if main:
         hooks.log(f"cached {len(cache.latents)} image(s) in {len(cache.buckets())} aspect bucket(s)")
     if not options.train_text_encoder:
@@ -144,7 +152,7 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
     if options.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model.to(device)
-    lora = dict(r=options.rank, lora_alpha=options.alpha, init_lora_weights="gaussian")
+    lora: dict[str, Any] = dict(r=options.rank, lora_alpha=options.alpha, init_lora_weights="gaussian")
     model.add_adapter(LoraConfig(target_modules=arch.target_modules, **lora))
     trained = {arch.model_attr: model}
     if options.train_text_encoder:
@@ -153,7 +161,7 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
             trained[name] = getattr(pipe, name)
     cast_training_params(list(trained.values()), dtype=torch.float32)  # LoRA weights train in fp32 always
     params = [p for module in trained.values() for p in module.parameters() if p.requires_grad]
-    optimizer = make_optimizer(options.optimizer, params, options.lr)
+    optimizer = make_optimizer(options.optimizer, params, _filled(options.lr, "lr"))
     world = accelerator.num_processes
     scheduler = get_scheduler(options.scheduler, optimizer, num_warmup_steps=options.warmup_steps * world,
                               num_training_steps=options.steps * world)
@@ -212,8 +220,8 @@ def _loop(plan: TrainPlan, session: Session, hooks: Hooks) -> Outcome:
     options, accelerator = plan.options, session.accelerator
     main = accelerator.is_main_process
     step = _resume(plan, session, hooks)
-    order = BatchOrder(session.cache, options.batch_size, options.seed, accelerator.process_index,
-                       accelerator.num_processes)
+    order = BatchOrder(session.cache, _filled(options.batch_size, "batch_size"), options.seed,
+                       accelerator.process_index, accelerator.num_processes)
     micro = step * options.grad_accum
     loss_value = None
     if main and step < options.steps:
@@ -333,9 +341,9 @@ def out_of_memory_message(options: TrainOptions) -> str:
         advice.append("choose the preset of your GPU's memory (12gb, 16gb, 24gb or 40gb)")
     elif names.index(options.preset) > 0:
         advice.append(f"choose the {names[names.index(options.preset) - 1]} preset")
-    if options.resolution > 256:
+    if options.resolution and options.resolution > 256:
         advice.append(f"lower the resolution from {options.resolution} to {max(256, options.resolution - 256)} px")
-    if options.batch_size > 1:
+    if options.batch_size and options.batch_size > 1:
         advice.append(f"lower the batch size from {options.batch_size} to 1 (raise gradient accumulation instead)")
     if not options.gradient_checkpointing:
         advice.append("turn on gradient checkpointing")

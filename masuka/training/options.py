@@ -77,11 +77,11 @@ def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
     """A copy with every ``None`` replaced by the preset's value, then the architecture's default."""
     if options.preset and options.preset not in PRESETS:
         raise InvalidInput(f"Unknown preset {options.preset!r}: choose one of {', '.join(PRESETS)}.")
-    training = architectures.get(architecture).training
-    if options.preset in training.too_small:
+    training = architectures.require(architecture).trains
+    if options.preset and options.preset in training.too_small:
         raise InvalidInput(f"The {options.preset} preset does not fit: {training.too_small[options.preset]}.")
     preset = dict(PRESETS.get(options.preset or "", {}))
-    if preset and int(options.preset[:-2]) >= training.fp8_below_gb:
+    if preset and options.preset and int(options.preset[:-2]) >= training.fp8_below_gb:
         preset["base_precision"] = "bf16"
     values = {**training.defaults, "gradient_checkpointing": False, "base_precision": "bf16",
               "batch_size": 1, **preset}
@@ -99,11 +99,13 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
     whole_number("Rank", options.rank, 1, MAX_RANK)
     whole_number("Batch size", options.batch_size, 1, 64)
     whole_number("Gradient accumulation", options.grad_accum, 1, 128)
-    whole_number("Resolution", options.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
-    if options.resolution % size_multiple:
-        nearest = max(size_multiple, round(options.resolution / size_multiple) * size_multiple)
+    resolution = whole_number("Resolution", options.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
+    if resolution % size_multiple:
+        nearest = max(size_multiple, round(resolution / size_multiple) * size_multiple)
         raise InvalidInput(f"Resolution must be a multiple of {size_multiple} for {architecture.upper()} "
                            f"(got {options.resolution}; try {nearest}).")
+    if options.lr is None or options.alpha is None:
+        raise ValueError("check_options needs the options fill_defaults returns")
     if not 0 < float(options.lr) <= 1:
         raise InvalidInput(f"Learning rate must be above 0 and at most 1 (got {options.lr:g}); 1e-4 is typical.")
     if not 0 < float(options.alpha) <= 4 * MAX_RANK:
@@ -129,7 +131,7 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
         raise InvalidInput(f"Unknown LR scheduler {options.scheduler!r}: choose one of {', '.join(SCHEDULERS)}.")
     if options.base_precision not in PRECISIONS:
         raise InvalidInput(f"Base precision must be one of {', '.join(PRECISIONS)}.")
-    if options.train_text_encoder and not architectures.get(architecture).training.text_encoder_targets:
+    if options.train_text_encoder and not architectures.require(architecture).trains.text_encoder_targets:
         offered = [p.label for p in architectures.PROFILES.values() if p.training and p.training.text_encoder_targets]
         raise InvalidInput(f"Text-encoder LoRA is offered for {', '.join(offered)} only.")
     if options.train_text_encoder and options.gpus > 1:

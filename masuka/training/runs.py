@@ -48,6 +48,7 @@ def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USE
     if profile is None or profile.training is None:
         trainable = [p.label for p in architectures.PROFILES.values() if p.training]
         raise InvalidInput(f"{spec.id!r} is not a {', '.join(trainable)} pipeline: MASUKA trains LoRAs for those.")
+    architecture = profile.id
     if pipeline in profile.training.untrainable:
         raise InvalidInput(f"{spec.id!r} cannot be trained here: {profile.training.untrainable[pipeline]}.")
     options = fill_defaults(options, architecture)
@@ -105,9 +106,9 @@ def submit_run(studio: Studio, run_id: int, interrupt: threading.Event | None = 
     if _remote(jobs.get(studio.store, run_id)):
         from masuka.training.backends.remote import execute_remote_run
 
-        studio.jobs.submit(run_id, lambda ctx: execute_remote_run(studio, ctx), ctx=hooks)
+        studio.runner().submit(run_id, lambda ctx: execute_remote_run(studio, ctx), ctx=hooks)
         return
-    studio.jobs.submit(run_id, lambda ctx: execute_run(studio, ctx), lane=LANE, ctx=hooks)
+    studio.runner().submit(run_id, lambda ctx: execute_run(studio, ctx), lane=LANE, ctx=hooks)
 
 
 def run_job(studio: Studio, ctx: JobContext) -> None:
@@ -194,7 +195,7 @@ class RunContext(JobContext):
                  observer: Callable[[int], None] | None = None):
         super().__init__(store, run_id, interrupt)
         self.observer = observer
-        row = jobs.get(store, run_id)
+        row = jobs.lookup(store, run_id)
         self.total = (row.total if row else None) or 1
         self.pending: list[dict[str, Any]] = []
         self.flushed_at = 0.0
@@ -224,7 +225,7 @@ class RunContext(JobContext):
 
 def _run_row(studio: Studio, run_id: Any, owner: str, admin: bool) -> jobs.JobRow:
     try:
-        row = jobs.get(studio.store, int(run_id))
+        row = jobs.lookup(studio.store, int(run_id))
     except (TypeError, ValueError):
         row = None
     if row is None or row.kind != KIND or not (admin or row.owner == owner):
@@ -280,7 +281,7 @@ def run_status(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
         "lora": str(studio.config.absolute(result["lora"])) if result.get("lora") else None,
         "final_loss": result.get("final_loss"), "stop_requested": bool(row.stop_requested),
         "created_at": row.created_at, "finished_at": row.finished_at,
-        "checkpoint_step": (checkpoints.latest(run_dir).step if run_dir and checkpoints.latest(run_dir) else None),
+        "checkpoint_step": latest.step if run_dir and (latest := checkpoints.latest(run_dir)) else None,
     }
 
 

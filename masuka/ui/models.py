@@ -110,7 +110,7 @@ def download_model(studio: Studio, model: str, request: gr.Request, progress=gr.
     job_id = start_download(studio, user_of(request), model)
     progress(0, desc="Queued")
     while True:
-        row = studio.jobs.wait(job_id, timeout=POLL_S)
+        row = studio.runner().wait(job_id, timeout=POLL_S)
         if row["status"] not in UNFINISHED:
             break
         progress(row["progress"] or 0, desc=download_line(row))

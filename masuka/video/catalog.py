@@ -15,13 +15,14 @@ import json
 from dataclasses import dataclass
 from math import gcd
 from pathlib import Path
+from typing import Any
 
 from masuka.errors import InvalidInput
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "video_models.json"
 LOCAL = "local"
 #: a local model that is not in the catalog (repo id or folder) accepts these
-LOCAL_ANY = {"durations": list(range(1, 11)), "sizes": [], "fps": 16, "steps": 30, "guidance": 5.0,
+LOCAL_ANY: dict[str, Any] = {"durations": list(range(1, 11)), "sizes": [], "fps": 16, "steps": 30, "guidance": 5.0,
              "price_per_second": 0, "text": True, "image": True}
 
 

@@ -86,7 +86,7 @@ def _keep_input(studio: Studio, job_id: int, name: str, source: str) -> str:
 
 def _submit(studio: Studio, job_id: int, provider: str) -> None:
     lane = "gpu" if provider == "local" else None
-    studio.jobs.submit(job_id, lambda ctx: run_video_job(studio, ctx), lane=lane)
+    studio.runner().submit(job_id, lambda ctx: run_video_job(studio, ctx), lane=lane)
 
 
 def resume_video_jobs(studio: Studio) -> list[int]:
@@ -107,11 +107,12 @@ def resume_video_jobs(studio: Studio) -> list[int]:
             jobs.finish(studio.store, row.id, "interrupted", "The app stopped while this local video was being "
                         "made; generate it again.")
             continue
+        provider = row.provider or ""  # every video job names its provider
         if any(seg.get("submitting") for seg in state.get("segments", [])):
-            _needs_attention(studio, row.id, row.provider)
+            _needs_attention(studio, row.id, provider)
             continue
-        log.info("resuming video job %s (%s)", row.id, row.provider)
-        _submit(studio, row.id, row.provider)
+        log.info("resuming video job %s (%s)", row.id, provider)
+        _submit(studio, row.id, provider)
         resumed.append(row.id)
     return resumed
 
@@ -338,7 +339,7 @@ def _cancel_at_provider(studio: Studio, row: jobs.JobRow) -> None:
     if not segments or row.provider == "local":
         return
     try:
-        provider = open_provider(studio, row.provider)
+        provider = open_provider(studio, row.provider or "")
     except MasukaError:
         return
     try:

@@ -24,5 +24,7 @@ class VideoSettings:
         values = {}
         for name, field in cls.__dataclass_fields__.items():
             kind = int if field.type == "int" else float
+            if not (field.default is None or isinstance(field.default, (int, float))):
+                raise TypeError(f"VideoSettings.{name} needs a number or None as its default")
             values[name] = env_number(f"MASUKA_VIDEO_{name.upper()}", field.default, kind)
         return cls(**values)

@@ -104,7 +104,10 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
     pipe = get_pipeline(studio.models, plan.spec, studio.config.keys.get("huggingface"))
     apply_loras(pipe, plan.loras)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
-    runner = task_pipeline(pipe, plan.task)
+    task = plan.task
+    if task is None:
+        raise ValueError("a detailed upscale is planned as an img2img task")
+    runner = task_pipeline(pipe, task)
     accepted = set(inspect.signature(runner.__call__).parameters)
     width, height = source.width * request.scale, source.height * request.scale
     boxes = _boxes(request, plan, source, overlap)
@@ -112,7 +115,7 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
     row_id = studio.store.insert("generations", record(
         studio, request, kept, source, model=plan.spec.id, seed=seed, prompt=plan.request.prompt,
         negative_prompt=request.negative_prompt, steps=plan.steps, guidance=plan.guidance,
-        params={"strength": plan.task.strength, "tile": [plan.width, plan.height], "overlap": overlap,
+        params={"strength": task.strength, "tile": [plan.width, plan.height], "overlap": overlap,
                 "tiles": len(boxes), "architecture": plan.spec.architecture}))
 
     def step_end(_pipe: Any, _step: int, _t: Any, kwargs: dict) -> dict:
@@ -124,7 +127,7 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
         blender = Blender(width, height, overlap)
         for index, box in enumerate(boxes):
             check_stop(stop)
-            piece = TaskInput("img2img", enlarged.crop(box), None, plan.task.strength, plan.task.source)
+            piece = TaskInput("img2img", enlarged.crop(box), None, task.strength, task.source)
             kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed + index), step_end)
             with torch.inference_mode():
                 repainted = runner(**kwargs, **task_kwargs(piece)).images[0]

@@ -117,7 +117,7 @@ def enlarge(source: Image.Image, scale: int, upscaler: str, path: Path | None, t
     while reached < scale:
         picture = run_model(model, picture, tile, overlap, stop, on_tile)
         reached *= model.scale
-    return picture if picture.size == size else picture.resize(size, Image.LANCZOS)
+    return picture if picture.size == size else picture.resize(size, Image.Resampling.LANCZOS)
 
 
 @zerogpu(duration=60)

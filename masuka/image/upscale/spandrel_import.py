@@ -58,7 +58,7 @@ class _WithoutTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         base = _architecture_base()
         arch_id = module.__name__.rpartition(".")[2]
 
-        class Unavailable(base):
+        class Unavailable(base):  # type: ignore[misc, valid-type]  # spandrel's base, found at run time
             def __init__(self) -> None:
                 super().__init__(id=arch_id, detect=lambda state_dict: False)
 
@@ -68,6 +68,6 @@ class _WithoutTorchvision(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         setattr(module, NEEDS_TORCHVISION[module.__name__], Unavailable)
 
 
-def _architecture_base() -> type:
+def _architecture_base() -> Any:
     """spandrel's ``Architecture`` base class (its package is still being imported when this is asked for)."""
     return importlib.import_module("spandrel.__helpers.model_descriptor").Architecture

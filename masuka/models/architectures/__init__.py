@@ -14,7 +14,9 @@ from masuka.models.architectures.registry import (
                                                   identify_lora,
                                                   is_lycoris,
                                                   labels,
+                                                  require,
 )
 
 __all__ = ["PROFILES", "LoraLayers", "Match", "Profile", "Training", "UnknownLora", "for_pipeline", "get",
-           "identify_lora", "is_lycoris", "labels", "lora_layers"]
+           "identify_lora", "is_lycoris", "labels", "lora_layers",
+           "require"]

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from masuka.errors import InvalidInput
+
 TASKS = ("txt2img", "img2img", "inpaint", "edit")
 
 
@@ -159,6 +161,13 @@ class Profile:
     def pipeline(self) -> str:
         """The text-to-image pipeline class."""
         return self.pipelines["txt2img"]
+
+    @property
+    def trains(self) -> Training:
+        """:attr:`training`, for code that only runs on a trainable architecture; :class:`InvalidInput` otherwise."""
+        if self.training is None:
+            raise InvalidInput(f"MASUKA does not train LoRAs for {self.label}.")
+        return self.training
 
     def covers(self, pipeline_class: str) -> bool:
         return (pipeline_class in self.pipelines.values() or pipeline_class in self.also_covers

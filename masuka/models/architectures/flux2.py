@@ -64,10 +64,10 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
     )
 
 
-_QWEN3_4B = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+_QWEN3_4B: dict[str, Any] = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
                  num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=40960,
                  rope_theta=1000000.0, tie_word_embeddings=True)
-_KLEIN_4B = {
+_KLEIN_4B: dict[str, tuple[str, dict[str, Any]]] = {
     "transformer": ("Flux2Transformer2DModel", dict(
         patch_size=1, in_channels=128, num_layers=5, num_single_layers=20, attention_head_dim=128,
         num_attention_heads=24, joint_attention_dim=3 * 2560, timestep_guidance_channels=256, mlp_ratio=3.0,
@@ -89,7 +89,7 @@ _MISTRAL_SMALL = dict(
     vision_config=dict(model_type="pixtral", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                        num_attention_heads=16, head_dim=64, image_size=1540, patch_size=14),
     spatial_merge_size=2, image_token_index=10, projector_hidden_act="gelu", multimodal_projector_bias=False)
-_DEV = {
+_DEV: dict[str, tuple[str, dict[str, Any]]] = {
     "transformer": ("Flux2Transformer2DModel", {}),  # its defaults are FLUX.2 [dev]: 8 + 48 blocks, 6144 wide
     "text_encoder": ("Mistral3ForConditionalGeneration", _MISTRAL_SMALL),
     "vae": ("AutoencoderKLFlux2", {}),

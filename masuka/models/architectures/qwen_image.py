@@ -42,9 +42,10 @@ def tiny_components(seed: int = 0, vocab: int = QWEN_TINY_VOCAB, **vision_tokens
                 num_key_value_heads=2, rope_theta=1000000.0, vocab_size=vocab, bos_token_id=None,
                 eos_token_id=QWEN_TINY_VOCAB - 3,
                 rope_scaling={"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"})
+    # hidden_size and vocab_size go through **kwargs, which its annotated signature leaves out
+    values: dict[str, Any] = dict(hidden_size=16, vocab_size=vocab, **vision_tokens)
     config = Qwen2_5_VLConfig(text_config=text, vision_config=dict(depth=2, hidden_size=16, intermediate_size=16,
-                                                                    num_heads=2, out_hidden_size=16),
-                              hidden_size=16, vocab_size=vocab, **vision_tokens)
+                                                                    num_heads=2, out_hidden_size=16), **values)
     return dict(
         transformer=QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2,
                                                 attention_head_dim=16, num_attention_heads=3,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from masuka.errors import InvalidInput
 from masuka.models.architectures import flux, flux2, qwen_image, sd3, sdxl, z_image
 from masuka.models.architectures.base import LYCORIS_PART, LoraLayers, Match, Profile
 from masuka.models.architectures.foreign import VERSIONS, foreign_family
@@ -17,6 +18,14 @@ class UnknownLora(ValueError):
 
 def get(architecture: str | None) -> Profile | None:
     return PROFILES.get(architecture or "")
+
+
+def require(architecture: str | None) -> Profile:
+    """The profile of ``architecture``, for code that only runs on a known one; :class:`InvalidInput` otherwise."""
+    profile = PROFILES.get(architecture or "")
+    if profile is None:
+        raise InvalidInput(f"Unknown architecture {architecture!r}: MASUKA knows {labels()}.")
+    return profile
 
 
 def for_pipeline(pipeline_class: str) -> Profile | None:

@@ -32,8 +32,9 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
                                            qk_norm=True, cap_feat_dim=16, rope_theta=256.0, t_scale=1000.0,
                                            axes_dims=[8, 4, 4], axes_lens=[1024, 32, 32])
     with torch.no_grad():  # created with torch.empty: give them values so outputs are finite
-        transformer.x_pad_token.copy_(torch.ones_like(transformer.x_pad_token))
-        transformer.cap_pad_token.copy_(torch.ones_like(transformer.cap_pad_token))
+        for name in ("x_pad_token", "cap_pad_token"):  # set in __init__, not declared on the class
+            token = getattr(transformer, name)
+            token.copy_(torch.ones_like(token))
     return dict(
         transformer=transformer,
         text_encoder=Qwen3Model(Qwen3Config(hidden_size=16, intermediate_size=16, num_hidden_layers=2,
@@ -46,7 +47,7 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
 
 
 #: Z-Image-Turbo and the Z-Image base share one architecture
-_REAL = {
+_REAL: dict[str, tuple[str, dict[str, Any]]] = {
     "transformer": ("ZImageTransformer2DModel", {}),
     "text_encoder": ("Qwen3Model", _QWEN3_4B),
     "vae": ("AutoencoderKL", dict(VAE_16, scaling_factor=0.3611, shift_factor=0.1159)),

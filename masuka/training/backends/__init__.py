@@ -11,9 +11,13 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from masuka.errors import InvalidInput
 from masuka.services import declared_classes
+
+if TYPE_CHECKING:
+    from masuka.training.backends.base import RemoteTrainer
 
 LOCAL = "local"
 CATALOG_PATH = Path(__file__).resolve().parents[3] / "assets" / "remote_trainers.json"
@@ -30,11 +34,12 @@ BACKENDS = (LOCAL, *REMOTE_BACKENDS)
 
 
 @functools.cache
-def remote_backends() -> dict[str, type]:
+def remote_backends() -> dict[str, type[RemoteTrainer]]:
     """Backend id -> its :class:`RemoteTrainer` class, in catalog order."""
     from masuka.training.backends.base import RemoteTrainer
 
-    return declared_classes(__name__, REMOTE_BACKENDS, RemoteTrainer)
+    # mypy refuses an abstract class as type[T] (python/mypy#4717); the abstract base is what is meant
+    return declared_classes(__name__, REMOTE_BACKENDS, RemoteTrainer)  # type: ignore[type-abstract]
 
 
 def check_backend(backend: str) -> str:

@@ -19,7 +19,8 @@ from masuka.video.timing import VideoSettings
 @functools.cache
 def remote_providers() -> dict[str, type[Provider]]:
     """Provider id -> its class, in catalog order."""
-    return declared_classes(__name__, REMOTE_PROVIDERS, Provider)
+    # mypy refuses an abstract class as type[T] (python/mypy#4717); the abstract base is what is meant
+    return declared_classes(__name__, REMOTE_PROVIDERS, Provider)  # type: ignore[type-abstract]
 
 
 def provider_class(name: str) -> type[Provider]:

@@ -38,7 +38,7 @@ class FalQueue(Provider):
             candidates["generate_audio"] = clip.audio
         fields = clip.entry.get("image_fields" if image else "fields", candidates)
         body = {"prompt": clip.prompt, **{name: value for name, value in candidates.items() if name in fields}}
-        if image:
+        if clip.image is not None:
             body["image_url"] = image_data_uri(clip.image)
         answer = self.caller.send(self.client, "POST", f"/{model}", create=True, json=body).json()
         return queue_ref(model, answer["request_id"])

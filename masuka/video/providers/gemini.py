@@ -24,7 +24,7 @@ class GeminiVeo(Provider):
         instance: dict = {"prompt": clip.prompt}
         if clip.extend:  # continue Veo's own earlier clip: the answer is the whole, longer video
             instance["video"] = {"uri": clip.extend}
-            parameters = {"resolution": resolution_of(clip.size)}
+            parameters: dict = {"resolution": resolution_of(clip.size)}
             if clip.negative_prompt:
                 parameters["negativePrompt"] = clip.negative_prompt
             return self._create(clip.model, instance, parameters)
@@ -35,8 +35,8 @@ class GeminiVeo(Provider):
         if clip.references:
             instance["referenceImages"] = [{"image": _inline(path), "referenceType": "ASSET"}
                                            for path in clip.references]
-        parameters: dict = {"aspectRatio": aspect_of(clip.size), "durationSeconds": clip.seconds,
-                            "resolution": resolution_of(clip.size)}
+        parameters = {"aspectRatio": aspect_of(clip.size), "durationSeconds": clip.seconds,
+                      "resolution": resolution_of(clip.size)}
         if clip.negative_prompt:
             parameters["negativePrompt"] = clip.negative_prompt
         return self._create(clip.model, instance, parameters)
