@@ -40,6 +40,7 @@ class CreationForm:
     size: gr.Number
     steps: gr.Number
     seed: gr.Number
+    outfit: gr.Image
     reshuffle: gr.Button
     create: gr.Button
     stop: gr.Button
@@ -48,7 +49,7 @@ class CreationForm:
         """What ``create_character`` takes, in order."""
         return [self.name, self.trigger, self.photos, self.model, self.views, self.prompts, self.strength,
                 self.threshold, self.not_a_person, self.face, self.identity_model, self.captioner, self.size,
-                self.steps, self.seed]
+                self.steps, self.seed, self.outfit]
 
 
 @dataclass
@@ -152,11 +153,13 @@ def _creation() -> CreationForm:
             steps = gr.Number(0, precision=0, label="Steps (0 = the model's)")
             seed = gr.Number(0, precision=0, label="Seed (prompt set and views)")
             reshuffle = gr.Button("New prompt set from this seed")
+        outfit = gr.Image(type="filepath", label="Outfit reference (optional): every view wears it; needs an edit "
+                          "model that takes several images (Qwen-Image-Edit-Plus, FLUX.2)", height=160)
     with gr.Row():
         create = gr.Button("Create character", variant="primary")
         stop = gr.Button("Stop", variant="stop")
     return CreationForm(name, trigger, photos, not_a_person, face, model, views, strength, threshold, prompts,
-                        identity_model, captioner, size, steps, seed, reshuffle, create, stop)
+                        identity_model, captioner, size, steps, seed, outfit, reshuffle, create, stop)
 
 
 def _character_panel() -> CharacterPanel:
@@ -214,8 +217,12 @@ def choices(studio: Studio, request: gr.Request):
 def uploads(studio: Studio, files: list[str] | None) -> list[Path]:
     if not files:
         raise InvalidInput("Drop one to five photos of the character first.")
-    folder = Path(gr.utils.get_upload_folder())
-    return [studio.config.inside(path, folder) for path in files]  # only files uploaded to this app
+    return [uploaded(studio, path) for path in files]
+
+
+def uploaded(studio: Studio, path: str) -> Path:
+    """``path`` when it is a file uploaded to this app (nothing else on the disk is taken)."""
+    return studio.config.inside(path, Path(gr.utils.get_upload_folder()))
 
 
 @friendly
@@ -223,16 +230,16 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
                      views: int = DEFAULT_VIEWS, prompts: str = "", strength: float = DEFAULT_STRENGTH,
                      threshold: float = DEFAULT_THRESHOLD, not_a_person: bool = False, face: int = 0,
                      identity_model: str = "", captioner: str = "auto", size: int = 0, steps: int = 0,
-                     seed: int = 0, request: gr.Request = None, progress=gr.Progress()):
-    """Check the photos, make the views, score them and keep the likely ones as a dataset; returns the
-    character's name, a summary and the views with their scores."""
+                     seed: int = 0, outfit: str | None = None, request: gr.Request = None, progress=gr.Progress()):
+    """Check the photos, make the views (dressed as in ``outfit`` when given), score them and keep the likely ones
+    as a dataset; returns the character's name, a summary and the views with their scores."""
     picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
     report = making.create_character(studio, making.CharacterRequest(
         name=name, photos=uploads(studio, photos), trigger=trigger, owner=user_of(request), model=model,
         views=int(views), prompts=picked, seed=int(seed or 0), strength=float(strength),
         steps=int(steps or 0) or None, size=int(size or 0) or None, threshold=float(threshold),
         identity_model=identity_model, face=int(face or 0) or None, skip_faces=bool(not_a_person),
-        captioner=captioner),
+        captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None),
         on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
         stop=studio.stops.arm(_stop_key(request)))
     text, _faces, pictures, _grid = show(studio, str(report.character), request)

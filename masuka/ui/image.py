@@ -28,6 +28,7 @@ from masuka.image.guides import MAX_WEIGHT
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.preprocess import KINDS
 from masuka.image.reference import StyleReference, read_references
+from masuka.image.samplers import samplers_for
 from masuka.image.tasks import InitImage
 from masuka.loras.library import list_loras, match_loras
 from masuka.models.catalog import image_models, resolve_image_model
@@ -75,6 +76,7 @@ class ImageTab:
     height: gr.Number
     seed: gr.Number
     batch: gr.Slider
+    sampler: gr.Dropdown
     memory_plan: gr.Dropdown
     fast: gr.Checkbox
     step_cache: gr.Slider
@@ -101,7 +103,7 @@ class ImageTab:
         return [self.prompt, self.model, self.negative, self.steps, self.guidance, self.width, self.height, self.seed,
                 self.batch, self.loras, self.memory_plan, self.fast, self.step_cache, self.init_image, self.strength,
                 self.mask, self.modes.mask_blur, self.modes.outpaint, self.chosen_mode, self.modes.canvas,
-                *self.aids.inputs, *self.guides]
+                *self.aids.inputs, *self.guides, self.sampler]
 
     def edit_form(self) -> list[Component]:
         """What ``edit_image`` (and its check) takes, in order."""
@@ -118,7 +120,7 @@ class ImageTab:
                 "outpaint": self.modes.outpaint, "canvas": self.modes.canvas, "references": self.modes.references,
                 "optimize_prompt": self.aids.optimize_prompt, "safety_check": self.aids.safety_check,
                 "face_detail": self.aids.face_detail, "face_strength": self.aids.face_strength,
-                **dict(zip(GUIDE_FIELDS, self.guides))}
+                **dict(zip(GUIDE_FIELDS, self.guides)), "sampler": self.sampler}
 
 
 def build(ctx: UIContext) -> None:
@@ -179,6 +181,8 @@ def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
     with gr.Row():
         seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
         batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Images")
+        sampler = gr.Dropdown(sampler_choices(models[first]["architecture"]), value="", label="Sampler",
+                              allow_custom_value=True, info="AUTOMATIC1111's names; the model's own by default")
     with gr.Accordion("Speed and memory", open=False):
         with gr.Row():
             memory_plan = gr.Dropdown(
@@ -190,7 +194,7 @@ def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
         step_cache = gr.Slider(0, MAX_STEP_CACHE, value=0, step=0.01, label="Step cache (with Fast)",
                                info="0 = off; higher skips more work per step: faster, less faithful")
     return dict(prompt=prompt, negative=negative, model=model, loras=loras, refresh=refresh, steps=steps,
-                guidance=guidance, aspect=aspect, width=width, height=height, seed=seed, batch=batch,
+                guidance=guidance, aspect=aspect, width=width, height=height, seed=seed, batch=batch, sampler=sampler,
                 memory_plan=memory_plan, fast=fast, step_cache=step_cache)
 
 
@@ -226,7 +230,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     tab.prompt.submit(bind(check_form, studio), form, None, **checked).success(
         bind(generate_image, studio), form, outputs, **private, **ctx.gpu_event())
     tab.stop.click(bind(stop_generation, studio), None, tab.status, queue=False, api_name="stop_image")
-    tab.model.input(model_defaults, tab.model, [tab.steps, tab.guidance, tab.width, tab.height, tab.negative],
+    tab.model.input(model_defaults, tab.model, [tab.steps, tab.guidance, tab.width, tab.height, tab.negative,
+                                                tab.sampler],
                     **private)
     tab.aspect.input(aspect_size, [tab.aspect, tab.model], [tab.width, tab.height], **private)
     tab.refresh.click(bind(lora_choices, studio), None, tab.loras, **private)
@@ -246,12 +251,19 @@ def lora_choices(studio: Studio, request: gr.Request):
 
 
 def model_defaults(model_id: str):
-    """Steps, guidance, size and whether a negative prompt applies, for a model just picked."""
+    """Steps, guidance, size, whether a negative prompt applies and the samplers that fit, for a model just
+    picked."""
     try:
         spec = resolve_image_model(model_id)
     except MasukaError:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    return spec.steps, spec.guidance, spec.width, spec.height, gr.Textbox(interactive=spec.negative_prompt)
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return (spec.steps, spec.guidance, spec.width, spec.height, gr.Textbox(interactive=spec.negative_prompt),
+            gr.Dropdown(choices=sampler_choices(spec.architecture), value=""))
+
+
+def sampler_choices(architecture: str | None) -> list[tuple[str, str]]:
+    """The Sampler picker's choices: the model's own scheduler, then the A1111 samplers that fit the model."""
+    return [("the model's own", ""), *((name, name) for name in samplers_for(architecture))]
 
 
 def aspect_size(choice: str, model_id: str):
@@ -276,17 +288,19 @@ def generate_image(studio: Studio, prompt: str, model: str, negative_prompt: str
                    face_strength: float = 0.4,
                    control_kind: str = "canny", control_image: str | None = None, control_weight: float = 1.0,
                    control_start: float = 0.0, control_end: float = 1.0, reference_image: str | None = None,
-                   reference_weight: float = 1.0, request: gr.Request = None, progress=gr.Progress()):
+                   reference_weight: float = 1.0, sampler: str = "", request: gr.Request = None,
+                   progress=gr.Progress()):
     """Generate images (from ``init_image`` when given, repainting the white of ``mask``, growing the canvas by
     ``outpaint`` "left,right,top,bottom" pixels; with the generation aids asked for; following
-    ``control_image`` through a ControlNet of ``control_kind``; like ``reference_image``); yields the gallery as
-    each image finishes."""
+    ``control_image`` through a ControlNet of ``control_kind``; like ``reference_image``; with an A1111 ``sampler``,
+    "" for the model's own); yields the gallery as each image finishes."""
     request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch,
                               loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
                               mask_blur, outpaint, mode, canvas, optimize_prompt, safety_check, face_detail,
                               face_strength)
     _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
                 reference_image, reference_weight)
+    request_.sampler = sampler or ""
     yield from _stream(studio, request_, request, progress)
 
 
@@ -368,7 +382,7 @@ def check_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
                outpaint="", mode="", canvas=None,
                optimize_prompt=False, safety_check=False, face_detail=False, face_strength=0.4,
                control_kind="canny", control_image=None, control_weight=1.0, control_start=0.0,
-               control_end=1.0, reference_image=None, reference_weight=1.0,
+               control_end=1.0, reference_image=None, reference_weight=1.0, sampler="",
                request: gr.Request = None) -> None:
     """Refuse bad input before the event that owns the gallery runs, so a refusal leaves it as it was."""
     request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
@@ -377,6 +391,7 @@ def check_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
                               face_strength)
     _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
                 reference_image, reference_weight)
+    request_.sampler = sampler or ""
     plan_request(studio, request_)
 
 

@@ -25,5 +25,8 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
     with pytest.raises(AppError, match="No face was found in bands.png"):
         client.predict("bea", "x", [handle_file(str(no_face))], model, 2, "", 0.5, -1.0, False, 0, str(tiny_clip),
                        "", 64, 2, 0, api_name="/create_character")
+    with pytest.raises(AppError, match="An outfit reference needs an edit model that takes several images"):
+        client.predict("cleo", "x", [handle_file(str(portrait))], model, 2, "", 0.5, -1.0, False, 0, str(tiny_clip),
+                       "", 64, 2, 0, handle_file(str(portrait)), api_name="/create_character")
     with pytest.raises(AppError, match="No character 'bea'"):
         client.predict("bea", "sdxl", 10, 0.73, api_name="/train_character")

@@ -51,3 +51,24 @@ def test_a_sampler_the_model_cannot_use_is_refused(studio, tiny_model, capsys, t
                  "--x", "sampler=Euler,DDIM"])
     err = capsys.readouterr().err
     assert code == 2 and "sampler=DDIM" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_image_tab_s_sampler_picker_is_used_recorded_and_reused(live_app, tiny_model):
+    from gradio_client import Client
+
+    from masuka.ui.image import model_defaults
+
+    model = str(tiny_model("sdxl"))
+    *_, picker = model_defaults(model)
+    assert [value for _label, value in picker.choices][:3] == ["", "Euler", "Euler a"], "the model's own first"
+    assert "Euler Karras" not in [value for _label, value in picker.choices], "flow-matching names are not offered"
+    running = live_app()
+    client = Client(running.url, verbose=False)
+    _gallery, seeds, status = client.predict(prompt="a lighthouse", model=model, steps=2, width=64, height=64,
+                                             seed=5, sampler="Euler a", api_name="/generate_image")
+    assert status.startswith("Done"), status
+    (row,) = running.studio.store.find("generations")
+    assert row["params"]["sampler"] == "Euler a"
+    assert parse_parameters(read_parameters(running.studio.config.absolute(row["output_path"]))).sampler == "Euler a"
+    fields = client.predict(f"g{row['id']}", api_name="/history_reuse")["fields"]
+    assert fields["sampler"] == "Euler a", "Reuse puts the sampler back in the picker"
