@@ -7,7 +7,8 @@ Loadable models go through ``generate_images`` (the path the UI takes, PNG and h
 random-weight models through the same pipeline preparation (memory plan, fast path).
 
 Tiny models add the per-image overhead of the UI and CLI paths over a bare diffusers call, the loads a
-second generation performs (0 expected) and the time to switch LoRAs, normally and by hotswap.
+second generation performs (0 expected), what switching task costs (image-to-image at strength 0.5 after
+text-to-image: no load, about half the denoising time) and the time to switch LoRAs, normally and by hotswap.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ def _tiny_extras(studio: Studio, spec: ModelSpec, tiny: str, args: argparse.Name
     loads = studio.models.loads
     _generate(studio, request)
     second_loads = studio.models.loads - loads
+    tasks = _task_switch(studio, request, args, tmp)
 
     loras = [inspect_lora(save_tiny_lora(tiny, tmp / f"lora-{seed}.safetensors", seed=seed)) for seed in (1, 2)]
     switches = {}
@@ -184,7 +186,28 @@ def _tiny_extras(studio: Studio, spec: ModelSpec, tiny: str, args: argparse.Name
     cli, bare = cold["masuka"]["median_s"], cold["baseline"]["median_s"]
     return {"cli_s": round(cli, 4), "bare_load_and_call_s": round(bare, 4),
             "cli_overhead_pct": round(100 * (cli / bare - 1), 2),
-            "second_generation_loads": second_loads, **switches}
+            "second_generation_loads": second_loads, **tasks, **switches}
+
+
+def _task_switch(studio: Studio, request: Any, args: argparse.Namespace, tmp: Path) -> dict:
+    """Image-to-image at strength 0.5 on the model text-to-image just used: the loads it performs (the img2img
+    pipeline shares the loaded weights, ``from_pipe``) and its time over text-to-image's at the same steps."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from masuka.image.tasks import InitImage
+
+    picture = tmp / "start.png"
+    Image.new("RGB", (request.width, request.height), (90, 120, 160)).save(picture)
+    img2img = replace(request, init=InitImage(picture, strength=0.5))
+    loads = studio.models.loads
+    _generate(studio, img2img)
+    task_loads = studio.models.loads - loads
+    times = _measure({"txt2img": functools.partial(_generate, studio, request),
+                      "img2img": functools.partial(_generate, studio, img2img)}, args)
+    ratio = times["img2img"]["median_s"] / times["txt2img"]["median_s"]
+    return {"task_switch_loads": task_loads, "img2img_half_strength_time_ratio": round(ratio, 3)}
 
 
 # -- helpers ------------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ def test_bench_image_reports_overheads_loads_and_lora_switches(config, capsys):
     figures = row["figures"]
     assert figures["model"] == "tiny-flux" and figures["memory_plan"] == "full" and figures["device"] == "cpu"
     assert figures["second_generation_loads"] == 0
+    assert figures["task_switch_loads"] == 0, "image-to-image shares the loaded weights"
+    assert figures["img2img_half_strength_time_ratio"] > 0
     for name in ("baseline_s_per_image", "masuka_s_per_image", "cli_s", "bare_load_and_call_s", "lora_switch_s",
                  "lora_hotswap_s", "masuka_it_per_s", "peak_rss_gb"):
         assert figures[name] > 0, name
