@@ -103,6 +103,7 @@ def build(ctx: UIContext) -> None:
     refresh.click(listed, None, dataset, **private)
     new.create.click(bind(create_dataset, studio), new.form(), [dataset, status], api_name="create_dataset").then(
         listed, None, dataset, **private)
+    ctx.register_form("dataset", {"dataset": dataset, "files": files}, tab="datasets")  # "Send to Datasets"
     add.click(bind(add_images, studio), [dataset, files], [report, status], api_name="add_images").then(
         view_page, view_inputs, view_outputs, **private).then(listed, None, dataset, **private)
     caption.click(bind(caption_dataset, studio), [dataset, *caption_form], caption_status,

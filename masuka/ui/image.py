@@ -38,13 +38,12 @@ from masuka.ui.common import UIContext, bind, friendly, is_admin, user_message, 
 from masuka.ui.image_modes import (
     MODES,
     UPSCALE,
-    VIDEO,
     ModeWidgets,
     edit_request,
     mode_request_inputs,
     reuse_fields,
+    send_to_other_tabs,
     send_to_upscale,
-    send_to_video,
     task_from_parameters,
     wire_picture_size,
     wire_send_to,
@@ -223,7 +222,7 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
                                            tab.edit_run, *modes.shown()], **private).then(
         lambda chosen: chosen, tab.mode, tab.chosen_mode, **private)
     selected = wire_send_to(tab.send, tab.gallery, tab.mode, tab.init_image, modes)
-    ctx.once_built(lambda: send_to_video(ctx, tab.send[VIDEO], tab.gallery, selected))
+    ctx.once_built(lambda: send_to_other_tabs(ctx, tab.send, tab.gallery, selected))
     wire_picture_size(modes, tab.init_image, tab.model, tab.width, tab.height)
     gen_event = tab.run.click(bind(check_form, studio), form, None, **checked).success(
         bind(generate_image, studio), form, outputs, api_name="generate_image", **ctx.gpu_event())

@@ -15,11 +15,14 @@ from masuka.image.masks import save_painted_mask
 from masuka.image.outpaint import parse_outpaint
 from masuka.image.tasks import open_picture, picture_size
 from masuka.models.catalog import resolve_image_model
-from masuka.ui.common import UIContext
+from masuka.ui.common import UIContext, bind
 
 TEXT, IMAGE, INPAINT, EDIT = MODES = ("Text", "Image", "Inpaint/Outpaint", "Edit")
 VIDEO = "Video first frame"
 UPSCALE = "Upscale"
+DATASETS = "Datasets"
+#: "Send to" buttons that fill another tab's form: target -> (form kind, field, whether the field takes a list)
+OTHER_TABS = {VIDEO: ("video", "image", False), DATASETS: ("dataset", "files", True)}
 #: the history's task -> the mode that redoes it
 TASK_MODES = {"img2img": IMAGE, "inpaint": INPAINT, "outpaint": INPAINT, "edit": EDIT}
 
@@ -51,7 +54,7 @@ class ModeWidgets:
         """Buttons under the gallery that send the selected result to a mode."""
         with gr.Row():
             self.send_buttons = {target: gr.Button(f"Send to {target}", size="sm")
-                                 for target in (IMAGE, INPAINT, EDIT, UPSCALE, VIDEO)}
+                                 for target in (IMAGE, INPAINT, EDIT, UPSCALE, VIDEO, DATASETS)}
         return self.send_buttons
 
     def shown(self) -> list[Any]:
@@ -184,15 +187,18 @@ def send_picked_to_upscale(images: list | None, index: int):
     return picked(images, index), gr.Accordion(open=True)
 
 
-def send_to_video(ctx: UIContext, button: gr.Button, gallery: gr.Gallery, selected: gr.State) -> None:
-    """The "Send to Video first frame" button: the result becomes the Video tab's first frame, that tab shown (call
-    once every tab is built; without a Video tab the button does nothing)."""
-    video = ctx.forms.get("video")
-    if video is None or ctx.tabs is None:
-        return
-    button.click(send_picked_to_video, [gallery, selected], [video["image"], ctx.tabs], api_visibility="private")
+def send_to_other_tabs(ctx: UIContext, send: dict[str, gr.Button], gallery: gr.Gallery, selected: gr.State) -> None:
+    """The "Send to Video first frame" and "Send to Datasets" buttons: the result goes into that tab's form (the
+    first frame; the files to add to a dataset) and that tab is shown. Call once every tab is built; a button whose
+    tab is missing does nothing."""
+    for target, (kind, field, many) in OTHER_TABS.items():
+        form = ctx.forms.get(kind)
+        if form is not None and ctx.tabs is not None:
+            send[target].click(bind(send_picked, form.tab_id, many), [gallery, selected], [form[field], ctx.tabs],
+                               api_visibility="private")
 
 
-def send_picked_to_video(images: list | None, index: int):
-    """The picked result as the Video tab's first frame, and that tab shown."""
-    return picked(images, index), gr.Tabs(selected="video")
+def send_picked(tab: str, many: bool, images: list | None, index: int):
+    """The picked result (in a list where the field takes several files), and ``tab`` shown."""
+    path = picked(images, index)
+    return [path] if many else path, gr.Tabs(selected=tab)

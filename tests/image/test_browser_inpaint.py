@@ -1,4 +1,5 @@
-"""In headless Chromium: the Inpaint/Outpaint mode, a mask painted with the brush, Generate."""
+"""In headless Chromium: the Inpaint/Outpaint mode, a mask painted with the brush, Generate, and the result sent
+on to the other modes, the Upscale panel, the Video tab and the Datasets tab."""
 
 from __future__ import annotations
 
@@ -61,3 +62,14 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page,
     video = page.get_by_role("tabpanel").filter(has_text="First frame (optional: image-to-video)")
     video.locator("img[src*='gradio_api/file']").first.wait_for(timeout=15_000)  # the result is the first frame
     assert page.get_by_role("tab", name="Video").get_attribute("aria-selected") == "true"
+    page.get_by_role("tab", name="Image").click()
+    page.get_by_role("button", name="Send to Upscale").click()
+    upscale = page.locator("label:has-text('Picture to upscale')").locator(
+        "xpath=ancestor::div[contains(@class, 'block')][1]")
+    upscale.locator("img").first.wait_for(timeout=15_000)  # the result is the picture to upscale, the panel open
+    page.get_by_role("button", name="Send to Datasets").click()
+    page.get_by_role("tab", name="Datasets").wait_for(timeout=15_000)
+    page.wait_for_function("() => [...document.querySelectorAll('[role=tab]')].some("
+                           "t => t.textContent.trim() === 'Datasets' && t.getAttribute('aria-selected') === 'true')",
+                           timeout=15_000)
+    page.get_by_role("tabpanel").filter(has_text="Photos, a .zip").get_by_text(".png").first.wait_for(timeout=15_000)
