@@ -66,10 +66,10 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page,
     page.get_by_role("button", name="Send to Upscale").click()
     upscale = page.locator("label:has-text('Picture to upscale')").locator(
         "xpath=ancestor::div[contains(@class, 'block')][1]")
-    upscale.locator("img").first.wait_for(timeout=15_000)  # the result is the picture to upscale, the panel open
+    upscale.locator("img").first.wait_for(timeout=30_000)  # the result is the picture to upscale, the panel open
     page.get_by_role("button", name="Send to Datasets").click()
-    page.get_by_role("tab", name="Datasets").wait_for(timeout=15_000)
+    page.get_by_role("tab", name="Datasets").wait_for(timeout=30_000)
     page.wait_for_function("() => [...document.querySelectorAll('[role=tab]')].some("
                            "t => t.textContent.trim() === 'Datasets' && t.getAttribute('aria-selected') === 'true')",
-                           timeout=15_000)
-    page.get_by_role("tabpanel").filter(has_text="Photos, a .zip").get_by_text(".png").first.wait_for(timeout=15_000)
+                           timeout=30_000)
+    page.get_by_role("tabpanel").filter(has_text="Photos, a .zip").get_by_text(".png").first.wait_for(timeout=30_000)
