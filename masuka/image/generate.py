@@ -58,6 +58,7 @@ from masuka.image.samplers import apply_sampler, check_sampler
 from masuka.image.tasks import (
     InitImage,
     TaskInput,
+    check_fill,
     finish,
     infotext_fields,
     init_size,
@@ -238,6 +239,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     sampler = check_sampler(request.sampler, spec.architecture, spec.id)
     task = None if request.init is None else prepare(request.init, width, height, request.fast,
                                                       spec.size_multiple)
+    if spec.pipeline != "DiffusionPipeline":  # a bare repo id is checked once loaded
+        check_fill(spec.pipeline, spec.name or spec.id, task)
     aids = load_aid_settings(studio.config)
     safety = aids if flag("safety check", request.safety_check) or aids.safety_mandatory else None
     flag("optimize prompt", request.optimize_prompt)
@@ -306,6 +309,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
                         memory=request.memory_plan, fast=request.fast, step_cache=request.step_cache)
     check_fits_loaded(plan, pipe)
     check_references(type(pipe).__name__, plan.spec.name or plan.spec.id, plan.references)
+    check_fill(type(pipe).__name__, plan.spec.name or plan.spec.id, plan.task)
     apply_loras(pipe, plan.loras)
     compile_once(pipe)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
@@ -335,7 +339,8 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
         try:
             kwargs = _call_kwargs(plan, accepted, torch.Generator("cpu").manual_seed(seed), step_end) | references
             with torch.inference_mode():
-                extra = {**task_kwargs(plan.task), **edit_kwargs(runner, plan.references, plan.width, plan.height)}
+                extra = {name: value for name, value in task_kwargs(plan.task).items() if name in accepted}
+                extra |= edit_kwargs(runner, plan.references, plan.width, plan.height)
                 image = finish(runner(**kwargs, **extra, **controls).images[0], plan.task)
             image, aided = _aids(studio, plan, pipe, image, seed, step_end)
             parameters = format_parameters(_parameters(plan, seed, pipe))

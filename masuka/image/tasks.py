@@ -148,9 +148,23 @@ def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
     return Image.composite(filled.convert("RGB"), image, mask)
 
 
+def check_fill(pipeline_class: str, model: str, task: TaskInput | None) -> None:
+    """Refuse anything but inpainting and outpainting for a fill model (FLUX.1 Fill)."""
+    from masuka.models import architectures
+
+    profile = architectures.for_pipeline(pipeline_class)
+    if profile is not None and profile.fill_only(pipeline_class) and (task is None or task.task != "inpaint"):
+        raise InvalidInput(f"{model} is an inpaint model: give it a starting image and a mask to repaint (or "
+                           "outpaint), or choose another model for this task.")
+
+
 def task_pipeline(pipe: Any, task: TaskInput | None) -> Any:
-    """The pipeline that runs ``task`` (``pipe`` itself for text-to-image), made once per loaded pipeline."""
-    if task is None:
+    """The pipeline that runs ``task`` (``pipe`` itself for text-to-image, and for a fill model's inpainting),
+    made once per loaded pipeline."""
+    from masuka.models import architectures
+
+    profile = architectures.for_pipeline(type(pipe).__name__)
+    if task is None or (profile is not None and profile.fill_only(type(pipe).__name__)):
         return pipe
     made = pipe.__dict__.setdefault("masuka_tasks", {})
     if task.task not in made:

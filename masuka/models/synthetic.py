@@ -24,6 +24,7 @@ from masuka.models import architectures
 from masuka.models.architectures.shared import clip_tokenizer, mistral_tokenizer, qwen_tokenizer, t5_tokenizer
 
 TINY_ARCHITECTURES = tuple(architectures.PROFILES)
+TINY_TASKS = ("txt2img", "edit", "fill")
 
 
 def tiny_components(architecture: str, seed: int = 0) -> dict[str, Any]:
@@ -35,11 +36,12 @@ def tiny_components(architecture: str, seed: int = 0) -> dict[str, Any]:
 
 
 def tiny_pipeline(architecture: str, seed: int = 0, task: str = "txt2img") -> Any:
-    """A miniature pipeline of ``architecture`` for ``task`` (``txt2img``, or ``edit``: its edit pipeline)."""
+    """A miniature pipeline of ``architecture`` for ``task`` (``txt2img``; ``edit``: its edit pipeline; ``fill``:
+    its fill model's pipeline)."""
     profile = architectures.get(architecture)
-    if profile is None or task not in ("txt2img", "edit") or task not in profile.pipelines:
+    if profile is None or task not in TINY_TASKS or task not in profile.pipelines:
         raise ValueError(f"no tiny {task} pipeline for {architecture!r}")
-    builder = profile.tiny_edit_components if task == "edit" else None
+    builder = {"edit": profile.tiny_edit_components, "fill": profile.tiny_fill_components}.get(task)
     return _pipeline(profile.pipelines[task], (builder or profile.tiny_components)(seed))
 
 
@@ -194,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="an image profile, or a video variant (a local video model folder)")
     parser.add_argument("folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--task", choices=["txt2img", "edit"], default="txt2img",
-                        help="edit: the architecture's edit pipeline (FLUX.1 Kontext, Qwen-Image-Edit-Plus, FLUX.2)")
+    parser.add_argument("--task", choices=TINY_TASKS, default="txt2img",
+                        help="edit: the architecture's edit pipeline (FLUX.1 Kontext, Qwen-Image-Edit-Plus, FLUX.2); "
+                             "fill: its fill model (FLUX.1 Fill)")
     args = parser.parse_args(argv)
     if args.architecture in videos:
         save_tiny_video_pipeline(args.folder, seed=args.seed, variant=args.architecture)

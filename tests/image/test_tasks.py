@@ -138,3 +138,35 @@ def test_fill_starts_the_masked_part_from_the_surrounding_colours(studio, tiny_m
     refilled = run(studio, model, init=InitImage(photo, strength=0.5, mask=mask, mask_blur=0, fill_masked=True))
     assert not np.array_equal(pixels(kept), pixels(refilled))
     assert np.array_equal(pixels(refilled)[~inside], original[~inside])
+
+
+@pytest.fixture(scope="module")
+def fill_model(tmp_path_factory):
+    """FLUX.1 Fill in miniature: a FluxFillPipeline folder whose transformer reads the masked picture and mask."""
+    from masuka.models.synthetic import save_tiny_pipeline
+
+    return save_tiny_pipeline("flux", tmp_path_factory.mktemp("tiny-fill"), task="fill")
+
+
+def test_a_fill_model_inpaints_with_its_own_pipeline_and_keeps_the_rest(studio, fill_model, pictures):
+    photo, mask = pictures
+    result = run(studio, fill_model, init=InitImage(photo, strength=1.0, mask=mask, mask_blur=2))
+    out, original = pixels(result), np.asarray(Image.open(photo).convert("RGB"), dtype=np.int16)
+    outside = np.asarray(Image.open(mask).filter(ImageFilter.MaxFilter(13))) == 0
+    assert np.array_equal(out[outside], original[outside]), "pixels outside the mask come back identical"
+    row = studio.store.get("generations", result.id)
+    assert row["params"]["task"] == "inpaint" and row["params"]["architecture"] == "flux"
+    loaded = studio.models.get(studio.models.key, lambda: None)
+    assert type(loaded).__name__ == "FluxFillPipeline" and "masuka_tasks" not in loaded.__dict__, \
+        "no inpaint pipeline was derived from it"
+    grown = run(studio, fill_model, init=InitImage(photo, strength=1.0, outpaint=(16, 0, 0, 0)))
+    assert Image.open(grown.path).size == (112, 80), "outpainting runs on the fill model too"
+    assert studio.models.loads == 1, "the fill pipeline itself repaints: nothing else is loaded"
+
+
+@pytest.mark.parametrize("init", [None, "img2img"])
+def test_a_fill_model_refuses_what_it_cannot_do(studio, fill_model, pictures, init):
+    start = None if init is None else InitImage(pictures[0], strength=0.5)
+    with pytest.raises(InvalidInput, match="is an inpaint model: give it a starting image and a mask"):
+        run(studio, fill_model, width=64, height=64, init=start)
+    assert not studio.store.count("generations")

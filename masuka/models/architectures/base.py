@@ -17,7 +17,7 @@ from typing import Any
 
 from masuka.errors import InvalidInput
 
-TASKS = ("txt2img", "img2img", "inpaint", "edit")
+TASKS = ("txt2img", "img2img", "inpaint", "edit", "fill")
 
 
 class Match(IntEnum):
@@ -127,6 +127,8 @@ class Profile:
     edit_pipelines: dict[str, int] = field(default_factory=dict)
     #: components of a miniature edit pipeline, where they differ from :attr:`tiny_components`
     tiny_edit_components: Callable[[int], dict[str, Any]] | None = None
+    #: components of a miniature fill pipeline (``pipelines["fill"]``: a model that only inpaints and outpaints)
+    tiny_fill_components: Callable[[int], dict[str, Any]] | None = None
     denoiser: str = "transformer"
     size_multiple: int = 16
     #: the pipeline component holding the largest text encoder, loaded in 8-bit by the smallest memory plans
@@ -172,6 +174,10 @@ class Profile:
     def covers(self, pipeline_class: str) -> bool:
         return (pipeline_class in self.pipelines.values() or pipeline_class in self.also_covers
                 or pipeline_class in self.edit_pipelines)
+
+    def fill_only(self, pipeline_class: str) -> bool:
+        """A fill model's own pipeline (FLUX.1 Fill): it inpaints and outpaints, and nothing else."""
+        return pipeline_class == self.pipelines.get("fill")
 
     def edit_only(self, pipeline_class: str) -> bool:
         """An edit pipeline that does not also make images from text alone (FLUX.1 Kontext, Qwen-Image-Edit)."""

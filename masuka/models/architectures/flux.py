@@ -63,20 +63,37 @@ def matches_lora(layers: LoraLayers) -> Match:
     return found
 
 
+_TINY_TRANSFORMER = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                         num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                         axes_dims_rope=[4, 4, 8])
+
+
 def tiny_components(seed: int = 0) -> dict[str, Any]:
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
 
     torch.manual_seed(seed)
     return dict(
-        transformer=FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1,
-                                           attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
-                                           pooled_projection_dim=32, axes_dims_rope=[4, 4, 8]),
+        transformer=FluxTransformer2DModel(**_TINY_TRANSFORMER),
         text_encoder=clip_encoder("CLIPTextModel"), tokenizer=clip_tokenizer(),
         text_encoder_2=t5_encoder(), tokenizer_2=t5_tokenizer(),
         vae=tiny_vae(4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035),
         scheduler=FlowMatchEulerDiscreteScheduler(), image_encoder=None, feature_extractor=None,
     )
+
+
+def tiny_fill_components(seed: int = 0) -> dict[str, Any]:
+    """FLUX.1 Fill in miniature: its transformer also reads the masked picture's latents and the mask (packed
+    8x8 per latent pixel), as the published Fill checkpoint does (384 = 64 + 64 + 256 input channels)."""
+    from diffusers import FluxTransformer2DModel
+
+    components = {name: part for name, part in tiny_components(seed).items()
+                  if name not in ("image_encoder", "feature_extractor")}  # FluxFillPipeline takes neither
+    latents = components["transformer"].config.in_channels
+    scale = 2 ** (len(components["vae"].config.block_out_channels) - 1)
+    components["transformer"] = FluxTransformer2DModel(**{**_TINY_TRANSFORMER, "in_channels": 2 * latents +
+                                                          4 * scale * scale, "out_channels": latents})
+    return components
 
 
 _TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=DOUBLE_BLOCKS, num_single_layers=SINGLE_BLOCKS,
@@ -94,9 +111,9 @@ def _real(guidance: bool, scheduler: dict) -> dict[str, tuple[str, dict]]:
 PROFILE = Profile(
     id="flux", label="FLUX.1",
     pipelines={"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline",
-               "edit": "FluxKontextPipeline"},
+               "edit": "FluxKontextPipeline", "fill": "FluxFillPipeline"},
     edit_pipelines={"FluxKontextPipeline": 1},
-    matches_lora=matches_lora, tiny_components=tiny_components,
+    matches_lora=matches_lora, tiny_components=tiny_components, tiny_fill_components=tiny_fill_components,
     big_text_encoder="text_encoder_2", negative_prompt=False,
     defaults=dict(steps=28, guidance=3.5, width=1024, height=1024, max_sequence_length=512),
     memory_gb={"full": 33, "model_offload": 25, "fp8_offload": 15.6, "group_offload": 9.3},
