@@ -432,6 +432,8 @@ def _image_request(prompt, model, negative_prompt, steps, guidance, width, heigh
         if not init_image:
             raise InvalidInput("Outpainting needs the picture to extend.")
         width = height = None  # the picture plus the padding
+    elif mask:
+        width = height = None  # inpainting keeps the picture's size, so the rest comes back as it was
     init = InitImage(init_image, float(strength), mask, int(4 if mask_blur is None else mask_blur),
                      outpaint=padding) if init_image else None
     return ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,

@@ -31,17 +31,19 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page,
     page.goto(app.url)
     page.get_by_role("tab").first.wait_for(timeout=30_000)
     page.get_by_label("Model").fill(str(tiny_model("sdxl")))
-    page.get_by_label("Model").press("Enter")  # the model's defaults first: the picture's size then replaces them
+    page.get_by_label("Model").press("Enter")  # the tiny model picked (its defaults arrive)
     page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some("
                            "i => i.getAttribute('aria-label') === 'number input for Steps' && i.value === '30')",
                            timeout=15_000)  # the model's defaults have arrived (SDXL's 30 steps)
     page.get_by_label("Inpaint/Outpaint").check()
     editor = page.locator("#masuka-canvas")
+    editor.wait_for(state="visible", timeout=15_000)
     editor.locator("input[type=file]").set_input_files(str(tmp_path / "photo.png"))
-    editor.get_by_role("button", name="Brush").click()
+    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some("
+                           "i => i.getAttribute('aria-label') === 'Width' && i.value === '128')",
+                           timeout=30_000)  # the picture is on the canvas: the form's size follows it
+    editor.get_by_role("button", name="Brush", exact=True).click()
     paint_stroke(page, editor.locator("canvas").last)
-    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some(i => i.value === '96')",
-                           timeout=15_000)  # the size follows the picture
     page.get_by_label("Prompt", exact=True).fill("a red balloon")
     page.get_by_role("button", name="Generate").click()
     page.get_by_text("Done: 1 image(s)").wait_for(timeout=60_000)
