@@ -104,7 +104,6 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     # after the tabs resumed their own jobs (remote videos): training runs, local videos and downloads left queued
     # by the last start run now
     studio.runner().adopt()
-    demo.queue(max_size=config.queue_size, default_concurrency_limit=None, api_open=False)
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])
     server_app, local_url, share_url = demo.launch(
         server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
