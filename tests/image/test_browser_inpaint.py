@@ -1,11 +1,14 @@
-"""In headless Chromium: the Inpaint/Outpaint mode, a mask painted with the brush, Generate, and the result sent
-on to the other modes, the Upscale panel, the Video tab and the Datasets tab."""
+"""In headless Chromium: a picture sent to the Inpaint/Outpaint mode, a mask painted over it with the brush,
+Generate, and the result sent on to the other modes, the Upscale panel, the Video tab and the Datasets tab."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from tests.test_browser import page  # noqa: F401  (page: the fixture; skips without chromium)
 
@@ -24,9 +27,17 @@ def paint_stroke(page, canvas) -> None:  # noqa: F811
     page.mouse.up()
 
 
-def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page, tmp_path):  # noqa: F811
-    picture = Image.new("RGB", (128, 96), (30, 90, 160))
-    picture.save(tmp_path / "photo.png")
+def completed(app, count: int) -> list[dict]:
+    """The completed generations once there are ``count`` of them (the images are made in the background)."""
+    for _ in range(600):
+        rows = app.studio.store.find("generations", "status = 'completed'", order_by="id")
+        if len(rows) >= count:
+            return rows
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} images were made")
+
+
+def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page):  # noqa: F811
     app = live_app()
     page.goto(app.url)
     page.get_by_role("tab").first.wait_for(timeout=30_000)
@@ -35,19 +46,23 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page,
     page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some("
                            "i => i.getAttribute('aria-label') === 'number input for Steps' && i.value === '30')",
                            timeout=15_000)  # the model's defaults have arrived (SDXL's 30 steps)
-    page.get_by_label("Inpaint/Outpaint").check()
+    for name, value in (("Width", "128"), ("Height", "96")):
+        page.get_by_label(name, exact=True).fill(value)
+    page.get_by_label("Prompt", exact=True).fill("a harbour at dusk")
+    page.get_by_role("button", name="Generate").click()
+    (made,) = completed(app, 1)
+    picture = Image.open(app.studio.config.absolute(made["output_path"])).convert("RGB")
+    page.get_by_text("Done: 1 image(s)").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Send to Inpaint/Outpaint").click()  # the picture goes on the canvas
+    expect(page.get_by_label("Inpaint/Outpaint", exact=True)).to_be_checked(timeout=30_000)  # the mode switched
     editor = page.locator("#masuka-canvas")
-    editor.wait_for(state="visible", timeout=15_000)
-    editor.locator("input[type=file]").set_input_files(str(tmp_path / "photo.png"))
-    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some("
-                           "i => i.getAttribute('aria-label') === 'Width' && i.value === '128')",
-                           timeout=30_000)  # the picture is on the canvas: the form's size follows it
+    editor.wait_for(state="visible", timeout=30_000)
+    editor.get_by_text("Upload an image").wait_for(state="hidden", timeout=30_000)  # the picture is on it
     editor.get_by_role("button", name="Brush", exact=True).click()
     paint_stroke(page, editor.locator("canvas").last)
     page.get_by_label("Prompt", exact=True).fill("a red balloon")
     page.get_by_role("button", name="Generate").click()
-    page.get_by_text("Done: 1 image(s)").wait_for(timeout=60_000)
-    row = app.studio.store.find("generations")[0]
+    row = completed(app, 2)[1]
     assert (row["status"], row["params"]["task"]) == ("completed", "inpaint")
     mask = np.asarray(Image.open(app.studio.config.absolute(row["params"]["mask"])).convert("L"))
     assert mask.shape == (96, 128) and 0 < (mask > 0).mean() < 0.5, "the stroke, not the whole picture, is the mask"
@@ -56,6 +71,7 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page,
     far = mask == 0
     far[max(0, np.argwhere(mask).min(0)[0] - 16):np.argwhere(mask).max(0)[0] + 16] = False  # past the blur
     assert np.array_equal(out[far], np.asarray(picture)[far]), "pixels away from the stroke come back identical"
+    page.get_by_text("Done: 1 image(s)").wait_for(timeout=30_000)
     page.get_by_role("button", name="Send to Edit").click()
     page.get_by_role("button", name="Edit", exact=True).wait_for(state="visible", timeout=15_000)
     assert page.get_by_label("Edit", exact=True).is_checked(), "Send to Edit switches to the Edit mode"
