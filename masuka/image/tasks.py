@@ -231,12 +231,9 @@ def keep_inputs(studio: Studio, plan: Any) -> None:
     """Copy a planned request's init image, mask and references into the owner's ``inputs`` folder and point the
     plan at the copies, so its history row keeps them and Reuse can redo the job; files already there stay."""
     request = plan.request
-    kept = output_dir(studio.config, request.owner) / "inputs"
 
     def keep(path: str | Path | None, kind: str) -> str | Path | None:
-        if path is None or Path(path).resolve().parent == kept.resolve():
-            return path
-        return keep_input(studio, request.owner, path, kind)
+        return None if path is None else keep_input(studio, request.owner, path, kind)
 
     init = request.init
     if init is not None:
@@ -246,7 +243,10 @@ def keep_inputs(studio: Studio, plan: Any) -> None:
 
 
 def keep_input(studio: Studio, owner: str, path: str | Path, kind: str) -> Path:
-    """A copy of an uploaded picture in the owner's ``inputs`` folder, so its history row outlives the upload."""
+    """A copy of an uploaded picture in the owner's ``inputs`` folder, so its history row outlives the upload; a
+    picture already kept there (a queued job's copy, a reused entry's) is used as it is, not copied again."""
+    if Path(path).resolve().parent == (output_dir(studio.config, owner) / "inputs").resolve():
+        return Path(path)
     return save_input(studio, owner, open_picture(path, kind.replace("-", " ")), kind)
 
 

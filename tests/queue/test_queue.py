@@ -286,6 +286,8 @@ def test_a_finished_queued_upscale_is_not_made_again(studio, tmp_path):
     context = _Context()
     tasks.run_upscale(studio, studio.store.get("queue", job_id), context)  # as a restart after the picture would
     assert studio.store.count("generations", "queue_id = ?", [job_id]) == 1 and context.done == (1, 1)
+    inputs = list((studio.config.outputs_dir / "local" / "inputs").glob("upscale-source-*.png"))
+    assert len(inputs) == 1, "the copy kept when queued is the one the upscale records, not copied again"
 
 
 class _Context:
