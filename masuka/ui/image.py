@@ -293,13 +293,11 @@ def generate_image(studio: Studio, prompt: str, model: str, negative_prompt: str
     ``outpaint`` "left,right,top,bottom" pixels; with the generation aids asked for; following
     ``control_image`` through a ControlNet of ``control_kind``; like ``reference_image``; with an A1111 ``sampler``,
     "" for the model's own); yields the gallery as each image finishes."""
-    request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch,
-                              loras, memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
-                              mask_blur, outpaint, mode, canvas, optimize_prompt, safety_check, face_detail,
-                              face_strength)
-    _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
-                reference_image, reference_weight)
-    request_.sampler = sampler or ""
+    request_ = _image_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                              batch, loras, memory_plan, fast, step_cache, init_image, strength, mask, mask_blur,
+                              outpaint, mode, canvas, optimize_prompt, safety_check, face_detail, face_strength,
+                              control_kind, control_image, control_weight, control_start, control_end,
+                              reference_image, reference_weight, sampler)
     yield from _stream(studio, request_, request, progress)
 
 
@@ -376,22 +374,10 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
 
 
 @friendly
-def check_form(studio: Studio, prompt: str, model: str, negative_prompt: str, steps, guidance, width, height, seed,
-               batch, loras, memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None, mask_blur=4,
-               outpaint="", mode="", canvas=None,
-               optimize_prompt=False, safety_check=False, face_detail=False, face_strength=0.4,
-               control_kind="canny", control_image=None, control_weight=1.0, control_start=0.0,
-               control_end=1.0, reference_image=None, reference_weight=1.0, sampler="",
-               request: gr.Request = None) -> None:
-    """Refuse bad input before the event that owns the gallery runs, so a refusal leaves it as it was."""
-    request_ = _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
-                              memory_plan, fast, step_cache, init_image, strength, mask, user_of(request),
-                              mask_blur, outpaint, mode, canvas, optimize_prompt, safety_check, face_detail,
-                              face_strength)
-    _add_guides(request_, control_kind, control_image, control_weight, control_start, control_end,
-                reference_image, reference_weight)
-    request_.sampler = sampler or ""
-    plan_request(studio, request_)
+def check_form(studio: Studio, *values, request: gr.Request = None) -> None:
+    """Refuse bad input (the values ``generate_image`` takes) before the event that owns the gallery runs, so a
+    refusal leaves it as it was."""
+    plan_request(studio, _image_request(user_of(request), *values))
 
 
 def stop_generation(studio: Studio, request: gr.Request):  # the browser session's, after its current step
@@ -420,11 +406,14 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
             *_read_guides(p.extra))
 
 
-def _image_request(prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras, memory_plan,
-                   fast, step_cache, init_image, strength, mask, owner: str, mask_blur=4, outpaint="", mode="",
-                   canvas=None, optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
-                   face_strength: float = 0.4) -> ImageRequest:
-    """The form's values as the domain request (the mode says which of the starting image's fields count)."""
+def _image_request(owner: str, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
+                   memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None, mask_blur=4, outpaint="",
+                   mode="", canvas=None, optimize_prompt: bool = False, safety_check: bool = False,
+                   face_detail: bool = False, face_strength: float = 0.4, control_kind="canny", control_image=None,
+                   control_weight=1.0, control_start=0.0, control_end=1.0, reference_image=None,
+                   reference_weight=1.0, sampler="") -> ImageRequest:
+    """The form's values, in the order ``generate_image`` takes them, as the domain request (the mode says which
+    of the starting image's fields count; a control or reference picture given adds its guide)."""
     init_image, mask, padding = mode_request_inputs(mode, init_image, mask, outpaint, canvas)
     if mask and not init_image:
         raise InvalidInput("A mask needs the starting image it belongs to.")
@@ -436,12 +425,19 @@ def _image_request(prompt, model, negative_prompt, steps, guidance, width, heigh
         width = height = None  # inpainting keeps the picture's size, so the rest comes back as it was
     init = InitImage(init_image, float(strength), mask, int(4 if mask_blur is None else mask_blur),
                      outpaint=padding) if init_image else None
-    return ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
-                        guidance=guidance, width=width, height=height, seed=seed,
-                        batch=1 if batch is None else batch, loras=parse_loras(loras), owner=owner,
-                        memory_plan=memory_plan or "auto", fast=fast, step_cache=float(step_cache or 0), init=init,
-                        optimize_prompt=optimize_prompt, safety_check=safety_check, face_detail=face_detail,
-                        face_strength=float(face_strength if face_strength is not None else 0.4))
+    request = ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
+                           guidance=guidance, width=width, height=height, seed=seed,
+                           batch=1 if batch is None else batch, loras=parse_loras(loras), owner=owner,
+                           memory_plan=memory_plan or "auto", fast=fast, step_cache=float(step_cache or 0),
+                           init=init, optimize_prompt=optimize_prompt, safety_check=safety_check,
+                           face_detail=face_detail, sampler=sampler or "",
+                           face_strength=float(face_strength if face_strength is not None else 0.4))
+    if control_image:
+        request.controls = [Control(control_kind or KINDS[0], control_image, control_weight, control_start,
+                                    control_end)]
+    if reference_image:
+        request.style_references = [StyleReference(reference_image, reference_weight)]
+    return request
 
 
 #: the Control and Reference widgets, in the order the form (and the generate_image API) takes them
@@ -469,14 +465,6 @@ def _control_and_reference() -> list[Component]:
             reference = gr.Image(type="filepath", label="Reference image (IP-Adapter / Redux)", height=200)
             reference_weight = gr.Slider(0, MAX_WEIGHT, value=1.0, step=0.05, label="Reference weight")
     return [kind, image, weight, start, end, reference, reference_weight]
-
-
-def _add_guides(request: ImageRequest, kind, image, weight, start, end, reference, reference_weight) -> None:
-    """The form's control and reference, when given, on the request."""
-    if image:
-        request.controls = [Control(kind or KINDS[0], image, weight, start, end)]
-    if reference:
-        request.style_references = [StyleReference(reference, reference_weight)]
 
 
 def _read_guides(extra: dict[str, str]) -> list:
