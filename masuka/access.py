@@ -99,9 +99,10 @@ def _user_by_folder(studio: Studio, folder: str) -> str | None:
     return None
 
 
-def usable_model(studio: Studio, user: str, model: str, marker: str = "model_index.json") -> str:
+def usable_model(studio: Studio, user: str, model: str, marker: str | tuple[str, ...] = "model_index.json") -> str:
     """``model`` unchanged when ``user`` may use it: a path must name a model folder they may read (one holding
-    ``marker``: a diffusers pipeline's ``model_index.json``, a transformers model's ``config.json``).
+    ``marker``, or one of several: a diffusers pipeline's ``model_index.json``, a transformers model's
+    ``config.json``, an ONNX model's ``*.onnx``).
 
     For a non-admin on a shared studio, a missing folder, a folder that is no pipeline and another user's
     folder all get the same message, so the answer tells nothing about what exists on the server.
@@ -110,6 +111,7 @@ def usable_model(studio: Studio, user: str, model: str, marker: str = "model_ind
     if studio.config.is_admin(user) or not text.startswith(("/", ".", "~")):
         return model
     path = Path(text).expanduser()
-    if not (may_read(studio, user, path) and (path / marker).is_file()):
+    markers = (marker,) if isinstance(marker, str) else marker
+    if not (may_read(studio, user, path) and any(next(path.glob(name), None) for name in markers)):
         raise InvalidInput(f"Model {text[:200]!r}: no model folder of yours has that path.")
     return model

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from masuka.characters.faces import photo_face
-from masuka.characters.identity import DEFAULT_THRESHOLD, check_threshold, likeness_crop, load_embedder, scores
+from masuka.characters.identity import check_threshold, likeness_crop, load_embedder, scores
 from masuka.characters.library import (
     character_dir,
     delete_character,
@@ -82,7 +82,7 @@ class CharacterRequest:
     strength: float = 0.6
     steps: int | None = None
     size: int | None = None
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float | None = None  # None: the identity model's own
     identity_model: str = ""
     face: int | None = None  # which face (1 = biggest) when a photo shows several people
     skip_faces: bool = False  # a character that is not a person, or a style
@@ -217,15 +217,15 @@ def _score(studio: Studio, character: dict, views: list[dict],
            on_download: Watch | None) -> list[str]:
     """Score ``views`` in place against the photos' faces; keep those at or above the threshold."""
     params, config = character["params"], studio.config
-    embedder, note = load_embedder(studio, character["owner"], params.get("identity_model"), on_download)
     faces = not params.get("skip_faces")
+    embedder, note = load_embedder(studio, character["owner"], params.get("identity_model"), on_download, faces)
+    threshold = embedder.threshold if params["threshold"] is None else params["threshold"]
     references = [_open(config.absolute(p["face" if faces else "photo"])) for p in character["state"]["photos"]]
     pictures = [likeness_crop(_open(config.absolute(v["file"])), faces) for v in views]
     for view, score in zip(views, scores(embedder, references, pictures)):
         view["score"] = score
-        view["kept"] = score >= params["threshold"]
-        view["reason"] = "" if view["kept"] else \
-            f"identity score {score:.2f} is below the threshold {params['threshold']:.2f}"
+        view["kept"] = score >= threshold
+        view["reason"] = "" if view["kept"] else f"identity score {score:.2f} is below the threshold {threshold:.2f}"
     return [note] if note else []
 
 

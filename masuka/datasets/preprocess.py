@@ -80,12 +80,14 @@ def sharpness(image: Image.Image) -> float:
     return float(cv2.Laplacian(np.asarray(grey), cv2.CV_64F).var())
 
 
-def _face_detector() -> Any:
-    """OpenCV's bundled Haar cascade; one per thread, as a classifier must not run in two threads at once."""
-    if getattr(_local, "faces", None) is None:
+def cascade(name: str = "haarcascade_frontalface_default.xml") -> Any:
+    """One of OpenCV's bundled Haar cascades (the frontal face by default); one per thread, as a classifier must
+    not run in two threads at once."""
+    loaded = _local.__dict__.setdefault("cascades", {})
+    if name not in loaded:
         cv2 = _cv2()
-        _local.faces = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    return _local.faces
+        loaded[name] = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+    return loaded[name]
 
 
 def find_faces(image: Image.Image) -> list[tuple[int, int, int, int]]:
@@ -96,7 +98,7 @@ def find_faces(image: Image.Image) -> list[tuple[int, int, int, int]]:
     scale = min(1.0, 640 / max(grey.size))
     if scale < 1:
         grey = grey.resize((round(grey.width * scale), round(grey.height * scale)), Image.Resampling.BILINEAR)
-    found = _face_detector().detectMultiScale(np.asarray(grey), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+    found = cascade().detectMultiScale(np.asarray(grey), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
     boxes = sorted(found, key=lambda box: box[2] * box[3], reverse=True)
     return [tuple(round(v / scale) for v in box) for box in boxes]
 

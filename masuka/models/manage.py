@@ -205,15 +205,26 @@ def download(studio: Studio, ctx: JobContext, repo: str) -> Path:
 
 
 def files_to_fetch(repo: str, token: str | None, cache: Path) -> list[str]:
-    """The files of ``repo`` that loading needs (see :func:`wanted_files`), once they are known to fit on the disk
-    of the cache (sizes from the Hub's file list)."""
+    """The files of ``repo`` that loading needs (:func:`catalog_files`, else :func:`wanted_files`), once they are
+    known to fit on the disk of the cache (sizes from the Hub's file list)."""
     from huggingface_hub import HfApi
 
     info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo, files_metadata=True)
     sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
-    files = wanted_files(list(sizes))
+    named = catalog_files(repo)
+    files = [name for name in sizes if name in named] if named else wanted_files(list(sizes))
     check_free_space(repo, sum(sizes[name] for name in files), cache)
     return files
+
+
+def catalog_files(repo: str) -> list[str]:
+    """The files a catalog entry of ``repo`` names (``files``: a model that is one file in a bigger repo, such as
+    an ONNX model), else none."""
+    for entries in catalog_sections().values():
+        for entry in entries.values():
+            if entry.get("repo") == repo and entry.get("files"):
+                return list(entry["files"])
+    return []
 
 
 def wanted_files(names: list[str]) -> list[str]:

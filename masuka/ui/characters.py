@@ -10,7 +10,6 @@ import gradio as gr
 from gradio.components import Component
 
 from masuka.characters import library, making, training, use
-from masuka.characters.identity import DEFAULT_THRESHOLD
 from masuka.characters.prompts import DEFAULT_VIEWS, MAX_VIEWS, pick_prompts
 from masuka.characters.views import DEFAULT_STRENGTH, edit_models
 from masuka.errors import InvalidInput
@@ -137,14 +136,14 @@ def _creation() -> CreationForm:
         views = gr.Slider(1, MAX_VIEWS, value=DEFAULT_VIEWS, step=1, label="Views",
                           info="Picks a new prompt set of this size")
         strength = gr.Slider(0.1, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength (image-to-image)")
-        threshold = gr.Slider(-1, 1, value=DEFAULT_THRESHOLD, step=0.01, label="Identity threshold",
-                              info="Views less alike than this are rejected")
+        threshold = gr.Slider(-1, 1, value=0, step=0.01, label="Identity threshold (0 = the model's own)",
+                              info="Views less alike are rejected; SFace's own is 0.36, CLIP's 0.7")
     prompts = gr.Textbox("\n".join(pick_prompts(DEFAULT_VIEWS)), lines=6, max_lines=12,
                          label="Prompt set (one view a line; saved with the character)")
     with gr.Accordion("More options", open=False):
         with gr.Row():
-            identity_model = gr.Textbox("", label="Face-embedding model (empty: CLIP similarity)",
-                                        placeholder="owner/name or a local folder")
+            identity_model = gr.Textbox("", label="Face-embedding model (empty: SFace; clip: CLIP similarity)",
+                                        placeholder="owner/name or a local folder (ONNX or transformers)")
             captioner = gr.Textbox("auto", label="Captioner",
                                    info="auto: Florence-2 when downloaded; empty: the view prompts; or "
                                         "florence2, blip2, a repo id or folder")
@@ -228,7 +227,7 @@ def uploaded(studio: Studio, path: str) -> Path:
 @friendly
 def create_character(studio: Studio, name: str, trigger: str, photos: list[str] | None, model: str = "sdxl",
                      views: int = DEFAULT_VIEWS, prompts: str = "", strength: float = DEFAULT_STRENGTH,
-                     threshold: float = DEFAULT_THRESHOLD, not_a_person: bool = False, face: int = 0,
+                     threshold: float = 0, not_a_person: bool = False, face: int = 0,
                      identity_model: str = "", captioner: str = "auto", size: int = 0, steps: int = 0,
                      seed: int = 0, outfit: str | None = None, request: gr.Request = None, progress=gr.Progress()):
     """Check the photos, make the views (dressed as in ``outfit`` when given), score them and keep the likely ones
@@ -237,7 +236,7 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
     report = making.create_character(studio, making.CharacterRequest(
         name=name, photos=uploads(studio, photos), trigger=trigger, owner=user_of(request), model=model,
         views=int(views), prompts=picked, seed=int(seed or 0), strength=float(strength),
-        steps=int(steps or 0) or None, size=int(size or 0) or None, threshold=float(threshold),
+        steps=int(steps or 0) or None, size=int(size or 0) or None, threshold=float(threshold or 0) or None,
         identity_model=identity_model, face=int(face or 0) or None, skip_faces=bool(not_a_person),
         captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None),
         on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),

@@ -85,17 +85,18 @@ def test_prompt_set_covers_every_angle_and_is_seeded():
     assert {p.split(", ")[1] for p in prompts} == {"close-up portrait", "half-body shot", "full-body shot"}
 
 
-@pytest.mark.parametrize("encoder", ["clip", "face-embedding"])
-def test_identity_threshold_keeps_a_near_copy_and_rejects_an_unrelated_image(studio, tiny_clip, tmp_path, portrait,
-                                                                             encoder):
-    model = tiny_clip if encoder == "clip" else save_tiny_vit(tmp_path / "vit")
+@pytest.mark.parametrize("encoder", ["onnx-face", "clip", "vit"])
+def test_identity_threshold_keeps_a_near_copy_and_rejects_an_unrelated_image(studio, tiny_clip, tiny_facenet,
+                                                                             tmp_path, portrait, encoder):
+    model = {"onnx-face": tiny_facenet, "clip": tiny_clip, "vit": save_tiny_vit(tmp_path / "vit")}[encoder]
     photo = Image.open(portrait).convert("RGB")
     near_copy = photo.resize((300, 300)).resize((512, 512))
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8))
     embedder, note = load_embedder(studio, "local", str(model))
     same, unrelated = scores(embedder, [photo], [near_copy, noise])
-    assert note is None and embedder.clip == (encoder == "clip")
-    assert same > 0.99 and unrelated < 0.9
+    assert note is None and type(embedder).__name__ == ("FaceNet" if encoder == "onnx-face" else "ImageEmbedder")
+    assert embedder.threshold == (0.363 if encoder == "onnx-face" else 0.7)
+    assert same > 0.95 and unrelated < 0.9
 
 
 def test_views_keep_the_photo_shape_at_the_model_size(tmp_path):
@@ -156,6 +157,13 @@ def test_views_below_the_threshold_are_rejected_with_their_score(studio, tiny_mo
     report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, threshold=1.0, views=2))
     assert report.images == 0 and len(report.rejected) == 2
     assert all("below the threshold 1.00" in r["reason"] for r in report.rejected)
+
+
+def test_without_a_threshold_the_identity_model_s_own_decides(studio, tiny_model, tiny_facenet, portrait):
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_facenet, portrait, threshold=None, views=3))
+    views = find_character(studio, report.character, "local")["state"]["views"]
+    assert all(view["kept"] == (view["score"] >= 0.363) for view in views)
+    assert report.rejected and all("below the threshold 0.36" in r["reason"] for r in report.rejected)
 
 
 def test_a_refused_photo_leaves_nothing_behind(studio, tiny_model, tiny_clip, no_face):

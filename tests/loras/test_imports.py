@@ -13,7 +13,7 @@ from masuka.errors import InvalidInput, ProviderError
 from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
 from masuka.loras.library import list_loras
 from masuka.testing.http import FakeServer, Reply, bearer
-from tests.models.fake_hub import FakeRepo, serve
+from tests.models.fake_hub import FakeRepo, hub_online
 
 CIVITAI_KEY = "civitai_secret_key_5678"
 
@@ -63,12 +63,7 @@ def test_imports_are_per_user(studio, tmp_path):
 
 
 def test_import_from_a_hugging_face_repo(studio, monkeypatch):
-    from huggingface_hub import constants
-
-    server, _hub = serve({"someone/flux-lora": FakeRepo({"lora.safetensors": save(**flux_lora("zxc"))})})
-    with server:
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
+    with hub_online(monkeypatch, {"someone/flux-lora": FakeRepo({"lora.safetensors": save(**flux_lora("zxc"))})}):
         row = import_from_hub(studio, "local", "someone/flux-lora", "lora.safetensors", name="from-hub")
         assert (row["name"], row["source"], row["trigger"]) == ("from-hub", "huggingface", "zxc")
         with pytest.raises(InvalidInput, match=".safetensors file"):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from masuka.testing.http import FakeServer, Reply, Request, bearer
 
@@ -19,6 +22,13 @@ class FakeRepo:
     sha: str = "0123456789abcdef0123456789abcdef01234567"
     claimed_sizes: dict[str, int] = field(default_factory=dict)  # sizes model_info reports, if not the real ones
     fail_once: set[str] = field(default_factory=set)  # files whose first download breaks off halfway
+
+    @classmethod
+    def of_folder(cls, folder: Path, **extra: bytes) -> FakeRepo:
+        """A repo holding every file under ``folder`` (a model saved by a test) and the ``extra`` files."""
+        files = {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*")
+                 if path.is_file()}
+        return cls(files | extra)
 
 
 class FakeHub:
@@ -92,3 +102,23 @@ class FakeHub:
 def serve(repos: dict[str, FakeRepo]) -> tuple[FakeServer, FakeHub]:
     hub = FakeHub(repos)
     return FakeServer(hub), hub
+
+
+@contextmanager
+def hub_online(monkeypatch, repos: dict[str, FakeRepo], cache: Path | None = None) -> Iterator[FakeHub]:
+    """Serve ``repos`` and point the Hub client at them, online (tests run with ``HF_HUB_OFFLINE=1``), with its
+    cache in ``cache`` when given: for MASUKA (which reads the environment at call time) and for the libraries
+    that read ``huggingface_hub.constants``."""
+    from huggingface_hub import constants
+
+    server, hub = serve(repos)
+    with server:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        if cache is not None:
+            monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+            monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        yield hub

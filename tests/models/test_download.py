@@ -7,7 +7,7 @@ import pytest
 from masuka.errors import InvalidInput
 from masuka.models.catalog import catalog
 from masuka.models.manage import cached_repos, delete_model, model_status, start_download
-from tests.models.fake_hub import TOKEN, FakeRepo, serve
+from tests.models.fake_hub import TOKEN, FakeRepo, hub_online
 
 WEIGHTS = bytes(range(256)) * 4096  # 1 MiB
 
@@ -24,13 +24,7 @@ def repos() -> dict[str, FakeRepo]:
 
 @pytest.fixture
 def hub(monkeypatch, tmp_path):
-    from huggingface_hub import constants
-
-    server, fake = serve(repos())
-    with server:
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with hub_online(monkeypatch, repos(), tmp_path / "hf-cache") as fake:
         yield fake
 
 
@@ -128,8 +122,7 @@ def test_first_use_downloads_outside_the_gpu_slot_with_progress_then_generates(s
     from masuka.image.generate import ImageRequest, generate_images
 
     folder = tiny_model("flux")
-    hub.repos["acme/tiny-flux"] = FakeRepo({path.relative_to(folder).as_posix(): path.read_bytes()
-                                            for path in folder.rglob("*") if path.is_file()} | {
+    hub.repos["acme/tiny-flux"] = FakeRepo.of_folder(folder, **{
         "flux1-single-file.safetensors": b"a single-file checkpoint from_pretrained never reads"})
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     seen = []
