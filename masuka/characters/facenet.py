@@ -58,9 +58,9 @@ def aligned_face(image: Image.Image) -> np.ndarray:
     import cv2
 
     rgb = np.asarray(image.convert("RGB"))
-    box = find_face(image) or (0, 0, image.width, image.height)
-    eyes = find_eyes(image, box)
-    matrix = eye_transform(*eyes) if eyes else box_transform(box)
+    box = find_face(image)
+    eyes = find_eyes(image, box) if box else None
+    matrix = eye_transform(*eyes) if eyes else box_transform(box or (0, 0, image.width, image.height))
     return cv2.warpAffine(rgb[:, :, ::-1], matrix, (SIDE, SIDE), flags=cv2.INTER_AREA,
                           borderMode=cv2.BORDER_REPLICATE)
 

@@ -96,8 +96,12 @@ def load_embedder(studio: Studio, owner: str, model: str | None = None, on_downl
         if wanted == CLIP_MODEL:
             raise
         log.warning("identity model %s unavailable, using CLIP: %s", wanted, error)
-        note = f"the identity model {wanted} could not be loaded ({error}); scored with CLIP instead"
-        return _load(studio, owner, CLIP_MODEL, on_download), note
+        try:
+            clip = _load(studio, owner, CLIP_MODEL, on_download)
+        except ModelUnavailable as fallback:
+            raise ModelUnavailable(f"The identity model {wanted} could not be loaded ({error}), nor CLIP, which "
+                                   f"stands in for it ({fallback}).") from fallback
+        return clip, f"the identity model {wanted} could not be loaded ({error}); scored with CLIP instead"
 
 
 def face_model() -> str:

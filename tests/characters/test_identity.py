@@ -18,6 +18,7 @@ from masuka.characters.facenet import (
 )
 from masuka.characters.identity import CLIP_MODEL, ImageEmbedder, face_model, load_embedder
 from masuka.datasets.preprocess import find_face
+from masuka.errors import ModelUnavailable
 from masuka.models.manage import model_status
 from tests.models.fake_hub import FakeRepo, hub_online
 
@@ -59,9 +60,9 @@ def test_a_tilted_face_is_turned_upright_by_its_eyes(portrait):
 
 def test_a_picture_without_a_face_is_embedded_whole(tiny_facenet, no_face):
     net = FaceNet.load("tiny", tiny_facenet / "face.onnx")
-    picture = Image.open(no_face)
-    assert aligned_face(picture).shape == (SIDE, SIDE, 3)
-    assert net.embed([picture]).shape == (1, 32)
+    picture, speck = Image.open(no_face), Image.new("RGB", (5, 3), "white")
+    assert aligned_face(picture).shape == aligned_face(speck).shape == (SIDE, SIDE, 3)
+    assert net.embed([picture, speck]).shape == (2, 32)
 
 
 def test_sface_is_the_default_and_only_its_file_is_downloaded_on_first_use(studio, monkeypatch, tmp_path, portrait):
@@ -85,6 +86,16 @@ def test_clip_scores_what_is_not_a_person_and_stands_in_for_a_face_model_that_ca
         embedder, note = load_embedder(studio, "local")  # the Hub has no SFace here
         assert isinstance(embedder, ImageEmbedder) and embedder.source == CLIP_MODEL
         assert FACE_MODEL in note and "scored with CLIP instead" in note
+
+
+def test_offline_without_either_model_the_message_names_both(studio, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache; tests run offline
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelUnavailable) as raised:
+        load_embedder(studio, "local")
+    assert FACE_MODEL in str(raised.value) and CLIP_MODEL in str(raised.value) and "not downloaded" in str(raised.value)
 
 
 def test_a_folder_with_several_onnx_models_needs_a_choice(studio, tmp_path, tiny_clip):
