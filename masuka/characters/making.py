@@ -125,6 +125,9 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     if studio.store.count("datasets", "owner = ? and name = ?", [request.owner, request.name.strip()]):
         raise InvalidInput(f"You already have a dataset named {request.name.strip()!r}: the character's dataset "
                            "takes its name, so pick another name.")
+    # the identity model is fetched (and checked) before any view is made: a missing one fails in seconds, not
+    # after the views, and its download happens outside the views' GPU work
+    load_embedder(studio, request.owner, request.identity_model, on_download, faces=not request.skip_faces)
     params = {"model": request.model, "strength": request.strength, "steps": request.steps, "size": request.size,
               "seed": request.seed, "threshold": threshold, "identity_model": request.identity_model,
               "face": request.face, "skip_faces": request.skip_faces,

@@ -17,6 +17,7 @@ from masuka.characters.facenet import (
     find_eyes,
 )
 from masuka.characters.identity import CLIP_MODEL, ImageEmbedder, face_model, load_embedder
+from masuka.characters.library import list_characters
 from masuka.datasets.preprocess import find_face
 from masuka.errors import ModelUnavailable
 from masuka.models.manage import model_status
@@ -88,14 +89,31 @@ def test_clip_scores_what_is_not_a_person_and_stands_in_for_a_face_model_that_ca
         assert FACE_MODEL in note and "scored with CLIP instead" in note
 
 
-def test_offline_without_either_model_the_message_names_both(studio, monkeypatch, tmp_path):
+@pytest.fixture
+def empty_cache(monkeypatch, tmp_path_factory):
+    """An empty Hugging Face cache (tests run offline): no model can be had."""
     from huggingface_hub import constants
 
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache; tests run offline
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    cache = str(tmp_path_factory.mktemp("empty-hf-cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", cache)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", cache)
+
+
+def test_offline_without_either_model_the_message_names_both(studio, empty_cache):
     with pytest.raises(ModelUnavailable) as raised:
         load_embedder(studio, "local")
     assert FACE_MODEL in str(raised.value) and CLIP_MODEL in str(raised.value) and "not downloaded" in str(raised.value)
+
+
+def test_a_character_whose_identity_model_cannot_be_had_fails_before_any_view(studio, tiny_model, portrait,
+                                                                              tmp_path, empty_cache):
+    from masuka.characters.making import CharacterRequest, create_character
+
+    before = studio.store.count("generations")
+    with pytest.raises(ModelUnavailable, match="could not be loaded"):
+        create_character(studio, CharacterRequest(name="anna", photos=[portrait], trigger="ohwx", views=2,
+                                                  model=str(tiny_model("sdxl")), identity_model=str(tmp_path)))
+    assert studio.store.count("generations") == before and list_characters(studio, "local") == []
 
 
 def test_a_folder_with_several_onnx_models_needs_a_choice(studio, tmp_path, tiny_clip):
