@@ -30,8 +30,9 @@ from masuka.image.generate import MAX_BATCH, ImageRequest
 from masuka.image.metadata import parse_parameters, read_parameters, split_lora_tags
 from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
 from masuka.image.tasks import InitImage, upscale
-from masuka.image.upscale.job import SCALES, UpscaleRequest, upscale_image
+from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import list_upscalers
+from masuka.image.upscale.request import SCALES, UpscaleRequest
 from masuka.loras.library import list_loras
 from masuka.models.catalog import image_models, resolve_image_model
 

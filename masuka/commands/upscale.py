@@ -38,8 +38,8 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def upscale_request(args: argparse.Namespace):
-    """The :class:`~masuka.image.upscale.job.UpscaleRequest` the flags of :func:`add_upscale_arguments` describe."""
-    from masuka.image.upscale.job import UpscaleRequest
+    """The :class:`~masuka.image.upscale.request.UpscaleRequest` the flags of :func:`add_upscale_arguments` describe."""
+    from masuka.image.upscale.request import UpscaleRequest
 
     return UpscaleRequest(image=args.image, scale=args.scale, upscaler=args.upscaler, detail=args.detail,
                           model=args.model, strength=args.strength, prompt=args.prompt,

@@ -26,7 +26,7 @@ from masuka.image.generate import MAX_SEED, ImageRequest, plan_request
 from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
-from masuka.image.upscale.job import UpscaleRequest, check_request
+from masuka.image.upscale.request import UpscaleRequest, check_request
 from masuka.store import now, process_alive
 from masuka.studio import Studio
 

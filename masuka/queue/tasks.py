@@ -8,9 +8,10 @@ from dataclasses import replace
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
 from masuka.image.grid import Axis, Cell, save_grid
 from masuka.image.tasks import InitImage
-from masuka.image.upscale.job import UpscaleRequest, upscale_image
+from masuka.image.upscale.job import upscale_image
+from masuka.image.upscale.request import UpscaleRequest
+from masuka.queue.context import QueueContext
 from masuka.queue.jobs import job_images
-from masuka.queue.worker import JobContext
 from masuka.studio import Studio
 
 
@@ -25,7 +26,7 @@ def base_request(studio: Studio, job: dict) -> ImageRequest:
     return ImageRequest(prompt="", owner=job["owner"], queue_id=job["id"], **fields)
 
 
-def make_items(studio: Studio, job: dict, ctx: JobContext, base: ImageRequest) -> dict[int, ImageResult | None]:
+def make_items(studio: Studio, job: dict, ctx: QueueContext, base: ImageRequest) -> dict[int, ImageResult | None]:
     """Make every item not finished yet, one image each, in order; each item's fields override ``base``.
 
     Returns the images made now by item index (items finished before a restart map to None).
@@ -47,12 +48,12 @@ def make_items(studio: Studio, job: dict, ctx: JobContext, base: ImageRequest) -
     return made
 
 
-def run_text(studio: Studio, job: dict, ctx: JobContext) -> None:
+def run_text(studio: Studio, job: dict, ctx: QueueContext) -> None:
     """Text to image: the job's prompts and seeds, one image per item."""
     make_items(studio, job, ctx, base_request(studio, job))
 
 
-def run_grid_job(studio: Studio, job: dict, ctx: JobContext) -> None:
+def run_grid_job(studio: Studio, job: dict, ctx: QueueContext) -> None:
     """An X/Y/Z grid: the cells not made yet, then the labelled grid image of all of them (kept in the job)."""
     base = base_request(studio, job)
     make_items(studio, job, ctx, base)
@@ -65,7 +66,7 @@ def run_grid_job(studio: Studio, job: dict, ctx: JobContext) -> None:
     ctx.log(f"grid image: {grid.name}")
 
 
-def run_upscale(studio: Studio, job: dict, ctx: JobContext) -> None:
+def run_upscale(studio: Studio, job: dict, ctx: QueueContext) -> None:
     """One upscale, unless its picture was finished before a restart."""
     if job_images(studio, job["id"]):
         ctx.progress(1, 1)
@@ -78,5 +79,5 @@ def run_upscale(studio: Studio, job: dict, ctx: JobContext) -> None:
     ctx.progress(1, 1)
 
 
-TASKS: dict[str, Callable[[Studio, dict, JobContext], None]] = {"text": run_text, "grid": run_grid_job,
+TASKS: dict[str, Callable[[Studio, dict, QueueContext], None]] = {"text": run_text, "grid": run_grid_job,
                                                                  "upscale": run_upscale}

@@ -1,4 +1,5 @@
-"""Working the queue: a claimed job runs its task with one :class:`JobContext`; workers loop over claims.
+"""Working the queue: a claimed job runs its task with one :class:`~masuka.queue.context.QueueContext`;
+workers loop over claims.
 
 The app starts a :class:`QueueWorker` (one thread per GPU slot); ``python -m masuka queue run`` calls
 :func:`work_until_empty` instead. Queued work takes the GPU one image at a time as background work, so
@@ -12,61 +13,20 @@ import sqlite3
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from masuka.errors import Cancelled, MasukaError
+from masuka.queue.context import Paused, QueueContext
 from masuka.queue.jobs import claim, finish
-from masuka.store import now
+from masuka.queue.tasks import TASKS
 from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
 
 
-class Paused(Exception):
-    """The user paused a running job: it stops between images and waits to be resumed."""
-
-
-@dataclass
-class JobContext:
-    """What a task gets to talk to its row: stop requests, progress and a log."""
-
-    studio: Studio
-    job_id: int
-    stop: threading.Event = field(default_factory=threading.Event)  # set mid-image when the job is cancelled
-
-    def check_stop(self) -> None:
-        """Between images: raise :class:`Cancelled` or :class:`Paused` when the user asked for it."""
-        control = self._control()
-        if control == "cancel":
-            raise Cancelled("the images already made are kept")
-        if control == "pause":
-            raise Paused
-
-    def on_step(self, _index: int, _step: int, _total: int) -> None:
-        """Within an image (a step callback): a cancel stops at the next step; a pause waits for the image."""
-        if self._control() == "cancel":
-            self.stop.set()
-
-    def progress(self, done: int, total: int) -> None:
-        self.studio.store.update("queue", self.job_id, done=done, total=total, updated_at=now())
-
-    def log(self, message: str) -> None:
-        """Append a line to the job's log (shown in the Queue view and ``queue list --json``)."""
-        log.info("queue job %s: %s", self.job_id, message)
-        row = self.studio.store.get("queue", self.job_id) or {}
-        self.studio.store.update("queue", self.job_id, log=(row.get("log") or "") + message.rstrip() + "\n")
-
-    def _control(self) -> str | None:
-        row = self.studio.store.get("queue", self.job_id)
-        return "cancel" if row is None else row["control"]
-
-
 def run_job(studio: Studio, job: dict) -> str:
     """Run a claimed job's task to its end and record the outcome; returns the final status."""
-    from masuka.queue.tasks import TASKS
-
-    ctx = JobContext(studio, job["id"])
+    ctx = QueueContext(studio, job["id"])
     try:
         TASKS[job["task"]](studio, job, ctx)
     except Paused:

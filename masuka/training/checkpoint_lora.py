@@ -17,8 +17,8 @@ from masuka.loras.library import register_lora
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training import checkpoints
-from masuka.training.options import TrainOptions
-from masuka.training.runs import _run_row, lora_name
+from masuka.training.options import TrainOptions, lora_name
+from masuka.training.runs import _run_row
 
 MAX_PROMPTS = 8
 

@@ -7,12 +7,16 @@ Precedence: what the user set, then the preset, then the architecture's defaults
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.models import architectures
 from masuka.validation import whole_number
+
+#: the kind of the ``jobs`` rows of training runs, local and remote
+KIND = "train"
 
 OPTIMIZERS = {"adamw": None, "adamw8bit": "bitsandbytes", "adafactor": "transformers", "prodigy": "prodigyopt"}
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -138,3 +142,12 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
         raise InvalidInput("Text-encoder LoRA trains on one GPU only; use --gpus 1 or leave the text encoder frozen.")
     if options.name and not options.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise InvalidInput(f"LoRA name {options.name!r} may hold only letters, digits, '-', '_' and '.'.")
+
+
+def lora_name(options: TrainOptions, dataset: str, label: str, run_id: int) -> str:
+    """The name of a run's LoRA: the one chosen, else dataset, architecture (or remote service) and run."""
+    return options.name or f"{_slug(dataset)}-{label}-run{run_id}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "lora"

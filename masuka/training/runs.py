@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import statistics
 import threading
 import time
@@ -28,11 +27,11 @@ from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
 from masuka.store import LOCAL_USER, Store, now
 from masuka.studio import Studio
 from masuka.training import checkpoints
+from masuka.training.backends.remote import create_remote_run, execute_remote_run
 from masuka.training.data import TrainingSet, dataset_for_training
-from masuka.training.options import TrainOptions, check_options, fill_defaults
+from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name
 
 log = logging.getLogger(__name__)
-KIND = "train"
 LANE = "gpu-train"
 RESUMABLE = ("cancelled", "interrupted", "failed")
 FLUSH_S = 1.0
@@ -74,8 +73,6 @@ def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, b
     from masuka.training.backends import LOCAL, check_backend
 
     if check_backend(backend) != LOCAL:
-        from masuka.training.backends.remote import create_remote_run
-
         return create_remote_run(studio, options, backend, owner, destination)
     options, spec, architecture, data = check_training(studio, options, owner)
     run_id = jobs.create(
@@ -104,8 +101,6 @@ def submit_run(studio: Studio, run_id: int, interrupt: threading.Event | None = 
     A remote run needs no GPU here: it starts at once."""
     hooks = RunContext(studio.store, run_id, interrupt, observer=on_step)
     if _remote(jobs.get(studio.store, run_id)):
-        from masuka.training.backends.remote import execute_remote_run
-
         studio.runner().submit(run_id, lambda ctx: execute_remote_run(studio, ctx), ctx=hooks)
         return
     studio.runner().submit(run_id, lambda ctx: execute_run(studio, ctx), lane=LANE, ctx=hooks)
@@ -115,8 +110,6 @@ def run_job(studio: Studio, ctx: JobContext) -> None:
     """A run known only by its row (queued before a restart): local runs train, remote ones follow the service."""
     hooks = RunContext(studio.store, ctx.job_id)
     if _remote(jobs.get(studio.store, ctx.job_id)):
-        from masuka.training.backends.remote import execute_remote_run
-
         execute_remote_run(studio, hooks)
     else:
         execute_run(studio, hooks)
@@ -294,10 +287,12 @@ def list_runs(studio: Studio, owner: str = LOCAL_USER, admin: bool = True, limit
              "error": r.error, "created_at": r.created_at} for r in rows]
 
 
-def lora_name(options: TrainOptions, dataset: str, architecture: str, run_id: int) -> str:
-    """The name of a run's LoRA: the one chosen, else dataset, architecture and run."""
-    return options.name or f"{_slug(dataset)}-{architecture}-run{run_id}"
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "lora"
+def resume_remote_runs(studio: Studio) -> list[int]:
+    """At app start: remote runs the service had accepted when the app stopped go back to polling (a local run
+    needs its user's Resume, a remote one costs nothing to follow). Returns the run ids resumed."""
+    resumed = []
+    for row in jobs.find(studio.store, "kind = ? and status = 'interrupted'", [KIND], order_by="id"):
+        state = row.state
+        if state.get("backend") and state.get("ref") and not state.get("submitting"):
+            resumed.append(resume_run(studio, row.id, row.owner))
+    return resumed

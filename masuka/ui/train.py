@@ -11,10 +11,10 @@ from masuka.errors import MasukaError
 from masuka.models.catalog import trainable_models
 from masuka.studio import Studio
 from masuka.training.backends import BACKENDS, LOCAL
-from masuka.training.backends.remote import price_line, resume_remote_runs
+from masuka.training.backends.remote import price_line
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
-from masuka.training.runs import list_runs, request_stop, resume_run, run_status, start_training
+from masuka.training.runs import list_runs, request_stop, resume_remote_runs, resume_run, run_status, start_training
 from masuka.ui import checkpoints
 from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 

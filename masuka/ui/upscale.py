@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import gradio as gr
 
 from masuka.errors import InvalidInput
-from masuka.image.upscale.job import SCALES, UpscaleRequest, upscale_image
+from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import upscaler_names
+from masuka.image.upscale.request import SCALES, UpscaleRequest
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, friendly, user_of

@@ -20,7 +20,8 @@ from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
 from masuka.image.pipelines import load_pipeline
 from masuka.jobs import JobContext
-from masuka.models.architectures.video import VideoProfile, for_video_pipeline
+from masuka.models.architectures.video import for_video_pipeline
+from masuka.models.architectures.video_base import VideoProfile
 from masuka.models.catalog import ModelSpec
 from masuka.models.manage import fetch_for_use
 from masuka.studio import Studio

@@ -15,8 +15,9 @@ from PIL import Image, ImageDraw
 
 from masuka.errors import InvalidInput
 from masuka.image.metadata import parse_parameters, read_parameters
-from masuka.image.upscale.job import UpscaleRequest, upscale_image
+from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import list_upscalers, load_upscaler, run_model, upscalers_dir
+from masuka.image.upscale.request import UpscaleRequest
 from masuka.image.upscale.tiles import Blender, feather, tile_boxes
 from masuka.testing.upscalers import write_esrgan
 from tests.conftest import ROOT

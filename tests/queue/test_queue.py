@@ -276,7 +276,7 @@ def test_queue_upscale_from_the_command_line_runs_once_and_is_in_history(tmp_pat
 
 
 def test_a_finished_queued_upscale_is_not_made_again(studio, tmp_path):
-    from masuka.image.upscale.job import UpscaleRequest
+    from masuka.image.upscale.request import UpscaleRequest
     from masuka.queue.jobs import queue_upscale
 
     picture = tmp_path / "small.png"

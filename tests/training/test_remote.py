@@ -231,7 +231,7 @@ def test_a_run_that_died_while_its_create_request_was_in_flight_is_never_sent_ag
 
 
 def test_the_app_resumes_an_accepted_remote_run_by_itself(studio, trainer):
-    from masuka.training.backends.remote import resume_remote_runs
+    from masuka.training.runs import resume_remote_runs
 
     server = trainer("fal")
     server.release.clear()

@@ -65,7 +65,8 @@ def test_reuse_fills_the_form_that_made_the_entry(studio, tiny_model):
 def test_reuse_of_an_upscale_fills_the_upscale_panel_in_the_image_tab(studio, tmp_path):
     from PIL import Image
 
-    from masuka.image.upscale.job import UpscaleRequest, upscale_image
+    from masuka.image.upscale.job import upscale_image
+    from masuka.image.upscale.request import UpscaleRequest
     from masuka.ui.upscale import reuse_fields as upscale_fields
 
     Image.new("RGB", (20, 16), "teal").save(tmp_path / "small.png")

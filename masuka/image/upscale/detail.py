@@ -1,7 +1,7 @@
 """The detail upscale (A1111's "SD upscale"): enlarge the picture, then repaint it tile by tile with img2img at a
 low strength, so a diffusion model adds the detail a plain enlargement cannot.
 
-The enlargement is a resampler or a model upscaler (:func:`masuka.image.upscale.job.enlarge`). Tiles are the
+The enlargement is a resampler or a model upscaler (:func:`masuka.image.upscale.request.enlarge`). Tiles are the
 model's native size (or ``tile``), each repainted with its own seed (``seed + tile index``, so a result can be made
 again exactly) and blended into its neighbours over ``overlap`` pixels (:mod:`masuka.image.upscale.tiles`).
 The pipeline is the one generation uses (:func:`masuka.image.tasks.task_pipeline`), so its weights are shared.
@@ -24,7 +24,7 @@ from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
 from masuka.image.pipelines import get_pipeline, pipeline_plan
 from masuka.image.tasks import InitImage, TaskInput, infotext_fields, keep_input, task_kwargs, task_pipeline
-from masuka.image.upscale.job import (
+from masuka.image.upscale.request import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
     TileCallback,

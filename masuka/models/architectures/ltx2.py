@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from typing import Any
 
-from masuka.models.architectures.video import VideoProfile
+from masuka.models.architectures.video_base import VideoProfile
 
 TEXT, IMAGE = "LTX2Pipeline", "LTX2ImageToVideoPipeline"
 STG_BLOCK = 28

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from masuka.models.architectures.shared import t5_tokenizer
-from masuka.models.architectures.video import VideoProfile
+from masuka.models.architectures.video_base import VideoProfile
 
 TEXT, IMAGE = "WanPipeline", "WanImageToVideoPipeline"
 

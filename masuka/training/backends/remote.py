@@ -27,13 +27,11 @@ from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
 from masuka.training.data import dataset_for_training
-from masuka.training.options import TrainOptions
-from masuka.training.runs import _slug
+from masuka.training.options import KIND, TrainOptions, lora_name
 from masuka.video.health import HealthTracker
 from masuka.video.http import MaybeSubmitted, ProviderUnavailable
 from masuka.video.timing import VideoSettings
 
-KIND = "train"
 STOP_CHECK_S = 0.2
 UNREACHABLE_WAIT_S = 30.0
 STEP = re.compile(r"\bstep\D{0,3}(\d+)\s*/\s*(\d+)", re.I)
@@ -78,19 +76,6 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
     state = jobs.get(studio.store, run_id).state
     jobs.update(studio.store, run_id, state={**state, "run_dir": studio.config.relative(run_dir)})
     return run_id
-
-
-def resume_remote_runs(studio: Studio) -> list[int]:
-    """At app start: remote runs the service had accepted when the app stopped go back to polling (a local run
-    needs its user's Resume, a remote one costs nothing to follow). Returns the run ids resumed."""
-    from masuka.training.runs import resume_run
-
-    resumed = []
-    for row in jobs.find(studio.store, "kind = ? and status = 'interrupted'", [KIND], order_by="id"):
-        state = row.state
-        if state.get("backend") and state.get("ref") and not state.get("submitting"):
-            resumed.append(resume_run(studio, row.id, row.owner))
-    return resumed
 
 
 def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
@@ -188,7 +173,7 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions
     folder = studio.config.absolute(state["run_dir"]) / "lora"
     downloaded = trainer.download(output, folder / (Path(urlsplit(output).path).name or "weights"))
     lora = trainer.lora_file(downloaded, folder)
-    name = options.name or f"{_slug(state['dataset'])}-{state['backend']}-run{run_id}"
+    name = lora_name(options, state["dataset"], state["backend"], run_id)
     final = folder / f"{name}.safetensors"
     os.replace(lora, final)
     if downloaded.exists() and downloaded != final:

@@ -1,0 +1,52 @@
+"""What a queued image task gets to talk to its ``queue`` row: pause and cancel requests, progress and a log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from masuka.errors import Cancelled
+from masuka.store import now
+from masuka.studio import Studio
+
+log = logging.getLogger(__name__)
+
+
+class Paused(Exception):
+    """The user paused a running job: it stops between images and waits to be resumed."""
+
+
+@dataclass
+class QueueContext:
+    """What a task gets to talk to its row: stop requests, progress and a log."""
+
+    studio: Studio
+    job_id: int
+    stop: threading.Event = field(default_factory=threading.Event)  # set mid-image when the job is cancelled
+
+    def check_stop(self) -> None:
+        """Between images: raise :class:`Cancelled` or :class:`Paused` when the user asked for it."""
+        control = self._control()
+        if control == "cancel":
+            raise Cancelled("the images already made are kept")
+        if control == "pause":
+            raise Paused
+
+    def on_step(self, _index: int, _step: int, _total: int) -> None:
+        """Within an image (a step callback): a cancel stops at the next step; a pause waits for the image."""
+        if self._control() == "cancel":
+            self.stop.set()
+
+    def progress(self, done: int, total: int) -> None:
+        self.studio.store.update("queue", self.job_id, done=done, total=total, updated_at=now())
+
+    def log(self, message: str) -> None:
+        """Append a line to the job's log (shown in the Queue view and ``queue list --json``)."""
+        log.info("queue job %s: %s", self.job_id, message)
+        row = self.studio.store.get("queue", self.job_id) or {}
+        self.studio.store.update("queue", self.job_id, log=(row.get("log") or "") + message.rstrip() + "\n")
+
+    def _control(self) -> str | None:
+        row = self.studio.store.get("queue", self.job_id)
+        return "cancel" if row is None else row["control"]
