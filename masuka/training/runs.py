@@ -27,7 +27,6 @@ from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
 from masuka.store import LOCAL_USER, Store, now
 from masuka.studio import Studio
 from masuka.training import checkpoints
-from masuka.training.backends.remote import create_remote_run, execute_remote_run
 from masuka.training.data import TrainingSet, dataset_for_training
 from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name
 
@@ -73,6 +72,9 @@ def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, b
     from masuka.training.backends import LOCAL, check_backend
 
     if check_backend(backend) != LOCAL:
+        # imported here: the remote module needs httpx, which ``bench suite`` runs without
+        from masuka.training.backends.remote import create_remote_run
+
         return create_remote_run(studio, options, backend, owner, destination)
     options, spec, architecture, data = check_training(studio, options, owner)
     run_id = jobs.create(
@@ -101,6 +103,8 @@ def submit_run(studio: Studio, run_id: int, interrupt: threading.Event | None = 
     A remote run needs no GPU here: it starts at once."""
     hooks = RunContext(studio.store, run_id, interrupt, observer=on_step)
     if _remote(jobs.get(studio.store, run_id)):
+        from masuka.training.backends.remote import execute_remote_run
+
         studio.runner().submit(run_id, lambda ctx: execute_remote_run(studio, ctx), ctx=hooks)
         return
     studio.runner().submit(run_id, lambda ctx: execute_run(studio, ctx), lane=LANE, ctx=hooks)
@@ -110,6 +114,8 @@ def run_job(studio: Studio, ctx: JobContext) -> None:
     """A run known only by its row (queued before a restart): local runs train, remote ones follow the service."""
     hooks = RunContext(studio.store, ctx.job_id)
     if _remote(jobs.get(studio.store, ctx.job_id)):
+        from masuka.training.backends.remote import execute_remote_run
+
         execute_remote_run(studio, hooks)
     else:
         execute_run(studio, hooks)
