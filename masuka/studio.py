@@ -29,7 +29,7 @@ class Studio:
     stops: StopFlags = field(default_factory=StopFlags)
     jobs: JobRunner | None = None
     logins: LoginThrottle = field(default_factory=LoginThrottle)
-    aids: ModelCache = field(default_factory=ModelCache)  # the generation aids' small models (safety, prompt LLM)
+    aids: ModelCache = field(default_factory=ModelCache)  # the small helper models (safety, prompt LLM, identity)
 
     @classmethod
     def open(cls, config: Config) -> "Studio":

@@ -132,7 +132,8 @@ def _load(studio: Studio, owner: str, source: str, on_download: Watch | None) ->
             raise explain_load_error(ModelSpec(source, source, None, name=source), error) from error
         return ImageEmbedder(source, model.to(plan.device).eval(), processor, clip)
 
-    return studio.models.get(("identity", source, plan.device, plan.dtype_name), load)
+    # beside the generation aids, not in the pipelines' slot: scoring the views never evicts the view model
+    return studio.aids.get(("identity", source, plan.device, plan.dtype_name), load)
 
 
 def onnx_file(source: str) -> Path | None:

@@ -133,6 +133,12 @@ def test_character_create_makes_views_into_a_dataset_with_the_trigger_in_every_c
     assert dataset_images(studio, dataset["id"])[-1]["caption"] == "photo of ohwx, a real photo"
 
 
+def test_the_identity_model_never_evicts_the_view_model(studio, tiny_model, tiny_facenet, portrait):
+    create_character(studio, request(tiny_model("sdxl"), tiny_facenet, portrait, views=2))
+    assert studio.models.loads == 1, "the view model was loaded once for all the views and stays"
+    assert studio.aids.key[:2] == ("identity", str(tiny_facenet))
+
+
 def test_captions_come_from_a_captioner_when_one_is_named(studio, tiny_model, tiny_clip, portrait, tmp_path):
     florence = save_tiny_florence2(tmp_path / "florence")
     create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2, captioner=str(florence)))
