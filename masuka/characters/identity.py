@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from masuka.access import usable_model
-from masuka.characters.facenet import FaceNet
+from masuka.characters.facenet import FACE_THRESHOLD, FaceNet
 from masuka.datasets.preprocess import find_face
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.gpu import device_plan
@@ -35,6 +35,8 @@ FACE_MODEL_ID = "sface"
 CLIP_MODEL = "openai/clip-vit-base-patch32"
 #: the threshold of image models in transformers format (CLIP and others) when the user sets none
 IMAGE_THRESHOLD = 0.7
+#: the models' own thresholds, in words for the forms and messages
+OWN_THRESHOLDS = f"{FACE_THRESHOLD:.2f} for SFace, {IMAGE_THRESHOLD:g} for CLIP"
 
 
 class Embedder(Protocol):
@@ -78,7 +80,7 @@ def check_threshold(threshold: float | None) -> float | None:
     value = float(threshold)
     if not -1 <= value <= 1:
         raise InvalidInput(f"The identity threshold is a similarity from -1 to 1 (got {value:g}); leave it unset "
-                           "for the identity model's own (0.36 for SFace, 0.7 for CLIP).")
+                           f"for the identity model's own ({OWN_THRESHOLDS}).")
     return value
 
 

@@ -14,6 +14,7 @@ FOLLOW_S = 2.0
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
+    from masuka.characters.identity import OWN_THRESHOLDS
     from masuka.characters.prompts import DEFAULT_VIEWS
     from masuka.characters.training import CHARACTER_PRESET, DEFAULT_WEIGHT
     from masuka.characters.views import DEFAULT_STRENGTH
@@ -38,7 +39,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     create.add_argument("--seed", type=int, default=0, help="picks the prompt set and seeds the views")
     create.add_argument("--prompts", metavar="FILE", help="your own prompt set: one view prompt a line")
     create.add_argument("--threshold", type=float, help="identity score a view needs to be kept (cosine "
-                        "similarity; default: the identity model's own, 0.36 for SFace, 0.7 for CLIP)")
+                        f"similarity; default: the identity model's own, {OWN_THRESHOLDS})")
     create.add_argument("--identity-model", default="", help="face-embedding model: an ONNX face-recognition model "
                         "or a transformers image model (repo id or folder), or 'clip'; default SFace")
     create.add_argument("--face", type=int, help="which face when a photo shows several (1 = biggest)")

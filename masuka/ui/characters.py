@@ -10,6 +10,7 @@ import gradio as gr
 from gradio.components import Component
 
 from masuka.characters import library, making, training, use
+from masuka.characters.identity import OWN_THRESHOLDS
 from masuka.characters.prompts import DEFAULT_VIEWS, MAX_VIEWS, pick_prompts
 from masuka.characters.views import DEFAULT_STRENGTH, edit_models
 from masuka.errors import InvalidInput
@@ -137,7 +138,7 @@ def _creation() -> CreationForm:
                           info="Picks a new prompt set of this size")
         strength = gr.Slider(0.1, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength (image-to-image)")
         threshold = gr.Slider(-1, 1, value=0, step=0.01, label="Identity threshold (0 = the model's own)",
-                              info="Views less alike are rejected; SFace's own is 0.36, CLIP's 0.7")
+                              info=f"Views less alike are rejected; the models' own: {OWN_THRESHOLDS}")
     prompts = gr.Textbox("\n".join(pick_prompts(DEFAULT_VIEWS)), lines=6, max_lines=12,
                          label="Prompt set (one view a line; saved with the character)")
     with gr.Accordion("More options", open=False):
