@@ -69,6 +69,12 @@ def entry(studio: Studio, user: str, admin: bool, key: str) -> dict:
     return row
 
 
+def generation_params(studio: Studio, generation_id: int) -> dict:
+    """The parameters stored with one generation (what the generation aids did, say); empty when it is gone."""
+    row = studio.store.get("generations", generation_id) or {}
+    return row.get("params") or {}
+
+
 def parse_key(key: str) -> tuple[str, int]:
     key = (key or "").strip()
     if len(key) < 2 or key[0] not in TABLES or not key[1:].isdigit():

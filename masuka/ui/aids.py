@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import gradio as gr
 
+from masuka.history.browse import generation_params
 from masuka.image.aid_settings import SAFETY_ACTIONS, AidSettings, load_aid_settings, save_aid_settings
 from masuka.image.generate import ImageResult, used_prompt
 from masuka.studio import Studio
@@ -30,14 +31,9 @@ class AidsForm:
         self.inputs = [self.optimize_prompt, self.safety_check, self.face_detail, self.face_strength]
 
 
-def _params(studio: Studio, result: ImageResult) -> dict:
-    row = studio.store.get("generations", result.id) or {}
-    return row.get("params") or {}
-
-
 def aid_caption(studio: Studio, result: ImageResult) -> str:
     """What the safety check did to one image, for its gallery caption."""
-    safety = _params(studio, result).get("safety")
+    safety = generation_params(studio, result.id).get("safety")
     if not safety or not safety["flagged"]:
         return ""
     return f" · flagged ({'blurred' if safety['action'] == 'blur' else 'withheld'}, score {safety['score']:.2f})"
@@ -47,12 +43,12 @@ def aid_summary(studio: Studio, results: list[ImageResult]) -> str:
     """The optimized prompt and the faces detailed, for the status line under the gallery."""
     if not results:
         return ""
-    params = _params(studio, results[0])
+    params = generation_params(studio, results[0].id)
     lines = []
     if "original_prompt" in params:
         lines.append(f"**Optimized prompt** ({params['prompt_optimizer']}): {used_prompt(results[0])}")
     if "face_detail" in params:
-        faces = sum(len(_params(studio, r).get("face_detail", {}).get("faces", [])) for r in results)
+        faces = sum(len(generation_params(studio, r.id).get("face_detail", {}).get("faces", [])) for r in results)
         restoration = params["face_detail"].get("restoration")
         lines.append(f"Face detail: {faces} face(s) repainted" + (f" (restoration {restoration})." if restoration
                                                                   else "."))

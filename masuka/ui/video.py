@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.components import Component
 
+from masuka import jobs
 from masuka.errors import InvalidInput, MasukaError
 from masuka.studio import Studio
 from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, user_of, whole_number_box
@@ -195,9 +196,9 @@ def generate_video(studio: Studio, prompt: str, provider: str, model: str, secon
     job_id = start_video(studio, _request(provider, model, prompt, seconds, size, image, negative_prompt,
                                           fallback, owner=user_of(request), last_frame=last_frame,
                                           source_video=source_video, references=references, sound=sound))
-    row = studio.store.get("jobs", job_id)
-    return job_id, (f"Job {job_id} started with {row['provider']} {row['model']} (estimated "
-                    f"${row['cost_usd']:.2f}). It keeps running if you close this tab.")
+    row = jobs.get(studio.store, job_id)
+    return job_id, (f"Job {job_id} started with {row.provider} {row.model} (estimated "
+                    f"${row.cost_usd or 0:.2f}). It keeps running if you close this tab.")
 
 
 def video_status(studio: Studio, request: gr.Request = None):
