@@ -31,6 +31,41 @@ def test_building_the_app_imports_no_ml_library():
     assert done.stdout.strip().splitlines()[-1] == "none", done.stderr
 
 
+def test_queue_settings_go_in_with_the_blocks_so_the_server_app_is_built_once_per_gradio_step(studio, monkeypatch):
+    from gradio.routes import App
+
+    from masuka.ui.app import build_app
+
+    builds = []
+    create_app = App.create_app
+    monkeypatch.setattr(App, "create_app", staticmethod(lambda *a, **k: builds.append(1) or create_app(*a, **k)))
+    demo = build_app(studio)
+    assert len(builds) == 2, "one server app when the Blocks are made, one when they close: no queue() rebuild"
+    assert demo._queue.max_size == studio.config.queue_size
+    assert demo._queue.default_concurrency_limit is None and demo.api_open is False
+
+
+def test_a_server_process_keeps_its_start_up_heap_out_of_the_collectors_reach(tmp_path, monkeypatch):
+    import gc
+
+    import gradio as gr
+
+    from masuka.config import Config
+    from masuka.server import launch
+
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)  # the server would run until stopped
+    embedded = launch(Config.from_env(data_dir=tmp_path / "a"), port=free_port(), block=False)
+    embedded.close()
+    assert gc.get_freeze_count() == 0, "an embedded app leaves the host process's collector alone"
+    try:
+        served = launch(Config.from_env(data_dir=tmp_path / "b"), port=free_port(), block=True)
+        served.demo.close()
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+    assert frozen > 100_000, "modules, the studio and the built UI are frozen"
+
+
 def test_app_py_serves_on_the_given_port_with_data_dir(tmp_path):
     port = free_port()
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--data-dir", str(tmp_path / "d")],

@@ -21,9 +21,9 @@ TABS = [("Image", "image"), ("Queue", "queue"), ("Grid", "grid"), ("Compare", "c
 def build_app(studio: Studio) -> gr.Blocks:
     """The whole studio UI; tabs link to each other through one :class:`UIContext`."""
     ctx = UIContext(studio)
-    with CheckedBlocks(studio, title="MASUKA", delete_cache=UPLOAD_CACHE_CLEANING) as demo:
-        # queue settings first, while the app is empty: Gradio rebuilds its whole server app on each queue() call
-        demo.queue(max_size=studio.config.queue_size, default_concurrency_limit=None, api_open=False)
+    # the queue's settings go in with the Blocks: Gradio rebuilds its whole server app on each queue() call
+    queue = {"max_size": studio.config.queue_size, "default_concurrency_limit": None, "api_open": False}
+    with CheckedBlocks(studio, queue=queue, title="MASUKA", delete_cache=UPLOAD_CACHE_CLEANING) as demo:
         gr.Markdown("# MASUKA\nPhotos → dataset → LoRA → images and videos, on one GPU.", elem_id="masuka-title")
         with gr.Tabs() as ctx.tabs:
             for label, module in TABS:

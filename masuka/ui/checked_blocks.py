@@ -35,9 +35,14 @@ class CheckedBlocks(gr.Blocks):
     """``gr.Blocks`` whose events refuse another user's files and values of the wrong type, with a clear message,
     and whose API description types free-text dropdowns as text (:mod:`masuka.ui.api_names`)."""
 
-    def __init__(self, studio: Studio, **kwargs: Any):
-        super().__init__(**kwargs)
+    def __init__(self, studio: Studio, queue: dict[str, Any] | None = None, **kwargs: Any):
         self.studio = studio
+        self.queue_settings = queue or {}
+        super().__init__(**kwargs)  # which calls queue(): with ``queue`` given, the server app is built once here
+
+    def queue(self, *args: Any, **kwargs: Any) -> CheckedBlocks:
+        """Gradio's ``queue()``, with the settings given at construction as defaults."""
+        return super().queue(*args, **{**self.queue_settings, **kwargs})
 
     async def process_api(self, block_fn: Any, inputs: list[Any], state: Any = None, request: Any = None,
                           *args: Any, **kwargs: Any) -> dict[str, Any]:
