@@ -2,15 +2,19 @@
 same diffusers call and against the bare call itself, and MASUKA's two REST routes (``/sdapi/v1/txt2img``,
 ``/v1/images/generations``) against the bare call, taken in turns in one run (``bench image --through-app``).
 
-All run in this process on the same tiny model (each app its own pipeline loaded with ``from_pretrained``), the
-two apps called through ``gradio_client`` and the REST routes through one ``httpx`` client, as a user's script
-would. MASUKA's share on ``/generate_image`` is its median minus the bare app's; Gradio's own round trip is the
-bare app's minus the bare call's; a REST route's share is its median minus the bare call's (no queue stream).
+All run in this process on the same tiny model (each app its own pipeline loaded with ``from_pretrained``). The
+two apps are called three ways: through Gradio's documented HTTP API (``/gradio_api/call/<api>`` and its event
+stream, the image then downloaded) in one session, as a page or a script keeps one; the same with a new session
+per call, as ``curl`` without a session hash does; and through ``gradio_client``. MASUKA's share is its median
+minus the bare app's on the first; ``gradio_client`` reads its event stream every 50 ms, so its round trips come
+in 50 ms steps and its share is reported apart. Gradio's own round trip is the bare app's minus the bare call's;
+a REST route's share is its median minus the bare call's (no queue stream).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import statistics
 import time
@@ -24,9 +28,10 @@ SIZE, STEPS, SEED = 128, 16, 1
 
 def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps: int = STEPS,
                         model: str | None = None) -> dict:
-    """Median milliseconds per image of the bare call, the bare Gradio app, MASUKA's ``/generate_image`` and its
-    two REST routes, alternated ``rounds`` times after one warm-up call each; ``model`` defaults to a tiny Flux
-    written into ``folder``. ``*_around_call_ms``: a REST request's time minus the diffusers call and PNG save
+    """Median milliseconds per image of the bare call, the bare Gradio app and MASUKA's ``/generate_image`` (each
+    app three ways: in one session, a new session per call, ``gradio_client``) and MASUKA's two REST routes,
+    alternated ``rounds`` times after one warm-up call each; ``model`` defaults to a tiny Flux written into
+    ``folder``. ``*_around_call_ms``: a REST request's time minus the diffusers call and PNG save
     inside it (the history row's ``duration_s``), which pipeline noise on a loaded machine does not reach."""
     from gradio_client import Client
 
@@ -47,13 +52,18 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
                     port=_port(), block=False)
     inside: dict[str, list[float]] = {"a1111_rest": [], "openai_rest": []}
     rest = RestClient(masuka, model, size, steps, inside)
+    bare_args, masuka_args = [PROMPT], [PROMPT, model, "", steps, 0.0, size, size, SEED, 1, []]
+    apps = {"bare_app": (bare_app.local_url, "generate", bare_args),
+            "masuka_app": (masuka.url, "generate_image", masuka_args)}
+    http_calls = {**{name: GradioCall(*app, session=f"bench-{name}") for name, app in apps.items()},
+                  **{f"{name}_new_session": GradioCall(*app, session=None) for name, app in apps.items()}}
     try:
         bare_client, masuka_client = Client(bare_app.local_url, verbose=False), Client(masuka.url, verbose=False)
         calls: dict[str, Callable[[], Any]] = {
             "bare_call": call,
-            "bare_app": lambda: bare_client.predict(PROMPT, api_name="/generate"),
-            "masuka_app": lambda: masuka_client.predict(PROMPT, model, "", steps, 0.0, size, size, SEED, 1, [],
-                                                        api_name="/generate_image"),
+            **http_calls,
+            "bare_app_gradio_client": lambda: bare_client.predict(*bare_args, api_name="/generate"),
+            "masuka_app_gradio_client": lambda: masuka_client.predict(*masuka_args, api_name="/generate_image"),
             "a1111_rest": rest.a1111,
             "openai_rest": rest.openai,
         }
@@ -61,7 +71,8 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
             calls["bare_call_model_steps"] = lambda: call(PROMPT, model_steps)
         samples = _alternate(calls, rounds)
     finally:
-        rest.close()
+        for closing in (rest, *http_calls.values()):
+            closing.close()
         masuka.close()
         bare_app.close()
     ms = {name: round(1000 * statistics.median(times), 1) for name, times in samples.items()}
@@ -72,10 +83,43 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
             **{f"{name}_ms": value for name, value in ms.items()},
             "gradio_share_ms": round(ms["bare_app"] - ms["bare_call"], 1),
             "masuka_share_ms": round(ms["masuka_app"] - ms["bare_app"], 1),
+            "new_session_share_ms": round(ms["masuka_app_new_session"] - ms["bare_app_new_session"], 1),
+            "gradio_client_share_ms": round(ms["masuka_app_gradio_client"] - ms["bare_app_gradio_client"], 1),
             "masuka_over_bare_call_ms": round(ms["masuka_app"] - ms["bare_call"], 1),
             "a1111_share_ms": round(ms["a1111_rest"] - ms["bare_call"], 1),
             "openai_share_ms": round(ms["openai_rest"] - openai_bare, 1),
             "a1111_around_call_ms": around["a1111_rest"], "openai_around_call_ms": around["openai_rest"]}
+
+
+class GradioCall:
+    """One event of a Gradio app called through its documented HTTP API, as ``curl`` would: ``POST
+    /gradio_api/call/<api_name>``, then the event's stream read until ``complete``, then the first gallery
+    image downloaded. ``session``: a session hash kept across calls (a page and ``gradio_client`` keep one), or
+    None for a new session per call."""
+
+    def __init__(self, url: str, api_name: str, data: list[Any], session: str | None):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=600)
+        self.api_name, self.body = api_name, {"data": data, **({"session_hash": session} if session else {})}
+
+    def __call__(self) -> bytes:
+        path = f"gradio_api/call/{self.api_name}"
+        event = self.http.post(path, json=self.body).raise_for_status().json()["event_id"]
+        kind, output = "", None
+        with self.http.stream("GET", f"{path}/{event}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: ") and kind in ("complete", "error"):
+                    output = json.loads(line.removeprefix("data: "))
+                    break
+        if kind != "complete":
+            raise RuntimeError(f"/{self.api_name} failed: {output}")
+        return self.http.get(output[0][0]["image"]["url"]).raise_for_status().content
+
+    def close(self) -> None:
+        self.http.close()
 
 
 class RestClient:

@@ -4,7 +4,6 @@ and a reference image, progress, Stop and "read parameters"."""
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from dataclasses import dataclass
 
@@ -34,7 +33,7 @@ from masuka.loras.library import list_loras, match_loras
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.studio import Studio
 from masuka.ui.aids import AidsForm, aid_caption, aid_summary
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_message, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, last_output, user_message, user_of
 from masuka.ui.image_modes import (
     MODES,
     UPSCALE,
@@ -49,10 +48,13 @@ from masuka.ui.image_modes import (
     wire_send_to,
 )
 from masuka.ui.upscale import build as upscale_panel
+from masuka.ui.workers import Workers
 
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
            "16:9": (1344, 768), "9:16": (768, 1344), "21:9": (1536, 640)}
 GPU_WAIT_S = 5.0
+#: the threads image generations run on while their handler streams the results
+GENERATIONS = Workers("image-generation")
 #: Per-step progress goes to the browser at most this often: each update is a message through the queue.
 PROGRESS_EVERY_S = 0.1
 
@@ -224,10 +226,14 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     selected = wire_send_to(tab.send, tab.gallery, tab.mode, tab.init_image, modes)
     ctx.once_built(lambda: send_to_other_tabs(ctx, tab.send, tab.gallery, selected))
     wire_picture_size(modes, tab.init_image, tab.model, tab.width, tab.height)
+    # the page streams each image as it finishes; the API's event returns once (see last_output)
+    streamed = {"api_name": "generate_image_streamed", **private, **ctx.gpu_event()}
     gen_event = tab.run.click(bind(check_form, studio), form, None, **checked).success(
-        bind(generate_image, studio), form, outputs, api_name="generate_image", **ctx.gpu_event())
+        bind(generate_image, studio), form, outputs, **streamed)
     tab.prompt.submit(bind(check_form, studio), form, None, **checked).success(
-        bind(generate_image, studio), form, outputs, **private, **ctx.gpu_event())
+        bind(generate_image, studio), form, outputs, **streamed)
+    gr.Button(visible=False).click(bind(last_output(generate_image), studio), form, outputs,
+                                   api_name="generate_image", **ctx.gpu_event())
     tab.stop.click(bind(stop_generation, studio), None, tab.status, queue=False, api_name="stop_image")
     tab.model.input(model_defaults, tab.model, [tab.steps, tab.guidance, tab.width, tab.height, tab.negative,
                                                 tab.sampler],
@@ -333,7 +339,7 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
         else:
             events.put(("done",))
 
-    threading.Thread(target=work, daemon=True, name="image-generation").start()
+    GENERATIONS.submit(work)
     images: list[tuple[str, str]] = []
     seeds: list[str] = []
     made: list = []

@@ -16,9 +16,13 @@ def test_masuka_request_costs_at_most_twice_a_bare_gradio_app_making_the_same_ca
     figures = measure_through_app(tmp_path, rounds=3, size=64, steps=4)
     assert figures["bare_call_ms"] > 0 and figures["bare_app_ms"] > 0 and figures["masuka_app_ms"] > 0
     assert figures["masuka_share_ms"] == round(figures["masuka_app_ms"] - figures["bare_app_ms"], 1)
+    for way in ("new_session", "gradio_client"):
+        assert figures[f"{way}_share_ms"] == round(figures[f"masuka_app_{way}_ms"] - figures[f"bare_app_{way}_ms"], 1)
+        assert figures[f"masuka_app_{way}_ms"] <= 2 * figures[f"bare_app_{way}_ms"], figures
     assert figures["masuka_app_ms"] <= 2 * figures["bare_app_ms"], figures
     assert figures["a1111_rest_ms"] <= 2 * figures["bare_app_ms"], figures  # no queue stream to pay for
     for route in ("a1111", "openai"):  # MASUKA's work around the diffusers call, which pipeline noise misses
         assert 0 < figures[f"{route}_around_call_ms"] < figures["bare_app_ms"] - figures["bare_call_ms"], figures
     images = list((tmp_path / "through-app-data").rglob("*.png"))
-    assert len(images) == 12  # one warm-up and three measured requests on each of the three routes, all saved
+    # one warm-up and three measured requests each: three ways into /generate_image and two REST routes, all saved
+    assert len(images) == 20

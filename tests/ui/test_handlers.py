@@ -10,7 +10,7 @@ from gradio.helpers import special_args
 
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.ui import history, image, queue, settings
-from masuka.ui.common import Form, UIContext, bind
+from masuka.ui.common import Form, UIContext, bind, last_output
 from masuka.ui.image_modes import reuse_fields
 
 SKIP = gr.skip()
@@ -25,6 +25,24 @@ def test_a_bound_handler_reads_like_the_function_to_gradio(studio):
     assert isinstance(inputs[-1], gr.Request), "Gradio finds the request parameter by its type"
     assert inspect.isgeneratorfunction(bind(image.generate_image, studio)), "a generator stays one (streaming)"
     assert not inspect.isgeneratorfunction(load)
+
+
+def test_the_api_s_generate_image_answers_once_and_the_page_streams(studio):
+    from masuka.ui.app import build_app
+
+    def count(up_to: int):
+        """Yields 0..up_to."""
+        yield from range(up_to + 1)
+
+    final = last_output(count)
+    assert not inspect.isgeneratorfunction(final) and final(3) == 3 and final(-1) is None
+    assert final.__name__ == "count" and list(inspect.signature(final).parameters) == ["up_to"]
+    events = [fn for fn in build_app(studio).fns.values() if fn.api_name.startswith("generate_image")]
+    public = [fn for fn in events if fn.api_visibility == "public"]
+    assert [fn.api_name for fn in public] == ["generate_image"] and not inspect.isgeneratorfunction(public[0].fn)
+    streamed = [fn for fn in events if fn.api_visibility == "private"]
+    assert len(streamed) == 2 and all(inspect.isgeneratorfunction(fn.fn) for fn in streamed), "button and Enter"
+    assert list(inspect.signature(public[0].fn).parameters) == list(inspect.signature(streamed[0].fn).parameters)
 
 
 def test_tabs_register_forms_page_loads_and_generations(studio):
