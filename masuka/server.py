@@ -88,7 +88,8 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     A blocking launch owns its process, so what exists before and after the UI is built (modules, the studio, the
     UI) is moved out of the garbage collector's reach (``gc.freeze``): it lives as long as the server, and a full
     collection then walks only newer objects: on a 2-core machine 8 ms instead of about 70 ms, a pause that fell
-    on the first page and then on random requests."""
+    on the first page and then on random requests. Work that loads models (queued jobs, the Space's model)
+    starts after that, so no model is frozen."""
     import gradio as gr
     from starlette.middleware import Middleware
 
@@ -104,12 +105,12 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
         print(warning, file=sys.stderr)
     token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
     studio = Studio.open(config)
-    QueueWorker(studio).start()  # works queued image jobs in the background (masuka.queue)
-    prepare_space(studio)  # on ZeroGPU: the Space's model placed at start-up (a no-op elsewhere)
     settle = gc.freeze if block else _keep_collecting
     settle()
     demo = build_app(studio)
-    settle()
+    settle()  # before any model loads: a frozen model would never be collected once evicted (cycles)
+    QueueWorker(studio).start()  # works queued image jobs in the background (masuka.queue)
+    prepare_space(studio)  # on ZeroGPU: the Space's model placed at start-up (a no-op elsewhere)
     # after the tabs resumed their own jobs (remote videos): training runs, local videos and downloads left queued
     # by the last start run now
     studio.runner().adopt()

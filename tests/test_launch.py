@@ -50,10 +50,17 @@ def test_a_server_process_keeps_its_start_up_heap_out_of_the_collectors_reach(tm
 
     import gradio as gr
 
+    import masuka.queue.worker
+    import masuka.zerogpu
     from masuka.config import Config
     from masuka.server import launch
 
     monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)  # the server would run until stopped
+    steps = []  # freezes, and the work that may load a model: no model may be frozen
+    freeze, start, prepare = gc.freeze, masuka.queue.worker.QueueWorker.start, masuka.zerogpu.prepare_space
+    monkeypatch.setattr(gc, "freeze", lambda: steps.append("freeze") or freeze())
+    monkeypatch.setattr(masuka.queue.worker.QueueWorker, "start", lambda self: steps.append("jobs") or start(self))
+    monkeypatch.setattr(masuka.zerogpu, "prepare_space", lambda studio: steps.append("space") or prepare(studio))
     embedded = launch(Config.from_env(data_dir=tmp_path / "a"), port=free_port(), block=False)
     embedded.close()
     assert gc.get_freeze_count() == 0, "an embedded app leaves the host process's collector alone"
@@ -64,6 +71,7 @@ def test_a_server_process_keeps_its_start_up_heap_out_of_the_collectors_reach(tm
     finally:
         gc.unfreeze()
     assert frozen > 100_000, "modules, the studio and the built UI are frozen"
+    assert steps == ["jobs", "space", "freeze", "freeze", "jobs", "space"], "models load after the freezes"
 
 
 def test_app_py_serves_on_the_given_port_with_data_dir(tmp_path):
