@@ -148,12 +148,17 @@ def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:
     return Image.composite(filled.convert("RGB"), image, mask)
 
 
-def check_fill(pipeline_class: str, model: str, task: TaskInput | None) -> None:
-    """Refuse anything but inpainting and outpainting for a fill model (FLUX.1 Fill)."""
+def fill_only(pipeline_class: str) -> bool:
+    """Whether ``pipeline_class`` is a fill model's (FLUX.1 Fill): it inpaints and outpaints, and nothing else."""
     from masuka.models import architectures
 
     profile = architectures.for_pipeline(pipeline_class)
-    if profile is not None and profile.fill_only(pipeline_class) and (task is None or task.task != "inpaint"):
+    return profile is not None and profile.fill_only(pipeline_class)
+
+
+def check_fill(pipeline_class: str, model: str, task: TaskInput | None) -> None:
+    """Refuse anything but inpainting and outpainting for a fill model."""
+    if fill_only(pipeline_class) and (task is None or task.task != "inpaint"):
         raise InvalidInput(f"{model} is an inpaint model: give it a starting image and a mask to repaint (or "
                            "outpaint), or choose another model for this task.")
 
@@ -161,10 +166,7 @@ def check_fill(pipeline_class: str, model: str, task: TaskInput | None) -> None:
 def task_pipeline(pipe: Any, task: TaskInput | None) -> Any:
     """The pipeline that runs ``task`` (``pipe`` itself for text-to-image, and for a fill model's inpainting),
     made once per loaded pipeline."""
-    from masuka.models import architectures
-
-    profile = architectures.for_pipeline(type(pipe).__name__)
-    if task is None or (profile is not None and profile.fill_only(type(pipe).__name__)):
+    if task is None or fill_only(type(pipe).__name__):
         return pipe
     made = pipe.__dict__.setdefault("masuka_tasks", {})
     if task.task not in made:
