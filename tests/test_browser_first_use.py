@@ -4,6 +4,7 @@ reasons shown where the user looks, empty boxes that are empty, a quiet console.
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.test_browser import generate_in_page, page  # noqa: F401  (page: the fixture; skips without chromium)
 
@@ -93,11 +94,14 @@ def test_a_local_video_folder_offers_the_sizes_its_config_allows(live_app, tmp_p
     provider.fill("Local (diffusers, this GPU)")
     provider.press("Enter")
     model = page.get_by_label("Model", exact=True).locator("visible=true").first
+    # the provider's event fills in its first model: typing before it lands would be overwritten
+    expect(model).to_have_value("Wan 2.1 T2V 1.3B", timeout=15_000)
     model.fill(str(folder))
     model.press("Enter")
     size = page.get_by_label("Size", exact=True)
-    page.wait_for_function("box => box.value === '512x512'", arg=size.element_handle(), timeout=15_000)
+    expect(size).to_have_value("512x512", timeout=15_000)
     cost = page.locator("#video-cost")
-    # The estimate follows the new size once its event has run (it may still show the last one for a moment).
-    page.wait_for_function("el => el.innerText.includes('at 512x512')", arg=cost.element_handle(), timeout=15_000)
+    # The estimate follows the new size once its event has run (it may still show the last one for a moment);
+    # the locator is queried afresh, since Gradio may replace the element it renders the Markdown into.
+    expect(cost).to_contain_text("at 512x512", timeout=15_000)
     assert "1280x720" not in cost.inner_text()
