@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput
-from masuka.keys import KeyStore
 
 DEFAULT_PORT = 7860
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -265,10 +264,6 @@ class Config:
         raise InvalidInput(f"{Path(path).name!r} is outside the folders MASUKA may use")
 
     @property
-    def keys(self) -> "KeyStore":
-        return KeyStore(self.data_dir / "secrets.json")
-
-    @property
     def multi_user(self) -> bool:
         return bool(self.users)
 
@@ -281,10 +276,3 @@ def _default_data_dir() -> Path:
     if on_space() and Path("/data").is_dir() and os.access("/data", os.W_OK):
         return Path("/data/masuka")
     return Path("data")
-
-
-def provider_base_url(provider: str) -> str:
-    """Base URL of a declared service (:mod:`masuka.services`), overridable through its ``MASUKA_*_BASE_URL``."""
-    from masuka.services import service
-
-    return service(provider).base_url()

@@ -21,13 +21,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from masuka.errors import Cancelled, GPUBusy, MasukaError, as_disk_full
 from masuka.store import LOCAL_USER, UNFINISHED, Store, now, process_alive
-
-if TYPE_CHECKING:
-    from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
 TABLE = "jobs"
@@ -274,10 +271,10 @@ JobWork = Callable[[Any], object]  # takes the JobContext (or the subclass the s
 class JobRunner:
     """Runs job work in background threads; lanes serialise jobs that must not overlap."""
 
-    def __init__(self, store: Store, max_queued_per_user: int | None = None, studio: Studio | None = None):
+    def __init__(self, store: Store, max_queued_per_user: int | None = None, studio: object = None):
         self.store = store
         self.max_queued_per_user = max_queued_per_user
-        self.studio = studio
+        self.studio = studio  # what adopted jobs' functions take first (the Studio that owns this runner)
         self._work: dict[int, tuple[JobWork, JobContext | None]] = {}
         self._mine: set[int] = set()  # queued in a lane by this runner
         self._lanes: dict[str, threading.Event] = {}

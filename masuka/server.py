@@ -53,7 +53,10 @@ def command_line_auth_warning(spec: str | None) -> str | None:
 
 def ngrok_token(config: Config) -> str:
     """The ngrok token from NGROK_AUTHTOKEN or the Settings key store, else a clear error."""
-    token = config.keys.get("ngrok")
+    from masuka.key_store import KeyStore
+    from masuka.services import NGROK
+
+    token = KeyStore(config.data_dir).get(NGROK)
     if not token:
         raise InvalidInput("--ngrok needs an ngrok auth token: set NGROK_AUTHTOKEN (free at "
                            "https://dashboard.ngrok.com/get-started/your-authtoken) or save it in Settings.")
@@ -96,10 +99,10 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
 
     from masuka.api import mount_api
     from masuka.guards import OwnFilesOnly, ReadableJoins, ThrottledLogin, cap_waiting_gpu_events
+    from masuka.image.space_model import prepare_space
     from masuka.queue.worker import QueueWorker
     from masuka.studio import Studio
     from masuka.ui.app import build_app
-    from masuka.zerogpu import prepare_space
 
     warning = public_warning(config, host, share, ngrok)
     if warning:

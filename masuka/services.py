@@ -1,18 +1,19 @@
 """The outside services MASUKA talks to, each declared once: label, key variables, base URL, auth and key check.
 
-A remote video provider or training backend declares its :class:`Service` next to its code; the key store,
+A remote video provider or training backend declares its :class:`Service` next to its code; the key file,
 the base-URL settings, the Settings tab's labels and key checks and the test stand-ins all read these
-declarations (:func:`services`), so adding a provider touches its own module, its catalog entries and the
-README only.
+declarations (:func:`masuka.keys.services` lists them all), so adding a provider touches its own module, its
+catalog entries and the README only.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from masuka.config import env_url
 
 T = TypeVar("T")
 
@@ -33,8 +34,6 @@ class Service:
 
     def base_url(self) -> str:
         """The base URL, from :attr:`base_url_env` when set (read at call time)."""
-        from masuka.config import env_url  # config reads the key file, whose names come from here
-
         return env_url(self.base_url_env, self.default_base_url) if self.base_url_env else self.default_base_url
 
     def auth_headers(self, key: str) -> dict[str, str]:
@@ -77,20 +76,10 @@ PROMPT_LLM = Service("prompt_llm", "Prompt optimizer (OpenAI-compatible chat)", 
                      "MASUKA_PROMPT_LLM_URL", check_path="/models")
 
 
-@functools.cache
-def services() -> dict[str, Service]:
-    """Every declared service by name: Hugging Face, the video providers (catalog order), the training backends,
-    CivitAI, ngrok, the prompt optimizer's chat endpoint."""
-    from masuka.training.backends import remote_backends
-    from masuka.video.providers import remote_providers
-
-    found = {HUGGINGFACE.name: HUGGINGFACE}
-    for declaring in (*remote_providers().values(), *remote_backends().values()):
-        found.setdefault(declaring.service.name, declaring.service)
-    found.update({CIVITAI.name: CIVITAI, NGROK.name: NGROK, PROMPT_LLM.name: PROMPT_LLM})
-    return found
+def hub_endpoint() -> str:
+    """The Hugging Face Hub base URL (``HF_ENDPOINT`` when set, read at call time)."""
+    return HUGGINGFACE.base_url()
 
 
-def service(name: str) -> Service:
-    """The declared service ``name``; ``KeyError`` when there is none."""
-    return services()[name]
+def civitai_base_url() -> str:
+    return CIVITAI.base_url()

@@ -13,6 +13,7 @@ from typing import Any
 from masuka.config import Config
 from masuka.gpu import GPURunner, StopFlags
 from masuka.jobs import JobRunner
+from masuka.key_store import KeyStore
 from masuka.logins import LoginThrottle
 from masuka.models.cache import ModelCache
 from masuka.store import Store
@@ -25,6 +26,7 @@ class Studio:
     config: Config
     store: Store
     gpu: GPURunner
+    keys: KeyStore
     models: ModelCache = field(default_factory=ModelCache)
     stops: StopFlags = field(default_factory=StopFlags)
     jobs: JobRunner | None = None
@@ -38,7 +40,8 @@ class Studio:
         changed = store.mark_interrupted()
         if any(changed.values()):
             log.warning("marked interrupted after an unclean stop: %s", changed)
-        studio = cls(config=config, store=store, gpu=GPURunner(config.data_dir / "locks", config.gpu_concurrency),
+        gpu = GPURunner(config.data_dir / "locks", config.gpu_concurrency)
+        studio = cls(config=config, store=store, gpu=gpu, keys=KeyStore(config.data_dir),
                      logins=LoginThrottle(config.login_attempts, config.login_lockout_s))
         studio.jobs = JobRunner(store, config.max_queued_per_user if config.multi_user else None, studio)
         return studio

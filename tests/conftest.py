@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT))
 @pytest.fixture(autouse=True)
 def _no_keys(monkeypatch):
     """No test sees the developer's real API keys."""
-    from masuka.keys import KEY_ENV
+    from masuka.keys import services
 
-    for names in KEY_ENV.values():
+    for names in (declared.key_env for declared in services().values()):
         for name in names:
             monkeypatch.delenv(name, raising=False)
 
@@ -104,7 +104,7 @@ def fast_video(monkeypatch):
 @pytest.fixture
 def fake(monkeypatch, sample_mp4, fast_video):
     """``fake("openai")`` -> a running :class:`FakeProvider`, with its base URL and key in the environment."""
-    from masuka.services import service
+    from masuka.keys import service
     from masuka.testing.video import KEY, FakeProvider
 
     started = []

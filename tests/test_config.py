@@ -11,6 +11,7 @@ import pytest
 
 from masuka import config
 from masuka.errors import InvalidInput
+from masuka.keys import service
 from masuka.video.timing import VideoSettings
 from tests.conftest import ROOT
 
@@ -50,7 +51,7 @@ def test_good_values_are_read(monkeypatch, tmp_path):
     ("MASUKA_DEVICE", "gpu", config.device_choice, "MASUKA_DEVICE='gpu' is not one of auto, cuda, mps, cpu"),
     ("MASUKA_COMPILE_BACKEND", "fast", config.compile_backend, "is not one of inductor"),
     ("MASUKA_VIDEO_TIMEOUT_S", "soon", VideoSettings.from_env, "MASUKA_VIDEO_TIMEOUT_S='soon' is not a number"),
-    ("MASUKA_FAL_BASE_URL", "queue.fal.run", lambda: config.provider_base_url("fal"), "is not an http:// or https://"),
+    ("MASUKA_FAL_BASE_URL", "queue.fal.run", lambda: service("fal").base_url(), "is not an http:// or https://"),
 ])
 def test_bad_choices_and_urls_name_the_variable(monkeypatch, name, value, reader, message):
     monkeypatch.setenv(name, value)

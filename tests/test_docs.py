@@ -54,9 +54,9 @@ def test_every_variable_is_in_the_readme():
 
 
 def test_every_key_variable_is_in_the_readme():
-    from masuka.keys import KEY_ENV
+    from masuka.keys import services
 
-    missing = [name for names in KEY_ENV.values() for name in names if name not in README]
+    missing = [name for declared in services().values() for name in declared.key_env if name not in README]
     assert missing == []
 
 

@@ -50,17 +50,18 @@ def test_a_server_process_keeps_its_start_up_heap_out_of_the_collectors_reach(tm
 
     import gradio as gr
 
+    import masuka.image.space_model
     import masuka.queue.worker
-    import masuka.zerogpu
     from masuka.config import Config
     from masuka.server import launch
 
     monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)  # the server would run until stopped
     steps = []  # freezes, and the work that may load a model: no model may be frozen
-    freeze, start, prepare = gc.freeze, masuka.queue.worker.QueueWorker.start, masuka.zerogpu.prepare_space
+    space = masuka.image.space_model
+    freeze, start, prepare = gc.freeze, masuka.queue.worker.QueueWorker.start, space.prepare_space
     monkeypatch.setattr(gc, "freeze", lambda: steps.append("freeze") or freeze())
     monkeypatch.setattr(masuka.queue.worker.QueueWorker, "start", lambda self: steps.append("jobs") or start(self))
-    monkeypatch.setattr(masuka.zerogpu, "prepare_space", lambda studio: steps.append("space") or prepare(studio))
+    monkeypatch.setattr(space, "prepare_space", lambda studio: steps.append("space") or prepare(studio))
     embedded = launch(Config.from_env(data_dir=tmp_path / "a"), port=free_port(), block=False)
     embedded.close()
     assert gc.get_freeze_count() == 0, "an embedded app leaves the host process's collector alone"

@@ -56,7 +56,8 @@ def on_zerogpu(monkeypatch):
     import spaces
 
     spaces.calls.clear()
-    modules = [importlib.reload(importlib.import_module(name)) for name in ("masuka.zerogpu", "masuka.image.generate")]
+    modules = [importlib.reload(importlib.import_module(name))
+               for name in ("masuka.image.space_model", "masuka.image.generate")]
     yield spaces
     monkeypatch.undo()
     sys.modules.pop("spaces", None)
@@ -104,7 +105,7 @@ def test_space_model_placed_at_start_up_and_its_transformer_compiled_ahead_of_ti
     from diffusers import DiffusionPipeline
 
     generate = importlib.import_module("masuka.image.generate")
-    from masuka.zerogpu import prepare_space
+    from masuka.image.space_model import prepare_space
 
     model = str(tiny_model("flux"))
     monkeypatch.setenv("MASUKA_SPACE_MODEL", model)

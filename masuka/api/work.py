@@ -17,8 +17,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from masuka.api.auth import Caller
-from masuka.defaults import load_defaults
 from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.image.defaults import load_defaults
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
 from masuka.image.tasks import MAX_INPUT_PIXELS, save_input
 from masuka.models.catalog import image_models

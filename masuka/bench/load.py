@@ -139,8 +139,8 @@ def run(studio, args: argparse.Namespace) -> dict:
     import subprocess
     import sys
 
+    from masuka.keys import service
     from masuka.models.synthetic import save_tiny_pipeline
-    from masuka.services import service
     from masuka.store import Store
     from masuka.testing.video import KEY, FakeProvider, make_mp4
 

@@ -31,19 +31,19 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def key_name(name: str) -> str:
     """A key's name, checked when the command runs (the names come from the provider declarations, which
     load the provider clients: building the parser for other commands need not)."""
-    from masuka.keys import KEY_ENV
+    from masuka.keys import services
 
-    if name not in KEY_ENV:
-        raise argparse.ArgumentTypeError(f"unknown key {name!r}: choose from {', '.join(KEY_ENV)}")
+    if name not in services():
+        raise argparse.ArgumentTypeError(f"unknown key {name!r}: choose from {', '.join(services())}")
     return name
 
 
 def run(args: argparse.Namespace) -> int:
     from masuka.keys import check_key, key_table, save_key
 
-    config = open_studio(args).config
+    keys = open_studio(args).keys
     if args.action == "list":
-        rows = key_table(config)
+        rows = key_table(keys)
         emit(args, rows, "\n".join(f"{r['label']:<13} {r['source']:<8} {r['masked']}" for r in rows))
         return 0
     if args.action == "set":
@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
             value = getpass.getpass(f"{args.name} key (hidden): ")
         else:
             value = sys.stdin.readline()
-        message = save_key(config, args.name, value)
+        message = save_key(keys, args.name, value)
         emit(args, {"message": message}, message)
         return 0
-    ok, message = check_key(config, args.name)
+    ok, message = check_key(keys, args.name)
     emit(args, {"ok": ok, "message": message}, message)
     return 0 if ok else 1
 

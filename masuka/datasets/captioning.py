@@ -22,6 +22,7 @@ from masuka.errors import Cancelled, InvalidInput
 from masuka.gpu import zerogpu
 from masuka.jobs import JobContext, Progress, Watch
 from masuka.models.manage import fetch_for_use
+from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 
@@ -110,7 +111,7 @@ def _estimate_seconds(studio: Studio, spec: CaptionerSpec, dataset: dict, templa
 @zerogpu(duration=_estimate_seconds)
 def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo: list[dict],
          request: CaptionRequest, report: CaptionReport, ctx: JobContext) -> None:
-    captioner = load_captioner(studio.models, spec, studio.config.keys.get("huggingface"))
+    captioner = load_captioner(studio.models, spec, studio.keys.get(HUGGINGFACE))
     size = int(request.batch_size)
     for start in range(0, len(todo), size):
         ctx.check_stop(kept="the captions made so far are kept")

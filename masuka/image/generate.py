@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from masuka.access import may_read, usable_model
-from masuka.defaults import load_defaults
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
 from masuka.image.adapters import apply_loras
@@ -37,6 +36,7 @@ from masuka.image.control import (
     control_pipeline,
     keep_controls,
 )
+from masuka.image.defaults import load_defaults
 from masuka.image.edit import check_references, edit_kwargs, edit_record, plan_references
 from masuka.image.face_detail import check_strength, detail_faces, face_infotext, face_record
 from masuka.image.face_restore import face_restorer
@@ -73,6 +73,7 @@ from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.manage import fetch_for_use
+from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -305,7 +306,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
     import torch
 
     request = plan.request
-    pipe = get_pipeline(studio.models, plan.spec, studio.config.keys.get("huggingface"),
+    pipe = get_pipeline(studio.models, plan.spec, studio.keys.get(HUGGINGFACE),
                         memory=request.memory_plan, fast=request.fast, step_cache=request.step_cache)
     check_fits_loaded(plan, pipe)
     check_references(type(pipe).__name__, plan.spec.name or plan.spec.id, plan.references)

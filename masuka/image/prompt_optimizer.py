@@ -60,7 +60,7 @@ def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
     messages = [{"role": "system", "content": INSTRUCTIONS.get(style, INSTRUCTIONS["natural"])},
                 {"role": "user", "content": prompt.strip()}]
     if settings.endpoint():
-        answer = _ask_endpoint(settings, studio.config.keys.get(PROMPT_LLM.name), messages)
+        answer = _ask_endpoint(settings, studio.keys.get(PROMPT_LLM), messages)
         source = f"endpoint:{settings.endpoint_model()}"
     else:
         fetch_for_use(studio, owner, settings.prompt_llm, on_download)

@@ -15,10 +15,11 @@ import tempfile
 from pathlib import Path
 
 from masuka.errors import InvalidInput, ModelUnavailable, ProviderError
-from masuka.keys import civitai_base_url, hub_endpoint, mask
+from masuka.key_store import mask
 from masuka.loras.files import inspect_lora
 from masuka.loras.library import register_lora
 from masuka.models.catalog import REPO_ID
+from masuka.services import CIVITAI, HUGGINGFACE, civitai_base_url, hub_endpoint
 from masuka.studio import Studio
 from masuka.users import user_folder_name
 
@@ -66,9 +67,9 @@ def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: 
     with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
         try:
             path = hf_hub_download(repo, filename, local_dir=tmp, endpoint=hub_endpoint(),
-                                   token=studio.config.keys.get("huggingface"))
+                                   token=studio.keys.get(HUGGINGFACE))
         except Exception as error:  # gated, missing, offline: one message naming the repo
-            raise download_error(repo, error, bool(studio.config.keys.get("huggingface"))) from error
+            raise download_error(repo, error, bool(studio.keys.get(HUGGINGFACE))) from error
         return import_lora_file(studio, owner, path, name or Path(filename).stem, "huggingface")
 
 
@@ -81,7 +82,7 @@ def import_from_civitai(studio: Studio, owner: str, version_id: str | int, name:
     if not version.isdigit():
         raise InvalidInput(f"{version_id!r} is not a CivitAI model version id (a number, as in "
                            "civitai.com/models/…?modelVersionId=123456).")
-    key = studio.config.keys.get("civitai")
+    key = studio.keys.get(CIVITAI)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     base = civitai_base_url()
     with httpx.Client(timeout=TIMEOUT_S, follow_redirects=True, headers=headers) as client:

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from masuka.keys import hub_endpoint
+from masuka.services import hub_endpoint
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 3.0

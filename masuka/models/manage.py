@@ -21,9 +21,9 @@ from tqdm import tqdm
 from masuka import jobs
 from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, as_disk_full
 from masuka.jobs import JobContext, JobRow, Progress, Watch
-from masuka.keys import hub_endpoint
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
 from masuka.models.hub import hub_offline, hub_reachable
+from masuka.services import HUGGINGFACE, hub_endpoint
 from masuka.store import UNFINISHED, owner_clause
 from masuka.studio import Studio
 
@@ -188,7 +188,7 @@ def download(studio: Studio, ctx: JobContext, repo: str) -> Path:
     if not hub_reachable():
         raise ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
                                f"start the download of {repo} again (it resumes).")
-    token = studio.config.keys.get("huggingface")
+    token = studio.keys.get(HUGGINGFACE)
     cache = hub_cache_dir()
     try:
         files = files_to_fetch(repo, token, cache)

@@ -12,7 +12,7 @@ import io
 import tarfile
 from datetime import UTC, datetime, timedelta
 
-from masuka.services import service
+from masuka.keys import service
 from masuka.testing.http import Reply, Request, StandIn
 
 KEY = "r8_test-secret-key-5678"

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from masuka.services import service
+from masuka.keys import service
 from masuka.testing.http import Reply, Request, StandIn
 
 KEY = "sk-test-secret-key-1234"

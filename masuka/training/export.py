@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import MasukaError, ProviderError
-from masuka.keys import mask
+from masuka.key_store import mask
 from masuka.loras.files import LoraInfo, inspect_lora
 
 log = logging.getLogger(__name__)

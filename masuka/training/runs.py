@@ -24,6 +24,7 @@ from masuka.jobs import JobContext
 from masuka.loras.library import register_lora
 from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error, resolve_image_model
+from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, Store, now
 from masuka.studio import Studio
 from masuka.training import checkpoints
@@ -59,7 +60,7 @@ def _hub_pipeline(studio: Studio, spec: ModelSpec) -> str:
     from huggingface_hub import hf_hub_download
 
     try:
-        index = hf_hub_download(spec.source, "model_index.json", token=studio.config.keys.get("huggingface"))
+        index = hf_hub_download(spec.source, "model_index.json", token=studio.keys.get(HUGGINGFACE))
     except Exception as error:  # gated, missing, offline: all told in words
         raise explain_load_error(spec, error) from error
     return json.loads(Path(index).read_text(encoding="utf-8")).get("_class_name", "")
@@ -133,7 +134,7 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     row = jobs.get(studio.store, run_id)
     options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row.params), row.owner)
     run_dir = studio.config.absolute(row.state["run_dir"])
-    plan = TrainPlan(options, spec, architecture, data, run_dir, studio.config.keys.get("huggingface"))
+    plan = TrainPlan(options, spec, architecture, data, run_dir, studio.keys.get(HUGGINGFACE))
     hooks.total = options.steps
     if not main:
         train(plan, hooks)
@@ -181,7 +182,7 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, plan: Any, outcome: A
     result = {"lora": studio.config.relative(path), "lora_name": info.name, "lora_id": lora_id,
               "final_loss": outcome.final_loss, "steps": outcome.step}
     if options.push_to_hub:
-        result["hub_url"] = push_to_hub(folder, options.push_to_hub, studio.config.keys.get("huggingface"))
+        result["hub_url"] = push_to_hub(folder, options.push_to_hub, studio.keys.get(HUGGINGFACE))
     jobs.progress(studio.store, run_id, outcome.step, fraction=1.0, result=result)
     hooks.log(f"LoRA written and checked: {path.name} (in the LoRA library as {info.name!r})")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import gradio as gr
 
 from masuka.api.auth import create_token, list_tokens, revoke_token
-from masuka.defaults import FORMATS, load_defaults, save_defaults
 from masuka.disk import clean_leftovers, clean_tmp, usage
 from masuka.errors import InvalidInput
+from masuka.image.defaults import FORMATS, load_defaults, save_defaults
 from masuka.keys import check_key, key_labels, key_table, save_key
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
@@ -133,21 +133,21 @@ def keys_view(studio: Studio, request: gr.Request):
     """The keys, masked, for admins; nobody else sees even the masked form."""
     if not is_admin(studio, request):
         return []
-    return [[row["label"], row["source"], row["masked"], row["env"]] for row in key_table(studio.config)]
+    return [[row["label"], row["source"], row["masked"], row["env"]] for row in key_table(studio.keys)]
 
 
 @friendly
 def save_api_key(studio: Studio, name: str, value: str, request: gr.Request):
     """Save (or forget) an API key; the answer shows it masked."""
     require_admin(studio, request)
-    return save_key(studio.config, name, value), "", keys_view(studio, request)
+    return save_key(studio.keys, name, value), "", keys_view(studio, request)
 
 
 @friendly
 def test_api_key(studio: Studio, name: str, request: gr.Request):
     """Make one cheap authenticated request with the key and report the outcome."""
     require_admin(studio, request)
-    ok, message = check_key(studio.config, name)
+    ok, message = check_key(studio.keys, name)
     return ("✅ " if ok else "❌ ") + message
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from masuka.errors import InvalidInput, ProviderError
-from masuka.keys import mask
+from masuka.key_store import mask
 from masuka.services import Declared
 from masuka.video.health import HealthTracker
 from masuka.video.timing import VideoSettings

@@ -235,7 +235,7 @@ def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
     reasons = []
     for index, target in enumerate(plan.targets[start:], start):
         cls = provider_class(target.provider)
-        key = studio.config.keys.get(cls.name)
+        key = studio.keys.get(cls.service)
         if not key:
             reasons.append(f"no API key for {target.provider} (set {cls.key_env()} or save it in Settings)")
         elif message := health.unhealthy(target.provider):

@@ -24,6 +24,7 @@ from masuka.models.architectures.video import for_video_pipeline
 from masuka.models.architectures.video_base import VideoProfile
 from masuka.models.catalog import ModelSpec
 from masuka.models.manage import fetch_for_use
+from masuka.services import HUGGINGFACE
 from masuka.studio import Studio
 from masuka.video.catalog import model_entry, parse_size
 from masuka.video.limits import local_frames
@@ -56,7 +57,7 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
                          memory_gb=entry.get("memory_gb", {}))
         device = device_plan(spec.vram_gb, memory_needs_gb=spec.memory_needs_gb)
         pipe = studio.models.get(("video", source, device),
-                                 lambda: load_pipeline(spec, device, studio.config.keys.get("huggingface")))
+                                 lambda: load_pipeline(spec, device, studio.keys.get(HUGGINGFACE)))
         profile = for_video_pipeline(type(pipe).__name__)
         if image is not None:
             pipe = _image_pipeline(pipe, profile, request.model)

@@ -7,6 +7,7 @@ import pytest
 from gradio_client import Client
 
 from masuka.errors import GPUBusy
+from masuka.keys import service
 from masuka.models.manage import start_download
 
 USERS = "alice:pa-alice,bob:pb-bob,admin:pz-admin"
@@ -104,7 +105,7 @@ def test_only_admins_change_keys_and_keys_come_back_masked(app_with_image):
     admin = Client(running.url, auth=("admin", "pz-admin"), verbose=False)
     message, cleared, table = admin.predict("openai", "sk-admin-key-2222", api_name="/save_key")
     assert "2222" in message and "sk-admin" not in message and cleared == ""
-    assert "sk-admin" not in str(table) and running.studio.config.keys.get("openai") == "sk-admin-key-2222"
+    assert "sk-admin" not in str(table) and running.studio.keys.get(service("openai")) == "sk-admin-key-2222"
 
 
 def test_file_ownership_by_folder_and_by_row(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from masuka.errors import InvalidInput
 from masuka.models.catalog import catalog
 from masuka.models.manage import cached_repos, delete_model, model_status, start_download
+from masuka.services import HUGGINGFACE
 from tests.models.fake_hub import TOKEN, FakeRepo, hub_online
 
 WEIGHTS = bytes(range(256)) * 4096  # 1 MiB
@@ -60,10 +61,10 @@ def test_gated_repo_needs_a_token_with_access(studio, hub):
     job = finished(studio, start_download(studio, "local", "acme/gated"))
     assert job["status"] == "failed"
     assert "gated" in job["error"] and "no Hugging Face token" in job["error"] and "Settings" in job["error"]
-    studio.config.keys.set("huggingface", "hf_wrong_token_9999")
+    studio.keys.set(HUGGINGFACE, "hf_wrong_token_9999")
     job = finished(studio, start_download(studio, "local", "acme/gated"))
     assert "has no access" in job["error"] and "hf_wrong_token_9999" not in job["error"]
-    studio.config.keys.set("huggingface", TOKEN)
+    studio.keys.set(HUGGINGFACE, TOKEN)
     assert finished(studio, start_download(studio, "local", "acme/gated"))["status"] == "completed"
 
 

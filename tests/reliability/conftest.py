@@ -11,9 +11,9 @@ CANARIES = {"OPENAI_API_KEY": "sk-canary-openai-7f3a9c", "HF_TOKEN": "hf_canaryT
 @pytest.fixture(autouse=True)
 def _no_keys(monkeypatch):
     """Instead of no keys at all: canary keys only, so a leak would show in any response or log."""
-    from masuka.keys import KEY_ENV
+    from masuka.keys import services
 
-    for names in KEY_ENV.values():
+    for names in (declared.key_env for declared in services().values()):
         for name in names:
             monkeypatch.delenv(name, raising=False)
     for name, value in CANARIES.items():

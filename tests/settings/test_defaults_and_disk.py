@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from masuka.defaults import load_defaults, save_defaults
 from masuka.disk import clean_leftovers, clean_tmp, usage
 from masuka.errors import InvalidInput
+from masuka.image.defaults import load_defaults, save_defaults
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
 

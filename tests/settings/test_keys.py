@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from masuka.errors import InvalidInput
-from masuka.keys import check_key, key_table, save_key
+from masuka.key_store import KeyStore
+from masuka.keys import check_key, key_table, save_key, service
 from masuka.testing.http import FakeServer, Reply, bearer
 
 GOOD = {"huggingface": "hf_good_key_0001", "openai": "sk-good-key-0002", "comet": "comet-good-key-0003",
@@ -39,6 +40,11 @@ def providers(request):
 
 
 @pytest.fixture
+def keys(config):
+    return KeyStore(config.data_dir)
+
+
+@pytest.fixture
 def fake_providers(monkeypatch):
     with FakeServer(providers) as server:
         for env in ("HF_ENDPOINT", "MASUKA_OPENAI_BASE_URL", "MASUKA_COMET_BASE_URL", "MASUKA_GEMINI_BASE_URL",
@@ -47,60 +53,60 @@ def fake_providers(monkeypatch):
         yield server
 
 
-def test_saved_keys_are_owner_only_and_shown_masked(config):
-    message = save_key(config, "openai", "  sk-secret-value-WXYZ \n")
+def test_saved_keys_are_owner_only_and_shown_masked(keys):
+    message = save_key(keys, "openai", "  sk-secret-value-WXYZ \n")
     assert "WXYZ" in message and "secret" not in message
-    path = config.data_dir / "secrets.json"
+    path = keys.path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    table = {row["name"]: row for row in key_table(config)}
+    table = {row["name"]: row for row in key_table(keys)}
     assert table["openai"]["source"] == "file" and table["openai"]["masked"].endswith("WXYZ")
     assert "secret" not in table["openai"]["masked"] and table["gemini"]["source"] == "not set"
-    assert config.keys.get("openai") == "sk-secret-value-WXYZ"
-    save_key(config, "openai", "")
-    assert config.keys.get("openai") is None and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert keys.get(service("openai")) == "sk-secret-value-WXYZ"
+    save_key(keys, "openai", "")
+    assert keys.get(service("openai")) is None and stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_environment_keys_win_and_are_reported_as_env(config, monkeypatch):
-    save_key(config, "fal", "fal-from-file-1111")
+def test_environment_keys_win_and_are_reported_as_env(keys, monkeypatch):
+    save_key(keys, "fal", "fal-from-file-1111")
     monkeypatch.setenv("FAL_KEY", "fal-from-env-2222")
-    row = {r["name"]: r for r in key_table(config)}["fal"]
+    row = {r["name"]: r for r in key_table(keys)}["fal"]
     assert row["source"] == "env" and row["masked"].endswith("2222")
-    assert "environment variable still takes precedence" in save_key(config, "fal", "fal-again-3333")
+    assert "environment variable still takes precedence" in save_key(keys, "fal", "fal-again-3333")
 
 
-def test_bad_key_names_and_values_are_refused(config):
+def test_bad_key_names_and_values_are_refused(keys):
     with pytest.raises(InvalidInput, match="Unknown key"):
-        save_key(config, "aws", "x")
+        save_key(keys, "aws", "x")
     with pytest.raises(InvalidInput, match="spaces"):
-        save_key(config, "openai", "sk-abc def")
+        save_key(keys, "openai", "sk-abc def")
 
 
 @pytest.mark.parametrize("name", sorted(GOOD))
-def test_each_key_check_tells_a_good_key_from_a_bad_one(config, fake_providers, name, caplog):
+def test_each_key_check_tells_a_good_key_from_a_bad_one(keys, fake_providers, name, caplog):
     caplog.set_level(logging.DEBUG)
-    ok, message = check_key(config, name)
+    ok, message = check_key(keys, name)
     assert not ok and "No " in message
-    save_key(config, name, GOOD[name])
-    ok, message = check_key(config, name)
+    save_key(keys, name, GOOD[name])
+    ok, message = check_key(keys, name)
     assert ok, message
     assert GOOD[name][-4:] in message and GOOD[name] not in message
-    save_key(config, name, "wrong-key-9876")
-    ok, message = check_key(config, name)
+    save_key(keys, name, "wrong-key-9876")
+    ok, message = check_key(keys, name)
     assert not ok and "9876" in message and "wrong-key" not in message
     assert GOOD[name] not in caplog.text and "wrong-key-9876" not in caplog.text
 
 
-def test_key_check_reports_an_unreachable_service(config, monkeypatch):
+def test_key_check_reports_an_unreachable_service(keys, monkeypatch):
     from tests.conftest import free_port
 
     monkeypatch.setenv("MASUKA_RUNWAY_BASE_URL", f"http://127.0.0.1:{free_port()}")
-    save_key(config, "runway", "runway-key-4321")
-    ok, message = check_key(config, "runway")
+    save_key(keys, "runway", "runway-key-4321")
+    ok, message = check_key(keys, "runway")
     assert not ok and "could not be reached" in message and "runway-key" not in message
 
 
-def test_ngrok_token_is_checked_for_its_format(config):
-    save_key(config, "ngrok", "2abcDEFghiJKLmnoPQRstuVWX_1a2b3c4d5e6f7g8h9i")
-    assert check_key(config, "ngrok")[0]
-    save_key(config, "ngrok", "short!")
-    assert not check_key(config, "ngrok")[0]
+def test_ngrok_token_is_checked_for_its_format(keys):
+    save_key(keys, "ngrok", "2abcDEFghiJKLmnoPQRstuVWX_1a2b3c4d5e6f7g8h9i")
+    assert check_key(keys, "ngrok")[0]
+    save_key(keys, "ngrok", "short!")
+    assert not check_key(keys, "ngrok")[0]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from masuka.keys import KEY_ENV, check_key, key_labels
-from masuka.services import service
+from masuka.key_store import KeyStore
+from masuka.keys import check_key, key_labels, key_table, service
 from masuka.testing.http import FakeServer, Reply
 from masuka.training.backends import REMOTE_BACKENDS, remote_backends, trainer_catalog
 from masuka.video.catalog import REMOTE_PROVIDERS, video_catalog
@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_provider_declaration_feeds_keys_urls_and_settings(name, monkeypatch, config):
     declared = (provider_class(name) if name in REMOTE_PROVIDERS else remote_backends()[name]).service
     assert declared is service(name) and (name in video_catalog() or name in trainer_catalog())
-    assert KEY_ENV[name] == declared.key_env and key_labels()[name] == declared.label
+    keys = KeyStore(config.data_dir)
+    row = {row["name"]: row for row in key_table(keys)}[name]
+    assert row["env"] == " or ".join(declared.key_env) and key_labels()[name] == declared.label
     seen = []
 
     def answer(request):
@@ -32,7 +34,7 @@ def test_a_provider_declaration_feeds_keys_urls_and_settings(name, monkeypatch, 
     with FakeServer(answer) as server:
         monkeypatch.setenv(declared.base_url_env, server.url + "/")
         monkeypatch.setenv(declared.key_env[0], "key-for-the-check-0001")
-        ok, message = check_key(config, name)
+        ok, message = check_key(keys, name)
     assert ok and declared.label in message
     sent = seen[0].headers
     assert all(sent[header.lower()] == value for header, value in declared.auth_headers(

@@ -36,6 +36,7 @@ from masuka.image.upscale.request import (
 )
 from masuka.image.upscale.tiles import Blender, tile_boxes, to_array
 from masuka.models.manage import fetch_for_use
+from masuka.services import HUGGINGFACE
 from masuka.studio import Studio
 
 DETAIL_OVERLAP = 64  # A1111's default SD upscale overlap
@@ -101,7 +102,7 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
          on_tile: TileCallback | None) -> Upscaled:
     import torch
 
-    pipe = get_pipeline(studio.models, plan.spec, studio.config.keys.get("huggingface"))
+    pipe = get_pipeline(studio.models, plan.spec, studio.keys.get(HUGGINGFACE))
     apply_loras(pipe, plan.loras)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
     task = plan.task

@@ -14,9 +14,9 @@ from typing import Any
 
 from PIL import Image
 
-from masuka.defaults import load_defaults
 from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
+from masuka.image.defaults import load_defaults
 from masuka.image.generate import _save, close_row
 from masuka.image.tasks import RESAMPLERS, open_picture
 from masuka.image.upscale.models import check_upscaler, load_upscaler, run_model

@@ -58,7 +58,7 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
     """Check everything, then record a queued remote run (nothing sent yet); returns its id."""
     entry, price = estimate_remote(backend, options.base, options.steps)
     cls = remote_backends()[backend]
-    if not studio.config.keys.get(cls.name):
+    if not studio.keys.get(cls.service):
         raise InvalidInput(f"No API key for {cls.service.label}: set {cls.service.key_env[0]} or save the key in "
                            "Settings.")
     if backend == "replicate" and "/" not in (destination or ""):
@@ -86,7 +86,7 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
     options = TrainOptions.from_dict(row.params)
     settings = VideoSettings.from_env()
     cls = remote_backends()[state["backend"]]
-    trainer = cls(settings, HealthTracker(studio.store, settings), studio.config.keys.get(cls.name))
+    trainer = cls(settings, HealthTracker(studio.store, settings), studio.keys.get(cls.service))
     try:
         if state.get("ref"):
             log(f"resuming: polling {trainer.service.label} job {state['ref']['id']}")

@@ -33,4 +33,4 @@ def open_provider(studio: Studio, name: str) -> Provider:
     """A ready client for provider ``name`` with its key, base URL, retry settings and health tracker."""
     cls = provider_class(name)
     settings = VideoSettings.from_env()
-    return cls(settings, HealthTracker(studio.store, settings), studio.config.keys.get(cls.name))
+    return cls(settings, HealthTracker(studio.store, settings), studio.keys.get(cls.service))

@@ -1,6 +1,6 @@
 """Studio defaults for new images: model, steps, size and file format.
 
-They live in ``settings.json`` in the data dir (nothing secret in it; API keys are in :mod:`masuka.keys`).
+They live in ``settings.json`` in the data dir (nothing secret in it; API keys are in :mod:`masuka.key_store`).
 """
 
 from __future__ import annotations
