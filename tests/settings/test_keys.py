@@ -110,3 +110,14 @@ def test_ngrok_token_is_checked_for_its_format(keys):
     assert check_key(keys, "ngrok")[0]
     save_key(keys, "ngrok", "short!")
     assert not check_key(keys, "ngrok")[0]
+
+
+def test_saves_from_many_requests_at_once_keep_every_key(studio):
+    """The studio holds one key store: saves made at the same moment (two Settings pages) never lose each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["openai", "comet", "gemini", "runway", "fal", "replicate", "civitai", "huggingface"]
+    with ThreadPoolExecutor(len(names)) as pool:
+        list(pool.map(lambda name: [save_key(studio.keys, name, f"{name}-key-{n:04d}") for n in range(20)], names))
+    assert {row["name"]: row["masked"][-4:] for row in key_table(studio.keys) if row["name"] in names} == dict.fromkeys(
+        names, "0019")
