@@ -12,7 +12,7 @@ import pytest
 from masuka import config
 from masuka.errors import InvalidInput
 from masuka.keys import service
-from masuka.video.timing import VideoSettings
+from masuka.remote.timing import RemoteSettings
 from tests.conftest import ROOT
 
 # a MASUKA_/SPACE variable named in place, or any variable named by a constant (which could hide one)
@@ -44,13 +44,13 @@ def test_good_values_are_read(monkeypatch, tmp_path):
     monkeypatch.setenv("MASUKA_VIDEO_TIMEOUT_S", "2.5")
     loaded = config.Config.from_env(tmp_path)
     assert loaded.gpu_concurrency == 3 and loaded.api_open and config.device_choice() == "cpu"
-    assert VideoSettings.from_env().timeout_s == 2.5 and VideoSettings.from_env().unhealthy_after == 5
+    assert RemoteSettings.from_env().timeout_s == 2.5 and RemoteSettings.from_env().unhealthy_after == 5
 
 
 @pytest.mark.parametrize("name, value, reader, message", [
     ("MASUKA_DEVICE", "gpu", config.device_choice, "MASUKA_DEVICE='gpu' is not one of auto, cuda, mps, cpu"),
     ("MASUKA_COMPILE_BACKEND", "fast", config.compile_backend, "is not one of inductor"),
-    ("MASUKA_VIDEO_TIMEOUT_S", "soon", VideoSettings.from_env, "MASUKA_VIDEO_TIMEOUT_S='soon' is not a number"),
+    ("MASUKA_VIDEO_TIMEOUT_S", "soon", RemoteSettings.from_env, "MASUKA_VIDEO_TIMEOUT_S='soon' is not a number"),
     ("MASUKA_FAL_BASE_URL", "queue.fal.run", lambda: service("fal").base_url(), "is not an http:// or https://"),
 ])
 def test_bad_choices_and_urls_name_the_variable(monkeypatch, name, value, reader, message):

@@ -21,8 +21,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.image.sequence import history_images, images_to_mp4
     from masuka.queue.jobs import job_images
+    from masuka.video.sequence import history_images, images_to_mp4
 
     studio = open_studio(args)
     if sum(bool(x) for x in (args.images, args.ids, args.queue_job)) != 1:

@@ -82,8 +82,8 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
     """One chat completion; 429 and 5xx are retried (honouring ``Retry-After``), the rest is explained."""
     import httpx
 
-    from masuka.video.http import provider_message, retry_delay
-    from masuka.video.timing import VideoSettings
+    from masuka.remote.http import provider_message, retry_delay
+    from masuka.remote.timing import RemoteSettings
 
     url = f"{settings.endpoint()}/chat/completions"
     host = httpx.URL(url).host
@@ -102,7 +102,7 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
                                        f"({type(error).__name__}); {unchanged}.") from None
         status = response.status_code
         if (status == 429 or status >= 500) and attempt + 1 < ATTEMPTS:
-            delay = retry_delay(response, attempt, VideoSettings(max_wait_s=MAX_WAIT_S))
+            delay = retry_delay(response, attempt, RemoteSettings(max_wait_s=MAX_WAIT_S))
             log.info("prompt optimizer at %s answered HTTP %d; retrying in %.1f s", host, status, delay)
             time.sleep(delay)
             continue

@@ -17,14 +17,14 @@ from gradio.components import Component
 
 from masuka import jobs
 from masuka.errors import InvalidInput, MasukaError
+from masuka.remote.health import HealthTracker
+from masuka.remote.timing import RemoteSettings
 from masuka.studio import Studio
 from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, user_of, whole_number_box
 from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
-from masuka.video.health import HealthTracker
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
 from masuka.video.request import MAX_TOTAL_SECONDS, SOUND, VideoRequest, lifecycle_warnings
-from masuka.video.timing import VideoSettings
 
 COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "cost $", "prompt", "error"]
 CHAIN_LENGTHS = (15, 20, 30, 45, MAX_TOTAL_SECONDS)
@@ -209,7 +209,7 @@ def video_status(studio: Studio, request: gr.Request = None):
              f"{100 * (r['progress'] or 0):.0f}%", r["provider"], r["model"], r["cost_usd"],
              (r["title"] or "")[:60], r["error"] or ""] for r in rows]
     videos = [(str(r["video"]), f"#{r['id']} {r['model']}") for r in rows if r["video"]]
-    unhealthy = HealthTracker(studio.store, VideoSettings.from_env()).report()
+    unhealthy = HealthTracker(studio.store, RemoteSettings.from_env()).report()
     notes = "\n\n".join(f"⚠️ {text}" for text in unhealthy.values())
     return data, videos, videos[0][0] if videos else None, notes, _job_line(rows[0]) if rows else ""
 

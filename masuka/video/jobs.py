@@ -21,17 +21,17 @@ from masuka import jobs
 from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
 from masuka.jobs import JobContext
+from masuka.remote.health import HealthTracker
+from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable
+from masuka.remote.timing import RemoteSettings
 from masuka.store import UNFINISHED, now, owner_clause, process_alive
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.catalog import model_entry, parse_size, provider_entry
-from masuka.video.health import HealthTracker
-from masuka.video.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider
 from masuka.video.request import INPUT_FILES, Target, VideoPlan, VideoRequest, plan_video
-from masuka.video.timing import VideoSettings
 
 log = logging.getLogger(__name__)
 KIND = "video"
@@ -231,7 +231,7 @@ def _gone_message(target: Target, answer: str) -> str:
 def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
     """The first target from ``start`` on (the primary, then the user's fallbacks) that has a key, is not
     marked unhealthy and whose model the provider has not refused for that key."""
-    health = HealthTracker(studio.store, VideoSettings.from_env())
+    health = HealthTracker(studio.store, RemoteSettings.from_env())
     reasons = []
     for index, target in enumerate(plan.targets[start:], start):
         cls = provider_class(target.provider)

@@ -248,14 +248,14 @@ def test_the_app_resumes_an_accepted_remote_run_by_itself(studio, trainer):
 
 
 def test_the_flux2_trainer_gets_the_field_names_fal_documents(studio, trainer):
+    from masuka.remote.health import HealthTracker
+    from masuka.remote.timing import RemoteSettings
     from masuka.training.backends import trainer_entry
     from masuka.training.backends.base import TrainRequest
     from masuka.training.backends.fal import FalTrainer
-    from masuka.video.health import HealthTracker
-    from masuka.video.timing import VideoSettings
 
     fal = trainer("fal")
-    settings = VideoSettings.from_env()
+    settings = RemoteSettings.from_env()
     service = FalTrainer(settings, HealthTracker(studio.store, settings), KEY)
     entry = trainer_entry("fal", "flux2-dev")
     service.submit(TrainRequest(entry=entry, data_url="https://cdn.example/d.zip", trigger="sks", steps=500,

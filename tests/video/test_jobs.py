@@ -11,11 +11,11 @@ import sys
 import pytest
 
 from masuka.errors import ProviderError
-from masuka.video.health import HealthTracker
+from masuka.remote.health import HealthTracker
+from masuka.remote.timing import RemoteSettings
 from masuka.video.jobs import estimate, start_video, video_jobs, wait_video
 from masuka.video.media import check_mp4
 from masuka.video.request import VideoRequest
-from masuka.video.timing import VideoSettings
 from tests.conftest import ROOT
 from tests.video.conftest import wait_until
 
@@ -64,7 +64,7 @@ def test_unhealthy_provider_is_skipped_for_the_fallback_and_said_so(studio, fake
     openai.fault("create", 500, times=2)
     for _ in range(2):
         assert wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox")))["status"] == "failed"
-    report = HealthTracker(studio.store, VideoSettings.from_env()).report()
+    report = HealthTracker(studio.store, RemoteSettings.from_env()).report()
     assert "openai" in report and "unhealthy" in report["openai"]
     jobs_before = studio.store.count("jobs")
     with pytest.raises(ProviderError, match="marked unhealthy"):

@@ -246,8 +246,8 @@ def test_too_large_first_frame_is_refused(studio, fake, tmp_path):
 def test_retry_delay_follows_the_provider_hint_capped(headers, body, expected):
     import httpx
 
-    from masuka.video.http import retry_delay
-    from masuka.video.timing import VideoSettings
+    from masuka.remote.http import retry_delay
+    from masuka.remote.timing import RemoteSettings
 
     response = httpx.Response(429, headers=headers, json=body) if body else httpx.Response(429, headers=headers)
-    assert retry_delay(response, 0, VideoSettings()) == expected
+    assert retry_delay(response, 0, RemoteSettings()) == expected

@@ -1,5 +1,5 @@
 """The interface of a remote training service, and what the services share: the dataset zip, the client with
-retries (the same :class:`~masuka.video.http.Caller` the video providers use), and the weights download.
+retries (the same :class:`~masuka.remote.http.Caller` the video providers use), and the weights download.
 
 A trainer uploads the dataset zip (:meth:`RemoteTrainer.upload`), submits the job once
 (:meth:`RemoteTrainer.submit`, returning the ``ref`` the run row keeps), reports its state and log lines
@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 
 from masuka.errors import ProviderError
+from masuka.remote.http import CutShort, ServiceClient, save_stream
 from masuka.training.data import TrainingSet
-from masuka.video.http import CutShort, ServiceClient, save_stream
 
 
 @dataclass

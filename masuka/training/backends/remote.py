@@ -22,15 +22,15 @@ from masuka.errors import Cancelled, InvalidInput, ProviderError
 from masuka.jobs import JobContext
 from masuka.loras.files import inspect_lora
 from masuka.loras.library import register_lora
+from masuka.remote.health import HealthTracker
+from masuka.remote.http import MaybeSubmitted, ProviderUnavailable
+from masuka.remote.timing import RemoteSettings
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
 from masuka.training.data import dataset_for_training
 from masuka.training.options import KIND, TrainOptions, lora_name
-from masuka.video.health import HealthTracker
-from masuka.video.http import MaybeSubmitted, ProviderUnavailable
-from masuka.video.timing import VideoSettings
 
 STOP_CHECK_S = 0.2
 UNREACHABLE_WAIT_S = 30.0
@@ -84,7 +84,7 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
     row = ctx.row()
     state = dict(row.state)
     options = TrainOptions.from_dict(row.params)
-    settings = VideoSettings.from_env()
+    settings = RemoteSettings.from_env()
     cls = remote_backends()[state["backend"]]
     trainer = cls(settings, HealthTracker(studio.store, settings), studio.keys.get(cls.service))
     try:

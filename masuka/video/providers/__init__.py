@@ -8,12 +8,12 @@ from __future__ import annotations
 import functools
 
 from masuka.errors import InvalidInput
+from masuka.remote.health import HealthTracker
+from masuka.remote.timing import RemoteSettings
 from masuka.services import declared_classes
 from masuka.studio import Studio
 from masuka.video.catalog import REMOTE_PROVIDERS
-from masuka.video.health import HealthTracker
 from masuka.video.providers.base import Provider
-from masuka.video.timing import VideoSettings
 
 
 @functools.cache
@@ -32,5 +32,5 @@ def provider_class(name: str) -> type[Provider]:
 def open_provider(studio: Studio, name: str) -> Provider:
     """A ready client for provider ``name`` with its key, base URL, retry settings and health tracker."""
     cls = provider_class(name)
-    settings = VideoSettings.from_env()
+    settings = RemoteSettings.from_env()
     return cls(settings, HealthTracker(studio.store, settings), studio.keys.get(cls.service))

@@ -20,8 +20,8 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from masuka.errors import ProviderError
+from masuka.remote.http import CutShort, ServiceClient, save_stream
 from masuka.video.catalog import provider_entry
-from masuka.video.http import CutShort, ServiceClient, save_stream
 from masuka.video.media import BrokenVideo, check_mp4
 
 MAX_REDIRECTS = 5

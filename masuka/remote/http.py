@@ -21,9 +21,9 @@ import httpx
 
 from masuka.errors import InvalidInput, ProviderError
 from masuka.key_store import mask
+from masuka.remote.health import HealthTracker
+from masuka.remote.timing import RemoteSettings
 from masuka.services import Declared
-from masuka.video.health import HealthTracker
-from masuka.video.timing import VideoSettings
 
 log = logging.getLogger(__name__)
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}
@@ -70,7 +70,7 @@ def save_stream(response: httpx.Response, partial: Path, chunk: int = 1 << 20) -
         raise CutShort(f"got {written} of {expected} bytes")
 
 
-def retry_delay(response: httpx.Response | None, attempt: int, settings: VideoSettings) -> float:
+def retry_delay(response: httpx.Response | None, attempt: int, settings: RemoteSettings) -> float:
     """Seconds to wait before try ``attempt + 1``: the provider's hint when it gives one, else back-off."""
     hint = _hinted_delay(response) if response is not None else None
     if hint is None:
@@ -134,7 +134,7 @@ def provider_message(response: httpx.Response) -> str:
 class Caller:
     """Sends one provider's requests with retries, health accounting and key-free error messages."""
 
-    def __init__(self, provider: str, settings: VideoSettings, health: HealthTracker, secret: str | None,
+    def __init__(self, provider: str, settings: RemoteSettings, health: HealthTracker, secret: str | None,
                  sleep: Callable[[float], None] = time.sleep):
         self.provider = provider
         self.settings = settings
@@ -197,7 +197,7 @@ class ServiceClient(Declared):
     """A keyed client of one declared service: requests with retries (:class:`Caller`), a client that sends the
     key to the service's base URL, and a bare one (no key) for files on other hosts."""
 
-    def __init__(self, settings: VideoSettings, health: HealthTracker, key: str | None):
+    def __init__(self, settings: RemoteSettings, health: HealthTracker, key: str | None):
         if not key:
             raise InvalidInput(f"No API key for {self.display_name()}: set {self.service.key_env[0]} or save the "
                                "key in Settings.")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from masuka.remote.timing import RemoteSettings
 from masuka.store import Store, now
-from masuka.video.timing import VideoSettings
 
 
 class HealthTracker:
-    def __init__(self, store: Store, settings: VideoSettings):
+    def __init__(self, store: Store, settings: RemoteSettings):
         self.store = store
         self.settings = settings
 

@@ -1,4 +1,5 @@
-"""Timing knobs of remote video jobs, from ``MASUKA_VIDEO_*`` variables (tests and proxies shorten them)."""
+"""Timing knobs of the remote video providers and remote training, from ``MASUKA_VIDEO_*`` variables (named
+after the video providers, which came first; tests and proxies shorten them)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from masuka.config import env_number
 
 
 @dataclass(frozen=True)
-class VideoSettings:
+class RemoteSettings:
     """Retry, polling and health limits; every field has a ``MASUKA_VIDEO_<FIELD>`` variable."""
 
     poll_s: float | None = None  # overrides every provider's default poll interval when set
@@ -20,11 +21,11 @@ class VideoSettings:
     timeout_s: float = 60.0  # HTTP timeout of one request
 
     @classmethod
-    def from_env(cls) -> "VideoSettings":
+    def from_env(cls) -> "RemoteSettings":
         values = {}
         for name, field in cls.__dataclass_fields__.items():
             kind = int if field.type == "int" else float
             if not (field.default is None or isinstance(field.default, (int, float))):
-                raise TypeError(f"VideoSettings.{name} needs a number or None as its default")
+                raise TypeError(f"RemoteSettings.{name} needs a number or None as its default")
             values[name] = env_number(f"MASUKA_VIDEO_{name.upper()}", field.default, kind)
         return cls(**values)
