@@ -15,7 +15,7 @@ from masuka.gpu import GPURunner, StopFlags
 from masuka.jobs import JobRunner
 from masuka.key_store import KeyStore
 from masuka.logins import LoginThrottle
-from masuka.models.cache import ModelCache
+from masuka.model_cache import ModelCache
 from masuka.store import Store
 
 log = logging.getLogger(__name__)

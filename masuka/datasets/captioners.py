@@ -2,7 +2,7 @@
 
 A captioner field holds a catalog id (``florence2-base``), a family (``florence2`` / ``blip2`` for its default
 model), a Hugging Face repo id or a local folder saved with ``save_pretrained``. Captioners load through
-the studio's :class:`~masuka.models.cache.ModelCache`, so loading one frees the image pipeline.
+the studio's :class:`~masuka.model_cache.ModelCache`, so loading one frees the image pipeline.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
-from masuka.models.cache import ModelCache
+from masuka.model_cache import ModelCache
 from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error, refuse_missing_folder
 from masuka.models.hub import cache_only
 

@@ -9,7 +9,7 @@ from masuka.gpu import DevicePlan, device_plan
 from masuka.image.fast import prepare_fast
 from masuka.image.memory import apply_memory_plan, text_encoder_quantization
 from masuka.image.quantized import QUANTIZED_PLANS, quantized_components
-from masuka.models.cache import ModelCache
+from masuka.model_cache import ModelCache
 from masuka.models.catalog import ModelSpec, architecture_of, check_requirements, explain_load_error
 from masuka.models.hub import cache_only
 
