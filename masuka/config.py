@@ -214,10 +214,6 @@ class Config:
         return self.data_dir / "runs"
 
     @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    @property
     def wildcards_dir(self) -> Path:
         return self.data_dir / "wildcards"
 

@@ -188,11 +188,6 @@ class DevicePlan:
 
         return getattr(torch, self.dtype_name)
 
-    @property
-    def offload(self) -> bool:
-        """Whether weights live off the GPU between uses."""
-        return self.memory != "full"
-
 
 def choose_memory_plan(free_gb: float, needs_gb: Mapping[str, float | None]) -> str:
     """The fastest plan whose peak memory (``needs_gb``: plan -> GB) fits in ``free_gb`` with headroom.

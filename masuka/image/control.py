@@ -222,12 +222,6 @@ def keep_controls(studio: Studio, owner: str, inputs: list[ControlInput]) -> dic
                                                                                "end")}}
 
 
-def controls_from_record(record: dict, studio: Studio) -> list[Control]:
-    """The controls a history row kept, ready to run again."""
-    return [Control(c["kind"], studio.config.absolute(c["image"]), c["weight"], c["start"], c["end"],
-                    c.get("model", "")) for c in record.get("controls") or []]
-
-
 def control_infotext(inputs: list[ControlInput]) -> dict[str, str]:
     """A1111's ``ControlNet N`` fields."""
     return {f"ControlNet {index}": f"Module: {MODULES[item.control.kind]}, Model: {item.repo}, "
