@@ -28,6 +28,7 @@ from typing import Any
 
 from masuka.bench import machine
 from masuka.bench.image import _baseline, _baseline_dtype, _downloaded, _free, measure_prepared
+from masuka.errors import InvalidInput
 from masuka.gpu import DevicePlan, device_plan
 from masuka.models.catalog import ModelSpec, resolve_image_model
 
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="bench-suite", help="folder for bench-suite.json and bench-suite.md")
     parser.add_argument("--budget-s", type=float, default=BUDGET_S,
                         help=f"no check starts after this many seconds (default {BUDGET_S})")
+    parser.add_argument("--only", default=None, metavar="GROUPS",
+                        help=f"run only these groups, comma-separated: {', '.join(group[0] for group in CHECKS)} "
+                             "(default: all, in that order)")
 
 
 @dataclass
@@ -118,6 +122,7 @@ def _loader(source: str) -> Callable[[str, Any], Any]:
 
 def run(studio: Any, args: argparse.Namespace) -> dict:
     """Run the checks in order within the budget; write ``bench-suite.json`` and ``bench-suite.md``."""
+    groups = chosen_groups(args.only)  # a wrong name fails before anything loads
     import diffusers
     import transformers
 
@@ -132,7 +137,7 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
         report = {"machine": machine(), "device": setup.device, "models": "tiny random" if setup.tiny else "real",
                   "quick": args.quick, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                   "duration_s": 0.0, "checks": []}
-        for name, measure in CHECKS:
+        for _key, name, measure in groups:
             try:
                 for check in _within(measure(setup), started, args.budget_s):
                     checks.append(check)
@@ -367,11 +372,23 @@ def _importable(name: str) -> bool:
     return True
 
 
-CHECKS: list[tuple[str, Callable[[Setup], Iterator[Check]]]] = [
-    ("FLUX.1-dev fast vs plain bf16", flux_dev),
-    ("FLUX.1-schnell 4 steps, fast", flux_schnell),
-    ("SDXL fast vs fp32", sdxl),
-    ("Peak VRAM per memory plan", memory_plans),
-    ("LoRA training", training),
-    ("Per-image app overhead", app_overhead),
+#: (key for ``--only``, group name, its checks), in order of importance
+CHECKS: list[tuple[str, str, Callable[[Setup], Iterator[Check]]]] = [
+    ("flux-dev", "FLUX.1-dev fast vs plain bf16", flux_dev),
+    ("flux-schnell", "FLUX.1-schnell 4 steps, fast", flux_schnell),
+    ("sdxl", "SDXL fast vs fp32", sdxl),
+    ("memory", "Peak VRAM per memory plan", memory_plans),
+    ("training", "LoRA training", training),
+    ("app", "Per-image app overhead", app_overhead),
 ]
+
+
+def chosen_groups(only: str | None) -> list[tuple[str, str, Callable[[Setup], Iterator[Check]]]]:
+    """The groups ``--only`` names (comma-separated keys), in the suite's order; every group when unset."""
+    if not only:
+        return CHECKS
+    keys = [key.strip() for key in only.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in {group[0] for group in CHECKS}]
+    if unknown or not keys:
+        raise InvalidInput(f"--only takes some of {', '.join(group[0] for group in CHECKS)} (got {only!r}).")
+    return [group for group in CHECKS if group[0] in keys]

@@ -67,3 +67,14 @@ def test_quick_suite_runs_every_check_without_gradio_or_a_database(tmp_path):
     table = (out / "bench-suite.md").read_text()
     assert "| check | figure | target | result |" in table
     assert all(f"| {name} |" in table for name in names)
+
+
+def test_only_runs_the_groups_named_and_a_wrong_name_fails_before_anything_loads(tmp_path):
+    out = tmp_path / "out"
+    done = run_hidden("bench", "suite", "--quick", "--only", "app", "--out", str(out), "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "bench-suite.json").read_text())
+    assert [check["name"] for check in report["checks"]] == ["Per-image app overhead"]
+    wrong = run_hidden("bench", "suite", "--only", "sdxl,flux", "--out", str(tmp_path / "wrong"), cwd=tmp_path)
+    assert wrong.returncode != 0 and "--only takes some of flux-dev, flux-schnell, sdxl" in wrong.stderr
+    assert "'sdxl,flux'" in wrong.stderr and not (tmp_path / "wrong").exists()
