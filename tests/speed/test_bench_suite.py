@@ -51,15 +51,18 @@ def test_quick_suite_runs_every_check_without_gradio_or_a_database(tmp_path):
     assert json.loads((out / "bench-suite.json").read_text()) == report
     assert report["models"] == "tiny random" and report["device"] == "cpu"
     names = [check["name"] for check in report["checks"]]
-    for expected in ("FLUX.1-dev fast vs plain bf16", "FLUX.1-dev fast + step cache", "FLUX.1-schnell 4 steps",
-                     "SDXL fast vs fp32", "FLUX.1-dev fp8_offload", "FLUX.1-dev group_offload",
-                     "flux2-klein-4b fp8_offload", "FLUX.1 LoRA 512² rank 16", "FLUX.1 LoRA preset 12gb",
-                     "Per-image app overhead"):
+    for expected in ("FLUX.1-dev fast vs plain bf16", "FLUX.1-dev fast: first image", "FLUX.1-dev fast + step cache",
+                     "FLUX.1-schnell 4 steps", "SDXL fast vs fp32", "FLUX.1-dev fp8_offload",
+                     "FLUX.1-dev group_offload", "flux2-klein-4b fp8_offload", "FLUX.1 LoRA 512² rank 16",
+                     "FLUX.1 LoRA preset 12gb", "Per-image app overhead"):
         assert any(name.startswith(expected) for name in names), (expected, names)
     by_name = {check["name"]: check for check in report["checks"]}
     assert not [c for c in report["checks"] if c["result"].startswith("error")], report["checks"]
     speedup = by_name["FLUX.1-dev fast vs plain bf16"]
     assert speedup["figures"]["speedup"] > 0 and speedup["target"] == ">= 2.5x" and speedup["result"] == "n/a"
+    first = by_name["FLUX.1-dev fast: first image"]["figures"]  # where the compiled pipeline's first image went
+    assert first["graphs"] >= 1 and first["compilations"] >= first["graphs"] and 0 < first["compile_s"]
+    assert first["compile_s"] <= first["first_image_s"] and first["fused"] and not first["fp8"]  # no fp8 on a CPU
     training = by_name["FLUX.1 LoRA 512² rank 16, s/step"]["figures"]
     assert training["s_per_step"] > 0 and training["rank"] == 16 and training["final_loss"] is not None
     overhead = by_name["Per-image app overhead"]
