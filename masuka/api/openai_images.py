@@ -179,7 +179,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
         caller = caller_of(request)
         row = studio.store.get("generations", image_id)
         path = studio.config.absolute(row["output_path"]) if row and row.get("output_path") else None
-        if path is None or not path.is_file() or row["owner"] != caller.user and not caller.admin \
+        if path is None or not path.is_file() or (row["owner"] != caller.user and not caller.admin) \
                 or not may_read(studio, caller.user, path):
             raise OpenAIError(404, f"No image {image_id} of yours.", code="not_found")
         return FileResponse(path)
