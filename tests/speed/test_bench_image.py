@@ -45,3 +45,32 @@ def test_latest_results_keep_the_newest_of_each_benchmark(studio):
                                               "figures": {"model": model, "value": value}})
     latest = latest_bench_results(studio)
     assert [(r["kind"], r["figures"]["value"]) for r in latest] == [("image", 5.0), ("image", 4.0), ("startup", 3.0)]
+
+
+def test_a_four_bit_plan_is_measured_through_the_loading_path(config, capsys, tiny_model, tmp_path, monkeypatch):
+    """A model's files are what the 4-bit plans quantize: a tiny Flux folder with its transformer in a GGUF file
+    runs through ``generate_images`` under ``gguf_offload`` against the plain pipeline."""
+    from diffusers import FluxTransformer2DModel
+
+    from tests.image.test_quantized import write_gguf
+
+    model = tiny_model("flux")
+    path = tmp_path / "transformer-Q8_0.gguf"
+    assert write_gguf(FluxTransformer2DModel.from_pretrained(model, subfolder="transformer"), path) > 0
+    monkeypatch.setenv("MASUKA_GGUF_FILE", str(path))
+    code = main(["bench", "image", "--model", str(model), "--memory-plan", "gguf_offload", "--size", "64",
+                 "--steps", "2", "--runs", "1", "--data-dir", str(config.data_dir), "--json"])
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["figures"]
+    assert figures["memory_plan"] == "gguf_offload" and figures["masuka_s_per_image"] > 0
+    assert figures["baseline_s_per_image"] > 0
+
+
+@pytest.mark.parametrize("plan", ["nf4_offload", "gguf_offload"])
+def test_a_four_bit_plan_is_not_measured_on_random_weights(config, capsys, plan):
+    """Random weights are built in memory, so a 4-bit plan (quantized while loading files) would measure an
+    unquantized transformer under its name: the run is refused before anything is built."""
+    code = main(["bench", "image", "--model", "flux-dev", "--random-weights", "--memory-plan", plan,
+                 "--data-dir", str(config.data_dir)])
+    assert code != 0
+    assert f"The {plan} plan quantizes the transformer while loading it from files" in capsys.readouterr().err
