@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from masuka import config
+from masuka.environment import check_environment
 from masuka.errors import InvalidInput
 from masuka.keys import service
 from masuka.remote.timing import RemoteSettings
@@ -72,3 +73,30 @@ def test_cli_refuses_a_bad_variable_in_one_line(tmp_path):
     env["MASUKA_QUEUE_SIZE"], env["MASUKA_LOG_LEVEL"] = "8", "loud"
     done = run_history(env, tmp_path)
     assert done.returncode == 2 and "MASUKA_LOG_LEVEL='loud' is not one of DEBUG" in done.stderr
+
+
+@pytest.mark.parametrize("name, value", [
+    ("MASUKA_OPENAI_BASE_URL", "ftp://example.org"),  # a service's base URL
+    ("MASUKA_FAL_STORAGE_URL", "rest.fal.ai"),  # fal's upload host, read by remote training
+    ("MASUKA_VIDEO_ATTEMPTS", "lots"),  # the timing of remote calls
+    ("MASUKA_PROMPT_LLM_TIMEOUT_S", "0"),  # the prompt optimizer's timeout
+])
+def test_variables_read_at_first_use_are_checked_before_the_app_starts(monkeypatch, tmp_path, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidInput, match=re.escape(name)):
+        check_environment()
+    monkeypatch.delenv(name)
+    check_environment()
+
+
+def test_serve_and_doctor_report_a_bad_variable_read_at_first_use(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+           "MASUKA_OPENAI_BASE_URL": "ftp://example.org"}
+    serve = subprocess.run([sys.executable, "app.py", "--port", "0", "--data-dir", str(tmp_path)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert serve.returncode == 2
+    message = "MASUKA_OPENAI_BASE_URL='ftp://example.org' is not an http:// or https:// URL."
+    assert serve.stderr.strip() == f"error: {message}"
+    doctor = subprocess.run([sys.executable, "-m", "masuka", "doctor"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert doctor.returncode == 2 and f"problem: {message}" in doctor.stdout

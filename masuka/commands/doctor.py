@@ -1,4 +1,5 @@
-"""``python -m masuka doctor``: the installed core libraries, whether they accept each other, and the extras."""
+"""``python -m masuka doctor``: the installed core libraries, whether they accept each other, the extras, and
+whether every ``MASUKA_*`` variable set holds a value MASUKA can use."""
 
 from __future__ import annotations
 
@@ -21,10 +22,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from masuka.compat import installed, moved, problems
+    from masuka.environment import check_environment
+    from masuka.errors import InvalidInput
     from masuka.extras import extras
 
     versions = {name: installed(name) for name in CORE}
     found = problems()
+    try:
+        check_environment()
+    except InvalidInput as error:
+        found.append(str(error))
     optional = [{"name": e.name, "version": e.version, "enables": e.enables} for e in extras()]
     lines = [f"{name:<16} {version or 'not installed'}" for name, version in versions.items()]
     lines += [f"problem: {text}" for text in found] or ["no version conflicts"]

@@ -33,11 +33,13 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from masuka.config import Config
+    from masuka.environment import check_environment
     from masuka.server import command_line_auth_warning, launch
 
     warning = command_line_auth_warning(args.auth)
     if warning:
         print(warning, file=sys.stderr)
     config = Config.from_env(data_dir=args.data_dir, auth=args.auth, **({"api_open": True} if args.api_open else {}))
+    check_environment()
     launch(config, host=args.host, port=args.port, share=args.share, ngrok=args.ngrok)
     return 0

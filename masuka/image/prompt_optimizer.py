@@ -74,7 +74,8 @@ def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
     return Optimized(detailed, prompt.strip(), source)
 
 
-def _timeout_s() -> float:
+def timeout_s() -> float:
+    """Seconds to wait for the chat endpoint (``MASUKA_PROMPT_LLM_TIMEOUT_S``)."""
     return env_number("MASUKA_PROMPT_LLM_TIMEOUT_S", 60.0, float, minimum=0.1)
 
 
@@ -93,9 +94,9 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
     unchanged = "your prompt was not changed"
     for attempt in range(ATTEMPTS):
         try:
-            response = httpx.post(url, json=body, headers=headers, timeout=_timeout_s())
+            response = httpx.post(url, json=body, headers=headers, timeout=timeout_s())
         except httpx.TimeoutException:
-            raise PromptOptimizerError(f"The prompt optimizer at {host} did not answer within {_timeout_s():g} s; "
+            raise PromptOptimizerError(f"The prompt optimizer at {host} did not answer within {timeout_s():g} s; "
                                        f"{unchanged}. Try again, or set MASUKA_PROMPT_LLM_TIMEOUT_S.") from None
         except httpx.HTTPError as error:
             raise PromptOptimizerError(f"The prompt optimizer at {host} could not be reached "

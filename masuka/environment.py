@@ -1,0 +1,21 @@
+"""The ``MASUKA_*`` variables that their own modules read when first used (each service's base URL, the timing
+of remote calls, the prompt optimizer's timeout, fal's upload hosts), checked together so that ``serve`` and
+``doctor`` report a bad value before the app starts, not at someone's first request."""
+
+from __future__ import annotations
+
+from masuka.config import env_url
+from masuka.image.prompt_optimizer import timeout_s
+from masuka.keys import services
+from masuka.remote.timing import RemoteSettings
+from masuka.training.backends.fal import CDN_URL, STORAGE_URL
+
+
+def check_environment() -> None:
+    """Read every such variable; :class:`~masuka.errors.InvalidInput` names the first bad one."""
+    for service in services().values():
+        service.base_url()
+    for setting in (STORAGE_URL, CDN_URL):
+        env_url(*setting)
+    RemoteSettings.from_env()
+    timeout_s()
