@@ -92,6 +92,14 @@ def readable(studio: Studio, user: str, path: str | Path, what: str = "file") ->
     return resolved
 
 
+def _names_a_path(text: str) -> bool:
+    """Whether a model field names a folder on this computer rather than a catalog id or a Hub repo id
+    (``owner/name``): written as a path, with more parts than a repo id has, or an ``x/y`` that exists relative
+    to where MASUKA runs (the loaders would open that folder, not the repo)."""
+    return (text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1
+            or ("/" in text and Path(text).exists()))
+
+
 def _user_by_folder(studio: Studio, folder: str) -> str | None:
     for user in studio.config.users or {}:
         if user_folder_name(user) == folder:
@@ -108,7 +116,7 @@ def usable_model(studio: Studio, user: str, model: str, marker: str | tuple[str,
     folder all get the same message, so the answer tells nothing about what exists on the server.
     """
     text = (model or "").strip()
-    if studio.config.is_admin(user) or not text.startswith(("/", ".", "~")):
+    if studio.config.is_admin(user) or not _names_a_path(text):
         return model
     path = Path(text).expanduser()
     markers = (marker,) if isinstance(marker, str) else marker

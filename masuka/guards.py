@@ -7,6 +7,7 @@ on Gradio's queue itself, which every door to the queue (``/queue/join``, ``/cal
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 from typing import Any
@@ -187,12 +188,20 @@ class ThrottledLogin:
 
 
 def client_address(scope: dict) -> str:
-    """The client's address: the first ``X-Forwarded-For`` entry (share links and proxies), else the peer."""
-    for name, value in scope.get("headers", []):
-        if name == b"x-forwarded-for" and value.strip():
-            return value.decode("latin-1").split(",")[0].strip()
+    """The client's address. A request that comes through a proxy on this computer or its network (a share link,
+    a tunnel, the Space's front end: a loopback or private peer) names its client in ``X-Forwarded-For``; the
+    last entry is the one that proxy added, so a client cannot forge it. From any other peer the header is
+    ignored: the peer is the client."""
     client = scope.get("client")
-    return client[0] if client else "unknown"
+    peer = client[0] if client else "unknown"
+    try:
+        proxied = ipaddress.ip_address(peer).is_loopback or ipaddress.ip_address(peer).is_private
+    except ValueError:
+        proxied = False
+    for name, value in scope.get("headers", []) if proxied else ():
+        if name == b"x-forwarded-for" and value.strip():
+            return value.decode("latin-1").split(",")[-1].strip() or peer
+    return peer
 
 
 async def _read_body(receive: Any) -> bytes:

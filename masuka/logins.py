@@ -2,7 +2,8 @@
 
 After ``attempts`` failures in a row, an account (or a client address) is locked for ``lockout_s`` seconds;
 each further failure locks it again, so guessing costs one try per lockout. A right password clears both.
-Failures are forgotten after a quiet hour.
+Failures are forgotten after a quiet hour. A lockout is never forgotten before it ends: when the table is full,
+the oldest failures that earned no lockout make room, so a flood of made-up names cannot free a locked account.
 """
 
 from __future__ import annotations
@@ -74,11 +75,16 @@ class LoginThrottle:
         for key in [k for k, s in self._strikes.items() if now - s.last > FORGET_S and now >= s.locked_until]:
             del self._strikes[key]
         while len(self._strikes) >= MAX_TRACKED:
-            del self._strikes[min(self._strikes, key=lambda k: self._strikes[k].last)]
+            unlocked = [key for key, s in self._strikes.items() if now >= s.locked_until]
+            if not unlocked:  # every entry is a running lockout (each took ``attempts`` failures): keep them all
+                return
+            del self._strikes[min(unlocked, key=lambda k: self._strikes[k].last)]
 
 
 def _keys(user: str, client: str) -> list[tuple[str, str]]:
-    return [("account", user), ("address", client)]
+    """What a failure counts against: the account named (none for a wrong API token, which names no account) and
+    the address."""
+    return [("account", user)] * bool(user) + [("address", client)]
 
 
 def _shown(text: str) -> str:

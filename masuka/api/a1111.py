@@ -260,7 +260,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         caller = caller_of(request)
         model = options.get("sd_model_checkpoint")
         if model is not None:
-            work.models[caller.user] = resolve_image_model(str(model)).id
+            work.models[caller.user] = resolve_image_model(usable_model(studio, caller.user, str(model))).id
         return None
 
     @router.get("/sd-models")

@@ -149,3 +149,9 @@ def test_basic_auth_with_the_apps_users(live_app, tiny_model):
         assert answer.status_code == 401 and answer.headers["www-authenticate"].startswith("Basic")
     assert httpx.post(base + "/txt2img", json={"prompt": "x"}).status_code == 401
     assert not httpx.get(base + "/options", auth=("bob", "pw-bob")).json()["sd_model_checkpoint"].startswith("/")
+    folders = [str(app.studio.config.absolute(row["output_path"]).parent), "/nonexistent/dir", "/etc"]
+    answers = [httpx.post(base + "/options", json={"sd_model_checkpoint": folder}, auth=("bob", "pw-bob"))
+               for folder in folders]
+    assert {a.status_code for a in answers} == {422}
+    messages = {a.json()["detail"].replace(folder, "F") for a, folder in zip(answers, folders)}
+    assert len(messages) == 1 and "no model folder of yours" in messages.pop()

@@ -7,9 +7,11 @@ import json
 
 import pytest
 
+from masuka import logins
 from masuka.api.auth import Refused, authenticate, create_token, revoke_token, token_user
 from masuka.cli import main
 from masuka.config import Config
+from masuka.guards import client_address
 from masuka.studio import Studio
 
 
@@ -51,6 +53,54 @@ def test_failed_sign_ins_are_throttled_like_the_sign_in_page(team):
     assert refused.value.status == 429
     assert {(row["kind"], row["name"]) for row in team.logins.status()} >= {("account", "ann"),
                                                                              ("address", "203.0.113.9")}
+
+
+def test_wrong_tokens_from_many_addresses_lock_no_one_elses_token(team):
+    """A wrong token names no account: it counts against its address only, never against every token holder."""
+    token = create_token(team, "ann", "laptop")
+    for i in range(3 * team.config.login_attempts):
+        with pytest.raises(Refused) as refused:
+            authenticate(team, "Bearer msk_wrong", f"203.0.113.{i}")
+        assert refused.value.status == 401
+    for _ in range(team.config.login_attempts):
+        with pytest.raises(Refused):
+            authenticate(team, "Basic !!!", "203.0.113.99")  # a malformed header names no account either
+    assert authenticate(team, f"Bearer {token}", "198.51.100.7").user == "ann"
+    assert "account" not in {row["kind"] for row in team.logins.status()}
+
+
+def test_a_right_password_clears_the_failures_before_it(team):
+    for _ in range(team.config.login_attempts - 1):
+        with pytest.raises(Refused):
+            authenticate(team, basic("ann", "guess"), "203.0.113.9")
+    assert authenticate(team, basic("ann", "pw-ann"), "203.0.113.9").user == "ann"
+    with pytest.raises(Refused) as refused:
+        authenticate(team, basic("ann", "guess"), "203.0.113.9")
+    assert refused.value.status == 401
+    assert authenticate(team, basic("ann", "pw-ann"), "203.0.113.9").user == "ann"
+
+
+@pytest.mark.parametrize("peer, forwarded, address", [
+    ("127.0.0.1", "203.0.113.7", "203.0.113.7"),  # a share link's or tunnel's client on this computer
+    ("10.0.0.2", "198.51.100.1, 203.0.113.7", "203.0.113.7"),  # the entry the proxy added, not the client's own
+    ("93.184.215.14", "198.51.100.1", "93.184.215.14"),  # a client reaching MASUKA directly cannot pick its address
+    ("93.184.215.14", None, "93.184.215.14"),
+])
+def test_the_client_address_comes_from_a_proxy_only(peer, forwarded, address):
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    assert client_address({"client": (peer, 5000), "headers": headers}) == address
+
+
+def test_a_flood_of_made_up_names_does_not_free_a_locked_account(monkeypatch):
+    """When the table of failures is full, failures that earned no lockout make room; lockouts stay."""
+    monkeypatch.setattr(logins, "MAX_TRACKED", 50)
+    throttle = logins.LoginThrottle(attempts=3, lockout_s=3600, clock=lambda: 1000.0)
+    for _ in range(3):
+        throttle.failed("ann", "203.0.113.9")
+    for i in range(200):
+        throttle.failed(f"made-up-{i}", f"198.51.100.{i}")
+    assert throttle.wait_s("ann", "192.0.2.1") == 3600
+    assert len(throttle.status()) <= 50
 
 
 def test_tokens_are_stored_hashed_and_listed_without_the_secret(team):

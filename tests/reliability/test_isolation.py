@@ -452,3 +452,30 @@ def test_local_video_and_captioner_folders_say_nothing_of_existence(tmp_path):
     assert len(messages) == 1 and "no model folder of yours" in messages.pop()
     assert studio.store.find("jobs", "kind = ?", ["video"]) == []
     studio.close()
+
+
+def test_model_paths_relative_to_where_masuka_runs_say_nothing_of_existence(tmp_path, monkeypatch):
+    """``data/outputs/alice/...`` typed without ``./`` is a path too: another user's folder, a missing one and a
+    folder that is no model get the message absolute paths get; ``owner/name`` stays a Hub repo id."""
+    from masuka.access import usable_model
+    from masuka.config import Config
+    from masuka.errors import InvalidInput
+    from masuka.studio import Studio
+    from masuka.users import output_dir
+
+    monkeypatch.chdir(tmp_path)
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth=USERS))
+    mine = output_dir(studio.config, "alice") / "models" / "mine"
+    mine.mkdir(parents=True)
+    (mine / "model_index.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "datasets" / "7").mkdir(parents=True)
+    relative = str(mine.relative_to(tmp_path))
+    messages = set()
+    for folder in (relative, relative + "-absent", str(Path(relative).parent), "datasets/7", "data/outputs"):
+        with pytest.raises(InvalidInput) as refused:
+            usable_model(studio, "bob", folder)
+        messages.add(str(refused.value).replace(folder, "F"))
+    assert len(messages) == 1 and "no model folder of yours" in messages.pop()
+    assert usable_model(studio, "alice", relative) == relative
+    assert usable_model(studio, "bob", "black-forest-labs/FLUX.1-dev") == "black-forest-labs/FLUX.1-dev"
+    studio.close()
