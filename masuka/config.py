@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput
+from masuka.store import LOCAL_USER
 
 DEFAULT_PORT = 7860
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -142,6 +143,8 @@ def parse_auth(spec: str | None) -> dict[str, str]:
         user, sep, password = entry.partition(":")
         if not sep or not user or not password:
             raise InvalidInput(f"auth entry {user or entry[:1] + '…'!r} must look like user:password")
+        if user.strip() == LOCAL_USER:  # what a studio without sign-in owns: shared with every user
+            raise InvalidInput(f"{LOCAL_USER!r} cannot be a user name: MASUKA keeps it for what everyone shares.")
         users[user.strip()] = password
     return users
 

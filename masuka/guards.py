@@ -1,4 +1,5 @@
-"""What every request passes before Gradio handles it: file ownership, fair queueing, sign-in throttling.
+"""What every request passes before Gradio handles it: file and session ownership, fair queueing, sign-in
+throttling.
 
 ``auth_dependency`` cannot be combined with Gradio's password login, hence ASGI middleware, and a check
 on Gradio's queue itself, which every door to the queue (``/queue/join``, ``/call/<api>``) goes through.
@@ -7,10 +8,14 @@ on Gradio's queue itself, which every door to the queue (``/queue/join``, ``/cal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import json
 import logging
 import re
+from collections import OrderedDict
 from typing import Any
+from urllib.parse import parse_qs
 
 from masuka.access import may_read
 from masuka.config import Config
@@ -27,6 +32,9 @@ FILE_ROUTES = {
 #: The routes that put an event in the queue (with the API name in the path); a failure there is the request's.
 JOIN_ROUTES = re.compile(r"^/gradio_api/(queue/join|call/v2/[^/]+|call/[^/]+)/?$")
 LOGIN_ROUTES = ("/login", "/login/")
+#: Gradio routes that name a session hash in their path
+SESSION_PATHS = re.compile(r"^/gradio_api/(?:heartbeat|stream)/([^/]+)(?:/|$)")
+MAX_SESSIONS = 100_000
 
 
 def signed_in_user(scope: dict) -> str | None:
@@ -147,6 +155,55 @@ class ReadableJoins:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             await JSONResponse({"detail": f"This request could not be read: {reason}"}, status_code=400)(
                 scope, receive, send)
+
+
+class OwnSessions:
+    """ASGI middleware: a Gradio session belongs to the first signed-in user who uses it.
+
+    Gradio keys a session's event stream (``/queue/data``), its state (``/deep_link``), cancelling, resetting and
+    heartbeats by the session hash alone, and API clients may pick that hash themselves; so with several users
+    a request naming a session hash (query, path or JSON body) another user already uses gets a 403, and one
+    without a signed-in user may not name a session that has an owner. Owners are kept for the newest
+    :data:`MAX_SESSIONS` sessions.
+    """
+
+    def __init__(self, app: Any, config: Config):
+        self.app = app
+        self.config = config
+        self.owners: OrderedDict[str, str] = OrderedDict()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if not (scope["type"] == "http" and self.config.multi_user and scope["path"].startswith("/gradio_api/")):
+            await self.app(scope, receive, send)
+            return
+        named = set(parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", []))
+        if match := SESSION_PATHS.match(scope["path"]):
+            named.add(match.group(1))
+        if scope.get("method") == "POST" and _is_json(scope):
+            body = await _read_body(receive)
+            receive = _replayer(body, receive)
+            with contextlib.suppress(ValueError):
+                value = json.loads(body or b"null")
+                if isinstance(value, dict) and isinstance(value.get("session_hash"), str):
+                    named.add(value["session_hash"])
+        user = signed_in_user(scope)
+        for session in named:
+            owner = self.owners.get(session)
+            if owner is None and user is not None:
+                self.owners[session] = user
+                while len(self.owners) > MAX_SESSIONS:
+                    self.owners.popitem(last=False)
+            elif owner is not None and owner != user:
+                from starlette.responses import JSONResponse
+
+                await JSONResponse({"detail": "This session belongs to another user: use a session hash of your "
+                                              "own (a random one)."}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _is_json(scope: dict) -> bool:
+    return any(name == b"content-type" and b"json" in value for name, value in scope.get("headers", []))
 
 
 class ThrottledLogin:

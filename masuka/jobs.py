@@ -336,19 +336,26 @@ class JobRunner:
                 threading.Thread(target=self._drain, args=(lane, event), name=f"lane-{lane}", daemon=True).start()
         event.set()
 
-    def _check_fair_share(self, job_id: int) -> None:
+    def check_share(self, owner: str, job_id: int) -> None:
+        """:class:`GPUBusy` when ``owner`` already has their share of jobs queued or running besides ``job_id``
+        (a user resuming stopped work asks for a new share, as a new job does)."""
         if not self.max_queued_per_user:
             return
-        row = lookup(self.store, job_id)
-        if row is None or row.started_at:  # resuming started work (after a restart) is not a new request
-            return
         waiting = self.store.count(TABLE, f"owner = ? and id != ? and status in ({','.join('?' * len(UNFINISHED))})",
-                                   [row.owner, job_id, *UNFINISHED])
+                                   [owner, job_id, *UNFINISHED])
         if waiting >= self.max_queued_per_user:
-            message = (f"You already have {waiting} jobs queued or running (the limit is "
-                       f"{self.max_queued_per_user} per user): wait for one to finish or stop one.")
-            finish(self.store, job_id, "failed", message)
-            raise GPUBusy(message)
+            raise GPUBusy(f"You already have {waiting} jobs queued or running (the limit is "
+                          f"{self.max_queued_per_user} per user): wait for one to finish or stop one.")
+
+    def _check_fair_share(self, job_id: int) -> None:
+        row = lookup(self.store, job_id)
+        if row is None or row.started_at:  # started work picked up again after a restart is not a new request
+            return
+        try:
+            self.check_share(row.owner, job_id)
+        except GPUBusy as busy:
+            finish(self.store, job_id, "failed", str(busy))
+            raise
 
     def wait(self, job_id: int, timeout: float | None = None) -> JobRow:
         """Block until the job's row leaves queued/running (for the CLI and tests); return the row

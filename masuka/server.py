@@ -98,7 +98,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from starlette.middleware import Middleware
 
     from masuka.api import mount_api
-    from masuka.guards import OwnFilesOnly, ReadableJoins, ThrottledLogin, cap_waiting_gpu_events
+    from masuka.guards import OwnFilesOnly, OwnSessions, ReadableJoins, ThrottledLogin, cap_waiting_gpu_events
     from masuka.image.space_model import prepare_space
     from masuka.queue.worker import QueueWorker
     from masuka.studio import Studio
@@ -126,7 +126,8 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
         prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api", "gradio"],
         max_file_size=config.max_upload_mb * 2**20,
         app_kwargs={"middleware": [Middleware(ThrottledLogin, throttle=studio.logins),
-                                   Middleware(OwnFilesOnly, studio=studio), Middleware(ReadableJoins)]},
+                                   Middleware(OwnFilesOnly, studio=studio), Middleware(OwnSessions, config=config),
+                                   Middleware(ReadableJoins)]},
     )
     cap_waiting_gpu_events(demo, config)
     mount_api(server_app, studio, trust_loopback=not (share or ngrok))

@@ -100,3 +100,10 @@ def test_serve_and_doctor_report_a_bad_variable_read_at_first_use(tmp_path):
     doctor = subprocess.run([sys.executable, "-m", "masuka", "doctor"], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=120)
     assert doctor.returncode == 2 and f"problem: {message}" in doctor.stdout
+
+
+def test_the_shared_owner_cannot_be_a_user_name(tmp_path):
+    """What a studio without sign-in made is owned by "local" and shared with every user, so no one may sign in
+    as "local" and have their files shared."""
+    with pytest.raises(InvalidInput, match="'local' cannot be a user name"):
+        config.Config.from_env(tmp_path, auth="local:pw1,bob:pw2")

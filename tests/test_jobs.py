@@ -146,3 +146,24 @@ def test_a_restart_keeps_the_queue_and_runs_it(tmp_path, monkeypatch):
         assert "ran after the restart" in row.log
     finally:
         studio.close()
+
+
+
+def test_resuming_a_stopped_run_counts_against_the_owners_share(tmp_path):
+    """A user resuming stopped training asks for a new share of the GPU queue, as a new job does; restoring
+    work the app had in hand when it stopped does not."""
+    from masuka.errors import GPUBusy
+    from masuka.training.runs import KIND, resume_run
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="ann:pw,bob:pw", max_queued_per_user=1))
+    try:
+        jobs.create(studio.store, "download", "ann")  # ann's one queued job
+        stopped = jobs.create(studio.store, KIND, "ann", status="cancelled", started_at=jobs.now())
+        with pytest.raises(GPUBusy, match="the limit is 1 per user"):
+            resume_run(studio, stopped, "ann", admin=False)
+        assert jobs.get(studio.store, stopped).status == "cancelled"  # still resumable, nothing lost
+        with pytest.raises(GPUBusy):
+            studio.runner().check_share("ann", stopped)
+        studio.runner().check_share("bob", stopped)  # bob's share is his own
+    finally:
+        studio.close()

@@ -125,12 +125,9 @@ def _stored(studio: Studio, request: ImageRequest) -> dict[str, Any]:
 
 def add_job(studio: Studio, owner: str, task: str, title: str, model: str, params: dict[str, Any]) -> int:
     """Insert one job at the end of the queue, within the owner's limit of unfinished jobs."""
-    store, limit = studio.store, studio.config.queued_jobs_per_user
+    store = studio.store
     with store.transaction():
-        waiting = store.count("queue", f"owner = ? and status in ({_marks(UNFINISHED)})", [owner, *UNFINISHED])
-        if waiting >= limit:
-            raise InvalidInput(f"You already have {waiting} unfinished jobs in the queue (the limit is {limit} per "
-                               "user): wait for some to finish or cancel some.")
+        _check_room(studio, owner)
         last = store.query("select max(position) as p from queue")[0]["p"] or 0
         job_id = store.insert("queue", {"owner": owner, "task": task, "status": "queued", "title": title[:200],
                                         "model": model, "params": {"task": task, **params}, "position": last + 1,
@@ -229,12 +226,23 @@ def _apply(studio: Studio, row: dict, action: str, admin: bool, user: str) -> bo
     elif action == "cancel" and status in ("queued", "paused", "interrupted"):
         finish(studio, job_id, "cancelled")
     elif action == "retry" and status in ("failed", "cancelled", "interrupted"):
+        if status not in UNFINISHED:  # a finished job comes back: it counts against its owner's limit again
+            _check_room(studio, row["owner"])
         store.update("queue", job_id, status="queued", error=None, control=None, finished_at=None, updated_at=now())
     elif action in ("up", "down", "top") and status in UNFINISHED:
         return _move(studio, row, action, admin, user)
     else:
         return False
     return True
+
+
+def _check_room(studio: Studio, owner: str) -> None:
+    """Refuse one more unfinished job for ``owner`` beyond their limit (call inside a transaction)."""
+    limit = studio.config.queued_jobs_per_user
+    waiting = studio.store.count("queue", f"owner = ? and status in ({_marks(UNFINISHED)})", [owner, *UNFINISHED])
+    if waiting >= limit:
+        raise InvalidInput(f"You already have {waiting} unfinished jobs in the queue (the limit is {limit} per "
+                           "user): wait for some to finish or cancel some.")
 
 
 def _move(studio: Studio, row: dict, action: str, admin: bool, user: str) -> bool:

@@ -246,11 +246,14 @@ def request_stop(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bo
 
 
 def resume_run(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True, submit: bool = True,
-               interrupt: threading.Event | None = None) -> int:
-    """Queue a stopped, interrupted or failed run again; it continues from its latest checkpoint."""
+               interrupt: threading.Event | None = None, restoring: bool = False) -> int:
+    """Queue a stopped, interrupted or failed run again; it continues from its latest checkpoint. Within its
+    owner's share of queued jobs, unless ``restoring`` work the app had in hand when it stopped."""
     row = _run_row(studio, run_id, owner, admin)
     if row.status not in RESUMABLE:
         raise InvalidInput(f"Run {row.id} is {row.status}: only a stopped, interrupted or failed run resumes.")
+    if not restoring:
+        studio.runner().check_share(row.owner, row.id)
     if not _remote(row):
         check_training(studio, TrainOptions.from_dict(row.params), row.owner)
     jobs.requeue(studio.store, row.id)
@@ -301,5 +304,5 @@ def resume_remote_runs(studio: Studio) -> list[int]:
     for row in jobs.find(studio.store, "kind = ? and status = 'interrupted'", [KIND], order_by="id"):
         state = row.state
         if state.get("backend") and state.get("ref") and not state.get("submitting"):
-            resumed.append(resume_run(studio, row.id, row.owner))
+            resumed.append(resume_run(studio, row.id, row.owner, restoring=True))
     return resumed

@@ -148,9 +148,14 @@ def test_per_user_limit_cancel_and_retry(tmp_path, tiny_model):
         assert next(j for j in list_jobs(studio, "local") if j["id"] == first)["status"] == "cancelled"
         with pytest.raises(InvalidInput, match="cannot be paused"):
             control_job(studio, "local", "pause", first)
+        third = queue_images(studio, request(model), "c")[0]  # the cancelled job made room
+        with pytest.raises(InvalidInput, match="limit is 2 per user"):  # retrying it may not go past the limit
+            control_job(studio, "local", "retry", first)
+        control_job(studio, "local", "cancel", third)
         control_job(studio, "local", "retry", first)
         assert work_until_empty(studio) == 3
-        assert {job["status"] for job in list_jobs(studio, "local")} == {"completed"}
+        assert {job["id"]: job["status"] for job in list_jobs(studio, "local")} == {
+            first: "completed", _second: "completed", third: "cancelled"}
     finally:
         studio.close()
 

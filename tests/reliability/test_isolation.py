@@ -479,3 +479,28 @@ def test_model_paths_relative_to_where_masuka_runs_say_nothing_of_existence(tmp_
     assert usable_model(studio, "alice", relative) == relative
     assert usable_model(studio, "bob", "black-forest-labs/FLUX.1-dev") == "black-forest-labs/FLUX.1-dev"
     studio.close()
+
+
+def test_a_session_hash_belongs_to_the_user_who_used_it_first(shared):
+    """Gradio keys a session's stream, state and cancelling by its hash alone, and a script may pick the hash
+    (the README's HTTP examples keep one): another user naming it is refused, whatever the route."""
+    running, _files, model = shared
+    alice, bob = signed_in(running.url, "alice", "pa-alice"), signed_in(running.url, "bob", "pb-bob")
+    fn_index = next(i for i, fn in running.demo.fns.items() if fn.api_name == "generate_image")
+    session = f"fixed-{uuid.uuid4().hex[:6]}"
+    join = {"data": ["alice's cabin", str(model), "", 1, 1.0, 64, 64, 1, 1, []], "fn_index": fn_index,
+            "event_data": None, "session_hash": session, "trigger_id": None}
+    assert alice.post("/gradio_api/queue/join", json=join).status_code == 200
+    refused = [bob.get("/gradio_api/queue/data", params={"session_hash": session}),
+               bob.post("/gradio_api/queue/join", json=join),
+               bob.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": fn_index, "event_id": "x"}),
+               bob.get("/gradio_api/deep_link", params={"session_hash": session}),
+               bob.get(f"/gradio_api/heartbeat/{session}"),
+               httpx.get(running.url.rstrip("/") + f"/gradio_api/heartbeat/{session}")]  # nobody signed in
+    assert [answer.status_code for answer in refused] == [403] * len(refused)
+    assert "another user" in refused[0].json()["detail"]
+    with alice.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+        messages = [line for line in stream.iter_lines() if line.startswith("data: ")]
+    completed = [json.loads(line[6:]) for line in messages if "process_completed" in line]
+    assert completed and completed[0]["success"], messages
+    assert bob.post("/gradio_api/queue/join", json={**join, "session_hash": uuid.uuid4().hex}).status_code == 200
