@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
 
 from masuka.access import usable_model
@@ -164,7 +164,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             "steps": request.steps, "batch_size": body.batch_size, "restore_faces": False,
             "sd_model_name": request.model, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
             "denoising_strength": request.init.strength if request.init else None, "styles": body.styles or [],
-            "job_timestamp": work.progress[request.owner].timestamp, "index_of_first_image": 0,
+            "job_timestamp": outcome.timestamp, "index_of_first_image": 0,
             "infotexts": [r.parameters for r in results], "history_ids": [r.id for r in results],
             "interrupted": outcome.interrupted,
         }
@@ -180,12 +180,14 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         return {"images": images, "parameters": body.model_dump(), "info": json.dumps(info)}
 
     @router.post("/txt2img")
+    @work.in_own_threads
     @a1111_errors
     def txt2img(body: Txt2Img, request: Request) -> Any:
         caller = caller_of(request)
         return answer(work.generate(caller, to_request(caller, body)), body)
 
     @router.post("/img2img")
+    @work.in_own_threads
     @a1111_errors
     def img2img(body: Img2Img, request: Request) -> Any:
         caller = caller_of(request)
@@ -208,7 +210,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         caller_of(request)
         try:
             text = read_parameters(io.BytesIO(image_bytes(body.image, "image"))) or ""
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             raise InvalidInput("The image is not a readable PNG, JPEG or WebP file.") from None
         if not text:
             return {"info": "", "items": {}, "parameters": {}}
@@ -224,9 +226,10 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def progress(request: Request, skip_current_image: bool = False) -> Any:
         caller = caller_of(request)
-        state = work.progress.get(caller.user)
-        if state is None or not state.active:
-            return {"progress": 0.0, "eta_relative": 0.0, "state": _state(state), "current_image": None,
+        state = work.current(caller.user)
+        if state is None:  # idle: job_count 0, as A1111's State.end() leaves it (clients wait for that)
+            idle = _state(None) | {"interrupted": work.interrupted.get(caller.user, False)}
+            return {"progress": 0.0, "eta_relative": 0.0, "state": idle, "current_image": None,
                     "textinfo": None}
         fraction = state.fraction
         elapsed = time.time() - state.started
@@ -301,6 +304,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
                                            "scale": None} for name in files]
 
     @router.post("/extra-single-image")
+    @work.in_own_threads
     @a1111_errors
     def extra_single_image(body: ExtraSingleImage, request: Request) -> Any:
         caller = caller_of(request)
@@ -399,7 +403,7 @@ def split_schedule(sampler: str) -> tuple[str, str]:
 
 def _state(state: Any) -> dict:
     return {"skipped": False, "interrupted": bool(state and state.interrupted),
-            "stopping_generation": False, "job": "" if state is None or not state.active else "txt2img",
+            "stopping_generation": False, "job": "" if state is None else "txt2img",
             "job_count": state.job_count if state else 0, "job_timestamp": state.timestamp if state else "0",
             "job_no": state.job_no if state else 0, "sampling_step": state.step if state else 0,
             "sampling_steps": state.steps if state else 0}

@@ -42,6 +42,8 @@ class Caller:
 
 def create_token(studio: Studio, owner: str, name: str = "") -> str:
     """Make a token for ``owner`` and return it: the only time it is ever shown."""
+    if not (owner or "").strip():
+        raise InvalidInput("Say whose token it is: name a user.")
     name = (name or "").strip() or "token"
     if len(name) > 64 or not name.isprintable():
         raise InvalidInput("Name the token with at most 64 printable characters.")

@@ -1,8 +1,9 @@
 """OpenAI's Images API (``/v1/images/generations``, ``/v1/images/edits``, ``/v1/models``) on MASUKA's models.
 
 ``model`` is a catalog id, a diffusers repo id or a local folder; OpenAI's own image model names
-(``dall-e-3``, ``gpt-image-1``...) mean "my default model", so tools with a fixed model name work too.
-``quality`` and ``style`` are accepted and have no effect. Errors are OpenAI error objects.
+(``gpt-image-2.5-flare``, ``dall-e-3``...) mean "my default model", so tools with a fixed model name work too.
+``quality`` and ``style`` are accepted and have no effect. Images come back as saved or converted
+(:class:`Delivery`), in one answer or as server-sent events. Errors are OpenAI error objects.
 
 MASUKA's generation aids are extension fields OpenAI does not define (:class:`Aids`: ``optimize_prompt``,
 ``safety_check``, ``face_detail``, ``face_strength``), sent by the official SDK through ``extra_body``: in the
@@ -11,27 +12,35 @@ JSON body of a generation, as form fields of an edit.
 
 from __future__ import annotations
 
+import base64
 import functools
+import io
+import json
+import re
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, ValidationError
-from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from masuka.access import may_read
 from masuka.api.auth import Caller, Refused
-from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64
+from masuka.api.work import ApiWork, Outcome, TooManyWaiting
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest, used_prompt
 from masuka.image.tasks import InitImage, save_input
 from masuka.models.catalog import image_models
 
-OPENAI_MODELS = ("dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5", "gpt-image-2")
+#: OpenAI's image model names, dated snapshots included (``gpt-image-2-2026-04-21``, ``chatgpt-image-latest``)
+OPENAI_MODEL = re.compile(r"(gpt-image|chatgpt-image|dall-e)(-[\w.-]+)?")
 EDIT_STRENGTH = 0.8  # an edit without a mask: how far the whole picture may move
+SIZE = re.compile(r"([0-9]{1,5})x([0-9]{1,5})")
+ROW_ID = re.compile(r"[1-9][0-9]{0,17}")  # a history row id SQLite can hold
 
 
 class Aids(BaseModel):
@@ -46,14 +55,26 @@ class Aids(BaseModel):
     face_strength: float = 0.4
 
 
-class Generation(Aids):
+class Delivery(BaseModel):
+    """How the images come back: base64 or a URL, as PNG, JPEG or WebP (unset: as MASUKA saved them), in one
+    answer or, with ``stream``, as one ``image_generation.completed`` (``image_edit.completed``) event each once
+    they are made (no partial images). An edit's come from its form."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    response_format: Literal["b64_json", "url"] | None = None
+    output_format: Literal["png", "jpeg", "webp"] | None = None
+    output_compression: int = Field(100, ge=0, le=100)
+    stream: bool = False
+
+
+class Generation(Aids, Delivery):
     """The body of ``POST /v1/images/generations`` (unknown fields ignored)."""
 
     prompt: str
     model: str | None = None
     n: int = 1
     size: str | None = None
-    response_format: str | None = None
     quality: str | None = None
     style: str | None = None
 
@@ -81,6 +102,8 @@ def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
             return _error(OpenAIError(error.status, str(error), code=code))
         except ValidationError as error:
             first = error.errors()[0]
+            if not first["loc"]:  # the body itself: a list, a string
+                return _error(OpenAIError(400, "The body must be a JSON object."))
             return _error(OpenAIError(400, f"{'.'.join(map(str, first['loc']))}: {first['msg']}",
                                       param=str(first["loc"][0])))
         except InvalidInput as error:
@@ -117,28 +140,38 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
             raise OpenAIError(400, f"n must be between 1 and {MAX_BATCH} (got {count}).", param="n")
         width = height = None
         if size and size != "auto":
-            parts = size.lower().split("x")
-            if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            match = SIZE.fullmatch(size.lower())
+            if not match:
                 raise OpenAIError(400, f"size must look like 1024x1024 (got {size!r}).", param="size")
-            width, height = int(parts[0]), int(parts[1])
-        chosen = work.model_for(caller.user) if not model or model in OPENAI_MODELS else model
+            width, height = int(match[1]), int(match[2])
+        chosen = work.model_for(caller.user) if not model or OPENAI_MODEL.fullmatch(model) else model
         extra = {name: getattr(aids, name) for name in Aids.model_fields} if aids is not None else {}
         return ImageRequest(prompt=prompt, model=chosen, width=width, height=height, batch=count,
                             owner=caller.user, init=init, **extra)
 
-    async def run(request: Request, caller: Caller, image_request: ImageRequest, response_format: str | None
-                  ) -> dict:
-        if response_format not in (None, "b64_json", "url"):
-            raise OpenAIError(400, "response_format must be b64_json or url.", param="response_format")
+    async def run(request: Request, caller: Caller, image_request: ImageRequest, delivery: Delivery,
+                  event: str) -> Any:
         try:
-            outcome: Outcome = await run_in_threadpool(work.generate, caller, image_request)
+            outcome: Outcome = await work.call(work.generate, caller, image_request)
         except InvalidInput as error:
-            param = "size" if any(word in str(error) for word in ("width", "height")) else None
+            param = "size" if any(word in str(error).lower() for word in ("width", "height")) else None
             raise OpenAIError(400, str(error), param=param) from None
-        data = [{"url": str(request.url_for("openai_image_file", image_id=r.id))} if response_format == "url"
-                else {"b64_json": file_base64(r.path)} for r in outcome.results]
-        return {"created": int(time.time()), "data": [dict(item, revised_prompt=used_prompt(result))  # optimized
-                                                      for item, result in zip(data, outcome.results, strict=True)]}
+        pictures = await work.call(lambda: [delivered(r.path, delivery) for r in outcome.results])
+        if delivery.stream:
+            return StreamingResponse(_events(event, pictures), media_type="text/event-stream")
+        data = []
+        for result, picture in zip(outcome.results, pictures, strict=True):
+            if delivery.response_format == "url":
+                url = request.url_for("openai_image_file", image_id=result.id)
+                item = {"url": str(url.include_query_params(format=picture.format) if delivery.output_format
+                                   else url)}
+            else:
+                item = {"b64_json": base64.b64encode(picture.data).decode()}
+            data.append(dict(item, revised_prompt=used_prompt(result)))  # the optimized prompt, when it was
+        answer: dict[str, Any] = {"created": int(time.time()), "data": data}
+        if pictures:
+            answer.update(output_format=pictures[0].format, size=pictures[0].size)
+        return answer
 
     @router.post("/images/generations")
     @openai_errors
@@ -151,7 +184,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
                 raise
             raise OpenAIError(400, "The body must be JSON.") from None
         return await run(request, caller, to_request(caller, body.prompt, body.model, body.n, body.size,
-                                                     aids=body), body.response_format)
+                                                     aids=body), body, "image_generation")
 
     @router.post("/images/edits")
     @openai_errors
@@ -162,27 +195,34 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
         if not images or not hasattr(images[0], "read"):
             raise OpenAIError(400, "Send the picture to edit as the multipart file 'image'.", param="image")
         prompt = str(form.get("prompt") or "")
-        image = work.decode_upload(caller, await images[0].read(), "init image")
+        image = await work.call(work.decode_upload, caller, await images[0].read(), "init image")
         mask_file = form.get("mask")
         mask = None
         if mask_file is not None and hasattr(mask_file, "read"):
-            mask = _openai_mask(work, caller, await mask_file.read())
+            mask = await work.call(_openai_mask, work, caller, await mask_file.read())
         init = InitImage(image, 1.0 if mask else EDIT_STRENGTH, mask, mask_blur=0)
         aids = Aids.model_validate({name: form[name] for name in Aids.model_fields if isinstance(form.get(name), str)})
+        delivery = Delivery.model_validate({name: form[name] for name in Delivery.model_fields
+                                            if isinstance(form.get(name), str)})
         image_request = to_request(caller, prompt, form.get("model"), form.get("n") or 1, form.get("size"), init,
                                    aids)
-        return await run(request, caller, image_request, form.get("response_format"))
+        return await run(request, caller, image_request, delivery, "image_edit")
 
     @router.get("/images/files/{image_id}", name="openai_image_file")
     @openai_errors
-    async def image_file(image_id: int, request: Request) -> Any:
+    async def image_file(image_id: str, request: Request, format: str | None = None) -> Any:
+        """A generated image by its history id, as saved or in the ``format`` the request asked for."""
         caller = caller_of(request)
-        row = studio.store.get("generations", image_id)
+        row = studio.store.get("generations", int(image_id)) if ROW_ID.fullmatch(image_id) else None
         path = studio.config.absolute(row["output_path"]) if row and row.get("output_path") else None
         if path is None or not path.is_file() or (row["owner"] != caller.user and not caller.admin) \
                 or not may_read(studio, caller.user, path):
             raise OpenAIError(404, f"No image {image_id} of yours.", code="not_found")
-        return FileResponse(path)
+        if format is None:
+            return FileResponse(path)
+        delivery = Delivery.model_validate({"output_format": format})
+        picture = await work.call(delivered, path, delivery)
+        return Response(picture.data, media_type=f"image/{picture.format}")
 
     @router.get("/models")
     @openai_errors
@@ -192,6 +232,41 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
                                            for key in image_models()]}
 
     return router
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """An image as it goes back: its bytes, format (``png``, ``jpeg``, ``webp``) and ``WIDTHxHEIGHT``."""
+
+    data: bytes
+    format: str
+    size: str
+
+
+def delivered(path: Path, delivery: Delivery) -> Delivered:
+    """The saved image, converted when the request asked for another format (the parameters chunk stays only
+    in a file sent as it was saved)."""
+    with Image.open(path) as picture:
+        saved = (picture.format or "PNG").lower()
+        size = f"{picture.width}x{picture.height}"
+        wanted = delivery.output_format or saved
+        if wanted == saved:
+            return Delivered(path.read_bytes(), saved, size)
+        buffer = io.BytesIO()
+        converted = picture.convert("RGBA" if wanted != "jpeg" and "A" in picture.getbands() else "RGB")
+        converted.save(buffer, wanted.upper(), quality=delivery.output_compression)
+    return Delivered(buffer.getvalue(), wanted, size)
+
+
+def _events(event: str, pictures: list[Delivered]) -> Iterator[str]:
+    """Server-sent events as OpenAI streams them: one ``<event>.completed`` per image."""
+    for picture in pictures:
+        payload = {"type": f"{event}.completed", "b64_json": base64.b64encode(picture.data).decode(),
+                   "created_at": int(time.time()), "size": picture.size, "quality": "auto", "background": "opaque",
+                   "output_format": picture.format,
+                   "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
+                             "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}}}
+        yield f"event: {event}.completed\ndata: {json.dumps(payload)}\n\n"
 
 
 def _openai_mask(work: ApiWork, caller: Caller, data: bytes) -> Any:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import anyio
 from PIL import Image, UnidentifiedImageError
 
 from masuka.api.auth import Caller
@@ -23,6 +27,10 @@ from masuka.image.generate import ImageRequest, ImageResult, generate_images
 from masuka.image.tasks import MAX_INPUT_PIXELS, save_input
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
+
+#: threads of the REST APIs' own pool: a generation holds one while it waits for the GPU and runs, never one of
+#: the threads Gradio's events and the other routes share
+GENERATION_THREADS = 64
 
 
 class TooManyWaiting(MasukaError):
@@ -41,11 +49,10 @@ class Progress:
     timestamp: str = "0"
     interrupted: bool = False
     last_image: Path | None = None
-    active: bool = False
 
     @property
     def fraction(self) -> float:
-        if not self.active or not self.job_count or not self.steps:
+        if not self.job_count or not self.steps:
             return 0.0
         return min(1.0, (self.job_no + self.step / self.steps) / self.job_count)
 
@@ -57,17 +64,45 @@ class Outcome:
     results: list[ImageResult]
     interrupted: bool
     request: ImageRequest
+    timestamp: str  # when the request came in (A1111's ``job_timestamp``)
 
 
 @dataclass
 class ApiWork:
-    """Per-app state of the REST APIs: who runs what, their stop flags and their chosen model."""
+    """Per-app state of the REST APIs: who runs what (each request's progress, in arrival order), their stop
+    flags, their chosen model, and the threads generations run in."""
 
     studio: Studio
-    progress: dict[str, Progress] = field(default_factory=dict)
+    progress: dict[str, list[Progress]] = field(default_factory=dict)
     stops: dict[str, list[threading.Event]] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    interrupted: dict[str, bool] = field(default_factory=dict)  # whether the user's last request was interrupted
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: Any = None  # an anyio CapacityLimiter, made in the server's event loop
+
+    def in_own_threads(self, route: Callable[..., Any]) -> Callable[..., Any]:
+        """A blocking route made async, run in :data:`GENERATION_THREADS` threads of its own: generations that
+        wait for the GPU cannot take every thread of the server's shared pool and leave ``/progress``,
+        ``/interrupt`` or the app's pages waiting."""
+
+        @functools.wraps(route)
+        async def in_pool(*args: Any, **kwargs: Any) -> Any:
+            return await self.call(route, *args, **kwargs)
+
+        return in_pool
+
+    async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``func(*args, **kwargs)`` in the REST APIs' own threads (see :meth:`in_own_threads`)."""
+        if self._threads is None:
+            self._threads = anyio.CapacityLimiter(GENERATION_THREADS)
+        return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs), limiter=self._threads)
+
+    def current(self, user: str) -> Progress | None:
+        """The user's request A1111's ``/progress`` reports: the one generating, else the first waiting; None
+        when nothing is."""
+        with self._lock:
+            states = list(self.progress.get(user, []))
+        return next((state for state in states if state.steps), states[0] if states else None)
 
     def model_for(self, user: str) -> str:
         """The model a request without one uses: the user's API choice, the saved default, else the first."""
@@ -82,8 +117,8 @@ class ApiWork:
                 raise TooManyWaiting(f"You already have {limit} request{'s' * (limit != 1)} waiting for the GPU, "
                                      "the most one user may queue. Try again when one has finished.")
             self.stops.setdefault(caller.user, []).append(stop)
-            state = self.progress[caller.user] = Progress(job_count=request.batch, started=time.time(),
-                                                          timestamp=time.strftime("%Y%m%d%H%M%S"), active=True)
+            state = Progress(job_count=request.batch, started=time.time(), timestamp=time.strftime("%Y%m%d%H%M%S"))
+            self.progress.setdefault(caller.user, []).append(state)
         results: list[ImageResult] = []
 
         def on_step(index: int, step: int, total: int) -> None:
@@ -96,18 +131,20 @@ class ApiWork:
         try:
             generate_images(self.studio, request, on_step=on_step, on_image=on_image, stop=stop)
         except Cancelled:
-            state.interrupted = True
-            return Outcome(results, True, request)
+            return Outcome(results, True, request, state.timestamp)
         finally:
-            state.active = False
             with self._lock:
                 self.stops[caller.user].remove(stop)
-        return Outcome(results, False, request)
+                self.progress[caller.user].remove(state)
+                self.interrupted[caller.user] = state.interrupted
+        return Outcome(results, False, request, state.timestamp)
 
     def interrupt(self, user: str) -> int:
         """Stop the user's running and waiting REST generations; returns how many were told."""
         with self._lock:
             flags = list(self.stops.get(user, []))
+            for state in self.progress.get(user, []):
+                state.interrupted = True
         for flag in flags:
             flag.set()
         return len(flags)
@@ -120,6 +157,8 @@ class ApiWork:
                     raise InvalidInput(f"The {kind} is too large ({picture.width}x{picture.height}).")
                 picture.load()
                 return save_input(self.studio, caller.user, picture.copy(), kind.replace(" ", "-"))
+        except Image.DecompressionBombError:
+            raise InvalidInput(f"The {kind} is too large (more than {MAX_INPUT_PIXELS} pixels).") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             raise InvalidInput(f"The {kind} is not a readable image ({type(error).__name__}).") from None
 
@@ -129,7 +168,7 @@ def image_bytes(data: str | bytes, kind: str) -> bytes:
     if isinstance(data, bytes):
         return data
     try:
-        return base64.b64decode(data.split(",", 1)[1] if data.startswith("data:") else data)
+        return base64.b64decode(data.partition(",")[2] if data.startswith("data:") else data)
     except (binascii.Error, ValueError):
         raise InvalidInput(f"The {kind} is not valid base64.") from None
 

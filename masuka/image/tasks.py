@@ -26,6 +26,8 @@ MAX_INPUT_PIXELS = 4096 * 4096
 MAX_UPSCALE = 8
 MAX_SIDE_PADDING = 256
 RESAMPLERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
+#: the image modes a PNG file stores as they are
+PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
 
 
 @dataclass
@@ -258,6 +260,8 @@ def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str, fold
     target = output_dir(studio.config, owner) / folder
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{kind}-{uuid.uuid4().hex[:12]}.png"
+    if picture.mode not in PNG_MODES:  # a CMYK or YCbCr JPEG, a LAB TIFF: kept as the colours they show
+        picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
     picture.save(path, format="PNG")
     return path
 

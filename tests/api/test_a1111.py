@@ -102,6 +102,37 @@ def test_interrupt_stops_the_batch_and_progress_shows_it_running(live_app, tiny_
     assert api.get_progress()["state"]["interrupted"] is True
 
 
+def test_waiting_generations_leave_progress_and_interrupt_answering(live_app, tiny_model):
+    """Generations wait for the GPU in threads of the API's own: with more waiting than the server's shared pool
+    has threads, /progress still answers, about the one generating (not the newest waiting), and /interrupt
+    stops them all; once idle, job_count is 0, which webuiapi's util_wait_for_ready waits for."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = live_app(max_queued_per_user=50)
+    api = client(app)
+    base = app.url.rstrip("/") + "/sdapi/v1"
+    body = {"prompt": "a long night", "steps": 200, "width": 64, "height": 64, "batch_size": 4,
+            "override_settings": {"sd_model_checkpoint": str(tiny_model("flux"))}}
+    with ThreadPoolExecutor(45) as senders:
+        sent = [senders.submit(httpx.post, base + "/txt2img", json=body, timeout=300) for _ in range(45)]
+        seen = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not seen.get("progress"):
+            seen = httpx.get(base + "/progress", params={"skip_current_image": True}, timeout=10).json()
+            time.sleep(0.05)
+        assert seen["progress"] > 0 and seen["state"]["sampling_steps"] == 200
+        time.sleep(1)  # the rest are all waiting for the GPU by now
+        assert httpx.get(base + "/progress", timeout=10).json()["state"]["sampling_steps"] == 200
+        while not all(future.done() for future in sent):  # a request read after an interrupt needs its own
+            assert httpx.post(base + "/interrupt", timeout=10).status_code == 200
+            time.sleep(0.2)
+        answers = [future.result() for future in sent]
+    assert {answer.status_code for answer in answers} == {200}
+    assert all(json.loads(answer.json()["info"])["interrupted"] for answer in answers)
+    api.util_wait_for_ready(check_interval=0.1)
+    assert api.get_progress()["state"]["job_count"] == 0
+
+
 def test_lists_refresh_and_upscale(live_app, tiny_lora, photo):
     app = live_app()
     api = client(app)

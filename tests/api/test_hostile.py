@@ -41,6 +41,11 @@ A1111 = {
     "png-info of garbage": ("/sdapi/v1/png-info", {"image": base64.b64encode(b"\x89PNG junk").decode()},
                             "not a readable"),
     "a model that does not exist": ("/sdapi/v1/options", {"sd_model_checkpoint": "no such model"}, "Unknown model"),
+    "a data URL with no data": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": ["data:image/png;base64"]},
+                                "not a readable image"),
+    "a small file that unpacks to 200 megapixels": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": [
+        png((20000, 10000))]}, "too large"),
+    "png-info of 200 megapixels": ("/sdapi/v1/png-info", {"image": png((20000, 10000))}, "not a readable"),
     "an upscale of a thousand times": ("/sdapi/v1/extra-single-image", {"image": png(), "upscaler_1": "Lanczos",
                                                                         "upscaling_resize": 1000}, "between 1 and 8"),
 }
@@ -74,6 +79,11 @@ def test_a1111_refuses_with_the_reason(app, case):
     ({"prompt": "x"}, {"image": ("a.txt", b"not a picture", "text/plain")}, None, "not a readable image"),
     ({"prompt": "x"}, {}, "image", "multipart file 'image'"),
     ({"prompt": "x", "size": "big"}, {"image": ("a.png", base64.b64decode(png()), "image/png")}, "size", "1024x1024"),
+    ({"prompt": "x", "size": "\u00b2x64"}, {"image": ("a.png", base64.b64decode(png()), "image/png")}, "size",
+     "1024x1024"),
+    ({"prompt": "x"}, {"image": ("a.png", base64.b64decode(png((20000, 10000))), "image/png")}, None, "too large"),
+    ({"prompt": "x", "output_format": "gif"}, {"image": ("a.png", base64.b64decode(png()), "image/png")},
+     "output_format", "'png', 'jpeg' or 'webp'"),
 ])
 def test_openai_edits_refuse_with_an_error_object(app, fields, files, param, reason):
     answer = httpx.post(app.url.rstrip("/") + "/v1/images/edits", data=fields, files=files or {"x": ("", b"")},
@@ -89,3 +99,15 @@ def test_openai_generation_refuses_a_body_that_is_not_json(app):
     assert answer.status_code == 400 and answer.json()["error"]["message"] == "The body must be JSON."
     missing = httpx.post(app.url.rstrip("/") + "/v1/images/generations", json={"n": 1})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "prompt"
+
+
+@pytest.mark.parametrize("body", [[], "hi", 7])
+def test_openai_generation_refuses_a_body_that_is_not_an_object(app, body):
+    answer = httpx.post(app.url.rstrip("/") + "/v1/images/generations", json=body)
+    assert answer.status_code == 400 and answer.json()["error"]["message"] == "The body must be a JSON object."
+
+
+@pytest.mark.parametrize("image_id", ["99999999999999999999", "abc", "0", "-1"])
+def test_openai_image_files_answer_an_id_that_cannot_be_one_as_missing(app, image_id):
+    answer = httpx.get(app.url.rstrip("/") + f"/v1/images/files/{image_id}")
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"

@@ -79,3 +79,51 @@ def test_models_and_errors_in_openais_shape(signed_in, tiny_model):
         stranger.images.generate(prompt="a fox")
     assert refused.value.body["code"] == "invalid_api_key"
     assert not app.studio.store.count("generations")
+
+
+def test_openais_current_model_names_mean_the_default_model(signed_in, tiny_model):
+    app, sdk, _token = signed_in
+    httpx.post(app.url.rstrip("/") + "/sdapi/v1/options", json={"sd_model_checkpoint": str(tiny_model("flux"))},
+               auth=("ann", "pw-ann")).raise_for_status()
+    for name in ("gpt-image-2.5-flare", "chatgpt-image-latest", "gpt-image-2-2026-04-21"):
+        answer = sdk.images.generate(model=name, prompt="a gull", size="64x64")
+        assert decoded(answer.data[0]).size == (64, 64)
+    assert {row["model"] for row in app.studio.store.find("generations")} == {str(tiny_model("flux"))}
+
+
+def test_output_format_and_compression_are_honoured(signed_in, tiny_model):
+    _app, sdk, token = signed_in
+    model = str(tiny_model("flux"))
+    for output_format, magic in (("jpeg", b"\xff\xd8"), ("webp", b"RIFF"), ("png", b"\x89PNG")):
+        answer = sdk.images.generate(model=model, prompt="a gull", size="64x64", output_format=output_format,
+                                     output_compression=50)
+        assert base64.b64decode(answer.data[0].b64_json).startswith(magic)
+        assert answer.output_format == output_format and answer.size == "64x64"
+    url = sdk.images.generate(model=model, prompt="a gull", size="64x64", output_format="jpeg",
+                              response_format="url").data[0].url
+    served = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert served.headers["content-type"] == "image/jpeg" and served.content.startswith(b"\xff\xd8")
+
+
+def test_streaming_sends_one_completed_event_per_image(signed_in, tiny_model, photo):
+    _app, sdk, _token = signed_in
+    events = list(sdk.images.generate(model=str(tiny_model("flux")), prompt="a gull", size="64x64", n=2,
+                                      stream=True))
+    assert [event.type for event in events] == ["image_generation.completed"] * 2
+    assert all(decoded(event).size == (64, 64) and event.size == "64x64" for event in events)
+    picture = io.BytesIO()
+    photo.save(picture, format="PNG")
+    edits = list(sdk.images.edit(model=str(tiny_model("flux")), image=("photo.png", picture.getvalue(), "image/png"),
+                                 prompt="at dusk", size="64x64", stream=True, output_format="webp"))
+    assert [event.type for event in edits] == ["image_edit.completed"]
+    assert edits[0].output_format == "webp" and base64.b64decode(edits[0].b64_json).startswith(b"RIFF")
+
+
+def test_a_cmyk_jpeg_is_a_picture_like_any_other(signed_in, tiny_model):
+    """PNG cannot hold CMYK: the uploaded picture is kept as the colours it shows."""
+    _app, sdk, _token = signed_in
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (64, 64), (0, 128, 128, 0)).save(cmyk, format="JPEG")
+    answer = sdk.images.edit(model=str(tiny_model("flux")), image=("photo.jpg", cmyk.getvalue(), "image/jpeg"),
+                             prompt="at dusk", size="64x64")
+    assert decoded(answer.data[0]).size == (64, 64)
