@@ -26,16 +26,36 @@ LIBRARY_VERBOSITY = ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY", "HF_HUB_VE
 
 
 def data_dir_parser() -> argparse.ArgumentParser:
-    """The ``--data-dir`` option every command takes (a parent parser)."""
+    """The ``--data-dir`` option every command takes (a parent parser); its default is the top parser's."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--data-dir", help="data folder (default: $MASUKA_DATA_DIR or ./data)")
+    parser.add_argument("--data-dir", default=argparse.SUPPRESS, help="data folder (default: $MASUKA_DATA_DIR or "
+                                                                      "./data)")
     return parser
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``low`` (``--runs``, ``--limit``)."""
+
+    def whole(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low} (got {number})")
+        return number
+
+    return whole
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line. A group (``dataset``) and its actions (``dataset create``) both take the common
+    options, so these have no defaults of their own: only the top parser's, or an action's would overwrite
+    what was given to its group (``dataset --data-dir D create``)."""
     common = argparse.ArgumentParser(add_help=False, parents=[data_dir_parser()])
-    common.add_argument("--json", action="store_true", help="print results as JSON")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print results as JSON")
     parser = argparse.ArgumentParser(prog="python -m masuka", description="MASUKA studio, headless.")
+    parser.set_defaults(data_dir=None, json=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"masuka.commands.{name}").register(sub, common)
@@ -58,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except MasukaError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left (`| head`): quiet, as Python's "Note on SIGPIPE" advises
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as error:
         full = as_disk_full(error)
         if full is None:

@@ -1,6 +1,7 @@
 """The few exceptions a user may see: each carries a message a person can act on."""
 
 import errno
+import os
 
 
 class MasukaError(Exception):
@@ -58,3 +59,12 @@ def as_disk_full(error: BaseException) -> DiskFull | None:
                             "use) and try again.")
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def cannot_write(error: OSError, place: str | os.PathLike[str]) -> MasukaError:
+    """The error to raise when ``place`` (a file or folder the user named) cannot be written: :class:`DiskFull`
+    for a full disk, else :class:`InvalidInput` saying why."""
+    reason = error.strerror or str(error)
+    if error.filename is not None:
+        reason += f": {error.filename}"
+    return as_disk_full(error) or InvalidInput(f"{place} cannot be written ({reason}): choose another place.")

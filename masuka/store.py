@@ -108,6 +108,11 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
 JSON_COLUMNS = frozenset({"loras", "params", "state", "result", "options", "metadata", "figures"})
 DEFAULTS = {"owner": LOCAL_USER, "stop_requested": 0}
 FTS = {"generations": ["prompt", "negative_prompt", "model"]}
+_ACCESS = "check that you may read and write it and its folder"
+_DAMAGED = "restore it from a backup, or move it aside to start with an empty one"
+#: SQLite's (primary) result codes of a database file that cannot be used at all -> what a person can do
+UNUSABLE = {sqlite3.SQLITE_CANTOPEN: _ACCESS, sqlite3.SQLITE_READONLY: _ACCESS, sqlite3.SQLITE_PERM: _ACCESS,
+            sqlite3.SQLITE_NOTADB: _DAMAGED, sqlite3.SQLITE_CORRUPT: _DAMAGED}
 
 
 def now() -> str:
@@ -123,13 +128,23 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         import sqlite_utils  # here, so that code needing no database (bench suite) imports without it
 
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-        self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
-        self.db.execute("PRAGMA busy_timeout = 30000")
-        self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous = NORMAL")  # WAL's recommended level: commits survive a crash
-        self.migrate()
+        conn = None
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous = NORMAL")  # WAL's recommended level: commits survive a crash
+            self.migrate()
+        except sqlite3.DatabaseError as error:
+            if conn is not None:
+                conn.close()
+            advice = UNUSABLE.get(getattr(error, "sqlite_errorcode", 0) & 0xFF)
+            if advice is None:  # busy, a full disk...: said where it is caught
+                raise
+            raise InvalidInput(f"The database {self.path} cannot be opened ({error}): {advice}, or choose another "
+                               "data dir (--data-dir or MASUKA_DATA_DIR). The file was left as it is.") from error
 
     # -- schema -------------------------------------------------------------------------------------
     def migrate(self) -> None:

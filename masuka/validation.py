@@ -13,7 +13,7 @@ def whole_number(name: str, value: Any, low: int, high: int) -> int:
     label = name[:1].upper() + name[1:]
     try:
         number = int(value)
-        if number != float(value):
+        if not isinstance(value, str) and number != value:  # 2.5; compared exactly, as a float loses big numbers
             raise ValueError
     except (TypeError, ValueError, OverflowError):
         raise InvalidInput(f"{label} must be a whole number (got {value!r}).") from None

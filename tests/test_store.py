@@ -7,6 +7,9 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
+from masuka.errors import InvalidInput
 from masuka.store import Store
 
 
@@ -44,3 +47,32 @@ def test_work_left_running_by_a_dead_process_is_marked_interrupted(tmp_path):
     assert store.get("generations", done)["status"] == "completed"
     assert store.get("jobs", video)["status"] == "running", "remote video jobs resume polling instead"
     assert "stopped" in store.get("jobs", train)["error"]
+
+
+def test_a_file_that_is_not_a_database_is_refused_in_words_and_kept(tmp_path, capsys):
+    from masuka.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "masuka.db").write_text("x\n")
+    for argv in (["history", "list"], ["dataset", "list"], ["jobs"]):
+        assert main([*argv, "--data-dir", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: The database {data / 'masuka.db'} cannot be opened (file is not a database)")
+        assert "move it aside" in err and err.count("\n") == 1
+    assert (data / "masuka.db").read_text() == "x\n"
+
+
+def test_a_database_that_cannot_be_opened_is_refused_in_words(tmp_path):
+    (tmp_path / "masuka.db").mkdir()  # sqlite3: "unable to open database file", as in a folder MASUKA may not write
+    with pytest.raises(InvalidInput, match="cannot be opened \\(unable to open database file\\): check that you may"):
+        Store(tmp_path / "masuka.db")
+
+
+def test_other_database_errors_are_left_to_their_callers(tmp_path, monkeypatch):
+    def full(self):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "migrate", full)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        Store(tmp_path / "m.db")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from masuka.bench import timed
+from masuka.cli import at_least
 from masuka.video.catalog import REMOTE_PROVIDERS
 
 WORDS = ("fox cat dog castle forest river neon city portrait watercolor snow desert robot dragon garden ocean "
@@ -51,7 +52,7 @@ def fill(store, rows: int = 100_000, owners: tuple[str, ...] = ("alice", "bob"),
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="rows in the generated store")
-    parser.add_argument("--runs", type=int, default=5, help="timed repetitions of each query (median reported)")
+    parser.add_argument("--runs", type=at_least(1), default=5, help="timed repetitions of each query (median reported)")
 
 
 def run(studio, args: argparse.Namespace) -> dict:

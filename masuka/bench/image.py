@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from masuka.bench import timed
+from masuka.cli import at_least
 from masuka.gpu import MEMORY_PLAN_HELP, device_plan
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.synthetic import REAL_MODELS, TINY_ARCHITECTURES, real_pipeline, save_tiny_lora, save_tiny_pipeline
@@ -51,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLAN_HELP],
                         help="the 4-bit plans (nf4_offload, gguf_offload) need the model's files: not --random-weights")
     parser.add_argument("--step-cache", type=float, default=0.0, help="first-block cache threshold (fast path)")
-    parser.add_argument("--runs", type=int, default=5, help="measured images per variant (median reported)")
+    parser.add_argument("--runs", type=at_least(1), default=5, help="measured images per variant (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="images before measuring (compiles, caches)")
     parser.add_argument("--through-app", action="store_true",
                         help="per-image time of a live app's /generate_image against a bare Gradio app and the bare "

@@ -14,10 +14,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from masuka.cli import at_least
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=200, help="photos per batch")
-    parser.add_argument("--runs", type=int, default=3, help="timed ingests each way (medians reported)")
+    parser.add_argument("--runs", type=at_least(1), default=3, help="timed ingests each way (medians reported)")
     parser.add_argument("--size", type=int, default=1024, help="dataset target size (longest side)")
     parser.add_argument("--megapixels", type=float, default=12.0, help="size of each synthetic photo")
 

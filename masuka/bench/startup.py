@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from masuka.cli import at_least
+
 ROOT = Path(__file__).resolve().parents[2]
 BARE_APP = """
 import sys
@@ -27,7 +29,7 @@ demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[1]))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=int, default=5, help="launches of each app (median reported)")
+    parser.add_argument("--runs", type=at_least(1), default=5, help="launches of each app (median reported)")
 
 
 def first_200(command: list[str], port: int, env: dict[str, str], timeout: float = 120) -> float:

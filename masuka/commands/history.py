@@ -9,13 +9,16 @@ from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
+    from masuka.history.queries import KINDS, STATUSES
+
     parser = sub.add_parser("history", parents=[common], help="browse, export or delete history entries")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", parents=[common], help="one page of entries, newest first")
-    listing.add_argument("--kind", action="append", default=[], help="image, video, train, caption, download")
+    listing.add_argument("--kind", action="append", default=[], choices=KINDS,
+                         help="only entries of this kind (repeatable)")
     listing.add_argument("--model", default="")
     listing.add_argument("--lora", default="")
-    listing.add_argument("--status", default="")
+    listing.add_argument("--status", default="", choices=STATUSES)
     listing.add_argument("--since", default="", help="YYYY-MM-DD (inclusive)")
     listing.add_argument("--until", default="", help="YYYY-MM-DD (inclusive)")
     listing.add_argument("--search", default="", help="full-text search in prompts")

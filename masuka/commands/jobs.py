@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.cli import emit, open_studio, progress_line
+from masuka.cli import at_least, emit, open_studio, progress_line
 
 KINDS = ("video", "train", "caption", "download")
 ALIASES = {"training": "train"}
@@ -16,7 +16,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", choices=["list", "resume"], default="list")
     parser.add_argument("--kind", choices=[*KINDS, *ALIASES], metavar="KIND",
                         help="only jobs of this kind: " + ", ".join(KINDS) + " (training = train)")
-    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--limit", type=at_least(1), default=50, help="at most this many (default 50)")
     parser.set_defaults(handler=run)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.cli import emit, open_studio, progress_line
+from masuka.cli import at_least, emit, open_studio, progress_line
 from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("runs", parents=[common], help="list training runs; compare or use their checkpoints")
-    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--limit", type=at_least(1), default=50, help="at most this many (default 50)")
     parser.set_defaults(handler=run)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     compare = actions.add_parser("compare", parents=[common],

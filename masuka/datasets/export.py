@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,7 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
     layout: dict[str, Any] = dict(trigger=dataset["trigger"] or "", repeats=int(repeats),
                                   resolution=int((dataset["options"] or {}).get("size", 1024)))
     if out_dir is not None:
-        target = Path(out_dir).expanduser()
-        if target.exists() and any(target.iterdir()):
-            raise InvalidInput(f"{target} is not empty: export into a new or empty folder.")
+        target = _empty_folder(Path(out_dir).expanduser())
         write_layout(items, fmt, target, **layout)
         return target
     exports = dataset_dir(studio, dataset["id"]) / "exports"
@@ -42,3 +41,18 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
         return zip_folder(folder, exports / f"{dataset['name'].replace(' ', '_')}-{fmt}.zip")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _empty_folder(target: Path) -> Path:
+    """``target`` once it is a new or empty folder that can be made and written; else :class:`InvalidInput`."""
+    if target.exists() and not target.is_dir():
+        raise InvalidInput(f"{target} is a file: export into a new or empty folder.")
+    if target.exists() and any(target.iterdir()):
+        raise InvalidInput(f"{target} is not empty: export into a new or empty folder.")
+    nearest = next(folder for folder in (target, *target.parents) if folder.exists())
+    if not nearest.is_dir():
+        raise InvalidInput(f"{target} cannot be made: {nearest} is a file. Export into a new or empty folder.")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{target} cannot be written: {nearest} is not writable. Export into a folder you may "
+                           "write in.")
+    return target

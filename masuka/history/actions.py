@@ -16,7 +16,7 @@ from masuka.studio import Studio
 from masuka.users import output_dir
 from masuka.video.request import INPUT_FILES, sound_choice
 
-#: row column -> form field name (components are registered as ``<kind>_<field>``, e.g. ``image_negative``)
+#: row column -> form field name (the fields a tab registers with ``UIContext.register_form``, e.g. ``negative``)
 FORM_FIELDS = {"prompt": "prompt", "negative_prompt": "negative", "model": "model", "provider": "provider",
                "steps": "steps", "guidance": "guidance", "width": "width", "height": "height", "seed": "seed"}
 MAX_EXPORT = 1000
@@ -49,8 +49,10 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
 
 
 def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> str:
-    """Delete entries and their files; unfinished jobs are refused. Returns what was done."""
-    rows = [entry(studio, user, admin, key) for key in keys]
+    """Delete entries and their files; unfinished jobs are refused. Returns what was done (an entry named twice,
+    as ``g4 g4``, is deleted once)."""
+    found = (entry(studio, user, admin, key) for key in keys)
+    rows = list({(row["table"], row["id"]): row for row in found}.values())
     busy = [row["key"] for row in rows if row["status"] in UNFINISHED]
     if busy:
         raise InvalidInput(f"{', '.join(busy)} still running or queued: stop it before deleting.")

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from masuka.store import Store, owner_clause
+from masuka.jobs import FINISHED
+from masuka.store import UNFINISHED, Store, owner_clause
+
+#: the kinds History lists: generations' (image, upscale, video) and jobs' (video, train, caption, download)
+KINDS = ("image", "upscale", "video", "train", "caption", "download")
+#: the statuses of both: waiting or working, then done one way or another
+STATUSES = (*UNFINISHED, *FINISHED)
 
 
 @dataclass
@@ -107,11 +113,13 @@ def _history_where(store: Store, table: str, where: HistoryFilter) -> tuple[str,
         conditions.append("exists (select 1 from json_each(generations.loras) where json_extract(value, '$.name') = ?)"
                           if table == "generations" else "id in (select job_id from loras where name = ?)")
         args.append(where.lora)
-    if where.text and where.text.strip():
+    text = (where.text or "").strip()
+    query = store.quote_fts(text)
+    if query:  # quotes alone ('"') leave nothing to search for: no text filter
         if table == "generations":
             conditions.append("id in (select rowid from generations_fts where generations_fts match ?)")
-            args.append(store.quote_fts(where.text.strip()))
+            args.append(query)
         else:
             conditions.append("(title like ? or model like ?)")
-            args.extend([f"%{where.text.strip()}%"] * 2)
+            args.extend([f"%{text}%"] * 2)
     return " and ".join(conditions) or "1 = 1", args

@@ -6,12 +6,13 @@ the file is written through imageio-ffmpeg (no system ffmpeg needed), checked, t
 
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from masuka.errors import InvalidInput, NotFound
+from masuka.errors import InvalidInput, NotFound, cannot_write
 from masuka.studio import Studio
 from masuka.users import output_dir
 from masuka.video.media import check_mp4
@@ -43,8 +44,14 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
     if dest is None:
         folder = output_dir(studio.config, owner) / "videos"
         dest = folder / f"sequence-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}.mp4"
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_dir():
+        raise InvalidInput(f"{dest} is a folder: give the video a file name, such as {dest / 'sequence.mp4'}.")
     partial = dest.with_name(dest.name + ".part.mp4")
+    try:  # the destination is known writable before a frame is encoded
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial.touch()
+    except OSError as error:
+        raise cannot_write(error, dest) from error
     writer: Any = None  # imageio-ffmpeg's frame generator
     try:
         for path in paths:
@@ -63,5 +70,6 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
         check_mp4(partial)
         os.replace(partial, dest)
     finally:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a failed clean-up never hides why the video was not made
+            partial.unlink(missing_ok=True)
     return dest

@@ -89,3 +89,20 @@ def test_ingest_benchmark_runs_and_keeps_its_figures(capsys, tmp_path):
     assert row["figures"]["images"] == 3 and row["figures"]["images_per_s"] > 0
     code, out, _ = cli(capsys, "dataset", "list", "--json", *data)
     assert json.loads(out) == {"datasets": []}  # the benchmark works in a data dir of its own
+
+
+def test_export_to_a_file_or_an_unwritable_place_exits_2_and_writes_nothing(capsys, tmp_path, monkeypatch):
+    data = ["--data-dir", str(tmp_path / "data")]
+    cli(capsys, "dataset", "create", "mugs", "--trigger", "zorp", "--from", str(corpus.photo(tmp_path / "m.jpg", 1)),
+        *data)
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    for out, message in ((taken, f"{taken} is a file"),
+                         (taken / "k", f"{taken / 'k'} cannot be made: {taken} is a file")):
+        code, _, err = cli(capsys, "dataset", "export", "mugs", "--format", "kohya", "--out", str(out), *data)
+        assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert taken.read_text() == "mine"
+    monkeypatch.setattr("masuka.datasets.export.os.access", lambda *_: False)  # as a folder of another user's
+    code, _, err = cli(capsys, "dataset", "export", "mugs", "--format", "kohya", "--out", str(tmp_path / "new" / "k"),
+                       *data)
+    assert code == 2 and f"{tmp_path} is not writable" in err and not (tmp_path / "new").exists()

@@ -42,3 +42,21 @@ def test_keys_are_set_from_stdin_listed_masked_and_tested(config, capsys, monkey
     assert "ngrok" in out and "2abcDEF" not in out
     code, out, _ = run(capsys, "keys", "test", "ngrok", "--data-dir", data)
     assert code == 0 and "looks valid" in out
+
+
+def test_search_of_quotes_alone_lists_everything(studio, capsys):
+    data = str(studio.config.data_dir)
+    studio.store.insert("generations", {"kind": "image", "status": "completed", "prompt": "a blue whale"})
+    studio.store.insert("jobs", {"kind": "train", "status": "completed", "title": "run one"})
+    for search in ('"', '""', ' " '):
+        code, out, err = run(capsys, "history", "list", "--search", search, "--json", "--data-dir", data)
+        assert code == 0 and json.loads(out)["total"] == 2, err
+
+
+def test_an_entry_named_twice_is_deleted_once(studio, capsys):
+    data = str(studio.config.data_dir)
+    kept = studio.store.insert("generations", {"kind": "image", "status": "completed", "prompt": "kept"})
+    gone = studio.store.insert("generations", {"kind": "image", "status": "completed", "prompt": "gone"})
+    code, out, err = run(capsys, "history", "delete", f"g{gone}", f"g{gone}", f" g{gone}", "--yes", "--data-dir", data)
+    assert code == 0 and "Deleted 1 entry" in out, err
+    assert studio.store.get("generations", gone) is None and studio.store.get("generations", kept) is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import imageio_ffmpeg
 from PIL import Image
@@ -49,3 +50,32 @@ def test_history_ids_in_order_and_refusals(capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: The frame rate must be above 0 and at most 60 (got 0).",
                    "error: There is no image g999 of yours in History."]
+
+
+def test_a_destination_that_cannot_take_the_video_is_refused_before_encoding(capsys, tmp_path, monkeypatch):
+    paths = frames(tmp_path, [(64, 64)] * 2)
+    data = ["--data-dir", str(tmp_path / "data")]
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    encoded = []
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", lambda *a, **k: encoded.append(a))
+    assert main(["sequence", *map(str, paths), "--out", str(folder), *data]) == 2
+    assert capsys.readouterr().err == (f"error: {folder} is a folder: give the video a file name, such as "
+                                       f"{folder / 'sequence.mp4'}.\n")
+    assert main(["sequence", *map(str, paths), "--out", str(paths[0] / "x.mp4"), *data]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {paths[0] / 'x.mp4'} cannot be written (") and err.count("\n") == 1
+    assert encoded == [] and list(folder.iterdir()) == []
+
+
+def test_a_failed_clean_up_does_not_hide_why_the_video_was_not_made(capsys, tmp_path, monkeypatch):
+    good, bad = frames(tmp_path, [(64, 64)] * 2)
+    bad.write_bytes(b"not a picture")
+
+    def refused(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    assert main(["sequence", str(good), str(bad), "--out", str(tmp_path / "v.mp4"),
+                 "--data-dir", str(tmp_path / "data")]) == 2
+    assert capsys.readouterr().err == "error: frame-1.png is not an image MASUKA can read.\n"
