@@ -179,7 +179,8 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     ref = ref.strip()
     if not ref:
         raise InvalidInput("Empty LoRA name.")
-    row = studio.store.find("loras", "name = ? and owner in (?, ?)", [ref, owner, LOCAL_USER], limit=1)
+    row = studio.store.find("loras", "name = ? and owner in (?, ?)", [ref, owner, LOCAL_USER],
+                            order_by=f"owner = '{LOCAL_USER}', id desc", limit=1)  # the owner's own first
     if row:
         return studio.config.absolute(row[0]["path"])
     candidate = Path(ref).expanduser()
@@ -193,6 +194,11 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     raise InvalidInput(f"LoRA {ref!r} was not found (neither in your LoRA library nor as a file of yours).")
 
 
+def image_spec(studio: Studio, owner: str, model: str) -> ModelSpec:
+    """The spec of an image model ``owner`` may use (another user's model folder is refused as a missing one)."""
+    return resolve_image_model(usable_model(studio, owner, model))
+
+
 def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = False) -> Plan:
     """Check every parameter and fill in defaults; raises :class:`InvalidInput` naming the problem."""
     prompt = plain_text("the prompt", request.prompt, MAX_PROMPT_CHARS).strip()
@@ -200,7 +206,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         raise InvalidInput("The prompt is empty: describe the image you want.")
     plain_text("the negative prompt", request.negative_prompt, MAX_PROMPT_CHARS)
     fast = flag("fast", request.fast)
-    spec = resolve_image_model(usable_model(studio, request.owner, request.model))
+    spec = image_spec(studio, request.owner, request.model)
     steps = whole_number("steps", spec.steps if request.steps is None else request.steps, 1, MAX_STEPS)
     guidance = spec.guidance if request.guidance is None else float(request.guidance)
     if not 0 <= guidance <= 30:

@@ -17,7 +17,7 @@ from pathlib import Path
 from masuka.errors import InvalidInput, ModelUnavailable, ProviderError
 from masuka.key_store import mask
 from masuka.loras.files import inspect_lora
-from masuka.loras.library import register_lora
+from masuka.loras.library import TAKEN, check_lora_name, register_lora
 from masuka.models.catalog import REPO_ID
 from masuka.services import CIVITAI, HUGGINGFACE, civitai_base_url, hub_endpoint
 from masuka.studio import Studio
@@ -34,14 +34,12 @@ def import_lora_file(studio: Studio, owner: str, source: str | Path, name: str |
     """Check ``source`` and copy it into ``owner``'s LoRA folder; returns the library row."""
     source = Path(source)
     inspect_lora(source)  # refuse before copying anything
-    stem = NAME.sub("_", (name or source.stem).strip()).strip("._")
-    if not stem:
-        raise InvalidInput("Give the LoRA a name (letters, digits, '-', '_' or '.').")
+    stem = _library_name(studio, owner, name or source.stem)
     folder = studio.config.loras_dir / user_folder_name(owner)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{stem}.safetensors"
     if target.exists():
-        raise InvalidInput(f"You already have a LoRA named {stem!r}: choose another name.")
+        raise InvalidInput(TAKEN.format(stem))
     partial = target.with_name(target.name + ".part")
     shutil.copyfile(source, partial)
     os.replace(partial, target)
@@ -51,6 +49,16 @@ def import_lora_file(studio: Studio, owner: str, source: str | Path, name: str |
     if extra:
         studio.store.update("loras", row_id, **extra)
     return studio.store.existing("loras", row_id)
+
+
+def _library_name(studio: Studio, owner: str, name: str) -> str:
+    """``name`` as a LoRA file's stem (letters, digits, '-', '_', '.'), refused when empty or one of ``owner``'s
+    LoRAs has it already."""
+    stem = NAME.sub("_", name.strip()).strip("._")
+    if not stem:
+        raise InvalidInput("Give the LoRA a name (letters, digits, '-', '_' or '.').")
+    check_lora_name(studio, owner, stem)
+    return stem
 
 
 def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: str | None = None) -> dict:
@@ -64,13 +72,15 @@ def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: 
         raise InvalidInput("Choose the repo's .safetensors file (pickle formats are refused).")
     from masuka.models.manage import download_error
 
+    title = name or Path(filename).stem
+    _library_name(studio, owner, title)  # refused before the download
     with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
         try:
             path = hf_hub_download(repo, filename, local_dir=tmp, endpoint=hub_endpoint(),
                                    token=studio.keys.get(HUGGINGFACE))
         except Exception as error:  # gated, missing, offline: one message naming the repo
             raise download_error(repo, error, bool(studio.keys.get(HUGGINGFACE))) from error
-        return import_lora_file(studio, owner, path, name or Path(filename).stem, "huggingface")
+        return import_lora_file(studio, owner, path, title, "huggingface")
 
 
 def import_from_civitai(studio: Studio, owner: str, version_id: str | int, name: str | None = None) -> dict:
@@ -92,10 +102,12 @@ def import_from_civitai(studio: Studio, owner: str, version_id: str | int, name:
         if (primary.get("metadata") or {}).get("format", "SafeTensor") != "SafeTensor":
             raise InvalidInput(f"CivitAI version {version} is a {primary['metadata']['format']} file: only "
                                "SafeTensor LoRAs are accepted (pickle formats can run code).")
+        title = (name or (details.get("model") or {}).get("name")
+                 or Path(primary.get("name", f"civitai-{version}")).stem)
+        _library_name(studio, owner, title)  # refused before the download
         with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
             path = Path(tmp) / f"civitai-{version}.safetensors"
             _civitai_download(client, f"{base}/api/download/models/{version}", path, key)
-            title = name or (details.get("model") or {}).get("name") or Path(primary.get("name", path.name)).stem
             return import_lora_file(studio, owner, path, title, "civitai",
                                     trigger=", ".join(details.get("trainedWords") or []),
                                     base_model=details.get("baseModel") or "")

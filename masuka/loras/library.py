@@ -4,22 +4,60 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from masuka.errors import InvalidInput
 from masuka.loras.files import LoraInfo, inspect_lora, lora_hash
-from masuka.store import LOCAL_USER
+from masuka.store import LOCAL_USER, insert_named
 from masuka.studio import Studio
+
+TAKEN = "You already have a LoRA named {!r}: choose another name."
 
 
 def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_id: int | None = None) -> int:
-    """Record an inspected LoRA file so every picker lists it; returns its row id (existing row if known)."""
+    """Record an inspected LoRA file so every picker lists it; returns its row id (existing row if known).
+
+    A LoRA is called by its name (the file's stem), so an owner's names are unique: a name the owner already
+    gives another file is refused (:class:`InvalidInput`), unless that file is gone. Callers choose the name
+    before writing the file: :func:`check_lora_name` (a name given), :func:`free_lora_name` (a name made up).
+    """
     stored = studio.config.relative(info.path)
     existing = studio.store.find("loras", "path = ?", [stored], limit=1)
     if existing:
         return existing[0]["id"]
-    return studio.store.insert("loras", {
+    for row in _named(studio, owner, info.name):
+        if not studio.config.absolute(row["path"]).exists():  # its file went (with its run): the name is free
+            studio.store.delete("loras", row["id"])
+    return insert_named(studio.store, "loras", {
         "owner": owner, "name": info.name, "path": stored, "architecture": info.architecture,
         "base_model": info.metadata.get("masuka.base_model", ""), "trigger": info.trigger, "rank": info.rank,
         "source": source, "job_id": job_id, "size_bytes": info.path.stat().st_size, "metadata": info.metadata,
-    })
+    }, TAKEN.format(info.name))
+
+
+def check_lora_name(studio: Studio, owner: str, name: str) -> None:
+    """Refuse (:class:`InvalidInput`) a name chosen for a new LoRA that ``owner`` already has."""
+    if _taken(studio, owner, name):
+        raise InvalidInput(TAKEN.format(name))
+
+
+def free_lora_name(studio: Studio, owner: str, name: str, folder: Path) -> str:
+    """``name``, else ``name-2``, ``name-3``…: the first that no LoRA of ``owner``'s has, for a file to be written
+    as ``<folder>/<name>.safetensors`` (a file written there again keeps its name)."""
+    candidate, number = name, 1
+    while _taken(studio, owner, candidate, folder / f"{candidate}.safetensors"):
+        number += 1
+        candidate = f"{name}-{number}"
+    return candidate
+
+
+def _taken(studio: Studio, owner: str, name: str, path: Path | None = None) -> bool:
+    """Whether a file of ``owner``'s (other than ``path``) is still in the library as ``name``."""
+    other = [row for row in _named(studio, owner, name) if path is None or row["path"] != studio.config.relative(path)]
+    return any(studio.config.absolute(row["path"]).exists() for row in other)
+
+
+def _named(studio: Studio, owner: str, name: str) -> list[dict]:
+    """``owner``'s library rows called ``name``, files present or not."""
+    return studio.store.find("loras", "owner = ? and name = ?", [owner, name])
 
 
 def list_loras(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
@@ -35,7 +73,10 @@ def list_loras(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
                     info = inspect_lora(path)
                 except Exception:  # an unusable file is simply not offered
                     continue
-                row_id = register_lora(studio, info, LOCAL_USER, "folder")
+                try:
+                    row_id = register_lora(studio, info, LOCAL_USER, "folder")
+                except InvalidInput:  # named like another LoRA of the local user's, which keeps the name
+                    continue
                 rows.append(studio.store.existing("loras", row_id))
     return rows
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest
 from masuka.image.grid import Axis, Cell, plan_grid
-from masuka.loras.library import register_lora
+from masuka.loras.library import free_lora_name, register_lora
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training import checkpoints
@@ -81,10 +81,12 @@ def use_checkpoint(studio: Studio, run_id: int, step: int, owner: str = LOCAL_US
                            f"{', '.join(map(str, found))}.")
     state = row.state
     options = TrainOptions.from_dict(row.params)
-    name = f"{lora_name(options, state['dataset'], state['architecture'], row.id)}-step{step}"
+    folder = studio.config.absolute(state["run_dir"]) / "lora"
+    run_name = lora_name(options, state["dataset"], state["architecture"], row.id)
+    name = free_lora_name(studio, row.owner, f"{run_name}-step{step}", folder)
     with safe_open(found[step], framework="pt") as handle:
         header = dict(handle.metadata() or {})
-    path = studio.config.absolute(state["run_dir"]) / "lora" / f"{name}.safetensors"
+    path = folder / f"{name}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(load_file(found[step]), path,
               metadata={**header, "masuka.steps": str(step), "masuka.run": str(row.id)})

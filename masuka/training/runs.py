@@ -21,7 +21,7 @@ from masuka import jobs
 from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, NotFound
 from masuka.jobs import JobContext
-from masuka.loras.library import register_lora
+from masuka.loras.library import check_lora_name, free_lora_name, register_lora
 from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error, resolve_image_model
 from masuka.services import HUGGINGFACE
@@ -69,9 +69,12 @@ def _hub_pipeline(studio: Studio, spec: ModelSpec) -> str:
 def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, backend: str = "local",
                destination: str = "") -> int:
     """Check the options and record a queued run (not started); returns its id. A remote ``backend`` (fal,
-    Replicate) trains on the service's GPUs (:mod:`masuka.training.backends.remote`)."""
+    Replicate) trains on the service's GPUs (:mod:`masuka.training.backends.remote`). A LoRA name given must be
+    free now; one taken by the time the run ends gets a suffix (:func:`free_lora_name`)."""
     from masuka.training.backends import LOCAL, check_backend
 
+    if options.name:
+        check_lora_name(studio, owner, options.name)
     if check_backend(backend) != LOCAL:
         # imported here: the remote module needs httpx, which ``bench suite`` runs without
         from masuka.training.backends.remote import create_remote_run
@@ -165,8 +168,8 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, plan: Any, outcome: A
     from masuka.training.export import lora_metadata, push_to_hub, verify_lora, write_lora, write_model_card
 
     options, data = plan.options, plan.data
-    name = lora_name(options, data.name, plan.architecture, run_id)
     folder = plan.run_dir / "lora"
+    name = free_lora_name(studio, row.owner, lora_name(options, data.name, plan.architecture, run_id), folder)
     metadata = {**lora_metadata(plan, outcome.step), "masuka.run": str(run_id)}
     path = write_lora(outcome.pipe_class, folder, f"{name}.safetensors", outcome.layers, outcome.configs, metadata)
     info = verify_lora(path, plan.architecture)

@@ -20,6 +20,7 @@ from masuka.image.generate import (
     MAX_STEPS,
     ImageRequest,
     generate_images,
+    image_spec,
     parse_loras,
     plan_request,
 )
@@ -30,7 +31,7 @@ from masuka.image.reference import StyleReference, read_references
 from masuka.image.samplers import samplers_for
 from masuka.image.tasks import InitImage
 from masuka.loras.library import list_loras, match_loras
-from masuka.models.catalog import image_models, resolve_image_model
+from masuka.models.catalog import image_models
 from masuka.studio import Studio
 from masuka.ui.aids import AidsForm, aid_caption, aid_summary
 from masuka.ui.common import UIContext, bind, friendly, is_admin, last_output, user_message, user_of
@@ -225,7 +226,7 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
         lambda chosen: chosen, tab.mode, tab.chosen_mode, **private)
     selected = wire_send_to(tab.send, tab.gallery, tab.mode, tab.init_image, modes)
     ctx.once_built(lambda: send_to_other_tabs(ctx, tab.send, tab.gallery, selected))
-    wire_picture_size(modes, tab.init_image, tab.model, tab.width, tab.height)
+    wire_picture_size(studio, modes, tab.init_image, tab.model, tab.width, tab.height)
     # the page streams each image as it finishes; the API's event returns once (see last_output)
     streamed = {"api_name": "generate_image_streamed", **private, **ctx.gpu_event()}
     gen_event = tab.run.click(bind(check_form, studio), form, None, **checked).success(
@@ -235,10 +236,9 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     gr.Button(visible=False).click(bind(last_output(generate_image), studio), form, outputs,
                                    api_name="generate_image", **ctx.gpu_event())
     tab.stop.click(bind(stop_generation, studio), None, tab.status, queue=False, api_name="stop_image")
-    tab.model.input(model_defaults, tab.model, [tab.steps, tab.guidance, tab.width, tab.height, tab.negative,
-                                                tab.sampler],
-                    **private)
-    tab.aspect.input(aspect_size, [tab.aspect, tab.model], [tab.width, tab.height], **private)
+    tab.model.input(bind(model_defaults, studio), tab.model, [tab.steps, tab.guidance, tab.width, tab.height,
+                                                             tab.negative, tab.sampler], **private)
+    tab.aspect.input(bind(aspect_size, studio), [tab.aspect, tab.model], [tab.width, tab.height], **private)
     tab.refresh.click(bind(lora_choices, studio), None, tab.loras, **private)
     read = [tab.prompt, tab.negative, tab.model, tab.steps, tab.guidance, tab.width, tab.height, tab.seed, tab.loras,
             tab.read_info, tab.strength, modes.mask_blur, modes.outpaint, tab.mode,
@@ -255,11 +255,11 @@ def lora_choices(studio: Studio, request: gr.Request):
     return gr.Dropdown(choices=[(f"{r['name']} ({r['architecture']})", picker_value(r)) for r in rows])
 
 
-def model_defaults(model_id: str):
+def model_defaults(studio: Studio, model_id: str, request: gr.Request = None):
     """Steps, guidance, size, whether a negative prompt applies and the samplers that fit, for a model just
-    picked."""
+    picked (nothing for a model the user may not use)."""
     try:
-        spec = resolve_image_model(model_id)
+        spec = image_spec(studio, user_of(request), model_id)
     except MasukaError:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     return (spec.steps, spec.guidance, spec.width, spec.height, gr.Textbox(interactive=spec.negative_prompt),
@@ -271,11 +271,11 @@ def sampler_choices(architecture: str | None) -> list[tuple[str, str]]:
     return [("the model's own", ""), *((name, name) for name in samplers_for(architecture))]
 
 
-def aspect_size(choice: str, model_id: str):
+def aspect_size(studio: Studio, choice: str, model_id: str, request: gr.Request = None):
     """Width and height of an aspect (halved for a model made for 512 px)."""
     width, height = ASPECTS[choice]
     try:
-        if resolve_image_model(model_id).width <= 512:
+        if image_spec(studio, user_of(request), model_id).width <= 512:
             width, height = width // 2, height // 2
     except MasukaError:
         pass

@@ -9,13 +9,13 @@ from typing import Any
 import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
-from masuka.image.generate import ImageRequest, parse_loras
+from masuka.image.generate import ImageRequest, image_spec, parse_loras
 from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.masks import save_painted_mask
 from masuka.image.outpaint import parse_outpaint
 from masuka.image.tasks import open_picture, picture_size
-from masuka.models.catalog import resolve_image_model
-from masuka.ui.common import UIContext, bind
+from masuka.studio import Studio
+from masuka.ui.common import UIContext, bind, user_of
 
 TEXT, IMAGE, INPAINT, EDIT = MODES = ("Text", "Image", "Inpaint/Outpaint", "Edit")
 VIDEO = "Video first frame"
@@ -122,16 +122,16 @@ def edit_request(prompt, model, images, negative_prompt, steps, guidance, seed, 
                         owner=owner, references=paths)
 
 
-def wire_picture_size(widgets: ModeWidgets, init_image: gr.Image, model: gr.Dropdown, width: gr.Number,
-                      height: gr.Number) -> None:
+def wire_picture_size(studio: Studio, widgets: ModeWidgets, init_image: gr.Image, model: gr.Dropdown,
+                      width: gr.Number, height: gr.Number) -> None:
     """A picture put in the starting image or on the canvas sets the size to its own, rounded to the model's
     multiple (an edit always takes its first image's size)."""
-    def size_of(value: Any, model_id: str):
+    def size_of(value: Any, model_id: str, request: gr.Request):
         path = value.get("background") if isinstance(value, dict) else value
         if not path:
             return gr.skip(), gr.skip()
         try:
-            multiple = resolve_image_model(model_id).size_multiple
+            multiple = image_spec(studio, user_of(request), model_id).size_multiple
             with open_picture(path, "picture") as picture:
                 return picture_size(picture.size, multiple, MIN_SIDE, MAX_SIDE)
         except MasukaError:
@@ -152,7 +152,8 @@ def picked(images: list | None, index: int | None) -> str:
 def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio, init_image: gr.Image,
                  widgets: ModeWidgets) -> gr.State:
     """Each "Send to" button of a mode puts the selected (else the first) result in that mode's picture field;
-    returns the selected index (the Video button is wired by :func:`send_to_video` once that tab is built)."""
+    returns the selected index (the other tabs' buttons are wired by :func:`send_to_other_tabs` once those tabs
+    are built)."""
     selected = gr.State(0)
 
     def remember(event: gr.SelectData) -> int:

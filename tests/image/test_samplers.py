@@ -53,13 +53,13 @@ def test_a_sampler_the_model_cannot_use_is_refused(studio, tiny_model, capsys, t
     assert code == 2 and "sampler=DDIM" in err and len(err.strip().splitlines()) == 1
 
 
-def test_the_image_tab_s_sampler_picker_is_used_recorded_and_reused(live_app, tiny_model):
+def test_the_image_tab_s_sampler_picker_is_used_recorded_and_reused(live_app, tiny_model, studio):
     from gradio_client import Client
 
     from masuka.ui.image import model_defaults
 
     model = str(tiny_model("sdxl"))
-    *_, picker = model_defaults(model)
+    *_, picker = model_defaults(studio, model)
     assert [value for _label, value in picker.choices][:3] == ["", "Euler", "Euler a"], "the model's own first"
     assert "Euler Karras" not in [value for _label, value in picker.choices], "flow-matching names are not offered"
     running = live_app()

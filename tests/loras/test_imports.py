@@ -116,3 +116,56 @@ def test_import_from_civitai_brings_trigger_words_and_base_model(studio, monkeyp
             import_from_civitai(studio, "local", "../1")
     assert [r["name"] for r in list_loras(studio, "local")] == ["Neon_Glow"]
     assert not list(studio.config.tmp_dir.iterdir())
+
+
+def trained(studio, name: str, run: str = "1"):
+    """A LoRA in a run's folder, in the library as a finished run puts it."""
+    from masuka.loras.files import inspect_lora
+    from masuka.loras.library import register_lora
+
+    path = studio.config.runs_dir / f"run-{run}-{name}" / "lora" / f"{name}.safetensors"
+    path.parent.mkdir(parents=True)
+    write_flux_lora(path)
+    register_lora(studio, inspect_lora(path), "local", "training")
+    return path
+
+
+def test_a_name_already_in_the_library_is_refused_before_anything_is_fetched(studio, tmp_path, monkeypatch):
+    trained(studio, "ink")
+    write_flux_lora(tmp_path / "other.safetensors")
+    with pytest.raises(InvalidInput, match="already have a LoRA named 'ink'"):
+        import_lora_file(studio, "local", tmp_path / "other.safetensors", name="ink")
+    with hub_online(monkeypatch, {}):  # the repo does not exist: refused before asking for it
+        with pytest.raises(InvalidInput, match="already have a LoRA named 'ink'"):
+            import_from_hub(studio, "local", "someone/nothing", "lora.safetensors", name="ink")
+    with FakeServer(civitai_route({"111": save(**flux_lora())}, {})) as server:
+        monkeypatch.setenv("MASUKA_CIVITAI_BASE_URL", server.url)  # no key: the download would be refused
+        with pytest.raises(InvalidInput, match="already have a LoRA named 'ink'"):
+            import_from_civitai(studio, "local", "111", name="ink")
+    assert [r["name"] for r in list_loras(studio, "local")] == ["ink"]
+    assert import_lora_file(studio, "bob", tmp_path / "other.safetensors", name="ink")["owner"] == "bob"
+
+
+def test_made_up_names_get_a_free_suffix_and_a_gone_file_frees_its_name(studio):
+    from masuka.loras.library import free_lora_name
+
+    folder = studio.config.runs_dir / "run-new" / "lora"
+    assert free_lora_name(studio, "local", "fox-flux-run1", folder) == "fox-flux-run1"
+    first = trained(studio, "fox-flux-run1")
+    trained(studio, "fox-flux-run1-2")
+    assert free_lora_name(studio, "local", "fox-flux-run1", folder) == "fox-flux-run1-3"
+    assert free_lora_name(studio, "local", "fox-flux-run1", first.parent) == "fox-flux-run1", "its own file"
+    assert free_lora_name(studio, "alice", "fox-flux-run1", folder) == "fox-flux-run1"
+    first.unlink()  # deleted with its run's History entry
+    assert free_lora_name(studio, "local", "fox-flux-run1", folder) == "fox-flux-run1"
+    again = trained(studio, "fox-flux-run1", run="2")  # the gone file's row makes room
+    assert [r["path"] for r in list_loras(studio, "local") if r["name"] == "fox-flux-run1"] == [
+        studio.config.relative(again)]
+
+
+def test_a_dropped_file_named_like_a_library_lora_is_not_offered_twice(studio):
+    trained(studio, "ink")
+    studio.config.loras_dir.mkdir(parents=True, exist_ok=True)
+    write_flux_lora(studio.config.loras_dir / "ink.safetensors")
+    assert [r["name"] for r in list_loras(studio, "local")] == ["ink"]
+    assert studio.store.count("loras", "name = 'ink'") == 1

@@ -249,3 +249,19 @@ def test_models_no_preset_fits_are_refused_in_words_and_not_offered(studio, data
     assert "flux2-dev" not in trainable_models() and {"flux2-klein-4b", "qwen-image", "z-image-turbo"} <= set(
         trainable_models())
     assert studio.store.count("jobs") == 0
+
+
+def test_a_lora_name_in_use_is_refused_up_front_and_a_made_up_one_gets_a_suffix(studio, tiny_model, dataset):
+    from tests.loras.test_imports import write_flux_lora
+
+    studio.config.loras_dir.mkdir(parents=True, exist_ok=True)
+    write_flux_lora(studio.config.loras_dir / "fox-flux-run1.safetensors")  # run 1's name, taken by a dropped file
+    list_loras(studio, LOCAL_USER)
+    model = tiny_model("flux")
+    with pytest.raises(InvalidInput, match="already have a LoRA named 'fox-flux-run1'"):
+        start_training(studio, options(model, name="fox-flux-run1"))
+    assert studio.store.count("jobs") == 0
+    status = finish(studio, start_training(studio, options(model, steps=1)))
+    assert status["status"] == "completed", status["error"]
+    assert status["lora"].endswith("/lora/fox-flux-run1-2.safetensors")
+    assert sorted(r["name"] for r in list_loras(studio, LOCAL_USER)) == ["fox-flux-run1", "fox-flux-run1-2"]

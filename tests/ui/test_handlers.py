@@ -112,9 +112,31 @@ def test_the_image_form_queues_one_job_per_prompt_line(studio, tiny_model):
 
 
 def test_image_and_settings_helpers(studio):
-    assert image.aspect_size("16:9", "flux-dev") == (1344, 768)
-    assert image.model_defaults("") == (SKIP,) * 6, "a model still being typed leaves the form alone"
+    assert image.aspect_size(studio, "16:9", "flux-dev") == (1344, 768)
+    assert image.model_defaults(studio, "") == (SKIP,) * 6, "a model still being typed leaves the form alone"
     assert image.read_image_parameters(studio, None) == [SKIP] * (14 + len(image.READ_GUIDES))
     settings.store_defaults(studio, "", 12, None, None, "PNG")
     assert settings.image_defaults(studio) == [SKIP, 12, SKIP, SKIP], "only the saved defaults pre-fill the form"
     assert history.add_keys("g1, g2", [["g2"], ["g3"]]) == "g1, g2, g3"
+
+
+def test_another_users_model_folder_fills_in_nothing(tmp_path, tiny_model):
+    """Picking a model folder fills in its defaults only for a user who may use it: another user's folder, like
+    a missing one, leaves the form alone (it would tell what the folder holds)."""
+    import shutil
+
+    from masuka.config import Config
+    from masuka.studio import Studio
+    from masuka.users import output_dir
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="ann:pw,bob:pw"))
+    try:
+        anns = output_dir(studio.config, "ann") / "models" / "mine"
+        shutil.copytree(tiny_model("sdxl"), anns)
+        ann, bob = gr.Request(username="ann"), gr.Request(username="bob")
+        assert image.model_defaults(studio, str(anns), ann)[0] != SKIP
+        assert image.model_defaults(studio, str(anns), bob) == (SKIP,) * 6
+        assert image.model_defaults(studio, str(anns) + "-absent", bob) == (SKIP,) * 6
+        assert image.aspect_size(studio, "1:1", str(anns), bob) == image.aspect_size(studio, "1:1", "nothing", bob)
+    finally:
+        studio.close()

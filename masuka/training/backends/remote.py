@@ -21,7 +21,7 @@ from masuka import jobs
 from masuka.errors import Cancelled, InvalidInput, ProviderError
 from masuka.jobs import JobContext
 from masuka.loras.files import inspect_lora
-from masuka.loras.library import register_lora
+from masuka.loras.library import free_lora_name, register_lora
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ProviderUnavailable
 from masuka.remote.timing import RemoteSettings
@@ -173,7 +173,7 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions
     folder = studio.config.absolute(state["run_dir"]) / "lora"
     downloaded = trainer.download(output, folder / (Path(urlsplit(output).path).name or "weights"))
     lora = trainer.lora_file(downloaded, folder)
-    name = lora_name(options, state["dataset"], state["backend"], run_id)
+    name = free_lora_name(studio, row.owner, lora_name(options, state["dataset"], state["backend"], run_id), folder)
     final = folder / f"{name}.safetensors"
     os.replace(lora, final)
     if downloaded.exists() and downloaded != final:
