@@ -1,8 +1,9 @@
 """Settings from the environment and command-line flags: data dir, GPU limits, auth, provider URLs (declared by
 each service in :mod:`masuka.services`).
 
-Every ``MASUKA_*`` variable (and the Hugging Face Space variables MASUKA looks at) is read here, through the
-readers below: a bad value is an :class:`InvalidInput` naming the variable, never a traceback.
+Every ``MASUKA_*`` variable (and the Hugging Face Space variables MASUKA looks at) is read through the readers
+below, here or in the module that uses it (:mod:`masuka.environment` checks those at start-up): a bad value is
+an :class:`InvalidInput` naming the variable, never a traceback.
 """
 
 from __future__ import annotations
