@@ -245,20 +245,28 @@ class ThrottledLogin:
 
 
 def client_address(scope: dict) -> str:
-    """The client's address. A request that comes through a proxy on this computer or its network (a share link,
-    a tunnel, the Space's front end: a loopback or private peer) names its client in ``X-Forwarded-For``; the
-    last entry is the one that proxy added, so a client cannot forge it. From any other peer the header is
-    ignored: the peer is the client."""
+    """The client's address. A request that comes through proxies on this computer or its network (a share
+    link, a tunnel, a Space's front end: a peer that is not a public address) names its client in
+    ``X-Forwarded-For``, each proxy adding the address it saw: read from the right, the first public address is
+    the client as the outermost proxy saw it, which no client can forge (its own entries come before). From a
+    public peer the header is ignored: the peer is the client."""
     client = scope.get("client")
     peer = client[0] if client else "unknown"
-    try:
-        proxied = ipaddress.ip_address(peer).is_loopback or ipaddress.ip_address(peer).is_private
-    except ValueError:
-        proxied = False
-    for name, value in scope.get("headers", []) if proxied else ():
-        if name == b"x-forwarded-for" and value.strip():
-            return value.decode("latin-1").split(",")[-1].strip() or peer
+    if not _internal(peer):
+        return peer
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-for":
+            hops = [hop.strip() for hop in value.decode("latin-1").split(",") if hop.strip()]
+            return next((hop for hop in reversed(hops) if not _internal(hop)), hops[0] if hops else peer)
     return peer
+
+
+def _internal(address: str) -> bool:
+    """Whether ``address`` is this computer's or a private network's (not a public internet address)."""
+    try:
+        return not ipaddress.ip_address(address).is_global
+    except ValueError:
+        return False
 
 
 async def _read_body(receive: Any) -> bytes:

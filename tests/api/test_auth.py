@@ -81,10 +81,12 @@ def test_a_right_password_clears_the_failures_before_it(team):
 
 
 @pytest.mark.parametrize("peer, forwarded, address", [
-    ("127.0.0.1", "203.0.113.7", "203.0.113.7"),  # a share link's or tunnel's client on this computer
-    ("10.0.0.2", "198.51.100.1, 203.0.113.7", "203.0.113.7"),  # the entry the proxy added, not the client's own
-    ("93.184.215.14", "198.51.100.1", "93.184.215.14"),  # a client reaching MASUKA directly cannot pick its address
-    ("93.184.215.14", None, "93.184.215.14"),
+    ("127.0.0.1", "93.184.215.14", "93.184.215.14"),  # a share link's or tunnel's client on this computer
+    ("10.0.0.2", "8.8.8.8, 93.184.215.14", "93.184.215.14"),  # the entry the proxy added, not the client's own
+    ("10.0.0.2", "93.184.215.14, 10.0.0.7", "93.184.215.14"),  # behind two proxies of the network
+    ("127.0.0.1", "203.0.113.7", "203.0.113.7"),  # no public address at all: the first entry
+    ("93.184.215.20", "8.8.8.8", "93.184.215.20"),  # a client reaching MASUKA directly cannot pick its address
+    ("93.184.215.20", None, "93.184.215.20"),
 ])
 def test_the_client_address_comes_from_a_proxy_only(peer, forwarded, address):
     headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
