@@ -1,7 +1,8 @@
 """``python -m masuka train``: train a LoRA on a dataset, with progress on stderr; ``--resume`` continues a run.
 
-SIGINT/SIGTERM save a checkpoint and mark the run ``interrupted``. ``--gpus N`` re-launches the same command
-data-parallel through ``accelerate launch --num_processes N``.
+SIGINT/SIGTERM save a checkpoint and mark the run ``interrupted`` (a remote run goes on at its service and the
+app follows it again when it starts). ``--gpus N`` re-launches the same command data-parallel through
+``accelerate launch --num_processes N``.
 """
 
 from __future__ import annotations

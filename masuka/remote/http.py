@@ -3,7 +3,8 @@
 Polls and downloads are retried on 408/429/5xx, timeouts and dropped connections, waiting what the provider
 asks (``retry-after-ms``, ``Retry-After`` in seconds or as an HTTP date, Gemini's ``RetryInfo.retryDelay``)
 or an exponential back-off with jitter. A create request is retried only when it surely did not reach the
-provider (connection refused, or a 429 refusal); otherwise the caller learns it *may* have been accepted.
+provider (connection refused, or a 429 refusal); when it got no answer (a timeout, a dropped connection, a
+gateway timeout: 504, 524) the caller learns it *may* have been accepted.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from masuka.services import Declared
 
 log = logging.getLogger(__name__)
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}
+#: a gateway that gave up waiting for the provider (504, Cloudflare's 524): the request may have been accepted
+GATEWAY_TIMEOUTS = {504, 524}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 #: what a 400/403 refusal of a create request says when the model (or its route) is gone or not for this key
 MODEL_GONE = re.compile(r"model_not_found|unsupported_model|\bmodel\b.*\b(not found|does not exist|not exist|"
@@ -100,9 +103,11 @@ def _hinted_delay(response: httpx.Response) -> float | None:
 def _retry_info(response: httpx.Response) -> float | None:
     """Google's ``error.details[].retryDelay`` ("34s") of a ``google.rpc.RetryInfo``."""
     try:
-        details = response.json().get("error", {}).get("details", [])
+        body = response.json()
     except ValueError:
         return None
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
     for detail in details if isinstance(details, list) else []:
         if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
             match = DURATION.match(str(detail.get("retryDelay", "")))
@@ -157,12 +162,9 @@ class Caller:
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 last = f"cannot connect ({type(error).__name__})"
             except httpx.TransportError as error:  # timeouts and dropped connections after sending
-                last = f"no answer ({type(error).__name__})"
                 if create:
-                    self.health.failure(self.provider, last)
-                    raise MaybeSubmitted(self._clean(
-                        f"{self.provider} did not answer the create request ({type(error).__name__}); it may "
-                        "have been accepted, so MASUKA does not send it again.")) from error
+                    raise self._maybe_submitted(type(error).__name__) from error
+                last = f"no answer ({type(error).__name__})"
             else:
                 if response.status_code < 400:
                     self.health.success(self.provider)
@@ -170,6 +172,8 @@ class Caller:
                 if stream:
                     response.read()
                 message = provider_message(response)
+                if create and response.status_code in GATEWAY_TIMEOUTS:
+                    raise self._maybe_submitted(f"HTTP {response.status_code}: {message}")
                 retryable = response.status_code in RETRYABLE and (not create or response.status_code == 429)
                 if not retryable:
                     if create and model_gone(response, message):
@@ -187,6 +191,12 @@ class Caller:
                 self.sleep(delay)
         raise ProviderUnavailable(self._clean(f"{self.provider} is not answering after "
                                               f"{self.settings.attempts} tries (last: {last})."))
+
+    def _maybe_submitted(self, why: str) -> MaybeSubmitted:
+        """A create request that got no real answer (``why``): counted as a failure, never sent again."""
+        self.health.failure(self.provider, self._clean(f"no answer ({why})"))
+        return MaybeSubmitted(self._clean(f"{self.provider} did not answer the create request ({why}); it may "
+                                          "have been accepted, so MASUKA does not send it again."))
 
     def _clean(self, text: str) -> str:
         """Never let a key reach a message, a log line or a row."""

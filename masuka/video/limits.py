@@ -15,6 +15,7 @@ from masuka.models.architectures.video import for_video_pipeline
 SUGGESTED_SIZES = ("832x480", "480x832", "1280x720", "720x1280", "512x512", "256x256", "128x128", "64x64", "32x32")
 MAX_SECONDS = 10
 MAX_SIDE = 1920  # without a rotary table: the largest side MASUKA offers for local video
+MAX_FPS = 60  # frame rate of a local video or an image sequence
 
 
 def local_frames(seconds: int, fps: int, multiple: int) -> int:

@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from masuka.errors import InvalidInput
+from masuka.image.limits import MAX_STEPS
 from masuka.store import LOCAL_USER
-from masuka.validation import plain_text
+from masuka.validation import plain_text, whole_number
 from masuka.video.catalog import (
     durations_for,
     lifecycle,
@@ -17,6 +18,7 @@ from masuka.video.catalog import (
     provider_entry,
     size_for_aspect,
 )
+from masuka.video.limits import MAX_FPS
 
 MAX_TOTAL_SECONDS = 60
 LOCAL_SIZE_MULTIPLE = 16
@@ -105,11 +107,14 @@ def plan_video(request: VideoRequest) -> VideoPlan:
     if not prompt:
         raise InvalidInput("The prompt is empty: describe the video you want.")
     plain_text("the negative prompt", request.negative_prompt, limit)
+    for name, value, largest in (("steps", request.steps, MAX_STEPS), ("the frame rate (fps)", request.fps, MAX_FPS)):
+        if value is not None:
+            whole_number(name, value, 1, largest)
     size = _size(request, entry)
     if request.source_video and entry.get("source_video"):  # the output follows the source clip's length
         source_seconds = _video_seconds(request.source_video, provider)
-        request.seconds = request.seconds or source_seconds
-    seconds = request.seconds or durations_for(entry, size)[0]
+        request.seconds = source_seconds if _default(request.seconds) else request.seconds
+    seconds = durations_for(entry, size)[0] if _default(request.seconds) else request.seconds
     if not isinstance(seconds, int) or not 1 <= seconds <= MAX_TOTAL_SECONDS:
         raise InvalidInput(f"Seconds must be a whole number from 1 to {MAX_TOTAL_SECONDS} (got {seconds!r}).")
     if request.image:
@@ -133,6 +138,11 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         targets.append(_target(name, model, fallback_entry, size, seconds, request.audio))
         _check_inputs(request, fallback_entry, targets[-1])
     return VideoPlan(request, size, seconds, targets)
+
+
+def _default(value: object) -> bool:
+    """Whether a field was left empty, so the model's default applies (0 is a value, and is checked)."""
+    return value is None or value == ""
 
 
 def _check_inputs(request: VideoRequest, entry: dict, target: Target) -> None:

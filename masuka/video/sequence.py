@@ -15,9 +15,9 @@ from typing import Any
 from masuka.errors import InvalidInput, NotFound, cannot_write
 from masuka.studio import Studio
 from masuka.users import output_dir
+from masuka.video.limits import MAX_FPS
 from masuka.video.media import check_mp4
 
-MAX_FPS = 60
 MAX_FRAMES = 10_000
 
 

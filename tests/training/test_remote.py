@@ -166,8 +166,9 @@ def test_cli_prints_the_price_then_the_run_as_json(studio, trainer):
     assert Path(result["lora"]).is_file() and "estimated $0.01" in done.stderr
 
 
-def _kill_after_accept(studio, server: FakeTrainer) -> None:
-    """Run ``train --backend fal`` in a process and SIGKILL it once the service accepted and was polled."""
+def _kill_after_accept(studio, server: FakeTrainer, number: int = signal.SIGKILL) -> int:
+    """Run ``train --backend fal`` in a process and send it signal ``number`` once the service accepted and was
+    polled; returns its exit code."""
     child = subprocess.Popen(_cli(studio.config.data_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -176,8 +177,8 @@ def _kill_after_accept(studio, server: FakeTrainer) -> None:
             assert time.monotonic() < deadline and child.poll() is None
             time.sleep(0.05)
     finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        child.send_signal(number)
+    return child.wait(timeout=60)
 
 
 def test_a_run_killed_between_accept_and_poll_resumes_without_sending_twice(studio, trainer):
@@ -194,6 +195,23 @@ def test_a_run_killed_between_accept_and_poll_resumes_without_sending_twice(stud
     status = run_status(studio, row["id"])
     assert status["status"] == "completed", status["error"]
     assert server.creates == 1 and "resuming" in status["log"]
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_cli_leaves_the_job_at_the_service_and_the_app_follows_it(studio, trainer, number):
+    from masuka.training.runs import resume_remote_runs
+
+    server = trainer("fal")
+    server.release.clear()
+    add_dataset(studio)
+    assert _kill_after_accept(studio, server, number) == 1
+    row = studio.store.find("jobs", "kind = 'train'")[0]
+    assert (row["status"], row["state"]["ref"]["id"]) == ("interrupted", "job1"), row["error"]
+    assert server.cancels == 0 and not server.jobs["job1"]["cancelled"]
+    server.release.set()
+    assert resume_remote_runs(studio) == [row["id"]]
+    studio.jobs.wait(row["id"], timeout=60)
+    assert run_status(studio, row["id"])["status"] == "completed" and server.creates == 1
 
 
 def test_the_train_tab_shows_the_price_and_trains_remotely(live_app, trainer):

@@ -66,6 +66,11 @@ def test_runway_aleph_restyles_a_source_video_of_its_own_length(studio, fake, so
     assert kept.is_relative_to(studio.config.outputs_dir) and kept.read_bytes() == open(source_video, "rb").read()
 
 
+def test_zero_seconds_for_a_source_video_is_refused_not_taken_as_its_length(source_video):
+    with pytest.raises(InvalidInput, match=r"from 1 to 60 \(got 0\)"):
+        estimate(VideoRequest(provider="runway", model="aleph2", prompt=PROMPT, source_video=source_video, seconds=0))
+
+
 def test_fal_gets_the_sound_choice(studio, fake):
     server = fake("fal")
     run(studio, provider="fal", model="fal-ai/veo3", audio=False, seconds=4)

@@ -154,6 +154,30 @@ def test_cli_refuses_bad_input_with_exit_code_2(tmp_path):
     assert done.returncode == 2 and "error: Sora 2 makes clips of 4, 8, 12 seconds" in done.stderr
 
 
+LOCAL = ("--provider", "local", "--model", "wan2.1-t2v-1.3b")
+
+
+@pytest.mark.parametrize("extra, words", [
+    ((*LOCAL, "--steps", "-3"), "Steps must be between 1 and 200 (got -3)."),
+    ((*LOCAL, "--fps", "-4"), "The frame rate (fps) must be between 1 and 60 (got -4)."),
+    ((*LOCAL, "--fps", "1000"), "The frame rate (fps) must be between 1 and 60 (got 1000)."),
+    (("--provider", "openai", "--model", "sora-2", "--seconds", "0"),
+     "Seconds must be a whole number from 1 to 60 (got 0)."),
+])
+def test_cli_estimate_refuses_numbers_out_of_range_in_one_line(tmp_path, extra, words):
+    done = subprocess.run(_video_cli(tmp_path / "data", "--prompt", "waves", "--estimate", *extra), cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (2, f"error: {words}\n", "")
+
+
+def test_the_forms_zero_seconds_is_refused_and_only_an_empty_choice_means_the_default():
+    from masuka.ui.video import _request, price
+
+    assert price("openai", "sora-2", 0, "1280x720", None, [], "a fox") == (
+        "⚠️ Seconds must be a whole number from 1 to 60 (got 0).")
+    assert estimate(_request("openai", "sora-2", "a fox", "", None, None, "", [])).seconds == 4
+
+
 def test_jobs_list_shows_owner_rows_and_status(studio, fake):
     fake("fal")
     job_id = start_video(studio, VideoRequest("fal", "fal-ai/veo3/fast", "a fox", seconds=8))

@@ -113,6 +113,29 @@ def test_rate_limited_create_is_retried_because_it_was_refused(studio, fake):
     assert server.creates == 1 and len(server.requests_to("text_to_video")) == 3
 
 
+RUNWAY_ERROR = {"error": "You have exceeded your rate limit."}  # Runway's error body: a plain string
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_polls_refused_with_runways_string_error_are_retried_and_the_job_completes(studio, fake, status):
+    server = fake("runway")
+    server.fault("poll", status, body=RUNWAY_ERROR, times=2)
+    row = run(studio, "runway")
+    assert row["status"] == "completed", row["error"]
+    assert server.creates == 1
+
+
+def test_create_refused_with_runways_string_error_is_retried_then_falls_back(studio, fake):
+    runway, fal = fake("runway"), fake("fal")
+    runway.fault("create", 429, body=RUNWAY_ERROR, times=1)
+    assert run(studio, "runway", model="veo3.1_fast", seconds=8)["status"] == "completed"
+    assert runway.creates == 1 and len(runway.requests_to("text_to_video")) == 2
+    runway.fault("create", 429, body=RUNWAY_ERROR, times=4)  # every try of the next job
+    row = run(studio, "runway", model="veo3.1_fast", seconds=8, fallback=["fal:fal-ai/veo3"])
+    assert row["status"] == "completed", row["error"]
+    assert row["provider"] == "fal" and (runway.creates, fal.creates) == (1, 1)
+
+
 def test_create_that_fails_on_the_server_is_not_sent_again(studio, fake):
     server = fake("openai")
     server.fault("create", 500, body={"error": {"message": "The server had an error processing your request."}})
@@ -133,6 +156,16 @@ def test_create_without_answer_needs_attention_and_is_never_resent(studio, fake,
     from masuka.video.jobs import resume_video_jobs
 
     assert resume_video_jobs(studio) == []
+    assert len(server.requests_to("/v1/videos")) == 1
+
+
+@pytest.mark.parametrize("status", [504, 524])
+def test_create_answered_by_a_gateway_timeout_needs_attention_and_is_never_resent(studio, fake, status):
+    server = fake("comet")
+    server.fault("create", status, body={"error": {"message": "A timeout occurred", "type": "upstream_error"}})
+    row = run(studio, "comet")
+    assert (row["status"], row["state"]["phase"]) == ("interrupted", "submitting")
+    assert row["error"].startswith("Needs attention") and "dashboard" in row["error"]
     assert len(server.requests_to("/v1/videos")) == 1
 
 
@@ -251,3 +284,14 @@ def test_retry_delay_follows_the_provider_hint_capped(headers, body, expected):
 
     response = httpx.Response(429, headers=headers, json=body) if body else httpx.Response(429, headers=headers)
     assert retry_delay(response, 0, RemoteSettings()) == expected
+
+
+@pytest.mark.parametrize("body", [{"error": "Rate limited"}, ["a", "list"], "text", {"error": {"details": "34s"}},
+                                  {"error": {"details": ["34s"]}}])
+def test_error_bodies_of_any_other_shape_give_no_hint_but_the_back_off(body):
+    import httpx
+
+    from masuka.remote.http import retry_delay
+    from masuka.remote.timing import RemoteSettings
+
+    assert retry_delay(httpx.Response(503, json=body), 0, RemoteSettings(backoff_s=0.0)) == 0.0

@@ -3,8 +3,9 @@
 The row is written before anything is sent, and the state is saved right before and right after the create
 request, so a restart never submits a run twice: a run the service accepted resumes polling (Resume, or
 ``train --resume``), and one whose create request may have arrived unanswered is marked ``interrupted`` with
-"Needs attention" instead of being sent again. Stop cancels the job at the service. The finished LoRA is
-downloaded into the run folder, stamped with its metadata and added to the LoRA library.
+"Needs attention" instead of being sent again. Stop cancels the job at the service; a signal to the CLI leaves
+it running there and marks the run ``interrupted``, so the app follows it again at its next start. The
+finished LoRA is downloaded into the run folder, stamped with its metadata and added to the LoRA library.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ from masuka.training.options import KIND, TrainOptions, lora_name
 STOP_CHECK_S = 0.2
 UNREACHABLE_WAIT_S = 30.0
 STEP = re.compile(r"\bstep\D{0,3}(\d+)\s*/\s*(\d+)", re.I)
+
+
+class _Interrupted(Exception):
+    """A signal to the CLI: this process stops following the run; the job goes on at the service."""
 
 
 def estimate_remote(backend: str, base: str, steps: int) -> tuple[dict, float]:
@@ -95,6 +100,10 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
             return
         output = _poll(studio, ctx, options, state, trainer)
         _finish(studio, run_id, row, options, state, trainer, output, log)
+    except _Interrupted:
+        jobs.finish(studio.store, run_id, "interrupted", (
+            f"Interrupted: the job goes on at {trainer.service.label}; the app follows it again when it starts "
+            "(or Resume)."))
     finally:
         trainer.close()
 
@@ -210,8 +219,12 @@ def add_metadata(path: Path, metadata: dict[str, str]) -> None:
 
 
 def _check_stop(ctx: JobContext, trainer: RemoteTrainer, ref: dict) -> None:
-    if ctx.stop_mode() is None:
+    """Stop cancels the job at the service; an interrupt (a signal) leaves it running there."""
+    mode = ctx.stop_mode()
+    if mode is None:
         return
+    if mode == "interrupt":
+        raise _Interrupted
     try:
         trainer.cancel(ref)
     except ProviderError as error:
