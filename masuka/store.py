@@ -22,6 +22,7 @@ from masuka.errors import InvalidInput, NotFound
 
 LOCAL_USER = "local"
 UNFINISHED = ("queued", "running")
+MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer
 
 #: table -> (columns, indexes). Adding a column here is a migration: older databases gain it at start-up.
 SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
@@ -304,13 +305,27 @@ def find_named(store: Store, table: str, ref: str | int, owner: str, admin: bool
     if not text:
         raise InvalidInput(f"Choose a {what}.")
     match = "(name = ? or id = ?)"
-    args = [text, int(text) if text.isdigit() else -1]
+    args = [text, row_id(text) or -1]
     rows = store.find(table, f"owner = ? and {match}", [owner, *args], limit=1)
     if not rows and admin:
         rows = store.find(table, match, args, order_by="id", limit=1)
     if not rows:
         raise NotFound(f"No {what} {text!r}: {hint}.")
     return rows[0]
+
+
+def row_id(value: Any) -> int | None:
+    """``value`` (a number, or ASCII digits as typed) as an id a row can have, else None: a fraction, text or a
+    number outside SQLite's positive integers names no row."""
+    if isinstance(value, str) and not (value.strip().isascii() and value.strip().isdigit()):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not isinstance(value, str) and number != value:
+        return None
+    return number if 0 < number <= MAX_ROW_ID else None
 
 
 def process_alive(pid: int | None) -> bool:

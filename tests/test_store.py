@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from masuka.errors import InvalidInput
-from masuka.store import Store
+from masuka.errors import InvalidInput, NotFound
+from masuka.store import MAX_ROW_ID, Store, find_named, row_id
 
 
 def test_older_database_gains_new_columns_and_keeps_its_rows(tmp_path):
@@ -76,3 +76,22 @@ def test_other_database_errors_are_left_to_their_callers(tmp_path, monkeypatch):
     monkeypatch.setattr(Store, "migrate", full)
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         Store(tmp_path / "m.db")
+
+
+@pytest.mark.parametrize("value, expected", [
+    (7, 7), ("7", 7), (7.0, 7), (MAX_ROW_ID, MAX_ROW_ID), (MAX_ROW_ID + 1, None), ("99999999999999999999", None),
+    (1e30, None), (float("nan"), None), (float("inf"), None), (1.5, None), (0, None), (-3, None), ("-3", None),
+    ("1_000", None), ("\u00b2", None), ("abc", None), (None, None),
+])
+def test_row_ids_are_whole_numbers_sqlite_can_hold(value, expected):
+    assert row_id(value) == expected
+
+
+def test_a_name_or_id_beyond_sqlite_s_integers_is_not_found(tmp_path):
+    store = Store(tmp_path / "db.sqlite")
+    store.insert("datasets", {"owner": "local", "name": "cats"})
+    assert find_named(store, "datasets", "1", "local", False, "dataset", "")["name"] == "cats"
+    for ref in ("99999999999999999999", 99999999999999999999):
+        with pytest.raises(NotFound, match="No dataset '99999999999999999999'"):
+            find_named(store, "datasets", ref, "local", True, "dataset", "create it first")
+    store.close()

@@ -10,6 +10,7 @@ from masuka.errors import InvalidInput
 DEFAULT_TEMPLATE = "photo of {trigger}, {caption}"
 FIELDS = {"trigger", "caption"}
 MAX_TRIGGER_CHARS = 64
+NOT_IN_FOLDER_NAMES = '/\\:*?"<>|'  # path separators, and what Windows refuses
 
 
 def check_template(template: str | None) -> str:
@@ -34,10 +35,16 @@ def check_template(template: str | None) -> str:
 
 
 def check_trigger(trigger: str | None) -> str:
+    """A usable trigger word (may be empty), or :class:`InvalidInput`: it goes into captions and names the kohya
+    export folder (``10_<trigger>``), so characters a folder name may not hold are refused."""
     trigger = (trigger or "").strip()
-    if len(trigger) > MAX_TRIGGER_CHARS or any(c in trigger for c in "{}\n\r\t"):
-        raise InvalidInput(f"The trigger word must be one line of at most {MAX_TRIGGER_CHARS} characters "
-                           "without braces.")
+    if len(trigger) > MAX_TRIGGER_CHARS or not trigger.isprintable() or any(c in trigger for c in "{}"):
+        raise InvalidInput(f"The trigger word must be one line of at most {MAX_TRIGGER_CHARS} characters, "
+                           "without braces or invisible characters.")
+    unsafe = [c for c in NOT_IN_FOLDER_NAMES if c in trigger]
+    if unsafe:
+        raise InvalidInput(f"The trigger word names the exported image folder (10_<trigger>), so it may not "
+                           f"contain {' '.join(NOT_IN_FOLDER_NAMES)} (found {' '.join(unsafe)}).")
     return trigger
 
 

@@ -120,10 +120,14 @@ def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo
         for row in batch:
             with Image.open(row["file"]) as image:
                 images.append(image.convert("RGB"))
-        for row, text in zip(batch, captioner.caption(images, request.mode)):
+        for done, (row, text) in enumerate(zip(batch, captioner.caption(images, request.mode)), start + 1):
             final = apply_template(template, dataset["trigger"] or "", text)
-            set_caption(studio, row["id"], final, dataset["owner"], admin=True, source=spec.id)
-            report.captioned += 1
-            report.captions[row["id"]] = final
-            ctx.tell(Progress(report.captioned, report.total, message=row["source_name"], detail=final))
-        jobs.progress(ctx.store, ctx.job_id, report.captioned, report.total, result=report.to_dict())  # per batch
+            # a caption the user saved since the pass began is theirs to keep unless ``overwrite``
+            if set_caption(studio, row["id"], final, dataset["owner"], admin=True, source=spec.id,
+                           replace=request.overwrite):
+                report.captioned += 1
+                report.captions[row["id"]] = final
+            else:
+                report.kept += 1
+            ctx.tell(Progress(done, report.total, message=row["source_name"], detail=final))
+        jobs.progress(ctx.store, ctx.job_id, start + len(batch), report.total, result=report.to_dict())  # per batch

@@ -11,6 +11,7 @@ Reading either layout back is part of adding images (see :mod:`masuka.datasets.s
 
 from __future__ import annotations
 
+import codecs
 import json
 import shutil
 import zipfile
@@ -28,15 +29,22 @@ MAX_CAPTION_CHARS = 4000
 
 
 def read_caption_file(path: Path) -> str:
-    """A caption ``.txt``: UTF-8 (undecodable bytes replaced), surrounding whitespace removed."""
-    return path.read_text(encoding="utf-8", errors="replace").strip()[:MAX_CAPTION_CHARS]
+    """A caption ``.txt`` (or ``.caption``): UTF-8 with or without a byte-order mark, surrounding whitespace
+    removed; :class:`UnicodeDecodeError` when it is not UTF-8 text."""
+    return path.read_text(encoding="utf-8-sig").strip()[:MAX_CAPTION_CHARS]
 
 
 def read_metadata(path: Path) -> tuple[dict[str, str], list[str]]:
-    """``file_name`` → ``text`` from a ``metadata.jsonl``, and a problem per unusable line."""
+    """``file_name`` → ``text`` from a ``metadata.jsonl`` (UTF-8, a byte-order mark allowed), and a problem per
+    unusable line."""
     texts: dict[str, str] = {}
     problems: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for number, raw in enumerate(path.read_bytes().removeprefix(codecs.BOM_UTF8).splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"line {number} is not UTF-8 text: skipped (save the file as UTF-8)")
+            continue
         if not line.strip():
             continue
         try:

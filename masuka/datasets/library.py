@@ -6,8 +6,8 @@ options) and its ``dataset_images`` rows. Files live in ``datasets/<id>/original
 is its own row whose ``augment_of`` names the image it mirrors: it follows that image's caption and goes
 when it goes.
 
-Training reads a dataset through ``masuka.training.data.dataset_for_training``: processed image files and
-final captions (:func:`final_caption`: trigger word and template applied).
+Training (``masuka.training.data.dataset_for_training``) and export (:mod:`masuka.datasets.export`) read the
+processed image files and final captions (:func:`final_caption`: the trigger word added where a caption lacks it).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import re
 import shutil
 from pathlib import Path
 
-from masuka.datasets.caption_template import DEFAULT_TEMPLATE, check_template, check_trigger
+from masuka.datasets.caption_template import DEFAULT_TEMPLATE, check_template, check_trigger, has_trigger
 from masuka.datasets.formats import MAX_CAPTION_CHARS
 from masuka.datasets.preprocess import PrepOptions
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import find_named, insert_named, now, owner_clause
+from masuka.store import UNFINISHED, find_named, insert_named, now, owner_clause
 from masuka.studio import Studio
 from masuka.validation import plain_text
 
@@ -69,10 +69,19 @@ def update_dataset(studio: Studio, dataset: dict, **fields) -> dict:
 
 
 def delete_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
-    """Remove a dataset's rows and files; returns the deleted row."""
+    """Remove a dataset's rows and files; returns the deleted row. Refused while a training run that uses it
+    is queued or running."""
     dataset = find_dataset(studio, ref, owner, admin)
-    images = studio.store.find("dataset_images", "dataset_id = ?", [dataset["id"]])
     with studio.store.transaction():
+        users = studio.store.find("jobs", f"status in ({', '.join('?' * len(UNFINISHED))}) and "
+                                  "json_extract(state, '$.dataset_id') = ?", [*UNFINISHED, dataset["id"]],
+                                  order_by="id", limit=1)
+        if users:  # a training run (or another job) reading it
+            job = users[0]
+            raise InvalidInput(f"The {job['kind']} job #{job['id']} ({job['title']}) is {job['status']} "
+                               f"on dataset {dataset['name']!r}: stop it, or let it finish, before deleting the "
+                               "dataset.")
+        images = studio.store.find("dataset_images", "dataset_id = ?", [dataset["id"]])
         for row in images:
             studio.store.delete("dataset_images", row["id"])
         studio.store.delete("datasets", dataset["id"])
@@ -103,24 +112,35 @@ def _image(studio: Studio, image_id: int, owner: str, admin: bool) -> tuple[dict
 
 
 def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: bool = False,
-                source: str = "manual") -> None:
-    """Replace an image's caption (and its flipped copy's)."""
+                source: str = "manual", replace: bool = True) -> bool:
+    """Set an image's caption (and its flipped copy's); with ``replace`` off only while the image has none,
+    checked in the same transaction as the write. Returns whether it was written."""
     row, dataset = _image(studio, image_id, owner, admin)
     caption = (caption or "").strip()
     if len(caption) > MAX_CAPTION_CHARS:
         raise InvalidInput(f"The caption is too long (at most {MAX_CAPTION_CHARS} characters).")
     with studio.store.transaction():
+        current = studio.store.get("dataset_images", row["id"])
+        if not replace and (current is None or (current["caption"] or "").strip()):
+            return False
         for item in [row, *_copies(studio, row["id"])]:
             studio.store.update("dataset_images", item["id"], caption=caption, caption_source=source)
         studio.store.update("datasets", dataset["id"], updated_at=now())
+    return True
 
 
 def save_captions(studio: Studio, ref: str | int, captions: dict[int, str], owner: str, admin: bool = False) -> int:
-    """Set the captions of a dataset's images from ``{image id: caption}``; returns how many changed."""
+    """Set the captions of a dataset's images from ``{image id: caption}``; returns how many changed. Only the
+    changed ones are checked (a stored caption is not refused for what it holds), each naming its image."""
     dataset = find_dataset(studio, ref, owner, admin)
-    stored = {row["id"]: row["caption"] or "" for row in dataset_images(studio, dataset["id"])}
-    typed = {int(i): plain_text("the caption", text, MAX_CAPTION_CHARS).strip() for i, text in captions.items()}
-    changed = {i: text for i, text in typed.items() if i in stored and stored[i] != text}
+    stored = {row["id"]: row for row in dataset_images(studio, dataset["id"])}
+    changed: dict[int, str] = {}
+    for image_id, text in captions.items():
+        row = stored.get(int(image_id))
+        typed = (text or "").strip() if isinstance(text, str | None) else text  # anything else: refused below
+        if row is not None and typed != (row["caption"] or ""):
+            name = f"the caption of image #{row['id']} ({row['source_name']})"
+            changed[row["id"]] = plain_text(name, text, MAX_CAPTION_CHARS).strip()
     for image_id, text in changed.items():
         set_caption(studio, image_id, text, owner, admin)
     return len(changed)
@@ -144,5 +164,9 @@ def delete_image(studio: Studio, image_id: int, owner: str, admin: bool = False)
 
 
 def final_caption(row: dict, dataset: dict) -> str:
-    """The caption training sees: the image's own, else the trigger word alone."""
-    return row["caption"] or dataset["trigger"] or ""
+    """The caption training and export use: the image's own, with ``"<trigger>, "`` in front when it lacks the
+    trigger word (an imported or hand-written caption), else the trigger word alone."""
+    caption, trigger = (row["caption"] or "").strip(), dataset["trigger"] or ""
+    if not caption or not trigger:
+        return caption or trigger
+    return caption if has_trigger(caption, trigger) else f"{trigger}, {caption}"

@@ -1,9 +1,10 @@
 """What a person hands over (files, folders, zips) as image candidates with their captions, plus refusals.
 
-Captions come along as same-named ``.txt`` files or as an ``imagefolder`` ``metadata.jsonl`` (``.txt``
-wins when both exist). Zip entries are checked before anything is written: absolute paths, ``..``,
-symlinks, encrypted and oversized entries are refused, and accepted entries are written under new names
-inside the staging folder only, so nothing from a zip can land anywhere else.
+Captions come along as same-named ``.txt`` (or sd-scripts' ``.caption``) files or as an ``imagefolder``
+``metadata.jsonl`` (a caption file wins when both exist; ``.txt`` wins over ``.caption``). Zip entries are
+checked before anything is written: absolute paths, ``..``, symlinks, encrypted and oversized entries are
+refused, and accepted entries are written under new names inside the staging folder only, so nothing from a
+zip can land anywhere else.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from masuka.datasets.formats import KOHYA_CONFIG, METADATA_FILE, read_caption_fi
 
 MAX_ENTRY_BYTES = 512 * 2**20
 SYSTEM_FILES = re.compile(r"(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
+CAPTION_SUFFIXES = (".txt", ".caption")  # preferred first; ``.caption`` is sd-scripts' default
 Key = tuple[str, str, str]  # (source group, folder inside it, file stem): pairs an image with its caption
 
 
@@ -166,7 +168,7 @@ def _zip_entries(source: Path, group: str, staging: Path, refused: list[Refusal]
 
 def _pair(entries: list[_Entry], result: Collected) -> None:
     """Split caption files from images and attach each caption to its image."""
-    captions: dict[Key, str] = {}
+    caption_files: dict[Key, list[_Entry]] = {}
     listed: dict[Key, str] = {}
     images: list[_Entry] = []
     for entry in entries:
@@ -182,14 +184,34 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
                 listed[(group, "" if inner == "." else inner, _stem(file_name))] = text
         elif base.lower() == KOHYA_CONFIG:
             continue  # the sd-scripts config of a kohya export: nothing to import
-        elif base.lower().endswith(".txt"):
-            captions[entry.key] = read_caption_file(entry.path)
+        elif _suffix(base) in CAPTION_SUFFIXES:
+            caption_files.setdefault(entry.key, []).append(entry)
         else:
             images.append(entry)
+    captions = _read_captions(caption_files, result.refused)
     for entry in images:
-        caption = captions.pop(entry.key, None)
-        result.candidates.append(Candidate(entry.name, entry.path, caption if caption is not None
-                                           else listed.get(entry.key)))
-    for entry in entries:
-        if entry.key in captions and PurePosixPath(entry.name).name.lower().endswith(".txt"):
-            result.refused.append(Refusal(entry.name, "caption file with no image of the same name"))
+        found = captions.pop(entry.key, None)
+        result.candidates.append(Candidate(entry.name, entry.path, found[1] if found else listed.get(entry.key)))
+    result.refused += [Refusal(entry.name, "caption file with no image of the same name")
+                       for entry, _ in captions.values()]
+
+
+def _suffix(name: str) -> str:
+    return PurePosixPath(name).suffix.lower()
+
+
+def _read_captions(caption_files: dict[Key, list[_Entry]], refused: list[Refusal]) -> dict[Key, tuple[_Entry, str]]:
+    """Each image's caption file (``.txt`` before ``.caption``) and its text; the others are refused, saying why."""
+    captions: dict[Key, tuple[_Entry, str]] = {}
+    for key, files in caption_files.items():
+        for entry in sorted(files, key=lambda e: CAPTION_SUFFIXES.index(_suffix(e.name))):
+            if key in captions:
+                refused.append(Refusal(entry.name, f"{PurePosixPath(captions[key][0].name).name} is the caption "
+                                                   "used: this file was not read"))
+                continue
+            try:
+                captions[key] = (entry, read_caption_file(entry.path))
+            except UnicodeDecodeError:
+                refused.append(Refusal(entry.name, "caption file not in UTF-8: not read (save it as UTF-8, or "
+                                                   "type the caption in the Datasets tab)"))
+    return captions

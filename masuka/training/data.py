@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
+
+if TYPE_CHECKING:
+    from masuka.jobs import JobRow
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,22 @@ class TrainingSet:
         return digest.hexdigest()[:16]
 
 
-def dataset_for_training(studio: Studio, name: str, owner: str = LOCAL_USER) -> TrainingSet:
+def dataset_for_training(studio: Studio, name: str, owner: str = LOCAL_USER, run: JobRow | None = None
+                         ) -> TrainingSet:
     """The named dataset (or its numeric id) of ``owner``, flipped copies included, checked to be trainable:
-    images exist and every one has a caption (its own, or the trigger word alone)."""
+    images exist and every one has a caption (its own, or the trigger word alone). For an existing ``run``, the
+    dataset it recorded, else :class:`NotFound`: never one made since (a namesake, or a new row given its id)."""
     from masuka.datasets.library import dataset_images, final_caption, find_dataset
 
-    dataset = find_dataset(studio, name, owner)
+    dataset_id = run.state.get("dataset_id") if run else None
+    if run is None or dataset_id is None:
+        dataset = find_dataset(studio, name, owner)
+    else:
+        recorded = studio.store.get("datasets", dataset_id)
+        if recorded is None or recorded["owner"] != owner or recorded["created_at"] > run.created_at:
+            raise NotFound(f"The dataset this run trained on ({name!r}) was deleted: start a new run on another "
+                           "dataset.")
+        dataset = recorded
     images = [row for row in dataset_images(studio, dataset["id"], augmented=True) if row.get("processed_path")]
     if not images:
         raise InvalidInput(f"Dataset {dataset['name']!r} has no images: add photos to it in the Datasets tab.")
@@ -149,11 +162,9 @@ class BatchOrder:
         return self._batches(counter // per_epoch)[counter % per_epoch]
 
 
-def dataset_choices(studio: Studio, owner: str = LOCAL_USER, admin: bool = False) -> list[tuple[str, str]]:
-    """(label, name) of the datasets a user may train on, with their image counts, newest first."""
-    where, args = ("1 = 1", []) if admin else ("owner in (?, ?)", [owner, LOCAL_USER])
-    choices = []
-    for row in studio.store.find("datasets", where, args):
-        count = studio.store.count("dataset_images", "dataset_id = ?", [row["id"]])
-        choices.append((f"{row['name']} ({count} images)", row["name"]))
-    return choices
+def dataset_choices(studio: Studio, owner: str = LOCAL_USER) -> list[tuple[str, str]]:
+    """(label, name) of the datasets :func:`dataset_for_training` takes for ``owner`` (their own), newest first,
+    labelled with the image count the Datasets tab shows (flipped copies not counted)."""
+    from masuka.datasets.library import list_datasets
+
+    return [(f"{row['name']} ({row['images']} images)", row["name"]) for row in list_datasets(studio, owner)]

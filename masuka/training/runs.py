@@ -25,7 +25,7 @@ from masuka.loras.library import check_lora_name, free_lora_name, register_lora
 from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error, resolve_image_model
 from masuka.services import HUGGINGFACE
-from masuka.store import LOCAL_USER, Store, now
+from masuka.store import LOCAL_USER, Store, now, row_id
 from masuka.studio import Studio
 from masuka.training import checkpoints
 from masuka.training.data import TrainingSet, dataset_for_training
@@ -37,9 +37,10 @@ RESUMABLE = ("cancelled", "interrupted", "failed")
 FLUSH_S = 1.0
 
 
-def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER
+def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, run: jobs.JobRow | None = None
                    ) -> tuple[TrainOptions, ModelSpec, str, TrainingSet]:
-    """Everything that can be checked before the GPU is touched: model, options, dataset."""
+    """Everything that can be checked before the GPU is touched: model, options, dataset (for an existing
+    ``run``, the one it recorded: see :func:`dataset_for_training`)."""
     spec = resolve_image_model(usable_model(studio, owner, options.base))
     pipeline = spec.pipeline if spec.architecture else _hub_pipeline(studio, spec)
     architecture = spec.architecture or architecture_of(pipeline)
@@ -52,7 +53,7 @@ def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USE
         raise InvalidInput(f"{spec.id!r} cannot be trained here: {profile.training.untrainable[pipeline]}.")
     options = fill_defaults(options, architecture)
     check_options(options, architecture, profile.size_multiple)
-    return options, spec, architecture, dataset_for_training(studio, options.dataset, owner)
+    return options, spec, architecture, dataset_for_training(studio, options.dataset, owner, run)
 
 
 def _hub_pipeline(studio: Studio, spec: ModelSpec) -> str:
@@ -135,7 +136,7 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
 
     run_id = hooks.job_id
     row = jobs.get(studio.store, run_id)
-    options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row.params), row.owner)
+    options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row.params), row.owner, row)
     run_dir = studio.config.absolute(row.state["run_dir"])
     plan = TrainPlan(options, spec, architecture, data, run_dir, studio.keys.get(HUGGINGFACE))
     hooks.total = options.steps
@@ -227,10 +228,8 @@ class RunContext(JobContext):
 
 
 def _run_row(studio: Studio, run_id: Any, owner: str, admin: bool) -> jobs.JobRow:
-    try:
-        row = jobs.lookup(studio.store, int(run_id))
-    except (TypeError, ValueError):
-        row = None
+    number = row_id(run_id)
+    row = jobs.lookup(studio.store, number) if number else None
     if row is None or row.kind != KIND or not (admin or row.owner == owner):
         raise NotFound(f"Training run {run_id!r} does not exist.")
     return row
@@ -258,7 +257,7 @@ def resume_run(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
     if not restoring:
         studio.runner().check_share(row.owner, row.id)
     if not _remote(row):
-        check_training(studio, TrainOptions.from_dict(row.params), row.owner)
+        check_training(studio, TrainOptions.from_dict(row.params), row.owner, row)
     jobs.requeue(studio.store, row.id)
     if submit:
         submit_run(studio, row.id, interrupt)

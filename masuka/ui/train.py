@@ -108,7 +108,7 @@ def _options() -> tuple[dict[str, Component], gr.Markdown]:
 
 def choices(studio: Studio, request: gr.Request):
     """The dataset picker's choices."""
-    return gr.Dropdown(choices=dataset_choices(studio, user_of(request), is_admin(studio, request)))
+    return gr.Dropdown(choices=dataset_choices(studio, user_of(request)))
 
 
 @friendly

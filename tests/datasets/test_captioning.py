@@ -58,6 +58,21 @@ def test_existing_captions_are_kept_unless_overwrite(studio, photos, tiny_captio
     assert dataset_images(studio, photos["id"])[0]["caption"].endswith(", in the style of zorp")  # template kept
 
 
+def test_a_caption_saved_during_a_pass_is_kept_without_overwrite(studio, photos, tiny_captioner):
+    last = dataset_images(studio, photos["id"])[-1]
+
+    def user_types_a_caption(progress):
+        if progress.total and progress.step == 1:  # the pass took its to-do list before this
+            set_caption(studio, last["id"], "my own words about zorp", LOCAL_USER)
+
+    report = caption_dataset(studio, CaptionRequest(photos["id"], captioner=str(tiny_captioner("florence2")),
+                                                    mode="short", batch_size=1), watch=user_types_a_caption)
+    assert (report.total, report.captioned, report.kept) == (4, 3, 1)
+    rows = dataset_images(studio, photos["id"], augmented=True)
+    assert [r["caption"] for r in rows if last["id"] in (r["id"], r["augment_of"])] == ["my own words about zorp"] * 2
+    assert studio.store.get("jobs", report.job_id)["step"] == 4
+
+
 def test_stop_keeps_the_captions_made_so_far(studio, photos, tiny_captioner):
     stop = threading.Event()
     report = caption_dataset(studio, CaptionRequest(photos["id"], captioner=str(tiny_captioner("blip2")),

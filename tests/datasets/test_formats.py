@@ -103,3 +103,43 @@ def test_a_bad_metadata_line_is_reported_and_the_rest_imported(studio, make_data
     assert [r.to_dict() for r in report.rejected] == [
         {"file": "hf/metadata.jsonl", "reason": "line 2 is not a JSON object with file_name and text: skipped"}]
     assert [r["caption"] for r in dataset_images(studio, dataset["id"])] == ["first", "second"]
+
+
+def test_caption_files_drop_a_byte_order_mark_and_one_not_in_utf8_is_reported(studio, make_dataset, tmp_path):
+    folder = tmp_path / "set"
+    (folder / "hf").mkdir(parents=True)
+    for i, name in enumerate(["bom", "cp1252", "hf/one", "hf/two"]):
+        corpus.photo(folder / f"{name}.jpg", 100 + i)
+    (folder / "bom.txt").write_bytes("\ufeffzorp, a mug".encode())
+    (folder / "cp1252.txt").write_bytes("zorp, café".encode("cp1252"))
+    (folder / "hf" / "metadata.jsonl").write_bytes("\ufeff".encode() + b'{"file_name": "one.jpg", "text": "first"}\n'
+                                                   + '{"file_name": "two.jpg", "text": "caf\u00e9"}\n'.encode("cp1252"))
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [folder], allow_folders=True)
+    assert len(report.added) == 4
+    assert sorted((r.file, r.reason) for r in report.rejected) == [
+        ("set/cp1252.txt", "caption file not in UTF-8: not read (save it as UTF-8, or type the caption in the "
+                           "Datasets tab)"),
+        ("set/hf/metadata.jsonl", "line 2 is not UTF-8 text: skipped (save the file as UTF-8)")]
+    captions = {r["source_name"]: r["caption"] for r in dataset_images(studio, dataset["id"])}
+    assert captions == {"set/bom.jpg": "zorp, a mug", "set/cp1252.jpg": "", "set/hf/one.jpg": "first",
+                        "set/hf/two.jpg": ""}
+
+
+def test_caption_files_are_read_as_captions_and_txt_wins_over_them(studio, make_dataset, tmp_path):
+    folder = tmp_path / "kohya"
+    folder.mkdir()
+    corpus.photo(folder / "a.jpg", 110)
+    corpus.photo(folder / "b.jpg", 111)
+    (folder / "a.caption").write_text("zorp, from the caption file")
+    (folder / "b.caption").write_text("zorp, not used")
+    (folder / "b.txt").write_text("zorp, from the txt file")
+    (folder / "c.caption").write_text("no image")
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [folder], allow_folders=True)
+    assert len(report.added) == 2
+    assert sorted((r.file, r.reason) for r in report.rejected) == [
+        ("kohya/b.caption", "b.txt is the caption used: this file was not read"),
+        ("kohya/c.caption", "caption file with no image of the same name")]
+    assert [r["caption"] for r in dataset_images(studio, dataset["id"])] == ["zorp, from the caption file",
+                                                                             "zorp, from the txt file"]

@@ -15,12 +15,13 @@ from masuka.datasets.library import (
     delete_image,
     find_dataset,
     list_datasets,
+    save_captions,
     set_caption,
 )
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER
-from masuka.training.data import dataset_for_training
+from masuka.training.data import dataset_choices, dataset_for_training
 from tests.datasets import corpus
 
 
@@ -119,6 +120,18 @@ def test_bad_dataset_settings_are_refused(studio, name, options, message):
     assert studio.store.count("datasets") == 0
 
 
+@pytest.mark.parametrize("trigger, message", [
+    ("zorp/cat", r"names the exported image folder \(10_<trigger>\), so it may not contain .* \(found /\)"),
+    ("zorp\\cat", r"\(found \\\)"),
+    ("what? *", r"\(found \* \?\)"),
+    ("zorp\tcat", "one line of at most 64 characters"),
+    ("{zorp}", "without braces"),
+])
+def test_triggers_that_cannot_name_the_export_folder_are_refused(studio, trigger, message):
+    with pytest.raises(InvalidInput, match=message):
+        create_dataset(studio, "t", LOCAL_USER, trigger)
+
+
 @pytest.mark.parametrize("template, message", [
     ("photo of {trigger}", "must contain {caption}"),
     ("{caption} by {artist}", "only use {trigger} and {caption}"),
@@ -139,6 +152,23 @@ def test_delete_removes_rows_and_files(studio, make_dataset, tmp_path):
     assert studio.store.count("datasets") == 0 and studio.store.count("dataset_images") == 0
 
 
+def test_delete_is_refused_while_a_run_uses_the_dataset(studio, make_dataset):
+    from masuka import jobs
+
+    dataset = make_dataset("fox")
+    run = jobs.create(studio.store, "train", LOCAL_USER, title="fox on flux", state={"dataset_id": dataset["id"]})
+    jobs.create(studio.store, "train", LOCAL_USER, status="completed", state={"dataset_id": dataset["id"] + 1})
+    with pytest.raises(InvalidInput, match=f"The train job #{run} \\(fox on flux\\) is queued on dataset 'fox'"):
+        delete_dataset(studio, "fox", LOCAL_USER)
+    jobs.update(studio.store, run, status="running")
+    with pytest.raises(InvalidInput, match="is running on dataset 'fox'"):
+        delete_dataset(studio, "fox", LOCAL_USER)
+    assert studio.store.count("datasets") == 1
+    jobs.finish(studio.store, run, "cancelled")
+    delete_dataset(studio, "fox", LOCAL_USER)
+    assert studio.store.count("datasets") == 0
+
+
 def test_training_reads_processed_files_and_final_captions(studio, make_dataset, tmp_path):
     dataset = make_dataset(trigger="zorp", flip=True)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 40 + i) for i in range(2)])
@@ -151,3 +181,42 @@ def test_training_reads_processed_files_and_final_captions(studio, make_dataset,
     empty = make_dataset("empty")
     with pytest.raises(InvalidInput, match="no images"):
         dataset_for_training(studio, empty["id"], LOCAL_USER)
+
+
+def test_training_and_export_put_the_trigger_word_in_front_of_captions_that_lack_it(studio, make_dataset, tmp_path):
+    from masuka.datasets.export import export_dataset
+
+    dataset = make_dataset(trigger="zorp")
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 50 + i) for i in range(5)])
+    typed = ["a mug on a table", "ZORP on a table", "a zorpy mug", "photo of zorp, a cup", ""]
+    for row, text in zip(dataset_images(studio, dataset["id"]), typed):
+        set_caption(studio, row["id"], text, LOCAL_USER)
+    final = ["zorp, a mug on a table", "ZORP on a table", "zorp, a zorpy mug", "photo of zorp, a cup", "zorp"]
+    assert [caption for _, caption in dataset_for_training(studio, dataset["id"], LOCAL_USER).items] == final
+    folder = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", tmp_path / "out") / "10_zorp"
+    assert sorted(p.read_text(encoding="utf-8") for p in folder.glob("*.txt")) == sorted(final)
+    assert [r["caption"] for r in dataset_images(studio, dataset["id"])] == typed  # stored as typed
+
+
+def test_saving_captions_checks_only_the_changed_ones_and_names_the_image(studio, make_dataset, tmp_path):
+    dataset = make_dataset()
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 60 + i) for i in range(2)])
+    first, second = dataset_images(studio, dataset["id"])
+    studio.store.update("dataset_images", first["id"], caption="sks cat,\u200bon a sofa")  # imported so
+    table = {first["id"]: "sks cat,\u200bon a sofa", second["id"]: "sks, a new caption"}
+    assert save_captions(studio, dataset["id"], table, LOCAL_USER) == 1
+    assert dataset_images(studio, dataset["id"])[1]["caption"] == "sks, a new caption"
+    table[first["id"]] = "sks cat,\u200bon a red sofa"
+    with pytest.raises(InvalidInput, match=rf"The caption of image #{first['id']} \(p0.jpg\) contains an invisible"):
+        save_captions(studio, dataset["id"], table, LOCAL_USER)
+
+
+def test_the_train_tab_offers_exactly_the_datasets_the_user_can_train_on(studio, tmp_path):
+    photos = [corpus.photo(tmp_path / f"p{i}.jpg", 65 + i) for i in range(2)]
+    for owner, name in [("alice", "mine"), (LOCAL_USER, "shared"), ("bob", "bobs")]:
+        create_dataset(studio, name, owner, "sks", options={"flip": True})
+        add_images(studio, name, owner, photos)
+    for owner in ("alice", "bob", LOCAL_USER):
+        choices = dataset_choices(studio, owner)
+        assert choices == [(f"{d['name']} (2 images)", d["name"]) for d in list_datasets(studio, owner)]
+        assert len(choices) == 1 and dataset_for_training(studio, choices[0][1], owner).items

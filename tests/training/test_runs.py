@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from safetensors.torch import load_file
 
+from masuka import jobs
 from masuka.errors import GPUBusy, InvalidInput, NotFound
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.loras.files import inspect_lora
@@ -179,10 +180,35 @@ def test_nan_loss_stops_the_run_with_a_message(studio, tiny_model, dataset, tmp_
 ])
 def test_bad_datasets_and_options_are_refused_before_training(studio, tiny_model, dataset, change, error, message):
     add_dataset(studio, "empty", images=0)
-    add_dataset(studio, "uncaptioned", images=2, captions=["sks, a fox", "  "])
+    add_dataset(studio, "uncaptioned", images=2, trigger="", captions=["a fox", "  "])  # no trigger to fall back on
     with pytest.raises(error, match=message):
         start_training(studio, options(tiny_model("flux"), **change))
     assert studio.store.count("jobs") == 0
+
+
+def test_a_run_resumes_on_its_own_dataset_never_on_a_namesake_made_since(studio, tiny_model, dataset):
+    from masuka.datasets.library import delete_dataset
+
+    run = create_run(studio, options(tiny_model("flux")))
+    with pytest.raises(InvalidInput, match=f"The train job #{run} .* is queued on dataset 'fox'"):
+        delete_dataset(studio, "fox", LOCAL_USER)
+    request_stop(studio, run)
+    delete_dataset(studio, "fox", LOCAL_USER)
+    with pytest.raises(NotFound, match="The dataset this run trained on \\('fox'\\) was deleted"):
+        resume_run(studio, run)
+    add_dataset(studio, "fox", trigger="other")  # same name, and SQLite gives it the deleted row's id
+    assert studio.store.get("datasets", jobs.get(studio.store, run).state["dataset_id"])["trigger"] == "other"
+    with pytest.raises(NotFound, match="was deleted"):
+        resume_run(studio, run)
+    assert run_status(studio, run)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("run_id", [99999999999999999999, "99999999999999999999", 1e30, float("nan"), 1.5, "1x"])
+def test_a_run_id_no_row_can_have_does_not_exist(studio, run_id):
+    with pytest.raises(NotFound, match="does not exist"):
+        run_status(studio, run_id)
+    with pytest.raises(NotFound, match="does not exist"):
+        resume_run(studio, run_id)
 
 
 def test_presets_fill_what_the_user_left_open(studio, tiny_model, dataset):

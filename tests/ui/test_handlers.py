@@ -140,3 +140,16 @@ def test_another_users_model_folder_fills_in_nothing(tmp_path, tiny_model):
         assert image.aspect_size(studio, "1:1", str(anns), bob) == image.aspect_size(studio, "1:1", "nothing", bob)
     finally:
         studio.close()
+
+
+def test_ids_beyond_sqlite_s_integers_are_not_found_in_the_tabs(studio):
+    from masuka.ui import datasets, train
+
+    request = gr.Request(username="alice")
+    huge = "99999999999999999999"
+    with pytest.raises(gr.Error, match=f"No dataset '{huge}'"):
+        datasets.ask_delete(studio, huge, request)
+    with pytest.raises(gr.Error, match=f"No dataset '{huge}'"):
+        datasets.export_dataset(studio, huge, "kohya", request)
+    with pytest.raises(gr.Error, match="Training run 1e\\+30 does not exist"):
+        train.resume_training(studio, 1e30, request)

@@ -111,7 +111,7 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
 def _submit(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions, state: dict, trainer: RemoteTrainer,
             log) -> bool:
     """Upload the dataset and send the create request once; False when it may have arrived unanswered."""
-    data = dataset_for_training(studio, options.dataset, row.owner)
+    data = dataset_for_training(studio, options.dataset, row.owner, row)
     run_dir = studio.config.absolute(state["run_dir"])
     if not state.get("upload"):
         log(f"uploading the dataset ({len(data.items)} images with captions) to {trainer.service.label}")
