@@ -35,12 +35,12 @@ from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest, used_prompt
 from masuka.image.tasks import InitImage, save_input
 from masuka.models.catalog import image_models
+from masuka.store import row_id
 
 #: OpenAI's image model names, dated snapshots included (``gpt-image-2-2026-04-21``, ``chatgpt-image-latest``)
 OPENAI_MODEL = re.compile(r"(gpt-image|chatgpt-image|dall-e)(-[\w.-]+)?")
 EDIT_STRENGTH = 0.8  # an edit without a mask: how far the whole picture may move
 SIZE = re.compile(r"([0-9]{1,5})x([0-9]{1,5})")
-ROW_ID = re.compile(r"[1-9][0-9]{0,17}")  # a history row id SQLite can hold
 
 
 class Aids(BaseModel):
@@ -213,7 +213,8 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
     async def image_file(image_id: str, request: Request, format: str | None = None) -> Any:
         """A generated image by its history id, as saved or in the ``format`` the request asked for."""
         caller = caller_of(request)
-        row = studio.store.get("generations", int(image_id)) if ROW_ID.fullmatch(image_id) else None
+        number = row_id(image_id)
+        row = studio.store.get("generations", number) if number else None
         path = studio.config.absolute(row["output_path"]) if row and row.get("output_path") else None
         if path is None or not path.is_file() or (row["owner"] != caller.user and not caller.admin) \
                 or not may_read(studio, caller.user, path):
