@@ -25,6 +25,7 @@ MAX_MASK_BLUR = 64
 MAX_INPUT_PIXELS = 4096 * 4096
 MAX_UPSCALE = 8
 MAX_SIDE_PADDING = 256
+MASK_SHAPE_TOLERANCE = 0.02  # how far a mask's width:height may be from its picture's (rounding of a rescale)
 RESAMPLERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
 #: the image modes a PNG file stores as they are
 PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
@@ -58,18 +59,27 @@ class TaskInput:
 
 
 def open_picture(path: str | Path, what: str) -> Image.Image:
-    """A picture file read whole, or :class:`InvalidInput` saying why not."""
+    """A picture file read whole, as it is seen: turned upright by its EXIF orientation (a phone photo), and a
+    16-bit one brought to 8 bits; or :class:`InvalidInput` saying why not."""
     try:
         with Image.open(path) as picture:
             if picture.width * picture.height > MAX_INPUT_PIXELS:
                 raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); "
                                    "at most 4096x4096 pixels.")
             picture.load()
-            return picture.copy()
+            return _eight_bit(ImageOps.exif_transpose(picture))
     except FileNotFoundError:
         raise InvalidInput(f"The {what} {Path(path).name!r} does not exist.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InvalidInput(f"The {what} is not a readable image ({error}).") from None
+
+
+def _eight_bit(picture: Image.Image) -> Image.Image:
+    """A 16-bit greyscale picture (``I;16``, or ``I`` holding 16-bit values) scaled to 8 bits: Pillow's own
+    conversion would clip it to white."""
+    if picture.mode.startswith("I;16") or (picture.mode == "I" and picture.getextrema()[1] > 255):
+        return picture.convert("I").point(lambda value: value / 257).convert("L")
+    return picture
 
 
 def init_size(init: InitImage, multiple: int, low: int, high: int) -> tuple[int, int]:
@@ -103,10 +113,11 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
         raise InvalidInput(f"The mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {init.mask_blur}).")
     if init.outpaint is not None:
         return _prepare_outpaint(init, width, height, strength, multiple)
-    image = open_picture(init.path, "init image").convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    picture = open_picture(init.path, "init image").convert("RGB")
+    image = picture.resize((width, height), Image.Resampling.LANCZOS)
     if init.mask is None:
         return TaskInput("img2img", image, None, strength, init)
-    mask = _read_mask(init, (width, height))
+    mask = _read_mask(init, picture.size, (width, height))
     if mask.getextrema()[1] == 0:
         raise InvalidInput("The mask is all black: paint white where the image should change.")
     start = fill_masked(image, mask) if init.fill_masked else None
@@ -115,10 +126,16 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
     return TaskInput("inpaint", image, mask, strength, init, start)
 
 
-def _read_mask(init: InitImage, size: tuple[int, int]) -> Image.Image:
+def _read_mask(init: InitImage, picture: tuple[int, int], size: tuple[int, int]) -> Image.Image:
+    """The mask at ``size``; one of another shape than the ``picture`` (a size, not only a scale, apart) is
+    refused rather than stretched over it."""
     if init.mask is None:
         raise ValueError("_read_mask needs an init image with a mask")
-    mask = open_picture(init.mask, "mask").convert("L").resize(size, Image.Resampling.LANCZOS)
+    mask = open_picture(init.mask, "mask")
+    if abs(mask.width * picture[1] - mask.height * picture[0]) > MASK_SHAPE_TOLERANCE * mask.height * picture[0]:
+        raise InvalidInput(f"The mask is {mask.width}x{mask.height} but the picture is {picture[0]}x{picture[1]}: "
+                           "give a mask of the picture's shape (any size of it).")
+    mask = mask.convert("L").resize(size, Image.Resampling.LANCZOS)
     return ImageOps.invert(mask) if init.invert_mask else mask
 
 
@@ -130,7 +147,7 @@ def _prepare_outpaint(init: InitImage, width: int, height: int, strength: float,
     if (width, height) != size:
         raise InvalidInput(f"Outpainting makes a {size[0]}x{size[1]} image (the picture plus the padding, rounded "
                            f"up to a multiple of {multiple}); leave the width and height to it (got {width}x{height}).")
-    own_mask = None if init.mask is None else _read_mask(init, picture.size)
+    own_mask = None if init.mask is None else _read_mask(init, picture.size, picture.size)
     canvas, repaint, box = outpaint_canvas(picture, own_mask, padding, multiple)
     start = fill_masked(canvas, repaint)
     blur = int(init.mask_blur)

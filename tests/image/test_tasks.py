@@ -170,3 +170,30 @@ def test_a_fill_model_refuses_what_it_cannot_do(studio, fill_model, pictures, in
     with pytest.raises(InvalidInput, match="is an inpaint model: give it a starting image and a mask"):
         run(studio, fill_model, width=64, height=64, init=start)
     assert not studio.store.count("generations")
+
+
+def test_pictures_are_read_as_they_are_seen(tmp_path):
+    """A phone photo turned by its EXIF orientation is used upright, and a 16-bit one keeps its tones."""
+    from masuka.image.tasks import open_picture
+
+    sideways = Image.new("RGB", (128, 64), "white")
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    sideways.save(tmp_path / "phone.jpg", exif=exif)
+    assert open_picture(tmp_path / "phone.jpg", "photo").size == (64, 128)
+    ramp = Image.fromarray(np.tile(np.linspace(0, 65535, 96).astype(np.uint16), (96, 1)))
+    ramp.save(tmp_path / "ramp16.png")
+    grey = np.asarray(open_picture(tmp_path / "ramp16.png", "photo").convert("RGB"), dtype=float)
+    assert 120 < grey.mean() < 136 and grey[:, 0].max() < 5 and grey[:, -1].min() > 250
+
+
+def test_a_mask_of_another_shape_than_the_picture_is_refused(studio, tiny_model, pictures, tmp_path):
+    photo, _mask = pictures  # 96x80
+    Image.new("L", (40, 10), 255).save(tmp_path / "strip.png")
+    with pytest.raises(InvalidInput, match="The mask is 40x10 but the picture is 96x80"):
+        generate_images(studio, ImageRequest(prompt="x", model=str(tiny_model("flux")), steps=1,
+                                             init=InitImage(photo, 1.0, tmp_path / "strip.png")))
+    Image.new("L", (48, 40), 255).save(tmp_path / "half.png")  # the same shape at half the size: taken
+    (result,) = generate_images(studio, ImageRequest(prompt="x", model=str(tiny_model("flux")), steps=1,
+                                                     init=InitImage(photo, 1.0, tmp_path / "half.png")))
+    assert Image.open(result.path).size == (96, 80)

@@ -241,3 +241,14 @@ def test_stop_cancels_between_tiles_and_is_recorded(studio, photo, upscalers):
                       on_tile=lambda done, total: stop.set())
     row = studio.store.find("generations")[0]
     assert (row["kind"], row["status"], row["output_path"]) == ("upscale", "cancelled", None)
+
+
+@pytest.mark.parametrize("upscaler", ["Lanczos", "tiny2x"])
+def test_transparency_is_kept_by_a_resampler_and_a_model(studio, tmp_path, upscalers, upscaler):
+    logo = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    ImageDraw.Draw(logo).rectangle((8, 8, 23, 23), fill=(220, 30, 30, 255))
+    logo.save(tmp_path / "logo.png")
+    result = Image.open(upscale_image(studio, UpscaleRequest(tmp_path / "logo.png", scale=2, upscaler=upscaler))[0]
+                        .path)
+    assert result.mode == "RGBA" and result.size == (64, 64)
+    assert result.getpixel((0, 0))[3] == 0 and result.getpixel((32, 32))[3] == 255

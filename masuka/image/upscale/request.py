@@ -82,7 +82,8 @@ def check_request(studio: Studio, request: UpscaleRequest) -> tuple[Image.Image,
     if request.model and not request.detail:
         raise InvalidInput("A model repaints tiles only in a detail upscale: turn detail on (--detail), or leave the "
                            "model out.")
-    return source.convert("RGB"), upscaler
+    keeps_alpha = "A" in source.getbands() and not request.detail  # a detail upscale repaints colours only
+    return source.convert("RGBA" if keeps_alpha else "RGB"), upscaler
 
 
 def enlarge(source: Image.Image, scale: int, upscaler: str, path: Path | None, tile: int, overlap: int,
@@ -93,11 +94,14 @@ def enlarge(source: Image.Image, scale: int, upscaler: str, path: Path | None, t
     if path is None:
         return source.resize(size, RESAMPLERS[upscaler])
     model = load_upscaler(path, device_plan(memory="full").device)
-    picture, reached = source, 1
+    picture, reached = source.convert("RGB"), 1
     while reached < scale:
         picture = run_model(model, picture, tile, overlap, stop, on_tile)
         reached *= model.scale
-    return picture if picture.size == size else picture.resize(size, Image.Resampling.LANCZOS)
+    picture = picture if picture.size == size else picture.resize(size, Image.Resampling.LANCZOS)
+    if "A" in source.getbands():  # the model sees colours only: transparency follows by Lanczos
+        picture.putalpha(source.getchannel("A").resize(size, Image.Resampling.LANCZOS))
+    return picture
 
 
 def record(studio: Studio, request: UpscaleRequest, kept: Path, source: Image.Image, *, model: str,
