@@ -27,7 +27,7 @@ from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
 from masuka.image.upscale.request import UpscaleRequest, check_request
-from masuka.store import now, process_alive
+from masuka.store import now, process_alive, row_id
 from masuka.studio import Studio
 
 STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "interrupted")
@@ -49,13 +49,11 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
     every expansion makes ``request.batch`` images. Seeds run on from ``request.seed`` (random when unset)
     across the job, so a resumed job remakes nothing and a repeated job repeats its images.
     """
-    if request.controls or request.style_references:
-        raise InvalidInput("The queue keeps prompts and settings, not pictures: generate with control or reference "
-                           "images directly.")
+    _no_pictures(request)
     templates = prompt_lines(prompts) if prompts is not None else [request.prompt]
     if not templates:
         raise InvalidInput("No prompts: write one prompt a line.")
-    ids = []
+    planned = []  # every line is checked before any is queued: a bad line queues none
     for template in templates:
         seed = request.seed
         base = seed if seed is not None and seed != -1 else random.randint(0, MAX_SEED // 2)
@@ -67,15 +65,26 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
             raise InvalidInput(f"The seed is too large for {len(items)} images (at most {MAX_SEED - len(items) + 1}).")
         for index, item in enumerate(items):
             item["seed"] = base + index
-        ids.append(add_job(studio, request.owner, "text", template, plan.spec.id,
-                           {"request": _stored(studio, request), "items": items, "allow_any_path": allow_any_path}))
-    return ids
+        planned.append((template, plan.spec.id, items))
+    with studio.store.transaction():
+        _check_room(studio, request.owner, len(planned))
+    return [add_job(studio, request.owner, "text", template, model,
+                    {"request": _stored(studio, request), "items": items, "allow_any_path": allow_any_path})
+            for template, model, items in planned]
+
+
+def _no_pictures(request: ImageRequest) -> None:
+    """The queue stores settings, not pictures: refuse a request with control or reference images."""
+    if request.controls or request.style_references:
+        raise InvalidInput("The queue keeps prompts and settings, not pictures: generate with control or reference "
+                           "images directly.")
 
 
 def queue_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_path: bool = False,
                confirm_large: bool = False) -> int:
     """Queue an X/Y/Z grid as one job: every cell is checked now and is one item (its request and its place in
     the grid); the worker makes the cells not made yet, then draws the grid image."""
+    _no_pictures(base)
     return queue_cells(studio, base, axes, plan_grid(studio, base, axes, allow_any_path, confirm_large),
                        allow_any_path)
 
@@ -83,6 +92,8 @@ def queue_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_p
 def queue_cells(studio: Studio, base: ImageRequest, axes: list[Axis], cells: list[Cell],
                 allow_any_path: bool = False) -> int:
     """Queue the planned cells of a grid (:func:`~masuka.image.grid.plan_grid`) as one ``grid`` job."""
+    for request in (base, *(cell.request for cell in cells)):
+        _no_pictures(request)
     items = [{**_fields(cell.request), "prompt": cell.request.prompt, "seed": cell.request.seed,
               "notes": {"grid": cell.labels, "grid_cell": list(cell.position)}} for cell in cells]
     model = plan_request(studio, cells[0].request, allow_any_path).spec.id
@@ -162,13 +173,15 @@ def control_job(studio: Studio, user: str, action: str, job_id: int | None = Non
         raise InvalidInput(f"Unknown queue action {action!r}: use {', '.join(ACTIONS)}.")
     store = studio.store
     with store.transaction():
+        recover(studio)  # a job whose worker died is not running: it is cancelled or paused at once
         if job_id is None:
             if action not in ("pause", "resume"):
                 raise InvalidInput(f"Name the job to {action}.")
             mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
             rows = store.find("queue", f"{mine} and status in ({_marks(UNFINISHED)})", [*args, *UNFINISHED])
         else:
-            row = store.get("queue", int(job_id))
+            number = row_id(job_id)
+            row = store.get("queue", number) if number else None
             if row is None or not (admin or row["owner"] == user):
                 raise NotFound(f"There is no queued job {job_id} of yours.")
             rows = [row]
@@ -198,13 +211,19 @@ def claim(studio: Studio) -> dict | None:
 
 
 def recover(studio: Studio) -> list[int]:
-    """Rows ``running`` under a worker that is gone become ``interrupted`` (and are claimed again)."""
-    stale = [row["id"] for row in studio.store.find("queue", "status = 'running' and worker != ?", [WORKER])
+    """Rows ``running`` under a worker that is gone become ``interrupted`` (and are claimed again); one that was
+    told to cancel or pause meanwhile is cancelled or paused, as its owner was told it would be."""
+    stale = [row for row in studio.store.find("queue", "status = 'running' and worker != ?", [WORKER])
              if not process_alive(row["pid"])]
-    for job_id in stale:
-        studio.store.update("queue", job_id, status="interrupted", updated_at=now(),
-                            error="the worker stopped before this finished; it resumes from its finished images")
-    return stale
+    for row in stale:
+        if row["control"] == "cancel":
+            finish(studio, row["id"], "cancelled")
+        elif row["control"] == "pause":
+            studio.store.update("queue", row["id"], status="paused", control=None, updated_at=now())
+        else:
+            studio.store.update("queue", row["id"], status="interrupted", updated_at=now(),
+                                error="the worker stopped before this finished; it resumes from its finished images")
+    return [row["id"] for row in stale]
 
 
 def finish(studio: Studio, job_id: int, status: str, error: str | None = None) -> None:
@@ -236,12 +255,13 @@ def _apply(studio: Studio, row: dict, action: str, admin: bool, user: str) -> bo
     return True
 
 
-def _check_room(studio: Studio, owner: str) -> None:
-    """Refuse one more unfinished job for ``owner`` beyond their limit (call inside a transaction)."""
+def _check_room(studio: Studio, owner: str, more: int = 1) -> None:
+    """Refuse ``more`` unfinished jobs for ``owner`` beyond their limit (call inside a transaction)."""
     limit = studio.config.queued_jobs_per_user
     waiting = studio.store.count("queue", f"owner = ? and status in ({_marks(UNFINISHED)})", [owner, *UNFINISHED])
-    if waiting >= limit:
-        raise InvalidInput(f"You already have {waiting} unfinished jobs in the queue (the limit is {limit} per "
+    if waiting + more > limit:
+        these = f", and these {more} would pass" if more > 1 else ""
+        raise InvalidInput(f"You already have {waiting} unfinished jobs in the queue{these} (the limit is {limit} per "
                            "user): wait for some to finish or cancel some.")
 
 

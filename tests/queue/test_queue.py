@@ -300,3 +300,30 @@ class _Context:
 
     def progress(self, done: int, total: int) -> None:
         self.done = (done, total)
+
+
+def test_a_cancel_or_pause_told_to_a_job_whose_worker_died_holds(studio, tiny_model):
+    """A running job told to cancel or pause is cancelled or paused when its worker turns out to be gone (the
+    owner was told so), never picked up and run to the end."""
+    from masuka.image.control import Control
+
+    cancelled, paused, cut = queue_images(studio, request(tiny_model("flux")), "a fox\na cat\nan owl")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for job_id, control in ((cancelled, "cancel"), (paused, "pause"), (cut, None)):
+        studio.store.update("queue", job_id, status="running", worker="gone-1", pid=int(gone.stdout), control=control)
+    statuses = {job["id"]: job["status"] for job in list_jobs(studio, "local")}
+    assert (statuses[cancelled], statuses[paused], statuses[cut]) == ("cancelled", "paused", "interrupted")
+    studio.store.update("queue", cut, status="running", worker="gone-2", pid=int(gone.stdout), control=None)
+    assert control_job(studio, "local", "cancel", cut) == "1 job cancelled."  # at once, not left as a flag
+    assert studio.store.get("queue", cut)["status"] == "cancelled"
+    with pytest.raises(NotFound, match="no queued job"):
+        control_job(studio, "local", "cancel", 99999999999999999999)
+    with pytest.raises(InvalidInput, match="not pictures"):
+        queue_grid(studio, request(tiny_model("flux"), controls=[Control("canny", "edge.png")]),
+                   [parse_axis("steps=1,2")])
+
+
+def test_a_prompt_batch_with_a_bad_line_queues_nothing(studio, tiny_model):
+    with pytest.raises(InvalidInput, match="__nosuch__"):
+        queue_images(studio, request(tiny_model("flux")), "a red fox\na {blue|green} bird\n__nosuch__ cat")
+    assert list_jobs(studio, "local") == []
