@@ -9,6 +9,7 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput
 from masuka.history.browse import entry
+from masuka.image.compare import unfinished_using
 from masuka.image.control import FORM_PICTURES as CONTROL_PICTURES
 from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
 from masuka.store import UNFINISHED
@@ -56,6 +57,7 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
     busy = [row["key"] for row in rows if row["status"] in UNFINISHED]
     if busy:
         raise InvalidInput(f"{', '.join(busy)} still running or queued: stop it before deleting.")
+    tests = unfinished_using(studio, {row["id"] for row in rows if row["table"] == "generations"})
     files = 0
     for row in rows:
         for path in _owned_files(studio, row):
@@ -64,7 +66,11 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
         if row["table"] == "jobs":
             studio.store.delete_where("job_metrics", "job_id = ?", [row["id"]])
         studio.store.delete(row["table"], row["id"])
-    return f"Deleted {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} and {files} file(s)."
+    done = f"Deleted {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} and {files} file(s)."
+    if tests:
+        done += (f" A/B test(s) {', '.join(map(str, tests))} had pairs not judged yet with these images: those "
+                 "pairs are skipped now.")
+    return done
 
 
 def _owned_files(studio: Studio, row: dict) -> list[Path]:

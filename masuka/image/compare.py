@@ -1,20 +1,28 @@
 """Blind A/B: two sides (sets of LoRAs, or none) rendered with the same prompts and seeds, judged unlabelled.
 
-Each pair is one prompt and one seed made with side A and with side B; which side shows on the left is drawn
-at random when the pair is made and kept, so the judge cannot learn a position. Votes are stored with the
-pairs; the tally gives A's win rate over decided pairs (ties left out) with a 95% Wilson score interval.
+Each pair is one prompt and one seed made with side A and with side B; which side is rendered first and which
+shows on the left are drawn at random when the pair is made and kept, so neither row ids nor positions tell the
+sides. The judge is shown copies without the parameters (``outputs/<owner>/compare/<id>/<pair>-left.png``), and
+no counts or side names until every pair is judged. Votes are stored with the pairs; the tally (the explicit
+reveal) gives A's win rate over decided pairs (ties left out) with a 95% Wilson score interval. A pair whose
+image was deleted from History is skipped and cannot be voted on.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
+
+from PIL import Image
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import ImageRequest, ImageResult, generate_images, plan_request
-from masuka.store import now
+from masuka.store import now, row_id
 from masuka.studio import Studio
+from masuka.users import output_dir
 
 PICKS = ("left", "right", "tie")
 MAX_PAIRS = 200
@@ -38,7 +46,7 @@ def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b:
             made = {name: generate_images(studio, replace(base, prompt=prompt, seed=seed, loras=side, batch=1,
                                                           notes={"ab_side": name}),
                                           on_image=on_image, allow_any_path=allow_any_path)[0].id
-                    for name, side in (("a", a), ("b", b))}
+                    for name, side in random.sample([("a", a), ("b", b)], 2)}  # random order: ids tell nothing
             pairs.append({"prompt": prompt, "seed": seed, **made, "left": random.choice("ab"), "choice": None})
     sides = {"a": _label(a), "b": _label(b)}
     return studio.store.insert("comparisons", {
@@ -47,19 +55,21 @@ def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b:
 
 
 def next_pair(studio: Studio, user: str, admin: bool, comparison_id: int) -> dict | None:
-    """The first pair not judged yet, as the judge sees it (left and right images, no side names)."""
+    """The first pair not judged yet whose images both still exist, as the judge sees it: metadata-free copies
+    on the left and right, no side names; ``remaining`` counts the pairs left to judge. None when none are."""
     row = _row(studio, user, admin, comparison_id)
     pairs = row["state"]["pairs"]
     for index, pair in enumerate(pairs):
-        if pair["choice"] is None:
-            left, right = (pair["a"], pair["b"]) if pair["left"] == "a" else (pair["b"], pair["a"])
-            return {"index": index, "prompt": pair["prompt"], "seed": pair["seed"], "left": _path(studio, left),
-                    "right": _path(studio, right), "remaining": sum(p["choice"] is None for p in pairs)}
+        if pair["choice"] is None and (sources := _sources(studio, pair)):
+            return {"index": index, "prompt": pair["prompt"], "seed": pair["seed"],
+                    "left": _blind_copy(studio, row, index, "left", sources[pair["left"]]),
+                    "right": _blind_copy(studio, row, index, "right", sources[_other(pair["left"])]),
+                    "remaining": _remaining(studio, pairs)}
     return None
 
 
 def vote(studio: Studio, user: str, admin: bool, comparison_id: int, index: int, pick: str) -> dict:
-    """Record the judge's pick (``left``, ``right`` or ``tie``) for pair ``index``; returns the tally."""
+    """Record the judge's pick (``left``, ``right`` or ``tie``) for pair ``index``; returns :func:`standing`."""
     if pick not in PICKS:
         raise InvalidInput(f"Pick one of {', '.join(PICKS)} (got {pick!r}).")
     with studio.store.transaction():
@@ -68,8 +78,21 @@ def vote(studio: Studio, user: str, admin: bool, comparison_id: int, index: int,
         if not 0 <= index < len(pairs):
             raise InvalidInput(f"Comparison {comparison_id} has pairs 0 to {len(pairs) - 1} (got {index}).")
         pair = pairs[index]
+        if not _sources(studio, pair):
+            raise InvalidInput(f"Pair {index} of comparison {comparison_id} has an image deleted from History: "
+                               "it cannot be judged.")
         pair["choice"] = "tie" if pick == "tie" else pair["left"] if pick == "left" else _other(pair["left"])
         studio.store.update("comparisons", row["id"], state=row["state"], updated_at=now())
+    return standing(studio, user, admin, comparison_id)
+
+
+def standing(studio: Studio, user: str, admin: bool, comparison_id: int) -> dict:
+    """While pairs remain to be judged only how many (``{id, pairs, remaining}``), so the judge learns nothing
+    of the sides; once every pair is judged, the :func:`tally`."""
+    row = _row(studio, user, admin, comparison_id)
+    remaining = _remaining(studio, row["state"]["pairs"])
+    if remaining:
+        return {"id": row["id"], "pairs": len(row["state"]["pairs"]), "remaining": remaining}
     return tally(studio, user, admin, comparison_id)
 
 
@@ -91,7 +114,10 @@ def tally(studio: Studio, user: str, admin: bool, comparison_id: int) -> dict:
 
 
 def describe_tally(result: dict) -> str:
-    """The tally in one line for people."""
+    """The tally (or a :func:`standing` that hides it) in one line for people."""
+    if "sides" not in result:
+        return (f"{result['remaining']} of {result['pairs']} pairs left to judge: the sides and counts are shown "
+                "when every pair is judged.")
     sides = result["sides"]
     text = (f"A = {sides['a']}, B = {sides['b']}: A {result['a_wins']}, B {result['b_wins']}, ties {result['ties']}, "
             f"undecided {result['undecided']}")
@@ -107,16 +133,50 @@ def list_comparisons(studio: Studio, user: str, admin: bool) -> list[dict]:
             for row in studio.store.find("comparisons", mine, args, order_by="id desc")]
 
 
-def _row(studio: Studio, user: str, admin: bool, comparison_id: int) -> dict:
-    row = studio.store.get("comparisons", int(comparison_id))
+def unfinished_using(studio: Studio, generation_ids: set[int]) -> list[int]:
+    """Ids of the A/B tests with a pair not judged yet that uses one of these images."""
+    return [row["id"] for row in studio.store.find("comparisons", "kind = ?", ["ab"], order_by="id")
+            if any(pair["choice"] is None and {pair["a"], pair["b"]} & generation_ids
+                   for pair in row["state"]["pairs"])]
+
+
+def _row(studio: Studio, user: str, admin: bool, comparison_id: int | str) -> dict:
+    number = row_id(comparison_id)
+    row = None if number is None else studio.store.get("comparisons", number)
     if row is None or not (admin or row["owner"] == user):
         raise NotFound(f"There is no comparison {comparison_id} of yours.")
     return row
 
 
-def _path(studio: Studio, generation_id: int) -> str:
-    row = studio.store.get("generations", generation_id)
-    return str(studio.config.absolute(row["output_path"])) if row and row["output_path"] else ""
+def _sources(studio: Studio, pair: dict) -> dict[str, Path] | None:
+    """Side -> image file of a pair, or None when either image (History row or file) is gone."""
+    paths = {}
+    for side in ("a", "b"):
+        generation = studio.store.get("generations", pair[side])
+        if not generation or not generation["output_path"]:
+            return None
+        paths[side] = studio.config.absolute(generation["output_path"])
+        if not paths[side].is_file():
+            return None
+    return paths
+
+
+def _remaining(studio: Studio, pairs: list[dict]) -> int:
+    return sum(pair["choice"] is None and _sources(studio, pair) is not None for pair in pairs)
+
+
+def _blind_copy(studio: Studio, row: dict, index: int, position: str, source: Path) -> str:
+    """A PNG copy of ``source`` without its parameters under a neutral name in the owner's folder (made once)."""
+    path = output_dir(studio.config, row["owner"]) / "compare" / str(row["id"]) / f"{index}-{position}.png"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        with Image.open(source) as image:
+            pixels = image.copy()  # pixels only: the PNG written from it has no text chunks or EXIF
+        pixels.info = {}
+        pixels.save(partial, format="PNG")
+        os.replace(partial, path)
+    return str(path)
 
 
 def _label(loras: list[tuple[str, float]]) -> str:

@@ -77,7 +77,8 @@ def open_picture(path: str | Path, what: str) -> Image.Image:
 def _eight_bit(picture: Image.Image) -> Image.Image:
     """A 16-bit greyscale picture (``I;16``, or ``I`` holding 16-bit values) scaled to 8 bits: Pillow's own
     conversion would clip it to white."""
-    if picture.mode.startswith("I;16") or (picture.mode == "I" and picture.getextrema()[1] > 255):
+    high = picture.getextrema()[1] if picture.mode == "I" else 0  # one band: (lowest, highest)
+    if picture.mode.startswith("I;16") or (isinstance(high, int | float) and high > 255):
         return picture.convert("I").point(lambda value: value / 257).convert("L")
     return picture
 

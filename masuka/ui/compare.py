@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from masuka.image.compare import create_ab, describe_tally, list_comparisons, next_pair, tally, vote
+from masuka.image.compare import create_ab, describe_tally, list_comparisons, next_pair, standing, vote
 from masuka.image.generate import parse_lora
 from masuka.image.prompts import prompt_lines
 from masuka.loras.library import list_loras
@@ -60,12 +60,12 @@ def choices(studio: Studio, request: gr.Request):
 
 @friendly
 def show(studio: Studio, comparison: int | None, request: gr.Request):
-    """The next pair to judge (index, caption, left, right) and the tally so far."""
+    """The next pair to judge (index, caption, left, right) and how many remain; the tally once all are judged."""
     if comparison is None:
         return None, "", None, None, ""
     user, admin = user_of(request), is_admin(studio, request)
     pair = next_pair(studio, user, admin, comparison)
-    text = describe_tally(tally(studio, user, admin, comparison))
+    text = describe_tally(standing(studio, user, admin, comparison))
     if pair is None:
         return None, "Every pair is judged.", None, None, text
     return (pair["index"], f"Pair {pair['index'] + 1} ({pair['remaining']} left): *{pair['prompt']}*",

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from PIL import Image
 
 from masuka.cli import main
 from masuka.config import Config
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, NotFound
+from masuka.history.actions import delete_entries
+from masuka.image import compare
 from masuka.image.compare import create_ab, next_pair, tally, vote
 from masuka.image.generate import ImageRequest
 from masuka.store import Store
+
+HUGE = "99999999999999999999"
 
 
 def test_pairs_votes_and_tally(studio, tiny_model, tiny_lora):
@@ -29,9 +34,13 @@ def test_pairs_votes_and_tally(studio, tiny_model, tiny_lora):
     shown = next_pair(studio, "local", False, comparison)
     first = pairs[0]
     assert shown["index"] == 0 and shown["remaining"] == 4 and "lora" not in json.dumps(shown).lower()
-    assert shown["left"].endswith(studio.store.get("generations", first[first["left"]])["output_path"])
+    source = studio.config.absolute(studio.store.get("generations", first[first["left"]])["output_path"])
+    with Image.open(shown["left"]) as copy, Image.open(source) as original:
+        assert list(copy.getdata()) == list(original.getdata())
     result = vote(studio, "local", False, comparison, 0, "left")  # whichever side was on the left wins
-    assert (result["a_wins"], result["b_wins"]) == ((1, 0) if first["left"] == "a" else (0, 1))
+    assert "sides" not in result and result["remaining"] == 3
+    assert (tally(studio, "local", False, comparison)["a_wins"], tally(studio, "local", False, comparison)["b_wins"]
+            ) == ((1, 0) if first["left"] == "a" else (0, 1))
     vote(studio, "local", False, comparison, 1, "tie")
     assert next_pair(studio, "local", False, comparison)["index"] == 2
     assert tally(studio, "local", False, comparison)["ties"] == 1
@@ -41,13 +50,7 @@ def test_pairs_votes_and_tally(studio, tiny_model, tiny_lora):
 
 def test_tally_is_the_wilson_interval_over_decided_pairs(capsys, tmp_path):
     data = tmp_path / "data"
-    store = Store(Config.from_env(data_dir=data).db_path)
-    choices = ["a"] * 7 + ["b"] * 3 + ["tie"] * 2 + [None]
-    comparison = store.insert("comparisons", {
-        "owner": "local", "kind": "ab", "title": "x vs y", "params": {"sides": {"a": "x", "b": "y"}},
-        "state": {"pairs": [{"prompt": "p", "seed": i, "a": 0, "b": 0, "left": "a", "choice": c}
-                            for i, c in enumerate(choices)]}})
-    store.close()
+    comparison = _stored_in(data, ["a"] * 7 + ["b"] * 3 + ["tie"] * 2 + [None])
     assert main(["compare", "tally", str(comparison), "--data-dir", str(data), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert (result["a_wins"], result["b_wins"], result["ties"], result["undecided"]) == (7, 3, 2, 1)
@@ -55,3 +58,78 @@ def test_tally_is_the_wilson_interval_over_decided_pairs(capsys, tmp_path):
     assert result["interval"] == pytest.approx([0.3968, 0.8922], abs=1e-4)  # Wilson 95% for 7 of 10
     assert main(["compare", "vote", str(comparison), "12", "left", "--data-dir", str(data)]) == 0
     assert "A 8, B 3, ties 2, undecided 0; A wins 73%" in capsys.readouterr().out
+
+
+def _stored_comparison(config: Config, store: Store, choices: list[str | None]) -> int:
+    """A comparison stored directly, its pairs all made of the same two image rows (one file each)."""
+    images = []
+    for side in ("a", "b"):
+        path = config.outputs_dir / f"{side}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(path)
+        images.append(store.insert("generations", {"owner": "local", "kind": "image", "status": "done",
+                                                   "output_path": str(path)}))
+    comparison = store.insert("comparisons", {
+        "owner": "local", "kind": "ab", "title": "x vs y", "params": {"sides": {"a": "x", "b": "y"}},
+        "state": {"pairs": [{"prompt": "p", "seed": i, "a": images[0], "b": images[1], "left": "a", "choice": c}
+                            for i, c in enumerate(choices)]}})
+    return comparison
+
+
+def _stored_in(data, choices: list[str | None]) -> int:
+    """:func:`_stored_comparison` in the data dir ``data``, as the CLI will open it."""
+    config = Config.from_env(data_dir=data)
+    store = Store(config.db_path)
+    try:
+        return _stored_comparison(config, store, choices)
+    finally:
+        store.close()
+
+
+def test_neither_row_ids_nor_judged_files_tell_the_sides(studio, tiny_model, tiny_lora, monkeypatch):
+    """Render order is drawn per pair (here: always B first), and the judge gets neutral copies without the
+    parameters chunk that would name the LoRA."""
+    monkeypatch.setattr(compare.random, "sample", lambda items, k: list(reversed(items)))
+    lora = str(tiny_lora("flux"))
+    base = ImageRequest(prompt="", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=3)
+    comparison = create_ab(studio, base, [(lora, 1.0)], [], ["a red fox"], seeds=2, allow_any_path=True)
+    assert all(p["b"] < p["a"] for p in studio.store.get("comparisons", comparison)["state"]["pairs"])
+    shown = next_pair(studio, "local", False, comparison)
+    folder = studio.config.outputs_dir / "local" / "compare" / str(comparison)
+    assert (shown["left"], shown["right"]) == (str(folder / "0-left.png"), str(folder / "0-right.png"))
+    for path in (shown["left"], shown["right"]):
+        with Image.open(path) as image:
+            assert "parameters" not in image.info and "lora" not in json.dumps(image.info, default=str).lower()
+
+
+def test_votes_hide_the_sides_and_counts_until_every_pair_is_judged(capsys, tmp_path):
+    data = tmp_path / "data"
+    comparison = _stored_in(data, [None, None])
+    assert main(["compare", "vote", str(comparison), "0", "left", "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 pairs left to judge" in out and "A =" not in out and "x" not in out.replace("x vs", "")
+    assert main(["compare", "vote", str(comparison), "1", "right", "--data-dir", str(data), "--json"]) == 0
+    assert "1 of 2" not in (out := capsys.readouterr().out) and json.loads(out)["a_wins"] == 1
+    assert main(["compare", "tally", str(comparison), "--data-dir", str(data)]) == 0
+    assert "A = x, B = y: A 1, B 1" in capsys.readouterr().out
+
+
+def test_a_pair_with_a_deleted_image_is_skipped_and_cannot_be_voted(studio):
+    comparison = _stored_comparison(studio.config, studio.store, [None, None])
+    assert next_pair(studio, "local", False, comparison)["remaining"] == 2
+    pairs = studio.store.get("comparisons", comparison)["state"]["pairs"]
+    said = delete_entries(studio, "local", True, [f"g{pairs[0]['a']}"])  # both pairs use it
+    assert f"A/B test(s) {comparison} had pairs not judged yet" in said
+    assert next_pair(studio, "local", False, comparison) is None
+    with pytest.raises(InvalidInput, match="deleted"):
+        vote(studio, "local", False, comparison, 0, "left")
+    assert tally(studio, "local", False, comparison)["a_wins"] == 0
+
+
+def test_an_id_too_big_for_sqlite_is_no_comparison(studio, capsys, tmp_path):
+    with pytest.raises(NotFound):
+        next_pair(studio, "local", False, int(HUGE))
+    data = str(tmp_path / "data")
+    for command in (["compare", "next", HUGE], ["compare", "vote", HUGE, "0", "left"], ["compare", "tally", HUGE]):
+        assert main([*command, "--data-dir", data]) == 2
+        assert f"no comparison {HUGE} of yours" in capsys.readouterr().err
