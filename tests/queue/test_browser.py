@@ -68,8 +68,9 @@ def test_judging_a_blind_pair_in_the_compare_tab(live_app):
         page.get_by_role("option", name="1: style vs no LoRA").click()
         page.get_by_role("button", name="Load").click()
         page.get_by_text("Pair 1 (1 left)").wait_for(timeout=30_000)
+        assert page.get_by_text("1 of 1 pairs left to judge").count() == 1, "no side or count before the end"
         page.get_by_role("button", name="Left is better").click()  # left is side B here
-        page.get_by_text("Every pair is judged.").wait_for(timeout=30_000)
-        assert page.get_by_text("A = style:1, B = no LoRA: A 0, B 1, ties 0, undecided 0").count() == 1
+        page.get_by_text("A = style:1, B = no LoRA: A 0, B 1, ties 0, undecided 0").wait_for(timeout=30_000)
+        assert page.get_by_text("Every pair is judged.", exact=True).count() == 1
         browser.close()
     assert store.get("comparisons", 1)["state"]["pairs"][0]["choice"] == "b"
