@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import LOCAL_USER
+from masuka.store import LOCAL_USER, row_id
 from masuka.studio import Studio
 from masuka.users import user_folder_name
 
@@ -43,14 +43,13 @@ def file_owner(studio: Studio, path: str | Path) -> str | None | object:
         return None
     area, top = parts[0], parts[1]
     if area == "datasets":
-        row = studio.store.get("datasets", int(top)) if top.isdigit() else None
+        row = _row(studio, "datasets", top)
         return row["owner"] if row else None
     if area == "runs":
-        number = top.removeprefix("run-")
-        row = studio.store.get("jobs", int(number)) if number.isdigit() else None
+        row = _row(studio, "jobs", top.removeprefix("run-"))
         return row["owner"] if row and row["kind"] == "train" else None
     if area == "characters":
-        row = studio.store.get("characters", int(top)) if top.isdigit() else None
+        row = _row(studio, "characters", top)
         return row["owner"] if row else None
     if area == "models":
         return SHARED
@@ -90,6 +89,12 @@ def readable(studio: Studio, user: str, path: str | Path, what: str = "file") ->
     if not (may_read(studio, user, resolved) and resolved.exists()):
         raise NotFound(f"No {what} {Path(path).name!r} of yours was found.")
     return resolved
+
+
+def _row(studio: Studio, table: str, folder: str) -> dict | None:
+    """The row a data-dir folder is named after (``datasets/7``), or None (a name no row can have included)."""
+    number = row_id(folder)
+    return studio.store.get(table, number) if number else None
 
 
 def _names_a_path(text: str) -> bool:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from masuka.errors import Cancelled, GPUBusy, MasukaError, as_disk_full
-from masuka.store import LOCAL_USER, UNFINISHED, Store, now, process_alive
+from masuka.store import LOCAL_USER, UNFINISHED, Store, now, process_alive, row_id
 
 log = logging.getLogger(__name__)
 TABLE = "jobs"
@@ -125,7 +125,8 @@ def get(store: Store, job_id: int) -> JobRow:
 
 def lookup(store: Store, job_id: int) -> JobRow | None:
     """The job, or None when there is no such row (an id a person typed, a row deleted meanwhile)."""
-    row = store.get(TABLE, int(job_id))
+    number = row_id(job_id)
+    row = store.get(TABLE, number) if number else None
     return JobRow.from_row(row) if row else None
 
 

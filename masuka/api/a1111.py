@@ -26,7 +26,7 @@ from masuka.api.a1111_scripts import MODULE_LIST, adetailer_faces, controlnet_mo
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
-from masuka.image.generate import MAX_BATCH, ImageRequest
+from masuka.image.generate import MAX_BATCH, ImageRequest, image_spec
 from masuka.image.metadata import parse_parameters, read_parameters, split_lora_tags
 from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
 from masuka.image.tasks import InitImage, upscale
@@ -34,7 +34,7 @@ from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import list_upscalers
 from masuka.image.upscale.request import SCALES, UpscaleRequest
 from masuka.loras.library import list_loras
-from masuka.models.catalog import image_models, resolve_image_model
+from masuka.models.catalog import image_models
 
 UPSCALERS = ("None", "Lanczos", "Nearest")
 #: A1111's samplers (its 1.10 list, without the schedule suffixes older versions put in the name): a name that
@@ -263,7 +263,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         caller = caller_of(request)
         model = options.get("sd_model_checkpoint")
         if model is not None:
-            work.models[caller.user] = resolve_image_model(usable_model(studio, caller.user, str(model))).id
+            work.models[caller.user] = image_spec(studio, caller.user, str(model)).id
         return None
 
     @router.get("/sd-models")

@@ -20,7 +20,7 @@ from masuka.datasets.caption_template import DEFAULT_TEMPLATE, check_template, c
 from masuka.datasets.formats import MAX_CAPTION_CHARS
 from masuka.datasets.preprocess import PrepOptions
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import UNFINISHED, find_named, insert_named, now, owner_clause
+from masuka.store import UNFINISHED, find_named, insert_named, now, owner_clause, row_id
 from masuka.studio import Studio
 from masuka.validation import plain_text
 
@@ -104,7 +104,8 @@ def count_images(studio: Studio, dataset_id: int) -> int:
 
 
 def _image(studio: Studio, image_id: int, owner: str, admin: bool) -> tuple[dict, dict]:
-    row = studio.store.get("dataset_images", int(image_id))
+    number = row_id(image_id)
+    row = studio.store.get("dataset_images", number) if number else None
     dataset = row and studio.store.get("datasets", row["dataset_id"])
     if row is None or not dataset or not (admin or dataset["owner"] == owner):
         raise NotFound(f"No image #{image_id} in your datasets.")

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from masuka import jobs
-from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, NotFound
+from masuka.image.generate import image_spec
 from masuka.jobs import JobContext
 from masuka.loras.library import check_lora_name, free_lora_name, register_lora
 from masuka.models import architectures
-from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error, resolve_image_model
+from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, Store, now, row_id
 from masuka.studio import Studio
@@ -41,7 +41,7 @@ def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USE
                    ) -> tuple[TrainOptions, ModelSpec, str, TrainingSet]:
     """Everything that can be checked before the GPU is touched: model, options, dataset (for an existing
     ``run``, the one it recorded: see :func:`dataset_for_training`)."""
-    spec = resolve_image_model(usable_model(studio, owner, options.base))
+    spec = image_spec(studio, owner, options.base)
     pipeline = spec.pipeline if spec.architecture else _hub_pipeline(studio, spec)
     architecture = spec.architecture or architecture_of(pipeline)
     profile = architectures.get(architecture)

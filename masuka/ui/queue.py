@@ -149,7 +149,7 @@ def queue_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
 @friendly
 def queue_control(studio: Studio, action: str, job_id: int | None = None, request: gr.Request = None) -> str:
     """pause, resume, cancel, retry, up, down or top one job; pause or resume without a job: all of yours."""
-    return control_job(studio, user_of(request), action, None if job_id in (None, "") else int(job_id),
+    return control_job(studio, user_of(request), action, None if job_id in (None, "") else job_id,
                        is_admin(studio, request))
 
 

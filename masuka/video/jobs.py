@@ -24,7 +24,7 @@ from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable
 from masuka.remote.timing import RemoteSettings
-from masuka.store import UNFINISHED, now, owner_clause, process_alive
+from masuka.store import UNFINISHED, now, owner_clause, process_alive, row_id
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.catalog import model_entry, parse_size, provider_entry
@@ -134,7 +134,7 @@ def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) ->
 
 def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> jobs.JobRow:
     where, args = owner_clause(user, admin)
-    rows = jobs.find(studio.store, f"id = ? and kind = ? and {where}", [int(job_id), KIND, *args], limit=1)
+    rows = jobs.find(studio.store, f"id = ? and kind = ? and {where}", [row_id(job_id) or -1, KIND, *args], limit=1)
     if not rows:
         raise NotFound(f"There is no video job {job_id}.")
     return rows[0]

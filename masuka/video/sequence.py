@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput, NotFound, cannot_write
+from masuka.store import row_id
 from masuka.studio import Studio
 from masuka.users import output_dir
 from masuka.video.limits import MAX_FPS
@@ -24,10 +25,11 @@ MAX_FRAMES = 10_000
 def history_images(studio: Studio, user: str, admin: bool, ids: list[int]) -> list[Path]:
     """The image files of History entries (generation ids), in the order given; only the user's own."""
     paths = []
-    for row_id in ids:
-        row = studio.store.get("generations", int(row_id))
+    for ref in ids:
+        number = row_id(ref)
+        row = studio.store.get("generations", number) if number else None
         if row is None or not (admin or row["owner"] == user) or not row["output_path"]:
-            raise NotFound(f"There is no image g{row_id} of yours in History.")
+            raise NotFound(f"There is no image g{ref} of yours in History.")
         paths.append(studio.config.absolute(row["output_path"]))
     return paths
 

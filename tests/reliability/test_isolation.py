@@ -504,3 +504,20 @@ def test_a_session_hash_belongs_to_the_user_who_used_it_first(shared):
     completed = [json.loads(line[6:]) for line in messages if "process_completed" in line]
     assert completed and completed[0]["success"], messages
     assert bob.post("/gradio_api/queue/join", json={**join, "session_hash": uuid.uuid4().hex}).status_code == 200
+
+
+def test_a_data_dir_folder_named_beyond_sqlite_s_integers_is_owned_by_no_one(tmp_path):
+    """``datasets/99999999999999999999/...`` in a file URL is refused like any other user's file, not a 500."""
+    from masuka.access import may_read
+    from masuka.config import Config
+    from masuka.jobs import lookup
+    from masuka.studio import Studio
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth=USERS))
+    try:
+        data = studio.config.data_dir
+        for folder in ("datasets/99999999999999999999", "runs/run-99999999999999999999", "characters/1e30"):
+            assert not may_read(studio, "bob", data / folder / "x.png")
+        assert lookup(studio.store, 99999999999999999999) is None
+    finally:
+        studio.close()
