@@ -28,6 +28,7 @@ from masuka.studio import Studio
 
 KIND = "caption"
 MAX_BATCH = 64
+KEPT_NOTE = "kept the caption saved while the pass ran"
 
 
 @dataclass
@@ -61,7 +62,7 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
     """Caption the dataset's images as a ``caption`` job run here, through the job runner; returns what was done
     (``stopped`` when ``stop`` or the job's stop flag ended it early). The captioner is downloaded first when
     needed, outside the GPU slot. ``watch`` sees the download's progress, then one report per image captioned
-    (``message`` its file name, ``detail`` its final caption)."""
+    (``message`` its file name, ``detail`` its final caption, or :data:`KEPT_NOTE` for one saved meanwhile)."""
     dataset = find_dataset(studio, request.dataset, request.owner, request.admin)
     spec = resolve_captioner(usable_model(studio, request.owner, request.captioner, marker="config.json"))
     if request.mode not in MODES:
@@ -129,5 +130,6 @@ def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo
                 report.captions[row["id"]] = final
             else:
                 report.kept += 1
+                final = KEPT_NOTE
             ctx.tell(Progress(done, report.total, message=row["source_name"], detail=final))
         jobs.progress(ctx.store, ctx.job_id, start + len(batch), report.total, result=report.to_dict())  # per batch

@@ -37,7 +37,8 @@ def dataset_statistics(studio: Studio, dataset: dict) -> dict:
     if not trigger:
         warnings.append("no trigger word: set one so prompts can call the concept")
     elif with_trigger < len(captioned):
-        warnings.append(f"the trigger word {trigger!r} is missing from {len(captioned) - with_trigger} caption(s)")
+        warnings.append(f"the trigger word {trigger!r} is missing from {len(captioned) - with_trigger} caption(s): "
+                        "training and export put it in front of them; write it where it reads better")
     if small:
         warnings.append(f"{small} image(s) smaller than the {target} px target (kept at their own size)")
     return {

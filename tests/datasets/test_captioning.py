@@ -8,7 +8,7 @@ import pytest
 
 from masuka.datasets.adding import add_images
 from masuka.datasets.captioners import resolve_captioner
-from masuka.datasets.captioning import CaptionRequest, caption_dataset
+from masuka.datasets.captioning import KEPT_NOTE, CaptionRequest, caption_dataset
 from masuka.datasets.library import dataset_images, set_caption
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.store import LOCAL_USER
@@ -61,7 +61,10 @@ def test_existing_captions_are_kept_unless_overwrite(studio, photos, tiny_captio
 def test_a_caption_saved_during_a_pass_is_kept_without_overwrite(studio, photos, tiny_captioner):
     last = dataset_images(studio, photos["id"])[-1]
 
+    seen = []
+
     def user_types_a_caption(progress):
+        seen.append(progress)
         if progress.total and progress.step == 1:  # the pass took its to-do list before this
             set_caption(studio, last["id"], "my own words about zorp", LOCAL_USER)
 
@@ -71,6 +74,7 @@ def test_a_caption_saved_during_a_pass_is_kept_without_overwrite(studio, photos,
     rows = dataset_images(studio, photos["id"], augmented=True)
     assert [r["caption"] for r in rows if last["id"] in (r["id"], r["augment_of"])] == ["my own words about zorp"] * 2
     assert studio.store.get("jobs", report.job_id)["step"] == 4
+    assert seen[-1].message == last["source_name"] and seen[-1].detail == KEPT_NOTE  # not the unused caption
 
 
 def test_stop_keeps_the_captions_made_so_far(studio, photos, tiny_captioner):

@@ -89,7 +89,7 @@ def test_statistics_warn_about_what_to_fix(studio, make_dataset, tmp_path):
     warnings = " | ".join(stats["warnings"])
     assert "fewer than 10 images (3)" in warnings
     assert "captions missing on 1 image(s)" in warnings
-    assert "'zorp' is missing from 1 caption(s)" in warnings
+    assert "'zorp' is missing from 1 caption(s): training and export put it in front" in warnings
 
 
 def test_names_are_unique_per_owner_and_datasets_are_private(studio, tmp_path):
