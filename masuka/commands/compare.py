@@ -12,7 +12,7 @@ from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("compare", help="blind A/B tests: create, next, vote, tally, list")
+    parser = sub.add_parser("compare", help="blind A/B tests: create, next, vote, tally, list, delete")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", parents=[common], help="render the pairs of a new A/B test")
     add_request_arguments(create, prompt_required=False)
@@ -33,6 +33,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     judge.set_defaults(handler=run_vote)
     listing = actions.add_parser("list", parents=[common], help="your A/B tests")
     listing.set_defaults(handler=run_list)
+    remove = actions.add_parser("delete", parents=[common], help="forget an A/B test (its images stay in History)")
+    remove.add_argument("id", type=int)
+    remove.set_defaults(handler=run_delete)
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -85,3 +88,11 @@ def run_list(args: argparse.Namespace) -> int:
          or "no comparisons")
     return 0
 
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    from masuka.image.compare import delete_comparison
+
+    delete_comparison(open_studio(args), LOCAL_USER, True, args.id)
+    emit(args, {"deleted": args.id}, f"comparison {args.id} deleted; its images stay in History")
+    return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -133,6 +134,14 @@ def list_comparisons(studio: Studio, user: str, admin: bool) -> list[dict]:
             for row in studio.store.find("comparisons", mine, args, order_by="id desc")]
 
 
+def delete_comparison(studio: Studio, user: str, admin: bool, comparison_id: int) -> None:
+    """Forget an A/B test (its pairs and votes) and remove the copies its judge was shown; the images stay in
+    History."""
+    row = _row(studio, user, admin, comparison_id)
+    studio.store.delete("comparisons", row["id"])
+    shutil.rmtree(_copies_dir(studio, row), ignore_errors=True)
+
+
 def unfinished_using(studio: Studio, generation_ids: set[int]) -> list[int]:
     """Ids of the A/B tests with a pair not judged yet that uses one of these images."""
     return [row["id"] for row in studio.store.find("comparisons", "kind = ?", ["ab"], order_by="id")
@@ -167,7 +176,7 @@ def _remaining(studio: Studio, pairs: list[dict]) -> int:
 
 def _blind_copy(studio: Studio, row: dict, index: int, position: str, source: Path) -> str:
     """A PNG copy of ``source`` without its parameters under a neutral name in the owner's folder (made once)."""
-    path = output_dir(studio.config, row["owner"]) / "compare" / str(row["id"]) / f"{index}-{position}.png"
+    path = _copies_dir(studio, row) / f"{index}-{position}.png"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".part")
@@ -177,6 +186,10 @@ def _blind_copy(studio: Studio, row: dict, index: int, position: str, source: Pa
         pixels.save(partial, format="PNG")
         os.replace(partial, path)
     return str(path)
+
+
+def _copies_dir(studio: Studio, row: dict) -> Path:
+    return output_dir(studio.config, row["owner"]) / "compare" / str(row["id"])
 
 
 def _label(loras: list[tuple[str, float]]) -> str:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import gradio as gr
 
-from masuka.image.compare import create_ab, describe_tally, list_comparisons, next_pair, standing, vote
+from masuka.errors import InvalidInput
+from masuka.image.compare import (
+    create_ab,
+    delete_comparison,
+    describe_tally,
+    list_comparisons,
+    next_pair,
+    standing,
+    vote,
+)
 from masuka.image.generate import parse_lora
 from masuka.image.prompts import prompt_lines
 from masuka.loras.library import list_loras
@@ -29,6 +38,7 @@ def build(ctx: UIContext) -> None:
     with gr.Row():
         picker = gr.Dropdown([], label="A/B test", scale=3)
         load = gr.Button("Load", scale=0, min_width=80)
+        remove = gr.Button("Delete test", variant="stop", scale=0, min_width=110)
     index = gr.State(None)
     caption = gr.Markdown()
     with gr.Row():
@@ -45,6 +55,7 @@ def build(ctx: UIContext) -> None:
     render.click(bind(make, studio), form + [side_a, side_b, prompts, seeds], picker, **private,
                  **ctx.gpu_event()).success(bind(show, studio), picker, views, **private)
     load.click(bind(show, studio), picker, views, **private)
+    remove.click(bind(forget, studio), picker, [picker, *views], **private)
     for pick, button in picks.items():
         button.click(bind(judge, studio, pick), [picker, index], views, **private)
 
@@ -53,9 +64,12 @@ def choices(studio: Studio, request: gr.Request):
     """The LoRA pickers' and the A/B test picker's choices."""
     rows = list_loras(studio, user_of(request), is_admin(studio, request))
     loras = [(f"{r['name']} ({r['architecture']})", r["name"]) for r in rows]
-    tests = [(f"{r['id']}: {r['title']}", r["id"]) for r in list_comparisons(studio, user_of(request),
-                                                                              is_admin(studio, request))]
-    return gr.Dropdown(choices=loras), gr.Dropdown(choices=loras), gr.Dropdown(choices=tests)
+    return gr.Dropdown(choices=loras), gr.Dropdown(choices=loras), gr.Dropdown(choices=_tests(studio, request))
+
+
+def _tests(studio: Studio, request: gr.Request) -> list[tuple[str, int]]:
+    return [(f"{r['id']}: {r['title']}", r["id"]) for r in list_comparisons(studio, user_of(request),
+                                                                         is_admin(studio, request))]
 
 
 @friendly
@@ -83,9 +97,17 @@ def make(studio: Studio, prompt: str, model: str, negative_prompt: str, steps: i
     made = create_ab(studio, base, [parse_lora(x) for x in a or []], [parse_lora(x) for x in b or []],
                      prompt_lines(lines) or [base.prompt], int(count or 1),
                      on_image=lambda _r: progress(None, desc="Rendering pairs…"))
-    return gr.Dropdown(choices=[(f"{r['id']}: {r['title']}", r["id"]) for r in
-                                list_comparisons(studio, user_of(request), is_admin(studio, request))],
-                       value=made)
+    return gr.Dropdown(choices=_tests(studio, request), value=made)
+
+
+@friendly
+def forget(studio: Studio, comparison: int | None, request: gr.Request):
+    """Delete the chosen A/B test (its images stay in History); the picker without it and an empty view."""
+    if comparison is None:
+        raise InvalidInput("Choose an A/B test to delete.")
+    delete_comparison(studio, user_of(request), is_admin(studio, request), comparison)
+    return (gr.Dropdown(choices=_tests(studio, request), value=None), None,
+            f"A/B test {comparison} deleted; its images stay in History.", None, None, "")
 
 
 @friendly

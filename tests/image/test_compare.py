@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -12,7 +13,7 @@ from masuka.config import Config
 from masuka.errors import InvalidInput, NotFound
 from masuka.history.actions import delete_entries
 from masuka.image import compare
-from masuka.image.compare import create_ab, next_pair, tally, vote
+from masuka.image.compare import create_ab, delete_comparison, next_pair, tally, vote
 from masuka.image.generate import ImageRequest
 from masuka.store import Store
 
@@ -133,3 +134,21 @@ def test_an_id_too_big_for_sqlite_is_no_comparison(studio, capsys, tmp_path):
     for command in (["compare", "next", HUGE], ["compare", "vote", HUGE, "0", "left"], ["compare", "tally", HUGE]):
         assert main([*command, "--data-dir", data]) == 2
         assert f"no comparison {HUGE} of yours" in capsys.readouterr().err
+
+
+def test_deleting_a_test_removes_its_blind_copies_and_keeps_the_images(studio, capsys, tmp_path):
+    comparison = _stored_comparison(studio.config, studio.store, [None, None])
+    copies = Path(next_pair(studio, "local", False, comparison)["left"]).parent
+    assert copies.is_dir()
+    with pytest.raises(NotFound):
+        delete_comparison(studio, "bob", False, comparison)  # another user's test is not theirs to delete
+    delete_comparison(studio, "local", False, comparison)
+    assert studio.store.get("comparisons", comparison) is None and not copies.exists()
+    assert studio.store.count("generations") == 2 and all(
+        studio.config.absolute(r["output_path"]).is_file() for r in studio.store.find("generations"))
+    data = tmp_path / "data"
+    stored = _stored_in(data, [None])
+    assert main(["compare", "delete", str(stored), "--data-dir", str(data)]) == 0
+    assert f"comparison {stored} deleted; its images stay in History" in capsys.readouterr().out
+    assert main(["compare", "delete", str(stored), "--data-dir", str(data)]) == 2
+    assert f"no comparison {stored} of yours" in capsys.readouterr().err

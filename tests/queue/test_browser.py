@@ -72,5 +72,9 @@ def test_judging_a_blind_pair_in_the_compare_tab(live_app):
         page.get_by_role("button", name="Left is better").click()  # left is side B here
         page.get_by_text("A = style:1, B = no LoRA: A 0, B 1, ties 0, undecided 0").wait_for(timeout=30_000)
         assert page.get_by_text("Every pair is judged.", exact=True).count() == 1
+        assert store.get("comparisons", 1)["state"]["pairs"][0]["choice"] == "b"
+        page.get_by_role("button", name="Delete test").click()
+        page.get_by_text("A/B test 1 deleted; its images stay in History.").wait_for(timeout=30_000)
         browser.close()
-    assert store.get("comparisons", 1)["state"]["pairs"][0]["choice"] == "b"
+    assert store.get("comparisons", 1) is None and store.count("generations") == 2
+    assert not (app.studio.config.outputs_dir / "local" / "compare" / "1").exists()
