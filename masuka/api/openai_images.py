@@ -33,6 +33,7 @@ from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest, used_prompt
+from masuka.image.metadata import read_parameters, save_image
 from masuka.image.tasks import InitImage, save_input
 from masuka.models.catalog import image_models
 from masuka.store import row_id
@@ -245,16 +246,20 @@ class Delivered:
 
 
 def delivered(path: Path, delivery: Delivery) -> Delivered:
-    """The saved image, converted when the request asked for another format (the parameters chunk stays only
-    in a file sent as it was saved)."""
+    """The saved image, converted when the request asked for another format; a converted one carries the
+    parameters as the saved file does (PNG text chunk, or EXIF UserComment in a JPEG or WebP)."""
     with Image.open(path) as picture:
         saved = (picture.format or "PNG").lower()
         size = f"{picture.width}x{picture.height}"
         wanted = delivery.output_format or saved
         if wanted == saved:
             return Delivered(path.read_bytes(), saved, size)
-        buffer = io.BytesIO()
         converted = picture.convert("RGBA" if wanted != "jpeg" and "A" in picture.getbands() else "RGB")
+    buffer = io.BytesIO()
+    parameters = read_parameters(path)
+    if parameters:
+        save_image(converted, buffer, parameters, wanted, quality=delivery.output_compression)
+    else:
         converted.save(buffer, wanted.upper(), quality=delivery.output_compression)
     return Delivered(buffer.getvalue(), wanted, size)
 

@@ -138,7 +138,8 @@ def read_parameters(path: str | Path | BinaryIO) -> str | None:
     return comment or None
 
 
-def save_image(image: Image.Image, path: str | Path, parameters: str, image_format: str = "PNG") -> None:
+def save_image(image: Image.Image, path: str | Path | BinaryIO, parameters: str, image_format: str = "PNG",
+               quality: int = 95) -> None:
     """Write ``image`` with its parameters: a PNG text chunk, or EXIF UserComment for WebP and JPEG.
 
     The UserComment is written as A1111 writes it (piexif, type UNDEFINED, ``UNICODE`` prefix, UTF-16), so
@@ -154,7 +155,7 @@ def save_image(image: Image.Image, path: str | Path, parameters: str, image_form
     exif = piexif.dump({"Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump(parameters,
                                                                                            encoding="unicode")}})
     rgb = image.convert("RGB") if image_format == "JPEG" else image
-    rgb.save(path, format=image_format, exif=exif, quality=95)
+    rgb.save(path, format=image_format, exif=exif, quality=quality)
 
 
 def png_info(parameters: str) -> PngImagePlugin.PngInfo:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from masuka.api.auth import create_token
+from masuka.image.metadata import read_parameters
 
 
 @pytest.fixture
@@ -97,8 +98,9 @@ def test_output_format_and_compression_are_honoured(signed_in, tiny_model):
     for output_format, magic in (("jpeg", b"\xff\xd8"), ("webp", b"RIFF"), ("png", b"\x89PNG")):
         answer = sdk.images.generate(model=model, prompt="a gull", size="64x64", output_format=output_format,
                                      output_compression=50)
-        assert base64.b64decode(answer.data[0].b64_json).startswith(magic)
-        assert answer.output_format == output_format and answer.size == "64x64"
+        data = base64.b64decode(answer.data[0].b64_json)
+        assert data.startswith(magic) and answer.output_format == output_format and answer.size == "64x64"
+        assert read_parameters(io.BytesIO(data)).startswith("a gull\nSteps: ")  # converted with the parameters
     url = sdk.images.generate(model=model, prompt="a gull", size="64x64", output_format="jpeg",
                               response_format="url").data[0].url
     served = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
