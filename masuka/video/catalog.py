@@ -82,8 +82,9 @@ def listed_models(provider: str, show_retired: bool = False) -> dict[str, dict]:
             if show_retired or not lifecycle(model).retired}
 
 
-def model_entry(provider: str, model: str) -> dict:
-    """The catalog entry of ``model``; for ``local``, any repo id or pipeline folder gets :data:`LOCAL_ANY`."""
+def model_entry(provider: str, model: str, fps: int | None = None) -> dict:
+    """The catalog entry of ``model``; for ``local``, any repo id or pipeline folder gets :data:`LOCAL_ANY`
+    (a folder's lengths are those its rotary table allows at ``fps``, the default frame rate when None)."""
     models = provider_entry(provider)["models"]
     model = (model or "").strip()
     if model in models:
@@ -97,7 +98,7 @@ def model_entry(provider: str, model: str) -> dict:
         if folder.is_dir() or REPO_ID.match(model):
             from masuka.video.limits import folder_limits
 
-            limits = folder_limits(folder, LOCAL_ANY["fps"]) if folder.is_dir() else {}
+            limits = folder_limits(folder, fps or LOCAL_ANY["fps"]) if folder.is_dir() else {}
             return {"name": model, "repo": model, **LOCAL_ANY, **limits}
     raise InvalidInput(f"{provider_entry(provider)['name']} has no model {model!r}; choose one of "
                        f"{', '.join(models)}" + (", a diffusers repo id or a local folder." if provider == LOCAL

@@ -178,9 +178,12 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
         from masuka.video.local import run_local
 
         _save(studio, job_id, state, phase="running")
-        clip = _clip_dir(studio, job_id) / "clip-00.mp4"
-        run_local(studio, ctx, plan, _image(studio, plan), clip)
-        _finish(studio, job_id, plan, plan.primary, [clip], state)
+        folder = _clip_dir(studio, job_id)
+        clips: list[Path] = []
+        for index, seconds in enumerate(plan.primary.segments):  # each next clip starts from the last frame
+            first = last_frame(clips[-1], folder / f"frame-{index:02d}.png") if clips else _image(studio, plan)
+            clips.append(run_local(studio, ctx, plan, first, folder / f"clip-{index:02d}.mp4", seconds))
+        _finish(studio, job_id, plan, plan.primary, clips, state)
         return
     if state.get("target") is None:
         state["target"] = _choose_target(studio, plan, 0)

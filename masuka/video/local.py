@@ -34,9 +34,12 @@ from masuka.video.request import VideoPlan
 MAX_SEED = 2**32 - 1
 
 
-def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | None, dest: Path) -> Path:
-    """Make the video of ``plan`` with the local pipeline, reporting progress and honouring Stop through the
-    job's context."""
+def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | None, dest: Path,
+              seconds: int) -> Path:
+    """Make a ``seconds`` clip of ``plan`` with the local pipeline, from ``image`` as first frame when given,
+    reporting progress and honouring Stop through the job's context. A plan of several clips needs a pipeline
+    that animates a first frame (each next clip starts from the last frame): refused before the first clip is
+    made otherwise."""
     import torch
     from diffusers.utils import export_to_video
 
@@ -47,7 +50,7 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
     width, height = parse_size(plan.size)
     fps = request.fps or entry["fps"]
     steps = request.steps or entry["steps"]
-    frames = local_frames(plan.seconds, fps, entry.get("frame_multiple", 4))
+    frames = local_frames(seconds, fps, entry.get("frame_multiple", 4))
     seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
     ctx.progress(0, steps)
     fetch_for_use(studio, request.owner, source)  # outside the GPU slot; the Models tab shows its progress
@@ -59,9 +62,13 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
         pipe = studio.models.get(("video", source, device),
                                  lambda: load_pipeline(spec, device, studio.keys.get(HUGGINGFACE)))
         profile = for_video_pipeline(type(pipe).__name__)
-        if image is not None:
-            pipe = _image_pipeline(pipe, profile, request.model)
-        accepted = set(inspect.signature(pipe.__call__).parameters)
+        if image is not None or len(plan.primary.segments) > 1:
+            animator = _image_pipeline(pipe, profile, request.model, plan.primary.segments)
+            pipe = animator if image is not None else pipe
+        parameters = inspect.signature(pipe.__call__).parameters
+        if image is None and "image" in parameters and parameters["image"].default is inspect.Parameter.empty:
+            raise InvalidInput(f"{request.model} makes videos from an image only: give a first frame.")
+        accepted = set(parameters)
 
         def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
             ctx.progress(step + 1, steps)
@@ -95,10 +102,13 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
     return dest
 
 
-def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str) -> Any:
+def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str, segments: list[int]) -> Any:
     """The pipeline that animates a first frame with ``pipe``'s weights (built once, sharing its modules)."""
     name = profile.image_pipeline(pipe) if profile else None
     if name is None and "image" not in inspect.signature(pipe.__call__).parameters:
+        if len(segments) > 1:
+            raise InvalidInput(f"{model} makes videos from text only, so it cannot continue a clip from its last "
+                               f"frame: ask for at most {segments[0]} s.")
         raise InvalidInput(f"{model} makes videos from text only; remove the first frame.")
     if name is None or type(pipe).__name__ == name:
         return pipe

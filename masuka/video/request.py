@@ -101,15 +101,15 @@ class VideoPlan:
 def plan_video(request: VideoRequest) -> VideoPlan:
     """Check everything the providers would refuse, and price the whole chain; raises :class:`InvalidInput`."""
     provider = provider_entry(request.provider)
-    entry = model_entry(request.provider, request.model)
+    for name, value, largest in (("steps", request.steps, MAX_STEPS), ("the frame rate (fps)", request.fps, MAX_FPS)):
+        if value is not None:
+            whole_number(name, value, 1, largest)
+    entry = model_entry(request.provider, request.model, request.fps)
     limit = provider["max_prompt_chars"]
     prompt = plain_text("the prompt", request.prompt, limit).strip()
     if not prompt:
         raise InvalidInput("The prompt is empty: describe the video you want.")
     plain_text("the negative prompt", request.negative_prompt, limit)
-    for name, value, largest in (("steps", request.steps, MAX_STEPS), ("the frame rate (fps)", request.fps, MAX_FPS)):
-        if value is not None:
-            whole_number(name, value, 1, largest)
     size = _size(request, entry)
     if request.source_video and entry.get("source_video"):  # the output follows the source clip's length
         source_seconds = _video_seconds(request.source_video, provider)

@@ -52,7 +52,7 @@ def test_a_first_frame_keeps_the_memory_plans_fp8_weights(tiny):
 
     pipe = DiffusionPipeline.from_pretrained(tiny("wan2.2-ti2v"), use_safetensors=True)
     prepare_pipeline(pipe, DevicePlan("cpu", "float32", memory="fp8_offload", vae_tiling=True))
-    image_pipe = _image_pipeline(pipe, PROFILE, "wan2.2-ti2v")
+    image_pipe = _image_pipeline(pipe, PROFILE, "wan2.2-ti2v", [5])
     assert type(image_pipe).__name__ == "WanImageToVideoPipeline" and image_pipe.config.expand_timesteps
     assert image_pipe.transformer.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn
 
