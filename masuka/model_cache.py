@@ -1,49 +1,117 @@
-"""One resident model at a time: pipelines and captioners load on first use and stay for the next request.
+"""Resident models: pipelines and captioners load on first use and stay for the next request.
 
-Asking for a different model frees the previous one first, so switching never holds two in memory.
+One model per GPU slot at most (``capacity``, ``MASUKA_GPU_CONCURRENCY``). A job holding a GPU slot works
+inside :meth:`ModelCache.session`: the model it gets is its own until the session ends, so a second job never
+shares its pipeline (LoRA adapters, scheduler state) nor frees it under it; the second job gets another
+resident copy, or waits for one to be free. Loading a model when the cache is full frees an idle one first, so
+switching never holds more models than slots.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 
-class ModelCache:
-    """Keeps the last loaded model keyed by what it was loaded from and how."""
+@dataclass(eq=False)
+class _Resident:
+    key: tuple
+    model: Any
+    holder: int | None = None  # the thread whose session uses it
 
-    def __init__(self) -> None:
+
+class ModelCache:
+    """Keeps up to ``capacity`` loaded models, keyed by what each was loaded from and how."""
+
+    def __init__(self, capacity: int = 1) -> None:
+        self.capacity = max(1, capacity)
+        self._resident: list[_Resident] = []  # least recently used first
+        self._changed = threading.Condition(threading.RLock())
+        self._sessions = threading.local()
         self._key: tuple | None = None
-        self._model: Any = None
-        self._lock = threading.RLock()
         self.loads = 0
 
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Models got by this thread inside the session are its own until it ends (they stay loaded)."""
+        outer = getattr(self._sessions, "active", False)
+        self._sessions.active = True
+        try:
+            yield
+        finally:
+            self._sessions.active = outer
+            if not outer:
+                with self._changed:
+                    for resident in self._resident:
+                        if resident.holder == threading.get_ident():
+                            resident.holder = None
+                    self._changed.notify_all()
+
     def get(self, key: tuple, loader: Callable[[], Any]) -> Any:
-        """Return the cached model for ``key``, or free the current one and call ``loader``."""
-        with self._lock:
-            if self._key == key and self._model is not None:
-                return self._model
-            self.release()
-            self._model = loader()
-            self._key = key
+        """Return a resident model for ``key`` that no other session uses, or free an idle one (this thread's
+        other model first) and call ``loader``; waits while every slot is used by other sessions."""
+        me = threading.get_ident()
+        with self._changed:
+            for resident in [r for r in self._resident if r.holder == me]:
+                if resident.key == key:
+                    return self._use(resident)
+                self._drop(resident)  # one model per job: switching frees the one it had
+            while True:
+                idle = [r for r in self._resident if r.holder is None]
+                found = next((r for r in idle if r.key == key), None)
+                if found is not None:
+                    return self._use(found)
+                if len(self._resident) < self.capacity:
+                    break
+                if idle:
+                    self._drop(idle[0])
+                else:
+                    self._changed.wait()
+            resident = _Resident(key, None, holder=me)  # its slot, taken while it loads (lock not held)
+            self._resident.append(resident)
+        try:
+            model = loader()
+        except BaseException:
+            with self._changed:
+                self._resident.remove(resident)
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            resident.model = model
             self.loads += 1
-            return self._model
+            return self._use(resident)
 
     @property
     def key(self) -> tuple | None:
+        """The key of the model got last, while it is loaded."""
         return self._key
 
     def release(self) -> None:
-        """Drop the resident model and give its memory back."""
-        with self._lock:
-            if self._model is None:
-                return
-            self._model = None
-            self._key = None
-            gc.collect()
-            import torch
+        """Drop this thread's model and every idle one, and give their memory back (models other sessions use
+        stay)."""
+        with self._changed:
+            for resident in [r for r in self._resident if r.holder in (None, threading.get_ident())]:
+                self._drop(resident)
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+    def _use(self, resident: _Resident) -> Any:
+        resident.holder = threading.get_ident() if getattr(self._sessions, "active", False) else None
+        self._resident.remove(resident)
+        self._resident.append(resident)
+        self._key = resident.key
+        return resident.model
+
+    def _drop(self, resident: _Resident) -> None:
+        self._resident.remove(resident)
+        if self._key == resident.key and not any(r.key == resident.key for r in self._resident):
+            self._key = None
+        resident.model = None
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self._changed.notify_all()

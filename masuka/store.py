@@ -23,6 +23,7 @@ from masuka.errors import InvalidInput, NotFound
 LOCAL_USER = "local"
 UNFINISHED = ("queued", "running")
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer
+ID_MARKS = "row_ids"  # table -> the highest id it ever gave (ids are never reused)
 
 #: table -> (columns, indexes). Adding a column here is a migration: older databases gain it at start-up.
 SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
@@ -167,24 +168,47 @@ class Store:
                 table = self.db.table(name)
                 if not table.detect_fts():
                     table.enable_fts(searched, create_triggers=True)
+            self.db.execute(f"create table if not exists {ID_MARKS} (name text primary key, last integer not null)")
 
     # -- generic rows ---------------------------------------------------------------------------------
     def insert(self, table: str, row: Mapping[str, Any]) -> int:
         values = {k: _encode(k, v) for k, v in row.items()}
         if "created_at" in SCHEMA.get(table, ({"created_at": str},))[0]:
             values.setdefault("created_at", now())
-        with self._lock:
-            row_id = self.db.table(table).insert(values).last_pk
-        if row_id is None:
-            raise RuntimeError(f"SQLite gave no id for the new {table} row")
-        return row_id
+        with self._writing():
+            values["id"] = self._new_ids(table, 1, values.get("id"))
+            self.db.table(table).insert(values)
+        return values["id"]
 
     def insert_many(self, table: str, rows: list[Mapping[str, Any]], batch_size: int = 2000) -> None:
         """Bulk insert (benchmarks, imports) in one transaction."""
         stamp = now()
-        values = ({"created_at": stamp, **{k: _encode(k, v) for k, v in row.items()}} for row in rows)
         with self.transaction():
+            first = self._new_ids(table, len(rows))
+            values = ({"created_at": stamp, **{k: _encode(k, v) for k, v in row.items()}, "id": first + index}
+                      for index, row in enumerate(rows))
             self.db.table(table).insert_all(values, batch_size=batch_size)
+
+    def _new_ids(self, table: str, count: int, given: int | None = None) -> int:
+        """The first of ``count`` ids for new rows of ``table`` (``given`` when the row names its own): above
+        every id the table ever held, so a deleted row's id is never given again and an id kept elsewhere (a
+        character's dataset, a run's character, a job's image) can never come to name someone else's row."""
+        top = self.db.execute(f"select coalesce(max(id), 0) from [{table}]").fetchone()[0]
+        mark = self.db.execute(f"select last from {ID_MARKS} where name = ?", [table]).fetchone()
+        first = given if given is not None else max(top, mark[0] if mark else 0) + 1
+        self.db.execute(f"insert into {ID_MARKS} (name, last) values (?, ?) on conflict (name) do update set "
+                        "last = max(last, excluded.last)", [table, first + count - 1])
+        return first
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A transaction of its own, or the one this connection is in."""
+        with self._lock:
+            if self.db.conn.in_transaction:
+                yield
+            else:
+                with self.transaction():
+                    yield
 
     def update(self, table: str, row_id: int, **fields: Any) -> None:
         if table == "jobs":

@@ -6,7 +6,8 @@ The UI and the CLI each open one :class:`Studio` and pass it to the domain funct
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ class Studio:
             log.warning("marked interrupted after an unclean stop: %s", changed)
         gpu = GPURunner(config.data_dir / "locks", config.gpu_concurrency)
         studio = cls(config=config, store=store, gpu=gpu, keys=KeyStore(config.data_dir),
+                     models=ModelCache(config.gpu_concurrency),
                      logins=LoginThrottle(config.login_attempts, config.login_lockout_s))
         studio.jobs = JobRunner(store, config.max_queued_per_user if config.multi_user else None, studio)
         return studio
@@ -52,10 +54,14 @@ class Studio:
             raise RuntimeError("This studio has no job runner: open it with Studio.open.")
         return self.jobs
 
-    def hold_gpu(self, job: str, owner: str, **kwargs: Any) -> AbstractContextManager[None]:
-        """A GPU slot for ``owner``'s job (see :meth:`GPURunner.hold`); on a shared studio only admins are told
-        whose jobs hold the GPU."""
-        return self.gpu.hold(job, private=self.config.multi_user and not self.config.is_admin(owner), **kwargs)
+    @contextmanager
+    def hold_gpu(self, job: str, owner: str, **kwargs: Any) -> Iterator[None]:
+        """A GPU slot for ``owner``'s job (see :meth:`GPURunner.hold`), and a model cache session: the models
+        the job gets are its own while it holds the slot. On a shared studio only admins are told whose jobs
+        hold the GPU."""
+        with self.gpu.hold(job, private=self.config.multi_user and not self.config.is_admin(owner), **kwargs), \
+                self.models.session():
+            yield
 
     def close(self) -> None:
         if self.jobs is not None:

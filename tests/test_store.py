@@ -95,3 +95,23 @@ def test_a_name_or_id_beyond_sqlite_s_integers_is_not_found(tmp_path):
         with pytest.raises(NotFound, match="No dataset '99999999999999999999'"):
             find_named(store, "datasets", ref, "local", True, "dataset", "create it first")
     store.close()
+
+
+def test_a_deleted_row_s_id_is_never_given_again(tmp_path):
+    """SQLite reuses the highest id once its row is deleted; ids kept elsewhere (a character's dataset, a run's
+    character) would then name another user's new row."""
+    store = Store(tmp_path / "m.db")
+    first = store.insert("datasets", {"owner": "alice", "name": "anna"})
+    store.delete("datasets", first)
+    second = store.insert("datasets", {"owner": "bob", "name": "private"})
+    assert second > first
+    with store.transaction():  # inside a transaction of the caller's too
+        store.delete("datasets", second)
+        third = store.insert("datasets", {"owner": "bob", "name": "again"})
+    store.delete("datasets", third)
+    store.insert_many("datasets", [{"owner": "bob", "name": "x"}, {"owner": "bob", "name": "y"}])
+    store.close()
+    reopened = Store(tmp_path / "m.db")
+    assert [r["id"] for r in reopened.find("datasets", order_by="id")] == [third + 1, third + 2]
+    reopened.delete_where("datasets", "1 = 1")
+    assert reopened.insert("datasets", {"owner": "bob", "name": "z"}) == third + 3

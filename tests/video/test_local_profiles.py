@@ -37,7 +37,7 @@ def test_wan22_ti2v_makes_text_and_image_to_video_with_one_load(studio, tiny, fi
     assert image["status"] == "completed", image["error"]
     assert frames_and_size(studio.config.absolute(image["result"]["video"])) == (9, (32, 32))
     assert studio.models.loads == 1  # the first frame reuses the loaded TI2V weights
-    pipe = studio.models._model
+    pipe = studio.models.get(studio.models.key, lambda: None)
     assert pipe.masuka_image_pipe.transformer is pipe.transformer
 
 
@@ -62,7 +62,7 @@ def test_wan22_a14b_runs_both_experts_with_per_step_progress(studio, tiny):
     row = wait_video(studio, start_video(studio, local(folder, steps=4)), timeout=300)
     assert row["status"] == "completed", row["error"]
     assert (row["step"], row["total"], row["progress"]) == (4, 4, 1.0)
-    pipe = studio.models._model
+    pipe = studio.models.get(studio.models.key, lambda: None)
     assert pipe.config.boundary_ratio == 0.875 and pipe.transformer_2 is not None
 
 

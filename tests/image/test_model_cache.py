@@ -1,0 +1,104 @@
+"""The model cache: one resident model per GPU slot, each job's model its own while it holds the slot."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from PIL import Image
+
+from masuka.config import Config
+from masuka.image.generate import ImageRequest, generate_images
+from masuka.model_cache import ModelCache
+from masuka.studio import Studio
+
+
+def test_sessions_get_their_own_copy_and_switching_frees_the_idle_one():
+    cache, loaded = ModelCache(capacity=2), []
+
+    def loader(name):
+        return lambda: loaded.append(name) or object()
+
+    with cache.session():
+        first = cache.get(("m",), loader("m"))
+        assert cache.get(("m",), loader("m")) is first  # a job's second ask: the same model
+        other: dict = {}
+        thread = threading.Thread(target=lambda: other.setdefault("model", _in_session(cache, ("m",), loader("m"))))
+        thread.start()
+        thread.join(10)
+        assert other["model"] is not first and loaded == ["m", "m"]  # the second slot's job got its own copy
+    with cache.session():
+        assert cache.get(("m",), loader("m")) in (first, other["model"])  # idle copies are reused
+        cache.get(("n",), loader("n"))  # full: a switch frees this job's model before loading
+    assert loaded == ["m", "m", "n"] and cache.key == ("n",)
+    cache.release()
+    assert cache.key is None
+
+
+def test_a_job_waits_for_a_model_another_job_uses_when_every_slot_is_taken():
+    cache = ModelCache(capacity=1)
+    holding, done, order = threading.Event(), threading.Event(), []
+
+    def first_job():
+        with cache.session():
+            cache.get(("a",), object)
+            holding.set()
+            done.wait(10)
+            order.append("first done")
+
+    thread = threading.Thread(target=first_job)
+    thread.start()
+    holding.wait(10)
+    second = threading.Thread(target=lambda: order.append(("second got", _in_session(cache, ("b",), object))))
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # a model in use is not freed under its job
+    done.set()
+    thread.join(10)
+    second.join(10)
+    assert order[0] == "first done" and order[1][0] == "second got" and cache.key == ("b",)
+
+
+def _in_session(cache: ModelCache, key: tuple, loader):
+    with cache.session():
+        return cache.get(key, loader)
+
+
+def test_two_gpu_slots_never_share_a_pipeline_or_its_loras(tmp_path, tiny_model, tiny_lora):
+    """Job A (no LoRA) paused after its first step while job B (same model, a LoRA) runs in the second slot:
+    A's image is the plain one, and neither job breaks the other's scheduler."""
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "d", auth="", gpu_concurrency=2))
+    model, lora = tiny_model("flux"), str(tiny_lora("flux"))
+
+    def request(loras=()):
+        return ImageRequest(prompt="a castle", model=str(model), steps=4, width=64, height=64, seed=3,
+                            loras=list(loras))
+
+    def pixels(result) -> np.ndarray:
+        return np.asarray(Image.open(result.path), dtype=np.int16)
+
+    try:
+        plain = pixels(generate_images(studio, request(), allow_any_path=True)[0])
+        styled = pixels(generate_images(studio, request([(lora, 1.0)]), allow_any_path=True)[0])
+        assert np.abs(plain - styled).mean() > 1.0
+        paused, resume, out = threading.Event(), threading.Event(), {}
+
+        def pause_after_first_step(_index, step, _total):
+            if step == 1:
+                paused.set()
+                resume.wait(60)
+
+        def job_a():
+            out["a"] = pixels(generate_images(studio, request(), on_step=pause_after_first_step,
+                                              allow_any_path=True)[0])
+
+        thread = threading.Thread(target=job_a)
+        thread.start()
+        assert paused.wait(60)
+        out["b"] = pixels(generate_images(studio, request([(lora, 1.0)]), allow_any_path=True)[0])
+        resume.set()
+        thread.join(120)
+        assert np.array_equal(out["b"], styled) and np.array_equal(out["a"], plain)
+        assert studio.models.loads == 2  # one pipeline per slot, each loaded once
+    finally:
+        studio.close()
