@@ -45,27 +45,36 @@ def clean_tmp(studio: Studio) -> tuple[int, int]:
 
 
 def clean_leftovers(studio: Studio) -> tuple[int, int]:
-    """Remove half-written ``*.part`` files, exported zips, files of failed generations and images in the
-    image folders that no generation row records."""
+    """Remove files of failed generations, and half-written ``*.part`` files, exported zips and images in the
+    image folders that no generation row records once they are older than an hour (newer ones may belong to a
+    download, import or generation in progress)."""
     config = studio.config
     recorded, failed = set(), []
     for row in studio.store.find("generations", "output_path is not null"):
         recorded.add(config.absolute(row["output_path"]).resolve())
         if row["status"] in FAILED:
             failed.append(config.absolute(row["output_path"]))
-    doomed = set(failed)
-    for root in (config.outputs_dir, config.loras_dir, config.runs_dir, config.datasets_dir):
-        doomed.update(root.rglob("*.part"))
-    doomed.update(config.outputs_dir.glob("*/exports/*.zip"))
-    doomed.update(p for p in config.outputs_dir.glob("*/images/*/*")
-                  if p.suffix in IMAGE_SUFFIXES and p.resolve() not in recorded)
+    unsure = [path for root in (config.outputs_dir, config.loras_dir, config.runs_dir, config.datasets_dir)
+              for path in root.rglob("*.part")]
+    unsure += config.outputs_dir.glob("*/exports/*.zip")
+    unsure += (p for p in config.outputs_dir.glob("*/images/*/*") if p.suffix in IMAGE_SUFFIXES
+               and p.resolve() not in recorded)
+    cutoff = time.time() - TMP_AGE_S
     removed = freed = 0
-    for path in doomed:
+    for path in {*failed, *(p for p in unsure if _modified(p) < cutoff)}:
         if path.is_file():
-            freed += path.stat().st_size
-            path.unlink()
-            removed += 1
+            size = path.stat().st_size
+            path.unlink(missing_ok=True)
+            removed, freed = removed + 1, freed + size
     return removed, freed
+
+
+def _modified(path: Path) -> float:
+    """When ``path`` was last written; +inf when it is gone (nothing to remove)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _size(path: Path) -> int:

@@ -1,18 +1,23 @@
 """The key file: API keys saved from the Settings tab, in ``secrets.json`` in the data dir, readable by the
 owner only. A service's environment variables win over the file.
 
-Keys are never logged, never written into rows or metadata, and shown back only masked (:func:`mask`).
+Keys are never logged, never written into rows or metadata, and shown back only masked (:func:`mask`). A key
+file that cannot be read is never overwritten: reading it raises :class:`InvalidInput` naming it, and the next
+save moves it aside (``secrets.json.bad``) before writing a new one, so the keys it held can still be recovered.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
 
+from masuka.errors import InvalidInput
 from masuka.services import Service
 
+log = logging.getLogger(__name__)
 KEY_FILE = "secrets.json"
 
 
@@ -36,10 +41,12 @@ class KeyStore:
             return "env"
         return "file" if self._read().get(service.name) else None
 
-    def set(self, service: Service, value: str | None) -> None:
-        """Save (or with an empty value, forget) a key; the file is created 0600."""
+    def set(self, service: Service, value: str | None) -> Path | None:
+        """Save (or with an empty value, forget) a key; the file is created 0600. An unreadable key file is first
+        moved aside; returns where it went (None when the file was fine)."""
         with self._lock:
-            keys = self._read()
+            keys, problem = self._load()
+            aside = self._move_aside(problem) if problem else None
             if value and value.strip():
                 keys[service.name] = value.strip()
             else:
@@ -50,14 +57,42 @@ class KeyStore:
                 json.dump(keys, handle)
             os.chmod(partial, 0o600)
             os.replace(partial, self.path)
+        return aside
 
     def _read(self) -> dict[str, str]:
+        keys, problem = self._load()
+        if problem:
+            raise InvalidInput(f"The key file {self.path} cannot be read ({problem}): repair it, or save a key in "
+                               "Settings → API keys (or `python -m masuka keys set`), which moves it aside to "
+                               f"{self.path.name}.bad and starts a new one.")
+        return keys
+
+    def _load(self) -> tuple[dict[str, str], str | None]:
+        """The saved keys, or what is wrong with the file (never quoting its content)."""
         if not self.path.is_file():
-            return {}
+            return {}, None
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            keys = json.loads(self.path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            return {}, "it is not UTF-8 text"
         except ValueError:
-            return {}
+            return {}, "it is not valid JSON"
+        except OSError as error:
+            return {}, error.strerror or type(error).__name__
+        if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
+            return {}, "it is not a JSON object of key names and keys"
+        return keys, None
+
+    def _move_aside(self, problem: str) -> Path:
+        """Rename the unreadable key file to a free ``secrets.json.bad[.N]``; logged without any content."""
+        aside, number = self.path.with_name(f"{self.path.name}.bad"), 1
+        while aside.exists():
+            number += 1
+            aside = self.path.with_name(f"{self.path.name}.bad.{number}")
+        os.replace(self.path, aside)
+        log.warning("the key file %s could not be read (%s): moved to %s, a new one is started", self.path, problem,
+                    aside.name)
+        return aside
 
 
 def mask(secret: str | None) -> str:

@@ -51,10 +51,16 @@ def key_labels() -> dict[str, str]:
 
 
 def key_table(keys: KeyStore) -> list[dict]:
-    """Each key: its label, where it comes from (env/file/none) and its masked form."""
-    return [{"name": name, "label": declared.label, "source": keys.source(declared) or "not set",
-             "masked": mask(keys.get(declared)), "env": " or ".join(declared.key_env)}
-            for name, declared in services().items()]
+    """Each key: its label, where it comes from (env/file/none, or an unreadable key file) and its masked form."""
+    rows = []
+    for name, declared in services().items():
+        try:
+            source, masked = keys.source(declared) or "not set", mask(keys.get(declared))
+        except InvalidInput:  # the key file is unreadable: Test says why, the next save moves it aside
+            source, masked = "file unreadable", ""
+        rows.append({"name": name, "label": declared.label, "source": source, "masked": masked,
+                     "env": " or ".join(declared.key_env)})
+    return rows
 
 
 def _known(name: str) -> Service:
@@ -69,11 +75,15 @@ def save_key(keys: KeyStore, name: str, value: str | None) -> str:
     value = (value or "").strip()
     if any(ch.isspace() for ch in value):
         raise InvalidInput(f"The {declared.label} key contains spaces or line breaks: paste the key alone.")
-    keys.set(declared, value or None)
+    if not (value.isascii() and value.isprintable()):
+        raise InvalidInput(f"The {declared.label} key contains characters no key has (non-ASCII such as '…', or "
+                           "control characters): copy it again from the provider's page.")
+    aside = keys.set(declared, value or None)
+    moved = f" The unreadable key file was moved to {aside.name}: its keys can be recovered from it." if aside else ""
     if not value:
-        return f"{declared.label} key removed from the key file."
+        return f"{declared.label} key removed from the key file.{moved}"
     shadowed = " (the environment variable still takes precedence)" if keys.source(declared) == "env" else ""
-    return f"{declared.label} key saved: {mask(value)}{shadowed}."
+    return f"{declared.label} key saved: {mask(value)}{shadowed}.{moved}"
 
 
 def check_key(keys: KeyStore, name: str) -> tuple[bool, str]:
@@ -89,9 +99,12 @@ def check_key(keys: KeyStore, name: str) -> tuple[bool, str]:
         return False, f"The ngrok token {mask(key)} does not look like an ngrok authtoken."
     import httpx
 
-    url, headers = declared.check_request(key)
     try:
+        url, headers = declared.check_request(key)
         response = httpx.get(url, headers=headers, timeout=CHECK_TIMEOUT_S, follow_redirects=True)
+    except UnicodeError:  # a key saved before keys were checked for such characters
+        return False, (f"The {label} key {mask(key)} contains characters no key has (non-ASCII or control "
+                       "characters): save it again, copied from the provider's page.")
     except httpx.HTTPError as error:
         log.info("key check for %s could not reach %s: %s", name, httpx.URL(url).host, type(error).__name__)
         return False, f"{label} could not be reached ({type(error).__name__}): check the network and try again."

@@ -15,7 +15,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     download = actions.add_parser("download", parents=[common], help="download a model into the Hugging Face cache")
     download.add_argument("model", help="catalog id or owner/name")
     delete = actions.add_parser("delete", parents=[common], help="delete a model from the Hugging Face cache")
-    delete.add_argument("repo", help="owner/name")
+    delete.add_argument("repo", help="catalog id or owner/name")
     lora = actions.add_parser("import-lora", parents=[common], help="check and import a LoRA")
     source = lora.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", help="a .safetensors file")
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         rows = model_status()
         emit(args, rows, "\n".join(f"{r['section']:<8} {r['id']:<20} {r['repo']:<50} "
-                                   f"{'downloaded' if r['downloaded'] else '-':<10} {r['size_bytes'] / 2**30:7.2f} GB"
+                                   f"{'downloaded' if r['downloaded'] else 'partial' if r['partial'] else '-':<10} "
+                                   f"{r['size_bytes'] / 2**30:7.2f} GB"
                                    f"{'  gated' if r['gated'] else ''}" for r in rows))
     elif args.action == "download":
         job_id = start_download(studio, LOCAL_USER, args.model)
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput(row["error"] or f"download {row['status']}")
         emit(args, row["result"], row["result"]["path"])
     elif args.action == "delete":
-        freed = delete_model(args.repo)
+        freed = delete_model(studio, args.repo)
         emit(args, {"freed_bytes": freed}, f"freed {freed / 2**30:.2f} GB")
     else:
         if args.file:

@@ -9,12 +9,19 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from masuka.config import Config
 from masuka.errors import InvalidInput
 from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
+from masuka.validation import whole_number
+
+if TYPE_CHECKING:
+    from masuka.models.catalog import ModelSpec
 
 FORMATS = ("PNG", "WebP", "JPEG")
+#: the size step a default width or height keeps when no default model is saved: every architecture's divides it
+ANY_MODEL_MULTIPLE = 16
 
 
 @dataclass
@@ -33,27 +40,31 @@ def _settings_path(config: Config) -> Path:
 
 
 def load_defaults(config: Config) -> Defaults:
-    """The saved defaults (a missing or unreadable file gives the built-in ones)."""
+    """The saved defaults (a missing or unreadable file, or one without a ``defaults`` object, gives the built-in
+    ones)."""
     try:
-        saved = json.loads(_settings_path(config).read_text(encoding="utf-8")).get("defaults", {})
-    except (OSError, ValueError, AttributeError):
+        saved = json.loads(_settings_path(config).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         saved = {}
+    defaults = saved.get("defaults") if isinstance(saved, dict) else None
+    if not isinstance(defaults, dict):
+        return Defaults()
     known = {f.name for f in fields(Defaults)}
-    return Defaults(**{k: v for k, v in saved.items() if k in known})
+    return Defaults(**{k: v for k, v in defaults.items() if k in known})
 
 
 def save_defaults(config: Config, model: str = "", steps: float | None = None, width: float | None = None,
                   height: float | None = None, output_format: str = "PNG") -> Defaults:
-    """Check and save new defaults; :class:`InvalidInput` names a bad value."""
+    """Check and save new defaults; :class:`InvalidInput` names a bad value. A width or height must be a multiple
+    of the model's size step (of 16, which suits every model, when no model is given)."""
     from masuka.models.catalog import resolve_image_model
 
     if output_format not in FORMATS:
         raise InvalidInput(f"Output format must be one of {', '.join(FORMATS)} (got {output_format!r}).")
-    if model:
-        resolve_image_model(model)
+    spec = resolve_image_model(model) if model else None
     defaults = Defaults(model=model or "", steps=_optional_int("steps", steps, 1, MAX_STEPS),
-                        width=_optional_int("width", width, MIN_SIDE, MAX_SIDE),
-                        height=_optional_int("height", height, MIN_SIDE, MAX_SIDE), output_format=output_format)
+                        width=_side("width", width, spec), height=_side("height", height, spec),
+                        output_format=output_format)
     path = _settings_path(config)
     partial = path.with_suffix(".part")
     partial.write_text(json.dumps({"defaults": asdict(defaults)}, indent=2), encoding="utf-8")
@@ -61,10 +72,19 @@ def save_defaults(config: Config, model: str = "", steps: float | None = None, w
     return defaults
 
 
+def _side(name: str, value: float | None, spec: ModelSpec | None) -> int | None:
+    """An optional default width or height, a multiple of the model's size step (16 without a model)."""
+    side = _optional_int(name, value, MIN_SIDE, MAX_SIDE)
+    multiple = spec.size_multiple if spec else ANY_MODEL_MULTIPLE
+    if side is not None and side % multiple:
+        where = f" for {spec.id}" if spec else ", the step every model accepts"
+        raise InvalidInput(f"Default {name} must be a multiple of {multiple}{where} (got {side}; try "
+                           f"{max(multiple, round(side / multiple) * multiple)}).")
+    return side
+
+
 def _optional_int(name: str, value: float | None, low: int, high: int) -> int | None:
+    """An empty value (None, blank, 0) as None, else a whole number in ``[low, high]``."""
     if value in (None, "", 0):
         return None
-    number = int(value)
-    if not low <= number <= high or number != float(value):
-        raise InvalidInput(f"Default {name} must be a whole number between {low} and {high} (got {value}).")
-    return number
+    return whole_number(f"default {name}", value, low, high)

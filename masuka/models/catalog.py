@@ -92,12 +92,9 @@ def resolve_image_model(model: str) -> ModelSpec:
         figures = {"vram_gb": profile.memory_gb.get("full"), "memory_gb": {
             plan: gb for plan, gb in profile.memory_gb.items() if plan != "full"}} if profile else {}
         return _spec(model, entry["repo"], {**figures, **entry})
-    path = Path(model).expanduser()
+    path = _as_path(model)
     if path.is_dir():
-        index = path / "model_index.json"
-        if not index.is_file():
-            raise InvalidInput(f"{path} is not a diffusers pipeline folder (it has no model_index.json).")
-        class_name = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+        class_name = pipeline_class(path)
         profile = architectures.for_pipeline(class_name)
         defaults = profile.defaults | {"negative_prompt": profile.negative_prompt} if profile else {}
         return _spec(str(path.resolve()), str(path.resolve()), {**defaults, "pipeline": class_name,
@@ -109,10 +106,37 @@ def resolve_image_model(model: str) -> ModelSpec:
                        "a Hugging Face repo id such as owner/name, or a local pipeline folder.")
 
 
+def _as_path(model: str) -> Path:
+    """The model field as a path, ``~`` and ``~user`` expanded; a ``~user`` with no home folder is refused."""
+    try:
+        return Path(model).expanduser()
+    except RuntimeError:  # ~nosuchuser/...
+        raise InvalidInput(f"The folder {model} does not exist: there is no user {model.split('/')[0][1:]!r} "
+                           "whose home folder ~ could stand for.") from None
+
+
+def pipeline_class(folder: Path) -> str:
+    """The pipeline class a diffusers pipeline folder names in its ``model_index.json``; :class:`InvalidInput`
+    when the file is missing or is not a JSON object with a ``_class_name``."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise InvalidInput(f"{folder} is not a diffusers pipeline folder (it has no model_index.json).")
+    try:
+        config = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable, not UTF-8 (UnicodeDecodeError is a ValueError), not JSON
+        config = None
+    class_name = config.get("_class_name") if isinstance(config, dict) else None
+    if not isinstance(class_name, str) or not class_name:
+        raise InvalidInput(f"The model_index.json of {folder} is not a diffusers pipeline index (a JSON object "
+                           "with the pipeline's _class_name): the folder is damaged or was not saved with "
+                           "save_pretrained.")
+    return class_name
+
+
 def refuse_missing_folder(model: str) -> None:
     """A field written as a path (``./x``, ``/x``, ``~/x``) that is not a folder: say so, not "unknown model"."""
     if model.startswith((".", "/", "~")) or "\\" in model:
-        path = Path(model).expanduser()
+        path = _as_path(model)
         what = "is a file, not a model folder" if path.is_file() else "does not exist"
         raise InvalidInput(f"The folder {model} {what}: give a model folder saved with save_pretrained, a "
                            "catalog id or a Hugging Face repo id (owner/name).")

@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -26,6 +27,9 @@ from masuka.models.hub import hub_offline, hub_reachable
 from masuka.services import HUGGINGFACE, hub_endpoint
 from masuka.store import UNFINISHED, owner_clause
 from masuka.studio import Studio
+
+if TYPE_CHECKING:
+    from huggingface_hub import CachedRepoInfo
 
 log = logging.getLogger(__name__)
 LANE = "download"
@@ -54,8 +58,9 @@ def hub_cache_dir() -> Path:
     return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE).expanduser()
 
 
-def cached_repos() -> dict[str, int]:
-    """Model repos in the cache and their size on disk in bytes."""
+def cache_entries() -> dict[str, tuple[int, bool]]:
+    """Every model repo in the cache: its size on disk in bytes and whether it is complete
+    (:func:`holds_everything`); a stopped or broken download leaves an incomplete one."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -63,24 +68,82 @@ def cached_repos() -> dict[str, int]:
         info = scan_cache_dir(hub_cache_dir())
     except CacheNotFound:
         return {}
-    return {repo.repo_id: repo.size_on_disk for repo in info.repos if repo.repo_type == "model"}
+    return {repo.repo_id: (repo.size_on_disk, holds_everything(repo)) for repo in info.repos
+            if repo.repo_type == "model"}
+
+
+def cached_repos() -> dict[str, int]:
+    """The complete model repos in the cache (those loading needs nothing more for) and their size in bytes."""
+    return {repo: size for repo, (size, complete) in cache_entries().items() if complete}
+
+
+def holds_everything(repo: CachedRepoInfo) -> bool:
+    """Whether a cached repo can be loaded without downloading: no file left half-transferred, and a snapshot
+    (``main``'s when the cache knows it) with every file a catalog entry names, else every component its
+    ``model_index.json`` lists and, in each model folder (one with a ``config.json``), safetensors weights with
+    all the shards their index lists."""
+    if any(repo.repo_path.glob("blobs/*.incomplete")):
+        return False
+    revisions = [rev for rev in repo.revisions if "main" in rev.refs] or list(repo.revisions)
+    for revision in revisions:
+        names = {file.file_path.relative_to(revision.snapshot_path).as_posix() for file in revision.files}
+        if names and _loadable(repo.repo_id, revision.snapshot_path, names):
+            return True
+    return False
+
+
+def _loadable(repo: str, snapshot: Path, names: set[str]) -> bool:
+    """Whether the files ``names`` of a snapshot are all that loading ``repo`` reads (:func:`holds_everything`)."""
+    if named := catalog_files(repo):
+        return set(named) <= names
+    folders = {name.rpartition("/")[0] for name in names}
+    if "model_index.json" in names:
+        index = _json(snapshot / "model_index.json")
+        components = [name for name, value in index.items() if not name.startswith("_") and isinstance(value, list)
+                      and len(value) == 2 and all(value)]  # [library, class]; [null, null] is a component left out
+        if not set(components) <= folders:
+            return False
+    for name in names:
+        folder, _, file = name.rpartition("/")
+        inside = f"{folder}/" if folder else ""
+        if file == "config.json" and not any(other.startswith(inside) and other.endswith(".safetensors")
+                                             and "/" not in other[len(inside):] for other in names):
+            return False
+        if file.endswith(".safetensors.index.json"):
+            shards = _json(snapshot / name).get("weight_map") or {}
+            if not isinstance(shards, dict) or not {inside + shard for shard in shards.values()} <= names:
+                return False
+    return True
+
+
+def _json(path: Path) -> dict:
+    """A JSON object from the cache; {} for a file that is not one."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def model_status() -> list[dict]:
-    """Every catalog model (all sections) and every other cached model repo, with download status and size."""
-    cached = cached_repos()
+    """Every catalog model (all sections) and every other cached model repo, with download status and size:
+    ``downloaded`` when the cache holds all loading needs, ``partial`` when a download stopped halfway."""
+    cached = cache_entries()
     rows = []
     for section, entries in catalog_sections().items():
         for model_id, entry in entries.items():
             repo = entry.get("repo")
             if not repo:
                 continue
+            size, complete = cached.get(repo, (0, False))
             rows.append({"section": section, "id": model_id, "name": entry.get("name", model_id), "repo": repo,
-                         "gated": bool(entry.get("gated")), "downloaded": repo in cached,
-                         "size_bytes": cached.get(repo, 0), "license": entry.get("license", "")})
+                         "gated": bool(entry.get("gated")), "downloaded": complete,
+                         "partial": repo in cached and not complete, "size_bytes": size,
+                         "license": entry.get("license", "")})
     listed = {row["repo"] for row in rows}
-    rows += [{"section": "cache", "id": repo, "name": repo, "repo": repo, "gated": False, "downloaded": True,
-              "size_bytes": size, "license": ""} for repo, size in sorted(cached.items()) if repo not in listed]
+    rows += [{"section": "cache", "id": repo, "name": repo, "repo": repo, "gated": False, "downloaded": complete,
+              "partial": not complete, "size_bytes": size, "license": ""}
+             for repo, (size, complete) in sorted(cached.items()) if repo not in listed]
     return rows
 
 
@@ -114,15 +177,15 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
     and shows in the Models tab; ``watch`` follows its :class:`~masuka.jobs.Progress` for the tab that asked.
 
     Nothing is fetched for a folder, when the Hub cannot be reached (loading then uses the cache alone) or when
-    MASUKA's last download of the repo completed and the repo is still in the cache. A failed download raises
-    :class:`ModelUnavailable` with its reason.
+    the cache already holds every file loading needs (:func:`holds_everything`), whatever earlier downloads of the
+    repo ended as. A failed download raises :class:`ModelUnavailable` with its reason.
     """
     if Path(source).expanduser().is_dir() or not REPO_ID.match(source) or not hub_reachable():
         return
-    last = jobs.find(studio.store, "kind = 'download' and model = ?", [source], order_by="id desc", limit=1)
-    if last and last[0].status == "completed" and source in cached_repos():
+    if source in cached_repos():
         return
-    job_id = last[0].id if last and not last[0].finished else start_download(studio, owner, source)
+    running = unfinished_downloads(studio, source)
+    job_id = running[0].id if running else start_download(studio, owner, source)
     if watch:
         watch(Progress(fraction=0.0, message=f"Downloading {source}…"))
     while not (row := studio.runner().wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
@@ -158,14 +221,19 @@ def stop_download(studio: Studio, user: str, admin: bool, model: str) -> int:
     """Ask the unfinished downloads of ``model`` (the user's own, or any for an admin) to stop; finished files are
     kept, so starting again resumes. Returns how many were asked."""
     repo = resolve_repo(model)
-    where, args = owner_clause(user, admin)
-    rows = jobs.find(studio.store, f"kind = 'download' and model = ? and status in (?, ?) and {where}",
-                     [repo, *UNFINISHED, *args])
+    rows = unfinished_downloads(studio, repo, user, admin)
     for row in rows:
         jobs.request_stop(studio.store, row.id)
     if not rows:
         raise InvalidInput(f"No download of {repo} is running.")
     return len(rows)
+
+
+def unfinished_downloads(studio: Studio, repo: str, user: str = "", admin: bool = True) -> list[JobRow]:
+    """The queued or running download jobs of ``repo`` (the user's own, or any for an admin), newest first."""
+    where, args = owner_clause(user, admin)
+    return jobs.find(studio.store, f"kind = 'download' and model = ? and status in (?, ?) and {where}",
+                     [repo, *UNFINISHED, *args])
 
 
 def download_jobs(studio: Studio, user: str, admin: bool, limit: int = 20) -> list[dict]:
@@ -198,7 +266,7 @@ def download(studio: Studio, ctx: JobContext, repo: str) -> Path:
         raise
     except Exception as error:  # every Hub failure becomes a message naming the repo and what to do
         raise download_error(repo, error, bool(token)) from error
-    size = cached_repos().get(repo, 0)
+    size = cache_entries().get(repo, (0, False))[0]
     ctx.progress(fraction=1.0, result={"path": str(path), "size_bytes": size})
     log.info("downloaded %s (%d bytes)", repo, size)
     return Path(path)
@@ -237,7 +305,7 @@ def wanted_files(names: list[str]) -> list[str]:
 
 def check_free_space(repo: str, size: int, cache: Path) -> None:
     """Refuse a download of ``size`` bytes that cannot fit on the disk of the cache."""
-    needed = size - cached_repos().get(repo, 0)
+    needed = size - cache_entries().get(repo, (0, False))[0]
     existing = cache
     while not existing.exists():
         existing = existing.parent
@@ -293,20 +361,17 @@ def download_error(repo: str, error: BaseException, has_token: bool) -> ModelUna
     return ModelUnavailable(f"Downloading {repo} failed: {str(error).splitlines()[0] if str(error) else error!r}")
 
 
-def delete_model(repo: str) -> int:
-    """Remove every cached revision of ``repo``; returns the bytes freed."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
+def delete_model(studio: Studio, model: str) -> int:
+    """Remove ``model`` (a catalog id or repo id) from the cache, every revision and any half-downloaded file;
+    returns the bytes freed. Refused while a download of it is queued or running."""
+    from huggingface_hub.file_download import repo_folder_name
 
-    try:
-        info = scan_cache_dir(hub_cache_dir())
-    except CacheNotFound:
-        info = None
-    repos = [r for r in (info.repos if info else []) if r.repo_id == repo and r.repo_type == "model"]
-    if info is None or not repos:
+    repo = resolve_repo(model)
+    if unfinished_downloads(studio, repo):
+        raise InvalidInput(f"{repo} is being downloaded: stop the download first, then delete it.")
+    folder = hub_cache_dir() / repo_folder_name(repo_id=repo, repo_type="model")
+    if not folder.is_dir():
         raise InvalidInput(f"{repo} is not in the model cache.")
-    strategy = info.delete_revisions(*(rev.commit_hash for r in repos for rev in r.revisions))
-    strategy.execute()
-    for leftover in repos:  # partial downloads leave blobs with no revision: remove the repo folder too
-        shutil.rmtree(leftover.repo_path, ignore_errors=True)
-    return strategy.expected_freed_size
+    freed = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+    shutil.rmtree(folder)
+    return freed

@@ -92,8 +92,9 @@ def _loras(ctx: UIContext) -> None:
 
 def catalog_view():
     rows = model_status()
-    data = [[r["section"], r["id"], r["name"], r["repo"], "yes" if r["gated"] else "", "yes" if r["downloaded"]
-             else "", round(r["size_bytes"] / 2**30, 2)] for r in rows]
+    data = [[r["section"], r["id"], r["name"], r["repo"], "yes" if r["gated"] else "",
+             "yes" if r["downloaded"] else "partial" if r["partial"] else "", round(r["size_bytes"] / 2**30, 2)]
+            for r in rows]
     return data, gr.Dropdown(choices=[(f"{r['name']} ({r['repo']})", r["repo"]) for r in rows])
 
 
@@ -132,7 +133,7 @@ def delete_cached(studio: Studio, model: str, request: gr.Request):
     """Delete a model from the Hugging Face cache (admins only when several people share the studio)."""
     if not is_admin(studio, request):
         raise InvalidInput("Only an admin can delete models: the model cache is shared by every user.")
-    freed = delete_model((model or "").strip())
+    freed = delete_model(studio, model)
     data, choices = catalog_view()
     return f"Deleted {model}: {freed / 2**30:.2f} GB freed.", data, choices
 

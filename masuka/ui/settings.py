@@ -206,7 +206,8 @@ def sign_ins_view(studio: Studio, request: gr.Request):
 
 @friendly
 def remove_leftovers(studio: Studio, request: gr.Request):
-    """Delete half-written files, outputs of failed generations, unrecorded images and old exports."""
+    """Delete outputs of failed generations, and half-written files, unrecorded images and exports untouched for
+    an hour (newer ones may belong to work in progress)."""
     require_admin(studio, request)
     removed, freed = clean_leftovers(studio)
     return f"Removed {removed} file(s), {freed / 2**20:.1f} MB.", storage_view(studio, request)

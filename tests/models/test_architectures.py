@@ -179,3 +179,17 @@ def test_the_registry_imports_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == len(architectures.PROFILES)
+
+
+@pytest.mark.parametrize("index", [b"{not json", b"", b"[]", b'{"_class_name": 5}', b"{}", b"\xff\xfe"],
+                         ids=["broken", "empty", "a list", "a number", "no class", "binary"])
+def test_a_folder_with_a_damaged_model_index_is_refused_in_one_line(tmp_path, index):
+    (tmp_path / "model_index.json").write_bytes(index)
+    with pytest.raises(InvalidInput, match="model_index.json of .* is not a diffusers pipeline index"):
+        resolve_image_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("model", ["~nosuchuser-masuka/model", "~nosuchuser-masuka"])
+def test_a_home_folder_of_nobody_is_refused_as_a_missing_folder(model):
+    with pytest.raises(InvalidInput, match="does not exist: there is no user 'nosuchuser-masuka'"):
+        resolve_image_model(model)

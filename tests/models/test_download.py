@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from masuka.errors import InvalidInput
@@ -39,10 +41,10 @@ def test_download_shows_progress_then_the_model_as_downloaded_and_delete_frees_i
     assert job["result"]["size_bytes"] >= len(WEIGHTS)
     status = {row["repo"]: row for row in model_status()}
     assert status["acme/tiny-pipe"]["downloaded"] and status["acme/tiny-pipe"]["size_bytes"] >= len(WEIGHTS)
-    assert delete_model("acme/tiny-pipe") >= len(WEIGHTS)
+    assert delete_model(studio, "acme/tiny-pipe") >= len(WEIGHTS)
     assert "acme/tiny-pipe" not in cached_repos()
     with pytest.raises(InvalidInput, match="not in the model cache"):
-        delete_model("acme/tiny-pipe")
+        delete_model(studio, "acme/tiny-pipe")
 
 
 def test_broken_transfer_resumes_from_where_it_stopped(studio, hub, monkeypatch):
@@ -151,24 +153,32 @@ def test_download_progress_reads_as_bytes_speed_and_time_left():
     assert download_line({**row, "total": 0, "state": None}) == "Downloading acme/big…"
 
 
-def test_a_download_can_be_stopped_and_resumed(studio, hub, monkeypatch):
-    import threading
-
+def held(monkeypatch, hub, name: str) -> tuple[threading.Event, threading.Event]:
+    """Make the fake Hub hold the transfer of ``name`` (in small chunks, with progress at each) until ``released``
+    is set; ``serving`` is set once a download of it waits."""
     from huggingface_hub import constants
 
     from masuka.models import manage
 
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
     monkeypatch.setattr(manage, "PROGRESS_EVERY_S", 0.0)
-    released = threading.Event()
+    released, serving = threading.Event(), threading.Event()
     serve_file = hub._file
 
-    def held_file(repo, name, request):
-        if request.method == "GET" and name.endswith("model.safetensors"):
+    def held_file(repo, path, request):
+        if request.method == "GET" and path == name:
+            serving.set()
             released.wait(30)
-        return serve_file(repo, name, request)
+        return serve_file(repo, path, request)
 
     monkeypatch.setattr(hub, "_file", held_file)
+    return released, serving
+
+
+def test_a_download_can_be_stopped_and_resumed(studio, hub, monkeypatch):
+    from masuka.models import manage
+
+    released, _serving = held(monkeypatch, hub, "transformer/model.safetensors")
     job_id = start_download(studio, "local", "acme/tiny-pipe")
     assert manage.stop_download(studio, "local", False, "acme/tiny-pipe") == 1
     released.set()
@@ -189,3 +199,72 @@ def test_a_download_left_queued_by_a_stopped_app_runs_after_the_restart(studio, 
     studio.jobs.adopt(LANE)
     job = finished(studio, job_id)
     assert job.status == "completed" and "acme/tiny-pipe" in cached_repos()
+
+
+def test_a_stopped_download_is_partial_until_resumed_and_cannot_be_deleted_while_it_runs(studio, hub, monkeypatch):
+    """Half a model is not shown as downloaded; deleting it waits for Stop, then removes the half-written files."""
+    from masuka.models import manage
+
+    released, serving = held(monkeypatch, hub, "transformer/model.safetensors")
+    job_id = start_download(studio, "local", "acme/tiny-pipe")
+    assert serving.wait(30)
+    with pytest.raises(InvalidInput, match="acme/tiny-pipe is being downloaded: stop the download first"):
+        delete_model(studio, "acme/tiny-pipe")
+    manage.stop_download(studio, "local", False, "acme/tiny-pipe")
+    released.set()
+    assert finished(studio, job_id)["status"] == "cancelled"
+    row = {r["repo"]: r for r in model_status()}["acme/tiny-pipe"]
+    assert (row["downloaded"], row["partial"]) == (False, True) and "acme/tiny-pipe" not in cached_repos()
+    assert delete_model(studio, "acme/tiny-pipe") > 0
+    assert "acme/tiny-pipe" not in {r["repo"] for r in model_status()}
+    assert finished(studio, start_download(studio, "local", "acme/tiny-pipe"))["status"] == "completed"
+    row = {r["repo"]: r for r in model_status()}["acme/tiny-pipe"]
+    assert (row["downloaded"], row["partial"]) == (True, False)
+
+
+def test_a_cached_model_missing_a_file_loading_needs_is_partial(studio, hub, tiny_model, monkeypatch, tmp_path):
+    """Completeness comes from the files themselves: every component of model_index.json, weights beside each
+    config.json, every shard an index lists."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    hub.repos["acme/tiny-flux"] = FakeRepo.of_folder(tiny_model("flux"), **{
+        "transformer/diffusion_pytorch_model.safetensors.index.json":
+            b'{"weight_map": {"a": "diffusion_pytorch_model.safetensors"}}'})
+    assert finished(studio, start_download(studio, "local", "acme/tiny-flux"))["status"] == "completed"
+    assert "acme/tiny-flux" in cached_repos()
+    snapshot = next((tmp_path / "hf-cache").glob("models--acme--tiny-flux/snapshots/*"))
+    for missing in ("transformer/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+                    "scheduler/scheduler_config.json"):
+        (snapshot / missing).rename(tmp_path / "aside")
+        row = {r["repo"]: r for r in model_status()}["acme/tiny-flux"]
+        assert (row["downloaded"], row["partial"]) == (False, True), missing
+        (tmp_path / "aside").rename(snapshot / missing)
+    assert "acme/tiny-flux" in cached_repos()
+
+
+def test_a_complete_cache_is_used_whatever_the_last_download_ended_as(studio, hub, tiny_model, monkeypatch,
+                                                                      tmp_path):
+    """A gated model downloaded once stays usable when a later download fails (the token since removed), and a
+    model cached outside MASUKA is not downloaded again."""
+    from huggingface_hub import constants, snapshot_download
+
+    from masuka.image.generate import ImageRequest, generate_images
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    hub.repos["acme/gated-flux"] = FakeRepo.of_folder(tiny_model("flux"))
+    hub.repos["acme/gated-flux"].gated = True
+    hub.repos["acme/other-flux"] = FakeRepo.of_folder(tiny_model("flux"))
+    studio.keys.set(HUGGINGFACE, TOKEN)
+
+    def make(model: str, seed: int):
+        return generate_images(studio, ImageRequest("a fox", model, steps=1, width=64, height=64, seed=seed))
+
+    assert make("acme/gated-flux", 1)[0].path.is_file()
+    studio.keys.set(HUGGINGFACE, None)
+    assert finished(studio, start_download(studio, "local", "acme/gated-flux"))["status"] == "failed"
+    assert make("acme/gated-flux", 2)[0].path.is_file()
+    snapshot_download("acme/other-flux", cache_dir=tmp_path / "hf-cache")  # as diffusers or the hf CLI would
+    assert make("acme/other-flux", 3)[0].path.is_file()
+    assert [job["model"] for job in studio.store.find("jobs", "kind = 'download'", order_by="id")] == [
+        "acme/gated-flux", "acme/gated-flux"]

@@ -7,7 +7,7 @@ from PIL import Image
 
 from masuka.disk import clean_leftovers, clean_tmp, usage
 from masuka.errors import InvalidInput
-from masuka.image.defaults import load_defaults, save_defaults
+from masuka.image.defaults import Defaults, load_defaults, save_defaults
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
 
@@ -53,6 +53,8 @@ def test_storage_usage_and_clean_up_remove_only_leftovers(studio, tiny_model, mo
     orphan.write_bytes(kept.path.read_bytes())
     partial = studio.config.loras_dir / "half.safetensors.part"
     partial.write_bytes(b"x" * 100)
+    for old in (orphan, partial):  # left by a crash long ago (newer ones are kept: see the next test)
+        os.utime(old, (0, 0))
     old_tmp = studio.config.tmp_dir / "old-import"
     old_tmp.mkdir()
     (old_tmp / "f.bin").write_bytes(b"y" * 10)
@@ -66,3 +68,51 @@ def test_storage_usage_and_clean_up_remove_only_leftovers(studio, tiny_model, mo
     assert kept.path.is_file() and not failed.path.exists() and not orphan.exists() and not partial.exists()
     assert clean_tmp(studio) == (1, 10)
     assert fresh_tmp.exists() and not old_tmp.exists()
+
+
+def test_leftovers_being_written_right_now_are_kept(studio, tiny_model, monkeypatch, tmp_path):
+    """A transfer in progress (a model import, a remote run's LoRA download) and an image not yet recorded are
+    newer than an hour: Remove leftovers leaves them alone, and removes them once they are old."""
+    import os
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    kept = make(studio, tiny_model("flux"))[0]
+    downloading = studio.config.runs_dir / "alice" / "run-7" / "lora.safetensors.part"
+    downloading.parent.mkdir(parents=True)
+    downloading.write_bytes(b"x" * 1000)
+    importing = studio.config.loras_dir / "new.safetensors.part"
+    importing.write_bytes(b"y" * 10)
+    unrecorded = kept.path.with_name("999999-1.png")
+    unrecorded.write_bytes(kept.path.read_bytes())
+    assert clean_leftovers(studio) == (0, 0)
+    assert downloading.exists() and importing.exists() and unrecorded.exists() and kept.path.exists()
+    for path in (downloading, importing, unrecorded):
+        os.utime(path, (0, 0))
+    assert clean_leftovers(studio)[0] == 3 and kept.path.exists()
+
+
+def test_broken_defaults_give_the_built_in_ones(config):
+    """A settings.json edited by hand into something else never stops generation (which reads the format)."""
+    path = config.data_dir / "settings.json"
+    for text in ('{"defaults": null}', '{"defaults": [1]}', "[]", '"x"', "{", ""):
+        path.write_text(text, encoding="utf-8")
+        assert load_defaults(config) == Defaults()
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"steps": float("nan")}, "Default steps must be a whole number"),
+    ({"width": float("inf")}, "Default width must be a whole number"),
+    ({"height": "tall"}, "Default height must be a whole number"),
+    ({"width": 1000}, "Default width must be a multiple of 16, the step every model accepts .got 1000; try 992"),
+    ({"model": "flux-dev", "height": 1000}, "Default height must be a multiple of 16 for flux-dev"),
+    ({"model": "sdxl", "width": 1020}, "Default width must be a multiple of 8 for sdxl"),
+])
+def test_default_numbers_are_refused_as_an_image_would_refuse_them(config, bad, message):
+    with pytest.raises(InvalidInput, match=message):
+        save_defaults(config, **bad)
+    assert load_defaults(config) == Defaults()
+
+
+def test_a_default_size_is_a_multiple_the_model_accepts(config):
+    assert save_defaults(config, model="sdxl", width=1000, height=1016).width == 1000
+    assert save_defaults(config, width=1024, height=768).height == 768

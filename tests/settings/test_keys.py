@@ -121,3 +121,43 @@ def test_saves_from_many_requests_at_once_keep_every_key(studio):
         list(pool.map(lambda name: [save_key(studio.keys, name, f"{name}-key-{n:04d}") for n in range(20)], names))
     assert {row["name"]: row["masked"][-4:] for row in key_table(studio.keys) if row["name"] in names} == dict.fromkeys(
         names, "0019")
+
+
+@pytest.mark.parametrize("damage", [lambda text: text[:-1], lambda text: "[]", lambda text: '{"openai": 5}',
+                                    lambda text: "\xff"], ids=["truncated", "a list", "not text keys", "not UTF-8"])
+def test_an_unreadable_key_file_is_never_overwritten_and_says_so(keys, damage, caplog):
+    """A damaged key file names itself instead of crashing each lookup; the next save moves it aside whole (its
+    keys can be recovered) instead of replacing every saved key with the new one."""
+    save_key(keys, "openai", "sk-first-key-1111")
+    save_key(keys, "civitai", "civitai-second-key-2222")
+    keys.path.write_bytes(damage(keys.path.read_text()).encode("latin-1"))
+    damaged = keys.path.read_bytes()
+    with pytest.raises(InvalidInput, match="secrets.json cannot be read"):
+        keys.get(service("openai"))
+    table = {row["name"]: row for row in key_table(keys)}
+    assert table["openai"]["source"] == "file unreadable" and table["gemini"]["source"] == "file unreadable"
+    message = save_key(keys, "fal", "fal-third-key-3333")
+    assert "moved to secrets.json.bad" in message and "3333" in message
+    assert keys.path.with_name("secrets.json.bad").read_bytes() == damaged
+    assert keys.get(service("fal")) == "fal-third-key-3333" and keys.get(service("openai")) is None
+    assert "secrets.json.bad" in caplog.text and "first-key" not in caplog.text and "1111" not in caplog.text
+    keys.path.write_text("{")
+    save_key(keys, "fal", "")
+    assert keys.path.with_name("secrets.json.bad").read_bytes() == damaged  # an earlier one is kept too
+    assert keys.path.with_name("secrets.json.bad.2").read_text() == "{"
+
+
+@pytest.mark.parametrize("pasted", ["hf_secret_key_value\u2026", "sk-\uff53\uff45\uff43\uff52\uff45\uff54",
+                                    "hf_abc\x00def"])
+def test_a_key_with_characters_no_key_has_is_refused(keys, pasted):
+    """A pasted ellipsis, full-width letters or a control character: refused when saved, as an HTTP header could
+    never carry them."""
+    with pytest.raises(InvalidInput, match="characters no key has") as refused:
+        save_key(keys, "huggingface", pasted)
+    assert pasted not in str(refused.value) and keys.get(service("huggingface")) is None
+
+
+def test_a_key_saved_with_such_characters_earlier_is_reported_by_its_check(keys, fake_providers):
+    keys.set(service("openai"), "sk-saved-before-\u2026WXYZ")  # a key file from before the check
+    ok, message = check_key(keys, "openai")
+    assert not ok and "characters no key has" in message and "saved-before" not in message
