@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.history.browse import entry
 from masuka.image.compare import unfinished_using
 from masuka.image.control import FORM_PICTURES as CONTROL_PICTURES
+from masuka.image.generate import ImageRequest, resolve_lora_path
+from masuka.image.metadata import format_weight
 from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
+from masuka.loras.library import loras_in
+from masuka.queue.jobs import UNFINISHED as QUEUE_UNFINISHED
 from masuka.store import UNFINISHED
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -30,15 +36,19 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     row = entry(studio, user, admin, key)
     if row["table"] != "generations":
         raise InvalidInput(f"Entry {key} is a {row['kind']} job: only images and videos can be made again.")
+    params = row.get("params") or {}
     fields = {name: row[column] for column, name in FORM_FIELDS.items() if row.get(column) not in (None, "")}
-    fields["loras"] = [f"{x['name']}:{x['weight']:g}" for x in row.get("loras") or [] if isinstance(x, dict)]
-    for name, value in (row.get("params") or {}).items():
+    fields["loras"] = [_lora_field(studio, user, x) for x in row.get("loras") or [] if isinstance(x, dict)]
+    for name, value in params.items():
         fields.setdefault(name, value)
     for name in (*INPUT_FILES, *IMAGE_INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES):  # files it can show
         if isinstance(fields.get(name), str) and (path := studio.config.absolute(fields[name])).is_file():
             fields[name] = str(path)
-    if row["kind"] == "image":  # an image made without them empties the form's control and reference pictures
-        fields.update({name: None for name in (*CONTROL_PICTURES, *REFERENCE_PICTURES) if name not in fields})
+    if row["kind"] == "image":  # every field, so that nothing of the entry reused before stays in the form
+        fields.update(_image_switches(row.get("negative_prompt"), params))
+        fields.update({name: None for name in (*IMAGE_INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES)
+                       if name not in fields})
+        fields.setdefault("references", [])
     if isinstance(fields.get("references"), list):  # an edit's images, a video's reference images
         fields["references"] = [str(path) for path in map(studio.config.absolute, fields["references"])
                                 if path.is_file()]
@@ -49,15 +59,51 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     return row["kind"], fields
 
 
+def _image_switches(negative: str | None, params: dict) -> dict[str, Any]:
+    """The Image form's text and switches an entry may not have stored (a default sampler, an aid left off).
+
+    The prompt reused is the one the image was made from (the rewrite when the prompt optimizer ran), so Optimize
+    prompt is off: on, it would rewrite the rewrite.
+    """
+    face = params.get("face_detail")
+    return {"negative": negative or "", "sampler": params.get("sampler") or "", "optimize_prompt": False,
+            "safety_check": "safety" in params, "face_detail": isinstance(face, dict),
+            "face_strength": face.get("strength", ImageRequest.face_strength) if isinstance(face, dict)
+            else ImageRequest.face_strength}
+
+
+def _lora_field(studio: Studio, user: str, lora: dict) -> str:
+    """A LoRA of the entry as the form's LoRA field takes it: ``name:weight``, or the file's path (relative to the
+    data dir) when the name would find another file or none (a run's checkpoint, a file given by its path)."""
+    ref, stored = lora["name"], lora.get("path")
+    if stored and (path := studio.config.absolute(stored)).is_file():
+        try:
+            same = resolve_lora_path(studio, ref, user, False).resolve() == path.resolve()
+        except InvalidInput:  # not in the library
+            same = False
+        ref = ref if same else studio.config.relative(path)
+    return f"{ref}:{format_weight(lora['weight'])}"
+
+
 def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> str:
     """Delete entries and their files; unfinished jobs are refused. Returns what was done (an entry named twice,
-    as ``g4 g4``, is deleted once)."""
+    as ``g4 g4``, is deleted once).
+
+    An entry's input pictures (the copies in ``inputs/`` of an img2img, inpaint, edit or upscale) go with it
+    unless another entry or a queued job still uses them. A training run goes with its whole folder (checkpoints,
+    samples, model card, its LoRAs), whose LoRAs leave the library; refused while unfinished work uses it.
+    """
     found = (entry(studio, user, admin, key) for key in keys)
     rows = list({(row["table"], row["id"]): row for row in found}.values())
     busy = [row["key"] for row in rows if row["status"] in UNFINISHED]
     if busy:
         raise InvalidInput(f"{', '.join(busy)} still running or queued: stop it before deleting.")
+    runs = {row["key"]: folder for row in rows if (folder := _run_folder(studio, row)) is not None}
+    libraries = {key: loras_in(studio, folder) for key, folder in runs.items()}
+    for key, folder in runs.items():
+        _refuse_used_run(studio, key, folder, [lora["name"] for lora in libraries[key]])
     tests = unfinished_using(studio, {row["id"] for row in rows if row["table"] == "generations"})
+    inputs = {path for row in rows for path in _input_files(studio, row)}
     files = 0
     for row in rows:
         for path in _owned_files(studio, row):
@@ -66,11 +112,77 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
         if row["table"] == "jobs":
             studio.store.delete_where("job_metrics", "job_id = ?", [row["id"]])
         studio.store.delete(row["table"], row["id"])
+    for path in inputs:
+        if not _still_used(studio, path):
+            path.unlink(missing_ok=True)
+            files += 1
+    for key, folder in runs.items():
+        for lora in libraries[key]:
+            studio.store.delete("loras", lora["id"])
+        files += sum(1 for path in folder.rglob("*") if path.is_file())
+        shutil.rmtree(folder)
     done = f"Deleted {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} and {files} file(s)."
+    if names := [lora["name"] for loras in libraries.values() for lora in loras]:
+        done += f" LoRA(s) {', '.join(names)} left the LoRA library with the run's folder."
     if tests:
         done += (f" A/B test(s) {', '.join(map(str, tests))} had pairs not judged yet with these images: those "
                  "pairs are skipped now.")
     return done
+
+
+def _run_folder(studio: Studio, row: dict) -> Path | None:
+    """The folder of a training run entry (``runs/run-NNNNN``), when it has one."""
+    if row["table"] != "jobs" or row["kind"] != "train":
+        return None
+    state = row.get("state")
+    stored = state.get("run_dir") if isinstance(state, dict) else None
+    if not isinstance(stored, str) or not stored:
+        return None
+    folder, runs = studio.config.absolute(stored), studio.config.runs_dir.resolve()
+    inside = folder.resolve().is_relative_to(runs) and folder.resolve() != runs
+    return folder if inside and folder.is_dir() else None
+
+
+def _refuse_used_run(studio: Studio, key: str, folder: Path, names: list[str]) -> None:
+    """Refuse to delete a run whose files (a checkpoint, a LoRA, by path or library name) unfinished work uses."""
+    needles = [f"{studio.config.relative(folder)}/", *(json.dumps(name, ensure_ascii=False) for name in names)]
+    for table, column, statuses in (("queue", "params", QUEUE_UNFINISHED), ("jobs", "params", UNFINISHED),
+                                    ("generations", "loras", UNFINISHED)):
+        marks = ", ".join("?" * len(statuses))
+        for needle in needles:
+            using = studio.store.find(table, f"status in ({marks}) and instr({column}, ?) > 0",
+                                      [*statuses, needle], limit=1)
+            if using:
+                raise InvalidInput(f"{key} cannot be deleted yet: unfinished work ({table} {using[0]['id']}) uses "
+                                   "its LoRA or checkpoints. Let it finish or stop it first.")
+
+
+def _input_files(studio: Studio, row: dict) -> set[Path]:
+    """The pictures an entry's params point at in an ``inputs`` folder of the outputs (copies kept for it)."""
+    outputs = studio.config.outputs_dir.resolve()
+    found: set[Path] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and PurePath(value).parent.name == "inputs":
+            path = studio.config.absolute(value)
+            if path.resolve().is_relative_to(outputs) and path.is_file():
+                found.add(path)
+
+    walk(row.get("params"))
+    return found
+
+
+def _still_used(studio: Studio, path: Path) -> bool:
+    """Whether any history row or queued job (of any status) still points at an input picture: a batch, an entry
+    reused with the same picture and the queue share one copy."""
+    needle = f"{path.parent.name}/{path.name}"
+    return any(studio.store.find(table, "instr(params, ?) > 0", [needle], limit=1)
+               for table in ("generations", "jobs", "queue"))
 
 
 def _owned_files(studio: Studio, row: dict) -> list[Path]:

@@ -14,6 +14,7 @@ from masuka.studio import Studio
 TABLES = {"g": "generations", "j": "jobs"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 MAX_PER_PAGE = 500
+MAX_PAGE = 10**9  # any page's offset stays a SQLite integer
 
 
 @dataclass
@@ -43,6 +44,8 @@ def browse(studio: Studio, user: str, admin: bool, filters: Filters | None = Non
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise InvalidInput(f"Entries per page must be between 1 and {MAX_PER_PAGE}.")
     page = max(1, int(page or 1))
+    if page > MAX_PAGE:
+        raise InvalidInput(f"Page {page} is far past the end: pages go up to {MAX_PAGE:,} at most.")
     rows, total = history_query(studio.store, _to_store_filter(filters or Filters(), user, admin), per_page,
                                 (page - 1) * per_page)
     for row in rows:

@@ -113,13 +113,19 @@ def _history_where(store: Store, table: str, where: HistoryFilter) -> tuple[str,
         conditions.append("exists (select 1 from json_each(generations.loras) where json_extract(value, '$.name') = ?)"
                           if table == "generations" else "id in (select job_id from loras where name = ?)")
         args.append(where.lora)
-    text = (where.text or "").strip()
+    text = (where.text or "").replace("\0", "").strip()  # SQLite ends a text at a NUL
     query = store.quote_fts(text)
     if query:  # quotes alone ('"') leave nothing to search for: no text filter
         if table == "generations":
             conditions.append("id in (select rowid from generations_fts where generations_fts match ?)")
             args.append(query)
-        else:
-            conditions.append("(title like ? or model like ?)")
-            args.extend([f"%{text}%"] * 2)
+        else:  # as the full-text search: every word, plain text (no LIKE wildcards)
+            for word in text.split():
+                conditions.append("(title like ? escape '\\' or model like ? escape '\\')")
+                args.extend([f"%{_like_escaped(word)}%"] * 2)
     return " and ".join(conditions) or "1 = 1", args
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` matched as it is by ``like ? escape '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

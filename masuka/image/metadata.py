@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image, PngImagePlugin
 
 LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>")
-NUMBER = re.compile(r"[-+]?\d*\.?\d+")
+NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 PARAM = re.compile(r'\s*([\w][\w \-/]*):\s*("(?:\\.|[^\\"])*"|[\[{].*?[\]}](?=\s*(?:,\s*\w[\w \-/]*:\s|$))|[^,]*)'
                    r'(?:,|$)')
 NEGATIVE = "Negative prompt:"
@@ -50,7 +51,7 @@ class Parameters:
 
 def format_parameters(p: Parameters) -> str:
     """The ``parameters`` text for ``p`` (LoRAs as ``<lora:name:weight>`` tags in the prompt line)."""
-    prompt = p.prompt + "".join(f" <lora:{name}:{weight:g}>" for name, weight in p.loras)
+    prompt = p.prompt + "".join(f" <lora:{name}:{format_weight(weight)}>" for name, weight in p.loras)
     lines = [prompt]
     if p.negative_prompt:
         lines.append(f"{NEGATIVE} {p.negative_prompt}")
@@ -61,6 +62,12 @@ def format_parameters(p: Parameters) -> str:
     }
     lines.append(", ".join(f"{key}: {_quote(str(value))}" for key, value in fields.items() if value is not None))
     return "\n".join(lines)
+
+
+def format_weight(weight: float) -> str:
+    """A LoRA weight as tags write it: ``0.8``, ``1``, ``0.00001`` (never ``1e-05``, which some readers miss)."""
+    short = f"{weight:g}"
+    return format(Decimal(short), "f") if "e" in short else short
 
 
 def parse_parameters(text: str) -> Parameters:

@@ -65,13 +65,47 @@ def read_header(path: Path) -> dict[str, Any]:
             if not 2 <= length <= MAX_HEADER:
                 raise ValueError("bad header length")
             header = json.loads(handle.read(length))
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, RecursionError):  # not JSON text (or nested past what JSON parsers follow)
         raise InvalidInput(f"LoRA {path.name!r} is not a safetensors file (pickle-based .ckpt/.pt/.bin LoRAs are "
                            "refused for safety; convert it to .safetensors).") from None
+    try:
+        end = _data_end(header)
+    except ValueError as error:
+        raise InvalidInput(f"LoRA {path.name!r} is a damaged safetensors file ({error}).") from None
     if path.stat().st_size < 8 + length + end:
         raise InvalidInput(f"LoRA {path.name!r} is truncated: the file is shorter than its header says.")
+    _check_layout(path)
     return header
+
+
+def _data_end(header: Any) -> int:
+    """Where the header says the tensor data ends; :class:`ValueError` unless it has the safetensors form (a
+    ``__metadata__`` of text, a dtype, a list shape and two offsets per tensor)."""
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError("__metadata__ is not a map of text")
+    tensors = [v for k, v in header.items() if k != "__metadata__"]
+    for tensor in tensors:
+        if not (isinstance(tensor, dict) and isinstance(tensor.get("dtype"), str)
+                and isinstance(tensor.get("shape"), list) and all(isinstance(n, int) for n in tensor["shape"])
+                and isinstance(tensor.get("data_offsets"), list) and len(tensor["data_offsets"]) == 2
+                and all(isinstance(n, int) for n in tensor["data_offsets"])):
+            raise ValueError("a tensor entry lacks its dtype, shape or offsets")
+    return max((tensor["data_offsets"][1] for tensor in tensors), default=0)
+
+
+def _check_layout(path: Path) -> None:
+    """Refuse a file safetensors itself would not load (offsets that do not match shape x dtype, gaps, overlaps),
+    checked by opening it (the header only; no tensor is read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "np"):
+            pass
+    except SafetensorError as error:
+        raise InvalidInput(f"LoRA {path.name!r} is a damaged safetensors file ({error}).") from None
 
 
 def lora_hash(path: str | Path) -> str:
@@ -111,7 +145,8 @@ def inspect_lora(path: str | Path) -> LoraInfo:
     except architectures.UnknownLora as error:
         raise InvalidInput(f"LoRA {path.name!r} {error}; MASUKA's models are {architectures.labels()}.") \
             from None
-    ranks = [v["shape"][0] for k, v in header.items() if k.endswith(("lora_A.weight", "lora_down.weight"))]
+    ranks = [v["shape"][0] for k, v in header.items()
+             if k.endswith(("lora_A.weight", "lora_down.weight")) and v["shape"]]
     return LoraInfo(path=path.resolve(), architecture=arch, rank=max(ranks) if ranks else None, metadata=metadata)
 
 

@@ -26,6 +26,8 @@ from masuka.users import user_folder_name
 log = logging.getLogger(__name__)
 NAME = re.compile(r"[^\w.\-]+")
 MAX_LORA_BYTES = 4 * 2**30
+MAX_NAME_CHARS = 100
+MAX_NAME_BYTES = 200  # in UTF-8: the file name (with ".safetensors") stays within every file system's 255 bytes
 TIMEOUT_S = 60.0
 
 
@@ -34,7 +36,7 @@ def import_lora_file(studio: Studio, owner: str, source: str | Path, name: str |
     """Check ``source`` and copy it into ``owner``'s LoRA folder; returns the library row."""
     source = Path(source)
     inspect_lora(source)  # refuse before copying anything
-    stem = _library_name(studio, owner, name or source.stem)
+    stem = _library_name(studio, owner, name) if name else _library_name(studio, owner, source.stem, shorten=True)
     folder = studio.config.loras_dir / user_folder_name(owner)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{stem}.safetensors"
@@ -51,12 +53,21 @@ def import_lora_file(studio: Studio, owner: str, source: str | Path, name: str |
     return studio.store.existing("loras", row_id)
 
 
-def _library_name(studio: Studio, owner: str, name: str) -> str:
-    """``name`` as a LoRA file's stem (letters, digits, '-', '_', '.'), refused when empty or one of ``owner``'s
-    LoRAs has it already."""
+def _library_name(studio: Studio, owner: str, name: str, shorten: bool = False) -> str:
+    """``name`` as a LoRA file's stem (letters, digits, '-', '_', '.'), refused when empty, longer than
+    :data:`MAX_NAME_CHARS` characters or :data:`MAX_NAME_BYTES` bytes (a name not chosen by the user, a file's or a
+    CivitAI model's, is cut there instead: ``shorten``), or when one of ``owner``'s LoRAs has it already."""
     stem = NAME.sub("_", name.strip()).strip("._")
+    if shorten:
+        stem = stem[:MAX_NAME_CHARS]
+        while len(stem.encode()) > MAX_NAME_BYTES:
+            stem = stem[:-1]
+        stem = stem.rstrip("._")
     if not stem:
         raise InvalidInput("Give the LoRA a name (letters, digits, '-', '_' or '.').")
+    if len(stem) > MAX_NAME_CHARS or len(stem.encode()) > MAX_NAME_BYTES:
+        raise InvalidInput(f"The LoRA name is too long ({len(stem)} characters): at most {MAX_NAME_CHARS} characters "
+                           f"({MAX_NAME_BYTES} bytes in UTF-8).")
     check_lora_name(studio, owner, stem)
     return stem
 
@@ -72,8 +83,8 @@ def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: 
         raise InvalidInput("Choose the repo's .safetensors file (pickle formats are refused).")
     from masuka.models.manage import download_error
 
-    title = name or Path(filename).stem
-    _library_name(studio, owner, title)  # refused before the download
+    title = _library_name(studio, owner, name) if name else \
+        _library_name(studio, owner, Path(filename).stem, shorten=True)  # refused before the download
     with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
         try:
             path = hf_hub_download(repo, filename, local_dir=tmp, endpoint=hub_endpoint(),
@@ -102,9 +113,9 @@ def import_from_civitai(studio: Studio, owner: str, version_id: str | int, name:
         if (primary.get("metadata") or {}).get("format", "SafeTensor") != "SafeTensor":
             raise InvalidInput(f"CivitAI version {version} is a {primary['metadata']['format']} file: only "
                                "SafeTensor LoRAs are accepted (pickle formats can run code).")
-        title = (name or (details.get("model") or {}).get("name")
-                 or Path(primary.get("name", f"civitai-{version}")).stem)
-        _library_name(studio, owner, title)  # refused before the download
+        found = (details.get("model") or {}).get("name") or Path(primary.get("name", f"civitai-{version}")).stem
+        title = _library_name(studio, owner, name) if name else \
+            _library_name(studio, owner, str(found), shorten=True)  # refused before the download
         with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
             path = Path(tmp) / f"civitai-{version}.safetensors"
             _civitai_download(client, f"{base}/api/download/models/{version}", path, key)

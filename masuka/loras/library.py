@@ -60,10 +60,18 @@ def _named(studio: Studio, owner: str, name: str) -> list[dict]:
     return studio.store.find("loras", "owner = ? and name = ?", [owner, name])
 
 
+def loras_in(studio: Studio, folder: Path) -> list[dict]:
+    """The library rows (anyone's) whose files lie in ``folder``, a training run's say."""
+    inside = folder.resolve()
+    return [row for row in studio.store.find("loras", order_by="id")
+            if studio.config.absolute(row["path"]).resolve().is_relative_to(inside)]
+
+
 def list_loras(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
-    """LoRAs this user may use: recorded ones plus valid files dropped into the library folder."""
-    where, args = ("1 = 1", []) if admin else ("owner in (?, ?)", [owner, LOCAL_USER])
-    rows = [r for r in studio.store.find("loras", where, args, order_by="name")
+    """LoRAs this user may use (their own and the shared ones, as generation finds them by name; an admin too):
+    recorded ones plus valid files dropped into the library folder (registered when an admin or the single
+    user looks)."""
+    rows = [r for r in studio.store.find("loras", "owner in (?, ?)", [owner, LOCAL_USER], order_by="name")
             if studio.config.absolute(r["path"]).exists()]
     known = {r["path"] for r in rows}
     if admin or not studio.config.multi_user:

@@ -18,6 +18,8 @@ from masuka.ui.common import Form, UIContext, bind, friendly, is_admin, user_of
 
 COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
 DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
+CONFIRM = "Yes, delete the entry and its file"
+RUN_CONFIRM = "Yes, delete the run with its folder and LoRA"  # a training run's folder holds its library LoRA
 
 
 @dataclass
@@ -121,7 +123,7 @@ def _browse() -> BrowseTab:
                 reuse = gr.Button("Reuse parameters")
                 download = gr.DownloadButton("Download", value=None)
                 delete = gr.Button("Delete…", variant="stop")
-            confirm = gr.Button("Yes, delete the entry and its file", variant="stop", visible=False)
+            confirm = gr.Button(CONFIRM, variant="stop", visible=False)
         with gr.Column(scale=3):
             detail = gr.Markdown(label="Summary")
             parameters = gr.JSON(label="Every parameter")
@@ -193,7 +195,7 @@ def show(studio: Studio, key: str, request: gr.Request = None):
     return (gr.Image(value=None if is_video else path, visible=not is_video),
             gr.Video(value=path if is_video else None, visible=is_video),
             _describe(row), params, gr.DownloadButton(value=path, interactive=path is not None),
-            gr.Button(visible=False))
+            gr.Button(RUN_CONFIRM if row.get("kind") == "train" else CONFIRM, visible=False))
 
 
 def pick_row(evt: gr.SelectData):

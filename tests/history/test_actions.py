@@ -12,7 +12,11 @@ from PIL import Image
 from masuka.errors import InvalidInput, NotFound
 from masuka.history.actions import delete_entries, export_zip, reuse_parameters
 from masuka.history.browse import browse, entry
-from masuka.image.generate import ImageRequest, generate_images, parse_lora
+from masuka.image.generate import ImageRequest, InitImage, generate_images, parse_lora
+from masuka.loras.files import inspect_lora
+from masuka.loras.imports import import_lora_file
+from masuka.loras.library import list_loras, register_lora
+from masuka.models.synthetic import save_tiny_lora
 
 
 def make(studio, model, **kw):
@@ -78,3 +82,84 @@ def test_actions_on_another_users_entry_are_refused(studio, tiny_model):
             action(studio, "bob", False, f"g{result.id}")
     assert result.path.is_file()
     assert "alice" in result.path.parts
+
+
+def image_row(studio, **params) -> str:
+    """The key of an image entry with the given params (no file needed to reuse it)."""
+    return "g" + str(studio.store.insert("generations", {
+        "kind": "image", "status": "completed", "prompt": "a fox", "negative_prompt": "", "model": "flux-dev",
+        "seed": 1, "steps": 2, "guidance": 1.0, "width": 64, "height": 64, "loras": [], "params": params}))
+
+
+def test_reuse_sends_every_image_field_so_no_earlier_value_stays(studio):
+    import gradio as gr
+
+    from masuka.ui.common import Form
+    from masuka.ui.history import reuse
+    from masuka.ui.image_modes import reuse_fields
+
+    aided = image_row(studio, sampler="Euler a", face_detail={"detector": "haar", "strength": 0.6, "faces": []},
+                      safety={"score": 0.1, "flagged": False}, prompt_optimizer="local", original_prompt="fox")
+    plain = image_row(studio)
+    _kind, fields = reuse_parameters(studio, "local", False, aided)
+    assert (fields["sampler"], fields["face_detail"], fields["face_strength"], fields["safety_check"]) == (
+        "Euler a", True, 0.6, True)
+    assert fields["optimize_prompt"] is False, "the prompt reused is already the rewrite"
+    _kind, fields = reuse_parameters(studio, "local", False, plain)
+    assert {name: fields[name] for name in ("negative", "sampler", "optimize_prompt", "safety_check", "face_detail",
+                                            "face_strength", "init_image", "mask", "references")} == {
+        "negative": "", "sampler": "", "optimize_prompt": False, "safety_check": False, "face_detail": False,
+        "face_strength": 0.4, "init_image": None, "mask": None, "references": []}
+    names = ["negative", "sampler", "optimize_prompt", "safety_check", "face_detail", "face_strength"]
+    form = Form("image", {name: gr.Textbox() for name in names}, adapt=reuse_fields)
+    values = reuse.__wrapped__(studio, {"image": form}, [("image", name) for name in names], False, plain)
+    assert list(values[:len(names)]) == ["", "", False, False, False, 0.4], "the UI fills them all, skips none"
+
+
+def test_reuse_names_a_lora_by_its_file_when_the_library_does_not_know_it(studio, tiny_model, tmp_path):
+    checkpoint = studio.config.runs_dir / "run-00001" / "checkpoint-000002" / "run-00001-step2.safetensors"
+    checkpoint.parent.mkdir(parents=True)
+    save_tiny_lora("flux", checkpoint)
+    relative = "runs/run-00001/checkpoint-000002/run-00001-step2.safetensors"
+    first = make(studio, tiny_model("flux"), loras=[(relative, 0.7)])[0]
+    _kind, fields = reuse_parameters(studio, "local", False, f"g{first.id}")
+    assert fields["loras"] == [f"{relative}:0.7"]
+    again = make(studio, tiny_model("flux"), loras=[parse_lora(x) for x in fields["loras"]])[0]
+    assert np.array_equal(np.asarray(Image.open(first.path)), np.asarray(Image.open(again.path)))
+    save_tiny_lora("flux", tmp_path / "style.safetensors", seed=3)
+    import_lora_file(studio, "local", tmp_path / "style.safetensors")
+    styled = make(studio, tiny_model("flux"), loras=[("style", 0.00001)])[0]
+    assert reuse_parameters(studio, "local", False, f"g{styled.id}")[1]["loras"] == ["style:0.00001"]
+
+
+def test_delete_removes_input_copies_no_other_entry_uses(studio, tiny_model, tmp_path):
+    Image.new("RGB", (64, 64), "red").save(tmp_path / "photo.png")
+    one, two = make(studio, tiny_model("flux"), batch=2, init=InitImage(str(tmp_path / "photo.png"), 0.5))
+    copy = studio.config.absolute(entry(studio, "local", False, f"g{one.id}")["params"]["init_image"])
+    assert copy.parent.name == "inputs" and copy.is_file()
+    assert "1 file" in delete_entries(studio, "local", False, [f"g{one.id}"])
+    assert copy.is_file(), "the batch's other image still uses it"
+    assert "2 file" in delete_entries(studio, "local", False, [f"g{two.id}"])
+    assert not copy.exists() and not list(copy.parent.iterdir())
+
+
+def test_deleting_a_training_run_removes_its_folder_and_its_loras_from_the_library(studio):
+    run = studio.config.runs_dir / "run-00001"
+    lora = save_tiny_lora("flux", run / "lora" / "fox-flux-run1.safetensors")
+    (run / "checkpoint-000500").mkdir()
+    (run / "checkpoint-000500" / "optimizer.pt").write_bytes(b"x" * 100)
+    (run / "samples").mkdir()
+    (run / "samples" / "step-000500-0.png").write_bytes(b"png")
+    job = studio.store.insert("jobs", {
+        "kind": "train", "status": "completed", "title": "fox", "state": {"run_dir": "runs/run-00001"},
+        "result": {"lora": "runs/run-00001/lora/fox-flux-run1.safetensors", "lora_name": "fox-flux-run1"}})
+    register_lora(studio, inspect_lora(lora), "local", "training", job_id=job)
+    queued = studio.store.insert("queue", {"task": "images", "status": "queued", "title": "foxes",
+                                           "params": {"request": {"loras": [["fox-flux-run1", 0.8]]}}})
+    with pytest.raises(InvalidInput, match="unfinished work"):
+        delete_entries(studio, "local", False, [f"j{job}"])
+    assert lora.is_file()
+    studio.store.update("queue", queued, status="cancelled")
+    done = delete_entries(studio, "local", False, [f"j{job}"])
+    assert "3 file" in done and "fox-flux-run1 left the LoRA library" in done
+    assert not run.exists() and studio.store.count("loras") == 0 and list_loras(studio, "local") == []

@@ -100,3 +100,17 @@ def test_filter_choices_list_what_occurs(big):
     choices = filter_choices(big, "alice", False)
     assert {"image", "video", "train"} <= set(choices["kind"])
     assert "style3" in choices["lora"] and "sdxl" in choices["model"]
+
+
+def test_job_search_is_plain_text_word_by_word(studio):
+    for title in ("fox run 500 steps", "caption axb", "fox in the snow"):
+        studio.store.insert("jobs", {"kind": "train", "status": "completed", "title": title})
+
+    def found(text: str) -> list[str]:
+        return [e["prompt"] for e in browse(studio, "local", False, Filters(text=text)).entries]
+
+    assert found("50%") == [] and found("a_b") == [] and found("%") == [] and found("_") == []
+    assert found("fox snow") == ["fox in the snow"]
+    assert found("snow\x00") == ["fox in the snow"]
+    with pytest.raises(InvalidInput, match="past the end"):
+        browse(studio, "local", False, page=10**20)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from masuka.image.generate import ImageRequest, generate_images
-from masuka.image.metadata import format_parameters, parse_parameters, read_parameters, save_image
+from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters, save_image
 from masuka.loras.library import match_loras
 from masuka.store import LOCAL_USER
 
@@ -116,3 +116,10 @@ def test_read_parameters_in_the_app_fills_the_loras_and_names_the_missing(live_a
     prompt, loras, summary = outputs[0], outputs[8], outputs[9]
     assert prompt == "a fox" and loras == ["fox:0.6"]
     assert "Not in your LoRA library:** ghost" in summary
+
+
+def test_a_tiny_lora_weight_is_written_without_exponent_and_read_back():
+    text = format_parameters(Parameters(prompt="a fox", steps=2, seed=1, loras=[("style", 0.00001), ("ink", 0.8)]))
+    assert text.startswith("a fox <lora:style:0.00001> <lora:ink:0.8>")
+    assert parse_parameters(text).loras == [("style", 0.00001), ("ink", 0.8)]
+    assert parse_parameters("a fox <lora:style:1e-05>\nSteps: 2, Seed: 1, Size: 64x64").loras == [("style", 1e-05)]

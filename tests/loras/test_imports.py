@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
+import struct
 
 import numpy as np
 import pytest
@@ -28,6 +30,18 @@ def write_flux_lora(path, trigger: str = "") -> None:
     save_file(**flux_lora(trigger), filename=str(path))
 
 
+def raw_file(path, header: dict, data: bytes = b"\0" * 256):
+    """A safetensors file written by hand, header as given (``A`` stands for a Flux LoRA tensor name)."""
+    header = {k.replace("A", "transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight"): v
+              for k, v in header.items()}
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data)
+    return path
+
+
+TENSOR = {"dtype": "F32", "shape": [4, 16], "data_offsets": [0, 256]}
+
+
 def test_valid_upload_is_listed_with_trigger_architecture_and_rank(studio, tmp_path):
     write_flux_lora(tmp_path / "my style.safetensors", trigger="mystyle")
     row = import_lora_file(studio, "local", tmp_path / "my style.safetensors")
@@ -46,6 +60,12 @@ def test_valid_upload_is_listed_with_trigger_architecture_and_rank(studio, tmp_p
     (lambda p: save_file({"unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight":
                           np.zeros((4, 768), np.float32)}, str(p)) or p, "is for SD 1.x; MASUKA.s models are"),
     (lambda p: save_file({"model.weight": np.zeros((2, 2), np.float32)}, str(p)) or p, "no LoRA weights"),
+    (lambda p: raw_file(p, {"__metadata__": "x", "A": TENSOR}), "damaged"),
+    (lambda p: raw_file(p, {"__metadata__": {"steps": 1}, "A": TENSOR}), "damaged"),
+    (lambda p: raw_file(p, {"A": {"dtype": "F32", "data_offsets": [0, 256]}}), "damaged"),
+    (lambda p: raw_file(p, {"A": {**TENSOR, "shape": "abc"}}), "damaged"),
+    (lambda p: raw_file(p, {"A": {**TENSOR, "data_offsets": [0, 8]}}, b"\0" * 8), "damaged"),
+    (lambda p: raw_file(p, {"A": TENSOR}, b"\0" * 300), "damaged"),
 ])
 def test_unsafe_or_unusable_files_are_refused_and_not_listed(studio, tmp_path, make, message):
     path = make(tmp_path / "bad.safetensors")
@@ -169,3 +189,35 @@ def test_a_dropped_file_named_like_a_library_lora_is_not_offered_twice(studio):
     write_flux_lora(studio.config.loras_dir / "ink.safetensors")
     assert [r["name"] for r in list_loras(studio, "local")] == ["ink"]
     assert studio.store.count("loras", "name = 'ink'") == 1
+
+
+def test_admins_are_offered_only_the_loras_they_can_use(studio, tmp_path):
+    from masuka.image.generate import resolve_lora_path
+
+    write_flux_lora(tmp_path / "bobstyle.safetensors")
+    import_lora_file(studio, "bob", tmp_path / "bobstyle.safetensors")
+    write_flux_lora(tmp_path / "adminstyle.safetensors")
+    import_lora_file(studio, "admin", tmp_path / "adminstyle.safetensors")
+    offered = [r["name"] for r in list_loras(studio, "admin", True)]
+    assert offered == ["adminstyle"]
+    assert all(resolve_lora_path(studio, name, "admin", False).is_file() for name in offered)
+
+
+def test_long_names_are_refused_before_anything_is_fetched_and_found_ones_are_shortened(studio, tmp_path,
+                                                                                         monkeypatch):
+    write_flux_lora(tmp_path / "x.safetensors")
+    for name in ("a" * 101, "é" * 101, "字" * 70):
+        with pytest.raises(InvalidInput, match="too long"):
+            import_lora_file(studio, "local", tmp_path / "x.safetensors", name=name)
+    assert import_lora_file(studio, "local", tmp_path / "x.safetensors", name="字" * 66)["name"] == "字" * 66
+    files = {"111": save(**flux_lora())}
+    with FakeServer(civitai_route(files, {})) as server:
+        monkeypatch.setenv("MASUKA_CIVITAI_BASE_URL", server.url)  # no key: the download would be refused
+        with pytest.raises(InvalidInput, match="too long"):
+            import_from_civitai(studio, "local", "111", name="n" * 300)
+        monkeypatch.setenv("CIVITAI_API_KEY", CIVITAI_KEY)
+        title = "Neon Glow " * 40  # the model's own name: cut, not refused
+        monkeypatch.setattr("masuka.loras.imports._civitai_json", lambda *a: {
+            "model": {"name": title}, "files": [{"name": "neon.safetensors", "primary": True}]})
+        row = import_from_civitai(studio, "local", "111")
+    assert row["name"] == ("Neon_Glow_" * 10).rstrip("_") and studio.config.absolute(row["path"]).is_file()
