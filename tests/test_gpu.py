@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from masuka.errors import GPUBusy
+from masuka.errors import Cancelled, GPUBusy
 from masuka.gpu import GPURunner
 
 HOLDER = """
@@ -61,6 +62,22 @@ def test_two_slots_allow_two_holders(tmp_path):
         with pytest.raises(GPUBusy):
             with runner.hold("c", timeout=0.1):
                 pass
+
+
+def test_a_wait_for_the_gpu_ends_as_soon_as_it_is_cancelled(tmp_path):
+    runner, stop = GPURunner(tmp_path), threading.Event()
+    told = []
+    with runner.hold("training run #3"):
+        threading.Timer(0.3, stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(Cancelled, match="Stopped by the user while it waited for the GPU"):
+            with runner.hold("training run #4", on_wait=told.append, cancelled=stop.is_set):
+                pass
+        assert time.monotonic() - started < 2
+    assert told == [f"waiting for the GPU (training run #3 (pid {os.getpid()}))"]
+    assert not list(tmp_path.glob("wanted-*"))  # interactive requests no longer wait behind it
+    with runner.hold("image", timeout=0.1, cancelled=stop.is_set):
+        pass  # a free slot is taken whatever the flag says: the flag only ends a wait
 
 
 def test_a_failed_write_after_locking_leaves_the_gpu_slot_free(tmp_path):

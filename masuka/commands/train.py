@@ -27,55 +27,61 @@ POLL_S = 0.2
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("train", parents=[common], help="train a LoRA on a dataset")
-    parser.add_argument("--backend", choices=BACKENDS, default=LOCAL,
-                        help="where it trains: this GPU (local) or a remote service (fal, replicate)")
-    parser.add_argument("--destination", default="", metavar="OWNER/MODEL",
-                        help="replicate: your model that receives the trained LoRA")
-    parser.add_argument("--dataset", help="dataset name (Datasets tab) or id")
-    parser.add_argument("--base", help="base model: catalog id, diffusers repo id or local pipeline folder")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--preset", choices=list(PRESETS), help="GPU memory preset")
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--alpha", type=float, help="LoRA alpha (default: the rank)")
-    parser.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    parser.add_argument("--resolution", type=int, help="training side in pixels (images go to aspect buckets)")
-    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adamw")
-    parser.add_argument("--scheduler", choices=list(SCHEDULERS), default="constant", help="LR scheduler")
-    parser.add_argument("--warmup-steps", type=int, default=0)
-    parser.add_argument("--caption-dropout", type=float, default=0.05)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--sample-prompt", action="append", default=[], help="repeatable")
-    parser.add_argument("--sample-every", type=int, default=0, help="sample images every K steps (0: never)")
-    parser.add_argument("--sample-steps", type=int, help="inference steps of each sample")
-    parser.add_argument("--save-every", type=int, default=250, help="checkpoint every K steps (0: only at the end)")
-    parser.add_argument("--keep-last", type=int, default=2, help="checkpoints kept")
-    parser.add_argument("--train-text-encoder", action="store_true", help="also train text-encoder LoRA (SDXL)")
-    parser.add_argument("--name", default="", help="LoRA file name (default: dataset-architecture-runN)")
-    parser.add_argument("--push-to-hub", default="", metavar="REPO", help="upload to this private Hub repo")
-    parser.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a stopped or interrupted run")
-    parser.add_argument("--gpus", type=int, default=1, help="data-parallel processes (accelerate launch)")
+    parser.add_argument("--resume", type=int, metavar="RUN_ID",
+                        help="continue a stopped or interrupted run, with the options it was created with")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # a worker of a multi-GPU launch
-    parser.set_defaults(handler=run)
+    # left out, a run option is absent from the namespace: TrainOptions' default applies, and --resume sees
+    # which ones were given
+    group = parser.add_argument_group("run options (not with --resume)", argument_default=argparse.SUPPRESS)
+    flags = {action.dest: action.option_strings[0] for action in (
+        group.add_argument("--backend", choices=BACKENDS,
+                           help="where it trains: this GPU (local, the default) or a remote service (fal, replicate)"),
+        group.add_argument("--destination", metavar="OWNER/MODEL",
+                           help="replicate: your model that receives the trained LoRA"),
+        group.add_argument("--dataset", help="dataset name (Datasets tab) or id"),
+        group.add_argument("--base", help="base model: catalog id, diffusers repo id or local pipeline folder"),
+        group.add_argument("--steps", type=int, help="default 1000"),
+        group.add_argument("--preset", choices=list(PRESETS), help="GPU memory preset"),
+        group.add_argument("--rank", type=int, help="default 16"),
+        group.add_argument("--alpha", type=float, help="LoRA alpha (default: the rank)"),
+        group.add_argument("--lr", type=float, help="learning rate (default 1e-4)"),
+        group.add_argument("--batch-size", type=int),
+        group.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)"),
+        group.add_argument("--resolution", type=int, help="training side in pixels (images go to aspect buckets)"),
+        group.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default adamw"),
+        group.add_argument("--scheduler", choices=list(SCHEDULERS),
+                           help="LR scheduler (default constant; with warm-up steps, constant_with_warmup)"),
+        group.add_argument("--warmup-steps", type=int, help="default 0"),
+        group.add_argument("--caption-dropout", type=float, help="default 0.05"),
+        group.add_argument("--seed", type=int, help="default 42"),
+        group.add_argument("--sample-prompt", dest="sample_prompts", action="append", metavar="TEXT",
+                           help="repeatable"),
+        group.add_argument("--sample-every", type=int, help="sample images every K steps (0: never, the default)"),
+        group.add_argument("--sample-steps", type=int, help="inference steps of each sample"),
+        group.add_argument("--save-every", type=int, help="checkpoint every K steps (0: only at the end; default 250)"),
+        group.add_argument("--keep-last", type=int, help="checkpoints kept (default 2)"),
+        group.add_argument("--train-text-encoder", action="store_true", help="also train text-encoder LoRA (SDXL)"),
+        group.add_argument("--name", help="LoRA file name (default: dataset-architecture-runN)"),
+        group.add_argument("--push-to-hub", metavar="REPO", help="upload to this private Hub repo"),
+        group.add_argument("--gpus", type=int, help="data-parallel processes (accelerate launch; default 1)"),
+    )}
+    parser.set_defaults(handler=run, run_flags=flags)
 
 
 def options_from(args: argparse.Namespace) -> TrainOptions:
-    if not args.dataset or not args.base:
+    given = {name: getattr(args, name) for name in TrainOptions.__dataclass_fields__ if hasattr(args, name)}
+    if not given.get("dataset") or not given.get("base"):
         raise InvalidInput("train needs --dataset and --base (or --resume RUN_ID).")
-    return TrainOptions(
-        dataset=args.dataset, base=args.base, steps=args.steps, preset=args.preset, lr=args.lr, rank=args.rank,
-        alpha=args.alpha, batch_size=args.batch_size, grad_accum=args.grad_accum, resolution=args.resolution,
-        optimizer=args.optimizer, scheduler=args.scheduler, warmup_steps=args.warmup_steps,
-        caption_dropout=args.caption_dropout, seed=args.seed, sample_prompts=args.sample_prompt,
-        sample_every=args.sample_every, sample_steps=args.sample_steps, save_every=args.save_every,
-        keep_last=args.keep_last, train_text_encoder=args.train_text_encoder, name=args.name, gpus=args.gpus,
-        push_to_hub=args.push_to_hub)
+    return TrainOptions(**given)
 
 
 def run(args: argparse.Namespace) -> int:
     from masuka.training.runs import create_run, resume_run, submit_run
 
+    given = [flag for dest, flag in args.run_flags.items() if hasattr(args, dest)]
+    if args.resume and given:
+        raise InvalidInput(f"--resume continues run {args.resume} with the options it was created with: leave out "
+                           f"{', '.join(given)}, or start a new run to change them.")
     studio = open_studio(args)
     if args.run:
         return _worker(studio, args.run)
@@ -83,11 +89,12 @@ def run(args: argparse.Namespace) -> int:
         run_id = resume_run(studio, args.resume, submit=False)
     else:
         options = options_from(args)
-        if args.backend != LOCAL:
+        backend = getattr(args, "backend", LOCAL)
+        if backend != LOCAL:
             from masuka.training.backends.remote import price_line
 
-            progress_line(args, price_line(args.backend, options.base, options.steps))
-        run_id = create_run(studio, options, backend=args.backend, destination=args.destination)
+            progress_line(args, price_line(backend, options.base, options.steps))
+        run_id = create_run(studio, options, backend=backend, destination=getattr(args, "destination", ""))
     gpus = jobs.get(studio.store, run_id).params.get("gpus", 1)
     interrupt = _interrupt_on_signals()
     if gpus > 1:
@@ -143,7 +150,8 @@ def _forward(interrupt: threading.Event, child: subprocess.Popen) -> None:
 def _follow(studio, args: argparse.Namespace, run_id: int, exited, interrupt: threading.Event) -> dict:
     """Print new log lines and step progress until the run leaves queued/running (or its processes exit).
 
-    A signal while the run still waits for the GPU marks it ``interrupted`` at once (there is nothing to save).
+    A signal while the run is still queued marks it ``interrupted`` at once; one while it waits for the GPU is
+    seen by the run itself within a fraction of a second (there is nothing to save either way).
     """
     last_line, printed_step = None, -1
     while True:
@@ -174,6 +182,8 @@ def _report(studio, args: argparse.Namespace, run_id: int) -> int:
     status = run_status(studio, run_id)
     if status["error"]:
         progress_line(args, f"{status['status']}: {status['error']}")
+    if status["hub_error"]:
+        progress_line(args, f"upload to the Hub failed: {status['hub_error']}")
     emit(args, {"run": run_id, "status": status["status"], "lora": status["lora"], "steps": status["step"],
                 "final_loss": status["final_loss"]},
          f"run {run_id} {status['status']}" + (f": {status['lora']}" if status["lora"] else ""))

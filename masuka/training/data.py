@@ -115,7 +115,8 @@ class Cache:
 
 def build_cache(arch: Any, pipe: Any, items: list[tuple[Path, str]], resolution: int, sample_prompts: list[str],
                 device: Any, encode_texts: bool = True) -> Cache:
-    """Encode every image once with the VAE and (unless the text encoder trains) every caption once."""
+    """Encode every image once with the VAE and (unless the text encoder trains: then they are encoded as they
+    are used) every caption, the empty caption and the sample prompts once."""
     import torch
 
     latents, sizes = [], []
@@ -127,8 +128,8 @@ def build_cache(arch: Any, pipe: Any, items: list[tuple[Path, str]], resolution:
         cache = Cache(latents, sizes, [caption for _path, caption in items])
         if encode_texts:
             cache.texts = [arch.encode_text(pipe, [caption], device) for caption in cache.captions]
-        cache.empty = arch.encode_text(pipe, [""], device)
-        cache.samples = [arch.encode_text(pipe, [prompt], device) for prompt in sample_prompts]
+            cache.empty = arch.encode_text(pipe, [""], device)
+            cache.samples = [arch.encode_text(pipe, [prompt], device) for prompt in sample_prompts]
     return cache
 
 

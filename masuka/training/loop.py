@@ -236,9 +236,9 @@ def _loop(plan: TrainPlan, session: Session, hooks: Hooks) -> Outcome:
         step += 1
         loss_value = accelerator.reduce(torch.stack(losses).mean(), "mean").item()
         if not math.isfinite(loss_value):
-            raise MasukaError(f"The loss became {loss_value} at step {step}: training diverged. Lower the learning "
-                              f"rate (now {options.lr:g}) or the rank and resume or start again; checkpoints "
-                              "saved before this step are kept.")
+            raise MasukaError(f"The loss became {loss_value} at step {step}: training diverged. Start a new run "
+                              f"with a lower learning rate (this one used {options.lr:g}) or a lower rank; "
+                              "the checkpoints saved before this step are kept.")
         if main:
             elapsed = time.perf_counter() - started
             vram = torch.cuda.max_memory_allocated(accelerator.device) / 2**30 if torch.cuda.is_available() else None
@@ -304,11 +304,17 @@ def _save(plan: TrainPlan, session: Session, step: int, hooks: Hooks) -> None:
 
 
 def sample(plan: TrainPlan, session: Session, step: int) -> list[Path]:
-    """Images of the sample prompts with the LoRA as it is now, saved under ``samples/`` of the run folder."""
+    """Images of the sample prompts with the LoRA as it is now, saved under ``samples/`` of the run folder. A
+    trained text encoder encodes the prompts again each time, so its LoRA shows in the samples too."""
     import torch
 
     options, pipe, cache = plan.options, session.pipe, session.cache
     device = session.accelerator.device
+    texts, empty = cache.samples, cache.empty
+    if options.train_text_encoder:
+        with torch.no_grad():
+            texts = [session.arch.encode_text(pipe, [prompt], device) for prompt in options.sample_prompts]
+            empty = session.arch.encode_text(pipe, [""], device)
     folder = plan.run_dir / "samples"
     folder.mkdir(parents=True, exist_ok=True)
     session.model.eval()
@@ -317,9 +323,9 @@ def sample(plan: TrainPlan, session: Session, step: int) -> list[Path]:
     paths = []
     guidance = {session.arch.guidance_argument: plan.spec.guidance} if session.arch.guidance_argument else {}
     try:
-        for index, text in enumerate(cache.samples):
+        for index, text in enumerate(texts):
             on_device = lambda embeds: {k: v.to(device, session.dtype) for k, v in embeds.items()}  # noqa: E731
-            kwargs = session.arch.sample_kwargs(on_device(text), on_device(cache.empty))
+            kwargs = session.arch.sample_kwargs(on_device(text), on_device(empty))
             with torch.no_grad(), session.accelerator.autocast():
                 image = pipe(**kwargs, **guidance, num_inference_steps=options.sample_steps,
                              width=options.resolution, height=options.resolution, output_type="pil",

@@ -25,15 +25,18 @@ MIN_RESOLUTION, MAX_RESOLUTION = 64, 2048
 MAX_RANK = 128
 MAX_STEPS = 100_000
 
-#: GPU-memory presets: resolution, gradient checkpointing, base-weight precision, batch size (latents and text
-#: embeddings are always cached before the loop)
+#: the longest LoRA name: with ``.safetensors`` and a ``-N`` suffix its file name stays far below 255 bytes
+MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200
+
+#: GPU-memory presets: resolution, gradient checkpointing, batch size (latents and text embeddings are always
+#: cached before the loop). The base weights are stored in fp8 when the preset's GB is below the architecture's
+#: ``training.fp8_below_gb``, else in bf16; what else suits each architecture is its profile's ``training``.
 PRESETS: dict[str, dict[str, Any]] = {
-    "12gb": dict(resolution=512, gradient_checkpointing=True, base_precision="fp8", batch_size=1),
-    "16gb": dict(resolution=512, gradient_checkpointing=True, base_precision="fp8", batch_size=1),
-    "24gb": dict(resolution=768, gradient_checkpointing=True, base_precision="fp8", batch_size=1),
-    "40gb": dict(resolution=1024, gradient_checkpointing=False, base_precision="bf16", batch_size=2),
+    "12gb": dict(resolution=512, gradient_checkpointing=True, batch_size=1),
+    "16gb": dict(resolution=512, gradient_checkpointing=True, batch_size=1),
+    "24gb": dict(resolution=768, gradient_checkpointing=True, batch_size=1),
+    "40gb": dict(resolution=1024, gradient_checkpointing=False, batch_size=2),
 }
-#: what suits each architecture when nothing else is said, and where fp8 storage starts: each profile's ``training``
 
 
 @dataclass
@@ -85,8 +88,8 @@ def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
     if options.preset and options.preset in training.too_small:
         raise InvalidInput(f"The {options.preset} preset does not fit: {training.too_small[options.preset]}.")
     preset = dict(PRESETS.get(options.preset or "", {}))
-    if preset and options.preset and int(options.preset[:-2]) >= training.fp8_below_gb:
-        preset["base_precision"] = "bf16"
+    if options.preset:
+        preset["base_precision"] = "fp8" if int(options.preset[:-2]) < training.fp8_below_gb else "bf16"
     values = {**training.defaults, "gradient_checkpointing": False, "base_precision": "bf16",
               "batch_size": 1, **preset}
     filled = {name: values[name] for name in values
@@ -140,8 +143,28 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
         raise InvalidInput(f"Text-encoder LoRA is offered for {', '.join(offered)} only.")
     if options.train_text_encoder and options.gpus > 1:
         raise InvalidInput("Text-encoder LoRA trains on one GPU only; use --gpus 1 or leave the text encoder frozen.")
-    if options.name and not options.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise InvalidInput(f"LoRA name {options.name!r} may hold only letters, digits, '-', '_' and '.'.")
+    _check_name(options.name)
+
+
+def _check_name(name: str) -> None:
+    """A LoRA name chosen for a run: letters, digits, '-', '_' and '.', not hidden, short enough for a file name."""
+    if not name:
+        return
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise InvalidInput(f"LoRA name {name!r} may hold only letters, digits, '-', '_' and '.'.")
+    if name.startswith("."):
+        raise InvalidInput(f"LoRA name {name!r} may not start with '.' (that would hide the file).")
+    if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidInput(f"LoRA name is too long ({len(name)} characters): at most {MAX_NAME_CHARS} (and "
+                           f"{MAX_NAME_BYTES} bytes in UTF-8).")
+
+
+def with_warmup(options: TrainOptions) -> TrainOptions:
+    """The options a new run records: diffusers' ``constant`` schedule ignores warm-up steps, so asking for both
+    means ``constant_with_warmup``. Only for new runs: a run recorded with ``constant`` resumes on its own schedule."""
+    if options.scheduler == "constant" and options.warmup_steps:
+        return replace(options, scheduler="constant_with_warmup")
+    return options
 
 
 def lora_name(options: TrainOptions, dataset: str, label: str, run_id: int) -> str:

@@ -3,7 +3,8 @@
 Runs go through the ``gpu-train`` lane (queued runs train one after another) and hold the GPU for their whole
 length, so image generation waits or is refused with a clear message. Stop saves a checkpoint first (unless
 discarded) and marks the run ``cancelled``; a signal to the CLI saves one and marks it ``interrupted``; either,
-like a run whose process died, can be resumed from its latest checkpoint with the same optimizer state.
+like a run whose process died, can be resumed from its latest checkpoint with the same optimizer state. A stop
+while the run still waits for the GPU ends it at once, with nothing trained and nothing to save.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka import jobs
-from masuka.errors import Cancelled, InvalidInput, NotFound
+from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import image_spec
 from masuka.jobs import JobContext
 from masuka.loras.library import check_lora_name, free_lora_name, register_lora
@@ -29,7 +30,7 @@ from masuka.store import LOCAL_USER, Store, now, row_id
 from masuka.studio import Studio
 from masuka.training import checkpoints
 from masuka.training.data import TrainingSet, dataset_for_training
-from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name
+from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name, with_warmup
 
 log = logging.getLogger(__name__)
 LANE = "gpu-train"
@@ -53,7 +54,22 @@ def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USE
         raise InvalidInput(f"{spec.id!r} cannot be trained here: {profile.training.untrainable[pipeline]}.")
     options = fill_defaults(options, architecture)
     check_options(options, architecture, profile.size_multiple)
+    if options.push_to_hub:
+        _check_hub_repo(studio, options.push_to_hub)
     return options, spec, architecture, dataset_for_training(studio, options.dataset, owner, run)
+
+
+def _check_hub_repo(studio: Studio, repo_id: str) -> None:
+    """Refuse, before anything trains, a Hub upload that cannot happen: a malformed repo id or no token."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise InvalidInput(f"--push-to-hub {repo_id!r} is not a Hub repo id (owner/name): {error}") from None
+    if not studio.keys.get(HUGGINGFACE):
+        raise InvalidInput("Pushing to the Hub needs a Hugging Face token with write access: set HF_TOKEN or save "
+                           "it in Settings, or leave out --push-to-hub.")
 
 
 def _hub_pipeline(studio: Studio, spec: ModelSpec) -> str:
@@ -82,6 +98,7 @@ def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, b
 
         return create_remote_run(studio, options, backend, owner, destination)
     options, spec, architecture, data = check_training(studio, options, owner)
+    options = with_warmup(options)
     run_id = jobs.create(
         studio.store, KIND, owner, title=f"{data.name} on {spec.id}", model=spec.id, step=0, total=options.steps,
         progress=0.0, params=options.to_dict(),
@@ -148,12 +165,16 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     latest = checkpoints.latest(run_dir)
     for metric in studio.store.find("job_metrics", "job_id = ? and step > ?", [run_id, latest.step if latest else 0]):
         studio.store.delete("job_metrics", metric["id"])
-    with studio.hold_gpu(f"training run {run_id}", row.owner, on_wait=hooks.log):
-        studio.models.release()
-        try:
-            outcome = train(plan, hooks)
-        finally:
-            hooks.flush()
+    try:
+        with studio.hold_gpu(f"training run {run_id}", row.owner, on_wait=hooks.log, cancelled=hooks.stop_requested):
+            studio.models.release()
+            try:
+                outcome = train(plan, hooks)
+            finally:
+                hooks.flush()
+    except Cancelled:  # only the wait for the GPU raises it: the loop returns its stops as the outcome
+        _stopped_waiting(studio, run_id, hooks)
+        return
     if outcome.stopped == "interrupt":
         jobs.finish(studio.store, run_id, "interrupted",
                     f"Interrupted at step {outcome.step}; checkpoint saved. Resume continues from it.")
@@ -162,6 +183,16 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
         kept = "checkpoint saved, Resume continues from it" if outcome.stopped == "save" else "progress discarded"
         raise Cancelled(kept, at=f"at step {outcome.step}")
     _finish(studio, run_id, row, plan, outcome, hooks)
+
+
+def _stopped_waiting(studio: Studio, run_id: int, hooks: RunContext) -> None:
+    """End a run stopped before it got the GPU: nothing was trained since its last start, so nothing is saved."""
+    nothing = "nothing was trained, so there was nothing to save"
+    if hooks.stop_mode() == "interrupt":
+        jobs.finish(studio.store, run_id, "interrupted", f"Interrupted while it waited for the GPU; {nothing}. "
+                    "Resume queues it again.")
+        return
+    raise Cancelled(nothing, at="while it waited for the GPU")
 
 
 def _finish(studio: Studio, run_id: int, row: jobs.JobRow, plan: Any, outcome: Any, hooks: RunContext) -> None:
@@ -185,10 +216,14 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, plan: Any, outcome: A
     lora_id = register_lora(studio, info, row.owner, "training", job_id=run_id)
     result = {"lora": studio.config.relative(path), "lora_name": info.name, "lora_id": lora_id,
               "final_loss": outcome.final_loss, "steps": outcome.step}
-    if options.push_to_hub:
-        result["hub_url"] = push_to_hub(folder, options.push_to_hub, studio.keys.get(HUGGINGFACE))
-    jobs.progress(studio.store, run_id, outcome.step, fraction=1.0, result=result)
     hooks.log(f"LoRA written and checked: {path.name} (in the LoRA library as {info.name!r})")
+    if options.push_to_hub:
+        try:
+            result["hub_url"] = push_to_hub(folder, options.push_to_hub, studio.keys.get(HUGGINGFACE))
+        except MasukaError as error:  # the LoRA is made and kept: the run completes, the upload is retold
+            result["hub_error"] = f"{error} The LoRA is in the library; upload the folder {folder} yourself."
+            hooks.log(f"upload to the Hub failed: {result['hub_error']}")
+    jobs.progress(studio.store, run_id, outcome.step, fraction=1.0, result=result)
 
 
 class RunContext(JobContext):
@@ -284,7 +319,8 @@ def run_status(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
         "vram_gb": max(vram) if vram else None, "samples": [str(p) for p in samples],
         "log": "\n".join((row.log or "").splitlines()[-30:]), "error": row.error,
         "lora": str(studio.config.absolute(result["lora"])) if result.get("lora") else None,
-        "final_loss": result.get("final_loss"), "stop_requested": bool(row.stop_requested),
+        "final_loss": result.get("final_loss"), "hub_url": result.get("hub_url"), "hub_error": result.get("hub_error"),
+        "stop_requested": bool(row.stop_requested),
         "created_at": row.created_at, "finished_at": row.finished_at,
         "checkpoint_step": latest.step if run_dir and (latest := checkpoints.latest(run_dir)) else None,
     }

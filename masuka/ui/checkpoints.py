@@ -10,9 +10,12 @@ from masuka.image.generate import ImageRequest
 from masuka.image.grid import run_grid
 from masuka.image.prompts import prompt_lines
 from masuka.queue.jobs import queue_cells
+from masuka.store import row_id
 from masuka.studio import Studio
 from masuka.training.checkpoint_lora import Comparison, checkpoint_loras, plan_comparison, use_checkpoint
+from masuka.training.options import MAX_STEPS
 from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
+from masuka.validation import whole_number
 
 
 def build(ctx: UIContext, run: gr.Dropdown) -> None:
@@ -86,8 +89,8 @@ def keep_checkpoint(studio: Studio, run_id: float, checkpoint_step: float, reque
     """Copy a run's checkpoint into the LoRA library, named with its step; returns where it went."""
     if checkpoint_step in (None, ""):
         raise InvalidInput("Choose the checkpoint's step first.")
-    kept = use_checkpoint(studio, _run_id(run_id), int(checkpoint_step), user_of(request),
-                          is_admin(studio, request))
+    step = whole_number("Checkpoint step", checkpoint_step, 1, MAX_STEPS)
+    kept = use_checkpoint(studio, _run_id(run_id), step, user_of(request), is_admin(studio, request))
     return f"Kept step {kept['step']} as **{kept['name']}**: it is in the Image tab's LoRA list."
 
 
@@ -95,12 +98,15 @@ def steps_of(studio: Studio, run_id: float | None, request: gr.Request):
     """The checkpoint picker for a run: its saved steps, the latest chosen."""
     try:
         found = checkpoint_loras(studio, _run_id(run_id), user_of(request), is_admin(studio, request))
-    except (MasukaError, ValueError):
+    except MasukaError:
         return gr.Dropdown(choices=[], value=None)
     return gr.Dropdown(choices=[step for step, _path in found], value=found[-1][0])
 
 
-def _run_id(value: float | None) -> int:
+def _run_id(value: float | str | None) -> int:
     if value in (None, ""):
         raise InvalidInput("Choose a run first.")
-    return int(value)
+    number = row_id(value)
+    if number is None:
+        raise InvalidInput(f"{value!r} is not a run: choose one from the Run list (or type its number).")
+    return number

@@ -81,7 +81,7 @@ def _options() -> tuple[dict[str, Component], gr.Markdown]:
         steps = gr.Number(1000, precision=0, label="Steps")
         lr = gr.Number(1e-4, label="Learning rate")
         rank = gr.Slider(4, 128, value=16, step=4, label="Rank")
-        alpha = gr.Number(16, label="Alpha")
+        alpha = gr.Number(None, label="Alpha", info="Empty: the rank")
     with gr.Accordion("More options", open=False):
         with gr.Row():
             batch = gr.Number(0, precision=0, label="Batch size (0 = preset)")

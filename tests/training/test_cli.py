@@ -52,6 +52,31 @@ def test_bad_options_exit_2_with_a_message(tmp_path, tiny_model):
     assert done.returncode == 2 and "error: Rank must be between 1 and 128" in done.stderr
 
 
+def test_resume_refuses_options_it_would_ignore(tmp_path):
+    done = run_cli(masuka(tmp_path / "data", "train", "--resume", "1", "--steps", "8", "--lr", "0.5", "--rank", "64",
+                          "--dataset", "other", "--train-text-encoder"))
+    assert done.returncode == 2, done.stderr
+    assert ("error: --resume continues run 1 with the options it was created with: leave out --dataset, --steps, "
+            "--rank, --lr, --train-text-encoder, or start a new run to change them.") in done.stderr
+
+
+def test_sigint_while_the_run_waits_for_the_gpu_interrupts_it_at_once(tmp_path, tiny_model):
+    from masuka.gpu import GPURunner
+
+    data = data_with_dataset(tmp_path)
+    with GPURunner(data / "locks").hold("another job"):
+        waiting = subprocess.Popen(masuka(data, *train_args(tiny_model("flux"), 4), "--json"), cwd=ROOT,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: "waiting for the GPU" in _row(data, 1).get("log", ""), "the wait for the GPU")
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=30)  # the GPU is still held: the run did not wait for it
+    result = json.loads(out)
+    assert waiting.returncode == 1 and result["status"] == "interrupted" and result["steps"] == 0, err
+    assert ("Interrupted while it waited for the GPU; nothing was trained, so there was nothing to save. Resume "
+            "queues it again.") in err
+    assert not list((data / "runs" / "run-00001").glob("checkpoint-*"))
+
+
 def test_sigterm_interrupts_resume_continues_and_a_killed_resume_is_interrupted_at_next_start(tmp_path, tiny_model):
     from masuka.training.runs import resume_run, run_status
 
@@ -102,7 +127,7 @@ def test_two_processes_train_data_parallel_through_accelerate(tmp_path, tiny_mod
     assert "on 2 process(es)" in done.stderr and Path(result["lora"]).is_file()
 
 
-def _step(data: Path, run_id: int) -> int:
+def _row(data: Path, run_id: int) -> dict:
     from masuka.store import Store
 
     store = Store(data / "masuka.db")
@@ -110,4 +135,8 @@ def _step(data: Path, run_id: int) -> int:
         row = store.get("jobs", run_id)
     finally:
         store.close()
-    return (row["step"] or 0) if row else 0
+    return {key: value for key, value in (row or {}).items() if value is not None}
+
+
+def _step(data: Path, run_id: int) -> int:
+    return _row(data, run_id).get("step", 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -158,7 +159,8 @@ def test_nan_loss_stops_the_run_with_a_message(studio, tiny_model, dataset, tmp_
     transformer.save_pretrained(broken / "transformer")
     status = finish(studio, start_training(studio, options(broken)))
     assert status["status"] == "failed"
-    assert "loss became nan at step 1" in status["error"] and "Lower the learning rate" in status["error"]
+    assert "loss became nan at step 1" in status["error"]
+    assert "Start a new run with a lower learning rate (this one used 0.001)" in status["error"]
     assert status["lora"] is None
 
 
@@ -177,6 +179,10 @@ def test_nan_loss_stops_the_run_with_a_message(studio, tiny_model, dataset, tmp_
     ({"train_text_encoder": True}, InvalidInput, "SDXL only"),
     ({"sample_every": 10}, InvalidInput, "needs at least one sample prompt"),
     ({"warmup_steps": 4}, InvalidInput, "Warm-up steps must be between 0 and 3"),
+    ({"name": "a" * 101}, InvalidInput, "LoRA name is too long \\(101 characters\\): at most 100"),
+    ({"name": "字" * 70}, InvalidInput, "LoRA name is too long .* 200 bytes"),  # 210 bytes in UTF-8
+    ({"name": ".hidden"}, InvalidInput, "may not start with '.'"),
+    ({"push_to_hub": "not a repo id"}, InvalidInput, "'not a repo id' is not a Hub repo id"),
 ])
 def test_bad_datasets_and_options_are_refused_before_training(studio, tiny_model, dataset, change, error, message):
     add_dataset(studio, "empty", images=0)
@@ -184,6 +190,46 @@ def test_bad_datasets_and_options_are_refused_before_training(studio, tiny_model
     with pytest.raises(error, match=message):
         start_training(studio, options(tiny_model("flux"), **change))
     assert studio.store.count("jobs") == 0
+
+
+def test_a_hub_upload_without_a_token_is_refused_before_training(studio, tiny_model, dataset, monkeypatch):
+    for env in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(env, raising=False)
+    with pytest.raises(InvalidInput, match="Pushing to the Hub needs a Hugging Face token"):
+        start_training(studio, options(tiny_model("flux"), push_to_hub="me/fox"))
+    assert studio.store.count("jobs") == 0
+
+
+def test_a_failed_hub_upload_leaves_the_run_completed_with_its_lora(studio, tiny_model, dataset, monkeypatch):
+    from masuka.errors import ProviderError
+    from masuka.training import export
+
+    def refused(folder, repo_id, token, private=True):
+        raise ProviderError(f"Upload to {repo_id} failed: 403 Forbidden.")
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setattr(export, "push_to_hub", refused)
+    status = finish(studio, start_training(studio, options(tiny_model("flux"), steps=1, push_to_hub="me/fox")))
+    assert status["status"] == "completed" and status["error"] is None
+    assert status["lora"] and status["hub_url"] is None
+    assert status["hub_error"].startswith("Upload to me/fox failed: 403 Forbidden. The LoRA is in the library")
+    assert "upload to the Hub failed" in status["log"]
+    assert inspect_lora(status["lora"]).name in [row["name"] for row in list_loras(studio, LOCAL_USER)]
+
+
+def test_a_stop_while_the_run_waits_for_the_gpu_ends_it_at_once(studio, tiny_model, dataset):
+    run = create_run(studio, options(tiny_model("flux")))
+    with studio.gpu.hold("another job"):
+        submit_run(studio, run)
+        deadline = time.monotonic() + WAIT_S
+        while "waiting for the GPU" not in (jobs.get(studio.store, run).log or ""):
+            assert time.monotonic() < deadline, "the run never waited for the GPU"
+            time.sleep(0.05)
+        request_stop(studio, run)
+        status = finish(studio, run)  # while the GPU is still held: the run did not wait for it
+    assert status["status"] == "cancelled" and status["step"] == 0 and status["checkpoint_step"] is None
+    assert status["error"] == ("Stopped by the user while it waited for the GPU; nothing was trained, so there was "
+                               "nothing to save.")
 
 
 def test_a_run_resumes_on_its_own_dataset_never_on_a_namesake_made_since(studio, tiny_model, dataset):
@@ -196,8 +242,8 @@ def test_a_run_resumes_on_its_own_dataset_never_on_a_namesake_made_since(studio,
     delete_dataset(studio, "fox", LOCAL_USER)
     with pytest.raises(NotFound, match="The dataset this run trained on \\('fox'\\) was deleted"):
         resume_run(studio, run)
-    add_dataset(studio, "fox", trigger="other")  # same name, and SQLite gives it the deleted row's id
-    assert studio.store.get("datasets", jobs.get(studio.store, run).state["dataset_id"])["trigger"] == "other"
+    namesake = add_dataset(studio, "fox", trigger="other")  # same name; never the deleted row's id
+    assert namesake != jobs.get(studio.store, run).state["dataset_id"]
     with pytest.raises(NotFound, match="was deleted"):
         resume_run(studio, run)
     assert run_status(studio, run)["status"] == "cancelled"
@@ -209,6 +255,43 @@ def test_a_run_id_no_row_can_have_does_not_exist(studio, run_id):
         run_status(studio, run_id)
     with pytest.raises(NotFound, match="does not exist"):
         resume_run(studio, run_id)
+
+
+@pytest.mark.parametrize("architecture, precisions", [  # README's "What trains on which preset"
+    ("flux", ["fp8", "fp8", "fp8", "bf16"]), ("flux2", ["fp8", "fp8", "bf16", "bf16"]),
+    ("sd3", ["fp8", "fp8", "bf16", "bf16"]), ("sdxl", ["bf16", "bf16", "bf16", "bf16"]),
+    ("qwen_image", [None, None, "fp8", "fp8"]), ("z_image", ["fp8", "fp8", "bf16", "bf16"]),
+])
+def test_each_preset_stores_the_base_weights_as_the_readme_says(architecture, precisions):
+    from masuka.training.options import PRESETS, fill_defaults
+
+    for preset, precision in zip(PRESETS, precisions, strict=True):
+        if precision is None:
+            with pytest.raises(InvalidInput, match=f"The {preset} preset does not fit"):
+                fill_defaults(TrainOptions(dataset="fox", base="x", preset=preset), architecture)
+            continue
+        filled = fill_defaults(TrainOptions(dataset="fox", base="x", preset=preset), architecture)
+        assert filled.base_precision == precision, (architecture, preset)
+    assert fill_defaults(TrainOptions(dataset="fox", base="x", preset="40gb", base_precision="bf16"),
+                         architecture).base_precision == "bf16"  # what the user sets wins
+
+
+def test_warm_up_with_the_constant_schedule_ramps_up_and_an_old_run_keeps_its_own_schedule(studio, tiny_model,
+                                                                                          dataset):
+    model = tiny_model("flux")
+    run = start_training(studio, options(model, warmup_steps=3))
+    status = finish(studio, run)
+    assert status["status"] == "completed", status["error"]
+    assert jobs.get(studio.store, run).params["scheduler"] == "constant_with_warmup"
+    lrs = [m["lr"] for m in studio.store.find("job_metrics", "job_id = ?", [run], order_by="step")]
+    np.testing.assert_allclose(lrs, [1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3])
+
+    old = create_run(studio, options(model, warmup_steps=3))  # as a run recorded before the mapping was made
+    jobs.update(studio.store, old, params={**jobs.get(studio.store, old).params, "scheduler": "constant"})
+    submit_run(studio, old)
+    assert finish(studio, old)["status"] == "completed"
+    lrs = [m["lr"] for m in studio.store.find("job_metrics", "job_id = ?", [old], order_by="step")]
+    assert lrs == [1e-3] * 4
 
 
 def test_presets_fill_what_the_user_left_open(studio, tiny_model, dataset):
@@ -229,6 +312,34 @@ def test_aspect_ratio_buckets_with_batches_and_gradient_accumulation(studio, tin
     assert status["status"] == "completed", status["error"]
     assert "cached 4 image(s) in 3 aspect bucket(s)" in status["log"]
     assert [step for step, _loss in status["losses"]] == [1, 2, 3]
+
+
+def test_samples_of_a_trained_text_encoder_use_its_lora(studio, tiny_model, dataset, monkeypatch):
+    import torch
+
+    from masuka.training import loop
+    from masuka.training.architectures import trainer_for
+
+    sessions, seen = [], []
+    real_sample, real_kwargs = loop.sample, trainer_for("sdxl").sample_kwargs
+
+    def sample(plan, session, step):
+        sessions.append(session)
+        return real_sample(plan, session, step)
+
+    def sample_kwargs(self, text, empty):  # the prompt's embeddings against the text encoders as they are now
+        session = sessions[-1]
+        now = self.encode_text(session.pipe, ["sks, a fox"], session.accelerator.device)["prompt_embeds"]
+        seen.append(torch.allclose(text["prompt_embeds"].float(), now.float()))
+        return real_kwargs(self, text, empty)
+
+    monkeypatch.setattr(loop, "sample", sample)
+    monkeypatch.setattr(trainer_for("sdxl"), "sample_kwargs", sample_kwargs)
+    status = finish(studio, start_training(studio, options(tiny_model("sdxl"), steps=2, lr=5e-2, sample_every=2,
+                                                           sample_prompts=["sks, a fox"], sample_steps=1,
+                                                           train_text_encoder=True)))
+    assert status["status"] == "completed", status["error"]
+    assert seen == [True] and len(status["samples"]) == 1
 
 
 def test_sdxl_text_encoder_lora_is_trained_exported_and_loaded(studio, tiny_model, dataset):

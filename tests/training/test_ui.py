@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import time
 
+import gradio as gr
 import pytest
 from gradio_client import Client
+
+from masuka import jobs
+from masuka.ui import checkpoints
+from masuka.ui import train as train_tab
 
 from .conftest import add_dataset
 
@@ -34,3 +39,23 @@ def test_start_watch_and_stop_through_the_api(live_app, tiny_model):
         add_dataset(app.studio, "empty", images=0)
         client.predict("empty", str(tiny_model("sd3")), "12gb", 3, 1e-3, 4, 4, 0, 1, 64, "adamw", "constant", 0,
                        0.05, 7, "", 0, 0, 2, api_name="/start_training")
+
+
+def test_the_alpha_field_starts_empty_so_alpha_follows_the_rank(studio, tiny_model):
+    add_dataset(studio)
+    with gr.Blocks():
+        options, _cost = train_tab._options()
+    assert options["alpha"].value is None and options["alpha"].info == "Empty: the rank"
+    started = train_tab.start(studio, "fox", str(tiny_model("flux")), "24gb", 1, 1e-3, 64, options["alpha"].value,
+                              0, 1, 64, "adamw", "constant", 0, 0.05, 7, "", 0, 0, 2)
+    assert jobs.get(studio.store, started["run"]).params["alpha"] == 64.0
+    assert studio.jobs.wait(started["run"], timeout=WAIT_S)["status"] == "completed"
+
+
+@pytest.mark.parametrize("run, step, message", [
+    ("#1 fox", 1, "'#1 fox' is not a run: choose one from the Run list"),
+    (1, "latest", "Checkpoint step must be a whole number \\(got 'latest'\\)"),
+])
+def test_a_typed_run_or_checkpoint_that_is_no_number_is_refused_in_words(studio, run, step, message):
+    with pytest.raises(gr.Error, match=message):
+        checkpoints.keep_checkpoint(studio, run, step)
