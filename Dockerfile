@@ -7,8 +7,9 @@ FROM python:3.11-slim
 ARG TORCH_INDEX=""
 RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
 
-# Spaces run the container as uid 1000; so do we, everywhere.
-RUN useradd -m -u 1000 user
+# Spaces run the container as uid 1000; so do we, everywhere. /data belongs to that user, so a new named volume
+# mounted there (-v masuka-data:/data) takes its owner and is writable.
+RUN useradd -m -u 1000 user && mkdir -p /data && chown user:user /data
 USER user
 ENV HOME=/home/user PATH=/home/user/.local/bin:$PATH PYTHONUNBUFFERED=1 \
     GRADIO_ANALYTICS_ENABLED=False MASUKA_HOST=0.0.0.0
@@ -22,4 +23,4 @@ COPY --chown=user . .
 
 EXPOSE 7860
 # Persistent storage (/data on Spaces, or a mounted volume) keeps outputs, LoRAs and the model cache.
-CMD ["bash", "-c", "if [ -w /data ]; then export MASUKA_DATA_DIR=${MASUKA_DATA_DIR:-/data/masuka} HF_HOME=${HF_HOME:-/data/huggingface}; fi; exec python app.py --host 0.0.0.0 --port ${PORT:-7860}"]
+CMD ["bash", "-c", "if [ -w /data ]; then export MASUKA_DATA_DIR=${MASUKA_DATA_DIR:-/data/masuka} HF_HOME=${HF_HOME:-/data/huggingface}; elif [ -e /data ]; then echo 'warning: /data is not writable by uid 1000: outputs stay in the container and are lost with it' >&2; fi; exec python app.py --host 0.0.0.0 --port ${PORT:-7860}"]

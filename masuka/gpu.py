@@ -8,7 +8,6 @@ two jobs never use the GPU at once unless the configured memory plan allows more
 from __future__ import annotations
 
 import fcntl
-import functools
 import importlib.util
 import os
 import threading
@@ -56,8 +55,10 @@ class GPURunner:
 
     @contextmanager
     def hold(self, job: str, timeout: float | None = None, on_wait: Callable[[str], None] | None = None,
-             private: bool = False, background: bool = False) -> Iterator[None]:
-        """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy.
+             private: bool = False, background: bool = False, cancelled: Callable[[], bool] | None = None
+             ) -> Iterator[None]:
+        """Hold a GPU slot for ``job``; wait up to ``timeout`` seconds (``None``: forever), else GPUBusy. While
+        waiting, ``cancelled()`` is asked a few times a second: when it says yes, :class:`Cancelled` is raised.
 
         The refusal and the wait message name the jobs holding the GPU, unless ``private`` (a caller who may
         not know what other users run): then they say "another job".
@@ -75,6 +76,8 @@ class GPURunner:
                 handle = None if background and self.interactive_waiting() else self._try_acquire(label)
                 if handle is not None:
                     break
+                if cancelled is not None and cancelled():
+                    raise Cancelled(at="while it waited for the GPU")
                 if not background and wanted is None:
                     wanted = self.lock_dir / f"wanted-{os.getpid()}-{threading.get_ident()}"
                     wanted.touch()
@@ -234,7 +237,8 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, 
 
 
 def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Callable]:
-    """Wrap a GPU function with ``spaces.GPU`` on Hugging Face ZeroGPU Spaces; a no-op everywhere else.
+    """Run a GPU function through ``spaces.GPU`` on Hugging Face ZeroGPU Spaces (in its forked worker, see
+    :func:`masuka.zerogpu.gpu_task`); a no-op everywhere else.
 
     ``duration`` may be a callable taking the function's arguments (an estimate from steps and size, see
     :func:`masuka.zerogpu.request_seconds`); it is evaluated before a GPU is asked for, so an estimate that
@@ -244,16 +248,8 @@ def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Cal
     def decorate(func: Callable) -> Callable:
         if not on_zerogpu() or importlib.util.find_spec("spaces") is None:
             return func
-        import spaces
+        from masuka.zerogpu import gpu_task
 
-        on_gpu = spaces.GPU(duration=duration)(func)
-
-        @functools.wraps(func)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            if callable(duration):
-                duration(*args, **kwargs)
-            return on_gpu(*args, **kwargs)
-
-        return checked
+        return gpu_task(func, duration)
 
     return decorate

@@ -128,25 +128,43 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        import sqlite_utils  # here, so that code needing no database (bench suite) imports without it
-
         self._lock = threading.RLock()
-        conn = None
+        self._inherited: list[Any] = []
         try:
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-            self.db = sqlite_utils.Database(conn)
-            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db = self._connect()
             self.db.enable_wal()
-            self.db.execute("PRAGMA synchronous = NORMAL")  # WAL's recommended level: commits survive a crash
             self.migrate()
         except sqlite3.DatabaseError as error:
-            if conn is not None:
-                conn.close()
+            if getattr(self, "db", None) is not None:
+                self.db.conn.close()
             advice = UNUSABLE.get(getattr(error, "sqlite_errorcode", 0) & 0xFF)
             if advice is None:  # busy, a full disk...: said where it is caught
                 raise
             raise InvalidInput(f"The database {self.path} cannot be opened ({error}): {advice}, or choose another "
                                "data dir (--data-dir or MASUKA_DATA_DIR). The file was left as it is.") from error
+
+    def _connect(self) -> Any:
+        import sqlite_utils  # here, so that code needing no database (bench suite) imports without it
+
+        self._pid = os.getpid()
+        db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False, timeout=30,
+                                                   isolation_level=None))
+        try:
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("PRAGMA synchronous = NORMAL")  # WAL's recommended level: commits survive a crash
+        except sqlite3.DatabaseError:
+            db.conn.close()
+            raise
+        return db
+
+    def reconnect_after_fork(self) -> None:
+        """In a process forked from the one that opened the store (a ZeroGPU worker): a connection of its own,
+        as SQLite connections must not cross a fork. The inherited one is kept, unused and unclosed."""
+        if self._pid == os.getpid():
+            return
+        self._inherited.append(self.db)
+        self._lock = threading.RLock()  # the parent's may have been held by another thread at the fork
+        self.db = self._connect()
 
     # -- schema -------------------------------------------------------------------------------------
     def migrate(self) -> None:

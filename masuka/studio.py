@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from masuka.config import Config
+from masuka.config import Config, on_zerogpu
 from masuka.gpu import GPURunner, StopFlags
 from masuka.jobs import JobRunner
 from masuka.key_store import KeyStore
@@ -46,6 +46,11 @@ class Studio:
                      models=ModelCache(config.gpu_concurrency),
                      logins=LoginThrottle(config.login_attempts, config.login_lockout_s))
         studio.jobs = JobRunner(store, config.max_queued_per_user if config.multi_user else None, studio)
+        if on_zerogpu():  # GPU functions run in a forked worker: these cross as references to its copies
+            from masuka.zerogpu import shared
+
+            shared(studio)
+            shared(store)
         return studio
 
     def runner(self) -> JobRunner:

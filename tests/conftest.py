@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import sys
@@ -121,3 +122,24 @@ def fake(monkeypatch, sample_mp4, fast_video):
         server.close()
 
 
+#: the modules whose GPU functions are decorated for ZeroGPU when they are imported
+GPU_MODULES = ("masuka.image.space_model", "masuka.image.generate", "masuka.datasets.captioning",
+               "masuka.image.upscale.job", "masuka.image.upscale.detail")
+
+
+@pytest.fixture
+def on_zerogpu(monkeypatch):
+    """ZeroGPU as a Space sees it: ``SPACES_ZERO_GPU`` set and ``spaces`` importable (the stand-in); the modules
+    that decorate GPU functions at import are re-imported, and again without ZeroGPU afterwards."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "standins"))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.delitem(sys.modules, "spaces", raising=False)
+    import spaces
+
+    spaces.calls.clear()
+    modules = [importlib.reload(importlib.import_module(name)) for name in GPU_MODULES]
+    yield spaces
+    monkeypatch.undo()
+    sys.modules.pop("spaces", None)
+    for module in modules:
+        importlib.reload(module)

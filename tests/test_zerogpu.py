@@ -4,7 +4,9 @@ the GPU), the Space model is placed at start-up and its Flux transformer compile
 from __future__ import annotations
 
 import importlib
+import pickle
 import sys
+import threading
 import types
 
 import numpy as np
@@ -13,7 +15,6 @@ from PIL import Image
 
 from masuka.errors import InvalidInput
 from masuka.gpu import zerogpu
-from tests.conftest import ROOT
 
 
 def work(steps: int) -> int:
@@ -43,26 +44,7 @@ def test_wraps_with_spaces_gpu_and_estimate_on_zerogpu(monkeypatch):
     assert wrapped(7) == 14 and seen["duration"] == 17
 
 
-# -- with the stand-in ``spaces`` package (tests/standins/spaces.py) ------------------------------------------
-
-
-@pytest.fixture
-def on_zerogpu(monkeypatch):
-    """ZeroGPU as a Space sees it: ``SPACES_ZERO_GPU`` set and ``spaces`` importable (the stand-in); the modules
-    that decorate GPU functions at import are re-imported, and again without ZeroGPU afterwards."""
-    monkeypatch.syspath_prepend(str(ROOT / "tests" / "standins"))
-    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    monkeypatch.delitem(sys.modules, "spaces", raising=False)
-    import spaces
-
-    spaces.calls.clear()
-    modules = [importlib.reload(importlib.import_module(name))
-               for name in ("masuka.image.space_model", "masuka.image.generate")]
-    yield spaces
-    monkeypatch.undo()
-    sys.modules.pop("spaces", None)
-    for module in modules:
-        importlib.reload(module)
+# -- with the stand-in ``spaces`` package (tests/standins/spaces.py, the on_zerogpu fixture) ---------------------
 
 
 def test_duration_grows_with_steps_size_and_images_and_has_a_ceiling(monkeypatch):
@@ -85,9 +67,12 @@ def test_each_request_asks_for_its_own_duration_and_a_too_long_one_is_refused_be
     from masuka.zerogpu import request_seconds
 
     model = str(tiny_model("flux"))
+    made, steps = [], []
     results = generate.generate_images(studio, generate.ImageRequest(
-        prompt="a red fox", model=model, steps=2, width=64, height=64, batch=2, seed=1))
+        prompt="a red fox", model=model, steps=2, width=64, height=64, batch=2, seed=1), on_image=made.append,
+        on_step=lambda *step: steps.append(step))
     assert len(results) == 2 and all(result.path.is_file() for result in results)
+    assert made == results and steps == [(0, 1, 2), (0, 2, 2), (1, 1, 2), (1, 2, 2)]  # replayed in the app
     expected = request_seconds("image", steps=2, width=64, height=64, images=2, architecture="flux")
     assert on_zerogpu.calls == [{"event": "gpu", "function": "_run", "duration": expected}]
 
@@ -111,7 +96,7 @@ def test_space_model_placed_at_start_up_and_its_transformer_compiled_ahead_of_ti
     monkeypatch.setenv("MASUKA_SPACE_MODEL", model)
     monkeypatch.setenv("MASUKA_ZEROGPU_AOTI", "1")
     pipe = prepare_space(studio)
-    assert isinstance(vars(pipe.transformer).get("forward"), torch.nn.Module)  # the compiled program runs
+    assert isinstance(vars(pipe.transformer).get("forward"), on_zerogpu.CompiledModel)  # the compiled program runs
     assert [call["event"] for call in on_zerogpu.calls] == ["gpu", "aoti_capture", "aoti_compile", "aoti_apply"]
     assert on_zerogpu.calls[0] == {"event": "gpu", "function": "_compile_transformer", "duration": 1500}
     assert on_zerogpu.calls[2]["dynamic"] and on_zerogpu.calls[3]["module"] == "FluxTransformer2DModel"
@@ -127,3 +112,41 @@ def test_space_model_placed_at_start_up_and_its_transformer_compiled_ahead_of_ti
         difference = np.abs(np.asarray(Image.open(result.path), float) - np.asarray(expected, float))
         assert Image.open(result.path).size == (width, 64) and difference.mean() < 1.0
     assert studio.models.loads == loads  # requests loaded nothing
+
+
+def test_a_gpu_call_crosses_into_the_worker_as_spaces_sends_it(on_zerogpu, studio):
+    """The studio and its store cross by reference (the worker's forked copy, with a database connection of its
+    own); callbacks are replayed in the app in order; a stop event does not cross; everything else is a copy;
+    a MASUKA error comes back with its message."""
+    from masuka.jobs import JobContext
+    from masuka.zerogpu import gpu_task
+
+    seen = {}
+
+    def work(studio_, on_step, stop, ctx, values):
+        seen.update(studio=studio_, stop=stop, ctx=ctx)
+        on_step(1, "a")
+        studio_.store.insert("datasets", {"owner": "local", "name": "made-in-the-worker"})
+        on_step(2, "b")
+        values.append("the worker's copy")
+        return {"made": len(values)}
+
+    steps, values = [], ["a"]
+    studio.store._pid = -1  # as in a worker forked from the app
+    before = studio.store.db
+    assert gpu_task(work, 5)(studio, lambda *a: steps.append(a), threading.Event(), JobContext(studio.store, 7),
+                             values) == {"made": 2}
+    assert steps == [(1, "a"), (2, "b")] and values == ["a"]
+    assert seen["studio"] is studio and seen["stop"] is None and seen["ctx"].store is studio.store
+    assert seen["ctx"].job_id == 7 and seen["ctx"].interrupt is None
+    assert studio.store.db is not before and studio.store._inherited == [before]  # its own connection
+    assert studio.store.find("datasets", "name = ?", ["made-in-the-worker"])
+    assert on_zerogpu.calls[-1] == {"event": "gpu", "function": "work", "duration": 5}
+
+    def refuse(_studio):
+        raise InvalidInput("The worker says no.")
+
+    with pytest.raises(InvalidInput, match="The worker says no."):
+        gpu_task(refuse, 5)(studio)
+    with pytest.raises((TypeError, pickle.PicklingError)):  # what is neither shared nor picklable cannot cross
+        gpu_task(refuse, 5)(threading.Lock())

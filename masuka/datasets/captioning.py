@@ -25,6 +25,7 @@ from masuka.models.manage import fetch_for_use
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
+from masuka.zerogpu import caption_chunks
 
 KIND = "caption"
 MAX_BATCH = 64
@@ -51,6 +52,7 @@ class CaptionReport:
     kept: int = 0
     stopped: bool = False
     captions: dict[int, str] = field(default_factory=dict)
+    done: int = 0  # of the images to caption, those handled (captioned, or kept as saved meanwhile)
 
     def to_dict(self) -> dict:
         return {"job": self.job_id, "total": self.total, "captioned": self.captioned, "kept": self.kept,
@@ -91,7 +93,8 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
         fetch_for_use(studio, request.owner, spec.source, ctx.watch)
         with studio.hold_gpu(f"captioning {dataset['name']} for {request.owner}", request.owner, timeout=gpu_timeout):
             try:
-                _run(studio, spec, dataset, template, todo, request, report, ctx)
+                for chunk in caption_chunks(todo):  # one GPU call each on ZeroGPU, where calls are short
+                    vars(report).update(vars(_run(studio, spec, dataset, template, chunk, request, report, ctx)))
             finally:
                 studio.models.release()
 
@@ -111,7 +114,8 @@ def _estimate_seconds(studio: Studio, spec: CaptionerSpec, dataset: dict, templa
 
 @zerogpu(duration=_estimate_seconds)
 def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo: list[dict],
-         request: CaptionRequest, report: CaptionReport, ctx: JobContext) -> None:
+         request: CaptionRequest, report: CaptionReport, ctx: JobContext) -> CaptionReport:
+    """Caption ``todo`` and return ``report`` brought up to date (on ZeroGPU the worker's copy of it)."""
     captioner = load_captioner(studio.models, spec, studio.keys.get(HUGGINGFACE))
     size = int(request.batch_size)
     for start in range(0, len(todo), size):
@@ -121,7 +125,8 @@ def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo
         for row in batch:
             with Image.open(row["file"]) as image:
                 images.append(image.convert("RGB"))
-        for done, (row, text) in enumerate(zip(batch, captioner.caption(images, request.mode)), start + 1):
+        for row, text in zip(batch, captioner.caption(images, request.mode)):
+            report.done += 1
             final = apply_template(template, dataset["trigger"] or "", text)
             # a caption the user saved since the pass began is theirs to keep unless ``overwrite``
             if set_caption(studio, row["id"], final, dataset["owner"], admin=True, source=spec.id,
@@ -131,5 +136,6 @@ def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo
             else:
                 report.kept += 1
                 final = KEPT_NOTE
-            ctx.tell(Progress(done, report.total, message=row["source_name"], detail=final))
-        jobs.progress(ctx.store, ctx.job_id, start + len(batch), report.total, result=report.to_dict())  # per batch
+            ctx.tell(Progress(report.done, report.total, message=row["source_name"], detail=final))
+        jobs.progress(ctx.store, ctx.job_id, report.done, report.total, result=report.to_dict())  # per batch
+    return report

@@ -12,6 +12,7 @@ LoRAs load on both as diffusers allows (peft layers over the quantized linear la
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 from masuka.config import gguf_file
@@ -30,9 +31,15 @@ def check_quantized_plan(memory: str) -> None:
     if importlib.util.find_spec(package) is None:
         raise InvalidInput(f"The {memory} memory plan needs the {package} package, which is not installed: "
                            f"{install} (see requirements-extras.txt), then restart MASUKA.")
-    if memory == "gguf_offload" and not gguf_file():
-        raise InvalidInput("The gguf_offload memory plan loads the transformer from a .gguf file: set "
-                           "MASUKA_GGUF_FILE to its path or Hugging Face URL, then restart MASUKA.")
+    if memory == "gguf_offload":
+        named = gguf_file()
+        if not named:
+            raise InvalidInput("The gguf_offload memory plan loads the transformer from a .gguf file: set "
+                               "MASUKA_GGUF_FILE to its path or Hugging Face URL, then restart MASUKA.")
+        remote = named.startswith(("https://", "http://"))
+        if not named.lower().endswith(".gguf") or not (remote or Path(named).expanduser().is_file()):
+            raise InvalidInput(f"MASUKA_GGUF_FILE ({named}) is not " + ("a .gguf file's URL" if remote else
+                               "an existing .gguf file") + ": name the transformer's .gguf file, then restart MASUKA.")
 
 
 def quantized_components(source: str, memory: str, dtype: Any, token: str | None = None) -> dict[str, Any]:
@@ -53,24 +60,33 @@ def quantized_components(source: str, memory: str, dtype: Any, token: str | None
 def gguf_transformer(path: str, source: str, dtype: Any, token: str | None = None) -> Any:
     """The transformer in a ``.gguf`` file, with the configuration of ``source``'s ``transformer`` folder."""
     import json
-    from pathlib import Path
 
     import diffusers
     from diffusers import GGUFQuantizationConfig
 
     from masuka.models.catalog import explain_load_error, resolve_image_model
 
-    folder = Path(source)
-    if folder.is_dir():
-        class_name = json.loads((folder / "transformer" / "config.json").read_text())["_class_name"]
-    else:
+    none = InvalidInput(f"gguf_offload replaces a model's transformer, and {source} has none (a UNet model such "
+                        "as SDXL cannot use it): choose another memory plan.")
+    config = Path(source) / "transformer" / "config.json"
+    if not Path(source).is_dir():
         from huggingface_hub import hf_hub_download
 
-        config = hf_hub_download(source, "transformer/config.json", token=token)
-        class_name = json.loads(Path(config).read_text())["_class_name"]
+        try:
+            config = Path(hf_hub_download(source, "transformer/config.json", token=token))
+        except Exception as error:
+            if type(error).__name__ == "EntryNotFoundError":
+                raise none from error
+            raise explain_load_error(resolve_image_model(source), error) from error
+    try:
+        class_name = json.loads(config.read_text(encoding="utf-8"))["_class_name"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise none from error
     model_class = getattr(diffusers, class_name)
     try:
         return model_class.from_single_file(path, quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
                                             config=source, subfolder="transformer", torch_dtype=dtype, token=token)
     except Exception as error:
-        raise explain_load_error(resolve_image_model(source), error) from error
+        raise InvalidInput(f"MASUKA_GGUF_FILE ({path}) could not be loaded as the {class_name} of {source}: "
+                           f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. Name a .gguf of "
+                           "this model's transformer.") from error

@@ -18,6 +18,7 @@ from masuka.gpu import zerogpu
 from masuka.image.pipelines import get_pipeline, pipeline_architecture
 from masuka.models.catalog import resolve_image_model
 from masuka.services import HUGGINGFACE
+from masuka.zerogpu import shared
 
 if TYPE_CHECKING:
     from masuka.studio import Studio
@@ -36,7 +37,7 @@ def prepare_space(studio: Studio) -> Any | None:
         return None
     spec = resolve_image_model(model)
     log.info("ZeroGPU: loading %s at start-up", spec.id)
-    pipe = get_pipeline(studio.models, spec, studio.keys.get(HUGGINGFACE))
+    pipe = shared(get_pipeline(studio.models, spec, studio.keys.get(HUGGINGFACE)))  # crosses by reference
     if zerogpu_aoti():
         if pipeline_architecture(pipe) == "flux":
             compile_ahead(pipe, spec.max_sequence_length)

@@ -110,3 +110,22 @@ def test_catalog_families_resolve_to_their_default_models():
     assert resolve_captioner("florence2-large").source == "florence-community/Florence-2-large"
     assert resolve_captioner("blip2").source == "Salesforce/blip2-opt-2.7b"
     assert resolve_captioner("someone/my-blip-captioner").family == "blip2"
+
+
+def test_on_zerogpu_a_pass_is_split_into_calls_that_fit_and_reports_what_the_worker_did(
+        on_zerogpu, studio, photos, tiny_captioner, monkeypatch):
+    import importlib
+
+    from masuka.zerogpu import CAPTION_LOAD_SECONDS, CAPTION_SECONDS
+
+    captioning = importlib.import_module("masuka.datasets.captioning")  # decorated for ZeroGPU
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", str(CAPTION_LOAD_SECONDS + 3 * CAPTION_SECONDS))  # 3 images a call
+    seen = []
+    report = captioning.caption_dataset(studio, captioning.CaptionRequest(
+        photos["id"], captioner=str(tiny_captioner("florence2")), mode="short", batch_size=2), watch=seen.append)
+    assert [call["duration"] for call in on_zerogpu.calls] == [CAPTION_LOAD_SECONDS + 3 * CAPTION_SECONDS,
+                                                               CAPTION_LOAD_SECONDS + CAPTION_SECONDS]
+    assert (report.total, report.captioned, report.kept, len(report.captions)) == (4, 4, 0, 4)
+    assert [p.step for p in seen if p.total == 4] == [1, 2, 3, 4]  # replayed in the app after each call
+    assert all(row["caption"] for row in dataset_images(studio, photos["id"]))
+    assert studio.store.get("jobs", report.job_id)["step"] == 4

@@ -77,3 +77,24 @@ def test_missing_package_or_file_is_refused_with_what_to_do(studio, tiny_model, 
     monkeypatch.delenv("MASUKA_GGUF_FILE", raising=False)
     with pytest.raises(InvalidInput, match="set MASUKA_GGUF_FILE"):
         plan_request(studio, ImageRequest(prompt="a fox", model=model, memory_plan="gguf_offload"))
+
+
+def test_a_gguf_file_that_is_missing_or_not_this_model_s_transformer_is_named(studio, tiny_model, tmp_path,
+                                                                              monkeypatch):
+    flux, sdxl = str(tiny_model("flux")), str(tiny_model("sdxl"))
+    request = dict(prompt="a fox", steps=1, width=64, height=64, memory_plan="gguf_offload")
+    for named, refusal in ((tmp_path / "gone.gguf", "not an existing .gguf file"),
+                           (tmp_path / "notes.txt", "not an existing .gguf file"),
+                           ("https://huggingface.co/x/y/blob/main/model.bin", "not a .gguf file's URL")):
+        monkeypatch.setenv("MASUKA_GGUF_FILE", str(named))
+        with pytest.raises(InvalidInput, match=refusal):
+            plan_request(studio, ImageRequest(model=flux, **request))
+    text = tmp_path / "text.gguf"
+    text.write_text("not a gguf file")
+    monkeypatch.setenv("MASUKA_GGUF_FILE", str(text))
+    with pytest.raises(InvalidInput, match=rf"MASUKA_GGUF_FILE \({text}\) could not be loaded as the "
+                                           "FluxTransformer2DModel"):
+        generate_images(studio, ImageRequest(model=flux, **request), allow_any_path=True)
+    with pytest.raises(InvalidInput, match="has none \\(a UNet model such as SDXL cannot use it\\)"):
+        generate_images(studio, ImageRequest(model=sdxl, **request), allow_any_path=True)
+    assert studio.store.count("generations", "status = 'completed'") == 0

@@ -1,13 +1,18 @@
-"""A stand-in for Hugging Face's ``spaces`` package (ZeroGPU), for tests: ``GPU`` runs the function in-process and
-records each call with the duration it asked for; ``aoti_capture`` / ``aoti_compile`` / ``aoti_apply`` do what
-the real ones do on the CPU (the captured call is cancelled; the "compiled" model is the exported program's
-module, without AOTInductor's C++ build)."""
+"""A stand-in for Hugging Face's ``spaces`` package (ZeroGPU), for tests: ``GPU`` runs the function in-process on
+pickled copies of its arguments (the real one sends them to a forked worker) and records each call with the
+duration it asked for; ``aoti_capture`` / ``aoti_compile`` / ``aoti_apply`` do what the real ones do on the CPU
+(the captured call is cancelled; the "compiled" model is the exported program, saved and loaded by
+``torch.export`` without AOTInductor's C++ build; ``aoti_apply`` empties the module's own weights as the real
+one does)."""
 
 from __future__ import annotations
 
 import functools
+import io
+import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 #: One dict per event: {"event": "gpu", "function": name, "duration": seconds} or {"event": "aoti_compile"}, …
@@ -15,16 +20,23 @@ calls: list[dict[str, Any]] = []
 
 
 def GPU(func=None, *, duration: Any = 60):  # the real package's name
+    """As the real one: the arguments are pickled to the worker and the result back (here a round trip through
+    the same pickler, in this process: what cannot cross fails here too, and the function works on copies)."""
     def decorate(target):
         @functools.wraps(target)
         def run(*args, **kwargs):
             seconds = duration(*args, **kwargs) if callable(duration) else duration
             calls.append({"event": "gpu", "function": target.__name__, "duration": seconds})
-            return target(*args, **kwargs)
+            args, kwargs = _crossed((args, kwargs))
+            return _crossed(target(*args, **kwargs))
 
         return run
 
     return decorate(func) if func is not None else decorate
+
+
+def _crossed(value):
+    return pickle.loads(ForkingPickler.dumps(value))
 
 
 @dataclass
@@ -56,11 +68,40 @@ def aoti_capture(module):
     calls.append({"event": "aoti_capture", "kwargs": sorted(call.kwargs)})
 
 
+class CompiledModel:
+    """What ``aoti_compile`` returns, as the real one's: picklable (the program and its weights as bytes), loaded
+    on its first call in the process that calls it."""
+
+    def __init__(self, archive: bytes):
+        self.archive = archive
+        self._program = None
+
+    def __call__(self, *args, **kwargs):
+        if self._program is None:
+            import torch
+
+            self._program = torch.export.load(io.BytesIO(self.archive)).module()
+        return self._program(*args, **kwargs)
+
+    def __reduce__(self):
+        return CompiledModel, (self.archive,)
+
+
 def aoti_compile(exported):
+    import torch
+
     calls.append({"event": "aoti_compile", "dynamic": bool(exported.range_constraints)})
-    return exported.module()
+    archive = io.BytesIO()
+    torch.export.save(exported, archive)
+    return CompiledModel(archive.getvalue())
 
 
 def aoti_apply(compiled, module):
+    """As the real one: the compiled program becomes the module's ``forward`` and the module's own weights are
+    emptied (the program carries them)."""
+    import torch
+
     calls.append({"event": "aoti_apply", "module": type(module).__name__})
-    vars(module)["forward"] = compiled  # an instance attribute: nn.Module would file a Module value as a child
+    module.forward = compiled
+    for parameter in module.parameters():
+        parameter.data = torch.empty(0, dtype=parameter.dtype)
