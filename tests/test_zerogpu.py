@@ -150,3 +150,22 @@ def test_a_gpu_call_crosses_into_the_worker_as_spaces_sends_it(on_zerogpu, studi
         gpu_task(refuse, 5)(studio)
     with pytest.raises((TypeError, pickle.PicklingError)):  # what is neither shared nor picklable cannot cross
         gpu_task(refuse, 5)(threading.Lock())
+
+
+def test_upscales_run_through_the_gpu_worker(on_zerogpu, studio, tiny_model, tmp_path):
+    from masuka.image.upscale.models import upscalers_dir
+    from masuka.image.upscale.request import UpscaleRequest
+    from masuka.testing.upscalers import write_esrgan
+
+    job = importlib.import_module("masuka.image.upscale.job")  # decorated for ZeroGPU
+    write_esrgan(upscalers_dir(studio.config) / "tiny2x.safetensors", 2)
+    Image.new("RGB", (48, 40), "navy").save(tmp_path / "photo.png")
+    tiles = []
+    [plain] = job.upscale_image(studio, UpscaleRequest(tmp_path / "photo.png", scale=2, upscaler="tiny2x"),
+                                on_tile=lambda *tile: tiles.append(tile))
+    [detailed] = job.upscale_image(studio, UpscaleRequest(tmp_path / "photo.png", scale=2, upscaler="tiny2x",
+                                                          detail=True, model=str(tiny_model("flux")), steps=2,
+                                                          prompt="a harbour", tile=64))
+    assert Image.open(plain.path).size == Image.open(detailed.path).size == (96, 80) and tiles
+    assert [call["function"] for call in on_zerogpu.calls] == ["_model_upscale", "_run"]
+    assert {row["status"] for row in studio.store.find("generations")} == {"completed"}
