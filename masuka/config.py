@@ -138,12 +138,13 @@ def parse_auth(spec: str | None) -> dict[str, str]:
     else:
         entries = [part.strip() for part in spec.split(",")]
     users: dict[str, str] = {}
-    for entry in entries:
+    for number, entry in enumerate(entries, 1):
         if not entry or entry.startswith("#"):
             continue
         user, sep, password = entry.partition(":")
-        if not sep or not user or not password:
-            raise InvalidInput(f"auth entry {user or entry[:1] + '…'!r} must look like user:password")
+        if not sep or not user or not password:  # said without the entry: it may be the tail of a password
+            raise InvalidInput(f"Sign-in entry {number} must look like user:password. A password with a comma "
+                               "belongs in a file, one user:password a line (MASUKA_AUTH=@path/to/file).")
         if user.strip() == LOCAL_USER:  # what a studio without sign-in owns: shared with every user
             raise InvalidInput(f"{LOCAL_USER!r} cannot be a user name: MASUKA keeps it for what everyone shares.")
         users[user.strip()] = password

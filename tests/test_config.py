@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -107,3 +108,14 @@ def test_the_shared_owner_cannot_be_a_user_name(tmp_path):
     as "local" and have their files shared."""
     with pytest.raises(InvalidInput, match="'local' cannot be a user name"):
         config.Config.from_env(tmp_path, auth="local:pw1,bob:pw2")
+
+
+def test_a_password_with_a_comma_is_never_echoed_and_a_file_takes_it(tmp_path):
+    with pytest.raises(InvalidInput) as refused:
+        config.parse_auth("colab:se,cret-tail")
+    assert "cret-tail" not in str(refused.value) and "entry 2" in str(refused.value)
+    (tmp_path / "auth.txt").write_text("colab:se,cret\n", encoding="utf-8")
+    assert config.parse_auth(f"@{tmp_path / 'auth.txt'}") == {"colab": "se,cret"}
+    notebook = json.loads((ROOT / "assets" / "masuka_colab.ipynb").read_text(encoding="utf-8"))
+    code = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    assert "os.environ['MASUKA_AUTH'] = '@/content/masuka-auth.txt'" in code  # Colab's password goes in a file
