@@ -1,4 +1,5 @@
-"""Finding the face in a character photo (OpenCV's bundled Haar cascade) and cutting it out with a margin."""
+"""Reading a character photo (a large one is brought down, not refused), finding its face (OpenCV's bundled Haar
+cascade) and cutting it out with a margin."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from masuka.image.tasks import open_picture
 
 #: how much room around the detected face box the crop keeps, as a fraction of the box's side, on each side
 MARGIN = 0.5
+#: a photo longer than this (a 24 MP phone photo) is brought down to it: views and datasets need no more
+MAX_PHOTO_SIDE = 4096
 
 
 @dataclass
@@ -37,9 +40,10 @@ def crop_box(size: tuple[int, int], box: tuple[int, int, int, int], margin: floa
 
 
 def face_crop(image: Image.Image, name: str, pick: int | None = None, skip_faces: bool = False) -> FaceCrop:
-    """The face a character is made from: the biggest one, or face number ``pick`` (1 = biggest) when the photo
-    shows several people. A photo with no face, or several faces and no pick, is refused; ``skip_faces``
-    (a character that is not a person, or a style) takes the whole picture."""
+    """The face a character is made from: the only one, or face number ``pick`` (1 = biggest) when the photo
+    shows several people (a pick means nothing in a photo of one face). A photo with no face, or several faces
+    and no pick, is refused; ``skip_faces`` (a character that is not a person, or a style) takes the whole
+    picture."""
     image = image.convert("RGB")
     if skip_faces:
         return FaceCrop(None, image, 0, image)
@@ -50,14 +54,27 @@ def face_crop(image: Image.Image, name: str, pick: int | None = None, skip_faces
     if pick is None and len(faces) > 1:
         raise InvalidInput(f"{name} shows {len(faces)} faces: choose which one is the character (face 1 is the "
                            f"biggest, up to {len(faces)}).")
-    index = 1 if pick is None else int(pick)
+    index = 1 if pick is None or len(faces) == 1 else int(pick)
     if not 1 <= index <= len(faces):
         raise InvalidInput(f"{name} shows {len(faces)} face(s): there is no face {index}.")
     box = faces[index - 1]
     return FaceCrop(box, image.crop(crop_box(image.size, box)), len(faces), image)
 
 
+def open_photo(path: str | Path, what: str = "photo") -> Image.Image:
+    """A picture file turned upright as its EXIF orientation says (phones store portraits sideways), at most
+    MAX_PHOTO_SIDE pixels long (a larger one is brought down, a JPEG decoded at a reduced scale); refused with a
+    clear message when it is not a readable picture."""
+    try:
+        with Image.open(path) as picture:
+            if max(picture.size) > MAX_PHOTO_SIDE and not picture.mode.startswith("I"):
+                picture.thumbnail((MAX_PHOTO_SIDE, MAX_PHOTO_SIDE), Image.Resampling.LANCZOS)
+                return ImageOps.exif_transpose(picture).convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        pass  # open_picture says what is wrong with the file
+    return open_picture(path, what)
+
+
 def photo_face(path: str | Path, pick: int | None = None, skip_faces: bool = False) -> FaceCrop:
-    """:func:`face_crop` of a photo file turned upright as its EXIF orientation says (phones store portraits
-    sideways); refused with a clear message when it is not a readable picture."""
-    return face_crop(ImageOps.exif_transpose(open_picture(path, "photo")), Path(path).name, pick, skip_faces)
+    """:func:`face_crop` of a photo file read by :func:`open_photo`."""
+    return face_crop(open_photo(path), Path(path).name, pick, skip_faces)

@@ -8,12 +8,13 @@ grid), plus the dataset id and the final LoRA's name. Files live in ``characters
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from masuka.datasets.caption_template import check_trigger
 from masuka.datasets.library import NAME
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, NotFound
 from masuka.store import find_named, insert_named, now, owner_clause
 from masuka.studio import Studio
 
@@ -52,9 +53,20 @@ def list_characters(studio: Studio, owner: str, admin: bool = False) -> list[dic
     return studio.store.find("characters", where, args, order_by="id desc")
 
 
-def update_character(studio: Studio, character: dict, **fields: Any) -> dict:
-    studio.store.update("characters", character["id"], updated_at=now(), **fields)
-    return studio.store.existing("characters", character["id"])
+def update_character(studio: Studio, character: dict, change: Callable[[dict], None] | None = None,
+                     **fields: Any) -> dict:
+    """Write ``fields`` (columns) and let ``change`` edit the state in place, the row read again in the same
+    transaction as the write: an edit made meanwhile (another tab, the CLI) is kept. :class:`NotFound` when the
+    character was deleted meanwhile. Returns the row as written."""
+    with studio.store.transaction():
+        row = studio.store.get("characters", character["id"])
+        if row is None or row["owner"] != character["owner"]:
+            raise NotFound(f"The character {character['name']!r} was deleted meanwhile: nothing more was done.")
+        if change is not None:
+            change(row["state"])
+            fields["state"] = row["state"]
+        studio.store.update("characters", row["id"], updated_at=now(), **fields)
+        return studio.store.existing("characters", row["id"])
 
 
 def delete_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:

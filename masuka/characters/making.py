@@ -1,23 +1,30 @@
 """Making a character: photos -> faces -> synthetic views -> identity filter -> dataset, and the edits after it
 (reject a view, regenerate one, add real photos).
 
-Every photo is checked (a readable picture with one face, or the face the user picked) before anything is made.
-Views are generated one by one, scored against the photos' faces together, and those at or above the threshold
-become a normal dataset whose captions all carry the trigger word: from a captioner when one is named, else
-from the view's own prompt.
+Every photo is checked (a readable picture with one face, or the face the user picked for it) before anything is
+made. Views are generated one by one, scored against the photos' faces together, and those at or above the
+threshold become a normal dataset whose captions all carry the trigger word: from a captioner when one is named,
+else from the view's own prompt.
+
+Edits read the character again and change only their part of it in one transaction (another tab's edit made
+meanwhile is kept). A dataset deleted in the Datasets tab is made again from the kept views and the real photos at
+the next edit that needs it; an image deleted there takes its view out (``deleted in the Datasets tab``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from masuka.characters.faces import photo_face
+from masuka.characters.faces import open_photo, photo_face
 from masuka.characters.identity import check_threshold, likeness_crop, load_embedder, scores
 from masuka.characters.library import (
     character_dir,
@@ -31,7 +38,14 @@ from masuka.characters.views import ViewRequest, check_outfit, edit_models, make
 from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.captioning import CaptionRequest, caption_dataset
-from masuka.datasets.library import create_dataset, delete_dataset, delete_image, find_dataset, set_caption
+from masuka.datasets.library import (
+    create_dataset,
+    dataset_images,
+    delete_dataset,
+    delete_image,
+    find_dataset,
+    set_caption,
+)
 from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
 from masuka.image.tasks import open_picture
@@ -40,12 +54,17 @@ from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.validation import whole_number
 
+log = logging.getLogger(__name__)
 MAX_PHOTOS = 5
+MAX_FACE = 100
 #: a character dataset keeps small views (64 px and up) and refuses only exact look-alikes
 DATASET_OPTIONS = {"min_side": 64, "near_distance": 0}
 REAL_PHOTO = "a real photo"
 AUTO_CAPTIONER = "auto"
+DELETED_THERE = "deleted in the Datasets tab"
 Progress = Callable[[int, int, str], None]  # (views done, views in all, what happened)
+#: which face a photo's character is when it shows several: one number for every photo, or one per photo
+FacePick = int | str | Sequence[int | str | None] | None
 
 
 def chosen_captioner(choice: str) -> str:
@@ -84,7 +103,7 @@ class CharacterRequest:
     size: int | None = None
     threshold: float | None = None  # None: the identity model's own
     identity_model: str = ""
-    face: int | None = None  # which face (1 = biggest) when a photo shows several people
+    face: FacePick = None  # which face (1 = biggest) when a photo shows several people (see face_picks)
     skip_faces: bool = False  # a character that is not a person, or a style
     captioner: str = AUTO_CAPTIONER  # "auto": Florence-2 when downloaded; "" = captions from the view prompts
     outfit: str | Path | None = None  # a picture of the clothes every view wears (edit models taking several images)
@@ -113,13 +132,13 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     photos = [Path(p) for p in request.photos]
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise InvalidInput(f"Give 1 to {MAX_PHOTOS} photos of the character (got {len(photos)}).")
-    faces = [photo_face(path, request.face, request.skip_faces) for path in photos]
+    picks = face_picks(request.face, len(photos))
+    faces = [photo_face(path, pick, request.skip_faces) for path, pick in zip(photos, picks)]
     prompts = check_prompts(request.prompts) if request.prompts else pick_prompts(request.views, request.seed)
     threshold = check_threshold(request.threshold)
     if request.outfit:
         check_outfit(request.model)
-        with open_picture(request.outfit, "outfit reference") as picture:
-            outfit = picture.convert("RGB")
+        outfit = open_photo(request.outfit, "outfit reference").convert("RGB")
     if request.size is not None and not 64 <= int(request.size) <= 2048:
         raise InvalidInput(f"The view size must be 64-2048 pixels (got {request.size}).")
     if studio.store.count("datasets", "owner = ? and name = ?", [request.owner, request.name.strip()]):
@@ -130,62 +149,92 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     load_embedder(studio, request.owner, request.identity_model, on_download, faces=not request.skip_faces)
     params = {"model": request.model, "strength": request.strength, "steps": request.steps, "size": request.size,
               "seed": request.seed, "threshold": threshold, "identity_model": request.identity_model,
-              "face": request.face, "skip_faces": request.skip_faces,
+              "face": picks, "skip_faces": request.skip_faces,
               "captioner": chosen_captioner(request.captioner),
               "prompts": prompts}
     character = new_character(studio, request.name, request.owner, request.trigger, params)
     try:
-        character = _keep_photos(studio, character, photos, faces)
+        character, _added = _keep_photos(studio, character, photos, faces)
         if request.outfit:
             character = _keep_outfit(studio, character, outfit)
         views = _make_views(studio, character, prompts, on_progress, stop, allow_any_path)
         notes = _score(studio, character, views, on_download)
-        dataset = create_dataset(studio, character["name"], character["owner"], character["trigger"],
-                                 DEFAULT_TEMPLATE, DATASET_OPTIONS)
-        character = update_character(studio, character, dataset_id=dataset["id"],
-                                     state={**character["state"], "views": views, "dataset": dataset["name"]})
+        character = _new_dataset(studio, character)
+        character = update_character(studio, character, lambda state: state.update(views=views))
         refused = _add_to_dataset(studio, character, [(i, v) for i, v in enumerate(views) if v["kept"]],
                                   on_download)
     except BaseException:
         _discard(studio, character)
         raise
-    character = find_character(studio, character["id"], character["owner"], admin=True)
+    character = find_character(studio, character["id"], character["owner"])
     views = character["state"]["views"]
     rejected = [{"file": Path(v["file"]).name, "reason": v["reason"]} for v in views if not v["kept"]]
     return CharacterReport(character["id"], character["state"]["dataset"], sum(v["kept"] for v in views),
                            rejected + refused, notes)
 
 
+def face_picks(face: FacePick, count: int) -> list[int | None]:
+    """The face pick of each of ``count`` photos (None: the only face, else the photo is refused until one is
+    chosen): ``face`` is None or 0, one number for every photo, or one per photo in order (a list, or text such
+    as ``"2, 0"``; 0 = the only face). A pick matters only in a photo that shows several faces."""
+    if face is None or isinstance(face, int):
+        values: list = [face]
+    elif isinstance(face, str):
+        values = face.replace(",", " ").split() or [None]
+    else:
+        values = list(face) or [None]
+    if len(values) == 1:
+        values *= count
+    if len(values) != count:
+        raise InvalidInput(f"Give one face number for every photo, or one per photo in order ({count} photo(s), "
+                           f"{len(values)} face numbers).")
+    return [None if value is None else whole_number("the face number", value, 0, MAX_FACE) or None
+            for value in values]
+
+
+def _new_dataset(studio: Studio, character: dict) -> dict:
+    """A new dataset named like the character, linked to it; returns the character."""
+    dataset = create_dataset(studio, character["name"], character["owner"], character["trigger"], DEFAULT_TEMPLATE,
+                             DATASET_OPTIONS)
+    try:
+        return update_character(studio, character, lambda state: state.update(dataset=dataset["name"]),
+                                dataset_id=dataset["id"])
+    except NotFound:
+        delete_dataset(studio, dataset["id"], character["owner"])
+        raise
+
+
 def _discard(studio: Studio, character: dict) -> None:
-    row = studio.store.get("characters", character["id"])
-    if row and row["dataset_id"]:
-        try:
-            delete_dataset(studio, row["dataset_id"], row["owner"])
-        except NotFound:
-            pass
-    delete_character(studio, character["id"], character["owner"], admin=True)
+    """Remove what an unfinished character made; either part may be gone already (deleted meanwhile)."""
+    if character["dataset_id"] is not None:
+        with suppress(NotFound):
+            delete_dataset(studio, character["dataset_id"], character["owner"])
+    with suppress(NotFound):
+        delete_character(studio, character["id"], character["owner"])
 
 
-def _keep_photos(studio: Studio, character: dict, photos: list[Path], faces: list) -> dict:
-    """Copy the photos and their face crops into the character's folder."""
-    folder = character_dir(studio, character["id"])
-    (folder / "photos").mkdir(parents=True, exist_ok=True)
-    kept = list(character["state"]["photos"])
+def _keep_photos(studio: Studio, character: dict, photos: list[Path], faces: list) -> tuple[dict, list[dict]]:
+    """Copy the photos and their face crops into the character's folder; returns the character and the photos'
+    entries in its state."""
+    folder = character_dir(studio, character["id"]) / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
     for path, face in zip(photos, faces):
-        number = len(kept) + 1
-        photo, crop = folder / "photos" / f"photo-{number}.png", folder / "photos" / f"face-{number}.png"
+        name = uuid.uuid4().hex[:12]
+        photo, crop = folder / f"photo-{name}.png", folder / f"face-{name}.png"
         face.photo.save(photo)
         face.crop.save(crop)
-        kept.append({"photo": studio.config.relative(photo), "face": studio.config.relative(crop),
-                     "box": list(face.box) if face.box else None, "source": path.name})
-    return update_character(studio, character, state={**character["state"], "photos": kept})
+        entries.append({"photo": studio.config.relative(photo), "face": studio.config.relative(crop),
+                        "box": list(face.box) if face.box else None, "source": path.name})
+    return update_character(studio, character, lambda state: state["photos"].extend(entries)), entries
 
 
 def _keep_outfit(studio: Studio, character: dict, outfit: Image.Image) -> dict:
     """Copy the outfit reference into the character's folder; the views (and regenerated ones) use that copy."""
     path = character_dir(studio, character["id"]) / "photos" / "outfit.png"
     outfit.save(path)
-    return update_character(studio, character, params={**character["params"], "outfit": studio.config.relative(path)})
+    return update_character(studio, character,
+                            params={**character["params"], "outfit": studio.config.relative(path)})
 
 
 def _view_request(studio: Studio, character: dict) -> ViewRequest:
@@ -198,8 +247,13 @@ def _view_request(studio: Studio, character: dict) -> ViewRequest:
 def _new_view(studio: Studio, character: dict, description: str, seed: int, allow_any_path: bool) -> dict:
     photos = character["state"]["photos"]
     photo = studio.config.absolute(photos[seed % len(photos)]["photo"])
-    result = make_view(studio, character["owner"], photo, description, seed, _view_request(studio, character),
-                       allow_any_path)
+    try:
+        result = make_view(studio, character["owner"], photo, description, seed, _view_request(studio, character),
+                           allow_any_path)
+    except InvalidInput:  # its photo may have gone with it
+        _check_kept(studio, character)
+        raise
+    _check_kept(studio, character)
     return {"file": studio.config.relative(result.path), "prompt": description, "seed": result.seed,
             "generation": result.id, "score": None, "kept": False, "reason": "", "image": None}
 
@@ -214,6 +268,13 @@ def _make_views(studio: Studio, character: dict, prompts: list[str], on_progress
         if on_progress:
             on_progress(index + 1, len(prompts), description)
     return views
+
+
+def _check_kept(studio: Studio, character: dict) -> None:
+    """:class:`NotFound` saying so when the character was deleted (another tab) while a view of it was made."""
+    if studio.store.get("characters", character["id"]) is None:
+        raise NotFound(f"The character {character['name']!r} was deleted while a view of it was being made: "
+                       "nothing more was done.")
 
 
 def _score(studio: Studio, character: dict, views: list[dict],
@@ -240,72 +301,155 @@ def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | Non
                     on_download: Watch | None = None) -> list[dict]:
     """Add views (index, view) or real photos (None, photo) to the character's dataset, captioned with the trigger
     (by the character's captioner, else from the view prompt). Returns the files the dataset refused (duplicates)
-    with the reason."""
+    with the reason. A view remade meanwhile (another tab) keeps the new one: the image added for it goes."""
     owner, config = character["owner"], studio.config
     files = [config.absolute(item["file"] if index is not None else item["photo"]) for index, item in items]
-    report = add_images(studio, character["dataset_id"], owner, files, admin=True)
+    dataset = _dataset_of(studio, character)
+    if dataset is None:
+        raise NotFound(f"The dataset of character {character['name']!r} was deleted meanwhile: it is made again at "
+                       "the next edit or training.")
+    report = add_images(studio, dataset["id"], owner, files)
     added = {entry["file"]: entry["id"] for entry in report.added}
-    dataset = find_dataset(studio, character["dataset_id"], owner, admin=True)
     captioner = character["params"].get("captioner")
-    state = character["state"]
+    images: list[tuple[int | None, dict, int]] = []
     for (index, item), path in zip(items, files):
         image_id = added.get(path.name)
         if image_id is None:
             continue
+        images.append((index, item, image_id))
         if not captioner:
             description = item["prompt"] if index is not None else REAL_PHOTO
             set_caption(studio, image_id, apply_template(dataset["template"], dataset["trigger"], description),
-                        owner, admin=True, source="character")
-        if index is not None:
-            state["views"][index]["image"] = image_id
-        else:
-            item["image"] = image_id
-    update_character(studio, character, state=state)
+                        owner, source="character")
+    stale: list[int] = []
+
+    def link(state: dict) -> None:
+        photos = {photo["photo"]: photo for photo in state["photos"]}
+        for index, item, image_id in images:
+            if index is None:
+                target = photos.get(item["photo"])
+            else:
+                target = state["views"][index]
+                target = target if target["generation"] == item["generation"] else None
+            if target is None:
+                stale.append(image_id)
+            else:
+                target["image"] = image_id
+
+    update_character(studio, character, link)
+    for image_id in stale:
+        _drop_image(studio, image_id, owner)
     if captioner and added:  # only the new images: they are the ones without a caption
-        caption_dataset(studio, CaptionRequest(dataset["id"], owner, captioner, admin=True), watch=on_download)
+        caption_dataset(studio, CaptionRequest(dataset["id"], owner, captioner), watch=on_download)
     return [r.to_dict() for r in report.rejected]
 
 
+def _dataset_of(studio: Studio, character: dict) -> dict | None:
+    """The character's dataset; None when it has none yet or it was deleted (Datasets tab)."""
+    if character["dataset_id"] is None:
+        return None
+    try:
+        return find_dataset(studio, character["dataset_id"], character["owner"])
+    except NotFound:
+        return None
+
+
+def _drop_image(studio: Studio, image_id: int | None, owner: str) -> None:
+    """Take an image out of the character's dataset; one deleted already (Datasets tab) is gone as wanted."""
+    if image_id is not None:
+        with suppress(NotFound):
+            delete_image(studio, image_id, owner)
+
+
+def ensure_dataset(studio: Studio, character: dict, on_download: Watch | None = None) -> dict:
+    """The character with its dataset as the Datasets tab left it: made again from the kept views and the real
+    photos when it was deleted there, and each view whose image was deleted there taken out. A character still
+    being made (no dataset yet) is returned as it is."""
+    if character["dataset_id"] is None:
+        return character
+    dataset = _dataset_of(studio, character)
+    if dataset is None:
+        return _remake_dataset(studio, character, on_download)
+    present = {row["id"] for row in dataset_images(studio, dataset["id"])}
+
+    def forget(state: dict) -> None:
+        for view in state["views"]:
+            if view["image"] is not None and view["image"] not in present:
+                view.update(kept=False, image=None, reason=DELETED_THERE)
+        for photo in state["photos"]:  # the real photos added to the dataset (the first ones are not in it)
+            if photo.get("image") is not None and photo["image"] not in present:
+                photo["image"] = None
+
+    return update_character(studio, character, forget)
+
+
+def _remake_dataset(studio: Studio, character: dict, on_download: Watch | None) -> dict:
+    """A new dataset for a character whose dataset was deleted: its kept views and real photos, captioned again."""
+    name, owner = character["name"], character["owner"]
+    if studio.store.count("datasets", "owner = ? and name = ?", [owner, name]):
+        raise InvalidInput(f"The dataset of character {name!r} was deleted, and another dataset of yours is named "
+                           f"{name!r} now: rename or delete that one, and the character's is made again.")
+    log.info("the dataset of character %s was deleted: making it again", character["id"])
+    character = _new_dataset(studio, character)
+    state = character["state"]
+    items: list[tuple[int | None, dict]] = [(i, v) for i, v in enumerate(state["views"]) if v["kept"]]
+    items += [(None, photo) for photo in state["photos"] if "image" in photo]  # those added to the dataset
+    _add_to_dataset(studio, character, items, on_download)
+    return find_character(studio, character["id"], owner)
+
+
 def reject_view(studio: Studio, ref: str | int, owner: str, index: int, admin: bool = False) -> dict:
-    """Take view ``index`` (from 1) out of the dataset; it stays listed as rejected by the user."""
+    """Take view ``index`` (from 1) out of the dataset; it stays listed as rejected by you."""
     character = find_character(studio, ref, owner, admin)
-    _position, view = _view(character["state"]["views"], index)
-    if view["image"]:
-        delete_image(studio, view["image"], character["owner"], admin=True)
-    view.update(kept=False, image=None, reason="rejected by you")
-    return update_character(studio, character, state=character["state"])
+    position, _old = _view(character["state"]["views"], index)
+    removed: list[int | None] = []
+
+    def reject(state: dict) -> None:
+        view = state["views"][position]
+        removed.append(view["image"])
+        view.update(kept=False, image=None, reason="rejected by you")
+
+    character = update_character(studio, character, reject)
+    _drop_image(studio, removed[0], character["owner"])
+    return character
 
 
 def regenerate_view(studio: Studio, ref: str | int, owner: str, index: int, admin: bool = False,
                     on_download: Watch | None = None) -> dict:
     """Make view ``index`` (from 1) again with a new seed, score it, and put it in the dataset when it passes."""
-    character = find_character(studio, ref, owner, admin)
+    character = ensure_dataset(studio, find_character(studio, ref, owner, admin), on_download)
     views = character["state"]["views"]
     position, old = _view(views, index)
     view = _new_view(studio, character, old["prompt"], max(v["seed"] for v in views) + 1, allow_any_path=False)
     _score(studio, character, [view], on_download)
-    if old["image"]:
-        delete_image(studio, old["image"], character["owner"], admin=True)
-    views[position] = view
-    character = update_character(studio, character, state=character["state"])
+    replaced: list[int | None] = []
+
+    def swap(state: dict) -> None:
+        replaced.append(state["views"][position]["image"])
+        state["views"][position] = view
+
+    character = update_character(studio, character, swap)
+    _drop_image(studio, replaced[0], character["owner"])
     if view["kept"] and character["dataset_id"]:
         _add_to_dataset(studio, character, [(position, view)], on_download)
-    return find_character(studio, character["id"], character["owner"], admin=True)
+    return find_character(studio, character["id"], character["owner"])
 
 
-def add_photos(studio: Studio, ref: str | int, owner: str, photos: list[str | Path], admin: bool = False) -> dict:
-    """Add real photos of the character: kept with the others and added to its dataset as they are."""
+def add_photos(studio: Studio, ref: str | int, owner: str, photos: list[str | Path], admin: bool = False,
+               face: FacePick = None) -> dict:
+    """Add real photos of the character (``face``: which face in each, as :func:`face_picks` reads it): kept with
+    the others and added to its dataset as they are."""
     character = find_character(studio, ref, owner, admin)
     paths = [Path(p) for p in photos]
     if not paths or len(character["state"]["photos"]) + len(paths) > 4 * MAX_PHOTOS:
         raise InvalidInput(f"Add 1 or more photos; a character keeps at most {4 * MAX_PHOTOS}.")
-    params = character["params"]
-    faces = [photo_face(path, params.get("face"), params.get("skip_faces", False)) for path in paths]
-    before = len(character["state"]["photos"])
-    character = _keep_photos(studio, character, paths, faces)
+    skip_faces = character["params"].get("skip_faces", False)
+    faces = [photo_face(path, pick, skip_faces) for path, pick in zip(paths, face_picks(face, len(paths)))]
+    character = ensure_dataset(studio, character)
+    character, added = _keep_photos(studio, character, paths, faces)
     if character["dataset_id"]:
-        _add_to_dataset(studio, character, [(None, p) for p in character["state"]["photos"][before:]])
-    return find_character(studio, character["id"], character["owner"], admin=True)
+        _add_to_dataset(studio, character, [(None, photo) for photo in added])
+    return find_character(studio, character["id"], character["owner"])
 
 
 def _view(views: list[dict], number: int) -> tuple[int, dict]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import suppress
 from dataclasses import fields
 from typing import Any
 
 from masuka import jobs
 from masuka.characters.library import find_character, update_character
+from masuka.characters.making import ensure_dataset
 from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import ImageRequest
 from masuka.image.grid import Axis, plan_grid, run_grid
 from masuka.store import LOCAL_USER
@@ -32,7 +34,8 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
                     weight: float = DEFAULT_WEIGHT, interrupt: threading.Event | None = None, **options: Any) -> int:
     """Queue a training run on the character's dataset (the preset, then ``options``: any :class:`TrainOptions`
     field); returns the run id. When it completes the LoRA gets the default ``weight`` and a test grid.
-    ``interrupt`` (set by a signal) saves a checkpoint and marks the run ``interrupted``."""
+    ``interrupt`` (set by a signal) saves a checkpoint and marks the run ``interrupted``. A dataset deleted in the
+    Datasets tab is made again first (:func:`ensure_dataset`)."""
     character = find_character(studio, ref, owner, admin)
     if not character["dataset_id"]:
         raise InvalidInput(f"Character {character['name']!r} has no dataset yet: create its views first.")
@@ -43,11 +46,11 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     if unknown:
         raise InvalidInput(f"Unknown training option(s): {', '.join(unknown)}.")
     settings = {**CHARACTER_PRESET, **{k: v for k, v in options.items() if v is not None}}
+    character = ensure_dataset(studio, character)
     run_id = create_run(studio, TrainOptions(dataset=str(character["dataset_id"]), base=base, **settings),
                         character["owner"])
-    state = character["state"]
-    update_character(studio, character, state={**state, "runs": [*state.get("runs", []), run_id],
-                                               "weight": float(weight)})
+    update_character(studio, character, lambda state: state.update(runs=[*state.get("runs", []), run_id],
+                                                                   weight=float(weight)))
     studio.runner().submit(run_id, lambda ctx: _train(studio, character["id"], ctx), lane=LANE,
                        ctx=RunContext(studio.store, run_id, interrupt))
     return run_id
@@ -55,15 +58,19 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
 
 def _train(studio: Studio, character_id: int, ctx: RunContext) -> None:
     execute_run(studio, ctx)
-    finish_character(studio, character_id, ctx.job_id)
+    with suppress(NotFound):  # the character was deleted while its run finished: the LoRA stays in the library
+        finish_character(studio, character_id, ctx.job_id)
 
 
 def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | None:
-    """Link the run's LoRA to the character (default weight in the library) and render the test grid."""
+    """Link the run's LoRA to the character (default weight in the library) and render the test grid; None when
+    the character is gone or the run is not one of its own."""
     character = studio.store.get("characters", character_id)
     run = jobs.get(studio.store, run_id)
+    if character is None or run_id not in character["state"].get("runs", []) or run.owner != character["owner"]:
+        return None
     result = run.result
-    if character is None or not result.get("lora_id"):
+    if not result.get("lora_id"):
         return character
     weight = character["state"].get("weight", DEFAULT_WEIGHT)
     lora = studio.store.existing("loras", result["lora_id"])
@@ -72,11 +79,11 @@ def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | N
     character = update_character(studio, character, lora=lora["name"])
     try:
         grid = test_grid(studio, character, run)
-        state = {**character["state"], "grid": studio.config.relative(grid), "grid_error": None}
+        outcome = {"grid": studio.config.relative(grid), "grid_error": None}
     except Exception as error:  # the LoRA is done; a grid that fails is reported, not a failed run
         log.warning("test grid of character %s failed: %s", character_id, error)
-        state = {**character["state"], "grid_error": str(error)}
-    return update_character(studio, character, state=state)
+        outcome = {"grid_error": str(error)}
+    return update_character(studio, character, lambda state: state.update(outcome))
 
 
 def test_grid(studio: Studio, character: dict, run: jobs.JobRow) -> Any:

@@ -11,6 +11,8 @@ from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER, UNFINISHED
 
 FOLLOW_S = 2.0
+FACE_HELP = ("which face when a photo shows several (1 = biggest): once for every photo, or once per photo in "
+             "order (0 = the only face)")
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -42,7 +44,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         f"similarity; default: the identity model's own, {OWN_THRESHOLDS})")
     create.add_argument("--identity-model", default="", help="face-embedding model: an ONNX face-recognition model "
                         "or a transformers image model (repo id or folder), or 'clip'; default SFace")
-    create.add_argument("--face", type=int, help="which face when a photo shows several (1 = biggest)")
+    create.add_argument("--face", type=int, action="append", help=FACE_HELP)
     create.add_argument("--not-a-person", action="store_true", help="skip face checks (a creature, an object, "
                         "a style)")
     create.add_argument("--captioner", default="auto", help="caption the views with this captioner (florence2, "
@@ -79,8 +81,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     for action, text in (("reject", "take a view out of the dataset"),
                          ("regenerate", "make a view again with a new seed")):
         named(action, text, run_view_edit).add_argument("view", type=int, help="view number (from `character show`)")
-    named("add-photos", "add real photos to the character's dataset", run_add_photos).add_argument(
-        "paths", nargs="+", metavar="PATH")
+    add_photos = named("add-photos", "add real photos to the character's dataset", run_add_photos)
+    add_photos.add_argument("paths", nargs="+", metavar="PATH")
+    add_photos.add_argument("--face", type=int, action="append", help=FACE_HELP)
     named("delete", "delete a character (its dataset and LoRA stay)", run_delete).add_argument(
         "--yes", action="store_true", required=True, help="confirm the deletion")
 
@@ -184,7 +187,7 @@ def run_add_photos(args: argparse.Namespace) -> int:
     from masuka.characters.making import add_photos
 
     studio = open_studio(args)
-    return _show(args, add_photos(studio, args.name, LOCAL_USER, args.paths), studio)
+    return _show(args, add_photos(studio, args.name, LOCAL_USER, args.paths, face=args.face), studio)
 
 
 def run_delete(args: argparse.Namespace) -> int:

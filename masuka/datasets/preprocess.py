@@ -19,6 +19,7 @@ CROPS = ("none", "center", "face")
 SIZES = (512, 768, 1024, 1536)
 MIN_SIZE, MAX_SIZE = 64, 4096
 SHARPNESS_SIDE = 512  # sharpness is measured at this longest side, so one threshold fits every resolution
+DETECT_SIDES = (640, 2048)  # faces are looked for at this longest side, then at the next when none is found
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,21 @@ def cascade(name: str = "haarcascade_frontalface_default.xml") -> Any:
 
 
 def find_faces(image: Image.Image) -> list[tuple[int, int, int, int]]:
-    """Every frontal face as (left, top, width, height) in ``image`` pixels, the largest first."""
+    """Every frontal face as (left, top, width, height) in ``image`` pixels, the largest first.
+
+    The search runs on a copy at most ``DETECT_SIDES[0]`` pixels long (quick, and enough for a face that fills a
+    good part of the picture); when it finds none, again at each larger side, so a small face in a large photo
+    (a 12 MP group photo) is found too."""
     import numpy as np
 
     grey = image.convert("L")
-    scale = min(1.0, 640 / max(grey.size))
-    if scale < 1:
-        grey = grey.resize((round(grey.width * scale), round(grey.height * scale)), Image.Resampling.BILINEAR)
-    found = cascade().detectMultiScale(np.asarray(grey), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+    for side in DETECT_SIDES:
+        scale = min(1.0, side / max(grey.size))
+        small = grey if scale == 1 else grey.resize((round(grey.width * scale), round(grey.height * scale)),
+                                                    Image.Resampling.BILINEAR)
+        found = cascade().detectMultiScale(np.asarray(small), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+        if len(found) or scale == 1:
+            break
     boxes = sorted(found, key=lambda box: box[2] * box[3], reverse=True)
     return [tuple(round(v / scale) for v in box) for box in boxes]
 

@@ -4,6 +4,9 @@
 The rewrite comes from any OpenAI-compatible chat endpoint (``POST {base}/chat/completions``: OpenAI,
 OpenRouter, a local server) when one is set, else from a small local instruct LLM through transformers
 (downloaded on first use). A failure raises :class:`PromptOptimizerError` and leaves the user's prompt as it was.
+
+The answer is cleaned (reasoning, labels, quotes), checked like typed text, and any trigger word (of the user's
+characters and LoRAs) or ``<lora:…>`` tag the prompt had and the rewrite lost is put back in front.
 """
 
 from __future__ import annotations
@@ -11,18 +14,24 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from masuka.config import env_number
-from masuka.errors import ProviderError
+from masuka.datasets.caption_template import has_trigger
+from masuka.errors import InvalidInput, ProviderError
 from masuka.image.aid_settings import AidSettings, load_aid_settings
+from masuka.image.metadata import LORA_TAG
 from masuka.jobs import Watch
 from masuka.models.manage import fetch_for_use
 from masuka.services import PROMPT_LLM
 from masuka.studio import Studio
+from masuka.validation import plain_text
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 INSTRUCTIONS = {
@@ -37,7 +46,7 @@ ATTEMPTS = 3
 MAX_WAIT_S = 10.0
 MAX_NEW_TOKENS = 160
 MAX_CHARS = 4000  # the generation form's prompt limit
-THINKING = re.compile(r"<think>.*?</think>", re.S)
+THINKING = re.compile(r"<think>.*?(</think>|$)", re.S)  # unclosed: the answer ran out while reasoning
 
 
 class PromptOptimizerError(ProviderError):
@@ -71,11 +80,16 @@ def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
     if not detailed:
         raise PromptOptimizerError(f"The prompt optimizer ({source}) gave an empty answer; your prompt was not "
                                    "changed. Try again or turn the optimizer off.")
-    return Optimized(detailed, prompt.strip(), source)
+    try:
+        plain_text("the optimized prompt", detailed, MAX_CHARS)
+    except InvalidInput as error:
+        raise PromptOptimizerError(f"The prompt optimizer ({source}) gave an answer that cannot be used ({error}); "
+                                   "your prompt was not changed.") from None
+    return Optimized(_restore(prompt.strip(), detailed, _known_triggers(studio, owner)), prompt.strip(), source)
 
 
 def timeout_s() -> float:
-    """Seconds to wait for the chat endpoint (``MASUKA_PROMPT_LLM_TIMEOUT_S``)."""
+    """Seconds one request to the chat endpoint may take, to its last byte (``MASUKA_PROMPT_LLM_TIMEOUT_S``)."""
     return env_number("MASUKA_PROMPT_LLM_TIMEOUT_S", 60.0, float, minimum=0.1)
 
 
@@ -94,7 +108,7 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
     unchanged = "your prompt was not changed"
     for attempt in range(ATTEMPTS):
         try:
-            response = httpx.post(url, json=body, headers=headers, timeout=timeout_s())
+            response = _post(url, body, headers)
         except httpx.TimeoutException:
             raise PromptOptimizerError(f"The prompt optimizer at {host} did not answer within {timeout_s():g} s; "
                                        f"{unchanged}. Try again, or set MASUKA_PROMPT_LLM_TIMEOUT_S.") from None
@@ -115,11 +129,38 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
             raise PromptOptimizerError(f"The prompt optimizer at {host} answered HTTP {status}{busy}: "
                                        f"{provider_message(response)[:200]}; {unchanged}.")
         try:
-            return str(response.json()["choices"][0]["message"]["content"] or "")
+            return _text(response.json()["choices"][0]["message"]["content"])
         except (ValueError, KeyError, IndexError, TypeError):
             raise PromptOptimizerError(f"The prompt optimizer at {host} did not answer like an OpenAI-compatible "
                                        f"chat endpoint; {unchanged}.") from None
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _post(url: str, body: dict, headers: dict) -> httpx.Response:
+    """The answer to one POST, read whole within :func:`timeout_s` (httpx's timeout bounds each read only: a
+    server sending a byte now and then would hold it for ever); :class:`httpx.ReadTimeout` past it."""
+    import httpx
+
+    limit = timeout_s()
+    deadline = time.monotonic() + limit
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=limit) as response:
+        content = bytearray()
+        for chunk in response.iter_raw():
+            content += chunk
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"no whole answer within {limit:g} s", request=response.request)
+    return httpx.Response(response.status_code, headers=response.headers, content=bytes(content),
+                          request=response.request)
+
+
+def _text(content: Any) -> str:
+    """A chat answer's text: the string, or the text parts of a list of content parts joined."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, list):
+        raise TypeError(f"message content is a {type(content).__name__}")
+    return "".join(part if isinstance(part, str) else str(part.get("text") or "") for part in content
+                   if isinstance(part, str) or (isinstance(part, dict) and part.get("type") == "text"))
 
 
 def _ask_local(studio: Studio, source: str, messages: list[dict]) -> str:
@@ -154,8 +195,28 @@ def _ask_local(studio: Studio, source: str, messages: list[dict]) -> str:
 
 
 def _clean(answer: str) -> str:
-    """The prompt alone: no reasoning block, label, surrounding quotes or line breaks; at most MAX_CHARS."""
-    text = THINKING.sub("", answer).strip()
+    """The prompt alone: no reasoning (a block, an unclosed one, or one whose opening tag the chat template
+    wrote), label, surrounding quotes or line breaks; at most MAX_CHARS."""
+    text = THINKING.sub("", answer).rpartition("</think>")[2].strip()
     text = re.sub(r"^(optimi[sz]ed |detailed |improved )?(prompt|tags)\s*:\s*", "", text, flags=re.I)
     text = " ".join(text.strip().strip("\"'`").split())
+    return text[:MAX_CHARS].rstrip()
+
+
+def _known_triggers(studio: Studio, owner: str) -> list[str]:
+    """The trigger words of the user's characters and of the LoRAs they may use."""
+    from masuka.characters.library import list_characters
+    from masuka.loras.library import list_loras
+
+    return [row["trigger"] for row in [*list_characters(studio, owner), *list_loras(studio, owner)]
+            if row.get("trigger")]
+
+
+def _restore(original: str, rewrite: str, triggers: Iterable[str]) -> str:
+    """``rewrite`` with what it must not lose put back in front: the ``<lora:…>`` tags of ``original`` and those
+    of ``triggers`` that ``original`` has; at most MAX_CHARS."""
+    tags = [tag.group(0) for tag in LORA_TAG.finditer(original) if tag.group(0) not in rewrite]
+    lost = [word for word in dict.fromkeys(triggers) if has_trigger(original, word) and not has_trigger(rewrite, word)]
+    front = " ".join([*tags, ", ".join(lost)]).strip()
+    text = f"{front}, {rewrite}" if lost else f"{front} {rewrite}".strip()
     return text[:MAX_CHARS].rstrip()

@@ -29,7 +29,7 @@ class CreationForm:
     trigger: gr.Textbox
     photos: gr.File
     not_a_person: gr.Checkbox
-    face: gr.Number
+    face: gr.Textbox
     model: gr.Dropdown
     views: gr.Slider
     strength: gr.Slider
@@ -65,6 +65,7 @@ class CharacterPanel:
     reject: gr.Button
     regenerate: gr.Button
     real_photos: gr.File
+    real_face: gr.Textbox
     add: gr.Button
     base: gr.Dropdown
     train_steps: gr.Number
@@ -93,7 +94,7 @@ def build(ctx: UIContext) -> None:
     for action, button in (("reject", panel.reject), ("regenerate", panel.regenerate)):
         button.click(bind(edit_view, studio), [character, panel.view, gr.State(action)], details,
                      api_name=f"{action}_character_view", **ctx.gpu_event())
-    panel.add.click(bind(add_real_photos, studio), [character, panel.real_photos], details,
+    panel.add.click(bind(add_real_photos, studio), [character, panel.real_photos, panel.real_face], details,
                     api_name="add_character_photos")
     run_info = gr.JSON(visible=False, label="Training run")
     panel.train.click(bind(train_character, studio), [character, panel.base, panel.train_steps, panel.weight],
@@ -128,8 +129,7 @@ def _creation() -> CreationForm:
     with gr.Row():
         not_a_person = gr.Checkbox(False, label="Not a person (skip face checks)",
                                    info="For a creature, an object or a style: no face is looked for")
-        face = gr.Number(0, precision=0, minimum=0, label="Face number (0 = the only face)",
-                         info="When a photo shows several people: 1 is the biggest face")
+        face = _face_box()
     model = gr.Dropdown(view_models, value=making.default_view_model(), allow_custom_value=True,
                         label="View model", info=f"Edit models take the photo as a reference (GPU memory: "
                                                  f"{vram}); others start from it (image-to-image)")
@@ -178,6 +178,7 @@ def _character_panel() -> CharacterPanel:
         regenerate = gr.Button("Regenerate view", scale=1)
     with gr.Row():
         real_photos = gr.File(file_count="multiple", file_types=["image"], label="Real photos", scale=3)
+        real_face = _face_box()
         add = gr.Button("Add real photos", scale=1)
     with gr.Row():
         trainable = trainable_models()
@@ -188,8 +189,15 @@ def _character_panel() -> CharacterPanel:
     train = gr.Button("Train character LoRA", variant="primary")
     grid = gr.Image(label="Test grid (after training)", type="filepath", interactive=False)
 
-    return CharacterPanel(character, refresh, status, faces, gallery, view, reject, regenerate, real_photos, add,
-                          base, train_steps, weight, train, grid)
+    return CharacterPanel(character, refresh, status, faces, gallery, view, reject, regenerate, real_photos,
+                          real_face, add, base, train_steps, weight, train, grid)
+
+
+def _face_box() -> gr.Textbox:
+    """Which face is the character in photos that show several people."""
+    return gr.Textbox("", label="Face number (empty or 0 = the only face)", placeholder="2, or 2, 0, 1",
+                      info="When a photo shows several people: 1 is the biggest face. One number for every photo, "
+                           "or one per photo in order")
 
 
 @friendly
@@ -228,7 +236,7 @@ def uploaded(studio: Studio, path: str) -> Path:
 @friendly
 def create_character(studio: Studio, name: str, trigger: str, photos: list[str] | None, model: str = "sdxl",
                      views: int = DEFAULT_VIEWS, prompts: str = "", strength: float = DEFAULT_STRENGTH,
-                     threshold: float = 0, not_a_person: bool = False, face: int = 0,
+                     threshold: float = 0, not_a_person: bool = False, face: str = "",
                      identity_model: str = "", captioner: str = "auto", size: int = 0, steps: int = 0,
                      seed: int = 0, outfit: str | None = None, request: gr.Request = None, progress=gr.Progress()):
     """Check the photos, make the views (dressed as in ``outfit`` when given), score them and keep the likely ones
@@ -238,7 +246,7 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
         name=name, photos=uploads(studio, photos), trigger=trigger, owner=user_of(request), model=model,
         views=int(views), prompts=picked, seed=int(seed or 0), strength=float(strength),
         steps=int(steps or 0) or None, size=int(size or 0) or None, threshold=float(threshold or 0) or None,
-        identity_model=identity_model, face=int(face or 0) or None, skip_faces=bool(not_a_person),
+        identity_model=identity_model, face=face or None, skip_faces=bool(not_a_person),
         captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None),
         on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
         stop=studio.stops.arm(_stop_key(request)))
@@ -258,8 +266,10 @@ def edit_view(studio: Studio, character: str, number: int, action: str, request:
 
 
 @friendly
-def add_real_photos(studio: Studio, character: str, photos: list[str] | None, request: gr.Request = None):
-    making.add_photos(studio, character, user_of(request), uploads(studio, photos), is_admin(studio, request))
+def add_real_photos(studio: Studio, character: str, photos: list[str] | None, face: str = "",
+                    request: gr.Request = None):
+    making.add_photos(studio, character, user_of(request), uploads(studio, photos), is_admin(studio, request),
+                      face or None)
     return show(studio, character, request)
 
 

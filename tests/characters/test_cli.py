@@ -14,7 +14,7 @@ from masuka.config import Config
 from masuka.errors import NotFound
 from masuka.studio import Studio
 
-from .test_making import request
+from .test_making import request, two_faces
 
 
 def cli(capsys, data_dir, *argv) -> tuple[int, dict | None, str]:
@@ -41,6 +41,12 @@ def test_character_create_show_list_and_delete_from_the_command_line(capsys, tmp
                                      "dataset": "anna", "images": 2, "lora": None}]
     code, rejected, _ = cli(capsys, data, "character", "reject", "anna", "1")
     assert code == 0 and rejected["images"] == 1 and rejected["views"][0]["reason"] == "rejected by you"
+    group = str(two_faces(tmp_path, portrait))
+    code, _, err = cli(capsys, data, "character", "add-photos", "anna", group)
+    assert code == 2 and "two.png shows 2 faces: choose which one" in err
+    code, added, _ = cli(capsys, data, "character", "add-photos", "anna", group, str(portrait), "--face", "2",
+                         "--face", "0")
+    assert code == 0 and len(added["photos"]) == 3
 
     code, refused, err = cli(capsys, data, "character", "create", "bea", "--photo", str(no_face), "--trigger", "x")
     assert (code, refused) == (2, None)

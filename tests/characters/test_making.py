@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from masuka.characters import making
 from masuka.characters.faces import crop_box, photo_face
 from masuka.characters.identity import load_embedder, scores
-from masuka.characters.library import find_character, list_characters
+from masuka.characters.library import delete_character, find_character, list_characters, new_character
 from masuka.characters.making import (
+    DELETED_THERE,
     CharacterRequest,
     add_photos,
     chosen_captioner,
@@ -18,9 +20,11 @@ from masuka.characters.making import (
     reject_view,
 )
 from masuka.characters.prompts import pick_prompts
+from masuka.characters.training import finish_character
 from masuka.characters.views import ViewRequest, view_size
+from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import has_trigger
-from masuka.datasets.library import dataset_images, find_dataset
+from masuka.datasets.library import create_dataset, dataset_images, delete_dataset, delete_image, find_dataset
 from masuka.errors import InvalidInput, NotFound
 from tests.datasets.tiny_captioners import save_tiny_florence2
 
@@ -60,12 +64,18 @@ def test_a_photo_without_a_face_is_refused_unless_face_checks_are_off(no_face):
     assert photo_face(no_face, skip_faces=True).crop.size == (320, 256)
 
 
-def test_several_faces_need_a_choice(tmp_path, portrait):
+def two_faces(folder, portrait):
+    """A photo of two people: the portrait's head, and a smaller copy of it on the right."""
     head = Image.open(portrait).convert("RGB").crop((100, 0, 400, 300))
     pair = Image.new("RGB", (560, 300))
     pair.paste(head, (0, 0))
-    pair.paste(head.resize((240, 240)), (320, 30))  # a second, smaller face on the right
-    pair.save(tmp_path / "two.png")
+    pair.paste(head.resize((240, 240)), (320, 30))
+    pair.save(folder / "two.png")
+    return folder / "two.png"
+
+
+def test_several_faces_need_a_choice(tmp_path, portrait):
+    two_faces(tmp_path, portrait)
     with pytest.raises(InvalidInput, match="shows 2 faces: choose which one"):
         photo_face(tmp_path / "two.png")
     assert photo_face(tmp_path / "two.png", pick=1).box[0] < 300 < photo_face(tmp_path / "two.png", pick=2).box[0]
@@ -154,8 +164,9 @@ def test_auto_captioner_is_florence_once_it_is_downloaded(monkeypatch, tmp_path)
     for folder in ("snapshots/abc", "refs", "blobs"):
         (repo / folder).mkdir(parents=True)
     (repo / "refs" / "main").write_text("abc")
-    (repo / "blobs" / "config").write_text("{}")
-    (repo / "snapshots" / "abc" / "config.json").symlink_to(repo / "blobs" / "config")
+    for name, blob in (("config.json", "config"), ("model.safetensors", "weights")):  # a complete download
+        (repo / "blobs" / blob).write_text("{}")
+        (repo / "snapshots" / "abc" / name).symlink_to(repo / "blobs" / blob)
     assert chosen_captioner("auto") == "florence-community/Florence-2-base"
 
 
@@ -205,3 +216,116 @@ def test_an_outfit_reference_needs_a_model_that_takes_several_images(studio, tin
     with pytest.raises(InvalidInput, match="outfit reference .*does not exist"):
         create_character(studio, request(tiny_model("flux2"), tiny_clip, portrait, outfit=tmp_path / "none.png"))
     assert list_characters(studio, "local") == []
+
+
+def test_one_face_number_per_photo_and_for_added_photos(studio, tiny_model, tiny_clip, portrait, tmp_path):
+    two = two_faces(tmp_path, portrait)
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, two, photos=[two, portrait], face=2,
+                                              views=1))
+    boxes = [p["box"] for p in find_character(studio, report.character, "local")["state"]["photos"]]
+    assert boxes[0][0] > 300 and boxes[1][0] < 300, "face 2 of the group photo, the only face of the other"
+    with pytest.raises(InvalidInput, match="one per photo in order \\(2 photo\\(s\\), 3 face numbers\\)"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, two, name="bea", photos=[two, two],
+                                         face=[1, 2, 1]))
+    added = add_photos(studio, "anna", "local", [two, two], face="1, 2")["state"]["photos"][2:]
+    assert added[0]["box"][0] < 300 < added[1]["box"][0]
+    with pytest.raises(InvalidInput, match="shows 2 faces: choose which one"):
+        add_photos(studio, "anna", "local", [two])
+
+
+def test_a_large_photo_is_brought_down_and_a_small_face_in_it_is_found(tmp_path, portrait):
+    head = Image.open(portrait).convert("RGB").crop((100, 0, 400, 300)).resize((300, 300))  # a ~100 px face
+    photo = Image.new("RGB", (6000, 4000), (120, 130, 140))
+    photo.paste(head, (2000, 1500))
+    photo.save(tmp_path / "24mp.jpg", quality=90)
+    face = photo_face(tmp_path / "24mp.jpg")
+    assert face.photo.size == (4096, 2731) and face.faces == 1
+    assert 1300 < face.box[0] < 1500 and 60 < face.box[2] < 90, "the face, in the kept photo's pixels"
+
+
+def test_an_edit_made_meanwhile_in_another_tab_is_kept(studio, tiny_model, tiny_clip, portrait, monkeypatch):
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2))
+    make_view = making.make_view
+
+    def slow_view(*args, **kwargs):  # while view 2 is made again, view 1 is rejected in another tab
+        reject_view(studio, "anna", "local", 1)
+        return make_view(*args, **kwargs)
+
+    monkeypatch.setattr(making, "make_view", slow_view)
+    views = regenerate_view(studio, "anna", "local", 2)["state"]["views"]
+    assert views[0]["reason"] == "rejected by you" and views[0]["image"] is None and views[1]["seed"] == 2
+    dataset = find_dataset(studio, "anna", "local")
+    assert [row["id"] for row in dataset_images(studio, dataset["id"])] == [views[1]["image"]]
+
+
+def test_images_and_datasets_deleted_in_the_datasets_tab_are_taken_in_stride(studio, tiny_model, tiny_clip,
+                                                                            portrait):
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=3))
+    views = find_character(studio, "anna", "local")["state"]["views"]
+    delete_image(studio, views[0]["image"], "local")
+    delete_image(studio, views[2]["image"], "local")
+    assert reject_view(studio, "anna", "local", 3)["state"]["views"][2]["reason"] == "rejected by you"
+    generations = studio.store.count("generations")
+    views = regenerate_view(studio, "anna", "local", 2)["state"]["views"]
+    assert studio.store.count("generations") == generations + 1
+    assert views[0]["reason"] == DELETED_THERE and not views[0]["kept"] and views[1]["kept"]
+
+    delete_dataset(studio, "anna", "local")
+    assert reject_view(studio, "anna", "local", 2)["state"]["views"][1]["image"] is None
+    regenerate_view(studio, "anna", "local", 1)
+    character = add_photos(studio, "anna", "local", [portrait])
+    dataset = find_dataset(studio, "anna", "local")
+    assert character["dataset_id"] == dataset["id"], "made again"
+    images = [row["id"] for row in dataset_images(studio, dataset["id"])]
+    kept = [v["image"] for v in character["state"]["views"] if v["kept"]]
+    assert images == [*kept, character["state"]["photos"][1]["image"]] and len(kept) == 1
+    delete_dataset(studio, "anna", "local")
+    create_dataset(studio, "anna", "local")
+    with pytest.raises(InvalidInput, match="another dataset of yours is named 'anna' now"):
+        add_photos(studio, "anna", "local", [portrait])
+
+
+def test_edits_never_reach_another_user_s_dataset_or_attach_another_s_run(studio, tiny_model, tiny_clip, portrait,
+                                                                        tmp_path):
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+    bob = create_dataset(studio, "private", "bob")
+    Image.new("RGB", (256, 256), "teal").save(tmp_path / "bob.png")
+    [bobs] = [entry["id"] for entry in add_images(studio, bob["id"], "bob", [tmp_path / "bob.png"]).added]
+    character = find_character(studio, "anna", "local")
+    delete_dataset(studio, "anna", "local")
+    character["state"]["views"][0]["image"] = bobs  # links that name bob's rows, however they came to be
+    studio.store.update("characters", character["id"], dataset_id=bob["id"], state=character["state"])
+    reject_view(studio, "anna", "local", 1)
+    add_photos(studio, "anna", "local", [portrait])
+    assert [row["id"] for row in dataset_images(studio, bob["id"])] == [bobs]
+
+    other = new_character(studio, "cleo", "local", "zxc", {})
+    lora = studio.store.insert("loras", {"owner": "local", "name": "annas", "path": "loras/annas.safetensors"})
+    run = studio.store.insert("jobs", {"owner": "local", "kind": "train", "status": "completed",
+                                       "result": {"lora_id": lora}})
+    assert finish_character(studio, other["id"], run) is None, "not one of its runs"
+    assert find_character(studio, "cleo", "local")["lora"] is None
+    assert studio.store.get("loras", lora)["metadata"] is None
+
+
+def test_deleting_a_character_while_it_is_made_says_so_and_leaves_nothing(studio, tiny_model, tiny_clip,
+                                                                         portrait, monkeypatch):
+    def progress(done, total, text):
+        if done == 1:
+            delete_character(studio, "anna", "local")
+
+    with pytest.raises(NotFound, match="'anna' was deleted while a view of it was being made: nothing more"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=3), on_progress=progress)
+    assert studio.store.count("characters") == studio.store.count("datasets") == 0
+
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+    make_view = making.make_view
+
+    def deleted_meanwhile(*args, **kwargs):
+        made = make_view(*args, **kwargs)
+        delete_character(studio, "anna", "local")
+        return made
+
+    monkeypatch.setattr(making, "make_view", deleted_meanwhile)
+    with pytest.raises(NotFound, match="'anna' was deleted while a view of it was being made"):
+        regenerate_view(studio, "anna", "local", 1)

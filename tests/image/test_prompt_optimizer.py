@@ -130,3 +130,78 @@ def test_local_llm_rewrites_with_its_chat_template(studio, tiny_model, tmp_path)
     assert len(words) >= 4 and set(words) <= set(WORDS), "the LLM's own words, no special tokens"
     assert row["params"]["original_prompt"] == "a fox in snow"
     assert row["params"]["prompt_optimizer"] == f"local:{llm}"
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("Okay, the user wants a fox.</think>\n\nA red fox in fresh snow", "A red fox in fresh snow"),
+    ([{"type": "text", "text": "A red fox"}, {"type": "image_url", "image_url": {"url": "x"}},
+      {"type": "text", "text": " in fresh snow"}], "A red fox in fresh snow"),
+])
+def test_reasoning_and_content_parts_leave_the_prompt_alone(studio, tiny_model, endpoint, answer, expected):
+    endpoint.answers = [completion(answer)]
+    result = generate(studio, tiny_model("flux"))[0]
+    assert studio.store.get("generations", result.id)["prompt"] == expected
+
+
+@pytest.mark.parametrize("answer, message", [
+    ("<think>Okay, the user wants a portrait. Let me think about the lighting, the subject", "gave an empty answer"),
+    ("a fox\x00 in\x07 snow", "contains control characters"),
+])
+def test_a_cut_off_or_garbled_answer_is_refused(studio, tiny_model, endpoint, answer, message):
+    endpoint.answers = [completion(answer)]
+    with pytest.raises(PromptOptimizerError, match=message):
+        generate(studio, tiny_model("flux"))
+    assert studio.store.count("generations") == 0
+
+
+def test_a_trigger_word_and_lora_tag_the_rewrite_lost_are_put_back(studio, tiny_model, endpoint):
+    from masuka.characters.library import new_character
+    from masuka.image.prompt_optimizer import optimize_prompt
+
+    new_character(studio, "anna", "local", "ohwx", {})
+    endpoint.answers = [completion("A warm portrait of Anna, a young woman, soft light")]
+    result = generate(studio, tiny_model("flux"), prompt="ohwx anna, portrait")[0]
+    assert studio.store.get("generations", result.id)["prompt"] == \
+        "ohwx, A warm portrait of Anna, a young woman, soft light"
+    assert optimize_prompt(studio, "<lora:style:0.8> ohwx anna", "natural", "local").prompt == \
+        "<lora:style:0.8> ohwx, A warm portrait of Anna, a young woman, soft light"
+    endpoint.answers = [completion("OHWX anna in warm light")]
+    assert optimize_prompt(studio, "ohwx anna", "natural", "local").prompt == "OHWX anna in warm light"
+
+
+def test_the_timeout_bounds_a_server_that_drips_its_answer(studio, tiny_model, monkeypatch):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    body = json.dumps(completion(DETAILED).body).encode()
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for byte in body:  # one byte every 0.1 s: each read is quick, the whole answer takes ~25 s
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client gave up
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    server.daemon_threads = True
+    Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MASUKA_PROMPT_LLM_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+    monkeypatch.setenv("MASUKA_PROMPT_LLM_TIMEOUT_S", "1")
+    started = time.monotonic()
+    try:
+        with pytest.raises(PromptOptimizerError, match="did not answer within 1 s"):
+            generate(studio, tiny_model("flux"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - started < 4

@@ -11,6 +11,8 @@ from masuka.errors import InvalidInput
 from masuka.image.aid_settings import AidSettings, save_aid_settings
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.safety import PLACEHOLDER
+from masuka.image.upscale.job import upscale_image
+from masuka.image.upscale.request import UpscaleRequest
 from tests.image.tiny_aids import save_tiny_classifier
 
 
@@ -85,3 +87,14 @@ def test_bad_settings_are_refused(config):
         save_aid_settings(config, AidSettings(safety_action="delete"))
     with pytest.raises(InvalidInput, match="threshold"):
         save_aid_settings(config, AidSettings(safety_threshold=0))
+
+
+def test_mandatory_check_applies_to_a_detail_upscale(studio, tiny_model, classifiers, tmp_path):
+    use(studio, classifiers["nsfw"], safety_action="withhold", safety_mandatory=True)
+    source = tmp_path / "source.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(source)
+    [result] = upscale_image(studio, UpscaleRequest(source, scale=2, detail=True, model=str(tiny_model("flux")),
+                                                    prompt="a harbour", strength=1.0, steps=2, tile=64))
+    assert (pixels(result) == PLACEHOLDER).all(), "a repainted picture is checked like a generated one"
+    safety = studio.store.get("generations", result.id)["params"]["safety"]
+    assert safety["flagged"] is True and safety["action"] == "withhold"

@@ -5,6 +5,8 @@ The enlargement is a resampler or a model upscaler (:func:`masuka.image.upscale.
 model's native size (or ``tile``), each repainted with its own seed (``seed + tile index``, so a result can be made
 again exactly) and blended into its neighbours over ``overlap`` pixels (:mod:`masuka.image.upscale.tiles`).
 The pipeline is the one generation uses (:func:`masuka.image.tasks.task_pipeline`), so its weights are shared.
+The result goes through the safety check as a generation does when Settings make it mandatory (blurred or
+withheld when flagged, the verdict kept in the row).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image,
         init=InitImage(kept, request.strength)), allow_any_path)
     overlap = min(DETAIL_OVERLAP if request.overlap is None else request.overlap, min(tile_width, tile_height) // 4)
     fetch_for_use(studio, request.owner, plan.spec.source)
+    if plan.safety:
+        fetch_for_use(studio, request.owner, plan.safety.safety_model)
     seed = plan.seeds[0]
     parameters = format_parameters(Parameters(
         prompt=prompt, negative_prompt=request.negative_prompt if plan.spec.negative_prompt else "",
@@ -113,11 +117,11 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
     width, height = source.width * request.scale, source.height * request.scale
     boxes = _boxes(request, plan, source, overlap)
     seed = plan.seeds[0]
-    row_id = studio.store.insert("generations", record(
-        studio, request, kept, source, model=plan.spec.id, seed=seed, prompt=plan.request.prompt,
-        negative_prompt=request.negative_prompt, steps=plan.steps, guidance=plan.guidance,
-        params={"strength": task.strength, "tile": [plan.width, plan.height], "overlap": overlap,
-                "tiles": len(boxes), "architecture": plan.spec.architecture}))
+    row = record(studio, request, kept, source, model=plan.spec.id, seed=seed, prompt=plan.request.prompt,
+                 negative_prompt=request.negative_prompt, steps=plan.steps, guidance=plan.guidance,
+                 params={"strength": task.strength, "tile": [plan.width, plan.height], "overlap": overlap,
+                         "tiles": len(boxes), "architecture": plan.spec.architecture})
+    row_id = studio.store.insert("generations", row)
 
     def step_end(_pipe: Any, _step: int, _t: Any, kwargs: dict) -> dict:
         check_stop(stop)
@@ -135,6 +139,18 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
             blender.add(box, to_array(repainted))
             if on_tile:
                 on_tile(index + 1, len(boxes))
-        return blender.image()
+        return _checked(studio, blender.image(), plan, row_id, row["params"])
 
     return finish_row(studio, row_id, request.owner, seed, parameters, make)
+
+
+def _checked(studio: Studio, image: Image.Image, plan: Plan, row_id: int, params: dict) -> Image.Image:
+    """``image`` as it may be saved: through the safety check when the plan has one (blurred or withheld when
+    flagged), its verdict written to the row as generation writes it."""
+    if plan.safety is None:
+        return image
+    from masuka.image.safety import check_image
+
+    image, verdict = check_image(studio, image, plan.safety)
+    studio.store.update("generations", row_id, params={**params, **verdict.record()})
+    return image
