@@ -27,7 +27,7 @@ from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest, image_spec
-from masuka.image.metadata import parse_parameters, read_parameters, split_lora_tags
+from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
 from masuka.image.tasks import InitImage, upscale
 from masuka.image.upscale.job import upscale_image
@@ -137,15 +137,15 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         batch = body.batch_size * body.n_iter
         if not 1 <= batch <= MAX_BATCH:
             raise InvalidInput(f"batch_size × n_iter must be between 1 and {MAX_BATCH} (got {batch}).")
-        prompt, tags = split_lora_tags(body.prompt)  # names in the caller's LoRA library
         model = (body.override_settings or {}).get("sd_model_checkpoint") or work.model_for(caller.user)
         controls, references = controlnet_units(
             body.alwayson_scripts, lambda data, kind: work.decode_upload(caller, data, kind),
             lambda net: usable_model(studio, caller.user, net, marker="config.json"))
         face_strength = adetailer_faces(body.alwayson_scripts)
-        return ImageRequest(prompt=prompt, model=str(model), negative_prompt=body.negative_prompt, steps=body.steps,
-                            guidance=body.cfg_scale, width=body.width, height=body.height, seed=body.seed,
-                            batch=batch, loras=tags, owner=caller.user, init=init,
+        # the prompt's <lora:name:weight> tags are taken out by plan_request, as for every route
+        return ImageRequest(prompt=body.prompt, model=str(model), negative_prompt=body.negative_prompt,
+                            steps=body.steps, guidance=body.cfg_scale, width=body.width, height=body.height,
+                            seed=body.seed, batch=batch, owner=caller.user, init=init,
                             sampler=a1111_sampler(body.sampler_name or body.sampler_index, body.scheduler,
                                                   str(model)), controls=controls,
                             style_references=references, face_detail=face_strength is not None,

@@ -43,7 +43,7 @@ from masuka.image.face_restore import face_restorer
 from masuka.image.fast import compile_once
 from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
 from masuka.image.memory import prepare_decode
-from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image
+from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image, split_lora_tags
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
 from masuka.image.quantized import check_quantized_plan
 from masuka.image.reference import (
@@ -54,11 +54,11 @@ from masuka.image.reference import (
     reference_infotext,
     reference_kwargs,
 )
-from masuka.image.samplers import apply_sampler, check_sampler
+from masuka.image.samplers import apply_sampler, check_sampler, model_scheduler
 from masuka.image.tasks import (
     InitImage,
     TaskInput,
-    check_fill,
+    check_task,
     finish,
     infotext_fields,
     init_size,
@@ -86,7 +86,8 @@ MAX_SEED = 2**32 - 1
 MAX_STEP_CACHE = 0.5
 SAMPLERS = {"FlowMatchEulerDiscreteScheduler": "Euler", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
-            "EDMDPMSolverMultistepScheduler": "DPM++ 2M EDM", "DDIMScheduler": "DDIM"}
+            "EDMDPMSolverMultistepScheduler": "DPM++ 2M EDM", "EDMEulerScheduler": "Euler EDM",
+            "DDIMScheduler": "DDIM"}
 
 StepCallback = Callable[[int, int, int], None]  # (image index, step, total steps)
 
@@ -194,14 +195,29 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     raise InvalidInput(f"LoRA {ref!r} was not found (neither in your LoRA library nor as a file of yours).")
 
 
+def prompt_loras(text: str) -> tuple[str, list[tuple[str, float]]]:
+    """The prompt without its ``<lora:name:weight>`` tags (as typed when it has none), and the tags' LoRAs."""
+    prompt, tagged = split_lora_tags(text)
+    return (prompt if tagged else text.strip()), tagged
+
+
+def uses_negative(spec: ModelSpec, guidance: float) -> bool:
+    """Whether a negative prompt has an effect on ``spec`` at ``guidance`` (a model of unknown architecture: as
+    it says, since its threshold is not known before it loads)."""
+    return spec.negative_prompt and (spec.profile is None or guidance > spec.profile.cfg_above)
+
+
 def image_spec(studio: Studio, owner: str, model: str) -> ModelSpec:
     """The spec of an image model ``owner`` may use (another user's model folder is refused as a missing one)."""
     return resolve_image_model(usable_model(studio, owner, model))
 
 
 def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = False) -> Plan:
-    """Check every parameter and fill in defaults; raises :class:`InvalidInput` naming the problem."""
-    prompt = plain_text("the prompt", request.prompt, MAX_PROMPT_CHARS).strip()
+    """Check every parameter and fill in defaults; raises :class:`InvalidInput` naming the problem.
+
+    ``<lora:name:weight>`` tags in the prompt leave it and join the LoRAs; the negative prompt is kept only where
+    it has an effect (a model that takes one, at a guidance that turns classifier-free guidance on)."""
+    prompt, tagged = prompt_loras(plain_text("the prompt", request.prompt, MAX_PROMPT_CHARS))
     if not prompt:
         raise InvalidInput("The prompt is empty: describe the image you want.")
     plain_text("the negative prompt", request.negative_prompt, MAX_PROMPT_CHARS)
@@ -211,6 +227,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     guidance = spec.guidance if request.guidance is None else float(request.guidance)
     if not 0 <= guidance <= 30:
         raise InvalidInput(f"Guidance must be between 0 and 30 (got {guidance:g}).")
+    negative = request.negative_prompt if uses_negative(spec, guidance) else ""
     default_size = (spec.width, spec.height) if request.init is None else \
         init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
     references = plan_references(spec, request.references, request.init is not None, fast)
@@ -237,28 +254,33 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         seed = random.randint(0, MAX_SEED - MAX_BATCH)
     seed = whole_number("seed", seed, 0, MAX_SEED - batch + 1)
     loras = []
-    for ref, weight in request.loras:
+    wanted = [*request.loras, *tagged]
+    for ref, weight in wanted:
         if not -4 <= weight <= 4:
             raise InvalidInput(f"LoRA weight {weight:g} is out of range (-4 to 4).")
         info = inspect_lora(resolve_lora_path(studio, ref, request.owner, allow_any_path))
         check_fits(info, spec.architecture, spec.id)
         loras.append((info, float(weight)))
-    sampler = check_sampler(request.sampler, spec.architecture, spec.id)
+    sampler = check_sampler(request.sampler, spec.architecture, spec.id, model_scheduler(spec))
     task = None if request.init is None else prepare(request.init, width, height, request.fast,
                                                       spec.size_multiple)
+    face_detail = flag("face detail", request.face_detail)
     if spec.pipeline != "DiffusionPipeline":  # a bare repo id is checked once loaded
-        check_fill(spec.pipeline, spec.name or spec.id, task)
+        check_task(spec.pipeline, spec.name or spec.id, task, face_detail)
     aids = load_aid_settings(studio.config)
     safety = aids if flag("safety check", request.safety_check) or aids.safety_mandatory else None
     flag("optimize prompt", request.optimize_prompt)
-    if flag("face detail", request.face_detail):
+    if face_detail:
         check_strength(request.face_strength)
         if fast:
             raise InvalidInput("Face detail repaints faces with the inpaint pipeline: turn Fast off to use it.")
     controls = check_controls(request.controls, spec.architecture, spec.id, task is not None, fast)
     style_references = check_style_references(request.style_references, spec.architecture, spec.id,
                                               task is not None, fast)
-    return Plan(replace(request, sampler=sampler), spec, steps, guidance, width, height,
+    template = prompt_loras(request.template)[0] if request.template else ""
+    planned = replace(request, prompt=prompt, negative_prompt=negative, loras=wanted, template=template,
+                      sampler=sampler)
+    return Plan(planned, spec, steps, guidance, width, height,
                 [seed + i for i in range(batch)], loras, task, safety, controls, style_references,
                 references=references, output_format=load_defaults(studio.config).output_format)
 
@@ -316,7 +338,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
                         memory=request.memory_plan, fast=request.fast, step_cache=request.step_cache)
     check_fits_loaded(plan, pipe)
     check_references(type(pipe).__name__, plan.spec.name or plan.spec.id, plan.references)
-    check_fill(type(pipe).__name__, plan.spec.name or plan.spec.id, plan.task)
+    check_task(type(pipe).__name__, plan.spec.name or plan.spec.id, plan.task, request.face_detail)
     apply_loras(pipe, plan.loras)
     compile_once(pipe)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
@@ -427,7 +449,7 @@ def _call_kwargs(plan: Plan, accepted: set[str], generator: Any, step_end: Calla
     argument = plan.spec.profile.guidance_argument if plan.spec.profile else "guidance_scale"
     if argument:
         kwargs[argument] = plan.guidance
-    if request.negative_prompt and plan.spec.negative_prompt:
+    if request.negative_prompt:
         kwargs["negative_prompt"] = request.negative_prompt
     if plan.spec.max_sequence_length:
         kwargs["max_sequence_length"] = plan.spec.max_sequence_length
@@ -462,8 +484,7 @@ def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
         extra["Template"] = request.template
     if plan.loras:
         extra["Lora hashes"] = ", ".join(f"{info.name}: {info.short_hash}" for info, _w in plan.loras)
-    return Parameters(prompt=request.prompt.strip(), negative_prompt=request.negative_prompt if
-                      plan.spec.negative_prompt else "", steps=plan.steps,
+    return Parameters(prompt=request.prompt.strip(), negative_prompt=request.negative_prompt, steps=plan.steps,
                       sampler=request.sampler or SAMPLERS.get(scheduler, scheduler),
                       guidance=plan.guidance, seed=seed, width=plan.width, height=plan.height, model=plan.spec.id,
                       loras=[(info.name, weight) for info, weight in plan.loras], extra=extra)

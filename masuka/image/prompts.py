@@ -2,7 +2,7 @@
 
 Expansion is the dynamicprompts library (the syntax of sd-dynamic-prompts): every combination, or ``count``
 random picks that the same ``seed`` repeats. Wildcards are files ``<data dir>/wildcards/<name>.txt``, one value
-a line (``#`` starts a comment).
+a line (``#`` starts a comment); a value may name other wildcards, but none that leads back to itself.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from masuka.errors import InvalidInput
 
 MAX_PROMPTS = 1000
-WILDCARD = re.compile(r"__([\w\-/.]+?)__")
+WILDCARD = re.compile(r"__([\w\-/.*]+?)__")  # a name, or a glob of names (__colours/*__)
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,7 @@ def expand_prompts(wildcards: Path, templates: list[str], count: int = 0, seed: 
     manager = WildcardManager(wildcards)
     expanded: list[Prompt] = []
     for template in templates:
-        for name in WILDCARD.findall(template):
-            if not manager.get_values(name):
-                raise InvalidInput(f"The wildcard __{name}__ has no values: add lines to "
-                                   f"{wildcards / (name + '.txt')}.")
+        check_wildcards(manager, wildcards, template)
         try:
             if count:
                 texts = RandomPromptGenerator(manager).generate(template, count,
@@ -59,3 +57,29 @@ def expand_prompts(wildcards: Path, templates: list[str], count: int = 0, seed: 
             raise InvalidInput(f"These prompts expand to more than {MAX_PROMPTS} images: use random picks "
                                "or fewer choices.")
     return expanded
+
+
+def check_wildcards(manager: Any, wildcards: Path, template: str) -> None:
+    """Refuse a template naming a wildcard, directly or inside another wildcard's values, that has no values or
+    leads back to itself (a file naming itself, ``a`` → ``b`` → ``a``), before anything is generated."""
+    checked: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            chain = " → ".join(f"__{step}__" for step in (*path[path.index(name):], name))
+            raise InvalidInput(f"The wildcard __{name}__ leads back to itself ({chain}): remove that reference "
+                               f"from {wildcards / (path[-1] + '.txt')}.")
+        if name in checked:
+            return
+        values = manager.get_values(name)
+        if not values:
+            where = f" (named in __{path[-1]}__)" if path else ""
+            raise InvalidInput(f"The wildcard __{name}__{where} has no values: add lines to "
+                               f"{wildcards / (name + '.txt')}.")
+        for value in values:
+            for nested in WILDCARD.findall(str(value)):
+                visit(nested, (*path, name))
+        checked.add(name)
+
+    for name in WILDCARD.findall(template):
+        visit(name, ())

@@ -1,10 +1,12 @@
 """Image-to-image and inpainting: the text-to-image pipeline's weights, another diffusers task pipeline.
 
 A request with an :class:`InitImage` starts from that picture instead of noise (``strength`` says how far it may
-move: 0 keeps it, 1 ignores it); with a mask, only the white part is repainted. The task pipelines come from
-``AutoPipelineForImage2Image`` / ``AutoPipelineForInpainting.from_pipe`` on the cached pipeline, so they share
-its modules (weights, LoRAs, memory plan) and cost no extra memory. An inpainted result is composited over the
-original through the (blurred) mask, so every pixel outside it comes back exactly as it was.
+move: 0 keeps it, 1 ignores it); with a mask, only the white part is repainted. The task pipeline is the class the
+architecture's profile names for the task, made with ``from_pipe`` on the cached pipeline, so it shares its
+modules (weights, LoRAs, memory plan) and costs no extra memory; a task the profile names no class for is refused
+before the model loads (a pipeline of no known architecture is left to diffusers' AutoPipeline). An inpainted
+result is composited over the original through the (blurred) mask, so every pixel outside it comes back exactly
+as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from masuka.image.outpaint import Padding, canvas_size, check_padding, keep_orig
 from masuka.studio import Studio
 from masuka.users import output_dir
 
+TASK_WORDS = {"img2img": "image-to-image", "inpaint": "inpainting or outpainting"}
 MAX_MASK_BLUR = 64
 MAX_INPUT_PIXELS = 4096 * 4096
 MAX_UPSCALE = 8
@@ -70,6 +73,8 @@ def open_picture(path: str | Path, what: str) -> Image.Image:
             return _eight_bit(ImageOps.exif_transpose(picture))
     except FileNotFoundError:
         raise InvalidInput(f"The {what} {Path(path).name!r} does not exist.") from None
+    except Image.DecompressionBombError:  # so large that Pillow will not even read its size
+        raise InvalidInput(f"The {what} is too large; at most 4096x4096 pixels.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InvalidInput(f"The {what} is not a readable image ({error}).") from None
 
@@ -183,6 +188,36 @@ def check_fill(pipeline_class: str, model: str, task: TaskInput | None) -> None:
                            "outpaint), or choose another model for this task.")
 
 
+def check_task(pipeline_class: str, model: str, task: TaskInput | None, face_detail: bool = False) -> None:
+    """Refuse what a model loaded as ``pipeline_class`` cannot do: anything but inpainting for a fill model; a task,
+    or face detail's inpainting, its architecture has no pipeline for."""
+    check_fill(pipeline_class, model, task)
+    if fill_only(pipeline_class):
+        return
+    for name in ([task.task] if task else []) + (["inpaint"] if face_detail else []):
+        task_class(pipeline_class, name, model)
+
+
+def task_class(pipeline_class: str, task: str, model: str = "") -> str | None:
+    """The diffusers class that runs ``task`` on a model loaded as ``pipeline_class`` (``None`` for a class of no
+    known architecture), or :class:`InvalidInput` saying what the model can do instead."""
+    from masuka.models import architectures
+
+    profile = architectures.for_pipeline(pipeline_class)
+    if profile is None:
+        return None
+    name = profile.task_pipeline(pipeline_class, task)
+    if name is not None:
+        return name
+    instead = []
+    if task == "img2img" and profile.task_pipeline(pipeline_class, "inpaint"):
+        instead.append("paint a mask over what to change (Inpaint/Outpaint)")
+    if pipeline_class in profile.edit_pipelines:
+        instead.append("give the picture as a reference and say what to change (Edit; --image on the command line)")
+    raise InvalidInput(f"{model or pipeline_class} ({profile.label}) has no {TASK_WORDS[task]} pipeline in diffusers: "
+                       f"{' or '.join(instead) or 'choose another model for this task'}.")
+
+
 def task_pipeline(pipe: Any, task: TaskInput | None) -> Any:
     """The pipeline that runs ``task`` (``pipe`` itself for text-to-image, and for a fill model's inpainting),
     made once per loaded pipeline."""
@@ -190,13 +225,19 @@ def task_pipeline(pipe: Any, task: TaskInput | None) -> Any:
         return pipe
     made = pipe.__dict__.setdefault("masuka_tasks", {})
     if task.task not in made:
-        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+        import diffusers
 
-        auto = AutoPipelineForInpainting if task.task == "inpaint" else AutoPipelineForImage2Image
-        try:
-            derived = auto.from_pipe(pipe, dtype=pipe.dtype)
-        except ValueError as error:
-            raise InvalidInput(f"This model has no {task.task} pipeline in diffusers ({error}).") from None
+        name = task_class(type(pipe).__name__, task.task)
+        if name is not None:
+            derived = getattr(diffusers, name).from_pipe(pipe, dtype=pipe.dtype)
+        else:
+            auto = diffusers.AutoPipelineForInpainting if task.task == "inpaint" else \
+                diffusers.AutoPipelineForImage2Image
+            try:
+                derived = auto.from_pipe(pipe, dtype=pipe.dtype)
+            except ValueError as error:
+                raise InvalidInput(f"This model has no {TASK_WORDS[task.task]} pipeline in diffusers "
+                                   f"({error}).") from None
         derived.set_progress_bar_config(disable=True)
         derived.masuka_plan = pipe.masuka_plan
         made[task.task] = derived

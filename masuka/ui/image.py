@@ -28,7 +28,7 @@ from masuka.image.guides import MAX_WEIGHT
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.preprocess import KINDS
 from masuka.image.reference import StyleReference, read_references
-from masuka.image.samplers import samplers_for
+from masuka.image.samplers import model_scheduler, samplers_for
 from masuka.image.tasks import InitImage
 from masuka.loras.library import list_loras, match_loras
 from masuka.models.catalog import image_models
@@ -256,19 +256,21 @@ def lora_choices(studio: Studio, request: gr.Request):
 
 
 def model_defaults(studio: Studio, model_id: str, request: gr.Request = None):
-    """Steps, guidance, size, whether a negative prompt applies and the samplers that fit, for a model just
-    picked (nothing for a model the user may not use)."""
+    """Steps, guidance, size, whether a negative prompt applies (emptied where it does not: a greyed-out box
+    can't be cleared) and the samplers that fit, for a model just picked (nothing for a model the user may not
+    use)."""
     try:
         spec = image_spec(studio, user_of(request), model_id)
     except MasukaError:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    return (spec.steps, spec.guidance, spec.width, spec.height, gr.Textbox(interactive=spec.negative_prompt),
-            gr.Dropdown(choices=sampler_choices(spec.architecture), value=""))
+    negative = gr.Textbox(interactive=True) if spec.negative_prompt else gr.Textbox("", interactive=False)
+    return (spec.steps, spec.guidance, spec.width, spec.height, negative,
+            gr.Dropdown(choices=sampler_choices(spec.architecture, model_scheduler(spec)), value=""))
 
 
-def sampler_choices(architecture: str | None) -> list[tuple[str, str]]:
+def sampler_choices(architecture: str | None, scheduler: str | None = None) -> list[tuple[str, str]]:
     """The Sampler picker's choices: the model's own scheduler, then the A1111 samplers that fit the model."""
-    return [("the model's own", ""), *((name, name) for name in samplers_for(architecture))]
+    return [("the model's own", ""), *((name, name) for name in samplers_for(architecture, scheduler))]
 
 
 def aspect_size(studio: Studio, choice: str, model_id: str, request: gr.Request = None):

@@ -1,7 +1,8 @@
 """An image sequence as an MP4: any images in order (a queue job's results, History entries, files) at a frame rate.
 
-Frames are fitted to the first image's size (letterboxed, never stretched) with even sides, as H.264 wants;
-the file is written through imageio-ffmpeg (no system ffmpeg needed), checked, then moved into place.
+Frames are fitted to the first image's size (letterboxed, never stretched) with even sides of at least 2 pixels,
+as H.264 wants; the file is written through imageio-ffmpeg (no system ffmpeg needed), checked, then moved into
+place.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def history_images(studio: Studio, user: str, admin: bool, ids: list[int]) -> li
 def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, dest: Path | None = None) -> Path:
     """Write ``paths`` as the frames of an MP4 at ``fps``; returns its path (default: the owner's videos folder)."""
     import imageio_ffmpeg
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     if not 0 < fps <= MAX_FPS:
         raise InvalidInput(f"The frame rate must be above 0 and at most {MAX_FPS} (got {fps:g}).")
@@ -60,14 +61,16 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
             try:
                 with Image.open(path) as picture:
                     frame = picture.convert("RGB")
+            except Image.DecompressionBombError:
+                raise InvalidInput(f"{Path(path).name} is too large to be read as a frame.") from None
             except (OSError, UnidentifiedImageError):
                 raise InvalidInput(f"{Path(path).name} is not an image MASUKA can read.") from None
-            if writer is None:
-                size = (frame.width // 2 * 2, frame.height // 2 * 2)
+            if writer is None:  # even sides, at least 2 pixels
+                size = (max(2, frame.width // 2 * 2), max(2, frame.height // 2 * 2))
                 writer = imageio_ffmpeg.write_frames(str(partial), size, fps=fps, macro_block_size=2,
                                                      ffmpeg_log_level="error")
                 writer.send(None)
-            writer.send(ImageOps.pad(frame, size, color="black").tobytes())
+            writer.send(letterbox(frame, size).tobytes())
         writer.close()
         check_mp4(partial)
         os.replace(partial, dest)
@@ -75,3 +78,15 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
         with contextlib.suppress(OSError):  # a failed clean-up never hides why the video was not made
             partial.unlink(missing_ok=True)
     return dest
+
+
+def letterbox(frame: Any, size: tuple[int, int]) -> Any:
+    """``frame`` scaled to fit ``size`` (each side at least 1 pixel, however thin it is) and centred on black."""
+    from PIL import Image
+
+    scale = min(size[0] / frame.width, size[1] / frame.height)
+    fitted = frame.resize((max(1, round(frame.width * scale)), max(1, round(frame.height * scale))),
+                          Image.Resampling.BICUBIC)
+    canvas = Image.new("RGB", size)
+    canvas.paste(fitted, ((size[0] - fitted.width) // 2, (size[1] - fitted.height) // 2))
+    return canvas

@@ -27,7 +27,7 @@ def make(studio, model, **kw):
 
 
 def test_reuse_parameters_remakes_the_same_image(studio, tiny_model):
-    first = make(studio, tiny_model("flux"), seed=77)[0]
+    first = make(studio, tiny_model("sdxl"), seed=77)[0]  # a model whose negative prompt has an effect
     kind, fields = reuse_parameters(studio, "local", False, f"g{first.id}")
     assert kind == "image"
     assert (fields["prompt"], fields["negative"], fields["seed"], fields["steps"]) == ("a lighthouse at dusk",

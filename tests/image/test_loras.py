@@ -55,6 +55,23 @@ def test_lora_by_library_name(studio, tiny_model, tiny_lora):
     assert generate_images(studio, request)[0].path.is_file()
 
 
+def test_lora_tags_in_the_prompt_are_loras_not_words(studio, tiny_model, tiny_lora):
+    """A tag typed in the prompt works as the picker does, so the PNG's tag (read back, it turns the LoRA on)
+    tells the truth; the text encoder never sees it."""
+    shutil.copy(tiny_lora("flux"), studio.config.loras_dir / "fox.safetensors")
+    base = dict(model=str(tiny_model("flux")), steps=2, width=64, height=64, seed=3)
+    picked = generate_images(studio, ImageRequest(prompt="a castle", loras=[("fox", 0.8)], **base))[0]
+    tagged = generate_images(studio, ImageRequest(prompt="a castle <lora:fox:0.8>", **base))[0]
+    pixels = [np.asarray(Image.open(result.path), dtype=np.int16) for result in (picked, tagged)]
+    assert np.array_equal(*pixels)
+    written = parse_parameters(read_parameters(tagged.path))
+    assert (written.prompt, written.loras) == ("a castle", [("fox", 0.8)])
+    row = studio.store.get("generations", tagged.id)
+    assert (row["prompt"], [(lora["name"], lora["weight"]) for lora in row["loras"]]) == ("a castle", [("fox", 0.8)])
+    with pytest.raises(InvalidInput, match="LoRA 'nowhere' was not found"):
+        generate_images(studio, ImageRequest(prompt="a castle <lora:nowhere:1>", **base))
+
+
 def test_architecture_detection(tiny_lora):
     assert inspect_lora(tiny_lora("flux")).architecture == "flux"
     assert inspect_lora(tiny_lora("sdxl")).architecture == "sdxl"

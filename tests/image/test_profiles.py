@@ -59,6 +59,27 @@ def test_guidance_reaches_the_argument_the_profile_names(studio, tiny_model, arc
     assert not np.array_equal(make(6.0, "fog"), make(6.0, "a storm at night, blurry"))
 
 
+@pytest.mark.parametrize("architecture, guidance", [("flux", None), ("flux2", None), ("z_image", 0.0),
+                                                    ("sdxl", 1.0)])
+def test_a_negative_prompt_without_effect_is_not_recorded(studio, tiny_model, architecture, guidance):
+    """No CFG (FLUX), or guidance at which CFG is off: the row (which Reuse reads) and the PNG keep no negative;
+    the Image tab empties the box it greys out for a model that takes none."""
+    from masuka.ui.image import model_defaults
+
+    def recorded(guidance: float | None) -> tuple[str, str]:
+        request = ImageRequest(prompt="a lighthouse", negative_prompt="blurry", model=str(tiny_model(architecture)),
+                               steps=1, width=64, height=64, seed=5, guidance=guidance)
+        result = generate_images(studio, request)[0]
+        return (studio.store.get("generations", result.id)["negative_prompt"],
+                parse_parameters(read_parameters(result.path)).negative_prompt)
+
+    assert recorded(guidance) == ("", "")
+    takes_one = architectures.require(architecture).negative_prompt
+    assert recorded(2.0) == (("blurry",) * 2 if takes_one else ("", ""))
+    box = model_defaults(studio, str(tiny_model(architecture)))[4].constructor_args
+    assert box == ({"interactive": True} if takes_one else {"interactive": False, "value": ""})
+
+
 def test_flux2_dev_without_torchvision_says_what_to_install(capsys, monkeypatch, studio, tiny_model, tmp_path):
     """FLUX.2 [dev]'s PixtralProcessor needs torchvision: one line saying so, not a loader traceback."""
     folder = Path(shutil.copytree(tiny_model("flux2"), tmp_path / "flux2-dev"))

@@ -3,6 +3,7 @@ afterwards, and a sampler the model cannot use refused in one line."""
 
 from __future__ import annotations
 
+import diffusers
 import numpy as np
 import pytest
 from PIL import Image
@@ -72,3 +73,38 @@ def test_the_image_tab_s_sampler_picker_is_used_recorded_and_reused(live_app, ti
     assert parse_parameters(read_parameters(running.studio.config.absolute(row["output_path"]))).sampler == "Euler a"
     fields = client.predict(f"g{row['id']}", api_name="/history_reuse")["fields"]
     assert fields["sampler"] == "Euler a", "Reuse puts the sampler back in the picker"
+
+
+@pytest.fixture(scope="module")
+def edm_model(tmp_path_factory):
+    """A tiny SDXL pipeline with Playground v2.5's EDM scheduler."""
+    from masuka.models.architectures.sdxl import PROFILE
+    from masuka.models.synthetic import tiny_pipeline
+
+    pipe = tiny_pipeline("sdxl")
+    class_name, config = PROFILE.real_models["playground-v2.5"]["scheduler"]
+    pipe.scheduler = getattr(diffusers, class_name)(**config)
+    folder = tmp_path_factory.mktemp("tiny-edm")
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_an_edm_model_takes_only_the_edm_samplers(studio, edm_model):
+    from masuka.image.samplers import fitting_sampler, model_scheduler, samplers_for
+    from masuka.models.catalog import resolve_image_model
+    from masuka.ui.image import model_defaults
+
+    model = str(edm_model)
+    *_, picker = model_defaults(studio, model)
+    assert [value for _label, value in picker.choices] == ["", "DPM++ 2M EDM", "Euler EDM"]
+    with pytest.raises(InvalidInput, match=r"EDM model.*'Euler a' does not fit it; use DPM\+\+ 2M EDM, Euler EDM"):
+        plan_request(studio, ImageRequest(prompt="a fox", model=model, sampler="Euler a"))
+    assert fitting_sampler("Euler a", model) == "", "an A1111 client's default sampler leaves the model's own"
+    playground = resolve_image_model("playground-v2.5")  # known before its weights are downloaded
+    assert list(samplers_for(playground.architecture, model_scheduler(playground))) == ["DPM++ 2M EDM", "Euler EDM"]
+    request = ImageRequest(prompt="a red fox", model=model, steps=3, width=64, height=64, seed=2)
+    own = generate_images(studio, request)[0]
+    euler = generate_images(studio, ImageRequest(**{**request.__dict__, "sampler": "Euler EDM"}))[0]
+    assert parse_parameters(read_parameters(own.path)).sampler == "DPM++ 2M EDM"
+    assert parse_parameters(read_parameters(euler.path)).sampler == "Euler EDM"
+    assert not np.array_equal(pixels(own.path), pixels(euler.path)) and pixels(euler.path).std() > 1

@@ -13,6 +13,7 @@ from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.tasks import InitImage, fill_masked
+from masuka.models import architectures
 
 
 @pytest.fixture
@@ -39,7 +40,12 @@ def run(studio, model, **kw):
     return generate_images(studio, ImageRequest(**values))[0]
 
 
-@pytest.mark.parametrize("architecture", ["flux", "sd3", "sdxl"])
+def derived(studio, task):
+    """The class of the task pipeline made from the loaded pipeline."""
+    return type(studio.models.get(studio.models.key, lambda: None).masuka_tasks[task]).__name__
+
+
+@pytest.mark.parametrize("architecture", ["flux", "sd3", "sdxl", "qwen_image", "z_image"])
 def test_img2img_starts_from_the_picture_and_is_recorded(studio, tiny_model, pictures, architecture):
     photo, _mask = pictures
     model = tiny_model(architecture)
@@ -54,6 +60,17 @@ def test_img2img_starts_from_the_picture_and_is_recorded(studio, tiny_model, pic
     assert kept.parent.name == "inputs" and Image.open(kept).tobytes() == Image.open(photo).convert("RGB").tobytes()
     assert parse_parameters(read_parameters(from_photo.path)).extra["Denoising strength"] == "0.5"
     assert studio.models.loads == 1, "the img2img pipeline shares the loaded weights"
+    assert derived(studio, "img2img") == architectures.require(architecture).pipelines["img2img"]
+    weak, strong = (run(studio, model, steps=4, width=64, height=64, init=InitImage(photo, strength=strength))
+                    for strength in (0.25, 1.0))
+    assert not np.array_equal(pixels(weak), pixels(strong)), "the strength reaches the pipeline"
+
+
+def test_flux2_img2img_is_refused_before_the_model_loads(studio, tiny_model, pictures):
+    """diffusers has no FLUX.2 image-to-image pipeline: the text-to-image one would edit instead, ignoring Strength."""
+    with pytest.raises(InvalidInput, match=r"\(FLUX.2\) has no image-to-image pipeline.*Inpaint/Outpaint.*Edit"):
+        run(studio, tiny_model("flux2"), width=64, height=64, init=InitImage(pictures[0], strength=0.5))
+    assert not studio.store.count("generations") and studio.models.loads == 0
 
 
 def test_img2img_size_defaults_to_the_picture_rounded_to_the_model(studio, tiny_model, pictures):
@@ -61,7 +78,7 @@ def test_img2img_size_defaults_to_the_picture_rounded_to_the_model(studio, tiny_
     assert Image.open(result.path).size == (96, 80)
 
 
-@pytest.mark.parametrize("architecture", ["flux", "sdxl"])
+@pytest.mark.parametrize("architecture", ["flux", "sdxl", "flux2", "qwen_image", "z_image"])
 def test_inpaint_changes_only_the_masked_part(studio, tiny_model, pictures, architecture):
     photo, mask = pictures
     result = run(studio, tiny_model(architecture), init=InitImage(photo, strength=1.0, mask=mask, mask_blur=2))
@@ -75,6 +92,7 @@ def test_inpaint_changes_only_the_masked_part(studio, tiny_model, pictures, arch
     row = studio.store.get("generations", result.id)
     assert (row["params"]["task"], row["params"]["mask_blur"]) == ("inpaint", 2)
     assert parse_parameters(read_parameters(result.path)).extra["Mask blur"] == "2"
+    assert derived(studio, "inpaint") == architectures.require(architecture).pipelines["inpaint"]
 
 
 @pytest.mark.parametrize("change, message", [
@@ -197,3 +215,11 @@ def test_a_mask_of_another_shape_than_the_picture_is_refused(studio, tiny_model,
     (result,) = generate_images(studio, ImageRequest(prompt="x", model=str(tiny_model("flux")), steps=1,
                                                      init=InitImage(photo, 1.0, tmp_path / "half.png")))
     assert Image.open(result.path).size == (96, 80)
+
+
+def test_a_picture_too_large_for_pillow_to_open_is_refused(studio, tiny_model, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (14000, 14000)).save(bomb)  # 196 MP in a small file: Pillow's decompression-bomb guard
+    with pytest.raises(InvalidInput, match="The init image is too large; at most 4096x4096"):
+        run(studio, tiny_model("sdxl"), init=InitImage(bomb, strength=0.5))
+    assert not studio.store.count("generations")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+from masuka.errors import InvalidInput
+from masuka.image.generate import ImageRequest
 from masuka.image.prompts import expand_prompts, prompt_lines
+from masuka.queue.jobs import queue_images
 
 
 def test_combinations_random_picks_and_wildcards(tmp_path):
@@ -20,3 +25,29 @@ def test_combinations_random_picks_and_wildcards(tmp_path):
 
 def test_prompt_lines_skip_blanks_and_comments():
     assert prompt_lines("one\n\n  # note\n two \n") == ["one", "two"]
+
+
+@pytest.mark.parametrize("template, count, message", [
+    ("a __self__ cat", 0, r"__self__ leads back to itself \(__self__ → __self__\)"),
+    ("a __self__ cat", 3, r"__self__ leads back to itself"),
+    ("a __loop1__ cat", 0, r"__loop1__ leads back to itself \(__loop1__ → __loop2__ → __loop1__\)"),
+    ("a __s*__ cat", 2, r"__self__ leads back to itself"),
+    ("a __outer__ cat", 0, r"The wildcard __typo__ \(named in __outer__\) has no values"),
+    ("a {red|__outer__} cat", 4, r"The wildcard __typo__ \(named in __outer__\) has no values"),
+])
+def test_looping_and_missing_nested_wildcards_are_refused_by_name(tmp_path, template, count, message):
+    (tmp_path / "self.txt").write_text("a __self__\nb\n", encoding="utf-8")
+    (tmp_path / "loop1.txt").write_text("__loop2__\n", encoding="utf-8")
+    (tmp_path / "loop2.txt").write_text("x __loop1__\n", encoding="utf-8")
+    (tmp_path / "outer.txt").write_text("fine\nx __typo__ y\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=message):
+        expand_prompts(tmp_path, [template], count, 1)
+
+
+def test_a_looping_wildcard_queues_nothing(studio, tiny_model):
+    studio.config.wildcards_dir.mkdir(parents=True, exist_ok=True)
+    (studio.config.wildcards_dir / "loop.txt").write_text("more __loop__\n", encoding="utf-8")
+    request = ImageRequest(prompt="", model=str(tiny_model("flux")), seed=1)
+    with pytest.raises(InvalidInput, match="__loop__ leads back to itself"):
+        queue_images(studio, request, "a fox\na __loop__ cat")
+    assert not studio.store.count("queue")

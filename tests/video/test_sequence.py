@@ -79,3 +79,16 @@ def test_a_failed_clean_up_does_not_hide_why_the_video_was_not_made(capsys, tmp_
     assert main(["sequence", str(good), str(bad), "--out", str(tmp_path / "v.mp4"),
                  "--data-dir", str(tmp_path / "data")]) == 2
     assert capsys.readouterr().err == "error: frame-1.png is not an image MASUKA can read.\n"
+
+
+def test_thin_pictures_are_letterboxed_and_huge_ones_refused(capsys, tmp_path):
+    paths = frames(tmp_path, [(1, 64), (64, 64), (64, 1)])
+    data = ["--data-dir", str(tmp_path / "data")]
+    assert main(["sequence", *data, *map(str, paths), "--out", str(tmp_path / "thin.mp4"), "--json"]) == 0
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "thin.mp4"))
+    assert next(reader)["size"] == (2, 64) and len(list(reader)) == 3
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (14000, 14000)).save(bomb)  # 196 MP in a small file: Pillow's decompression-bomb guard
+    capsys.readouterr()
+    assert main(["sequence", *data, str(paths[1]), str(bomb)]) == 2
+    assert capsys.readouterr().err == "error: bomb.png is too large to be read as a frame.\n"

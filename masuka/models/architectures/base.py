@@ -136,6 +136,8 @@ class Profile:
     #: the pipeline argument the form's Guidance goes to (``None``: the model takes no guidance)
     guidance_argument: str | None = "guidance_scale"
     negative_prompt: bool = True
+    #: classifier-free guidance, and so the negative prompt, is on only for a guidance above this
+    cfg_above: float = 1.0
     defaults: dict[str, Any] = field(default_factory=dict)
     #: typical peak GPU memory (GB) per memory plan, for models not in the catalog
     memory_gb: dict[str, float] = field(default_factory=dict)
@@ -174,6 +176,12 @@ class Profile:
     def covers(self, pipeline_class: str) -> bool:
         return (pipeline_class in self.pipelines.values() or pipeline_class in self.also_covers
                 or pipeline_class in self.edit_pipelines)
+
+    def task_pipeline(self, pipeline_class: str, task: str) -> str | None:
+        """The pipeline class that runs ``task`` (``img2img``, ``inpaint``) on the weights of ``pipeline_class``:
+        the profile's own for its text-to-image class; ``None`` where diffusers has none (FLUX.2 img2img) and for
+        another family member or an edit model (FLUX.2 [dev], Kontext), whose components the task classes don't take."""
+        return self.pipelines.get(task) if pipeline_class == self.pipeline else None
 
     def fill_only(self, pipeline_class: str) -> bool:
         """A fill model's own pipeline (FLUX.1 Fill): it inpaints and outpaints, and nothing else."""

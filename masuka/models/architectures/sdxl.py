@@ -64,6 +64,11 @@ _REAL = {
                                                  steps_offset=1, timestep_spacing="leading")),
 }
 
+#: Playground v2.5: SDXL's architecture trained on the EDM formulation, so it ships an EDM scheduler
+_PLAYGROUND = dict(_REAL, scheduler=("EDMDPMSolverMultistepScheduler", dict(
+    sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sigma_schedule="exponential", num_train_timesteps=1000,
+    prediction_type="epsilon", solver_order=2, algorithm_type="dpmsolver++", final_sigmas_type="zero")))
+
 PROFILE = Profile(
     id="sdxl", label="SDXL", prompt_style="tags",
     pipelines={"txt2img": "StableDiffusionXLPipeline", "img2img": "StableDiffusionXLImg2ImgPipeline",
@@ -76,7 +81,7 @@ PROFILE = Profile(
     training=Training(trainer="SDXL", target_modules=("to_k", "to_q", "to_v", "to_out.0"),
                       text_encoder_targets=("q_proj", "k_proj", "v_proj", "out_proj"),
                       defaults=dict(lr=1e-4, resolution=1024, guidance=1.0, sample_steps=25)),
-    real_models={"sdxl": _REAL, "playground-v2.5": _REAL},
+    real_models={"sdxl": _REAL, "playground-v2.5": _PLAYGROUND},
     # one ControlNet per kind, so each control keeps its own weight and start/end (a union model takes one)
     controlnets=ControlNets(pipeline="StableDiffusionXLControlNetPipeline", model="ControlNetModel",
                             repos={"canny": "diffusers/controlnet-canny-sdxl-1.0",

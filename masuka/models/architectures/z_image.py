@@ -58,7 +58,7 @@ PROFILE = Profile(
     id="z_image", label="Z-Image",
     pipelines={"txt2img": "ZImagePipeline", "img2img": "ZImageImg2ImgPipeline", "inpaint": "ZImageInpaintPipeline"},
     matches_lora=matches_lora, tiny_components=tiny_components,
-    big_text_encoder="text_encoder",
+    big_text_encoder="text_encoder", cfg_above=0.0,
     defaults=dict(steps=9, guidance=0.0, width=1024, height=1024, max_sequence_length=512),
     memory_gb={"full": 22, "model_offload": 14, "fp8_offload": 9, "group_offload": 5},
     kohya_versions=("z_image", "z-image", "zimage"),
