@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from masuka.config import on_zerogpu, zerogpu_max_seconds
+from masuka.config import on_zerogpu, space_model, zerogpu_aoti, zerogpu_max_seconds
 from masuka.errors import InvalidInput
 
 #: The longest GPU call MASUKA asks for by default (ZeroGPU's default is 60 s; visitors' daily quotas are minutes).
@@ -39,6 +39,8 @@ STEP_SECONDS = {"flux": 0.25, "sd3": 0.25, "sdxl": 0.08}
 FIXED_SECONDS = 10
 #: A caption pass: loading the captioner inside the GPU task, then seconds per image.
 CAPTION_LOAD_SECONDS, CAPTION_SECONDS = 30, 2
+#: A model other than the Space's loads inside the GPU task: seconds per GB of its weights (none known: 20 GB).
+LOAD_SECONDS_PER_GB, UNKNOWN_MODEL_GB = 1.0, 20.0
 
 
 def max_seconds() -> int:
@@ -46,13 +48,15 @@ def max_seconds() -> int:
 
 
 def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 0, images: int = 1,
-                    architecture: str | None = None) -> int:
-    """The GPU seconds a request asks ZeroGPU for; raises :class:`InvalidInput` when one call may not take that
-    long, so the request is refused before any GPU time is spent (or quota checked)."""
+                    architecture: str | None = None, load_gb: float = 0.0) -> int:
+    """The GPU seconds a request asks ZeroGPU for (``load_gb``: weights loaded inside the task, for a model that
+    is not the Space's); raises :class:`InvalidInput` when one call may not take that long, so the request is
+    refused before any GPU time is spent (or quota checked)."""
     if task == "image":
         megapixels = width * height / 2**20
-        seconds = FIXED_SECONDS + images * steps * max(megapixels, 0.25) * STEP_SECONDS.get(architecture or "", 0.25)
-        remedy = "use fewer steps, a smaller size or fewer images"
+        seconds = (FIXED_SECONDS + load_gb * LOAD_SECONDS_PER_GB
+                   + images * steps * max(megapixels, 0.25) * STEP_SECONDS.get(architecture or "", 0.25))
+        remedy = "use fewer steps, a smaller size or fewer images" + (", or the Space's own model" if load_gb else "")
     elif task == "caption":
         seconds = CAPTION_LOAD_SECONDS + images * CAPTION_SECONDS
         remedy = "caption fewer images at a time"
@@ -63,6 +67,33 @@ def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 
         raise InvalidInput(f"This request needs about {seconds} s of GPU time, more than the {limit} s one ZeroGPU "
                            f"call may take on this Space: {remedy}.")
     return seconds
+
+
+def is_space_model(model_id: str) -> bool:
+    """Whether ``model_id`` is the model the Space loaded at start-up (``MASUKA_SPACE_MODEL``)."""
+    from masuka.models.catalog import resolve_image_model
+
+    named = space_model()
+    return bool(named) and resolve_image_model(named).id == model_id
+
+
+def image_load_gb(model_id: str, vram_gb: float | None) -> float:
+    """GB of weights an image request loads inside its GPU task on ZeroGPU: none for the Space's model."""
+    return 0.0 if is_space_model(model_id) else vram_gb or UNKNOWN_MODEL_GB
+
+
+def check_space_request(model_id: str, fast: bool, memory_plan: str, loras: bool) -> None:
+    """On ZeroGPU, refuse what the Space cannot do: the Fast path and memory plans (a ZeroGPU slice runs the
+    model as placed at start-up, uncompiled by ``torch.compile``), and LoRAs on a transformer compiled ahead of
+    time (its compiled program does not run the LoRA layers)."""
+    if not on_zerogpu():
+        return
+    if fast or memory_plan not in ("auto", "full"):
+        raise InvalidInput("On this ZeroGPU Space the model runs as ZeroGPU places it: turn Fast off and leave the "
+                           "memory plan on auto.")
+    if loras and zerogpu_aoti() and is_space_model(model_id):
+        raise InvalidInput("LoRAs do not apply to this Space's model: its transformer is compiled ahead of time "
+                           "(MASUKA_ZEROGPU_AOTI=1). Use a Space without it for LoRAs.")
 
 
 def caption_chunks(todo: list) -> list[list]:

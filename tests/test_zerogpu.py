@@ -64,7 +64,7 @@ def test_duration_grows_with_steps_size_and_images_and_has_a_ceiling(monkeypatch
 def test_each_request_asks_for_its_own_duration_and_a_too_long_one_is_refused_before_the_gpu(
         on_zerogpu, studio, tiny_model):
     generate = importlib.import_module("masuka.image.generate")
-    from masuka.zerogpu import request_seconds
+    from masuka.zerogpu import UNKNOWN_MODEL_GB, request_seconds
 
     model = str(tiny_model("flux"))
     made, steps = [], []
@@ -73,8 +73,11 @@ def test_each_request_asks_for_its_own_duration_and_a_too_long_one_is_refused_be
         on_step=lambda *step: steps.append(step))
     assert len(results) == 2 and all(result.path.is_file() for result in results)
     assert made == results and steps == [(0, 1, 2), (0, 2, 2), (1, 1, 2), (1, 2, 2)]  # replayed in the app
-    expected = request_seconds("image", steps=2, width=64, height=64, images=2, architecture="flux")
+    # not the Space's model: it loads inside the task, and the task asks for that time too
+    expected = request_seconds("image", steps=2, width=64, height=64, images=2, architecture="flux",
+                               load_gb=UNKNOWN_MODEL_GB)
     assert on_zerogpu.calls == [{"event": "gpu", "function": "_run", "duration": expected}]
+    assert expected > request_seconds("image", steps=2, width=64, height=64, images=2, architecture="flux")
 
     rows = len(studio.store.find("generations"))
     too_long = generate.ImageRequest(prompt="a red fox", model=model, steps=200, width=2048, height=2048, batch=4)
@@ -169,3 +172,36 @@ def test_upscales_run_through_the_gpu_worker(on_zerogpu, studio, tiny_model, tmp
     assert Image.open(plain.path).size == Image.open(detailed.path).size == (96, 80) and tiles
     assert [call["function"] for call in on_zerogpu.calls] == ["_model_upscale", "_run"]
     assert {row["status"] for row in studio.store.find("generations")} == {"completed"}
+
+
+def test_the_space_refuses_what_its_placed_model_cannot_do(on_zerogpu, studio, tiny_model, tiny_lora_file,
+                                                            monkeypatch):
+    """The Space's model asks for no load time; Fast and memory plans are refused (they would load another copy
+    inside the task), and so are LoRAs on a transformer compiled ahead of time."""
+    generate = importlib.import_module("masuka.image.generate")
+    from masuka.zerogpu import request_seconds
+
+    model = str(tiny_model("flux"))
+    monkeypatch.setenv("MASUKA_SPACE_MODEL", model)
+    request = dict(prompt="a red fox", model=model, steps=2, width=64, height=64)
+    generate.generate_images(studio, generate.ImageRequest(**request))
+    assert on_zerogpu.calls[-1]["duration"] == request_seconds("image", steps=2, width=64, height=64,
+                                                               architecture="flux")
+    for change in ({"fast": True}, {"memory_plan": "model_offload"}):
+        with pytest.raises(InvalidInput, match="turn Fast off and leave the memory plan on auto"):
+            generate.plan_request(studio, generate.ImageRequest(**request, **change))
+    lora = [(str(tiny_lora_file), 1.0)]
+    generate.plan_request(studio, generate.ImageRequest(**request, loras=lora), allow_any_path=True)
+    monkeypatch.setenv("MASUKA_ZEROGPU_AOTI", "1")
+    with pytest.raises(InvalidInput, match="compiled ahead of time"):
+        generate.plan_request(studio, generate.ImageRequest(**request, loras=lora), allow_any_path=True)
+    with pytest.raises(InvalidInput, match="compiled ahead of time"):  # a tag in the prompt too
+        generate.plan_request(studio, generate.ImageRequest(**{**request, "prompt": f"a fox <lora:{lora[0][0]}:1>"}),
+                              allow_any_path=True)
+
+
+@pytest.fixture
+def tiny_lora_file(tmp_path):
+    from masuka.models.synthetic import save_tiny_lora
+
+    return save_tiny_lora("flux", tmp_path / "style.safetensors")

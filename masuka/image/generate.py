@@ -78,6 +78,7 @@ from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
 from masuka.validation import flag, is_number, plain_text, whole_number
+from masuka.zerogpu import check_space_request
 
 MAX_BATCH = 4
 MAX_PROMPT_CHARS = 4000
@@ -249,6 +250,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
                            f"(got {request.step_cache:g}).")
     if request.step_cache and not fast:
         raise InvalidInput("The step cache is part of the fast setting: turn Fast on to use it.")
+    check_space_request(spec.id, fast, request.memory_plan, bool(request.loras or tagged))
     seed = request.seed
     if seed is None or seed == -1:
         seed = random.randint(0, MAX_SEED - MAX_BATCH)
@@ -322,10 +324,10 @@ def _optimized(studio: Studio, plan: Plan, on_download: Watch | None,
 
 def _estimate_seconds(studio: Studio, plan: Plan, *args: Any) -> int:
     """ZeroGPU duration of this request (refused there when one GPU call may not take that long)."""
-    from masuka.zerogpu import request_seconds
+    from masuka.zerogpu import image_load_gb, request_seconds
 
     return request_seconds("image", steps=plan.steps, width=plan.width, height=plan.height, images=len(plan.seeds),
-                           architecture=plan.spec.architecture)
+                           architecture=plan.spec.architecture, load_gb=image_load_gb(plan.spec.id, plan.spec.vram_gb))
 
 
 @zerogpu(duration=_estimate_seconds)
