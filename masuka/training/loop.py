@@ -60,6 +60,7 @@ class TrainPlan:
     run_dir: Path
     token: str | None = None
     build: Callable[[], Any] | None = None  # builds the base pipeline on the CPU instead of loading spec.source
+    screen: Callable[[Any], Any] | None = None  # a sample image as it may be saved (the mandatory safety check)
 
 
 @dataclass
@@ -331,7 +332,7 @@ def sample(plan: TrainPlan, session: Session, step: int) -> list[Path]:
                              width=options.resolution, height=options.resolution, output_type="pil",
                              generator=torch.Generator("cpu").manual_seed(options.seed + index)).images[0]
             path = folder / f"step-{step:06d}-{index}.png"
-            image.save(path)
+            (plan.screen(image) if plan.screen else image).save(path)
             paths.append(path)
     finally:
         pipe.vae.to("cpu")

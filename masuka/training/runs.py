@@ -25,6 +25,7 @@ from masuka.jobs import JobContext
 from masuka.loras.library import check_lora_name, free_lora_name, register_lora
 from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
+from masuka.models.manage import fetch_for_use
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, Store, now, row_id
 from masuka.studio import Studio
@@ -155,7 +156,8 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     row = jobs.get(studio.store, run_id)
     options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row.params), row.owner, row)
     run_dir = studio.config.absolute(row.state["run_dir"])
-    plan = TrainPlan(options, spec, architecture, data, run_dir, studio.keys.get(HUGGINGFACE))
+    plan = TrainPlan(options, spec, architecture, data, run_dir, studio.keys.get(HUGGINGFACE),
+                     screen=_sample_screen(studio, row.owner, options) if main else None)
     hooks.total = options.steps
     if not main:
         train(plan, hooks)
@@ -183,6 +185,19 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
         kept = "checkpoint saved, Resume continues from it" if outcome.stopped == "save" else "progress discarded"
         raise Cancelled(kept, at=f"at step {outcome.step}")
     _finish(studio, run_id, row, plan, outcome, hooks)
+
+
+def _sample_screen(studio: Studio, owner: str, options: TrainOptions) -> Callable[[Any], Any] | None:
+    """Where Settings make the safety check mandatory, it screens sample images too (its classifier fetched
+    now, outside the GPU slot)."""
+    from masuka.image.aid_settings import load_aid_settings
+    from masuka.image.safety import check_image
+
+    aids = load_aid_settings(studio.config)
+    if not aids.safety_mandatory or not options.sample_prompts:
+        return None
+    fetch_for_use(studio, owner, aids.safety_model)
+    return lambda image: check_image(studio, image, aids)[0]
 
 
 def _stopped_waiting(studio: Studio, run_id: int, hooks: RunContext) -> None:

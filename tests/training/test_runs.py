@@ -402,3 +402,18 @@ def test_a_lora_name_in_use_is_refused_up_front_and_a_made_up_one_gets_a_suffix(
     assert status["status"] == "completed", status["error"]
     assert status["lora"].endswith("/lora/fox-flux-run1-2.safetensors")
     assert sorted(r["name"] for r in list_loras(studio, LOCAL_USER)) == ["fox-flux-run1", "fox-flux-run1-2"]
+
+
+def test_a_mandatory_safety_check_screens_the_sample_images(studio, tiny_model, dataset, tmp_path):
+    from masuka.image.aid_settings import AidSettings, save_aid_settings
+    from masuka.image.safety import PLACEHOLDER
+    from tests.image.tiny_aids import save_tiny_classifier
+
+    classifier = save_tiny_classifier(tmp_path / "nsfw", "nsfw")
+    save_aid_settings(studio.config, AidSettings(safety_model=str(classifier), safety_action="withhold",
+                                                 safety_mandatory=True))
+    status = finish(studio, start_training(studio, options(tiny_model("flux"), steps=2, sample_every=2,
+                                                           sample_prompts=["sks, a fox"], sample_steps=1)))
+    assert status["status"] == "completed", status["error"]
+    assert len(status["samples"]) == 1
+    assert all((np.asarray(Image.open(path).convert("RGB")) == PLACEHOLDER).all() for path in status["samples"])
