@@ -26,6 +26,7 @@ from masuka.users import output_dir
 TASK_WORDS = {"img2img": "image-to-image", "inpaint": "inpainting or outpainting"}
 MAX_MASK_BLUR = 64
 MAX_INPUT_PIXELS = 4096 * 4096
+TOO_LARGE = "at most 16.8 megapixels (4096x4096, or 5461x3072 and the like): scale it down first."
 MAX_UPSCALE = 8
 MAX_SIDE_PADDING = 256
 MASK_SHAPE_TOLERANCE = 0.02  # how far a mask's width:height may be from its picture's (rounding of a rescale)
@@ -67,14 +68,13 @@ def open_picture(path: str | Path, what: str) -> Image.Image:
     try:
         with Image.open(path) as picture:
             if picture.width * picture.height > MAX_INPUT_PIXELS:
-                raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); "
-                                   "at most 4096x4096 pixels.")
+                raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); {TOO_LARGE}")
             picture.load()
             return _eight_bit(ImageOps.exif_transpose(picture))
     except FileNotFoundError:
         raise InvalidInput(f"The {what} {Path(path).name!r} does not exist.") from None
     except Image.DecompressionBombError:  # so large that Pillow will not even read its size
-        raise InvalidInput(f"The {what} is too large; at most 4096x4096 pixels.") from None
+        raise InvalidInput(f"The {what} is too large; {TOO_LARGE}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InvalidInput(f"The {what} is not a readable image ({error}).") from None
 

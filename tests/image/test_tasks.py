@@ -220,6 +220,10 @@ def test_a_mask_of_another_shape_than_the_picture_is_refused(studio, tiny_model,
 def test_a_picture_too_large_for_pillow_to_open_is_refused(studio, tiny_model, tmp_path):
     bomb = tmp_path / "bomb.png"
     Image.new("1", (14000, 14000)).save(bomb)  # 196 MP in a small file: Pillow's decompression-bomb guard
-    with pytest.raises(InvalidInput, match="The init image is too large; at most 4096x4096"):
+    with pytest.raises(InvalidInput, match="The init image is too large; at most 16.8 megapixels"):
         run(studio, tiny_model("sdxl"), init=InitImage(bomb, strength=0.5))
     assert not studio.store.count("generations")
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (6000, 3000)).save(wide)  # each side is named by the limit, not just 4096 a side
+    with pytest.raises(InvalidInput, match=r"\(6000x3000\); at most 16.8 megapixels \(4096x4096, or 5461x3072"):
+        run(studio, tiny_model("sdxl"), init=InitImage(wide, strength=0.5))
