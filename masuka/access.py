@@ -123,8 +123,12 @@ def usable_model(studio: Studio, user: str, model: str, marker: str | tuple[str,
     text = (model or "").strip()
     if studio.config.is_admin(user) or not _names_a_path(text):
         return model
-    path = Path(text).expanduser()
+    refused = InvalidInput(f"Model {text[:200]!r}: no model folder of yours has that path.")
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~nosuchuser/...: refused as any other path that is not theirs
+        raise refused from None
     markers = (marker,) if isinstance(marker, str) else marker
     if not (may_read(studio, user, path) and any(next(path.glob(name), None) for name in markers)):
-        raise InvalidInput(f"Model {text[:200]!r}: no model folder of yours has that path.")
+        raise refused
     return model

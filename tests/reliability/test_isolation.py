@@ -471,7 +471,8 @@ def test_model_paths_relative_to_where_masuka_runs_say_nothing_of_existence(tmp_
     (tmp_path / "datasets" / "7").mkdir(parents=True)
     relative = str(mine.relative_to(tmp_path))
     messages = set()
-    for folder in (relative, relative + "-absent", str(Path(relative).parent), "datasets/7", "data/outputs"):
+    for folder in (relative, relative + "-absent", str(Path(relative).parent), "datasets/7", "data/outputs",
+                   "~nosuchuser-masuka/x"):  # a home folder of nobody: the same refusal, no traceback
         with pytest.raises(InvalidInput) as refused:
             usable_model(studio, "bob", folder)
         messages.add(str(refused.value).replace(folder, "F"))
