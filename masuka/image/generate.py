@@ -317,7 +317,8 @@ def _optimized(studio: Studio, plan: Plan, on_download: Watch | None,
     style = plan.spec.profile.prompt_style if plan.spec.profile else "natural"
     optimized = optimize_prompt(studio, request.prompt, style, request.owner, on_download,
                                 gpu=lambda: studio.hold_gpu(f"prompt optimizer for {request.owner}", request.owner,
-                                                            timeout=gpu_timeout, background=background))
+                                                            timeout=gpu_timeout, background=background),
+                                triggers=[info.trigger for info, _weight in plan.loras if info.trigger])
     notes = {**request.notes, "original_prompt": optimized.original, "prompt_optimizer": optimized.source}
     return dataclasses.replace(plan, request=dataclasses.replace(request, prompt=optimized.prompt, notes=notes))
 

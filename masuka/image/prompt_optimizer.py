@@ -62,9 +62,10 @@ class Optimized:
 
 def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
                     on_download: Watch | None = None,
-                    gpu: Callable[[], AbstractContextManager] = nullcontext) -> Optimized:
+                    gpu: Callable[[], AbstractContextManager] = nullcontext, triggers: Iterable[str] = ()) -> Optimized:
     """The detailed version of ``prompt`` in ``style`` ("natural" or "tags"); the local LLM runs inside
-    ``gpu()`` (a GPU slot), after its download."""
+    ``gpu()`` (a GPU slot), after its download. Trigger words the rewrite lost (the owner's LoRAs' and
+    characters', and ``triggers``: those of the request's LoRAs) are put back."""
     settings = load_aid_settings(studio.config)
     messages = [{"role": "system", "content": INSTRUCTIONS.get(style, INSTRUCTIONS["natural"])},
                 {"role": "user", "content": prompt.strip()}]
@@ -85,7 +86,8 @@ def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
     except InvalidInput as error:
         raise PromptOptimizerError(f"The prompt optimizer ({source}) gave an answer that cannot be used ({error}); "
                                    "your prompt was not changed.") from None
-    return Optimized(_restore(prompt.strip(), detailed, _known_triggers(studio, owner)), prompt.strip(), source)
+    known = [*triggers, *_known_triggers(studio, owner)]
+    return Optimized(_restore(prompt.strip(), detailed, known), prompt.strip(), source)
 
 
 def timeout_s() -> float:

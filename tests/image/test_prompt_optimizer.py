@@ -205,3 +205,17 @@ def test_the_timeout_bounds_a_server_that_drips_its_answer(studio, tiny_model, m
         server.shutdown()
         server.server_close()
     assert time.monotonic() - started < 4
+
+
+def test_the_trigger_of_a_lora_given_by_its_file_is_put_back_too(studio, tiny_model, endpoint, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from masuka.models.synthetic import save_tiny_lora
+
+    lora = save_tiny_lora("flux", tmp_path / "style.safetensors")
+    save_file(load_file(lora), lora, metadata={"masuka.architecture": "flux", "masuka.trigger": "zq9"})
+    endpoint.answers = [completion("A painted harbour at dusk, soft light")]
+    [result] = generate_images(studio, ImageRequest(prompt="zq9 style, a harbour", model=str(tiny_model("flux")),
+                                                    steps=1, width=64, height=64, optimize_prompt=True,
+                                                    loras=[(str(lora), 1.0)]), allow_any_path=True)
+    assert studio.store.get("generations", result.id)["prompt"] == "zq9, A painted harbour at dusk, soft light"
