@@ -252,3 +252,13 @@ def test_transparency_is_kept_by_a_resampler_and_a_model(studio, tmp_path, upsca
                         .path)
     assert result.mode == "RGBA" and result.size == (64, 64)
     assert result.getpixel((0, 0))[3] == 0 and result.getpixel((32, 32))[3] == 255
+
+
+def test_a_detail_upscale_records_a_negative_prompt_only_where_it_has_effect(studio, tiny_model, tmp_path,
+                                                                             upscalers):
+    Image.new("RGB", (32, 32), "teal").save(tmp_path / "small.png")
+    [made] = upscale_image(studio, UpscaleRequest(tmp_path / "small.png", scale=2, detail=True, upscaler="tiny2x",
+                                                  model=str(tiny_model("flux")), prompt="a harbour", steps=1,
+                                                  negative_prompt="blurry", tile=64))
+    assert studio.store.get("generations", made.id)["negative_prompt"] == ""  # FLUX.1 takes none
+    assert parse_parameters(read_parameters(made.path)).negative_prompt == ""

@@ -68,7 +68,7 @@ def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image,
         fetch_for_use(studio, request.owner, plan.safety.safety_model)
     seed = plan.seeds[0]
     parameters = format_parameters(Parameters(
-        prompt=prompt, negative_prompt=request.negative_prompt if plan.spec.negative_prompt else "",
+        prompt=prompt, negative_prompt=plan.request.negative_prompt,  # kept by the plan only where it has effect
         steps=plan.steps, guidance=plan.guidance, seed=seed, width=width, height=height, model=plan.spec.id,
         extra={**infotext_fields(plan.task), "SD upscale overlap": str(overlap),
                "SD upscale upscaler": request.upscaler}))
@@ -118,7 +118,7 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
     boxes = _boxes(request, plan, source, overlap)
     seed = plan.seeds[0]
     row = record(studio, request, kept, source, model=plan.spec.id, seed=seed, prompt=plan.request.prompt,
-                 negative_prompt=request.negative_prompt, steps=plan.steps, guidance=plan.guidance,
+                 negative_prompt=plan.request.negative_prompt, steps=plan.steps, guidance=plan.guidance,
                  params={"strength": task.strength, "tile": [plan.width, plan.height], "overlap": overlap,
                          "tiles": len(boxes), "architecture": plan.spec.architecture})
     row_id = studio.store.insert("generations", row)
