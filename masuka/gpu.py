@@ -248,7 +248,7 @@ def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Cal
     def decorate(func: Callable) -> Callable:
         if not on_zerogpu() or importlib.util.find_spec("spaces") is None:
             return func
-        from masuka.zerogpu import gpu_task
+        from masuka.gpu_worker import gpu_task
 
         return gpu_task(func, duration)
 

@@ -47,7 +47,7 @@ class Studio:
                      logins=LoginThrottle(config.login_attempts, config.login_lockout_s))
         studio.jobs = JobRunner(store, config.max_queued_per_user if config.multi_user else None, studio)
         if on_zerogpu():  # GPU functions run in a forked worker: these cross as references to its copies
-            from masuka.zerogpu import shared
+            from masuka.gpu_worker import shared
 
             shared(studio)
             shared(store)

@@ -1,5 +1,4 @@
-"""Hugging Face ZeroGPU Spaces: the GPU time each request asks for, and how a GPU function's call crosses into
-the GPU worker.
+"""Hugging Face ZeroGPU Spaces: the GPU time each request asks for, and what a Space's model can do.
 
 On ZeroGPU a function decorated with ``spaces.GPU`` runs in a worker process forked from the app (kept for the
 next call while idle) that gets a GPU slice for the duration it asks for; the visitor's quota is checked
@@ -7,25 +6,10 @@ against that duration before it starts. So each request asks for what it needs (
 steps, size, images, task), and a request that needs more than one call may take (``MASUKA_ZEROGPU_MAX_S``) is
 refused before it runs, with the reason. The Space's model is placed at start-up by
 :mod:`masuka.image.space_model`.
-
-``spaces`` pickles the call's arguments to the worker and its result back (:func:`gpu_task`). What lives in
-the app since start-up (the studio, its store, the Space's pipeline: :func:`shared`) crosses as a reference
-to the worker's forked copy, which opens its own database connection; callbacks cross as recorders whose calls
-are replayed in the app when the task returns; stop events do not cross (a job's stop flag in the database
-still reaches it). A MASUKA error raised in the worker is raised again in the app with its message.
+How a call crosses into that worker is :mod:`masuka.gpu_worker`'s.
 """
 
 from __future__ import annotations
-
-import functools
-import os
-import pickle
-import threading
-import types
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from masuka.config import on_zerogpu, space_model, zerogpu_aoti, zerogpu_max_seconds
 from masuka.errors import InvalidInput
@@ -101,125 +85,3 @@ def caption_chunks(todo: list) -> list[list]:
     many as one call may caption (a dataset of any size is captioned in several calls)."""
     size = max(1, (max_seconds() - CAPTION_LOAD_SECONDS) // CAPTION_SECONDS) if on_zerogpu() else len(todo) or 1
     return [todo[start:start + size] for start in range(0, len(todo), size)]
-
-
-# -- crossing into the GPU worker ------------------------------------------------------------------------------
-_SHARED: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-#: what crosses as a callback (a pipeline is callable too, but is not one)
-CALLBACKS = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, functools.partial)
-
-
-def shared(value: Any) -> Any:
-    """Mark ``value`` (made in the app before any GPU call: the studio, the Space's pipeline) to cross into GPU
-    tasks as a reference to the worker's own forked copy instead of being pickled; returns it."""
-    _SHARED[id(value)] = value
-    return value
-
-
-@dataclass(frozen=True)
-class _Shared:
-    key: int
-
-
-@dataclass(frozen=True)
-class _Callback:
-    index: int
-
-
-@dataclass(frozen=True)
-class _Job:
-    store: _Shared
-    job_id: int
-    watch: _Callback | None
-
-
-@dataclass
-class _Outcome:
-    value: Any = None
-    error: BaseException | None = None
-    calls: list[tuple[int, tuple]] = field(default_factory=list)
-
-
-def gpu_task(func: Callable, duration: int | Callable[..., int]) -> Callable:
-    """``func`` run by ``spaces.GPU`` for the seconds ``duration`` gives (computed here, in the app, so a
-    refusal costs nothing), its arguments and result made to cross the process boundary."""
-    import spaces
-
-    def in_worker(_seconds: int, args: tuple, kwargs: dict) -> _Outcome:
-        outcome = _Outcome()
-
-        def record(index: int) -> Callable:
-            return lambda *values: outcome.calls.append((index, values))
-
-        try:
-            outcome.value = func(*(_attached(a, record) for a in args),
-                                 **{k: _attached(v, record) for k, v in kwargs.items()})
-        except Exception as error:
-            outcome.error = _picklable(error)
-        return outcome
-
-    in_worker.__name__ = in_worker.__qualname__ = func.__name__
-    on_gpu = spaces.GPU(duration=lambda seconds, *_args, **_kwargs: seconds)(in_worker)
-
-    @functools.wraps(func)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        seconds = duration(*args, **kwargs) if callable(duration) else duration
-        callbacks: list[Callable] = []
-        outcome = on_gpu(seconds, tuple(_detached(a, callbacks) for a in args),
-                         {k: _detached(v, callbacks) for k, v in kwargs.items()})
-        for index, values in outcome.calls:
-            callbacks[index](*values)
-        if outcome.error is not None:
-            raise outcome.error
-        return outcome.value
-
-    return call
-
-
-def _detached(value: Any, callbacks: list[Callable]) -> Any:
-    """``value`` as it crosses into the worker (in the app)."""
-    from masuka.jobs import JobContext
-
-    if id(value) in _SHARED and _SHARED.get(id(value)) is value:
-        return _Shared(id(value))
-    if isinstance(value, threading.Event):
-        return None
-    if isinstance(value, JobContext):
-        return _Job(_detached(value.store, callbacks), value.job_id, _detached(value.watch, callbacks))
-    if isinstance(value, CALLBACKS):
-        callbacks.append(value)
-        return _Callback(len(callbacks) - 1)
-    return value
-
-
-def _attached(value: Any, record: Callable[[int], Callable]) -> Any:
-    """``value`` as the function sees it (in the worker)."""
-    from masuka.jobs import JobContext
-
-    if isinstance(value, _Shared):
-        found = _SHARED.get(value.key)
-        if found is None:
-            raise RuntimeError("This GPU worker was started before the app had finished starting: try again.")
-        _own_connection(found)
-        return found
-    if isinstance(value, _Job):
-        return JobContext(_attached(value.store, record), value.job_id, watch=_attached(value.watch, record))
-    if isinstance(value, _Callback):
-        return record(value.index)
-    return value
-
-
-def _own_connection(value: Any) -> None:
-    """A studio or store reached from a forked worker uses a database connection of its own."""
-    store = getattr(value, "store", value)
-    if hasattr(store, "reconnect_after_fork"):
-        store.reconnect_after_fork()
-
-
-def _picklable(error: Exception) -> Exception:
-    """``error``, or a RuntimeError with its text when it cannot be sent back."""
-    try:
-        pickle.loads(pickle.dumps(error))
-    except Exception:
-        return RuntimeError(f"{type(error).__name__}: {error} (in the GPU worker, process {os.getpid()})")
-    return error

@@ -121,8 +121,8 @@ def test_a_gpu_call_crosses_into_the_worker_as_spaces_sends_it(on_zerogpu, studi
     """The studio and its store cross by reference (the worker's forked copy, with a database connection of its
     own); callbacks are replayed in the app in order; a stop event does not cross; everything else is a copy;
     a MASUKA error comes back with its message."""
+    from masuka.gpu_worker import gpu_task
     from masuka.jobs import JobContext
-    from masuka.zerogpu import gpu_task
 
     seen = {}
 

@@ -206,12 +206,12 @@ def _clean(answer: str) -> str:
 
 
 def _known_triggers(studio: Studio, owner: str) -> list[str]:
-    """The trigger words of the user's characters and of the LoRAs they may use."""
-    from masuka.characters.library import list_characters
+    """The trigger words of the user's characters (their rows: the characters package stands above this one)
+    and of the LoRAs they may use."""
     from masuka.loras.library import list_loras
 
-    return [row["trigger"] for row in [*list_characters(studio, owner), *list_loras(studio, owner)]
-            if row.get("trigger")]
+    characters = studio.store.find("characters", "owner = ?", [owner])
+    return [row["trigger"] for row in [*characters, *list_loras(studio, owner)] if row.get("trigger")]
 
 
 def _restore(original: str, rewrite: str, triggers: Iterable[str]) -> str:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from masuka.config import on_zerogpu, space_model, zerogpu_aoti
 from masuka.gpu import zerogpu
+from masuka.gpu_worker import shared
 from masuka.image.pipelines import get_pipeline, pipeline_architecture
 from masuka.models.catalog import resolve_image_model
 from masuka.services import HUGGINGFACE
-from masuka.zerogpu import shared
 
 if TYPE_CHECKING:
     from masuka.studio import Studio
