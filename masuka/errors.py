@@ -35,6 +35,13 @@ class Cancelled(MasukaError):
         self.kept, self.by, self.at = kept, by, at
         super().__init__(f"Stopped by {by}{' ' + at if at else ''}{'; ' + kept if kept else ''}.")
 
+    def __reduce__(self) -> tuple:  # copied or sent to another process (a ZeroGPU worker) as it was made
+        return _cancelled, (self.kept, self.by, self.at)
+
+
+def _cancelled(kept: str, by: str, at: str) -> Cancelled:
+    return Cancelled(kept, by=by, at=at)
+
 
 class ProviderError(MasukaError):
     """A remote provider refused or failed a request; the message is the provider's own."""

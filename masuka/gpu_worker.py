@@ -10,9 +10,9 @@ A MASUKA error raised in the worker is raised again in the app with its message.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
-import pickle
 import threading
 import types
 import weakref
@@ -133,9 +133,11 @@ def _own_connection(value: Any) -> None:
 
 
 def _picklable(error: Exception) -> Exception:
-    """``error``, or a RuntimeError with its text when it cannot be sent back."""
+    """``error``, or a RuntimeError with its text when it cannot be sent back as it is (a copy is made the way
+    pickling makes one)."""
     try:
-        pickle.loads(pickle.dumps(error))
+        if str(copy.deepcopy(error)) != str(error):
+            raise TypeError("rebuilt with another message")
     except Exception:
         return RuntimeError(f"{type(error).__name__}: {error} (in the GPU worker, process {os.getpid()})")
     return error

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from masuka.errors import InvalidInput
+from masuka.errors import Cancelled, InvalidInput
 from masuka.gpu import zerogpu
 
 
@@ -151,6 +151,23 @@ def test_a_gpu_call_crosses_into_the_worker_as_spaces_sends_it(on_zerogpu, studi
 
     with pytest.raises(InvalidInput, match="The worker says no."):
         gpu_task(refuse, 5)(studio)
+
+    def stopped(_studio):
+        raise Cancelled("the images already made are kept", at="at image 2")
+
+    with pytest.raises(Cancelled) as stop:
+        gpu_task(stopped, 5)(studio)
+    assert str(stop.value) == "Stopped by the user at image 2; the images already made are kept."
+
+    class Odd(Exception):
+        def __init__(self, code, detail):
+            super().__init__(f"{code}: {detail}")
+
+    def odd(_studio):
+        raise Odd(7, "cannot be rebuilt from its args")
+
+    with pytest.raises(RuntimeError, match="Odd: 7: cannot be rebuilt from its args"):
+        gpu_task(odd, 5)(studio)
     with pytest.raises((TypeError, pickle.PicklingError)):  # what is neither shared nor picklable cannot cross
         gpu_task(refuse, 5)(threading.Lock())
 
