@@ -31,6 +31,8 @@ FILE_ROUTES = {
 }
 #: The routes that put an event in the queue (with the API name in the path); a failure there is the request's.
 JOIN_ROUTES = re.compile(r"^/gradio_api/(queue/join|call/v2/[^/]+|call/[^/]+)/?$")
+#: The routes that name the event they queue by its API name.
+NAMED_CALLS = re.compile(r"^/gradio_api/call/(?:v2/)?([^/]+)/?$")
 LOGIN_ROUTES = ("/login", "/login/")
 #: Gradio routes that name a session hash in their path
 SESSION_PATHS = re.compile(r"^/gradio_api/(?:heartbeat|stream)/([^/]+)(?:/|$)")
@@ -90,7 +92,9 @@ def cap_waiting_gpu_events(blocks: Any, config: Config) -> None:
 
     Every way into Gradio's queue ends in ``Queue.push`` with the event already resolved (``fn_index`` as a
     number or a string, or an API name), so the count and the refusal happen there. An event number the app
-    does not have is refused there too, with a reason, instead of failing inside Gradio.
+    does not have is refused there too, with a reason, instead of failing inside Gradio; so is a private event
+    named on ``/call/<name>`` (a 404, as for a name the app does not have): Gradio finds it by name whatever its
+    visibility, while the page calls its own events by number.
     """
     queue = blocks._queue
     push = queue.push
@@ -103,6 +107,11 @@ def cap_waiting_gpu_events(blocks: Any, config: Config) -> None:
             fn = get_fn(blocks, None, body)
         except (KeyError, TypeError):
             return False, f"This app has no event number {body.fn_index}.", "error"
+        named = NAMED_CALLS.match(_route_path(request))
+        if named and getattr(fn, "api_visibility", "public") == "private":
+            from fastapi import HTTPException
+
+            raise HTTPException(404, f"This app has no API endpoint /{named.group(1)}.")
         if not (config.multi_user and username and getattr(fn, "concurrency_id", None) == CONCURRENCY_ID):
             return await push(body, request, username)
         async with lock:  # the count and the push are one step, so two requests cannot both slip in
@@ -115,6 +124,12 @@ def cap_waiting_gpu_events(blocks: Any, config: Config) -> None:
             return await push(body, request, username)
 
     queue.push = capped_push
+
+
+def _route_path(request: Any) -> str:
+    from starlette.routing import get_route_path
+
+    return get_route_path(request.scope) if request is not None else ""
 
 
 def waiting_gpu_events(blocks: Any, user: str) -> int:

@@ -99,6 +99,15 @@ def test_free_text_inputs_are_not_typed_as_a_closed_list(api):
     assert "'flux-schnell'" in model["python_type"]["description"]  # the catalog is still shown, as examples
 
 
+def test_choices_among_numbers_are_typed_as_numbers(api):
+    types = {(endpoint, p["parameter_name"]): (p["python_type"]["type"], p["type"].get("type"))
+             for endpoint, info in api.items() for p in info["parameters"]}
+    assert types["/history_dashboard", "days"] == ("Literal[7, 30, 365, 0]", "integer")
+    assert types["/history", "per_page"] == ("Literal[24, 48, 96, 200]", "integer")
+    assert types["/upscale_image", "scale"] == ("Literal[2, 4]", "integer")
+    assert types["/create_dataset", "size"] == ("int", "integer")  # any size, the usual ones as examples
+
+
 def test_parameter_names_are_the_cli_flags(api):
     from masuka.cli import build_parser
 

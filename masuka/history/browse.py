@@ -118,7 +118,8 @@ def _to_store_filter(filters: Filters, user: str, admin: bool) -> HistoryFilter:
     return HistoryFilter(
         owner=None if admin else user, kinds=tuple(k for k in filters.kinds if k), model=filters.model or None,
         lora=filters.lora or None, status=filters.status or None, since=since.isoformat() if since else None,
-        until=(until + timedelta(days=1)).isoformat() if until else None, text=filters.text or None)
+        until=(until + timedelta(days=1)).isoformat() if until and until < date.max else None,  # the last day: no end
+        text=filters.text or None)
 
 
 def _day(text: str, label: str) -> date | None:

@@ -58,7 +58,8 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
         seed = request.seed
         base = seed if seed is not None and seed != -1 else random.randint(0, MAX_SEED // 2)
         expanded = expand_prompts(studio.config.wildcards_dir, [template], random_picks, base)
-        plan = plan_request(studio, replace(request, prompt=expanded[0].text, seed=base), allow_any_path)
+        first = expanded[0].text if expanded else ""  # nothing to expand: refused as an empty prompt
+        plan = plan_request(studio, replace(request, prompt=first, seed=base), allow_any_path)
         items: list[dict[str, Any]] = [{"prompt": p.text, "template": p.template} for p in expanded
                                        for _ in plan.seeds]
         if base + len(items) - 1 > MAX_SEED:

@@ -11,7 +11,7 @@ from masuka.history.browse import generation_params
 from masuka.image.aid_settings import SAFETY_ACTIONS, AidSettings, load_aid_settings, save_aid_settings
 from masuka.image.generate import ImageResult, used_prompt
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly
+from masuka.ui.common import UIContext, bind, friendly, is_admin
 
 
 class AidsForm:
@@ -82,11 +82,13 @@ def build_settings(ctx: UIContext, require_admin: Callable[[gr.Request], None]) 
     ctx.on_page_load(bind(view, studio), fields)
 
 
-def view(studio: Studio):
-    """The saved aid settings, in the order of the form."""
+def view(studio: Studio, request: gr.Request = None):
+    """The saved aid settings, in the order of the form, for admins; nobody else sees them (the form stays as
+    it is)."""
     saved = load_aid_settings(studio.config)
-    return (saved.prompt_llm, saved.prompt_llm_url, saved.prompt_llm_model, saved.safety_model,
-            saved.safety_action, saved.safety_threshold, saved.safety_mandatory, saved.face_restore_model)
+    values = (saved.prompt_llm, saved.prompt_llm_url, saved.prompt_llm_model, saved.safety_model,
+              saved.safety_action, saved.safety_threshold, saved.safety_mandatory, saved.face_restore_model)
+    return values if is_admin(studio, request) else tuple(gr.skip() for _value in values)
 
 
 @friendly

@@ -1,34 +1,50 @@
 """The app's Blocks: every event's raw inputs are checked before Gradio reads them.
 
 Every door into an event (``/queue/join``, ``/call/<api>``, ``/run/<api>``) ends in ``process_api`` with the
-inputs as the client sent them, so two checks sit there:
+inputs as the client sent them, so the checks sit there:
 
 - a file reference (``{"path": ..., "meta": {"_type": "gradio.FileData"}}``) into the data dir must name a
   file the user may read (:mod:`masuka.access`): Gradio itself accepts any file under its static paths (the
   outputs and datasets folders) from whichever user names it;
-- a value must have its component's type: Gradio would turn a number into a prompt (``str(5)``), pass
-  ``"yes"`` on as a checkbox, or fail with a Python error on NaN in a whole-number field. A text box that holds
-  a whole number (an id, a job number: :func:`masuka.ui.common.whole_number_box`) also takes an int, which its
-  handler checks like the typed text.
+- a value must have its component's type (:func:`type_problem`), or for a ``gr.api`` endpoint its parameter's
+  type hint (:func:`hint_problem`): Gradio would turn a number into a prompt (``str(5)``), pass ``"yes"`` on as a
+  checkbox, split a text into letters where a list is taken, or fail with a Python error on NaN in a
+  whole-number field. A text box or free-text dropdown that holds a whole number (an id, a job number, a run:
+  :func:`masuka.ui.common.whole_number_box`) also takes an int, which its handler checks like the typed text.
 
-Values a request leaves off at the end take their component's initial value, as ``gradio_client`` fills them,
-so a parameter added at the end of an event stays optional at every door (``/gradio_api/call/<api>`` included).
+Values a request leaves off at the end, or sends as null, take their component's initial value (a ``gr.api``
+parameter: its default), as ``gradio_client`` fills left-off ones, so a parameter added at the end of an event
+stays optional at every door (``/gradio_api/call/<api>`` included). A choice among numbers also takes the number
+as text (``"7"``), as ``view_api`` shows such choices. A refusal is one log line, not a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.components.api_component import Api
+from gradio.utils import get_function_params
 
 from masuka.access import readable
 from masuka.errors import MasukaError
 from masuka.studio import Studio
-from masuka.ui.api_names import free_text_inputs
-from masuka.ui.common import user_of
+from masuka.ui.api_names import free_text_inputs, number_choices
+from masuka.ui.common import not_uploaded, refusal, user_of
+
+#: components whose value is a file reference (or a list of them)
+FILE_COMPONENTS = (gr.Image, gr.File, gr.Video, gr.Audio, gr.UploadButton)
+#: what a ``gr.api`` parameter of each type must be, as a refusal says it (the only dicts these endpoints take
+#: are uploaded files)
+HINT_KINDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+              dict: "an uploaded file (gradio_client's handle_file)"}
 
 
 class CheckedBlocks(gr.Blocks):
@@ -47,25 +63,47 @@ class CheckedBlocks(gr.Blocks):
     async def process_api(self, block_fn: Any, inputs: list[Any], state: Any = None, request: Any = None,
                           *args: Any, **kwargs: Any) -> dict[str, Any]:
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
-        props = getattr(fn, "component_prop_inputs", ())
-        if isinstance(inputs, list) and not getattr(fn, "batch", False) and len(inputs) < len(fn.inputs):
-            inputs = inputs + [getattr(component, "value", None) for component in fn.inputs[len(inputs):]]
-        for index, (component, value) in enumerate(zip(fn.inputs, inputs)):
-            problem = None if index in props else type_problem(component, value)
-            if problem:
-                raise gr.Error(problem)
+        if isinstance(inputs, list) and not getattr(fn, "batch", False):
+            inputs = checked_inputs(fn, inputs)
         user = user_of(request[0] if isinstance(request, list) and request else request)
         for path in file_references(inputs):
             if Path(path).expanduser().resolve().is_relative_to(self.studio.config.data_dir):
                 try:
                     readable(self.studio, user, path)
                 except MasukaError as error:
-                    raise gr.Error(str(error)) from None
+                    raise refusal(str(fn.name), str(error)) from None
         return await super().process_api(block_fn, inputs, state, request, *args, **kwargs)
 
     def get_api_info(self, all_endpoints: bool = False, page: str | None = None) -> Any:
-        """Gradio's API description, with dropdowns that take any value typed as text."""
+        """Gradio's API description, with dropdowns that take any value typed as text and choices among numbers
+        typed as numbers."""
         return free_text_inputs(self, super().get_api_info(all_endpoints=all_endpoints, page=page))
+
+
+def checked_inputs(fn: Any, inputs: list[Any]) -> list[Any]:
+    """``inputs`` of the event ``fn`` with left-off and null values filled in and number choices read, or a
+    refusal (``gr.Error``) naming the first value of the wrong type."""
+    props = getattr(fn, "component_prop_inputs", ())
+    hints = api_hints(fn.fn) if fn.inputs and isinstance(fn.inputs[0], Api) else None
+    inputs = inputs + [getattr(component, "value", None) for component in fn.inputs[len(inputs):]]
+    for index, component in enumerate(fn.inputs[:len(inputs)]):
+        if index in props or getattr(component, "stateful", False):
+            continue
+        value = inputs[index] = as_choice(component, getattr(component, "value", None) if inputs[index] is None
+                                          else inputs[index])
+        problem = hint_problem(*hints[index], value) if hints else type_problem(component, value)
+        if problem:
+            raise refusal(str(fn.name), problem)
+    return inputs
+
+
+def as_choice(component: Any, value: Any) -> Any:
+    """``value`` as the number it spells, where ``component`` is a choice among numbers (else as it is)."""
+    if isinstance(value, str) and number_choices(component):
+        for number in (int, float):
+            with contextlib.suppress(ValueError):
+                return number(value)
+    return value
 
 
 def type_problem(component: Any, value: Any) -> str | None:
@@ -74,17 +112,78 @@ def type_problem(component: Any, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(component, gr.Checkbox) and not isinstance(value, bool):
-        return f"{label} must be true or false (got {str(value)[:40]!r})."
-    if isinstance(component, (gr.Number, gr.Slider)) and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-        return f"{label} must be a number (got {str(value)[:40]!r})."
+        return f"{label} must be true or false (got {_shown(value)})."
+    numbers = number_choices(component) is not None
+    if (isinstance(component, (gr.Number, gr.Slider)) or numbers) and not _is_number(value):
+        return f"{label} must be a number (got {_shown(value)})."
     whole = isinstance(value, int) and not isinstance(value, bool) and getattr(component, "holds_whole_number", False)
     if isinstance(component, gr.Textbox) and not isinstance(value, str) and not whole:
         return f"{label} must be text (got {type(value).__name__})."
     if isinstance(component, gr.Dropdown) and component.multiselect and not (
             isinstance(value, list) and all(isinstance(item, str) for item in value)):
-        return f"{label} must be a list of names (got {str(value)[:40]!r})."
+        return f"{label} must be a list of names (got {_shown(value)})."
+    if isinstance(component, (gr.Dropdown, gr.Radio)) and not getattr(component, "multiselect", False) and not (
+            numbers or isinstance(value, str) or whole):
+        return f"{label} must be a name (got {type(value).__name__})."
+    if isinstance(component, FILE_COMPONENTS) and not all(map(_file_reference, value if isinstance(value, list)
+                                                               else [value])):
+        return not_uploaded(label)
+    if isinstance(component, (gr.ImageEditor, gr.Gallery)) and isinstance(value, str):  # files inside a structure
+        return not_uploaded(label)
     return None
+
+
+@functools.cache
+def api_hints(handler: Callable) -> list[tuple[str, Any]]:
+    """The parameters of a ``gr.api`` handler as its endpoint takes them: (name, type hint)."""
+    return [(name, hint) for name, _has_default, _default, hint in get_function_params(handler)]
+
+
+def hint_problem(name: str, hint: Any, value: Any) -> str | None:
+    """Why ``value`` cannot be the parameter ``name`` typed ``hint`` (None: it can)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None:
+        return None if type(None) in options else f"{name} must be {_hint_kind(options)} (got nothing)."
+    if any(_fits(option, value) for option in options):
+        return None
+    if dict in options and isinstance(value, str):
+        return not_uploaded(name)
+    return f"{name} must be {_hint_kind(options)} (got {_shown(value)})."
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    """Whether ``value`` (not None) is of the type ``hint``."""
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint in (int, float):
+        return _is_number(value) and (hint is float or isinstance(value, int))
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_fits(item, element) for element in value)
+    origin = typing.get_origin(hint) or hint
+    return not isinstance(origin, type) or isinstance(value, origin)  # a hint that is no class takes anything
+
+
+def _hint_kind(options: tuple) -> str:
+    """What a value of one of the types ``options`` is, in words."""
+    named = [option for option in options if option is not type(None)]
+    if len(named) == 1 and typing.get_origin(named[0]) is list:
+        return f"a list of {HINT_KINDS.get(typing.get_args(named[0])[0], 'values')}"
+    return " or ".join(HINT_KINDS.get(option, getattr(option, "__name__", str(option))) for option in named)
+
+
+def _file_reference(value: Any) -> bool:
+    """Whether ``value`` names a file as Gradio takes one (uploaded, or a URL)."""
+    return isinstance(value, dict) and any(isinstance(value.get(key), str) for key in ("path", "url"))
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (a bool is not a number here)."""
+    return isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and math.isfinite(value)
+
+
+def _shown(value: Any) -> str:
+    return repr(str(value)[:40])
 
 
 def file_references(value: Any) -> Iterator[str]:

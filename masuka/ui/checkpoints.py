@@ -14,7 +14,7 @@ from masuka.store import row_id
 from masuka.studio import Studio
 from masuka.training.checkpoint_lora import Comparison, checkpoint_loras, plan_comparison, use_checkpoint
 from masuka.training.options import MAX_STEPS
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of, whole_number_box
 from masuka.validation import whole_number
 
 
@@ -37,7 +37,8 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
         grid = gr.Image(label="Checkpoints x prompts", type="filepath", interactive=False, format="png")
         cells = gr.Gallery(label="Cells (each one is in History)", columns=6, height=220, interactive=False)
         with gr.Row():
-            step = gr.Dropdown([], label="Checkpoint (step)", allow_custom_value=True, scale=2)
+            step = whole_number_box(gr.Dropdown([], label="Checkpoint (step)", allow_custom_value=True,
+                                                 scale=2))
             use = gr.Button("Use this checkpoint", scale=1)
 
     form, private = [run, prompts, seed, steps, width, height], {"api_visibility": "private"}

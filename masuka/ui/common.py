@@ -9,7 +9,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 from gradio.components import Component
@@ -23,6 +23,8 @@ from masuka.studio import Studio
 log = logging.getLogger(__name__)
 #: the largest row id a form accepts (SQLite's integer limit)
 MAX_ID = 2**63 - 1
+#: what :func:`whole_number_box` marks
+Box = TypeVar("Box", gr.Textbox, gr.Dropdown)
 
 
 @dataclass
@@ -157,11 +159,23 @@ def is_admin(studio: Studio, request: gr.Request | None) -> bool:
     return studio.config.is_admin(user_of(request))
 
 
-def whole_number_box(box: gr.Textbox) -> gr.Textbox:
-    """Mark a text box that holds a whole number (an id, a job number): it shows empty when nothing is chosen,
-    and its event also takes the number as an int (:mod:`masuka.ui.checked_blocks`); the handler checks it."""
+def whole_number_box(box: Box) -> Box:
+    """Mark a text box or a free-text dropdown that holds a whole number (an id, a job number, a run, a step): it
+    shows empty when nothing is chosen, and its event also takes the number as an int
+    (:mod:`masuka.ui.checked_blocks`), as a dropdown filled at run time sends it; the handler checks it."""
     box.holds_whole_number = True
     return box
+
+
+def not_uploaded(name: str) -> str:
+    """The message for a path sent where ``name`` takes an uploaded file."""
+    return f"{name}: send pictures and other files as uploaded files (gradio_client's handle_file), not as paths."
+
+
+def refusal(source: str, message: str) -> gr.Error:
+    """A refusal shown to the user as ``message``, logged as one line (no console traceback)."""
+    log.warning("%s refused: %s", source, message)
+    return gr.Error(message, print_exception=False)
 
 
 def friendly(func: Callable) -> Callable:
@@ -198,9 +212,8 @@ def _refusal(func: Callable, error: Exception) -> Exception:
     message = user_message(error)
     if message is None:
         return error
-    log.warning("%s refused: %s", func.__name__, message)
     log.debug("%s refused", func.__name__, exc_info=error)
-    return gr.Error(message, print_exception=False)
+    return refusal(func.__name__, message)
 
 
 def _is_generator(func: Callable) -> bool:

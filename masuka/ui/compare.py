@@ -18,7 +18,7 @@ from masuka.image.generate import parse_lora
 from masuka.image.prompts import prompt_lines
 from masuka.loras.library import list_loras
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of, whole_number_box
 from masuka.ui.queue import FORM, form_request
 
 
@@ -36,7 +36,7 @@ def build(ctx: UIContext) -> None:
         seeds = gr.Number(value=4, precision=0, minimum=1, label="Seeds per prompt", scale=1)
         render = gr.Button("Render pairs", variant="primary", scale=1)
     with gr.Row():
-        picker = gr.Dropdown([], label="A/B test", scale=3)
+        picker = whole_number_box(gr.Dropdown([], label="A/B test", scale=3))
         load = gr.Button("Load", scale=0, min_width=80)
         remove = gr.Button("Delete test", variant="stop", scale=0, min_width=110)
     index = gr.State(None)

@@ -251,6 +251,10 @@ def view(studio: Studio, dataset: str | None, page_number: float, size: int, req
 @friendly
 def save_captions(studio: Studio, dataset: str, table: list[list] | None, request: gr.Request):
     """Save the captions edited in the table (rows of id, file, caption); returns how many changed."""
+    for number, row in enumerate(table or [], 1):
+        if len(row) < len(IMAGE_COLUMNS):
+            raise InvalidInput(f"Row {number} of the captions table has {len(row)} column(s): each row needs "
+                               f"{', '.join(IMAGE_COLUMNS)}.")
     edited = {row[0]: row[2] for row in table or [] if str(row[0]).strip().isdigit()}
     changed = library.save_captions(studio, dataset, edited, user_of(request), is_admin(studio, request))
     return f"Saved {changed} caption(s)."

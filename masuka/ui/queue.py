@@ -14,7 +14,7 @@ from masuka.image.tasks import InitImage
 from masuka.queue.jobs import control_job, list_jobs, queue_images
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, not_uploaded, user_of
 
 COLUMNS = ["id", "owner", "status", "done", "model", "prompt", "error"]
 POLL_S = 2.0
@@ -41,13 +41,14 @@ def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "",
                         face_strength=float(0.4 if face_strength is None else face_strength))
 
 
-def uploaded(value: dict | None) -> str | None:
-    """The server path of a file an API caller uploaded (Gradio has checked it lies in its upload folder)."""
+def uploaded(name: str, value: dict | None) -> str | None:
+    """The server path of the file an API caller uploaded as ``name`` (Gradio has checked it lies in its upload
+    folder)."""
     if value in (None, ""):
         return None
     if isinstance(value, dict) and (value.get("meta") or {}).get("_type") == "gradio.FileData" and value.get("path"):
         return value["path"]
-    raise InvalidInput("Send pictures as uploaded files (gradio_client's handle_file), not as paths.")
+    raise InvalidInput(not_uploaded(name))
 
 
 def build(ctx: UIContext) -> None:
@@ -127,7 +128,8 @@ def queue_add(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
     ``mask`` file) when given."""
     return queue_form(studio, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
                       memory_plan, fast, step_cache, prompts, random_picks, optimize_prompt, safety_check,
-                      face_detail, face_strength, uploaded(init_image), strength, uploaded(mask), request)
+                      face_detail, face_strength, uploaded("init_image", init_image), strength,
+                      uploaded("mask", mask), request)
 
 
 @friendly

@@ -16,7 +16,7 @@ from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_remote_runs, resume_run, run_status, start_training
 from masuka.ui import checkpoints
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of, whole_number_box
 
 POLL_S = 2.0
 RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
@@ -34,7 +34,7 @@ def build(ctx: UIContext) -> None:
             train = gr.Button("Train", variant="primary")
         with gr.Column(scale=3):
             with gr.Row():
-                run = gr.Dropdown([], label="Run", allow_custom_value=True, scale=3)
+                run = whole_number_box(gr.Dropdown([], label="Run", allow_custom_value=True, scale=3))
                 discard = gr.Checkbox(False, label="Discard (no checkpoint)", scale=1)
                 stop = gr.Button("Stop", variant="stop", scale=1)
                 resume = gr.Button("Resume", scale=1)

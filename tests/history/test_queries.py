@@ -73,6 +73,8 @@ def test_date_range_is_inclusive_and_bad_dates_are_refused(big):
         browse(big, "alice", False, Filters(since="last tuesday"))
     with pytest.raises(InvalidInput, match="empty"):
         browse(big, "alice", False, Filters(since="2026-02-01", until="2026-01-01"))
+    assert browse(big, "alice", False, Filters(since=newest, until="9999-12-31")).total == \
+        browse(big, "alice", False, Filters(since=newest)).total  # the last day there is: no end
 
 
 def test_dashboard_figures_add_up(big):

@@ -186,6 +186,9 @@ def test_bad_batches_are_refused_before_queueing(studio, tiny_model):
         queue_images(studio, request(model, prompt="a {red|blue car"))
     with pytest.raises(InvalidInput, match="No prompts"):
         queue_images(studio, request(model), "# only a comment\n")
+    for empty in ("", " ", "{|}"):
+        with pytest.raises(InvalidInput, match="The prompt is empty"):
+            queue_images(studio, request(model, prompt=empty))
     assert list_jobs(studio, "local") == []
 
 

@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from masuka.guards import FILE_ROUTES
+from masuka.image.aid_settings import AidSettings, save_aid_settings
 
 USERS = "alice:pa-alice,bob:pb-bob,carol:pc-carol,admin:pz-admin"
 FILE_DATA = {"_type": "gradio.FileData"}
@@ -295,6 +296,23 @@ def test_private_events_refuse_non_admins_even_by_number(shared):
     storage = run(bob, "storage_view")
     assert "Only an admin" in storage and str(config.data_dir) not in storage
     assert "Only an admin" in run(bob, "sign_ins_view")
+    save_aid_settings(config, AidSettings(prompt_llm_url="https://llm.internal.example/v1"))
+    by_name["aids_view"] = next(i for i, fn in running.demo.fns.items()
+                                if (fn.fn.__module__, fn.fn.__name__) == ("masuka.ui.aids", "view"))
+    assert "llm.internal.example" in run(admin, "aids_view")
+    assert "llm.internal.example" not in run(bob, "aids_view")
+
+
+def test_private_events_cannot_be_called_by_name(shared):
+    running, _files, _model = shared
+    bob = signed_in(running.url, "bob", "pb-bob")
+    private = [fn.api_name for fn in running.demo.fns.values() if fn.api_visibility == "private"]
+    assert {"keys_view", "tokens_view"} <= set(private)
+    for name in private:
+        answer = bob.post(f"/gradio_api/call/{name}", json={"data": []})
+        assert answer.status_code == 404 and f"no API endpoint /{name}" in answer.json()["detail"], name
+        assert bob.post(f"/gradio_api/call/v2/{name}", json={}).status_code == 400, name  # v2 knows public names only
+    assert call(bob, "sign_ins", [])[0] == "error", "a public event is still called by name (and refused there)"
 
 
 def test_repeated_wrong_passwords_lock_the_account_and_the_address(shared, caplog):
