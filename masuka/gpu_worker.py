@@ -126,10 +126,12 @@ def _attached(value: Any, record: Callable[[int], Callable]) -> Any:
 
 
 def _own_connection(value: Any) -> None:
-    """A studio or store reached from a forked worker uses a database connection of its own."""
-    store = getattr(value, "store", value)
-    if hasattr(store, "reconnect_after_fork"):
-        store.reconnect_after_fork()
+    """A studio or store reached from a forked worker uses a database connection (and a studio, model cache
+    locks) of its own."""
+    for method in ("in_this_process", "reconnect_after_fork"):
+        if hasattr(value, method):
+            getattr(value, method)()
+            return
 
 
 def _picklable(error: Exception) -> Exception:

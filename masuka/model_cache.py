@@ -10,6 +10,7 @@ switching never holds more models than slots.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ class _Resident:
     key: tuple
     model: Any
     holder: int | None = None  # the thread whose session uses it
+    pinned: bool = False  # kept whatever else is asked for (a ZeroGPU Space's model), outside the capacity
 
 
 class ModelCache:
@@ -33,6 +35,7 @@ class ModelCache:
         self._changed = threading.Condition(threading.RLock())
         self._sessions = threading.local()
         self._key: tuple | None = None
+        self._pid = os.getpid()
         self.loads = 0
 
     @contextmanager
@@ -65,10 +68,10 @@ class ModelCache:
                 found = next((r for r in idle if r.key == key), None)
                 if found is not None:
                     return self._use(found)
-                if len(self._resident) < self.capacity:
+                if sum(not r.pinned for r in self._resident) < self.capacity:
                     break
-                if idle:
-                    self._drop(idle[0])
+                if droppable := [r for r in idle if not r.pinned]:
+                    self._drop(droppable[0])
                 else:
                     self._changed.wait()
             resident = _Resident(key, None, holder=me)  # its slot, taken while it loads (lock not held)
@@ -92,10 +95,31 @@ class ModelCache:
 
     def release(self) -> None:
         """Drop this thread's model and every idle one, and give their memory back (models other sessions use
-        stay)."""
+        stay, and a pinned one)."""
         with self._changed:
-            for resident in [r for r in self._resident if r.holder in (None, threading.get_ident())]:
+            for resident in [r for r in self._resident
+                             if r.holder in (None, threading.get_ident()) and not r.pinned]:
                 self._drop(resident)
+
+    def pin(self, key: tuple) -> None:
+        """Keep the resident model of ``key`` for good (a ZeroGPU Space's model, placed at start-up): never
+        freed by a switch or :meth:`release`, and not counted against the capacity."""
+        with self._changed:
+            for resident in self._resident:
+                if resident.key == key:
+                    resident.pinned = True
+
+    def in_this_process(self) -> None:
+        """In a process forked from the one that made the cache (a ZeroGPU worker): locks, sessions and holders
+        of its own, since the parent's threads (one may have held the lock, or a model) do not exist here."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._changed = threading.Condition(threading.RLock())
+        self._sessions = threading.local()
+        self._resident = [r for r in self._resident if r.model is not None]  # loads cut off by the fork
+        for resident in self._resident:
+            resident.holder = None
 
     def _use(self, resident: _Resident) -> Any:
         resident.holder = threading.get_ident() if getattr(self._sessions, "active", False) else None

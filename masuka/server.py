@@ -42,6 +42,14 @@ def public_warning(config: Config, host: str, share: bool, ngrok: bool) -> str |
     return None
 
 
+def sign_in_line(config: Config) -> str | None:
+    """Who may sign in, by name, for the start-up log: a password with a comma split into an account nobody
+    meant (``alice:pa,ss:word`` is alice and ss) shows there."""
+    if not config.users:
+        return None
+    return f"Sign-in for {len(config.users)} user(s): {', '.join(sorted(config.users))}"
+
+
 def command_line_auth_warning(spec: str | None) -> str | None:
     """A warning when passwords were typed on the command line, where ``ps`` shows them to every local user."""
     if not spec or spec.strip().startswith("@") or Path(spec).is_file():
@@ -104,9 +112,9 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from masuka.studio import Studio
     from masuka.ui.app import build_app
 
-    warning = public_warning(config, host, share, ngrok)
-    if warning:
-        print(warning, file=sys.stderr)
+    for line in (public_warning(config, host, share, ngrok), sign_in_line(config)):
+        if line:
+            print(line, file=sys.stderr)
     token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
     studio = Studio.open(config)
     if block:

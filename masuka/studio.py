@@ -68,6 +68,13 @@ class Studio:
                 self.models.session():
             yield
 
+    def in_this_process(self) -> None:
+        """In a process forked from the app (a ZeroGPU worker): a database connection of its own, and model
+        caches whose locks and holders belong to this process."""
+        self.store.reconnect_after_fork()
+        self.models.in_this_process()
+        self.aids.in_this_process()
+
     def close(self) -> None:
         if self.jobs is not None:
             self.jobs.close()

@@ -7,7 +7,7 @@ import pytest
 from gradio_client import Client
 
 from masuka.config import Config
-from masuka.server import public_warning
+from masuka.server import public_warning, sign_in_line
 
 
 def generate(client, model, **kw):
@@ -57,6 +57,13 @@ def test_public_without_auth_warns(tmp_path):
     assert "internet" in public_warning(open_config, "127.0.0.1", True, False)
     assert public_warning(open_config, "127.0.0.1", False, False) is None
     assert public_warning(Config.from_env(data_dir=tmp_path, auth="a:b"), "0.0.0.0", True, False) is None
+
+
+def test_the_start_up_log_names_who_may_sign_in(tmp_path):
+    """A password with a comma and a colon after it splits into an account nobody meant: the log shows it."""
+    assert sign_in_line(Config.from_env(data_dir=tmp_path, auth="")) is None
+    assert sign_in_line(Config.from_env(data_dir=tmp_path, auth="alice:pa,ss:word")) == \
+        "Sign-in for 2 user(s): alice, ss"
 
 
 def test_stop_button_stops_between_steps_and_keeps_finished_images(live_app, tiny_model):

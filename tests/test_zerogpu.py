@@ -222,3 +222,18 @@ def tiny_lora_file(tmp_path):
     from masuka.models.synthetic import save_tiny_lora
 
     return save_tiny_lora("flux", tmp_path / "style.safetensors")
+
+
+def test_the_space_s_model_stays_placed_whatever_else_runs(on_zerogpu, studio, tiny_model, monkeypatch):
+    generate = importlib.import_module("masuka.image.generate")
+    from masuka.image.space_model import prepare_space
+
+    model = str(tiny_model("flux"))
+    monkeypatch.setenv("MASUKA_SPACE_MODEL", model)
+    prepare_space(studio)
+    request = dict(prompt="a red fox", steps=1, width=64, height=64)
+    generate.generate_images(studio, generate.ImageRequest(model=str(tiny_model("sdxl")), **request))
+    studio.models.release()  # as a caption pass does when it ends
+    loads = studio.models.loads
+    generate.generate_images(studio, generate.ImageRequest(model=model, **request))
+    assert studio.models.loads == loads  # the Space's model was never freed: nothing loaded

@@ -24,7 +24,7 @@ from masuka.api.auth import Caller
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
-from masuka.image.tasks import MAX_INPUT_PIXELS, save_input
+from masuka.image.tasks import MAX_INPUT_PIXELS, TOO_LARGE, save_input
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
 
@@ -154,11 +154,11 @@ class ApiWork:
         try:
             with Image.open(io.BytesIO(image_bytes(data, kind))) as picture:
                 if picture.width * picture.height > MAX_INPUT_PIXELS:
-                    raise InvalidInput(f"The {kind} is too large ({picture.width}x{picture.height}).")
+                    raise InvalidInput(f"The {kind} is too large ({picture.width}x{picture.height}); {TOO_LARGE}")
                 picture.load()
                 return save_input(self.studio, caller.user, picture.copy(), kind.replace(" ", "-"))
         except Image.DecompressionBombError:
-            raise InvalidInput(f"The {kind} is too large (more than {MAX_INPUT_PIXELS} pixels).") from None
+            raise InvalidInput(f"The {kind} is too large; {TOO_LARGE}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
             raise InvalidInput(f"The {kind} is not a readable image ({type(error).__name__}).") from None
 

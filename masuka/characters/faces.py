@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 
 from masuka.datasets.preprocess import find_faces
 from masuka.errors import InvalidInput
-from masuka.image.tasks import open_picture
+from masuka.image.tasks import eight_bit, open_picture
 
 #: how much room around the detected face box the crop keeps, as a fraction of the box's side, on each side
 MARGIN = 0.5
@@ -66,8 +66,9 @@ def open_photo(path: str | Path, what: str = "photo") -> Image.Image:
     MAX_PHOTO_SIDE pixels long (a larger one is brought down, a JPEG decoded at a reduced scale); refused with a
     clear message when it is not a readable picture."""
     try:
-        with Image.open(path) as picture:
-            if max(picture.size) > MAX_PHOTO_SIDE and not picture.mode.startswith("I"):
+        with Image.open(path) as opened:
+            if max(opened.size) > MAX_PHOTO_SIDE:
+                picture = eight_bit(opened) if opened.mode.startswith("I") else opened  # 16-bit: to 8 bits first
                 picture.thumbnail((MAX_PHOTO_SIDE, MAX_PHOTO_SIDE), Image.Resampling.LANCZOS)
                 return ImageOps.exif_transpose(picture).convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):

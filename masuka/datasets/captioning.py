@@ -30,6 +30,7 @@ from masuka.zerogpu import caption_chunks
 KIND = "caption"
 MAX_BATCH = 64
 KEPT_NOTE = "kept the caption saved while the pass ran"
+KEPT = "the captions made so far are kept"
 
 
 @dataclass
@@ -94,7 +95,10 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
         with studio.hold_gpu(f"captioning {dataset['name']} for {request.owner}", request.owner, timeout=gpu_timeout):
             try:
                 for chunk in caption_chunks(todo):  # one GPU call each on ZeroGPU, where calls are short
+                    ctx.check_stop(kept=KEPT)
                     vars(report).update(vars(_run(studio, spec, dataset, template, chunk, request, report, ctx)))
+                    if report.stopped:
+                        raise Cancelled(KEPT)
             finally:
                 studio.models.release()
 
@@ -115,27 +119,31 @@ def _estimate_seconds(studio: Studio, spec: CaptionerSpec, dataset: dict, templa
 @zerogpu(duration=_estimate_seconds)
 def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo: list[dict],
          request: CaptionRequest, report: CaptionReport, ctx: JobContext) -> CaptionReport:
-    """Caption ``todo`` and return ``report`` brought up to date (on ZeroGPU the worker's copy of it)."""
+    """Caption ``todo`` and return ``report`` brought up to date (on ZeroGPU the worker's copy of it),
+    ``stopped`` when a stop ended it early."""
     captioner = load_captioner(studio.models, spec, studio.keys.get(HUGGINGFACE))
     size = int(request.batch_size)
-    for start in range(0, len(todo), size):
-        ctx.check_stop(kept="the captions made so far are kept")
-        batch = todo[start:start + size]
-        images = []
-        for row in batch:
-            with Image.open(row["file"]) as image:
-                images.append(image.convert("RGB"))
-        for row, text in zip(batch, captioner.caption(images, request.mode)):
-            report.done += 1
-            final = apply_template(template, dataset["trigger"] or "", text)
-            # a caption the user saved since the pass began is theirs to keep unless ``overwrite``
-            if set_caption(studio, row["id"], final, dataset["owner"], admin=True, source=spec.id,
-                           replace=request.overwrite):
-                report.captioned += 1
-                report.captions[row["id"]] = final
-            else:
-                report.kept += 1
-                final = KEPT_NOTE
-            ctx.tell(Progress(report.done, report.total, message=row["source_name"], detail=final))
-        jobs.progress(ctx.store, ctx.job_id, report.done, report.total, result=report.to_dict())  # per batch
+    try:
+        for start in range(0, len(todo), size):
+            ctx.check_stop(kept=KEPT)
+            batch = todo[start:start + size]
+            images = []
+            for row in batch:
+                with Image.open(row["file"]) as image:
+                    images.append(image.convert("RGB"))
+            for row, text in zip(batch, captioner.caption(images, request.mode)):
+                report.done += 1
+                final = apply_template(template, dataset["trigger"] or "", text)
+                # a caption the user saved since the pass began is theirs to keep unless ``overwrite``
+                if set_caption(studio, row["id"], final, dataset["owner"], admin=True, source=spec.id,
+                               replace=request.overwrite):
+                    report.captioned += 1
+                    report.captions[row["id"]] = final
+                else:
+                    report.kept += 1
+                    final = KEPT_NOTE
+                ctx.tell(Progress(report.done, report.total, message=row["source_name"], detail=final))
+            jobs.progress(ctx.store, ctx.job_id, report.done, report.total, result=report.to_dict())  # per batch
+    except Cancelled:  # the report goes back with what was written (on ZeroGPU it is the worker's copy)
+        report.stopped = True
     return report

@@ -30,14 +30,17 @@ STARTUP_SECONDS = 1500
 
 
 def prepare_space(studio: Studio) -> Any | None:
-    """On ZeroGPU, load ``MASUKA_SPACE_MODEL`` now (placed on ``cuda``, cached under the key requests use) and
-    compile its transformer ahead of time when ``MASUKA_ZEROGPU_AOTI=1``. Returns the pipeline, or None."""
+    """On ZeroGPU, load ``MASUKA_SPACE_MODEL`` now (placed on ``cuda``, cached under the key requests use, and
+    pinned there) and compile its transformer ahead of time when ``MASUKA_ZEROGPU_AOTI=1``. Returns the
+    pipeline, or None."""
     model = space_model()
     if not on_zerogpu() or not model:
         return None
     spec = resolve_image_model(model)
     log.info("ZeroGPU: loading %s at start-up", spec.id)
     pipe = shared(get_pipeline(studio.models, spec, studio.keys.get(HUGGINGFACE)))  # crosses by reference
+    if studio.models.key is not None:
+        studio.models.pin(studio.models.key)  # requests for other models, and caption passes, never free it
     if zerogpu_aoti():
         if pipeline_architecture(pipe) == "flux":
             compile_ahead(pipe, spec.max_sequence_length)

@@ -70,7 +70,7 @@ def open_picture(path: str | Path, what: str) -> Image.Image:
             if picture.width * picture.height > MAX_INPUT_PIXELS:
                 raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); {TOO_LARGE}")
             picture.load()
-            return _eight_bit(ImageOps.exif_transpose(picture))
+            return eight_bit(ImageOps.exif_transpose(picture))
     except FileNotFoundError:
         raise InvalidInput(f"The {what} {Path(path).name!r} does not exist.") from None
     except Image.DecompressionBombError:  # so large that Pillow will not even read its size
@@ -79,7 +79,7 @@ def open_picture(path: str | Path, what: str) -> Image.Image:
         raise InvalidInput(f"The {what} is not a readable image ({error}).") from None
 
 
-def _eight_bit(picture: Image.Image) -> Image.Image:
+def eight_bit(picture: Image.Image) -> Image.Image:
     """A 16-bit greyscale picture (``I;16``, or ``I`` holding 16-bit values) scaled to 8 bits: Pillow's own
     conversion would clip it to white."""
     high = picture.getextrema()[1] if picture.mode == "I" else 0  # one band: (lowest, highest)

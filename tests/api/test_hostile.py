@@ -44,7 +44,7 @@ A1111 = {
     "a data URL with no data": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": ["data:image/png;base64"]},
                                 "not a readable image"),
     "a small file that unpacks to 200 megapixels": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": [
-        png((20000, 10000))]}, "too large"),
+        png((20000, 10000))]}, "too large; at most 16.8 megapixels"),
     "png-info of 200 megapixels": ("/sdapi/v1/png-info", {"image": png((20000, 10000))}, "not a readable"),
     "an upscale of a thousand times": ("/sdapi/v1/extra-single-image", {"image": png(), "upscaler_1": "Lanczos",
                                                                         "upscaling_resize": 1000}, "between 1 and 8"),
@@ -81,7 +81,8 @@ def test_a1111_refuses_with_the_reason(app, case):
     ({"prompt": "x", "size": "big"}, {"image": ("a.png", base64.b64decode(png()), "image/png")}, "size", "1024x1024"),
     ({"prompt": "x", "size": "\u00b2x64"}, {"image": ("a.png", base64.b64decode(png()), "image/png")}, "size",
      "1024x1024"),
-    ({"prompt": "x"}, {"image": ("a.png", base64.b64decode(png((20000, 10000))), "image/png")}, None, "too large"),
+    ({"prompt": "x"}, {"image": ("a.png", base64.b64decode(png((20000, 10000))), "image/png")}, None,
+     "too large; at most 16.8 megapixels"),
     ({"prompt": "x", "output_format": "gif"}, {"image": ("a.png", base64.b64decode(png()), "image/png")},
      "output_format", "'png', 'jpeg' or 'webp'"),
 ])

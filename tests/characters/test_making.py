@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from masuka.characters import making
-from masuka.characters.faces import crop_box, photo_face
+from masuka.characters.faces import crop_box, open_photo, photo_face
 from masuka.characters.identity import load_embedder, scores
 from masuka.characters.library import delete_character, find_character, list_characters, new_character
 from masuka.characters.making import (
@@ -241,6 +241,9 @@ def test_a_large_photo_is_brought_down_and_a_small_face_in_it_is_found(tmp_path,
     face = photo_face(tmp_path / "24mp.jpg")
     assert face.photo.size == (4096, 2731) and face.faces == 1
     assert 1300 < face.box[0] < 1500 and 60 < face.box[2] < 90, "the face, in the kept photo's pixels"
+    deep = Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257)  # the same photo, 16-bit grey
+    deep.save(tmp_path / "16bit.png")
+    assert open_photo(tmp_path / "16bit.png").size == (4096, 2731)  # brought down too, not refused
 
 
 def test_an_edit_made_meanwhile_in_another_tab_is_kept(studio, tiny_model, tiny_clip, portrait, monkeypatch):

@@ -129,3 +129,34 @@ def test_on_zerogpu_a_pass_is_split_into_calls_that_fit_and_reports_what_the_wor
     assert [p.step for p in seen if p.total == 4] == [1, 2, 3, 4]  # replayed in the app after each call
     assert all(row["caption"] for row in dataset_images(studio, photos["id"]))
     assert studio.store.get("jobs", report.job_id)["step"] == 4
+
+
+def test_on_zerogpu_a_stop_ends_the_pass_between_calls_and_inside_one_keeps_the_counts(
+        on_zerogpu, studio, photos, tiny_captioner, monkeypatch):
+    import importlib
+
+    from masuka import jobs
+    from masuka.zerogpu import CAPTION_LOAD_SECONDS, CAPTION_SECONDS
+
+    captioning = importlib.import_module("masuka.datasets.captioning")
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", str(CAPTION_LOAD_SECONDS + CAPTION_SECONDS))  # one image a call
+    model = str(tiny_captioner("florence2"))
+    stop = threading.Event()
+    report = captioning.caption_dataset(studio, captioning.CaptionRequest(photos["id"], captioner=model,
+                                                                          mode="short"),
+                                        stop=stop, watch=lambda _progress: stop.set())
+    assert (report.captioned, report.stopped, len(on_zerogpu.calls)) == (1, True, 1)  # no call after the Stop
+    assert studio.store.get("jobs", report.job_id)["status"] == "cancelled"
+
+    written = captioning.set_caption
+
+    def then_stop(studio_, image_id, *args, **kwargs):  # the job's stop flag, seen inside the GPU call
+        done = written(studio_, image_id, *args, **kwargs)
+        jobs.request_stop(studio_.store, studio_.store.find("jobs", "kind = 'caption'", order_by="id desc")[0]["id"])
+        return done
+
+    monkeypatch.setattr(captioning, "set_caption", then_stop)
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", str(CAPTION_LOAD_SECONDS + 4 * CAPTION_SECONDS))  # one call
+    again = captioning.caption_dataset(studio, captioning.CaptionRequest(photos["id"], captioner=model, mode="short",
+                                                                         overwrite=True, batch_size=1))
+    assert (again.captioned, again.stopped) == (1, True)  # what the worker wrote is reported

@@ -102,3 +102,30 @@ def test_two_gpu_slots_never_share_a_pipeline_or_its_loras(tmp_path, tiny_model,
         assert studio.models.loads == 2  # one pipeline per slot, each loaded once
     finally:
         studio.close()
+
+
+def test_a_pinned_model_stays_and_a_forked_copy_of_the_cache_has_its_own_locks():
+    cache = ModelCache(capacity=1)
+    space = cache.get(("space",), object)
+    cache.pin(("space",))
+    other = cache.get(("other",), object)  # the pinned model is outside the capacity
+    cache.release()
+    assert cache.get(("space",), lambda: None) is space and other is not None and cache.loads == 2
+
+    held, done = threading.Event(), threading.Event()
+
+    def parent_thread():  # holds the lock and a model, as a thread of the app may when a worker is forked
+        with cache._changed, cache.session():
+            cache.get(("space",), object)
+            held.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=parent_thread)
+    thread.start()
+    held.wait(10)
+    cache._pid = -1  # as in the forked worker, where that thread does not exist
+    cache.in_this_process()
+    with cache.session():
+        assert cache.get(("space",), lambda: None) is space  # no wait on the lock or the holder
+    done.set()
+    thread.join(10)
