@@ -116,22 +116,14 @@ def _attached(value: Any, record: Callable[[int], Callable]) -> Any:
         found = _SHARED.get(value.key)
         if found is None:
             raise RuntimeError("This GPU worker was started before the app had finished starting: try again.")
-        _own_connection(found)
+        if hasattr(found, "in_this_process"):  # a studio or store: a database connection (and locks) of its own
+            found.in_this_process()
         return found
     if isinstance(value, _Job):
         return JobContext(_attached(value.store, record), value.job_id, watch=_attached(value.watch, record))
     if isinstance(value, _Callback):
         return record(value.index)
     return value
-
-
-def _own_connection(value: Any) -> None:
-    """A studio or store reached from a forked worker uses a database connection (and a studio, model cache
-    locks) of its own."""
-    for method in ("in_this_process", "reconnect_after_fork"):
-        if hasattr(value, method):
-            getattr(value, method)()
-            return
 
 
 def _picklable(error: Exception) -> Exception:

@@ -157,7 +157,7 @@ class Store:
             raise
         return db
 
-    def reconnect_after_fork(self) -> None:
+    def in_this_process(self) -> None:
         """In a process forked from the one that opened the store (a ZeroGPU worker): a connection of its own,
         as SQLite connections must not cross a fork. The inherited one is kept, unused and unclosed."""
         if self._pid == os.getpid():

@@ -71,7 +71,7 @@ class Studio:
     def in_this_process(self) -> None:
         """In a process forked from the app (a ZeroGPU worker): a database connection of its own, and model
         caches whose locks and holders belong to this process."""
-        self.store.reconnect_after_fork()
+        self.store.in_this_process()
         self.models.in_this_process()
         self.aids.in_this_process()
 

@@ -25,7 +25,7 @@ from masuka.models.manage import fetch_for_use
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
-from masuka.zerogpu import caption_chunks
+from masuka.zerogpu import caption_chunks, request_seconds
 
 KIND = "caption"
 MAX_BATCH = 64
@@ -111,8 +111,6 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
 
 def _estimate_seconds(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo: list, *args) -> int:
     """ZeroGPU duration of this pass (refused there when one GPU call may not take that long)."""
-    from masuka.zerogpu import request_seconds
-
     return request_seconds("caption", images=len(todo))
 
 

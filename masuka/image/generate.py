@@ -78,7 +78,7 @@ from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
 from masuka.validation import flag, is_number, plain_text, whole_number
-from masuka.zerogpu import check_space_request
+from masuka.zerogpu import check_space_request, image_load_gb, request_seconds
 
 MAX_BATCH = 4
 MAX_PROMPT_CHARS = 4000
@@ -325,8 +325,6 @@ def _optimized(studio: Studio, plan: Plan, on_download: Watch | None,
 
 def _estimate_seconds(studio: Studio, plan: Plan, *args: Any) -> int:
     """ZeroGPU duration of this request (refused there when one GPU call may not take that long)."""
-    from masuka.zerogpu import image_load_gb, request_seconds
-
     return request_seconds("image", steps=plan.steps, width=plan.width, height=plan.height, images=len(plan.seeds),
                            architecture=plan.spec.architecture, load_gb=image_load_gb(plan.spec.id, plan.spec.vram_gb))
 
