@@ -193,7 +193,7 @@ class Store:
         values = {k: _encode(k, v) for k, v in row.items()}
         if "created_at" in SCHEMA.get(table, ({"created_at": str},))[0]:
             values.setdefault("created_at", now())
-        with self._writing():
+        with self.transaction():
             values["id"] = self._new_ids(table, 1, values.get("id"))
             self.db.table(table).insert(values)
         return values["id"]
@@ -217,16 +217,6 @@ class Store:
         self.db.execute(f"insert into {ID_MARKS} (name, last) values (?, ?) on conflict (name) do update set "
                         "last = max(last, excluded.last)", [table, first + count - 1])
         return first
-
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """A transaction of its own, or the one this connection is in."""
-        with self._lock:
-            if self.db.conn.in_transaction:
-                yield
-            else:
-                with self.transaction():
-                    yield
 
     def update(self, table: str, row_id: int, **fields: Any) -> None:
         if table == "jobs":
@@ -281,8 +271,11 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes so they land together or not at all."""
+        """Group writes so they land together or not at all; inside another transaction, part of it."""
         with self._lock:
+            if self.db.conn.in_transaction:
+                yield
+                return
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield

@@ -67,11 +67,11 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
         for index, item in enumerate(items):
             item["seed"] = base + index
         planned.append((template, plan.spec.id, items))
-    with studio.store.transaction():
+    with studio.store.transaction():  # the room for all and every job, in one step: all are queued or none
         _check_room(studio, request.owner, len(planned))
-    return [add_job(studio, request.owner, "text", template, model,
-                    {"request": _stored(studio, request), "items": items, "allow_any_path": allow_any_path})
-            for template, model, items in planned]
+        return [add_job(studio, request.owner, "text", template, model,
+                        {"request": _stored(studio, request), "items": items, "allow_any_path": allow_any_path})
+                for template, model, items in planned]
 
 
 def _no_pictures(request: ImageRequest) -> None:
