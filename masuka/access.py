@@ -85,9 +85,13 @@ def readable(studio: Studio, user: str, path: str | Path, what: str = "file") ->
     The message is the same whether the file is missing or someone else's, so it tells nothing about
     other users' files.
     """
-    resolved = Path(path).expanduser().resolve()
+    missing = NotFound(f"No {what} {Path(path).name!r} of yours was found.")
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except RuntimeError:  # ~nosuchuser/...: missing, as any path that is not theirs
+        raise missing from None
     if not (may_read(studio, user, resolved) and resolved.exists()):
-        raise NotFound(f"No {what} {Path(path).name!r} of yours was found.")
+        raise missing
     return resolved
 
 

@@ -272,7 +272,8 @@ def client_address(scope: dict) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-forwarded-for":
             hops = [hop.strip() for hop in value.decode("latin-1").split(",") if hop.strip()]
-            return next((hop for hop in reversed(hops) if not _internal(hop)), hops[0] if hops else peer)
+            # every hop private (a client on the proxy's own network): the one the nearest proxy saw
+            return next((hop for hop in reversed(hops) if not _internal(hop)), hops[-1] if hops else peer)
     return peer
 
 

@@ -43,11 +43,11 @@ def public_warning(config: Config, host: str, share: bool, ngrok: bool) -> str |
 
 
 def sign_in_line(config: Config) -> str | None:
-    """Who may sign in, by name, for the start-up log: a password with a comma split into an account nobody
-    meant (``alice:pa,ss:word`` is alice and ss) shows there."""
+    """How many accounts may sign in, for the start-up log: a password with a comma split into an account nobody
+    meant (``alice:pa,ss:word`` is two) shows in the count; names are not logged (``ss`` is part of a password)."""
     if not config.users:
         return None
-    return f"Sign-in for {len(config.users)} user(s): {', '.join(sorted(config.users))}"
+    return f"Sign-in for {len(config.users)} user(s)."
 
 
 def command_line_auth_warning(spec: str | None) -> str | None:

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from PIL import Image, UnidentifiedImageError
 
 from masuka.api.auth import Caller
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
-from masuka.image.tasks import MAX_INPUT_PIXELS, TOO_LARGE, save_input
+from masuka.image.tasks import open_picture, save_input
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
 
@@ -151,16 +150,8 @@ class ApiWork:
 
     def decode_upload(self, caller: Caller, data: str | bytes, kind: str) -> Path:
         """A base64 image (data URL or bare) or raw upload, checked and kept in the caller's inputs folder."""
-        try:
-            with Image.open(io.BytesIO(image_bytes(data, kind))) as picture:
-                if picture.width * picture.height > MAX_INPUT_PIXELS:
-                    raise InvalidInput(f"The {kind} is too large ({picture.width}x{picture.height}); {TOO_LARGE}")
-                picture.load()
-                return save_input(self.studio, caller.user, picture.copy(), kind.replace(" ", "-"))
-        except Image.DecompressionBombError:
-            raise InvalidInput(f"The {kind} is too large; {TOO_LARGE}") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise InvalidInput(f"The {kind} is not a readable image ({type(error).__name__}).") from None
+        picture = open_picture(io.BytesIO(image_bytes(data, kind)), kind)  # upright, 8-bit, as the UI's are
+        return save_input(self.studio, caller.user, picture, kind.replace(" ", "-"))
 
 
 def image_bytes(data: str | bytes, kind: str) -> bytes:

@@ -89,7 +89,6 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def run_delete(args: argparse.Namespace) -> int:
     from masuka.image.compare import delete_comparison
 

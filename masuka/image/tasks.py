@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
@@ -62,7 +62,7 @@ class TaskInput:
     composite: Image.Image | None = None  # what the result is pasted through, when not ``mask`` (outpaint)
 
 
-def open_picture(path: str | Path, what: str) -> Image.Image:
+def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
     """A picture file read whole, as it is seen: turned upright by its EXIF orientation (a phone photo), and a
     16-bit one brought to 8 bits; or :class:`InvalidInput` saying why not."""
     try:
@@ -72,7 +72,7 @@ def open_picture(path: str | Path, what: str) -> Image.Image:
             picture.load()
             return eight_bit(ImageOps.exif_transpose(picture))
     except FileNotFoundError:
-        raise InvalidInput(f"The {what} {Path(path).name!r} does not exist.") from None
+        raise InvalidInput(f"The {what} {Path(str(path)).name!r} does not exist.") from None
     except Image.DecompressionBombError:  # so large that Pillow will not even read its size
         raise InvalidInput(f"The {what} is too large; {TOO_LARGE}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:

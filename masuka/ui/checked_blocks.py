@@ -67,7 +67,7 @@ class CheckedBlocks(gr.Blocks):
             inputs = checked_inputs(fn, inputs)
         user = user_of(request[0] if isinstance(request, list) and request else request)
         for path in file_references(inputs):
-            if Path(path).expanduser().resolve().is_relative_to(self.studio.config.data_dir):
+            if _resolved(path).is_relative_to(self.studio.config.data_dir):
                 try:
                     readable(self.studio, user, path)
                 except MasukaError as error:
@@ -196,3 +196,11 @@ def file_references(value: Any) -> Iterator[str]:
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from file_references(item)
+
+
+def _resolved(path: str) -> Path:
+    """``path`` as a file it names ends up (``~`` expanded; a ``~nosuchuser`` left as written)."""
+    try:
+        return Path(path).expanduser().resolve()
+    except RuntimeError:
+        return Path(path).resolve()

@@ -84,7 +84,8 @@ def test_a_right_password_clears_the_failures_before_it(team):
     ("127.0.0.1", "93.184.215.14", "93.184.215.14"),  # a share link's or tunnel's client on this computer
     ("10.0.0.2", "8.8.8.8, 93.184.215.14", "93.184.215.14"),  # the entry the proxy added, not the client's own
     ("10.0.0.2", "93.184.215.14, 10.0.0.7", "93.184.215.14"),  # behind two proxies of the network
-    ("127.0.0.1", "203.0.113.7", "203.0.113.7"),  # no public address at all: the first entry
+    ("127.0.0.1", "203.0.113.7", "203.0.113.7"),  # no public address at all: the one the nearest proxy saw,
+    ("127.0.0.1", "192.168.1.9, 10.0.0.7", "10.0.0.7"),  # not the first, which the client itself wrote
     ("93.184.215.20", "8.8.8.8", "93.184.215.20"),  # a client reaching MASUKA directly cannot pick its address
     ("93.184.215.20", None, "93.184.215.20"),
 ])

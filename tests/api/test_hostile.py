@@ -112,3 +112,27 @@ def test_openai_generation_refuses_a_body_that_is_not_an_object(app, body):
 def test_openai_image_files_answer_an_id_that_cannot_be_one_as_missing(app, image_id):
     answer = httpx.get(app.url.rstrip("/") + f"/v1/images/files/{image_id}")
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+
+
+def test_an_uploaded_phone_photo_is_kept_upright_and_16_bit_brought_to_8(studio):
+    """API uploads are read as the UI reads pictures: EXIF orientation applied, 16-bit greyscale scaled."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from masuka.api.auth import Caller
+    from masuka.api.work import ApiWork
+
+    work, caller = ApiWork(studio), Caller("local", True)
+    sideways = Image.new("RGB", (40, 20), "red")
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view", as phones store portraits
+    buffer = io.BytesIO()
+    sideways.save(buffer, "JPEG", exif=exif)
+    with Image.open(work.decode_upload(caller, buffer.getvalue(), "init image")) as kept:
+        assert kept.size == (20, 40)
+    deep = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(deep, "PNG")
+    with Image.open(work.decode_upload(caller, deep.getvalue(), "init image")) as kept:
+        assert 150 < np.asarray(kept.convert("L")).mean() < 160  # 40000 / 257, not clipped to white
