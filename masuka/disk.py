@@ -36,10 +36,11 @@ def clean_tmp(studio: Studio) -> tuple[int, int]:
     cutoff = time.time() - TMP_AGE_S
     removed = freed = 0
     for path in list(studio.config.tmp_dir.iterdir()):
-        if path.stat().st_mtime > cutoff:
+        if _modified(path) > cutoff:
             continue
         size = _size(path)
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() and not path.is_symlink() else \
+            path.unlink(missing_ok=True)
         removed, freed = removed + 1, freed + size
     return removed, freed
 

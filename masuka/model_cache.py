@@ -34,7 +34,6 @@ class ModelCache:
         self._resident: list[_Resident] = []  # least recently used first
         self._changed = threading.Condition(threading.RLock())
         self._sessions = threading.local()
-        self._key: tuple | None = None
         self._pid = os.getpid()
         self.loads = 0
 
@@ -76,6 +75,7 @@ class ModelCache:
                     self._changed.wait()
             resident = _Resident(key, None, holder=me)  # its slot, taken while it loads (lock not held)
             self._resident.append(resident)
+        self._free_memory()  # what was dropped above goes before the new model comes (outside the lock)
         try:
             model = loader()
         except BaseException:
@@ -91,15 +91,17 @@ class ModelCache:
     @property
     def key(self) -> tuple | None:
         """The key of the model got last, while it is loaded."""
-        return self._key
+        return next((r.key for r in reversed(self._resident) if r.model is not None), None)
 
     def release(self) -> None:
         """Drop this thread's model and every idle one, and give their memory back (models other sessions use
         stay, and a pinned one)."""
         with self._changed:
-            for resident in [r for r in self._resident
-                             if r.holder in (None, threading.get_ident()) and not r.pinned]:
+            dropped = [r for r in self._resident if r.holder in (None, threading.get_ident()) and not r.pinned]
+            for resident in dropped:
                 self._drop(resident)
+            if dropped:
+                self._free_memory()
 
     def pin(self, key: tuple) -> None:
         """Keep the resident model of ``key`` for good (a ZeroGPU Space's model, placed at start-up): never
@@ -125,17 +127,18 @@ class ModelCache:
         resident.holder = threading.get_ident() if getattr(self._sessions, "active", False) else None
         self._resident.remove(resident)
         self._resident.append(resident)
-        self._key = resident.key
         return resident.model
 
     def _drop(self, resident: _Resident) -> None:
         self._resident.remove(resident)
-        if self._key == resident.key and not any(r.key == resident.key for r in self._resident):
-            self._key = None
         resident.model = None
+        self._changed.notify_all()
+
+    @staticmethod
+    def _free_memory() -> None:
+        """Give the memory of dropped models back (once after a set of drops: a collection is slow)."""
         gc.collect()
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        self._changed.notify_all()

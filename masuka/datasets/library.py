@@ -137,7 +137,7 @@ def save_captions(studio: Studio, ref: str | int, captions: dict[int, str], owne
     stored = {row["id"]: row for row in dataset_images(studio, dataset["id"])}
     changed: dict[int, str] = {}
     for image_id, text in captions.items():
-        row = stored.get(int(image_id))
+        row = stored.get(row_id(image_id))  # a key that is no id names no image
         typed = (text or "").strip() if isinstance(text, str | None) else text  # anything else: refused below
         if row is not None and typed != (row["caption"] or ""):
             name = f"the caption of image #{row['id']} ({row['source_name']})"

@@ -27,6 +27,7 @@ from masuka.image.metadata import LORA_TAG
 from masuka.jobs import Watch
 from masuka.models.manage import fetch_for_use
 from masuka.services import PROMPT_LLM
+from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.validation import plain_text
 
@@ -206,12 +207,11 @@ def _clean(answer: str) -> str:
 
 
 def _known_triggers(studio: Studio, owner: str) -> list[str]:
-    """The trigger words of the user's characters (their rows: the characters package stands above this one)
-    and of the LoRAs they may use."""
-    from masuka.loras.library import list_loras
-
-    characters = studio.store.find("characters", "owner = ?", [owner])
-    return [row["trigger"] for row in [*characters, *list_loras(studio, owner)] if row.get("trigger")]
+    """The trigger words of the user's characters and of the library LoRAs they may use, read from their rows
+    (no scan of the LoRA folder on each optimized prompt; the characters package stands above this one)."""
+    rows = [*studio.store.find("characters", "owner = ? and trigger != ''", [owner]),
+            *studio.store.find("loras", "owner in (?, ?) and trigger != ''", [owner, LOCAL_USER])]
+    return [row["trigger"] for row in rows]
 
 
 def _restore(original: str, rewrite: str, triggers: Iterable[str]) -> str:
