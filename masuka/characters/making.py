@@ -74,10 +74,10 @@ def chosen_captioner(choice: str) -> str:
     if choice != AUTO_CAPTIONER:
         return choice
     from masuka.datasets.captioners import resolve_captioner
-    from masuka.models.manage import cached_repos
+    from masuka.models.manage import repo_complete
 
     source = resolve_captioner("florence2").source
-    return source if source in cached_repos() else ""
+    return source if repo_complete(source) else ""
 
 
 def default_view_model() -> str:

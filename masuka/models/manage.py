@@ -58,18 +58,25 @@ def hub_cache_dir() -> Path:
     return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE).expanduser()
 
 
-def cache_entries() -> dict[str, tuple[int, bool]]:
-    """Every model repo in the cache: its size on disk in bytes and whether it is complete
-    (:func:`holds_everything`); a stopped or broken download leaves an incomplete one."""
+def _model_repos() -> list[CachedRepoInfo]:
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
     try:
-        info = scan_cache_dir(hub_cache_dir())
+        return [repo for repo in scan_cache_dir(hub_cache_dir()).repos if repo.repo_type == "model"]
     except CacheNotFound:
-        return {}
-    return {repo.repo_id: (repo.size_on_disk, holds_everything(repo)) for repo in info.repos
-            if repo.repo_type == "model"}
+        return []
+
+
+def cache_entries() -> dict[str, tuple[int, bool]]:
+    """Every model repo in the cache: its size on disk in bytes and whether it is complete
+    (:func:`holds_everything`); a stopped or broken download leaves an incomplete one."""
+    return {repo.repo_id: (repo.size_on_disk, holds_everything(repo)) for repo in _model_repos()}
+
+
+def repo_complete(source: str) -> bool:
+    """Whether the cache holds every file loading ``source`` needs (only that repo is checked)."""
+    return any(repo.repo_id == source and holds_everything(repo) for repo in _model_repos())
 
 
 def cached_repos() -> dict[str, int]:
@@ -182,7 +189,7 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
     """
     if Path(source).expanduser().is_dir() or not REPO_ID.match(source) or not hub_reachable():
         return
-    if source in cached_repos():
+    if repo_complete(source):
         return
     running = unfinished_downloads(studio, source)
     job_id = running[0].id if running else start_download(studio, owner, source)
