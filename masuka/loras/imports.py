@@ -17,7 +17,14 @@ from pathlib import Path
 from masuka.errors import InvalidInput, ModelUnavailable, ProviderError
 from masuka.key_store import mask
 from masuka.loras.files import inspect_lora
-from masuka.loras.library import TAKEN, check_lora_name, register_lora
+from masuka.loras.library import (
+    MAX_NAME_BYTES,
+    MAX_NAME_CHARS,
+    TAKEN,
+    check_lora_name,
+    check_name_length,
+    register_lora,
+)
 from masuka.models.catalog import REPO_ID
 from masuka.services import CIVITAI, HUGGINGFACE, civitai_base_url, hub_endpoint
 from masuka.studio import Studio
@@ -26,8 +33,6 @@ from masuka.users import user_folder_name
 log = logging.getLogger(__name__)
 NAME = re.compile(r"[^\w.\-]+")
 MAX_LORA_BYTES = 4 * 2**30
-MAX_NAME_CHARS = 100
-MAX_NAME_BYTES = 200  # in UTF-8: the file name (with ".safetensors") stays within every file system's 255 bytes
 TIMEOUT_S = 60.0
 
 
@@ -65,9 +70,7 @@ def _library_name(studio: Studio, owner: str, name: str, shorten: bool = False) 
         stem = stem.rstrip("._")
     if not stem:
         raise InvalidInput("Give the LoRA a name (letters, digits, '-', '_' or '.').")
-    if len(stem) > MAX_NAME_CHARS or len(stem.encode()) > MAX_NAME_BYTES:
-        raise InvalidInput(f"The LoRA name is too long ({len(stem)} characters): at most {MAX_NAME_CHARS} characters "
-                           f"({MAX_NAME_BYTES} bytes in UTF-8).")
+    check_name_length(stem)
     check_lora_name(studio, owner, stem)
     return stem
 

@@ -11,6 +11,8 @@ from masuka.studio import Studio
 
 TAKEN = "You already have a LoRA named {!r}: choose another name."
 
+MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200  # in UTF-8, for names of LoRA files
+
 
 def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_id: int | None = None) -> int:
     """Record an inspected LoRA file so every picker lists it; returns its row id (existing row if known).
@@ -31,6 +33,13 @@ def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_i
         "base_model": info.metadata.get("masuka.base_model", ""), "trigger": info.trigger, "rank": info.rank,
         "source": source, "job_id": job_id, "size_bytes": info.path.stat().st_size, "metadata": info.metadata,
     }, TAKEN.format(info.name))
+
+
+def check_name_length(name: str) -> None:
+    """Refuse a LoRA name too long for its file (``<name>.safetensors`` within every file system's 255 bytes)."""
+    if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InvalidInput(f"The LoRA name is too long ({len(name)} characters): at most {MAX_NAME_CHARS} characters "
+                           f"({MAX_NAME_BYTES} bytes in UTF-8).")
 
 
 def check_lora_name(studio: Studio, owner: str, name: str) -> None:

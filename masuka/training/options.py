@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from masuka.errors import InvalidInput
+from masuka.loras.library import check_name_length
 from masuka.models import architectures
 from masuka.validation import whole_number
 
@@ -26,8 +27,6 @@ MAX_RANK = 128
 MAX_STEPS = 100_000
 
 #: the longest LoRA name: with ``.safetensors`` and a ``-N`` suffix its file name stays far below 255 bytes
-MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200
-
 #: GPU-memory presets: resolution, gradient checkpointing, batch size (latents and text embeddings are always
 #: cached before the loop). The base weights are stored in fp8 when the preset's GB is below the architecture's
 #: ``training.fp8_below_gb``, else in bf16; what else suits each architecture is its profile's ``training``.
@@ -154,9 +153,7 @@ def _check_name(name: str) -> None:
         raise InvalidInput(f"LoRA name {name!r} may hold only letters, digits, '-', '_' and '.'.")
     if name.startswith("."):
         raise InvalidInput(f"LoRA name {name!r} may not start with '.' (that would hide the file).")
-    if len(name) > MAX_NAME_CHARS or len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise InvalidInput(f"LoRA name is too long ({len(name)} characters): at most {MAX_NAME_CHARS} (and "
-                           f"{MAX_NAME_BYTES} bytes in UTF-8).")
+    check_name_length(name)
 
 
 def with_warmup(options: TrainOptions) -> TrainOptions:

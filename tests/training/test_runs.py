@@ -180,7 +180,7 @@ def test_nan_loss_stops_the_run_with_a_message(studio, tiny_model, dataset, tmp_
     ({"sample_every": 10}, InvalidInput, "needs at least one sample prompt"),
     ({"warmup_steps": 4}, InvalidInput, "Warm-up steps must be between 0 and 3"),
     ({"name": "a" * 101}, InvalidInput, "LoRA name is too long \\(101 characters\\): at most 100"),
-    ({"name": "字" * 70}, InvalidInput, "LoRA name is too long .* 200 bytes"),  # 210 bytes in UTF-8
+    ({"name": "字" * 70}, InvalidInput, "LoRA name is too long .* \\(200 bytes"),  # 210 bytes in UTF-8
     ({"name": ".hidden"}, InvalidInput, "may not start with '.'"),
     ({"push_to_hub": "not a repo id"}, InvalidInput, "'not a repo id' is not a Hub repo id"),
 ])
