@@ -45,7 +45,7 @@ from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image, split_lora_tags
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
-from masuka.image.quantized import check_quantized_plan
+from masuka.image.quantized import check_quantized_plan, replaced_components
 from masuka.image.reference import (
     ReferenceInput,
     StyleReference,
@@ -298,7 +298,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
     ``background`` work (the queue) lets interactive requests take the GPU first."""
     plan = plan_request(studio, request, allow_any_path)
     keep_inputs(studio, plan)
-    fetch_for_use(studio, request.owner, plan.spec.source, on_download)
+    fetch_for_use(studio, request.owner, plan.spec.source, on_download, replaced_components(request.memory_plan))
     if plan.safety:
         fetch_for_use(studio, request.owner, plan.safety.safety_model, on_download)
     if request.optimize_prompt:

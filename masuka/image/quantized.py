@@ -42,6 +42,11 @@ def check_quantized_plan(memory: str) -> None:
                                "an existing .gguf file") + ": name the transformer's .gguf file, then restart MASUKA.")
 
 
+def replaced_components(memory: str) -> tuple[str, ...]:
+    """The components a memory plan loads from elsewhere than the model's repo (their weights need no download)."""
+    return ("transformer",) if memory == "gguf_offload" else ()
+
+
 def quantized_components(source: str, memory: str, dtype: Any, token: str | None = None) -> dict[str, Any]:
     """``from_pretrained`` keyword arguments that load the denoiser of ``source`` quantized as ``memory`` says."""
     check_quantized_plan(memory)

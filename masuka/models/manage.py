@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,9 +75,10 @@ def cache_entries() -> dict[str, tuple[int, bool]]:
     return {repo.repo_id: (repo.size_on_disk, holds_everything(repo)) for repo in _model_repos()}
 
 
-def repo_complete(source: str) -> bool:
-    """Whether the cache holds every file loading ``source`` needs (only that repo is checked)."""
-    return any(repo.repo_id == source and holds_everything(repo) for repo in _model_repos())
+def repo_complete(source: str, without: Sequence[str] = ()) -> bool:
+    """Whether the cache holds every file loading ``source`` needs (only that repo is checked), the weights of
+    the components in ``without`` aside."""
+    return any(repo.repo_id == source and holds_everything(repo, without) for repo in _model_repos())
 
 
 def cached_repos() -> dict[str, int]:
@@ -84,22 +86,22 @@ def cached_repos() -> dict[str, int]:
     return {repo: size for repo, (size, complete) in cache_entries().items() if complete}
 
 
-def holds_everything(repo: CachedRepoInfo) -> bool:
+def holds_everything(repo: CachedRepoInfo, without: Sequence[str] = ()) -> bool:
     """Whether a cached repo can be loaded without downloading: no file left half-transferred, and a snapshot
     (``main``'s when the cache knows it) with every file a catalog entry names, else every component its
-    ``model_index.json`` lists and, in each model folder (one with a ``config.json``), safetensors weights with
-    all the shards their index lists."""
+    ``model_index.json`` lists and, in each model folder (one with a ``config.json``) not in ``without``,
+    safetensors weights with all the shards their index lists."""
     if any(repo.repo_path.glob("blobs/*.incomplete")):
         return False
     revisions = [rev for rev in repo.revisions if "main" in rev.refs] or list(repo.revisions)
     for revision in revisions:
         names = {file.file_path.relative_to(revision.snapshot_path).as_posix() for file in revision.files}
-        if names and _loadable(repo.repo_id, revision.snapshot_path, names):
+        if names and _loadable(repo.repo_id, revision.snapshot_path, names, without):
             return True
     return False
 
 
-def _loadable(repo: str, snapshot: Path, names: set[str]) -> bool:
+def _loadable(repo: str, snapshot: Path, names: set[str], without: Sequence[str] = ()) -> bool:
     """Whether the files ``names`` of a snapshot are all that loading ``repo`` reads (:func:`holds_everything`)."""
     if named := catalog_files(repo):
         return set(named) <= names
@@ -113,8 +115,9 @@ def _loadable(repo: str, snapshot: Path, names: set[str]) -> bool:
     for name in names:
         folder, _, file = name.rpartition("/")
         inside = f"{folder}/" if folder else ""
-        if file == "config.json" and not any(other.startswith(inside) and other.endswith(".safetensors")
-                                             and "/" not in other[len(inside):] for other in names):
+        if file == "config.json" and folder not in without and not any(
+                other.startswith(inside) and other.endswith(".safetensors") and "/" not in other[len(inside):]
+                for other in names):
             return False
         if file.endswith(".safetensors.index.json"):
             shards = _json(snapshot / name).get("weight_map") or {}
@@ -165,23 +168,27 @@ def resolve_repo(model: str) -> str:
     raise InvalidInput(f"{model!r} is neither a catalog model nor a Hugging Face repo id (owner/name).")
 
 
-def start_download(studio: Studio, owner: str, model: str) -> int:
-    """Queue the download of ``model`` as a job; returns the job id."""
+def start_download(studio: Studio, owner: str, model: str, without: Sequence[str] = ()) -> int:
+    """Queue the download of ``model`` (the weights of the components in ``without`` left out) as a job; returns
+    the job id."""
     repo = resolve_repo(model)
     job_id = jobs.create(studio.store, "download", owner, title=f"Download {repo}", model=repo,
-                         params={"repo": repo})
+                         params={"repo": repo, "without": list(without)})
     studio.runner().submit(job_id, lane=LANE)  # the work is download_job: the queue survives a restart
     return job_id
 
 
 def download_job(studio: Studio, ctx: JobContext) -> Path:
     """The work of a ``download`` job: its repo from the row."""
-    return download(studio, ctx, ctx.row().params["repo"])
+    params = ctx.row().params
+    return download(studio, ctx, params["repo"], params.get("without", ()))
 
 
-def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None = None) -> None:
+def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None = None,
+                  without: Sequence[str] = ()) -> None:
     """Before a repo is loaded for use: download it as a download job, so the transfer happens outside any GPU slot
     and shows in the Models tab; ``watch`` follows its :class:`~masuka.jobs.Progress` for the tab that asked.
+    ``without`` names components loaded from elsewhere (a ``.gguf`` transformer): their weights are not fetched.
 
     Nothing is fetched for a folder, when the Hub cannot be reached (loading then uses the cache alone) or when
     the cache already holds every file loading needs (:func:`holds_everything`), whatever earlier downloads of the
@@ -189,10 +196,11 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
     """
     if Path(source).expanduser().is_dir() or not REPO_ID.match(source) or not hub_reachable():
         return
-    if repo_complete(source):
+    if repo_complete(source, without):
         return
-    running = unfinished_downloads(studio, source)
-    job_id = running[0].id if running else start_download(studio, owner, source)
+    running = [row for row in unfinished_downloads(studio, source)
+               if set(row.params.get("without", ())) <= set(without)]
+    job_id = running[0].id if running else start_download(studio, owner, source, without)
     if watch:
         watch(Progress(fraction=0.0, message=f"Downloading {source}…"))
     while not (row := studio.runner().wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
@@ -254,8 +262,9 @@ def bench_results(studio: Studio, limit: int = 50) -> list[dict]:
     return studio.store.find("bench_results", limit=limit)
 
 
-def download(studio: Studio, ctx: JobContext, repo: str) -> Path:
-    """The download job: check access and free space, then fetch every file with progress in the job row."""
+def download(studio: Studio, ctx: JobContext, repo: str, without: Sequence[str] = ()) -> Path:
+    """The download job: check access and free space, then fetch every file (the weights of the components in
+    ``without`` aside) with progress in the job row."""
     from huggingface_hub import snapshot_download
 
     if hub_offline():
@@ -266,7 +275,7 @@ def download(studio: Studio, ctx: JobContext, repo: str) -> Path:
     token = studio.keys.get(HUGGINGFACE)
     cache = hub_cache_dir()
     try:
-        files = files_to_fetch(repo, token, cache)
+        files = files_to_fetch(repo, token, cache, without)
         path = snapshot_download(repo, cache_dir=cache, endpoint=hub_endpoint(), token=token, allow_patterns=files,
                                  tqdm_class=job_progress(ctx))
     except (Cancelled, InvalidInput):
@@ -279,15 +288,17 @@ def download(studio: Studio, ctx: JobContext, repo: str) -> Path:
     return Path(path)
 
 
-def files_to_fetch(repo: str, token: str | None, cache: Path) -> list[str]:
-    """The files of ``repo`` that loading needs (:func:`catalog_files`, else :func:`wanted_files`), once they are
-    known to fit on the disk of the cache (sizes from the Hub's file list)."""
+def files_to_fetch(repo: str, token: str | None, cache: Path, without: Sequence[str] = ()) -> list[str]:
+    """The files of ``repo`` that loading needs (:func:`catalog_files`, else :func:`wanted_files`; only the
+    ``config.json`` of a component in ``without``), once they are known to fit on the disk of the cache (sizes
+    from the Hub's file list)."""
     from huggingface_hub import HfApi
 
     info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo, files_metadata=True)
     sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
     named = catalog_files(repo)
     files = [name for name in sizes if name in named] if named else wanted_files(list(sizes))
+    files = [name for name in files if name.partition("/")[0] not in without or name.endswith("/config.json")]
     check_free_space(repo, sum(sizes[name] for name in files), cache)
     return files
 

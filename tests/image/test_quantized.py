@@ -98,3 +98,26 @@ def test_a_gguf_file_that_is_missing_or_not_this_model_s_transformer_is_named(st
     with pytest.raises(InvalidInput, match="has none \\(a UNet model such as SDXL cannot use it\\)"):
         generate_images(studio, ImageRequest(model=sdxl, **request), allow_any_path=True)
     assert studio.store.count("generations", "status = 'completed'") == 0
+
+
+def test_a_hub_model_under_gguf_offload_downloads_everything_but_the_transformer_s_weights(studio, tiny_model,
+                                                                                           tmp_path, monkeypatch):
+    from diffusers import FluxTransformer2DModel
+
+    from tests.models.fake_hub import FakeRepo, hub_online
+
+    folder = tiny_model("flux")
+    path = tmp_path / "transformer-Q8_0.gguf"
+    write_gguf(FluxTransformer2DModel.from_pretrained(folder, subfolder="transformer"), path)
+    monkeypatch.setenv("MASUKA_GGUF_FILE", str(path))
+    weights = "transformer/diffusion_pytorch_model.safetensors"
+    request = dict(prompt="a fox", model="acme/tiny-flux", steps=1, width=64, height=64, seed=1)
+    with hub_online(monkeypatch, {"acme/tiny-flux": FakeRepo.of_folder(folder)}, tmp_path / "hf-cache") as hub:
+        assert weights in hub.repos["acme/tiny-flux"].files
+        generate_images(studio, ImageRequest(**request, memory_plan="gguf_offload"))
+        generate_images(studio, ImageRequest(**request, memory_plan="gguf_offload"))
+        assert weights not in hub.downloads and hub.downloads["vae/diffusion_pytorch_model.safetensors"] == 1
+        assert studio.store.count("jobs", "kind = 'download' and status = 'completed'") == 1  # once, used twice
+        generate_images(studio, ImageRequest(**request, memory_plan="full"))  # now the transformer is needed
+        assert hub.downloads[weights] == 1
+        assert studio.store.count("jobs", "kind = 'download' and status = 'completed'") == 2
