@@ -1,5 +1,6 @@
-"""``python -m masuka runs``: training runs, newest first; ``runs compare`` renders a run's checkpoints side by side,
-``runs use`` keeps one of them in the LoRA library."""
+"""``python -m masuka runs``: training runs, newest first; ``runs stop`` stops one (a remote one at its service
+too), ``runs compare`` renders a run's checkpoints side by side, ``runs use`` keeps one of them in the LoRA
+library."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("runs", parents=[common], help="list training runs; compare or use their checkpoints")
+    parser = sub.add_parser("runs", parents=[common], help="list training runs; stop one; compare or use checkpoints")
     parser.add_argument("--limit", type=at_least(1), default=50, help="at most this many (default 50)")
     parser.set_defaults(handler=run)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    stop = actions.add_parser("stop", parents=[common],
+                              help="stop a run: checkpoint first (unless --discard); a remote job is cancelled at "
+                                   "its service, also one a Ctrl-C left running there")
+    stop.add_argument("run", type=int, help="the training run")
+    stop.add_argument("--discard", action="store_true", help="save no checkpoint")
+    stop.set_defaults(handler=run_stop)
     compare = actions.add_parser("compare", parents=[common],
                                  help="render every checkpoint of a run with the same prompts and seed (a grid)")
     compare.add_argument("run", type=int, help="the training run")
@@ -43,6 +50,16 @@ def run(args: argparse.Namespace) -> int:
              + (f"  loss {r['final_loss']:.4f}" if r["final_loss"] is not None else "")
              + (f"  {r['lora']}" if r["lora"] else "") + (f"  ({r['error']})" if r["error"] else "") for r in runs]
     emit(args, {"runs": runs}, "\n".join(lines) or "no training runs yet")
+    return 0
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    from masuka.training.runs import request_stop
+
+    status = request_stop(open_studio(args), args.run, discard=args.discard)
+    stopping = status["status"] in ("queued", "running")
+    emit(args, {"run": status["run"], "status": status["status"]},
+         f"run {status['run']} " + ("stopping" if stopping else status["status"]))
     return 0
 
 

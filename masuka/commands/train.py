@@ -1,7 +1,7 @@
 """``python -m masuka train``: train a LoRA on a dataset, with progress on stderr; ``--resume`` continues a run.
 
 SIGINT/SIGTERM save a checkpoint and mark the run ``interrupted`` (a remote run goes on at its service and the
-app follows it again when it starts). ``--gpus N`` re-launches the same command data-parallel through
+app follows it again when it starts). ``--gpus N`` re-launches a local run data-parallel through
 ``accelerate launch --num_processes N``.
 """
 
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
 
             progress_line(args, price_line(backend, options.base, options.steps))
         run_id = create_run(studio, options, backend=backend, destination=getattr(args, "destination", ""))
-    gpus = jobs.get(studio.store, run_id).params.get("gpus", 1)
+    params = jobs.get(studio.store, run_id).params
+    gpus = params.get("gpus", 1) if params.get("backend", LOCAL) == LOCAL else 1  # remote: the service's GPUs
     interrupt = _interrupt_on_signals()
     if gpus > 1:
         child = subprocess.Popen(_launch_command(args, run_id, gpus), start_new_session=True)

@@ -184,7 +184,7 @@ class Caller:
                                                     f"(HTTP {response.status_code}): {message}"))
                 last = f"HTTP {response.status_code}: {message}"
             if not last.startswith("HTTP 429"):
-                self.health.failure(self.provider, last)
+                self.health.failure(self.provider, self._clean(last))
             if attempt + 1 < self.settings.attempts:
                 delay = retry_delay(response, attempt, self.settings)
                 log.info("%s %s failed (%s); retrying in %.2f s", self.provider, method, self._clean(last), delay)

@@ -68,7 +68,7 @@ class FakeTrainer(StandIn):
         if method == "POST":
             return "create"
         if path.startswith("/v1/models/"):
-            return "version"
+            return "model"
         return "result" if self.kind == "fal" and not path.endswith("/status") else "poll"
 
     def _authorised(self, route: str, headers: dict) -> bool:
@@ -146,8 +146,9 @@ class FakeTrainer(StandIn):
                                "size": len(request.body), "etag": "e1", "checksums": {}, "metadata": {},
                                "created_at": "2026-12-04T00:00:00Z", "expires_at": "2026-12-05T00:00:00Z",
                                "urls": {"get": f"{self.other_origin}/files/dataset.zip"}})
-        if route == "version":
-            return Reply(200, {"owner": "ostris", "name": "flux-dev-lora-trainer", "latest_version": {"id": "v42"}})
+        if route == "model":  # the trainer (for its latest version), or the destination checked before the upload
+            owner, name = request.path.split("/")[3:5]
+            return Reply(200, {"owner": owner, "name": name, "latest_version": {"id": "v42"}})
         if route == "create":
             job_id = self._new_job({**request.json(), "path": request.path})
             return Reply(201, {"id": job_id, "status": "starting", "model": "ostris/flux-dev-lora-trainer",
@@ -161,8 +162,7 @@ class FakeTrainer(StandIn):
             self.jobs[job_id]["cancelled"] = True
             return Reply(200, {"id": job_id, "status": "canceled"})
         state = self._advance(job_id)
-        steps = self.payloads[-1]["input"]["steps"]
-        body = {"id": job_id, "logs": "\n".join(f"step {n}/{steps}" for n in range(1, self.jobs[job_id]["polls"])),
+        body = {"id": job_id, "logs": "\n".join(self._replicate_logs(job_id)),
                 "status": {"queued": "starting", "running": "processing", "completed": "succeeded",
                            "failed": "failed", "cancelled": "canceled"}[state]}
         if state == "failed":
@@ -170,6 +170,15 @@ class FakeTrainer(StandIn):
         if state == "completed":
             body["output"] = {"version": "you/model:abc", "weights": f"{self.other_origin}/files/{job_id}.tar"}
         return Reply(200, body)
+
+    def _replicate_logs(self, job_id: str) -> list[str]:
+        """What ostris/flux-dev-lora-trainer (ai-toolkit) logs: a loading bar, then the training's tqdm bar."""
+        steps = self.payloads[-1]["input"]["steps"]
+        lines = ["Loading checkpoint shards: 100%|##########| 2/2 [00:01<00:00,  1.52it/s]"]
+        for n in range(1, self.jobs[job_id]["polls"]):
+            lines.append(f"flux_train_replicate:  {100 * n // steps}%|#         | {n}/{steps} "
+                         f"[00:{n:02d}<00:{steps - n:02d},  1.00it/s, lr: 4.0e-04 loss: 3.5e-01]")
+        return lines
 
 
 def _tar(lora: bytes) -> bytes:

@@ -56,11 +56,11 @@ def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USE
     options = fill_defaults(options, architecture)
     check_options(options, architecture, profile.size_multiple)
     if options.push_to_hub:
-        _check_hub_repo(studio, options.push_to_hub)
+        check_hub_repo(studio, options.push_to_hub)
     return options, spec, architecture, dataset_for_training(studio, options.dataset, owner, run)
 
 
-def _check_hub_repo(studio: Studio, repo_id: str) -> None:
+def check_hub_repo(studio: Studio, repo_id: str) -> None:
     """Refuse, before anything trains, a Hub upload that cannot happen: a malformed repo id or no token."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -212,7 +212,7 @@ def _stopped_waiting(studio: Studio, run_id: int, hooks: RunContext) -> None:
 
 def _finish(studio: Studio, run_id: int, row: jobs.JobRow, plan: Any, outcome: Any, hooks: RunContext) -> None:
     """Export the LoRA, re-open it, put it in the library; only then is the run complete."""
-    from masuka.training.export import lora_metadata, push_to_hub, verify_lora, write_lora, write_model_card
+    from masuka.training.export import lora_metadata, verify_lora, write_lora, write_model_card
 
     options, data = plan.options, plan.data
     folder = plan.run_dir / "lora"
@@ -233,12 +233,20 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, plan: Any, outcome: A
               "final_loss": outcome.final_loss, "steps": outcome.step}
     hooks.log(f"LoRA written and checked: {path.name} (in the LoRA library as {info.name!r})")
     if options.push_to_hub:
-        try:
-            result["hub_url"] = push_to_hub(folder, options.push_to_hub, studio.keys.get(HUGGINGFACE))
-        except MasukaError as error:  # the LoRA is made and kept: the run completes, the upload is retold
-            result["hub_error"] = f"{error} The LoRA is in the library; upload the folder {folder} yourself."
-            hooks.log(f"upload to the Hub failed: {result['hub_error']}")
+        push_lora(studio, folder, options.push_to_hub, result, hooks.log)
     jobs.progress(studio.store, run_id, outcome.step, fraction=1.0, result=result)
+
+
+def push_lora(studio: Studio, folder: Path, repo_id: str, result: dict, log: Callable[[str], None]) -> None:
+    """Upload a finished run's LoRA folder to the Hub, its URL into ``result``; a failed upload leaves the run
+    complete (the LoRA is made and in the library) and is told in ``result["hub_error"]`` and the log."""
+    from masuka.training import export
+
+    try:
+        result["hub_url"] = export.push_to_hub(folder, repo_id, studio.keys.get(HUGGINGFACE))
+    except MasukaError as error:
+        result["hub_error"] = f"{error} The LoRA is in the library; upload the folder {folder} yourself."
+        log(f"upload to the Hub failed: {result['hub_error']}")
 
 
 class RunContext(JobContext):
@@ -287,8 +295,14 @@ def _run_row(studio: Studio, run_id: Any, owner: str, admin: bool) -> jobs.JobRo
 
 def request_stop(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True,
                  discard: bool = False) -> dict:
-    """Ask a run to stop: a queued run is cancelled at once, a running one after saving a checkpoint."""
+    """Ask a run to stop: a queued run is cancelled at once, a running one after saving a checkpoint; an
+    interrupted remote run, whose job goes on at its service, is cancelled there."""
     row = _run_row(studio, run_id, owner, admin)
+    if row.status == "interrupted" and _remote(row) and row.state.get("ref"):  # its job goes on at the service
+        from masuka.training.backends.remote import cancel_interrupted_run
+
+        cancel_interrupted_run(studio, row)
+        return run_status(studio, row.id, owner, admin)
     if row.finished:
         raise InvalidInput(f"Run {row.id} is already {row.status}: there is nothing to stop.")
     jobs.request_stop(studio.store, row.id, discard)

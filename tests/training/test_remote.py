@@ -48,13 +48,18 @@ def trainer(monkeypatch, fast_video):
         server.close()
 
 
+#: options Replicate's trainer takes (fal's take none of them)
+REPLICATE_OPTIONS = dict(rank=8, lr=2e-4, resolution=512)
+
+
 def options(**kw) -> TrainOptions:
-    values = dict(dataset="fox", base="flux-dev", steps=4, rank=8, lr=2e-4, resolution=512)
+    values = dict(dataset="fox", base="flux-dev", steps=4)
     values.update(kw)
     return TrainOptions(**values)
 
 
 def train(studio, backend: str, **kw) -> dict:
+    kw = {**REPLICATE_OPTIONS, **kw} if backend == "replicate" else kw
     run_id = start_training(studio, options(**kw), backend=backend, destination="me/fox-lora")
     studio.jobs.wait(run_id, timeout=60)
     return run_status(studio, run_id)
@@ -71,7 +76,7 @@ def test_a_remote_run_puts_a_checked_lora_in_the_library(studio, trainer, backen
     assert (info.metadata["masuka.provider"], info.metadata["masuka.base_model"]) == (backend, "flux-dev")
     row = studio.store.find("loras", "job_id = ?", [status["run"]])[0]
     assert row["source"] == backend and studio.config.absolute(row["path"]) == Path(status["lora"])
-    assert server.creates == 1 and "step 2/4" in status["log"]
+    assert server.creates == 1 and ("step 2/4" if backend == "fal" else "| 2/4 [") in status["log"]
     with zipfile.ZipFile(io.BytesIO(server.uploads[0])) as archive:
         names = sorted(archive.namelist())
         assert names == ["0000.png", "0000.txt", "0001.png", "0001.txt", "0002.png", "0002.txt"]
@@ -149,6 +154,118 @@ def test_bad_choices_are_refused_before_anything_is_sent(studio, trainer, monkey
     assert server.requests == [] and studio.store.count("jobs") == 0
 
 
+@pytest.mark.parametrize("backend, change, message", [
+    ("fal", {"gpus": 2}, "fal.ai trains on its own GPUs: --gpus is for local training"),
+    ("replicate", {"rank": -4}, "Rank must be"),
+    ("replicate", {"lr": -1.0}, "Learning rate must be above 0"),
+    ("replicate", {"lr": 0.0}, "Learning rate must be above 0"),
+    ("replicate", {"resolution": 7}, "Resolution must be"),
+    ("fal", {"rank": 32, "lr": 4e-4}, "fal.ai's trainer does not take lr, rank: leave them out"),
+    ("fal", {"sample_prompts": ["sks fox"], "sample_every": 2},
+     "does not take sample_prompts, sample_every: leave them out, or train locally"),
+    ("replicate", {"train_text_encoder": True}, "Replicate's trainer does not take train_text_encoder"),
+    ("replicate", {"batch_size": 2, "optimizer": "adafactor"}, "does not take batch_size, optimizer"),
+    ("replicate", {"alpha": 4.0}, "does not take alpha"),
+])
+def test_options_a_remote_trainer_cannot_honour_are_refused_before_anything_is_sent(studio, trainer, backend,
+                                                                                    change, message):
+    server = trainer(backend)
+    add_dataset(studio)
+    with pytest.raises(InvalidInput, match=message):
+        start_training(studio, options(**change), backend=backend, destination="me/fox-lora")
+    assert server.requests == [] and studio.store.count("jobs") == 0
+
+
+def test_the_train_tab_defaults_and_a_preset_are_no_refusal(studio, trainer):
+    server = trainer("fal")
+    add_dataset(studio)
+    status = train(studio, "fal", preset="24gb", lr=1e-4, rank=16, alpha=16.0, save_every=250, keep_last=2)
+    assert status["status"] == "completed", status["error"]
+    assert "24gb GPU memory preset is for this machine's GPU" in status["log"] and server.creates == 1
+
+
+def test_a_remote_lora_is_pushed_to_the_hub(studio, trainer, monkeypatch):
+    from masuka.training import export
+
+    pushed = []
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    monkeypatch.setattr(export, "push_to_hub", lambda folder, repo_id, token, private=True: pushed.append(
+        (sorted(p.name for p in folder.iterdir()), repo_id)) or f"https://huggingface.co/{repo_id}")
+    trainer("fal")
+    add_dataset(studio)
+    status = train(studio, "fal", push_to_hub="me/fox")
+    assert status["status"] == "completed" and status["hub_url"] == "https://huggingface.co/me/fox"
+    assert pushed == [([Path(status["lora"]).name], "me/fox")]
+
+
+def test_replicate_progress_follows_its_trainers_tqdm_bar(studio, trainer):
+    server = trainer("replicate")
+    server.release.clear()
+    add_dataset(studio)
+    run_id = start_training(studio, options(steps=4), backend="replicate", destination="me/fox-lora")
+    deadline = time.monotonic() + 30
+    while studio.store.get("jobs", run_id)["step"] < 2:  # polls 3+: "…| 1/4 [", "…| 2/4 [" after a 2/2 loading bar
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    row = studio.store.get("jobs", run_id)
+    assert row["step"] == 2 and row["progress"] == 0.5 and "flux_train_replicate:  50%|" in row["log"]
+    server.release.set()
+    assert studio.jobs.wait(run_id, timeout=30)["status"] == "completed"
+
+
+def test_a_resume_after_the_service_refused_the_run_uploads_the_dataset_again(studio, trainer):
+    server = trainer("fal")
+    dataset_id = add_dataset(studio)
+    server.fault("create", 422, body={"detail": [{"loc": ["body", "images_data_url"], "msg": "too few images",
+                                                  "type": "value_error"}]})
+    run_id = start_training(studio, options(), backend="fal")
+    studio.jobs.wait(run_id, timeout=30)
+    assert "too few images" in run_status(studio, run_id)["error"]
+    image = studio.store.find("dataset_images", "dataset_id = ?", [dataset_id])[0]
+    studio.store.update("dataset_images", image["id"], caption="sks, a fox renamed")
+    resume_run(studio, run_id)
+    studio.jobs.wait(run_id, timeout=30)
+    assert run_status(studio, run_id)["status"] == "completed"
+    assert len(server.uploads) == 2 and server.payloads[-1]["images_data_url"].endswith("/dataset-2.zip")
+    with zipfile.ZipFile(io.BytesIO(server.uploads[-1])) as archive:
+        assert "sks, a fox renamed" in [archive.read(n).decode() for n in archive.namelist() if n.endswith(".txt")]
+
+
+def test_a_finished_fal_job_whose_result_keeps_failing_fails_with_fals_words(studio, trainer):
+    server = trainer("fal")
+    add_dataset(studio)
+    server.fault("result", 500, body={"detail": "Internal Server Error: trainer output lost"}, times=10**6)
+    status = train(studio, "fal")
+    assert status["status"] == "failed" and "HTTP 500: Internal Server Error: trainer output lost" in status["error"]
+
+
+def test_an_expired_fal_result_is_told_as_expired_not_as_a_failed_training(studio, trainer):
+    server = trainer("fal")
+    add_dataset(studio)
+    server.fault("result", 404, body={"detail": "Request not found"})
+    status = train(studio, "fal")
+    assert status["status"] == "failed" and "fal no longer has the result" in status["error"]
+    assert "reports the training failed" not in status["error"]
+
+
+def test_a_missing_replicate_destination_is_told_before_the_upload(studio, trainer):
+    server = trainer("replicate")
+    add_dataset(studio)
+    server.fault("model", 404, body={"detail": "Not found."})
+    status = train(studio, "replicate")
+    assert status["status"] == "failed" and "Replicate has no model 'me/fox-lora'" in status["error"]
+    assert server.uploads == [] and server.creates == 0
+
+
+def test_a_key_in_a_providers_error_never_reaches_the_health_table(studio, trainer):
+    server = trainer("fal")
+    add_dataset(studio)
+    server.fault("poll", 503, body={"detail": f"bad gateway for key {KEY}"}, times=2)
+    assert train(studio, "fal")["status"] == "completed"
+    health = json.dumps(studio.store.find("provider_health"), default=str)
+    assert "bad gateway for key" in health and KEY not in health
+
+
 def _cli(data_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "masuka", "train", "--backend", "fal", "--dataset", "fox", "--base", "flux-dev",
             "--steps", "4", "--data-dir", str(data_dir), "--json", *extra]
@@ -179,6 +296,21 @@ def _kill_after_accept(studio, server: FakeTrainer, number: int = signal.SIGKILL
     finally:
         child.send_signal(number)
     return child.wait(timeout=60)
+
+
+def test_runs_stop_cancels_at_the_service_a_job_that_a_ctrl_c_left_running(studio, trainer):
+    server = trainer("fal")
+    server.release.clear()
+    add_dataset(studio)
+    assert _kill_after_accept(studio, server, signal.SIGINT) == 1
+    run_id = studio.store.find("jobs", "kind = 'train'")[0]["id"]
+    done = subprocess.run([sys.executable, "-m", "masuka", "runs", "stop", str(run_id), "--data-dir",
+                           str(studio.config.data_dir), "--json"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"run": run_id, "status": "cancelled"}
+    assert server.cancels == 1 and server.jobs["job1"]["cancelled"]
+    assert "cancelled at fal too" in run_status(studio, run_id)["error"]
 
 
 def test_a_run_killed_between_accept_and_poll_resumes_without_sending_twice(studio, trainer):

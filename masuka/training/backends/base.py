@@ -1,15 +1,16 @@
 """The interface of a remote training service, and what the services share: the dataset zip, the client with
 retries (the same :class:`~masuka.remote.http.Caller` the video providers use), and the weights download.
 
-A trainer uploads the dataset zip (:meth:`RemoteTrainer.upload`), submits the job once
-(:meth:`RemoteTrainer.submit`, returning the ``ref`` the run row keeps), reports its state and log lines
-(:meth:`RemoteTrainer.poll`), cancels it (:meth:`RemoteTrainer.cancel`) and turns the downloaded output into
-one ``.safetensors`` file (:meth:`RemoteTrainer.lora_file`).
+A trainer checks what the job needs at the service (:meth:`RemoteTrainer.prepare`), uploads the dataset zip
+(:meth:`RemoteTrainer.upload`), submits the job once (:meth:`RemoteTrainer.submit`, returning the ``ref`` the run
+row keeps), reports its state and log lines (:meth:`RemoteTrainer.poll`), cancels it (:meth:`RemoteTrainer.cancel`)
+and turns the downloaded output into one ``.safetensors`` file (:meth:`RemoteTrainer.lora_file`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ import httpx
 from masuka.errors import ProviderError
 from masuka.remote.http import CutShort, ServiceClient, save_stream
 from masuka.training.data import TrainingSet
+
+#: the HTTP status in a :class:`~masuka.remote.http.Caller` error: a refusal, or the last answer before giving up
+HTTP_STATUS = re.compile(r"\(HTTP (\d{3})\)|\(last: HTTP (\d{3})")
 
 
 @dataclass
@@ -49,6 +53,14 @@ class TrainStatus:
 
 class RemoteTrainer(ServiceClient, ABC):
     """Base of the remote trainers; a subclass declares its ``service`` and defines the operations."""
+
+    #: the run options (:class:`~masuka.training.options.TrainOptions` fields) its trainer takes, beyond the
+    #: dataset and the steps; any other option set to a value of its own is refused
+    takes: tuple[str, ...] = ()
+
+    def prepare(self, destination: str) -> None:
+        """Check, before the dataset goes up, what the job needs at the service (nothing, unless a subclass
+        says so)."""
 
     @abstractmethod
     def upload(self, archive: Path) -> str:
@@ -88,6 +100,12 @@ class RemoteTrainer(ServiceClient, ABC):
             os.replace(partial, dest)
             return dest
         raise ProviderError(f"The LoRA from {self.service.label} could not be downloaded whole: {error}")
+
+
+def http_status(error: ProviderError) -> int | None:
+    """The HTTP status a provider answered with, as a :class:`~masuka.remote.http.Caller` error tells it."""
+    match = HTTP_STATUS.search(str(error))
+    return int(match.group(1) or match.group(2)) if match else None
 
 
 def dataset_zip(data: TrainingSet, path: Path) -> Path:

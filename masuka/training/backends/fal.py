@@ -13,7 +13,7 @@ from pathlib import Path
 from masuka.config import env_url
 from masuka.errors import ProviderError
 from masuka.remote.http import ProviderUnavailable
-from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus
+from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, http_status
 from masuka.video.providers.fal import STATES, FalQueue, queue_ref
 
 STORAGE_URL = ("MASUKA_FAL_STORAGE_URL", "https://rest.fal.ai")
@@ -58,14 +58,28 @@ class FalTrainer(RemoteTrainer):
             return TrainStatus("failed", logs, error=str(body["error"]))
         try:
             result = self.caller.send(self.client, "GET", ref["response_url"]).json()
-        except ProviderUnavailable:
-            raise
-        except ProviderError as error:  # the queue answers a failed job's result with its error
-            return TrainStatus("failed", logs, error=str(error))
+        except ProviderError as error:
+            return self._unanswered(error, logs)
         weights = (result.get("diffusers_lora_file") or {}).get("url")
         if not weights:
             return TrainStatus("failed", logs, error=f"fal returned no LoRA file ({str(result)[:200]})")
         return TrainStatus("completed", logs, output=weights)
+
+    @staticmethod
+    def _unanswered(error: ProviderError, logs: list[str]) -> TrainStatus:
+        """A completed job whose result cannot be had. As fal's client reads it, the result's error (a 4xx, or a
+        5xx that outlasts the retries) is the job's; a 404 is a result fal no longer keeps; an unreachable or
+        rate-limiting queue is waited for (:class:`ProviderUnavailable` goes on up)."""
+        status = http_status(error)
+        if status == 404:
+            raise ProviderError("fal no longer has the result of this training (it trained, but fal keeps results "
+                                "only for a while): the LoRA cannot be downloaded any more.")
+        if isinstance(error, ProviderUnavailable):
+            if status is None or status < 500:
+                raise error
+            last = str(error).partition("(last: ")[2].removesuffix(").")
+            return TrainStatus("failed", logs, error=f"its result kept answering {last}")
+        return TrainStatus("failed", logs, error=str(error))
 
     def cancel(self, ref: dict) -> None:
         self.caller.send(self.client, "PUT", ref["cancel_url"])

@@ -4,8 +4,10 @@ The row is written before anything is sent, and the state is saved right before 
 request, so a restart never submits a run twice: a run the service accepted resumes polling (Resume, or
 ``train --resume``), and one whose create request may have arrived unanswered is marked ``interrupted`` with
 "Needs attention" instead of being sent again. Stop cancels the job at the service; a signal to the CLI leaves
-it running there and marks the run ``interrupted``, so the app follows it again at its next start. The
-finished LoRA is downloaded into the run folder, stamped with its metadata and added to the LoRA library.
+it running there and marks the run ``interrupted``, so the app follows it again at its next start (Stop on
+such a run cancels it there). Options the service's trainer would not honour are refused before the row is
+written. The finished LoRA is downloaded into the run folder, stamped with its metadata and added to the LoRA
+library (and pushed to the Hub when asked).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import re
 import struct
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,6 +26,7 @@ from masuka.errors import Cancelled, InvalidInput, ProviderError
 from masuka.jobs import JobContext
 from masuka.loras.files import inspect_lora
 from masuka.loras.library import free_lora_name, register_lora
+from masuka.models import architectures
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ProviderUnavailable
 from masuka.remote.timing import RemoteSettings
@@ -31,11 +35,17 @@ from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
 from masuka.training.data import dataset_for_training
-from masuka.training.options import KIND, TrainOptions, lora_name
+from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name
+from masuka.training.runs import check_hub_repo, push_lora
 
 STOP_CHECK_S = 0.2
 UNREACHABLE_WAIT_S = 30.0
+#: a trainer's step in its log: "step 120/1000" (fal), or the training's tqdm bar "…| 120/1000 [01:23<…" (Replicate's
+#: ai-toolkit trainers), whose total is the run's steps (other bars, loading or caching, count other things)
 STEP = re.compile(r"\bstep\D{0,3}(\d+)\s*/\s*(\d+)", re.I)
+BAR = re.compile(r"\|\s*(\d+)/(\d+)\s*\[")
+#: the options every remote run honours, whatever its trainer (``RemoteTrainer.takes`` names the others it takes)
+HONOURED = ("dataset", "base", "steps", "name", "push_to_hub")
 
 
 class _Interrupted(Exception):
@@ -58,11 +68,33 @@ def price_line(backend: str, base: str, steps: int) -> str:
             f"({entry.get('note', 'catalog estimate')})")
 
 
+def check_remote_options(options: TrainOptions, backend: str, entry: dict) -> None:
+    """Refuse what the service's trainer would not honour (any option it does not take, set to a value of its own),
+    then check the values it takes the way a local run checks them. The GPU memory preset is about this machine's
+    GPU: a remote run does not use it (its log says so)."""
+    label = trainer_catalog()[backend]["name"]
+    if options.gpus != 1:
+        raise InvalidInput(f"{label} trains on its own GPUs: --gpus is for local training (leave it out).")
+    architecture = entry["architecture"]
+    filled = fill_defaults(replace(options, preset=None), architecture)
+    taken = {name: getattr(options, name) for name in (*HONOURED, *remote_backends()[backend].takes)}
+    # what leaving the others out gives; a remote trainer's alpha is its rank
+    neutral = replace(fill_defaults(TrainOptions(**taken), architecture), alpha=float(filled.rank))
+    ignored = [f.name for f in fields(TrainOptions) if getattr(filled, f.name) != getattr(neutral, f.name)]
+    if ignored:
+        raise InvalidInput(f"{label}'s trainer does not take {', '.join(ignored)}: leave "
+                           f"{'it' if len(ignored) == 1 else 'them'} out, or train locally.")
+    check_options(filled, architecture, architectures.require(architecture).size_multiple)
+
+
 def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner: str = LOCAL_USER,
                       destination: str = "") -> int:
     """Check everything, then record a queued remote run (nothing sent yet); returns its id."""
     entry, price = estimate_remote(backend, options.base, options.steps)
     cls = remote_backends()[backend]
+    check_remote_options(options, backend, entry)
+    if options.push_to_hub:
+        check_hub_repo(studio, options.push_to_hub)
     if not studio.keys.get(cls.service):
         raise InvalidInput(f"No API key for {cls.service.label}: set {cls.service.key_env[0]} or save the key in "
                            "Settings.")
@@ -89,9 +121,7 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
     row = ctx.row()
     state = dict(row.state)
     options = TrainOptions.from_dict(row.params)
-    settings = RemoteSettings.from_env()
-    cls = remote_backends()[state["backend"]]
-    trainer = cls(settings, HealthTracker(studio.store, settings), studio.keys.get(cls.service))
+    trainer = _trainer(studio, state["backend"])
     try:
         if state.get("ref"):
             log(f"resuming: polling {trainer.service.label} job {state['ref']['id']}")
@@ -108,11 +138,32 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
         trainer.close()
 
 
+def cancel_interrupted_run(studio: Studio, row: jobs.JobRow) -> None:
+    """Stop an ``interrupted`` run whose job goes on at the service (a signal to the CLI left it there): cancel
+    it there, then mark the run ``cancelled``."""
+    trainer = _trainer(studio, row.state["backend"])
+    try:
+        trainer.cancel(row.state["ref"])
+    finally:
+        trainer.close()
+    jobs.finish(studio.store, row.id, "cancelled", str(Cancelled(f"cancelled at {trainer.service.label} too")))
+
+
+def _trainer(studio: Studio, backend: str) -> RemoteTrainer:
+    cls = remote_backends()[backend]
+    settings = RemoteSettings.from_env()
+    return cls(settings, HealthTracker(studio.store, settings), studio.keys.get(cls.service))
+
+
 def _submit(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions, state: dict, trainer: RemoteTrainer,
             log) -> bool:
     """Upload the dataset and send the create request once; False when it may have arrived unanswered."""
     data = dataset_for_training(studio, options.dataset, row.owner, row)
     run_dir = studio.config.absolute(state["run_dir"])
+    if options.preset:
+        log(f"note: the {options.preset} GPU memory preset is for this machine's GPU; {trainer.service.label} "
+            "trains on its own")
+    trainer.prepare(state.get("destination", ""))
     if not state.get("upload"):
         log(f"uploading the dataset ({len(data.items)} images with captions) to {trainer.service.label}")
         state["upload"] = trainer.upload(dataset_zip(data, run_dir / "dataset.zip"))
@@ -126,7 +177,8 @@ def _submit(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions
     except MaybeSubmitted:
         return False
     except BaseException:
-        state.pop("submitting")  # refused: nothing was created
+        state.pop("submitting")  # refused: nothing was created; a Resume uploads the dataset as it is then
+        state.pop("upload")
         _save(studio, run_id, state, "failed")
         raise
     state.pop("submitting")
@@ -145,8 +197,8 @@ def _poll(studio: Studio, ctx: JobContext, options: TrainOptions, state: dict, t
             continue
         for line in status.logs[state.get("log_count", 0):]:
             ctx.log(line)
-            if match := STEP.search(line):
-                ctx.progress(min(int(match.group(1)), options.steps), options.steps)
+            if (step := _step(line, options.steps)) is not None:
+                ctx.progress(step, options.steps)
         state["log_count"] = len(status.logs)
         _save(studio, ctx.job_id, state, status.state, status.note, error=None)
         if status.state == "completed":
@@ -156,6 +208,16 @@ def _poll(studio: Studio, ctx: JobContext, options: TrainOptions, state: dict, t
         if status.state == "cancelled":
             raise Cancelled(by=trainer.service.label)
         _pause(ctx, trainer, state["ref"], interval)
+
+
+def _step(line: str, steps: int) -> int | None:
+    """The training step a log line reports, if it reports one (see :data:`STEP` and :data:`BAR`)."""
+    if match := STEP.search(line):
+        return min(int(match.group(1)), steps)
+    match = BAR.search(line)
+    if match and int(match.group(2)) == steps:
+        return min(int(match.group(1)), steps)
+    return None
 
 
 def _status_or_wait(ctx: JobContext, trainer: RemoteTrainer, ref: dict, interval: float) -> TrainStatus | None:
@@ -200,8 +262,10 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions
     lora_id = register_lora(studio, info, row.owner, state["backend"], job_id=run_id)
     result = {"lora": studio.config.relative(final), "lora_name": info.name, "lora_id": lora_id,
               "final_loss": None, "steps": options.steps, "provider_job_id": state["ref"]["id"]}
-    _save(studio, run_id, state, "completed", result=result, step=options.steps, progress=1.0)
     log(f"LoRA downloaded and checked: {final.name} (in the LoRA library as {info.name!r})")
+    if options.push_to_hub:
+        push_lora(studio, folder, options.push_to_hub, result, log)
+    _save(studio, run_id, state, "completed", result=result, step=options.steps, progress=1.0)
 
 
 def add_metadata(path: Path, metadata: dict[str, str]) -> None:

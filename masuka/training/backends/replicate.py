@@ -1,6 +1,7 @@
-"""Replicate trainings: the dataset zip uploaded to ``/v1/files``, the trainer's latest version looked up, the
-training created (``/v1/models/{owner}/{name}/versions/{version}/trainings``) with a destination model of
-yours, polled with its logs, cancelled with ``/v1/trainings/{id}/cancel``; the weights tar is unpacked.
+"""Replicate trainings: your destination model checked (``GET /v1/models/{owner}/{name}``), the dataset zip uploaded
+to ``/v1/files``, the trainer's latest version looked up, the training created
+(``/v1/models/{owner}/{name}/versions/{version}/trainings``) with that destination, polled with its logs,
+cancelled with ``/v1/trainings/{id}/cancel``; the weights tar is unpacked.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput, ProviderError
 from masuka.services import Service
-from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus
+from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, http_status
 
 STATES = {"starting": "queued", "processing": "running", "succeeded": "completed", "failed": "failed",
           "canceled": "cancelled"}
@@ -19,6 +20,17 @@ STATES = {"starting": "queued", "processing": "running", "succeeded": "completed
 class ReplicateTrainer(RemoteTrainer):
     service = Service("replicate", "Replicate", ("REPLICATE_API_TOKEN",), "MASUKA_REPLICATE_BASE_URL",
                       "https://api.replicate.com", check_path="/v1/account")
+    takes = ("rank", "lr", "resolution")
+
+    def prepare(self, destination: str) -> None:
+        """The destination must be a model of yours that exists: Replicate refuses the training otherwise."""
+        try:
+            self.caller.send(self.client, "GET", f"/v1/models/{destination}")
+        except ProviderError as error:
+            if http_status(error) != 404:
+                raise
+            raise InvalidInput(f"Replicate has no model {destination!r} to receive the LoRA: create it on Replicate "
+                               "(owner/name, yours) and give it as the destination.") from None
 
     def upload(self, archive: Path) -> str:
         files = {"content": (archive.name, archive.read_bytes(), "application/zip")}
@@ -32,9 +44,9 @@ class ReplicateTrainer(RemoteTrainer):
         version = self.caller.send(self.client, "GET", f"/v1/models/{model}").json()["latest_version"]["id"]
         inputs = {**request.entry.get("input", {}), "input_images": request.data_url,
                   "trigger_word": request.trigger, "steps": request.steps, "lora_rank": request.rank}
-        if request.lr:
+        if request.lr is not None:
             inputs["learning_rate"] = request.lr
-        if request.resolution:
+        if request.resolution is not None:
             inputs["resolution"] = str(request.resolution)
         answer = self.caller.send(self.client, "POST", f"/v1/models/{model}/versions/{version}/trainings",
                                   create=True, json={"input": inputs, "destination": request.destination}).json()
