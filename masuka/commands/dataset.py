@@ -30,9 +30,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     create.add_argument("--min-side", type=int, default=defaults.min_side, help="refuse smaller images (px)")
     create.add_argument("--blur-threshold", type=float, default=defaults.blur_threshold,
                         help="refuse images less sharp than this (variance of Laplacian; 0 = off)")
-    create.add_argument("--no-dedupe", action="store_true", help="keep duplicates and near-duplicates")
+    create.add_argument("--no-dedupe", action="store_true", help="keep duplicates, near-duplicates and mirror images")
     create.add_argument("--near-distance", type=int, default=defaults.near_distance,
-                        help="perceptual hash distance counted as a near-duplicate")
+                        help="perceptual hash distance counted as a near-duplicate (or a mirror)")
     create.set_defaults(handler=run_create)
 
     add = actions.add_parser("add", parents=[common], help="add image files, folders or zips to a dataset")

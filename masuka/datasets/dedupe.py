@@ -1,4 +1,6 @@
-"""Duplicate detection: the same file (SHA-256 of its bytes) and near-duplicates (perceptual hash distance)."""
+"""Duplicate detection: the same file (SHA-256 of its bytes), near-duplicates (perceptual hash distance) and
+mirrored copies (the mirrored image's perceptual hash near a kept one's: a flipped copy exported and added
+back, which the dataset's own flip would double)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 if TYPE_CHECKING:
     from imagehash import ImageHash
@@ -24,6 +26,14 @@ def perceptual_hash(image: Image.Image) -> str:
     return str(imagehash.phash(image))
 
 
+def mirrored_phash(path: Path) -> str:
+    """:func:`perceptual_hash` of the image file at ``path`` mirrored left to right; a JPEG is decoded at a
+    reduced scale, as the hash needs only 32 × 32 pixels."""
+    with Image.open(path) as image:
+        image.draft("RGB", (256, 256))
+        return perceptual_hash(ImageOps.mirror(image))
+
+
 class DuplicateIndex:
     """The images already in a dataset (and those accepted so far in this batch), by both hashes."""
 
@@ -39,16 +49,23 @@ class DuplicateIndex:
         if phash:
             self._hashes.append((imagehash.hex_to_hash(phash), name))
 
-    def problem(self, sha256: str, phash: str) -> str | None:
-        """Why an image with these hashes duplicates one already kept, or None."""
+    def problem(self, sha256: str, phash: str, mirrored: str = "") -> str | None:
+        """Why an image with these hashes (``mirrored``: its mirror image's phash) duplicates one already kept,
+        or None."""
         if sha256 in self._by_sha:
             return f"duplicate of {self._by_sha[sha256]} (same file)"
+        for wanted, what in ((phash, "near-duplicate"), (mirrored, "mirror")):
+            nearest = self._nearest(wanted)
+            if nearest is not None and nearest[0] <= self.near_distance:
+                return f"{what} of {nearest[1]} (perceptual hash distance {nearest[0]})"
+        return None
+
+    def _nearest(self, phash: str) -> tuple[int, str] | None:
+        """The distance to the kept image nearest ``phash`` and its name; None for no hash or none kept."""
         if not phash:
             return None
         import imagehash
 
         wanted = imagehash.hex_to_hash(phash)
-        best = min(((wanted - known, name) for known, name in self._hashes), default=None, key=lambda x: x[0])
-        if best is not None and best[0] <= self.near_distance:
-            return f"near-duplicate of {best[1]} (perceptual hash distance {best[0]})"
-        return None
+        return min(((int(wanted - known), name) for known, name in self._hashes), default=None,
+                   key=lambda x: x[0])

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 from masuka.datasets.formats import DEFAULT_REPEATS, FORMATS, write_layout, zip_folder
 from masuka.datasets.library import dataset_dir, dataset_images, final_caption, find_dataset
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, as_disk_full
 from masuka.studio import Studio
 
 
@@ -18,7 +20,10 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
     """Write the processed images and final captions in layout ``fmt`` (kohya: ``repeats`` per epoch).
 
     With ``out_dir`` (CLI) the layout goes there and the folder is returned; without it a zip is made in the
-    dataset's ``exports`` folder (for download) and its path is returned.
+    dataset's ``exports`` folder (for download) and its path is returned. Either is built in a hidden folder of
+    its own and renamed into place once whole, so a failed export leaves nothing behind and exports made at
+    once never mix. A kohya export is refused while an image has no caption, as training is: sd-scripts stops
+    at an empty caption file.
     """
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown export format {fmt!r}: choose {' or '.join(FORMATS)}.")
@@ -27,20 +32,44 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
     if not rows:
         raise InvalidInput(f"Dataset {dataset['name']!r} has no images to export.")
     items = [(row["file"], row["file_name"], final_caption(row, dataset)) for row in rows]
+    uncaptioned = [name for _, name, caption in items if not caption.strip()] if fmt == "kohya" else []
+    if uncaptioned:
+        raise InvalidInput(f"Dataset {dataset['name']!r} has {len(uncaptioned)} image(s) without a caption "
+                           f"({', '.join(uncaptioned[:3])}…): caption them in the Datasets tab, or give the "
+                           "dataset a trigger word, before a kohya export.")
     layout: dict[str, Any] = dict(trigger=dataset["trigger"] or "", repeats=int(repeats),
                                   resolution=int((dataset["options"] or {}).get("size", 1024)))
-    if out_dir is not None:
+    made: list[Path] = []  # folders above --out that the export makes, removed again when it fails
+    if out_dir is None:
+        target = dataset_dir(studio, dataset["id"]) / "exports" / f"{dataset['name'].replace(' ', '_')}-{fmt}.zip"
+    else:
         target = _empty_folder(Path(out_dir).expanduser())
-        write_layout(items, fmt, target, **layout)
-        return target
-    exports = dataset_dir(studio, dataset["id"]) / "exports"
-    folder = exports / f"{dataset['name']}-{fmt}"
-    shutil.rmtree(folder, ignore_errors=True)
-    write_layout(items, fmt, folder, **layout)
+        made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     try:
-        return zip_folder(folder, exports / f"{dataset['name'].replace(' ', '_')}-{fmt}.zip")
+        _build(items, fmt, target, zipped=out_dir is None, **layout)
+    except OSError as error:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        reason = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+        raise as_disk_full(error) or InvalidInput(f"Could not export dataset {dataset['name']!r} ({reason}); "
+                                                  "nothing was kept.") from error
+    return target
+
+
+def _build(items: list[tuple[Path, str, str]], fmt: str, target: Path, zipped: bool, **layout: Any) -> None:
+    """Write the layout into a hidden folder beside ``target``, then zip it to ``target`` or rename it there."""
+    building = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        write_layout(items, fmt, building, **layout)
+        if zipped:
+            zip_folder(building, target)
+        else:
+            if target.exists():
+                target.rmdir()  # empty (checked before): the whole export takes its place
+            building.replace(target)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(building, ignore_errors=True)
 
 
 def _empty_folder(target: Path) -> Path:

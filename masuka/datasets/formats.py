@@ -1,10 +1,13 @@
 """The dataset layouts trainers and the Hub use, both ways.
 
-* ``kohya``: images, each with a same-named ``.txt`` caption (kohya_ss, ai-toolkit, SimpleTuner, FluxGym),
-  in a ``<repeats>_<trigger>`` folder as sd-scripts reads repeats from it, next to a ``dataset.toml`` for
-  sd-scripts' ``--dataset_config`` (``caption_extension = ".txt"``: sd-scripts' default is ``.caption``).
+* ``kohya``: images, each with a same-named one-line ``.txt`` caption (kohya_ss, ai-toolkit, SimpleTuner,
+  FluxGym; sd-scripts reads only a caption's first line), in a ``<repeats>_<trigger>`` folder as sd-scripts
+  reads repeats from it, next to a ``dataset.toml`` for sd-scripts' ``--dataset_config``
+  (``caption_extension = ".txt"``: sd-scripts' default is ``.caption``; aspect-ratio buckets on, as images
+  keep their aspect ratio and are never upscaled).
 * ``imagefolder``: images plus a ``metadata.jsonl`` with ``file_name`` and ``text`` per line, which
-  ``datasets.load_dataset("imagefolder", data_dir=...)`` loads.
+  ``datasets.load_dataset("imagefolder", data_dir=...)`` loads; a ``metadata.csv`` with the same columns is
+  read too.
 
 Reading either layout back is part of adding images (see :mod:`masuka.datasets.sources`).
 """
@@ -12,8 +15,12 @@ Reading either layout back is part of adding images (see :mod:`masuka.datasets.s
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 import json
+import math
 import shutil
+import uuid
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +28,7 @@ from pathlib import Path
 from masuka.errors import InvalidInput
 
 METADATA_FILE = "metadata.jsonl"
+METADATA_FILES = (METADATA_FILE, "metadata.csv")
 KOHYA_CONFIG = "dataset.toml"
 DEFAULT_REPEATS = 10
 MAX_REPEATS = 1000
@@ -35,11 +43,27 @@ def read_caption_file(path: Path) -> str:
 
 
 def read_metadata(path: Path) -> tuple[dict[str, str], list[str]]:
-    """``file_name`` → ``text`` from a ``metadata.jsonl`` (UTF-8, a byte-order mark allowed), and a problem per
-    unusable line."""
+    """``file_name`` → ``text`` (or ``caption``) from a ``metadata.jsonl`` or a ``metadata.csv`` (UTF-8, a
+    byte-order mark allowed), and a problem per unusable line."""
+    is_csv = path.suffix.lower() == ".csv"
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    records, problems = _csv_records(data) if is_csv else _jsonl_records(data)
     texts: dict[str, str] = {}
+    for number, record in records:
+        file_name, text = record.get("file_name"), record.get("text", record.get("caption")) or ""
+        if not isinstance(file_name, str) or not file_name or not isinstance(text, str):
+            problems.append(f"line {number} " + ("has no file_name: skipped" if is_csv else
+                                                 "is not a JSON object with file_name and text: skipped"))
+            continue
+        texts[file_name] = text.strip()[:MAX_CAPTION_CHARS]
+    return texts, problems
+
+
+def _jsonl_records(data: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
+    """``(line number, JSON object)`` per usable line, and a problem per other non-blank line."""
+    records: list[tuple[int, dict]] = []
     problems: list[str] = []
-    for number, raw in enumerate(path.read_bytes().removeprefix(codecs.BOM_UTF8).splitlines(), 1):
+    for number, raw in enumerate(data.splitlines(), 1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -49,14 +73,24 @@ def read_metadata(path: Path) -> tuple[dict[str, str], list[str]]:
             continue
         try:
             record = json.loads(line)
-            file_name, text = record["file_name"], record.get("text", record.get("caption", ""))
-            if not isinstance(file_name, str) or not isinstance(text, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append((number, record))
+        else:
             problems.append(f"line {number} is not a JSON object with file_name and text: skipped")
-            continue
-        texts[file_name] = text.strip()[:MAX_CAPTION_CHARS]
-    return texts, problems
+    return records, problems
+
+
+def _csv_records(data: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
+    """``(line number, row by column)`` per row under the header row, as 🤗 datasets reads a metadata.csv."""
+    try:
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
+    except UnicodeDecodeError:
+        return [], ["not UTF-8 text: skipped (save the file as UTF-8)"]
+    if "file_name" not in (reader.fieldnames or []):
+        return [], ["no file_name column: skipped"]
+    return [(reader.line_num, row) for row in reader], []
 
 
 def write_layout(items: Iterable[tuple[Path, str, str]], fmt: str, out_dir: Path, *, trigger: str = "",
@@ -76,8 +110,8 @@ def write_layout(items: Iterable[tuple[Path, str, str]], fmt: str, out_dir: Path
     for source, file_name, caption in items:
         count += 1
         shutil.copyfile(source, images_dir / file_name)
-        if fmt == "kohya":
-            (images_dir / file_name).with_suffix(".txt").write_text(caption, encoding="utf-8")
+        if fmt == "kohya":  # one line: sd-scripts reads only the first
+            (images_dir / file_name).with_suffix(".txt").write_text(" ".join(caption.split()), encoding="utf-8")
         else:
             records.append(json.dumps({"file_name": file_name, "text": caption}, ensure_ascii=False))
     if fmt == "imagefolder":
@@ -95,21 +129,32 @@ def kohya_folder(trigger: str, repeats: int) -> str:
 
 def kohya_config(folder: str, trigger: str, repeats: int, resolution: int) -> str:
     """A ``dataset.toml`` for sd-scripts' ``--dataset_config``; ``image_dir`` is relative to the export folder,
-    so the training command runs from there. TOML basic strings take JSON's escapes."""
+    so the training command runs from there. TOML basic strings take JSON's escapes.
+
+    Buckets are on (sd-scripts' default is off, which needs every image ``resolution`` × ``resolution``) and
+    never upscale; their bounds take in ``resolution`` (sd-scripts refuses one above ``max_bucket_reso``).
+    """
+    lowest, highest = min(256, resolution // 64 * 64), max(1024, math.ceil(resolution / 64) * 64)
     return (f"[general]\ncaption_extension = \".txt\"\nshuffle_caption = false\n"
             f"keep_tokens = {1 if trigger.strip() else 0}\n\n"
-            f"[[datasets]]\nresolution = {resolution}\nbatch_size = 1\n\n"
+            f"[[datasets]]\nresolution = {resolution}\nbatch_size = 1\nenable_bucket = true\n"
+            f"bucket_no_upscale = true\nmin_bucket_reso = {lowest}\nmax_bucket_reso = {highest}\n\n"
             f"  [[datasets.subsets]]\n  image_dir = {json.dumps(folder, ensure_ascii=False)}\n"
             f"  num_repeats = {repeats}\n  class_tokens = {json.dumps(trigger.strip(), ensure_ascii=False)}\n")
 
 
 def zip_folder(folder: Path, target: Path) -> Path:
-    """Zip every file of ``folder`` (paths relative to it) into ``target``; images are stored, not deflated."""
+    """Zip every file of ``folder`` (paths relative to it) into ``target``; images are stored, not deflated.
+
+    The zip is written under a name of its own and renamed into place, so zips made at once never mix."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".zip.part")
-    with zipfile.ZipFile(partial, "w") as archive:
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            method = zipfile.ZIP_DEFLATED if path.suffix in (".txt", ".jsonl") else zipfile.ZIP_STORED
-            archive.write(path, path.relative_to(folder).as_posix(), compress_type=method)
-    partial.replace(target)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    try:
+        with zipfile.ZipFile(partial, "w") as archive:
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                method = zipfile.ZIP_DEFLATED if path.suffix in (".txt", ".jsonl") else zipfile.ZIP_STORED
+                archive.write(path, path.relative_to(folder).as_posix(), compress_type=method)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
     return target

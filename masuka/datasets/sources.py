@@ -1,10 +1,12 @@
 """What a person hands over (files, folders, zips) as image candidates with their captions, plus refusals.
 
-Captions come along as same-named ``.txt`` (or sd-scripts' ``.caption``) files or as an ``imagefolder``
-``metadata.jsonl`` (a caption file wins when both exist; ``.txt`` wins over ``.caption``). Zip entries are
-checked before anything is written: absolute paths, ``..``, symlinks, encrypted and oversized entries are
-refused, and accepted entries are written under new names inside the staging folder only, so nothing from a
-zip can land anywhere else.
+Captions come along as same-named ``.txt`` (or sd-scripts' ``.caption``) files, which caption every image of
+that name in their folder as sd-scripts reads them, or as an ``imagefolder`` ``metadata.jsonl`` or
+``metadata.csv``, whose ``file_name`` names one image by its path from the metadata file (a caption file wins
+when both exist; ``.txt`` wins over ``.caption``). Zip entries are checked before anything is written: absolute
+paths, ``..``, symlinks, encrypted and oversized entries are refused, and accepted entries are written under
+new names inside the staging folder only, so nothing from a zip can land anywhere else. Symbolic links inside
+a folder are refused too, so nothing outside the folder is read.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from masuka.datasets.formats import KOHYA_CONFIG, METADATA_FILE, read_caption_file, read_metadata
+from masuka.datasets.formats import KOHYA_CONFIG, METADATA_FILES, read_caption_file, read_metadata
 
 MAX_ENTRY_BYTES = 512 * 2**20
 SYSTEM_FILES = re.compile(r"(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
 CAPTION_SUFFIXES = (".txt", ".caption")  # preferred first; ``.caption`` is sd-scripts' default
-Key = tuple[str, str, str]  # (source group, folder inside it, file stem): pairs an image with its caption
+Key = tuple[str, str, str]  # (source group, folder inside it, file stem): pairs an image with its caption file
 
 
 @dataclass
@@ -51,9 +53,19 @@ class Collected:
 
 @dataclass
 class _Entry:
+    """A file found: ``name`` as shown, ``path`` where it is now, ``relative`` its path inside source ``group``."""
+
     name: str
     path: Path
-    key: Key
+    group: str
+    relative: str
+
+    def __post_init__(self) -> None:
+        self.relative = posixpath.normpath(self.relative)
+
+    @property
+    def key(self) -> Key:
+        return self.group, posixpath.dirname(self.relative), PurePosixPath(self.relative).stem
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ def collect(sources: list[Path], staging: Path, allow_folders: bool = False,
     for index, source in enumerate(map(Path, sources)):
         if source.is_dir():
             if allow_folders:
-                entries += _folder_entries(source, str(index))
+                entries += _folder_entries(source, str(index), result.refused)
             else:
                 result.refused.append(Refusal(source.name, "folders can be added from the command line only; "
                                                            "upload the files or a zip"))
@@ -81,20 +93,20 @@ def collect(sources: list[Path], staging: Path, allow_folders: bool = False,
         elif source.suffix.lower() == ".zip":
             entries += _zip_entries(source, str(index), staging, result.refused, limits)
         else:
-            entries.append(_Entry(source.name, source, ("loose", "", _stem(source.name))))
+            entries.append(_Entry(source.name, source, "loose", source.name))
     _pair(entries, result)
     return result
 
 
-def _stem(name: str) -> str:
-    return PurePosixPath(name).stem
-
-
-def _folder_entries(folder: Path, group: str) -> list[_Entry]:
+def _folder_entries(folder: Path, group: str, refused: list[Refusal]) -> list[_Entry]:
+    """The files under ``folder``; a symbolic link (to a file or a folder) is refused, never followed."""
     found = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(folder.rglob("*")):  # rglob does not go into linked folders
         relative = path.relative_to(folder).as_posix()
-        found.append(_Entry(f"{folder.name}/{relative}", path, (group, posixpath.dirname(relative), path.stem)))
+        if path.is_symlink():
+            refused.append(Refusal(f"{folder.name}/{relative}", "symbolic link: refused, not followed"))
+        elif path.is_file():
+            found.append(_Entry(f"{folder.name}/{relative}", path, group, relative))
     return found
 
 
@@ -162,26 +174,25 @@ def _zip_entries(source: Path, group: str, staging: Path, refused: list[Refusal]
                 target.unlink(missing_ok=True)
                 refused.append(Refusal(shown, f"damaged zip entry ({error})"))
                 continue
-            found.append(_Entry(shown, target, (group, posixpath.dirname(info.filename), _stem(info.filename))))
+            found.append(_Entry(shown, target, group, info.filename))
     return found
 
 
 def _pair(entries: list[_Entry], result: Collected) -> None:
-    """Split caption files from images and attach each caption to its image."""
+    """Split caption and metadata files from images and attach each caption to its images."""
     caption_files: dict[Key, list[_Entry]] = {}
-    listed: dict[Key, str] = {}
+    listed: dict[tuple[str, str], str] = {}  # (source group, normalised path inside it) -> metadata text
     images: list[_Entry] = []
     for entry in entries:
         base = PurePosixPath(entry.name).name
         if SYSTEM_FILES.search(entry.name):
             result.refused.append(Refusal(entry.name, "system file (not a photo): skipped"))
-        elif base.lower() == METADATA_FILE:
-            group, folder, _ = entry.key
+        elif base.lower() in METADATA_FILES:
             texts, problems = read_metadata(entry.path)
             result.refused += [Refusal(entry.name, problem) for problem in problems]
-            for file_name, text in texts.items():
-                inner = posixpath.normpath(posixpath.join(folder, posixpath.dirname(file_name)))
-                listed[(group, "" if inner == "." else inner, _stem(file_name))] = text
+            folder = posixpath.dirname(entry.relative)
+            listed.update({(entry.group, posixpath.normpath(posixpath.join(folder, file_name))): text
+                           for file_name, text in texts.items()})
         elif base.lower() == KOHYA_CONFIG:
             continue  # the sd-scripts config of a kohya export: nothing to import
         elif _suffix(base) in CAPTION_SUFFIXES:
@@ -190,10 +201,12 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
             images.append(entry)
     captions = _read_captions(caption_files, result.refused)
     for entry in images:
-        found = captions.pop(entry.key, None)
-        result.candidates.append(Candidate(entry.name, entry.path, found[1] if found else listed.get(entry.key)))
+        found = captions.get(entry.key)
+        caption = found[1] if found else listed.get((entry.group, entry.relative))
+        result.candidates.append(Candidate(entry.name, entry.path, caption))
+    used = {entry.key for entry in images}
     result.refused += [Refusal(entry.name, "caption file with no image of the same name")
-                       for entry, _ in captions.values()]
+                       for key, (entry, _) in captions.items() if key not in used]
 
 
 def _suffix(name: str) -> str:

@@ -106,3 +106,13 @@ def test_export_to_a_file_or_an_unwritable_place_exits_2_and_writes_nothing(caps
     code, _, err = cli(capsys, "dataset", "export", "mugs", "--format", "kohya", "--out", str(tmp_path / "new" / "k"),
                        *data)
     assert code == 2 and f"{tmp_path} is not writable" in err and not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    [processed] = (tmp_path / "data" / "datasets").glob("*/processed/*")
+    processed.rename(tmp_path / "away.jpg")  # an export failing part way: one line, nothing left, a retry works
+    out = tmp_path / "out"
+    code, _, err = cli(capsys, "dataset", "export", "mugs", "--format", "kohya", "--out", str(out), *data)
+    assert code == 2 and err.startswith("error: Could not export dataset 'mugs'") and err.count("\n") == 1
+    assert not out.exists()
+    (tmp_path / "away.jpg").rename(processed)
+    code, _, _ = cli(capsys, "dataset", "export", "mugs", "--format", "kohya", "--out", str(out), *data)
+    assert code == 0 and len(list(out.glob("10_zorp/*"))) == 2

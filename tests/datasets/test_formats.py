@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import threading
 import tomllib
 import zipfile
 
 import pytest
+from PIL import ImageOps
 
+from masuka.datasets import formats
 from masuka.datasets.adding import add_images
 from masuka.datasets.export import export_dataset
-from masuka.datasets.library import dataset_images, set_caption
-from masuka.errors import InvalidInput
+from masuka.datasets.formats import kohya_config
+from masuka.datasets.library import dataset_dir, dataset_images, set_caption
+from masuka.errors import DiskFull, InvalidInput
 from masuka.store import LOCAL_USER
 from tests.datasets import corpus
 
@@ -53,6 +59,7 @@ def test_kohya_zip_holds_the_repeats_folder_and_an_sd_scripts_dataset_config(stu
     subset = config["datasets"][0]["subsets"][0]
     assert (subset["image_dir"], subset["num_repeats"], subset["class_tokens"]) == ("3_zorp", 3, "zorp")
     assert config["datasets"][0]["resolution"] == 256
+    assert config["datasets"][0]["enable_bucket"] is True  # images keep their aspect ratio
     with pytest.raises(InvalidInput, match="Repeats"):
         export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", repeats=0)
 
@@ -143,3 +150,158 @@ def test_caption_files_are_read_as_captions_and_txt_wins_over_them(studio, make_
         ("kohya/c.caption", "caption file with no image of the same name")]
     assert [r["caption"] for r in dataset_images(studio, dataset["id"])] == ["zorp, from the caption file",
                                                                              "zorp, from the txt file"]
+
+
+@pytest.mark.parametrize("resolution", [64, 200, 256, 512, 1024, 1536, 2000, 4096])
+def test_kohya_config_buckets_every_aspect_without_upscaling_at_any_size(resolution):
+    """sd-scripts without buckets needs every image resolution × resolution (MASUKA keeps the aspect ratio and
+    never upscales), and refuses a resolution outside [min_bucket_reso, max_bucket_reso] (default 256-1024)."""
+    dataset = tomllib.loads(kohya_config("10_zorp", "zorp", 10, resolution))["datasets"][0]
+    assert dataset["enable_bucket"] is True and dataset["bucket_no_upscale"] is True
+    low, high = dataset["min_bucket_reso"], dataset["max_bucket_reso"]
+    assert low <= resolution <= high and low % 64 == 0 and high % 64 == 0
+    assert (low, high) == (min(256, resolution // 64 * 64), max(1024, high))
+
+
+def test_kohya_captions_are_one_line_and_an_uncaptioned_image_refuses_the_export(studio, make_dataset, tmp_path):
+    """sd-scripts reads a caption's first line only and stops at an empty caption file; training refuses an
+    uncaptioned image too, so the kohya export does (an imagefolder keeps the empty text, as 🤗 datasets does)."""
+    dataset = make_dataset("bare", trigger="", size=256)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 130 + i) for i in range(2)])
+    first, second = dataset_images(studio, dataset["id"])
+    set_caption(studio, first["id"], "a mug\non a table,\n\n  in the sun", LOCAL_USER)
+    with pytest.raises(InvalidInput, match=rf"1 image\(s\) without a caption \({second['file_name']}…\)"):
+        export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    hf = export_dataset(studio, dataset["id"], LOCAL_USER, "imagefolder", tmp_path / "hf")
+    assert len((hf / "metadata.jsonl").read_text().splitlines()) == 2
+    set_caption(studio, second["id"], "a plate", LOCAL_USER)
+    out = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", tmp_path / "kohya")
+    assert sorted(p.read_text() for p in out.glob("10_images/*.txt")) == ["a mug on a table, in the sun", "a plate"]
+
+
+def test_exports_made_at_once_each_hand_back_a_whole_zip(studio, captioned, monkeypatch):
+    dataset, texts = captioned
+    barrier, copy = threading.Barrier(2, timeout=30), formats.shutil.copyfile
+    waited: set[int] = set()
+
+    def copy_together(source, target):  # both exports are half-written at the same time
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+        return copy(source, target)
+
+    monkeypatch.setattr(formats.shutil, "copyfile", copy_together)
+    results: list = [None, None]
+
+    def export(slot: int) -> None:
+        try:
+            results[slot] = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya")
+        except Exception as error:  # noqa: BLE001 - the test reports it below
+            results[slot] = error
+
+    threads = [threading.Thread(target=export, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(not isinstance(result, Exception) for result in results), results
+    with zipfile.ZipFile(results[0]) as archive:
+        assert archive.testzip() is None and len(archive.namelist()) == 7  # 3 images, 3 captions, the config
+    assert os.listdir(dataset_dir(studio, dataset["id"]) / "exports") == [results[0].name]
+
+
+def test_a_failed_export_leaves_nothing_and_can_be_retried(studio, captioned, tmp_path, monkeypatch):
+    dataset, _texts = captioned
+    lost = dataset_images(studio, dataset["id"])[1]["file"]
+    kept = lost.read_bytes()
+    lost.unlink()
+    place = tmp_path / "place"
+    place.mkdir()
+    out = place / "new" / "kohya"
+    with pytest.raises(InvalidInput, match=rf"Could not export dataset 'source' \(No such file or directory: {lost}"):
+        export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", out)
+    assert os.listdir(place) == []  # neither the folder nor the one made above it
+    with pytest.raises(InvalidInput, match="Could not export"):
+        export_dataset(studio, dataset["id"], LOCAL_USER, "imagefolder")
+    assert os.listdir(dataset_dir(studio, dataset["id"]) / "exports") == []
+    lost.write_bytes(kept)
+    (place / "empty").mkdir()
+    with monkeypatch.context() as patched:
+        patched.setattr(formats.shutil, "copyfile", lambda *_: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+        with pytest.raises(DiskFull):
+            export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", place / "empty")
+    assert os.listdir(place) == ["empty"] and os.listdir(place / "empty") == []
+    assert export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", out) == out
+    assert len(list(out.glob("10_zorp/*.txt"))) == 3
+
+
+def test_links_inside_a_folder_are_refused_not_followed(studio, make_dataset, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not a caption of yours")
+    corpus.photo(outside / "elsewhere.jpg", 140)
+    folder = tmp_path / "set"
+    folder.mkdir()
+    corpus.photo(folder / "a.jpg", 141)
+    (folder / "a.txt").symlink_to(outside / "secret.txt")
+    (folder / "b.jpg").symlink_to(outside / "elsewhere.jpg")
+    (folder / "more").symlink_to(outside, target_is_directory=True)
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [folder], allow_folders=True)
+    assert [a["file"] for a in report.added] == ["set/a.jpg"]
+    assert sorted((r.file, r.reason) for r in report.rejected) == [
+        (f"set/{name}", "symbolic link: refused, not followed") for name in ("a.txt", "b.jpg", "more")]
+    assert [r["caption"] for r in dataset_images(studio, dataset["id"])] == [""]
+
+
+def test_captions_reach_every_image_they_name_and_only_those(studio, make_dataset, tmp_path):
+    """A .txt captions each image of its name (as sd-scripts reads it); metadata names one file by its path,
+    in a metadata.jsonl or a metadata.csv (🤗 imagefolder reads both)."""
+    folder = tmp_path / "set"
+    for sub in ("kohya", "jsonl", "csv"):
+        (folder / sub).mkdir(parents=True)
+    for seed, name in enumerate(["kohya/a.png", "kohya/a.jpg", "jsonl/b.png", "jsonl/b.jpg", "csv/c.jpg",
+                                 "csv/d.jpg"]):
+        corpus.photo(folder / name, 150 + seed)
+    (folder / "kohya" / "a.txt").write_text("zorp, both of them")
+    (folder / "jsonl" / "metadata.jsonl").write_text('{"file_name": "./b.png", "text": "zorp, the png"}\n')
+    (folder / "csv" / "metadata.csv").write_text('file_name,text\nc.jpg,"zorp, c"\nd.jpg,"zorp, d\non two lines"\n',
+                                                  encoding="utf-8-sig")
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [folder], allow_folders=True)
+    assert len(report.added) == 6 and not report.rejected
+    captions = {r["source_name"]: r["caption"] for r in dataset_images(studio, dataset["id"])}
+    assert captions == {"set/kohya/a.png": "zorp, both of them", "set/kohya/a.jpg": "zorp, both of them",
+                        "set/jsonl/b.png": "zorp, the png", "set/jsonl/b.jpg": "", "set/csv/c.jpg": "zorp, c",
+                        "set/csv/d.jpg": "zorp, d\non two lines"}
+
+
+def test_a_bad_metadata_csv_is_reported(studio, make_dataset, tmp_path):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    corpus.photo(folder / "one.jpg", 160)
+    (folder / "metadata.csv").write_text("name,text\none.jpg,first\n")
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [folder], allow_folders=True)
+    assert len(report.added) == 1
+    assert [r.to_dict() for r in report.rejected] == [{"file": "hf/metadata.csv",
+                                                       "reason": "no file_name column: skipped"}]
+
+
+def test_a_flipped_dataset_exported_and_added_back_is_not_doubled(studio, make_dataset, tmp_path):
+    """The export holds each image and its mirror; the dataset mirrors again, so a mirror of a kept image is
+    refused as a duplicate, whether it comes from an export or on its own."""
+    dataset = make_dataset("flipped", trigger="zorp", flip=True, size=256)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 170)])
+    out = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", tmp_path / "kohya")
+    copy = make_dataset("again", trigger="zorp", flip=True, size=256, min_side=100)
+    report = add_images(studio, copy["id"], LOCAL_USER, [out], allow_folders=True)
+    assert len(report.added) == 1 and len(dataset_images(studio, copy["id"], augmented=True)) == 2
+    [refusal], kept = report.rejected, report.added[0]["file"]
+    assert refusal.reason.startswith(f"mirror of {kept}") and "-flip.jpg" in refusal.file + kept
+    ImageOps.mirror(corpus.picture(171)).save(tmp_path / "mirrored.jpg")
+    plain = make_dataset("plain")
+    report = add_images(studio, plain["id"], LOCAL_USER, [corpus.photo(tmp_path / "q.jpg", 171),
+                                                          tmp_path / "mirrored.jpg"])
+    assert [r.reason.split(" (")[0] for r in report.rejected] == ["mirror of q.jpg"]
