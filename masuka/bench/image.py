@@ -136,9 +136,9 @@ def _random_weights(spec: ModelSpec, args: argparse.Namespace, size: int, steps:
 
 
 def measure_prepared(build: Callable[[str, Any], Any], spec: ModelSpec, plan: Any, size: int, steps: int,
-                     args: argparse.Namespace) -> dict[str, dict]:
+                     args: argparse.Namespace, before_image: Callable[[], None] | None = None) -> dict[str, dict]:
     """``build(device, dtype)``'s pipeline prepared as ``plan`` says (memory plan, fast path), measured alone
-    as ``masuka``, then freed."""
+    as ``masuka``, then freed; ``before_image`` (if given) is called before each image."""
     from masuka.image.fast import compile_once
     from masuka.image.memory import prepare_decode
     from masuka.image.pipelines import prepare_pipeline
@@ -150,7 +150,7 @@ def measure_prepared(build: Callable[[str, Any], Any], spec: ModelSpec, plan: An
         compile_once(pipe)  # fuses QKV and converts to fp8 now; compiling happens in the first image
         prepared_s = time.perf_counter() - start
         prepare_decode(pipe, plan, size, size)
-        results = _measure({"masuka": lambda: pipe(**_bare_kwargs(pipe, spec, size, steps))}, args)
+        results = _measure({"masuka": lambda: pipe(**_bare_kwargs(pipe, spec, size, steps))}, args, before_image)
         if before:
             after = compile_work()
             state = pipe.masuka_fast
@@ -236,36 +236,44 @@ def _task_switch(studio: Studio, request: Any, args: argparse.Namespace, tmp: Pa
 
 # -- helpers ------------------------------------------------------------------------------------------------
 
-def _measure(calls: dict[str, Callable[[], Any]], args: argparse.Namespace) -> dict[str, dict]:
+def _measure(calls: dict[str, Callable[[], Any]], args: argparse.Namespace,
+             before_image: Callable[[], None] | None = None) -> dict[str, dict]:
     """Per call: the first image (compile, caches), then after warm-up ``args.runs`` rounds taking the calls
-    in turn; median seconds, and peak VRAM when measured alone on CUDA."""
+    in turn; median seconds, and when measured alone on CUDA the peak GiB PyTorch's allocator handed out
+    (``peak_vram_gb``) and took from the GPU (``peak_reserved_gb``), and the GiB the process uses outside it
+    (CUDA context, libraries: ``outside_allocator_gb``). ``before_image`` (if given) runs before each image."""
     import torch
 
     cuda = torch.cuda.is_available()
-    results: dict[str, dict] = {}
-    for name, call in calls.items():
+
+    def image(call: Callable[[], Any]) -> float:
+        if before_image:
+            before_image()
         start = time.perf_counter()
         _synced(call, cuda)
-        results[name] = {"first_s": time.perf_counter() - start, "samples": []}
+        return time.perf_counter() - start
+
+    results: dict[str, dict] = {name: {"first_s": image(call), "samples": []} for name, call in calls.items()}
     for _ in range(max(0, args.warmup - 1)):
         for call in calls.values():
-            _synced(call, cuda)
+            image(call)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     for _ in range(args.runs):
         for name, call in calls.items():
-            start = time.perf_counter()
-            _synced(call, cuda)
-            results[name]["samples"].append(time.perf_counter() - start)
+            results[name]["samples"].append(image(call))
     for result in results.values():
         result["median_s"] = statistics.median(result.pop("samples"))
         if cuda and len(calls) == 1:
-            result["peak_vram_gb"] = torch.cuda.max_memory_allocated() / 2**30
+            free, total = torch.cuda.mem_get_info()
+            result.update(peak_vram_gb=torch.cuda.max_memory_allocated() / 2**30,
+                          peak_reserved_gb=torch.cuda.max_memory_reserved() / 2**30,
+                          outside_allocator_gb=(total - free - torch.cuda.memory_reserved()) / 2**30)
     return results
 
 
-def _baseline(build: Callable[[], Any], spec: ModelSpec, size: int, steps: int, args: argparse.Namespace
-              ) -> dict[str, dict]:
+def _baseline(build: Callable[[], Any], spec: ModelSpec, size: int, steps: int, args: argparse.Namespace,
+              before_image: Callable[[], None] | None = None) -> dict[str, dict]:
     """The plain pipeline built and measured alone, then freed; on a card too small for it, no figure."""
     import torch
 
@@ -273,7 +281,7 @@ def _baseline(build: Callable[[], Any], spec: ModelSpec, size: int, steps: int, 
     try:
         bare = build()
         bare.set_progress_bar_config(disable=True)
-        return _measure({"baseline": lambda: bare(**_bare_kwargs(bare, spec, size, steps))}, args)
+        return _measure({"baseline": lambda: bare(**_bare_kwargs(bare, spec, size, steps))}, args, before_image)
     except torch.OutOfMemoryError:
         return {}
     finally:
@@ -303,8 +311,9 @@ def _compare(results: dict[str, dict], steps: int, memory: str, device: str) -> 
                        speedup=round(baseline["median_s"] / masuka["median_s"], 3),
                        overhead_pct=round(100 * (masuka["median_s"] / baseline["median_s"] - 1), 2))
     for name, result in results.items():
-        if "peak_vram_gb" in result:
-            figures[f"{name}_peak_vram_gb"] = round(result["peak_vram_gb"], 2)
+        for key in ("peak_vram_gb", "peak_reserved_gb"):
+            if key in result:
+                figures[f"{name}_{key}"] = round(result[key], 2)
     return figures
 
 
@@ -358,11 +367,16 @@ def _downloaded(spec: ModelSpec) -> bool:
 
 
 def _free() -> None:
+    """Release what freed pipelines leave cached: GPU memory, and pinned host memory (streamed offloading)."""
     import torch
 
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+        empty_host_cache = (getattr(torch.accelerator, "empty_host_cache", None)
+                            or getattr(torch._C, "_host_emptyCache", None))
+        if empty_host_cache:
+            empty_host_cache()
 
 
 def _peak_memory() -> dict:

@@ -51,8 +51,10 @@ def apply_memory_plan(pipe: Any, plan: DevicePlan) -> None:
     elif plan.memory in ("model_offload", "fp8_offload", "nf4_offload", "gguf_offload"):
         pipe.enable_model_cpu_offload(device=plan.device)
     elif plan.memory == "group_offload":
+        # low_cpu_mem_usage: streams pin each layer as it moves instead of keeping a pinned copy of every weight
+        # (which doubles host memory, rounded up per tensor: Qwen-Image would need about 143 GiB)
         pipe.enable_group_offload(onload_device=torch.device(plan.device), offload_device=torch.device("cpu"),
-                                  offload_type="leaf_level", use_stream=plan.device == "cuda",
+                                  offload_type="leaf_level", use_stream=plan.device == "cuda", low_cpu_mem_usage=True,
                                   exclude_modules=["vae"])  # small, and tiled decodes do not mix with streams
     else:
         raise ValueError(f"unknown memory plan {plan.memory!r}")

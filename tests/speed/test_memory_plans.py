@@ -105,3 +105,21 @@ def test_the_smallest_plans_load_the_big_text_encoder_in_8_bit(monkeypatch, prof
         assert (config.components_to_quantize if config else None) == ([profile.big_text_encoder] if quantized
                                                                        else None)
     assert memory.text_encoder_quantization(profile.id, DevicePlan("cpu", "float32", "group_offload")) is None
+
+
+def test_group_offload_on_cuda_pins_layers_as_they_move_not_a_copy_of_every_weight():
+    """With streams, diffusers otherwise keeps a pinned copy of every weight beside the weights themselves: more
+    than double the host memory (Qwen-Image, 53.5 GiB in bf16, would need about 143 GiB)."""
+    from masuka.gpu import DevicePlan
+    from masuka.image.memory import apply_memory_plan
+
+    class Pipeline:  # stands in for a CUDA pipeline (a CPU cannot make streams)
+        vae = None
+
+        def enable_group_offload(self, **kwargs):
+            self.offload = kwargs
+
+    pipe = Pipeline()
+    apply_memory_plan(pipe, DevicePlan("cuda", "bfloat16", "group_offload"))
+    assert pipe.offload["use_stream"] and pipe.offload["low_cpu_mem_usage"]
+    assert pipe.offload["offload_type"] == "leaf_level" and pipe.offload["exclude_modules"] == ["vae"]
