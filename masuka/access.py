@@ -3,7 +3,8 @@
 Files under the data dir belong to someone:
 
 - ``outputs/...``: the user of the generation row that recorded the file, else the user whose folder
-  (``outputs/<user>/``) it lies in; remote videos (``outputs/videos/``) are owned by their rows only;
+  (``outputs/<user>/``) it lies in; remote videos (``outputs/videos/``) are owned by their rows only, the
+  inputs kept with a video job (``outputs/videos/inputs/<job>[-<name>].<ext>``) by the owner of that job;
 - ``datasets/<id>/...``: the owner of dataset ``id``;
 - ``runs/run-<id>/...``: the owner of training run ``id`` (its checkpoints, samples and LoRA);
 - ``loras/...``: the owner of the LoRA row recording the file, else the user whose folder it lies in;
@@ -24,6 +25,7 @@ from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER, row_id
 from masuka.studio import Studio
 from masuka.users import user_folder_name
+from masuka.video.request import INPUTS_FOLDER, input_copy_job
 
 SHARED = object()  # the owner of files every signed-in user may read
 #: Folders under ``outputs/`` that hold several users' files (owned by their rows), never one user's folder,
@@ -62,6 +64,10 @@ def file_owner(studio: Studio, path: str | Path) -> str | None | object:
         rows = studio.store.find("generations", "output_path = ?", [config.relative(resolved)], limit=1)
         if rows:
             return rows[0]["owner"]
+        if parts[1:-1] == INPUTS_FOLDER:
+            job_id = input_copy_job(parts[-1])
+            job = studio.store.get("jobs", job_id) if job_id else None
+            return job["owner"] if job and job["kind"] == "video" else None
         return None if top in SHARED_OUTPUT_FOLDERS else _user_by_folder(studio, top)
     return None
 

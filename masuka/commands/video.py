@@ -64,18 +64,21 @@ def run(args: argparse.Namespace) -> int:
 def report_job(args: argparse.Namespace, studio, job_id: int) -> int:
     """Wait for a video job with progress lines on stderr; print its result; exit 2 unless it completed."""
     from masuka.jobs import JobRow
-    from masuka.video.jobs import wait_video
+    from masuka.video.jobs import leave_video, phase, wait_video
 
     def on_progress(row: JobRow) -> None:
-        phase = row.state.get("phase", row.status)
-        step = f" clip {min(row.step + 1, row.total)}/{row.total}" if (row.total or 0) > 1 else ""
-        note = f" ({row.state['note']})" if row.state.get("note") else ""
-        progress_line(args, f"job {job_id}: {phase}{step} {100 * (row.progress or 0):.0f}%{note}")
+        if row.provider == "local":  # denoising steps of the whole chain
+            step = f" step {row.step or 0}/{row.total}" if row.total else ""
+        else:  # the clip being made
+            step = f" clip {min((row.step or 0) + 1, row.total)}/{row.total}" if (row.total or 0) > 1 else ""
+        why = row.state.get("note") or ("" if row.finished else row.error)  # why a paid job waits, say
+        note = f" ({why})" if why else ""
+        progress_line(args, f"job {job_id}: {phase(row)}{step} {100 * (row.progress or 0):.0f}%{note}")
 
     try:
         row = wait_video(studio, job_id, on_progress)
     except KeyboardInterrupt:
-        progress_line(args, f"job {job_id} keeps running at the provider; `python -m masuka jobs resume` picks it up")
+        progress_line(args, leave_video(studio, job_id))
         raise
     video = row.result.get("video")
     path = str(studio.config.absolute(video)) if video else None

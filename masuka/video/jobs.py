@@ -4,23 +4,27 @@ after every create request, polled in the background, downloaded into the data d
 The row's ``state`` keeps, per clip of the chain, the provider's job reference and the downloaded file, so
 any process can pick the job up where another stopped (:func:`resume_video_jobs`). A clip whose create
 request was sent but whose answer never arrived is never re-sent: the job is marked ``interrupted`` with a
-message asking the user to look at the provider's dashboard.
+message asking the user to look at the provider's dashboard. Once the provider has accepted a clip (and will
+charge for it) the job never fails for want of a key, a refused key or an unreachable provider: it waits,
+saying so, and tries again with whatever key is set by then.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
 from masuka import jobs
 from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
-from masuka.jobs import JobContext
+from masuka.jobs import JobContext, JobRunner
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable
 from masuka.remote.timing import RemoteSettings
@@ -31,14 +35,26 @@ from masuka.video.catalog import model_entry, parse_size, provider_entry
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider
-from masuka.video.request import INPUT_FILES, Target, VideoPlan, VideoRequest, plan_video
+from masuka.video.request import (
+    INPUT_FILES,
+    INPUTS_FOLDER,
+    Target,
+    VideoPlan,
+    VideoRequest,
+    input_copy_name,
+    plan_video,
+)
 
 log = logging.getLogger(__name__)
 KIND = "video"
-#: marks the jobs this process runs, so a restart that reuses the pid is told apart
-PROCESS_TOKEN = uuid.uuid4().hex
 STOP_CHECK_S = 0.2
 UNREACHABLE_WAIT_S = 30.0
+#: a refusal of the key itself (401, 403) by a provider that accepted the job with an earlier key
+KEY_REFUSED = re.compile(r"refused the request \(HTTP 40[13]\)")
+KEPT = "Still trying; the job is kept."
+#: each job runner's token, written into the rows of the jobs it runs: a runner of an app opened again in this
+#: process, or of a process that reuses the pid, is told apart from the one that ran them
+_TOKENS: weakref.WeakKeyDictionary[JobRunner, str] = weakref.WeakKeyDictionary()
 
 
 def estimate(request: VideoRequest) -> VideoPlan:
@@ -61,7 +77,8 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
     target = plan.primary
     job_id = jobs.create(studio.store, KIND, request.owner, title=request.prompt[:80], provider=target.provider,
                          model=target.model, params=plan.to_params(), progress=0.0, step=0, total=len(target.segments),
-                         cost_usd=target.cost_usd, state={"phase": "queued", "runner": PROCESS_TOKEN, "segments": []})
+                         cost_usd=target.cost_usd, state={"phase": "queued", "runner": runner_token(studio),
+                                                          "segments": []})
     inputs = {name: getattr(request, name) for name in INPUT_FILES if getattr(request, name)}
     inputs.update({f"reference-{n}": path for n, path in enumerate(request.references)})
     if inputs:
@@ -74,11 +91,15 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
     return job_id
 
 
+def runner_token(studio: Studio) -> str:
+    """The token of ``studio``'s job runner, which marks the video jobs it runs."""
+    return _TOKENS.setdefault(studio.runner(), uuid.uuid4().hex)
+
+
 def _keep_input(studio: Studio, job_id: int, name: str, source: str) -> str:
-    """Copy an input file under ``outputs/videos/inputs/`` (the first frame keeps its old name); returns the
-    stored (relative) path."""
-    stem = f"{job_id:06d}" if name == "image" else f"{job_id:06d}-{name}"
-    copy = studio.config.outputs_dir / "videos" / "inputs" / f"{stem}{Path(source).suffix.lower()}"
+    """Copy an input file under ``outputs/videos/inputs/`` (named by :func:`input_copy_name`, which tells whose
+    it is); returns the stored (relative) path."""
+    copy = studio.config.outputs_dir.joinpath(*INPUTS_FOLDER, input_copy_name(job_id, name, Path(source).suffix))
     copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, copy)
     return studio.config.relative(copy)
@@ -99,10 +120,9 @@ def resume_video_jobs(studio: Studio) -> list[int]:
         with studio.store.transaction():
             row = jobs.get(studio.store, row.id)
             state = row.state
-            if row.finished or state.get("runner") == PROCESS_TOKEN or (
-                    row.pid != os.getpid() and process_alive(row.pid)) or (row.status == "queued" and row.lane):
+            if row.finished or _running_somewhere(studio, row) or (row.status == "queued" and row.lane):
                 continue
-            jobs.update(studio.store, row.id, pid=os.getpid(), state={**state, "runner": PROCESS_TOKEN})
+            jobs.update(studio.store, row.id, pid=os.getpid(), state={**state, "runner": runner_token(studio)})
         if row.provider == "local":
             jobs.finish(studio.store, row.id, "interrupted", "The app stopped while this local video was being "
                         "made; generate it again.")
@@ -118,18 +138,38 @@ def resume_video_jobs(studio: Studio) -> list[int]:
 
 
 def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) -> jobs.JobRow:
-    """Stop a video job: the process running it cancels at the provider (where the API can) and stops; a job
-    no process runs any more is cancelled here at once."""
-    row = video_job(studio, job_id, user, admin)
-    if row.finished:
-        raise InvalidInput(f"Job {job_id} is already {row.status}.")
-    jobs.request_stop(studio.store, job_id)
-    running_somewhere = row.state.get("runner") == PROCESS_TOKEN or (
-        row.pid != os.getpid() and process_alive(row.pid))
-    if not running_somewhere:
+    """Stop a video job: one still waiting for its turn, or that no process runs any more, is cancelled here at
+    once (at the provider too, where the API can); the runner of a started one cancels it at the provider and
+    stops."""
+    with studio.store.transaction():  # a lane claims only queued rows: it cannot take this one meanwhile
+        row = video_job(studio, job_id, user, admin)
+        if row.finished:
+            raise InvalidInput(f"Job {job_id} is already {row.status}.")
+        jobs.request_stop(studio.store, job_id)
+        if row.status == "queued" and not row.started_at:
+            jobs.finish(studio.store, job_id, "cancelled", str(Cancelled(at="before it started")))
+            return jobs.get(studio.store, job_id)
+    if not _running_somewhere(studio, row):
         _cancel_at_provider(studio, row)
         jobs.finish(studio.store, job_id, "cancelled", str(Cancelled()))
     return jobs.get(studio.store, job_id)
+
+
+def _running_somewhere(studio: Studio, row: jobs.JobRow) -> bool:
+    """Whether this studio's runner or another live process runs the job."""
+    return row.state.get("runner") == runner_token(studio) or (row.pid != os.getpid() and process_alive(row.pid))
+
+
+def leave_video(studio: Studio, job_id: int) -> str:
+    """What Ctrl-C in the CLI does to the job it waits for, said in a line for people: a remote one keeps running
+    at the provider (``jobs resume`` picks it up); a local one is made by this process, so it is cancelled."""
+    row = jobs.get(studio.store, job_id)
+    if row.provider != "local":
+        return f"job {job_id} keeps running at the provider; `python -m masuka jobs resume` picks it up"
+    if not row.finished:
+        jobs.request_stop(studio.store, job_id)
+        jobs.finish(studio.store, job_id, "cancelled", str(Cancelled(by="Ctrl-C")))
+    return f"job {job_id} cancelled: a local video is made by this process and stops with it"
 
 
 def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> jobs.JobRow:
@@ -148,8 +188,13 @@ def video_jobs(studio: Studio, user: str, admin: bool = False, limit: int = 50) 
         stored = row.result.get("video")
         path = studio.config.absolute(stored) if stored else None
         listed.append({**row.as_dict(), "video": path if path is not None and path.is_file() else None,
-                       "phase": row.state.get("phase", row.status)})
+                       "phase": phase(row)})
     return listed
+
+
+def phase(row: jobs.JobRow) -> str:
+    """Where a job stands: its phase while unfinished (``submitting``, ``downloading``, ...), else its status."""
+    return row.state.get("phase", row.status) if not row.finished else row.status
 
 
 def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | None = None) -> jobs.JobRow:
@@ -158,7 +203,7 @@ def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | N
     seen = None
     while True:
         row = jobs.get(studio.store, job_id)
-        mark = (row.status, row.state.get("phase"), round(row.progress or 0, 2), row.step)
+        mark = (row.status, phase(row), round(row.progress or 0, 2), row.step)
         if on_progress and mark != seen:
             on_progress(row)
         seen = mark
@@ -173,16 +218,16 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
     job_id = ctx.job_id
     row = ctx.row()
     plan = VideoPlan.from_params(row.params)
-    state = {**row.state, "runner": PROCESS_TOKEN}
+    state = {**row.state, "runner": runner_token(studio)}
     if plan.request.provider == "local":
         from masuka.video.local import run_local
 
         _save(studio, job_id, state, phase="running")
         folder = _clip_dir(studio, job_id)
         clips: list[Path] = []
-        for index, seconds in enumerate(plan.primary.segments):  # each next clip starts from the last frame
+        for index in range(len(plan.primary.segments)):  # each next clip starts from the last frame
             first = last_frame(clips[-1], folder / f"frame-{index:02d}.png") if clips else _image(studio, plan)
-            clips.append(run_local(studio, ctx, plan, first, folder / f"clip-{index:02d}.mp4", seconds))
+            clips.append(run_local(studio, ctx, plan, first, folder / f"clip-{index:02d}.mp4", index))
         _finish(studio, job_id, plan, plan.primary, clips, state)
         return
     if state.get("target") is None:
@@ -191,7 +236,11 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
         target = plan.targets[state["target"]]
         jobs.update(studio.store, job_id, provider=target.provider, model=target.model, cost_usd=target.cost_usd,
                     total=len(target.segments))
-        provider = open_provider(studio, target.provider)
+        try:
+            provider = open_provider(studio, target.provider)
+        except InvalidInput as error:  # no key (any more)
+            _wait_for_provider(studio, ctx, state, error)
+            continue
         try:
             clips = [_run_clip(studio, ctx, plan, target, provider, state, index)
                      for index in range(len(target.segments))]
@@ -205,9 +254,14 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
             mark_unavailable(studio.store, target.provider, target.model, provider.key, reason)
             _next_target(studio, plan, state, reason)
         except ProviderUnavailable as error:
-            # nothing was accepted yet (the create request never arrived or was refused with 429): the user's
-            # next provider may take it
-            _next_target(studio, plan, state, error)
+            if _accepted(state):
+                _wait_for_provider(studio, ctx, state, error)
+            else:  # the create request never arrived or was refused with 429: the user's next provider may take it
+                _next_target(studio, plan, state, error)
+        except ProviderError as error:
+            if not KEY_REFUSED.search(str(error)):
+                raise
+            _wait_for_provider(studio, ctx, state, error)  # a key changed since the provider accepted the job
         finally:
             provider.close()
     _finish(studio, job_id, plan, target, clips, state)
@@ -217,9 +271,33 @@ class _Attention(Exception):
     """A create request may have reached the provider without us learning its id."""
 
 
+def _accepted(state: dict) -> bool:
+    """Whether a provider accepted (and will charge for) a clip of the job."""
+    return any("ref" in segment for segment in state.get("segments", []))
+
+
+def _wait_for_provider(studio: Studio, ctx: JobContext, state: dict, error: MasukaError) -> None:
+    """A job a provider accepted, whose provider cannot be asked now (no key, a key it refuses, unreachable): say
+    so in the row and wait, then the caller tries again with whatever key is set by then. Any other job fails
+    with ``error``."""
+    if not _accepted(state):
+        raise error
+    _save(studio, ctx.job_id, state, phase="waiting", error=f"{error} {KEPT}")
+    deadline = time.monotonic() + _retry_wait_s()
+    while (left := deadline - time.monotonic()) > 0:
+        ctx.check_stop(before=lambda: _cancel_at_provider(studio, ctx.row()))
+        time.sleep(min(STOP_CHECK_S, left))
+
+
+def _retry_wait_s() -> float:
+    """How long a paid job waits before asking a provider it could not ask again."""
+    poll_s = RemoteSettings.from_env().poll_s
+    return UNREACHABLE_WAIT_S if poll_s is None else poll_s * 10
+
+
 def _next_target(studio: Studio, plan: VideoPlan, state: dict, error: ProviderError | str) -> None:
     """Move on to the user's next fallback when nothing was accepted yet; else fail with ``error``."""
-    if any("ref" in s for s in state.get("segments", [])) or state["target"] + 1 >= len(plan.targets):
+    if _accepted(state) or state["target"] + 1 >= len(plan.targets):
         raise error if isinstance(error, ProviderError) else ProviderError(error)
     log.warning("%s cannot take the job (%s); falling back", plan.targets[state["target"]].provider, error)
     state.update(target=_choose_target(studio, plan, state["target"] + 1), segments=[])
@@ -302,17 +380,11 @@ def _run_clip(studio: Studio, ctx: JobContext, plan: VideoPlan, target: Target, 
 
 def _poll(studio: Studio, ctx: JobContext, provider: Provider, segment: dict, index: int, count: int,
           state: dict) -> str:
-    """Poll until the provider's job completes; returns the output reference. Never gives up on a paid job
-    because the provider is unreachable: it waits and tries again until the user cancels."""
+    """Poll until the provider's job completes; returns the output reference (an unreachable provider or a
+    refused key is the caller's to wait for)."""
     while True:
         _check_stop(ctx, provider, segment["ref"])
-        try:
-            status = provider.poll(segment["ref"])
-        except ProviderUnavailable as error:
-            jobs.update(studio.store, ctx.job_id, error=f"{error} Still trying; the job is kept.")
-            _pause(ctx, provider, segment["ref"], UNREACHABLE_WAIT_S if provider.settings.poll_s is None
-                   else provider.settings.poll_s * 10)
-            continue
+        status = provider.poll(segment["ref"])
         fraction = (index + (status.progress or 0.0)) / count
         _save(studio, ctx.job_id, state, phase=status.state, note=status.note, progress=round(fraction, 4),
               error=None)

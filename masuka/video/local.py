@@ -34,12 +34,12 @@ from masuka.video.request import VideoPlan
 MAX_SEED = 2**32 - 1
 
 
-def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | None, dest: Path,
-              seconds: int) -> Path:
-    """Make a ``seconds`` clip of ``plan`` with the local pipeline, from ``image`` as first frame when given,
-    reporting progress and honouring Stop through the job's context. A plan of several clips needs a pipeline
-    that animates a first frame (each next clip starts from the last frame): refused before the first clip is
-    made otherwise."""
+def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | None, dest: Path, clip: int) -> Path:
+    """Make clip number ``clip`` of ``plan`` with the local pipeline, from ``image`` as first frame when given
+    (cropped at the centre to the video's shape, as providers do), honouring Stop through the job's context.
+    Progress counts the denoising steps of the whole chain, so it only goes forward. A plan of several clips needs
+    a pipeline that animates a first frame (each next clip starts from the last frame): refused before the first
+    clip is made otherwise."""
     import torch
     from diffusers.utils import export_to_video
 
@@ -50,9 +50,10 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
     width, height = parse_size(plan.size)
     fps = request.fps or entry["fps"]
     steps = request.steps or entry["steps"]
-    frames = local_frames(seconds, fps, entry.get("frame_multiple", 4))
+    frames = local_frames(plan.primary.segments[clip], fps, entry.get("frame_multiple", 4))
     seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
-    ctx.progress(0, steps)
+    done, total = clip * steps, len(plan.primary.segments) * steps  # steps of the clips before, of them all
+    ctx.progress(done, total)
     fetch_for_use(studio, request.owner, source)  # outside the GPU slot; the Models tab shows its progress
 
     with studio.hold_gpu(f"video generation for {request.owner}", request.owner):
@@ -71,7 +72,7 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
         accepted = set(parameters)
 
         def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict) -> dict:
-            ctx.progress(step + 1, steps)
+            ctx.progress(done + step + 1, total)
             ctx.check_stop()
             return kwargs
 
@@ -82,9 +83,7 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
         if profile:
             kwargs.update(profile.call_arguments(pipe, fps))
         if image is not None:
-            from PIL import Image
-
-            kwargs["image"] = Image.open(image).convert("RGB").resize((width, height))
+            kwargs["image"] = _first_frame(image, (width, height))
         with torch.inference_mode():
             output = pipe(**{k: v for k, v in kwargs.items() if k in accepted})
     partial = dest.with_name(dest.name + ".part.mp4")
@@ -100,6 +99,18 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
     request.seed, request.steps = seed, steps
     ctx.progress(params=plan.to_params())
     return dest
+
+
+def _first_frame(image: Path, size: tuple[int, int]) -> Any:
+    """The first frame as the pipeline takes it: upright (EXIF), transparency on white, cropped at the centre to
+    ``size``'s shape and scaled to it."""
+    from PIL import ImageOps
+
+    from masuka.datasets.ingest import to_rgb
+    from masuka.image.tasks import open_picture
+
+    with open_picture(image, "first frame") as picture:
+        return ImageOps.fit(to_rgb(picture), size)
 
 
 def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str, segments: list[int]) -> Any:

@@ -67,7 +67,7 @@ def last_frame(video: Path, dest: Path) -> Path:
 def concat(clips: list[Path], dest: Path) -> Path:
     """Join clips of the same encoding into one MP4 (stream copy), written atomically and checked."""
     listing = dest.with_suffix(".txt")
-    listing.write_text("".join(f"file '{c.resolve().as_posix()}'\n" for c in clips), encoding="utf-8")
+    listing.write_text("".join(f"file {_quoted(c.resolve().as_posix())}\n" for c in clips), encoding="utf-8")
     partial = dest.with_name(dest.name + ".part.mp4")
     try:
         result = _run([ffmpeg(), "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
@@ -80,6 +80,11 @@ def concat(clips: list[Path], dest: Path) -> Path:
         listing.unlink(missing_ok=True)
         partial.unlink(missing_ok=True)
     return dest
+
+
+def _quoted(path: str) -> str:
+    """``path`` quoted for an ffmpeg concat list: in single quotes, each ``'`` written as ``'\\''``."""
+    return "'" + path.replace("'", "'\\''") + "'"
 
 
 def add_audio(video: Path, samples: Any, rate: int, dest: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,8 +51,24 @@ class VideoRequest:
 
 #: request fields holding input files (copied into the data dir with the job)
 INPUT_FILES = ("image", "last_frame", "source_video")
+#: where those copies are kept, under the outputs dir, each named by :func:`input_copy_name`
+INPUTS_FOLDER = ("videos", "inputs")
+INPUT_COPY = re.compile(r"(\d{6,})(?:-[\w-]+)?\.\w+")
 #: the form's sound choice -> the request's ``audio``
 SOUND = {"default": None, "on": True, "off": False}
+
+
+def input_copy_name(job_id: int, name: str, suffix: str) -> str:
+    """The file name job ``job_id``'s input ``name`` (a field of :data:`INPUT_FILES` or ``reference-<n>``) is kept
+    under: ``<job, 6 digits>-<name><suffix>``, the first frame just ``<job><suffix>``."""
+    stem = f"{job_id:06d}" if name == "image" else f"{job_id:06d}-{name}"
+    return f"{stem}{suffix.lower()}"
+
+
+def input_copy_job(file_name: str) -> int | None:
+    """The job whose input a file named by :func:`input_copy_name` is, or None for any other name."""
+    match = INPUT_COPY.fullmatch(file_name)
+    return int(match.group(1)) if match else None
 
 
 def sound_choice(audio: bool | None) -> str:
@@ -272,7 +289,8 @@ def _size(request: VideoRequest, entry: dict) -> str:
 
 
 def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
-    from PIL import Image, UnidentifiedImageError
+    """An image the provider takes: there, within its byte limit and readable whole within the pixel cap."""
+    from masuka.image.tasks import open_picture
 
     path = Path(image)
     if not path.is_file():
@@ -281,11 +299,7 @@ def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
     if path.stat().st_size > limit:
         raise InvalidInput(f"The {role} image is too large for {provider['name']} "
                            f"({path.stat().st_size / 1e6:.1f} MB; at most {limit / 1e6:.1f} MB).")
-    try:
-        with Image.open(path) as opened:
-            opened.verify()
-    except (UnidentifiedImageError, OSError) as error:
-        raise InvalidInput(f"{path.name!r} is not a readable image.") from error
+    open_picture(path, f"{role} image").close()
 
 
 def _same_or_first(provider: str, model: str) -> str:

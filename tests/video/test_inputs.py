@@ -143,3 +143,58 @@ def test_runway_video_to_video_matches_runwayml(studio, fake, source_video):
     assert json.loads(ours.body) == json.loads(theirs.body)
     for header in ("authorization", "x-runway-version"):
         assert ours.headers[header] == theirs.headers[header]
+
+
+def test_each_user_may_reuse_the_inputs_kept_with_their_own_video(tmp_path, fake, frames):
+    """On a shared studio the first and last frame and reference images copied with a job are its owner's (and
+    admins'), so History's Reuse can put them back into the form; other users get nothing."""
+    from masuka.access import file_owner, readable
+    from masuka.config import Config
+    from masuka.errors import NotFound
+    from masuka.studio import Studio
+
+    fake("gemini")
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="alice:1,bob:2"))
+    try:
+        framed = run(studio, provider="gemini", model="veo-3.1-generate-001", image=frames[0], last_frame=frames[1],
+                     owner="alice")
+        referenced = run(studio, provider="gemini", model="veo-3.1-generate-001", references=frames[2:4],
+                         seconds=8, owner="alice")
+        kept = [framed["params"]["request"][name] for name in ("image", "last_frame")]
+        kept += referenced["params"]["request"]["references"]
+        for stored in kept:
+            path = studio.config.absolute(stored)
+            assert file_owner(studio, path) == "alice" and readable(studio, "alice", path) == path.resolve()
+            with pytest.raises(NotFound):
+                readable(studio, "bob", path)
+        again = run(studio, provider="gemini", model="veo-3.1-generate-001", image=str(readable(
+            studio, "alice", studio.config.absolute(kept[0]))), owner="alice")
+        assert again["status"] == "completed"
+    finally:
+        studio.close()
+
+
+def _png_header_only(path, width: int, height: int) -> str:
+    """A PNG that says it is ``width`` x ``height`` (what Pillow reads before refusing or loading it)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) +
+                     chunk(b"IEND", b""))
+    return str(path)
+
+
+@pytest.mark.parametrize("role", ["image", "last_frame", "references"])
+@pytest.mark.parametrize("side", [5000, 20000])  # above the pixel cap; so large that Pillow calls it a bomb
+def test_a_frame_of_too_many_pixels_is_refused_in_one_line(tmp_path, frames, role, side):
+    huge = _png_header_only(tmp_path / "huge.png", side, side)
+    values = dict(provider="gemini", model="veo-3.1-generate-001", prompt=PROMPT, image=frames[0])
+    values.update({role: [huge] if role == "references" else huge})
+    if role == "references":
+        values.pop("image")
+    with pytest.raises(InvalidInput, match="is too large.*megapixels"):
+        estimate(VideoRequest(**values))

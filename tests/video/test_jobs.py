@@ -13,6 +13,7 @@ import pytest
 from masuka.errors import ProviderError
 from masuka.remote.health import HealthTracker
 from masuka.remote.timing import RemoteSettings
+from masuka.testing.video import KEY
 from masuka.video.jobs import estimate, start_video, video_jobs, wait_video
 from masuka.video.media import check_mp4
 from masuka.video.request import VideoRequest
@@ -208,3 +209,113 @@ def test_killed_while_the_create_request_was_in_flight_needs_attention_and_is_no
     job = json.loads(listed.stdout)["jobs"][0]
     assert job["status"] == "interrupted" and job["error"].startswith("Needs attention")
     assert len(server.requests_to("/v1/videos")) == 1
+
+
+def _still_trying(studio, job_id):
+    """Wait until the job says it is kept and waiting; returns its row."""
+    from masuka import jobs
+
+    assert wait_until(lambda: "Still trying; the job is kept." in (jobs.get(studio.store, job_id).error or ""),
+                      timeout=30), jobs.get(studio.store, job_id)
+    row = jobs.get(studio.store, job_id)
+    assert row.status == "running" and video_jobs(studio, "local")[0]["phase"] == "waiting"
+    return row
+
+
+def test_a_paid_job_resumed_without_its_key_waits_for_it(tmp_path, fake, monkeypatch):
+    """The app starts again without the key of a provider that accepted a job: the job waits, saying why, and
+    completes once the key is back; it is never sent twice."""
+    from masuka.config import Config
+    from masuka.studio import Studio
+    from masuka.video.jobs import resume_video_jobs
+
+    server = fake("runway")
+    server.release.clear()
+    data = tmp_path / "data"
+    first = subprocess.Popen(_video_cli(data, "--provider", "runway", "--model", "gen4.5", "--prompt", "a lighthouse",
+                                        "--seconds", "5"), cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert server.polled.wait(60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    monkeypatch.delenv("RUNWAYML_API_SECRET")
+    studio = Studio.open(Config.from_env(data_dir=data, auth=""))
+    try:
+        [job_id] = resume_video_jobs(studio)
+        row = _still_trying(studio, job_id)
+        assert "No API key for Runway" in row.error
+        monkeypatch.setenv("RUNWAYML_API_SECRET", KEY)
+        server.release.set()
+        row = wait_video(studio, job_id, timeout=30)
+        assert (row.status, row.error, server.creates) == ("completed", None, 1)
+    finally:
+        studio.close()
+
+
+def test_a_key_refused_while_polling_keeps_the_paid_job(studio, fake):
+    server = fake("fal")
+    server.fault("poll", 401, body={"detail": "Invalid key"}, times=20)  # a key rotated at the provider
+    job_id = start_video(studio, VideoRequest("fal", "fal-ai/veo3", "a fox"))
+    assert "HTTP 401" in _still_trying(studio, job_id).error
+    server.faults.clear()
+    row = wait_video(studio, job_id, timeout=30)
+    assert row["status"] == "completed" and server.creates == 1
+
+
+def test_an_unreachable_download_keeps_the_paid_job(studio, fake):
+    server = fake("runway")
+    server.fault("download", 503, times=50)
+    job_id = start_video(studio, VideoRequest("runway", "gen4.5", "a fox", seconds=5))
+    assert "not answering" in _still_trying(studio, job_id).error
+    server.faults.clear()
+    row = wait_video(studio, job_id, timeout=30)
+    assert row["status"] == "completed" and server.creates == 1
+    check_mp4(studio.config.absolute(row["result"]["video"]))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the first app's poller
+def test_an_app_opened_again_in_the_same_process_resumes_and_cancels_the_job(config, fake):
+    """Each studio's runner marks its own jobs: a job the first one left (its poller ends with its closed
+    database) is the second one's to resume, and to cancel."""
+    from masuka.studio import Studio
+    from masuka.video.jobs import cancel_video, resume_video_jobs
+
+    server = fake("openai")
+    server.release.clear()
+    first = Studio.open(config)
+    job_id = start_video(first, VideoRequest("openai", "sora-2", "a fox"))
+    assert server.polled.wait(30)
+    first.close()
+    second = Studio.open(config)
+    try:
+        assert resume_video_jobs(second) == [job_id]
+        assert cancel_video(second, job_id, "local").status in ("running", "cancelled")
+        row = wait_video(second, job_id, timeout=30)
+        assert row.status == "cancelled" and server.cancels == 1
+    finally:
+        second.close()
+
+
+def test_clips_are_joined_when_the_data_dir_has_an_apostrophe(tmp_path, fake):
+    from masuka.config import Config
+    from masuka.studio import Studio
+
+    fake("openai")
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "John's Drive" / "data", auth=""))
+    try:
+        row = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox", seconds=16)),
+                         timeout=60)
+        assert row["status"] == "completed", row["error"]
+        check_mp4(studio.config.absolute(row["result"]["video"]))
+    finally:
+        studio.close()
+
+
+def test_a_failed_job_shows_failed_as_its_phase(studio, fake):
+    server = fake("openai")
+    server.broken_downloads = 20
+    row = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox")), timeout=60)
+    assert row["status"] == "failed" and "downloaded whole" in row["error"]
+    assert video_jobs(studio, "local")[0]["phase"] == "failed"

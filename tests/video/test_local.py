@@ -127,3 +127,90 @@ def test_a_local_video_left_queued_by_a_stopped_app_is_made_after_the_restart(st
     row = wait_video(studio, waiting, timeout=120)
     assert row.status == "completed", row.error
     check_mp4(studio.config.absolute(row.result["video"]))
+
+
+@pytest.fixture
+def busy_gpu(studio):
+    """The GPU lane held by another job until the returned event is set."""
+    import threading
+
+    from masuka import jobs
+
+    done = threading.Event()
+    busy = jobs.create(studio.store, "caption", "someone")
+    studio.runner().submit(busy, lambda ctx: done.wait(60), lane="gpu")
+    assert wait_until(lambda: jobs.get(studio.store, busy).status == "running")
+    yield done
+    done.set()
+    assert wait_until(lambda: jobs.get(studio.store, busy).finished)
+
+
+def test_a_video_waiting_for_the_gpu_is_cancelled_at_once(studio, tiny_wan, busy_gpu):
+    """Cancelled while still queued, the job ends at once (it no longer counts as waiting work) and never runs."""
+    from masuka import jobs
+
+    job_id = start_video(studio, local(tiny_wan()))
+    assert jobs.get(studio.store, job_id).status == "queued"
+    assert cancel_video(studio, job_id, "local").status == "cancelled"
+    busy_gpu.set()
+    assert not wait_until(lambda: jobs.get(studio.store, job_id).status != "cancelled", timeout=2)
+    assert studio.store.count("generations") == 0
+
+
+def test_ctrl_c_on_a_local_video_in_the_cli_cancels_it_and_says_so(studio, tiny_wan, busy_gpu):
+    from masuka import jobs
+    from masuka.video.jobs import leave_video
+
+    job_id = start_video(studio, local(tiny_wan()))
+    assert leave_video(studio, job_id) == (f"job {job_id} cancelled: a local video is made by this process and "
+                                           "stops with it")
+    assert jobs.get(studio.store, job_id).status == "cancelled"
+
+
+def test_a_chain_of_local_clips_counts_its_steps_forward(studio, tiny_wan, first_frame, monkeypatch):
+    """Progress is the denoising steps of the whole chain: it never goes back when the next clip starts."""
+    from masuka import jobs
+
+    seen = []
+    record = jobs.progress
+
+    def progress(store, job_id, step=None, total=None, **kw):
+        if step is not None:
+            seen.append((step, total))
+        record(store, job_id, step, total, **kw)
+
+    monkeypatch.setattr(jobs, "progress", progress)
+    row = wait_video(studio, start_video(studio, local(tiny_wan(True), image=str(first_frame), seconds=5, fps=30,
+                                                       steps=2)), timeout=240)
+    assert row["status"] == "completed", row["error"]
+    assert (row["step"], row["total"], row["progress"]) == (4, 4, 1.0)
+    assert seen == sorted(seen) and {total for _step, total in seen} == {4}
+
+
+def test_a_first_frame_is_seen_upright_cropped_to_shape_and_flattened_on_white(tmp_path):
+    """As providers take it: EXIF orientation applied, cropped at the centre (never stretched), and transparent
+    pixels white, not the colour stored under them."""
+    from PIL import Image
+
+    from masuka.video.local import _first_frame
+
+    stored = Image.new("RGBA", (64, 32), (255, 0, 0, 0))  # right half: red, but fully transparent
+    stored.paste((0, 0, 255, 255), (0, 0, 32, 32))  # left half: opaque blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90° clockwise: the blue half on top
+    path = tmp_path / "phone.png"
+    stored.save(path, exif=exif)
+    frame = _first_frame(path, (32, 32))
+    assert frame.size == (32, 32) and frame.mode == "RGB"
+    assert frame.getpixel((24, 2)) == (0, 0, 255) and frame.getpixel((24, 30)) == (255, 255, 255)
+
+
+def test_the_cli_shows_a_local_videos_progress_in_steps(studio, tiny_wan, capsys):
+    from argparse import Namespace
+
+    from masuka.commands.video import report_job
+
+    job_id = start_video(studio, local(tiny_wan()))
+    assert report_job(Namespace(json=False), studio, job_id) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == f"job {job_id}: completed step 2/2 100%" and not any("clip" in line for line in lines)
