@@ -44,7 +44,12 @@ def _cancelled(kept: str, by: str, at: str) -> Cancelled:
 
 
 class ProviderError(MasukaError):
-    """A remote provider refused or failed a request; the message is the provider's own."""
+    """A remote provider refused or failed a request; the message is the provider's own, ``status`` the HTTP
+    status it answered with last, when there was one."""
+
+    def __init__(self, message: object = "", status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class DiskFull(MasukaError):

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -283,6 +284,9 @@ class JobRunner:
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
         self._closed = False
+        #: written into the rows of the jobs it runs (video jobs): a runner of an app opened again in this
+        #: process, or of a process that reuses the pid, is told apart from the one that ran them
+        self.token = uuid.uuid4().hex
 
     def close(self) -> None:
         """Stop the lane threads (after the job each one is running, if any); the queue stays in the table."""

@@ -181,7 +181,8 @@ class Caller:
                     if response.status_code >= 500:
                         self.health.failure(self.provider, f"HTTP {response.status_code}")
                     raise ProviderError(self._clean(f"{self.provider} refused the request "
-                                                    f"(HTTP {response.status_code}): {message}"))
+                                                    f"(HTTP {response.status_code}): {message}"),
+                                        response.status_code)
                 last = f"HTTP {response.status_code}: {message}"
             if not last.startswith("HTTP 429"):
                 self.health.failure(self.provider, self._clean(last))
@@ -190,7 +191,8 @@ class Caller:
                 log.info("%s %s failed (%s); retrying in %.2f s", self.provider, method, self._clean(last), delay)
                 self.sleep(delay)
         raise ProviderUnavailable(self._clean(f"{self.provider} is not answering after "
-                                              f"{self.settings.attempts} tries (last: {last})."))
+                                              f"{self.settings.attempts} tries (last: {last})."),
+                                  response.status_code if response is not None else None)
 
     def _maybe_submitted(self, why: str) -> MaybeSubmitted:
         """A create request that got no real answer (``why``): counted as a failure, never sent again."""

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
-import uuid
-import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 
 from masuka import jobs
 from masuka.access import usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
-from masuka.jobs import JobContext, JobRunner
+from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable
 from masuka.remote.timing import RemoteSettings
@@ -50,11 +47,9 @@ KIND = "video"
 STOP_CHECK_S = 0.2
 UNREACHABLE_WAIT_S = 30.0
 #: a refusal of the key itself (401, 403) by a provider that accepted the job with an earlier key
-KEY_REFUSED = re.compile(r"refused the request \(HTTP 40[13]\)")
+KEY_REFUSED = (401, 403)
 KEPT = "Still trying; the job is kept."
-#: each job runner's token, written into the rows of the jobs it runs: a runner of an app opened again in this
-#: process, or of a process that reuses the pid, is told apart from the one that ran them
-_TOKENS: weakref.WeakKeyDictionary[JobRunner, str] = weakref.WeakKeyDictionary()
+
 
 
 def estimate(request: VideoRequest) -> VideoPlan:
@@ -77,7 +72,7 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
     target = plan.primary
     job_id = jobs.create(studio.store, KIND, request.owner, title=request.prompt[:80], provider=target.provider,
                          model=target.model, params=plan.to_params(), progress=0.0, step=0, total=len(target.segments),
-                         cost_usd=target.cost_usd, state={"phase": "queued", "runner": runner_token(studio),
+                         cost_usd=target.cost_usd, state={"phase": "queued", "runner": studio.runner().token,
                                                           "segments": []})
     inputs = {name: getattr(request, name) for name in INPUT_FILES if getattr(request, name)}
     inputs.update({f"reference-{n}": path for n, path in enumerate(request.references)})
@@ -89,11 +84,6 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
         jobs.update(studio.store, job_id, params=plan.to_params())
     _submit(studio, job_id, request.provider)
     return job_id
-
-
-def runner_token(studio: Studio) -> str:
-    """The token of ``studio``'s job runner, which marks the video jobs it runs."""
-    return _TOKENS.setdefault(studio.runner(), uuid.uuid4().hex)
 
 
 def _keep_input(studio: Studio, job_id: int, name: str, source: str) -> str:
@@ -122,7 +112,7 @@ def resume_video_jobs(studio: Studio) -> list[int]:
             state = row.state
             if row.finished or _running_somewhere(studio, row) or (row.status == "queued" and row.lane):
                 continue
-            jobs.update(studio.store, row.id, pid=os.getpid(), state={**state, "runner": runner_token(studio)})
+            jobs.update(studio.store, row.id, pid=os.getpid(), state={**state, "runner": studio.runner().token})
         if row.provider == "local":
             jobs.finish(studio.store, row.id, "interrupted", "The app stopped while this local video was being "
                         "made; generate it again.")
@@ -157,7 +147,7 @@ def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) ->
 
 def _running_somewhere(studio: Studio, row: jobs.JobRow) -> bool:
     """Whether this studio's runner or another live process runs the job."""
-    return row.state.get("runner") == runner_token(studio) or (row.pid != os.getpid() and process_alive(row.pid))
+    return row.state.get("runner") == studio.runner().token or (row.pid != os.getpid() and process_alive(row.pid))
 
 
 def leave_video(studio: Studio, job_id: int) -> str:
@@ -218,7 +208,7 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
     job_id = ctx.job_id
     row = ctx.row()
     plan = VideoPlan.from_params(row.params)
-    state = {**row.state, "runner": runner_token(studio)}
+    state = {**row.state, "runner": studio.runner().token}
     if plan.request.provider == "local":
         from masuka.video.local import run_local
 
@@ -259,7 +249,7 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
             else:  # the create request never arrived or was refused with 429: the user's next provider may take it
                 _next_target(studio, plan, state, error)
         except ProviderError as error:
-            if not KEY_REFUSED.search(str(error)):
+            if error.status not in KEY_REFUSED:
                 raise
             _wait_for_provider(studio, ctx, state, error)  # a key changed since the provider accepted the job
         finally:

@@ -10,7 +10,6 @@ and turns the downloaded output into one ``.safetensors`` file (:meth:`RemoteTra
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -21,9 +20,6 @@ import httpx
 from masuka.errors import ProviderError
 from masuka.remote.http import CutShort, ServiceClient, save_stream
 from masuka.training.data import TrainingSet
-
-#: the HTTP status in a :class:`~masuka.remote.http.Caller` error: a refusal, or the last answer before giving up
-HTTP_STATUS = re.compile(r"\(HTTP (\d{3})\)|\(last: HTTP (\d{3})")
 
 
 @dataclass
@@ -100,12 +96,6 @@ class RemoteTrainer(ServiceClient, ABC):
             os.replace(partial, dest)
             return dest
         raise ProviderError(f"The LoRA from {self.service.label} could not be downloaded whole: {error}")
-
-
-def http_status(error: ProviderError) -> int | None:
-    """The HTTP status a provider answered with, as a :class:`~masuka.remote.http.Caller` error tells it."""
-    match = HTTP_STATUS.search(str(error))
-    return int(match.group(1) or match.group(2)) if match else None
 
 
 def dataset_zip(data: TrainingSet, path: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from masuka.config import env_url
 from masuka.errors import ProviderError
 from masuka.remote.http import ProviderUnavailable
-from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, http_status
+from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus
 from masuka.video.providers.fal import STATES, FalQueue, queue_ref
 
 STORAGE_URL = ("MASUKA_FAL_STORAGE_URL", "https://rest.fal.ai")
@@ -70,7 +70,7 @@ class FalTrainer(RemoteTrainer):
         """A completed job whose result cannot be had. As fal's client reads it, the result's error (a 4xx, or a
         5xx that outlasts the retries) is the job's; a 404 is a result fal no longer keeps; an unreachable or
         rate-limiting queue is waited for (:class:`ProviderUnavailable` goes on up)."""
-        status = http_status(error)
+        status = error.status
         if status == 404:
             raise ProviderError("fal no longer has the result of this training (it trained, but fal keeps results "
                                 "only for a while): the LoRA cannot be downloaded any more.")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput, ProviderError
 from masuka.services import Service
-from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, http_status
+from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus
 
 STATES = {"starting": "queued", "processing": "running", "succeeded": "completed", "failed": "failed",
           "canceled": "cancelled"}
@@ -27,7 +27,7 @@ class ReplicateTrainer(RemoteTrainer):
         try:
             self.caller.send(self.client, "GET", f"/v1/models/{destination}")
         except ProviderError as error:
-            if http_status(error) != 404:
+            if error.status != 404:
                 raise
             raise InvalidInput(f"Replicate has no model {destination!r} to receive the LoRA: create it on Replicate "
                                "(owner/name, yours) and give it as the destination.") from None
