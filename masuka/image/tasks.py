@@ -189,13 +189,43 @@ def check_fill(pipeline_class: str, model: str, task: TaskInput | None) -> None:
 
 
 def check_task(pipeline_class: str, model: str, task: TaskInput | None, face_detail: bool = False) -> None:
-    """Refuse what a model loaded as ``pipeline_class`` cannot do: anything but inpainting for a fill model; a task,
-    or face detail's inpainting, its architecture has no pipeline for."""
+    """Refuse what a model loaded as ``pipeline_class`` cannot do: anything but inpainting for a fill model; text
+    to image for a folder saved as a task's class (the SDXL refiner); a task, or face detail's inpainting, its
+    architecture has no pipeline for; "only masked" inpainting where the inpaint pipeline cannot crop."""
     check_fill(pipeline_class, model, task)
-    if fill_only(pipeline_class):
-        return
-    for name in ([task.task] if task else []) + (["inpaint"] if face_detail else []):
+    check_starting_image(pipeline_class, model, task)
+    fill = fill_only(pipeline_class)
+    for name in [] if fill else ([task.task] if task else []) + (["inpaint"] if face_detail else []):
         task_class(pipeline_class, name, model)
+    if task is not None and task.mask is not None and task.source.only_masked_padding is not None:
+        check_crop(pipeline_class if fill else task_class(pipeline_class, "inpaint", model), model)
+
+
+def check_starting_image(pipeline_class: str, model: str, task: TaskInput | None) -> None:
+    """Refuse text-to-image for a model saved as an image-to-image or inpaint class: its pipeline needs a picture."""
+    from masuka.models import architectures
+
+    profile = architectures.for_pipeline(pipeline_class)
+    needs = profile.task_only(pipeline_class) if profile else None
+    if needs and task is None:
+        mask = " and a mask of what to repaint" if needs == "inpaint" else ""
+        raise InvalidInput(f"{model} is an {TASK_WORDS[needs]} model ({pipeline_class}): give it a starting "
+                           f"image{mask}, or choose another model to make an image from text alone.")
+
+
+def check_crop(pipeline_class: str | None, model: str) -> None:
+    """Refuse "only masked" inpainting (a crop around the mask repainted at full size) on a pipeline whose call has
+    no ``padding_mask_crop`` (Z-Image, FLUX.1 Fill); one of no known architecture is left to diffusers."""
+    if pipeline_class is None:
+        return
+    import inspect
+
+    import diffusers
+
+    if "padding_mask_crop" not in inspect.signature(getattr(diffusers, pipeline_class).__call__).parameters:
+        raise InvalidInput(f"{model} cannot repaint only the masked area: its inpaint pipeline ({pipeline_class}) "
+                           "does not crop around the mask. Repaint the whole picture (inpaint_full_res off), or "
+                           "choose another model.")
 
 
 def task_class(pipeline_class: str, task: str, model: str = "") -> str | None:

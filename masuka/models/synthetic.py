@@ -25,6 +25,8 @@ from masuka.models.architectures.shared import clip_tokenizer, mistral_tokenizer
 
 TINY_ARCHITECTURES = tuple(architectures.PROFILES)
 TINY_TASKS = ("txt2img", "edit", "fill")
+#: what a tiny LoRA adapts on a profile that does not train: the attention projections every denoiser has
+ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
 def tiny_components(architecture: str, seed: int = 0) -> dict[str, Any]:
@@ -80,7 +82,8 @@ def save_tiny_video_pipeline(folder: str | Path, image_to_video: bool = False, s
 
 def save_tiny_lora(architecture: str, path: str | Path, rank: int = 4, seed: int = 1) -> Path:
     """Write a random LoRA (``path``, a .safetensors file) for the tiny pipeline of ``architecture`` on the layers
-    its profile trains, with ``masuka.architecture`` in its metadata as MASUKA's trainer writes it."""
+    its profile trains (the attention projections for one that does not train), with ``masuka.architecture`` in
+    its metadata as MASUKA's trainer writes it."""
     import diffusers
     import torch
     from peft import LoraConfig
@@ -92,7 +95,8 @@ def save_tiny_lora(architecture: str, path: str | Path, rank: int = 4, seed: int
     denoiser = tiny_components(architecture)[profile.denoiser]
     torch.manual_seed(seed)
     denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
-                                    target_modules=list(profile.trains.target_modules)))
+                                    target_modules=list(profile.training.target_modules if profile.training
+                                                        else ATTENTION_TARGETS)))
     with torch.no_grad():  # strong enough to change a tiny model's image visibly
         for name, param in denoiser.named_parameters():
             if "lora_" in name:

@@ -179,9 +179,18 @@ class Profile:
 
     def task_pipeline(self, pipeline_class: str, task: str) -> str | None:
         """The pipeline class that runs ``task`` (``img2img``, ``inpaint``) on the weights of ``pipeline_class``:
-        the profile's own for its text-to-image class; ``None`` where diffusers has none (FLUX.2 img2img) and for
-        another family member or an edit model (FLUX.2 [dev], Kontext), whose components the task classes don't take."""
-        return self.pipelines.get(task) if pipeline_class == self.pipeline else None
+        the profile's own for its text-to-image class, the class itself for a folder saved as that task's class (the
+        SDXL refiner); ``None`` where diffusers has none (FLUX.2 img2img) and for another family member or an edit
+        model (FLUX.2 [dev], Kontext), whose components the task classes don't take."""
+        if pipeline_class == self.pipeline:
+            return self.pipelines.get(task)
+        return pipeline_class if pipeline_class == self.pipelines.get(task) else None
+
+    def task_only(self, pipeline_class: str) -> str | None:
+        """The task (``img2img``, ``inpaint``) of a task class that is not also the text-to-image one: a folder saved
+        as it (the SDXL refiner, an inpainting checkpoint) needs a starting image."""
+        return next((task for task in ("img2img", "inpaint")
+                     if pipeline_class == self.pipelines.get(task) != self.pipeline), None)
 
     def fill_only(self, pipeline_class: str) -> bool:
         """A fill model's own pipeline (FLUX.1 Fill): it inpaints and outpaints, and nothing else."""
