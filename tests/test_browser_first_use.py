@@ -105,3 +105,37 @@ def test_a_local_video_folder_offers_the_sizes_its_config_allows(live_app, tmp_p
     # the locator is queried afresh, since Gradio may replace the element it renders the Markdown into.
     expect(cost).to_contain_text("at 512x512", timeout=15_000)
     assert "1280x720" not in cost.inner_text()
+
+
+def test_pickers_show_what_was_added_elsewhere(live_app, tmp_path, page):  # noqa: F811
+    """Compare's LoRA pickers are filled when the page opens; a dataset created after it opened is in the Train
+    tab's picker once that tab is opened (no ↻); the negative prompt box starts greyed out for FLUX.1 [dev]."""
+    from masuka.datasets.library import create_dataset
+    from masuka.loras.imports import import_lora_file
+    from masuka.models.synthetic import save_tiny_lora
+    from masuka.store import LOCAL_USER
+
+    app = live_app()
+    import_lora_file(app.studio, LOCAL_USER, save_tiny_lora("flux", tmp_path / "ink.safetensors"))
+    page.goto(app.url)
+    negative = page.get_by_label("Negative prompt")
+    negative.wait_for(timeout=30_000)
+    expect(negative).not_to_be_editable()
+    page.wait_for_timeout(1_000)  # the page's load events
+    create_dataset(app.studio, "late", LOCAL_USER, "zorp")
+    for tab, picker, option in (("Compare", "Side A LoRAs", "ink (flux)"), ("Train", "Dataset", "late")):
+        page.get_by_role("tab", name=tab).first.click()
+        box = page.get_by_label(picker, exact=True).locator("visible=true").first
+        box.click()
+        expect(page.get_by_role("option").filter(has_text=option).first).to_be_visible(timeout=15_000)
+        page.keyboard.press("Escape")
+
+
+def test_the_train_tab_fits_a_phone(live_app, page):  # noqa: F811
+    page.goto(live_app().url)
+    page.get_by_role("tab", name="Train").first.click(timeout=30_000)
+    page.set_viewport_size({"width": 390, "height": 844})  # narrow, the Train tab moves under "More tabs"
+    discard = page.locator("label", has_text="Discard (no checkpoint)").first
+    discard.wait_for(timeout=15_000)
+    assert discard.evaluate("label => label.scrollWidth <= label.clientWidth"), "the whole label shows"
+    assert page.get_by_label("Alpha (0 = the rank)").input_value() == "0"

@@ -2,8 +2,8 @@
 (:meth:`masuka.jobs.JobRunner.run_here`: the request waits for it), stoppable.
 
 Captions are written batch by batch, so stopping keeps every caption made so far. Images that already have a
-caption keep it unless ``overwrite`` is set. The captioner is unloaded afterwards, leaving the memory to
-training and generation.
+caption keep it unless ``overwrite`` is set; images deleted while the pass runs are skipped and counted. The
+captioner is unloaded afterwards, leaving the memory to training and generation.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from masuka.access import usable_model
 from masuka.datasets.caption_template import apply_template, check_template
 from masuka.datasets.captioners import MODES, CaptionerSpec, load_captioner, resolve_captioner
 from masuka.datasets.library import dataset_images, find_dataset, set_caption, update_dataset
-from masuka.errors import Cancelled, InvalidInput
+from masuka.errors import Cancelled, InvalidInput, NotFound
 from masuka.gpu import zerogpu
 from masuka.jobs import JobContext, Progress, Watch
 from masuka.models.manage import fetch_for_use
@@ -30,6 +30,7 @@ from masuka.zerogpu import caption_chunks, request_seconds
 KIND = "caption"
 MAX_BATCH = 64
 KEPT_NOTE = "kept the caption saved while the pass ran"
+REMOVED_NOTE = "removed from the dataset while the pass ran"
 KEPT = "the captions made so far are kept"
 
 
@@ -53,11 +54,27 @@ class CaptionReport:
     kept: int = 0
     stopped: bool = False
     captions: dict[int, str] = field(default_factory=dict)
-    done: int = 0  # of the images to caption, those handled (captioned, or kept as saved meanwhile)
+    done: int = 0  # of the images to caption, those handled (captioned, kept as saved meanwhile, or removed)
+    removed: int = 0  # of the images to caption, those deleted from the dataset while the pass ran
 
     def to_dict(self) -> dict:
         return {"job": self.job_id, "total": self.total, "captioned": self.captioned, "kept": self.kept,
-                "stopped": self.stopped}
+                "removed": self.removed, "stopped": self.stopped}
+
+    def record(self, row: dict, outcome: str, caption: str, ctx: JobContext) -> None:
+        """Count one image of the to-do list as ``outcome`` (``captioned``, ``kept`` or ``removed``) and tell
+        ``ctx``'s watcher (the caption, or what happened instead)."""
+        self.done += 1
+        if outcome == "captioned":
+            self.captioned += 1
+            self.captions[row["id"]] = caption
+        elif outcome == "kept":
+            self.kept += 1
+            caption = KEPT_NOTE
+        else:
+            self.removed += 1
+            caption = REMOVED_NOTE
+        ctx.tell(Progress(self.done, self.total, message=row["source_name"], detail=caption))
 
 
 def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | None = None,
@@ -65,7 +82,8 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
     """Caption the dataset's images as a ``caption`` job run here, through the job runner; returns what was done
     (``stopped`` when ``stop`` or the job's stop flag ended it early). The captioner is downloaded first when
     needed, outside the GPU slot. ``watch`` sees the download's progress, then one report per image captioned
-    (``message`` its file name, ``detail`` its final caption, or :data:`KEPT_NOTE` for one saved meanwhile)."""
+    (``message`` its file name, ``detail`` its final caption, :data:`KEPT_NOTE` for one saved meanwhile or
+    :data:`REMOVED_NOTE` for one deleted meanwhile)."""
     dataset = find_dataset(studio, request.dataset, request.owner, request.admin)
     spec = resolve_captioner(usable_model(studio, request.owner, request.captioner, marker="config.json"))
     if request.mode not in MODES:
@@ -124,24 +142,38 @@ def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo
     try:
         for start in range(0, len(todo), size):
             ctx.check_stop(kept=KEPT)
-            batch = todo[start:start + size]
-            images = []
-            for row in batch:
-                with Image.open(row["file"]) as image:
-                    images.append(image.convert("RGB"))
-            for row, text in zip(batch, captioner.caption(images, request.mode)):
-                report.done += 1
+            batch, images = [], []
+            for row in todo[start:start + size]:
+                try:
+                    with Image.open(row["file"]) as image:
+                        images.append(image.convert("RGB"))
+                    batch.append(row)
+                except FileNotFoundError:
+                    if not _gone(studio, row):
+                        raise
+                    report.record(row, "removed", "", ctx)
+            for row, text in zip(batch, captioner.caption(images, request.mode) if images else []):
                 final = apply_template(template, dataset["trigger"] or "", text)
-                # a caption the user saved since the pass began is theirs to keep unless ``overwrite``
-                if set_caption(studio, row["id"], final, dataset["owner"], admin=True, source=spec.id,
-                               replace=request.overwrite):
-                    report.captioned += 1
-                    report.captions[row["id"]] = final
-                else:
-                    report.kept += 1
-                    final = KEPT_NOTE
-                ctx.tell(Progress(report.done, report.total, message=row["source_name"], detail=final))
+                report.record(row, _save(studio, row, final, dataset["owner"], spec.id, request.overwrite), final,
+                              ctx)
             jobs.progress(ctx.store, ctx.job_id, report.done, report.total, result=report.to_dict())  # per batch
     except Cancelled:  # the report goes back with what was written (on ZeroGPU it is the worker's copy)
         report.stopped = True
     return report
+
+
+def _save(studio: Studio, row: dict, caption: str, owner: str, source: str, replace: bool) -> str:
+    """Write one image's caption; returns ``captioned``, ``kept`` (a caption the user saved since the pass began
+    is theirs to keep unless ``replace``) or ``removed`` (the image was deleted meanwhile)."""
+    try:
+        written = set_caption(studio, row["id"], caption, owner, admin=True, source=source, replace=replace)
+    except NotFound:
+        if not _gone(studio, row):
+            raise
+        return "removed"
+    return "captioned" if written else "removed" if _gone(studio, row) else "kept"
+
+
+def _gone(studio: Studio, row: dict) -> bool:
+    """Whether the dataset image ``row`` was deleted since the pass listed it."""
+    return studio.store.get("dataset_images", row["id"]) is None

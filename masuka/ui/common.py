@@ -9,12 +9,14 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
 from gradio.components import Component
 from gradio.events import Dependency
 
+from masuka.access import readable
 from masuka.errors import MasukaError, as_disk_full
 from masuka.gpu import CONCURRENCY_ID
 from masuka.store import LOCAL_USER
@@ -58,14 +60,15 @@ class Form:
 class UIContext:
     """Handed to every tab's ``build``: the studio, and typed registrations that link tabs to each other and to the
     page. A tab registers what others use (:meth:`register_form`, :meth:`generated`, :meth:`on_generation`) and
-    what runs when the page opens (:meth:`on_page_load`); links to a tab built later go in :meth:`once_built`.
-    The app calls :meth:`finish` once every tab is built."""
+    what runs when the page opens (:meth:`on_page_load`) and the pickers other tabs add to (:meth:`picker`); links
+    to a tab built later go in :meth:`once_built`. The app calls :meth:`finish` once every tab is built."""
 
     studio: Studio
     #: the top-level tabs (``gr.Tabs(selected=module)`` shows one)
     tabs: gr.Tabs | None = None
     forms: dict[str, Form] = field(default_factory=dict)
     _page_loads: list[tuple[Callable, Any, Any]] = field(default_factory=list)
+    _pickers: list[tuple[Callable, list[Component]]] = field(default_factory=list)
     _generated: list[Dependency] = field(default_factory=list)
     _after_generation: list[tuple[Callable, Any, Any]] = field(default_factory=list)
     _once_built: list[Callable[[], None]] = field(default_factory=list)
@@ -77,6 +80,16 @@ class UIContext:
     def on_page_load(self, fn: Callable, outputs: Any, inputs: Any = None) -> None:
         """Run ``fn(*inputs)`` into ``outputs`` each time the page opens (a private event)."""
         self._page_loads.append((fn, inputs, outputs))
+
+    def picker(self, fn: Callable, outputs: Component | list[Component], refresh: gr.Button | None = None) -> None:
+        """Choices drawn from what the user has (datasets, LoRAs, A/B tests…), which other tabs add to: ``fn()``
+        fills ``outputs`` when the page opens, each time the user opens their tab (a dataset created in Datasets
+        shows in Train's picker, a LoRA imported or trained in the Image tab's) and on ``refresh`` (a ↻ button)."""
+        outputs = outputs if isinstance(outputs, list) else [outputs]
+        self.on_page_load(fn, outputs)
+        if refresh is not None:
+            refresh.click(fn, None, outputs, api_visibility="private")
+        self._pickers.append((fn, outputs))
 
     def generated(self, event: Dependency) -> None:
         """``event`` makes outputs that History lists: what :meth:`on_generation` registers follows it."""
@@ -112,9 +125,23 @@ class UIContext:
             hook()
         for fn, inputs, outputs in self._page_loads:
             demo.load(fn, inputs, outputs, api_visibility="private")
+        for fn, outputs in self._pickers:
+            tab = self._tab_of(outputs[0])
+            if tab is not None:
+                tab.select(fn, None, outputs, api_visibility="private", show_progress="hidden")
         for event in self._generated:
             for fn, inputs, outputs in self._after_generation:
                 event.then(fn, inputs, outputs, api_visibility="private")
+
+    def _tab_of(self, component: Component) -> gr.Tab | None:
+        """The top-level tab ``component`` sits in (None outside :attr:`tabs`)."""
+        block = component
+        while block is not None:
+            parent = getattr(block, "parent", None)
+            if isinstance(block, gr.Tab) and parent is self.tabs:
+                return block
+            block = parent
+        return None
 
 
 def bind(func: Callable, *args: Any) -> Callable:
@@ -157,6 +184,15 @@ def user_of(request: gr.Request | None) -> str:
 
 def is_admin(studio: Studio, request: gr.Request | None) -> bool:
     return studio.config.is_admin(user_of(request))
+
+
+def usable_file(studio: Studio, request: gr.Request | None, path: str | Path) -> Path:
+    """``path`` resolved, when a handler may take it as an input file: one uploaded to this app, or a file in the
+    data dir the user may read (a result another tab sent here); anything else is refused, another user's file as
+    a missing one."""
+    uploads = Path(gr.utils.get_upload_folder()).resolve()
+    resolved = studio.config.inside(path, uploads, studio.config.data_dir)
+    return resolved if resolved.is_relative_to(uploads) else readable(studio, user_of(request), resolved)
 
 
 def whole_number_box(box: Box) -> Box:

@@ -50,7 +50,7 @@ def build(ctx: UIContext) -> None:
     result = gr.Markdown()
 
     views, private = [index, caption, left, right, result], {"api_visibility": "private"}
-    refresh.click(bind(choices, studio), None, [side_a, side_b, picker], **private)
+    ctx.picker(bind(choices, studio), [side_a, side_b, picker], refresh)
     form = ctx.form("image").pick(FORM)
     render.click(bind(make, studio), form + [side_a, side_b, prompts, seeds], picker, **private,
                  **ctx.gpu_event()).success(bind(show, studio), picker, views, **private)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 from gradio.components import Component
@@ -16,7 +15,7 @@ from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import InvalidInput, MasukaError
 from masuka.studio import Studio
-from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, user_of, whole_number_box
+from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable_file, user_of, whole_number_box
 from masuka.validation import whole_number
 
 REPORT_COLUMNS = ["file", "result", "reason"]
@@ -100,7 +99,6 @@ def build(ctx: UIContext) -> None:
     view_page, view_inputs = bind(view, studio), [dataset, images.page, images.page_size]
     view_outputs = images.outputs()
     _wire_images(ctx, dataset, images, view_page, view_inputs, status)
-    refresh.click(listed, None, dataset, **private)
     new.create.click(bind(create_dataset, studio), new.form(), [dataset, status], api_name="create_dataset").then(
         listed, None, dataset, **private)
     ctx.register_form("dataset", {"dataset": dataset, "files": files}, tab="datasets")  # "Send to Datasets"
@@ -115,7 +113,7 @@ def build(ctx: UIContext) -> None:
     cancel.click(hide, None, confirm, **private)
     really.click(bind(confirm_delete, studio), dataset, [dataset, status], api_name="delete_dataset").then(
         hide, None, confirm, **private).then(listed, None, dataset, **private)
-    ctx.on_page_load(listed, dataset)
+    ctx.picker(listed, dataset, refresh)
 
 
 def _wire_images(ctx: UIContext, dataset: gr.Dropdown, images: ImagesView, view_page, view_inputs: list,
@@ -217,8 +215,7 @@ def add_images(studio: Studio, dataset: str, files: list[str] | None, request: g
     """Add photos, zips and captions to a dataset; returns one row per file: added or refused, and why."""
     if not files:
         raise InvalidInput("Drop some photos or a zip first.")
-    uploads = Path(gr.utils.get_upload_folder())
-    files = [studio.config.inside(path, uploads) for path in files]  # only files uploaded to this app
+    files = [usable_file(studio, request, path) for path in files]  # uploaded, or a result sent from another tab
     result = adding.add_images(studio, dataset, user_of(request), files, admin=is_admin(studio, request),
                     on_progress=lambda done, total, file: progress((done, total), desc=file, unit="files"))
     notes: dict[str, list[str]] = {}
@@ -288,8 +285,9 @@ def caption_dataset(studio: Studio, dataset: str, captioner: str = "florence2", 
         watch=lambda p: progress((p.step, p.total), desc=p.message, unit="images") if p.total
         else progress(p.fraction or 0, desc=p.message))
     verb = "Stopped" if result.stopped else "Done"
+    removed = f", skipped {result.removed} removed meanwhile" if result.removed else ""
     return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "
-            f"caption(s). Job #{result.job_id}.")
+            f"caption(s){removed}. Job #{result.job_id}.")
 
 
 def stop_captioning(studio: Studio, request: gr.Request):

@@ -77,7 +77,6 @@ def build(ctx: UIContext) -> None:
     tab.search.click(load_page, filters, outputs, api_name="history")
     tab.text.submit(load_page, filters, outputs, **private)
     tab.page.submit(load_page, filters, outputs, **private)
-    tab.search.click(bind(choices, studio), None, tab.pickers(), **private)
     tab.table.select(pick_row, None, tab.key, **private)
     tab.gallery.select(pick_image, tab.gallery_keys, tab.key, **private)
     tab.key.change(bind(show, studio), tab.key, [tab.image, tab.video, tab.detail, tab.parameters, tab.download,
@@ -90,7 +89,7 @@ def build(ctx: UIContext) -> None:
     tab.export.click(bind(export_selection, studio), tab.selection, tab.exported, api_name="history_export")
     refresh_plots.click(bind(plots, studio), days, plot_outputs, api_name="history_dashboard")
     days.change(bind(plots, studio), days, plot_outputs, **private)
-    ctx.on_page_load(bind(choices, studio), tab.pickers())
+    ctx.picker(bind(choices, studio), tab.pickers(), tab.search)
     ctx.on_page_load(load_page, outputs, inputs=filters)
     ctx.on_generation(load_page, filters, outputs)
     ctx.once_built(lambda: _wire_reuse(ctx, tab.reuse, tab.key, tab.message))
@@ -187,7 +186,11 @@ def choices(studio: Studio, request: gr.Request):
 
 @friendly
 def show(studio: Studio, key: str, request: gr.Request = None):
-    """Everything about one entry: output, parameters, timings, cost and error."""
+    """Everything about one entry: output, parameters, timings, cost and error; empty for no entry (the one shown
+    was just deleted)."""
+    if not (key or "").strip():
+        return (gr.Image(value=None, visible=True), gr.Video(value=None, visible=False), "", None,
+                gr.DownloadButton(value=None, interactive=False), gr.Button(CONFIRM, visible=False))
     row = entry(studio, user_of(request), is_admin(studio, request), key)
     path = str(row["file"]) if row["file"] else None
     is_video = row.get("kind") == "video"

@@ -25,7 +25,7 @@ from masuka.image.generate import (
     plan_request,
 )
 from masuka.image.guides import MAX_WEIGHT
-from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.metadata import Parameters, parse_parameters, read_parameters
 from masuka.image.preprocess import KINDS
 from masuka.image.reference import StyleReference, read_references
 from masuka.image.samplers import model_scheduler, samplers_for
@@ -130,7 +130,7 @@ def build(ctx: UIContext) -> None:
     selected = _wire(ctx, tab)
     ctx.register_form("image", tab.fields(), buttons={"queue": tab.queue_add},  # "Add to queue": the Queue tab's
                       adapt=reuse_fields)
-    ctx.on_page_load(bind(lora_choices, ctx.studio), tab.loras)
+    ctx.picker(bind(lora_choices, ctx.studio), tab.loras, tab.refresh)
     send_to_upscale(tab.send[UPSCALE], tab.gallery, selected, upscale_panel(ctx))
 
 
@@ -165,7 +165,8 @@ def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
     """Prompt, model, LoRAs and the numbers of a generation, with the first catalog model's defaults."""
     first = next(iter(models))
     prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a photo of a red fox in the snow")
-    negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(for models that use one)")
+    negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(for models that use one)",
+                          interactive=models[first].get("negative_prompt", True))
     with gr.Row():
         model = gr.Dropdown([(m["name"], key) for key, m in models.items()], value=first, label="Model",
                             allow_custom_value=True, scale=3,
@@ -238,10 +239,10 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     tab.stop.click(bind(stop_generation, studio), None, tab.status, queue=False, api_name="stop_image")
     tab.model.input(bind(model_defaults, studio), tab.model, [tab.steps, tab.guidance, tab.width, tab.height,
                                                              tab.negative, tab.sampler], **private)
+    tab.model.change(bind(model_fit, studio), tab.model, [tab.negative, tab.sampler], **private)
     tab.aspect.input(bind(aspect_size, studio), [tab.aspect, tab.model], [tab.width, tab.height], **private)
-    tab.refresh.click(bind(lora_choices, studio), None, tab.loras, **private)
     read = [tab.prompt, tab.negative, tab.model, tab.steps, tab.guidance, tab.width, tab.height, tab.seed, tab.loras,
-            tab.read_info, tab.strength, modes.mask_blur, modes.outpaint, tab.mode,
+            tab.read_info, tab.strength, modes.mask_blur, modes.outpaint, tab.mode, tab.sampler,
             *[tab.guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES]]
     tab.dropped.upload(bind(read_image_parameters, studio), tab.dropped, read, api_name="read_parameters")
     ctx.generated(gen_event)
@@ -266,6 +267,18 @@ def model_defaults(studio: Studio, model_id: str, request: gr.Request = None):
     negative = gr.Textbox(interactive=True) if spec.negative_prompt else gr.Textbox("", interactive=False)
     return (spec.steps, spec.guidance, spec.width, spec.height, negative,
             gr.Dropdown(choices=sampler_choices(spec.architecture, model_scheduler(spec)), value=""))
+
+
+def model_fit(studio: Studio, model_id: str, request: gr.Request = None):
+    """The negative prompt box editable only where the model takes one, and the Sampler's choices for it, however
+    the model was set (picked, saved defaults, Reuse, read from an image); the values are kept (nothing changes
+    for a model the user may not use)."""
+    try:
+        spec = image_spec(studio, user_of(request), model_id)
+    except MasukaError:
+        return gr.skip(), gr.skip()
+    return (gr.Textbox(interactive=spec.negative_prompt),
+            gr.Dropdown(choices=sampler_choices(spec.architecture, model_scheduler(spec))))
 
 
 def sampler_choices(architecture: str | None, scheduler: str | None = None) -> list[tuple[str, str]]:
@@ -320,8 +333,9 @@ def edit_image(studio: Studio, prompt: str, model: str, images: list[str] | None
 
 
 @friendly
-def check_edit(studio: Studio, *values, request: gr.Request = None) -> None:
-    """Refuse a bad edit before the event that owns the gallery runs."""
+def check_edit(studio: Studio, request: gr.Request, *values) -> None:
+    """Refuse a bad edit (the values ``edit_image`` takes) before the event that owns the gallery runs. The
+    request comes before the values: Gradio gives it only to a parameter it can pass by position."""
     plan_request(studio, edit_request(*values, user_of(request)))
 
 
@@ -382,9 +396,9 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
 
 
 @friendly
-def check_form(studio: Studio, *values, request: gr.Request = None) -> None:
+def check_form(studio: Studio, request: gr.Request, *values) -> None:
     """Refuse bad input (the values ``generate_image`` takes) before the event that owns the gallery runs, so a
-    refusal leaves it as it was."""
+    refusal leaves it as it was (the request first, as in :func:`check_edit`)."""
     plan_request(studio, _image_request(user_of(request), *values))
 
 
@@ -395,9 +409,10 @@ def stop_generation(studio: Studio, request: gr.Request):  # the browser session
 
 @friendly
 def read_image_parameters(studio: Studio, path: str | None, request: gr.Request = None):
-    """Fill the form from an image's A1111-style parameters, LoRAs found in the library included."""
+    """Fill the form from an image's A1111-style parameters, LoRAs found in the library included, and the sampler
+    where the image's model can use it."""
     if not path:
-        return [gr.skip()] * (14 + len(READ_GUIDES))
+        return [gr.skip()] * (15 + len(READ_GUIDES))
     text = read_parameters(path)
     if not text:
         raise InvalidInput("This image carries no generation parameters.")
@@ -408,10 +423,25 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
     summary = f"```\n{text}\n```"
     if missing:
         summary += f"\n\n**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them)."
+    sampler = _read_sampler(studio, user_of(request), p) if p.sampler else None
+    if p.sampler and sampler is None:
+        summary += (f"\n\n**Sampler {p.sampler!r} left as it was:** {p.model or 'the model'} cannot use it here "
+                    "(pick one of the Sampler's choices).")
     return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
             update(p.guidance), update(p.width), update(p.height), update(p.seed),
             [f"{name}:{weight:g}" for name, weight in found], summary, *task_from_parameters(p.extra),
-            *_read_guides(p.extra))
+            update(sampler), *_read_guides(p.extra))
+
+
+def _read_sampler(studio: Studio, user: str, p: Parameters) -> str | None:
+    """The image's sampler as the Sampler field takes it, when the image's model can use it (any known sampler
+    for a model not found here); None when it cannot."""
+    try:
+        spec = image_spec(studio, user, p.model) if p.model else None
+    except MasukaError:
+        spec = None
+    usable = samplers_for(spec.architecture, model_scheduler(spec)) if spec else samplers_for(None)
+    return next((name for name in usable if name.lower() == (p.sampler or "").strip().lower()), None)
 
 
 def _image_request(owner: str, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,

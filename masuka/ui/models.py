@@ -87,7 +87,7 @@ def _loras(ctx: UIContext) -> None:
     import_upload.click(bind(lora_from_upload, studio), [upload, name], outputs, api_name="import_lora")
     import_hub.click(bind(lora_from_hub, studio), [repo, filename, name], outputs, api_name="import_lora_hub")
     import_civitai.click(bind(lora_from_civitai, studio), [version, name], outputs, api_name="import_lora_civitai")
-    ctx.on_page_load(bind(loras_view, studio), loras_table)
+    ctx.picker(bind(loras_view, studio), loras_table)  # a LoRA trained meanwhile shows when the tab opens
 
 
 def catalog_view():

@@ -35,9 +35,10 @@ def build(ctx: UIContext) -> None:
         with gr.Column(scale=3):
             with gr.Row():
                 run = whole_number_box(gr.Dropdown([], label="Run", allow_custom_value=True, scale=3))
-                discard = gr.Checkbox(False, label="Discard (no checkpoint)", scale=1)
                 stop = gr.Button("Stop", variant="stop", scale=1)
                 resume = gr.Button("Resume", scale=1)
+            # a row of its own: next to the run picker (one form box) a narrow screen clips its label
+            discard = gr.Checkbox(False, label="Discard (no checkpoint) when stopping")
             progress = gr.Markdown("No run yet.")
             curve = gr.LinePlot(None, x="step", y="loss", title="Loss", height=240)
             samples = gr.Gallery(label="Samples", columns=4, height=220, interactive=False)
@@ -56,11 +57,10 @@ def build(ctx: UIContext) -> None:
     resume.click(bind(resume_training, studio), run, details, api_name="resume_training")
     details.change(bind(view, studio), run, panel, **private)
     timer.tick(bind(view, studio), run, panel, **private)
-    refresh.click(bind(choices, studio), None, dataset, **private)
     priced = [options["backend"], options["base"], options["steps"]]
     for component in priced:
         component.change(remote_price, priced, cost, **private)
-    ctx.on_page_load(bind(choices, studio), dataset)
+    ctx.picker(bind(choices, studio), dataset, refresh)
 
 
 def _options() -> tuple[dict[str, Component], gr.Markdown]:
@@ -81,7 +81,8 @@ def _options() -> tuple[dict[str, Component], gr.Markdown]:
         steps = gr.Number(1000, precision=0, label="Steps")
         lr = gr.Number(1e-4, label="Learning rate")
         rank = gr.Slider(4, 128, value=16, step=4, label="Rank")
-        alpha = gr.Number(None, label="Alpha", info="Empty: the rank")
+        # Gradio's number box shows 0 for no value (and sends 0): the label says what the box shows
+        alpha = gr.Number(None, label="Alpha (0 = the rank)", info="Empty: the rank")
     with gr.Accordion("More options", open=False):
         with gr.Row():
             batch = gr.Number(0, precision=0, label="Batch size (0 = preset)")

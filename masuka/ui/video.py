@@ -10,7 +10,6 @@ way).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 from gradio.components import Component
@@ -20,7 +19,7 @@ from masuka.errors import InvalidInput, MasukaError
 from masuka.remote.health import HealthTracker
 from masuka.remote.timing import RemoteSettings
 from masuka.studio import Studio
-from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, user_of, whole_number_box
+from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable_file, user_of, whole_number_box
 from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
@@ -189,10 +188,9 @@ def generate_video(studio: Studio, prompt: str, provider: str, model: str, secon
                    source_video: str | None = None, references: list[str] | None = None,
                    sound: str = "default", request: gr.Request = None):
     """Start a video job; returns its id and a line saying what it costs. The job runs in the background."""
-    allowed = (studio.config.data_dir, Path(gr.utils.get_upload_folder()))
-    image, last_frame, source_video = (str(studio.config.inside(path, *allowed)) if path else None
+    image, last_frame, source_video = (str(usable_file(studio, request, path)) if path else None
                                        for path in (image, last_frame, source_video))
-    references = [str(studio.config.inside(path, *allowed)) for path in references or []]
+    references = [str(usable_file(studio, request, path)) for path in references or []]
     job_id = start_video(studio, _request(provider, model, prompt, seconds, size, image, negative_prompt,
                                           fallback, owner=user_of(request), last_frame=last_frame,
                                           source_video=source_video, references=references, sound=sound))

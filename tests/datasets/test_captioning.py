@@ -8,8 +8,8 @@ import pytest
 
 from masuka.datasets.adding import add_images
 from masuka.datasets.captioners import resolve_captioner
-from masuka.datasets.captioning import KEPT_NOTE, CaptionRequest, caption_dataset
-from masuka.datasets.library import dataset_images, set_caption
+from masuka.datasets.captioning import KEPT_NOTE, REMOVED_NOTE, CaptionRequest, caption_dataset
+from masuka.datasets.library import dataset_images, delete_image, set_caption
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.store import LOCAL_USER
 from tests.datasets import corpus
@@ -75,6 +75,29 @@ def test_a_caption_saved_during_a_pass_is_kept_without_overwrite(studio, photos,
     assert [r["caption"] for r in rows if last["id"] in (r["id"], r["augment_of"])] == ["my own words about zorp"] * 2
     assert studio.store.get("jobs", report.job_id)["step"] == 4
     assert seen[-1].message == last["source_name"] and seen[-1].detail == KEPT_NOTE  # not the unused caption
+
+
+@pytest.mark.parametrize("batch_size", [1, 4], ids=["before-it-loads", "after-it-loads"])
+def test_an_image_deleted_during_a_pass_is_skipped_and_counted(studio, photos, tiny_captioner, batch_size):
+    """Deleting an image from the Datasets tab while a pass runs (its file gone before the pass opens it, or
+    after): the pass carries on and counts it as removed meanwhile."""
+    last = dataset_images(studio, photos["id"])[-1]
+    seen = []
+
+    def user_deletes_an_image(progress):
+        seen.append(progress)
+        if progress.total and progress.step == 1:
+            delete_image(studio, last["id"], LOCAL_USER)
+
+    report = caption_dataset(studio, CaptionRequest(photos["id"], captioner=str(tiny_captioner("florence2")),
+                                                    mode="short", batch_size=batch_size),
+                             watch=user_deletes_an_image)
+    assert (report.total, report.captioned, report.kept, report.removed, report.stopped) == (4, 3, 0, 1, False)
+    assert report.to_dict()["removed"] == 1 and last["id"] not in report.captions
+    assert seen[-1].message == last["source_name"] and seen[-1].detail == REMOVED_NOTE
+    job = studio.store.get("jobs", report.job_id)
+    assert (job["status"], job["step"]) == ("completed", 4)
+    assert all(row["caption"].startswith("photo of zorp, ") for row in dataset_images(studio, photos["id"]))
 
 
 def test_stop_keeps_the_captions_made_so_far(studio, photos, tiny_captioner):

@@ -114,7 +114,7 @@ def test_the_image_form_queues_one_job_per_prompt_line(studio, tiny_model):
 def test_image_and_settings_helpers(studio):
     assert image.aspect_size(studio, "16:9", "flux-dev") == (1344, 768)
     assert image.model_defaults(studio, "") == (SKIP,) * 6, "a model still being typed leaves the form alone"
-    assert image.read_image_parameters(studio, None) == [SKIP] * (14 + len(image.READ_GUIDES))
+    assert image.read_image_parameters(studio, None) == [SKIP] * (15 + len(image.READ_GUIDES))
     settings.store_defaults(studio, "", 12, None, None, "PNG")
     assert settings.image_defaults(studio) == [SKIP, 12, SKIP, SKIP], "only the saved defaults pre-fill the form"
     assert history.add_keys("g1, g2", [["g2"], ["g3"]]) == "g1, g2, g3"
@@ -153,3 +153,149 @@ def test_ids_beyond_sqlite_s_integers_are_not_found_in_the_tabs(studio):
         datasets.export_dataset(studio, huge, "kohya", request)
     with pytest.raises(gr.Error, match="Training run 1e\\+30 does not exist"):
         train.resume_training(studio, 1e30, request)
+
+
+@pytest.mark.filterwarnings("ignore:Unexpected argument")  # the None inputs stand in for any value
+def test_every_handler_that_asks_who_is_asking_is_told(studio):
+    """Gradio gives the request only to a parameter it can pass by position (none after ``*values``): a handler
+    that did not get it would act for the local user, whoever is signed in."""
+    from gradio.utils import get_type_hints
+
+    from masuka.ui.app import build_app
+
+    request, asking = gr.Request(username="alice"), []
+    for fn in build_app(studio).fns.values():
+        hints = get_type_hints(fn.fn)
+        if "request" in inspect.signature(fn.fn).parameters or gr.Request in hints.values():
+            asking.append(fn.name)
+            inputs = special_args(fn.fn, inputs=[None] * len(fn.inputs), request=request)[0]
+            assert any(value is request for value in inputs), f"{fn.name} is not told who is asking"
+    assert {"check_form", "check_edit", "generate_image", "add_images"} <= set(asking)
+
+
+def test_the_image_checks_take_the_signed_in_user_s_own_lora(tmp_path, tiny_model, monkeypatch):
+    """Generate's and Edit's checks (before the event that owns the gallery) run as Gradio runs them, for the
+    signed-in user: alice's imported LoRA passes for her and stays refused for bob."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+    from PIL import Image
+
+    from masuka.config import Config
+    from masuka.loras.imports import import_lora_file
+    from masuka.models.synthetic import save_tiny_lora, save_tiny_pipeline
+    from masuka.studio import Studio
+    from masuka.ui.app import build_app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    picture = tmp_path / "uploads" / "sent" / "picture.png"
+    picture.parent.mkdir(parents=True)
+    Image.new("RGB", (64, 64), "teal").save(picture)
+    kontext = save_tiny_pipeline("flux", tmp_path / "kontext", task="edit")
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="alice:pa,bob:pb"))
+    try:
+        import_lora_file(studio, "alice", save_tiny_lora("flux", tmp_path / "alice-style.safetensors"))
+        demo = build_app(studio)
+        checks = {fn.name: fn for fn in demo.fns.values() if fn.name in ("check_form", "check_edit")}
+        uploaded = {"path": str(picture), "meta": {"_type": "gradio.FileData"}}
+        forms = {"check_form": ["a fox", str(tiny_model("flux")), "", 2, 1.0, 64, 64, 1, 1, ["alice-style"]],
+                 "check_edit": ["a fox", str(kontext), [uploaded], "", 2, 1.0, 1, 1, ["alice-style"]]}
+
+        def check(name: str, user: str) -> dict:
+            return asyncio.run(demo.process_api(block_fn=checks[name], inputs=list(forms[name]),
+                                                state=SessionState(demo), request=gr.Request(username=user)))
+
+        for name in forms:
+            assert check(name, "alice")["data"] == [], name
+            with pytest.raises(gr.Error, match="LoRA 'alice-style' was not found"):
+                check(name, "bob")
+    finally:
+        studio.close()
+
+
+def test_send_to_datasets_adds_the_user_s_own_result_only(tmp_path):
+    """"Send to Datasets" puts a result (a file under outputs/<user>/) in the files to add: the user's own is
+    added like an upload, another user's is refused as a missing one."""
+    from masuka.config import Config
+    from masuka.datasets.library import create_dataset, dataset_images
+    from masuka.studio import Studio
+    from masuka.ui import datasets
+    from masuka.users import output_dir
+    from tests.datasets import corpus
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="alice:pa,bob:pb"))
+    try:
+        result = output_dir(studio.config, "alice") / "images" / "2025-01-01" / "made.png"
+        result.parent.mkdir(parents=True)
+        corpus.photo(result, 3, size=(400, 300), format="PNG")
+        mine = create_dataset(studio, "mine", "alice", "zorp")
+        rows, summary = datasets.add_images(studio, "mine", [str(result)], gr.Request(username="alice"))
+        assert summary == "Added **1**, refused **0**." and len(dataset_images(studio, mine["id"])) == 1
+        create_dataset(studio, "theirs", "bob", "zorp")
+        with pytest.raises(gr.Error, match="No file 'made.png' of yours"):
+            datasets.add_images(studio, "theirs", [str(result)], gr.Request(username="bob"))
+        with pytest.raises(gr.Error, match="outside the folders MASUKA may use"):
+            datasets.add_images(studio, "theirs", [str(tmp_path / "elsewhere.png")], gr.Request(username="bob"))
+    finally:
+        studio.close()
+
+
+def test_a_deleted_history_entry_leaves_an_empty_detail_panel(studio, tiny_model):
+    made = generate_images(studio, ImageRequest(prompt="a lighthouse", model=str(tiny_model("flux")), steps=1,
+                                                width=64, height=64, seed=1))[0]
+    message, key, _confirm = history.remove(studio, f"g{made.id}")
+    assert key == "" and "1" in str(message)
+    picture, video, detail, parameters, download, confirm = history.show(studio, key)  # key.change follows
+    assert (picture.value, video.visible, detail, parameters, download.interactive, confirm.visible) == \
+        (None, False, "", None, False, False)
+
+
+def test_read_parameters_fills_the_sampler_the_model_can_use(studio, tmp_path):
+    from PIL import Image
+
+    from masuka.image.metadata import save_image
+
+    def read(sampler: str):
+        path = tmp_path / f"{sampler}.png"
+        save_image(Image.new("RGB", (64, 64)), path, f"a fox\nSteps: 2, Sampler: {sampler}, CFG scale: 3, Seed: 9, "
+                                                     "Size: 64x64, Model: flux-dev")
+        values = image.read_image_parameters(studio, str(path))
+        return values[14], values[9]
+
+    assert read("euler karras")[0] == "Euler Karras", "a flow-matching sampler for FLUX.1 [dev]"
+    sampler, summary = read("Euler a")
+    assert sampler == SKIP and "Sampler 'Euler a' left as it was" in summary
+
+
+def test_pickers_refresh_when_their_tab_opens(studio):
+    """A dataset created in Datasets, a LoRA imported in Models or just trained: the pickers of other tabs get
+    them when their tab opens; Compare's pickers are filled when the page opens."""
+    from masuka.ui.app import build_app
+
+    demo = build_app(studio)
+    labels = {block._id: getattr(block, "label", None) for block in demo.blocks.values()}
+    tabs = {block._id: block.label for block in demo.blocks.values() if isinstance(block, gr.Tab)}
+    refreshed: dict[str, set] = {}
+    for fn in demo.fns.values():
+        for block_id, event in fn.targets:
+            name = "page" if event == "load" else tabs.get(block_id) if event == "select" else None
+            if name:
+                refreshed.setdefault(name, set()).update(labels[output._id] for output in fn.outputs)
+    assert {"Side A LoRAs", "Side B LoRAs", "A/B test", "LoRAs", "Dataset"} <= refreshed["page"]
+    assert "LoRAs" in refreshed["Image"] and "Dataset" in refreshed["Train"] and "Dataset" in refreshed["Datasets"]
+    assert {"Side A LoRAs", "A/B test"} <= refreshed["Compare"]
+
+
+def test_the_negative_prompt_box_follows_the_model_from_the_start(studio, tiny_model):
+    """FLUX.1 [dev] (the first model) takes no negative prompt: the box starts greyed out; a model set by other
+    means than picking it (saved defaults, Reuse, Read parameters) greys it or frees it too."""
+    from masuka.ui.app import build_app
+
+    demo = build_app(studio)
+    negative = next(block for block in demo.blocks.values() if getattr(block, "label", None) == "Negative prompt"
+                    and isinstance(block, gr.Textbox))
+    assert negative.interactive is False
+    box, sampler = image.model_fit(studio, str(tiny_model("sdxl")))
+    assert box.interactive is True and "Euler a" in [value for _label, value in sampler.choices]
+    assert image.model_fit(studio, "flux-dev")[0].interactive is False
+    assert image.model_fit(studio, "") == (SKIP, SKIP)
