@@ -55,7 +55,8 @@ def build(ctx: UIContext) -> None:
     studio = ctx.studio
     prompts, picks, add_batch = _prompt_batch()
     with gr.Row():
-        job = gr.Number(value=None, precision=0, label="Job (click a row)", scale=1, min_width=120)
+        job = gr.Number(value=None, precision=0, label="Job (click a row; 0 = all of yours)", scale=1,
+                        min_width=120)
         buttons = {action: gr.Button(label, scale=0, min_width=90, variant=variant) for action, label, variant in (
             ("pause", "Pause", "secondary"), ("resume", "Resume", "secondary"), ("cancel", "Cancel", "stop"),
             ("retry", "Retry", "secondary"), ("up", "Up", "secondary"), ("down", "Down", "secondary"),
@@ -150,8 +151,9 @@ def queue_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
 
 @friendly
 def queue_control(studio: Studio, action: str, job_id: int | None = None, request: gr.Request = None) -> str:
-    """pause, resume, cancel, retry, up, down or top one job; pause or resume without a job: all of yours."""
-    return control_job(studio, user_of(request), action, None if job_id in (None, "") else job_id,
+    """pause, resume, cancel, retry, up, down or top one job; pause or resume without a job (or job 0): all of
+    yours."""
+    return control_job(studio, user_of(request), action, None if job_id in (None, "", 0) else job_id,
                        is_admin(studio, request))
 
 

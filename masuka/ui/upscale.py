@@ -10,7 +10,7 @@ import gradio as gr
 from masuka.errors import InvalidInput
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import upscaler_names
-from masuka.image.upscale.request import SCALES, UpscaleRequest
+from masuka.image.upscale.request import DEFAULT_TILE, SCALES, UpscaleRequest
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, friendly, user_of
@@ -46,7 +46,7 @@ def build(ctx: UIContext) -> UpscalePanel:
                     strength = gr.Slider(0.05, 1, value=0.3, step=0.05, label="Strength (detail)")
                 prompt = gr.Textbox("", label="Prompt (detail; empty = the picture's own)", lines=1)
                 with gr.Row():
-                    tile = gr.Number(value=None, precision=0, label="Tile size (px; empty = default, 0 = whole)")
+                    tile = gr.Number(value=DEFAULT_TILE, precision=0, label="Tile size (px; 0 = whole)")
                     seed = gr.Number(value=-1, precision=0, label="Seed (detail; -1 = random)")
                 run = gr.Button("Upscale", variant="primary")
             with gr.Column(scale=3):

@@ -299,3 +299,16 @@ def test_the_negative_prompt_box_follows_the_model_from_the_start(studio, tiny_m
     assert box.interactive is True and "Euler a" in [value for _label, value in sampler.choices]
     assert image.model_fit(studio, "flux-dev")[0].interactive is False
     assert image.model_fit(studio, "") == (SKIP, SKIP)
+
+
+def test_a_number_box_that_starts_empty_says_what_0_means_and_0_does_it(studio):
+    """The browser shows an empty number box as 0 and sends 0: a box that starts empty says in its label what 0
+    does, and its handler does that; the upscale tile starts at its default (0 there is the whole picture)."""
+    from masuka.image.upscale.request import DEFAULT_TILE
+    from masuka.ui.app import build_app
+
+    numbers = [block for block in build_app(studio).blocks.values() if isinstance(block, gr.Number)]
+    empty = [block.label for block in numbers if block.value is None]
+    assert empty and all("0 = " in label for label in empty), empty
+    assert next(block.value for block in numbers if block.label.startswith("Tile size")) == DEFAULT_TILE
+    assert queue.queue_control(studio, "pause", 0) == "0 jobs paused."  # job 0: all of yours
