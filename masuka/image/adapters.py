@@ -5,20 +5,12 @@ The files themselves are checked in :mod:`masuka.loras.files` before they get he
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.image.fast import fast_state, hotswap_loras
+from masuka.image.lora_weights import load_lora
 from masuka.loras.files import LoraInfo
-from masuka.models import architectures
-
-#: the logger diffusers repeats a failed load's whole error to (every mismatched tensor, one line each)
-_LOAD_LOGGER = "diffusers.loaders.peft"
-#: how torch (the denoiser) and transformers (a text encoder) say a tensor has another shape than the model's
-_MISMATCH = ("size mismatch", "ignore_mismatched_sizes")
 
 
 def apply_loras(pipe: Any, chosen: list[tuple[LoraInfo, float]]) -> None:
@@ -42,35 +34,3 @@ def apply_loras(pipe: Any, chosen: list[tuple[LoraInfo, float]]) -> None:
             raise InvalidInput(f"LoRA {info.name!r} does not fit this model: none of its layers matched.")
     if wanted:
         pipe.set_adapters(list(wanted), [weight for _info, weight in wanted.values()])
-
-
-def load_lora(pipe: Any, info: LoraInfo) -> None:
-    """Load ``info`` as its named adapter. A file made for another size of the same architecture (SD3.5 Large on
-    Medium, FLUX.2 [klein] 4B on 9B: the names fit, the widths do not) is refused, and the parts of it already
-    attached (the denoiser's, when a text encoder's do not fit) are removed, so the pipeline is as it was."""
-    try:
-        with _errors_unlogged():
-            pipe.load_lora_weights(str(info.path), adapter_name=info.adapter)
-    except RuntimeError as error:
-        if not any(words in str(error) for words in _MISMATCH):
-            raise
-        pipe.delete_adapters(info.adapter)
-        profile = architectures.get(info.architecture)
-        label = profile.label if profile else info.architecture
-        raise InvalidInput(f"LoRA {info.name!r} was made for another size of {label} than this model (its layers "
-                           "have other widths): choose a LoRA made for this model.") from None
-
-
-@contextmanager
-def _errors_unlogged() -> Iterator[None]:
-    """Drop diffusers' error log of a failed load while it runs: the exception carries the same words."""
-    logger = logging.getLogger(_LOAD_LOGGER)
-    logger.addFilter(_below_errors)
-    try:
-        yield
-    finally:
-        logger.removeFilter(_below_errors)
-
-
-def _below_errors(record: logging.LogRecord) -> bool:
-    return record.levelno < logging.ERROR

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from masuka.config import compile_backend, on_zerogpu
 from masuka.errors import InvalidInput
 from masuka.gpu import DevicePlan
+from masuka.image.lora_weights import load_lora
 from masuka.image.memory import denoiser_of
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ def _load_into_slot(pipe: Any, state: FastState, info: LoraInfo) -> None:
         if state.compiled:
             log.info("first LoRA on a compiled pipeline: recompiling once; later LoRAs swap in place")
         pipe.enable_lora_hotswap(target_rank=max(MIN_HOTSWAP_RANK, info.rank or 0), check_compiled="ignore")
-        pipe.load_lora_weights(str(info.path), adapter_name=SLOT)
+        load_lora(pipe, info, SLOT)
     else:
         state.lora = ""  # until the swap is complete, the slot holds an unknown mix
         try:

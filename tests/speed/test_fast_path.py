@@ -86,3 +86,17 @@ def test_fp8_is_only_applied_to_compiled_blocks(studio, tiny_model, tracing_comp
     assert asked == []
     generate_images(studio, request(tiny_model("flux"), fast=True))
     assert asked == [0.0]
+
+
+def test_a_lora_for_another_size_is_refused_on_the_fast_path_too(studio, tracing_compiler, tmp_path):
+    from masuka.models.synthetic import save_tiny_lora, tiny_components
+    from tests.image.test_profile_tasks import save_sd3
+
+    config = tiny_components("sd3")["transformer"].config
+    wide = save_sd3(tmp_path / "sd3-wide", attention_head_dim=2 * config.attention_head_dim,
+                    caption_projection_dim=2 * config.caption_projection_dim)
+    narrow = save_tiny_lora("sd3", tmp_path / "medium-style.safetensors")
+    with pytest.raises(InvalidInput, match="'medium-style' was made for another size of SD3 than this model"):
+        generate_images(studio, request(wide, fast=True, loras=[(str(narrow), 1.0)]), allow_any_path=True)
+    assert generate_images(studio, request(wide, fast=True), allow_any_path=True)[0].path.is_file()
+    assert studio.models.loads == 1
