@@ -25,7 +25,7 @@ from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER, row_id
 from masuka.studio import Studio
 from masuka.users import user_folder_name
-from masuka.video.request import INPUTS_FOLDER, input_copy_job
+from masuka.video.inputs import INPUTS_FOLDER, input_copy_job
 
 SHARED = object()  # the owner of files every signed-in user may read
 #: Folders under ``outputs/`` that hold several users' files (owned by their rows), never one user's folder,

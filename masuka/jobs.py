@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 TABLE = "jobs"
 LOG_LINES = 200
 ADOPT_POLL_S = 5.0
+#: the longest a job's wait sleeps before it looks for a stop again (:meth:`JobContext.pause`)
+STOP_CHECK_S = 0.2
 FINISHED = ("completed", "failed", "cancelled", "interrupted")
 #: ``stop_requested`` values: 1 asks to stop keeping what was made (a checkpoint), 2 to stop discarding it
 STOP_MODES = {1: "save", 2: "discard"}
@@ -245,6 +247,15 @@ class JobContext:
         if before is not None:
             before()
         raise Cancelled(kept)
+
+    def pause(self, seconds: float, check: Callable[[], None] | None = None) -> None:
+        """Wait ``seconds`` in slices of :data:`STOP_CHECK_S`, running ``check`` (:meth:`check_stop` unless given)
+        after each, so a stop asked for meanwhile ends the wait within a slice."""
+        check = check or self.check_stop
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(STOP_CHECK_S, left))
+            check()
 
     def progress(self, step: int | None = None, total: int | None = None, *, fraction: float | None = None,
                  message: str = "", detail: str = "", **columns: Any) -> None:

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -11,6 +12,7 @@ from masuka import jobs
 from masuka.config import Config
 from masuka.errors import Cancelled, InvalidInput
 from masuka.jobs import JobContext, JobRow, JobRunner
+from masuka.remote.timing import UNREACHABLE_WAIT_S, RemoteSettings
 from masuka.store import Store
 from masuka.studio import Studio
 
@@ -64,6 +66,25 @@ def test_the_context_stops_saves_or_discards_and_reports(studio):
     assert ctx.stop_mode() == "discard"
     interrupt.set()
     assert ctx.stop_mode() == "interrupt"
+
+
+def test_a_pause_looks_for_a_stop_between_slices(studio):
+    job_id = jobs.create(studio.store, "video", status="running")
+    ctx = JobContext(studio.store, job_id)
+    checks = []
+    ctx.pause(2.5 * jobs.STOP_CHECK_S, lambda: checks.append("checked"))
+    assert checks == ["checked"] * 3  # after every slice, the last (shorter) one too
+    ctx.pause(0.0)  # nothing to wait: no check
+    jobs.request_stop(studio.store, job_id)
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        ctx.pause(60.0)  # check_stop unless told otherwise: the stop ends the wait after one slice
+    assert time.monotonic() - started < 10 * jobs.STOP_CHECK_S
+
+
+def test_a_paid_job_waits_for_its_provider_ten_polls_or_the_default():
+    assert RemoteSettings().retry_wait_s() == UNREACHABLE_WAIT_S
+    assert RemoteSettings(poll_s=0.05).retry_wait_s() == pytest.approx(0.5)
 
 
 def test_work_run_here_records_its_outcome_and_raises_it(studio):

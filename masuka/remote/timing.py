@@ -7,6 +7,11 @@ from dataclasses import dataclass
 
 from masuka.config import env_number
 
+#: how long a paid job waits before asking a provider it could not ask again (no ``poll_s`` override)
+UNREACHABLE_WAIT_S = 30.0
+#: what a paid job's row adds to the error while it waits for its provider
+KEPT = "Still trying; the job is kept."
+
 
 @dataclass(frozen=True)
 class RemoteSettings:
@@ -29,3 +34,7 @@ class RemoteSettings:
                 raise TypeError(f"RemoteSettings.{name} needs a number or None as its default")
             values[name] = env_number(f"MASUKA_VIDEO_{name.upper()}", field.default, kind)
         return cls(**values)
+
+    def retry_wait_s(self) -> float:
+        """How long a paid job waits before asking a provider it could not ask (unreachable, no key) again."""
+        return UNREACHABLE_WAIT_S if self.poll_s is None else self.poll_s * 10

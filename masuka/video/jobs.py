@@ -24,31 +24,21 @@ from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, Provid
 from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable
-from masuka.remote.timing import RemoteSettings
+from masuka.remote.timing import KEPT, RemoteSettings
 from masuka.store import UNFINISHED, now, owner_clause, process_alive, row_id
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.catalog import model_entry, parse_size, provider_entry
+from masuka.video.inputs import INPUTS_FOLDER, input_copy_name
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider
-from masuka.video.request import (
-    INPUT_FILES,
-    INPUTS_FOLDER,
-    Target,
-    VideoPlan,
-    VideoRequest,
-    input_copy_name,
-    plan_video,
-)
+from masuka.video.request import INPUT_FILES, Target, VideoPlan, VideoRequest, plan_video
 
 log = logging.getLogger(__name__)
 KIND = "video"
-STOP_CHECK_S = 0.2
-UNREACHABLE_WAIT_S = 30.0
 #: a refusal of the key itself (401, 403) by a provider that accepted the job with an earlier key
 KEY_REFUSED = (401, 403)
-KEPT = "Still trying; the job is kept."
 
 
 
@@ -199,7 +189,7 @@ def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | N
         seen = mark
         if row.finished or (deadline is not None and time.monotonic() > deadline):
             return row
-        time.sleep(STOP_CHECK_S)
+        time.sleep(jobs.STOP_CHECK_S)
 
 
 # -- the job itself ---------------------------------------------------------------------------------------
@@ -273,16 +263,8 @@ def _wait_for_provider(studio: Studio, ctx: JobContext, state: dict, error: Masu
     if not _accepted(state):
         raise error
     _save(studio, ctx.job_id, state, phase="waiting", error=f"{error} {KEPT}")
-    deadline = time.monotonic() + _retry_wait_s()
-    while (left := deadline - time.monotonic()) > 0:
-        ctx.check_stop(before=lambda: _cancel_at_provider(studio, ctx.row()))
-        time.sleep(min(STOP_CHECK_S, left))
-
-
-def _retry_wait_s() -> float:
-    """How long a paid job waits before asking a provider it could not ask again."""
-    poll_s = RemoteSettings.from_env().poll_s
-    return UNREACHABLE_WAIT_S if poll_s is None else poll_s * 10
+    ctx.pause(RemoteSettings.from_env().retry_wait_s(),
+              lambda: ctx.check_stop(before=lambda: _cancel_at_provider(studio, ctx.row())))
 
 
 def _next_target(studio: Studio, plan: VideoPlan, state: dict, error: ProviderError | str) -> None:
@@ -384,14 +366,7 @@ def _poll(studio: Studio, ctx: JobContext, provider: Provider, segment: dict, in
             raise ProviderError(f"{provider.name} could not make the video: {status.error or 'no reason given'}")
         if status.state == "cancelled":
             raise Cancelled(by=provider.name)
-        _pause(ctx, provider, segment["ref"], status.poll_after or provider.default_poll_s())
-
-
-def _pause(ctx: JobContext, provider: Provider, ref: dict, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(STOP_CHECK_S, left))
-        _check_stop(ctx, provider, ref)
+        ctx.pause(status.poll_after or provider.default_poll_s(), lambda: _check_stop(ctx, provider, segment["ref"]))
 
 
 def _check_stop(ctx: JobContext, provider: Provider, ref: dict) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,26 +48,10 @@ class VideoRequest:
     audio: bool | None = None  # sound on/off where the model offers the choice (None: the model's default)
 
 
-#: request fields holding input files (copied into the data dir with the job)
+#: request fields holding input files (copied into the data dir with the job, see :mod:`masuka.video.inputs`)
 INPUT_FILES = ("image", "last_frame", "source_video")
-#: where those copies are kept, under the outputs dir, each named by :func:`input_copy_name`
-INPUTS_FOLDER = ("videos", "inputs")
-INPUT_COPY = re.compile(r"(\d{6,})(?:-[\w-]+)?\.\w+")
 #: the form's sound choice -> the request's ``audio``
 SOUND = {"default": None, "on": True, "off": False}
-
-
-def input_copy_name(job_id: int, name: str, suffix: str) -> str:
-    """The file name job ``job_id``'s input ``name`` (a field of :data:`INPUT_FILES` or ``reference-<n>``) is kept
-    under: ``<job, 6 digits>-<name><suffix>``, the first frame just ``<job><suffix>``."""
-    stem = f"{job_id:06d}" if name == "image" else f"{job_id:06d}-{name}"
-    return f"{stem}{suffix.lower()}"
-
-
-def input_copy_job(file_name: str) -> int | None:
-    """The job whose input a file named by :func:`input_copy_name` is, or None for any other name."""
-    match = INPUT_COPY.fullmatch(file_name)
-    return int(match.group(1)) if match else None
 
 
 def sound_choice(audio: bool | None) -> str:

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import struct
-import time
 from dataclasses import fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,7 +28,7 @@ from masuka.loras.library import free_lora_name, register_lora
 from masuka.models import architectures
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ProviderUnavailable
-from masuka.remote.timing import RemoteSettings
+from masuka.remote.timing import KEPT, RemoteSettings
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
@@ -38,8 +37,6 @@ from masuka.training.data import dataset_for_training
 from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name
 from masuka.training.runs import check_hub_repo, push_lora
 
-STOP_CHECK_S = 0.2
-UNREACHABLE_WAIT_S = 30.0
 #: a trainer's step in its log: "step 120/1000" (fal), or the training's tqdm bar "…| 120/1000 [01:23<…" (Replicate's
 #: ai-toolkit trainers), whose total is the run's steps (other bars, loading or caching, count other things)
 STEP = re.compile(r"\bstep\D{0,3}(\d+)\s*/\s*(\d+)", re.I)
@@ -192,7 +189,7 @@ def _poll(studio: Studio, ctx: JobContext, options: TrainOptions, state: dict, t
     interval = _poll_interval(trainer, state["backend"])
     while True:
         _check_stop(ctx, trainer, state["ref"])
-        status = _status_or_wait(ctx, trainer, state["ref"], interval)
+        status = _status_or_wait(ctx, trainer, state["ref"])
         if status is None:
             continue
         for line in status.logs[state.get("log_count", 0):]:
@@ -207,7 +204,7 @@ def _poll(studio: Studio, ctx: JobContext, options: TrainOptions, state: dict, t
             raise ProviderError(f"{trainer.service.label} reports the training failed: {status.error}")
         if status.state == "cancelled":
             raise Cancelled(by=trainer.service.label)
-        _pause(ctx, trainer, state["ref"], interval)
+        ctx.pause(interval, lambda: _check_stop(ctx, trainer, state["ref"]))
 
 
 def _step(line: str, steps: int) -> int | None:
@@ -220,14 +217,13 @@ def _step(line: str, steps: int) -> int | None:
     return None
 
 
-def _status_or_wait(ctx: JobContext, trainer: RemoteTrainer, ref: dict, interval: float) -> TrainStatus | None:
+def _status_or_wait(ctx: JobContext, trainer: RemoteTrainer, ref: dict) -> TrainStatus | None:
     """The job's status; None after waiting a while when the service cannot be reached (a paid job is kept)."""
     try:
         return trainer.poll(ref)
     except ProviderUnavailable as error:
-        jobs.update(ctx.store, ctx.job_id, error=f"{error} Still trying; the job is kept.")
-    wait = UNREACHABLE_WAIT_S if trainer.settings.poll_s is None else interval * 10
-    _pause(ctx, trainer, ref, wait)
+        jobs.update(ctx.store, ctx.job_id, error=f"{error} {KEPT}")
+    ctx.pause(trainer.settings.retry_wait_s(), lambda: _check_stop(ctx, trainer, ref))
     return None
 
 
@@ -294,13 +290,6 @@ def _check_stop(ctx: JobContext, trainer: RemoteTrainer, ref: dict) -> None:
     except ProviderError as error:
         raise Cancelled(f"{trainer.service.label} could not be told to cancel ({error})") from None
     raise Cancelled(f"cancelled at {trainer.service.label} too")
-
-
-def _pause(ctx: JobContext, trainer: RemoteTrainer, ref: dict, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(STOP_CHECK_S, left))
-        _check_stop(ctx, trainer, ref)
 
 
 def _save(studio: Studio, run_id: int, state: dict, phase: str, note: str = "", **fields) -> None:
