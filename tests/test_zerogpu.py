@@ -64,7 +64,8 @@ def test_duration_grows_with_steps_size_and_images_and_has_a_ceiling(monkeypatch
 def test_each_request_asks_for_its_own_duration_and_a_too_long_one_is_refused_before_the_gpu(
         on_zerogpu, studio, tiny_model):
     generate = importlib.import_module("masuka.image.generate")
-    from masuka.zerogpu import UNKNOWN_MODEL_GB, request_seconds
+    from masuka.models.catalog import resolve_image_model
+    from masuka.zerogpu import request_seconds
 
     model = str(tiny_model("flux"))
     made, steps = [], []
@@ -73,9 +74,10 @@ def test_each_request_asks_for_its_own_duration_and_a_too_long_one_is_refused_be
         on_step=lambda *step: steps.append(step))
     assert len(results) == 2 and all(result.path.is_file() for result in results)
     assert made == results and steps == [(0, 1, 2), (0, 2, 2), (1, 1, 2), (1, 2, 2)]  # replayed in the app
-    # not the Space's model: it loads inside the task, and the task asks for that time too
+    # not the Space's model: it loads inside the task (a FLUX.1 folder: as much as FLUX.1 [dev]), and the task
+    # asks for that time too
     expected = request_seconds("image", steps=2, width=64, height=64, images=2, architecture="flux",
-                               load_gb=UNKNOWN_MODEL_GB)
+                               load_gb=resolve_image_model("flux-dev").vram_gb)
     assert on_zerogpu.calls == [{"event": "gpu", "function": "_run", "duration": expected}]
     assert expected > request_seconds("image", steps=2, width=64, height=64, images=2, architecture="flux")
 

@@ -342,6 +342,8 @@ def _bare_kwargs(pipe: Any, spec: ModelSpec, size: int, steps: int) -> dict:
                   generator=torch.Generator("cpu").manual_seed(1), max_sequence_length=spec.max_sequence_length)
     if argument:
         kwargs[argument] = spec.guidance
+    if argument == "true_cfg_scale":
+        kwargs["negative_prompt"] = " "  # as the model cards call it: diffusers runs true CFG only with one
     accepted = inspect.signature(pipe.__call__).parameters
     return {k: v for k, v in kwargs.items() if k in accepted and v is not None}
 

@@ -71,7 +71,7 @@ from masuka.image.tasks import (
 )
 from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
-from masuka.models.catalog import ModelSpec, resolve_image_model
+from masuka.models.catalog import ModelSpec, ask_hub, resolve_image_model
 from masuka.models.manage import fetch_for_use
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, now
@@ -85,6 +85,8 @@ MAX_PROMPT_CHARS = 4000
 MAX_LORA_CHARS = 1024
 MAX_SEED = 2**32 - 1
 MAX_STEP_CACHE = 0.5
+#: the guidance argument diffusers uses only with a negative prompt (Qwen-Image's real classifier-free guidance)
+TRUE_CFG = "true_cfg_scale"
 SAMPLERS = {"FlowMatchEulerDiscreteScheduler": "Euler", "EulerDiscreteScheduler": "Euler",
             "EulerAncestralDiscreteScheduler": "Euler a", "DPMSolverMultistepScheduler": "DPM++ 2M",
             "EDMDPMSolverMultistepScheduler": "DPM++ 2M EDM", "EDMEulerScheduler": "Euler EDM",
@@ -209,8 +211,11 @@ def uses_negative(spec: ModelSpec, guidance: float) -> bool:
 
 
 def image_spec(studio: Studio, owner: str, model: str) -> ModelSpec:
-    """The spec of an image model ``owner`` may use (another user's model folder is refused as a missing one)."""
-    return resolve_image_model(usable_model(studio, owner, model))
+    """The spec of an image model ``owner`` may use (another user's model folder is refused as a missing one); a
+    repo id not downloaded yet is recognised from its ``model_index.json`` on the Hub (:func:`ask_hub`), so its
+    first request gets its architecture's defaults and checks too."""
+    spec = resolve_image_model(usable_model(studio, owner, model))
+    return spec if spec.architecture else ask_hub(spec, studio.keys.get(HUGGINGFACE))
 
 
 def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = False) -> Plan:
@@ -447,11 +452,14 @@ def _call_kwargs(plan: Plan, accepted: set[str], generator: Any, step_end: Calla
     kwargs: dict[str, Any] = dict(prompt=request.prompt.strip(), num_inference_steps=plan.steps,
                                   width=plan.width, height=plan.height, generator=generator,
                                   callback_on_step_end=step_end, output_type="pil")
-    argument = plan.spec.profile.guidance_argument if plan.spec.profile else "guidance_scale"
+    profile = plan.spec.profile
+    argument = profile.guidance_argument if profile else "guidance_scale"
     if argument:
         kwargs[argument] = plan.guidance
     if request.negative_prompt:
         kwargs["negative_prompt"] = request.negative_prompt
+    elif profile and argument == TRUE_CFG and plan.guidance > profile.cfg_above:
+        kwargs["negative_prompt"] = " "  # as the model cards do: without one, diffusers turns true CFG off
     if plan.spec.max_sequence_length:
         kwargs["max_sequence_length"] = plan.spec.max_sequence_length
     return {k: v for k, v in kwargs.items() if k in accepted}

@@ -1,7 +1,9 @@
 """The model catalog (``assets/models.json``) and how a model field is resolved to something loadable.
 
 A model field holds a catalog id (``flux-dev``), any diffusers repo id (``owner/name``) or a local pipeline
-folder. Catalog entries are data: adding a model means adding an entry, not a code branch.
+folder. Catalog entries are data: adding a model means adding an entry, not a code branch. A folder or a repo
+outside the catalog is recognised by the pipeline class its ``model_index.json`` names, and takes the defaults
+and memory figures of the catalog entry it most likely is (:func:`_likeliest_entry`), else its profile's.
 """
 
 from __future__ import annotations
@@ -10,15 +12,21 @@ import functools
 import importlib
 import json
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.models import architectures
 from masuka.models.architectures import Profile
+from masuka.models.hub import hub_reachable
+from masuka.services import hub_endpoint
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "models.json"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[\w.\-]{1,96}$")
+#: what a catalog entry tells a folder or repo of the same model: its defaults and memory figures (whether a
+#: negative prompt applies is its architecture's: a Z-Image folder may be the base, which takes one, not Turbo)
+MODEL_FACTS = ("steps", "guidance", "width", "height", "max_sequence_length", "vram_gb", "memory_gb")
 
 
 @dataclass(frozen=True)
@@ -80,30 +88,121 @@ def trainable_models() -> dict[str, dict]:
 
 
 def resolve_image_model(model: str) -> ModelSpec:
-    """Turn a model field into a :class:`ModelSpec` without loading weights."""
+    """Turn a model field into a :class:`ModelSpec` without loading weights or asking the network: a repo id
+    outside the catalog is recognised from the ``model_index.json`` the Hugging Face cache holds, if any (see
+    :func:`ask_hub` for one not downloaded)."""
     model = (model or "").strip()
     if not model:
         raise InvalidInput("Choose a model.")
     if not model.isprintable() or len(model) > 1024:
         raise InvalidInput("The model name contains control characters or is too long.")
-    entry = image_models().get(model)
-    if entry is not None:
-        profile = architectures.get(entry.get("architecture"))
-        figures = {"vram_gb": profile.memory_gb.get("full"), "memory_gb": {
-            plan: gb for plan, gb in profile.memory_gb.items() if plan != "full"}} if profile else {}
-        return _spec(model, entry["repo"], {**figures, **entry})
+    key = model if model in image_models() else next(
+        (key for key, entry in image_models().items() if entry["repo"] == model), None)
+    if key is not None:
+        entry = image_models()[key]
+        return _spec(key, entry["repo"], {**_figures(architectures.get(entry.get("architecture"))), **entry})
     path = _as_path(model)
     if path.is_dir():
-        class_name = pipeline_class(path)
-        profile = architectures.for_pipeline(class_name)
-        defaults = profile.defaults | {"negative_prompt": profile.negative_prompt} if profile else {}
-        return _spec(str(path.resolve()), str(path.resolve()), {**defaults, "pipeline": class_name,
-                     "architecture": architecture_of(class_name), "name": path.name})
+        folder = path.resolve()
+        found = _recognise(folder, pipeline_class(path), _snapshot_repo(folder))
+        return _spec(str(folder), str(folder), {**found, "name": path.name})
     refuse_missing_folder(model)
     if REPO_ID.match(model):
-        return _spec(model, model, {"architecture": None, "name": model})
+        return _repo_spec(model, _cached_snapshot(model))
     raise InvalidInput(f"Unknown model {model!r}: use a catalog id ({', '.join(image_models())}), "
                        "a Hugging Face repo id such as owner/name, or a local pipeline folder.")
+
+
+def ask_hub(spec: ModelSpec, token: str | None = None) -> ModelSpec:
+    """``spec``, or for a repo id the cache could not tell the architecture of, the spec its ``model_index.json``
+    on the Hub gives (that one small file, read when the Hub answers and not kept: the cache holds only what a
+    download put there). Any failure (no such repo, gated, offline) leaves ``spec`` as it is: the download or
+    the load says why."""
+    if spec.architecture or spec.is_local or not REPO_ID.match(spec.source) or not hub_reachable():
+        return spec
+    import httpx
+    from huggingface_hub import hf_hub_download
+
+    with tempfile.TemporaryDirectory(prefix="masuka-index-") as folder:
+        try:
+            hf_hub_download(spec.source, "model_index.json", local_dir=folder, token=token, endpoint=hub_endpoint())
+        except (OSError, ValueError, httpx.HTTPError):
+            return spec
+        return _repo_spec(spec.source, Path(folder))
+
+
+def _recognise(folder: Path, class_name: str, repo: str | None = None) -> dict:
+    """The spec fields of a pipeline folder (or a repo's snapshot) of ``class_name``: its profile, and the
+    defaults and memory figures of the catalog entry it most likely is, else the profile's own."""
+    profile = architectures.for_pipeline(class_name)
+    found = {"pipeline": class_name, "architecture": profile.id if profile else None}
+    if profile is None:
+        return found
+    key = _likeliest_entry(folder, class_name, repo)
+    entry = image_models()[key] if key else {}
+    return {**profile.defaults, "negative_prompt": profile.negative_prompt, **_figures(profile),
+            **{fact: entry[fact] for fact in MODEL_FACTS if fact in entry}, **found}
+
+
+def _likeliest_entry(folder: Path, class_name: str, repo: str | None = None) -> str | None:
+    """The catalog id a pipeline folder of ``class_name`` most likely holds, among the entries of that class: the
+    one of its ``repo``, else the one whose components (:func:`_conflicts`) it contradicts least, else the one whose
+    repo has the folder's (or repo's) name, else the first (``None`` when the class has none)."""
+    keys = [key for key, entry in image_models().items() if entry.get("pipeline") == class_name]
+    index = json_object(folder / "model_index.json")
+    name = (repo or folder.name).rpartition("/")[2].lower()
+
+    def rank(key: str) -> tuple[bool, int, bool]:
+        published = image_models()[key]["repo"]
+        return published != repo, _conflicts(key, index), published.rpartition("/")[2].lower() != name
+
+    return min(keys, key=rank, default=None)
+
+
+def _conflicts(model_id: str, index: dict) -> int:
+    """How many components a pipeline's ``model_index.json`` (``index``) lists with another class than catalog
+    entry ``model_id``'s published checkpoint (its profile's ``real_models``): Playground v2.5's scheduler is an
+    EDM one, SDXL's is not."""
+    profile = architectures.get(image_models()[model_id].get("architecture"))
+    published = profile.real_models.get(model_id, {}) if profile else {}
+    return sum(isinstance(index.get(component), list) and index[component][-1:] != [class_name]
+               for component, (class_name, _config) in published.items())
+
+
+def _figures(profile: Profile | None) -> dict:
+    """A profile's typical memory figures as spec fields (a catalog entry's own replace them)."""
+    if profile is None:
+        return {}
+    return {"vram_gb": profile.memory_gb.get("full"),
+            "memory_gb": {plan: gb for plan, gb in profile.memory_gb.items() if plan != "full"}}
+
+
+def _repo_spec(repo: str, snapshot: Path | None) -> ModelSpec:
+    """A repo id outside the catalog, recognised from the ``model_index.json`` in ``snapshot`` when there is one."""
+    class_name = _index_class(snapshot) if snapshot else None
+    found = _recognise(snapshot, class_name, repo) if snapshot and class_name else {"architecture": None}
+    return _spec(repo, repo, {**found, "name": repo})
+
+
+def _cached_snapshot(repo: str) -> Path | None:
+    """The cached snapshot of ``repo`` holding its ``model_index.json``, if the Hugging Face cache has one."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from masuka.models.manage import hub_cache_dir  # manage builds on this module
+
+    try:
+        found = try_to_load_from_cache(repo, "model_index.json", cache_dir=hub_cache_dir())
+    except ValueError:  # a name the Hub's rules refuse (``a/b..c``): loading says so
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _snapshot_repo(folder: Path) -> str | None:
+    """``owner/name`` of a folder that is a snapshot in the Hugging Face cache (``models--owner--name/snapshots/…``)."""
+    repo = folder.parent.parent.name
+    if folder.parent.name != "snapshots" or not repo.startswith("models--"):
+        return None
+    return repo.removeprefix("models--").replace("--", "/", 1)
 
 
 def _as_path(model: str) -> Path:
@@ -118,19 +217,30 @@ def _as_path(model: str) -> Path:
 def pipeline_class(folder: Path) -> str:
     """The pipeline class a diffusers pipeline folder names in its ``model_index.json``; :class:`InvalidInput`
     when the file is missing or is not a JSON object with a ``_class_name``."""
-    index = folder / "model_index.json"
-    if not index.is_file():
+    if not (folder / "model_index.json").is_file():
         raise InvalidInput(f"{folder} is not a diffusers pipeline folder (it has no model_index.json).")
-    try:
-        config = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # unreadable, not UTF-8 (UnicodeDecodeError is a ValueError), not JSON
-        config = None
-    class_name = config.get("_class_name") if isinstance(config, dict) else None
-    if not isinstance(class_name, str) or not class_name:
+    class_name = _index_class(folder)
+    if class_name is None:
         raise InvalidInput(f"The model_index.json of {folder} is not a diffusers pipeline index (a JSON object "
                            "with the pipeline's _class_name): the folder is damaged or was not saved with "
                            "save_pretrained.")
     return class_name
+
+
+def _index_class(folder: Path) -> str | None:
+    """The ``_class_name`` of a folder's ``model_index.json``; ``None`` when there is none."""
+    class_name = json_object(folder / "model_index.json").get("_class_name")
+    return class_name if isinstance(class_name, str) and class_name else None
+
+
+def json_object(path: Path) -> dict:
+    """A JSON object file; {} for a missing or unreadable one, or one that is not UTF-8 (a ValueError), JSON or an
+    object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def refuse_missing_folder(model: str) -> None:

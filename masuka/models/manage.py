@@ -23,7 +23,7 @@ from tqdm import tqdm
 from masuka import jobs
 from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, as_disk_full
 from masuka.jobs import JobContext, JobRow, Progress, Watch
-from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog
+from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog, json_object
 from masuka.models.hub import hub_offline, hub_reachable
 from masuka.services import HUGGINGFACE, hub_endpoint
 from masuka.store import UNFINISHED, owner_clause
@@ -107,7 +107,7 @@ def _loadable(repo: str, snapshot: Path, names: set[str], without: Sequence[str]
         return set(named) <= names
     folders = {name.rpartition("/")[0] for name in names}
     if "model_index.json" in names:
-        index = _json(snapshot / "model_index.json")
+        index = json_object(snapshot / "model_index.json")
         components = [name for name, value in index.items() if not name.startswith("_") and isinstance(value, list)
                       and len(value) == 2 and all(value)]  # [library, class]; [null, null] is a component left out
         if not set(components) <= folders:
@@ -120,19 +120,10 @@ def _loadable(repo: str, snapshot: Path, names: set[str], without: Sequence[str]
                 for other in names):
             return False
         if file.endswith(".safetensors.index.json"):
-            shards = _json(snapshot / name).get("weight_map") or {}
+            shards = json_object(snapshot / name).get("weight_map") or {}
             if not isinstance(shards, dict) or not {inside + shard for shard in shards.values()} <= names:
                 return False
     return True
-
-
-def _json(path: Path) -> dict:
-    """A JSON object from the cache; {} for a file that is not one."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def model_status() -> list[dict]:

@@ -59,6 +59,18 @@ def test_guidance_reaches_the_argument_the_profile_names(studio, tiny_model, arc
     assert not np.array_equal(make(6.0, "fog"), make(6.0, "a storm at night, blurry"))
 
 
+
+def test_qwen_image_guides_with_an_empty_negative_prompt(studio, tiny_model):
+    """diffusers runs Qwen-Image's true CFG only with a negative prompt: an empty box still guides (as the model
+    card's " " does), so the recorded CFG scale is the one that made the image."""
+    def make(guidance: float):
+        request = ImageRequest(prompt="a lighthouse", model=str(tiny_model("qwen_image")), steps=2, width=64,
+                               height=64, seed=5, guidance=guidance)
+        return pixels(generate_images(studio, request)[0].path)
+
+    assert not np.array_equal(make(1.5), make(8.0))
+    assert np.array_equal(make(0.5), make(1.0))  # at 1 or less CFG is off, with or without a negative
+
 @pytest.mark.parametrize("architecture, guidance", [("flux", None), ("flux2", None), ("z_image", 0.0),
                                                     ("sdxl", 1.0)])
 def test_a_negative_prompt_without_effect_is_not_recorded(studio, tiny_model, architecture, guidance):

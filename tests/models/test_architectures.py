@@ -193,3 +193,89 @@ def test_a_folder_with_a_damaged_model_index_is_refused_in_one_line(tmp_path, in
 def test_a_home_folder_of_nobody_is_refused_as_a_missing_folder(model):
     with pytest.raises(InvalidInput, match="does not exist: there is no user 'nosuchuser-masuka'"):
         resolve_image_model(model)
+
+
+def pipeline_folder(folder, class_name: str, **components: str):
+    """A folder whose model_index.json names ``class_name`` and ``components`` ({name: class}): all that
+    recognising it reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index = {"_class_name": class_name, **{name: ["diffusers", cls] for name, cls in components.items()}}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+def test_a_catalog_model_typed_by_its_repo_id_is_that_catalog_model():
+    assert resolve_image_model("black-forest-labs/FLUX.1-dev") == resolve_image_model("flux-dev")
+    assert resolve_image_model("Qwen/Qwen-Image").profile.guidance_argument == "true_cfg_scale"
+
+
+@pytest.mark.parametrize("where, class_name, components, catalog_id", [
+    ("flux2-dev", "Flux2Pipeline", {}, "flux2-dev"),
+    ("fill", "FluxFillPipeline", {}, "flux-fill-dev"),
+    ("kontext", "FluxKontextPipeline", {}, "flux-kontext-dev"),
+    ("pg", "StableDiffusionXLPipeline", {"scheduler": "EDMDPMSolverMultistepScheduler"}, "playground-v2.5"),
+    ("sdxl", "StableDiffusionXLPipeline", {"scheduler": "EulerDiscreteScheduler"}, "sdxl"),
+    ("Z-Image", "ZImagePipeline", {}, "z-image"),  # saved by `hf download Tongyi-MAI/Z-Image --local-dir Z-Image`
+    ("hub/models--Tongyi-MAI--Z-Image/snapshots/0123abcd", "ZImagePipeline", {}, "z-image"),
+    ("my-turbo-finetune", "ZImagePipeline", {}, "z-image-turbo"),
+])
+def test_a_folder_takes_the_defaults_of_the_catalog_model_it_holds(tmp_path, where, class_name, components,
+                                                                   catalog_id):
+    """Siblings of one architecture differ in steps, guidance and memory: a folder gets those of the catalog model
+    of its pipeline class, told apart by the repo it is a snapshot of, its components' classes, then its name."""
+    spec = resolve_image_model(str(pipeline_folder(tmp_path / where, class_name, **components)))
+    known = resolve_image_model(catalog_id)
+    assert (spec.steps, spec.guidance, spec.max_sequence_length) == (
+        known.steps, known.guidance, known.max_sequence_length)
+    assert spec.memory_needs_gb == known.memory_needs_gb and spec.pipeline == class_name
+
+
+def test_a_folder_of_a_known_architecture_has_memory_figures_for_the_auto_plan(tmp_path):
+    from masuka.gpu import MEMORY_PLANS, choose_memory_plan
+
+    qwen = resolve_image_model(str(pipeline_folder(tmp_path / "qwen", "QwenImagePipeline")))
+    assert qwen.memory_needs_gb == resolve_image_model("qwen-image").memory_needs_gb
+    assert choose_memory_plan(22, qwen.memory_needs_gb) in MEMORY_PLANS[1:]  # 58 GB in full: an offloading plan
+    older = resolve_image_model(str(pipeline_folder(tmp_path / "edit", "QwenImageEditPipeline")))  # no catalog entry
+    profile = architectures.get("qwen_image")
+    assert older.memory_needs_gb == profile.memory_gb and older.steps == profile.defaults["steps"]
+
+
+def test_a_repo_id_is_recognised_from_the_cache_without_the_network(monkeypatch, tmp_path, tiny_model):
+    from huggingface_hub import snapshot_download
+
+    from tests.models.fake_hub import FakeRepo, hub_online
+
+    assert resolve_image_model("acme/tiny-sd3").architecture is None  # nothing cached: not known yet
+    with hub_online(monkeypatch, {"acme/tiny-sd3": FakeRepo.of_folder(tiny_model("sd3"))}, tmp_path / "hf") as hub:
+        snapshot_download("acme/tiny-sd3", cache_dir=tmp_path / "hf")
+        fetched = dict(hub.downloads)
+        spec = resolve_image_model("acme/tiny-sd3")
+        assert hub.downloads == fetched
+    known = resolve_image_model("sd35-large")
+    assert (spec.id, spec.architecture, spec.pipeline, spec.size_multiple) == (
+        "acme/tiny-sd3", "sd3", "StableDiffusion3Pipeline", 16)
+    assert (spec.steps, spec.guidance, spec.memory_needs_gb) == (known.steps, known.guidance, known.memory_needs_gb)
+
+
+def test_the_first_use_of_a_repo_not_downloaded_gets_its_architecture(monkeypatch, studio, tmp_path, tiny_model):
+    """Before the download, the repo's model_index.json (read from the Hub, not kept in the cache) gives the
+    profile: FLUX sizes are multiples of 16 and its unused negative prompt is not recorded."""
+    from masuka.image.generate import ImageRequest, generate_images
+    from masuka.image.metadata import parse_parameters, read_parameters
+    from masuka.models.manage import model_status
+    from tests.models.fake_hub import FakeRepo, hub_online
+
+    def make(**kw):
+        return generate_images(studio, ImageRequest("a fox", "acme/tiny-flux", steps=1, height=64, seed=1,
+                                                    negative_prompt="blurry", **kw))
+
+    with hub_online(monkeypatch, {"acme/tiny-flux": FakeRepo.of_folder(tiny_model("flux"))}, tmp_path / "hf"):
+        with pytest.raises(InvalidInput, match="multiple of 16"):
+            make(width=72)
+        assert studio.store.count("jobs", "kind = 'download'") == 0  # refused before downloading
+        assert "acme/tiny-flux" not in {row["repo"] for row in model_status()}  # the index read left no trace
+        result = make(width=64)[0]
+    row = studio.store.get("generations", result.id)
+    assert row["params"]["architecture"] == "flux" and row["negative_prompt"] == ""
+    assert parse_parameters(read_parameters(result.path)).negative_prompt == ""
