@@ -97,7 +97,6 @@ class Setup:
 
         cuda = torch.cuda.is_available()
         tiny = quick or not cuda
-        deadline.compile_s = 0.0 if tiny else COMPILE_GUESS_S
         return cls(device="cuda" if cuda else device_plan().device, tiny=tiny, quick=quick,
                    gpu_name=torch.cuda.get_device_name(0) if cuda else "", folder=folder,
                    runs=1 if tiny else 3, warmup=0 if quick else 1, deadline=deadline)
@@ -208,7 +207,7 @@ class Deadline:
     def __init__(self, budget_s: float) -> None:
         self.budget_s = budget_s
         self.end = _now() + budget_s
-        self.compile_s = 0.0  # expected seconds of a fast pipeline's first compile (set by Setup.detect)
+        self.compile_s: float = COMPILE_GUESS_S  # expected seconds of a real model's first compile
         self.step = ""
         self._in_line = False
 
@@ -303,13 +302,13 @@ def _image(setup: Setup, model_id: str, plan: DevicePlan | None, *, steps: int |
     args = setup.args(runs, warmup)
     deadline = setup.deadline
     what = f"{model_id} {'plain' if plan is None else ('fast' if plan.fast else plan.memory)}"
-    compiles = plan is not None and plan.fast and not plan.step_cache
+    compiles = plan is not None and _compiles(plan)
 
     def checked_build(device: str, dtype: Any) -> Any:
         deadline.check(f"building {what}")
         return build(device, dtype)
 
-    pace = deadline.pace(what, deadline.compile_s if compiles else 0.0)
+    pace = deadline.pace(what, deadline.compile_s if compiles and not setup.tiny else 0.0)
     if plan is None:
         dtype = _baseline_dtype(spec, device_plan())
         result = _baseline(lambda: checked_build(setup.device, dtype), spec, size, steps, args, pace).get("baseline")
@@ -331,6 +330,11 @@ def _plan(memory: str = "full", fast: bool = False, step_cache: float = 0.0) -> 
     return device_plan(memory=memory, fast=fast, step_cache=step_cache)
 
 
+def _compiles(plan: DevicePlan) -> bool:
+    """Whether ``plan`` compiles the pipeline: the fast path without the step cache."""
+    return plan.fast and not plan.step_cache
+
+
 def _plain(setup: Setup, label: str, model_id: str, kind: str, plain: dict) -> Line:
     """The plain pipeline's line; its figures go into ``plain`` for the lines compared with it."""
     name = f"{label} plain {kind}"
@@ -346,7 +350,7 @@ def _plain(setup: Setup, label: str, model_id: str, kind: str, plain: dict) -> L
 def _against(setup: Setup, name: str, model_id: str, plan: DevicePlan, plain: dict, target: float) -> Line:
     """``model_id`` prepared as ``plan`` says against the plain figure, if that was measured; a compiled
     pipeline adds where its first image went."""
-    compiled = not plan.step_cache
+    compiled = _compiles(plan)
 
     def measure() -> list[Check]:
         fast = _image(setup, model_id, plan)
@@ -434,14 +438,14 @@ def memory_plans(setup: Setup) -> Iterator[Line]:
     and plan."""
     for model_id in ("flux-dev", *OTHER_MEMORY_MODELS[:1 if setup.quick else None]):
         for memory in FLUX_MEMORY_TARGETS:
-            yield Line(f"{'FLUX.1-dev' if model_id == 'flux-dev' else model_id} {memory}",
-                       functools.partial(_memory_line, setup, model_id, memory))
+            name = f"{'FLUX.1-dev' if model_id == 'flux-dev' else model_id} {memory}"
+            yield Line(name, functools.partial(_memory_line, setup, name, model_id, memory))
 
 
-def _memory_line(setup: Setup, model_id: str, memory: str) -> Check:
-    """Peak VRAM of ``model_id`` under plan ``memory``, judged on the reserved peak where FLUX.1-dev has a
-    target; skipped where the weights, built on the CPU, would not fit the host's available memory."""
-    name = f"{'FLUX.1-dev' if model_id == 'flux-dev' else model_id} {memory}"
+def _memory_line(setup: Setup, name: str, model_id: str, memory: str) -> Check:
+    """Line ``name``: peak VRAM of ``model_id`` under plan ``memory``, judged on the reserved peak where
+    FLUX.1-dev has a target; skipped where the weights, built on the CPU, would not fit the host's available
+    memory."""
     target = f"<= {FLUX_MEMORY_TARGETS[memory]:g} GiB reserved" if model_id == "flux-dev" else "(reported)"
     if not setup.tiny:
         need, available = _host_need_gb(model_id), _available_host_gb()
@@ -501,15 +505,16 @@ def training(setup: Setup) -> Iterator[Line]:
         if settings in seen:
             continue  # same settings as a smaller preset
         seen.append(settings)
-        yield Line(f"FLUX.1 LoRA preset {preset}", functools.partial(_preset_line, setup, spec, build, preset, options))
+        preset_name = f"FLUX.1 LoRA preset {preset}"
+        yield Line(preset_name, functools.partial(_preset_line, setup, preset_name, spec, build, options))
         if setup.quick:
             break
 
 
-def _preset_line(setup: Setup, spec: ModelSpec, build: Callable[[str, Any], Any], preset: str, options: Any
+def _preset_line(setup: Setup, name: str, spec: ModelSpec, build: Callable[[str, Any], Any], options: Any
                  ) -> Check:
     figures = train_speed(setup, spec, build, options)
-    return Check(f"FLUX.1 LoRA preset {preset}", f"{figures['s_per_step']} s/step, {_vram(figures, setup)}",
+    return Check(name, f"{figures['s_per_step']} s/step, {_vram(figures, setup)}",
                  "(reported)", "n/a" if setup.tiny else "measured", figures)
 
 

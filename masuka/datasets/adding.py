@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from masuka.datasets.dedupe import DuplicateIndex, mirrored_phash
-from masuka.datasets.ingest import DECODE_ERRORS, Prepared, try_ingest
+from masuka.datasets.dedupe import DuplicateIndex
+from masuka.datasets.ingest import Prepared, try_ingest
 from masuka.datasets.library import dataset_dir, dataset_images, find_dataset, update_dataset
 from masuka.datasets.preprocess import PrepOptions
-from masuka.datasets.sources import Candidate, Refusal, ZipLimits, collect
+from masuka.datasets.sources import Refusal, ZipLimits, collect
 from masuka.errors import InvalidInput
 from masuka.store import now
 from masuka.studio import Studio
@@ -68,12 +68,13 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
         report.rejected += collected.refused
         total = len(collected.candidates)
         with ThreadPoolExecutor(max_workers=threads or workers(), thread_name_prefix="ingest") as pool:
-            results = pool.map(lambda c: _prepare(c, options, originals, processed), collected.candidates)
-            for done, (candidate, (result, mirrored)) in enumerate(zip(collected.candidates, results), 1):
+            results = pool.map(lambda c: try_ingest(c, options, originals, processed, _base(c.name)),
+                               collected.candidates)
+            for done, (candidate, result) in enumerate(zip(collected.candidates, results), 1):
                 if isinstance(result, str):
                     report.rejected.append(Refusal(candidate.name, result))
                 else:
-                    _keep(studio, dataset["id"], options, index, result, mirrored, report)
+                    _keep(studio, dataset["id"], options, index, result, report)
                 if on_progress:
                     on_progress(done, total, candidate.name)
     finally:
@@ -89,22 +90,10 @@ def _base(name: str) -> str:
     return f"{stem}-{uuid.uuid4().hex[:8]}"
 
 
-def _prepare(candidate: Candidate, options: PrepOptions, originals: Path, processed: Path
-             ) -> tuple[Prepared | str, str]:
-    """:func:`try_ingest` (in a worker thread), and with dedupe on the mirrored processed image's phash."""
-    result = try_ingest(candidate, options, originals, processed, _base(candidate.name))
-    if isinstance(result, str) or not options.dedupe:
-        return result, ""
-    try:
-        return result, mirrored_phash(result.processed)
-    except DECODE_ERRORS:  # our own file just written: only a vanished disk gets here; the other checks hold
-        return result, ""
-
-
 def _keep(studio: Studio, dataset_id: int, options: PrepOptions, index: DuplicateIndex, item: Prepared,
-          mirrored: str, report: AddReport) -> None:
+          report: AddReport) -> None:
     name = item.candidate.name
-    problem = index.problem(item.sha256, item.phash, mirrored) if options.dedupe else None
+    problem = index.problem(item.sha256, item.phash, item.mirrored) if options.dedupe else None
     if problem:
         item.discard()
         report.rejected.append(Refusal(name, problem))

@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 if TYPE_CHECKING:
     from imagehash import ImageHash
@@ -24,14 +24,6 @@ def perceptual_hash(image: Image.Image) -> str:
     import imagehash
 
     return str(imagehash.phash(image))
-
-
-def mirrored_phash(path: Path) -> str:
-    """:func:`perceptual_hash` of the image file at ``path`` mirrored left to right; a JPEG is decoded at a
-    reduced scale, as the hash needs only 32 × 32 pixels."""
-    with Image.open(path) as image:
-        image.draft("RGB", (256, 256))
-        return perceptual_hash(ImageOps.mirror(image))
 
 
 class DuplicateIndex:

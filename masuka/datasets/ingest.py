@@ -47,7 +47,8 @@ class Refused(Exception):
 
 @dataclass
 class Prepared:
-    """An image kept on disk (original, processed and maybe flipped copy), waiting for its duplicate check."""
+    """An image kept on disk (original, processed and maybe flipped copy), waiting for its duplicate check;
+    ``mirrored`` is its mirror image's phash (with dedupe on, else empty)."""
 
     candidate: Candidate
     original: Path
@@ -57,6 +58,7 @@ class Prepared:
     original_size: tuple[int, int]
     sha256: str
     phash: str
+    mirrored: str
     notes: list[str] = field(default_factory=list)
 
     def discard(self) -> None:
@@ -161,15 +163,16 @@ def ingest_file(candidate: Candidate, options: PrepOptions, originals: Path, pro
             raise Refused(f"too blurry (sharpness {score:.1f}, threshold {options.blur_threshold:g})")
     image, crop_notes = prepare(image, options)
     suffix, save_options = PROCESSED_AS[fmt in LOSSY]
+    mirror = ImageOps.mirror(image) if options.dedupe or options.flip else None
     result = Prepared(candidate, originals / f"{base}{FORMATS[fmt]}", processed / f"{base}{suffix}", None,
                       image.size, original_size, file_sha256(candidate.path), perceptual_hash(image),
-                      notes + crop_notes)
+                      perceptual_hash(mirror) if options.dedupe and mirror is not None else "", notes + crop_notes)
     try:
         shutil.copyfile(candidate.path, result.original)
         image.save(result.processed, **save_options)
-        if options.flip:
+        if options.flip and mirror is not None:
             result.flipped = processed / f"{base}-flip{suffix}"
-            ImageOps.mirror(image).save(result.flipped, **save_options)
+            mirror.save(result.flipped, **save_options)
     except OSError as error:
         result.discard()
         raise Refused(f"could not be saved: {error.strerror or error}") from None

@@ -1,10 +1,12 @@
-"""LoRA files for the tiny pipelines: random, non-zero weights saved the way diffusers saves LoRAs."""
+"""LoRA files for the tiny pipelines (random, non-zero weights saved the way diffusers saves LoRAs), and a striped
+photo with a mask to start images from."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
 
 
 def write_random_lora(model_dir: Path, out: Path, rank: int = 4, seed: int = 0) -> Path:
@@ -44,3 +46,23 @@ def tiny_lora(tiny_model, tmp_path_factory):
         return made[key]
 
     return make
+
+
+def striped_pictures(folder: Path, width: int, height: int, square: tuple[int, int, int, int]) -> tuple[Path, Path]:
+    """A striped ``width`` x ``height`` photo and a mask whose white ``square`` (left, top, right, bottom) is the
+    part to repaint, saved in ``folder``."""
+    photo = Image.new("RGB", (width, height), "navy")
+    draw = ImageDraw.Draw(photo)
+    for x in range(0, width, 12):
+        draw.rectangle((x, 0, x + 5, height), fill=(250, 200, 40))
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).rectangle(square, fill=255)
+    photo.save(folder / "photo.png")
+    mask.save(folder / "mask.png")
+    return folder / "photo.png", folder / "mask.png"
+
+
+@pytest.fixture
+def pictures(tmp_path):
+    """A striped 96x80 photo and a mask whose white square is the part to repaint."""
+    return striped_pictures(tmp_path, 96, 80, (24, 16, 71, 63))

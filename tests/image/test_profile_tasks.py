@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageFilter
 from safetensors.torch import load_file, save_file
 
 from masuka.cli import main
@@ -17,21 +17,13 @@ from masuka.image.tasks import InitImage
 from masuka.loras.files import inspect_lora
 from masuka.models import architectures
 from masuka.models.synthetic import save_tiny_lora, tiny_components
-from tests.image.conftest import write_random_lora
+from tests.image.conftest import striped_pictures, write_random_lora
 
 
 @pytest.fixture
 def pictures(tmp_path):
     """A striped 64x64 photo and a mask whose white square is the part to repaint."""
-    photo = Image.new("RGB", (64, 64), "navy")
-    draw = ImageDraw.Draw(photo)
-    for x in range(0, 64, 12):
-        draw.rectangle((x, 0, x + 5, 64), fill=(250, 200, 40))
-    mask = Image.new("L", (64, 64), 0)
-    ImageDraw.Draw(mask).rectangle((16, 16, 47, 47), fill=255)
-    photo.save(tmp_path / "photo.png")
-    mask.save(tmp_path / "mask.png")
-    return tmp_path / "photo.png", tmp_path / "mask.png"
+    return striped_pictures(tmp_path, 64, 64, (16, 16, 47, 47))
 
 
 def pixels(path) -> np.ndarray:

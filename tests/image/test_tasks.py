@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageFilter
 
 from masuka.cli import main
 from masuka.errors import InvalidInput
@@ -14,20 +14,6 @@ from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.tasks import InitImage, fill_masked
 from masuka.models import architectures
-
-
-@pytest.fixture
-def pictures(tmp_path):
-    """A striped 96x80 photo and a mask whose white square is the part to repaint."""
-    photo = Image.new("RGB", (96, 80), "navy")
-    draw = ImageDraw.Draw(photo)
-    for x in range(0, 96, 12):
-        draw.rectangle((x, 0, x + 5, 80), fill=(250, 200, 40))
-    mask = Image.new("L", (96, 80), 0)
-    ImageDraw.Draw(mask).rectangle((24, 16, 71, 63), fill=255)
-    photo.save(tmp_path / "photo.png")
-    mask.save(tmp_path / "mask.png")
-    return tmp_path / "photo.png", tmp_path / "mask.png"
 
 
 def pixels(result) -> np.ndarray:
