@@ -27,7 +27,7 @@ from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest, image_spec
-from masuka.image.metadata import parse_parameters, read_parameters
+from masuka.image.metadata import parse_parameters, read_metadata
 from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
 from masuka.image.tasks import InitImage, upscale
 from masuka.image.upscale.job import upscale_image
@@ -209,17 +209,18 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     def png_info(body: PngInfo, request: Request) -> Any:
         caller_of(request)
         try:
-            text = read_parameters(io.BytesIO(image_bytes(body.image, "image"))) or ""
+            metadata = read_metadata(io.BytesIO(image_bytes(body.image, "image")))
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             raise InvalidInput("The image is not a readable PNG, JPEG or WebP file.") from None
-        if not text:
-            return {"info": "", "items": {}, "parameters": {}}
+        text = metadata.parameters or ""
+        if not text:  # another tool's metadata, or none: its text fields, as A1111 lists them
+            return {"info": "", "items": metadata.items, "parameters": {}}
         p = parse_parameters(text)
         prompt = p.prompt + "".join(f" <lora:{name}:{weight:g}>" for name, weight in p.loras)
         fields = {"Prompt": prompt, "Negative prompt": p.negative_prompt, "Steps": p.steps, "Sampler": p.sampler,
                   "CFG scale": p.guidance, "Seed": p.seed, "Size-1": p.width, "Size-2": p.height, "Model": p.model,
                   **p.extra}
-        return {"info": text, "items": {"parameters": text},
+        return {"info": text, "items": {"parameters": text, **metadata.items},
                 "parameters": {k: v for k, v in fields.items() if v is not None}}
 
     @router.get("/progress")

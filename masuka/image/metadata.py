@@ -25,6 +25,8 @@ from typing import BinaryIO
 
 from PIL import Image, PngImagePlugin
 
+from masuka.errors import InvalidInput
+
 LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>")
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 PARAM = re.compile(r'\s*([\w][\w \-/]*):\s*("(?:\\.|[^\\"])*"|[\[{].*?[\]}](?=\s*(?:,\s*\w[\w \-/]*:\s|$))|[^,]*)'
@@ -86,10 +88,10 @@ def parse_parameters(text: str) -> Parameters:
         (negative_lines if in_negative else prompt_lines).append(line)
     prompt, loras = split_lora_tags("\n".join(prompt_lines).strip())
     p = Parameters(prompt=prompt, negative_prompt="\n".join(negative_lines).strip(), loras=loras)
-    p.steps = _number(settings.pop("Steps", None), int)
+    p.steps = to_number(settings.pop("Steps", None), int)
     p.sampler = settings.pop("Sampler", None)
-    p.guidance = _number(settings.pop("CFG scale", None), float)
-    p.seed = _number(settings.pop("Seed", None), int)
+    p.guidance = to_number(settings.pop("CFG scale", None), float)
+    p.seed = to_number(settings.pop("Seed", None), int)
     size = settings.pop("Size", None)
     if size and re.fullmatch(r"\d+x\d+", size):
         p.width, p.height = (int(v) for v in size.split("x"))
@@ -131,18 +133,142 @@ def lora_tag_weight(args: list[str]) -> float | None:
 
 
 def read_parameters(path: str | Path | BinaryIO) -> str | None:
-    """The ``parameters`` text stored in an image (PNG text chunk, or EXIF UserComment for JPEG/WebP)."""
-    with Image.open(path) as image:
-        text = image.info.get("parameters")
-        if text:
-            return str(text)
-        comment = image.getexif().get_ifd(0x8769).get(0x9286)
-    if isinstance(comment, tuple):  # written as BYTE by MASUKA before 0.x: still read
-        comment = bytes(comment)
-    if isinstance(comment, bytes):
-        head, body = comment[:8], comment[8:]
-        return body.decode("utf-16-be" if head.startswith(b"UNICODE") else "utf-8", errors="replace").strip("\0")
-    return comment or None
+    """The ``parameters`` text stored in an image (PNG text chunk, or EXIF UserComment for JPEG/WebP), NovelAI's,
+    Fooocus's and SwarmUI's converted to it (see :func:`read_metadata`)."""
+    return read_metadata(path).parameters
+
+
+@dataclass
+class ImageMetadata:
+    """What an image's metadata holds, as far as MASUKA reads it."""
+
+    #: A1111-style text: the image's own, or converted from NovelAI's, Fooocus's or SwarmUI's
+    parameters: str | None = None
+    #: the tool that made the image, where its metadata is of a kind not read here (ComfyUI, InvokeAI...)
+    unreadable_tool: str | None = None
+    #: the image's other text fields (as A1111's PNG Info lists them)
+    items: dict[str, str] = field(default_factory=dict)
+
+
+#: text fields by which other tools' images are known, when their metadata is not read here
+OTHER_TOOLS = {"workflow": "ComfyUI", "prompt": "ComfyUI", "invokeai_metadata": "InvokeAI",
+               "sd-metadata": "InvokeAI", "dream": "InvokeAI"}
+#: NovelAI's sampler names -> A1111's (as A1111's ``samplers_map``; another is read as Euler a, as A1111 does)
+NOVELAI_SAMPLERS = {"k_euler": "Euler", "k_euler_ancestral": "Euler a", "k_dpmpp_2m": "DPM++ 2M",
+                    "k_dpmpp_2s_ancestral": "DPM++ 2S a", "k_dpmpp_sde": "DPM++ SDE", "k_lms": "LMS",
+                    "k_heun": "Heun", "ddim": "DDIM"}
+TOO_LARGE = "The image's metadata is too large to read (a compressed text field over Pillow's limit)."
+
+
+def read_metadata(path: str | Path | BinaryIO) -> ImageMetadata:
+    """The image's parameters and other text fields; :class:`InvalidInput` for a text field too large to read.
+
+    A PNG's text fields are read wherever they are (after the pixels too). A JSON object in ``parameters``
+    (Fooocus, SwarmUI) and NovelAI's ``Comment`` become A1111 text, NovelAI's as A1111 converts it; metadata of
+    another kind (JSON of an unknown shape, ComfyUI's workflow, InvokeAI's) names its tool instead."""
+    try:
+        with Image.open(path) as image:
+            texts = _texts(image)
+            size = image.size
+    except ValueError as error:
+        if "MAX_TEXT_CHUNK" in str(error):
+            raise InvalidInput(TOO_LARGE) from None
+        raise
+    parameters = texts.pop("parameters", None)
+    data = _json_object(parameters or "")
+    if data is not None:
+        converted = _from_json(data)
+        return ImageMetadata(converted, None if converted else "another tool (JSON metadata)", texts)
+    if not parameters and texts.get("Software") == "NovelAI" and "Comment" in texts:
+        parameters = _from_novelai(texts, size)
+    tool = None if parameters else next((name for key, name in OTHER_TOOLS.items() if key in texts), None)
+    return ImageMetadata(parameters or None, tool, texts)
+
+
+def _texts(image: Image.Image) -> dict[str, str]:
+    """The image's text fields (a PNG's read to its end, where some tools put them), with the EXIF
+    UserComment as ``parameters`` where it has none."""
+    info: dict = dict(image.info)
+    if isinstance(image, PngImagePlugin.PngImageFile) and "parameters" not in info:
+        info.update(image.text)
+    texts = {str(key): str(value) for key, value in info.items() if isinstance(value, str)}
+    if not texts.get("parameters"):
+        comment = _user_comment(image.getexif().get_ifd(0x8769).get(0x9286))
+        if comment:
+            texts["parameters"] = comment
+    return texts
+
+
+def _user_comment(comment: object) -> str | None:
+    """An EXIF UserComment's text: 8 bytes naming the code (``UNICODE``: UTF-16, big-endian unless a byte order
+    mark or the text says otherwise), then the text; a value of another type (numbers) is no comment."""
+    if isinstance(comment, tuple) and all(isinstance(v, int) and 0 <= v < 256 for v in comment):
+        comment = bytes(comment)  # written as BYTE by MASUKA before 0.x: still read
+    if isinstance(comment, str):
+        return comment.strip("\0") or None
+    if not isinstance(comment, bytes):
+        return None
+    head, body = comment[:8], comment[8:]
+    if not head.startswith(b"UNICODE"):
+        return body.decode("utf-8", errors="replace").strip("\0") or None
+    little = body[:2] == b"\xff\xfe" or (body[:2] != b"\xfe\xff" and body[1:2] == b"\0" and body[:1] != b"\0")
+    text = body.decode("utf-16-le" if little else "utf-16-be", errors="replace")
+    return text.lstrip("\ufeff").strip("\0") or None
+
+
+def _json_object(text: str) -> dict | None:
+    """``text`` as a JSON object, if it is one (A1111 text never is, even one starting ``{red|blue}``)."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _from_json(data: dict) -> str | None:
+    """Fooocus's or SwarmUI's JSON parameters as A1111 text; None for JSON of another shape."""
+    swarm = data.get("sui_image_params")
+    if isinstance(swarm, dict):
+        fields = {key: swarm.get(name) for key, name in (
+            ("prompt", "prompt"), ("negative", "negativeprompt"), ("steps", "steps"), ("guidance", "cfgscale"),
+            ("seed", "seed"), ("width", "width"), ("height", "height"), ("model", "model"))}
+    else:  # Fooocus: snake_case keys, or its labels ("Negative Prompt") in older versions
+        data = {str(key).lower().replace(" ", "_"): value for key, value in data.items()}
+        if "prompt" not in data:
+            return None
+        size = [int(v) for v in re.findall(r"\d+", str(data.get("resolution", "")))]
+        fields = {"prompt": data.get("prompt"), "negative": data.get("negative_prompt"), "steps": data.get("steps"),
+                  "guidance": data.get("guidance_scale"), "seed": data.get("seed"),
+                  "width": size[0] if len(size) == 2 else None, "height": size[1] if len(size) == 2 else None,
+                  "model": data.get("base_model")}
+    if not isinstance(fields["prompt"], str):
+        return None
+    return format_parameters(Parameters(
+        prompt=fields["prompt"], negative_prompt=str(fields["negative"] or ""),
+        steps=to_number(_plain(fields["steps"]), int), guidance=to_number(_plain(fields["guidance"]), float),
+        seed=to_number(_plain(fields["seed"]), int), width=to_number(_plain(fields["width"]), int),
+        height=to_number(_plain(fields["height"]), int), model=_plain(fields["model"])))
+
+
+def _from_novelai(texts: dict[str, str], size: tuple[int, int]) -> str | None:
+    """NovelAI's ``Description`` and ``Comment`` as A1111 text, as A1111's ``read_info_from_image`` makes it."""
+    try:
+        info = json.loads(texts["Comment"])
+        return format_parameters(Parameters(
+            prompt=texts.get("Description") or str(info.get("prompt", "")), negative_prompt=str(info.get("uc", "")),
+            steps=to_number(_plain(info.get("steps")), int),
+            sampler=NOVELAI_SAMPLERS.get(str(info.get("sampler")), "Euler a"),
+            guidance=to_number(_plain(info.get("scale")), float), seed=to_number(_plain(info.get("seed")), int),
+            width=size[0], height=size[1], extra={"Clip skip": "2", "ENSD": "31337"}))
+    except (ValueError, AttributeError):
+        return None
+
+
+def _plain(value: object) -> str | None:
+    """A JSON value as infotext text: numbers and strings only."""
+    return str(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else None
 
 
 def save_image(image: Image.Image, path: str | Path | BinaryIO, parameters: str, image_format: str = "PNG",
@@ -195,7 +321,8 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _number(value: str | None, kind: type):
+def to_number(value: str | None, kind: type):
+    """``value`` as ``kind`` (int or float); None when empty or not a number."""
     try:
         return kind(value) if value not in (None, "") else None
     except ValueError:

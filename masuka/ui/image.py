@@ -10,12 +10,15 @@ from dataclasses import dataclass
 import gradio as gr
 from gradio.components import Component
 
+from masuka.access import usable_model
 from masuka.characters.use import picker_value
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLAN_HELP
 from masuka.image.control import Control, read_controls
 from masuka.image.generate import (
     MAX_BATCH,
+    MAX_PROMPT_CHARS,
+    MAX_SEED,
     MAX_STEP_CACHE,
     MAX_STEPS,
     ImageRequest,
@@ -25,13 +28,14 @@ from masuka.image.generate import (
     plan_request,
 )
 from masuka.image.guides import MAX_WEIGHT
-from masuka.image.metadata import Parameters, parse_parameters, read_parameters
+from masuka.image.limits import MAX_SIDE, MIN_SIDE
+from masuka.image.metadata import Parameters, parse_parameters, read_metadata, to_number
 from masuka.image.preprocess import KINDS
 from masuka.image.reference import StyleReference, read_references
 from masuka.image.samplers import model_scheduler, samplers_for
 from masuka.image.tasks import InitImage
 from masuka.loras.library import list_loras, match_loras
-from masuka.models.catalog import image_models
+from masuka.models.catalog import ModelSpec, image_models, resolve_image_model
 from masuka.studio import Studio
 from masuka.ui.aids import AidsForm, aid_caption, aid_summary
 from masuka.ui.common import UIContext, bind, friendly, is_admin, last_output, user_message, user_of
@@ -40,6 +44,7 @@ from masuka.ui.image_modes import (
     UPSCALE,
     ModeWidgets,
     edit_request,
+    hires_fix,
     mode_request_inputs,
     reuse_fields,
     send_to_other_tabs,
@@ -54,6 +59,10 @@ from masuka.ui.workers import Workers
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
            "16:9": (1344, 768), "9:16": (768, 1344), "21:9": (1536, 640)}
 GPU_WAIT_S = 5.0
+#: the Guidance slider's range
+GUIDANCE_RANGE = (0, 20)
+#: the "Parameters read" summary shows at most this much of the image's text
+SUMMARY_CHARS = 5000
 #: the threads image generations run on while their handler streams the results
 GENERATIONS = Workers("image-generation")
 #: Per-step progress goes to the browser at most this often: each update is a message through the queue.
@@ -176,7 +185,7 @@ def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
         refresh = gr.Button("↻", scale=0, min_width=40)
     with gr.Row():
         steps = gr.Slider(1, MAX_STEPS, value=models[first]["steps"], step=1, label="Steps")
-        guidance = gr.Slider(0, 20, value=models[first]["guidance"], step=0.1, label="Guidance (CFG)")
+        guidance = gr.Slider(*GUIDANCE_RANGE, value=models[first]["guidance"], step=0.1, label="Guidance (CFG)")
     with gr.Row():
         aspect = gr.Dropdown(list(ASPECTS), value="1:1", label="Aspect", scale=1)
         width = gr.Number(value=models[first]["width"], precision=0, label="Width", scale=1)
@@ -409,39 +418,97 @@ def stop_generation(studio: Studio, request: gr.Request):  # the browser session
 
 @friendly
 def read_image_parameters(studio: Studio, path: str | None, request: gr.Request = None):
-    """Fill the form from an image's A1111-style parameters, LoRAs found in the library included, and the sampler
-    where the image's model can use it."""
+    """Fill the form from an image's A1111-style parameters (NovelAI's, Fooocus's and SwarmUI's converted), LoRAs
+    found in the library included, the model where it is usable here, the sampler (with its schedule type) where
+    that model can use it; a value outside the form's range is left as it was. The summary says what was not
+    taken."""
     if not path:
         return [gr.skip()] * (15 + len(READ_GUIDES))
-    text = read_parameters(path)
+    metadata = read_metadata(path)
+    text = metadata.parameters
     if not text:
+        if metadata.unreadable_tool:
+            kind = "workflow" if metadata.unreadable_tool == "ComfyUI" else "metadata"
+            raise InvalidInput(f"This image was made with {metadata.unreadable_tool}: its {kind} can't be read here.")
         raise InvalidInput("This image carries no generation parameters.")
     p = parse_parameters(text)
-    update = lambda value: gr.skip() if value is None else value  # noqa: E731
-    found, missing = match_loras(studio, user_of(request), p.loras, p.extra.get("Lora hashes", ""),
-                                 is_admin(studio, request))
-    summary = f"```\n{text}\n```"
+    for what, value in (("prompt", p.prompt), ("negative prompt", p.negative_prompt)):
+        if len(value) > MAX_PROMPT_CHARS:
+            raise InvalidInput(f"The image's {what} is {len(value):,} characters long, over the "
+                               f"{MAX_PROMPT_CHARS:,} a prompt may have: its parameters were not read.")
+    user = user_of(request)
+    spec = _read_model(studio, user, p.model)
+    notes: list[str] = []
+    if p.model and spec is None:
+        model_hash = p.extra.get("Model hash")
+        notes.append(f"**Model {p.model!r}{f' (hash {model_hash})' if model_hash else ''} is not available here:** "
+                     "the Model field is left as it was.")
+    guidance = _read_guidance(p, spec, notes)
+    steps, guidance, seed = (_in_range(name, value, low, high, notes) for name, value, low, high in (
+        ("Steps", p.steps, 1, MAX_STEPS), ("CFG scale", guidance, *GUIDANCE_RANGE), ("Seed", p.seed, 0, MAX_SEED)))
+    width, height = p.width, p.height
+    if width and height and not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        notes.append(f"**Size {width}x{height} left as it was:** each side must be {MIN_SIDE} to {MAX_SIDE}.")
+        width = height = None
+    found, missing = match_loras(studio, user, p.loras, p.extra.get("Lora hashes", ""), is_admin(studio, request))
     if missing:
-        summary += f"\n\n**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them)."
-    sampler = _read_sampler(studio, user_of(request), p) if p.sampler else None
-    if p.sampler and sampler is None:
-        summary += (f"\n\n**Sampler {p.sampler!r} left as it was:** {p.model or 'the model'} cannot use it here "
-                    "(pick one of the Sampler's choices).")
-    return (p.prompt, p.negative_prompt, update(p.model if p.model else None), update(p.steps),
-            update(p.guidance), update(p.width), update(p.height), update(p.seed),
-            [f"{name}:{weight:g}" for name, weight in found], summary, *task_from_parameters(p.extra),
-            update(sampler), *_read_guides(p.extra))
+        notes.append(f"**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them).")
+    sampler = _read_sampler(spec, p, notes) if p.sampler else None
+    if hires_fix(p.extra):
+        notes.append("**Hires fix is not reproduced:** the form makes the first pass (Upscale can enlarge it).")
+    shown = text if len(text) <= SUMMARY_CHARS else f"{text[:SUMMARY_CHARS]}\n… ({len(text):,} characters in all)"
+    summary = "\n\n".join([f"```\n{shown}\n```", *notes])
+    update = lambda value: gr.skip() if value is None else value  # noqa: E731
+    return (p.prompt, p.negative_prompt, update(p.model if spec else None), update(steps), update(guidance),
+            update(width), update(height), update(seed), [f"{name}:{weight:g}" for name, weight in found], summary,
+            *task_from_parameters(p.extra), update(sampler), *_read_guides(p.extra))
 
 
-def _read_sampler(studio: Studio, user: str, p: Parameters) -> str | None:
-    """The image's sampler as the Sampler field takes it, when the image's model can use it (any known sampler
-    for a model not found here); None when it cannot."""
+def _read_model(studio: Studio, user: str, model: str | None) -> ModelSpec | None:
+    """The spec of the image's model, when ``user`` can use it here (found without loading it or asking the
+    network, as generation finds it); None when it cannot or the image names none."""
     try:
-        spec = image_spec(studio, user, p.model) if p.model else None
+        return resolve_image_model(usable_model(studio, user, model)) if model else None
     except MasukaError:
-        spec = None
-    usable = samplers_for(spec.architecture, model_scheduler(spec)) if spec else samplers_for(None)
-    return next((name for name in usable if name.lower() == (p.sampler or "").strip().lower()), None)
+        return None
+
+
+def _read_guidance(p: Parameters, spec: ModelSpec | None, notes: list[str]) -> float | None:
+    """The image's guidance: Forge's ``Distilled CFG Scale`` for a model whose guidance is distilled (FLUX.1
+    [dev]: no negative prompt, a default guidance above 1; an image whose model is not found here too, since Forge
+    writes it only for such models), else its ``CFG scale``."""
+    distilled = to_number(p.extra.get("Distilled CFG Scale"), float)
+    if distilled is None or (spec is not None and (spec.negative_prompt or spec.guidance <= 1)):
+        return p.guidance
+    notes.append(f"Guidance {distilled:g} is the image's Distilled CFG Scale (its CFG scale is {p.guidance or 0:g}).")
+    return distilled
+
+
+def _in_range(name: str, value: float | None, low: int, high: int, notes: list[str]) -> float | None:
+    """``value`` when the form's field takes it, else None with a note saying why."""
+    if value is None or low <= value <= high:
+        return value
+    shown = str(value) if len(str(value)) <= 40 else f"{str(value)[:40]}…"
+    notes.append(f"**{name} {shown} left as it was:** the form takes {low} to {high}.")
+    return None
+
+
+def _read_sampler(spec: ModelSpec | None, p: Parameters, notes: list[str]) -> str | None:
+    """The image's sampler as the Sampler field takes it, its ``Schedule type`` joined where the model has both
+    (``DPM++ 2M`` + ``Karras``), when the image's model can use it (any known sampler for a model not found here);
+    None when it cannot, with a note."""
+    usable = {name.lower(): name for name in (samplers_for(spec.architecture, model_scheduler(spec)) if spec
+                                              else samplers_for(None))}
+    sampler, schedule = (p.sampler or "").strip(), p.extra.get("Schedule type", "").strip()
+    if schedule and schedule.lower() != "automatic":
+        if f"{sampler} {schedule}".lower() in usable:
+            return usable[f"{sampler} {schedule}".lower()]
+        notes.append(f"Schedule type {schedule!r} is not one MASUKA has for {sampler!r}: the sampler's own is used.")
+    if sampler.lower() not in usable:
+        notes.append(f"**Sampler {p.sampler!r} left as it was:** {p.model or 'the model'} cannot use it here "
+                     "(pick one of the Sampler's choices).")
+        return None
+    return usable[sampler.lower()]
 
 
 def _image_request(owner: str, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,

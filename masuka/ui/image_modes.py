@@ -87,10 +87,21 @@ def mode_request_inputs(mode: str, init_image: str | None, mask: str | None, out
     return str(picture), mask and str(mask), padding
 
 
+#: the fields A1111 and Forge write for a text-to-image with Hires fix (whose ``Denoising strength`` is the second
+#: pass's, not an image-to-image's)
+HIRES_FIELDS = ("Hires upscale", "Hires steps", "Hires upscaler", "Hires resize-1")
+
+
+def hires_fix(extra: dict[str, str]) -> bool:
+    """Whether the image is a text-to-image made with Hires fix."""
+    return any(name in extra for name in HIRES_FIELDS) and "Mask blur" not in extra and "Outpaint" not in extra
+
+
 def task_from_parameters(extra: dict[str, str]) -> tuple[Any, Any, Any, Any]:
     """(strength, mask blur, outpaint, mode) from A1111 fields (``Denoising strength``, ``Mask blur``,
-    ``Outpaint``); fields the image does not carry leave the form as it is."""
-    if "Denoising strength" not in extra:
+    ``Outpaint``); fields the image does not carry leave the form as it is, and so does a text-to-image with Hires
+    fix (its denoising strength is the second pass's)."""
+    if "Denoising strength" not in extra or hires_fix(extra):
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     blur = extra.get("Mask blur")
     inpaint = blur is not None or "Outpaint" in extra

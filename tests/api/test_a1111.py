@@ -186,3 +186,35 @@ def test_basic_auth_with_the_apps_users(live_app, tiny_model):
     assert {a.status_code for a in answers} == {422}
     messages = {a.json()["detail"].replace(folder, "F") for a, folder in zip(answers, folders)}
     assert len(messages) == 1 and "no model folder of yours" in messages.pop()
+
+
+def test_png_info_reads_other_tools_and_odd_comments(live_app, tmp_path):
+    """A numeric EXIF UserComment is no parameters (not a 500); Fooocus's JSON gives its prompt; ComfyUI's text
+    fields are listed in ``items`` as A1111 lists them."""
+    import base64
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    def encoded(save) -> str:
+        buffer = io.BytesIO()
+        save(buffer)
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    def png(**texts) -> str:
+        info = PngImagePlugin.PngInfo()
+        for key, value in texts.items():
+            info.add_text(key, value)
+        return encoded(lambda out: Image.new("RGB", (64, 64)).save(out, "PNG", pnginfo=info))
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = 1000
+    url = live_app().url.rstrip("/") + "/sdapi/v1/png-info"
+    numbers = encoded(lambda out: Image.new("RGB", (64, 64)).save(out, "JPEG", exif=exif.tobytes()))
+    answer = httpx.post(url, json={"image": numbers}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["info"] == ""
+    made = json.dumps({"prompt": "a fox", "steps": 30, "seed": "5", "guidance_scale": 4})
+    fooocus = httpx.post(url, json={"image": png(parameters=made)}).json()
+    assert fooocus["parameters"]["Prompt"] == "a fox" and fooocus["parameters"]["Steps"] == 30
+    comfy = httpx.post(url, json={"image": png(prompt="{}", workflow='{"nodes": []}')}).json()
+    assert comfy["info"] == "" and comfy["items"] == {"prompt": "{}", "workflow": '{"nodes": []}'}

@@ -21,7 +21,7 @@ from PIL import Image
 from masuka.errors import InvalidInput
 from masuka.gpu import check_stop, zerogpu
 from masuka.image.adapters import apply_loras
-from masuka.image.generate import ImageRequest, Plan, _call_kwargs, plan_request
+from masuka.image.generate import MAX_PROMPT_CHARS, ImageRequest, Plan, _call_kwargs, plan_request
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
 from masuka.image.pipelines import get_pipeline, pipeline_plan
@@ -78,11 +78,17 @@ def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image,
 
 
 def _source_prompt(path: str | Path) -> str:
+    """The picture's own prompt ("" when it carries none, or its metadata is too large to read); one longer than
+    a prompt may be is refused, saying so, rather than borrowed."""
     try:
         text = read_parameters(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, InvalidInput):
         return ""
-    return parse_parameters(text).prompt if text else ""
+    prompt = parse_parameters(text).prompt if text else ""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidInput(f"The picture's own prompt is {len(prompt):,} characters long, over the "
+                           f"{MAX_PROMPT_CHARS:,} a prompt may have: type a prompt for the detail upscale.")
+    return prompt
 
 
 def _estimate_seconds(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Image,

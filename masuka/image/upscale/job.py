@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from masuka.errors import InvalidInput
 from masuka.gpu import zerogpu
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
 from masuka.image.tasks import keep_input
@@ -60,7 +61,7 @@ def _postprocess_parameters(request: UpscaleRequest, width: int, height: int) ->
     """The source's own parameters (as A1111 keeps them) with the upscale's fields added."""
     try:
         text = read_parameters(request.image)
-    except (OSError, ValueError):
+    except (OSError, ValueError, InvalidInput):  # metadata too large or unreadable: the picture has no parameters
         text = None
     parameters = parse_parameters(text) if text else Parameters(width=width, height=height)
     parameters.extra.update({"Postprocess upscale by": str(request.scale), "Postprocess upscaler": request.upscaler})
