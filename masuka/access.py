@@ -19,18 +19,37 @@ web server's own rules apply (Gradio serves only its upload cache and the folder
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER, row_id
 from masuka.studio import Studio
 from masuka.users import user_folder_name
-from masuka.video.inputs import INPUTS_FOLDER, input_copy_job
 
 SHARED = object()  # the owner of files every signed-in user may read
 #: Folders under ``outputs/`` that hold several users' files (owned by their rows), never one user's folder,
 #: even for a user named like them.
 SHARED_OUTPUT_FOLDERS = frozenset({"videos", "images"})
+
+
+#: where a video job keeps copies of its input files, under the outputs dir, each named by :func:`input_copy_name`
+INPUTS_FOLDER = ("videos", "inputs")
+INPUT_COPY = re.compile(r"(\d{6,})(?:-[\w-]+)?\.\w+")
+
+
+def input_copy_name(job_id: int, name: str, suffix: str) -> str:
+    """The file name video job ``job_id``'s input ``name`` (a request field holding a file, or ``reference-<n>``)
+    is kept under: ``<job, 6 digits>-<name><suffix>``, the first frame just ``<job><suffix>``; the copy is the
+    job owner's."""
+    stem = f"{job_id:06d}" if name == "image" else f"{job_id:06d}-{name}"
+    return f"{stem}{suffix.lower()}"
+
+
+def input_copy_job(file_name: str) -> int | None:
+    """The video job whose input a file named by :func:`input_copy_name` is, or None for any other name."""
+    match = INPUT_COPY.fullmatch(file_name)
+    return int(match.group(1)) if match else None
 
 
 def file_owner(studio: Studio, path: str | Path) -> str | None | object:

@@ -14,7 +14,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".webp"}
 
 
 def areas(studio: Studio) -> dict[str, Path]:
-    from masuka.models.manage import hub_cache_dir
+    from masuka.models.hub import hub_cache_dir
 
     config = studio.config
     return {"outputs": config.outputs_dir, "loras": config.loras_dir, "datasets": config.datasets_dir,

@@ -25,8 +25,8 @@ from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.gpu import device_plan
 from masuka.jobs import Watch
 from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error
-from masuka.models.hub import cache_only
-from masuka.models.manage import catalog_files, fetch_for_use, hub_cache_dir
+from masuka.models.hub import cache_only, hub_cache_dir
+from masuka.models.manage import catalog_files, fetch_for_use
 from masuka.studio import Studio
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from pathlib import Path
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.models import architectures
 from masuka.models.architectures import Profile
-from masuka.models.hub import hub_reachable
+from masuka.models.hub import hub_cache_dir, hub_reachable
 from masuka.services import hub_endpoint
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "models.json"
@@ -187,8 +187,6 @@ def _repo_spec(repo: str, snapshot: Path | None) -> ModelSpec:
 def _cached_snapshot(repo: str) -> Path | None:
     """The cached snapshot of ``repo`` holding its ``model_index.json``, if the Hugging Face cache has one."""
     from huggingface_hub import try_to_load_from_cache
-
-    from masuka.models.manage import hub_cache_dir  # manage builds on this module
 
     try:
         found = try_to_load_from_cache(repo, "model_index.json", cache_dir=hub_cache_dir())

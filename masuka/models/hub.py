@@ -9,6 +9,7 @@ the usual "not downloaded and the Hub cannot be reached" message. ``HF_HUB_OFFLI
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,13 @@ PROBE_TIMEOUT_S = 3.0
 REMEMBER_S = 60.0
 _lock = threading.Lock()
 _answers: dict[str, tuple[float, bool]] = {}  # endpoint -> (monotonic time of the probe, reachable)
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache (``HF_HUB_CACHE`` when set, read at call time)."""
+    from huggingface_hub import constants
+
+    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE).expanduser()
 
 
 def hub_offline() -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from masuka import jobs
 from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, as_disk_full
 from masuka.jobs import JobContext, JobRow, Progress, Watch
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog, json_object
-from masuka.models.hub import hub_offline, hub_reachable
+from masuka.models.hub import hub_cache_dir, hub_offline, hub_reachable
 from masuka.services import HUGGINGFACE, hub_endpoint
 from masuka.store import UNFINISHED, owner_clause
 from masuka.studio import Studio
@@ -50,13 +49,6 @@ def catalog_sections() -> dict[str, dict[str, dict]]:
                  for model_id, entry in (provider.get("models") or {}).items() if entry.get("repo")}
         sections.setdefault("video", {}).update(local)
     return sections
-
-
-def hub_cache_dir() -> Path:
-    """The Hugging Face cache (``HF_HUB_CACHE`` when set, read at call time)."""
-    from huggingface_hub import constants
-
-    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE).expanduser()
 
 
 def _model_repos() -> list[CachedRepoInfo]:

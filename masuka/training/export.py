@@ -5,10 +5,11 @@ with MASUKA's metadata in the header, a model card, a check that re-opens it, an
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from masuka.errors import MasukaError, ProviderError
+from masuka.errors import InvalidInput, MasukaError, ProviderError
 from masuka.key_store import mask
 from masuka.loras.files import LoraInfo, inspect_lora
 
@@ -111,3 +112,26 @@ def push_to_hub(folder: Path, repo_id: str, token: str | None, private: bool = T
     except (HfHubHTTPError, OSError) as error:
         raise ProviderError(f"Upload to {repo_id} failed: {str(error).replace(token, mask(token))}") from error
     return str(url)
+
+
+def check_hub_repo(repo_id: str, token: str | None) -> None:
+    """Refuse, before anything trains, a Hub upload that cannot happen: a malformed repo id or no ``token``."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise InvalidInput(f"--push-to-hub {repo_id!r} is not a Hub repo id (owner/name): {error}") from None
+    if not token:
+        raise InvalidInput("Pushing to the Hub needs a Hugging Face token with write access: set HF_TOKEN or save "
+                           "it in Settings, or leave out --push-to-hub.")
+
+
+def push_lora(folder: Path, repo_id: str, token: str | None, result: dict, log: Callable[[str], None]) -> None:
+    """Upload a finished run's LoRA folder to the Hub, its URL into ``result``; a failed upload leaves the run
+    complete (the LoRA is made and in the library) and is told in ``result["hub_error"]`` and the log."""
+    try:
+        result["hub_url"] = push_to_hub(folder, repo_id, token)
+    except MasukaError as error:
+        result["hub_error"] = f"{error} The LoRA is in the library; upload the folder {folder} yourself."
+        log(f"upload to the Hub failed: {result['hub_error']}")

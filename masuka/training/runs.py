@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka import jobs
-from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound
+from masuka.errors import Cancelled, InvalidInput, NotFound
 from masuka.image.generate import image_spec
 from masuka.jobs import JobContext
 from masuka.loras.library import check_lora_name, free_lora_name, register_lora
@@ -31,6 +31,7 @@ from masuka.store import LOCAL_USER, Store, now, row_id
 from masuka.studio import Studio
 from masuka.training import checkpoints
 from masuka.training.data import TrainingSet, dataset_for_training
+from masuka.training.export import check_hub_repo, push_lora
 from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name, with_warmup
 
 log = logging.getLogger(__name__)
@@ -56,21 +57,8 @@ def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USE
     options = fill_defaults(options, architecture)
     check_options(options, architecture, profile.size_multiple)
     if options.push_to_hub:
-        check_hub_repo(studio, options.push_to_hub)
+        check_hub_repo(options.push_to_hub, studio.keys.get(HUGGINGFACE))
     return options, spec, architecture, dataset_for_training(studio, options.dataset, owner, run)
-
-
-def check_hub_repo(studio: Studio, repo_id: str) -> None:
-    """Refuse, before anything trains, a Hub upload that cannot happen: a malformed repo id or no token."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        raise InvalidInput(f"--push-to-hub {repo_id!r} is not a Hub repo id (owner/name): {error}") from None
-    if not studio.keys.get(HUGGINGFACE):
-        raise InvalidInput("Pushing to the Hub needs a Hugging Face token with write access: set HF_TOKEN or save "
-                           "it in Settings, or leave out --push-to-hub.")
 
 
 def _hub_pipeline(studio: Studio, spec: ModelSpec) -> str:
@@ -233,20 +221,8 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, plan: Any, outcome: A
               "final_loss": outcome.final_loss, "steps": outcome.step}
     hooks.log(f"LoRA written and checked: {path.name} (in the LoRA library as {info.name!r})")
     if options.push_to_hub:
-        push_lora(studio, folder, options.push_to_hub, result, hooks.log)
+        push_lora(folder, options.push_to_hub, studio.keys.get(HUGGINGFACE), result, hooks.log)
     jobs.progress(studio.store, run_id, outcome.step, fraction=1.0, result=result)
-
-
-def push_lora(studio: Studio, folder: Path, repo_id: str, result: dict, log: Callable[[str], None]) -> None:
-    """Upload a finished run's LoRA folder to the Hub, its URL into ``result``; a failed upload leaves the run
-    complete (the LoRA is made and in the library) and is told in ``result["hub_error"]`` and the log."""
-    from masuka.training import export
-
-    try:
-        result["hub_url"] = export.push_to_hub(folder, repo_id, studio.keys.get(HUGGINGFACE))
-    except MasukaError as error:
-        result["hub_error"] = f"{error} The LoRA is in the library; upload the folder {folder} yourself."
-        log(f"upload to the Hub failed: {result['hub_error']}")
 
 
 class RunContext(JobContext):

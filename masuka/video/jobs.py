@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from masuka import jobs
-from masuka.access import usable_model
+from masuka.access import INPUTS_FOLDER, input_copy_name, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
 from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
@@ -29,7 +29,6 @@ from masuka.store import UNFINISHED, now, owner_clause, process_alive, row_id
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.catalog import model_entry, parse_size, provider_entry
-from masuka.video.inputs import INPUTS_FOLDER, input_copy_name
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider

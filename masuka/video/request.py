@@ -48,7 +48,7 @@ class VideoRequest:
     audio: bool | None = None  # sound on/off where the model offers the choice (None: the model's default)
 
 
-#: request fields holding input files (copied into the data dir with the job, see :mod:`masuka.video.inputs`)
+#: request fields holding input files (copied into the data dir with the job, see :func:`masuka.access.input_copy_name`)
 INPUT_FILES = ("image", "last_frame", "source_video")
 #: the form's sound choice -> the request's ``audio``
 SOUND = {"default": None, "on": True, "off": False}

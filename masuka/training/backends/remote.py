@@ -29,13 +29,14 @@ from masuka.models import architectures
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ProviderUnavailable
 from masuka.remote.timing import KEPT, RemoteSettings
+from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
 from masuka.training.data import dataset_for_training
+from masuka.training.export import check_hub_repo, push_lora
 from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name
-from masuka.training.runs import check_hub_repo, push_lora
 
 #: a trainer's step in its log: "step 120/1000" (fal), or the training's tqdm bar "…| 120/1000 [01:23<…" (Replicate's
 #: ai-toolkit trainers), whose total is the run's steps (other bars, loading or caching, count other things)
@@ -91,7 +92,7 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
     cls = remote_backends()[backend]
     check_remote_options(options, backend, entry)
     if options.push_to_hub:
-        check_hub_repo(studio, options.push_to_hub)
+        check_hub_repo(options.push_to_hub, studio.keys.get(HUGGINGFACE))
     if not studio.keys.get(cls.service):
         raise InvalidInput(f"No API key for {cls.service.label}: set {cls.service.key_env[0]} or save the key in "
                            "Settings.")
@@ -260,7 +261,7 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions
               "final_loss": None, "steps": options.steps, "provider_job_id": state["ref"]["id"]}
     log(f"LoRA downloaded and checked: {final.name} (in the LoRA library as {info.name!r})")
     if options.push_to_hub:
-        push_lora(studio, folder, options.push_to_hub, result, log)
+        push_lora(folder, options.push_to_hub, studio.keys.get(HUGGINGFACE), result, log)
     _save(studio, run_id, state, "completed", result=result, step=options.steps, progress=1.0)
 
 
