@@ -267,20 +267,20 @@ def _check_room(studio: Studio, owner: str, more: int = 1) -> None:
 
 
 def _move(studio: Studio, row: dict, action: str, admin: bool, user: str) -> bool:
-    """Swap with the neighbouring unfinished job (of the same user unless admin), or go to the top."""
+    """Swap with the neighbouring unfinished job (of the same user unless admin), or go to the top; a job already
+    at that end is refused in words."""
     mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
     others = studio.store.find("queue", f"{mine} and status in ({_marks(UNFINISHED)}) and id != ?",
                                [*args, *UNFINISHED, row["id"]], order_by="position, id")
     before = [r for r in others if r["position"] < row["position"]]
     after = [r for r in others if r["position"] > row["position"]]
+    if not (after if action == "down" else before):
+        raise InvalidInput(f"Job {row['id']} is already {'last' if action == 'down' else 'first'} of "
+                           f"{'the' if admin else 'your'} unfinished jobs.")
     if action == "top":
-        if not before:
-            return False
         studio.store.update("queue", row["id"], position=before[0]["position"] - 1)
         return True
     neighbour = (before[-1:] if action == "up" else after[:1])
-    if not neighbour:
-        return False
     studio.store.update("queue", row["id"], position=neighbour[0]["position"])
     studio.store.update("queue", neighbour[0]["id"], position=row["position"])
     return True

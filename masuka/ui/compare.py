@@ -113,7 +113,9 @@ def forget(studio: Studio, comparison: int | None, request: gr.Request):
 @friendly
 def judge(studio: Studio, pick: str, comparison: int | None, pair: int | None, request: gr.Request):
     """Record ``pick`` (left, tie or right) for the shown pair; the next pair."""
-    if comparison is None or pair is None:
+    if comparison is None:
+        raise InvalidInput("Choose an A/B test and press Load, or render pairs first.")
+    if pair is None:  # every pair of the test is judged
         return gr.skip()
     vote(studio, user_of(request), is_admin(studio, request), comparison, pair, pick)
     return show(studio, comparison, request)

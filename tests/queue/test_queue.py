@@ -165,6 +165,10 @@ def test_reorder_changes_what_runs_next(studio, tiny_model):
     control_job(studio, "local", "top", c)
     control_job(studio, "local", "down", a)
     assert [job["id"] for job in list_jobs(studio, "local")] == [c, b, a]
+    control_job(studio, "local", "pause", c)
+    for action, job, end in (("up", c, "first"), ("top", c, "first"), ("down", a, "last")):
+        with pytest.raises(InvalidInput, match=f"Job {job} is already {end} of your unfinished jobs"):
+            control_job(studio, "local", action, job)  # not "is paused: it cannot be moved"
 
 
 def test_the_app_worker_runs_jobs_in_the_background(studio, tiny_model):

@@ -312,3 +312,10 @@ def test_a_number_box_that_starts_empty_says_what_0_means_and_0_does_it(studio):
     assert empty and all("0 = " in label for label in empty), empty
     assert next(block.value for block in numbers if block.label.startswith("Tile size")) == DEFAULT_TILE
     assert queue.queue_control(studio, "pause", 0) == "0 jobs paused."  # job 0: all of yours
+
+
+def test_judging_with_no_a_b_test_loaded_says_what_to_do(studio):
+    from masuka.ui import compare
+
+    with pytest.raises(gr.Error, match="Choose an A/B test and press Load"):
+        compare.judge(studio, "left", None, None, gr.Request(username=None))
