@@ -19,7 +19,7 @@ from masuka.config import log_level
 from masuka.errors import MasukaError, as_disk_full
 
 COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
-            "dataset", "history", "models", "keys", "doctor", "upscale", "character", "edit"]
+            "dataset", "history", "models", "keys", "doctor", "upscale", "character", "edit", "settings", "storage"]
 
 #: environment variables that set how much diffusers, transformers and huggingface_hub print themselves
 LIBRARY_VERBOSITY = ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY", "HF_HUB_VERBOSITY")

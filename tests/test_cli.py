@@ -115,3 +115,95 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
                               stdout=closed, stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+
+
+def test_jobs_cancel_stops_a_video_job_as_the_video_tab_does(capsys, studio):
+    data = ["--data-dir", str(studio.config.data_dir)]
+    job = studio.store.insert("jobs", {"kind": "video", "status": "queued", "provider": "openai", "title": "a fox"})
+    code, out, err = run_cli(capsys, "jobs", "cancel", str(job), "--json", *data)
+    assert code == 0, err
+    assert json.loads(out) == {"job": job, "status": "cancelled"}
+    assert studio.store.get("jobs", job)["status"] == "cancelled"
+    code, out, err = run_cli(capsys, "jobs", "cancel", str(job), *data)
+    assert code == 2 and err == f"error: Job {job} is already cancelled.\n" and out == ""
+    code, _, err = run_cli(capsys, "jobs", "cancel", *data)
+    assert code == 2 and err.startswith("error: `jobs cancel` takes the job's number")
+    code, _, err = run_cli(capsys, "jobs", "cancel", "404", *data)
+    assert code == 2 and err == "error: There is no video job 404.\n"
+
+
+def test_sequence_of_a_missing_queue_job_names_the_job(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "sequence", "--queue-job", "99", "--data-dir", str(tmp_path / "data"))
+    assert code == 2 and out == ""
+    assert err == "error: There is no queued job 99 (see `queue list`).\n"
+
+
+def test_history_params_reads_what_the_image_tab_reads(capsys, tmp_path):
+    from PIL import Image
+
+    from masuka.image.metadata import save_image
+
+    text = "a red fox <lora:style:0.8>\nNegative prompt: blurry\nSteps: 4, Seed: 7, Size: 64x48, Model: flux-schnell"
+    save_image(Image.new("RGB", (64, 48)), tmp_path / "fox.png", text)
+    data = ["--data-dir", str(tmp_path / "data")]
+    code, out, err = run_cli(capsys, "history", "params", str(tmp_path / "fox.png"), "--json", *data)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["parameters"] == text
+    assert result["fields"] | {"extra": {}} == {
+        "prompt": "a red fox", "negative_prompt": "blurry", "steps": 4, "sampler": None, "guidance": None, "seed": 7,
+        "width": 64, "height": 48, "model": "flux-schnell", "loras": [["style", 0.8]], "extra": {}}
+    assert run_cli(capsys, "history", "params", str(tmp_path / "fox.png"), *data)[1] == text + "\n"
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    code, out, err = run_cli(capsys, "history", "params", str(tmp_path / "plain.png"), *data)
+    assert code == 2 and err == "error: plain.png carries no generation parameters.\n"
+    code, out, err = run_cli(capsys, "history", "params", str(tmp_path / "gone.png"), *data)
+    assert code == 2 and err.startswith("error: There is no image file")
+
+
+def test_settings_aids_show_and_change_what_the_settings_tab_saves(capsys, tmp_path):
+    from masuka.image.aid_settings import load_aid_settings
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    code, out, _ = run_cli(capsys, "settings", "aids", "--json", *data)
+    assert code == 0 and json.loads(out)["safety_action"] == "blur"
+    code, out, err = run_cli(capsys, "settings", "aids", "--safety-action", "withhold", "--safety-threshold", "0.7",
+                             "--safety-mandatory", "--safety-model", "someone/classifier", "--json", *data)
+    assert code == 0, err
+    saved = load_aid_settings(Config.from_env(data_dir=tmp_path / "data"))
+    assert (saved.safety_action, saved.safety_threshold, saved.safety_mandatory, saved.safety_model) == (
+        "withhold", 0.7, True, "someone/classifier")
+    assert json.loads(out)["safety_mandatory"] is True
+    code, out, err = run_cli(capsys, "settings", "aids", "--face-restore-model", str(tmp_path / "none.pth"), *data)
+    assert code == 2 and err.startswith("error: The face restoration model") and out == ""
+    assert run_cli(capsys, "settings", "aids", "--no-safety-mandatory", *data)[0] == 0
+    assert load_aid_settings(Config.from_env(data_dir=tmp_path / "data")).safety_action == "withhold"
+
+
+def test_settings_defaults_show_and_change_the_image_defaults(capsys, tmp_path):
+    from masuka.image.defaults import load_defaults
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    code, out, err = run_cli(capsys, "settings", "defaults", "--steps", "8", "--format", "WebP", "--json", *data)
+    assert code == 0, err
+    assert json.loads(out) == {"model": "", "steps": 8, "width": None, "height": None, "output_format": "WebP"}
+    code, out, err = run_cli(capsys, "settings", "defaults", "--width", "100", *data)
+    assert code == 2 and err.startswith("error: Default width must be a multiple of 16") and out == ""
+    assert run_cli(capsys, "settings", "defaults", "--height", "512", *data)[0] == 0
+    defaults = load_defaults(Config.from_env(data_dir=tmp_path / "data"))
+    assert (defaults.steps, defaults.height, defaults.output_format) == (8, 512, "WebP")
+
+
+def test_storage_measures_and_cleans_as_the_settings_tab_does(capsys, tmp_path):
+    data = ["--data-dir", str(tmp_path / "data")]
+    code, out, _ = run_cli(capsys, "storage", "--json", *data)
+    assert code == 0 and {row["area"] for row in json.loads(out)["areas"]} >= {"outputs", "datasets", "tmp"}
+    old = tmp_path / "data" / "tmp" / "old.bin"
+    old.write_bytes(b"x" * 10)
+    os.utime(old, (1, 1))
+    (tmp_path / "data" / "tmp" / "new.bin").write_bytes(b"y")
+    code, out, _ = run_cli(capsys, "storage", "clean-tmp", "--json", *data)
+    assert code == 0 and json.loads(out) == {"removed": 1, "bytes": 10}
+    assert not old.exists() and (tmp_path / "data" / "tmp" / "new.bin").exists()
+    code, out, _ = run_cli(capsys, "storage", "clean-leftovers", *data)
+    assert code == 0 and out.startswith("removed 0 item(s)")

@@ -1,10 +1,11 @@
-"""``python -m masuka dataset ...``: create datasets, add images, caption, export, list and show them."""
+"""``python -m masuka dataset ...``: create datasets, add and remove images, caption, export, list and show them."""
 
 from __future__ import annotations
 
 import argparse
 
-from masuka.cli import download_progress, emit, open_studio, progress_line
+from masuka.cli import at_least, download_progress, emit, open_studio, progress_line
+from masuka.errors import NotFound
 from masuka.store import LOCAL_USER
 
 
@@ -49,6 +50,18 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     caption.add_argument("--overwrite", action="store_true", help="replace existing captions too")
     caption.add_argument("--batch-size", type=int, default=8)
     caption.set_defaults(handler=run_caption)
+
+    set_caption = actions.add_parser("set-caption", parents=[common],
+                                     help="write one image's caption by hand (its flipped copy's too)")
+    set_caption.add_argument("name")
+    set_caption.add_argument("image", type=at_least(1), metavar="IMAGE_ID", help="the image's #id (`dataset show`)")
+    set_caption.add_argument("caption", help="the new caption ('' clears it)")
+    set_caption.set_defaults(handler=run_set_caption)
+
+    remove = actions.add_parser("remove", parents=[common], help="remove one image (and its flipped copy) and files")
+    remove.add_argument("name")
+    remove.add_argument("image", type=at_least(1), metavar="IMAGE_ID", help="the image's #id (`dataset show`)")
+    remove.set_defaults(handler=run_remove)
 
     export = actions.add_parser("export", parents=[common], help="write images and captions in a trainer layout")
     export.add_argument("name")
@@ -102,14 +115,22 @@ def run_create(args: argparse.Namespace) -> int:
     dataset = create_dataset(studio, args.name, LOCAL_USER, args.trigger, args.template, options)
     result = _add(studio, args, dataset["id"], args.sources) if args.sources else \
         {"dataset": dataset["id"], "added": 0, "rejected": [], "notes": []}
-    emit(args, result, _report_text(result))
-    return 0
+    return _report(args, result, created=dataset["name"])
 
 
 def run_add(args: argparse.Namespace) -> int:
-    result = _add(open_studio(args), args, args.name, args.paths)
+    return _report(args, _add(open_studio(args), args, args.name, args.paths))
+
+
+def _report(args: argparse.Namespace, result: dict, created: str = "") -> int:
+    """Print what was added and refused; exit 2 with an ``error:`` line when every image was refused."""
     emit(args, result, _report_text(result))
-    return 0
+    if result["added"] or not result["rejected"]:
+        return 0
+    refused = len(result["rejected"])
+    kept = f"; dataset {created!r} was created empty (add images with `dataset add`)" if created else ""
+    progress_line(args, f"error: no image was added, {refused} refused{kept}")
+    return 2
 
 
 def run_caption(args: argparse.Namespace) -> int:
@@ -123,6 +144,38 @@ def run_caption(args: argparse.Namespace) -> int:
         args, f"{p.step}/{p.total} {p.message}: {p.detail}") if p.total else downloading(p))
     emit(args, report.to_dict(), f"captioned {report.captioned} image(s), kept {report.kept} existing caption(s)"
          + (" (stopped)" if report.stopped else ""))
+    return 0
+
+
+def _image_of(studio, args: argparse.Namespace) -> dict:
+    """The dataset named by ``args.name``, refusing an ``args.image`` that is not one of its own images."""
+    from masuka.datasets.library import find_dataset
+
+    dataset = find_dataset(studio, args.name, LOCAL_USER)
+    row = studio.store.get("dataset_images", args.image)
+    if row is None or row["dataset_id"] != dataset["id"] or row["augment_of"] is not None:
+        raise NotFound(f"Dataset {dataset['name']!r} has no image #{args.image} (see `dataset show`).")
+    return dataset
+
+
+def run_set_caption(args: argparse.Namespace) -> int:
+    from masuka.datasets.library import save_captions
+
+    studio = open_studio(args)
+    dataset = _image_of(studio, args)
+    changed = save_captions(studio, dataset["id"], {args.image: args.caption}, LOCAL_USER)
+    emit(args, {"dataset": dataset["id"], "image": args.image, "changed": bool(changed)},
+         f"image #{args.image}: caption {'saved' if changed else 'unchanged'}")
+    return 0
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from masuka.datasets.library import delete_image
+
+    studio = open_studio(args)
+    dataset = _image_of(studio, args)
+    delete_image(studio, args.image, LOCAL_USER)
+    emit(args, {"dataset": dataset["id"], "removed": args.image}, f"removed image #{args.image}")
     return 0
 
 

@@ -1,8 +1,10 @@
-"""``python -m masuka history``: list, search, show, export and delete what was made and run."""
+"""``python -m masuka history``: list, search, show, export and delete what was made and run; read the
+parameters an image file carries."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from masuka.cli import emit, open_studio
 from masuka.store import LOCAL_USER
@@ -34,6 +36,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     for action in (listing, show, export, delete):
         action.add_argument("--user", help="act as this user (default: every user's entries)")
         action.set_defaults(handler=run)
+    params = actions.add_parser("params", parents=[common], help="the generation parameters an image file carries "
+                                "(the Image tab's Read parameters; A1111, NovelAI, Fooocus, SwarmUI)")
+    params.add_argument("file", type=Path, help="a PNG, JPEG or WebP image")
+    params.set_defaults(handler=run_params)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,4 +67,25 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput("Deleting removes the entries and their files: add --yes to confirm.")
         message = delete_entries(studio, user, admin, args.keys)
         emit(args, {"deleted": args.keys}, message)
+    return 0
+
+
+def run_params(args: argparse.Namespace) -> int:
+    """Print an image's A1111-style parameters text (with --json: its fields too, and its other text fields)."""
+    from dataclasses import asdict
+
+    from PIL import Image, UnidentifiedImageError
+
+    from masuka.errors import InvalidInput, NotFound
+    from masuka.image.metadata import parse_parameters, read_metadata
+
+    if not args.file.is_file():
+        raise NotFound(f"There is no image file {str(args.file)!r}.")
+    try:
+        metadata = read_metadata(args.file)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise InvalidInput(f"{args.file.name} is not a readable PNG, JPEG or WebP file.") from None
+    text = metadata.required(args.file.name)
+    emit(args, {"file": str(args.file), "parameters": text, "fields": asdict(parse_parameters(text)),
+                "items": metadata.items}, text)
     return 0

@@ -1,10 +1,13 @@
-"""``python -m masuka jobs``: list background jobs; ``jobs resume`` finishes unfinished video jobs headless."""
+"""``python -m masuka jobs``: list background jobs; ``jobs resume`` finishes unfinished video jobs headless;
+``jobs cancel ID`` stops a video job as the Video tab's Cancel does."""
 
 from __future__ import annotations
 
 import argparse
 
 from masuka.cli import at_least, emit, open_studio, progress_line
+from masuka.errors import InvalidInput
+from masuka.store import LOCAL_USER
 
 KINDS = ("video", "train", "caption", "download")
 ALIASES = {"training": "train"}
@@ -12,8 +15,10 @@ COLUMNS = ("id", "kind", "status", "progress", "provider", "model", "cost_usd", 
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("jobs", parents=[common], help="list jobs, or resume unfinished video jobs")
-    parser.add_argument("action", nargs="?", choices=["list", "resume"], default="list")
+    parser = sub.add_parser("jobs", parents=[common], help="list jobs, resume unfinished video jobs, cancel one")
+    parser.add_argument("action", nargs="?", choices=["list", "resume", "cancel"], default="list",
+                        help="list (default), resume (every unfinished video job) or cancel ID (a video job)")
+    parser.add_argument("job", nargs="?", type=at_least(1), metavar="ID", help="the video job to cancel")
     parser.add_argument("--kind", choices=[*KINDS, *ALIASES], metavar="KIND",
                         help="only jobs of this kind: " + ", ".join(KINDS) + " (training = train)")
     parser.add_argument("--limit", type=at_least(1), default=50, help="at most this many (default 50)")
@@ -21,9 +26,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.job is None) == (args.action == "cancel"):
+        raise InvalidInput("`jobs cancel` takes the job's number (see `jobs --kind video`)" if args.job is None
+                           else f"`jobs {args.action}` takes no job number; `jobs cancel ID` stops one job.")
     studio = open_studio(args)
     if args.action == "resume":
         return resume(args, studio)
+    if args.action == "cancel":
+        return cancel(args, studio)
     kind = ALIASES.get(args.kind, args.kind)
     where, values = ("kind = ?", [kind]) if kind else (None, [])
     rows = studio.store.find("jobs", where, values, order_by="id desc", limit=args.limit)
@@ -44,3 +54,11 @@ def resume(args: argparse.Namespace, studio) -> int:
     progress_line(args, f"resuming {len(resumed)} video job(s)" + (f": {resumed}" if resumed else ""))
     codes = [report_job(args, studio, job_id) for job_id in resumed]
     return max(codes, default=0)
+
+
+def cancel(args: argparse.Namespace, studio) -> int:
+    from masuka.video.jobs import cancel_video
+
+    row = cancel_video(studio, args.job, LOCAL_USER, admin=True)
+    emit(args, {"job": row.id, "status": row.status}, f"job {row.id}: cancel requested ({row.status})")
+    return 0

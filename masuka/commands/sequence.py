@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from masuka.cli import emit, open_studio
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER
 
 
@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
         paths = history_images(studio, LOCAL_USER, True, ids)
     elif args.queue_job:
         paths = [studio.config.absolute(row["output_path"]) for row in job_images(studio, args.queue_job)]
+        if not paths:
+            job = studio.store.get("queue", args.queue_job)
+            raise (NotFound(f"There is no queued job {args.queue_job} (see `queue list`).") if job is None else
+                   InvalidInput(f"Queued job {args.queue_job} has no finished images ({job['status']})."))
     else:
         paths = args.images
     video = images_to_mp4(studio, LOCAL_USER, paths, args.fps, args.out)

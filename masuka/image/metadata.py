@@ -149,6 +149,15 @@ class ImageMetadata:
     #: the image's other text fields (as A1111's PNG Info lists them)
     items: dict[str, str] = field(default_factory=dict)
 
+    def required(self, image: str = "This image") -> str:
+        """The parameters, or :class:`InvalidInput` saying why ``image`` has none that can be read."""
+        if self.parameters:
+            return self.parameters
+        if self.unreadable_tool:
+            kind = "workflow" if self.unreadable_tool == "ComfyUI" else "metadata"
+            raise InvalidInput(f"{image} was made with {self.unreadable_tool}: its {kind} can't be read here.")
+        raise InvalidInput(f"{image} carries no generation parameters.")
+
 
 #: text fields by which other tools' images are known, when their metadata is not read here
 OTHER_TOOLS = {"workflow": "ComfyUI", "prompt": "ComfyUI", "invokeai_metadata": "InvokeAI",

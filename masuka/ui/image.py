@@ -424,13 +424,7 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
     taken."""
     if not path:
         return [gr.skip()] * (15 + len(READ_GUIDES))
-    metadata = read_metadata(path)
-    text = metadata.parameters
-    if not text:
-        if metadata.unreadable_tool:
-            kind = "workflow" if metadata.unreadable_tool == "ComfyUI" else "metadata"
-            raise InvalidInput(f"This image was made with {metadata.unreadable_tool}: its {kind} can't be read here.")
-        raise InvalidInput("This image carries no generation parameters.")
+    text = read_metadata(path).required()
     p = parse_parameters(text)
     for what, value in (("prompt", p.prompt), ("negative prompt", p.negative_prompt)):
         if len(value) > MAX_PROMPT_CHARS:

@@ -116,3 +116,39 @@ def test_export_to_a_file_or_an_unwritable_place_exits_2_and_writes_nothing(caps
     (tmp_path / "away.jpg").rename(processed)
     code, _, _ = cli(capsys, "dataset", "export", "mugs", "--format", "kohya", "--out", str(out), *data)
     assert code == 0 and len(list(out.glob("10_zorp/*"))) == 2
+
+
+def test_every_image_refused_exits_2_and_create_keeps_the_empty_dataset(capsys, tmp_path):
+    data = ["--data-dir", str(tmp_path / "data")]
+    code, out, err = cli(capsys, "dataset", "create", "mugs", "--trigger", "zorp", "--min-side", "100", "--from",
+                         str(tmp_path / "missing.jpg"), *data)
+    assert code == 2 and "refused missing.jpg: file not found" in out
+    assert err.splitlines()[-1] == ("error: no image was added, 1 refused; dataset 'mugs' was created empty (add "
+                                    "images with `dataset add`)")
+    code, out, err = cli(capsys, "dataset", "add", "mugs", str(tmp_path / "missing.jpg"), "--json", *data)
+    assert code == 2 and json.loads(out)["added"] == 0
+    assert err.splitlines()[-1] == "error: no image was added, 1 refused"
+    photo = str(corpus.photo(tmp_path / "m.jpg", 120, size=(300, 200)))
+    code, out, err = cli(capsys, "dataset", "add", "mugs", photo, str(tmp_path / "missing.jpg"), "--json", *data)
+    assert code == 0 and json.loads(out)["added"] == 1 and "error" not in err
+
+
+def test_set_caption_and_remove_one_image(capsys, tmp_path):
+    data = ["--data-dir", str(tmp_path / "data")]
+    photos = [str(corpus.photo(tmp_path / f"m{i}.jpg", 120 + i, size=(300, 200))) for i in range(2)]
+    assert cli(capsys, "dataset", "create", "mugs", "--trigger", "zorp", "--min-side", "100", "--flip",
+               *[f"--from={p}" for p in photos], *data)[0] == 0
+    assert cli(capsys, "dataset", "create", "other", "--trigger", "zz", *data)[0] == 0
+    first, second = [image["id"] for image in json.loads(cli(capsys, "dataset", "show", "mugs", "--json",
+                                                              *data)[1])["images"]]
+    code, out, err = cli(capsys, "dataset", "set-caption", "mugs", str(first), "zorp on a desk", "--json", *data)
+    assert code == 0, err
+    assert json.loads(out) == {"dataset": 1, "image": first, "changed": True}
+    code, out, err = cli(capsys, "dataset", "set-caption", "other", str(first), "stolen", *data)
+    assert code == 2 and err == f"error: Dataset 'other' has no image #{first} (see `dataset show`).\n"
+    code, out, err = cli(capsys, "dataset", "remove", "mugs", str(second), *data)
+    assert code == 0 and out == f"removed image #{second}\n"
+    shown = json.loads(cli(capsys, "dataset", "show", "mugs", "--json", *data)[1])
+    assert [(i["id"], i["caption"]) for i in shown["images"]] == [(first, "zorp on a desk")]
+    code, _, err = cli(capsys, "dataset", "remove", "mugs", str(second), *data)
+    assert code == 2 and err.startswith(f"error: Dataset 'mugs' has no image #{second}")
