@@ -207,3 +207,16 @@ def test_storage_measures_and_cleans_as_the_settings_tab_does(capsys, tmp_path):
     assert not old.exists() and (tmp_path / "data" / "tmp" / "new.bin").exists()
     code, out, _ = run_cli(capsys, "storage", "clean-leftovers", *data)
     assert code == 0 and out.startswith("removed 0 item(s)")
+
+
+def test_jobs_resume_id_adopts_that_video_job_only(capsys, studio):
+    data = ["--data-dir", str(studio.config.data_dir)]
+    dead = {"kind": "video", "status": "running", "provider": "local", "title": "a fox", "pid": 2**22 + 1}
+    first, second = studio.store.insert("jobs", dead), studio.store.insert("jobs", dead)
+    code, _, err = run_cli(capsys, "jobs", "resume", str(second), *data)
+    assert code == 0, err
+    assert [studio.store.get("jobs", job)["status"] for job in (first, second)] == ["running", "interrupted"]
+    code, _, err = run_cli(capsys, "jobs", "resume", "404", *data)
+    assert code == 2 and err == "error: There is no video job 404.\n"
+    code, _, err = run_cli(capsys, "jobs", "list", "3", *data)
+    assert code == 2 and err.startswith("error: `jobs list` takes no job number")

@@ -1,12 +1,12 @@
-"""``python -m masuka jobs``: list background jobs; ``jobs resume`` finishes unfinished video jobs headless;
-``jobs cancel ID`` stops a video job as the Video tab's Cancel does."""
+"""``python -m masuka jobs``: list background jobs; ``jobs resume [ID]`` finishes unfinished video jobs (or one)
+headless; ``jobs cancel ID`` stops a video job as the Video tab's Cancel does."""
 
 from __future__ import annotations
 
 import argparse
 
 from masuka.cli import at_least, emit, open_studio, progress_line
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER
 
 KINDS = ("video", "train", "caption", "download")
@@ -17,8 +17,8 @@ COLUMNS = ("id", "kind", "status", "progress", "provider", "model", "cost_usd", 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("jobs", parents=[common], help="list jobs, resume unfinished video jobs, cancel one")
     parser.add_argument("action", nargs="?", choices=["list", "resume", "cancel"], default="list",
-                        help="list (default), resume (every unfinished video job) or cancel ID (a video job)")
-    parser.add_argument("job", nargs="?", type=at_least(1), metavar="ID", help="the video job to cancel")
+                        help="list (default), resume [ID] (every unfinished video job, or one) or cancel ID")
+    parser.add_argument("job", nargs="?", type=at_least(1), metavar="ID", help="the video job to resume or cancel")
     parser.add_argument("--kind", choices=[*KINDS, *ALIASES], metavar="KIND",
                         help="only jobs of this kind: " + ", ".join(KINDS) + " (training = train)")
     parser.add_argument("--limit", type=at_least(1), default=50, help="at most this many (default 50)")
@@ -26,9 +26,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if (args.job is None) == (args.action == "cancel"):
-        raise InvalidInput("`jobs cancel` takes the job's number (see `jobs --kind video`)" if args.job is None
-                           else f"`jobs {args.action}` takes no job number; `jobs cancel ID` stops one job.")
+    if args.action == "cancel" and args.job is None:
+        raise InvalidInput("`jobs cancel` takes the job's number (see `jobs --kind video`)")
+    if args.action == "list" and args.job is not None:
+        raise InvalidInput("`jobs list` takes no job number: `jobs resume ID` or `jobs cancel ID` act on one.")
     studio = open_studio(args)
     if args.action == "resume":
         return resume(args, studio)
@@ -50,7 +51,9 @@ def resume(args: argparse.Namespace, studio) -> int:
     from masuka.commands.video import report_job
     from masuka.video.jobs import resume_video_jobs
 
-    resumed = resume_video_jobs(studio)
+    if args.job is not None and not studio.store.count("jobs", "id = ? and kind = 'video'", [args.job]):
+        raise NotFound(f"There is no video job {args.job}.")
+    resumed = resume_video_jobs(studio, args.job)
     progress_line(args, f"resuming {len(resumed)} video job(s)" + (f": {resumed}" if resumed else ""))
     codes = [report_job(args, studio, job_id) for job_id in resumed]
     return max(codes, default=0)

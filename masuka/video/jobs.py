@@ -89,13 +89,15 @@ def _submit(studio: Studio, job_id: int, provider: str) -> None:
     studio.runner().submit(job_id, lambda ctx: run_video_job(studio, ctx), lane=lane)
 
 
-def resume_video_jobs(studio: Studio) -> list[int]:
-    """Adopt every unfinished video job no live process is running: remote ones resume polling and
+def resume_video_jobs(studio: Studio, job_id: int | None = None) -> list[int]:
+    """Adopt every unfinished video job (or only ``job_id``) no live process is running: remote ones resume polling and
     downloading; local ones that had started (nothing to poll) and half-sent ones are marked ``interrupted``;
     local ones still waiting in the GPU lane stay queued for the job runner (:meth:`JobRunner.adopt`). Returns
     the ids resumed."""
     resumed = []
-    for row in jobs.find(studio.store, "kind = ? and status in (?, ?)", [KIND, *UNFINISHED], order_by="id"):
+    one, args = ("and id = ?", [job_id]) if job_id is not None else ("", [])
+    for row in jobs.find(studio.store, f"kind = ? and status in (?, ?) {one}", [KIND, *UNFINISHED, *args],
+                         order_by="id"):
         with studio.store.transaction():
             row = jobs.get(studio.store, row.id)
             state = row.state
