@@ -117,8 +117,9 @@ def ask_hub(spec: ModelSpec, token: str | None = None) -> ModelSpec:
     """``spec``, or for a repo id the cache could not tell the architecture of, the spec its ``model_index.json``
     on the Hub gives (that one small file, read when the Hub answers and not kept: the cache holds only what a
     download put there). Any failure (no such repo, gated, offline) leaves ``spec`` as it is: the download or
-    the load says why."""
-    if spec.architecture or spec.is_local or not REPO_ID.match(spec.source) or not hub_reachable():
+    the load says why. A repo whose index the cache holds was read from it already: nothing is asked."""
+    if (spec.architecture or spec.is_local or not REPO_ID.match(spec.source) or _cached_snapshot(spec.source)
+            or not hub_reachable()):
         return spec
     import httpx
     from huggingface_hub import hf_hub_download

@@ -279,3 +279,24 @@ def test_the_first_use_of_a_repo_not_downloaded_gets_its_architecture(monkeypatc
     row = studio.store.get("generations", result.id)
     assert row["params"]["architecture"] == "flux" and row["negative_prompt"] == ""
     assert parse_parameters(read_parameters(result.path)).negative_prompt == ""
+
+
+def test_a_downloaded_repo_of_no_known_architecture_asks_the_hub_nothing_more(monkeypatch, tmp_path, tiny_model):
+    """Its cached model_index.json already said it has no profile (it generates generically): asking the Hub for
+    that file again before every generation would only repeat the answer."""
+    import huggingface_hub
+    from huggingface_hub import snapshot_download
+
+    from masuka.models.catalog import ask_hub
+    from tests.models.fake_hub import FakeRepo, hub_online
+
+    def asked(*args, **kwargs):
+        raise AssertionError(f"the Hub was asked for {args}")
+
+    repo = FakeRepo.of_folder(tiny_model("sd3"))
+    repo.files["model_index.json"] = repo.files["model_index.json"].replace(b"StableDiffusion3Pipeline",
+                                                                            b"SomeOtherPipeline")
+    with hub_online(monkeypatch, {"acme/other": repo}, tmp_path / "hf"):
+        snapshot_download("acme/other", cache_dir=tmp_path / "hf")
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", asked)
+        assert ask_hub(resolve_image_model("acme/other")).architecture is None
