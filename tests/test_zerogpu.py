@@ -111,7 +111,7 @@ def test_space_model_placed_at_start_up_and_its_transformer_compiled_ahead_of_ti
     plain.set_progress_bar_config(disable=True)
     for width in (64, 128):  # the image sequence length is dynamic: another size runs the same compiled graph
         [result] = generate.generate_images(studio, generate.ImageRequest(
-            prompt="a red fox", model=model, steps=2, width=width, height=64, seed=3))
+            prompt="a red fox", model=model, steps=2, width=width, height=64, seed=3, guidance=5.0))
         expected = plain(prompt="a red fox", num_inference_steps=2, width=width, height=64, guidance_scale=5.0,
                          generator=torch.Generator("cpu").manual_seed(3)).images[0]
         difference = np.abs(np.asarray(Image.open(result.path), float) - np.asarray(expected, float))

@@ -153,21 +153,32 @@ def _likeliest_entry(folder: Path, class_name: str, repo: str | None = None) -> 
     index = json_object(folder / "model_index.json")
     name = (repo or folder.name).rpartition("/")[2].lower()
 
-    def rank(key: str) -> tuple[bool, int, bool]:
+    def rank(key: str) -> tuple[bool, tuple[int, int], bool]:
         published = image_models()[key]["repo"]
-        return published != repo, _conflicts(key, index), published.rpartition("/")[2].lower() != name
+        return published != repo, _conflicts(key, folder, index), published.rpartition("/")[2].lower() != name
 
     return min(keys, key=rank, default=None)
 
 
-def _conflicts(model_id: str, index: dict) -> int:
-    """How many components a pipeline's ``model_index.json`` (``index``) lists with another class than catalog
-    entry ``model_id``'s published checkpoint (its profile's ``real_models``): Playground v2.5's scheduler is an
-    EDM one, SDXL's is not."""
+def _conflicts(model_id: str, folder: Path, index: dict) -> tuple[int, int]:
+    """How far a pipeline folder (``index``: its ``model_index.json``) is from catalog entry ``model_id``'s published
+    checkpoint (its profile's ``real_models``): how many components it lists with another class (Playground v2.5's
+    scheduler is an EDM one, SDXL's is not), then how many config values of the others differ (FLUX.1 [schnell]'s
+    transformer has no guidance embedding and its scheduler no shift; [klein] 9B's transformer is deeper than 4B's)."""
     profile = architectures.get(image_models()[model_id].get("architecture"))
     published = profile.real_models.get(model_id, {}) if profile else {}
-    return sum(isinstance(index.get(component), list) and index[component][-1:] != [class_name]
-               for component, (class_name, _config) in published.items())
+    classes = values = 0
+    for component, (class_name, config) in published.items():
+        listed = index.get(component)
+        if not isinstance(listed, list):
+            continue
+        if listed[-1:] != [class_name]:
+            classes += 1
+            continue
+        found = json_object(folder / component / "config.json") or json_object(
+            folder / component / "scheduler_config.json")
+        values += sum(key in found and found[key] != json.loads(json.dumps(value)) for key, value in config.items())
+    return classes, values
 
 
 def _figures(profile: Profile | None) -> dict:

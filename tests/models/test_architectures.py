@@ -230,6 +230,28 @@ def test_a_folder_takes_the_defaults_of_the_catalog_model_it_holds(tmp_path, whe
     assert spec.memory_needs_gb == known.memory_needs_gb and spec.pipeline == class_name
 
 
+@pytest.mark.parametrize("class_name, configs, catalog_id", [
+    ("FluxPipeline", {"transformer": ("FluxTransformer2DModel", {"guidance_embeds": False}),
+                      "scheduler": ("FlowMatchEulerDiscreteScheduler", {"shift": 1.0, "use_dynamic_shifting": False})},
+     "flux-schnell"),
+    ("FluxPipeline", {"transformer": ("FluxTransformer2DModel", {"guidance_embeds": True})}, "flux-dev"),
+    ("Flux2KleinPipeline", {"transformer": ("Flux2Transformer2DModel", {"num_layers": 8, "num_single_layers": 24})},
+     "flux2-klein-9b"),
+    ("Flux2KleinPipeline", {"transformer": ("Flux2Transformer2DModel", {"num_layers": 5, "num_single_layers": 20})},
+     "flux2-klein-4b"),
+])
+def test_siblings_of_one_class_are_told_apart_by_their_config(tmp_path, class_name, configs, catalog_id):
+    """A folder named after neither sibling (FLUX.1 [schnell] saved as ``my-flux``) is the one its components'
+    configs match: [schnell] would otherwise run 28 steps with [dev]'s guidance."""
+    folder = pipeline_folder(tmp_path / "my-flux", class_name, **{name: cls for name, (cls, _) in configs.items()})
+    for name, (_, config) in configs.items():
+        (folder / name).mkdir()
+        file = "scheduler_config.json" if name == "scheduler" else "config.json"
+        (folder / name / file).write_text(json.dumps(config))
+    spec, known = resolve_image_model(str(folder)), resolve_image_model(catalog_id)
+    assert (spec.steps, spec.guidance, spec.memory_needs_gb) == (known.steps, known.guidance, known.memory_needs_gb)
+
+
 def test_a_folder_of_a_known_architecture_has_memory_figures_for_the_auto_plan(tmp_path):
     from masuka.gpu import MEMORY_PLANS, choose_memory_plan
 

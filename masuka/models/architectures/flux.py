@@ -65,7 +65,10 @@ def matches_lora(layers: LoraLayers) -> Match:
 
 _TINY_TRANSFORMER = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
                          num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
-                         axes_dims_rope=[4, 4, 8])
+                         axes_dims_rope=[4, 4, 8], guidance_embeds=True)
+#: FLUX.1 [dev]'s scheduler (the tiny model is a [dev] in miniature: a folder of it takes [dev]'s defaults)
+_DEV_SCHEDULER = dict(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15, shift=3.0,
+                      use_dynamic_shifting=True)
 
 
 def tiny_components(seed: int = 0) -> dict[str, Any]:
@@ -78,7 +81,7 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
         text_encoder=clip_encoder("CLIPTextModel"), tokenizer=clip_tokenizer(),
         text_encoder_2=t5_encoder(), tokenizer_2=t5_tokenizer(),
         vae=tiny_vae(4, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035),
-        scheduler=FlowMatchEulerDiscreteScheduler(), image_encoder=None, feature_extractor=None,
+        scheduler=FlowMatchEulerDiscreteScheduler(**_DEV_SCHEDULER), image_encoder=None, feature_extractor=None,
     )
 
 
@@ -124,8 +127,7 @@ PROFILE = Profile(
                                           "proj_mlp"),
         defaults=dict(lr=1e-4, resolution=512, guidance=1.0, sample_steps=20), fp8_below_gb=40),
     real_models={
-        "flux-dev": _real(True, dict(base_image_seq_len=256, base_shift=0.5, max_image_seq_len=4096, max_shift=1.15,
-                                     shift=3.0, use_dynamic_shifting=True)),
+        "flux-dev": _real(True, _DEV_SCHEDULER),
         "flux-schnell": _real(False, dict(shift=1.0, use_dynamic_shifting=False)),
     },
     # InstantX's union ControlNet: one model for every kind, told the kind by its control mode
