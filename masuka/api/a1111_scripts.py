@@ -18,6 +18,7 @@ from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.image.control import Control
+from masuka.image.face_detail import ADETAILER_STRENGTH, FACE_MODELS
 from masuka.image.guides import MAX_GUIDES
 from masuka.image.reference import StyleReference
 
@@ -28,9 +29,6 @@ MODULE_LIST = ("none", "canny", "depth_midas", "depth_anything", "depth_anything
                "ip-adapter_clip_sdxl", "ip-adapter_clip_h", "ip-adapter-auto")
 IP_ADAPTER = "ip-adapter"
 NO_MODEL = ("", "none")
-#: ADetailer's detection models that find faces (its others find hands, people or named objects)
-FACE_MODELS = ("face_", "mediapipe_face")
-ADETAILER_STRENGTH = 0.4  # ADetailer's default ad_denoising_strength
 
 
 def script_args(scripts: dict[str, Any] | None, name: str) -> list[Any]:

@@ -12,8 +12,12 @@ from collections.abc import Callable
 from PIL import Image, ImageDraw, ImageFilter
 
 from masuka.errors import InvalidInput
+from masuka.image.metadata import to_number
 
 DETECTOR = "opencv-haar-frontalface"
+#: ADetailer's detection models that find faces (its others find hands, people or named objects), and MASUKA's own
+FACE_MODELS = ("face_", "mediapipe_face", DETECTOR)
+ADETAILER_STRENGTH = 0.4  # ADetailer's default ad_denoising_strength
 CASCADE = "haarcascade_frontalface_default.xml"
 MARGIN = 0.6  # the crop reaches this many face sizes beyond the face on each side
 DILATE = 0.15  # the repainted region: the face box grown by this many face sizes on each side
@@ -92,3 +96,12 @@ def face_record(strength: float, faces: list[Box], restoration: str = "") -> dic
 def face_infotext(strength: float) -> dict[str, str]:
     """ADetailer's infotext fields."""
     return {"ADetailer model": DETECTOR, "ADetailer denoising strength": f"{strength:g}"}
+
+
+def read_face_detail(extra: dict[str, str]) -> float | None:
+    """The face detail strength an image's ADetailer fields record (ADetailer's default where its strength is
+    missing or out of range); None where its first ADetailer unit detected no faces, or it has none."""
+    if not extra.get("ADetailer model", "").lower().startswith(FACE_MODELS):
+        return None
+    strength = to_number(extra.get("ADetailer denoising strength"), float)
+    return strength if strength is not None and 0 < strength <= 1 else ADETAILER_STRENGTH

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -198,14 +199,28 @@ def _texts(image: Image.Image) -> dict[str, str]:
     """The image's text fields (a PNG's read to its end, where some tools put them), with the EXIF
     UserComment as ``parameters`` where it has none."""
     info: dict = dict(image.info)
-    if isinstance(image, PngImagePlugin.PngImageFile) and "parameters" not in info:
-        info.update(image.text)
-    texts = {str(key): str(value) for key, value in info.items() if isinstance(value, str)}
+    decode: Callable[[str], str] = str
+    if isinstance(image, PngImagePlugin.PngImageFile):
+        decode = _png_text
+        if "parameters" not in info:
+            info.update(image.text)
+    texts = {str(key): decode(value) for key, value in info.items() if isinstance(value, str)}
     if not texts.get("parameters"):
         comment = _user_comment(image.getexif().get_ifd(0x8769).get(0x9286))
         if comment:
             texts["parameters"] = comment
     return texts
+
+
+def _png_text(value: str) -> str:
+    """A PNG text field as written: Latin-1 by the PNG standard (``tEXt``, ``zTXt``), but some tools put UTF-8
+    there, read as such where it is (an ``iTXt`` field is UTF-8 already)."""
+    if isinstance(value, PngImagePlugin.iTXt) or value.isascii():
+        return str(value)
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def _user_comment(comment: object) -> str | None:

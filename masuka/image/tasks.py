@@ -11,6 +11,7 @@ as it was.
 
 from __future__ import annotations
 
+import io
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,19 +65,45 @@ class TaskInput:
 
 def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
     """A picture file read whole, as it is seen: turned upright by its EXIF orientation (a phone photo), and a
-    16-bit one brought to 8 bits; or :class:`InvalidInput` saying why not."""
+    16-bit one brought to 8 bits (a PNG whose text fields are too large for Pillow read without them); or
+    :class:`InvalidInput` saying why not."""
     try:
-        with Image.open(path) as picture:
-            if picture.width * picture.height > MAX_INPUT_PIXELS:
-                raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); {TOO_LARGE}")
-            picture.load()
-            return eight_bit(ImageOps.exif_transpose(picture))
+        try:
+            return _read_picture(path, what)
+        except ValueError as error:
+            if "MAX_TEXT_CHUNK" not in str(error):
+                raise
+            if isinstance(path, str | Path):
+                data = Path(path).read_bytes()
+            else:
+                path.seek(0)
+                data = path.read()
+            return _read_picture(io.BytesIO(_without_text(data)), what)
     except FileNotFoundError:
         raise InvalidInput(f"The {what} {Path(str(path)).name!r} does not exist.") from None
     except Image.DecompressionBombError:  # so large that Pillow will not even read its size
         raise InvalidInput(f"The {what} is too large; {TOO_LARGE}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InvalidInput(f"The {what} is not a readable image ({error}).") from None
+
+
+def _read_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
+    with Image.open(path) as picture:
+        if picture.width * picture.height > MAX_INPUT_PIXELS:
+            raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); {TOO_LARGE}")
+        picture.load()
+        return eight_bit(ImageOps.exif_transpose(picture))
+
+
+def _without_text(png: bytes) -> bytes:
+    """A PNG file's bytes without its text chunks (``tEXt``, ``zTXt``, ``iTXt``): the pixels, as they were."""
+    kept, at = [png[:8]], 8
+    while at + 8 <= len(png):
+        end = at + 12 + int.from_bytes(png[at:at + 4], "big")
+        if png[at + 4:at + 8] not in (b"tEXt", b"zTXt", b"iTXt"):
+            kept.append(png[at:end])
+        at = end
+    return b"".join(kept)
 
 
 def eight_bit(picture: Image.Image) -> Image.Image:

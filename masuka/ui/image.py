@@ -15,6 +15,7 @@ from masuka.characters.use import picker_value
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.gpu import MEMORY_PLAN_HELP
 from masuka.image.control import Control, read_controls
+from masuka.image.face_detail import read_face_detail
 from masuka.image.generate import (
     MAX_BATCH,
     MAX_PROMPT_CHARS,
@@ -252,7 +253,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     tab.aspect.input(bind(aspect_size, studio), [tab.aspect, tab.model], [tab.width, tab.height], **private)
     read = [tab.prompt, tab.negative, tab.model, tab.steps, tab.guidance, tab.width, tab.height, tab.seed, tab.loras,
             tab.read_info, tab.strength, modes.mask_blur, modes.outpaint, tab.mode, tab.sampler,
-            *[tab.guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES]]
+            *[tab.guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES], tab.aids.face_detail,
+            tab.aids.face_strength]
     tab.dropped.upload(bind(read_image_parameters, studio), tab.dropped, read, api_name="read_parameters")
     ctx.generated(gen_event)
     ctx.generated(edit_event)
@@ -420,10 +422,10 @@ def stop_generation(studio: Studio, request: gr.Request):  # the browser session
 def read_image_parameters(studio: Studio, path: str | None, request: gr.Request = None):
     """Fill the form from an image's A1111-style parameters (NovelAI's, Fooocus's and SwarmUI's converted), LoRAs
     found in the library included, the model where it is usable here, the sampler (with its schedule type) where
-    that model can use it; a value outside the form's range is left as it was. The summary says what was not
-    taken."""
+    that model can use it, Face detail where its ADetailer fields name a face model; a value outside the form's
+    range is left as it was. The summary says what was not taken."""
     if not path:
-        return [gr.skip()] * (15 + len(READ_GUIDES))
+        return [gr.skip()] * (17 + len(READ_GUIDES))
     text = read_metadata(path).required()
     p = parse_parameters(text)
     for what, value in (("prompt", p.prompt), ("negative prompt", p.negative_prompt)):
@@ -450,12 +452,17 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
     sampler = _read_sampler(spec, p, notes) if p.sampler else None
     if hires_fix(p.extra):
         notes.append("**Hires fix is not reproduced:** the form makes the first pass (Upscale can enlarge it).")
+    face = read_face_detail(p.extra)
+    if face is None and "ADetailer model" in p.extra:
+        notes.append(f"**ADetailer model {p.extra['ADetailer model']!r} is not reproduced:** Face detail repaints "
+                     "faces only.")
     shown = text if len(text) <= SUMMARY_CHARS else f"{text[:SUMMARY_CHARS]}\n… ({len(text):,} characters in all)"
     summary = "\n\n".join([f"```\n{shown}\n```", *notes])
     update = lambda value: gr.skip() if value is None else value  # noqa: E731
     return (p.prompt, p.negative_prompt, update(p.model if spec else None), update(steps), update(guidance),
             update(width), update(height), update(seed), [f"{name}:{weight:g}" for name, weight in found], summary,
-            *task_from_parameters(p.extra), update(sampler), *_read_guides(p.extra))
+            *task_from_parameters(p.extra), update(sampler), *_read_guides(p.extra),
+            *([True, face] if face is not None else [gr.skip()] * 2))
 
 
 def _read_model(studio: Studio, user: str, model: str | None) -> ModelSpec | None:

@@ -21,7 +21,7 @@ from masuka.ui.image_modes import task_from_parameters
 SKIP = gr.skip()
 #: read_image_parameters' outputs by name, in order (then the guides)
 OUTPUTS = ("prompt", "negative", "model", "steps", "guidance", "width", "height", "seed", "loras", "summary",
-           "strength", "mask_blur", "outpaint", "mode", "sampler")
+           "strength", "mask_blur", "outpaint", "mode", "sampler", *image.READ_GUIDES, "face_detail", "face_strength")
 FORGE = ("a fox\nSteps: 20, Sampler: {sampler}, Schedule type: {schedule}, CFG scale: 1, Distilled CFG Scale: 3.5, "
          "Seed: 1, Size: 896x1152, Model hash: 4610115bb0, Model: {model}")
 
@@ -102,6 +102,16 @@ def test_metadata_too_large_to_read_is_said_so(studio, tmp_path):
         image.read_image_parameters(studio, path)
 
 
+def test_a_picture_whose_metadata_is_too_large_still_upscales(studio, tmp_path):
+    """Only its text is unreadable: the pixels upscale (with no parameters borrowed) and the source is untouched."""
+    path = big_ztxt(tmp_path / "big.png")
+    before = (tmp_path / "big.png").read_bytes()
+    result = upscale_image(studio, UpscaleRequest(path, scale=2, upscaler="Nearest"))[0]
+    assert Image.open(result.path).size == (128, 128)
+    assert "Postprocess upscale by: 2" in read_parameters(result.path)
+    assert (tmp_path / "big.png").read_bytes() == before
+
+
 def test_text_after_the_pixels_is_read(tmp_path):
     path = tmp_path / "late.png"
     Image.new("RGB", (64, 64)).save(path)
@@ -110,6 +120,34 @@ def test_text_after_the_pixels_is_read(tmp_path):
     chunk = len(body).to_bytes(4, "big") + b"tEXt" + body + zlib.crc32(b"tEXt" + body).to_bytes(4, "big")
     path.write_bytes(data[:-12] + chunk + data[-12:])  # before IEND
     assert read_parameters(path).startswith("a fox\nSteps: 2")
+
+
+@pytest.mark.parametrize("fields, face", [
+    ("ADetailer model: face_yolov8n.pt, ADetailer confidence: 0.3, ADetailer denoising strength: 0.35", (True, 0.35)),
+    ("ADetailer model: opencv-haar-frontalface, ADetailer denoising strength: 0.6", (True, 0.6)),  # MASUKA's own
+    ("ADetailer model: mediapipe_face_full", (True, 0.4)),  # ADetailer's default strength
+    ("ADetailer model: hand_yolov8n.pt, ADetailer denoising strength: 0.5", (SKIP, SKIP)),
+    ("Model hash: 1234", (SKIP, SKIP)),
+])
+def test_adetailer_fields_fill_face_detail(studio, tmp_path, fields, face):
+    """An image made with face detail (ADetailer's, or MASUKA's own, which writes ADetailer's fields) turns Face
+    detail on at its strength; a hand or person detector is said not reproduced."""
+    values = read(studio, png(tmp_path / "ad.png", parameters=f"a face\nSteps: 2, Seed: 1, Size: 64x64, {fields}"))
+    assert (values["face_detail"], values["face_strength"]) == face
+    assert ("hand_yolov8n.pt' is not reproduced" in values["summary"]) == ("hand" in fields)
+
+
+def test_utf8_written_into_a_latin1_text_field_is_read_as_utf8(tmp_path):
+    """Some tools write UTF-8 into a PNG's tEXt field, which the standard says is Latin-1: "café, 猫" must not come
+    back as "cafÃ©, ç\x8c«"; genuine Latin-1 text stays as written."""
+    path = tmp_path / "utf8.png"
+    for text, raw in (("café, 猫", "café, 猫".encode()), ("crème brûlée", "crème brûlée".encode("latin-1"))):
+        Image.new("RGB", (64, 64)).save(path)
+        data = path.read_bytes()
+        body = b"parameters\0" + raw + b"\nSteps: 2, Sampler: Euler, Seed: 1, Size: 64x64"
+        chunk = len(body).to_bytes(4, "big") + b"tEXt" + body + zlib.crc32(b"tEXt" + body).to_bytes(4, "big")
+        path.write_bytes(data[:33] + chunk + data[33:])
+        assert parse_parameters(read_parameters(path)).prompt == text
 
 
 def test_forge_hires_schedule_and_distilled_guidance_fill_the_form(studio, tmp_path):
