@@ -84,7 +84,8 @@ def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
     except Image.DecompressionBombError:  # so large that Pillow will not even read its size
         raise InvalidInput(f"The {what} is too large; {TOO_LARGE}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise InvalidInput(f"The {what} is not a readable image ({error}).") from None
+        reason = str(error).replace(str(path), Path(str(path)).name) if isinstance(path, str | Path) else error
+        raise InvalidInput(f"The {what} is not a readable image ({reason}).") from None
 
 
 def _read_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:

@@ -93,9 +93,10 @@ def test_bad_init_images_are_refused_with_the_reason(studio, tiny_model, picture
     files = {"black": tmp_path / "black.png", "text": tmp_path / "text.png", "missing": tmp_path / "nope.png"}
     values = {"path": photo, "strength": 0.5, **change}
     values = {key: files.get(value, value) if isinstance(value, str) else value for key, value in values.items()}
-    with pytest.raises(InvalidInput, match=message):
+    with pytest.raises(InvalidInput, match=message) as refused:
         run(studio, tiny_model("flux"), width=64, height=64, init=InitImage(**values))
     assert not studio.store.count("generations")
+    assert str(tmp_path) not in str(refused.value)  # the server's folders are not told (an upload's temp path)
 
 
 def test_cli_inpaints_and_explains_a_mask_without_an_image(capsys, tmp_path, tiny_model, pictures):
