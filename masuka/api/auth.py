@@ -104,7 +104,9 @@ def authenticate(studio: Studio, authorization: str | None, client_host: str | N
     wait = studio.logins.wait_s(named, address)
     if wait:
         raise Refused(429, f"Too many failed sign-ins for this account or from this address. Try again in {wait} s.")
-    user = _basic_user(config.users, authorization) or token_user(studio, _bearer(authorization) or "")
+    owner = token_user(studio, _bearer(authorization) or "")
+    # a token of someone no longer on the user list (or made before sign-in was on, owned by ``local``) is void
+    user = _basic_user(config.users, authorization) or (owner if owner in config.users else None)
     if user is None:
         if authorization:
             studio.logins.failed(named, address)

@@ -39,6 +39,25 @@ def test_with_users_a_password_or_a_live_token_is_needed(team):
     assert token_user(team, token) is None
 
 
+def test_a_token_of_someone_not_on_the_user_list_opens_nothing(tmp_path):
+    """A token made before sign-in was turned on (owned by ``local``), or of a user taken off ``--auth``, is
+    refused like a wrong one: removing a user removes their API access."""
+    def studio(auth: str = "") -> Studio:
+        return Studio.open(Config.from_env(data_dir=tmp_path / "data", auth=auth))
+
+    tokens = {"bob": create_token(before := studio("ann:pw-ann,bob:pw-bob"), "bob", "laptop")}
+    before.close()
+    tokens["local"] = create_token(single := studio(), "local", "script")
+    single.close()
+    after = studio("ann:pw-ann")
+    for owner, token in tokens.items():
+        with pytest.raises(Refused) as refused:
+            authenticate(after, f"Bearer {token}", "203.0.113.9")
+        assert refused.value.status == 401, owner
+    assert authenticate(after, f"Bearer {create_token(after, 'ann', 'phone')}", "203.0.113.9").user == "ann"
+    after.close()
+
+
 def test_failed_sign_ins_are_throttled_like_the_sign_in_page(team):
     """After 5 wrong passwords the account is locked for a while, even with the right one; a line is logged."""
     for _ in range(team.config.login_attempts):
