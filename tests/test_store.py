@@ -32,6 +32,28 @@ def test_older_database_gains_new_columns_and_keeps_its_rows(tmp_path):
     assert again.db.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.parametrize("left", ["empty index, no triggers", "one trigger missing"])
+def test_search_set_up_cut_short_is_finished_at_the_next_start(tmp_path, left):
+    """The full-text index is built in steps, each committed on its own: a first start killed between them left an
+    index the next start took for done, so search found nothing, for good."""
+    path = tmp_path / "m.db"
+    store = Store(path)
+    store.insert("generations", {"kind": "image", "status": "completed", "prompt": "a red fox"})
+    drop = ["generations_au"] if left == "one trigger missing" else ["generations_ai", "generations_ad",
+                                                                     "generations_au"]
+    for trigger in drop:
+        store.db.execute(f"drop trigger {trigger}")
+    if left == "empty index, no triggers":
+        store.db.execute("delete from generations_fts")
+    store.db.conn.commit()
+    store.close()
+    again = Store(path)
+    new = again.insert("generations", {"kind": "image", "status": "completed", "prompt": "another fox"})
+    again.update("generations", new, prompt="another fox, renamed")
+    assert sorted(r["id"] for r in again.db["generations"].search("fox")) == [1, new]
+    assert [r["id"] for r in again.db["generations"].search("renamed")] == [new]
+
+
 def test_work_left_running_by_a_dead_process_is_marked_interrupted(tmp_path):
     store = Store(tmp_path / "m.db")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
