@@ -43,6 +43,19 @@ def test_defaults_are_checked_saved_and_survive_a_restart(config):
     assert load_defaults(config).steps == 20
 
 
+def test_saved_defaults_today_s_checks_refuse_are_left_out_not_kept(config, caplog):
+    """An older MASUKA saved a width of 520 (no multiple of 16 was asked then): loaded as it was, it made every
+    Generate fail until typed again. Such a value is left out (the model's own serves); the others stay."""
+    import json
+
+    (config.data_dir / "settings.json").write_text(json.dumps({"defaults": {
+        "model": "flux-dev", "steps": 20, "width": 520, "height": 1216, "output_format": "GIF"}}))
+    loaded = load_defaults(config)
+    assert (loaded.model, loaded.steps, loaded.width, loaded.height, loaded.output_format) == (
+        "flux-dev", 20, None, 1216, "PNG")
+    assert "saved default width left out" in caplog.text and "saved default output_format left out" in caplog.text
+
+
 def test_storage_usage_and_clean_up_remove_only_leftovers(studio, tiny_model, monkeypatch, tmp_path):
     import os
 
