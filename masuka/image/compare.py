@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
-from masuka.errors import InvalidInput, NotFound
+from masuka.errors import Cancelled, InvalidInput, NotFound
 from masuka.image.generate import ImageRequest, ImageResult, generate_images, plan_request
 from masuka.store import now, row_id
 from masuka.studio import Studio
@@ -32,8 +33,10 @@ CONFIDENCE = 0.95
 
 def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b: list[tuple[str, float]],
               prompts: list[str], seeds: int = 1, allow_any_path: bool = False,
-              on_image: Callable[[ImageResult], None] | None = None) -> int:
-    """Render every prompt x seed with side A and side B (History rows each) and store the test; returns its id."""
+              on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None) -> int:
+    """Render every prompt x seed with side A and side B (History rows each) and store the test; returns its id.
+    A ``stop`` raises :class:`Cancelled` saying how many pairs were made (their images stay in History; no test
+    is stored)."""
     if a == b:
         raise InvalidInput("Sides A and B are the same: pick different LoRAs (or none on one side).")
     if not prompts or not 1 <= seeds * len(prompts) <= MAX_PAIRS:
@@ -41,13 +44,17 @@ def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b:
     checked = [plan_request(studio, replace(base, prompt=prompt, loras=side, batch=seeds), allow_any_path)
                for prompt in prompts for side in (a, b)]
     first_seed = checked[0].seeds[0]
-    pairs = []
+    pairs: list[dict] = []
     for prompt in prompts:
         for seed in range(first_seed, first_seed + seeds):
-            made = {name: generate_images(studio, replace(base, prompt=prompt, seed=seed, loras=side, batch=1,
-                                                          notes={"ab_side": name}),
-                                          on_image=on_image, allow_any_path=allow_any_path)[0].id
-                    for name, side in random.sample([("a", a), ("b", b)], 2)}  # random order: ids tell nothing
+            try:
+                made = {name: generate_images(studio, replace(base, prompt=prompt, seed=seed, loras=side, batch=1,
+                                                              notes={"ab_side": name}),
+                                              on_image=on_image, stop=stop, allow_any_path=allow_any_path)[0].id
+                        for name, side in random.sample([("a", a), ("b", b)], 2)}  # random order: ids tell nothing
+            except Cancelled as stopped:
+                raise Cancelled("the images made are kept in History; no A/B test is stored", by=stopped.by,
+                                at=f"after {len(pairs)} of {seeds * len(prompts)} pairs") from None
             pairs.append({"prompt": prompt, "seed": seed, **made, "left": random.choice("ab"), "choice": None})
     sides = {"a": _label(a), "b": _label(b)}
     return studio.store.insert("comparisons", {

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from masuka.errors import InvalidInput
+from masuka.errors import Cancelled, InvalidInput
 from masuka.image.generate import MAX_SEED, ImageRequest, ImageResult, StepCallback, generate_images, plan_request
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -106,11 +106,16 @@ def plan_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_pa
 def run_grid(studio: Studio, axes: list[Axis], cells: list[Cell], *, on_step: StepCallback | None = None,
              on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None,
              allow_any_path: bool = False) -> GridResult:
-    """Make every cell (each a history row), then the labelled grid image next to them."""
-    images = []
-    for cell in cells:
-        images.extend(generate_images(studio, cell.request, on_step=on_step, on_image=on_image, stop=stop,
-                                      allow_any_path=allow_any_path))
+    """Make every cell (each a history row), then the labelled grid image next to them. A ``stop`` raises
+    :class:`Cancelled` saying how many cells were made (they stay in History; no grid image is drawn)."""
+    images: list[ImageResult] = []
+    for done, cell in enumerate(cells):
+        try:
+            images.extend(generate_images(studio, cell.request, on_step=on_step, on_image=on_image, stop=stop,
+                                          allow_any_path=allow_any_path))
+        except Cancelled as stopped:
+            raise Cancelled("the cells made are kept in History", by=stopped.by,
+                            at=f"after {done} of {len(cells)} cells") from None
     return GridResult(save_grid(studio, axes, cells, [Path(r.path) for r in images], images[0].id), images)
 
 

@@ -14,8 +14,10 @@ from masuka.store import row_id
 from masuka.studio import Studio
 from masuka.training.checkpoint_lora import Comparison, checkpoint_loras, plan_comparison, use_checkpoint
 from masuka.training.options import MAX_STEPS
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of, whole_number_box
+from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box, wire_stop
 from masuka.validation import whole_number
+
+TAB = "checkpoints"  # the key of its Stop flag
 
 
 def build(ctx: UIContext, run: gr.Dropdown) -> None:
@@ -32,6 +34,7 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
             height = gr.Number(0, precision=0, label="Height (0 = model's)")
         with gr.Row():
             compare = gr.Button("Compare checkpoints", variant="primary")
+            stop = gr.Button("Stop", variant="stop")
             queue = gr.Button("Add to queue")
         message = gr.Markdown(label="Message")
         grid = gr.Image(label="Checkpoints x prompts", type="filepath", interactive=False, format="png")
@@ -44,6 +47,7 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
     form, private = [run, prompts, seed, steps, width, height], {"api_visibility": "private"}
     compare.click(bind(compare_checkpoints, studio), form, [grid, cells], api_name="compare_checkpoints",
                   **ctx.gpu_event())
+    wire_stop(studio, TAB, stop, message)
     queue.click(bind(queue_checkpoints, studio), form, message, api_name="queue_checkpoints")
     use.click(bind(keep_checkpoint, studio), [run, step], message, api_name="use_checkpoint")
     run.change(bind(steps_of, studio), run, step, **private)
@@ -63,7 +67,9 @@ def plan(studio: Studio, run_id: float, prompts: str, seed: float, steps: float,
 @friendly
 def compare_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: float = -1, steps: float = 0,
                         width: float = 0, height: float = 0, request: gr.Request = None, progress=gr.Progress()):
-    """Every checkpoint of a run (X) by every prompt (Y): the grid image and its cells (each a history row)."""
+    """Every checkpoint of a run (X) by every prompt (Y): the grid image and its cells (each a history row); Stop
+    ends it between steps."""
+    stop = studio.stops.arm(stop_key(TAB, request))
     planned = plan(studio, run_id, prompts, seed, steps, width, height, request)
     made: list = []
 
@@ -71,7 +77,7 @@ def compare_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: 
         made.append(result)
         progress((len(made), len(planned.cells)), desc=f"Cell {len(made)}/{len(planned.cells)}", unit="cells")
 
-    result = run_grid(studio, planned.axes, planned.cells, on_image=on_image)
+    result = run_grid(studio, planned.axes, planned.cells, on_image=on_image, stop=stop)
     return str(result.grid), [(str(r.path), ", ".join(f"{k} {v.rsplit('/', 1)[-1]}" for k, v in c.labels.items()))
                               for r, c in zip(result.images, planned.cells)]
 

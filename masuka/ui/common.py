@@ -186,6 +186,26 @@ def is_admin(studio: Studio, request: gr.Request | None) -> bool:
     return studio.config.is_admin(user_of(request))
 
 
+#: the Image tab's Stop flag (its Upscale panel's too)
+IMAGE_TAB = "image"
+
+
+def stop_key(tab: str, request: gr.Request | None) -> str:
+    """The key of ``tab``'s flag in ``studio.stops``: one per tab and browser session (the API caller's session)."""
+    return f"{tab}:{getattr(request, 'session_hash', None) or user_of(request)}"
+
+
+def wire_stop(studio: Studio, tab: str, button: gr.Button, status: Component) -> None:
+    """``button`` stops the work of ``tab`` this session started (armed with :func:`stop_key`) after its current
+    step, saying so in ``status``; it skips the queue, which that work holds."""
+    button.click(bind(stop_work, studio, tab), None, status, queue=False, api_visibility="private")
+
+
+def stop_work(studio: Studio, tab: str, request: gr.Request):
+    """A Stop button's click: stop ``tab``'s work of this session; nothing shown when none runs."""
+    return "Stopping after the current step…" if studio.stops.stop(stop_key(tab, request)) else gr.skip()
+
+
 def usable_file(studio: Studio, request: gr.Request | None, path: str | Path) -> Path:
     """``path`` resolved, when a handler may take it as an input file: one uploaded to this app, or a file in the
     data dir the user may read (a result another tab sent here); anything else is refused, another user's file as

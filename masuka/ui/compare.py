@@ -18,8 +18,10 @@ from masuka.image.generate import parse_lora
 from masuka.image.prompts import prompt_lines
 from masuka.loras.library import list_loras
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of, whole_number_box
-from masuka.ui.queue import FORM, form_request
+from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box, wire_stop
+from masuka.ui.queue import FORM, SAMPLER_FORM, form_request
+
+TAB = "compare"  # the key of its Stop flag
 
 
 def build(ctx: UIContext) -> None:
@@ -34,12 +36,14 @@ def build(ctx: UIContext) -> None:
     with gr.Row():
         prompts = gr.Textbox("", label="Prompts, one a line", lines=3, scale=3)
         seeds = gr.Number(value=4, precision=0, minimum=1, label="Seeds per prompt", scale=1)
-        render = gr.Button("Render pairs", variant="primary", scale=1)
+        with gr.Column(scale=1, min_width=120):
+            render = gr.Button("Render pairs", variant="primary")
+            stop = gr.Button("Stop", variant="stop")
     with gr.Row():
         picker = whole_number_box(gr.Dropdown([], label="A/B test", scale=3))
         load = gr.Button("Load", scale=0, min_width=80)
         remove = gr.Button("Delete test", variant="stop", scale=0, min_width=110)
-    index = gr.State(None)
+    shown = gr.State(None)  # (test, pair index) of the pair on screen: what a vote is for
     caption = gr.Markdown()
     with gr.Row():
         left = gr.Image(label="Left", type="filepath", interactive=False, height=360)
@@ -49,15 +53,17 @@ def build(ctx: UIContext) -> None:
                                                             ("right", "Right is better"))}
     result = gr.Markdown()
 
-    views, private = [index, caption, left, right, result], {"api_visibility": "private"}
+    views, private = [shown, caption, left, right, result], {"api_visibility": "private"}
     ctx.picker(bind(choices, studio), [side_a, side_b, picker], refresh)
-    form = ctx.form("image").pick(FORM)
-    render.click(bind(make, studio), form + [side_a, side_b, prompts, seeds], picker, **private,
-                 **ctx.gpu_event()).success(bind(show, studio), picker, views, **private)
+    image = ctx.form("image")
+    render.click(bind(make, studio), image.pick(FORM) + [side_a, side_b, prompts, seeds] + image.pick(SAMPLER_FORM),
+                 picker, **private, **ctx.gpu_event()).success(bind(show, studio), picker, views, **private)
+    wire_stop(studio, TAB, stop, result)
     load.click(bind(show, studio), picker, views, **private)
+    picker.input(bind(show, studio, None), None, views, queue=False, **private)  # another test: Load shows it
     remove.click(bind(forget, studio), picker, [picker, *views], **private)
     for pick, button in picks.items():
-        button.click(bind(judge, studio, pick), [picker, index], views, **private)
+        button.click(bind(judge, studio, pick), shown, views, **private)
 
 
 def choices(studio: Studio, request: gr.Request):
@@ -74,15 +80,16 @@ def _tests(studio: Studio, request: gr.Request) -> list[tuple[str, int]]:
 
 @friendly
 def show(studio: Studio, comparison: int | None, request: gr.Request):
-    """The next pair to judge (index, caption, left, right) and how many remain; the tally once all are judged."""
+    """The next pair of ``comparison`` to judge: what is shown ((test, pair index), or (test, None) once every
+    pair is judged), its caption, left and right images, and how many remain (the tally once all are judged)."""
     if comparison is None:
         return None, "", None, None, ""
     user, admin = user_of(request), is_admin(studio, request)
     pair = next_pair(studio, user, admin, comparison)
     text = describe_tally(standing(studio, user, admin, comparison))
     if pair is None:
-        return None, "Every pair is judged.", None, None, text
-    return (pair["index"], f"Pair {pair['index'] + 1} ({pair['remaining']} left): *{pair['prompt']}*",
+        return (comparison, None), "Every pair is judged.", None, None, text
+    return ((comparison, pair["index"]), f"Pair {pair['index'] + 1} ({pair['remaining']} left): *{pair['prompt']}*",
             pair["left"], pair["right"], text)
 
 
@@ -90,13 +97,15 @@ def show(studio: Studio, comparison: int | None, request: gr.Request):
 def make(studio: Studio, prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
          width: int | None, height: int | None, seed: int | None, batch: int, loras: list[str] | None,
          memory_plan: str, fast: bool, step_cache: float, a: list[str] | None, b: list[str] | None, lines: str,
-         count: int | None, request: gr.Request = None, progress=gr.Progress()):
-    """Render the pairs of a new A/B test with the Image tab's settings; the test picker with it chosen."""
+         count: int | None, sampler: str = "", request: gr.Request = None, progress=gr.Progress()):
+    """Render the pairs of a new A/B test with the Image tab's settings (Stop ends it between steps); the test
+    picker with it chosen."""
+    stop = studio.stops.arm(stop_key(TAB, request))
     base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                        1, [], memory_plan, fast, step_cache)
+                        1, [], memory_plan, fast, step_cache, sampler=sampler)
     made = create_ab(studio, base, [parse_lora(x) for x in a or []], [parse_lora(x) for x in b or []],
                      prompt_lines(lines) or [base.prompt], int(count or 1),
-                     on_image=lambda _r: progress(None, desc="Rendering pairs…"))
+                     on_image=lambda _r: progress(None, desc="Rendering pairs…"), stop=stop)
     return gr.Dropdown(choices=_tests(studio, request), value=made)
 
 
@@ -111,11 +120,13 @@ def forget(studio: Studio, comparison: int | None, request: gr.Request):
 
 
 @friendly
-def judge(studio: Studio, pick: str, comparison: int | None, pair: int | None, request: gr.Request):
-    """Record ``pick`` (left, tie or right) for the shown pair; the next pair."""
-    if comparison is None:
-        raise InvalidInput("Choose an A/B test and press Load, or render pairs first.")
-    if pair is None:  # every pair of the test is judged
-        return gr.skip()
+def judge(studio: Studio, pick: str, shown: tuple[int, int | None] | None, request: gr.Request):
+    """Record ``pick`` (left, tie or right) for the pair on screen (``shown`` by :func:`show`, never the
+    picker's choice); the next pair."""
+    if shown is None:
+        raise InvalidInput("Choose an A/B test and press Load first, or render pairs.")
+    comparison, pair = shown
+    if pair is None:
+        raise InvalidInput(f"Every pair of A/B test {comparison} is judged: the tally is shown below.")
     vote(studio, user_of(request), is_admin(studio, request), comparison, pair, pick)
     return show(studio, comparison, request)

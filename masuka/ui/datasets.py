@@ -15,7 +15,17 @@ from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import InvalidInput, MasukaError
 from masuka.studio import Studio
-from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable_file, user_of, whole_number_box
+from masuka.ui.common import (
+    MAX_ID,
+    UIContext,
+    bind,
+    friendly,
+    is_admin,
+    stop_key,
+    usable_file,
+    user_of,
+    whole_number_box,
+)
 from masuka.validation import whole_number
 
 REPORT_COLUMNS = ["file", "result", "reason"]
@@ -276,7 +286,7 @@ def caption_dataset(studio: Studio, dataset: str, captioner: str = "florence2", 
                     template: str = "", overwrite: bool = False, batch_size: int = 8, request: gr.Request = None,
                     progress=gr.Progress()):
     """Caption the dataset's images with Florence-2 or BLIP-2 (trigger word and template applied)."""
-    stop_flag = studio.stops.arm(_session(request))
+    stop_flag = studio.stops.arm(stop_key("captions", request))
     progress(0, desc="Loading the captioner…")
     job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
                                     bool(overwrite), int(batch_size or 8), is_admin(studio, request))
@@ -291,7 +301,7 @@ def caption_dataset(studio: Studio, dataset: str, captioner: str = "florence2", 
 
 
 def stop_captioning(studio: Studio, request: gr.Request):
-    return "Stopping after the current batch…" if studio.stops.stop(_session(request)) else gr.skip()
+    return "Stopping after the current batch…" if studio.stops.stop(stop_key("captions", request)) else gr.skip()
 
 
 @friendly
@@ -324,5 +334,3 @@ def _stats_text(stats: dict) -> str:
     return "\n".join(lines)
 
 
-def _session(request: gr.Request | None) -> str:
-    return "captions-" + (getattr(request, "session_hash", None) or "api")

@@ -7,8 +7,10 @@ import gradio as gr
 from masuka.image.grid import AXES, MAX_CELLS, parse_axis, plan_grid, run_grid
 from masuka.queue.jobs import queue_grid
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, user_of
-from masuka.ui.queue import FORM, form_request
+from masuka.ui.common import UIContext, bind, friendly, stop_key, user_of, wire_stop
+from masuka.ui.queue import FORM, SAMPLER_FORM, form_request
+
+TAB = "grid"  # the key of its Stop flag
 
 
 def build(ctx: UIContext) -> None:
@@ -23,15 +25,18 @@ def build(ctx: UIContext) -> None:
     with gr.Row():
         large = gr.Checkbox(False, label=f"Allow more than {MAX_CELLS} cells")
         run = gr.Button("Make grid", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
         add = gr.Button("Add to queue")
     message = gr.Markdown(label="Message")
     grid = gr.Image(label="Grid", type="filepath", interactive=False, format="png")
     cells = gr.Gallery(label="Cells (each one is in History: Reuse restores it)", columns=6, height=260,
                        interactive=False)
 
-    form = ctx.form("image").pick(FORM)
-    run.click(bind(make_grid, studio), form + [x, y, z, large], [grid, cells], api_name="grid", **ctx.gpu_event())
-    add.click(bind(add_grid, studio), form + [x, y, z, large], message, api_name="queue_grid")
+    image = ctx.form("image")
+    inputs = image.pick(FORM) + [x, y, z, large] + image.pick(SAMPLER_FORM)
+    run.click(bind(make_grid, studio), inputs, [grid, cells], api_name="grid", **ctx.gpu_event())
+    wire_stop(studio, TAB, stop, message)
+    add.click(bind(add_grid, studio), inputs, message, api_name="queue_grid")
 
 
 @friendly
@@ -39,10 +44,11 @@ def make_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
               guidance: float | None = None, width: int | None = None, height: int | None = None,
               seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
               fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
-              allow_large: bool = False, request: gr.Request = None, progress=gr.Progress()):
-    """An X/Y/Z grid: the grid image and every cell (each also a history row)."""
+              allow_large: bool = False, sampler: str = "", request: gr.Request = None, progress=gr.Progress()):
+    """An X/Y/Z grid: the grid image and every cell (each also a history row); Stop ends it between steps."""
+    stop = studio.stops.arm(stop_key(TAB, request))
     base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                           loras, memory_plan, fast, step_cache, x, y, z)
+                           loras, memory_plan, fast, step_cache, sampler, x, y, z)
     planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
     made: list = []
 
@@ -50,7 +56,7 @@ def make_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
         made.append(result)
         progress((len(made), len(planned)), desc=f"Cell {len(made)}/{len(planned)}", unit="cells")
 
-    result = run_grid(studio, axes, planned, on_image=on_image)
+    result = run_grid(studio, axes, planned, on_image=on_image, stop=stop)
     return str(result.grid), [(str(r.path), ", ".join(f"{k} {v}" for k, v in c.labels.items()))
                               for r, c in zip(result.images, planned)]
 
@@ -60,18 +66,18 @@ def add_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = "",
              guidance: float | None = None, width: int | None = None, height: int | None = None,
              seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
              fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
-             allow_large: bool = False, request: gr.Request = None) -> str:
+             allow_large: bool = False, sampler: str = "", request: gr.Request = None) -> str:
     """Queue an X/Y/Z grid as one job (the Queue tab shows it; the grid image comes with its results)."""
     base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                           loras, memory_plan, fast, step_cache, x, y, z)
+                           loras, memory_plan, fast, step_cache, sampler, x, y, z)
     job = queue_grid(studio, base, axes, confirm_large=bool(allow_large))
     return f"Queued grid job {job}: the Queue tab shows its progress and, when done, the grid."
 
 
 def grid_form(owner: str, prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
               width: int | None, height: int | None, seed: int | None, loras: list[str] | None, memory_plan: str,
-              fast: bool, step_cache: float, *axes: str) -> tuple:
+              fast: bool, step_cache: float, sampler: str, *axes: str) -> tuple:
     """The base request (one image a cell) and the axes the form describes."""
     base = form_request(owner, prompt, model, negative_prompt, steps, guidance, width, height, seed, 1, loras,
-                        memory_plan, fast, step_cache)
+                        memory_plan, fast, step_cache, sampler=sampler)
     return base, [parse_axis(text) for text in axes if text and text.strip()]

@@ -39,7 +39,17 @@ from masuka.loras.library import list_loras, match_loras
 from masuka.models.catalog import ModelSpec, image_models, resolve_image_model
 from masuka.studio import Studio
 from masuka.ui.aids import AidsForm, aid_caption, aid_summary
-from masuka.ui.common import UIContext, bind, friendly, is_admin, last_output, user_message, user_of
+from masuka.ui.common import (
+    IMAGE_TAB,
+    UIContext,
+    bind,
+    friendly,
+    is_admin,
+    last_output,
+    stop_key,
+    user_message,
+    user_of,
+)
 from masuka.ui.image_modes import (
     MODES,
     UPSCALE,
@@ -353,7 +363,7 @@ def check_edit(studio: Studio, request: gr.Request, *values) -> None:
 def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, progress: gr.Progress):
     """Run ``request_`` on a worker thread; yield (gallery, seeds, status) as images finish."""
     events: queue.Queue = queue.Queue()
-    stop_flag = studio.stops.arm(_session(request))
+    stop_flag = studio.stops.arm(stop_key(IMAGE_TAB, request))
 
     def work() -> None:
         try:
@@ -414,7 +424,7 @@ def check_form(studio: Studio, request: gr.Request, *values) -> None:
 
 
 def stop_generation(studio: Studio, request: gr.Request):  # the browser session's, after its current step
-    stopped = studio.stops.stop(_session(request))
+    stopped = studio.stops.stop(stop_key(IMAGE_TAB, request))
     return "Stopping after the current step…" if stopped else gr.skip()
 
 
@@ -580,5 +590,3 @@ def _read_guides(extra: dict[str, str]) -> list:
     return [*control, references[0] if references else gr.skip()]
 
 
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "cli"

@@ -23,22 +23,26 @@ FORM = ["prompt", "model", "negative", "steps", "guidance", "width", "height", "
         "memory_plan", "fast", "step_cache"]
 #: the Image tab's generation aids, which queue_add takes after the prompt batch (masuka.ui.aids)
 AID_FORM = ["optimize_prompt", "safety_check", "face_detail", "face_strength"]
-#: the Image tab's starting image fields, which its "Add to queue" button sends last
+#: the Image tab's starting image fields, which its "Add to queue" button sends after the aids
 START_FORM = ["init_image", "strength", "mask"]
+#: the Image tab's field that every API taking its form takes last, after its own
+SAMPLER_FORM = ["sampler"]
 
 
 def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "", steps: int | None = None,
                  guidance: float | None = None, width: int | None = None, height: int | None = None,
                  seed: int | None = -1, batch: int = 1, loras: list[str] | None = None, memory_plan: str = "auto",
                  fast: bool = False, step_cache: float = 0.0, optimize_prompt: bool = False, safety_check: bool = False,
-                 face_detail: bool = False, face_strength: float = 0.4) -> ImageRequest:
-    """The request the Image tab's form (:data:`FORM`, then :data:`AID_FORM`) describes."""
+                 face_detail: bool = False, face_strength: float = 0.4, sampler: str = "") -> ImageRequest:
+    """The request the Image tab's form (:data:`FORM`, :data:`AID_FORM`, then :data:`SAMPLER_FORM`) describes;
+    ``sampler`` "" keeps the model's own scheduler."""
     return ImageRequest(prompt=prompt or "", model=model, negative_prompt=negative_prompt or "", steps=steps,
                         guidance=guidance, width=width, height=height, seed=seed, batch=int(batch or 1),
                         loras=[parse_lora(x) for x in loras or []], owner=owner, memory_plan=memory_plan or "auto",
                         fast=bool(fast), step_cache=float(step_cache or 0), optimize_prompt=optimize_prompt,
                         safety_check=safety_check, face_detail=face_detail,
-                        face_strength=float(0.4 if face_strength is None else face_strength))
+                        face_strength=float(0.4 if face_strength is None else face_strength),
+                        sampler=sampler or "")
 
 
 def uploaded(name: str, value: dict | None) -> str | None:
@@ -66,20 +70,23 @@ def build(ctx: UIContext) -> None:
     message = gr.Markdown(label="Message")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=420)
     results = gr.Gallery(label="Results of the chosen job", columns=6, height=260, interactive=False)
+    shown = gr.State([])  # what the results gallery shows, so a poll changes it only when the job's results do
     timer = gr.Timer(POLL_S)
     name_outputs(gr.api(bind(queue_add, studio), api_name="queue_add"), "Jobs added")
     name_outputs(gr.api(bind(queue_status, studio), api_name="queue_status"), "Jobs")
     name_outputs(gr.api(bind(queue_control, studio), api_name="queue_control"), "Message")
     hidden = gr.JSON(visible=False)
     image = ctx.form("image")
-    form, aid_form = image.pick(FORM), image.pick(AID_FORM)
+    form, aid_form, sampler = image.pick(FORM), image.pick(AID_FORM), image.pick(SAMPLER_FORM)
     private = {"api_visibility": "private"}
     listed = bind(rows, studio)
-    add_batch.click(bind(queue_add, studio), form + [prompts, picks] + aid_form, hidden, **private).success(
-        added, hidden, message, **private).then(listed, None, table, **private)
+    no_start = [gr.State(None) for _ in START_FORM]  # a batch takes no starting image
+    add_batch.click(bind(queue_form, studio), form + [prompts, picks] + aid_form + no_start + sampler, hidden,
+                    **private).success(added, hidden, message, **private).then(listed, None, table, **private)
     if "queue" in image.buttons:
         no_batch = [gr.State(""), gr.State(0)]
-        image.buttons["queue"].click(bind(queue_form, studio), form + no_batch + aid_form + image.pick(START_FORM),
+        image.buttons["queue"].click(bind(queue_form, studio),
+                                     form + no_batch + aid_form + image.pick(START_FORM) + sampler,
                                      hidden, **private).success(
             added, hidden, message, **private).then(listed, None, table, **private)
     for action, button in buttons.items():
@@ -87,8 +94,9 @@ def build(ctx: UIContext) -> None:
     for action, button in (("pause", pause_all), ("resume", resume_all)):
         button.click(bind(control_all, studio, action), None, message, **private).then(
             listed, None, table, **private)
-    table.select(bind(pick, studio), None, [job, results], api_visibility="private")
-    timer.tick(listed, None, table, api_visibility="private", show_progress="hidden")
+    table.select(bind(pick, studio), None, [job, results, shown], api_visibility="private")
+    timer.tick(bind(poll, studio), [job, shown], [table, results, shown], api_visibility="private",
+               show_progress="hidden")
 
 
 def _prompt_batch() -> tuple[gr.Textbox, gr.Number, gr.Button]:
@@ -106,7 +114,10 @@ def _prompt_batch() -> tuple[gr.Textbox, gr.Number, gr.Button]:
 
 def rows(studio: Studio, request: gr.Request):
     """The jobs table: the user's jobs, a control asked for shown with the status."""
-    jobs = list_jobs(studio, user_of(request), is_admin(studio, request))
+    return _rows(list_jobs(studio, user_of(request), is_admin(studio, request)))
+
+
+def _rows(jobs: list[dict]) -> list[list]:
     return [[j["id"], j["owner"], j["status"] + (f" ({j['control']} asked)" if j["control"] else ""),
              f"{j['done']}/{j['total']}", j["model"], j["title"], j["error"] or ""] for j in jobs]
 
@@ -123,14 +134,14 @@ def queue_add(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
               fast: bool = False, step_cache: float = 0.0, prompts: str = "", random_picks: int = 0,
               optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
               face_strength: float = 0.4, init_image: dict | None = None, strength: float = 0.75,
-              mask: dict | None = None, request: gr.Request = None) -> dict:
+              mask: dict | None = None, sampler: str = "", request: gr.Request = None) -> dict:
     """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion,
     with the generation aids asked for; from ``init_image`` (an uploaded file, repainting the white of the
-    ``mask`` file) when given."""
+    ``mask`` file) when given; with an A1111 ``sampler`` ("" = the model's own scheduler)."""
     return queue_form(studio, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
                       memory_plan, fast, step_cache, prompts, random_picks, optimize_prompt, safety_check,
                       face_detail, face_strength, uploaded("init_image", init_image), strength,
-                      uploaded("mask", mask), request)
+                      uploaded("mask", mask), sampler, request)
 
 
 @friendly
@@ -138,11 +149,12 @@ def queue_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
                guidance: float | None, width: int | None, height: int | None, seed: int | None, batch: int,
                loras: list[str] | None, memory_plan: str, fast: bool, step_cache: float, prompts: str,
                random_picks: int, optimize_prompt: bool, safety_check: bool, face_detail: bool, face_strength: float,
-               init_image: str | None, strength: float, mask: str | None, request: gr.Request = None) -> dict:
+               init_image: str | None, strength: float | None, mask: str | None, sampler: str = "",
+               request: gr.Request = None) -> dict:
     """:func:`queue_add` with the starting image and mask as checked file paths (the Image tab's)."""
     image = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
                          batch, loras, memory_plan, fast, step_cache, optimize_prompt, safety_check,
-                         face_detail, face_strength)
+                         face_detail, face_strength, sampler)
     if mask and not init_image:
         raise InvalidInput("A mask needs the starting image it belongs to.")
     image.init = InitImage(init_image, float(strength), mask) if init_image else None
@@ -172,8 +184,26 @@ def added(result: dict) -> str:
 
 
 def pick(studio: Studio, evt: gr.SelectData, request: gr.Request):
-    """A clicked row: its job number, and the job's grid and images."""
+    """A clicked row: its job number, and the job's grid and images (shown, and kept as what is shown)."""
     job_id = int(evt.row_value[0])
-    found = next((j for j in queue_status(studio, request) if j["id"] == job_id), None)
-    grid = [(found["grid"], "grid")] if found and found.get("grid") else []
-    return job_id, grid + [(path, f"image {i + 1}") for i, path in enumerate(found["images"] if found else [])]
+    shown = _results(next((j for j in queue_status(studio, request) if j["id"] == job_id), None))
+    return job_id, shown, shown
+
+
+def poll(studio: Studio, job_id: float | None, shown: list, request: gr.Request):
+    """The timer's refresh: the jobs table, and the chosen job's results when they changed since shown (a job
+    that finished an image); left alone otherwise, so the gallery does not flicker."""
+    jobs = list_jobs(studio, user_of(request), is_admin(studio, request))
+    found = next((j for j in jobs if job_id and j["id"] == int(job_id)), None)
+    results = _results(found) if found else None  # a job no longer listed keeps what it showed
+    if results is None or results == [tuple(item) for item in shown or []]:
+        return _rows(jobs), gr.skip(), gr.skip()
+    return _rows(jobs), results, results
+
+
+def _results(job: dict | None) -> list[tuple[str, str]]:
+    """A job's grid, then its images, as the results gallery shows them (nothing for no job)."""
+    if job is None:
+        return []
+    grid = [(job["grid"], "grid")] if job.get("grid") else []
+    return grid + [(path, f"image {i + 1}") for i, path in enumerate(job["images"])]

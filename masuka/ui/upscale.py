@@ -13,7 +13,7 @@ from masuka.image.upscale.models import upscaler_names
 from masuka.image.upscale.request import DEFAULT_TILE, SCALES, UpscaleRequest
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, user_of
+from masuka.ui.common import IMAGE_TAB, UIContext, bind, friendly, stop_key, user_of
 
 GPU_WAIT_S = 5.0
 
@@ -93,7 +93,7 @@ def upscale(studio: Studio, image: str | None, scale: int = 2, upscaler: str = "
         model=model if detail else None, strength=float(strength), prompt=prompt or "",
         seed=None if seed in (None, -1) else int(seed), tile=None if tile is None else int(tile),
         owner=user_of(request)), gpu_timeout=GPU_WAIT_S,
-        stop=studio.stops.arm(getattr(request, "session_hash", None) or "cli"),  # the tab's Stop button
+        stop=studio.stops.arm(stop_key(IMAGE_TAB, request)),  # the Image tab's Stop button
         on_tile=lambda done, total: progress((done, total), desc=f"Tile {done}/{total}", unit="tiles"))[0]
     seed_text = "" if made.seed is None else f", seed {made.seed}"
     return str(made.path), f"Done{seed_text}: saved and recorded in History."

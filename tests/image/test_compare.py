@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from PIL import Image
 
@@ -16,6 +18,7 @@ from masuka.image import compare
 from masuka.image.compare import create_ab, delete_comparison, next_pair, tally, vote
 from masuka.image.generate import ImageRequest
 from masuka.store import Store
+from masuka.ui import compare as ui_compare
 
 HUGE = "99999999999999999999"
 
@@ -152,3 +155,44 @@ def test_deleting_a_test_removes_its_blind_copies_and_keeps_the_images(studio, c
     assert f"comparison {stored} deleted; its images stay in History" in capsys.readouterr().out
     assert main(["compare", "delete", str(stored), "--data-dir", str(data)]) == 2
     assert f"no comparison {stored} of yours" in capsys.readouterr().err
+
+
+def test_a_vote_is_for_the_pair_on_screen_not_the_test_chosen_since(studio):
+    """The vote buttons judge what Load (or Render) put on screen: choosing another test in the picker without
+    Load clears the view rather than voting on that test; with nothing shown a vote is refused."""
+    request = gr.Request(session_hash="judge")
+    first, second = (_stored_comparison(studio.config, studio.store, [None, None]) for _ in range(2))
+    shown, caption, left, *_ = ui_compare.show(studio, first, request)
+    assert shown == (first, 0) and caption.startswith("Pair 1") and left
+    shown, *_ = ui_compare.judge(studio, "left", shown, request)  # the picker now says `second`: it plays no part
+    assert shown == (first, 1)
+    choices = {c: [p["choice"] for p in studio.store.get("comparisons", c)["state"]["pairs"]] for c in (first, second)}
+    assert choices == {first: ["a", None], second: [None, None]}
+    with pytest.raises(gr.Error, match="press Load first"):
+        ui_compare.judge(studio, "left", None, request)
+    assert ui_compare.show(studio, None, request) == (None, "", None, None, ""), "what choosing another test shows"
+    ui_compare.judge(studio, "tie", shown, request)
+    with pytest.raises(gr.Error, match=f"Every pair of A/B test {first} is judged"):
+        ui_compare.judge(studio, "left", ui_compare.show(studio, first, request)[0], request)
+
+    from masuka.ui.app import build_app
+
+    events = build_app(studio).fns.values()
+    assert {tuple(type(i).__name__ for i in fn.inputs) for fn in events if fn.name == "judge"} == {("State",)}
+    cleared = [fn for fn in events if fn.name == "show" and [t for _id, t in fn.targets] == ["input"]]
+    assert len(cleared) == 1 and cleared[0].inputs == [] and not cleared[0].queue, "choosing a test clears the view"
+
+
+def test_render_pairs_keeps_the_sampler_and_its_stop_ends_the_test(studio, tiny_model, tiny_lora):
+    from tests.image.test_grid import StopAfter
+
+    request = gr.Request(session_hash="render")
+    studio.config.loras_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny_lora("flux"), studio.config.loras_dir / "style.safetensors")  # a LoRA of the library
+    form = dict(prompt="a red fox", model=str(tiny_model("flux")), negative_prompt="", steps=2, guidance=1.0,
+                width=64, height=64, seed=5, batch=1, loras=[], memory_plan="auto", fast=False, step_cache=0.0,
+                a=["style"], b=[], lines="", count=3, sampler="Euler Karras", request=request)
+    with pytest.raises(gr.Error, match=r"Stopped by the user after 1 of 3 pairs; the images made are kept"):
+        ui_compare.make(studio, **form, progress=StopAfter(studio, ui_compare.TAB, request, images=3))
+    made = studio.store.find("generations", "status = 'completed'")
+    assert [r["params"]["sampler"] for r in made] == ["Euler Karras"] * 3 and studio.store.count("comparisons") == 0

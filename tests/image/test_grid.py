@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,6 +16,10 @@ from masuka.history.actions import reuse_parameters
 from masuka.image.generate import ImageRequest
 from masuka.image.grid import parse_axis, plan_grid
 from masuka.studio import Studio
+from masuka.ui import grid
+from masuka.ui.common import stop_work
+
+SKIP = gr.skip()
 
 
 def test_grid_cells_rows_labels_and_reuse(capsys, tmp_path, tiny_model):
@@ -67,3 +73,40 @@ def test_lora_axis_with_none_and_a_weight_axis(studio, tiny_model, tiny_lora):
         ((0, 0, 0), []), ((1, 0, 0), []), ((0, 1, 0), [(lora, 0.5)]), ((1, 1, 0), [(lora, 1.0)])]
     sr = plan_grid(studio, base, [parse_axis("prompt=red,green,blue")])
     assert [c.request.prompt for c in sr] == ["a red fox", "a green fox", "a blue fox"]
+
+
+class StopAfter:
+    """A ``gr.Progress`` stand-in that presses the tab's Stop (as its button does) once ``images`` are made."""
+
+    def __init__(self, studio, tab: str, request, images: int):
+        self.studio, self.tab, self.request, self.left = studio, tab, request, images
+
+    def __call__(self, *_args, **_kwargs) -> None:
+        self.left -= 1
+        if self.left == 0:
+            assert stop_work(self.studio, self.tab, self.request) == "Stopping after the current step…"
+
+
+def test_the_grid_tab_keeps_the_sampler_and_its_stop_ends_the_grid(studio, tiny_model):
+    """The Image tab's Sampler reaches every cell; Stop (this session's) ends the grid after the cell being made,
+    whose cells stay in History, and says how many were made."""
+    request = gr.Request(session_hash="grid-session")
+    form = dict(prompt="a red fox", model=str(tiny_model("flux")), steps=2, width=64, height=64, seed=4, x="seed=1,2,3",
+                sampler="Euler Karras", request=request)
+    assert stop_work(studio, grid.TAB, request) == SKIP, "nothing of this session runs yet"
+    with pytest.raises(gr.Error, match=r"Stopped by the user after 1 of 3 cells; the cells made are kept"):
+        grid.make_grid(studio, **form, progress=StopAfter(studio, grid.TAB, request, images=1))
+    made = studio.store.find("generations", "status = 'completed'")
+    assert [(r["seed"], r["params"]["sampler"]) for r in made] == [(1, "Euler Karras")]
+    grid.make_grid(studio, **form, progress=lambda *_a, **_k: None)  # a new grid is armed afresh: it runs to the end
+    assert studio.store.count("generations", "status = 'completed'") == 4
+
+
+def test_the_grid_compare_and_checkpoint_tabs_each_have_a_stop_that_skips_the_queue(studio):
+    """Their work holds the GPU's queue slot: each Stop button answers at once, outside the queue."""
+    from masuka.ui import checkpoints, compare
+    from masuka.ui.app import build_app
+
+    stops = [fn for fn in build_app(studio).fns.values() if fn.name == "stop_work"]
+    tabs = [inspect.getclosurevars(fn.fn).nonlocals["bound"].args[1] for fn in stops]  # bind(stop_work, studio, tab)
+    assert sorted(tabs) == sorted([grid.TAB, compare.TAB, checkpoints.TAB]) and not any(fn.queue for fn in stops)

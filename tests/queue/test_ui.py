@@ -1,11 +1,20 @@
-"""The queue through the live app's API: jobs added over HTTP run in the app's background worker, per user."""
+"""The queue through the live app's API: jobs added over HTTP run in the app's background worker, per user; the
+Queue tab's handlers and wiring."""
 
 from __future__ import annotations
 
 import time
 
+import gradio as gr
 import pytest
 from gradio_client import Client
+
+from masuka.image.generate import ImageRequest
+from masuka.queue.jobs import queue_images
+from masuka.queue.worker import work_until_empty
+from masuka.ui import queue
+
+SKIP = gr.skip()
 
 
 def wait_until_done(client: Client, job_id: int) -> dict:
@@ -75,3 +84,41 @@ def test_queue_add_from_a_starting_image(live_app, tiny_model, tmp_path):
     assert row["params"]["init_image"].startswith("outputs/local/inputs/")
     with pytest.raises(Exception, match="uploaded files"):  # a path on the server is not an upload
         client.predict(prompt="a lake", model=str(tiny_model("flux")), init_image=str(picture), api_name="/queue_add")
+
+
+def test_queue_add_and_grid_keep_the_image_tabs_sampler(live_app, tiny_model):
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    form = dict(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=3,
+                sampler="Euler Karras")
+    job = wait_until_done(client, client.predict(**form, api_name="/queue_add")["jobs"][0])
+    assert job["status"] == "completed", job["error"]
+    client.predict(**form, x="seed=1,2", api_name="/grid")
+    rows = app.studio.store.find("generations", order_by="id")
+    assert [r["params"].get("sampler") for r in rows] == ["Euler Karras"] * 3
+
+
+def test_the_tabs_that_send_the_image_form_send_its_sampler(studio):
+    """Add to queue, prompt batches, the Grid tab and Render pairs take the Image tab's Sampler, last."""
+    from masuka.ui.app import build_app
+
+    demo = build_app(studio)
+    sampler = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Sampler")
+    sending = [fn for fn in demo.fns.values() if fn.name in ("queue_form", "make_grid", "add_grid", "make")]
+    assert sorted(fn.name for fn in sending) == ["add_grid", "make", "make_grid", "queue_form", "queue_form"]
+    assert all(fn.inputs[-1] is sampler for fn in sending)
+
+
+def test_the_chosen_jobs_results_follow_it_as_it_runs(studio, tiny_model):
+    """The timer's poll refreshes the results of the chosen job when it made images since they were shown, and
+    leaves the gallery alone (no flicker) when nothing changed."""
+    (job_id,) = queue_images(studio, ImageRequest(prompt="a red fox", model=str(tiny_model("flux")), steps=1,
+                                                  width=64, height=64, seed=2, batch=2))
+    table, results, shown = queue.poll(studio, job_id, [], None)
+    assert table[0][:3] == [job_id, "local", "queued"] and results == shown == SKIP, "no images yet: left alone"
+    work_until_empty(studio)
+    table, results, shown = queue.poll(studio, job_id, [], None)
+    assert table[0][2] == "completed" and results == shown and [caption for _path, caption in results] == [
+        "image 1", "image 2"]
+    assert queue.poll(studio, job_id, shown, None)[1:] == (SKIP, SKIP), "unchanged: no new gallery"
+    assert queue.poll(studio, None, shown, None)[1:] == (SKIP, SKIP), "no job chosen: the gallery stays"
