@@ -35,10 +35,14 @@ def new_character(studio: Studio, name: str, owner: str, trigger: str, params: d
                            "carries it and prompts call the character with it.")
     row = {"owner": owner, "name": name, "trigger": trigger, "params": params,
            "state": {"photos": [], "views": [], "runs": []}, "updated_at": now()}
-    character_id = insert_named(studio.store, "characters", row,
-                                f"You already have a character named {name!r}: pick another name.")
+    character_id = insert_named(studio.store, "characters", row, name_taken(name))
     character_dir(studio, character_id).mkdir(parents=True, exist_ok=True)
     return studio.store.existing("characters", character_id)
+
+
+def name_taken(name: str) -> str:
+    """The message for a character name the owner has already given."""
+    return f"You already have a character named {name!r}: pick another name."
 
 
 def find_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
@@ -77,6 +81,14 @@ def delete_character(studio: Studio, ref: str | int, owner: str, admin: bool = F
     return character
 
 
+def deleted_note(studio: Studio, character: dict) -> str:
+    """What deleting ``character`` removed, and that its dataset (when it still has one), runs and LoRA stay."""
+    dataset = studio.store.get("datasets", character["dataset_id"]) if character["dataset_id"] else None
+    kept = (f"its dataset {dataset['name']!r} (its kept views and the real photos you added) stays: delete it in "
+            "the Datasets tab (`dataset delete`) if you no longer want it; its" if dataset else "its")
+    return f"Deleted character {character['name']!r} and its photos; {kept} runs and LoRA stay."
+
+
 def summary(studio: Studio, character: dict) -> dict:
     """What ``character show`` and the tab print: counts, links and every view with its score."""
     state = character["state"] or {}
@@ -84,5 +96,6 @@ def summary(studio: Studio, character: dict) -> dict:
     return {"character": character["id"], "name": character["name"], "trigger": character["trigger"],
             "photos": [studio.config.absolute(p["photo"]).as_posix() for p in state.get("photos", [])],
             "dataset": state.get("dataset"), "images": sum(1 for v in views if v["kept"]),
-            "views": views, "runs": state.get("runs", []), "lora": character["lora"], "grid": state.get("grid"),
-            "params": character["params"]}
+            "rejected": sum(1 for v in views if not v["kept"]), "views": views, "runs": state.get("runs", []),
+            "lora": character["lora"], "grid": state.get("grid"), "grid_error": state.get("grid_error"),
+            "notes": state.get("notes", []), "params": character["params"]}

@@ -4,7 +4,8 @@
 Every photo is checked (a readable picture with one face, or the face the user picked for it) before anything is
 made. Views are generated one by one, scored against the photos' faces together, and those at or above the
 threshold become a normal dataset whose captions all carry the trigger word: from a captioner when one is named,
-else from the view's own prompt.
+else from the view's own prompt. A view the safety check flagged is neither scored nor kept, and a view or photo the
+dataset refuses (a duplicate) is not kept either.
 
 Edits read the character again and change only their part of it in one transaction (another tab's edit made
 meanwhile is kept). A dataset deleted in the Datasets tab is made again from the kept views and the real photos at
@@ -30,6 +31,7 @@ from masuka.characters.library import (
     character_dir,
     delete_character,
     find_character,
+    name_taken,
     new_character,
     update_character,
 )
@@ -48,6 +50,7 @@ from masuka.datasets.library import (
 )
 from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
+from masuka.history.browse import generation_params
 from masuka.image.tasks import open_picture
 from masuka.jobs import Watch
 from masuka.store import LOCAL_USER
@@ -62,6 +65,7 @@ DATASET_OPTIONS = {"min_side": 64, "near_distance": 0}
 REAL_PHOTO = "a real photo"
 AUTO_CAPTIONER = "auto"
 DELETED_THERE = "deleted in the Datasets tab"
+FLAGGED = "flagged by the safety check"
 Progress = Callable[[int, int, str], None]  # (views done, views in all, what happened)
 #: which face a photo's character is when it shows several: one number for every photo, or one per photo
 FacePick = int | str | Sequence[int | str | None] | None
@@ -141,6 +145,8 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
         outfit = open_photo(request.outfit, "outfit reference").convert("RGB")
     if request.size is not None and not 64 <= int(request.size) <= 2048:
         raise InvalidInput(f"The view size must be 64-2048 pixels (got {request.size}).")
+    if studio.store.count("characters", "owner = ? and name = ?", [request.owner, request.name.strip()]):
+        raise InvalidInput(name_taken(request.name.strip()))
     if studio.store.count("datasets", "owner = ? and name = ?", [request.owner, request.name.strip()]):
         raise InvalidInput(f"You already have a dataset named {request.name.strip()!r}: the character's dataset "
                            "takes its name, so pick another name.")
@@ -160,9 +166,8 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
         views = _make_views(studio, character, prompts, on_progress, stop, allow_any_path)
         notes = _score(studio, character, views, on_download)
         character = _new_dataset(studio, character)
-        character = update_character(studio, character, lambda state: state.update(views=views))
-        refused = _add_to_dataset(studio, character, [(i, v) for i, v in enumerate(views) if v["kept"]],
-                                  on_download)
+        character = update_character(studio, character, lambda state: state.update(views=views, notes=notes))
+        _add_to_dataset(studio, character, [(i, v) for i, v in enumerate(views) if v["kept"]], on_download)
     except BaseException:
         _discard(studio, character)
         raise
@@ -170,7 +175,7 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     views = character["state"]["views"]
     rejected = [{"file": Path(v["file"]).name, "reason": v["reason"]} for v in views if not v["kept"]]
     return CharacterReport(character["id"], character["state"]["dataset"], sum(v["kept"] for v in views),
-                           rejected + refused, notes)
+                           rejected, notes)
 
 
 def face_picks(face: FacePick, count: int) -> list[int | None]:
@@ -254,8 +259,10 @@ def _new_view(studio: Studio, character: dict, description: str, seed: int, allo
         _check_kept(studio, character)
         raise
     _check_kept(studio, character)
+    flagged = (generation_params(studio, result.id).get("safety") or {}).get("flagged")
     return {"file": studio.config.relative(result.path), "prompt": description, "seed": result.seed,
-            "generation": result.id, "score": None, "kept": False, "reason": "", "image": None}
+            "generation": result.id, "score": None, "kept": False, "reason": FLAGGED if flagged else "",
+            "image": None}
 
 
 def _make_views(studio: Studio, character: dict, prompts: list[str], on_progress: Progress | None,
@@ -279,11 +286,15 @@ def _check_kept(studio: Studio, character: dict) -> None:
 
 def _score(studio: Studio, character: dict, views: list[dict],
            on_download: Watch | None) -> list[str]:
-    """Score ``views`` in place against the photos' faces; keep those at or above the threshold."""
+    """Score ``views`` in place against the photos' faces; keep those at or above the threshold. A view the safety
+    check flagged is neither scored nor kept. Returns the identity model's note (it fell back to CLIP)."""
     params, config = character["params"], studio.config
     faces = not params.get("skip_faces")
     embedder, note = load_embedder(studio, character["owner"], params.get("identity_model"), on_download, faces)
     threshold = embedder.threshold if params["threshold"] is None else params["threshold"]
+    views = [view for view in views if view["reason"] != FLAGGED]
+    if not views:
+        return [note] if note else []
     references = [_open(config.absolute(p["face" if faces else "photo"])) for p in character["state"]["photos"]]
     pictures = [likeness_crop(_open(config.absolute(v["file"])), faces) for v in views]
     for view, score in zip(views, scores(embedder, references, pictures)):
@@ -300,8 +311,10 @@ def _open(path: Path) -> Image.Image:
 def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | None, dict]],
                     on_download: Watch | None = None) -> list[dict]:
     """Add views (index, view) or real photos (None, photo) to the character's dataset, captioned with the trigger
-    (by the character's captioner, else from the view prompt). Returns the files the dataset refused (duplicates)
-    with the reason. A view remade meanwhile (another tab) keeps the new one: the image added for it goes."""
+    (by the character's captioner, else from the view prompt). What the dataset refuses (a duplicate, say) is not
+    kept: such a view is rejected with the reason, such a photo is dropped with its files. Returns the refused ones
+    (a photo by its own file name) with the reason. A view remade meanwhile (another tab) keeps the new one: the
+    image added for it goes."""
     owner, config = character["owner"], studio.config
     files = [config.absolute(item["file"] if index is not None else item["photo"]) for index, item in items]
     dataset = _dataset_of(studio, character)
@@ -310,11 +323,14 @@ def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | Non
                        "the next edit or training.")
     report = add_images(studio, dataset["id"], owner, files)
     added = {entry["file"]: entry["id"] for entry in report.added}
+    reasons = {refusal.file: f"refused by the dataset: {refusal.reason}" for refusal in report.rejected}
     captioner = character["params"].get("captioner")
     images: list[tuple[int | None, dict, int]] = []
+    refused: list[tuple[int | None, dict, str]] = []
     for (index, item), path in zip(items, files):
         image_id = added.get(path.name)
         if image_id is None:
+            refused.append((index, item, reasons[path.name]))
             continue
         images.append((index, item, image_id))
         if not captioner:
@@ -323,25 +339,38 @@ def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | Non
                         owner, source="character")
     stale: list[int] = []
 
+    def target(state: dict, index: int | None, item: dict) -> dict | None:
+        """The state's entry of ``item``; None when it is gone or was remade meanwhile."""
+        if index is None:
+            return next((photo for photo in state["photos"] if photo["photo"] == item["photo"]), None)
+        view = state["views"][index]
+        return view if view["generation"] == item["generation"] else None
+
     def link(state: dict) -> None:
-        photos = {photo["photo"]: photo for photo in state["photos"]}
         for index, item, image_id in images:
-            if index is None:
-                target = photos.get(item["photo"])
-            else:
-                target = state["views"][index]
-                target = target if target["generation"] == item["generation"] else None
-            if target is None:
+            entry = target(state, index, item)
+            if entry is None:
                 stale.append(image_id)
             else:
-                target["image"] = image_id
+                entry["image"] = image_id
+        for index, item, reason in refused:
+            entry = target(state, index, item)
+            if entry is not None and index is None:
+                state["photos"].remove(entry)
+            elif entry is not None:
+                entry.update(kept=False, image=None, reason=reason)
 
     update_character(studio, character, link)
     for image_id in stale:
         _drop_image(studio, image_id, owner)
+    for index, item, _reason in refused:
+        if index is None:
+            for key in ("photo", "face"):
+                config.absolute(item[key]).unlink(missing_ok=True)
     if captioner and added:  # only the new images: they are the ones without a caption
         caption_dataset(studio, CaptionRequest(dataset["id"], owner, captioner), watch=on_download)
-    return [r.to_dict() for r in report.rejected]
+    return [{"file": item["source"] if index is None else Path(item["file"]).name, "reason": reason}
+            for index, item, reason in refused]
 
 
 def _dataset_of(studio: Studio, character: dict) -> dict | None:
@@ -398,7 +427,7 @@ def _remake_dataset(studio: Studio, character: dict, on_download: Watch | None) 
     return find_character(studio, character["id"], owner)
 
 
-def reject_view(studio: Studio, ref: str | int, owner: str, index: int, admin: bool = False) -> dict:
+def reject_view(studio: Studio, ref: str | int, owner: str, index: int | str | None, admin: bool = False) -> dict:
     """Take view ``index`` (from 1) out of the dataset; it stays listed as rejected by you."""
     character = find_character(studio, ref, owner, admin)
     position, _old = _view(character["state"]["views"], index)
@@ -414,7 +443,7 @@ def reject_view(studio: Studio, ref: str | int, owner: str, index: int, admin: b
     return character
 
 
-def regenerate_view(studio: Studio, ref: str | int, owner: str, index: int, admin: bool = False,
+def regenerate_view(studio: Studio, ref: str | int, owner: str, index: int | str | None, admin: bool = False,
                     on_download: Watch | None = None) -> dict:
     """Make view ``index`` (from 1) again with a new seed, score it, and put it in the dataset when it passes."""
     character = ensure_dataset(studio, find_character(studio, ref, owner, admin), on_download)
@@ -436,9 +465,10 @@ def regenerate_view(studio: Studio, ref: str | int, owner: str, index: int, admi
 
 
 def add_photos(studio: Studio, ref: str | int, owner: str, photos: list[str | Path], admin: bool = False,
-               face: FacePick = None) -> dict:
+               face: FacePick = None) -> tuple[dict, list[dict]]:
     """Add real photos of the character (``face``: which face in each, as :func:`face_picks` reads it): kept with
-    the others and added to its dataset as they are."""
+    the others and added to its dataset as they are. Returns the character and the photos its dataset refused
+    (a duplicate of one it has, say), which are not kept, with the reason."""
     character = find_character(studio, ref, owner, admin)
     paths = [Path(p) for p in photos]
     if not paths or len(character["state"]["photos"]) + len(paths) > 4 * MAX_PHOTOS:
@@ -447,14 +477,16 @@ def add_photos(studio: Studio, ref: str | int, owner: str, photos: list[str | Pa
     faces = [photo_face(path, pick, skip_faces) for path, pick in zip(paths, face_picks(face, len(paths)))]
     character = ensure_dataset(studio, character)
     character, added = _keep_photos(studio, character, paths, faces)
-    if character["dataset_id"]:
-        _add_to_dataset(studio, character, [(None, photo) for photo in added])
-    return find_character(studio, character["id"], character["owner"])
+    refused = _add_to_dataset(studio, character, [(None, photo) for photo in added]) if character["dataset_id"] \
+        else []
+    return find_character(studio, character["id"], character["owner"]), refused
 
 
-def _view(views: list[dict], number: int) -> tuple[int, dict]:
-    """The position in ``views`` of view ``number`` (from 1), and the view."""
+def _view(views: list[dict], number: int | str | None) -> tuple[int, dict]:
+    """The position in ``views`` of view ``number`` (from 1, as typed), and the view."""
     if not views:
         raise InvalidInput("This character has no views.")
+    if number is None or not str(number).strip():
+        raise InvalidInput(f"Type a view number (1 to {len(views)}).")
     position = whole_number("the view number", number, 1, len(views)) - 1
     return position, views[position]

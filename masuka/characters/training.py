@@ -13,6 +13,7 @@ from masuka import jobs
 from masuka.characters.library import find_character, update_character
 from masuka.characters.making import ensure_dataset
 from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
+from masuka.datasets.library import count_images
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import ImageRequest
 from masuka.image.grid import Axis, plan_grid, run_grid
@@ -47,6 +48,9 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
         raise InvalidInput(f"Unknown training option(s): {', '.join(unknown)}.")
     settings = {**CHARACTER_PRESET, **{k: v for k, v in options.items() if v is not None}}
     character = ensure_dataset(studio, character)
+    if not count_images(studio, character["dataset_id"]):
+        raise InvalidInput(f"Character {character['name']!r} has no kept view: all were rejected. Regenerate views, "
+                           "create it again with a lower identity threshold, or add real photos.")
     run_id = create_run(studio, TrainOptions(dataset=str(character["dataset_id"]), base=base, **settings),
                         character["owner"])
     update_character(studio, character, lambda state: state.update(runs=[*state.get("runs", []), run_id],

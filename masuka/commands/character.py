@@ -84,8 +84,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     add_photos = named("add-photos", "add real photos to the character's dataset", run_add_photos)
     add_photos.add_argument("paths", nargs="+", metavar="PATH")
     add_photos.add_argument("--face", type=int, action="append", help=FACE_HELP)
-    named("delete", "delete a character (its dataset and LoRA stay)", run_delete).add_argument(
+    named("delete", "delete a character and its photos (its dataset, runs and LoRA stay)", run_delete).add_argument(
         "--yes", action="store_true", required=True, help="confirm the deletion")
+    for action in actions.choices.values():
+        action.add_argument("--user", default=LOCAL_USER, help="whose characters (default: the local user)")
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -97,7 +99,7 @@ def run_create(args: argparse.Namespace) -> int:
             prompts = Path(args.prompts).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
             raise InvalidInput(f"The prompt set {args.prompts} cannot be read: {error}") from None
-    values = dict(name=args.name, photos=args.photos, trigger=args.trigger, owner=LOCAL_USER, views=args.views,
+    values = dict(name=args.name, photos=args.photos, trigger=args.trigger, owner=args.user, views=args.views,
                   prompts=prompts, seed=args.seed, strength=args.strength, steps=args.steps, size=args.size,
                   threshold=args.threshold, identity_model=args.identity_model, face=args.face,
                   skip_faces=args.not_a_person, captioner="" if args.captioner == "none" else args.captioner,
@@ -122,14 +124,14 @@ def run_train(args: argparse.Namespace) -> int:
     from masuka.commands.train import _interrupt_on_signals as interrupt_on_signals
 
     studio = open_studio(args)
-    run_id = train_character(studio, args.name, LOCAL_USER, base=args.base, weight=args.weight,
+    run_id = train_character(studio, args.name, args.user, base=args.base, weight=args.weight,
                              interrupt=interrupt_on_signals(), steps=args.steps,
                              rank=args.rank, lr=args.lr, preset=args.preset, resolution=args.resolution,
                              batch_size=args.batch_size, seed=args.seed, sample_steps=args.sample_steps)
     progress_line(args, f"run {run_id} queued")
     while (row := studio.runner().wait(run_id, timeout=FOLLOW_S))["status"] in UNFINISHED:
         progress_line(args, f"run {run_id}: step {row['step'] or 0}/{row['total']}")
-    character = find_character(studio, args.name, LOCAL_USER)
+    character = find_character(studio, args.name, args.user)
     grid = character["state"].get("grid")
     result = {"character": character["id"], "run": run_id, "status": row["status"], "lora": character["lora"],
               "grid": str(studio.config.absolute(grid)) if grid else None, "error": row["error"]}
@@ -145,22 +147,30 @@ def run_list(args: argparse.Namespace) -> int:
     from masuka.characters.library import list_characters, summary
 
     studio = open_studio(args)
-    rows = [summary(studio, row) for row in list_characters(studio, LOCAL_USER)]
+    rows = [summary(studio, row) for row in list_characters(studio, args.user)]
     result = [{k: r[k] for k in ("character", "name", "trigger", "dataset", "images", "lora")} for r in rows]
     emit(args, {"characters": result},
          "\n".join(f"{r['character']:>4}  {r['name']}  trigger={r['trigger']!r}  {r['images']} image(s)  "
-                   f"lora={r['lora'] or '-'}" for r in result) or "no characters yet")
+                   f"lora={r['lora'] or '-'}" for r in result)
+         or f"no characters of user {args.user!r} (another user's: --user NAME)")
     return 0
 
 
-def _show(args: argparse.Namespace, character: dict, studio) -> int:
+def _show(args: argparse.Namespace, character: dict, studio, refused: list[dict] | None = None) -> int:
+    """Print the character; ``refused``: the photos just added that its dataset refused (not kept)."""
     from masuka.characters.library import summary
 
     result = summary(studio, character)
     lines = [f"{result['name']} (id {result['character']}, trigger {result['trigger']!r}): dataset "
-             f"{result['dataset']!r}, {result['images']} kept, runs {result['runs']}, LoRA {result['lora'] or '-'}"]
+             f"{result['dataset']!r}, {result['images']} kept, {result['rejected']} rejected, runs {result['runs']}, "
+             f"LoRA {result['lora'] or '-'}"]
     lines += [f"  {i}. {'kept' if v['kept'] else 'rejected'} score {v['score']} {v['prompt']}"
               + (f" ({v['reason']})" if v["reason"] else "") for i, v in enumerate(result["views"], 1)]
+    lines += [f"note: {note}" for note in result["notes"]]
+    lines += [f"the test grid failed: {result['grid_error']}"] if result["grid_error"] else []
+    if refused is not None:
+        result["refused"] = refused
+        lines += [f"  not kept {r['file']}: {r['reason']}" for r in refused]
     emit(args, result, "\n".join(lines))
     return 0
 
@@ -169,7 +179,7 @@ def run_show(args: argparse.Namespace) -> int:
     from masuka.characters.library import find_character
 
     studio = open_studio(args)
-    return _show(args, find_character(studio, args.name, LOCAL_USER), studio)
+    return _show(args, find_character(studio, args.name, args.user), studio)
 
 
 def run_view_edit(args: argparse.Namespace) -> int:
@@ -177,9 +187,9 @@ def run_view_edit(args: argparse.Namespace) -> int:
 
     studio = open_studio(args)
     if args.action == "reject":
-        character = reject_view(studio, args.name, LOCAL_USER, args.view)
+        character = reject_view(studio, args.name, args.user, args.view)
     else:
-        character = regenerate_view(studio, args.name, LOCAL_USER, args.view, on_download=download_progress(args))
+        character = regenerate_view(studio, args.name, args.user, args.view, on_download=download_progress(args))
     return _show(args, character, studio)
 
 
@@ -187,12 +197,14 @@ def run_add_photos(args: argparse.Namespace) -> int:
     from masuka.characters.making import add_photos
 
     studio = open_studio(args)
-    return _show(args, add_photos(studio, args.name, LOCAL_USER, args.paths, face=args.face), studio)
+    character, refused = add_photos(studio, args.name, args.user, args.paths, face=args.face)
+    return _show(args, character, studio, refused)
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    from masuka.characters.library import delete_character
+    from masuka.characters.library import delete_character, deleted_note
 
-    character = delete_character(open_studio(args), args.name, LOCAL_USER)
-    emit(args, {"deleted": character["id"]}, f"deleted character {character['name']!r}")
+    studio = open_studio(args)
+    character = delete_character(studio, args.name, args.user)
+    emit(args, {"deleted": character["id"]}, deleted_note(studio, character))
     return 0

@@ -1,5 +1,6 @@
 """Characters tab: photos + name + trigger → face check, synthetic views scored for likeness, a dataset, a LoRA run
-and its test grid. Each view can be rejected or made again; real photos can be added."""
+and its test grid. Each view can be rejected or made again; real photos can be added; a character can be deleted.
+An admin of a shared app picks among every user's characters, each shown with its owner and chosen by id."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from masuka.errors import InvalidInput
 from masuka.image.tasks import open_picture
 from masuka.models.catalog import image_models, trainable_models
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box
 
 
 @dataclass
@@ -61,7 +62,7 @@ class CharacterPanel:
     status: gr.Markdown
     faces: gr.Gallery
     gallery: gr.Gallery
-    view: gr.Number
+    view: gr.Textbox
     reject: gr.Button
     regenerate: gr.Button
     real_photos: gr.File
@@ -72,6 +73,8 @@ class CharacterPanel:
     weight: gr.Number
     train: gr.Button
     grid: gr.Image
+    confirm_delete: gr.Checkbox
+    delete: gr.Button
 
     def details(self) -> list[Component]:
         """What ``show`` fills, in order."""
@@ -89,20 +92,25 @@ def build(ctx: UIContext) -> None:
     for trigger_event in (form.reshuffle.click, form.views.release):
         trigger_event(new_prompt_set, [form.views, form.seed], form.prompts, **private)
     form.stop.click(bind(stop_creation, studio), None, None, queue=False, **private)
+    # the picker's value, set by Create or Delete, fires ``show``: it renders the same status (notes and rejections
+    # included), and with nothing chosen leaves the status (Delete's message) as it is
+    listed = bind(choices, studio)
     form.create.click(bind(create_character, studio), form.inputs(), [character, panel.status, panel.gallery],
-                      api_name="create_character", **ctx.gpu_event())
+                      api_name="create_character", **ctx.gpu_event()).then(listed, None, character, **private)
     for action, button in (("reject", panel.reject), ("regenerate", panel.regenerate)):
         button.click(bind(edit_view, studio), [character, panel.view, gr.State(action)], details,
                      api_name=f"{action}_character_view", **ctx.gpu_event())
-    panel.add.click(bind(add_real_photos, studio), [character, panel.real_photos, panel.real_face], details,
-                    api_name="add_character_photos")
+    panel.add.click(bind(add_real_photos, studio), [character, panel.real_photos, panel.real_face],
+                    [*details, panel.real_photos], api_name="add_character_photos")
+    panel.delete.click(bind(delete_character, studio), [character, panel.confirm_delete],
+                       [character, panel.status, panel.confirm_delete], api_name="delete_character").then(
+        listed, None, character, **private)
     run_info = gr.JSON(visible=False, label="Training run")
     panel.train.click(bind(train_character, studio), [character, panel.base, panel.train_steps, panel.weight],
                       [run_info, panel.status], api_name="train_character")
     character.change(bind(show, studio), character, details, api_name="character_details")
-    panel.refresh.click(bind(choices, studio), None, character, **private).then(
-        bind(show, studio), character, details, **private)
-    ctx.on_page_load(bind(choices, studio), character)
+    panel.refresh.click(listed, None, character, **private).then(bind(show, studio), character, details, **private)
+    ctx.on_page_load(listed, character)
     ctx.once_built(lambda: _link_image_tab(ctx))
 
 
@@ -173,7 +181,8 @@ def _character_panel() -> CharacterPanel:
     gallery = gr.Gallery(label="Views: number, identity score, kept or rejected", columns=6, height=360,
                          interactive=False)
     with gr.Row():
-        view = gr.Number(1, precision=0, minimum=1, label="View number", scale=1)
+        # text, checked by the handler: an empty box or a fraction is refused, not taken as view 1 or rounded
+        view = whole_number_box(gr.Textbox(label="View number", placeholder="the number under the view", scale=1))
         reject = gr.Button("Reject view", scale=1)
         regenerate = gr.Button("Regenerate view", scale=1)
     with gr.Row():
@@ -188,9 +197,12 @@ def _character_panel() -> CharacterPanel:
         weight = gr.Number(training.DEFAULT_WEIGHT, label="LoRA weight", scale=1)
     train = gr.Button("Train character LoRA", variant="primary")
     grid = gr.Image(label="Test grid (after training)", type="filepath", interactive=False)
-
+    with gr.Accordion("Delete character", open=False), gr.Row():
+        confirm_delete = gr.Checkbox(False, label="Yes, delete this character and its photos",
+                                     info="Its dataset, runs and LoRA stay: delete them in their own tabs", scale=3)
+        delete = gr.Button("Delete character", variant="stop", scale=1)
     return CharacterPanel(character, refresh, status, faces, gallery, view, reject, regenerate, real_photos,
-                          real_face, add, base, train_steps, weight, train, grid)
+                          real_face, add, base, train_steps, weight, train, grid, confirm_delete, delete)
 
 
 def _face_box() -> gr.Textbox:
@@ -202,24 +214,40 @@ def _face_box() -> gr.Textbox:
 
 @friendly
 def show(studio: Studio, character: str, request: gr.Request):
-    """A character's summary, its views with their scores, and its test grid."""
+    """A character's summary (notes and a failed test grid included), its views with their scores, and its test
+    grid; with no character chosen, the status is left as it is."""
     if not character:
-        return "", [], [], None
-    found = library.find_character(studio, character, user_of(request), is_admin(studio, request))
+        return gr.skip(), [], [], None
+    user = user_of(request)
+    found = library.find_character(studio, character, user, is_admin(studio, request))
     crops = [open_picture(studio.config.absolute(p["face"]), "face crop") for p in found["state"]["photos"]]
     summary = library.summary(studio, found)
-    pictures = [(str(studio.config.absolute(v["file"])), f"{i}. {v['score']} {'kept' if v['kept'] else 'rejected'}")
+    pictures = [(str(studio.config.absolute(v["file"])),
+                 f"{i}. {'-' if v['score'] is None else v['score']} {'kept' if v['kept'] else 'rejected'}")
                 for i, v in enumerate(summary["views"], 1)]
     runs = ", ".join(f"run {r}" for r in summary["runs"]) or "not trained yet (or train it in the Train tab)"
-    text = (f"**{summary['name']}**: trigger `{summary['trigger']}`, dataset **{summary['dataset']}** with "
-            f"{summary['images']} kept view(s); {runs}; LoRA {summary['lora'] or '-'}")
-    grid_path = found["state"].get("grid")
+    owner = "" if found["owner"] == user else f" ({found['owner']})"
+    text = (f"**{summary['name']}**{owner}: trigger `{summary['trigger']}`, dataset **{summary['dataset']}** with "
+            f"{summary['images']} kept view(s), {summary['rejected']} rejected; {runs}; LoRA {summary['lora'] or '-'}")
+    text += "".join(f"\n\nNote: {note}" for note in summary["notes"])
+    if summary["grid_error"]:
+        text += f"\n\nThe test grid failed: {summary['grid_error']}"
+    grid_path = summary["grid"]
     return text, crops, pictures, str(studio.config.absolute(grid_path)) if grid_path else None
 
 
 def choices(studio: Studio, request: gr.Request):
+    """The picker's characters: their names, or for an admin of a shared app ``name (owner)`` chosen by id (two
+    users' characters may share a name)."""
     rows = library.list_characters(studio, user_of(request), is_admin(studio, request))
+    if _by_id(studio, request):
+        return gr.Dropdown(choices=[(f"{r['name']} ({r['owner']})", str(r["id"])) for r in rows])
     return gr.Dropdown(choices=[r["name"] for r in rows])
+
+
+def _by_id(studio: Studio, request: gr.Request | None) -> bool:
+    """Whether the picker offers every user's characters by id (an admin of a shared app)."""
+    return studio.config.multi_user and is_admin(studio, request)
 
 
 def uploads(studio: Studio, files: list[str] | None) -> list[Path]:
@@ -249,14 +277,14 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
         identity_model=identity_model, face=face or None, skip_faces=bool(not_a_person),
         captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None),
         on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
-        stop=studio.stops.arm(_stop_key(request)))
-    text, _faces, pictures, _grid = show(studio, str(report.character), request)
-    notes = "".join(f"\n\nNote: {note}" for note in report.notes)
-    return name.strip(), f"{text}; {len(report.rejected)} rejected.{notes}", pictures
+        stop=studio.stops.arm(stop_key("character", request)))
+    value = str(report.character) if _by_id(studio, request) else name.strip()
+    text, _faces, pictures, _grid = show(studio, value, request)
+    return value, text, pictures
 
 
 @friendly
-def edit_view(studio: Studio, character: str, number: int, action: str, request: gr.Request = None):
+def edit_view(studio: Studio, character: str, number: str | int | None, action: str, request: gr.Request = None):
     owner, admin = user_of(request), is_admin(studio, request)
     if action == "reject":
         making.reject_view(studio, character, owner, number, admin)
@@ -268,9 +296,23 @@ def edit_view(studio: Studio, character: str, number: int, action: str, request:
 @friendly
 def add_real_photos(studio: Studio, character: str, photos: list[str] | None, face: str = "",
                     request: gr.Request = None):
-    making.add_photos(studio, character, user_of(request), uploads(studio, photos), is_admin(studio, request),
-                      face or None)
-    return show(studio, character, request)
+    """Add real photos; the ones the character's dataset refuses (duplicates) are not kept, and the message says
+    which and why. The file box is emptied, so that pressing Add again does not add them twice."""
+    _found, refused = making.add_photos(studio, character, user_of(request), uploads(studio, photos),
+                                        is_admin(studio, request), face or None)
+    text, faces, pictures, grid = show(studio, character, request)
+    text += "".join(f"\n\nNot kept: {r['file']}, {r['reason']}" for r in refused)
+    return text, faces, pictures, grid, None
+
+
+@friendly
+def delete_character(studio: Studio, character: str, confirm: bool = False, request: gr.Request = None):
+    """Delete the character and its photos (its dataset, runs and LoRA stay); returns the picker emptied, a message
+    saying what stays, and the confirmation box cleared."""
+    if not confirm:
+        raise InvalidInput("Tick “Yes, delete this character and its photos” first: it cannot be undone.")
+    found = library.delete_character(studio, character, user_of(request), is_admin(studio, request))
+    return "", library.deleted_note(studio, found), False
 
 
 @friendly
@@ -289,13 +331,10 @@ def new_prompt_set(count: int, seed: int) -> str:
 
 
 def stop_creation(studio: Studio, request: gr.Request) -> None:
-    studio.stops.stop(_stop_key(request))
+    studio.stops.stop(stop_key("character", request))
 
 
 def insert_triggers(studio: Studio, prompt: str, picked: list[str] | None, request: gr.Request):
     return use.with_triggers(studio, user_of(request), prompt, picked or [], is_admin(studio, request))
 
 
-def _stop_key(request: gr.Request | None) -> str:
-    """The Stop button's flag: one per browser session."""
-    return f"character:{getattr(request, 'session_hash', None) or user_of(request)}"

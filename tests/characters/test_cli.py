@@ -85,3 +85,24 @@ def test_an_outfit_for_a_model_without_several_references_exits_2(capsys, tmp_pa
                             "--identity-model", str(tiny_clip))
     assert (code, result) == (2, None)
     assert "An outfit reference needs an edit model that takes several images" in err
+
+
+def test_a_signed_in_user_s_character_is_listed_and_deleted_with_user(capsys, tmp_path, tiny_model, tiny_clip,
+                                                                      portrait):
+    data = tmp_path / "data"
+    code, made, err = cli(capsys, data, "character", "create", "anna", "--photo", str(portrait), "--trigger", "ohwx",
+                          "--views", "1", "--edit-model", str(tiny_model("sdxl")), "--steps", "2", "--size", "64",
+                          "--threshold", "-1", "--identity-model", str(tiny_clip), "--captioner", "none",
+                          "--user", "alice")
+    assert code == 0, err
+    assert cli(capsys, data, "character", "list")[1] == {"characters": []}, "the local user has none"
+    code, listed, _ = cli(capsys, data, "character", "list", "--user", "alice")
+    assert [row["character"] for row in listed["characters"]] == [made["character"]]
+    code, _, err = cli(capsys, data, "character", "delete", "anna", "--yes")
+    assert code == 2 and "No character 'anna'" in err
+    assert main(["character", "delete", "anna", "--yes", "--user", "alice", "--data-dir", str(data)]) == 0
+    assert capsys.readouterr().out.strip() == ("Deleted character 'anna' and its photos; its dataset 'anna' (its kept "
+                                               "views and the real photos you added) stays: delete it in the Datasets "
+                                               "tab (`dataset delete`) if you no longer want it; its runs and LoRA "
+                                               "stay.")
+    assert cli(capsys, data, "character", "list", "--user", "alice")[1] == {"characters": []}

@@ -9,9 +9,16 @@ from PIL import Image
 from masuka.characters import making
 from masuka.characters.faces import crop_box, open_photo, photo_face
 from masuka.characters.identity import load_embedder, scores
-from masuka.characters.library import delete_character, find_character, list_characters, new_character
+from masuka.characters.library import (
+    character_dir,
+    delete_character,
+    find_character,
+    list_characters,
+    new_character,
+)
 from masuka.characters.making import (
     DELETED_THERE,
+    FLAGGED,
     CharacterRequest,
     add_photos,
     chosen_captioner,
@@ -20,13 +27,15 @@ from masuka.characters.making import (
     reject_view,
 )
 from masuka.characters.prompts import pick_prompts
-from masuka.characters.training import finish_character
+from masuka.characters.training import finish_character, train_character
 from masuka.characters.views import ViewRequest, view_size
 from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import has_trigger
 from masuka.datasets.library import create_dataset, dataset_images, delete_dataset, delete_image, find_dataset
 from masuka.errors import InvalidInput, NotFound
+from masuka.image.aid_settings import AidSettings, save_aid_settings
 from tests.datasets.tiny_captioners import save_tiny_florence2
+from tests.image.tiny_aids import save_tiny_classifier
 
 from .conftest import save_tiny_vit
 
@@ -64,14 +73,16 @@ def test_a_photo_without_a_face_is_refused_unless_face_checks_are_off(no_face):
     assert photo_face(no_face, skip_faces=True).crop.size == (320, 256)
 
 
-def two_faces(folder, portrait):
-    """A photo of two people: the portrait's head, and a smaller copy of it on the right."""
+def two_faces(folder, portrait, background="black"):
+    """A photo of two people: the portrait's head, and a smaller copy of it on the right (``two.png``; another
+    ``background`` makes another photo, ``two-<background>.png``)."""
     head = Image.open(portrait).convert("RGB").crop((100, 0, 400, 300))
-    pair = Image.new("RGB", (560, 300))
+    pair = Image.new("RGB", (560, 300), background)
     pair.paste(head, (0, 0))
     pair.paste(head.resize((240, 240)), (320, 30))
-    pair.save(folder / "two.png")
-    return folder / "two.png"
+    path = folder / ("two.png" if background == "black" else f"two-{background}.png")
+    pair.save(path)
+    return path
 
 
 def test_several_faces_need_a_choice(tmp_path, portrait):
@@ -138,8 +149,8 @@ def test_character_create_makes_views_into_a_dataset_with_the_trigger_in_every_c
     assert again["state"]["views"][1]["seed"] == 3 and again["state"]["views"][1]["kept"]
     assert len(dataset_images(studio, dataset["id"])) == 3
 
-    with_photo = add_photos(studio, "anna", "local", [portrait])
-    assert len(with_photo["state"]["photos"]) == 2
+    with_photo, refused = add_photos(studio, "anna", "local", [portrait])
+    assert len(with_photo["state"]["photos"]) == 2 and refused == []
     assert dataset_images(studio, dataset["id"])[-1]["caption"] == "photo of ohwx, a real photo"
 
 
@@ -227,7 +238,8 @@ def test_one_face_number_per_photo_and_for_added_photos(studio, tiny_model, tiny
     with pytest.raises(InvalidInput, match="one per photo in order \\(2 photo\\(s\\), 3 face numbers\\)"):
         create_character(studio, request(tiny_model("sdxl"), tiny_clip, two, name="bea", photos=[two, two],
                                          face=[1, 2, 1]))
-    added = add_photos(studio, "anna", "local", [two, two], face="1, 2")["state"]["photos"][2:]
+    other = two_faces(tmp_path, portrait, "white")  # the same photo twice would be refused as a duplicate
+    added = add_photos(studio, "anna", "local", [two, other], face="1, 2")[0]["state"]["photos"][2:]
     assert added[0]["box"][0] < 300 < added[1]["box"][0]
     with pytest.raises(InvalidInput, match="shows 2 faces: choose which one"):
         add_photos(studio, "anna", "local", [two])
@@ -276,7 +288,7 @@ def test_images_and_datasets_deleted_in_the_datasets_tab_are_taken_in_stride(stu
     delete_dataset(studio, "anna", "local")
     assert reject_view(studio, "anna", "local", 2)["state"]["views"][1]["image"] is None
     regenerate_view(studio, "anna", "local", 1)
-    character = add_photos(studio, "anna", "local", [portrait])
+    character, _refused = add_photos(studio, "anna", "local", [portrait])
     dataset = find_dataset(studio, "anna", "local")
     assert character["dataset_id"] == dataset["id"], "made again"
     images = [row["id"] for row in dataset_images(studio, dataset["id"])]
@@ -332,3 +344,60 @@ def test_deleting_a_character_while_it_is_made_says_so_and_leaves_nothing(studio
     monkeypatch.setattr(making, "make_view", deleted_meanwhile)
     with pytest.raises(NotFound, match="'anna' was deleted while a view of it was being made"):
         regenerate_view(studio, "anna", "local", 1)
+
+
+def test_a_view_the_safety_check_flagged_is_neither_scored_nor_kept(studio, tiny_model, tiny_clip, portrait,
+                                                                    tmp_path):
+    save_aid_settings(studio.config, AidSettings(safety_model=str(save_tiny_classifier(tmp_path / "nsfw", "nsfw")),
+                                                 safety_action="withhold", safety_mandatory=True))
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2))
+    assert report.images == 0 and [r["reason"] for r in report.rejected] == [FLAGGED, FLAGGED]
+    views = regenerate_view(studio, "anna", "local", 1)["state"]["views"]
+    assert [(v["score"], v["kept"], v["reason"]) for v in views] == [(None, False, FLAGGED)] * 2
+    assert dataset_images(studio, find_dataset(studio, "anna", "local")["id"]) == []
+    with pytest.raises(InvalidInput, match="has no kept view: all were rejected. Regenerate views, create it again "
+                                           "with a lower identity threshold, or add real photos"):
+        train_character(studio, "anna", base="sdxl")
+
+
+def test_a_view_the_dataset_refuses_as_a_duplicate_is_not_kept(studio, tiny_model, tiny_clip, portrait,
+                                                               monkeypatch):
+    make_view = making.make_view
+    monkeypatch.setattr(making, "make_view", lambda studio, owner, photo, text, seed, *args: make_view(
+        studio, owner, photo, text, 7, *args))  # the same prompt and seed twice: the same picture
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, prompts=["front view"] * 2))
+    views = find_character(studio, "anna", "local")["state"]["views"]
+    assert report.images == 1 == len(dataset_images(studio, find_dataset(studio, "anna", "local")["id"]))
+    assert views[0]["kept"] and not views[1]["kept"] and views[1]["image"] is None
+    assert views[1]["reason"].startswith("refused by the dataset: ") and "duplicate" in views[1]["reason"]
+
+
+def test_a_photo_the_dataset_already_has_is_not_kept_and_the_refusal_says_so(studio, tiny_model, tiny_clip,
+                                                                             portrait, tmp_path):
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+    group = two_faces(tmp_path, portrait)
+    added, refused = add_photos(studio, "anna", "local", [group], face=1)
+    assert len(added["state"]["photos"]) == 2 and refused == []
+    again, refused = add_photos(studio, "anna", "local", [portrait, group], face="0, 1")
+    assert [r["file"] for r in refused] == ["two.png"] and "duplicate of" in refused[0]["reason"]
+    assert [p["source"] for p in again["state"]["photos"]] == ["astronaut.png", "two.png", "astronaut.png"]
+    assert all(studio.config.absolute(p["photo"]).is_file() for p in again["state"]["photos"])
+    assert len(list((character_dir(studio, again["id"]) / "photos").glob("*.png"))) == 6, "3 photos, 3 faces"
+    images = dataset_images(studio, find_dataset(studio, "anna", "local")["id"])
+    assert len(images) == 3 and images[-1]["id"] == again["state"]["photos"][2]["image"]
+
+
+def test_a_name_given_to_another_character_is_refused_as_such(studio, tiny_model, tiny_clip, portrait):
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+    with pytest.raises(InvalidInput, match="You already have a character named 'anna': pick another name"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+
+
+def test_a_view_number_must_be_given_and_whole(studio, tiny_model, tiny_clip, portrait):
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2))
+    for empty in (None, " "):
+        with pytest.raises(InvalidInput, match=r"Type a view number \(1 to 2\)"):
+            reject_view(studio, "anna", "local", empty)
+    with pytest.raises(InvalidInput, match=r"The view number must be a whole number \(got 1.6\)"):
+        reject_view(studio, "anna", "local", 1.6)
+    assert all(view["kept"] for view in find_character(studio, "anna", "local")["state"]["views"])

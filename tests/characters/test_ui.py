@@ -1,11 +1,21 @@
-"""The Characters tab through its Gradio API on the live app: create from an uploaded photo, reject a view (its
-parameter names are checked against the README with every other endpoint's in tests/test_api_names.py)."""
+"""The Characters tab through its Gradio API on the live app: create from an uploaded photo, reject a view, add
+photos, delete (its parameter names are checked against the README with every other endpoint's in
+tests/test_api_names.py); and its handlers as plain functions: the status line, an admin's picker."""
 
 from __future__ import annotations
 
+import gradio as gr
 import pytest
 
-from .test_making import two_faces
+from masuka.characters.library import find_character, new_character, update_character
+from masuka.characters.making import create_character
+from masuka.config import Config
+from masuka.errors import NotFound
+from masuka.studio import Studio
+from masuka.ui import characters
+from tests.models.fake_hub import FakeRepo, hub_online
+
+from .test_making import request, two_faces
 
 
 def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrait, no_face, tmp_path):
@@ -17,16 +27,22 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
     model = str(tiny_model("sdxl"))
     name, status, views = client.predict("anna", "ohwx", [handle_file(str(portrait))], model, 2, "", 0.5, -1.0,
                                          False, "", str(tiny_clip), "", 64, 2, 0, api_name="/create_character")
-    assert name == "anna" and "dataset **anna** with 2 kept view(s)" in status and "0 rejected" in status
+    assert name == "anna" and "dataset **anna** with 2 kept view(s), 0 rejected" in status
     assert [view["caption"].split(" ", 1)[0] for view in views] == ["1.", "2."]
 
     status, faces, views, grid = client.predict("anna", 2, api_name="/reject_character_view")
-    assert "with 1 kept view(s)" in status and views[1]["caption"].endswith("rejected") and grid is None
+    assert "with 1 kept view(s), 1 rejected" in status and views[1]["caption"].endswith("rejected") and grid is None
     assert len(faces) == 1, "the face crop of the one photo"
+    for number, message in ((None, r"Type a view number \(1 to 2\)"), ("", "Type a view number"),
+                            ("1.6", r"must be a whole number \(got '1.6'\)")):
+        with pytest.raises(AppError, match=message):  # not view 1, not view 2
+            client.predict("anna", number, api_name="/reject_character_view")
     group = two_faces(tmp_path, portrait)
-    status, faces, views, grid = client.predict("anna", [handle_file(str(group))], "2",
-                                                api_name="/add_character_photos")
-    assert len(faces) == 2 and "with 1 kept view(s)" in status
+    status, faces, views, grid, box = client.predict("anna", [handle_file(str(group))], "2",
+                                                     api_name="/add_character_photos")
+    assert len(faces) == 2 and "with 1 kept view(s)" in status and "Not kept" not in status and box is None
+    status, faces, *_ = client.predict("anna", [handle_file(str(group))], "2", api_name="/add_character_photos")
+    assert len(faces) == 2 and "Not kept: two.png, refused by the dataset: duplicate of" in status
 
     with pytest.raises(AppError, match="No face was found in bands.png"):
         client.predict("bea", "x", [handle_file(str(no_face))], model, 2, "", 0.5, -1.0, False, "", str(tiny_clip),
@@ -36,3 +52,48 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
                        "", 64, 2, 0, handle_file(str(portrait)), api_name="/create_character")
     with pytest.raises(AppError, match="No character 'bea'"):
         client.predict("bea", "sdxl", 10, 0.73, api_name="/train_character")
+
+    with pytest.raises(AppError, match="Tick “Yes, delete this character and its photos” first"):
+        client.predict("anna", False, api_name="/delete_character")
+    picked, status, confirm = client.predict("anna", True, api_name="/delete_character")
+    assert (picked, confirm) == ("", False)
+    assert status.startswith("Deleted character 'anna' and its photos; its dataset 'anna'") and "stays" in status
+    with pytest.raises(AppError, match="No character 'anna'"):
+        client.predict("anna", api_name="/character_details")
+
+
+def test_the_status_keeps_the_identity_model_s_note_the_rejections_and_a_failed_grid(studio, monkeypatch, tmp_path,
+                                                                                    tiny_model, tiny_clip, portrait):
+    from masuka.characters.identity import CLIP_MODEL
+
+    with hub_online(monkeypatch, {CLIP_MODEL: FakeRepo.of_folder(tiny_clip)}, tmp_path / "hf-cache"):
+        create_character(studio, request(tiny_model("sdxl"), "", portrait, views=2, threshold=1.0))
+    status, _faces, views, _grid = characters.show(studio, "anna", None)  # what the picker's change shows
+    assert "with 0 kept view(s), 2 rejected" in status and "scored with CLIP instead" in status
+    assert [view[1] for view in views] == [f"{i}. {v['score']} rejected" for i, v in
+                                           enumerate(find_character(studio, "anna", "local")["state"]["views"], 1)]
+    update_character(studio, find_character(studio, "anna", "local"),
+                     lambda state: state.update(grid_error="out of memory"))
+    assert "The test grid failed: out of memory" in characters.show(studio, "anna", None)[0]
+
+
+def test_an_admin_tells_users_characters_of_one_name_apart_and_deletes_the_one_picked(tmp_path):
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="alice:1,bob:2,admin:3"))
+    try:
+        alice, bob = (new_character(studio, "anna", user, "ohwx", {}) for user in ("alice", "bob"))
+        admin = gr.Request(username="admin")
+        assert characters.choices(studio, admin).choices == [("anna (bob)", str(bob["id"])),
+                                                             ("anna (alice)", str(alice["id"]))]
+        assert characters.choices(studio, gr.Request(username="bob")).choices == [("anna", "anna")]
+        assert characters.show(studio, str(bob["id"]), admin)[0].startswith("**anna** (bob):")
+        with pytest.raises(gr.Error, match="No character 'anna'"):
+            characters.delete_character(studio, "anna", True, gr.Request(username="carol"))
+        picker, message, confirm = characters.delete_character(studio, str(bob["id"]), True, admin)
+        assert (picker, confirm) == ("", False)
+        assert characters.choices(studio, admin).choices == [("anna (alice)", str(alice["id"]))]
+        assert message == "Deleted character 'anna' and its photos; its runs and LoRA stay."
+        with pytest.raises(NotFound):
+            find_character(studio, "anna", "bob")
+        assert find_character(studio, "anna", "alice")["id"] == alice["id"]
+    finally:
+        studio.close()
