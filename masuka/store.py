@@ -182,11 +182,9 @@ class Store:
                             table.add_column(column, kind, not_null_default=DEFAULTS.get(column))
                 for index in indexes:
                     table.create_index(list(index), if_not_exists=True)
-            for name, searched in FTS.items():  # built in steps, each its own commit: the triggers come last
-                triggers = {row[0] for row in self.db.execute(
-                    "select name from sqlite_master where type = 'trigger' and tbl_name = ?", [name])}
-                if not {f"{name}_ai", f"{name}_ad", f"{name}_au"} <= triggers:
-                    self.db.table(name).enable_fts(searched, create_triggers=True, replace=True)
+            for name, searched in FTS.items():  # replace: an index whose set-up was cut short (no triggers yet:
+                # they come last) is built again; an intact one is left as it is
+                self.db.table(name).enable_fts(searched, create_triggers=True, replace=True)
             self.db.execute(f"create table if not exists {ID_MARKS} (name text primary key, last integer not null)")
 
     # -- generic rows ---------------------------------------------------------------------------------

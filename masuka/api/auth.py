@@ -72,13 +72,14 @@ def revoke_token(studio: Studio, owner: str, ref: str | int) -> dict:
 
 
 def token_user(studio: Studio, token: str) -> str | None:
-    """The owner of ``token``, or None; records when it was last used, to the minute as lists show it (a write
-    on every request would cost each one a database write, tens of milliseconds on a busy disk)."""
+    """The owner of ``token`` while they are on the user list, else None; records when it was last used, to the
+    minute as lists show it (a write on every request would cost each one a database write, tens of milliseconds on
+    a busy disk)."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     rows = studio.store.find("api_tokens", "token_hash = ?", [_digest(token)], limit=1)
-    if not rows:
-        return None
+    if not rows or rows[0]["owner"] not in studio.config.users:
+        return None  # a token of someone taken off the user list, or made before sign-in was on (``local``'s)
     stamp = now()
     if (rows[0]["last_used_at"] or "")[:16] != stamp[:16]:  # YYYY-MM-DDTHH:MM
         studio.store.update("api_tokens", rows[0]["id"], last_used_at=stamp)
@@ -104,9 +105,7 @@ def authenticate(studio: Studio, authorization: str | None, client_host: str | N
     wait = studio.logins.wait_s(named, address)
     if wait:
         raise Refused(429, f"Too many failed sign-ins for this account or from this address. Try again in {wait} s.")
-    owner = token_user(studio, _bearer(authorization) or "")
-    # a token of someone no longer on the user list (or made before sign-in was on, owned by ``local``) is void
-    user = _basic_user(config.users, authorization) or (owner if owner in config.users else None)
+    user = _basic_user(config.users, authorization) or token_user(studio, _bearer(authorization) or "")
     if user is None:
         if authorization:
             studio.logins.failed(named, address)

@@ -289,12 +289,12 @@ def _score(studio: Studio, character: dict, views: list[dict],
     """Score ``views`` in place against the photos' faces; keep those at or above the threshold. A view the safety
     check flagged is neither scored nor kept. Returns the identity model's note (it fell back to CLIP)."""
     params, config = character["params"], studio.config
+    views = [view for view in views if view["reason"] != FLAGGED]
+    if not views:
+        return []
     faces = not params.get("skip_faces")
     embedder, note = load_embedder(studio, character["owner"], params.get("identity_model"), on_download, faces)
     threshold = embedder.threshold if params["threshold"] is None else params["threshold"]
-    views = [view for view in views if view["reason"] != FLAGGED]
-    if not views:
-        return [note] if note else []
     references = [_open(config.absolute(p["face" if faces else "photo"])) for p in character["state"]["photos"]]
     pictures = [likeness_crop(_open(config.absolute(v["file"])), faces) for v in views]
     for view, score in zip(views, scores(embedder, references, pictures)):

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("PNG", "WebP", "JPEG")
 #: the defaults checked as they are saved and loaded (the model is checked where it is used)
 CHECKED = ("steps", "width", "height", "output_format")
+_TOLD: set[tuple[str, str]] = set()  # the saved values a log line already said were left out
 #: the size step a default width or height keeps when no default model is saved: every architecture's divides it
 ANY_MODEL_MULTIPLE = 16
 
@@ -62,7 +63,9 @@ def load_defaults(config: Config) -> Defaults:
             try:
                 values[name] = _checked(name, defaults[name], spec)
             except InvalidInput as error:
-                log.warning("saved default %s left out: %s", name, error)
+                if (name, repr(defaults[name])) not in _TOLD:  # once: defaults are read for every image
+                    _TOLD.add((name, repr(defaults[name])))
+                    log.warning("saved default %s left out: %s", name, error)
     return Defaults(model=model, **values)
 
 

@@ -18,7 +18,9 @@ from masuka.errors import InvalidInput
 from masuka.image.tasks import open_picture
 from masuka.models.catalog import image_models, trainable_models
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box
+from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box, wire_stop
+
+TAB = "character"  # the key of its Stop flag
 
 
 @dataclass
@@ -91,7 +93,7 @@ def build(ctx: UIContext) -> None:
     private, character, details = {"api_visibility": "private"}, panel.character, panel.details()
     for trigger_event in (form.reshuffle.click, form.views.release):
         trigger_event(new_prompt_set, [form.views, form.seed], form.prompts, **private)
-    form.stop.click(bind(stop_creation, studio), None, None, queue=False, **private)
+    wire_stop(studio, TAB, form.stop, panel.status, step="view")
     # the picker's value, set by Create or Delete, fires ``show``: it renders the same status (notes and rejections
     # included), and with nothing chosen leaves the status (Delete's message) as it is
     listed = bind(choices, studio)
@@ -277,7 +279,7 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
         identity_model=identity_model, face=face or None, skip_faces=bool(not_a_person),
         captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None),
         on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
-        stop=studio.stops.arm(stop_key("character", request)))
+        stop=studio.stops.arm(stop_key(TAB, request)))
     value = str(report.character) if _by_id(studio, request) else name.strip()
     text, _faces, pictures, _grid = show(studio, value, request)
     return value, text, pictures
@@ -328,10 +330,6 @@ def train_character(studio: Studio, character: str, base: str, steps: int = trai
 @friendly
 def new_prompt_set(count: int, seed: int) -> str:
     return "\n".join(pick_prompts(int(count), int(seed or 0)))
-
-
-def stop_creation(studio: Studio, request: gr.Request) -> None:
-    studio.stops.stop(stop_key("character", request))
 
 
 def insert_triggers(studio: Studio, prompt: str, picked: list[str] | None, request: gr.Request):

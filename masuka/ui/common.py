@@ -195,15 +195,17 @@ def stop_key(tab: str, request: gr.Request | None) -> str:
     return f"{tab}:{getattr(request, 'session_hash', None) or user_of(request)}"
 
 
-def wire_stop(studio: Studio, tab: str, button: gr.Button, status: Component) -> None:
+def wire_stop(studio: Studio, tab: str, button: gr.Button, status: Component, api_name: str | None = None,
+              step: str = "step") -> None:
     """``button`` stops the work of ``tab`` this session started (armed with :func:`stop_key`) after its current
-    step, saying so in ``status``; it skips the queue, which that work holds."""
-    button.click(bind(stop_work, studio, tab), None, status, queue=False, api_visibility="private")
+    ``step``, saying so in ``status``; it skips the queue, which that work holds. Private unless ``api_name``."""
+    where = {"api_name": api_name} if api_name else {"api_visibility": "private"}
+    button.click(bind(stop_work, studio, tab, step), None, status, queue=False, **where)
 
 
-def stop_work(studio: Studio, tab: str, request: gr.Request):
+def stop_work(studio: Studio, tab: str, step: str, request: gr.Request):
     """A Stop button's click: stop ``tab``'s work of this session; nothing shown when none runs."""
-    return "Stopping after the current step…" if studio.stops.stop(stop_key(tab, request)) else gr.skip()
+    return f"Stopping after the current {step}…" if studio.stops.stop(stop_key(tab, request)) else gr.skip()
 
 
 def usable_file(studio: Studio, request: gr.Request | None, path: str | Path) -> Path:

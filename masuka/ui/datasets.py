@@ -25,6 +25,7 @@ from masuka.ui.common import (
     usable_file,
     user_of,
     whole_number_box,
+    wire_stop,
 )
 from masuka.validation import whole_number
 
@@ -32,6 +33,7 @@ REPORT_COLUMNS = ["file", "result", "reason"]
 IMAGE_COLUMNS = ["id", "file", "caption"]
 PAGE_SIZES = [24, 48, 96]
 GPU_WAIT_S = 5.0
+CAPTIONS = "captions"  # the key of the caption pass's Stop flag
 
 
 @dataclass
@@ -116,7 +118,7 @@ def build(ctx: UIContext) -> None:
         view_page, view_inputs, view_outputs, **private).then(listed, None, dataset, **private)
     caption.click(bind(caption_dataset, studio), [dataset, *caption_form], caption_status,
                   api_name="caption_dataset", **ctx.gpu_event()).then(view_page, view_inputs, view_outputs, **private)
-    stop.click(bind(stop_captioning, studio), None, caption_status, queue=False, api_name="stop_captioning")
+    wire_stop(studio, CAPTIONS, stop, caption_status, api_name="stop_captioning", step="batch")
     export_button.click(bind(export_dataset, studio), [dataset, fmt], download, api_name="export_dataset")
     delete.click(bind(ask_delete, studio), dataset, [confirm, confirm_text], **private)
     hide = lambda: gr.Group(visible=False)  # noqa: E731
@@ -286,7 +288,7 @@ def caption_dataset(studio: Studio, dataset: str, captioner: str = "florence2", 
                     template: str = "", overwrite: bool = False, batch_size: int = 8, request: gr.Request = None,
                     progress=gr.Progress()):
     """Caption the dataset's images with Florence-2 or BLIP-2 (trigger word and template applied)."""
-    stop_flag = studio.stops.arm(stop_key("captions", request))
+    stop_flag = studio.stops.arm(stop_key(CAPTIONS, request))
     progress(0, desc="Loading the captioner…")
     job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
                                     bool(overwrite), int(batch_size or 8), is_admin(studio, request))
@@ -298,10 +300,6 @@ def caption_dataset(studio: Studio, dataset: str, captioner: str = "florence2", 
     removed = f", skipped {result.removed} removed meanwhile" if result.removed else ""
     return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "
             f"caption(s){removed}. Job #{result.job_id}.")
-
-
-def stop_captioning(studio: Studio, request: gr.Request):
-    return "Stopping after the current batch…" if studio.stops.stop(stop_key("captions", request)) else gr.skip()
 
 
 @friendly

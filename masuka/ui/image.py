@@ -49,6 +49,7 @@ from masuka.ui.common import (
     stop_key,
     user_message,
     user_of,
+    wire_stop,
 )
 from masuka.ui.image_modes import (
     MODES,
@@ -256,7 +257,7 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
         bind(generate_image, studio), form, outputs, **streamed)
     gr.Button(visible=False).click(bind(last_output(generate_image), studio), form, outputs,
                                    api_name="generate_image", **ctx.gpu_event())
-    tab.stop.click(bind(stop_generation, studio), None, tab.status, queue=False, api_name="stop_image")
+    wire_stop(studio, IMAGE_TAB, tab.stop, tab.status, api_name="stop_image")
     tab.model.input(bind(model_defaults, studio), tab.model, [tab.steps, tab.guidance, tab.width, tab.height,
                                                              tab.negative, tab.sampler], **private)
     tab.model.change(bind(model_fit, studio), tab.model, [tab.negative, tab.sampler], **private)
@@ -423,11 +424,6 @@ def check_form(studio: Studio, request: gr.Request, *values) -> None:
     plan_request(studio, _image_request(user_of(request), *values))
 
 
-def stop_generation(studio: Studio, request: gr.Request):  # the browser session's, after its current step
-    stopped = studio.stops.stop(stop_key(IMAGE_TAB, request))
-    return "Stopping after the current step…" if stopped else gr.skip()
-
-
 @friendly
 def read_image_parameters(studio: Studio, path: str | None, request: gr.Request = None):
     """Fill the form from an image's A1111-style parameters (NovelAI's, Fooocus's and SwarmUI's converted), LoRAs
@@ -435,7 +431,7 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
     that model can use it, Face detail where its ADetailer fields name a face model; a value outside the form's
     range is left as it was. The summary says what was not taken."""
     if not path:
-        return [gr.skip()] * (17 + len(READ_GUIDES))
+        return gr.skip()  # one skip leaves every output as it is
     text = read_metadata(path).required()
     p = parse_parameters(text)
     for what, value in (("prompt", p.prompt), ("negative prompt", p.negative_prompt)):

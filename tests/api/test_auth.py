@@ -54,6 +54,7 @@ def test_a_token_of_someone_not_on_the_user_list_opens_nothing(tmp_path):
         with pytest.raises(Refused) as refused:
             authenticate(after, f"Bearer {token}", "203.0.113.9")
         assert refused.value.status == 401, owner
+    assert not any(row["last_used_at"] for row in after.store.find("api_tokens")), "a void token is not used"
     assert authenticate(after, f"Bearer {create_token(after, 'ann', 'phone')}", "203.0.113.9").user == "ann"
     after.close()
 

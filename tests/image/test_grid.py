@@ -84,7 +84,7 @@ class StopAfter:
     def __call__(self, *_args, **_kwargs) -> None:
         self.left -= 1
         if self.left == 0:
-            assert stop_work(self.studio, self.tab, self.request) == "Stopping after the current step…"
+            assert stop_work(self.studio, self.tab, "step", self.request) == "Stopping after the current step…"
 
 
 def test_the_grid_tab_keeps_the_sampler_and_its_stop_ends_the_grid(studio, tiny_model):
@@ -93,7 +93,7 @@ def test_the_grid_tab_keeps_the_sampler_and_its_stop_ends_the_grid(studio, tiny_
     request = gr.Request(session_hash="grid-session")
     form = dict(prompt="a red fox", model=str(tiny_model("flux")), steps=2, width=64, height=64, seed=4, x="seed=1,2,3",
                 sampler="Euler Karras", request=request)
-    assert stop_work(studio, grid.TAB, request) == SKIP, "nothing of this session runs yet"
+    assert stop_work(studio, grid.TAB, "step", request) == SKIP, "nothing of this session runs yet"
     with pytest.raises(gr.Error, match=r"Stopped by the user after 1 of 3 cells; the cells made are kept"):
         grid.make_grid(studio, **form, progress=StopAfter(studio, grid.TAB, request, images=1))
     made = studio.store.find("generations", "status = 'completed'")
@@ -102,11 +102,14 @@ def test_the_grid_tab_keeps_the_sampler_and_its_stop_ends_the_grid(studio, tiny_
     assert studio.store.count("generations", "status = 'completed'") == 4
 
 
-def test_the_grid_compare_and_checkpoint_tabs_each_have_a_stop_that_skips_the_queue(studio):
-    """Their work holds the GPU's queue slot: each Stop button answers at once, outside the queue."""
-    from masuka.ui import checkpoints, compare
+def test_every_tab_s_stop_skips_the_queue(studio):
+    """The work of the Image, Datasets (captions), Characters, Grid, Compare and checkpoint-compare tabs holds the
+    GPU's queue slot: each Stop button answers at once, outside the queue."""
+    from masuka.ui import characters, checkpoints, compare, datasets
     from masuka.ui.app import build_app
+    from masuka.ui.common import IMAGE_TAB
 
     stops = [fn for fn in build_app(studio).fns.values() if fn.name == "stop_work"]
     tabs = [inspect.getclosurevars(fn.fn).nonlocals["bound"].args[1] for fn in stops]  # bind(stop_work, studio, tab)
-    assert sorted(tabs) == sorted([grid.TAB, compare.TAB, checkpoints.TAB]) and not any(fn.queue for fn in stops)
+    assert sorted(tabs) == sorted([grid.TAB, compare.TAB, checkpoints.TAB, IMAGE_TAB, datasets.CAPTIONS,
+                                   characters.TAB]) and not any(fn.queue for fn in stops)

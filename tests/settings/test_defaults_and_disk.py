@@ -54,6 +54,8 @@ def test_saved_defaults_today_s_checks_refuse_are_left_out_not_kept(config, capl
     assert (loaded.model, loaded.steps, loaded.width, loaded.height, loaded.output_format) == (
         "flux-dev", 20, None, 1216, "PNG")
     assert "saved default width left out" in caplog.text and "saved default output_format left out" in caplog.text
+    caplog.clear()
+    assert load_defaults(config) == loaded and not caplog.text  # told once, not for every image
 
 
 def test_storage_usage_and_clean_up_remove_only_leftovers(studio, tiny_model, monkeypatch, tmp_path):

@@ -114,7 +114,7 @@ def test_the_image_form_queues_one_job_per_prompt_line(studio, tiny_model):
 def test_image_and_settings_helpers(studio):
     assert image.aspect_size(studio, "16:9", "flux-dev") == (1344, 768)
     assert image.model_defaults(studio, "") == (SKIP,) * 6, "a model still being typed leaves the form alone"
-    assert image.read_image_parameters(studio, None) == [SKIP] * (17 + len(image.READ_GUIDES))
+    assert image.read_image_parameters(studio, None) == SKIP
     settings.store_defaults(studio, "", 12, None, None, "PNG")
     assert settings.image_defaults(studio) == [SKIP, 12, SKIP, SKIP], "only the saved defaults pre-fill the form"
     assert history.add_keys("g1, g2", [["g2"], ["g3"]]) == "g1, g2, g3"
