@@ -9,6 +9,7 @@ the oldest failures that earned no lockout make room, so a flood of made-up name
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ class LoginThrottle:
         now = self.clock()
         with self._lock:
             waits = [s.locked_until - now for key in _keys(user, client) if (s := self._strikes.get(key))]
-        return max([0, *(int(w) + (w % 1 > 0) for w in waits)])
+        return max([0, *(math.ceil(w) for w in waits)])
 
     def failed(self, user: str, client: str) -> None:
         now = self.clock()

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.chromium import chromium
+
+CHROMIUM = chromium()  # skips this module (and those importing its fixture) without it, outside CI
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-if CHROMIUM is None and not os.environ.get("CI"):
-    pytest.skip("needs the system chromium package (apt-get install chromium); CI installs it",
-                allow_module_level=True)
-
 pytestmark = pytest.mark.browser
 
 

@@ -38,6 +38,23 @@ def test_txt2img_with_a_lora_tag_is_recorded_and_png_info_reads_it(live_app, tin
     assert info.info == result.info["infotexts"][0]
     assert info.parameters["Seed"] == 3 and "<lora:fox:0.5>" in info.parameters["Prompt"]
     assert parse_parameters(info.info).steps == 2
+    assert parse_parameters(info.info).guidance == 2.5 and result.info["cfg_scale"] == 2.5, "cfg_scale is used"
+    assert {r["guidance"] for r in rows} == {2.5}
+
+
+def test_txt2img_passes_the_negative_prompt_to_a_model_that_takes_one(live_app, tiny_model):
+    """SDXL (tiny) with classifier-free guidance on: the negative prompt is recorded and changes the pixels."""
+    app = live_app()
+    api = client(app)
+    api.set_options({"sd_model_checkpoint": str(tiny_model("sdxl"))})
+    common = dict(prompt="a red fox", seed=5, steps=2, cfg_scale=6.0, width=64, height=64)
+    with_negative = api.txt2img(negative_prompt="blurry", **common)
+    without = api.txt2img(**common)
+    rows = app.studio.store.find("generations", order_by="id")
+    assert [r["negative_prompt"] for r in rows] == ["blurry", ""] and {r["guidance"] for r in rows} == {6.0}
+    assert parse_parameters(with_negative.info["infotexts"][0]).negative_prompt == "blurry"
+    pixels = [np.asarray(r.image.convert("RGB"), dtype=np.int16) for r in (with_negative, without)]
+    assert np.abs(pixels[0] - pixels[1]).mean() > 1.0, "the negative prompt reaches the pipeline"
 
 
 def test_img2img_with_a_mask_repaints_only_the_mask(live_app, tiny_model, photo, square_mask):

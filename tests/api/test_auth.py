@@ -126,6 +126,30 @@ def test_a_flood_of_made_up_names_does_not_free_a_locked_account(monkeypatch):
     assert len(throttle.status()) <= 50
 
 
+def test_a_lockout_ends_after_lockout_s_and_failures_are_forgotten_after_a_quiet_hour():
+    """The lockout counts down and ends; a further failure locks again; a quiet FORGET_S later nothing is kept."""
+    now = [1000.0]
+    throttle = logins.LoginThrottle(attempts=3, lockout_s=60, clock=lambda: now[0])
+    for _ in range(2):
+        throttle.failed("ann", "203.0.113.9")
+    assert throttle.wait_s("ann", "203.0.113.9") == 0, "two failures of three earn no lockout"
+    throttle.failed("ann", "203.0.113.9")
+    assert throttle.wait_s("ann", "203.0.113.9") == 60
+    now[0] += 20.5
+    assert throttle.wait_s("ann", "192.0.2.1") == 40, "it counts down (rounded up)"
+    now[0] += 40
+    assert throttle.wait_s("ann", "203.0.113.9") == 0, "the lockout ends after lockout_s"
+    assert {row["locked_for_s"] for row in throttle.status()} == {0}
+    throttle.failed("ann", "203.0.113.9")
+    assert throttle.wait_s("ann", "203.0.113.9") == 60, "each further failure locks again"
+    now[0] += logins.FORGET_S - 1
+    assert throttle.status(), "FORGET_S is not up yet since the last failure"
+    now[0] += 2
+    assert throttle.status() == [], "failures are forgotten after a quiet FORGET_S"
+    throttle.failed("ann", "203.0.113.9")
+    assert throttle.wait_s("ann", "203.0.113.9") == 0, "a forgotten account starts counting afresh"
+
+
 def test_tokens_are_stored_hashed_and_listed_without_the_secret(team):
     token = create_token(team, "ann", "ci")
     stored = team.store.find("api_tokens")[0]

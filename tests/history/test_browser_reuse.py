@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.chromium import chromium
+
+CHROMIUM = chromium()
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs the system chromium package")
 def test_reuse_fills_the_image_tab(live_app):
     from playwright.sync_api import sync_playwright
 

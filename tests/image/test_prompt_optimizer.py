@@ -197,14 +197,15 @@ def test_the_timeout_bounds_a_server_that_drips_its_answer(studio, tiny_model, m
     Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("MASUKA_PROMPT_LLM_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
     monkeypatch.setenv("MASUKA_PROMPT_LLM_TIMEOUT_S", "1")
+    model = tiny_model("flux")  # built before the clock starts: only the wait for the answer is timed
     started = time.monotonic()
     try:
         with pytest.raises(PromptOptimizerError, match="did not answer within 1 s"):
-            generate(studio, tiny_model("flux"))
+            generate(studio, model)
     finally:
         server.shutdown()
         server.server_close()
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 15, "the whole answer (~25 s) was waited for, not cut off after 1 s"
 
 
 def test_the_trigger_of_a_lora_given_by_its_file_is_put_back_too(studio, tiny_model, endpoint, tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save, save_file
 
-from masuka.errors import InvalidInput, ProviderError
+from masuka.errors import InvalidInput, ModelUnavailable, ProviderError
 from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
 from masuka.loras.library import list_loras
 from masuka.testing.http import FakeServer, Reply, bearer
@@ -92,12 +92,30 @@ def test_import_from_a_hugging_face_repo(studio, monkeypatch):
             import_from_hub(studio, "local", "someone/missing", "lora.safetensors")
 
 
-def civitai_route(files: dict[str, bytes], formats: dict[str, str]):
+def test_a_hub_import_while_offline_fails_at_once_saying_to_import_again(studio, monkeypatch):
+    import time
+
+    from huggingface_hub import constants
+
+    from tests.conftest import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable) as refused:
+        import_from_hub(studio, "local", "someone/flux-lora", "lora.safetensors")
+    assert str(refused.value) == (f"The Hugging Face Hub ({endpoint}) cannot be reached: check the network and "
+                                  "import someone/flux-lora lora.safetensors again.")
+    assert time.monotonic() - started < 5 and list_loras(studio, "local") == []
+
+
+def civitai_route(files: dict[str, bytes], formats: dict[str, str], title: str = "Neon Glow"):
     def route(request):
         version = re.fullmatch(r"/api/v1/model-versions/(\d+)", request.path)
         if version and version[1] in files:
             return Reply(200, {"id": int(version[1]), "baseModel": "Flux.1 D", "trainedWords": ["ohwx", "neon"],
-                               "model": {"name": "Neon Glow"},
+                               "model": {"name": title},
                                "files": [{"name": "neon.safetensors", "primary": True,
                                           "metadata": {"format": formats.get(version[1], "SafeTensor")}}]})
         download = re.fullmatch(r"/api/download/models/(\d+)", request.path)
@@ -211,13 +229,13 @@ def test_long_names_are_refused_before_anything_is_fetched_and_found_ones_are_sh
             import_lora_file(studio, "local", tmp_path / "x.safetensors", name=name)
     assert import_lora_file(studio, "local", tmp_path / "x.safetensors", name="字" * 66)["name"] == "字" * 66
     files = {"111": save(**flux_lora())}
-    with FakeServer(civitai_route(files, {})) as server:
+    title = "Neon Glow " * 40  # the model's own name, as CivitAI answers it: cut, not refused
+    with FakeServer(civitai_route(files, {}, title=title)) as server:
         monkeypatch.setenv("MASUKA_CIVITAI_BASE_URL", server.url)  # no key: the download would be refused
         with pytest.raises(InvalidInput, match="too long"):
             import_from_civitai(studio, "local", "111", name="n" * 300)
+        assert [r.path for r in server.requests] == ["/api/v1/model-versions/111"], "refused before the download"
         monkeypatch.setenv("CIVITAI_API_KEY", CIVITAI_KEY)
-        title = "Neon Glow " * 40  # the model's own name: cut, not refused
-        monkeypatch.setattr("masuka.loras.imports._civitai_json", lambda *a: {
-            "model": {"name": title}, "files": [{"name": "neon.safetensors", "primary": True}]})
-        row = import_from_civitai(studio, "local", "111")
+        row = import_from_civitai(studio, "local", "111")  # the long title comes through the real request and parse
+        assert [r.path for r in server.requests][-2:] == ["/api/download/models/111", "/storage/111"]
     assert row["name"] == ("Neon_Glow_" * 10).rstrip("_") and studio.config.absolute(row["path"]).is_file()

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from tests.chromium import chromium
+
+CHROMIUM = chromium()
 pytestmark = pytest.mark.browser
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="needs the system chromium package")
 def test_add_to_queue_then_watch_it_finish_in_the_queue_tab(live_app, tiny_model):
     from playwright.sync_api import sync_playwright
 
@@ -40,7 +38,6 @@ def test_add_to_queue_then_watch_it_finish_in_the_queue_tab(live_app, tiny_model
     assert [r["prompt"] for r in rows] == ["a red lighthouse", "a blue lighthouse"]
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="needs the system chromium package")
 def test_judging_a_blind_pair_in_the_compare_tab(live_app):
     from PIL import Image
     from playwright.sync_api import sync_playwright

@@ -9,7 +9,7 @@ import pytest
 
 from masuka.errors import InvalidInput
 from masuka.key_store import KeyStore
-from masuka.keys import check_key, key_table, save_key, service
+from masuka.keys import check_key, key_table, save_key, service, services
 from masuka.testing.http import FakeServer, Reply, bearer
 
 GOOD = {"huggingface": "hf_good_key_0001", "openai": "sk-good-key-0002", "comet": "comet-good-key-0003",
@@ -55,15 +55,28 @@ def fake_providers(monkeypatch):
 
 def test_saved_keys_are_owner_only_and_shown_masked(keys):
     message = save_key(keys, "openai", "  sk-secret-value-WXYZ \n")
-    assert "WXYZ" in message and "secret" not in message
+    assert "WXYZ" in message and "secret" not in message and "value-" not in message
     path = keys.path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     table = {row["name"]: row for row in key_table(keys)}
-    assert table["openai"]["source"] == "file" and table["openai"]["masked"].endswith("WXYZ")
-    assert "secret" not in table["openai"]["masked"] and table["gemini"]["source"] == "not set"
+    assert table["openai"]["source"] == "file" and table["openai"]["masked"] == "•" * 8 + "WXYZ"
+    assert table["gemini"]["source"] == "not set" and table["gemini"]["masked"] == ""
     assert keys.get(service("openai")) == "sk-secret-value-WXYZ"
     save_key(keys, "openai", "")
     assert keys.get(service("openai")) is None and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_every_key_row_shows_only_the_last_4_characters(keys, monkeypatch):
+    secrets = {name: f"{name}-Secret-Middle-{i:04d}" for i, name in enumerate(services())}
+    for name, secret in secrets.items():
+        for env in service(name).key_env:
+            monkeypatch.delenv(env, raising=False)
+        assert save_key(keys, name, secret).endswith(f"saved: {'•' * 8}{secret[-4:]}.")
+    rows = key_table(keys)
+    assert {row["name"] for row in rows} == set(secrets)
+    for row in rows:
+        assert row["source"] == "file" and row["masked"] == "•" * 8 + secrets[row["name"]][-4:], row["name"]
+        assert "Secret" not in str(row) and "Middle" not in str(row), row["name"]
 
 
 def test_environment_keys_win_and_are_reported_as_env(keys, monkeypatch):

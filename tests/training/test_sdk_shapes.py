@@ -6,15 +6,13 @@ from __future__ import annotations
 import io
 import json
 
-import pytest
+import fal_client
+import replicate
 
 from masuka.testing.training import KEY, FakeTrainer
 
 from .conftest import add_dataset
 from .test_remote import options, train, trainer  # noqa: F401  (the fixture is used by name)
-
-fal_client = pytest.importorskip("fal_client")
-replicate = pytest.importorskip("replicate")
 
 
 def _shape(request) -> tuple:
