@@ -93,8 +93,9 @@ def build(ctx: UIContext) -> None:
     private, listed = {"api_visibility": "private"}, bind(video_status, studio)
     status_outputs = [panel.table, panel.gallery, panel.player, form.health, form.latest_job]
     panel.refresh.click(listed, None, status_outputs, api_name="video_status")  # first: it owns the name
-    for source in (form.provider, form.show_retired):  # .input: Reuse sets both provider and model
-        source.input(models_for, [form.provider, form.show_retired], form.model, **private)
+    for source in (form.provider, form.show_retired):  # .input: Reuse sets provider, model and their limits
+        source.input(models_for, [form.provider, form.show_retired, form.size], [form.model, form.seconds, form.size],
+                     **private)
     for source in (form.model, form.size):
         source.input(limits_for, [form.provider, form.model, form.size], [form.seconds, form.size], **private)
     # One estimate at a time, in the order asked: a change that sets another field (a model's sizes) must not
@@ -163,10 +164,12 @@ def _jobs_panel() -> JobsPanel:
     return JobsPanel(player, gallery, table, job, cancel, refresh)
 
 
-def models_for(provider_id: str, retired: bool):
-    """The model picker for a provider (its retired models too when asked, or when it has nothing else)."""
+def models_for(provider_id: str, retired: bool, size_now: str | None):
+    """The model picker for a provider (its retired models too when asked, or when it has nothing else) and
+    the first model's seconds and sizes: setting Model from here fires no input event of its own."""
     choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
-    return gr.Dropdown(choices=choices, value=choices[0][1])
+    model_id = choices[0][1]
+    return gr.Dropdown(choices=choices, value=model_id), *limits_for(provider_id, model_id, size_now)
 
 
 def limits_for(provider_id: str, model_id: str, size_now: str | None):

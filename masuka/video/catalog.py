@@ -21,7 +21,7 @@ from masuka.errors import InvalidInput
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "assets" / "video_models.json"
 LOCAL = "local"
-#: a local model that is not in the catalog (repo id or folder) accepts these
+#: a local model that is not in the catalog (repo id or folder) accepts these, where its configs say nothing else
 LOCAL_ANY: dict[str, Any] = {"durations": list(range(1, 11)), "sizes": [], "fps": 16, "steps": 30, "guidance": 5.0,
              "price_per_second": 0, "text": True, "image": True}
 
@@ -84,7 +84,8 @@ def listed_models(provider: str, show_retired: bool = False) -> dict[str, dict]:
 
 def model_entry(provider: str, model: str, fps: int | None = None) -> dict:
     """The catalog entry of ``model``; for ``local``, any repo id or pipeline folder gets :data:`LOCAL_ANY`
-    (a folder's lengths are those its rotary table allows at ``fps``, the default frame rate when None)."""
+    overridden by a folder's own limits (:func:`~masuka.video.limits.folder_limits`: its lengths are those its
+    rotary table allows at ``fps``, the default frame rate when None; whether it takes an image, its profile's)."""
     models = provider_entry(provider)["models"]
     model = (model or "").strip()
     if model in models:

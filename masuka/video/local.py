@@ -115,7 +115,7 @@ def _first_frame(image: Path, size: tuple[int, int]) -> Any:
 
 def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str, segments: list[int]) -> Any:
     """The pipeline that animates a first frame with ``pipe``'s weights (built once, sharing its modules)."""
-    name = profile.image_pipeline(pipe) if profile else None
+    name = profile.image_pipeline(type(pipe).__name__, pipe.config) if profile else None
     if name is None and "image" not in inspect.signature(pipe.__call__).parameters:
         if len(segments) > 1:
             raise InvalidInput(f"{model} makes videos from text only, so it cannot continue a clip from its last "

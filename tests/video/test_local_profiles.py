@@ -57,6 +57,26 @@ def test_a_first_frame_keeps_the_memory_plans_fp8_weights(tiny):
     assert image_pipe.transformer.blocks[0].ffn.net[2].weight.dtype == torch.float8_e4m3fn
 
 
+def test_a_folder_chains_only_when_its_pipeline_animates_a_first_frame(studio, tiny):
+    """Its video profile says so from ``model_index.json``: text-to-video Wan 2.1 and A14B folders are offered no
+    chained lengths and a chain is priced with the reason and refused before any job; TI2V and LTX-2 chain."""
+    from masuka.errors import InvalidInput
+    from masuka.ui.video import CHAIN_LENGTHS, _seconds_choices, price
+
+    for variant in ("wan2.1", "wan2.2-a14b"):
+        folder = str(tiny(variant))
+        assert not set(CHAIN_LENGTHS) & set(_seconds_choices("local", folder)), variant
+        assert "cannot continue from a frame, so it cannot chain a 15 s video" in price(
+            "local", folder, 15, "32x32", None, [], "a fox"), variant
+        with pytest.raises(InvalidInput, match="cannot chain a 15 s video"):
+            start_video(studio, local(folder, seconds=15))
+    assert studio.store.count("jobs") == 0
+    for variant in ("wan2.2-ti2v", "ltx2"):
+        folder = str(tiny(variant))
+        assert set(CHAIN_LENGTHS) <= set(_seconds_choices("local", folder)), variant
+        assert "Estimated cost: $0.00** for 15 s at 32x32" in price("local", folder, 15, "32x32", None, [], "a fox")
+
+
 def test_wan22_a14b_runs_both_experts_with_per_step_progress(studio, tiny):
     folder = tiny("wan2.2-a14b")
     row = wait_video(studio, start_video(studio, local(folder, steps=4)), timeout=300)

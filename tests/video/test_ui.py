@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 
+import gradio as gr
 from gradio_client import Client
 
 from tests.conftest import ROOT
@@ -119,6 +121,53 @@ def test_form_offers_only_valid_choices_and_prices_the_chain():
     text = price("openai", "sora-2-pro", 30, "1792x1024", None, ["comet"], "a fox")
     assert "Estimated cost: $16.00" in text and "12 s + 12 s + 8 s" in text and "Fallback comet sora-2-pro" in text
     assert price("openai", "sora-2", 5, "1280x720", None, [], "a fox").startswith("⚠️")
+
+
+def field_name(block) -> str | None:
+    return getattr(block, "label", None) or getattr(block, "elem_id", None)
+
+
+def fire(demo: gr.Blocks, form: dict, field: str, event: str = "input") -> None:
+    """Do what the page does when ``event`` happens to ``field``: run its listeners and those chained after them
+    on the values in ``form`` (field label or elem_id -> value), set what they return, and fire ``change`` on each
+    field whose value that changed."""
+    from gradio.state_holder import SessionState
+
+    block = next(b for b in demo.blocks.values() if field_name(b) == field)
+    listeners = [fn for fn in demo.fns.values() if (block._id, event) in fn.targets]
+    changed = []
+    while listeners:
+        fn = listeners.pop(0)
+        inputs = [form.get(field_name(component)) for component in fn.inputs]
+        data = asyncio.run(demo.process_api(block_fn=fn, inputs=inputs, state=SessionState(demo)))["data"]
+        for component, value in zip(fn.outputs, data):
+            value = value.get("value", form.get(field_name(component))) if isinstance(value, dict) else value
+            if value != form.get(field_name(component)):
+                form[field_name(component)] = value
+                changed.append(field_name(component))
+        listeners += [then for then in demo.fns.values() if then.trigger_after == fn._id]
+    for label in changed:
+        fire(demo, form, label, "change")
+
+
+def test_changing_provider_or_showing_retired_models_updates_seconds_and_size(studio):
+    """Both set Model from code, which fires no input event of its own: they set that model's limits too, so the
+    form is not left with the last model's Seconds and Size (priced with a warning and refused by Generate)."""
+    from masuka.ui import video
+    from masuka.ui.common import UIContext
+    from masuka.video.catalog import model_entry
+
+    with gr.Blocks() as demo:
+        video.build(UIContext(studio))
+    form = {field_name(b): getattr(b, "value", None) for b in demo.blocks.values()}
+    form.update({"Prompt": "a fox", "Seconds": 8, "Size": "1280x720", "Provider": "local"})
+    fire(demo, form, "Provider")
+    assert (form["Model"], form["Seconds"], form["Size"]) == ("wan2.1-t2v-1.3b", 1, "832x480")
+    assert form["video-cost"].startswith("**Estimated cost: $0.00** for 1 s at 832x480")
+    form.update({"Seconds": 8, "Size": "1280x720", "Show retired models": True})
+    fire(demo, form, "Show retired models")
+    assert form["Size"] in model_entry("local", form["Model"])["sizes"]
+    assert form["video-cost"].startswith("**Estimated cost: $0.00**"), form["video-cost"]
 
 
 def test_first_frame_upload_and_unhealthy_provider_notice(live_app, fake, first_frame, monkeypatch):

@@ -10,7 +10,7 @@ model's memory figures per plan. Importing this module does not import torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,9 @@ class VideoProfile:
     label: str
     #: pipeline classes of this architecture (text-to-video first)
     pipelines: tuple[str, ...]
-    #: the loaded pipeline -> the class that animates a first frame with its weights, or ``None`` (text only)
-    image_pipeline: Callable[[Any], str | None]
+    #: (pipeline class, its config: ``model_index.json``) -> the class that animates a first frame with its
+    #: weights, or ``None`` (text only)
+    image_pipeline: Callable[[str, Mapping[str, Any]], str | None]
     #: variant -> (pipeline class, builder of random-weight components from a seed), for tests
     tiny: dict[str, tuple[str, Callable[[int], dict[str, Any]]]]
     #: the loaded pipeline and the frame rate -> extra call arguments

@@ -9,6 +9,7 @@ both in fp8. Wan 2.1 and the 2.2 I2V A14B checkpoint load as published (their cl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from masuka.models.architectures.shared import t5_tokenizer
@@ -17,11 +18,11 @@ from masuka.models.architectures.video_base import VideoProfile
 TEXT, IMAGE = "WanPipeline", "WanImageToVideoPipeline"
 
 
-def image_pipeline(pipe: Any) -> str | None:
+def image_pipeline(pipeline_class: str, config: Mapping[str, Any]) -> str | None:
     """TI2V weights animate a first frame; a text-to-video checkpoint of Wan 2.1 or A14B does not."""
-    if type(pipe).__name__ == IMAGE:
+    if pipeline_class == IMAGE:
         return IMAGE
-    return IMAGE if pipe.config.get("expand_timesteps") else None
+    return IMAGE if config.get("expand_timesteps") else None
 
 
 def _transformer(channels: int, out_channels: int = 16) -> Any:
