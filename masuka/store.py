@@ -22,6 +22,7 @@ from masuka.errors import InvalidInput, NotFound
 
 LOCAL_USER = "local"
 UNFINISHED = ("queued", "running")
+QUEUE_UNFINISHED = ("queued", "running", "paused", "interrupted")  # a queue job's, until it is done
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer
 ID_MARKS = "row_ids"  # table -> the highest id it ever gave (ids are never reused)
 

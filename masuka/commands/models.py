@@ -1,4 +1,4 @@
-"""``python -m masuka models``: catalog status, downloads, cache deletion and LoRA imports."""
+"""``python -m masuka models``: catalog status, downloads, cache deletion, LoRA imports and deletion."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("models", parents=[common], help="list, download or delete models; import LoRAs")
+    parser = sub.add_parser("models", parents=[common], help="list, download or delete models; import or delete LoRAs")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common], help="catalog models and cached repos with their status")
     download = actions.add_parser("download", parents=[common], help="download a model into the Hugging Face cache")
@@ -23,6 +23,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     source.add_argument("--civitai", metavar="VERSION_ID", help="a CivitAI model version (CIVITAI_API_KEY)")
     lora.add_argument("--name", help="name in the LoRA library")
     lora.add_argument("--user", default=LOCAL_USER, help="owner of the imported LoRA")
+    gone = actions.add_parser("delete-lora", parents=[common], help="delete a LoRA of the library and its file")
+    gone.add_argument("lora", help="its name or id")
+    gone.add_argument("--user", help="act as this user (default: any user's LoRA, the local user's first)")
     for action in actions.choices.values():
         action.set_defaults(handler=run)
 
@@ -30,6 +33,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from masuka.errors import InvalidInput
     from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
+    from masuka.loras.library import delete_lora
     from masuka.models.manage import delete_model, model_status, start_download
 
     studio = open_studio(args)
@@ -49,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "delete":
         freed = delete_model(studio, args.repo)
         emit(args, {"freed_bytes": freed}, f"freed {freed / 2**30:.2f} GB")
+    elif args.action == "delete-lora":
+        row = delete_lora(studio, args.lora, args.user or LOCAL_USER, args.user is None)
+        emit(args, row, f"deleted {row['name']} ({row['owner']}) and {row['path']}")
     else:
         if args.file:
             row = import_lora_file(studio, args.user, args.file, args.name)

@@ -17,7 +17,7 @@ from masuka.image.generate import ImageRequest, resolve_lora_path
 from masuka.image.metadata import format_weight
 from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
 from masuka.loras.library import loras_in
-from masuka.queue.jobs import UNFINISHED as QUEUE_UNFINISHED
+from masuka.loras.usage import refuse_if_used
 from masuka.store import UNFINISHED
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -101,7 +101,7 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
     runs = {row["key"]: folder for row in rows if (folder := _run_folder(studio, row)) is not None}
     libraries = {key: loras_in(studio, folder) for key, folder in runs.items()}
     for key, folder in runs.items():
-        _refuse_used_run(studio, key, folder, [lora["name"] for lora in libraries[key]])
+        refuse_if_used(studio, key, folder, [lora["name"] for lora in libraries[key]])
     tests = unfinished_using(studio, {row["id"] for row in rows if row["table"] == "generations"})
     inputs = {path for row in rows for path in _input_files(studio, row)}
     files = 0
@@ -141,20 +141,6 @@ def _run_folder(studio: Studio, row: dict) -> Path | None:
     folder, runs = studio.config.absolute(stored), studio.config.runs_dir.resolve()
     inside = folder.resolve().is_relative_to(runs) and folder.resolve() != runs
     return folder if inside and folder.is_dir() else None
-
-
-def _refuse_used_run(studio: Studio, key: str, folder: Path, names: list[str]) -> None:
-    """Refuse to delete a run whose files (a checkpoint, a LoRA, by path or library name) unfinished work uses."""
-    needles = [f"{studio.config.relative(folder)}/", *(json.dumps(name, ensure_ascii=False) for name in names)]
-    for table, column, statuses in (("queue", "params", QUEUE_UNFINISHED), ("jobs", "params", UNFINISHED),
-                                    ("generations", "loras", UNFINISHED)):
-        marks = ", ".join("?" * len(statuses))
-        for needle in needles:
-            using = studio.store.find(table, f"status in ({marks}) and instr({column}, ?) > 0",
-                                      [*statuses, needle], limit=1)
-            if using:
-                raise InvalidInput(f"{key} cannot be deleted yet: unfinished work ({table} {using[0]['id']}) uses "
-                                   "its LoRA or checkpoints. Let it finish or stop it first.")
 
 
 def _input_files(studio: Studio, row: dict) -> set[Path]:

@@ -84,16 +84,20 @@ def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: 
         raise InvalidInput(f"{repo!r} is not a Hugging Face repo id (owner/name).")
     if not filename.endswith(".safetensors"):
         raise InvalidInput("Choose the repo's .safetensors file (pickle formats are refused).")
-    from masuka.models.manage import download_error
+    from masuka.models.hub import hub_reachable
+    from masuka.models.manage import download_error, hub_unreachable
 
     title = _library_name(studio, owner, name) if name else \
         _library_name(studio, owner, Path(filename).stem, shorten=True)  # refused before the download
+    again = f"import {repo} {filename} again"
+    if not hub_reachable():  # in seconds, not after the Hub client's retries
+        raise hub_unreachable(again)
     with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
         try:
             path = hf_hub_download(repo, filename, local_dir=tmp, endpoint=hub_endpoint(),
                                    token=studio.keys.get(HUGGINGFACE))
         except Exception as error:  # gated, missing, offline: one message naming the repo
-            raise download_error(repo, error, bool(studio.keys.get(HUGGINGFACE))) from error
+            raise download_error(repo, error, bool(studio.keys.get(HUGGINGFACE)), again) from error
         return import_lora_file(studio, owner, path, title, "huggingface")
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput
 from masuka.loras.files import LoraInfo, inspect_lora, lora_hash
-from masuka.store import LOCAL_USER, insert_named
+from masuka.loras.usage import refuse_if_used
+from masuka.store import LOCAL_USER, find_named, insert_named
 from masuka.studio import Studio
 
 TAKEN = "You already have a LoRA named {!r}: choose another name."
@@ -76,11 +77,12 @@ def loras_in(studio: Studio, folder: Path) -> list[dict]:
             if studio.config.absolute(row["path"]).resolve().is_relative_to(inside)]
 
 
-def list_loras(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
-    """LoRAs this user may use (their own and the shared ones, as generation finds them by name; an admin too):
-    recorded ones plus valid files dropped into the library folder (registered when an admin or the single
-    user looks)."""
-    rows = [r for r in studio.store.find("loras", "owner in (?, ?)", [owner, LOCAL_USER], order_by="name")
+def list_loras(studio: Studio, owner: str, admin: bool = False, every_owner: bool = False) -> list[dict]:
+    """LoRAs this user may use (their own and the shared ones, as generation finds them by name; an admin too),
+    or with ``every_owner`` everyone's (an admin's view of the library): recorded ones plus valid files dropped
+    into the library folder (registered when an admin or the single user looks)."""
+    where, args = (None, []) if every_owner else ("owner in (?, ?)", [owner, LOCAL_USER])
+    rows = [r for r in studio.store.find("loras", where, args, order_by="name")
             if studio.config.absolute(r["path"]).exists()]
     known = {r["path"] for r in rows}
     if admin or not studio.config.multi_user:
@@ -96,6 +98,22 @@ def list_loras(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
                     continue
                 rows.append(studio.store.existing("loras", row_id))
     return rows
+
+
+def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
+    """Delete a LoRA (by id or name: the user's own, any owner's for an admin) with its file; returns its row.
+
+    A training run's LoRA goes with its run (History), and a LoRA that unfinished work uses stays until that work is
+    done: both are refused (:class:`InvalidInput`)."""
+    row = find_named(studio.store, "loras", ref, user, admin, "LoRA", "Models → LoRAs lists yours")
+    if row["job_id"]:
+        raise InvalidInput(f"LoRA {row['name']!r} belongs to training run j{row['job_id']}: delete the run in History "
+                           "(its LoRAs go with it).")
+    path = studio.config.absolute(row["path"])
+    refuse_if_used(studio, f"LoRA {row['name']!r}", path, [row["name"]])
+    path.unlink(missing_ok=True)
+    studio.store.delete("loras", row["id"])
+    return row
 
 
 def match_loras(studio: Studio, owner: str, wanted: list[tuple[str, float]], hashes: str = "",

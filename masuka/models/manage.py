@@ -337,8 +337,15 @@ def job_progress(ctx: JobContext) -> type[tqdm]:
     return JobProgress
 
 
-def download_error(repo: str, error: BaseException, has_token: bool) -> ModelUnavailable | DiskFull:
-    """A download failure as a message a person can act on."""
+def hub_unreachable(again: str) -> ModelUnavailable:
+    """The Hub cannot be reached: check the network, then ``again`` (what to do once it answers)."""
+    return ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
+                            f"{again}.")
+
+
+def download_error(repo: str, error: BaseException, has_token: bool, again: str = "") -> ModelUnavailable | DiskFull:
+    """A download failure as a message a person can act on (``again``: what to do once the Hub answers, when it
+    cannot be reached; by default, start the download again)."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     chain: list[BaseException] = []
@@ -357,8 +364,7 @@ def download_error(repo: str, error: BaseException, has_token: bool) -> ModelUna
         return full
     if any(isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or "Connect" in type(e).__name__
            or "Timeout" in type(e).__name__ for e in chain):
-        return ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
-                                f"start the download of {repo} again (it resumes).")
+        return hub_unreachable(again or f"start the download of {repo} again (it resumes)")
     return ModelUnavailable(f"Downloading {repo} failed: {str(error).splitlines()[0] if str(error) else error!r}")
 
 

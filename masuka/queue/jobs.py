@@ -27,12 +27,12 @@ from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
 from masuka.image.upscale.request import UpscaleRequest, check_request
+from masuka.store import QUEUE_UNFINISHED as UNFINISHED
 from masuka.store import now, process_alive, row_id
 from masuka.studio import Studio
 
 STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "interrupted")
 WAITING = ("queued", "interrupted")  # what a worker may claim (an interrupted job resumes)
-UNFINISHED = ("queued", "running", "paused", "interrupted")
 ACTIONS = ("pause", "resume", "cancel", "retry", "up", "down", "top")
 #: this process's worker identity: a pid alone is reused after a restart
 WORKER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"

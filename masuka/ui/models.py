@@ -7,7 +7,7 @@ import gradio as gr
 
 from masuka.errors import InvalidInput
 from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
-from masuka.loras.library import list_loras
+from masuka.loras.library import delete_lora, list_loras
 from masuka.models.manage import (
     bench_results,
     delete_model,
@@ -58,18 +58,25 @@ def _base_models(ctx: UIContext) -> None:
     jobs_table = gr.Dataframe(headers=JOB_COLUMNS, interactive=False, label="Downloads")
     timer = gr.Timer(2.0)
     catalog_outputs = [outcome, catalog_table, model]
-    download.click(bind(download_model, studio), model, catalog_outputs, api_name="download_model")
-    remove.click(bind(delete_cached, studio), model, catalog_outputs, api_name="delete_model")
-    stop_button.click(bind(stop_model_download, studio), model, outcome, api_name="stop_download", queue=False)
+    refused_here = {"show_progress_on": outcome}  # progress, and a refusal, show on the message, not the table
+    download.click(bind(download_model, studio), model, catalog_outputs, api_name="download_model", **refused_here)
+    remove.click(bind(delete_cached, studio), model, catalog_outputs, api_name="delete_model", **refused_here)
+    # queued (nothing limits its concurrency) so that a refusal shows; an event outside the queue shows none
+    stop_button.click(bind(stop_model_download, studio), model, outcome, api_name="stop_download")
     refresh.click(catalog_view, None, [catalog_table, model], api_name="models")
     timer.tick(bind(jobs_view, studio), None, jobs_table, api_visibility="private", show_progress="hidden")
     ctx.on_page_load(catalog_view, [catalog_table, model])
 
 
 def _loras(ctx: UIContext) -> None:
-    """The LoRA library and its three imports (an upload, a Hub file, a CivitAI version)."""
+    """The LoRA library (an admin's: every owner's), its three imports (an upload, a Hub file, a CivitAI version)
+    and deletion."""
     studio = ctx.studio
     loras_table = gr.Dataframe(headers=LORA_COLUMNS, interactive=False, wrap=True, label="LoRAs", show_label=False)
+    with gr.Row():
+        doomed = gr.Dropdown([], allow_custom_value=True, label="LoRA to delete (id or name)", scale=3)
+        delete = gr.Button("Delete LoRA…", variant="stop", scale=1)
+        confirm = gr.Button("Yes, delete the LoRA and its file", variant="stop", visible=False, scale=1)
     name = gr.Textbox("", label="Name in the library (optional)")
     with gr.Row():
         with gr.Column():
@@ -83,11 +90,21 @@ def _loras(ctx: UIContext) -> None:
             version = gr.Textbox(label="CivitAI model version id", placeholder="123456")
             import_civitai = gr.Button("Import from CivitAI (needs CIVITAI_API_KEY)")
     imported = gr.Markdown(label="Message")
-    outputs = [imported, loras_table]
-    import_upload.click(bind(lora_from_upload, studio), [upload, name], outputs, api_name="import_lora")
-    import_hub.click(bind(lora_from_hub, studio), [repo, filename, name], outputs, api_name="import_lora_hub")
-    import_civitai.click(bind(lora_from_civitai, studio), [version, name], outputs, api_name="import_lora_civitai")
-    ctx.picker(bind(loras_view, studio), loras_table)  # a LoRA trained meanwhile shows when the tab opens
+    outputs, private = [imported, loras_table], {"api_visibility": "private"}
+    refused_here = {"show_progress_on": imported}  # a refusal marks the message, not the table
+    library = bind(library_view, studio)
+    for event in (
+            import_upload.click(bind(lora_from_upload, studio), [upload, name], outputs, api_name="import_lora",
+                                **refused_here),
+            import_hub.click(bind(lora_from_hub, studio), [repo, filename, name], outputs, api_name="import_lora_hub",
+                             **refused_here),
+            import_civitai.click(bind(lora_from_civitai, studio), [version, name], outputs,
+                                 api_name="import_lora_civitai", **refused_here)):
+        event.success(library, None, [loras_table, doomed], **private)
+    delete.click(lambda: gr.Button(visible=True), None, confirm, **private)
+    confirm.click(bind(remove_lora, studio), doomed, [imported, confirm], api_name="delete_lora",
+                  **refused_here).success(library, None, [loras_table, doomed], **private)
+    ctx.picker(library, [loras_table, doomed])  # a LoRA trained meanwhile shows when the tab opens
 
 
 def catalog_view():
@@ -139,9 +156,34 @@ def delete_cached(studio: Studio, model: str, request: gr.Request):
 
 
 def loras_view(studio: Studio, request: gr.Request):
-    rows = list_loras(studio, user_of(request), is_admin(studio, request))
+    """The library table: the user's LoRAs and the shared ones; an admin's, every owner's."""
+    return _library_table(_library(studio, request))
+
+
+def library_view(studio: Studio, request: gr.Request):
+    """The library table and the LoRAs the user may delete (their own; an admin, any; a run's go with the run)."""
+    rows, user = _library(studio, request), user_of(request)
+    admin = is_admin(studio, request)
+    mine = [(r["name"] if r["owner"] == user else f"{r['name']} ({r['owner']})", str(r["id"]))
+            for r in rows if (admin or r["owner"] == user) and not r["job_id"]]
+    return _library_table(rows), gr.Dropdown(choices=mine, value=None)
+
+
+def _library(studio: Studio, request: gr.Request) -> list[dict]:
+    admin = is_admin(studio, request)
+    return list_loras(studio, user_of(request), admin, every_owner=admin)
+
+
+def _library_table(rows: list[dict]) -> list[list]:
     return [[r["name"], r["architecture"], r["base_model"], r["trigger"], r["rank"], r["source"],
              round((r["size_bytes"] or 0) / 2**20, 1), r["owner"]] for r in rows]
+
+
+@friendly
+def remove_lora(studio: Studio, lora: str, request: gr.Request):
+    """Delete a LoRA (id or name; the user's own, any for an admin) and its file (after the confirmation click)."""
+    row = delete_lora(studio, lora, user_of(request), is_admin(studio, request))
+    return f"Deleted LoRA **{row['name']}** and its file.", gr.Button(visible=False)
 
 
 def imported_message(row: dict) -> str:
