@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import secrets
 from dataclasses import dataclass
 
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import LOCAL_USER, now
+from masuka.store import LOCAL_USER, insert_named, now
 from masuka.studio import Studio
 
 TOKEN_PREFIX = "msk_"
@@ -41,17 +42,20 @@ class Caller:
 
 
 def create_token(studio: Studio, owner: str, name: str = "") -> str:
-    """Make a token for ``owner`` and return it: the only time it is ever shown."""
+    """Make a token for ``owner`` and return it: the only time it is ever shown. Each of an owner's tokens has its
+    own name (a token is revoked by name)."""
     if not (owner or "").strip():
         raise InvalidInput("Say whose token it is: name a user.")
-    name = (name or "").strip() or "token"
+    taken = {row["name"] for row in list_tokens(studio, owner)}
+    name = (name or "").strip() or next(f"token-{n}" for n in itertools.count(1) if f"token-{n}" not in taken)
     if len(name) > 64 or not name.isprintable():
         raise InvalidInput("Name the token with at most 64 printable characters.")
     if studio.store.count("api_tokens", "owner = ?", [owner]) >= MAX_TOKENS_PER_USER:
         raise InvalidInput(f"You already have {MAX_TOKENS_PER_USER} API tokens: revoke one first.")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    studio.store.insert("api_tokens", {"owner": owner, "name": name, "token_hash": _digest(token),
-                                       "prefix": token[:10]})
+    insert_named(studio.store, "api_tokens", {"owner": owner, "name": name, "token_hash": _digest(token),
+                                              "prefix": token[:10]},
+                 f"You already have an API token named {name!r}: choose another name (or revoke that one).")
     return token
 
 
@@ -62,13 +66,17 @@ def list_tokens(studio: Studio, owner: str) -> list[dict]:
 
 
 def revoke_token(studio: Studio, owner: str, ref: str | int) -> dict:
-    """Delete one of the owner's tokens, named by id, name or prefix; returns what was revoked."""
+    """Delete one of the owner's tokens, named by id, name or prefix; returns what was revoked. A name or prefix
+    that several tokens share (made before names were unique) is refused: revoke those by id."""
     ref = str(ref).strip()
-    for row in list_tokens(studio, owner):
-        if ref in (str(row["id"]), row["name"], row["prefix"]):
-            studio.store.delete("api_tokens", row["id"])
-            return row
-    raise NotFound(f"No API token {ref!r} of yours: `keys token list` shows them.")
+    matches = [row for row in list_tokens(studio, owner) if ref in (str(row["id"]), row["name"], row["prefix"])]
+    if not matches:
+        raise NotFound(f"No API token {ref!r} of yours: `keys token list` shows them.")
+    if len(matches) > 1:
+        raise InvalidInput(f"{len(matches)} of your API tokens go by {ref!r} (ids "
+                           f"{', '.join(str(row['id']) for row in matches)}): revoke one by its id.")
+    studio.store.delete("api_tokens", matches[0]["id"])
+    return matches[0]
 
 
 def token_user(studio: Studio, token: str) -> str | None:

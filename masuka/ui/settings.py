@@ -61,7 +61,8 @@ def _api_keys(ctx: UIContext) -> None:
         save = gr.Button("Save", variant="primary", scale=0)
         test = gr.Button("Test", scale=0)
     key_message = gr.Markdown(label="Message")
-    save.click(bind(save_api_key, studio), [name, value], [key_message, value, keys_table], api_name="save_key")
+    save.click(bind(save_api_key, studio), [name, value], [key_message, value, keys_table], api_name="save_key",
+               show_progress_on=key_message)  # a refusal marks the message, not the table
     test.click(bind(test_api_key, studio), name, key_message, api_name="test_key")
     ctx.on_page_load(bind(keys_view, studio), keys_table)
 
@@ -79,10 +80,12 @@ def _api_tokens(ctx: UIContext) -> None:
         drop_token = gr.Button("Revoke", variant="stop", scale=0)
     new_token = gr.Textbox(label="New token", info="Copy it now: it is not shown again", interactive=False,
                            buttons=["copy"])
+    token_message = gr.Markdown(label="Message")
+    refused_here = {"show_progress_on": token_message}  # a refusal marks the message, not the table or the boxes
     make_token.click(bind(create_api_token, studio), token_name, [new_token, token_name, tokens_table],
-                     api_name="create_api_token")
-    drop_token.click(bind(revoke_api_token, studio), token_ref, [token_ref, tokens_table],
-                     api_name="revoke_api_token")
+                     api_name="create_api_token", **refused_here)
+    drop_token.click(bind(revoke_api_token, studio), token_ref, [token_message, token_ref, new_token, tokens_table],
+                     api_name="revoke_api_token", **refused_here)
     ctx.on_page_load(bind(tokens_view, studio), tokens_table)
 
 
@@ -165,9 +168,9 @@ def create_api_token(studio: Studio, name: str, request: gr.Request):
 
 @friendly
 def revoke_api_token(studio: Studio, ref: str, request: gr.Request):
-    """Revoke one of the signed-in user's API tokens by id or name."""
-    revoke_token(studio, user_of(request), ref)
-    return "", tokens_view(studio, request)
+    """Revoke one of the signed-in user's API tokens by id or name, saying which; the new-token box is emptied."""
+    row = revoke_token(studio, user_of(request), ref)
+    return f"Revoked token {row['id']} ({row['name']}).", "", "", tokens_view(studio, request)
 
 
 def defaults_view(studio: Studio):

@@ -1,0 +1,36 @@
+"""A refused action in the Models and Settings tabs shows its reason without covering the tab's tables.
+
+Gradio marks the progress targets of a failed event (its outputs unless ``show_progress_on`` names others) with an
+"Error" badge; these events name their message box, so the tables and boxes they fill keep what they showed. An
+event outside Gradio's queue shows no toast for its refusal, so a refusable event is queued.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+#: the events a refusal can end
+REFUSABLE = ("download_model", "delete_model", "stop_download", "import_lora", "import_lora_hub",
+             "import_lora_civitai", "delete_lora", "save_key", "create_api_token", "revoke_api_token")
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory):
+    from masuka.config import Config
+    from masuka.studio import Studio
+    from masuka.ui.app import build_app
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path_factory.mktemp("refusals") / "data", auth=""))
+    try:
+        yield {fn.api_name: fn for fn in build_app(studio).fns.values() if fn.api_name in REFUSABLE}
+    finally:
+        studio.close()
+
+
+@pytest.mark.parametrize("name", REFUSABLE)
+def test_a_refusal_marks_only_the_message_box(events, name):
+    fn = events[name]
+    marked = fn.show_progress_on or fn.outputs
+    assert [(type(target), target.label) for target in marked] == [(gr.Markdown, "Message")]
+    assert fn.queue, "outside the queue a refusal shows no toast"
