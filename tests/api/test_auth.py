@@ -1,18 +1,22 @@
-"""Who may call the REST APIs: users' passwords or tokens with --auth; loopback only without, unless --api-open."""
+"""Who may call the REST APIs: users' passwords or tokens with --auth; loopback only without, unless --api-open; a
+user's tokens have their own names, and Revoke says which it ended."""
 
 from __future__ import annotations
 
 import base64
 import json
 
+import gradio as gr
 import pytest
 
 from masuka import logins
-from masuka.api.auth import Refused, authenticate, create_token, revoke_token, token_user
+from masuka.api.auth import Refused, authenticate, create_token, list_tokens, revoke_token, token_user
 from masuka.cli import main
 from masuka.config import Config
+from masuka.errors import InvalidInput
 from masuka.guards import client_address
 from masuka.studio import Studio
+from masuka.ui import settings
 
 
 def basic(user: str, password: str) -> str:
@@ -215,3 +219,30 @@ def test_settings_tokens_open_the_rest_apis_until_revoked(live_app):
         bob.predict("krita", api_name="/revoke_api_token")
     ann.predict("krita", api_name="/revoke_api_token")
     assert httpx.get(models, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_a_name_the_user_already_has_is_refused(team):
+    create_token(team, "ann", "laptop")
+    with pytest.raises(InvalidInput, match="You already have an API token named 'laptop'"):
+        create_token(team, "ann", " laptop ")
+    assert token_user(team, create_token(team, "admin", "laptop")) == "admin", "another user's names are theirs"
+    assert team.store.count("api_tokens", "owner = 'ann'") == 1
+    for _ in range(2):  # a token made without a name gets a free one
+        create_token(team, "ann")
+    assert [row["name"] for row in list_tokens(team, "ann")] == ["laptop", "token-1", "token-2"]
+
+
+def test_revoke_says_which_token_went_and_empties_the_new_token_box(team):
+    ann = gr.Request(username="ann")
+    token, _name, _table = settings.create_api_token(team, "krita", ann)
+    message, ref, new_token, table = settings.revoke_api_token(team, "krita", ann)
+    assert (message, ref, new_token, table) == ("Revoked token 1 (krita).", "", "", [])
+    assert token_user(team, token) is None
+
+
+def test_tokens_that_share_a_name_from_before_are_revoked_by_id(team):
+    for _ in range(2):  # as an older MASUKA let them be made
+        team.store.insert("api_tokens", {"owner": "ann", "name": "old", "token_hash": "x", "prefix": "msk_abc"})
+    with pytest.raises(InvalidInput, match=r"2 of your API tokens go by 'old' \(ids 1, 2\): revoke one by its id"):
+        revoke_token(team, "ann", "old")
+    assert revoke_token(team, "ann", "2")["id"] == 2 and revoke_token(team, "ann", "old")["id"] == 1
