@@ -97,15 +97,18 @@ def build(ctx: UIContext) -> None:
     # the picker's value, set by Create or Delete, fires ``show``: it renders the same status (notes and rejections
     # included), and with nothing chosen leaves the status (Delete's message) as it is
     listed = bind(choices, studio)
+    refused_here = {"show_progress_on": panel.status}  # progress, and a refusal, mark the status, not the views
     form.create.click(bind(create_character, studio), form.inputs(), [character, panel.status, panel.gallery],
-                      api_name="create_character", **ctx.gpu_event()).then(listed, None, character, **private)
+                      api_name="create_character", **refused_here, **ctx.gpu_event()).then(
+        listed, None, character, **private)
     for action, button in (("reject", panel.reject), ("regenerate", panel.regenerate)):
         button.click(bind(edit_view, studio), [character, panel.view, gr.State(action)], details,
-                     api_name=f"{action}_character_view", **ctx.gpu_event())
+                     api_name=f"{action}_character_view", **refused_here, **ctx.gpu_event())
     panel.add.click(bind(add_real_photos, studio), [character, panel.real_photos, panel.real_face],
-                    [*details, panel.real_photos], api_name="add_character_photos")
+                    [*details, panel.real_photos], api_name="add_character_photos", **refused_here)
     panel.delete.click(bind(delete_character, studio), [character, panel.confirm_delete],
-                       [character, panel.status, panel.confirm_delete], api_name="delete_character").then(
+                       [character, panel.status, panel.confirm_delete], api_name="delete_character",
+                       **refused_here).then(
         listed, None, character, **private)
     run_info = gr.JSON(visible=False, label="Training run")
     panel.train.click(bind(train_character, studio), [character, panel.base, panel.train_steps, panel.weight],

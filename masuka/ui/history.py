@@ -257,7 +257,7 @@ def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.
     fields = [form[name] for kind, form in ctx.forms.items() for name in form.fields]
     tabs = [ctx.tabs] if ctx.tabs is not None else []
     button.click(bind(reuse, ctx.studio, ctx.forms, targets, bool(tabs)), key, fields + [message] + tabs,
-                 api_visibility="private")
+                 api_visibility="private", show_progress_on=message)  # a refusal marks the message, not the forms
     name_outputs(gr.api(bind(history_reuse, ctx.studio), api_name="history_reuse"), "Form fields")
 
 

@@ -1,4 +1,5 @@
-"""A refused action in the Models and Settings tabs shows its reason without covering the tab's tables.
+"""A refused action in the Models, Settings and Characters tabs, or History's Reuse, shows its reason without
+covering the tab's tables, galleries or the forms it fills.
 
 Gradio marks the progress targets of a failed event (its outputs unless ``show_progress_on`` names others) with an
 "Error" badge; these events name their message box, so the tables and boxes they fill keep what they showed. An
@@ -10,9 +11,12 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-#: the events a refusal can end
-REFUSABLE = ("download_model", "delete_model", "stop_download", "import_lora", "import_lora_hub",
-             "import_lora_civitai", "delete_lora", "save_key", "create_api_token", "revoke_api_token")
+#: the events a refusal can end -> the label of the box they mark
+REFUSABLE = {**dict.fromkeys(("download_model", "delete_model", "stop_download", "import_lora", "import_lora_hub",
+                              "import_lora_civitai", "delete_lora", "save_key", "create_api_token",
+                              "revoke_api_token", "reuse"), "Message"),
+             **dict.fromkeys(("create_character", "reject_character_view", "regenerate_character_view",
+                              "add_character_photos", "delete_character"), "Status")}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +27,8 @@ def events(tmp_path_factory):
 
     studio = Studio.open(Config.from_env(data_dir=tmp_path_factory.mktemp("refusals") / "data", auth=""))
     try:
-        yield {fn.api_name: fn for fn in build_app(studio).fns.values() if fn.api_name in REFUSABLE}
+        yield {fn.api_name or fn.name: fn for fn in build_app(studio).fns.values()
+               if (fn.api_name or fn.name) in REFUSABLE}
     finally:
         studio.close()
 
@@ -32,5 +37,5 @@ def events(tmp_path_factory):
 def test_a_refusal_marks_only_the_message_box(events, name):
     fn = events[name]
     marked = fn.show_progress_on or fn.outputs
-    assert [(type(target), target.label) for target in marked] == [(gr.Markdown, "Message")]
+    assert [(type(target), target.label) for target in marked] == [(gr.Markdown, REFUSABLE[name])]
     assert fn.queue, "outside the queue a refusal shows no toast"
