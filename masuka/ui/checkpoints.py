@@ -46,6 +46,7 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
 
     form, private = [run, prompts, seed, steps, width, height], {"api_visibility": "private"}
     compare.click(bind(compare_checkpoints, studio), form, [grid, cells], api_name="compare_checkpoints",
+                  show_progress_on=message,
                   **ctx.gpu_event())
     wire_stop(studio, TAB, stop, message)
     queue.click(bind(queue_checkpoints, studio), form, message, api_name="queue_checkpoints")

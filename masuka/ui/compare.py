@@ -51,9 +51,9 @@ def build(ctx: UIContext) -> None:
     with gr.Row():
         picks = {pick: gr.Button(label) for pick, label in (("left", "Left is better"), ("tie", "Tie"),
                                                             ("right", "Right is better"))}
-    result = gr.Markdown()
+    result = gr.Markdown(label="Tally")
 
-    views, private = [shown, caption, left, right, result], {"api_visibility": "private"}
+    views, private = [shown, caption, left, right, result], {"api_visibility": "private", "show_progress_on": result}
     ctx.picker(bind(choices, studio), [side_a, side_b, picker], refresh)
     image = ctx.form("image")
     render.click(bind(make, studio), image.pick(FORM) + [side_a, side_b, prompts, seeds] + image.pick(SAMPLER_FORM),

@@ -111,10 +111,12 @@ def build(ctx: UIContext) -> None:
     view_page, view_inputs = bind(view, studio), [dataset, images.page, images.page_size]
     view_outputs = images.outputs()
     _wire_images(ctx, dataset, images, view_page, view_inputs, status)
-    new.create.click(bind(create_dataset, studio), new.form(), [dataset, status], api_name="create_dataset").then(
+    on_status = {"show_progress_on": status}  # progress, and a refusal, mark the status, not the report or picker
+    new.create.click(bind(create_dataset, studio), new.form(), [dataset, status], api_name="create_dataset",
+                     **on_status).then(
         listed, None, dataset, **private)
     ctx.register_form("dataset", {"dataset": dataset, "files": files}, tab="datasets")  # "Send to Datasets"
-    add.click(bind(add_images, studio), [dataset, files], [report, status], api_name="add_images").then(
+    add.click(bind(add_images, studio), [dataset, files], [report, status], api_name="add_images", **on_status).then(
         view_page, view_inputs, view_outputs, **private).then(listed, None, dataset, **private)
     caption.click(bind(caption_dataset, studio), [dataset, *caption_form], caption_status,
                   api_name="caption_dataset", **ctx.gpu_event()).then(view_page, view_inputs, view_outputs, **private)
@@ -123,7 +125,8 @@ def build(ctx: UIContext) -> None:
     delete.click(bind(ask_delete, studio), dataset, [confirm, confirm_text], **private)
     hide = lambda: gr.Group(visible=False)  # noqa: E731
     cancel.click(hide, None, confirm, **private)
-    really.click(bind(confirm_delete, studio), dataset, [dataset, status], api_name="delete_dataset").then(
+    really.click(bind(confirm_delete, studio), dataset, [dataset, status], api_name="delete_dataset",
+                 **on_status).then(
         hide, None, confirm, **private).then(listed, None, dataset, **private)
     ctx.picker(listed, dataset, refresh)
 

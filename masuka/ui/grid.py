@@ -34,7 +34,8 @@ def build(ctx: UIContext) -> None:
 
     image = ctx.form("image")
     inputs = image.pick(FORM) + [x, y, z, large] + image.pick(SAMPLER_FORM)
-    run.click(bind(make_grid, studio), inputs, [grid, cells], api_name="grid", **ctx.gpu_event())
+    run.click(bind(make_grid, studio), inputs, [grid, cells], api_name="grid", show_progress_on=message,
+              **ctx.gpu_event())
     wire_stop(studio, TAB, stop, message)
     add.click(bind(add_grid, studio), inputs, message, api_name="queue_grid")
 

@@ -74,13 +74,15 @@ def build(ctx: UIContext) -> None:
             days, refresh_plots, plot_outputs = _dashboard()
     load_page, filters, outputs = bind(load, studio), tab.filters(), [tab.gallery, tab.table, tab.gallery_keys]
     private = {"api_visibility": "private"}
-    tab.search.click(load_page, filters, outputs, api_name="history")
-    tab.text.submit(load_page, filters, outputs, **private)
-    tab.page.submit(load_page, filters, outputs, **private)
+    on_message = {"show_progress_on": tab.message}  # a refused filter marks the message, not gallery and table
+    tab.search.click(load_page, filters, outputs, api_name="history", **on_message)
+    tab.text.submit(load_page, filters, outputs, **private, **on_message)
+    tab.page.submit(load_page, filters, outputs, **private, **on_message)
     tab.table.select(pick_row, None, tab.key, **private)
     tab.gallery.select(pick_image, tab.gallery_keys, tab.key, **private)
     tab.key.change(bind(show, studio), tab.key, [tab.image, tab.video, tab.detail, tab.parameters, tab.download,
-                                                 tab.confirm], api_name="history_entry")
+                                                 tab.confirm], api_name="history_entry",
+                  show_progress_on=tab.detail)
     tab.delete.click(lambda: gr.Button(visible=True), None, tab.confirm, **private)
     tab.confirm.click(bind(remove, studio), tab.key, [tab.message, tab.key, tab.confirm],
                       api_name="history_delete").success(load_page, filters, outputs, **private)

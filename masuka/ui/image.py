@@ -266,7 +266,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
             tab.read_info, tab.strength, modes.mask_blur, modes.outpaint, tab.mode, tab.sampler,
             *[tab.guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES], tab.aids.face_detail,
             tab.aids.face_strength]
-    tab.dropped.upload(bind(read_image_parameters, studio), tab.dropped, read, api_name="read_parameters")
+    tab.dropped.upload(bind(read_image_parameters, studio), tab.dropped, read, api_name="read_parameters",
+                       show_progress_on=tab.read_info)  # a refusal marks the summary, not the whole form
     ctx.generated(gen_event)
     ctx.generated(edit_event)
     return selected

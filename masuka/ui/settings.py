@@ -123,8 +123,10 @@ def _storage(studio: Studio) -> None:
     storage_message = gr.Markdown(label="Message")
     measure.click(bind(storage_view, studio), None, storage_table, api_name="storage")
     leftovers.click(bind(remove_leftovers, studio), None, [storage_message, storage_table],
+                    show_progress_on=storage_message,
                     api_name="clean_leftovers")
-    tmp.click(bind(empty_tmp, studio), None, [storage_message, storage_table], api_name="clean_tmp")
+    tmp.click(bind(empty_tmp, studio), None, [storage_message, storage_table], api_name="clean_tmp",
+              show_progress_on=storage_message)
 
 
 def require_admin(studio: Studio, request: gr.Request) -> None:

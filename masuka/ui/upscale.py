@@ -57,7 +57,7 @@ def build(ctx: UIContext) -> UpscalePanel:
                                              strength=strength, prompt=prompt, tile=tile, seed=seed),
                              tab="image", adapt=reuse_fields)
     ctx.generated(run.click(bind(upscale, studio), form.pick(FIELDS), [result, status], api_name="upscale_image",
-                            **ctx.gpu_event()))
+                            show_progress_on=status, **ctx.gpu_event()))
     refresh.click(bind(choices, studio), None, upscaler, api_visibility="private")
     return UpscalePanel(accordion, image)
 

@@ -1,5 +1,5 @@
-"""A refused action in the Models, Settings and Characters tabs, or History's Reuse, shows its reason without
-covering the tab's tables, galleries or the forms it fills.
+"""A refused action shows its reason without covering the tab's tables, galleries, pictures or the form it fills
+(Read parameters, History's Reuse): these events name their message box as the place of their progress.
 
 Gradio marks the progress targets of a failed event (its outputs unless ``show_progress_on`` names others) with an
 "Error" badge; these events name their message box, so the tables and boxes they fill keep what they showed. An
@@ -16,7 +16,12 @@ REFUSABLE = {**dict.fromkeys(("download_model", "delete_model", "stop_download",
                               "import_lora_civitai", "delete_lora", "save_key", "create_api_token",
                               "revoke_api_token", "reuse"), "Message"),
              **dict.fromkeys(("create_character", "reject_character_view", "regenerate_character_view",
-                              "add_character_photos", "delete_character"), "Status")}
+                              "add_character_photos", "delete_character", "create_dataset", "add_images",
+                              "delete_dataset", "upscale_image"), "Status"),
+             **dict.fromkeys(("history", "load", "grid", "compare_checkpoints", "clean_leftovers", "clean_tmp"),
+                             "Message"),
+             **dict.fromkeys(("make", "show_1", "forget", "judge", "judge_1", "judge_2"), "Tally"),
+             "read_parameters": "Parameters read", "history_entry": "Summary"}
 
 
 @pytest.fixture(scope="module")
