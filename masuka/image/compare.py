@@ -35,15 +35,15 @@ def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b:
               prompts: list[str], seeds: int = 1, allow_any_path: bool = False,
               on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None) -> int:
     """Render every prompt x seed with side A and side B (History rows each) and store the test; returns its id.
-    A ``stop`` raises :class:`Cancelled` saying how many pairs were made (their images stay in History; no test
-    is stored)."""
+    A ``stop`` raises :class:`Cancelled` saying how many pairs were made: those finished are stored as the test
+    (every image made stays in History)."""
     if a == b:
         raise InvalidInput("Sides A and B are the same: pick different LoRAs (or none on one side).")
     if not prompts or not 1 <= seeds * len(prompts) <= MAX_PAIRS:
         raise InvalidInput(f"Give at least one prompt, and at most {MAX_PAIRS} pairs (prompts x seeds).")
     checked = [plan_request(studio, replace(base, prompt=prompt, loras=side, batch=seeds), allow_any_path)
                for prompt in prompts for side in (a, b)]
-    first_seed = checked[0].seeds[0]
+    first_seed, model = checked[0].seeds[0], checked[0].spec.id
     pairs: list[dict] = []
     for prompt in prompts:
         for seed in range(first_seed, first_seed + seeds):
@@ -53,12 +53,20 @@ def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b:
                                               on_image=on_image, stop=stop, allow_any_path=allow_any_path)[0].id
                         for name, side in random.sample([("a", a), ("b", b)], 2)}  # random order: ids tell nothing
             except Cancelled as stopped:
-                raise Cancelled("the images made are kept in History; no A/B test is stored", by=stopped.by,
+                kept = (f"the {len(pairs)} finished pair(s) are A/B test {_store(studio, base, model, a, b, pairs)}"
+                        if pairs else "no pair was finished, so no A/B test is stored")
+                raise Cancelled(f"{kept}; the images made are kept in History", by=stopped.by,
                                 at=f"after {len(pairs)} of {seeds * len(prompts)} pairs") from None
             pairs.append({"prompt": prompt, "seed": seed, **made, "left": random.choice("ab"), "choice": None})
+    return _store(studio, base, model, a, b, pairs)
+
+
+def _store(studio: Studio, base: ImageRequest, model: str, a: list[tuple[str, float]], b: list[tuple[str, float]],
+           pairs: list[dict]) -> int:
+    """Record an A/B test of ``pairs`` (sides ``a`` and ``b``, made from ``base`` with ``model``); returns its id."""
     sides = {"a": _label(a), "b": _label(b)}
     return studio.store.insert("comparisons", {
-        "owner": base.owner, "kind": "ab", "title": f"{sides['a']} vs {sides['b']}", "model": checked[0].spec.id,
+        "owner": base.owner, "kind": "ab", "title": f"{sides['a']} vs {sides['b']}", "model": model,
         "params": {"sides": sides, "loras": {"a": a, "b": b}}, "state": {"pairs": pairs}, "updated_at": now()})
 
 

@@ -192,7 +192,13 @@ def test_render_pairs_keeps_the_sampler_and_its_stop_ends_the_test(studio, tiny_
     form = dict(prompt="a red fox", model=str(tiny_model("flux")), negative_prompt="", steps=2, guidance=1.0,
                 width=64, height=64, seed=5, batch=1, loras=[], memory_plan="auto", fast=False, step_cache=0.0,
                 a=["style"], b=[], lines="", count=3, sampler="Euler Karras", request=request)
-    with pytest.raises(gr.Error, match=r"Stopped by the user after 1 of 3 pairs; the images made are kept"):
+    with pytest.raises(gr.Error, match=r"Stopped by the user after 1 of 3 pairs; the 1 finished pair\(s\) are A/B "
+                                       r"test 1; the images made are kept in History"):
         ui_compare.make(studio, **form, progress=StopAfter(studio, ui_compare.TAB, request, images=3))
     made = studio.store.find("generations", "status = 'completed'")
-    assert [r["params"]["sampler"] for r in made] == ["Euler Karras"] * 3 and studio.store.count("comparisons") == 0
+    assert [r["params"]["sampler"] for r in made] == ["Euler Karras"] * 3
+    [stored] = studio.store.find("comparisons")  # the finished pair can be judged; the lone third image cannot
+    assert [sorted((p["a"], p["b"])) for p in stored["state"]["pairs"]] == [sorted(r["id"] for r in made)[:2]]
+    with pytest.raises(gr.Error, match=r"after 0 of 3 pairs; no pair was finished, so no A/B test is stored"):
+        ui_compare.make(studio, **form, progress=StopAfter(studio, ui_compare.TAB, request, images=1))
+    assert studio.store.count("comparisons") == 1
