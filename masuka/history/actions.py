@@ -101,7 +101,7 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
     runs = {row["key"]: folder for row in rows if (folder := _run_folder(studio, row)) is not None}
     libraries = {key: loras_in(studio, folder) for key, folder in runs.items()}
     for key, folder in runs.items():
-        refuse_if_used(studio, key, folder, [lora["name"] for lora in libraries[key]])
+        refuse_if_used(studio, key, folder, [(lora["name"], lora["owner"]) for lora in libraries[key]])
     tests = unfinished_using(studio, {row["id"] for row in rows if row["table"] == "generations"})
     inputs = {path for row in rows for path in _input_files(studio, row)}
     files = 0

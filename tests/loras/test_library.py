@@ -63,7 +63,7 @@ def test_a_lora_that_queued_work_uses_or_a_run_made_is_kept(team):
     refusal = f"LoRA 'alice-style' cannot be deleted yet: unfinished work \\(queue {job}\\)"
     with pytest.raises(InvalidInput, match=refusal):
         delete_lora(team, "alice-style", "alice", False)
-    team.store.update("queue", job, status="completed")
+    team.store.update("queue", job, owner="carol")  # another user's work calls another LoRA by that name
     delete_lora(team, "alice-style", "alice", False)
     team.store.update("loras", team.store.find("loras", "owner = 'bob'")[0]["id"], job_id=7)
     with pytest.raises(InvalidInput, match="belongs to training run j7: delete the run in History"):
