@@ -253,8 +253,7 @@ def download(studio: Studio, ctx: JobContext, repo: str, without: Sequence[str] 
     if hub_offline():
         raise ModelUnavailable("Downloads are off: HF_HUB_OFFLINE is set. Unset it to download models.")
     if not hub_reachable():
-        raise ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
-                               f"start the download of {repo} again (it resumes).")
+        raise hub_unreachable(_DOWNLOAD_AGAIN.format(repo))
     token = studio.keys.get(HUGGINGFACE)
     cache = hub_cache_dir()
     try:
@@ -337,6 +336,9 @@ def job_progress(ctx: JobContext) -> type[tqdm]:
     return JobProgress
 
 
+_DOWNLOAD_AGAIN = "start the download of {} again (it resumes)"
+
+
 def hub_unreachable(again: str) -> ModelUnavailable:
     """The Hub cannot be reached: check the network, then ``again`` (what to do once it answers)."""
     return ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
@@ -364,7 +366,7 @@ def download_error(repo: str, error: BaseException, has_token: bool, again: str 
         return full
     if any(isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or "Connect" in type(e).__name__
            or "Timeout" in type(e).__name__ for e in chain):
-        return hub_unreachable(again or f"start the download of {repo} again (it resumes)")
+        return hub_unreachable(again or _DOWNLOAD_AGAIN.format(repo))
     return ModelUnavailable(f"Downloading {repo} failed: {str(error).splitlines()[0] if str(error) else error!r}")
 
 

@@ -100,7 +100,7 @@ def _loras(ctx: UIContext) -> None:
                              **refused_here),
             import_civitai.click(bind(lora_from_civitai, studio), [version, name], outputs,
                                  api_name="import_lora_civitai", **refused_here)):
-        event.success(library, None, [loras_table, doomed], **private)
+        event.success(bind(deletable_view, studio), None, doomed, **private)
     delete.click(lambda: gr.Button(visible=True), None, confirm, **private)
     confirm.click(bind(remove_lora, studio), doomed, [imported, confirm], api_name="delete_lora",
                   **refused_here).success(library, None, [loras_table, doomed], **private)
@@ -161,12 +161,22 @@ def loras_view(studio: Studio, request: gr.Request):
 
 
 def library_view(studio: Studio, request: gr.Request):
-    """The library table and the LoRAs the user may delete (their own; an admin, any; a run's go with the run)."""
-    rows, user = _library(studio, request), user_of(request)
-    admin = is_admin(studio, request)
+    """The library table and the LoRAs the user may delete."""
+    rows = _library(studio, request)
+    return _library_table(rows), _deletable(studio, request, rows)
+
+
+def deletable_view(studio: Studio, request: gr.Request):
+    """The picker of the LoRAs the user may delete (after an import, whose answer holds the table)."""
+    return _deletable(studio, request, _library(studio, request))
+
+
+def _deletable(studio: Studio, request: gr.Request, rows: list[dict]) -> gr.Dropdown:
+    """Of the library's ``rows``, those the user may delete: their own (an admin, any); a run's go with the run."""
+    user, admin = user_of(request), is_admin(studio, request)
     mine = [(r["name"] if r["owner"] == user else f"{r['name']} ({r['owner']})", str(r["id"]))
             for r in rows if (admin or r["owner"] == user) and not r["job_id"]]
-    return _library_table(rows), gr.Dropdown(choices=mine, value=None)
+    return gr.Dropdown(choices=mine, value=None)
 
 
 def _library(studio: Studio, request: gr.Request) -> list[dict]:
