@@ -15,26 +15,28 @@ COLUMNS = ("id", "kind", "status", "progress", "provider", "model", "cost_usd", 
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("jobs", parents=[common], help="list jobs, resume unfinished video jobs, cancel one")
-    parser.add_argument("action", nargs="?", choices=["list", "resume", "cancel"], default="list",
-                        help="list (default), resume [ID] (every unfinished video job, or one) or cancel ID")
-    parser.add_argument("job", nargs="?", type=at_least(1), metavar="ID", help="the video job to resume or cancel")
-    parser.add_argument("--kind", choices=[*KINDS, *ALIASES], metavar="KIND",
-                        help="only jobs of this kind: " + ", ".join(KINDS) + " (training = train)")
-    parser.add_argument("--limit", type=at_least(1), default=50, help="at most this many (default 50)")
-    parser.set_defaults(handler=run)
+    """``jobs [list]``, ``jobs resume [ID]`` and ``jobs cancel ID``, each an action of its own so that options may
+    come anywhere (``jobs cancel --json 6``)."""
+    listing = argparse.ArgumentParser(add_help=False)
+    listing.add_argument("--kind", choices=[*KINDS, *ALIASES], metavar="KIND", default=argparse.SUPPRESS,
+                         help="only jobs of this kind: " + ", ".join(KINDS) + " (training = train)")
+    listing.add_argument("--limit", type=at_least(1), default=argparse.SUPPRESS, help="at most this many (default 50)")
+    parser = sub.add_parser("jobs", parents=[common, listing], help="list jobs, resume unfinished video jobs, "
+                                                                    "cancel one")
+    parser.set_defaults(handler=run_list, kind=None, limit=50)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.add_parser("list", parents=[common, listing], help="list jobs (the default)")
+    resuming = actions.add_parser("resume", parents=[common], help="finish every unfinished video job, or one")
+    resuming.add_argument("job", nargs="?", type=at_least(1), metavar="ID", help="the video job to resume")
+    resuming.set_defaults(handler=resume)
+    cancelling = actions.add_parser("cancel", parents=[common], help="stop a video job as the Video tab's Cancel "
+                                                                     "does")
+    cancelling.add_argument("job", nargs="?", type=at_least(1), metavar="ID", help="the video job to cancel")
+    cancelling.set_defaults(handler=cancel)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.action == "cancel" and args.job is None:
-        raise InvalidInput("`jobs cancel` takes the job's number (see `jobs --kind video`)")
-    if args.action == "list" and args.job is not None:
-        raise InvalidInput("`jobs list` takes no job number: `jobs resume ID` or `jobs cancel ID` act on one.")
+def run_list(args: argparse.Namespace) -> int:
     studio = open_studio(args)
-    if args.action == "resume":
-        return resume(args, studio)
-    if args.action == "cancel":
-        return cancel(args, studio)
     kind = ALIASES.get(args.kind, args.kind)
     where, values = ("kind = ?", [kind]) if kind else (None, [])
     rows = studio.store.find("jobs", where, values, order_by="id desc", limit=args.limit)
@@ -47,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def resume(args: argparse.Namespace, studio) -> int:
+def resume(args: argparse.Namespace) -> int:
     from masuka.commands.video import report_job
     from masuka.video.jobs import resume_video_jobs
 
+    studio = open_studio(args)
     if args.job is not None and not studio.store.count("jobs", "id = ? and kind = 'video'", [args.job]):
         raise NotFound(f"There is no video job {args.job}.")
     resumed = resume_video_jobs(studio, args.job)
@@ -59,9 +62,12 @@ def resume(args: argparse.Namespace, studio) -> int:
     return max(codes, default=0)
 
 
-def cancel(args: argparse.Namespace, studio) -> int:
+def cancel(args: argparse.Namespace) -> int:
     from masuka.video.jobs import cancel_video
 
+    if args.job is None:
+        raise InvalidInput("`jobs cancel` takes the job's number (see `jobs --kind video`)")
+    studio = open_studio(args)
     row = cancel_video(studio, args.job, LOCAL_USER, admin=True)
     emit(args, {"job": row.id, "status": row.status}, f"job {row.id}: cancel requested ({row.status})")
     return 0
