@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader left (`| head`): quiet, as Python's "Note on SIGPIPE" advises
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except OSError as error:
+    except (OSError, sqlite3.DatabaseError) as error:  # a full disk, as the system or SQLite says it
         full = as_disk_full(error)
         if full is None:
             raise

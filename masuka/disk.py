@@ -39,16 +39,16 @@ def clean_tmp(studio: Studio) -> tuple[int, int]:
         if _modified(path) > cutoff:
             continue
         size = _size(path)
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() and not path.is_symlink() else \
-            path.unlink(missing_ok=True)
+        _remove(path)
         removed, freed = removed + 1, freed + size
     return removed, freed
 
 
 def clean_leftovers(studio: Studio) -> tuple[int, int]:
-    """Remove files of failed generations, and half-written ``*.part`` files, exported zips and images in the
-    image folders that no generation row records once they are older than an hour (newer ones may belong to a
-    download, import or generation in progress)."""
+    """Remove files of failed generations, and half-written ``*.part`` files and folders (a checkpoint's), the
+    staging folders killed dataset imports left in dataset folders (they unpack into ``tmp/`` now), exported zips
+    and images in the image folders that no generation row records once they are older than an hour (newer ones
+    may belong to a download, import or generation in progress)."""
     config = studio.config
     recorded, failed = set(), []
     for row in studio.store.find("generations", "output_path is not null"):
@@ -57,15 +57,16 @@ def clean_leftovers(studio: Studio) -> tuple[int, int]:
             failed.append(config.absolute(row["output_path"]))
     unsure = [path for root in (config.outputs_dir, config.loras_dir, config.runs_dir, config.datasets_dir)
               for path in root.rglob("*.part")]
+    unsure += config.datasets_dir.glob("*/staging-*")
     unsure += config.outputs_dir.glob("*/exports/*.zip")
     unsure += (p for p in config.outputs_dir.glob("*/images/*/*") if p.suffix in IMAGE_SUFFIXES
                and p.resolve() not in recorded)
     cutoff = time.time() - TMP_AGE_S
     removed = freed = 0
     for path in {*failed, *(p for p in unsure if _modified(p) < cutoff)}:
-        if path.is_file():
-            size = path.stat().st_size
-            path.unlink(missing_ok=True)
+        if path.exists():
+            size = _size(path)
+            _remove(path)
             removed, freed = removed + 1, freed + size
     return removed, freed
 
@@ -76,6 +77,11 @@ def _modified(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return float("inf")
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() and not path.is_symlink() else \
+        path.unlink(missing_ok=True)
 
 
 def _size(path: Path) -> int:

@@ -57,16 +57,20 @@ class DiskFull(MasukaError):
 
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+#: how a full disk reads when it comes as text: SQLite's, and the system's own words (``strerror``) that libraries
+#: quote, such as safetensors' "I/O error: No space left on device (os error 28)"
+FULL_TEXTS = ("database or disk is full", os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
 
 
 def as_disk_full(error: BaseException) -> DiskFull | None:
     """One clear :class:`DiskFull` for a write refused by a full disk (``ENOSPC``, SQLite's "database or disk
-    is full"), found anywhere in the chain of causes; None for any other error."""
+    is full", a library's error quoting ``ENOSPC``), found anywhere in the chain of causes; None for any other
+    error."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, DiskFull):
             return seen
-        if (isinstance(seen, OSError) and seen.errno in FULL_ERRNOS) or "database or disk is full" in str(seen):
+        if (isinstance(seen, OSError) and seen.errno in FULL_ERRNOS) or any(text in str(seen) for text in FULL_TEXTS):
             return DiskFull("The disk is full: free some disk space (old outputs, exports, models you no longer "
                             "use) and try again.")
         seen = seen.__cause__ or seen.__context__

@@ -209,6 +209,38 @@ def test_storage_measures_and_cleans_as_the_settings_tab_does(capsys, tmp_path):
     assert code == 0 and out.startswith("removed 0 item(s)")
 
 
+def test_storage_clean_leftovers_removes_half_written_folders_once_they_are_an_hour_old(capsys, tmp_path):
+    data = tmp_path / "data"
+    run_cli(capsys, "storage", "--data-dir", str(data))
+    half = data / "runs" / "run-1" / "checkpoint-000004.part"  # a checkpoint cut off by a full disk or a kill
+    staging = data / "datasets" / "3" / "staging-0a1b2c3d"  # a zip unpacked by an earlier version, then killed
+    fresh = data / "runs" / "run-2" / "checkpoint-000002.part"  # being written now
+    for folder, age in ((half, 1), (staging, 1), (fresh, None)):
+        folder.mkdir(parents=True)
+        (folder / "lora.safetensors").write_bytes(b"x" * 10)
+        if age:
+            os.utime(folder / "lora.safetensors", (age, age))
+            os.utime(folder, (age, age))
+    code, out, _ = run_cli(capsys, "storage", "clean-leftovers", "--json", "--data-dir", str(data))
+    assert code == 0 and json.loads(out) == {"removed": 2, "bytes": 20}
+    assert not half.exists() and not staging.exists() and (fresh / "lora.safetensors").is_file()
+
+
+def test_a_full_disk_sqlite_reports_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
+    import sqlite3
+
+    import masuka.disk
+
+    def full(studio):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(masuka.disk, "usage", full)
+    code, out, err = run_cli(capsys, "storage", "--data-dir", str(tmp_path / "data"))
+    assert code == 2 and out == ""
+    assert err == "error: The disk is full: free some disk space (old outputs, exports, models you no longer use) " \
+                  "and try again.\n"
+
+
 def test_jobs_resume_id_adopts_that_video_job_only(capsys, studio):
     data = ["--data-dir", str(studio.config.data_dir)]
     dead = {"kind": "video", "status": "running", "provider": "local", "title": "a fox", "pid": 2**22 + 1}

@@ -3,20 +3,31 @@
 A ``characters`` row holds the name (unique per owner), trigger word, ``params`` (view model, strength, threshold,
 face pick, the prompt set) and ``state`` (photos and face crops, views with their scores, training run ids, test
 grid), plus the dataset id and the final LoRA's name. Files live in ``characters/<id>/`` under the data dir.
+
+A character being made carries its maker's process in ``state["building"]``; one whose process is gone (killed
+before it could remove what it made) is discarded when characters are next listed or looked up, so it is never
+seen half made. One still being made by another process (the app and the CLI, say) stays.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from masuka.datasets.caption_template import check_trigger
-from masuka.datasets.library import NAME
+from masuka.datasets.library import NAME, delete_dataset
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import find_named, insert_named, now, owner_clause
+from masuka.store import find_named, insert_named, now, owner_clause, process_alive
 from masuka.studio import Studio
+
+BUILDING = "building"
+#: tells this process's builds from those of an earlier process that had the same pid
+PROCESS = uuid.uuid4().hex
 
 
 def character_dir(studio: Studio, character_id: int) -> Path:
@@ -24,7 +35,8 @@ def character_dir(studio: Studio, character_id: int) -> Path:
 
 
 def new_character(studio: Studio, name: str, owner: str, trigger: str, params: dict[str, Any]) -> dict:
-    """A new character row (no files yet); the name must be unique among the owner's characters."""
+    """A new character row (no files yet), marked as being made by this process until :func:`finish_building`;
+    the name must be unique among the owner's characters."""
     name = (name or "").strip()
     if not NAME.match(name) or name.isdigit():
         raise InvalidInput("Name the character with 1-64 letters, digits, spaces, dots, dashes or underscores "
@@ -34,10 +46,38 @@ def new_character(studio: Studio, name: str, owner: str, trigger: str, params: d
         raise InvalidInput("Give the character a trigger word (a rare word such as 'ohwx anna'): every caption "
                            "carries it and prompts call the character with it.")
     row = {"owner": owner, "name": name, "trigger": trigger, "params": params,
-           "state": {"photos": [], "views": [], "runs": []}, "updated_at": now()}
+           "state": {"photos": [], "views": [], "runs": [], BUILDING: {"pid": os.getpid(), "process": PROCESS}},
+           "updated_at": now()}
     character_id = insert_named(studio.store, "characters", row, name_taken(name))
     character_dir(studio, character_id).mkdir(parents=True, exist_ok=True)
     return studio.store.existing("characters", character_id)
+
+
+def finish_building(studio: Studio, character: dict) -> dict:
+    """Mark ``character`` as made: it is kept from now on whatever happens to this process."""
+    return update_character(studio, character, lambda state: state.pop(BUILDING, None))
+
+
+def drop_abandoned(studio: Studio) -> None:
+    """Discard every character whose making was killed (its process is gone), with its dataset."""
+    for character in studio.store.find("characters", f"json_extract(state, '$.{BUILDING}') is not null"):
+        if _abandoned(character["state"][BUILDING]):
+            discard_character(studio, character)
+
+
+def _abandoned(building: dict) -> bool:
+    if building["pid"] == os.getpid():
+        return building["process"] != PROCESS
+    return not process_alive(building["pid"])
+
+
+def discard_character(studio: Studio, character: dict) -> None:
+    """Remove what an unfinished character made; either part may be gone already (deleted meanwhile), and a dataset
+    that a training run took meanwhile (Train tab) stays."""
+    if character["dataset_id"] is not None:
+        with suppress(NotFound, InvalidInput):
+            delete_dataset(studio, character["dataset_id"], character["owner"])
+    _remove(studio, character)
 
 
 def name_taken(name: str) -> str:
@@ -47,12 +87,14 @@ def name_taken(name: str) -> str:
 
 def find_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
     """A character by id or name: the user's own (admins: anyone's); else :class:`NotFound`."""
+    drop_abandoned(studio)
     return find_named(studio.store, "characters", ref, owner, admin, "character",
                       "create it first (Characters tab or `character create`)")
 
 
 def list_characters(studio: Studio, owner: str, admin: bool = False) -> list[dict]:
     """The user's characters, newest first."""
+    drop_abandoned(studio)
     where, args = owner_clause(owner, admin)
     return studio.store.find("characters", where, args, order_by="id desc")
 
@@ -76,9 +118,13 @@ def update_character(studio: Studio, character: dict, change: Callable[[dict], N
 def delete_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
     """Remove a character's row and its photos; its dataset, runs and LoRA stay (they have their own tabs)."""
     character = find_character(studio, ref, owner, admin)
-    studio.store.delete("characters", character["id"])
-    shutil.rmtree(character_dir(studio, character["id"]), ignore_errors=True)
+    _remove(studio, character)
     return character
+
+
+def _remove(studio: Studio, character: dict) -> None:
+    studio.store.delete_where("characters", "id = ? and owner = ?", [character["id"], character["owner"]])
+    shutil.rmtree(character_dir(studio, character["id"]), ignore_errors=True)
 
 
 def deleted_note(studio: Studio, character: dict) -> str:

@@ -29,8 +29,10 @@ from masuka.characters.faces import open_photo, photo_face
 from masuka.characters.identity import check_threshold, likeness_crop, load_embedder, scores
 from masuka.characters.library import (
     character_dir,
-    delete_character,
+    discard_character,
+    drop_abandoned,
     find_character,
+    finish_building,
     name_taken,
     new_character,
     update_character,
@@ -132,7 +134,8 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
                      on_download: Watch | None = None) -> CharacterReport:
     """Make the character, its views and its dataset; returns what was kept and what was refused and why.
 
-    Nothing is left behind when it fails: the row, its files and its dataset go (the views stay in History)."""
+    Nothing is left behind when it fails: the row, its files and its dataset go (the views stay in History), at once
+    or, when this process is killed, at the next look at the characters (:func:`drop_abandoned`)."""
     photos = [Path(p) for p in request.photos]
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise InvalidInput(f"Give 1 to {MAX_PHOTOS} photos of the character (got {len(photos)}).")
@@ -145,6 +148,7 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
         outfit = open_photo(request.outfit, "outfit reference").convert("RGB")
     if request.size is not None and not 64 <= int(request.size) <= 2048:
         raise InvalidInput(f"The view size must be 64-2048 pixels (got {request.size}).")
+    drop_abandoned(studio)  # a name left taken by a killed build is free again
     if studio.store.count("characters", "owner = ? and name = ?", [request.owner, request.name.strip()]):
         raise InvalidInput(name_taken(request.name.strip()))
     if studio.store.count("datasets", "owner = ? and name = ?", [request.owner, request.name.strip()]):
@@ -168,10 +172,10 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
         character = _new_dataset(studio, character)
         character = update_character(studio, character, lambda state: state.update(views=views, notes=notes))
         _add_to_dataset(studio, character, [(i, v) for i, v in enumerate(views) if v["kept"]], on_download)
+        character = finish_building(studio, character)
     except BaseException:
-        _discard(studio, character)
+        discard_character(studio, character)
         raise
-    character = find_character(studio, character["id"], character["owner"])
     views = character["state"]["views"]
     rejected = [{"file": Path(v["file"]).name, "reason": v["reason"]} for v in views if not v["kept"]]
     return CharacterReport(character["id"], character["state"]["dataset"], sum(v["kept"] for v in views),
@@ -207,15 +211,6 @@ def _new_dataset(studio: Studio, character: dict) -> dict:
     except NotFound:
         delete_dataset(studio, dataset["id"], character["owner"])
         raise
-
-
-def _discard(studio: Studio, character: dict) -> None:
-    """Remove what an unfinished character made; either part may be gone already (deleted meanwhile)."""
-    if character["dataset_id"] is not None:
-        with suppress(NotFound):
-            delete_dataset(studio, character["dataset_id"], character["owner"])
-    with suppress(NotFound):
-        delete_character(studio, character["id"], character["owner"])
 
 
 def _keep_photos(studio: Studio, character: dict, photos: list[Path], faces: list) -> tuple[dict, list[dict]]:

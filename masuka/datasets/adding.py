@@ -1,7 +1,7 @@
 """Adding images to a dataset: collect the files, ingest them on every core, refuse duplicates, record rows.
 
 Every file handed over ends up either added or listed with the reason it was refused; a bad file never
-stops the others.
+stops the others. A full disk stops them all, with one :class:`masuka.errors.DiskFull`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -57,7 +57,7 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
     originals, processed = folder / "originals", folder / "processed"
     originals.mkdir(parents=True, exist_ok=True)
     processed.mkdir(parents=True, exist_ok=True)
-    staging = folder / f"staging-{uuid.uuid4().hex[:8]}"
+    staging = config.tmp_dir / f"staging-{uuid.uuid4().hex[:8]}"  # emptied by clean-tmp when a kill leaves it
     report = AddReport(dataset["id"])
     index = DuplicateIndex(options.near_distance)
     for row in dataset_images(studio, dataset["id"]):
@@ -68,20 +68,36 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
         report.rejected += collected.refused
         total = len(collected.candidates)
         with ThreadPoolExecutor(max_workers=threads or workers(), thread_name_prefix="ingest") as pool:
-            results = pool.map(lambda c: try_ingest(c, options, originals, processed, _base(c.name)),
-                               collected.candidates)
-            for done, (candidate, result) in enumerate(zip(collected.candidates, results), 1):
-                if isinstance(result, str):
-                    report.rejected.append(Refusal(candidate.name, result))
-                else:
-                    _keep(studio, dataset["id"], options, index, result, report)
-                if on_progress:
-                    on_progress(done, total, candidate.name)
+            futures = [pool.submit(try_ingest, c, options, originals, processed, _base(c.name))
+                       for c in collected.candidates]
+            handled = 0
+            try:
+                for candidate, future in zip(collected.candidates, futures):
+                    result = future.result()
+                    if isinstance(result, str):
+                        report.rejected.append(Refusal(candidate.name, result))
+                    else:
+                        _keep(studio, dataset["id"], options, index, result, report)
+                    handled += 1
+                    if on_progress:
+                        on_progress(handled, total, candidate.name)
+            except BaseException:  # a full disk, say: the files prepared and not kept go
+                _discard(futures[handled:])
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if report.added:
         update_dataset(studio, dataset)
     return report
+
+
+def _discard(futures: list[Future[Prepared | str]]) -> None:
+    """Cancel the ingests not started yet and remove the files of the others."""
+    for future in futures:
+        future.cancel()
+    for future in futures:
+        if not future.cancelled() and future.exception() is None and isinstance(prepared := future.result(), Prepared):
+            prepared.discard()
 
 
 def _base(name: str) -> str:

@@ -22,6 +22,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from masuka.datasets.dedupe import file_sha256, perceptual_hash
 from masuka.datasets.preprocess import PrepOptions, prepare, sharpness
 from masuka.datasets.sources import Candidate
+from masuka.errors import DiskFull, as_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,8 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
 
 def ingest_file(candidate: Candidate, options: PrepOptions, originals: Path, processed: Path, base: str
                 ) -> Prepared:
-    """Validate, convert and prepare one file, writing ``base``-named copies; raises :class:`Refused`."""
+    """Validate, convert and prepare one file, writing ``base``-named copies; raises :class:`Refused` (a full
+    disk: :class:`DiskFull`)."""
     image, original_size, fmt, notes = decode(candidate.path, options)
     if options.blur_threshold > 0:
         score = sharpness(image)
@@ -175,17 +177,20 @@ def ingest_file(candidate: Candidate, options: PrepOptions, originals: Path, pro
             mirror.save(result.flipped, **save_options)
     except OSError as error:
         result.discard()
-        raise Refused(f"could not be saved: {error.strerror or error}") from None
+        raise as_disk_full(error) or Refused(f"could not be saved: {error.strerror or error}") from None
     return result
 
 
 def try_ingest(candidate: Candidate, options: PrepOptions, originals: Path, processed: Path, base: str
                ) -> Prepared | str:
-    """:func:`ingest_file`, with any failure turned into its reason: one bad file never stops the others."""
+    """:func:`ingest_file`, with any failure turned into its reason: one bad file never stops the others (a full
+    disk does: :class:`DiskFull` is raised)."""
     try:
         return ingest_file(candidate, options, originals, processed, base)
     except Refused as refusal:
         return str(refusal)
+    except DiskFull:
+        raise
     except Exception as error:  # a file that trips a library bug is refused, never fatal for the batch
         log.exception("could not ingest %s", candidate.name)
         return f"could not be processed ({type(error).__name__}: {error})"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from masuka.datasets.formats import KOHYA_CONFIG, METADATA_FILES, read_caption_file, read_metadata
+from masuka.errors import as_disk_full
 
 MAX_ENTRY_BYTES = 512 * 2**20
 SYSTEM_FILES = re.compile(r"(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
@@ -78,7 +79,8 @@ class ZipLimits:
 
 def collect(sources: list[Path], staging: Path, allow_folders: bool = False,
             limits: ZipLimits = ZipLimits()) -> Collected:
-    """Expand ``sources`` into candidates; zips are unpacked into ``staging`` (which the caller removes)."""
+    """Expand ``sources`` into candidates; zips are unpacked into ``staging`` (which the caller removes). A full
+    disk while unpacking raises :class:`masuka.errors.DiskFull`."""
     result = Collected()
     entries: list[_Entry] = []
     for index, source in enumerate(map(Path, sources)):
@@ -172,6 +174,8 @@ def _zip_entries(source: Path, group: str, staging: Path, refused: list[Refusal]
                     shutil.copyfileobj(reader, writer)
             except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as error:
                 target.unlink(missing_ok=True)
+                if full := as_disk_full(error):  # the disk, not the zip: nothing more can be unpacked
+                    raise full from error
                 refused.append(Refusal(shown, f"damaged zip entry ({error})"))
                 continue
             found.append(_Entry(shown, target, group, info.filename))

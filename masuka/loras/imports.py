@@ -2,7 +2,9 @@
 
 Every file is checked with :func:`masuka.loras.files.inspect_lora` (a real safetensors file, not truncated,
 LoRA weights for a known architecture; pickles refused unread) before it is copied into the owner's LoRA
-folder and listed with its trigger words and base model.
+folder and listed with its trigger words and base model. The copy is written under a name of its own and put in
+place only if no file has the name yet, so two imports of one name at once give one LoRA and one "already have";
+a failed import leaves neither file nor row.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 from masuka.errors import InvalidInput, ModelUnavailable, ProviderError
@@ -47,15 +50,38 @@ def import_lora_file(studio: Studio, owner: str, source: str | Path, name: str |
     target = folder / f"{stem}.safetensors"
     if target.exists():
         raise InvalidInput(TAKEN.format(stem))
-    partial = target.with_name(target.name + ".part")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
-    info = inspect_lora(target)
-    row_id = register_lora(studio, info, owner, origin)
-    extra = {k: v for k, v in {"trigger": trigger, "base_model": base_model}.items() if v}
-    if extra:
-        studio.store.update("loras", row_id, **extra)
+    partial = folder / f".{stem}.{uuid.uuid4().hex}.part"  # each import its own: two at once never mix bytes
+    try:
+        shutil.copyfile(source, partial)
+        try:
+            _claim(partial, target)
+        except FileExistsError:  # another import of this name got there first
+            raise InvalidInput(TAKEN.format(stem)) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    try:
+        row_id = register_lora(studio, inspect_lora(target), owner, origin, trigger=trigger, base_model=base_model)
+    except BaseException:  # no file without its row
+        target.unlink(missing_ok=True)
+        raise
     return studio.store.existing("loras", row_id)
+
+
+def _claim(partial: Path, target: Path) -> None:
+    """Put ``partial`` at ``target`` unless a file is there already (:class:`FileExistsError`), in one step: a hard
+    link, or where the file system has none (some network and FUSE mounts) an exclusive create replaced at once."""
+    try:
+        os.link(partial, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        with open(target, "xb"):
+            pass
+        try:
+            os.replace(partial, target)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
 
 
 def _library_name(studio: Studio, owner: str, name: str, shorten: bool = False) -> str:

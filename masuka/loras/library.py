@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 
 from masuka.errors import InvalidInput
@@ -9,14 +10,17 @@ from masuka.loras.files import LoraInfo, inspect_lora, lora_hash
 from masuka.loras.usage import refuse_if_used
 from masuka.store import LOCAL_USER, find_named, insert_named
 from masuka.studio import Studio
+from masuka.users import user_folder_name
 
 TAKEN = "You already have a LoRA named {!r}: choose another name."
 
 MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200  # in UTF-8, for names of LoRA files
 
 
-def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_id: int | None = None) -> int:
+def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_id: int | None = None,
+                  trigger: str = "", base_model: str = "") -> int:
     """Record an inspected LoRA file so every picker lists it; returns its row id (existing row if known).
+    ``trigger`` and ``base_model`` (a CivitAI version's, say) replace what the file's metadata says.
 
     A LoRA is called by its name (the file's stem), so an owner's names are unique: a name the owner already
     gives another file is refused (:class:`InvalidInput`), unless that file is gone. Callers choose the name
@@ -31,8 +35,9 @@ def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_i
             studio.store.delete("loras", row["id"])
     return insert_named(studio.store, "loras", {
         "owner": owner, "name": info.name, "path": stored, "architecture": info.architecture,
-        "base_model": info.metadata.get("masuka.base_model", ""), "trigger": info.trigger, "rank": info.rank,
-        "source": source, "job_id": job_id, "size_bytes": info.path.stat().st_size, "metadata": info.metadata,
+        "base_model": base_model or info.metadata.get("masuka.base_model", ""), "trigger": trigger or info.trigger,
+        "rank": info.rank, "source": source, "job_id": job_id, "size_bytes": info.path.stat().st_size,
+        "metadata": info.metadata,
     }, TAKEN.format(info.name))
 
 
@@ -80,24 +85,30 @@ def loras_in(studio: Studio, folder: Path) -> list[dict]:
 def list_loras(studio: Studio, owner: str, admin: bool = False, every_owner: bool = False) -> list[dict]:
     """LoRAs this user may use (their own and the shared ones, as generation finds them by name; an admin too),
     or with ``every_owner`` everyone's (an admin's view of the library): recorded ones plus valid files dropped
-    into the library folder (registered when an admin or the single user looks)."""
-    where, args = (None, []) if every_owner else ("owner in (?, ?)", [owner, LOCAL_USER])
-    rows = [r for r in studio.store.find("loras", where, args, order_by="name")
-            if studio.config.absolute(r["path"]).exists()]
-    known = {r["path"] for r in rows}
+    into the library folder (registered when an admin or the single user looks) and files of the user's own
+    folder that no row lists (an import killed between its file and its row)."""
+    _adopt(studio, owner)
     if admin or not studio.config.multi_user:
-        for path in sorted(Path(studio.config.loras_dir).glob("*.safetensors")):
-            if studio.config.relative(path) not in known:
-                try:
-                    info = inspect_lora(path)
-                except Exception:  # an unusable file is simply not offered
-                    continue
-                try:
-                    row_id = register_lora(studio, info, LOCAL_USER, "folder")
-                except InvalidInput:  # named like another LoRA of the local user's, which keeps the name
-                    continue
-                rows.append(studio.store.existing("loras", row_id))
-    return rows
+        _adopt(studio, LOCAL_USER, Path(studio.config.loras_dir), "folder")
+    where, args = (None, []) if every_owner else ("owner in (?, ?)", [owner, LOCAL_USER])
+    return [r for r in studio.store.find("loras", where, args, order_by="name")
+            if studio.config.absolute(r["path"]).exists()]
+
+
+def _adopt(studio: Studio, owner: str, folder: Path | None = None, source: str = "import") -> None:
+    """Record the usable ``.safetensors`` files in ``folder`` (``owner``'s LoRA folder by default) that no row
+    lists yet, as ``owner``'s; a file named like another LoRA of ``owner``'s is left out (that one keeps the
+    name), and so is an unusable one."""
+    folder = folder or Path(studio.config.loras_dir) / user_folder_name(owner)
+    for path in sorted(folder.glob("*.safetensors")):
+        if studio.store.count("loras", "path = ?", [studio.config.relative(path)]):
+            continue
+        try:
+            info = inspect_lora(path)
+        except Exception:  # an unusable file is simply not offered
+            continue
+        with suppress(InvalidInput):  # named like another LoRA of the owner's, which keeps the name
+            register_lora(studio, info, owner, source)
 
 
 def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
@@ -105,6 +116,7 @@ def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
 
     A training run's LoRA goes with its run (History), and a LoRA that unfinished work uses stays until that work is
     done: both are refused (:class:`InvalidInput`)."""
+    _adopt(studio, user)  # a file of the user's with no row (an import killed half-way) can be deleted by name
     row = find_named(studio.store, "loras", ref, user, admin, "LoRA", "Models → LoRAs lists yours")
     if row["job_id"]:
         raise InvalidInput(f"LoRA {row['name']!r} belongs to training run j{row['job_id']}: delete the run in History "

@@ -4,7 +4,7 @@ holds the LoRA as a file diffusers' ``load_lora_weights`` accepts (``lora_file``
 checkpoint can be rendered, compared and kept (:mod:`masuka.training.checkpoint_lora`).
 
 A folder is written under a temporary name and renamed when complete, so a crash mid-save never leaves a
-half checkpoint that a resume would trust.
+half checkpoint that a resume would trust; a save that fails (a full disk) removes its half-written folder.
 """
 
 from __future__ import annotations
@@ -56,17 +56,21 @@ def save(run_dir: Path, step: int, lora: dict[str, dict[str, Any]], optimizer: A
     final = Path(run_dir) / f"{PREFIX}{step:06d}"
     partial = final.with_name(final.name + ".part")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for module, state in lora.items():
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, partial / f"{module}.safetensors")
-    rng: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
-               partial / "training_state.pt")
-    if write_lora is not None:
-        extra = {**extra, "lora_file": write_lora(partial).name}
-    (partial / "state.json").write_text(json.dumps({"step": step, "modules": sorted(lora), **extra}, indent=1))
+    try:
+        partial.mkdir(parents=True)
+        for module, state in lora.items():
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, partial / f"{module}.safetensors")
+        rng: dict[str, Any] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng},
+                   partial / "training_state.pt")
+        if write_lora is not None:
+            extra = {**extra, "lora_file": write_lora(partial).name}
+        (partial / "state.json").write_text(json.dumps({"step": step, "modules": sorted(lora), **extra}, indent=1))
+    except BaseException:  # a full disk, say: the half-written folder goes, the previous checkpoints stay
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     for old in checkpoints(run_dir)[:-keep_last]:

@@ -401,3 +401,43 @@ def test_a_view_number_must_be_given_and_whole(studio, tiny_model, tiny_clip, po
     with pytest.raises(InvalidInput, match=r"The view number must be a whole number \(got 1.6\)"):
         reject_view(studio, "anna", "local", 1.6)
     assert all(view["kept"] for view in find_character(studio, "anna", "local")["state"]["views"])
+
+
+MAKER = """
+import sys, time
+from masuka.characters.library import new_character, update_character
+from masuka.config import Config
+from masuka.datasets.library import create_dataset
+from masuka.studio import Studio
+
+studio = Studio.open(Config.from_env(data_dir=sys.argv[1], auth=""))
+character = new_character(studio, "anna", "local", "ohwx", {})
+update_character(studio, character, dataset_id=create_dataset(studio, "anna", "local", "ohwx", None, {})["id"])
+print(character["id"], flush=True)
+time.sleep(300)  # still making its views
+"""
+
+
+def test_a_character_whose_making_was_killed_is_discarded_one_made_elsewhere_stays(studio, tiny_model, tiny_clip,
+                                                                                  portrait):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    maker = subprocess.Popen([sys.executable, "-c", MAKER, str(studio.config.data_dir)], stdout=subprocess.PIPE,
+                             text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        character_id = int(maker.stdout.readline())  # type: ignore[union-attr]
+        # being made by another process (the CLI while the app lists, say): left alone
+        assert [c["name"] for c in list_characters(studio, "local")] == ["anna"]
+        with pytest.raises(InvalidInput, match="already have a character named 'anna'"):
+            create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+        assert find_dataset(studio, "anna", "local")
+    finally:
+        maker.kill()  # SIGKILL: its own clean-up never runs
+        maker.wait(timeout=30)
+    assert list_characters(studio, "local") == [], "nothing of the unfinished character is kept"
+    assert studio.store.count("datasets") == 0 and not character_dir(studio, character_id).exists()
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+    assert find_character(studio, "anna", "local")["id"] == report.character
+    assert "building" not in find_character(studio, "anna", "local")["state"]

@@ -170,3 +170,80 @@ def test_folders_are_for_the_command_line_only(studio, make_dataset, tmp_path):
     refused = add_images(studio, dataset["id"], LOCAL_USER, [tmp_path])
     assert not refused.added and "command line" in refused.rejected[0].reason
     assert len(add_images(studio, dataset["id"], LOCAL_USER, [tmp_path], allow_folders=True).added) == 1
+
+
+def photo_zip(tmp_path: Path, count: int) -> Path:
+    import zipfile
+
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for index in range(count):
+            handle.write(corpus.photo(tmp_path / f"z{index}.jpg", 70 + index, quality=90), f"z{index}.jpg")
+    return archive
+
+
+def test_a_zip_is_unpacked_under_tmp_which_clean_tmp_empties_after_a_kill(studio, make_dataset, tmp_path):
+    dataset = make_dataset()
+    folder = dataset_dir(studio, dataset["id"])
+    seen = []
+
+    def look(done, total, name):  # mid-import: where the unpacked copy lies
+        seen.append(([p.name for p in studio.config.tmp_dir.glob("staging-*/*")],
+                     sorted(p.name for p in folder.iterdir())))
+
+    report = add_images(studio, dataset["id"], LOCAL_USER, [photo_zip(tmp_path, 2)], on_progress=look)
+    assert len(report.added) == 2
+    unpacked, in_dataset = seen[0]
+    assert len(unpacked) == 2 and in_dataset == ["originals", "processed"]
+    assert not list(studio.config.tmp_dir.glob("staging-*")), "removed when the import ends"
+
+
+def test_a_full_disk_while_unzipping_is_one_disk_full_error_not_a_damaged_zip(studio, make_dataset, tmp_path,
+                                                                             monkeypatch):
+    import errno
+
+    from masuka.datasets import sources
+    from masuka.errors import DiskFull
+
+    archive = photo_zip(tmp_path, 2)
+    dataset = make_dataset()
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sources.shutil, "copyfileobj", full)
+    with pytest.raises(DiskFull, match="free some disk space"):
+        add_images(studio, dataset["id"], LOCAL_USER, [archive])
+    assert dataset_images(studio, dataset["id"]) == []
+    assert not list(studio.config.tmp_dir.glob("staging-*"))
+
+
+def test_a_full_disk_while_saving_stops_the_batch_with_one_error_and_no_unrecorded_file(studio, make_dataset,
+                                                                                        tmp_path, monkeypatch):
+    import errno
+    import threading
+
+    from masuka.datasets import ingest
+    from masuka.errors import DiskFull
+
+    files = [corpus.photo(tmp_path / f"p{i}.jpg", 80 + i, quality=90) for i in range(8)]
+    dataset = make_dataset()
+    copy, others_saved, lock, saved = ingest.shutil.copyfile, threading.Event(), threading.Lock(), []
+
+    def first_finds_the_disk_full(source, target):  # the others are saved meanwhile, before the batch stops
+        if Path(target).name.startswith("p0-"):
+            others_saved.wait(timeout=30)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        copy(source, target)
+        with lock:
+            saved.append(target)
+            if len(saved) == 3:
+                others_saved.set()
+
+    monkeypatch.setattr(ingest.shutil, "copyfile", first_finds_the_disk_full)
+    with pytest.raises(DiskFull, match="free some disk space"):
+        add_images(studio, dataset["id"], LOCAL_USER, files, threads=4)
+    folder = dataset_dir(studio, dataset["id"])
+    assert dataset_images(studio, dataset["id"]) == []
+    assert not list((folder / "originals").iterdir()) and not list((folder / "processed").iterdir()), \
+        "no file the dataset does not record"

@@ -239,3 +239,83 @@ def test_long_names_are_refused_before_anything_is_fetched_and_found_ones_are_sh
         row = import_from_civitai(studio, "local", "111")  # the long title comes through the real request and parse
         assert [r.path for r in server.requests][-2:] == ["/api/download/models/111", "/storage/111"]
     assert row["name"] == ("Neon_Glow_" * 10).rstrip("_") and studio.config.absolute(row["path"]).is_file()
+
+
+def test_two_imports_of_one_name_at_once_give_one_whole_lora_and_one_refusal(studio, tmp_path, monkeypatch):
+    import shutil
+    import threading
+
+    sources = {}
+    for rank in (4, 8):
+        path = tmp_path / f"rank{rank}.safetensors"
+        save_file({"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": np.full((rank, 16), rank,
+                                                                                                np.float32),
+                   "transformer.single_transformer_blocks.0.attn.to_q.lora_B.weight": np.zeros((16, rank),
+                                                                                                np.float32)},
+                  str(path))
+        sources[rank] = path
+    copy, both = shutil.copyfile, threading.Barrier(2, timeout=30)
+
+    def side_by_side(source, target):  # two tabs: both past the name check, both copying, before either lands
+        both.wait()
+        copy(source, target)
+        both.wait()
+
+    monkeypatch.setattr(shutil, "copyfile", side_by_side)
+    answers: dict[int, object] = {}
+
+    def import_as_same(rank: int) -> None:
+        try:
+            answers[rank] = import_lora_file(studio, "local", sources[rank], name="same")
+        except Exception as error:
+            answers[rank] = error
+
+    threads = [threading.Thread(target=import_as_same, args=(rank,)) for rank in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows = [a for a in answers.values() if isinstance(a, dict)]
+    refused = [a for a in answers.values() if not isinstance(a, dict)]
+    assert len(rows) == 1 and len(refused) == 1, answers
+    assert isinstance(refused[0], InvalidInput) and "already have a LoRA named 'same'" in str(refused[0])
+    landed = studio.config.absolute(rows[0]["path"])
+    assert landed.read_bytes() == sources[rows[0]["rank"]].read_bytes(), "one file whole, not a mixture"
+    assert sorted(p.name for p in landed.parent.iterdir()) == ["same.safetensors"], "no partial copy left"
+    assert [(r["name"], r["rank"]) for r in list_loras(studio, "local")] == [("same", rows[0]["rank"])]
+
+
+def test_an_import_that_fails_after_copying_leaves_neither_file_nor_row(studio, tmp_path, monkeypatch):
+    import sqlite3
+
+    from masuka.loras import imports
+
+    write_flux_lora(tmp_path / "ink.safetensors")
+    register = imports.register_lora
+
+    def disk_full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(imports, "register_lora", disk_full)
+    with pytest.raises(sqlite3.OperationalError):
+        import_lora_file(studio, "local", tmp_path / "ink.safetensors")
+    assert list(studio.config.loras_dir.rglob("*")) == [studio.config.loras_dir / "local"]
+    monkeypatch.setattr(imports, "register_lora", register)
+    assert import_lora_file(studio, "local", tmp_path / "ink.safetensors")["name"] == "ink"
+
+
+def test_a_file_whose_import_was_killed_before_its_row_is_listed_and_can_be_deleted(studio, tmp_path):
+    from masuka.loras.library import delete_lora
+
+    left = studio.config.loras_dir / "local" / "ink.safetensors"  # as a SIGKILL between file and row leaves it
+    left.parent.mkdir(parents=True)
+    write_flux_lora(left, trigger="inky")
+    write_flux_lora(tmp_path / "ink.safetensors")
+    with pytest.raises(InvalidInput, match="already have a LoRA named 'ink'"):
+        import_lora_file(studio, "local", tmp_path / "ink.safetensors")
+    assert [(r["name"], r["trigger"]) for r in list_loras(studio, "local")] == [("ink", "inky")]
+    assert delete_lora(studio, "ink", "local", admin=False)["name"] == "ink" and not left.exists()
+
+    write_flux_lora(left)  # deleted by name even before any list
+    assert delete_lora(studio, "ink", "local", admin=False)["name"] == "ink" and not left.exists()
+    assert import_lora_file(studio, "local", tmp_path / "ink.safetensors")["name"] == "ink"

@@ -100,6 +100,25 @@ def test_stop_with_discard_keeps_no_checkpoint(studio, tiny_model, dataset):
     assert status["checkpoint_step"] is None and status["step"] == 2
 
 
+def test_a_full_disk_at_a_checkpoint_fails_the_run_in_words_and_leaves_no_half_checkpoint(studio, tiny_model,
+                                                                                          dataset, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    save_file = safetensors.torch.save_file
+
+    def full_at_step_4(tensors, filename, *args, **kwargs):  # safetensors' own words for ENOSPC
+        if "checkpoint-000004.part" in str(filename):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return save_file(tensors, filename, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_at_step_4)
+    status = finish(studio, start_training(studio, options(tiny_model("flux"), steps=6, save_every=2)))
+    assert status["status"] == "failed" and "The disk is full: free some disk space" in status["error"]
+    assert status["checkpoint_step"] == 2, "the checkpoints saved before stay"
+    assert not list(studio.config.runs_dir.rglob("*.part")), "no half-written checkpoint folder"
+
+
 def test_image_generation_is_refused_while_a_run_holds_the_gpu(studio, tiny_model, dataset):
     model = tiny_model("flux")
     refused = []
