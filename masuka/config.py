@@ -103,6 +103,11 @@ def on_zerogpu() -> bool:
     return bool(env_text("SPACES_ZERO_GPU"))
 
 
+def public_space() -> bool:
+    """``MASUKA_PUBLIC_SPACE``: a Space without sign-in may start (every visitor shares one studio as its admin)."""
+    return env_flag("MASUKA_PUBLIC_SPACE")
+
+
 def gguf_file() -> str:
     """``MASUKA_GGUF_FILE``: the transformer's ``.gguf`` file (path or Hugging Face URL) for ``gguf_offload``."""
     return env_text("MASUKA_GGUF_FILE")
@@ -126,23 +131,23 @@ def zerogpu_max_seconds(default: int) -> int:
     return env_number("MASUKA_ZEROGPU_MAX_S", default, minimum=1)
 
 
-
 def parse_auth(spec: str | None) -> dict[str, str]:
-    """Parse ``user:pass,user2:pass2`` or ``@path/to/file`` (one ``user:pass`` a line) into a dict."""
+    """Parse ``user:pass,user2:pass2`` or ``@path/to/file`` (one ``user:pass`` a line) into a dict. A file's
+    passwords are kept as written, blanks at either end included (only the line ending is not part of one)."""
     if not spec:
         return {}
     spec = spec.strip()
     if spec.startswith("@") or (os.sep in spec and Path(spec).is_file()):
         text = Path(spec.lstrip("@")).read_text(encoding="utf-8")
-        entries = [line.strip() for line in text.splitlines()]
+        entries = text.splitlines()
     else:
         entries = [part.strip() for part in spec.split(",")]
     users: dict[str, str] = {}
     for number, entry in enumerate(entries, 1):
-        if not entry or entry.startswith("#"):
+        if not entry.strip() or entry.lstrip().startswith("#"):
             continue
         user, sep, password = entry.partition(":")
-        if not sep or not user or not password:  # said without the entry: it may be the tail of a password
+        if not sep or not user.strip() or not password:  # said without the entry: it may be the tail of a password
             raise InvalidInput(f"Sign-in entry {number} must look like user:password. A password with a comma "
                                "belongs in a file, one user:password a line (MASUKA_AUTH=@path/to/file).")
         if user.strip() == LOCAL_USER:  # what a studio without sign-in owns: shared with every user

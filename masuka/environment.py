@@ -1,6 +1,6 @@
 """The ``MASUKA_*`` variables that their own modules read when first used (each service's base URL, the timing
-of remote calls, the prompt optimizer's timeout, fal's upload hosts), checked together so that ``serve`` and
-``doctor`` report a bad value before the app starts, not at someone's first request."""
+of remote calls, the prompt optimizer's timeout, fal's upload hosts, the ZeroGPU Space's model), checked together
+so that ``serve`` and ``doctor`` report a bad value before the app starts, not at someone's first request."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from masuka.image.prompt_optimizer import timeout_s
 from masuka.keys import services
 from masuka.remote.timing import RemoteSettings
 from masuka.training.backends.fal import CDN_URL, STORAGE_URL
+from masuka.zerogpu import space_spec
 
 
 def check_environment() -> None:
@@ -19,3 +20,4 @@ def check_environment() -> None:
         env_url(*setting)
     RemoteSettings.from_env()
     timeout_s()
+    space_spec()

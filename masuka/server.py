@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import gc
 import hmac
+import ipaddress
+import json
 import logging
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masuka.config import Config, server_host
+from masuka.config import Config, on_space, public_space, server_host
 from masuka.errors import InvalidInput
 
 log = logging.getLogger(__name__)
-PUBLIC_HOSTS = ("0.0.0.0", "::", "")
 
 
 def check_login(config: Config):
@@ -27,18 +31,38 @@ def check_login(config: Config):
     return login
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (``localhost``, 127.x, ``::1``); a name that is not an address is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def public_warning(config: Config, host: str, share: bool, ngrok: bool) -> str | None:
+    """What to warn about an app others can reach without signing in; on a Hugging Face Space (public on the
+    internet, every visitor the studio's admin) :class:`InvalidInput` unless ``MASUKA_PUBLIC_SPACE=1`` says so."""
     if config.users:
         return None
+    if on_space():
+        if not public_space():
+            raise InvalidInput("This Space has no sign-in, so every visitor would be its admin: add the secret "
+                               "MASUKA_AUTH (user:password) in the Space's settings (or MASUKA_PUBLIC_SPACE=1 for a "
+                               "deliberately public demo).")
+        return ("WARNING: MASUKA_PUBLIC_SPACE=1: this Space is open to everyone on the internet without a password. "
+                "Every visitor shares one studio as its admin: sees all History, can save or replace API keys, change "
+                "defaults and clean storage. Set the MASUKA_AUTH secret to require sign-in.")
     if config.api_open:
         return ("WARNING: --api-open without --auth: anyone who can reach this app can use its REST APIs "
                 "(/sdapi/v1, /v1/images) and your GPU. Set --auth user:password or MASUKA_AUTH.")
     if share or ngrok:
         return ("WARNING: this app is reachable from the internet without a password. Anyone with the link can "
                 "use your GPU and see your images. Set --auth user:password or MASUKA_AUTH.")
-    if host in PUBLIC_HOSTS:
-        return (f"WARNING: listening on {host or 'all interfaces'} without auth: anyone on your network can use "
-                "this app. Set --auth user:password or MASUKA_AUTH.")
+    if not is_loopback(host):
+        return (f"WARNING: listening on {host or 'all interfaces'} without auth: anyone who can reach this address "
+                "(your network, or more) can use this app. Set --auth user:password or MASUKA_AUTH.")
     return None
 
 
@@ -71,12 +95,28 @@ def ngrok_token(config: Config) -> str:
     return token
 
 
-def open_ngrok_tunnel(token: str, port: int) -> str:
-    """Open a pyngrok tunnel to the local ``port`` and return its public URL."""
-    from pyngrok import conf, ngrok
+def open_ngrok_tunnel(token: str, port: int, folder: Path) -> str:
+    """Open a pyngrok tunnel to the local ``port`` and return its public URL; :class:`InvalidInput` when it cannot
+    open (ngrok not installable offline, a refused token, a binary that does not run).
 
-    conf.get_default().auth_token = token
-    return ngrok.connect(port, "http").public_url
+    The token never goes on ngrok's command line (``ps`` shows that to every local user): it is in a config file
+    readable only by us (in ``folder``), removed once ngrok has started. ngrok's own log lines (which can quote
+    the token) are not logged."""
+    from pyngrok import conf, ngrok
+    from pyngrok.exception import PyngrokError
+
+    logging.getLogger("pyngrok").setLevel(logging.CRITICAL)
+    handle, path = tempfile.mkstemp(prefix="ngrok-", suffix=".yml", dir=folder)  # 0600
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(f'version: "3"\nagent:\n  authtoken: {json.dumps(token)}\n')
+        settings = copy.copy(conf.get_default())
+        settings.config_path, settings.auth_token = path, None  # None: not even NGROK_AUTHTOKEN as --authtoken
+        return ngrok.connect(port, "http", pyngrok_config=settings).public_url
+    except (PyngrokError, OSError) as error:
+        raise InvalidInput(f"the ngrok tunnel could not open: {str(error).replace(token, '<token>')}") from None
+    finally:
+        os.unlink(path)
 
 
 @dataclass
@@ -142,11 +182,15 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     print(f"* MASUKA is running on {local_url}", flush=True)  # Gradio's own lines would hint at share=True
     if share_url:
         print(f"* Public link: {share_url}", flush=True)
-    if ngrok:
-        print(f"ngrok tunnel: {open_ngrok_tunnel(token, port)}", flush=True)
-    if not (share or ngrok):
-        print("* For a public link, start MASUKA with --share (or --ngrok).", flush=True)
     running = Running(demo, studio, local_url)
+    if token:
+        try:
+            print(f"ngrok tunnel: {open_ngrok_tunnel(token, port, config.tmp_dir)}", flush=True)
+        except InvalidInput:
+            running.close()
+            raise
+    if not (share or ngrok or on_space()):  # a Space has its own public address
+        print("* For a public link, start MASUKA with --share (or --ngrok).", flush=True)
     if block:
         try:
             demo.block_thread()

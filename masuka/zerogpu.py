@@ -11,8 +11,13 @@ How a call crosses into that worker is :mod:`masuka.gpu_worker`'s.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from masuka.config import on_zerogpu, space_model, zerogpu_aoti, zerogpu_max_seconds
 from masuka.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from masuka.models.catalog import ModelSpec
 
 #: The longest GPU call MASUKA asks for by default (ZeroGPU's default is 60 s; visitors' daily quotas are minutes).
 DEFAULT_MAX_SECONDS = 120
@@ -43,7 +48,9 @@ def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 
         remedy = "use fewer steps, a smaller size or fewer images" + (", or the Space's own model" if load_gb else "")
     elif task == "caption":
         seconds = CAPTION_LOAD_SECONDS + images * CAPTION_SECONDS
-        remedy = "caption fewer images at a time"
+        least = CAPTION_LOAD_SECONDS + CAPTION_SECONDS  # one image: fewer cannot help
+        remedy = ("caption fewer images at a time" if least <= max_seconds() else
+                  f"the Space's owner must raise MASUKA_ZEROGPU_MAX_S to at least {least} to caption at all")
     else:
         raise ValueError(f"unknown ZeroGPU task {task!r}")
     seconds, limit = int(seconds + 0.999), max_seconds()
@@ -53,12 +60,24 @@ def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 
     return seconds
 
 
-def is_space_model(model_id: str) -> bool:
-    """Whether ``model_id`` is the model the Space loaded at start-up (``MASUKA_SPACE_MODEL``)."""
+def space_spec() -> ModelSpec | None:
+    """On ZeroGPU, the model the Space loads at start-up (``MASUKA_SPACE_MODEL``), resolved; None elsewhere or
+    when unset. A value that names no model is refused naming the variable."""
     from masuka.models.catalog import resolve_image_model
 
     named = space_model()
-    return bool(named) and resolve_image_model(named).id == model_id
+    if not on_zerogpu() or not named:
+        return None
+    try:
+        return resolve_image_model(named)
+    except InvalidInput as error:
+        raise InvalidInput(f"MASUKA_SPACE_MODEL={named!r}: {error}") from None
+
+
+def is_space_model(model_id: str) -> bool:
+    """Whether ``model_id`` is the model the Space loaded at start-up (``MASUKA_SPACE_MODEL``)."""
+    spec = space_spec()
+    return spec is not None and spec.id == model_id
 
 
 def image_load_gb(model_id: str, vram_gb: float | None) -> float:

@@ -119,3 +119,17 @@ def test_a_password_with_a_comma_is_never_echoed_and_a_file_takes_it(tmp_path):
     notebook = json.loads((ROOT / "assets" / "masuka_colab.ipynb").read_text(encoding="utf-8"))
     code = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
     assert "os.environ['MASUKA_AUTH'] = '@/content/masuka-auth.txt'" in code  # Colab's password goes in a file
+
+
+def test_a_password_file_keeps_blanks_at_the_ends_of_a_password(tmp_path):
+    (tmp_path / "auth.txt").write_text("# users\r\nana:pw with space \r\n  \nbob:\tpw-bob\n", encoding="utf-8")
+    assert config.parse_auth(f"@{tmp_path / 'auth.txt'}") == {"ana": "pw with space ", "bob": "\tpw-bob"}
+
+
+def test_a_space_model_that_names_no_model_is_refused_naming_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setenv("MASUKA_SPACE_MODEL", str(tmp_path / "no-such-model"))
+    with pytest.raises(InvalidInput, match=r"^MASUKA_SPACE_MODEL='.*no-such-model': "):
+        check_environment()
+    monkeypatch.setenv("MASUKA_SPACE_MODEL", "flux-schnell")
+    check_environment()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import free_port
 
@@ -128,3 +131,79 @@ def test_passwords_on_the_command_line_are_warned_about(tmp_path):
     warned = said["alice:pw-alice"]
     assert "visible to everyone on this machine (ps" in warned and "--auth @file" in warned
     assert "visible to everyone" not in said[f"@{users}"]
+
+
+def test_a_space_without_sign_in_refuses_to_start_unless_deliberately_public(tmp_path, monkeypatch):
+    """On a Space every visitor of a studio without users would be its admin (all History, the API keys)."""
+    env = {k: v for k, v in ENV.items() if k not in ("MASUKA_AUTH", "MASUKA_PUBLIC_SPACE")}
+    done = subprocess.run([sys.executable, "-m", "masuka", "serve", "--port", str(free_port()), "--data-dir",
+                           str(tmp_path)], cwd=ROOT, env={**env, "SPACE_ID": "someone/masuka"}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: This Space has no sign-in") and "the secret MASUKA_AUTH" in line
+
+    from masuka.config import Config
+    from masuka.server import public_warning
+
+    monkeypatch.setenv("SPACE_ID", "someone/masuka")
+    monkeypatch.setenv("MASUKA_PUBLIC_SPACE", "1")
+    warning = public_warning(Config.from_env(data_dir=tmp_path, auth=""), "0.0.0.0", False, False)
+    assert "open to everyone on the internet" in warning and "shares one studio as its admin" in warning
+    assert public_warning(Config.from_env(data_dir=tmp_path, auth="ana:pw-ana"), "0.0.0.0", False, False) is None
+
+
+@pytest.mark.parametrize("host", ["192.168.1.20", "10.0.0.5", "myhost.lan", "[::]", "0:0:0:0:0:0:0:0", "0.0.0.0",
+                                  ""])
+def test_any_host_but_this_machine_warns_without_auth(tmp_path, host):
+    from masuka.config import Config
+    from masuka.server import public_warning
+
+    assert "without auth" in public_warning(Config.from_env(data_dir=tmp_path, auth=""), host, False, False)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_this_machine_only_does_not_warn(tmp_path, host):
+    from masuka.config import Config
+    from masuka.server import public_warning
+
+    assert public_warning(Config.from_env(data_dir=tmp_path, auth=""), host, False, False) is None
+
+
+TOKEN = "2fakeNgrokToken_secret"
+#: an ``ngrok`` that records how it was started (its arguments, and the config file it was given) and then fails
+#: as ngrok does on a bad token, quoting it
+FAKE_NGROK = """#!{python}
+import json, os, sys
+config = sys.argv[sys.argv.index("--config") + 1]
+record = {{"argv": sys.argv, "config": open(config).read(), "mode": os.stat(config).st_mode & 0o777, "path": config}}
+json.dump(record, open({record!r}, "w"))
+print('t=2026-01-01T00:00:00+0000 lvl=eror msg="failed to start" err="authentication failed: Your authtoken: {token}"')
+"""
+
+
+@pytest.mark.parametrize("runs", [True, False], ids=["refused-token", "not-executable"])
+def test_ngrok_gets_its_token_out_of_sight_of_ps_and_a_failed_tunnel_stops_with_one_line(tmp_path, runs):
+    from masuka.key_store import KeyStore
+    from masuka.services import NGROK
+
+    record, fake, data = tmp_path / "record.json", tmp_path / "ngrok", tmp_path / "d"
+    fake.write_text(FAKE_NGROK.format(python=sys.executable, record=str(record), token=TOKEN))
+    fake.chmod(0o700 if runs else 0o600)
+    data.mkdir(mode=0o700)
+    KeyStore(data).set(NGROK, TOKEN)  # saved in Settings: only the config file can carry it to ngrok
+    env = {**{k: v for k, v in ENV.items() if k != "NGROK_AUTHTOKEN"}, "PYNGROK_NGROK_PATH": str(fake)}
+    done = subprocess.run([sys.executable, "app.py", "--ngrok", "--port", str(free_port()), "--data-dir", str(data)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip().splitlines()[-1]  # after the warning about a public app without a password
+    assert line.startswith("error: the ngrok tunnel could not open: ")
+    assert TOKEN not in done.stderr + done.stdout and "Traceback" not in done.stderr
+    assert list((data / "tmp").iterdir()) == [], "the token's file is gone"
+    if runs:
+        started = json.loads(record.read_text())
+        assert TOKEN not in " ".join(started["argv"]) and "--authtoken" not in started["argv"]
+        assert TOKEN in started["config"] and started["mode"] == 0o600
+        assert "authentication failed" in line
+    else:
+        assert "Permission denied" in line

@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from masuka.config import on_zerogpu, space_model, zerogpu_aoti
+from masuka.config import zerogpu_aoti
 from masuka.gpu import zerogpu
 from masuka.gpu_worker import shared
 from masuka.image.pipelines import get_pipeline, pipeline_architecture
-from masuka.models.catalog import resolve_image_model
 from masuka.services import HUGGINGFACE
+from masuka.zerogpu import space_spec
 
 if TYPE_CHECKING:
     from masuka.studio import Studio
@@ -33,10 +33,9 @@ def prepare_space(studio: Studio) -> Any | None:
     """On ZeroGPU, load ``MASUKA_SPACE_MODEL`` now (placed on ``cuda``, cached under the key requests use, and
     pinned there) and compile its transformer ahead of time when ``MASUKA_ZEROGPU_AOTI=1``. Returns the
     pipeline, or None."""
-    model = space_model()
-    if not on_zerogpu() or not model:
+    spec = space_spec()
+    if spec is None:
         return None
-    spec = resolve_image_model(model)
     log.info("ZeroGPU: loading %s at start-up", spec.id)
     pipe = shared(get_pipeline(studio.models, spec, studio.keys.get(HUGGINGFACE)))  # crosses by reference
     if studio.models.key is not None:

@@ -1,9 +1,9 @@
 """A stand-in for Hugging Face's ``spaces`` package (ZeroGPU), for tests: ``GPU`` runs the function in-process on
 pickled copies of its arguments (the real one sends them to a forked worker) and records each call with the
-duration it asked for; ``aoti_capture`` / ``aoti_compile`` / ``aoti_apply`` do what the real ones do on the CPU
-(the captured call is cancelled; the "compiled" model is the exported program, saved and loaded by
-``torch.export`` without AOTInductor's C++ build; ``aoti_apply`` empties the module's own weights as the real
-one does)."""
+duration it asked for; ``gradio_auto_wrap`` returns each event's function as it is; ``aoti_capture`` /
+``aoti_compile`` / ``aoti_apply`` do what the real ones do on the CPU (the captured call is cancelled; the
+"compiled" model is the exported program, saved and loaded by ``torch.export`` without AOTInductor's C++ build;
+``aoti_apply`` empties the module's own weights as the real one does)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ def GPU(func=None, *, duration: Any = 60):  # the real package's name
         return run
 
     return decorate(func) if func is not None else decorate
+
+
+def gradio_auto_wrap(function):
+    """Gradio passes each event's function through this when ``SPACE_ID`` is set (``gradio.block_function``); the
+    real one adds ZeroGPU's error reporting around it."""
+    return function
 
 
 def _crossed(value):
