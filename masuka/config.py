@@ -9,6 +9,7 @@ an :class:`InvalidInput` naming the variable, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ def env_text(name: str, default: str = "") -> str:
 
 
 def env_number(name: str, default: float | None, kind: type = int, minimum: float = 0) -> Any:
-    """The variable as ``kind`` (int or float), at least ``minimum``; ``default`` when unset."""
+    """The variable as ``kind`` (int or float), finite and at least ``minimum``; ``default`` when unset."""
     raw = env_text(name)
     if not raw:
         return default
@@ -41,6 +42,8 @@ def env_number(name: str, default: float | None, kind: type = int, minimum: floa
     except ValueError:
         noun = "a whole number" if kind is int else "a number"
         raise InvalidInput(f"{name}={raw!r} is not {noun}.") from None
+    if not math.isfinite(value):  # nan and inf: no comparison with ``minimum`` would refuse nan
+        raise InvalidInput(f"{name}={raw!r} is not a finite number.")
     if value < minimum:
         raise InvalidInput(f"{name} must be at least {minimum:g} (got {raw}).")
     return value
@@ -84,6 +87,21 @@ def log_level() -> str:
 def device_choice() -> str:
     """``MASUKA_DEVICE``: where models run (``auto`` picks CUDA, then MPS, then the CPU)."""
     return env_choice("MASUKA_DEVICE", DEVICES, "auto")
+
+
+def usable_device(prefer: str | None = None) -> str:
+    """The device models run on: ``prefer``, else ``MASUKA_DEVICE``, ``auto`` picking CUDA, then MPS, then the CPU.
+    CUDA or MPS asked for where torch finds none is :class:`InvalidInput` naming the variable (imports torch)."""
+    import torch
+
+    choice = prefer or device_choice()
+    found = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if choice == "auto":
+        return next((device for device, there in found.items() if there), "cpu")
+    if not found.get(choice, True):
+        raise InvalidInput(f"MASUKA_DEVICE={choice}, but torch {torch.__version__} finds no {choice.upper()} device "
+                           "on this machine: set MASUKA_DEVICE=auto (or cpu), or install a torch build for it.")
+    return choice
 
 
 def compile_backend() -> str:
@@ -132,16 +150,24 @@ def zerogpu_max_seconds(default: int) -> int:
 
 
 def parse_auth(spec: str | None) -> dict[str, str]:
-    """Parse ``user:pass,user2:pass2`` or ``@path/to/file`` (one ``user:pass`` a line) into a dict. A file's
-    passwords are kept as written, blanks at either end included (only the line ending is not part of one)."""
+    """Parse ``user:pass,user2:pass2`` or ``@path/to/file`` (one ``user:pass`` a line) into a dict; no spec (or a
+    blank one) is no sign-in. A file's passwords are kept as written, blanks at either end included (only the
+    line ending is not part of one). A spec that names no user, or a file that cannot be read, is refused: the
+    app would otherwise start without sign-in."""
+    spec = (spec or "").strip()
     if not spec:
         return {}
-    spec = spec.strip()
     if spec.startswith("@") or (os.sep in spec and Path(spec).is_file()):
-        text = Path(spec.lstrip("@")).read_text(encoding="utf-8")
-        entries = text.splitlines()
+        path = Path(spec.lstrip("@"))
+        try:
+            entries = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise InvalidInput(f"Sign-in file {path} cannot be read ({reason}).") from None
+        source = f"The sign-in file {path}"
     else:
         entries = [part.strip() for part in spec.split(",")]
+        source = "The sign-in spec"
     users: dict[str, str] = {}
     for number, entry in enumerate(entries, 1):
         if not entry.strip() or entry.lstrip().startswith("#"):
@@ -153,6 +179,9 @@ def parse_auth(spec: str | None) -> dict[str, str]:
         if user.strip() == LOCAL_USER:  # what a studio without sign-in owns: shared with every user
             raise InvalidInput(f"{LOCAL_USER!r} cannot be a user name: MASUKA keeps it for what everyone shares.")
         users[user.strip()] = password
+    if not users:
+        raise InvalidInput(f"{source} names no user: give at least one user:password, or no sign-in at all "
+                           "(leave out --auth and MASUKA_AUTH).")
     return users
 
 

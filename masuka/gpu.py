@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masuka.config import device_choice, on_zerogpu
+from masuka.config import on_zerogpu, usable_device
 from masuka.errors import Cancelled, GPUBusy
 
 CONCURRENCY_ID = "gpu"
@@ -134,7 +134,9 @@ class GPURunner:
 
 
 class StopFlags:
-    """Per-session stop requests: the Stop button sets one, the pipeline's step callback checks it."""
+    """Per-session stop requests: the Stop button sets one, the pipeline's step callback checks it. A flag is
+    there only while its work runs (:meth:`armed`, or :meth:`arm` then :meth:`disarm` when it ends), so a Stop
+    with nothing running stops nothing."""
 
     def __init__(self) -> None:
         self._flags: dict[str, threading.Event] = {}
@@ -144,6 +146,21 @@ class StopFlags:
         with self._lock:
             event = self._flags[key] = threading.Event()
             return event
+
+    def disarm(self, key: str, event: threading.Event) -> None:
+        """Forget ``event``, the flag of work that has ended (a flag armed since for newer work stays)."""
+        with self._lock:
+            if self._flags.get(key) is event:
+                del self._flags[key]
+
+    @contextmanager
+    def armed(self, key: str) -> Iterator[threading.Event]:
+        """The flag of the work done inside the ``with``: armed on entry, disarmed however the work ends."""
+        event = self.arm(key)
+        try:
+            yield event
+        finally:
+            self.disarm(key, event)
 
     def stop(self, key: str) -> bool:
         with self._lock:
@@ -219,9 +236,7 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, 
     """
     import torch
 
-    choice = prefer or device_choice()
-    if choice in ("", "auto"):
-        choice = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    choice = usable_device(prefer)
     if choice == "cuda":
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         if memory == "auto" and on_zerogpu():

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -119,6 +120,26 @@ def open_ngrok_tunnel(token: str, port: int, folder: Path) -> str:
         os.unlink(path)
 
 
+def cannot_listen(host: str, port: int, error: OSError | OverflowError) -> InvalidInput:
+    """The one line for an address the app cannot listen on, with the system's reason."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return InvalidInput(f"cannot listen on {host}:{port} ({reason})")
+
+
+def check_listen(host: str, port: int) -> None:
+    """:class:`InvalidInput` when the app could not listen on ``host``:``port`` (a port in use or out of range, a
+    host that is not an address of this machine): said before anything starts, and at once (the server would
+    wait 5 s to give up on a host it cannot bind)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]") or None, 0, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket
+            probe.bind((address[0], port, *address[2:]))  # the port as given: getaddrinfo wraps 99999 round
+    except (OSError, OverflowError) as error:
+        raise cannot_listen(host, port, error) from None
+
+
 @dataclass
 class Running:
     """A served app: its Blocks, its studio and its local URL."""
@@ -152,6 +173,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from masuka.studio import Studio
     from masuka.ui.app import build_app
 
+    check_listen(host, port)
     for line in (public_warning(config, host, share, ngrok), sign_in_line(config)):
         if line:
             print(line, file=sys.stderr)
@@ -168,15 +190,19 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     # by the last start run now
     studio.runner().adopt()
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])
-    server_app, local_url, share_url = demo.launch(
-        server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
-        auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
-        prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api", "gradio"],
-        max_file_size=config.max_upload_mb * 2**20,
-        app_kwargs={"middleware": [Middleware(ThrottledLogin, throttle=studio.logins),
-                                   Middleware(OwnFilesOnly, studio=studio), Middleware(OwnSessions, config=config),
-                                   Middleware(ReadableJoins)]},
-    )
+    try:
+        server_app, local_url, share_url = demo.launch(
+            server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
+            auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
+            prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api", "gradio"],
+            max_file_size=config.max_upload_mb * 2**20,
+            app_kwargs={"middleware": [Middleware(ThrottledLogin, throttle=studio.logins),
+                                       Middleware(OwnFilesOnly, studio=studio), Middleware(OwnSessions, config=config),
+                                       Middleware(ReadableJoins)]},
+        )
+    except OSError as error:  # the port taken since check_listen (another app starting at the same time)
+        Running(demo, studio, "").close()
+        raise cannot_listen(host, port, error) from None
     cap_waiting_gpu_events(demo, config)
     mount_api(server_app, studio, trust_loopback=not (share or ngrok))
     print(f"* MASUKA is running on {local_url}", flush=True)  # Gradio's own lines would hint at share=True

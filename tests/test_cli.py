@@ -101,6 +101,16 @@ def test_out_of_range_options_are_refused_before_anything_runs(capsys, tmp_path,
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("port, message", [("99999", "--port: must be at most 65535 (got 99999)"),
+                                           ("0", "--port: must be at least 1 (got 0)"),
+                                           ("http", "--port: 'http' is not a whole number")])
+def test_a_port_out_of_range_is_refused_before_the_app_starts(capsys, tmp_path, port, message):
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--port", port, "--data-dir", str(tmp_path / "data")])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
 def test_an_api_token_needs_a_user(capsys, tmp_path):
     code, out, err = run_cli(capsys, "keys", "token", "create", "--user", " ", "--data-dir", str(tmp_path / "data"))
     assert code == 2 and err.startswith("error: Say whose token it is") and out == ""

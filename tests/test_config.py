@@ -15,7 +15,7 @@ from masuka.environment import check_environment
 from masuka.errors import InvalidInput
 from masuka.keys import service
 from masuka.remote.timing import RemoteSettings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 # a MASUKA_/SPACE variable named in place, or any variable named by a constant (which could hide one)
 ENV_READ = re.compile(r"""(os\.environ\.get|os\.getenv|os\.environ\[)\(?\s*(["'](MASUKA_|SPACE)|[A-Z][A-Z_]*[)\],])""")
@@ -93,8 +93,8 @@ def test_variables_read_at_first_use_are_checked_before_the_app_starts(monkeypat
 def test_serve_and_doctor_report_a_bad_variable_read_at_first_use(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
            "MASUKA_OPENAI_BASE_URL": "ftp://example.org"}
-    serve = subprocess.run([sys.executable, "app.py", "--port", "0", "--data-dir", str(tmp_path)], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)
+    serve = subprocess.run([sys.executable, "app.py", "--port", str(free_port()), "--data-dir", str(tmp_path)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert serve.returncode == 2
     message = "MASUKA_OPENAI_BASE_URL='ftp://example.org' is not an http:// or https:// URL."
     assert serve.stderr.strip() == f"error: {message}"
@@ -133,3 +133,81 @@ def test_a_space_model_that_names_no_model_is_refused_naming_the_variable(monkey
         check_environment()
     monkeypatch.setenv("MASUKA_SPACE_MODEL", "flux-schnell")
     check_environment()
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("MASUKA_LOGIN_LOCKOUT_S", "nan", "MASUKA_LOGIN_LOCKOUT_S='nan' is not a finite number"),
+    ("MASUKA_LOGIN_LOCKOUT_S", "inf", "MASUKA_LOGIN_LOCKOUT_S='inf' is not a finite number"),
+    ("MASUKA_VIDEO_TIMEOUT_S", "NaN", "MASUKA_VIDEO_TIMEOUT_S='NaN' is not a finite number"),
+    ("MASUKA_VIDEO_MAX_WAIT_S", "-inf", "MASUKA_VIDEO_MAX_WAIT_S='-inf' is not a finite number"),
+    ("MASUKA_VIDEO_ATTEMPTS", "0", "MASUKA_VIDEO_ATTEMPTS must be at least 1"),  # no try at all: every job failed
+    ("MASUKA_VIDEO_UNHEALTHY_AFTER", "0", "MASUKA_VIDEO_UNHEALTHY_AFTER must be at least 1"),
+    ("MASUKA_VIDEO_POLL_S", "0", "MASUKA_VIDEO_POLL_S must be at least 0.01"),  # a provider asked without a pause
+    ("MASUKA_VIDEO_TIMEOUT_S", "0", "MASUKA_VIDEO_TIMEOUT_S must be at least 0.1"),  # every request timed out
+])
+def test_numbers_that_are_not_finite_or_too_small_to_work_are_refused(monkeypatch, tmp_path, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        config.Config.from_env(tmp_path)
+        check_environment()
+
+
+@pytest.mark.parametrize("spec", ["@{empty}", "@{comments}", ",", " , ,"], ids=["empty-file", "comments-only",
+                                                                               "comma", "commas"])
+def test_a_sign_in_that_names_no_user_is_refused_rather_than_starting_open(tmp_path, monkeypatch, spec):
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "comments.txt").write_text("# users\n\n   \n", encoding="utf-8")
+    spec = spec.format(empty=tmp_path / "empty.txt", comments=tmp_path / "comments.txt")
+    with pytest.raises(InvalidInput, match="names no user: give at least one user:password"):
+        config.Config.from_env(tmp_path / "d", auth=spec)
+    monkeypatch.setenv("MASUKA_AUTH", spec)
+    with pytest.raises(InvalidInput, match="names no user"):
+        config.Config.from_env(tmp_path / "d")
+    assert config.parse_auth("") == config.parse_auth(None) == {}, "no spec at all is no sign-in"
+
+
+def test_a_sign_in_file_that_cannot_be_read_is_one_line_for_every_command(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "latin1.txt").write_bytes("ana:contrase\xf1a\n".encode("latin-1"))
+    for name, reason in [("missing.txt", "No such file or directory"), ("folder", "Is a directory"),
+                         ("latin1.txt", "'utf-8' codec can't decode")]:
+        with pytest.raises(InvalidInput, match=re.escape(f"Sign-in file {tmp_path / name} cannot be read ({reason}")):
+            config.parse_auth(f"@{tmp_path / name}")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+           "MASUKA_AUTH": f"@{tmp_path / 'missing.txt'}"}
+    done = run_history(env, tmp_path)
+    assert done.returncode == 2
+    missing = tmp_path / "missing.txt"
+    assert done.stderr == f"error: Sign-in file {missing} cannot be read (No such file or directory).\n"
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("MASUKA_DEVICE", "tpu", "MASUKA_DEVICE='tpu' is not one of auto, cuda, mps, cpu"),
+    ("MASUKA_COMPILE_BACKEND", "fast", "MASUKA_COMPILE_BACKEND='fast' is not one of inductor"),
+    ("MASUKA_ZEROGPU_MAX_S", "0", "MASUKA_ZEROGPU_MAX_S must be at least 1"),
+    ("MASUKA_ZEROGPU_AOTI", "maybe", "MASUKA_ZEROGPU_AOTI='maybe' is not a switch"),
+    ("MASUKA_PUBLIC_SPACE", "maybe", "MASUKA_PUBLIC_SPACE='maybe' is not a switch"),
+])
+def test_device_compile_and_zerogpu_variables_are_checked_before_the_app_starts(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        check_environment()
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_a_device_this_machine_lacks_is_refused_naming_the_variable(monkeypatch, device):
+    import torch
+
+    from masuka.gpu import device_plan
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setenv("MASUKA_DEVICE", device)
+    message = f"MASUKA_DEVICE={device}, but torch {torch.__version__} finds no {device.upper()} device"
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        check_environment()
+    with pytest.raises(InvalidInput, match=re.escape(message)):  # a job's first model load, were it set since
+        device_plan(1.0)
+    monkeypatch.setenv("MASUKA_DEVICE", "auto")
+    check_environment()
+    assert device_plan(1.0).device == "cpu"

@@ -207,3 +207,48 @@ def test_ngrok_gets_its_token_out_of_sight_of_ps_and_a_failed_tunnel_stops_with_
         assert "authentication failed" in line
     else:
         assert "Permission denied" in line
+
+
+@pytest.mark.parametrize("command", [["app.py"], ["-m", "masuka", "serve"]], ids=["app.py", "serve"])
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path, command):
+    import socket
+
+    with socket.socket() as taken:  # a second MASUKA, or anything else on that port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, *command, "--port", str(port), "--data-dir", str(tmp_path)], cwd=ROOT,
+                              env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == f"error: cannot listen on 127.0.0.1:{port} (Address already in use)\n"
+
+
+def test_a_host_that_is_no_address_here_is_one_line_and_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, "app.py", "--port", str(free_port()), "--data-dir", str(tmp_path)],
+                          cwd=ROOT, env={**ENV, "MASUKA_HOST": "not-a-host.invalid"}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: cannot listen on not-a-host.invalid:") and "Traceback" not in done.stderr
+
+
+def test_a_port_taken_while_the_app_starts_is_refused_and_the_studio_closed(tmp_path, monkeypatch):
+    import socket
+
+    import masuka.server
+    from masuka.config import Config
+    from masuka.errors import InvalidInput
+    from masuka.studio import Studio
+
+    opened = []
+    monkeypatch.setattr(masuka.server, "check_listen", lambda host, port: None)  # the port free when checked
+    open_studio, close = Studio.open, Studio.close
+    monkeypatch.setattr(Studio, "close", lambda self: opened.remove(self) or close(self))
+    monkeypatch.setattr(Studio, "open", lambda config: opened.append(open_studio(config)) or opened[-1])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InvalidInput, match=f"^cannot listen on 127.0.0.1:{port} "):
+            masuka.server.launch(Config.from_env(data_dir=tmp_path), port=port, block=False)
+    assert opened == [], "the studio (its queue worker, its database) is closed again"

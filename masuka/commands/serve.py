@@ -7,11 +7,21 @@ import argparse
 from masuka.config import DEFAULT_PORT
 
 
+def port_number(text: str) -> int:
+    """An argparse ``type``: a TCP port, 1 to 65535."""
+    from masuka.cli import at_least
+
+    port = at_least(1)(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"must be at most 65535 (got {port})")
+    return port
+
+
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     from masuka.server import default_host
 
     parser.add_argument("--host", default=default_host(), help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 7860)")
+    parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="port, 1 to 65535 (default 7860)")
     parser.add_argument("--share", action="store_true", help="open a public Gradio share link")
     parser.add_argument("--ngrok", action="store_true", help="open an ngrok tunnel (needs NGROK_AUTHTOKEN)")
     parser.add_argument("--auth", help="user:pass[,user2:pass2] or @file; also MASUKA_AUTH")

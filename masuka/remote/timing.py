@@ -3,7 +3,8 @@ after the video providers, which came first; tests and proxies shorten them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from masuka.config import env_number
 
@@ -13,27 +14,30 @@ UNREACHABLE_WAIT_S = 30.0
 KEPT = "Still trying; the job is kept."
 
 
+def knob(default: float | None, minimum: float = 0) -> Any:
+    """A field with its variable's smallest sensible value."""
+    return field(default=default, metadata={"minimum": minimum})
+
+
 @dataclass(frozen=True)
 class RemoteSettings:
-    """Retry, polling and health limits; every field has a ``MASUKA_VIDEO_<FIELD>`` variable."""
+    """Retry, polling and health limits; every field has a ``MASUKA_VIDEO_<FIELD>`` variable, refused below its
+    minimum (no attempts would never ask, a zero poll or timeout would hammer a provider or fail every call)."""
 
-    poll_s: float | None = None  # overrides every provider's default poll interval when set
-    attempts: int = 5  # tries per poll or download before the provider counts as unreachable
-    backoff_s: float = 1.0  # first back-off; doubles each try, with jitter
-    max_wait_s: float = 60.0  # longest single wait, even when a provider asks for more
-    unhealthy_after: int = 5  # consecutive failures before a provider is marked unhealthy
-    unhealthy_s: float = 300.0  # how long it stays marked
-    timeout_s: float = 60.0  # HTTP timeout of one request
+    poll_s: float | None = knob(None, 0.01)  # overrides every provider's default poll interval when set
+    attempts: int = knob(5, 1)  # tries per poll or download before the provider counts as unreachable
+    backoff_s: float = knob(1.0)  # first back-off; doubles each try, with jitter
+    max_wait_s: float = knob(60.0)  # longest single wait, even when a provider asks for more
+    unhealthy_after: int = knob(5, 1)  # consecutive failures before a provider is marked unhealthy
+    unhealthy_s: float = knob(300.0)  # how long it stays marked
+    timeout_s: float = knob(60.0, 0.1)  # HTTP timeout of one request
 
     @classmethod
     def from_env(cls) -> "RemoteSettings":
-        values = {}
-        for name, field in cls.__dataclass_fields__.items():
-            kind = int if field.type == "int" else float
-            if not (field.default is None or isinstance(field.default, (int, float))):
-                raise TypeError(f"RemoteSettings.{name} needs a number or None as its default")
-            values[name] = env_number(f"MASUKA_VIDEO_{name.upper()}", field.default, kind)
-        return cls(**values)
+        defaults = cls()
+        return cls(**{each.name: env_number(f"MASUKA_VIDEO_{each.name.upper()}", getattr(defaults, each.name),
+                                            int if each.type == "int" else float, each.metadata["minimum"])
+                      for each in fields(cls)})
 
     def retry_wait_s(self) -> float:
         """How long a paid job waits before asking a provider it could not ask (unreachable, no key) again."""
