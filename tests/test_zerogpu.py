@@ -59,6 +59,19 @@ def test_duration_grows_with_steps_size_and_images_and_has_a_ceiling(monkeypatch
     monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", "15")
     with pytest.raises(InvalidInput, match="about 17 s of GPU time, more than the 15 s"):
         request_seconds("image", steps=28, width=1024, height=1024, architecture="flux")
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", "40")
+    with pytest.raises(InvalidInput, match="caption fewer images at a time"):
+        request_seconds("caption", images=6)
+
+
+def test_a_ceiling_below_one_caption_says_to_raise_it(monkeypatch):
+    """Fewer images cannot help when one image's caption call is already too long: the Space's setting must change."""
+    from masuka.zerogpu import request_seconds
+
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", "20")
+    with pytest.raises(InvalidInput, match="raise MASUKA_ZEROGPU_MAX_S to at least 32") as refused:
+        request_seconds("caption", images=1)
+    assert "fewer images" not in str(refused.value)
 
 
 def test_each_request_asks_for_its_own_duration_and_a_too_long_one_is_refused_before_the_gpu(
@@ -177,7 +190,10 @@ def test_a_gpu_call_crosses_into_the_worker_as_spaces_sends_it(on_zerogpu, studi
 def test_upscales_run_through_the_gpu_worker(on_zerogpu, studio, tiny_model, tmp_path):
     from masuka.image.upscale.models import upscalers_dir
     from masuka.image.upscale.request import UpscaleRequest
+    from masuka.image.upscale.tiles import tile_boxes
+    from masuka.models.catalog import resolve_image_model
     from masuka.testing.upscalers import write_esrgan
+    from masuka.zerogpu import request_seconds
 
     job = importlib.import_module("masuka.image.upscale.job")  # decorated for ZeroGPU
     write_esrgan(upscalers_dir(studio.config) / "tiny2x.safetensors", 2)
@@ -190,6 +206,11 @@ def test_upscales_run_through_the_gpu_worker(on_zerogpu, studio, tiny_model, tmp
                                                           prompt="a harbour", tile=64))
     assert Image.open(plain.path).size == Image.open(detailed.path).size == (96, 80) and tiles
     assert [call["function"] for call in on_zerogpu.calls] == ["_model_upscale", "_run"]
+    # not the Space's model: the detail upscale asks for its loading too, as a generation does
+    boxes = len(tile_boxes(96, 80, 64, 16))
+    assert on_zerogpu.calls[-1]["duration"] == request_seconds(
+        "image", steps=2, width=64, height=64, images=boxes, architecture="flux",
+        load_gb=resolve_image_model("flux-dev").vram_gb)
     assert {row["status"] for row in studio.store.find("generations")} == {"completed"}
 
 
@@ -239,3 +260,54 @@ def test_the_space_s_model_stays_placed_whatever_else_runs(on_zerogpu, studio, t
     loads = studio.models.loads
     generate.generate_images(studio, generate.ImageRequest(model=model, **request))
     assert studio.models.loads == loads  # the Space's model was never freed: nothing loaded
+
+
+@pytest.fixture
+def fresh_masuka():
+    """MASUKA imported afresh, as a Space's process imports it (every module made for ZeroGPU, not only those the
+    ``on_zerogpu`` fixture reloads: the UI's names are then the same objects as the modules'); the modules as they
+    were afterwards."""
+    def ours() -> list[str]:
+        return [name for name in sys.modules if name.split(".")[0] == "masuka"]
+
+    saved = {name: sys.modules.pop(name) for name in ours()}
+    yield
+    for name in ours():
+        del sys.modules[name]
+    sys.modules.update(saved)
+
+
+def test_the_app_runs_as_a_zerogpu_space_and_a_first_generate_loads_nothing(on_zerogpu, fresh_masuka, live_app,
+                                                                           tiny_model, monkeypatch, capsys):
+    """As on a Space (Gradio passing each event's function through ``spaces.gradio_auto_wrap``): the Space's
+    model is placed at start-up and the Image tab starts on it with its defaults, so a visitor's first Generate,
+    sent with the form as it opens, loads nothing."""
+    import gradio.block_function
+    import gradio.http_server
+    from gradio_client import Client
+
+    from masuka.models.catalog import resolve_image_model
+    from masuka.zerogpu import request_seconds
+
+    model = str(tiny_model("flux"))
+    monkeypatch.setenv("SYSTEM", "spaces")  # with SPACE_ID, what Gradio reads as "on a Space"
+    monkeypatch.setenv("SPACE_ID", "someone/masuka")
+    monkeypatch.setenv("MASUKA_SPACE_MODEL", model)
+    monkeypatch.setattr(gradio.block_function, "spaces", on_zerogpu)  # what Gradio imports when installed
+    monkeypatch.setattr(gradio.http_server, "watchfn_spaces", lambda reloader: None)  # the real package's dev mode
+    app = live_app(auth="ana:pw-ana")
+    loads = app.studio.models.loads
+    client = Client(app.url, auth=("ana", "pw-ana"), verbose=False)
+    api = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate_image"]
+    opening = {parameter["parameter_name"]: parameter["parameter_default"] for parameter in api["parameters"]
+               if parameter["parameter_has_default"]}
+    spec = resolve_image_model(model)
+    assert opening["model"] == spec.id
+    assert (opening["steps"], opening["guidance"], opening["width"]) == (spec.steps, spec.guidance, spec.width)
+    gallery, _seeds, status = client.predict(prompt="a red fox", steps=1, width=64, height=64,
+                                             api_name="/generate_image")
+    assert len(gallery) == 1 and "saved" in status
+    assert app.studio.models.loads == loads, "the Space's model served the request"
+    assert on_zerogpu.calls[-1] == {"event": "gpu", "function": "_run", "duration": request_seconds(
+        "image", steps=1, width=64, height=64, architecture="flux")}
+    assert "--share" not in capsys.readouterr().out  # a Space has its own address

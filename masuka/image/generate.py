@@ -53,6 +53,7 @@ from masuka.image.reference import (
     keep_references,
     reference_infotext,
     reference_kwargs,
+    share_image_encoder,
 )
 from masuka.image.samplers import apply_sampler, check_sampler, model_scheduler
 from masuka.image.tasks import (
@@ -85,6 +86,8 @@ MAX_PROMPT_CHARS = 4000
 MAX_LORA_CHARS = 1024
 MAX_SEED = 2**32 - 1
 MAX_STEP_CACHE = 0.5
+#: the highest guidance a request takes (FLUX.1 Fill's default is 30)
+MAX_GUIDANCE = 30
 #: the guidance argument diffusers uses only with a negative prompt (Qwen-Image's real classifier-free guidance)
 TRUE_CFG = "true_cfg_scale"
 SAMPLERS = {"FlowMatchEulerDiscreteScheduler": "Euler", "EulerDiscreteScheduler": "Euler",
@@ -231,8 +234,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     spec = image_spec(studio, request.owner, request.model)
     steps = whole_number("steps", spec.steps if request.steps is None else request.steps, 1, MAX_STEPS)
     guidance = spec.guidance if request.guidance is None else float(request.guidance)
-    if not 0 <= guidance <= 30:
-        raise InvalidInput(f"Guidance must be between 0 and 30 (got {guidance:g}).")
+    if not 0 <= guidance <= MAX_GUIDANCE:
+        raise InvalidInput(f"Guidance must be between 0 and {MAX_GUIDANCE} (got {guidance:g}).")
     negative = request.negative_prompt if uses_negative(spec, guidance) else ""
     default_size = (spec.width, spec.height) if request.init is None else \
         init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
@@ -377,7 +380,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
                 extra = {name: value for name, value in task_kwargs(plan.task).items() if name in accepted}
                 extra |= edit_kwargs(runner, plan.references, plan.width, plan.height)
                 image = finish(runner(**kwargs, **extra, **controls).images[0], plan.task)
-            image, aided = _aids(studio, plan, pipe, image, seed, step_end)
+            image, aided = _aids(studio, plan, pipe, image, seed, step_end, references)
             parameters = format_parameters(_parameters(plan, seed, pipe))
             path = _save(studio, image, parameters, row_id, seed, plan.request.owner, plan.output_format)
         except BaseException as error:
@@ -405,8 +408,10 @@ def close_row(studio: Studio, row_id: int, started: float, *, path: Path | None 
     message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
     studio.store.update("generations", row_id, status="cancelled" if isinstance(error, Cancelled) else "failed",
                         error=message, finished_at=now(), duration_s=duration)
-def _aids(studio: Studio, plan: Plan, pipe: Any, image: Any, seed: int, step_end: Callable) -> tuple[Any, dict]:
-    """The face detail and the safety check on one result: the image to save and what the row keeps of them."""
+def _aids(studio: Studio, plan: Plan, pipe: Any, image: Any, seed: int, step_end: Callable,
+          references: dict) -> tuple[Any, dict]:
+    """The face detail (with the call's ``references`` arguments, as the image was made) and the safety check on
+    one result: the image to save and what the row keeps of them."""
     import torch
 
     request = plan.request
@@ -417,9 +422,10 @@ def _aids(studio: Studio, plan: Plan, pipe: Any, image: Any, seed: int, step_end
         def render(crop: Any, mask: Any) -> Any:
             task = TaskInput("inpaint", crop, mask, request.face_strength, InitImage("", request.face_strength))
             runner = task_pipeline(pipe, task)
+            share_image_encoder(pipe, runner)
             sized = dataclasses.replace(task_plan, width=crop.width, height=crop.height)
             kwargs = _call_kwargs(sized, set(inspect.signature(runner.__call__).parameters),
-                                  torch.Generator("cpu").manual_seed(seed), step_end)
+                                  torch.Generator("cpu").manual_seed(seed), step_end) | references
             with torch.inference_mode():
                 return runner(**kwargs, **task_kwargs(task)).images[0]
 

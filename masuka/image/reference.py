@@ -5,7 +5,8 @@ IP-Adapter into its UNet (``load_ip_adapter``, one adapter per reference so each
 ``set_ip_adapter_scale``) and passes the pictures as ``ip_adapter_image``; FLUX.1 runs the Redux prior pipeline
 (``FluxPriorReduxPipeline``, sharing the loaded text encoders), whose ``prompt_embeds`` and
 ``pooled_prompt_embeds`` (the prompt's and the pictures', summed by weight) replace the prompt. The adapter and
-the prior stay loaded with the pipeline; a request without references unloads the IP-Adapter again.
+the prior stay loaded with the pipeline; any use of it without references (a generation, a detail upscale)
+unloads the IP-Adapter again, and face detail repaints with the same references.
 
 The parameters text names them ``Reference N: "Weight: 0.6"``; history rows keep a copy of each picture.
 """
@@ -77,8 +78,8 @@ def use_ip_adapter(pipe: Any, runner: Any, inputs: list[ReferenceInput], support
     loaded = pipe.__dict__.get("masuka_ip_adapters", 0)
     wanted = len(inputs) if support is not None and support.kind == "ip-adapter" else 0
     if loaded and loaded != wanted:
-        pipe.unload_ip_adapter()
-        pipe.masuka_ip_adapters = loaded = 0
+        unload_ip_adapter(pipe)
+        loaded = 0
     if wanted and not loaded and support is not None:
         try:
             pipe.load_ip_adapter([support.repo] * wanted, subfolder=support.subfolder,
@@ -91,8 +92,23 @@ def use_ip_adapter(pipe: Any, runner: Any, inputs: list[ReferenceInput], support
         pipe.masuka_ip_adapters = wanted
     if wanted:
         pipe.set_ip_adapter_scale([item.reference.weight for item in inputs])
-        if runner is not pipe:  # a from_pipe pipeline made before the encoder was loaded
-            runner.register_modules(image_encoder=pipe.image_encoder, feature_extractor=pipe.feature_extractor)
+        share_image_encoder(pipe, runner)
+
+
+def unload_ip_adapter(pipe: Any) -> None:
+    """Unload the IP-Adapters a request with references left in ``pipe``'s UNet. Every use of the pipeline that
+    gives no reference picture (a detail upscale, a request without references) must: the UNet would ask for the
+    pictures' embeddings."""
+    if pipe.__dict__.get("masuka_ip_adapters"):
+        pipe.unload_ip_adapter()
+        pipe.masuka_ip_adapters = 0
+
+
+def share_image_encoder(pipe: Any, runner: Any) -> None:
+    """Give ``runner``, a from_pipe pipeline of ``pipe`` that may have been made before the IP-Adapter's image
+    encoder was loaded, that encoder, so it takes the reference pictures too."""
+    if runner is not pipe and pipe.__dict__.get("masuka_ip_adapters"):
+        runner.register_modules(image_encoder=pipe.image_encoder, feature_extractor=pipe.feature_extractor)
 
 
 def redux_prior(pipe: Any, support: StyleReferences) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import html
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -39,6 +40,7 @@ class Form:
     buttons: dict[str, gr.Button] = field(default_factory=dict)
     tab: str = ""  # the id of the tab it sits in ("" = the kind's own tab)
     adapt: Callable[[dict], dict] | None = None  # an entry's fields as the form takes them (Reuse)
+    accordion: gr.Accordion | None = None  # the accordion it sits in, opened with the tab (Reuse)
 
     @property
     def tab_id(self) -> str:
@@ -100,11 +102,13 @@ class UIContext:
         self._after_generation.append((fn, inputs, outputs))
 
     def register_form(self, kind: str, fields: dict[str, Component], buttons: dict[str, gr.Button] | None = None,
-                      *, tab: str = "", adapt: Callable[[dict], dict] | None = None) -> Form:
+                      *, tab: str = "", adapt: Callable[[dict], dict] | None = None,
+                      accordion: gr.Accordion | None = None) -> Form:
         """The form that makes entries of ``kind`` ("image", "video", "upscale"): History's Reuse fills ``fields``
-        by name (from the entry's fields through ``adapt``) and shows ``tab`` (default: the kind's tab); other tabs
-        read the fields (and wire ``buttons``) through :meth:`form`."""
-        form = self.forms[kind] = Form(kind, dict(fields), dict(buttons or {}), tab, adapt)
+        by name (from the entry's fields through ``adapt``) and shows ``tab`` (default: the kind's tab), opening
+        ``accordion`` when the form sits in one; other tabs read the fields (and wire ``buttons``) through
+        :meth:`form`."""
+        form = self.forms[kind] = Form(kind, dict(fields), dict(buttons or {}), tab, adapt, accordion)
         return form
 
     def form(self, kind: str) -> Form:
@@ -186,7 +190,7 @@ def is_admin(studio: Studio, request: gr.Request | None) -> bool:
     return studio.config.is_admin(user_of(request))
 
 
-#: the Image tab's Stop flag (its Upscale panel's too)
+#: the Image tab's Stop flag (its generations'; the Upscale panel has its own)
 IMAGE_TAB = "image"
 
 
@@ -204,7 +208,8 @@ def wire_stop(studio: Studio, tab: str, button: gr.Button, status: Component, ap
 
 
 def stop_work(studio: Studio, tab: str, step: str, request: gr.Request):
-    """A Stop button's click: stop ``tab``'s work of this session; nothing shown when none runs."""
+    """A Stop button's click: stop ``tab``'s work of this session; nothing shown when none runs (the flag is there
+    only while it runs: :meth:`~masuka.gpu.StopFlags.armed`)."""
     return f"Stopping after the current {step}…" if studio.stops.stop(stop_key(tab, request)) else gr.skip()
 
 
@@ -254,6 +259,12 @@ def friendly(func: Callable) -> Callable:
         except Exception as error:
             raise _refusal(func, error) from None
     return wrapper
+
+
+def failure(what: str, error: BaseException, kept: str = "") -> gr.Error:
+    """The toast for an unexpected failure of ``what`` ("Generation", "Upscale"): the error's type and message,
+    escaped (the toast shows HTML, where ``<class '…'>`` would vanish), then what was ``kept``."""
+    return gr.Error(f"{what} failed: {type(error).__name__}: {html.escape(str(error))}." + (f" {kept}" if kept else ""))
 
 
 def user_message(error: BaseException) -> str | None:

@@ -254,11 +254,14 @@ def plots(studio: Studio, days: int, request: gr.Request = None):
 
 def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.Markdown) -> None:
     """Reuse fills the form of the tab that made the entry (the forms tabs registered with
-    :meth:`UIContext.register_form`, once every tab is built); a missing form is reported, not crashed on."""
+    :meth:`UIContext.register_form`, once every tab is built) and opens the accordion it sits in; a missing form is
+    reported, not crashed on."""
     targets = [(kind, name) for kind, form in ctx.forms.items() for name in form.fields]
     fields = [form[name] for kind, form in ctx.forms.items() for name in form.fields]
     tabs = [ctx.tabs] if ctx.tabs is not None else []
-    button.click(bind(reuse, ctx.studio, ctx.forms, targets, bool(tabs)), key, fields + [message] + tabs,
+    accordions = [form.accordion for form in ctx.forms.values() if form.accordion is not None]
+    button.click(bind(reuse, ctx.studio, ctx.forms, targets, bool(tabs)), key,
+                 fields + [message] + tabs + accordions,
                  api_visibility="private", show_progress_on=message)  # a refusal marks the message, not the forms
     name_outputs(gr.api(bind(history_reuse, ctx.studio), api_name="history_reuse"), "Form fields")
 
@@ -267,8 +270,8 @@ def _wire_reuse(ctx: UIContext, button: gr.Button, key: gr.Textbox, message: gr.
 def reuse(studio: Studio, forms: dict[str, Form], targets: list[tuple[str, str]], show_tab: bool, key: str,
           request: gr.Request = None):
     """Fill the form that made the entry (Image, Video, Upscale) with its parameters: a value for each (form kind,
-    field name) of ``targets`` (skipped for the other forms and the fields the entry lacks), a note, and the form's
-    tab shown."""
+    field name) of ``targets`` (skipped for the other forms and the fields the entry lacks), a note, the form's
+    tab shown, and each form's accordion (opened for the entry's form, else left as it is)."""
     kind, fields = reuse_parameters(studio, user_of(request), is_admin(studio, request), key)
     if kind not in forms:
         raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form, which this studio does not "
@@ -279,7 +282,9 @@ def reuse(studio: Studio, forms: dict[str, Form], targets: list[tuple[str, str]]
     values = [fields[field] if field in fields else gr.skip() for field in wanted]
     filled = sum(1 for field in wanted if field in fields)
     note = f"Filled {filled} field(s) of the {kind.capitalize()} form from {key}."
-    return (*values, note, *([gr.Tabs(selected=form.tab_id)] if show_tab else []))
+    opened = [gr.Accordion(open=True) if other is form else gr.skip() for other in forms.values()
+              if other.accordion is not None]
+    return (*values, note, *([gr.Tabs(selected=form.tab_id)] if show_tab else []), *opened)
 
 
 @friendly

@@ -18,6 +18,7 @@ from masuka.image.control import Control, read_controls
 from masuka.image.face_detail import read_face_detail
 from masuka.image.generate import (
     MAX_BATCH,
+    MAX_GUIDANCE,
     MAX_PROMPT_CHARS,
     MAX_SEED,
     MAX_STEP_CACHE,
@@ -43,6 +44,7 @@ from masuka.ui.common import (
     IMAGE_TAB,
     UIContext,
     bind,
+    failure,
     friendly,
     is_admin,
     last_output,
@@ -61,18 +63,20 @@ from masuka.ui.image_modes import (
     reuse_fields,
     send_to_other_tabs,
     send_to_upscale,
+    starting_size,
     task_from_parameters,
     wire_picture_size,
     wire_send_to,
 )
 from masuka.ui.upscale import build as upscale_panel
 from masuka.ui.workers import Workers
+from masuka.zerogpu import space_spec
 
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
            "16:9": (1344, 768), "9:16": (768, 1344), "21:9": (1536, 640)}
 GPU_WAIT_S = 5.0
-#: the Guidance slider's range
-GUIDANCE_RANGE = (0, 20)
+#: the Guidance slider's range: what a request takes, so every model's default fits
+GUIDANCE_RANGE = (0, MAX_GUIDANCE)
 #: the "Parameters read" summary shows at most this much of the image's text
 SUMMARY_CHARS = 5000
 #: the threads image generations run on while their handler streams the results
@@ -152,7 +156,7 @@ def build(ctx: UIContext) -> None:
     ctx.register_form("image", tab.fields(), buttons={"queue": tab.queue_add},  # "Add to queue": the Queue tab's
                       adapt=reuse_fields)
     ctx.picker(bind(lora_choices, ctx.studio), tab.loras, tab.refresh)
-    send_to_upscale(tab.send[UPSCALE], tab.gallery, selected, upscale_panel(ctx))
+    send_to_upscale(tab.send[UPSCALE], tab.gallery, selected, upscale_panel(ctx, tab.stop))
 
 
 def _layout(models: dict[str, dict]) -> ImageTab:
@@ -182,9 +186,22 @@ def _layout(models: dict[str, dict]) -> ImageTab:
                     gallery=gallery, send=send, seeds_used=seeds_used, status=status)
 
 
+def _opening_model(models: dict[str, dict]) -> tuple[str, dict]:
+    """The model the form starts on and its defaults: on a ZeroGPU Space the model it loaded at start-up (any
+    other loads inside each GPU call), else the first catalog model."""
+    spec = space_spec()
+    if spec is None:
+        first = next(iter(models))
+        return first, models[first]
+    return spec.id, {"name": spec.name or spec.id, "steps": spec.steps, "guidance": spec.guidance,
+                     "width": spec.width, "height": spec.height, "negative_prompt": spec.negative_prompt,
+                     "architecture": spec.architecture}
+
+
 def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
-    """Prompt, model, LoRAs and the numbers of a generation, with the first catalog model's defaults."""
-    first = next(iter(models))
+    """Prompt, model, LoRAs and the numbers of a generation, with the opening model's defaults."""
+    first, defaults = _opening_model(models)
+    models = {**models, first: defaults}
     prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a photo of a red fox in the snow")
     negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(for models that use one)",
                           interactive=models[first].get("negative_prompt", True))
@@ -258,8 +275,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     gr.Button(visible=False).click(bind(last_output(generate_image), studio), form, outputs,
                                    api_name="generate_image", **ctx.gpu_event())
     wire_stop(studio, IMAGE_TAB, tab.stop, tab.status, api_name="stop_image")
-    tab.model.input(bind(model_defaults, studio), tab.model, [tab.steps, tab.guidance, tab.width, tab.height,
-                                                             tab.negative, tab.sampler], **private)
+    tab.model.input(bind(model_defaults, studio), [tab.model, tab.mode, tab.init_image, modes.canvas],
+                    [tab.steps, tab.guidance, tab.width, tab.height, tab.negative, tab.sampler], **private)
     tab.model.change(bind(model_fit, studio), tab.model, [tab.negative, tab.sampler], **private)
     tab.aspect.input(bind(aspect_size, studio), [tab.aspect, tab.model], [tab.width, tab.height], **private)
     read = [tab.prompt, tab.negative, tab.model, tab.steps, tab.guidance, tab.width, tab.height, tab.seed, tab.loras,
@@ -279,16 +296,18 @@ def lora_choices(studio: Studio, request: gr.Request):
     return gr.Dropdown(choices=[(f"{r['name']} ({r['architecture']})", picker_value(r)) for r in rows])
 
 
-def model_defaults(studio: Studio, model_id: str, request: gr.Request = None):
-    """Steps, guidance, size, whether a negative prompt applies (emptied where it does not: a greyed-out box
-    can't be cleared) and the samplers that fit, for a model just picked (nothing for a model the user may not
-    use)."""
+def model_defaults(studio: Studio, model_id: str, mode: str = "", init_image: str | None = None,
+                   canvas: dict | None = None, request: gr.Request = None):
+    """Steps, guidance, size (the starting picture's, rounded to the model's multiple, where ``mode`` starts from
+    one), whether a negative prompt applies (emptied where it does not: a greyed-out box can't be cleared) and the
+    samplers that fit, for a model just picked (nothing for a model the user may not use)."""
     try:
         spec = image_spec(studio, user_of(request), model_id)
     except MasukaError:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     negative = gr.Textbox(interactive=True) if spec.negative_prompt else gr.Textbox("", interactive=False)
-    return (spec.steps, spec.guidance, spec.width, spec.height, negative,
+    width, height = starting_size(mode, init_image, canvas, spec.size_multiple) or (spec.width, spec.height)
+    return (spec.steps, spec.guidance, width, height, negative,
             gr.Dropdown(choices=sampler_choices(spec.architecture, model_scheduler(spec)), value=""))
 
 
@@ -337,11 +356,11 @@ def generate_image(studio: Studio, prompt: str, model: str, negative_prompt: str
     ``outpaint`` "left,right,top,bottom" pixels; with the generation aids asked for; following
     ``control_image`` through a ControlNet of ``control_kind``; like ``reference_image``; with an A1111 ``sampler``,
     "" for the model's own); yields the gallery as each image finishes."""
-    request_ = _image_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                              batch, loras, memory_plan, fast, step_cache, init_image, strength, mask, mask_blur,
-                              outpaint, mode, canvas, optimize_prompt, safety_check, face_detail, face_strength,
-                              control_kind, control_image, control_weight, control_start, control_end,
-                              reference_image, reference_weight, sampler)
+    request_ = image_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                             batch, loras, memory_plan, fast, step_cache, init_image, strength, mask, mask_blur,
+                             outpaint, mode, canvas, optimize_prompt, safety_check, face_detail, face_strength,
+                             control_kind, control_image, control_weight, control_start, control_end,
+                             reference_image, reference_weight, sampler)
     yield from _stream(studio, request_, request, progress)
 
 
@@ -365,7 +384,8 @@ def check_edit(studio: Studio, request: gr.Request, *values) -> None:
 def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, progress: gr.Progress):
     """Run ``request_`` on a worker thread; yield (gallery, seeds, status) as images finish."""
     events: queue.Queue = queue.Queue()
-    stop_flag = studio.stops.arm(stop_key(IMAGE_TAB, request))
+    key = stop_key(IMAGE_TAB, request)
+    stop_flag = studio.stops.arm(key)  # before the work is handed over, so a Stop at once finds it
 
     def work() -> None:
         try:
@@ -374,9 +394,11 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
                             on_step=lambda i, s, n: events.put(("step", i, s, n)),
                             on_image=lambda r: events.put(("image", r)))
         except BaseException as error:  # handed to the event loop below, which decides how to show it
-            events.put(("error", error))
+            outcome: tuple = ("error", error)
         else:
-            events.put(("done",))
+            outcome = ("done",)
+        studio.stops.disarm(key, stop_flag)  # before the outcome shows: a Stop after it has nothing to stop
+        events.put(outcome)
 
     GENERATIONS.submit(work)
     images: list[tuple[str, str]] = []
@@ -410,8 +432,7 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
                 return
             if user_message(error):
                 raise error  # an expected refusal: @friendly shows it with one log line, no traceback
-            raise gr.Error(f"Generation failed: {type(error).__name__}: {error}. Images already made are "
-                           "kept in History.") from error
+            raise failure("Generation", error, "Images already made are kept in History.") from error
         else:
             yield images, ", ".join(seeds), f"Done: {len(images)} image(s), saved and recorded in History." \
                 + aid_summary(studio, made)
@@ -422,7 +443,7 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
 def check_form(studio: Studio, request: gr.Request, *values) -> None:
     """Refuse bad input (the values ``generate_image`` takes) before the event that owns the gallery runs, so a
     refusal leaves it as it was (the request first, as in :func:`check_edit`)."""
-    plan_request(studio, _image_request(user_of(request), *values))
+    plan_request(studio, image_request(user_of(request), *values))
 
 
 @friendly
@@ -519,14 +540,15 @@ def _read_sampler(spec: ModelSpec | None, p: Parameters, notes: list[str]) -> st
     return usable[sampler.lower()]
 
 
-def _image_request(owner: str, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
-                   memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None, mask_blur=4, outpaint="",
-                   mode="", canvas=None, optimize_prompt: bool = False, safety_check: bool = False,
-                   face_detail: bool = False, face_strength: float = 0.4, control_kind="canny", control_image=None,
-                   control_weight=1.0, control_start=0.0, control_end=1.0, reference_image=None,
-                   reference_weight=1.0, sampler="") -> ImageRequest:
-    """The form's values, in the order ``generate_image`` takes them, as the domain request (the mode says which
-    of the starting image's fields count; a control or reference picture given adds its guide)."""
+def image_request(owner: str, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
+                  memory_plan, fast, step_cache, init_image=None, strength=0.75, mask=None, mask_blur=4, outpaint="",
+                  mode="", canvas=None, optimize_prompt: bool = False, safety_check: bool = False,
+                  face_detail: bool = False, face_strength: float = 0.4, control_kind="canny", control_image=None,
+                  control_weight=1.0, control_start=0.0, control_end=1.0, reference_image=None,
+                  reference_weight=1.0, sampler="") -> ImageRequest:
+    """The form's values, in the order ``generate_image`` takes them (:data:`GENERATE_FIELDS`), as the domain
+    request (the mode says which of the starting image's fields count; a control or reference picture given adds
+    its guide). Generate and "Add to queue" both build theirs here."""
     init_image, mask, padding = mode_request_inputs(mode, init_image, mask, outpaint, canvas)
     if mask and not init_image:
         raise InvalidInput("A mask needs the starting image it belongs to.")
@@ -556,6 +578,12 @@ def _image_request(owner: str, prompt, model, negative_prompt, steps, guidance, 
 #: the Control and Reference widgets, in the order the form (and the generate_image API) takes them
 GUIDE_FIELDS = ("control_kind", "control_image", "control_weight", "control_start", "control_end",
                 "reference_image", "reference_weight")
+#: the form by its field names (:meth:`ImageTab.fields`) in the order ``generate_image`` takes it; "mode" is the
+#: mode shown, where Generate sends the mode chosen ("" until one is)
+GENERATE_FIELDS = ("prompt", "model", "negative", "steps", "guidance", "width", "height", "seed", "batch", "loras",
+                   "memory_plan", "fast", "step_cache", "init_image", "strength", "mask", "mask_blur", "outpaint",
+                   "mode", "canvas", "optimize_prompt", "safety_check", "face_detail", "face_strength", *GUIDE_FIELDS,
+                   "sampler")
 #: those "Read parameters" fills from an image's ControlNet 0 and Reference 0 fields
 READ_GUIDES = ("control_kind", "control_weight", "control_start", "control_end", "reference_weight")
 

@@ -71,8 +71,11 @@ class ModeWidgets:
 
 def mode_request_inputs(mode: str, init_image: str | None, mask: str | None, outpaint: str | None,
                         canvas: dict | None) -> tuple[str | None, str | None, tuple | None]:
-    """(starting image, mask, outpaint padding) as ``mode`` uses them; an empty mode (the API) takes them as given."""
+    """(starting image, mask, outpaint padding) as ``mode`` uses them; an empty mode (the API) takes them as given.
+    A mode that starts from a picture refuses to run without it (rather than quietly make a text-to-image)."""
     padding = parse_outpaint(outpaint) if mode in ("", INPAINT) else None
+    if mode == IMAGE and not init_image:
+        raise InvalidInput("Add the starting image to vary (or choose Text mode).")
     if mode in ("", IMAGE):
         return init_image, (mask if mode == "" else None), padding
     if mode != INPAINT:
@@ -142,14 +145,30 @@ def wire_picture_size(studio: Studio, widgets: ModeWidgets, init_image: gr.Image
         if not path:
             return gr.skip(), gr.skip()
         try:
-            multiple = image_spec(studio, user_of(request), model_id).size_multiple
-            with open_picture(path, "picture") as picture:
-                return picture_size(picture.size, multiple, MIN_SIDE, MAX_SIDE)
+            return fitted_size(path, image_spec(studio, user_of(request), model_id).size_multiple)
         except MasukaError:
             return gr.skip(), gr.skip()
 
     for source in (init_image, widgets.canvas):
         source.upload(size_of, [source, model], [width, height], api_visibility="private")
+
+
+def starting_size(mode: str, init_image: str | None, canvas: dict | None, multiple: int) -> tuple[int, int] | None:
+    """The size of the picture ``mode`` starts from (Image: the starting image; Inpaint/Outpaint: the canvas's, as
+    :func:`mode_request_inputs` takes it) rounded to ``multiple``; None without one, or with an unreadable one."""
+    path = init_image if mode == IMAGE else ((canvas or {}).get("background") or init_image) if mode == INPAINT \
+        else None
+    try:
+        return fitted_size(path, multiple) if path else None
+    except MasukaError:
+        return None
+
+
+def fitted_size(path: str, multiple: int) -> tuple[int, int]:
+    """A picture's size as the form's width and height take it: rounded to the model's ``multiple``, within the
+    sides a request may have."""
+    with open_picture(path, "picture") as picture:
+        return picture_size(picture.size, multiple, MIN_SIDE, MAX_SIDE)
 
 
 def picked(images: list | None, index: int | None) -> str:

@@ -1,7 +1,7 @@
 """Queue tab: the persistent generation queue (pause, resume, cancel, retry, reorder, results) and prompt batches.
 
-"Add to queue" on the Image tab queues the form as it is; the batch box here queues many prompts with the Image
-tab's other settings. The app's background worker runs the jobs; this view polls the store.
+"Add to queue" on the Image tab queues what its Generate (Edit, in Edit mode) would run; the batch box here queues
+many prompts with the Image tab's other settings. The app's background worker runs the jobs; this view polls the store.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from masuka.queue.jobs import control_job, list_jobs, queue_images
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
 from masuka.ui.common import UIContext, bind, friendly, is_admin, not_uploaded, user_of
+from masuka.ui.image import GENERATE_FIELDS, image_request
+from masuka.ui.image_modes import EDIT, edit_request
 
 COLUMNS = ["id", "owner", "status", "done", "model", "prompt", "error"]
 POLL_S = 2.0
@@ -23,8 +25,10 @@ FORM = ["prompt", "model", "negative", "steps", "guidance", "width", "height", "
         "memory_plan", "fast", "step_cache"]
 #: the Image tab's generation aids, which queue_add takes after the prompt batch (masuka.ui.aids)
 AID_FORM = ["optimize_prompt", "safety_check", "face_detail", "face_strength"]
-#: the Image tab's starting image fields, which its "Add to queue" button sends after the aids
+#: the starting image fields :func:`queue_form` takes after the aids (a prompt batch sends none)
 START_FORM = ["init_image", "strength", "mask"]
+#: what the Image tab's "Add to queue" sends: the images an edit takes, then Generate's form
+IMAGE_TAB_FORM = ["references", *GENERATE_FIELDS]
 #: the Image tab's field that every API taking its form takes last, after its own
 SAMPLER_FORM = ["sampler"]
 
@@ -84,11 +88,9 @@ def build(ctx: UIContext) -> None:
     add_batch.click(bind(queue_form, studio), form + [prompts, picks] + aid_form + no_start + sampler, hidden,
                     **private).success(added, hidden, message, **private).then(listed, None, table, **private)
     if "queue" in image.buttons:
-        no_batch = [gr.State(""), gr.State(0)]
-        image.buttons["queue"].click(bind(queue_form, studio),
-                                     form + no_batch + aid_form + image.pick(START_FORM) + sampler,
-                                     hidden, **private).success(
-            added, hidden, message, **private).then(listed, None, table, **private)
+        image.buttons["queue"].click(bind(queue_image_form, studio), image.pick(IMAGE_TAB_FORM), hidden,
+                                     **private).success(added, hidden, message, **private).then(
+            listed, None, table, **private)
     for action, button in buttons.items():
         button.click(bind(control, studio, action), job, message, **private).then(listed, None, table, **private)
     for action, button in (("pause", pause_all), ("resume", resume_all)):
@@ -159,6 +161,21 @@ def queue_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
         raise InvalidInput("A mask needs the starting image it belongs to.")
     image.init = InitImage(init_image, float(strength), mask) if init_image else None
     return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
+
+
+@friendly
+def queue_image_form(studio: Studio, request: gr.Request, references: list | None, *values) -> dict:
+    """The Image tab's "Add to queue" (:data:`IMAGE_TAB_FORM`): the job its Generate would run in the mode shown,
+    built by the same code, or in Edit mode the edit of ``references``; the queue refuses control and reference
+    images, which it does not keep. The request comes before the values, as in ``check_form``."""
+    owner = user_of(request)
+    form = dict(zip(GENERATE_FIELDS, values))
+    if form["mode"] == EDIT:
+        image = edit_request(form["prompt"], form["model"], references, form["negative"], form["steps"],
+                             form["guidance"], form["seed"], form["batch"], form["loras"], owner)
+    else:
+        image = image_request(owner, *values)
+    return {"jobs": queue_images(studio, image)}
 
 
 @friendly

@@ -7,15 +7,17 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from masuka.errors import InvalidInput
+from masuka.errors import Cancelled, InvalidInput
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import upscaler_names
 from masuka.image.upscale.request import DEFAULT_TILE, SCALES, UpscaleRequest
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
-from masuka.ui.common import IMAGE_TAB, UIContext, bind, friendly, stop_key, user_of
+from masuka.ui.common import UIContext, bind, failure, friendly, stop_key, user_message, user_of, wire_stop
 
 GPU_WAIT_S = 5.0
+#: the panel's Stop flag (the Image tab's Stop button stops an upscale too)
+PANEL = "upscale"
 
 
 @dataclass
@@ -26,7 +28,8 @@ class UpscalePanel:
     image: gr.Image
 
 
-def build(ctx: UIContext) -> UpscalePanel:
+def build(ctx: UIContext, stop: gr.Button) -> UpscalePanel:
+    """The panel, in a closed accordion; ``stop`` (the Image tab's Stop) ends an upscale too."""
     studio = ctx.studio
     models = image_models()
     with gr.Accordion("Upscale", open=False) as accordion:
@@ -46,7 +49,9 @@ def build(ctx: UIContext) -> UpscalePanel:
                     strength = gr.Slider(0.05, 1, value=0.3, step=0.05, label="Strength (detail)")
                 prompt = gr.Textbox("", label="Prompt (detail; empty = the picture's own)", lines=1)
                 with gr.Row():
-                    tile = gr.Number(value=DEFAULT_TILE, precision=0, label="Tile size (px; 0 = whole)")
+                    tile = gr.Number(value=DEFAULT_TILE, precision=0,
+                                     label="Tile size (px; 0 = whole, or with Detail the model's native size)",
+                                     info="A model upscaler's input tiles; with Detail, the tiles repainted")
                     seed = gr.Number(value=-1, precision=0, label="Seed (detail; -1 = random)")
                 run = gr.Button("Upscale", variant="primary")
             with gr.Column(scale=3):
@@ -55,10 +60,14 @@ def build(ctx: UIContext) -> UpscalePanel:
 
     form = ctx.register_form("upscale", dict(image=image, scale=scale, upscaler=upscaler, detail=detail, model=model,
                                              strength=strength, prompt=prompt, tile=tile, seed=seed),
-                             tab="image", adapt=reuse_fields)
-    ctx.generated(run.click(bind(upscale, studio), form.pick(FIELDS), [result, status], api_name="upscale_image",
-                            show_progress_on=status, **ctx.gpu_event()))
-    refresh.click(bind(choices, studio), None, upscaler, api_visibility="private")
+                             tab="image", adapt=reuse_fields, accordion=accordion)
+    private = {"api_visibility": "private"}
+    ctx.generated(run.click(starting, None, [result, status], queue=False, **private).then(
+        bind(upscale, studio), form.pick(FIELDS), [result, status], api_name="upscale_image", show_progress_on=status,
+        **ctx.gpu_event()))
+    wire_stop(studio, PANEL, stop, status, step="tile")
+    detail.input(default_tile, detail, tile, **private)
+    refresh.click(bind(choices, studio), None, upscaler, **private)
     return UpscalePanel(accordion, image)
 
 
@@ -77,6 +86,7 @@ def reuse_fields(fields: dict) -> dict:
         values.pop("seed", None)
     else:
         values["prompt"] = fields.get("prompt", "")
+        values["tile"] = default_tile(True)
     return {name: value for name, value in values.items() if value is not None or name == "model"}
 
 
@@ -85,18 +95,37 @@ def upscale(studio: Studio, image: str | None, scale: int = 2, upscaler: str = "
             model: str | None = None, strength: float = 0.3, prompt: str = "", tile: float | None = None,
             seed: float | None = -1, request: gr.Request = None, progress=gr.Progress()):
     """Upscale ``image`` 2x or 4x with ``upscaler`` (with ``detail``, then repaint it tile by tile with
-    ``model``); returns the saved picture and a status line."""
+    ``model``) in tiles of ``tile`` pixels (0: the whole picture, or with ``detail`` the model's native size; left
+    out: 512, or the native size); returns the saved picture and a status line."""
     if not image:
         raise InvalidInput("Choose the picture to upscale.")
-    made = upscale_image(studio, UpscaleRequest(
-        image, scale=int(scale), upscaler=upscaler or "Lanczos", detail=bool(detail),
-        model=model if detail else None, strength=float(strength), prompt=prompt or "",
-        seed=None if seed in (None, -1) else int(seed), tile=None if tile is None else int(tile),
-        owner=user_of(request)), gpu_timeout=GPU_WAIT_S,
-        stop=studio.stops.arm(stop_key(IMAGE_TAB, request)),  # the Image tab's Stop button
-        on_tile=lambda done, total: progress((done, total), desc=f"Tile {done}/{total}", unit="tiles"))[0]
+    try:
+        with studio.stops.armed(stop_key(PANEL, request)) as stop:
+            made = upscale_image(studio, UpscaleRequest(
+                image, scale=int(scale), upscaler=upscaler or "Lanczos", detail=bool(detail),
+                model=model if detail else None, strength=float(strength), prompt=prompt or "",
+                seed=None if seed in (None, -1) else int(seed), tile=None if tile is None else int(tile),
+                owner=user_of(request)), gpu_timeout=GPU_WAIT_S, stop=stop,
+                on_tile=lambda done, total: progress((done, total), desc=f"Tile {done}/{total}", unit="tiles"))[0]
+    except Cancelled:
+        return None, "Stopped: nothing saved."
+    except Exception as error:
+        if user_message(error):
+            raise  # an expected refusal: @friendly shows it
+        raise failure("Upscale", error) from error
     seed_text = "" if made.seed is None else f", seed {made.seed}"
     return str(made.path), f"Done{seed_text}: saved and recorded in History."
+
+
+def starting():
+    """An upscale starting: the previous result and its status cleared, so a failure does not leave them showing."""
+    return None, ""
+
+
+def default_tile(detail: bool) -> int:
+    """The Tile size box's value for the Detail switch: 0 with it on (the model's native size, as the CLI's default),
+    else a model upscaler's default."""
+    return 0 if detail else DEFAULT_TILE
 
 
 def choices(studio: Studio):

@@ -103,13 +103,13 @@ def test_the_grid_tab_keeps_the_sampler_and_its_stop_ends_the_grid(studio, tiny_
 
 
 def test_every_tab_s_stop_skips_the_queue(studio):
-    """The work of the Image, Datasets (captions), Characters, Grid, Compare and checkpoint-compare tabs holds the
-    GPU's queue slot: each Stop button answers at once, outside the queue."""
-    from masuka.ui import characters, checkpoints, compare, datasets
+    """The work of the Image tab (and its Upscale panel), Datasets (captions), Characters, Grid, Compare and
+    checkpoint-compare tabs holds the GPU's queue slot: each Stop button answers at once, outside the queue."""
+    from masuka.ui import characters, checkpoints, compare, datasets, upscale
     from masuka.ui.app import build_app
     from masuka.ui.common import IMAGE_TAB
 
     stops = [fn for fn in build_app(studio).fns.values() if fn.name == "stop_work"]
     tabs = [inspect.getclosurevars(fn.fn).nonlocals["bound"].args[1] for fn in stops]  # bind(stop_work, studio, tab)
-    assert sorted(tabs) == sorted([grid.TAB, compare.TAB, checkpoints.TAB, IMAGE_TAB, datasets.CAPTIONS,
-                                   characters.TAB]) and not any(fn.queue for fn in stops)
+    assert sorted(tabs) == sorted([grid.TAB, compare.TAB, checkpoints.TAB, IMAGE_TAB, upscale.PANEL,
+                                   datasets.CAPTIONS, characters.TAB]) and not any(fn.queue for fn in stops)

@@ -99,3 +99,32 @@ def test_cli_reference_flag(capsys, tmp_path, tiny_model, local_references, pict
     assert main(["generate", *data, "--model", str(tiny_model("sd3")), "--prompt", "a boat",
                  "--reference", str(pictures[0])]) == 2
     assert "no reference images" in capsys.readouterr().err
+
+
+def test_a_reference_leaves_no_adapter_behind_for_a_detail_upscale(studio, tiny_model, local_references, pictures):
+    """A reference loads the IP-Adapter into the cached pipeline; a later detail upscale (anyone's) gives no
+    reference and runs with the adapter unloaded."""
+    from masuka.image.upscale.job import upscale_image
+    from masuka.image.upscale.request import UpscaleRequest
+
+    model = tiny_model("sdxl")
+    run(studio, model, style_references=[StyleReference(pictures[0], 0.6)])
+    [made] = upscale_image(studio, UpscaleRequest(pictures[1], scale=2, detail=True, model=str(model), prompt="x",
+                                                  strength=0.5, steps=2, tile=64, owner="bob"))
+    assert Image.open(made.path).size == (160, 96)
+    assert studio.models.loads == 1
+
+
+@pytest.mark.parametrize("architecture", ["sdxl", "flux"])
+def test_face_detail_repaints_with_the_reference(studio, tiny_model, local_references, pictures, monkeypatch,
+                                                 architecture):
+    """Face detail on an image made with a reference repaints the face with the same reference (SDXL's UNet, which
+    holds the adapter, needs its pictures); the images are saved."""
+    monkeypatch.setattr("masuka.image.face_detail.find_faces", lambda image: [(16, 16, 48, 48)])
+    model = tiny_model(architecture)
+    references = [StyleReference(pictures[0], 0.6)]
+    plain = run(studio, model, style_references=references, batch=2)
+    detailed = run(studio, model, style_references=references, batch=2, face_detail=True, face_strength=0.5)
+    assert not np.array_equal(pixels(detailed), pixels(plain)), "the face is repainted"
+    assert studio.store.get("generations", detailed.id)["params"]["face_detail"]["faces"] == [[16, 16, 48, 48]]
+    run(studio, model, face_detail=True, face_strength=0.5)  # and without a reference, with the adapter unloaded

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,7 @@ from masuka.errors import InvalidInput
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import list_upscalers, load_upscaler, run_model, upscalers_dir
-from masuka.image.upscale.request import UpscaleRequest
+from masuka.image.upscale.request import DEFAULT_TILE, UpscaleRequest
 from masuka.image.upscale.tiles import Blender, feather, tile_boxes
 from masuka.testing.upscalers import write_esrgan
 from tests.conftest import ROOT
@@ -262,3 +263,61 @@ def test_a_detail_upscale_records_a_negative_prompt_only_where_it_has_effect(stu
                                                   negative_prompt="blurry", tile=64))
     assert studio.store.get("generations", made.id)["negative_prompt"] == ""  # FLUX.1 takes none
     assert parse_parameters(read_parameters(made.path)).negative_prompt == ""
+
+
+def test_a_detail_upscale_from_the_panel_tiles_as_the_command_line_does(studio, tiny_model, tmp_path):
+    """Checking Detail turns the panel's Tile size to 0, the model's native size (the CLI's default); Reuse of a
+    detail upscale too. The panel and the CLI then make the same picture (a 512 px tile would cut it in two)."""
+    from masuka.ui import upscale as panel
+
+    Image.new("RGB", (288, 32), "teal").save(tmp_path / "wide.png")
+    model = str(tiny_model("flux"))
+    assert (panel.default_tile(True), panel.default_tile(False)) == (0, DEFAULT_TILE)
+    assert panel.reuse_fields({"detail": True, "model": model, "tile": [576, 64]})["tile"] == 0
+    path, status = panel.upscale(studio, str(tmp_path / "wide.png"), 2, "Lanczos", True, model, 0.5, "a wall",
+                                 panel.default_tile(True), 3, progress=lambda *_a, **_k: None)
+    [from_cli] = upscale_image(studio, UpscaleRequest(tmp_path / "wide.png", scale=2, detail=True, model=model,
+                                                      strength=0.5, prompt="a wall", seed=3))
+    first, second = studio.store.find("generations", order_by="id")
+    assert first["params"]["tiles"] == second["params"]["tiles"] == 1 and first["params"]["tile"] == [576, 64]
+    assert status == "Done, seed 3: saved and recorded in History."
+    assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(from_cli.path)))
+
+
+def test_the_stop_button_ends_the_panel_s_upscale_in_the_panel(studio, photo, upscalers):
+    """The Image tab's Stop ends an upscale between tiles: the panel's status says so (no error toast, the
+    generation's status left alone), its result is emptied, and nothing is left to stop afterwards."""
+    from masuka.ui import upscale as panel
+    from masuka.ui.common import IMAGE_TAB, stop_work
+
+    request = gr.Request(session_hash="upscale-stop")
+    said = []
+
+    def press_stop(*_args, **_kwargs) -> None:
+        said.append(stop_work(studio, panel.PANEL, "tile", request))
+        said.append(stop_work(studio, IMAGE_TAB, "step", request))
+
+    result = panel.upscale(studio, str(photo), 4, "tiny4x", tile=32, request=request, progress=press_stop)
+    assert result == (None, "Stopped: nothing saved.")
+    assert said[:2] == ["Stopping after the current tile…", gr.skip()]
+    assert stop_work(studio, panel.PANEL, "tile", request) == gr.skip() and not studio.stops._flags
+    assert studio.store.find("generations")[0]["status"] == "cancelled"
+
+
+def test_an_unexpected_upscale_failure_names_its_type_and_clears_the_last_result(studio, photo, monkeypatch):
+    """The toast shows the error's type and message (escaped: the toast reads HTML), and the Upscale button empties
+    the previous result and its "Done" before the upscale runs."""
+    from masuka.ui import upscale as panel
+    from masuka.ui.app import build_app
+
+    def broken(*_args, **_kwargs):
+        raise TypeError("<class 'int'> is not a tile")
+
+    monkeypatch.setattr(panel, "upscale_image", broken)
+    with pytest.raises(gr.Error) as raised:
+        panel.upscale(studio, str(photo), progress=lambda *_a, **_k: None)
+    assert raised.value.message == "Upscale failed: TypeError: &lt;class &#x27;int&#x27;&gt; is not a tile."
+    demo = build_app(studio)
+    run = next(fn for fn in demo.fns.values() if fn.api_name == "upscale_image")
+    before = demo.fns[run.trigger_after]
+    assert before.name == "starting" and before.outputs == run.outputs and panel.starting() == (None, "")

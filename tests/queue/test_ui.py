@@ -104,8 +104,9 @@ def test_the_tabs_that_send_the_image_form_send_its_sampler(studio):
 
     demo = build_app(studio)
     sampler = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Sampler")
-    sending = [fn for fn in demo.fns.values() if fn.name in ("queue_form", "make_grid", "add_grid", "make")]
-    assert sorted(fn.name for fn in sending) == ["add_grid", "make", "make_grid", "queue_form", "queue_form"]
+    sending = [fn for fn in demo.fns.values() if fn.name in ("queue_form", "queue_image_form", "make_grid",
+                                                             "add_grid", "make")]
+    assert sorted(fn.name for fn in sending) == ["add_grid", "make", "make_grid", "queue_form", "queue_image_form"]
     assert all(fn.inputs[-1] is sampler for fn in sending)
 
 
@@ -122,3 +123,73 @@ def test_the_chosen_jobs_results_follow_it_as_it_runs(studio, tiny_model):
         "image 1", "image 2"]
     assert queue.poll(studio, job_id, shown, None)[1:] == (SKIP, SKIP), "unchanged: no new gallery"
     assert queue.poll(studio, None, shown, None)[1:] == (SKIP, SKIP), "no job chosen: the gallery stays"
+
+
+def image_tab_form(**changes) -> list:
+    """The Image tab's form in the order its "Add to queue" sends it after the edit images (``GENERATE_FIELDS``)."""
+    from masuka.ui.image import GENERATE_FIELDS
+
+    values = dict(prompt="a blue lake", model="", negative="", steps=1, guidance=1.0, width=64, height=64, seed=2,
+                  batch=1, loras=[], memory_plan="auto", fast=False, step_cache=0.0, init_image=None, strength=0.75,
+                  mask=None, mask_blur=0, outpaint="", mode="Text", canvas=None, optimize_prompt=False,
+                  safety_check=False, face_detail=False, face_strength=0.4, control_kind="canny", control_image=None,
+                  control_weight=1.0, control_start=0.0, control_end=1.0, reference_image=None, reference_weight=1.0,
+                  sampler="")
+    values.update(changes)
+    return [values[name] for name in GENERATE_FIELDS]
+
+
+def test_add_to_queue_sends_what_generate_takes(studio):
+    """The Image tab's "Add to queue" takes Generate's inputs (the mode shown where Generate has the mode chosen),
+    after the images an edit takes."""
+    from masuka.ui.app import build_app
+
+    demo = build_app(studio)
+    generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate_image")
+    queued = next(fn for fn in demo.fns.values() if fn.name == "queue_image_form")
+    mode = next(b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Mode")
+    assert queued.inputs[0].label.startswith("Images to edit")
+    assert queued.inputs[1:] == [mode if isinstance(c, gr.State) else c for c in generate.inputs]
+
+
+def test_add_to_queue_queues_the_mode_shown(studio, tiny_model, tmp_path):
+    """What is queued is what Generate would run: Text ignores a starting image left behind; Inpaint/Outpaint
+    queues the canvas's picture with the painted mask or the padding; Edit queues its images; Image without a
+    picture, and control images (the queue keeps none), are refused; the jobs run."""
+    from PIL import Image, ImageDraw
+
+    from masuka.models.synthetic import save_tiny_pipeline
+
+    model = str(tiny_model("flux"))
+    photo, stroke = tmp_path / "photo.png", tmp_path / "stroke.png"
+    Image.new("RGB", (64, 64), (30, 90, 200)).save(photo)
+    layer = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle((16, 16, 47, 47), fill=(255, 255, 255, 255))
+    layer.save(stroke)
+    canvas = {"background": str(photo), "layers": [str(stroke)], "composite": str(photo)}
+
+    def add(references=None, **changes) -> dict:
+        (job_id,) = queue.queue_image_form(studio, None, references, *image_tab_form(**{"model": model, **changes}))[
+            "jobs"]
+        return studio.store.get("queue", job_id)["params"]["request"]
+
+    assert "init" not in add(init_image=str(photo)), "Text mode: the hidden starting image is not used"
+    assert add(mode="Image", init_image=str(photo), strength=0.5)["init"]["strength"] == 0.5
+    inpaint = add(mode="Inpaint/Outpaint", init_image=str(photo), canvas=canvas)["init"]
+    assert inpaint["mask"] and inpaint["outpaint"] is None
+    outpaint = add(mode="Inpaint/Outpaint", canvas=dict(canvas, layers=[]), outpaint="0,16,0,0", strength=1.0)
+    assert outpaint["init"]["outpaint"] == [0, 16, 0, 0] and outpaint["width"] is None
+    kontext = save_tiny_pipeline("flux", tmp_path / "kontext", task="edit")
+    assert len(add([str(photo)], mode="Edit", model=str(kontext))["references"]) == 1
+    for changes, message in ((dict(mode="Image"), "Add the starting image to vary"),
+                             (dict(mode="Edit", model=str(kontext)), "Add one or more images to edit"),
+                             (dict(control_image=str(photo)), "not pictures")):
+        with pytest.raises(gr.Error, match=message):
+            add(**changes)
+
+    work_until_empty(studio)
+    jobs = queue.queue_status(studio)
+    assert [job["status"] for job in jobs] == ["completed"] * 5, [job["error"] for job in jobs]
+    rows = studio.store.find("generations", order_by="id")
+    assert [row["params"].get("task") for row in rows] == [None, "img2img", "inpaint", "outpaint", "edit"]
+    assert Image.open(studio.config.absolute(rows[3]["output_path"])).size == (80, 64)

@@ -134,9 +134,9 @@ def test_another_users_model_folder_fills_in_nothing(tmp_path, tiny_model):
         anns = output_dir(studio.config, "ann") / "models" / "mine"
         shutil.copytree(tiny_model("sdxl"), anns)
         ann, bob = gr.Request(username="ann"), gr.Request(username="bob")
-        assert image.model_defaults(studio, str(anns), ann)[0] != SKIP
-        assert image.model_defaults(studio, str(anns), bob) == (SKIP,) * 6
-        assert image.model_defaults(studio, str(anns) + "-absent", bob) == (SKIP,) * 6
+        assert image.model_defaults(studio, str(anns), request=ann)[0] != SKIP
+        assert image.model_defaults(studio, str(anns), request=bob) == (SKIP,) * 6
+        assert image.model_defaults(studio, str(anns) + "-absent", request=bob) == (SKIP,) * 6
         assert image.aspect_size(studio, "1:1", str(anns), bob) == image.aspect_size(studio, "1:1", "nothing", bob)
     finally:
         studio.close()
@@ -319,3 +319,76 @@ def test_judging_with_no_a_b_test_loaded_says_what_to_do(studio):
 
     with pytest.raises(gr.Error, match="Choose an A/B test and press Load"):
         compare.judge(studio, "left", None, gr.Request(username=None))
+
+
+def test_every_catalog_model_s_default_guidance_fits_the_slider_and_the_request(studio, tiny_model):
+    """FLUX.1 Fill's default guidance (30) is on the Guidance slider, whose range is what a request takes."""
+    from masuka.errors import InvalidInput
+    from masuka.image.generate import plan_request
+    from masuka.models.catalog import image_models
+
+    low, high = image.GUIDANCE_RANGE
+    assert {key: m["guidance"] for key, m in image_models().items() if not low <= m["guidance"] <= high} == {}
+    assert image.model_defaults(studio, "flux-fill-dev")[1] == 30
+    request = ImageRequest(prompt="a fox", model=str(tiny_model("flux")), width=64, height=64, guidance=high)
+    assert plan_request(studio, request).guidance == high
+    with pytest.raises(InvalidInput, match=f"between {low} and {high}"):
+        plan_request(studio, ImageRequest(prompt="a fox", model=request.model, guidance=high + 0.1))
+
+
+def test_picking_a_model_keeps_the_starting_picture_s_size(studio, tiny_model, tmp_path):
+    """Image and Inpaint/Outpaint start from a picture: a model picked after it keeps the picture's size, rounded to
+    the new model's multiple, so nothing is stretched; Text mode takes the model's size."""
+    from PIL import Image
+
+    Image.new("RGB", (300, 203), "teal").save(tmp_path / "photo.png")
+    photo, flux, sdxl = str(tmp_path / "photo.png"), str(tiny_model("flux")), str(tiny_model("sdxl"))
+    assert image.model_defaults(studio, flux, "Image", photo)[2:4] == (288, 192)  # FLUX: multiples of 16
+    assert image.model_defaults(studio, sdxl, "Image", photo)[2:4] == (296, 200)  # SDXL: of 8
+    canvas = {"background": photo, "layers": [], "composite": photo}
+    assert image.model_defaults(studio, flux, "Inpaint/Outpaint", None, canvas)[2:4] == (288, 192)
+    assert image.model_defaults(studio, flux, "Text", photo)[2:4] == (1024, 1024), "a hidden picture does not count"
+    assert image.model_defaults(studio, flux, "Image", str(tmp_path / "gone.png"))[2:4] == (1024, 1024)
+
+
+def test_image_mode_without_a_picture_is_refused_not_run_as_text(studio, tiny_model):
+    from masuka.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=r"Add the starting image to vary \(or choose Text mode\)"):
+        image.image_request("local", "a fox", str(tiny_model("flux")), "", 1, 1.0, 64, 64, 1, 1, [], "auto", False,
+                            0.0, mode="Image")
+    assert image.image_request("local", "a fox", "flux-dev", "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0.0,
+                               mode="Text").init is None
+
+
+def test_reuse_of_an_upscale_opens_the_upscale_panel(studio, tmp_path):
+    """The Upscale panel sits in a closed accordion: Reuse opens it, as "Send to Upscale" does."""
+    from PIL import Image
+
+    from masuka.image.upscale.job import upscale_image
+    from masuka.image.upscale.request import UpscaleRequest
+    from masuka.ui.upscale import reuse_fields as upscale_fields
+
+    Image.new("RGB", (20, 16), "teal").save(tmp_path / "small.png")
+    made = upscale_image(studio, UpscaleRequest(tmp_path / "small.png", scale=2, upscaler="Nearest"))[0]
+    forms = {"image": Form("image", {}, adapt=reuse_fields),
+             "upscale": Form("upscale", {}, tab="image", adapt=upscale_fields, accordion=gr.Accordion())}
+    *_values, note, tab, opened = history.reuse(studio, forms, [("upscale", "scale")], True, f"g{made.id}")
+    assert note == f"Filled 1 field(s) of the Upscale form from g{made.id}."
+    assert tab.selected == "image" and opened.open is True
+
+
+def test_the_stop_flag_lives_as_long_as_the_generation(studio, tiny_model):
+    """A Stop after the generation has ended stops nothing and shows nothing (the "Done" status stays), and no
+    flag is left behind."""
+    from masuka.ui.common import IMAGE_TAB, stop_work
+
+    request = gr.Request(session_hash="stop-session")
+    outputs = list(image.generate_image(studio, "a fox", str(tiny_model("flux")), steps=1, width=64, height=64,
+                                        request=request, progress=lambda *_a, **_k: None))
+    assert outputs[-1][2].startswith("Done")
+    assert stop_work(studio, IMAGE_TAB, "step", request) == SKIP
+    assert not studio.stops._flags
+    with studio.stops.armed("key") as flag:
+        assert studio.stops.stop("key") and flag.is_set()
+    assert not studio.stops.stop("key") and not studio.stops._flags

@@ -25,6 +25,7 @@ from masuka.image.generate import MAX_PROMPT_CHARS, ImageRequest, Plan, _call_kw
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
 from masuka.image.pipelines import get_pipeline, pipeline_plan
+from masuka.image.reference import unload_ip_adapter
 from masuka.image.tasks import InitImage, TaskInput, infotext_fields, keep_input, task_kwargs, task_pipeline
 from masuka.image.upscale.request import (
     DEFAULT_OVERLAP,
@@ -93,12 +94,12 @@ def _source_prompt(path: str | Path) -> str:
 
 def _estimate_seconds(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Image,
                       upscaler: Path | None, kept: Path, overlap: int, *args: Any) -> int:
-    """ZeroGPU duration: one image generation per tile."""
-    from masuka.zerogpu import request_seconds
+    """ZeroGPU duration: one image generation per tile, and the model's loading when it is not the Space's."""
+    from masuka.zerogpu import image_load_gb, request_seconds
 
     tiles = len(_boxes(request, plan, source, overlap))
     return request_seconds("image", steps=plan.steps, width=plan.width, height=plan.height, images=tiles,
-                           architecture=plan.spec.architecture)
+                           architecture=plan.spec.architecture, load_gb=image_load_gb(plan.spec.id, plan.spec.vram_gb))
 
 
 def _boxes(request: UpscaleRequest, plan: Plan, source: Image.Image, overlap: int) -> list:
@@ -119,6 +120,7 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
     if task is None:
         raise ValueError("a detailed upscale is planned as an img2img task")
     runner = task_pipeline(pipe, task)
+    unload_ip_adapter(pipe)  # a reference's adapter, left by an earlier generation: the tiles take no reference
     accepted = set(inspect.signature(runner.__call__).parameters)
     width, height = source.width * request.scale, source.height * request.scale
     boxes = _boxes(request, plan, source, overlap)
