@@ -3,7 +3,8 @@
 A remote video provider or training backend declares its :class:`Service` next to its code; the key file,
 the base-URL settings, the Settings tab's labels and key checks and the test stand-ins all read these
 declarations (:func:`masuka.keys.services` lists them all), so adding a provider touches its own module, its
-catalog entries and the README only.
+catalog entries, its loopback stand-in's route method (``masuka/testing/video.py`` or ``masuka/testing/training.py``)
+and the README only (ADDING.md).
 """
 
 from __future__ import annotations

@@ -26,9 +26,6 @@ EDIT_MODELS_HINT = "use an edit model such as flux-kontext-dev, qwen-image-edit-
 MAX_REFERENCE_AREA = 1024 * 1024
 #: FLUX.2's image processor refuses a reference with a side under 64 pixels; every edit model is given at least that
 MIN_REFERENCE_SIDE = 64
-#: FLUX.1 Kontext rescales its output to ``max_area`` and its reference to a preferred ~1 MP size by default:
-#: MASUKA asks for the planned size instead, as every other pipeline makes it
-SIZE_ARGUMENTS = {"FluxKontextPipeline": lambda width, height: {"max_area": width * height, "_auto_resize": False}}
 
 
 def takes_references(pipeline_class: str) -> bool:
@@ -81,13 +78,16 @@ def plan_references(spec: ModelSpec, references: Sequence[str | Path], has_init:
 
 def edit_kwargs(pipe: Any, pictures: list[Image.Image], width: int, height: int) -> dict:
     """The pipeline call's ``image`` argument (one picture, or a list where the pipeline takes several), each
-    picture above :data:`MAX_REFERENCE_AREA` scaled down to it (same aspect ratio)."""
+    picture above :data:`MAX_REFERENCE_AREA` scaled down to it (same aspect ratio), and the arguments its profile
+    gives to keep the planned size (:attr:`~masuka.models.architectures.base.Profile.edit_size_arguments`)."""
     if not pictures:
         return {}
     name = type(pipe).__name__
     pictures = [_within_area(picture, MAX_REFERENCE_AREA) for picture in pictures]
-    sizing = SIZE_ARGUMENTS.get(name, lambda _w, _h: {})(width, height)
-    return {"image": pictures if reference_limit(name, name) > 1 else pictures[0], **sizing}
+    profile = architectures.for_pipeline(name)
+    sizing = profile.edit_size_arguments.get(name) if profile else None
+    return {"image": pictures if reference_limit(name, name) > 1 else pictures[0],
+            **(sizing(width, height) if sizing else {})}
 
 
 def _within_area(picture: Image.Image, area: int) -> Image.Image:

@@ -3,8 +3,8 @@
 A model's own scheduler says which samplers fit it: flow-matching models (FLUX, SD3, Qwen-Image, Z-Image) take only
 the flow-matching Euler scheduler and its sigma schedules; an EDM model (Playground v2.5, an SDXL fine-tune) only
 the EDM samplers; any other SDXL the classic samplers. Before a model loads, its scheduler is read from its folder
-(or its catalog entry's checkpoint); else its architecture says. An empty sampler keeps the model's own scheduler.
-A name the model cannot use is refused saying which names it can.
+(or its catalog entry's checkpoint); else its profile's ``scheduler_family`` says. An empty sampler keeps the
+model's own scheduler. A name the model cannot use is refused saying which names it can.
 """
 
 from __future__ import annotations
@@ -87,9 +87,7 @@ def _family(architecture: str | None, scheduler: str | None) -> str | None:
     if scheduler:
         return scheduler_family(scheduler)
     profile = architectures.get(architecture) if architecture else None
-    if profile is None:
-        return None
-    return "diffusion" if profile.denoiser == "unet" else "flow"
+    return profile.scheduler_family if profile else None
 
 
 def check_sampler(name: str | None, architecture: str | None, model: str, scheduler: str | None = None) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.models import architectures
-from masuka.models.architectures.shared import clip_tokenizer, mistral_tokenizer, qwen_tokenizer, t5_tokenizer
+from masuka.models.architectures.shared import TOKENIZERS
 
 TINY_ARCHITECTURES = tuple(architectures.PROFILES)
 TINY_TASKS = ("txt2img", "edit", "fill")
@@ -114,10 +114,6 @@ def save_tiny_lora(architecture: str, path: str | Path, rank: int = 4, seed: int
 REAL_MODELS: dict[str, tuple[str, dict[str, tuple[str, dict]]]] = {
     model_id: (profile.id, specs) for profile in architectures.PROFILES.values()
     for model_id, specs in profile.real_models.items()}
-_TOKENIZERS = {"CLIPTextModel": clip_tokenizer, "CLIPTextModelWithProjection": clip_tokenizer,
-               "T5EncoderModel": t5_tokenizer, "Qwen3ForCausalLM": qwen_tokenizer, "Qwen3Model": qwen_tokenizer,
-               "Qwen2_5_VLForConditionalGeneration": qwen_tokenizer,
-               "Mistral3ForConditionalGeneration": mistral_tokenizer}
 
 
 def real_pipeline(model_id: str, device: str = "meta", dtype: Any = None, seed: int = 0) -> Any:
@@ -127,10 +123,15 @@ def real_pipeline(model_id: str, device: str = "meta", dtype: Any = None, seed: 
     """
     if model_id not in REAL_MODELS:
         raise ValueError(f"no real architecture for {model_id!r}; known: {', '.join(REAL_MODELS)}")
+    architecture, specs = REAL_MODELS[model_id]
+    untokenized = [class_name for name, (class_name, _config) in specs.items()
+                   if name.startswith("text_encoder") and class_name not in TOKENIZERS]
+    if untokenized:
+        raise ValueError(f"no offline tokenizer for {', '.join(untokenized)} ({model_id}): add one to TOKENIZERS in "
+                         "masuka/models/architectures/shared.py")
     import diffusers
     import torch
 
-    architecture, specs = REAL_MODELS[model_id]
     generator = None if device == "meta" else torch.Generator(_draw_device(device)).manual_seed(seed)
     components: dict[str, Any] = {}
     for name, (class_name, config) in specs.items():
@@ -138,8 +139,8 @@ def real_pipeline(model_id: str, device: str = "meta", dtype: Any = None, seed: 
             components[name] = getattr(diffusers, class_name)(**config)
             continue
         components[name] = random_module(class_name, config, device, dtype or torch.float32, generator)
-        if class_name in _TOKENIZERS:
-            components[name.replace("text_encoder", "tokenizer")] = _TOKENIZERS[class_name]()
+        if name.startswith("text_encoder"):
+            components[name.replace("text_encoder", "tokenizer")] = TOKENIZERS[class_name]()
     from masuka.models.catalog import image_models
 
     pipeline = image_models().get(model_id, {}).get("pipeline") or architectures.require(architecture).pipeline

@@ -19,8 +19,8 @@ UNION_MODES = 10
 
 
 def tiny_controlnet(architecture: str, seed: int = 0, union: bool = False) -> Any:
-    """A ControlNet of the profile's class matching the tiny pipeline of ``architecture`` (FLUX: a union model;
-    SDXL: its union class with ``union``)."""
+    """A ControlNet of the profile's class matching the tiny pipeline of ``architecture`` (a UNet's is made from
+    its UNet, and is its union class with ``union``; a transformer's is a union model when its profile has modes)."""
     import diffusers
     import torch
 
@@ -30,7 +30,7 @@ def tiny_controlnet(architecture: str, seed: int = 0, union: bool = False) -> An
         raise ValueError(f"{profile.label} takes no ControlNet")
     denoiser = tiny_components(architecture, seed)[profile.denoiser]
     cls = getattr(diffusers, support.model)
-    if architecture == "sdxl":
+    if profile.denoiser == "unet":
         net = cls.from_unet(denoiser)
         if union:  # its transformer over the control types is as wide as the first block
             width = denoiser.config.block_out_channels[0]

@@ -3,7 +3,9 @@
 Used by the test suite and by ``python -m masuka bench load``, so load and fault figures need no paid API.
 
 One :class:`FakeProvider` per API runs a :class:`~masuka.testing.http.FakeServer`; its routes for each provider
-are the ``_<provider>`` methods, and it checks the auth headers the provider's service declares. Tests script
+are the ``_<provider>`` methods, and it checks the auth headers the provider's service declares. What else differs
+between the APIs is a row of :data:`APIS` (a new provider whose create request names its model in a JSON body
+needs none: it adds its ``_<id>`` method only). Tests script
 it: how many polls a job takes, whether jobs finish (``release``), faults injected per route (429 with retry
 hints, 500s), failed jobs, expiring output URLs, truncated downloads; Veo refuses to extend a video it did not
 make or at another size than 720p. It counts create requests and records
@@ -16,28 +18,52 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from masuka.keys import service
 from masuka.testing.http import Reply, Request, StandIn
 
 KEY = "sk-test-secret-key-1234"
-#: each API's answer to a create request for a model that is gone (or not for this key)
-GONE = {
-    "openai": (404, {"error": {"message": "The model `{model}` does not exist or you do not have access to it.",
-                               "type": "invalid_request_error", "param": None, "code": "model_not_found"}}),
-    "gemini": (404, {"error": {"code": 404, "status": "NOT_FOUND", "message": "models/{model} is not found for API "
-                               "version v1beta, or is not supported for predictLongRunning."}}),
-    "runway": (400, {"error": "Model {model} is not supported: it was retired."}),
-    "fal": (404, {"detail": "Application '{model}' not found"}),
+
+
+def _model_in_body(_path: str, body: bytes) -> str:
+    return str(_form_or_json(body).get("model", ""))
+
+
+@dataclass(frozen=True)
+class Api:
+    """How one provider's API differs where :class:`FakeProvider`'s generic code looks."""
+
+    #: the answer to a create request for a model that is gone (or not for this key); ``{model}`` is filled in
+    gone: tuple[int, dict] = (404, {"error": {"message": "The model `{model}` does not exist."}})
+    #: the model a create request asks for, from its path and body
+    model: Callable[[str, bytes], str] = _model_in_body
+    #: the provider whose ``_<id>`` route method serves it, when it speaks another's API (CometAPI: OpenAI's)
+    routes: str = ""
+
+
+_OPENAI = Api(gone=(404, {"error": {"message": "The model `{model}` does not exist or you do not have access to it.",
+                                    "type": "invalid_request_error", "param": None, "code": "model_not_found"}}))
+#: provider id -> its :class:`Api`; a provider not here gets the defaults
+APIS = {
+    "openai": _OPENAI,
+    "comet": Api(gone=_OPENAI.gone, routes="openai"),
+    "gemini": Api(gone=(404, {"error": {"code": 404, "status": "NOT_FOUND", "message": "models/{model} is not found "
+                                        "for API version v1beta, or is not supported for predictLongRunning."}}),
+                  model=lambda path, _body: path.split("/models/")[1].split(":")[0]),
+    "runway": Api(gone=(400, {"error": "Model {model} is not supported: it was retired."})),
+    "fal": Api(gone=(404, {"detail": "Application '{model}' not found"}), model=lambda path, _body: path.lstrip("/")),
 }
 
 
 class FakeProvider(StandIn):
-    """A loopback server for ``kind`` (openai, comet, gemini, runway or fal)."""
+    """A loopback server for ``kind`` (a provider id: openai, comet, gemini, runway, fal)."""
 
     def __init__(self, kind: str, video: bytes):
         super().__init__(kind)
+        self.api = APIS.get(kind, Api())
         self.video = video
         self.polls = 0
         self.expire_urls = False
@@ -64,10 +90,10 @@ class FakeProvider(StandIn):
                     "message": f"injected {fault.status}"}}).encode()
             if route != "download" and not self._authorised(headers):
                 return 401, {}, json.dumps({"error": {"message": "Incorrect API key provided"}}).encode()
-            if route == "create" and (model := self._model_of(path, body)) in self.gone_models:
-                status, answer = GONE["openai" if self.kind == "comet" else self.kind]
+            if route == "create" and (model := self.api.model(path, body)) in self.gone_models:
+                status, answer = self.api.gone
                 return status, {}, json.dumps(answer).replace("{model}", model).encode()
-            return getattr(self, f"_{self.kind if self.kind != 'comet' else 'openai'}")(route, method, path, body)
+            return getattr(self, f"_{self.api.routes or self.kind}")(route, method, path, body)
 
     def _route(self, method: str, path: str) -> str:
         if "/files/" in path or path.endswith("/content") or ":download" in path:
@@ -77,14 +103,6 @@ class FakeProvider(StandIn):
         if method in ("DELETE", "PUT"):
             return "cancel"
         return "poll"
-
-    def _model_of(self, path: str, body: bytes) -> str:
-        """The model a create request asks for: in the path (Gemini, fal) or the body."""
-        if self.kind == "gemini":
-            return path.split("/models/")[1].split(":")[0]
-        if self.kind == "fal":
-            return path.lstrip("/")
-        return str(_form_or_json(body).get("model", ""))
 
     def _authorised(self, headers: dict) -> bool:
         """Every header the provider's service declares (its key, and Runway's version) came as declared."""

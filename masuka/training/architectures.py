@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from masuka.errors import InvalidInput
 from masuka.models import architectures
 
 
@@ -265,8 +266,23 @@ class ZImage(Architecture):
 
 
 def trainer_for(architecture: str) -> type[Architecture]:
-    """The training class a profile names (``Training.trainer``)."""
-    profile = architectures.get(architecture)
-    if profile is None or profile.training is None:
-        raise KeyError(architecture)
-    return {cls.__name__: cls for cls in Architecture.__subclasses__()}[profile.training.trainer]
+    """The training class a profile names (``Training.trainer``): any subclass of :class:`Architecture`, also one
+    that subclasses another trainer; :class:`InvalidInput` when the profile does not train or names no such class."""
+    profile = architectures.require(architecture)
+    name = profile.trains.trainer
+    trainers = _trainers()
+    if name not in trainers:
+        raise InvalidInput(f"MASUKA cannot train LoRAs for {profile.label}: its profile names the trainer {name!r}, "
+                           f"which is not a trainer class (known: {', '.join(sorted(trainers))}).")
+    return trainers[name]
+
+
+def _trainers() -> dict[str, type[Architecture]]:
+    """Every trainer class by name: the subclasses of :class:`Architecture`, however deep."""
+    found: dict[str, type[Architecture]] = {}
+    waiting = Architecture.__subclasses__()
+    while waiting:
+        cls = waiting.pop()
+        found[cls.__name__] = cls
+        waiting += cls.__subclasses__()
+    return found

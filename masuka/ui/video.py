@@ -23,7 +23,7 @@ from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable
 from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
-from masuka.video.request import MAX_TOTAL_SECONDS, SOUND, VideoRequest, lifecycle_warnings
+from masuka.video.request import MAX_TOTAL_SECONDS, SOUND, VideoRequest, lifecycle_warnings, negative_prompt_use
 
 COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "cost $", "prompt", "error"]
 CHAIN_LENGTHS = (15, 20, 30, 45, MAX_TOTAL_SECONDS)
@@ -93,11 +93,11 @@ def build(ctx: UIContext) -> None:
     private, listed = {"api_visibility": "private"}, bind(video_status, studio)
     status_outputs = [panel.table, panel.gallery, panel.player, form.health, form.latest_job]
     panel.refresh.click(listed, None, status_outputs, api_name="video_status")  # first: it owns the name
+    limits = [form.seconds, form.size, form.negative]
     for source in (form.provider, form.show_retired):  # .input: Reuse sets provider, model and their limits
-        source.input(models_for, [form.provider, form.show_retired, form.size], [form.model, form.seconds, form.size],
-                     **private)
+        source.input(models_for, [form.provider, form.show_retired, form.size], [form.model, *limits], **private)
     for source in (form.model, form.size):
-        source.input(limits_for, [form.provider, form.model, form.size], [form.seconds, form.size], **private)
+        source.input(limits_for, [form.provider, form.model, form.size], limits, **private)
     # One estimate at a time, in the order asked: a change that sets another field (a model's sizes) must not
     # be overtaken by the estimate made from the field's old value.
     priced = dict(api_visibility="private", concurrency_limit=1, concurrency_id="video_price")
@@ -117,7 +117,8 @@ def _form() -> VideoForm:
     first = next(key for key in providers if listed_models(key))
     first_model = _model_choices(first)[0][1]
     prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a paper boat drifting down a rainy street")
-    negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(Veo, fal, local)")
+    takes_negative, hint = _negative_hint(first, first_model)
+    negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder=hint, interactive=takes_negative)
     with gr.Row():
         image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
         last_frame = gr.Image(type="filepath", label="Last frame (optional: Veo 3.1)", height=180)
@@ -166,22 +167,27 @@ def _jobs_panel() -> JobsPanel:
 
 def models_for(provider_id: str, retired: bool, size_now: str | None):
     """The model picker for a provider (its retired models too when asked, or when it has nothing else) and
-    the first model's seconds and sizes: setting Model from here fires no input event of its own."""
+    the first model's seconds, sizes and negative prompt box: setting Model from here fires no input event of its
+    own."""
     choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
     model_id = choices[0][1]
     return gr.Dropdown(choices=choices, value=model_id), *limits_for(provider_id, model_id, size_now)
 
 
 def limits_for(provider_id: str, model_id: str, size_now: str | None):
-    """The seconds and sizes a model takes (the size kept when it still fits)."""
+    """The seconds and sizes a model takes (the size kept when it still fits), and the negative prompt box: free
+    where the model takes one, else emptied and greyed out."""
     try:
         entry = model_entry(provider_id, model_id)
     except MasukaError:
-        return gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip()
     sizes = entry["sizes"] or entry.get("suggested_sizes") or [size_now or "832x480"]
     chosen = size_now if size_now in sizes else sizes[0]
     choices = _seconds_choices(provider_id, model_id, chosen)
-    return gr.Dropdown(choices=choices, value=choices[0]), gr.Dropdown(choices=sizes, value=chosen)
+    takes_negative, hint = _negative_hint(provider_id, model_id)
+    negative = gr.Textbox(interactive=True, placeholder=hint) if takes_negative else gr.Textbox(
+        "", interactive=False, placeholder=hint)
+    return gr.Dropdown(choices=choices, value=choices[0]), gr.Dropdown(choices=sizes, value=chosen), negative
 
 
 @friendly
@@ -282,6 +288,16 @@ def _model_choices(provider_id: str, show_retired: bool = False) -> list[tuple[s
         suffix = f" ({state.state}, ends {state.ends})" if state.state != "active" and state.ends else ""
         choices.append((entry["name"] + suffix, key))
     return choices
+
+
+def _negative_hint(provider_id: str, model_id: str) -> tuple[bool, str]:
+    """Whether the model takes a negative prompt (its catalog flag), and the box's placeholder saying so."""
+    entry = model_entry(provider_id, model_id)
+    use = negative_prompt_use(provider_id, entry)
+    if not use:
+        return False, f"{entry['name']} takes no negative prompt"
+    return True, "what to keep out of the video" + (" (text-to-video only: not with a first frame)"
+                                                    if use == "text" else "")
 
 
 def _seconds_choices(provider_id: str, model_id: str, size: str | None = None) -> list[int]:

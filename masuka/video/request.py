@@ -109,7 +109,7 @@ def plan_video(request: VideoRequest) -> VideoPlan:
     prompt = plain_text("the prompt", request.prompt, limit).strip()
     if not prompt:
         raise InvalidInput("The prompt is empty: describe the video you want.")
-    plain_text("the negative prompt", request.negative_prompt, limit)
+    request.negative_prompt = plain_text("the negative prompt", request.negative_prompt, limit).strip()
     size = _size(request, entry)
     if request.source_video and entry.get("source_video"):  # the output follows the source clip's length
         source_seconds = _video_seconds(request.source_video, provider)
@@ -145,8 +145,16 @@ def _default(value: object) -> bool:
     return value is None or value == ""
 
 
+def negative_prompt_use(provider: str, entry: dict) -> bool | str:
+    """Whether a model's provider sends a negative prompt: ``True``, ``"text"`` (only when the clip is made from
+    text alone: its image-to-video route takes none) or ``False``. The catalog says so per model
+    (``negative_prompt``), or for every model of a provider (local: any pipeline, in the catalog or not)."""
+    return entry.get("negative_prompt", provider_entry(provider).get("negative_prompt", False))
+
+
 def _check_inputs(request: VideoRequest, entry: dict, target: Target) -> None:
-    """Last frame, references, source video and audio only where the model takes them, and never chained."""
+    """Last frame, references, source video, audio and a negative prompt only where the model takes them, and
+    the first four never chained."""
     name = entry["name"]
     extras = [label for label, given in (("a last frame", request.last_frame), ("reference images",
               request.references), ("a source video", request.source_video)) if given]
@@ -168,6 +176,13 @@ def _check_inputs(request: VideoRequest, entry: dict, target: Target) -> None:
         raise InvalidInput(f"{name} restyles or edits a video: give a source video.")
     if request.audio is not None and not entry.get("audio"):
         raise InvalidInput(f"{name} offers no sound on/off choice.")
+    negative = negative_prompt_use(target.provider, entry) if request.negative_prompt else True
+    if not negative:
+        raise InvalidInput(f"{name} takes no negative prompt: leave it empty.")
+    from_frames = request.image or (len(target.segments) > 1 and not target.extends)
+    if negative == "text" and from_frames:
+        raise InvalidInput(f"{name} takes a negative prompt only for a clip made from text alone, not from a frame "
+                           f"({'a first frame' if request.image else 'a chain of clips'}): leave it empty.")
 
 
 def _video_seconds(video: str, provider: dict) -> int:

@@ -184,3 +184,18 @@ def test_a_named_sdxl_union_controlnet_runs_several_kinds(capsys, tmp_path, tiny
     assert [c["model"] for c in read_controls(parse_parameters(read_parameters(guided)).extra)] == [union, union]
     assert main([*base, "--controlnet", union, "--control", f"image:{square}"]) == 2
     assert "no mode for 'image'" in capsys.readouterr().err
+
+
+def test_a_tiny_controlnet_follows_the_profiles_denoiser(monkeypatch):
+    """Any UNet profile's tiny ControlNet is made from its UNet (and is its union class when asked), not only
+    SDXL's."""
+    from dataclasses import replace
+
+    from masuka.models import architectures
+    from masuka.models.tiny_control import tiny_controlnet
+
+    monkeypatch.setitem(architectures.PROFILES, "unet-stand-in", replace(architectures.require("sdxl"),
+                                                                          id="unet-stand-in"))
+    union = tiny_controlnet("unet-stand-in", union=True)
+    assert type(union).__name__ == "ControlNetUnionModel"
+    assert type(tiny_controlnet("unet-stand-in")).__name__ == "ControlNetModel"

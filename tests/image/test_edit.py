@@ -125,3 +125,22 @@ def test_cli_edit_prints_generate_json_and_exits_2_on_bad_input(capsys, tmp_path
         code = main(["edit", *data, "--model", str(model), *[f"--image={p}" for p in images], "--prompt", "x"])
         err = capsys.readouterr().err
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_edit_pipeline_keeps_the_planned_size_by_its_profiles_arguments(monkeypatch):
+    """The call arguments that keep an edit pipeline at the planned size are its profile's
+    (``edit_size_arguments``), for any edit pipeline class."""
+    from dataclasses import replace
+
+    from masuka.image.edit import edit_kwargs
+    from masuka.models import architectures
+
+    profile = replace(architectures.require("flux"), id="stand-in", pipelines={"txt2img": "StandInPipeline"},
+                      edit_pipelines={"StandInEditPipeline": 1},
+                      edit_size_arguments={"StandInEditPipeline": lambda width, height: {"target": (width, height)}})
+    monkeypatch.setitem(architectures.PROFILES, "stand-in", profile)
+    picture = Image.new("RGB", (64, 64))
+    pipe = type("StandInEditPipeline", (), {})()
+    assert edit_kwargs(pipe, [picture], 96, 48) == {"image": picture, "target": (96, 48)}
+    kontext = type("FluxKontextPipeline", (), {})()
+    assert edit_kwargs(kontext, [picture], 96, 48) == {"image": picture, "max_area": 96 * 48, "_auto_resize": False}

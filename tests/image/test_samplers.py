@@ -108,3 +108,19 @@ def test_an_edm_model_takes_only_the_edm_samplers(studio, edm_model):
     assert parse_parameters(read_parameters(own.path)).sampler == "DPM++ 2M EDM"
     assert parse_parameters(read_parameters(euler.path)).sampler == "Euler EDM"
     assert not np.array_equal(pixels(own.path), pixels(euler.path)) and pixels(euler.path).std() > 1
+
+
+def test_samplers_before_loading_follow_the_profiles_scheduler_family(monkeypatch):
+    """While a model's scheduler is unknown its profile's ``scheduler_family`` says which samplers fit, whatever
+    its denoiser (a flow-matching UNet takes the flow samplers)."""
+    from dataclasses import replace
+
+    from masuka.image.samplers import FLOW_SAMPLERS, check_sampler, samplers_for
+    from masuka.models import architectures
+
+    flow_unet = replace(architectures.require("sdxl"), id="flow-unet", scheduler_family="flow")
+    monkeypatch.setitem(architectures.PROFILES, "flow-unet", flow_unet)
+    assert samplers_for("flow-unet") == FLOW_SAMPLERS
+    with pytest.raises(InvalidInput, match="flow-matching model"):
+        check_sampler("Euler a", "flow-unet", "a flow unet")
+    assert "Euler a" in samplers_for("sdxl")

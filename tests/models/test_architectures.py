@@ -322,3 +322,37 @@ def test_a_downloaded_repo_of_no_known_architecture_asks_the_hub_nothing_more(mo
         snapshot_download("acme/other", cache_dir=tmp_path / "hf")
         monkeypatch.setattr(huggingface_hub, "hf_hub_download", asked)
         assert ask_hub(resolve_image_model("acme/other")).architecture is None
+
+
+def test_a_profile_certain_of_a_refused_familys_lora_takes_it(tmp_path, monkeypatch):
+    """Once a profile runs a family the foreign table refuses (SD 1.5 for SD 1.x LoRAs), the profiles answer
+    first: its LoRAs are its own, and the families it does not cover are still refused by name."""
+    from dataclasses import replace
+
+    from masuka.models.architectures import sdxl
+
+    def matches_lora(layers):
+        widths = layers.widths(sdxl.CROSS_ATTENTION)
+        return architectures.Match.CERTAIN if widths == {768} else architectures.Match.NO
+
+    stand_in = replace(sdxl.PROFILE, id="sd15", label="SD 1.5", matches_lora=matches_lora, kohya_versions=("sd_v1",))
+    monkeypatch.setitem(architectures.PROFILES, "sd15", stand_in)
+    assert inspect_lora(write(tmp_path / "sd1.safetensors", REFUSED["SD 1.x"])).architecture == "sd15"
+    with pytest.raises(InvalidInput, match="is for SD 2.x"):
+        inspect_lora(write(tmp_path / "sd2.safetensors", REFUSED["SD 2.x"]))
+
+
+def test_every_text_encoder_of_a_published_architecture_has_an_offline_tokenizer(monkeypatch):
+    """Random-weight real models get the tokenizer the table in shared.py names for each text-encoder class; a
+    class it does not name is told before anything is built, not as a pipeline missing its tokenizer."""
+    from masuka.models import synthetic
+    from masuka.models.architectures.shared import TOKENIZERS
+
+    for architecture, specs in synthetic.REAL_MODELS.values():
+        assert all(cls in TOKENIZERS for name, (cls, _config) in specs.items() if name.startswith("text_encoder")), \
+            architecture
+    architecture, specs = synthetic.REAL_MODELS["sdxl"]
+    monkeypatch.setitem(synthetic.REAL_MODELS, "sdxl-umt5", (architecture, {
+        **specs, "text_encoder_2": ("UMT5EncoderModel", {})}))
+    with pytest.raises(ValueError, match="no offline tokenizer for UMT5EncoderModel.*TOKENIZERS"):
+        synthetic.real_pipeline("sdxl-umt5")

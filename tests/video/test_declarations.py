@@ -63,3 +63,31 @@ def test_the_app_never_imports_the_stand_ins():
                  if re.search(r"masuka\.testing|from masuka import testing", path.read_text())
                  and "masuka/testing/" not in path.as_posix()}
     assert importers <= allowed
+
+
+def test_a_new_providers_stand_in_is_one_route_method(monkeypatch, sample_mp4):
+    """A provider the stand-in has never heard of is served by its ``_<id>`` method alone: the model-gone
+    answer, where the create request names its model and which routes serve it come from ``APIS`` or its
+    defaults, not from branches on provider names."""
+    import json
+
+    from masuka.services import Service
+    from masuka.testing import video as stand_ins
+
+    declared = Service("lumen", "Lumen", ("LUMEN_API_KEY",), auth=("X-Lumen-Key", "{key}"))
+    monkeypatch.setattr(stand_ins, "service", lambda name: declared)
+
+    class WithLumen(stand_ins.FakeProvider):
+        def _lumen(self, route, method, path, body):
+            return 200, {}, json.dumps({"id": self._new_job(json.loads(body)), "route": route}).encode()
+
+    server = WithLumen("lumen", sample_mp4)
+    try:
+        server.gone_models = {"lumen-0"}
+        headers = {"x-lumen-key": stand_ins.KEY}
+        status, _headers, body = server.handle("POST", "/v2/videos", headers, b'{"model": "lumen-0"}')
+        assert status == 404 and "lumen-0" in body.decode()
+        status, _headers, body = server.handle("POST", "/v2/videos", headers, b'{"model": "lumen-1"}')
+        assert (status, json.loads(body)["route"], server.creates) == (200, "create", 1)
+    finally:
+        server.close()

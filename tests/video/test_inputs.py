@@ -198,3 +198,49 @@ def test_a_frame_of_too_many_pixels_is_refused_in_one_line(tmp_path, frames, rol
         values.pop("image")
     with pytest.raises(InvalidInput, match="is too large.*megapixels"):
         estimate(VideoRequest(**values))
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(provider="runway", model="gen4.5"), "Gen-4.5 takes no negative prompt"),
+    (dict(provider="openai", model="sora-2"), "Sora 2 takes no negative prompt"),
+    (dict(provider="comet", model="veo3-fast"), r"Veo 3 Fast \(CometAPI\) takes no negative prompt"),
+    (dict(provider="gemini", model="veo-3.1-generate-001", fallback=["runway:veo3.1"]),
+     r"Veo 3.1 \(Runway\) takes no negative prompt"),
+    (dict(provider="fal", model="fal-ai/veo3.1", image=0), "from text alone, not from a frame \\(a first frame\\)"),
+    (dict(provider="fal", model="fal-ai/veo3.1/fast", seconds=16), "not from a frame \\(a chain of clips\\)"),
+])
+def test_a_negative_prompt_is_refused_where_the_model_would_drop_it(frames, change, words):
+    """Runway, OpenAI and CometAPI send no negative prompt, nor fal's Veo 3.1 image route (also the one a chain's
+    later clips take): refused before anything is sent, not recorded as sent and dropped."""
+    values = dict(prompt=PROMPT, negative_prompt="no smoke, please", **change)
+    if "image" in values:
+        values["image"] = frames[values["image"]]
+    with pytest.raises(InvalidInput, match=words):
+        estimate(VideoRequest(**values))
+    assert estimate(VideoRequest(**{**values, "negative_prompt": " "})).request.negative_prompt == ""
+
+
+def _takes_negative() -> list[tuple[str, str]]:
+    from masuka.video.catalog import REMOTE_PROVIDERS, video_catalog
+    from masuka.video.request import negative_prompt_use
+
+    return [(provider, model) for provider in REMOTE_PROVIDERS
+            for model, entry in video_catalog()[provider]["models"].items() if negative_prompt_use(provider, entry)]
+
+
+@pytest.mark.parametrize("provider, model", _takes_negative())
+def test_every_model_that_takes_a_negative_prompt_sends_it(studio, fake, frames, provider, model):
+    """The catalog flag is a promise: each flagged model's provider module puts the negative prompt in the request,
+    from text and (unless the flag says text alone) from a first frame."""
+    from masuka.video.catalog import model_entry
+    from masuka.video.request import negative_prompt_use
+
+    server = fake(provider)
+    entry = model_entry(provider, model)
+    ways = ([{}] if entry.get("text", True) else []) + (
+        [{"image": frames[0]}] if entry.get("image") and negative_prompt_use(provider, entry) is True else [])
+    for extra in ways:
+        run(studio, provider=provider, model=model, negative_prompt="no smoke, please",
+            seconds=min(entry["durations"]), size=entry["sizes"][0], **extra)
+    assert len(server.jobs) == len(ways) >= 1
+    assert all("no smoke, please" in json.dumps(job["payload"]) for job in server.jobs.values())

@@ -217,3 +217,24 @@ def test_the_cli_shows_a_local_videos_progress_in_steps(studio, tiny_wan, capsys
     assert report_job(Namespace(json=False), studio, job_id) == 0
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1] == f"job {job_id}: completed step 2/2 100%" and not any("clip" in line for line in lines)
+
+
+def test_a_local_pipeline_gets_the_negative_prompt(studio, tiny_wan, monkeypatch):
+    """The local provider's catalog flag (any pipeline folder, in the catalog or not) holds: the negative prompt
+    reaches the pipeline call."""
+    import functools
+
+    import diffusers
+
+    real, seen = diffusers.WanPipeline.__call__, []
+
+    @functools.wraps(real)  # the provider reads the call's parameters from its signature
+    def call(self, *args, **kwargs):
+        seen.append(kwargs.get("negative_prompt"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.WanPipeline, "__call__", call)
+    row = wait_video(studio, start_video(studio, local(tiny_wan(), steps=1, negative_prompt="no smoke")),
+                     timeout=120)
+    assert row["status"] == "completed", row["error"]
+    assert seen == ["no smoke"]

@@ -208,3 +208,20 @@ def test_reference_images_and_sound_go_from_the_form_to_the_provider(live_app, f
                                    [], "off", api_name="/generate_video")
     follow(client, int(job))
     assert fal.jobs["job1"]["payload"]["generate_audio"] is False
+
+
+def test_the_negative_prompt_box_follows_the_models_catalog_flag(studio):
+    """Free for a model whose provider sends a negative prompt, with a hint when only text-to-video takes it;
+    emptied and greyed out for one that takes none (the first model offered, CometAPI's Veo 3 Fast)."""
+    from masuka.ui import video
+    from masuka.ui.common import UIContext
+
+    with gr.Blocks() as demo:
+        video.build(UIContext(studio))
+    negative = next(b for b in demo.blocks.values() if field_name(b) == "Negative prompt")
+    assert negative.interactive is False and "takes no negative prompt" in negative.placeholder
+    veo = video.limits_for("gemini", "veo-3.1-generate-001", None)[2]
+    assert veo.interactive is True and "text-to-video only" not in veo.placeholder
+    assert "text-to-video only" in video.limits_for("fal", "fal-ai/veo3.1", None)[2].placeholder
+    runway = video.models_for("runway", False, None)[3]
+    assert (runway.value, runway.interactive) == ("", False) and runway.placeholder.endswith("takes no negative prompt")

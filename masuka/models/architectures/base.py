@@ -125,11 +125,17 @@ class Profile:
     #: pipeline classes that edit (they take reference images as ``image=``, the prompt is the instruction),
     #: with how many reference images each takes
     edit_pipelines: dict[str, int] = field(default_factory=dict)
+    #: edit pipeline class -> the call arguments (from the planned width and height) that make it keep that size,
+    #: for a pipeline that otherwise resizes its output or references on its own (FLUX.1 Kontext)
+    edit_size_arguments: dict[str, Callable[[int, int], dict[str, Any]]] = field(default_factory=dict)
     #: components of a miniature edit pipeline, where they differ from :attr:`tiny_components`
     tiny_edit_components: Callable[[int], dict[str, Any]] | None = None
     #: components of a miniature fill pipeline (``pipelines["fill"]``: a model that only inpaints and outpaints)
     tiny_fill_components: Callable[[int], dict[str, Any]] | None = None
     denoiser: str = "transformer"
+    #: the samplers it takes while its own scheduler is unknown (:mod:`masuka.image.samplers`): ``flow``
+    #: (flow-matching) or ``diffusion`` (the classic ones); a known scheduler decides instead (an EDM one: ``edm``)
+    scheduler_family: str = "flow"
     size_multiple: int = 16
     #: the pipeline component holding the largest text encoder, loaded in 8-bit by the smallest memory plans
     big_text_encoder: str | None = None

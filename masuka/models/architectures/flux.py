@@ -116,6 +116,10 @@ PROFILE = Profile(
     pipelines={"txt2img": "FluxPipeline", "img2img": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline",
                "edit": "FluxKontextPipeline", "fill": "FluxFillPipeline"},
     edit_pipelines={"FluxKontextPipeline": 1},
+    # Kontext rescales its output to ``max_area`` and its reference to a preferred ~1 MP size by default: asked
+    # for the planned size instead, as every other pipeline makes it
+    edit_size_arguments={"FluxKontextPipeline": lambda width, height: {"max_area": width * height,
+                                                                        "_auto_resize": False}},
     matches_lora=matches_lora, tiny_components=tiny_components, tiny_fill_components=tiny_fill_components,
     big_text_encoder="text_encoder_2", negative_prompt=False,
     defaults=dict(steps=28, guidance=3.5, width=1024, height=1024, max_sequence_length=512),

@@ -20,10 +20,14 @@ def _hunyuan_video(layers: LoraLayers) -> bool:
     return bool(single) and (max(single) >= 38 or max(double | {0}) == 19)  # 20 double, 40 single blocks
 
 
-#: (what the file is for, its test), in the order they are tried
-FAMILIES: list[tuple[str, Callable[[LoraLayers], bool]]] = [
+#: UNet families, whose LoRAs have SDXL's layer names and differ in cross-attention width: (what the file is for,
+#: its test), in the order they are tried
+UNET_FAMILIES: list[tuple[str, Callable[[LoraLayers], bool]]] = [
     ("SD 1.x", lambda layers: _unet_cross(layers, 768) and not layers.has("te2_")),
     ("SD 2.x", lambda layers: _unet_cross(layers, 1024) and not layers.has("te2_")),
+]
+#: transformer families, the same way
+TRANSFORMER_FAMILIES: list[tuple[str, Callable[[LoraLayers], bool]]] = [
     ("Wan (video)", lambda layers: layers.has(r"blocks_\d+_(self_attn|cross_attn|attn1|attn2|ffn)_")),
     ("LTX-Video", lambda layers: layers.has(r"transformer_blocks_\d+_attn1_")
      and layers.has(r"transformer_blocks_\d+_attn2_")),
@@ -36,9 +40,7 @@ VERSIONS = {"sd_v1": "SD 1.x", "sd_v2": "SD 2.x", "wan": "Wan (video)", "ltx": "
 
 
 def foreign_family(layers: LoraLayers) -> str | None:
-    """What a LoRA of a refused family is for, or ``None``."""
-    if not layers.has(UNET) and not layers.has("te"):
-        families = FAMILIES[2:]
-    else:
-        families = FAMILIES[:2]
+    """What a LoRA of a refused family is for, or ``None``. Asked only when no profile is certain of the file
+    (:func:`~masuka.models.architectures.registry.identify_lora`)."""
+    families = UNET_FAMILIES if layers.has(UNET) or layers.has("te") else TRANSFORMER_FAMILIES
     return next((name for name, test in families if test(layers)), None)

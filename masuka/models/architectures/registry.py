@@ -41,15 +41,17 @@ def labels() -> str:
 def identify_lora(layers: LoraLayers, metadata: dict[str, str]) -> Profile:
     """The profile a LoRA file is for, from its layer names and shapes; metadata only settles ties.
 
+    The profiles answer first: a profile certain of a file takes it, even when a refused family
+    (:mod:`.foreign`) would claim it too, so a profile for a family refused so far (SD 1.5) gets its LoRAs.
     Raises :class:`UnknownLora` naming what the file is for (SD 1.x, a video model, a LyCORIS adapter…).
     """
     if is_lycoris(layers):
         raise UnknownLora("is a LoHa/LoKr (LyCORIS) adapter, which diffusers cannot apply")
-    family = foreign_family(layers)
-    if family:
-        raise UnknownLora(f"is for {family}")
     scores = {p.id: p.matches_lora(layers) for p in PROFILES.values()}
     best = max(scores.values())
+    family = foreign_family(layers) if best is not Match.CERTAIN else None
+    if family:
+        raise UnknownLora(f"is for {family}")
     hinted = _declared(metadata)
     if best is Match.NO:
         version = (metadata.get("ss_base_model_version") or "").lower()

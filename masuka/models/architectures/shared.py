@@ -7,6 +7,7 @@ random-weight real architectures need no download; prompts still tokenize and pa
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from typing import Any
 
 #: a miniature CLIP text encoder
@@ -85,6 +86,13 @@ def mistral_tokenizer() -> Any:
     return tokenizer
 
 
+#: text-encoder class -> the offline tokenizer that stands in for its real one when a published architecture is
+#: built with random weights (``real_models``, :func:`masuka.models.synthetic.real_pipeline`): a profile whose
+#: ``real_models`` name a text-encoder class not here adds it
+TOKENIZERS: dict[str, Callable[[], Any]] = {
+    "CLIPTextModel": clip_tokenizer, "CLIPTextModelWithProjection": clip_tokenizer, "T5EncoderModel": t5_tokenizer,
+    "Qwen3ForCausalLM": qwen_tokenizer, "Qwen3Model": qwen_tokenizer,
+    "Qwen2_5_VLForConditionalGeneration": qwen_tokenizer, "Mistral3ForConditionalGeneration": mistral_tokenizer}
 #: vocabulary size a miniature Qwen encoder needs for :func:`qwen_tokenizer`
 QWEN_TINY_VOCAB = 256 + len(QWEN_SPECIAL)
 

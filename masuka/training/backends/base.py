@@ -53,6 +53,8 @@ class RemoteTrainer(ServiceClient, ABC):
     #: the run options (:class:`~masuka.training.options.TrainOptions` fields) its trainer takes, beyond the
     #: dataset and the steps; any other option set to a value of its own is refused
     takes: tuple[str, ...] = ()
+    #: the trained LoRA goes to a model of the user's at the service (Replicate), named as the run's destination
+    needs_destination: bool = False
 
     def prepare(self, destination: str) -> None:
         """Check, before the dataset goes up, what the job needs at the service (nothing, unless a subclass

@@ -21,6 +21,7 @@ class ReplicateTrainer(RemoteTrainer):
     service = Service("replicate", "Replicate", ("REPLICATE_API_TOKEN",), "MASUKA_REPLICATE_BASE_URL",
                       "https://api.replicate.com", check_path="/v1/account")
     takes = ("rank", "lr", "resolution")
+    needs_destination = True
 
     def prepare(self, destination: str) -> None:
         """The destination must be a model of yours that exists: Replicate refuses the training otherwise."""
