@@ -16,10 +16,12 @@ from masuka.image.control import FORM_PICTURES as CONTROL_PICTURES
 from masuka.image.generate import ImageRequest, resolve_lora_path
 from masuka.image.metadata import format_weight
 from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
+from masuka.jobs import JobRow
 from masuka.loras.library import loras_in
 from masuka.loras.usage import refuse_if_used
 from masuka.store import UNFINISHED
 from masuka.studio import Studio
+from masuka.training.runs import still_runs_at
 from masuka.users import output_dir
 from masuka.video.request import INPUT_FILES, sound_choice
 
@@ -91,13 +93,19 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
 
     An entry's input pictures (the copies in ``inputs/`` of an img2img, inpaint, edit or upscale) go with it
     unless another entry or a queued job still uses them. A training run goes with its whole folder (checkpoints,
-    samples, model card, its LoRAs), whose LoRAs leave the library; refused while unfinished work uses it.
+    samples, model card, its LoRAs), whose LoRAs leave the library; refused while unfinished work uses it, and
+    while its job may still run at a remote service (an interrupted remote run: deleted, nothing could follow or
+    cancel that job).
     """
     found = (entry(studio, user, admin, key) for key in keys)
     rows = list({(row["table"], row["id"]): row for row in found}.values())
     busy = [row["key"] for row in rows if row["status"] in UNFINISHED]
     if busy:
         raise InvalidInput(f"{', '.join(busy)} still running or queued: stop it before deleting.")
+    for row in rows:
+        if row["table"] == "jobs" and (service := still_runs_at(JobRow.from_row(row))):
+            raise InvalidInput(f"{row['key']}: Stop it first: its job still runs at {service} (Stop cancels it "
+                               "there; deleted, the run could no longer follow or cancel it).")
     runs = {row["key"]: folder for row in rows if (folder := _run_folder(studio, row)) is not None}
     libraries = {key: loras_in(studio, folder) for key, folder in runs.items()}
     for key, folder in runs.items():

@@ -205,14 +205,20 @@ class Caller:
         return text.replace(self.secret, mask(self.secret)) if self.secret else text
 
 
+def missing_key(label: str, variable: str, admin: bool = True) -> InvalidInput:
+    """The refusal of work that needs ``label``'s key when none is set: an admin (or the only user) sets it; anyone
+    else, who cannot, is told to ask an admin."""
+    fix = f"set {variable} or save the key in Settings" if admin else "ask an admin to save the key in Settings"
+    return InvalidInput(f"No API key for {label}: {fix}.")
+
+
 class ServiceClient(Declared):
     """A keyed client of one declared service: requests with retries (:class:`Caller`), a client that sends the
     key to the service's base URL, and a bare one (no key) for files on other hosts."""
 
     def __init__(self, settings: RemoteSettings, health: HealthTracker, key: str | None):
         if not key:
-            raise InvalidInput(f"No API key for {self.display_name()}: set {self.service.key_env[0]} or save the "
-                               "key in Settings.")
+            raise missing_key(self.display_name(), self.service.key_env[0])
         self.key = key
         self.settings = settings
         self.base_url = self.service.base_url()

@@ -119,6 +119,8 @@ def submit_run(studio: Studio, run_id: int, interrupt: threading.Event | None = 
         studio.runner().submit(run_id, lambda ctx: execute_remote_run(studio, ctx), ctx=hooks)
         return
     studio.runner().submit(run_id, lambda ctx: execute_run(studio, ctx), lane=LANE, ctx=hooks)
+    if waiting := _waiting_note(studio.store, jobs.get(studio.store, run_id)):
+        hooks.log(waiting)
 
 
 def run_job(studio: Studio, ctx: JobContext) -> None:
@@ -134,6 +136,26 @@ def run_job(studio: Studio, ctx: JobContext) -> None:
 
 def _remote(row: jobs.JobRow) -> bool:
     return row.params.get("backend", "local") != "local"
+
+
+def _waiting_note(store: Store, row: jobs.JobRow) -> str:
+    """For a run queued in the training lane, how many runs (anyone's) train before it; else ""."""
+    if row.status != "queued" or row.lane != LANE:
+        return ""
+    earlier = jobs.find(store, "lane = ? and id != ? and (status = 'running' or (status = 'queued' and "
+                        "(queued_at < ? or (queued_at = ? and id < ?))))",
+                        [LANE, row.id, row.queued_at, row.queued_at, row.id])
+    return f"waiting for {len(earlier)} earlier training run(s)" if earlier else ""
+
+
+def still_runs_at(row: jobs.JobRow) -> str | None:
+    """The service where the job of an ``interrupted`` remote run may still run (and be charged), which its Stop
+    cancels; None for any other run."""
+    if row.kind != KIND or row.status != "interrupted" or not _remote(row) or not row.state.get("ref"):
+        return None
+    from masuka.training.backends import trainer_catalog
+
+    return trainer_catalog()[row.state["backend"]]["name"]
 
 
 def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
@@ -271,10 +293,11 @@ def _run_row(studio: Studio, run_id: Any, owner: str, admin: bool) -> jobs.JobRo
 
 def request_stop(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True,
                  discard: bool = False) -> dict:
-    """Ask a run to stop: a queued run is cancelled at once, a running one after saving a checkpoint; an
-    interrupted remote run, whose job goes on at its service, is cancelled there."""
+    """Ask a run to stop: a queued run is cancelled at once, a running one after saving a checkpoint (a remote one
+    not yet sent, before it is sent); an interrupted remote run, whose job may go on at its service, is cancelled
+    there."""
     row = _run_row(studio, run_id, owner, admin)
-    if row.status == "interrupted" and _remote(row) and row.state.get("ref"):  # its job goes on at the service
+    if still_runs_at(row):
         from masuka.training.backends.remote import cancel_interrupted_run
 
         cancel_interrupted_run(studio, row)
@@ -284,6 +307,10 @@ def request_stop(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bo
     jobs.request_stop(studio.store, row.id, discard)
     if row.status == "queued":
         jobs.finish(studio.store, row.id, "cancelled", str(Cancelled(at="before it started")))
+    elif _remote(row) and not row.state.get("ref") and row.state.get("phase") != "submitting":
+        # an upload may take a while: the stop is in hand
+        jobs.log_line(studio.store, row.id, "stop noted: the run ends before its job is sent (after the upload "
+                      "under way, if any)")
     return run_status(studio, row.id, owner, admin)
 
 
@@ -305,7 +332,9 @@ def resume_run(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
 
 
 def run_status(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True) -> dict:
-    """A run as the UI and API show it: progress, losses, speed, ETA, VRAM, samples, log tail, result."""
+    """A run as the UI and API show it: progress, what it is doing (a remote run's ``phase`` and ``note``, such
+    as a queue position; how many runs a queued one waits for), losses, speed, ETA, VRAM, samples, log tail,
+    result."""
     row = _run_row(studio, run_id, owner, admin)
     metrics = studio.store.find("job_metrics", "job_id = ?", [row.id], order_by="step")
     recent = [m["sec_per_step"] for m in metrics[-20:] if m["sec_per_step"]]
@@ -318,7 +347,9 @@ def run_status(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
     return {
         "run": row.id, "status": row.status, "title": row.title, "model": row.model,
         "dataset": row.state.get("dataset"), "step": row.step or 0, "total": row.total,
-        "progress": row.progress or 0.0, "loss": metrics[-1]["loss"] if metrics else None,
+        "progress": row.progress or 0.0, "phase": row.state.get("phase"),
+        "note": _waiting_note(studio.store, row) or row.state.get("note") or "",
+        "loss": metrics[-1]["loss"] if metrics else None,
         "losses": [[m["step"], m["loss"]] for m in metrics], "sec_per_step": speed,
         "eta_s": round(speed * remaining) if speed and row.status == "running" else None,
         "vram_gb": max(vram) if vram else None, "samples": [str(p) for p in samples],

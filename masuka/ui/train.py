@@ -10,8 +10,8 @@ from gradio.components import Component
 from masuka.errors import MasukaError
 from masuka.models.catalog import trainable_models
 from masuka.studio import Studio
-from masuka.training.backends import BACKENDS, LOCAL
-from masuka.training.backends.remote import price_line
+from masuka.training.backends import BACKENDS, LOCAL, REMOTE_BACKENDS
+from masuka.training.backends.remote import destination_services, price_line
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_remote_runs, resume_run, run_status, start_training
@@ -71,15 +71,17 @@ def _options() -> tuple[dict[str, Component], gr.Markdown]:
                        allow_custom_value=True, info="A catalog model, a repo id or a local pipeline folder")
     with gr.Row():
         backend = gr.Radio(list(BACKENDS), value=LOCAL, label="Backend", scale=2,
-                           info="local: this GPU; fal or replicate: their GPUs, paid per run (key in Settings)")
-        destination = gr.Textbox("", label="Replicate destination (owner/model)", scale=2,
+                           info=f"local: this GPU; {' or '.join(REMOTE_BACKENDS)}: their GPUs, paid per run (key in "
+                                "Settings)")
+        destination = gr.Textbox("", label=f"{' or '.join(destination_services())} destination (owner/model)", scale=2,
                                  placeholder="you/my-lora: a model of yours that receives the LoRA")
     cost = gr.Markdown(elem_id="train-cost")
     preset = gr.Dropdown(list(PRESETS), value="24gb", label="GPU memory preset",
                          info="Sets resolution, gradient checkpointing, fp8 base weights, batch size")
     with gr.Row():
         steps = gr.Number(1000, precision=0, label="Steps")
-        lr = gr.Number(1e-4, label="Learning rate")
+        # empty (0): what the CLI takes without --lr, so a remote trainer gets none and uses its own default
+        lr = gr.Number(None, label="Learning rate (0 = default)", info="Empty: 1e-4, or a remote trainer's own")
         rank = gr.Slider(4, 128, value=16, step=4, label="Rank")
         # Gradio's number box shows 0 for no value (and sends 0): the label says what the box shows
         alpha = gr.Number(None, label="Alpha (0 = the rank)", info="Empty: the rank")
@@ -121,9 +123,9 @@ def start(studio: Studio, dataset: str, base: str, preset: str | None = None, st
           destination: str = "", request: gr.Request = None):
     """Check the options and queue a training run (here, or on fal/Replicate); returns its status. The names
     are the CLI's flags; ``sample_prompts`` holds one prompt a line, and 0 (or empty) takes the preset's batch
-    size and resolution."""
+    size and resolution, the default learning rate (a remote trainer's own) and an alpha equal to the rank."""
     options = TrainOptions(
-        dataset=dataset or "", base=base or "", preset=preset or None, steps=steps, lr=lr, rank=rank,
+        dataset=dataset or "", base=base or "", preset=preset or None, steps=steps, lr=lr or None, rank=rank,
         alpha=alpha or None, batch_size=batch_size or None, grad_accum=grad_accum,
         resolution=resolution or None, optimizer=optimizer, scheduler=scheduler, warmup_steps=warmup_steps or 0,
         caption_dropout=caption_dropout, seed=seed,
@@ -186,6 +188,10 @@ def progress_text(info: dict) -> str:
     filled = round(20 * min(info["step"], total) / total)
     bar = f"`{'█' * filled}{'░' * (20 - filled)}` {100 * info['step'] / total:.0f} %"
     figures = [f"**{info['status']}** — step {info['step']}/{total}"]
+    if info["status"] in ("queued", "running"):  # a remote run's phase and note; what a queued run waits for
+        doing = [part for part in (info["phase"], info["note"]) if part and part != info["status"]]
+        if doing:
+            figures.append(": ".join(doing))
     if info["loss"] is not None:
         figures.append(f"loss {info['loss']:.4f}")
     if info["sec_per_step"]:

@@ -62,6 +62,19 @@ def test_delete_removes_rows_and_files_and_refuses_running_jobs(studio, tiny_mod
     assert studio.store.count("jobs") == 0 and studio.store.count("job_metrics") == 0
 
 
+def test_delete_refuses_a_remote_run_whose_job_may_still_run_at_the_service(studio):
+    """An interrupted fal run (a Ctrl-C to the CLI, a cancel fal did not take) still has a paid job at fal: only
+    the run can follow or cancel it."""
+    job = studio.store.insert("jobs", {"kind": "train", "status": "interrupted", "title": "fox on fal",
+                                       "params": {"backend": "fal"},
+                                       "state": {"backend": "fal", "ref": {"id": "job1"}, "phase": "running"}})
+    with pytest.raises(InvalidInput, match=f"j{job}: Stop it first: its job still runs at fal.ai"):
+        delete_entries(studio, "local", False, [f"j{job}"])
+    assert studio.store.get("jobs", job) is not None
+    studio.store.update("jobs", job, status="cancelled")  # Stop cancelled it at fal
+    assert "Deleted 1 entry" in delete_entries(studio, "local", False, [f"j{job}"])
+
+
 def test_export_zip_holds_files_and_metadata(studio, tiny_model):
     results = make(studio, tiny_model("flux"), batch=2)
     job = studio.store.insert("jobs", {"kind": "caption", "status": "completed", "title": "captions"})

@@ -14,10 +14,12 @@ import time
 import zipfile
 from pathlib import Path
 
+import gradio as gr
 import pytest
 
 from masuka.errors import InvalidInput
 from masuka.loras.files import inspect_lora
+from masuka.testing.http import Fault
 from masuka.testing.training import KEY, FakeTrainer
 from masuka.training.options import TrainOptions
 from masuka.training.runs import request_stop, resume_run, run_status, start_training
@@ -152,6 +154,24 @@ def test_bad_choices_are_refused_before_anything_is_sent(studio, trainer, monkey
     with pytest.raises(InvalidInput, match="REPLICATE_API_TOKEN"):
         start_training(studio, options(), backend="replicate", destination="me/x")
     assert server.requests == [] and studio.store.count("jobs") == 0
+
+
+def test_whether_a_run_needs_a_destination_is_the_trainers_declaration(studio, trainer, monkeypatch):
+    """The destination check and the Train tab's label follow ``needs_destination``, not a backend's name."""
+    from masuka.training.backends import remote_backends
+    from masuka.ui import train as train_tab
+
+    server = trainer("fal")
+    add_dataset(studio)
+    monkeypatch.setattr(remote_backends()["fal"], "needs_destination", True)
+    with pytest.raises(InvalidInput, match="Training on fal needs a destination model"):
+        start_training(studio, options(), backend="fal")
+    assert server.requests == [] and studio.store.count("jobs") == 0
+    monkeypatch.setattr(remote_backends()["replicate"], "needs_destination", False)
+    with gr.Blocks():
+        fields, _cost = train_tab._options()
+    assert fields["destination"].label == "fal destination (owner/model)"
+    assert "fal or replicate" in fields["backend"].info
 
 
 @pytest.mark.parametrize("backend, change, message", [
@@ -412,3 +432,180 @@ def test_the_flux2_trainer_gets_the_field_names_fal_documents(studio, trainer):
                                 rank=16, lr=None, resolution=None))
     assert fal.payloads[0] == {"route": "fal-ai/flux-2-trainer", "image_data_url": "https://cdn.example/d.zip",
                                "steps": 500}
+
+
+def _wait_for(studio, run_id: int, ready) -> None:
+    """Wait until ``ready(row)`` holds for the run's row."""
+    deadline = time.monotonic() + 30
+    while not ready(studio.store.get("jobs", run_id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def _accepted(row) -> bool:
+    return bool((row["state"] or {}).get("ref"))
+
+
+def test_a_stop_during_the_upload_ends_the_run_before_any_job_is_sent(studio, trainer):
+    server = trainer("fal")
+    add_dataset(studio)
+    server.fault("upload", 503, {"Retry-After": "1"})  # a slow upload: tried again in a second
+    run_id = start_training(studio, options(), backend="fal")
+    _wait_for(studio, run_id, lambda row: server.requests_to("/files/upload"))
+    stopping = request_stop(studio, run_id)
+    studio.jobs.wait(run_id, timeout=30)
+    assert server.creates == 0 and server.cancels == 0 and len(server.uploads) == 1
+    status = run_status(studio, run_id)
+    assert status["status"] == "cancelled" and "before the job was sent to fal" in status["error"]
+    assert (stopping["status"], stopping["phase"]) == ("running", "uploading") and "stop noted" in stopping["log"]
+
+
+def test_a_cancel_the_service_does_not_take_leaves_the_run_to_stop_again(studio, trainer):
+    server = trainer("replicate")
+    server.release.clear()
+    add_dataset(studio)
+    server.fault("cancel", 503, times=100)
+    run_id = start_training(studio, options(**REPLICATE_OPTIONS), backend="replicate", destination="me/fox-lora")
+    _wait_for(studio, run_id, _accepted)
+    request_stop(studio, run_id)
+    studio.jobs.wait(run_id, timeout=30)
+    row = studio.store.get("jobs", run_id)
+    assert row["status"] == "interrupted" and row["state"]["ref"]["id"] == "job1"
+    assert "Stop could not cancel the job at Replicate" in row["error"] and "HTTP 503" in row["error"]
+    assert not server.jobs["job1"]["cancelled"]
+    server.faults.clear()
+    assert request_stop(studio, run_id)["status"] == "cancelled"  # Stop again: the cancel is sent again
+    assert server.jobs["job1"]["cancelled"] and "cancelled at Replicate too" in run_status(studio, run_id)["error"]
+
+
+def test_the_app_follows_a_job_whose_cancel_failed_when_it_starts_again(studio, trainer):
+    from masuka.training.runs import resume_remote_runs
+
+    server = trainer("fal")
+    server.release.clear()
+    add_dataset(studio)
+    server.fault("cancel", 500, times=100)
+    run_id = start_training(studio, options(), backend="fal")
+    _wait_for(studio, run_id, _accepted)
+    request_stop(studio, run_id)
+    assert studio.jobs.wait(run_id, timeout=30)["status"] == "interrupted"
+    server.release.set()
+    assert resume_remote_runs(studio) == [run_id]
+    studio.jobs.wait(run_id, timeout=30)
+    status = run_status(studio, run_id)
+    assert status["status"] == "completed" and Path(status["lora"]).is_file() and server.creates == 1
+
+
+def test_a_stop_that_comes_after_the_job_completed_downloads_the_lora(studio, trainer, monkeypatch):
+    server = trainer("fal")
+    server.release.clear()
+    add_dataset(studio)
+    take_fault = server.take_fault
+
+    def completed_before_the_cancel(route: str):
+        if route == "cancel":  # the job completes just as Stop arrives: fal refuses to cancel it
+            server.jobs["job1"]["polls"] = server.polls_to_finish
+            server.release.set()
+            return Fault("cancel", 400, body={"status": "ALREADY_COMPLETED"})
+        return take_fault(route)
+
+    monkeypatch.setattr(server, "take_fault", completed_before_the_cancel)
+    run_id = start_training(studio, options(), backend="fal")
+    _wait_for(studio, run_id, _accepted)
+    request_stop(studio, run_id)
+    studio.jobs.wait(run_id, timeout=30)
+    status = run_status(studio, run_id)
+    assert status["status"] == "completed", status["error"]
+    assert Path(status["lora"]).is_file() and "it had ended already" in status["log"]
+
+
+def test_resume_of_a_run_whose_job_failed_at_the_service_sends_a_new_job(studio, trainer):
+    server = trainer("fal")
+    server.fail_jobs = True
+    add_dataset(studio, images=3)
+    run_id = start_training(studio, options(), backend="fal")
+    studio.jobs.wait(run_id, timeout=30)
+    assert "too few images" in run_status(studio, run_id)["error"]
+    server.fail_jobs = False  # the user added images, then pressed Resume
+    resume_run(studio, run_id)
+    studio.jobs.wait(run_id, timeout=30)
+    status = run_status(studio, run_id)
+    assert status["status"] == "completed", status["error"]
+    assert server.creates == 2 and len(server.uploads) == 2 and "resuming: polling" not in status["log"]
+    assert "fal job job1 ended (failed): sending the run again as a new job (estimated $0.01)" in status["log"]
+    assert "accepted by fal as job2" in status["log"]
+
+
+def test_resume_of_a_user_stopped_run_sends_a_new_job(studio, trainer):
+    server = trainer("replicate")
+    server.release.clear()
+    add_dataset(studio)
+    run_id = start_training(studio, options(**REPLICATE_OPTIONS), backend="replicate", destination="me/fox-lora")
+    _wait_for(studio, run_id, _accepted)
+    request_stop(studio, run_id)
+    studio.jobs.wait(run_id, timeout=30)
+    assert run_status(studio, run_id)["error"] == "Stopped by the user; cancelled at Replicate too."
+    server.release.set()
+    resume_run(studio, run_id)
+    studio.jobs.wait(run_id, timeout=30)
+    status = run_status(studio, run_id)
+    assert status["status"] == "completed", status["error"]
+    assert server.creates == 2 and studio.store.get("jobs", run_id)["external_id"] == "job2"
+
+
+def test_the_dataset_zip_is_not_kept_in_the_run_folder(studio, trainer):
+    server = trainer("fal")
+    add_dataset(studio)
+    status = train(studio, "fal")
+    assert status["status"] == "completed" and len(server.uploads) == 1
+    assert not (studio.config.runs_dir / f"run-{status['run']:05d}" / "dataset.zip").exists()
+
+
+def test_a_remote_runs_phase_and_queue_position_are_shown(studio, trainer):
+    from masuka.training.runs import create_run
+    from masuka.ui.train import progress_text
+
+    trainer("fal")
+    add_dataset(studio)
+    run_id = create_run(studio, options(), backend="fal")
+    state = studio.store.get("jobs", run_id)["state"]
+    studio.store.update("jobs", run_id, status="running", state={**state, "phase": "queued",
+                                                                 "note": "queue position 7"})
+    status = run_status(studio, run_id)
+    assert (status["phase"], status["note"]) == ("queued", "queue position 7")
+    assert "**running** — step 0/4 · queued: queue position 7" in progress_text(status)
+    studio.store.update("jobs", run_id, state={**state, "phase": "uploading", "note": ""})
+    assert "step 0/4 · uploading" in progress_text(run_status(studio, run_id))
+
+
+def test_the_train_tab_with_its_defaults_sends_replicate_what_the_cli_sends(studio, trainer):
+    from masuka.ui import train as train_tab
+
+    server = trainer("replicate")
+    add_dataset(studio)
+    cli = start_training(studio, options(), backend="replicate", destination="me/fox-lora")  # no --lr
+    studio.jobs.wait(cli, timeout=30)
+    with gr.Blocks():
+        fields, _cost = train_tab._options()
+    values = {name: field.value for name, field in fields.items()}
+    values.update(base="flux-dev", steps=4, backend="replicate", destination="me/fox-lora")
+    tab = train_tab.start(studio, "fox", **values)
+    assert studio.jobs.wait(tab["run"], timeout=30)["status"] == "completed"
+    assert "learning_rate" not in server.payloads[0]["input"]  # the trainer's own default
+    assert server.payloads[1]["input"] == server.payloads[0]["input"]
+
+
+def test_a_missing_key_tells_a_user_who_cannot_save_it_to_ask_an_admin(tmp_path, monkeypatch):
+    from masuka.config import Config
+    from masuka.studio import Studio
+
+    monkeypatch.delenv("FAL_KEY", raising=False)
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="admin:pz-admin,alice:pa-alice"))
+    try:
+        add_dataset(studio, owner="alice")
+        with pytest.raises(InvalidInput, match="^No API key for fal: ask an admin to save the key in Settings.$"):
+            start_training(studio, options(), "alice", backend="fal")
+        with pytest.raises(InvalidInput, match="^No API key for fal: set FAL_KEY or save the key in Settings.$"):
+            start_training(studio, options(), "admin", backend="fal")
+    finally:
+        studio.close()

@@ -436,3 +436,50 @@ def test_a_mandatory_safety_check_screens_the_sample_images(studio, tiny_model, 
     assert status["status"] == "completed", status["error"]
     assert len(status["samples"]) == 1
     assert all((np.asarray(Image.open(path).convert("RGB")) == PLACEHOLDER).all() for path in status["samples"])
+
+
+def test_a_trainer_that_subclasses_another_trainer_is_found(monkeypatch):
+    """A new UNet architecture reuses SDXL's loss by subclassing its trainer; a profile naming a trainer that does
+    not exist is told in words, not as a bare KeyError in the run's row."""
+    from dataclasses import replace
+
+    from masuka.training.architectures import SDXL, trainer_for
+
+    class UNetVariant(SDXL):
+        name = "sdxl"
+
+    profile = architectures.require("sdxl")
+    monkeypatch.setitem(architectures.PROFILES, "sdxl",
+                        replace(profile, training=replace(profile.training, trainer="UNetVariant")))
+    assert trainer_for("sdxl") is UNetVariant
+    monkeypatch.setitem(architectures.PROFILES, "sdxl",
+                        replace(profile, training=replace(profile.training, trainer="NoSuchTrainer")))
+    with pytest.raises(InvalidInput, match="names the trainer 'NoSuchTrainer', which is not a trainer class"):
+        trainer_for("sdxl")
+    with pytest.raises(InvalidInput, match="does not train LoRAs for FLUX.2|Unknown architecture"):
+        trainer_for("nothing")
+
+
+def test_a_run_queued_behind_another_users_run_says_what_it_waits_for(studio, tiny_model, dataset):
+    import threading
+
+    from masuka.training.runs import LANE
+    from masuka.ui.train import progress_text
+
+    held = threading.Event()
+    other = jobs.create(studio.store, "train", "alice", title="alice's run")
+    studio.runner().submit(other, lambda ctx: held.wait(WAIT_S), lane=LANE)
+    try:
+        deadline = time.monotonic() + 30
+        while jobs.get(studio.store, other).status != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        run = start_training(studio, options(tiny_model("flux")))
+        status = run_status(studio, run)
+        assert status["status"] == "queued" and status["note"] == "waiting for 1 earlier training run(s)"
+        assert "waiting for 1 earlier training run(s)" in status["log"]
+        assert "**queued** — step 0/4 · waiting for 1 earlier training run(s)" in progress_text(status)
+        request_stop(studio, run)
+        assert run_status(studio, run)["note"] == ""
+    finally:
+        held.set()

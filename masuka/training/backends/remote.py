@@ -3,11 +3,13 @@
 The row is written before anything is sent, and the state is saved right before and right after the create
 request, so a restart never submits a run twice: a run the service accepted resumes polling (Resume, or
 ``train --resume``), and one whose create request may have arrived unanswered is marked ``interrupted`` with
-"Needs attention" instead of being sent again. Stop cancels the job at the service; a signal to the CLI leaves
-it running there and marks the run ``interrupted``, so the app follows it again at its next start (Stop on
-such a run cancels it there). Options the service's trainer would not honour are refused before the row is
-written. The finished LoRA is downloaded into the run folder, stamped with its metadata and added to the LoRA
-library (and pushed to the Hub when asked).
+"Needs attention" instead of being sent again. Stop before the create request ends the run with nothing sent;
+after it, Stop cancels the job at the service, and a cancel the service does not take leaves the run
+``interrupted`` with its job, as a signal to the CLI does: the app follows such a job again at its next start,
+and Stop on the run cancels it there. A Resume of a run whose job ended at the service (failed, cancelled)
+sends it again as a new job. Options the service's trainer would not honour are refused before the row is
+written. The dataset zip lives only while it uploads. The finished LoRA is downloaded into the run folder,
+stamped with its metadata and added to the LoRA library (and pushed to the Hub when asked).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from masuka.loras.files import inspect_lora
 from masuka.loras.library import free_lora_name, register_lora
 from masuka.models import architectures
 from masuka.remote.health import HealthTracker
-from masuka.remote.http import MaybeSubmitted, ProviderUnavailable
+from masuka.remote.http import MaybeSubmitted, ProviderUnavailable, missing_key
 from masuka.remote.timing import KEPT, RemoteSettings
 from masuka.services import HUGGINGFACE
-from masuka.store import LOCAL_USER
+from masuka.store import LOCAL_USER, Store
 from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
@@ -44,10 +46,14 @@ STEP = re.compile(r"\bstep\D{0,3}(\d+)\s*/\s*(\d+)", re.I)
 BAR = re.compile(r"\|\s*(\d+)/(\d+)\s*\[")
 #: the options every remote run honours, whatever its trainer (``RemoteTrainer.takes`` names the others it takes)
 HONOURED = ("dataset", "base", "steps", "name", "push_to_hub")
+#: a job's states at the service after which it runs no more; a Resume of a run whose job ``ENDED`` sends a new one
+FINAL = ("completed", "failed", "cancelled")
+ENDED = ("failed", "cancelled")
 
 
 class _Interrupted(Exception):
-    """A signal to the CLI: this process stops following the run; the job goes on at the service."""
+    """This process stops following the run (a signal to the CLI, a cancel the service did not take) while its job
+    may go on at the service; the message says so."""
 
 
 def estimate_remote(backend: str, base: str, steps: int) -> tuple[dict, float]:
@@ -64,6 +70,11 @@ def price_line(backend: str, base: str, steps: int) -> str:
     entry, price = estimate_remote(backend, base, steps)
     return (f"{trainer_catalog()[backend]['name']}: {entry['name']}, {steps} steps, estimated ${price:.2f} "
             f"({entry.get('note', 'catalog estimate')})")
+
+
+def destination_services() -> list[str]:
+    """The labels of the services whose runs need a destination model (``RemoteTrainer.needs_destination``)."""
+    return [cls.service.label for cls in remote_backends().values() if cls.needs_destination]
 
 
 def check_remote_options(options: TrainOptions, backend: str, entry: dict) -> None:
@@ -93,12 +104,11 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
     check_remote_options(options, backend, entry)
     if options.push_to_hub:
         check_hub_repo(options.push_to_hub, studio.keys.get(HUGGINGFACE))
-    if not studio.keys.get(cls.service):
-        raise InvalidInput(f"No API key for {cls.service.label}: set {cls.service.key_env[0]} or save the key in "
-                           "Settings.")
-    if backend == "replicate" and "/" not in (destination or ""):
-        raise InvalidInput("Training on Replicate needs a destination model of yours (owner/name): create it on "
-                           "Replicate and give it as the destination.")
+    _key(studio, cls, owner)
+    if cls.needs_destination and "/" not in (destination or ""):
+        label = cls.service.label
+        raise InvalidInput(f"Training on {label} needs a destination model of yours (owner/name): create it on "
+                           f"{label} and give it as the destination.")
     data = dataset_for_training(studio, options.dataset, owner)
     run_id = jobs.create(
         studio.store, KIND, owner, title=f"{data.name} on {backend} {options.base}", provider=backend,
@@ -119,57 +129,78 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
     row = ctx.row()
     state = dict(row.state)
     options = TrainOptions.from_dict(row.params)
-    trainer = _trainer(studio, state["backend"])
+    trainer = _trainer(studio, state["backend"], row.owner)
     try:
+        if state.get("ref") and state.get("phase") in ENDED:  # a Resume: the old job runs no more
+            log(f"{trainer.service.label} job {state['ref']['id']} ended ({state['phase']}): sending the run again "
+                f"as a new job (estimated ${row.cost_usd:.2f})")
+            for name in ("ref", "upload", "log_count"):
+                state.pop(name, None)
+            _save(studio.store, run_id, state, "queued", step=0, progress=0.0)
         if state.get("ref"):
             log(f"resuming: polling {trainer.service.label} job {state['ref']['id']}")
-        elif state.get("submitting") or not _submit(studio, run_id, row, options, state, trainer, log):
+        elif state.get("submitting") or not _submit(studio, ctx, row, options, state, trainer):
             _needs_attention(studio, run_id, trainer)
             return
         output = _poll(studio, ctx, options, state, trainer)
         _finish(studio, run_id, row, options, state, trainer, output, log)
-    except _Interrupted:
-        jobs.finish(studio.store, run_id, "interrupted", (
-            f"Interrupted: the job goes on at {trainer.service.label}; the app follows it again when it starts "
-            "(or Resume)."))
+    except _Interrupted as interrupted:
+        jobs.finish(studio.store, run_id, "interrupted", str(interrupted))
     finally:
         trainer.close()
 
 
 def cancel_interrupted_run(studio: Studio, row: jobs.JobRow) -> None:
-    """Stop an ``interrupted`` run whose job goes on at the service (a signal to the CLI left it there): cancel
-    it there, then mark the run ``cancelled``."""
-    trainer = _trainer(studio, row.state["backend"])
+    """Stop an ``interrupted`` run whose job may go on at the service (a signal to the CLI left it there, or a
+    cancel the service did not take): cancel it there, then mark the run ``cancelled``."""
+    trainer = _trainer(studio, row.state["backend"], row.owner)
     try:
         trainer.cancel(row.state["ref"])
     finally:
         trainer.close()
-    jobs.finish(studio.store, row.id, "cancelled", str(Cancelled(f"cancelled at {trainer.service.label} too")))
+    jobs.finish(studio.store, row.id, "cancelled", str(Cancelled(f"cancelled at {trainer.service.label} too")),
+                state={**row.state, "phase": "cancelled", "note": ""})
 
 
-def _trainer(studio: Studio, backend: str) -> RemoteTrainer:
+def _key(studio: Studio, cls: type[RemoteTrainer], owner: str) -> str:
+    """The service's key; :class:`InvalidInput` in words that suit ``owner`` (an admin saves keys) when unset."""
+    if key := studio.keys.get(cls.service):
+        return key
+    raise missing_key(cls.service.label, cls.service.key_env[0], studio.config.is_admin(owner))
+
+
+def _trainer(studio: Studio, backend: str, owner: str) -> RemoteTrainer:
     cls = remote_backends()[backend]
     settings = RemoteSettings.from_env()
-    return cls(settings, HealthTracker(studio.store, settings), studio.keys.get(cls.service))
+    return cls(settings, HealthTracker(studio.store, settings), _key(studio, cls, owner))
 
 
-def _submit(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions, state: dict, trainer: RemoteTrainer,
-            log) -> bool:
-    """Upload the dataset and send the create request once; False when it may have arrived unanswered."""
+def _submit(studio: Studio, ctx: JobContext, row: jobs.JobRow, options: TrainOptions, state: dict,
+            trainer: RemoteTrainer) -> bool:
+    """Upload the dataset and send the create request once; False when it may have arrived unanswered. A stop
+    asked for before the request leaves ends the run with nothing sent (looked at before the upload and again
+    right before the request)."""
+    run_id, log, label = ctx.job_id, ctx.log, trainer.service.label
     data = dataset_for_training(studio, options.dataset, row.owner, row)
     run_dir = studio.config.absolute(state["run_dir"])
     if options.preset:
-        log(f"note: the {options.preset} GPU memory preset is for this machine's GPU; {trainer.service.label} "
-            "trains on its own")
+        log(f"note: the {options.preset} GPU memory preset is for this machine's GPU; {label} trains on its own")
     trainer.prepare(state.get("destination", ""))
     if not state.get("upload"):
-        log(f"uploading the dataset ({len(data.items)} images with captions) to {trainer.service.label}")
-        state["upload"] = trainer.upload(dataset_zip(data, run_dir / "dataset.zip"))
-        _save(studio, run_id, state, "uploaded")
+        _stop_before_sending(ctx, label)
+        log(f"uploading the dataset ({len(data.items)} images with captions) to {label}")
+        _save(studio.store, run_id, state, "uploading")
+        archive = dataset_zip(data, run_dir / "dataset.zip")
+        try:
+            state["upload"] = trainer.upload(archive)
+        finally:  # a copy of every image, needed only here (a Resume that uploads again zips again)
+            archive.unlink(missing_ok=True)
+        _save(studio.store, run_id, state, "uploaded")
     request = TrainRequest(trainer_entry(state["backend"], options.base), state["upload"], data.trigger,
                            options.steps, options.rank, options.lr, options.resolution, state.get("destination", ""))
+    _stop_before_sending(ctx, label)
     state["submitting"] = True
-    _save(studio, run_id, state, "submitting")  # written BEFORE the request leaves
+    _save(studio.store, run_id, state, "submitting")  # written BEFORE the request leaves
     try:
         state["ref"] = trainer.submit(request)
     except MaybeSubmitted:
@@ -177,20 +208,29 @@ def _submit(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions
     except BaseException:
         state.pop("submitting")  # refused: nothing was created; a Resume uploads the dataset as it is then
         state.pop("upload")
-        _save(studio, run_id, state, "failed")
+        _save(studio.store, run_id, state, "failed")
         raise
     state.pop("submitting")
-    _save(studio, run_id, state, "queued", external_id=state["ref"]["id"])  # and right after
-    log(f"accepted by {trainer.service.label} as {state['ref']['id']} (estimated ${row.cost_usd:.2f})")
+    _save(studio.store, run_id, state, "queued", external_id=state["ref"]["id"])  # and right after
+    log(f"accepted by {label} as {state['ref']['id']} (estimated ${row.cost_usd:.2f})")
     return True
+
+
+def _stop_before_sending(ctx: JobContext, label: str) -> None:
+    """A stop asked for before the create request: nothing runs at the service, so nothing is cancelled there."""
+    mode = ctx.stop_mode()
+    if mode == "interrupt":
+        raise _Interrupted(f"Interrupted before the job was sent to {label}: nothing runs there. Resume sends it.")
+    if mode is not None:
+        raise Cancelled(f"nothing runs at {label}", at=f"before the job was sent to {label}")
 
 
 def _poll(studio: Studio, ctx: JobContext, options: TrainOptions, state: dict, trainer: RemoteTrainer) -> str:
     """Poll until the job completes; returns the weights URL. An unreachable service is waited for."""
     interval = _poll_interval(trainer, state["backend"])
     while True:
-        _check_stop(ctx, trainer, state["ref"])
-        status = _status_or_wait(ctx, trainer, state["ref"])
+        _check_stop(ctx, trainer, state)
+        status = _status_or_wait(ctx, trainer, state)
         if status is None:
             continue
         for line in status.logs[state.get("log_count", 0):]:
@@ -198,14 +238,14 @@ def _poll(studio: Studio, ctx: JobContext, options: TrainOptions, state: dict, t
             if (step := _step(line, options.steps)) is not None:
                 ctx.progress(step, options.steps)
         state["log_count"] = len(status.logs)
-        _save(studio, ctx.job_id, state, status.state, status.note, error=None)
+        _save(studio.store, ctx.job_id, state, status.state, status.note, error=None)
         if status.state == "completed":
             return status.output or ""
         if status.state == "failed":
             raise ProviderError(f"{trainer.service.label} reports the training failed: {status.error}")
         if status.state == "cancelled":
             raise Cancelled(by=trainer.service.label)
-        ctx.pause(interval, lambda: _check_stop(ctx, trainer, state["ref"]))
+        ctx.pause(interval, lambda: _check_stop(ctx, trainer, state))
 
 
 def _step(line: str, steps: int) -> int | None:
@@ -218,13 +258,13 @@ def _step(line: str, steps: int) -> int | None:
     return None
 
 
-def _status_or_wait(ctx: JobContext, trainer: RemoteTrainer, ref: dict) -> TrainStatus | None:
+def _status_or_wait(ctx: JobContext, trainer: RemoteTrainer, state: dict) -> TrainStatus | None:
     """The job's status; None after waiting a while when the service cannot be reached (a paid job is kept)."""
     try:
-        return trainer.poll(ref)
+        return trainer.poll(state["ref"])
     except ProviderUnavailable as error:
         jobs.update(ctx.store, ctx.job_id, error=f"{error} {KEPT}")
-    ctx.pause(trainer.settings.retry_wait_s(), lambda: _check_stop(ctx, trainer, ref))
+    ctx.pause(trainer.settings.retry_wait_s(), lambda: _check_stop(ctx, trainer, state))
     return None
 
 
@@ -237,7 +277,7 @@ def _poll_interval(trainer: RemoteTrainer, backend: str) -> float:
 def _finish(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions, state: dict, trainer: RemoteTrainer,
             output: str, log) -> None:
     """Download the LoRA, stamp its metadata, check it opens, add it to the library."""
-    _save(studio, run_id, state, "downloading")
+    _save(studio.store, run_id, state, "downloading")
     folder = studio.config.absolute(state["run_dir"]) / "lora"
     downloaded = trainer.download(output, folder / (Path(urlsplit(output).path).name or "weights"))
     lora = trainer.lora_file(downloaded, folder)
@@ -262,7 +302,7 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions
     log(f"LoRA downloaded and checked: {final.name} (in the LoRA library as {info.name!r})")
     if options.push_to_hub:
         push_lora(folder, options.push_to_hub, studio.keys.get(HUGGINGFACE), result, log)
-    _save(studio, run_id, state, "completed", result=result, step=options.steps, progress=1.0)
+    _save(studio.store, run_id, state, "completed", result=result, step=options.steps, progress=1.0)
 
 
 def add_metadata(path: Path, metadata: dict[str, str]) -> None:
@@ -279,23 +319,43 @@ def add_metadata(path: Path, metadata: dict[str, str]) -> None:
     os.replace(partial, path)
 
 
-def _check_stop(ctx: JobContext, trainer: RemoteTrainer, ref: dict) -> None:
-    """Stop cancels the job at the service; an interrupt (a signal) leaves it running there."""
+def _check_stop(ctx: JobContext, trainer: RemoteTrainer, state: dict) -> None:
+    """Stop cancels the job at the service; an interrupt (a signal) leaves it running there. A cancel the service
+    does not take leaves the run ``interrupted`` with its job (Stop again retries the cancel; the app follows the
+    job at its next start), unless the job has ended there meanwhile: then the stop came too late and the run
+    follows the job to its end (a completed one's LoRA is downloaded)."""
     mode = ctx.stop_mode()
     if mode is None:
         return
+    label = trainer.service.label
     if mode == "interrupt":
-        raise _Interrupted
+        raise _Interrupted(f"Interrupted: the job goes on at {label}; the app follows it again when it starts "
+                           "(or Resume).")
     try:
-        trainer.cancel(ref)
+        trainer.cancel(state["ref"])
     except ProviderError as error:
-        raise Cancelled(f"{trainer.service.label} could not be told to cancel ({error})") from None
-    raise Cancelled(f"cancelled at {trainer.service.label} too")
+        if _ended(trainer, state["ref"]):
+            ctx.log(f"{label} did not cancel the job ({error}): it had ended already")
+            jobs.update(ctx.store, ctx.job_id, stop_requested=0)
+            return
+        raise _Interrupted(f"Stop could not cancel the job at {label} ({error}): it may still run, and be charged, "
+                           "there. Stop again to retry; the app follows the job again when it starts (or Resume)."
+                           ) from None
+    _save(ctx.store, ctx.job_id, state, "cancelled")
+    raise Cancelled(f"cancelled at {label} too")
 
 
-def _save(studio: Studio, run_id: int, state: dict, phase: str, note: str = "", **fields) -> None:
+def _ended(trainer: RemoteTrainer, ref: dict) -> bool:
+    """Whether the job has ended at the service; False when the service cannot tell now."""
+    try:
+        return trainer.poll(ref).state in FINAL
+    except ProviderError:
+        return False
+
+
+def _save(store: Store, run_id: int, state: dict, phase: str, note: str = "", **fields) -> None:
     state.update(phase=phase, note=note)
-    jobs.progress(studio.store, run_id, state=state, **fields)
+    jobs.progress(store, run_id, state=state, **fields)
 
 
 def _needs_attention(studio: Studio, run_id: int, trainer: RemoteTrainer) -> None:
