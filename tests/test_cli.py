@@ -45,6 +45,19 @@ def test_generate_with_lora_weight(capsys, tmp_path, tiny_model):
     assert len(json.loads(out)["images"]) == 1
 
 
+def test_generate_with_a_lora_path_relative_to_the_current_directory(capsys, tmp_path, tiny_model, monkeypatch):
+    """``--lora ./my-style.safetensors:0.8`` (as the README shows) takes the file of the current directory."""
+    from tests.image.conftest import write_random_lora
+
+    write_random_lora(tiny_model("flux"), tmp_path / "work" / "my-style.safetensors")
+    monkeypatch.chdir(tmp_path / "work")
+    code, out, err = run_cli(capsys, "generate", "--data-dir", str(tmp_path / "d"), "--model", str(tiny_model("flux")),
+                             "--prompt", "ink", "--steps", "1", "--width", "64", "--height", "64",
+                             "--lora", "./my-style.safetensors:0.8", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["images"]) == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--prompt", ""], "prompt is empty"),
     (["--prompt", "x", "--width", "65"], "multiple of 16"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import os
 import random
 import threading
@@ -69,6 +68,7 @@ from masuka.image.tasks import (
     task_kwargs,
     task_pipeline,
     task_record,
+    task_steps,
 )
 from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
@@ -178,7 +178,8 @@ def parse_lora(text: str) -> tuple[str, float]:
 
 
 def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool) -> Path:
-    """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any path.
+    """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any path: absolute, or
+    relative to the current directory when the library and the data dir have no such file.
 
     A file in the data dir must be one ``owner`` :func:`may_read`; another user's file gets the same answer
     as a missing one.
@@ -193,7 +194,8 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     candidate = Path(ref).expanduser()
     if not candidate.is_absolute():
         library = studio.config.loras_dir / (ref if ref.endswith(".safetensors") else ref + ".safetensors")
-        candidate = library if library.exists() or "/" not in ref else studio.config.data_dir / ref
+        stored = library if library.exists() or "/" not in ref else studio.config.data_dir / ref
+        candidate = candidate.resolve() if allow_any_path and not stored.exists() and candidate.exists() else stored
     allowed = allow_any_path or (candidate.resolve().is_relative_to(studio.config.data_dir)
                                  and may_read(studio, owner, candidate))
     if allowed and candidate.exists():
@@ -274,6 +276,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     sampler = check_sampler(request.sampler, spec.architecture, spec.id, model_scheduler(spec))
     task = None if request.init is None else prepare(request.init, width, height, request.fast,
                                                       spec.size_multiple)
+    if task is not None:
+        steps = task_steps(steps, task.strength)  # the row and the parameters keep the steps run with
     face_detail = flag("face detail", request.face_detail)
     if spec.pipeline != "DiffusionPipeline":  # a bare repo id is checked once loaded
         check_task(spec.pipeline, spec.name or spec.id, task, face_detail)
@@ -368,9 +372,9 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
         row_id = studio.store.insert("generations", row)
         started = time.perf_counter()
 
-        def step_end(_pipe: Any, step: int, _t: Any, kwargs: dict, index: int = index) -> dict:
-            if on_step:
-                on_step(index, step + 1, plan.steps)
+        def step_end(called: Any, step: int, _t: Any, kwargs: dict, index: int = index) -> dict:
+            if on_step:  # of the timesteps the pipeline runs: a second-order sampler's, a repaint's fewer
+                on_step(index, step + 1, getattr(called, "num_timesteps", None) or plan.steps)
             check_stop(stop)
             return kwargs
 
@@ -417,7 +421,7 @@ def _aids(studio: Studio, plan: Plan, pipe: Any, image: Any, seed: int, step_end
     request = plan.request
     record: dict[str, Any] = {}
     if request.face_detail:
-        task_plan = dataclasses.replace(plan, steps=max(plan.steps, math.ceil(1 / request.face_strength)))
+        task_plan = dataclasses.replace(plan, steps=task_steps(plan.steps, request.face_strength))
 
         def render(crop: Any, mask: Any) -> Any:
             task = TaskInput("inpaint", crop, mask, request.face_strength, InitImage("", request.face_strength))

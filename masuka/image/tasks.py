@@ -12,6 +12,7 @@ as it was.
 from __future__ import annotations
 
 import io
+import math
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -300,6 +301,12 @@ def task_pipeline(pipe: Any, task: TaskInput | None) -> Any:
         derived.masuka_plan = pipe.masuka_plan
         made[task.task] = derived
     return made[task.task]
+
+
+def task_steps(steps: int, strength: float) -> int:
+    """``steps``, raised where a repaint at ``strength`` would run none: diffusers runs about ``steps × strength``
+    of them and fails with fewer than one."""
+    return max(steps, math.ceil(1 / strength))
 
 
 def task_kwargs(task: TaskInput | None) -> dict:

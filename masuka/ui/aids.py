@@ -15,7 +15,7 @@ from masuka.ui.common import UIContext, bind, friendly, is_admin
 
 
 class AidsForm:
-    """The Image tab's "Generation aids" options; :attr:`inputs` in the order ``generate_image`` takes them."""
+    """The Image tab's "Generation aids" options."""
 
     def __init__(self) -> None:
         with gr.Accordion("Generation aids (prompt optimizer, safety check, face detail)", open=False):
@@ -28,7 +28,6 @@ class AidsForm:
                                                info="Repaint each face at higher resolution")
             self.face_strength = gr.Slider(0.05, 1, value=0.4, step=0.05, label="Face detail strength",
                                            info="How far a face may change")
-        self.inputs = [self.optimize_prompt, self.safety_check, self.face_detail, self.face_strength]
 
 
 def aid_caption(studio: Studio, result: ImageResult) -> str:

@@ -275,14 +275,16 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
     """Check the photos, make the views (dressed as in ``outfit`` when given), score them and keep the likely ones
     as a dataset; returns the character's name, a summary and the views with their scores."""
     picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
-    report = making.create_character(studio, making.CharacterRequest(
+    job = making.CharacterRequest(
         name=name, photos=uploads(studio, photos), trigger=trigger, owner=user_of(request), model=model,
         views=int(views), prompts=picked, seed=int(seed or 0), strength=float(strength),
         steps=int(steps or 0) or None, size=int(size or 0) or None, threshold=float(threshold or 0) or None,
         identity_model=identity_model, face=face or None, skip_faces=bool(not_a_person),
-        captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None),
-        on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
-        stop=studio.stops.arm(stop_key(TAB, request)))
+        captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None)
+    with studio.stops.armed(stop_key(TAB, request)) as stop:
+        report = making.create_character(
+            studio, job, on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
+            stop=stop)
     value = str(report.character) if _by_id(studio, request) else name.strip()
     text, _faces, pictures, _grid = show(studio, value, request)
     return value, text, pictures

@@ -70,7 +70,6 @@ def compare_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: 
                         width: float = 0, height: float = 0, request: gr.Request = None, progress=gr.Progress()):
     """Every checkpoint of a run (X) by every prompt (Y): the grid image and its cells (each a history row); Stop
     ends it between steps."""
-    stop = studio.stops.arm(stop_key(TAB, request))
     planned = plan(studio, run_id, prompts, seed, steps, width, height, request)
     made: list = []
 
@@ -78,7 +77,8 @@ def compare_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: 
         made.append(result)
         progress((len(made), len(planned.cells)), desc=f"Cell {len(made)}/{len(planned.cells)}", unit="cells")
 
-    result = run_grid(studio, planned.axes, planned.cells, on_image=on_image, stop=stop)
+    with studio.stops.armed(stop_key(TAB, request)) as stop:
+        result = run_grid(studio, planned.axes, planned.cells, on_image=on_image, stop=stop)
     return str(result.grid), [(str(r.path), ", ".join(f"{k} {v.rsplit('/', 1)[-1]}" for k, v in c.labels.items()))
                               for r, c in zip(result.images, planned.cells)]
 

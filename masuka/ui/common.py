@@ -261,9 +261,12 @@ def friendly(func: Callable) -> Callable:
     return wrapper
 
 
-def failure(what: str, error: BaseException, kept: str = "") -> gr.Error:
-    """The toast for an unexpected failure of ``what`` ("Generation", "Upscale"): the error's type and message,
-    escaped (the toast shows HTML, where ``<class '…'>`` would vanish), then what was ``kept``."""
+def failure(what: str, error: BaseException, kept: str = "") -> BaseException:
+    """What to raise for a failure of ``what`` ("Generation", "Upscale"): an expected refusal (:func:`user_message`)
+    as it is, which ``@friendly`` shows; else the toast of the error's type and message, escaped (the toast shows
+    HTML, where ``<class '…'>`` would vanish), then what was ``kept``."""
+    if user_message(error):
+        return error
     return gr.Error(f"{what} failed: {type(error).__name__}: {html.escape(str(error))}." + (f" {kept}" if kept else ""))
 
 

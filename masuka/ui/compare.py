@@ -100,12 +100,12 @@ def make(studio: Studio, prompt: str, model: str, negative_prompt: str, steps: i
          count: int | None, sampler: str = "", request: gr.Request = None, progress=gr.Progress()):
     """Render the pairs of a new A/B test with the Image tab's settings (Stop ends it between steps); the test
     picker with it chosen."""
-    stop = studio.stops.arm(stop_key(TAB, request))
     base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
                         1, [], memory_plan, fast, step_cache, sampler=sampler)
-    made = create_ab(studio, base, [parse_lora(x) for x in a or []], [parse_lora(x) for x in b or []],
-                     prompt_lines(lines) or [base.prompt], int(count or 1),
-                     on_image=lambda _r: progress(None, desc="Rendering pairs…"), stop=stop)
+    with studio.stops.armed(stop_key(TAB, request)) as stop:
+        made = create_ab(studio, base, [parse_lora(x) for x in a or []], [parse_lora(x) for x in b or []],
+                         prompt_lines(lines) or [base.prompt], int(count or 1),
+                         on_image=lambda _r: progress(None, desc="Rendering pairs…"), stop=stop)
     return gr.Dropdown(choices=_tests(studio, request), value=made)
 
 

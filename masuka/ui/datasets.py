@@ -291,14 +291,14 @@ def caption_dataset(studio: Studio, dataset: str, captioner: str = "florence2", 
                     template: str = "", overwrite: bool = False, batch_size: int = 8, request: gr.Request = None,
                     progress=gr.Progress()):
     """Caption the dataset's images with Florence-2 or BLIP-2 (trigger word and template applied)."""
-    stop_flag = studio.stops.arm(stop_key(CAPTIONS, request))
     progress(0, desc="Loading the captioner…")
     job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
                                     bool(overwrite), int(batch_size or 8), is_admin(studio, request))
-    result = captioning.caption_dataset(
-        studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
-        watch=lambda p: progress((p.step, p.total), desc=p.message, unit="images") if p.total
-        else progress(p.fraction or 0, desc=p.message))
+    with studio.stops.armed(stop_key(CAPTIONS, request)) as stop_flag:
+        result = captioning.caption_dataset(
+            studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+            watch=lambda p: progress((p.step, p.total), desc=p.message, unit="images") if p.total
+            else progress(p.fraction or 0, desc=p.message))
     verb = "Stopped" if result.stopped else "Done"
     removed = f", skipped {result.removed} removed meanwhile" if result.removed else ""
     return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "

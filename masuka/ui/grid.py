@@ -47,7 +47,6 @@ def make_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
               fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
               allow_large: bool = False, sampler: str = "", request: gr.Request = None, progress=gr.Progress()):
     """An X/Y/Z grid: the grid image and every cell (each also a history row); Stop ends it between steps."""
-    stop = studio.stops.arm(stop_key(TAB, request))
     base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
                            loras, memory_plan, fast, step_cache, sampler, x, y, z)
     planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
@@ -57,7 +56,8 @@ def make_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
         made.append(result)
         progress((len(made), len(planned)), desc=f"Cell {len(made)}/{len(planned)}", unit="cells")
 
-    result = run_grid(studio, axes, planned, on_image=on_image, stop=stop)
+    with studio.stops.armed(stop_key(TAB, request)) as stop:
+        result = run_grid(studio, axes, planned, on_image=on_image, stop=stop)
     return str(result.grid), [(str(r.path), ", ".join(f"{k} {v}" for k, v in c.labels.items()))
                               for r, c in zip(result.images, planned)]
 

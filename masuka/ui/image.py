@@ -49,11 +49,11 @@ from masuka.ui.common import (
     is_admin,
     last_output,
     stop_key,
-    user_message,
     user_of,
     wire_stop,
 )
 from masuka.ui.image_modes import (
+    INPAINT,
     MODES,
     UPSCALE,
     ModeWidgets,
@@ -126,11 +126,10 @@ class ImageTab:
     status: gr.Markdown
 
     def form(self) -> list[Component]:
-        """What ``generate_image`` (and its check) takes, in order."""
-        return [self.prompt, self.model, self.negative, self.steps, self.guidance, self.width, self.height, self.seed,
-                self.batch, self.loras, self.memory_plan, self.fast, self.step_cache, self.init_image, self.strength,
-                self.mask, self.modes.mask_blur, self.modes.outpaint, self.chosen_mode, self.modes.canvas,
-                *self.aids.inputs, *self.guides, self.sampler]
+        """What ``generate_image`` (and its check) takes, in order (:data:`GENERATE_FIELDS`), with the mode chosen
+        where the fields have the mode shown."""
+        fields = {**self.fields(), "mode": self.chosen_mode}
+        return [fields[name] for name in GENERATE_FIELDS]
 
     def edit_form(self) -> list[Component]:
         """What ``edit_image`` (and its check) takes, in order."""
@@ -186,43 +185,39 @@ def _layout(models: dict[str, dict]) -> ImageTab:
                     gallery=gallery, send=send, seeds_used=seeds_used, status=status)
 
 
-def _opening_model(models: dict[str, dict]) -> tuple[str, dict]:
-    """The model the form starts on and its defaults: on a ZeroGPU Space the model it loaded at start-up (any
-    other loads inside each GPU call), else the first catalog model."""
-    spec = space_spec()
-    if spec is None:
-        first = next(iter(models))
-        return first, models[first]
-    return spec.id, {"name": spec.name or spec.id, "steps": spec.steps, "guidance": spec.guidance,
-                     "width": spec.width, "height": spec.height, "negative_prompt": spec.negative_prompt,
-                     "architecture": spec.architecture}
+def _opening_model(models: dict[str, dict]) -> ModelSpec:
+    """The model the form starts on: on a ZeroGPU Space the model it loaded at start-up (any other loads inside
+    each GPU call), else the first catalog model."""
+    return space_spec() or resolve_image_model(next(iter(models)))
 
 
 def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
     """Prompt, model, LoRAs and the numbers of a generation, with the opening model's defaults."""
-    first, defaults = _opening_model(models)
-    models = {**models, first: defaults}
+    spec = _opening_model(models)
+    choices = [(m["name"], key) for key, m in models.items()]
+    if spec.id not in models:
+        choices.append((spec.name or spec.id, spec.id))
     prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a photo of a red fox in the snow")
     negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder="(for models that use one)",
-                          interactive=models[first].get("negative_prompt", True))
+                          interactive=spec.negative_prompt)
     with gr.Row():
-        model = gr.Dropdown([(m["name"], key) for key, m in models.items()], value=first, label="Model",
+        model = gr.Dropdown(choices, value=spec.id, label="Model",
                             allow_custom_value=True, scale=3,
                             info="A catalog model, any diffusers repo id (owner/name) or a local folder")
         loras = gr.Dropdown([], value=[], multiselect=True, allow_custom_value=True, label="LoRAs", scale=3,
                             info="Pick from the library; type name:0.7 for another weight")
         refresh = gr.Button("↻", scale=0, min_width=40)
     with gr.Row():
-        steps = gr.Slider(1, MAX_STEPS, value=models[first]["steps"], step=1, label="Steps")
-        guidance = gr.Slider(*GUIDANCE_RANGE, value=models[first]["guidance"], step=0.1, label="Guidance (CFG)")
+        steps = gr.Slider(1, MAX_STEPS, value=spec.steps, step=1, label="Steps")
+        guidance = gr.Slider(*GUIDANCE_RANGE, value=spec.guidance, step=0.1, label="Guidance (CFG)")
     with gr.Row():
         aspect = gr.Dropdown(list(ASPECTS), value="1:1", label="Aspect", scale=1)
-        width = gr.Number(value=models[first]["width"], precision=0, label="Width", scale=1)
-        height = gr.Number(value=models[first]["height"], precision=0, label="Height", scale=1)
+        width = gr.Number(value=spec.width, precision=0, label="Width", scale=1)
+        height = gr.Number(value=spec.height, precision=0, label="Height", scale=1)
     with gr.Row():
         seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
         batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Images")
-        sampler = gr.Dropdown(sampler_choices(models[first]["architecture"]), value="", label="Sampler",
+        sampler = gr.Dropdown(sampler_choices(spec.architecture), value="", label="Sampler",
                               allow_custom_value=True, info="AUTOMATIC1111's names; the model's own by default")
     with gr.Accordion("Speed and memory", open=False):
         with gr.Row():
@@ -275,7 +270,7 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     gr.Button(visible=False).click(bind(last_output(generate_image), studio), form, outputs,
                                    api_name="generate_image", **ctx.gpu_event())
     wire_stop(studio, IMAGE_TAB, tab.stop, tab.status, api_name="stop_image")
-    tab.model.input(bind(model_defaults, studio), [tab.model, tab.mode, tab.init_image, modes.canvas],
+    tab.model.input(bind(model_defaults, studio), [tab.model, tab.mode, tab.init_image],
                     [tab.steps, tab.guidance, tab.width, tab.height, tab.negative, tab.sampler], **private)
     tab.model.change(bind(model_fit, studio), tab.model, [tab.negative, tab.sampler], **private)
     tab.aspect.input(bind(aspect_size, studio), [tab.aspect, tab.model], [tab.width, tab.height], **private)
@@ -297,16 +292,20 @@ def lora_choices(studio: Studio, request: gr.Request):
 
 
 def model_defaults(studio: Studio, model_id: str, mode: str = "", init_image: str | None = None,
-                   canvas: dict | None = None, request: gr.Request = None):
-    """Steps, guidance, size (the starting picture's, rounded to the model's multiple, where ``mode`` starts from
-    one), whether a negative prompt applies (emptied where it does not: a greyed-out box can't be cleared) and the
-    samplers that fit, for a model just picked (nothing for a model the user may not use)."""
+                   request: gr.Request = None):
+    """Steps, guidance, size (in Image mode the starting image's, rounded to the model's multiple; left as it is
+    in Inpaint/Outpaint, which keeps its picture's size), whether a negative prompt applies (emptied where it does
+    not: a greyed-out box can't be cleared) and the samplers that fit, for a model just picked (nothing for a model
+    the user may not use)."""
     try:
         spec = image_spec(studio, user_of(request), model_id)
     except MasukaError:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     negative = gr.Textbox(interactive=True) if spec.negative_prompt else gr.Textbox("", interactive=False)
-    width, height = starting_size(mode, init_image, canvas, spec.size_multiple) or (spec.width, spec.height)
+    if mode == INPAINT:
+        width, height = gr.skip(), gr.skip()
+    else:
+        width, height = starting_size(mode, init_image, spec.size_multiple) or (spec.width, spec.height)
     return (spec.steps, spec.guidance, width, height, negative,
             gr.Dropdown(choices=sampler_choices(spec.architecture, model_scheduler(spec)), value=""))
 
@@ -430,8 +429,6 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
             if isinstance(error, Cancelled):
                 yield images, ", ".join(seeds), f"Stopped: {len(images)} image(s) kept."
                 return
-            if user_message(error):
-                raise error  # an expected refusal: @friendly shows it with one log line, no traceback
             raise failure("Generation", error, "Images already made are kept in History.") from error
         else:
             yield images, ", ".join(seeds), f"Done: {len(images)} image(s), saved and recorded in History." \

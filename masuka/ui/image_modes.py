@@ -153,13 +153,11 @@ def wire_picture_size(studio: Studio, widgets: ModeWidgets, init_image: gr.Image
         source.upload(size_of, [source, model], [width, height], api_visibility="private")
 
 
-def starting_size(mode: str, init_image: str | None, canvas: dict | None, multiple: int) -> tuple[int, int] | None:
-    """The size of the picture ``mode`` starts from (Image: the starting image; Inpaint/Outpaint: the canvas's, as
-    :func:`mode_request_inputs` takes it) rounded to ``multiple``; None without one, or with an unreadable one."""
-    path = init_image if mode == IMAGE else ((canvas or {}).get("background") or init_image) if mode == INPAINT \
-        else None
+def starting_size(mode: str, init_image: str | None, multiple: int) -> tuple[int, int] | None:
+    """The size of the starting image in Image mode rounded to ``multiple``; None in another mode, without one or
+    with an unreadable one (Inpaint/Outpaint keeps its picture's size whatever the form says)."""
     try:
-        return fitted_size(path, multiple) if path else None
+        return fitted_size(init_image, multiple) if mode == IMAGE and init_image else None
     except MasukaError:
         return None
 

@@ -10,7 +10,6 @@ import gradio as gr
 
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, parse_lora
-from masuka.image.tasks import InitImage
 from masuka.queue.jobs import control_job, list_jobs, queue_images
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
@@ -25,8 +24,6 @@ FORM = ["prompt", "model", "negative", "steps", "guidance", "width", "height", "
         "memory_plan", "fast", "step_cache"]
 #: the Image tab's generation aids, which queue_add takes after the prompt batch (masuka.ui.aids)
 AID_FORM = ["optimize_prompt", "safety_check", "face_detail", "face_strength"]
-#: the starting image fields :func:`queue_form` takes after the aids (a prompt batch sends none)
-START_FORM = ["init_image", "strength", "mask"]
 #: what the Image tab's "Add to queue" sends: the images an edit takes, then Generate's form
 IMAGE_TAB_FORM = ["references", *GENERATE_FIELDS]
 #: the Image tab's field that every API taking its form takes last, after its own
@@ -84,8 +81,7 @@ def build(ctx: UIContext) -> None:
     form, aid_form, sampler = image.pick(FORM), image.pick(AID_FORM), image.pick(SAMPLER_FORM)
     private = {"api_visibility": "private"}
     listed = bind(rows, studio)
-    no_start = [gr.State(None) for _ in START_FORM]  # a batch takes no starting image
-    add_batch.click(bind(queue_form, studio), form + [prompts, picks] + aid_form + no_start + sampler, hidden,
+    add_batch.click(bind(queue_form, studio), form + [prompts, picks] + aid_form + sampler, hidden,
                     **private).success(added, hidden, message, **private).then(listed, None, table, **private)
     if "queue" in image.buttons:
         image.buttons["queue"].click(bind(queue_image_form, studio), image.pick(IMAGE_TAB_FORM), hidden,
@@ -142,8 +138,8 @@ def queue_add(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
     ``mask`` file) when given; with an A1111 ``sampler`` ("" = the model's own scheduler)."""
     return queue_form(studio, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
                       memory_plan, fast, step_cache, prompts, random_picks, optimize_prompt, safety_check,
-                      face_detail, face_strength, uploaded("init_image", init_image), strength,
-                      uploaded("mask", mask), sampler, request)
+                      face_detail, face_strength, sampler, uploaded("init_image", init_image), strength,
+                      uploaded("mask", mask), request)
 
 
 @friendly
@@ -151,15 +147,14 @@ def queue_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
                guidance: float | None, width: int | None, height: int | None, seed: int | None, batch: int,
                loras: list[str] | None, memory_plan: str, fast: bool, step_cache: float, prompts: str,
                random_picks: int, optimize_prompt: bool, safety_check: bool, face_detail: bool, face_strength: float,
-               init_image: str | None, strength: float | None, mask: str | None, sampler: str = "",
+               sampler: str = "", init_image: str | None = None, strength: float = 0.75, mask: str | None = None,
                request: gr.Request = None) -> dict:
-    """:func:`queue_add` with the starting image and mask as checked file paths (the Image tab's)."""
-    image = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                         batch, loras, memory_plan, fast, step_cache, optimize_prompt, safety_check,
-                         face_detail, face_strength, sampler)
-    if mask and not init_image:
-        raise InvalidInput("A mask needs the starting image it belongs to.")
-    image.init = InitImage(init_image, float(strength), mask) if init_image else None
+    """:func:`queue_add` with the starting image and mask as checked file paths; the prompt batch box sends none.
+    The request is built as the Image tab's Generate builds it (:func:`~masuka.ui.image.image_request`)."""
+    image = image_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                          batch, loras, memory_plan, fast, step_cache, init_image, strength, mask,
+                          optimize_prompt=optimize_prompt, safety_check=safety_check, face_detail=face_detail,
+                          face_strength=face_strength, sampler=sampler)
     return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
 
 

@@ -13,7 +13,7 @@ from masuka.image.upscale.models import upscaler_names
 from masuka.image.upscale.request import DEFAULT_TILE, SCALES, UpscaleRequest
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, failure, friendly, stop_key, user_message, user_of, wire_stop
+from masuka.ui.common import UIContext, bind, failure, friendly, stop_key, user_of, wire_stop
 
 GPU_WAIT_S = 5.0
 #: the panel's Stop flag (the Image tab's Stop button stops an upscale too)
@@ -65,7 +65,7 @@ def build(ctx: UIContext, stop: gr.Button) -> UpscalePanel:
     ctx.generated(run.click(starting, None, [result, status], queue=False, **private).then(
         bind(upscale, studio), form.pick(FIELDS), [result, status], api_name="upscale_image", show_progress_on=status,
         **ctx.gpu_event()))
-    wire_stop(studio, PANEL, stop, status, step="tile")
+    wire_stop(studio, PANEL, stop, status, api_name="stop_upscale", step="tile")
     detail.input(default_tile, detail, tile, **private)
     refresh.click(bind(choices, studio), None, upscaler, **private)
     return UpscalePanel(accordion, image)
@@ -110,8 +110,6 @@ def upscale(studio: Studio, image: str | None, scale: int = 2, upscaler: str = "
     except Cancelled:
         return None, "Stopped: nothing saved."
     except Exception as error:
-        if user_message(error):
-            raise  # an expected refusal: @friendly shows it
         raise failure("Upscale", error) from error
     seed_text = "" if made.seed is None else f", seed {made.seed}"
     return str(made.path), f"Done{seed_text}: saved and recorded in History."

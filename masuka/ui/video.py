@@ -117,7 +117,7 @@ def _form() -> VideoForm:
     first = next(key for key in providers if listed_models(key))
     first_model = _model_choices(first)[0][1]
     prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a paper boat drifting down a rainy street")
-    takes_negative, hint = _negative_hint(first, first_model)
+    takes_negative, hint = _negative_hint(first, model_entry(first, first_model))
     negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder=hint, interactive=takes_negative)
     with gr.Row():
         image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
@@ -184,7 +184,7 @@ def limits_for(provider_id: str, model_id: str, size_now: str | None):
     sizes = entry["sizes"] or entry.get("suggested_sizes") or [size_now or "832x480"]
     chosen = size_now if size_now in sizes else sizes[0]
     choices = _seconds_choices(provider_id, model_id, chosen)
-    takes_negative, hint = _negative_hint(provider_id, model_id)
+    takes_negative, hint = _negative_hint(provider_id, entry)
     negative = gr.Textbox(interactive=True, placeholder=hint) if takes_negative else gr.Textbox(
         "", interactive=False, placeholder=hint)
     return gr.Dropdown(choices=choices, value=choices[0]), gr.Dropdown(choices=sizes, value=chosen), negative
@@ -290,9 +290,9 @@ def _model_choices(provider_id: str, show_retired: bool = False) -> list[tuple[s
     return choices
 
 
-def _negative_hint(provider_id: str, model_id: str) -> tuple[bool, str]:
-    """Whether the model takes a negative prompt (its catalog flag), and the box's placeholder saying so."""
-    entry = model_entry(provider_id, model_id)
+def _negative_hint(provider_id: str, entry: dict) -> tuple[bool, str]:
+    """Whether the model of catalog ``entry`` takes a negative prompt (its flag), and the box's placeholder saying
+    so."""
     use = negative_prompt_use(provider_id, entry)
     if not use:
         return False, f"{entry['name']} takes no negative prompt"

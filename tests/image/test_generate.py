@@ -68,6 +68,13 @@ def test_step_progress_is_reported(studio, tiny_model):
     assert steps == [(0, 1, 3), (0, 2, 3), (0, 3, 3), (1, 1, 3), (1, 2, 3), (1, 3, 3)]
 
 
+def test_step_progress_counts_the_sampler_s_own_steps(studio, tiny_model):
+    """Heun evaluates the model twice a step (5 timesteps for 3 steps): the progress counts to 5 of 5, not 5 of 3."""
+    steps = []
+    generate_images(studio, request(tiny_model("sdxl"), steps=3, sampler="Heun"), on_step=lambda *a: steps.append(a))
+    assert steps == [(0, step, 5) for step in range(1, 6)]
+
+
 def test_stop_keeps_finished_images_and_records_the_cancel(studio, tiny_model):
     import threading
 

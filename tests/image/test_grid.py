@@ -102,6 +102,15 @@ def test_the_grid_tab_keeps_the_sampler_and_its_stop_ends_the_grid(studio, tiny_
     assert studio.store.count("generations", "status = 'completed'") == 4
 
 
+def test_a_stop_after_the_grid_has_ended_shows_nothing(studio, tiny_model):
+    """The grid's stop flag lives as long as the grid: a Stop after it shows nothing and no flag is left behind."""
+    request = gr.Request(session_hash="grid-done")
+    grid.make_grid(studio, prompt="a fox", model=str(tiny_model("flux")), steps=1, width=64, height=64, x="seed=1,2",
+                   request=request, progress=lambda *_a, **_k: None)
+    assert stop_work(studio, grid.TAB, "step", request) == SKIP
+    assert not studio.stops._flags
+
+
 def test_every_tab_s_stop_skips_the_queue(studio):
     """The work of the Image tab (and its Upscale panel), Datasets (captions), Characters, Grid, Compare and
     checkpoint-compare tabs holds the GPU's queue slot: each Stop button answers at once, outside the queue."""

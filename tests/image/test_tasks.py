@@ -64,6 +64,17 @@ def test_img2img_size_defaults_to_the_picture_rounded_to_the_model(studio, tiny_
     assert Image.open(result.path).size == (96, 80)
 
 
+def test_a_repaint_too_weak_for_one_step_takes_the_steps_it_needs(studio, tiny_model, pictures):
+    """3 steps at strength 0.3 would run none (diffusers fails on 0 steps): the steps are raised to the fewest that
+    run one, and the row and the parameters say so."""
+    photo, mask = pictures
+    for init, steps in ((InitImage(photo, strength=0.3), 4), (InitImage(photo, strength=0.5, mask=mask), 2)):
+        result = run(studio, tiny_model("sdxl"), steps=steps - 1, init=init)
+        assert Image.open(result.path).size == (96, 80)
+        assert studio.store.get("generations", result.id)["steps"] == steps
+        assert parse_parameters(read_parameters(result.path)).steps == steps
+
+
 @pytest.mark.parametrize("architecture", ["flux", "sdxl", "flux2", "qwen_image", "z_image"])
 def test_inpaint_changes_only_the_masked_part(studio, tiny_model, pictures, architecture):
     photo, mask = pictures

@@ -337,16 +337,16 @@ def test_every_catalog_model_s_default_guidance_fits_the_slider_and_the_request(
 
 
 def test_picking_a_model_keeps_the_starting_picture_s_size(studio, tiny_model, tmp_path):
-    """Image and Inpaint/Outpaint start from a picture: a model picked after it keeps the picture's size, rounded to
-    the new model's multiple, so nothing is stretched; Text mode takes the model's size."""
+    """Image mode starts from a picture: a model picked after it keeps the picture's size, rounded to the new
+    model's multiple, so nothing is stretched; Inpaint/Outpaint, which keeps its picture's size whatever the form
+    says, leaves the size alone (and takes no canvas); Text mode takes the model's size."""
     from PIL import Image
 
     Image.new("RGB", (300, 203), "teal").save(tmp_path / "photo.png")
     photo, flux, sdxl = str(tmp_path / "photo.png"), str(tiny_model("flux")), str(tiny_model("sdxl"))
     assert image.model_defaults(studio, flux, "Image", photo)[2:4] == (288, 192)  # FLUX: multiples of 16
     assert image.model_defaults(studio, sdxl, "Image", photo)[2:4] == (296, 200)  # SDXL: of 8
-    canvas = {"background": photo, "layers": [], "composite": photo}
-    assert image.model_defaults(studio, flux, "Inpaint/Outpaint", None, canvas)[2:4] == (288, 192)
+    assert image.model_defaults(studio, flux, "Inpaint/Outpaint", photo)[2:4] == (SKIP, SKIP)
     assert image.model_defaults(studio, flux, "Text", photo)[2:4] == (1024, 1024), "a hidden picture does not count"
     assert image.model_defaults(studio, flux, "Image", str(tmp_path / "gone.png"))[2:4] == (1024, 1024)
 

@@ -119,8 +119,8 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
     task = plan.task
     if task is None:
         raise ValueError("a detailed upscale is planned as an img2img task")
-    runner = task_pipeline(pipe, task)
     unload_ip_adapter(pipe)  # a reference's adapter, left by an earlier generation: the tiles take no reference
+    runner = task_pipeline(pipe, task)
     accepted = set(inspect.signature(runner.__call__).parameters)
     width, height = source.width * request.scale, source.height * request.scale
     boxes = _boxes(request, plan, source, overlap)
