@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, reason
 from masuka.store import LOCAL_USER
 
 DEFAULT_PORT = 7860
@@ -89,12 +89,12 @@ def device_choice() -> str:
     return env_choice("MASUKA_DEVICE", DEVICES, "auto")
 
 
-def usable_device(prefer: str | None = None) -> str:
-    """The device models run on: ``prefer``, else ``MASUKA_DEVICE``, ``auto`` picking CUDA, then MPS, then the CPU.
-    CUDA or MPS asked for where torch finds none is :class:`InvalidInput` naming the variable (imports torch)."""
+def usable_device() -> str:
+    """The device models run on: ``MASUKA_DEVICE``, ``auto`` picking CUDA, then MPS, then the CPU. CUDA or MPS asked
+    for where torch finds none is :class:`InvalidInput` naming the variable (imports torch)."""
     import torch
 
-    choice = prefer or device_choice()
+    choice = device_choice()
     found = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if choice == "auto":
         return next((device for device, there in found.items() if there), "cpu")
@@ -162,8 +162,7 @@ def parse_auth(spec: str | None) -> dict[str, str]:
         try:
             entries = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            raise InvalidInput(f"Sign-in file {path} cannot be read ({reason}).") from None
+            raise InvalidInput(f"Sign-in file {path} cannot be read ({reason(error)}).") from None
         source = f"The sign-in file {path}"
     else:
         entries = [part.strip() for part in spec.split(",")]
@@ -272,7 +271,7 @@ class Config:
             for path in (self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir):
                 path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise InvalidInput(f"The data dir {self.data_dir} cannot be used: {error.strerror or error}.") from None
+            raise InvalidInput(f"The data dir {self.data_dir} cannot be used: {reason(error)}.") from None
         with contextlib.suppress(OSError):
             if self.data_dir.stat().st_uid == os.getuid():
                 self.data_dir.chmod(0o700)

@@ -13,11 +13,12 @@ from masuka.training.backends.fal import CDN_URL, STORAGE_URL
 from masuka.zerogpu import max_seconds, space_spec
 
 
-def check_environment() -> None:
-    """Read every such variable; :class:`~masuka.errors.InvalidInput` names the first bad one. A device named in
-    ``MASUKA_DEVICE`` (CUDA, MPS) must be there: only then is torch imported (not on ZeroGPU, where only GPU
-    functions get a GPU)."""
-    if device_choice() in ("cuda", "mps") and not on_zerogpu():
+def check_environment(probe_device: bool = False) -> None:
+    """Read every such variable; :class:`~masuka.errors.InvalidInput` names the first bad one. With
+    ``probe_device`` (``doctor``), a device named in ``MASUKA_DEVICE`` (CUDA, MPS) must be there too, which imports
+    torch (not on ZeroGPU, where only GPU functions get a GPU); ``serve`` leaves that to the first model load, to
+    start without torch."""
+    if device_choice() in ("cuda", "mps") and probe_device and not on_zerogpu():
         usable_device()
     compile_backend()
     public_space()

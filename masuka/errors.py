@@ -77,10 +77,16 @@ def as_disk_full(error: BaseException) -> DiskFull | None:
     return None
 
 
+def reason(error: BaseException) -> str:
+    """Why ``error`` happened, in words for people: the system's (an :class:`OSError`'s ``strerror``, without the
+    errno and file name), else the error's own text."""
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+
+
 def cannot_write(error: OSError, place: str | os.PathLike[str]) -> MasukaError:
     """The error to raise when ``place`` (a file or folder the user named) cannot be written: :class:`DiskFull`
     for a full disk, else :class:`InvalidInput` saying why."""
-    reason = error.strerror or str(error)
+    why = reason(error)
     if error.filename is not None:
-        reason += f": {error.filename}"
-    return as_disk_full(error) or InvalidInput(f"{place} cannot be written ({reason}): choose another place.")
+        why += f": {error.filename}"
+    return as_disk_full(error) or InvalidInput(f"{place} cannot be written ({why}): choose another place.")

@@ -224,7 +224,7 @@ def choose_memory_plan(free_gb: float, needs_gb: Mapping[str, float | None]) -> 
     return MEMORY_PLANS[-1]
 
 
-def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, *, memory: str = "auto",
+def device_plan(vram_needed_gb: float | None = None, *, memory: str = "auto",
                 memory_needs_gb: Mapping[str, float | None] | None = None, fast: bool = False,
                 step_cache: float = 0.0) -> DevicePlan:
     """Pick device, dtype and memory plan: CUDA bf16 (fp16 on older cards), Apple MPS fp16, CPU fp32.
@@ -236,7 +236,7 @@ def device_plan(vram_needed_gb: float | None = None, prefer: str | None = None, 
     """
     import torch
 
-    choice = usable_device(prefer)
+    choice = usable_device()
     if choice == "cuda":
         dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
         if memory == "auto" and on_zerogpu():

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.config import Config, on_space, public_space, server_host
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, reason
 
 log = logging.getLogger(__name__)
 
@@ -120,23 +120,22 @@ def open_ngrok_tunnel(token: str, port: int, folder: Path) -> str:
         os.unlink(path)
 
 
-def cannot_listen(host: str, port: int, error: OSError | OverflowError) -> InvalidInput:
+def cannot_listen(host: str, port: int, error: OSError) -> InvalidInput:
     """The one line for an address the app cannot listen on, with the system's reason."""
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-    return InvalidInput(f"cannot listen on {host}:{port} ({reason})")
+    return InvalidInput(f"cannot listen on {host}:{port} ({reason(error)})")
 
 
 def check_listen(host: str, port: int) -> None:
-    """:class:`InvalidInput` when the app could not listen on ``host``:``port`` (a port in use or out of range, a
-    host that is not an address of this machine): said before anything starts, and at once (the server would
-    wait 5 s to give up on a host it cannot bind)."""
+    """:class:`InvalidInput` when the app could not listen on ``host``:``port`` (a port in use, a host that is not
+    an address of this machine; the command line has checked the port's range): said before anything starts, and
+    at once (the server would wait 5 s to give up on a host it cannot bind)."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]") or None, 0, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]") or None, port,
+                                                             type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket
-            probe.bind((address[0], port, *address[2:]))  # the port as given: getaddrinfo wraps 99999 round
-    except (OSError, OverflowError) as error:
+            probe.bind(address)
+    except OSError as error:
         raise cannot_listen(host, port, error) from None
 
 

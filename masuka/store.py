@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,6 +26,8 @@ UNFINISHED = ("queued", "running")
 QUEUE_UNFINISHED = ("queued", "running", "paused", "interrupted")  # a queue job's, until it is done
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer
 ID_MARKS = "row_ids"  # table -> the highest id it ever gave (ids are never reused)
+#: this process, in rows it holds (with its pid): a pid alone is reused after a restart
+PROCESS_TOKEN = uuid.uuid4().hex
 
 #: table -> (columns, indexes). Adding a column here is a migration: older databases gain it at start-up.
 SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
@@ -366,6 +369,12 @@ def row_id(value: Any) -> int | None:
 def process_alive(pid: int | None) -> bool:
     """Whether another live process has ``pid`` (this process's own pid counts as gone: a restart reuses it)."""
     return _alive(pid)
+
+
+def holder_alive(pid: int | None, token: str | None, own: str = PROCESS_TOKEN) -> bool:
+    """Whether the holder that wrote ``pid`` and ``token`` into a row still runs: this process (or, with ``own``,
+    a part of it with that token) or another live process."""
+    return token == own or process_alive(pid)
 
 
 def _alive(pid: int | None) -> bool:

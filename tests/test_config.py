@@ -204,10 +204,19 @@ def test_a_device_this_machine_lacks_is_refused_naming_the_variable(monkeypatch,
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setenv("MASUKA_DEVICE", device)
     message = f"MASUKA_DEVICE={device}, but torch {torch.__version__} finds no {device.upper()} device"
-    with pytest.raises(InvalidInput, match=re.escape(message)):
-        check_environment()
+    with pytest.raises(InvalidInput, match=re.escape(message)):  # doctor
+        check_environment(probe_device=True)
+    check_environment()  # serve: no torch at start-up
     with pytest.raises(InvalidInput, match=re.escape(message)):  # a job's first model load, were it set since
         device_plan(1.0)
     monkeypatch.setenv("MASUKA_DEVICE", "auto")
-    check_environment()
+    check_environment(probe_device=True)
     assert device_plan(1.0).device == "cpu"
+
+
+def test_an_error_s_reason_is_the_system_s_words_else_its_text():
+    from masuka.errors import reason
+
+    assert reason(FileNotFoundError(2, "No such file or directory", "/x/auth.txt")) == "No such file or directory"
+    assert reason(OSError("no errno")) == "no errno"
+    assert reason(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")).endswith("invalid start byte")

@@ -28,6 +28,14 @@ print(",".join(heavy) or "none")
 """
 
 
+def test_serve_s_start_up_checks_import_no_torch_even_for_a_named_device():
+    check = ("import sys; from masuka.environment import check_environment; check_environment(); "
+             "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT,
+                          env={**ENV, "MASUKA_DEVICE": "cuda"}, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
+
+
 def test_building_the_app_imports_no_ml_library():
     done = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS], capture_output=True, text=True, cwd=ROOT,
                           env=ENV, timeout=120)

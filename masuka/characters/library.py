@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -22,12 +21,11 @@ from typing import Any
 from masuka.datasets.caption_template import check_trigger
 from masuka.datasets.library import NAME, delete_dataset
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import find_named, insert_named, now, owner_clause, process_alive
+from masuka.store import PROCESS_TOKEN, find_named, holder_alive, insert_named, now, owner_clause
 from masuka.studio import Studio
 
 BUILDING = "building"
 #: tells this process's builds from those of an earlier process that had the same pid
-PROCESS = uuid.uuid4().hex
 
 
 def character_dir(studio: Studio, character_id: int) -> Path:
@@ -46,7 +44,7 @@ def new_character(studio: Studio, name: str, owner: str, trigger: str, params: d
         raise InvalidInput("Give the character a trigger word (a rare word such as 'ohwx anna'): every caption "
                            "carries it and prompts call the character with it.")
     row = {"owner": owner, "name": name, "trigger": trigger, "params": params,
-           "state": {"photos": [], "views": [], "runs": [], BUILDING: {"pid": os.getpid(), "process": PROCESS}},
+           "state": {"photos": [], "views": [], "runs": [], BUILDING: {"pid": os.getpid(), "process": PROCESS_TOKEN}},
            "updated_at": now()}
     character_id = insert_named(studio.store, "characters", row, name_taken(name))
     character_dir(studio, character_id).mkdir(parents=True, exist_ok=True)
@@ -61,14 +59,9 @@ def finish_building(studio: Studio, character: dict) -> dict:
 def drop_abandoned(studio: Studio) -> None:
     """Discard every character whose making was killed (its process is gone), with its dataset."""
     for character in studio.store.find("characters", f"json_extract(state, '$.{BUILDING}') is not null"):
-        if _abandoned(character["state"][BUILDING]):
+        building = character["state"][BUILDING]
+        if not holder_alive(building["pid"], building["process"]):
             discard_character(studio, character)
-
-
-def _abandoned(building: dict) -> bool:
-    if building["pid"] == os.getpid():
-        return building["process"] != PROCESS
-    return not process_alive(building["pid"])
 
 
 def discard_character(studio: Studio, character: dict) -> None:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     versions = {name: installed(name) for name in CORE}
     found = problems()
     try:
-        check_environment()
+        check_environment(probe_device=True)
     except InvalidInput as error:
         found.append(str(error))
     optional = [{"name": e.name, "version": e.version, "enables": e.enables} for e in extras()]

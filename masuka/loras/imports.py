@@ -26,12 +26,12 @@ from masuka.loras.library import (
     TAKEN,
     check_lora_name,
     check_name_length,
+    lora_folder,
     register_lora,
 )
 from masuka.models.catalog import REPO_ID
 from masuka.services import CIVITAI, HUGGINGFACE, civitai_base_url, hub_endpoint
 from masuka.studio import Studio
-from masuka.users import user_folder_name
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"[^\w.\-]+")
@@ -45,7 +45,7 @@ def import_lora_file(studio: Studio, owner: str, source: str | Path, name: str |
     source = Path(source)
     inspect_lora(source)  # refuse before copying anything
     stem = _library_name(studio, owner, name) if name else _library_name(studio, owner, source.stem, shorten=True)
-    folder = studio.config.loras_dir / user_folder_name(owner)
+    folder = lora_folder(studio, owner)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{stem}.safetensors"
     if target.exists():
@@ -61,8 +61,9 @@ def import_lora_file(studio: Studio, owner: str, source: str | Path, name: str |
         partial.unlink(missing_ok=True)
     try:
         row_id = register_lora(studio, inspect_lora(target), owner, origin, trigger=trigger, base_model=base_model)
-    except BaseException:  # no file without its row
-        target.unlink(missing_ok=True)
+    except BaseException:  # no file without its row (one that another caller recorded meanwhile stays)
+        if not studio.store.count("loras", "path = ?", [studio.config.relative(target)]):
+            target.unlink(missing_ok=True)
         raise
     return studio.store.existing("loras", row_id)
 

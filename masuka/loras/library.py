@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import suppress
 from pathlib import Path
 
+from masuka.disk import TMP_AGE_S
 from masuka.errors import InvalidInput
 from masuka.loras.files import LoraInfo, inspect_lora, lora_hash
 from masuka.loras.usage import refuse_if_used
@@ -27,18 +29,37 @@ def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_i
     before writing the file: :func:`check_lora_name` (a name given), :func:`free_lora_name` (a name made up).
     """
     stored = studio.config.relative(info.path)
-    existing = studio.store.find("loras", "path = ?", [stored], limit=1)
-    if existing:
-        return existing[0]["id"]
-    for row in _named(studio, owner, info.name):
-        if not studio.config.absolute(row["path"]).exists():  # its file went (with its run): the name is free
-            studio.store.delete("loras", row["id"])
-    return insert_named(studio.store, "loras", {
-        "owner": owner, "name": info.name, "path": stored, "architecture": info.architecture,
-        "base_model": base_model or info.metadata.get("masuka.base_model", ""), "trigger": trigger or info.trigger,
-        "rank": info.rank, "source": source, "job_id": job_id, "size_bytes": info.path.stat().st_size,
-        "metadata": info.metadata,
-    }, TAKEN.format(info.name))
+    row_id = _path_row(studio, stored)
+    if row_id is None:
+        for row in _named(studio, owner, info.name):
+            if not studio.config.absolute(row["path"]).exists():  # its file went (with its run): the name is free
+                studio.store.delete("loras", row["id"])
+        try:
+            return insert_named(studio.store, "loras", {
+                "owner": owner, "name": info.name, "path": stored, "architecture": info.architecture,
+                "base_model": base_model or info.metadata.get("masuka.base_model", ""),
+                "trigger": trigger or info.trigger, "rank": info.rank, "source": source, "job_id": job_id,
+                "size_bytes": info.path.stat().st_size, "metadata": info.metadata,
+            }, TAKEN.format(info.name))
+        except InvalidInput:  # taken by this very file if another caller recorded it meanwhile
+            row_id = _path_row(studio, stored)
+            if row_id is None:
+                raise
+    given = {field: value for field, value in (("trigger", trigger), ("base_model", base_model)) if value}
+    if given:
+        studio.store.update("loras", row_id, **given)
+    return row_id
+
+
+def _path_row(studio: Studio, stored: str) -> int | None:
+    """The id of the library row for the file at ``stored`` (a data-dir relative path), if any."""
+    rows = studio.store.find("loras", "path = ?", [stored], limit=1)
+    return rows[0]["id"] if rows else None
+
+
+def lora_folder(studio: Studio, owner: str) -> Path:
+    """``owner``'s LoRA folder, where imports put their files."""
+    return Path(studio.config.loras_dir) / user_folder_name(owner)
 
 
 def check_name_length(name: str) -> None:
@@ -87,25 +108,35 @@ def list_loras(studio: Studio, owner: str, admin: bool = False, every_owner: boo
     or with ``every_owner`` everyone's (an admin's view of the library): recorded ones plus valid files dropped
     into the library folder (registered when an admin or the single user looks) and files of the user's own
     folder that no row lists (an import killed between its file and its row)."""
-    _adopt(studio, owner)
+    known = _known_paths(studio)
+    _adopt(studio, owner, known)
     if admin or not studio.config.multi_user:
-        _adopt(studio, LOCAL_USER, Path(studio.config.loras_dir), "folder")
+        _adopt(studio, LOCAL_USER, known, Path(studio.config.loras_dir))
     where, args = (None, []) if every_owner else ("owner in (?, ?)", [owner, LOCAL_USER])
     return [r for r in studio.store.find("loras", where, args, order_by="name")
             if studio.config.absolute(r["path"]).exists()]
 
 
-def _adopt(studio: Studio, owner: str, folder: Path | None = None, source: str = "import") -> None:
-    """Record the usable ``.safetensors`` files in ``folder`` (``owner``'s LoRA folder by default) that no row
-    lists yet, as ``owner``'s; a file named like another LoRA of ``owner``'s is left out (that one keeps the
-    name), and so is an unusable one."""
-    folder = folder or Path(studio.config.loras_dir) / user_folder_name(owner)
-    for path in sorted(folder.glob("*.safetensors")):
-        if studio.store.count("loras", "path = ?", [studio.config.relative(path)]):
+def _known_paths(studio: Studio) -> set[str]:
+    """The (data-dir relative) paths of every LoRA file the library lists."""
+    return {row["path"] for row in studio.store.query("select path from loras")}
+
+
+def _adopt(studio: Studio, owner: str, known: set[str], folder: Path | None = None) -> None:
+    """Record the usable ``.safetensors`` files that no row lists yet (``known`` paths are listed), as ``owner``'s:
+    those dropped into ``folder``, or by default those of ``owner``'s LoRA folder an import left without a row
+    (killed half-way) once older than :data:`~masuka.disk.TMP_AGE_S` (a newer one may be an import still
+    registering it). A file named like another LoRA of ``owner``'s is left out (that one keeps the name), and so
+    is an unusable one."""
+    source, settled = ("folder", float("inf")) if folder else ("import", time.time() - TMP_AGE_S)
+    for path in sorted((folder or lora_folder(studio, owner)).glob("*.safetensors")):
+        if studio.config.relative(path) in known:
             continue
         try:
+            if path.stat().st_mtime > settled:
+                continue
             info = inspect_lora(path)
-        except Exception:  # an unusable file is simply not offered
+        except Exception:  # an unusable (or vanished) file is simply not offered
             continue
         with suppress(InvalidInput):  # named like another LoRA of the owner's, which keeps the name
             register_lora(studio, info, owner, source)
@@ -116,7 +147,8 @@ def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
 
     A training run's LoRA goes with its run (History), and a LoRA that unfinished work uses stays until that work is
     done: both are refused (:class:`InvalidInput`)."""
-    _adopt(studio, user)  # a file of the user's with no row (an import killed half-way) can be deleted by name
+    # a file of the user's with no row (an import killed half-way) can be deleted by name
+    _adopt(studio, user, _known_paths(studio))
     row = find_named(studio.store, "loras", ref, user, admin, "LoRA", "Models → LoRAs lists yours")
     if row["job_id"]:
         raise InvalidInput(f"LoRA {row['name']!r} belongs to training run j{row['job_id']}: delete the run in History "

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -27,15 +26,13 @@ from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
 from masuka.image.upscale.request import UpscaleRequest, check_request
+from masuka.store import PROCESS_TOKEN, holder_alive, now, row_id
 from masuka.store import QUEUE_UNFINISHED as UNFINISHED
-from masuka.store import now, process_alive, row_id
 from masuka.studio import Studio
 
 STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "interrupted")
 WAITING = ("queued", "interrupted")  # what a worker may claim (an interrupted job resumes)
 ACTIONS = ("pause", "resume", "cancel", "retry", "up", "down", "top")
-#: this process's worker identity: a pid alone is reused after a restart
-WORKER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 #: the request fields a job stores; owner, queue id, template and notes are set per image
 REQUEST_FIELDS = ("model", "negative_prompt", "steps", "guidance", "width", "height", "loras", "memory_plan", "fast",
                   "step_cache", "optimize_prompt", "safety_check", "face_detail", "face_strength", "sampler")
@@ -203,7 +200,7 @@ def claim(studio: Studio) -> dict | None:
         served = {row["owner"]: row["last"] or "" for row in store.query(
             "select owner, max(started_at) as last from queue group by owner")}
         job = min(waiting, key=lambda row: served.get(row["owner"], ""))  # min keeps queue order on ties
-        fields = {"status": "running", "worker": WORKER, "pid": os.getpid(), "started_at": now(),
+        fields = {"status": "running", "worker": PROCESS_TOKEN, "pid": os.getpid(), "started_at": now(),
                   "updated_at": now(), "control": None, "error": None, "finished_at": None}
         store.update("queue", job["id"], **fields)
         # attempts a dead worker left unfinished made no image: the job remakes them
@@ -214,8 +211,8 @@ def claim(studio: Studio) -> dict | None:
 def recover(studio: Studio) -> list[int]:
     """Rows ``running`` under a worker that is gone become ``interrupted`` (and are claimed again); one that was
     told to cancel or pause meanwhile is cancelled or paused, as its owner was told it would be."""
-    stale = [row for row in studio.store.find("queue", "status = 'running' and worker != ?", [WORKER])
-             if not process_alive(row["pid"])]
+    stale = [row for row in studio.store.find("queue", "status = 'running'")
+             if not holder_alive(row["pid"], row["worker"])]
     for row in stale:
         if row["control"] == "cancel":
             finish(studio, row["id"], "cancelled")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
@@ -25,6 +26,9 @@ from masuka.key_store import mask
 from masuka.remote.health import HealthTracker
 from masuka.remote.timing import RemoteSettings
 from masuka.services import Declared
+
+if TYPE_CHECKING:
+    from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}
@@ -205,20 +209,36 @@ class Caller:
         return text.replace(self.secret, mask(self.secret)) if self.secret else text
 
 
-def missing_key(label: str, variable: str, admin: bool = True) -> InvalidInput:
-    """The refusal of work that needs ``label``'s key when none is set: an admin (or the only user) sets it; anyone
-    else, who cannot, is told to ask an admin."""
-    fix = f"set {variable} or save the key in Settings" if admin else "ask an admin to save the key in Settings"
-    return InvalidInput(f"No API key for {label}: {fix}.")
+def key_fix(variable: str, admin: bool) -> str:
+    """How to give a missing key: an admin (or the only user) sets ``variable`` or saves it; anyone else, who
+    cannot, is told to ask an admin."""
+    return f"set {variable} or save the key in Settings" if admin else "ask an admin to save the key in Settings"
+
+
+def service_key(studio: Studio, cls: type[ServiceClient], owner: str) -> str:
+    """The key of ``cls``'s service; when none is set, :class:`InvalidInput` in words that suit ``owner``."""
+    if key := studio.keys.get(cls.service):
+        return key
+    raise InvalidInput(f"No API key for {cls.display_name()}: "
+                       f"{key_fix(cls.service.key_env[0], studio.config.is_admin(owner))}.")
+
+
+Client = TypeVar("Client", bound="ServiceClient")
+
+
+def open_client(studio: Studio, cls: type[Client], owner: str) -> Client:
+    """A ready client of ``cls`` for work of ``owner``'s: its service's key (:func:`service_key`), retry settings and
+    health tracker."""
+    key = service_key(studio, cls, owner)
+    settings = RemoteSettings.from_env()
+    return cls(settings, HealthTracker(studio.store, settings), key)
 
 
 class ServiceClient(Declared):
     """A keyed client of one declared service: requests with retries (:class:`Caller`), a client that sends the
     key to the service's base URL, and a bare one (no key) for files on other hosts."""
 
-    def __init__(self, settings: RemoteSettings, health: HealthTracker, key: str | None):
-        if not key:
-            raise missing_key(self.display_name(), self.service.key_env[0])
+    def __init__(self, settings: RemoteSettings, health: HealthTracker, key: str):
         self.key = key
         self.settings = settings
         self.base_url = self.service.base_url()

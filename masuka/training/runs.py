@@ -113,13 +113,14 @@ def submit_run(studio: Studio, run_id: int, interrupt: threading.Event | None = 
     """Queue the run in the training lane; ``interrupt`` (set by a signal) saves and marks it ``interrupted``.
     A remote run needs no GPU here: it starts at once."""
     hooks = RunContext(studio.store, run_id, interrupt, observer=on_step)
-    if _remote(jobs.get(studio.store, run_id)):
+    row = jobs.get(studio.store, run_id)
+    if _remote(row):
         from masuka.training.backends.remote import execute_remote_run
 
         studio.runner().submit(run_id, lambda ctx: execute_remote_run(studio, ctx), ctx=hooks)
         return
     studio.runner().submit(run_id, lambda ctx: execute_run(studio, ctx), lane=LANE, ctx=hooks)
-    if waiting := _waiting_note(studio.store, jobs.get(studio.store, run_id)):
+    if waiting := _earlier_runs(studio.store, run_id):
         hooks.log(waiting)
 
 
@@ -140,12 +141,16 @@ def _remote(row: jobs.JobRow) -> bool:
 
 def _waiting_note(store: Store, row: jobs.JobRow) -> str:
     """For a run queued in the training lane, how many runs (anyone's) train before it; else ""."""
-    if row.status != "queued" or row.lane != LANE:
-        return ""
-    earlier = jobs.find(store, "lane = ? and id != ? and (status = 'running' or (status = 'queued' and "
-                        "(queued_at < ? or (queued_at = ? and id < ?))))",
-                        [LANE, row.id, row.queued_at, row.queued_at, row.id])
-    return f"waiting for {len(earlier)} earlier training run(s)" if earlier else ""
+    return _earlier_runs(store, row.id) if row.status == "queued" and row.lane == LANE else ""
+
+
+def _earlier_runs(store: Store, run_id: int) -> str:
+    """How many runs (anyone's) train before run ``run_id``, queued in the training lane, said for people; or ""."""
+    queued_at = "(select queued_at from jobs where id = ?)"
+    earlier = store.count(jobs.TABLE, f"lane = ? and id != ? and (status = 'running' or (status = 'queued' and "
+                          f"(queued_at < {queued_at} or (queued_at = {queued_at} and id < ?))))",
+                          [LANE, run_id, run_id, run_id, run_id])
+    return f"waiting for {earlier} earlier training run(s)" if earlier else ""
 
 
 def still_runs_at(row: jobs.JobRow) -> str | None:

@@ -23,9 +23,9 @@ from masuka.access import INPUTS_FOLDER, input_copy_name, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
 from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
-from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable
+from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable, key_fix
 from masuka.remote.timing import KEPT, RemoteSettings
-from masuka.store import UNFINISHED, now, owner_clause, process_alive, row_id
+from masuka.store import UNFINISHED, holder_alive, now, owner_clause, row_id
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.catalog import model_entry, parse_size, provider_entry
@@ -138,7 +138,7 @@ def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) ->
 
 def _running_somewhere(studio: Studio, row: jobs.JobRow) -> bool:
     """Whether this studio's runner or another live process runs the job."""
-    return row.state.get("runner") == studio.runner().token or (row.pid != os.getpid() and process_alive(row.pid))
+    return holder_alive(row.pid, row.state.get("runner"), studio.runner().token)
 
 
 def leave_video(studio: Studio, job_id: int) -> str:
@@ -218,7 +218,7 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
         jobs.update(studio.store, job_id, provider=target.provider, model=target.model, cost_usd=target.cost_usd,
                     total=len(target.segments))
         try:
-            provider = open_provider(studio, target.provider)
+            provider = open_provider(studio, target.provider, row.owner)
         except InvalidInput as error:  # no key (any more)
             _wait_for_provider(studio, ctx, state, error)
             continue
@@ -291,7 +291,8 @@ def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
         cls = provider_class(target.provider)
         key = studio.keys.get(cls.service)
         if not key:
-            reasons.append(f"no API key for {target.provider} (set {cls.key_env()} or save it in Settings)")
+            reasons.append(f"no API key for {target.provider} "
+                           f"({key_fix(cls.key_env(), studio.config.is_admin(plan.request.owner))})")
         elif message := health.unhealthy(target.provider):
             reasons.append(message)
         elif gone := unavailable(studio.store, target.provider, target.model, key):
@@ -380,7 +381,7 @@ def _cancel_at_provider(studio: Studio, row: jobs.JobRow) -> None:
     if not segments or row.provider == "local":
         return
     try:
-        provider = open_provider(studio, row.provider or "")
+        provider = open_provider(studio, row.provider or "", row.owner)
     except MasukaError:
         return
     try:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -304,12 +306,22 @@ def test_an_import_that_fails_after_copying_leaves_neither_file_nor_row(studio, 
     assert import_lora_file(studio, "local", tmp_path / "ink.safetensors")["name"] == "ink"
 
 
+def settle(path) -> None:
+    """Make ``path`` older than an import in progress can be."""
+    from masuka.disk import TMP_AGE_S
+
+    old = time.time() - TMP_AGE_S - 60
+    os.utime(path, (old, old))
+
+
 def test_a_file_whose_import_was_killed_before_its_row_is_listed_and_can_be_deleted(studio, tmp_path):
     from masuka.loras.library import delete_lora
 
     left = studio.config.loras_dir / "local" / "ink.safetensors"  # as a SIGKILL between file and row leaves it
     left.parent.mkdir(parents=True)
     write_flux_lora(left, trigger="inky")
+    assert list_loras(studio, "local") == [], "a new file may be an import still registering it"
+    settle(left)
     write_flux_lora(tmp_path / "ink.safetensors")
     with pytest.raises(InvalidInput, match="already have a LoRA named 'ink'"):
         import_lora_file(studio, "local", tmp_path / "ink.safetensors")
@@ -317,5 +329,78 @@ def test_a_file_whose_import_was_killed_before_its_row_is_listed_and_can_be_dele
     assert delete_lora(studio, "ink", "local", admin=False)["name"] == "ink" and not left.exists()
 
     write_flux_lora(left)  # deleted by name even before any list
+    settle(left)
     assert delete_lora(studio, "ink", "local", admin=False)["name"] == "ink" and not left.exists()
     assert import_lora_file(studio, "local", tmp_path / "ink.safetensors")["name"] == "ink"
+
+
+def test_a_list_during_an_import_leaves_its_file_to_the_import_with_its_trigger_and_base_model(studio, tmp_path,
+                                                                                              monkeypatch):
+    from masuka.loras import imports, library
+
+    write_flux_lora(tmp_path / "neon.safetensors")
+    claim = imports._claim
+
+    def listed_meanwhile(partial, target):  # another tab lists LoRAs between the file landing and its row
+        claim(partial, target)
+        list_loras(studio, "local")
+
+    monkeypatch.setattr(imports, "_claim", listed_meanwhile)
+    row = import_lora_file(studio, "local", tmp_path / "neon.safetensors", origin="civitai", trigger="ohwx",
+                           base_model="Flux.1 D")
+    assert (row["source"], row["trigger"], row["base_model"]) == ("civitai", "ohwx", "Flux.1 D")
+
+    insert = library.insert_named
+    adopted: list[int] = []
+
+    def adopted_first(store, table, fields, taken):  # a list records the file as the import's insert starts
+        if not adopted:
+            adopted.append(insert(store, table, {**fields, "source": "import", "trigger": "", "base_model": ""},
+                                  taken))
+        return insert(store, table, fields, taken)
+
+    monkeypatch.setattr(imports, "_claim", claim)
+    monkeypatch.setattr(library, "insert_named", adopted_first)
+    row = import_lora_file(studio, "local", tmp_path / "neon.safetensors", name="neon2", trigger="ohwx",
+                           base_model="Flux.1 D")
+    assert row["id"] == adopted[0] and (row["trigger"], row["base_model"]) == ("ohwx", "Flux.1 D")
+    assert studio.config.absolute(row["path"]).is_file()
+    assert [r["name"] for r in list_loras(studio, "local")] == ["neon", "neon2"]
+
+
+def test_a_failed_import_keeps_a_file_that_another_caller_recorded(studio, tmp_path, monkeypatch):
+    import sqlite3
+
+    from masuka.loras import imports, library
+
+    write_flux_lora(tmp_path / "ink.safetensors")
+    register = imports.register_lora
+
+    def recorded_then_failed(*args, **kwargs):
+        register(*args, **kwargs)
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(imports, "register_lora", recorded_then_failed)
+    with pytest.raises(sqlite3.OperationalError):
+        import_lora_file(studio, "local", tmp_path / "ink.safetensors")
+    [row] = list_loras(studio, "local")
+    assert studio.config.absolute(row["path"]).is_file(), "the row's file stays"
+    assert library.lora_folder(studio, "local") == studio.config.absolute(row["path"]).parent
+
+
+def test_listing_loras_reads_the_known_files_once_however_many_there_are(studio, tmp_path, monkeypatch):
+    calls = []
+    for method in ("count", "find", "query"):
+        real = getattr(studio.store, method)
+        monkeypatch.setattr(studio.store, method, lambda *a, real=real, **k: calls.append(a) or real(*a, **k))
+
+    def queries_with(files: int) -> int:
+        for number in range(files):
+            write_flux_lora(tmp_path / f"n{number}.safetensors")
+            if not studio.store.count("loras", "name = ?", [f"n{number}"]):
+                import_lora_file(studio, "local", tmp_path / f"n{number}.safetensors")
+        calls.clear()
+        list_loras(studio, "local")
+        return len(calls)
+
+    assert queries_with(2) == queries_with(6)

@@ -330,6 +330,19 @@ def test_a_cancel_or_pause_told_to_a_job_whose_worker_died_holds(studio, tiny_mo
                    [parse_axis("steps=1,2")])
 
 
+def test_a_running_job_is_told_dead_by_its_holder_not_its_pid_alone(studio, tiny_model):
+    """A row running under this pid but another token (a process before a restart that reused the pid) is
+    interrupted; one this process holds, or another live process, keeps running."""
+    from masuka.store import PROCESS_TOKEN
+
+    reused, mine, other = queue_images(studio, request(tiny_model("flux")), "a fox\na cat\nan owl")
+    for job_id, worker, pid in ((reused, "before-restart", os.getpid()), (mine, PROCESS_TOKEN, os.getpid()),
+                                (other, "parent", os.getppid())):
+        studio.store.update("queue", job_id, status="running", worker=worker, pid=pid)
+    statuses = {job["id"]: job["status"] for job in list_jobs(studio, "local")}
+    assert (statuses[reused], statuses[mine], statuses[other]) == ("interrupted", "running", "running")
+
+
 def test_a_prompt_batch_with_a_bad_line_queues_nothing(studio, tiny_model):
     with pytest.raises(InvalidInput, match="__nosuch__"):
         queue_images(studio, request(tiny_model("flux")), "a red fox\na {blue|green} bird\n__nosuch__ cat")

@@ -460,7 +460,7 @@ def test_a_trainer_that_subclasses_another_trainer_is_found(monkeypatch):
         trainer_for("nothing")
 
 
-def test_a_run_queued_behind_another_users_run_says_what_it_waits_for(studio, tiny_model, dataset):
+def test_a_run_queued_behind_another_users_run_says_what_it_waits_for(studio, tiny_model, dataset, monkeypatch):
     import threading
 
     from masuka.training.runs import LANE
@@ -475,7 +475,12 @@ def test_a_run_queued_behind_another_users_run_says_what_it_waits_for(studio, ti
             assert time.monotonic() < deadline
             time.sleep(0.02)
         run = start_training(studio, options(tiny_model("flux")))
+        find, read = studio.store.find, []
+        monkeypatch.setattr(studio.store, "find", lambda table, where=None, *a, **k: read.append(where) or
+                            find(table, where, *a, **k))
         status = run_status(studio, run)
+        assert not [where for where in read if where and "lane" in where], "counted, not loaded, at every poll"
+        monkeypatch.undo()
         assert status["status"] == "queued" and status["note"] == "waiting for 1 earlier training run(s)"
         assert "waiting for 1 earlier training run(s)" in status["log"]
         assert "**queued** — step 0/4 · waiting for 1 earlier training run(s)" in progress_text(status)

@@ -295,3 +295,25 @@ def test_error_bodies_of_any_other_shape_give_no_hint_but_the_back_off(body):
     from masuka.remote.timing import RemoteSettings
 
     assert retry_delay(httpx.Response(503, json=body), 0, RemoteSettings(backoff_s=0.0)) == 0.0
+
+
+def test_a_missing_key_tells_a_user_who_cannot_save_it_to_ask_an_admin(tmp_path, fake, monkeypatch):
+    from masuka.config import Config
+    from masuka.studio import Studio
+    from masuka.video.providers import open_provider
+
+    server = fake("gemini")
+    monkeypatch.delenv("GEMINI_API_KEY")
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="admin:pz-admin,alice:pa-alice"))
+    try:
+        with pytest.raises(ProviderError, match=r"no API key for gemini \(ask an admin to save the key in Settings\)"):
+            run(studio, "gemini", owner="alice")
+        with pytest.raises(ProviderError, match=r"\(set GEMINI_API_KEY or save the key in Settings\)"):
+            run(studio, "gemini", owner="admin")
+        with pytest.raises(InvalidInput, match=": ask an admin to save the key in Settings.$"):  # a job resumed
+            open_provider(studio, "gemini", "alice")
+        with pytest.raises(InvalidInput, match=": set GEMINI_API_KEY or save the key in Settings.$"):
+            open_provider(studio, "gemini", "admin")
+    finally:
+        studio.close()
+    assert server.requests == []

@@ -28,9 +28,8 @@ from masuka.jobs import JobContext
 from masuka.loras.files import inspect_lora
 from masuka.loras.library import free_lora_name, register_lora
 from masuka.models import architectures
-from masuka.remote.health import HealthTracker
-from masuka.remote.http import MaybeSubmitted, ProviderUnavailable, missing_key
-from masuka.remote.timing import KEPT, RemoteSettings
+from masuka.remote.http import MaybeSubmitted, ProviderUnavailable, open_client, service_key
+from masuka.remote.timing import KEPT
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, Store
 from masuka.studio import Studio
@@ -104,7 +103,7 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
     check_remote_options(options, backend, entry)
     if options.push_to_hub:
         check_hub_repo(options.push_to_hub, studio.keys.get(HUGGINGFACE))
-    _key(studio, cls, owner)
+    service_key(studio, cls, owner)
     if cls.needs_destination and "/" not in (destination or ""):
         label = cls.service.label
         raise InvalidInput(f"Training on {label} needs a destination model of yours (owner/name): create it on "
@@ -162,17 +161,8 @@ def cancel_interrupted_run(studio: Studio, row: jobs.JobRow) -> None:
                 state={**row.state, "phase": "cancelled", "note": ""})
 
 
-def _key(studio: Studio, cls: type[RemoteTrainer], owner: str) -> str:
-    """The service's key; :class:`InvalidInput` in words that suit ``owner`` (an admin saves keys) when unset."""
-    if key := studio.keys.get(cls.service):
-        return key
-    raise missing_key(cls.service.label, cls.service.key_env[0], studio.config.is_admin(owner))
-
-
 def _trainer(studio: Studio, backend: str, owner: str) -> RemoteTrainer:
-    cls = remote_backends()[backend]
-    settings = RemoteSettings.from_env()
-    return cls(settings, HealthTracker(studio.store, settings), _key(studio, cls, owner))
+    return open_client(studio, remote_backends()[backend], owner)
 
 
 def _submit(studio: Studio, ctx: JobContext, row: jobs.JobRow, options: TrainOptions, state: dict,

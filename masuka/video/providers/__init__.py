@@ -8,8 +8,7 @@ from __future__ import annotations
 import functools
 
 from masuka.errors import InvalidInput
-from masuka.remote.health import HealthTracker
-from masuka.remote.timing import RemoteSettings
+from masuka.remote.http import open_client
 from masuka.services import declared_classes
 from masuka.studio import Studio
 from masuka.video.catalog import REMOTE_PROVIDERS
@@ -29,8 +28,7 @@ def provider_class(name: str) -> type[Provider]:
     return remote_providers()[name]
 
 
-def open_provider(studio: Studio, name: str) -> Provider:
-    """A ready client for provider ``name`` with its key, base URL, retry settings and health tracker."""
-    cls = provider_class(name)
-    settings = RemoteSettings.from_env()
-    return cls(settings, HealthTracker(studio.store, settings), studio.keys.get(cls.service))
+def open_provider(studio: Studio, name: str, owner: str) -> Provider:
+    """A ready client for provider ``name`` with its key, base URL, retry settings and health tracker, for work of
+    ``owner``'s (a missing key is refused in words that suit them)."""
+    return open_client(studio, provider_class(name), owner)
