@@ -13,7 +13,8 @@ from masuka.bench.through_app import measure_through_app
 
 @pytest.mark.slow
 def test_masuka_request_costs_at_most_twice_a_bare_gradio_app_making_the_same_call(tmp_path):
-    figures = measure_through_app(tmp_path, rounds=3, size=64, steps=4)
+    rounds = 7  # medians of seven alternated rounds: a neighbour's burst of work on a shared CPU moves none of them
+    figures = measure_through_app(tmp_path, rounds=rounds, size=64, steps=4)
     assert figures["bare_call_ms"] > 0 and figures["bare_app_ms"] > 0 and figures["masuka_app_ms"] > 0
     assert figures["masuka_share_ms"] == round(figures["masuka_app_ms"] - figures["bare_app_ms"], 1)
     for way in ("new_session", "gradio_client"):
@@ -24,5 +25,5 @@ def test_masuka_request_costs_at_most_twice_a_bare_gradio_app_making_the_same_ca
     for route in ("a1111", "openai"):  # MASUKA's work around the diffusers call, which pipeline noise misses
         assert 0 < figures[f"{route}_around_call_ms"] < figures["bare_app_ms"] - figures["bare_call_ms"], figures
     images = list((tmp_path / "through-app-data").rglob("*.png"))
-    # one warm-up and three measured requests each: three ways into /generate_image and two REST routes, all saved
-    assert len(images) == 20
+    # one warm-up and the measured requests each: three ways into /generate_image and two REST routes, all saved
+    assert len(images) == 5 * (1 + rounds)
