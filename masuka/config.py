@@ -89,21 +89,6 @@ def device_choice() -> str:
     return env_choice("MASUKA_DEVICE", DEVICES, "auto")
 
 
-def usable_device() -> str:
-    """The device models run on: ``MASUKA_DEVICE``, ``auto`` picking CUDA, then MPS, then the CPU. CUDA or MPS asked
-    for where torch finds none is :class:`InvalidInput` naming the variable (imports torch)."""
-    import torch
-
-    choice = device_choice()
-    found = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
-    if choice == "auto":
-        return next((device for device, there in found.items() if there), "cpu")
-    if not found.get(choice, True):
-        raise InvalidInput(f"MASUKA_DEVICE={choice}, but torch {torch.__version__} finds no {choice.upper()} device "
-                           "on this machine: set MASUKA_DEVICE=auto (or cpu), or install a torch build for it.")
-    return choice
-
-
 def compile_backend() -> str:
     return env_choice("MASUKA_COMPILE_BACKEND", COMPILE_BACKENDS, "inductor")
 

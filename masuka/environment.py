@@ -5,7 +5,7 @@ someone's first request."""
 
 from __future__ import annotations
 
-from masuka.config import compile_backend, device_choice, env_url, on_zerogpu, public_space, usable_device, zerogpu_aoti
+from masuka.config import compile_backend, device_choice, env_url, on_zerogpu, public_space, zerogpu_aoti
 from masuka.image.prompt_optimizer import timeout_s
 from masuka.keys import services
 from masuka.remote.timing import RemoteSettings
@@ -19,6 +19,8 @@ def check_environment(probe_device: bool = False) -> None:
     torch (not on ZeroGPU, where only GPU functions get a GPU); ``serve`` leaves that to the first model load, to
     start without torch."""
     if device_choice() in ("cuda", "mps") and probe_device and not on_zerogpu():
+        from masuka.gpu import usable_device
+
         usable_device()
     compile_backend()
     public_space()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masuka.config import on_zerogpu, usable_device
-from masuka.errors import Cancelled, GPUBusy
+from masuka.config import device_choice, on_zerogpu
+from masuka.errors import Cancelled, GPUBusy, InvalidInput
 
 CONCURRENCY_ID = "gpu"
 #: how a queued (background) job names itself in a slot's lock file
@@ -222,6 +222,21 @@ def choose_memory_plan(free_gb: float, needs_gb: Mapping[str, float | None]) -> 
         if need is not None and need + HEADROOM_GB <= free_gb:
             return name
     return MEMORY_PLANS[-1]
+
+
+def usable_device() -> str:
+    """The device models run on: ``MASUKA_DEVICE``, ``auto`` picking CUDA, then MPS, then the CPU. CUDA or MPS asked
+    for where torch finds none is :class:`InvalidInput` naming the variable (imports torch)."""
+    import torch
+
+    choice = device_choice()
+    found = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if choice == "auto":
+        return next((device for device, there in found.items() if there), "cpu")
+    if not found.get(choice, True):
+        raise InvalidInput(f"MASUKA_DEVICE={choice}, but torch {torch.__version__} finds no {choice.upper()} device "
+                           "on this machine: set MASUKA_DEVICE=auto (or cpu), or install a torch build for it.")
+    return choice
 
 
 def device_plan(vram_needed_gb: float | None = None, *, memory: str = "auto",

@@ -56,6 +56,13 @@ def test_generate_with_a_lora_path_relative_to_the_current_directory(capsys, tmp
                              "--lora", "./my-style.safetensors:0.8", "--json")
     assert code == 0, err
     assert len(json.loads(out)["images"]) == 1
+    # a queued job keeps the file, not the words: the app's worker runs it from its own directory
+    code, out, err = run_cli(capsys, "queue", "add", "--data-dir", str(tmp_path / "d"), "--model",
+                             str(tiny_model("flux")), "--prompt", "ink", "--lora", "./my-style.safetensors:0.8",
+                             "--json")
+    assert code == 0, err
+    params = Store(Config.from_env(data_dir=tmp_path / "d").db_path).find("queue")[0]["params"]
+    assert [str(tmp_path / "work" / "my-style.safetensors"), 0.8] in params["request"]["loras"]
 
 
 @pytest.mark.parametrize("args, message", [

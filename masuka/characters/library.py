@@ -25,7 +25,6 @@ from masuka.store import PROCESS_TOKEN, find_named, holder_alive, insert_named, 
 from masuka.studio import Studio
 
 BUILDING = "building"
-#: tells this process's builds from those of an earlier process that had the same pid
 
 
 def character_dir(studio: Studio, character_id: int) -> Path:

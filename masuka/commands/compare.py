@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from masuka.cli import emit, open_studio, progress_line
-from masuka.commands.generate import add_request_arguments, request_from_args
+from masuka.commands.generate import add_request_arguments, cli_lora, request_from_args
 from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
 
@@ -40,7 +40,6 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 def run_create(args: argparse.Namespace) -> int:
     from masuka.image.compare import create_ab
-    from masuka.image.generate import parse_lora
     from masuka.image.prompts import prompt_lines
 
     if args.prompts_file:
@@ -50,8 +49,8 @@ def run_create(args: argparse.Namespace) -> int:
             raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
     else:
         prompts = [args.prompt] if args.prompt else []
-    comparison = create_ab(open_studio(args), request_from_args(args), [parse_lora(x) for x in args.a],
-                           [parse_lora(x) for x in args.b], prompts, args.seeds, allow_any_path=True,
+    comparison = create_ab(open_studio(args), request_from_args(args), [cli_lora(x) for x in args.a],
+                           [cli_lora(x) for x in args.b], prompts, args.seeds, allow_any_path=True,
                            on_image=lambda r: progress_line(args, f"saved {r.path}"))
     emit(args, {"comparison": comparison}, f"comparison {comparison}: judge it with `compare next {comparison}`")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.commands.generate import add_sampling_arguments
+from masuka.commands.generate import add_sampling_arguments, cli_lora
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -21,10 +21,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from masuka.commands.generate import run_request
-    from masuka.image.generate import ImageRequest, parse_lora
+    from masuka.image.generate import ImageRequest
 
     request = ImageRequest(prompt=args.prompt, model=args.model, negative_prompt=args.negative_prompt,
                            steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
-                           seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
+                           seed=args.seed, batch=args.batch, loras=[cli_lora(x) for x in args.lora],
                            memory_plan=args.memory_plan, references=list(args.image))
     return run_request(args, request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from masuka.cli import download_progress, emit, open_studio, progress_line
 from masuka.gpu import MEMORY_PLAN_HELP
@@ -82,11 +83,21 @@ def add_speed_and_start_arguments(parser: argparse.ArgumentParser) -> None:
                              "model's multiple on the right and bottom")
 
 
+def cli_lora(text: str) -> tuple[str, float]:
+    """``--lora`` as :func:`~masuka.image.generate.parse_lora` reads it, a file relative to this directory made
+    absolute: a queued job resolves it later, in the app's own directory."""
+    from masuka.image.generate import parse_lora
+
+    name, weight = parse_lora(text)
+    path = Path(name).expanduser()
+    return (str(path.resolve()) if not path.is_absolute() and path.is_file() else name), weight
+
+
 def request_from_args(args: argparse.Namespace):
     """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
     from masuka.errors import InvalidInput
     from masuka.image.control import parse_control
-    from masuka.image.generate import ImageRequest, parse_lora
+    from masuka.image.generate import ImageRequest
     from masuka.image.outpaint import parse_outpaint
     from masuka.image.reference import parse_reference
     from masuka.image.tasks import InitImage
@@ -99,7 +110,7 @@ def request_from_args(args: argparse.Namespace):
                                                       outpaint=parse_outpaint(args.outpaint))
     return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
                         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
-                        seed=args.seed, batch=args.batch, loras=[parse_lora(x) for x in args.lora],
+                        seed=args.seed, batch=args.batch, loras=[cli_lora(x) for x in args.lora],
                         memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
                         optimize_prompt=args.optimize_prompt, safety_check=args.safety_check,
                         face_detail=args.face_detail, face_strength=args.face_strength, sampler=args.sampler,

@@ -11,7 +11,7 @@ from typing import Any
 
 from masuka.datasets.formats import DEFAULT_REPEATS, FORMATS, write_layout, zip_folder
 from masuka.datasets.library import dataset_dir, dataset_images, final_caption, find_dataset
-from masuka.errors import InvalidInput, as_disk_full
+from masuka.errors import InvalidInput, as_disk_full, reason
 from masuka.studio import Studio
 
 
@@ -51,8 +51,8 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
         for folder in made:
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        reason = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
-        raise as_disk_full(error) or InvalidInput(f"Could not export dataset {dataset['name']!r} ({reason}); "
+        why = reason(error) + (f": {error.filename}" if error.filename else "")
+        raise as_disk_full(error) or InvalidInput(f"Could not export dataset {dataset['name']!r} ({why}); "
                                                   "nothing was kept.") from error
     return target
 

@@ -22,7 +22,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from masuka.datasets.dedupe import file_sha256, perceptual_hash
 from masuka.datasets.preprocess import PrepOptions, prepare, sharpness
 from masuka.datasets.sources import Candidate
-from masuka.errors import DiskFull, as_disk_full
+from masuka.errors import DiskFull, as_disk_full, reason
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def ingest_file(candidate: Candidate, options: PrepOptions, originals: Path, pro
             mirror.save(result.flipped, **save_options)
     except OSError as error:
         result.discard()
-        raise as_disk_full(error) or Refused(f"could not be saved: {error.strerror or error}") from None
+        raise as_disk_full(error) or Refused(f"could not be saved: {reason(error)}") from None
     return result
 
 

@@ -178,8 +178,8 @@ def parse_lora(text: str) -> tuple[str, float]:
 
 
 def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool) -> Path:
-    """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any path: absolute, or
-    relative to the current directory when the library and the data dir have no such file.
+    """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any absolute path (the
+    CLI makes a path relative to its directory absolute as it reads it: :func:`masuka.commands.generate.cli_lora`).
 
     A file in the data dir must be one ``owner`` :func:`may_read`; another user's file gets the same answer
     as a missing one.
@@ -194,8 +194,7 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     candidate = Path(ref).expanduser()
     if not candidate.is_absolute():
         library = studio.config.loras_dir / (ref if ref.endswith(".safetensors") else ref + ".safetensors")
-        stored = library if library.exists() or "/" not in ref else studio.config.data_dir / ref
-        candidate = candidate.resolve() if allow_any_path and not stored.exists() and candidate.exists() else stored
+        candidate = library if library.exists() or "/" not in ref else studio.config.data_dir / ref
     allowed = allow_any_path or (candidate.resolve().is_relative_to(studio.config.data_dir)
                                  and may_read(studio, owner, candidate))
     if allowed and candidate.exists():

@@ -108,28 +108,24 @@ def list_loras(studio: Studio, owner: str, admin: bool = False, every_owner: boo
     or with ``every_owner`` everyone's (an admin's view of the library): recorded ones plus valid files dropped
     into the library folder (registered when an admin or the single user looks) and files of the user's own
     folder that no row lists (an import killed between its file and its row)."""
-    known = _known_paths(studio)
-    _adopt(studio, owner, known)
+    _adopt(studio, owner)
     if admin or not studio.config.multi_user:
-        _adopt(studio, LOCAL_USER, known, Path(studio.config.loras_dir))
+        _adopt(studio, LOCAL_USER, Path(studio.config.loras_dir))
     where, args = (None, []) if every_owner else ("owner in (?, ?)", [owner, LOCAL_USER])
     return [r for r in studio.store.find("loras", where, args, order_by="name")
             if studio.config.absolute(r["path"]).exists()]
 
 
-def _known_paths(studio: Studio) -> set[str]:
-    """The (data-dir relative) paths of every LoRA file the library lists."""
-    return {row["path"] for row in studio.store.query("select path from loras")}
-
-
-def _adopt(studio: Studio, owner: str, known: set[str], folder: Path | None = None) -> None:
-    """Record the usable ``.safetensors`` files that no row lists yet (``known`` paths are listed), as ``owner``'s:
+def _adopt(studio: Studio, owner: str, folder: Path | None = None) -> None:
+    """Record the usable ``.safetensors`` files that no row lists yet, as ``owner``'s:
     those dropped into ``folder``, or by default those of ``owner``'s LoRA folder an import left without a row
     (killed half-way) once older than :data:`~masuka.disk.TMP_AGE_S` (a newer one may be an import still
     registering it). A file named like another LoRA of ``owner``'s is left out (that one keeps the name), and so
     is an unusable one."""
     source, settled = ("folder", float("inf")) if folder else ("import", time.time() - TMP_AGE_S)
-    for path in sorted((folder or lora_folder(studio, owner)).glob("*.safetensors")):
+    files = sorted((folder or lora_folder(studio, owner)).glob("*.safetensors"))
+    known = {row["path"] for row in studio.store.query("select path from loras")} if files else set()
+    for path in files:
         if studio.config.relative(path) in known:
             continue
         try:
@@ -148,7 +144,7 @@ def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
     A training run's LoRA goes with its run (History), and a LoRA that unfinished work uses stays until that work is
     done: both are refused (:class:`InvalidInput`)."""
     # a file of the user's with no row (an import killed half-way) can be deleted by name
-    _adopt(studio, user, _known_paths(studio))
+    _adopt(studio, user)
     row = find_named(studio.store, "loras", ref, user, admin, "LoRA", "Models → LoRAs lists yours")
     if row["job_id"]:
         raise InvalidInput(f"LoRA {row['name']!r} belongs to training run j{row['job_id']}: delete the run in History "

@@ -146,10 +146,9 @@ def _waiting_note(store: Store, row: jobs.JobRow) -> str:
 
 def _earlier_runs(store: Store, run_id: int) -> str:
     """How many runs (anyone's) train before run ``run_id``, queued in the training lane, said for people; or ""."""
-    queued_at = "(select queued_at from jobs where id = ?)"
     earlier = store.count(jobs.TABLE, f"lane = ? and id != ? and (status = 'running' or (status = 'queued' and "
-                          f"(queued_at < {queued_at} or (queued_at = {queued_at} and id < ?))))",
-                          [LANE, run_id, run_id, run_id, run_id])
+                          f"(queued_at, id) < (select queued_at, id from {jobs.TABLE} where id = ?)))",
+                          [LANE, run_id, run_id])
     return f"waiting for {earlier} earlier training run(s)" if earlier else ""
 
 
