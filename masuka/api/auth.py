@@ -50,12 +50,13 @@ def create_token(studio: Studio, owner: str, name: str = "") -> str:
     name = (name or "").strip() or next(f"token-{n}" for n in itertools.count(1) if f"token-{n}" not in taken)
     if len(name) > 64 or not name.isprintable():
         raise InvalidInput("Name the token with at most 64 printable characters.")
-    if studio.store.count("api_tokens", "owner = ?", [owner]) >= MAX_TOKENS_PER_USER:
-        raise InvalidInput(f"You already have {MAX_TOKENS_PER_USER} API tokens: revoke one first.")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    insert_named(studio.store, "api_tokens", {"owner": owner, "name": name, "token_hash": _digest(token),
-                                              "prefix": token[:10]},
-                 f"You already have an API token named {name!r}: choose another name (or revoke that one).")
+    with studio.store.transaction():  # counted where it is inserted: two requests at once cannot pass the limit
+        if studio.store.count("api_tokens", "owner = ?", [owner]) >= MAX_TOKENS_PER_USER:
+            raise InvalidInput(f"You already have {MAX_TOKENS_PER_USER} API tokens: revoke one first.")
+        insert_named(studio.store, "api_tokens", {"owner": owner, "name": name, "token_hash": _digest(token),
+                                                  "prefix": token[:10]},
+                     f"You already have an API token named {name!r}: choose another name (or revoke that one).")
     return token
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import gradio as gr
 import pytest
 
 from masuka import logins
+from masuka.api import auth
 from masuka.api.auth import Refused, authenticate, create_token, list_tokens, revoke_token, token_user
 from masuka.cli import main
 from masuka.config import Config
@@ -230,6 +232,37 @@ def test_a_name_the_user_already_has_is_refused(team):
     for _ in range(2):  # a token made without a name gets a free one
         create_token(team, "ann")
     assert [row["name"] for row in list_tokens(team, "ann")] == ["laptop", "token-1", "token-2"]
+
+
+def test_two_requests_at_once_cannot_pass_the_token_limit(team, monkeypatch):
+    for n in range(auth.MAX_TOKENS_PER_USER - 1):
+        create_token(team, "ann", f"t{n}")
+    both_counted = threading.Barrier(2, timeout=2)
+    real_insert = auth.insert_named
+
+    def insert_once_both_counted(*args, **kwargs):  # holds the first request between its count and its insert
+        try:
+            both_counted.wait()
+        except threading.BrokenBarrierError:  # the other request is (rightly) kept waiting for the count
+            pass
+        return real_insert(*args, **kwargs)
+
+    monkeypatch.setattr(auth, "insert_named", insert_once_both_counted)
+    outcomes: list[str] = []
+
+    def make(name: str) -> None:
+        try:
+            outcomes.append(create_token(team, "ann", name))
+        except InvalidInput as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=make, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert team.store.count("api_tokens", "owner = 'ann'") == auth.MAX_TOKENS_PER_USER
+    assert sum("revoke one first" in outcome for outcome in outcomes) == 1
 
 
 def test_revoke_says_which_token_went_and_empties_the_new_token_box(team):
