@@ -138,6 +138,12 @@ def _adopt(studio: Studio, owner: str, folder: Path | None = None) -> None:
             register_lora(studio, info, owner, source)
 
 
+def may_delete(row: dict, user: str, admin: bool) -> bool:
+    """Whether ``user`` may delete the library's ``row``: their own (an admin, anyone's), unless a training run
+    holds it (it goes with the run)."""
+    return (admin or row["owner"] == user) and not row["job_id"]
+
+
 def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
     """Delete a LoRA (by id or name: the user's own, any owner's for an admin) with its file; returns its row.
 
@@ -146,7 +152,7 @@ def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
     # a file of the user's with no row (an import killed half-way) can be deleted by name
     _adopt(studio, user)
     row = find_named(studio.store, "loras", ref, user, admin, "LoRA", "Models → LoRAs lists yours")
-    if row["job_id"]:
+    if not may_delete(row, user, admin):
         raise InvalidInput(f"LoRA {row['name']!r} belongs to training run j{row['job_id']}: delete the run in History "
                            "(its LoRAs go with it).")
     path = studio.config.absolute(row["path"])

@@ -7,7 +7,7 @@ import gradio as gr
 
 from masuka.errors import InvalidInput
 from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
-from masuka.loras.library import delete_lora, list_loras
+from masuka.loras.library import delete_lora, list_loras, may_delete
 from masuka.models.manage import (
     bench_results,
     delete_model,
@@ -172,10 +172,10 @@ def deletable_view(studio: Studio, request: gr.Request):
 
 
 def _deletable(studio: Studio, request: gr.Request, rows: list[dict]) -> gr.Dropdown:
-    """Of the library's ``rows``, those the user may delete: their own (an admin, any); a run's go with the run."""
+    """Of the library's ``rows``, those the user may delete."""
     user, admin = user_of(request), is_admin(studio, request)
     mine = [(r["name"] if r["owner"] == user else f"{r['name']} ({r['owner']})", str(r["id"]))
-            for r in rows if (admin or r["owner"] == user) and not r["job_id"]]
+            for r in rows if may_delete(r, user, admin)]
     return gr.Dropdown(choices=mine, value=None)
 
 
