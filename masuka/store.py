@@ -338,17 +338,23 @@ def insert_named(store: Store, table: str, row: Mapping[str, Any], taken: str) -
 
 def find_named(store: Store, table: str, ref: str | int, owner: str, admin: bool, what: str, hint: str) -> dict:
     """A ``what`` (a row of ``table``) by id or name: the owner's own first, then (admins) anyone's; else
-    :class:`NotFound` ending with ``hint`` (where to create one)."""
+    :class:`NotFound` ending with ``hint`` (where to create one).
+
+    Text of digits only is an id (what the pickers send; a name is never only digits), any other text a name, so a
+    reference names one row or none: a name that several other owners give is refused (:class:`InvalidInput`),
+    saying the ids to choose from."""
     text = str(ref or "").strip()
     if not text:
         raise InvalidInput(f"Choose a {what}.")
-    match = "(name = ? or id = ?)"
-    args = [text, row_id(text) or -1]
-    rows = store.find(table, f"owner = ? and {match}", [owner, *args], limit=1)
+    match, value = ("id = ?", row_id(text) or -1) if text.isascii() and text.isdigit() else ("name = ?", text)
+    rows = store.find(table, f"owner = ? and {match}", [owner, value], limit=1)
     if not rows and admin:
-        rows = store.find(table, match, args, order_by="id", limit=1)
+        rows = store.find(table, match, [value], order_by="id")
     if not rows:
         raise NotFound(f"No {what} {text!r}: {hint}.")
+    if len(rows) > 1:
+        owners = ", ".join(f"{row['id']} ({row['owner']})" for row in rows)
+        raise InvalidInput(f"{len(rows)} {what}s go by {text!r} (ids {owners}): choose one by its id.")
     return rows[0]
 
 

@@ -26,6 +26,7 @@ from masuka.api.a1111_scripts import MODULE_LIST, adetailer_faces, controlnet_mo
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
+from masuka.image.defaults import load_defaults
 from masuka.image.generate import MAX_BATCH, ImageRequest, image_spec
 from masuka.image.metadata import parse_parameters, read_metadata
 from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
@@ -33,7 +34,7 @@ from masuka.image.tasks import InitImage, upscale
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import list_upscalers
 from masuka.image.upscale.request import SCALES, UpscaleRequest
-from masuka.loras.library import list_loras
+from masuka.loras.library import find_new_loras, list_loras
 from masuka.models.catalog import image_models
 
 UPSCALERS = ("None", "Lanczos", "Nearest")
@@ -255,7 +256,8 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @a1111_errors
     def get_options(request: Request) -> Any:
         caller = caller_of(request)
-        return {"sd_model_checkpoint": work.model_for(caller.user), "samples_format": "png",
+        return {"sd_model_checkpoint": work.model_for(caller.user),  # samples_format: as images are saved and sent
+                "samples_format": load_defaults(studio.config).output_format.lower().replace("jpeg", "jpg"),
                 "sd_checkpoint_hash": None, "CLIP_stop_at_last_layers": 1}
 
     @router.post("/options")
@@ -334,8 +336,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @router.post("/refresh-loras")
     @a1111_errors
     def refresh_loras(request: Request) -> Any:
-        caller = caller_of(request)
-        list_loras(studio, caller.user, caller.admin)  # registers LoRA files dropped into the library folder
+        find_new_loras(studio, caller_of(request).user)  # registers LoRA files dropped into the library folder
         return None
 
     @router.get("/scripts")

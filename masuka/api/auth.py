@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import LOCAL_USER, insert_named, now
+from masuka.store import LOCAL_USER, insert_named, now, row_id
 from masuka.studio import Studio
 
 TOKEN_PREFIX = "msk_"
@@ -42,14 +42,17 @@ class Caller:
 
 
 def create_token(studio: Studio, owner: str, name: str = "") -> str:
-    """Make a token for ``owner`` and return it: the only time it is ever shown. Each of an owner's tokens has its
-    own name (a token is revoked by name)."""
-    if not (owner or "").strip():
-        raise InvalidInput("Say whose token it is: name a user.")
+    """Make a token for ``owner`` (a user on the sign-in list; without sign-in, ``local``) and return it: the only
+    time it is ever shown. Each of an owner's tokens has its own name (a token is revoked by name), never only
+    digits (those are ids)."""
+    check_token_owner(studio, owner)
     taken = {row["name"] for row in list_tokens(studio, owner)}
     name = (name or "").strip() or next(f"token-{n}" for n in itertools.count(1) if f"token-{n}" not in taken)
     if len(name) > 64 or not name.isprintable():
         raise InvalidInput("Name the token with at most 64 printable characters.")
+    if name.isdigit():
+        raise InvalidInput(f"Name the token with more than digits ({name!r} is how its id would be written): "
+                           f"e.g. 'token-{name}'.")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with studio.store.transaction():  # counted where it is inserted: two requests at once cannot pass the limit
         if studio.store.count("api_tokens", "owner = ?", [owner]) >= MAX_TOKENS_PER_USER:
@@ -60,6 +63,28 @@ def create_token(studio: Studio, owner: str, name: str = "") -> str:
     return token
 
 
+def check_token_owner(studio: Studio, owner: str) -> None:
+    """Refuse (:class:`InvalidInput`) a token for ``owner`` that could never sign in: one not on the sign-in list
+    (``local`` included), or anyone but ``local`` when the studio has no sign-in."""
+    owner = (owner or "").strip()
+    if not owner:
+        raise InvalidInput("Say whose token it is: name a user.")
+    users = studio.config.users
+    if users and owner not in users:
+        raise InvalidInput(f"{owner!r} is not on the sign-in list, so a token of theirs would open nothing: "
+                           "`python -m masuka keys token users` lists who is (the list this command reads from "
+                           "MASUKA_AUTH, as the app gets it from --auth or MASUKA_AUTH).")
+    if not users and owner != LOCAL_USER:
+        raise InvalidInput(f"This studio has no sign-in (no MASUKA_AUTH here), so its one user is {LOCAL_USER!r}: "
+                           f"a token of {owner!r} would open nothing. Set MASUKA_AUTH as the app gets it "
+                           "(e.g. MASUKA_AUTH=@users.txt) to make tokens for its users.")
+
+
+def token_owners(studio: Studio) -> list[str]:
+    """Who may own a token: the users on the sign-in list, or ``local`` without sign-in."""
+    return sorted(studio.config.users) or [LOCAL_USER]
+
+
 def list_tokens(studio: Studio, owner: str) -> list[dict]:
     """The owner's tokens (id, name, prefix, dates): never the tokens themselves."""
     return [{key: row[key] for key in ("id", "name", "prefix", "created_at", "last_used_at")}
@@ -67,10 +92,13 @@ def list_tokens(studio: Studio, owner: str) -> list[dict]:
 
 
 def revoke_token(studio: Studio, owner: str, ref: str | int) -> dict:
-    """Delete one of the owner's tokens, named by id, name or prefix; returns what was revoked. A name or prefix
-    that several tokens share (made before names were unique) is refused: revoke those by id."""
+    """Delete one of the owner's tokens, named by id (text of digits only is an id), name or prefix; returns what
+    was revoked. A name or prefix that several tokens share (made before names were unique) is refused: revoke
+    those by id."""
     ref = str(ref).strip()
-    matches = [row for row in list_tokens(studio, owner) if ref in (str(row["id"]), row["name"], row["prefix"])]
+    by_id = ref.isascii() and ref.isdigit()
+    matches = [row for row in list_tokens(studio, owner)
+               if (row["id"] == row_id(ref) if by_id else ref in (row["name"], row["prefix"]))]
     if not matches:
         raise NotFound(f"No API token {ref!r} of yours: `keys token list` shows them.")
     if len(matches) > 1:

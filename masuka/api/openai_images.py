@@ -18,7 +18,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import FormData
 
 from masuka.access import may_read
 from masuka.api.auth import Caller, Refused
@@ -195,18 +196,17 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
         images = form.getlist("image") + form.getlist("image[]")
         if not images or not hasattr(images[0], "read"):
             raise OpenAIError(400, "Send the picture to edit as the multipart file 'image'.", param="image")
-        prompt = str(form.get("prompt") or "")
+        prompt = form_text(form, "prompt") or ""
         image = await work.call(work.decode_upload, caller, await images[0].read(), "init image")
         mask_file = form.get("mask")
         mask = None
         if mask_file is not None and hasattr(mask_file, "read"):
             mask = await work.call(_openai_mask, work, caller, await mask_file.read())
         init = InitImage(image, 1.0 if mask else EDIT_STRENGTH, mask, mask_blur=0)
-        aids = Aids.model_validate({name: form[name] for name in Aids.model_fields if isinstance(form.get(name), str)})
-        delivery = Delivery.model_validate({name: form[name] for name in Delivery.model_fields
-                                            if isinstance(form.get(name), str)})
-        image_request = to_request(caller, prompt, form.get("model"), form.get("n") or 1, form.get("size"), init,
-                                   aids)
+        aids = Aids.model_validate(form_texts(form, Aids.model_fields))
+        delivery = Delivery.model_validate(form_texts(form, Delivery.model_fields))
+        image_request = to_request(caller, prompt, form_text(form, "model"), form_text(form, "n") or 1,
+                                   form_text(form, "size"), init, aids)
         return await run(request, caller, image_request, delivery, "image_edit")
 
     @router.get("/images/files/{image_id}", name="openai_image_file")
@@ -262,6 +262,20 @@ def delivered(path: Path, delivery: Delivery) -> Delivered:
     else:
         converted.save(buffer, wanted.upper(), quality=delivery.output_compression)
     return Delivered(buffer.getvalue(), wanted, size)
+
+
+def form_text(form: FormData, name: str) -> str | None:
+    """The text field ``name`` of an edit's form (None when absent); a file sent in its place gets OpenAI's 400
+    naming it."""
+    value = form.get(name)
+    if value is not None and not isinstance(value, str):
+        raise OpenAIError(400, f"'{name}' must be a text field, not a file.", param=name)
+    return value
+
+
+def form_texts(form: FormData, names: Iterable[str]) -> dict[str, str]:
+    """The text fields of ``names`` that the form has (:func:`form_text`)."""
+    return {name: value for name in names if (value := form_text(form, name)) is not None}
 
 
 def _events(event: str, pictures: list[Delivered]) -> Iterator[str]:

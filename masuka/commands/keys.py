@@ -1,5 +1,5 @@
 """``python -m masuka keys``: list (masked), set (from a prompt or stdin, never the command line) and test keys;
-``keys token create|list|revoke``: the per-user tokens of MASUKA's own REST APIs."""
+``keys token create|list|revoke|users``: the per-user tokens of MASUKA's own REST APIs."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     for action in actions.choices.values():
         action.set_defaults(handler=run)
     token = actions.add_parser("token", parents=[common], help="API tokens for /sdapi/v1 and /v1/images")
-    token.add_argument("token_action", choices=["create", "list", "revoke"])
-    token.add_argument("ref", nargs="?", help="revoke: the token's id, name or prefix")
-    token.add_argument("--user", default=LOCAL_USER, help="whose token (default: the local user)")
+    token.add_argument("token_action", choices=["create", "list", "revoke", "users"],
+                       help="users: who may own a token (the sign-in list, read from MASUKA_AUTH)")
+    token.add_argument("ref", nargs="?", help="revoke: the token's id (digits), name or prefix")
+    token.add_argument("--user", default=LOCAL_USER, help="whose token: a user on the sign-in list (default: the "
+                                                          "local user, the one user without sign-in)")
     token.add_argument("--name", default="", help="create: a name to tell it apart (e.g. laptop)")
     token.set_defaults(handler=run_token)
 
@@ -62,11 +64,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_token(args: argparse.Namespace) -> int:
-    from masuka.api.auth import create_token, list_tokens, revoke_token
+    from masuka.api.auth import create_token, list_tokens, revoke_token, token_owners
     from masuka.errors import InvalidInput
 
     studio = open_studio(args)
-    if args.token_action == "create":
+    if args.token_action == "users":
+        users = token_owners(studio)
+        emit(args, users, "\n".join(users))
+    elif args.token_action == "create":
         token = create_token(studio, args.user, args.name)
         emit(args, {"user": args.user, "token": token},
              f"{token}\nShown this once: keep it now. Use it as 'Authorization: Bearer <token>'.")

@@ -72,6 +72,7 @@ from masuka.image.tasks import (
 )
 from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
+from masuka.loras.usage import lora_files_in_use
 from masuka.models.catalog import ModelSpec, ask_hub, resolve_image_model
 from masuka.models.manage import fetch_for_use
 from masuka.services import HUGGINGFACE
@@ -301,22 +302,24 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,
                     on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None,
                     gpu_timeout: float | None = None, allow_any_path: bool = False,
-                    on_download: Watch | None = None,
-                    background: bool = False) -> list[ImageResult]:
+                    on_download: Watch | None = None, background: bool = False,
+                    cancelled: Callable[[], bool] | None = None) -> list[ImageResult]:
     """Validate, download the model if needed (outside the GPU slot, progress to ``on_download``), then make
     ``request.batch`` images; returns them in order. Raises on the first failure.
 
-    ``background`` work (the queue) lets interactive requests take the GPU first."""
+    ``background`` work (the queue) lets interactive requests take the GPU first. The request's LoRA files are held
+    from its checks to its end: they cannot be deleted while it waits for the GPU or runs."""
     plan = plan_request(studio, request, allow_any_path)
-    keep_inputs(studio, plan)
-    fetch_for_use(studio, request.owner, plan.spec.source, on_download, replaced_components(request.memory_plan))
-    if plan.safety:
-        fetch_for_use(studio, request.owner, plan.safety.safety_model, on_download)
-    if request.optimize_prompt:
-        plan = _optimized(studio, plan, on_download, gpu_timeout, background)
-    with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
-                         background=background):
-        return _run(studio, plan, on_step, on_image, stop)
+    with lora_files_in_use(info.path for info, _weight in plan.loras):
+        keep_inputs(studio, plan)
+        fetch_for_use(studio, request.owner, plan.spec.source, on_download, replaced_components(request.memory_plan))
+        if plan.safety:
+            fetch_for_use(studio, request.owner, plan.safety.safety_model, on_download)
+        if request.optimize_prompt:
+            plan = _optimized(studio, plan, on_download, gpu_timeout, background)
+        with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
+                             background=background, cancelled=cancelled):  # asked while it waits for the GPU
+            return _run(studio, plan, on_step, on_image, stop)
 
 
 def _optimized(studio: Studio, plan: Plan, on_download: Watch | None,

@@ -39,8 +39,12 @@ class LoraInfo:
 
     @property
     def adapter(self) -> str:
-        """Adapter name inside a pipeline: stable for the same file content, different for another file."""
-        stat = self.path.stat()
+        """Adapter name inside a pipeline: stable for the same file content, different for another file;
+        :class:`InvalidInput` once the file is gone (deleted since the request was checked)."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            raise deleted(self.name) from None
         digest = hashlib.sha1(f"{self.path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:10]
         return f"lora_{digest}"
 
@@ -52,6 +56,11 @@ class LoraInfo:
     @property
     def trigger(self) -> str:
         return self.metadata.get("masuka.trigger", "")
+
+
+def deleted(name: str) -> InvalidInput:
+    """The answer to a request whose LoRA ``name`` was deleted after the request was checked."""
+    return InvalidInput(f"LoRA {name!r} was deleted: choose another LoRA and try again.")
 
 
 def read_header(path: Path) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from masuka.loras.library import (
     MAX_NAME_CHARS,
     TAKEN,
     check_lora_name,
-    check_name_length,
+    check_name,
     lora_folder,
     register_lora,
 )
@@ -86,18 +86,20 @@ def _claim(partial: Path, target: Path) -> None:
 
 
 def _library_name(studio: Studio, owner: str, name: str, shorten: bool = False) -> str:
-    """``name`` as a LoRA file's stem (letters, digits, '-', '_', '.'), refused when empty, longer than
+    """``name`` as a LoRA file's stem (letters, digits, '-', '_', '.'), refused when empty, only digits, longer than
     :data:`MAX_NAME_CHARS` characters or :data:`MAX_NAME_BYTES` bytes (a name not chosen by the user, a file's or a
-    CivitAI model's, is cut there instead: ``shorten``), or when one of ``owner``'s LoRAs has it already."""
+    CivitAI model's, gets a ``lora-`` prefix or is cut there instead: ``shorten``), or when one of ``owner``'s
+    LoRAs has it already (:func:`~masuka.loras.library.check_name`, the rule training names keep too)."""
     stem = NAME.sub("_", name.strip()).strip("._")
     if shorten:
+        stem = f"lora-{stem}" if stem.isdigit() else stem
         stem = stem[:MAX_NAME_CHARS]
         while len(stem.encode()) > MAX_NAME_BYTES:
             stem = stem[:-1]
         stem = stem.rstrip("._")
     if not stem:
         raise InvalidInput("Give the LoRA a name (letters, digits, '-', '_' or '.').")
-    check_name_length(stem)
+    check_name(stem)
     check_lora_name(studio, owner, stem)
     return stem
 

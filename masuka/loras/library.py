@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 from masuka.disk import TMP_AGE_S
 from masuka.errors import InvalidInput
 from masuka.loras.files import LoraInfo, inspect_lora, lora_hash
-from masuka.loras.usage import refuse_if_used
+from masuka.loras.usage import while_unused
 from masuka.store import LOCAL_USER, find_named, insert_named
 from masuka.studio import Studio
 from masuka.users import user_folder_name
@@ -17,6 +18,7 @@ from masuka.users import user_folder_name
 TAKEN = "You already have a LoRA named {!r}: choose another name."
 
 MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200  # in UTF-8, for names of LoRA files
+NAME_CHARS = re.compile(r"[\w.\-]+")
 
 
 def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_id: int | None = None,
@@ -25,12 +27,14 @@ def register_lora(studio: Studio, info: LoraInfo, owner: str, source: str, job_i
     ``trigger`` and ``base_model`` (a CivitAI version's, say) replace what the file's metadata says.
 
     A LoRA is called by its name (the file's stem), so an owner's names are unique: a name the owner already
-    gives another file is refused (:class:`InvalidInput`), unless that file is gone. Callers choose the name
-    before writing the file: :func:`check_lora_name` (a name given), :func:`free_lora_name` (a name made up).
+    gives another file is refused (:class:`InvalidInput`), unless that file is gone, and so is a name of digits
+    only (:func:`check_not_a_number`). Callers choose the name before writing the file: :func:`check_name` and
+    :func:`check_lora_name` (a name given), :func:`free_lora_name` (a name made up).
     """
     stored = studio.config.relative(info.path)
     row_id = _path_row(studio, stored)
     if row_id is None:
+        check_not_a_number(info.name)
         for row in _named(studio, owner, info.name):
             if not studio.config.absolute(row["path"]).exists():  # its file went (with its run): the name is free
                 studio.store.delete("loras", row["id"])
@@ -60,6 +64,24 @@ def _path_row(studio: Studio, stored: str) -> int | None:
 def lora_folder(studio: Studio, owner: str) -> Path:
     """``owner``'s LoRA folder, where imports put their files."""
     return Path(studio.config.loras_dir) / user_folder_name(owner)
+
+
+def check_name(name: str) -> None:
+    """The rule for a LoRA name chosen or made up for a new file (an import's, a training run's): letters, digits,
+    '-', '_' and '.', not hidden, not only digits, short enough for a file name; else :class:`InvalidInput`."""
+    if not NAME_CHARS.fullmatch(name):
+        raise InvalidInput(f"LoRA name {name!r} may hold only letters, digits, '-', '_' and '.'.")
+    if name.startswith("."):
+        raise InvalidInput(f"LoRA name {name!r} may not start with '.' (that would hide the file).")
+    check_not_a_number(name)
+    check_name_length(name)
+
+
+def check_not_a_number(name: str) -> None:
+    """Refuse a LoRA name of digits only: such text names a LoRA by its id (the delete picker sends ids)."""
+    if name.isdigit():
+        raise InvalidInput(f"LoRA name {name!r} is only digits, which name a LoRA by its id: add a letter "
+                           f"(e.g. 'lora-{name}').")
 
 
 def check_name_length(name: str) -> None:
@@ -108,12 +130,20 @@ def list_loras(studio: Studio, owner: str, admin: bool = False, every_owner: boo
     or with ``every_owner`` everyone's (an admin's view of the library): recorded ones plus valid files dropped
     into the library folder (registered when an admin or the single user looks) and files of the user's own
     folder that no row lists (an import killed between its file and its row)."""
-    _adopt(studio, owner)
     if admin or not studio.config.multi_user:
-        _adopt(studio, LOCAL_USER, Path(studio.config.loras_dir))
+        find_new_loras(studio, owner)
+    else:
+        _adopt(studio, owner)
     where, args = (None, []) if every_owner else ("owner in (?, ?)", [owner, LOCAL_USER])
     return [r for r in studio.store.find("loras", where, args, order_by="name")
             if studio.config.absolute(r["path"]).exists()]
+
+
+def find_new_loras(studio: Studio, owner: str) -> None:
+    """Record the valid files dropped into the library folder (shared LoRAs, ``local``'s, whoever asks: A1111's
+    ``refresh-loras``) and those of ``owner``'s own folder that no row lists."""
+    _adopt(studio, owner)
+    _adopt(studio, LOCAL_USER, Path(studio.config.loras_dir))
 
 
 def _adopt(studio: Studio, owner: str, folder: Path | None = None) -> None:
@@ -121,7 +151,7 @@ def _adopt(studio: Studio, owner: str, folder: Path | None = None) -> None:
     those dropped into ``folder``, or by default those of ``owner``'s LoRA folder an import left without a row
     (killed half-way) once older than :data:`~masuka.disk.TMP_AGE_S` (a newer one may be an import still
     registering it). A file named like another LoRA of ``owner``'s is left out (that one keeps the name), and so
-    is an unusable one."""
+    are one named with digits only (such text is an id) and an unusable one."""
     source, settled = ("folder", float("inf")) if folder else ("import", time.time() - TMP_AGE_S)
     files = sorted((folder or lora_folder(studio, owner)).glob("*.safetensors"))
     known = {row["path"] for row in studio.store.query("select path from loras")} if files else set()
@@ -156,9 +186,9 @@ def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
         raise InvalidInput(f"LoRA {row['name']!r} belongs to training run j{row['job_id']}: delete the run in History "
                            "(its LoRAs go with it).")
     path = studio.config.absolute(row["path"])
-    refuse_if_used(studio, f"LoRA {row['name']!r}", path, [(row["name"], row["owner"])])
-    path.unlink(missing_ok=True)
-    studio.store.delete("loras", row["id"])
+    with while_unused(studio, f"LoRA {row['name']!r}", path, [(row["name"], row["owner"])]):
+        path.unlink(missing_ok=True)
+        studio.store.delete("loras", row["id"])
     return row
 
 

@@ -1,20 +1,72 @@
 """What unfinished work uses: a LoRA, or a training run's checkpoints and LoRAs, may not be deleted while queued or
-running work (a queue job, a background job, a generation) names it."""
+running work (a queue job, a background job, a generation, an image request waiting for the GPU) names it.
+
+An image request holds its LoRA files (:func:`lora_files_in_use`) from its checks to its end, so one still waiting
+for the GPU, before it has a ``generations`` row, counts too; a deletion checks and removes under the same lock
+(:func:`while_unused`), so a request never takes a file that is being deleted.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from masuka.errors import InvalidInput
+from masuka.loras.files import deleted
 from masuka.store import LOCAL_USER, QUEUE_UNFINISHED, UNFINISHED
 from masuka.studio import Studio
+
+_LOCK = threading.Lock()  # guards _HELD, and a deletion from its check to its last removed file
+_HELD: Counter[Path] = Counter()  # LoRA files (resolved) of the image requests this process is making
+
+
+@contextmanager
+def lora_files_in_use(files: Iterable[Path]) -> Iterator[None]:
+    """Hold ``files`` (the LoRA files of a checked image request) as used until the block ends: deleting them is
+    refused meanwhile. :class:`InvalidInput` when one was deleted since the request was checked."""
+    held = [Path(path).resolve() for path in files]
+    with _LOCK:
+        for path in held:
+            if not path.is_file():
+                raise deleted(path.stem)
+        _HELD.update(held)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _HELD.subtract(held)
+            for path in held:
+                if _HELD[path] <= 0:
+                    del _HELD[path]
+
+
+@contextmanager
+def while_unused(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]) -> Iterator[None]:
+    """:func:`refuse_if_used`, then the block (the deletion) before any new image request may take ``files``."""
+    with _LOCK:
+        _refuse(studio, what, files, names)
+        yield
 
 
 def refuse_if_used(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]) -> None:
     """:class:`InvalidInput` when unfinished work uses ``files`` (a folder, or one file) or calls a LoRA by one of
-    ``names`` ((library name, its owner): only the owner's work calls it so, anyone's for a shared LoRA); ``what``
-    names the thing to delete in the message."""
+    ``names`` ((library name, its owner): only the owner's work calls it so, anyone's for a shared LoRA), in its
+    LoRA list or a prompt's ``<lora:name:…>`` tag; ``what`` names the thing to delete in the message."""
+    with _LOCK:
+        _refuse(studio, what, files, names)
+
+
+def _refuse(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]) -> None:
+    later = "Let it finish or stop it first."
+    target = files.resolve()
+    if any(path.is_relative_to(target) for path in _HELD):
+        raise InvalidInput(f"{what} cannot be deleted yet: an image request (waiting for the GPU or generating) "
+                           f"uses it. {later}")
     where = studio.config.relative(files)
     needles = [(f"{where}/" if files.is_dir() else where, None),
                *((json.dumps(name, ensure_ascii=False), None if owner == LOCAL_USER else owner)
@@ -28,4 +80,20 @@ def refuse_if_used(studio: Studio, what: str, files: Path, names: list[tuple[str
                                       [*statuses, needle, *([owner] if owner else [])], limit=1)
             if using:
                 raise InvalidInput(f"{what} cannot be deleted yet: unfinished work ({table} {using[0]['id']}) uses "
-                                   "it. Let it finish or stop it first.")
+                                   f"it. {later}")
+        if table != "generations":  # whose LoRA list holds the tags' LoRAs already
+            for name, owner in names:
+                if (tagging := _tagging(studio, table, statuses, name, owner)) is not None:
+                    raise InvalidInput(f"{what} cannot be deleted yet: unfinished work ({table} {tagging}) calls "
+                                       f"LoRA {name!r} in its prompt. {later}")
+
+
+def _tagging(studio: Studio, table: str, statuses: tuple[str, ...], name: str, owner: str) -> int | None:
+    """The id of an unfinished row of ``table`` whose stored prompts call ``name`` with a ``<lora:name…>`` tag (in
+    every form A1111 reads: ``<lora:name>``, ``<lora:name:0.8>``...), by ``owner`` unless the LoRA is shared."""
+    tag = re.compile(r"<lora:\s*" + re.escape(json.dumps(name, ensure_ascii=False)[1:-1]) + r"\s*[:>]")
+    marks = ", ".join("?" * len(statuses))
+    mine = owner != LOCAL_USER
+    rows = studio.store.find(table, f"status in ({marks}) and instr(params, '<lora:') > 0"
+                             + (" and owner = ?" if mine else ""), [*statuses, *([owner] if mine else [])])
+    return next((row["id"] for row in rows if tag.search(json.dumps(row["params"], ensure_ascii=False))), None)

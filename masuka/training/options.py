@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from masuka.errors import InvalidInput
-from masuka.loras.library import check_name_length
+from masuka.loras.library import check_name
 from masuka.models import architectures
 from masuka.validation import whole_number
 
@@ -142,18 +142,8 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
         raise InvalidInput(f"Text-encoder LoRA is offered for {', '.join(offered)} only.")
     if options.train_text_encoder and options.gpus > 1:
         raise InvalidInput("Text-encoder LoRA trains on one GPU only; use --gpus 1 or leave the text encoder frozen.")
-    _check_name(options.name)
-
-
-def _check_name(name: str) -> None:
-    """A LoRA name chosen for a run: letters, digits, '-', '_' and '.', not hidden, short enough for a file name."""
-    if not name:
-        return
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise InvalidInput(f"LoRA name {name!r} may hold only letters, digits, '-', '_' and '.'.")
-    if name.startswith("."):
-        raise InvalidInput(f"LoRA name {name!r} may not start with '.' (that would hide the file).")
-    check_name_length(name)
+    if options.name:
+        check_name(options.name)
 
 
 def with_warmup(options: TrainOptions) -> TrainOptions:

@@ -9,9 +9,14 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 import webuiapi
 
+from masuka.errors import InvalidInput
+from masuka.image.defaults import save_defaults
 from masuka.image.metadata import parse_parameters
+from masuka.loras.library import delete_lora
+from tests.loras.test_imports import write_flux_lora
 
 
 def client(app, **auth) -> webuiapi.WebUIApi:
@@ -235,3 +240,41 @@ def test_png_info_reads_other_tools_and_odd_comments(live_app, tmp_path):
     assert fooocus["parameters"]["Prompt"] == "a fox" and fooocus["parameters"]["Steps"] == 30
     comfy = httpx.post(url, json={"image": png(prompt="{}", workflow='{"nodes": []}')}).json()
     assert comfy["info"] == "" and comfy["items"] == {"prompt": "{}", "workflow": '{"nodes": []}'}
+
+
+def test_a_lora_that_a_request_waiting_for_the_gpu_uses_cannot_be_deleted(live_app, tiny_model, tiny_lora):
+    """A request holds its LoRAs from its checks on, not only once it has the GPU: deleting one while the request
+    waits is refused, and the request then makes its image with it (it was a 500 once the file had gone)."""
+    app = live_app()
+    shutil.copy(tiny_lora("flux"), app.studio.config.loras_dir / "ink.safetensors")
+    base = app.url.rstrip("/") + "/sdapi/v1"
+    body = {"prompt": "a fox <lora:ink:0.8>", "steps": 1, "width": 64, "height": 64,
+            "override_settings": {"sd_model_checkpoint": str(tiny_model("flux"))}}
+    assert httpx.post(base + "/refresh-loras").status_code == 200
+    answers = []
+    with app.studio.hold_gpu("a long job", "local"):
+        sender = threading.Thread(target=lambda: answers.append(httpx.post(base + "/txt2img", json=body, timeout=300)))
+        sender.start()
+        deadline = time.monotonic() + 120
+        while not app.studio.gpu.interactive_waiting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(InvalidInput, match="LoRA 'ink' cannot be deleted yet: an image request"):
+            delete_lora(app.studio, "ink", "local", True)
+    sender.join()
+    assert answers[0].status_code == 200, answers[0].text
+    assert app.studio.store.find("generations")[0]["loras"][0]["name"] == "ink"
+    assert delete_lora(app.studio, "ink", "local", True)["name"] == "ink", "once the request is done"
+
+
+def test_refresh_loras_adds_dropped_files_for_every_user_and_options_tell_the_saved_format(live_app):
+    """A plain user's refresh-loras picks up files dropped into data/loras/ (shared LoRAs), as an admin's does; and
+    samples_format is the format images are saved and sent in (Settings → Defaults)."""
+    app = live_app(auth="ann:pw-ann,admin:pw-admin")
+    write_flux_lora(app.studio.config.loras_dir / "castle.safetensors")
+    base, ann = app.url.rstrip("/") + "/sdapi/v1", ("ann", "pw-ann")
+    assert httpx.post(base + "/refresh-loras", auth=ann).status_code == 200
+    assert [lora["name"] for lora in httpx.get(base + "/loras", auth=ann).json()] == ["castle"]
+    assert httpx.get(base + "/options", auth=ann).json()["samples_format"] == "png"
+    for saved, told in (("WebP", "webp"), ("JPEG", "jpg")):
+        save_defaults(app.studio.config, output_format=saved)
+        assert httpx.get(base + "/options", auth=ann).json()["samples_format"] == told

@@ -15,7 +15,7 @@ from masuka.api import auth
 from masuka.api.auth import Refused, authenticate, create_token, list_tokens, revoke_token, token_user
 from masuka.cli import main
 from masuka.config import Config
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, NotFound
 from masuka.guards import client_address
 from masuka.studio import Studio
 from masuka.ui import settings
@@ -193,7 +193,8 @@ def test_without_users_only_loopback_unless_api_open(tmp_path):
     opened.close()
 
 
-def test_cli_creates_lists_and_revokes_tokens(capsys, tmp_path):
+def test_cli_creates_lists_and_revokes_tokens(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MASUKA_AUTH", "ann:pw-ann")  # the sign-in list, as the app gets it
     data = ["--data-dir", str(tmp_path / "data")]
     assert main(["keys", "token", "create", "--user", "ann", "--name", "laptop", "--json", *data]) == 0
     token = json.loads(capsys.readouterr().out)["token"]
@@ -279,3 +280,37 @@ def test_tokens_that_share_a_name_from_before_are_revoked_by_id(team):
     with pytest.raises(InvalidInput, match=r"2 of your API tokens go by 'old' \(ids 1, 2\): revoke one by its id"):
         revoke_token(team, "ann", "old")
     assert revoke_token(team, "ann", "2")["id"] == 2 and revoke_token(team, "ann", "old")["id"] == 1
+
+
+def test_a_token_name_of_digits_is_refused_and_digits_revoke_by_id(team):
+    """Text of digits names a token by its id: a token named "4" would make token 4 impossible to revoke."""
+    with pytest.raises(InvalidInput, match="Name the token with more than digits \\('4' is how its id would be"):
+        create_token(team, "ann", "4")
+    create_token(team, "ann", "laptop")
+    create_token(team, "ann", "phone")
+    team.store.update("api_tokens", 1, name="2")  # as an older MASUKA let it be named
+    assert revoke_token(team, "ann", "2")["name"] == "phone"
+    with pytest.raises(NotFound, match="No API token '2' of yours"):
+        revoke_token(team, "ann", "2")
+    assert revoke_token(team, "ann", "1")["name"] == "2"
+
+
+def test_a_token_for_someone_who_cannot_sign_in_is_refused(team, tmp_path, capsys, monkeypatch):
+    """A token of a user not on the sign-in list (``local`` included), or of anyone but ``local`` without sign-in,
+    could never open anything: refused, saying how to see who may have one."""
+    for user in ("carol", "local"):
+        with pytest.raises(InvalidInput, match=f"'{user}' is not on the sign-in list.*keys token users"):
+            create_token(team, user, "laptop")
+    single = Studio.open(Config.from_env(data_dir=tmp_path / "single", auth=""))
+    with pytest.raises(InvalidInput, match="no sign-in .* its one user is 'local': a token of 'ann' would open "
+                                           "nothing"):
+        create_token(single, "ann", "laptop")
+    assert create_token(single, "local", "script").startswith("msk_")
+    single.close()
+    assert not team.store.count("api_tokens")
+    monkeypatch.setenv("MASUKA_AUTH", "ann:pw-ann,admin:pw-admin")
+    data = ["--data-dir", str(team.config.data_dir)]
+    assert main(["keys", "token", "users", *data]) == 0
+    assert capsys.readouterr().out.split() == ["admin", "ann"]
+    assert main(["keys", "token", "create", "--user", "carol", *data]) == 2
+    assert "'carol' is not on the sign-in list" in capsys.readouterr().err

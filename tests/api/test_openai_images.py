@@ -129,3 +129,22 @@ def test_a_cmyk_jpeg_is_a_picture_like_any_other(signed_in, tiny_model):
     answer = sdk.images.edit(model=str(tiny_model("flux")), image=("photo.jpg", cmyk.getvalue(), "image/jpeg"),
                              prompt="at dusk", size="64x64")
     assert decoded(answer.data[0]).size == (64, 64)
+
+
+def test_an_edit_s_text_field_sent_as_a_file_gets_a_400_naming_it(signed_in, tiny_model, photo):
+    """A text field of an edit's form that arrives as a file part is refused in OpenAI's shape, never used as the
+    text "UploadFile(...)" nor a 500."""
+    app, _sdk, token = signed_in
+    picture = io.BytesIO()
+    photo.save(picture, format="PNG")
+    fields = {"prompt": "at dusk", "model": str(tiny_model("flux")), "size": "64x64", "n": "1",
+              "response_format": "b64_json", "safety_check": "false"}
+    for name in fields:
+        answer = httpx.post(app.url.rstrip("/") + "/v1/images/edits", headers={"Authorization": f"Bearer {token}"},
+                            data={field: value for field, value in fields.items() if field != name},
+                            files=[("image", ("photo.png", picture.getvalue(), "image/png")),
+                                   (name, ("notes.txt", b"at dusk", "text/plain"))], timeout=120)
+        assert answer.status_code == 400, (name, answer.text)
+        assert answer.json()["error"] == {"message": f"'{name}' must be a text field, not a file.",
+                                          "type": "invalid_request_error", "param": name, "code": None}
+    assert not app.studio.store.count("generations")

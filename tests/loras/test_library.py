@@ -9,10 +9,14 @@ import pytest
 from masuka.cli import main
 from masuka.config import Config
 from masuka.errors import InvalidInput, NotFound
+from masuka.image.adapters import apply_loras
+from masuka.loras.files import inspect_lora
 from masuka.loras.imports import import_lora_file
 from masuka.loras.library import delete_lora, list_loras
+from masuka.loras.usage import lora_files_in_use
 from masuka.queue.jobs import add_job
 from masuka.studio import Studio
+from masuka.training.options import TrainOptions, check_options, fill_defaults
 from masuka.ui import models
 from tests.loras.test_imports import write_flux_lora
 
@@ -81,3 +85,66 @@ def test_models_delete_lora_on_the_command_line(team, capsys):
     with pytest.raises(NotFound):
         delete_lora(team, "alice-style", "admin", True)
     assert team.store.count("loras") == 0
+
+
+def test_a_lora_name_of_digits_is_refused_and_digits_always_mean_an_id(team, tmp_path):
+    """The delete picker sends a LoRA's id as text ("6"): a LoRA named "6" must never be the one deleted. Digits are
+    refused as a name (imports, training, files dropped into the library folder), digits always name a row by id,
+    and a name two owners give is refused to an admin rather than picking one."""
+    write_flux_lora(tmp_path / "ink.safetensors")
+    for name in ("6", "0042"):
+        with pytest.raises(InvalidInput, match=f"LoRA name '{name}' is only digits"):
+            import_lora_file(team, "alice", tmp_path / "ink.safetensors", name)
+    with pytest.raises(InvalidInput, match="LoRA name '7' is only digits"):
+        check_options(fill_defaults(TrainOptions(dataset="d", base="flux-schnell", name="7"), "flux"), "flux", 16)
+    write_flux_lora(tmp_path / "123.safetensors")
+    assert import_lora_file(team, "alice", tmp_path / "123.safetensors")["name"] == "lora-123", "a file's own name"
+    write_flux_lora(team.config.loras_dir / "99.safetensors")
+    assert "99" not in [row["name"] for row in list_loras(team, "admin", True)], "a dropped file named like an id"
+    alice = team.store.find("loras", "name = 'alice-style'")[0]
+    older = team.store.find("loras", "name = 'lora-123'")[0]
+    team.store.update("loras", older["id"], name=str(alice["id"]))  # named so before digits were refused
+    models.remove_lora(team, str(alice["id"]), asking("alice"))
+    assert [row["id"] for row in team.store.find("loras", "owner = 'alice'")] == [older["id"]]
+    write_flux_lora(tmp_path / "bob-style.safetensors")
+    import_lora_file(team, "alice", tmp_path / "bob-style.safetensors")
+    with pytest.raises(InvalidInput, match=r"2 LoRAs go by 'bob-style' \(ids \d+ \(bob\), \d+ \(alice\)\): choose "
+                                           "one by its id"):
+        delete_lora(team, "bob-style", "admin", True)
+    assert delete_lora(team, "bob-style", "bob", False)["owner"] == "bob", "an owner's own name is theirs"
+
+
+def test_a_queued_job_that_calls_a_lora_by_a_prompt_tag_keeps_it(team):
+    """A job whose prompt says ``<lora:name:w>`` (in A1111's forms) uses the LoRA as much as one that lists it."""
+    for prompt in ("a fox <lora:alice-style:0.8>", "a fox <lora: alice-style >"):
+        job = add_job(team, "alice", "text", prompt, "flux-schnell",
+                      {"request": {"loras": []}, "items": [{"prompt": prompt, "seed": 1}]})
+        with pytest.raises(InvalidInput, match=f"unfinished work \\(queue {job}\\) calls LoRA 'alice-style' in its "
+                                               "prompt"):
+            delete_lora(team, "alice-style", "alice", False)
+        team.store.update("queue", job, status="cancelled")
+    add_job(team, "bob", "text", "a fox <lora:alice-style:1>", "flux-schnell",  # bob's tag calls no LoRA of alice's
+            {"request": {"loras": []}, "items": [{"prompt": "a fox <lora:alice-style:1>", "seed": 1}]})
+    add_job(team, "alice", "text", "a fox <lora:alice-style-2:1>", "flux-schnell",
+            {"request": {"loras": []}, "items": [{"prompt": "a fox <lora:alice-style-2:1>", "seed": 1}]})
+    assert delete_lora(team, "alice-style", "alice", False)["name"] == "alice-style"
+
+
+def test_a_lora_that_a_request_holds_cannot_be_deleted_and_one_deleted_meanwhile_is_told(team):
+    """An image request holds its LoRA files from its checks to its end (waiting for the GPU included); a file gone
+    all the same is an answer naming the LoRA, not a crash."""
+    row = team.store.find("loras", "owner = 'alice'")[0]
+    path = team.config.absolute(row["path"])
+    info = inspect_lora(path)
+    with lora_files_in_use([path]):
+        with pytest.raises(InvalidInput, match="LoRA 'alice-style' cannot be deleted yet: an image request"):
+            delete_lora(team, "alice-style", "alice", False)
+        with lora_files_in_use([path]):  # two requests at once: the first to end leaves the other's hold
+            pass
+        with pytest.raises(InvalidInput, match="an image request"):
+            delete_lora(team, str(row["id"]), "admin", True)
+    delete_lora(team, "alice-style", "alice", False)
+    with pytest.raises(InvalidInput, match="LoRA 'alice-style' was deleted"):
+        apply_loras(None, [(info, 1.0)])  # as a request checked before the deletion gets to it
+    with pytest.raises(InvalidInput, match="LoRA 'alice-style' was deleted"), lora_files_in_use([path]):
+        pass
