@@ -8,6 +8,7 @@ checks a request) before any image is made, so a value the model refuses fails a
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from masuka.studio import Studio
 from masuka.users import output_dir
 
 MAX_CELLS = 64  # more needs an explicit yes
+LIMIT_CELLS = 1024  # the most a grid may have, even with a yes
 MAX_LABEL = 48  # characters of a value shown on the grid
 #: axis name -> label on the grid
 AXES = {"steps": "Steps", "guidance": "CFG scale", "seed": "Seed", "size": "Size", "model": "Model", "lora": "LoRA",
@@ -47,6 +49,14 @@ class Cell:
     labels: dict[str, str] = field(default_factory=dict)
 
 
+class LargeGrid(InvalidInput):
+    """A grid of more than :data:`MAX_CELLS` cells without a yes; ``how`` says how to give it where it was asked."""
+
+    def __init__(self, cells: int, how: str = "confirm with --yes"):
+        self.cells = cells
+        super().__init__(f"This grid has {cells} cells (more than {MAX_CELLS}): {how}.")
+
+
 @dataclass
 class GridResult:
     grid: Path
@@ -70,7 +80,8 @@ def parse_axis(text: str) -> Axis:
 
 def plan_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_path: bool = False,
               confirm_large: bool = False) -> list[Cell]:
-    """Every cell's request, checked; X varies fastest, then Y, then Z."""
+    """Every cell's request, checked; X varies fastest, then Y, then Z. More than :data:`MAX_CELLS` cells need
+    ``confirm_large``; more than :data:`LIMIT_CELLS` are refused before any cell is planned."""
     if not axes or len(axes) > 3:
         raise InvalidInput("A grid has one to three axes (x, y, z).")
     names = [axis.name for axis in axes]
@@ -78,11 +89,12 @@ def plan_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_pa
         raise InvalidInput("Each parameter may be on one axis only.")
     if "lora_weight" in names and not base.loras and "lora" not in names:
         raise InvalidInput("The lora_weight axis needs a LoRA: add --lora or a lora axis.")
-    count = 1
-    for axis in axes:
-        count *= len(axis.values)
+    count = math.prod(len(axis.values) for axis in axes)
+    if count > LIMIT_CELLS:
+        raise InvalidInput(f"This grid has {count} cells: a grid has at most {LIMIT_CELLS}. Make it in smaller "
+                           "grids (fewer values per axis).")
     if count > MAX_CELLS and not confirm_large:
-        raise InvalidInput(f"This grid has {count} cells (more than {MAX_CELLS}): confirm with --yes.")
+        raise LargeGrid(count)
     seed = base.seed if base.seed not in (None, -1) else plan_request(studio, replace(base, batch=1)).seeds[0]
     base = replace(base, seed=seed, batch=1)
     padded = list(axes) + [Axis("", ("",))] * (3 - len(axes))

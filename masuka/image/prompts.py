@@ -38,12 +38,12 @@ def expand_prompts(wildcards: Path, templates: list[str], count: int = 0, seed: 
     from pyparsing import ParseBaseException
 
     if count < 0 or count > MAX_PROMPTS:
-        raise InvalidInput(f"Random picks must be between 1 and {MAX_PROMPTS} (got {count}).")
+        raise InvalidInput(f"Random picks must be between 0 (every combination) and {MAX_PROMPTS} (got {count}).")
     wildcards.mkdir(parents=True, exist_ok=True)  # where the user adds wildcard files
     manager = WildcardManager(wildcards)
     expanded: list[Prompt] = []
     for template in templates:
-        check_wildcards(manager, wildcards, template)
+        check_wildcards(manager, template)
         try:
             if count:
                 texts = RandomPromptGenerator(manager).generate(template, count,
@@ -59,7 +59,7 @@ def expand_prompts(wildcards: Path, templates: list[str], count: int = 0, seed: 
     return expanded
 
 
-def check_wildcards(manager: Any, wildcards: Path, template: str) -> None:
+def check_wildcards(manager: Any, template: str) -> None:
     """Refuse a template naming a wildcard, directly or inside another wildcard's values, that has no values or
     leads back to itself (a file naming itself, ``a`` → ``b`` → ``a``), before anything is generated."""
     checked: set[str] = set()
@@ -68,14 +68,14 @@ def check_wildcards(manager: Any, wildcards: Path, template: str) -> None:
         if name in path:
             chain = " → ".join(f"__{step}__" for step in (*path[path.index(name):], name))
             raise InvalidInput(f"The wildcard __{name}__ leads back to itself ({chain}): remove that reference "
-                               f"from {wildcards / (path[-1] + '.txt')}.")
+                               f"from the wildcard {path[-1]}.")
         if name in checked:
             return
         values = manager.get_values(name)
         if not values:
             where = f" (named in __{path[-1]}__)" if path else ""
-            raise InvalidInput(f"The wildcard __{name}__{where} has no values: add lines to "
-                               f"{wildcards / (name + '.txt')}.")
+            raise InvalidInput(f"The wildcard __{name}__{where} has no values: an admin adds them in Settings "
+                               f"(wildcards/{name}.txt in the data folder).")
         for value in values:
             for nested in WILDCARD.findall(str(value)):
                 visit(nested, (*path, name))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from masuka.errors import Cancelled
@@ -32,6 +34,21 @@ class QueueContext:
             raise Cancelled("the images already made are kept")
         if control == "pause":
             raise Paused
+
+    def stop_asked(self) -> bool:
+        """Whether the user asked to cancel or pause: the check a job makes while it waits for the GPU."""
+        return self._control() in ("cancel", "pause")
+
+    @contextmanager
+    def waiting_for_gpu(self) -> Iterator[None]:
+        """Around work that waits for the GPU asking :meth:`stop_asked`: the wait ends with :class:`Cancelled`,
+        which a pause turns into :class:`Paused` (the job waits to be resumed, its finished images kept)."""
+        try:
+            yield
+        except Cancelled:
+            if self._control() == "pause":
+                raise Paused from None
+            raise
 
     def on_step(self, _index: int, _step: int, _total: int) -> None:
         """Within an image (a step callback): a cancel stops at the next step; a pause waits for the image."""

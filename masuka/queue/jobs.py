@@ -26,7 +26,7 @@ from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
 from masuka.image.upscale.request import UpscaleRequest, check_request
-from masuka.store import PROCESS_TOKEN, holder_alive, now, row_id
+from masuka.store import PROCESS_TOKEN, holder_alive, now, owner_clause, row_id
 from masuka.store import QUEUE_UNFINISHED as UNFINISHED
 from masuka.studio import Studio
 
@@ -36,6 +36,9 @@ ACTIONS = ("pause", "resume", "cancel", "retry", "up", "down", "top")
 #: the request fields a job stores; owner, queue id, template and notes are set per image
 REQUEST_FIELDS = ("model", "negative_prompt", "steps", "guidance", "width", "height", "loras", "memory_plan", "fast",
                   "step_cache", "optimize_prompt", "safety_check", "face_detail", "face_strength", "sampler")
+#: the columns a listing shows of a job (with its grid image and finished images)
+LISTED = ("id", "owner", "task", "status", "title", "model", "done", "total", "error", "control", "created_at",
+          "started_at", "finished_at")
 
 
 def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = None, random_picks: int = 0,
@@ -96,9 +99,11 @@ def queue_cells(studio: Studio, base: ImageRequest, axes: list[Axis], cells: lis
               "notes": {"grid": cell.labels, "grid_cell": list(cell.position)}} for cell in cells]
     model = plan_request(studio, cells[0].request, allow_any_path).spec.id
     title = f"grid {' x '.join(axis.name for axis in axes)} ({len(cells)} cells): {base.prompt}"
-    return add_job(studio, base.owner, "grid", title, model, {
-        "request": _stored(studio, base), "items": items, "axes": [[axis.name, list(axis.values)] for axis in axes],
-        "allow_any_path": allow_any_path})
+    with studio.store.transaction():  # room first: a refused job leaves no copy of its pictures behind
+        _check_room(studio, base.owner)
+        return add_job(studio, base.owner, "grid", title, model, {
+            "request": _stored(studio, base), "items": items,
+            "axes": [[axis.name, list(axis.values)] for axis in axes], "allow_any_path": allow_any_path})
 
 
 def queue_upscale(studio: Studio, request: UpscaleRequest, allow_any_path: bool = False) -> int:
@@ -107,12 +112,14 @@ def queue_upscale(studio: Studio, request: UpscaleRequest, allow_any_path: bool 
     if request.detail:
         plan_request(studio, ImageRequest(prompt=request.prompt or "-", model=str(request.model), width=64, height=64,
                                           owner=request.owner), allow_any_path)  # the model can be used
-    kept = keep_input(studio, request.owner, request.image, "upscale-source")
-    fields = {**asdict(request), "image": studio.config.relative(kept)}
-    del fields["owner"], fields["queue_id"]
     title = f"upscale {request.scale}x{' with detail' if request.detail else ''}: {Path(request.image).name}"
-    return add_job(studio, request.owner, "upscale", title, request.model or request.upscaler,
-                   {"request": fields, "items": [{}], "allow_any_path": allow_any_path})
+    with studio.store.transaction():  # room first: a refused job leaves no copy of its picture behind
+        _check_room(studio, request.owner)
+        kept = keep_input(studio, request.owner, request.image, "upscale-source")
+        fields = {**asdict(request), "image": studio.config.relative(kept)}
+        del fields["owner"], fields["queue_id"]
+        return add_job(studio, request.owner, "upscale", title, request.model or request.upscaler,
+                       {"request": fields, "items": [{}], "allow_any_path": allow_any_path})
 
 
 def _fields(request: ImageRequest) -> dict[str, Any]:
@@ -137,23 +144,32 @@ def add_job(studio: Studio, owner: str, task: str, title: str, model: str, param
     store = studio.store
     with store.transaction():
         _check_room(studio, owner)
-        last = store.query("select max(position) as p from queue")[0]["p"] or 0
         job_id = store.insert("queue", {"owner": owner, "task": task, "status": "queued", "title": title[:200],
-                                        "model": model, "params": {"task": task, **params}, "position": last + 1,
+                                        "model": model, "params": {"task": task, **params}, "position": _end(studio),
                                         "done": 0, "total": len(params["items"]), "updated_at": now()})
     return job_id
 
 
 def list_jobs(studio: Studio, user: str, admin: bool = False, finished: int = 20) -> list[dict]:
-    """The user's unfinished jobs in queue order, then the ``finished`` most recent others; with image paths."""
+    """The user's unfinished jobs in queue order, then the ``finished`` most recent others; with image paths.
+
+    A listing reads only what it shows (it runs at every poll of the Queue tab): never a job's stored
+    parameters, which run to megabytes for a large grid."""
     recover(studio)
-    mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
-    store = studio.store
-    rows = store.find("queue", f"{mine} and status in ({_marks(UNFINISHED)})", [*args, *UNFINISHED],
-                      order_by="position, id")
-    rows += store.find("queue", f"{mine} and status not in ({_marks(UNFINISHED)})", [*args, *UNFINISHED],
-                       order_by="coalesce(finished_at, updated_at) desc, id desc", limit=finished)
-    return [_public(studio, row) for row in rows]
+    mine, args = owner_clause(user, admin)
+    store, config = studio.store, studio.config
+    listed = f"select {', '.join(LISTED)}, json_extract(params, '$.grid') as grid from queue where {mine} and"
+    unfinished = f"status in ({_marks(UNFINISHED)})"
+    rows = store.query(f"{listed} {unfinished} order by position, id", [*args, *UNFINISHED])
+    rows += store.query(f"{listed} not {unfinished} order by coalesce(finished_at, updated_at) desc, id desc limit ?",
+                        [*args, *UNFINISHED, finished])
+    images: dict[int, list[str]] = {row["id"]: [] for row in rows}
+    for image in store.query(f"select queue_id, output_path from generations where status = 'completed' and "
+                             f"queue_id in ({_marks(tuple(images))}) order by json_extract(params, '$.queue_item'), id",
+                             list(images)):
+        images[image["queue_id"]].append(str(config.absolute(image["output_path"])))
+    return [{key: row[key] for key in LISTED} | {"images": images[row["id"]]}
+            | ({"grid": str(config.absolute(row["grid"]))} if row["grid"] else {}) for row in rows]
 
 
 def job_images(studio: Studio, job_id: int) -> list[dict]:
@@ -163,9 +179,11 @@ def job_images(studio: Studio, job_id: int) -> list[dict]:
 
 
 def control_job(studio: Studio, user: str, action: str, job_id: int | None = None, admin: bool = False) -> str:
-    """Pause, resume, cancel, retry or move (up, down, top) one job; pause and resume without an id: all of yours.
+    """Pause, resume, cancel, retry or move (up, down, top) one job; pause and resume without an id: all of the
+    user's own (an admin's too: only theirs). A job moves among its owner's jobs, since users take turns.
 
-    A running job pauses after its current image and cancels at its next step. Returns what was done.
+    A running job pauses after its current image and cancels at its next step, or at once while it waits for the
+    GPU. Returns what was done.
     """
     if action not in ACTIONS:
         raise InvalidInput(f"Unknown queue action {action!r}: use {', '.join(ACTIONS)}.")
@@ -175,15 +193,14 @@ def control_job(studio: Studio, user: str, action: str, job_id: int | None = Non
         if job_id is None:
             if action not in ("pause", "resume"):
                 raise InvalidInput(f"Name the job to {action}.")
-            mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
-            rows = store.find("queue", f"{mine} and status in ({_marks(UNFINISHED)})", [*args, *UNFINISHED])
+            rows = store.find("queue", f"owner = ? and status in ({_marks(UNFINISHED)})", [user, *UNFINISHED])
         else:
             number = row_id(job_id)
             row = store.get("queue", number) if number else None
             if row is None or not (admin or row["owner"] == user):
                 raise NotFound(f"There is no queued job {job_id} of yours.")
             rows = [row]
-        changed = sum(_apply(studio, row, action, admin, user) for row in rows)
+        changed = sum(_apply(studio, row, action, user) for row in rows)
     if job_id is not None and not changed:
         raise InvalidInput(f"Job {job_id} is {rows[0]['status']}: it cannot be {_past(action)} now.")
     return f"{changed} job{'s' * (changed != 1)} {_past(action)}."
@@ -194,12 +211,14 @@ def claim(studio: Studio) -> dict | None:
     store = studio.store
     with store.transaction():
         recover(studio)
-        waiting = store.find("queue", f"status in ({_marks(WAITING)})", WAITING, order_by="position, id")
+        waiting = store.query(f"select id, owner from queue where status in ({_marks(WAITING)}) order by position, id",
+                              WAITING)  # not every waiting job's params: only the one taken is read whole
         if not waiting:
             return None
         served = {row["owner"]: row["last"] or "" for row in store.query(
             "select owner, max(started_at) as last from queue group by owner")}
-        job = min(waiting, key=lambda row: served.get(row["owner"], ""))  # min keeps queue order on ties
+        taken = min(waiting, key=lambda row: served.get(row["owner"], ""))  # min keeps queue order on ties
+        job = store.existing("queue", taken["id"])
         fields = {"status": "running", "worker": PROCESS_TOKEN, "pid": os.getpid(), "started_at": now(),
                   "updated_at": now(), "control": None, "error": None, "finished_at": None}
         store.update("queue", job["id"], **fields)
@@ -230,7 +249,7 @@ def finish(studio: Studio, job_id: int, status: str, error: str | None = None) -
                         finished_at=now() if status in ("completed", "failed", "cancelled") else None)
 
 
-def _apply(studio: Studio, row: dict, action: str, admin: bool, user: str) -> bool:
+def _apply(studio: Studio, row: dict, action: str, user: str) -> bool:
     store, status, job_id = studio.store, row["status"], row["id"]
     if action == "pause" and status in WAITING:
         store.update("queue", job_id, status="paused", updated_at=now())
@@ -245,9 +264,10 @@ def _apply(studio: Studio, row: dict, action: str, admin: bool, user: str) -> bo
     elif action == "retry" and status in ("failed", "cancelled", "interrupted"):
         if status not in UNFINISHED:  # a finished job comes back: it counts against its owner's limit again
             _check_room(studio, row["owner"])
-        store.update("queue", job_id, status="queued", error=None, control=None, finished_at=None, updated_at=now())
+        store.update("queue", job_id, status="queued", error=None, control=None, finished_at=None, updated_at=now(),
+                     position=_end(studio))  # at the end, as a job added now
     elif action in ("up", "down", "top") and status in UNFINISHED:
-        return _move(studio, row, action, admin, user)
+        return _move(studio, row, action, user)
     else:
         return False
     return True
@@ -263,33 +283,39 @@ def _check_room(studio: Studio, owner: str, more: int = 1) -> None:
                            "user): wait for some to finish or cancel some.")
 
 
-def _move(studio: Studio, row: dict, action: str, admin: bool, user: str) -> bool:
-    """Swap with the neighbouring unfinished job (of the same user unless admin), or go to the top; a job already
-    at that end is refused in words."""
-    mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
-    others = studio.store.find("queue", f"{mine} and status in ({_marks(UNFINISHED)}) and id != ?",
-                               [*args, *UNFINISHED, row["id"]], order_by="position, id")
-    before = [r for r in others if r["position"] < row["position"]]
-    after = [r for r in others if r["position"] > row["position"]]
-    if not (after if action == "down" else before):
-        raise InvalidInput(f"Job {row['id']} is already {'last' if action == 'down' else 'first'} of "
-                           f"{'the' if admin else 'your'} unfinished jobs.")
+def _move(studio: Studio, row: dict, action: str, user: str) -> bool:
+    """Swap with the owner's neighbouring unfinished job, or go before every job; a job already at that end is
+    refused in words. Users take turns whatever the positions, so a job moves among its owner's jobs only.
+
+    Queue order is (position, id): the unfinished jobs are numbered afresh in that order, so jobs that share a
+    position (left by an older version) move as they are shown."""
+    store = studio.store
+    queue = store.query(f"select id, owner, position from queue where status in ({_marks(UNFINISHED)}) "
+                        "order by position, id", UNFINISHED)
+    order = [r["id"] for r in queue]
+    theirs = [r["id"] for r in queue if r["owner"] == row["owner"]]
+    at = theirs.index(row["id"])
+    if at == (len(theirs) - 1 if action == "down" else 0):
+        whose = ("your", "") if row["owner"] == user else (
+            f"{row['owner']}'s", " (users take turns: a job moves among its owner's jobs only)")
+        raise InvalidInput(f"Job {row['id']} is already {'last' if action == 'down' else 'first'} of {whose[0]} "
+                           f"unfinished jobs{whose[1]}.")
+    here = order.index(row["id"])
     if action == "top":
-        studio.store.update("queue", row["id"], position=before[0]["position"] - 1)
-        return True
-    neighbour = (before[-1:] if action == "up" else after[:1])
-    studio.store.update("queue", row["id"], position=neighbour[0]["position"])
-    studio.store.update("queue", neighbour[0]["id"], position=row["position"])
+        order.insert(0, order.pop(here))
+    else:
+        there = order.index(theirs[at + (1 if action == "down" else -1)])
+        order[here], order[there] = order[there], order[here]
+    was = {r["id"]: r["position"] for r in queue}
+    for position, job_id in enumerate(order, 1):
+        if was[job_id] != position:
+            store.update("queue", job_id, position=position)
     return True
 
 
-def _public(studio: Studio, row: dict) -> dict:
-    """What a list shows of a job: no stored paths other than its finished images."""
-    images = [str(studio.config.absolute(r["output_path"])) for r in job_images(studio, row["id"])]
-    grid = (row["params"] or {}).get("grid")
-    return {key: row[key] for key in ("id", "owner", "task", "status", "title", "model", "done", "total", "error",
-                                      "control", "created_at", "started_at", "finished_at")} | {
-        "images": images, **({"grid": str(studio.config.absolute(grid))} if grid else {})}
+def _end(studio: Studio) -> float:
+    """The position after every job's: where a new or retried job goes."""
+    return (studio.store.query("select max(position) as p from queue")[0]["p"] or 0) + 1
 
 
 def _past(action: str) -> str:

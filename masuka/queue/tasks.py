@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from masuka.errors import NotFound
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
 from masuka.image.grid import Axis, Cell, save_grid
 from masuka.image.tasks import InitImage
@@ -42,8 +43,10 @@ def make_items(studio: Studio, job: dict, ctx: QueueContext, base: ImageRequest)
         if "loras" in overrides:
             overrides["loras"] = [(ref, float(weight)) for ref, weight in overrides["loras"]]
         request = replace(base, **overrides, batch=1, notes={**item.get("notes", {}), "queue_item": index})
-        made[index] = generate_images(studio, request, stop=ctx.stop, on_step=ctx.on_step, background=True,
-                                      allow_any_path=job["params"].get("allow_any_path", False))[0]
+        with ctx.waiting_for_gpu():
+            made[index] = generate_images(studio, request, stop=ctx.stop, on_step=ctx.on_step, background=True,
+                                          cancelled=ctx.stop_asked,
+                                          allow_any_path=job["params"].get("allow_any_path", False))[0]
         ctx.progress(len(made), len(items))
     return made
 
@@ -54,13 +57,22 @@ def run_text(studio: Studio, job: dict, ctx: QueueContext) -> None:
 
 
 def run_grid_job(studio: Studio, job: dict, ctx: QueueContext) -> None:
-    """An X/Y/Z grid: the cells not made yet, then the labelled grid image of all of them (kept in the job)."""
+    """An X/Y/Z grid: the cells not made yet, then the labelled grid image of all of them (kept in the job). A cell
+    deleted from History while the grid is made is made again; deleted again meanwhile, it fails the job."""
     base = base_request(studio, job)
-    make_items(studio, job, ctx, base)
     params = job["params"]
+    for _attempt in range(2):
+        make_items(studio, job, ctx, base)
+        made = {row["params"]["queue_item"]: row for row in job_images(studio, job["id"])}
+        missing = [index for index in range(len(params["items"])) if index not in made]
+        if not missing:
+            break
+    else:
+        raise NotFound(f"Grid cell {missing[0] + 1} was deleted from History while the grid was made: retry the job "
+                       "to make it again and draw the grid.")
     axes = [Axis(name, tuple(values)) for name, values in params["axes"]]
     cells = [Cell(tuple(item["notes"]["grid_cell"]), base, item["notes"]["grid"]) for item in params["items"]]
-    rows = job_images(studio, job["id"])
+    rows = [made[index] for index in range(len(cells))]  # each cell's own image, by its item
     grid = save_grid(studio, axes, cells, [studio.config.absolute(row["output_path"]) for row in rows], rows[0]["id"])
     studio.store.update("queue", job["id"], params={**params, "grid": studio.config.relative(grid)})
     ctx.log(f"grid image: {grid.name}")
@@ -74,8 +86,9 @@ def run_upscale(studio: Studio, job: dict, ctx: QueueContext) -> None:
     fields = job["params"]["request"]
     request = UpscaleRequest(**{**fields, "image": studio.config.absolute(fields["image"])}, owner=job["owner"],
                              queue_id=job["id"])
-    upscale_image(studio, request, stop=ctx.stop, on_tile=lambda done, total: ctx.on_step(0, done, total),
-                  allow_any_path=job["params"].get("allow_any_path", False))
+    with ctx.waiting_for_gpu():
+        upscale_image(studio, request, stop=ctx.stop, on_tile=lambda done, total: ctx.on_step(0, done, total),
+                      cancelled=ctx.stop_asked, allow_any_path=job["params"].get("allow_any_path", False))
     ctx.progress(1, 1)
 
 

@@ -15,6 +15,7 @@ from masuka.studio import Studio
 from masuka.training.checkpoint_lora import Comparison, checkpoint_loras, plan_comparison, use_checkpoint
 from masuka.training.options import MAX_STEPS
 from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box, wire_stop
+from masuka.ui.grid import ALLOW_LARGE, large_grid_box
 from masuka.validation import whole_number
 
 TAB = "checkpoints"  # the key of its Stop flag
@@ -33,6 +34,7 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
             width = gr.Number(0, precision=0, label="Width (0 = model's)")
             height = gr.Number(0, precision=0, label="Height (0 = model's)")
         with gr.Row():
+            large = gr.Checkbox(False, label=ALLOW_LARGE)
             compare = gr.Button("Compare checkpoints", variant="primary")
             stop = gr.Button("Stop", variant="stop")
             queue = gr.Button("Add to queue")
@@ -44,7 +46,7 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
                                                  scale=2))
             use = gr.Button("Use this checkpoint", scale=1)
 
-    form, private = [run, prompts, seed, steps, width, height], {"api_visibility": "private"}
+    form, private = [run, prompts, seed, steps, width, height, large], {"api_visibility": "private"}
     compare.click(bind(compare_checkpoints, studio), form, [grid, cells], api_name="compare_checkpoints",
                   show_progress_on=message,
                   **ctx.gpu_event())
@@ -56,21 +58,24 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
 
 
 def plan(studio: Studio, run_id: float, prompts: str, seed: float, steps: float, width: float, height: float,
-         request: gr.Request) -> Comparison:
-    """The comparison grid of a run's checkpoints by the prompts, with the form's seed, steps and size."""
+         allow_large: bool, request: gr.Request) -> Comparison:
+    """The comparison grid of a run's checkpoints by the prompts, with the form's seed, steps and size; a large
+    grid only when ``allow_large`` (the form's box)."""
     base = ImageRequest(prompt="", model="", seed=None if seed in (None, -1) else int(seed),
                         steps=int(steps) if steps else None, width=int(width) if width else None,
                         height=int(height) if height else None, owner=user_of(request))
-    return plan_comparison(studio, _run_id(run_id), prompt_lines(prompts or ""), base,
-                           is_admin(studio, request))
+    with large_grid_box():
+        return plan_comparison(studio, _run_id(run_id), prompt_lines(prompts or ""), base,
+                               is_admin(studio, request), confirm_large=bool(allow_large))
 
 
 @friendly
 def compare_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: float = -1, steps: float = 0,
-                        width: float = 0, height: float = 0, request: gr.Request = None, progress=gr.Progress()):
+                        width: float = 0, height: float = 0, allow_large: bool = False, request: gr.Request = None,
+                        progress=gr.Progress()):
     """Every checkpoint of a run (X) by every prompt (Y): the grid image and its cells (each a history row); Stop
     ends it between steps."""
-    planned = plan(studio, run_id, prompts, seed, steps, width, height, request)
+    planned = plan(studio, run_id, prompts, seed, steps, width, height, allow_large, request)
     made: list = []
 
     def on_image(result) -> None:
@@ -85,9 +90,10 @@ def compare_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: 
 
 @friendly
 def queue_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: float = -1, steps: float = 0,
-                      width: float = 0, height: float = 0, request: gr.Request = None) -> str:
+                      width: float = 0, height: float = 0, allow_large: bool = False,
+                      request: gr.Request = None) -> str:
     """Queue the checkpoint comparison as one grid job (the Queue tab shows it and its grid)."""
-    planned = plan(studio, run_id, prompts, seed, steps, width, height, request)
+    planned = plan(studio, run_id, prompts, seed, steps, width, height, allow_large, request)
     job = queue_cells(studio, planned.cells[0].request, planned.axes, planned.cells)
     return f"Queued job {job}: checkpoints at steps {', '.join(map(str, planned.steps))}."
 

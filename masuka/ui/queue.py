@@ -68,6 +68,8 @@ def build(ctx: UIContext) -> None:
             ("top", "Top", "secondary"))}
         pause_all = gr.Button("Pause all mine", scale=0, min_width=120)
         resume_all = gr.Button("Resume all mine", scale=0, min_width=120)
+    gr.Markdown("Users take turns: the next job is the first waiting one of the user served longest ago. Up, Down "
+                "and Top move a job among its owner's jobs.")
     message = gr.Markdown(label="Message")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=420)
     results = gr.Gallery(label="Results of the chosen job", columns=6, height=260, interactive=False)

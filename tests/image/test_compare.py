@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
@@ -202,3 +203,20 @@ def test_render_pairs_keeps_the_sampler_and_its_stop_ends_the_test(studio, tiny_
     with pytest.raises(gr.Error, match=r"after 0 of 3 pairs; no pair was finished, so no A/B test is stored"):
         ui_compare.make(studio, **form, progress=StopAfter(studio, ui_compare.TAB, request, images=1))
     assert studio.store.count("comparisons") == 1
+
+
+
+def test_more_seeds_per_prompt_than_a_batch_and_the_seed_range(studio, tiny_model, tiny_lora):
+    """Each side makes one image a pair, so a prompt may have more seeds than a batch has images (up to the 200
+    pairs); seeds that would run past the largest seed are refused before anything is made."""
+    from masuka.image.generate import MAX_SEED
+
+    lora = [(str(tiny_lora("flux")), 1.0)]
+    base = ImageRequest(prompt="", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=20)
+    comparison = create_ab(studio, base, lora, [], ["a red fox"], seeds=6, allow_any_path=True)
+    pairs = studio.store.get("comparisons", comparison)["state"]["pairs"]
+    assert [pair["seed"] for pair in pairs] == [20, 21, 22, 23, 24, 25]
+    assert studio.store.count("generations", "status = 'completed'") == 12
+    with pytest.raises(InvalidInput, match=f"The seed is too large for 6 seeds \\(at most {MAX_SEED - 5}\\)"):
+        create_ab(studio, replace(base, seed=MAX_SEED - 4), lora, [], ["a fox"], seeds=6, allow_any_path=True)
+    assert studio.store.count("generations") == 12

@@ -12,6 +12,7 @@ from PIL import Image
 
 from masuka.cli import main
 from masuka.config import Config
+from masuka.errors import InvalidInput
 from masuka.history.actions import reuse_parameters
 from masuka.image.generate import ImageRequest
 from masuka.image.grid import parse_axis, plan_grid
@@ -122,3 +123,47 @@ def test_every_tab_s_stop_skips_the_queue(studio):
     tabs = [inspect.getclosurevars(fn.fn).nonlocals["bound"].args[1] for fn in stops]  # bind(stop_work, studio, tab)
     assert sorted(tabs) == sorted([grid.TAB, compare.TAB, checkpoints.TAB, IMAGE_TAB, upscale.PANEL,
                                    datasets.CAPTIONS, characters.TAB]) and not any(fn.queue for fn in stops)
+
+
+def test_a_grid_has_at_most_1024_cells_even_confirmed(studio, tiny_model, monkeypatch):
+    """20,000 cells took 35 s to plan and megabytes for every Queue poll: past the hard limit a grid is refused at
+    once, before any cell is planned, whatever the confirmation."""
+    from masuka.image import grid as grids
+
+    base = ImageRequest(prompt="a castle", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=3)
+    axes = [parse_axis(f"{name}=" + ",".join(map(str, values))) for name, values in (("seed", range(2000)),
+                                                                                      ("steps", range(1, 11)))]
+    monkeypatch.setattr(grids, "plan_request", lambda *_a, **_k: pytest.fail("a cell was planned"))
+    with pytest.raises(InvalidInput, match="This grid has 20000 cells: a grid has at most 1024"):
+        plan_grid(studio, base, axes, confirm_large=True)
+    assert main(["grid", "--data-dir", str(studio.config.data_dir), "--model", base.model, "--prompt", "a fox",
+                 "--x", "seed=" + ",".join(map(str, range(1025))), "--yes", "--queue"]) == 2
+    assert studio.store.count("queue") == 0
+
+
+def test_each_surface_says_how_to_confirm_a_large_grid(studio, tiny_model, tiny_lora, tmp_path):
+    """The Grid tab and Compare checkpoints name their "Allow more than 64 cells" box (the CLI its --yes), and
+    ticking it lets a checkpoint comparison above 64 cells through."""
+    from masuka.training.options import KIND
+    from masuka.ui import checkpoints
+
+    request = gr.Request(session_hash="large")
+    form = dict(prompt="a fox", model=str(tiny_model("flux")), steps=1, width=64, height=64, x="seed=1,2,3,4,5,6,7,8,9",
+                y="steps=1,2,3,4,5,6,7,8", request=request)
+    for make in (grid.make_grid, grid.add_grid):
+        with pytest.raises(gr.Error, match=r'grid has 72 cells \(more than 64\): tick "Allow more than 64 cells"'):
+            make(studio, **form)
+
+    run_dir = studio.config.runs_dir / "run-00001"
+    for step in range(100, 1000, 100):  # nine checkpoints by eight prompts: 72 cells
+        folder = run_dir / f"checkpoint-{step:06d}"
+        folder.mkdir(parents=True)
+        (folder / "state.json").write_text(json.dumps({"lora_file": "lora.safetensors"}))
+        (folder / "lora.safetensors").write_bytes(tiny_lora("flux").read_bytes())
+    run = studio.store.insert("jobs", {"kind": KIND, "owner": "local", "status": "completed", "state": {
+        "run_dir": studio.config.relative(run_dir)}, "params": {
+        "dataset": 1, "base": str(tiny_model("flux")), "sample_prompts": [f"a fox {i}" for i in range(8)]}})
+    with pytest.raises(gr.Error, match='tick "Allow more than 64 cells"'):
+        checkpoints.queue_checkpoints(studio, run, "", 3, 1, 64, 64, request=request)
+    queued = checkpoints.queue_checkpoints(studio, run, "", 3, 1, 64, 64, allow_large=True, request=request)
+    assert queued.startswith("Queued job") and studio.store.get("queue", 1)["total"] == 72

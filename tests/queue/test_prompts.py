@@ -51,3 +51,13 @@ def test_a_looping_wildcard_queues_nothing(studio, tiny_model):
     with pytest.raises(InvalidInput, match="__loop__ leads back to itself"):
         queue_images(studio, request, "a fox\na __loop__ cat")
     assert not studio.store.count("queue")
+
+
+def test_refusals_name_the_wildcard_not_the_server_s_folder_and_0_picks_is_valid(tmp_path):
+    (tmp_path / "self.txt").write_text("a __self__\n", encoding="utf-8")
+    for template in ("a __nosuch__ cat", "a __self__ cat"):
+        with pytest.raises(InvalidInput) as refused:
+            expand_prompts(tmp_path, [template])
+        assert str(tmp_path) not in str(refused.value) and "__" in str(refused.value)
+    with pytest.raises(InvalidInput, match=r"between 0 \(every combination\) and 1000 \(got -1\)"):
+        expand_prompts(tmp_path, ["a cat"], -1)

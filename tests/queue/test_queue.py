@@ -347,3 +347,178 @@ def test_a_prompt_batch_with_a_bad_line_queues_nothing(studio, tiny_model):
     with pytest.raises(InvalidInput, match="__nosuch__"):
         queue_images(studio, request(tiny_model("flux")), "a red fox\na {blue|green} bird\n__nosuch__ cat")
     assert list_jobs(studio, "local") == []
+
+
+def test_a_cell_deleted_while_its_grid_runs_is_made_again_in_its_own_place(studio, tiny_model, monkeypatch):
+    """A grid cell deleted from History while the queued grid is made is made again before the grid is drawn,
+    and every tile of the grid is its own cell's image (not the next cell's, moved up a place)."""
+    import numpy as np
+
+    from masuka.history.actions import delete_entries
+
+    job_id = queue_grid(studio, request(tiny_model("flux"), steps=2), [parse_axis("seed=1,2,3")])
+    real, made = tasks.generate_images, []
+
+    def delete_the_first_cell_after_the_second(*args, **kwargs):
+        made.append(real(*args, **kwargs)[0])
+        if len(made) == 2:  # the user deletes the first cell from History while the grid is still being made
+            delete_entries(studio, "local", False, [f"g{made[0].id}"])
+        return [made[-1]]
+
+    monkeypatch.setattr(tasks, "generate_images", delete_the_first_cell_after_the_second)
+    assert work_until_empty(studio) == 1
+    (job,) = list_jobs(studio, "local")
+    assert (job["status"], job["done"], len(job["images"])) == ("completed", 3, 3), job["error"]
+    rows = studio.store.find("generations", "queue_id = ?", [job_id], order_by="id")
+    assert sorted(row["params"]["queue_item"] for row in rows) == [0, 1, 2] and len(made) == 4
+    grid = np.asarray(Image.open(job["grid"]).convert("RGB"))
+    for row in rows:
+        x = row["params"]["grid_cell"][0]
+        tile = np.asarray(Image.open(studio.config.absolute(row["output_path"])).convert("RGB"))
+        assert np.array_equal(grid[-64:, 64 * x:64 * x + 64], tile), f"cell seed={row['seed']} is not in its place"
+
+
+def test_a_cell_deleted_again_fails_the_grid_naming_it(studio, tiny_model, monkeypatch):
+    queue_grid(studio, request(tiny_model("flux")), [parse_axis("seed=1,2")])
+    real = tasks.generate_images
+
+    def delete_every_first_cell(*args, **kwargs):
+        made = real(*args, **kwargs)
+        if made[0].id and args[1].notes["queue_item"] == 0:
+            studio.store.delete("generations", made[0].id)
+        return made
+
+    monkeypatch.setattr(tasks, "generate_images", delete_every_first_cell)
+    work_until_empty(studio)
+    (job,) = list_jobs(studio, "local")
+    assert job["status"] == "failed" and job["error"].startswith("Grid cell 1 was deleted from History")
+    assert "grid" not in job
+
+
+def test_an_admin_s_pause_all_mine_pauses_only_their_own_jobs(studio, tiny_model):
+    model = tiny_model("flux")
+    (bob,) = queue_images(studio, request(model, owner="bob"))
+    (admin,) = queue_images(studio, request(model, owner="admin"))
+    assert control_job(studio, "admin", "pause", admin=True) == "1 job paused."
+    statuses = {job["id"]: job["status"] for job in list_jobs(studio, "admin", admin=True)}
+    assert statuses == {bob: "queued", admin: "paused"}
+    assert control_job(studio, "admin", "pause", bob, admin=True) == "1 job paused."  # named: anyone's
+    assert control_job(studio, "admin", "resume", admin=True) == "1 job resumed."
+    assert {job["id"]: job["status"] for job in list_jobs(studio, "admin", admin=True)} == {
+        bob: "paused", admin: "queued"}
+
+
+def test_cancel_and_pause_reach_a_job_waiting_for_the_gpu(studio, tiny_model, monkeypatch):
+    """While training (any other holder) keeps the GPU, a queued job waiting for it is cancelled or paused at once,
+    not left "running (cancel asked)" until the GPU frees."""
+    import threading
+
+    cancelled, paused = queue_images(studio, request(tiny_model("flux")), "a fox\na cat")
+    real_hold, waits = studio.gpu.hold, []
+
+    def hold(*args, **kwargs):
+        waits.append(args[0])  # the queued job starts waiting for the GPU
+        return real_hold(*args, **kwargs)
+
+    def wait_for(check) -> None:
+        deadline = time.monotonic() + 20
+        while not check():
+            assert time.monotonic() < deadline, "the queued job did not get there"
+            time.sleep(0.05)
+
+    with studio.gpu.hold("training run 1"):
+        monkeypatch.setattr(studio.gpu, "hold", hold)
+        worker = threading.Thread(target=work_until_empty, args=(studio,))
+        worker.start()
+        for turn, (job_id, action, status) in enumerate(((cancelled, "cancel", "cancelled"),
+                                                         (paused, "pause", "paused")), 1):
+            wait_for(lambda turn=turn: len(waits) == turn)
+            control_job(studio, "local", action, job_id)
+            wait_for(lambda job_id=job_id, status=status: studio.store.get("queue", job_id)["status"] == status)
+        worker.join(timeout=20)
+        assert not worker.is_alive()
+    jobs = {job["id"]: job for job in list_jobs(studio, "local")}
+    assert jobs[cancelled]["error"] == "Stopped by the user while it waited for the GPU."
+    assert (jobs[paused]["control"], studio.store.count("generations")) == (None, 0)
+    control_job(studio, "local", "resume", paused)
+    assert work_until_empty(studio) == 1 and studio.store.get("queue", paused)["status"] == "completed"
+
+
+def test_the_queue_listing_decodes_no_job_s_parameters(studio, monkeypatch):
+    """The Queue tab lists jobs every 2 s: a large grid's stored parameters (megabytes) are never read for it."""
+    import masuka.store
+    from masuka.queue.jobs import add_job
+
+    items = [{"prompt": "a castle " * 400, "seed": seed} for seed in range(1024)]
+    job_id = add_job(studio, "local", "grid", "a large grid", "m", {"request": {}, "items": items, "axes": []})
+    studio.store.update("queue", job_id, params={**studio.store.get("queue", job_id)["params"], "grid": "g.png"})
+    real, decoded = masuka.store.json.loads, []
+    monkeypatch.setattr(masuka.store.json, "loads", lambda text, **kw: decoded.append(len(text)) or real(text, **kw))
+    (job,) = list_jobs(studio, "local")
+    assert (job["id"], job["total"], job["grid"]) == (job_id, 1024, str(studio.config.absolute("g.png")))
+    assert max(decoded, default=0) < 10_000
+
+
+def test_reorder_after_top_and_retry_and_with_tied_positions(studio, tiny_model):
+    """Top goes before every job, Retry to the end, and moves follow the order shown, also where positions tie."""
+    a, b, c = queue_images(studio, request(tiny_model("flux")), "a\nb\nc")
+
+    def order() -> list[int]:
+        return [job["id"] for job in list_jobs(studio, "local") if job["status"] == "queued"]
+
+    control_job(studio, "local", "cancel", a)
+    control_job(studio, "local", "top", c)
+    control_job(studio, "local", "retry", a)
+    assert order() == [c, b, a]
+    control_job(studio, "local", "up", a)
+    assert order() == [c, a, b]
+    control_job(studio, "local", "down", c)
+    assert order() == [a, c, b]
+
+    for job_id in (a, b, c):  # positions an older version left tied: the order shown is by id
+        studio.store.update("queue", job_id, position=5)
+    assert order() == [a, b, c]
+    control_job(studio, "local", "up", c)
+    assert order() == [a, c, b]
+    control_job(studio, "local", "down", a)
+    assert order() == [c, a, b]
+
+
+def test_an_admin_s_moves_stay_among_the_job_owner_s_jobs(studio):
+    """Users take turns, whatever the positions: an admin's Top on bob's only job is refused in words, since it
+    could not run before the job of the user served longest ago."""
+    from masuka.queue.jobs import add_job, claim, finish
+
+    def add(owner: str, title: str) -> int:
+        return add_job(studio, owner, "text", title, "m", {"request": {}, "items": [{}]})
+
+    for second, owner in enumerate(("alice", "bob")):
+        add(owner, f"{owner} 1")
+        served = claim(studio)["id"]
+        finish(studio, served, "completed")  # alice is served, then bob (a second later: no tie within a millisecond)
+        studio.store.update("queue", served, started_at=f"2026-01-01T00:00:0{second}.000+00:00")
+    alice, bob, bob_again = add("alice", "alice 2"), add("bob", "bob 2"), add("bob", "bob 3")
+    with pytest.raises(InvalidInput, match=f"Job {bob} is already first of bob's unfinished jobs"):
+        control_job(studio, "admin", "top", bob, admin=True)
+    assert control_job(studio, "admin", "top", bob_again, admin=True) == "1 job moved to the top."
+    assert [claim(studio)["id"] for _ in range(3)] == [alice, bob_again, bob]
+
+
+def test_a_refused_queue_job_keeps_no_copy_of_its_pictures(tmp_path, tiny_model):
+    from masuka.image.upscale.request import UpscaleRequest
+    from masuka.queue.jobs import queue_upscale
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", queued_jobs_per_user=1))
+    try:
+        picture = tmp_path / "small.png"
+        Image.new("RGB", (40, 30), (10, 120, 200)).save(picture)
+        queue_upscale(studio, UpscaleRequest(picture, scale=2), allow_any_path=True)
+        with pytest.raises(InvalidInput, match="limit is 1 per user"):
+            queue_upscale(studio, UpscaleRequest(picture, scale=2), allow_any_path=True)
+        init = InitImage(str(picture.with_name("init.png")), strength=0.5)
+        Image.new("RGB", (64, 64), (200, 40, 30)).save(init.path)
+        with pytest.raises(InvalidInput, match="limit is 1 per user"):
+            queue_grid(studio, request(tiny_model("flux"), init=init), [parse_axis("steps=1,2")], allow_any_path=True)
+        assert len(list((studio.config.outputs_dir / "local" / "inputs").iterdir())) == 1
+    finally:
+        studio.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,10 @@ DETAIL_OVERLAP = 64  # A1111's default SD upscale overlap
 
 def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image, upscaler: Path | None, *,
                    stop: threading.Event | None = None, on_tile: TileCallback | None = None,
-                   gpu_timeout: float | None = None, allow_any_path: bool = False) -> Upscaled:
-    """Plan with generation's own checks (model, steps, guidance, strength, seed), then repaint tile by tile."""
+                   gpu_timeout: float | None = None, allow_any_path: bool = False,
+                   cancelled: Callable[[], bool] | None = None) -> Upscaled:
+    """Plan with generation's own checks (model, steps, guidance, strength, seed), then repaint tile by tile
+    (``cancelled``: as :func:`~masuka.image.upscale.job.upscale_image` takes it)."""
     prompt = request.prompt.strip() or _source_prompt(request.image)
     if not prompt:
         raise InvalidInput("A detail upscale needs a prompt that describes the picture (it carries none itself).")
@@ -74,7 +77,7 @@ def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image,
         extra={**infotext_fields(plan.task), "SD upscale overlap": str(overlap),
                "SD upscale upscaler": request.upscaler}))
     with studio.hold_gpu(f"detail upscale for {request.owner}", request.owner, timeout=gpu_timeout,
-                         background=request.queue_id is not None):
+                         background=request.queue_id is not None, cancelled=cancelled):
         return _run(studio, request, plan, source, upscaler, kept, overlap, parameters, stop, on_tile)
 
 

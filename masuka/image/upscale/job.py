@@ -8,6 +8,7 @@ Both ways record a history row of kind ``upscale`` whose params link the source 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -33,15 +34,16 @@ from masuka.studio import Studio
 
 def upscale_image(studio: Studio, request: UpscaleRequest, *, stop: threading.Event | None = None,
                   on_tile: TileCallback | None = None, gpu_timeout: float | None = None,
-                  allow_any_path: bool = False) -> list[Upscaled]:
-    """Validate, then upscale in the GPU slot; returns the one result (a list, like generation)."""
+                  allow_any_path: bool = False, cancelled: Callable[[], bool] | None = None) -> list[Upscaled]:
+    """Validate, then upscale in the GPU slot; returns the one result (a list, like generation). While it waits
+    for the GPU, ``cancelled()`` is asked a few times a second: yes raises :class:`~masuka.errors.Cancelled`."""
     source, upscaler = check_request(studio, request)
     if request.detail:
         return [detail_upscale(studio, request, source, upscaler, stop=stop, on_tile=on_tile,
-                               gpu_timeout=gpu_timeout, allow_any_path=allow_any_path)]
+                               gpu_timeout=gpu_timeout, allow_any_path=allow_any_path, cancelled=cancelled)]
     kept = keep_input(studio, request.owner, request.image, "upscale-source")
     with studio.hold_gpu(f"upscale for {request.owner}", request.owner, timeout=gpu_timeout,
-                         background=request.queue_id is not None):
+                         background=request.queue_id is not None, cancelled=cancelled):
         return [_model_upscale(studio, request, source, upscaler, kept, stop, on_tile)]
 
 
