@@ -4,7 +4,8 @@ Files under the data dir belong to someone:
 
 - ``outputs/...``: the user of the generation row that recorded the file, else the user whose folder
   (``outputs/<user>/``) it lies in; remote videos (``outputs/videos/``) are owned by their rows only, the
-  inputs kept with a video job (``outputs/videos/inputs/<job>[-<name>].<ext>``) by the owner of that job;
+  inputs kept with a video job (``outputs/videos/inputs/<job>[-<name>].<ext>``) by the owner of that job (of
+  its video, once the job's entry is deleted);
 - ``datasets/<id>/...``: the owner of dataset ``id``;
 - ``runs/run-<id>/...``: the owner of training run ``id`` (its checkpoints, samples and LoRA);
 - ``loras/...``: the owner of the LoRA row recording the file, else the user whose folder it lies in;
@@ -83,9 +84,12 @@ def file_owner(studio: Studio, path: str | Path) -> str | None | object:
         rows = studio.store.find("generations", "output_path = ?", [config.relative(resolved)], limit=1)
         if rows:
             return rows[0]["owner"]
-        if parts[1:-1] == INPUTS_FOLDER:
+        if parts[1:-1] == INPUTS_FOLDER:  # the job's, or once its entry is deleted the video's it made
             job_id = input_copy_job(parts[-1])
             job = studio.store.get("jobs", job_id) if job_id else None
+            if job is None and job_id:
+                job = next(iter(studio.store.find("generations", "job_id = ? and kind = ?", [job_id, "video"],
+                                                  limit=1)), None)
             return job["owner"] if job and job["kind"] == "video" else None
         return None if top in SHARED_OUTPUT_FOLDERS else _user_by_folder(studio, top)
     return None

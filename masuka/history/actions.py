@@ -23,6 +23,7 @@ from masuka.store import UNFINISHED
 from masuka.studio import Studio
 from masuka.training.runs import still_runs_at
 from masuka.users import output_dir
+from masuka.video.jobs import clip_dir
 from masuka.video.request import INPUT_FILES, sound_choice
 
 #: row column -> form field name (the fields a tab registers with ``UIContext.register_form``, e.g. ``negative``)
@@ -50,6 +51,10 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
         fields.update(_image_switches(row.get("negative_prompt"), params))
         fields.update({name: None for name in (*IMAGE_INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES)
                        if name not in fields})
+        fields.setdefault("references", [])
+    if row["kind"] == "video":  # the same for the Video form: what the entry lacks is emptied, not left as it was
+        fields.setdefault("negative", "")
+        fields.update({name: None for name in INPUT_FILES if name not in fields})
         fields.setdefault("references", [])
     if isinstance(fields.get("references"), list):  # an edit's images, a video's reference images
         fields["references"] = [str(path) for path in map(studio.config.absolute, fields["references"])
@@ -92,7 +97,8 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
     as ``g4 g4``, is deleted once).
 
     An entry's input pictures (the copies in ``inputs/`` of an img2img, inpaint, edit or upscale) go with it
-    unless another entry or a queued job still uses them. A training run goes with its whole folder (checkpoints,
+    unless another entry or a queued job still uses them; a chained video's clips go with the last entry of its
+    job (the job or the video it made). A training run goes with its whole folder (checkpoints,
     samples, model card, its LoRAs), whose LoRAs leave the library; refused while unfinished work uses it, and
     while its job may still run at a remote service (an interrupted remote run: deleted, nothing could follow or
     cancel that job).
@@ -112,6 +118,7 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
         refuse_if_used(studio, key, folder, [(lora["name"], lora["owner"]) for lora in libraries[key]])
     tests = unfinished_using(studio, {row["id"] for row in rows if row["table"] == "generations"})
     inputs = {path for row in rows for path in _input_files(studio, row)}
+    video_jobs = {job for row in rows if (job := _video_job(row)) is not None}
     files = 0
     for row in rows:
         for path in _owned_files(studio, row):
@@ -124,11 +131,14 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
         if not _still_used(studio, path):
             path.unlink(missing_ok=True)
             files += 1
+    for job_id in video_jobs:  # a chain's clips go with the last entry of its job (the job or its video)
+        if not (studio.store.count("jobs", "id = ?", [job_id]) or
+                studio.store.count("generations", "job_id = ?", [job_id])):
+            files += _remove_folder(clip_dir(studio, job_id))
     for key, folder in runs.items():
         for lora in libraries[key]:
             studio.store.delete("loras", lora["id"])
-        files += sum(1 for path in folder.rglob("*") if path.is_file())
-        shutil.rmtree(folder)
+        files += _remove_folder(folder)
     done = f"Deleted {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} and {files} file(s)."
     if names := [lora["name"] for loras in libraries.values() for lora in loras]:
         done += f" LoRA(s) {', '.join(names)} left the LoRA library with the run's folder."
@@ -149,6 +159,22 @@ def _run_folder(studio: Studio, row: dict) -> Path | None:
     folder, runs = studio.config.absolute(stored), studio.config.runs_dir.resolve()
     inside = folder.resolve().is_relative_to(runs) and folder.resolve() != runs
     return folder if inside and folder.is_dir() else None
+
+
+def _video_job(row: dict) -> int | None:
+    """The video job an entry belongs to (a video job entry, or the video it made), when it is one."""
+    if row.get("kind") != "video":
+        return None
+    return row["id"] if row["table"] == "jobs" else row.get("job_id")
+
+
+def _remove_folder(folder: Path) -> int:
+    """Remove ``folder`` with everything in it, when it is there; returns how many files it held."""
+    if not folder.is_dir():
+        return 0
+    files = sum(1 for path in folder.rglob("*") if path.is_file())
+    shutil.rmtree(folder)
+    return files
 
 
 def _input_files(studio: Studio, row: dict) -> set[Path]:

@@ -23,7 +23,15 @@ from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable
 from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
-from masuka.video.request import MAX_TOTAL_SECONDS, SOUND, VideoRequest, lifecycle_warnings, negative_prompt_use
+from masuka.video.request import (
+    MAX_TOTAL_SECONDS,
+    SOUND,
+    VideoRequest,
+    clip_segments,
+    lifecycle_warnings,
+    negative_prompt_use,
+    source_seconds,
+)
 
 COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "cost $", "prompt", "error"]
 CHAIN_LENGTHS = (15, 20, 30, 45, MAX_TOTAL_SECONDS)
@@ -77,7 +85,9 @@ GENERATE_FIELDS = ("prompt", "provider", "model", "seconds", "size", "image", "n
                    "source_video", "references", "sound")
 #: the fields ``price`` takes, in order; each but the prompt (on blur) prices the form again when it changes
 PRICE_FIELDS = ("provider", "model", "seconds", "size", "image", "fallback", "prompt", "last_frame", "source_video",
-                "references", "sound")
+                "references", "sound", "negative")
+#: the fields ``models_for`` and ``limits_for`` read besides the provider (and model)
+LIMIT_INPUTS = ("size", "source_video")
 
 
 def build(ctx: UIContext) -> None:
@@ -89,15 +99,17 @@ def build(ctx: UIContext) -> None:
         with gr.Column(scale=3):
             panel = _jobs_panel()
     timer = gr.Timer(REFRESH_S)
-    ctx.register_form("video", dict(zip(REUSE_FIELDS, form.pick(REUSE_FIELDS))))
+    ctx.register_form("video", dict(zip(REUSE_FIELDS, form.pick(REUSE_FIELDS))), adapt=reuse_fields)
     private, listed = {"api_visibility": "private"}, bind(video_status, studio)
     status_outputs = [panel.table, panel.gallery, panel.player, form.health, form.latest_job]
     panel.refresh.click(listed, None, status_outputs, api_name="video_status")  # first: it owns the name
-    limits = [form.seconds, form.size, form.negative]
+    limits, read = [form.seconds, form.size, form.negative], form.pick(LIMIT_INPUTS)
     for source in (form.provider, form.show_retired):  # .input: Reuse sets provider, model and their limits
-        source.input(models_for, [form.provider, form.show_retired, form.size], [form.model, *limits], **private)
+        source.input(models_for, [form.provider, form.show_retired, *read], [form.model, *limits], **private)
     for source in (form.model, form.size):
-        source.input(limits_for, [form.provider, form.model, form.size], limits, **private)
+        source.input(limits_for, [form.provider, form.model, *read], limits, **private)
+    form.source_video.change(seconds_of_source, [form.provider, form.model, form.source_video], form.seconds,
+                             **private)
     # One estimate at a time, in the order asked: a change that sets another field (a model's sizes) must not
     # be overtaken by the estimate made from the field's old value.
     priced = dict(api_visibility="private", concurrency_limit=1, concurrency_id="video_price")
@@ -135,12 +147,12 @@ def _form() -> VideoForm:
     show_retired = gr.Checkbox(False, label="Show retired models", info="Retired models were shut down by "
                                "their provider (the catalog names the source and date); a job for one is "
                                "expected to be refused.")
+    sizes = model_entry(first, first_model)["sizes"]
+    lengths = _seconds_choices(first, first_model, sizes[0])
     with gr.Row():
-        seconds = gr.Dropdown(_seconds_choices(first, first_model), value=_seconds_choices(
-            first, first_model)[0], label="Seconds", allow_custom_value=True,
-            info="Longer than one clip: clips are chained")
-        size = gr.Dropdown(model_entry(first, first_model)["sizes"], value=model_entry(
-            first, first_model)["sizes"][0], label="Size", allow_custom_value=True)
+        seconds = gr.Dropdown(lengths, value=lengths[0], label="Seconds", allow_custom_value=True,
+                              info="Longer than one clip: clips are chained")
+        size = gr.Dropdown(sizes, value=sizes[0], label="Size", allow_custom_value=True)
     fallback = gr.Dropdown([choice for choice in _provider_choices() if choice[1] != "local"], value=[],
                            multiselect=True, label="Fallback providers, in order",
                            info="Used when the provider is unhealthy, unreachable or refuses the model")
@@ -165,29 +177,60 @@ def _jobs_panel() -> JobsPanel:
     return JobsPanel(player, gallery, table, job, cancel, refresh)
 
 
-def models_for(provider_id: str, retired: bool, size_now: str | None):
+def models_for(provider_id: str, retired: bool, size_now: str | None, source: str | None = None):
     """The model picker for a provider (its retired models too when asked, or when it has nothing else) and
     the first model's seconds, sizes and negative prompt box: setting Model from here fires no input event of its
     own."""
     choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
     model_id = choices[0][1]
-    return gr.Dropdown(choices=choices, value=model_id), *limits_for(provider_id, model_id, size_now)
+    return gr.Dropdown(choices=choices, value=model_id), *limits_for(provider_id, model_id, size_now, source)
 
 
-def limits_for(provider_id: str, model_id: str, size_now: str | None):
-    """The seconds and sizes a model takes (the size kept when it still fits), and the negative prompt box: free
-    where the model takes one, else emptied and greyed out."""
+def limits_for(provider_id: str, model_id: str, size_now: str | None, source: str | None = None):
+    """The seconds a model takes (the first, or the length of the ``source`` clip a video-to-video model follows)
+    and its sizes (the size kept when it still fits), and the negative prompt box: free where the model takes one,
+    else emptied and greyed out."""
     try:
         entry = model_entry(provider_id, model_id)
     except MasukaError:
         return gr.skip(), gr.skip(), gr.skip()
-    sizes = entry["sizes"] or entry.get("suggested_sizes") or [size_now or "832x480"]
+    sizes = _sizes(entry, size_now)
     chosen = size_now if size_now in sizes else sizes[0]
     choices = _seconds_choices(provider_id, model_id, chosen)
-    takes_negative, hint = _negative_hint(provider_id, entry)
-    negative = gr.Textbox(interactive=True, placeholder=hint) if takes_negative else gr.Textbox(
-        "", interactive=False, placeholder=hint)
-    return gr.Dropdown(choices=choices, value=choices[0]), gr.Dropdown(choices=sizes, value=chosen), negative
+    length = _source_length(provider_id, entry, source) or choices[0]
+    return (gr.Dropdown(choices=choices, value=length), gr.Dropdown(choices=sizes, value=chosen),
+            _negative_box(provider_id, entry))
+
+
+def reuse_fields(fields: dict) -> dict:
+    """A reused video entry's fields as the form takes them: Reuse sets Provider and Model from code, which fires
+    no input event, so this gives the Model list of that provider, the Seconds and Size that model offers (the
+    entry's own values kept) and the negative prompt box free or greyed out as the model takes one."""
+    provider_id, model_id = fields.get("provider"), fields.get("model")
+    try:
+        entry = model_entry(provider_id, model_id)
+    except MasukaError:  # a model the catalog no longer has: Generate says so
+        return fields
+    models = _model_choices(provider_id)
+    if model_id not in (key for _name, key in models):  # a retired model, a local repo id or folder
+        models += [choice for choice in _model_choices(provider_id, True) if choice[1] == model_id] or [
+            (model_id, model_id)]
+    size = fields.get("size") or _sizes(entry, None)[0]
+    lengths = _seconds_choices(provider_id, model_id, size)
+    seconds = fields.get("seconds") or lengths[0]
+    return {**fields, "model": gr.Dropdown(choices=models, value=model_id),
+            "seconds": gr.Dropdown(choices=_keeping(lengths, seconds), value=seconds),
+            "size": gr.Dropdown(choices=_keeping(_sizes(entry, size), size), value=size),
+            "negative": _negative_box(provider_id, entry, fields.get("negative", ""))}
+
+
+def seconds_of_source(provider_id: str, model_id: str, source: str | None):
+    """Seconds set to the length of the source clip chosen for a video-to-video model: its output is that long."""
+    try:
+        length = _source_length(provider_id, model_entry(provider_id, model_id), source)
+    except MasukaError:  # the cost line says what is wrong with the choice
+        return gr.skip()
+    return gr.skip() if length is None else length
 
 
 @friendly
@@ -231,10 +274,10 @@ def cancel_video_job(studio: Studio, job: int | str | None, request: gr.Request 
 
 
 def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_frame=None, source_video=None,
-          references=None, sound="default") -> str:
+          references=None, sound="default", negative_prompt="") -> str:
     """The cost line under the form: the whole chain's price, or what is wrong with the choice."""
     try:
-        plan = estimate(_request(provider_id, model_id, prompt or "-", seconds, size, image, "", fallback,
+        plan = estimate(_request(provider_id, model_id, prompt or "-", seconds, size, image, negative_prompt, fallback,
                                  last_frame=last_frame, source_video=source_video, references=references,
                                  sound=sound))
     except MasukaError as error:
@@ -301,7 +344,47 @@ def _negative_hint(provider_id: str, entry: dict) -> tuple[bool, str]:
 
 
 def _seconds_choices(provider_id: str, model_id: str, size: str | None = None) -> list[int]:
+    """The model's clip lengths at ``size``, then the longer lengths it can make by chaining or extending clips."""
     entry = model_entry(provider_id, model_id)
     allowed = durations_for(entry, size)
-    chained = [n for n in CHAIN_LENGTHS if n > max(allowed)] if entry.get("image") else []
-    return allowed + chained
+    return allowed + [n for n in CHAIN_LENGTHS if n > max(allowed) and _makes(entry, size, n)]
+
+
+def _makes(entry: dict, size: str | None, seconds: int) -> bool:
+    """Whether the model can make ``seconds`` at ``size`` (in one clip, extended or chained)."""
+    try:
+        clip_segments(entry, size, seconds)
+    except InvalidInput:
+        return False
+    return True
+
+
+def _keeping(choices: list, value: object) -> list:
+    """``choices`` with ``value`` added at the end when it is not one of them (a value Reuse keeps)."""
+    return choices if value in choices else [*choices, value]
+
+
+def _sizes(entry: dict, size_now: str | None) -> list[str]:
+    """The sizes a model offers: its catalog's, else those suggested for a local pipeline, else the one chosen."""
+    return entry["sizes"] or entry.get("suggested_sizes") or [size_now or "832x480"]
+
+
+def _source_length(provider_id: str, entry: dict, source: str | None) -> int | None:
+    """The length of ``source`` for a model whose output is as long as its source clip (video-to-video); None for
+    another model, without a clip or with one that cannot be read (the cost line says why)."""
+    if not (source and entry.get("source_video")):
+        return None
+    try:
+        return source_seconds(provider_id, source)
+    except MasukaError:
+        return None
+
+
+def _negative_box(provider_id: str, entry: dict, text: str | None = None) -> gr.Textbox:
+    """The negative prompt box for a model: free where it takes one (holding ``text`` when given, else what it
+    holds), else emptied and greyed out."""
+    takes_negative, hint = _negative_hint(provider_id, entry)
+    if not takes_negative:
+        return gr.Textbox("", interactive=False, placeholder=hint)
+    return gr.Textbox(interactive=True, placeholder=hint) if text is None else gr.Textbox(
+        text, interactive=True, placeholder=hint)

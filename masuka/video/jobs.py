@@ -204,7 +204,7 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
         from masuka.video.local import run_local
 
         _save(studio, job_id, state, phase="running")
-        folder = _clip_dir(studio, job_id)
+        folder = clip_dir(studio, job_id)
         clips: list[Path] = []
         for index in range(len(plan.primary.segments)):  # each next clip starts from the last frame
             first = last_frame(clips[-1], folder / f"frame-{index:02d}.png") if clips else _image(studio, plan)
@@ -309,14 +309,14 @@ def _run_clip(studio: Studio, ctx: JobContext, plan: VideoPlan, target: Target, 
     if index == len(segments):
         segments.append({"seconds": target.segments[index]})
     segment = segments[index]
-    path = _clip_dir(studio, job_id) / f"clip-{index:02d}.mp4"
+    path = clip_dir(studio, job_id) / f"clip-{index:02d}.mp4"
     if segment.get("file") and studio.config.absolute(segment["file"]).is_file():
         return studio.config.absolute(segment["file"])
     if "ref" not in segment:
         if segment.get("submitting"):
             raise _Attention
         ctx.check_stop()
-        folder = _clip_dir(studio, job_id)
+        folder = clip_dir(studio, job_id)
         extend = segments[index - 1]["output"] if target.extends and index else None
         if index == 0 or extend:
             first = None if extend else _image(studio, plan)
@@ -410,6 +410,9 @@ def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips:
         os.replace(clips[0], final)
         if state.get("segments"):
             state["segments"][0]["file"] = studio.config.relative(final)
+    made_in = clip_dir(studio, job_id)
+    if made_in.is_dir() and not any(made_in.iterdir()):  # one clip, moved out: no folder is left for it
+        made_in.rmdir()
     row = jobs.get(studio.store, job_id)
     width, height = parse_size(plan.size)
     refs = [s["ref"]["id"] for s in state.get("segments", []) if s.get("ref")]
@@ -449,7 +452,7 @@ def _stored(studio: Studio, stored: str | None) -> Path | None:
     return studio.config.absolute(stored) if stored else None
 
 
-def _clip_dir(studio: Studio, job_id: int) -> Path:
-    folder = studio.config.outputs_dir / "videos" / "clips" / f"{job_id:06d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def clip_dir(studio: Studio, job_id: int) -> Path:
+    """Where a job's clips are made (and a chain's stay, with the frames it continued from, until the job's last
+    History entry is deleted); made with its first clip, and gone again when a one-clip video moves out."""
+    return studio.config.outputs_dir / "videos" / "clips" / f"{job_id:06d}"

@@ -87,6 +87,7 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
         with torch.inference_mode():
             output = pipe(**{k: v for k, v in kwargs.items() if k in accepted})
     partial = dest.with_name(dest.name + ".part.mp4")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     export_to_video(list(output.frames[0]), str(partial), fps=fps)
     sound = getattr(output, "audio", None) if request.audio is not False else None
     if sound is not None:

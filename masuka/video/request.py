@@ -111,12 +111,16 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         raise InvalidInput("The prompt is empty: describe the video you want.")
     request.negative_prompt = plain_text("the negative prompt", request.negative_prompt, limit).strip()
     size = _size(request, entry)
-    if request.source_video and entry.get("source_video"):  # the output follows the source clip's length
-        source_seconds = _video_seconds(request.source_video, provider)
-        request.seconds = source_seconds if _default(request.seconds) else request.seconds
+    source = None
+    if request.source_video and entry.get("source_video"):  # the output is as long as the source clip
+        source = source_seconds(request.provider, request.source_video)
+        request.seconds = source if _default(request.seconds) else request.seconds
     seconds = durations_for(entry, size)[0] if _default(request.seconds) else request.seconds
     if not isinstance(seconds, int) or not 1 <= seconds <= MAX_TOTAL_SECONDS:
         raise InvalidInput(f"Seconds must be a whole number from 1 to {MAX_TOTAL_SECONDS} (got {seconds!r}).")
+    if source is not None and seconds != source:
+        raise InvalidInput(f"{entry['name']} makes a video as long as its source video, {source} s (got {seconds}): "
+                           "give that length or none.")
     if request.image:
         _check_image(request.image, provider)
     elif not entry.get("text", True):
@@ -185,14 +189,16 @@ def _check_inputs(request: VideoRequest, entry: dict, target: Target) -> None:
                            f"({'a first frame' if request.image else 'a chain of clips'}): leave it empty.")
 
 
-def _video_seconds(video: str, provider: dict) -> int:
-    """Whole seconds of a source video, after checking it is a playable MP4 small enough to send."""
+def source_seconds(provider_id: str, video: str) -> int:
+    """Whole seconds of a source video, after checking it is a playable MP4 small enough to send to
+    ``provider_id``."""
     import math
 
     import imageio_ffmpeg
 
     from masuka.video.media import BrokenVideo, check_mp4
 
+    provider = provider_entry(provider_id)
     path = Path(video)
     if not path.is_file():
         raise InvalidInput(f"The source video {path.name!r} was not found.")
@@ -218,13 +224,19 @@ def lifecycle_warnings(plan: VideoPlan) -> list[str]:
 
 
 def _target(provider: str, model: str, entry: dict, size: str, seconds: int, audio: bool | None = None) -> Target:
-    segments = extension_segments(entry, size, seconds) or chain_segments(entry, size, seconds)
+    segments = clip_segments(entry, size, seconds)
     price = price_per_second(entry, size, audio)
     return Target(provider, model, segments, round(price * sum(segments), 4),
                   extends=len(segments) > 1 and bool(extension_segments(entry, size, seconds)))
 
 
-def extension_segments(entry: dict, size: str, seconds: int) -> list[int]:
+def clip_segments(entry: dict, size: str | None, seconds: int) -> list[int]:
+    """The clips a model makes ``seconds`` from at ``size``: one, extensions of the first or a chain; raises
+    :class:`InvalidInput` when it cannot within :data:`MAX_TOTAL_SECONDS`."""
+    return extension_segments(entry, size, seconds) or chain_segments(entry, size, seconds)
+
+
+def extension_segments(entry: dict, size: str | None, seconds: int) -> list[int]:
     """For a model that extends its own clips (``extend_seconds`` at ``extend_sizes``): the longest first clip,
     then extensions until ``seconds`` is reached; empty when one clip does or the model cannot extend at
     ``size``. Extension continues the scene itself, so it keeps motion and sound across the joins that
@@ -242,7 +254,7 @@ def extension_segments(entry: dict, size: str, seconds: int) -> list[int]:
     return segments
 
 
-def chain_segments(entry: dict, size: str, seconds: int) -> list[int]:
+def chain_segments(entry: dict, size: str | None, seconds: int) -> list[int]:
     """Clip lengths that make ``seconds``: one clip when the model allows it, else a chain of the longest clips
     and a last one just long enough (the total may round up to the next allowed length)."""
     allowed = sorted(durations_for(entry, size))

@@ -176,3 +176,40 @@ def test_deleting_a_training_run_removes_its_folder_and_its_loras_from_the_libra
     done = delete_entries(studio, "local", False, [f"j{job}"])
     assert "3 file" in done and "fox-flux-run1 left the LoRA library" in done
     assert not run.exists() and studio.store.count("loras") == 0 and list_loras(studio, "local") == []
+
+
+def video_row(studio, **columns) -> str:
+    """The key of a video entry (no file needed to reuse it)."""
+    values = {"kind": "video", "status": "completed", "prompt": "waves at dusk", "provider": "gemini",
+              "model": "veo-3.1-generate-001", "params": {"seconds": 8, "size": "1280x720"}, **columns}
+    return "g" + str(studio.store.insert("generations", values))
+
+
+def test_reuse_of_a_video_empties_the_video_fields_it_lacks(studio, tmp_path):
+    """Reusing a text-to-video entry after one made with a negative prompt and frames leaves none of them in the
+    form: the next Generate would send them (another paid request)."""
+    Image.new("RGB", (16, 16), "teal").save(tmp_path / "frame.png")
+    framed = video_row(studio, negative_prompt="fog", params={
+        "seconds": 6, "size": "1280x720", "image": str(tmp_path / "frame.png"), "last_frame": str(
+            tmp_path / "frame.png")})
+    assert reuse_parameters(studio, "local", False, framed)[1]["negative"] == "fog"
+    _kind, fields = reuse_parameters(studio, "local", False, video_row(studio, negative_prompt=""))
+    assert {name: fields[name] for name in ("negative", "image", "last_frame", "source_video", "references")} == {
+        "negative": "", "image": None, "last_frame": None, "source_video": None, "references": []}
+
+
+def test_a_chains_clips_go_with_the_last_entry_of_its_job(studio, fake):
+    from masuka.video.jobs import clip_dir, start_video, wait_video
+    from masuka.video.request import VideoRequest
+
+    fake("openai")
+    single, chained = (wait_video(studio, start_video(studio, VideoRequest(
+        provider="openai", model="sora-2", prompt="a train crossing a valley", seconds=seconds)), timeout=60)
+        for seconds in (4, 20))
+    assert not clip_dir(studio, single["id"]).exists(), "a one-clip video leaves no clip folder"
+    clips = clip_dir(studio, chained["id"])
+    assert sorted(path.name for path in clips.iterdir()) == ["clip-00.mp4", "clip-01.mp4", "frame-01.png"]
+    delete_entries(studio, "local", False, [f"g{chained['result']['generation_id']}"])
+    assert clips.is_dir(), "the job entry still names them"
+    assert "3 file" in delete_entries(studio, "local", False, [f"j{chained['id']}"])
+    assert not clips.exists()

@@ -244,3 +244,35 @@ def test_every_model_that_takes_a_negative_prompt_sends_it(studio, fake, frames,
             seconds=min(entry["durations"]), size=entry["sizes"][0], **extra)
     assert len(server.jobs) == len(ways) >= 1
     assert all("no smoke, please" in json.dumps(job["payload"]) for job in server.jobs.values())
+
+
+def test_a_source_video_sets_the_length_and_another_length_is_refused(tmp_path):
+    """Aleph's output is as long as its source clip: priced and recorded at that length, never at another."""
+    from masuka.testing.video import make_mp4
+
+    clip = str(make_mp4(tmp_path / "three.mp4", frames=24))  # 3 s at 8 fps
+    values = dict(provider="runway", model="aleph2", prompt=PROMPT, source_video=clip)
+    assert estimate(VideoRequest(**values)).seconds == estimate(VideoRequest(**values, seconds=3)).seconds == 3
+    with pytest.raises(InvalidInput, match=r"as long as its source video, 3 s \(got 5\)"):
+        estimate(VideoRequest(**values, seconds=5))
+
+
+def test_deleting_a_video_job_entry_keeps_its_inputs_the_owners(tmp_path, fake, frames):
+    """The video a job made still uses the job's input copies once the job's History entry is deleted: they stay
+    its owner's (Reuse gives them back), not admins' only."""
+    from masuka.access import file_owner, readable
+    from masuka.config import Config
+    from masuka.history.actions import delete_entries
+    from masuka.studio import Studio
+
+    fake("gemini")
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="alice:1,bob:2"))
+    try:
+        row = run(studio, provider="gemini", model="veo-3.1-generate-001", image=frames[0], owner="alice")
+        kept = studio.config.absolute(row["params"]["request"]["image"])
+        delete_entries(studio, "alice", False, [f"j{row['id']}"])
+        assert kept.is_file() and file_owner(studio, kept) == "alice"
+        _kind, fields = reuse_parameters(studio, "alice", False, f"g{row['result']['generation_id']}")
+        assert readable(studio, "alice", fields["image"]) == kept.resolve()
+    finally:
+        studio.close()

@@ -225,3 +225,87 @@ def test_the_negative_prompt_box_follows_the_models_catalog_flag(studio):
     assert "text-to-video only" in video.limits_for("fal", "fal-ai/veo3.1", None)[2].placeholder
     runway = video.models_for("runway", False, None)[3]
     assert (runway.value, runway.interactive) == ("", False) and runway.placeholder.endswith("takes no negative prompt")
+
+
+def test_reuse_gives_the_form_the_choices_of_the_entrys_provider_and_model(studio):
+    """Reuse sets Provider and Model from code (no input event): the Model list, Seconds, Size and the negative
+    prompt box come with them, for that model, keeping the entry's values."""
+    from masuka.history.actions import reuse_parameters
+    from masuka.ui import video
+    from masuka.ui.common import UIContext
+    from masuka.video.catalog import listed_models
+
+    ctx = UIContext(studio)
+    with gr.Blocks():
+        video.build(ctx)
+    form = ctx.forms["video"]
+    row = studio.store.insert("generations", {
+        "kind": "video", "status": "completed", "prompt": "waves", "provider": "gemini", "negative_prompt": "fog",
+        "model": "veo-3.1-fast-generate-001", "params": {"seconds": 20, "size": "1280x720"}})
+    fields = form.reuse(reuse_parameters(studio, "local", False, f"g{row}")[1])
+    assert [key for _name, key in fields["model"].choices] == list(listed_models("gemini"))
+    assert fields["model"].value == "veo-3.1-fast-generate-001"
+    assert (fields["seconds"].value, fields["size"].value) == (20, "1280x720")
+    assert [value for _name, value in fields["seconds"].choices] == video._seconds_choices(
+        "gemini", "veo-3.1-fast-generate-001", "1280x720")
+    assert (fields["negative"].value, fields["negative"].interactive) == ("fog", True)
+    row = studio.store.insert("generations", {
+        "kind": "video", "status": "completed", "prompt": "waves", "provider": "runway", "model": "gen4.5",
+        "params": {"seconds": 10, "size": "720x1280"}})
+    fields = form.reuse(reuse_parameters(studio, "local", False, f"g{row}")[1])
+    assert "gen4.5" in [key for _name, key in fields["model"].choices]
+    assert fields["size"].value == "720x1280" and "720x1280" in [value for _name, value in fields["size"].choices]
+    assert (fields["negative"].value, fields["negative"].interactive) == ("", False)
+
+
+def test_the_cost_line_warns_of_a_negative_prompt_before_generate(studio):
+    from masuka.ui import video
+    from masuka.ui.common import UIContext
+
+    assert "takes no negative prompt" in video.price("runway", "gen4.5", 5, "1280x720", None, [], "a fox",
+                                                     negative_prompt="fog")
+    with gr.Blocks() as demo:
+        video.build(UIContext(studio))
+    form = {field_name(b): getattr(b, "value", None) for b in demo.blocks.values()}
+    form.update({"Prompt": "a fox", "Provider": "runway", "Model": "gen4.5", "Seconds": 5, "Size": "1280x720",
+                 "Negative prompt": "fog"})
+    fire(demo, form, "Negative prompt", "change")
+    assert form["video-cost"].startswith("⚠️") and "takes no negative prompt" in form["video-cost"]
+
+
+def test_seconds_offers_only_lengths_the_model_can_make():
+    """A model of 8 s clips cannot reach 60 s (8 s clips or 7 s extensions overshoot): not offered; every length
+    offered for any model and size can be made."""
+    from masuka.ui.video import _seconds_choices
+    from masuka.video.catalog import model_entry, video_catalog
+    from masuka.video.request import clip_segments
+
+    assert _seconds_choices("gemini", "veo-3.1-generate-001", "1920x1080") == [8, 15, 20, 30, 45]
+    assert _seconds_choices("gemini", "veo-3.1-generate-001", "1280x720")[-1] == 45
+    assert _seconds_choices("runway", "gen4.5", "1280x720")[-1] == 60
+    for provider, entry in video_catalog().items():
+        for model, spec in entry["models"].items():
+            for size in spec["sizes"]:
+                for seconds in _seconds_choices(provider, model, size):
+                    assert clip_segments(model_entry(provider, model), size, seconds), (provider, model, seconds)
+
+
+def test_seconds_follow_the_source_clip_of_a_video_to_video_model(studio, tmp_path):
+    """Choosing a source clip for Runway Aleph, or Aleph with a clip chosen, sets Seconds to the clip's length:
+    the price and the job are for that length."""
+    from masuka.testing.video import make_mp4
+    from masuka.ui import video
+    from masuka.ui.common import UIContext
+
+    clip = str(make_mp4(tmp_path / "three.mp4", frames=24))  # 3 s at 8 fps
+    assert video.seconds_of_source("runway", "aleph2", clip) == 3
+    assert not isinstance(video.seconds_of_source("runway", "gen4.5", clip), int)  # gr.skip(): it ignores clips
+    assert video.limits_for("runway", "aleph2", "1280x720", clip)[0].value == 3
+    with gr.Blocks() as demo:
+        video.build(UIContext(studio))
+    form = {field_name(b): getattr(b, "value", None) for b in demo.blocks.values()}
+    source = next(b for b in demo.blocks.values() if isinstance(b, gr.Video) and b.interactive is not False)
+    form.update({"Prompt": "watercolor", "Provider": "runway", "Model": "aleph2", "Seconds": 1, "Size": "1280x720",
+                 field_name(source): {"path": clip, "meta": {"_type": "gradio.FileData"}}})
+    fire(demo, form, field_name(source), "change")
+    assert form["Seconds"] == 3 and form["video-cost"].startswith("**Estimated cost: $0.45** for 3 s")
