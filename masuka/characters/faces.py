@@ -3,6 +3,7 @@ cascade) and cutting it out with a margin."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,14 +65,20 @@ def face_crop(image: Image.Image, name: str, pick: int | None = None, skip_faces
 def open_photo(path: str | Path, what: str = "photo") -> Image.Image:
     """A picture file turned upright as its EXIF orientation says (phones store portraits sideways), at most
     MAX_PHOTO_SIDE pixels long (a larger one is brought down, a JPEG decoded at a reduced scale); refused with a
-    clear message when it is not a readable picture."""
+    clear message when it is not a readable picture, or has more pixels than Pillow reads (179 MP)."""
     try:
         with Image.open(path) as opened:
             if max(opened.size) > MAX_PHOTO_SIDE:
                 picture = eight_bit(opened) if opened.mode.startswith("I") else opened  # 16-bit: to 8 bits first
                 picture.thumbnail((MAX_PHOTO_SIDE, MAX_PHOTO_SIDE), Image.Resampling.LANCZOS)
                 return ImageOps.exif_transpose(picture).convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # more than twice Pillow's MAX_IMAGE_PIXELS: it will not read it
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        side = math.isqrt(limit)
+        raise InvalidInput(f"The {what} {Path(path).name!r} is too large: at most {limit / 1e6:.0f} megapixels "
+                           f"({side}x{side}, or 16000x11000 and the like) can be read; a photo up to that size is "
+                           f"brought down to {MAX_PHOTO_SIDE} pixels long. Scale it down first.") from None
+    except (OSError, SyntaxError, ValueError):
         pass  # open_picture says what is wrong with the file
     return open_picture(path, what)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import unicodedata
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -31,13 +32,21 @@ def character_dir(studio: Studio, character_id: int) -> Path:
     return studio.config.data_dir / "characters" / str(int(character_id))
 
 
-def new_character(studio: Studio, name: str, owner: str, trigger: str, params: dict[str, Any]) -> dict:
-    """A new character row (no files yet), marked as being made by this process until :func:`finish_building`;
-    the name must be unique among the owner's characters."""
-    name = (name or "").strip()
+def character_name(name: str | None) -> str:
+    """``name`` as a character is named: trimmed and in Unicode's composed form (``e`` + a combining diaeresis, as
+    some keyboards type it, is ``ë``); refused unless it is 1-64 letters, digits, spaces, dots, dashes or
+    underscores, not only digits."""
+    name = unicodedata.normalize("NFC", (name or "").strip())
     if not NAME.match(name) or name.isdigit():
         raise InvalidInput("Name the character with 1-64 letters, digits, spaces, dots, dashes or underscores "
                            "(not only digits), e.g. 'anna'.")
+    return name
+
+
+def new_character(studio: Studio, name: str, owner: str, trigger: str, params: dict[str, Any]) -> dict:
+    """A new character row (no files yet), marked as being made by this process until :func:`finish_building`;
+    the name (:func:`character_name`) must be unique among the owner's characters."""
+    name = character_name(name)
     trigger = check_trigger(trigger)
     if not trigger:
         raise InvalidInput("Give the character a trigger word (a rare word such as 'ohwx anna'): every caption "
@@ -53,6 +62,18 @@ def new_character(studio: Studio, name: str, owner: str, trigger: str, params: d
 def finish_building(studio: Studio, character: dict) -> dict:
     """Mark ``character`` as made: it is kept from now on whatever happens to this process."""
     return update_character(studio, character, lambda state: state.pop(BUILDING, None))
+
+
+def being_made(character: dict) -> bool:
+    """Whether ``character``'s views and dataset are still being made (the Create that made it has not ended)."""
+    return BUILDING in (character["state"] or {})
+
+
+def check_made(character: dict, action: str) -> None:
+    """Refuse ``action`` (what the user asked for, as a verb: ``add photos``) on a character still being made:
+    its views and dataset are not there yet."""
+    if being_made(character):
+        raise InvalidInput(f"The character {character['name']!r} is still being made: {action} when it is done.")
 
 
 def drop_abandoned(studio: Studio) -> None:
@@ -133,7 +154,8 @@ def summary(studio: Studio, character: dict) -> dict:
     views = state.get("views", [])
     return {"character": character["id"], "name": character["name"], "trigger": character["trigger"],
             "photos": [studio.config.absolute(p["photo"]).as_posix() for p in state.get("photos", [])],
-            "dataset": state.get("dataset"), "images": sum(1 for v in views if v["kept"]),
+            "being_made": being_made(character), "dataset": state.get("dataset"),
+            "images": sum(1 for v in views if v["kept"]),
             "rejected": sum(1 for v in views if not v["kept"]), "views": views, "runs": state.get("runs", []),
             "lora": character["lora"], "grid": state.get("grid"), "grid_error": state.get("grid_error"),
             "notes": state.get("notes", []), "params": character["params"]}

@@ -25,10 +25,13 @@ from typing import Any
 
 from PIL import Image
 
+from masuka.access import usable_model
 from masuka.characters.faces import open_photo, photo_face
 from masuka.characters.identity import check_threshold, likeness_crop, load_embedder, scores
 from masuka.characters.library import (
     character_dir,
+    character_name,
+    check_made,
     discard_character,
     drop_abandoned,
     find_character,
@@ -37,10 +40,11 @@ from masuka.characters.library import (
     new_character,
     update_character,
 )
-from masuka.characters.prompts import DEFAULT_VIEWS, check_prompts, pick_prompts
+from masuka.characters.prompts import DEFAULT_VIEWS, MAX_VIEWS, check_prompts, pick_prompts
 from masuka.characters.views import ViewRequest, check_outfit, edit_models, make_view
 from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
+from masuka.datasets.captioners import resolve_captioner
 from masuka.datasets.captioning import CaptionRequest, caption_dataset
 from masuka.datasets.library import (
     create_dataset,
@@ -50,11 +54,15 @@ from masuka.datasets.library import (
     find_dataset,
     set_caption,
 )
-from masuka.errors import InvalidInput, NotFound
+from masuka.errors import InvalidInput, ModelUnavailable, NotFound
 from masuka.gpu import check_stop
 from masuka.history.browse import generation_params
+from masuka.image.generate import MAX_SEED
+from masuka.image.limits import MAX_STEPS
 from masuka.image.tasks import open_picture
 from masuka.jobs import Watch
+from masuka.models.hub import cache_only
+from masuka.models.manage import fetch_for_use, repo_complete
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.validation import whole_number
@@ -79,11 +87,20 @@ def chosen_captioner(choice: str) -> str:
     choice = (choice or "").strip()
     if choice != AUTO_CAPTIONER:
         return choice
-    from masuka.datasets.captioners import resolve_captioner
-    from masuka.models.manage import repo_complete
-
     source = resolve_captioner("florence2").source
     return source if repo_complete(source) else ""
+
+
+def fetch_captioner(studio: Studio, owner: str, captioner: str, on_download: Watch | None = None) -> None:
+    """Before any view is made: ``captioner`` must be one ``owner`` may use and downloaded (fetched now when the
+    Hub answers), so that a wrong or missing one fails in seconds, not after the views. It is not loaded: that
+    would push the view model out of memory."""
+    source = resolve_captioner(usable_model(studio, owner, captioner, marker="config.json")).source
+    fetch_for_use(studio, owner, source, on_download)
+    if cache_only(source) and not repo_complete(source):
+        raise ModelUnavailable(f"The captioner {source} is not downloaded and the Hugging Face Hub cannot be reached: "
+                               "download it (Models tab) once the network is back, or leave the captioner empty "
+                               "(captions from the view prompts).")
 
 
 def default_view_model() -> str:
@@ -134,42 +151,49 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
                      on_download: Watch | None = None) -> CharacterReport:
     """Make the character, its views and its dataset; returns what was kept and what was refused and why.
 
+    Everything that can be checked is checked before the character row is made: the name, the view model (a path
+    another user could not tell from a missing one, as in the Image tab), the photos, the identity model and the
+    captioner (fetched when needed). Its dataset is made next, so that the name is its own before any view.
     Nothing is left behind when it fails: the row, its files and its dataset go (the views stay in History), at once
     or, when this process is killed, at the next look at the characters (:func:`drop_abandoned`)."""
+    name = character_name(request.name)
+    model = usable_model(studio, request.owner, request.model)
     photos = [Path(p) for p in request.photos]
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise InvalidInput(f"Give 1 to {MAX_PHOTOS} photos of the character (got {len(photos)}).")
     picks = face_picks(request.face, len(photos))
     faces = [photo_face(path, pick, request.skip_faces) for path, pick in zip(photos, picks)]
-    prompts = check_prompts(request.prompts) if request.prompts else pick_prompts(request.views, request.seed)
+    seed = whole_number("the seed", request.seed, 0, MAX_SEED - MAX_VIEWS)  # view i is made with seed + i
+    prompts = check_prompts(request.prompts) if request.prompts else pick_prompts(request.views, seed)
     threshold = check_threshold(request.threshold)
     if request.outfit:
-        check_outfit(request.model)
+        check_outfit(model)
         outfit = open_photo(request.outfit, "outfit reference").convert("RGB")
-    if request.size is not None and not 64 <= int(request.size) <= 2048:
-        raise InvalidInput(f"The view size must be 64-2048 pixels (got {request.size}).")
+    size = None if request.size is None else whole_number("the view size", request.size, 64, 2048)
+    steps = None if request.steps is None else whole_number("steps", request.steps, 1, MAX_STEPS)
     drop_abandoned(studio)  # a name left taken by a killed build is free again
-    if studio.store.count("characters", "owner = ? and name = ?", [request.owner, request.name.strip()]):
-        raise InvalidInput(name_taken(request.name.strip()))
-    if studio.store.count("datasets", "owner = ? and name = ?", [request.owner, request.name.strip()]):
-        raise InvalidInput(f"You already have a dataset named {request.name.strip()!r}: the character's dataset "
-                           "takes its name, so pick another name.")
-    # the identity model is fetched (and checked) before any view is made: a missing one fails in seconds, not
-    # after the views, and its download happens outside the views' GPU work
+    if studio.store.count("characters", "owner = ? and name = ?", [request.owner, name]):
+        raise InvalidInput(name_taken(name))
+    if studio.store.count("datasets", "owner = ? and name = ?", [request.owner, name]):
+        raise InvalidInput(f"You already have a dataset named {name!r}: the character's dataset takes its name, so "
+                           "pick another name.")
+    # the identity model and the captioner are fetched (and checked) before any view is made: a missing one fails
+    # in seconds, not after the views, and their downloads happen outside the views' GPU work
     load_embedder(studio, request.owner, request.identity_model, on_download, faces=not request.skip_faces)
-    params = {"model": request.model, "strength": request.strength, "steps": request.steps, "size": request.size,
-              "seed": request.seed, "threshold": threshold, "identity_model": request.identity_model,
-              "face": picks, "skip_faces": request.skip_faces,
-              "captioner": chosen_captioner(request.captioner),
-              "prompts": prompts}
-    character = new_character(studio, request.name, request.owner, request.trigger, params)
+    captioner = chosen_captioner(request.captioner)
+    if captioner:
+        fetch_captioner(studio, request.owner, captioner, on_download)
+    params = {"model": model, "strength": request.strength, "steps": steps, "size": size, "seed": seed,
+              "threshold": threshold, "identity_model": request.identity_model, "face": picks,
+              "skip_faces": request.skip_faces, "captioner": captioner, "prompts": prompts}
+    character = new_character(studio, name, request.owner, request.trigger, params)
     try:
+        character = _new_dataset(studio, character)
         character, _added = _keep_photos(studio, character, photos, faces)
         if request.outfit:
             character = _keep_outfit(studio, character, outfit)
         views = _make_views(studio, character, prompts, on_progress, stop, allow_any_path)
         notes = _score(studio, character, views, on_download)
-        character = _new_dataset(studio, character)
         character = update_character(studio, character, lambda state: state.update(views=views, notes=notes))
         _add_to_dataset(studio, character, [(i, v) for i, v in enumerate(views) if v["kept"]], on_download)
         character = finish_building(studio, character)
@@ -386,11 +410,9 @@ def _drop_image(studio: Studio, image_id: int | None, owner: str) -> None:
 
 
 def ensure_dataset(studio: Studio, character: dict, on_download: Watch | None = None) -> dict:
-    """The character with its dataset as the Datasets tab left it: made again from the kept views and the real
-    photos when it was deleted there, and each view whose image was deleted there taken out. A character still
-    being made (no dataset yet) is returned as it is."""
-    if character["dataset_id"] is None:
-        return character
+    """The character (one made: see :func:`~masuka.characters.library.check_made`) with its dataset as the Datasets
+    tab left it: made again from the kept views and the real photos when it was deleted there, and each view or
+    real photo whose image was deleted there taken out."""
     dataset = _dataset_of(studio, character)
     if dataset is None:
         return _remake_dataset(studio, character, on_download)
@@ -417,7 +439,8 @@ def _remake_dataset(studio: Studio, character: dict, on_download: Watch | None) 
     character = _new_dataset(studio, character)
     state = character["state"]
     items: list[tuple[int | None, dict]] = [(i, v) for i, v in enumerate(state["views"]) if v["kept"]]
-    items += [(None, photo) for photo in state["photos"] if "image" in photo]  # those added to the dataset
+    # the real photos added to the dataset and not deleted from it since (the first ones never were in it)
+    items += [(None, photo) for photo in state["photos"] if photo.get("image") is not None]
     _add_to_dataset(studio, character, items, on_download)
     return find_character(studio, character["id"], owner)
 
@@ -425,6 +448,7 @@ def _remake_dataset(studio: Studio, character: dict, on_download: Watch | None) 
 def reject_view(studio: Studio, ref: str | int, owner: str, index: int | str | None, admin: bool = False) -> dict:
     """Take view ``index`` (from 1) out of the dataset; it stays listed as rejected by you."""
     character = find_character(studio, ref, owner, admin)
+    check_made(character, "reject views")
     position, _old = _view(character["state"]["views"], index)
     removed: list[int | None] = []
 
@@ -441,7 +465,9 @@ def reject_view(studio: Studio, ref: str | int, owner: str, index: int | str | N
 def regenerate_view(studio: Studio, ref: str | int, owner: str, index: int | str | None, admin: bool = False,
                     on_download: Watch | None = None) -> dict:
     """Make view ``index`` (from 1) again with a new seed, score it, and put it in the dataset when it passes."""
-    character = ensure_dataset(studio, find_character(studio, ref, owner, admin), on_download)
+    character = find_character(studio, ref, owner, admin)
+    check_made(character, "regenerate views")
+    character = ensure_dataset(studio, character, on_download)
     views = character["state"]["views"]
     position, old = _view(views, index)
     view = _new_view(studio, character, old["prompt"], max(v["seed"] for v in views) + 1, allow_any_path=False)
@@ -454,7 +480,7 @@ def regenerate_view(studio: Studio, ref: str | int, owner: str, index: int | str
 
     character = update_character(studio, character, swap)
     _drop_image(studio, replaced[0], character["owner"])
-    if view["kept"] and character["dataset_id"]:
+    if view["kept"]:
         _add_to_dataset(studio, character, [(position, view)], on_download)
     return find_character(studio, character["id"], character["owner"])
 
@@ -463,8 +489,10 @@ def add_photos(studio: Studio, ref: str | int, owner: str, photos: list[str | Pa
                face: FacePick = None) -> tuple[dict, list[dict]]:
     """Add real photos of the character (``face``: which face in each, as :func:`face_picks` reads it): kept with
     the others and added to its dataset as they are. Returns the character and the photos its dataset refused
-    (a duplicate of one it has, say), which are not kept, with the reason."""
+    (a duplicate of one it has, say), which are not kept, with the reason. Refused while the character is still
+    being made: its dataset is not ready for them."""
     character = find_character(studio, ref, owner, admin)
+    check_made(character, "add photos")
     paths = [Path(p) for p in photos]
     if not paths or len(character["state"]["photos"]) + len(paths) > 4 * MAX_PHOTOS:
         raise InvalidInput(f"Add 1 or more photos; a character keeps at most {4 * MAX_PHOTOS}.")
@@ -472,8 +500,7 @@ def add_photos(studio: Studio, ref: str | int, owner: str, photos: list[str | Pa
     faces = [photo_face(path, pick, skip_faces) for path, pick in zip(paths, face_picks(face, len(paths)))]
     character = ensure_dataset(studio, character)
     character, added = _keep_photos(studio, character, paths, faces)
-    refused = _add_to_dataset(studio, character, [(None, photo) for photo in added]) if character["dataset_id"] \
-        else []
+    refused = _add_to_dataset(studio, character, [(None, photo) for photo in added])
     return find_character(studio, character["id"], character["owner"]), refused
 
 

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 
 from masuka.errors import InvalidInput
-from masuka.validation import plain_text
+from masuka.validation import plain_text, whole_number
 
 VIEWS_FILE = Path(__file__).resolve().parents[2] / "assets" / "character_views.json"
 DEFAULT_VIEWS = 24
@@ -29,12 +29,11 @@ def view_axes() -> dict[str, list[str]]:
 
 def pick_prompts(count: int = DEFAULT_VIEWS, seed: int = 0) -> list[str]:
     """``count`` view prompts; angles and framings go round in turn so every one is covered, the rest is drawn."""
-    if not 1 <= int(count) <= MAX_VIEWS:
-        raise InvalidInput(f"The number of views must be between 1 and {MAX_VIEWS} (got {count}).")
+    count = whole_number("the number of views", count, 1, MAX_VIEWS)
     axes = view_axes()
     rng = random.Random(seed)
     prompts = []
-    for index in range(int(count)):
+    for index in range(count):
         parts = [axes["angle"][index % len(axes["angle"])],
                  axes["framing"][(index // len(axes["angle"])) % len(axes["framing"])]]
         parts += [rng.choice(values) for name, values in axes.items() if name not in ("angle", "framing")]

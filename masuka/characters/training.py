@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import Any
 
 from masuka import jobs
-from masuka.characters.library import find_character, update_character
+from masuka.characters.library import check_made, find_character, update_character
 from masuka.characters.making import ensure_dataset
 from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
 from masuka.datasets.library import count_images
@@ -38,8 +38,7 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     ``interrupt`` (set by a signal) saves a checkpoint and marks the run ``interrupted``. A dataset deleted in the
     Datasets tab is made again first (:func:`ensure_dataset`)."""
     character = find_character(studio, ref, owner, admin)
-    if not character["dataset_id"]:
-        raise InvalidInput(f"Character {character['name']!r} has no dataset yet: create its views first.")
+    check_made(character, "train it")
     if not -4 <= float(weight) <= 4:
         raise InvalidInput(f"The LoRA weight must be between -4 and 4 (got {weight:g}).")
     known = {f.name for f in fields(TrainOptions)} - {"dataset", "base"}

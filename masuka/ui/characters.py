@@ -15,10 +15,12 @@ from masuka.characters.identity import OWN_THRESHOLDS
 from masuka.characters.prompts import DEFAULT_VIEWS, MAX_VIEWS, pick_prompts
 from masuka.characters.views import DEFAULT_STRENGTH, edit_models
 from masuka.errors import InvalidInput
+from masuka.image.generate import MAX_SEED
 from masuka.image.tasks import open_picture
 from masuka.models.catalog import image_models, trainable_models
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box, wire_stop
+from masuka.validation import whole_number
 
 TAB = "character"  # the key of its Stop flag
 
@@ -162,9 +164,10 @@ def _creation() -> CreationForm:
                                    info="auto: Florence-2 when downloaded; empty: the view prompts; or "
                                         "florence2, blip2, a repo id or folder")
         with gr.Row():
-            size = gr.Number(0, precision=0, label="View size (0 = the photo's)")
-            steps = gr.Number(0, precision=0, label="Steps (0 = the model's)")
-            seed = gr.Number(0, precision=0, label="Seed (prompt set and views)")
+            # no precision: Gradio would round a fraction, which the handlers refuse instead
+            size = gr.Number(0, label="View size (0 = the photo's)")
+            steps = gr.Number(0, label="Steps (0 = the model's)")
+            seed = gr.Number(0, label="Seed (prompt set and views)")
             reshuffle = gr.Button("New prompt set from this seed")
         outfit = gr.Image(type="filepath", label="Outfit reference (optional): every view wears it; needs an edit "
                           "model that takes several images (Qwen-Image-Edit-Plus, FLUX.2)", height=160)
@@ -181,8 +184,9 @@ def _character_panel() -> CharacterPanel:
         character = gr.Dropdown([], label="Character", allow_custom_value=True, scale=3)
         refresh = gr.Button("↻", scale=0, min_width=40)
     status = gr.Markdown(label="Status")
-    faces = gr.Gallery(label="Faces the views are compared with (cropped from the photos)", columns=8,
-                       height=120, interactive=False)
+    # whole faces, one small square each (a row of 8, then a scroll bar): not widened to fill the row, nor cropped
+    faces = gr.Gallery(label="Faces the views are compared with (cropped from the photos)", columns=8, height=150,
+                       fit_columns=False, object_fit="contain", interactive=False)
     gallery = gr.Gallery(label="Views: number, identity score, kept or rejected", columns=6, height=360,
                          interactive=False)
     with gr.Row():
@@ -198,7 +202,7 @@ def _character_panel() -> CharacterPanel:
         trainable = trainable_models()
         base = gr.Dropdown([(m["name"], key) for key, m in trainable.items()], value=next(iter(trainable)),
                            allow_custom_value=True, label="Base model to train", scale=3)
-        train_steps = gr.Number(training.CHARACTER_PRESET["steps"], precision=0, label="Steps", scale=1)
+        train_steps = gr.Number(training.CHARACTER_PRESET["steps"], label="Steps", scale=1)  # a fraction is refused
         weight = gr.Number(training.DEFAULT_WEIGHT, label="LoRA weight", scale=1)
     train = gr.Button("Train character LoRA", variant="primary")
     grid = gr.Image(label="Test grid (after training)", type="filepath", interactive=False)
@@ -232,8 +236,10 @@ def show(studio: Studio, character: str, request: gr.Request):
                 for i, v in enumerate(summary["views"], 1)]
     runs = ", ".join(f"run {r}" for r in summary["runs"]) or "not trained yet (or train it in the Train tab)"
     owner = "" if found["owner"] == user else f" ({found['owner']})"
-    text = (f"**{summary['name']}**{owner}: trigger `{summary['trigger']}`, dataset **{summary['dataset']}** with "
-            f"{summary['images']} kept view(s), {summary['rejected']} rejected; {runs}; LoRA {summary['lora'] or '-'}")
+    made = ("being made: its views and dataset come when it is done (press ↻)" if summary["being_made"] else
+            f"dataset **{summary['dataset']}** with {summary['images']} kept view(s), {summary['rejected']} rejected")
+    text = (f"**{summary['name']}**{owner}: trigger `{summary['trigger']}`, {made}; {runs}; "
+            f"LoRA {summary['lora'] or '-'}")
     text += "".join(f"\n\nNote: {note}" for note in summary["notes"])
     if summary["grid_error"]:
         text += f"\n\nThe test grid failed: {summary['grid_error']}"
@@ -277,15 +283,15 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
     picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
     job = making.CharacterRequest(
         name=name, photos=uploads(studio, photos), trigger=trigger, owner=user_of(request), model=model,
-        views=int(views), prompts=picked, seed=int(seed or 0), strength=float(strength),
-        steps=int(steps or 0) or None, size=int(size or 0) or None, threshold=float(threshold or 0) or None,
+        views=views, prompts=picked, seed=seed or 0, strength=float(strength),
+        steps=steps or None, size=size or None, threshold=float(threshold or 0) or None,
         identity_model=identity_model, face=face or None, skip_faces=bool(not_a_person),
         captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None)
     with studio.stops.armed(stop_key(TAB, request)) as stop:
         report = making.create_character(
             studio, job, on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
             stop=stop)
-    value = str(report.character) if _by_id(studio, request) else name.strip()
+    value = str(report.character) if _by_id(studio, request) else library.character_name(name)
     text, _faces, pictures, _grid = show(studio, value, request)
     return value, text, pictures
 
@@ -328,13 +334,13 @@ def train_character(studio: Studio, character: str, base: str, steps: int = trai
     """Queue the character's LoRA run (character preset); the test grid follows when it completes."""
     run_id = training.train_character(studio, character, user_of(request), base=base,
                                       admin=is_admin(studio, request),
-                                      weight=float(weight), steps=int(steps))
+                                      weight=float(weight), steps=steps)
     return {"run": run_id}, f"Run {run_id} queued: follow it in the Train tab; press ↻ here for the test grid."
 
 
 @friendly
 def new_prompt_set(count: int, seed: int) -> str:
-    return "\n".join(pick_prompts(int(count), int(seed or 0)))
+    return "\n".join(pick_prompts(count, whole_number("the seed", seed or 0, 0, MAX_SEED)))
 
 
 def insert_triggers(studio: Studio, prompt: str, picked: list[str] | None, request: gr.Request):

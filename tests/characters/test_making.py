@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,6 +17,7 @@ from masuka.characters.library import (
     find_character,
     list_characters,
     new_character,
+    summary,
 )
 from masuka.characters.making import (
     DELETED_THERE,
@@ -23,17 +26,20 @@ from masuka.characters.making import (
     add_photos,
     chosen_captioner,
     create_character,
+    ensure_dataset,
     regenerate_view,
     reject_view,
 )
 from masuka.characters.prompts import pick_prompts
 from masuka.characters.training import finish_character, train_character
 from masuka.characters.views import ViewRequest, view_size
+from masuka.config import Config
 from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import has_trigger
 from masuka.datasets.library import create_dataset, dataset_images, delete_dataset, delete_image, find_dataset
-from masuka.errors import InvalidInput, NotFound
+from masuka.errors import InvalidInput, ModelUnavailable, NotFound
 from masuka.image.aid_settings import AidSettings, save_aid_settings
+from masuka.studio import Studio
 from tests.datasets.tiny_captioners import save_tiny_florence2
 from tests.image.tiny_aids import save_tiny_classifier
 
@@ -181,6 +187,59 @@ def test_auto_captioner_is_florence_once_it_is_downloaded(monkeypatch, tmp_path)
     assert chosen_captioner("auto") == "florence-community/Florence-2-base"
 
 
+def test_a_wrong_or_missing_captioner_is_refused_before_any_view(studio, tiny_model, tiny_clip, portrait, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # nothing downloaded, and the Hub is offline
+    with pytest.raises(ModelUnavailable, match="The captioner florence-community/Florence-2-base is not downloaded "
+                                               "and the Hugging Face Hub cannot be reached"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, captioner="florence2"))
+    with pytest.raises(InvalidInput, match="The folder .*nowhere does not exist"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, captioner=str(tmp_path / "nowhere")))
+    with pytest.raises(InvalidInput, match="is not a Florence-2 or BLIP-2 model folder"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, captioner=str(tiny_clip)))
+    assert studio.store.count("generations") == studio.store.count("characters") == 0, "no view was made"
+    assert studio.store.count("datasets") == studio.store.count("jobs", "kind = 'caption'") == 0
+
+
+def test_a_view_model_path_tells_a_user_nothing_of_the_server_s_folders(tmp_path, tiny_clip, portrait):
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="alice:1,admin:2"))
+    try:
+        (tmp_path / "a-folder").mkdir()
+        for model in (tmp_path / "a-folder", tmp_path / "no-folder", studio.config.data_dir / "tmp"):
+            for outfit in (None, portrait):  # the outfit check asks whether the model is an edit model
+                with pytest.raises(InvalidInput, match=re.escape(f"Model '{model}': no model folder of yours")):
+                    create_character(studio, request(model, tiny_clip, portrait, owner="alice", outfit=outfit))
+        assert studio.store.count("generations") == studio.store.count("characters") == 0
+    finally:
+        studio.close()
+
+
+def test_the_character_s_dataset_is_made_before_its_views(studio, tiny_model, tiny_clip, portrait, tmp_path):
+    """A dataset given its name while the views are made (Datasets tab) is refused, not the character at the end;
+    edits of the character wait until it is done, and its details say it is being made."""
+    other = tmp_path / "other.png"
+    Image.open(portrait).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    seen: list = []
+
+    def meanwhile(done, total, text):
+        with pytest.raises(InvalidInput, match="You already have a dataset named 'anna'"):
+            create_dataset(studio, "anna", "local")
+        for action, edit in (("add photos", lambda: add_photos(studio, "anna", "local", [other])),
+                             ("reject views", lambda: reject_view(studio, "anna", "local", 1)),
+                             ("regenerate views", lambda: regenerate_view(studio, "anna", "local", 1)),
+                             ("train it", lambda: train_character(studio, "anna", base="sdxl"))):
+            with pytest.raises(InvalidInput, match=f"'anna' is still being made: {action} when it is done"):
+                edit()
+        shown = summary(studio, find_character(studio, "anna", "local"))
+        seen.append((shown["being_made"], len(shown["photos"])))
+
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2),
+                              on_progress=meanwhile)
+    assert report.images == 2 and seen == [(True, 1), (True, 1)], "no photo added while it was made"
+    assert summary(studio, find_character(studio, "anna", "local"))["being_made"] is False
+    assert len(add_photos(studio, "anna", "local", [other], face=1)[0]["state"]["photos"]) == 2
+
+
 def test_views_below_the_threshold_are_rejected_with_their_score(studio, tiny_model, tiny_clip, portrait):
     report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, threshold=1.0, views=2))
     assert report.images == 0 and len(report.rejected) == 2
@@ -258,6 +317,38 @@ def test_a_large_photo_is_brought_down_and_a_small_face_in_it_is_found(tmp_path,
     assert open_photo(tmp_path / "16bit.png").size == (4096, 2731)  # brought down too, not refused
 
 
+def png_header(path, width: int, height: int):
+    """A PNG file that is only its header (no pixels): enough for Pillow to read its size and refuse it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_photo_too_large_to_read_is_refused_with_the_real_limit(tmp_path):
+    with pytest.raises(InvalidInput, match=r"The photo 'huge.png' is too large: at most 179 megapixels "
+                                           r"\(13377x13377, .*brought down to 4096 pixels long") as refused:
+        photo_face(png_header(tmp_path / "huge.png", 20000, 20000))
+    assert "16.8" not in str(refused.value)
+
+
+def test_whole_numbers_and_a_decomposed_name(studio, tiny_model, tiny_clip, portrait):
+    for field, value, message in (("views", 1.5, "The number of views must be a whole number"),
+                                  ("size", 64.5, "The view size must be a whole number"),
+                                  ("steps", 2.5, "Steps must be a whole number"),
+                                  ("seed", 0.5, "The seed must be a whole number")):
+        with pytest.raises(InvalidInput, match=message):
+            create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, **{field: value}))
+    assert studio.store.count("characters") == 0
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, name="Zoe\u0308", views=1))
+    assert find_character(studio, "Zoë", "local")["id"] == report.character and report.dataset == "Zoë"
+
+
 def test_an_edit_made_meanwhile_in_another_tab_is_kept(studio, tiny_model, tiny_clip, portrait, monkeypatch):
     create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2))
     make_view = making.make_view
@@ -298,6 +389,23 @@ def test_images_and_datasets_deleted_in_the_datasets_tab_are_taken_in_stride(stu
     create_dataset(studio, "anna", "local")
     with pytest.raises(InvalidInput, match="another dataset of yours is named 'anna' now"):
         add_photos(studio, "anna", "local", [portrait])
+
+
+def test_real_photos_deleted_in_the_datasets_tab_stay_out_of_the_dataset_made_again(studio, tiny_model, tiny_clip,
+                                                                                    portrait, tmp_path):
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+    flipped = tmp_path / "flipped.png"
+    Image.open(portrait).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped)
+    character = add_photos(studio, "anna", "local", [flipped], face=1)[0]
+    delete_image(studio, character["state"]["photos"][1]["image"], "local")
+    regenerate_view(studio, "anna", "local", 1)  # an edit: it sees the deletion
+    for _rebuild in range(2):
+        delete_dataset(studio, "anna", "local")
+        character = ensure_dataset(studio, find_character(studio, "anna", "local"))
+        view = character["state"]["views"][0]
+        assert view["kept"] and [row["id"] for row in dataset_images(studio, character["dataset_id"])] == \
+            [view["image"]], "the view alone"
+        assert character["state"]["photos"][1]["image"] is None, "the deleted photo stays out"
 
 
 def test_edits_never_reach_another_user_s_dataset_or_attach_another_s_run(studio, tiny_model, tiny_clip, portrait,

@@ -52,6 +52,15 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
                        "", 64, 2, 0, handle_file(str(portrait)), api_name="/create_character")
     with pytest.raises(AppError, match="No character 'bea'"):
         client.predict("bea", "sdxl", 10, 0.73, api_name="/train_character")
+    with pytest.raises(AppError, match=r"Steps must be a whole number \(got 10.5\)"):  # not 10
+        client.predict("anna", "sdxl", 10.5, 0.73, api_name="/train_character")
+    for field, value, message in ((4, 1.5, "number of views"), (12, 64.5, "view size"), (13, 2.5, "Steps"),
+                                  (14, 0.5, "seed")):
+        values = ["dora", "x", [handle_file(str(portrait))], model, 2, "", 0.5, -1.0, False, "", str(tiny_clip), "",
+                  64, 2, 0]
+        values[field] = value
+        with pytest.raises(AppError, match=f"{message} must be a whole number"):  # not rounded
+            client.predict(*values, api_name="/create_character")
 
     with pytest.raises(AppError, match="Tick “Yes, delete this character and its photos” first"):
         client.predict("anna", False, api_name="/delete_character")
@@ -75,6 +84,12 @@ def test_the_status_keeps_the_identity_model_s_note_the_rejections_and_a_failed_
     update_character(studio, find_character(studio, "anna", "local"),
                      lambda state: state.update(grid_error="out of memory"))
     assert "The test grid failed: out of memory" in characters.show(studio, "anna", None)[0]
+
+
+def test_a_character_being_made_says_so_in_its_status(studio):
+    new_character(studio, "anna", "local", "ohwx", {})  # views and dataset to come
+    status = characters.show(studio, "anna", None)[0]
+    assert "being made: its views and dataset come when it is done" in status and "None" not in status
 
 
 def test_an_admin_tells_users_characters_of_one_name_apart_and_deletes_the_one_picked(tmp_path):
