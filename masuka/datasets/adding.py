@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from masuka.datasets.dedupe import DuplicateIndex
 from masuka.datasets.ingest import Prepared, try_ingest
-from masuka.datasets.library import dataset_dir, dataset_images, find_dataset, update_dataset
+from masuka.datasets.library import dataset_dir, dataset_images, ensure_exists, find_dataset, update_dataset
 from masuka.datasets.preprocess import PrepOptions
 from masuka.datasets.sources import Refusal, ZipLimits, collect
 from masuka.errors import InvalidInput
@@ -25,6 +25,7 @@ from masuka.store import now
 from masuka.studio import Studio
 
 Progress = Callable[[int, int, str], None]  # (files done, files in all, last file name)
+ADDING = "while images were being added: none of them were kept"
 
 
 @dataclass
@@ -47,7 +48,8 @@ def workers() -> int:
 def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str | Path], *, admin: bool = False,
                allow_folders: bool = False, on_progress: Progress | None = None,
                threads: int | None = None) -> AddReport:
-    """Ingest ``sources`` (image files, zips, and with ``allow_folders`` folders) into a dataset."""
+    """Ingest ``sources`` (image files, zips, and with ``allow_folders`` folders) into a dataset. When the dataset
+    is deleted meanwhile, nothing more is recorded for it, its files go and :class:`NotFound` says so."""
     dataset = find_dataset(studio, ref, owner, admin)
     config = studio.config
     if len(sources) > config.max_files:
@@ -77,17 +79,23 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
                     if isinstance(result, str):
                         report.rejected.append(Refusal(candidate.name, result))
                     else:
-                        _keep(studio, dataset["id"], options, index, result, report)
+                        _keep(studio, dataset, options, index, result, report)
                     handled += 1
                     if on_progress:
                         on_progress(handled, total, candidate.name)
             except BaseException:  # a full disk, say: the files prepared and not kept go
                 _discard(futures[handled:])
                 raise
+        with studio.store.transaction():
+            ensure_exists(studio, dataset, ADDING)
+            if report.added:
+                update_dataset(studio, dataset)
+    except BaseException:
+        if studio.store.get("datasets", dataset["id"]) is None:  # deleted meanwhile: files written since go too
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if report.added:
-        update_dataset(studio, dataset)
     return report
 
 
@@ -106,7 +114,7 @@ def _base(name: str) -> str:
     return f"{stem}-{uuid.uuid4().hex[:8]}"
 
 
-def _keep(studio: Studio, dataset_id: int, options: PrepOptions, index: DuplicateIndex, item: Prepared,
+def _keep(studio: Studio, dataset: dict, options: PrepOptions, index: DuplicateIndex, item: Prepared,
           report: AddReport) -> None:
     name = item.candidate.name
     problem = index.problem(item.sha256, item.phash, item.mirrored) if options.dedupe else None
@@ -116,12 +124,13 @@ def _keep(studio: Studio, dataset_id: int, options: PrepOptions, index: Duplicat
         return
     relative = studio.config.relative
     caption = item.candidate.caption or ""
-    row = {"dataset_id": dataset_id, "file_name": item.processed.name, "original_path": relative(item.original),
+    row = {"dataset_id": dataset["id"], "file_name": item.processed.name, "original_path": relative(item.original),
            "processed_path": relative(item.processed), "caption": caption, "width": item.size[0],
            "height": item.size[1], "original_width": item.original_size[0],
            "original_height": item.original_size[1], "sha256": item.sha256, "phash": item.phash,
            "source_name": name, "caption_source": "file" if caption else None, "created_at": now()}
     with studio.store.transaction():
+        ensure_exists(studio, dataset, ADDING)  # deleted meanwhile: this file goes with those not kept yet
         image_id = studio.store.insert("dataset_images", row)
         if item.flipped is not None:
             studio.store.insert("dataset_images", {**row, "file_name": item.flipped.name, "augment_of": image_id,

@@ -17,7 +17,7 @@ from masuka import jobs
 from masuka.access import usable_model
 from masuka.datasets.caption_template import apply_template, check_template
 from masuka.datasets.captioners import MODES, CaptionerSpec, load_captioner, resolve_captioner
-from masuka.datasets.library import dataset_images, find_dataset, set_caption, update_dataset
+from masuka.datasets.library import HOLDS, dataset_images, ensure_exists, find_dataset, set_caption, update_dataset
 from masuka.errors import Cancelled, InvalidInput, NotFound
 from masuka.gpu import zerogpu
 from masuka.jobs import JobContext, Progress, Watch
@@ -97,11 +97,14 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
     if not rows:
         raise InvalidInput(f"Dataset {dataset['name']!r} has no images to caption: add some first.")
     todo = [row for row in rows if request.overwrite or not (row["caption"] or "").strip()]
-    job_id = jobs.create(studio.store, KIND, request.owner, title=f"Caption {dataset['name']} with "
-                         f"{spec.name or spec.id}", model=spec.source, total=len(todo), step=0, progress=0.0,
-                         params={"dataset": dataset["id"], "captioner": spec.id, "mode": request.mode,
-                                 "template": template, "overwrite": request.overwrite,
-                                 "batch_size": request.batch_size})
+    with studio.store.transaction():  # from here on, deleting the dataset is refused until the pass ends
+        ensure_exists(studio, dataset)
+        job_id = jobs.create(studio.store, KIND, request.owner, title=f"Caption {dataset['name']} with "
+                             f"{spec.name or spec.id}", model=spec.source, total=len(todo), step=0, progress=0.0,
+                             state={HOLDS: dataset["id"]},
+                             params={"dataset": dataset["id"], "captioner": spec.id, "mode": request.mode,
+                                     "template": template, "overwrite": request.overwrite,
+                                     "batch_size": request.batch_size})
     report = CaptionReport(job_id, len(todo), kept=len(rows) - len(todo))
     ctx = JobContext(studio.store, job_id, interrupt=stop, watch=watch)
 
@@ -166,7 +169,8 @@ def _save(studio: Studio, row: dict, caption: str, owner: str, source: str, repl
     """Write one image's caption; returns ``captioned``, ``kept`` (a caption the user saved since the pass began
     is theirs to keep unless ``replace``) or ``removed`` (the image was deleted meanwhile)."""
     try:
-        written = set_caption(studio, row["id"], caption, owner, admin=True, source=source, replace=replace)
+        written = set_caption(studio, row["id"], caption, owner, admin=True, source=source,
+                              expected=None if replace else "")
     except NotFound:
         if not _gone(studio, row):
             raise

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, check_template, check_trigger, has_trigger
@@ -25,6 +27,9 @@ from masuka.studio import Studio
 from masuka.validation import plain_text
 
 NAME = re.compile(r"^[\w][\w .\-]{0,63}$")
+#: the key of a job's ``state`` that names the dataset it reads or writes (a training run, a caption pass):
+#: :func:`delete_dataset` is refused while such a job is queued or running
+HOLDS = "dataset_id"
 
 
 def dataset_dir(studio: Studio, dataset_id: int) -> Path:
@@ -63,20 +68,30 @@ def list_datasets(studio: Studio, owner: str, admin: bool = False) -> list[dict]
     return rows
 
 
+def ensure_exists(studio: Studio, dataset: dict, meanwhile: str = "meanwhile") -> None:
+    """:class:`NotFound` when ``dataset`` was deleted since it was read (``meanwhile`` says when). Called inside
+    the transaction that writes for it, so nothing is written for a dataset that is gone."""
+    if studio.store.get("datasets", dataset["id"]) is None:
+        raise NotFound(f"Dataset {dataset['name']!r} was deleted {meanwhile}.")
+
+
 def update_dataset(studio: Studio, dataset: dict, **fields) -> dict:
-    studio.store.update("datasets", dataset["id"], updated_at=now(), **fields)
-    return studio.store.existing("datasets", dataset["id"])
+    """Set ``fields`` (and ``updated_at``) of a dataset; :class:`NotFound` when it was deleted meanwhile."""
+    with studio.store.transaction():
+        ensure_exists(studio, dataset)
+        studio.store.update("datasets", dataset["id"], updated_at=now(), **fields)
+        return studio.store.existing("datasets", dataset["id"])
 
 
 def delete_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
-    """Remove a dataset's rows and files; returns the deleted row. Refused while a training run that uses it
-    is queued or running."""
+    """Remove a dataset's rows and files; returns the deleted row. Refused while a job that holds it (its state's
+    :data:`HOLDS`: a training run, a caption pass) is queued or running."""
     dataset = find_dataset(studio, ref, owner, admin)
     with studio.store.transaction():
         users = studio.store.find("jobs", f"status in ({', '.join('?' * len(UNFINISHED))}) and "
-                                  "json_extract(state, '$.dataset_id') = ?", [*UNFINISHED, dataset["id"]],
+                                  f"json_extract(state, '$.{HOLDS}') = ?", [*UNFINISHED, dataset["id"]],
                                   order_by="id", limit=1)
-        if users:  # a training run (or another job) reading it
+        if users:
             job = users[0]
             raise InvalidInput(f"The {job['kind']} job #{job['id']} ({job['title']}) is {job['status']} "
                                f"on dataset {dataset['name']!r}: stop it, or let it finish, before deleting the "
@@ -113,16 +128,17 @@ def _image(studio: Studio, image_id: int, owner: str, admin: bool) -> tuple[dict
 
 
 def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: bool = False,
-                source: str = "manual", replace: bool = True) -> bool:
-    """Set an image's caption (and its flipped copy's); with ``replace`` off only while the image has none,
-    checked in the same transaction as the write. Returns whether it was written."""
+                source: str = "manual", expected: str | None = None) -> bool:
+    """Set an image's caption (and its flipped copy's); with ``expected`` only while the stored caption is still
+    that text (``""``: while the image has none), checked in the same transaction as the write. Returns whether it
+    was written (not when the image was deleted meanwhile)."""
     row, dataset = _image(studio, image_id, owner, admin)
     caption = (caption or "").strip()
     if len(caption) > MAX_CAPTION_CHARS:
         raise InvalidInput(f"The caption is too long (at most {MAX_CAPTION_CHARS} characters).")
     with studio.store.transaction():
         current = studio.store.get("dataset_images", row["id"])
-        if not replace and (current is None or (current["caption"] or "").strip()):
+        if current is None or (expected is not None and _text(current["caption"]) != _text(expected)):
             return False
         for item in [row, *_copies(studio, row["id"])]:
             studio.store.update("dataset_images", item["id"], caption=caption, caption_source=source)
@@ -130,21 +146,56 @@ def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: 
     return True
 
 
-def save_captions(studio: Studio, ref: str | int, captions: dict[int, str], owner: str, admin: bool = False) -> int:
-    """Set the captions of a dataset's images from ``{image id: caption}``; returns how many changed. Only the
-    changed ones are checked (a stored caption is not refused for what it holds), each naming its image."""
+@dataclass
+class CaptionEdits:
+    """What saving edited captions did: the images whose caption was written, and ``{image id: the text not
+    saved}`` for those whose caption was changed elsewhere (or that were deleted) since the page was loaded."""
+
+    saved: list[int] = field(default_factory=list)
+    conflicts: dict[int, str] = field(default_factory=dict)
+
+
+def save_edits(studio: Studio, ref: str | int, captions: Mapping[int, str], owner: str, admin: bool = False,
+               loaded: Mapping[int, str] | None = None) -> CaptionEdits:
+    """Save the captions of ``{image id: caption}`` that were edited: those that differ from ``loaded`` (the
+    captions as the page showed them; for an image it lacks, the stored caption). Each is written only while the
+    stored caption is still the loaded one, so a caption changed elsewhere since (another tab, the CLI, a caption
+    pass) is never put back: it is listed in ``conflicts``. Only edited captions are checked (a stored caption is
+    not refused for what it holds), each naming its image; one refused saves none."""
     dataset = find_dataset(studio, ref, owner, admin)
     stored = {row["id"]: row for row in dataset_images(studio, dataset["id"])}
-    changed: dict[int, str] = {}
+    loaded = loaded or {}
+    edits: dict[int, tuple[str, str]] = {}  # image id -> (caption typed, caption loaded)
+    result = CaptionEdits()
     for image_id, text in captions.items():
-        row = stored.get(row_id(image_id))  # a key that is no id names no image
-        typed = (text or "").strip() if isinstance(text, str | None) else text  # anything else: refused below
-        if row is not None and typed != (row["caption"] or ""):
-            name = f"the caption of image #{row['id']} ({row['source_name']})"
-            changed[row["id"]] = plain_text(name, text, MAX_CAPTION_CHARS).strip()
-    for image_id, text in changed.items():
-        set_caption(studio, image_id, text, owner, admin)
-    return len(changed)
+        number = row_id(image_id) or 0  # a key that is no id names no image
+        row = stored.get(number)
+        current = _text(row["caption"]) if row else None
+        before = _text(loaded[number]) if number in loaded else current
+        typed = _text(text) if isinstance(text, str | None) else text  # anything else: refused below
+        if before is None or typed in (before, current):
+            continue  # no image of the dataset, or not edited
+        if row is None:  # deleted since the page was loaded
+            result.conflicts[number] = str(typed)
+            continue
+        name = f"the caption of image #{number} ({row['source_name']})"
+        edits[number] = (plain_text(name, text, MAX_CAPTION_CHARS).strip(), before)
+    for number, (text, before) in edits.items():
+        if set_caption(studio, number, text, owner, admin, expected=before):
+            result.saved.append(number)
+        else:
+            result.conflicts[number] = text
+    return result
+
+
+def save_captions(studio: Studio, ref: str | int, captions: dict[int, str], owner: str, admin: bool = False) -> int:
+    """Set the captions of a dataset's images from ``{image id: caption}`` (:func:`save_edits` against what is
+    stored now); returns how many changed."""
+    return len(save_edits(studio, ref, captions, owner, admin).saved)
+
+
+def _text(caption: str | None) -> str:
+    return (caption or "").strip()
 
 
 def _copies(studio: Studio, image_id: int) -> list[dict]:

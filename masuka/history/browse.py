@@ -40,14 +40,19 @@ class Page:
 
 def browse(studio: Studio, user: str, admin: bool, filters: Filters | None = None, page: int = 1,
            per_page: int = 48) -> Page:
-    """Newest first. Each entry gains ``key`` and ``file``/``file_status`` (ok, missing, corrupted or none)."""
+    """Newest first; a page past the end is the last page (``Page.page`` says which was shown). Each entry gains
+    ``key`` and ``file``/``file_status`` (ok, missing, corrupted or none)."""
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise InvalidInput(f"Entries per page must be between 1 and {MAX_PER_PAGE}.")
     page = max(1, int(page or 1))
     if page > MAX_PAGE:
         raise InvalidInput(f"Page {page} is far past the end: pages go up to {MAX_PAGE:,} at most.")
-    rows, total = history_query(studio.store, _to_store_filter(filters or Filters(), user, admin), per_page,
-                                (page - 1) * per_page)
+    where = _to_store_filter(filters or Filters(), user, admin)
+    rows, total = history_query(studio.store, where, per_page, (page - 1) * per_page)
+    pages = max(1, math.ceil(total / per_page))
+    if page > pages:  # a new search, a deletion or a typed number left it past the end
+        page = pages
+        rows, total = history_query(studio.store, where, per_page, (page - 1) * per_page)
     for row in rows:
         row["key"] = f"{row['source']}{row['id']}"
         row["file"], row["file_status"] = file_status(studio, row.get("output_path"))

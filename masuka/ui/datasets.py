@@ -67,14 +67,14 @@ class ImagesView:
     page_info: gr.Markdown
     gallery: gr.Gallery
     table: gr.Dataframe
-    page_ids: gr.State
+    loaded: gr.State  # {image id: caption} of the page as drawn, in its order: what Save compares edits with
     save: gr.Button
     selected: gr.Textbox
     remove: gr.Button
 
     def outputs(self) -> list[Component]:
         """What ``view`` fills, in order."""
-        return [self.stats, self.gallery, self.table, self.page_ids, self.page_info]
+        return [self.stats, self.gallery, self.table, self.loaded, self.page_info]
 
 
 def build(ctx: UIContext) -> None:
@@ -138,10 +138,11 @@ def _wire_images(ctx: UIContext, dataset: gr.Dropdown, images: ImagesView, view_
     dataset.change(view_page, view_inputs, view_outputs, **private)
     images.page.submit(view_page, view_inputs, view_outputs, **private)
     images.page_size.change(view_page, view_inputs, view_outputs, **private)
-    images.save.click(bind(save_captions, studio), [dataset, images.table], status, api_name="save_captions").then(
-        view_page, view_inputs, view_outputs, **private)
-    images.gallery.select(pick, images.page_ids, images.selected, **private)
-    images.table.select(pick, images.page_ids, images.selected, **private)
+    saved = images.save.click(bind(save_captions, studio), [dataset, images.table, images.loaded], status,
+                              api_name="save_captions")
+    saved.success(view_page, view_inputs, view_outputs, **private)  # a refused caption stays in the table as typed
+    images.gallery.select(pick, images.loaded, images.selected, **private)
+    images.table.select(pick, images.loaded, images.selected, **private)
     images.remove.click(bind(remove_image, studio), images.selected, [status, images.selected],
                         api_name="delete_image").then(view_page, view_inputs, view_outputs, **private)
 
@@ -178,13 +179,13 @@ def _images_view() -> ImagesView:
     gallery = gr.Gallery(label="Images", columns=6, height=420, interactive=False, allow_preview=True)
     table = gr.Dataframe(headers=IMAGE_COLUMNS, interactive=True, static_columns=[0, 1], wrap=True, type="array",
                          column_widths=["8%", "22%", "70%"], label="Captions: edit in place, then save")
-    page_ids = gr.State([])
+    loaded = gr.State({})
     with gr.Row():
         save = gr.Button("Save captions")
         selected = whole_number_box(gr.Textbox(label="Selected image id", placeholder="click an image", scale=0,
                                                min_width=140))
         remove = gr.Button("Delete selected image", variant="stop")
-    return ImagesView(stats, page, page_size, page_info, gallery, table, page_ids, save, selected, remove)
+    return ImagesView(stats, page, page_size, page_info, gallery, table, loaded, save, selected, remove)
 
 
 def _auto_caption() -> tuple[list[Component], gr.Button, gr.Button, gr.Markdown]:
@@ -243,36 +244,45 @@ def add_images(studio: Studio, dataset: str, files: list[str] | None, request: g
 
 
 def view(studio: Studio, dataset: str | None, page_number: float, size: int, request: gr.Request):
-    """One page of the dataset: statistics, gallery, caption table, the page's image ids and "page n of m"."""
+    """One page of the dataset: statistics, gallery, caption table, the page's ``{image id: caption}`` and "page n
+    of m"."""
     if not dataset:
-        return "", [], [], [], ""
+        return "", [], [], {}, ""
     try:
         row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
     except MasukaError:  # a name still being typed
-        return "", [], [], [], ""
+        return "", [], [], {}, ""
     size = int(size or PAGE_SIZES[0])
     pages = max(1, -(-library.count_images(studio, row["id"]) // size))
     number = min(max(1, int(page_number or 1)), pages)
     images = library.dataset_images(studio, row["id"], limit=size, offset=(number - 1) * size)
     gallery_items = [(str(i["file"]), f"#{i['id']} {i['caption'] or '(no caption)'}") for i in images]
     data = [[i["id"], i["source_name"], i["caption"] or ""] for i in images]
-    return (_stats_text(dataset_statistics(studio, row)), gallery_items, data, [i["id"] for i in images],
-            f"page {number} of {pages}")
+    return (_stats_text(dataset_statistics(studio, row)), gallery_items, data,
+            {i["id"]: i["caption"] or "" for i in images}, f"page {number} of {pages}")
 
 
 @friendly
-def save_captions(studio: Studio, dataset: str, table: list[list] | None, request: gr.Request):
-    """Save the captions edited in the table (rows of id, file, caption); returns how many changed."""
+def save_captions(studio: Studio, dataset: str, table: list[list] | None, loaded: dict[int, str] | None = None,
+                  request: gr.Request = None):
+    """Save the captions edited in the table (rows of id, file, caption): those that differ from ``loaded`` (the
+    page as drawn), and only where no one changed them since; returns how many were saved and which were not."""
     for number, row in enumerate(table or [], 1):
         if len(row) < len(IMAGE_COLUMNS):
             raise InvalidInput(f"Row {number} of the captions table has {len(row)} column(s): each row needs "
                                f"{', '.join(IMAGE_COLUMNS)}.")
     edited = {row[0]: row[2] for row in table or [] if str(row[0]).strip().isdigit()}
-    changed = library.save_captions(studio, dataset, edited, user_of(request), is_admin(studio, request))
-    return f"Saved {changed} caption(s)."
+    result = library.save_edits(studio, dataset, edited, user_of(request), is_admin(studio, request), loaded)
+    files = {str(row[0]).strip(): row[1] for row in table or []}
+    lines = [f"Saved {len(result.saved)} caption(s)."]
+    lines += [f"- ⚠ #{number} ({files.get(str(number), '?')}) was changed or deleted meanwhile, so your caption was "
+              f"not saved (the table now shows what is stored): “{text}”" for number, text in result.conflicts.items()]
+    return "\n".join(lines)
 
 
-def pick(ids: list[int], evt: gr.SelectData):
+def pick(loaded: dict[int, str], evt: gr.SelectData):
+    """The id of the image clicked in the gallery or the table (``loaded`` holds the page's ids in order)."""
+    ids = list(loaded)
     index = evt.index if isinstance(evt.index, int) else evt.index[0]
     return ids[index] if 0 <= index < len(ids) else None
 

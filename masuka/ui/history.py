@@ -39,6 +39,7 @@ class BrowseTab:
     gallery: gr.Gallery
     table: gr.Dataframe
     gallery_keys: gr.State
+    shown_page: gr.State  # the page number shown, for the Page box after the public "history" event
     key: gr.Textbox
     image: gr.Image
     video: gr.Video
@@ -64,6 +65,11 @@ class BrowseTab:
         """The filters whose choices come from the history itself."""
         return [self.kinds, self.model, self.lora, self.status]
 
+    def outputs(self, page: Component) -> list[Component]:
+        """What ``load`` fills, in order, its page number into ``page`` (the Page box, or :attr:`shown_page` for
+        an event whose outputs the API shows)."""
+        return [self.gallery, self.table, self.gallery_keys, page]
+
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
@@ -72,10 +78,13 @@ def build(ctx: UIContext) -> None:
             tab = _browse()
         with gr.Tab("Dashboard"):
             days, refresh_plots, plot_outputs = _dashboard()
-    load_page, filters, outputs = bind(load, studio), tab.filters(), [tab.gallery, tab.table, tab.gallery_keys]
+    load_page, filters, outputs = bind(load, studio), tab.filters(), tab.outputs(tab.page)
     private = {"api_visibility": "private"}
     on_message = {"show_progress_on": tab.message}  # a refused filter marks the message, not gallery and table
-    tab.search.click(load_page, filters, outputs, api_name="history", **on_message)
+    tab.search.click(load_page, filters, tab.outputs(tab.shown_page), api_name="history", **on_message).then(
+        lambda shown: shown, tab.shown_page, tab.page, **private)
+    for box in (tab.text, *tab.pickers(), tab.since, tab.until):  # a new search starts at page 1
+        box.change(lambda: 1, None, tab.page, queue=False, show_progress="hidden", **private)
     tab.text.submit(load_page, filters, outputs, **private, **on_message)
     tab.page.submit(load_page, filters, outputs, **private, **on_message)
     tab.table.select(pick_row, None, tab.key, **private)
@@ -114,7 +123,7 @@ def _browse() -> BrowseTab:
     gallery = gr.Gallery(label="Outputs on this page", columns=8, height=300, interactive=False)
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=360, label="Entries",
                          show_label=False)
-    gallery_keys = gr.State([])
+    gallery_keys, shown_page = gr.State([]), gr.State(1)
     with gr.Row():
         with gr.Column(scale=2):
             key = gr.Textbox(label="Entry (click a row or an image)", placeholder="g123 or j45")
@@ -137,8 +146,8 @@ def _browse() -> BrowseTab:
         exported = gr.File(label="Export", interactive=False)
     message = gr.Markdown(label="Message")
     return BrowseTab(text, kinds, model, lora, status, since, until, page, per_page, search, gallery, table,
-                     gallery_keys, key, image, video, reuse, download, delete, confirm, detail, parameters, selection,
-                     add, add_page, export, exported, message)
+                     gallery_keys, shown_page, key, image, video, reuse, download, delete, confirm, detail, parameters,
+                     selection, add, add_page, export, exported, message)
 
 
 def _dashboard() -> tuple[gr.Dropdown, gr.Button, list[Component]]:
@@ -164,7 +173,8 @@ def _dashboard() -> tuple[gr.Dropdown, gr.Button, list[Component]]:
 def load(studio: Studio, page: float = 1, text: str = "", kinds: list[str] | None = None, model: str = "",
          lora: str = "", status: str = "", since: str = "", until: str = "", per_page: float = 48,
          request: gr.Request = None):
-    """One page of history, newest first: the outputs (with a count as label) and the table of entries."""
+    """One page of history, newest first: the outputs (with a count as label) and the table of entries (a page
+    past the end shows the last one)."""
     user, admin = user_of(request), is_admin(studio, request)
     result = browse(studio, user, admin, Filters(list(kinds or []), model or "", lora or "", status or "",
                                                  since or "", until or "", text or ""),
@@ -176,7 +186,7 @@ def load(studio: Studio, page: float = 1, text: str = "", kinds: list[str] | Non
             for e in result.entries]
     text_summary = (f"{result.total} entries · page {result.page} of {result.pages}" if result.total
                     else "Nothing matches yet: make an image in the Image tab, or loosen the filters.")
-    return gr.Gallery(value=images, label=text_summary), rows, [e["key"] for e in shown]
+    return gr.Gallery(value=images, label=text_summary), rows, [e["key"] for e in shown], result.page
 
 
 def choices(studio: Studio, request: gr.Request):

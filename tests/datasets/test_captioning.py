@@ -9,7 +9,7 @@ import pytest
 from masuka.datasets.adding import add_images
 from masuka.datasets.captioners import resolve_captioner
 from masuka.datasets.captioning import KEPT_NOTE, REMOVED_NOTE, CaptionRequest, caption_dataset
-from masuka.datasets.library import dataset_images, delete_image, set_caption
+from masuka.datasets.library import dataset_images, delete_dataset, delete_image, set_caption
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.store import LOCAL_USER
 from tests.datasets import corpus
@@ -98,6 +98,26 @@ def test_an_image_deleted_during_a_pass_is_skipped_and_counted(studio, photos, t
     job = studio.store.get("jobs", report.job_id)
     assert (job["status"], job["step"]) == ("completed", 4)
     assert all(row["caption"].startswith("photo of zorp, ") for row in dataset_images(studio, photos["id"]))
+
+
+def test_a_dataset_cannot_be_deleted_while_a_caption_pass_runs_on_it(studio, photos, tiny_captioner):
+    refusals = []
+
+    def user_deletes_the_dataset(progress):
+        if progress.total and progress.step == 1:
+            with pytest.raises(InvalidInput) as refused:
+                delete_dataset(studio, photos["name"], LOCAL_USER)
+            refusals.append(str(refused.value))
+
+    report = caption_dataset(studio, CaptionRequest(photos["id"], captioner=str(tiny_captioner("florence2")),
+                                                    mode="short", batch_size=1), watch=user_deletes_the_dataset)
+    name = photos["name"]
+    assert len(refusals) == 1 and refusals[0].startswith(f"The caption job #{report.job_id} (Caption {name} with ")
+    assert refusals[0].endswith(f"is running on dataset {name!r}: stop it, or let it finish, before deleting the "
+                                "dataset.")
+    assert (report.captioned, report.removed) == (4, 0)
+    delete_dataset(studio, photos["name"], LOCAL_USER)  # once the pass is over
+    assert studio.store.count("datasets") == 0
 
 
 def test_stop_keeps_the_captions_made_so_far(studio, photos, tiny_captioner):

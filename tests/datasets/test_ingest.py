@@ -247,3 +247,23 @@ def test_a_full_disk_while_saving_stops_the_batch_with_one_error_and_no_unrecord
     assert dataset_images(studio, dataset["id"]) == []
     assert not list((folder / "originals").iterdir()) and not list((folder / "processed").iterdir()), \
         "no file the dataset does not record"
+
+
+@pytest.mark.parametrize("after", [1, 4], ids=["while-adding", "after-the-last-file"])
+def test_deleting_the_dataset_while_images_are_added_keeps_no_row_and_no_file(studio, make_dataset, tmp_path, after):
+    """The dataset deleted from another tab (or the CLI) while an add runs: nothing more is recorded for it, no
+    file it wrote stays, and the add says why (not a blank error)."""
+    from masuka.datasets.library import delete_dataset
+    from masuka.errors import NotFound
+
+    files = [corpus.photo(tmp_path / f"p{i}.jpg", 170 + i) for i in range(4)]
+    dataset = make_dataset("fox", flip=True)
+
+    def user_deletes_the_dataset(done: int, _total: int, _name: str) -> None:
+        if done == after:
+            delete_dataset(studio, "fox", LOCAL_USER)
+
+    with pytest.raises(NotFound, match="Dataset 'fox' was deleted while images were being added: none of them"):
+        add_images(studio, dataset["id"], LOCAL_USER, files, on_progress=user_deletes_the_dataset, threads=2)
+    assert studio.store.count("dataset_images") == 0 and studio.store.count("datasets") == 0
+    assert not dataset_dir(studio, dataset["id"]).exists()

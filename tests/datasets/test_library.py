@@ -8,6 +8,7 @@ from PIL import Image
 
 from masuka.datasets.adding import add_images
 from masuka.datasets.library import (
+    CaptionEdits,
     create_dataset,
     dataset_dir,
     dataset_images,
@@ -16,7 +17,9 @@ from masuka.datasets.library import (
     find_dataset,
     list_datasets,
     save_captions,
+    save_edits,
     set_caption,
+    update_dataset,
 )
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import InvalidInput, NotFound
@@ -209,6 +212,35 @@ def test_saving_captions_checks_only_the_changed_ones_and_names_the_image(studio
     table[first["id"]] = "sks cat,\u200bon a red sofa"
     with pytest.raises(InvalidInput, match=rf"The caption of image #{first['id']} \(p0.jpg\) contains an invisible"):
         save_captions(studio, dataset["id"], table, LOCAL_USER)
+
+
+def test_saving_a_page_of_captions_never_puts_back_a_caption_changed_since_it_was_loaded(studio, make_dataset,
+                                                                                        tmp_path):
+    """Two tabs show the same page: B saves a caption, then A saves its own edit of another image. A's old text
+    for B's image is not written back; an edit of a caption changed meanwhile is refused and handed back."""
+    dataset = make_dataset()
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 90 + i) for i in range(3)])
+    first, second, third = (row["id"] for row in dataset_images(studio, dataset["id"]))
+    set_caption(studio, third, "sks, a cup", LOCAL_USER)
+    loaded = {first: "", second: "", third: "sks, a cup"}  # the page as both tabs drew it
+    assert save_edits(studio, dataset["id"], {**loaded, second: "sks, typed in tab B"}, LOCAL_USER,
+                      loaded=loaded) == CaptionEdits(saved=[second])
+    set_caption(studio, third, "sks, a caption pass wrote this", LOCAL_USER, source="florence2")
+    page_a = {first: "sks, typed in tab A", second: "", third: "sks, a mug"}
+    assert save_edits(studio, dataset["id"], page_a, LOCAL_USER, loaded=loaded) == \
+        CaptionEdits(saved=[first], conflicts={third: "sks, a mug"})
+    assert [row["caption"] for row in dataset_images(studio, dataset["id"])] == \
+        ["sks, typed in tab A", "sks, typed in tab B", "sks, a caption pass wrote this"]
+    delete_image(studio, first, LOCAL_USER)
+    assert save_edits(studio, dataset["id"], {first: "sks, gone"}, LOCAL_USER, loaded=loaded) == \
+        CaptionEdits(conflicts={first: "sks, gone"})
+
+
+def test_a_dataset_deleted_meanwhile_is_not_updated(studio, make_dataset):
+    dataset = make_dataset("fox")
+    delete_dataset(studio, "fox", LOCAL_USER)
+    with pytest.raises(NotFound, match="Dataset 'fox' was deleted meanwhile"):
+        update_dataset(studio, dataset, template="{caption}")
 
 
 def test_the_train_tab_offers_exactly_the_datasets_the_user_can_train_on(studio, tmp_path):

@@ -79,3 +79,31 @@ def test_users_only_see_their_own_datasets(live_app, tmp_path):
         bob.predict("private", "kohya", api_name="/export_dataset")
     report, _ = alice.predict("private", [handle_file(str(photo))], api_name="/add_images")
     assert report["data"][0][:2] == ["p.jpg", "added"]
+
+
+def test_two_tabs_saving_captions_keep_each_other_s_edits(studio, make_dataset, tmp_path):
+    """The Datasets tab open twice on one page (handlers called as the page calls them): tab B saves a caption,
+    then tab A saves its own edit; A's page still shows B's image with its old caption, which is not put back.
+    A's edit of B's image is refused, named, and its text handed back."""
+    from masuka.datasets.adding import add_images
+    from masuka.datasets.library import dataset_images
+    from masuka.store import LOCAL_USER
+    from masuka.ui import datasets
+
+    dataset = make_dataset("cats")
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 160 + i) for i in range(2)])
+    _stats, _gallery, table_a, loaded_a, _info = datasets.view(studio, "cats", 1, 24, None)
+    _stats, _gallery, table_b, loaded_b, _info = datasets.view(studio, "cats", 1, 24, None)
+    table_b[1][2] = "sks, typed in tab B"
+    assert datasets.save_captions(studio, "cats", table_b, loaded_b) == "Saved 1 caption(s)."
+    table_a[0][2] = "sks, typed in tab A"
+    assert datasets.save_captions(studio, "cats", table_a, loaded_a) == "Saved 1 caption(s)."
+    assert [row["caption"] for row in dataset_images(studio, dataset["id"])] == \
+        ["sks, typed in tab A", "sks, typed in tab B"]
+    table_a[1][2] = "sks, tab A's words"
+    status = datasets.save_captions(studio, "cats", table_a, loaded_a)
+    assert status.startswith(f"Saved 0 caption(s).\n- ⚠ #{table_a[1][0]} (p1.jpg) was changed or deleted meanwhile")
+    assert status.endswith("“sks, tab A's words”")
+    assert dataset_images(studio, dataset["id"])[1]["caption"] == "sks, typed in tab B"
+    *_, loaded_a, _info = datasets.view(studio, "cats", 1, 24, None)  # Save redraws the page
+    assert list(loaded_a.values()) == ["sks, typed in tab A", "sks, typed in tab B"]
