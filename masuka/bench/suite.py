@@ -1,18 +1,19 @@
 """Every GPU target in one command: ``python -m masuka bench suite [--quick] [--out DIR]``.
 
 On CUDA the checks use the real models when they are downloaded, else their real architectures with random
-weights (same speed and memory, no download); on a CPU, or with ``--quick``, the same code runs on tiny random
-models (the figures then say nothing of real speed: each target reads "n/a"). The checks run in order of
-importance, one line at a time, within a time budget (``--budget-s``, 7.5 minutes by default): a build, a compile,
-an image or a training step that would overrun it does not start, an alarm at its end stops a line still running,
-and every line after it is listed as skipped. A line that fails (out of memory, a missing kernel) is one error
-line; the lines after it still run. The result is one JSON file and one Markdown table in ``--out``, rewritten
-after every line (with the line running named, so a killed run says where it was): each figure next to its
-target and pass / fail.
+weights (same speed and memory, no download; each line records which); on a CPU, or with ``--quick``, the same
+code runs on tiny random models (the figures then say nothing of real speed: each target reads "n/a"). The lines
+run one at a time within a time budget (``--budget-s``, 7.5 minutes by default), those with a target that compile
+nothing first, then the compiled fast paths, then the lines with no target: a build, a compile, an image or a
+training step that would overrun the budget does not start (a line stopped before it started reads skipped), an
+alarm at its end stops a line still running (cut). A line that fails (out of memory, a missing kernel), or a group
+whose set-up fails, is one error line; the rest still run. The result is one JSON file and one Markdown table in
+``--out``, rewritten after every line (with the line running named, so a killed run says where it was): each
+figure next to its target and pass / fail, with the library versions it ran on.
 
-Needs only torch, transformers, diffusers, peft, accelerate and safetensors (no data dir, no database, no
-Gradio): a fresh GPU machine can run it. The per-image app overhead, which needs the app itself, is measured
-when Gradio is installed and listed as skipped otherwise.
+Needs only torch, transformers, diffusers, peft, accelerate, safetensors and what they need (no data dir, no
+database, no Gradio): a fresh GPU machine can run it; their versions are checked first. The per-image app
+overhead, which needs the app itself, is measured when Gradio is installed and listed as skipped otherwise.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
+import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import signal
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -37,15 +40,18 @@ from typing import Any
 
 from masuka.bench import machine
 from masuka.bench.image import _baseline, _baseline_dtype, _downloaded, _free, measure_prepared
+from masuka.compat import canonical, installed, problems
 from masuka.errors import InvalidInput
 from masuka.gpu import DevicePlan, device_plan
+from masuka.image.quantized import QUANTIZED_PLANS, quantized_components
 from masuka.models.catalog import ModelSpec, resolve_image_model
 
 #: A standalone benchmark: the CLI runs it without opening a data dir and stores no row.
 STANDALONE = True
 #: Seconds the checks may take (imports and start-up come on top): well within a 10-minute slot.
 BUDGET_S = 450
-#: Seconds a fast pipeline's first compile is expected to take until one is measured (FLUX.1-dev on an H200: 345).
+#: Seconds a fast pipeline's compile and first image are expected to take until one is measured (FLUX.1-dev on an
+#: H200: 345); after that, the last one measured.
 COMPILE_GUESS_S = 360
 #: Step-cache threshold of the cached FLUX.1-dev figure (diffusers' first-block cache examples use 0.08-0.12).
 STEP_CACHE = 0.12
@@ -53,16 +59,34 @@ STEP_CACHE = 0.12
 APP_PACKAGES = ("gradio", "gradio_client", "sqlite_utils", "httpx")
 #: Per-preset training steps; the first ones (load, compile, allocator warm-up) are not counted.
 TRAIN_STEPS, TRAIN_WARMUP = 12, 3
+#: The packages the suite runs on, checked at start against requirements.txt's ranges and the ranges they
+#: declare on each other (transformers 5 needs huggingface_hub 1 and its own tokenizers).
+SUITE_PACKAGES = ("torch", "diffusers", "transformers", "huggingface-hub", "tokenizers", "peft", "accelerate",
+                  "safetensors")
+REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "requirements.txt"
+#: Versions recorded in the report besides torch's (absent ones as None).
+RECORDED_PACKAGES = ("diffusers", "transformers", "peft", "accelerate", "torchao", "bitsandbytes")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny random models even on a GPU (minutes on a CPU)")
     parser.add_argument("--out", default="bench-suite", help="folder for bench-suite.json and bench-suite.md")
-    parser.add_argument("--budget-s", type=float, default=BUDGET_S,
+    parser.add_argument("--budget-s", type=budget_seconds, default=BUDGET_S,
                         help=f"the checks stop after this many seconds (default {BUDGET_S})")
     parser.add_argument("--only", default=None, metavar="GROUPS",
                         help=f"run only these groups, comma-separated: {', '.join(group[0] for group in CHECKS)} "
-                             "(default: all, in that order)")
+                             "(default: all; lines with a target run first, compiled ones next, the rest last)")
+
+
+def budget_seconds(text: str) -> float:
+    """An argparse ``type``: a finite number of seconds above 0."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"takes a finite number of seconds above 0 (got {text!r})")
+    return seconds
 
 
 @dataclass
@@ -72,10 +96,11 @@ class Check:
     name: str
     figure: str
     target: str
-    # pass, fail, n/a (tiny models or another GPU), measured (no target), skipped: …, cut: … (stopped by the
-    # budget), error: …, running (while it runs)
+    # pass, fail, n/a (tiny models or another GPU), n/a: … (cannot be judged on these weights), measured (no
+    # target), skipped: … (did not start), cut: … (stopped by the budget while running), error: …, running
     result: str
     figures: dict[str, Any] = field(default_factory=dict)
+    weights: str = ""  # real, random or tiny random: the weights of the line's model
 
 
 @dataclass
@@ -101,20 +126,34 @@ class Setup:
                    gpu_name=torch.cuda.get_device_name(0) if cuda else "", folder=folder,
                    runs=1 if tiny else 3, warmup=0 if quick else 1, deadline=deadline)
 
-    def model(self, model_id: str) -> tuple[ModelSpec, Callable[[str, Any], Any], int, int]:
-        """Spec, ``build(device, dtype)``, image side and steps of catalog model ``model_id`` (or its tiny twin)."""
+    def model(self, model_id: str, memory: str = "full") -> tuple[ModelSpec, Callable[[str, Any], Any], int, int]:
+        """Spec, ``build(device, dtype)``, image side and steps of catalog model ``model_id`` (or its tiny twin);
+        under a 4-bit plan (``memory``) the build quantizes the transformer as the app does."""
         from masuka.models.synthetic import REAL_MODELS, real_pipeline, save_tiny_pipeline
 
         catalog = resolve_image_model(model_id)
+        weights = self.weights(model_id)
+        if weights == "random":
+            def random(device: str, dtype: Any) -> Any:
+                pipe = real_pipeline(model_id, device, dtype)
+                if memory in QUANTIZED_PLANS:
+                    _quantize_nf4(pipe.transformer, dtype)
+                return pipe
+
+            return catalog, random, 1024, catalog.steps
+        if weights == "real":
+            return catalog, _loader(catalog.source, memory), 1024, catalog.steps
+        architecture = REAL_MODELS[model_id][0]
+        path = self.folder / f"tiny-{architecture}"
+        if not path.exists():
+            save_tiny_pipeline(architecture, path)
+        return resolve_image_model(str(path)), _loader(str(path), memory), 64, 1 if self.quick else 2
+
+    def weights(self, model_id: str) -> str:
+        """What the lines of ``model_id`` run on: ``tiny random``, ``real`` (downloaded) or ``random``."""
         if self.tiny:
-            architecture = REAL_MODELS[model_id][0]
-            path = self.folder / f"tiny-{architecture}"
-            if not path.exists():
-                save_tiny_pipeline(architecture, path)
-            return resolve_image_model(str(path)), _loader(str(path)), 64, 1 if self.quick else 2
-        if _downloaded(catalog):
-            return catalog, _loader(catalog.source), 1024, catalog.steps
-        return catalog, lambda device, dtype: real_pipeline(model_id, device, dtype), 1024, catalog.steps
+            return "tiny random"
+        return "real" if _downloaded(resolve_image_model(model_id)) else "random"
 
     def judge(self, passed: bool, on: str = "") -> str:
         """pass/fail for a real-model figure (on the GPU named by ``on``, when the target names one), else n/a."""
@@ -126,18 +165,45 @@ class Setup:
         return argparse.Namespace(runs=runs or self.runs, warmup=self.warmup if warmup is None else warmup)
 
 
-def _loader(source: str) -> Callable[[str, Any], Any]:
+def _loader(source: str, memory: str = "full") -> Callable[[str, Any], Any]:
+    """``build(device, dtype)`` of the pipeline in ``source``; under a 4-bit plan its transformer is quantized while
+    loading, as the app loads it (and placed by the plan)."""
     def build(device: str, dtype: Any) -> Any:
         from diffusers import DiffusionPipeline
 
+        if memory in QUANTIZED_PLANS:
+            return DiffusionPipeline.from_pretrained(source, dtype=dtype, use_safetensors=True,
+                                                     **quantized_components(source, memory, dtype))
         return DiffusionPipeline.from_pretrained(source, dtype=dtype, use_safetensors=True).to(device)
 
     return build
 
 
+def _quantize_nf4(module: Any, dtype: Any) -> None:
+    """Swap every linear layer of ``module`` (built in memory, random weights) for a bitsandbytes 4-bit NF4 one with
+    double quantization, as ``nf4_offload`` loads a transformer from files; the weights are quantized when the
+    layer first moves to the GPU."""
+    import bitsandbytes as bnb
+    import torch
+
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Linear:
+                continue
+            layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=child.bias is not None,
+                                      compute_dtype=dtype, compress_statistics=True, quant_type="nf4", device="meta")
+            layer.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, compress_statistics=True,
+                                             quant_type="nf4", module=layer)
+            if child.bias is not None:
+                layer.bias = child.bias
+            setattr(parent, name, layer)
+
+
 def run(studio: Any, args: argparse.Namespace) -> dict:
-    """Run the checks in order within the budget; write ``bench-suite.json`` and ``bench-suite.md``."""
+    """Run the checks within the budget (lines with a target first, compiled ones next, the rest last); write
+    ``bench-suite.json`` and ``bench-suite.md``."""
     groups = chosen_groups(args.only)  # a wrong name fails before anything loads
+    check_versions()
     import diffusers
     import transformers
 
@@ -150,38 +216,103 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
     deadline = Deadline(args.budget_s)
     with tempfile.TemporaryDirectory() as tmp, deadline.armed():
         setup = Setup.detect(args.quick, Path(tmp), deadline)
-        report = {"machine": machine(), "device": setup.device, "models": "tiny random" if setup.tiny else "real",
-                  "quick": args.quick, "budget_s": args.budget_s,
+        report = {"machine": machine(), "device": setup.device, "models": "", "quick": args.quick,
+                  "budget_s": args.budget_s, "versions": versions(setup),
                   "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "duration_s": 0.0, "checks": []}
-        for _key, group in groups:
-            for line in group(setup):
-                checks.append(Check(line.name, "", "", "running"))
-                _write(out, report, checks, started)  # a run killed now still names the line it was in
-                checks[-1:] = _run_line(line, deadline)
-                _write(out, report, checks, started)
+        lines: list[Line] = []
+        for key, group in groups:
+            try:
+                for line in group(setup):
+                    lines.append(line)
+            except Exception as error:  # a group that cannot be set up: one error line, the others still run
+                checks.append(Check(f"{key} (group)", "", "", _error_result(error)))
+        for line in sorted(lines, key=lambda line: LINE_KINDS.index(line.kind)):
+            checks.append(Check(line.name, "", "", "running", weights=line.weights))
+            _write(out, report, checks, started)  # a run killed now still names the line it was in
+            checks[-1:] = _run_line(line, deadline)
+            _write(out, report, checks, started)
     return _write(out, report, checks, started)
 
 
-def _run_line(line: Line, deadline: Deadline) -> list[Check]:
-    """What one line measured or, when it failed or the budget stopped it, one check saying so."""
-    if deadline.left() <= 0:
-        return [Check(line.name, "", "", f"skipped: the {deadline.budget_s:g} s budget was spent")]
+def check_versions() -> None:
+    """Refuse to start, with every reason in one message, where the suite's packages are missing or their versions
+    do not fit requirements.txt or each other (an older transformers cannot build the offline tokenizers)."""
+    from packaging.requirements import Requirement
+
+    names = {canonical(name) for name in SUITE_PACKAGES}
+    wanted: list[tuple[str, Requirement]] = []
+    for line in REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines():
+        text = line.partition("#")[0].strip()
+        if text:
+            wanted.append(("requirements.txt", Requirement(text)))
+    for package in SUITE_PACKAGES:
+        if installed(package):
+            wanted += [(f"{package} {installed(package)}", Requirement(text))
+                       for text in importlib.metadata.requires(package) or []]
+    found = [f"{package} is not installed" for package in SUITE_PACKAGES if not installed(package)]
+    for who, requirement in wanted:
+        have = installed(requirement.name)
+        if (canonical(requirement.name) in names and have
+                and not (requirement.marker and not requirement.marker.evaluate({"extra": ""}))
+                and not requirement.specifier.contains(have, prereleases=True)):
+            found.append(f"{who} needs {requirement.name}{requirement.specifier}, {have} is installed")
+    if not found:
+        found = problems()
+    if found:
+        raise InvalidInput("bench suite cannot run with these packages: " + "; ".join(found) + ". Install the "
+                           "versions of requirements.lock (README: Performance, bench suite, on a fresh GPU box).")
+
+
+def versions(setup: Setup) -> dict[str, str | None]:
+    """What the figures were taken with: torch, CUDA, the driver, the device, the libraries, the git commit."""
+    import torch
+
+    cuda = setup.device == "cuda"
+    return {"torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
+            "driver": _output("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader") if cuda else None,
+            "device": setup.gpu_name or setup.device, **{name: installed(name) for name in RECORDED_PACKAGES},
+            "commit": _output("git", "-C", str(REQUIREMENTS_FILE.parent), "rev-parse", "--short=12", "HEAD")}
+
+
+def _output(*command: str) -> str | None:
+    """The first line ``command`` prints, or None where it cannot run."""
     try:
-        with deadline.running(line.name):
-            measured = line.measure()
-        return measured if isinstance(measured, list) else [measured]
-    except _OverBudget as stop:
-        return [Check(line.name, "", "", f"cut: {stop}")]
-    except Exception as error:  # out of memory, a missing kernel: this line only
-        return [Check(line.name, "", "", f"error: {type(error).__name__}: {error}"[:300])]
-    finally:
-        _free()
+        done = subprocess.run(command, capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else None
+
+
+def _run_line(line: Line, deadline: Deadline) -> list[Check]:
+    """What one line measured or, when it failed or the budget stopped it, one check saying so; each with the
+    line's weights."""
+    if deadline.left() <= 0:
+        checks = [Check(line.name, "", "", f"skipped: the {deadline.budget_s:g} s budget was spent")]
+    else:
+        try:
+            with deadline.running(line.name):
+                measured = line.measure()
+            checks = measured if isinstance(measured, list) else [measured]
+        except _OverBudget as stop:
+            checks = [Check(line.name, "", "", f"{'cut' if stop.started else 'skipped'}: {stop}")]
+        except Exception as error:  # out of memory, a missing kernel: this line only
+            checks = [Check(line.name, "", "", _error_result(error))]
+        finally:
+            _free()
+    for check in checks:
+        check.weights = line.weights
+    return checks
+
+
+def _error_result(error: Exception) -> str:
+    return f"error: {type(error).__name__}: {error}"[:300]
 
 
 def _write(out: Path, report: dict, checks: list[Check], started: float) -> dict:
     """Write ``bench-suite.json`` and ``bench-suite.md`` with the checks so far, each whole or not at all (a
     kill mid-write leaves the previous version); return the report."""
-    report.update(duration_s=round(time.monotonic() - started, 1), checks=[asdict(check) for check in checks])
+    report.update(duration_s=round(time.monotonic() - started, 1), checks=[asdict(check) for check in checks],
+                  models=", ".join(sorted({check.weights for check in checks} - {""})))
     for name, text in (("bench-suite.json", json.dumps(report, indent=2, default=str) + "\n"),
                        ("bench-suite.md", markdown(report))):
         part = out / f".{name}.part"
@@ -192,7 +323,11 @@ def _write(out: Path, report: dict, checks: list[Check], started: float) -> dict
 
 class _OverBudget(BaseException):
     """The budget ran out before or during a line (a BaseException, so that no ``except Exception`` in the
-    libraries a line runs swallows it)."""
+    libraries a line runs swallows it); ``started``: whether the line had begun its work."""
+
+    def __init__(self, message: str, started: bool = True) -> None:
+        super().__init__(message)
+        self.started = started
 
 
 def _now() -> float:
@@ -207,8 +342,9 @@ class Deadline:
     def __init__(self, budget_s: float) -> None:
         self.budget_s = budget_s
         self.end = _now() + budget_s
-        self.compile_s: float = COMPILE_GUESS_S  # expected seconds of a real model's first compile
+        self.compile_s: float = COMPILE_GUESS_S  # expected seconds of a real model's compile and first image
         self.step = ""
+        self.started = False  # whether a step of the running line has begun
         self._in_line = False
 
     def left(self) -> float:
@@ -218,11 +354,11 @@ class Deadline:
         """Before ``step`` (at ``now``): raise :class:`_OverBudget` unless ``need_s`` seconds (and some) are left."""
         left = self.end - (_now() if now is None else now)
         if left <= 0:
-            raise _OverBudget(f"the {self.budget_s:g} s budget ran out before {step}")
+            raise _OverBudget(f"the {self.budget_s:g} s budget ran out before {step}", self.started)
         if left < need_s:
             raise _OverBudget(f"{step} needs about {need_s:.0f} s, {left:.0f} s of the {self.budget_s:g} s budget "
-                              "were left")
-        self.step = step
+                              "were left", self.started)
+        self.step, self.started = step, True
 
     def pace(self, what: str, first_s: float = 0.0) -> Callable[[], None]:
         """A check before each image of ``what``: the first needs ``first_s`` (a compile), each one after the
@@ -242,7 +378,7 @@ class Deadline:
     @contextlib.contextmanager
     def running(self, line: str) -> Iterator[None]:
         """While ``line`` runs, the alarm stops it."""
-        self.step, self._in_line = line, True
+        self.step, self.started, self._in_line = line, False, True
         try:
             yield
         finally:
@@ -268,20 +404,33 @@ class Deadline:
             signal.signal(signal.SIGALRM, previous)
 
 
+#: The order lines run in: those with a target that compile nothing, the compiled fast paths (minutes each),
+#: then those with no target (or none these weights can meet).
+LINE_KINDS = ("target", "compiles", "reported")
+
+
 @dataclass
 class Line:
-    """One line of the report, measured when ``measure`` is called: its check (or checks)."""
+    """One line of the report, measured when ``measure`` is called: its check (or checks), on ``weights``."""
 
     name: str
     measure: Callable[[], Check | list[Check]]
+    weights: str = ""
+    kind: str = "target"
 
 
 def markdown(report: dict) -> str:
-    """The report as a Markdown table, with the machine and the kind of models above it."""
+    """The report as a Markdown table, with the machine, the kind of models, the versions and the budget above it."""
+    found = report["versions"]
+    libraries = ", ".join(f"{name} {found[name] or '-'}" for name in RECORDED_PACKAGES)
     lines = [f"Machine: {report['machine']}; models: {report['models']}; {report['created_at']}; "
-             f"{report['duration_s']} s", "", "| check | figure | target | result |", "| --- | --- | --- | --- |"]
+             f"{report['duration_s']} s",
+             f"Device: {found['device']}; torch {found['torch']} (CUDA {found['cuda'] or '-'}, driver "
+             f"{found['driver'] or '-'}), {libraries}; commit {found['commit'] or '-'}; "
+             f"budget {report['budget_s']:g} s",
+             "", "| check | figure | target | result | weights |", "| --- | --- | --- | --- | --- |"]
     for check in report["checks"]:
-        cells = [check["name"], check["figure"], check["target"], check["result"]]
+        cells = [check["name"], check["figure"], check["target"], check["result"], check["weights"]]
         lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -297,18 +446,19 @@ def _image(setup: Setup, model_id: str, plan: DevicePlan | None, *, steps: int |
     """Median seconds per image (and peak VRAM on CUDA) of ``model_id``: plain (``plan`` None, the usual
     baseline dtype) or prepared as ``plan`` says. The budget is checked before the build and each image (the
     first image of a compiled pipeline must leave time for the compile)."""
-    spec, build, size, default_steps = setup.model(model_id)
+    spec, build, size, default_steps = setup.model(model_id, "full" if plan is None else plan.memory)
     steps = default_steps if steps is None or setup.tiny else steps
     args = setup.args(runs, warmup)
     deadline = setup.deadline
     what = f"{model_id} {'plain' if plan is None else ('fast' if plan.fast else plan.memory)}"
     compiles = plan is not None and _compiles(plan)
+    first_s = deadline.compile_s if compiles and not setup.tiny else 0.0
 
-    def checked_build(device: str, dtype: Any) -> Any:
-        deadline.check(f"building {what}")
+    def checked_build(device: str, dtype: Any) -> Any:  # a compile that cannot fit does not build either
+        deadline.check(f"the compile and first image of {what}" if first_s else f"building {what}", first_s)
         return build(device, dtype)
 
-    pace = deadline.pace(what, deadline.compile_s if compiles and not setup.tiny else 0.0)
+    pace = deadline.pace(what, first_s)
     if plan is None:
         dtype = _baseline_dtype(spec, device_plan())
         result = _baseline(lambda: checked_build(setup.device, dtype), spec, size, steps, args, pace).get("baseline")
@@ -316,7 +466,8 @@ def _image(setup: Setup, model_id: str, plan: DevicePlan | None, *, steps: int |
             raise MemoryError("the plain pipeline does not fit this GPU")
     else:
         result = measure_prepared(checked_build, spec, plan, size, steps, args, pace)["masuka"]
-        deadline.compile_s = max(deadline.compile_s, result.get("compile_s", 0.0))
+        if compiles:
+            deadline.compile_s = result["first_s"]  # measured: the next compile is expected to take as long
     return {"s_per_image": round(result["median_s"], 4), "first_image_s": round(result["first_s"], 2),
             **{key: round(result[key], 2) if key in result else None for key in VRAM_KEYS},
             "size": size, "steps": steps, **{name: result[name] for name in FIRST_IMAGE_PARTS if name in result}}
@@ -336,7 +487,8 @@ def _compiles(plan: DevicePlan) -> bool:
 
 
 def _plain(setup: Setup, label: str, model_id: str, kind: str, plain: dict) -> Line:
-    """The plain pipeline's line; its figures go into ``plain`` for the lines compared with it."""
+    """The plain pipeline's line (run with the targets: the fast lines compare with it); its figures go into
+    ``plain`` for the lines compared with it."""
     name = f"{label} plain {kind}"
 
     def measure() -> Check:
@@ -344,23 +496,31 @@ def _plain(setup: Setup, label: str, model_id: str, kind: str, plain: dict) -> L
         return Check(name, f"{plain['s_per_image']} s per image (first {plain['first_image_s']} s), "
                      f"{_vram(plain, setup)}", "", "n/a" if setup.tiny else "measured", dict(plain))
 
-    return Line(name, measure)
+    return Line(name, measure, setup.weights(model_id))
+
+
+#: The result of the step-cache line on random weights: the first-block cache skips a step only when the first
+#: block's output barely changes, which trained weights do and random ones never.
+NEEDS_REAL_WEIGHTS = "n/a: needs the real weights (on random ones the cache never skips a step)"
 
 
 def _against(setup: Setup, name: str, model_id: str, plan: DevicePlan, plain: dict, target: float) -> Line:
     """``model_id`` prepared as ``plan`` says against the plain figure, if that was measured; a compiled
-    pipeline adds where its first image went."""
+    pipeline adds where its first image went. The step cache's target is not judged on random weights."""
     compiled = _compiles(plan)
+    weights = setup.weights(model_id)
+    unjudged = NEEDS_REAL_WEIGHTS if plan.step_cache and weights == "random" else ""
 
     def measure() -> list[Check]:
         fast = _image(setup, model_id, plan)
-        speedup = _speedup(setup, name, plain, fast, target, _fp8_note(setup, fast) if compiled else "")
+        speedup = _speedup(setup, name, plain, fast, target, _fp8_note(setup, fast) if compiled else "", unjudged)
         return [speedup, _first_image(name.split(" vs ")[0], fast)] if compiled else [speedup]
 
-    return Line(name, measure)
+    return Line(name, measure, weights, "compiles" if compiled else "reported" if unjudged else "target")
 
 
-def _speedup(setup: Setup, name: str, base: dict, fast: dict, target: float, note: str = "") -> Check:
+def _speedup(setup: Setup, name: str, base: dict, fast: dict, target: float, note: str = "",
+             unjudged: str = "") -> Check:
     wanted = f">= {target}x"
     extra = f"; {note}" if note else ""
     if not base:
@@ -368,7 +528,8 @@ def _speedup(setup: Setup, name: str, base: dict, fast: dict, target: float, not
                      "measured", {"fast": fast})
     ratio = base["s_per_image"] / fast["s_per_image"]
     return Check(name, f"{ratio:.2f}x ({base['s_per_image']} s -> {fast['s_per_image']} s per image{extra})",
-                 wanted, setup.judge(ratio >= target), {"speedup": round(ratio, 3), "baseline": base, "fast": fast})
+                 wanted, unjudged or setup.judge(ratio >= target),
+                 {"speedup": round(ratio, 3), "baseline": base, "fast": fast})
 
 
 def _fp8_note(setup: Setup, fast: dict) -> str:
@@ -414,7 +575,7 @@ def flux_schnell(setup: Setup) -> Iterator[Line]:
         return Check(name, f"{seconds} s per image; {_fp8_note(setup, fast)}", "<= 0.45 s on H200",
                      setup.judge(seconds <= 0.45, "H200"), fast)
 
-    yield Line(name, measure)
+    yield Line(name, measure, setup.weights("flux-schnell"), "compiles")
 
 
 def sdxl(setup: Setup) -> Iterator[Line]:
@@ -424,10 +585,12 @@ def sdxl(setup: Setup) -> Iterator[Line]:
     yield _against(setup, "SDXL fast vs fp32", "sdxl", _plan(fast=True), plain, 3.0)
 
 
-#: Peak VRAM targets of FLUX.1-dev per memory plan, GiB reserved by PyTorch (the CUDA context comes on top).
-FLUX_MEMORY_TARGETS = {"fp8_offload": 15.0, "group_offload": 10.0}
-#: Other architectures whose peak VRAM per plan is reported (no target yet); Qwen-Image, the largest, last.
+#: Peak GPU memory targets of FLUX.1-dev per memory plan, GB (10^9 bytes) of all the process holds on the GPU:
+#: PyTorch's reserved peak plus what it uses outside the allocator (CUDA context, libraries).
+FLUX_MEMORY_TARGETS = {"fp8_offload": 15.0, "group_offload": 10.0, "nf4_offload": 6.0}
+#: Other architectures whose peak VRAM under these plans is reported (no target yet); Qwen-Image, the largest, last.
 OTHER_MEMORY_MODELS = ("flux2-klein-4b", "z-image-turbo", "sd35-large", "sdxl", "qwen-image")
+OTHER_MEMORY_PLANS = ("fp8_offload", "group_offload")
 #: Host memory a memory-plan line needs beyond its weights: a share of them (pinned layers in flight, the
 #: allocator's slack) and the process itself (torch, CUDA libraries), GiB.
 HOST_MARGIN, HOST_BASE_GB = 1.15, 4.0
@@ -435,31 +598,46 @@ HOST_MARGIN, HOST_BASE_GB = 1.15, 4.0
 
 def memory_plans(setup: Setup) -> Iterator[Line]:
     """Peak VRAM under the small plans (4 steps: the peak does not depend on the step count), one line per model
-    and plan."""
-    for model_id in ("flux-dev", *OTHER_MEMORY_MODELS[:1 if setup.quick else None]):
-        for memory in FLUX_MEMORY_TARGETS:
-            name = f"{'FLUX.1-dev' if model_id == 'flux-dev' else model_id} {memory}"
-            yield Line(name, functools.partial(_memory_line, setup, name, model_id, memory))
+    and plan: FLUX.1-dev's (with targets) first."""
+    for memory in FLUX_MEMORY_TARGETS:
+        name = f"FLUX.1-dev {memory}"
+        yield Line(name, functools.partial(_memory_line, setup, name, "flux-dev", memory), setup.weights("flux-dev"))
+    for model_id in OTHER_MEMORY_MODELS[:1 if setup.quick else None]:
+        for memory in OTHER_MEMORY_PLANS:
+            name = f"{model_id} {memory}"
+            yield Line(name, functools.partial(_memory_line, setup, name, model_id, memory), setup.weights(model_id),
+                       "reported")
 
 
 def _memory_line(setup: Setup, name: str, model_id: str, memory: str) -> Check:
-    """Line ``name``: peak VRAM of ``model_id`` under plan ``memory``, judged on the reserved peak where
-    FLUX.1-dev has a target; skipped where the weights, built on the CPU, would not fit the host's available
-    memory."""
-    target = f"<= {FLUX_MEMORY_TARGETS[memory]:g} GiB reserved" if model_id == "flux-dev" else "(reported)"
+    """Line ``name``: peak VRAM of ``model_id`` under plan ``memory``, judged where FLUX.1-dev has a target on all
+    the process held on the GPU (GB); skipped where a 4-bit plan cannot run or the weights, built on the CPU,
+    would not fit the host's available memory."""
+    target = (f"<= {FLUX_MEMORY_TARGETS[memory]:g} GB on the GPU (reserved + outside PyTorch)"
+              if model_id == "flux-dev" else "(reported)")
+    if memory in QUANTIZED_PLANS:
+        package, install = QUANTIZED_PLANS[memory]
+        if not _importable(package):
+            return Check(name, "", target, f"skipped: needs {package} ({install})")
+        if setup.device != "cuda":
+            return Check(name, "", target, f"skipped: {package}'s 4-bit layers need CUDA")
     if not setup.tiny:
         need, available = _host_need_gb(model_id), _available_host_gb()
         if need > available:
             return Check(name, "", target, f"skipped: needs about {need:.0f} GiB of host memory (its weights are "
                          f"built on the CPU), {available:.0f} GiB available")
     figures = _image(setup, model_id, _plan(memory), steps=4, runs=1, warmup=0)
-    reserved = figures["peak_reserved_gb"]
+    reserved, outside = figures["peak_reserved_gb"], figures["outside_allocator_gb"]
     shown = _vram(figures, setup)
-    if reserved is None:
+    if reserved is None or outside is None:
         shown = f"{figures['s_per_image']} s per image, {shown}"
+        on_gpu = None
+    else:
+        on_gpu = figures["peak_on_gpu_gb"] = round((reserved + outside) * 2**30 / 1e9, 2)
+        shown = f"{on_gpu} GB on the GPU: {shown}"
     if model_id != "flux-dev":
         return Check(name, shown, target, "n/a" if setup.tiny else "measured", figures)
-    return Check(name, shown, target, setup.judge(reserved is not None and reserved <= FLUX_MEMORY_TARGETS[memory]),
+    return Check(name, shown, target, setup.judge(on_gpu is not None and on_gpu <= FLUX_MEMORY_TARGETS[memory]),
                  figures)
 
 
@@ -496,7 +674,8 @@ def training(setup: Setup) -> Iterator[Line]:
         return Check(name, f"{figures['s_per_step']} s/step, {_vram(figures, setup)}", "<= 0.4 s/step on H200",
                      setup.judge(figures["s_per_step"] <= 0.4, "H200"), figures)
 
-    yield Line(name, measure_target)
+    weights = setup.weights("flux-dev")
+    yield Line(name, measure_target, weights)
     seen = []
     for preset in PRESETS:
         options = fill_defaults(TrainOptions(dataset="bench", base=spec.source, preset=preset, rank=16),
@@ -506,7 +685,8 @@ def training(setup: Setup) -> Iterator[Line]:
             continue  # same settings as a smaller preset
         seen.append(settings)
         preset_name = f"FLUX.1 LoRA preset {preset}"
-        yield Line(preset_name, functools.partial(_preset_line, setup, preset_name, spec, build, options))
+        yield Line(preset_name, functools.partial(_preset_line, setup, preset_name, spec, build, options), weights,
+                   "reported")
         if setup.quick:
             break
 
@@ -609,7 +789,7 @@ def app_overhead(setup: Setup) -> Iterator[Line]:
     missing = [package for package in APP_PACKAGES if not _importable(package)]
     if missing:
         yield Line(name, lambda: Check(name, "", "<= 30 ms", f"skipped: needs {', '.join(missing)} "
-                                       "(pip install -r requirements.txt)"))
+                                       "(pip install -r requirements.txt)"), "tiny random")
         return
 
     def measure() -> list[Check]:
@@ -623,25 +803,27 @@ def app_overhead(setup: Setup) -> Iterator[Line]:
                       "n/a" if setup.quick else "pass" if figures[key] <= 30 else "fail", figures)
                 for line, key in lines]
 
-    yield Line(name, measure)
+    yield Line(name, measure, "tiny random")
 
 
 def _importable(name: str) -> bool:
+    """Whether ``name`` can be imported: found, and not a bare folder (a namespace package) of that name."""
     try:
-        importlib.import_module(name)
-    except ImportError:
+        spec = importlib.util.find_spec(name)
+    except Exception:  # a parent that fails to import, a finder that refuses the name
         return False
-    return True
+    return spec is not None and spec.origin is not None
 
 
-#: (key for ``--only``, its lines), in order of importance
+#: (key for ``--only``, its lines): the cheap groups first; within each kind of line (:data:`LINE_KINDS`) the
+#: lines run in this order
 CHECKS: list[tuple[str, Callable[[Setup], Iterator[Line]]]] = [
-    ("flux-dev", flux_dev),
-    ("flux-schnell", flux_schnell),
-    ("sdxl", sdxl),
     ("memory", memory_plans),
     ("training", training),
     ("app", app_overhead),
+    ("flux-dev", flux_dev),
+    ("sdxl", sdxl),
+    ("flux-schnell", flux_schnell),
 ]
 
 

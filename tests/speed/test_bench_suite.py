@@ -82,7 +82,7 @@ def test_only_runs_the_groups_named_and_a_wrong_name_fails_before_anything_loads
     report = json.loads((out / "bench-suite.json").read_text())
     assert [check["name"] for check in report["checks"]] == ["Per-image app overhead"]
     wrong = run_hidden("bench", "suite", "--only", "sdxl,flux", "--out", str(tmp_path / "wrong"), cwd=tmp_path)
-    assert wrong.returncode != 0 and "--only takes some of flux-dev, flux-schnell, sdxl" in wrong.stderr
+    assert wrong.returncode != 0 and "--only takes some of memory, training, app, flux-dev, sdxl" in wrong.stderr
     assert "'sdxl,flux'" in wrong.stderr and not (tmp_path / "wrong").exists()
 
 
@@ -116,12 +116,14 @@ def test_a_failing_line_costs_only_itself_and_says_which_model_and_plan(tmp_path
     results = {check["name"]: check["result"] for check in report["checks"]}
     assert results["FLUX.1-dev plain bf16"] == "measured"  # measured before the fast path failed, and kept
     assert results["FLUX.1-dev fast vs plain bf16"] == "error: RuntimeError: no kernel image is available (stand-in)"
-    assert results["FLUX.1-dev fast + step cache 0.12 vs plain bf16"] == "fail"  # 2x, still measured
+    # 2x, still measured (random weights: not judged)
+    assert results["FLUX.1-dev fast + step cache 0.12 vs plain bf16"] == suite.NEEDS_REAL_WEIGHTS
     assert results["FLUX.1-dev group_offload"] == "error: RuntimeError: CUDA out of memory (stand-in)"
-    assert results["FLUX.1-dev fp8_offload"] == "fail"  # judged on the 15.5 GiB reserved, not the 14 allocated
+    assert results["FLUX.1-dev fp8_offload"] == "fail"  # judged on the 15.5 GiB reserved + 0.5 outside, not 14
     for model_id in ("flux2-klein-4b", "z-image-turbo", "sd35-large", "sdxl"):  # after the failure: still measured
         assert results[f"{model_id} fp8_offload"] == results[f"{model_id} group_offload"] == "measured"
-    assert [check["name"] for check in report["checks"]][-2:] == ["qwen-image fp8_offload", "qwen-image group_offload"]
+    memory_lines = [check["name"] for check in report["checks"] if check["name"].endswith("_offload")]
+    assert memory_lines[-2:] == ["qwen-image fp8_offload", "qwen-image group_offload"]
     assert results["qwen-image group_offload"] == ("skipped: needs about 200 GiB of host memory (its weights are "
                                                    "built on the CPU), 120 GiB available")
     assert json.loads((tmp_path / "bench-suite.json").read_text()) == report
@@ -148,6 +150,7 @@ def test_a_line_still_running_when_the_budget_ends_is_cut_not_reported(tmp_path,
     def slow_group(setup):
         def slow():
             seen_running.append(json.loads((tmp_path / "bench-suite.json").read_text())["checks"][-1])
+            setup.deadline.check("building the slow model")
             clock.now += 100  # a build that took longer than the whole budget
             setup.deadline.check("image 1 of the slow model")
             return suite.Check("slow line", "1.0 s per image", "", "measured")
@@ -157,7 +160,8 @@ def test_a_line_still_running_when_the_budget_ends_is_cut_not_reported(tmp_path,
 
     monkeypatch.setattr(suite, "CHECKS", [("slow", slow_group)])
     report = suite.run(None, suite_args(tmp_path, budget_s=30, quick=True))
-    assert seen_running == [{"name": "slow line", "figure": "", "target": "", "result": "running", "figures": {}}]
+    assert seen_running == [{"name": "slow line", "figure": "", "target": "", "result": "running", "figures": {},
+                             "weights": ""}]
     assert [(check["name"], check["figure"], check["result"]) for check in report["checks"]] == [
         ("slow line", "", "cut: the 30 s budget ran out before image 1 of the slow model"),
         ("next line", "", "skipped: the 30 s budget was spent")]
@@ -233,3 +237,242 @@ def test_quick_app_overhead_is_not_judged(tmp_path, monkeypatch):
         setup = suite.Setup("cpu", True, quick, "", tmp_path, 1, 0, suite.Deadline(600))
         [line] = suite.app_overhead(setup)
         assert [check.result for check in line.measure()] == expected
+
+
+# -- what a default run measures within the budget (fake clock, stand-in builds and images) -----------------
+
+#: (model, kind) -> seconds of the build, the first image (compile included), each later image; others: memory
+#: lines (build on the CPU, then two images)
+TIMES = {("flux-dev", "plain"): (20, 9, 5), ("flux-dev", "fast"): (20, 60, 3), ("flux-dev", "cache"): (20, 12, 9),
+         ("flux-schnell", "fast"): (20, 50, 0.5), ("sdxl", "plain"): (10, 8, 6), ("sdxl", "fast"): (10, 50, 2)}
+
+
+def timed_suite(monkeypatch, tmp_path, budget_s):
+    """``suite.run`` as on an H200 with random weights, the clock moved only by the stand-in builds, images and
+    training steps; returns ``{name: result}`` in the order the lines ran."""
+    from masuka.bench import suite
+
+    clock = Clock()
+    monkeypatch.setattr(suite, "_now", clock)
+
+    def model(self, model_id, memory="full"):
+        def build(device, dtype):
+            clock.now += times(model_id, kind[0])[0]
+
+        return resolve_image_model(model_id), build, 1024, 28
+
+    kind = [""]
+
+    def times(model_id, what):
+        return TIMES.get((model_id, what), (40, 15, 15))
+
+    def images(model_id, what, build, args, before_image, extra):
+        kind[0] = what
+        build("cpu", None)
+        first, each = times(model_id, what)[1:]
+        for seconds in (first, *[each] * args.runs):
+            before_image()
+            clock.now += seconds
+        return {"median_s": each, "first_s": first, "peak_vram_gb": 9.0, "peak_reserved_gb": 9.5,
+                "outside_allocator_gb": 0.5, **extra}
+
+    def baseline(build, spec, size, steps, args, before_image):
+        return {"baseline": images(spec.id, "plain", lambda *_: build(), args, before_image, {})}
+
+    def prepared(build, spec, plan, size, steps, args, before_image):
+        what = "cache" if plan.step_cache else "fast" if plan.fast else plan.memory
+        extra = {"compile_s": 1.0, "graphs": 1, "compilations": 1, "fuse_and_fp8_s": 1.0, "fused": True,
+                 "fp8": True} if plan.fast else {}
+        return {"masuka": images(spec.id, what, build, args, before_image, extra)}
+
+    def train_speed(setup, spec, build, options):
+        setup.deadline.check("building the model for training")
+        clock.now += 40
+        for step in range(12):
+            setup.deadline.check(f"step {step}", 0.5)
+            clock.now += 0.5
+        return {"s_per_step": 0.5, "peak_vram_gb": 30.0, "peak_reserved_gb": 31.0}
+
+    from masuka.models.catalog import resolve_image_model
+
+    monkeypatch.setattr(suite.Setup, "detect", classmethod(gpu_setup))
+    monkeypatch.setattr(suite.Setup, "model", model)
+    monkeypatch.setattr(suite.Setup, "weights", lambda self, model_id: "random")
+    monkeypatch.setattr(suite, "_baseline", baseline)
+    monkeypatch.setattr(suite, "measure_prepared", prepared)
+    monkeypatch.setattr(suite, "train_speed", train_speed)
+    monkeypatch.setattr(suite, "_host_need_gb", lambda model_id: 40.0)
+    monkeypatch.setattr(suite, "_available_host_gb", lambda: 120.0)
+    monkeypatch.setattr(suite, "_importable", lambda name: False)  # no Gradio, no bitsandbytes
+    report = suite.run(None, suite_args(tmp_path, budget_s=budget_s))
+    return {check["name"]: check["result"] for check in report["checks"]}
+
+
+TARGETS = ("FLUX.1-dev fp8_offload", "FLUX.1-dev group_offload", "FLUX.1 LoRA 512² rank 16, s/step",
+           "FLUX.1-dev fast vs plain bf16", "SDXL fast vs fp32", "FLUX.1-schnell 4 steps, fast")
+
+
+def test_a_default_run_measures_cheap_targets_first_then_compiles_as_long_as_the_last_compile_took(tmp_path,
+                                                                                                  monkeypatch):
+    """The first compile (FLUX.1-dev, 60 s here) replaces the 360 s guess, so the next compiled lines start."""
+    results = timed_suite(monkeypatch, tmp_path, budget_s=900)
+    names = list(results)
+    assert names[:3] == ["FLUX.1-dev fp8_offload", "FLUX.1-dev group_offload", "FLUX.1-dev nf4_offload"]
+    assert names.index("SDXL plain fp32") < names.index("FLUX.1-dev fast vs plain bf16")
+    assert names.index("FLUX.1-schnell 4 steps, fast") < names.index("flux2-klein-4b fp8_offload")  # no target
+    assert {name: results[name] for name in TARGETS if results[name] not in ("pass", "fail", "n/a")} == {}
+
+
+def test_a_compile_that_cannot_fit_is_skipped_before_its_build_and_the_cheap_targets_are_measured(tmp_path,
+                                                                                                  monkeypatch):
+    results = timed_suite(monkeypatch, tmp_path, budget_s=450)
+    assert [results[name] for name in TARGETS[:3]] == ["pass", "fail", "n/a"]  # n/a: the H200 target on an H100
+    assert results["FLUX.1-dev fast vs plain bf16"] == (
+        "skipped: the compile and first image of flux-dev fast needs about 360 s, 184 s of the 450 s budget were left")
+    assert results["FLUX.1-dev nf4_offload"].startswith("skipped: needs bitsandbytes")
+    assert all(results[name].startswith("skipped: the compile and first image") for name in TARGETS[3:])
+
+
+# -- what the report says about the models, the memory figures and the versions -----------------------------
+
+def stand_in_image(setup, model_id, plan, **kwargs):
+    return {"s_per_image": 5.0 if plan is None else 2.5, "first_image_s": 9.0, "peak_vram_gb": 13.0,
+            "peak_reserved_gb": 13.5, "outside_allocator_gb": 0.6, "size": 1024, "steps": 28}
+
+
+@pytest.mark.parametrize("downloaded", [False, True])
+def test_each_line_records_its_weights_and_random_ones_leave_the_step_cache_unjudged(tmp_path, monkeypatch,
+                                                                                      downloaded):
+    from masuka.bench import suite
+
+    monkeypatch.setattr(suite.Setup, "detect", classmethod(gpu_setup))
+    monkeypatch.setattr(suite, "_downloaded", lambda spec: downloaded and spec.id == "flux-dev")
+    monkeypatch.setattr(suite, "_image", stand_in_image)
+    report = suite.run(None, suite_args(tmp_path, only="flux-dev"))
+    weights = "real" if downloaded else "random"
+    assert report["models"] == weights and {check["weights"] for check in report["checks"]} == {weights}
+    cache = {check["name"]: check for check in report["checks"]}["FLUX.1-dev fast + step cache 0.12 vs plain bf16"]
+    assert cache["figure"].startswith("2.00x") and cache["result"] == ("fail" if downloaded
+                                                                       else suite.NEEDS_REAL_WEIGHTS)
+    assert f"| {weights} |" in (tmp_path / "bench-suite.md").read_text()
+
+
+def test_memory_targets_are_gb_of_everything_on_the_gpu(tmp_path, monkeypatch):
+    """13.5 GiB reserved is within 15 GB, but with the 0.6 GiB outside PyTorch the GPU holds 15.14 GB."""
+    from masuka.bench import suite
+
+    setup = gpu_setup(suite.Setup, False, tmp_path, suite.Deadline(600))
+    monkeypatch.setattr(suite, "_image", stand_in_image)
+    monkeypatch.setattr(suite, "_host_need_gb", lambda model_id: 40.0)
+    monkeypatch.setattr(suite, "_available_host_gb", lambda: 120.0)
+    check = suite._memory_line(setup, "FLUX.1-dev fp8_offload", "flux-dev", "fp8_offload")
+    assert (check.result, check.figures["peak_on_gpu_gb"]) == ("fail", 15.14)
+    assert check.target == "<= 15 GB on the GPU (reserved + outside PyTorch)"
+    assert check.figure.startswith("15.14 GB on the GPU: peak VRAM 13.0 GiB allocated, 13.5 GiB reserved")
+
+
+def test_the_4bit_line_is_in_the_suite_and_says_why_it_was_skipped(tmp_path, monkeypatch):
+    from masuka.bench import suite
+
+    lines = {line.name: line for line in suite.memory_plans(gpu_setup(suite.Setup, False, tmp_path,
+                                                                       suite.Deadline(600)))}
+    monkeypatch.setattr(suite, "_importable", lambda name: False)
+    check = lines["FLUX.1-dev nf4_offload"].measure()
+    assert check.target == "<= 6 GB on the GPU (reserved + outside PyTorch)"
+    assert check.result == "skipped: needs bitsandbytes (pip install 'bitsandbytes>=0.46.1,<1')"
+    monkeypatch.setattr(suite, "_importable", lambda name: True)
+    cpu = suite.Setup("cpu", True, False, "", tmp_path, 1, 0, suite.Deadline(600))
+    assert suite._memory_line(cpu, "FLUX.1-dev nf4_offload", "flux-dev", "nf4_offload").result == (
+        "skipped: bitsandbytes's 4-bit layers need CUDA")
+
+
+def test_random_weights_get_a_4bit_transformer_as_the_nf4_plan_loads_one(tmp_path):
+    bnb = pytest.importorskip("bitsandbytes")
+    import torch
+
+    from masuka.bench import suite
+    from masuka.models.synthetic import random_module
+
+    module = random_module("FluxTransformer2DModel", {"num_layers": 1, "num_single_layers": 1,
+                                                      "attention_head_dim": 16, "num_attention_heads": 2,
+                                                      "joint_attention_dim": 32, "pooled_projection_dim": 32,
+                                                      "axes_dims_rope": (4, 6, 6), "in_channels": 16},
+                           "cpu", torch.bfloat16)
+    suite._quantize_nf4(module, torch.bfloat16)
+    layers = [child for child in module.modules() if isinstance(child, torch.nn.Linear)]
+    assert layers and all(isinstance(layer, bnb.nn.Linear4bit) for layer in layers)
+    module.to("cpu")  # bitsandbytes quantizes as a layer moves
+    assert {layer.weight.quant_type for layer in layers} == {"nf4"}
+
+
+def test_the_report_records_versions_and_the_markdown_header_names_them(tmp_path, monkeypatch):
+    from masuka.bench import suite
+
+    monkeypatch.setattr(suite, "CHECKS", [("one", lambda setup: iter([suite.Line(
+        "one line", lambda: suite.Check("one line", "1 s", "", "measured"), "tiny random")]))])
+    report = suite.run(None, suite_args(tmp_path, budget_s=60, quick=True))
+    found = report["versions"]
+    assert set(found) == {"torch", "cuda", "driver", "device", "diffusers", "transformers", "peft", "accelerate",
+                          "torchao", "bitsandbytes", "commit"}
+    assert found["diffusers"] and found["transformers"] and found["device"] == report["device"]
+    header = (tmp_path / "bench-suite.md").read_text().splitlines()[1]
+    assert header.startswith(f"Device: {found['device']}; torch {found['torch']}") and header.endswith("budget 60 s")
+    assert f"transformers {found['transformers']}" in header
+
+
+def test_old_transformers_and_hub_stop_the_suite_with_one_clear_error(tmp_path, monkeypatch):
+    from masuka.bench import suite
+
+    real = suite.installed
+    old = {"transformers": "4.57.1", "huggingface-hub": "0.36.0"}
+    monkeypatch.setattr(suite, "installed", lambda name: old.get(name) or real(name))
+    with pytest.raises(suite.InvalidInput) as caught:
+        suite.run(None, suite_args(tmp_path / "out"))
+    message = str(caught.value)
+    assert "requirements.txt needs transformers" in message and "4.57.1 is installed" in message
+    assert "needs huggingface-hub" in message and "0.36.0 is installed" in message
+    assert "requirements.lock" in message and not (tmp_path / "out").exists()
+
+
+# -- a group that fails, an app package that is only a folder, a budget that is no number ------------------
+
+def test_a_group_that_fails_to_set_up_is_one_error_line_and_the_others_run(tmp_path, monkeypatch):
+    from masuka.bench import suite
+
+    def broken(setup):
+        raise ImportError("stand-in: a missing package")
+        yield
+
+    def fine(setup):
+        yield suite.Line("after", lambda: suite.Check("after", "1 s", "", "measured"))
+
+    monkeypatch.setattr(suite, "CHECKS", [("one", fine), ("broken", broken), ("two", fine)])
+    report = suite.run(None, suite_args(tmp_path, budget_s=60, quick=True))
+    assert [(check["name"], check["result"]) for check in report["checks"]] == [
+        ("broken (group)", "error: ImportError: stand-in: a missing package"), ("after", "measured"),
+        ("after", "measured")]
+
+
+def test_an_empty_folder_named_like_a_package_is_not_importable(tmp_path, monkeypatch):
+    from masuka.bench import suite
+
+    (tmp_path / "stray_app_pkg").mkdir()
+    (tmp_path / "real_app_pkg").mkdir()
+    (tmp_path / "real_app_pkg" / "__init__.py").write_text("")
+    (tmp_path / "broken_app_pkg").mkdir()
+    (tmp_path / "broken_app_pkg" / "__init__.py").write_text("raise RuntimeError('broken')")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not suite._importable("stray_app_pkg") and suite._importable("real_app_pkg")
+    assert not suite._importable("broken_app_pkg.part")
+
+
+@pytest.mark.parametrize("given", ["inf", "nan", "0", "-5", "soon"])
+def test_the_budget_is_a_finite_number_of_seconds_above_zero(given, capsys):
+    from masuka.bench import suite
+
+    parser = argparse.ArgumentParser()
+    suite.add_arguments(parser)
+    assert parser.parse_args(["--budget-s", "480"]).budget_s == 480.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--budget-s", given])
+    assert f"takes a finite number of seconds above 0 (got {given!r})" in capsys.readouterr().err
