@@ -27,3 +27,7 @@ def chromium() -> str:
         pytest.fail("CI is set but no chromium was found: the browser tests need the system chromium package "
                     "(apt-get install chromium)", pytrace=False)
     pytest.skip(MISSING, allow_module_level=True)
+
+
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

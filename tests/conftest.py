@@ -85,6 +85,19 @@ def live_app(tmp_path):
         running.close()
 
 
+@pytest.fixture
+def page():
+    """A page of the system Chromium, headless (1400x1000); the test is skipped without it, outside CI."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.chromium import FLAGS, chromium
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=FLAGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
 FAST_VIDEO = {"MASUKA_VIDEO_POLL_S": "0.02", "MASUKA_VIDEO_BACKOFF_S": "0.02", "MASUKA_VIDEO_ATTEMPTS": "4",
               "MASUKA_VIDEO_TIMEOUT_S": "5"}
 

@@ -6,20 +6,8 @@ import pytest
 
 from tests.chromium import chromium
 
-CHROMIUM = chromium()  # skips this module (and those importing its fixture) without it, outside CI
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+chromium()  # skips this module without it, outside CI
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser.new_page(viewport={"width": 1400, "height": 1000})
-        browser.close()
 
 
 def generate_in_page(page, model) -> None:

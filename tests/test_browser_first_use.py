@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.test_browser import generate_in_page, page  # noqa: F401  (page: the fixture; skips without chromium)
+from tests.chromium import chromium
+from tests.test_browser import generate_in_page
 
+chromium()  # skips this module without it, outside CI
 pytestmark = pytest.mark.browser
 
 
-def test_a_refused_size_leaves_the_gallery_as_it_was(live_app, tiny_model, page):  # noqa: F811
+def test_a_refused_size_leaves_the_gallery_as_it_was(live_app, tiny_model, page):
     app = live_app()
     page.goto(app.url)
     page.get_by_label("Model").first.wait_for(timeout=30_000)
@@ -26,7 +28,7 @@ def test_a_refused_size_leaves_the_gallery_as_it_was(live_app, tiny_model, page)
     assert page.locator("main").get_by_text("Error", exact=True).count() == 0
 
 
-def test_number_boxes_that_should_be_empty_are_empty(live_app, page):  # noqa: F811
+def test_number_boxes_that_should_be_empty_are_empty(live_app, page):
     page.goto(live_app().url)
     page.get_by_role("tab", name="Video").first.click(timeout=30_000)
     job = page.get_by_label("Job", exact=True)
@@ -39,7 +41,7 @@ def test_number_boxes_that_should_be_empty_are_empty(live_app, page):  # noqa: F
     assert selected.input_value() == ""
 
 
-def test_a_refused_upload_is_listed_with_its_reason(live_app, tmp_path, page):  # noqa: F811
+def test_a_refused_upload_is_listed_with_its_reason(live_app, tmp_path, page):
     from masuka.datasets.library import create_dataset
     from masuka.store import LOCAL_USER
     from tests.datasets import corpus
@@ -61,7 +63,7 @@ def test_a_refused_upload_is_listed_with_its_reason(live_app, tmp_path, page):  
     assert page.locator("text=not an image (or a format MASUKA cannot read) >> visible=true").count() == 1
 
 
-def test_the_train_tab_keeps_the_console_quiet(live_app, page):  # noqa: F811
+def test_the_train_tab_keeps_the_console_quiet(live_app, page):
     messages = []
     page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
     page.goto(live_app().url)
@@ -72,7 +74,7 @@ def test_the_train_tab_keeps_the_console_quiet(live_app, page):  # noqa: F811
     assert noisy == []
 
 
-def test_a_failed_video_says_why_under_generate(live_app, fake, page):  # noqa: F811
+def test_a_failed_video_says_why_under_generate(live_app, fake, page):
     fake("comet").fail_jobs = True  # the form's first provider with a model that is not retired (an OpenAI-style API)
     page.goto(live_app().url)
     page.get_by_role("tab", name="Video").first.click(timeout=30_000)
@@ -84,7 +86,7 @@ def test_a_failed_video_says_why_under_generate(live_app, fake, page):  # noqa: 
     assert "blocked by our moderation system" in line.inner_text()
 
 
-def test_a_local_video_folder_offers_the_sizes_its_config_allows(live_app, tmp_path, page):  # noqa: F811
+def test_a_local_video_folder_offers_the_sizes_its_config_allows(live_app, tmp_path, page):
     from masuka.models.synthetic import save_tiny_video_pipeline
 
     folder = save_tiny_video_pipeline(tmp_path / "tiny-wan")
@@ -107,7 +109,7 @@ def test_a_local_video_folder_offers_the_sizes_its_config_allows(live_app, tmp_p
     assert "1280x720" not in cost.inner_text()
 
 
-def test_pickers_show_what_was_added_elsewhere(live_app, tmp_path, page):  # noqa: F811
+def test_pickers_show_what_was_added_elsewhere(live_app, tmp_path, page):
     """Compare's LoRA pickers are filled when the page opens; a dataset created after it opened is in the Train
     tab's picker once that tab is opened (no ↻); the negative prompt box starts greyed out for FLUX.1 [dev]."""
     from masuka.datasets.library import create_dataset
@@ -131,7 +133,7 @@ def test_pickers_show_what_was_added_elsewhere(live_app, tmp_path, page):  # noq
         page.keyboard.press("Escape")
 
 
-def test_the_train_tab_fits_a_phone(live_app, page):  # noqa: F811
+def test_the_train_tab_fits_a_phone(live_app, page):
     page.goto(live_app().url)
     page.get_by_role("tab", name="Train").first.click(timeout=30_000)
     page.set_viewport_size({"width": 390, "height": 844})  # narrow, the Train tab moves under "More tabs"

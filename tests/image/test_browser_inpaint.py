@@ -10,12 +10,13 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.test_browser import page  # noqa: F401  (page: the fixture; skips without chromium)
+from tests.chromium import chromium
 
+chromium()  # skips this module without it, outside CI
 pytestmark = pytest.mark.browser
 
 
-def paint_stroke(page, canvas) -> None:  # noqa: F811
+def paint_stroke(page, canvas) -> None:
     """Drag the brush across the middle of the picture on the editor's canvas."""
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
@@ -37,7 +38,7 @@ def completed(app, count: int) -> list[dict]:
     raise AssertionError(f"fewer than {count} images were made")
 
 
-def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page):  # noqa: F811
+def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page):
     app = live_app()
     page.goto(app.url)
     page.get_by_role("tab").first.wait_for(timeout=30_000)

@@ -6,42 +6,33 @@ import pytest
 
 from tests.chromium import chromium
 
-CHROMIUM = chromium()
+chromium()  # skips this module without it, outside CI
 pytestmark = pytest.mark.browser
 
 
-def test_add_to_queue_then_watch_it_finish_in_the_queue_tab(live_app, tiny_model):
-    from playwright.sync_api import sync_playwright
-
+def test_add_to_queue_then_watch_it_finish_in_the_queue_tab(live_app, tiny_model, page):
     app = live_app()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless=new", "--no-sandbox",
-                                                                             "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(app.url)
-        page.get_by_label("Model").first.fill(str(tiny_model("flux")))
-        page.get_by_label("Model").first.press("Enter")
-        page.get_by_label("Width").fill("64")
-        page.get_by_label("Height").fill("64")
-        page.get_by_label("Prompt", exact=True).fill("a {red|blue} lighthouse")
-        page.get_by_role("button", name="Add to queue").click()
-        page.get_by_role("tab", name="Queue").click()
-        page.get_by_text("Queued job 1.").wait_for(timeout=30_000)
-        page.get_by_text("completed", exact=True).locator("visible=true").first.wait_for(timeout=120_000)
-        page.get_by_text("a {red|blue} lighthouse", exact=True).locator("visible=true").first.click()
-        page.locator("img[src*='gradio_api/file']").first.wait_for(timeout=30_000)
-        assert page.locator("img[src*='gradio_api/file']").count() >= 2  # both expansions, in the results
-        page.get_by_role("button", name="Pause all mine").click()
-        page.get_by_text("0 jobs paused.").wait_for(timeout=30_000)
-        browser.close()
+    page.goto(app.url)
+    page.get_by_label("Model").first.fill(str(tiny_model("flux")))
+    page.get_by_label("Model").first.press("Enter")
+    page.get_by_label("Width").fill("64")
+    page.get_by_label("Height").fill("64")
+    page.get_by_label("Prompt", exact=True).fill("a {red|blue} lighthouse")
+    page.get_by_role("button", name="Add to queue").click()
+    page.get_by_role("tab", name="Queue").click()
+    page.get_by_text("Queued job 1.").wait_for(timeout=30_000)
+    page.get_by_text("completed", exact=True).locator("visible=true").first.wait_for(timeout=120_000)
+    page.get_by_text("a {red|blue} lighthouse", exact=True).locator("visible=true").first.click()
+    page.locator("img[src*='gradio_api/file']").first.wait_for(timeout=30_000)
+    assert page.locator("img[src*='gradio_api/file']").count() >= 2  # both expansions, in the results
+    page.get_by_role("button", name="Pause all mine").click()
+    page.get_by_text("0 jobs paused.").wait_for(timeout=30_000)
     rows = app.studio.store.find("generations", order_by="id")
     assert [r["prompt"] for r in rows] == ["a red lighthouse", "a blue lighthouse"]
 
 
-def test_judging_a_blind_pair_in_the_compare_tab(live_app):
+def test_judging_a_blind_pair_in_the_compare_tab(live_app, page):
     from PIL import Image
-    from playwright.sync_api import sync_playwright
-
     app = live_app()
     store, folder = app.studio.store, app.studio.config.outputs_dir / "local" / "images"
     folder.mkdir(parents=True)
@@ -54,24 +45,19 @@ def test_judging_a_blind_pair_in_the_compare_tab(live_app):
                                  "params": {"sides": {"a": "style:1", "b": "no LoRA"}},
                                  "state": {"pairs": [{"prompt": "a fox", "seed": 1, "a": ids[0], "b": ids[1],
                                                       "left": "b", "choice": None}]}})
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--headless=new", "--no-sandbox",
-                                                                             "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(app.url)
-        page.get_by_role("tab", name="Compare").click(timeout=30_000)
-        page.get_by_role("button", name="↻").locator("visible=true").first.click()
-        page.get_by_label("A/B test").click()
-        page.get_by_role("option", name="1: style vs no LoRA").click()
-        page.get_by_role("button", name="Load").click()
-        page.get_by_text("Pair 1 (1 left)").wait_for(timeout=30_000)
-        assert page.get_by_text("1 of 1 pairs left to judge").count() == 1, "no side or count before the end"
-        page.get_by_role("button", name="Left is better").click()  # left is side B here
-        page.get_by_text("A = style:1, B = no LoRA: A 0, B 1, ties 0, undecided 0").wait_for(timeout=30_000)
-        assert page.get_by_text("Every pair is judged.", exact=True).count() == 1
-        assert store.get("comparisons", 1)["state"]["pairs"][0]["choice"] == "b"
-        page.get_by_role("button", name="Delete test").click()
-        page.get_by_text("A/B test 1 deleted; its images stay in History.").wait_for(timeout=30_000)
-        browser.close()
+    page.goto(app.url)
+    page.get_by_role("tab", name="Compare").click(timeout=30_000)
+    page.get_by_role("button", name="↻").locator("visible=true").first.click()
+    page.get_by_label("A/B test").click()
+    page.get_by_role("option", name="1: style vs no LoRA").click()
+    page.get_by_role("button", name="Load").click()
+    page.get_by_text("Pair 1 (1 left)").wait_for(timeout=30_000)
+    assert page.get_by_text("1 of 1 pairs left to judge").count() == 1, "no side or count before the end"
+    page.get_by_role("button", name="Left is better").click()  # left is side B here
+    page.get_by_text("A = style:1, B = no LoRA: A 0, B 1, ties 0, undecided 0").wait_for(timeout=30_000)
+    assert page.get_by_text("Every pair is judged.", exact=True).count() == 1
+    assert store.get("comparisons", 1)["state"]["pairs"][0]["choice"] == "b"
+    page.get_by_role("button", name="Delete test").click()
+    page.get_by_text("A/B test 1 deleted; its images stay in History.").wait_for(timeout=30_000)
     assert store.get("comparisons", 1) is None and store.count("generations") == 2
     assert not (app.studio.config.outputs_dir / "local" / "compare" / "1").exists()
