@@ -108,6 +108,12 @@ def _discard(futures: list[Future[Prepared | str]]) -> None:
             prepared.discard()
 
 
+def _same_file(studio: Studio, dataset: dict, sha256: str) -> str | None:
+    """The name of an image of ``dataset`` that is the same file (by SHA-256), or None."""
+    rows = studio.store.find("dataset_images", "dataset_id = ? and sha256 = ?", [dataset["id"], sha256], limit=1)
+    return rows[0]["source_name"] if rows else None
+
+
 def _base(name: str) -> str:
     """A file name stem that is safe, readable and unique within the dataset."""
     stem = re.sub(r"[^\w\-]+", "_", PurePosixPath(name).stem).strip("_")[:48] or "image"
@@ -131,6 +137,11 @@ def _keep(studio: Studio, dataset: dict, options: PrepOptions, index: DuplicateI
            "source_name": name, "caption_source": "file" if caption else None, "created_at": now()}
     with studio.store.transaction():
         ensure_exists(studio, dataset, ADDING)  # deleted meanwhile: this file goes with those not kept yet
+        twin = _same_file(studio, dataset, item.sha256) if options.dedupe else None
+        if twin is not None:  # kept meanwhile by another add into this dataset (another tab, the CLI)
+            item.discard()
+            report.rejected.append(Refusal(name, f"duplicate of {twin} (same file)"))
+            return
         image_id = studio.store.insert("dataset_images", row)
         if item.flipped is not None:
             studio.store.insert("dataset_images", {**row, "file_name": item.flipped.name, "augment_of": image_id,

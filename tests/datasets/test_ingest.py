@@ -153,6 +153,24 @@ def test_adding_the_same_photos_again_refuses_them_as_duplicates(studio, make_da
     assert len(add_images(studio, no_dedupe["id"], LOCAL_USER, files + files).added) == 4
 
 
+def test_two_adds_of_the_same_photos_at_once_keep_each_photo_once(studio, make_dataset, tmp_path):
+    """Another tab (or the CLI) adds the same photos while this add runs: each photo is kept once, by whichever
+    add records it first; the other refuses it as a duplicate."""
+    files = [corpus.photo(tmp_path / f"p{i}.jpg", 60 + i) for i in range(3)]
+    dataset = make_dataset()
+    others = []
+
+    def meanwhile(done: int, _total: int, _name: str) -> None:
+        if done == 1:  # this add has kept p0; the other adds all three before this one goes on
+            others.append(add_images(studio, dataset["id"], LOCAL_USER, files))
+
+    first = add_images(studio, dataset["id"], LOCAL_USER, files, on_progress=meanwhile)
+    assert [row["file"] for row in others[0].added] == ["p1.jpg", "p2.jpg"]
+    assert [r.reason for r in first.rejected] == ["duplicate of p1.jpg (same file)", "duplicate of p2.jpg (same file)"]
+    assert sorted(row["source_name"] for row in dataset_images(studio, dataset["id"])) == ["p0.jpg", "p1.jpg",
+                                                                                          "p2.jpg"]
+
+
 def test_blurry_photos_are_refused_when_the_filter_is_on(studio, make_dataset, tmp_path):
     from PIL import ImageFilter
 
