@@ -7,6 +7,8 @@ import argparse
 from masuka.cli import emit, open_studio, progress_line
 from masuka.store import LOCAL_USER
 
+STOP_WAIT_S = 10.0  # how long Ctrl-C waits for a download to stop (it stops within one chunk of a file)
+
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("models", parents=[common], help="list, download or delete models; import or delete LoRAs")
@@ -32,6 +34,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from masuka.errors import InvalidInput
+    from masuka.jobs import request_stop
     from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
     from masuka.loras.library import delete_lora
     from masuka.models.manage import delete_model, model_status, start_download
@@ -45,8 +48,13 @@ def run(args: argparse.Namespace) -> int:
                                    f"{'  gated' if r['gated'] else ''}" for r in rows))
     elif args.action == "download":
         job_id = start_download(studio, LOCAL_USER, args.model)
-        while (row := studio.runner().wait(job_id, timeout=2))["status"] in ("queued", "running"):
-            progress_line(args, f"{row['model']}: {100 * (row['progress'] or 0):.1f}%")
+        try:
+            while (row := studio.runner().wait(job_id, timeout=2))["status"] in ("queued", "running"):
+                progress_line(args, f"{row['model']}: {100 * (row['progress'] or 0):.1f}%")
+        except KeyboardInterrupt:  # Ctrl-C stops the download too, not only this wait for it
+            request_stop(studio.store, job_id)
+            studio.runner().wait(job_id, timeout=STOP_WAIT_S)
+            raise
         if row["status"] != "completed":
             raise InvalidInput(row["error"] or f"download {row['status']}")
         emit(args, row["result"], row["result"]["path"])

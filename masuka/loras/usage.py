@@ -10,45 +10,34 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from masuka.errors import InvalidInput
+from masuka.holds import Holds
 from masuka.loras.files import deleted
 from masuka.store import LOCAL_USER, QUEUE_UNFINISHED, UNFINISHED
 from masuka.studio import Studio
 
-_LOCK = threading.Lock()  # guards _HELD, and a deletion from its check to its last removed file
-_HELD: Counter[Path] = Counter()  # LoRA files (resolved) of the image requests this process is making
+_HOLDS: Holds[Path] = Holds()  # LoRA files (resolved) of the image requests this process is making
 
 
-@contextmanager
-def lora_files_in_use(files: Iterable[Path]) -> Iterator[None]:
+def lora_files_in_use(files: Iterable[Path]) -> AbstractContextManager[None]:
     """Hold ``files`` (the LoRA files of a checked image request) as used until the block ends: deleting them is
     refused meanwhile. :class:`InvalidInput` when one was deleted since the request was checked."""
-    held = [Path(path).resolve() for path in files]
-    with _LOCK:
-        for path in held:
-            if not path.is_file():
-                raise deleted(path.stem)
-        _HELD.update(held)
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _HELD.subtract(held)
-            for path in held:
-                if _HELD[path] <= 0:
-                    del _HELD[path]
+    return _HOLDS.holding((Path(path).resolve() for path in files), check=_still_there)
+
+
+def _still_there(path: Path) -> None:
+    if not path.is_file():
+        raise deleted(path.stem)
 
 
 @contextmanager
 def while_unused(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]) -> Iterator[None]:
     """:func:`refuse_if_used`, then the block (the deletion) before any new image request may take ``files``."""
-    with _LOCK:
+    with _HOLDS.lock:
         _refuse(studio, what, files, names)
         yield
 
@@ -57,14 +46,14 @@ def refuse_if_used(studio: Studio, what: str, files: Path, names: list[tuple[str
     """:class:`InvalidInput` when unfinished work uses ``files`` (a folder, or one file) or calls a LoRA by one of
     ``names`` ((library name, its owner): only the owner's work calls it so, anyone's for a shared LoRA), in its
     LoRA list or a prompt's ``<lora:name:…>`` tag; ``what`` names the thing to delete in the message."""
-    with _LOCK:
+    with _HOLDS.lock:
         _refuse(studio, what, files, names)
 
 
 def _refuse(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]) -> None:
     later = "Let it finish or stop it first."
     target = files.resolve()
-    if any(path.is_relative_to(target) for path in _HELD):
+    if any(path.is_relative_to(target) for path in _HOLDS.held()):
         raise InvalidInput(f"{what} cannot be deleted yet: an image request (waiting for the GPU or generating) "
                            f"uses it. {later}")
     where = studio.config.relative(files)

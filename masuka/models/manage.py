@@ -2,8 +2,9 @@
 
 Downloads go through ``huggingface_hub.snapshot_download`` into the standard Hugging Face cache (the one
 ``from_pretrained`` reads), with the token saved in Settings. They run as ``jobs`` rows (kind ``download``)
-in their own lane; an interrupted download resumes where it stopped when started again, because the Hub
-client keeps finished files and continues partial ones.
+in their own lane. Started again after a Stop, a killed app or a full disk, a download keeps the files it
+finished and fetches the rest; the file it was cut off in starts again from its first byte (the Hub client
+deletes a half-written file: only a break in the connection is resumed, within the same download).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import io
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +24,7 @@ from tqdm import tqdm
 
 from masuka import jobs
 from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, as_disk_full
+from masuka.holds import Holds
 from masuka.jobs import JobContext, JobRow, Progress, Watch
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog, json_object
 from masuka.models.hub import hub_cache_dir, hub_offline, hub_reachable
@@ -38,6 +42,7 @@ PROGRESS_EVERY_S = 0.5
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".msgpack", ".h5", ".onnx", ".onnx_data", ".gguf")
 #: the Video tab's provider catalog; its entries with a ``repo`` are local models that can be downloaded
 VIDEO_CATALOG_PATH = CATALOG_PATH.with_name("video_models.json")
+_IN_USE: Holds[str] = Holds()  # repos that work of this process fetched for use and has not finished with
 
 
 def catalog_sections() -> dict[str, dict[str, dict]]:
@@ -79,12 +84,11 @@ def cached_repos() -> dict[str, int]:
 
 
 def holds_everything(repo: CachedRepoInfo, without: Sequence[str] = ()) -> bool:
-    """Whether a cached repo can be loaded without downloading: no file left half-transferred, and a snapshot
-    (``main``'s when the cache knows it) with every file a catalog entry names, else every component its
-    ``model_index.json`` lists and, in each model folder (one with a ``config.json``) not in ``without``,
-    safetensors weights with all the shards their index lists."""
-    if any(repo.repo_path.glob("blobs/*.incomplete")):
-        return False
+    """Whether a cached repo can be loaded without downloading: a snapshot (``main``'s when the cache knows it)
+    with every file a catalog entry names, else every component its ``model_index.json`` lists and, in each model
+    folder (one with a ``config.json``) not in ``without``, safetensors weights with all the shards their index
+    lists. Only whole files count: a snapshot names a blob once it is complete (a half-written ``*.incomplete``
+    blob, even one a killed app left behind, is named by none)."""
     revisions = [rev for rev in repo.revisions if "main" in rev.refs] or list(repo.revisions)
     for revision in revisions:
         names = {file.file_path.relative_to(revision.snapshot_path).as_posix() for file in revision.files}
@@ -175,22 +179,32 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
 
     Nothing is fetched for a folder, when the Hub cannot be reached (loading then uses the cache alone) or when
     the cache already holds every file loading needs (:func:`holds_everything`), whatever earlier downloads of the
-    repo ended as. A failed download raises :class:`ModelUnavailable` with its reason.
+    repo ended as. Another user's unfinished download of the repo is joined; when that user stops it, the caller's
+    own download takes over. A failed download raises :class:`ModelUnavailable` with its reason.
     """
     if Path(source).expanduser().is_dir() or not REPO_ID.match(source) or not hub_reachable():
         return
     if repo_complete(source, without):
         return
-    running = [row for row in unfinished_downloads(studio, source)
-               if set(row.params.get("without", ())) <= set(without)]
-    job_id = running[0].id if running else start_download(studio, owner, source, without)
     if watch:
         watch(Progress(fraction=0.0, message=f"Downloading {source}…"))
-    while not (row := studio.runner().wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
-        if watch:
-            watch(Progress(fraction=row.progress or 0.0, message=download_line(row)))
-    if row.status != "completed":
-        raise ModelUnavailable(row.error or f"The download of {source} ended as {row.status}.")
+    while True:
+        running = [row for row in unfinished_downloads(studio, source)
+                   if set(row.params.get("without", ())) <= set(without)]
+        job_id = running[0].id if running else start_download(studio, owner, source, without)
+        while not (row := studio.runner().wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
+            if watch:
+                watch(Progress(fraction=row.progress or 0.0, message=download_line(row)))
+        if row.status == "completed":
+            return
+        if row.status != "cancelled" or row.owner == owner:  # the caller's own download was stopped
+            raise ModelUnavailable(row.error or f"The download of {source} ended as {row.status}.")
+
+
+def models_in_use(*repos: str | None) -> AbstractContextManager[None]:
+    """Hold ``repos`` (None ones ignored) as used from before :func:`fetch_for_use` to the end of the work that
+    loads them: :func:`delete_model` refuses them meanwhile, so loading never downloads them again in a GPU slot."""
+    return _IN_USE.holding(repo for repo in repos if repo)
 
 
 def download_line(row: JobRow | dict) -> str:
@@ -217,11 +231,13 @@ def _duration(seconds: float) -> str:
 
 def stop_download(studio: Studio, user: str, admin: bool, model: str) -> int:
     """Ask the unfinished downloads of ``model`` (the user's own, or any for an admin) to stop; finished files are
-    kept, so starting again resumes. Returns how many were asked."""
+    kept, so starting again fetches only the rest. Returns how many were asked."""
     repo = resolve_repo(model)
     rows = unfinished_downloads(studio, repo, user, admin)
     for row in rows:
         jobs.request_stop(studio.store, row.id)
+    if not rows and unfinished_downloads(studio, repo):
+        raise InvalidInput(f"{repo} is being downloaded by another user: only they or an admin can stop it.")
     if not rows:
         raise InvalidInput(f"No download of {repo} is running.")
     return len(rows)
@@ -256,33 +272,51 @@ def download(studio: Studio, ctx: JobContext, repo: str, without: Sequence[str] 
         raise hub_unreachable(_DOWNLOAD_AGAIN.format(repo))
     token = studio.keys.get(HUGGINGFACE)
     cache = hub_cache_dir()
+    remove_stale_parts(studio, ctx.job_id, repo, cache)
     try:
-        files = files_to_fetch(repo, token, cache, without)
-        path = snapshot_download(repo, cache_dir=cache, endpoint=hub_endpoint(), token=token, allow_patterns=files,
-                                 tqdm_class=job_progress(ctx))
+        files, cached = files_to_fetch(repo, token, cache, without)
+        total = sum(files.values())
+        path = snapshot_download(repo, cache_dir=cache, endpoint=hub_endpoint(), token=token,
+                                 allow_patterns=list(files), tqdm_class=job_progress(ctx, total, cached))
     except (Cancelled, InvalidInput):
         raise
     except Exception as error:  # every Hub failure becomes a message naming the repo and what to do
-        raise download_error(repo, error, bool(token)) from error
+        raise download_error(repo, error, bool(token), admin=studio.config.is_admin(ctx.row().owner)) from error
     size = cache_entries().get(repo, (0, False))[0]
-    ctx.progress(fraction=1.0, result={"path": str(path), "size_bytes": size})
+    ctx.progress(total, total, fraction=1.0, result={"path": str(path), "size_bytes": size})
     log.info("downloaded %s (%d bytes)", repo, size)
     return Path(path)
 
 
-def files_to_fetch(repo: str, token: str | None, cache: Path, without: Sequence[str] = ()) -> list[str]:
+def files_to_fetch(repo: str, token: str | None, cache: Path,
+                   without: Sequence[str] = ()) -> tuple[dict[str, int], int]:
     """The files of ``repo`` that loading needs (:func:`catalog_files`, else :func:`wanted_files`; only the
-    ``config.json`` of a component in ``without``), once they are known to fit on the disk of the cache (sizes
-    from the Hub's file list)."""
+    ``config.json`` of a component in ``without``) with their sizes (from the Hub's file list), once they are known
+    to fit on the disk of the cache; and how many of those bytes the cache holds already (the files of the Hub's
+    latest commit that its snapshot has)."""
     from huggingface_hub import HfApi
+    from huggingface_hub.file_download import repo_folder_name
 
     info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo, files_metadata=True)
     sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
     named = catalog_files(repo)
-    files = [name for name in sizes if name in named] if named else wanted_files(list(sizes))
-    files = [name for name in files if name.partition("/")[0] not in without or name.endswith("/config.json")]
-    check_free_space(repo, sum(sizes[name] for name in files), cache)
-    return files
+    names = [name for name in sizes if name in named] if named else wanted_files(list(sizes))
+    files = {name: sizes[name] for name in names if name.partition("/")[0] not in without
+             or name.endswith("/config.json")}
+    check_free_space(repo, sum(files.values()), cache)
+    snapshot = cache / repo_folder_name(repo_id=repo, repo_type="model") / "snapshots" / (info.sha or "-")
+    return files, sum(size for name, size in files.items() if (snapshot / name).is_file())
+
+
+def remove_stale_parts(studio: Studio, job_id: int, repo: str, cache: Path) -> None:
+    """Delete the half-written blobs of ``repo`` that no running download (other than job ``job_id``) is writing:
+    those a killed app left. The Hub client cannot continue them, and they would only take space."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    if any(row.id != job_id and row.status == "running" for row in unfinished_downloads(studio, repo)):
+        return
+    for part in (cache / repo_folder_name(repo_id=repo, repo_type="model") / "blobs").glob("*.incomplete"):
+        part.unlink(missing_ok=True)
 
 
 def catalog_files(repo: str) -> list[str]:
@@ -315,28 +349,45 @@ def check_free_space(repo: str, size: int, cache: Path) -> None:
                            f"of {cache}: free some space (Settings → Storage) or delete other models.")
 
 
-def job_progress(ctx: JobContext) -> type[tqdm]:
-    """A tqdm class for ``snapshot_download`` that writes byte progress into the job row and honours Stop."""
+def job_progress(ctx: JobContext, total: int, done: int = 0) -> type[tqdm]:
+    """A tqdm class for ``snapshot_download`` that honours Stop at every update and writes byte progress into the
+    job row: the ``done`` bytes cached before plus those its bytes bar counts, of ``total`` (all the files, known
+    before the first one starts). The figure never goes down and stays short of 1.0 until the job completes."""
+    lock = threading.Lock()
+    best, written = done, 0.0
+
+    def report(step: int, rate: float | None) -> None:
+        nonlocal best, written
+        with lock:
+            best = max(best, min(step, total))
+            if time.monotonic() - written > PROGRESS_EVERY_S:
+                written = time.monotonic()
+                ctx.progress(best, total, fraction=min(best / total, ALMOST_DONE) if total else 0.0,
+                             state={"rate": rate})
 
     class JobProgress(tqdm):
         def __init__(self, *args, **kwargs):
             kwargs.pop("name", None)
             kwargs["file"] = io.StringIO()
             super().__init__(*args, **kwargs)
-            self._written = 0.0
+            # the library's transfer bar counts the same bytes again, as they come off the network
+            self._counts = self.unit == "B" and kwargs.get("desc") != TRANSFER_BAR
 
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
-            if self.unit == "B" and self.total and time.monotonic() - self._written > PROGRESS_EVERY_S:
-                self._written = time.monotonic()
-                ctx.check_stop(kept="start it again to resume")
-                ctx.progress(int(self.n), int(self.total), state={"rate": self.format_dict.get("rate")})
+            ctx.check_stop(kept=KEPT)
+            if self._counts:
+                report(done + int(self.n), self.format_dict.get("rate"))
             return shown
 
     return JobProgress
 
 
-_DOWNLOAD_AGAIN = "start the download of {} again (it resumes)"
+#: the description ``snapshot_download`` gives its bar of network bytes (beside the one of bytes written)
+TRANSFER_BAR = "Downloading bytes"
+ALMOST_DONE = 0.999
+KEPT = "the finished files are kept; starting it again fetches the rest"
+_DOWNLOAD_AGAIN = "start the download of {} again (the finished files are kept)"
 
 
 def hub_unreachable(again: str) -> ModelUnavailable:
@@ -345,10 +396,14 @@ def hub_unreachable(again: str) -> ModelUnavailable:
                             f"{again}.")
 
 
-def download_error(repo: str, error: BaseException, has_token: bool, again: str = "") -> ModelUnavailable | DiskFull:
+def download_error(repo: str, error: BaseException, has_token: bool, again: str = "", *,
+                   admin: bool = True) -> ModelUnavailable | DiskFull:
     """A download failure as a message a person can act on (``again``: what to do once the Hub answers, when it
-    cannot be reached; by default, start the download again)."""
+    cannot be reached; by default, start the download again). A user who is not an ``admin`` cannot save the
+    token, and is told to ask one."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from masuka.remote.http import key_fix
 
     chain: list[BaseException] = []
     current: BaseException | None = error
@@ -358,8 +413,8 @@ def download_error(repo: str, error: BaseException, has_token: bool, again: str 
     page = f"{hub_endpoint()}/{repo}"
     if any(isinstance(e, GatedRepoError) for e in chain):
         fix = ("your Hugging Face token has no access yet" if has_token else "no Hugging Face token is set")
-        return ModelUnavailable(f"{repo} is gated and {fix}: accept its licence on {page} and save a token "
-                                "with read access in Settings → API keys.")
+        return ModelUnavailable(f"{repo} is gated and {fix}: accept its licence on {page} and "
+                                f"{key_fix(HUGGINGFACE.key_env[0], admin)} → API keys (a token with read access).")
     if any(isinstance(e, RepositoryNotFoundError) for e in chain):
         return ModelUnavailable(f"{repo} was not found on the Hub (or it is private and your token cannot see it).")
     if full := as_disk_full(error):
@@ -372,15 +427,20 @@ def download_error(repo: str, error: BaseException, has_token: bool, again: str 
 
 def delete_model(studio: Studio, model: str) -> int:
     """Remove ``model`` (a catalog id or repo id) from the cache, every revision and any half-downloaded file;
-    returns the bytes freed. Refused while a download of it is queued or running."""
+    returns the bytes freed. Refused while a download of it is queued or running, or while work of this process
+    uses it (:func:`models_in_use`)."""
     from huggingface_hub.file_download import repo_folder_name
 
     repo = resolve_repo(model)
     if unfinished_downloads(studio, repo):
         raise InvalidInput(f"{repo} is being downloaded: stop the download first, then delete it.")
     folder = hub_cache_dir() / repo_folder_name(repo_id=repo, repo_type="model")
-    if not folder.is_dir():
-        raise InvalidInput(f"{repo} is not in the model cache.")
-    freed = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
-    shutil.rmtree(folder)
+    with _IN_USE.lock:
+        if repo in _IN_USE.held():
+            raise InvalidInput(f"{repo} cannot be deleted yet: a generation is using it. Let it finish or stop it "
+                               "first.")
+        if not folder.is_dir():
+            raise InvalidInput(f"{repo} is not in the model cache.")
+        freed = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+        shutil.rmtree(folder)
     return freed

@@ -140,9 +140,9 @@ def download_model(studio: Studio, model: str, request: gr.Request, progress=gr.
 
 @friendly
 def stop_model_download(studio: Studio, model: str, request: gr.Request):
-    """Stop the running download of a model; starting it again resumes it."""
+    """Stop the running download of a model; its finished files are kept for the next download."""
     stop_download(studio, user_of(request), is_admin(studio, request), model)
-    return f"Stopping the download of {model}; download it again to resume."
+    return f"Stopping the download of {model}; the finished files are kept, and downloading it again fetches the rest."
 
 
 @friendly

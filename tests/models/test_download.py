@@ -17,7 +17,8 @@ WEIGHTS = bytes(range(256)) * 4096  # 1 MiB
 
 def repos() -> dict[str, FakeRepo]:
     return {
-        "acme/tiny-pipe": FakeRepo({"model_index.json": b'{"_class_name": "FluxPipeline"}',
+        "acme/tiny-pipe": FakeRepo({"model_index.json": b'{"_class_name": "FluxPipeline", '
+                                                        b'"transformer": ["diffusers", "FluxTransformer2DModel"]}',
                                     "transformer/model.safetensors": WEIGHTS}),
         "acme/gated": FakeRepo({"model_index.json": b"{}", "vae/model.safetensors": WEIGHTS[:4096]}, gated=True),
         "acme/huge": FakeRepo({"model_index.json": b"{}", "transformer/big.safetensors": b"x" * 10},
@@ -268,3 +269,126 @@ def test_a_complete_cache_is_used_whatever_the_last_download_ended_as(studio, hu
     assert make("acme/other-flux", 3)[0].path.is_file()
     assert [job["model"] for job in studio.store.find("jobs", "kind = 'download'", order_by="id")] == [
         "acme/gated-flux", "acme/gated-flux"]
+
+
+def test_a_stopped_download_says_what_it_kept_and_never_shows_all_done(studio, hub, monkeypatch):
+    """The Hub client deletes a half-written file on Stop: the message says so, and the row is not at 100%."""
+    from masuka.models import manage
+
+    released, serving = held(monkeypatch, hub, "transformer/model.safetensors")
+    job_id = start_download(studio, "local", "acme/tiny-pipe")
+    assert serving.wait(30)
+    manage.stop_download(studio, "local", False, "acme/tiny-pipe")
+    released.set()
+    job = finished(studio, job_id)
+    assert job.status == "cancelled" and "finished files are kept" in job.error and "resume" not in job.error
+    assert (job.progress or 0) < 1.0
+
+
+def test_download_progress_counts_every_file_up_front_and_never_goes_back(studio, hub, monkeypatch):
+    from masuka import jobs
+
+    hub.repos["acme/two"] = FakeRepo({"model_index.json": b"{}", "unet/config.json": b"{}",
+                                      "unet/model.safetensors": WEIGHTS, "vae/config.json": b"{}",
+                                      "vae/model.safetensors": WEIGHTS})
+    held(monkeypatch, hub, "")  # small chunks, every progress update written
+    written, record = [], jobs.progress
+
+    def recorded(store, job_id, step=None, total=None, **kwargs):
+        if step is not None:
+            written.append((step, total, kwargs.get("fraction")))
+        record(store, job_id, step, total, **kwargs)
+
+    monkeypatch.setattr(jobs, "progress", recorded)
+    assert finished(studio, start_download(studio, "local", "acme/two"))["status"] == "completed"
+    size = sum(len(data) for data in hub.repos["acme/two"].files.values())
+    *running, last = written
+    assert running and {total for _step, total, _fraction in written} == {size}
+    assert [step for step, *_ in running] == sorted(step for step, *_ in running)
+    assert all(fraction < 1.0 for *_, fraction in running) and last == (size, size, 1.0)
+
+
+def test_a_half_written_file_left_by_a_killed_app_does_not_keep_a_model_partial(studio, hub, tmp_path):
+    assert finished(studio, start_download(studio, "local", "acme/tiny-pipe"))["status"] == "completed"
+    stale = next((tmp_path / "hf-cache").glob("models--acme--tiny-pipe/blobs")) / "0badc0de.5eed1e55.incomplete"
+    stale.write_bytes(b"half a file of a download whose app was killed")
+    assert "acme/tiny-pipe" in cached_repos()
+    assert finished(studio, start_download(studio, "local", "acme/tiny-pipe"))["status"] == "completed"
+    assert not stale.exists()  # a new download clears what no running download writes
+
+
+def test_ctrl_c_on_the_download_command_stops_the_download(studio, hub, monkeypatch):
+    import argparse
+
+    from masuka.commands import models as command
+
+    released, serving = held(monkeypatch, hub, "transformer/model.safetensors")
+    monkeypatch.setattr(command, "open_studio", lambda args: studio)
+    wait = studio.runner().wait
+
+    def interrupted(job_id, timeout=None):
+        if serving.wait(30) and not released.is_set():
+            released.set()
+            raise KeyboardInterrupt
+        return wait(job_id, timeout)
+
+    monkeypatch.setattr(studio.runner(), "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        command.run(argparse.Namespace(action="download", model="acme/tiny-pipe", json=False))
+    assert finished(studio, studio.store.find("jobs")[0]["id"])["status"] == "cancelled"
+    assert "acme/tiny-pipe" not in cached_repos()
+
+
+def test_another_users_stop_neither_fails_a_joined_fetch_nor_is_allowed_to_bob(studio, hub, monkeypatch):
+    """Bob's first use joins Alice's download; Bob may not stop it, and when Alice stops it, Bob's goes on."""
+    from masuka.models import manage
+
+    released, serving = held(monkeypatch, hub, "transformer/model.safetensors")
+    start_download(studio, "alice", "acme/tiny-pipe")
+    assert serving.wait(30)
+    with pytest.raises(InvalidInput, match="being downloaded by another user: only they or an admin can stop it"):
+        manage.stop_download(studio, "bob", False, "acme/tiny-pipe")
+    joined, outcome = threading.Event(), []
+    bob = threading.Thread(target=lambda: outcome.append(manage.fetch_for_use(
+        studio, "bob", "acme/tiny-pipe", lambda progress: joined.set() if progress.total is None else None)))
+    bob.start()
+    assert joined.wait(30)
+    manage.stop_download(studio, "alice", False, "acme/tiny-pipe")
+    released.set()
+    bob.join(60)
+    assert outcome == [None] and "acme/tiny-pipe" in cached_repos()
+    assert [(job["owner"], job["status"]) for job in studio.store.find("jobs", order_by="id")] == [
+        ("alice", "cancelled"), ("bob", "completed")]
+
+
+def test_a_model_cannot_be_deleted_between_its_download_and_its_generation(studio, hub, tiny_model, monkeypatch,
+                                                                          tmp_path):
+    from huggingface_hub import constants
+
+    from masuka.image import generate
+    from masuka.image.generate import ImageRequest, generate_images
+    from masuka.models import manage
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    hub.repos["acme/tiny-flux"] = FakeRepo.of_folder(tiny_model("flux"))
+    refused = []
+
+    def fetch_then_an_admin_deletes(*args, **kwargs):
+        manage.fetch_for_use(*args, **kwargs)
+        with pytest.raises(InvalidInput, match="acme/tiny-flux cannot be deleted yet: a generation is using it"):
+            delete_model(studio, "acme/tiny-flux")
+        refused.append(True)
+
+    monkeypatch.setattr(generate, "fetch_for_use", fetch_then_an_admin_deletes)
+    assert generate_images(studio, ImageRequest("a fox", "acme/tiny-flux", steps=1, width=64, height=64, seed=1))
+    assert refused and all(count == 1 for name, count in hub.downloads.items()  # never again in the GPU slot
+                           if name.endswith(".safetensors"))
+    assert delete_model(studio, "acme/tiny-flux") > 0  # once the generation is over
+
+
+def test_a_gated_repo_tells_a_user_who_is_not_an_admin_to_ask_one(studio, hub, monkeypatch):
+    monkeypatch.setattr(type(studio.config), "is_admin", lambda config, user: user == "admin")
+    job = finished(studio, start_download(studio, "bob", "acme/gated"))
+    assert "gated" in job.error and "ask an admin to save the key in Settings → API keys" in job.error
+    job = finished(studio, start_download(studio, "admin", "acme/gated"))
+    assert "save the key in Settings → API keys" in job.error and "ask an admin" not in job.error
