@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class GPURunner:
         waiting, ``cancelled()`` is asked a few times a second: when it says yes, :class:`Cancelled` is raised.
 
         The refusal and the wait message name the jobs holding the GPU, unless ``private`` (a caller who may
-        not know what other users run): then they say "another job".
+        not know what other users run, nor stop them): then they say "another job" and do not offer to stop it.
 
         Interactive requests go first: while one waits, ``background`` holds (queued jobs) do not take a
         slot, and an interactive request waits past its timeout when only queued work holds the GPU (a
@@ -85,7 +85,8 @@ class GPURunner:
                 busy = "another job" if private else ", ".join(holders) or "another job"
                 only_queued = bool(holders) and all(h.startswith(BACKGROUND_LABEL) for h in holders)
                 if deadline is not None and time.monotonic() >= deadline and not only_queued:
-                    raise GPUBusy(f"The GPU is busy with {busy}. Try again when it finishes, or stop it.")
+                    raise GPUBusy(f"The GPU is busy with {busy}. Try again when it finishes"
+                                  + ("." if private else ", or stop it."))
                 if on_wait and not told:
                     on_wait(f"waiting for the GPU ({busy})")
                     told = True
@@ -133,42 +134,81 @@ class GPURunner:
         return None
 
 
+@dataclass
+class _Flag:
+    """A stop flag and the work using it: clicks whose work waits in the queue, work running."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    waiting: int = 0
+    running: int = 0
+
+
 class StopFlags:
-    """Per-session stop requests: the Stop button sets one, the pipeline's step callback checks it. A flag is
-    there only while its work runs (:meth:`armed`, or :meth:`arm` then :meth:`disarm` when it ends), so a Stop
-    with nothing running stops nothing."""
+    """Per-session stop requests: the Stop button sets a key's flags, the work checks them. A flag is there from
+    the click that asks for the work (:meth:`arm`, before the work waits in Gradio's queue) or from the work's
+    start (:meth:`start`) until the work ends (:meth:`disarm`; :meth:`armed` does both ends), so a Stop pressed
+    while the work waits counts, and a Stop with nothing waiting or running stops nothing."""
 
     def __init__(self) -> None:
-        self._flags: dict[str, threading.Event] = {}
+        self._flags: dict[str, list[_Flag]] = {}
         self._lock = threading.Lock()
 
     def arm(self, key: str) -> threading.Event:
+        """The flag of work just asked for, which its :meth:`start` takes: the key's flag not yet stopped (one
+        Stop ends the work waiting and running), else a new one."""
         with self._lock:
-            event = self._flags[key] = threading.Event()
-            return event
+            flag = self._open(key)
+            flag.waiting += 1
+            return flag.event
+
+    def start(self, key: str) -> threading.Event:
+        """The flag of work starting: the one its click armed (set when a Stop came while it waited), else the
+        key's flag not yet stopped, else a new one. :meth:`disarm` it when the work ends."""
+        with self._lock:
+            flag = next((flag for flag in self._flags.get(key, []) if flag.waiting), None)
+            if flag is None:
+                flag = self._open(key)
+            else:
+                flag.waiting -= 1
+            flag.running += 1
+            return flag.event
 
     def disarm(self, key: str, event: threading.Event) -> None:
-        """Forget ``event``, the flag of work that has ended (a flag armed since for newer work stays)."""
+        """The work of ``event`` has ended: the flag is forgotten when no other work uses it."""
         with self._lock:
-            if self._flags.get(key) is event:
-                del self._flags[key]
+            flags = self._flags.get(key, [])
+            for flag in flags:
+                if flag.event is event:
+                    flag.running -= 1
+                    if not flag.running and not flag.waiting:
+                        flags.remove(flag)
+                    break
+            if not flags:
+                self._flags.pop(key, None)
 
     @contextmanager
     def armed(self, key: str) -> Iterator[threading.Event]:
-        """The flag of the work done inside the ``with``: armed on entry, disarmed however the work ends."""
-        event = self.arm(key)
+        """The flag of the work done inside the ``with``: :meth:`start` on entry, disarmed however it ends."""
+        event = self.start(key)
         try:
             yield event
         finally:
             self.disarm(key, event)
 
     def stop(self, key: str) -> bool:
+        """Set the key's flags; whether any work was waiting or running to stop."""
         with self._lock:
-            event = self._flags.get(key)
-        if event is None:
-            return False
-        event.set()
-        return True
+            flags = list(self._flags.get(key, []))
+        for flag in flags:
+            flag.event.set()
+        return bool(flags)
+
+    def _open(self, key: str) -> _Flag:
+        """The key's newest flag when it is not set, else a new one (called with the lock held)."""
+        flags = self._flags.setdefault(key, [])
+        if not flags or flags[-1].event.is_set():
+            flags.append(_Flag())
+        return flags[-1]
 
 
 def check_stop(event: threading.Event | None) -> None:

@@ -80,6 +80,39 @@ def test_a_wait_for_the_gpu_ends_as_soon_as_it_is_cancelled(tmp_path):
         pass  # a free slot is taken whatever the flag says: the flag only ends a wait
 
 
+def test_the_busy_refusal_offers_a_stop_only_to_who_may_see_the_job(tmp_path):
+    """An admin is told which job holds the GPU and that it can be stopped; another user only that another job
+    does, and nothing about stopping it (they cannot)."""
+    runner = GPURunner(tmp_path)
+    with runner.hold("training run 3"):
+        with pytest.raises(GPUBusy, match=r"busy with training run 3 \(pid \d+\)\. Try again when it finishes, "
+                                          r"or stop it\.$"):
+            with runner.hold("image", timeout=0):
+                pass
+        with pytest.raises(GPUBusy) as private:
+            with runner.hold("image", timeout=0, private=True):
+                pass
+    assert str(private.value) == "The GPU is busy with another job. Try again when it finishes."
+
+
+def test_a_stop_counts_from_the_click_to_the_end_of_the_work():
+    """The click arms the flag before the work waits in the queue: a Stop then ends the work when it starts;
+    a second click while the first work runs shares its flag (one Stop ends both); a click after a Stop gets a
+    new flag; once all the work has ended nothing is left to stop."""
+    from masuka.gpu import StopFlags
+
+    flags = StopFlags()
+    assert flags.arm("k") is flags.start("k")
+    second = flags.arm("k")
+    assert flags.stop("k") and second.is_set()
+    third = flags.arm("k")
+    assert not third.is_set(), "a click after the Stop is new work"
+    assert flags.start("k") is second and flags.start("k") is third
+    for event in (second, second, third):
+        flags.disarm("k", event)
+    assert not flags.stop("k") and not flags._flags
+
+
 def test_a_failed_write_after_locking_leaves_the_gpu_slot_free(tmp_path):
     (tmp_path / "gpu-0.lock").symlink_to("/dev/full")  # locking works, writing the holder's name fails
     # (private: a busy slot's holder is never read back, which /dev/full would answer with endless zeros)

@@ -74,7 +74,7 @@ from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
 from masuka.loras.usage import lora_files_in_use
 from masuka.models.catalog import ModelSpec, ask_hub, resolve_image_model
-from masuka.models.manage import fetch_for_use
+from masuka.models.manage import fetch_for_use, models_in_use
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
@@ -223,6 +223,14 @@ def image_spec(studio: Studio, owner: str, model: str) -> ModelSpec:
     return spec if spec.architecture else ask_hub(spec, studio.keys.get(HUGGINGFACE))
 
 
+def seed_run(seed: Any, count: int) -> int:
+    """The first of ``count`` seeds in a row: ``seed`` checked so the run ends within :data:`MAX_SEED`, or (None
+    or -1) a random one leaving room for the run."""
+    if seed is None or seed == -1:
+        return random.randint(0, MAX_SEED - count + 1)
+    return whole_number("seed", seed, 0, MAX_SEED - count + 1)
+
+
 def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = False) -> Plan:
     """Check every parameter and fill in defaults; raises :class:`InvalidInput` naming the problem.
 
@@ -261,10 +269,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     if request.step_cache and not fast:
         raise InvalidInput("The step cache is part of the fast setting: turn Fast on to use it.")
     check_space_request(spec.id, fast, request.memory_plan, bool(request.loras or tagged))
-    seed = request.seed
-    if seed is None or seed == -1:
-        seed = random.randint(0, MAX_SEED - MAX_BATCH)
-    seed = whole_number("seed", seed, 0, MAX_SEED - batch + 1)
+    seed = seed_run(request.seed, batch)
     loras = []
     wanted = [*request.loras, *tagged]
     for ref, weight in wanted:
@@ -303,14 +308,18 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
                     on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None,
                     gpu_timeout: float | None = None, allow_any_path: bool = False,
                     on_download: Watch | None = None, background: bool = False,
-                    cancelled: Callable[[], bool] | None = None) -> list[ImageResult]:
+                    cancelled: Callable[[], bool] | None = None,
+                    on_wait: Callable[[str], None] | None = None) -> list[ImageResult]:
     """Validate, download the model if needed (outside the GPU slot, progress to ``on_download``), then make
     ``request.batch`` images; returns them in order. Raises on the first failure.
 
-    ``background`` work (the queue) lets interactive requests take the GPU first. The request's LoRA files are held
-    from its checks to its end: they cannot be deleted while it waits for the GPU or runs."""
+    ``background`` work (the queue) lets interactive requests take the GPU first. While it waits for the GPU,
+    ``on_wait`` is told for whom and ``cancelled`` (by default: ``stop`` is set) ends the wait. The request's LoRA
+    files and models are held from its checks to its end: they cannot be deleted while it waits for the GPU or
+    runs."""
     plan = plan_request(studio, request, allow_any_path)
-    with lora_files_in_use(info.path for info, _weight in plan.loras):
+    with lora_files_in_use(info.path for info, _weight in plan.loras), \
+            models_in_use(plan.spec.source, plan.safety.safety_model if plan.safety else None):
         keep_inputs(studio, plan)
         fetch_for_use(studio, request.owner, plan.spec.source, on_download, replaced_components(request.memory_plan))
         if plan.safety:
@@ -318,7 +327,8 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
         if request.optimize_prompt:
             plan = _optimized(studio, plan, on_download, gpu_timeout, background)
         with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
-                             background=background, cancelled=cancelled):  # asked while it waits for the GPU
+                             background=background, on_wait=on_wait,
+                             cancelled=cancelled or (stop.is_set if stop else None)):
             return _run(studio, plan, on_step, on_image, stop)
 
 
@@ -348,6 +358,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
          stop: threading.Event | None) -> list[ImageResult]:
     import torch
 
+    check_stop(stop)  # a Stop while the work waited for the GPU: no model loaded for nothing
     request = plan.request
     pipe = get_pipeline(studio.models, plan.spec, studio.keys.get(HUGGINGFACE),
                         memory=request.memory_plan, fast=request.fast, step_cache=request.step_cache)

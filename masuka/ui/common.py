@@ -208,8 +208,9 @@ def wire_stop(studio: Studio, tab: str, button: gr.Button, status: Component, ap
 
 
 def stop_work(studio: Studio, tab: str, step: str, request: gr.Request):
-    """A Stop button's click: stop ``tab``'s work of this session; nothing shown when none runs (the flag is there
-    only while it runs: :meth:`~masuka.gpu.StopFlags.armed`)."""
+    """A Stop button's click: stop ``tab``'s work of this session, running or waiting in the queue; nothing shown
+    when there is none (the flag is there from the click that asks for the work until it ends:
+    :class:`~masuka.gpu.StopFlags`)."""
     return f"Stopping after the current {step}…" if studio.stops.stop(stop_key(tab, request)) else gr.skip()
 
 

@@ -375,20 +375,28 @@ def edit_image(studio: Studio, prompt: str, model: str, images: list[str] | None
 
 @friendly
 def check_edit(studio: Studio, request: gr.Request, *values) -> None:
-    """Refuse a bad edit (the values ``edit_image`` takes) before the event that owns the gallery runs. The
-    request comes before the values: Gradio gives it only to a parameter it can pass by position."""
+    """Refuse a bad edit (the values ``edit_image`` takes) before the event that owns the gallery runs, else arm
+    its Stop (:func:`check_form`). The request comes before the values: Gradio gives it only to a parameter it can
+    pass by position."""
     plan_request(studio, edit_request(*values, user_of(request)))
+    studio.stops.arm(stop_key(IMAGE_TAB, request))
 
 
 def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, progress: gr.Progress):
-    """Run ``request_`` on a worker thread; yield (gallery, seeds, status) as images finish."""
+    """Run ``request_`` on a worker thread; yield (gallery, seeds, status) as images finish. A Stop pressed while
+    it waited in the queue (its flag armed by the click's check) ends it before anything runs."""
     events: queue.Queue = queue.Queue()
     key = stop_key(IMAGE_TAB, request)
-    stop_flag = studio.stops.arm(key)  # before the work is handed over, so a Stop at once finds it
+    stop_flag = studio.stops.start(key)  # before the work is handed over, so a Stop at once finds it
+    if stop_flag.is_set():
+        studio.stops.disarm(key, stop_flag)
+        yield [], "", "Stopped: 0 image(s) kept."
+        return
 
     def work() -> None:
         try:
             generate_images(studio, request_, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
+                            on_wait=lambda message: events.put(("download", message, 0.0)),
                             on_download=lambda p: events.put(("download", p.message, p.fraction or 0.0)),
                             on_step=lambda i, s, n: events.put(("step", i, s, n)),
                             on_image=lambda r: events.put(("image", r)))
@@ -439,8 +447,10 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
 @friendly
 def check_form(studio: Studio, request: gr.Request, *values) -> None:
     """Refuse bad input (the values ``generate_image`` takes) before the event that owns the gallery runs, so a
-    refusal leaves it as it was (the request first, as in :func:`check_edit`)."""
+    refusal leaves it as it was (the request first, as in :func:`check_edit`); else arm the tab's Stop, which then
+    counts while the generation waits in the queue."""
     plan_request(studio, image_request(user_of(request), *values))
+    studio.stops.arm(stop_key(IMAGE_TAB, request))
 
 
 @friendly

@@ -177,20 +177,30 @@ def picked(images: list | None, index: int | None) -> str:
     return item[0] if isinstance(item, (list, tuple)) else item.get("image", {}).get("path")
 
 
+def still_selected(images: list | None, index: int | None) -> int | None:
+    """The selection once the gallery shows new results, as the gallery keeps it: the same place, within the
+    results shown (a new batch streams in one image at a time, so a place past the first becomes the first);
+    nothing selected stays so."""
+    return None if index is None or not images else min(index, len(images) - 1)
+
+
 def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio, init_image: gr.Image,
                  widgets: ModeWidgets) -> gr.State:
     """Each "Send to" button of a mode puts the selected (else the first) result in that mode's picture field;
-    returns the selected index (the other tabs' buttons are wired by :func:`send_to_other_tabs` once those tabs
-    are built)."""
-    selected = gr.State(0)
+    returns the selected index, which follows the gallery's own (the other tabs' buttons are wired by
+    :func:`send_to_other_tabs` once those tabs are built)."""
+    selected = gr.State(None)
 
     def remember(event: gr.SelectData) -> int:
         return event.index
 
-    gallery.select(remember, None, selected, api_visibility="private")
+    quiet = {"api_visibility": "private", "show_progress": "hidden"}
+    gallery.select(remember, None, selected, **quiet)
+    gallery.preview_close(lambda: None, None, selected, **quiet)  # the picture closed: nothing selected
+    gallery.change(still_selected, [gallery, selected], selected, **quiet)
 
     def sender(target: str):
-        def send_to(images: list | None, index: int):
+        def send_to(images: list | None, index: int | None):
             path = picked(images, index)
             picture = gr.skip() if target != IMAGE else path
             canvas = {"background": path, "layers": [], "composite": path} if target == INPAINT else gr.skip()
@@ -211,7 +221,7 @@ def send_to_upscale(button: gr.Button, gallery: gr.Gallery, selected: gr.State, 
                  api_visibility="private")
 
 
-def send_picked_to_upscale(images: list | None, index: int):
+def send_picked_to_upscale(images: list | None, index: int | None):
     """The picked result as the picture to upscale, and the Upscale panel open."""
     return picked(images, index), gr.Accordion(open=True)
 
@@ -227,7 +237,7 @@ def send_to_other_tabs(ctx: UIContext, send: dict[str, gr.Button], gallery: gr.G
                                api_visibility="private")
 
 
-def send_picked(tab: str, many: bool, images: list | None, index: int):
+def send_picked(tab: str, many: bool, images: list | None, index: int | None):
     """The picked result (in a list where the field takes several files), and ``tab`` shown."""
     path = picked(images, index)
     return [path] if many else path, gr.Tabs(selected=tab)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from masuka.errors import Cancelled, InvalidInput
+from masuka.gpu import check_stop
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import upscaler_names
 from masuka.image.upscale.request import DEFAULT_TILE, SCALES, UpscaleRequest
@@ -62,7 +63,7 @@ def build(ctx: UIContext, stop: gr.Button) -> UpscalePanel:
                                              strength=strength, prompt=prompt, tile=tile, seed=seed),
                              tab="image", adapt=reuse_fields, accordion=accordion)
     private = {"api_visibility": "private"}
-    ctx.generated(run.click(starting, None, [result, status], queue=False, **private).then(
+    ctx.generated(run.click(bind(starting, studio), None, [result, status], queue=False, **private).then(
         bind(upscale, studio), form.pick(FIELDS), [result, status], api_name="upscale_image", show_progress_on=status,
         **ctx.gpu_event()))
     wire_stop(studio, PANEL, stop, status, api_name="stop_upscale", step="tile")
@@ -97,15 +98,16 @@ def upscale(studio: Studio, image: str | None, scale: int = 2, upscaler: str = "
     """Upscale ``image`` 2x or 4x with ``upscaler`` (with ``detail``, then repaint it tile by tile with
     ``model``) in tiles of ``tile`` pixels (0: the whole picture, or with ``detail`` the model's native size; left
     out: 512, or the native size); returns the saved picture and a status line."""
-    if not image:
-        raise InvalidInput("Choose the picture to upscale.")
     try:
-        with studio.stops.armed(stop_key(PANEL, request)) as stop:
+        with studio.stops.armed(stop_key(PANEL, request)) as stop:  # the flag the click armed (see starting)
+            if not image:
+                raise InvalidInput("Choose the picture to upscale.")
+            check_stop(stop)  # a Stop while it waited in the queue
             made = upscale_image(studio, UpscaleRequest(
                 image, scale=int(scale), upscaler=upscaler or "Lanczos", detail=bool(detail),
                 model=model if detail else None, strength=float(strength), prompt=prompt or "",
                 seed=None if seed in (None, -1) else int(seed), tile=None if tile is None else int(tile),
-                owner=user_of(request)), gpu_timeout=GPU_WAIT_S, stop=stop,
+                owner=user_of(request)), gpu_timeout=GPU_WAIT_S, stop=stop, cancelled=stop.is_set,
                 on_tile=lambda done, total: progress((done, total), desc=f"Tile {done}/{total}", unit="tiles"))[0]
     except Cancelled:
         return None, "Stopped: nothing saved."
@@ -115,8 +117,10 @@ def upscale(studio: Studio, image: str | None, scale: int = 2, upscaler: str = "
     return str(made.path), f"Done{seed_text}: saved and recorded in History."
 
 
-def starting():
-    """An upscale starting: the previous result and its status cleared, so a failure does not leave them showing."""
+def starting(studio: Studio, request: gr.Request):
+    """An upscale asked for: the previous result and its status cleared, so a failure does not leave them showing,
+    and the panel's Stop armed, so it counts while the upscale waits in the queue."""
+    studio.stops.arm(stop_key(PANEL, request))
     return None, ""
 
 

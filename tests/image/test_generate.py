@@ -89,6 +89,20 @@ def test_stop_keeps_finished_images_and_records_the_cancel(studio, tiny_model):
     assert studio.config.absolute(rows[0]["output_path"]).is_file()
 
 
+def test_a_stop_before_the_work_gets_the_gpu_loads_no_model(studio, tiny_model):
+    """Stop pressed while the work waited for the GPU, which is free the moment it looks: the work ends before
+    the model loads, and nothing is recorded."""
+    import threading
+
+    from masuka.errors import Cancelled
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        generate_images(studio, request(tiny_model("flux")), stop=stop)
+    assert studio.models.loads == 0 and not studio.store.find("generations")
+
+
 def test_crash_mid_batch_keeps_earlier_images_and_records_failure(studio, tiny_model, monkeypatch):
     from masuka.image import generate
 

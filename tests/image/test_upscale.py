@@ -304,6 +304,29 @@ def test_the_stop_button_ends_the_panel_s_upscale_in_the_panel(studio, photo, up
     assert studio.store.find("generations")[0]["status"] == "cancelled"
 
 
+def test_a_stop_while_the_panel_s_upscale_waits_ends_it_at_once(studio, photo):
+    """The Upscale click arms the Stop: pressed while the upscale waits in the queue, or while another job holds
+    the GPU, it ends the upscale within a moment and nothing is saved."""
+    import threading
+
+    from masuka.ui import upscale as panel
+    from masuka.ui.common import stop_work
+
+    request = gr.Request(session_hash="upscale-waits")
+
+    def upscale() -> tuple:
+        return panel.upscale(studio, str(photo), 2, "Lanczos", request=request, progress=lambda *_a, **_k: None)
+
+    panel.starting(studio, request)  # the click: the upscale now waits in the queue
+    assert stop_work(studio, panel.PANEL, "tile", request) == "Stopping after the current tile…"
+    assert upscale() == (None, "Stopped: nothing saved.")
+    with studio.gpu.hold("training run 1"):
+        panel.starting(studio, request)
+        threading.Timer(0.3, stop_work, (studio, panel.PANEL, "tile", request)).start()
+        assert upscale() == (None, "Stopped: nothing saved."), "not a 'GPU busy' refusal once the wait is over"
+    assert not studio.store.find("generations") and not studio.stops._flags
+
+
 def test_an_unexpected_upscale_failure_names_its_type_and_clears_the_last_result(studio, photo, monkeypatch):
     """The toast shows the error's type and message (escaped: the toast reads HTML), and the Upscale button empties
     the previous result and its "Done" before the upscale runs."""
@@ -320,4 +343,6 @@ def test_an_unexpected_upscale_failure_names_its_type_and_clears_the_last_result
     demo = build_app(studio)
     run = next(fn for fn in demo.fns.values() if fn.api_name == "upscale_image")
     before = demo.fns[run.trigger_after]
-    assert before.name == "starting" and before.outputs == run.outputs and panel.starting() == (None, "")
+    request = gr.Request(session_hash="upscale-starting")
+    assert before.name == "starting" and before.outputs == run.outputs
+    assert panel.starting(studio, request) == (None, "")

@@ -392,3 +392,64 @@ def test_the_stop_flag_lives_as_long_as_the_generation(studio, tiny_model):
     with studio.stops.armed("key") as flag:
         assert studio.stops.stop("key") and flag.is_set()
     assert not studio.stops.stop("key") and not studio.stops._flags
+
+
+def test_a_stop_while_the_generation_waits_in_the_queue_ends_it_before_it_runs(studio, tiny_model):
+    """The click's check arms the Stop: pressed while the generation waits in Gradio's queue, it ends the
+    generation as it leaves the queue (no model loaded, nothing recorded), and the next click runs."""
+    from masuka.ui.common import IMAGE_TAB, stop_work
+
+    request = gr.Request(session_hash="queued-stop")
+    form = ["a fox", str(tiny_model("flux")), "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0.0]
+
+    def leave_the_queue() -> list:
+        return list(image.generate_image(studio, *form, request=request, progress=lambda *_a, **_k: None))
+
+    image.check_form(studio, request, *form)  # the click: the generation now waits in the queue
+    assert stop_work(studio, IMAGE_TAB, "step", request) == "Stopping after the current step…"
+    assert leave_the_queue() == [([], "", "Stopped: 0 image(s) kept.")]
+    assert not studio.store.find("generations") and studio.models.loads == 0
+    assert stop_work(studio, IMAGE_TAB, "step", request) == SKIP and not studio.stops._flags
+    image.check_form(studio, request, *form)
+    assert leave_the_queue()[-1][2].startswith("Done") and not studio.stops._flags
+
+
+def test_a_stop_while_the_generation_waits_for_the_gpu_ends_it_at_once(studio, tiny_model):
+    """Another job holds the GPU: a Stop ends the wait within a moment, before any model loads, and shows as
+    stopped (not as a "GPU busy" refusal once the wait is over)."""
+    from masuka.ui.common import IMAGE_TAB, stop_work
+
+    request = gr.Request(session_hash="gpu-wait-stop")
+    shown: list[str] = []
+
+    def progress(*_args, desc: str = "", **_kwargs) -> None:
+        shown.append(desc)
+        if "waiting for the GPU" in desc:  # the page says what it waits for; the user presses Stop
+            stop_work(studio, IMAGE_TAB, "step", request)
+
+    with studio.gpu.hold("image generation for alice"):  # the generation itself runs on a worker thread
+        outputs = list(image.generate_image(studio, "a fox", str(tiny_model("flux")), steps=1, width=64, height=64,
+                                            request=request, progress=progress))
+    assert any(desc.startswith("waiting for the GPU (image generation for alice") for desc in shown)
+    assert outputs[-1][2] == "Stopped: 0 image(s) kept."
+    assert studio.models.loads == 0 and not studio.store.find("generations") and not studio.stops._flags
+
+
+def test_send_to_follows_the_gallery_s_own_selection(studio):
+    """The gallery keeps its selection at the same place, within the results shown, when new results come, and
+    drops it when its picture is closed: "Send to" takes the picture the gallery shows selected, else the first
+    (not one picked among the previous results)."""
+    from masuka.ui.app import build_app
+    from masuka.ui.image_modes import picked, still_selected
+
+    old, new = [(f"old{i}.png", "") for i in range(4)], [(f"new{i}.png", "") for i in range(4)]
+    assert still_selected(new[:1], 2) == 0 and still_selected(new[:2], 0) == 0  # a new batch streams in
+    assert still_selected(new, 2) == 2 and still_selected(new, None) is None and still_selected([], 2) is None
+    assert picked(new, still_selected(new, None)) == "new0.png" and picked(old, 2) == "old2.png"
+    fns = build_app(studio).fns.values()
+    remember = next(fn for fn in fns if fn.name == "remember")
+    gallery, selected = remember.targets[0][0], remember.outputs
+    follows = {event for fn in fns for block, event in fn.targets if block == gallery and fn.outputs == selected}
+    assert {"select", "preview_close", "change"} <= follows
+    closed = next(fn for fn in fns if (gallery, "preview_close") in fn.targets)
+    assert closed.fn() is None
