@@ -2,7 +2,8 @@
 
 ``pip check`` reads only package metadata; transformers, diffusers and peft also refuse each other's versions
 when a feature is first used (transformers 5.24 refuses peft below 0.22, for example). Those minimums live in
-the libraries' own modules, so MASUKA reads them from there instead of copying them.
+the libraries' own modules, so MASUKA reads them from there instead of copying them. Besides: whether they fit
+requirements.txt's ranges and the ranges they declare on each other (:func:`range_problems`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,16 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from packaging.markers import Marker
+from packaging.requirements import Requirement as Range
 from packaging.version import Version
+
+#: MASUKA's ranges for the packages it runs on
+REQUIREMENTS_FILE = Path(__file__).resolve().parents[1] / "requirements.txt"
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,27 @@ def problems(checks: tuple[Requirement, ...] = RUNTIME_CHECKS) -> list[str]:
             found.append(f"{check.checker} {installed(check.checker)} needs {check.package}>={minimum}, "
                          f"but {check.package} {have} is installed: install the pinned set "
                          f"(pip install -r requirements.lock) or upgrade {check.package}")
+    return found
+
+
+def range_problems(packages: Iterable[str], requirements_text: str) -> list[str]:
+    """One sentence per package of ``packages`` that is missing, or whose version is outside a range that
+    ``requirements_text`` (requirements.txt's) or another of ``packages`` declares for it."""
+    packages = tuple(packages)
+    names = {canonical(name) for name in packages}
+    wanted = [("requirements.txt", Range(text)) for line in requirements_text.splitlines()
+              if (text := line.partition("#")[0].strip())]
+    for package in packages:
+        if installed(package):
+            wanted += [(f"{package} {installed(package)}", Range(text))
+                       for text in importlib.metadata.requires(package) or []]
+    found = [f"{package} is not installed" for package in packages if not installed(package)]
+    for who, requirement in wanted:
+        have = installed(requirement.name)
+        if (canonical(requirement.name) in names and have
+                and not (requirement.marker and not requirement.marker.evaluate({"extra": ""}))
+                and not requirement.specifier.contains(have, prereleases=True)):
+            found.append(f"{who} needs {requirement.name}{requirement.specifier}, {have} is installed")
     return found
 
 

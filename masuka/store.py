@@ -346,7 +346,7 @@ def find_named(store: Store, table: str, ref: str | int, owner: str, admin: bool
     text = str(ref or "").strip()
     if not text:
         raise InvalidInput(f"Choose a {what}.")
-    match, value = ("id = ?", row_id(text) or -1) if text.isascii() and text.isdigit() else ("name = ?", text)
+    match, value = ("id = ?", row_id(text) or -1) if is_id_text(text) else ("name = ?", text)
     rows = store.find(table, f"owner = ? and {match}", [owner, value], limit=1)
     if not rows and admin:
         rows = store.find(table, match, [value], order_by="id")
@@ -358,10 +358,15 @@ def find_named(store: Store, table: str, ref: str | int, owner: str, admin: bool
     return rows[0]
 
 
+def is_id_text(text: str) -> bool:
+    """Whether ``text`` is written as an id: ASCII digits only (what the pickers send). A name is never that."""
+    return text.isascii() and text.isdigit()
+
+
 def row_id(value: Any) -> int | None:
     """``value`` (a number, or ASCII digits as typed) as an id a row can have, else None: a fraction, text or a
     number outside SQLite's positive integers names no row."""
-    if isinstance(value, str) and not (value.strip().isascii() and value.strip().isdigit()):
+    if isinstance(value, str) and not is_id_text(value.strip()):
         return None
     try:
         number = int(value)

@@ -77,6 +77,17 @@ def test_doctor_lists_packages_that_moved_since_a_lock(tmp_path, capsys):
     assert main(["doctor", "--against", str(old)]) == 0
 
 
+def test_doctor_reports_a_core_library_outside_the_requirements_ranges(capsys, monkeypatch):
+    import masuka.compat
+
+    real = masuka.compat.installed
+    monkeypatch.setattr(masuka.compat, "installed", lambda name: "4.57.1" if name == "transformers" else real(name))
+    assert main(["doctor", "--json"]) == 2
+    found = json.loads(capsys.readouterr().out)["problems"]
+    assert any(line.startswith("requirements.txt needs transformers") and line.endswith("4.57.1 is installed")
+               for line in found), found
+
+
 def test_every_extra_says_what_it_enables():
     found = extras()
     core = ranges("requirements.txt")

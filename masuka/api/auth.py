@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import LOCAL_USER, insert_named, now, row_id
+from masuka.store import LOCAL_USER, insert_named, is_id_text, now, row_id
 from masuka.studio import Studio
 
 TOKEN_PREFIX = "msk_"
@@ -50,7 +50,7 @@ def create_token(studio: Studio, owner: str, name: str = "") -> str:
     name = (name or "").strip() or next(f"token-{n}" for n in itertools.count(1) if f"token-{n}" not in taken)
     if len(name) > 64 or not name.isprintable():
         raise InvalidInput("Name the token with at most 64 printable characters.")
-    if name.isdigit():
+    if is_id_text(name):
         raise InvalidInput(f"Name the token with more than digits ({name!r} is how its id would be written): "
                            f"e.g. 'token-{name}'.")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -96,7 +96,7 @@ def revoke_token(studio: Studio, owner: str, ref: str | int) -> dict:
     was revoked. A name or prefix that several tokens share (made before names were unique) is refused: revoke
     those by id."""
     ref = str(ref).strip()
-    by_id = ref.isascii() and ref.isdigit()
+    by_id = is_id_text(ref)
     matches = [row for row in list_tokens(studio, owner)
                if (row["id"] == row_id(ref) if by_id else ref in (row["name"], row["prefix"]))]
     if not matches:

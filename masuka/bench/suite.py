@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib.metadata
 import importlib.util
 import json
 import math
@@ -40,7 +39,7 @@ from typing import Any
 
 from masuka.bench import machine
 from masuka.bench.image import _baseline, _baseline_dtype, _downloaded, _free, measure_prepared
-from masuka.compat import canonical, installed, problems
+from masuka.compat import REQUIREMENTS_FILE, installed, problems, range_problems
 from masuka.errors import InvalidInput
 from masuka.gpu import DevicePlan, device_plan
 from masuka.image.quantized import QUANTIZED_PLANS, quantized_components
@@ -63,7 +62,6 @@ TRAIN_STEPS, TRAIN_WARMUP = 12, 3
 #: declare on each other (transformers 5 needs huggingface_hub 1 and its own tokenizers).
 SUITE_PACKAGES = ("torch", "diffusers", "transformers", "huggingface-hub", "tokenizers", "peft", "accelerate",
                   "safetensors")
-REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "requirements.txt"
 #: Versions recorded in the report besides torch's (absent ones as None).
 RECORDED_PACKAGES = ("diffusers", "transformers", "peft", "accelerate", "torchao", "bitsandbytes")
 
@@ -236,28 +234,9 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
 
 def check_versions() -> None:
     """Refuse to start, with every reason in one message, where the suite's packages are missing or their versions
-    do not fit requirements.txt or each other (an older transformers cannot build the offline tokenizers)."""
-    from packaging.requirements import Requirement
-
-    names = {canonical(name) for name in SUITE_PACKAGES}
-    wanted: list[tuple[str, Requirement]] = []
-    for line in REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines():
-        text = line.partition("#")[0].strip()
-        if text:
-            wanted.append(("requirements.txt", Requirement(text)))
-    for package in SUITE_PACKAGES:
-        if installed(package):
-            wanted += [(f"{package} {installed(package)}", Requirement(text))
-                       for text in importlib.metadata.requires(package) or []]
-    found = [f"{package} is not installed" for package in SUITE_PACKAGES if not installed(package)]
-    for who, requirement in wanted:
-        have = installed(requirement.name)
-        if (canonical(requirement.name) in names and have
-                and not (requirement.marker and not requirement.marker.evaluate({"extra": ""}))
-                and not requirement.specifier.contains(have, prereleases=True)):
-            found.append(f"{who} needs {requirement.name}{requirement.specifier}, {have} is installed")
-    if not found:
-        found = problems()
+    do not fit requirements.txt or each other (an older transformers cannot build the offline tokenizers), or where
+    the libraries would refuse each other at run time."""
+    found = range_problems(SUITE_PACKAGES, REQUIREMENTS_FILE.read_text(encoding="utf-8")) + problems()
     if found:
         raise InvalidInput("bench suite cannot run with these packages: " + "; ".join(found) + ". Install the "
                            "versions of requirements.lock (README: Performance, bench suite, on a fresh GPU box).")

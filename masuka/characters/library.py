@@ -22,7 +22,7 @@ from typing import Any
 from masuka.datasets.caption_template import check_trigger
 from masuka.datasets.library import NAME, delete_dataset
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import PROCESS_TOKEN, find_named, holder_alive, insert_named, now, owner_clause
+from masuka.store import PROCESS_TOKEN, find_named, holder_alive, insert_named, is_id_text, now, owner_clause
 from masuka.studio import Studio
 
 BUILDING = "building"
@@ -37,7 +37,7 @@ def character_name(name: str | None) -> str:
     some keyboards type it, is ``ë``); refused unless it is 1-64 letters, digits, spaces, dots, dashes or
     underscores, not only digits."""
     name = unicodedata.normalize("NFC", (name or "").strip())
-    if not NAME.match(name) or name.isdigit():
+    if not NAME.match(name) or is_id_text(name):
         raise InvalidInput("Name the character with 1-64 letters, digits, spaces, dots, dashes or underscores "
                            "(not only digits), e.g. 'anna'.")
     return name

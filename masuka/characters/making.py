@@ -45,7 +45,7 @@ from masuka.characters.views import ViewRequest, check_outfit, edit_models, make
 from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.captioners import resolve_captioner
-from masuka.datasets.captioning import CaptionRequest, caption_dataset
+from masuka.datasets.captioning import CaptionRequest, caption_dataset, check_captioner, fetch_captioner
 from masuka.datasets.library import (
     create_dataset,
     dataset_images,
@@ -54,15 +54,14 @@ from masuka.datasets.library import (
     find_dataset,
     set_caption,
 )
-from masuka.errors import InvalidInput, ModelUnavailable, NotFound
+from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
 from masuka.history.browse import generation_params
 from masuka.image.generate import MAX_SEED
 from masuka.image.limits import MAX_STEPS
 from masuka.image.tasks import open_picture
 from masuka.jobs import Watch
-from masuka.models.hub import cache_only
-from masuka.models.manage import fetch_for_use, repo_complete
+from masuka.models.manage import repo_complete
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.validation import whole_number
@@ -89,18 +88,6 @@ def chosen_captioner(choice: str) -> str:
         return choice
     source = resolve_captioner("florence2").source
     return source if repo_complete(source) else ""
-
-
-def fetch_captioner(studio: Studio, owner: str, captioner: str, on_download: Watch | None = None) -> None:
-    """Before any view is made: ``captioner`` must be one ``owner`` may use and downloaded (fetched now when the
-    Hub answers), so that a wrong or missing one fails in seconds, not after the views. It is not loaded: that
-    would push the view model out of memory."""
-    source = resolve_captioner(usable_model(studio, owner, captioner, marker="config.json")).source
-    fetch_for_use(studio, owner, source, on_download)
-    if cache_only(source) and not repo_complete(source):
-        raise ModelUnavailable(f"The captioner {source} is not downloaded and the Hugging Face Hub cannot be reached: "
-                               "download it (Models tab) once the network is back, or leave the captioner empty "
-                               "(captions from the view prompts).")
 
 
 def default_view_model() -> str:
@@ -181,8 +168,8 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     # in seconds, not after the views, and their downloads happen outside the views' GPU work
     load_embedder(studio, request.owner, request.identity_model, on_download, faces=not request.skip_faces)
     captioner = chosen_captioner(request.captioner)
-    if captioner:
-        fetch_captioner(studio, request.owner, captioner, on_download)
+    if captioner:  # not loaded: that would push the view model out of memory
+        fetch_captioner(studio, request.owner, check_captioner(studio, request.owner, captioner), on_download)
     params = {"model": model, "strength": request.strength, "steps": steps, "size": size, "seed": seed,
               "threshold": threshold, "identity_model": request.identity_model, "face": picks,
               "skip_faces": request.skip_faces, "captioner": captioner, "prompts": prompts}
@@ -409,10 +396,12 @@ def _drop_image(studio: Studio, image_id: int | None, owner: str) -> None:
             delete_image(studio, image_id, owner)
 
 
-def ensure_dataset(studio: Studio, character: dict, on_download: Watch | None = None) -> dict:
-    """The character (one made: see :func:`~masuka.characters.library.check_made`) with its dataset as the Datasets
-    tab left it: made again from the kept views and the real photos when it was deleted there, and each view or
-    real photo whose image was deleted there taken out."""
+def ensure_dataset(studio: Studio, character: dict, action: str, on_download: Watch | None = None) -> dict:
+    """The character with its dataset as the Datasets tab left it: made again from the kept views and the real
+    photos when it was deleted there, and each view or real photo whose image was deleted there taken out. Refuses
+    ``action`` (as :func:`~masuka.characters.library.check_made` words it) while the character is still being
+    made."""
+    check_made(character, action)
     dataset = _dataset_of(studio, character)
     if dataset is None:
         return _remake_dataset(studio, character, on_download)
@@ -466,8 +455,8 @@ def regenerate_view(studio: Studio, ref: str | int, owner: str, index: int | str
                     on_download: Watch | None = None) -> dict:
     """Make view ``index`` (from 1) again with a new seed, score it, and put it in the dataset when it passes."""
     character = find_character(studio, ref, owner, admin)
-    check_made(character, "regenerate views")
-    character = ensure_dataset(studio, character, on_download)
+    usable_model(studio, character["owner"], character["params"]["model"])  # as create_character checked it
+    character = ensure_dataset(studio, character, "regenerate views", on_download)
     views = character["state"]["views"]
     position, old = _view(views, index)
     view = _new_view(studio, character, old["prompt"], max(v["seed"] for v in views) + 1, allow_any_path=False)
@@ -491,14 +480,12 @@ def add_photos(studio: Studio, ref: str | int, owner: str, photos: list[str | Pa
     the others and added to its dataset as they are. Returns the character and the photos its dataset refused
     (a duplicate of one it has, say), which are not kept, with the reason. Refused while the character is still
     being made: its dataset is not ready for them."""
-    character = find_character(studio, ref, owner, admin)
-    check_made(character, "add photos")
+    character = ensure_dataset(studio, find_character(studio, ref, owner, admin), "add photos")
     paths = [Path(p) for p in photos]
     if not paths or len(character["state"]["photos"]) + len(paths) > 4 * MAX_PHOTOS:
         raise InvalidInput(f"Add 1 or more photos; a character keeps at most {4 * MAX_PHOTOS}.")
     skip_faces = character["params"].get("skip_faces", False)
     faces = [photo_face(path, pick, skip_faces) for path, pick in zip(paths, face_picks(face, len(paths)))]
-    character = ensure_dataset(studio, character)
     character, added = _keep_photos(studio, character, paths, faces)
     refused = _add_to_dataset(studio, character, [(None, photo) for photo in added])
     return find_character(studio, character["id"], character["owner"]), refused

@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import Any
 
 from masuka import jobs
-from masuka.characters.library import check_made, find_character, update_character
+from masuka.characters.library import find_character, update_character
 from masuka.characters.making import ensure_dataset
 from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
 from masuka.datasets.library import count_images
@@ -38,7 +38,6 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     ``interrupt`` (set by a signal) saves a checkpoint and marks the run ``interrupted``. A dataset deleted in the
     Datasets tab is made again first (:func:`ensure_dataset`)."""
     character = find_character(studio, ref, owner, admin)
-    check_made(character, "train it")
     if not -4 <= float(weight) <= 4:
         raise InvalidInput(f"The LoRA weight must be between -4 and 4 (got {weight:g}).")
     known = {f.name for f in fields(TrainOptions)} - {"dataset", "base"}
@@ -46,7 +45,7 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     if unknown:
         raise InvalidInput(f"Unknown training option(s): {', '.join(unknown)}.")
     settings = {**CHARACTER_PRESET, **{k: v for k, v in options.items() if v is not None}}
-    character = ensure_dataset(studio, character)
+    character = ensure_dataset(studio, character, "train it")
     if not count_images(studio, character["dataset_id"]):
         raise InvalidInput(f"Character {character['name']!r} has no kept view: all were rejected. Regenerate views, "
                            "create it again with a lower identity threshold, or add real photos.")

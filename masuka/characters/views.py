@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masuka.access import usable_model
 from masuka.errors import InvalidInput
 from masuka.image.edit import reference_limit, takes_references
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
@@ -83,9 +82,9 @@ def view_size(photo: Path, model: str, views: ViewRequest) -> tuple[int, int]:
 
 def make_view(studio: Studio, owner: str, photo: Path, description: str, seed: int, views: ViewRequest,
               allow_any_path: bool = False) -> ImageResult:
-    """Generate one view of the character in ``photo`` (a file in the data dir) from its view description. A model
-    path ``owner`` may not use is refused before anything is read from it, as in the Image tab."""
-    model = usable_model(studio, owner, views.model)
+    """Generate one view of the character in ``photo`` (a file in the data dir) from its view description with
+    ``views.model``, which the caller has checked ``owner`` may use (:func:`~masuka.access.usable_model`)."""
+    model = views.model
     edit = is_edit_model(model)
     width, height = view_size(photo, model, views)
     values: dict[str, Any] = dict(prompt=view_prompt(description, edit, views.outfit is not None), model=model,

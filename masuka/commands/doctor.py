@@ -1,5 +1,5 @@
-"""``python -m masuka doctor``: the installed core libraries, whether they accept each other, the extras, and
-whether every ``MASUKA_*`` variable set holds a value MASUKA can use."""
+"""``python -m masuka doctor``: the installed core libraries, whether they fit requirements.txt's ranges and
+accept each other, the extras, and whether every ``MASUKA_*`` variable set holds a value MASUKA can use."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from masuka.compat import installed, moved, problems
+    from masuka.compat import REQUIREMENTS_FILE, installed, moved, problems, range_problems
     from masuka.environment import check_environment
     from masuka.errors import InvalidInput
     from masuka.extras import extras
 
     versions = {name: installed(name) for name in CORE}
-    found = problems()
+    found = range_problems(CORE, REQUIREMENTS_FILE.read_text(encoding="utf-8")) + problems()
     try:
         check_environment(probe_device=True)
     except InvalidInput as error:

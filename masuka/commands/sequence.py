@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidInput("--ids takes numbers separated by commas (1,2,3).") from None
         paths = history_images(studio, LOCAL_USER, True, ids)
     elif args.queue_job:
-        paths = [studio.config.absolute(row["output_path"]) for row in job_images(studio, args.queue_job)]
+        paths = [studio.config.absolute(row["output_path"]) for row in job_images(studio, [args.queue_job])]
         if not paths:
             job = studio.store.get("queue", args.queue_job)
             raise (NotFound(f"There is no queued job {args.queue_job} (see `queue list`).") if job is None else

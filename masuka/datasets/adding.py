@@ -86,10 +86,10 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
             except BaseException:  # a full disk, say: the files prepared and not kept go
                 _discard(futures[handled:])
                 raise
-        with studio.store.transaction():
+        if report.added:
+            update_dataset(studio, dataset, meanwhile=ADDING)
+        else:
             ensure_exists(studio, dataset, ADDING)
-            if report.added:
-                update_dataset(studio, dataset)
     except BaseException:
         if studio.store.get("datasets", dataset["id"]) is None:  # deleted meanwhile: files written since go too
             shutil.rmtree(folder, ignore_errors=True)

@@ -22,7 +22,7 @@ from masuka.datasets.caption_template import DEFAULT_TEMPLATE, check_template, c
 from masuka.datasets.formats import MAX_CAPTION_CHARS
 from masuka.datasets.preprocess import PrepOptions
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import UNFINISHED, find_named, insert_named, now, owner_clause, row_id
+from masuka.store import UNFINISHED, find_named, insert_named, is_id_text, now, owner_clause, row_id
 from masuka.studio import Studio
 from masuka.validation import plain_text
 
@@ -40,7 +40,7 @@ def create_dataset(studio: Studio, name: str, owner: str, trigger: str = "", tem
                    options: PrepOptions | dict | None = None) -> dict:
     """A new empty dataset; the name must be unique among the owner's datasets."""
     name = (name or "").strip()
-    if not NAME.match(name) or name.isdigit():
+    if not NAME.match(name) or is_id_text(name):
         raise InvalidInput("Name the dataset with 1-64 letters, digits, spaces, dots, dashes or underscores "
                            "(not only digits), e.g. 'my-cat'.")
     if not isinstance(options, PrepOptions):
@@ -75,10 +75,11 @@ def ensure_exists(studio: Studio, dataset: dict, meanwhile: str = "meanwhile") -
         raise NotFound(f"Dataset {dataset['name']!r} was deleted {meanwhile}.")
 
 
-def update_dataset(studio: Studio, dataset: dict, **fields) -> dict:
-    """Set ``fields`` (and ``updated_at``) of a dataset; :class:`NotFound` when it was deleted meanwhile."""
+def update_dataset(studio: Studio, dataset: dict, *, meanwhile: str = "meanwhile", **fields) -> dict:
+    """Set ``fields`` (and ``updated_at``) of a dataset; :class:`NotFound` when it was deleted meanwhile (as
+    :func:`ensure_exists` words it)."""
     with studio.store.transaction():
-        ensure_exists(studio, dataset)
+        ensure_exists(studio, dataset, meanwhile)
         studio.store.update("datasets", dataset["id"], updated_at=now(), **fields)
         return studio.store.existing("datasets", dataset["id"])
 

@@ -32,6 +32,8 @@ FORM_FIELDS = {"prompt": "prompt", "negative_prompt": "negative", "model": "mode
 MAX_EXPORT = 1000
 #: an image row's input files (copied into the data dir when it was made)
 IMAGE_INPUT_FILES = ("init_image", "mask")
+#: per kind, the file fields of the form that remakes it (emptied when the entry lacks them)
+FORM_FILES = {"image": (*IMAGE_INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES), "video": INPUT_FILES}
 
 
 def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[str, dict]:
@@ -44,25 +46,22 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     fields["loras"] = [_lora_field(studio, user, x) for x in row.get("loras") or [] if isinstance(x, dict)]
     for name, value in params.items():
         fields.setdefault(name, value)
-    for name in (*INPUT_FILES, *IMAGE_INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES):  # files it can show
+    for name in (name for files in FORM_FILES.values() for name in files):  # files it can show
         if isinstance(fields.get(name), str) and (path := studio.config.absolute(fields[name])).is_file():
             fields[name] = str(path)
-    if row["kind"] == "image":  # every field, so that nothing of the entry reused before stays in the form
+    if row["kind"] == "image":
         fields.update(_image_switches(row.get("negative_prompt"), params))
-        fields.update({name: None for name in (*IMAGE_INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES)
-                       if name not in fields})
-        fields.setdefault("references", [])
-    if row["kind"] == "video":  # the same for the Video form: what the entry lacks is emptied, not left as it was
+    elif row["kind"] == "video":
         fields.setdefault("negative", "")
-        fields.update({name: None for name in INPUT_FILES if name not in fields})
+        fields["sound"] = sound_choice(fields.get("audio"))
+    if row["kind"] in FORM_FILES:  # every field, so that nothing of the entry reused before stays in the form
+        fields.update({name: None for name in FORM_FILES[row["kind"]] if name not in fields})
         fields.setdefault("references", [])
     if isinstance(fields.get("references"), list):  # an edit's images, a video's reference images
         fields["references"] = [str(path) for path in map(studio.config.absolute, fields["references"])
                                 if path.is_file()]
     if isinstance(fields.get("outpaint"), list):  # as the form and the CLI write it
         fields["outpaint"] = ",".join(str(side) for side in fields["outpaint"])
-    if row["kind"] == "video":
-        fields["sound"] = sound_choice(fields.get("audio"))
     return row["kind"], fields
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from masuka.errors import Cancelled, InvalidInput, NotFound
-from masuka.image.generate import MAX_SEED, ImageRequest, ImageResult, generate_images, plan_request
+from masuka.image.generate import ImageRequest, ImageResult, generate_images, plan_request, seed_run
 from masuka.store import now, row_id
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -41,13 +41,11 @@ def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b:
         raise InvalidInput("Sides A and B are the same: pick different LoRAs (or none on one side).")
     if not prompts or not 1 <= seeds * len(prompts) <= MAX_PAIRS:
         raise InvalidInput(f"Give at least one prompt, and at most {MAX_PAIRS} pairs (prompts x seeds).")
-    start = base.seed if base.seed not in (None, -1) else random.randint(0, MAX_SEED - seeds + 1)
+    first_seed = seed_run(base.seed, seeds)
     # each side makes one image a pair (the seeds are no batch): checked so, the range of seeds on its own
-    checked = [plan_request(studio, replace(base, prompt=prompt, loras=side, seed=start, batch=1), allow_any_path)
-               for prompt in prompts for side in (a, b)]
-    first_seed, model = checked[0].seeds[0], checked[0].spec.id
-    if first_seed + seeds - 1 > MAX_SEED:
-        raise InvalidInput(f"The seed is too large for {seeds} seeds (at most {MAX_SEED - seeds + 1}).")
+    checked = [plan_request(studio, replace(base, prompt=prompt, loras=side, seed=first_seed, batch=1),
+                            allow_any_path) for prompt in prompts for side in (a, b)]
+    model = checked[0].spec.id
     pairs: list[dict] = []
     for prompt in prompts:
         for seed in range(first_seed, first_seed + seeds):

@@ -22,6 +22,7 @@ from masuka.studio import Studio
 from masuka.users import output_dir
 
 MAX_CELLS = 64  # more needs an explicit yes
+ALLOW_LARGE = f"Allow more than {MAX_CELLS} cells"  # the app's box that gives that yes (the CLI's is --yes)
 LIMIT_CELLS = 1024  # the most a grid may have, even with a yes
 MAX_LABEL = 48  # characters of a value shown on the grid
 #: axis name -> label on the grid
@@ -47,14 +48,6 @@ class Cell:
     position: tuple[int, int, int]
     request: ImageRequest
     labels: dict[str, str] = field(default_factory=dict)
-
-
-class LargeGrid(InvalidInput):
-    """A grid of more than :data:`MAX_CELLS` cells without a yes; ``how`` says how to give it where it was asked."""
-
-    def __init__(self, cells: int, how: str = "confirm with --yes"):
-        self.cells = cells
-        super().__init__(f"This grid has {cells} cells (more than {MAX_CELLS}): {how}.")
 
 
 @dataclass
@@ -94,7 +87,8 @@ def plan_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_pa
         raise InvalidInput(f"This grid has {count} cells: a grid has at most {LIMIT_CELLS}. Make it in smaller "
                            "grids (fewer values per axis).")
     if count > MAX_CELLS and not confirm_large:
-        raise LargeGrid(count)
+        raise InvalidInput(f"This grid has {count} cells (more than {MAX_CELLS}): confirm the large grid to make it "
+                           f"(--yes on the command line, the '{ALLOW_LARGE}' box in the app).")
     seed = base.seed if base.seed not in (None, -1) else plan_request(studio, replace(base, batch=1)).seeds[0]
     base = replace(base, seed=seed, batch=1)
     padded = list(axes) + [Axis("", ("",))] * (3 - len(axes))

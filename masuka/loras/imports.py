@@ -31,6 +31,7 @@ from masuka.loras.library import (
 )
 from masuka.models.catalog import REPO_ID
 from masuka.services import CIVITAI, HUGGINGFACE, civitai_base_url, hub_endpoint
+from masuka.store import is_id_text
 from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def _library_name(studio: Studio, owner: str, name: str, shorten: bool = False) 
     LoRAs has it already (:func:`~masuka.loras.library.check_name`, the rule training names keep too)."""
     stem = NAME.sub("_", name.strip()).strip("._")
     if shorten:
-        stem = f"lora-{stem}" if stem.isdigit() else stem
+        stem = f"lora-{stem}" if is_id_text(stem) else stem
         stem = stem[:MAX_NAME_CHARS]
         while len(stem.encode()) > MAX_NAME_BYTES:
             stem = stem[:-1]
@@ -126,7 +127,8 @@ def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: 
             path = hf_hub_download(repo, filename, local_dir=tmp, endpoint=hub_endpoint(),
                                    token=studio.keys.get(HUGGINGFACE))
         except Exception as error:  # gated, missing, offline: one message naming the repo
-            raise download_error(repo, error, bool(studio.keys.get(HUGGINGFACE)), again) from error
+            raise download_error(repo, error, bool(studio.keys.get(HUGGINGFACE)), again,
+                                 admin=studio.config.is_admin(owner)) from error
         return import_lora_file(studio, owner, path, title, "huggingface")
 
 

@@ -11,7 +11,7 @@ from masuka.disk import TMP_AGE_S
 from masuka.errors import InvalidInput
 from masuka.loras.files import LoraInfo, inspect_lora, lora_hash
 from masuka.loras.usage import while_unused
-from masuka.store import LOCAL_USER, find_named, insert_named
+from masuka.store import LOCAL_USER, find_named, insert_named, is_id_text
 from masuka.studio import Studio
 from masuka.users import user_folder_name
 
@@ -79,7 +79,7 @@ def check_name(name: str) -> None:
 
 def check_not_a_number(name: str) -> None:
     """Refuse a LoRA name of digits only: such text names a LoRA by its id (the delete picker sends ids)."""
-    if name.isdigit():
+    if is_id_text(name):
         raise InvalidInput(f"LoRA name {name!r} is only digits, which name a LoRA by its id: add a letter "
                            f"(e.g. 'lora-{name}').")
 

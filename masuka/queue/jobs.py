@@ -15,13 +15,12 @@ goes first), in queue order within a user.
 from __future__ import annotations
 
 import os
-import random
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput, NotFound
-from masuka.image.generate import MAX_SEED, ImageRequest, plan_request
+from masuka.image.generate import ImageRequest, plan_request, seed_run
 from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
@@ -55,15 +54,13 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
         raise InvalidInput("No prompts: write one prompt a line.")
     planned = []  # every line is checked before any is queued: a bad line queues none
     for template in templates:
-        seed = request.seed
-        base = seed if seed is not None and seed != -1 else random.randint(0, MAX_SEED // 2)
-        expanded = expand_prompts(studio.config.wildcards_dir, [template], random_picks, base)
+        # random picks follow the seed too, so a job repeated with its seed repeats its prompts
+        expanded = expand_prompts(studio.config.wildcards_dir, [template], random_picks, seed_run(request.seed, 1))
         first = expanded[0].text if expanded else ""  # nothing to expand: refused as an empty prompt
-        plan = plan_request(studio, replace(request, prompt=first, seed=base), allow_any_path)
+        plan = plan_request(studio, replace(request, prompt=first), allow_any_path)
         items: list[dict[str, Any]] = [{"prompt": p.text, "template": p.template} for p in expanded
                                        for _ in plan.seeds]
-        if base + len(items) - 1 > MAX_SEED:
-            raise InvalidInput(f"The seed is too large for {len(items)} images (at most {MAX_SEED - len(items) + 1}).")
+        base = seed_run(request.seed, len(items))
         for index, item in enumerate(items):
             item["seed"] = base + index
         planned.append((template, plan.spec.id, items))
@@ -140,14 +137,11 @@ def _stored(studio: Studio, request: ImageRequest) -> dict[str, Any]:
 
 
 def add_job(studio: Studio, owner: str, task: str, title: str, model: str, params: dict[str, Any]) -> int:
-    """Insert one job at the end of the queue, within the owner's limit of unfinished jobs."""
-    store = studio.store
-    with store.transaction():
-        _check_room(studio, owner)
-        job_id = store.insert("queue", {"owner": owner, "task": task, "status": "queued", "title": title[:200],
-                                        "model": model, "params": {"task": task, **params}, "position": _end(studio),
-                                        "done": 0, "total": len(params["items"]), "updated_at": now()})
-    return job_id
+    """Insert one job at the end of the queue. Call it inside the caller's transaction, after
+    :func:`_check_room` made room for it (and for any other job that transaction adds)."""
+    return studio.store.insert("queue", {"owner": owner, "task": task, "status": "queued", "title": title[:200],
+                                         "model": model, "params": {"task": task, **params}, "position": _end(studio),
+                                         "done": 0, "total": len(params["items"]), "updated_at": now()})
 
 
 def list_jobs(studio: Studio, user: str, admin: bool = False, finished: int = 20) -> list[dict]:
@@ -164,18 +158,16 @@ def list_jobs(studio: Studio, user: str, admin: bool = False, finished: int = 20
     rows += store.query(f"{listed} not {unfinished} order by coalesce(finished_at, updated_at) desc, id desc limit ?",
                         [*args, *UNFINISHED, finished])
     images: dict[int, list[str]] = {row["id"]: [] for row in rows}
-    for image in store.query(f"select queue_id, output_path from generations where status = 'completed' and "
-                             f"queue_id in ({_marks(tuple(images))}) order by json_extract(params, '$.queue_item'), id",
-                             list(images)):
+    for image in job_images(studio, list(images)):
         images[image["queue_id"]].append(str(config.absolute(image["output_path"])))
     return [{key: row[key] for key in LISTED} | {"images": images[row["id"]]}
             | ({"grid": str(config.absolute(row["grid"]))} if row["grid"] else {}) for row in rows]
 
 
-def job_images(studio: Studio, job_id: int) -> list[dict]:
-    """The finished images of a job, in item order (one ``generations`` row each)."""
-    rows = studio.store.find("generations", "queue_id = ? and status = 'completed'", [job_id], order_by="id")
-    return sorted(rows, key=lambda row: (row["params"] or {}).get("queue_item", 0))
+def job_images(studio: Studio, job_ids: list[int]) -> list[dict]:
+    """The finished images of the jobs (one ``generations`` row each), by job, then in item order."""
+    return studio.store.find("generations", f"queue_id in ({_marks(tuple(job_ids))}) and status = 'completed'",
+                             job_ids, order_by="queue_id, json_extract(params, '$.queue_item'), id")
 
 
 def control_job(studio: Studio, user: str, action: str, job_id: int | None = None, admin: bool = False) -> str:

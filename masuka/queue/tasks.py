@@ -33,7 +33,7 @@ def make_items(studio: Studio, job: dict, ctx: QueueContext, base: ImageRequest)
     Returns the images made now by item index (items finished before a restart map to None).
     """
     items = job["params"]["items"]
-    made: dict[int, ImageResult | None] = {row["params"]["queue_item"]: None for row in job_images(studio, job["id"])}
+    made: dict[int, ImageResult | None] = {row["params"]["queue_item"]: None for row in job_images(studio, [job["id"]])}
     ctx.progress(len(made), len(items))
     for index, item in enumerate(items):
         if index in made:
@@ -63,7 +63,7 @@ def run_grid_job(studio: Studio, job: dict, ctx: QueueContext) -> None:
     params = job["params"]
     for _attempt in range(2):
         make_items(studio, job, ctx, base)
-        made = {row["params"]["queue_item"]: row for row in job_images(studio, job["id"])}
+        made = {row["params"]["queue_item"]: row for row in job_images(studio, [job["id"]])}
         missing = [index for index in range(len(params["items"])) if index not in made]
         if not missing:
             break
@@ -80,7 +80,7 @@ def run_grid_job(studio: Studio, job: dict, ctx: QueueContext) -> None:
 
 def run_upscale(studio: Studio, job: dict, ctx: QueueContext) -> None:
     """One upscale, unless its picture was finished before a restart."""
-    if job_images(studio, job["id"]):
+    if job_images(studio, [job["id"]]):
         ctx.progress(1, 1)
         return
     fields = job["params"]["request"]

@@ -7,7 +7,7 @@ import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
 from masuka.image.generate import ImageRequest
-from masuka.image.grid import run_grid
+from masuka.image.grid import ALLOW_LARGE, run_grid
 from masuka.image.prompts import prompt_lines
 from masuka.queue.jobs import queue_cells
 from masuka.store import row_id
@@ -15,7 +15,6 @@ from masuka.studio import Studio
 from masuka.training.checkpoint_lora import Comparison, checkpoint_loras, plan_comparison, use_checkpoint
 from masuka.training.options import MAX_STEPS
 from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box, wire_stop
-from masuka.ui.grid import ALLOW_LARGE, large_grid_box
 from masuka.validation import whole_number
 
 TAB = "checkpoints"  # the key of its Stop flag
@@ -64,9 +63,8 @@ def plan(studio: Studio, run_id: float, prompts: str, seed: float, steps: float,
     base = ImageRequest(prompt="", model="", seed=None if seed in (None, -1) else int(seed),
                         steps=int(steps) if steps else None, width=int(width) if width else None,
                         height=int(height) if height else None, owner=user_of(request))
-    with large_grid_box():
-        return plan_comparison(studio, _run_id(run_id), prompt_lines(prompts or ""), base,
-                               is_admin(studio, request), confirm_large=bool(allow_large))
+    return plan_comparison(studio, _run_id(run_id), prompt_lines(prompts or ""), base, is_admin(studio, request),
+                           confirm_large=bool(allow_large))
 
 
 @friendly

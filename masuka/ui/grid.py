@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import gradio as gr
 
-from masuka.image.grid import AXES, MAX_CELLS, LargeGrid, parse_axis, plan_grid, run_grid
+from masuka.image.grid import ALLOW_LARGE, AXES, parse_axis, plan_grid, run_grid
 from masuka.queue.jobs import queue_grid
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, friendly, stop_key, user_of, wire_stop
 from masuka.ui.queue import FORM, SAMPLER_FORM, form_request
 
 TAB = "grid"  # the key of its Stop flag
-ALLOW_LARGE = f"Allow more than {MAX_CELLS} cells"  # the box that says yes to a large grid
 
 
 def build(ctx: UIContext) -> None:
@@ -53,8 +49,7 @@ def make_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
     """An X/Y/Z grid: the grid image and every cell (each also a history row); Stop ends it between steps."""
     base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
                            loras, memory_plan, fast, step_cache, sampler, x, y, z)
-    with large_grid_box():
-        planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
+    planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
     made: list = []
 
     def on_image(result) -> None:
@@ -76,18 +71,8 @@ def add_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = "",
     """Queue an X/Y/Z grid as one job (the Queue tab shows it; the grid image comes with its results)."""
     base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
                            loras, memory_plan, fast, step_cache, sampler, x, y, z)
-    with large_grid_box():
-        job = queue_grid(studio, base, axes, confirm_large=bool(allow_large))
+    job = queue_grid(studio, base, axes, confirm_large=bool(allow_large))
     return f"Queued grid job {job}: the Queue tab shows its progress and, when done, the grid."
-
-
-@contextmanager
-def large_grid_box() -> Iterator[None]:
-    """A large grid refused for want of a yes, worded for the app: the yes is the :data:`ALLOW_LARGE` box."""
-    try:
-        yield
-    except LargeGrid as refused:
-        raise LargeGrid(refused.cells, f'tick "{ALLOW_LARGE}" to make it') from None
 
 
 def grid_form(owner: str, prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,

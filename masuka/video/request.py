@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -192,25 +194,31 @@ def _check_inputs(request: VideoRequest, entry: dict, target: Target) -> None:
 def source_seconds(provider_id: str, video: str) -> int:
     """Whole seconds of a source video, after checking it is a playable MP4 small enough to send to
     ``provider_id``."""
-    import math
-
-    import imageio_ffmpeg
-
-    from masuka.video.media import BrokenVideo, check_mp4
-
     provider = provider_entry(provider_id)
     path = Path(video)
     if not path.is_file():
         raise InvalidInput(f"The source video {path.name!r} was not found.")
+    stat = path.stat()
     limit = provider.get("max_video_bytes", 0)
-    if path.stat().st_size > limit:
-        raise InvalidInput(f"The source video is too large for {provider['name']} ({path.stat().st_size / 1e6:.1f} "
+    if stat.st_size > limit:
+        raise InvalidInput(f"The source video is too large for {provider['name']} ({stat.st_size / 1e6:.1f} "
                            f"MB; at most {limit / 1e6:.1f} MB).")
+    return _probe_seconds(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _probe_seconds(path: str, mtime_ns: int, size: int) -> int:
+    """Whole seconds of the playable MP4 at ``path``, probed with ffmpeg once per file as it is (``mtime_ns``,
+    ``size``): one change of the Video form asks several times."""
+    import imageio_ffmpeg
+
+    from masuka.video.media import BrokenVideo, check_mp4
+
     try:
-        check_mp4(path)
+        check_mp4(Path(path))
     except BrokenVideo as error:
-        raise InvalidInput(f"{path.name!r} is not a playable MP4 ({error}).") from None
-    return max(1, math.ceil(imageio_ffmpeg.count_frames_and_secs(str(path))[1] - 0.01))
+        raise InvalidInput(f"{Path(path).name!r} is not a playable MP4 ({error}).") from None
+    return max(1, math.ceil(imageio_ffmpeg.count_frames_and_secs(path)[1] - 0.01))
 
 
 def lifecycle_warnings(plan: VideoPlan) -> list[str]:

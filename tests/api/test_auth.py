@@ -295,6 +295,12 @@ def test_a_token_name_of_digits_is_refused_and_digits_revoke_by_id(team):
     assert revoke_token(team, "ann", "1")["name"] == "2"
 
 
+def test_a_token_name_of_other_digits_is_a_name(team):
+    """Only ASCII digits are an id (as every picker and lookup reads them): Arabic-Indic digits are a name."""
+    create_token(team, "ann", "١٢")
+    assert revoke_token(team, "ann", "١٢")["name"] == "١٢"
+
+
 def test_a_token_for_someone_who_cannot_sign_in_is_refused(team, tmp_path, capsys, monkeypatch):
     """A token of a user not on the sign-in list (``local`` included), or of anyone but ``local`` without sign-in,
     could never open anything: refused, saying how to see who may have one."""

@@ -190,8 +190,8 @@ def test_auto_captioner_is_florence_once_it_is_downloaded(monkeypatch, tmp_path)
 def test_a_wrong_or_missing_captioner_is_refused_before_any_view(studio, tiny_model, tiny_clip, portrait, tmp_path,
                                                                  monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # nothing downloaded, and the Hub is offline
-    with pytest.raises(ModelUnavailable, match="The captioner florence-community/Florence-2-base is not downloaded "
-                                               "and the Hugging Face Hub cannot be reached"):
+    with pytest.raises(ModelUnavailable, match="Hub .* cannot be reached: check the network and download the "
+                                               "captioner florence-community/Florence-2-base"):
         create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, captioner="florence2"))
     with pytest.raises(InvalidInput, match="The folder .*nowhere does not exist"):
         create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, captioner=str(tmp_path / "nowhere")))
@@ -227,7 +227,9 @@ def test_the_character_s_dataset_is_made_before_its_views(studio, tiny_model, ti
         for action, edit in (("add photos", lambda: add_photos(studio, "anna", "local", [other])),
                              ("reject views", lambda: reject_view(studio, "anna", "local", 1)),
                              ("regenerate views", lambda: regenerate_view(studio, "anna", "local", 1)),
-                             ("train it", lambda: train_character(studio, "anna", base="sdxl"))):
+                             ("train it", lambda: train_character(studio, "anna", base="sdxl")),
+                             ("use it", lambda: ensure_dataset(studio, find_character(studio, "anna", "local"),
+                                                               "use it"))):
             with pytest.raises(InvalidInput, match=f"'anna' is still being made: {action} when it is done"):
                 edit()
         shown = summary(studio, find_character(studio, "anna", "local"))
@@ -275,6 +277,21 @@ def test_an_outfit_reference_is_every_view_s_second_reference(studio, tiny_model
     again = regenerate_view(studio, "anna", "local", 1)
     remade = studio.store.get("generations", again["state"]["views"][0]["generation"])
     assert len(remade["params"]["references"]) == 2, "a regenerated view wears the outfit too"
+
+
+def test_the_view_model_is_checked_once_when_made_and_once_per_regenerated_view(studio, tiny_model, tiny_clip,
+                                                                                portrait, monkeypatch):
+    """A path another user could not tell from a missing one is refused before views (create) and before the view
+    (regenerate, on the model the character keeps), not again for each view."""
+    checked: list[str] = []
+    usable = making.usable_model
+    monkeypatch.setattr(making, "usable_model",
+                        lambda studio, owner, model: checked.append(model) or usable(studio, owner, model))
+    model = str(tiny_model("sdxl"))
+    create_character(studio, request(model, tiny_clip, portrait, views=2))
+    assert checked == [model]
+    regenerate_view(studio, "anna", "local", 1)
+    assert checked == [model, model]
 
 
 def test_an_outfit_reference_needs_a_model_that_takes_several_images(studio, tiny_model, tiny_clip, portrait,
@@ -401,7 +418,7 @@ def test_real_photos_deleted_in_the_datasets_tab_stay_out_of_the_dataset_made_ag
     regenerate_view(studio, "anna", "local", 1)  # an edit: it sees the deletion
     for _rebuild in range(2):
         delete_dataset(studio, "anna", "local")
-        character = ensure_dataset(studio, find_character(studio, "anna", "local"))
+        character = ensure_dataset(studio, find_character(studio, "anna", "local"), "train it")
         view = character["state"]["views"][0]
         assert view["kept"] and [row["id"] for row in dataset_images(studio, character["dataset_id"])] == \
             [view["image"]], "the view alone"

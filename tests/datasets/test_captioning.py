@@ -146,6 +146,7 @@ def test_unknown_or_missing_captioners_say_what_to_do(studio, photos, tmp_path):
         caption_dataset(studio, CaptionRequest(photos["id"], captioner="florence2"))
     job = studio.store.find("jobs")[0]
     assert job["status"] == "failed" and "Florence-2-base" in job["error"]
+    assert "cannot be reached: check the network and download the captioner" in job["error"]
 
 
 def test_catalog_families_resolve_to_their_default_models():

@@ -241,6 +241,8 @@ def test_a_dataset_deleted_meanwhile_is_not_updated(studio, make_dataset):
     delete_dataset(studio, "fox", LOCAL_USER)
     with pytest.raises(NotFound, match="Dataset 'fox' was deleted meanwhile"):
         update_dataset(studio, dataset, template="{caption}")
+    with pytest.raises(NotFound, match="Dataset 'fox' was deleted while images were being added"):
+        update_dataset(studio, dataset, meanwhile="while images were being added", template="{caption}")
 
 
 def test_the_train_tab_offers_exactly_the_datasets_the_user_can_train_on(studio, tmp_path):

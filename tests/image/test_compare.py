@@ -217,6 +217,6 @@ def test_more_seeds_per_prompt_than_a_batch_and_the_seed_range(studio, tiny_mode
     pairs = studio.store.get("comparisons", comparison)["state"]["pairs"]
     assert [pair["seed"] for pair in pairs] == [20, 21, 22, 23, 24, 25]
     assert studio.store.count("generations", "status = 'completed'") == 12
-    with pytest.raises(InvalidInput, match=f"The seed is too large for 6 seeds \\(at most {MAX_SEED - 5}\\)"):
+    with pytest.raises(InvalidInput, match=f"Seed must be between 0 and {MAX_SEED - 5} \\(got {MAX_SEED - 4}\\)"):
         create_ab(studio, replace(base, seed=MAX_SEED - 4), lora, [], ["a fox"], seeds=6, allow_any_path=True)
     assert studio.store.count("generations") == 12

@@ -54,7 +54,7 @@ def test_grid_cells_rows_labels_and_reuse(capsys, tmp_path, tiny_model):
 @pytest.mark.parametrize("axis, message", [
     ("clip_skip=1,2", "Unknown grid axis"),
     ("size=64x64,100x100", "multiple of 16"),
-    ("steps=1,2,3,4,5,6,7,8,9", "confirm with --yes"),
+    ("steps=1,2,3,4,5,6,7,8,9", "confirm the large grid to make it (--yes on the command line"),
     ("steps=2,x", "not a value for the steps axis"),
 ])
 def test_bad_axes_exit_2_with_one_line(capsys, tmp_path, tiny_model, axis, message):
@@ -141,9 +141,9 @@ def test_a_grid_has_at_most_1024_cells_even_confirmed(studio, tiny_model, monkey
     assert studio.store.count("queue") == 0
 
 
-def test_each_surface_says_how_to_confirm_a_large_grid(studio, tiny_model, tiny_lora, tmp_path):
-    """The Grid tab and Compare checkpoints name their "Allow more than 64 cells" box (the CLI its --yes), and
-    ticking it lets a checkpoint comparison above 64 cells through."""
+def test_one_message_says_how_to_confirm_a_large_grid_everywhere(studio, tiny_model, tiny_lora, tmp_path):
+    """The Grid tab and Compare checkpoints give the one message naming both yeses (the CLI's --yes, the app's
+    "Allow more than 64 cells" box), and ticking the box lets a checkpoint comparison above 64 cells through."""
     from masuka.training.options import KIND
     from masuka.ui import checkpoints
 
@@ -151,7 +151,8 @@ def test_each_surface_says_how_to_confirm_a_large_grid(studio, tiny_model, tiny_
     form = dict(prompt="a fox", model=str(tiny_model("flux")), steps=1, width=64, height=64, x="seed=1,2,3,4,5,6,7,8,9",
                 y="steps=1,2,3,4,5,6,7,8", request=request)
     for make in (grid.make_grid, grid.add_grid):
-        with pytest.raises(gr.Error, match=r'grid has 72 cells \(more than 64\): tick "Allow more than 64 cells"'):
+        with pytest.raises(gr.Error, match=r"grid has 72 cells \(more than 64\): confirm the large grid to make "
+                                           r"it \(--yes on the command line, the 'Allow more than 64 cells' box"):
             make(studio, **form)
 
     run_dir = studio.config.runs_dir / "run-00001"
@@ -163,7 +164,7 @@ def test_each_surface_says_how_to_confirm_a_large_grid(studio, tiny_model, tiny_
     run = studio.store.insert("jobs", {"kind": KIND, "owner": "local", "status": "completed", "state": {
         "run_dir": studio.config.relative(run_dir)}, "params": {
         "dataset": 1, "base": str(tiny_model("flux")), "sample_prompts": [f"a fox {i}" for i in range(8)]}})
-    with pytest.raises(gr.Error, match='tick "Allow more than 64 cells"'):
+    with pytest.raises(gr.Error, match="the 'Allow more than 64 cells' box in the app"):
         checkpoints.queue_checkpoints(studio, run, "", 3, 1, 64, 64, request=request)
     queued = checkpoints.queue_checkpoints(studio, run, "", 3, 1, 64, 64, allow_large=True, request=request)
     assert queued.startswith("Queued job") and studio.store.get("queue", 1)["total"] == 72

@@ -94,6 +94,14 @@ def test_import_from_a_hugging_face_repo(studio, monkeypatch):
             import_from_hub(studio, "local", "someone/missing", "lora.safetensors")
 
 
+def test_a_gated_repo_tells_an_importer_who_is_not_an_admin_to_ask_one(studio, monkeypatch):
+    monkeypatch.setattr(type(studio.config), "is_admin", lambda config, user: user == "admin")
+    with hub_online(monkeypatch, {"someone/gated": FakeRepo({"lora.safetensors": save(**flux_lora("zxc"))},
+                                                           gated=True)}):
+        with pytest.raises(Exception, match="ask an admin to save the key in Settings → API keys"):
+            import_from_hub(studio, "bob", "someone/gated", "lora.safetensors")
+
+
 def test_a_hub_import_while_offline_fails_at_once_saying_to_import_again(studio, monkeypatch):
     import time
 

@@ -123,6 +123,22 @@ def test_pausing_a_running_job_stops_between_images_and_resume_finishes_it(studi
     assert seeds == [3, 4, 5]
 
 
+def test_a_job_s_seeds_must_end_within_the_largest_seed(studio, tiny_model):
+    """Seeds run on from the seed across the job: a seed whose run would pass the largest one is refused, saying
+    the largest that fits, and nothing is queued."""
+    from dataclasses import replace
+
+    from masuka.image.generate import MAX_SEED
+
+    fox = request(tiny_model("flux"), prompt="a {red|blue} fox", batch=2)  # four images
+    with pytest.raises(InvalidInput, match=f"Seed must be between 0 and {MAX_SEED - 3} \\(got {MAX_SEED - 2}\\)"):
+        queue_images(studio, replace(fox, seed=MAX_SEED - 2))
+    assert studio.store.count("queue") == 0
+    (job,) = queue_images(studio, replace(fox, seed=MAX_SEED - 3))
+    assert [item["seed"] for item in studio.store.get("queue", job)["params"]["items"]] == \
+        list(range(MAX_SEED - 3, MAX_SEED + 1))
+
+
 def test_two_users_take_turns(studio, tiny_model):
     model = tiny_model("flux")
     queue_images(studio, request(model, owner="ann"), "one\ntwo\nthree")

@@ -421,11 +421,12 @@ def test_the_report_records_versions_and_the_markdown_header_names_them(tmp_path
 
 
 def test_old_transformers_and_hub_stop_the_suite_with_one_clear_error(tmp_path, monkeypatch):
+    from masuka import compat
     from masuka.bench import suite
 
-    real = suite.installed
+    real = compat.installed
     old = {"transformers": "4.57.1", "huggingface-hub": "0.36.0"}
-    monkeypatch.setattr(suite, "installed", lambda name: old.get(name) or real(name))
+    monkeypatch.setattr(compat, "installed", lambda name: old.get(name) or real(name))
     with pytest.raises(suite.InvalidInput) as caught:
         suite.run(None, suite_args(tmp_path / "out"))
     message = str(caught.value)

@@ -257,6 +257,25 @@ def test_a_source_video_sets_the_length_and_another_length_is_refused(tmp_path):
         estimate(VideoRequest(**values, seconds=5))
 
 
+def test_a_source_video_is_probed_once_until_it_changes(tmp_path, monkeypatch):
+    """One change of the Video form asks for the source clip's length several times: ffmpeg reads it once."""
+    import imageio_ffmpeg
+
+    from masuka.testing.video import make_mp4
+    from masuka.video.request import source_seconds
+
+    probes = []
+    count = imageio_ffmpeg.count_frames_and_secs
+    monkeypatch.setattr(imageio_ffmpeg, "count_frames_and_secs", lambda path: probes.append(path) or count(path))
+    clip = make_mp4(tmp_path / "clip.mp4", frames=16)  # 2 s at 8 fps
+    assert [source_seconds("runway", str(clip)) for _ in range(3)] == [2, 2, 2] and len(probes) == 1
+    make_mp4(clip, frames=24)  # the same file made again, longer: probed again
+    assert source_seconds("runway", str(clip)) == 3 and len(probes) == 2
+    clip.unlink()
+    with pytest.raises(InvalidInput, match="'clip.mp4' was not found"):
+        source_seconds("runway", str(clip))
+
+
 def test_deleting_a_video_job_entry_keeps_its_inputs_the_owners(tmp_path, fake, frames):
     """The video a job made still uses the job's input copies once the job's History entry is deleted: they stay
     its owner's (Reuse gives them back), not admins' only."""
