@@ -68,9 +68,11 @@ def problems(checks: tuple[Requirement, ...] = RUNTIME_CHECKS) -> list[str]:
     return found
 
 
-def range_problems(packages: Iterable[str], requirements_text: str) -> list[str]:
+def range_problems(packages: Iterable[str], requirements_text: str | None = None) -> list[str]:
     """One sentence per package of ``packages`` that is missing, or whose version is outside a range that
-    ``requirements_text`` (requirements.txt's) or another of ``packages`` declares for it."""
+    ``requirements_text`` (by default requirements.txt's) or another of ``packages`` declares for it."""
+    if requirements_text is None:
+        requirements_text = REQUIREMENTS_FILE.read_text(encoding="utf-8")
     packages = tuple(packages)
     names = {canonical(name) for name in packages}
     wanted = [("requirements.txt", Range(text)) for line in requirements_text.splitlines()

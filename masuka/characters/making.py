@@ -480,12 +480,14 @@ def add_photos(studio: Studio, ref: str | int, owner: str, photos: list[str | Pa
     the others and added to its dataset as they are. Returns the character and the photos its dataset refused
     (a duplicate of one it has, say), which are not kept, with the reason. Refused while the character is still
     being made: its dataset is not ready for them."""
-    character = ensure_dataset(studio, find_character(studio, ref, owner, admin), "add photos")
+    character = find_character(studio, ref, owner, admin)
+    check_made(character, "add photos")  # then the photos: a refused one costs no rebuild of a deleted dataset
     paths = [Path(p) for p in photos]
     if not paths or len(character["state"]["photos"]) + len(paths) > 4 * MAX_PHOTOS:
         raise InvalidInput(f"Add 1 or more photos; a character keeps at most {4 * MAX_PHOTOS}.")
     skip_faces = character["params"].get("skip_faces", False)
     faces = [photo_face(path, pick, skip_faces) for path, pick in zip(paths, face_picks(face, len(paths)))]
+    character = ensure_dataset(studio, character, "add photos")
     character, added = _keep_photos(studio, character, paths, faces)
     refused = _add_to_dataset(studio, character, [(None, photo) for photo in added])
     return find_character(studio, character["id"], character["owner"]), refused

@@ -21,13 +21,13 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from masuka.compat import REQUIREMENTS_FILE, installed, moved, problems, range_problems
+    from masuka.compat import installed, moved, problems, range_problems
     from masuka.environment import check_environment
     from masuka.errors import InvalidInput
     from masuka.extras import extras
 
     versions = {name: installed(name) for name in CORE}
-    found = range_problems(CORE, REQUIREMENTS_FILE.read_text(encoding="utf-8")) + problems()
+    found = range_problems(CORE) + problems()
     try:
         check_environment(probe_device=True)
     except InvalidInput as error:
