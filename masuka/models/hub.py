@@ -30,6 +30,13 @@ def hub_cache_dir() -> Path:
     return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE).expanduser()
 
 
+def repo_cache_folder(repo: str, cache: Path | None = None) -> Path:
+    """The folder of model ``repo`` in the Hugging Face cache (``cache``, else :func:`hub_cache_dir`)."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    return (cache or hub_cache_dir()) / repo_folder_name(repo_id=repo, repo_type="model")
+
+
 def hub_offline() -> bool:
     """``HF_HUB_OFFLINE`` as the Hub client itself read it."""
     from huggingface_hub import constants

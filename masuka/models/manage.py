@@ -27,7 +27,7 @@ from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, a
 from masuka.holds import Holds
 from masuka.jobs import JobContext, JobRow, Progress, Watch
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog, json_object
-from masuka.models.hub import hub_cache_dir, hub_offline, hub_reachable
+from masuka.models.hub import hub_cache_dir, hub_offline, hub_reachable, repo_cache_folder
 from masuka.services import HUGGINGFACE, hub_endpoint
 from masuka.store import UNFINISHED, owner_clause
 from masuka.studio import Studio
@@ -233,13 +233,14 @@ def stop_download(studio: Studio, user: str, admin: bool, model: str) -> int:
     """Ask the unfinished downloads of ``model`` (the user's own, or any for an admin) to stop; finished files are
     kept, so starting again fetches only the rest. Returns how many were asked."""
     repo = resolve_repo(model)
-    rows = unfinished_downloads(studio, repo, user, admin)
-    for row in rows:
-        jobs.request_stop(studio.store, row.id)
-    if not rows and unfinished_downloads(studio, repo):
+    running = unfinished_downloads(studio, repo)
+    rows = [row for row in running if admin or row.owner == user]
+    if running and not rows:
         raise InvalidInput(f"{repo} is being downloaded by another user: only they or an admin can stop it.")
     if not rows:
         raise InvalidInput(f"No download of {repo} is running.")
+    for row in rows:
+        jobs.request_stop(studio.store, row.id)
     return len(rows)
 
 
@@ -295,8 +296,6 @@ def files_to_fetch(repo: str, token: str | None, cache: Path,
     to fit on the disk of the cache; and how many of those bytes the cache holds already (the files of the Hub's
     latest commit that its snapshot has)."""
     from huggingface_hub import HfApi
-    from huggingface_hub.file_download import repo_folder_name
-
     info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo, files_metadata=True)
     sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
     named = catalog_files(repo)
@@ -304,18 +303,16 @@ def files_to_fetch(repo: str, token: str | None, cache: Path,
     files = {name: sizes[name] for name in names if name.partition("/")[0] not in without
              or name.endswith("/config.json")}
     check_free_space(repo, sum(files.values()), cache)
-    snapshot = cache / repo_folder_name(repo_id=repo, repo_type="model") / "snapshots" / (info.sha or "-")
+    snapshot = repo_cache_folder(repo, cache) / "snapshots" / (info.sha or "-")
     return files, sum(size for name, size in files.items() if (snapshot / name).is_file())
 
 
 def remove_stale_parts(studio: Studio, job_id: int, repo: str, cache: Path) -> None:
     """Delete the half-written blobs of ``repo`` that no running download (other than job ``job_id``) is writing:
     those a killed app left. The Hub client cannot continue them, and they would only take space."""
-    from huggingface_hub.file_download import repo_folder_name
-
     if any(row.id != job_id and row.status == "running" for row in unfinished_downloads(studio, repo)):
         return
-    for part in (cache / repo_folder_name(repo_id=repo, repo_type="model") / "blobs").glob("*.incomplete"):
+    for part in (repo_cache_folder(repo, cache) / "blobs").glob("*.incomplete"):
         part.unlink(missing_ok=True)
 
 
@@ -429,12 +426,10 @@ def delete_model(studio: Studio, model: str) -> int:
     """Remove ``model`` (a catalog id or repo id) from the cache, every revision and any half-downloaded file;
     returns the bytes freed. Refused while a download of it is queued or running, or while work of this process
     uses it (:func:`models_in_use`)."""
-    from huggingface_hub.file_download import repo_folder_name
-
     repo = resolve_repo(model)
     if unfinished_downloads(studio, repo):
         raise InvalidInput(f"{repo} is being downloaded: stop the download first, then delete it.")
-    folder = hub_cache_dir() / repo_folder_name(repo_id=repo, repo_type="model")
+    folder = repo_cache_folder(repo)
     with _IN_USE.lock:
         if repo in _IN_USE.held():
             raise InvalidInput(f"{repo} cannot be deleted yet: a generation is using it. Let it finish or stop it "
