@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from masuka.datasets.dedupe import DuplicateIndex
 from masuka.datasets.ingest import Prepared, try_ingest
-from masuka.datasets.library import dataset_dir, dataset_images, ensure_exists, find_dataset, update_dataset
+from masuka.datasets.library import dataset_dir, ensure_exists, find_dataset, update_dataset
 from masuka.datasets.preprocess import PrepOptions
 from masuka.datasets.sources import Refusal, ZipLimits, collect
 from masuka.errors import InvalidInput
@@ -61,9 +61,8 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
     processed.mkdir(parents=True, exist_ok=True)
     staging = config.tmp_dir / f"staging-{uuid.uuid4().hex[:8]}"  # emptied by clean-tmp when a kill leaves it
     report = AddReport(dataset["id"])
-    index = DuplicateIndex(options.near_distance)
-    for row in dataset_images(studio, dataset["id"]):
-        index.add(row["source_name"], row["sha256"], row["phash"])
+    known = _Known(DuplicateIndex(options.near_distance))
+    known.catch_up(studio, dataset["id"])
     try:
         collected = collect([Path(s) for s in sources], staging, allow_folders,
                             ZipLimits(config.max_files, config.max_unzipped_mb * 2**20))
@@ -79,7 +78,7 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
                     if isinstance(result, str):
                         report.rejected.append(Refusal(candidate.name, result))
                     else:
-                        _keep(studio, dataset, options, index, result, report)
+                        _keep(studio, dataset, options, known, result, report)
                     handled += 1
                     if on_progress:
                         on_progress(handled, total, candidate.name)
@@ -108,10 +107,21 @@ def _discard(futures: list[Future[Prepared | str]]) -> None:
             prepared.discard()
 
 
-def _same_file(studio: Studio, dataset: dict, sha256: str) -> str | None:
-    """The name of an image of ``dataset`` that is the same file (by SHA-256), or None."""
-    rows = studio.store.find("dataset_images", "dataset_id = ? and sha256 = ?", [dataset["id"], sha256], limit=1)
-    return rows[0]["source_name"] if rows else None
+@dataclass
+class _Known:
+    """The dataset's images a new one is checked against: those recorded up to row id ``through`` (this add's
+    own included), so images kept meanwhile by another add (another tab, the CLI) are caught up on."""
+
+    index: DuplicateIndex
+    through: int = 0
+
+    def catch_up(self, studio: Studio, dataset_id: int) -> list[dict]:
+        """Index the dataset's images recorded since the last catch-up; returns their rows."""
+        rows = studio.store.find("dataset_images", "dataset_id = ? and id > ? and augment_of is null",
+                                 [dataset_id, self.through], order_by="id")
+        self.index.add_rows(rows)
+        self.through = rows[-1]["id"] if rows else self.through
+        return rows
 
 
 def _base(name: str) -> str:
@@ -120,14 +130,9 @@ def _base(name: str) -> str:
     return f"{stem}-{uuid.uuid4().hex[:8]}"
 
 
-def _keep(studio: Studio, dataset: dict, options: PrepOptions, index: DuplicateIndex, item: Prepared,
+def _keep(studio: Studio, dataset: dict, options: PrepOptions, known: _Known, item: Prepared,
           report: AddReport) -> None:
     name = item.candidate.name
-    problem = index.problem(item.sha256, item.phash, item.mirrored) if options.dedupe else None
-    if problem:
-        item.discard()
-        report.rejected.append(Refusal(name, problem))
-        return
     relative = studio.config.relative
     caption = item.candidate.caption or ""
     row = {"dataset_id": dataset["id"], "file_name": item.processed.name, "original_path": relative(item.original),
@@ -135,18 +140,29 @@ def _keep(studio: Studio, dataset: dict, options: PrepOptions, index: DuplicateI
            "height": item.size[1], "original_width": item.original_size[0],
            "original_height": item.original_size[1], "sha256": item.sha256, "phash": item.phash,
            "source_name": name, "caption_source": "file" if caption else None, "created_at": now()}
-    with studio.store.transaction():
+    if options.dedupe and _refused(known.index, item, report):
+        return
+    with studio.store.transaction():  # no other add records an image until this one is checked and recorded
         ensure_exists(studio, dataset, ADDING)  # deleted meanwhile: this file goes with those not kept yet
-        twin = _same_file(studio, dataset, item.sha256) if options.dedupe else None
-        if twin is not None:  # kept meanwhile by another add into this dataset (another tab, the CLI)
-            item.discard()
-            report.rejected.append(Refusal(name, f"duplicate of {twin} (same file)"))
-            return
-        image_id = studio.store.insert("dataset_images", row)
+        if options.dedupe:  # against the images kept meanwhile by another add (another tab, the CLI)
+            meanwhile = DuplicateIndex(options.near_distance)
+            meanwhile.add_rows(known.catch_up(studio, dataset["id"]))
+            if _refused(meanwhile, item, report):
+                return
+        image_id = known.through = studio.store.insert("dataset_images", row)
         if item.flipped is not None:
             studio.store.insert("dataset_images", {**row, "file_name": item.flipped.name, "augment_of": image_id,
                                                    "processed_path": relative(item.flipped), "phash": None,
                                                    "source_name": f"{name} (flipped)"})
-    index.add(name, item.sha256, item.phash)
+    known.index.add(name, item.sha256, item.phash)
     report.added.append({"file": name, "id": image_id})
     report.notes += [{"file": name, "note": note} for note in item.notes]
+
+
+def _refused(index: DuplicateIndex, item: Prepared, report: AddReport) -> bool:
+    """Refuse ``item`` (its files go) when it duplicates an image of ``index``."""
+    problem = index.problem(item.sha256, item.phash, item.mirrored)
+    if problem:
+        item.discard()
+        report.rejected.append(Refusal(item.candidate.name, problem))
+    return bool(problem)

@@ -5,6 +5,7 @@ back, which the dataset's own flip would double)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,11 @@ class DuplicateIndex:
         self._by_sha.setdefault(sha256, name)
         if phash:
             self._hashes.append((imagehash.hex_to_hash(phash), name))
+
+    def add_rows(self, rows: Iterable[dict]) -> None:
+        """Add dataset image rows (their ``source_name``, ``sha256`` and ``phash``)."""
+        for row in rows:
+            self.add(row["source_name"], row["sha256"], row["phash"])
 
     def problem(self, sha256: str, phash: str, mirrored: str = "") -> str | None:
         """Why an image with these hashes (``mirrored``: its mirror image's phash) duplicates one already kept,

@@ -171,6 +171,26 @@ def test_two_adds_of_the_same_photos_at_once_keep_each_photo_once(studio, make_d
                                                                                           "p2.jpg"]
 
 
+def test_an_add_refuses_a_near_duplicate_another_add_kept_meanwhile(studio, make_dataset, tmp_path):
+    """The other add keeps a re-encoded, smaller copy of a photo while this add runs: this add's photo is then a
+    near-duplicate of it, not a second copy."""
+    files = [corpus.photo(tmp_path / f"p{i}.jpg", 70 + i) for i in range(2)]
+    copy = tmp_path / "p1-small.jpg"
+    corpus.picture(71).resize((400, 300)).save(copy, quality=70)
+    dataset = make_dataset()
+    others = []
+
+    def meanwhile(done: int, _total: int, _name: str) -> None:
+        if done == 1:
+            others.append(add_images(studio, dataset["id"], LOCAL_USER, [copy]))
+
+    first = add_images(studio, dataset["id"], LOCAL_USER, files, on_progress=meanwhile)
+    assert [row["file"] for row in others[0].added] == ["p1-small.jpg"]
+    assert [r.file for r in first.rejected] == ["p1.jpg"]
+    assert first.rejected[0].reason.startswith("near-duplicate of p1-small.jpg")
+    assert sorted(row["source_name"] for row in dataset_images(studio, dataset["id"])) == ["p0.jpg", "p1-small.jpg"]
+
+
 def test_blurry_photos_are_refused_when_the_filter_is_on(studio, make_dataset, tmp_path):
     from PIL import ImageFilter
 
