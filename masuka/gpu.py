@@ -143,9 +143,18 @@ class _Flag:
     running: int = 0
 
 
+#: the attribute that names the tab whose Stop ends an event's work (:func:`stop_key`), set on the event's function
+STOP_TAB = "masuka_stop_tab"
+
+
+def stop_key(tab: str, session: str | None, user: str) -> str:
+    """The key of ``tab``'s flags in :class:`StopFlags`: one per tab and browser session (else per user)."""
+    return f"{tab}:{session or user}"
+
+
 class StopFlags:
     """Per-session stop requests: the Stop button sets a key's flags, the work checks them. A flag is there from
-    the click that asks for the work (:meth:`arm`, before the work waits in Gradio's queue) or from the work's
+    the queue's admission of the work (:meth:`arm`, before the work waits in Gradio's queue) or from the work's
     start (:meth:`start`) until the work ends (:meth:`disarm`; :meth:`armed` does both ends), so a Stop pressed
     while the work waits counts, and a Stop with nothing waiting or running stops nothing."""
 
@@ -154,8 +163,10 @@ class StopFlags:
         self._lock = threading.Lock()
 
     def arm(self, key: str) -> threading.Event:
-        """The flag of work just asked for, which its :meth:`start` takes: the key's flag not yet stopped (one
-        Stop ends the work waiting and running), else a new one."""
+        """The flag of work just accepted into the queue, which its :meth:`start` takes: the key's flag not yet
+        stopped (one Stop ends the work waiting and running), else a new one. Arm only work that will start (the
+        queue's admission does: :func:`masuka.guards.guard_queue`): an arm never taken keeps the flag waiting, and
+        a later Stop would set it for the key's next work."""
         with self._lock:
             flag = self._open(key)
             flag.waiting += 1

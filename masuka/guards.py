@@ -19,8 +19,9 @@ from urllib.parse import parse_qs
 
 from masuka.access import may_read
 from masuka.config import Config
-from masuka.gpu import CONCURRENCY_ID
+from masuka.gpu import CONCURRENCY_ID, STOP_TAB, StopFlags, stop_key
 from masuka.logins import LoginThrottle
+from masuka.store import LOCAL_USER
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +88,23 @@ class OwnFilesOnly:
         await self.app(scope, receive, send)
 
 
-def cap_waiting_gpu_events(blocks: Any, config: Config) -> None:
-    """Refuse a user's GPU event when they already have ``max_queued_per_user`` waiting, whatever the door.
+def guard_queue(blocks: Any, config: Config, stops: StopFlags) -> None:
+    """Admission to Gradio's queue: refuse a user's GPU event when they already have ``max_queued_per_user``
+    waiting, whatever the door; arm the Stop of work a tab's Stop ends (its function marked with
+    :data:`~masuka.gpu.STOP_TAB`) once the queue accepts it, so a Stop pressed while it waits counts and a
+    refused event leaves nothing armed.
 
     Every way into Gradio's queue ends in ``Queue.push`` with the event already resolved (``fn_index`` as a
-    number or a string, or an API name), so the count and the refusal happen there. An event number the app
-    does not have is refused there too, with a reason, instead of failing inside Gradio; so is a private event
-    named on ``/call/<name>`` (a 404, as for a name the app does not have): Gradio finds it by name whatever its
-    visibility, while the page calls its own events by number.
+    number or a string, or an API name), so the count, the refusal and the arming happen there. An event number
+    the app does not have is refused there too, with a reason, instead of failing inside Gradio; so is a private
+    event named on ``/call/<name>`` (a 404, as for a name the app does not have): Gradio finds it by name whatever
+    its visibility, while the page calls its own events by number.
     """
     queue = blocks._queue
     push = queue.push
     lock = asyncio.Lock()
 
-    async def capped_push(body: Any, request: Any, username: str | None):
+    async def guarded_push(body: Any, request: Any, username: str | None):
         from gradio.route_utils import get_fn
 
         try:
@@ -112,18 +116,23 @@ def cap_waiting_gpu_events(blocks: Any, config: Config) -> None:
             from fastapi import HTTPException
 
             raise HTTPException(404, f"This app has no API endpoint /{named.group(1)}.")
-        if not (config.multi_user and username and getattr(fn, "concurrency_id", None) == CONCURRENCY_ID):
-            return await push(body, request, username)
-        async with lock:  # the count and the push are one step, so two requests cannot both slip in
-            limit = config.max_queued_per_user
-            if waiting_gpu_events(blocks, username) >= limit:
-                from fastapi import HTTPException
+        if config.multi_user and username and getattr(fn, "concurrency_id", None) == CONCURRENCY_ID:
+            async with lock:  # the count and the push are one step, so two requests cannot both slip in
+                limit = config.max_queued_per_user
+                if waiting_gpu_events(blocks, username) >= limit:
+                    from fastapi import HTTPException
 
-                raise HTTPException(429, f"You already have {limit} request{'s' * (limit != 1)} waiting for the "
-                                         "GPU, the most one user may queue. Try again when one has finished.")
-            return await push(body, request, username)
+                    raise HTTPException(429, f"You already have {limit} request{'s' * (limit != 1)} waiting for "
+                                             "the GPU, the most one user may queue. Try again when one has finished.")
+                accepted = await push(body, request, username)
+        else:
+            accepted = await push(body, request, username)
+        tab = getattr(fn.fn, STOP_TAB, None)
+        if tab and accepted[0]:  # queued, its session given: the queue runs it only once this coroutine yields
+            stops.arm(stop_key(tab, body.session_hash, username or LOCAL_USER))
+        return accepted
 
-    queue.push = capped_push
+    queue.push = guarded_push
 
 
 def _route_path(request: Any) -> str:

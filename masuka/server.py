@@ -166,7 +166,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from starlette.middleware import Middleware
 
     from masuka.api import mount_api
-    from masuka.guards import OwnFilesOnly, OwnSessions, ReadableJoins, ThrottledLogin, cap_waiting_gpu_events
+    from masuka.guards import OwnFilesOnly, OwnSessions, ReadableJoins, ThrottledLogin, guard_queue
     from masuka.image.space_model import prepare_space
     from masuka.queue.worker import QueueWorker
     from masuka.studio import Studio
@@ -202,7 +202,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     except OSError as error:  # the port taken since check_listen (another app starting at the same time)
         Running(demo, studio, "").close()
         raise cannot_listen(host, port, error) from None
-    cap_waiting_gpu_events(demo, config)
+    guard_queue(demo, config, studio.stops)
     mount_api(server_app, studio, trust_loopback=not (share or ngrok))
     print(f"* MASUKA is running on {local_url}", flush=True)  # Gradio's own lines would hint at share=True
     if share_url:

@@ -19,7 +19,17 @@ from masuka.image.generate import MAX_SEED
 from masuka.image.tasks import open_picture
 from masuka.models.catalog import image_models, trainable_models
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box, wire_stop
+from masuka.ui.common import (
+    UIContext,
+    bind,
+    friendly,
+    is_admin,
+    stop_flag,
+    stoppable,
+    user_of,
+    whole_number_box,
+    wire_stop,
+)
 from masuka.validation import whole_number
 
 TAB = "character"  # the key of its Stop flag
@@ -100,9 +110,9 @@ def build(ctx: UIContext) -> None:
     # included), and with nothing chosen leaves the status (Delete's message) as it is
     listed = bind(choices, studio)
     refused_here = {"show_progress_on": panel.status}  # progress, and a refusal, mark the status, not the views
-    form.create.click(bind(create_character, studio), form.inputs(), [character, panel.status, panel.gallery],
-                      api_name="create_character", **refused_here, **ctx.gpu_event()).then(
-        listed, None, character, **private)
+    stoppable(TAB, form.create.click(bind(create_character, studio), form.inputs(),
+                                     [character, panel.status, panel.gallery], api_name="create_character",
+                                     **refused_here, **ctx.gpu_event())).then(listed, None, character, **private)
     for action, button in (("reject", panel.reject), ("regenerate", panel.regenerate)):
         button.click(bind(edit_view, studio), [character, panel.view, gr.State(action)], details,
                      api_name=f"{action}_character_view", **refused_here, **ctx.gpu_event())
@@ -281,13 +291,13 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
     """Check the photos, make the views (dressed as in ``outfit`` when given), score them and keep the likely ones
     as a dataset; returns the character's name, a summary and the views with their scores."""
     picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
-    job = making.CharacterRequest(
-        name=name, photos=uploads(studio, photos), trigger=trigger, owner=user_of(request), model=model,
-        views=views, prompts=picked, seed=seed or 0, strength=float(strength),
-        steps=steps or None, size=size or None, threshold=float(threshold or 0) or None,
-        identity_model=identity_model, face=face or None, skip_faces=bool(not_a_person),
-        captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None)
-    with studio.stops.armed(stop_key(TAB, request)) as stop:
+    with stop_flag(studio, TAB, request) as stop:  # first: a refusal drops the flag the click armed too
+        job = making.CharacterRequest(
+            name=name, photos=uploads(studio, photos), trigger=trigger, owner=user_of(request), model=model,
+            views=views, prompts=picked, seed=seed or 0, strength=float(strength),
+            steps=steps or None, size=size or None, threshold=float(threshold or 0) or None,
+            identity_model=identity_model, face=face or None, skip_faces=bool(not_a_person),
+            captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None)
         report = making.create_character(
             studio, job, on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
             stop=stop)

@@ -14,7 +14,17 @@ from masuka.store import row_id
 from masuka.studio import Studio
 from masuka.training.checkpoint_lora import Comparison, checkpoint_loras, plan_comparison, use_checkpoint
 from masuka.training.options import MAX_STEPS
-from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box, wire_stop
+from masuka.ui.common import (
+    UIContext,
+    bind,
+    friendly,
+    is_admin,
+    stop_flag,
+    stoppable,
+    user_of,
+    whole_number_box,
+    wire_stop,
+)
 from masuka.validation import whole_number
 
 TAB = "checkpoints"  # the key of its Stop flag
@@ -46,9 +56,8 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
             use = gr.Button("Use this checkpoint", scale=1)
 
     form, private = [run, prompts, seed, steps, width, height, large], {"api_visibility": "private"}
-    compare.click(bind(compare_checkpoints, studio), form, [grid, cells], api_name="compare_checkpoints",
-                  show_progress_on=message,
-                  **ctx.gpu_event())
+    stoppable(TAB, compare.click(bind(compare_checkpoints, studio), form, [grid, cells],
+                                 api_name="compare_checkpoints", show_progress_on=message, **ctx.gpu_event()))
     wire_stop(studio, TAB, stop, message)
     queue.click(bind(queue_checkpoints, studio), form, message, api_name="queue_checkpoints")
     use.click(bind(keep_checkpoint, studio), [run, step], message, api_name="use_checkpoint")
@@ -73,14 +82,14 @@ def compare_checkpoints(studio: Studio, run_id: float, prompts: str = "", seed: 
                         progress=gr.Progress()):
     """Every checkpoint of a run (X) by every prompt (Y): the grid image and its cells (each a history row); Stop
     ends it between steps."""
-    planned = plan(studio, run_id, prompts, seed, steps, width, height, allow_large, request)
     made: list = []
 
     def on_image(result) -> None:
         made.append(result)
         progress((len(made), len(planned.cells)), desc=f"Cell {len(made)}/{len(planned.cells)}", unit="cells")
 
-    with studio.stops.armed(stop_key(TAB, request)) as stop:
+    with stop_flag(studio, TAB, request) as stop:  # first: a refusal drops the flag the click armed too
+        planned = plan(studio, run_id, prompts, seed, steps, width, height, allow_large, request)
         result = run_grid(studio, planned.axes, planned.cells, on_image=on_image, stop=stop)
     return str(result.grid), [(str(r.path), ", ".join(f"{k} {v.rsplit('/', 1)[-1]}" for k, v in c.labels.items()))
                               for r, c in zip(result.images, planned.cells)]

@@ -8,7 +8,9 @@ import functools
 import html
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,8 +20,9 @@ from gradio.components import Component
 from gradio.events import Dependency
 
 from masuka.access import readable
-from masuka.errors import MasukaError, as_disk_full
-from masuka.gpu import CONCURRENCY_ID
+from masuka.errors import Cancelled, MasukaError, as_disk_full
+from masuka.gpu import CONCURRENCY_ID, STOP_TAB
+from masuka.gpu import stop_key as flag_key
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 
@@ -196,13 +199,33 @@ IMAGE_TAB = "image"
 
 def stop_key(tab: str, request: gr.Request | None) -> str:
     """The key of ``tab``'s flag in ``studio.stops``: one per tab and browser session (the API caller's session)."""
-    return f"{tab}:{getattr(request, 'session_hash', None) or user_of(request)}"
+    return flag_key(tab, getattr(request, "session_hash", None), user_of(request))
+
+
+def stoppable(tab: str, event: Dependency) -> Dependency:
+    """Mark ``event``'s work as ended by ``tab``'s Stop: the queue arms the Stop as it accepts the work
+    (:func:`masuka.guards.guard_queue`), so a Stop pressed while the work waits counts; the work takes the flag
+    with :func:`stop_flag`. Returns ``event``."""
+    setattr(event.fn, STOP_TAB, tab)
+    return event
+
+
+@contextmanager
+def stop_flag(studio: Studio, tab: str, request: gr.Request | None) -> Iterator[threading.Event]:
+    """The Stop flag of ``tab``'s work done inside the ``with``: the one the queue armed (:func:`stoppable`), dropped
+    however the work ends. A Stop that came while the work waited raises :class:`~masuka.errors.Cancelled` on
+    entry, before anything runs."""
+    with studio.stops.armed(stop_key(tab, request)) as stop:
+        if stop.is_set():
+            raise Cancelled(at="before it started")
+        yield stop
 
 
 def wire_stop(studio: Studio, tab: str, button: gr.Button, status: Component, api_name: str | None = None,
               step: str = "step") -> None:
-    """``button`` stops the work of ``tab`` this session started (armed with :func:`stop_key`) after its current
-    ``step``, saying so in ``status``; it skips the queue, which that work holds. Private unless ``api_name``."""
+    """``button`` stops the work of ``tab`` this session asked for (armed as it was queued: :func:`stoppable`) after its
+    current ``step``, saying so in ``status``; it skips the queue, which that work holds. Private unless
+    ``api_name``."""
     where = {"api_name": api_name} if api_name else {"api_visibility": "private"}
     button.click(bind(stop_work, studio, tab, step), None, status, queue=False, **where)
 

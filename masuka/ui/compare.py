@@ -18,7 +18,17 @@ from masuka.image.generate import parse_lora
 from masuka.image.prompts import prompt_lines
 from masuka.loras.library import list_loras
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, is_admin, stop_key, user_of, whole_number_box, wire_stop
+from masuka.ui.common import (
+    UIContext,
+    bind,
+    friendly,
+    is_admin,
+    stop_flag,
+    stoppable,
+    user_of,
+    whole_number_box,
+    wire_stop,
+)
 from masuka.ui.queue import FORM, SAMPLER_FORM, form_request
 
 TAB = "compare"  # the key of its Stop flag
@@ -56,8 +66,9 @@ def build(ctx: UIContext) -> None:
     views, private = [shown, caption, left, right, result], {"api_visibility": "private", "show_progress_on": result}
     ctx.picker(bind(choices, studio), [side_a, side_b, picker], refresh)
     image = ctx.form("image")
-    render.click(bind(make, studio), image.pick(FORM) + [side_a, side_b, prompts, seeds] + image.pick(SAMPLER_FORM),
-                 picker, **private, **ctx.gpu_event()).success(bind(show, studio), picker, views, **private)
+    stoppable(TAB, render.click(bind(make, studio),
+                                image.pick(FORM) + [side_a, side_b, prompts, seeds] + image.pick(SAMPLER_FORM), picker,
+                                **private, **ctx.gpu_event())).success(bind(show, studio), picker, views, **private)
     wire_stop(studio, TAB, stop, result)
     load.click(bind(show, studio), picker, views, **private)
     picker.input(bind(show, studio, None), None, views, queue=False, **private)  # another test: Load shows it
@@ -100,9 +111,9 @@ def make(studio: Studio, prompt: str, model: str, negative_prompt: str, steps: i
          count: int | None, sampler: str = "", request: gr.Request = None, progress=gr.Progress()):
     """Render the pairs of a new A/B test with the Image tab's settings (Stop ends it between steps); the test
     picker with it chosen."""
-    base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                        1, [], memory_plan, fast, step_cache, sampler=sampler)
-    with studio.stops.armed(stop_key(TAB, request)) as stop:
+    with stop_flag(studio, TAB, request) as stop:  # first: a refusal drops the flag the click armed too
+        base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
+                            1, [], memory_plan, fast, step_cache, sampler=sampler)
         made = create_ab(studio, base, [parse_lora(x) for x in a or []], [parse_lora(x) for x in b or []],
                          prompt_lines(lines) or [base.prompt], int(count or 1),
                          on_image=lambda _r: progress(None, desc="Rendering pairs…"), stop=stop)

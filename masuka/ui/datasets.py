@@ -13,7 +13,7 @@ from masuka.datasets.captioners import MODES, captioner_models
 from masuka.datasets.formats import FORMATS
 from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
-from masuka.errors import InvalidInput, MasukaError
+from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.studio import Studio
 from masuka.ui.common import (
     MAX_ID,
@@ -21,7 +21,8 @@ from masuka.ui.common import (
     bind,
     friendly,
     is_admin,
-    stop_key,
+    stop_flag,
+    stoppable,
     usable_file,
     user_of,
     whole_number_box,
@@ -118,8 +119,9 @@ def build(ctx: UIContext) -> None:
     ctx.register_form("dataset", {"dataset": dataset, "files": files}, tab="datasets")  # "Send to Datasets"
     add.click(bind(add_images, studio), [dataset, files], [report, status], api_name="add_images", **on_status).then(
         view_page, view_inputs, view_outputs, **private).then(listed, None, dataset, **private)
-    caption.click(bind(caption_dataset, studio), [dataset, *caption_form], caption_status,
-                  api_name="caption_dataset", **ctx.gpu_event()).then(view_page, view_inputs, view_outputs, **private)
+    stoppable(CAPTIONS, caption.click(bind(caption_dataset, studio), [dataset, *caption_form], caption_status,
+                                      api_name="caption_dataset", **ctx.gpu_event())).then(
+        view_page, view_inputs, view_outputs, **private)
     wire_stop(studio, CAPTIONS, stop, caption_status, api_name="stop_captioning", step="batch")
     export_button.click(bind(export_dataset, studio), [dataset, fmt], download, api_name="export_dataset")
     delete.click(bind(ask_delete, studio), dataset, [confirm, confirm_text], **private)
@@ -302,13 +304,16 @@ def caption_dataset(studio: Studio, dataset: str, captioner: str = "florence2", 
                     progress=gr.Progress()):
     """Caption the dataset's images with Florence-2 or BLIP-2 (trigger word and template applied)."""
     progress(0, desc="Loading the captioner…")
-    job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
-                                    bool(overwrite), int(batch_size or 8), is_admin(studio, request))
-    with studio.stops.armed(stop_key(CAPTIONS, request)) as stop_flag:
-        result = captioning.caption_dataset(
-            studio, job, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
-            watch=lambda p: progress((p.step, p.total), desc=p.message, unit="images") if p.total
-            else progress(p.fraction or 0, desc=p.message))
+    try:
+        with stop_flag(studio, CAPTIONS, request) as stop:  # first: a refusal drops the flag the click armed too
+            job = captioning.CaptionRequest(dataset, user_of(request), captioner, mode, template or None,
+                                            bool(overwrite), int(batch_size or 8), is_admin(studio, request))
+            result = captioning.caption_dataset(
+                studio, job, stop=stop, gpu_timeout=GPU_WAIT_S,
+                watch=lambda p: progress((p.step, p.total), desc=p.message, unit="images") if p.total
+                else progress(p.fraction or 0, desc=p.message))
+    except Cancelled as stopped:  # a Stop while it waited in the queue: nothing captioned
+        return str(stopped)
     verb = "Stopped" if result.stopped else "Done"
     removed = f", skipped {result.removed} removed meanwhile" if result.removed else ""
     return (f"{verb}: captioned {result.captioned} of {result.total} image(s), kept {result.kept} existing "

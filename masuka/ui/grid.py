@@ -7,7 +7,7 @@ import gradio as gr
 from masuka.image.grid import ALLOW_LARGE, AXES, parse_axis, plan_grid, run_grid
 from masuka.queue.jobs import queue_grid
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, stop_key, user_of, wire_stop
+from masuka.ui.common import UIContext, bind, friendly, stop_flag, stoppable, user_of, wire_stop
 from masuka.ui.queue import FORM, SAMPLER_FORM, form_request
 
 TAB = "grid"  # the key of its Stop flag
@@ -34,8 +34,8 @@ def build(ctx: UIContext) -> None:
 
     image = ctx.form("image")
     inputs = image.pick(FORM) + [x, y, z, large] + image.pick(SAMPLER_FORM)
-    run.click(bind(make_grid, studio), inputs, [grid, cells], api_name="grid", show_progress_on=message,
-              **ctx.gpu_event())
+    stoppable(TAB, run.click(bind(make_grid, studio), inputs, [grid, cells], api_name="grid",
+                             show_progress_on=message, **ctx.gpu_event()))
     wire_stop(studio, TAB, stop, message)
     add.click(bind(add_grid, studio), inputs, message, api_name="queue_grid")
 
@@ -47,16 +47,16 @@ def make_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
               fast: bool = False, step_cache: float = 0.0, x: str = "", y: str = "", z: str = "",
               allow_large: bool = False, sampler: str = "", request: gr.Request = None, progress=gr.Progress()):
     """An X/Y/Z grid: the grid image and every cell (each also a history row); Stop ends it between steps."""
-    base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                           loras, memory_plan, fast, step_cache, sampler, x, y, z)
-    planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
     made: list = []
 
     def on_image(result) -> None:
         made.append(result)
         progress((len(made), len(planned)), desc=f"Cell {len(made)}/{len(planned)}", unit="cells")
 
-    with studio.stops.armed(stop_key(TAB, request)) as stop:
+    with stop_flag(studio, TAB, request) as stop:  # first: a refusal drops the flag the click armed too
+        base, axes = grid_form(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height,
+                               seed, loras, memory_plan, fast, step_cache, sampler, x, y, z)
+        planned = plan_grid(studio, base, axes, confirm_large=bool(allow_large))
         result = run_grid(studio, axes, planned, on_image=on_image, stop=stop)
     return str(result.grid), [(str(r.path), ", ".join(f"{k} {v}" for k, v in c.labels.items()))
                               for r, c in zip(result.images, planned)]

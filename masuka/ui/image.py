@@ -49,6 +49,7 @@ from masuka.ui.common import (
     is_admin,
     last_output,
     stop_key,
+    stoppable,
     user_of,
     wire_stop,
 )
@@ -252,8 +253,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     studio, private = ctx.studio, {"api_visibility": "private"}
     form, edit_form, outputs = tab.form(), tab.edit_form(), [tab.gallery, tab.seeds_used, tab.status]
     checked = {"api_visibility": "private", "show_progress": "hidden"}
-    edit_event = tab.edit_run.click(bind(check_edit, studio), edit_form, None, **checked).success(
-        bind(edit_image, studio), edit_form, outputs, api_name="edit_image", **ctx.gpu_event())
+    edit_event = stoppable(IMAGE_TAB, tab.edit_run.click(bind(check_edit, studio), edit_form, None, **checked).success(
+        bind(edit_image, studio), edit_form, outputs, api_name="edit_image", **ctx.gpu_event()))
     modes = tab.modes
     tab.mode.change(modes.show, tab.mode, [tab.start_group, tab.init_image, tab.mask, tab.strength, tab.run,
                                            tab.edit_run, *modes.shown()], **private).then(
@@ -263,12 +264,12 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     wire_picture_size(studio, modes, tab.init_image, tab.model, tab.width, tab.height)
     # the page streams each image as it finishes; the API's event returns once (see last_output)
     streamed = {"api_name": "generate_image_streamed", **private, **ctx.gpu_event()}
-    gen_event = tab.run.click(bind(check_form, studio), form, None, **checked).success(
-        bind(generate_image, studio), form, outputs, **streamed)
-    tab.prompt.submit(bind(check_form, studio), form, None, **checked).success(
-        bind(generate_image, studio), form, outputs, **streamed)
-    gr.Button(visible=False).click(bind(last_output(generate_image), studio), form, outputs,
-                                   api_name="generate_image", **ctx.gpu_event())
+    gen_event = stoppable(IMAGE_TAB, tab.run.click(bind(check_form, studio), form, None, **checked).success(
+        bind(generate_image, studio), form, outputs, **streamed))
+    stoppable(IMAGE_TAB, tab.prompt.submit(bind(check_form, studio), form, None, **checked).success(
+        bind(generate_image, studio), form, outputs, **streamed))
+    stoppable(IMAGE_TAB, gr.Button(visible=False).click(bind(last_output(generate_image), studio), form, outputs,
+                                                        api_name="generate_image", **ctx.gpu_event()))
     wire_stop(studio, IMAGE_TAB, tab.stop, tab.status, api_name="stop_image")
     tab.model.input(bind(model_defaults, studio), [tab.model, tab.mode, tab.init_image],
                     [tab.steps, tab.guidance, tab.width, tab.height, tab.negative, tab.sampler], **private)
@@ -375,11 +376,10 @@ def edit_image(studio: Studio, prompt: str, model: str, images: list[str] | None
 
 @friendly
 def check_edit(studio: Studio, request: gr.Request, *values) -> None:
-    """Refuse a bad edit (the values ``edit_image`` takes) before the event that owns the gallery runs, else arm
-    its Stop (:func:`check_form`). The request comes before the values: Gradio gives it only to a parameter it can
-    pass by position."""
+    """Refuse a bad edit (the values ``edit_image`` takes) before the event that owns the gallery runs
+    (:func:`check_form`). The request comes before the values: Gradio gives it only to a parameter it can pass by
+    position."""
     plan_request(studio, edit_request(*values, user_of(request)))
-    studio.stops.arm(stop_key(IMAGE_TAB, request))
 
 
 def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, progress: gr.Progress):
@@ -447,10 +447,8 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
 @friendly
 def check_form(studio: Studio, request: gr.Request, *values) -> None:
     """Refuse bad input (the values ``generate_image`` takes) before the event that owns the gallery runs, so a
-    refusal leaves it as it was (the request first, as in :func:`check_edit`); else arm the tab's Stop, which then
-    counts while the generation waits in the queue."""
+    refusal leaves it as it was (the request first, as in :func:`check_edit`)."""
     plan_request(studio, image_request(user_of(request), *values))
-    studio.stops.arm(stop_key(IMAGE_TAB, request))
 
 
 @friendly

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 import gradio as gr
 
 from masuka.errors import Cancelled, InvalidInput
-from masuka.gpu import check_stop
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import upscaler_names
 from masuka.image.upscale.request import DEFAULT_TILE, SCALES, UpscaleRequest
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, failure, friendly, stop_key, user_of, wire_stop
+from masuka.ui.common import UIContext, bind, failure, friendly, stop_flag, stoppable, user_of, wire_stop
 
 GPU_WAIT_S = 5.0
 #: the panel's Stop flag (the Image tab's Stop button stops an upscale too)
@@ -63,9 +62,10 @@ def build(ctx: UIContext, stop: gr.Button) -> UpscalePanel:
                                              strength=strength, prompt=prompt, tile=tile, seed=seed),
                              tab="image", adapt=reuse_fields, accordion=accordion)
     private = {"api_visibility": "private"}
-    ctx.generated(run.click(bind(starting, studio), None, [result, status], queue=False, **private).then(
+    ctx.generated(stoppable(PANEL, run.click(starting, None, [result, status], queue=False,
+                                             **private).then(
         bind(upscale, studio), form.pick(FIELDS), [result, status], api_name="upscale_image", show_progress_on=status,
-        **ctx.gpu_event()))
+        **ctx.gpu_event())))
     wire_stop(studio, PANEL, stop, status, api_name="stop_upscale", step="tile")
     detail.input(default_tile, detail, tile, **private)
     refresh.click(bind(choices, studio), None, upscaler, **private)
@@ -99,10 +99,9 @@ def upscale(studio: Studio, image: str | None, scale: int = 2, upscaler: str = "
     ``model``) in tiles of ``tile`` pixels (0: the whole picture, or with ``detail`` the model's native size; left
     out: 512, or the native size); returns the saved picture and a status line."""
     try:
-        with studio.stops.armed(stop_key(PANEL, request)) as stop:  # the flag the click armed (see starting)
+        with stop_flag(studio, PANEL, request) as stop:  # the flag armed as it was queued (see stoppable)
             if not image:
                 raise InvalidInput("Choose the picture to upscale.")
-            check_stop(stop)  # a Stop while it waited in the queue
             made = upscale_image(studio, UpscaleRequest(
                 image, scale=int(scale), upscaler=upscaler or "Lanczos", detail=bool(detail),
                 model=model if detail else None, strength=float(strength), prompt=prompt or "",
@@ -117,10 +116,8 @@ def upscale(studio: Studio, image: str | None, scale: int = 2, upscaler: str = "
     return str(made.path), f"Done{seed_text}: saved and recorded in History."
 
 
-def starting(studio: Studio, request: gr.Request):
-    """An upscale asked for: the previous result and its status cleared, so a failure does not leave them showing,
-    and the panel's Stop armed, so it counts while the upscale waits in the queue."""
-    studio.stops.arm(stop_key(PANEL, request))
+def starting():
+    """An upscale asked for: the previous result and its status cleared, so a failure does not leave them showing."""
     return None, ""
 
 

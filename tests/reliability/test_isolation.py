@@ -237,6 +237,8 @@ def test_the_gpu_queue_cap_holds_whatever_the_door(shared, monkeypatch):
             assert refused.status_code == 429 and "the most one user may queue" in refused.json()["detail"]
         assert bob.post("/gradio_api/call/generate_image", json={"data": form}).status_code == 200, \
             "bob's share is his own"
+        armed = [key for key in running.studio.stops._flags if key.startswith("image:")]
+        assert len(armed) == 3, "each accepted generation armed its session's Stop; no refused one did"
     direct = bob.post("/gradio_api/run/generate_image", json={"data": form})
     assert direct.status_code == 404 and "join the queue" in direct.json()["detail"]
 

@@ -395,9 +395,9 @@ def test_the_stop_flag_lives_as_long_as_the_generation(studio, tiny_model):
 
 
 def test_a_stop_while_the_generation_waits_in_the_queue_ends_it_before_it_runs(studio, tiny_model):
-    """The click's check arms the Stop: pressed while the generation waits in Gradio's queue, it ends the
+    """The queue arms the Stop as it takes the generation: pressed while the generation waits there, it ends the
     generation as it leaves the queue (no model loaded, nothing recorded), and the next click runs."""
-    from masuka.ui.common import IMAGE_TAB, stop_work
+    from masuka.ui.common import IMAGE_TAB, stop_key, stop_work
 
     request = gr.Request(session_hash="queued-stop")
     form = ["a fox", str(tiny_model("flux")), "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0.0]
@@ -405,12 +405,12 @@ def test_a_stop_while_the_generation_waits_in_the_queue_ends_it_before_it_runs(s
     def leave_the_queue() -> list:
         return list(image.generate_image(studio, *form, request=request, progress=lambda *_a, **_k: None))
 
-    image.check_form(studio, request, *form)  # the click: the generation now waits in the queue
+    studio.stops.arm(stop_key(IMAGE_TAB, request))  # the queue accepts it: the generation now waits
     assert stop_work(studio, IMAGE_TAB, "step", request) == "Stopping after the current step…"
     assert leave_the_queue() == [([], "", "Stopped: 0 image(s) kept.")]
     assert not studio.store.find("generations") and studio.models.loads == 0
     assert stop_work(studio, IMAGE_TAB, "step", request) == SKIP and not studio.stops._flags
-    image.check_form(studio, request, *form)
+    studio.stops.arm(stop_key(IMAGE_TAB, request))
     assert leave_the_queue()[-1][2].startswith("Done") and not studio.stops._flags
 
 
