@@ -25,5 +25,5 @@ def mount_api(app: Any, studio: Studio, trust_loopback: bool = True) -> None:
 
     work = ApiWork(studio)
     app.include_router(a1111_router(work, caller_of))
-    app.include_router(controlnet_router(caller_of))
+    app.include_router(controlnet_router(work, caller_of))
     app.include_router(openai_router(work, caller_of))

@@ -10,22 +10,24 @@ The ControlNet and ADetailer extensions' ``alwayson_scripts`` are read by :mod:`
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import json
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from masuka.access import usable_model
 from masuka.api.a1111_scripts import MODULE_LIST, adetailer_faces, controlnet_models, controlnet_units
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
-from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
+from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import MAX_BATCH, ImageRequest, image_spec
 from masuka.image.metadata import parse_parameters, read_metadata
@@ -58,8 +60,8 @@ class Txt2Img(BaseModel):
     sampler_name: str | None = None
     sampler_index: str | None = None  # A1111's older name of the field, used when sampler_name is empty
     scheduler: str | None = None
-    batch_size: int = 1
-    n_iter: int = 1
+    batch_size: int = Field(1, ge=1)
+    n_iter: int = Field(1, ge=1)
     steps: int | None = None
     cfg_scale: float | None = None
     width: int | None = None
@@ -90,6 +92,13 @@ class PngInfo(BaseModel):
     image: str
 
 
+class Options(BaseModel):
+    """The body of ``POST /options``: the one setting that means something here."""
+
+    model_config = ConfigDict(extra="ignore")
+    sd_model_checkpoint: str | None = None
+
+
 class ExtraSingleImage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -101,27 +110,50 @@ class ExtraSingleImage(BaseModel):
     upscaler_1: str = "None"
 
 
+#: the status of each expected failure (the first that fits); any other MasukaError is a 500
+STATUSES = {NotFound: 404, InvalidInput: 422, TooManyWaiting: 429, GPUBusy: 503, ModelUnavailable: 503}
+#: what a route answers itself (:func:`a1111_error`) rather than as a traceback
+ANSWERED = (Refused, ValidationError, MasukaError)
+Body = TypeVar("Body", bound=BaseModel)
+
+
 def a1111_errors(func: Callable) -> Callable:
-    """Expected failures as A1111 answers them: ``{"error", "detail", "body", "errors"}`` with a status."""
+    """A route (plain or async) whose expected failures are answered as A1111 answers them (:func:`a1111_error`)."""
+    if inspect.iscoroutinefunction(func):
+        @functools.wraps(func)
+        async def answered(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await func(*args, **kwargs)
+            except ANSWERED as error:
+                return a1111_error(error)
+
+        return answered
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except Refused as error:
-            headers = {"WWW-Authenticate": 'Basic realm="MASUKA"'} if error.status == 401 else None
-            title = {401: "Unauthorized", 429: "Too Many Requests"}.get(error.status, "Forbidden")
-            return _error(error.status, title, str(error), headers)
-        except (InvalidInput, NotFound) as error:
-            return _error(404 if isinstance(error, NotFound) else 422, type(error).__name__, str(error))
-        except TooManyWaiting as error:
-            return _error(429, "TooManyRequests", str(error))
-        except GPUBusy as error:
-            return _error(503, "GPUBusy", str(error))
-        except MasukaError as error:
-            return _error(500, type(error).__name__, str(error))
+        except ANSWERED as error:
+            return a1111_error(error)
 
     return wrapper
+
+
+def a1111_error(error: Exception) -> JSONResponse:
+    """``{"error", "detail", "body", "errors"}`` with a status; a body's bad fields as FastAPI lists them (A1111
+    leaves those to FastAPI): 422 ``{"detail": [{"loc": ["body", field], "msg", ...}]}``."""
+    if isinstance(error, ValidationError):
+        fields = [dict(item, loc=["body", *item["loc"]]) for item in error.errors(include_url=False)]
+        return JSONResponse({"detail": jsonable_encoder(fields)}, status_code=422)
+    if isinstance(error, Refused):
+        title = {401: "Unauthorized", 429: "Too Many Requests"}.get(error.status, "Forbidden")
+        headers = {"WWW-Authenticate": 'Basic realm="MASUKA"'} if error.status == 401 else {}
+        if error.retry_after:
+            headers["Retry-After"] = str(error.retry_after)
+        return _error(error.status, title, str(error), headers)
+    status = next((code for kind, code in STATUSES.items() if isinstance(error, kind)), 500)
+    return _error(status, "TooManyRequests" if isinstance(error, TooManyWaiting) else type(error).__name__,
+                  str(error))
 
 
 def _error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -129,10 +161,33 @@ def _error(status: int, kind: str, message: str, headers: dict | None = None) ->
                         headers=headers)
 
 
+def too_large(message: str) -> JSONResponse:
+    """A body over the upload limit (see :meth:`ApiWork.route_class`)."""
+    return _error(413, "PayloadTooLarge", message)
+
+
 def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRouter:
     """The ``/sdapi/v1`` routes for one app."""
     studio = work.studio
-    router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"])
+    router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"], route_class=work.route_class(too_large))
+
+    def posted(model: type[Body]) -> Callable[[Callable[[Caller, Body], Any]], Callable[[Request], Awaitable[Any]]]:
+        """A POST route run as ``route(caller, body)`` in the REST APIs' own threads: who calls is checked first,
+        and only then is the JSON body read and checked against ``model``."""
+
+        def decorate(route: Callable[[Caller, Body], Any]) -> Callable[[Request], Awaitable[Any]]:
+            async def endpoint(request: Request) -> Any:
+                caller = caller_of(request)
+                try:
+                    data = await request.json()
+                except ValueError:
+                    raise InvalidInput("The body must be JSON.") from None
+                return await work.call(route, caller, model.model_validate(data))
+
+            endpoint.__name__ = route.__name__
+            return a1111_errors(endpoint)
+
+        return decorate
 
     def to_request(caller: Caller, body: Txt2Img, init: InitImage | None = None) -> ImageRequest:
         batch = body.batch_size * body.n_iter
@@ -181,17 +236,13 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         return {"images": images, "parameters": body.model_dump(), "info": json.dumps(info)}
 
     @router.post("/txt2img")
-    @work.in_own_threads
-    @a1111_errors
-    def txt2img(body: Txt2Img, request: Request) -> Any:
-        caller = caller_of(request)
+    @posted(Txt2Img)
+    def txt2img(caller: Caller, body: Txt2Img) -> Any:
         return answer(work.generate(caller, to_request(caller, body)), body)
 
     @router.post("/img2img")
-    @work.in_own_threads
-    @a1111_errors
-    def img2img(body: Img2Img, request: Request) -> Any:
-        caller = caller_of(request)
+    @posted(Img2Img)
+    def img2img(caller: Caller, body: Img2Img) -> Any:
         if not body.init_images:
             raise InvalidInput("init_images is empty: send the picture to start from (base64).")
         image = work.decode_upload(caller, body.init_images[0], "init image")
@@ -206,9 +257,8 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         return result
 
     @router.post("/png-info")
-    @a1111_errors
-    def png_info(body: PngInfo, request: Request) -> Any:
-        caller_of(request)
+    @posted(PngInfo)
+    def png_info(_caller: Caller, body: PngInfo) -> Any:
         try:
             metadata = read_metadata(io.BytesIO(image_bytes(body.image, "image")))
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
@@ -261,12 +311,10 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
                 "sd_checkpoint_hash": None, "CLIP_stop_at_last_layers": 1}
 
     @router.post("/options")
-    @a1111_errors
-    def set_options(options: dict[str, Any], request: Request) -> Any:
-        caller = caller_of(request)
-        model = options.get("sd_model_checkpoint")
-        if model is not None:
-            work.models[caller.user] = image_spec(studio, caller.user, str(model)).id
+    @posted(Options)
+    def set_options(caller: Caller, options: Options) -> Any:
+        if options.sd_model_checkpoint is not None:
+            work.models[caller.user] = image_spec(studio, caller.user, options.sd_model_checkpoint).id
         return None
 
     @router.get("/sd-models")
@@ -307,10 +355,8 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
                                            "scale": None} for name in files]
 
     @router.post("/extra-single-image")
-    @work.in_own_threads
-    @a1111_errors
-    def extra_single_image(body: ExtraSingleImage, request: Request) -> Any:
-        caller = caller_of(request)
+    @posted(ExtraSingleImage)
+    def extra_single_image(caller: Caller, body: ExtraSingleImage) -> Any:
         names = (*UPSCALERS, *list_upscalers(studio.config))
         if body.upscaler_1 not in names:
             raise InvalidInput(f"Upscaler {body.upscaler_1!r} is not available here: use {', '.join(names)}.")
@@ -351,10 +397,10 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     return router
 
 
-def controlnet_router(caller_of: Callable[[Request], Caller]) -> APIRouter:
+def controlnet_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRouter:
     """sd-webui-controlnet's own discovery routes (``/controlnet/...``), for clients that ask before they send
     units."""
-    router = APIRouter(prefix="/controlnet", tags=["AUTOMATIC1111 API"])
+    router = APIRouter(prefix="/controlnet", tags=["AUTOMATIC1111 API"], route_class=work.route_class(too_large))
 
     @router.get("/version")
     @a1111_errors

@@ -26,11 +26,11 @@ MAX_TOKENS_PER_USER = 20
 
 class Refused(Exception):
     """A request without acceptable credentials: ``status`` 401 (who are you?), 403 (not from here) or 429 (too
-    many failed sign-ins: the same throttle as the sign-in page)."""
+    many failed sign-ins: the same throttle as the sign-in page, ``retry_after`` seconds from now)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: int | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.retry_after = status, retry_after
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,8 @@ def authenticate(studio: Studio, authorization: str | None, client_host: str | N
     named, address = _basic_credentials(authorization)[0], client or client_host or ""
     wait = studio.logins.wait_s(named, address)
     if wait:
-        raise Refused(429, f"Too many failed sign-ins for this account or from this address. Try again in {wait} s.")
+        raise Refused(429, f"Too many failed sign-ins for this account or from this address. Try again in {wait} s.",
+                      retry_after=wait)
     user = _basic_user(config.users, authorization) or token_user(studio, _bearer(authorization) or "")
     if user is None:
         if authorization:

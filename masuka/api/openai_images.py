@@ -25,14 +25,16 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData
+from starlette.routing import Match
 
 from masuka.access import may_read
 from masuka.api.auth import Caller, Refused
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting
-from masuka.errors import GPUBusy, InvalidInput, MasukaError, NotFound
+from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest, used_prompt
 from masuka.image.metadata import read_parameters, save_image
 from masuka.image.tasks import InitImage, save_input
@@ -101,7 +103,11 @@ def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
             return _error(error)
         except Refused as error:
             code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(error.status, "forbidden")
-            return _error(OpenAIError(error.status, str(error), code=code))
+            kind = "rate_limit_error" if error.status == 429 else "invalid_request_error"
+            answer = _error(OpenAIError(error.status, str(error), kind=kind, code=code))
+            if error.retry_after:
+                answer.headers["Retry-After"] = str(error.retry_after)
+            return answer
         except ValidationError as error:
             first = error.errors()[0]
             if not first["loc"]:  # the body itself: a list, a string
@@ -116,6 +122,8 @@ def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
             return _error(OpenAIError(429, str(error), kind="rate_limit_error", code="rate_limit_exceeded"))
         except GPUBusy as error:
             return _error(OpenAIError(503, str(error), kind="server_error"))
+        except ModelUnavailable as error:
+            return _error(OpenAIError(503, str(error), kind="server_error", code="model_not_available"))
         except MasukaError as error:
             return _error(OpenAIError(500, str(error), kind="server_error"))
 
@@ -127,10 +135,15 @@ def _error(error: OpenAIError) -> JSONResponse:
                                    "code": error.code}}, status_code=error.status)
 
 
+def too_large(message: str) -> JSONResponse:
+    """A body over the upload limit (see :meth:`ApiWork.route_class`)."""
+    return _error(OpenAIError(413, message))
+
+
 def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRouter:
     """The ``/v1`` image routes for one app."""
     studio = work.studio
-    router = APIRouter(prefix="/v1", tags=["OpenAI Images API"])
+    router = APIRouter(prefix="/v1", tags=["OpenAI Images API"], route_class=work.route_class(too_large))
 
     def to_request(caller: Caller, prompt: str, model: str | None, n: Any, size: str | None,
                    init: InitImage | None = None, aids: Aids | None = None) -> ImageRequest:
@@ -233,6 +246,19 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
         return {"object": "list", "data": [{"id": key, "object": "model", "created": 0, "owned_by": "masuka"}
                                            for key in image_models()]}
 
+    @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @openai_errors
+    async def unknown(path: str, request: Request) -> Any:
+        """Any other ``/v1`` request, answered as OpenAI does: 404 (405 for another method of a route here)."""
+        if path == "images/variations":
+            raise OpenAIError(404, "Image variations are not offered here: send the picture with a prompt to "
+                                   "/v1/images/edits instead.", code="not_found")
+        allowed = sorted({method for route in router.routes if isinstance(route, APIRoute)
+                          and route.matches(request.scope)[0] is Match.PARTIAL for method in route.methods})
+        if allowed:
+            raise OpenAIError(405, f"{request.method} is not allowed on /v1/{path}: use {', '.join(allowed)}.")
+        raise OpenAIError(404, f"Invalid URL ({request.method} /v1/{path}).", code="not_found")
+
     return router
 
 
@@ -246,13 +272,15 @@ class Delivered:
 
 
 def delivered(path: Path, delivery: Delivery) -> Delivered:
-    """The saved image, converted when the request asked for another format; a converted one carries the
-    parameters as the saved file does (PNG text chunk, or EXIF UserComment in a JPEG or WebP)."""
+    """The saved image, converted when the request asked for another format or (a JPEG or WebP) for an
+    ``output_compression``; a converted one carries the parameters as the saved file does (PNG text chunk, or EXIF
+    UserComment in a JPEG or WebP)."""
     with Image.open(path) as picture:
         saved = (picture.format or "PNG").lower()
         size = f"{picture.width}x{picture.height}"
         wanted = delivery.output_format or saved
-        if wanted == saved:
+        compressed = wanted != "png" and "output_compression" in delivery.model_fields_set
+        if wanted == saved and not compressed:
             return Delivered(path.read_bytes(), saved, size)
         converted = picture.convert("RGBA" if wanted != "jpeg" and "A" in picture.getbands() else "RGB")
     buffer = io.BytesIO()
@@ -293,7 +321,7 @@ def _openai_mask(work: ApiWork, caller: Caller, data: bytes) -> Any:
     """OpenAI masks are transparent where the picture should change: turned into white-means-repaint."""
     path = work.decode_upload(caller, data, "mask")
     with Image.open(path) as mask:
-        if "A" not in mask.getbands():
+        if not mask.has_transparency_data:  # alpha, or a palette or grey PNG's transparent entries (pngquant's)
             return path
-        repaint = mask.getchannel("A").point(lambda alpha: 255 if alpha == 0 else 0)
+        repaint = mask.convert("RGBA").getchannel("A").point(lambda alpha: 255 if alpha == 0 else 0)
     return save_input(work.studio, caller.user, repaint, "mask")

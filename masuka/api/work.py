@@ -12,12 +12,14 @@ import functools
 import io
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 
 from masuka.api.auth import Caller
 from masuka.errors import Cancelled, InvalidInput, MasukaError
@@ -79,22 +81,34 @@ class ApiWork:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: Any = None  # an anyio CapacityLimiter, made in the server's event loop
 
-    def in_own_threads(self, route: Callable[..., Any]) -> Callable[..., Any]:
-        """A blocking route made async, run in :data:`GENERATION_THREADS` threads of its own: generations that
+    async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``func(*args, **kwargs)`` in :data:`GENERATION_THREADS` threads of the REST APIs' own: generations that
         wait for the GPU cannot take every thread of the server's shared pool and leave ``/progress``,
         ``/interrupt`` or the app's pages waiting."""
-
-        @functools.wraps(route)
-        async def in_pool(*args: Any, **kwargs: Any) -> Any:
-            return await self.call(route, *args, **kwargs)
-
-        return in_pool
-
-    async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """``func(*args, **kwargs)`` in the REST APIs' own threads (see :meth:`in_own_threads`)."""
         if self._threads is None:
             self._threads = anyio.CapacityLimiter(GENERATION_THREADS)
         return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs), limiter=self._threads)
+
+    def route_class(self, too_large: Callable[[str], Response]) -> type[APIRoute]:
+        """The route class of one API's routes: a request whose declared body (``Content-Length``) is over the
+        upload limit (``max_upload_mb``) gets ``too_large(message)``, that API's 413, before any of it is read or
+        who sent it is asked."""
+        limit = self.studio.config.max_upload_mb
+
+        class Limited(APIRoute):
+            def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+                handle = super().get_route_handler()
+
+                async def checked(request: Request) -> Response:
+                    declared = request.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > limit * 2**20:
+                        return too_large(f"The request is {int(declared) / 2**20:,.1f} MB; this server takes at "
+                                         f"most {limit} MB (MASUKA_MAX_UPLOAD_MB).")
+                    return await handle(request)
+
+                return checked
+
+        return Limited
 
     def current(self, user: str) -> Progress | None:
         """The user's request A1111's ``/progress`` reports: the one generating, else the first waiting; None

@@ -85,7 +85,9 @@ def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
     except Image.DecompressionBombError:  # so large that Pillow will not even read its size
         raise InvalidInput(f"The {what} is too large; {TOO_LARGE}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        reason = str(error).replace(str(path), Path(str(path)).name) if isinstance(path, str | Path) else error
+        # Pillow names the file it could not read: a path by its name only, an upload (a stream's repr) not at all
+        reason = (str(error).replace(str(path), Path(str(path)).name) if isinstance(path, str | Path)
+                  else str(error).replace(f" {path!r}", ""))
         raise InvalidInput(f"The {what} is not a readable image ({reason}).") from None
 
 

@@ -101,6 +101,22 @@ def test_unknown_fields_are_ignored_and_bad_values_get_422_with_the_reason(live_
     assert typed.status_code == 422 and typed.json()["detail"][0]["loc"] == ["body", "steps"]
 
 
+def test_a_body_over_the_upload_limit_gets_413_in_each_apis_shape(live_app):
+    """MASUKA_MAX_UPLOAD_MB caps what the REST routes take, by the declared Content-Length, before reading."""
+    app = live_app(max_upload_mb=1)
+    base, body = app.url.rstrip("/"), b"x" * (2 * 2**20)
+    a1111 = httpx.post(base + "/sdapi/v1/txt2img", content=body, timeout=60)
+    assert a1111.status_code == 413 and a1111.json()["error"] == "PayloadTooLarge"
+    assert "at most 1 MB" in a1111.json()["detail"]
+    controlnet = httpx.request("GET", base + "/controlnet/version", content=body, timeout=60)
+    assert controlnet.status_code == 413 and "at most 1 MB" in controlnet.json()["detail"]
+    openai = httpx.post(base + "/v1/images/generations", content=body, timeout=60)
+    assert openai.status_code == 413 and "at most 1 MB" in openai.json()["error"]["message"]
+    assert openai.json()["error"]["type"] == "invalid_request_error"
+    under = httpx.post(base + "/sdapi/v1/png-info", json={"image": "x" * 2**19}, timeout=60)
+    assert under.status_code == 422 and "not a readable" in under.json()["detail"], "a body under the limit is read"
+
+
 def test_interrupt_stops_the_batch_and_progress_shows_it_running(live_app, tiny_model):
     app = live_app()
     api = client(app)

@@ -224,6 +224,38 @@ def test_settings_tokens_open_the_rest_apis_until_revoked(live_app):
     assert httpx.get(models, headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
+def test_post_routes_ask_who_calls_before_reading_the_body(live_app):
+    """A caller without credentials gets 401, never the 422 listing the body's fields."""
+    import httpx
+
+    app = live_app(auth="ann:pw-ann")
+    for route in ("txt2img", "img2img", "png-info", "extra-single-image", "options"):
+        answer = httpx.post(app.url.rstrip("/") + f"/sdapi/v1/{route}", json=["not", "a", "body"], timeout=60)
+        assert answer.status_code == 401 and "WWW-Authenticate" in answer.headers, (route, answer.text)
+    signed_in = httpx.post(app.url.rstrip("/") + "/sdapi/v1/options", json=["not", "a", "body"],
+                           auth=("ann", "pw-ann"), timeout=60)
+    assert signed_in.status_code == 422 and signed_in.json()["detail"][0]["loc"] == ["body"]
+
+
+def test_a_locked_out_caller_is_told_when_to_try_again(live_app):
+    """The lockout's 429 carries Retry-After (the SDKs wait that long); on /v1 it is a rate_limit_error."""
+    import httpx
+    import openai
+
+    app = live_app(auth="ann:pw-ann")
+    token = create_token(app.studio, "ann", "laptop")
+    options = app.url.rstrip("/") + "/sdapi/v1/options"
+    for _ in range(app.studio.config.login_attempts):
+        assert httpx.get(options, auth=("ann", "guess")).status_code == 401
+    locked = httpx.get(options, auth=("ann", "pw-ann"))
+    assert locked.status_code == 429 and 0 < int(locked.headers["Retry-After"]) <= app.studio.config.login_lockout_s
+    assert f"Try again in {locked.headers['Retry-After']} s" in locked.json()["detail"]
+    sdk = openai.OpenAI(base_url=app.url.rstrip("/") + "/v1", api_key=token, max_retries=0)
+    with pytest.raises(openai.RateLimitError) as refused:
+        sdk.models.list()
+    assert refused.value.body["type"] == "rate_limit_error" and refused.value.response.headers["Retry-After"]
+
+
 def test_a_name_the_user_already_has_is_refused(team):
     create_token(team, "ann", "laptop")
     with pytest.raises(InvalidInput, match="You already have an API token named 'laptop'"):

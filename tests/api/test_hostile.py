@@ -69,9 +69,18 @@ def test_a1111_refuses_with_the_reason(app, case):
     answer = httpx.post(app.url.rstrip("/") + route, json=body, timeout=60)
     assert answer.status_code == 422, answer.text
     assert re.search(reason, answer.json()["detail"]), answer.json()
+    assert " at 0x" not in answer.json()["detail"], "no object's repr in the reason"
     assert not app.studio.store.count("generations")
     kept = [p.name for p in app.studio.config.data_dir.rglob("inputs/*") if p.name.startswith(("control", "reference"))]
     assert not kept, "ControlNet units are checked before any of their pictures is kept"
+
+
+@pytest.mark.parametrize("batch", [{"batch_size": -2, "n_iter": -2}, {"batch_size": 0, "n_iter": 0}])
+def test_a1111_refuses_a_batch_size_or_n_iter_below_1_even_when_their_product_is_not(app, batch):
+    answer = httpx.post(app.url.rstrip("/") + "/sdapi/v1/txt2img", json={"prompt": "x", **batch}, timeout=60)
+    assert answer.status_code == 422, answer.text
+    assert [field["loc"] for field in answer.json()["detail"]] == [["body", "batch_size"], ["body", "n_iter"]]
+    assert not app.studio.store.count("generations")
 
 
 @pytest.mark.parametrize("fields, files, param, reason", [

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from masuka.api.auth import create_token
+from masuka.image.defaults import save_defaults
 from masuka.image.metadata import read_parameters
 
 
@@ -148,3 +149,62 @@ def test_an_edit_s_text_field_sent_as_a_file_gets_a_400_naming_it(signed_in, tin
         assert answer.json()["error"] == {"message": f"'{name}' must be a text field, not a file.",
                                           "type": "invalid_request_error", "param": name, "code": None}
     assert not app.studio.store.count("generations")
+
+
+def test_a_palette_mask_with_transparent_entries_marks_what_to_edit(signed_in, tiny_model, photo, square_mask):
+    """A palette PNG whose transparency is its ``tRNS`` entries (what pngquant writes), not an alpha band."""
+    _app, sdk, _token = signed_in
+    mask = Image.new("P", (64, 64), 1)
+    mask.putpalette([0, 0, 0, 255, 255, 255])
+    mask.paste(0, mask=square_mask)  # entry 0, transparent: the square to edit
+    picture, masked = io.BytesIO(), io.BytesIO()
+    photo.save(picture, format="PNG")
+    mask.save(masked, format="PNG", transparency=0)
+    assert Image.open(io.BytesIO(masked.getvalue())).mode == "P"
+    answer = sdk.images.edit(model=str(tiny_model("flux")), image=("photo.png", picture.getvalue(), "image/png"),
+                             mask=("mask.png", masked.getvalue(), "image/png"), prompt="a window", size="64x64")
+    out = np.asarray(decoded(answer.data[0]).convert("RGB"), dtype=np.int16)
+    original = np.asarray(photo, dtype=np.int16)
+    inside = np.asarray(square_mask) > 0
+    assert np.array_equal(out[~inside], original[~inside]) and np.abs(out[inside] - original[inside]).mean() > 5
+
+
+def test_output_compression_is_honoured_in_the_format_images_are_saved_in(signed_in, tiny_model):
+    app, sdk, _token = signed_in
+    save_defaults(app.studio.config, output_format="WebP")
+    sizes = {}
+    for compression in (5, 95):
+        answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a gull", size="64x64",
+                                     output_format="webp", output_compression=compression)
+        data = base64.b64decode(answer.data[0].b64_json)
+        assert data.startswith(b"RIFF") and read_parameters(io.BytesIO(data)).startswith("a gull\nSteps: ")
+        sizes[compression] = len(data)
+    assert 2 * sizes[5] < sizes[95], sizes  # re-encoded: as saved, both would be about the same size
+    saved = app.studio.config.absolute(app.studio.store.find("generations", order_by="id")[0]["output_path"])
+    assert saved.suffix == ".webp"
+
+
+def test_variations_and_unknown_routes_answer_an_openai_error(signed_in):
+    app, sdk, token = signed_in
+    with pytest.raises(openai.NotFoundError) as missing:
+        sdk.images.create_variation(image=("photo.png", b"\x89PNG", "image/png"))
+    assert "variations are not offered" in missing.value.body["message"]
+    assert missing.value.body["code"] == "not_found"
+    headers = {"Authorization": f"Bearer {token}"}
+    unknown = httpx.delete(app.url.rstrip("/") + "/v1/files/abc", headers=headers)
+    assert unknown.status_code == 404 and unknown.json()["error"]["message"] == "Invalid URL (DELETE /v1/files/abc)."
+    other_method = httpx.get(app.url.rstrip("/") + "/v1/images/generations", headers=headers)
+    assert other_method.status_code == 405 and "use POST" in other_method.json()["error"]["message"]
+
+
+def test_a_model_that_is_not_downloaded_is_a_503_not_a_500(signed_in):
+    """Tests run with HF_HUB_OFFLINE=1: a repo id the cache does not hold cannot be loaded."""
+    app, sdk, _token = signed_in
+    with pytest.raises(openai.InternalServerError) as unavailable:
+        sdk.images.generate(model="nobody/not-downloaded", prompt="a gull", size="64x64")
+    assert unavailable.value.status_code == 503 and unavailable.value.body["code"] == "model_not_available"
+    assert unavailable.value.body["type"] == "server_error" and "nobody/not-downloaded" in unavailable.value.body[
+        "message"]
+    a1111 = httpx.post(app.url.rstrip("/") + "/sdapi/v1/txt2img", auth=("ann", "pw-ann"), timeout=120,
+                       json={"prompt": "x", "override_settings": {"sd_model_checkpoint": "nobody/not-downloaded"}})
+    assert a1111.status_code == 503 and a1111.json()["error"] == "ModelUnavailable"

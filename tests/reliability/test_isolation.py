@@ -54,6 +54,7 @@ API_ROUTES = {
     "/sdapi/v1/samplers", "/sdapi/v1/schedulers", "/sdapi/v1/loras", "/sdapi/v1/upscalers",
     "/sdapi/v1/refresh-checkpoints", "/sdapi/v1/refresh-loras", "/sdapi/v1/scripts", "/v1/images/generations",
     "/v1/images/edits", "/v1/models", "/controlnet/version", "/controlnet/model_list", "/controlnet/module_list",
+    "/v1/{path:path}",  # any other /v1 request: OpenAI's 404 or 405, nothing read or served
 }
 #: REST routes that serve a file named by its history row id: each checks ``masuka.access.may_read`` itself.
 ID_FILE_ROUTES = {"/v1/images/files/{image_id}": "image_id"}
