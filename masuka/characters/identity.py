@@ -26,7 +26,7 @@ from masuka.gpu import device_plan
 from masuka.jobs import Watch
 from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error
 from masuka.models.hub import cache_only, hub_cache_dir
-from masuka.models.manage import catalog_files, fetch_for_use
+from masuka.models.manage import catalog_files, using_models
 from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
@@ -113,13 +113,12 @@ def face_model() -> str:
 
 def _load(studio: Studio, owner: str, source: str, on_download: Watch | None) -> Embedder:
     source = usable_model(studio, owner, source, marker=("config.json", "*.onnx"))
-    fetch_for_use(studio, owner, source, on_download)
-    onnx = onnx_file(source)
     plan = device_plan(1)
 
     def load() -> Embedder:
         import transformers
 
+        onnx = onnx_file(source)
         try:
             if onnx:
                 return FaceNet.load(source, onnx)
@@ -135,7 +134,8 @@ def _load(studio: Studio, owner: str, source: str, on_download: Watch | None) ->
         return ImageEmbedder(source, model.to(plan.device).eval(), processor, clip)
 
     # beside the generation aids, not in the pipelines' slot: scoring the views never evicts the view model
-    return studio.aids.get(("identity", source, plan.device, plan.dtype_name), load)
+    with using_models(studio, owner, source, watch=on_download):
+        return studio.aids.get(("identity", source, plan.device, plan.dtype_name), load)
 
 
 def onnx_file(source: str) -> Path | None:

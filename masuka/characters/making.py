@@ -45,7 +45,7 @@ from masuka.characters.views import ViewRequest, check_outfit, edit_models, make
 from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.captioners import resolve_captioner
-from masuka.datasets.captioning import CaptionRequest, caption_dataset, check_captioner, fetch_captioner
+from masuka.datasets.captioning import CaptionRequest, caption_dataset, check_captioner
 from masuka.datasets.library import (
     create_dataset,
     dataset_images,
@@ -61,7 +61,7 @@ from masuka.image.generate import MAX_SEED
 from masuka.image.limits import MAX_STEPS
 from masuka.image.tasks import open_picture
 from masuka.jobs import Watch
-from masuka.models.manage import repo_complete
+from masuka.models.manage import fetch_for_use, repo_complete
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.validation import whole_number
@@ -169,7 +169,7 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     load_embedder(studio, request.owner, request.identity_model, on_download, faces=not request.skip_faces)
     captioner = chosen_captioner(request.captioner)
     if captioner:  # not loaded: that would push the view model out of memory
-        fetch_captioner(studio, request.owner, check_captioner(studio, request.owner, captioner), on_download)
+        fetch_for_use(studio, request.owner, check_captioner(studio, request.owner, captioner).source, on_download)
     params = {"model": model, "strength": request.strength, "steps": steps, "size": size, "seed": seed,
               "threshold": threshold, "identity_model": request.identity_model, "face": picks,
               "skip_faces": request.skip_faces, "captioner": captioner, "prompts": prompts}

@@ -21,8 +21,7 @@ from masuka.datasets.library import HOLDS, dataset_images, ensure_exists, find_d
 from masuka.errors import Cancelled, InvalidInput, NotFound
 from masuka.gpu import zerogpu
 from masuka.jobs import JobContext, Progress, Watch
-from masuka.models.hub import cache_only
-from masuka.models.manage import fetch_for_use, hub_unreachable, repo_complete
+from masuka.models.manage import using_models
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
@@ -113,8 +112,9 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
         ctx.progress(result=report.to_dict())
         if not todo:
             return
-        fetch_captioner(studio, request.owner, spec, ctx.watch)
-        with studio.hold_gpu(f"captioning {dataset['name']} for {request.owner}", request.owner, timeout=gpu_timeout):
+        with using_models(studio, request.owner, spec.source, watch=ctx.watch), \
+                studio.hold_gpu(f"captioning {dataset['name']} for {request.owner}", request.owner,
+                                timeout=gpu_timeout):
             try:
                 for chunk in caption_chunks(todo):  # one GPU call each on ZeroGPU, where calls are short
                     ctx.check_stop(kept=KEPT)
@@ -135,15 +135,6 @@ def check_captioner(studio: Studio, owner: str, choice: str) -> CaptionerSpec:
     """The captioner ``choice`` names (a catalog family, a Hub repo or a model folder), refused unless ``owner``
     may use it."""
     return resolve_captioner(usable_model(studio, owner, choice, marker="config.json"))
-
-
-def fetch_captioner(studio: Studio, owner: str, spec: CaptionerSpec, watch: Watch | None = None) -> None:
-    """Download ``spec`` when needed (a download job ``watch`` follows), outside any GPU slot; not loaded. Raises
-    :func:`~masuka.models.manage.hub_unreachable` when it is not downloaded and the Hub cannot be reached."""
-    fetch_for_use(studio, owner, spec.source, watch)
-    if cache_only(spec.source) and not repo_complete(spec.source):
-        raise hub_unreachable(f"download the captioner {spec.source} (Models tab): it was not found in the local "
-                              "cache")
 
 
 def _estimate_seconds(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo: list, *args) -> int:

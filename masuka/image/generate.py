@@ -74,7 +74,7 @@ from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
 from masuka.loras.usage import lora_files_in_use
 from masuka.models.catalog import ModelSpec, ask_hub, resolve_image_model
-from masuka.models.manage import fetch_for_use, models_in_use
+from masuka.models.manage import using_models
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
@@ -318,18 +318,18 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
     files and models are held from its checks to its end: they cannot be deleted while it waits for the GPU or
     runs."""
     plan = plan_request(studio, request, allow_any_path)
-    with lora_files_in_use(info.path for info, _weight in plan.loras), \
-            models_in_use(plan.spec.source, plan.safety.safety_model if plan.safety else None):
+    with lora_files_in_use(info.path for info, _weight in plan.loras):
         keep_inputs(studio, plan)
-        fetch_for_use(studio, request.owner, plan.spec.source, on_download, replaced_components(request.memory_plan))
-        if plan.safety:
-            fetch_for_use(studio, request.owner, plan.safety.safety_model, on_download)
-        if request.optimize_prompt:
-            plan = _optimized(studio, plan, on_download, gpu_timeout, background)
-        with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
-                             background=background, on_wait=on_wait,
-                             cancelled=cancelled or (stop.is_set if stop else None)):
-            return _run(studio, plan, on_step, on_image, stop)
+        with using_models(studio, request.owner, plan.spec.source, watch=on_download,
+                          without=replaced_components(request.memory_plan)), \
+                using_models(studio, request.owner, plan.safety.safety_model if plan.safety else None,
+                             watch=on_download):
+            if request.optimize_prompt:
+                plan = _optimized(studio, plan, on_download, gpu_timeout, background)
+            with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
+                                 background=background, on_wait=on_wait,
+                                 cancelled=cancelled or (stop.is_set if stop else None)):
+                return _run(studio, plan, on_step, on_image, stop)
 
 
 def _optimized(studio: Studio, plan: Plan, on_download: Watch | None,

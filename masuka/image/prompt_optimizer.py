@@ -25,7 +25,7 @@ from masuka.errors import InvalidInput, ProviderError
 from masuka.image.aid_settings import AidSettings, load_aid_settings
 from masuka.image.metadata import LORA_TAG
 from masuka.jobs import Watch
-from masuka.models.manage import fetch_for_use
+from masuka.models.manage import using_models
 from masuka.services import PROMPT_LLM
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
@@ -74,8 +74,7 @@ def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
         answer = _ask_endpoint(settings, studio.keys.get(PROMPT_LLM), messages)
         source = f"endpoint:{settings.endpoint_model()}"
     else:
-        fetch_for_use(studio, owner, settings.prompt_llm, on_download)
-        with gpu():
+        with using_models(studio, owner, settings.prompt_llm, watch=on_download), gpu():
             answer = _ask_local(studio, settings.prompt_llm, messages)
         source = f"local:{settings.prompt_llm}"
     detailed = _clean(answer)

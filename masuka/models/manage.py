@@ -15,8 +15,8 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -176,16 +176,21 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
     """Before a repo is loaded for use: download it as a download job, so the transfer happens outside any GPU slot
     and shows in the Models tab; ``watch`` follows its :class:`~masuka.jobs.Progress` for the tab that asked.
     ``without`` names components loaded from elsewhere (a ``.gguf`` transformer): their weights are not fetched.
+    Callers hold the repo meanwhile: see :func:`using_models`.
 
-    Nothing is fetched for a folder, when the Hub cannot be reached (loading then uses the cache alone) or when
-    the cache already holds every file loading needs (:func:`holds_everything`), whatever earlier downloads of the
-    repo ended as. Another user's unfinished download of the repo is joined; when that user stops it, the caller's
-    own download takes over. A failed download raises :class:`ModelUnavailable` with its reason.
+    Nothing is fetched for a folder or file or when the cache already holds every file loading needs
+    (:func:`holds_everything`), whatever earlier downloads of the repo ended as. A repo the cache does not hold
+    while the Hub cannot be reached is refused (:class:`ModelUnavailable`) before any work starts, rather than
+    failing inside the loader. Another user's unfinished download of the repo is joined; when that user stops it,
+    the caller's own download takes over. A failed download raises :class:`ModelUnavailable` with its reason.
     """
-    if Path(source).expanduser().is_dir() or not REPO_ID.match(source) or not hub_reachable():
+    if Path(source).expanduser().exists() or not REPO_ID.match(source) or repo_complete(source, without):
         return
-    if repo_complete(source, without):
-        return
+    if not hub_reachable():
+        why = "offline: HF_HUB_OFFLINE is set" if hub_offline() else "check the network"
+        raise ModelUnavailable(f"{source} is not downloaded (the model cache does not hold all of it) and the Hugging "
+                               f"Face Hub ({hub_endpoint()}) cannot be reached ({why}): download it in the Models "
+                               "tab once the Hub can be reached, or use a folder that holds the model.")
     if watch:
         watch(Progress(fraction=0.0, message=f"Downloading {source}…"))
     while True:
@@ -201,10 +206,18 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
             raise ModelUnavailable(row.error or f"The download of {source} ended as {row.status}.")
 
 
-def models_in_use(*repos: str | None) -> AbstractContextManager[None]:
-    """Hold ``repos`` (None ones ignored) as used from before :func:`fetch_for_use` to the end of the work that
-    loads them: :func:`delete_model` refuses them meanwhile, so loading never downloads them again in a GPU slot."""
-    return _IN_USE.holding(repo for repo in repos if repo)
+@contextmanager
+def using_models(studio: Studio, owner: str, *sources: str | None, watch: Watch | None = None,
+                 without: Sequence[str] = ()) -> Iterator[None]:
+    """Hold ``sources`` (None ones ignored) for the block, fetching each first (:func:`fetch_for_use`, with
+    ``watch`` and ``without``): wrapped around the loading and the work that uses them, it makes
+    :func:`delete_model` refuse them from before their download to the end of that work, so loading never
+    downloads them again inside a GPU slot."""
+    wanted = [source for source in sources if source]
+    with _IN_USE.holding(wanted):
+        for source in wanted:
+            fetch_for_use(studio, owner, source, watch, without)
+        yield
 
 
 def download_line(row: JobRow | dict) -> str:
@@ -425,15 +438,15 @@ def download_error(repo: str, error: BaseException, has_token: bool, again: str 
 def delete_model(studio: Studio, model: str) -> int:
     """Remove ``model`` (a catalog id or repo id) from the cache, every revision and any half-downloaded file;
     returns the bytes freed. Refused while a download of it is queued or running, or while work of this process
-    uses it (:func:`models_in_use`)."""
+    uses it (:func:`using_models`)."""
     repo = resolve_repo(model)
     if unfinished_downloads(studio, repo):
         raise InvalidInput(f"{repo} is being downloaded: stop the download first, then delete it.")
     folder = repo_cache_folder(repo)
     with _IN_USE.lock:
         if repo in _IN_USE.held():
-            raise InvalidInput(f"{repo} cannot be deleted yet: a generation is using it. Let it finish or stop it "
-                               "first.")
+            raise InvalidInput(f"{repo} cannot be deleted yet: running work (a generation, a video, captioning, "
+                               "training…) is using it. Let it finish or stop it first.")
         if not folder.is_dir():
             raise InvalidInput(f"{repo} is not in the model cache.")
         freed = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())

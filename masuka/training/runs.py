@@ -20,12 +20,13 @@ from typing import Any
 
 from masuka import jobs
 from masuka.errors import Cancelled, InvalidInput, NotFound
+from masuka.image.aid_settings import AidSettings, load_aid_settings
 from masuka.image.generate import image_spec
 from masuka.jobs import JobContext
 from masuka.loras.library import check_lora_name, free_lora_name, register_lora
 from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, architecture_of, explain_load_error
-from masuka.models.manage import fetch_for_use
+from masuka.models.manage import using_models
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, Store, now, row_id
 from masuka.studio import Studio
@@ -170,8 +171,9 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     row = jobs.get(studio.store, run_id)
     options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row.params), row.owner, row)
     run_dir = studio.config.absolute(row.state["run_dir"])
+    aids = _mandatory_safety(studio, options) if main else None
     plan = TrainPlan(options, spec, architecture, data, run_dir, studio.keys.get(HUGGINGFACE),
-                     screen=_sample_screen(studio, row.owner, options) if main else None)
+                     screen=_sample_screen(studio, aids) if aids else None)
     hooks.total = options.steps
     if not main:
         train(plan, hooks)
@@ -181,8 +183,10 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     latest = checkpoints.latest(run_dir)
     for metric in studio.store.find("job_metrics", "job_id = ? and step > ?", [run_id, latest.step if latest else 0]):
         studio.store.delete("job_metrics", metric["id"])
-    try:
-        with studio.hold_gpu(f"training run {run_id}", row.owner, on_wait=hooks.log, cancelled=hooks.stop_requested):
+    try:  # the base model and the safety classifier are fetched outside the GPU slot and held until training ends
+        with using_models(studio, row.owner, spec.source, aids.safety_model if aids else None), \
+                studio.hold_gpu(f"training run {run_id}", row.owner, on_wait=hooks.log,
+                                cancelled=hooks.stop_requested):
             studio.models.release()
             try:
                 outcome = train(plan, hooks)
@@ -201,16 +205,16 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     _finish(studio, run_id, row, plan, outcome, hooks)
 
 
-def _sample_screen(studio: Studio, owner: str, options: TrainOptions) -> Callable[[Any], Any] | None:
-    """Where Settings make the safety check mandatory, it screens sample images too (its classifier fetched
-    now, outside the GPU slot)."""
-    from masuka.image.aid_settings import load_aid_settings
+def _mandatory_safety(studio: Studio, options: TrainOptions) -> AidSettings | None:
+    """The aid settings when they make the safety check mandatory and the run makes sample images, else None."""
+    aids = load_aid_settings(studio.config)
+    return aids if aids.safety_mandatory and options.sample_prompts else None
+
+
+def _sample_screen(studio: Studio, aids: AidSettings) -> Callable[[Any], Any]:
+    """A sample image as it may be saved: screened by the mandatory safety check."""
     from masuka.image.safety import check_image
 
-    aids = load_aid_settings(studio.config)
-    if not aids.safety_mandatory or not options.sample_prompts:
-        return None
-    fetch_for_use(studio, owner, aids.safety_model)
     return lambda image: check_image(studio, image, aids)[0]
 
 

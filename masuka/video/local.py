@@ -23,7 +23,7 @@ from masuka.jobs import JobContext
 from masuka.models.architectures.video import for_video_pipeline
 from masuka.models.architectures.video_base import VideoProfile
 from masuka.models.catalog import ModelSpec
-from masuka.models.manage import fetch_for_use
+from masuka.models.manage import using_models
 from masuka.services import HUGGINGFACE
 from masuka.studio import Studio
 from masuka.video.catalog import model_entry, parse_size
@@ -54,9 +54,9 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
     seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
     done, total = clip * steps, len(plan.primary.segments) * steps  # steps of the clips before, of them all
     ctx.progress(done, total)
-    fetch_for_use(studio, request.owner, source)  # outside the GPU slot; the Models tab shows its progress
-
-    with studio.hold_gpu(f"video generation for {request.owner}", request.owner):
+    # fetched outside the GPU slot (the Models tab shows its progress), held until the pipeline is done
+    with using_models(studio, request.owner, source), \
+            studio.hold_gpu(f"video generation for {request.owner}", request.owner):
         spec = ModelSpec(id=request.model, source=source, architecture=None, vram_gb=entry.get("vram_gb"),
                          memory_gb=entry.get("memory_gb", {}))
         device = device_plan(spec.vram_gb, memory_needs_gb=spec.memory_needs_gb)

@@ -123,3 +123,14 @@ def test_a_folder_with_several_onnx_models_needs_a_choice(studio, tmp_path, tiny
         (folder / name).write_bytes(tiny_face_onnx())
     with pytest.raises(Exception, match="several ONNX models"):
         load_embedder(studio, "local", str(folder))
+
+
+def test_the_identity_model_repo_is_held_from_its_download_to_its_load(studio, monkeypatch, tmp_path, tiny_clip):
+    from masuka.models.manage import delete_model
+    from tests.models.in_use import cached_repo, deletion_tried_in
+
+    repo = cached_repo(monkeypatch, tmp_path / "hf-cache", tiny_clip, "acme/tiny-clip")
+    refusals = deletion_tried_in(monkeypatch, studio, repo, studio.aids, "get")
+    embedder, note = load_embedder(studio, "local", repo)
+    assert note is None and embedder.source == repo and len(refusals) == 2
+    assert delete_model(studio, repo) > 0  # once it is loaded

@@ -190,8 +190,8 @@ def test_auto_captioner_is_florence_once_it_is_downloaded(monkeypatch, tmp_path)
 def test_a_wrong_or_missing_captioner_is_refused_before_any_view(studio, tiny_model, tiny_clip, portrait, tmp_path,
                                                                  monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # nothing downloaded, and the Hub is offline
-    with pytest.raises(ModelUnavailable, match="Hub .* cannot be reached: check the network and download the "
-                                               "captioner florence-community/Florence-2-base"):
+    with pytest.raises(ModelUnavailable, match="florence-community/Florence-2-base is not downloaded .* Hub .* "
+                                               "cannot be reached"):
         create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, captioner="florence2"))
     with pytest.raises(InvalidInput, match="The folder .*nowhere does not exist"):
         create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, captioner=str(tmp_path / "nowhere")))

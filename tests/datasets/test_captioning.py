@@ -142,11 +142,11 @@ def test_unknown_or_missing_captioners_say_what_to_do(studio, photos, tmp_path):
     with pytest.raises(InvalidInput, match="Caption mode"):
         caption_dataset(studio, CaptionRequest(photos["id"], captioner="florence2", mode="poem"))
     assert studio.store.count("jobs") == 0
-    with pytest.raises(ModelUnavailable, match="florence-community/Florence-2-base.*(offline|not found)"):
+    with pytest.raises(ModelUnavailable, match="florence-community/Florence-2-base is not downloaded"):
         caption_dataset(studio, CaptionRequest(photos["id"], captioner="florence2"))
     job = studio.store.find("jobs")[0]
     assert job["status"] == "failed" and "Florence-2-base" in job["error"]
-    assert "cannot be reached: check the network and download the captioner" in job["error"]
+    assert "cannot be reached (offline: HF_HUB_OFFLINE is set): download it in the Models tab" in job["error"]
 
 
 def test_catalog_families_resolve_to_their_default_models():
@@ -204,3 +204,26 @@ def test_on_zerogpu_a_stop_ends_the_pass_between_calls_and_inside_one_keeps_the_
     again = captioning.caption_dataset(studio, captioning.CaptionRequest(photos["id"], captioner=model, mode="short",
                                                                          overwrite=True, batch_size=1))
     assert (again.captioned, again.stopped) == (1, True)  # what the worker wrote is reported
+
+
+def test_a_pass_holds_its_captioner_repo_from_its_download_to_its_end(studio, photos, tiny_captioner, monkeypatch,
+                                                                    tmp_path):
+    from masuka.models.manage import delete_model
+    from tests.models.in_use import cached_repo, deletion_tried_in
+
+    repo = cached_repo(monkeypatch, tmp_path / "hf-cache", tiny_captioner("florence2"), "acme/tiny-florence2")
+    refusals = deletion_tried_in(monkeypatch, studio, repo, studio.gpu)
+    report = caption_dataset(studio, CaptionRequest(photos["id"], captioner=repo, mode="short"))
+    assert report.captioned == 4 and len(refusals) == 2
+    assert delete_model(studio, repo) > 0  # once the pass is over
+
+
+def test_a_captioner_not_downloaded_is_refused_offline_before_the_gpu(studio, photos, monkeypatch, tmp_path):
+    from tests.models.in_use import use_cache
+
+    use_cache(monkeypatch, tmp_path / "empty-hf-cache")
+    slots = []
+    monkeypatch.setattr(studio.gpu, "hold", lambda *args, **kwargs: slots.append(args))
+    with pytest.raises(ModelUnavailable, match="acme/tiny-florence2 is not downloaded .* cannot be reached"):
+        caption_dataset(studio, CaptionRequest(photos["id"], captioner="acme/tiny-florence2"))
+    assert slots == []

@@ -220,3 +220,30 @@ def test_the_trigger_of_a_lora_given_by_its_file_is_put_back_too(studio, tiny_mo
                                                     steps=1, width=64, height=64, optimize_prompt=True,
                                                     loras=[(str(lora), 1.0)]), allow_any_path=True)
     assert studio.store.get("generations", result.id)["prompt"] == "zq9, A painted harbour at dusk, soft light"
+
+
+def test_the_local_llm_repo_is_held_from_its_download_to_its_answer(studio, monkeypatch, tmp_path):
+    from masuka.image.prompt_optimizer import optimize_prompt
+    from masuka.models.manage import delete_model
+    from tests.models.in_use import cached_repo, deletion_tried_in
+
+    repo = cached_repo(monkeypatch, tmp_path / "hf-cache", save_tiny_llm(tmp_path / "tiny-llm"), "acme/tiny-llm")
+    save_aid_settings(studio.config, AidSettings(prompt_llm=repo))
+    refusals = deletion_tried_in(monkeypatch, studio, repo, studio.gpu)
+    optimized = optimize_prompt(studio, "a fox in snow", "natural", "local",
+                                gpu=lambda: studio.hold_gpu("prompt optimizer", "local"))
+    assert optimized.source == "local:acme/tiny-llm" and len(refusals) == 2
+    assert delete_model(studio, repo) > 0  # once the answer is in
+
+
+def test_a_local_llm_not_downloaded_is_refused_offline_before_the_gpu(studio, tiny_model, monkeypatch, tmp_path):
+    from masuka.errors import ModelUnavailable
+    from tests.models.in_use import use_cache
+
+    use_cache(monkeypatch, tmp_path / "empty-hf-cache")
+    save_aid_settings(studio.config, AidSettings(prompt_llm="acme/not-downloaded"))
+    slots = []
+    monkeypatch.setattr(studio.gpu, "hold", lambda *args, **kwargs: slots.append(args))
+    with pytest.raises(ModelUnavailable, match="acme/not-downloaded is not downloaded .* cannot be reached"):
+        generate(studio, tiny_model("flux"))
+    assert slots == [] and studio.store.count("generations") == 0

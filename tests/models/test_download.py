@@ -365,21 +365,20 @@ def test_a_model_cannot_be_deleted_between_its_download_and_its_generation(studi
                                                                           tmp_path):
     from huggingface_hub import constants
 
-    from masuka.image import generate
     from masuka.image.generate import ImageRequest, generate_images
     from masuka.models import manage
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     hub.repos["acme/tiny-flux"] = FakeRepo.of_folder(tiny_model("flux"))
-    refused = []
+    refused, fetch = [], manage.fetch_for_use
 
     def fetch_then_an_admin_deletes(*args, **kwargs):
-        manage.fetch_for_use(*args, **kwargs)
-        with pytest.raises(InvalidInput, match="acme/tiny-flux cannot be deleted yet: a generation is using it"):
+        fetch(*args, **kwargs)
+        with pytest.raises(InvalidInput, match="acme/tiny-flux cannot be deleted yet: running work .* is using it"):
             delete_model(studio, "acme/tiny-flux")
         refused.append(True)
 
-    monkeypatch.setattr(generate, "fetch_for_use", fetch_then_an_admin_deletes)
+    monkeypatch.setattr(manage, "fetch_for_use", fetch_then_an_admin_deletes)
     assert generate_images(studio, ImageRequest("a fox", "acme/tiny-flux", steps=1, width=64, height=64, seed=1))
     assert refused and all(count == 1 for name, count in hub.downloads.items()  # never again in the GPU slot
                            if name.endswith(".safetensors"))

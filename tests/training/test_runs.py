@@ -488,3 +488,34 @@ def test_a_run_queued_behind_another_users_run_says_what_it_waits_for(studio, ti
         assert run_status(studio, run)["note"] == ""
     finally:
         held.set()
+
+
+def test_a_run_holds_its_base_model_and_safety_classifier_from_their_download_to_its_end(studio, tiny_model, dataset,
+                                                                                        monkeypatch, tmp_path):
+    from masuka.image.aid_settings import AidSettings, save_aid_settings
+    from masuka.models.manage import delete_model
+    from tests.image.tiny_aids import save_tiny_classifier
+    from tests.models.in_use import cached_repo, deletion_tried_in
+
+    cache = tmp_path / "hf-cache"
+    base = cached_repo(monkeypatch, cache, tiny_model("flux"), "acme/tiny-flux")
+    classifier = cached_repo(monkeypatch, cache, save_tiny_classifier(tmp_path / "nsfw", "sfw"), "acme/tiny-nsfw")
+    save_aid_settings(studio.config, AidSettings(safety_model=classifier, safety_mandatory=True))
+    refusals = [deletion_tried_in(monkeypatch, studio, repo, studio.gpu) for repo in (base, classifier)]
+    status = finish(studio, start_training(studio, options(base, steps=2, sample_every=2,
+                                                           sample_prompts=["sks, a fox"], sample_steps=1)))
+    assert status["status"] == "completed", status["error"]
+    assert [len(tried) for tried in refusals] == [2, 2]
+    assert delete_model(studio, base) > 0 and delete_model(studio, classifier) > 0  # once the run is over
+
+
+def test_a_base_model_not_downloaded_fails_the_run_offline_before_the_gpu(studio, dataset, monkeypatch, tmp_path):
+    from tests.models.in_use import use_cache
+
+    use_cache(monkeypatch, tmp_path / "empty-hf-cache")
+    slots = []
+    monkeypatch.setattr(studio.gpu, "hold", lambda *args, **kwargs: slots.append(args))
+    status = finish(studio, start_training(studio, options("flux-schnell", steps=1)))
+    assert status["status"] == "failed" and slots == []
+    assert "black-forest-labs/FLUX.1-schnell is not downloaded" in status["error"]
+    assert "download it in the Models tab" in status["error"]

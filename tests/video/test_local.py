@@ -238,3 +238,29 @@ def test_a_local_pipeline_gets_the_negative_prompt(studio, tiny_wan, monkeypatch
                      timeout=120)
     assert row["status"] == "completed", row["error"]
     assert seen == ["no smoke"]
+
+
+def test_a_local_video_holds_its_repo_from_its_download_to_its_end(studio, tiny_wan, monkeypatch, tmp_path):
+    """An admin deleting the model in the Models tab while the video loads or runs is refused, not let through
+    to break the load (or download the model again inside the GPU slot)."""
+    from masuka.models.manage import delete_model
+    from tests.models.in_use import cached_repo, deletion_tried_in
+
+    repo = cached_repo(monkeypatch, tmp_path / "hf-cache", tiny_wan(), "acme/tiny-wan")
+    refusals = deletion_tried_in(monkeypatch, studio, repo, studio.gpu)
+    row = wait_video(studio, start_video(studio, local(repo, steps=1)), timeout=120)
+    assert row["status"] == "completed", row["error"]
+    assert len(refusals) == 2
+    assert delete_model(studio, repo) > 0  # once the video is made
+
+
+def test_a_local_video_of_a_repo_not_downloaded_fails_offline_before_the_gpu(studio, monkeypatch, tmp_path):
+    from tests.models.in_use import use_cache
+
+    use_cache(monkeypatch, tmp_path / "empty-hf-cache")
+    slots = []
+    monkeypatch.setattr(studio.gpu, "hold", lambda *args, **kwargs: slots.append(args))
+    row = wait_video(studio, start_video(studio, local("acme/not-downloaded", size=None, seconds=None)), timeout=60)
+    assert row["status"] == "failed" and slots == []
+    assert row["error"].startswith("acme/not-downloaded is not downloaded") and "cannot be reached" in row["error"]
+    assert "download it in the Models tab" in row["error"]

@@ -39,7 +39,7 @@ from masuka.image.upscale.request import (
     record,
 )
 from masuka.image.upscale.tiles import Blender, tile_boxes, to_array
-from masuka.models.manage import fetch_for_use
+from masuka.models.manage import using_models
 from masuka.services import HUGGINGFACE
 from masuka.studio import Studio
 
@@ -67,17 +67,15 @@ def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image,
         guidance=request.guidance, width=tile_width, height=tile_height, seed=request.seed, owner=request.owner,
         init=InitImage(kept, request.strength)), allow_any_path)
     overlap = min(DETAIL_OVERLAP if request.overlap is None else request.overlap, min(tile_width, tile_height) // 4)
-    fetch_for_use(studio, request.owner, plan.spec.source)
-    if plan.safety:
-        fetch_for_use(studio, request.owner, plan.safety.safety_model)
     seed = plan.seeds[0]
     parameters = format_parameters(Parameters(
         prompt=prompt, negative_prompt=plan.request.negative_prompt,  # kept by the plan only where it has effect
         steps=plan.steps, guidance=plan.guidance, seed=seed, width=width, height=height, model=plan.spec.id,
         extra={**infotext_fields(plan.task), "SD upscale overlap": str(overlap),
                "SD upscale upscaler": request.upscaler}))
-    with studio.hold_gpu(f"detail upscale for {request.owner}", request.owner, timeout=gpu_timeout,
-                         background=request.queue_id is not None, cancelled=cancelled):
+    with using_models(studio, request.owner, plan.spec.source, plan.safety.safety_model if plan.safety else None), \
+            studio.hold_gpu(f"detail upscale for {request.owner}", request.owner, timeout=gpu_timeout,
+                            background=request.queue_id is not None, cancelled=cancelled):
         return _run(studio, request, plan, source, upscaler, kept, overlap, parameters, stop, on_tile)
 
 
