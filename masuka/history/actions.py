@@ -18,7 +18,7 @@ from masuka.image.metadata import format_weight
 from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
 from masuka.jobs import JobRow
 from masuka.loras.library import loras_in
-from masuka.loras.usage import refuse_if_used
+from masuka.loras.usage import while_unused
 from masuka.store import UNFINISHED
 from masuka.studio import Studio
 from masuka.training.runs import still_runs_at
@@ -113,31 +113,31 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
                                "there; deleted, the run could no longer follow or cancel it).")
     runs = {row["key"]: folder for row in rows if (folder := _run_folder(studio, row)) is not None}
     libraries = {key: loras_in(studio, folder) for key, folder in runs.items()}
-    for key, folder in runs.items():
-        refuse_if_used(studio, key, folder, [(lora["name"], lora["owner"]) for lora in libraries[key]])
-    tests = unfinished_using(studio, {row["id"] for row in rows if row["table"] == "generations"})
-    inputs = {path for row in rows for path in _input_files(studio, row)}
-    video_jobs = {job for row in rows if (job := _video_job(row)) is not None}
-    files = 0
-    for row in rows:
-        for path in _owned_files(studio, row):
-            path.unlink(missing_ok=True)
-            files += 1
-        if row["table"] == "jobs":
-            studio.store.delete_where("job_metrics", "job_id = ?", [row["id"]])
-        studio.store.delete(row["table"], row["id"])
-    for path in inputs:
-        if not _still_used(studio, path):
-            path.unlink(missing_ok=True)
-            files += 1
-    for job_id in video_jobs:  # a chain's clips go with the last entry of its job (the job or its video)
-        if not (studio.store.count("jobs", "id = ?", [job_id]) or
-                studio.store.count("generations", "job_id = ?", [job_id])):
-            files += _remove_folder(clip_dir(studio, job_id))
-    for key, folder in runs.items():
-        for lora in libraries[key]:
-            studio.store.delete("loras", lora["id"])
-        files += _remove_folder(folder)
+    uses = [(key, folder, [(lora["name"], lora["owner"]) for lora in libraries[key]]) for key, folder in runs.items()]
+    with while_unused(studio, uses):  # no image request takes a run's LoRA between the check and its removal
+        tests = unfinished_using(studio, {row["id"] for row in rows if row["table"] == "generations"})
+        inputs = {path for row in rows for path in _input_files(studio, row)}
+        video_jobs = {job for row in rows if (job := _video_job(row)) is not None}
+        files = 0
+        for row in rows:
+            for path in _owned_files(studio, row):
+                path.unlink(missing_ok=True)
+                files += 1
+            if row["table"] == "jobs":
+                studio.store.delete_where("job_metrics", "job_id = ?", [row["id"]])
+            studio.store.delete(row["table"], row["id"])
+        for path in inputs:
+            if not _still_used(studio, path):
+                path.unlink(missing_ok=True)
+                files += 1
+        for job_id in video_jobs:  # a chain's clips go with the last entry of its job (the job or its video)
+            if not (studio.store.count("jobs", "id = ?", [job_id]) or
+                    studio.store.count("generations", "job_id = ?", [job_id])):
+                files += _remove_folder(clip_dir(studio, job_id))
+        for key, folder in runs.items():
+            for lora in libraries[key]:
+                studio.store.delete("loras", lora["id"])
+            files += _remove_folder(folder)
     done = f"Deleted {len(rows)} entr{'y' if len(rows) == 1 else 'ies'} and {files} file(s)."
     if names := [lora["name"] for loras in libraries.values() for lora in loras]:
         done += f" LoRA(s) {', '.join(names)} left the LoRA library with the run's folder."

@@ -186,7 +186,7 @@ def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
         raise InvalidInput(f"LoRA {row['name']!r} belongs to training run j{row['job_id']}: delete the run in History "
                            "(its LoRAs go with it).")
     path = studio.config.absolute(row["path"])
-    with while_unused(studio, f"LoRA {row['name']!r}", path, [(row["name"], row["owner"])]):
+    with while_unused(studio, [(f"LoRA {row['name']!r}", path, [(row["name"], row["owner"])])]):
         path.unlink(missing_ok=True)
         studio.store.delete("loras", row["id"])
     return row

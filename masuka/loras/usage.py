@@ -35,19 +35,16 @@ def _still_there(path: Path) -> None:
 
 
 @contextmanager
-def while_unused(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]) -> Iterator[None]:
-    """:func:`refuse_if_used`, then the block (the deletion) before any new image request may take ``files``."""
+def while_unused(studio: Studio, uses: Iterable[tuple[str, Path, list[tuple[str, str]]]]) -> Iterator[None]:
+    """Refuse with :class:`InvalidInput` when unfinished work uses one of ``uses`` — (``what``, ``files``,
+    ``names``): ``files`` a folder or one file, ``names`` the (library name, owner) pairs a LoRA is called by (only
+    the owner's work calls it so, anyone's for a shared LoRA), in a LoRA list or a prompt's ``<lora:name:…>`` tag,
+    ``what`` the thing to delete in the message — else run the block (the deletion) before any new image request
+    may take those files."""
     with _HOLDS.lock:
-        _refuse(studio, what, files, names)
+        for what, files, names in uses:
+            _refuse(studio, what, files, names)
         yield
-
-
-def refuse_if_used(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]) -> None:
-    """:class:`InvalidInput` when unfinished work uses ``files`` (a folder, or one file) or calls a LoRA by one of
-    ``names`` ((library name, its owner): only the owner's work calls it so, anyone's for a shared LoRA), in its
-    LoRA list or a prompt's ``<lora:name:…>`` tag; ``what`` names the thing to delete in the message."""
-    with _HOLDS.lock:
-        _refuse(studio, what, files, names)
 
 
 def _refuse(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]) -> None:
