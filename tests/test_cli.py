@@ -283,3 +283,101 @@ def test_jobs_resume_id_adopts_that_video_job_only(capsys, studio):
     with pytest.raises(SystemExit) as refused:
         run_cli(capsys, "jobs", "list", "3", *data)
     assert refused.value.code == 2 and "unrecognized arguments: 3" in capsys.readouterr().err
+
+
+def test_sequence_never_replaces_a_file_and_writes_only_mp4(capsys, tmp_path):
+    """``--out`` naming the studio's own database, a picture or an existing video is refused with nothing
+    written, and the studio still works afterwards."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    frames = []
+    for index in range(2):
+        frames.append(tmp_path / f"frame-{index}.png")
+        Image.new("RGB", (32, 32), (90 * index, 20, 200)).save(frames[-1])
+    made = tmp_path / "made.mp4"
+    code, out, err = run_cli(capsys, "sequence", *map(str, frames), "--out", str(made), "--data-dir", str(data))
+    assert code == 0 and out == f"{made}\n", err
+    kept = {path: path.read_bytes() for path in (frames[0], made)}  # the database: still one, below
+    before = {folder: sorted(folder.iterdir()) for folder in (data, tmp_path)}
+    for dest, message in [(data / "masuka.db", "masuka.db does not end in .mp4: give the video a name such as "
+                                               "masuka.mp4."),
+                          (frames[0], "frame-0.png does not end in .mp4: give the video a name such as frame-0.mp4."),
+                          (made, f"{made} already exists: give the video a new file name (nothing is replaced).")]:
+        code, out, err = run_cli(capsys, "sequence", *map(str, frames), "--out", str(dest), "--data-dir", str(data))
+        assert (code, out, err) == (2, "", f"error: {message}\n")
+    assert {path: path.read_bytes() for path in kept} == kept
+    assert {folder: sorted(folder.iterdir()) for folder in (data, tmp_path)} == before, "no partial file is left"
+    assert run_cli(capsys, "history", "list", "--data-dir", str(data))[0] == 0
+    assert (data / "masuka.db").read_bytes().startswith(b"SQLite format 3\x00")
+
+
+def test_every_command_group_takes_the_common_options_before_its_action(capsys, tmp_path):
+    """``--data-dir`` and ``--json`` count wherever they come after the command, as the README says."""
+    import argparse
+
+    from masuka.cli import build_parser
+
+    def parsers(parser, path=()):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from parsers(child, (*path, name))
+
+    lacking = [" ".join(path) for path, parser in parsers(build_parser()) if path and path != ("serve",)
+               and not {"--data-dir", "--json"} <= set(parser._option_string_actions)]
+    assert lacking == []
+    data = str(tmp_path / "data")
+    for argv, key in ((["queue", "--data-dir", data, "--json", "list"], "jobs"),
+                      (["compare", "--json", "--data-dir", data, "list"], "comparisons")):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 0 and json.loads(out) == {key: []}, err
+
+
+def test_jobs_resume_json_prints_one_object_even_with_nothing_to_resume(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "jobs", "resume", "--json", "--data-dir", str(tmp_path / "data"))
+    assert code == 0 and json.loads(out) == {"jobs": []}
+    assert err == "resuming 0 video job(s)\n"
+
+
+@pytest.mark.parametrize("given, message", [
+    (["--steps", "5"], "does not take steps: only the local model does (leave it out)."),
+    (["--fps", "24"], "does not take fps: only the local model does (leave it out)."),
+    (["--seed", "7", "--steps", "5"], "does not take steps or seed: only the local model does (leave them out)."),
+])
+def test_a_remote_video_refuses_the_local_model_options(capsys, tmp_path, given, message):
+    data = tmp_path / "data"
+    code, out, err = run_cli(capsys, "video", "--provider", "runway", "--model", "gen4.5", "--prompt", "a fox",
+                             *given, "--data-dir", str(data))
+    assert (code, out) == (2, "") and err == f"error: Runway {message}\n"
+    assert not data.exists(), "refused before anything was recorded"
+
+
+def test_json_listings_give_files_as_absolute_paths(capsys, studio):
+    """``runs`` and ``jobs`` give a run's LoRA and a video as ``train --json`` and ``video --json`` do."""
+    data = studio.config.data_dir
+    studio.store.insert("jobs", {"kind": "train", "status": "completed", "title": "ink", "total": 10, "step": 10,
+                                 "result": {"lora": "loras/ink.safetensors", "final_loss": 0.1}})
+    studio.store.insert("jobs", {"kind": "video", "status": "completed", "provider": "runway", "title": "a fox",
+                                 "result": {"video": "outputs/local/videos/fox.mp4", "generation_id": 3}})
+    code, out, err = run_cli(capsys, "runs", "--json", "--data-dir", str(data))
+    assert code == 0 and [r["lora"] for r in json.loads(out)["runs"]] == [str(data / "loras/ink.safetensors")], err
+    code, out, err = run_cli(capsys, "jobs", "--json", "--data-dir", str(data))
+    assert code == 0, err
+    assert [job["result"] for job in json.loads(out)["jobs"]] == [
+        {"video": str(data / "outputs/local/videos/fox.mp4"), "generation_id": 3},
+        {"lora": str(data / "loras/ink.safetensors"), "final_loss": 0.1}]
+
+
+def test_lora_import_and_delete_give_the_file_as_an_absolute_path(capsys, tmp_path):
+    from masuka.models.synthetic import save_tiny_lora
+
+    data = tmp_path / "data"
+    lora = save_tiny_lora("flux", tmp_path / "ink.safetensors")
+    code, out, err = run_cli(capsys, "models", "import-lora", "--file", str(lora), "--json", "--data-dir", str(data))
+    assert code == 0, err
+    path = json.loads(out)["path"]
+    assert os.path.isabs(path) and os.path.isfile(path) and path.startswith(str(data))
+    code, out, err = run_cli(capsys, "models", "delete-lora", "ink", "--json", "--data-dir", str(data))
+    assert code == 0 and json.loads(out)["path"] == path and not os.path.exists(path), err

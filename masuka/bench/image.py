@@ -3,8 +3,9 @@
 The model is a tiny random pipeline (``--tiny ARCH``, the default without CUDA), a local folder or catalog
 model that is downloaded, or the real architecture of a catalog model with random weights
 (``--random-weights``, automatic when the model is not downloaded): same speed and memory as the real one.
-Loadable models go through ``generate_images`` (the path the UI takes, PNG and history rows included);
-random-weight models through the same pipeline preparation (memory plan, fast path).
+Loadable models go through ``generate_images`` (the path the UI takes, PNG and history rows included, in a
+throw-away data dir: the user's History and outputs are left alone); random-weight models through the same
+pipeline preparation (memory plan, fast path).
 
 Tiny models add the per-image overhead of the UI and CLI paths over a bare diffusers call, the loads a
 second generation performs (0 expected), what switching task costs (image-to-image at strength 0.5 after
@@ -23,7 +24,7 @@ import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,11 +83,27 @@ def run(studio: Studio, args: argparse.Namespace) -> dict:
         if args.random_weights or (not spec.is_local and not _downloaded(spec)):
             figures.update(_random_weights(spec, args, size, steps))
         else:
-            figures.update(_loadable(studio, spec, args, size, steps))
-            if tiny:
-                figures.update(_tiny_extras(studio, spec, tiny, args, size, steps, Path(tmp)))
+            with _scratch_studio(Path(tmp), studio) as scratch:
+                figures.update(_loadable(scratch, spec, args, size, steps))
+                if tiny:
+                    figures.update(_tiny_extras(scratch, spec, tiny, args, size, steps, Path(tmp)))
     figures.update(_peak_memory())
     return figures
+
+
+@contextlib.contextmanager
+def _scratch_studio(tmp: Path, studio: Studio) -> Iterator[Studio]:
+    """A throw-away studio in ``tmp`` for the benchmark's images, with ``studio``'s keys (a Hugging Face token):
+    the user's History and outputs stay as they were (the user's studio keeps only the result row)."""
+    from masuka.config import Config
+    from masuka.studio import Studio
+
+    scratch = Studio.open(Config.from_env(data_dir=tmp / "data", auth=""))
+    scratch.keys = studio.keys
+    try:
+        yield scratch
+    finally:
+        scratch.close()
 
 
 # -- the two ways of measuring ------------------------------------------------------------------------------

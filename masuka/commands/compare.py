@@ -12,7 +12,8 @@ from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("compare", help="blind A/B tests: create, next, vote, tally, list, delete")
+    parser = sub.add_parser("compare", parents=[common],
+                            help="blind A/B tests: create, next, vote, tally, list, delete")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", parents=[common], help="render the pairs of a new A/B test")
     add_request_arguments(create, prompt_required=False)

@@ -12,6 +12,7 @@ from masuka.store import LOCAL_USER
 KINDS = ("video", "train", "caption", "download")
 ALIASES = {"training": "train"}
 COLUMNS = ("id", "kind", "status", "progress", "provider", "model", "cost_usd", "title", "error")
+RESULT_FILES = ("video", "lora")  # the files a job's result names, stored relative to the data dir
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -41,7 +42,7 @@ def run_list(args: argparse.Namespace) -> int:
     where, values = ("kind = ?", [kind]) if kind else (None, [])
     rows = studio.store.find("jobs", where, values, order_by="id desc", limit=args.limit)
     listed = [{column: row[column] for column in COLUMNS} | {"external_id": row["external_id"],
-              "created_at": row["created_at"], "result": row["result"]} for row in rows]
+              "created_at": row["created_at"], "result": absolute_files(studio, row["result"])} for row in rows]
     lines = [f"{r['id']:>5} {r['kind']:<9} {r['status']:<12} {100 * (r['progress'] or 0):>4.0f}% "
              f"{r['provider'] or '':<7} {r['model'] or '':<28} {(r['title'] or '')[:40]}"
              + (f"  [{r['error'][:80]}]" if r["error"] else "") for r in listed]
@@ -49,8 +50,16 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def absolute_files(studio, result: dict | None) -> dict | None:
+    """A job's result with the files it names as absolute paths, as ``video --json`` and ``train --json`` give them."""
+    return result and {key: str(studio.config.absolute(value)) if key in RESULT_FILES and value else value
+                       for key, value in result.items()}
+
+
 def resume(args: argparse.Namespace) -> int:
-    from masuka.commands.video import report_job
+    """Finish the unfinished video jobs (or one); ``--json`` prints ``{"jobs": [...]}``, each as ``video --json``
+    prints one (an empty list when none was left to finish). Exit 2 unless every one completed."""
+    from masuka.commands.video import job_line, wait_job
     from masuka.video.jobs import resume_video_jobs
 
     studio = open_studio(args)
@@ -58,8 +67,9 @@ def resume(args: argparse.Namespace) -> int:
         raise NotFound(f"There is no video job {args.job}.")
     resumed = resume_video_jobs(studio, args.job)
     progress_line(args, f"resuming {len(resumed)} video job(s)" + (f": {resumed}" if resumed else ""))
-    codes = [report_job(args, studio, job_id) for job_id in resumed]
-    return max(codes, default=0)
+    results = [wait_job(args, studio, job_id) for job_id in resumed]
+    emit(args, {"jobs": results}, "\n".join(map(job_line, results)) or None)
+    return 0 if all(r["status"] == "completed" for r in results) else 2
 
 
 def cancel(args: argparse.Namespace) -> int:

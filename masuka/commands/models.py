@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         emit(args, {"freed_bytes": freed}, f"freed {freed / 2**30:.2f} GB")
     elif args.action == "delete-lora":
         row = delete_lora(studio, args.lora, args.user or LOCAL_USER, args.user is None)
+        row["path"] = str(studio.config.absolute(row["path"]))
         emit(args, row, f"deleted {row['name']} ({row['owner']}) and {row['path']}")
     else:
         if args.file:
@@ -71,5 +72,6 @@ def run(args: argparse.Namespace) -> int:
             row = import_from_hub(studio, args.user, args.hf[0], args.hf[1], args.name)
         else:
             row = import_from_civitai(studio, args.user, args.civitai, args.name)
+        row["path"] = str(studio.config.absolute(row["path"]))
         emit(args, row, f"imported {row['name']} ({row['architecture']}) -> {row['path']}")
     return 0

@@ -20,7 +20,8 @@ COLUMNS = "{id:>5} {owner:<10} {status:<11} {done:>3}/{total:<3} {model:<24} {ti
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("queue", help="the generation queue: add, list, pause/resume/cancel/retry, run")
+    parser = sub.add_parser("queue", parents=[common],
+                            help="the generation queue: add, list, pause/resume/cancel/retry, run")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", parents=[common], help="queue image jobs (the flags of generate; --image for "
                                                            "an edit)")

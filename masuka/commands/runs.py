@@ -45,7 +45,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from masuka.training.runs import list_runs
 
-    runs = list_runs(open_studio(args), limit=args.limit)
+    studio = open_studio(args)
+    runs = [{**r, "lora": r["lora"] and str(studio.config.absolute(r["lora"]))}
+            for r in list_runs(studio, limit=args.limit)]
     lines = [f"{r['run']:>5}  {r['status']:<11} {r['step']:>6}/{r['total']:<6} {r['title']}"
              + (f"  loss {r['final_loss']:.4f}" if r["final_loss"] is not None else "")
              + (f"  {r['lora']}" if r["lora"] else "") + (f"  ({r['error']})" if r["error"] else "") for r in runs]

@@ -16,7 +16,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--ids", help="History image ids, in order (1,2,3)")
     parser.add_argument("--queue-job", type=int, metavar="ID", help="the images of a queued job")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
-    parser.add_argument("--out", type=Path, help="where to write the MP4 (default: outputs/<user>/videos/)")
+    parser.add_argument("--out", type=Path, help="a new .mp4 file to write (an existing file is never replaced; "
+                                                    "default: outputs/<user>/videos/)")
     parser.set_defaults(handler=run)
 
 

@@ -63,6 +63,19 @@ def run(args: argparse.Namespace) -> int:
 
 def report_job(args: argparse.Namespace, studio, job_id: int) -> int:
     """Wait for a video job with progress lines on stderr; print its result; exit 2 unless it completed."""
+    result = wait_job(args, studio, job_id)
+    emit(args, result, job_line(result))
+    return 0 if result["status"] == "completed" else 2
+
+
+def job_line(result: dict) -> str:
+    """A finished video job for people: its file, or why there is none."""
+    return result["video"] or f"job {result['job']}: {result['status']}"
+
+
+def wait_job(args: argparse.Namespace, studio, job_id: int) -> dict:
+    """Wait for a video job with progress lines on stderr (and an ``error:`` line unless it completed); its result
+    as ``--json`` prints it."""
     from masuka.jobs import JobRow
     from masuka.video.jobs import leave_video, phase, wait_video
 
@@ -81,11 +94,8 @@ def report_job(args: argparse.Namespace, studio, job_id: int) -> int:
         progress_line(args, leave_video(studio, job_id))
         raise
     video = row.result.get("video")
-    path = str(studio.config.absolute(video)) if video else None
-    emit(args, {"job": job_id, "status": row.status, "video": path, "provider_job_id": row.external_id,
-                "provider": row.provider, "model": row.model, "cost_usd": row.cost_usd,
-                "error": row.error}, path or f"job {job_id}: {row.status}")
     if row.status != "completed":
         progress_line(args, f"error: job {job_id} {row.status}: {row.error}")
-        return 2
-    return 0
+    return {"job": job_id, "status": row.status, "video": str(studio.config.absolute(video)) if video else None,
+            "provider_job_id": row.external_id, "provider": row.provider, "model": row.model,
+            "cost_usd": row.cost_usd, "error": row.error}

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from masuka.keys import service
 from masuka.testing.http import Reply, Request, StandIn
+from masuka.video.catalog import provider_entry
 
 KEY = "sk-test-secret-key-1234"
 
@@ -152,6 +153,10 @@ class FakeProvider(StandIn):
             job_id = self._new_job(payload)
             return 200, {}, _json({"id": f"video_{job_id}", "object": "video", "status": "queued", "progress": 0,
                                    "model": payload.get("model"), "seconds": payload.get("seconds")})
+        if path == "/v1/models":  # the models the key may use (what a key check asks)
+            return 200, {}, _json({"object": "list", "data": [
+                {"id": model, "object": "model", "created": 1759000000, "owned_by": "system"}
+                for model in provider_entry(self.kind)["models"]]})
         job_id = path.split("/")[3].removeprefix("video_")
         if job_id not in self.jobs:
             return 404, {}, _json({"error": {"message": "Video not found", "type": "invalid_request_error"}})

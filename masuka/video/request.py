@@ -12,6 +12,7 @@ from masuka.image.limits import MAX_STEPS
 from masuka.store import LOCAL_USER
 from masuka.validation import plain_text, whole_number
 from masuka.video.catalog import (
+    LOCAL,
     durations_for,
     lifecycle,
     model_entry,
@@ -103,6 +104,10 @@ class VideoPlan:
 def plan_video(request: VideoRequest) -> VideoPlan:
     """Check everything the providers would refuse, and price the whole chain; raises :class:`InvalidInput`."""
     provider = provider_entry(request.provider)
+    local_only = [name for name in ("steps", "fps", "seed") if getattr(request, name) is not None]
+    if local_only and request.provider != LOCAL:  # a remote provider picks these itself
+        raise InvalidInput(f"{provider['name']} does not take {' or '.join(local_only)}: only the local model does "
+                           f"(leave {'it' if len(local_only) == 1 else 'them'} out).")
     for name, value, largest in (("steps", request.steps, MAX_STEPS), ("the frame rate (fps)", request.fps, MAX_FPS)):
         if value is not None:
             whole_number(name, value, 1, largest)

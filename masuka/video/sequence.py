@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ def history_images(studio: Studio, user: str, admin: bool, ids: list[int]) -> li
 
 
 def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, dest: Path | None = None) -> Path:
-    """Write ``paths`` as the frames of an MP4 at ``fps``; returns its path (default: the owner's videos folder)."""
+    """Write ``paths`` as the frames of an MP4 at ``fps``; returns its path (default: the owner's videos folder).
+    ``dest`` must be a new ``.mp4`` file: an existing file is never replaced."""
     import imageio_ffmpeg
     from PIL import Image, UnidentifiedImageError
 
@@ -49,12 +51,17 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
         dest = folder / f"sequence-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}.mp4"
     if dest.is_dir():
         raise InvalidInput(f"{dest} is a folder: give the video a file name, such as {dest / 'sequence.mp4'}.")
-    partial = dest.with_name(dest.name + ".part.mp4")
-    try:  # the destination is known writable before a frame is encoded
+    if dest.suffix.lower() != ".mp4":
+        raise InvalidInput(f"{dest.name} does not end in .mp4: give the video a name such as {dest.stem}.mp4.")
+    if dest.exists() or dest.is_symlink():
+        raise InvalidInput(f"{dest} already exists: give the video a new file name (nothing is replaced).")
+    try:  # the destination is known writable before a frame is encoded; the partial file is new, never a user's
         dest.parent.mkdir(parents=True, exist_ok=True)
-        partial.touch()
+        handle, name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".part.mp4", dir=dest.parent)
+        os.close(handle)
     except OSError as error:
         raise cannot_write(error, dest) from error
+    partial = Path(name)
     writer: Any = None  # imageio-ffmpeg's frame generator
     try:
         for path in paths:

@@ -60,3 +60,16 @@ def test_an_entry_named_twice_is_deleted_once(studio, capsys):
     code, out, err = run(capsys, "history", "delete", f"g{gone}", f"g{gone}", f" g{gone}", "--yes", "--data-dir", data)
     assert code == 0 and "Deleted 1 entry" in out, err
     assert studio.store.get("generations", gone) is None and studio.store.get("generations", kept) is not None
+
+
+def test_keys_test_openai_against_the_fake_provider(fake, config, capsys, monkeypatch):
+    """The loopback OpenAI answers ``GET /v1/models`` as OpenAI documents it: the key check counts its models."""
+    from masuka.keys import service
+
+    fake("openai")
+    data = str(config.data_dir)
+    code, out, err = run(capsys, "keys", "test", "openai", "--data-dir", data)
+    assert code == 0 and out.startswith("OpenAI") and "accepted the key" in out and "(2 models visible)" in out, err
+    monkeypatch.setenv(service("openai").key_env[0], "sk-wrong-key-9876")
+    code, out, err = run(capsys, "keys", "test", "openai", "--data-dir", data)
+    assert code != 0 and "refused the key" in out + err and "HTTP 401" in out + err

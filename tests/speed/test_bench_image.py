@@ -1,5 +1,5 @@
 """``python -m masuka bench image`` on a tiny model: figures printed as JSON, kept in the store, listed newest
-first by ``latest_bench_results``."""
+first by ``latest_bench_results``; the benchmark's images never reach the user's History or outputs."""
 
 from __future__ import annotations
 
@@ -34,8 +34,10 @@ def test_bench_image_reports_overheads_loads_and_lora_switches(config, capsys):
         latest = latest_bench_results(studio)
         assert latest[0]["id"] == row["id"] and latest[0]["figures"] == figures
         assert latest[0]["params"]["tiny"] == "flux"
+        assert studio.store.count("generations") == 0, "the benchmark's images stay out of History"
     finally:
         studio.close()
+    assert [path for path in config.outputs_dir.rglob("*") if path.is_file()] == []
 
 
 def test_latest_results_keep_the_newest_of_each_benchmark(studio):

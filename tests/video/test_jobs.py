@@ -119,7 +119,7 @@ def test_killed_mid_poll_then_resumed_completes_with_one_create(tmp_path, fake):
     second = subprocess.run([sys.executable, "-m", "masuka", "jobs", "resume", "--data-dir", str(data), "--json"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 0, second.stderr
-    result = json.loads(second.stdout.strip().splitlines()[-1])
+    [result] = json.loads(second.stdout)["jobs"]
     assert result["status"] == "completed" and result["provider_job_id"] == "job1"
     check_mp4(__import__("pathlib").Path(result["video"]))
     assert server.creates == 1

@@ -117,7 +117,7 @@ def test_killed_while_an_extension_runs_resumes_it_without_sending_anything_agai
     resumed = subprocess.run([sys.executable, "-m", "masuka", "jobs", "resume", "--data-dir", str(tmp_path / "data"),
                               "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
-    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    [result] = json.loads(resumed.stdout)["jobs"]
     assert result["status"] == "completed" and server.creates == 2
     extension = json.loads(server.requests_to(":predictLongRunning")[1].body)["instances"][0]
     assert extension["video"]["uri"].endswith("/files/job1:download?alt=media")
