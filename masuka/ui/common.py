@@ -224,10 +224,21 @@ def stop_flag(studio: Studio, tab: str, request: gr.Request | None) -> Iterator[
 def wire_stop(studio: Studio, tab: str, button: gr.Button, status: Component, api_name: str | None = None,
               step: str = "step") -> None:
     """``button`` stops the work of ``tab`` this session asked for (armed as it was queued: :func:`stoppable`) after its
-    current ``step``, saying so in ``status``; it skips the queue, which that work holds. Private unless
-    ``api_name``."""
+    current ``step``; it skips the queue, which that work holds. Its answer may land after the work has ended, so it
+    never writes ``status`` (the work's own, whose last word it would cover): it goes to a hidden component labelled
+    as ``status`` (what the API returns) and the page shows it as a toast. Private unless ``api_name``."""
     where = {"api_name": api_name} if api_name else {"api_visibility": "private"}
-    button.click(bind(stop_work, studio, tab, step), None, status, queue=False, **where)
+    said = gr.Markdown(label=status.label, visible=False)
+    button.click(bind(stop_work, studio, tab, step), None, said, queue=False, **where).then(
+        acknowledge, said, said, api_visibility="private", show_progress="hidden")
+
+
+def acknowledge(said: str | None) -> str:
+    """A Stop's answer as a toast (through the queue, which carries toasts: the Stop's own click skips it), and
+    its hidden output emptied, so a later Stop that finds nothing to stop shows nothing."""
+    if said:
+        gr.Info(said)
+    return ""
 
 
 def stop_work(studio: Studio, tab: str, step: str, request: gr.Request):

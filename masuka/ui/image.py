@@ -55,6 +55,7 @@ from masuka.ui.common import (
 )
 from masuka.ui.image_modes import (
     INPAINT,
+    MODE_BLANKS,
     MODES,
     UPSCALE,
     ModeWidgets,
@@ -243,7 +244,7 @@ def _starting_image() -> dict[str, Component]:
             mask = gr.Image(type="filepath", label="Mask file (white = repaint), or paint on the picture",
                             image_mode="L", height=200, visible=False)
         modes = ModeWidgets.build()
-        strength = gr.Slider(0.05, 1, value=0.75, step=0.05, label="Strength",
+        strength = gr.Slider(0.05, 1, value=MODE_BLANKS["strength"], step=0.05, label="Strength",
                              info="How far the result may move from the starting image")
     return dict(start_group=start_group, init_image=init_image, mask=mask, modes=modes, strength=strength)
 
@@ -257,7 +258,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
         bind(edit_image, studio), edit_form, outputs, api_name="edit_image", **ctx.gpu_event()))
     modes = tab.modes
     tab.mode.change(modes.show, tab.mode, [tab.start_group, tab.init_image, tab.mask, tab.strength, tab.run,
-                                           tab.edit_run, *modes.shown()], **private).then(
+                                           tab.edit_run, tab.aspect, tab.width, tab.height, *modes.shown()],
+                    **private).then(
         lambda chosen: chosen, tab.mode, tab.chosen_mode, **private)
     selected = wire_send_to(tab.send, tab.gallery, tab.mode, tab.init_image, modes)
     ctx.once_built(lambda: send_to_other_tabs(ctx, tab.send, tab.gallery, selected))

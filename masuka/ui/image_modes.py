@@ -9,11 +9,14 @@ from typing import Any
 import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
+from masuka.image.control import Control
 from masuka.image.generate import ImageRequest, image_spec, parse_loras
 from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.masks import save_painted_mask
 from masuka.image.outpaint import parse_outpaint
-from masuka.image.tasks import open_picture, picture_size
+from masuka.image.preprocess import KINDS
+from masuka.image.reference import StyleReference
+from masuka.image.tasks import InitImage, open_picture, picture_size
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, user_of
 
@@ -25,6 +28,14 @@ DATASETS = "Datasets"
 OTHER_TABS = {VIDEO: ("video", "image", False), DATASETS: ("dataset", "files", True)}
 #: the history's task -> the mode that redoes it
 TASK_MODES = {"img2img": IMAGE, "inpaint": INPAINT, "outpaint": INPAINT, "edit": EDIT}
+#: the mode fields as the form opens with them: what Reuse and Read parameters set where the entry or the image
+#: has none (a text-to-image has no strength, an image-to-image no mask blur or padding), so nothing of the task
+#: the form showed before stays
+MODE_BLANKS: dict[str, Any] = {"strength": InitImage.strength, "mask_blur": InitImage.mask_blur, "outpaint": ""}
+#: the Control and Reference settings Reuse sets for an entry made without them (their pictures are emptied too)
+GUIDE_BLANKS: dict[str, Any] = {"control_kind": KINDS[0], "control_weight": Control.weight,
+                                "control_start": Control.start, "control_end": Control.end,
+                                "reference_weight": StyleReference.weight}
 
 
 @dataclass
@@ -43,7 +54,8 @@ class ModeWidgets:
                                 brush=gr.Brush(default_size=24, colors=["#ffffff"], color_mode="fixed"),
                                 transforms=(), layers=False, height=320, visible=False, elem_id="masuka-canvas")
         with gr.Row():
-            mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur (px)", visible=False)
+            mask_blur = gr.Slider(0, 64, value=MODE_BLANKS["mask_blur"], step=1, label="Mask blur (px)",
+                                  visible=False)
             outpaint = gr.Textbox("", label="Outpaint: left,right,top,bottom (px)", placeholder="e.g. 0,256,0,0",
                                   visible=False, info="Grows the canvas; leave empty to inpaint only")
         references = gr.File(file_count="multiple", file_types=["image"], label="Images to edit (the prompt says "
@@ -62,9 +74,10 @@ class ModeWidgets:
 
     @staticmethod
     def show(mode: str) -> list[Any]:
-        """Visibility of (start group, starting image, mask file, strength, Generate, Edit, *:meth:`shown`)."""
+        """Visibility of (start group, starting image, mask file, strength, Generate, Edit, aspect, width, height,
+        *:meth:`shown`): an edit takes its first image's size, so the size fields go in Edit mode."""
         starts, inpaint, edit = mode in (IMAGE, INPAINT, EDIT), mode == INPAINT, mode == EDIT
-        visible = [starts, mode == IMAGE, inpaint, mode in (IMAGE, INPAINT), not edit, edit,
+        visible = [starts, mode == IMAGE, inpaint, mode in (IMAGE, INPAINT), not edit, edit, *[not edit] * 3,
                    inpaint, inpaint, inpaint, edit]
         return [gr.update(visible=flag) for flag in visible]
 
@@ -84,6 +97,8 @@ def mode_request_inputs(mode: str, init_image: str | None, mask: str | None, out
     if not picture:
         raise InvalidInput("Add the picture to inpaint or outpaint.")
     painted = save_painted_mask([layer for layer in (canvas or {}).get("layers") or [] if layer], picture)
+    if painted and mask:
+        raise InvalidInput("Paint the mask or give a mask file, not both: clear one of them.")
     mask = painted or mask
     if mask is None and padding is None:
         raise InvalidInput("Paint over the part to repaint, add a mask file, or give outpaint padding.")
@@ -102,25 +117,26 @@ def hires_fix(extra: dict[str, str]) -> bool:
 
 def task_from_parameters(extra: dict[str, str]) -> tuple[Any, Any, Any, Any]:
     """(strength, mask blur, outpaint, mode) from A1111 fields (``Denoising strength``, ``Mask blur``,
-    ``Outpaint``); fields the image does not carry leave the form as it is, and so does a text-to-image with Hires
-    fix (its denoising strength is the second pass's)."""
+    ``Outpaint``), :data:`MODE_BLANKS` for those the image lacks. A text-to-image (no denoising strength, or one
+    of Hires fix: the second pass's) takes the Text mode; unreadable values leave the form as it is."""
     if "Denoising strength" not in extra or hires_fix(extra):
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    blur = extra.get("Mask blur")
-    inpaint = blur is not None or "Outpaint" in extra
+        return MODE_BLANKS["strength"], MODE_BLANKS["mask_blur"], MODE_BLANKS["outpaint"], TEXT
     try:
         strength = float(extra["Denoising strength"])
-        blur_value = gr.skip() if blur is None else int(blur)
+        blur = int(extra.get("Mask blur", MODE_BLANKS["mask_blur"]))
     except ValueError:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    return strength, blur_value, extra.get("Outpaint", ""), INPAINT if inpaint else IMAGE
+    inpaint = "Mask blur" in extra or "Outpaint" in extra
+    return strength, blur, extra.get("Outpaint", MODE_BLANKS["outpaint"]), INPAINT if inpaint else IMAGE
 
 
 def reuse_fields(fields: dict) -> dict:
-    """A reused image row's fields plus the mode that redoes its task (and the picture on the inpaint canvas)."""
-    fields = dict(fields, mode=TASK_MODES.get(fields.get("task"), TEXT))
-    if fields["mode"] == INPAINT and fields.get("init_image"):
-        fields["canvas"] = {"background": fields["init_image"], "layers": [], "composite": fields["init_image"]}
+    """A reused image row's fields plus the mode that redoes its task, the picture on the inpaint canvas (emptied
+    in another mode) and the blanks of the mode and guide fields it lacks, so that nothing of the entry reused
+    before stays in the form."""
+    fields = {**MODE_BLANKS, **GUIDE_BLANKS, **fields, "mode": TASK_MODES.get(fields.get("task"), TEXT)}
+    picture = fields.get("init_image") if fields["mode"] == INPAINT else None
+    fields["canvas"] = {"background": picture, "layers": [], "composite": picture} if picture else None
     return fields
 
 

@@ -10,7 +10,7 @@ import gradio as gr
 from masuka.errors import Cancelled, InvalidInput
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import upscaler_names
-from masuka.image.upscale.request import DEFAULT_TILE, SCALES, UpscaleRequest
+from masuka.image.upscale.request import DEFAULT_TILE, MIN_TILE, SCALES, UpscaleRequest
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, failure, friendly, stop_flag, stoppable, user_of, wire_stop
@@ -77,8 +77,8 @@ FIELDS = ("image", "scale", "upscaler", "detail", "model", "strength", "prompt",
 
 
 def reuse_fields(fields: dict) -> dict:
-    """An upscale entry's fields as the panel takes them: its kept source picture, and the diffusion model and
-    tile size only where the panel has them (a detail upscale's model; a model upscale's tile)."""
+    """An upscale entry's fields as the panel takes them: its kept source picture, the diffusion model only for a
+    detail upscale, and the tile size that makes the same tiles (:func:`detail_tile` for a detail upscale)."""
     values = {name: fields[name] for name in ("scale", "upscaler", "detail", "strength", "seed") if name in fields}
     values["image"] = fields.get("init_image")
     values["model"] = fields.get("model") if fields.get("detail") else None
@@ -87,7 +87,7 @@ def reuse_fields(fields: dict) -> dict:
         values.pop("seed", None)
     else:
         values["prompt"] = fields.get("prompt", "")
-        values["tile"] = default_tile(True)
+        values["tile"] = detail_tile(fields.get("tile"))
     return {name: value for name, value in values.items() if value is not None or name == "model"}
 
 
@@ -125,6 +125,15 @@ def default_tile(detail: bool) -> int:
     """The Tile size box's value for the Detail switch: 0 with it on (the model's native size, as the CLI's default),
     else a model upscaler's default."""
     return 0 if detail else DEFAULT_TILE
+
+
+def detail_tile(kept: object) -> int:
+    """The Tile size that cuts a detail upscale's picture into the tiles its row keeps (``[width, height]``: the
+    size asked for, or the model's native one for 0, each cut to the picture's side): their longer side; 0 (the
+    native size) for a row without them, or whose one tile, under the smallest size a request takes, was the whole
+    picture."""
+    sides = kept if isinstance(kept, list) and kept else [0]
+    return max(sides) if max(sides) >= MIN_TILE else default_tile(True)
 
 
 def choices(studio: Studio):

@@ -129,6 +129,44 @@ def test_reuse_sends_every_image_field_so_no_earlier_value_stays(studio):
     assert list(values[:len(names)]) == ["", "", False, False, False, 0.4], "the UI fills them all, skips none"
 
 
+def test_reuse_sets_every_mode_field_so_no_earlier_task_stays(studio):
+    """Reuse of an inpaint after an outpaint empties the padding (Generate outpainted again); a field the entry
+    lacks (a text-to-image's strength, an image-to-image's mask blur, Control and Reference settings) takes the
+    form's opening value, as Read parameters gives it."""
+    import gradio as gr
+
+    from masuka.ui.common import Form
+    from masuka.ui.history import reuse
+    from masuka.ui.image_modes import reuse_fields, task_from_parameters
+
+    names = ["mode", "strength", "mask_blur", "outpaint", "canvas", "control_kind", "control_weight", "control_start",
+             "control_end", "control_image", "reference_weight", "reference_image"]
+    form = Form("image", {name: gr.Textbox() for name in names}, adapt=reuse_fields)
+
+    def reused(**params) -> dict:
+        values = reuse.__wrapped__(studio, {"image": form}, [("image", name) for name in names], False,
+                                   image_row(studio, **params))
+        return dict(zip(names, values[:len(names)]))
+
+    picture = "outputs/local/inputs/photo.png"
+    outpaint = reused(task="outpaint", strength=1.0, init_image=picture, mask_blur=0, outpaint=[0, 32, 0, 0],
+                      control_kind="depth", control_image=picture, control_weight=0.5, control_start=0.1,
+                      control_end=0.9, reference_image=picture, reference_weight=0.3)
+    assert (outpaint["outpaint"], outpaint["control_weight"], outpaint["reference_weight"]) == ("0,32,0,0", 0.5, 0.3)
+    inpaint = reused(task="inpaint", strength=0.6, init_image=picture, mask="outputs/local/inputs/mask.png",
+                     mask_blur=2)
+    assert inpaint == {"mode": "Inpaint/Outpaint", "strength": 0.6, "mask_blur": 2, "outpaint": "",
+                       "canvas": {"background": picture, "layers": [], "composite": picture},
+                       "control_kind": "canny", "control_weight": 1.0, "control_start": 0.0, "control_end": 1.0,
+                       "control_image": None, "reference_weight": 1.0, "reference_image": None}
+    img2img = reused(task="img2img", strength=0.5, init_image=picture)
+    assert [img2img[name] for name in ("mode", "strength", "mask_blur", "outpaint", "canvas")] == [
+        "Image", 0.5, 4, "", None]
+    text = reused()
+    shown = [text[name] for name in ("strength", "mask_blur", "outpaint", "mode")]
+    assert shown == [0.75, 4, "", "Text"] == list(task_from_parameters({})), "as Read parameters gives them"
+
+
 def test_reuse_names_a_lora_by_its_file_when_the_library_does_not_know_it(studio, tiny_model, tmp_path):
     checkpoint = studio.config.runs_dir / "run-00001" / "checkpoint-000002" / "run-00001-step2.safetensors"
     checkpoint.parent.mkdir(parents=True)
@@ -176,6 +214,44 @@ def test_deleting_a_training_run_removes_its_folder_and_its_loras_from_the_libra
     done = delete_entries(studio, "local", False, [f"j{job}"])
     assert "3 file" in done and "fox-flux-run1 left the LoRA library" in done
     assert not run.exists() and studio.store.count("loras") == 0 and list_loras(studio, "local") == []
+
+
+def test_an_image_request_cannot_take_a_run_s_lora_while_the_run_is_being_deleted(studio, monkeypatch):
+    """A request that checks its LoRA while the run's deletion removes files waits for the deletion and is told the
+    LoRA was deleted: it never holds a file that is then removed under it."""
+    import threading
+
+    from masuka.history import actions
+    from masuka.loras.usage import lora_files_in_use
+
+    run = studio.config.runs_dir / "run-00001"
+    lora = save_tiny_lora("flux", run / "lora" / "fox-flux-run1.safetensors")
+    job = studio.store.insert("jobs", {
+        "kind": "train", "status": "completed", "title": "fox", "state": {"run_dir": "runs/run-00001"},
+        "result": {"lora": "runs/run-00001/lora/fox-flux-run1.safetensors", "lora_name": "fox-flux-run1"}})
+    register_lora(studio, inspect_lora(lora), "local", "training", job_id=job)
+    outcome: list[str] = []
+
+    def request() -> None:
+        try:
+            with lora_files_in_use([lora]):
+                outcome.append("held")
+        except InvalidInput as error:
+            outcome.append(str(error))
+
+    owned, arrivals = actions._owned_files, []
+
+    def files_while_a_request_comes(studio_, row):
+        if not arrivals:  # the deletion has made its checks and starts removing files
+            arrivals.append(threading.Thread(target=request))
+            arrivals[0].start()
+            arrivals[0].join(timeout=0.5)  # it is answered only once the deletion has ended
+        return owned(studio_, row)
+
+    monkeypatch.setattr(actions, "_owned_files", files_while_a_request_comes)
+    delete_entries(studio, "local", False, [f"j{job}"])
+    arrivals[0].join()
+    assert len(outcome) == 1 and "was deleted" in outcome[0] and not run.exists()
 
 
 def video_row(studio, **columns) -> str:

@@ -70,3 +70,48 @@ def test_read_parameters_fills_strength_mask_blur_and_padding():
                                                            "Outpaint": "0,64,0,0"})
     assert (strength, blur, outpaint, mode) == (0.6, 8, "0,64,0,0", "Inpaint/Outpaint")
     assert task_from_parameters({"Denoising strength": "0.4"})[3] == "Image"
+
+
+def test_read_parameters_of_a_text_to_image_switches_to_text_mode(studio, photo, tmp_path):
+    """Read in Image or Inpaint mode, a text-to-image's parameters (no denoising strength) switch the form to Text
+    mode, the mode fields as the form opens: else Generate would still vary the starting picture there."""
+    from masuka.image.metadata import save_image
+    from masuka.ui import image
+
+    save_image(Image.new("RGB", (64, 64)), tmp_path / "t2i.png", "a fox\nSteps: 2, Seed: 1, Size: 64x64")
+    strength, blur, outpaint, mode = image.read_image_parameters(studio, str(tmp_path / "t2i.png"))[10:14]
+    assert (strength, blur, outpaint, mode) == (0.75, 4, "", "Text")
+    assert image.image_request("local", "a fox", "flux-dev", "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0.0,
+                               init_image=str(photo), strength=strength, mode=mode).init is None
+    assert task_from_parameters({"Denoising strength": "0.4"}) == (0.4, 4, "", "Image")
+
+
+def test_a_painted_mask_and_a_mask_file_together_are_refused(photo, tmp_path):
+    """Strokes on the canvas and a mask file: which one counts is not the user's guess (the file was ignored)."""
+    from masuka.errors import InvalidInput
+    from masuka.ui.image_modes import INPAINT, mode_request_inputs
+
+    layer = Image.new("RGBA", (80, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle((0, 0, 10, 10), fill="white")
+    layer.save(tmp_path / "layer.png")
+    Image.new("L", (80, 64), 255).save(tmp_path / "mask.png")
+    canvas = {"background": str(photo), "layers": [str(tmp_path / "layer.png")]}
+    with pytest.raises(InvalidInput, match=r"^Paint the mask or give a mask file, not both: clear one of them\.$"):
+        mode_request_inputs(INPAINT, None, str(tmp_path / "mask.png"), "", canvas)
+    assert mode_request_inputs(INPAINT, None, str(tmp_path / "mask.png"), "", {"background": str(photo)})[1] == \
+        str(tmp_path / "mask.png")
+    assert mode_request_inputs(INPAINT, None, None, "", canvas)[1] is not None, "the strokes alone"
+
+
+def test_edit_mode_hides_the_size_it_does_not_take(studio):
+    """An edit takes its first image's size: Aspect, Width and Height go in Edit mode and come back after."""
+    from masuka.ui.app import build_app
+    from masuka.ui.image_modes import MODES, ModeWidgets
+
+    show = next(fn for fn in build_app(studio).fns.values() if fn.fn is ModeWidgets.show)
+    sizes = [index for index, block in enumerate(show.outputs)
+             if getattr(block, "label", None) in ("Aspect", "Width", "Height")]
+    assert len(sizes) == 3
+    for mode in MODES:
+        assert [ModeWidgets.show(mode)[index]["visible"] for index in sizes] == [mode != "Edit"] * 3
+    assert len(ModeWidgets.show("Text")) == len(show.outputs)

@@ -156,7 +156,7 @@ def test_forge_hires_schedule_and_distilled_guidance_fill_the_form(studio, tmp_p
                 "Hires steps: 15, Hires upscaler: 4x-UltraSharp")
     values = read(studio, hires)
     assert (values["mode"], values["strength"], values["sampler"], values["model"]) == \
-        (SKIP, SKIP, "DPM++ 2M Karras", "sdxl")
+        ("Text", 0.75, "DPM++ 2M Karras", "sdxl"), "a text-to-image: its denoising strength is the second pass's"
     assert "Hires fix is not reproduced" in values["summary"]
     flux = read(studio, png(tmp_path / "flux.png", parameters=FORGE.format(sampler="Euler", schedule="Beta",
                                                                            model="flux-dev")))
@@ -208,7 +208,7 @@ def test_other_tools_are_named_and_novelai_is_converted(studio, tmp_path):
 
 
 def test_hires_fix_is_text_to_image():
-    assert task_from_parameters({"Denoising strength": "0.4", "Hires upscale": "2"}) == (SKIP,) * 4
+    assert task_from_parameters({"Denoising strength": "0.4", "Hires upscale": "2"}) == (0.75, 4, "", "Text")
     assert task_from_parameters({"Denoising strength": "0.4", "Hires upscale": "2", "Mask blur": "4"})[3] == \
         "Inpaint/Outpaint"
 

@@ -266,14 +266,13 @@ def test_a_detail_upscale_records_a_negative_prompt_only_where_it_has_effect(stu
 
 
 def test_a_detail_upscale_from_the_panel_tiles_as_the_command_line_does(studio, tiny_model, tmp_path):
-    """Checking Detail turns the panel's Tile size to 0, the model's native size (the CLI's default); Reuse of a
-    detail upscale too. The panel and the CLI then make the same picture (a 512 px tile would cut it in two)."""
+    """Checking Detail turns the panel's Tile size to 0, the model's native size (the CLI's default). The panel and
+    the CLI then make the same picture (a 512 px tile would cut it in two)."""
     from masuka.ui import upscale as panel
 
     Image.new("RGB", (288, 32), "teal").save(tmp_path / "wide.png")
     model = str(tiny_model("flux"))
     assert (panel.default_tile(True), panel.default_tile(False)) == (0, DEFAULT_TILE)
-    assert panel.reuse_fields({"detail": True, "model": model, "tile": [576, 64]})["tile"] == 0
     path, status = panel.upscale(studio, str(tmp_path / "wide.png"), 2, "Lanczos", True, model, 0.5, "a wall",
                                  panel.default_tile(True), 3, progress=lambda *_a, **_k: None)
     [from_cli] = upscale_image(studio, UpscaleRequest(tmp_path / "wide.png", scale=2, detail=True, model=model,
@@ -282,6 +281,28 @@ def test_a_detail_upscale_from_the_panel_tiles_as_the_command_line_does(studio, 
     assert first["params"]["tiles"] == second["params"]["tiles"] == 1 and first["params"]["tile"] == [576, 64]
     assert status == "Done, seed 3: saved and recorded in History."
     assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(from_cli.path)))
+
+
+@pytest.mark.parametrize("size, tile", [((96, 32), 64), ((32, 96), 0)])
+def test_reuse_of_a_detail_upscale_cuts_the_same_tiles_and_makes_the_same_picture(studio, tiny_model, tmp_path,
+                                                                                  size, tile):
+    """Reuse fills the Tile size with the entry's tiles (it showed 0, the model's native size, and the re-run
+    repainted other tiles): their longer side, which for an entry made at the native size (its tiles cut to the
+    picture, here 64x192) cuts the same tiles too."""
+    from masuka.history.actions import reuse_parameters
+    from masuka.ui import upscale as panel
+
+    Image.new("RGB", size, "teal").save(tmp_path / "source.png")
+    quiet = {"progress": lambda *_a, **_k: None}
+    first, _status = panel.upscale(studio, str(tmp_path / "source.png"), 2, "Lanczos", True, str(tiny_model("flux")),
+                                   0.5, "a wall", tile, 3, **quiet)
+    [row] = studio.store.find("generations")
+    values = panel.reuse_fields(reuse_parameters(studio, "local", False, f"g{row['id']}")[1])
+    assert values["tile"] == (tile or 192) and row["params"]["tile"] == ([64, 64] if tile else [64, 192])
+    again, _status = panel.upscale(studio, *[values[name] for name in panel.FIELDS], **quiet)
+    assert studio.store.find("generations", order_by="id")[1]["params"]["tiles"] == row["params"]["tiles"]
+    assert np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(again)))
+    assert panel.detail_tile(None) == panel.detail_tile([16, 16]) == 0, "no tile kept; a picture under any tile"
 
 
 def test_the_stop_button_ends_the_panel_s_upscale_in_the_panel(studio, photo, upscalers):
@@ -305,23 +326,23 @@ def test_the_stop_button_ends_the_panel_s_upscale_in_the_panel(studio, photo, up
 
 
 def test_a_stop_while_the_panel_s_upscale_waits_ends_it_at_once(studio, photo):
-    """The Upscale click arms the Stop: pressed while the upscale waits in the queue, or while another job holds
-    the GPU, it ends the upscale within a moment and nothing is saved."""
+    """The queue arms the Stop as it takes the upscale: pressed while the upscale waits there, or while another job
+    holds the GPU, it ends the upscale within a moment and nothing is saved."""
     import threading
 
     from masuka.ui import upscale as panel
-    from masuka.ui.common import stop_work
+    from masuka.ui.common import stop_key, stop_work
 
     request = gr.Request(session_hash="upscale-waits")
 
     def upscale() -> tuple:
         return panel.upscale(studio, str(photo), 2, "Lanczos", request=request, progress=lambda *_a, **_k: None)
 
-    panel.starting(studio, request)  # the click: the upscale now waits in the queue
+    studio.stops.arm(stop_key(panel.PANEL, request))  # the queue accepts it: the upscale now waits
     assert stop_work(studio, panel.PANEL, "tile", request) == "Stopping after the current tile…"
     assert upscale() == (None, "Stopped: nothing saved.")
     with studio.gpu.hold("training run 1"):
-        panel.starting(studio, request)
+        studio.stops.arm(stop_key(panel.PANEL, request))
         threading.Timer(0.3, stop_work, (studio, panel.PANEL, "tile", request)).start()
         assert upscale() == (None, "Stopped: nothing saved."), "not a 'GPU busy' refusal once the wait is over"
     assert not studio.store.find("generations") and not studio.stops._flags
@@ -343,6 +364,34 @@ def test_an_unexpected_upscale_failure_names_its_type_and_clears_the_last_result
     demo = build_app(studio)
     run = next(fn for fn in demo.fns.values() if fn.api_name == "upscale_image")
     before = demo.fns[run.trigger_after]
-    request = gr.Request(session_hash="upscale-starting")
     assert before.name == "starting" and before.outputs == run.outputs
-    assert panel.starting(studio, request) == (None, "")
+    assert panel.starting() == (None, "")
+
+
+def test_a_detail_upscale_holds_its_repo_from_its_download_to_its_last_tile(studio, tiny_model, photo, monkeypatch,
+                                                                          tmp_path):
+    from masuka.models.manage import delete_model
+    from tests.models.in_use import cached_repo, deletion_tried_in
+
+    repo = cached_repo(monkeypatch, tmp_path / "hf-cache", tiny_model("flux"), "acme/tiny-flux")
+    refusals = deletion_tried_in(monkeypatch, studio, repo, studio.gpu)
+    request = UpscaleRequest(photo, scale=2, detail=True, model=repo, prompt="a harbour", steps=1, tile=64,
+                             upscaler="Lanczos")
+    assert upscale_image(studio, request) and len(refusals) == 2
+    assert delete_model(studio, repo) > 0  # once the upscale is over
+
+
+def test_a_detail_upscale_with_a_model_not_downloaded_is_refused_offline_before_the_gpu(studio, photo, monkeypatch,
+                                                                                      tmp_path):
+    from masuka.errors import ModelUnavailable
+    from tests.models.in_use import use_cache
+
+    use_cache(monkeypatch, tmp_path / "empty-hf-cache")
+    slots = []
+    monkeypatch.setattr(studio.gpu, "hold", lambda *args, **kwargs: slots.append(args))
+    request = UpscaleRequest(photo, scale=2, detail=True, model="flux-schnell", prompt="a harbour", steps=1, tile=64,
+                             upscaler="Lanczos")
+    with pytest.raises(ModelUnavailable, match="black-forest-labs/FLUX.1-schnell is not downloaded .* cannot be "
+                                               "reached .*: download it in the Models tab"):
+        upscale_image(studio, request)
+    assert slots == []

@@ -74,8 +74,8 @@ def test_reuse_fills_the_form_that_made_the_entry(studio, tiny_model):
     targets = [("image", "prompt"), ("image", "seed"), ("image", "mode"), ("image", "canvas"), ("video", "prompt")]
     forms = {"image": Form("image", {}, adapt=reuse_fields), "video": Form("video", {})}
     *values, note, tab = history.reuse(studio, forms, targets, True, f"g{made.id}")
-    assert values == ["a lighthouse", 77, "Text", SKIP, SKIP], "the video form and fields the entry lacks are kept"
-    assert note == f"Filled 3 field(s) of the Image form from g{made.id}." and tab.selected == "image"
+    assert values == ["a lighthouse", 77, "Text", None, SKIP], "the video form is kept; the canvas emptied"
+    assert note == f"Filled 4 field(s) of the Image form from g{made.id}." and tab.selected == "image"
     with pytest.raises(gr.Error, match="needs a Image form"):
         history.reuse(studio, {"video": forms["video"]}, [("video", "prompt")], False, f"g{made.id}")
 
@@ -433,6 +433,40 @@ def test_a_stop_while_the_generation_waits_for_the_gpu_ends_it_at_once(studio, t
     assert any(desc.startswith("waiting for the GPU (image generation for alice") for desc in shown)
     assert outputs[-1][2] == "Stopped: 0 image(s) kept."
     assert studio.models.loads == 0 and not studio.store.find("generations") and not studio.stops._flags
+
+
+def test_a_stop_s_answer_never_covers_the_status_its_work_ends_with(studio):
+    """A Stop skips the queue, so its answer may land after its work has ended: it goes to a hidden component of
+    its own, labelled as the work's status (the API returns it), which only the toast that follows reads; no
+    work's output is written by a Stop ("Stopping after the current step…" stayed over "Stopped"/"Done")."""
+    from masuka.ui.app import build_app
+    from masuka.ui.common import acknowledge
+
+    fns = list(build_app(studio).fns.values())
+    stops = [fn for fn in fns if fn.name == "stop_work"]
+    assert {"stop_image", "stop_upscale", "stop_captioning"} <= {fn.api_name for fn in stops}
+    works = {"stop_image": "generate_image", "stop_upscale": "upscale_image", "stop_captioning": "caption_dataset"}
+    for stop in stops:
+        [said] = stop.outputs
+        assert not said.visible and [fn.name for fn in fns if said in fn.outputs and fn is not stop] == [
+            "acknowledge"], f"{stop.api_name or 'a private Stop'} writes nothing else's output"
+        if stop.api_name in works:
+            work = next(fn for fn in fns if fn.api_name == works[stop.api_name])
+            assert said.label == "Status" == work.outputs[-1].label and said not in work.outputs
+    assert acknowledge("Stopping after the current step…") == acknowledge(None) == ""
+
+
+def test_the_stop_endpoint_still_answers_with_its_status(live_app):
+    from gradio_client import Client
+
+    from masuka.gpu import stop_key
+    from masuka.store import LOCAL_USER
+    from masuka.ui.common import IMAGE_TAB
+
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    app.studio.stops.arm(stop_key(IMAGE_TAB, client.session_hash, LOCAL_USER))  # a generation of this session waits
+    assert client.predict(api_name="/stop_image") == "Stopping after the current step…"
 
 
 def test_send_to_follows_the_gallery_s_own_selection(studio):
