@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.types import Message
 
 from masuka.api.auth import Caller
 from masuka.errors import Cancelled, InvalidInput, MasukaError
@@ -36,6 +37,10 @@ GENERATION_THREADS = 64
 
 class TooManyWaiting(MasukaError):
     """The caller already has as many REST generations waiting as one user may."""
+
+
+class OverLimit(Exception):
+    """A request body read past the upload limit (see :meth:`ApiWork.route_class`)."""
 
 
 @dataclass
@@ -90,10 +95,14 @@ class ApiWork:
         return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs), limiter=self._threads)
 
     def route_class(self, too_large: Callable[[str], Response]) -> type[APIRoute]:
-        """The route class of one API's routes: a request whose declared body (``Content-Length``) is over the
-        upload limit (``max_upload_mb``) gets ``too_large(message)``, that API's 413, before any of it is read or
-        who sent it is asked."""
+        """The route class of one API's routes: a request whose body is over the upload limit (``max_upload_mb``)
+        gets ``too_large(message)``, that API's 413: by its declared ``Content-Length`` before any of it is read or
+        who sent it is asked, else (a chunked body) as soon as what was read passes the limit."""
         limit = self.studio.config.max_upload_mb
+        cap = limit * 2**20
+
+        def refused(size: str) -> Response:
+            return too_large(f"The request is {size}; this server takes at most {limit} MB (MASUKA_MAX_UPLOAD_MB).")
 
         class Limited(APIRoute):
             def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -101,10 +110,24 @@ class ApiWork:
 
                 async def checked(request: Request) -> Response:
                     declared = request.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > limit * 2**20:
-                        return too_large(f"The request is {int(declared) / 2**20:,.1f} MB; this server takes at "
-                                         f"most {limit} MB (MASUKA_MAX_UPLOAD_MB).")
-                    return await handle(request)
+                    if declared.isdigit() and int(declared) > cap:
+                        return refused(f"{int(declared) / 2**20:,.1f} MB")
+                    read, receive = 0, request.receive
+
+                    async def counted() -> Message:
+                        nonlocal read
+                        message = await receive()
+                        read += len(message.get("body", b""))
+                        if read > cap:
+                            raise OverLimit
+                        return message
+
+                    try:
+                        return await handle(Request(request.scope, counted))
+                    except Exception:  # OverLimit, or the framework's error about the body it could not finish
+                        if read > cap:
+                            return refused(f"over {limit} MB")
+                        raise
 
                 return checked
 

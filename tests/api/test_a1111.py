@@ -102,7 +102,8 @@ def test_unknown_fields_are_ignored_and_bad_values_get_422_with_the_reason(live_
 
 
 def test_a_body_over_the_upload_limit_gets_413_in_each_apis_shape(live_app):
-    """MASUKA_MAX_UPLOAD_MB caps what the REST routes take, by the declared Content-Length, before reading."""
+    """MASUKA_MAX_UPLOAD_MB caps what the REST routes take: by the declared Content-Length before reading, else (a
+    chunked body) as soon as what was read passes it."""
     app = live_app(max_upload_mb=1)
     base, body = app.url.rstrip("/"), b"x" * (2 * 2**20)
     a1111 = httpx.post(base + "/sdapi/v1/txt2img", content=body, timeout=60)
@@ -113,6 +114,12 @@ def test_a_body_over_the_upload_limit_gets_413_in_each_apis_shape(live_app):
     openai = httpx.post(base + "/v1/images/generations", content=body, timeout=60)
     assert openai.status_code == 413 and "at most 1 MB" in openai.json()["error"]["message"]
     assert openai.json()["error"]["type"] == "invalid_request_error"
+    chunked = httpx.post(base + "/sdapi/v1/txt2img", content=iter([b"x" * 2**16] * 40), timeout=60)  # no length
+    assert chunked.status_code == 413 and "over 1 MB" in chunked.json()["detail"]
+    part = b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+    edit = httpx.post(base + "/v1/images/edits", content=iter([part] + [b"x" * 2**16] * 40), timeout=60,
+                      headers={"content-type": "multipart/form-data; boundary=x"})
+    assert edit.status_code == 413 and "over 1 MB" in edit.json()["error"]["message"]
     under = httpx.post(base + "/sdapi/v1/png-info", json={"image": "x" * 2**19}, timeout=60)
     assert under.status_code == 422 and "not a readable" in under.json()["detail"], "a body under the limit is read"
 
