@@ -11,14 +11,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from masuka.errors import InvalidInput
-from masuka.image.generate import ImageRequest
+from masuka.image.generate import ImageRequest, plan_request
 from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.loras.library import free_lora_name, register_lora
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training import checkpoints
+from masuka.training.backends import trainer_catalog
 from masuka.training.options import TrainOptions, lora_name
-from masuka.training.runs import _run_row
+from masuka.training.runs import _remote, _run_row
 
 MAX_PROMPTS = 8
 
@@ -36,6 +37,9 @@ def checkpoint_loras(studio: Studio, run_id: int, owner: str = LOCAL_USER,
                      admin: bool = True) -> list[tuple[int, Path]]:
     """(step, LoRA file) of every checkpoint of the run, oldest first; refused when there is none."""
     row = _run_row(studio, run_id, owner, admin)
+    if _remote(row):
+        raise InvalidInput(f"Run {row.id} trained at {trainer_catalog()[row.state['backend']]['name']}: a remote run "
+                           "keeps no checkpoints, so only local runs can be compared or have a checkpoint kept.")
     run_dir = row.state.get("run_dir")
     found = [(c.step, c.lora) for c in checkpoints.checkpoints(studio.config.absolute(run_dir))
              if c.lora] if run_dir else []
@@ -62,6 +66,7 @@ def plan_comparison(studio: Studio, run_id: int, prompts: list[str], base: Image
     if len(prompts) > 1:  # every prompt replaces the first one, whole (a prompt S/R axis)
         axes.append(Axis("prompt", tuple(prompts)))
     request = replace(base, prompt=prompts[0], model=options.base, loras=[], batch=1)
+    plan_request(studio, request)  # the settings every cell shares, checked once (not blamed on a cell)
     cells = plan_grid(studio, request, axes, confirm_large=confirm_large)
     return Comparison(axes, cells, [step for step, _path in found])
 
@@ -92,4 +97,5 @@ def use_checkpoint(studio: Studio, run_id: int, step: int, owner: str = LOCAL_US
               metadata={**header, "masuka.steps": str(step), "masuka.run": str(row.id)})
     info = verify_lora(path, state["architecture"])
     lora_id = register_lora(studio, info, row.owner, "checkpoint", job_id=row.id)
-    return {"lora": str(path), "name": info.name, "lora_id": lora_id, "step": step, "run": row.id}
+    return {"lora": str(path), "name": info.name, "lora_id": lora_id, "step": step, "run": row.id,
+            "owner": row.owner}

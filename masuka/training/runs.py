@@ -137,6 +137,7 @@ def run_job(studio: Studio, ctx: JobContext) -> None:
 
 
 def _remote(row: jobs.JobRow) -> bool:
+    """Whether the run trains at a remote service (it keeps no checkpoints here)."""
     return row.params.get("backend", "local") != "local"
 
 
@@ -292,6 +293,8 @@ class RunContext(JobContext):
 
 
 def _run_row(studio: Studio, run_id: Any, owner: str, admin: bool) -> jobs.JobRow:
+    if run_id in (None, ""):
+        raise InvalidInput("Choose a run first.")
     number = row_id(run_id)
     row = jobs.lookup(studio.store, number) if number else None
     if row is None or row.kind != KIND or not (admin or row.owner == owner):

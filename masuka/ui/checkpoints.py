@@ -112,7 +112,8 @@ def keep_checkpoint(studio: Studio, run_id: float, checkpoint_step: float, reque
         raise InvalidInput("Choose the checkpoint's step first.")
     step = whole_number("Checkpoint step", checkpoint_step, 1, MAX_STEPS)
     kept = use_checkpoint(studio, _run_id(run_id), step, user_of(request), is_admin(studio, request))
-    return f"Kept step {kept['step']} as **{kept['name']}**: it is in the Image tab's LoRA list."
+    where = "the Image tab's LoRA list" if kept["owner"] == user_of(request) else f"{kept['owner']}'s LoRA library"
+    return f"Kept step {kept['step']} as **{kept['name']}**: it is in {where}."
 
 
 def steps_of(studio: Studio, run_id: float | None, request: gr.Request):

@@ -40,3 +40,25 @@ def test_comparing_checkpoints_stops_between_steps_and_keeps_the_cells_made(stud
         checkpoints.compare_checkpoints(studio, run, "sks, a fox", 4, 1, 64, 64, request=request,
                                         progress=StopAfter(studio, checkpoints.TAB, request, images=1))
     assert studio.store.count("generations", "status = 'completed'") == 1
+
+
+def test_checkpoint_actions_say_what_is_wrong_in_the_tab_s_words(studio, tiny_model):
+    """No run chosen is "Choose a run first." (not "run None does not exist"); a shared setting out of range is
+    named once, not blamed on a cell by a server path; an admin keeping another user's checkpoint is told whose
+    library it went to."""
+    from masuka.ui import train
+
+    with pytest.raises(gr.Error) as unchosen:
+        train.stop_run(studio, None, False)
+    assert unchosen.value.message == "Choose a run first."
+    add_dataset(studio)
+    run = start_training(studio, options(tiny_model("flux"), steps=2, save_every=1))
+    assert finish(studio, run)["status"] == "completed"
+    request = gr.Request(session_hash="checkpoint-words")
+    with pytest.raises(gr.Error) as refused:
+        checkpoints.compare_checkpoints(studio, run, "sks, a fox", 4, 1, 63, 64, request=request,
+                                        progress=lambda *_a, **_k: None)
+    assert refused.value.message.startswith("Width must be") and str(studio.config.data_dir) not in str(refused.value)
+    studio.store.update("jobs", run, owner="ann")  # ann's run; the caller may see it (an admin, as every user here)
+    kept = checkpoints.keep_checkpoint(studio, run, 1, request=gr.Request(username="root"))
+    assert "in ann's LoRA library" in kept and studio.store.find("loras")[0]["owner"] == "ann"
