@@ -58,12 +58,19 @@ class Declared:
 
 
 def declared_classes(package: str, names: tuple[str, ...], base: type[T]) -> dict[str, type[T]]:
-    """Name -> the ``base`` subclass declared for it in the module ``package.name``, in the order given."""
+    """Name -> the ``base`` subclass declared for it in the module ``package.name``, in the order given; a
+    :class:`TypeError` names the module and the services its classes declare when none is ``name``'s."""
     found: dict[str, type[T]] = {}
     for name in names:
         module = importlib.import_module(f"{package}.{name}")
-        found[name] = next(cls for _, cls in inspect.getmembers(module, inspect.isclass)
-                           if issubclass(cls, base) and cls is not base and cls.name == name)
+        classes = [cls for _, cls in inspect.getmembers(module, inspect.isclass) if issubclass(cls, base)
+                   and cls is not base]
+        declared = [cls for cls in classes if getattr(cls, "name", "") == name]
+        if not declared:
+            seen = ", ".join(f"{cls.__name__} declares {getattr(cls, 'name', '')!r}" for cls in classes)
+            raise TypeError(f"Module {module.__name__} must declare a {base.__name__} subclass whose Service is "
+                            f"named {name!r} (the module's and the catalog's id): {seen or 'it declares none'}.")
+        found[name] = declared[0]
     return found
 
 

@@ -15,15 +15,16 @@ from typing import TYPE_CHECKING
 
 from masuka.config import on_zerogpu, space_model, zerogpu_aoti, zerogpu_max_seconds
 from masuka.errors import InvalidInput
+from masuka.models import architectures
 
 if TYPE_CHECKING:
     from masuka.models.catalog import ModelSpec
 
 #: The longest GPU call MASUKA asks for by default (ZeroGPU's default is 60 s; visitors' daily quotas are minutes).
 DEFAULT_MAX_SECONDS = 120
-#: Seconds per denoising step per megapixel on ZeroGPU's H200 slice, with a margin over published figures
-#: (FLUX.1-dev 1024² 28 steps in about 5 s on an H200; SDXL 30 steps in about 2 s).
-STEP_SECONDS = {"flux": 0.25, "sd3": 0.25, "sdxl": 0.08}
+#: Seconds per denoising step per megapixel on ZeroGPU's H200 slice for a model of no known architecture; a
+#: profile's are its ``step_seconds``.
+UNKNOWN_STEP_SECONDS = 0.25
 #: Fixed seconds of a task: moving the weights in, text encoding, VAE decode and saving.
 FIXED_SECONDS = 10
 #: A caption pass: loading the captioner inside the GPU task, then seconds per image.
@@ -44,7 +45,7 @@ def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 
     if task == "image":
         megapixels = width * height / 2**20
         seconds = (FIXED_SECONDS + load_gb * LOAD_SECONDS_PER_GB
-                   + images * steps * max(megapixels, 0.25) * STEP_SECONDS.get(architecture or "", 0.25))
+                   + images * steps * max(megapixels, 0.25) * step_seconds(architecture))
         remedy = "use fewer steps, a smaller size or fewer images" + (", or the Space's own model" if load_gb else "")
     elif task == "caption":
         seconds = CAPTION_LOAD_SECONDS + images * CAPTION_SECONDS
@@ -58,6 +59,12 @@ def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 
         raise InvalidInput(f"This request needs about {seconds} s of GPU time, more than the {limit} s one ZeroGPU "
                            f"call may take on this Space: {remedy}.")
     return seconds
+
+
+def step_seconds(architecture: str | None) -> float:
+    """Seconds per denoising step per megapixel of ``architecture`` on ZeroGPU (its profile's)."""
+    profile = architectures.get(architecture)
+    return profile.step_seconds if profile else UNKNOWN_STEP_SECONDS
 
 
 def space_spec() -> ModelSpec | None:

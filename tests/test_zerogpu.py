@@ -64,6 +64,21 @@ def test_duration_grows_with_steps_size_and_images_and_has_a_ceiling(monkeypatch
         request_seconds("caption", images=6)
 
 
+def test_the_seconds_per_step_are_the_architectures_profiles(monkeypatch):
+    """Every profile says how fast it steps on ZeroGPU (a larger transformer asks for more), none gets a default."""
+    from dataclasses import replace
+
+    from masuka.models import architectures
+    from masuka.zerogpu import FIXED_SECONDS, request_seconds
+
+    def per_step(architecture: str) -> int:
+        return request_seconds("image", steps=10, width=1024, height=1024, architecture=architecture) - FIXED_SECONDS
+
+    assert per_step("flux2") > per_step("qwen_image") > per_step("flux") > per_step("z_image") > per_step("sdxl")
+    monkeypatch.setitem(architectures.PROFILES, "z_image", replace(architectures.PROFILES["z_image"], step_seconds=1.0))
+    assert per_step("z_image") == 10
+
+
 def test_a_ceiling_below_one_caption_says_to_raise_it(monkeypatch):
     """Fewer images cannot help when one image's caption call is already too long: the Space's setting must change."""
     from masuka.zerogpu import request_seconds

@@ -43,6 +43,7 @@ from masuka.compat import REQUIREMENTS_FILE, installed, problems, range_problems
 from masuka.errors import InvalidInput
 from masuka.gpu import DevicePlan, device_plan
 from masuka.image.quantized import QUANTIZED_PLANS, quantized_components
+from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, resolve_image_model
 
 #: A standalone benchmark: the CLI runs it without opening a data dir and stores no row.
@@ -567,8 +568,11 @@ def sdxl(setup: Setup) -> Iterator[Line]:
 #: Peak GPU memory targets of FLUX.1-dev per memory plan, GB (10^9 bytes) of all the process holds on the GPU:
 #: PyTorch's reserved peak plus what it uses outside the allocator (CUDA context, libraries).
 FLUX_MEMORY_TARGETS = {"fp8_offload": 15.0, "group_offload": 10.0, "nf4_offload": 6.0}
-#: Other architectures whose peak VRAM under these plans is reported (no target yet); Qwen-Image, the largest, last.
-OTHER_MEMORY_MODELS = ("flux2-klein-4b", "z-image-turbo", "sd35-large", "sdxl", "qwen-image")
+#: Other architectures whose peak VRAM under these plans is reported (no target yet): each profile's first model
+#: with published sizes (``real_models``), smallest first (by ``memory_gb``: the largest may not fit the host)
+OTHER_MEMORY_MODELS = tuple(next(iter(p.real_models)) for p in sorted(
+    (p for p in architectures.PROFILES.values() if p.real_models and p.id != "flux"),
+    key=lambda p: p.memory_gb.get("full", math.inf)))
 OTHER_MEMORY_PLANS = ("fp8_offload", "group_offload")
 #: Host memory a memory-plan line needs beyond its weights: a share of them (pinned layers in flight, the
 #: allocator's slack) and the process itself (torch, CUDA libraries), GiB.

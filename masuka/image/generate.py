@@ -372,6 +372,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
                               plan.spec.id)
     apply_sampler(pipe, runner, request.sampler, plan.spec.id)
     accepted = set(inspect.signature(runner.__call__).parameters)
+    _check_guidance(plan, runner, accepted)
     controls = control_kwargs(plan.controls, pipe, plan.width, plan.height, accepted)
     references = reference_kwargs(pipe, runner, plan.style_references, pipeline_architecture(pipe), plan.spec.id,
                                   request.prompt.strip())
@@ -468,6 +469,15 @@ def check_fits_loaded(plan: Plan, pipe: Any) -> None:
     architecture = pipeline_architecture(pipe)
     for info, _weight in plan.loras:
         check_fits(info, architecture, plan.spec.id)
+
+
+def _check_guidance(plan: Plan, runner: Any, accepted: set[str]) -> None:
+    """A profile's ``guidance_argument`` the pipeline does not take would leave Guidance unused while the PNG
+    records it (:func:`_call_kwargs` passes only the arguments a pipeline takes): refused before any image."""
+    profile = plan.spec.profile
+    if profile and profile.guidance_argument and profile.guidance_argument not in accepted:
+        raise ValueError(f"The {profile.label} profile gives Guidance as {profile.guidance_argument!r}, which "
+                         f"{type(runner).__name__} does not take: its guidance_argument is wrong.")
 
 
 def _call_kwargs(plan: Plan, accepted: set[str], generator: Any, step_end: Callable) -> dict:

@@ -7,6 +7,7 @@ musubi-tuner), ai-toolkit and the BFL originals for each family; rank 1 and floa
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -167,18 +168,76 @@ def test_each_profile_names_real_pipeline_classes_and_catalog_entries(profile):
         assert model_id in image_models()
 
 
+@pytest.mark.parametrize("profile", architectures.PROFILES.values(), ids=lambda p: p.id)
+def test_the_call_arguments_a_profile_names_are_its_pipelines(profile):
+    """Generation passes a pipeline only the arguments its ``__call__`` takes: a wrong name would be dropped
+    unseen (Guidance ignored while the PNG records it), so each one a profile names is checked here."""
+    import inspect
+
+    def takes(class_name: str) -> set[str]:
+        return set(inspect.signature(getattr(diffusers, class_name).__call__).parameters)
+
+    controls = profile.controlnets
+    classes = {*profile.pipelines.values(), *profile.also_covers, *profile.edit_pipelines,
+               *([controls.pipeline, controls.union_pipeline] if controls else [])} - {""}
+    for class_name in classes:
+        if profile.guidance_argument:
+            assert profile.guidance_argument in takes(class_name), class_name
+        if profile.negative_prompt:
+            assert "negative_prompt" in takes(class_name), class_name
+    for class_name, sizing in profile.edit_size_arguments.items():
+        assert set(sizing(512, 512)) <= takes(class_name), class_name
+    saver = inspect.signature(getattr(diffusers, profile.pipeline).save_lora_weights).parameters
+    assert profile.lora_layers_argument in saver
+
+
+def test_a_guidance_argument_the_pipeline_does_not_take_is_refused_at_load(studio, tiny_model, monkeypatch):
+    from dataclasses import replace
+
+    from masuka.image.generate import ImageRequest, generate_images
+
+    monkeypatch.setitem(architectures.PROFILES, "sdxl", replace(architectures.PROFILES["sdxl"],
+                                                                guidance_argument="cfg"))
+    request = ImageRequest(prompt="a fox", model=str(tiny_model("sdxl")), steps=1, width=64, height=64)
+    with pytest.raises(ValueError, match="SDXL profile gives Guidance as 'cfg', which StableDiffusionXLPipeline "
+                                         "does not take"):
+        generate_images(studio, request, allow_any_path=True)
+    assert studio.store.count("generations") == 0
+
+
 def test_pipeline_classes_are_matched_exactly():
+    """Only the classes a profile names are its own: a sibling (FLUX.1 Redux, SD 1.5's StableDiffusionPipeline
+    while no profile names it) whose name starts or ends like one of them is no profile's."""
     assert architecture_of("Flux2Pipeline") == "flux2" and architecture_of("Flux2KleinPipeline") == "flux2"
-    assert architecture_of("FluxPipeline") == "flux" and architecture_of("FluxPriorReduxPipeline") is None
-    assert architecture_of("StableDiffusionPipeline") is None
+    assert architecture_of("FluxPipeline") == "flux"
+    covered = {name for p in architectures.PROFILES.values() for name in p.pipelines.values()} | {
+        name for p in architectures.PROFILES.values() for name in (*p.also_covers, *p.edit_pipelines)}
+    others = [name for name in dir(diffusers) if name.endswith("Pipeline") and name not in covered]
+    assert "FluxPriorReduxPipeline" in others
+    assert [name for name in others if architecture_of(name)] == []
 
 
-def test_the_registry_imports_without_torch():
-    code = ("import sys, masuka.models.architectures as a, masuka.models.catalog; "
-            "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules; print(len(a.PROFILES))")
+def test_the_registry_imports_without_torch_and_lists_every_profile_module_once():
+    """Every module of the package imports without torch, and each image profile module is in the registry under
+    its own id (a forgotten registry line, or an id two modules share, shows as a count that differs)."""
+    code = ("import sys, importlib, pkgutil, masuka.models.architectures as a, masuka.models.catalog\n"
+            "modules = [importlib.import_module(f'{a.__name__}.{m.name}') for m in pkgutil.iter_modules(a.__path__)]\n"
+            "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n"
+            "print(len(a.PROFILES), sum(isinstance(getattr(m, 'PROFILE', None), a.Profile) for m in modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert int(result.stdout) == len(architectures.PROFILES)
+    registered, modules = map(int, result.stdout.split())
+    assert registered == modules == len(architectures.PROFILES)
+
+
+def test_two_profiles_with_one_id_are_refused():
+    from dataclasses import replace
+
+    from masuka.models.architectures.registry import by_id
+
+    flux = architectures.PROFILES["flux"]
+    with pytest.raises(ValueError, match="Two profiles have the id 'flux' \\(FLUX.1 and FLUX.1 copy\\)"):
+        by_id((flux, architectures.PROFILES["sdxl"], replace(flux, label="FLUX.1 copy")))
 
 
 @pytest.mark.parametrize("index", [b"{not json", b"", b"[]", b'{"_class_name": 5}', b"{}", b"\xff\xfe"],
@@ -325,21 +384,31 @@ def test_a_downloaded_repo_of_no_known_architecture_asks_the_hub_nothing_more(mo
 
 
 def test_a_profile_certain_of_a_refused_familys_lora_takes_it(tmp_path, monkeypatch):
-    """Once a profile runs a family the foreign table refuses (SD 1.5 for SD 1.x LoRAs), the profiles answer
-    first: its LoRAs are its own, and the families it does not cover are still refused by name."""
+    """Once a profile runs a family the foreign table refuses (as SD 1.5 would for SD 1.x LoRAs), the profiles
+    answer first: its LoRAs are its own, and the families it does not cover are still refused by name. The
+    families come from ``REFUSED``: the first UNet one is taken by a stand-in profile certain of its
+    cross-attention width."""
     from dataclasses import replace
 
     from masuka.models.architectures import sdxl
+    from masuka.models.architectures.base import lora_layers
+
+    def cross_widths(family: str) -> set[int]:
+        return lora_layers({key: {"shape": list(shape)} for key, shape in REFUSED[family].items()}).widths(
+            sdxl.CROSS_ATTENTION)
+
+    taken = next(family for family in REFUSED if cross_widths(family))
+    other = next(family for family in REFUSED if family not in (taken, "LoHa/LoKr"))
 
     def matches_lora(layers):
         widths = layers.widths(sdxl.CROSS_ATTENTION)
-        return architectures.Match.CERTAIN if widths == {768} else architectures.Match.NO
+        return architectures.Match.CERTAIN if widths == cross_widths(taken) else architectures.Match.NO
 
-    stand_in = replace(sdxl.PROFILE, id="sd15", label="SD 1.5", matches_lora=matches_lora, kohya_versions=("sd_v1",))
-    monkeypatch.setitem(architectures.PROFILES, "sd15", stand_in)
-    assert inspect_lora(write(tmp_path / "sd1.safetensors", REFUSED["SD 1.x"])).architecture == "sd15"
-    with pytest.raises(InvalidInput, match="is for SD 2.x"):
-        inspect_lora(write(tmp_path / "sd2.safetensors", REFUSED["SD 2.x"]))
+    stand_in = replace(sdxl.PROFILE, id="stand_in", label="Stand-in", matches_lora=matches_lora)
+    monkeypatch.setitem(architectures.PROFILES, "stand_in", stand_in)
+    assert inspect_lora(write(tmp_path / "taken.safetensors", REFUSED[taken])).architecture == "stand_in"
+    with pytest.raises(InvalidInput, match=f"is for {re.escape(other)}"):
+        inspect_lora(write(tmp_path / "other.safetensors", REFUSED[other]))
 
 
 def test_every_text_encoder_of_a_published_architecture_has_an_offline_tokenizer(monkeypatch):

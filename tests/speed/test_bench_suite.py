@@ -55,7 +55,7 @@ def test_quick_suite_runs_every_check_without_gradio_or_a_database(tmp_path):
     for expected in ("FLUX.1-dev plain bf16", "FLUX.1-dev fast vs plain bf16", "FLUX.1-dev fast: first image",
                      "FLUX.1-dev fast + step cache", "FLUX.1-schnell 4 steps", "SDXL plain fp32", "SDXL fast vs fp32",
                      "SDXL fast: first image", "FLUX.1-dev fp8_offload",
-                     "FLUX.1-dev group_offload", "flux2-klein-4b fp8_offload", "FLUX.1 LoRA 512² rank 16",
+                     "FLUX.1-dev group_offload", "sdxl fp8_offload", "FLUX.1 LoRA 512² rank 16",
                      "FLUX.1 LoRA preset 12gb", "Per-image app overhead"):
         assert any(name.startswith(expected) for name in names), (expected, names)
     by_name = {check["name"]: check for check in report["checks"]}
@@ -120,7 +120,7 @@ def test_a_failing_line_costs_only_itself_and_says_which_model_and_plan(tmp_path
     assert results["FLUX.1-dev fast + step cache 0.12 vs plain bf16"] == suite.NEEDS_REAL_WEIGHTS
     assert results["FLUX.1-dev group_offload"] == "error: RuntimeError: CUDA out of memory (stand-in)"
     assert results["FLUX.1-dev fp8_offload"] == "fail"  # judged on the 15.5 GiB reserved + 0.5 outside, not 14
-    for model_id in ("flux2-klein-4b", "z-image-turbo", "sd35-large", "sdxl"):  # after the failure: still measured
+    for model_id in ("sdxl", "flux2-klein-4b", "z-image-turbo", "sd35-large"):  # after the failure: still measured
         assert results[f"{model_id} fp8_offload"] == results[f"{model_id} group_offload"] == "measured"
     memory_lines = [check["name"] for check in report["checks"] if check["name"].endswith("_offload")]
     assert memory_lines[-2:] == ["qwen-image fp8_offload", "qwen-image group_offload"]
@@ -138,6 +138,18 @@ class Clock:
 
     def __call__(self):
         return self.now
+
+
+def test_every_architecture_but_flux1_has_memory_lines_smallest_first():
+    """The models of the reported memory lines come from the profiles: a new one with published sizes is in."""
+    from masuka.bench import suite
+    from masuka.models import architectures
+    from masuka.models.catalog import resolve_image_model
+
+    assert [resolve_image_model(model).architecture for model in suite.OTHER_MEMORY_MODELS] == [
+        "sdxl", "flux2", "z_image", "sd3", "qwen_image"]
+    assert set(architectures.PROFILES) - {"flux"} == {
+        resolve_image_model(model).architecture for model in suite.OTHER_MEMORY_MODELS}
 
 
 def test_a_line_still_running_when_the_budget_ends_is_cut_not_reported(tmp_path, monkeypatch):
@@ -319,7 +331,7 @@ def test_a_default_run_measures_cheap_targets_first_then_compiles_as_long_as_the
     names = list(results)
     assert names[:3] == ["FLUX.1-dev fp8_offload", "FLUX.1-dev group_offload", "FLUX.1-dev nf4_offload"]
     assert names.index("SDXL plain fp32") < names.index("FLUX.1-dev fast vs plain bf16")
-    assert names.index("FLUX.1-schnell 4 steps, fast") < names.index("flux2-klein-4b fp8_offload")  # no target
+    assert names.index("FLUX.1-schnell 4 steps, fast") < names.index("sdxl fp8_offload")  # no target
     assert {name: results[name] for name in TARGETS if results[name] not in ("pass", "fail", "n/a")} == {}
 
 

@@ -609,3 +609,79 @@ def test_a_missing_key_tells_a_user_who_cannot_save_it_to_ask_an_admin(tmp_path,
             start_training(studio, options(), "admin", backend="fal")
     finally:
         studio.close()
+
+
+def tiny_sdxl_lora() -> bytes:
+    """A LoRA on SDXL's cross-attention (2048-wide text features), which MASUKA tells SDXL for certain."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    rng = np.random.default_rng(0)
+    layer = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
+    return save({f"{layer}.lora_A.weight": rng.standard_normal((4, 2048)).astype(np.float16),
+                 f"{layer}.lora_B.weight": rng.standard_normal((64, 4)).astype(np.float16)}, metadata={"format": "pt"})
+
+
+@pytest.fixture
+def remote_only(monkeypatch):
+    """SDXL as an architecture MASUKA runs but does not train locally (no ``training``), with a route on each
+    service for it: catalog entries only."""
+    from dataclasses import replace
+
+    from masuka.models import architectures
+    from masuka.training.backends import trainer_catalog
+
+    monkeypatch.setitem(architectures.PROFILES, "sdxl", replace(architectures.PROFILES["sdxl"], training=None))
+    entry = {"architecture": "sdxl", "price_per_step": 0.001, "max_steps": 4000, "input": {}}
+    monkeypatch.setitem(trainer_catalog()["fal"]["trainers"], "sdxl-base",
+                        {**entry, "name": "SDXL LoRA (fal)", "route": "fal-ai/sdxl-lora-training"})
+    monkeypatch.setitem(trainer_catalog()["replicate"]["trainers"], "sdxl-base",
+                        {**entry, "name": "SDXL LoRA (Replicate)", "model": "someone/sdxl-lora-trainer"})
+
+
+@pytest.mark.parametrize("backend", ["fal", "replicate"])
+def test_a_route_for_an_architecture_masuka_does_not_train_locally_is_a_catalog_entry(studio, trainer, remote_only,
+                                                                                       backend):
+    server = trainer(backend)
+    server.lora = tiny_sdxl_lora()
+    add_dataset(studio)
+    status = train(studio, backend, base="sdxl-base")
+    assert status["status"] == "completed", status["error"]
+    assert inspect_lora(status["lora"]).architecture == "sdxl"
+    assert server.creates == 1
+
+
+@pytest.mark.parametrize("backend, change, message", [
+    ("fal", {"lr": 4e-4}, "fal.ai's trainer does not take lr: leave it out"),
+    ("replicate", {"resolution": 515}, "Resolution must be a multiple of 8 for SDXL"),
+    ("replicate", {"lr": 0.0}, "Learning rate must be above 0"),
+])
+def test_options_for_an_architecture_masuka_does_not_train_locally_are_checked(studio, trainer, remote_only, backend,
+                                                                              change, message):
+    server = trainer(backend)
+    add_dataset(studio)
+    with pytest.raises(InvalidInput, match=message):
+        start_training(studio, options(base="sdxl-base", **change), backend=backend, destination="me/fox-lora")
+    assert server.requests == [] and studio.store.count("jobs") == 0
+
+
+@pytest.mark.parametrize("backend", ["fal", "replicate"])
+def test_a_remote_lora_for_another_architecture_fails_the_run_and_stays_out_of_the_library(studio, trainer,
+                                                                                           remote_only, backend):
+    trainer(backend)  # serves a FLUX.1 LoRA
+    add_dataset(studio)
+    status = train(studio, backend, base="sdxl-base")
+    assert status["status"] == "failed" and status["lora"] is None
+    assert "LoRA for FLUX.1" in status["error"] and "SDXL" in status["error"]
+    assert studio.store.count("loras") == 0
+
+
+def test_a_remote_run_has_no_checkpoints_to_compare_and_says_why(studio, trainer):
+    from masuka.training.checkpoint_lora import checkpoint_loras
+
+    trainer("fal")
+    add_dataset(studio)
+    status = train(studio, "fal")
+    assert status["status"] == "completed", status["error"]
+    with pytest.raises(InvalidInput, match=r"trained at fal\.ai.*: a remote run keeps no checkpoints"):
+        checkpoint_loras(studio, status["run"])

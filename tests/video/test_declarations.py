@@ -41,6 +41,24 @@ def test_a_provider_declaration_feeds_keys_urls_and_settings(name, monkeypatch, 
         "key-for-the-check-0001").items())
 
 
+def test_a_module_whose_service_is_named_otherwise_is_told_by_name(tmp_path, monkeypatch):
+    from masuka.services import declared_classes
+    from masuka.video.providers.base import Provider
+
+    package = tmp_path / "misnamed_providers"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "acme.py").write_text("from masuka.services import Service\n"
+                                     "from masuka.video.providers.base import Provider\n\n\n"
+                                     "class Acme(Provider):\n"
+                                     "    service = Service('acme-video', 'Acme', ('ACME_KEY',))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TypeError, match=re.escape(
+            "Module misnamed_providers.acme must declare a Provider subclass whose Service is named 'acme' (the "
+            "module's and the catalog's id): Acme declares 'acme-video'.")):
+        declared_classes("misnamed_providers", ("acme",), Provider)
+
+
 def test_runway_version_is_written_once():
     sources = [path for path in (ROOT / "masuka").rglob("*.py") if "2024-11-06" in path.read_text()]
     assert [p.relative_to(ROOT).as_posix() for p in sources] == ["masuka/video/providers/runway.py"]

@@ -120,6 +120,9 @@ class Profile:
     pipelines: dict[str, str]
     matches_lora: Callable[[LoraLayers], Match]
     tiny_components: Callable[[int], dict[str, Any]]
+    #: seconds per denoising step per megapixel on ZeroGPU's H200 slice, with a margin (what a request asks
+    #: ZeroGPU for: :func:`masuka.zerogpu.request_seconds`)
+    step_seconds: float
     #: other pipeline classes of the same architecture (another model family member's own pipeline)
     also_covers: tuple[str, ...] = ()
     #: pipeline classes that edit (they take reference images as ``image=``, the prompt is the instruction),

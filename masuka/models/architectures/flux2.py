@@ -104,6 +104,9 @@ PROFILE = Profile(
     matches_lora=matches_lora, tiny_components=tiny_components,
     big_text_encoder="text_encoder", negative_prompt=False,
     defaults=dict(steps=4, guidance=1.0, width=1024, height=1024, max_sequence_length=512),
+    # ZeroGPU seconds per step per megapixel: FLUX.1's figure scaled by the largest member's transformer
+    # (FLUX.2 [dev] 32B / FLUX.1 12B); [klein] (4B, 9B) runs 4 steps, so the margin costs it seconds
+    step_seconds=0.7,
     memory_gb={"full": 20, "model_offload": 13, "fp8_offload": 9, "group_offload": 5},
     kohya_versions=("flux2", "flux.2", "flux-2"),
     training=Training(

@@ -96,6 +96,8 @@ PROFILE = Profile(
     matches_lora=matches_lora, tiny_components=tiny_components, tiny_edit_components=tiny_edit_components,
     big_text_encoder="text_encoder", guidance_argument="true_cfg_scale",
     defaults=dict(steps=50, guidance=4.0, width=1328, height=1328),
+    # ZeroGPU seconds per step per megapixel: FLUX.1's figure scaled by the transformer size (20B / 12B)
+    step_seconds=0.4,
     memory_gb={"full": 58, "model_offload": 42, "fp8_offload": 24, "group_offload": 8},
     kohya_versions=("qwen_image", "qwen-image"),
     training=Training(trainer="QwenImage", target_modules=ATTENTION,

@@ -7,9 +7,21 @@ from masuka.models.architectures import flux, flux2, qwen_image, sd3, sdxl, z_im
 from masuka.models.architectures.base import LYCORIS_PART, LoraLayers, Match, Profile
 from masuka.models.architectures.foreign import VERSIONS, foreign_family
 
+
+def by_id(profiles: tuple[Profile, ...]) -> dict[str, Profile]:
+    """Id -> profile, in order; :class:`ValueError` when two share an id (the later would replace the earlier)."""
+    found: dict[str, Profile] = {}
+    for profile in profiles:
+        if profile.id in found:
+            raise ValueError(f"Two profiles have the id {profile.id!r} ({found[profile.id].label} and "
+                             f"{profile.label}): each architecture needs its own.")
+        found[profile.id] = profile
+    return found
+
+
 #: every architecture MASUKA runs; on a tie between LoRA matches the earlier one wins
-PROFILES: dict[str, Profile] = {p.id: p for p in (flux.PROFILE, flux2.PROFILE, sd3.PROFILE, sdxl.PROFILE,
-                                                   qwen_image.PROFILE, z_image.PROFILE)}
+PROFILES: dict[str, Profile] = by_id((flux.PROFILE, flux2.PROFILE, sd3.PROFILE, sdxl.PROFILE, qwen_image.PROFILE,
+                                      z_image.PROFILE))
 
 
 class UnknownLora(ValueError):

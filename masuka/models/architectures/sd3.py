@@ -71,6 +71,8 @@ PROFILE = Profile(
     matches_lora=matches_lora, tiny_components=tiny_components,
     big_text_encoder="text_encoder_3",
     defaults=dict(steps=28, guidance=3.5, width=1024, height=1024),
+    # ZeroGPU seconds per step per megapixel: as FLUX.1: SD3.5 Large's 8B transformer, with a margin
+    step_seconds=0.25,
     memory_gb={"full": 28, "model_offload": 18, "fp8_offload": 10.5, "group_offload": 4},
     kohya_versions=("sd3",),
     training=Training(trainer="SD3", target_modules=JOINT_ATTENTION,

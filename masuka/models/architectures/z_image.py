@@ -60,6 +60,8 @@ PROFILE = Profile(
     matches_lora=matches_lora, tiny_components=tiny_components,
     big_text_encoder="text_encoder", cfg_above=0.0,
     defaults=dict(steps=9, guidance=0.0, width=1024, height=1024, max_sequence_length=512),
+    # ZeroGPU seconds per step per megapixel: FLUX.1's figure scaled by the transformer size (6B / 12B), with a margin
+    step_seconds=0.15,
     memory_gb={"full": 22, "model_offload": 14, "fp8_offload": 9, "group_offload": 5},
     kohya_versions=("z_image", "z-image", "zimage"),
     training=Training(trainer="ZImage",

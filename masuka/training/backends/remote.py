@@ -20,6 +20,7 @@ import re
 import struct
 from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from masuka import jobs
@@ -48,6 +49,10 @@ HONOURED = ("dataset", "base", "steps", "name", "push_to_hub")
 #: a job's states at the service after which it runs no more; a Resume of a run whose job ``ENDED`` sends a new one
 FINAL = ("completed", "failed", "cancelled")
 ENDED = ("failed", "cancelled")
+#: what stands in for the options left out when checking a run on an architecture without local training (no
+#: profile ``training`` defaults): only their presence matters, as a remote run sends none it was not given
+STAND_INS: dict[str, Any] = dict(lr=1e-4, resolution=512, batch_size=1, sample_steps=20, gradient_checkpointing=False,
+                                  base_precision="bf16")
 
 
 class _Interrupted(Exception):
@@ -83,16 +88,25 @@ def check_remote_options(options: TrainOptions, backend: str, entry: dict) -> No
     label = trainer_catalog()[backend]["name"]
     if options.gpus != 1:
         raise InvalidInput(f"{label} trains on its own GPUs: --gpus is for local training (leave it out).")
-    architecture = entry["architecture"]
-    filled = fill_defaults(replace(options, preset=None), architecture)
+    profile = architectures.require(entry["architecture"])
+    filled = _filled(replace(options, preset=None), profile)
     taken = {name: getattr(options, name) for name in (*HONOURED, *remote_backends()[backend].takes)}
     # what leaving the others out gives; a remote trainer's alpha is its rank
-    neutral = replace(fill_defaults(TrainOptions(**taken), architecture), alpha=float(filled.rank))
+    neutral = replace(_filled(TrainOptions(**taken), profile), alpha=float(filled.rank))
     ignored = [f.name for f in fields(TrainOptions) if getattr(filled, f.name) != getattr(neutral, f.name)]
     if ignored:
         raise InvalidInput(f"{label}'s trainer does not take {', '.join(ignored)}: leave "
                            f"{'it' if len(ignored) == 1 else 'them'} out, or train locally.")
-    check_options(filled, architecture, architectures.require(architecture).size_multiple)
+    check_options(filled, profile.id, profile.size_multiple)
+
+
+def _filled(options: TrainOptions, profile: architectures.Profile) -> TrainOptions:
+    """``options`` with what was left out filled in, to check them: the profile's training defaults, or for an
+    architecture MASUKA does not train locally :data:`STAND_INS` (the service's trainer uses its own)."""
+    if profile.training:
+        return fill_defaults(options, profile.id)
+    filled = replace(options, **{name: value for name, value in STAND_INS.items() if getattr(options, name) is None})
+    return filled if filled.alpha is not None else replace(filled, alpha=float(filled.rank))
 
 
 def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner: str = LOCAL_USER,
@@ -286,6 +300,10 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions
         info = inspect_lora(final)
     except InvalidInput as error:
         raise ProviderError(f"{trainer.service.label} returned a file MASUKA cannot use: {error}") from None
+    if info.architecture != entry["architecture"]:
+        got, wanted = (architectures.require(a).label for a in (info.architecture, entry["architecture"]))
+        raise ProviderError(f"{trainer.service.label} returned a LoRA for {got}, but this run trains {wanted}: the "
+                            "file stays in the run folder, out of the LoRA library.")
     lora_id = register_lora(studio, info, row.owner, state["backend"], job_id=run_id)
     result = {"lora": studio.config.relative(final), "lora_name": info.name, "lora_id": lora_id,
               "final_loss": None, "steps": options.steps, "provider_job_id": state["ref"]["id"]}
