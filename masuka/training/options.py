@@ -38,6 +38,27 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: an option as a person meets it: the Train tab's label (its first words) and the CLI's flag
+OPTION_NAMES: dict[str, tuple[str, str]] = {
+    "steps": ("Steps", "--steps"), "preset": ("GPU memory preset", "--preset"),
+    "lr": ("Learning rate", "--lr"), "rank": ("Rank", "--rank"), "alpha": ("Alpha", "--alpha"),
+    "batch_size": ("Batch size", "--batch-size"), "grad_accum": ("Gradient accumulation", "--grad-accum"),
+    "resolution": ("Resolution", "--resolution"), "optimizer": ("Optimizer", "--optimizer"),
+    "scheduler": ("LR scheduler", "--scheduler"), "warmup_steps": ("Warm-up steps", "--warmup-steps"),
+    "caption_dropout": ("Caption dropout", "--caption-dropout"), "seed": ("Seed", "--seed"),
+    "sample_prompts": ("Sample prompts", "--sample-prompt"), "sample_every": ("Sample every N steps", "--sample-every"),
+    "sample_steps": ("sample steps", "--sample-steps"), "save_every": ("Save every N steps", "--save-every"),
+    "keep_last": ("Keep last K checkpoints", "--keep-last"),
+    "train_text_encoder": ("Text-encoder training", "--train-text-encoder"), "gpus": ("GPUs", "--gpus"),
+}
+
+
+def option_name(field_name: str) -> str:
+    """An option's name for a message: the Train tab's label and the CLI's flag."""
+    label, flag = OPTION_NAMES.get(field_name, (field_name, "--" + field_name.replace("_", "-")))
+    return f"{label} ({flag})"
+
+
 @dataclass
 class TrainOptions:
     """Everything a run needs; ``None`` fields are filled from the preset and the architecture."""

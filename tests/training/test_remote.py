@@ -180,12 +180,18 @@ def test_whether_a_run_needs_a_destination_is_the_trainers_declaration(studio, t
     ("replicate", {"lr": -1.0}, "Learning rate must be above 0"),
     ("replicate", {"lr": 0.0}, "Learning rate must be above 0"),
     ("replicate", {"resolution": 7}, "Resolution must be"),
-    ("fal", {"rank": 32, "lr": 4e-4}, "fal.ai's trainer does not take lr, rank: leave them out"),
+    ("fal", {"rank": 32, "lr": 4e-4}, r"fal.ai's trainer does not take Learning rate \(--lr\), Rank \(--rank\): set "
+                                      r"them back to 0.0001, 16 \(or leave them out on the command line\)"),
     ("fal", {"sample_prompts": ["sks fox"], "sample_every": 2},
-     "does not take sample_prompts, sample_every: leave them out, or train locally"),
-    ("replicate", {"train_text_encoder": True}, "Replicate's trainer does not take train_text_encoder"),
-    ("replicate", {"batch_size": 2, "optimizer": "adafactor"}, "does not take batch_size, optimizer"),
-    ("replicate", {"alpha": 4.0}, "does not take alpha"),
+     r"does not take Sample prompts \(--sample-prompt\), Sample every N steps \(--sample-every\): set them "
+     r"back to none, 0 .*, or train locally"),
+    ("replicate", {"train_text_encoder": True}, r"does not take Text-encoder training \(--train-text-encoder\): "
+                                                r"set it back to off"),
+    ("replicate", {"batch_size": 2, "optimizer": "adafactor"}, r"does not take Batch size \(--batch-size\), "
+                                                             r"Optimizer \(--optimizer\): set them back to 1, adamw"),
+    ("replicate", {"alpha": 4.0}, r"does not take Alpha \(--alpha\)"),
+    ("fal", {"save_every": 100, "caption_dropout": 0.1},
+     r"Caption dropout \(--caption-dropout\), Save every N steps \(--save-every\): set them back to 0.05, 250"),
 ])
 def test_options_a_remote_trainer_cannot_honour_are_refused_before_anything_is_sent(studio, trainer, backend,
                                                                                     change, message):
@@ -652,7 +658,7 @@ def test_a_route_for_an_architecture_masuka_does_not_train_locally_is_a_catalog_
 
 
 @pytest.mark.parametrize("backend, change, message", [
-    ("fal", {"lr": 4e-4}, "fal.ai's trainer does not take lr: leave it out"),
+    ("fal", {"lr": 4e-4}, r"fal.ai's trainer does not take Learning rate \(--lr\): set it back to"),
     ("replicate", {"resolution": 515}, "Resolution must be a multiple of 8 for SDXL"),
     ("replicate", {"lr": 0.0}, "Learning rate must be above 0"),
 ])
@@ -685,3 +691,14 @@ def test_a_remote_run_has_no_checkpoints_to_compare_and_says_why(studio, trainer
     assert status["status"] == "completed", status["error"]
     with pytest.raises(InvalidInput, match=r"trained at fal\.ai.*: a remote run keeps no checkpoints"):
         checkpoint_loras(studio, status["run"])
+
+
+def test_an_option_is_named_as_the_train_tab_labels_it():
+    """A refusal names an option by the Train tab's label and the CLI's flag: each name is its box's label."""
+    from masuka.training.options import OPTION_NAMES
+    from masuka.ui import train as train_tab
+
+    with gr.Blocks():
+        fields, _cost = train_tab._options()
+    shown = {name: box.label for name, box in fields.items() if name in OPTION_NAMES}
+    assert len(shown) >= 15 and all(label.startswith(OPTION_NAMES[name][0]) for name, label in shown.items())

@@ -38,7 +38,7 @@ from masuka.training.backends import estimate_usd, remote_backends, trainer_cata
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
 from masuka.training.data import dataset_for_training
 from masuka.training.export import check_hub_repo, push_lora
-from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name
+from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name, option_name
 
 #: a trainer's step in its log: "step 120/1000" (fal), or the training's tqdm bar "…| 120/1000 [01:23<…" (Replicate's
 #: ai-toolkit trainers), whose total is the run's steps (other bars, loading or caching, count other things)
@@ -95,9 +95,20 @@ def check_remote_options(options: TrainOptions, backend: str, entry: dict) -> No
     neutral = replace(_filled(TrainOptions(**taken), profile), alpha=float(filled.rank))
     ignored = [f.name for f in fields(TrainOptions) if getattr(filled, f.name) != getattr(neutral, f.name)]
     if ignored:
-        raise InvalidInput(f"{label}'s trainer does not take {', '.join(ignored)}: leave "
-                           f"{'it' if len(ignored) == 1 else 'them'} out, or train locally.")
+        accepted = ", ".join(_shown(getattr(neutral, name)) for name in ignored)
+        raise InvalidInput(f"{label}'s trainer does not take {', '.join(map(option_name, ignored))}: set "
+                           f"{'it' if len(ignored) == 1 else 'them'} back to {accepted} (or leave "
+                           f"{'it' if len(ignored) == 1 else 'them'} out on the command line), or train locally.")
     check_options(filled, profile.id, profile.size_multiple)
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as the Train tab shows it."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return "none" if not value else ", ".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _filled(options: TrainOptions, profile: architectures.Profile) -> TrainOptions:
