@@ -172,8 +172,20 @@ class StopFlags:
             flag.waiting += 1
             return flag.event
 
+    def unarm(self, key: str, event: threading.Event) -> None:
+        """Work armed with ``event`` (what :meth:`arm` returned) will never start: taken out of the queue."""
+        with self._lock:
+            flags = self._flags.get(key, [])
+            flag = next((flag for flag in flags if flag.event is event and flag.waiting), None)
+            if flag is not None:
+                flag.waiting -= 1
+                if not flag.waiting and not flag.running:
+                    flags.remove(flag)
+            if not flags:
+                self._flags.pop(key, None)
+
     def start(self, key: str) -> threading.Event:
-        """The flag of work starting: the one its click armed (set when a Stop came while it waited), else the
+        """The flag of work starting: the one armed as it was queued (set when a Stop came while it waited), else the
         key's flag not yet stopped, else a new one. :meth:`disarm` it when the work ends."""
         with self._lock:
             flag = next((flag for flag in self._flags.get(key, []) if flag.waiting), None)

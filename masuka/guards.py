@@ -92,7 +92,8 @@ def guard_queue(blocks: Any, config: Config, stops: StopFlags) -> None:
     """Admission to Gradio's queue: refuse a user's GPU event when they already have ``max_queued_per_user``
     waiting, whatever the door; arm the Stop of work a tab's Stop ends (its function marked with
     :data:`~masuka.gpu.STOP_TAB`) once the queue accepts it, so a Stop pressed while it waits counts and a
-    refused event leaves nothing armed.
+    refused event leaves nothing armed; an event taken out of the queue before it starts (a cancel, a closed
+    session) has its arm dropped.
 
     Every way into Gradio's queue ends in ``Queue.push`` with the event already resolved (``fn_index`` as a
     number or a string, or an API name), so the count, the refusal and the arming happen there. An event number
@@ -129,10 +130,42 @@ def guard_queue(blocks: Any, config: Config, stops: StopFlags) -> None:
             accepted = await push(body, request, username)
         tab = getattr(fn.fn, STOP_TAB, None)
         if tab and accepted[0]:  # queued, its session given: the queue runs it only once this coroutine yields
-            stops.arm(stop_key(tab, body.session_hash, username or LOCAL_USER))
+            forget_started()
+            key = stop_key(tab, body.session_hash, username or LOCAL_USER)
+            armed[accepted[1]] = key, stops.arm(key)
         return accepted
 
+    armed: dict[str, tuple[str, Any]] = {}  # event id -> (key, flag) of work armed while it waits
+
+    def waiting_ids() -> set[str]:
+        return {event._id for group in queue.event_queue_per_concurrency_id.values() for event in group.queue}
+
+    def forget_started() -> None:
+        """Drop the records of armed events no longer waiting (their work took the flag, or they were removed)."""
+        for event_id in armed.keys() - waiting_ids():
+            del armed[event_id]
+
+    async def unarming(step: Any, targets: set[str]) -> None:
+        """Run ``step``, a removal from the queue (a cancel, a closed session) of the events ``targets``: the arms of
+        those it took out before they started are dropped, so a later Stop finds nothing of them."""
+        await step()
+        running = {event._id for job in queue.active_jobs if job for event in job}
+        for event_id in targets & armed.keys() - waiting_ids() - running:
+            stops.unarm(*armed.pop(event_id))
+
+    remove, clean = queue.remove_from_queue, queue.clean_events
+
+    async def guarded_remove(event_id: str) -> None:
+        await unarming(lambda: remove(event_id), {event_id} & waiting_ids())
+
+    async def guarded_clean(*, session_hash: str | None = None, event_id: str | None = None) -> None:
+        targets = {event._id for group in queue.event_queue_per_concurrency_id.values() for event in group.queue
+                   if event.session_hash == session_hash or event._id == event_id}
+        await unarming(lambda: clean(session_hash=session_hash, event_id=event_id), targets)
+
     queue.push = guarded_push
+    queue.remove_from_queue = guarded_remove
+    queue.clean_events = guarded_clean
 
 
 def _route_path(request: Any) -> str:

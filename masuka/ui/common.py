@@ -243,7 +243,7 @@ def acknowledge(said: str | None) -> str:
 
 def stop_work(studio: Studio, tab: str, step: str, request: gr.Request):
     """A Stop button's click: stop ``tab``'s work of this session, running or waiting in the queue; nothing shown
-    when there is none (the flag is there from the click that asks for the work until it ends:
+    when there is none (the flag is there from the queue's admission of the work until it ends:
     :class:`~masuka.gpu.StopFlags`)."""
     return f"Stopping after the current {step}…" if studio.stops.stop(stop_key(tab, request)) else gr.skip()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
@@ -358,12 +359,11 @@ def generate_image(studio: Studio, prompt: str, model: str, negative_prompt: str
     ``outpaint`` "left,right,top,bottom" pixels; with the generation aids asked for; following
     ``control_image`` through a ControlNet of ``control_kind``; like ``reference_image``; with an A1111 ``sampler``,
     "" for the model's own); yields the gallery as each image finishes."""
-    request_ = image_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                             batch, loras, memory_plan, fast, step_cache, init_image, strength, mask, mask_blur,
-                             outpaint, mode, canvas, optimize_prompt, safety_check, face_detail, face_strength,
-                             control_kind, control_image, control_weight, control_start, control_end,
-                             reference_image, reference_weight, sampler)
-    yield from _stream(studio, request_, request, progress)
+    yield from _stream(studio, lambda: image_request(
+        user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
+        memory_plan, fast, step_cache, init_image, strength, mask, mask_blur, outpaint, mode, canvas, optimize_prompt,
+        safety_check, face_detail, face_strength, control_kind, control_image, control_weight, control_start,
+        control_end, reference_image, reference_weight, sampler), request, progress)
 
 
 @friendly
@@ -372,8 +372,8 @@ def edit_image(studio: Studio, prompt: str, model: str, images: list[str] | None
                loras: list[str] | None = None, request: gr.Request = None, progress=gr.Progress()):
     """Edit ``images`` as the prompt says with an edit model (FLUX.1 Kontext, Qwen-Image-Edit, FLUX.2); yields
     the gallery as each image finishes. The result has the first image's size (rounded to the model)."""
-    yield from _stream(studio, edit_request(prompt, model, images, negative_prompt, steps, guidance, seed, batch,
-                                            loras, user_of(request)), request, progress)
+    yield from _stream(studio, lambda: edit_request(prompt, model, images, negative_prompt, steps, guidance, seed,
+                                                    batch, loras, user_of(request)), request, progress)
 
 
 @friendly
@@ -384,9 +384,10 @@ def check_edit(studio: Studio, request: gr.Request, *values) -> None:
     plan_request(studio, edit_request(*values, user_of(request)))
 
 
-def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, progress: gr.Progress):
-    """Run ``request_`` on a worker thread; yield (gallery, seeds, status) as images finish. A Stop pressed while
-    it waited in the queue (its flag armed by the click's check) ends it before anything runs."""
+def _stream(studio: Studio, build: Callable[[], ImageRequest], request: gr.Request | None, progress: gr.Progress):
+    """Run the request ``build`` makes on a worker thread; yield (gallery, seeds, status) as images finish. The
+    Stop flag the queue armed (:func:`~masuka.ui.common.stoppable`) is taken first, so a Stop pressed while the
+    work waited ends it before anything runs and a refused request leaves no arm behind."""
     events: queue.Queue = queue.Queue()
     key = stop_key(IMAGE_TAB, request)
     stop_flag = studio.stops.start(key)  # before the work is handed over, so a Stop at once finds it
@@ -394,6 +395,11 @@ def _stream(studio: Studio, request_: ImageRequest, request: gr.Request | None, 
         studio.stops.disarm(key, stop_flag)
         yield [], "", "Stopped: 0 image(s) kept."
         return
+    try:
+        request_ = build()
+    except BaseException:  # refused: the work that would disarm it never starts
+        studio.stops.disarm(key, stop_flag)
+        raise
 
     def work() -> None:
         try:

@@ -147,3 +147,62 @@ def test_each_stoppable_work_is_marked_with_its_tab_s_stop(studio):
     marked = {(fn.name, getattr(fn.fn, STOP_TAB, None)) for fn in demo.fns.values()}
     assert {(name, tab) for name, tab in marked if tab} == set(works.items())
     assert not {name for name, tab in marked if not tab} & set(works), "every event of those works is marked"
+
+
+def test_an_image_request_the_api_refuses_takes_its_arm_with_it(studio, tiny_model):
+    """The API's /generate_image and /edit_image skip the page's checks: their refusal still takes the arm the queue
+    made, so a later Stop does not end the next good request before it starts."""
+    from masuka.ui import image
+    from masuka.ui.common import IMAGE_TAB
+
+    request = gr.Request(session_hash="api-refused")
+    for work in (lambda: list(image.generate_image(studio, "a fox", str(tiny_model("flux")), mask="m.png",
+                                                   request=request, progress=quiet)),
+                 lambda: list(image.edit_image(studio, "make it red", str(tiny_model("flux")), [], request=request,
+                                               progress=quiet))):
+        admitted(studio, IMAGE_TAB, request)
+        with pytest.raises(gr.Error):
+            work()
+        assert not studio.stops._flags
+        assert stop_work(studio, IMAGE_TAB, "step", request) == SKIP
+
+
+def test_a_request_cancelled_while_it_waits_leaves_no_arm(live_app, tiny_model, monkeypatch):
+    """A request cancelled while it still waits in the queue (Gradio's /cancel) is taken out before it starts: its
+    arm goes with it, so its session's Stop finds nothing; one that runs keeps its flag."""
+    import time
+
+    import httpx
+
+    from masuka.ui.common import IMAGE_TAB
+
+    monkeypatch.setattr("masuka.ui.image.GPU_WAIT_S", 600)  # the first request waits for the GPU we hold
+    app = live_app()
+    index = next(i for i, fn in app.demo.fns.items() if fn.api_name == "generate_image")
+    form = ["a fox", str(tiny_model("flux")), "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0.0]
+
+    def join(session: str) -> str:
+        answer = httpx.post(app.url + "gradio_api/queue/join", json={
+            "data": form, "fn_index": index, "event_data": None, "session_hash": session, "trigger_id": None})
+        return answer.json()["event_id"]
+
+    def flags(session: str) -> list:
+        return [(flag.waiting, flag.running) for flag in app.studio.stops._flags.get(f"image:{session}", [])]
+
+    def wait_for(condition, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)
+
+    with app.studio.gpu.hold("another job"):
+        join("first")
+        wait_for(lambda: flags("first") == [(0, 1)], "the first request never started")
+        event = join("second")
+        wait_for(lambda: flags("second") == [(1, 0)], "the second request was never armed")
+        cancelled = httpx.post(app.url + "gradio_api/cancel", json={
+            "session_hash": "second", "fn_index": index, "event_id": event})
+        assert cancelled.status_code == 200
+        wait_for(lambda: flags("second") == [], "the cancelled request's arm stayed")
+        assert flags("first") == [(0, 1)]
+        assert stop_work(app.studio, IMAGE_TAB, "step", gr.Request(session_hash="second")) == SKIP
