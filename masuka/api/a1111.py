@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
@@ -171,9 +172,11 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     studio = work.studio
     router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"], route_class=work.route_class(too_large))
 
-    def posted(model: type[Body]) -> Callable[[Callable[[Caller, Body], Any]], Callable[[Request], Awaitable[Any]]]:
-        """A POST route run as ``route(caller, body)`` in the REST APIs' own threads: who calls is checked first,
-        and only then is the JSON body read and checked against ``model``."""
+    def posted(model: type[Body], generates: bool = True
+               ) -> Callable[[Callable[[Caller, Body], Any]], Callable[[Request], Awaitable[Any]]]:
+        """A POST route run as ``route(caller, body)`` in a thread: the REST APIs' own when it ``generates`` (see
+        :meth:`ApiWork.call`), else the server's, so a quick answer never waits behind generations. Who calls is
+        checked first, and only then is the JSON body read and checked against ``model``."""
 
         def decorate(route: Callable[[Caller, Body], Any]) -> Callable[[Request], Awaitable[Any]]:
             async def endpoint(request: Request) -> Any:
@@ -182,7 +185,10 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
                     data = await request.json()
                 except ValueError:
                     raise InvalidInput("The body must be JSON.") from None
-                return await work.call(route, caller, model.model_validate(data))
+                body = model.model_validate(data)
+                if generates:
+                    return await work.call(route, caller, body)
+                return await anyio.to_thread.run_sync(route, caller, body)
 
             endpoint.__name__ = route.__name__
             return a1111_errors(endpoint)
@@ -257,7 +263,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         return result
 
     @router.post("/png-info")
-    @posted(PngInfo)
+    @posted(PngInfo, generates=False)
     def png_info(_caller: Caller, body: PngInfo) -> Any:
         try:
             metadata = read_metadata(io.BytesIO(image_bytes(body.image, "image")))
@@ -311,7 +317,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
                 "sd_checkpoint_hash": None, "CLIP_stop_at_last_layers": 1}
 
     @router.post("/options")
-    @posted(Options)
+    @posted(Options, generates=False)
     def set_options(caller: Caller, options: Options) -> Any:
         if options.sd_model_checkpoint is not None:
             work.models[caller.user] = image_spec(studio, caller.user, options.sd_model_checkpoint).id

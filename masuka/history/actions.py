@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Any
@@ -114,7 +115,8 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
     runs = {row["key"]: folder for row in rows if (folder := _run_folder(studio, row)) is not None}
     libraries = {key: loras_in(studio, folder) for key, folder in runs.items()}
     uses = [(key, folder, [(lora["name"], lora["owner"]) for lora in libraries[key]]) for key, folder in runs.items()]
-    with while_unused(studio, uses):  # no image request takes a run's LoRA between the check and its removal
+    # no image request takes a run's LoRA between the check and its removal; other deletions hold nothing
+    with while_unused(studio, uses) if uses else nullcontext():
         tests = unfinished_using(studio, {row["id"] for row in rows if row["table"] == "generations"})
         inputs = {path for row in rows for path in _input_files(studio, row)}
         video_jobs = {job for row in rows if (job := _video_job(row)) is not None}

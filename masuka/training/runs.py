@@ -185,7 +185,8 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     for metric in studio.store.find("job_metrics", "job_id = ? and step > ?", [run_id, latest.step if latest else 0]):
         studio.store.delete("job_metrics", metric["id"])
     try:  # the base model and the safety classifier are fetched outside the GPU slot and held until training ends
-        with using_models(studio, row.owner, spec.source, aids.safety_model if aids else None), \
+        with using_models(studio, row.owner, spec.source, aids.safety_model if aids else None,
+                          watch=lambda progress: hooks.log(progress.message)), \
                 studio.hold_gpu(f"training run {run_id}", row.owner, on_wait=hooks.log,
                                 cancelled=hooks.stop_requested):
             studio.models.release()

@@ -54,7 +54,7 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
     if dest.suffix.lower() != ".mp4":
         raise InvalidInput(f"{dest.name} does not end in .mp4: give the video a name such as {dest.stem}.mp4.")
     if dest.exists() or dest.is_symlink():
-        raise InvalidInput(f"{dest} already exists: give the video a new file name (nothing is replaced).")
+        raise _taken(dest)
     try:  # the destination is known writable before a frame is encoded; the partial file is new, never a user's
         dest.parent.mkdir(parents=True, exist_ok=True)
         handle, name = tempfile.mkstemp(prefix=f".{dest.stem}-", suffix=".part.mp4", dir=dest.parent)
@@ -80,11 +80,29 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
             writer.send(letterbox(frame, size).tobytes())
         writer.close()
         check_mp4(partial)
-        os.replace(partial, dest)
+        _claim(partial, dest)
     finally:
         with contextlib.suppress(OSError):  # a failed clean-up never hides why the video was not made
             partial.unlink(missing_ok=True)
     return dest
+
+
+def _claim(partial: Path, dest: Path) -> None:
+    """Give ``partial`` the name ``dest``, never replacing a file that appeared there meanwhile (another run with
+    the same name): a hard link fails when the name is taken; where links are not possible, the name is checked
+    once more."""
+    try:
+        os.link(partial, dest)
+    except FileExistsError:
+        raise _taken(dest) from None
+    except OSError:  # a file system without hard links
+        if dest.exists():
+            raise _taken(dest) from None
+        os.replace(partial, dest)
+
+
+def _taken(dest: Path) -> InvalidInput:
+    return InvalidInput(f"{dest} already exists: give the video a new file name (nothing is replaced).")
 
 
 def letterbox(frame: Any, size: tuple[int, int]) -> Any:

@@ -92,3 +92,33 @@ def test_thin_pictures_are_letterboxed_and_huge_ones_refused(capsys, tmp_path):
     capsys.readouterr()
     assert main(["sequence", *data, str(paths[1]), str(bomb)]) == 2
     assert capsys.readouterr().err == "error: bomb.png is too large to be read as a frame.\n"
+
+
+def test_a_file_that_appears_while_the_video_is_encoded_is_not_replaced(tmp_path, monkeypatch):
+    """Another run that takes the same name while this one encodes keeps its file; this one is refused."""
+    import pytest
+
+    from masuka.errors import InvalidInput
+    from masuka.studio import Studio
+    from masuka.video import sequence
+
+    frames = []
+    for index in range(2):
+        frames.append(tmp_path / f"frame-{index}.png")
+        Image.new("RGB", (32, 32), (90 * index, 20, 200)).save(frames[-1])
+    dest = tmp_path / "clip.mp4"
+    checked = sequence.check_mp4
+
+    def another_run_finishes_first(path):
+        checked(path)
+        dest.write_bytes(b"the other run's video")
+
+    monkeypatch.setattr(sequence, "check_mp4", another_run_finishes_first)
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth=""))
+    try:
+        with pytest.raises(InvalidInput, match="already exists"):
+            sequence.images_to_mp4(studio, "local", frames, 2.0, dest)
+    finally:
+        studio.close()
+    assert dest.read_bytes() == b"the other run's video"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4", "data", "frame-0.png", "frame-1.png"]
