@@ -45,6 +45,9 @@ KINDS = {
     "download": "masuka.models.manage:download_job",
     "video": "masuka.video.jobs:run_video_job",
 }
+#: job kind -> "module:function" taking up the unfinished jobs of that kind that no live process runs any more (a
+#: process killed mid-job), ``function(studio)``: run when the app adopts its lanes, then every ADOPT_POLL_S
+RECOVER = {"video": "masuka.video.jobs:resume_video_jobs"}
 
 
 @dataclass
@@ -292,6 +295,8 @@ class JobRunner:
         self._mine: set[int] = set()  # queued in a lane by this runner
         self._lanes: dict[str, threading.Event] = {}
         self._adopting: set[str] = set()
+        self._running: set[int] = set()  # claimed or started here, until its work ends
+        self._recovering: threading.Event | None = None
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -303,7 +308,7 @@ class JobRunner:
         """Stop the lane threads (after the job each one is running, if any); the queue stays in the table."""
         self._closed = True
         with self._lock:
-            events = list(self._lanes.values())
+            events = list(self._lanes.values()) + ([self._recovering] if self._recovering else [])
         for event in events:
             event.set()
 
@@ -341,8 +346,36 @@ class JobRunner:
         lanes = lanes or LANES
         with self._lock:
             self._adopting.update(lanes)
+        self.recover()
+        with self._lock:
+            if self._recovering is None:
+                self._recovering = threading.Event()
+                threading.Thread(target=self._recover_now_and_then, args=(self._recovering,), name="job-recovery",
+                                 daemon=True).start()
         for lane in lanes:
             self._wake(lane)
+
+    def recover(self) -> None:
+        """Run each :data:`RECOVER` function once (the app: at start-up, then every :data:`ADOPT_POLL_S`), so a
+        job whose process died does not read ``running`` for as long as the app is up."""
+        if self.studio is None:
+            return
+        for kind, target in RECOVER.items():
+            try:
+                _function(target)(self.studio)
+            except Exception:  # a locked database, say: the next poll tries again
+                if self._closed:
+                    return
+                log.exception("taking up the %s jobs of gone processes failed", kind)
+
+    def _recover_now_and_then(self, closing: threading.Event) -> None:
+        while not closing.wait(ADOPT_POLL_S) and not self._closed:
+            self.recover()
+
+    def runs(self, job_id: int) -> bool:
+        """Whether this runner has claimed or is running ``job_id``."""
+        with self._lock:
+            return job_id in self._running
 
     def _wake(self, lane: str) -> None:
         with self._lock:
@@ -352,9 +385,9 @@ class JobRunner:
                 threading.Thread(target=self._drain, args=(lane, event), name=f"lane-{lane}", daemon=True).start()
         event.set()
 
-    def check_share(self, owner: str, job_id: int) -> None:
-        """:class:`GPUBusy` when ``owner`` already has their share of jobs queued or running besides ``job_id``
-        (a user resuming stopped work asks for a new share, as a new job does)."""
+    def check_share(self, owner: str, job_id: int = 0) -> None:
+        """:class:`GPUBusy` when ``owner`` already has their share of jobs queued or running besides ``job_id`` (a
+        job not recorded yet unless given; a user resuming stopped work asks for a new share, as a new job does)."""
         if not self.max_queued_per_user:
             return
         waiting = self.store.count(TABLE, f"owner = ? and id != ? and status in ({','.join('?' * len(UNFINISHED))})",
@@ -399,6 +432,8 @@ class JobRunner:
         with self.store.transaction():
             for row in find(self.store, where, args, order_by="queued_at, id"):
                 if mine(row):
+                    with self._lock:
+                        self._running.add(row.id)
                     update(self.store, row.id, status="running", pid=os.getpid(),
                            started_at=row.started_at or now(), error=None)
                     return get(self.store, row.id)
@@ -425,6 +460,16 @@ class JobRunner:
 
     def _run(self, job_id: int, work: JobWork | None, ctx: JobContext | None, claimed: bool = False,
              reraise: bool = False) -> object:
+        with self._lock:
+            self._running.add(job_id)
+        try:
+            return self._run_tracked(job_id, work, ctx, claimed, reraise)
+        finally:
+            with self._lock:
+                self._running.discard(job_id)
+
+    def _run_tracked(self, job_id: int, work: JobWork | None, ctx: JobContext | None, claimed: bool,
+                     reraise: bool) -> object:
         row = lookup(self.store, job_id)
         if row is None or row.status in ("cancelled", "completed"):
             return None
@@ -466,7 +511,12 @@ class JobRunner:
         target = KINDS.get(row.kind)
         if target is None or self.studio is None:
             raise MasukaError(f"MASUKA cannot run a {row.kind!r} job it did not start itself: start it again.")
-        module, name = target.split(":")
-        function = getattr(importlib.import_module(module), name)
+        function = _function(target)
         studio = self.studio
         return lambda ctx: function(studio, ctx)
+
+
+def _function(target: str) -> Callable[..., Any]:
+    """The function a ``"module:function"`` of :data:`KINDS` or :data:`RECOVER` names."""
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)

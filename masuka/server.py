@@ -185,8 +185,8 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
         gc.freeze()
     QueueWorker(studio).start()  # works queued image jobs in the background (masuka.queue)
     prepare_space(studio)  # on ZeroGPU: the Space's model placed at start-up (a no-op elsewhere)
-    # after the tabs resumed their own jobs (remote videos): training runs, local videos and downloads left queued
-    # by the last start run now
+    # video jobs a gone process left are taken up (now and every few seconds); training runs, local videos and
+    # downloads left queued by the last start run now
     studio.runner().adopt()
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from masuka import jobs
 from masuka.cli import at_least, emit, open_studio, progress_line
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER
@@ -58,18 +59,31 @@ def absolute_files(studio, result: dict | None) -> dict | None:
 
 def resume(args: argparse.Namespace) -> int:
     """Finish the unfinished video jobs (or one); ``--json`` prints ``{"jobs": [...]}``, each as ``video --json``
-    prints one (an empty list when none was left to finish). Exit 2 unless every one completed."""
+    prints one (an empty list when none was left to finish), with the ids it marked ``interrupted`` and left
+    ``queued`` (local ones waiting for the GPU, which the app runs). Exit 2 unless every resumed one completed and
+    a job named was resumed."""
     from masuka.commands.video import job_line, wait_job
     from masuka.video.jobs import resume_video_jobs
 
     studio = open_studio(args)
     if args.job is not None and not studio.store.count("jobs", "id = ? and kind = 'video'", [args.job]):
         raise NotFound(f"There is no video job {args.job}.")
-    resumed = resume_video_jobs(studio, args.job)
-    progress_line(args, f"resuming {len(resumed)} video job(s)" + (f": {resumed}" if resumed else ""))
-    results = [wait_job(args, studio, job_id) for job_id in resumed]
-    emit(args, {"jobs": results}, "\n".join(map(job_line, results)) or None)
-    return 0 if all(r["status"] == "completed" for r in results) else 2
+    adopted = resume_video_jobs(studio, args.job)
+    progress_line(args, f"resuming {len(adopted.resumed)} video job(s)"
+                  + (f": {adopted.resumed}" if adopted.resumed else ""))
+    for job_id in adopted.interrupted:
+        progress_line(args, f"job {job_id} interrupted: {jobs.get(studio.store, job_id).error}")
+    for job_id in adopted.queued:
+        progress_line(args, f"job {job_id} left queued: a local video waiting for the GPU runs when the app starts")
+    if args.job is not None and args.job not in adopted.resumed + adopted.interrupted + adopted.queued:
+        row = jobs.get(studio.store, args.job)
+        why = f"it is already {row.status}" if row.finished else "another process is running it"
+        progress_line(args, f"job {args.job} not resumed: {why}")
+    results = [wait_job(args, studio, job_id) for job_id in adopted.resumed]
+    emit(args, {"jobs": results, "interrupted": adopted.interrupted, "queued": adopted.queued},
+         "\n".join(map(job_line, results)) or None)
+    named_resumed = args.job is None or args.job in adopted.resumed
+    return 0 if named_resumed and all(r["status"] == "completed" for r in results) else 2
 
 
 def cancel(args: argparse.Namespace) -> int:

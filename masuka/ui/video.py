@@ -1,10 +1,10 @@
 """Video tab: prompt, optional first frame, provider and model (only valid choices), price before Generate,
 a jobs table that follows the store, finished videos, cancel.
 
-Building this tab is where the app adopts the video jobs a previous run left unfinished (see
-:func:`masuka.video.jobs.resume_video_jobs`): only the long-lived app process resumes them, so a short CLI
-command never starts polling that it would abandon on exit (``python -m masuka jobs resume`` is the headless
-way).
+The app's job runner adopts the video jobs a previous run (or a killed CLI) left unfinished, at start-up and
+now and then (:func:`masuka.video.jobs.resume_video_jobs`): only the long-lived app process resumes them, so a
+short CLI command never starts polling that it would abandon on exit (``python -m masuka jobs resume`` is the
+headless way).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from masuka.studio import Studio
 from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable_file, user_of, whole_number_box
 from masuka.validation import whole_number
 from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
-from masuka.video.jobs import cancel_video, estimate, resume_video_jobs, start_video, video_jobs
+from masuka.video.jobs import cancel_video, estimate, start_video, video_jobs
 from masuka.video.request import (
     MAX_TOTAL_SECONDS,
     SOUND,
@@ -92,7 +92,6 @@ LIMIT_INPUTS = ("size", "source_video")
 
 def build(ctx: UIContext) -> None:
     studio = ctx.studio
-    resume_video_jobs(studio)
     with gr.Row():
         with gr.Column(scale=2):
             form = _form()

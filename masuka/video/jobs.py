@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 KIND = "video"
 #: a refusal of the key itself (401, 403) by a provider that accepted the job with an earlier key
 KEY_REFUSED = (401, 403)
+#: how the phase of a local job waiting for the GPU begins (:meth:`GPURunner.hold`'s wait message)
+GPU_WAIT = "waiting for the GPU"
 
 
 
@@ -58,6 +61,7 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
     plan = plan_video(request)
     if request.provider != "local":
         _choose_target(studio, plan, 0)
+    studio.runner().check_share(request.owner)  # refused before a row or a copied input is left behind
     target = plan.primary
     job_id = jobs.create(studio.store, KIND, request.owner, title=request.prompt[:80], provider=target.provider,
                          model=target.model, params=plan.to_params(), progress=0.0, step=0, total=len(target.segments),
@@ -89,33 +93,56 @@ def _submit(studio: Studio, job_id: int, provider: str) -> None:
     studio.runner().submit(job_id, lambda ctx: run_video_job(studio, ctx), lane=lane)
 
 
-def resume_video_jobs(studio: Studio, job_id: int | None = None) -> list[int]:
+@dataclass
+class Adopted:
+    """What :func:`resume_video_jobs` did, by job id."""
+
+    resumed: list[int] = field(default_factory=list)  # remote jobs polled and downloaded again
+    interrupted: list[int] = field(default_factory=list)  # local ones that had the GPU; half-sent remote ones
+    queued: list[int] = field(default_factory=list)  # local ones waiting for the GPU: the app's lane runs them
+
+
+def resume_video_jobs(studio: Studio, job_id: int | None = None) -> Adopted:
     """Adopt every unfinished video job (or only ``job_id``) no live process is running: remote ones resume polling and
-    downloading; local ones that had started (nothing to poll) and half-sent ones are marked ``interrupted``;
-    local ones still waiting in the GPU lane stay queued for the job runner (:meth:`JobRunner.adopt`). Returns
-    the ids resumed."""
-    resumed = []
+    downloading; local ones that had the GPU (nothing to poll) and half-sent ones are marked ``interrupted``;
+    local ones still waiting in the GPU lane, or for the GPU itself before their first step, stay (or are put
+    back) queued for the job runner (:meth:`JobRunner.adopt`). The app calls it at start-up and every
+    :data:`~masuka.jobs.ADOPT_POLL_S` (:data:`~masuka.jobs.RECOVER`); rows whose holder lives cost one read."""
+    adopted = Adopted()
     one, args = ("and id = ?", [job_id]) if job_id is not None else ("", [])
     for row in jobs.find(studio.store, f"kind = ? and status in (?, ?) {one}", [KIND, *UNFINISHED, *args],
                          order_by="id"):
+        if _running_somewhere(studio, row):
+            continue
         with studio.store.transaction():
             row = jobs.get(studio.store, row.id)
             state = row.state
-            if row.finished or _running_somewhere(studio, row) or (row.status == "queued" and row.lane):
+            if row.finished or _running_somewhere(studio, row):
+                continue
+            if row.status == "queued" and row.lane:
+                adopted.queued.append(row.id)
+                continue
+            if row.provider == "local" and not row.step and phase(row).startswith(GPU_WAIT):
+                # it never had the GPU: queued again in its place in line (a Stop asked for meanwhile still holds)
+                jobs.update(studio.store, row.id, status="queued", lane="gpu", started_at=None, pid=os.getpid(),
+                            state={**state, "phase": "queued", "note": ""})
+                adopted.queued.append(row.id)
                 continue
             jobs.update(studio.store, row.id, pid=os.getpid(), state={**state, "runner": studio.runner().token})
         if row.provider == "local":
             jobs.finish(studio.store, row.id, "interrupted", "The app stopped while this local video was being "
                         "made; generate it again.")
+            adopted.interrupted.append(row.id)
             continue
         provider = row.provider or ""  # every video job names its provider
         if any(seg.get("submitting") for seg in state.get("segments", [])):
             _needs_attention(studio, row.id, provider)
+            adopted.interrupted.append(row.id)
             continue
         log.info("resuming video job %s (%s)", row.id, provider)
         _submit(studio, row.id, provider)
-        resumed.append(row.id)
-    return resumed
+        adopted.resumed.append(row.id)
+    return adopted
 
 
 def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) -> jobs.JobRow:
@@ -137,8 +164,10 @@ def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) ->
 
 
 def _running_somewhere(studio: Studio, row: jobs.JobRow) -> bool:
-    """Whether this studio's runner or another live process runs the job."""
-    return holder_alive(row.pid, row.state.get("runner"), studio.runner().token)
+    """Whether this studio's runner (its lane claimed the job, or it wrote its token into the row) or another live
+    process runs the job."""
+    runner = studio.runner()
+    return runner.runs(row.id) or holder_alive(row.pid, row.state.get("runner"), runner.token)
 
 
 def leave_video(studio: Studio, job_id: int) -> str:
@@ -208,7 +237,8 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
         clips: list[Path] = []
         for index in range(len(plan.primary.segments)):  # each next clip starts from the last frame
             first = last_frame(clips[-1], folder / f"frame-{index:02d}.png") if clips else _image(studio, plan)
-            clips.append(run_local(studio, ctx, plan, first, folder / f"clip-{index:02d}.mp4", index))
+            clips.append(run_local(studio, ctx, plan, first, folder / f"clip-{index:02d}.mp4", index,
+                                   lambda name: _save(studio, job_id, state, phase=name)))
         _finish(studio, job_id, plan, plan.primary, clips, state)
         return
     if state.get("target") is None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import inspect
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
+from masuka.image.memory import sharing_weights
 from masuka.image.pipelines import load_pipeline
 from masuka.jobs import JobContext
 from masuka.models.architectures.video import for_video_pipeline
@@ -34,12 +36,14 @@ from masuka.video.request import VideoPlan
 MAX_SEED = 2**32 - 1
 
 
-def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | None, dest: Path, clip: int) -> Path:
+def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | None, dest: Path, clip: int,
+              on_phase: Callable[[str], None]) -> Path:
     """Make clip number ``clip`` of ``plan`` with the local pipeline, from ``image`` as first frame when given
-    (cropped at the centre to the video's shape, as providers do), honouring Stop through the job's context.
-    Progress counts the denoising steps of the whole chain, so it only goes forward. A plan of several clips needs
-    a pipeline that animates a first frame (each next clip starts from the last frame): refused before the first
-    clip is made otherwise."""
+    (cropped at the centre to the video's shape, as providers do), honouring Stop through the job's context (while
+    it waits for the GPU too). ``on_phase`` is told the wait for the GPU (``waiting for the GPU (…)``), then
+    ``running`` once the GPU is held. Progress counts the denoising steps of the whole chain, so it only goes
+    forward. A plan of several clips needs a pipeline that animates a first frame (each next clip starts from the
+    last frame): refused before the first clip is made otherwise."""
     import torch
     from diffusers.utils import export_to_video
 
@@ -56,12 +60,15 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
     ctx.progress(done, total)
     # fetched outside the GPU slot (the Models tab shows its progress), held until the pipeline is done
     with using_models(studio, request.owner, source), \
-            studio.hold_gpu(f"video generation for {request.owner}", request.owner):
+            studio.hold_gpu(f"video generation for {request.owner}", request.owner, on_wait=on_phase,
+                            cancelled=ctx.stop_requested):
+        on_phase("running")
         spec = ModelSpec(id=request.model, source=source, architecture=None, vram_gb=entry.get("vram_gb"),
                          memory_gb=entry.get("memory_gb", {}))
         device = device_plan(spec.vram_gb, memory_needs_gb=spec.memory_needs_gb)
         pipe = studio.models.get(("video", source, device),
                                  lambda: load_pipeline(spec, device, studio.keys.get(HUGGINGFACE)))
+        ctx.check_stop()  # a Stop while the model loaded: before the first step
         profile = for_video_pipeline(type(pipe).__name__)
         if image is not None or len(plan.primary.segments) > 1:
             animator = _image_pipeline(pipe, profile, request.model, plan.primary.segments)
@@ -125,24 +132,5 @@ def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str, segment
     if name is None or type(pipe).__name__ == name:
         return pipe
     if getattr(pipe, "masuka_image_pipe", None) is None:
-        pipe.masuka_image_pipe = _sharing_weights(pipe, name)
+        pipe.masuka_image_pipe = sharing_weights(pipe, name)
     return pipe.masuka_image_pipe
-
-
-def _sharing_weights(pipe: Any, class_name: str) -> Any:
-    """Pipeline ``class_name`` around ``pipe``'s own modules (placed, offloaded, fp8 as they are) and settings.
-
-    Not ``from_pipe``: that casts every shared module to one dtype (float32 unless told), which would undo the
-    memory plan's fp8 storage and bf16 weights.
-    """
-    import diffusers
-
-    cls = getattr(diffusers, class_name)
-    accepted = inspect.signature(cls.__init__).parameters
-    values = {**{k: v for k, v in pipe.config.items() if not k.startswith("_")}, **pipe.components}
-    kwargs = {k: v for k, v in values.items() if k in accepted}
-    kwargs.update({k: None for k in getattr(cls, "_optional_components", []) if k in accepted and k not in kwargs})
-    shared = cls(**kwargs)
-    shared.set_progress_bar_config(disable=True)
-    shared.masuka_plan = pipe.masuka_plan
-    return shared

@@ -243,7 +243,7 @@ def test_a_paid_job_resumed_without_its_key_waits_for_it(tmp_path, fake, monkeyp
     monkeypatch.delenv("RUNWAYML_API_SECRET")
     studio = Studio.open(Config.from_env(data_dir=data, auth=""))
     try:
-        [job_id] = resume_video_jobs(studio)
+        [job_id] = resume_video_jobs(studio).resumed
         row = _still_trying(studio, job_id)
         assert "No API key for Runway" in row.error
         monkeypatch.setenv("RUNWAYML_API_SECRET", KEY)
@@ -290,7 +290,7 @@ def test_an_app_opened_again_in_the_same_process_resumes_and_cancels_the_job(con
     first.close()
     second = Studio.open(config)
     try:
-        assert resume_video_jobs(second) == [job_id]
+        assert resume_video_jobs(second).resumed == [job_id]
         assert cancel_video(second, job_id, "local").status in ("running", "cancelled")
         row = wait_video(second, job_id, timeout=30)
         assert row.status == "cancelled" and server.cancels == 1
@@ -319,3 +319,28 @@ def test_a_failed_job_shows_failed_as_its_phase(studio, fake):
     row = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox")), timeout=60)
     assert row["status"] == "failed" and "downloaded whole" in row["error"]
     assert video_jobs(studio, "local")[0]["phase"] == "failed"
+
+
+def test_a_video_over_the_per_user_limit_leaves_no_row_nor_input_copy(tmp_path, fake, first_frame):
+    from masuka.config import Config
+    from masuka.errors import GPUBusy
+    from masuka.studio import Studio
+    from masuka.video.jobs import cancel_video
+
+    fake("openai").release.clear()  # the first two stay running at the provider
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="ann:pw", max_queued_per_user=2))
+    inputs = studio.config.outputs_dir / "videos" / "inputs"
+    try:
+        def request() -> VideoRequest:
+            return VideoRequest("openai", "sora-2", "a fox", image=str(first_frame), owner="ann")
+
+        first, second = start_video(studio, request()), start_video(studio, request())
+        with pytest.raises(GPUBusy, match="already have 2 jobs queued or running"):
+            start_video(studio, request())
+        assert [row["id"] for row in studio.store.find("jobs", order_by="id")] == [first, second]
+        assert len(list(inputs.iterdir())) == 2
+        for job_id in (first, second):  # their pollers end before the database closes
+            cancel_video(studio, job_id, "ann")
+            assert wait_video(studio, job_id, timeout=30).status == "cancelled"
+    finally:
+        studio.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from masuka.video.jobs import cancel_video, start_video, wait_video
@@ -125,7 +127,7 @@ def test_a_local_video_left_queued_by_a_stopped_app_is_made_after_the_restart(st
                           params=made.params, total=1, lane="gpu", queued_at="2026-01-01T00:00:00+00:00",
                           pid=2**22 + 17, state={"phase": "queued", "runner": "a process that is gone"})
     studio.store.mark_interrupted()
-    assert resume_video_jobs(studio) == [] and jobs.get(studio.store, waiting).status == "queued"
+    assert resume_video_jobs(studio).queued == [waiting] and jobs.get(studio.store, waiting).status == "queued"
     studio.jobs.adopt("gpu")
     row = wait_video(studio, waiting, timeout=120)
     assert row.status == "completed", row.error
@@ -264,3 +266,88 @@ def test_a_local_video_of_a_repo_not_downloaded_fails_offline_before_the_gpu(stu
     assert row["status"] == "failed" and slots == []
     assert row["error"].startswith("acme/not-downloaded is not downloaded") and "cannot be reached" in row["error"]
     assert "download it in the Models tab" in row["error"]
+
+
+def test_a_local_video_waiting_for_the_gpu_says_so_and_is_cancelled_before_loading(studio, tiny_wan):
+    """Another process's image holds the GPU: the job's phase (the Video tab's) says what it waits for, and a
+    cancel ends the wait at once, the model never loaded."""
+    from masuka import jobs
+    from masuka.video.jobs import GPU_WAIT, video_jobs
+
+    with studio.gpu.hold("image generation for bob"):
+        job_id = start_video(studio, local(tiny_wan()))
+        assert wait_until(lambda: video_jobs(studio, "local")[0]["phase"].startswith(GPU_WAIT))
+        assert video_jobs(studio, "local")[0]["phase"] == f"{GPU_WAIT} (image generation for bob (pid {os.getpid()}))"
+        assert jobs.get(studio.store, job_id).status == "running"
+        cancel_video(studio, job_id, "local")
+        row = wait_video(studio, job_id, timeout=30)
+        assert row.status == "cancelled" and "waited for the GPU" in row.error
+    assert studio.models.loads == 0 and studio.store.count("generations") == 0
+
+
+def _left_by_a_dead_app(studio, made, **columns) -> int:
+    """A local video row as a killed app leaves it: running, its pid and runner gone."""
+    from masuka import jobs
+
+    values = dict(title=made.title, provider="local", model=made.model, params=made.params, total=2, step=0,
+                  status="running", lane="gpu", queued_at="2026-01-01T00:00:00+00:00", pid=2**22 + 17,
+                  state={"phase": "running", "runner": "a process that is gone", "segments": []})
+    values.update(columns)
+    return jobs.create(studio.store, "video", **values)
+
+
+def test_a_local_video_still_waiting_for_the_gpu_when_the_app_died_is_queued_again_and_made(studio, tiny_wan):
+    from masuka import jobs
+    from masuka.video.jobs import GPU_WAIT, resume_video_jobs
+
+    made = wait_video(studio, start_video(studio, local(tiny_wan())), timeout=120)
+    waiting = _left_by_a_dead_app(studio, made, state={"phase": f"{GPU_WAIT} (another job)", "runner": "gone"})
+    started = _left_by_a_dead_app(studio, made, step=1)
+    adopted = resume_video_jobs(studio)
+    assert (adopted.queued, adopted.interrupted, adopted.resumed) == ([waiting], [started], [])
+    row = jobs.get(studio.store, waiting)
+    assert (row.status, row.lane, row.started_at, row.state["phase"]) == ("queued", "gpu", None, "queued")
+    assert jobs.get(studio.store, started).status == "interrupted"
+    studio.jobs.adopt("gpu")
+    row = wait_video(studio, waiting, timeout=120)
+    assert row.status == "completed", row.error
+    check_mp4(studio.config.absolute(row.result["video"]))
+
+
+def test_the_app_takes_up_a_video_whose_process_died_without_a_restart(studio, tiny_wan):
+    """The app adopts at start-up and then polls: a row a killed CLI left running is interrupted at the next poll
+    (driven here), while the app's own running job is left alone."""
+    from masuka import jobs
+
+    made = wait_video(studio, start_video(studio, local(tiny_wan())), timeout=120)
+    studio.jobs.adopt("gpu")  # the app is up
+    dead = _left_by_a_dead_app(studio, made, step=1)
+    with studio.gpu.hold("image generation for bob"):
+        mine = start_video(studio, local(tiny_wan()))
+        assert wait_until(lambda: jobs.get(studio.store, mine).status == "running")
+        studio.jobs.recover()
+        assert jobs.get(studio.store, dead).status == "interrupted"
+        assert jobs.get(studio.store, mine).status == "running"
+    assert wait_video(studio, mine, timeout=120).status == "completed"
+
+
+def test_jobs_resume_says_what_it_did_not_resume_and_exits_2(studio, tiny_wan, capsys):
+    import json
+
+    from masuka.cli import main
+    from masuka.video.jobs import GPU_WAIT
+
+    made = wait_video(studio, start_video(studio, local(tiny_wan())), timeout=120)
+    waiting = _left_by_a_dead_app(studio, made, state={"phase": f"{GPU_WAIT} (another job)"})
+    started = _left_by_a_dead_app(studio, made, step=1)
+    data = ["--data-dir", str(studio.config.data_dir), "--json"]
+    assert main(["jobs", "resume", *data]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"jobs": [], "interrupted": [started], "queued": [waiting]}
+    assert f"job {started} interrupted: The app stopped while this local video was being made" in captured.err
+    assert (f"job {waiting} left queued: a local video waiting for the GPU runs when the app starts"
+            in captured.err)
+    assert main(["jobs", "resume", str(waiting), *data]) == 2
+    assert f"job {waiting} left queued" in capsys.readouterr().err
+    assert main(["jobs", "resume", str(made.id), *data]) == 2
+    assert f"job {made.id} not resumed: it is already completed" in capsys.readouterr().err

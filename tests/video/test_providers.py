@@ -153,9 +153,9 @@ def test_create_without_answer_needs_attention_and_is_never_resent(studio, fake,
     assert row["status"] == "interrupted"
     assert "Needs attention" in row["error"] and "dashboard" in row["error"]
     assert len(server.requests_to("/v1/videos")) == 1
-    from masuka.video.jobs import resume_video_jobs
+    from masuka.video.jobs import Adopted, resume_video_jobs
 
-    assert resume_video_jobs(studio) == []
+    assert resume_video_jobs(studio) == Adopted()
     assert len(server.requests_to("/v1/videos")) == 1
 
 
