@@ -3,9 +3,10 @@
 Each :class:`Control` names a kind (:data:`~masuka.image.preprocess.KINDS`), a picture, a weight
 (``controlnet_conditioning_scale``) and the part of the steps it acts on (``control_guidance_start/end``). The
 architecture profile says which diffusers pipeline and ControlNet class it uses and which ControlNet serves each
-kind (:class:`~masuka.models.architectures.base.ControlNets`); the ControlNet pipeline is made with ``from_pipe``
-on the loaded pipeline, so the base weights are shared, and the ControlNets stay loaded with it. Several controls
-run together (one ControlNet per control, a union model told each control's kind by its mode).
+kind (:class:`~masuka.models.architectures.base.ControlNets`); the ControlNet pipeline is built around the loaded
+pipeline's modules (:func:`~masuka.image.memory.sharing_weights`), so the base weights are shared, and the
+ControlNets stay loaded with it. Several controls run together (one ControlNet per control, a union model told
+each control's kind by its mode).
 
 The parameters text names each control as A1111's ControlNet extension does
 (``ControlNet 0: "Module: canny, Model: ..., Weight: 1, Guidance Start: 0, Guidance End: 1"``) and is read back
@@ -30,6 +31,7 @@ from masuka.image.guides import (
     guide_weight,
     unavailable,
 )
+from masuka.image.memory import sharing_weights
 from masuka.image.preprocess import KINDS, depth_estimator, depth_model_id, preprocess
 from masuka.image.tasks import save_input
 from masuka.models.architectures.base import ControlNets
@@ -122,8 +124,6 @@ def control_pipeline(pipe: Any, inputs: list[ControlInput], architecture: str | 
     inputs = acting(inputs)
     if not inputs:
         return pipe
-    import diffusers
-
     nets = pipe.__dict__.setdefault("masuka_controlnets", {})
     for repo in dict.fromkeys(item.repo for item in inputs):
         if repo not in nets:
@@ -132,11 +132,7 @@ def control_pipeline(pipe: Any, inputs: list[ControlInput], architecture: str | 
     made = pipe.__dict__.setdefault("masuka_control_pipelines", {})
     key = (pipeline, *(item.repo for item in inputs))
     if key not in made:
-        derived = getattr(diffusers, pipeline).from_pipe(pipe, controlnet=[nets[r] for r in key[1:]],
-                                                         dtype=pipe.dtype)
-        derived.set_progress_bar_config(disable=True)
-        derived.masuka_plan = pipe.masuka_plan
-        made[key] = derived
+        made[key] = sharing_weights(pipe, pipeline, controlnet=[nets[r] for r in key[1:]])
     return made[key]
 
 

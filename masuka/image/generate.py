@@ -44,7 +44,7 @@ from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image, split_lora_tags
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
-from masuka.image.quantized import check_quantized_plan, replaced_components
+from masuka.image.quantized import check_quantized_plan, fetch_gguf, replaced_components
 from masuka.image.reference import (
     ReferenceInput,
     StyleReference,
@@ -262,7 +262,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     batch = whole_number("batch", request.batch, 1, MAX_BATCH)
     if request.memory_plan not in ("auto", *MEMORY_PLAN_HELP):
         raise InvalidInput(f"Unknown memory plan {request.memory_plan!r}: use auto, {', '.join(MEMORY_PLAN_HELP)}.")
-    check_quantized_plan(request.memory_plan)
+    check_quantized_plan(request.memory_plan, spec.architecture)
     if not 0 <= request.step_cache <= MAX_STEP_CACHE:
         raise InvalidInput(f"The step cache must be between 0 (off) and {MAX_STEP_CACHE} "
                            f"(got {request.step_cache:g}).")
@@ -324,6 +324,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
                           without=replaced_components(request.memory_plan)), \
                 using_models(studio, request.owner, plan.safety.safety_model if plan.safety else None,
                              watch=on_download):
+            fetch_gguf(request.memory_plan, studio.keys.get(HUGGINGFACE))  # not inside the GPU slot
             if request.optimize_prompt:
                 plan = _optimized(studio, plan, on_download, gpu_timeout, background)
             with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,

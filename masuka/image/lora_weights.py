@@ -36,6 +36,23 @@ def load_lora(pipe: Any, info: LoraInfo, adapter: str | None = None, **options: 
         label = profile.label if profile else info.architecture
         raise InvalidInput(f"LoRA {info.name!r} was made for another size of {label} than this model (its layers "
                            "have other widths): choose a LoRA made for this model.") from None
+    _in_compute_dtype(pipe, adapter or info.adapter)
+
+
+def _in_compute_dtype(pipe: Any, adapter: str) -> None:
+    """Move ``adapter``'s layers out of fp8 into the plan's compute dtype: peft gives a new adapter its layer's
+    dtype, which ``fp8_offload`` stores in fp8 and upcasts only for the layer's own forward."""
+    import torch
+
+    from masuka.image.memory import denoisers_of
+
+    for denoiser in denoisers_of(pipe):
+        for module in denoiser.modules():
+            for name in getattr(module, "adapter_layer_names", ()):
+                layers = getattr(module, name)
+                if isinstance(layers, torch.nn.ModuleDict) and adapter in layers and \
+                        any(param.dtype.itemsize == 1 for param in layers[adapter].parameters()):
+                    layers[adapter].to(pipe.masuka_plan.dtype)
 
 
 @contextmanager

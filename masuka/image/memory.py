@@ -11,6 +11,7 @@ chosen in
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 from typing import Any
 
@@ -46,7 +47,7 @@ def apply_memory_plan(pipe: Any, plan: DevicePlan) -> None:
         else:
             for denoiser in denoisers_of(pipe):
                 denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=plan.dtype)
-    if plan.memory == "full" or (plan.device == "cpu" and plan.memory in ("nf4_offload", "gguf_offload")):
+    if plan.memory == "full" or (plan.device == "cpu" and plan.memory != "group_offload"):
         pipe.to(plan.device)  # a CPU has nowhere to offload to (and diffusers' LoRA loading re-offloads to a GPU)
     elif plan.memory in ("model_offload", "fp8_offload", "nf4_offload", "gguf_offload"):
         pipe.enable_model_cpu_offload(device=plan.device)
@@ -60,6 +61,27 @@ def apply_memory_plan(pipe: Any, plan: DevicePlan) -> None:
         raise ValueError(f"unknown memory plan {plan.memory!r}")
     if plan.vae_tiling:
         set_vae_tiling(pipe, True)
+
+
+def sharing_weights(pipe: Any, class_name: str, **components: Any) -> Any:
+    """Pipeline ``class_name`` (a task, ControlNet or image-to-video pipeline) around ``pipe``'s own modules,
+    placed, offloaded, fp8 or quantized as they are, with its settings and plan; ``components`` adds or replaces
+    some (a ControlNet).
+
+    Not ``from_pipe``: that casts every shared module to one dtype (float32 unless told), which would undo fp8
+    storage and bf16 weights, and fails on a quantized (GGUF, NF4) transformer.
+    """
+    import diffusers
+
+    cls = getattr(diffusers, class_name)
+    accepted = inspect.signature(cls.__init__).parameters
+    values = {**{k: v for k, v in pipe.config.items() if not k.startswith("_")}, **pipe.components, **components}
+    kwargs = {k: v for k, v in values.items() if k in accepted}
+    kwargs.update({k: None for k in getattr(cls, "_optional_components", []) if k in accepted and k not in kwargs})
+    shared = cls(**kwargs)
+    shared.set_progress_bar_config(disable=True)
+    shared.masuka_plan = pipe.masuka_plan
+    return shared
 
 
 def set_vae_tiling(pipe: Any, on: bool) -> None:

@@ -12,21 +12,36 @@ LoRAs load on both as diffusers allows (peft layers over the quantized linear la
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
 from masuka.config import gguf_file
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, ModelUnavailable
+from masuka.models import architectures
 
 #: plan -> (package it needs, the install line for the message)
 QUANTIZED_PLANS = {"gguf_offload": ("gguf", "pip install 'gguf>=0.10,<1'"),
                    "nf4_offload": ("bitsandbytes", "pip install 'bitsandbytes>=0.46.1,<1'")}
+#: a Hugging Face file URL: repo, revision, file
+_HUB_FILE = re.compile(r"^https?://[^/]+/([^/]+/[^/]+)/(?:blob|resolve)/([^/]+)/(.+)$")
 
 
-def check_quantized_plan(memory: str) -> None:
-    """Refuse a quantized plan whose package is missing (or, for GGUF, with no file named), saying what to do."""
+def check_quantized_plan(memory: str, architecture: str | None = None) -> None:
+    """Refuse a quantized plan whose package is missing, NF4 off CUDA or on a UNet model of ``architecture``, or
+    GGUF with no file named, saying what to do."""
     if memory not in QUANTIZED_PLANS:
         return
+    if memory == "nf4_offload":
+        from masuka.gpu import usable_device
+
+        if usable_device() != "cuda":
+            raise InvalidInput("nf4_offload needs a CUDA GPU (bitsandbytes 4-bit); choose gguf_offload or another "
+                               "plan.")
+        profile = architectures.get(architecture)
+        if profile and profile.denoiser != "transformer":
+            raise InvalidInput(f"nf4_offload quantizes a model's transformer, and {profile.label} has a "
+                               f"{profile.denoiser} instead: choose another memory plan.")
     package, install = QUANTIZED_PLANS[memory]
     if importlib.util.find_spec(package) is None:
         raise InvalidInput(f"The {memory} memory plan needs the {package} package, which is not installed: "
@@ -37,9 +52,48 @@ def check_quantized_plan(memory: str) -> None:
             raise InvalidInput("The gguf_offload memory plan loads the transformer from a .gguf file: set "
                                "MASUKA_GGUF_FILE to its path or Hugging Face URL, then restart MASUKA.")
         remote = named.startswith(("https://", "http://"))
-        if not named.lower().endswith(".gguf") or not (remote or Path(named).expanduser().is_file()):
+        if not named.lower().endswith(".gguf") or not (_hub_file(named) if remote else
+                                                       Path(named).expanduser().is_file()):
             raise InvalidInput(f"MASUKA_GGUF_FILE ({named}) is not " + ("a .gguf file's URL" if remote else
                                "an existing .gguf file") + ": name the transformer's .gguf file, then restart MASUKA.")
+
+
+def fetch_gguf(memory: str, token: str | None = None) -> str:
+    """``MASUKA_GGUF_FILE`` as a local path, for ``gguf_offload`` ("" for another plan): a Hugging Face file URL is
+    downloaded into the Hub cache (or found there), so callers run this before taking the GPU; the Hub
+    unreachable with the file not cached is :class:`ModelUnavailable`, saying so."""
+    if memory != "gguf_offload":
+        return ""
+    named = gguf_file()
+    hub_file = _hub_file(named)
+    if hub_file is None:
+        return named
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from masuka.models.hub import hub_offline, hub_reachable
+
+    repo, revision, filename = hub_file
+    try:
+        return hf_hub_download(repo, filename, revision=revision, token=token, local_files_only=True)
+    except LocalEntryNotFoundError:  # not cached yet
+        pass
+    if not hub_reachable():
+        why = "offline: HF_HUB_OFFLINE is set" if hub_offline() else "check the network"
+        raise ModelUnavailable(f"MASUKA_GGUF_FILE ({named}) is not downloaded and the Hugging Face Hub cannot be "
+                               f"reached ({why}): download it once the Hub can be reached, or name a local .gguf "
+                               "file.")
+    try:
+        return hf_hub_download(repo, filename, revision=revision, token=token)
+    except Exception as error:
+        raise ModelUnavailable(f"MASUKA_GGUF_FILE ({named}) could not be downloaded: "
+                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+
+
+def _hub_file(named: str) -> tuple[str, str, str] | None:
+    """(repo, revision, file) of a Hugging Face file URL (``…/<owner>/<name>/blob|resolve/<revision>/<file>``)."""
+    found = _HUB_FILE.match(named)
+    return (found[1], found[2], found[3]) if found else None
 
 
 def replaced_components(memory: str) -> tuple[str, ...]:
@@ -59,7 +113,7 @@ def quantized_components(source: str, memory: str, dtype: Any, token: str | None
             quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype,
                           "bnb_4bit_use_double_quant": dtype is not torch.float32})
         return {"quantization_config": config}
-    return {"transformer": gguf_transformer(gguf_file(), source, dtype, token)}
+    return {"transformer": gguf_transformer(fetch_gguf(memory, token), source, dtype, token)}
 
 
 def gguf_transformer(path: str, source: str, dtype: Any, token: str | None = None) -> Any:
@@ -91,6 +145,10 @@ def gguf_transformer(path: str, source: str, dtype: Any, token: str | None = Non
     try:
         return model_class.from_single_file(path, quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
                                             config=source, subfolder="transformer", torch_dtype=dtype, token=token)
+    except (IndexError, KeyError) as error:  # diffusers' conversion looks up tensors this file does not have
+        raise InvalidInput(f"MASUKA_GGUF_FILE ({path}) could not be loaded as the {class_name} of {source}: its "
+                           f"tensors are not those of a {class_name} (another architecture, or an incomplete file). "
+                           "Name a .gguf of this model's transformer.") from error
     except Exception as error:
         raise InvalidInput(f"MASUKA_GGUF_FILE ({path}) could not be loaded as the {class_name} of {source}: "
                            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. Name a .gguf of "

@@ -2,11 +2,11 @@
 
 A request with an :class:`InitImage` starts from that picture instead of noise (``strength`` says how far it may
 move: 0 keeps it, 1 ignores it); with a mask, only the white part is repainted. The task pipeline is the class the
-architecture's profile names for the task, made with ``from_pipe`` on the cached pipeline, so it shares its
-modules (weights, LoRAs, memory plan) and costs no extra memory; a task the profile names no class for is refused
-before the model loads (a pipeline of no known architecture is left to diffusers' AutoPipeline). An inpainted
-result is composited over the original through the (blurred) mask, so every pixel outside it comes back exactly
-as it was.
+architecture's profile names for the task, built around the cached pipeline's modules
+(:func:`~masuka.image.memory.sharing_weights`), so it shares them (weights, LoRAs, memory plan) and costs no
+extra memory; a task the profile names no class for is refused before the model loads (a pipeline of no known
+architecture is left to diffusers' AutoPipeline). An inpainted result is composited over the original through
+the (blurred) mask, so every pixel outside it comes back exactly as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from masuka.errors import InvalidInput
+from masuka.image.memory import sharing_weights
 from masuka.image.outpaint import Padding, canvas_size, check_padding, keep_original, outpaint_canvas
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -289,19 +290,15 @@ def task_pipeline(pipe: Any, task: TaskInput | None) -> Any:
         import diffusers
 
         name = task_class(type(pipe).__name__, task.task)
-        if name is not None:
-            derived = getattr(diffusers, name).from_pipe(pipe, dtype=pipe.dtype)
-        else:
+        if name is None:  # a class of no known architecture: diffusers' auto mapping names its task class
             auto = diffusers.AutoPipelineForInpainting if task.task == "inpaint" else \
                 diffusers.AutoPipelineForImage2Image
             try:
-                derived = auto.from_pipe(pipe, dtype=pipe.dtype)
+                name = type(auto.from_pipe(pipe)).__name__
             except ValueError as error:
                 raise InvalidInput(f"This model has no {TASK_WORDS[task.task]} pipeline in diffusers "
                                    f"({error}).") from None
-        derived.set_progress_bar_config(disable=True)
-        derived.masuka_plan = pipe.masuka_plan
-        made[task.task] = derived
+        made[task.task] = sharing_weights(pipe, name)
     return made[task.task]
 
 

@@ -4,12 +4,14 @@ refused with what to install or set."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gguf
 import numpy as np
 import pytest
 from PIL import Image
 
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.image.generate import ImageRequest, generate_images, plan_request
 
 
@@ -66,10 +68,57 @@ def test_a_gguf_transformer_loads_and_generates_with_and_without_a_lora(studio, 
     assert [row["params"]["memory_plan"] for row in rows] == ["gguf_offload", "gguf_offload", "full"]
 
 
+def flux_gguf(tiny_model, folder) -> str:
+    """The tiny FLUX transformer written to ``folder``/transformer-Q8_0.gguf."""
+    from diffusers import FluxTransformer2DModel
+
+    path = folder / "transformer-Q8_0.gguf"
+    write_gguf(FluxTransformer2DModel.from_pretrained(tiny_model("flux"), subfolder="transformer"), path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_image_to_image_inpaint_and_controlnet_run_over_a_gguf_transformer(studio, tiny_model, pictures, tmp_path,
+                                                                            monkeypatch):
+    from masuka.image.control import Control
+    from masuka.image.tasks import InitImage
+    from masuka.models.tiny_control import save_tiny_controlnet
+    from tests.image.guides import square_picture
+
+    photo, mask = pictures
+    monkeypatch.setenv("MASUKA_GGUF_FILE", flux_gguf(tiny_model, tmp_path))
+    net = str(save_tiny_controlnet("flux", tmp_path / "cn-flux"))
+    request = dict(prompt="a red fox", model=str(tiny_model("flux")), steps=2, width=64, height=64, seed=5,
+                   memory_plan="gguf_offload")
+    [plain] = generate_images(studio, ImageRequest(**request), allow_any_path=True)
+    for extra in ({"init": InitImage(photo, strength=0.6)}, {"init": InitImage(photo, strength=0.9, mask=mask)},
+                  {"controls": [Control("canny", square_picture(tmp_path), 1.0, model=net)]}):
+        [made] = generate_images(studio, ImageRequest(**request, **extra), allow_any_path=True)
+        assert np.abs(pixels(made) - pixels(plain)).mean() > 0.5
+    assert studio.models.loads == 1  # the task and ControlNet pipelines share the quantized transformer
+    assert studio.store.count("generations", "status = 'completed'") == 4
+
+
+def test_nf4_is_refused_before_loading_off_cuda_and_on_a_unet_model(studio, tiny_model, monkeypatch):
+    import masuka.gpu
+
+    flux, sdxl = str(tiny_model("flux")), str(tiny_model("sdxl"))
+    with pytest.raises(InvalidInput, match=r"nf4_offload needs a CUDA GPU \(bitsandbytes 4-bit\); choose "
+                                           "gguf_offload or another plan"):
+        plan_request(studio, ImageRequest(prompt="a fox", model=flux, memory_plan="nf4_offload"))
+    monkeypatch.setattr(masuka.gpu, "usable_device", lambda: "cuda")
+    with pytest.raises(InvalidInput, match="nf4_offload quantizes a model's transformer, and SDXL has a unet"):
+        plan_request(studio, ImageRequest(prompt="a fox", model=sdxl, memory_plan="nf4_offload"))
+    assert studio.models.loads == 0
+
+
 def test_missing_package_or_file_is_refused_with_what_to_do(studio, tiny_model, monkeypatch):
     import importlib.util
 
+    import masuka.gpu
+
     model = str(tiny_model("flux"))
+    monkeypatch.setattr(masuka.gpu, "usable_device", lambda: "cuda")  # NF4 is refused off CUDA before the package
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name))
     with pytest.raises(InvalidInput, match=r"nf4_offload memory plan needs the bitsandbytes package.*pip install"):
@@ -81,7 +130,7 @@ def test_missing_package_or_file_is_refused_with_what_to_do(studio, tiny_model, 
 
 def test_a_gguf_file_that_is_missing_or_not_this_model_s_transformer_is_named(studio, tiny_model, tmp_path,
                                                                               monkeypatch):
-    flux, sdxl = str(tiny_model("flux")), str(tiny_model("sdxl"))
+    flux, sd3, sdxl = (str(tiny_model(architecture)) for architecture in ("flux", "sd3", "sdxl"))
     request = dict(prompt="a fox", steps=1, width=64, height=64, memory_plan="gguf_offload")
     for named, refusal in ((tmp_path / "gone.gguf", "not an existing .gguf file"),
                            (tmp_path / "notes.txt", "not an existing .gguf file"),
@@ -95,6 +144,11 @@ def test_a_gguf_file_that_is_missing_or_not_this_model_s_transformer_is_named(st
     with pytest.raises(InvalidInput, match=rf"MASUKA_GGUF_FILE \({text}\) could not be loaded as the "
                                            "FluxTransformer2DModel"):
         generate_images(studio, ImageRequest(model=flux, **request), allow_any_path=True)
+    monkeypatch.setenv("MASUKA_GGUF_FILE", flux_gguf(tiny_model, tmp_path))
+    with pytest.raises(InvalidInput, match=rf"could not be loaded as the SD3Transformer2DModel of {sd3}: its tensors "
+                                           r"are not those of a SD3Transformer2DModel \(another architecture, or an "
+                                           r"incomplete file\)"):
+        generate_images(studio, ImageRequest(model=sd3, **request), allow_any_path=True)
     with pytest.raises(InvalidInput, match="has none \\(a UNet model such as SDXL cannot use it\\)"):
         generate_images(studio, ImageRequest(model=sdxl, **request), allow_any_path=True)
     assert studio.store.count("generations", "status = 'completed'") == 0
@@ -121,3 +175,34 @@ def test_a_hub_model_under_gguf_offload_downloads_everything_but_the_transformer
         generate_images(studio, ImageRequest(**request, memory_plan="full"))  # now the transformer is needed
         assert hub.downloads[weights] == 1
         assert studio.store.count("jobs", "kind = 'download' and status = 'completed'") == 2
+
+
+def test_a_gguf_file_named_by_url_is_downloaded_before_the_gpu_slot(studio, tiny_model, tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from tests.models.fake_hub import FakeRepo, hub_online
+
+    gguf = Path(flux_gguf(tiny_model, tmp_path)).read_bytes()
+    monkeypatch.setenv("MASUKA_GGUF_FILE", "https://huggingface.co/acme/flux-gguf/blob/main/model-Q8_0.gguf")
+    request = ImageRequest(prompt="a fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
+                           memory_plan="gguf_offload")
+    downloads: dict[str, int] = {}  # the fake Hub's, once it runs
+    downloaded_at_slot = []
+    real = studio.hold_gpu
+
+    @contextmanager
+    def hold(*args, **kwargs):
+        downloaded_at_slot.append(downloads.get("model-Q8_0.gguf"))
+        with real(*args, **kwargs):
+            yield
+
+    monkeypatch.setattr(studio, "hold_gpu", hold)
+    with pytest.raises(ModelUnavailable, match=r"is not downloaded and the Hugging Face Hub cannot be reached "
+                                               r"\(offline"):
+        generate_images(studio, request, allow_any_path=True)  # the tests run with HF_HUB_OFFLINE=1
+    assert downloaded_at_slot == []  # refused before the GPU
+    with hub_online(monkeypatch, {"acme/flux-gguf": FakeRepo({"model-Q8_0.gguf": gguf})}, tmp_path / "hf") as hub:
+        downloads = hub.downloads
+        generate_images(studio, request, allow_any_path=True)
+        generate_images(studio, request, allow_any_path=True)
+    assert downloaded_at_slot == [1, 1] and downloads["model-Q8_0.gguf"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -11,6 +12,10 @@ from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.pipelines import get_pipeline
 from masuka.models import architectures
 from masuka.models.catalog import resolve_image_model
+
+
+def pixels(result) -> np.ndarray:
+    return np.asarray(Image.open(result.path), dtype=float)
 
 
 def request(model, **kw) -> ImageRequest:
@@ -46,6 +51,19 @@ def test_each_plan_makes_an_image_of_the_right_size(studio, tiny_model, plan):
     spec = resolve_image_model(str(tiny_model("flux")))
     assert get_pipeline(studio.models, spec, memory=plan).vae.use_tiling == (plan != "full")  # same pipeline
     assert studio.models.loads == 1
+
+
+@pytest.mark.parametrize("plan", ["model_offload", "fp8_offload"])
+def test_a_lora_under_an_offloading_plan_on_the_cpu_changes_the_image_as_under_full(studio, tiny_model, tmp_path,
+                                                                                   plan):
+    from masuka.models.synthetic import save_tiny_lora
+
+    model, lora = tiny_model("flux"), save_tiny_lora("flux", tmp_path / "style.safetensors")
+    made = {(memory, bool(loras)): pixels(generate_images(studio, request(model, memory_plan=memory, loras=loras),
+                                                          allow_any_path=True)[0])
+            for memory in ("full", plan) for loras in ([], [(str(lora), 1.0)])}
+    change = {memory: np.abs(made[memory, True] - made[memory, False]).mean() for memory in ("full", plan)}
+    assert change[plan] > 0.5 and abs(change[plan] - change["full"]) < 0.5 * change["full"]
 
 
 def test_fp8_plan_stores_the_denoiser_in_a_quarter_of_the_memory(studio, tiny_model):
