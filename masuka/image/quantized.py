@@ -71,7 +71,7 @@ def fetch_gguf(memory: str, token: str | None = None) -> str:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from masuka.models.hub import hub_offline, hub_reachable
+    from masuka.models.hub import hub_reachable, not_downloaded
 
     repo, revision, filename = hub_file
     try:
@@ -79,10 +79,8 @@ def fetch_gguf(memory: str, token: str | None = None) -> str:
     except LocalEntryNotFoundError:  # not cached yet
         pass
     if not hub_reachable():
-        why = "offline: HF_HUB_OFFLINE is set" if hub_offline() else "check the network"
-        raise ModelUnavailable(f"MASUKA_GGUF_FILE ({named}) is not downloaded and the Hugging Face Hub cannot be "
-                               f"reached ({why}): download it once the Hub can be reached, or name a local .gguf "
-                               "file.")
+        raise not_downloaded(f"MASUKA_GGUF_FILE ({named})", "download it once the Hub can be reached, or name a "
+                             "local .gguf file")
     try:
         return hf_hub_download(repo, filename, revision=revision, token=token)
     except Exception as error:

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from masuka.errors import ModelUnavailable
 from masuka.services import hub_endpoint
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,13 @@ def hub_offline() -> bool:
     from huggingface_hub import constants
 
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def not_downloaded(what: str, remedy: str) -> ModelUnavailable:
+    """``what`` is not in the cache and the Hub cannot be reached (why, when known): ``remedy`` says what to do."""
+    why = "offline: HF_HUB_OFFLINE is set" if hub_offline() else "check the network"
+    return ModelUnavailable(f"{what} is not downloaded and the Hugging Face Hub ({hub_endpoint()}) cannot be reached "
+                            f"({why}): {remedy}.")
 
 
 def hub_reachable() -> bool:

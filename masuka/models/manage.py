@@ -27,7 +27,7 @@ from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, a
 from masuka.holds import Holds
 from masuka.jobs import JobContext, JobRow, Progress, Watch
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog, json_object
-from masuka.models.hub import hub_cache_dir, hub_offline, hub_reachable, repo_cache_folder
+from masuka.models.hub import hub_cache_dir, hub_offline, hub_reachable, not_downloaded, repo_cache_folder
 from masuka.services import HUGGINGFACE, hub_endpoint
 from masuka.store import UNFINISHED, owner_clause
 from masuka.studio import Studio
@@ -187,10 +187,8 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
     if Path(source).expanduser().exists() or not REPO_ID.match(source) or repo_complete(source, without):
         return
     if not hub_reachable():
-        why = "offline: HF_HUB_OFFLINE is set" if hub_offline() else "check the network"
-        raise ModelUnavailable(f"{source} is not downloaded (the model cache does not hold all of it) and the Hugging "
-                               f"Face Hub ({hub_endpoint()}) cannot be reached ({why}): download it in the Models "
-                               "tab once the Hub can be reached, or use a folder that holds the model.")
+        raise not_downloaded(source, "download it in the Models tab "
+                             "once the Hub can be reached, or use a folder that holds the model")
     if watch:
         watch(Progress(fraction=0.0, message=f"Downloading {source}…"))
     while True:
