@@ -74,7 +74,8 @@ def resume(args: argparse.Namespace) -> int:
     for job_id in adopted.interrupted:
         progress_line(args, f"job {job_id} interrupted: {jobs.get(studio.store, job_id).error}")
     for job_id in adopted.queued:
-        progress_line(args, f"job {job_id} left queued: a local video waiting for the GPU runs when the app starts")
+        progress_line(args, f"job {job_id} left queued: a local video waiting for the GPU runs in the app (at once "
+                      "when it is up, else when it starts)")
     if args.job is not None and args.job not in adopted.resumed + adopted.interrupted + adopted.queued:
         row = jobs.get(studio.store, args.job)
         why = f"it is already {row.status}" if row.finished else "another process is running it"

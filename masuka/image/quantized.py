@@ -28,8 +28,8 @@ _HUB_FILE = re.compile(r"^https?://[^/]+/([^/]+/[^/]+)/(?:blob|resolve)/([^/]+)/
 
 
 def check_quantized_plan(memory: str, architecture: str | None = None) -> None:
-    """Refuse a quantized plan whose package is missing, NF4 off CUDA or on a UNet model of ``architecture``, or
-    GGUF with no file named, saying what to do."""
+    """Refuse a quantized plan whose package is missing, on a UNet model of ``architecture``, NF4 off CUDA, or GGUF
+    with no file named, saying what to do."""
     if memory not in QUANTIZED_PLANS:
         return
     if memory == "nf4_offload":
@@ -38,10 +38,10 @@ def check_quantized_plan(memory: str, architecture: str | None = None) -> None:
         if usable_device() != "cuda":
             raise InvalidInput("nf4_offload needs a CUDA GPU (bitsandbytes 4-bit); choose gguf_offload or another "
                                "plan.")
-        profile = architectures.get(architecture)
-        if profile and profile.denoiser != "transformer":
-            raise InvalidInput(f"nf4_offload quantizes a model's transformer, and {profile.label} has a "
-                               f"{profile.denoiser} instead: choose another memory plan.")
+    profile = architectures.get(architecture)
+    if profile and profile.denoiser != "transformer":
+        raise InvalidInput(f"{memory} quantizes a model's transformer, and {profile.label} has a "
+                           f"{profile.denoiser} instead: choose another memory plan.")
     package, install = QUANTIZED_PLANS[memory]
     if importlib.util.find_spec(package) is None:
         raise InvalidInput(f"The {memory} memory plan needs the {package} package, which is not installed: "

@@ -114,35 +114,47 @@ def resume_video_jobs(studio: Studio, job_id: int | None = None) -> Adopted:
                          order_by="id"):
         if _running_somewhere(studio, row):
             continue
-        with studio.store.transaction():
-            row = jobs.get(studio.store, row.id)
-            state = row.state
-            if row.finished or _running_somewhere(studio, row):
-                continue
-            if row.status == "queued" and row.lane:
-                adopted.queued.append(row.id)
-                continue
-            if row.provider == "local" and not row.step and phase(row).startswith(GPU_WAIT):
-                # it never had the GPU: queued again in its place in line (a Stop asked for meanwhile still holds)
-                jobs.update(studio.store, row.id, status="queued", lane="gpu", started_at=None, pid=os.getpid(),
-                            state={**state, "phase": "queued", "note": ""})
-                adopted.queued.append(row.id)
-                continue
-            jobs.update(studio.store, row.id, pid=os.getpid(), state={**state, "runner": studio.runner().token})
+        try:
+            _adopt(studio, row.id, adopted)
+        except MasukaError as error:  # polling cannot start again (the owner's share is full, say): the others go on
+            log.warning("video job %s could not be taken up: %s", row.id, error)
+            jobs.finish(studio.store, row.id, "interrupted", f"The app could not take this job up again: {error}")
+            adopted.interrupted.append(row.id)
+    return adopted
+
+
+def _adopt(studio: Studio, job_id: int, adopted: Adopted) -> None:
+    """Take up one unfinished video job no live process runs (see :func:`resume_video_jobs`); what became of it is
+    written in the same transaction as the check, so no pass leaves it half taken."""
+    with studio.store.transaction():
+        row = jobs.get(studio.store, job_id)
+        state = row.state
+        if row.finished or _running_somewhere(studio, row):
+            return
+        if row.status == "queued" and row.lane:
+            adopted.queued.append(row.id)
+            return
+        if row.provider == "local" and not row.step and phase(row).startswith(GPU_WAIT):
+            # it never had the GPU: queued again in its place in line (a Stop asked for meanwhile still holds), for
+            # whichever process's lane claims it first (no pid: none holds it)
+            jobs.update(studio.store, row.id, status="queued", lane="gpu", started_at=None, pid=None,
+                        state={**state, "phase": "queued", "note": ""})
+            adopted.queued.append(row.id)
+            return
         if row.provider == "local":
             jobs.finish(studio.store, row.id, "interrupted", "The app stopped while this local video was being "
                         "made; generate it again.")
             adopted.interrupted.append(row.id)
-            continue
+            return
         provider = row.provider or ""  # every video job names its provider
         if any(seg.get("submitting") for seg in state.get("segments", [])):
             _needs_attention(studio, row.id, provider)
             adopted.interrupted.append(row.id)
-            continue
-        log.info("resuming video job %s (%s)", row.id, provider)
-        _submit(studio, row.id, provider)
-        adopted.resumed.append(row.id)
-    return adopted
+            return
+        jobs.update(studio.store, row.id, pid=os.getpid(), state={**state, "runner": studio.runner().token})
+    log.info("resuming video job %s (%s)", row.id, provider)
+    _submit(studio, row.id, provider)
+    adopted.resumed.append(row.id)
 
 
 def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) -> jobs.JobRow:

@@ -96,7 +96,7 @@ def _claim(partial: Path, dest: Path) -> None:
     except FileExistsError:
         raise _taken(dest) from None
     except OSError:  # a file system without hard links
-        if dest.exists():
+        if dest.exists() or dest.is_symlink():
             raise _taken(dest) from None
         os.replace(partial, dest)
 

@@ -149,7 +149,7 @@ def test_a_gguf_file_that_is_missing_or_not_this_model_s_transformer_is_named(st
                                            r"are not those of a SD3Transformer2DModel \(another architecture, or an "
                                            r"incomplete file\)"):
         generate_images(studio, ImageRequest(model=sd3, **request), allow_any_path=True)
-    with pytest.raises(InvalidInput, match="has none \\(a UNet model such as SDXL cannot use it\\)"):
+    with pytest.raises(InvalidInput, match="gguf_offload quantizes a model's transformer, and SDXL has a unet"):
         generate_images(studio, ImageRequest(model=sdxl, **request), allow_any_path=True)
     assert studio.store.count("generations", "status = 'completed'") == 0
 
@@ -206,3 +206,13 @@ def test_a_gguf_file_named_by_url_is_downloaded_before_the_gpu_slot(studio, tiny
         generate_images(studio, request, allow_any_path=True)
         generate_images(studio, request, allow_any_path=True)
     assert downloaded_at_slot == [1, 1] and downloads["model-Q8_0.gguf"] == 1
+
+
+def test_a_gguf_plan_on_a_unet_model_is_refused_before_anything_is_fetched(monkeypatch):
+    """GGUF replaces a transformer: on SDXL (a UNet) it is refused at planning, before a GGUF named by URL is
+    downloaded (NF4's refusal there: test_nf4_is_refused_before_loading_off_cuda_and_on_a_unet_model)."""
+    from masuka.image.quantized import check_quantized_plan
+
+    monkeypatch.setenv("MASUKA_GGUF_FILE", "https://huggingface.co/acme/sdxl-gguf/blob/main/unet-Q4_K_S.gguf")
+    with pytest.raises(InvalidInput, match="gguf_offload quantizes a model's transformer, and SDXL has a unet"):
+        check_quantized_plan("gguf_offload", "sdxl")

@@ -334,6 +334,7 @@ def test_the_app_takes_up_a_video_whose_process_died_without_a_restart(studio, t
 def test_jobs_resume_says_what_it_did_not_resume_and_exits_2(studio, tiny_wan, capsys):
     import json
 
+    from masuka import jobs
     from masuka.cli import main
     from masuka.video.jobs import GPU_WAIT
 
@@ -345,9 +346,29 @@ def test_jobs_resume_says_what_it_did_not_resume_and_exits_2(studio, tiny_wan, c
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"jobs": [], "interrupted": [started], "queued": [waiting]}
     assert f"job {started} interrupted: The app stopped while this local video was being made" in captured.err
-    assert (f"job {waiting} left queued: a local video waiting for the GPU runs when the app starts"
-            in captured.err)
+    assert f"job {waiting} left queued: a local video waiting for the GPU runs in the app" in captured.err
+    assert jobs.get(studio.store, waiting).pid is None, "no process holds it: the app's lane claims it at once"
     assert main(["jobs", "resume", str(waiting), *data]) == 2
     assert f"job {waiting} left queued" in capsys.readouterr().err
     assert main(["jobs", "resume", str(made.id), *data]) == 2
     assert f"job {made.id} not resumed: it is already completed" in capsys.readouterr().err
+
+
+def test_a_job_that_cannot_be_taken_up_is_interrupted_and_the_others_still_are(studio, tiny_wan, monkeypatch):
+    """Polling a remote job again can be refused (the owner's share is full, say): that job is interrupted with the
+    reason, and the pass goes on to the next job instead of stopping there."""
+    from masuka import jobs
+    from masuka.errors import GPUBusy
+    from masuka.video import jobs as video_jobs
+
+    def refused(*_args):
+        raise GPUBusy("alice already has 4 jobs queued or running")
+
+    made = wait_video(studio, start_video(studio, local(tiny_wan())), timeout=120)
+    monkeypatch.setattr(video_jobs, "_submit", refused)
+    remote = _left_by_a_dead_app(studio, made, provider="openai", step=1)
+    started = _left_by_a_dead_app(studio, made, step=1)
+    adopted = video_jobs.resume_video_jobs(studio)
+    assert adopted.interrupted == [remote, started]
+    assert jobs.get(studio.store, remote).error == ("The app could not take this job up again: alice already has 4 "
+                                                   "jobs queued or running")
