@@ -33,7 +33,7 @@ class Comparison:
     steps: list[int]
 
 
-def checkpoint_loras(studio: Studio, run_id: int, owner: str = LOCAL_USER,
+def checkpoint_loras(studio: Studio, run_id: int | None, owner: str = LOCAL_USER,
                      admin: bool = True) -> list[tuple[int, Path]]:
     """(step, LoRA file) of every checkpoint of the run, oldest first; refused when there is none."""
     row = _run_row(studio, run_id, owner, admin)
@@ -49,7 +49,7 @@ def checkpoint_loras(studio: Studio, run_id: int, owner: str = LOCAL_USER,
     return found
 
 
-def plan_comparison(studio: Studio, run_id: int, prompts: list[str], base: ImageRequest,
+def plan_comparison(studio: Studio, run_id: int | None, prompts: list[str], base: ImageRequest,
                     admin: bool = False, confirm_large: bool = False) -> Comparison:
     """The grid of every checkpoint (X) by every prompt (Y), one seed for all; ``base`` gives the other settings.
 
@@ -71,7 +71,7 @@ def plan_comparison(studio: Studio, run_id: int, prompts: list[str], base: Image
     return Comparison(axes, cells, [step for step, _path in found])
 
 
-def use_checkpoint(studio: Studio, run_id: int, step: int, owner: str = LOCAL_USER, admin: bool = True) -> dict:
+def use_checkpoint(studio: Studio, run_id: int | None, step: int, owner: str = LOCAL_USER, admin: bool = True) -> dict:
     """Copy the checkpoint at ``step`` into the run's LoRA folder as ``<name>-step<step>.safetensors`` (base, trigger,
     step and run in its header) and add it to the owner's LoRA library."""
     from safetensors import safe_open

@@ -125,9 +125,10 @@ def steps_of(studio: Studio, run_id: float | None, request: gr.Request):
     return gr.Dropdown(choices=[step for step, _path in found], value=found[-1][0])
 
 
-def _run_id(value: float | str | None) -> int:
+def _run_id(value: float | str | None) -> int | None:
+    """The run typed or picked (None when none is: the domain asks for one), refusing text that is no number."""
     if value in (None, ""):
-        raise InvalidInput("Choose a run first.")
+        return None
     number = row_id(value)
     if number is None:
         raise InvalidInput(f"{value!r} is not a run: choose one from the Run list (or type its number).")
