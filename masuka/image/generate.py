@@ -324,7 +324,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
                           without=replaced_components(request.memory_plan)), \
                 using_models(studio, request.owner, plan.safety.safety_model if plan.safety else None,
                              watch=on_download):
-            fetch_gguf(request.memory_plan, studio.keys.get(HUGGINGFACE))  # not inside the GPU slot
+            fetch_gguf(studio, request.owner, request.memory_plan, on_download)  # not inside the GPU slot
             if request.optimize_prompt:
                 plan = _optimized(studio, plan, on_download, gpu_timeout, background)
             with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,

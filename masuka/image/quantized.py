@@ -14,11 +14,15 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from masuka.config import gguf_file
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.models import architectures
+
+if TYPE_CHECKING:
+    from masuka.jobs import Watch
+    from masuka.studio import Studio
 
 #: plan -> (package it needs, the install line for the message)
 QUANTIZED_PLANS = {"gguf_offload": ("gguf", "pip install 'gguf>=0.10,<1'"),
@@ -58,34 +62,38 @@ def check_quantized_plan(memory: str, architecture: str | None = None) -> None:
                                "an existing .gguf file") + ": name the transformer's .gguf file, then restart MASUKA.")
 
 
-def fetch_gguf(memory: str, token: str | None = None) -> str:
+def fetch_gguf(studio: Studio, owner: str, memory: str, watch: Watch | None = None) -> str:
     """``MASUKA_GGUF_FILE`` as a local path, for ``gguf_offload`` ("" for another plan): a Hugging Face file URL is
-    downloaded into the Hub cache (or found there), so callers run this before taking the GPU; the Hub
-    unreachable with the file not cached is :class:`ModelUnavailable`, saying so."""
+    found in the Hub cache or downloaded there as a download job for ``owner`` (joined when one runs; progress to
+    ``watch``, shown in the Models tab, stopped there), so callers run this before taking the GPU. The Hub
+    unreachable with the file not cached, or the download failed or stopped, is :class:`ModelUnavailable`."""
     if memory != "gguf_offload":
         return ""
     named = gguf_file()
     hub_file = _hub_file(named)
     if hub_file is None:
         return named
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    from masuka.models.hub import hub_reachable, not_downloaded
+    from masuka.models.manage import fetch_file_for_use
 
     repo, revision, filename = hub_file
-    try:
-        return hf_hub_download(repo, filename, revision=revision, token=token, local_files_only=True)
-    except LocalEntryNotFoundError:  # not cached yet
-        pass
-    if not hub_reachable():
-        raise not_downloaded(f"MASUKA_GGUF_FILE ({named})", "download it once the Hub can be reached, or name a "
-                             "local .gguf file")
-    try:
-        return hf_hub_download(repo, filename, revision=revision, token=token)
-    except Exception as error:
-        raise ModelUnavailable(f"MASUKA_GGUF_FILE ({named}) could not be downloaded: "
-                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
+    return fetch_file_for_use(studio, owner, repo, filename, revision, watch, what=f"MASUKA_GGUF_FILE ({named})",
+                              remedy="download it once the Hub can be reached, or name a local .gguf file")
+
+
+def gguf_path(memory: str) -> str:
+    """``MASUKA_GGUF_FILE`` as a local path for loading, without downloading (:func:`fetch_gguf` ran before the
+    GPU slot); a URL whose file the cache does not hold is :class:`ModelUnavailable`."""
+    named = gguf_file()
+    hub_file = _hub_file(named)
+    if hub_file is None:
+        return named
+    from masuka.models.hub import cached_file
+
+    repo, revision, filename = hub_file
+    if path := cached_file(repo, filename, revision):
+        return path
+    raise ModelUnavailable(f"MASUKA_GGUF_FILE ({named}) is no longer in the Hugging Face cache (deleted since it "
+                           f"was fetched?): run the {memory} request again, which downloads it first.")
 
 
 def _hub_file(named: str) -> tuple[str, str, str] | None:
@@ -111,7 +119,7 @@ def quantized_components(source: str, memory: str, dtype: Any, token: str | None
             quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype,
                           "bnb_4bit_use_double_quant": dtype is not torch.float32})
         return {"quantization_config": config}
-    return {"transformer": gguf_transformer(fetch_gguf(memory, token), source, dtype, token)}
+    return {"transformer": gguf_transformer(gguf_path(memory), source, dtype, token)}
 
 
 def gguf_transformer(path: str, source: str, dtype: Any, token: str | None = None) -> Any:

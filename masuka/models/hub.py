@@ -38,6 +38,14 @@ def repo_cache_folder(repo: str, cache: Path | None = None) -> Path:
     return (cache or hub_cache_dir()) / repo_folder_name(repo_id=repo, repo_type="model")
 
 
+def cached_file(repo: str, file: str, revision: str = "main") -> str | None:
+    """The local path of ``file`` of model ``repo`` at ``revision`` when the Hugging Face cache holds it whole."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, file, cache_dir=hub_cache_dir(), revision=revision)
+    return found if isinstance(found, str) else None  # None, or a marker that the Hub has no such file
+
+
 def hub_offline() -> bool:
     """``HF_HUB_OFFLINE`` as the Hub client itself read it."""
     from huggingface_hub import constants

@@ -2,9 +2,10 @@
 
 Downloads go through ``huggingface_hub.snapshot_download`` into the standard Hugging Face cache (the one
 ``from_pretrained`` reads), with the token saved in Settings. They run as ``jobs`` rows (kind ``download``)
-in their own lane. Started again after a Stop, a killed app or a full disk, a download keeps the files it
-finished and fetches the rest; the file it was cut off in starts again from its first byte (the Hub client
-deletes a half-written file: only a break in the connection is resumed, within the same download).
+in their own lane: a repo's files, or one file of it (a ``.gguf`` transformer named by URL). Started again
+after a Stop, a killed app or a full disk, a download keeps the files it finished and fetches the rest; the file
+it was cut off in starts again from its first byte (the Hub client deletes a half-written file: only a break in
+the connection is resumed, within the same download).
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from masuka.errors import Cancelled, DiskFull, InvalidInput, ModelUnavailable, a
 from masuka.holds import Holds
 from masuka.jobs import JobContext, JobRow, Progress, Watch
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog, json_object
-from masuka.models.hub import hub_cache_dir, hub_offline, hub_reachable, not_downloaded, repo_cache_folder
+from masuka.models.hub import (
+    cached_file,
+    hub_cache_dir,
+    hub_offline,
+    hub_reachable,
+    not_downloaded,
+    repo_cache_folder,
+)
 from masuka.services import HUGGINGFACE, hub_endpoint
 from masuka.store import UNFINISHED, owner_clause
 from masuka.studio import Studio
@@ -74,7 +82,10 @@ def cache_entries() -> dict[str, tuple[int, bool]]:
 
 def repo_complete(source: str, without: Sequence[str] = ()) -> bool:
     """Whether the cache holds every file loading ``source`` needs (only that repo is checked), the weights of
-    the components in ``without`` aside."""
+    the components in ``without`` aside. A repo whose cache folder does not exist is answered without scanning
+    the cache (huggingface_hub scans a single repo only in private code)."""
+    if not repo_cache_folder(source).is_dir():
+        return False
     return any(repo.repo_id == source and holds_everything(repo, without) for repo in _model_repos())
 
 
@@ -155,20 +166,33 @@ def resolve_repo(model: str) -> str:
     raise InvalidInput(f"{model!r} is neither a catalog model nor a Hugging Face repo id (owner/name).")
 
 
-def start_download(studio: Studio, owner: str, model: str, without: Sequence[str] = ()) -> int:
-    """Queue the download of ``model`` (the weights of the components in ``without`` left out) as a job; returns
-    the job id."""
+def start_download(studio: Studio, owner: str, model: str, without: Sequence[str] = (), file: str = "",
+                   revision: str = "main") -> int:
+    """Queue the download of ``model`` (the weights of the components in ``without`` left out), or of its one
+    ``file`` at ``revision`` when given, as a job; returns the job id."""
     repo = resolve_repo(model)
-    job_id = jobs.create(studio.store, "download", owner, title=f"Download {repo}", model=repo,
-                         params={"repo": repo, "without": list(without)})
+    params = _job_params(repo, without, file, revision)
+    job_id = jobs.create(studio.store, "download", owner, title=f"Download {_label(repo, params)}", model=repo,
+                         params=params)
     studio.runner().submit(job_id, lane=LANE)  # the work is download_job: the queue survives a restart
     return job_id
 
 
+def _job_params(repo: str, without: Sequence[str], file: str, revision: str) -> dict:
+    """A download job's params: the repo and the components left out, or the one file and its revision."""
+    return {"repo": repo, "without": list(without)} | ({"file": file, "revision": revision} if file else {})
+
+
+def _label(repo: str | None, params: dict) -> str:
+    """What a download job fetches: its repo, or the one file of it (``owner/name/file``)."""
+    return f"{repo}/{params['file']}" if params.get("file") else str(repo)
+
+
 def download_job(studio: Studio, ctx: JobContext) -> Path:
-    """The work of a ``download`` job: its repo from the row."""
+    """The work of a ``download`` job: its repo (or file) from the row."""
     params = ctx.row().params
-    return download(studio, ctx, params["repo"], params.get("without", ()))
+    return download(studio, ctx, params["repo"], params.get("without", ()), params.get("file", ""),
+                    params.get("revision", "main"))
 
 
 def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None = None,
@@ -189,19 +213,52 @@ def fetch_for_use(studio: Studio, owner: str, source: str, watch: Watch | None =
     if not hub_reachable():
         raise not_downloaded(source, "download it in the Models tab "
                              "once the Hub can be reached, or use a folder that holds the model")
+    _join_or_start(studio, owner, source, watch, without)
+
+
+def fetch_file_for_use(studio: Studio, owner: str, repo: str, file: str, revision: str = "main",
+                       watch: Watch | None = None, *, what: str = "",
+                       remedy: str = "download it once the Hub can be reached") -> str:
+    """The local path of one ``file`` of ``repo`` at ``revision`` (a ``.gguf`` transformer), from the cache, else
+    downloaded as a download job of that file alone, joined and followed as :func:`fetch_for_use` does (it shows
+    in the Models tab, where Stop ends it). Not cached while the Hub cannot be reached: :class:`ModelUnavailable`
+    naming ``what`` (by default the file), with ``remedy``."""
+    if path := cached_file(repo, file, revision):
+        return path
+    if not hub_reachable():
+        raise not_downloaded(what or f"{repo}/{file}", remedy)
+    return _join_or_start(studio, owner, repo, watch, file=file, revision=revision).result["path"]
+
+
+def _join_or_start(studio: Studio, owner: str, repo: str, watch: Watch | None, without: Sequence[str] = (),
+                   file: str = "", revision: str = "main") -> JobRow:
+    """Wait for an unfinished download that fetches what is wanted (the same file, or the repo with no more
+    components left out), else for one started for ``owner``, with progress to ``watch``; returns its completed
+    row. When another user stops the one joined, the caller's own takes over; any other end is
+    :class:`ModelUnavailable`."""
+    wanted = _job_params(repo, without, file, revision)
+    label = _label(repo, wanted)
     if watch:
-        watch(Progress(fraction=0.0, message=f"Downloading {source}…"))
+        watch(Progress(fraction=0.0, message=f"Downloading {label}…"))
     while True:
-        running = [row for row in unfinished_downloads(studio, source)
-                   if set(row.params.get("without", ())) <= set(without)]
-        job_id = running[0].id if running else start_download(studio, owner, source, without)
+        running = [row for row in unfinished_downloads(studio, repo) if _serves(row.params, wanted)]
+        job_id = running[0].id if running else start_download(studio, owner, repo, without, file, revision)
         while not (row := studio.runner().wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
             if watch:
                 watch(Progress(fraction=row.progress or 0.0, message=download_line(row)))
         if row.status == "completed":
-            return
-        if row.status != "cancelled" or row.owner == owner:  # the caller's own download was stopped
-            raise ModelUnavailable(row.error or f"The download of {source} ended as {row.status}.")
+            return row
+        if row.status == "cancelled" and row.owner == owner:  # the caller's own download was stopped
+            raise ModelUnavailable(f"The download of {label} was stopped before it finished, so it cannot be used: "
+                                   f"{row.error or 'stopped'}")
+        if row.status != "cancelled":
+            raise ModelUnavailable(row.error or f"The download of {label} ended as {row.status}.")
+
+
+def _serves(params: dict, wanted: dict) -> bool:
+    """Whether a download job with ``params`` fetches what ``wanted`` (:func:`_job_params`) asks for."""
+    return (params.get("file", ""), params.get("revision")) == (wanted.get("file", ""), wanted.get("revision")) \
+        and set(params.get("without", ())) <= set(wanted["without"])
 
 
 @contextmanager
@@ -222,10 +279,11 @@ def download_line(row: JobRow | dict) -> str:
     """A download job in words: bytes done of all, speed and time left."""
     row = row if isinstance(row, JobRow) else JobRow.from_row(row)
     done, total = row.step or 0, row.total or 0
+    label = _label(row.model, row.params)
     if not total:
-        return f"Downloading {row.model}…"
+        return f"Downloading {label}…"
     rate = row.state.get("rate")
-    line = f"Downloading {row.model}: {done / 2**30:.2f} of {total / 2**30:.2f} GB"
+    line = f"Downloading {label}: {done / 2**30:.2f} of {total / 2**30:.2f} GB"
     if rate:
         left = max(0.0, (total - done) / rate)
         line += f" at {rate / 2**20:.1f} MB/s, about {_duration(left)} left"
@@ -273,9 +331,11 @@ def bench_results(studio: Studio, limit: int = 50) -> list[dict]:
     return studio.store.find("bench_results", limit=limit)
 
 
-def download(studio: Studio, ctx: JobContext, repo: str, without: Sequence[str] = ()) -> Path:
+def download(studio: Studio, ctx: JobContext, repo: str, without: Sequence[str] = (), file: str = "",
+             revision: str = "main") -> Path:
     """The download job: check access and free space, then fetch every file (the weights of the components in
-    ``without`` aside) with progress in the job row."""
+    ``without`` aside), or only ``file`` at ``revision`` when given, with progress in the job row. Returns the
+    snapshot folder, or the file."""
     from huggingface_hub import snapshot_download
 
     if hub_offline():
@@ -286,30 +346,34 @@ def download(studio: Studio, ctx: JobContext, repo: str, without: Sequence[str] 
     cache = hub_cache_dir()
     remove_stale_parts(studio, ctx.job_id, repo, cache)
     try:
-        files, cached = files_to_fetch(repo, token, cache, without)
+        files, cached = files_to_fetch(repo, token, cache, without, file, revision)
         total = sum(files.values())
-        path = snapshot_download(repo, cache_dir=cache, endpoint=hub_endpoint(), token=token,
+        path = snapshot_download(repo, revision=revision, cache_dir=cache, endpoint=hub_endpoint(), token=token,
                                  allow_patterns=list(files), tqdm_class=job_progress(ctx, total, cached))
     except (Cancelled, InvalidInput):
         raise
     except Exception as error:  # every Hub failure becomes a message naming the repo and what to do
         raise download_error(repo, error, bool(token), admin=studio.config.is_admin(ctx.row().owner)) from error
     size = cache_entries().get(repo, (0, False))[0]
-    ctx.progress(total, total, fraction=1.0, result={"path": str(path), "size_bytes": size})
-    log.info("downloaded %s (%d bytes)", repo, size)
-    return Path(path)
+    fetched = Path(path) / file if file else Path(path)
+    ctx.progress(total, total, fraction=1.0, result={"path": str(fetched), "size_bytes": size})
+    log.info("downloaded %s (%d bytes)", _label(repo, {"file": file}), size)
+    return fetched
 
 
-def files_to_fetch(repo: str, token: str | None, cache: Path,
-                   without: Sequence[str] = ()) -> tuple[dict[str, int], int]:
-    """The files of ``repo`` that loading needs (:func:`catalog_files`, else :func:`wanted_files`; only the
-    ``config.json`` of a component in ``without``) with their sizes (from the Hub's file list), once they are known
-    to fit on the disk of the cache; and how many of those bytes the cache holds already (the files of the Hub's
-    latest commit that its snapshot has)."""
+def files_to_fetch(repo: str, token: str | None, cache: Path, without: Sequence[str] = (), file: str = "",
+                   revision: str = "main") -> tuple[dict[str, int], int]:
+    """The files of ``repo`` at ``revision`` that loading needs (``file`` alone when given, else
+    :func:`catalog_files`, else :func:`wanted_files`; only the ``config.json`` of a component in ``without``) with
+    their sizes (from the Hub's file list), once they are known to fit on the disk of the cache; and how many of
+    those bytes the cache holds already (the files of that commit that its snapshot has)."""
     from huggingface_hub import HfApi
-    info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo, files_metadata=True)
+    info = HfApi(endpoint=hub_endpoint(), token=token).model_info(repo, revision=revision, files_metadata=True)
     sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
-    named = catalog_files(repo)
+    if file and file not in sizes:
+        raise InvalidInput(f"{repo} has no file {file} at revision {revision}: check its name on {hub_endpoint()}/"
+                           f"{repo}.")
+    named = [file] if file else catalog_files(repo)
     names = [name for name in sizes if name in named] if named else wanted_files(list(sizes))
     files = {name: sizes[name] for name in names if name.partition("/")[0] not in without
              or name.endswith("/config.json")}
