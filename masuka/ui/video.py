@@ -21,8 +21,8 @@ from masuka.remote.timing import RemoteSettings
 from masuka.studio import Studio
 from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable_file, user_of, whole_number_box
 from masuka.validation import whole_number
-from masuka.video.catalog import durations_for, lifecycle, listed_models, model_entry, video_catalog
-from masuka.video.jobs import cancel_video, estimate, start_video, video_jobs
+from masuka.video.catalog import LOCAL, durations_for, lifecycle, listed_models, model_entry, video_catalog
+from masuka.video.jobs import cancel_video, estimate, job_route, start_video, video_jobs
 from masuka.video.request import (
     MAX_TOTAL_SECONDS,
     SOUND,
@@ -87,7 +87,7 @@ GENERATE_FIELDS = ("prompt", "provider", "model", "seconds", "size", "image", "n
 PRICE_FIELDS = ("provider", "model", "seconds", "size", "image", "fallback", "prompt", "last_frame", "source_video",
                 "references", "sound", "negative")
 #: the fields ``models_for`` and ``limits_for`` read besides the provider (and model)
-LIMIT_INPUTS = ("size", "source_video")
+LIMIT_INPUTS = ("size", "source_video", "seconds")
 
 
 def build(ctx: UIContext) -> None:
@@ -152,9 +152,11 @@ def _form() -> VideoForm:
         seconds = gr.Dropdown(lengths, value=lengths[0], label="Seconds", allow_custom_value=True,
                               info="Longer than one clip: clips are chained")
         size = gr.Dropdown(sizes, value=sizes[0], label="Size", allow_custom_value=True)
-    fallback = gr.Dropdown([choice for choice in _provider_choices() if choice[1] != "local"], value=[],
-                           multiselect=True, label="Fallback providers, in order",
-                           info="Used when the provider is unhealthy, unreachable or refuses the model")
+    fallback = gr.Dropdown(_fallback_choices(), value=[], multiselect=True, allow_custom_value=True,
+                           label="Fallback providers, in order",
+                           info="Used when the provider is unhealthy, unreachable or refuses the model. A provider "
+                                "alone gets its first active model that makes this video; or pick (or type) "
+                                "provider:model")
     cost = gr.Markdown(price(first, first_model, None, None, None, [], ""), elem_id="video-cost")
     health = gr.Markdown(label="Provider health", elem_id="video-health")
     run = gr.Button("Generate", variant="primary")
@@ -176,19 +178,23 @@ def _jobs_panel() -> JobsPanel:
     return JobsPanel(player, gallery, table, job, cancel, refresh)
 
 
-def models_for(provider_id: str, retired: bool, size_now: str | None, source: str | None = None):
+def models_for(provider_id: str, retired: bool, size_now: str | None, source: str | None = None,
+               seconds_now: int | str | None = None):
     """The model picker for a provider (its retired models too when asked, or when it has nothing else) and
     the first model's seconds, sizes and negative prompt box: setting Model from here fires no input event of its
     own."""
     choices = _model_choices(provider_id, retired) or _model_choices(provider_id, True)
     model_id = choices[0][1]
-    return gr.Dropdown(choices=choices, value=model_id), *limits_for(provider_id, model_id, size_now, source)
+    return gr.Dropdown(choices=choices, value=model_id), *limits_for(provider_id, model_id, size_now, source,
+                                                                     seconds_now)
 
 
-def limits_for(provider_id: str, model_id: str, size_now: str | None, source: str | None = None):
-    """The seconds a model takes (the first, or the length of the ``source`` clip a video-to-video model follows)
-    and its sizes (the size kept when it still fits), and the negative prompt box: free where the model takes one,
-    else emptied and greyed out."""
+def limits_for(provider_id: str, model_id: str, size_now: str | None, source: str | None = None,
+               seconds_now: int | str | None = None):
+    """The seconds a model takes (the length of the ``source`` clip a video-to-video model follows, else the
+    seconds chosen while the model still makes them at the size, else its first) and its sizes (the size kept
+    when it still fits), and the negative prompt box: free where the model takes one, else emptied and greyed
+    out."""
     try:
         entry = model_entry(provider_id, model_id)
     except MasukaError:
@@ -196,7 +202,8 @@ def limits_for(provider_id: str, model_id: str, size_now: str | None, source: st
     sizes = _sizes(entry, size_now)
     chosen = size_now if size_now in sizes else sizes[0]
     choices = _seconds_choices(provider_id, model_id, chosen)
-    length = _source_length(provider_id, entry, source) or choices[0]
+    kept = next((length for length in choices if str(length) == str(seconds_now).strip()), choices[0])
+    length = _source_length(provider_id, entry, source) or kept
     return (gr.Dropdown(choices=choices, value=length), gr.Dropdown(choices=sizes, value=chosen),
             _negative_box(provider_id, entry))
 
@@ -246,7 +253,7 @@ def generate_video(studio: Studio, prompt: str, provider: str, model: str, secon
                                           fallback, owner=user_of(request), last_frame=last_frame,
                                           source_video=source_video, references=references, sound=sound))
     row = jobs.get(studio.store, job_id)
-    return job_id, (f"Job {job_id} started with {row.provider} {row.model} (estimated "
+    return job_id, (f"Job {job_id} started with {row.provider} {job_route(row)} (estimated "
                     f"${row.cost_usd or 0:.2f}). It keeps running if you close this tab.")
 
 
@@ -255,7 +262,7 @@ def video_status(studio: Studio, request: gr.Request = None):
     the newest job (with the reason when it failed)."""
     rows = video_jobs(studio, user_of(request), is_admin(studio, request))
     data = [[r["id"], (r["created_at"] or "")[:19].replace("T", " "), r["status"], r["phase"],
-             f"{100 * (r['progress'] or 0):.0f}%", r["provider"], r["model"], r["cost_usd"],
+             f"{100 * (r['progress'] or 0):.0f}%", r["provider"], r["route"], r["cost_usd"],
              (r["title"] or "")[:60], r["error"] or ""] for r in rows]
     videos = [(str(r["video"]), f"#{r['id']} {r['model']}") for r in rows if r["video"]]
     unhealthy = HealthTracker(studio.store, RemoteSettings.from_env()).report()
@@ -283,8 +290,10 @@ def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_fr
         return f"⚠️ {error}"
     target = plan.primary
     clips = " + ".join(f"{s} s" for s in target.segments)
-    how = "a clip extended by the model" if target.extends else "clips chained"
-    chain = f" ({len(target.segments)} {how}: {clips})" if plan.chained else ""
+    extensions = len(target.segments) - 1
+    how = (f"one {target.segments[0]} s clip extended {'once' if extensions == 1 else f'{extensions} times'}"
+           if target.extends else f"{len(target.segments)} clips chained")
+    chain = f" ({how}: {clips})" if plan.chained else ""
     lines = [f"**Estimated cost: ${target.cost_usd:.2f}** for {sum(target.segments)} s at {plan.size}{chain}"]
     lines += [f"⚠️ {warning}" for warning in lifecycle_warnings(plan)]
     lines += [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f}" for t in plan.targets[1:]]
@@ -293,7 +302,7 @@ def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_fr
 
 def _job_line(row: dict) -> str:
     """The newest job in one line, where the user looks after pressing Generate."""
-    where = f"{row['provider']} {row['model']}"
+    where = f"{row['provider']} {row['route']}"
     if row["status"] in ("failed", "interrupted"):
         return f"⚠️ **Job {row['id']} ({where}) {row['status']}:** {row['error'] or 'no reason was given'}"
     if row["status"] == "completed":
@@ -321,6 +330,18 @@ def _provider_choices() -> list[tuple[str, str]]:
     """Every provider; one whose models are all retired says so."""
     return [(p["name"] + ("" if listed_models(key) else " (retired models only)"), key)
             for key, p in video_catalog().items()]
+
+
+def _fallback_choices() -> list[tuple[str, str]]:
+    """Each remote provider with an active model (the plan picks its model), then each of its active models as
+    ``provider:model``, as ``--fallback`` takes them."""
+    choices = []
+    for key, provider in video_catalog().items():
+        models = _model_choices(key) if key != LOCAL else []
+        if models:
+            choices += [(provider["name"], key), *((f"{provider['name']}: {name}", f"{key}:{model}")
+                                                  for name, model in models)]
+    return choices
 
 
 def _model_choices(provider_id: str, show_retired: bool = False) -> list[tuple[str, str]]:

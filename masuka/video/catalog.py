@@ -106,6 +106,12 @@ def model_entry(provider: str, model: str, fps: int | None = None) -> dict:
                                                  else "."))
 
 
+def route(entry: dict, model: str, image: bool) -> str:
+    """Where a clip of ``model`` (catalog ``entry``) is sent: its image-to-video route (``image_model``, fal) for a
+    clip made from a frame, else the model itself."""
+    return entry.get("image_model", model) if image else model
+
+
 def durations_for(entry: dict, size: str | None = None) -> list[int]:
     return list((entry.get("size_durations") or {}).get(size or "", entry["durations"]))
 

@@ -29,7 +29,7 @@ from masuka.remote.timing import KEPT, RemoteSettings
 from masuka.store import UNFINISHED, holder_alive, now, owner_clause, row_id
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
-from masuka.video.catalog import model_entry, parse_size, provider_entry
+from masuka.video.catalog import model_entry, parse_size, provider_entry, route, video_catalog
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider
@@ -210,8 +210,15 @@ def video_jobs(studio: Studio, user: str, admin: bool = False, limit: int = 50) 
         stored = row.result.get("video")
         path = studio.config.absolute(stored) if stored else None
         listed.append({**row.as_dict(), "video": path if path is not None and path.is_file() else None,
-                       "phase": phase(row)})
+                       "phase": phase(row), "route": job_route(row)})
     return listed
+
+
+def job_route(row: jobs.JobRow) -> str:
+    """The model a job's lines name: where its first clip is sent (fal's image-to-video route for a video from a
+    first frame, not the text-to-video model the catalog lists)."""
+    entry = video_catalog().get(row.provider or "", {}).get("models", {}).get(row.model, {})
+    return route(entry, row.model or "", bool(row.params.get("request", {}).get("image")))
 
 
 def phase(row: jobs.JobRow) -> str:

@@ -15,6 +15,7 @@ from masuka.video.catalog import (
     LOCAL,
     durations_for,
     lifecycle,
+    listed_models,
     model_entry,
     parse_size,
     price_per_second,
@@ -112,48 +113,79 @@ def plan_video(request: VideoRequest) -> VideoPlan:
         if value is not None:
             whole_number(name, value, 1, largest)
     entry = model_entry(request.provider, request.model, request.fps)
-    limit = provider["max_prompt_chars"]
-    prompt = plain_text("the prompt", request.prompt, limit).strip()
-    if not prompt:
+    _check_provider(request, request.provider)
+    request.prompt, request.negative_prompt = (request.prompt or "").strip(), (request.negative_prompt or "").strip()
+    if not request.prompt:
         raise InvalidInput("The prompt is empty: describe the video you want.")
-    request.negative_prompt = plain_text("the negative prompt", request.negative_prompt, limit).strip()
     size = _size(request, entry)
-    source = None
-    if request.source_video and entry.get("source_video"):  # the output is as long as the source clip
-        source = source_seconds(request.provider, request.source_video)
-        request.seconds = source if _default(request.seconds) else request.seconds
+    if request.source_video and entry.get("source_video") and _default(request.seconds):
+        request.seconds = source_seconds(request.provider, request.source_video)  # the output is that long
     seconds = durations_for(entry, size)[0] if _default(request.seconds) else request.seconds
     if not isinstance(seconds, int) or not 1 <= seconds <= MAX_TOTAL_SECONDS:
         raise InvalidInput(f"Seconds must be a whole number from 1 to {MAX_TOTAL_SECONDS} (got {seconds!r}).")
-    if source is not None and seconds != source:
-        raise InvalidInput(f"{entry['name']} makes a video as long as its source video, {source} s (got {seconds}): "
-                           "give that length or none.")
-    if request.image:
-        _check_image(request.image, provider)
-    elif not entry.get("text", True):
-        raise InvalidInput(f"{entry['name']} makes videos from an image only: give a first frame.")
-    for image in [request.last_frame, *request.references]:
-        if image:
-            _check_image(image, provider, "reference or last-frame")
-    request.prompt = prompt
-    targets = [_target(request.provider, request.model, entry, size, seconds, request.audio)]
-    _check_inputs(request, entry, targets[0])
-    for spec in request.fallback:
-        name, _, model = spec.partition(":")
-        if name == request.provider or name == "local":
-            raise InvalidInput(f"Fallback {spec!r}: choose another remote provider than {request.provider}.")
-        model = model or _same_or_first(name, request.model)
-        fallback_entry = model_entry(name, model)
-        if size not in fallback_entry["sizes"]:
-            raise InvalidInput(f"Fallback {name}:{model} has no size {size}.")
-        targets.append(_target(name, model, fallback_entry, size, seconds, request.audio))
-        _check_inputs(request, fallback_entry, targets[-1])
+    targets = [_fit(request, request.provider, request.model, entry, size, seconds)]
+    targets += [_fallback(request, spec, size, seconds) for spec in request.fallback]
     return VideoPlan(request, size, seconds, targets)
 
 
 def _default(value: object) -> bool:
     """Whether a field was left empty, so the model's default applies (0 is a value, and is checked)."""
     return value is None or value == ""
+
+
+def _check_provider(request: VideoRequest, provider_id: str) -> None:
+    """What a provider refuses whatever its model: a prompt too long, frames too large or unreadable."""
+    provider = provider_entry(provider_id)
+    plain_text("the prompt", request.prompt, provider["max_prompt_chars"])
+    plain_text("the negative prompt", request.negative_prompt, provider["max_prompt_chars"])
+    if request.image:
+        _check_image(request.image, provider)
+    for image in [request.last_frame, *request.references]:
+        if image:
+            _check_image(image, provider, "reference or last-frame")
+
+
+def _fit(request: VideoRequest, provider_id: str, model: str, entry: dict, size: str, seconds: int) -> Target:
+    """The target of one model of a plan, the primary or a fallback, once it is checked to make the request: its
+    size, a first frame where it makes videos from an image only, a source video's length, the clips that make
+    ``seconds`` and the other inputs (:func:`_check_inputs`)."""
+    if entry["sizes"] and size not in entry["sizes"]:
+        raise InvalidInput(f"{entry['name']} makes {_list(entry['sizes'])} videos (got {size}).")
+    if not request.image and not entry.get("text", True):
+        raise InvalidInput(f"{entry['name']} makes videos from an image only: give a first frame.")
+    if request.source_video and entry.get("source_video"):
+        source = source_seconds(provider_id, request.source_video)
+        if seconds != source:
+            raise InvalidInput(f"{entry['name']} makes a video as long as its source video, {source} s (got "
+                               f"{seconds}): give that length or none.")
+    target = _target(provider_id, model, entry, size, seconds, request.audio)
+    _check_inputs(request, entry, target)
+    return target
+
+
+def _fallback(request: VideoRequest, spec: str, size: str, seconds: int) -> Target:
+    """The target of a fallback ``provider[:model]`` (the CLI's ``--fallback``, the form's Fallback choices): the
+    model named, checked as the primary is; without one, the provider's first model in the catalog that makes the
+    request, retired ones left out."""
+    name, _, model = spec.partition(":")
+    if name == request.provider or name == LOCAL:
+        raise InvalidInput(f"Fallback {spec!r}: choose another remote provider than {request.provider}.")
+    try:
+        _check_provider(request, name)
+        if model:
+            return _fit(request, name, model, model_entry(name, model), size, seconds)
+    except InvalidInput as error:
+        raise InvalidInput(f"Fallback {spec}: {error}") from None
+    active = listed_models(name)
+    if not active:
+        raise InvalidInput(f"Fallback {name}: all its models are retired; name one as {name}:MODEL to use it.")
+    reasons = []
+    for key in active:
+        try:
+            return _fit(request, name, key, active[key], size, seconds)
+        except InvalidInput as error:
+            reasons.append(f"{key}: {error}")
+    raise InvalidInput(f"Fallback {name}: none of its active models can make this video. {' '.join(reasons)}")
 
 
 def negative_prompt_use(provider: str, entry: dict) -> bool | str:
@@ -170,7 +202,8 @@ def _check_inputs(request: VideoRequest, entry: dict, target: Target) -> None:
     extras = [label for label, given in (("a last frame", request.last_frame), ("reference images",
               request.references), ("a source video", request.source_video)) if given]
     if extras and len(target.segments) > 1:
-        raise InvalidInput(f"{' and '.join(extras).capitalize()} apply to one clip: choose a length {name} makes "
+        verb = "applies" if len(extras) == 1 and extras[0].startswith("a ") else "apply"  # "a last frame" is one
+        raise InvalidInput(f"{' and '.join(extras).capitalize()} {verb} to one clip: choose a length {name} makes "
                            "in one clip.")
     if request.last_frame and not entry.get("last_frame"):
         raise InvalidInput(f"{name} takes no last frame.")
@@ -306,9 +339,7 @@ def _size(request: VideoRequest, entry: dict) -> str:
         return f"{width}x{height}"
     size = request.size or entry["sizes"][0]
     parse_size(size)
-    if size not in entry["sizes"]:
-        raise InvalidInput(f"{entry['name']} makes {_list(entry['sizes'])} videos (got {size}).")
-    return size
+    return size  # one the model makes: checked with the rest (:func:`_fit`)
 
 
 def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
@@ -323,11 +354,6 @@ def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
         raise InvalidInput(f"The {role} image is too large for {provider['name']} "
                            f"({path.stat().st_size / 1e6:.1f} MB; at most {limit / 1e6:.1f} MB).")
     open_picture(path, f"{role} image").close()
-
-
-def _same_or_first(provider: str, model: str) -> str:
-    models = provider_entry(provider)["models"]
-    return model if model in models else next(iter(models))
 
 
 def _list(values: list) -> str:

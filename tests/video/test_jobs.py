@@ -71,7 +71,7 @@ def test_unhealthy_provider_is_skipped_for_the_fallback_and_said_so(studio, fake
     with pytest.raises(ProviderError, match="marked unhealthy"):
         start_video(studio, VideoRequest("openai", "sora-2", "a fox"))
     assert studio.store.count("jobs") == jobs_before  # refused before any job was written
-    row = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox", fallback=["comet"])),
+    row = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox", fallback=["comet:sora-2"])),
                      timeout=30)
     assert row["status"] == "completed" and row["provider"] == "comet"
     assert openai.creates == 0 and comet.creates == 1

@@ -244,7 +244,8 @@ def test_cancel_stops_the_job_and_cancels_at_the_provider(studio, fake, provider
     ({"provider": "fal", "model": "fal-ai/kling-video/v2.1/master/text-to-video", "seconds": 7}, "5, 10"),
     ({"size": "1280x720", "aspect": "16:9"}, "not both"),
     ({"aspect": "4:3"}, "no 4:3 size"),
-    ({"fallback": ["fal:fal-ai/kling-video/v2.1/master/text-to-video"]}, "has no size 1280x720"),
+    ({"fallback": ["fal:fal-ai/kling-video/v2.1/master/text-to-video"]},
+     r"^Fallback fal:\S+: Kling 2.1 Master \(fal\) makes 1920x1080, .* \(got 1280x720\)"),
     ({"fallback": ["openai"]}, "another remote provider"),
 ])
 def test_invalid_combinations_are_refused_before_any_request(studio, fake, change, message):

@@ -118,7 +118,7 @@ def test_form_offers_only_valid_choices_and_prices_the_chain():
     assert _seconds_choices("gemini", "veo-3.1-generate-preview", "1920x1080")[0] == 8
     assert 4 in _seconds_choices("gemini", "veo-3.1-generate-preview", "1280x720")
     assert _seconds_choices("local", "wan2.1-t2v-1.3b") == [1, 2, 3, 4, 5]  # text-only: no chains offered
-    text = price("openai", "sora-2-pro", 30, "1792x1024", None, ["comet"], "a fox")
+    text = price("openai", "sora-2-pro", 30, "1792x1024", None, ["comet:sora-2-pro"], "a fox")
     assert "Estimated cost: $16.00" in text and "12 s + 12 s + 8 s" in text and "Fallback comet sora-2-pro" in text
     assert price("openai", "sora-2", 5, "1280x720", None, [], "a fox").startswith("⚠️")
 
@@ -309,3 +309,68 @@ def test_seconds_follow_the_source_clip_of_a_video_to_video_model(studio, tmp_pa
                  field_name(source): {"path": clip, "meta": {"_type": "gradio.FileData"}}})
     fire(demo, form, field_name(source), "change")
     assert form["Seconds"] == 3 and form["video-cost"].startswith("**Estimated cost: $0.45** for 3 s")
+
+
+def test_changing_size_keeps_the_seconds_while_the_model_still_makes_them(studio):
+    """Size's input event sets Seconds: the chosen length stays where the model makes it at the new size."""
+    from masuka.ui import video
+    from masuka.ui.common import UIContext
+
+    with gr.Blocks() as demo:
+        video.build(UIContext(studio))
+    form = {field_name(b): getattr(b, "value", None) for b in demo.blocks.values()}
+    form.update({"Prompt": "a fox", "Provider": "gemini", "Model": "veo-3.1-generate-001", "Seconds": 6,
+                 "Size": "720x1280"})
+    fire(demo, form, "Size")
+    assert form["Seconds"] == 6
+    form["Size"] = "1920x1080"  # Veo 3.1 makes only 8 s clips at 1080p
+    fire(demo, form, "Size")
+    assert form["Seconds"] == 8
+    assert video.limits_for("gemini", "veo-3.1-generate-001", "1280x720", None, "20")[0].value == 20
+
+
+def test_the_cost_line_says_how_a_long_video_is_made():
+    from masuka.ui.video import price
+
+    assert price("gemini", "veo-3.1-generate-001", 20, "1280x720", None, [], "a fox") == (
+        "**Estimated cost: $8.80** for 22 s at 1280x720 (one 8 s clip extended 2 times: 8 s + 7 s + 7 s)")
+    assert "(one 8 s clip extended once: 8 s + 7 s)" in price("gemini", "veo-3.1-fast-generate-001", 15,
+                                                               "1280x720", None, [], "a fox")
+    assert "for 15 s at 1280x720 (2 clips chained: 10 s + 5 s)" in price("runway", "gen4.5", 15, "1280x720", None,
+                                                                        [], "a fox")
+
+
+def test_a_kling_job_from_a_first_frame_names_the_image_to_video_route(studio, fake, first_frame, tmp_path,
+                                                                          monkeypatch):
+    """fal's Kling is listed by its text-to-video route; a job from a first frame goes to its image-to-video
+    route, and the started line, the jobs table and the newest-job line say so."""
+    import shutil
+
+    from masuka.ui.video import generate_video, video_status
+    from masuka.video.jobs import wait_video
+
+    server = fake("fal")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))  # where the page's uploads are
+    upload = tmp_path / "uploads" / "up" / "first.png"
+    upload.parent.mkdir(parents=True)
+    shutil.copy(first_frame, upload)
+    kling = "fal-ai/kling-video/v2.1/master/"
+    job_id, message = generate_video(studio, "a fox turns", "fal", kling + "text-to-video", 5, "1920x1080",
+                                     str(upload))
+    assert message.startswith(f"Job {job_id} started with fal {kling}image-to-video (estimated $1.40)")
+    assert wait_video(studio, job_id, timeout=60)["status"] == "completed"
+    assert [r.path for r in server.requests if r.method == "POST"] == [f"/{kling}image-to-video"]
+    table, _gallery, _latest, _health, line = video_status(studio)
+    assert table[0][6] == f"{kling}image-to-video"
+    assert line == f"Job {job_id} (fal {kling}image-to-video) is done."
+
+
+def test_the_api_takes_a_fallback_model_typed_as_the_cli_takes_it(live_app, fake):
+    """``provider:model`` as ``--fallback`` takes it, a retired one too (the form offers only active ones): no
+    Gemini key, so the job goes to CometAPI's Sora 2."""
+    comet = fake("comet")
+    client = Client(live_app().url, verbose=False)
+    job, _message = client.predict("a paper boat", "gemini", "veo-3.1-generate-001", 8, "1280x720", None, "",
+                                   ["comet:sora-2"], api_name="/generate_video")
+    row = follow(client, int(job))[0]
+    assert row[2] == "completed" and (row[5], row[6]) == ("comet", "sora-2") and comet.creates == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from masuka.services import Service
-from masuka.video.catalog import aspect_of, resolution_of
+from masuka.video.catalog import aspect_of, resolution_of, route
 from masuka.video.providers.base import Clip, Provider, Status, image_data_uri
 
 STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "completed"}
@@ -28,7 +28,7 @@ class FalQueue(Provider):
         """The route's input: the fields its catalog entry lists (``fields``, or ``image_fields`` for the
         image-to-video route), so a new fal route is a catalog entry; without a list, every field below."""
         image = clip.image is not None
-        model = clip.entry.get("image_model", clip.model) if image else clip.model
+        model = route(clip.entry, clip.model, image)
         candidates: dict = {"aspect_ratio": aspect_of(clip.size), "resolution": resolution_of(clip.size)}
         if clip.entry.get("duration_format"):
             candidates["duration"] = clip.entry["duration_format"].format(clip.seconds)
