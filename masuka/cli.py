@@ -18,6 +18,7 @@ from typing import Any
 
 from masuka.config import log_level
 from masuka.errors import MasukaError, as_disk_full
+from masuka.store import LOCAL_USER
 
 COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
             "dataset", "history", "models", "keys", "doctor", "upscale", "character", "edit", "settings", "storage"]
@@ -47,6 +48,13 @@ def at_least(low: int) -> Callable[[str], int]:
         return number
 
     return whole
+
+
+def user_option(actions: argparse._SubParsersAction, whose: str) -> None:
+    """``--user NAME`` on every action of a group: whose ``whose`` (characters, datasets) it reads and changes, a
+    signed-in user's of a shared app (default: the local user)."""
+    for action in actions.choices.values():
+        action.add_argument("--user", default=LOCAL_USER, help=f"whose {whose} (default: the local user)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ Faces are compared with faces: the view's biggest face when one is found, else t
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ from masuka.datasets.preprocess import find_face
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.gpu import device_plan
 from masuka.jobs import Watch
-from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error
+from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error, refuse_missing_folder
 from masuka.models.hub import cache_only, hub_cache_dir
 from masuka.models.manage import catalog_files, using_models
 from masuka.studio import Studio
@@ -113,6 +114,8 @@ def face_model() -> str:
 
 def _load(studio: Studio, owner: str, source: str, on_download: Watch | None) -> Embedder:
     source = usable_model(studio, owner, source, marker=("config.json", "*.onnx"))
+    if not os.path.isdir(os.path.expanduser(source)):  # a path naming no folder is said so, not as a bad repo id
+        refuse_missing_folder(source)
     plan = device_plan(1)
 
     def load() -> Embedder:

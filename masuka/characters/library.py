@@ -4,14 +4,20 @@ A ``characters`` row holds the name (unique per owner), trigger word, ``params``
 face pick, the prompt set) and ``state`` (photos and face crops, views with their scores, training run ids, test
 grid), plus the dataset id and the final LoRA's name. Files live in ``characters/<id>/`` under the data dir.
 
-A character being made carries its maker's process in ``state["building"]``; one whose process is gone (killed
-before it could remove what it made) is discarded when characters are next listed or looked up, so it is never
-seen half made. One still being made by another process (the app and the CLI, say) stays.
+A character being made carries its maker's process and studio in ``state["building"]``; one whose process is gone
+(killed before it could remove what it made), or whose studio was closed, is discarded when characters are next
+listed or looked up, so it is never seen half made. One still being made by another process (the app and the
+CLI, say) stays.
+
+The datasets library tells the character of what is deleted from its dataset as it happens
+(:func:`forget_deleted`): an image deleted there takes its view out, and a real photo's image is forgotten, so a
+dataset made again after its deletion holds only what was not deleted.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import unicodedata
 from collections.abc import Callable
@@ -20,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from masuka.datasets.caption_template import check_trigger
-from masuka.datasets.library import NAME, delete_dataset
+from masuka.datasets.library import NAME, delete_dataset, on_delete
 from masuka.errors import InvalidInput, NotFound
-from masuka.store import PROCESS_TOKEN, find_named, holder_alive, insert_named, is_id_text, now, owner_clause
+from masuka.store import LOCAL_USER, find_named, holder_alive, insert_named, is_id_text, now, owner_clause
 from masuka.studio import Studio
 
 BUILDING = "building"
+DELETED_THERE = "deleted in the Datasets tab"
 
 
 def character_dir(studio: Studio, character_id: int) -> Path:
@@ -44,16 +51,16 @@ def character_name(name: str | None) -> str:
 
 
 def new_character(studio: Studio, name: str, owner: str, trigger: str, params: dict[str, Any]) -> dict:
-    """A new character row (no files yet), marked as being made by this process until :func:`finish_building`;
+    """A new character row (no files yet), marked as being made by this studio until :func:`finish_building`;
     the name (:func:`character_name`) must be unique among the owner's characters."""
     name = character_name(name)
     trigger = check_trigger(trigger)
     if not trigger:
         raise InvalidInput("Give the character a trigger word (a rare word such as 'ohwx anna'): every caption "
                            "carries it and prompts call the character with it.")
+    maker = {"pid": os.getpid(), "process": studio.runner().token}
     row = {"owner": owner, "name": name, "trigger": trigger, "params": params,
-           "state": {"photos": [], "views": [], "runs": [], BUILDING: {"pid": os.getpid(), "process": PROCESS_TOKEN}},
-           "updated_at": now()}
+           "state": {"photos": [], "views": [], "runs": [], BUILDING: maker}, "updated_at": now()}
     character_id = insert_named(studio.store, "characters", row, name_taken(name))
     character_dir(studio, character_id).mkdir(parents=True, exist_ok=True)
     return studio.store.existing("characters", character_id)
@@ -77,10 +84,11 @@ def check_made(character: dict, action: str) -> None:
 
 
 def drop_abandoned(studio: Studio) -> None:
-    """Discard every character whose making was killed (its process is gone), with its dataset."""
+    """Discard every character whose making was killed (its process, or the studio that made it, is gone), with its
+    dataset."""
     for character in studio.store.find("characters", f"json_extract(state, '$.{BUILDING}') is not null"):
         building = character["state"][BUILDING]
-        if not holder_alive(building["pid"], building["process"]):
+        if not holder_alive(building["pid"], building["process"], studio.runner().token):
             discard_character(studio, character)
 
 
@@ -140,22 +148,70 @@ def _remove(studio: Studio, character: dict) -> None:
     shutil.rmtree(character_dir(studio, character["id"]), ignore_errors=True)
 
 
+def forget_deleted(studio: Studio, dataset_id: int, image_ids: list[int] | None) -> None:
+    """Told by the datasets library (:func:`~masuka.datasets.library.on_delete`) of deleted images of a dataset,
+    or of the whole dataset (``image_ids`` None): the character whose dataset it is takes out each view whose
+    image went (:data:`DELETED_THERE`) and forgets each real photo's image, or forgets the dataset (made again from
+    the kept views and the real photos still in it, at the next edit or training)."""
+    gone = set(image_ids or ())
+
+    def forget(state: dict) -> None:
+        for view in state["views"]:
+            if view["image"] in gone:
+                view.update(kept=False, image=None, reason=DELETED_THERE)
+        for photo in state["photos"]:  # the real photos added to the dataset (the first ones are not in it)
+            if photo.get("image") in gone:
+                photo["image"] = None
+
+    for character in studio.store.find("characters", "dataset_id = ?", [dataset_id]):
+        if image_ids is None:
+            update_character(studio, character, dataset_id=None)
+        else:
+            update_character(studio, character, forget)
+
+
+on_delete(forget_deleted)
+
+
+def _dataset(studio: Studio, character: dict) -> dict | None:
+    """The character's dataset row; None when it has none (not made yet, or deleted in the Datasets tab)."""
+    return studio.store.get("datasets", character["dataset_id"]) if character["dataset_id"] else None
+
+
 def deleted_note(studio: Studio, character: dict) -> str:
-    """What deleting ``character`` removed, and that its dataset (when it still has one), runs and LoRA stay."""
-    dataset = studio.store.get("datasets", character["dataset_id"]) if character["dataset_id"] else None
+    """What deleting ``character`` removed, and that its dataset (when it still has one, with the exact command
+    that deletes it), runs and LoRA stay."""
+    dataset = _dataset(studio, character)
+    user = "" if character["owner"] == LOCAL_USER else f" --user {shlex.quote(character['owner'])}"
+    command = f"python -m masuka dataset delete {shlex.quote(dataset['name'])} --yes{user}" if dataset else ""
     kept = (f"its dataset {dataset['name']!r} (its kept views and the real photos you added) stays: delete it in "
-            "the Datasets tab (`dataset delete`) if you no longer want it; its" if dataset else "its")
+            f"the Datasets tab (or `{command}`) if you no longer want it; its" if dataset else "its")
     return f"Deleted character {character['name']!r} and its photos; {kept} runs and LoRA stay."
 
 
+def dataset_words(summary: dict) -> str:
+    """The dataset of a character's :func:`summary` in words (the tab, ``character show`` and ``list``): its name
+    and what it holds, or that it was deleted and what it is made again from."""
+    held = f"{summary['kept']} kept view(s) and {summary['real_photos']} real photo(s)"
+    if summary["dataset_deleted"]:
+        return f"its dataset was deleted: it is made again from {held} at the next edit or training"
+    return f"dataset {summary['dataset']!r} with {held}"
+
+
 def summary(studio: Studio, character: dict) -> dict:
-    """What ``character show`` and the tab print: counts, links and every view with its score."""
+    """What ``character show`` and the tab print: counts, links and every view with its score. ``dataset`` is
+    the dataset's name, None when it was deleted (``dataset_deleted``); ``images`` counts its kept views and real
+    photos (``kept`` and ``real_photos``), which a deleted dataset is made again from."""
     state = character["state"] or {}
     views = state.get("views", [])
+    kept = sum(1 for v in views if v["kept"])
+    real = sum(1 for p in state.get("photos", []) if p.get("image") is not None)
+    dataset = _dataset(studio, character)
     return {"character": character["id"], "name": character["name"], "trigger": character["trigger"],
             "photos": [studio.config.absolute(p["photo"]).as_posix() for p in state.get("photos", [])],
-            "being_made": being_made(character), "dataset": state.get("dataset"),
-            "images": sum(1 for v in views if v["kept"]),
+            "being_made": being_made(character), "dataset": dataset["name"] if dataset else None,
+            "dataset_deleted": dataset is None and not being_made(character), "images": kept + real,
+            "kept": kept, "real_photos": real,
             "rejected": sum(1 for v in views if not v["kept"]), "views": views, "runs": state.get("runs", []),
             "lora": character["lora"], "grid": state.get("grid"), "grid_error": state.get("grid_error"),
             "notes": state.get("notes", []), "params": character["params"]}

@@ -8,8 +8,9 @@ else from the view's own prompt. A view the safety check flagged is neither scor
 dataset refuses (a duplicate) is not kept either.
 
 Edits read the character again and change only their part of it in one transaction (another tab's edit made
-meanwhile is kept). A dataset deleted in the Datasets tab is made again from the kept views and the real photos at
-the next edit that needs it; an image deleted there takes its view out (``deleted in the Datasets tab``).
+meanwhile is kept). An image deleted in the Datasets tab takes its view out as it is deleted
+(:func:`~masuka.characters.library.forget_deleted`); a dataset deleted there is made again from the kept views and
+the real photos still in it at the next edit that needs it.
 """
 
 from __future__ import annotations
@@ -46,14 +47,7 @@ from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.captioners import resolve_captioner
 from masuka.datasets.captioning import CaptionRequest, caption_dataset, check_captioner
-from masuka.datasets.library import (
-    create_dataset,
-    dataset_images,
-    delete_dataset,
-    delete_image,
-    find_dataset,
-    set_caption,
-)
+from masuka.datasets.library import create_dataset, delete_dataset, delete_image, find_dataset, set_caption
 from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
 from masuka.history.browse import generation_params
@@ -73,7 +67,6 @@ MAX_FACE = 100
 DATASET_OPTIONS = {"min_side": 64, "near_distance": 0}
 REAL_PHOTO = "a real photo"
 AUTO_CAPTIONER = "auto"
-DELETED_THERE = "deleted in the Datasets tab"
 FLAGGED = "flagged by the safety check"
 Progress = Callable[[int, int, str], None]  # (views done, views in all, what happened)
 #: which face a photo's character is when it shows several: one number for every photo, or one per photo
@@ -329,7 +322,8 @@ def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | Non
                        "the next edit or training.")
     report = add_images(studio, dataset["id"], owner, files)
     added = {entry["file"]: entry["id"] for entry in report.added}
-    reasons = {refusal.file: f"refused by the dataset: {refusal.reason}" for refusal in report.rejected}
+    reasons = {refusal.file: f"refused by the dataset: {_known_names(character, refusal.reason)}"
+               for refusal in report.rejected}
     captioner = character["params"].get("captioner")
     images: list[tuple[int | None, dict, int]] = []
     refused: list[tuple[int | None, dict, str]] = []
@@ -379,6 +373,17 @@ def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | Non
             for index, item, reason in refused]
 
 
+def _known_names(character: dict, text: str) -> str:
+    """``text`` (why the dataset refused an image) with the file names the character's views and photos have in
+    its folders as the user knows them: ``view 2``, ``the real photo me.png``."""
+    state = character["state"]
+    names = {Path(view["file"]).name: f"view {number}" for number, view in enumerate(state["views"], 1)}
+    names.update((Path(photo["photo"]).name, f"the real photo {photo['source']}") for photo in state["photos"])
+    for stored, known in names.items():
+        text = text.replace(stored, known)
+    return text
+
+
 def _dataset_of(studio: Studio, character: dict) -> dict | None:
     """The character's dataset; None when it has none yet or it was deleted (Datasets tab)."""
     if character["dataset_id"] is None:
@@ -397,25 +402,13 @@ def _drop_image(studio: Studio, image_id: int | None, owner: str) -> None:
 
 
 def ensure_dataset(studio: Studio, character: dict, action: str, on_download: Watch | None = None) -> dict:
-    """The character with its dataset as the Datasets tab left it: made again from the kept views and the real
-    photos when it was deleted there, and each view or real photo whose image was deleted there taken out. Refuses
-    ``action`` (as :func:`~masuka.characters.library.check_made` words it) while the character is still being
-    made."""
+    """The character with its dataset: made again from the kept views and the real photos still in it when it was
+    deleted in the Datasets tab. Refuses ``action`` (as :func:`~masuka.characters.library.check_made` words it)
+    while the character is still being made."""
     check_made(character, action)
-    dataset = _dataset_of(studio, character)
-    if dataset is None:
+    if _dataset_of(studio, character) is None:
         return _remake_dataset(studio, character, on_download)
-    present = {row["id"] for row in dataset_images(studio, dataset["id"])}
-
-    def forget(state: dict) -> None:
-        for view in state["views"]:
-            if view["image"] is not None and view["image"] not in present:
-                view.update(kept=False, image=None, reason=DELETED_THERE)
-        for photo in state["photos"]:  # the real photos added to the dataset (the first ones are not in it)
-            if photo.get("image") is not None and photo["image"] not in present:
-                photo["image"] = None
-
-    return update_character(studio, character, forget)
+    return character
 
 
 def _remake_dataset(studio: Studio, character: dict, on_download: Watch | None) -> dict:
@@ -428,7 +421,7 @@ def _remake_dataset(studio: Studio, character: dict, on_download: Watch | None) 
     character = _new_dataset(studio, character)
     state = character["state"]
     items: list[tuple[int | None, dict]] = [(i, v) for i, v in enumerate(state["views"]) if v["kept"]]
-    # the real photos added to the dataset and not deleted from it since (the first ones never were in it)
+    # the real photos added to the dataset and not deleted from it (the first ones never were in it)
     items += [(None, photo) for photo in state["photos"] if photo.get("image") is not None]
     _add_to_dataset(studio, character, items, on_download)
     return find_character(studio, character["id"], owner)

@@ -51,8 +51,12 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
                            "create it again with a lower identity threshold, or add real photos.")
     run_id = create_run(studio, TrainOptions(dataset=str(character["dataset_id"]), base=base, **settings),
                         character["owner"])
-    update_character(studio, character, lambda state: state.update(runs=[*state.get("runs", []), run_id],
-                                                                   weight=float(weight)))
+
+    def add_run(state: dict) -> None:
+        state["runs"] = [*state.get("runs", []), run_id]
+        state["weights"] = {**state.get("weights", {}), str(run_id): float(weight)}
+
+    update_character(studio, character, add_run)
     studio.runner().submit(run_id, lambda ctx: _train(studio, character["id"], ctx), lane=LANE,
                        ctx=RunContext(studio.store, run_id, interrupt))
     return run_id
@@ -74,7 +78,7 @@ def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | N
     result = run.result
     if not result.get("lora_id"):
         return character
-    weight = character["state"].get("weight", DEFAULT_WEIGHT)
+    weight = run_weight(character, run_id)
     lora = studio.store.existing("loras", result["lora_id"])
     studio.store.update("loras", lora["id"], metadata={**(lora["metadata"] or {}), DEFAULT_WEIGHT_KEY: f"{weight:g}",
                                                        CHARACTER_KEY: character["name"]})
@@ -88,10 +92,15 @@ def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | N
     return update_character(studio, character, lambda state: state.update(outcome))
 
 
+def run_weight(character: dict, run_id: int) -> float:
+    """The LoRA weight the Train that queued run ``run_id`` asked for (each run keeps its own)."""
+    return character["state"].get("weights", {}).get(str(run_id), DEFAULT_WEIGHT)
+
+
 def test_grid(studio: Studio, character: dict, run: jobs.JobRow) -> Any:
     """The fixed prompts x seeds with the character's LoRA on the run's base model; returns the grid's path."""
     options = TrainOptions.from_dict(run["params"])
-    weight = character["state"].get("weight", DEFAULT_WEIGHT)
+    weight = run_weight(character, run["id"])
     base = ImageRequest(prompt=f"photo of {character['trigger']}, {GRID_SCENES[0]}", model=run["model"],
                         loras=[(character["lora"], weight)], owner=character["owner"], steps=options.sample_steps,
                         width=options.resolution, height=options.resolution, seed=int(GRID_SEEDS[0]))

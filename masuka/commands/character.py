@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from masuka.cli import download_progress, emit, open_studio, progress_line
+from masuka.cli import download_progress, emit, open_studio, progress_line, user_option
 from masuka.errors import InvalidInput
-from masuka.store import LOCAL_USER, UNFINISHED
+from masuka.store import UNFINISHED
 
 FOLLOW_S = 2.0
 FACE_HELP = ("which face when a photo shows several (1 = biggest): once for every photo, or once per photo in "
@@ -86,8 +86,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     add_photos.add_argument("--face", type=int, action="append", help=FACE_HELP)
     named("delete", "delete a character and its photos (its dataset, runs and LoRA stay)", run_delete).add_argument(
         "--yes", action="store_true", required=True, help="confirm the deletion")
-    for action in actions.choices.values():
-        action.add_argument("--user", default=LOCAL_USER, help="whose characters (default: the local user)")
+    user_option(actions, "characters")
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -144,26 +143,26 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from masuka.characters.library import list_characters, summary
+    from masuka.characters.library import dataset_words, list_characters, summary
 
     studio = open_studio(args)
     rows = [summary(studio, row) for row in list_characters(studio, args.user)]
-    result = [{k: r[k] for k in ("character", "name", "trigger", "dataset", "images", "lora")} for r in rows]
+    result = [{k: r[k] for k in ("character", "name", "trigger", "dataset", "images", "kept", "real_photos", "lora")}
+              for r in rows]
     emit(args, {"characters": result},
-         "\n".join(f"{r['character']:>4}  {r['name']}  trigger={r['trigger']!r}  {r['images']} image(s)  "
-                   f"lora={r['lora'] or '-'}" for r in result)
+         "\n".join(f"{r['character']:>4}  {r['name']}  trigger={r['trigger']!r}  {dataset_words(r)}  "
+                   f"lora={r['lora'] or '-'}" for r in rows)
          or f"no characters of user {args.user!r} (another user's: --user NAME)")
     return 0
 
 
 def _show(args: argparse.Namespace, character: dict, studio, refused: list[dict] | None = None) -> int:
     """Print the character; ``refused``: the photos just added that its dataset refused (not kept)."""
-    from masuka.characters.library import summary
+    from masuka.characters.library import dataset_words, summary
 
     result = summary(studio, character)
-    lines = [f"{result['name']} (id {result['character']}, trigger {result['trigger']!r}): dataset "
-             f"{result['dataset']!r}, {result['images']} kept, {result['rejected']} rejected, runs {result['runs']}, "
-             f"LoRA {result['lora'] or '-'}"]
+    lines = [f"{result['name']} (id {result['character']}, trigger {result['trigger']!r}): {dataset_words(result)}, "
+             f"{result['rejected']} rejected, runs {result['runs']}, LoRA {result['lora'] or '-'}"]
     lines += [f"  {i}. {'kept' if v['kept'] else 'rejected'} score {v['score']} {v['prompt']}"
               + (f" ({v['reason']})" if v["reason"] else "") for i, v in enumerate(result["views"], 1)]
     lines += [f"note: {note}" for note in result["notes"]]

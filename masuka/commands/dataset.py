@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.cli import at_least, download_progress, emit, open_studio, progress_line
+from masuka.cli import at_least, download_progress, emit, open_studio, progress_line, user_option
 from masuka.errors import NotFound
-from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -83,6 +82,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     delete.add_argument("name")
     delete.add_argument("--yes", action="store_true", required=True, help="confirm the deletion")
     delete.set_defaults(handler=run_delete)
+    user_option(actions, "datasets")
 
 
 def _add(studio, args: argparse.Namespace, name: str | int, paths: list[str]) -> dict:
@@ -95,7 +95,7 @@ def _add(studio, args: argparse.Namespace, name: str | int, paths: list[str]) ->
             step[0] = done
             progress_line(args, f"{done}/{total} {file}")
 
-    return add_images(studio, name, LOCAL_USER, paths, allow_folders=True, on_progress=on_progress).to_dict()
+    return add_images(studio, name, args.user, paths, allow_folders=True, on_progress=on_progress).to_dict()
 
 
 def _report_text(result: dict) -> str:
@@ -112,7 +112,7 @@ def run_create(args: argparse.Namespace) -> int:
     options = {"size": args.size, "crop": args.crop, "flip": args.flip, "min_side": args.min_side,
                "blur_threshold": args.blur_threshold, "dedupe": not args.no_dedupe,
                "near_distance": args.near_distance}
-    dataset = create_dataset(studio, args.name, LOCAL_USER, args.trigger, args.template, options)
+    dataset = create_dataset(studio, args.name, args.user, args.trigger, args.template, options)
     result = _add(studio, args, dataset["id"], args.sources) if args.sources else \
         {"dataset": dataset["id"], "added": 0, "rejected": [], "notes": []}
     return _report(args, result, created=dataset["name"])
@@ -137,7 +137,7 @@ def run_caption(args: argparse.Namespace) -> int:
     from masuka.datasets.captioning import CaptionRequest, caption_dataset
 
     studio = open_studio(args)
-    request = CaptionRequest(args.name, captioner=args.captioner, mode=args.mode, template=args.template,
+    request = CaptionRequest(args.name, args.user, captioner=args.captioner, mode=args.mode, template=args.template,
                              overwrite=args.overwrite, batch_size=args.batch_size)
     downloading = download_progress(args)
     report = caption_dataset(studio, request, watch=lambda p: progress_line(
@@ -151,7 +151,7 @@ def _image_of(studio, args: argparse.Namespace) -> dict:
     """The dataset named by ``args.name``, refusing an ``args.image`` that is not one of its own images."""
     from masuka.datasets.library import find_dataset
 
-    dataset = find_dataset(studio, args.name, LOCAL_USER)
+    dataset = find_dataset(studio, args.name, args.user)
     row = studio.store.get("dataset_images", args.image)
     if row is None or row["dataset_id"] != dataset["id"] or row["augment_of"] is not None:
         raise NotFound(f"Dataset {dataset['name']!r} has no image #{args.image} (see `dataset show`).")
@@ -163,7 +163,7 @@ def run_set_caption(args: argparse.Namespace) -> int:
 
     studio = open_studio(args)
     dataset = _image_of(studio, args)
-    changed = save_captions(studio, dataset["id"], {args.image: args.caption}, LOCAL_USER)
+    changed = save_captions(studio, dataset["id"], {args.image: args.caption}, args.user)
     emit(args, {"dataset": dataset["id"], "image": args.image, "changed": bool(changed)},
          f"image #{args.image}: caption {'saved' if changed else 'unchanged'}")
     return 0
@@ -174,7 +174,7 @@ def run_remove(args: argparse.Namespace) -> int:
 
     studio = open_studio(args)
     dataset = _image_of(studio, args)
-    delete_image(studio, args.image, LOCAL_USER)
+    delete_image(studio, args.image, args.user)
     emit(args, {"dataset": dataset["id"], "removed": args.image}, f"removed image #{args.image}")
     return 0
 
@@ -182,7 +182,7 @@ def run_remove(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from masuka.datasets.export import export_dataset
 
-    folder = export_dataset(open_studio(args), args.name, LOCAL_USER, args.format, args.out, repeats=args.repeats)
+    folder = export_dataset(open_studio(args), args.name, args.user, args.format, args.out, repeats=args.repeats)
     emit(args, {"folder": str(folder), "format": args.format}, str(folder))
     return 0
 
@@ -190,7 +190,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from masuka.datasets.library import list_datasets
 
-    rows = list_datasets(open_studio(args), LOCAL_USER)
+    rows = list_datasets(open_studio(args), args.user)
     result = [{"id": r["id"], "name": r["name"], "trigger": r["trigger"], "images": r["images"]} for r in rows]
     emit(args, {"datasets": result},
          "\n".join(f"{r['id']:>4}  {r['name']}  trigger={r['trigger']!r}  {r['images']} image(s)" for r in result)
@@ -203,7 +203,7 @@ def run_show(args: argparse.Namespace) -> int:
     from masuka.datasets.stats import dataset_statistics
 
     studio = open_studio(args)
-    dataset = find_dataset(studio, args.name, LOCAL_USER)
+    dataset = find_dataset(studio, args.name, args.user)
     stats = dataset_statistics(studio, dataset)
     images = [{"id": r["id"], "file": str(r["file"]), "source": r["source_name"], "caption": r["caption"] or ""}
               for r in dataset_images(studio, dataset["id"])]
@@ -218,6 +218,6 @@ def run_show(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     from masuka.datasets.library import delete_dataset
 
-    dataset = delete_dataset(open_studio(args), args.name, LOCAL_USER)
+    dataset = delete_dataset(open_studio(args), args.name, args.user)
     emit(args, {"deleted": dataset["id"]}, f"deleted dataset {dataset['name']!r}")
     return 0

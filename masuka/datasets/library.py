@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,23 @@ NAME = re.compile(r"^[\w][\w .\-]{0,63}$")
 #: the key of a job's ``state`` that names the dataset it reads or writes (a training run, a caption pass):
 #: :func:`delete_dataset` is refused while such a job is queued or running
 HOLDS = "dataset_id"
+#: ``listener(studio, dataset_id, image_ids)``: told of deleted images of a dataset (``image_ids``: their ids, flipped
+#: copies included), or of the whole dataset (None)
+DeletionListener = Callable[[Studio, int, list[int] | None], None]
+_deletion_listeners: list[DeletionListener] = []
+
+
+def on_delete(listener: DeletionListener) -> None:
+    """Have ``listener`` called inside the transaction of every deletion of a dataset or of images of one, so rows
+    elsewhere that link to them (a character's views) forget them at once; the module that keeps such links
+    registers it, so this one imports none of them."""
+    if listener not in _deletion_listeners:
+        _deletion_listeners.append(listener)
+
+
+def _tell_deleted(studio: Studio, dataset_id: int, image_ids: list[int] | None) -> None:
+    for listener in _deletion_listeners:
+        listener(studio, dataset_id, image_ids)
 
 
 def dataset_dir(studio: Studio, dataset_id: int) -> Path:
@@ -101,6 +118,7 @@ def delete_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = Fal
         for row in images:
             studio.store.delete("dataset_images", row["id"])
         studio.store.delete("datasets", dataset["id"])
+        _tell_deleted(studio, dataset["id"], None)
     shutil.rmtree(dataset_dir(studio, dataset["id"]), ignore_errors=True)
     return dataset
 
@@ -210,6 +228,7 @@ def delete_image(studio: Studio, image_id: int, owner: str, admin: bool = False)
     with studio.store.transaction():
         for item in rows:
             studio.store.delete("dataset_images", item["id"])
+        _tell_deleted(studio, row["dataset_id"], [item["id"] for item in rows])
     for item in rows:
         for stored in (item["processed_path"], item["original_path"]):
             if stored:

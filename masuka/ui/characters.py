@@ -247,7 +247,7 @@ def show(studio: Studio, character: str, request: gr.Request):
     runs = ", ".join(f"run {r}" for r in summary["runs"]) or "not trained yet (or train it in the Train tab)"
     owner = "" if found["owner"] == user else f" ({found['owner']})"
     made = ("being made: its views and dataset come when it is done (press ↻)" if summary["being_made"] else
-            f"dataset **{summary['dataset']}** with {summary['images']} kept view(s), {summary['rejected']} rejected")
+            f"{library.dataset_words(summary)}, {summary['rejected']} rejected")
     text = (f"**{summary['name']}**{owner}: trigger `{summary['trigger']}`, {made}; {runs}; "
             f"LoRA {summary['lora'] or '-'}")
     text += "".join(f"\n\nNote: {note}" for note in summary["notes"])

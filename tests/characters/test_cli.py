@@ -38,7 +38,7 @@ def test_character_create_show_list_and_delete_from_the_command_line(capsys, tmp
     assert code == 0 and shown["images"] == 2 and len(shown["views"]) == 2 and shown["trigger"] == "ohwx"
     code, listed, _ = cli(capsys, data, "character", "list")
     assert listed["characters"] == [{"character": result["character"], "name": "anna", "trigger": "ohwx",
-                                     "dataset": "anna", "images": 2, "lora": None}]
+                                     "dataset": "anna", "images": 2, "kept": 2, "real_photos": 0, "lora": None}]
     code, rejected, _ = cli(capsys, data, "character", "reject", "anna", "1")
     assert code == 0 and rejected["images"] == 1 and rejected["views"][0]["reason"] == "rejected by you"
     group = str(two_faces(tmp_path, portrait))
@@ -47,6 +47,10 @@ def test_character_create_show_list_and_delete_from_the_command_line(capsys, tmp
     code, added, _ = cli(capsys, data, "character", "add-photos", "anna", group, str(portrait), "--face", "2",
                          "--face", "0")
     assert code == 0 and len(added["photos"]) == 3
+    assert main(["character", "list", "--data-dir", str(data)]) == 0
+    assert "dataset 'anna' with 1 kept view(s) and 2 real photo(s)" in capsys.readouterr().out, "views and photos"
+    code, listed, _ = cli(capsys, data, "character", "list")
+    assert [(r["images"], r["kept"], r["real_photos"]) for r in listed["characters"]] == [(3, 1, 2)]
 
     code, refused, err = cli(capsys, data, "character", "create", "bea", "--photo", str(no_face), "--trigger", "x")
     assert (code, refused) == (2, None)
@@ -103,6 +107,11 @@ def test_a_signed_in_user_s_character_is_listed_and_deleted_with_user(capsys, tm
     assert main(["character", "delete", "anna", "--yes", "--user", "alice", "--data-dir", str(data)]) == 0
     assert capsys.readouterr().out.strip() == ("Deleted character 'anna' and its photos; its dataset 'anna' (its kept "
                                                "views and the real photos you added) stays: delete it in the Datasets "
-                                               "tab (`dataset delete`) if you no longer want it; its runs and LoRA "
-                                               "stay.")
+                                               "tab (or `python -m masuka dataset delete anna --yes --user alice`) if "
+                                               "you no longer want it; its runs and LoRA stay.")
     assert cli(capsys, data, "character", "list", "--user", "alice")[1] == {"characters": []}
+    code, _, err = cli(capsys, data, "dataset", "delete", "anna", "--yes")
+    assert code == 2 and "No dataset 'anna'" in err, "the local user's datasets"
+    assert cli(capsys, data, "dataset", "list", "--user", "alice")[1]["datasets"][0]["name"] == "anna"
+    assert cli(capsys, data, "dataset", "delete", "anna", "--yes", "--user", "alice")[0] == 0, "the note's command"
+    assert cli(capsys, data, "dataset", "list", "--user", "alice")[1] == {"datasets": []}

@@ -3,6 +3,8 @@ is not a person and as the fallback."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,7 +21,7 @@ from masuka.characters.facenet import (
 from masuka.characters.identity import CLIP_MODEL, ImageEmbedder, face_model, load_embedder
 from masuka.characters.library import list_characters
 from masuka.datasets.preprocess import find_face
-from masuka.errors import ModelUnavailable
+from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.models.manage import model_status
 from tests.models.fake_hub import FakeRepo, hub_online
 
@@ -114,6 +116,13 @@ def test_a_character_whose_identity_model_cannot_be_had_fails_before_any_view(st
         create_character(studio, CharacterRequest(name="anna", photos=[portrait], trigger="ohwx", views=2,
                                                   model=str(tiny_model("sdxl")), identity_model=str(tmp_path)))
     assert studio.store.count("generations") == before and list_characters(studio, "local") == []
+
+
+def test_a_missing_identity_model_folder_is_said_to_be_missing(studio, tmp_path):
+    (tmp_path / "face.onnx").write_bytes(tiny_face_onnx())
+    for path, what in ((tmp_path / "nonexist", "does not exist"), (tmp_path / "face.onnx", "is a file")):
+        with pytest.raises(InvalidInput, match=f"^The folder {re.escape(str(path))} {what}.*: give a model folder"):
+            load_embedder(studio, "local", str(path))
 
 
 def test_a_folder_with_several_onnx_models_needs_a_choice(studio, tmp_path, tiny_clip):

@@ -12,7 +12,9 @@ from masuka.characters import making
 from masuka.characters.faces import crop_box, open_photo, photo_face
 from masuka.characters.identity import load_embedder, scores
 from masuka.characters.library import (
+    DELETED_THERE,
     character_dir,
+    dataset_words,
     delete_character,
     find_character,
     list_characters,
@@ -20,7 +22,6 @@ from masuka.characters.library import (
     summary,
 )
 from masuka.characters.making import (
-    DELETED_THERE,
     FLAGGED,
     CharacterRequest,
     add_photos,
@@ -415,7 +416,7 @@ def test_real_photos_deleted_in_the_datasets_tab_stay_out_of_the_dataset_made_ag
     Image.open(portrait).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped)
     character = add_photos(studio, "anna", "local", [flipped], face=1)[0]
     delete_image(studio, character["state"]["photos"][1]["image"], "local")
-    regenerate_view(studio, "anna", "local", 1)  # an edit: it sees the deletion
+    regenerate_view(studio, "anna", "local", 1)
     for _rebuild in range(2):
         delete_dataset(studio, "anna", "local")
         character = ensure_dataset(studio, find_character(studio, "anna", "local"), "train it")
@@ -423,6 +424,29 @@ def test_real_photos_deleted_in_the_datasets_tab_stay_out_of_the_dataset_made_ag
         assert view["kept"] and [row["id"] for row in dataset_images(studio, character["dataset_id"])] == \
             [view["image"]], "the view alone"
         assert character["state"]["photos"][1]["image"] is None, "the deleted photo stays out"
+
+
+def test_images_deleted_before_their_dataset_stay_out_of_the_dataset_made_again(studio, tiny_model, tiny_clip,
+                                                                              portrait, tmp_path):
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=3))
+    flipped = tmp_path / "flipped.png"
+    Image.open(portrait).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped)
+    state = add_photos(studio, "anna", "local", [flipped], face=1)[0]["state"]
+    delete_image(studio, state["views"][1]["image"], "local")  # no edit between these and the dataset's deletion
+    delete_image(studio, state["photos"][1]["image"], "local")
+    shown = summary(studio, find_character(studio, "anna", "local"))
+    assert (shown["dataset"], shown["kept"], shown["real_photos"]) == ("anna", 2, 0)
+    assert shown["views"][1]["reason"] == DELETED_THERE
+
+    delete_dataset(studio, "anna", "local")
+    shown = summary(studio, find_character(studio, "anna", "local"))
+    assert shown["dataset"] is None and shown["dataset_deleted"] and dataset_words(shown) == (
+        "its dataset was deleted: it is made again from 2 kept view(s) and 0 real photo(s) at the next edit or "
+        "training")
+    character = ensure_dataset(studio, find_character(studio, "anna", "local"), "train it")
+    views = character["state"]["views"]
+    assert [row["id"] for row in dataset_images(studio, character["dataset_id"])] == \
+        [views[0]["image"], views[2]["image"]], "views 1 and 3 alone"
 
 
 def test_edits_never_reach_another_user_s_dataset_or_attach_another_s_run(studio, tiny_model, tiny_clip, portrait,
@@ -494,7 +518,7 @@ def test_a_view_the_dataset_refuses_as_a_duplicate_is_not_kept(studio, tiny_mode
     views = find_character(studio, "anna", "local")["state"]["views"]
     assert report.images == 1 == len(dataset_images(studio, find_dataset(studio, "anna", "local")["id"]))
     assert views[0]["kept"] and not views[1]["kept"] and views[1]["image"] is None
-    assert views[1]["reason"].startswith("refused by the dataset: ") and "duplicate" in views[1]["reason"]
+    assert views[1]["reason"].startswith("refused by the dataset: duplicate of view 1 ("), "named as the user knows it"
 
 
 def test_a_photo_the_dataset_already_has_is_not_kept_and_the_refusal_says_so(studio, tiny_model, tiny_clip,
@@ -504,7 +528,8 @@ def test_a_photo_the_dataset_already_has_is_not_kept_and_the_refusal_says_so(stu
     added, refused = add_photos(studio, "anna", "local", [group], face=1)
     assert len(added["state"]["photos"]) == 2 and refused == []
     again, refused = add_photos(studio, "anna", "local", [portrait, group], face="0, 1")
-    assert [r["file"] for r in refused] == ["two.png"] and "duplicate of" in refused[0]["reason"]
+    assert refused == [{"file": "two.png",
+                        "reason": "refused by the dataset: duplicate of the real photo two.png (same file)"}]
     assert [p["source"] for p in again["state"]["photos"]] == ["astronaut.png", "two.png", "astronaut.png"]
     assert all(studio.config.absolute(p["photo"]).is_file() for p in again["state"]["photos"])
     assert len(list((character_dir(studio, again["id"]) / "photos").glob("*.png"))) == 6, "3 photos, 3 faces"

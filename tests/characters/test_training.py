@@ -10,8 +10,8 @@ from PIL import Image
 
 from masuka.characters.library import find_character
 from masuka.characters.making import create_character
-from masuka.characters.training import GRID_SCENES, GRID_SEEDS
-from masuka.characters.use import picker_value, with_triggers
+from masuka.characters.training import GRID_SCENES, GRID_SEEDS, train_character
+from masuka.characters.use import DEFAULT_WEIGHT_KEY, picker_value, with_triggers
 from masuka.cli import main
 from masuka.image.generate import ImageRequest, generate_images, parse_lora
 from masuka.loras.library import list_loras
@@ -47,3 +47,20 @@ def test_training_links_the_lora_offers_it_at_its_weight_and_renders_a_test_grid
     assert with_triggers(studio, "local", "ohwx on a beach", [value]) == "ohwx on a beach"
     assert generate_images(studio, ImageRequest(prompt="ohwx", model=str(model), steps=1, width=64, height=64,
                                                 loras=[parse_lora(value)]))
+
+
+def test_each_run_keeps_the_weight_its_train_asked_for(studio, tiny_model, tiny_clip, portrait):
+    model = tiny_model("sdxl")
+    create_character(studio, request(model, tiny_clip, portrait, views=2))
+    options = dict(base=str(model), steps=1, resolution=64, sample_steps=1)
+    runs = {train_character(studio, "anna", weight=0.5, **options): 0.5,  # both queued before either ends
+            train_character(studio, "anna", weight=1.5, **options): 1.5}
+    for run_id, weight in runs.items():
+        run = studio.runner().wait(run_id)
+        assert run["status"] == "completed", run["error"]
+        lora = studio.store.existing("loras", run["result"]["lora_id"])
+        assert lora["metadata"][DEFAULT_WEIGHT_KEY] == f"{weight:g}"
+        cells = [cell for cell in studio.store.find("generations", "loras is not null")
+                 if cell["loras"] and cell["loras"][0]["name"] == lora["name"]]
+        assert len(cells) == len(GRID_SCENES) * len(GRID_SEEDS), "its test grid"
+        assert {cell["loras"][0]["weight"] for cell in cells} == {weight}

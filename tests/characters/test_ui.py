@@ -27,11 +27,12 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
     model = str(tiny_model("sdxl"))
     name, status, views = client.predict("anna", "ohwx", [handle_file(str(portrait))], model, 2, "", 0.5, -1.0,
                                          False, "", str(tiny_clip), "", 64, 2, 0, api_name="/create_character")
-    assert name == "anna" and "dataset **anna** with 2 kept view(s), 0 rejected" in status
+    assert name == "anna" and "dataset 'anna' with 2 kept view(s) and 0 real photo(s), 0 rejected" in status
     assert [view["caption"].split(" ", 1)[0] for view in views] == ["1.", "2."]
 
     status, faces, views, grid = client.predict("anna", 2, api_name="/reject_character_view")
-    assert "with 1 kept view(s), 1 rejected" in status and views[1]["caption"].endswith("rejected") and grid is None
+    assert "with 1 kept view(s) and 0 real photo(s), 1 rejected" in status and grid is None
+    assert views[1]["caption"].endswith("rejected")
     assert len(faces) == 1, "the face crop of the one photo"
     for number, message in ((None, r"Type a view number \(1 to 2\)"), ("", "Type a view number"),
                             ("1.6", r"must be a whole number \(got '1.6'\)")):
@@ -40,9 +41,11 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
     group = two_faces(tmp_path, portrait)
     status, faces, views, grid, box = client.predict("anna", [handle_file(str(group))], "2",
                                                      api_name="/add_character_photos")
-    assert len(faces) == 2 and "with 1 kept view(s)" in status and "Not kept" not in status and box is None
+    assert len(faces) == 2 and "with 1 kept view(s) and 1 real photo(s)" in status and "Not kept" not in status
+    assert box is None
     status, faces, *_ = client.predict("anna", [handle_file(str(group))], "2", api_name="/add_character_photos")
-    assert len(faces) == 2 and "Not kept: two.png, refused by the dataset: duplicate of" in status
+    assert len(faces) == 2 and ("Not kept: two.png, refused by the dataset: duplicate of the real photo two.png "
+                                "(same file)") in status
 
     with pytest.raises(AppError, match="No face was found in bands.png"):
         client.predict("bea", "x", [handle_file(str(no_face))], model, 2, "", 0.5, -1.0, False, "", str(tiny_clip),
@@ -78,7 +81,7 @@ def test_the_status_keeps_the_identity_model_s_note_the_rejections_and_a_failed_
     with hub_online(monkeypatch, {CLIP_MODEL: FakeRepo.of_folder(tiny_clip)}, tmp_path / "hf-cache"):
         create_character(studio, request(tiny_model("sdxl"), "", portrait, views=2, threshold=1.0))
     status, _faces, views, _grid = characters.show(studio, "anna", None)  # what the picker's change shows
-    assert "with 0 kept view(s), 2 rejected" in status and "scored with CLIP instead" in status
+    assert "with 0 kept view(s) and 0 real photo(s), 2 rejected" in status and "scored with CLIP instead" in status
     assert [view[1] for view in views] == [f"{i}. {v['score']} rejected" for i, v in
                                            enumerate(find_character(studio, "anna", "local")["state"]["views"], 1)]
     update_character(studio, find_character(studio, "anna", "local"),

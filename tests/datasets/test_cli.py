@@ -152,3 +152,23 @@ def test_set_caption_and_remove_one_image(capsys, tmp_path):
     assert [(i["id"], i["caption"]) for i in shown["images"]] == [(first, "zorp on a desk")]
     code, _, err = cli(capsys, "dataset", "remove", "mugs", str(second), *data)
     assert code == 2 and err.startswith(f"error: Dataset 'mugs' has no image #{second}")
+
+
+def test_every_action_acts_on_the_datasets_of_the_user_given(capsys, tmp_path):
+    data = ["--data-dir", str(tmp_path / "data")]
+    photo = str(corpus.photo(tmp_path / "m.jpg", 120, size=(300, 200)))
+    assert cli(capsys, "dataset", "create", "mugs", "--trigger", "zorp", "--min-side", "100", f"--from={photo}",
+               "--user", "alice", *data)[0] == 0
+    assert cli(capsys, "dataset", "list", *data)[1].strip() == "no datasets yet", "the local user has none"
+    code, _, err = cli(capsys, "dataset", "show", "mugs", *data)
+    assert code == 2 and err.startswith("error: No dataset 'mugs'")
+    shown = json.loads(cli(capsys, "dataset", "show", "mugs", "--json", "--user", "alice", *data)[1])
+    [image] = [image["id"] for image in shown["images"]]
+    code, _, err = cli(capsys, "dataset", "set-caption", "mugs", str(image), "zorp mug", "--user", "alice", *data)
+    assert code == 0, err
+    assert cli(capsys, "dataset", "remove", "mugs", str(image), "--user", "alice", *data)[0] == 0
+    assert cli(capsys, "dataset", "add", "mugs", photo, "--user", "alice", *data)[0] == 0
+    code, _, err = cli(capsys, "dataset", "delete", "mugs", "--yes", *data)
+    assert code == 2 and err.startswith("error: No dataset 'mugs'")
+    assert cli(capsys, "dataset", "delete", "mugs", "--yes", "--user", "alice", *data)[0] == 0
+    assert cli(capsys, "dataset", "list", "--json", "--user", "alice", *data)[1].strip() == '{"datasets": []}'
