@@ -300,8 +300,9 @@ class JobRunner:
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
         self._closed = False
-        #: written into the rows of the jobs it runs (video jobs): a runner of an app opened again in this
-        #: process, or of a process that reuses the pid, is told apart from the one that ran them
+        #: the studio's, written into the rows of the work it holds (video jobs, queue jobs, characters being
+        #: made; see :func:`~masuka.store.holder_alive`): a studio opened again in this process, or a process that
+        #: reuses the pid, is told apart from the one that held them
         self.token = uuid.uuid4().hex
 
     def close(self) -> None:

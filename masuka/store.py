@@ -12,7 +12,6 @@ import json
 import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,8 +25,6 @@ UNFINISHED = ("queued", "running")
 QUEUE_UNFINISHED = ("queued", "running", "paused", "interrupted")  # a queue job's, until it is done
 MAX_ROW_ID = 2**63 - 1  # SQLite's largest integer
 ID_MARKS = "row_ids"  # table -> the highest id it ever gave (ids are never reused)
-#: this process, in rows it holds (with its pid): a pid alone is reused after a restart
-PROCESS_TOKEN = uuid.uuid4().hex
 
 #: table -> (columns, indexes). Adding a column here is a migration: older databases gain it at start-up.
 SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
@@ -113,7 +110,7 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
 }
 JSON_COLUMNS = frozenset({"loras", "params", "state", "result", "options", "metadata", "figures"})
 DEFAULTS = {"owner": LOCAL_USER, "stop_requested": 0}
-FTS = {"generations": ["prompt", "negative_prompt", "model"]}
+FTS = {"generations": ["prompt", "negative_prompt", "model"], "jobs": ["title", "model"]}  # History's search
 _ACCESS = "check that you may read and write it and its folder"
 _DAMAGED = "restore it from a backup, or move it aside to start with an empty one"
 #: SQLite's (primary) result codes of a database file that cannot be used at all -> what a person can do
@@ -269,8 +266,9 @@ class Store:
             yield
 
     def quote_fts(self, text: str) -> str:
-        """``text`` as a full-text search query that matches its words, whatever characters it holds."""
-        return self.db.quote_fts(text)
+        """``text`` as a full-text search query that matches rows holding a word that starts with each of its words
+        (``"word"*``), whatever characters it holds: FTS operators are plain words."""
+        return " ".join(f'"{word}"*' for word in text.replace('"', " ").split())  # a quote only separates words
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -382,9 +380,10 @@ def process_alive(pid: int | None) -> bool:
     return _alive(pid)
 
 
-def holder_alive(pid: int | None, token: str | None, own: str = PROCESS_TOKEN) -> bool:
-    """Whether the holder that wrote ``pid`` and ``token`` into a row still runs: this process (or, with ``own``,
-    a part of it with that token) or another live process."""
+def holder_alive(pid: int | None, token: str | None, own: str) -> bool:
+    """Whether the holder that wrote ``pid`` and ``token`` into a row still runs: the part of this process whose
+    token is ``own`` (a studio's, :attr:`~masuka.jobs.JobRunner.token`: one closed in this process, or a process
+    before a restart that reused the pid, is gone) or another live process."""
     return token == own or process_alive(pid)
 
 

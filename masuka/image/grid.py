@@ -113,13 +113,23 @@ def run_grid(studio: Studio, axes: list[Axis], cells: list[Cell], *, on_step: St
              on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None,
              allow_any_path: bool = False) -> GridResult:
     """Make every cell (each a history row), then the labelled grid image next to them. A ``stop`` raises
-    :class:`Cancelled` saying how many cells were made (they stay in History; no grid image is drawn)."""
+    :class:`Cancelled` saying how many cells were made (they stay in History; no grid image is drawn), or, before
+    the first cell's first step (the grid still waiting for the GPU), that it stopped before it started."""
     images: list[ImageResult] = []
+    stepped = threading.Event()
+
+    def step(index: int, at: int, total: int) -> None:
+        stepped.set()
+        if on_step:
+            on_step(index, at, total)
+
     for done, cell in enumerate(cells):
         try:
-            images.extend(generate_images(studio, cell.request, on_step=on_step, on_image=on_image, stop=stop,
+            images.extend(generate_images(studio, cell.request, on_step=step, on_image=on_image, stop=stop,
                                           allow_any_path=allow_any_path))
         except Cancelled as stopped:
+            if not stepped.is_set():
+                raise Cancelled(by=stopped.by, at="before it started") from None
             raise Cancelled("the cells made are kept in History", by=stopped.by,
                             at=f"after {done} of {len(cells)} cells") from None
     return GridResult(save_grid(studio, axes, cells, [Path(r.path) for r in images], images[0].id), images)

@@ -26,9 +26,17 @@ class QueueContext:
     studio: Studio
     job_id: int
     stop: threading.Event = field(default_factory=threading.Event)  # set mid-image when the job is cancelled
+    #: set when the worker stops (the app closes): the job ends at its next step, to be resumed as after a restart
+    closing: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        """The worker stops: end the job at its next step (or its wait for the GPU) without finishing it."""
+        self.closing.set()
+        self.stop.set()
 
     def check_stop(self) -> None:
-        """Between images: raise :class:`Cancelled` or :class:`Paused` when the user asked for it."""
+        """Between images: raise :class:`Cancelled` or :class:`Paused` when the user asked for it (or the worker
+        stops)."""
         control = self._control()
         if control == "cancel":
             raise Cancelled("the images already made are kept")
@@ -36,7 +44,8 @@ class QueueContext:
             raise Paused
 
     def stop_asked(self) -> bool:
-        """Whether the user asked to cancel or pause: the check a job makes while it waits for the GPU."""
+        """Whether the user asked to cancel or pause (or the worker stops): the check a job makes while it waits
+        for the GPU."""
         return self._control() in ("cancel", "pause")
 
     @contextmanager
@@ -65,5 +74,7 @@ class QueueContext:
         self.studio.store.update("queue", self.job_id, log=(row.get("log") or "") + message.rstrip() + "\n")
 
     def _control(self) -> str | None:
+        if self.closing.is_set():
+            return "cancel"
         row = self.studio.store.get("queue", self.job_id)
         return "cancel" if row is None else row["control"]

@@ -22,11 +22,11 @@ from typing import Any
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import ImageRequest, plan_request, seed_run
 from masuka.image.grid import Axis, Cell, plan_grid
-from masuka.image.prompts import expand_prompts, prompt_lines
+from masuka.image.prompts import Prompt, expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
 from masuka.image.upscale.request import UpscaleRequest, check_request
-from masuka.store import PROCESS_TOKEN, holder_alive, now, owner_clause, row_id
 from masuka.store import QUEUE_UNFINISHED as UNFINISHED
+from masuka.store import holder_alive, now, owner_clause, row_id
 from masuka.studio import Studio
 
 STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "interrupted")
@@ -41,12 +41,13 @@ LISTED = ("id", "owner", "task", "status", "title", "model", "done", "total", "e
 
 
 def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = None, random_picks: int = 0,
-                 allow_any_path: bool = False) -> list[int]:
+                 allow_any_path: bool = False, literal: bool = False) -> list[int]:
     """Queue text-to-image work: one job per prompt line (``prompts``, else ``request.prompt``).
 
     Each line expands (``{a|b}``, ``__wildcard__``) into every combination, or ``random_picks`` random picks;
-    every expansion makes ``request.batch`` images. Seeds run on from ``request.seed`` (random when unset)
-    across the job, so a resumed job remakes nothing and a repeated job repeats its images.
+    ``literal``: the prompt runs as it is, as Generate runs it (the Image tab's Add to queue). Every prompt makes
+    ``request.batch`` images. Seeds run on from ``request.seed`` (random when unset) across the job, so a resumed
+    job remakes nothing and a repeated job repeats its images.
     """
     _no_pictures(request)
     templates = prompt_lines(prompts) if prompts is not None else [request.prompt]
@@ -55,7 +56,8 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
     planned = []  # every line is checked before any is queued: a bad line queues none
     for template in templates:
         # random picks follow the seed too, so a job repeated with its seed repeats its prompts
-        expanded = expand_prompts(studio.config.wildcards_dir, [template], random_picks, seed_run(request.seed, 1))
+        expanded = [Prompt(template, request.template)] if literal else expand_prompts(
+            studio.config.wildcards_dir, [template], random_picks, seed_run(request.seed, 1))
         first = expanded[0].text if expanded else ""  # nothing to expand: refused as an empty prompt
         plan = plan_request(studio, replace(request, prompt=first), allow_any_path)
         items: list[dict[str, Any]] = [{"prompt": p.text, "template": p.template} for p in expanded
@@ -199,7 +201,7 @@ def control_job(studio: Studio, user: str, action: str, job_id: int | None = Non
 
 
 def claim(studio: Studio) -> dict | None:
-    """Take the next waiting job for this process's worker, or None when nothing waits."""
+    """Take the next waiting job for this studio's worker, or None when nothing waits."""
     store = studio.store
     with store.transaction():
         recover(studio)
@@ -211,7 +213,7 @@ def claim(studio: Studio) -> dict | None:
             "select owner, max(started_at) as last from queue group by owner")}
         taken = min(waiting, key=lambda row: served.get(row["owner"], ""))  # min keeps queue order on ties
         job = store.existing("queue", taken["id"])
-        fields = {"status": "running", "worker": PROCESS_TOKEN, "pid": os.getpid(), "started_at": now(),
+        fields = {"status": "running", "worker": studio.runner().token, "pid": os.getpid(), "started_at": now(),
                   "updated_at": now(), "control": None, "error": None, "finished_at": None}
         store.update("queue", job["id"], **fields)
         # attempts a dead worker left unfinished made no image: the job remakes them
@@ -219,11 +221,13 @@ def claim(studio: Studio) -> dict | None:
     return {**job, **fields}
 
 
-def recover(studio: Studio) -> list[int]:
-    """Rows ``running`` under a worker that is gone become ``interrupted`` (and are claimed again); one that was
-    told to cancel or pause meanwhile is cancelled or paused, as its owner was told it would be."""
+def recover(studio: Studio, closing: bool = False) -> list[int]:
+    """Rows ``running`` under a worker that is gone (another process, or a studio closed in this one; ``closing``:
+    this studio's worker too, which has stopped) become ``interrupted`` (and are claimed again); one that was told
+    to cancel or pause meanwhile is cancelled or paused, as its owner was told it would be."""
+    token = studio.runner().token
     stale = [row for row in studio.store.find("queue", "status = 'running'")
-             if not holder_alive(row["pid"], row["worker"])]
+             if (closing and row["worker"] == token) or not holder_alive(row["pid"], row["worker"], token)]
     for row in stale:
         if row["control"] == "cancel":
             finish(studio, row["id"], "cancelled")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from masuka.errors import Cancelled, MasukaError
 from masuka.queue.context import Paused, QueueContext
-from masuka.queue.jobs import claim, finish
+from masuka.queue.jobs import claim, finish, recover
 from masuka.queue.tasks import TASKS
 from masuka.studio import Studio
 
@@ -24,9 +24,11 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0
 
 
-def run_job(studio: Studio, job: dict) -> str:
-    """Run a claimed job's task to its end and record the outcome; returns the final status."""
-    ctx = QueueContext(studio, job["id"])
+def run_job(studio: Studio, job: dict, ctx: QueueContext | None = None) -> str:
+    """Run a claimed job's task to its end and record the outcome; returns the final status. A job its worker
+    stopped (:meth:`QueueContext.close`) stays ``running`` for :meth:`QueueWorker.stop` to leave as a restart
+    would find it (``interrupted``)."""
+    ctx = ctx or QueueContext(studio, job["id"])
     try:
         TASKS[job["task"]](studio, job, ctx)
     except Paused:
@@ -41,6 +43,8 @@ def run_job(studio: Studio, job: dict) -> str:
         status, error = "failed", f"{type(failure).__name__}: {failure}"
     else:
         status, error = "completed", None
+    if ctx.closing.is_set() and status != "completed":
+        return "interrupted"
     finish(studio, job["id"], status, error)
     return status
 
@@ -64,6 +68,8 @@ class QueueWorker:
         self.poll_s = poll_s
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._working: list[QueueContext] = []  # the jobs being run, one per busy thread
+        self._lock = threading.Lock()
 
     def start(self) -> "QueueWorker":
         for slot in range(self.studio.config.gpu_concurrency):
@@ -73,18 +79,39 @@ class QueueWorker:
         return self
 
     def stop(self) -> None:
-        """Claim nothing more; a job being worked finishes its current image first."""
-        self._stopping.set()
+        """Claim nothing more and end the jobs being run at their next step (or their wait for the GPU); once the
+        threads are done, those jobs are ``interrupted``, as a restart finds them: the next worker resumes them
+        from their finished images. Call it before the studio closes."""
+        with self._lock:
+            self._stopping.set()
+            for ctx in self._working:
+                ctx.close()
+        for thread in self._threads:
+            thread.join()
+        with self.studio.store.transaction():
+            recover(self.studio, closing=True)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 job = claim(self.studio)
                 if job is not None:
-                    run_job(self.studio, job)
+                    self._run(job)
                     continue
             except sqlite3.ProgrammingError:  # the studio was closed: the app is shutting down
                 return
             except Exception:  # the database busy for a moment: log, wait, try again
                 log.exception("the queue worker could not claim a job")
             self._stopping.wait(self.poll_s)
+
+    def _run(self, job: dict) -> None:
+        ctx = QueueContext(self.studio, job["id"])
+        with self._lock:
+            self._working.append(ctx)
+            if self._stopping.is_set():  # claimed as the worker stopped
+                ctx.close()
+        try:
+            run_job(self.studio, job, ctx)
+        finally:
+            with self._lock:
+                self._working.remove(ctx)

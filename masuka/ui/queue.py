@@ -163,8 +163,9 @@ def queue_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
 @friendly
 def queue_image_form(studio: Studio, request: gr.Request, references: list | None, *values) -> dict:
     """The Image tab's "Add to queue" (:data:`IMAGE_TAB_FORM`): the job its Generate would run in the mode shown,
-    built by the same code, or in Edit mode the edit of ``references``; the queue refuses control and reference
-    images, which it does not keep. The request comes before the values, as in ``check_form``."""
+    built by the same code, or in Edit mode the edit of ``references``, its prompt as it is (``{a|b}`` and
+    ``__wildcards__`` expand in prompt batches only); the queue refuses control and reference images, which it
+    does not keep. The request comes before the values, as in ``check_form``."""
     owner = user_of(request)
     form = dict(zip(GENERATE_FIELDS, values))
     if form["mode"] == EDIT:
@@ -172,7 +173,7 @@ def queue_image_form(studio: Studio, request: gr.Request, references: list | Non
                              form["guidance"], form["seed"], form["batch"], form["loras"], owner)
     else:
         image = image_request(owner, *values)
-    return {"jobs": queue_images(studio, image)}
+    return {"jobs": queue_images(studio, image, literal=True)}
 
 
 @friendly

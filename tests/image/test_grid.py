@@ -103,6 +103,34 @@ def test_the_grid_tab_keeps_the_sampler_and_its_stop_ends_the_grid(studio, tiny_
     assert studio.store.count("generations", "status = 'completed'") == 4
 
 
+def test_a_stop_while_the_grid_waits_for_the_gpu_says_it_stopped_before_it_started(studio, tiny_model):
+    """A Stop while the grid waits for the GPU another job holds ends it before any cell, in the words of a Stop
+    in the queue (not "after 0 of N cells"); nothing is made."""
+    import threading
+    import time
+
+    request = gr.Request(session_hash="grid-waits")
+    outcome: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            grid.make_grid(studio, prompt="a fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
+                           x="seed=1,2", request=request, progress=lambda *_a, **_k: None)
+        except gr.Error as error:
+            outcome.append(error)
+
+    with studio.hold_gpu("image generation for bob", "bob"):
+        thread = threading.Thread(target=make)
+        thread.start()
+        deadline = time.monotonic() + 300
+        while not studio.gpu.interactive_waiting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stop_work(studio, grid.TAB, "step", request) == "Stopping after the current step…"
+        thread.join()
+    assert [error.message for error in outcome] == ["Stopped by the user before it started."]
+    assert studio.store.count("generations") == 0
+
+
 def test_a_stop_after_the_grid_has_ended_shows_nothing(studio, tiny_model):
     """The grid's stop flag lives as long as the grid: a Stop after it shows nothing and no flag is left behind."""
     request = gr.Request(session_hash="grid-done")

@@ -346,17 +346,59 @@ def test_a_cancel_or_pause_told_to_a_job_whose_worker_died_holds(studio, tiny_mo
                    [parse_axis("steps=1,2")])
 
 
-def test_a_running_job_is_told_dead_by_its_holder_not_its_pid_alone(studio, tiny_model):
-    """A row running under this pid but another token (a process before a restart that reused the pid) is
-    interrupted; one this process holds, or another live process, keeps running."""
-    from masuka.store import PROCESS_TOKEN
+def test_a_running_job_is_told_dead_by_its_holder_not_its_pid_alone(config, tiny_model):
+    """A row running under this pid but another token (a process before a restart that reused the pid, or a studio
+    closed in this process) is interrupted; one this studio holds, or another live process, keeps running."""
+    closed = Studio.open(config)
+    closed_token = closed.runner().token
+    closed.close()
+    studio = Studio.open(config)  # an app launched again in the same process (a notebook re-running its cell)
+    try:
+        reused, gone, mine, other = queue_images(studio, request(tiny_model("flux")), "a fox\na cat\nan owl\na bee")
+        for job_id, worker, pid in ((reused, "before-restart", os.getpid()), (gone, closed_token, os.getpid()),
+                                    (mine, studio.runner().token, os.getpid()), (other, "parent", os.getppid())):
+            studio.store.update("queue", job_id, status="running", worker=worker, pid=pid)
+        statuses = {job["id"]: job["status"] for job in list_jobs(studio, "local")}
+    finally:
+        studio.close()
+    assert [statuses[job] for job in (reused, gone, mine, other)] == ["interrupted", "interrupted", "running",
+                                                                      "running"]
 
-    reused, mine, other = queue_images(studio, request(tiny_model("flux")), "a fox\na cat\nan owl")
-    for job_id, worker, pid in ((reused, "before-restart", os.getpid()), (mine, PROCESS_TOKEN, os.getpid()),
-                                (other, "parent", os.getppid())):
-        studio.store.update("queue", job_id, status="running", worker=worker, pid=pid)
-    statuses = {job["id"]: job["status"] for job in list_jobs(studio, "local")}
-    assert (statuses[reused], statuses[mine], statuses[other]) == ("interrupted", "running", "running")
+
+def test_a_job_running_when_the_app_closes_resumes_when_it_is_launched_again_in_this_process(tmp_path, tiny_model):
+    """``Running.close()`` stops the queue worker: its job is left ``interrupted`` (as a restart finds it), and an
+    app launched again in the same process resumes it from its finished images, each image made once."""
+    from masuka.server import launch
+    from tests.conftest import free_port
+
+    config = Config.from_env(data_dir=tmp_path / "data", auth="")
+    first = launch(config, port=free_port(), block=False)
+    try:
+        (job_id,) = queue_images(first.studio, request(tiny_model("flux"), steps=8, batch=4),
+                                 "a {red|green|blue} fox")  # 12 images
+        deadline = time.monotonic() + 300
+        while list_jobs(first.studio, "local")[0]["done"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        first.close()
+    store = Store(config.db_path)
+    try:
+        left = store.existing("queue", job_id)
+        kept = {row["id"] for row in completed_rows(store)}
+    finally:
+        store.close()
+    assert left["status"] == "interrupted" and 1 <= left["done"] < left["total"] == 12, left
+    second = launch(config, port=free_port(), block=False)
+    try:
+        deadline = time.monotonic() + 600
+        while (job := list_jobs(second.studio, "local")[0])["status"] != "completed" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rows = completed_rows(second.studio.store)
+    finally:
+        second.close()
+    assert job["status"] == "completed", job
+    assert sorted(row["params"]["queue_item"] for row in rows) == list(range(12)), "each image made once"
+    assert kept <= {row["id"] for row in rows}, "the images made before the close are kept"
 
 
 def test_a_prompt_batch_with_a_bad_line_queues_nothing(studio, tiny_model):

@@ -152,6 +152,22 @@ def test_add_to_queue_sends_what_generate_takes(studio):
     assert queued.inputs[1:] == [mode if isinstance(c, gr.State) else c for c in generate.inputs]
 
 
+def test_add_to_queue_queues_the_prompt_as_generate_runs_it_and_a_batch_expands(studio, tiny_model):
+    """The Image tab's Add to queue keeps ``{a|b}``, ``__name__`` and spacing as Generate runs them (one job, one
+    prompt); the Queue tab's prompt batch with the same prompt expands it."""
+    model = str(tiny_model("flux"))
+    (studio.config.wildcards_dir / "animal.txt").parent.mkdir(parents=True, exist_ok=True)
+    (studio.config.wildcards_dir / "animal.txt").write_text("cat\nowl\n")
+    prompt = "a  {red|blue} __animal__"
+    (literal,) = queue.queue_image_form(studio, None, None, *image_tab_form(model=model, prompt=prompt, batch=2))[
+        "jobs"]
+    assert [item["prompt"] for item in studio.store.get("queue", literal)["params"]["items"]] == [prompt] * 2
+    form = ["a blue lake", model, "", 1, 1.0, 64, 64, 2, 1, [], "auto", False, 0.0]  # queue.FORM
+    (batch,) = queue.queue_form(studio, *form, prompt, 0, False, False, False, 0.4)["jobs"]
+    assert sorted(item["prompt"] for item in studio.store.get("queue", batch)["params"]["items"]) == [
+        "a blue cat", "a blue owl", "a red cat", "a red owl"]
+
+
 def test_add_to_queue_queues_the_mode_shown(studio, tiny_model, tmp_path):
     """What is queued is what Generate would run: Text ignores a starting image left behind; Inpaint/Outpaint
     queues the canvas's picture with the painted mask or the padding; Edit queues its images; Image without a
