@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
                                    f"{'  gated' if r['gated'] else ''}" for r in rows))
     elif args.action == "download":
         job_id = start_download(studio, LOCAL_USER, args.model)
+        if job_id is None:
+            emit(args, {"model": args.model, "downloaded": True}, f"{args.model} is already downloaded.")
+            return 0
         try:
             while (row := studio.runner().wait(job_id, timeout=2))["status"] in ("queued", "running"):
                 progress_line(args, f"{row['model']}: {100 * (row['progress'] or 0):.1f}%")

@@ -125,6 +125,8 @@ def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
         return "encrypted zip entry: unzip it yourself and add the files"
     if info.file_size > MAX_ENTRY_BYTES:
         return f"too big inside the zip ({info.file_size / 2**20:.0f} MB, limit {MAX_ENTRY_BYTES // 2**20} MB)"
+    if name.lower().endswith(".zip"):
+        return "a zip inside a zip is not opened: add it separately"
     return None
 
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.history.queries import HistoryFilter, history_choices, history_query, history_stats
+from masuka.store import is_id_text, row_id
 from masuka.studio import Studio
 
 TABLES = {"g": "generations", "j": "jobs"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 MAX_PER_PAGE = 500
 MAX_PAGE = 10**9  # any page's offset stays a SQLite integer
+GONE = "History entry {!r} does not exist (or is not yours)."
 
 
 @dataclass
@@ -69,7 +71,7 @@ def entry(studio: Studio, user: str, admin: bool, key: str) -> dict:
     table, row_id = parse_key(key)
     row = studio.store.get(table, row_id)
     if row is None or not (admin or row["owner"] == user):
-        raise NotFound(f"History entry {key!r} does not exist (or is not yours).")
+        raise NotFound(GONE.format(key))
     row["key"], row["table"] = key, table
     row["file"], row["file_status"] = file_status(studio, row.get("output_path"))
     if table == "jobs":
@@ -84,10 +86,15 @@ def generation_params(studio: Studio, generation_id: int) -> dict:
 
 
 def parse_key(key: str) -> tuple[str, int]:
+    """``g<id>`` or ``j<id>`` as (table, id): ASCII digits after the letter, else :class:`InvalidInput`; a number
+    no row can have (0, past SQLite's integers) is an entry that does not exist (:class:`NotFound`)."""
     key = (key or "").strip()
-    if len(key) < 2 or key[0] not in TABLES or not key[1:].isdigit():
+    if len(key) < 2 or key[0] not in TABLES or not is_id_text(key[1:]):
         raise InvalidInput(f"{key!r} is not a history entry (expected g<number> or j<number>).")
-    return TABLES[key[0]], int(key[1:])
+    number = row_id(key[1:])
+    if number is None:
+        raise NotFound(GONE.format(key))
+    return TABLES[key[0]], number
 
 
 def file_status(studio: Studio, stored: str | None) -> tuple[Path | None, str]:

@@ -116,16 +116,7 @@ def _history_where(store: Store, table: str, where: HistoryFilter) -> tuple[str,
     text = (where.text or "").replace("\0", "").strip()  # SQLite ends a text at a NUL
     query = store.quote_fts(text)
     if query:  # quotes alone ('"') leave nothing to search for: no text filter
-        if table == "generations":
-            conditions.append("id in (select rowid from generations_fts where generations_fts match ?)")
-            args.append(query)
-        else:  # as the full-text search: every word, plain text (no LIKE wildcards)
-            for word in text.split():
-                conditions.append("(title like ? escape '\\' or model like ? escape '\\')")
-                args.extend([f"%{_like_escaped(word)}%"] * 2)
+        # one rule for both tables: a word of the prompt (a job's title) or model starts with each searched word
+        conditions.append(f"id in (select rowid from {table}_fts where {table}_fts match ?)")
+        args.append(query)
     return " and ".join(conditions) or "1 = 1", args
-
-
-def _like_escaped(text: str) -> str:
-    """``text`` matched as it is by ``like ? escape '\\'``."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -125,9 +125,9 @@ def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: 
     with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
         try:
             path = hf_hub_download(repo, filename, local_dir=tmp, endpoint=hub_endpoint(),
-                                   token=studio.keys.get(HUGGINGFACE))
+                                   token=studio.keys.optional(HUGGINGFACE))
         except Exception as error:  # gated, missing, offline: one message naming the repo
-            raise download_error(repo, error, bool(studio.keys.get(HUGGINGFACE)), again,
+            raise download_error(repo, error, bool(studio.keys.optional(HUGGINGFACE)), again,
                                  admin=studio.config.is_admin(owner)) from error
         return import_lora_file(studio, owner, path, title, "huggingface")
 

@@ -16,6 +16,7 @@ from masuka.studio import Studio
 from masuka.users import user_folder_name
 
 TAKEN = "You already have a LoRA named {!r}: choose another name."
+SHARED = "A shared LoRA is named {!r} (the LoRA library offers it to everyone): choose another name."
 
 MAX_NAME_CHARS, MAX_NAME_BYTES = 100, 200  # in UTF-8, for names of LoRA files
 NAME_CHARS = re.compile(r"[\w.\-]+")
@@ -92,13 +93,15 @@ def check_name_length(name: str) -> None:
 
 
 def check_lora_name(studio: Studio, owner: str, name: str) -> None:
-    """Refuse (:class:`InvalidInput`) a name chosen for a new LoRA that ``owner`` already has."""
-    if _taken(studio, owner, name):
-        raise InvalidInput(TAKEN.format(name))
+    """Refuse (:class:`InvalidInput`) a name chosen for a new LoRA that ``owner`` is offered already: one of theirs
+    or a shared one."""
+    row = _taken(studio, owner, name)
+    if row is not None:
+        raise InvalidInput((TAKEN if row["owner"] == owner else SHARED).format(name))
 
 
 def free_lora_name(studio: Studio, owner: str, name: str, folder: Path) -> str:
-    """``name``, else ``name-2``, ``name-3``…: the first that no LoRA of ``owner``'s has, for a file to be written
+    """``name``, else ``name-2``, ``name-3``…: the first that no LoRA offered to ``owner`` has, for a file to be written
     as ``<folder>/<name>.safetensors`` (a file written there again keeps its name)."""
     candidate, number = name, 1
     while _taken(studio, owner, candidate, folder / f"{candidate}.safetensors"):
@@ -107,10 +110,12 @@ def free_lora_name(studio: Studio, owner: str, name: str, folder: Path) -> str:
     return candidate
 
 
-def _taken(studio: Studio, owner: str, name: str, path: Path | None = None) -> bool:
-    """Whether a file of ``owner``'s (other than ``path``) is still in the library as ``name``."""
-    other = [row for row in _named(studio, owner, name) if path is None or row["path"] != studio.config.relative(path)]
-    return any(studio.config.absolute(row["path"]).exists() for row in other)
+def _taken(studio: Studio, owner: str, name: str, path: Path | None = None) -> dict | None:
+    """The library row offered to ``owner`` as ``name`` (theirs or a shared one, other than ``path``) whose file is
+    still there, if any."""
+    rows = studio.store.find("loras", "owner in (?, ?) and name = ?", [owner, LOCAL_USER, name])
+    return next((row for row in rows if (path is None or row["path"] != studio.config.relative(path))
+                 and studio.config.absolute(row["path"]).exists()), None)
 
 
 def _named(studio: Studio, owner: str, name: str) -> list[dict]:
@@ -129,14 +134,19 @@ def list_loras(studio: Studio, owner: str, admin: bool = False, every_owner: boo
     """LoRAs this user may use (their own and the shared ones, as generation finds them by name; an admin too),
     or with ``every_owner`` everyone's (an admin's view of the library): recorded ones plus valid files dropped
     into the library folder (registered when an admin or the single user looks) and files of the user's own
-    folder that no row lists (an import killed between its file and its row)."""
+    folder that no row lists (an import killed between its file and its row). A name is offered once: a shared
+    LoRA named like one of the user's own (dropped after the import) is left out, as the name calls the user's."""
     if admin or not studio.config.multi_user:
         find_new_loras(studio, owner)
     else:
         _adopt(studio, owner)
     where, args = (None, []) if every_owner else ("owner in (?, ?)", [owner, LOCAL_USER])
-    return [r for r in studio.store.find("loras", where, args, order_by="name")
+    rows = [r for r in studio.store.find("loras", where, args, order_by="name")
             if studio.config.absolute(r["path"]).exists()]
+    if every_owner:
+        return rows
+    own = {r["name"] for r in rows if r["owner"] == owner}
+    return [r for r in rows if r["owner"] == owner or r["name"] not in own]
 
 
 def find_new_loras(studio: Studio, owner: str) -> None:
@@ -174,17 +184,25 @@ def may_delete(row: dict, user: str, admin: bool) -> bool:
     return (admin or row["owner"] == user) and not row["job_id"]
 
 
-def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
-    """Delete a LoRA (by id or name: the user's own, any owner's for an admin) with its file; returns its row.
-
-    A training run's LoRA goes with its run (History), and a LoRA that unfinished work uses stays until that work is
-    done: both are refused (:class:`InvalidInput`)."""
+def deletable_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
+    """The library row of the LoRA ``ref`` (id or name: the user's own, any owner's for an admin) if ``user`` may
+    delete it, else :class:`~masuka.errors.NotFound` or, for a training run's LoRA (it goes with its run),
+    :class:`InvalidInput`."""
     # a file of the user's with no row (an import killed half-way) can be deleted by name
     _adopt(studio, user)
     row = find_named(studio.store, "loras", ref, user, admin, "LoRA", "Models → LoRAs lists yours")
     if not may_delete(row, user, admin):
         raise InvalidInput(f"LoRA {row['name']!r} belongs to training run j{row['job_id']}: delete the run in History "
                            "(its LoRAs go with it).")
+    return row
+
+
+def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
+    """Delete a LoRA (by id or name: the user's own, any owner's for an admin) with its file; returns its row.
+
+    A training run's LoRA goes with its run (History), and a LoRA that unfinished work uses stays until that work is
+    done: both are refused (:class:`InvalidInput`)."""
+    row = deletable_lora(studio, ref, user, admin)
     path = studio.config.absolute(row["path"])
     with while_unused(studio, [(f"LoRA {row['name']!r}", path, [(row["name"], row["owner"])])]):
         path.unlink(missing_ok=True)

@@ -53,9 +53,12 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+OFFLINE = "offline: HF_HUB_OFFLINE is set"  # why the Hub cannot be reached, when that is why
+
+
 def not_downloaded(what: str, remedy: str) -> ModelUnavailable:
     """``what`` is not in the cache and the Hub cannot be reached (why, when known): ``remedy`` says what to do."""
-    why = "offline: HF_HUB_OFFLINE is set" if hub_offline() else "check the network"
+    why = OFFLINE if hub_offline() else "check the network"
     return ModelUnavailable(f"{what} is not downloaded and the Hugging Face Hub ({hub_endpoint()}) cannot be reached "
                             f"({why}): {remedy}.")
 

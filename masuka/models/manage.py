@@ -29,6 +29,7 @@ from masuka.holds import Holds
 from masuka.jobs import JobContext, JobRow, Progress, Watch
 from masuka.models.catalog import CATALOG_PATH, REPO_ID, catalog, json_object
 from masuka.models.hub import (
+    OFFLINE,
     cached_file,
     hub_cache_dir,
     hub_offline,
@@ -167,10 +168,18 @@ def resolve_repo(model: str) -> str:
 
 
 def start_download(studio: Studio, owner: str, model: str, without: Sequence[str] = (), file: str = "",
-                   revision: str = "main") -> int:
+                   revision: str = "main") -> int | None:
     """Queue the download of ``model`` (the weights of the components in ``without`` left out), or of its one
-    ``file`` at ``revision`` when given, as a job; returns the job id."""
+    ``file`` at ``revision`` when given, as a job; returns the job id, or None when the cache already holds the
+    whole model (nothing to fetch, no job: offline too)."""
     repo = resolve_repo(model)
+    if not file and repo_complete(repo, without):
+        return None
+    return _queue_download(studio, owner, repo, without, file, revision)
+
+
+def _queue_download(studio: Studio, owner: str, repo: str, without: Sequence[str], file: str, revision: str) -> int:
+    """Create the download job of ``repo`` (or its ``file``) and hand it to the queue; returns its id."""
     params = _job_params(repo, without, file, revision)
     job_id = jobs.create(studio.store, "download", owner, title=f"Download {_label(repo, params)}", model=repo,
                          params=params)
@@ -242,7 +251,7 @@ def _join_or_start(studio: Studio, owner: str, repo: str, watch: Watch | None, w
         watch(Progress(fraction=0.0, message=f"Downloading {label}…"))
     while True:
         running = [row for row in unfinished_downloads(studio, repo) if _serves(row.params, wanted)]
-        job_id = running[0].id if running else start_download(studio, owner, repo, without, file, revision)
+        job_id = running[0].id if running else _queue_download(studio, owner, repo, without, file, revision)
         while not (row := studio.runner().wait(job_id, timeout=PROGRESS_EVERY_S)).finished:
             if watch:
                 watch(Progress(fraction=row.progress or 0.0, message=download_line(row)))
@@ -338,11 +347,9 @@ def download(studio: Studio, ctx: JobContext, repo: str, without: Sequence[str] 
     snapshot folder, or the file."""
     from huggingface_hub import snapshot_download
 
-    if hub_offline():
-        raise ModelUnavailable("Downloads are off: HF_HUB_OFFLINE is set. Unset it to download models.")
-    if not hub_reachable():
+    if not hub_reachable():  # HF_HUB_OFFLINE set included
         raise hub_unreachable(_DOWNLOAD_AGAIN.format(repo))
-    token = studio.keys.get(HUGGINGFACE)
+    token = studio.keys.optional(HUGGINGFACE)
     cache = hub_cache_dir()
     remove_stale_parts(studio, ctx.job_id, repo, cache)
     try:
@@ -463,7 +470,11 @@ _DOWNLOAD_AGAIN = "start the download of {} again (the finished files are kept)"
 
 
 def hub_unreachable(again: str) -> ModelUnavailable:
-    """The Hub cannot be reached: check the network, then ``again`` (what to do once it answers)."""
+    """The Hub cannot be reached: unset ``HF_HUB_OFFLINE`` when that is why, else check the network, then ``again``
+    (what to do once it answers)."""
+    if hub_offline():
+        return ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached ({OFFLINE}): unset it "
+                                f"and {again}.")
     return ModelUnavailable(f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached: check the network and "
                             f"{again}.")
 

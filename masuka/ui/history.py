@@ -3,7 +3,9 @@ dashboard."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from dataclasses import dataclass
 
 import gradio as gr
@@ -20,6 +22,8 @@ COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title"
 DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
 CONFIRM = "Yes, delete the entry and its file"
 RUN_CONFIRM = "Yes, delete the run with its folder and LoRA"  # a training run's folder holds its library LoRA
+KEY_SEPARATORS = re.compile(r"[,;\s]+")  # between the keys typed into the export selection
+MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$])")  # what Markdown (and its links, tables, maths) reads
 
 
 @dataclass
@@ -135,7 +139,7 @@ def _browse() -> BrowseTab:
                 delete = gr.Button("Delete…", variant="stop")
             confirm = gr.Button(CONFIRM, variant="stop", visible=False)
         with gr.Column(scale=3):
-            detail = gr.Markdown(label="Summary")
+            detail = gr.Markdown(label="Summary", latex_delimiters=[])  # a prompt's "$$" is no formula
             parameters = gr.JSON(label="Every parameter")
     with gr.Accordion("Export a selection", open=False):
         selection = gr.Textbox(label="Entries to export", placeholder="g12, g13, j4")
@@ -231,19 +235,17 @@ def remove(studio: Studio, key: str, request: gr.Request = None):
 @friendly
 def export_selection(studio: Studio, selected: str, request: gr.Request = None):
     """A zip of the selected entries' files with metadata.jsonl."""
-    keys = [k.strip() for k in (selected or "").replace(";", ",").split(",") if k.strip()]
-    return str(export_zip(studio, user_of(request), is_admin(studio, request), keys))
+    return str(export_zip(studio, user_of(request), is_admin(studio, request), _keys(selected)))
 
 
 def add_key(selected: str, key: str):
     """The export selection with the shown entry added (once)."""
-    keys = [k.strip() for k in (selected or "").split(",") if k.strip()]
-    return ", ".join(dict.fromkeys([*keys, key.strip()] if key and key.strip() else keys))
+    return ", ".join(dict.fromkeys(_keys(selected) + _keys(key)))
 
 
 def add_keys(selected: str, rows):
     """The export selection with every entry of the page's table added (once)."""
-    keys = [k.strip() for k in (selected or "").split(",") if k.strip()]
+    keys = _keys(selected)
     page_keys = [str(r[0]) for r in (rows.values.tolist() if hasattr(rows, "values") else rows or []) if r]
     return ", ".join(dict.fromkeys(keys + page_keys))
 
@@ -305,13 +307,24 @@ def history_reuse(studio: Studio, key: str, request: gr.Request = None) -> dict:
     return {"kind": kind, "fields": fields}
 
 
+def _keys(text: str | None) -> list[str]:
+    """The entry keys typed into the export selection, separated by commas, semicolons or white space."""
+    return [key for key in KEY_SEPARATORS.split(text or "") if key]
+
+
+def _verbatim(text: object) -> str:
+    """``text`` as Markdown that shows it as it is (no emphasis, headings, links, HTML), line breaks kept."""
+    return MARKDOWN_SIGNS.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", "  \n")
+
+
 def _describe(row: dict) -> str:
     """A readable summary: what, when, how long, how much, and what went wrong."""
     lines = [f"### {row['key']} · {row.get('kind')} · {row.get('status')}",
-             f"**Owner** {row.get('owner')} · **model** {row.get('model') or '—'}"
+             f"**Owner** {_verbatim(row.get('owner'))} · **model** {_verbatim(row.get('model') or '—')}"
              + (f" · **provider** {row['provider']}" if row.get("provider") else "")]
     if row.get("prompt") or row.get("title"):
-        lines.append(f"**{'Prompt' if row.get('prompt') else 'Title'}:** {row.get('prompt') or row.get('title')}")
+        lines.append(f"**{'Prompt' if row.get('prompt') else 'Title'}:** "
+                     f"{_verbatim(row.get('prompt') or row.get('title'))}")
     timing = [f"created {row.get('created_at')}"]
     if row.get("started_at"):
         timing.append(f"started {row['started_at']}")
@@ -325,7 +338,7 @@ def _describe(row: dict) -> str:
     if row["file_status"] not in ("ok", "none"):
         lines.append(f"**File {row['file_status']}:** {row.get('output_path')}")
     if row.get("error"):
-        lines.append(f"**Error:** {row['error']}")
+        lines.append(f"**Error:** {_verbatim(row['error'])}")
     if row.get("metrics"):
         last = row["metrics"][-1]
         lines.append(f"**Last metrics:** step {last.get('step')}, loss {last.get('loss')}")

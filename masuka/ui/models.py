@@ -7,7 +7,7 @@ import gradio as gr
 
 from masuka.errors import InvalidInput
 from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
-from masuka.loras.library import delete_lora, list_loras, may_delete
+from masuka.loras.library import deletable_lora, delete_lora, list_loras, may_delete
 from masuka.models.manage import (
     bench_results,
     delete_model,
@@ -101,9 +101,13 @@ def _loras(ctx: UIContext) -> None:
             import_civitai.click(bind(lora_from_civitai, studio), [version, name], outputs,
                                  api_name="import_lora_civitai", **refused_here)):
         event.success(bind(deletable_view, studio), None, doomed, **private)
-    delete.click(lambda: gr.Button(visible=True), None, confirm, **private)
-    confirm.click(bind(remove_lora, studio), doomed, [imported, confirm], api_name="delete_lora",
-                  **refused_here).success(library, None, [loras_table, doomed], **private)
+    # the confirmation names the LoRA it deletes: it goes when the choice changes or the deletion is refused
+    delete.click(bind(confirm_lora_deletion, studio), doomed, confirm, **private, **refused_here)
+    doomed.change(hide, None, confirm, queue=False, show_progress="hidden", **private)
+    deleting = confirm.click(bind(remove_lora, studio), doomed, [imported, confirm], api_name="delete_lora",
+                             **refused_here)
+    deleting.success(library, None, [loras_table, doomed], **private)
+    deleting.failure(hide, None, confirm, queue=False, show_progress="hidden", **private)
     ctx.picker(library, [loras_table, doomed])  # a LoRA trained meanwhile shows when the tab opens
 
 
@@ -126,6 +130,8 @@ def jobs_view(studio: Studio, request: gr.Request):
 def download_model(studio: Studio, model: str, request: gr.Request, progress=gr.Progress()):
     """Download a model into the Hugging Face cache as a job, with its progress."""
     job_id = start_download(studio, user_of(request), model)
+    if job_id is None:
+        return f"{model} is already downloaded: nothing to fetch.", *catalog_view()
     progress(0, desc="Queued")
     while True:
         row = studio.runner().wait(job_id, timeout=POLL_S)
@@ -189,11 +195,26 @@ def _library_table(rows: list[dict]) -> list[list]:
              round((r["size_bytes"] or 0) / 2**20, 1), r["owner"]] for r in rows]
 
 
+def hide() -> gr.Button:
+    """The deletion's confirmation button, hidden."""
+    return gr.Button(visible=False)
+
+
+@friendly
+def confirm_lora_deletion(studio: Studio, lora: str, request: gr.Request):
+    """The confirmation button, naming the chosen LoRA, once it is one the user may delete."""
+    if not (lora or "").strip():
+        raise InvalidInput("Choose the LoRA to delete first.")
+    row = deletable_lora(studio, lora.strip(), user_of(request), is_admin(studio, request))
+    owner = "" if row["owner"] == user_of(request) else f" ({row['owner']}'s)"
+    return gr.Button(f"Yes, delete LoRA {row['name']}{owner} and its file", visible=True)
+
+
 @friendly
 def remove_lora(studio: Studio, lora: str, request: gr.Request):
     """Delete a LoRA (id or name; the user's own, any for an admin) and its file (after the confirmation click)."""
     row = delete_lora(studio, lora, user_of(request), is_admin(studio, request))
-    return f"Deleted LoRA **{row['name']}** and its file.", gr.Button(visible=False)
+    return f"Deleted LoRA **{row['name']}** and its file.", hide()
 
 
 def imported_message(row: dict) -> str:

@@ -305,3 +305,19 @@ def test_deleting_the_dataset_while_images_are_added_keeps_no_row_and_no_file(st
         add_images(studio, dataset["id"], LOCAL_USER, files, on_progress=user_deletes_the_dataset, threads=2)
     assert studio.store.count("dataset_images") == 0 and studio.store.count("datasets") == 0
     assert not dataset_dir(studio, dataset["id"]).exists()
+
+
+def test_a_zip_inside_a_zip_is_refused_as_such_not_as_an_unreadable_image(studio, make_dataset, tmp_path):
+    """A nested zip was refused as "not an image (or a format MASUKA cannot read)"."""
+    import zipfile
+
+    good = corpus.photo(tmp_path / "good.jpg", 22, quality=90)
+    with zipfile.ZipFile(tmp_path / "inner.zip", "w") as inner:
+        inner.write(good, "good.jpg")
+    with zipfile.ZipFile(tmp_path / "outer.zip", "w") as outer:
+        outer.write(good, "photos/good.jpg")
+        outer.write(tmp_path / "inner.zip", "more/INNER.ZIP")
+    report = add_images(studio, make_dataset()["id"], LOCAL_USER, [tmp_path / "outer.zip"])
+    assert [a["file"] for a in report.added] == ["outer.zip/photos/good.jpg"]
+    assert [(r.file, r.reason) for r in report.rejected] == [
+        ("outer.zip/more/INNER.ZIP", "a zip inside a zip is not opened: add it separately")]

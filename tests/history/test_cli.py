@@ -6,6 +6,8 @@ import io
 import json
 import stat
 
+import pytest
+
 from masuka.cli import main
 
 
@@ -73,3 +75,20 @@ def test_keys_test_openai_against_the_fake_provider(fake, config, capsys, monkey
     monkeypatch.setenv(service("openai").key_env[0], "sk-wrong-key-9876")
     code, out, err = run(capsys, "keys", "test", "openai", "--data-dir", data)
     assert code != 0 and "refused the key" in out + err and "HTTP 401" in out + err
+
+
+@pytest.mark.parametrize(("key", "said"), [
+    ("g²", "'g²' is not a history entry"), ("g١", "'g١' is not a history entry"),  # not ASCII digits
+    ("g99999999999999999999999", "History entry 'g99999999999999999999999' does not exist"),  # past SQLite's ids
+    ("j0", "History entry 'j0' does not exist")])
+def test_a_key_of_other_digits_or_past_every_id_is_one_clear_refusal(studio, capsys, key, said):
+    """'g²' raised a ValueError traceback, a huge number an OverflowError, and 'g١' was taken for g1."""
+    import gradio as gr
+
+    from masuka.ui.history import show
+
+    studio.store.insert("generations", {"kind": "image", "status": "completed", "prompt": "the first"})
+    code, out, err = run(capsys, "history", "show", key, "--data-dir", str(studio.config.data_dir))
+    assert code == 2 and out == "" and err.startswith(f"error: {said}") and err.count("\n") == 1
+    with pytest.raises(gr.Error, match=said):  # what the API's history_entry answers
+        show(studio, key, gr.Request(username="local"))

@@ -111,8 +111,40 @@ def test_job_search_is_plain_text_word_by_word(studio):
     def found(text: str) -> list[str]:
         return [e["prompt"] for e in browse(studio, "local", False, Filters(text=text)).entries]
 
-    assert found("50%") == [] and found("a_b") == [] and found("%") == [] and found("_") == []
+    assert found("a_b") == [] and found("%") == [] and found("_") == []  # no LIKE wildcards
+    assert found("50%") == ["fox run 500 steps"], "'%' separates words, as in a prompt: 50 starts 500"
     assert found("fox snow") == ["fox in the snow"]
     assert found("snow\x00") == ["fox in the snow"]
     with pytest.raises(InvalidInput, match="past the end"):
         browse(studio, "local", False, page=10**20)
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("tiny", True), ("tin", True), ("TIN", True), ("fake/ti", True), ("fa ti", True), ("iny", False),
+    ("ake", False), ("tiny zebra", False), ('"tin', True), ("tin OR zebra", False), ("%", False)])
+def test_generations_and_jobs_match_a_search_the_same_way(studio, text, found):
+    """Jobs matched any substring (LIKE) and generations whole words (FTS5), so "tin" found a download job of
+    fake/tiny but not an image of it: both now match words starting with each searched word."""
+    from masuka import jobs
+
+    studio.store.insert("generations", {"kind": "image", "status": "completed", "model": "fake/tiny", "prompt": "x"})
+    jobs.create(studio.store, "download", "local", title="Get", model="fake/tiny", params={"repo": "fake/tiny"})
+    keys = {e["key"][0] for e in browse(studio, "local", False, Filters(text=text)).entries}
+    assert keys == ({"g", "j"} if found else set())
+
+
+def test_jobs_of_a_database_made_before_their_search_index_are_found(tmp_path):
+    """Jobs gained a full-text index: a database from before it gets one, filled, when the app opens it."""
+    from masuka.config import Config
+    from masuka.studio import Studio
+
+    config = Config.from_env(data_dir=tmp_path / "data", auth="")
+    studio = Studio.open(config)
+    studio.store.insert("jobs", {"kind": "download", "status": "completed", "title": "Download fake/tiny"})
+    studio.store.db["jobs"].disable_fts()  # as a database of an older MASUKA
+    studio.close()
+    studio = Studio.open(config)
+    try:
+        assert [e["key"] for e in browse(studio, "local", False, Filters(text="tin")).entries] == ["j1"]
+    finally:
+        studio.close()

@@ -191,7 +191,10 @@ def test_a_name_already_in_the_library_is_refused_before_anything_is_fetched(stu
         with pytest.raises(InvalidInput, match="already have a LoRA named 'ink'"):
             import_from_civitai(studio, "local", "111", name="ink")
     assert [r["name"] for r in list_loras(studio, "local")] == ["ink"]
-    assert import_lora_file(studio, "bob", tmp_path / "other.safetensors", name="ink")["owner"] == "bob"
+    with pytest.raises(InvalidInput, match="A shared LoRA is named 'ink'"):  # local's LoRAs are offered to all
+        import_lora_file(studio, "bob", tmp_path / "other.safetensors", name="ink")
+    assert import_lora_file(studio, "bob", tmp_path / "other.safetensors", name="pen")["owner"] == "bob"
+    assert import_lora_file(studio, "alice", tmp_path / "other.safetensors", name="pen")["owner"] == "alice"
 
 
 def test_made_up_names_get_a_free_suffix_and_a_gone_file_frees_its_name(studio):
@@ -203,7 +206,8 @@ def test_made_up_names_get_a_free_suffix_and_a_gone_file_frees_its_name(studio):
     trained(studio, "fox-flux-run1-2")
     assert free_lora_name(studio, "local", "fox-flux-run1", folder) == "fox-flux-run1-3"
     assert free_lora_name(studio, "local", "fox-flux-run1", first.parent) == "fox-flux-run1", "its own file"
-    assert free_lora_name(studio, "alice", "fox-flux-run1", folder) == "fox-flux-run1"
+    assert free_lora_name(studio, "alice", "fox-flux-run1", folder) == "fox-flux-run1-3", "local's are shared"
+    assert free_lora_name(studio, "alice", "fox", folder) == "fox"
     first.unlink()  # deleted with its run's History entry
     assert free_lora_name(studio, "local", "fox-flux-run1", folder) == "fox-flux-run1"
     again = trained(studio, "fox-flux-run1", run="2")  # the gone file's row makes room

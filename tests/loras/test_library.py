@@ -148,3 +148,52 @@ def test_a_lora_that_a_request_holds_cannot_be_deleted_and_one_deleted_meanwhile
         apply_loras(None, [(info, 1.0)])  # as a request checked before the deletion gets to it
     with pytest.raises(InvalidInput, match="LoRA 'alice-style' was deleted"), lora_files_in_use([path]):
         pass
+
+
+def test_a_name_is_offered_once_so_a_shared_lora_is_never_hidden_by_a_user_s_own(team, tmp_path):
+    """A user's import could take a shared LoRA's name: the pickers showed it twice and it always called the
+    user's file. Such a name is refused (made-up names skip it), and a shared file dropped after a user's import
+    of that name is left out of that user's list only."""
+    from masuka.loras.library import SHARED, free_lora_name, lora_folder
+
+    write_flux_lora(team.config.loras_dir / "shared-ink.safetensors")
+    list_loras(team, "admin", True)  # an admin looks: the dropped file becomes a shared LoRA
+    write_flux_lora(tmp_path / "mine.safetensors")
+    with pytest.raises(InvalidInput, match=SHARED.format("shared-ink").replace("(", r"\(").replace(")", r"\)")):
+        import_lora_file(team, "bob", tmp_path / "mine.safetensors", "shared-ink")
+    assert free_lora_name(team, "bob", "shared-ink", lora_folder(team, "bob")) == "shared-ink-2"
+    assert [(r["name"], r["owner"]) for r in list_loras(team, "bob")] == [("bob-style", "bob"),
+                                                                           ("shared-ink", "local")]
+    write_flux_lora(team.config.loras_dir / "bob-style.safetensors")  # dropped after bob's import
+    list_loras(team, "admin", True)
+    assert [(r["name"], r["owner"]) for r in list_loras(team, "bob")] == [("bob-style", "bob"),
+                                                                           ("shared-ink", "local")]
+    assert [(r["name"], r["owner"]) for r in list_loras(team, "alice")] == [
+        ("alice-style", "alice"), ("bob-style", "local"), ("shared-ink", "local")]
+
+
+def test_the_delete_confirmation_names_the_lora_and_goes_on_a_new_choice_or_a_refusal(team):
+    """The confirmation named no LoRA, stayed after a refusal and when the picker changed, so a click deleted a
+    LoRA chosen after it was shown."""
+    from masuka.ui.app import build_app
+
+    alice, bob = (team.store.find("loras", "owner = ?", [owner])[0] for owner in ("alice", "bob"))
+    shown = models.confirm_lora_deletion(team, str(alice["id"]), asking("alice"))
+    assert (shown.value, shown.visible) == ("Yes, delete LoRA alice-style and its file", True)
+    assert models.confirm_lora_deletion(team, str(bob["id"]), asking("admin")).value == \
+        "Yes, delete LoRA bob-style (bob's) and its file"
+    with pytest.raises(gr.Error, match="No LoRA"):
+        models.confirm_lora_deletion(team, str(bob["id"]), asking("alice"))
+    with pytest.raises(gr.Error, match="Choose the LoRA"):
+        models.confirm_lora_deletion(team, " ", asking("alice"))
+    fns = list(build_app(team).fns.values())
+    deleting = next(fn for fn in fns if fn.api_name == "delete_lora")
+    doomed, confirm = deleting.inputs[0], deleting.outputs[1]
+    showing = next(fn for fn in fns if fn.name == "confirm_lora_deletion")
+    assert showing.inputs == [doomed] and showing.outputs == [confirm]
+    hiding = [fn for fn in fns if fn.outputs == [confirm] and fn.name == "hide"]
+    assert {(block, event) for fn in hiding for block, event in fn.targets if block is not None} >= {
+        (doomed._id, "change")}, "a new choice hides the confirmation"
+    assert any(fn.trigger_after == deleting._id and fn.trigger_only_on_failure for fn in hiding), \
+        "a refused deletion hides it"
+    assert not models.hide().visible

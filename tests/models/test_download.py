@@ -262,8 +262,9 @@ def test_a_complete_cache_is_used_whatever_the_last_download_ended_as(studio, hu
         return generate_images(studio, ImageRequest("a fox", model, steps=1, width=64, height=64, seed=seed))
 
     assert make("acme/gated-flux", 1)[0].path.is_file()
-    studio.keys.set(HUGGINGFACE, None)
-    assert finished(studio, start_download(studio, "local", "acme/gated-flux"))["status"] == "failed"
+    studio.keys.set(HUGGINGFACE, None)  # a download of the whole model would make no job: the cache holds it
+    assert finished(studio, start_download(studio, "local", "acme/gated-flux", file="model_index.json"))[
+        "status"] == "failed"
     assert make("acme/gated-flux", 2)[0].path.is_file()
     snapshot_download("acme/other-flux", cache_dir=tmp_path / "hf-cache")  # as diffusers or the hf CLI would
     assert make("acme/other-flux", 3)[0].path.is_file()
@@ -313,7 +314,9 @@ def test_a_half_written_file_left_by_a_killed_app_does_not_keep_a_model_partial(
     stale = next((tmp_path / "hf-cache").glob("models--acme--tiny-pipe/blobs")) / "0badc0de.5eed1e55.incomplete"
     stale.write_bytes(b"half a file of a download whose app was killed")
     assert "acme/tiny-pipe" in cached_repos()
-    assert finished(studio, start_download(studio, "local", "acme/tiny-pipe"))["status"] == "completed"
+    assert start_download(studio, "local", "acme/tiny-pipe") is None, "the whole model is there: nothing to fetch"
+    assert finished(studio, start_download(studio, "local", "acme/tiny-pipe", file="model_index.json"))[
+        "status"] == "completed"
     assert not stale.exists()  # a new download clears what no running download writes
 
 
@@ -391,3 +394,40 @@ def test_a_gated_repo_tells_a_user_who_is_not_an_admin_to_ask_one(studio, hub, m
     assert "gated" in job.error and "ask an admin to save the key in Settings → API keys" in job.error
     job = finished(studio, start_download(studio, "admin", "acme/gated"))
     assert "save the key in Settings → API keys" in job.error and "ask an admin" not in job.error
+
+
+def test_downloading_a_model_the_cache_holds_whole_makes_no_job_even_offline(studio, hub, monkeypatch, capsys):
+    """"Download" of a complete model while offline failed, leaving a failed job in History: nothing to fetch
+    now makes no job, and the Models tab and the CLI say it is downloaded."""
+    import gradio as gr
+    from huggingface_hub import constants
+
+    from masuka.cli import main
+    from masuka.ui.models import download_model
+
+    assert finished(studio, start_download(studio, "local", "acme/tiny-pipe"))["status"] == "completed"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert start_download(studio, "local", "acme/tiny-pipe") is None
+    message, *_views = download_model(studio, "acme/tiny-pipe", gr.Request(username="local"))
+    assert message == "acme/tiny-pipe is already downloaded: nothing to fetch."
+    assert main(["models", "download", "acme/tiny-pipe", "--data-dir", str(studio.config.data_dir)]) == 0
+    assert "acme/tiny-pipe is already downloaded." in capsys.readouterr().out
+    assert [job["status"] for job in studio.store.find("jobs")] == ["completed"]
+
+
+def test_offline_says_hf_hub_offline_is_set_for_downloads_and_hub_imports_alike(studio, hub, monkeypatch):
+    """A LoRA import from the Hub told to check the network while HF_HUB_OFFLINE was set."""
+    from huggingface_hub import constants
+
+    from masuka.errors import ModelUnavailable
+    from masuka.loras.imports import import_from_hub
+    from masuka.services import hub_endpoint
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    job = finished(studio, start_download(studio, "local", "acme/tiny-pipe"))
+    with pytest.raises(ModelUnavailable) as refused:
+        import_from_hub(studio, "local", "acme/tiny-pipe", "lora.safetensors")
+    for message, again in ((job["error"], "start the download of acme/tiny-pipe again (the finished files are kept)"),
+                           (str(refused.value), "import acme/tiny-pipe lora.safetensors again")):
+        assert message == (f"The Hugging Face Hub ({hub_endpoint()}) cannot be reached (offline: HF_HUB_OFFLINE is "
+                           f"set): unset it and {again}.")

@@ -1,0 +1,57 @@
+"""The History tab's own text handling: an entry's summary shows its prompt as stored, and the export selection
+takes keys however they are separated."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import zipfile
+
+import gradio as gr
+import markdown_it
+import pytest
+
+from masuka.ui import history
+
+PROMPTS = ["# a **bold** <b>fox</b> _in_ [snow](http://x.y) `code` ~~gone~~ & &amp; \\ $$x^2$$ 50% a_b",
+           "- a list?\n> a quote\n1) one\n| a | b |\n|---|---|", "line one\n\nline three   spaced"]
+
+
+def shown_text(markdown: str) -> str:
+    """What a Markdown renderer shows of ``markdown``: its text, line breaks as new lines."""
+    rendered = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
+    return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<br ?/?>\n?", "\n", rendered)))
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_the_summary_shows_the_prompt_and_title_as_stored(studio, prompt):
+    """The summary rendered the prompt as Markdown and HTML, so what it showed differed from what was stored."""
+    asking = gr.Request(username="local")
+    made = studio.store.insert("generations", {"kind": "image", "status": "failed", "prompt": prompt,
+                                               "model": "fake/tiny_model", "error": "**boom** <i>"})
+    job = studio.store.insert("jobs", {"kind": "train", "status": "completed", "title": prompt})
+    for key in (f"g{made}", f"j{job}"):
+        summary = history.show(studio, key, asking)[2]
+        assert prompt.replace("\n\n", "\n") in shown_text(summary).replace("\n\n", "\n")
+    failed = shown_text(history.show(studio, f"g{made}", asking)[2])
+    assert "model fake/tiny_model" in failed and "Error: **boom** <i>" in failed
+
+
+def test_the_summary_box_reads_no_formula(studio):
+    from masuka.ui.app import build_app
+
+    entry = next(fn for fn in build_app(studio).fns.values() if fn.api_name == "history_entry")
+    assert entry.outputs[2].latex_delimiters == []
+
+
+def test_the_export_selection_takes_keys_separated_by_commas_semicolons_or_spaces(studio):
+    asking = gr.Request(username="local")
+    keys = [f"g{studio.store.insert('generations', {'kind': 'image', 'status': 'completed', 'prompt': p})}"
+            for p in ("one", "two", "three")]
+    assert history.add_key(f"{keys[0]} {keys[1]}", keys[2]) == ", ".join(keys)
+    assert history.add_key(f"{keys[0]};{keys[1]}\n", f" {keys[0]} ") == f"{keys[0]}, {keys[1]}"
+    assert history.add_keys(f"{keys[0]}\t{keys[1]}", [[keys[1]], [keys[2]]]) == ", ".join(keys)
+    with zipfile.ZipFile(history.export_selection(studio, f" {keys[0]}  {keys[2]} ;{keys[1]},", asking)) as zipped:
+        exported = [json.loads(line)["id"] for line in zipped.read("metadata.jsonl").splitlines()]
+    assert [f"g{number}" for number in exported] == [keys[0], keys[2], keys[1]]
