@@ -9,6 +9,7 @@ an :class:`InvalidInput` naming the variable, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from masuka.store import LOCAL_USER
 DEFAULT_PORT = 7860
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEVICES = ("auto", "cuda", "mps", "cpu")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: ``torch.compile`` backends: ``inductor`` generates kernels, ``eager``/``aot_eager`` only trace (for checks)
 COMPILE_BACKENDS = ("inductor", "eager", "aot_eager", "cudagraphs")
 
@@ -76,6 +78,19 @@ def env_url(name: str, default: str) -> str:
     if url and not url.startswith(("http://", "https://")):
         raise InvalidInput(f"{name}={url!r} is not an http:// or https:// URL.")
     return url
+
+
+def env_networks(name: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated IP addresses or networks (CIDR: ``10.0.0.0/8``); none when unset."""
+    networks = []
+    for part in (part.strip() for part in env_text(name).split(",")):
+        if part:
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise InvalidInput(f"{name}: {part!r} is not an IP address or network (such as 10.0.0.5 or "
+                                   "10.0.0.0/8).") from None
+    return tuple(networks)
 
 
 # -- process-wide settings ----------------------------------------------------------------------------------
@@ -162,6 +177,8 @@ def parse_auth(spec: str | None) -> dict[str, str]:
                                "belongs in a file, one user:password a line (MASUKA_AUTH=@path/to/file).")
         if user.strip() == LOCAL_USER:  # what a studio without sign-in owns: shared with every user
             raise InvalidInput(f"{LOCAL_USER!r} cannot be a user name: MASUKA keeps it for what everyone shares.")
+        if user.strip() in users:  # the later password would silently replace the earlier one
+            raise InvalidInput(f"Sign-in entry {number} names the user {user.strip()!r} again: give each user once.")
         users[user.strip()] = password
     if not users:
         raise InvalidInput(f"{source} names no user: give at least one user:password, or no sign-in at all "
@@ -186,13 +203,25 @@ class Config:
     max_files: int = 1000
     max_unzipped_mb: int = 2048
     queued_jobs_per_user: int = 1000  # the generation queue (masuka.queue): unfinished jobs one user may hold
+    trusted_proxies: tuple[IPNetwork, ...] = ()  # peers whose X-Forwarded-For names the client (masuka.guards)
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
-        """Read ``MASUKA_*`` variables; explicit arguments win over the environment."""
+        """Read ``MASUKA_*`` variables (:meth:`read_env`) and create the data dir's folders."""
+        config = cls.read_env(data_dir, auth, **overrides)
+        config.ensure_dirs()
+        return config
+
+    @classmethod
+    def read_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
+        """Read ``MASUKA_*`` variables, creating nothing; explicit arguments win over the environment."""
         root = Path(data_dir or env_text("MASUKA_DATA_DIR") or _default_data_dir()).expanduser()
         users = parse_auth(auth if auth is not None else env_text("MASUKA_AUTH"))
-        admins = env_text("MASUKA_ADMINS", "admin" if "admin" in users else "")
+        named = env_text("MASUKA_ADMINS", "admin" if "admin" in users else "")
+        admins = frozenset(a.strip() for a in named.split(",") if a.strip())
+        if users and (unknown := sorted(admins - users.keys())):
+            raise InvalidInput(f"MASUKA_ADMINS names {', '.join(map(repr, unknown))}, not on the sign-in list (names "
+                               "are case-sensitive): name admins exactly as in MASUKA_AUTH.")
         values = {
             "gpu_concurrency": env_number("MASUKA_GPU_CONCURRENCY", 1, minimum=1),
             "max_queued_per_user": env_number("MASUKA_MAX_QUEUED_PER_USER", 4, minimum=1),
@@ -204,16 +233,10 @@ class Config:
             "max_files": env_number("MASUKA_MAX_FILES", 1000, minimum=1),
             "max_unzipped_mb": env_number("MASUKA_MAX_UNZIPPED_MB", 2048, minimum=1),
             "queued_jobs_per_user": env_number("MASUKA_QUEUED_JOBS_PER_USER", 1000, minimum=1),
+            "trusted_proxies": env_networks("MASUKA_TRUSTED_PROXIES"),
         }
         values.update(overrides)
-        config = cls(
-            data_dir=root.resolve(),
-            users=users,
-            admins=frozenset(a.strip() for a in admins.split(",") if a.strip()),
-            **values,
-        )
-        config.ensure_dirs()
-        return config
+        return cls(data_dir=root.resolve(), users=users, admins=admins, **values)
 
     # Folders under the data dir. Rows store paths relative to ``data_dir`` so the dir can move.
     @property

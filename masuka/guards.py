@@ -14,11 +14,12 @@ import json
 import logging
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from masuka.access import may_read
-from masuka.config import Config
+from masuka.config import Config, IPNetwork, on_space
 from masuka.gpu import CONCURRENCY_ID, STOP_TAB, StopFlags, stop_key
 from masuka.logins import LoginThrottle
 from masuka.store import LOCAL_USER
@@ -264,11 +265,17 @@ def _is_json(scope: dict) -> bool:
 
 
 class ThrottledLogin:
-    """ASGI middleware: sign-ins go through :class:`LoginThrottle` (per account and per client address)."""
+    """ASGI middleware: sign-ins go through :class:`LoginThrottle` (per account and per client address).
 
-    def __init__(self, app: Any, throttle: LoginThrottle):
+    A sign-in refused for a lockout is a 400, as a wrong password: Gradio's login page reacts to 400 (it says
+    the credentials are wrong) and 200 only, so a 429 would leave its Login button doing nothing. The reason is in
+    ``detail`` and ``Retry-After`` for scripts; the page states the rule (:func:`masuka.server.sign_in_message`).
+    """
+
+    def __init__(self, app: Any, throttle: LoginThrottle, proxies: Proxies):
         self.app = app
         self.throttle = throttle
+        self.proxies = proxies
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if not (scope["type"] == "http" and scope.get("method") == "POST" and scope["path"] in LOGIN_ROUTES):
@@ -280,11 +287,12 @@ class ThrottledLogin:
         body = await _read_body(receive)
         replay = _replayer(body, receive)
         form = await Request(scope, replay).form()
-        user, client = str(form.get("username", "")).strip(), client_address(scope)
+        user, client = str(form.get("username", "")).strip(), client_address(scope, self.proxies)
         wait = self.throttle.wait_s(user, client)
         if wait:
             await JSONResponse({"detail": f"Too many failed sign-ins for this account or from this address. "
-                                          f"Try again in {wait} s."}, status_code=429)(scope, receive, send)
+                                          f"Try again in {wait} s."}, status_code=400,
+                               headers={"Retry-After": str(wait)})(scope, receive, send)
             return
         status = 0
 
@@ -296,35 +304,49 @@ class ThrottledLogin:
 
         await self.app(scope, _replayer(body, receive), watched_send)
         if status == 200:
-            self.throttle.succeeded(user, client)
+            self.throttle.succeeded(user)
         elif 400 <= status < 500:
             self.throttle.failed(user, client)
 
 
-def client_address(scope: dict) -> str:
-    """The client's address. A request that comes through proxies on this computer or its network (a share
-    link, a tunnel, a Space's front end: a peer that is not a public address) names its client in
-    ``X-Forwarded-For``, each proxy adding the address it saw: read from the right, the first public address is
-    the client as the outermost proxy saw it, which no client can forge (its own entries come before). From a
-    public peer the header is ignored: the peer is the client."""
+@dataclass(frozen=True)
+class Proxies:
+    """The peers whose ``X-Forwarded-For`` is believed: the proxies in front of MASUKA."""
+
+    networks: tuple[IPNetwork, ...] = ()
+    internal: bool = False  # every peer that is not a public address (a Space: only its front end reaches the app)
+
+    def trust(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return (self.internal and not ip.is_global) or any(ip in network for network in self.networks)
+
+
+def proxies_in_front(config: Config, tunnel: bool) -> Proxies:
+    """The proxies of this start: ``MASUKA_TRUSTED_PROXIES``; this computer when MASUKA opened its own share link
+    or ngrok tunnel (whose end runs here); on a Hugging Face Space its front end, any non-public peer."""
+    loopback = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")) if tunnel else ()
+    return Proxies(config.trusted_proxies + loopback, internal=on_space())
+
+
+def client_address(scope: dict, proxies: Proxies) -> str:
+    """The client's address: the peer's, unless the peer is one of ``proxies``. A proxy names its client in
+    ``X-Forwarded-For``, each proxy adding the address it saw: read from the right past the trusted proxies, the
+    next address is the client as the outermost trusted proxy saw it, which no client can forge (its own entries
+    come before). A peer that is no known proxy (anyone on this computer or network, when nothing is in front of
+    MASUKA) cannot pick its address with the header."""
     client = scope.get("client")
     peer = client[0] if client else "unknown"
-    if not _internal(peer):
+    if not proxies.trust(peer):
         return peer
     for name, value in scope.get("headers", []):
         if name == b"x-forwarded-for":
             hops = [hop.strip() for hop in value.decode("latin-1").split(",") if hop.strip()]
-            # every hop private (a client on the proxy's own network): the one the nearest proxy saw
-            return next((hop for hop in reversed(hops) if not _internal(hop)), hops[-1] if hops else peer)
+            # every hop a trusted proxy: the one the nearest proxy saw
+            return next((hop for hop in reversed(hops) if not proxies.trust(hop)), hops[-1] if hops else peer)
     return peer
-
-
-def _internal(address: str) -> bool:
-    """Whether ``address`` is this computer's or a private network's (not a public internet address)."""
-    try:
-        return not ipaddress.ip_address(address).is_global
-    except ValueError:
-        return False
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -2,8 +2,9 @@
 owner only. A service's environment variables win over the file.
 
 Keys are never logged, never written into rows or metadata, and shown back only masked (:func:`mask`). A key
-file that cannot be read is never overwritten: reading it raises :class:`InvalidInput` naming it, and the next
-save moves it aside (``secrets.json.bad``) before writing a new one, so the keys it held can still be recovered.
+file that cannot be read is never overwritten: reading it raises :class:`InvalidInput` naming it (except for a key
+a task can do without, :meth:`KeyStore.optional`), and the next save moves it aside (``secrets.json.bad``) before
+writing a new one, so the keys it held can still be recovered.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class KeyStore:
     def __init__(self, data_dir: Path):
         self.path = Path(data_dir) / KEY_FILE
         self._lock = threading.Lock()
+        self._warned = False
 
     def get(self, service: Service) -> str | None:
         """The key from the environment first, else from the file."""
@@ -34,6 +36,17 @@ class KeyStore:
             if os.environ.get(env):
                 return os.environ[env]
         return self._read().get(service.name) or None
+
+    def optional(self, service: Service) -> str | None:
+        """:meth:`get` for a key the task can do without (the Hugging Face token, which public and local models
+        need not): None when the key file cannot be read, said once in a warning naming the file."""
+        try:
+            return self.get(service)
+        except InvalidInput as error:
+            if not self._warned:
+                self._warned = True
+                log.warning("%s Going on without a %s key.", error, service.label)
+            return None
 
     def source(self, service: Service) -> str | None:
         """Where the key comes from: ``env``, ``file`` or None."""

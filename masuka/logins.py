@@ -1,7 +1,8 @@
 """Sign-in throttling: after repeated wrong passwords an account, and the address they came from, wait a while.
 
 After ``attempts`` failures in a row, an account (or a client address) is locked for ``lockout_s`` seconds;
-each further failure locks it again, so guessing costs one try per lockout. A right password clears both.
+each further failure locks it again, so guessing costs one try per lockout. A right password clears the account's
+count only: the address's stays, or someone guessing other accounts would reset it by signing in to their own.
 Failures are forgotten after a quiet hour. A lockout is never forgotten before it ends: when the table is full,
 the oldest failures that earned no lockout make room, so a flood of made-up names cannot free a locked account.
 """
@@ -58,10 +59,10 @@ class LoginThrottle:
                                 key[0], _shown(key[1]), strikes.failures)
         log.warning("failed sign-in for account %s from %s", _shown(user), _shown(client))
 
-    def succeeded(self, user: str, client: str) -> None:
+    def succeeded(self, user: str) -> None:
+        """A right password for ``user``: the account's failures are forgotten (not its address's)."""
         with self._lock:
-            for key in _keys(user, client):
-                self._strikes.pop(key, None)
+            self._strikes.pop(("account", user), None)
 
     def status(self) -> list[dict]:
         """Accounts and addresses with recent failures: kind, name, failures, seconds still locked."""

@@ -75,6 +75,22 @@ def sign_in_line(config: Config) -> str | None:
     return f"Sign-in for {len(config.users)} user(s)."
 
 
+def admin_warning(config: Config) -> str | None:
+    """A warning for a studio with users and no admin: nobody can use the admin parts of Settings."""
+    if not config.users or config.admins:
+        return None
+    return ("WARNING: no admin: API keys, storage, sign-ins and studio defaults in Settings are unavailable to "
+            "everyone. Name one with MASUKA_ADMINS=user (a user of MASUKA_AUTH), or call a user 'admin'.")
+
+
+def sign_in_message(config: Config) -> str:
+    """The sign-in page's text, with the lockout rule: Gradio's page says only "incorrect credentials" for a try
+    refused by :class:`~masuka.guards.ThrottledLogin`, even one with the right password."""
+    return (f"MASUKA: sign in. After {config.login_attempts} wrong passwords in a row, the account and the address "
+            f"wait {config.login_lockout_s:g} s before the next try, which until then is refused as incorrect "
+            "even with the right password.")
+
+
 def command_line_auth_warning(spec: str | None) -> str | None:
     """A warning when passwords were typed on the command line, where ``ps`` shows them to every local user."""
     if not spec or spec.strip().startswith("@") or Path(spec).is_file():
@@ -141,14 +157,18 @@ def check_listen(host: str, port: int) -> None:
 
 @dataclass
 class Running:
-    """A served app: its Blocks, its studio and its local URL."""
+    """A served app: its Blocks, its studio, its local URL and its queue worker."""
 
     demo: Any
     studio: Any
     url: str
+    worker: Any
 
     def close(self) -> None:
+        """Stop serving, then the queue worker (its running job is left ``interrupted``, as a restart finds it),
+        then the studio: an app launched again in this process resumes the job."""
         self.demo.close()
+        self.worker.stop()
         self.studio.close()
 
 
@@ -166,14 +186,14 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from starlette.middleware import Middleware
 
     from masuka.api import mount_api
-    from masuka.guards import OwnFilesOnly, OwnSessions, ReadableJoins, ThrottledLogin, guard_queue
+    from masuka.guards import OwnFilesOnly, OwnSessions, ReadableJoins, ThrottledLogin, guard_queue, proxies_in_front
     from masuka.image.space_model import prepare_space
     from masuka.queue.worker import QueueWorker
     from masuka.studio import Studio
     from masuka.ui.app import build_app
 
     check_listen(host, port)
-    for line in (public_warning(config, host, share, ngrok), sign_in_line(config)):
+    for line in (public_warning(config, host, share, ngrok), sign_in_line(config), admin_warning(config)):
         if line:
             print(line, file=sys.stderr)
     token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
@@ -183,31 +203,32 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     demo = build_app(studio)
     if block:  # before any model loads: a frozen model would never be collected once evicted (cycles)
         gc.freeze()
-    QueueWorker(studio).start()  # works queued image jobs in the background (masuka.queue)
+    worker = QueueWorker(studio).start()  # works queued image jobs in the background (masuka.queue)
     prepare_space(studio)  # on ZeroGPU: the Space's model placed at start-up (a no-op elsewhere)
     # video jobs a gone process left are taken up (now and every few seconds); training runs, local videos and
     # downloads left queued by the last start run now
     studio.runner().adopt()
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])
+    proxies = proxies_in_front(config, tunnel=share or ngrok)
     try:
         server_app, local_url, share_url = demo.launch(
             server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
-            auth_message="MASUKA: sign in", allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
+            auth_message=sign_in_message(config), allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
             prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api", "gradio"],
             max_file_size=config.max_upload_mb * 2**20,
-            app_kwargs={"middleware": [Middleware(ThrottledLogin, throttle=studio.logins),
+            app_kwargs={"middleware": [Middleware(ThrottledLogin, throttle=studio.logins, proxies=proxies),
                                        Middleware(OwnFilesOnly, studio=studio), Middleware(OwnSessions, config=config),
                                        Middleware(ReadableJoins)]},
         )
     except OSError as error:  # the port taken since check_listen (another app starting at the same time)
-        Running(demo, studio, "").close()
+        Running(demo, studio, "", worker).close()
         raise cannot_listen(host, port, error) from None
     guard_queue(demo, config, studio.stops)
-    mount_api(server_app, studio, trust_loopback=not (share or ngrok))
+    mount_api(server_app, studio, proxies, trust_loopback=not (share or ngrok))
     print(f"* MASUKA is running on {local_url}", flush=True)  # Gradio's own lines would hint at share=True
     if share_url:
         print(f"* Public link: {share_url}", flush=True)
-    running = Running(demo, studio, local_url)
+    running = Running(demo, studio, local_url, worker)
     if token:
         try:
             print(f"ngrok tunnel: {open_ngrok_tunnel(token, port, config.tmp_dir)}", flush=True)
@@ -220,6 +241,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
         try:
             demo.block_thread()
         finally:
+            worker.stop()
             studio.close()
     return running
 

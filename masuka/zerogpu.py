@@ -37,6 +37,16 @@ def max_seconds() -> int:
     return zerogpu_max_seconds(DEFAULT_MAX_SECONDS)
 
 
+def refuse_local_training() -> None:
+    """:class:`InvalidInput` on ZeroGPU, where a local training run (minutes to hours on one GPU) cannot fit the
+    GPU calls a request may make; remote trainers run on their service's GPUs."""
+    if on_zerogpu():
+        raise InvalidInput("Training cannot run on this ZeroGPU Space: a run takes minutes to hours, one ZeroGPU call "
+                           f"at most {max_seconds()} s. Train remotely instead: pick the fal or Replicate backend "
+                           "(`--backend` in the CLI; it needs that service's API key), or train on a GPU Space, Colab "
+                           "or your own GPU.")
+
+
 def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 0, images: int = 1,
                     architecture: str | None = None, load_gb: float = 0.0) -> int:
     """The GPU seconds a request asks ZeroGPU for (``load_gb``: weights loaded inside the task, for a model that

@@ -220,3 +220,35 @@ def test_an_error_s_reason_is_the_system_s_words_else_its_text():
     assert reason(FileNotFoundError(2, "No such file or directory", "/x/auth.txt")) == "No such file or directory"
     assert reason(OSError("no errno")) == "no errno"
     assert reason(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")).endswith("invalid start byte")
+
+
+def test_an_admin_not_on_the_sign_in_list_is_refused_naming_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("MASUKA_ADMINS", "alice,Bob")
+    with pytest.raises(InvalidInput, match=re.escape("MASUKA_ADMINS names 'Bob', not on the sign-in list")):
+        config.Config.from_env(tmp_path, auth="alice:pw1,bob:pw2")
+    monkeypatch.setenv("MASUKA_ADMINS", "alice, bob")
+    assert config.Config.from_env(tmp_path, auth="alice:pw1,bob:pw2").admins == {"alice", "bob"}
+
+
+def test_a_user_named_twice_is_refused_naming_the_entry(tmp_path):
+    (tmp_path / "auth.txt").write_text("ana:pw1\nbob:pw2\nana:pw3\n", encoding="utf-8")
+    for spec, entry in [("ana:pw1,bob:pw2, ana :pw3", 3), (f"@{tmp_path / 'auth.txt'}", 3)]:
+        with pytest.raises(InvalidInput, match=re.escape(f"Sign-in entry {entry} names the user 'ana' again")):
+            config.parse_auth(spec)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("MASUKA_QUEUE_SIZE", "lots", "MASUKA_QUEUE_SIZE='lots' is not a whole number."),
+    ("MASUKA_AUTH", "@/nonexistent", "Sign-in file /nonexistent cannot be read"),
+    ("MASUKA_LOGIN_ATTEMPTS", "0", "MASUKA_LOGIN_ATTEMPTS must be at least 1"),
+    ("MASUKA_MAX_UPLOAD_MB", "nan", "MASUKA_MAX_UPLOAD_MB='nan' is not a whole number."),
+    ("MASUKA_TRUSTED_PROXIES", "the-proxy", "MASUKA_TRUSTED_PROXIES: 'the-proxy' is not an IP address"),
+])
+def test_doctor_reports_a_variable_serve_refuses_and_makes_no_data_dir(monkeypatch, tmp_path, capsys, name, value,
+                                                                         message):
+    from masuka.cli import main
+
+    monkeypatch.setenv(name, value)
+    assert main(["doctor", "--data-dir", str(tmp_path / "data")]) == 2
+    assert f"problem: {message}" in capsys.readouterr().out
+    assert not (tmp_path / "data").exists()

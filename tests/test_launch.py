@@ -260,3 +260,20 @@ def test_a_port_taken_while_the_app_starts_is_refused_and_the_studio_closed(tmp_
         with pytest.raises(InvalidInput, match=f"^cannot listen on 127.0.0.1:{port} "):
             masuka.server.launch(Config.from_env(data_dir=tmp_path), port=port, block=False)
     assert opened == [], "the studio (its queue worker, its database) is closed again"
+
+
+def test_a_studio_without_an_admin_warns_and_an_unknown_admin_stops_it_in_one_line(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("alice:pw-alice\nbob:pw-bob\n")
+    env = {k: v for k, v in ENV.items() if k not in ("NGROK_AUTHTOKEN", "MASUKA_ADMINS")}  # --ngrok stops after
+    said = {}  # the warnings
+    for admins in ("", "Alice", "alice"):
+        done = subprocess.run([sys.executable, "app.py", "--ngrok", "--auth", f"@{users}", "--port", str(free_port()),
+                               "--data-dir", str(tmp_path / "d")], cwd=ROOT, env={**env, "MASUKA_ADMINS": admins},
+                              capture_output=True, text=True, timeout=120)
+        said[admins] = done
+    assert "WARNING: no admin" in said[""].stderr and "MASUKA_ADMINS=user" in said[""].stderr
+    assert said["Alice"].returncode == 2
+    assert said["Alice"].stderr == ("error: MASUKA_ADMINS names 'Alice', not on the sign-in list (names are "
+                                    "case-sensitive): name admins exactly as in MASUKA_AUTH.\n")
+    assert "no admin" not in said["alice"].stderr

@@ -326,3 +326,25 @@ def test_the_app_runs_as_a_zerogpu_space_and_a_first_generate_loads_nothing(on_z
     assert on_zerogpu.calls[-1] == {"event": "gpu", "function": "_run", "duration": request_seconds(
         "image", steps=1, width=64, height=64, architecture="flux")}
     assert "--share" not in capsys.readouterr().out  # a Space has its own address
+
+
+def test_a_local_training_run_is_refused_on_zerogpu_pointing_at_remote_trainers(studio, tiny_model, monkeypatch,
+                                                                               capsys):
+    """A run takes minutes to hours; a ZeroGPU call at most MASUKA_ZEROGPU_MAX_S. The UI, the CLI and characters
+    all start local runs through ``create_run`` (and resume them through ``resume_run``): refused there, in words."""
+    from masuka.cli import main
+    from masuka.training.options import TrainOptions
+    from masuka.training.runs import create_run
+    from tests.training.conftest import add_dataset
+
+    add_dataset(studio)
+    options = TrainOptions(dataset="fox", base=str(tiny_model("flux")), steps=2, resolution=64)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    with pytest.raises(InvalidInput, match=r"Training cannot run on this ZeroGPU Space.*fal or Replicate backend"):
+        create_run(studio, options)
+    assert studio.store.count("jobs") == 0, "nothing was recorded"
+    code = main(["train", "--data-dir", str(studio.config.data_dir), "--dataset", "fox", "--base",
+                 str(tiny_model("flux")), "--steps", "2"])
+    assert code == 2 and "error: Training cannot run on this ZeroGPU Space" in capsys.readouterr().err
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    assert create_run(studio, options) > 0, "elsewhere the same run is recorded"

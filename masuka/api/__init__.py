@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from masuka.studio import Studio
 
+if TYPE_CHECKING:
+    from masuka.guards import Proxies
 
-def mount_api(app: Any, studio: Studio, trust_loopback: bool = True) -> None:
-    """Add both APIs' routes to the app's FastAPI server (see :func:`masuka.api.auth.authenticate`)."""
+
+def mount_api(app: Any, studio: Studio, proxies: Proxies, trust_loopback: bool = True) -> None:
+    """Add both APIs' routes to the app's FastAPI server (see :func:`masuka.api.auth.authenticate`); ``proxies``:
+    those in front of the app, whose ``X-Forwarded-For`` names the client."""
     from fastapi import Request
 
     from masuka.api.a1111 import a1111_router, controlnet_router
@@ -21,7 +25,7 @@ def mount_api(app: Any, studio: Studio, trust_loopback: bool = True) -> None:
     def caller_of(request: Request) -> Caller:
         host = request.client.host if request.client else None  # the peer: only it decides "loopback"
         return authenticate(studio, request.headers.get("authorization"), host, trust_loopback,
-                            client=client_address(request.scope))
+                            client=client_address(request.scope, proxies))
 
     work = ApiWork(studio)
     app.include_router(a1111_router(work, caller_of))

@@ -149,7 +149,7 @@ def authenticate(studio: Studio, authorization: str | None, client_host: str | N
             studio.logins.failed(named, address)
         raise Refused(401, "Sign in: HTTP Basic with your MASUKA user and password, or "
                            "'Authorization: Bearer <API token>' (made in Settings or `keys token create`).")
-    studio.logins.succeeded(named, address)  # failures count in a row, as on the sign-in page
+    studio.logins.succeeded(named)  # an account's failures count in a row, as on the sign-in page
     return Caller(user, config.is_admin(user))
 
 

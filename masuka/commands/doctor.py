@@ -22,16 +22,19 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from masuka.compat import installed, moved, problems, range_problems
+    from masuka.config import Config
     from masuka.environment import check_environment
     from masuka.errors import InvalidInput
     from masuka.extras import extras
 
     versions = {name: installed(name) for name in CORE}
     found = range_problems(CORE) + problems()
-    try:
-        check_environment(probe_device=True)
-    except InvalidInput as error:
-        found.append(str(error))
+    # what serve reads first (its folders are not made), then the variables read at first use
+    for check in (lambda: Config.read_env(args.data_dir), lambda: check_environment(probe_device=True)):
+        try:
+            check()
+        except InvalidInput as error:
+            found.append(str(error))
     optional = [{"name": e.name, "version": e.version, "enables": e.enables} for e in extras()]
     lines = [f"{name:<16} {version or 'not installed'}" for name, version in versions.items()]
     lines += [f"problem: {text}" for text in found] or ["no version conflicts"]

@@ -147,7 +147,7 @@ def _run(studio: Studio, spec: CaptionerSpec, dataset: dict, template: str, todo
          request: CaptionRequest, report: CaptionReport, ctx: JobContext) -> CaptionReport:
     """Caption ``todo`` and return ``report`` brought up to date (on ZeroGPU the worker's copy of it),
     ``stopped`` when a stop ended it early."""
-    captioner = load_captioner(studio.models, spec, studio.keys.get(HUGGINGFACE))
+    captioner = load_captioner(studio.models, spec, studio.keys.optional(HUGGINGFACE))
     size = int(request.batch_size)
     try:
         for start in range(0, len(todo), size):

@@ -220,7 +220,7 @@ def image_spec(studio: Studio, owner: str, model: str) -> ModelSpec:
     repo id not downloaded yet is recognised from its ``model_index.json`` on the Hub (:func:`ask_hub`), so its
     first request gets its architecture's defaults and checks too."""
     spec = resolve_image_model(usable_model(studio, owner, model))
-    return spec if spec.architecture else ask_hub(spec, studio.keys.get(HUGGINGFACE))
+    return spec if spec.architecture else ask_hub(spec, studio.keys.optional(HUGGINGFACE))
 
 
 def seed_run(seed: Any, count: int) -> int:
@@ -361,7 +361,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
 
     check_stop(stop)  # a Stop while the work waited for the GPU: no model loaded for nothing
     request = plan.request
-    pipe = get_pipeline(studio.models, plan.spec, studio.keys.get(HUGGINGFACE),
+    pipe = get_pipeline(studio.models, plan.spec, studio.keys.optional(HUGGINGFACE),
                         memory=request.memory_plan, fast=request.fast, step_cache=request.step_cache)
     check_fits_loaded(plan, pipe)
     check_references(type(pipe).__name__, plan.spec.name or plan.spec.id, plan.references)

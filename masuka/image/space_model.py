@@ -37,7 +37,7 @@ def prepare_space(studio: Studio) -> Any | None:
     if spec is None:
         return None
     log.info("ZeroGPU: loading %s at start-up", spec.id)
-    pipe = shared(get_pipeline(studio.models, spec, studio.keys.get(HUGGINGFACE)))  # crosses by reference
+    pipe = shared(get_pipeline(studio.models, spec, studio.keys.optional(HUGGINGFACE)))  # crosses by reference
     if studio.models.key is not None:
         studio.models.pin(studio.models.key)  # requests for other models, and caption passes, never free it
     if zerogpu_aoti():

@@ -34,6 +34,7 @@ from masuka.training import checkpoints
 from masuka.training.data import TrainingSet, dataset_for_training
 from masuka.training.export import check_hub_repo, push_lora
 from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name, with_warmup
+from masuka.zerogpu import refuse_local_training
 
 log = logging.getLogger(__name__)
 LANE = "gpu-train"
@@ -43,8 +44,9 @@ FLUSH_S = 1.0
 
 def check_training(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, run: jobs.JobRow | None = None
                    ) -> tuple[TrainOptions, ModelSpec, str, TrainingSet]:
-    """Everything that can be checked before the GPU is touched: model, options, dataset (for an existing
-    ``run``, the one it recorded: see :func:`dataset_for_training`)."""
+    """Everything that can be checked before the GPU is touched: a GPU that can train here (not ZeroGPU's), model,
+    options, dataset (for an existing ``run``, the one it recorded: see :func:`dataset_for_training`)."""
+    refuse_local_training()
     spec = image_spec(studio, owner, options.base)
     pipeline = spec.pipeline if spec.architecture else _hub_pipeline(studio, spec)
     architecture = spec.architecture or architecture_of(pipeline)
@@ -67,7 +69,7 @@ def _hub_pipeline(studio: Studio, spec: ModelSpec) -> str:
     from huggingface_hub import hf_hub_download
 
     try:
-        index = hf_hub_download(spec.source, "model_index.json", token=studio.keys.get(HUGGINGFACE))
+        index = hf_hub_download(spec.source, "model_index.json", token=studio.keys.optional(HUGGINGFACE))
     except Exception as error:  # gated, missing, offline: all told in words
         raise explain_load_error(spec, error) from error
     return json.loads(Path(index).read_text(encoding="utf-8")).get("_class_name", "")
@@ -173,7 +175,7 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     options, spec, architecture, data = check_training(studio, TrainOptions.from_dict(row.params), row.owner, row)
     run_dir = studio.config.absolute(row.state["run_dir"])
     aids = _mandatory_safety(studio, options) if main else None
-    plan = TrainPlan(options, spec, architecture, data, run_dir, studio.keys.get(HUGGINGFACE),
+    plan = TrainPlan(options, spec, architecture, data, run_dir, studio.keys.optional(HUGGINGFACE),
                      screen=_sample_screen(studio, aids) if aids else None)
     hooks.total = options.steps
     if not main:

@@ -22,6 +22,8 @@ TOKEN_COLUMNS = ["id", "name", "starts with", "made", "last used"]
 SIGN_IN_COLUMNS = ["kind", "name", "failed sign-ins", "locked for (s)"]
 #: the defaults that pre-fill the Image tab's fields of the same names when the page opens
 IMAGE_FIELDS = ("model", "steps", "width", "height")
+#: what a user who is not an admin sees above the studio's own settings
+ADMINS_ONLY = "**Admins only.** These are the studio's settings: only its admins see and change them."
 
 
 def build(ctx: UIContext) -> None:
@@ -34,7 +36,7 @@ def build(ctx: UIContext) -> None:
         with gr.Tab("Defaults"):
             _defaults(ctx)
         with gr.Tab("Storage"):
-            _storage(studio)
+            _storage(ctx)
         with gr.Tab("Sign-ins"):
             gr.Markdown("Failed sign-ins per account and per address (admins only). After "
                         f"{studio.config.login_attempts} in a row, each waits {studio.config.login_lockout_s:g} s "
@@ -42,6 +44,7 @@ def build(ctx: UIContext) -> None:
             sign_ins_table = gr.Dataframe(headers=SIGN_IN_COLUMNS, interactive=False, label="Failed sign-ins",
                                           show_label=False)
             sign_ins = gr.Button("Refresh")
+            _admins_only(ctx, sign_ins)
         with gr.Tab("Generation aids"):
             build_aid_settings(ctx, bind(require_admin, studio))
         with gr.Tab("Wildcards") as wildcards_tab:
@@ -61,6 +64,7 @@ def _api_keys(ctx: UIContext) -> None:
         save = gr.Button("Save", variant="primary", scale=0)
         test = gr.Button("Test", scale=0)
     key_message = gr.Markdown(label="Message")
+    _admins_only(ctx, name, value, save, test)
     save.click(bind(save_api_key, studio), [name, value], [key_message, value, keys_table], api_name="save_key",
                show_progress_on=key_message)  # a refusal marks the message, not the table
     test.click(bind(test_api_key, studio), name, key_message, api_name="test_key")
@@ -102,6 +106,7 @@ def _defaults(ctx: UIContext) -> None:
                             "the PNG text chunk or the WebP/JPEG EXIF UserComment)")
     save_defaults_button = gr.Button("Save defaults", variant="primary")
     defaults_message = gr.Markdown(label="Message")
+    _admins_only(ctx, save_defaults_button)
     fields = [default_model, steps, width, height, image_format]
     save_defaults_button.click(bind(store_defaults, studio), fields, defaults_message, api_name="save_defaults")
     ctx.on_page_load(bind(defaults_view, studio), fields)
@@ -114,13 +119,15 @@ def _defaults(ctx: UIContext) -> None:
     ctx.once_built(prefill_image_tab)
 
 
-def _storage(studio: Studio) -> None:
+def _storage(ctx: UIContext) -> None:
+    studio = ctx.studio
     storage_table = gr.Dataframe(headers=STORAGE_COLUMNS, interactive=False, label="Storage", show_label=False)
     with gr.Row():
         measure = gr.Button("Measure")
         leftovers = gr.Button("Remove leftovers (half-written files, failed outputs, orphans, exports)")
         tmp = gr.Button("Empty tmp/ (files older than an hour)")
     storage_message = gr.Markdown(label="Message")
+    _admins_only(ctx, measure, leftovers, tmp)
     measure.click(bind(storage_view, studio), None, storage_table, api_name="storage")
     leftovers.click(bind(remove_leftovers, studio), None, [storage_message, storage_table],
                     show_progress_on=storage_message,
@@ -129,9 +136,23 @@ def _storage(studio: Studio) -> None:
               show_progress_on=storage_message)
 
 
-def require_admin(studio: Studio, request: gr.Request) -> None:
+def _admins_only(ctx: UIContext, *controls: gr.components.Component) -> None:
+    """The :data:`ADMINS_ONLY` note, shown to a user who is not an admin when the page opens, with ``controls``
+    (of the studio's settings) disabled for them."""
+    note = gr.Markdown(ADMINS_ONLY, visible=False)
+    ctx.on_page_load(bind(admin_panel, ctx.studio, len(controls)), [note, *controls])
+
+
+def admin_panel(studio: Studio, controls: int, request: gr.Request) -> list:
+    """The note's visibility and the ``controls`` usable, for this user: the note for a non-admin only."""
+    admin = is_admin(studio, request)
+    return [gr.update(visible=not admin), *[gr.update(interactive=admin)] * controls]
+
+
+def require_admin(studio: Studio, request: gr.Request, what: str = "change studio settings") -> None:
+    """:class:`InvalidInput` unless the user is an admin; ``what``: what they asked to do."""
     if not is_admin(studio, request):
-        raise InvalidInput("Only an admin can change studio settings when several people share it.")
+        raise InvalidInput(f"Only an admin can {what} when several people share the studio.")
 
 
 def keys_view(studio: Studio, request: gr.Request):
@@ -198,14 +219,14 @@ def store_defaults(studio: Studio, model: str, steps: float | None = None, width
 @friendly
 def storage_view(studio: Studio, request: gr.Request):
     """Disk use per area (absolute folders, every user's files): admins only."""
-    require_admin(studio, request)
+    require_admin(studio, request, "see the studio's disk use")
     return [[row["area"], row["path"], row["files"], round(row["bytes"] / 2**30, 3)] for row in usage(studio)]
 
 
 @friendly
 def sign_ins_view(studio: Studio, request: gr.Request):
     """Accounts and addresses with recent failed sign-ins, and how long each is still locked out."""
-    require_admin(studio, request)
+    require_admin(studio, request, "see failed sign-ins")
     return [[row["kind"], row["name"], row["failures"], row["locked_for_s"]] for row in studio.logins.status()]
 
 

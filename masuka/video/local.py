@@ -67,7 +67,7 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
                          memory_gb=entry.get("memory_gb", {}))
         device = device_plan(spec.vram_gb, memory_needs_gb=spec.memory_needs_gb)
         pipe = studio.models.get(("video", source, device),
-                                 lambda: load_pipeline(spec, device, studio.keys.get(HUGGINGFACE)))
+                                 lambda: load_pipeline(spec, device, studio.keys.optional(HUGGINGFACE)))
         ctx.check_stop()  # a Stop while the model loaded: before the first step
         profile = for_video_pipeline(type(pipe).__name__)
         if image is not None or len(plan.primary.segments) > 1:

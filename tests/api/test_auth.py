@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from ipaddress import ip_network
 
 import gradio as gr
 import pytest
@@ -16,7 +17,7 @@ from masuka.api.auth import Refused, authenticate, create_token, list_tokens, re
 from masuka.cli import main
 from masuka.config import Config
 from masuka.errors import InvalidInput, NotFound
-from masuka.guards import client_address
+from masuka.guards import Proxies, client_address, proxies_in_front
 from masuka.studio import Studio
 from masuka.ui import settings
 
@@ -95,29 +96,62 @@ def test_wrong_tokens_from_many_addresses_lock_no_one_elses_token(team):
     assert "account" not in {row["kind"] for row in team.logins.status()}
 
 
-def test_a_right_password_clears_the_failures_before_it(team):
+def test_a_right_password_clears_its_account_s_failures_not_its_address_s(team):
+    """An insider signing in to their own account between guesses at others does not reset their address's count."""
     for _ in range(team.config.login_attempts - 1):
         with pytest.raises(Refused):
             authenticate(team, basic("ann", "guess"), "203.0.113.9")
     assert authenticate(team, basic("ann", "pw-ann"), "203.0.113.9").user == "ann"
     with pytest.raises(Refused) as refused:
-        authenticate(team, basic("ann", "guess"), "203.0.113.9")
+        authenticate(team, basic("ann", "guess"), "198.51.100.7")
+    assert refused.value.status == 401, "ann's own count started again"
+    with pytest.raises(Refused) as refused:
+        authenticate(team, basic("admin", "guess"), "203.0.113.9")  # the address's 5th failure in an hour
     assert refused.value.status == 401
-    assert authenticate(team, basic("ann", "pw-ann"), "203.0.113.9").user == "ann"
+    with pytest.raises(Refused) as refused:
+        authenticate(team, basic("ann", "pw-ann"), "203.0.113.9")
+    assert refused.value.status == 429, "the address is locked: signing in to ann in between cleared nothing"
+    assert authenticate(team, basic("ann", "pw-ann"), "198.51.100.7").user == "ann"
 
 
-@pytest.mark.parametrize("peer, forwarded, address", [
-    ("127.0.0.1", "93.184.215.14", "93.184.215.14"),  # a share link's or tunnel's client on this computer
-    ("10.0.0.2", "8.8.8.8, 93.184.215.14", "93.184.215.14"),  # the entry the proxy added, not the client's own
-    ("10.0.0.2", "93.184.215.14, 10.0.0.7", "93.184.215.14"),  # behind two proxies of the network
-    ("127.0.0.1", "203.0.113.7", "203.0.113.7"),  # no public address at all: the one the nearest proxy saw,
-    ("127.0.0.1", "192.168.1.9, 10.0.0.7", "10.0.0.7"),  # not the first, which the client itself wrote
-    ("93.184.215.20", "8.8.8.8", "93.184.215.20"),  # a client reaching MASUKA directly cannot pick its address
-    ("93.184.215.20", None, "93.184.215.20"),
+SPACE = Proxies(internal=True)  # a Space: its front end is any non-public peer
+TUNNEL = Proxies((ip_network("127.0.0.0/8"),))  # MASUKA's own share link or ngrok tunnel
+LISTED = Proxies((ip_network("10.0.0.0/24"),))  # MASUKA_TRUSTED_PROXIES=10.0.0.0/24
+
+
+@pytest.mark.parametrize("proxies, peer, forwarded, address", [
+    (TUNNEL, "127.0.0.1", "93.184.215.14", "93.184.215.14"),  # a share link's or tunnel's client
+    (SPACE, "10.0.0.2", "8.8.8.8, 93.184.215.14", "93.184.215.14"),  # the entry the proxy added, not the client's
+    (SPACE, "10.0.0.2", "93.184.215.14, 10.0.0.7", "93.184.215.14"),  # behind two proxies of the network
+    (LISTED, "10.0.0.2", "93.184.215.14, 10.0.0.7", "93.184.215.14"),
+    (TUNNEL, "127.0.0.1", "203.0.113.7", "203.0.113.7"),
+    (TUNNEL, "127.0.0.1", "192.168.1.9, 10.0.0.7", "10.0.0.7"),  # not the first, which the client itself wrote
+    (SPACE, "10.0.0.2", "192.168.1.9, 10.0.0.7", "10.0.0.7"),  # only proxies' addresses: the nearest proxy saw
+    (SPACE, "93.184.215.20", "8.8.8.8", "93.184.215.20"),  # a client reaching MASUKA directly cannot pick its address
+    (SPACE, "93.184.215.20", None, "93.184.215.20"),
+    # no proxy in front: a client on this computer or network cannot pick its address either
+    (Proxies(), "127.0.0.1", "8.8.8.8", "127.0.0.1"),
+    (Proxies(), "192.168.1.9", "203.0.113.7", "192.168.1.9"),
+    (LISTED, "10.0.1.5", "203.0.113.7", "10.0.1.5"),  # a peer outside the listed proxies
+    (TUNNEL, "192.168.1.9", "203.0.113.7", "192.168.1.9"),  # behind a tunnel, the network is no proxy
 ])
-def test_the_client_address_comes_from_a_proxy_only(peer, forwarded, address):
+def test_the_client_address_comes_from_a_known_proxy_only(proxies, peer, forwarded, address):
     headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
-    assert client_address({"client": (peer, 5000), "headers": headers}) == address
+    assert client_address({"client": (peer, 5000), "headers": headers}, proxies) == address
+
+
+def test_the_proxies_in_front_are_the_listed_ones_this_computer_behind_a_tunnel_and_a_space_s_front_end(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("MASUKA_TRUSTED_PROXIES", "10.0.0.5, 172.16.0.0/12")
+    config = Config.read_env(data_dir=tmp_path, auth="ann:pw")
+    alone, tunnel = proxies_in_front(config, tunnel=False), proxies_in_front(config, tunnel=True)
+    assert [alone.trust(a) for a in ("10.0.0.5", "172.20.1.1", "10.0.0.6", "127.0.0.1")] == [True, True, False, False]
+    assert tunnel.trust("127.0.0.1") and tunnel.trust("::1") and not tunnel.trust("192.168.1.9")
+    monkeypatch.setenv("SPACE_ID", "someone/masuka")
+    assert proxies_in_front(config, tunnel=False).trust("10.20.30.40")
+    monkeypatch.setenv("MASUKA_TRUSTED_PROXIES", "10.0.0.5,proxy.local")
+    with pytest.raises(InvalidInput, match="MASUKA_TRUSTED_PROXIES: 'proxy.local' is not an IP address"):
+        Config.read_env(data_dir=tmp_path, auth="ann:pw")
 
 
 def test_a_flood_of_made_up_names_does_not_free_a_locked_account(monkeypatch):

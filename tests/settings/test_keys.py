@@ -174,3 +174,25 @@ def test_a_key_saved_with_such_characters_earlier_is_reported_by_its_check(keys,
     keys.set(service("openai"), "sk-saved-before-\u2026WXYZ")  # a key file from before the check
     ok, message = check_key(keys, "openai")
     assert not ok and "characters no key has" in message and "saved-before" not in message
+
+
+def test_a_broken_key_file_does_not_stop_a_generation_that_needs_no_key(tmp_path, tiny_model, monkeypatch, capsys,
+                                                                        caplog):
+    """The Hugging Face token is optional (a local folder, a public model): an unreadable key file means none, said
+    once; a key a provider needs is still looked up strictly."""
+    from masuka.cli import main
+    from masuka.services import HUGGINGFACE
+
+    for env in (*HUGGINGFACE.key_env, *service("openai").key_env):
+        monkeypatch.delenv(env, raising=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "secrets.json").write_text("{not json", encoding="utf-8")
+    caplog.set_level(logging.WARNING, logger="masuka.key_store")
+    code = main(["generate", "--data-dir", str(data), "--model", str(tiny_model("flux")), "--prompt", "a pier",
+                 "--steps", "1", "--width", "64", "--height", "64", "--batch", "2"])
+    assert code == 0, capsys.readouterr().err
+    warnings = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(warnings) == 1 and str(data / "secrets.json") in warnings[0]
+    with pytest.raises(InvalidInput, match="cannot be read"):
+        KeyStore(data).get(service("openai"))

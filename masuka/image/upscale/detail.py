@@ -114,7 +114,7 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
          on_tile: TileCallback | None) -> Upscaled:
     import torch
 
-    pipe = get_pipeline(studio.models, plan.spec, studio.keys.get(HUGGINGFACE))
+    pipe = get_pipeline(studio.models, plan.spec, studio.keys.optional(HUGGINGFACE))
     apply_loras(pipe, plan.loras)
     prepare_decode(pipe, pipeline_plan(pipe), plan.width, plan.height)
     task = plan.task

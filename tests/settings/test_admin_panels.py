@@ -1,0 +1,41 @@
+"""The studio's own settings (API keys, defaults, storage, sign-ins) as a user who is not an admin meets them."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from masuka.config import Config
+from masuka.studio import Studio
+from masuka.ui import settings
+from masuka.ui.app import build_app
+
+
+@pytest.fixture
+def team(tmp_path):
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="admin:pw-admin,bob:pw-bob"))
+    yield studio
+    studio.close()
+
+
+def test_a_user_who_is_not_an_admin_is_told_and_cannot_use_the_studio_s_settings(team):
+    panels = [fn for fn in build_app(team).fns.values() if fn.fn.__name__ == "admin_panel"]
+    assert {c.value for fn in panels for c in fn.outputs[1:] if isinstance(c, gr.Button)} >= {
+        "Save", "Test", "Save defaults", "Measure", "Refresh"}
+    for panel in panels:
+        note = panel.outputs[0]
+        assert isinstance(note, gr.Markdown) and note.value == settings.ADMINS_ONLY and not note.visible
+        bob, admin = (panel.fn(gr.Request(username=user)) for user in ("bob", "admin"))
+        assert bob[0]["visible"] and all(update["interactive"] is False for update in bob[1:])
+        assert not admin[0]["visible"] and all(update["interactive"] for update in admin[1:])
+
+
+@pytest.mark.parametrize("handler, message", [
+    (settings.sign_ins_view, "Only an admin can see failed sign-ins"),
+    (settings.storage_view, "Only an admin can see the studio's disk use"),
+    (settings.empty_tmp, "Only an admin can change studio settings"),
+])
+def test_a_refusal_says_whether_it_was_a_look_or_a_change(team, handler, message):
+    with pytest.raises(gr.Error, match=message):
+        handler(team, gr.Request(username="bob"))
+    handler(team, gr.Request(username="admin"))
