@@ -321,6 +321,8 @@ class Proxies:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:  # an IPv4 peer of a server on "::"
+            ip = ip.ipv4_mapped
         return (self.internal and not ip.is_global) or any(ip in network for network in self.networks)
 
 
@@ -341,12 +343,11 @@ def client_address(scope: dict, proxies: Proxies) -> str:
     peer = client[0] if client else "unknown"
     if not proxies.trust(peer):
         return peer
-    for name, value in scope.get("headers", []):
-        if name == b"x-forwarded-for":
-            hops = [hop.strip() for hop in value.decode("latin-1").split(",") if hop.strip()]
-            # every hop a trusted proxy: the one the nearest proxy saw
-            return next((hop for hop in reversed(hops) if not proxies.trust(hop)), hops[-1] if hops else peer)
-    return peer
+    # header lines of one name are one comma-separated list, in order (RFC 7230 3.2.2): a proxy may add a line
+    lines = [value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"x-forwarded-for"]
+    hops = [hop.strip() for hop in ",".join(lines).split(",") if hop.strip()]
+    # every hop a trusted proxy: the one the nearest proxy saw
+    return next((hop for hop in reversed(hops) if not proxies.trust(hop)), hops[-1] if hops else peer)
 
 
 async def _read_body(receive: Any) -> bytes:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from masuka.errors import Cancelled, GPUBusy, MasukaError, as_disk_full
-from masuka.store import LOCAL_USER, UNFINISHED, Store, now, process_alive, row_id
+from masuka.store import LIVE_HOLDERS, LOCAL_USER, UNFINISHED, Store, now, process_alive, row_id
 
 log = logging.getLogger(__name__)
 TABLE = "jobs"
@@ -301,13 +301,16 @@ class JobRunner:
         self._lock = threading.Lock()
         self._closed = False
         #: the studio's, written into the rows of the work it holds (video jobs, queue jobs, characters being
-        #: made; see :func:`~masuka.store.holder_alive`): a studio opened again in this process, or a process that
-        #: reuses the pid, is told apart from the one that held them
+        #: made; see :func:`~masuka.store.holder_alive`): another studio open in this process, one opened again, or
+        #: a process that reuses the pid, is told apart from the one that held them. Live until :meth:`close`.
         self.token = uuid.uuid4().hex
+        LIVE_HOLDERS.add(self.token)
 
     def close(self) -> None:
-        """Stop the lane threads (after the job each one is running, if any); the queue stays in the table."""
+        """Stop the lane threads (after the job each one is running, if any); the queue stays in the table. The
+        rows this runner's studio holds count as gone from now on (:func:`~masuka.store.holder_alive`)."""
         self._closed = True
+        LIVE_HOLDERS.discard(self.token)
         with self._lock:
             events = list(self._lanes.values()) + ([self._recovering] if self._recovering else [])
         for event in events:

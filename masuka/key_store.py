@@ -39,7 +39,8 @@ class KeyStore:
 
     def optional(self, service: Service) -> str | None:
         """:meth:`get` for a key the task can do without (the Hugging Face token, which public and local models
-        need not): None when the key file cannot be read, said once in a warning naming the file."""
+        need not): None when the key file cannot be read, said in a warning naming the file, once until the file
+        is read again (:meth:`unreadable` tells a caller why a key it asked for is missing)."""
         try:
             return self.get(service)
         except InvalidInput as error:
@@ -72,12 +73,21 @@ class KeyStore:
             os.replace(partial, self.path)
         return aside
 
+    def unreadable(self) -> str | None:
+        """Why the key file cannot be read and what to do, in a sentence naming it; None when it can (or is absent)."""
+        problem = self._load()[1]
+        return self._unreadable(problem) if problem else None
+
+    def _unreadable(self, problem: str) -> str:
+        return (f"The key file {self.path} cannot be read ({problem}): repair it, or save a key in Settings → API "
+                f"keys (or `python -m masuka keys set`), which moves it aside to {self.path.name}.bad and starts a "
+                "new one.")
+
     def _read(self) -> dict[str, str]:
         keys, problem = self._load()
         if problem:
-            raise InvalidInput(f"The key file {self.path} cannot be read ({problem}): repair it, or save a key in "
-                               "Settings → API keys (or `python -m masuka keys set`), which moves it aside to "
-                               f"{self.path.name}.bad and starts a new one.")
+            raise InvalidInput(self._unreadable(problem))
+        self._warned = False  # read (repaired, or saved anew): a later problem is warned about again
         return keys
 
     def _load(self) -> tuple[dict[str, str], str | None]:

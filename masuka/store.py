@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -186,7 +187,21 @@ class Store:
             for name, searched in FTS.items():  # replace: an index whose set-up was cut short (no triggers yet:
                 # they come last) is built again; an intact one is left as it is
                 self.db.table(name).enable_fts(searched, create_triggers=True, replace=True)
+                self._index_on_update_of(name, searched)
             self.db.execute(f"create table if not exists {ID_MARKS} (name text primary key, last integer not null)")
+
+    def _index_on_update_of(self, table: str, searched: list[str]) -> None:
+        """Re-index a row of ``table`` only when a searched column changes: sqlite-utils' ``<table>_au`` trigger
+        fires on every update (a job's progress, a heartbeat). Its body is kept; an older database gets it too."""
+        trigger = f"{table}_au"
+        old = self.db.execute("select sql from sqlite_master where type = 'trigger' and name = ?",
+                              [trigger]).fetchone()[0]
+        head, body = re.split(r"\sBEGIN\s", old, maxsplit=1, flags=re.IGNORECASE)
+        new = f"CREATE TRIGGER [{trigger}] AFTER UPDATE OF {', '.join(f'[{c}]' for c in searched)} ON [{table}]"
+        if head != new:
+            with self.transaction():
+                self.db.execute(f"DROP TRIGGER [{trigger}]")
+                self.db.execute(f"{new} BEGIN\n{body}")
 
     # -- generic rows ---------------------------------------------------------------------------------
     def insert(self, table: str, row: Mapping[str, Any]) -> int:
@@ -267,8 +282,10 @@ class Store:
 
     def quote_fts(self, text: str) -> str:
         """``text`` as a full-text search query that matches rows holding a word that starts with each of its words
-        (``"word"*``), whatever characters it holds: FTS operators are plain words."""
-        return " ".join(f'"{word}"*' for word in text.replace('"', " ").split())  # a quote only separates words
+        (``"word"*``), whatever characters it holds: FTS operators are plain words. Only letters and digits make
+        words (as in the index), so a word of neither ("-", "✨") is dropped; "" when nothing is left to search."""
+        words = text.replace('"', " ").split()  # a quote only separates words
+        return " ".join(f'"{word}"*' for word in words if any(char.isalnum() for char in word))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -380,11 +397,16 @@ def process_alive(pid: int | None) -> bool:
     return _alive(pid)
 
 
-def holder_alive(pid: int | None, token: str | None, own: str) -> bool:
-    """Whether the holder that wrote ``pid`` and ``token`` into a row still runs: the part of this process whose
-    token is ``own`` (a studio's, :attr:`~masuka.jobs.JobRunner.token`: one closed in this process, or a process
-    before a restart that reused the pid, is gone) or another live process."""
-    return token == own or process_alive(pid)
+#: the tokens of the studios open in this process (:attr:`~masuka.jobs.JobRunner.token`, from the runner's start to
+#: its close): what :func:`holder_alive` tells this process's holders apart by
+LIVE_HOLDERS: set[str] = set()
+
+
+def holder_alive(pid: int | None, token: str | None) -> bool:
+    """Whether the holder that wrote ``pid`` and ``token`` into a row still runs: a studio open in this process
+    (:data:`LIVE_HOLDERS`; one closed, or a process before a restart that reused the pid, is gone) or another live
+    process."""
+    return token in LIVE_HOLDERS or process_alive(pid)
 
 
 def _alive(pid: int | None) -> bool:

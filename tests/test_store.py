@@ -137,3 +137,40 @@ def test_a_deleted_row_s_id_is_never_given_again(tmp_path):
     assert [r["id"] for r in reopened.find("datasets", order_by="id")] == [third + 1, third + 2]
     reopened.delete_where("datasets", "1 = 1")
     assert reopened.insert("datasets", {"owner": "bob", "name": "z"}) == third + 3
+
+
+def _fts_pages(store: Store, table: str) -> list[tuple]:
+    """The FTS5 index's stored pages: any write to the index changes them."""
+    return store.db.execute(f"select id, block from {table}_fts_data order by id").fetchall()
+
+
+def test_a_job_s_progress_leaves_its_search_entry_alone_and_a_new_title_updates_it(tmp_path):
+    path = tmp_path / "m.db"
+    old = Store(path)  # a database made before: sqlite-utils' trigger re-indexes a row on any update
+    old.db.execute("drop trigger jobs_au")
+    old.db.execute("""create trigger jobs_au after update on jobs begin
+      insert into jobs_fts (jobs_fts, rowid, title, model) values('delete', old.rowid, old.title, old.model);
+      insert into jobs_fts (rowid, title, model) values (new.rowid, new.title, new.model);
+    end""")
+    old.close()
+    store = Store(path)
+    for table, searched in (("jobs", "[title], [model]"), ("generations", "[prompt], [negative_prompt], [model]")):
+        sql = store.db.execute("select sql from sqlite_master where name = ?", [f"{table}_au"]).fetchone()[0]
+        assert f"AFTER UPDATE OF {searched} ON [{table}]" in sql
+    job = store.insert("jobs", {"kind": "train", "status": "running", "title": "red fox", "model": "fake/tiny"})
+    before = _fts_pages(store, "jobs")
+    store.update("jobs", job, progress=0.5, step=5, updated_at="2026-01-01T00:00:00")
+    assert _fts_pages(store, "jobs") == before
+    store.update("jobs", job, title="blue whale")
+    assert [r["id"] for r in store.db["jobs"].search("whale")] == [job]
+    assert not list(store.db["jobs"].search("fox"))
+    assert Store(path).db.execute("select sql from sqlite_master where name = 'jobs_au'").fetchone()[0] == \
+        store.db.execute("select sql from sqlite_master where name = 'jobs_au'").fetchone()[0]  # opened again: same
+
+
+@pytest.mark.parametrize("text, query", [
+    ("-", ""), ("*", ""), ("✨", ""), ("- * ✨ ()", ""), ('"', ""),
+    ("red -fox ✨", '"red"* "-fox"*'), ("über 2", '"über"* "2"*'),
+])
+def test_a_search_keeps_only_words_with_a_letter_or_a_digit(tmp_path, text, query):
+    assert Store(tmp_path / "m.db").quote_fts(text) == query

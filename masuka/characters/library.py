@@ -88,7 +88,7 @@ def drop_abandoned(studio: Studio) -> None:
     dataset."""
     for character in studio.store.find("characters", f"json_extract(state, '$.{BUILDING}') is not null"):
         building = character["state"][BUILDING]
-        if not holder_alive(building["pid"], building["process"], studio.runner().token):
+        if not holder_alive(building["pid"], building["process"]):
             discard_character(studio, character)
 
 

@@ -48,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
                                    f"{'  gated' if r['gated'] else ''}" for r in rows))
     elif args.action == "download":
         job_id = start_download(studio, LOCAL_USER, args.model)
+        done = {"model": args.model, "downloaded": True}
         if job_id is None:
-            emit(args, {"model": args.model, "downloaded": True}, f"{args.model} is already downloaded.")
+            emit(args, done | _cached(args.model), f"{args.model} is already downloaded.")
             return 0
         try:
             while (row := studio.runner().wait(job_id, timeout=2))["status"] in ("queued", "running"):
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         if row["status"] != "completed":
             raise InvalidInput(row["error"] or f"download {row['status']}")
-        emit(args, row["result"], row["result"]["path"])
+        emit(args, done | row["result"], row["result"]["path"])
     elif args.action == "delete":
         freed = delete_model(studio, args.repo)
         emit(args, {"freed_bytes": freed}, f"freed {freed / 2**30:.2f} GB")
@@ -78,3 +79,15 @@ def run(args: argparse.Namespace) -> int:
         row["path"] = str(studio.config.absolute(row["path"]))
         emit(args, row, f"imported {row['name']} ({row['architecture']}) -> {row['path']}")
     return 0
+
+
+def _cached(model: str) -> dict:
+    """What a finished download of ``model`` reports (its snapshot folder and size) when the cache holds it whole."""
+    from huggingface_hub import snapshot_download
+
+    from masuka.models.hub import hub_cache_dir
+    from masuka.models.manage import cache_entries, resolve_repo
+
+    repo = resolve_repo(model)
+    path = snapshot_download(repo, cache_dir=hub_cache_dir(), local_files_only=True)  # main's, read from the cache
+    return {"path": path, "size_bytes": cache_entries()[repo][0]}

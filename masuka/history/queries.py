@@ -115,7 +115,7 @@ def _history_where(store: Store, table: str, where: HistoryFilter) -> tuple[str,
         args.append(where.lora)
     text = (where.text or "").replace("\0", "").strip()  # SQLite ends a text at a NUL
     query = store.quote_fts(text)
-    if query:  # quotes alone ('"') leave nothing to search for: no text filter
+    if query:  # no letter or digit ("-", '"', "✨") leaves nothing to search for: no text filter
         # one rule for both tables: a word of the prompt (a job's title) or model starts with each searched word
         conditions.append(f"id in (select rowid from {table}_fts where {table}_fts match ?)")
         args.append(query)

@@ -74,7 +74,7 @@ from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
 from masuka.loras.usage import lora_files_in_use
 from masuka.models.catalog import ModelSpec, ask_hub, resolve_image_model
-from masuka.models.manage import using_models
+from masuka.models.manage import stoppable, using_models
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
@@ -314,22 +314,23 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
     ``request.batch`` images; returns them in order. Raises on the first failure.
 
     ``background`` work (the queue) lets interactive requests take the GPU first. While it waits for the GPU,
-    ``on_wait`` is told for whom and ``cancelled`` (by default: ``stop`` is set) ends the wait. The request's LoRA
+    ``on_wait`` is told for whom; ``cancelled`` (by default: ``stop`` is set) ends that wait, and one for a model
+    download (which goes on). The request's LoRA
     files and models are held from its checks to its end: they cannot be deleted while it waits for the GPU or
     runs."""
     plan = plan_request(studio, request, allow_any_path)
+    cancelled = cancelled or (stop.is_set if stop else None)
+    watch = stoppable(on_download, cancelled)  # a stop ends the wait for a download too
     with lora_files_in_use(info.path for info, _weight in plan.loras):
         keep_inputs(studio, plan)
-        with using_models(studio, request.owner, plan.spec.source, watch=on_download,
+        with using_models(studio, request.owner, plan.spec.source, watch=watch,
                           without=replaced_components(request.memory_plan)), \
-                using_models(studio, request.owner, plan.safety.safety_model if plan.safety else None,
-                             watch=on_download):
-            fetch_gguf(studio, request.owner, request.memory_plan, on_download)  # not inside the GPU slot
+                using_models(studio, request.owner, plan.safety.safety_model if plan.safety else None, watch=watch):
+            fetch_gguf(studio, request.owner, request.memory_plan, watch)  # not inside the GPU slot
             if request.optimize_prompt:
-                plan = _optimized(studio, plan, on_download, gpu_timeout, background)
+                plan = _optimized(studio, plan, watch, gpu_timeout, background)
             with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
-                                 background=background, on_wait=on_wait,
-                                 cancelled=cancelled or (stop.is_set if stop else None)):
+                                 background=background, on_wait=on_wait, cancelled=cancelled):
                 return _run(studio, plan, on_step, on_image, stop)
 
 

@@ -122,13 +122,13 @@ def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: 
     again = f"import {repo} {filename} again"
     if not hub_reachable():  # in seconds, not after the Hub client's retries
         raise hub_unreachable(again)
+    token = studio.keys.optional(HUGGINGFACE)
     with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
         try:
-            path = hf_hub_download(repo, filename, local_dir=tmp, endpoint=hub_endpoint(),
-                                   token=studio.keys.optional(HUGGINGFACE))
+            path = hf_hub_download(repo, filename, local_dir=tmp, endpoint=hub_endpoint(), token=token)
         except Exception as error:  # gated, missing, offline: one message naming the repo
-            raise download_error(repo, error, bool(studio.keys.optional(HUGGINGFACE)), again,
-                                 admin=studio.config.is_admin(owner)) from error
+            raise download_error(repo, error, bool(token), again, admin=studio.config.is_admin(owner),
+                                 unreadable=None if token else studio.keys.unreadable()) from error
         return import_lora_file(studio, owner, path, title, "huggingface")
 
 

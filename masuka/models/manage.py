@@ -16,7 +16,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -244,7 +244,8 @@ def _join_or_start(studio: Studio, owner: str, repo: str, watch: Watch | None, w
     """Wait for an unfinished download that fetches what is wanted (the same file, or the repo with no more
     components left out), else for one started for ``owner``, with progress to ``watch``; returns its completed
     row. When another user stops the one joined, the caller's own takes over; any other end is
-    :class:`ModelUnavailable`."""
+    :class:`ModelUnavailable`. What ``watch`` raises (:func:`stoppable`'s :class:`Cancelled`) ends the wait alone:
+    the download goes on, for whoever else waits for it or a later start."""
     wanted = _job_params(repo, without, file, revision)
     label = _label(repo, wanted)
     if watch:
@@ -268,6 +269,22 @@ def _serves(params: dict, wanted: dict) -> bool:
     """Whether a download job with ``params`` fetches what ``wanted`` (:func:`_job_params`) asks for."""
     return (params.get("file", ""), params.get("revision")) == (wanted.get("file", ""), wanted.get("revision")) \
         and set(params.get("without", ())) <= set(wanted["without"])
+
+
+def stoppable(watch: Watch | None, cancelled: Callable[[], bool] | None) -> Watch | None:
+    """``watch`` for :func:`using_models` and :func:`fetch_file_for_use` that also ends the caller's wait for a
+    download with :class:`Cancelled` once ``cancelled()`` says so (asked at every progress report, a few times a
+    second); the download itself goes on (see :func:`_join_or_start`)."""
+    if cancelled is None:
+        return watch
+
+    def checked(report: Progress) -> None:
+        if cancelled():
+            raise Cancelled("the download goes on in the Models tab", at="while it waited for a model download")
+        if watch:
+            watch(report)
+
+    return checked
 
 
 @contextmanager
@@ -347,8 +364,10 @@ def download(studio: Studio, ctx: JobContext, repo: str, without: Sequence[str] 
     snapshot folder, or the file."""
     from huggingface_hub import snapshot_download
 
+    label = _label(repo, {"file": file})
+    again = _FILE_AGAIN.format(label) if file else _DOWNLOAD_AGAIN.format(repo)
     if not hub_reachable():  # HF_HUB_OFFLINE set included
-        raise hub_unreachable(_DOWNLOAD_AGAIN.format(repo))
+        raise hub_unreachable(again)
     token = studio.keys.optional(HUGGINGFACE)
     cache = hub_cache_dir()
     remove_stale_parts(studio, ctx.job_id, repo, cache)
@@ -360,11 +379,12 @@ def download(studio: Studio, ctx: JobContext, repo: str, without: Sequence[str] 
     except (Cancelled, InvalidInput):
         raise
     except Exception as error:  # every Hub failure becomes a message naming the repo and what to do
-        raise download_error(repo, error, bool(token), admin=studio.config.is_admin(ctx.row().owner)) from error
-    size = cache_entries().get(repo, (0, False))[0]
+        raise download_error(repo, error, bool(token), again, admin=studio.config.is_admin(ctx.row().owner),
+                             what=label, unreadable=None if token else studio.keys.unreadable()) from error
     fetched = Path(path) / file if file else Path(path)
+    size = fetched.stat().st_size if file else cache_entries().get(repo, (0, False))[0]
     ctx.progress(total, total, fraction=1.0, result={"path": str(fetched), "size_bytes": size})
-    log.info("downloaded %s (%d bytes)", _label(repo, {"file": file}), size)
+    log.info("downloaded %s (%d bytes)", label, size)
     return fetched
 
 
@@ -384,9 +404,10 @@ def files_to_fetch(repo: str, token: str | None, cache: Path, without: Sequence[
     names = [name for name in sizes if name in named] if named else wanted_files(list(sizes))
     files = {name: sizes[name] for name in names if name.partition("/")[0] not in without
              or name.endswith("/config.json")}
-    check_free_space(repo, sum(files.values()), cache)
     snapshot = repo_cache_folder(repo, cache) / "snapshots" / (info.sha or "-")
-    return files, sum(size for name, size in files.items() if (snapshot / name).is_file())
+    cached = sum(size for name, size in files.items() if (snapshot / name).is_file())
+    check_free_space(repo, sum(files.values()) - cached, cache)
+    return files, cached
 
 
 def remove_stale_parts(studio: Studio, job_id: int, repo: str, cache: Path) -> None:
@@ -416,9 +437,9 @@ def wanted_files(names: list[str]) -> list[str]:
             and not (pipeline and "/" not in name and name.endswith(".safetensors"))]
 
 
-def check_free_space(repo: str, size: int, cache: Path) -> None:
-    """Refuse a download of ``size`` bytes that cannot fit on the disk of the cache."""
-    needed = size - cache_entries().get(repo, (0, False))[0]
+def check_free_space(repo: str, needed: int, cache: Path) -> None:
+    """Refuse a download of ``repo`` that needs ``needed`` bytes more than the cache holds when they cannot fit on
+    the disk of the cache."""
     existing = cache
     while not existing.exists():
         existing = existing.parent
@@ -467,6 +488,8 @@ TRANSFER_BAR = "Downloading bytes"
 ALMOST_DONE = 0.999
 KEPT = "the finished files are kept; starting it again fetches the rest"
 _DOWNLOAD_AGAIN = "start the download of {} again (the finished files are kept)"
+#: a file job is started by the work that needs it (a ``.gguf`` transformer, :func:`fetch_file_for_use`)
+_FILE_AGAIN = "run the gguf_offload request again to download {}"
 
 
 def hub_unreachable(again: str) -> ModelUnavailable:
@@ -480,10 +503,11 @@ def hub_unreachable(again: str) -> ModelUnavailable:
 
 
 def download_error(repo: str, error: BaseException, has_token: bool, again: str = "", *,
-                   admin: bool = True) -> ModelUnavailable | DiskFull:
-    """A download failure as a message a person can act on (``again``: what to do once the Hub answers, when it
-    cannot be reached; by default, start the download again). A user who is not an ``admin`` cannot save the
-    token, and is told to ask one."""
+                   admin: bool = True, what: str = "", unreadable: str | None = None) -> ModelUnavailable | DiskFull:
+    """A download failure of ``what`` (by default the whole ``repo``) as a message a person can act on (``again``:
+    what to do once the Hub answers, when it cannot be reached; by default, start the download again). A user who
+    is not an ``admin`` cannot save the token, and is told to ask one. ``unreadable``: why the key file could not
+    be read (:meth:`~masuka.key_store.KeyStore.unreadable`), when no token came from it: a token may be saved."""
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     from masuka.remote.http import key_fix
@@ -495,6 +519,9 @@ def download_error(repo: str, error: BaseException, has_token: bool, again: str 
         current = current.__cause__ or current.__context__
     page = f"{hub_endpoint()}/{repo}"
     if any(isinstance(e, GatedRepoError) for e in chain):
+        if unreadable and not has_token:
+            return ModelUnavailable(f"{repo} is gated and the Hugging Face token cannot be read. {unreadable} "
+                                    f"Accept the repo's licence on {page} too, if not yet done.")
         fix = ("your Hugging Face token has no access yet" if has_token else "no Hugging Face token is set")
         return ModelUnavailable(f"{repo} is gated and {fix}: accept its licence on {page} and "
                                 f"{key_fix(HUGGINGFACE.key_env[0], admin)} → API keys (a token with read access).")
@@ -505,7 +532,8 @@ def download_error(repo: str, error: BaseException, has_token: bool, again: str 
     if any(isinstance(e, (LocalEntryNotFoundError, ConnectionError, TimeoutError)) or "Connect" in type(e).__name__
            or "Timeout" in type(e).__name__ for e in chain):
         return hub_unreachable(again or _DOWNLOAD_AGAIN.format(repo))
-    return ModelUnavailable(f"Downloading {repo} failed: {str(error).splitlines()[0] if str(error) else error!r}")
+    return ModelUnavailable(f"Downloading {what or repo} failed: "
+                            f"{str(error).splitlines()[0] if str(error) else error!r}")
 
 
 def delete_model(studio: Studio, model: str) -> int:

@@ -15,6 +15,7 @@ goes first), in queue order within a user.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -221,13 +222,14 @@ def claim(studio: Studio) -> dict | None:
     return {**job, **fields}
 
 
-def recover(studio: Studio, closing: bool = False) -> list[int]:
-    """Rows ``running`` under a worker that is gone (another process, or a studio closed in this one; ``closing``:
-    this studio's worker too, which has stopped) become ``interrupted`` (and are claimed again); one that was told
-    to cancel or pause meanwhile is cancelled or paused, as its owner was told it would be."""
+def recover(studio: Studio, stopped: Collection[int] = ()) -> list[int]:
+    """Rows ``running`` under a worker that is gone (another process, or a studio closed in this one), and this
+    studio's jobs ``stopped`` (those its worker ended as the app closes), become ``interrupted`` (and are claimed
+    again); one that was told to cancel or pause meanwhile is cancelled or paused, as its owner was told it would
+    be."""
     token = studio.runner().token
     stale = [row for row in studio.store.find("queue", "status = 'running'")
-             if (closing and row["worker"] == token) or not holder_alive(row["pid"], row["worker"], token)]
+             if (row["id"] in stopped and row["worker"] == token) or not holder_alive(row["pid"], row["worker"])]
     for row in stale:
         if row["control"] == "cancel":
             finish(studio, row["id"], "cancelled")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -22,12 +23,14 @@ from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
+#: how long closing the app waits for the jobs being run to stop (a step, a model load that cannot be cut short)
+STOP_WAIT_S = 30.0
 
 
 def run_job(studio: Studio, job: dict, ctx: QueueContext | None = None) -> str:
     """Run a claimed job's task to its end and record the outcome; returns the final status. A job its worker
     stopped (:meth:`QueueContext.close`) stays ``running`` for :meth:`QueueWorker.stop` to leave as a restart
-    would find it (``interrupted``)."""
+    would find it (``interrupted``); one that failed or completed meanwhile is recorded so."""
     ctx = ctx or QueueContext(studio, job["id"])
     try:
         TASKS[job["task"]](studio, job, ctx)
@@ -43,7 +46,7 @@ def run_job(studio: Studio, job: dict, ctx: QueueContext | None = None) -> str:
         status, error = "failed", f"{type(failure).__name__}: {failure}"
     else:
         status, error = "completed", None
-    if ctx.closing.is_set() and status != "completed":
+    if ctx.closing.is_set() and status == "cancelled":  # ended by the worker's stop (a cancel asked meanwhile: recover)
         return "interrupted"
     finish(studio, job["id"], status, error)
     return status
@@ -69,6 +72,7 @@ class QueueWorker:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._working: list[QueueContext] = []  # the jobs being run, one per busy thread
+        self._stopped: list[int] = []  # the jobs the worker's stop ended (left running for stop() to interrupt)
         self._lock = threading.Lock()
 
     def start(self) -> "QueueWorker":
@@ -78,18 +82,25 @@ class QueueWorker:
             self._threads.append(thread)
         return self
 
-    def stop(self) -> None:
-        """Claim nothing more and end the jobs being run at their next step (or their wait for the GPU); once the
-        threads are done, those jobs are ``interrupted``, as a restart finds them: the next worker resumes them
-        from their finished images. Call it before the studio closes."""
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Claim nothing more and end the jobs being run at their next step (or their wait for the GPU or a
+        download); those whose threads end within ``wait_s`` are ``interrupted``, as a restart finds them: the next
+        worker resumes them from their finished images. A job still running then is logged and left to end on its
+        own (a restart, or a studio opened again, finds it interrupted). Call it before the studio closes."""
         with self._lock:
             self._stopping.set()
             for ctx in self._working:
                 ctx.close()
+        deadline = time.monotonic() + wait_s
         for thread in self._threads:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            stopped, running = list(self._stopped), [ctx.job_id for ctx in self._working]
+        if running:
+            log.warning("queue job(s) %s did not stop within %.0f s of the app closing; left to end on their own",
+                        running, wait_s)
         with self.studio.store.transaction():
-            recover(self.studio, closing=True)
+            recover(self.studio, stopped)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -110,8 +121,11 @@ class QueueWorker:
             self._working.append(ctx)
             if self._stopping.is_set():  # claimed as the worker stopped
                 ctx.close()
+        status = None
         try:
-            run_job(self.studio, job, ctx)
+            status = run_job(self.studio, job, ctx)
         finally:
-            with self._lock:
+            with self._lock:  # in one step, so stop() finds the job either running or ended
                 self._working.remove(ctx)
+                if status == "interrupted":
+                    self._stopped.append(job["id"])

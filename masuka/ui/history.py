@@ -23,7 +23,10 @@ DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
 CONFIRM = "Yes, delete the entry and its file"
 RUN_CONFIRM = "Yes, delete the run with its folder and LoRA"  # a training run's folder holds its library LoRA
 KEY_SEPARATORS = re.compile(r"[,;\s]+")  # between the keys typed into the export selection
-MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$])")  # what Markdown (and its links, tables, maths) reads
+#: what Markdown (its links, tables, maths, setext heading underlines) reads
+MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$=])")
+LINE_END = re.compile(r"\r\n?|\n")  # Markdown's line ends
+INDENT = re.compile(r"^[ \t]+", re.MULTILINE)  # four spaces or a tab start a code block, where escapes show
 
 
 @dataclass
@@ -314,7 +317,9 @@ def _keys(text: str | None) -> list[str]:
 
 def _verbatim(text: object) -> str:
     """``text`` as Markdown that shows it as it is (no emphasis, headings, links, HTML), line breaks kept."""
-    return MARKDOWN_SIGNS.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", "  \n")
+    escaped = LINE_END.sub("\n", MARKDOWN_SIGNS.sub(r"\\\1", html.escape(str(text), quote=False)))
+    escaped = INDENT.sub(lambda spaces: "".join(f"&#{ord(char)};" for char in spaces.group()), escaped)
+    return escaped.replace("\n", "  \n")
 
 
 def _describe(row: dict) -> str:

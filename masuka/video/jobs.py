@@ -179,7 +179,7 @@ def _running_somewhere(studio: Studio, row: jobs.JobRow) -> bool:
     """Whether this studio's runner (its lane claimed the job, or it wrote its token into the row) or another live
     process runs the job."""
     runner = studio.runner()
-    return runner.runs(row.id) or holder_alive(row.pid, row.state.get("runner"), runner.token)
+    return runner.runs(row.id) or holder_alive(row.pid, row.state.get("runner"))
 
 
 def leave_video(studio: Studio, job_id: int) -> str:

@@ -111,7 +111,11 @@ def test_job_search_is_plain_text_word_by_word(studio):
     def found(text: str) -> list[str]:
         return [e["prompt"] for e in browse(studio, "local", False, Filters(text=text)).entries]
 
-    assert found("a_b") == [] and found("%") == [] and found("_") == []  # no LIKE wildcards
+    assert found("a_b") == []  # no LIKE wildcards
+    everything = found("")
+    assert len(everything) == 3
+    # no letter or digit is nothing to search for: no text filter, not an empty page
+    assert found("%") == found("_") == found("-") == found("*") == found("✨ -") == everything
     assert found("50%") == ["fox run 500 steps"], "'%' separates words, as in a prompt: 50 starts 500"
     assert found("fox snow") == ["fox in the snow"]
     assert found("snow\x00") == ["fox in the snow"]
@@ -121,7 +125,7 @@ def test_job_search_is_plain_text_word_by_word(studio):
 
 @pytest.mark.parametrize(("text", "found"), [
     ("tiny", True), ("tin", True), ("TIN", True), ("fake/ti", True), ("fa ti", True), ("iny", False),
-    ("ake", False), ("tiny zebra", False), ('"tin', True), ("tin OR zebra", False), ("%", False)])
+    ("ake", False), ("tiny zebra", False), ('"tin', True), ("tin OR zebra", False), ("%", True)])
 def test_generations_and_jobs_match_a_search_the_same_way(studio, text, found):
     """Jobs matched any substring (LIKE) and generations whole words (FTS5), so "tin" found a download job of
     fake/tiny but not an image of it: both now match words starting with each searched word."""

@@ -15,7 +15,11 @@ import pytest
 from masuka.ui import history
 
 PROMPTS = ["# a **bold** <b>fox</b> _in_ [snow](http://x.y) `code` ~~gone~~ & &amp; \\ $$x^2$$ 50% a_b",
-           "- a list?\n> a quote\n1) one\n| a | b |\n|---|---|", "line one\n\nline three   spaced"]
+           "- a list?\n> a quote\n1) one\n| a | b |\n|---|---|", "line one\n\nline three   spaced",
+           # setext headings, rules, lists and numbered lines, a fence, a reference definition
+           "a heading?\n===\nanother\n---\n***\n_ _ _\n+ plus\n* star\n1986. a year\n2) two\n~~~\n[x]: http://x.y",
+           # indented code, where escapes would show: four spaces, a tab, after a blank line; other line ends
+           "a paragraph\n\n    # indented *four*\n\t> tabbed\n  two\r\n    windows\rold mac"]
 
 
 def shown_text(markdown: str) -> str:
@@ -33,7 +37,8 @@ def test_the_summary_shows_the_prompt_and_title_as_stored(studio, prompt):
     job = studio.store.insert("jobs", {"kind": "train", "status": "completed", "title": prompt})
     for key in (f"g{made}", f"j{job}"):
         summary = history.show(studio, key, asking)[2]
-        assert prompt.replace("\n\n", "\n") in shown_text(summary).replace("\n\n", "\n")
+        stored = prompt.replace("\r\n", "\n").replace("\r", "\n").replace("\n\n", "\n")
+        assert stored in shown_text(summary).replace("\n\n", "\n")
     failed = shown_text(history.show(studio, f"g{made}", asking)[2])
     assert "model fake/tiny_model" in failed and "Error: **boom** <i>" in failed
 

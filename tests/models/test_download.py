@@ -71,6 +71,15 @@ def test_gated_repo_needs_a_token_with_access(studio, hub):
     assert finished(studio, start_download(studio, "local", "acme/gated"))["status"] == "completed"
 
 
+
+def test_a_gated_repo_with_an_unreadable_key_file_names_the_file_not_a_missing_token(studio, hub):
+    studio.keys.set(HUGGINGFACE, TOKEN)
+    studio.keys.path.write_text("{not json", encoding="utf-8")  # the token is saved, but cannot be read
+    job = finished(studio, start_download(studio, "local", "acme/gated"))
+    assert job["status"] == "failed" and "acme/gated is gated" in job["error"]
+    assert f"key file {studio.keys.path} cannot be read" in job["error"]
+    assert "no Hugging Face token is set" not in job["error"]
+
 def test_not_enough_disk_space_is_refused_before_downloading(studio, hub):
     job = finished(studio, start_download(studio, "local", "acme/huge"))
     assert job["status"] == "failed" and "GB is free" in job["error"]

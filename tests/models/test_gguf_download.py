@@ -124,3 +124,67 @@ def test_a_gguf_url_naming_a_file_the_repo_lacks_fails_its_download_saying_so(st
     with pytest.raises(ModelUnavailable, match="acme/flux-gguf has no file model-Q2_K.gguf at revision main"):
         fetch_gguf(studio, "alice", "gguf_offload")
     assert studio.store.find("jobs")[0]["status"] == "failed" and hub.downloads == {}
+
+
+def test_a_stop_ends_a_generation_s_wait_for_the_gguf_download_which_goes_on(studio, hub, tiny_model, monkeypatch):
+    """The Image tab's Stop while its generation waits for a download it joined or started: the generation ends,
+    the download goes on (for others, or a later start)."""
+    from masuka.errors import Cancelled
+    from masuka.image.generate import ImageRequest, generate_images
+
+    released, serving = held(monkeypatch, hub, FILE)
+    monkeypatch.setattr(manage, "PROGRESS_EVERY_S", 0.2)
+    request = ImageRequest(prompt="a fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
+                           memory_plan="gguf_offload")
+    stop = threading.Event()
+    generation, outcome = in_thread(lambda: generate_images(studio, request, allow_any_path=True, stop=stop))
+    try:
+        assert serving.wait(30)
+        stop.set()
+        generation.join(20)
+        assert not generation.is_alive()
+        [error] = outcome
+        assert isinstance(error, Cancelled) and "while it waited for a model download" in str(error)
+        [job] = studio.store.find("jobs")
+        assert job["status"] == "running"
+    finally:
+        released.set()
+    assert studio.jobs.wait(job["id"], timeout=60).status == "completed"
+
+
+def test_a_gguf_file_download_reports_its_own_size_without_scanning_the_cache(studio, hub, monkeypatch):
+    import huggingface_hub
+
+    other = manage.start_download(studio, "local", "acme/flux-gguf", file="other-Q4_K_S.gguf")
+    assert studio.jobs.wait(other, timeout=60).status == "completed"
+    scans, scan = [], huggingface_hub.scan_cache_dir
+
+    def counted(*args, **kwargs):
+        scans.append(args)
+        return scan(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "scan_cache_dir", counted)
+    fetch_gguf(studio, "alice", "gguf_offload")
+    [job] = studio.store.find("jobs", "id != ?", [other])
+    assert job["result"]["size_bytes"] == len(WEIGHTS)  # the file's, not the repo's two files
+    assert scans == []
+
+
+def test_a_failed_gguf_file_download_names_the_file_and_the_request_to_run_again(studio, hub, monkeypatch):
+    from masuka.testing.http import Reply
+
+    serve_file = hub._file
+    refused = {"HEAD"}  # the file's metadata refused: the Hub client says it cannot be reached
+
+    def refusing(repo, path, request):
+        return Reply(403, {"error": "the Hub broke"}) if request.method in refused else serve_file(repo, path, request)
+
+    monkeypatch.setattr(hub, "_file", refusing)
+    with pytest.raises(ModelUnavailable) as unreachable:
+        fetch_gguf(studio, "alice", "gguf_offload")
+    assert str(unreachable.value).endswith("cannot be reached: check the network and run the gguf_offload request "
+                                           "again to download acme/flux-gguf/model-Q8_0.gguf.")
+    refused.clear()
+    refused.add("GET")  # its transfer refused
+    with pytest.raises(ModelUnavailable, match="^Downloading acme/flux-gguf/model-Q8_0.gguf failed: .*403"):
+        fetch_gguf(studio, "alice", "gguf_offload")
