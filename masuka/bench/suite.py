@@ -50,6 +50,8 @@ from masuka.models.catalog import ModelSpec, resolve_image_model
 STANDALONE = True
 #: Seconds the checks may take (imports and start-up come on top): well within a 10-minute slot.
 BUDGET_S = 450
+#: The longest budget ``--budget-s`` takes: a day (the alarm's timer refuses far larger numbers).
+MAX_BUDGET_S = 86400
 #: Seconds a fast pipeline's compile and first image are expected to take until one is measured (FLUX.1-dev on an
 #: H200: 345); after that, the last one measured.
 COMPILE_GUESS_S = 360
@@ -78,13 +80,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def budget_seconds(text: str) -> float:
-    """An argparse ``type``: a finite number of seconds above 0."""
+    """An argparse ``type``: a number of seconds above 0, at most :data:`MAX_BUDGET_S`."""
     try:
         seconds = float(text)
     except ValueError:
         seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise argparse.ArgumentTypeError(f"takes a finite number of seconds above 0 (got {text!r})")
+    if not 0 < seconds <= MAX_BUDGET_S:  # nan fails both
+        raise argparse.ArgumentTypeError(f"takes a number of seconds above 0 and at most {MAX_BUDGET_S} (a day) "
+                                         f"(got {text!r})")
     return seconds
 
 
@@ -210,7 +213,10 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
     transformers.utils.logging.disable_progress_bar()
     started = time.monotonic()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file of that name, or above it, is in the way; no permission
+        raise InvalidInput(f"--out {args.out}: cannot make this folder ({error.strerror}).") from None
     checks: list[Check] = []
     deadline = Deadline(args.budget_s)
     with tempfile.TemporaryDirectory() as tmp, deadline.armed():
@@ -226,7 +232,7 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
             except Exception as error:  # a group that cannot be set up: one error line, the others still run
                 checks.append(Check(f"{key} (group)", "", "", _error_result(error)))
         for line in sorted(lines, key=lambda line: LINE_KINDS.index(line.kind)):
-            checks.append(Check(line.name, "", "", "running", weights=line.weights))
+            checks.append(Check(line.name, "", line.target, "running", weights=line.weights))
             _write(out, report, checks, started)  # a run killed now still names the line it was in
             checks[-1:] = _run_line(line, deadline)
             _write(out, report, checks, started)
@@ -264,19 +270,19 @@ def _output(*command: str) -> str | None:
 
 
 def _run_line(line: Line, deadline: Deadline) -> list[Check]:
-    """What one line measured or, when it failed or the budget stopped it, one check saying so; each with the
-    line's weights."""
+    """What one line measured or, when it failed or the budget stopped it, one check saying so with the line's
+    target; each with the line's weights."""
     if deadline.left() <= 0:
-        checks = [Check(line.name, "", "", f"skipped: the {deadline.budget_s:g} s budget was spent")]
+        checks = [Check(line.name, "", line.target, f"skipped: the {deadline.budget_s:g} s budget was spent")]
     else:
         try:
             with deadline.running(line.name):
                 measured = line.measure()
             checks = measured if isinstance(measured, list) else [measured]
         except _OverBudget as stop:
-            checks = [Check(line.name, "", "", f"{'cut' if stop.started else 'skipped'}: {stop}")]
+            checks = [Check(line.name, "", line.target, f"{'cut' if stop.started else 'skipped'}: {stop}")]
         except Exception as error:  # out of memory, a missing kernel: this line only
-            checks = [Check(line.name, "", "", _error_result(error))]
+            checks = [Check(line.name, "", line.target, _error_result(error))]
         finally:
             _free()
     for check in checks:
@@ -387,16 +393,20 @@ class Deadline:
 #: The order lines run in: those with a target that compile nothing, the compiled fast paths (minutes each),
 #: then those with no target (or none these weights can meet).
 LINE_KINDS = ("target", "compiles", "reported")
+#: The target column of a line that has no target: its figures are reported.
+REPORTED = "(reported)"
 
 
 @dataclass
 class Line:
-    """One line of the report, measured when ``measure`` is called: its check (or checks), on ``weights``."""
+    """One line of the report, measured when ``measure`` is called: its check (or checks), on ``weights``;
+    ``target`` is also shown where the line did not measure (skipped, cut, error)."""
 
     name: str
     measure: Callable[[], Check | list[Check]]
     weights: str = ""
     kind: str = "target"
+    target: str = ""
 
 
 def markdown(report: dict) -> str:
@@ -496,12 +506,13 @@ def _against(setup: Setup, name: str, model_id: str, plan: DevicePlan, plain: di
         speedup = _speedup(setup, name, plain, fast, target, _fp8_note(setup, fast) if compiled else "", unjudged)
         return [speedup, _first_image(name.split(" vs ")[0], fast)] if compiled else [speedup]
 
-    return Line(name, measure, weights, "compiles" if compiled else "reported" if unjudged else "target")
+    return Line(name, measure, weights, "compiles" if compiled else "reported" if unjudged else "target",
+                _wanted(target))
 
 
 def _speedup(setup: Setup, name: str, base: dict, fast: dict, target: float, note: str = "",
              unjudged: str = "") -> Check:
-    wanted = f">= {target}x"
+    wanted = _wanted(target)
     extra = f"; {note}" if note else ""
     if not base:
         return Check(name, f"{fast['s_per_image']} s per image, no plain figure to compare with{extra}", wanted,
@@ -510,6 +521,11 @@ def _speedup(setup: Setup, name: str, base: dict, fast: dict, target: float, not
     return Check(name, f"{ratio:.2f}x ({base['s_per_image']} s -> {fast['s_per_image']} s per image{extra})",
                  wanted, unjudged or setup.judge(ratio >= target),
                  {"speedup": round(ratio, 3), "baseline": base, "fast": fast})
+
+
+def _wanted(speedup: float) -> str:
+    """The target of a speed-up line."""
+    return f">= {speedup}x"
 
 
 def _fp8_note(setup: Setup, fast: dict) -> str:
@@ -547,15 +563,15 @@ def flux_dev(setup: Setup) -> Iterator[Line]:
 
 def flux_schnell(setup: Setup) -> Iterator[Line]:
     """FLUX.1-schnell 1024² 4 steps on the fast path."""
-    name = "FLUX.1-schnell 4 steps, fast"
+    name, target = "FLUX.1-schnell 4 steps, fast", "<= 0.45 s on H200"
 
     def measure() -> Check:
         fast = _image(setup, "flux-schnell", _plan(fast=True), steps=4, runs=max(setup.runs, 5))
         seconds = fast["s_per_image"]
-        return Check(name, f"{seconds} s per image; {_fp8_note(setup, fast)}", "<= 0.45 s on H200",
+        return Check(name, f"{seconds} s per image; {_fp8_note(setup, fast)}", target,
                      setup.judge(seconds <= 0.45, "H200"), fast)
 
-    yield Line(name, measure, setup.weights("flux-schnell"), "compiles")
+    yield Line(name, measure, setup.weights("flux-schnell"), "compiles", target)
 
 
 def sdxl(setup: Setup) -> Iterator[Line]:
@@ -584,20 +600,26 @@ def memory_plans(setup: Setup) -> Iterator[Line]:
     and plan: FLUX.1-dev's (with targets) first."""
     for memory in FLUX_MEMORY_TARGETS:
         name = f"FLUX.1-dev {memory}"
-        yield Line(name, functools.partial(_memory_line, setup, name, "flux-dev", memory), setup.weights("flux-dev"))
+        yield Line(name, functools.partial(_memory_line, setup, name, "flux-dev", memory), setup.weights("flux-dev"),
+                   target=_memory_target("flux-dev", memory))
     for model_id in OTHER_MEMORY_MODELS[:1 if setup.quick else None]:
         for memory in OTHER_MEMORY_PLANS:
             name = f"{model_id} {memory}"
             yield Line(name, functools.partial(_memory_line, setup, name, model_id, memory), setup.weights(model_id),
-                       "reported")
+                       "reported", _memory_target(model_id, memory))
+
+
+def _memory_target(model_id: str, memory: str) -> str:
+    """The target of ``model_id``'s peak GPU memory under plan ``memory``: FLUX.1-dev's, others are reported."""
+    return (f"<= {FLUX_MEMORY_TARGETS[memory]:g} GB on the GPU (reserved + outside PyTorch)"
+            if model_id == "flux-dev" else REPORTED)
 
 
 def _memory_line(setup: Setup, name: str, model_id: str, memory: str) -> Check:
     """Line ``name``: peak VRAM of ``model_id`` under plan ``memory``, judged where FLUX.1-dev has a target on all
     the process held on the GPU (GB); skipped where a 4-bit plan cannot run or the weights, built on the CPU,
     would not fit the host's available memory."""
-    target = (f"<= {FLUX_MEMORY_TARGETS[memory]:g} GB on the GPU (reserved + outside PyTorch)"
-              if model_id == "flux-dev" else "(reported)")
+    target = _memory_target(model_id, memory)
     if memory in QUANTIZED_PLANS:
         package, install = QUANTIZED_PLANS[memory]
         if not _importable(package):
@@ -650,15 +672,15 @@ def training(setup: Setup) -> Iterator[Line]:
 
     spec, build, _size, _steps = setup.model("flux-dev")
     target = TrainOptions(dataset="bench", base=spec.source, preset="40gb", resolution=512, batch_size=1, rank=16)
-    name = "FLUX.1 LoRA 512² rank 16, s/step"
+    name, wanted = "FLUX.1 LoRA 512² rank 16, s/step", "<= 0.4 s/step on H200"
 
     def measure_target() -> Check:
         figures = train_speed(setup, spec, build, target)
-        return Check(name, f"{figures['s_per_step']} s/step, {_vram(figures, setup)}", "<= 0.4 s/step on H200",
+        return Check(name, f"{figures['s_per_step']} s/step, {_vram(figures, setup)}", wanted,
                      setup.judge(figures["s_per_step"] <= 0.4, "H200"), figures)
 
     weights = setup.weights("flux-dev")
-    yield Line(name, measure_target, weights)
+    yield Line(name, measure_target, weights, target=wanted)
     seen = []
     for preset in PRESETS:
         options = fill_defaults(TrainOptions(dataset="bench", base=spec.source, preset=preset, rank=16),
@@ -669,7 +691,7 @@ def training(setup: Setup) -> Iterator[Line]:
         seen.append(settings)
         preset_name = f"FLUX.1 LoRA preset {preset}"
         yield Line(preset_name, functools.partial(_preset_line, setup, preset_name, spec, build, options), weights,
-                   "reported")
+                   "reported", REPORTED)
         if setup.quick:
             break
 
@@ -678,7 +700,7 @@ def _preset_line(setup: Setup, name: str, spec: ModelSpec, build: Callable[[str,
                  ) -> Check:
     figures = train_speed(setup, spec, build, options)
     return Check(name, f"{figures['s_per_step']} s/step, {_vram(figures, setup)}",
-                 "(reported)", "n/a" if setup.tiny else "measured", figures)
+                 REPORTED, "n/a" if setup.tiny else "measured", figures)
 
 
 def train_speed(setup: Setup, spec: ModelSpec, build: Callable[[str, Any], Any], options: Any) -> dict:
@@ -768,11 +790,11 @@ class _StepTimes:
 def app_overhead(setup: Setup) -> Iterator[Line]:
     """MASUKA's own share of a ``/generate_image`` request over a bare Gradio app making the same call, and of a
     REST request over the bare call (judged only from a full run: ``--quick`` takes too few rounds)."""
-    name = "Per-image app overhead"
+    name, target = "Per-image app overhead", "<= 30 ms"
     missing = [package for package in APP_PACKAGES if not _importable(package)]
     if missing:
-        yield Line(name, lambda: Check(name, "", "<= 30 ms", f"skipped: needs {', '.join(missing)} "
-                                       "(pip install -r requirements.txt)"), "tiny random")
+        yield Line(name, lambda: Check(name, "", target, f"skipped: needs {', '.join(missing)} "
+                                       "(pip install -r requirements.txt)"), "tiny random", target=target)
         return
 
     def measure() -> list[Check]:
@@ -782,11 +804,11 @@ def app_overhead(setup: Setup) -> Iterator[Line]:
         lines = [(f"{name} (MASUKA over a bare Gradio app)", "masuka_share_ms"),
                  *((f"{name} ({route} over the bare call)", key) for route, key in
                    (("/sdapi/v1/txt2img", "a1111_share_ms"), ("/v1/images/generations", "openai_share_ms")))]
-        return [Check(line, f"{figures[key]} ms", "<= 30 ms",
+        return [Check(line, f"{figures[key]} ms", target,
                       "n/a" if setup.quick else "pass" if figures[key] <= 30 else "fail", figures)
                 for line, key in lines]
 
-    yield Line(name, measure, "tiny random")
+    yield Line(name, measure, "tiny random", target=target)
 
 
 def _importable(name: str) -> bool:

@@ -119,6 +119,9 @@ def test_a_failing_line_costs_only_itself_and_says_which_model_and_plan(tmp_path
     # 2x, still measured (random weights: not judged)
     assert results["FLUX.1-dev fast + step cache 0.12 vs plain bf16"] == suite.NEEDS_REAL_WEIGHTS
     assert results["FLUX.1-dev group_offload"] == "error: RuntimeError: CUDA out of memory (stand-in)"
+    targets = {check["name"]: check["target"] for check in report["checks"]}
+    assert targets["FLUX.1-dev group_offload"] == "<= 10 GB on the GPU (reserved + outside PyTorch)"
+    assert targets["FLUX.1-dev fast vs plain bf16"] == ">= 2.5x"  # an error line keeps its target
     assert results["FLUX.1-dev fp8_offload"] == "fail"  # judged on the 15.5 GiB reserved + 0.5 outside, not 14
     for model_id in ("sdxl", "flux2-klein-4b", "z-image-turbo", "sd35-large"):  # after the failure: still measured
         assert results[f"{model_id} fp8_offload"] == results[f"{model_id} group_offload"] == "measured"
@@ -260,8 +263,13 @@ TIMES = {("flux-dev", "plain"): (20, 9, 5), ("flux-dev", "fast"): (20, 60, 3), (
 
 
 def timed_suite(monkeypatch, tmp_path, budget_s):
+    """``{name: result}`` of :func:`timed_report`, in the order the lines ran."""
+    return {check["name"]: check["result"] for check in timed_report(monkeypatch, tmp_path, budget_s)["checks"]}
+
+
+def timed_report(monkeypatch, tmp_path, budget_s):
     """``suite.run`` as on an H200 with random weights, the clock moved only by the stand-in builds, images and
-    training steps; returns ``{name: result}`` in the order the lines ran."""
+    training steps."""
     from masuka.bench import suite
 
     clock = Clock()
@@ -316,8 +324,7 @@ def timed_suite(monkeypatch, tmp_path, budget_s):
     monkeypatch.setattr(suite, "_host_need_gb", lambda model_id: 40.0)
     monkeypatch.setattr(suite, "_available_host_gb", lambda: 120.0)
     monkeypatch.setattr(suite, "_importable", lambda name: False)  # no Gradio, no bitsandbytes
-    report = suite.run(None, suite_args(tmp_path, budget_s=budget_s))
-    return {check["name"]: check["result"] for check in report["checks"]}
+    return suite.run(None, suite_args(tmp_path, budget_s=budget_s))
 
 
 TARGETS = ("FLUX.1-dev fp8_offload", "FLUX.1-dev group_offload", "FLUX.1 LoRA 512² rank 16, s/step",
@@ -343,6 +350,16 @@ def test_a_compile_that_cannot_fit_is_skipped_before_its_build_and_the_cheap_tar
         "skipped: the compile and first image of flux-dev fast needs about 360 s, 184 s of the 450 s budget were left")
     assert results["FLUX.1-dev nf4_offload"].startswith("skipped: needs bitsandbytes")
     assert all(results[name].startswith("skipped: the compile and first image") for name in TARGETS[3:])
+
+
+def test_a_line_that_did_not_run_still_shows_its_target(tmp_path, monkeypatch):
+    report = timed_report(monkeypatch, tmp_path, budget_s=450)
+    targets = {check["name"]: check["target"] for check in report["checks"] if check["result"].startswith("skipped")}
+    assert {name: targets[name] for name in TARGETS[3:]} == {
+        "FLUX.1-dev fast vs plain bf16": ">= 2.5x", "SDXL fast vs fp32": ">= 3.0x",
+        "FLUX.1-schnell 4 steps, fast": "<= 0.45 s on H200"}
+    assert targets["FLUX.1-dev nf4_offload"] == "<= 6 GB on the GPU (reserved + outside PyTorch)"
+    assert "| FLUX.1-dev fast vs plain bf16 |  | >= 2.5x | skipped: " in (tmp_path / "bench-suite.md").read_text()
 
 
 # -- what the report says about the models, the memory figures and the versions -----------------------------
@@ -479,13 +496,51 @@ def test_an_empty_folder_named_like_a_package_is_not_importable(tmp_path, monkey
     assert not suite._importable("broken_app_pkg.part")
 
 
-@pytest.mark.parametrize("given", ["inf", "nan", "0", "-5", "soon"])
-def test_the_budget_is_a_finite_number_of_seconds_above_zero(given, capsys):
+@pytest.mark.parametrize("given", ["inf", "nan", "0", "-5", "soon", "1e12", "86401"])
+def test_the_budget_is_a_number_of_seconds_above_zero_and_at_most_a_day(given, capsys):
+    """1e12 s once reached the alarm's timer, which raised OverflowError."""
     from masuka.bench import suite
 
     parser = argparse.ArgumentParser()
     suite.add_arguments(parser)
     assert parser.parse_args(["--budget-s", "480"]).budget_s == 480.0
+    assert parser.parse_args(["--budget-s", "86400"]).budget_s == 86400.0
     with pytest.raises(SystemExit):
         parser.parse_args(["--budget-s", given])
-    assert f"takes a finite number of seconds above 0 (got {given!r})" in capsys.readouterr().err
+    assert f"takes a number of seconds above 0 and at most 86400 (a day) (got {given!r})" in capsys.readouterr().err
+
+
+def test_an_out_that_names_a_file_is_one_line_error(tmp_path, monkeypatch, capsys):
+    from masuka.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("not a folder")
+    for out in ("taken", "taken/inside"):
+        assert main(["bench", "suite", "--quick", "--out", out]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"error: --out {out}: cannot make this folder "
+                                                        f"({'File exists' if out == 'taken' else 'Not a directory'})."]
+    assert (tmp_path / "taken").read_text() == "not a folder"
+
+
+def test_the_readme_wheel_list_pins_what_the_lock_pins():
+    """The ``pip download`` lines of the README's fresh-GPU-box recipe pin the versions requirements.lock pins for
+    Python 3.12 on x86-64 Linux, so the list cannot drift from the lock."""
+    from packaging.markers import Marker
+
+    from masuka.compat import canonical
+
+    box = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platform": "linux",
+           "platform_machine": "x86_64"}
+    lock = {}
+    for line in (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines():
+        requirement, _, marker = line.partition(";")
+        if "==" in requirement and not line.startswith((" ", "#")) and (
+                not marker.strip() or Marker(marker.strip()).evaluate(box)):
+            name, _, version = requirement.partition("==")
+            lock[canonical(name)] = version.strip()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m pip download")]
+    pinned = {canonical(name): version for command in commands
+              for name, _, version in (word.partition("==") for word in command.split()) if version}
+    assert len(commands) == 3 and {"diffusers", "transformers", "numpy", "importlib-metadata"} <= set(pinned)
+    assert {name: lock.get(name) for name in pinned} == pinned
