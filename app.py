@@ -15,7 +15,7 @@ def run() -> int:
     args = parser.parse_args()
     argv = ["serve", "--host", args.host, "--port", str(args.port)]
     argv += ["--share"] * args.share + ["--ngrok"] * args.ngrok + ["--api-open"] * args.api_open
-    argv += ["--auth", args.auth] * bool(args.auth) + ["--data-dir", args.data_dir] * bool(args.data_dir)
+    argv += ["--auth", args.auth] * (args.auth is not None) + ["--data-dir", args.data_dir] * bool(args.data_dir)
     return main(argv)
 
 

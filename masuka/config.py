@@ -181,9 +181,21 @@ def parse_auth(spec: str | None) -> dict[str, str]:
             raise InvalidInput(f"Sign-in entry {number} names the user {user.strip()!r} again: give each user once.")
         users[user.strip()] = password
     if not users:
-        raise InvalidInput(f"{source} names no user: give at least one user:password, or no sign-in at all "
-                           "(leave out --auth and MASUKA_AUTH).")
+        raise InvalidInput(_names_no_user(source))
     return users
+
+
+def _names_no_user(source: str) -> str:
+    return (f"{source} names no user: give at least one user:password, or no sign-in at all (leave out --auth "
+            "and MASUKA_AUTH).")
+
+
+def auth_flag(spec: str | None) -> str | None:
+    """``--auth`` as typed: absent (None) leaves sign-in to ``MASUKA_AUTH``; a blank one names no user and is
+    refused, rather than starting without sign-in whatever ``MASUKA_AUTH`` says."""
+    if spec is not None and not spec.strip():
+        raise InvalidInput(_names_no_user("--auth"))
+    return spec
 
 
 @dataclass(frozen=True)

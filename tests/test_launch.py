@@ -231,6 +231,19 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path, command):
     assert done.stderr == f"error: cannot listen on 127.0.0.1:{port} (Address already in use)\n"
 
 
+@pytest.mark.parametrize("command", [["app.py"], ["-m", "masuka", "serve"]], ids=["app.py", "serve"])
+@pytest.mark.parametrize("blank", ["", " "], ids=["empty", "blank"])
+def test_a_blank_auth_flag_is_refused_by_both_entry_points_rather_than_overriding_masuka_auth(tmp_path, command,
+                                                                                              blank):
+    env = {k: v for k, v in ENV.items() if k != "NGROK_AUTHTOKEN"}  # were it let through, --ngrok stops it at once
+    done = subprocess.run([sys.executable, *command, "--auth", blank, "--ngrok", "--port", str(free_port()),
+                           "--data-dir", str(tmp_path)], cwd=ROOT, env={**env, "MASUKA_AUTH": "alice:pw1"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == ("error: --auth names no user: give at least one user:password, or no sign-in at all "
+                           "(leave out --auth and MASUKA_AUTH).\n")
+
+
 def test_a_host_that_is_no_address_here_is_one_line_and_exit_2(tmp_path):
     done = subprocess.run([sys.executable, "app.py", "--port", str(free_port()), "--data-dir", str(tmp_path)],
                           cwd=ROOT, env={**ENV, "MASUKA_HOST": "not-a-host.invalid"}, capture_output=True, text=True,

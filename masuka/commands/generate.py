@@ -106,6 +106,11 @@ def request_from_args(args: argparse.Namespace):
         raise InvalidInput("--mask needs --init-image: the picture the mask belongs to.")
     if args.outpaint and not args.init_image:
         raise InvalidInput("--outpaint needs --init-image: the picture to extend.")
+    given = [f"--{name} {value}" for name, value in (("width", args.width), ("height", args.height))
+             if value is not None]
+    if args.mask and not args.outpaint and given:  # the UI leaves them out alike; the A1111 route resizes
+        raise InvalidInput("Inpainting makes an image of the picture's size (rounded to the model's multiple), so "
+                           f"the rest comes back as it was; leave the width and height to it (got {' '.join(given)}).")
     init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur,
                                                       outpaint=parse_outpaint(args.outpaint))
     return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,

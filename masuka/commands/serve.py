@@ -42,14 +42,15 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from masuka.config import Config
+    from masuka.config import Config, auth_flag
     from masuka.environment import check_environment
     from masuka.server import command_line_auth_warning, launch
 
-    warning = command_line_auth_warning(args.auth)
+    auth = auth_flag(args.auth)
+    warning = command_line_auth_warning(auth)
     if warning:
         print(warning, file=sys.stderr)
-    config = Config.from_env(data_dir=args.data_dir, auth=args.auth, **({"api_open": True} if args.api_open else {}))
+    config = Config.from_env(data_dir=args.data_dir, auth=auth, **({"api_open": True} if args.api_open else {}))
     check_environment()
     launch(config, host=args.host, port=args.port, share=args.share, ngrok=args.ngrok)
     return 0

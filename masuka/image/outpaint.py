@@ -9,7 +9,7 @@ result is pasted back so that every pixel of the original picture outside its ow
 
 from __future__ import annotations
 
-from PIL import Image, ImageFilter
+from PIL import Image, ImageChops, ImageFilter
 
 from masuka.errors import InvalidInput
 
@@ -72,9 +72,16 @@ def outpaint_canvas(picture: Image.Image, mask: Image.Image | None, padding: Pad
 def keep_original(blurred: Image.Image, own_mask: Image.Image | None, box: tuple[int, int, int, int],
                   blur: int) -> Image.Image:
     """The mask a result is pasted through: the blurred repaint mask, but over the picture only its own mask
-    (blurred alike) or nothing, so the blur never reaches into pixels that must come back identical."""
+    (feathered within itself) or nothing, so the blur never reaches into pixels that must come back identical."""
     composite = blurred.copy()
-    inside = Image.new("L", (box[2] - box[0], box[3] - box[1]), 0) if own_mask is None else \
-        own_mask.filter(ImageFilter.GaussianBlur(blur)) if blur else own_mask
+    inside = Image.new("L", (box[2] - box[0], box[3] - box[1]), 0) if own_mask is None else feather(own_mask, blur)
     composite.paste(inside, box[:2])
     return composite
+
+
+def feather(mask: Image.Image, blur: int) -> Image.Image:
+    """``mask`` blurred by ``blur`` pixels within itself: a result pasted through it fades in toward the mask's
+    edge but never past it, so every pixel the mask leaves black comes back as it was."""
+    if not blur:
+        return mask
+    return ImageChops.multiply(mask.filter(ImageFilter.GaussianBlur(blur)), mask.point(lambda value: 255 * (value > 0)))

@@ -5,8 +5,9 @@ move: 0 keeps it, 1 ignores it); with a mask, only the white part is repainted. 
 architecture's profile names for the task, built around the cached pipeline's modules
 (:func:`~masuka.image.memory.sharing_weights`), so it shares them (weights, LoRAs, memory plan) and costs no
 extra memory; a task the profile names no class for is refused before the model loads (a pipeline of no known
-architecture is left to diffusers' AutoPipeline). An inpainted result is composited over the original through
-the (blurred) mask, so every pixel outside it comes back exactly as it was.
+architecture is left to diffusers' AutoPipeline). The pipeline sees the mask blurred by the mask blur; the result
+is composited over the original through the mask feathered within itself, so every pixel outside it comes back
+exactly as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from masuka.errors import InvalidInput
 from masuka.image.memory import sharing_weights
-from masuka.image.outpaint import Padding, canvas_size, check_padding, keep_original, outpaint_canvas
+from masuka.image.outpaint import Padding, canvas_size, check_padding, feather, keep_original, outpaint_canvas
 from masuka.studio import Studio
 from masuka.users import output_dir
 
@@ -62,7 +63,7 @@ class TaskInput:
     strength: float
     source: InitImage
     start: Image.Image | None = None  # what the pipeline starts from, when not ``image`` (a filled mask)
-    composite: Image.Image | None = None  # what the result is pasted through, when not ``mask`` (outpaint)
+    composite: Image.Image | None = None  # what the result is pasted through, when not ``mask``
 
 
 def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
@@ -159,9 +160,9 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
     if mask.getextrema()[1] == 0:
         raise InvalidInput("The mask is all black: paint white where the image should change.")
     start = fill_masked(image, mask) if init.fill_masked else None
-    if init.mask_blur:
-        mask = mask.filter(ImageFilter.GaussianBlur(int(init.mask_blur)))
-    return TaskInput("inpaint", image, mask, strength, init, start)
+    blur = int(init.mask_blur)
+    blurred = mask.filter(ImageFilter.GaussianBlur(blur)) if blur else mask
+    return TaskInput("inpaint", image, blurred, strength, init, start, feather(mask, blur))
 
 
 def _read_mask(init: InitImage, picture: tuple[int, int], size: tuple[int, int]) -> Image.Image:

@@ -55,11 +55,12 @@ def test_size_rounds_up_on_the_right_and_bottom():
     assert canvas_size((64, 64), (0, 64, 0, 0), 16) == (128, 64)
 
 
-def test_outpaint_with_a_mask_repaints_that_part_of_the_picture_too(studio, tiny_model, photo, tmp_path):
+@pytest.mark.parametrize("blur", [0, 8])
+def test_outpaint_with_a_mask_repaints_that_part_of_the_picture_too(studio, tiny_model, photo, tmp_path, blur):
     mask = Image.new("L", (72, 56), 0)
     ImageDraw.Draw(mask).rectangle((0, 0, 23, 55), fill=255)
     mask.save(tmp_path / "mask.png")
-    result = outpaint(studio, tiny_model("flux"), photo, (0, 40, 0, 8), mask=tmp_path / "mask.png", mask_blur=0)
+    result = outpaint(studio, tiny_model("flux"), photo, (0, 40, 0, 8), mask=tmp_path / "mask.png", mask_blur=blur)
     out = np.asarray(Image.open(result.path).convert("RGB"), dtype=np.int16)
     original = np.asarray(Image.open(photo).convert("RGB"), dtype=np.int16)
     assert np.array_equal(out[:56, 24:72], original[:, 24:]), "the unmasked part of the picture is unchanged"

@@ -92,6 +92,22 @@ def test_inpaint_changes_only_the_masked_part(studio, tiny_model, pictures, arch
     assert derived(studio, "inpaint") == architectures.require(architecture).pipelines["inpaint"]
 
 
+@pytest.mark.parametrize("blur", [0, 4, 8])
+def test_the_mask_blur_feathers_within_the_mask_and_never_changes_a_pixel_outside(studio, tiny_model, tmp_path,
+                                                                                  blur):
+    Image.new("RGB", (96, 80), (120, 140, 160)).save(tmp_path / "flat.png")
+    mask = Image.new("L", (96, 80), 0)
+    mask.paste(255, (24, 20, 72, 60))
+    mask.save(tmp_path / "square.png")
+    result = run(studio, tiny_model("sdxl"), init=InitImage(tmp_path / "flat.png", strength=1.0,
+                                                            mask=tmp_path / "square.png", mask_blur=blur))
+    out = pixels(result)
+    outside = np.asarray(mask) == 0
+    assert out.shape == (80, 96, 3)
+    assert (out[outside] == (120, 140, 160)).all(), f"every pixel outside the mask is kept at blur {blur}"
+    assert (out[~outside] != (120, 140, 160)).any(axis=1).mean() > 0.5, "the masked part is repainted"
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(strength=0), "strength"), (dict(strength=1.5), "strength"), (dict(mask_blur=99), "mask blur"),
     (dict(mask="black"), "all black"), (dict(path="text"), "not a readable image"),
@@ -120,6 +136,19 @@ def test_cli_inpaints_and_explains_a_mask_without_an_image(capsys, tmp_path, tin
     assert Image.open(json.loads(out)["images"][0]).size == (96, 80)
     code = main(["generate", *data, "--model", str(tiny_model("flux")), "--prompt", "a boat", "--mask", str(mask)])
     assert code == 2 and "--mask needs --init-image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size, got", [(["--width", "128", "--height", "128"], "--width 128 --height 128"),
+                                       (["--height", "64"], "--height 64")])
+def test_cli_inpaint_refuses_a_size_rather_than_stretching_the_picture(capsys, tmp_path, pictures, size, got):
+    photo, mask = pictures
+    data = ["--data-dir", str(tmp_path / "data")]
+    code = main(["generate", *data, "--model", str(tmp_path / "model"), "--prompt", "a boat", "--init-image",
+                 str(photo), "--mask", str(mask), *size])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err == ("error: Inpainting makes an image of the picture's size (rounded to the model's multiple), so the "
+                   f"rest comes back as it was; leave the width and height to it (got {got}).\n")
 
 
 def test_generate_image_endpoint_takes_an_init_image_and_mask(live_app, tiny_model, pictures):

@@ -141,6 +141,25 @@ def test_too_large_images_and_unsafe_files_are_refused(studio, tmp_path, upscale
         upscale_image(studio, UpscaleRequest(small, scale=2, upscaler="evil"))
 
 
+def test_a_bad_upscaler_file_is_one_line_without_torch_s_advice(capsys, config, photo):
+    from masuka.cli import main
+
+    class Payload:  # a pickle that would run code when loaded without weights_only
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    folder = upscalers_dir(config)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"params_ema": Payload()}, folder / "evil.pth")
+    (folder / "junk.pth").write_bytes(b"junk" * 10)
+    (folder / "junk2.safetensors").write_bytes(b"junk" * 10)
+    for name, file in (("evil", "evil.pth"), ("junk", "junk.pth"), ("junk2", "junk2.safetensors")):
+        assert main(["upscale", "--data-dir", str(config.data_dir), "--image", str(photo), "--upscaler", name]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: Upscaler file {file} cannot be read as weights: it is not a weights file")
+        assert err.count("\n") == 1 and "weights_only" not in err and "could not be loaded" not in err
+
+
 def test_spandrel_loads_beside_a_torchvision_that_does_not_import(tmp_path, upscalers):
     """PyPI's torchvision beside a CPU torch fails on import; spandrel still loads an ESRGAN."""
     broken = tmp_path / "site" / "torchvision"

@@ -58,15 +58,17 @@ def read_weights(path: Path) -> dict[str, Any]:
     """The tensors of an upscaler file, on the CPU."""
     import torch
 
+    safetensors = path.suffix.lower() == ".safetensors"
     try:
-        if path.suffix.lower() == ".safetensors":
+        if safetensors:
             from safetensors.torch import load_file
 
             return load_file(path, device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated file, code in a pickle, not a weights file at all
-        raise InvalidInput(f"Upscaler file {path.name} cannot be read as weights ({type(error).__name__}: "
-                           f"{error}).") from None
+    except Exception:  # a truncated file, code in a pickle, not a weights file at all: torch's own words run to
+        # several lines and advise weights_only=False, which would run that code
+        raise InvalidInput(f"Upscaler file {path.name} cannot be read as weights: it is not a weights file"
+                           f"{'' if safetensors else ' (or it carries code)'}, refused.") from None
 
 
 def load_upscaler(path: Path, device: str) -> Any:
@@ -76,7 +78,7 @@ def load_upscaler(path: Path, device: str) -> Any:
         model = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(read_weights(path)))
     except spandrel.UnsupportedModelError:
         raise InvalidInput(f"{path.name} is not a model architecture spandrel knows.") from None
-    except ModelUnavailable:
+    except (InvalidInput, ModelUnavailable):  # said in one line already
         raise
     except Exception as error:  # weights that match no architecture's shapes
         raise InvalidInput(f"{path.name} could not be loaded as an upscaler ({type(error).__name__}: "
