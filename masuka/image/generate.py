@@ -280,7 +280,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         loras.append((info, float(weight)))
     sampler = check_sampler(request.sampler, spec.architecture, spec.id, model_scheduler(spec))
     task = None if request.init is None else prepare(request.init, width, height, request.fast,
-                                                      spec.size_multiple)
+                                                      spec.size_multiple, (width, height) == default_size)
     if task is not None:
         steps = task_steps(steps, task.strength)  # the row and the parameters keep the steps run with
     face_detail = flag("face detail", request.face_detail)

@@ -7,7 +7,8 @@ architecture's profile names for the task, built around the cached pipeline's mo
 extra memory; a task the profile names no class for is refused before the model loads (a pipeline of no known
 architecture is left to diffusers' AutoPipeline). The pipeline sees the mask blurred by the mask blur; the result
 is composited over the original through the mask feathered within itself, so every pixel outside it comes back
-exactly as it was.
+exactly as it was; at the picture's default size (its own, rounded to the model's multiple) the result is scaled
+back to the picture's own size and composited over it there, so the output has the picture's exact size.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class TaskInput:
     source: InitImage
     start: Image.Image | None = None  # what the pipeline starts from, when not ``image`` (a filled mask)
     composite: Image.Image | None = None  # what the result is pasted through, when not ``mask``
+    original: Image.Image | None = None  # the picture at its own size, when the result is scaled back onto it
 
 
 def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
@@ -137,9 +139,11 @@ def picture_size(size: tuple[int, int], multiple: int, low: int, high: int) -> t
     return max(low, min(high, width)) // multiple * multiple, max(low, min(high, height)) // multiple * multiple
 
 
-def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int = 1) -> TaskInput:
+def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int = 1,
+            own_size: bool = False) -> TaskInput:
     """Check ``init`` and read it at the output size (resized, as A1111 does without a resize mode), or onto
-    the grown canvas when outpainting (``multiple``: the model's size multiple)."""
+    the grown canvas when outpainting (``multiple``: the model's size multiple); with ``own_size`` (the output
+    size is the picture's default one) an inpainted result is pasted back onto the picture at its own size."""
     if fast:
         raise InvalidInput("Fast is for text-to-image only: turn it off to start from an image.")
     strength = float(init.strength)
@@ -162,7 +166,10 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
     start = fill_masked(image, mask) if init.fill_masked else None
     blur = int(init.mask_blur)
     blurred = mask.filter(ImageFilter.GaussianBlur(blur)) if blur else mask
-    return TaskInput("inpaint", image, blurred, strength, init, start, feather(mask, blur))
+    if not own_size or picture.size == image.size:
+        return TaskInput("inpaint", image, blurred, strength, init, start, feather(mask, blur))
+    own_mask = _read_mask(init, picture.size, picture.size)
+    return TaskInput("inpaint", image, blurred, strength, init, start, feather(own_mask, blur), picture)
 
 
 def _read_mask(init: InitImage, picture: tuple[int, int], size: tuple[int, int]) -> Image.Image:
@@ -322,10 +329,15 @@ def task_kwargs(task: TaskInput | None) -> dict:
 
 
 def finish(image: Image.Image, task: TaskInput | None) -> Image.Image:
-    """An inpainted image pasted over the original through the mask; anything else as it is."""
+    """An inpainted image pasted over the original through the mask (scaled back to the picture's own size
+    first, when the task says so); anything else as it is."""
     if task is None or task.mask is None:
         return image
-    return Image.composite(image.convert("RGB"), task.image, task.mask if task.composite is None else task.composite)
+    through = task.mask if task.composite is None else task.composite
+    if task.original is None:
+        return Image.composite(image.convert("RGB"), task.image, through)
+    scaled = image.convert("RGB").resize(task.original.size, Image.Resampling.LANCZOS)
+    return Image.composite(scaled, task.original, through)
 
 
 def task_record(studio: Studio, task: TaskInput | None) -> dict:

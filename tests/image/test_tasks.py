@@ -108,6 +108,22 @@ def test_the_mask_blur_feathers_within_the_mask_and_never_changes_a_pixel_outsid
     assert (out[~outside] != (120, 140, 160)).any(axis=1).mean() > 0.5, "the masked part is repainted"
 
 
+def test_inpaint_keeps_the_pictures_own_size_and_every_outside_pixel_off_the_models_multiple(studio, tiny_model,
+                                                                                             tmp_path):
+    noise = np.random.default_rng(0).integers(0, 255, (75, 100, 3), dtype=np.uint8)  # not a multiple of 8
+    Image.fromarray(noise).save(tmp_path / "noise.png")
+    mask = Image.new("L", (100, 75), 0)
+    mask.paste(255, (24, 20, 72, 60))
+    mask.save(tmp_path / "square.png")
+    result = run(studio, tiny_model("sdxl"), init=InitImage(tmp_path / "noise.png", strength=1.0,
+                                                            mask=tmp_path / "square.png", mask_blur=4))
+    out = pixels(result)
+    outside = np.asarray(mask) == 0
+    assert out.shape == (75, 100, 3), "the output has the picture's own size"
+    assert (out[outside] == noise[outside]).all(), "every pixel outside the mask comes back identical"
+    assert (out[~outside] != noise[~outside]).any(axis=1).mean() > 0.5, "the masked part is repainted"
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(strength=0), "strength"), (dict(strength=1.5), "strength"), (dict(mask_blur=99), "mask blur"),
     (dict(mask="black"), "all black"), (dict(path="text"), "not a readable image"),
