@@ -54,8 +54,9 @@ def aid_summary(studio: Studio, results: list[ImageResult]) -> str:
     return "".join(f"\n\n{line}" for line in lines)
 
 
-def build_settings(ctx: UIContext, require_admin: Callable[[gr.Request], None]) -> None:
-    """The "Generation aids" settings (inside the Settings tab), filled when the page opens."""
+def build_settings(ctx: UIContext, require_admin: Callable[[gr.Request], None]) -> list[gr.components.Component]:
+    """The "Generation aids" settings (inside the Settings tab), filled when the page opens; returns its fields
+    and Save button (only admins use them)."""
     studio = ctx.studio
     gr.Markdown("The prompt optimizer uses an OpenAI-compatible chat endpoint when a URL is set (its key: "
                 "**API keys → Prompt optimizer**), else the local LLM. The safety check's classifier is downloaded on "
@@ -79,6 +80,7 @@ def build_settings(ctx: UIContext, require_admin: Callable[[gr.Request], None]) 
 
     save.click(bind(store, studio, require_admin), fields, message, api_name="save_aid_settings")
     ctx.on_page_load(bind(view, studio), fields)
+    return [*fields, save]
 
 
 def view(studio: Studio, request: gr.Request = None):

@@ -46,9 +46,9 @@ def build(ctx: UIContext) -> None:
             sign_ins = gr.Button("Refresh")
             _admins_only(ctx, sign_ins)
         with gr.Tab("Generation aids"):
-            build_aid_settings(ctx, bind(require_admin, studio))
+            _admins_only(ctx, *build_aid_settings(ctx, bind(require_admin, studio)))
         with gr.Tab("Wildcards") as wildcards_tab:
-            wildcards.build(ctx, wildcards_tab)
+            _admins_only(ctx, *wildcards.build(ctx, wildcards_tab))
     sign_ins.click(bind(sign_ins_view, studio), None, sign_ins_table, api_name="sign_ins")
 
 

@@ -26,6 +26,7 @@ from masuka.video.jobs import cancel_video, estimate, job_route, start_video, vi
 from masuka.video.request import (
     MAX_TOTAL_SECONDS,
     SOUND,
+    Target,
     VideoRequest,
     clip_segments,
     lifecycle_warnings,
@@ -192,7 +193,7 @@ def models_for(provider_id: str, retired: bool, size_now: str | None, source: st
 def limits_for(provider_id: str, model_id: str, size_now: str | None, source: str | None = None,
                seconds_now: int | str | None = None):
     """The seconds a model takes (the length of the ``source`` clip a video-to-video model follows, else the
-    seconds chosen while the model still makes them at the size, else its first) and its sizes (the size kept
+    seconds chosen or typed while the model still makes them at the size, else its first) and its sizes (the size kept
     when it still fits), and the negative prompt box: free where the model takes one, else emptied and greyed
     out."""
     try:
@@ -202,7 +203,9 @@ def limits_for(provider_id: str, model_id: str, size_now: str | None, source: st
     sizes = _sizes(entry, size_now)
     chosen = size_now if size_now in sizes else sizes[0]
     choices = _seconds_choices(provider_id, model_id, chosen)
-    kept = next((length for length in choices if str(length) == str(seconds_now).strip()), choices[0])
+    typed = str(seconds_now).strip()
+    kept = int(typed) if typed.isdigit() and _makes(entry, chosen, int(typed)) else choices[0]
+    choices = _keeping(choices, kept)
     length = _source_length(provider_id, entry, source) or kept
     return (gr.Dropdown(choices=choices, value=length), gr.Dropdown(choices=sizes, value=chosen),
             _negative_box(provider_id, entry))
@@ -288,16 +291,22 @@ def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_fr
                                  sound=sound))
     except MasukaError as error:
         return f"⚠️ {error}"
-    target = plan.primary
-    clips = " + ".join(f"{s} s" for s in target.segments)
+    lines = [f"**Estimated cost: ${plan.primary.cost_usd:.2f}** {_made_as(plan.primary, f' at {plan.size}')}"]
+    lines += [f"⚠️ {warning}" for warning in lifecycle_warnings(plan)]
+    lines += [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f} {_made_as(t)}" for t in plan.targets[1:]]
+    return "\n\n".join(lines)
+
+
+def _made_as(target: Target, where: str = "") -> str:
+    """How long a target's video is (then ``where``, e.g. " at 1280x720") and, when it takes several clips, how
+    they make it: "for 15 s (2 clips chained: 10 s + 5 s)"."""
+    seconds = f"for {sum(target.segments)} s{where}"
+    if len(target.segments) == 1:
+        return seconds
     extensions = len(target.segments) - 1
     how = (f"one {target.segments[0]} s clip extended {'once' if extensions == 1 else f'{extensions} times'}"
            if target.extends else f"{len(target.segments)} clips chained")
-    chain = f" ({how}: {clips})" if plan.chained else ""
-    lines = [f"**Estimated cost: ${target.cost_usd:.2f}** for {sum(target.segments)} s at {plan.size}{chain}"]
-    lines += [f"⚠️ {warning}" for warning in lifecycle_warnings(plan)]
-    lines += [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f}" for t in plan.targets[1:]]
-    return "\n\n".join(lines)
+    return f"{seconds} ({how}: {' + '.join(f'{s} s' for s in target.segments)})"
 
 
 def _job_line(row: dict) -> str:

@@ -11,8 +11,9 @@ from masuka.ui.common import UIContext, bind, friendly, user_of
 COLUMNS = ["name", "values"]
 
 
-def build(ctx: UIContext, tab: gr.Tab) -> None:
-    """The body of Settings' Wildcards ``tab`` (listed each time it is opened)."""
+def build(ctx: UIContext, tab: gr.Tab) -> tuple[gr.Button, gr.Button]:
+    """The body of Settings' Wildcards ``tab`` (listed each time it is opened); returns its Save and Delete
+    buttons (only an admin changes wildcards; anyone opens them)."""
     studio = ctx.studio
     gr.Markdown("`__name__` in a prompt takes each line of the wildcard *name* in turn (or random ones). Shared by "
                 "every user: when several people share the studio, only an admin changes them.")
@@ -36,6 +37,7 @@ def build(ctx: UIContext, tab: gr.Tab) -> None:
         listed, None, table, **private)
     table.select(bind(pick, studio), None, [name, values], **private)
     tab.select(listed, None, table, **private)
+    return save, delete
 
 
 def wildcards(studio: Studio) -> list[list]:

@@ -124,7 +124,10 @@ def plan_video(request: VideoRequest) -> VideoPlan:
     if not isinstance(seconds, int) or not 1 <= seconds <= MAX_TOTAL_SECONDS:
         raise InvalidInput(f"Seconds must be a whole number from 1 to {MAX_TOTAL_SECONDS} (got {seconds!r}).")
     targets = [_fit(request, request.provider, request.model, entry, size, seconds)]
-    targets += [_fallback(request, spec, size, seconds) for spec in request.fallback]
+    for spec in request.fallback:  # the first of each provider and model: the same one twice is tried once
+        target = _fallback(request, spec, size, seconds)
+        if all((target.provider, target.model) != (t.provider, t.model) for t in targets):
+            targets.append(target)
     return VideoPlan(request, size, seconds, targets)
 
 
@@ -166,9 +169,13 @@ def _fit(request: VideoRequest, provider_id: str, model: str, entry: dict, size:
 def _fallback(request: VideoRequest, spec: str, size: str, seconds: int) -> Target:
     """The target of a fallback ``provider[:model]`` (the CLI's ``--fallback``, the form's Fallback choices): the
     model named, checked as the primary is; without one, the provider's first model in the catalog that makes the
-    request, retired ones left out."""
-    name, _, model = spec.partition(":")
-    if name == request.provider or name == LOCAL:
+    request, retired ones left out. Spaces around its parts are ignored, and the provider's case."""
+    name, _, model = (part.strip() for part in spec.partition(":"))
+    name, spec = name.lower(), spec.strip()
+    if name == LOCAL:
+        raise InvalidInput(f"Fallback {spec!r}: the local model cannot be a fallback: fallbacks are remote "
+                           "providers.")
+    if name == request.provider:
         raise InvalidInput(f"Fallback {spec!r}: choose another remote provider than {request.provider}.")
     try:
         _check_provider(request, name)

@@ -20,8 +20,11 @@ def team(tmp_path):
 
 def test_a_user_who_is_not_an_admin_is_told_and_cannot_use_the_studio_s_settings(team):
     panels = [fn for fn in build_app(team).fns.values() if fn.fn.__name__ == "admin_panel"]
-    assert {c.value for fn in panels for c in fn.outputs[1:] if isinstance(c, gr.Button)} >= {
-        "Save", "Test", "Save defaults", "Measure", "Refresh"}
+    disabled = [c.value for fn in panels for c in fn.outputs[1:] if isinstance(c, gr.Button)]
+    assert set(disabled) >= {"Save", "Test", "Save defaults", "Measure", "Refresh", "Save generation aids",
+                             "Delete"}
+    assert disabled.count("Save") == 2 and "Open" not in disabled and "↻" not in disabled  # keys' and wildcards'
+    assert len(panels) == 6  # API keys, Defaults, Storage, Sign-ins, Generation aids, Wildcards
     for panel in panels:
         note = panel.outputs[0]
         assert isinstance(note, gr.Markdown) and note.value == settings.ADMINS_ONLY and not note.visible

@@ -73,7 +73,31 @@ def test_the_forms_fallback_offers_providers_and_their_active_models_and_takes_t
     assert "comet:veo3-fast" in choices and "comet:sora-2" not in choices  # retired: typed, not offered
     assert not any(value.split(":")[0] in ("local", "openai") for value in choices)  # openai: retired only
     line = price("gemini", "veo-3.1-generate-001", 8, "1280x720", None, ["runway", "comet:sora-2"], "a fox")
-    assert "Fallback runway veo3.1: $3.20" in line and "Fallback comet sora-2: $0.80" in line
+    assert "Fallback runway veo3.1: $3.20 for 8 s" in line and "Fallback comet sora-2: $0.80 for 8 s" in line
     assert price("gemini", "veo-3.1-generate-001", 8, "1280x720", None, ["runway:gen4_turbo"], "a fox") == (
         "⚠️ Fallback runway:gen4_turbo: Gen-4 Turbo (image to video) makes videos from an image only: give a first "
         "frame.")
+
+
+def test_the_same_fallback_twice_is_priced_and_tried_once_and_typed_specs_are_tidied():
+    """A fallback resolving to a provider and model already in the plan is left out; spaces and the provider's
+    case do not matter; "local" is refused with its own reason."""
+    def targets(fallback: list[str], seconds: int = 8) -> list[tuple[str, str]]:
+        plan = estimate(VideoRequest(**{**TEXT_JOB, "seconds": seconds}, fallback=fallback))
+        return [(t.provider, t.model) for t in plan.targets[1:]]
+
+    assert targets(["runway", "runway"]) == [("runway", "veo3.1")]
+    assert targets(["fal", "fal:fal-ai/veo3", "comet"]) == [("fal", "fal-ai/veo3"), ("comet", "veo3-fast")]
+    assert targets([" Runway : gen4.5 ", "runway"], 30) == [("runway", "gen4.5")]
+    with pytest.raises(InvalidInput, match=r"^Fallback 'LOCAL': the local model cannot be a fallback: fallbacks "
+                                           r"are remote providers\.$"):
+        estimate(VideoRequest(**TEXT_JOB, fallback=[" LOCAL "]))
+
+
+def test_each_fallback_line_says_its_own_seconds_and_clips():
+    from masuka.ui.video import price
+
+    line = price("gemini", "veo-3.1-generate-001", 30, "1280x720", None, ["runway"], "a fox")
+    assert line.endswith("\n\nFallback runway gen4.5: $3.60 for 30 s (3 clips chained: 10 s + 10 s + 10 s)")
+    assert "Fallback runway veo3.1: $3.20 for 8 s\n" in price("gemini", "veo-3.1-generate-001", 8, "1280x720",
+                                                              None, ["runway", "comet"], "a fox")

@@ -327,6 +327,10 @@ def test_changing_size_keeps_the_seconds_while_the_model_still_makes_them(studio
     fire(demo, form, "Size")
     assert form["Seconds"] == 8
     assert video.limits_for("gemini", "veo-3.1-generate-001", "1280x720", None, "20")[0].value == 20
+    # a typed length the model makes by chaining clips is kept (and offered) when Size changes
+    seconds = video.limits_for("comet", "veo3-fast", "720x1280", None, "12")[0]
+    assert seconds.value == 12 and 12 in [value for _label, value in seconds.choices]
+    assert video.limits_for("comet", "veo3-fast", "720x1280", None, "4")[0].value == 8  # not made: its first
 
 
 def test_the_cost_line_says_how_a_long_video_is_made():
