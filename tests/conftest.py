@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import socket
@@ -17,6 +18,29 @@ import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def _heavy_imports():
+    """torch, transformers, diffusers (a tiny pipeline of each architecture imports its classes) and Gradio."""
+    from masuka.models.synthetic import TINY_ARCHITECTURES, tiny_pipeline, tiny_video_pipeline
+    from masuka.ui import app  # noqa: F401  (Gradio and every tab)
+
+    for architecture in TINY_ARCHITECTURES:
+        tiny_pipeline(architecture)
+    tiny_video_pipeline(image_to_video=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _older_objects_frozen(_heavy_imports):
+    """Move what is alive as a test module starts out of the cyclic collector's sight (``gc.freeze``), as a served
+    app does after start-up (:func:`masuka.server.launch`). Every model drop runs ``gc.collect``
+    (:mod:`masuka.model_cache`), which walks every tracked object: the heavy imports alone are ~600k objects, and
+    each app an earlier test built stays reachable from FastAPI's bounded route caches, so a collection took a
+    third of a second at first and over half a second late in a run, over a thousand times a run. What a test
+    makes is still collected."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
