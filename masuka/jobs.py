@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from masuka.errors import Cancelled, GPUBusy, MasukaError, as_disk_full
-from masuka.store import LIVE_HOLDERS, LOCAL_USER, UNFINISHED, Store, now, process_alive, row_id
+from masuka.store import LIVE_HOLDERS, LOCAL_USER, UNFINISHED, Store, holder_alive, now, row_id
 
 log = logging.getLogger(__name__)
 TABLE = "jobs"
@@ -79,6 +79,7 @@ class JobRow:
     updated_at: str | None = None
     finished_at: str | None = None
     pid: int | None = None
+    holder: str | None = None  # the token of the runner that queued or runs it (JobRunner.token)
 
     @classmethod
     def from_row(cls, row: dict) -> JobRow:
@@ -116,7 +117,8 @@ class JobRow:
 # -- rows -------------------------------------------------------------------------------------------------
 def create(store: Store, kind: str, owner: str = LOCAL_USER, *, status: str = "queued", title: str = "",
            state: dict | None = None, params: dict | None = None, **columns: Any) -> int:
-    """Record a job (queued unless told) owned by this process; returns its id."""
+    """Record a job (queued unless told) owned by this process, and by no runner until one queues or runs it
+    (:meth:`JobRunner.submit`, :meth:`JobRunner.run_here`); returns its id."""
     row = {"owner": owner, "kind": kind, "status": status, "title": title, "params": params or {},
            "state": state or {}, "pid": os.getpid(), **columns}
     if status == "running":
@@ -192,8 +194,10 @@ def request_stop(store: Store, job_id: int, discard: bool = False) -> None:
 
 
 def requeue(store: Store, job_id: int) -> None:
-    """Put a stopped, failed or interrupted job back in the queue (this process owns it again)."""
-    store.update(TABLE, job_id, status="queued", stop_requested=0, error=None, finished_at=None, pid=os.getpid())
+    """Put a stopped, failed or interrupted job back in the queue (this process owns it again, and no runner until
+    one is given it)."""
+    store.update(TABLE, job_id, status="queued", stop_requested=0, error=None, finished_at=None, pid=os.getpid(),
+                 holder=None)
 
 
 # -- what a job's work talks to ----------------------------------------------------------------------------
@@ -300,9 +304,10 @@ class JobRunner:
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
         self._closed = False
-        #: the studio's, written into the rows of the work it holds (video jobs, queue jobs, characters being
-        #: made; see :func:`~masuka.store.holder_alive`): another studio open in this process, one opened again, or
-        #: a process that reuses the pid, is told apart from the one that held them. Live until :meth:`close`.
+        #: the studio's, written into the rows of the work it holds (the jobs it queues or runs, video jobs, queue
+        #: jobs, characters being made; see :func:`~masuka.store.holder_alive`): another studio open in this
+        #: process, one opened again, or a process that reuses the pid, is told apart from the one that held them.
+        #: Live until :meth:`close`.
         self.token = uuid.uuid4().hex
         LIVE_HOLDERS.add(self.token)
 
@@ -335,7 +340,7 @@ class JobRunner:
             self._mine.add(job_id)
             if work is not None:
                 self._work[job_id] = (work, ctx)
-        update(self.store, job_id, status="queued", lane=lane, queued_at=now(), pid=os.getpid())
+        update(self.store, job_id, status="queued", lane=lane, queued_at=now(), pid=os.getpid(), holder=self.token)
         self._wake(lane)
 
     def run_here(self, job_id: int, work: JobWork, ctx: JobContext | None = None) -> object:
@@ -423,12 +428,13 @@ class JobRunner:
             time.sleep(0.1)
 
     def claim(self, lane: str) -> JobRow | None:
-        """Take the next queued job of ``lane`` this process may run (its own, or one a gone process left when
-        adopting), inside one transaction so no other runner takes it too; it becomes ``running``."""
+        """Take the next queued job of ``lane`` this runner may run (its own, or one a gone holder left when
+        adopting: a closed studio, a dead process), inside one transaction so no other runner takes it too; it
+        becomes ``running``."""
         adopting = lane in self._adopting
 
         def mine(row: JobRow) -> bool:
-            return row.id in self._mine or (adopting and not process_alive(row.pid))
+            return row.id in self._mine or (adopting and not holder_alive(row.pid, row.holder))
 
         where, args = "lane = ? and status = 'queued'", [lane]
         if not any(mine(row) for row in find(self.store, where, args)):  # a read first: no write lock when idle
@@ -438,7 +444,7 @@ class JobRunner:
                 if mine(row):
                     with self._lock:
                         self._running.add(row.id)
-                    update(self.store, row.id, status="running", pid=os.getpid(),
+                    update(self.store, row.id, status="running", pid=os.getpid(), holder=self.token,
                            started_at=row.started_at or now(), error=None)
                     return get(self.store, row.id)
         return None
@@ -481,8 +487,8 @@ class JobRunner:
             finish(self.store, job_id, "cancelled", str(Cancelled(at="before it started")))
             return None
         if not claimed:
-            update(self.store, job_id, status="running", pid=os.getpid(), started_at=row.started_at or now(),
-                   error=None)
+            update(self.store, job_id, status="running", pid=os.getpid(), holder=self.token,
+                   started_at=row.started_at or now(), error=None)
         ctx = ctx or JobContext(self.store, job_id)
         try:
             answer = (work or self._kind_work(row))(ctx)

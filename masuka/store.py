@@ -47,6 +47,7 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
             "result": str, "error": str, "log": str, "cost_usd": float, "stop_requested": int,
             "created_at": str, "started_at": str, "updated_at": str, "finished_at": str, "pid": int,
             "lane": str, "queued_at": str,  # a lane's queue (masuka.jobs): claimed in order inside a transaction
+            "holder": str,  # the token of the studio whose runner queued or runs it, with ``pid``: see holder_alive
         },
         [("owner", "created_at"), ("kind", "status"), ("status",), ("created_at",), ("lane", "status")],
     ),
@@ -304,20 +305,24 @@ class Store:
 
     # -- jobs -----------------------------------------------------------------------------------------
     def mark_interrupted(self) -> dict[str, list[int]]:
-        """At start-up: rows left ``queued``/``running`` by a process that is gone become ``interrupted``.
+        """At start-up: rows left ``queued``/``running`` by a holder that is gone become ``interrupted``
+        (:func:`holder_alive`: a job by its ``pid`` and ``holder`` token, a generation by its ``pid``).
 
-        Rows of a live process (the app while the CLI starts, say) are left alone, and so are remote video
-        jobs (the provider keeps working and polling resumes them) and jobs waiting in a lane (the queue is
-        kept: the next runner of that lane claims them). Returns the ids changed per table.
+        Rows of a live holder (the app while the CLI starts, another studio open in this process) are left
+        alone, and so are remote video jobs (the provider keeps working and polling resumes them) and jobs
+        waiting in a lane (the queue is kept: the next runner of that lane claims them). Returns the ids changed
+        per table.
         """
         changed: dict[str, list[int]] = {}
         placeholders = ",".join("?" * len(UNFINISHED))
-        kept = {"jobs": " and not (status = 'queued' and lane is not null)", "generations": ""}
+        # table -> (its holder token column, the unfinished rows it keeps anyway)
+        tables = {"jobs": ("holder", " and not (status = 'queued' and lane is not null)"),
+                  "generations": ("null", "")}
         with self.transaction():
-            for table in ("jobs", "generations"):
-                rows = self.db.execute(f"select id, pid from {table} where status in ({placeholders}) "
-                                       f"and kind != 'video'{kept[table]}", UNFINISHED).fetchall()
-                ids = [row_id for row_id, pid in rows if not _alive(pid)]
+            for table, (holder, kept) in tables.items():
+                rows = self.db.execute(f"select id, pid, {holder} from {table} where status in ({placeholders}) "
+                                       f"and kind != 'video'{kept}", UNFINISHED).fetchall()
+                ids = [row_id for row_id, pid, token in rows if not holder_alive(pid, token)]
                 for row_id in ids:
                     self.db.table(table).update(row_id, {"status": "interrupted", "finished_at": now(),
                                                          "error": "the app stopped before this finished"})

@@ -232,7 +232,7 @@ def export_zip(studio: Studio, user: str, admin: bool, keys: list[str]) -> Path:
     lines = []
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for row in rows:
-            record = {k: v for k, v in row.items() if k not in ("file", "table", "pid", "log", "metrics")}
+            record = {k: v for k, v in row.items() if k not in ("file", "table", "pid", "holder", "log", "metrics")}
             record["file_name"] = None
             if row["file"] is not None:
                 record["file_name"] = f"{row['key']}-{row['file'].name}"

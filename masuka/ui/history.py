@@ -3,7 +3,6 @@ dashboard."""
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from dataclasses import dataclass
@@ -16,17 +15,13 @@ from masuka.history.actions import delete_entries, export_zip, reuse_parameters
 from masuka.history.browse import Filters, browse, dashboard, entry, filter_choices
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
-from masuka.ui.common import Form, UIContext, bind, friendly, is_admin, user_of
+from masuka.ui.common import Form, UIContext, bind, friendly, is_admin, user_of, verbatim
 
 COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
-DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "key"}
+DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "holder", "key"}
 CONFIRM = "Yes, delete the entry and its file"
 RUN_CONFIRM = "Yes, delete the run with its folder and LoRA"  # a training run's folder holds its library LoRA
 KEY_SEPARATORS = re.compile(r"[,;\s]+")  # between the keys typed into the export selection
-#: what Markdown (its links, tables, maths, setext heading underlines) reads
-MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$=])")
-LINE_END = re.compile(r"\r\n?|\n")  # Markdown's line ends
-INDENT = re.compile(r"^[ \t]+", re.MULTILINE)  # four spaces or a tab start a code block, where escapes show
 
 
 @dataclass
@@ -315,21 +310,14 @@ def _keys(text: str | None) -> list[str]:
     return [key for key in KEY_SEPARATORS.split(text or "") if key]
 
 
-def _verbatim(text: object) -> str:
-    """``text`` as Markdown that shows it as it is (no emphasis, headings, links, HTML), line breaks kept."""
-    escaped = LINE_END.sub("\n", MARKDOWN_SIGNS.sub(r"\\\1", html.escape(str(text), quote=False)))
-    escaped = INDENT.sub(lambda spaces: "".join(f"&#{ord(char)};" for char in spaces.group()), escaped)
-    return escaped.replace("\n", "  \n")
-
-
 def _describe(row: dict) -> str:
     """A readable summary: what, when, how long, how much, and what went wrong."""
     lines = [f"### {row['key']} · {row.get('kind')} · {row.get('status')}",
-             f"**Owner** {_verbatim(row.get('owner'))} · **model** {_verbatim(row.get('model') or '—')}"
+             f"**Owner** {verbatim(row.get('owner'))} · **model** {verbatim(row.get('model') or '—')}"
              + (f" · **provider** {row['provider']}" if row.get("provider") else "")]
     if row.get("prompt") or row.get("title"):
         lines.append(f"**{'Prompt' if row.get('prompt') else 'Title'}:** "
-                     f"{_verbatim(row.get('prompt') or row.get('title'))}")
+                     f"{verbatim(row.get('prompt') or row.get('title'))}")
     timing = [f"created {row.get('created_at')}"]
     if row.get("started_at"):
         timing.append(f"started {row['started_at']}")
@@ -343,7 +331,7 @@ def _describe(row: dict) -> str:
     if row["file_status"] not in ("ok", "none"):
         lines.append(f"**File {row['file_status']}:** {row.get('output_path')}")
     if row.get("error"):
-        lines.append(f"**Error:** {_verbatim(row['error'])}")
+        lines.append(f"**Error:** {verbatim(row['error'])}")
     if row.get("metrics"):
         last = row["metrics"][-1]
         lines.append(f"**Last metrics:** step {last.get('step')}, loss {last.get('loss')}")

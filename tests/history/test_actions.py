@@ -77,7 +77,8 @@ def test_delete_refuses_a_remote_run_whose_job_may_still_run_at_the_service(stud
 
 def test_export_zip_holds_files_and_metadata(studio, tiny_model):
     results = make(studio, tiny_model("flux"), batch=2)
-    job = studio.store.insert("jobs", {"kind": "caption", "status": "completed", "title": "captions"})
+    job = studio.store.insert("jobs", {"kind": "caption", "status": "completed", "title": "captions", "pid": 7,
+                                       "holder": "a-studio-token"})
     keys = [f"g{r.id}" for r in results] + [f"j{job}"]
     with zipfile.ZipFile(export_zip(studio, "local", False, keys)) as archive:
         records = [json.loads(line) for line in archive.read("metadata.jsonl").decode().splitlines()]
@@ -85,6 +86,7 @@ def test_export_zip_holds_files_and_metadata(studio, tiny_model):
     assert [r["key"] for r in records] == keys
     assert records[0]["seed"] == 5 and records[0]["prompt"] == "a lighthouse at dusk"
     assert {r["file_name"] for r in records[:2]} <= names and records[2]["file_name"] is None
+    assert not {"pid", "holder"} & set(records[2]), "which process held a job is not the user's to keep"
 
 
 def test_actions_on_another_users_entry_are_refused(studio, tiny_model):
