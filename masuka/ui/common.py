@@ -8,6 +8,7 @@ import functools
 import html
 import inspect
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 MAX_ID = 2**63 - 1
 #: what :func:`whole_number_box` marks
 Box = TypeVar("Box", gr.Textbox, gr.Dropdown)
+#: what Markdown (its links, tables, maths, setext heading underlines) reads
+MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$=])")
+LINE_END = re.compile(r"\r\n?|\n")  # Markdown's line ends
+INDENT = re.compile(r"^[ \t]+", re.MULTILINE)  # four spaces or a tab start a code block, where escapes show
 
 
 @dataclass
@@ -257,6 +262,11 @@ def usable_file(studio: Studio, request: gr.Request | None, path: str | Path) ->
     return resolved if resolved.is_relative_to(uploads) else readable(studio, user_of(request), resolved)
 
 
+def hidden_button() -> gr.Button:
+    """A confirmation button (a LoRA's deletion, a billed remote run), hidden again."""
+    return gr.Button(visible=False)
+
+
 def whole_number_box(box: Box) -> Box:
     """Mark a text box or a free-text dropdown that holds a whole number (an id, a job number, a run, a step): it
     shows empty when nothing is chosen, and its event also takes the number as an int
@@ -325,3 +335,11 @@ def _refusal(func: Callable, error: Exception) -> Exception:
 
 def _is_generator(func: Callable) -> bool:
     return inspect.isgeneratorfunction(func)
+
+
+def verbatim(text: object) -> str:
+    """``text`` (a user's) as Markdown that shows it as it is (no emphasis, headings, links, HTML), line breaks
+    kept."""
+    escaped = LINE_END.sub("\n", MARKDOWN_SIGNS.sub(r"\\\1", html.escape(str(text), quote=False)))
+    escaped = INDENT.sub(lambda spaces: "".join(f"&#{ord(char)};" for char in spaces.group()), escaped)
+    return escaped.replace("\n", "  \n")

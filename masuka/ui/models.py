@@ -19,7 +19,7 @@ from masuka.models.manage import (
 )
 from masuka.store import UNFINISHED
 from masuka.studio import Studio
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
+from masuka.ui.common import UIContext, bind, friendly, hidden_button, is_admin, user_of
 
 CATALOG_COLUMNS = ["section", "id", "name", "repo", "gated", "downloaded", "size GB"]
 JOB_COLUMNS = ["job", "repo", "status", "progress %", "GB done", "progress", "error"]
@@ -103,11 +103,11 @@ def _loras(ctx: UIContext) -> None:
         event.success(bind(deletable_view, studio), None, doomed, **private)
     # the confirmation names the LoRA it deletes: it goes when the choice changes or the deletion is refused
     delete.click(bind(confirm_lora_deletion, studio), doomed, confirm, **private, **refused_here)
-    doomed.change(hide, None, confirm, queue=False, show_progress="hidden", **private)
+    doomed.change(hidden_button, None, confirm, queue=False, show_progress="hidden", **private)
     deleting = confirm.click(bind(remove_lora, studio), doomed, [imported, confirm], api_name="delete_lora",
                              **refused_here)
     deleting.success(library, None, [loras_table, doomed], **private)
-    deleting.failure(hide, None, confirm, queue=False, show_progress="hidden", **private)
+    deleting.failure(hidden_button, None, confirm, queue=False, show_progress="hidden", **private)
     ctx.picker(library, [loras_table, doomed])  # a LoRA trained meanwhile shows when the tab opens
 
 
@@ -195,11 +195,6 @@ def _library_table(rows: list[dict]) -> list[list]:
              round((r["size_bytes"] or 0) / 2**20, 1), r["owner"]] for r in rows]
 
 
-def hide() -> gr.Button:
-    """The deletion's confirmation button, hidden."""
-    return gr.Button(visible=False)
-
-
 @friendly
 def confirm_lora_deletion(studio: Studio, lora: str, request: gr.Request):
     """The confirmation button, naming the chosen LoRA, once it is one the user may delete."""
@@ -214,7 +209,7 @@ def confirm_lora_deletion(studio: Studio, lora: str, request: gr.Request):
 def remove_lora(studio: Studio, lora: str, request: gr.Request):
     """Delete a LoRA (id or name; the user's own, any for an admin) and its file (after the confirmation click)."""
     row = delete_lora(studio, lora, user_of(request), is_admin(studio, request))
-    return f"Deleted LoRA **{row['name']}** and its file.", hide()
+    return f"Deleted LoRA **{row['name']}** and its file.", hidden_button()
 
 
 def imported_message(row: dict) -> str:

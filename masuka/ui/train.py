@@ -1,7 +1,12 @@
-"""Train tab: dataset + base model + options → a queued training run (here or on fal/Replicate), watched by
-polling its row. Building it resumes the remote runs a previous app process left accepted but unfinished."""
+"""Train tab: dataset + base model + options → a queued training run (here, or on fal/Replicate once confirmed
+at its estimated price), watched by polling its row. Building it resumes the remote runs a previous app process
+left accepted but unfinished."""
 
 from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -10,13 +15,13 @@ from gradio.components import Component
 from masuka.errors import MasukaError
 from masuka.models.catalog import trainable_models
 from masuka.studio import Studio
-from masuka.training.backends import BACKENDS, LOCAL, REMOTE_BACKENDS
-from masuka.training.backends.remote import destination_services, price_line
+from masuka.training.backends import BACKENDS, LOCAL, REMOTE_BACKENDS, check_backend, trainer_catalog
+from masuka.training.backends.remote import destination_services, estimate_remote, price_line
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_remote_runs, resume_run, run_status, start_training
 from masuka.ui import checkpoints
-from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of, whole_number_box
+from masuka.ui.common import UIContext, bind, friendly, hidden_button, is_admin, user_of, whole_number_box
 
 POLL_S = 2.0
 RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
@@ -31,7 +36,9 @@ def build(ctx: UIContext) -> None:
                 dataset = gr.Dropdown([], label="Dataset", allow_custom_value=True, scale=3)
                 refresh = gr.Button("↻", scale=0, min_width=40)
             options, cost = _options()
-            train = gr.Button("Train", variant="primary")
+            with gr.Row():
+                train = gr.Button("Train", variant="primary")
+                confirm = gr.Button("Yes, train", variant="primary", visible=False)  # for a remote run
         with gr.Column(scale=3):
             with gr.Row():
                 run = whole_number_box(gr.Dropdown([], label="Run", allow_custom_value=True, scale=3))
@@ -50,8 +57,13 @@ def build(ctx: UIContext) -> None:
     timer = gr.Timer(POLL_S)
 
     panel, private = [run, progress, curve, samples, log, runs], {"api_visibility": "private"}
-    train.click(bind(start, studio), [dataset, *options.values()], details, api_name="start_training").success(
-        lambda info: info["run"], details, run, **private)
+    # Train starts a local run; a remote one, which the service bills, starts from the confirmation Train shows,
+    # which names the price and goes when the price changes or the start is refused. API callers start directly.
+    starting, hidden = [dataset, *options.values()], {"queue": False, "show_progress": "hidden", **private}
+    train.click(bind(train_or_confirm, studio), starting, [details, run, confirm], **private)
+    confirmed = confirm.click(bind(start, studio), starting, details, api_name="start_training")
+    confirmed.success(started, details, [run, confirm], **private)
+    confirmed.failure(hidden_button, None, confirm, **hidden)
     run.change(bind(status, studio), run, details, api_name="training_status")
     stop.click(bind(stop_run, studio), [run, discard], details, api_name="stop_training")
     resume.click(bind(resume_training, studio), run, details, api_name="resume_training")
@@ -60,6 +72,7 @@ def build(ctx: UIContext) -> None:
     priced = [options["backend"], options["base"], options["steps"]]
     for component in priced:
         component.change(remote_price, priced, cost, **private)
+        component.change(hidden_button, None, confirm, **hidden)
     ctx.picker(bind(choices, studio), dataset, refresh)
 
 
@@ -133,6 +146,28 @@ def start(studio: Studio, dataset: str, base: str, preset: str | None = None, st
         sample_every=sample_every or 0, save_every=save_every or 0, keep_last=keep_last)
     run_id = start_training(studio, options, user_of(request), backend or LOCAL, destination or "")
     return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+
+
+@friendly
+@functools.wraps(start, assigned=("__annotations__",))  # start's parameters: Gradio passes the request by them
+def train_or_confirm(studio: Studio, *args: Any, **kwargs: Any):
+    """Train's click, with ``start``'s parameters: a local run starts at once (its status and id, the confirmation
+    hidden); a remote run, which the service bills, starts nothing yet and shows the confirmation naming its
+    service and estimated price (``start`` runs on its click)."""
+    chosen = inspect.signature(start).bind(studio, *args, **kwargs)
+    chosen.apply_defaults()
+    backend = check_backend(chosen.arguments["backend"])
+    if backend == LOCAL:
+        info = start(studio, *args, **kwargs)
+        return info, *started(info)
+    _entry, price = estimate_remote(backend, chosen.arguments["base"] or "", int(chosen.arguments["steps"] or 0))
+    return gr.skip(), gr.skip(), gr.Button(f"Yes, train on {trainer_catalog()[backend]['name']} for about "
+                                           f"${price:.2f}", visible=True)
+
+
+def started(info: dict) -> tuple[int, gr.Button]:
+    """Once a run started: the run picker shows it, the confirmation goes."""
+    return info["run"], hidden_button()
 
 
 @friendly

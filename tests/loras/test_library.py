@@ -191,9 +191,9 @@ def test_the_delete_confirmation_names_the_lora_and_goes_on_a_new_choice_or_a_re
     doomed, confirm = deleting.inputs[0], deleting.outputs[1]
     showing = next(fn for fn in fns if fn.name == "confirm_lora_deletion")
     assert showing.inputs == [doomed] and showing.outputs == [confirm]
-    hiding = [fn for fn in fns if fn.outputs == [confirm] and fn.name == "hide"]
+    hiding = [fn for fn in fns if fn.outputs == [confirm] and fn.name == "hidden_button"]
     assert {(block, event) for fn in hiding for block, event in fn.targets if block is not None} >= {
         (doomed._id, "change")}, "a new choice hides the confirmation"
     assert any(fn.trigger_after == deleting._id and fn.trigger_only_on_failure for fn in hiding), \
         "a refused deletion hides it"
-    assert not models.hide().visible
+    assert not models.hidden_button().visible
