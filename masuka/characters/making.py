@@ -45,7 +45,7 @@ from masuka.characters.prompts import DEFAULT_VIEWS, MAX_VIEWS, check_prompts, p
 from masuka.characters.views import ViewRequest, check_outfit, edit_models, make_view
 from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
-from masuka.datasets.captioners import resolve_captioner
+from masuka.datasets.captioners import DEFAULT_FAMILY, FAMILIES, family_ids, resolve_captioner
 from masuka.datasets.captioning import CaptionRequest, caption_dataset, check_captioner
 from masuka.datasets.library import create_dataset, delete_dataset, delete_image, find_dataset, set_caption
 from masuka.errors import InvalidInput, NotFound
@@ -74,13 +74,19 @@ FacePick = int | str | Sequence[int | str | None] | None
 
 
 def chosen_captioner(choice: str) -> str:
-    """The captioner a character's views get: ``auto`` is Florence-2 when it is already downloaded, else none
-    (captions come from the view prompts)."""
+    """The captioner a character's views get: ``auto`` is the default family's model when it is already
+    downloaded, else none (captions come from the view prompts)."""
     choice = (choice or "").strip()
     if choice != AUTO_CAPTIONER:
         return choice
-    source = resolve_captioner("florence2").source
+    source = resolve_captioner(DEFAULT_FAMILY).source
     return source if repo_complete(source) else ""
+
+
+def captioner_hint(no_captioner: str) -> str:
+    """What a character's captioner field takes, for help texts; ``no_captioner`` is the value naming none."""
+    return (f"{AUTO_CAPTIONER}: {FAMILIES[DEFAULT_FAMILY].label} when downloaded; {no_captioner}: the view prompts; "
+            f"or {family_ids()}, a repo id or folder")
 
 
 def default_view_model() -> str:
@@ -108,7 +114,7 @@ class CharacterRequest:
     identity_model: str = ""
     face: FacePick = None  # which face (1 = biggest) when a photo shows several people (see face_picks)
     skip_faces: bool = False  # a character that is not a person, or a style
-    captioner: str = AUTO_CAPTIONER  # "auto": Florence-2 when downloaded; "" = captions from the view prompts
+    captioner: str = AUTO_CAPTIONER  # "auto": the default family's model when downloaded; "" = view prompts
     outfit: str | Path | None = None  # a picture of the clothes every view wears (edit models taking several images)
     admin: bool = False
 

@@ -17,6 +17,7 @@ FACE_HELP = ("which face when a photo shows several (1 = biggest): once for ever
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     from masuka.characters.identity import OWN_THRESHOLDS
+    from masuka.characters.making import captioner_hint
     from masuka.characters.prompts import DEFAULT_VIEWS
     from masuka.characters.training import CHARACTER_PRESET, DEFAULT_WEIGHT
     from masuka.characters.views import DEFAULT_STRENGTH
@@ -47,8 +48,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     create.add_argument("--face", type=int, action="append", help=FACE_HELP)
     create.add_argument("--not-a-person", action="store_true", help="skip face checks (a creature, an object, "
                         "a style)")
-    create.add_argument("--captioner", default="auto", help="caption the views with this captioner (florence2, "
-                        "blip2, a folder); auto: Florence-2 when downloaded; none: the view prompts")
+    create.add_argument("--captioner", default="auto",
+                        help=f"caption the views with this captioner: {captioner_hint('none')}")
     create.add_argument("--outfit", metavar="PATH", help="a picture of the clothes every view wears: the second "
                         "reference of an edit model that takes several images (Qwen-Image-Edit-Plus, FLUX.2)")
     create.set_defaults(handler=run_create)

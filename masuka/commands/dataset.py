@@ -9,7 +9,7 @@ from masuka.errors import NotFound
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from masuka.datasets.captioners import MODES
+    from masuka.datasets.captioners import DEFAULT_FAMILY, MODES, family_ids, family_names
     from masuka.datasets.formats import DEFAULT_REPEATS, FORMATS
     from masuka.datasets.preprocess import CROPS, PrepOptions
 
@@ -40,11 +40,12 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     add.add_argument("paths", nargs="+", metavar="PATH")
     add.set_defaults(handler=run_add)
 
-    caption = actions.add_parser("caption", parents=[common], help="auto-caption with Florence-2 or BLIP-2")
+    caption = actions.add_parser("caption", parents=[common], help=f"auto-caption with {family_names()}")
     caption.add_argument("name")
-    caption.add_argument("--captioner", default="florence2",
-                         help="florence2, blip2, a catalog id, a repo id or a local model folder")
-    caption.add_argument("--mode", choices=list(MODES), default="detailed", help="caption length (Florence-2)")
+    caption.add_argument("--captioner", default=DEFAULT_FAMILY,
+                         help=f"{family_ids()}, a catalog id, a repo id or a local model folder")
+    caption.add_argument("--mode", choices=list(MODES), default="detailed",
+                         help=f"caption length ({family_names(length_modes=True)})")
     caption.add_argument("--template", help="caption template, e.g. 'photo of {trigger}, {caption}'")
     caption.add_argument("--overwrite", action="store_true", help="replace existing captions too")
     caption.add_argument("--batch-size", type=int, default=8)

@@ -1,6 +1,6 @@
-"""Image captioners: Florence-2 (transformers' native class, no remote code) and BLIP-2.
+"""Image captioners: the families of :data:`FAMILIES` (Florence-2, BLIP-2), run with transformers' own classes.
 
-A captioner field holds a catalog id (``florence2-base``), a family (``florence2`` / ``blip2`` for its default
+A captioner field holds a catalog id (``florence2-base``), a family id (``florence2`` / ``blip2`` for its default
 model), a Hugging Face repo id or a local folder saved with ``save_pretrained``. Captioners load through
 the studio's :class:`~masuka.model_cache.ModelCache`, so loading one frees the image pipeline.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,43 @@ from masuka.model_cache import ModelCache
 from masuka.models.catalog import REPO_ID, ModelSpec, catalog, explain_load_error, refuse_missing_folder
 from masuka.models.hub import cache_only
 
-MODEL_CLASSES = {"florence2": "Florence2ForConditionalGeneration", "blip2": "Blip2ForConditionalGeneration"}
-CONFIG_TYPES = {"florence2": "florence2", "blip-2": "blip2"}
-#: caption mode -> (Florence-2 task prompt, new tokens at most)
-MODES = {"short": ("<CAPTION>", 40), "detailed": ("<DETAILED_CAPTION>", 128),
-         "more_detailed": ("<MORE_DETAILED_CAPTION>", 256)}
+#: caption mode (its length) -> new tokens at most
+MODES = {"short": 40, "detailed": 128, "more_detailed": 256}
+
+
+@dataclass(frozen=True)
+class CaptionerFamily:
+    """A family of captioners MASUKA runs: all it takes to add one is a row of :data:`FAMILIES` (and catalog
+    entries naming its ``id`` as their ``family``)."""
+
+    id: str  # the captioner field naming the family's first catalog model
+    label: str  # how help texts name it
+    model_class: str  # its transformers class
+    model_type: str  # ``model_type`` in a model folder's config.json
+    repo_word: str  # a repo id with this word (any case) is of the family
+    prompts: dict[str, str] = field(default_factory=dict)  # caption mode -> task prompt; none: an empty prompt
+    num_beams: int = 1
+
+
+FAMILIES = {family.id: family for family in (
+    CaptionerFamily("florence2", "Florence-2", "Florence2ForConditionalGeneration", "florence2", "florence",
+                    {"short": "<CAPTION>", "detailed": "<DETAILED_CAPTION>",
+                     "more_detailed": "<MORE_DETAILED_CAPTION>"}, num_beams=3),
+    CaptionerFamily("blip2", "BLIP-2", "Blip2ForConditionalGeneration", "blip-2", "blip"),
+)}
+#: the captioner a field left empty gets
+DEFAULT_FAMILY = "florence2"
+
+
+def family_names(length_modes: bool = False) -> str:
+    """The families for help texts, ``Florence-2 or BLIP-2``; ``length_modes``: only those whose captions the
+    caption mode sets by its prompt (``Florence-2``)."""
+    return " or ".join(family.label for family in FAMILIES.values() if family.prompts or not length_modes)
+
+
+def family_ids() -> str:
+    """The family ids a captioner field takes: ``florence2, blip2``."""
+    return ", ".join(FAMILIES)
 
 
 @dataclass(frozen=True)
@@ -41,10 +73,10 @@ def captioner_models() -> dict[str, dict]:
 
 def resolve_captioner(choice: str | None) -> CaptionerSpec:
     """Turn a captioner field into a :class:`CaptionerSpec` without loading weights."""
-    choice = (choice or "florence2").strip()
+    choice = (choice or DEFAULT_FAMILY).strip()
     entries = captioner_models()
-    if choice in MODEL_CLASSES:
-        choice = next(key for key, entry in entries.items() if entry["family"] == choice)
+    if choice in FAMILIES:
+        choice = next((key for key, entry in entries.items() if entry["family"] == choice), choice)
     entry = entries.get(choice)
     if entry is not None:
         return CaptionerSpec(choice, entry["family"], entry["repo"], entry.get("name", choice), entry.get("vram_gb"))
@@ -52,17 +84,18 @@ def resolve_captioner(choice: str | None) -> CaptionerSpec:
     if path.is_dir():
         config = path / "config.json"
         model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type") if config.is_file() else None
-        if model_type not in CONFIG_TYPES:
-            raise InvalidInput(f"{path} is not a Florence-2 or BLIP-2 model folder (model type {model_type!r}).")
+        family = next((f.id for f in FAMILIES.values() if f.model_type == model_type), None)
+        if family is None:
+            raise InvalidInput(f"{path} is not a {family_names()} model folder (model type {model_type!r}).")
         source = str(path.resolve())
-        return CaptionerSpec(source, CONFIG_TYPES[model_type], source, path.name)
+        return CaptionerSpec(source, family, source, path.name)
     refuse_missing_folder(choice)
     if REPO_ID.match(choice):
-        family = "blip2" if "blip" in choice.lower() else "florence2" if "florence" in choice.lower() else None
+        family = next((f.id for f in FAMILIES.values() if f.repo_word in choice.lower()), None)
         if family:
             return CaptionerSpec(choice, family, choice, choice)
-    raise InvalidInput(f"Unknown captioner {choice!r}: use florence2, blip2, a catalog id ({', '.join(entries)}), "
-                       "a Florence-2 or BLIP-2 repo id, or a local model folder.")
+    raise InvalidInput(f"Unknown captioner {choice!r}: use {family_ids()}, a catalog id ({', '.join(entries)}), "
+                       f"a {family_names()} repo id, or a local model folder.")
 
 
 class Captioner:
@@ -76,14 +109,13 @@ class Captioner:
     def caption(self, images: list[Any], mode: str = "detailed") -> list[str]:
         import torch
 
-        task, max_new_tokens = MODES[mode]
-        prompts = [task] * len(images) if self.spec.family == "florence2" else [""] * len(images)
-        inputs = self.processor(images=images, text=prompts, return_tensors="pt")
+        family = FAMILIES[self.spec.family]
+        inputs = self.processor(images=images, text=[family.prompts.get(mode, "")] * len(images), return_tensors="pt")
         inputs = {k: v.to(self.model.device, self.model.dtype) if k == "pixel_values" else v.to(self.model.device)
                   for k, v in inputs.items()}
         with torch.inference_mode():
-            generated = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                            num_beams=3 if self.spec.family == "florence2" else 1)
+            generated = self.model.generate(**inputs, max_new_tokens=MODES[mode], do_sample=False,
+                                            num_beams=family.num_beams)
         return [_clean(text) for text in self.processor.batch_decode(generated, skip_special_tokens=True)]
 
 
@@ -101,7 +133,7 @@ def load_captioner(models: ModelCache, spec: CaptionerSpec, token: str | None = 
         try:
             local = cache_only(spec.source)
             processor = transformers.AutoProcessor.from_pretrained(spec.source, token=token, local_files_only=local)
-            model = getattr(transformers, MODEL_CLASSES[spec.family]).from_pretrained(
+            model = getattr(transformers, FAMILIES[spec.family].model_class).from_pretrained(
                 spec.source, token=token, dtype=plan.dtype, use_safetensors=True, local_files_only=local)
         except Exception as error:
             raise explain_load_error(ModelSpec(spec.id, spec.source, None, name=spec.name), error) from error

@@ -16,7 +16,7 @@ from PIL import Image
 from masuka import jobs
 from masuka.access import usable_model
 from masuka.datasets.caption_template import apply_template, check_template
-from masuka.datasets.captioners import MODES, CaptionerSpec, load_captioner, resolve_captioner
+from masuka.datasets.captioners import DEFAULT_FAMILY, MODES, CaptionerSpec, load_captioner, resolve_captioner
 from masuka.datasets.library import HOLDS, dataset_images, ensure_exists, find_dataset, set_caption, update_dataset
 from masuka.errors import Cancelled, InvalidInput, NotFound
 from masuka.gpu import zerogpu
@@ -38,7 +38,7 @@ KEPT = "the captions made so far are kept"
 class CaptionRequest:
     dataset: str | int
     owner: str = LOCAL_USER
-    captioner: str = "florence2"
+    captioner: str = DEFAULT_FAMILY
     mode: str = "detailed"
     template: str | None = None
     overwrite: bool = False

@@ -9,7 +9,7 @@ from gradio.components import Component
 
 from masuka.datasets import adding, captioning, export, library
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE
-from masuka.datasets.captioners import MODES, captioner_models
+from masuka.datasets.captioners import DEFAULT_FAMILY, MODES, captioner_models, family_names
 from masuka.datasets.formats import FORMATS
 from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
@@ -197,8 +197,8 @@ def _auto_caption() -> tuple[list[Component], gr.Button, gr.Button, gr.Markdown]
         with gr.Row():
             captioner = gr.Dropdown([(e["name"], key) for key, e in captioner_models().items()],
                                     value=next(iter(captioner_models())), allow_custom_value=True, label="Captioner",
-                                    info="Florence-2 or BLIP-2: catalog, repo id (owner/name) or local folder")
-            mode = gr.Radio(list(MODES), value="detailed", label="Caption length (Florence-2)")
+                                    info=f"{family_names()}: catalog, repo id (owner/name) or local folder")
+            mode = gr.Radio(list(MODES), value="detailed", label=f"Caption length ({family_names(length_modes=True)})")
         with gr.Row():
             caption_template = gr.Textbox("", label="Template (empty: the dataset's)", placeholder=DEFAULT_TEMPLATE)
             overwrite = gr.Checkbox(False, label="Overwrite existing captions")
@@ -299,10 +299,11 @@ def remove_image(studio: Studio, image_id: int | str | None, request: gr.Request
 
 
 @friendly
-def caption_dataset(studio: Studio, dataset: str, captioner: str = "florence2", mode: str = "detailed",
+def caption_dataset(studio: Studio, dataset: str, captioner: str = DEFAULT_FAMILY, mode: str = "detailed",
                     template: str = "", overwrite: bool = False, batch_size: int = 8, request: gr.Request = None,
                     progress=gr.Progress()):
-    """Caption the dataset's images with Florence-2 or BLIP-2 (trigger word and template applied)."""
+    """Caption the dataset's images (trigger word and template applied); the captioner is a catalog id, a family,
+    a repo id or a model folder."""
     progress(0, desc="Loading the captioner…")
     try:
         with stop_flag(studio, CAPTIONS, request) as stop:  # first: a refusal drops the flag the click armed too
