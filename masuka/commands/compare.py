@@ -50,7 +50,8 @@ def run_create(args: argparse.Namespace) -> int:
             raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
     else:
         prompts = [args.prompt] if args.prompt else []
-    comparison = create_ab(open_studio(args), request_from_args(args), [cli_lora(x) for x in args.a],
+    studio = open_studio(args)
+    comparison = create_ab(studio, request_from_args(args, studio), [cli_lora(x) for x in args.a],
                            [cli_lora(x) for x in args.b], prompts, args.seeds, allow_any_path=True,
                            on_image=lambda r: progress_line(args, f"saved {r.path}"))
     emit(args, {"comparison": comparison}, f"comparison {comparison}: judge it with `compare next {comparison}`")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from masuka.cli import download_progress, emit, open_studio, progress_line
 from masuka.gpu import MEMORY_PLAN_HELP
+
+if TYPE_CHECKING:
+    from masuka.image.generate import ImageRequest
+    from masuka.studio import Studio
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -93,7 +99,7 @@ def cli_lora(text: str) -> tuple[str, float]:
     return (str(path.resolve()) if not path.is_absolute() and path.is_file() else name), weight
 
 
-def request_from_args(args: argparse.Namespace):
+def request_from_args(args: argparse.Namespace, studio: Studio) -> ImageRequest:
     """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
     from masuka.errors import InvalidInput
     from masuka.image.control import parse_control
@@ -106,32 +112,56 @@ def request_from_args(args: argparse.Namespace):
         raise InvalidInput("--mask needs --init-image: the picture the mask belongs to.")
     if args.outpaint and not args.init_image:
         raise InvalidInput("--outpaint needs --init-image: the picture to extend.")
-    given = [f"--{name} {value}" for name, value in (("width", args.width), ("height", args.height))
-             if value is not None]
-    if args.mask and not args.outpaint and given:  # the UI leaves them out alike; the A1111 route resizes
-        raise InvalidInput("Inpainting makes an image of the picture's size (rounded to the model's multiple), so "
-                           f"the rest comes back as it was; leave the width and height to it (got {' '.join(given)}).")
     init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur,
                                                       outpaint=parse_outpaint(args.outpaint))
-    return ImageRequest(prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
-                        steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
-                        seed=args.seed, batch=args.batch, loras=[cli_lora(x) for x in args.lora],
-                        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
-                        optimize_prompt=args.optimize_prompt, safety_check=args.safety_check,
-                        face_detail=args.face_detail, face_strength=args.face_strength, sampler=args.sampler,
-                        controls=[parse_control(x, args.controlnet) for x in args.control],
-                        style_references=[parse_reference(x) for x in args.reference])
+    return checked_size(studio, ImageRequest(
+        prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
+        steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
+        seed=args.seed, batch=args.batch, loras=[cli_lora(x) for x in args.lora],
+        memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
+        optimize_prompt=args.optimize_prompt, safety_check=args.safety_check,
+        face_detail=args.face_detail, face_strength=args.face_strength, sampler=args.sampler,
+        controls=[parse_control(x, args.controlnet) for x in args.control],
+        style_references=[parse_reference(x) for x in args.reference]))
+
+
+def checked_size(studio: Studio, request: ImageRequest) -> ImageRequest:
+    """``request``; an inpaint's width and height, when given, must be the picture's own size or its default one
+    (its own, rounded to the model's multiple) and are left to that default; any other size is refused: only
+    there does the rest of the picture come back as it was (the UI leaves them out alike; the A1111 route
+    resizes)."""
+    from masuka.errors import InvalidInput
+    from masuka.image.generate import image_spec
+    from masuka.image.limits import MAX_SIDE, MIN_SIDE
+    from masuka.image.tasks import init_size, open_picture
+
+    init, given = request.init, (request.width, request.height)
+    if init is None or init.mask is None or init.outpaint is not None or given == (None, None):
+        return request
+    spec = image_spec(studio, request.owner, request.model)
+    default = init_size(init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
+    with open_picture(init.path, "init image") as picture:
+        own = picture.size
+    if all(value in (None, mine, rounded) for value, mine, rounded in zip(given, own, default)):
+        return replace(request, width=None, height=None)
+    size = f"{own[0]}x{own[1]}" + ("" if own == default else
+                                   f", run at {default[0]}x{default[1]}: a multiple of {spec.size_multiple}")
+    got = " ".join(f"--{name} {value}" for name, value in zip(("width", "height"), given) if value is not None)
+    raise InvalidInput(f"Inpainting makes an image of the picture's size ({size}) so the rest comes back as it was; "
+                       f"leave out --width and --height or give that size (got {got}).")
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_request(args, request_from_args(args))
+    studio = open_studio(args)
+    return run_request(args, request_from_args(args, studio), studio)
 
 
-def run_request(args: argparse.Namespace, request) -> int:
-    """Make the images of ``request`` with progress on stderr; print generate's result (``images, seeds, ids``)."""
+def run_request(args: argparse.Namespace, request: ImageRequest, studio: Studio | None = None) -> int:
+    """Make the images of ``request`` with progress on stderr (in ``studio``, else the one ``args`` name); print
+    generate's result (``images, seeds, ids``)."""
     from masuka.image.generate import generate_images, used_prompt
 
-    studio = open_studio(args)
+    studio = studio or open_studio(args)
     last = [-1]
 
     def on_step(index: int, step: int, total: int) -> None:

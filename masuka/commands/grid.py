@@ -29,10 +29,10 @@ def run(args: argparse.Namespace) -> int:
     if args.queue:
         from masuka.queue.jobs import queue_grid
 
-        job = queue_grid(studio, request_from_args(args), axes, allow_any_path=True, confirm_large=args.yes)
+        job = queue_grid(studio, request_from_args(args, studio), axes, allow_any_path=True, confirm_large=args.yes)
         emit(args, {"jobs": [job]}, f"queued job {job}")
         return 0
-    cells = plan_grid(studio, request_from_args(args), axes, allow_any_path=True, confirm_large=args.yes)
+    cells = plan_grid(studio, request_from_args(args, studio), axes, allow_any_path=True, confirm_large=args.yes)
     progress_line(args, f"{len(cells)} cells")
     result = run_grid(studio, axes, cells, allow_any_path=True,
                       on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))

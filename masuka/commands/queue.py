@@ -58,9 +58,10 @@ def run_add(args: argparse.Namespace) -> int:
             prompts = args.prompts_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
-    request = request_from_args(args)
+    studio = open_studio(args)
+    request = request_from_args(args, studio)
     request.references = list(args.image)
-    ids = queue_images(open_studio(args), request, prompts, args.random, allow_any_path=True)
+    ids = queue_images(studio, request, prompts, args.random, allow_any_path=True)
     emit(args, {"jobs": ids}, f"queued job{'s' * (len(ids) != 1)} {', '.join(map(str, ids))}")
     return 0
 

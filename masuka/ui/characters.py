@@ -27,6 +27,7 @@ from masuka.ui.common import (
     stop_flag,
     stoppable,
     user_of,
+    verbatim,
     whole_number_box,
     wire_stop,
 )
@@ -106,12 +107,14 @@ def build(ctx: UIContext) -> None:
     for trigger_event in (form.reshuffle.click, form.views.release):
         trigger_event(new_prompt_set, [form.views, form.seed], form.prompts, **private)
     wire_stop(studio, TAB, form.stop, panel.status, step="view")
-    # the picker's value, set by Create or Delete, fires ``show``: it renders the same status (notes and rejections
-    # included), and with nothing chosen leaves the status (Delete's message) as it is
+    # the picker's value, set by Create or Delete, fires ``show_pick``: after Create (``made``, a state the API leaves
+    # out, names the character Create showed) it adds the faces and test grid to the status and views Create
+    # showed; with nothing chosen it leaves the status (Delete's message) as it is
+    made = gr.State("")
     listed = bind(choices, studio)
     refused_here = {"show_progress_on": panel.status}  # progress, and a refusal, mark the status, not the views
     stoppable(TAB, form.create.click(bind(create_character, studio), form.inputs(),
-                                     [character, panel.status, panel.gallery], api_name="create_character",
+                                     [character, panel.status, panel.gallery, made], api_name="create_character",
                                      **refused_here, **ctx.gpu_event())).then(listed, None, character, **private)
     for action, button in (("reject", panel.reject), ("regenerate", panel.regenerate)):
         button.click(bind(edit_view, studio), [character, panel.view, gr.State(action)], details,
@@ -125,7 +128,7 @@ def build(ctx: UIContext) -> None:
     run_info = gr.JSON(visible=False, label="Training run")
     panel.train.click(bind(train_character, studio), [character, panel.base, panel.train_steps, panel.weight],
                       [run_info, panel.status], api_name="train_character")
-    character.change(bind(show, studio), character, details, api_name="character_details")
+    character.change(bind(show_pick, studio), [character, made], [*details, made], api_name="character_details")
     panel.refresh.click(listed, None, character, **private).then(bind(show, studio), character, details, **private)
     ctx.on_page_load(listed, character)
     ctx.once_built(lambda: _link_image_tab(ctx))
@@ -171,8 +174,7 @@ def _creation() -> CreationForm:
             identity_model = gr.Textbox("", label="Face-embedding model (empty: SFace; clip: CLIP similarity)",
                                         placeholder="owner/name or a local folder (ONNX or transformers)")
             captioner = gr.Textbox("auto", label="Captioner",
-                                   info="auto: Florence-2 when downloaded; empty: the view prompts; or "
-                                        "florence2, blip2, a repo id or folder")
+                                   info=making.captioner_hint("empty"))
         with gr.Row():
             # no precision: Gradio would round a fraction, which the handlers refuse instead
             size = gr.Number(0, label="View size (0 = the photo's)")
@@ -233,28 +235,50 @@ def _face_box() -> gr.Textbox:
 
 @friendly
 def show(studio: Studio, character: str, request: gr.Request):
-    """A character's summary (notes and a failed test grid included), its views with their scores, and its test
-    grid; with no character chosen, the status is left as it is."""
+    """A character's summary (notes and a failed test grid included), its face crops, its views with their scores,
+    and its test grid; with no character chosen, the status is left as it is."""
     if not character:
         return gr.skip(), [], [], None
-    user = user_of(request)
-    found = library.find_character(studio, character, user, is_admin(studio, request))
-    crops = [open_picture(studio.config.absolute(p["face"]), "face crop") for p in found["state"]["photos"]]
+    found = library.find_character(studio, character, user_of(request), is_admin(studio, request))
+    text, pictures = _summary(studio, found, user_of(request))
+    crops, grid = _faces_and_grid(studio, found)
+    return text, crops, pictures, grid
+
+
+@friendly
+def show_pick(studio: Studio, character: str, made: str, request: gr.Request):
+    """:func:`show` for the picker's change, and ``made`` emptied; for the character Create has just shown
+    (``made``), only its face crops and test grid: Create showed its status and views already."""
+    if not character or character != made:
+        return *show(studio, character, request), ""
+    crops, grid = _faces_and_grid(studio, library.find_character(studio, character, user_of(request),
+                                                                 is_admin(studio, request)))
+    return gr.skip(), crops, gr.skip(), grid, ""
+
+
+def _summary(studio: Studio, found: dict, user: str) -> tuple[str, list[tuple[str, str]]]:
+    """A character's status Markdown (what users typed shown as typed) and its views with their scores."""
     summary = library.summary(studio, found)
     pictures = [(str(studio.config.absolute(v["file"])),
                  f"{i}. {'-' if v['score'] is None else v['score']} {'kept' if v['kept'] else 'rejected'}")
                 for i, v in enumerate(summary["views"], 1)]
     runs = ", ".join(f"run {r}" for r in summary["runs"]) or "not trained yet (or train it in the Train tab)"
-    owner = "" if found["owner"] == user else f" ({found['owner']})"
+    owner = "" if found["owner"] == user else f" ({verbatim(found['owner'])})"
     made = ("being made: its views and dataset come when it is done (press ↻)" if summary["being_made"] else
             f"{library.dataset_words(summary)}, {summary['rejected']} rejected")
-    text = (f"**{summary['name']}**{owner}: trigger `{summary['trigger']}`, {made}; {runs}; "
-            f"LoRA {summary['lora'] or '-'}")
-    text += "".join(f"\n\nNote: {note}" for note in summary["notes"])
+    text = (f"**{verbatim(summary['name'])}**{owner}: trigger {verbatim(summary['trigger'])}, {verbatim(made)}; "
+            f"{runs}; LoRA {verbatim(summary['lora'] or '-')}")
+    text += "".join(f"\n\nNote: {verbatim(note)}" for note in summary["notes"])
     if summary["grid_error"]:
-        text += f"\n\nThe test grid failed: {summary['grid_error']}"
-    grid_path = summary["grid"]
-    return text, crops, pictures, str(studio.config.absolute(grid_path)) if grid_path else None
+        text += f"\n\nThe test grid failed: {verbatim(summary['grid_error'])}"
+    return text, pictures
+
+
+def _faces_and_grid(studio: Studio, found: dict) -> tuple[list, str | None]:
+    """A character's face crops and its test grid's file (None before one is made)."""
+    crops = [open_picture(studio.config.absolute(p["face"]), "face crop") for p in found["state"]["photos"]]
+    grid = found["state"].get("grid")
+    return crops, str(studio.config.absolute(grid)) if grid else None
 
 
 def choices(studio: Studio, request: gr.Request):
@@ -289,7 +313,8 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
                      identity_model: str = "", captioner: str = "auto", size: int = 0, steps: int = 0,
                      seed: int = 0, outfit: str | None = None, request: gr.Request = None, progress=gr.Progress()):
     """Check the photos, make the views (dressed as in ``outfit`` when given), score them and keep the likely ones
-    as a dataset; returns the character's name, a summary and the views with their scores."""
+    as a dataset; returns the character's name, a summary, the views with their scores, and the name again (the
+    state that tells :func:`show_pick` that they are shown)."""
     picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
     with stop_flag(studio, TAB, request) as stop:  # first: a refusal drops the flag the click armed too
         job = making.CharacterRequest(
@@ -302,8 +327,8 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
             studio, job, on_progress=lambda done, total, text: progress((done, total), desc=f"View {done}/{total}"),
             stop=stop)
     value = str(report.character) if _by_id(studio, request) else library.character_name(name)
-    text, _faces, pictures, _grid = show(studio, value, request)
-    return value, text, pictures
+    found = library.find_character(studio, value, user_of(request), is_admin(studio, request))
+    return value, *_summary(studio, found, user_of(request)), value  # the picker's change adds faces and grid
 
 
 @friendly
@@ -324,7 +349,7 @@ def add_real_photos(studio: Studio, character: str, photos: list[str] | None, fa
     _found, refused = making.add_photos(studio, character, user_of(request), uploads(studio, photos),
                                         is_admin(studio, request), face or None)
     text, faces, pictures, grid = show(studio, character, request)
-    text += "".join(f"\n\nNot kept: {r['file']}, {r['reason']}" for r in refused)
+    text += "".join(f"\n\nNot kept: {verbatim(r['file'])}, {verbatim(r['reason'])}" for r in refused)
     return text, faces, pictures, grid, None
 
 
@@ -335,7 +360,7 @@ def delete_character(studio: Studio, character: str, confirm: bool = False, requ
     if not confirm:
         raise InvalidInput("Tick “Yes, delete this character and its photos” first: it cannot be undone.")
     found = library.delete_character(studio, character, user_of(request), is_admin(studio, request))
-    return "", library.deleted_note(studio, found), False
+    return "", verbatim(library.deleted_note(studio, found)), False
 
 
 @friendly

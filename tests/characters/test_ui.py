@@ -4,6 +4,9 @@ tests/test_api_names.py); and its handlers as plain functions: the status line, 
 
 from __future__ import annotations
 
+import html
+import re
+
 import gradio as gr
 import pytest
 
@@ -18,6 +21,11 @@ from tests.models.fake_hub import FakeRepo, hub_online
 from .test_making import request, two_faces
 
 
+def shown(markdown: str) -> str:
+    """The text a status in Markdown reads as: the escapes that keep typed text as it is (``verbatim``) undone."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", markdown))
+
+
 def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrait, no_face, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -27,11 +35,11 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
     model = str(tiny_model("sdxl"))
     name, status, views = client.predict("anna", "ohwx", [handle_file(str(portrait))], model, 2, "", 0.5, -1.0,
                                          False, "", str(tiny_clip), "", 64, 2, 0, api_name="/create_character")
-    assert name == "anna" and "dataset 'anna' with 2 kept view(s) and 0 real photo(s), 0 rejected" in status
+    assert name == "anna" and "dataset 'anna' with 2 kept view(s) and 0 real photo(s), 0 rejected" in shown(status)
     assert [view["caption"].split(" ", 1)[0] for view in views] == ["1.", "2."]
 
     status, faces, views, grid = client.predict("anna", 2, api_name="/reject_character_view")
-    assert "with 1 kept view(s) and 0 real photo(s), 1 rejected" in status and grid is None
+    assert "with 1 kept view(s) and 0 real photo(s), 1 rejected" in shown(status) and grid is None
     assert views[1]["caption"].endswith("rejected")
     assert len(faces) == 1, "the face crop of the one photo"
     for number, message in ((None, r"Type a view number \(1 to 2\)"), ("", "Type a view number"),
@@ -41,11 +49,12 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
     group = two_faces(tmp_path, portrait)
     status, faces, views, grid, box = client.predict("anna", [handle_file(str(group))], "2",
                                                      api_name="/add_character_photos")
-    assert len(faces) == 2 and "with 1 kept view(s) and 1 real photo(s)" in status and "Not kept" not in status
+    assert len(faces) == 2 and "with 1 kept view(s) and 1 real photo(s)" in shown(status)
+    assert "Not kept" not in status
     assert box is None
     status, faces, *_ = client.predict("anna", [handle_file(str(group))], "2", api_name="/add_character_photos")
     assert len(faces) == 2 and ("Not kept: two.png, refused by the dataset: duplicate of the real photo two.png "
-                                "(same file)") in status
+                                "(same file)") in shown(status)
 
     with pytest.raises(AppError, match="No face was found in bands.png"):
         client.predict("bea", "x", [handle_file(str(no_face))], model, 2, "", 0.5, -1.0, False, "", str(tiny_clip),
@@ -69,7 +78,8 @@ def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrai
         client.predict("anna", False, api_name="/delete_character")
     picked, status, confirm = client.predict("anna", True, api_name="/delete_character")
     assert (picked, confirm) == ("", False)
-    assert status.startswith("Deleted character 'anna' and its photos; its dataset 'anna'") and "stays" in status
+    assert shown(status).startswith("Deleted character 'anna' and its photos; its dataset 'anna'")
+    assert "stays" in status
     with pytest.raises(AppError, match="No character 'anna'"):
         client.predict("anna", api_name="/character_details")
 
@@ -81,7 +91,8 @@ def test_the_status_keeps_the_identity_model_s_note_the_rejections_and_a_failed_
     with hub_online(monkeypatch, {CLIP_MODEL: FakeRepo.of_folder(tiny_clip)}, tmp_path / "hf-cache"):
         create_character(studio, request(tiny_model("sdxl"), "", portrait, views=2, threshold=1.0))
     status, _faces, views, _grid = characters.show(studio, "anna", None)  # what the picker's change shows
-    assert "with 0 kept view(s) and 0 real photo(s), 2 rejected" in status and "scored with CLIP instead" in status
+    assert "with 0 kept view(s) and 0 real photo(s), 2 rejected" in shown(status)
+    assert "scored with CLIP instead" in status
     assert [view[1] for view in views] == [f"{i}. {v['score']} rejected" for i, v in
                                            enumerate(find_character(studio, "anna", "local")["state"]["views"], 1)]
     update_character(studio, find_character(studio, "anna", "local"),
@@ -89,10 +100,30 @@ def test_the_status_keeps_the_identity_model_s_note_the_rejections_and_a_failed_
     assert "The test grid failed: out of memory" in characters.show(studio, "anna", None)[0]
 
 
+def test_after_create_the_pickers_change_shows_only_the_faces_and_grid(studio, tiny_model, tiny_clip, portrait):
+    """Create shows the status and views and marks the character as shown (``made``); the picker's change that
+    its name fires adds the face crops and test grid instead of building the status and views again."""
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+    status, faces, views, grid = characters.show(studio, "anna", None)
+    assert characters.show_pick(studio, "anna", "", None) == (status, faces, views, grid, "")  # a pick: all of it
+    after_create = characters.show_pick(studio, "anna", "anna", None)
+    assert after_create == (gr.skip(), faces, gr.skip(), grid, "") and len(faces) == 1
+
+
 def test_a_character_being_made_says_so_in_its_status(studio):
     new_character(studio, "anna", "local", "ohwx", {})  # views and dataset to come
     status = characters.show(studio, "anna", None)[0]
-    assert "being made: its views and dataset come when it is done" in status and "None" not in status
+    assert "being made: its views and dataset come when it is done" in shown(status) and "None" not in status
+
+
+def test_what_a_user_typed_is_shown_as_typed_not_read_as_markdown(studio):
+    """A name or trigger word with Markdown signs (``__x__`` is bold) comes back escaped, as History shows text."""
+    new_character(studio, "__x__", "local", "[a](e) `b` $c$", {})
+    status = characters.show(studio, "__x__", None)[0]
+    assert status.startswith(r"**\_\_x\_\_**: trigger \[a\]\(e\) \`b\` \$c\$, being made")
+    assert shown(status).startswith("**__x__**: trigger [a](e) `b` $c$, being made")
+    message = characters.delete_character(studio, "__x__", True, None)[1]
+    assert message.startswith(r"Deleted character '\_\_x\_\_' and its photos")
 
 
 def test_an_admin_tells_users_characters_of_one_name_apart_and_deletes_the_one_picked(tmp_path):
@@ -109,7 +140,7 @@ def test_an_admin_tells_users_characters_of_one_name_apart_and_deletes_the_one_p
         picker, message, confirm = characters.delete_character(studio, str(bob["id"]), True, admin)
         assert (picker, confirm) == ("", False)
         assert characters.choices(studio, admin).choices == [("anna (alice)", str(alice["id"]))]
-        assert message == "Deleted character 'anna' and its photos; its runs and LoRA stay."
+        assert shown(message) == "Deleted character 'anna' and its photos; its runs and LoRA stay."
         with pytest.raises(NotFound):
             find_character(studio, "anna", "bob")
         assert find_character(studio, "anna", "alice")["id"] == alice["id"]

@@ -14,6 +14,7 @@ from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.tasks import InitImage, fill_masked
 from masuka.models import architectures
+from tests.image.conftest import striped_pictures
 
 
 def pixels(result) -> np.ndarray:
@@ -154,17 +155,32 @@ def test_cli_inpaints_and_explains_a_mask_without_an_image(capsys, tmp_path, tin
     assert code == 2 and "--mask needs --init-image" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("size", [("100", "84"), ("96", "80")])
+def test_cli_inpaint_takes_the_pictures_own_or_default_size(capsys, tmp_path, tiny_model, size):
+    """A script that always passes the picture's size (or the size the app runs it at) gets the default."""
+    photo, mask = striped_pictures(tmp_path, 100, 84, (24, 16, 71, 63))
+    code = main(["generate", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model("flux")), "--prompt",
+                 "a boat", "--steps", "1", "--init-image", str(photo), "--mask", str(mask), "--width", size[0],
+                 "--height", size[1], "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert Image.open(json.loads(out)["images"][0]).size == (100, 84)
+
+
 @pytest.mark.parametrize("size, got", [(["--width", "128", "--height", "128"], "--width 128 --height 128"),
                                        (["--height", "64"], "--height 64")])
-def test_cli_inpaint_refuses_a_size_rather_than_stretching_the_picture(capsys, tmp_path, pictures, size, got):
-    photo, mask = pictures
-    data = ["--data-dir", str(tmp_path / "data")]
-    code = main(["generate", *data, "--model", str(tmp_path / "model"), "--prompt", "a boat", "--init-image",
-                 str(photo), "--mask", str(mask), *size])
+def test_cli_inpaint_refuses_another_size_rather_than_stretching_the_picture(capsys, tmp_path, tiny_model, size,
+                                                                               got):
+    photo, mask = striped_pictures(tmp_path, 100, 84, (24, 16, 71, 63))
+    model = str(tiny_model("flux"))
+    capsys.readouterr()  # what building the tiny model printed (the first test of a worker to ask builds it)
+    code = main(["generate", "--data-dir", str(tmp_path / "data"), "--model", model, "--prompt", "a boat",
+                 "--init-image", str(photo), "--mask", str(mask), *size])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert err == ("error: Inpainting makes an image of the picture's size (rounded to the model's multiple), so the "
-                   f"rest comes back as it was; leave the width and height to it (got {got}).\n")
+    assert err == ("error: Inpainting makes an image of the picture's size (100x84, run at 96x80: a multiple of 16) "
+                   "so the rest comes back as it was; leave out --width and --height or give that size "
+                   f"(got {got}).\n")
 
 
 def test_generate_image_endpoint_takes_an_init_image_and_mask(live_app, tiny_model, pictures):
