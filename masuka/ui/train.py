@@ -16,7 +16,7 @@ from masuka.errors import MasukaError
 from masuka.models.catalog import trainable_models
 from masuka.studio import Studio
 from masuka.training.backends import BACKENDS, LOCAL, REMOTE_BACKENDS, check_backend, trainer_catalog
-from masuka.training.backends.remote import destination_services, estimate_remote, price_line
+from masuka.training.backends.remote import check_remote_run, destination_services, price_line
 from masuka.training.data import dataset_choices
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_remote_runs, resume_run, run_status, start_training
@@ -137,30 +137,38 @@ def start(studio: Studio, dataset: str, base: str, preset: str | None = None, st
     """Check the options and queue a training run (here, or on fal/Replicate); returns its status. The names
     are the CLI's flags; ``sample_prompts`` holds one prompt a line, and 0 (or empty) takes the preset's batch
     size and resolution, the default learning rate (a remote trainer's own) and an alpha equal to the rank."""
-    options = TrainOptions(
-        dataset=dataset or "", base=base or "", preset=preset or None, steps=steps, lr=lr or None, rank=rank,
-        alpha=alpha or None, batch_size=batch_size or None, grad_accum=grad_accum,
-        resolution=resolution or None, optimizer=optimizer, scheduler=scheduler, warmup_steps=warmup_steps or 0,
-        caption_dropout=caption_dropout, seed=seed,
-        sample_prompts=[p.strip() for p in (sample_prompts or "").splitlines() if p.strip()],
-        sample_every=sample_every or 0, save_every=save_every or 0, keep_last=keep_last)
-    run_id = start_training(studio, options, user_of(request), backend or LOCAL, destination or "")
+    run_id = start_training(studio, run_options(locals()), user_of(request), backend or LOCAL, destination or "")
     return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+
+
+def run_options(chosen: dict[str, Any]) -> TrainOptions:
+    """The run's options from ``start``'s arguments by name (empty boxes as ``start`` documents)."""
+    return TrainOptions(
+        dataset=chosen["dataset"] or "", base=chosen["base"] or "", preset=chosen["preset"] or None,
+        steps=chosen["steps"], lr=chosen["lr"] or None, rank=chosen["rank"], alpha=chosen["alpha"] or None,
+        batch_size=chosen["batch_size"] or None, grad_accum=chosen["grad_accum"],
+        resolution=chosen["resolution"] or None, optimizer=chosen["optimizer"], scheduler=chosen["scheduler"],
+        warmup_steps=chosen["warmup_steps"] or 0, caption_dropout=chosen["caption_dropout"], seed=chosen["seed"],
+        sample_prompts=[p.strip() for p in (chosen["sample_prompts"] or "").splitlines() if p.strip()],
+        sample_every=chosen["sample_every"] or 0, save_every=chosen["save_every"] or 0,
+        keep_last=chosen["keep_last"])
 
 
 @friendly
 @functools.wraps(start, assigned=("__annotations__",))  # start's parameters: Gradio passes the request by them
 def train_or_confirm(studio: Studio, *args: Any, **kwargs: Any):
     """Train's click, with ``start``'s parameters: a local run starts at once (its status and id, the confirmation
-    hidden); a remote run, which the service bills, starts nothing yet and shows the confirmation naming its
-    service and estimated price (``start`` runs on its click)."""
+    hidden); a remote run, which the service bills, starts nothing yet: checked the way its start checks it (a
+    refusal shows now, the confirmation stays hidden), it shows the confirmation naming its service and estimated
+    price (``start`` runs on its click)."""
     chosen = inspect.signature(start).bind(studio, *args, **kwargs)
     chosen.apply_defaults()
     backend = check_backend(chosen.arguments["backend"])
     if backend == LOCAL:
         info = start(studio, *args, **kwargs)
         return info, *started(info)
-    _entry, price = estimate_remote(backend, chosen.arguments["base"] or "", int(chosen.arguments["steps"] or 0))
+    _entry, price, _data = check_remote_run(studio, run_options(chosen.arguments), backend,
+                                            user_of(chosen.arguments["request"]), chosen.arguments["destination"] or "")
     return gr.skip(), gr.skip(), gr.Button(f"Yes, train on {trainer_catalog()[backend]['name']} for about "
                                            f"${price:.2f}", visible=True)
 

@@ -37,6 +37,27 @@ def test_train_asks_before_a_remote_run_and_starts_a_local_one_at_once(studio, t
     assert studio.jobs.wait(run, timeout=WAIT_S)["status"] == "completed"
 
 
+@pytest.mark.parametrize("backend, chosen, unset, refusal", [
+    ("fal", {}, "FAL_KEY", "No API key for fal: set FAL_KEY"),
+    ("replicate", dict(destination=""), None, "Training on Replicate needs a destination model"),
+    ("fal", dict(dataset="nope"), None, "nope"),
+], ids=["no-key", "no-destination", "unknown-dataset"])
+def test_train_shows_a_remote_runs_refusal_before_its_confirmation(studio, monkeypatch, backend, chosen, unset,
+                                                                   refusal, trainer):  # noqa: F811
+    """What the confirmed start would refuse is refused on Train's click: no confirmation, no row, no request."""
+    server = trainer(backend)
+    add_dataset(studio)
+    if unset:
+        monkeypatch.delenv(unset)
+    values = {**dict(dataset="fox", base="flux-dev", steps=4, backend=backend, destination="me/fox-lora"), **chosen}
+    with pytest.raises(gr.Error, match=refusal):
+        train_tab.train_or_confirm(studio, **values)
+    assert runs(studio) == [] and server.requests == []
+    with pytest.raises(gr.Error, match=refusal):  # the confirmed start refuses it the same way
+        train_tab.start(studio, **values)
+    assert runs(studio) == [] and server.requests == []
+
+
 @pytest.mark.browser
 def test_in_the_browser_a_remote_run_waits_for_its_confirmation(live_app, page, trainer, tiny_model):  # noqa: F811
     server = trainer("fal")

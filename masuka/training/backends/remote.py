@@ -36,7 +36,7 @@ from masuka.store import LOCAL_USER, Store
 from masuka.studio import Studio
 from masuka.training.backends import estimate_usd, remote_backends, trainer_catalog, trainer_entry
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus, dataset_zip
-from masuka.training.data import dataset_for_training
+from masuka.training.data import TrainingSet, dataset_for_training
 from masuka.training.export import check_hub_repo, push_lora
 from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name, option_name
 
@@ -64,7 +64,7 @@ def estimate_remote(backend: str, base: str, steps: int) -> tuple[dict, float]:
     """The trainer entry and the estimated price of a run; :class:`InvalidInput` when the backend cannot train
     ``base`` or ``steps`` is out of range."""
     entry = trainer_entry(backend, base)
-    if not 1 <= int(steps) <= entry["max_steps"]:
+    if not 1 <= int(steps or 0) <= entry["max_steps"]:
         raise InvalidInput(f"{entry['name']} trains 1 to {entry['max_steps']} steps (got {steps}).")
     return entry, estimate_usd(entry, int(steps))
 
@@ -120,9 +120,11 @@ def _filled(options: TrainOptions, profile: architectures.Profile) -> TrainOptio
     return filled if filled.alpha is not None else replace(filled, alpha=float(filled.rank))
 
 
-def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner: str = LOCAL_USER,
-                      destination: str = "") -> int:
-    """Check everything, then record a queued remote run (nothing sent yet); returns its id."""
+def check_remote_run(studio: Studio, options: TrainOptions, backend: str, owner: str = LOCAL_USER,
+                     destination: str = "") -> tuple[dict, float, TrainingSet]:
+    """Everything that can refuse a remote run without sending a request or writing a row (the Train tab asks it
+    before showing its confirmation): the trainer entry, the estimated price and the dataset; :class:`InvalidInput`
+    (or :class:`NotFound` for an unknown dataset) otherwise."""
     entry, price = estimate_remote(backend, options.base, options.steps)
     cls = remote_backends()[backend]
     check_remote_options(options, backend, entry)
@@ -133,7 +135,14 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
         label = cls.service.label
         raise InvalidInput(f"Training on {label} needs a destination model of yours (owner/name): create it on "
                            f"{label} and give it as the destination.")
-    data = dataset_for_training(studio, options.dataset, owner)
+    return entry, price, dataset_for_training(studio, options.dataset, owner)
+
+
+def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner: str = LOCAL_USER,
+                      destination: str = "") -> int:
+    """Check everything (:func:`check_remote_run`), then record a queued remote run (nothing sent yet); returns
+    its id."""
+    entry, price, data = check_remote_run(studio, options, backend, owner, destination)
     run_id = jobs.create(
         studio.store, KIND, owner, title=f"{data.name} on {backend} {options.base}", provider=backend,
         model=options.base, step=0, total=options.steps, progress=0.0, params={**options.to_dict(), "backend": backend},
