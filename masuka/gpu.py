@@ -139,7 +139,7 @@ class _Flag:
     """A stop flag and the work using it: clicks whose work waits in the queue, work running."""
 
     event: threading.Event = field(default_factory=threading.Event)
-    waiting: int = 0
+    waiting: list[str | None] = field(default_factory=list)  # the queue's event ids of the clicks (None: unnamed)
     running: int = 0
 
 
@@ -162,23 +162,24 @@ class StopFlags:
         self._flags: dict[str, list[_Flag]] = {}
         self._lock = threading.Lock()
 
-    def arm(self, key: str) -> threading.Event:
-        """The flag of work just accepted into the queue, which its :meth:`start` takes: the key's flag not yet
-        stopped (one Stop ends the work waiting and running), else a new one. Arm only work that will start (the
-        queue's admission does: :func:`masuka.guards.guard_queue`): an arm never taken keeps the flag waiting, and
-        a later Stop would set it for the key's next work."""
+    def arm(self, key: str, work: str | None = None) -> threading.Event:
+        """The flag of work just accepted into the queue (``work``: its event id there), which its :meth:`start`
+        takes: the key's flag not yet stopped (one Stop ends the work waiting and running), else a new one. An arm
+        its work never takes (Gradio refused the input before the work ran) must be :meth:`unarm`-ed once the work
+        has ended, as :func:`masuka.guards.guard_queue` does, or a later Stop would set it for the key's next work."""
         with self._lock:
             flag = self._open(key)
-            flag.waiting += 1
+            flag.waiting.append(work)
             return flag.event
 
-    def unarm(self, key: str, event: threading.Event) -> None:
-        """Work armed with ``event`` (what :meth:`arm` returned) will never start: taken out of the queue."""
+    def unarm(self, key: str, event: threading.Event, work: str | None = None) -> None:
+        """The arm of ``work`` (:meth:`arm`, which returned ``event``) if no :meth:`start` took it: the work was taken
+        out of the queue, or ended without starting."""
         with self._lock:
             flags = self._flags.get(key, [])
-            flag = next((flag for flag in flags if flag.event is event and flag.waiting), None)
+            flag = next((flag for flag in flags if flag.event is event and work in flag.waiting), None)
             if flag is not None:
-                flag.waiting -= 1
+                flag.waiting.remove(work)
                 if not flag.waiting and not flag.running:
                     flags.remove(flag)
             if not flags:
@@ -191,8 +192,8 @@ class StopFlags:
             flag = next((flag for flag in self._flags.get(key, []) if flag.waiting), None)
             if flag is None:
                 flag = self._open(key)
-            else:
-                flag.waiting -= 1
+            else:  # the oldest arm: the queue starts the key's work in the order it armed it
+                flag.waiting.pop(0)
             flag.running += 1
             return flag.event
 

@@ -133,26 +133,29 @@ def guard_queue(blocks: Any, config: Config, stops: StopFlags) -> None:
         if tab and accepted[0]:  # queued, its session given: the queue runs it only once this coroutine yields
             forget_started()
             key = stop_key(tab, body.session_hash, username or LOCAL_USER)
-            armed[accepted[1]] = key, stops.arm(key)
+            armed[accepted[1]] = key, stops.arm(key, accepted[1])
         return accepted
 
-    armed: dict[str, tuple[str, Any]] = {}  # event id -> (key, flag) of work armed while it waits
+    armed: dict[str, tuple[str, Any]] = {}  # event id -> (key, flag) of armed work, until it has ended
 
     def waiting_ids() -> set[str]:
         return {event._id for group in queue.event_queue_per_concurrency_id.values() for event in group.queue}
 
+    def running_ids() -> set[str]:
+        return {event._id for job in queue.active_jobs if job for event in job}
+
     def forget_started() -> None:
-        """Drop the records of armed events no longer waiting (their work took the flag, or they were removed)."""
-        for event_id in armed.keys() - waiting_ids():
-            del armed[event_id]
+        """Drop the records of armed events that have left the queue and ended, with their arms if their work never
+        took them (Gradio refused the input before the work ran): a later Stop would set them for the next work."""
+        for event_id in armed.keys() - waiting_ids() - running_ids():
+            stops.unarm(*armed.pop(event_id), event_id)
 
     async def unarming(step: Any, targets: set[str]) -> None:
         """Run ``step``, a removal from the queue (a cancel, a closed session) of the events ``targets``: the arms of
         those it took out before they started are dropped, so a later Stop finds nothing of them."""
         await step()
-        running = {event._id for job in queue.active_jobs if job for event in job}
-        for event_id in targets & armed.keys() - waiting_ids() - running:
-            stops.unarm(*armed.pop(event_id))
+        for event_id in targets & armed.keys() - waiting_ids() - running_ids():
+            stops.unarm(*armed.pop(event_id), event_id)
 
     remove, clean = queue.remove_from_queue, queue.clean_events
 

@@ -187,7 +187,7 @@ def test_a_request_cancelled_while_it_waits_leaves_no_arm(live_app, tiny_model, 
         return answer.json()["event_id"]
 
     def flags(session: str) -> list:
-        return [(flag.waiting, flag.running) for flag in app.studio.stops._flags.get(f"image:{session}", [])]
+        return [(len(flag.waiting), flag.running) for flag in app.studio.stops._flags.get(f"image:{session}", [])]
 
     def wait_for(condition, what: str) -> None:
         deadline = time.monotonic() + 60
