@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.commands.generate import add_sampling_arguments, cli_lora
+from masuka.cli import open_studio
+from masuka.commands.generate import add_sampling_arguments, cli_lora, run_request
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -20,11 +21,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.commands.generate import run_request
     from masuka.image.generate import ImageRequest
 
     request = ImageRequest(prompt=args.prompt, model=args.model, negative_prompt=args.negative_prompt,
                            steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
                            seed=args.seed, batch=args.batch, loras=[cli_lora(x) for x in args.lora],
                            memory_plan=args.memory_plan, references=list(args.image))
-    return run_request(args, request)
+    return run_request(args, open_studio(args), request)

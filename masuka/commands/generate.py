@@ -153,15 +153,13 @@ def checked_size(studio: Studio, request: ImageRequest) -> ImageRequest:
 
 def run(args: argparse.Namespace) -> int:
     studio = open_studio(args)
-    return run_request(args, request_from_args(args, studio), studio)
+    return run_request(args, studio, request_from_args(args, studio))
 
 
-def run_request(args: argparse.Namespace, request: ImageRequest, studio: Studio | None = None) -> int:
-    """Make the images of ``request`` with progress on stderr (in ``studio``, else the one ``args`` name); print
-    generate's result (``images, seeds, ids``)."""
+def run_request(args: argparse.Namespace, studio: Studio, request: ImageRequest) -> int:
+    """Make the images of ``request`` with progress on stderr; print generate's result (``images, seeds, ids``)."""
     from masuka.image.generate import generate_images, used_prompt
 
-    studio = studio or open_studio(args)
     last = [-1]
 
     def on_step(index: int, step: int, total: int) -> None:
