@@ -107,28 +107,29 @@ def build(ctx: UIContext) -> None:
     for trigger_event in (form.reshuffle.click, form.views.release):
         trigger_event(new_prompt_set, [form.views, form.seed], form.prompts, **private)
     wire_stop(studio, TAB, form.stop, panel.status, step="view")
-    # the picker's value, set by Create or Delete, fires ``show_pick``: after Create (``made``, a state the API leaves
-    # out, names the character Create showed) it adds the faces and test grid to the status and views Create
-    # showed; with nothing chosen it leaves the status (Delete's message) as it is
-    made = gr.State("")
+    # Create shows the status and views, then (``created_details``) the faces and test grid, and Delete clears them:
+    # themselves, as setting the picker fires no event (``input``: only a person's pick, or an API call, shows)
     listed = bind(choices, studio)
     refused_here = {"show_progress_on": panel.status}  # progress, and a refusal, mark the status, not the views
-    stoppable(TAB, form.create.click(bind(create_character, studio), form.inputs(),
-                                     [character, panel.status, panel.gallery, made], api_name="create_character",
-                                     **refused_here, **ctx.gpu_event())).then(listed, None, character, **private)
+    created = stoppable(TAB, form.create.click(bind(create_character, studio), form.inputs(),
+                                               [character, panel.status, panel.gallery], api_name="create_character",
+                                               **refused_here, **ctx.gpu_event()))
+    created.then(listed, None, character, **private)
+    created.success(bind(created_details, studio), character, [panel.faces, panel.grid], **private)
     for action, button in (("reject", panel.reject), ("regenerate", panel.regenerate)):
         button.click(bind(edit_view, studio), [character, panel.view, gr.State(action)], details,
                      api_name=f"{action}_character_view", **refused_here, **ctx.gpu_event())
     panel.add.click(bind(add_real_photos, studio), [character, panel.real_photos, panel.real_face],
                     [*details, panel.real_photos], api_name="add_character_photos", **refused_here)
-    panel.delete.click(bind(delete_character, studio), [character, panel.confirm_delete],
-                       [character, panel.status, panel.confirm_delete], api_name="delete_character",
-                       **refused_here).then(
-        listed, None, character, **private)
+    deleted = panel.delete.click(bind(delete_character, studio), [character, panel.confirm_delete],
+                                 [character, panel.status, panel.confirm_delete], api_name="delete_character",
+                                 **refused_here)
+    deleted.then(listed, None, character, **private)
+    deleted.success(lambda: ([], [], None), None, [panel.faces, panel.gallery, panel.grid], **private)
     run_info = gr.JSON(visible=False, label="Training run")
     panel.train.click(bind(train_character, studio), [character, panel.base, panel.train_steps, panel.weight],
                       [run_info, panel.status], api_name="train_character")
-    character.change(bind(show_pick, studio), [character, made], [*details, made], api_name="character_details")
+    character.input(bind(show, studio), character, details, api_name="character_details")
     panel.refresh.click(listed, None, character, **private).then(bind(show, studio), character, details, **private)
     ctx.on_page_load(listed, character)
     ctx.once_built(lambda: _link_image_tab(ctx))
@@ -246,14 +247,10 @@ def show(studio: Studio, character: str, request: gr.Request):
 
 
 @friendly
-def show_pick(studio: Studio, character: str, made: str, request: gr.Request):
-    """:func:`show` for the picker's change, and ``made`` emptied; for the character Create has just shown
-    (``made``), only its face crops and test grid: Create showed its status and views already."""
-    if not character or character != made:
-        return *show(studio, character, request), ""
-    crops, grid = _faces_and_grid(studio, library.find_character(studio, character, user_of(request),
-                                                                 is_admin(studio, request)))
-    return gr.skip(), crops, gr.skip(), grid, ""
+def created_details(studio: Studio, character: str, request: gr.Request):
+    """The face crops and test grid of the character Create has just made and shown (its status and views)."""
+    return _faces_and_grid(studio, library.find_character(studio, character, user_of(request),
+                                                          is_admin(studio, request)))
 
 
 def _summary(studio: Studio, found: dict, user: str) -> tuple[str, list[tuple[str, str]]]:
@@ -313,8 +310,7 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
                      identity_model: str = "", captioner: str = "auto", size: int = 0, steps: int = 0,
                      seed: int = 0, outfit: str | None = None, request: gr.Request = None, progress=gr.Progress()):
     """Check the photos, make the views (dressed as in ``outfit`` when given), score them and keep the likely ones
-    as a dataset; returns the character's name, a summary, the views with their scores, and the name again (the
-    state that tells :func:`show_pick` that they are shown)."""
+    as a dataset; returns the character's name, a summary and the views with their scores."""
     picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
     with stop_flag(studio, TAB, request) as stop:  # first: a refusal drops the flag the click armed too
         job = making.CharacterRequest(
@@ -328,7 +324,7 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
             stop=stop)
     value = str(report.character) if _by_id(studio, request) else library.character_name(name)
     found = library.find_character(studio, value, user_of(request), is_admin(studio, request))
-    return value, *_summary(studio, found, user_of(request)), value  # the picker's change adds faces and grid
+    return value, *_summary(studio, found, user_of(request))  # faces and grid follow: created_details
 
 
 @friendly

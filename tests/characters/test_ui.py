@@ -100,14 +100,28 @@ def test_the_status_keeps_the_identity_model_s_note_the_rejections_and_a_failed_
     assert "The test grid failed: out of memory" in characters.show(studio, "anna", None)[0]
 
 
-def test_after_create_the_pickers_change_shows_only_the_faces_and_grid(studio, tiny_model, tiny_clip, portrait):
-    """Create shows the status and views and marks the character as shown (``made``); the picker's change that
-    its name fires adds the face crops and test grid instead of building the status and views again."""
+def test_create_and_delete_fill_the_details_themselves_and_only_a_pick_shows_a_character(studio, tiny_model,
+                                                                                         tiny_clip, portrait):
+    """The picker may hold the name before Create (typed, or picked), so that Create leaves its value as it was and
+    no change would fire: Create's own follow-up shows the face crops and test grid, Delete's clears what was shown,
+    and the picker shows a character on a person's pick (``input``) only, never again after Create sets it."""
+    from masuka.ui.app import build_app
+
+    fns = list(build_app(studio).fns.values())
+    by_api = {fn.api_name: fn for fn in fns if fn.api_name}
+    create, delete, pick = by_api["create_character"], by_api["delete_character"], by_api["character_details"]
+    [details] = [fn for fn in fns if fn.trigger_after == create._id and fn.trigger_only_on_success]
+    [cleared] = [fn for fn in fns if fn.trigger_after == delete._id and fn.trigger_only_on_success]
+    assert [getattr(output, "label", None) for output in details.outputs] == [
+        "Faces the views are compared with (cropped from the photos)", "Test grid (after training)"]
+    assert [getattr(output, "label", None) for output in cleared.outputs] == [
+        "Faces the views are compared with (cropped from the photos)",
+        "Views: number, identity score, kept or rejected", "Test grid (after training)"]
+    assert [(target[1]) for target in pick.targets] == ["input"], "Create and Delete set the picker: no event"
     create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
     status, faces, views, grid = characters.show(studio, "anna", None)
-    assert characters.show_pick(studio, "anna", "", None) == (status, faces, views, grid, "")  # a pick: all of it
-    after_create = characters.show_pick(studio, "anna", "anna", None)
-    assert after_create == (gr.skip(), faces, gr.skip(), grid, "") and len(faces) == 1
+    assert details.fn("anna", None) == (faces, grid) and len(faces) == 1
+    assert cleared.fn() == ([], [], None)
 
 
 def test_a_character_being_made_says_so_in_its_status(studio):
