@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from masuka.access import usable_model
 from masuka.api.a1111_scripts import MODULE_LIST, adetailer_faces, controlnet_models, controlnet_units
-from masuka.api.auth import Caller, Refused
+from masuka.api.auth import Caller, Refused, caller_off_loop
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound
 from masuka.image.defaults import load_defaults
@@ -180,7 +180,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
 
         def decorate(route: Callable[[Caller, Body], Any]) -> Callable[[Request], Awaitable[Any]]:
             async def endpoint(request: Request) -> Any:
-                caller = caller_of(request)
+                caller = await caller_off_loop(caller_of, request)
                 try:
                     data = await request.json()
                 except ValueError:

@@ -14,7 +14,11 @@ import hmac
 import ipaddress
 import itertools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import anyio
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER, insert_named, is_id_text, now, row_id
@@ -151,6 +155,13 @@ def authenticate(studio: Studio, authorization: str | None, client_host: str | N
                            "'Authorization: Bearer <API token>' (made in Settings or `keys token create`).")
     studio.logins.succeeded(named)  # an account's failures count in a row, as on the sign-in page
     return Caller(user, config.is_admin(user))
+
+
+async def caller_off_loop(caller_of: Callable[[Any], Caller], request: Any) -> Caller:
+    """``caller_of(request)`` for an ``async`` route, in a thread of the server's pool: :func:`authenticate` reads
+    and writes the database and the sign-in throttle, which on the event loop would hold up every request of the
+    server (the app's pages included) while the disk is slow. Plain (``def``) routes already run in that pool."""
+    return await anyio.to_thread.run_sync(caller_of, request)
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str, str | None]:

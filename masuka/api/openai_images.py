@@ -32,7 +32,7 @@ from starlette.datastructures import FormData
 from starlette.routing import Match
 
 from masuka.access import may_read
-from masuka.api.auth import Caller, Refused
+from masuka.api.auth import Caller, Refused, caller_off_loop
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest, used_prompt
@@ -191,7 +191,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
     @router.post("/images/generations")
     @openai_errors
     async def generations(request: Request) -> Any:
-        caller = caller_of(request)
+        caller = await caller_off_loop(caller_of, request)
         try:
             body = Generation.model_validate(await request.json())
         except ValueError as error:
@@ -204,7 +204,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
     @router.post("/images/edits")
     @openai_errors
     async def edits(request: Request) -> Any:
-        caller = caller_of(request)
+        caller = await caller_off_loop(caller_of, request)
         form = await request.form()
         images = form.getlist("image") + form.getlist("image[]")
         if not images or not hasattr(images[0], "read"):
@@ -226,7 +226,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
     @openai_errors
     async def image_file(image_id: str, request: Request, format: str | None = None) -> Any:
         """A generated image by its history id, as saved or in the ``format`` the request asked for."""
-        caller = caller_of(request)
+        caller = await caller_off_loop(caller_of, request)
         number = row_id(image_id)
         row = studio.store.get("generations", number) if number else None
         path = studio.config.absolute(row["output_path"]) if row and row.get("output_path") else None
@@ -242,7 +242,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
     @router.get("/models")
     @openai_errors
     async def models(request: Request) -> Any:
-        caller_of(request)
+        await caller_off_loop(caller_of, request)
         return {"object": "list", "data": [{"id": key, "object": "model", "created": 0, "owned_by": "masuka"}
                                            for key in image_models()]}
 

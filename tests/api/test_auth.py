@@ -386,3 +386,40 @@ def test_a_token_for_someone_who_cannot_sign_in_is_refused(team, tmp_path, capsy
     assert capsys.readouterr().out.split() == ["admin", "ann"]
     assert main(["keys", "token", "create", "--user", "carol", *data]) == 2
     assert "'carol' is not on the sign-in list" in capsys.readouterr().err
+
+
+def test_async_routes_check_the_caller_off_the_event_loop(live_app, monkeypatch):
+    """Who calls (database reads and writes, the sign-in throttle) is worked out in a worker thread, never on the
+    server's event loop, where a slow disk would hold up every request; the answers are the same."""
+    import asyncio
+
+    import httpx
+
+    app = live_app(auth="ann:pw-ann")
+    token = create_token(app.studio, "ann", "laptop")
+    on_loop: list[bool] = []
+    wait_s = app.studio.logins.wait_s
+
+    def recorded(user: str, client: str) -> int:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return wait_s(user, client)
+
+    monkeypatch.setattr(app.studio.logins, "wait_s", recorded)
+    base, signed = app.url.rstrip("/"), {"Authorization": f"Bearer {token}"}
+    answers = {
+        "a1111 POST": httpx.post(f"{base}/sdapi/v1/txt2img", json=["not", "a", "body"], headers=signed, timeout=60),
+        "a1111 GET": httpx.get(f"{base}/sdapi/v1/progress", headers=signed, timeout=60),
+        "models": httpx.get(f"{base}/v1/models", headers=signed, timeout=60),
+        "generations": httpx.post(f"{base}/v1/images/generations", content=b"{", headers=signed, timeout=60),
+        "edits": httpx.post(f"{base}/v1/images/edits", files={"prompt": (None, "x")}, headers=signed, timeout=60),
+        "files": httpx.get(f"{base}/v1/images/files/999", headers=signed, timeout=60),
+        "refused": httpx.get(f"{base}/v1/models", timeout=60),
+    }
+    assert {name: answer.status_code for name, answer in answers.items()} == {
+        "a1111 POST": 422, "a1111 GET": 200, "models": 200, "generations": 400, "edits": 400, "files": 404,
+        "refused": 401}
+    assert on_loop == [False] * len(answers)
