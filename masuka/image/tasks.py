@@ -295,19 +295,22 @@ def task_pipeline(pipe: Any, task: TaskInput | None) -> Any:
         return pipe
     made = pipe.__dict__.setdefault("masuka_tasks", {})
     if task.task not in made:
-        import diffusers
-
-        name = task_class(type(pipe).__name__, task.task)
-        if name is None:  # a class of no known architecture: diffusers' auto mapping names its task class
-            auto = diffusers.AutoPipelineForInpainting if task.task == "inpaint" else \
-                diffusers.AutoPipelineForImage2Image
-            try:
-                name = type(auto.from_pipe(pipe)).__name__
-            except ValueError as error:
-                raise InvalidInput(f"This model has no {TASK_WORDS[task.task]} pipeline in diffusers "
-                                   f"({error}).") from None
+        name = task_class(type(pipe).__name__, task.task) or auto_task_class(type(pipe).__name__, task.task)
         made[task.task] = sharing_weights(pipe, name)
     return made[task.task]
+
+
+def auto_task_class(pipeline_class: str, task: str) -> str:
+    """The class diffusers' AutoPipeline maps ``pipeline_class`` (of no known architecture) to for ``task``, looked
+    up as its ``from_pipe`` does but without building a pipeline; :class:`InvalidInput` when it maps none."""
+    from diffusers.pipelines import auto_pipeline
+
+    mapping = auto_pipeline.AUTO_INPAINT_PIPELINES_MAPPING if task == "inpaint" else \
+        auto_pipeline.AUTO_IMAGE2IMAGE_PIPELINES_MAPPING
+    try:
+        return auto_pipeline._get_task_class(mapping, pipeline_class).__name__
+    except ValueError as error:
+        raise InvalidInput(f"This model has no {TASK_WORDS[task]} pipeline in diffusers ({error}).") from None
 
 
 def task_steps(steps: int, strength: float) -> int:

@@ -12,7 +12,7 @@ from masuka.cli import main
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
-from masuka.image.tasks import InitImage, fill_masked
+from masuka.image.tasks import InitImage, auto_task_class, fill_masked
 from masuka.models import architectures
 from tests.image.conftest import striped_pictures
 
@@ -286,3 +286,41 @@ def test_a_picture_too_large_for_pillow_to_open_is_refused(studio, tiny_model, t
     Image.new("RGB", (6000, 3000)).save(wide)  # each side is named by the limit, not just 4096 a side
     with pytest.raises(InvalidInput, match=r"\(6000x3000\); at most 16.8 megapixels \(4096x4096, or 5461x3072"):
         run(studio, tiny_model("sdxl"), init=InitImage(wide, strength=0.5))
+
+
+@pytest.fixture(scope="module")
+def sdxl_pag_model(tmp_path_factory):
+    """A tiny SDXL folder saved as ``StableDiffusionXLPAGPipeline``: a class of no known architecture, whose task
+    classes diffusers' AutoPipeline mappings name."""
+    import diffusers
+
+    from masuka.models.synthetic import tiny_pipeline
+
+    folder = tmp_path_factory.mktemp("tiny-sdxl-pag")
+    diffusers.StableDiffusionXLPAGPipeline(**tiny_pipeline("sdxl").components).save_pretrained(folder)
+    return folder
+
+
+def test_a_model_of_no_known_architecture_gets_diffusers_task_class_without_a_throwaway_pipeline(
+        studio, sdxl_pag_model, pictures, monkeypatch):
+    """The task class is looked up in diffusers' AutoPipeline mappings: the one pipeline built is the one that
+    runs; a class the mappings have no task class for is refused with the reason."""
+    import functools
+
+    import diffusers
+
+    photo, _mask = pictures
+    cls = diffusers.StableDiffusionXLPAGImg2ImgPipeline
+    built, init = [], cls.__init__
+
+    @functools.wraps(init)
+    def counted(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "__init__", counted)
+    result = run(studio, sdxl_pag_model, width=64, height=64, init=InitImage(photo, strength=0.5))
+    assert result.path.is_file() and derived(studio, "img2img") == cls.__name__
+    assert built == [cls.__name__]
+    with pytest.raises(InvalidInput, match="no inpainting or outpainting pipeline in diffusers"):
+        auto_task_class("StableDiffusion3PAGPipeline", "inpaint")
