@@ -20,6 +20,7 @@ from typing import Any
 
 from masuka.config import device_choice, on_zerogpu
 from masuka.errors import Cancelled, GPUBusy, InvalidInput
+from masuka.memory_plans import PLANS, plan_named
 
 CONCURRENCY_ID = "gpu"
 #: how a queued (background) job names itself in a slot's lock file
@@ -241,16 +242,8 @@ def check_stop(event: threading.Event | None) -> None:
         raise Cancelled()
 
 
-#: Memory plans, from the fastest (everything on the GPU) to the smallest footprint.
-MEMORY_PLANS = ("full", "model_offload", "fp8_offload", "group_offload")
-MEMORY_PLAN_HELP = {
-    "full": "everything on the GPU, fastest",
-    "model_offload": "each model moves to the GPU only while it runs",
-    "fp8_offload": "the denoiser's weights stored in fp8, and model offload",
-    "group_offload": "layers stream to the GPU one at a time, for the smallest cards",
-    "nf4_offload": "a 4-bit NF4 transformer (bitsandbytes, CUDA) and model offload",
-    "gguf_offload": "the transformer from a .gguf file ($MASUKA_GGUF_FILE, needs gguf) and model offload",
-}
+#: The plans ``auto`` picks from, fastest first: the ``automatic`` rows of :data:`masuka.memory_plans.PLANS`.
+MEMORY_PLANS = tuple(plan.name for plan in PLANS if plan.automatic)
 #: Free memory kept spare when choosing a plan (the CUDA context, fragmentation, the decode).
 HEADROOM_GB = 1.0
 
@@ -327,7 +320,8 @@ def device_plan(vram_needed_gb: float | None = None, *, memory: str = "auto",
     else:
         dtype = "float16" if choice == "mps" else "float32"
         memory = "full" if memory == "auto" else memory
-    return DevicePlan(choice, dtype, memory=memory, vae_tiling=memory != "full", fast=fast, step_cache=step_cache)
+    return DevicePlan(choice, dtype, memory=memory, vae_tiling=plan_named(memory).placement != "device",
+                      fast=fast, step_cache=step_cache)
 
 
 def zerogpu(duration: int | Callable[..., int] = 60) -> Callable[[Callable], Callable]:

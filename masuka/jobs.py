@@ -118,7 +118,8 @@ class JobRow:
 def create(store: Store, kind: str, owner: str = LOCAL_USER, *, status: str = "queued", title: str = "",
            state: dict | None = None, params: dict | None = None, **columns: Any) -> int:
     """Record a job (queued unless told) owned by this process, and by no runner until one queues or runs it
-    (:meth:`JobRunner.submit`, :meth:`JobRunner.run_here`); returns its id."""
+    (:meth:`JobRunner.submit`, :meth:`JobRunner.run_here`); returns its id. Work that a runner takes next is
+    recorded by :meth:`JobRunner.create`, which names its holder from the start."""
     row = {"owner": owner, "kind": kind, "status": status, "title": title, "params": params or {},
            "state": state or {}, "pid": os.getpid(), **columns}
     if status == "running":
@@ -191,13 +192,6 @@ def finish(store: Store, job_id: int, status: str, error: str | None = None, *, 
 def request_stop(store: Store, job_id: int, discard: bool = False) -> None:
     """Ask a job to stop (it stops at its next :meth:`JobContext.check_stop`)."""
     store.update(TABLE, job_id, stop_requested=2 if discard else 1)
-
-
-def requeue(store: Store, job_id: int) -> None:
-    """Put a stopped, failed or interrupted job back in the queue (this process owns it again, and no runner until
-    one is given it)."""
-    store.update(TABLE, job_id, status="queued", stop_requested=0, error=None, finished_at=None, pid=os.getpid(),
-                 holder=None)
 
 
 # -- what a job's work talks to ----------------------------------------------------------------------------
@@ -304,10 +298,10 @@ class JobRunner:
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
         self._closed = False
-        #: the studio's, written into the rows of the work it holds (the jobs it queues or runs, video jobs, queue
-        #: jobs, characters being made; see :func:`~masuka.store.holder_alive`): another studio open in this
-        #: process, one opened again, or a process that reuses the pid, is told apart from the one that held them.
-        #: Live until :meth:`close`.
+        #: the studio's, written into the rows of the work it holds (the jobs it queues or runs and the generations
+        #: it makes, by :meth:`holding`; queue jobs, characters being made; see :func:`~masuka.store.holder_alive`):
+        #: another studio open in this process, one opened again, or a process that reuses the pid, is told apart
+        #: from the one that held them. Live until :meth:`close`.
         self.token = uuid.uuid4().hex
         LIVE_HOLDERS.add(self.token)
 
@@ -320,6 +314,23 @@ class JobRunner:
             events = list(self._lanes.values()) + ([self._recovering] if self._recovering else [])
         for event in events:
             event.set()
+
+    def holding(self) -> dict[str, Any]:
+        """The columns that name this runner's studio the holder of a row (a job it queues or runs, a generation
+        it makes): this process's ``pid`` and :attr:`token`, as :func:`~masuka.store.holder_alive` reads them."""
+        return {"pid": os.getpid(), "holder": self.token}
+
+    def create(self, kind: str, owner: str = LOCAL_USER, **options: Any) -> int:
+        """Record a job (:func:`create`'s ``options``) that this runner queues or runs next: held by its studio from
+        the start, so a studio opened on the data dir meanwhile does not take it for a gone process's work; returns
+        its id."""
+        return create(self.store, kind, owner, **options, **self.holding())
+
+    def requeue(self, job_id: int) -> None:
+        """Put a stopped, failed or interrupted job back in the queue, held by this runner's studio until it is
+        given to a runner again."""
+        update(self.store, job_id, status="queued", stop_requested=0, error=None, finished_at=None,
+               **self.holding())
 
     def submit(self, job_id: int, work: JobWork | None = None, lane: str | None = None,
                ctx: JobContext | None = None) -> None:
@@ -340,7 +351,7 @@ class JobRunner:
             self._mine.add(job_id)
             if work is not None:
                 self._work[job_id] = (work, ctx)
-        update(self.store, job_id, status="queued", lane=lane, queued_at=now(), pid=os.getpid(), holder=self.token)
+        update(self.store, job_id, status="queued", lane=lane, queued_at=now(), **self.holding())
         self._wake(lane)
 
     def run_here(self, job_id: int, work: JobWork, ctx: JobContext | None = None) -> object:
@@ -444,7 +455,7 @@ class JobRunner:
                 if mine(row):
                     with self._lock:
                         self._running.add(row.id)
-                    update(self.store, row.id, status="running", pid=os.getpid(), holder=self.token,
+                    update(self.store, row.id, status="running", **self.holding(),
                            started_at=row.started_at or now(), error=None)
                     return get(self.store, row.id)
         return None
@@ -487,8 +498,8 @@ class JobRunner:
             finish(self.store, job_id, "cancelled", str(Cancelled(at="before it started")))
             return None
         if not claimed:
-            update(self.store, job_id, status="running", pid=os.getpid(), holder=self.token,
-                   started_at=row.started_at or now(), error=None)
+            update(self.store, job_id, status="running", **self.holding(), started_at=row.started_at or now(),
+                   error=None)
         ctx = ctx or JobContext(self.store, job_id)
         try:
             answer = (work or self._kind_work(row))(ctx)

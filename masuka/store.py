@@ -36,6 +36,7 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
             "guidance": float, "batch_id": str, "batch_index": int, "loras": str, "params": str,
             "output_path": str, "error": str, "cost_usd": float, "job_id": int, "created_at": str,
             "started_at": str, "finished_at": str, "duration_s": float, "pid": int, "queue_id": int,
+            "holder": str,  # the token of the studio making it, with ``pid``: see holder_alive
         },
         [("owner", "created_at"), ("kind",), ("model",), ("status",), ("job_id",), ("created_at",),
          ("output_path",), ("owner", "kind", "created_at"), ("queue_id",)],
@@ -108,6 +109,10 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
         {"id": int, "owner": str, "name": str, "trigger": str, "params": str, "state": str, "dataset_id": int,
          "lora": str, "created_at": str, "updated_at": str},
         [("owner", "name")],
+    ),
+    "holds": (  # what running work uses, by process (masuka.holds): refused to deletions meanwhile
+        {"id": int, "kind": str, "key": str, "holder": str, "pid": int, "created_at": str},
+        [("kind", "key")],
     ),
 }
 JSON_COLUMNS = frozenset({"loras", "params", "state", "result", "options", "metadata", "figures"})
@@ -190,6 +195,16 @@ class Store:
                 self.db.table(name).enable_fts(searched, create_triggers=True, replace=True)
                 self._index_on_update_of(name, searched)
             self.db.execute(f"create table if not exists {ID_MARKS} (name text primary key, last integer not null)")
+            self._video_holders()
+
+    def _video_holders(self) -> None:
+        """Video jobs of an older MASUKA kept their runner's token in ``state`` as ``runner``: it moves to the
+        ``holder`` column (unless one is named there), the one place a holder is read from."""
+        old = "kind = 'video' and case when json_valid(state) then json_extract(state, '$.runner') end is not null"
+        if self.db.execute(f"select 1 from jobs where {old} limit 1").fetchone():  # a read first: no write lock
+            with self.transaction():
+                self.db.execute("update jobs set holder = coalesce(holder, json_extract(state, '$.runner')), "
+                                f"state = json_remove(state, '$.runner') where {old}")
 
     def _index_on_update_of(self, table: str, searched: list[str]) -> None:
         """Re-index a row of ``table`` only when a searched column changes: sqlite-utils' ``<table>_au`` trigger
@@ -306,7 +321,7 @@ class Store:
     # -- jobs -----------------------------------------------------------------------------------------
     def mark_interrupted(self) -> dict[str, list[int]]:
         """At start-up: rows left ``queued``/``running`` by a holder that is gone become ``interrupted``
-        (:func:`holder_alive`: a job by its ``pid`` and ``holder`` token, a generation by its ``pid``).
+        (:func:`holder_alive` by their ``pid`` and ``holder`` token: jobs and generations alike).
 
         Rows of a live holder (the app while the CLI starts, another studio open in this process) are left
         alone, and so are remote video jobs (the provider keeps working and polling resumes them) and jobs
@@ -315,12 +330,11 @@ class Store:
         """
         changed: dict[str, list[int]] = {}
         placeholders = ",".join("?" * len(UNFINISHED))
-        # table -> (its holder token column, the unfinished rows it keeps anyway)
-        tables = {"jobs": ("holder", " and not (status = 'queued' and lane is not null)"),
-                  "generations": ("null", "")}
+        # table -> the unfinished rows it keeps anyway
+        tables = {"jobs": " and not (status = 'queued' and lane is not null)", "generations": ""}
         with self.transaction():
-            for table, (holder, kept) in tables.items():
-                rows = self.db.execute(f"select id, pid, {holder} from {table} where status in ({placeholders}) "
+            for table, kept in tables.items():
+                rows = self.db.execute(f"select id, pid, holder from {table} where status in ({placeholders}) "
                                        f"and kind != 'video'{kept}", UNFINISHED).fetchall()
                 ids = [row_id for row_id, pid, token in rows if not holder_alive(pid, token)]
                 for row_id in ids:

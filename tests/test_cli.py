@@ -82,6 +82,21 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, tiny_model, args, mes
     assert out == ""
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--mask", "mask.png"], "--mask needs --init-image"),
+    (["--outpaint", "8,8,0,0"], "--outpaint needs --init-image"),
+    (["--init-image", "photo.png", "--outpaint", "1,2"], "Outpaint takes four whole numbers"),
+    (["--control", "bogus"], "--control takes KIND:PATH[:WEIGHT]"),
+])
+def test_refused_flags_leave_no_data_folder(capsys, tmp_path, args, message):
+    """Flags the image CLI refuses by themselves are refused before the studio opens: nothing is made."""
+    data = tmp_path / "data"
+    code, out, err = run_cli(capsys, "generate", "--data-dir", str(data), "--model", "nobody/nothing",
+                             "--prompt", "x", *args)
+    assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1 and out == ""
+    assert not data.exists()
+
+
 def test_unknown_model_in_a_real_process_has_no_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "masuka", "generate", "--data-dir", str(tmp_path), "--model",
                            "nobody/nothing", "--prompt", "x"], capture_output=True, text=True,

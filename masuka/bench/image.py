@@ -28,9 +28,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from masuka import memory_plans
 from masuka.bench import timed
 from masuka.cli import at_least
-from masuka.gpu import MEMORY_PLAN_HELP, device_plan
+from masuka.gpu import device_plan
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.synthetic import REAL_MODELS, TINY_ARCHITECTURES, real_pipeline, save_tiny_lora, save_tiny_pipeline
 
@@ -50,8 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, help=f"image side in pixels (default 1024; tiny {TINY_SIZE})")
     parser.add_argument("--steps", type=int, help=f"denoising steps (default: the model's; tiny {TINY_STEPS})")
     parser.add_argument("--fast", action="store_true", help="the fast path (compile, fused QKV, fp8, hotswap)")
-    parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLAN_HELP],
-                        help="the 4-bit plans (nf4_offload, gguf_offload) need the model's files: not --random-weights")
+    parser.add_argument("--memory-plan", default="auto", choices=["auto", *memory_plans.plan_names()],
+                        help="the 4-bit plans (" + ", ".join(p.name for p in memory_plans.PLANS if p.quantized)
+                        + ") need the model's files: not --random-weights")
     parser.add_argument("--step-cache", type=float, default=0.0, help="first-block cache threshold (fast path)")
     parser.add_argument("--runs", type=at_least(1), default=5, help="measured images per variant (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="images before measuring (compiles, caches)")
@@ -135,12 +137,12 @@ def _loadable(studio: Studio, spec: ModelSpec, args: argparse.Namespace, size: i
 def _random_weights(spec: ModelSpec, args: argparse.Namespace, size: int, steps: int) -> dict:
     """The real architecture with random weights: the plain pipeline, freed, then the prepared one."""
     from masuka.errors import InvalidInput
-    from masuka.image.quantized import QUANTIZED_PLANS
 
     if spec.id not in REAL_MODELS:
         raise InvalidInput(f"No real architecture is known for {spec.id!r} (known: {', '.join(REAL_MODELS)}); "
                            "download it, or use --tiny.")
-    if args.memory_plan in QUANTIZED_PLANS:  # built in memory, the transformer would stay unquantized
+    chosen = memory_plans.find_plan(args.memory_plan)
+    if chosen and chosen.quantized:  # built in memory, the transformer would stay unquantized
         raise InvalidInput(f"The {args.memory_plan} plan quantizes the transformer while loading it from files, so it "
                            f"cannot be measured with random weights: download {spec.id} (or name its folder) first.")
     plan = device_plan(spec.vram_gb, memory=args.memory_plan, memory_needs_gb=spec.memory_needs_gb, fast=args.fast,

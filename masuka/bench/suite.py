@@ -42,7 +42,8 @@ from masuka.bench.image import _baseline, _baseline_dtype, _downloaded, _free, m
 from masuka.compat import REQUIREMENTS_FILE, installed, problems, range_problems
 from masuka.errors import InvalidInput
 from masuka.gpu import DevicePlan, device_plan
-from masuka.image.quantized import QUANTIZED_PLANS, quantized_components
+from masuka.image.quantized import quantized_components
+from masuka.memory_plans import plan_named
 from masuka.models import architectures
 from masuka.models.catalog import ModelSpec, resolve_image_model
 
@@ -138,7 +139,7 @@ class Setup:
         if weights == "random":
             def random(device: str, dtype: Any) -> Any:
                 pipe = real_pipeline(model_id, device, dtype)
-                if memory in QUANTIZED_PLANS:
+                if plan_named(memory).quantized:
                     _quantize_nf4(pipe.transformer, dtype)
                 return pipe
 
@@ -173,7 +174,7 @@ def _loader(source: str, memory: str = "full") -> Callable[[str, Any], Any]:
     def build(device: str, dtype: Any) -> Any:
         from diffusers import DiffusionPipeline
 
-        if memory in QUANTIZED_PLANS:
+        if plan_named(memory).quantized:
             return DiffusionPipeline.from_pretrained(source, dtype=dtype, use_safetensors=True,
                                                      **quantized_components(source, memory, dtype))
         return DiffusionPipeline.from_pretrained(source, dtype=dtype, use_safetensors=True).to(device)
@@ -620,12 +621,11 @@ def _memory_line(setup: Setup, name: str, model_id: str, memory: str) -> Check:
     the process held on the GPU (GB); skipped where a 4-bit plan cannot run or the weights, built on the CPU,
     would not fit the host's available memory."""
     target = _memory_target(model_id, memory)
-    if memory in QUANTIZED_PLANS:
-        package, install = QUANTIZED_PLANS[memory]
-        if not _importable(package):
-            return Check(name, "", target, f"skipped: needs {package} ({install})")
-        if setup.device != "cuda":
-            return Check(name, "", target, f"skipped: {package}'s 4-bit layers need CUDA")
+    plan = plan_named(memory)
+    if plan.package and not _importable(plan.package):
+        return Check(name, "", target, f"skipped: needs {plan.package} ({plan.install})")
+    if plan.quantized and setup.device != "cuda":
+        return Check(name, "", target, f"skipped: {plan.package}'s 4-bit layers need CUDA")
     if not setup.tiny:
         need, available = _host_need_gb(model_id), _available_host_gb()
         if need > available:

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from masuka import memory_plans
 from masuka.cli import download_progress, emit, open_studio, progress_line
-from masuka.gpu import MEMORY_PLAN_HELP
 
 if TYPE_CHECKING:
     from masuka.image.generate import ImageRequest
@@ -62,9 +62,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, size_default: str = 
     parser.add_argument("--batch", type=int, default=1, help="images, 1-4 (seeds seed, seed+1, …)")
     parser.add_argument("--lora", action="append", default=[], metavar="PATH[:WEIGHT]",
                         help="a LoRA file or library name, with an optional weight; repeatable")
-    parser.add_argument("--memory-plan", default="auto", choices=["auto", *MEMORY_PLAN_HELP],
+    parser.add_argument("--memory-plan", default="auto", choices=["auto", *memory_plans.plan_names()],
                         help="where the weights live: auto (from free GPU memory), " + ", ".join(
-                            f"{name} ({text})" for name, text in MEMORY_PLAN_HELP.items()))
+                            f"{plan.name} ({plan.help})" for plan in memory_plans.PLANS))
 
 
 def add_speed_and_start_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +101,12 @@ def cli_lora(text: str) -> tuple[str, float]:
 
 def request_from_args(args: argparse.Namespace, studio: Studio) -> ImageRequest:
     """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
+    return checked_size(studio, flags_request(args))
+
+
+def flags_request(args: argparse.Namespace) -> ImageRequest:
+    """:func:`request_from_args` short of the checks that need the model (:func:`checked_size`): a combination of
+    flags it refuses is refused before any studio is opened (and its data folder made)."""
     from masuka.errors import InvalidInput
     from masuka.image.control import parse_control
     from masuka.image.generate import ImageRequest
@@ -114,7 +120,7 @@ def request_from_args(args: argparse.Namespace, studio: Studio) -> ImageRequest:
         raise InvalidInput("--outpaint needs --init-image: the picture to extend.")
     init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur,
                                                       outpaint=parse_outpaint(args.outpaint))
-    return checked_size(studio, ImageRequest(
+    return ImageRequest(
         prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
         seed=args.seed, batch=args.batch, loras=[cli_lora(x) for x in args.lora],
@@ -122,7 +128,7 @@ def request_from_args(args: argparse.Namespace, studio: Studio) -> ImageRequest:
         optimize_prompt=args.optimize_prompt, safety_check=args.safety_check,
         face_detail=args.face_detail, face_strength=args.face_strength, sampler=args.sampler,
         controls=[parse_control(x, args.controlnet) for x in args.control],
-        style_references=[parse_reference(x) for x in args.reference]))
+        style_references=[parse_reference(x) for x in args.reference])
 
 
 def checked_size(studio: Studio, request: ImageRequest) -> ImageRequest:
@@ -152,8 +158,9 @@ def checked_size(studio: Studio, request: ImageRequest) -> ImageRequest:
 
 
 def run(args: argparse.Namespace) -> int:
+    request = flags_request(args)
     studio = open_studio(args)
-    return run_request(args, studio, request_from_args(args, studio))
+    return run_request(args, studio, checked_size(studio, request))
 
 
 def run_request(args: argparse.Namespace, studio: Studio, request: ImageRequest) -> int:

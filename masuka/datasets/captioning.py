@@ -99,12 +99,12 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
     todo = [row for row in rows if request.overwrite or not (row["caption"] or "").strip()]
     with studio.store.transaction():  # from here on, deleting the dataset is refused until the pass ends
         ensure_exists(studio, dataset)
-        job_id = jobs.create(studio.store, KIND, request.owner, title=f"Caption {dataset['name']} with "
-                             f"{spec.name or spec.id}", model=spec.source, total=len(todo), step=0, progress=0.0,
-                             state={HOLDS: dataset["id"]},
-                             params={"dataset": dataset["id"], "captioner": spec.id, "mode": request.mode,
-                                     "template": template, "overwrite": request.overwrite,
-                                     "batch_size": request.batch_size})
+        job_id = studio.runner().create(KIND, request.owner, title=f"Caption {dataset['name']} with "
+                                        f"{spec.name or spec.id}", model=spec.source, total=len(todo), step=0,
+                                        progress=0.0, state={HOLDS: dataset["id"]},
+                                        params={"dataset": dataset["id"], "captioner": spec.id,
+                                                "mode": request.mode, "template": template,
+                                                "overwrite": request.overwrite, "batch_size": request.batch_size})
     report = CaptionReport(job_id, len(todo), kept=len(rows) - len(todo))
     ctx = JobContext(studio.store, job_id, interrupt=stop, watch=watch)
 

@@ -27,6 +27,7 @@ from masuka.errors import InvalidInput
 from masuka.gpu import DevicePlan
 from masuka.image.lora_weights import load_lora
 from masuka.image.memory import denoiser_of
+from masuka.memory_plans import plan_named
 
 if TYPE_CHECKING:
     from masuka.loras.files import LoraInfo
@@ -36,9 +37,6 @@ log = logging.getLogger(__name__)
 SLOT = "masuka_slot"
 #: LoRAs up to this rank hot-swap into the slot (a first LoRA of higher rank raises the ceiling to its own).
 MIN_HOTSWAP_RANK = 64
-#: Plans without per-layer hooks: fp8 storage and group offloading hook every layer at load (a fused layer
-#: made later would escape them), and their hooks break compiled graphs.
-FUSABLE_PLANS = ("full", "model_offload")
 
 
 @dataclass
@@ -81,7 +79,7 @@ def compile_once(pipe: Any) -> None:
     state.compiled = True  # a compile that fails is not retried on every request
     plan: DevicePlan = pipe.masuka_plan
     denoiser = denoiser_of(pipe)
-    if state.lora is None and plan.memory in FUSABLE_PLANS and hasattr(denoiser, "fuse_qkv_projections"):
+    if state.lora is None and plan_named(plan.memory).fusable and hasattr(denoiser, "fuse_qkv_projections"):
         denoiser.fuse_qkv_projections()
         state.fused = True
     why_not = _why_not_compile(plan)
@@ -104,7 +102,7 @@ def _why_not_compile(plan: DevicePlan) -> str | None:
         return "torch.compile is not reliable on Apple MPS"
     if plan.step_cache > 0:
         return "the step cache decides per step which blocks run, which a compiled graph cannot follow"
-    if plan.memory not in FUSABLE_PLANS:
+    if not plan_named(plan.memory).fusable:
         return f"the {plan.memory} plan moves or casts each layer's weights in hooks that break compiled graphs"
     return None
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from masuka.access import may_read, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
-from masuka.gpu import MEMORY_PLAN_HELP, check_stop, zerogpu
+from masuka.gpu import check_stop, zerogpu
 from masuka.image.adapters import apply_loras
 from masuka.image.aid_settings import AidSettings, load_aid_settings
 from masuka.image.control import (
@@ -44,7 +44,7 @@ from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image, split_lora_tags
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
-from masuka.image.quantized import check_quantized_plan, fetch_gguf, replaced_components
+from masuka.image.quantized import check_quantized_plan, fetch_gguf, gguf_repo, replaced_components
 from masuka.image.reference import (
     ReferenceInput,
     StyleReference,
@@ -73,8 +73,9 @@ from masuka.image.tasks import (
 from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
 from masuka.loras.usage import lora_files_in_use
+from masuka.memory_plans import plan_named
 from masuka.models.catalog import ModelSpec, ask_hub, resolve_image_model
-from masuka.models.manage import stoppable, using_models
+from masuka.models.manage import holding_repos, stoppable, using_models
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
@@ -114,7 +115,7 @@ class ImageRequest:
     batch: int = 1
     loras: list[tuple[str, float]] = field(default_factory=list)
     owner: str = LOCAL_USER
-    memory_plan: str = "auto"  # "auto" or one of masuka.gpu.MEMORY_PLAN_HELP
+    memory_plan: str = "auto"  # "auto" or a plan of masuka.memory_plans.PLANS
     fast: bool = False  # the compiled fast path (masuka.image.fast)
     step_cache: float = 0.0  # first-block cache threshold on the fast path; 0 = off, higher = faster, rougher
     init: InitImage | None = None  # start from this image (img2img), or repaint its mask (inpaint)
@@ -260,8 +261,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
             raise InvalidInput(f"The {name} must be a multiple of {spec.size_multiple} for {spec.id} "
                                f"(got {value}; try {round(value / spec.size_multiple) * spec.size_multiple}).")
     batch = whole_number("batch", request.batch, 1, MAX_BATCH)
-    if request.memory_plan not in ("auto", *MEMORY_PLAN_HELP):
-        raise InvalidInput(f"Unknown memory plan {request.memory_plan!r}: use auto, {', '.join(MEMORY_PLAN_HELP)}.")
+    if request.memory_plan != "auto":
+        plan_named(request.memory_plan)  # an unknown name is refused, listing the plans
     check_quantized_plan(request.memory_plan, spec.architecture)
     if not 0 <= request.step_cache <= MAX_STEP_CACHE:
         raise InvalidInput(f"The step cache must be between 0 (off) and {MAX_STEP_CACHE} "
@@ -316,16 +317,17 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
     ``background`` work (the queue) lets interactive requests take the GPU first. While it waits for the GPU,
     ``on_wait`` is told for whom; ``cancelled`` (by default: ``stop`` is set) ends that wait, and one for a model
     download (which goes on). The request's LoRA
-    files and models are held from its checks to its end: they cannot be deleted while it waits for the GPU or
-    runs."""
+    files and models (with the repo of a ``gguf_offload`` file) are held from its checks to its end: they cannot be
+    deleted while it waits for the GPU or runs."""
     plan = plan_request(studio, request, allow_any_path)
     cancelled = cancelled or (stop.is_set if stop else None)
     watch = stoppable(on_download, cancelled)  # a stop ends the wait for a download too
-    with lora_files_in_use(info.path for info, _weight in plan.loras):
+    with lora_files_in_use(studio, (info.path for info, _weight in plan.loras)):
         keep_inputs(studio, plan)
         with using_models(studio, request.owner, plan.spec.source, watch=watch,
                           without=replaced_components(request.memory_plan)), \
-                using_models(studio, request.owner, plan.safety.safety_model if plan.safety else None, watch=watch):
+                using_models(studio, request.owner, plan.safety.safety_model if plan.safety else None, watch=watch), \
+                holding_repos(studio, gguf_repo(request.memory_plan)):
             fetch_gguf(studio, request.owner, request.memory_plan, watch)  # not inside the GPU slot
             if request.optimize_prompt:
                 plan = _optimized(studio, plan, watch, gpu_timeout, background)
@@ -507,7 +509,7 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
         "owner": request.owner, "kind": "image", "status": "running", "prompt": request.prompt.strip(),
         "negative_prompt": request.negative_prompt, "model": plan.spec.id, "seed": seed, "width": plan.width,
         "height": plan.height, "steps": plan.steps, "guidance": plan.guidance, "batch_id": batch_id,
-        "batch_index": index, "pid": os.getpid(), "started_at": now(), "queue_id": request.queue_id,
+        "batch_index": index, **studio.runner().holding(), "started_at": now(), "queue_id": request.queue_id,
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,

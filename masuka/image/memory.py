@@ -1,10 +1,9 @@
 """Memory plans applied to a loaded pipeline: where its weights live and in what precision.
 
-``full`` keeps everything on the device; ``model_offload`` moves each model to the GPU only while it runs;
-``fp8_offload`` also stores the denoiser's weights in fp8 (upcast layer by layer to the compute dtype);
-``group_offload`` streams leaf layers to the GPU one at a time (with CUDA streams, so transfer overlaps
-compute; the small VAE stays on the device). Plans that offload also tile and slice the VAE decode. The plan is
-chosen in
+Each plan is a row of :data:`masuka.memory_plans.PLANS`: its placement (everything on the device, model offload,
+or leaf layers streamed to the GPU one at a time, with CUDA streams so transfer overlaps compute, the small VAE
+staying on the device), fp8 storage of the denoisers (upcast layer by layer to the compute dtype) and an 8-bit big
+text encoder. Plans that offload also tile and slice the VAE decode. The plan is chosen in
 :func:`masuka.gpu.device_plan`; this module only carries it out, with diffusers' own hooks.
 """
 
@@ -16,6 +15,7 @@ import logging
 from typing import Any
 
 from masuka.gpu import DevicePlan
+from masuka.memory_plans import plan_named
 from masuka.models import architectures
 
 log = logging.getLogger(__name__)
@@ -38,27 +38,26 @@ def denoisers_of(pipe: Any) -> list[Any]:
 
 
 def apply_memory_plan(pipe: Any, plan: DevicePlan) -> None:
-    """Place ``pipe`` as ``plan.memory`` says; fp8 storage is skipped where the device has no fp8 (MPS)."""
+    """Place ``pipe`` as ``plan.memory``'s row says; fp8 storage is skipped where the device has no fp8 (MPS)."""
     import torch
 
-    if plan.memory == "fp8_offload":
+    row = plan_named(plan.memory)
+    if row.fp8_storage:
         if plan.device == "mps":
             log.info("fp8 weight storage is not available on Apple MPS: keeping %s weights", plan.dtype_name)
         else:
             for denoiser in denoisers_of(pipe):
                 denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=plan.dtype)
-    if plan.memory == "full" or (plan.device == "cpu" and plan.memory != "group_offload"):
+    if row.placement == "device" or (plan.device == "cpu" and row.placement != "group_offload"):
         pipe.to(plan.device)  # a CPU has nowhere to offload to (and diffusers' LoRA loading re-offloads to a GPU)
-    elif plan.memory in ("model_offload", "fp8_offload", "nf4_offload", "gguf_offload"):
+    elif row.placement == "model_offload":
         pipe.enable_model_cpu_offload(device=plan.device)
-    elif plan.memory == "group_offload":
+    else:
         # low_cpu_mem_usage: streams pin each layer as it moves instead of keeping a pinned copy of every weight
         # (which doubles host memory, rounded up per tensor: Qwen-Image would need about 143 GiB)
         pipe.enable_group_offload(onload_device=torch.device(plan.device), offload_device=torch.device("cpu"),
                                   offload_type="leaf_level", use_stream=plan.device == "cuda", low_cpu_mem_usage=True,
                                   exclude_modules=["vae"])  # small, and tiled decodes do not mix with streams
-    else:
-        raise ValueError(f"unknown memory plan {plan.memory!r}")
     if plan.vae_tiling:
         set_vae_tiling(pipe, True)
 
@@ -103,8 +102,8 @@ def prepare_decode(pipe: Any, plan: DevicePlan, width: int, height: int) -> None
 
 
 def text_encoder_quantization(architecture: str | None, plan: DevicePlan) -> Any:
-    """For the two smallest plans on CUDA: load the profile's big text encoder (T5-XXL, Qwen, Mistral) in 8-bit
-    through bitsandbytes, if installed.
+    """For plans with ``encoder_8bit``, on CUDA: load the profile's big text encoder (T5-XXL, Qwen, Mistral) in
+    8-bit through bitsandbytes, if installed.
 
     Returns a diffusers ``PipelineQuantizationConfig`` for ``from_pretrained``, or ``None`` (the encoder then
     stays in the compute dtype and is offloaded with the rest).
@@ -112,7 +111,7 @@ def text_encoder_quantization(architecture: str | None, plan: DevicePlan) -> Any
     profile = architectures.get(architecture)
     component = profile.big_text_encoder if profile else None
     if (profile is None or component is None or plan.device != "cuda"
-            or plan.memory not in ("fp8_offload", "group_offload")):
+            or not plan_named(plan.memory).encoder_8bit):
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
         log.info("bitsandbytes is not installed: the %s text encoder stays in %s (offloaded)", profile.label,

@@ -8,7 +8,8 @@ from typing import Any
 from masuka.gpu import DevicePlan, device_plan
 from masuka.image.fast import prepare_fast
 from masuka.image.memory import apply_memory_plan, text_encoder_quantization
-from masuka.image.quantized import QUANTIZED_PLANS, quantized_components
+from masuka.image.quantized import quantized_components
+from masuka.memory_plans import plan_named
 from masuka.model_cache import ModelCache
 from masuka.models.catalog import ModelSpec, architecture_of, check_requirements, explain_load_error
 from masuka.models.hub import cache_only
@@ -23,7 +24,7 @@ def load_pipeline(spec: ModelSpec, plan: DevicePlan, token: str | None = None) -
     check_requirements(spec)
     log.info("loading %s from %s on %s/%s, memory plan %s%s", spec.id, spec.source, plan.device,
              plan.dtype_name, plan.memory, ", fast" if plan.fast else "")
-    if plan.memory in QUANTIZED_PLANS:
+    if plan_named(plan.memory).quantized:
         quantized = quantized_components(spec.source, plan.memory, plan.dtype, token)
     else:
         quantized = {"quantization_config": text_encoder_quantization(spec.architecture, plan)}

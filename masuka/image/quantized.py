@@ -1,6 +1,7 @@
 """4-bit transformers for small cards: a GGUF file (``gguf_offload``) or bitsandbytes NF4 (``nf4_offload``).
 
-Both are memory plans that load the denoiser quantized and offload each model to the GPU only while it runs
+Both are memory plans (rows of :data:`masuka.memory_plans.PLANS` with ``quantized`` set, which also name the
+package each needs) that load the denoiser quantized and offload each model to the GPU only while it runs
 (diffusers' docs give FLUX.1-dev about 6-7 GB peak that way on a 4-bit transformer). ``gguf_offload`` reads
 the transformer from the ``.gguf`` file named by ``MASUKA_GGUF_FILE`` (a path, or a Hugging Face file URL such
 as ``https://huggingface.co/city96/FLUX.1-dev-gguf/blob/main/flux1-dev-Q4_K_S.gguf``) through diffusers'
@@ -18,42 +19,40 @@ from typing import TYPE_CHECKING, Any
 
 from masuka.config import gguf_file
 from masuka.errors import InvalidInput, ModelUnavailable
+from masuka.memory_plans import find_plan
 from masuka.models import architectures
 
 if TYPE_CHECKING:
     from masuka.jobs import Watch
     from masuka.studio import Studio
 
-#: plan -> (package it needs, the install line for the message)
-QUANTIZED_PLANS = {"gguf_offload": ("gguf", "pip install 'gguf>=0.10,<1'"),
-                   "nf4_offload": ("bitsandbytes", "pip install 'bitsandbytes>=0.46.1,<1'")}
 #: a Hugging Face file URL: repo, revision, file
 _HUB_FILE = re.compile(r"^https?://[^/]+/([^/]+/[^/]+)/(?:blob|resolve)/([^/]+)/(.+)$")
 
 
 def check_quantized_plan(memory: str, architecture: str | None = None) -> None:
-    """Refuse a quantized plan whose package is missing, on a UNet model of ``architecture``, NF4 off CUDA, or GGUF
-    with no file named, saying what to do."""
-    if memory not in QUANTIZED_PLANS:
+    """Refuse a plan whose package is missing, a quantized plan on a UNet model of ``architecture``, NF4 off CUDA, or
+    GGUF with no file named, saying what to do (``auto`` passes)."""
+    plan = find_plan(memory)
+    if plan is None:
         return
-    if memory == "nf4_offload":
+    if plan.quantized == "nf4":
         from masuka.gpu import usable_device
 
         if usable_device() != "cuda":
-            raise InvalidInput("nf4_offload needs a CUDA GPU (bitsandbytes 4-bit); choose gguf_offload or another "
+            raise InvalidInput(f"{memory} needs a CUDA GPU (bitsandbytes 4-bit); choose gguf_offload or another "
                                "plan.")
     profile = architectures.get(architecture)
-    if profile and profile.denoiser != "transformer":
+    if plan.quantized and profile and profile.denoiser != "transformer":
         raise InvalidInput(f"{memory} quantizes a model's transformer, and {profile.label} has a "
                            f"{profile.denoiser} instead: choose another memory plan.")
-    package, install = QUANTIZED_PLANS[memory]
-    if importlib.util.find_spec(package) is None:
-        raise InvalidInput(f"The {memory} memory plan needs the {package} package, which is not installed: "
-                           f"{install} (see requirements-extras.txt), then restart MASUKA.")
-    if memory == "gguf_offload":
+    if plan.package and importlib.util.find_spec(plan.package) is None:
+        raise InvalidInput(f"The {memory} memory plan needs the {plan.package} package, which is not installed: "
+                           f"{plan.install} (see requirements-extras.txt), then restart MASUKA.")
+    if plan.quantized == "gguf":
         named = gguf_file()
         if not named:
-            raise InvalidInput("The gguf_offload memory plan loads the transformer from a .gguf file: set "
+            raise InvalidInput(f"The {memory} memory plan loads the transformer from a .gguf file: set "
                                "MASUKA_GGUF_FILE to its path or Hugging Face URL, then restart MASUKA.")
         remote = named.startswith(("https://", "http://"))
         if not named.lower().endswith(".gguf") or not (_hub_file(named) if remote else
@@ -63,11 +62,11 @@ def check_quantized_plan(memory: str, architecture: str | None = None) -> None:
 
 
 def fetch_gguf(studio: Studio, owner: str, memory: str, watch: Watch | None = None) -> str:
-    """``MASUKA_GGUF_FILE`` as a local path, for ``gguf_offload`` ("" for another plan): a Hugging Face file URL is
+    """``MASUKA_GGUF_FILE`` as a local path, for a GGUF plan ("" for another plan): a Hugging Face file URL is
     found in the Hub cache or downloaded there as a download job for ``owner`` (joined when one runs; progress to
     ``watch``, shown in the Models tab, stopped there), so callers run this before taking the GPU. The Hub
     unreachable with the file not cached, or the download failed or stopped, is :class:`ModelUnavailable`."""
-    if memory != "gguf_offload":
+    if _quantized(memory) != "gguf":
         return ""
     named = gguf_file()
     hub_file = _hub_file(named)
@@ -96,6 +95,22 @@ def gguf_path(memory: str) -> str:
                            f"was fetched?): run the {memory} request again, which downloads it first.")
 
 
+def gguf_repo(memory: str) -> str | None:
+    """The Hugging Face repo ``MASUKA_GGUF_FILE`` comes from, under ``gguf_offload``: a URL's, or the one whose
+    cache folder a path lies in (None for another plan or a file outside the cache), for work to hold it against
+    deletion (:func:`~masuka.models.manage.holding_repos`)."""
+    if _quantized(memory) != "gguf":
+        return None
+    named = gguf_file()
+    if hub_file := _hub_file(named):
+        return hub_file[0]
+    from masuka.models.hub import hub_cache_dir
+
+    path, cache = Path(named).expanduser().resolve(), hub_cache_dir().resolve()
+    kind, _, repo = path.relative_to(cache).parts[0].partition("--") if path.is_relative_to(cache) else ("", "", "")
+    return repo.replace("--", "/") if kind == "models" and repo else None
+
+
 def _hub_file(named: str) -> tuple[str, str, str] | None:
     """(repo, revision, file) of a Hugging Face file URL (``…/<owner>/<name>/blob|resolve/<revision>/<file>``)."""
     found = _HUB_FILE.match(named)
@@ -104,22 +119,28 @@ def _hub_file(named: str) -> tuple[str, str, str] | None:
 
 def replaced_components(memory: str) -> tuple[str, ...]:
     """The components a memory plan loads from elsewhere than the model's repo (their weights need no download)."""
-    return ("transformer",) if memory == "gguf_offload" else ()
+    return ("transformer",) if _quantized(memory) == "gguf" else ()
+
+
+def _quantized(memory: str) -> str | None:
+    """How plan ``memory`` quantizes the transformer (``nf4``, ``gguf``), ``None`` for another plan or ``auto``."""
+    plan = find_plan(memory)
+    return plan.quantized if plan else None
 
 
 def quantized_components(source: str, memory: str, dtype: Any, token: str | None = None) -> dict[str, Any]:
     """``from_pretrained`` keyword arguments that load the denoiser of ``source`` quantized as ``memory`` says."""
     check_quantized_plan(memory)
-    if memory == "nf4_offload":
-        import torch
-        from diffusers import PipelineQuantizationConfig
+    if _quantized(memory) == "gguf":
+        return {"transformer": gguf_transformer(gguf_path(memory), source, dtype, token)}
+    import torch
+    from diffusers import PipelineQuantizationConfig
 
-        config = PipelineQuantizationConfig(
-            quant_backend="bitsandbytes_4bit", components_to_quantize=["transformer"],
-            quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype,
-                          "bnb_4bit_use_double_quant": dtype is not torch.float32})
-        return {"quantization_config": config}
-    return {"transformer": gguf_transformer(gguf_path(memory), source, dtype, token)}
+    config = PipelineQuantizationConfig(
+        quant_backend="bitsandbytes_4bit", components_to_quantize=["transformer"],
+        quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype,
+                      "bnb_4bit_use_double_quant": dtype is not torch.float32})
+    return {"quantization_config": config}
 
 
 def gguf_transformer(path: str, source: str, dtype: Any, token: str | None = None) -> Any:

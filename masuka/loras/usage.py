@@ -2,8 +2,9 @@
 running work (a queue job, a background job, a generation, an image request waiting for the GPU) names it.
 
 An image request holds its LoRA files (:func:`lora_files_in_use`) from its checks to its end, so one still waiting
-for the GPU, before it has a ``generations`` row, counts too; a deletion checks and removes under the same lock
-(:func:`while_unused`), so a request never takes a file that is being deleted.
+for the GPU, before it has a ``generations`` row, counts too, whichever process on the data dir makes it (the app,
+the CLI); a deletion checks and removes under the same lock (:func:`while_unused`, :meth:`Holds.deleting
+<masuka.holds.Holds.deleting>`), so a request never takes a file that is being deleted.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from masuka.loras.files import deleted
 from masuka.store import LOCAL_USER, QUEUE_UNFINISHED, UNFINISHED
 from masuka.studio import Studio
 
-_HOLDS: Holds[Path] = Holds()  # LoRA files (resolved) of the image requests this process is making
+_HOLDS: Holds[Path] = Holds("lora", Path)  # LoRA files (resolved) of the image requests being made
 
 
-def lora_files_in_use(files: Iterable[Path]) -> AbstractContextManager[None]:
+def lora_files_in_use(studio: Studio, files: Iterable[Path]) -> AbstractContextManager[None]:
     """Hold ``files`` (the LoRA files of a checked image request) as used until the block ends: deleting them is
     refused meanwhile. :class:`InvalidInput` when one was deleted since the request was checked."""
-    return _HOLDS.holding((Path(path).resolve() for path in files), check=_still_there)
+    return _HOLDS.holding(studio.store, (Path(path).resolve() for path in files), check=_still_there)
 
 
 def _still_there(path: Path) -> None:
@@ -41,16 +42,16 @@ def while_unused(studio: Studio, uses: Iterable[tuple[str, Path, list[tuple[str,
     the owner's work calls it so, anyone's for a shared LoRA), in a LoRA list or a prompt's ``<lora:name:…>`` tag,
     ``what`` the thing to delete in the message — else run the block (the deletion) before any new image request
     may take those files."""
-    with _HOLDS.lock:
+    with _HOLDS.deleting(studio.store) as held:
         for what, files, names in uses:
-            _refuse(studio, what, files, names)
+            _refuse(studio, what, files, names, held)
         yield
 
 
-def _refuse(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]) -> None:
+def _refuse(studio: Studio, what: str, files: Path, names: list[tuple[str, str]], held: set[Path]) -> None:
     later = "Let it finish or stop it first."
     target = files.resolve()
-    if any(path.is_relative_to(target) for path in _HOLDS.held()):
+    if any(path.is_relative_to(target) for path in held):
         raise InvalidInput(f"{what} cannot be deleted yet: an image request (waiting for the GPU or generating) "
                            f"uses it. {later}")
     where = studio.config.relative(files)

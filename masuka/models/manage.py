@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +51,7 @@ PROGRESS_EVERY_S = 0.5
 PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".msgpack", ".h5", ".onnx", ".onnx_data", ".gguf")
 #: the Video tab's provider catalog; its entries with a ``repo`` are local models that can be downloaded
 VIDEO_CATALOG_PATH = CATALOG_PATH.with_name("video_models.json")
-_IN_USE: Holds[str] = Holds()  # repos that work of this process fetched for use and has not finished with
+_IN_USE: Holds[str] = Holds("model", str)  # repos that running work fetched for use and has not finished with
 
 
 def catalog_sections() -> dict[str, dict[str, dict]]:
@@ -66,6 +66,7 @@ def catalog_sections() -> dict[str, dict[str, dict]]:
 
 
 def _model_repos() -> list[CachedRepoInfo]:
+    """Every model repo of the Hugging Face cache, as ``scan_cache_dir`` finds them (it scans them all)."""
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -78,16 +79,14 @@ def _model_repos() -> list[CachedRepoInfo]:
 def cache_entries() -> dict[str, tuple[int, bool]]:
     """Every model repo in the cache: its size on disk in bytes and whether it is complete
     (:func:`holds_everything`); a stopped or broken download leaves an incomplete one."""
-    return {repo.repo_id: (repo.size_on_disk, holds_everything(repo)) for repo in _model_repos()}
+    return {repo.repo_id: (repo.size_on_disk, holds_everything(repo.repo_id, repo.repo_path))
+            for repo in _model_repos()}
 
 
 def repo_complete(source: str, without: Sequence[str] = ()) -> bool:
-    """Whether the cache holds every file loading ``source`` needs (only that repo is checked), the weights of
-    the components in ``without`` aside. A repo whose cache folder does not exist is answered without scanning
-    the cache (huggingface_hub scans a single repo only in private code)."""
-    if not repo_cache_folder(source).is_dir():
-        return False
-    return any(repo.repo_id == source and holds_everything(repo, without) for repo in _model_repos())
+    """Whether the cache holds every file loading ``source`` needs, the weights of the components in ``without``
+    aside. Only that repo's folder is read (``scan_cache_dir`` reads every repo; its one-repo scan is private)."""
+    return holds_everything(source, repo_cache_folder(source), without)
 
 
 def cached_repos() -> dict[str, int]:
@@ -95,16 +94,19 @@ def cached_repos() -> dict[str, int]:
     return {repo: size for repo, (size, complete) in cache_entries().items() if complete}
 
 
-def holds_everything(repo: CachedRepoInfo, without: Sequence[str] = ()) -> bool:
-    """Whether a cached repo can be loaded without downloading: a snapshot (``main``'s when the cache knows it)
-    with every file a catalog entry names, else every component its ``model_index.json`` lists and, in each model
-    folder (one with a ``config.json``) not in ``without``, safetensors weights with all the shards their index
-    lists. Only whole files count: a snapshot names a blob once it is complete (a half-written ``*.incomplete``
-    blob, even one a killed app left behind, is named by none)."""
-    revisions = [rev for rev in repo.revisions if "main" in rev.refs] or list(repo.revisions)
-    for revision in revisions:
-        names = {file.file_path.relative_to(revision.snapshot_path).as_posix() for file in revision.files}
-        if names and _loadable(repo.repo_id, revision.snapshot_path, names, without):
+def holds_everything(repo: str, folder: Path, without: Sequence[str] = ()) -> bool:
+    """Whether ``repo``, cached in ``folder``, can be loaded without downloading: a snapshot (``main``'s when the
+    cache knows it) with every file a catalog entry names, else every component its ``model_index.json`` lists
+    and, in each model folder (one with a ``config.json``) not in ``without``, safetensors weights with all the
+    shards their index lists. Only whole files count: a snapshot names a blob once it is complete (a half-written
+    ``*.incomplete`` blob, even one a killed app left behind, is named by none; a link to a missing blob names
+    nothing)."""
+    main = folder / "refs" / "main"
+    snapshots = [folder / "snapshots" / main.read_text().strip()] if main.is_file() else \
+        sorted((folder / "snapshots").glob("*"))
+    for snapshot in snapshots:
+        names = {path.relative_to(snapshot).as_posix() for path in snapshot.rglob("*") if path.is_file()}
+        if names and _loadable(repo, snapshot, names, without):
             return True
     return False
 
@@ -181,8 +183,8 @@ def start_download(studio: Studio, owner: str, model: str, without: Sequence[str
 def _queue_download(studio: Studio, owner: str, repo: str, without: Sequence[str], file: str, revision: str) -> int:
     """Create the download job of ``repo`` (or its ``file``) and hand it to the queue; returns its id."""
     params = _job_params(repo, without, file, revision)
-    job_id = jobs.create(studio.store, "download", owner, title=f"Download {_label(repo, params)}", model=repo,
-                         params=params)
+    job_id = studio.runner().create("download", owner, title=f"Download {_label(repo, params)}", model=repo,
+                                    params=params)
     studio.runner().submit(job_id, lane=LANE)  # the work is download_job: the queue survives a restart
     return job_id
 
@@ -295,10 +297,16 @@ def using_models(studio: Studio, owner: str, *sources: str | None, watch: Watch 
     :func:`delete_model` refuse them from before their download to the end of that work, so loading never
     downloads them again inside a GPU slot."""
     wanted = [source for source in sources if source]
-    with _IN_USE.holding(wanted):
+    with holding_repos(studio, *wanted):
         for source in wanted:
             fetch_for_use(studio, owner, source, watch, without)
         yield
+
+
+def holding_repos(studio: Studio, *repos: str | None) -> AbstractContextManager[None]:
+    """Hold ``repos`` (None ones ignored) for the block, as used, without fetching them: :func:`delete_model`, in
+    this process or another on the data dir, refuses them meanwhile."""
+    return _IN_USE.holding(studio.store, [repo for repo in repos if repo])
 
 
 def download_line(row: JobRow | dict) -> str:
@@ -538,14 +546,14 @@ def download_error(repo: str, error: BaseException, has_token: bool, again: str 
 
 def delete_model(studio: Studio, model: str) -> int:
     """Remove ``model`` (a catalog id or repo id) from the cache, every revision and any half-downloaded file;
-    returns the bytes freed. Refused while a download of it is queued or running, or while work of this process
-    uses it (:func:`using_models`)."""
+    returns the bytes freed. Refused while a download of it is queued or running, or while work of any process on
+    the data dir uses it (:func:`holding_repos`); no work takes it until the last file is removed."""
     repo = resolve_repo(model)
     if unfinished_downloads(studio, repo):
         raise InvalidInput(f"{repo} is being downloaded: stop the download first, then delete it.")
     folder = repo_cache_folder(repo)
-    with _IN_USE.lock:
-        if repo in _IN_USE.held():
+    with _IN_USE.deleting(studio.store) as held:
+        if repo in held:
             raise InvalidInput(f"{repo} cannot be deleted yet: running work (a generation, a video, captioning, "
                                "training…) is using it. Let it finish or stop it first.")
         if not folder.is_dir():

@@ -91,8 +91,8 @@ def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, b
         return create_remote_run(studio, options, backend, owner, destination)
     options, spec, architecture, data = check_training(studio, options, owner)
     options = with_warmup(options)
-    run_id = jobs.create(
-        studio.store, KIND, owner, title=f"{data.name} on {spec.id}", model=spec.id, step=0, total=options.steps,
+    run_id = studio.runner().create(
+        KIND, owner, title=f"{data.name} on {spec.id}", model=spec.id, step=0, total=options.steps,
         progress=0.0, params=options.to_dict(),
         state={"dataset": data.name, "dataset_id": data.id, "dataset_hash": data.hash,
                "architecture": architecture, "images": len(data.items)})
@@ -339,7 +339,7 @@ def resume_run(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
         studio.runner().check_share(row.owner, row.id)
     if not _remote(row):
         check_training(studio, TrainOptions.from_dict(row.params), row.owner, row)
-    jobs.requeue(studio.store, row.id)
+    studio.runner().requeue(row.id)
     if submit:
         submit_run(studio, row.id, interrupt)
     return row.id

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import gradio as gr
 from gradio.components import Component
 
+from masuka import memory_plans
 from masuka.access import usable_model
 from masuka.characters.use import picker_value
 from masuka.errors import Cancelled, InvalidInput, MasukaError
-from masuka.gpu import MEMORY_PLAN_HELP
 from masuka.image.control import Control, read_controls
 from masuka.image.face_detail import read_face_detail
 from masuka.image.generate import (
@@ -225,8 +225,8 @@ def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
     with gr.Accordion("Speed and memory", open=False):
         with gr.Row():
             memory_plan = gr.Dropdown(
-                [("auto (from free GPU memory)", "auto")] + [(f"{name}: {text}", name) for name, text in
-                                                              MEMORY_PLAN_HELP.items()],
+                [("auto (from free GPU memory)", "auto")] + [(f"{plan.name}: {plan.help}", plan.name)
+                                                              for plan in memory_plans.PLANS],
                 value="auto", label="Memory plan", scale=2)
             fast = gr.Checkbox(False, label="Fast (compiled, one hot-swapped LoRA)", scale=1,
                                info="The first image compiles; later ones of the same size are faster")

@@ -63,10 +63,10 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
         _choose_target(studio, plan, 0)
     studio.runner().check_share(request.owner)  # refused before a row or a copied input is left behind
     target = plan.primary
-    job_id = jobs.create(studio.store, KIND, request.owner, title=request.prompt[:80], provider=target.provider,
-                         model=target.model, params=plan.to_params(), progress=0.0, step=0, total=len(target.segments),
-                         cost_usd=target.cost_usd, state={"phase": "queued", "runner": studio.runner().token,
-                                                          "segments": []})
+    job_id = studio.runner().create(KIND, request.owner, title=request.prompt[:80], provider=target.provider,
+                                    model=target.model, params=plan.to_params(), progress=0.0, step=0,
+                                    total=len(target.segments), cost_usd=target.cost_usd,
+                                    state={"phase": "queued", "segments": []})
     inputs = {name: getattr(request, name) for name in INPUT_FILES if getattr(request, name)}
     inputs.update({f"reference-{n}": path for n, path in enumerate(request.references)})
     if inputs:
@@ -136,8 +136,8 @@ def _adopt(studio: Studio, job_id: int, adopted: Adopted) -> None:
             return
         if row.provider == "local" and not row.step and phase(row).startswith(GPU_WAIT):
             # it never had the GPU: queued again in its place in line (a Stop asked for meanwhile still holds), for
-            # whichever process's lane claims it first (no pid: none holds it)
-            jobs.update(studio.store, row.id, status="queued", lane="gpu", started_at=None, pid=None,
+            # whichever process's lane claims it first (no pid, no holder: none holds it)
+            jobs.update(studio.store, row.id, status="queued", lane="gpu", started_at=None, pid=None, holder=None,
                         state={**state, "phase": "queued", "note": ""})
             adopted.queued.append(row.id)
             return
@@ -151,7 +151,7 @@ def _adopt(studio: Studio, job_id: int, adopted: Adopted) -> None:
             _needs_attention(studio, row.id, provider)
             adopted.interrupted.append(row.id)
             return
-        jobs.update(studio.store, row.id, pid=os.getpid(), state={**state, "runner": studio.runner().token})
+        jobs.update(studio.store, row.id, **studio.runner().holding())
     log.info("resuming video job %s (%s)", row.id, provider)
     _submit(studio, row.id, provider)
     adopted.resumed.append(row.id)
@@ -176,10 +176,9 @@ def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) ->
 
 
 def _running_somewhere(studio: Studio, row: jobs.JobRow) -> bool:
-    """Whether this studio's runner (its lane claimed the job, or it wrote its token into the row) or another live
-    process runs the job."""
-    runner = studio.runner()
-    return runner.runs(row.id) or holder_alive(row.pid, row.state.get("runner"))
+    """Whether this studio's runner (its lane claimed the job) or the row's holder (a studio open in this process,
+    another live process: :func:`~masuka.store.holder_alive`) runs the job."""
+    return studio.runner().runs(row.id) or holder_alive(row.pid, row.holder)
 
 
 def leave_video(studio: Studio, job_id: int) -> str:
@@ -247,7 +246,7 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
     job_id = ctx.job_id
     row = ctx.row()
     plan = VideoPlan.from_params(row.params)
-    state = {**row.state, "runner": studio.runner().token}
+    state = dict(row.state)
     if plan.request.provider == "local":
         from masuka.video.local import run_local
 
@@ -475,7 +474,7 @@ def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips:
                    **({"references": plan.request.references} if plan.request.references else {}),
                    **({"audio": plan.request.audio} if plan.request.audio is not None else {})},
         "output_path": studio.config.relative(final), "cost_usd": target.cost_usd, "job_id": job_id,
-        "started_at": row.started_at, "finished_at": now(), "pid": os.getpid(),
+        "started_at": row.started_at, "finished_at": now(), **studio.runner().holding(),
     })
     _save(studio, job_id, state, phase="completed", progress=1.0, error=None,
           result={"video": studio.config.relative(final), "generation_id": generation, "provider_job_ids": refs})

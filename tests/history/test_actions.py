@@ -236,7 +236,7 @@ def test_an_image_request_cannot_take_a_run_s_lora_while_the_run_is_being_delete
 
     def request() -> None:
         try:
-            with lora_files_in_use([lora]):
+            with lora_files_in_use(studio, [lora]):
                 outcome.append("held")
         except InvalidInput as error:
             outcome.append(str(error))

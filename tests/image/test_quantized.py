@@ -216,3 +216,24 @@ def test_a_gguf_plan_on_a_unet_model_is_refused_before_anything_is_fetched(monke
     monkeypatch.setenv("MASUKA_GGUF_FILE", "https://huggingface.co/acme/sdxl-gguf/blob/main/unet-Q4_K_S.gguf")
     with pytest.raises(InvalidInput, match="gguf_offload quantizes a model's transformer, and SDXL has a unet"):
         check_quantized_plan("gguf_offload", "sdxl")
+
+
+@pytest.mark.slow
+def test_the_repo_a_gguf_file_comes_from_is_held_while_the_generation_runs(studio, tiny_model, tmp_path,
+                                                                         monkeypatch):
+    """"Delete from cache" of the repo the ``.gguf`` file is in (named by its path in the cache or by URL) is
+    refused while a ``gguf_offload`` request runs, rather than pulling the file from under its load."""
+    from masuka.models.hub import repo_cache_folder
+    from tests.models.in_use import SHA, cached_repo, deletion_tried_in
+
+    (tmp_path / "gguf").mkdir()
+    flux_gguf(tiny_model, tmp_path / "gguf")
+    repo = cached_repo(monkeypatch, tmp_path / "hf", tmp_path / "gguf", "acme/flux-gguf")
+    request = ImageRequest(prompt="a fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
+                           memory_plan="gguf_offload")
+    refusals = deletion_tried_in(monkeypatch, studio, repo, studio.gpu)
+    for named in (repo_cache_folder(repo) / "snapshots" / SHA / "transformer-Q8_0.gguf",
+                  f"https://huggingface.co/{repo}/blob/main/transformer-Q8_0.gguf"):
+        monkeypatch.setenv("MASUKA_GGUF_FILE", str(named))
+        generate_images(studio, request, allow_any_path=True)
+    assert len(refusals) == 4  # as each request took the GPU and as it left it

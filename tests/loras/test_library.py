@@ -136,17 +136,17 @@ def test_a_lora_that_a_request_holds_cannot_be_deleted_and_one_deleted_meanwhile
     row = team.store.find("loras", "owner = 'alice'")[0]
     path = team.config.absolute(row["path"])
     info = inspect_lora(path)
-    with lora_files_in_use([path]):
+    with lora_files_in_use(team, [path]):
         with pytest.raises(InvalidInput, match="LoRA 'alice-style' cannot be deleted yet: an image request"):
             delete_lora(team, "alice-style", "alice", False)
-        with lora_files_in_use([path]):  # two requests at once: the first to end leaves the other's hold
+        with lora_files_in_use(team, [path]):  # two requests at once: the first to end leaves the other's hold
             pass
         with pytest.raises(InvalidInput, match="an image request"):
             delete_lora(team, str(row["id"]), "admin", True)
     delete_lora(team, "alice-style", "alice", False)
     with pytest.raises(InvalidInput, match="LoRA 'alice-style' was deleted"):
         apply_loras(None, [(info, 1.0)])  # as a request checked before the deletion gets to it
-    with pytest.raises(InvalidInput, match="LoRA 'alice-style' was deleted"), lora_files_in_use([path]):
+    with pytest.raises(InvalidInput, match="LoRA 'alice-style' was deleted"), lora_files_in_use(team, [path]):
         pass
 
 

@@ -102,11 +102,19 @@ def test_offline_a_gguf_url_not_cached_is_refused_without_a_job(studio, monkeypa
     assert studio.store.count("jobs") == 0
 
 
-def test_checking_a_repo_absent_from_the_cache_does_not_scan_it(studio, hub, monkeypatch):
+def test_checking_a_repo_reads_only_its_own_cache_folder(studio, hub, monkeypatch):
+    """No scan of the whole cache: a broken other repo there (a ``refs/main`` linking nowhere, on which
+    ``scan_cache_dir`` fails) changes no answer and raises nothing."""
     import huggingface_hub
+
+    from masuka.models.hub import repo_cache_folder
 
     assert studio.jobs.wait(manage.start_download(studio, "local", "acme/flux-gguf"), timeout=60).status == \
         "completed"
+    broken = repo_cache_folder("acme/broken")
+    (broken / "snapshots").mkdir(parents=True)
+    (broken / "refs").mkdir()
+    (broken / "refs" / "main").symlink_to(broken / "nowhere")
     scans, scan = [], huggingface_hub.scan_cache_dir
 
     def counted(*args, **kwargs):
@@ -114,9 +122,9 @@ def test_checking_a_repo_absent_from_the_cache_does_not_scan_it(studio, hub, mon
         return scan(*args, **kwargs)
 
     monkeypatch.setattr(huggingface_hub, "scan_cache_dir", counted)
-    assert not manage.repo_complete("acme/absent")
-    assert scans == []  # answered from the missing folder alone
-    assert manage.repo_complete("acme/flux-gguf") and len(scans) == 1
+    assert manage.repo_complete("acme/flux-gguf")
+    assert not manage.repo_complete("acme/absent") and not manage.repo_complete("acme/broken")
+    assert scans == []
 
 
 def test_a_gguf_url_naming_a_file_the_repo_lacks_fails_its_download_saying_so(studio, hub, monkeypatch):

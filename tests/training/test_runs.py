@@ -154,8 +154,9 @@ def test_a_run_left_queued_by_a_stopped_app_trains_after_the_restart(studio, tin
     from masuka.training.runs import LANE
 
     run = create_run(studio, options(tiny_model("sd3"), steps=2))
-    # as the app that queued it left it: in the training lane, owned by a process that is gone
-    jobs.update(studio.store, run, lane=LANE, queued_at="2026-01-01T00:00:00+00:00", pid=2**22 + 11)
+    # as the app that queued it left it: in the training lane, held by a process that is gone
+    jobs.update(studio.store, run, lane=LANE, queued_at="2026-01-01T00:00:00+00:00", pid=2**22 + 11,
+                holder="a studio of the gone process")
     studio.store.mark_interrupted()  # what the next start does: a queued run is not "interrupted"
     assert studio.store.get("jobs", run)["status"] == "queued"
     studio.jobs.adopt(LANE)

@@ -125,7 +125,7 @@ def test_a_local_video_left_queued_by_a_stopped_app_is_made_after_the_restart(st
     made = wait_video(studio, start_video(studio, local(tiny_wan())), timeout=120)
     waiting = jobs.create(studio.store, "video", title=made.title, provider="local", model=made.model,
                           params=made.params, total=1, lane="gpu", queued_at="2026-01-01T00:00:00+00:00",
-                          pid=2**22 + 17, state={"phase": "queued", "runner": "a process that is gone"})
+                          pid=2**22 + 17, holder="a process that is gone", state={"phase": "queued"})
     studio.store.mark_interrupted()
     assert resume_video_jobs(studio).queued == [waiting] and jobs.get(studio.store, waiting).status == "queued"
     studio.jobs.adopt("gpu")
@@ -286,12 +286,12 @@ def test_a_local_video_waiting_for_the_gpu_says_so_and_is_cancelled_before_loadi
 
 
 def _left_by_a_dead_app(studio, made, **columns) -> int:
-    """A local video row as a killed app leaves it: running, its pid and runner gone."""
+    """A local video row as a killed app leaves it: running, its pid and holder gone."""
     from masuka import jobs
 
     values = dict(title=made.title, provider="local", model=made.model, params=made.params, total=2, step=0,
                   status="running", lane="gpu", queued_at="2026-01-01T00:00:00+00:00", pid=2**22 + 17,
-                  state={"phase": "running", "runner": "a process that is gone", "segments": []})
+                  holder="a process that is gone", state={"phase": "running", "segments": []})
     values.update(columns)
     return jobs.create(studio.store, "video", **values)
 
@@ -301,7 +301,7 @@ def test_a_local_video_still_waiting_for_the_gpu_when_the_app_died_is_queued_aga
     from masuka.video.jobs import GPU_WAIT, resume_video_jobs
 
     made = wait_video(studio, start_video(studio, local(tiny_wan())), timeout=120)
-    waiting = _left_by_a_dead_app(studio, made, state={"phase": f"{GPU_WAIT} (another job)", "runner": "gone"})
+    waiting = _left_by_a_dead_app(studio, made, state={"phase": f"{GPU_WAIT} (another job)"})
     started = _left_by_a_dead_app(studio, made, step=1)
     adopted = resume_video_jobs(studio)
     assert (adopted.queued, adopted.interrupted, adopted.resumed) == ([waiting], [started], [])

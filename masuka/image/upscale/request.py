@@ -4,7 +4,6 @@ resampler) and the history row it makes.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -109,7 +108,7 @@ def record(studio: Studio, request: UpscaleRequest, kept: Path, source: Image.Im
     """The history row of an upscale, as it starts."""
     return {"owner": request.owner, "kind": "upscale", "status": "running", "prompt": prompt, "model": model,
             "seed": seed, "width": source.width * request.scale, "height": source.height * request.scale,
-            "pid": os.getpid(), "started_at": now(), "queue_id": request.queue_id, **columns,
+            **studio.runner().holding(), "started_at": now(), "queue_id": request.queue_id, **columns,
             "params": {"task": "upscale", "scale": request.scale, "upscaler": request.upscaler,
                        "detail": request.detail, "init_image": studio.config.relative(kept.resolve()),
                        **(params or {})}}

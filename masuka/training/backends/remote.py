@@ -143,8 +143,8 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
     """Check everything (:func:`check_remote_run`), then record a queued remote run (nothing sent yet); returns
     its id."""
     entry, price, data = check_remote_run(studio, options, backend, owner, destination)
-    run_id = jobs.create(
-        studio.store, KIND, owner, title=f"{data.name} on {backend} {options.base}", provider=backend,
+    run_id = studio.runner().create(
+        KIND, owner, title=f"{data.name} on {backend} {options.base}", provider=backend,
         model=options.base, step=0, total=options.steps, progress=0.0, params={**options.to_dict(), "backend": backend},
         cost_usd=price, state={"backend": backend, "trainer": entry["name"], "dataset": data.name,
                                "dataset_id": data.id, "dataset_hash": data.hash, "images": len(data.items),
