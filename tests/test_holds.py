@@ -103,12 +103,16 @@ def things(studio, monkeypatch, tmp_path) -> Path:
     return studio.config.absolute(import_lora_file(studio, "local", tmp_path / "style.safetensors")["path"])
 
 
+def holding_both(child, lora: Path) -> None:
+    """Have ``child`` hold the repo and the LoRA file."""
+    for thing in (f"model {REPO}", f"lora {lora}"):
+        child.ask(thing)
+        assert child.answer() == "held"
+
+
 def test_what_another_process_holds_is_not_deleted_until_it_lets_go(studio, things):
     with other_process(studio) as child:
-        child.ask(f"model {REPO}")
-        assert child.answer() == "held"
-        child.ask(f"lora {things}")
-        assert child.answer() == "held"
+        holding_both(child, things)
         with pytest.raises(InvalidInput, match=REFUSED):
             delete_model(studio, REPO)
         with pytest.raises(InvalidInput, match="LoRA 'style' cannot be deleted yet: an image request"):
@@ -123,10 +127,7 @@ def test_what_another_process_holds_is_not_deleted_until_it_lets_go(studio, thin
 
 def test_what_a_killed_process_held_is_deleted_and_its_holds_forgotten(studio, things):
     with other_process(studio) as child:
-        child.ask(f"model {REPO}")
-        assert child.answer() == "held"
-        child.ask(f"lora {things}")
-        assert child.answer() == "held"
+        holding_both(child, things)
         child.process.kill()
         child.process.wait()
     assert studio.store.count("holds") == 2  # left behind by the killed process
