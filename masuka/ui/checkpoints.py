@@ -38,10 +38,11 @@ def build(ctx: UIContext, run: gr.Dropdown) -> None:
                     "step before the LoRA overfits. Empty prompts: the run's sample prompts.")
         prompts = gr.Textbox("", label="Prompts, one a line (one grid row each)", lines=2)
         with gr.Row():
-            seed = gr.Number(-1, precision=0, label="Seed (-1 = one random seed)")
-            steps = gr.Number(0, precision=0, label="Steps (0 = model's)")
-            width = gr.Number(0, precision=0, label="Width (0 = model's)")
-            height = gr.Number(0, precision=0, label="Height (0 = model's)")
+            # whole numbers without precision: Gradio would round a fraction, which the handlers refuse instead
+            seed = gr.Number(-1, label="Seed (-1 = one random seed)")
+            steps = gr.Number(0, label="Steps (0 = model's)")
+            width = gr.Number(0, label="Width (0 = model's)")
+            height = gr.Number(0, label="Height (0 = model's)")
         with gr.Row():
             large = gr.Checkbox(False, label=ALLOW_LARGE)
             compare = gr.Button("Compare checkpoints", variant="primary")
@@ -69,9 +70,8 @@ def plan(studio: Studio, run_id: float, prompts: str, seed: float, steps: float,
          allow_large: bool, request: gr.Request) -> Comparison:
     """The comparison grid of a run's checkpoints by the prompts, with the form's seed, steps and size; a large
     grid only when ``allow_large`` (the form's box)."""
-    base = ImageRequest(prompt="", model="", seed=None if seed in (None, -1) else int(seed),
-                        steps=int(steps) if steps else None, width=int(width) if width else None,
-                        height=int(height) if height else None, owner=user_of(request))
+    base = ImageRequest(prompt="", model="", seed=seed, steps=steps or None, width=width or None,
+                        height=height or None, owner=user_of(request))  # plan_comparison checks them
     return plan_comparison(studio, _run_id(run_id), prompt_lines(prompts or ""), base, is_admin(studio, request),
                            confirm_large=bool(allow_large))
 

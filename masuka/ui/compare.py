@@ -6,6 +6,7 @@ import gradio as gr
 
 from masuka.errors import InvalidInput
 from masuka.image.compare import (
+    MAX_PAIRS,
     create_ab,
     delete_comparison,
     describe_tally,
@@ -30,6 +31,7 @@ from masuka.ui.common import (
     wire_stop,
 )
 from masuka.ui.queue import FORM, SAMPLER_FORM, form_request
+from masuka.validation import whole_number
 
 TAB = "compare"  # the key of its Stop flag
 
@@ -45,7 +47,8 @@ def build(ctx: UIContext) -> None:
         refresh = gr.Button("↻", scale=0, min_width=40)
     with gr.Row():
         prompts = gr.Textbox("", label="Prompts, one a line", lines=3, scale=3)
-        seeds = gr.Number(value=4, precision=0, minimum=1, label="Seeds per prompt", scale=1)
+        # no precision: Gradio would round a fraction, which the handler refuses instead
+        seeds = gr.Number(value=4, minimum=1, label="Seeds per prompt", scale=1)
         with gr.Column(scale=1, min_width=120):
             render = gr.Button("Render pairs", variant="primary")
             stop = gr.Button("Stop", variant="stop")
@@ -115,7 +118,8 @@ def make(studio: Studio, prompt: str, model: str, negative_prompt: str, steps: i
         base = form_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
                             1, [], memory_plan, fast, step_cache, sampler=sampler)
         made = create_ab(studio, base, [parse_lora(x) for x in a or []], [parse_lora(x) for x in b or []],
-                         prompt_lines(lines) or [base.prompt], int(count or 1),
+                         prompt_lines(lines) or [base.prompt],
+                         whole_number("seeds per prompt", count or 1, 1, MAX_PAIRS),
                          on_image=lambda _r: progress(None, desc="Rendering pairs…"), stop=stop)
     return gr.Dropdown(choices=_tests(studio, request), value=made)
 

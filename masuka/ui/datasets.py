@@ -11,7 +11,7 @@ from masuka.datasets import adding, captioning, export, library
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE
 from masuka.datasets.captioners import DEFAULT_FAMILY, MODES, captioner_models, family_names
 from masuka.datasets.formats import FORMATS
-from masuka.datasets.preprocess import CROPS, SIZES, PrepOptions
+from masuka.datasets.preprocess import CROPS, MAX_SIZE, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import Cancelled, InvalidInput, MasukaError
 from masuka.studio import Studio
@@ -163,7 +163,8 @@ def _new_dataset() -> NewDataset:
                             info="none: longest side to the target size; center/face: square")
             flip = gr.Checkbox(defaults.flip, label="Add flipped copies")
         with gr.Row():
-            min_side = gr.Number(defaults.min_side, precision=0, label="Minimum short side (px)")
+            # no precision: Gradio would round a fraction, which the handler refuses instead
+            min_side = gr.Number(defaults.min_side, label="Minimum short side (px)")
             blur = gr.Number(defaults.blur_threshold, label="Blur threshold (0 = off)",
                              info="Variance of the Laplacian; blurry photos score below ~50")
             dedupe = gr.Checkbox(defaults.dedupe, label="Refuse duplicates and near-duplicates")
@@ -221,6 +222,8 @@ def create_dataset(studio: Studio, name: str, trigger: str = "", template: str =
                    crop: str = "none", flip: bool = False, min_side: int = 256, blur_threshold: float = 0.0,
                    dedupe: bool = True, request: gr.Request = None):
     """Create an empty dataset; returns its name and a status line."""
+    if min_side is not None:  # the options would cut a fraction off
+        min_side = whole_number("minimum short side", min_side, 0, MAX_SIZE)
     options = {"size": size, "crop": crop, "flip": flip, "min_side": min_side, "blur_threshold": blur_threshold,
                "dedupe": dedupe}
     row = library.create_dataset(studio, name, user_of(request), trigger, template, options)

@@ -215,10 +215,11 @@ def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
         guidance = gr.Slider(*GUIDANCE_RANGE, value=spec.guidance, step=0.1, label="Guidance (CFG)")
     with gr.Row():
         aspect = gr.Dropdown(list(ASPECTS), value="1:1", label="Aspect", scale=1)
-        width = gr.Number(value=spec.width, precision=0, label="Width", scale=1)
-        height = gr.Number(value=spec.height, precision=0, label="Height", scale=1)
+        # whole numbers without precision: Gradio would round a fraction, which the handlers refuse instead
+        width = gr.Number(value=spec.width, label="Width", scale=1)
+        height = gr.Number(value=spec.height, label="Height", scale=1)
     with gr.Row():
-        seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+        seed = gr.Number(value=-1, label="Seed (-1 = random)")
         batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Images")
         sampler = gr.Dropdown(sampler_choices(spec.architecture), value="", label="Sampler",
                               allow_custom_value=True, info="AUTOMATIC1111's names; the model's own by default")

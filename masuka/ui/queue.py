@@ -10,12 +10,14 @@ import gradio as gr
 
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, parse_lora
+from masuka.image.prompts import MAX_PROMPTS
 from masuka.queue.jobs import control_job, list_jobs, queue_images
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
 from masuka.ui.common import UIContext, bind, friendly, is_admin, not_uploaded, user_of
 from masuka.ui.image import GENERATE_FIELDS, image_request
 from masuka.ui.image_modes import EDIT, edit_request
+from masuka.validation import whole_number
 
 COLUMNS = ["id", "owner", "status", "done", "model", "prompt", "error"]
 POLL_S = 2.0
@@ -38,7 +40,7 @@ def form_request(owner: str, prompt: str, model: str, negative_prompt: str = "",
     """The request the Image tab's form (:data:`FORM`, :data:`AID_FORM`, then :data:`SAMPLER_FORM`) describes;
     ``sampler`` "" keeps the model's own scheduler."""
     return ImageRequest(prompt=prompt or "", model=model, negative_prompt=negative_prompt or "", steps=steps,
-                        guidance=guidance, width=width, height=height, seed=seed, batch=int(batch or 1),
+                        guidance=guidance, width=width, height=height, seed=seed, batch=batch or 1,
                         loras=[parse_lora(x) for x in loras or []], owner=owner, memory_plan=memory_plan or "auto",
                         fast=bool(fast), step_cache=float(step_cache or 0), optimize_prompt=optimize_prompt,
                         safety_check=safety_check, face_detail=face_detail,
@@ -60,7 +62,8 @@ def build(ctx: UIContext) -> None:
     studio = ctx.studio
     prompts, picks, add_batch = _prompt_batch()
     with gr.Row():
-        job = gr.Number(value=None, precision=0, label="Job (click a row; 0 = all of yours)", scale=1,
+        # whole numbers without precision: Gradio would round a fraction, which the handlers refuse instead
+        job = gr.Number(value=None, label="Job (click a row; 0 = all of yours)", scale=1,
                         min_width=120)
         buttons = {action: gr.Button(label, scale=0, min_width=90, variant=variant) for action, label, variant in (
             ("pause", "Pause", "secondary"), ("resume", "Resume", "secondary"), ("cancel", "Cancel", "stop"),
@@ -105,7 +108,7 @@ def _prompt_batch() -> tuple[gr.Textbox, gr.Number, gr.Button]:
         prompts = gr.Textbox("", label="Prompts, one a line", lines=5,
                              placeholder="a {red|green|blue} car at night\na __animal__ in the snow")
         with gr.Row():
-            picks = gr.Number(value=0, precision=0, minimum=0, label="Random picks per line (0 = every combination)")
+            picks = gr.Number(value=0, minimum=0, label="Random picks per line (0 = every combination)")
             add_batch = gr.Button("Queue these prompts", variant="primary")
         gr.Markdown("`{a|b|c}` makes one prompt per choice; `__name__` takes each line of "
                     "`wildcards/name.txt` in the data folder.")
@@ -157,7 +160,8 @@ def queue_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
                           batch, loras, memory_plan, fast, step_cache, init_image, strength, mask,
                           optimize_prompt=optimize_prompt, safety_check=safety_check, face_detail=face_detail,
                           face_strength=face_strength, sampler=sampler)
-    return {"jobs": queue_images(studio, image, prompts or None, int(random_picks or 0))}
+    picks = whole_number("random picks", random_picks or 0, 0, MAX_PROMPTS)
+    return {"jobs": queue_images(studio, image, prompts or None, picks)}
 
 
 @friendly
@@ -209,7 +213,7 @@ def poll(studio: Studio, job_id: float | None, shown: list, request: gr.Request)
     """The timer's refresh: the jobs table, and the chosen job's results when they changed since shown (a job
     that finished an image); left alone otherwise, so the gallery does not flicker."""
     jobs = list_jobs(studio, user_of(request), is_admin(studio, request))
-    found = next((j for j in jobs if job_id and j["id"] == int(job_id)), None)
+    found = next((j for j in jobs if j["id"] == job_id), None)  # a fraction names no job
     results = _results(found) if found else None  # a job no longer listed keeps what it showed
     if results is None or results == [tuple(item) for item in shown or []]:
         return _rows(jobs), gr.skip(), gr.skip()

@@ -99,9 +99,10 @@ def _defaults(ctx: UIContext) -> None:
     default_model = gr.Dropdown([("(the model's own)", "")] + [(m["name"], k) for k, m in models.items()],
                                 allow_custom_value=True, label="Model")
     with gr.Row():
-        steps = gr.Number(label="Steps (0 = the model's)", precision=0)
-        width = gr.Number(label="Width (0 = the model's)", precision=0)
-        height = gr.Number(label="Height (0 = the model's)", precision=0)
+        # whole numbers without precision: Gradio would round a fraction, which the handlers refuse instead
+        steps = gr.Number(label="Steps (0 = the model's)")
+        width = gr.Number(label="Width (0 = the model's)")
+        height = gr.Number(label="Height (0 = the model's)")
     image_format = gr.Radio(list(FORMATS), value="PNG", label="Image file format (parameters kept in "
                             "the PNG text chunk or the WebP/JPEG EXIF UserComment)")
     save_defaults_button = gr.Button("Save defaults", variant="primary")

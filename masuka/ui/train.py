@@ -18,13 +18,17 @@ from masuka.studio import Studio
 from masuka.training.backends import BACKENDS, LOCAL, REMOTE_BACKENDS, check_backend, trainer_catalog
 from masuka.training.backends.remote import check_remote_run, destination_services, price_line
 from masuka.training.data import dataset_choices
-from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
+from masuka.training.options import MAX_STEPS, OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
 from masuka.training.runs import list_runs, request_stop, resume_remote_runs, resume_run, run_status, start_training
 from masuka.ui import checkpoints
 from masuka.ui.common import UIContext, bind, friendly, hidden_button, is_admin, user_of, whole_number_box
+from masuka.validation import whole_number
 
 POLL_S = 2.0
 RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
+#: ``start``'s parameters that take whole numbers
+WHOLE_OPTIONS = ("steps", "rank", "batch_size", "grad_accum", "resolution", "warmup_steps", "seed", "sample_every",
+                 "save_every", "keep_last")
 
 
 def build(ctx: UIContext) -> None:
@@ -91,8 +95,9 @@ def _options() -> tuple[dict[str, Component], gr.Markdown]:
     cost = gr.Markdown(elem_id="train-cost")
     preset = gr.Dropdown(list(PRESETS), value="24gb", label="GPU memory preset",
                          info="Sets resolution, gradient checkpointing, fp8 base weights, batch size")
+    # whole numbers without precision: Gradio would round a fraction, which the handlers refuse instead
     with gr.Row():
-        steps = gr.Number(1000, precision=0, label="Steps")
+        steps = gr.Number(1000, label="Steps")
         # empty (0): what the CLI takes without --lr, so a remote trainer gets none and uses its own default
         lr = gr.Number(None, label="Learning rate (0 = default)", info="Empty: 1e-4, or a remote trainer's own")
         rank = gr.Slider(4, 128, value=16, step=4, label="Rank")
@@ -100,21 +105,21 @@ def _options() -> tuple[dict[str, Component], gr.Markdown]:
         alpha = gr.Number(None, label="Alpha (0 = the rank)", info="Empty: the rank")
     with gr.Accordion("More options", open=False):
         with gr.Row():
-            batch = gr.Number(0, precision=0, label="Batch size (0 = preset)")
-            accum = gr.Number(1, precision=0, label="Gradient accumulation")
-            resolution = gr.Number(0, precision=0, label="Resolution (0 = preset)")
+            batch = gr.Number(0, label="Batch size (0 = preset)")
+            accum = gr.Number(1, label="Gradient accumulation")
+            resolution = gr.Number(0, label="Resolution (0 = preset)")
         with gr.Row():
             optimizer = gr.Dropdown(list(OPTIMIZERS), value="adamw", label="Optimizer")
             scheduler = gr.Dropdown(list(SCHEDULERS), value="constant", label="LR scheduler")
-            warmup = gr.Number(0, precision=0, label="Warm-up steps")
+            warmup = gr.Number(0, label="Warm-up steps")
         with gr.Row():
             dropout = gr.Slider(0, 0.5, value=0.05, step=0.01, label="Caption dropout")
-            seed = gr.Number(42, precision=0, label="Seed")
+            seed = gr.Number(42, label="Seed")
         prompts = gr.Textbox("", label="Sample prompts (one a line)", lines=2)
         with gr.Row():
-            sample_every = gr.Number(0, precision=0, label="Sample every N steps (0 = never)")
-            save_every = gr.Number(250, precision=0, label="Save every N steps")
-            keep_last = gr.Number(2, precision=0, label="Keep last K checkpoints")
+            sample_every = gr.Number(0, label="Sample every N steps (0 = never)")
+            save_every = gr.Number(250, label="Save every N steps")
+            keep_last = gr.Number(2, label="Keep last K checkpoints")
     return dict(base=base, preset=preset, steps=steps, lr=lr, rank=rank, alpha=alpha, batch_size=batch,
                 grad_accum=accum, resolution=resolution, optimizer=optimizer, scheduler=scheduler,
                 warmup_steps=warmup, caption_dropout=dropout, seed=seed, sample_prompts=prompts,
@@ -142,7 +147,10 @@ def start(studio: Studio, dataset: str, base: str, preset: str | None = None, st
 
 
 def run_options(chosen: dict[str, Any]) -> TrainOptions:
-    """The run's options from ``start``'s arguments by name (empty boxes as ``start`` documents)."""
+    """The run's options from ``start``'s arguments by name (empty boxes as ``start`` documents); a whole number
+    sent as a float (``1000.0``) as the int it is, a fraction as it came (the checks refuse it)."""
+    chosen = {name: int(value) if name in WHOLE_OPTIONS and isinstance(value, float) and value.is_integer() else value
+              for name, value in chosen.items()}
     return TrainOptions(
         dataset=chosen["dataset"] or "", base=chosen["base"] or "", preset=chosen["preset"] or None,
         steps=chosen["steps"], lr=chosen["lr"] or None, rank=chosen["rank"], alpha=chosen["alpha"] or None,
@@ -220,7 +228,7 @@ def remote_price(backend: str, base: str, steps: float | None) -> str:
     if (backend or LOCAL) == LOCAL:
         return ""
     try:
-        return f"**{price_line(backend, base or '', int(steps or 0))}**"
+        return f"**{price_line(backend, base or '', whole_number('steps', steps or 0, 0, MAX_STEPS))}**"
     except (MasukaError, ValueError) as error:
         return f"⚠️ {error}"
 

@@ -10,10 +10,11 @@ import gradio as gr
 from masuka.errors import Cancelled, InvalidInput
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import upscaler_names
-from masuka.image.upscale.request import DEFAULT_TILE, MIN_TILE, SCALES, UpscaleRequest
+from masuka.image.upscale.request import DEFAULT_TILE, MAX_TILE, MIN_TILE, SCALES, UpscaleRequest
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, failure, friendly, stop_flag, stoppable, user_of, wire_stop
+from masuka.validation import whole_number
 
 GPU_WAIT_S = 5.0
 #: the panel's Stop flag (the Image tab's Stop button stops an upscale too)
@@ -49,10 +50,11 @@ def build(ctx: UIContext, stop: gr.Button) -> UpscalePanel:
                     strength = gr.Slider(0.05, 1, value=0.3, step=0.05, label="Strength (detail)")
                 prompt = gr.Textbox("", label="Prompt (detail; empty = the picture's own)", lines=1)
                 with gr.Row():
-                    tile = gr.Number(value=DEFAULT_TILE, precision=0,
+                    # whole numbers without precision: Gradio would round a fraction, which the handler refuses
+                    tile = gr.Number(value=DEFAULT_TILE,
                                      label="Tile size (px; 0 = whole, or with Detail the model's native size)",
                                      info="A model upscaler's input tiles; with Detail, the tiles repainted")
-                    seed = gr.Number(value=-1, precision=0, label="Seed (detail; -1 = random)")
+                    seed = gr.Number(value=-1, label="Seed (detail; -1 = random)")
                 run = gr.Button("Upscale", variant="primary")
             with gr.Column(scale=3):
                 result = gr.Image(label="Upscaled", type="filepath", format="png", interactive=False, height=420)
@@ -105,7 +107,8 @@ def upscale(studio: Studio, image: str | None, scale: int = 2, upscaler: str = "
             made = upscale_image(studio, UpscaleRequest(
                 image, scale=int(scale), upscaler=upscaler or "Lanczos", detail=bool(detail),
                 model=model if detail else None, strength=float(strength), prompt=prompt or "",
-                seed=None if seed in (None, -1) else int(seed), tile=None if tile is None else int(tile),
+                seed=None if seed in (None, -1) else seed,  # a detail upscale checks it as Generate does
+                tile=None if tile is None else whole_number("tile size", tile, 0, MAX_TILE),
                 owner=user_of(request)), gpu_timeout=GPU_WAIT_S, stop=stop, cancelled=stop.is_set,
                 on_tile=lambda done, total: progress((done, total), desc=f"Tile {done}/{total}", unit="tiles"))[0]
     except Cancelled:

@@ -322,10 +322,7 @@ def _job_line(row: dict) -> str:
 def _request(provider: str, model: str, prompt: str, seconds, size, image, negative_prompt: str, fallback,
              owner: str | None = None, last_frame: str | None = None, source_video: str | None = None,
              references: list[str] | None = None, sound: str | None = "default") -> VideoRequest:
-    try:
-        seconds = int(seconds) if seconds not in (None, "") else None
-    except (TypeError, ValueError):
-        raise InvalidInput(f"Seconds must be a whole number (got {seconds!r}).") from None
+    seconds = None if seconds in (None, "") else whole_number("seconds", seconds, 1, MAX_TOTAL_SECONDS)
     if (sound or "default") not in SOUND:
         raise InvalidInput(f"Sound must be one of {', '.join(SOUND)} (got {sound!r}).")
     values = dict(provider=provider, model=model, prompt=prompt, seconds=seconds, size=size or None,
