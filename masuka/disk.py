@@ -46,9 +46,12 @@ def clean_tmp(studio: Studio) -> tuple[int, int]:
 
 def clean_leftovers(studio: Studio) -> tuple[int, int]:
     """Remove files of failed generations, and half-written ``*.part`` files and folders (a checkpoint's), the
-    staging folders killed dataset imports left in dataset folders (they unpack into ``tmp/`` now), exported zips
-    and images in the image folders that no generation row records once they are older than an hour (newer ones
-    may belong to a download, import or generation in progress)."""
+    staging folders killed dataset imports left in dataset folders (they unpack into ``tmp/`` now), exported zips,
+    images in the image folders that no generation row records, copies of input pictures that no row or queued job
+    points at (a request refused before its work ran) and the A1111 extras upscales older versions kept, once they
+    are older than an hour (newer ones may belong to a download, import or generation in progress)."""
+    from masuka.history.actions import still_used  # imports masuka.loras, which imports this module
+
     config = studio.config
     recorded, failed = set(), []
     for row in studio.store.find("generations", "output_path is not null"):
@@ -61,9 +64,11 @@ def clean_leftovers(studio: Studio) -> tuple[int, int]:
     unsure += config.outputs_dir.glob("*/exports/*.zip")
     unsure += (p for p in config.outputs_dir.glob("*/images/*/*") if p.suffix in IMAGE_SUFFIXES
                and p.resolve() not in recorded)
+    unsure += config.outputs_dir.glob("*/extras/*")
     cutoff = time.time() - TMP_AGE_S
+    inputs = (p for p in config.outputs_dir.glob("*/inputs/*") if _modified(p) < cutoff and not still_used(studio, p))
     removed = freed = 0
-    for path in {*failed, *(p for p in unsure if _modified(p) < cutoff)}:
+    for path in {*failed, *(p for p in unsure if _modified(p) < cutoff), *inputs}:
         if path.exists():
             size = _size(path)
             _remove(path)

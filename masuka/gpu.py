@@ -162,6 +162,9 @@ class StopFlags:
     def __init__(self) -> None:
         self._flags: dict[str, list[_Flag]] = {}
         self._lock = threading.Lock()
+        #: drops the arms of queued work that ended without taking them (:meth:`unarm`), called before a Stop
+        #: answers; the app's queue sets it (:func:`masuka.guards.guard_queue`)
+        self.forget_ended: Callable[[], None] = lambda: None
 
     def arm(self, key: str, work: str | None = None) -> threading.Event:
         """The flag of work just accepted into the queue (``work``: its event id there), which its :meth:`start`
@@ -221,7 +224,9 @@ class StopFlags:
             self.disarm(key, event)
 
     def stop(self, key: str) -> bool:
-        """Set the key's flags; whether any work was waiting or running to stop."""
+        """Set the key's flags; whether any work was waiting or running to stop (not an arm left by work Gradio
+        refused before it ran: :attr:`forget_ended` drops those first)."""
+        self.forget_ended()
         with self._lock:
             flags = list(self._flags.get(key, []))
         for flag in flags:

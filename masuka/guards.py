@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
+
 from masuka.access import may_read
 from masuka.config import Config, IPNetwork, on_space
 from masuka.gpu import CONCURRENCY_ID, STOP_TAB, StopFlags, stop_key
@@ -150,6 +152,14 @@ def guard_queue(blocks: Any, config: Config, stops: StopFlags) -> None:
         for event_id in armed.keys() - waiting_ids() - running_ids():
             stops.unarm(*armed.pop(event_id), event_id)
 
+    def forget_ended() -> None:
+        """:func:`forget_started` before a Stop answers, run on the event loop, where the queue moves events (a
+        Stop's click runs in a worker thread of the server's): it then sees every event waiting or running."""
+        try:
+            anyio.from_thread.run_sync(forget_started)
+        except RuntimeError:  # on the event loop itself, or a thread outside the server (no queue moves meanwhile)
+            forget_started()
+
     async def unarming(step: Any, targets: set[str]) -> None:
         """Run ``step``, a removal from the queue (a cancel, a closed session) of the events ``targets``: the arms of
         those it took out before they started are dropped, so a later Stop finds nothing of them."""
@@ -167,6 +177,7 @@ def guard_queue(blocks: Any, config: Config, stops: StopFlags) -> None:
                    if event.session_hash == session_hash or event._id == event_id}
         await unarming(lambda: clean(session_hash=session_hash, event_id=event_id), targets)
 
+    stops.forget_ended = forget_ended
     queue.push = guarded_push
     queue.remove_from_queue = guarded_remove
     queue.clean_events = guarded_clean

@@ -27,13 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from masuka.access import usable_model
 from masuka.api.a1111_scripts import MODULE_LIST, adetailer_faces, controlnet_models, controlnet_units
 from masuka.api.auth import Caller, Refused, caller_off_loop
-from masuka.api.work import ApiWork, Outcome, TooManyWaiting, file_base64, image_bytes
+from masuka.api.work import ApiWork, Outcome, TooManyWaiting, Uploads, file_base64, image_bytes, png_base64
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import MAX_BATCH, ImageRequest, image_spec
 from masuka.image.metadata import parse_parameters, read_metadata
 from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
-from masuka.image.tasks import InitImage, upscale
+from masuka.image.tasks import InitImage, open_picture, upscale
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import list_upscalers
 from masuka.image.upscale.request import SCALES, UpscaleRequest
@@ -195,13 +195,13 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
 
         return decorate
 
-    def to_request(caller: Caller, body: Txt2Img, init: InitImage | None = None) -> ImageRequest:
+    def to_request(caller: Caller, body: Txt2Img, uploads: Uploads, init: InitImage | None = None) -> ImageRequest:
         batch = body.batch_size * body.n_iter
         if not 1 <= batch <= MAX_BATCH:
             raise InvalidInput(f"batch_size × n_iter must be between 1 and {MAX_BATCH} (got {batch}).")
         model = (body.override_settings or {}).get("sd_model_checkpoint") or work.model_for(caller.user)
         controls, references = controlnet_units(
-            body.alwayson_scripts, lambda data, kind: work.decode_upload(caller, data, kind),
+            body.alwayson_scripts, uploads.decode,
             lambda net: usable_model(studio, caller.user, net, marker="config.json"))
         face_strength = adetailer_faces(body.alwayson_scripts)
         # the prompt's <lora:name:weight> tags are taken out by plan_request, as for every route
@@ -244,22 +244,24 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     @router.post("/txt2img")
     @posted(Txt2Img)
     def txt2img(caller: Caller, body: Txt2Img) -> Any:
-        return answer(work.generate(caller, to_request(caller, body)), body)
+        with work.uploads(caller) as uploads:
+            return answer(work.generate(caller, to_request(caller, body, uploads)), body)
 
     @router.post("/img2img")
     @posted(Img2Img)
     def img2img(caller: Caller, body: Img2Img) -> Any:
         if not body.init_images:
             raise InvalidInput("init_images is empty: send the picture to start from (base64).")
-        image = work.decode_upload(caller, body.init_images[0], "init image")
-        mask = work.decode_upload(caller, body.mask, "mask") if body.mask else None
-        init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0,
-                         invert_mask=bool(body.inpainting_mask_invert),
-                         only_masked_padding=body.inpaint_full_res_padding if body.inpaint_full_res else None,
-                         fill_masked=body.inpainting_fill == 0)
-        result = answer(work.generate(caller, to_request(caller, body, init)), body)
-        if body.include_init_images and body.send_images:
-            result["images"] += [file_base64(image)]
+        with work.uploads(caller) as uploads:
+            image = uploads.decode(body.init_images[0], "init image")
+            mask = uploads.decode(body.mask, "mask") if body.mask else None
+            init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0,
+                             invert_mask=bool(body.inpainting_mask_invert),
+                             only_masked_padding=body.inpaint_full_res_padding if body.inpaint_full_res else None,
+                             fill_masked=body.inpainting_fill == 0)
+            result = answer(work.generate(caller, to_request(caller, body, uploads, init)), body)
+            if body.include_init_images and body.send_images:
+                result["images"] += [file_base64(image)]
         return result
 
     @router.post("/png-info")
@@ -371,12 +373,14 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         if model and (size is not None or body.upscaling_resize not in SCALES):
             raise InvalidInput(f"Model upscaler {body.upscaler_1!r} upscales by 2 or 4 (upscaling_resize, with "
                                "resize_mode 0).")
-        path = work.decode_upload(caller, body.image, "image")
-        if model:
-            made = upscale_image(studio, UpscaleRequest(path, int(body.upscaling_resize), body.upscaler_1,
+        if not model:  # nothing kept: the answer carries the picture, as A1111's does
+            picture = open_picture(io.BytesIO(image_bytes(body.image, "image")), "image")
+            return {"html_info": "", "image": png_base64(upscale(picture, body.upscaler_1, body.upscaling_resize,
+                                                                 size))}
+        with work.uploads(caller) as uploads:
+            source = uploads.decode(body.image, "image")
+            made = upscale_image(studio, UpscaleRequest(source, int(body.upscaling_resize), body.upscaler_1,
                                                         owner=caller.user))[0].path
-        else:
-            made = upscale(studio, caller.user, path, body.upscaler_1, body.upscaling_resize, size)
         return {"html_info": "", "image": file_base64(made)}
 
     @router.post("/refresh-checkpoints")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
@@ -33,11 +34,11 @@ from starlette.routing import Match
 
 from masuka.access import may_read
 from masuka.api.auth import Caller, Refused, caller_off_loop
-from masuka.api.work import ApiWork, Outcome, TooManyWaiting
+from masuka.api.work import ApiWork, Outcome, TooManyWaiting, Uploads
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound
 from masuka.image.generate import MAX_BATCH, ImageRequest, used_prompt
 from masuka.image.metadata import read_parameters, save_image
-from masuka.image.tasks import InitImage, save_input
+from masuka.image.tasks import InitImage
 from masuka.models.catalog import image_models
 from masuka.store import row_id
 
@@ -210,34 +211,40 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
         if not images or not hasattr(images[0], "read"):
             raise OpenAIError(400, "Send the picture to edit as the multipart file 'image'.", param="image")
         prompt = form_text(form, "prompt") or ""
-        image = await work.call(work.decode_upload, caller, await images[0].read(), "init image")
-        mask_file = form.get("mask")
-        mask = None
-        if mask_file is not None and hasattr(mask_file, "read"):
-            mask = await work.call(_openai_mask, work, caller, await mask_file.read())
-        init = InitImage(image, 1.0 if mask else EDIT_STRENGTH, mask, mask_blur=0)
         aids = Aids.model_validate(form_texts(form, Aids.model_fields))
         delivery = Delivery.model_validate(form_texts(form, Delivery.model_fields))
-        image_request = to_request(caller, prompt, form_text(form, "model"), form_text(form, "n") or 1,
-                                   form_text(form, "size"), init, aids)
-        return await run(request, caller, image_request, delivery, "image_edit")
+        async with work.uploads(caller) as uploads:
+            image = await work.call(uploads.decode, await images[0].read(), "init image")
+            mask_file = form.get("mask")
+            mask = None
+            if mask_file is not None and hasattr(mask_file, "read"):
+                mask = await work.call(_openai_mask, uploads, await mask_file.read())
+            init = InitImage(image, 1.0 if mask else EDIT_STRENGTH, mask, mask_blur=0)
+            image_request = to_request(caller, prompt, form_text(form, "model"), form_text(form, "n") or 1,
+                                       form_text(form, "size"), init, aids)
+            return await run(request, caller, image_request, delivery, "image_edit")
 
     @router.get("/images/files/{image_id}", name="openai_image_file")
     @openai_errors
     async def image_file(image_id: str, request: Request, format: str | None = None) -> Any:
         """A generated image by its history id, as saved or in the ``format`` the request asked for."""
         caller = await caller_off_loop(caller_of, request)
+        path = await anyio.to_thread.run_sync(own_image, caller, image_id)  # a database read, a file check
+        if format is None:
+            return FileResponse(path)
+        delivery = Delivery.model_validate({"output_format": format})
+        picture = await work.call(delivered, path, delivery)
+        return Response(picture.data, media_type=f"image/{picture.format}")
+
+    def own_image(caller: Caller, image_id: str) -> Path:
+        """The file of the caller's generation ``image_id`` (any user's for an admin), else a 404."""
         number = row_id(image_id)
         row = studio.store.get("generations", number) if number else None
         path = studio.config.absolute(row["output_path"]) if row and row.get("output_path") else None
         if path is None or not path.is_file() or (row["owner"] != caller.user and not caller.admin) \
                 or not may_read(studio, caller.user, path):
             raise OpenAIError(404, f"No image {image_id} of yours.", code="not_found")
-        if format is None:
-            return FileResponse(path)
-        delivery = Delivery.model_validate({"output_format": format})
-        picture = await work.call(delivered, path, delivery)
-        return Response(picture.data, media_type=f"image/{picture.format}")
+        return path
 
     @router.get("/models")
     @openai_errors
@@ -317,11 +324,12 @@ def _events(event: str, pictures: list[Delivered]) -> Iterator[str]:
         yield f"event: {event}.completed\ndata: {json.dumps(payload)}\n\n"
 
 
-def _openai_mask(work: ApiWork, caller: Caller, data: bytes) -> Any:
-    """OpenAI masks are transparent where the picture should change: turned into white-means-repaint."""
-    path = work.decode_upload(caller, data, "mask")
+def _openai_mask(uploads: Uploads, data: bytes) -> Path:
+    """OpenAI masks are transparent where the picture should change: turned into white-means-repaint (the upload's
+    own copy then used by nothing)."""
+    path = uploads.decode(data, "mask")
     with Image.open(path) as mask:
         if not mask.has_transparency_data:  # alpha, or a palette or grey PNG's transparent entries (pngquant's)
             return path
         repaint = mask.convert("RGBA").getchannel("A").point(lambda alpha: 255 if alpha == 0 else 0)
-    return save_input(work.studio, caller.user, repaint, "mask")
+    return uploads.keep(repaint, "mask")

@@ -20,13 +20,15 @@ from typing import Any
 import anyio
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from PIL import Image
 from starlette.types import Message
 
 from masuka.api.auth import Caller
 from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.history.actions import still_used
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
-from masuka.image.tasks import open_picture, save_input
+from masuka.image.tasks import open_picture, png_mode, save_input
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
 
@@ -185,10 +187,49 @@ class ApiWork:
             flag.set()
         return len(flags)
 
-    def decode_upload(self, caller: Caller, data: str | bytes, kind: str) -> Path:
-        """A base64 image (data URL or bare) or raw upload, checked and kept in the caller's inputs folder."""
-        picture = open_picture(io.BytesIO(image_bytes(data, kind)), kind)  # upright, 8-bit, as the UI's are
-        return save_input(self.studio, caller.user, picture, kind.replace(" ", "-"))
+    def uploads(self, caller: Caller) -> Uploads:
+        """The pictures one request of ``caller`` uploads, kept while it runs (see :class:`Uploads`)."""
+        return Uploads(self.studio, caller.user)
+
+
+@dataclass
+class Uploads:
+    """The pictures one REST request uploads, copied into the caller's ``inputs`` folder (:meth:`decode`,
+    :meth:`keep`) for as long as the request is answered: used in a ``with`` (``async with`` on the event loop),
+    which on the way out removes the copies no history row or queued job points at. So a request refused before
+    its work ran (a bad size, too many waiting: any 4xx) keeps none, and one that ran keeps those its rows use."""
+
+    studio: Studio
+    owner: str
+    paths: list[Path] = field(default_factory=list)
+
+    def decode(self, data: str | bytes, kind: str) -> Path:
+        """A base64 image (data URL or bare) or raw upload, checked and copied."""
+        return self.keep(open_picture(io.BytesIO(image_bytes(data, kind)), kind), kind)  # upright, 8-bit
+
+    def keep(self, picture: Image.Image, kind: str) -> Path:
+        """``picture`` copied into the inputs folder for this request."""
+        path = save_input(self.studio, self.owner, picture, kind.replace(" ", "-"))
+        self.paths.append(path)
+        return path
+
+    def drop_unused(self) -> None:
+        """Remove the copies that no history row or queued job points at (History's deletion asks the same)."""
+        for path in self.paths:
+            if not still_used(self.studio, path):
+                path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Uploads:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.drop_unused()
+
+    async def __aenter__(self) -> Uploads:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await anyio.to_thread.run_sync(self.drop_unused)  # database reads: off the event loop
 
 
 def image_bytes(data: str | bytes, kind: str) -> bytes:
@@ -203,3 +244,10 @@ def image_bytes(data: str | bytes, kind: str) -> bytes:
 
 def file_base64(path: Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def png_base64(picture: Image.Image) -> str:
+    """``picture`` as base64 PNG bytes, for an answer that carries a picture no file keeps."""
+    buffer = io.BytesIO()
+    png_mode(picture).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()

@@ -11,7 +11,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from masuka.errors import InvalidInput
-from masuka.history.browse import entry
+from masuka.history.browse import PRIVATE_COLUMNS, entry
 from masuka.image.compare import unfinished_using
 from masuka.image.control import FORM_PICTURES as CONTROL_PICTURES
 from masuka.image.generate import ImageRequest, resolve_lora_path
@@ -129,7 +129,7 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
                 studio.store.delete_where("job_metrics", "job_id = ?", [row["id"]])
             studio.store.delete(row["table"], row["id"])
         for path in inputs:
-            if not _still_used(studio, path):
+            if not still_used(studio, path):
                 path.unlink(missing_ok=True)
                 files += 1
         for job_id in video_jobs:  # a chain's clips go with the last entry of its job (the job or its video)
@@ -198,7 +198,7 @@ def _input_files(studio: Studio, row: dict) -> set[Path]:
     return found
 
 
-def _still_used(studio: Studio, path: Path) -> bool:
+def still_used(studio: Studio, path: Path) -> bool:
     """Whether any history row or queued job (of any status) still points at an input picture: a batch, an entry
     reused with the same picture and the queue share one copy."""
     needle = f"{path.parent.name}/{path.name}"
@@ -232,7 +232,7 @@ def export_zip(studio: Studio, user: str, admin: bool, keys: list[str]) -> Path:
     lines = []
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for row in rows:
-            record = {k: v for k, v in row.items() if k not in ("file", "table", "pid", "holder", "log", "metrics")}
+            record = {k: v for k, v in row.items() if k not in {"file", "table", "log", "metrics", *PRIVATE_COLUMNS}}
             record["file_name"] = None
             if row["file"] is not None:
                 record["file_name"] = f"{row['key']}-{row['file'].name}"

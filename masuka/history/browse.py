@@ -66,6 +66,10 @@ def filter_choices(studio: Studio, user: str, admin: bool) -> dict[str, list[str
     return history_choices(studio.store, None if admin else user)
 
 
+#: a row's columns no view or export shows: the runner's process id and its private holder token
+PRIVATE_COLUMNS = frozenset({"pid", "holder"})
+
+
 def entry(studio: Studio, user: str, admin: bool, key: str) -> dict:
     """The full row behind ``key`` (every parameter, timings, cost, error), if it is this user's."""
     table, row_id = parse_key(key)

@@ -393,23 +393,24 @@ def keep_input(studio: Studio, owner: str, path: str | Path, kind: str) -> Path:
     return save_input(studio, owner, open_picture(path, kind.replace("-", " ")), kind)
 
 
-def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str, folder: str = "inputs") -> Path:
-    """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it), or an
-    upscaled picture in ``extras``."""
-    target = output_dir(studio.config, owner) / folder
+def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str) -> Path:
+    """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it)."""
+    target = output_dir(studio.config, owner) / "inputs"
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{kind}-{uuid.uuid4().hex[:12]}.png"
-    if picture.mode not in PNG_MODES:  # a CMYK or YCbCr JPEG, a LAB TIFF: kept as the colours they show
-        picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
-    picture.save(path, format="PNG")
+    png_mode(picture).save(path, format="PNG")
     return path
 
 
-def upscale(studio: Studio, owner: str, path: str | Path, method: str, factor: float = 2.0,
-            size: tuple[int, int] | None = None) -> Path:
-    """Resize a picture by ``factor`` (or to ``size``) with Lanczos or Nearest, as A1111's built-in upscalers
-    do, into the owner's ``extras`` folder; ``None`` keeps it as it is."""
-    picture = open_picture(path, "image")
+def png_mode(picture: Image.Image) -> Image.Image:
+    """``picture`` in a mode PNG keeps: a CMYK or YCbCr JPEG, a LAB TIFF as the colours they show."""
+    return picture if picture.mode in PNG_MODES else picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
+
+
+def upscale(picture: Image.Image, method: str, factor: float = 2.0, size: tuple[int, int] | None = None
+            ) -> Image.Image:
+    """``picture`` resized by ``factor`` (or to ``size``) with Lanczos or Nearest, as A1111's built-in upscalers
+    do; ``None`` keeps it as it is."""
     if size is None:
         if not 1 <= factor <= MAX_UPSCALE:
             raise InvalidInput(f"The upscale factor must be between 1 and {MAX_UPSCALE} (got {factor:g}).")
@@ -418,4 +419,4 @@ def upscale(studio: Studio, owner: str, path: str | Path, method: str, factor: f
         raise InvalidInput(f"The upscaled size must be 1-8192 pixels a side (got {size[0]}x{size[1]}).")
     if method in RESAMPLERS:
         picture = picture.resize(size, RESAMPLERS[method])
-    return save_input(studio, owner, picture, "upscaled", folder="extras")
+    return picture

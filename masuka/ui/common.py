@@ -240,17 +240,22 @@ def wire_stop(studio: Studio, tab: str, button: gr.Button, status: Component, ap
 
 def acknowledge(said: str | None) -> str:
     """A Stop's answer as a toast (through the queue, which carries toasts: the Stop's own click skips it), and
-    its hidden output emptied, so a later Stop that finds nothing to stop shows nothing."""
+    its hidden output emptied."""
     if said:
         gr.Info(said)
     return ""
 
 
-def stop_work(studio: Studio, tab: str, step: str, request: gr.Request):
-    """A Stop button's click: stop ``tab``'s work of this session, running or waiting in the queue; nothing shown
-    when there is none (the flag is there from the queue's admission of the work until it ends:
-    :class:`~masuka.gpu.StopFlags`)."""
-    return f"Stopping after the current {step}…" if studio.stops.stop(stop_key(tab, request)) else gr.skip()
+#: a Stop's answer when this session has no work of the tab waiting or running
+NOTHING_TO_STOP = ("Nothing of this tab is running in this session: a Stop reaches the work started from the same "
+                   "browser tab or API client session (gradio_client: the same Client).")
+
+
+def stop_work(studio: Studio, tab: str, step: str, request: gr.Request) -> str:
+    """A Stop button's click: stop ``tab``'s work of this session, running or waiting in the queue (the flag is
+    there from the queue's admission of the work until it ends: :class:`~masuka.gpu.StopFlags`); else say that
+    nothing of this session is there to stop (the work of another tab or client is not this Stop's)."""
+    return f"Stopping after the current {step}…" if studio.stops.stop(stop_key(tab, request)) else NOTHING_TO_STOP
 
 
 def usable_file(studio: Studio, request: gr.Request | None, path: str | Path) -> Path:

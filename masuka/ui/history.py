@@ -12,13 +12,13 @@ from gradio.components import Component
 
 from masuka.errors import InvalidInput
 from masuka.history.actions import delete_entries, export_zip, reuse_parameters
-from masuka.history.browse import Filters, browse, dashboard, entry, filter_choices
+from masuka.history.browse import PRIVATE_COLUMNS, Filters, browse, dashboard, entry, filter_choices
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
 from masuka.ui.common import Form, UIContext, bind, friendly, is_admin, user_of, verbatim
 
 COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
-DETAIL_SKIP = {"file", "table", "metrics", "log", "pid", "holder", "key"}
+DETAIL_SKIP = {"file", "table", "metrics", "log", "key", *PRIVATE_COLUMNS}
 CONFIRM = "Yes, delete the entry and its file"
 RUN_CONFIRM = "Yes, delete the run with its folder and LoRA"  # a training run's folder holds its library LoRA
 KEY_SEPARATORS = re.compile(r"[,;\s]+")  # between the keys typed into the export selection

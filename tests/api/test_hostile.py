@@ -133,15 +133,15 @@ def test_an_uploaded_phone_photo_is_kept_upright_and_16_bit_brought_to_8(studio)
     from masuka.api.auth import Caller
     from masuka.api.work import ApiWork
 
-    work, caller = ApiWork(studio), Caller("local", True)
+    uploads = ApiWork(studio).uploads(Caller("local", True))
     sideways = Image.new("RGB", (40, 20), "red")
     exif = sideways.getexif()
     exif[0x0112] = 6  # "rotate 90 clockwise to view", as phones store portraits
     buffer = io.BytesIO()
     sideways.save(buffer, "JPEG", exif=exif)
-    with Image.open(work.decode_upload(caller, buffer.getvalue(), "init image")) as kept:
+    with Image.open(uploads.decode(buffer.getvalue(), "init image")) as kept:
         assert kept.size == (20, 40)
     deep = io.BytesIO()
     Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(deep, "PNG")
-    with Image.open(work.decode_upload(caller, deep.getvalue(), "init image")) as kept:
+    with Image.open(uploads.decode(deep.getvalue(), "init image")) as kept:
         assert 150 < np.asarray(kept.convert("L")).mean() < 160  # 40000 / 257, not clipped to white

@@ -328,7 +328,7 @@ def test_the_stop_button_ends_the_panel_s_upscale_in_the_panel(studio, photo, up
     """The Image tab's Stop ends an upscale between tiles: the panel's status says so (no error toast, the
     generation's status left alone), its result is emptied, and nothing is left to stop afterwards."""
     from masuka.ui import upscale as panel
-    from masuka.ui.common import IMAGE_TAB, stop_work
+    from masuka.ui.common import IMAGE_TAB, NOTHING_TO_STOP, stop_work
 
     request = gr.Request(session_hash="upscale-stop")
     said = []
@@ -339,8 +339,8 @@ def test_the_stop_button_ends_the_panel_s_upscale_in_the_panel(studio, photo, up
 
     result = panel.upscale(studio, str(photo), 4, "tiny4x", tile=32, request=request, progress=press_stop)
     assert result == (None, "Stopped: nothing saved.")
-    assert said[:2] == ["Stopping after the current tile…", gr.skip()]
-    assert stop_work(studio, panel.PANEL, "tile", request) == gr.skip() and not studio.stops._flags
+    assert said[:2] == ["Stopping after the current tile…", NOTHING_TO_STOP]
+    assert stop_work(studio, panel.PANEL, "tile", request) == NOTHING_TO_STOP and not studio.stops._flags
     assert studio.store.find("generations")[0]["status"] == "cancelled"
 
 

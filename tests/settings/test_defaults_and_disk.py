@@ -131,3 +131,26 @@ def test_default_numbers_are_refused_as_an_image_would_refuse_them(config, bad, 
 def test_a_default_size_is_a_multiple_the_model_accepts(config):
     assert save_defaults(config, model="sdxl", width=1000, height=1016).width == 1000
     assert save_defaults(config, width=1024, height=768).height == 768
+
+
+def test_remove_leftovers_sweeps_input_copies_nothing_uses_and_old_extras(studio):
+    """Copies in ``outputs/<user>/inputs`` that no row or queued job points at (a request refused before its work
+    ran) go once they are an hour old, as do the A1111 extras upscales older versions kept; copies in use stay."""
+    import os
+
+    from masuka.image.tasks import save_input
+
+    picture = Image.new("RGB", (8, 8), "red")
+    used, queued, orphan, fresh = (save_input(studio, "bob", picture, kind) for kind in ("init-image", "mask",
+                                                                                         "init-image", "mask"))
+    studio.store.insert("generations", {"kind": "image", "status": "completed", "owner": "bob",
+                                        "params": {"init_image": str(used)}})
+    studio.store.insert("queue", {"task": "image", "owner": "bob", "status": "queued",
+                                  "params": {"mask": f"inputs/{queued.name}"}})
+    extra = studio.config.outputs_dir / "bob" / "extras" / "upscaled-0123456789ab.png"
+    extra.parent.mkdir(parents=True)
+    picture.save(extra)
+    for path in (used, queued, orphan, extra):
+        os.utime(path, (0, 0))
+    assert clean_leftovers(studio)[0] == 2
+    assert used.exists() and queued.exists() and fresh.exists() and not orphan.exists() and not extra.exists()

@@ -381,13 +381,13 @@ def test_reuse_of_an_upscale_opens_the_upscale_panel(studio, tmp_path):
 def test_the_stop_flag_lives_as_long_as_the_generation(studio, tiny_model):
     """A Stop after the generation has ended stops nothing and shows nothing (the "Done" status stays), and no
     flag is left behind."""
-    from masuka.ui.common import IMAGE_TAB, stop_work
+    from masuka.ui.common import IMAGE_TAB, NOTHING_TO_STOP, stop_work
 
     request = gr.Request(session_hash="stop-session")
     outputs = list(image.generate_image(studio, "a fox", str(tiny_model("flux")), steps=1, width=64, height=64,
                                         request=request, progress=lambda *_a, **_k: None))
     assert outputs[-1][2].startswith("Done")
-    assert stop_work(studio, IMAGE_TAB, "step", request) == SKIP
+    assert stop_work(studio, IMAGE_TAB, "step", request) == NOTHING_TO_STOP
     assert not studio.stops._flags
     with studio.stops.armed("key") as flag:
         assert studio.stops.stop("key") and flag.is_set()
@@ -397,7 +397,7 @@ def test_the_stop_flag_lives_as_long_as_the_generation(studio, tiny_model):
 def test_a_stop_while_the_generation_waits_in_the_queue_ends_it_before_it_runs(studio, tiny_model):
     """The queue arms the Stop as it takes the generation: pressed while the generation waits there, it ends the
     generation as it leaves the queue (no model loaded, nothing recorded), and the next click runs."""
-    from masuka.ui.common import IMAGE_TAB, stop_key, stop_work
+    from masuka.ui.common import IMAGE_TAB, NOTHING_TO_STOP, stop_key, stop_work
 
     request = gr.Request(session_hash="queued-stop")
     form = ["a fox", str(tiny_model("flux")), "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0.0]
@@ -409,7 +409,7 @@ def test_a_stop_while_the_generation_waits_in_the_queue_ends_it_before_it_runs(s
     assert stop_work(studio, IMAGE_TAB, "step", request) == "Stopping after the current step…"
     assert leave_the_queue() == [([], "", "Stopped: 0 image(s) kept.")]
     assert not studio.store.find("generations") and studio.models.loads == 0
-    assert stop_work(studio, IMAGE_TAB, "step", request) == SKIP and not studio.stops._flags
+    assert stop_work(studio, IMAGE_TAB, "step", request) == NOTHING_TO_STOP and not studio.stops._flags
     studio.stops.arm(stop_key(IMAGE_TAB, request))
     assert leave_the_queue()[-1][2].startswith("Done") and not studio.stops._flags
 

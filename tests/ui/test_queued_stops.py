@@ -15,9 +15,8 @@ from masuka.datasets.library import create_dataset
 from masuka.gpu import STOP_TAB
 from masuka.store import LOCAL_USER
 from masuka.ui import characters, checkpoints, compare, datasets, grid
-from masuka.ui.common import stop_key, stop_work
+from masuka.ui.common import NOTHING_TO_STOP, stop_key, stop_work
 
-SKIP = gr.skip()
 STOPPED = "Stopped by the user before it started."
 
 
@@ -95,14 +94,14 @@ def test_a_stop_while_the_work_waits_in_the_queue_ends_it_before_it_runs(studio,
     tab = TABS[name]
     request = gr.Request(session_hash=f"queued-{name}")
     model = str(tiny_model("flux"))
-    assert stop_work(studio, tab.key, tab.step, request) == SKIP, "nothing asked for yet"
+    assert stop_work(studio, tab.key, tab.step, request) == NOTHING_TO_STOP, "nothing asked for yet"
     admitted(studio, tab.key, request)  # the click: the work now waits in the queue
     assert stop_work(studio, tab.key, tab.step, request) == f"Stopping after the current {tab.step}…"
     assert outcome(lambda: tab.work(studio, model, request, ok=True)).startswith(STOPPED.rstrip("."))
     assert studio.models.loads == 0
     for table in ("generations", "comparisons", "characters", "jobs"):
         assert not studio.store.find(table), f"{table}: nothing was made"
-    assert stop_work(studio, tab.key, tab.step, request) == SKIP and not studio.stops._flags
+    assert stop_work(studio, tab.key, tab.step, request) == NOTHING_TO_STOP and not studio.stops._flags
 
 
 @pytest.mark.parametrize("name", TABS)
@@ -116,7 +115,7 @@ def test_a_refused_click_leaves_no_stop_armed(studio, tiny_model, name):
         admitted(studio, tab.key, request)
         assert tab.refused in outcome(lambda: tab.work(studio, model, request, ok=False)), "refused, not stopped"
         assert not studio.stops._flags
-        assert stop_work(studio, tab.key, tab.step, request) == SKIP, "nothing waits or runs"
+        assert stop_work(studio, tab.key, tab.step, request) == NOTHING_TO_STOP, "nothing waits or runs"
 
 
 def test_after_a_refused_grid_the_next_grid_runs_in_full(studio, tiny_model):
@@ -164,7 +163,7 @@ def test_an_image_request_the_api_refuses_takes_its_arm_with_it(studio, tiny_mod
         with pytest.raises(gr.Error):
             work()
         assert not studio.stops._flags
-        assert stop_work(studio, IMAGE_TAB, "step", request) == SKIP
+        assert stop_work(studio, IMAGE_TAB, "step", request) == NOTHING_TO_STOP
 
 
 def test_a_request_cancelled_while_it_waits_leaves_no_arm(live_app, tiny_model, monkeypatch):
@@ -205,4 +204,4 @@ def test_a_request_cancelled_while_it_waits_leaves_no_arm(live_app, tiny_model, 
         assert cancelled.status_code == 200
         wait_for(lambda: flags("second") == [], "the cancelled request's arm stayed")
         assert flags("first") == [(0, 1)]
-        assert stop_work(app.studio, IMAGE_TAB, "step", gr.Request(session_hash="second")) == SKIP
+        assert stop_work(app.studio, IMAGE_TAB, "step", gr.Request(session_hash="second")) == NOTHING_TO_STOP
