@@ -68,7 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"masuka.commands.{name}").register(sub, common)
+    for line in sub._choices_actions:  # each group's line in --help ends with its actions, so none is left out
+        if listed := actions_of(sub.choices[line.dest]):
+            line.help = f"{line.help}: {', '.join(listed)}"
     return parser
+
+
+def actions_of(command: argparse.ArgumentParser) -> list[str]:
+    """The actions of a command group as a user types them (``dataset``: ``create``, ``add``, …): its
+    sub-commands, or the choices of its ``action`` argument (``storage``); none for a plain command."""
+    for action in command._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+        if action.dest == "action" and action.choices:
+            return list(action.choices)
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,6 +87,10 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, tiny_model, args, mes
     (["--outpaint", "8,8,0,0"], "--outpaint needs --init-image"),
     (["--init-image", "photo.png", "--outpaint", "1,2"], "Outpaint takes four whole numbers"),
     (["--control", "bogus"], "--control takes KIND:PATH[:WEIGHT]"),
+    (["--strength", "0.5"], "--strength needs --init-image: without it --strength does nothing."),
+    (["--mask-blur", "9"], "--mask-blur needs --mask or --outpaint"),
+    (["--init-image", "photo.png", "--mask-blur", "9"], "--mask-blur needs --mask or --outpaint"),
+    (["--face-strength", "0.9"], "--face-strength needs --face-detail"),
 ])
 def test_refused_flags_leave_no_data_folder(capsys, tmp_path, args, message):
     """Flags the image CLI refuses by themselves are refused before the studio opens: nothing is made."""
@@ -95,6 +99,72 @@ def test_refused_flags_leave_no_data_folder(capsys, tmp_path, args, message):
                              "--prompt", "x", *args)
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1 and out == ""
     assert not data.exists()
+
+
+@pytest.mark.parametrize("command", [["queue", "add"], ["grid", "--x", "steps=1,2"],
+                                     ["grid", "--queue", "--x", "steps=1"], ["compare", "create"]])
+def test_other_image_commands_refuse_flags_before_the_data_folder_is_made(capsys, tmp_path, command):
+    """``queue add``, ``grid`` and ``compare create`` check their flags as ``generate`` does, before the studio."""
+    data = tmp_path / "data"
+    code, out, err = run_cli(capsys, *command, "--data-dir", str(data), "--model", "nobody/nothing",
+                             "--prompt", "x", "--mask", "mask.png")
+    assert code == 2 and "--mask needs --init-image" in err and err.count("\n") == 1 and out == ""
+    assert not data.exists()
+
+
+@pytest.mark.parametrize("command", [["upscale"], ["queue", "upscale"]])
+@pytest.mark.parametrize("flag", [["--strength", "0.5"], ["--steps", "3"], ["--seed", "1"], ["--prompt", "x"],
+                                  ["--negative-prompt", "blur"], ["--guidance", "5"]])
+def test_detail_upscale_flags_without_detail_are_refused(capsys, tmp_path, command, flag):
+    """A detail upscale's flags without ``--detail`` are refused (as ``--model`` is), not silently ignored."""
+    data = tmp_path / "data"
+    code, out, err = run_cli(capsys, *command, "--data-dir", str(data), "--image", "photo.png", *flag)
+    assert code == 2 and err == f"error: {flag[0]} needs --detail: without it {flag[0]} does nothing.\n"
+    assert out == "" and not data.exists()
+
+
+def test_dependent_flags_left_out_take_the_request_defaults(capsys):
+    """Left out, ``--strength``, ``--mask-blur``, ``--face-strength`` (generate) and the detail flags (upscale) are
+    the request dataclasses' own defaults, which ``--help`` shows."""
+    from masuka.cli import build_parser
+    from masuka.commands.generate import flags_request
+    from masuka.commands.upscale import upscale_request
+    from masuka.image.generate import ImageRequest
+    from masuka.image.tasks import InitImage
+    from masuka.image.upscale.request import UpscaleRequest
+
+    parser = build_parser()
+    request = flags_request(parser.parse_args(["generate", "--model", "m", "--prompt", "x", "--init-image", "a.png",
+                                               "--mask", "m.png", "--face-detail"]))
+    assert request.init == InitImage("a.png", mask="m.png")
+    assert request.face_strength == ImageRequest("", "").face_strength
+    chosen = flags_request(parser.parse_args(["generate", "--model", "m", "--prompt", "x", "--init-image", "a.png",
+                                              "--strength", "0.5", "--outpaint", "8,8,0,0", "--mask-blur", "9",
+                                              "--face-detail", "--face-strength", "0.9"]))
+    assert (chosen.init.strength, chosen.init.mask_blur, chosen.face_strength) == (0.5, 9, 0.9)
+    assert upscale_request(parser.parse_args(["upscale", "--image", "a.png"])) == UpscaleRequest("a.png")
+    detail = upscale_request(parser.parse_args(["upscale", "--image", "a.png", "--detail", "--model", "m",
+                                                "--prompt", "a boat"]))
+    assert detail == UpscaleRequest("a.png", detail=True, model="m", prompt="a boat")
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"(default {InitImage('').strength})" in shown and f"(default {InitImage('').mask_blur})" in shown
+    assert f"(default {ImageRequest('', '').face_strength})" in shown
+
+
+def test_the_top_help_lists_each_group_s_actions(capsys, monkeypatch):
+    """``python -m masuka --help`` ends each group's line with its actions, as the group's parser has them."""
+    from masuka.cli import actions_of, build_parser
+
+    monkeypatch.setenv("COLUMNS", "500")  # no help wrapped
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    groups = build_parser()._subparsers._group_actions[0].choices
+    listed = {name: ", ".join(actions_of(group)) for name, group in groups.items() if actions_of(group)}
+    assert [name for name, actions in listed.items() if f": {actions} " not in shown] == []
+    assert {"keys", "dataset", "storage", "settings", "queue"} <= set(listed)
 
 
 def test_unknown_model_in_a_real_process_has_no_traceback(tmp_path):
@@ -398,3 +468,17 @@ def test_lora_import_and_delete_give_the_file_as_an_absolute_path(capsys, tmp_pa
     assert os.path.isabs(path) and os.path.isfile(path) and path.startswith(str(data))
     code, out, err = run_cli(capsys, "models", "delete-lora", "ink", "--json", "--data-dir", str(data))
     assert code == 0 and json.loads(out)["path"] == path and not os.path.exists(path), err
+
+
+def test_history_show_leaves_out_the_runner_s_pid_and_holder_token(capsys, studio):
+    """``history show`` hides the columns the History tab and exports hide: the runner's process id and its private
+    holder token (text and JSON)."""
+    data = str(studio.config.data_dir)
+    studio.store.insert("jobs", {"kind": "image", "status": "running", "title": "a fox", "pid": 4321,
+                                 "holder": "secret-runner-token"})
+    code, out, err = run_cli(capsys, "history", "show", "j1", "--data-dir", data)
+    assert code == 0 and "title: a fox" in out, err
+    assert "secret-runner-token" not in out and "holder" not in out and "4321" not in out
+    code, out, err = run_cli(capsys, "history", "show", "j1", "--json", "--data-dir", data)
+    shown = json.loads(out)
+    assert code == 0 and shown["title"] == "a fox" and not {"pid", "holder"} & shown.keys(), err

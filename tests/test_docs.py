@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from masuka.cli import build_parser
+from masuka.cli import actions_of, build_parser
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -15,16 +15,26 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def commands() -> list[str]:
     """Every ``python -m masuka`` command and sub-command, as a user types it (``dataset create``)."""
-    found = []
     top = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    for name, parser in top.choices.items():
-        found.append(name)
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                found += [f"{name} {sub}" for sub in action.choices]
-            elif action.dest == "action" and action.choices:
-                found += [f"{name} {choice}" for choice in action.choices]
-    return found
+    return [found for name, parser in top.choices.items()
+            for found in (name, *(f"{name} {action}" for action in actions_of(parser)))]
+
+
+def command_table() -> dict[str, set[str]]:
+    """The first column of the "Command line" section's table: each command and the actions written with it
+    (``dataset create/add`` -> ``{"dataset": {"create", "add"}}``)."""
+    section = README.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    listed: dict[str, set[str]] = {}
+    for cell in re.findall(r"^\| (.+?) \|", section, flags=re.MULTILINE):
+        for name, actions in re.findall(r"`([a-z-]+)(?: ([a-z/-]+))?", cell):
+            listed.setdefault(name, set()).update(filter(None, actions.split("/")))
+    return listed
+
+
+def in_table(command: str, listed: dict[str, set[str]]) -> bool:
+    """Whether the :func:`command_table` ``listed`` has ``command`` (``dataset create``: in the dataset row)."""
+    name, _, action = command.partition(" ")
+    return name in listed and (not action or action in listed[name])
 
 
 def variables() -> set[str]:
@@ -47,6 +57,13 @@ def documented_command(command: str) -> bool:
 @pytest.mark.parametrize("command", commands())
 def test_every_command_is_in_the_readme(command):
     assert documented_command(command), f"`python -m masuka {command}` is not in the README"
+
+
+def test_the_command_table_lists_every_command_and_action():
+    """The table a new user reads for what there is: every command, each action of a group (``queue upscale``,
+    ``settings aids``, ``storage clean-tmp``) in its row."""
+    listed = command_table()
+    assert [command for command in commands() if not in_table(command, listed)] == []
 
 
 def test_every_variable_is_in_the_readme():

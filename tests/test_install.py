@@ -6,6 +6,7 @@ import json
 import sys
 import types
 
+import pytest
 from packaging.requirements import Requirement as Range
 
 from masuka.cli import main
@@ -75,6 +76,18 @@ def test_doctor_lists_packages_that_moved_since_a_lock(tmp_path, capsys):
     assert report["problems"] == [] and report["versions"]["diffusers"] == installed("diffusers")
     old.write_text(f"peft=={installed('peft')}\n", encoding="utf-8")
     assert main(["doctor", "--against", str(old)]) == 0
+
+
+@pytest.mark.parametrize("name, why", [("missing.lock", "No such file or directory"), ("folder", "Is a directory"),
+                                       ("binary.lock", "can't decode")])
+def test_doctor_refuses_a_lock_it_cannot_read_in_one_line(tmp_path, capsys, name, why):
+    """A lock that is not there (or not a text file) is one ``error:`` line naming it and why, exit 2."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "binary.lock").write_bytes(b"\xff\xfe\x00peft")
+    assert main(["doctor", "--against", str(tmp_path / name)]) == 2
+    out, err = capsys.readouterr()
+    (line,) = err.splitlines()
+    assert not out and line.startswith(f"error: The lock file {tmp_path / name} cannot be read (") and why in line
 
 
 def test_doctor_reports_a_core_library_outside_the_requirements_ranges(capsys, monkeypatch):

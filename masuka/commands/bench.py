@@ -12,7 +12,7 @@ from masuka.cli import emit, open_studio
 def register(sub, common: argparse.ArgumentParser) -> None:
     from masuka.bench import KINDS
 
-    parser = sub.add_parser("bench", parents=[common], help="benchmarks: " + ", ".join(KINDS))
+    parser = sub.add_parser("bench", parents=[common], help="benchmarks")
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
     for kind in KINDS:
         module = importlib.import_module(f"masuka.bench.{kind}")

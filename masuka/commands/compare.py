@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 
 from masuka.cli import emit, open_studio, progress_line
-from masuka.commands.generate import add_request_arguments, cli_lora, request_from_args
+from masuka.commands.generate import add_request_arguments, checked_size, cli_lora, flags_request
 from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("compare", parents=[common],
-                            help="blind A/B tests: create, next, vote, tally, list, delete")
+                            help="blind A/B tests")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", parents=[common], help="render the pairs of a new A/B test")
     add_request_arguments(create, prompt_required=False)
@@ -50,8 +50,9 @@ def run_create(args: argparse.Namespace) -> int:
             raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
     else:
         prompts = [args.prompt] if args.prompt else []
+    request = flags_request(args)
     studio = open_studio(args)
-    comparison = create_ab(studio, request_from_args(args, studio), [cli_lora(x) for x in args.a],
+    comparison = create_ab(studio, checked_size(studio, request), [cli_lora(x) for x in args.a],
                            [cli_lora(x) for x in args.b], prompts, args.seeds, allow_any_path=True,
                            on_image=lambda r: progress_line(args, f"saved {r.path}"))
     emit(args, {"comparison": comparison}, f"comparison {comparison}: judge it with `compare next {comparison}`")

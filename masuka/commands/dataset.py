@@ -14,7 +14,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     from masuka.datasets.preprocess import CROPS, PrepOptions
 
     defaults = PrepOptions()
-    parser = sub.add_parser("dataset", parents=[common], help="training datasets: create, add, caption, export")
+    parser = sub.add_parser("dataset", parents=[common], help="training datasets")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     create = actions.add_parser("create", parents=[common], help="create a dataset, optionally with images")

@@ -24,9 +24,13 @@ def run(args: argparse.Namespace) -> int:
     from masuka.compat import installed, moved, problems, range_problems
     from masuka.config import Config
     from masuka.environment import check_environment
-    from masuka.errors import InvalidInput
+    from masuka.errors import InvalidInput, reason
     from masuka.extras import extras
 
+    try:
+        lock = Path(args.against).read_text(encoding="utf-8") if args.against else None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"The lock file {args.against} cannot be read ({reason(error)}).") from None
     versions = {name: installed(name) for name in CORE}
     found = range_problems(CORE) + problems()
     # what serve reads first (its folders are not made), then the variables read at first use
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     optional = [{"name": e.name, "version": e.version, "enables": e.enables} for e in extras()]
     lines = [f"{name:<16} {version or 'not installed'}" for name, version in versions.items()]
     lines += [f"problem: {text}" for text in found] or ["no version conflicts"]
-    drift = moved(Path(args.against).read_text(encoding="utf-8")) if args.against else []
+    drift = moved(lock) if lock is not None else []
     lines += [f"moved since the lock: {line}" for line in drift]
     lines += [f"extra {e['name']:<12} {e['version'] or '-':<10} {e['enables']}" for e in optional]
     emit(args, {"versions": versions, "problems": found, "extras": optional, "moved": drift}, "\n".join(lines))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from masuka import memory_plans
 from masuka.cli import download_progress, emit, open_studio, progress_line
@@ -30,16 +30,41 @@ def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool
     add_aid_and_guide_arguments(parser)
 
 
+def default_of(cls: type, field: str) -> Any:
+    """The default of dataclass ``cls``'s ``field``: what a dependent flag left out (argparse default None) means,
+    and what its help shows."""
+    return next(each.default for each in fields(cls) if each.name == field)
+
+
+def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The flags among ``names`` (by dest) given on the command line: the rest are left to the request's
+    defaults (:func:`default_of`)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def refuse_without(args: argparse.Namespace, flags: tuple[str, ...], *needed: str) -> None:
+    """:class:`InvalidInput` for the first of ``flags`` given while none of the flags ``needed`` is: it would
+    silently do nothing."""
+    from masuka.errors import InvalidInput
+
+    alone = [f"--{name.replace('_', '-')}" for name in given(args, *flags)]
+    if alone and not any(getattr(args, name) for name in needed):
+        wanted = " or ".join(f"--{name.replace('_', '-')}" for name in needed)
+        raise InvalidInput(f"{alone[0]} needs {wanted}: without it {alone[0]} does nothing.")
+
+
 def add_aid_and_guide_arguments(parser: argparse.ArgumentParser) -> None:
     """The generation aids (prompt optimizer, safety check, face detail) and the control and reference images."""
+    from masuka.image.generate import ImageRequest
+
     parser.add_argument("--optimize-prompt", action="store_true",
                         help="rewrite the prompt in detail first, with the prompt optimizer set in Settings")
     parser.add_argument("--safety-check", action="store_true",
                         help="score each image with the NSFW classifier; flagged ones are blurred or withheld")
     parser.add_argument("--face-detail", action="store_true",
                         help="repaint each face found in the result at higher resolution (ADetailer-style)")
-    parser.add_argument("--face-strength", type=float, default=0.4,
-                        help="with --face-detail: how far a face may change, 0-1 (default 0.4)")
+    parser.add_argument("--face-strength", type=float, help="with --face-detail: how far a face may change, 0-1 "
+                                                             f"(default {default_of(ImageRequest, 'face_strength')})")
     parser.add_argument("--control", action="append", default=[], metavar="KIND:PATH[:WEIGHT]",
                         help="follow a control image with a ControlNet (SDXL, FLUX.1): KIND is canny (its edges), "
                              "depth (its depth) or image (as it is); weight 0-2, default 1; repeatable")
@@ -69,6 +94,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, size_default: str = 
 
 def add_speed_and_start_arguments(parser: argparse.ArgumentParser) -> None:
     """``--fast``, ``--step-cache`` and the flags of a starting image (img2img, inpaint, outpaint)."""
+    from masuka.image.tasks import InitImage
+
     parser.add_argument("--fast", action="store_true",
                         help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
     parser.add_argument("--step-cache", type=float, default=0.0, metavar="THRESHOLD",
@@ -78,11 +105,11 @@ def add_speed_and_start_arguments(parser: argparse.ArgumentParser) -> None:
                              "(flow-matching models); default: the model's own scheduler")
     parser.add_argument("--init-image", metavar="PATH",
                         help="start from this image (image-to-image); the size defaults to its size")
-    parser.add_argument("--strength", type=float, default=0.75,
-                        help="with --init-image: how far the result may move from it, 0-1 (default 0.75)")
+    parser.add_argument("--strength", type=float, help="with --init-image: how far the result may move from it, "
+                                                        f"0-1 (default {default_of(InitImage, 'strength')})")
     parser.add_argument("--mask", metavar="PATH", help="with --init-image: repaint only the white part (inpaint)")
-    parser.add_argument("--mask-blur", type=int, default=4, metavar="PX",
-                        help="with --mask or --outpaint: soften the mask edge by this many pixels (default 4)")
+    parser.add_argument("--mask-blur", type=int, metavar="PX", help="with --mask or --outpaint: soften the mask "
+                        f"edge by this many pixels (default {default_of(InitImage, 'mask_blur')})")
     parser.add_argument("--outpaint", metavar="L,R,T,B",
                         help="with --init-image: grow the canvas by these pixels per side (left,right,top,bottom) "
                              "and fill the new area; the size is the picture plus the padding, rounded up to the "
@@ -99,14 +126,10 @@ def cli_lora(text: str) -> tuple[str, float]:
     return (str(path.resolve()) if not path.is_absolute() and path.is_file() else name), weight
 
 
-def request_from_args(args: argparse.Namespace, studio: Studio) -> ImageRequest:
-    """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe."""
-    return checked_size(studio, flags_request(args))
-
-
 def flags_request(args: argparse.Namespace) -> ImageRequest:
-    """:func:`request_from_args` short of the checks that need the model (:func:`checked_size`): a combination of
-    flags it refuses is refused before any studio is opened (and its data folder made)."""
+    """The :class:`~masuka.image.generate.ImageRequest` the flags of :func:`add_request_arguments` describe, short of
+    the checks that need the model (:func:`checked_size`): a combination of flags it refuses is refused before any
+    studio is opened (and its data folder made)."""
     from masuka.errors import InvalidInput
     from masuka.image.control import parse_control
     from masuka.image.generate import ImageRequest
@@ -118,15 +141,19 @@ def flags_request(args: argparse.Namespace) -> ImageRequest:
         raise InvalidInput("--mask needs --init-image: the picture the mask belongs to.")
     if args.outpaint and not args.init_image:
         raise InvalidInput("--outpaint needs --init-image: the picture to extend.")
-    init = None if not args.init_image else InitImage(args.init_image, args.strength, args.mask, args.mask_blur,
-                                                      outpaint=parse_outpaint(args.outpaint))
+    refuse_without(args, ("strength",), "init_image")
+    refuse_without(args, ("mask_blur",), "mask", "outpaint")
+    refuse_without(args, ("face_strength",), "face_detail")
+    init = None if not args.init_image else InitImage(args.init_image, mask=args.mask,
+                                                      outpaint=parse_outpaint(args.outpaint),
+                                                      **given(args, "strength", "mask_blur"))
     return ImageRequest(
         prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,
         seed=args.seed, batch=args.batch, loras=[cli_lora(x) for x in args.lora],
         memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
         optimize_prompt=args.optimize_prompt, safety_check=args.safety_check,
-        face_detail=args.face_detail, face_strength=args.face_strength, sampler=args.sampler,
+        face_detail=args.face_detail, **given(args, "face_strength"), sampler=args.sampler,
         controls=[parse_control(x, args.controlnet) for x in args.control],
         style_references=[parse_reference(x) for x in args.reference])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from masuka.cli import emit, open_studio, progress_line
-from masuka.commands.generate import add_request_arguments, request_from_args
+from masuka.commands.generate import add_request_arguments, checked_size, flags_request
 from masuka.image.grid import AXES, MAX_CELLS
 
 
@@ -24,15 +24,17 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from masuka.image.grid import parse_axis, plan_grid, run_grid
 
-    studio = open_studio(args)
     axes = [parse_axis(text) for text in (args.x, args.y, args.z) if text]
+    request = flags_request(args)
+    studio = open_studio(args)
+    request = checked_size(studio, request)
     if args.queue:
         from masuka.queue.jobs import queue_grid
 
-        job = queue_grid(studio, request_from_args(args, studio), axes, allow_any_path=True, confirm_large=args.yes)
+        job = queue_grid(studio, request, axes, allow_any_path=True, confirm_large=args.yes)
         emit(args, {"jobs": [job]}, f"queued job {job}")
         return 0
-    cells = plan_grid(studio, request_from_args(args, studio), axes, allow_any_path=True, confirm_large=args.yes)
+    cells = plan_grid(studio, request, axes, allow_any_path=True, confirm_large=args.yes)
     progress_line(args, f"{len(cells)} cells")
     result = run_grid(studio, axes, cells, allow_any_path=True,
                       on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))

@@ -13,7 +13,7 @@ from masuka.store import LOCAL_USER
 def register(sub, common: argparse.ArgumentParser) -> None:
     from masuka.history.queries import KINDS, STATUSES
 
-    parser = sub.add_parser("history", parents=[common], help="browse, export or delete history entries")
+    parser = sub.add_parser("history", parents=[common], help="history entries")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", parents=[common], help="one page of entries, newest first")
     listing.add_argument("--kind", action="append", default=[], choices=KINDS,
@@ -45,7 +45,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from masuka.errors import InvalidInput
     from masuka.history.actions import delete_entries, export_zip
-    from masuka.history.browse import Filters, browse, entry
+    from masuka.history.browse import PRIVATE_COLUMNS, Filters, browse, entry
 
     studio = open_studio(args)
     user, admin = args.user or LOCAL_USER, args.user is None
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         emit(args, {"total": page.total, "page": page.page, "pages": page.pages, "entries": page.entries},
              "\n".join(lines + [f"{page.total} entries, page {page.page} of {page.pages}"]))
     elif args.action == "show":
-        row = entry(studio, user, admin, args.key)
+        row = {k: v for k, v in entry(studio, user, admin, args.key).items() if k not in PRIVATE_COLUMNS}
         emit(args, row, "\n".join(f"{k}: {v}" for k, v in row.items() if k not in ("log", "metrics")))
     elif args.action == "export":
         path = export_zip(studio, user, admin, args.keys)

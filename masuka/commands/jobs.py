@@ -23,8 +23,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--kind", choices=[*KINDS, *ALIASES], metavar="KIND", default=argparse.SUPPRESS,
                          help="only jobs of this kind: " + ", ".join(KINDS) + " (training = train)")
     listing.add_argument("--limit", type=at_least(1), default=argparse.SUPPRESS, help="at most this many (default 50)")
-    parser = sub.add_parser("jobs", parents=[common, listing], help="list jobs, resume unfinished video jobs, "
-                                                                    "cancel one")
+    parser = sub.add_parser("jobs", parents=[common, listing], help="background jobs (videos, training, "
+                                                                    "captions, downloads)")
     parser.set_defaults(handler=run_list, kind=None, limit=50)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", parents=[common, listing], help="list jobs (the default)")

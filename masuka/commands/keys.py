@@ -11,7 +11,7 @@ from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("keys", parents=[common], help="API keys: list masked, set, test")
+    parser = sub.add_parser("keys", parents=[common], help="API keys (shown masked) and REST API tokens")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common], help="every key, masked, and where it comes from")
     for name, text in (("set", "save a key read from a hidden prompt or stdin (empty: forget it)"),

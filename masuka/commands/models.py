@@ -11,7 +11,7 @@ STOP_WAIT_S = 10.0  # how long Ctrl-C waits for a download to stop (it stops wit
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("models", parents=[common], help="list, download or delete models; import or delete LoRAs")
+    parser = sub.add_parser("models", parents=[common], help="models and LoRAs")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common], help="catalog models and cached repos with their status")
     download = actions.add_parser("download", parents=[common], help="download a model into the Hugging Face cache")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from masuka.cli import emit, open_studio, progress_line
-from masuka.commands.generate import add_request_arguments, request_from_args
+from masuka.commands.generate import add_request_arguments, checked_size, flags_request
 from masuka.commands.upscale import add_upscale_arguments, upscale_request
 from masuka.errors import InvalidInput
 from masuka.queue.jobs import ACTIONS
@@ -21,7 +21,7 @@ COLUMNS = "{id:>5} {owner:<10} {status:<11} {done:>3}/{total:<3} {model:<24} {ti
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("queue", parents=[common],
-                            help="the generation queue: add, list, pause/resume/cancel/retry, run")
+                            help="the generation queue")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = actions.add_parser("add", parents=[common], help="queue image jobs (the flags of generate; --image for "
                                                            "an edit)")
@@ -58,8 +58,9 @@ def run_add(args: argparse.Namespace) -> int:
             prompts = args.prompts_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
+    request = flags_request(args)
     studio = open_studio(args)
-    request = request_from_args(args, studio)
+    request = checked_size(studio, request)
     request.references = list(args.image)
     ids = queue_images(studio, request, prompts, args.random, allow_any_path=True)
     emit(args, {"jobs": ids}, f"queued job{'s' * (len(ids) != 1)} {', '.join(map(str, ids))}")
@@ -69,7 +70,8 @@ def run_add(args: argparse.Namespace) -> int:
 def run_upscale(args: argparse.Namespace) -> int:
     from masuka.queue.jobs import queue_upscale
 
-    job = queue_upscale(open_studio(args), upscale_request(args), allow_any_path=True)
+    request = upscale_request(args)
+    job = queue_upscale(open_studio(args), request, allow_any_path=True)
     emit(args, {"jobs": [job]}, f"queued job {job}")
     return 0
 

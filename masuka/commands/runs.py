@@ -11,7 +11,7 @@ from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("runs", parents=[common], help="list training runs; stop one; compare or use checkpoints")
+    parser = sub.add_parser("runs", parents=[common], help="training runs (no action: list them)")
     parser.add_argument("--limit", type=at_least(1), default=50, help="at most this many (default 50)")
     parser.set_defaults(handler=run)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")

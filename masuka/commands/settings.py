@@ -23,7 +23,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     from masuka.image.aid_settings import SAFETY_ACTIONS
     from masuka.image.defaults import FORMATS
 
-    parser = sub.add_parser("settings", parents=[common], help="studio settings: generation aids, image defaults")
+    parser = sub.add_parser("settings", parents=[common], help="studio settings")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     aids = actions.add_parser("aids", parents=[common], help="show the generation aids' settings; options change them",

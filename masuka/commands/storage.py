@@ -9,7 +9,7 @@ from masuka.cli import emit, open_studio
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("storage", parents=[common], help="disk use per area; clean leftovers or tmp/")
+    parser = sub.add_parser("storage", parents=[common], help="disk use per area and its clean-up")
     parser.add_argument("action", nargs="?", choices=["usage", "clean-leftovers", "clean-tmp"], default="usage",
                         help="usage (default): bytes and files per area; clean-leftovers: files of failed "
                              "generations, and half-written files, unrecorded images and exports untouched for an "

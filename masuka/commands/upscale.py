@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 
 from masuka.cli import emit, open_studio, progress_line
+from masuka.commands.generate import default_of, given, refuse_without
+
+#: the flags (by dest) that only a detail upscale reads, ``--model`` aside (the upscale itself refuses it alone)
+DETAIL_FLAGS = ("strength", "prompt", "negative_prompt", "steps", "guidance", "seed")
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -16,6 +20,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags ``upscale`` and ``queue upscale`` share."""
+    from masuka.image.upscale.request import UpscaleRequest
+
     parser.add_argument("--image", required=True, help="the picture to upscale")
     parser.add_argument("--scale", type=int, default=2, help="2 or 4 (default 2)")
     parser.add_argument("--upscaler", default="Lanczos", metavar="NAME",
@@ -24,9 +30,10 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detail", action="store_true",
                         help="then repaint tile by tile with --model at a low --strength (A1111's SD upscale)")
     parser.add_argument("--model", help="with --detail: catalog id, diffusers repo id or local pipeline folder")
-    parser.add_argument("--strength", type=float, default=0.3, help="with --detail: 0-1 (default 0.3)")
-    parser.add_argument("--prompt", default="", help="with --detail: what the picture shows (default: its own prompt)")
-    parser.add_argument("--negative-prompt", default="", help="with --detail: what to keep out")
+    parser.add_argument("--strength", type=float,
+                        help=f"with --detail: 0-1 (default {default_of(UpscaleRequest, 'strength')})")
+    parser.add_argument("--prompt", help="with --detail: what the picture shows (default: its own prompt)")
+    parser.add_argument("--negative-prompt", help="with --detail: what to keep out")
     parser.add_argument("--steps", type=int, help="with --detail: denoising steps (default: the model's)")
     parser.add_argument("--guidance", type=float, help="with --detail: guidance scale (default: the model's)")
     parser.add_argument("--seed", type=int, help="with --detail: seed of the first tile, +1 per tile (default: random)")
@@ -38,20 +45,20 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def upscale_request(args: argparse.Namespace):
-    """The :class:`~masuka.image.upscale.request.UpscaleRequest` the flags of :func:`add_upscale_arguments` describe."""
+    """The :class:`~masuka.image.upscale.request.UpscaleRequest` the flags of :func:`add_upscale_arguments` describe;
+    a flag of a detail upscale without ``--detail`` is refused, before any studio is opened."""
     from masuka.image.upscale.request import UpscaleRequest
 
+    refuse_without(args, DETAIL_FLAGS, "detail")
     return UpscaleRequest(image=args.image, scale=args.scale, upscaler=args.upscaler, detail=args.detail,
-                          model=args.model, strength=args.strength, prompt=args.prompt,
-                          negative_prompt=args.negative_prompt, steps=args.steps, guidance=args.guidance,
-                          seed=args.seed, tile=args.tile, overlap=args.overlap)
+                          model=args.model, tile=args.tile, overlap=args.overlap, **given(args, *DETAIL_FLAGS))
 
 
 def run(args: argparse.Namespace) -> int:
     from masuka.image.upscale.job import upscale_image
 
-    studio = open_studio(args)
-    results = upscale_image(studio, upscale_request(args), allow_any_path=True,
+    request = upscale_request(args)
+    results = upscale_image(open_studio(args), request, allow_any_path=True,
                             on_tile=lambda done, total: progress_line(args, f"tile {done}/{total}"))
     emit(args, {"images": [str(r.path) for r in results], "seeds": [r.seed for r in results],
                 "ids": [r.id for r in results]}, "\n".join(str(r.path) for r in results))

@@ -10,6 +10,7 @@ from PIL import Image
 from masuka.errors import InvalidInput, ModelUnavailable
 from masuka.image.tasks import open_picture
 from masuka.models.architectures import get as get_profile
+from masuka.models.hub import not_downloaded
 
 MAX_GUIDES = 3
 MAX_WEIGHT = 2.0
@@ -57,7 +58,15 @@ def guide_support(architecture: str | None, model: str, attribute: str, refusal:
 
 
 def unavailable(what: str, repo: str, error: BaseException) -> ModelUnavailable:
-    """One line naming the model that could not be loaded and why (a missing repo, no network, a gated repo
-    without a token, files of another layout)."""
+    """One line naming the model that could not be loaded and why: not in the cache while the Hub cannot be
+    reached (why, as :func:`~masuka.models.hub.not_downloaded` says: offline or the network), else the loader's
+    first line (a missing repo, a gated repo without a token, files of another layout)."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, LocalEntryNotFoundError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        return not_downloaded(f"The {what} {repo}", "it is downloaded on first use once the Hub can be reached")
     reason = (str(error).strip().splitlines() or [""])[0]
     return ModelUnavailable(f"The {what} {repo} could not be loaded ({type(error).__name__}: {reason}).")

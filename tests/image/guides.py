@@ -43,3 +43,19 @@ def point_profile(monkeypatch, architecture: str, controlnet: str | None = None,
     if reference:
         changes["style_references"] = dataclasses.replace(profile.style_references, repo=reference)
     monkeypatch.setitem(PROFILES, architecture, dataclasses.replace(profile, **changes))
+
+
+def go_offline(monkeypatch) -> None:
+    """``HF_HUB_OFFLINE=1``, as the environment and the Hub client (which read it at import) both see it."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+def offline_refusal(capsys, code: int) -> str:
+    """The one ``error:`` line of a CLI run refused (exit 2) because a guide model is not downloaded offline."""
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and "is not downloaded and the Hugging Face Hub" in line, line
+    assert "(offline: HF_HUB_OFFLINE is set)" in line, line
+    return line

@@ -16,7 +16,7 @@ from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.preprocess import canny, depth, depth_estimator
 from masuka.image.tasks import InitImage
 from masuka.models.tiny_control import save_tiny_controlnet, save_tiny_depth_model
-from tests.image.guides import pixels, point_profile, run, square_picture
+from tests.image.guides import go_offline, offline_refusal, pixels, point_profile, run, square_picture
 
 
 @pytest.fixture(scope="session")
@@ -160,14 +160,15 @@ def test_cli_control_flag(capsys, tmp_path, tiny_model, tiny_controlnet, square,
     assert "not pictures" in capsys.readouterr().err
 
 
-def test_a_controlnet_that_cannot_be_had_is_named(capsys, tmp_path, tiny_model, square):
-    """Offline, with the default ControlNet not in the cache: one line naming it, the row marked failed."""
+def test_a_controlnet_that_cannot_be_had_is_named(capsys, tmp_path, tiny_model, square, monkeypatch):
+    """Offline, with the default ControlNet not in the cache: one line naming it and offline as the reason (as the
+    base model's does), not the loader's missing config.json."""
+    go_offline(monkeypatch)
     code = main(["generate", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model("sdxl")), "--prompt",
                  "a boat", "--steps", "1", "--width", "64", "--height", "64", "--control", f"canny:{square}"])
-    err = capsys.readouterr().err
-    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2 and "The ControlNet diffusers/controlnet-canny-sdxl-1.0 could not be loaded (" in line
-    assert line.endswith(").")
+    line = offline_refusal(capsys, code)
+    assert "The ControlNet diffusers/controlnet-canny-sdxl-1.0 is not downloaded" in line
+    assert "config.json" not in line
 
 
 def test_a_named_sdxl_union_controlnet_runs_several_kinds(capsys, tmp_path, tiny_model, tiny_depth, square,

@@ -14,7 +14,7 @@ from masuka.errors import InvalidInput
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.reference import StyleReference, parse_reference, read_references
 from masuka.models.tiny_control import save_tiny_ip_adapter, save_tiny_redux
-from tests.image.guides import pixels, point_profile, run
+from tests.image.guides import go_offline, offline_refusal, pixels, point_profile, run
 
 
 @pytest.fixture(scope="session")
@@ -99,6 +99,15 @@ def test_cli_reference_flag(capsys, tmp_path, tiny_model, local_references, pict
     assert main(["generate", *data, "--model", str(tiny_model("sd3")), "--prompt", "a boat",
                  "--reference", str(pictures[0])]) == 2
     assert "no reference images" in capsys.readouterr().err
+
+
+def test_an_ip_adapter_that_cannot_be_had_is_named(capsys, tmp_path, tiny_model, pictures, monkeypatch):
+    """Offline, with the IP-Adapter not in the cache: one line naming it and offline as the reason."""
+    go_offline(monkeypatch)
+    code = main(["generate", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model("sdxl")), "--prompt",
+                 "a boat", "--steps", "1", "--width", "64", "--height", "64", "--reference", f"{pictures[0]}:0.6"])
+    line = offline_refusal(capsys, code)
+    assert "The IP-Adapter h94/IP-Adapter is not downloaded" in line
 
 
 def test_a_reference_leaves_no_adapter_behind_for_a_detail_upscale(studio, tiny_model, local_references, pictures):
