@@ -221,9 +221,14 @@ def _copies(studio: Studio, image_id: int) -> list[dict]:
     return studio.store.find("dataset_images", "augment_of = ?", [image_id])
 
 
-def delete_image(studio: Studio, image_id: int, owner: str, admin: bool = False) -> None:
-    """Remove an image, its flipped copy and their files."""
-    row, _dataset = _image(studio, image_id, owner, admin)
+def delete_image(studio: Studio, image_id: int, owner: str, admin: bool = False,
+                 dataset: str | int | None = None) -> None:
+    """Remove an image, its flipped copy and their files; with ``dataset`` (the one the user sees), only an image
+    of that dataset."""
+    row, held_by = _image(studio, image_id, owner, admin)
+    if dataset not in (None, "") and find_dataset(studio, dataset, owner, admin)["id"] != row["dataset_id"]:
+        raise InvalidInput(f"Image #{row['id']} is not in dataset {str(dataset)!r} (it is in {held_by['name']!r}): "
+                           "select an image of the dataset shown.")
     rows = [row, *_copies(studio, row["id"])]
     with studio.store.transaction():
         for item in rows:

@@ -93,6 +93,8 @@ def parse_key(key: str) -> tuple[str, int]:
     """``g<id>`` or ``j<id>`` as (table, id): ASCII digits after the letter, else :class:`InvalidInput`; a number
     no row can have (0, past SQLite's integers) is an entry that does not exist (:class:`NotFound`)."""
     key = (key or "").strip()
+    if not key:
+        raise InvalidInput("Pick an entry first: a history key, g<number> or j<number>.")
     if len(key) < 2 or key[0] not in TABLES or not is_id_text(key[1:]):
         raise InvalidInput(f"{key!r} is not a history entry (expected g<number> or j<number>).")
     number = row_id(key[1:])

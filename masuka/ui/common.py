@@ -285,10 +285,17 @@ def not_uploaded(name: str) -> str:
     return f"{name}: send pictures and other files as uploaded files (gradio_client's handle_file), not as paths."
 
 
+def toast_text(message: str) -> str:
+    """``message`` as a ``gr.Error`` takes it: escaped, as its toast shows HTML (where ``g<number>`` or
+    ``<class '…'>`` would vanish)."""
+    return html.escape(message, quote=False)
+
+
 def refusal(source: str, message: str) -> gr.Error:
-    """A refusal shown to the user as ``message``, logged as one line (no console traceback)."""
+    """A refusal shown to the user as ``message`` (escaped: :func:`toast_text`), logged as one line (no console
+    traceback)."""
     log.warning("%s refused: %s", source, message)
-    return gr.Error(message, print_exception=False)
+    return gr.Error(toast_text(message), print_exception=False)
 
 
 def friendly(func: Callable) -> Callable:
@@ -313,11 +320,11 @@ def friendly(func: Callable) -> Callable:
 
 def failure(what: str, error: BaseException, kept: str = "") -> BaseException:
     """What to raise for a failure of ``what`` ("Generation", "Upscale"): an expected refusal (:func:`user_message`)
-    as it is, which ``@friendly`` shows; else the toast of the error's type and message, escaped (the toast shows
-    HTML, where ``<class '…'>`` would vanish), then what was ``kept``."""
+    as it is, which ``@friendly`` shows; else the toast of the error's type and message (:func:`toast_text`), then
+    what was ``kept``."""
     if user_message(error):
         return error
-    return gr.Error(f"{what} failed: {type(error).__name__}: {html.escape(str(error))}." + (f" {kept}" if kept else ""))
+    return gr.Error(f"{what} failed: {type(error).__name__}: {toast_text(str(error))}." + (f" {kept}" if kept else ""))
 
 
 def user_message(error: BaseException) -> str | None:

@@ -75,7 +75,7 @@ class ImagesView:
 
     def outputs(self) -> list[Component]:
         """What ``view`` fills, in order."""
-        return [self.stats, self.gallery, self.table, self.loaded, self.page_info]
+        return [self.stats, self.gallery, self.table, self.loaded, self.page_info, self.selected]
 
 
 def build(ctx: UIContext) -> None:
@@ -104,14 +104,15 @@ def build(ctx: UIContext) -> None:
         delete = gr.Button("Delete this dataset…", variant="stop")
         with gr.Group(visible=False) as confirm:
             confirm_text = gr.Markdown()
+            named = gr.State(None)  # {"id", "name"} of the dataset the confirmation names (None for API callers)
             with gr.Row():
                 really = gr.Button("Yes, delete it and its files", variant="stop")
                 cancel = gr.Button("Cancel")
 
     private, listed = {"api_visibility": "private"}, bind(choices, studio)
-    view_page, view_inputs = bind(view, studio), [dataset, images.page, images.page_size]
+    view_page, view_inputs = bind(view, studio), [dataset, images.page, images.page_size, images.selected]
     view_outputs = images.outputs()
-    _wire_images(ctx, dataset, images, view_page, view_inputs, status)
+    _wire_images(ctx, dataset, images, view_page, view_inputs, status, listed)
     on_status = {"show_progress_on": status}  # progress, and a refusal, mark the status, not the report or picker
     new.create.click(bind(create_dataset, studio), new.form(), [dataset, status], api_name="create_dataset",
                      **on_status).then(
@@ -124,18 +125,19 @@ def build(ctx: UIContext) -> None:
         view_page, view_inputs, view_outputs, **private)
     wire_stop(studio, CAPTIONS, stop, caption_status, api_name="stop_captioning", step="batch")
     export_button.click(bind(export_dataset, studio), [dataset, fmt], download, api_name="export_dataset")
-    delete.click(bind(ask_delete, studio), dataset, [confirm, confirm_text], **private)
+    delete.click(bind(ask_delete, studio), dataset, [confirm, confirm_text, named], **private)
     hide = lambda: gr.Group(visible=False)  # noqa: E731
     cancel.click(hide, None, confirm, **private)
-    really.click(bind(confirm_delete, studio), dataset, [dataset, status], api_name="delete_dataset",
+    dataset.change(hide, None, confirm, **private)  # the confirmation names the dataset it was asked for
+    really.click(bind(confirm_delete, studio), [dataset, named], [dataset, status], api_name="delete_dataset",
                  **on_status).then(
         hide, None, confirm, **private).then(listed, None, dataset, **private)
     ctx.picker(listed, dataset, refresh)
 
 
 def _wire_images(ctx: UIContext, dataset: gr.Dropdown, images: ImagesView, view_page, view_inputs: list,
-                 status: gr.Markdown) -> None:
-    """Paging, caption editing and deleting one image."""
+                 status: gr.Markdown, listed) -> None:
+    """Paging, caption editing and deleting one image (then the picker's image counts are redrawn)."""
     studio, private, view_outputs = ctx.studio, {"api_visibility": "private"}, images.outputs()
     dataset.change(view_page, view_inputs, view_outputs, **private)
     images.page.submit(view_page, view_inputs, view_outputs, **private)
@@ -145,8 +147,9 @@ def _wire_images(ctx: UIContext, dataset: gr.Dropdown, images: ImagesView, view_
     saved.success(view_page, view_inputs, view_outputs, **private)  # a refused caption stays in the table as typed
     images.gallery.select(pick, images.loaded, images.selected, **private)
     images.table.select(pick, images.loaded, images.selected, **private)
-    images.remove.click(bind(remove_image, studio), images.selected, [status, images.selected],
-                        api_name="delete_image").then(view_page, view_inputs, view_outputs, **private)
+    images.remove.click(bind(remove_image, studio), [images.selected, dataset], [status, images.selected],
+                        api_name="delete_image").then(view_page, view_inputs, view_outputs, **private).then(
+        listed, None, dataset, **private)
 
 
 def _new_dataset() -> NewDataset:
@@ -248,23 +251,27 @@ def add_images(studio: Studio, dataset: str, files: list[str] | None, request: g
     return rows, summary
 
 
-def view(studio: Studio, dataset: str | None, page_number: float, size: int, request: gr.Request):
-    """One page of the dataset: statistics, gallery, caption table, the page's ``{image id: caption}`` and "page n
-    of m"."""
+def view(studio: Studio, dataset: str | None, page_number: float, size: int, selected: int | str | None = None,
+         request: gr.Request = None):
+    """One page of the dataset: statistics, gallery, caption table, the page's ``{image id: caption}``, "page n
+    of m" and the selected image id, kept only while that image is on the page (another dataset or page clears
+    it, so Delete never takes an image no longer shown)."""
     if not dataset:
-        return "", [], [], {}, ""
+        return "", [], [], {}, "", ""
     try:
         row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
     except MasukaError:  # a name still being typed
-        return "", [], [], {}, ""
+        return "", [], [], {}, "", ""
     size = int(size or PAGE_SIZES[0])
     pages = max(1, -(-library.count_images(studio, row["id"]) // size))
     number = min(max(1, int(page_number or 1)), pages)
     images = library.dataset_images(studio, row["id"], limit=size, offset=(number - 1) * size)
     gallery_items = [(str(i["file"]), f"#{i['id']} {i['caption'] or '(no caption)'}") for i in images]
     data = [[i["id"], i["source_name"], i["caption"] or ""] for i in images]
+    shown = {str(i["id"]) for i in images}
     return (_stats_text(dataset_statistics(studio, row)), gallery_items, data,
-            {i["id"]: i["caption"] or "" for i in images}, f"page {number} of {pages}")
+            {i["id"]: i["caption"] or "" for i in images}, f"page {number} of {pages}",
+            selected if str(selected).strip() in shown else "")
 
 
 @friendly
@@ -293,11 +300,13 @@ def pick(loaded: dict[int, str], evt: gr.SelectData):
 
 
 @friendly
-def remove_image(studio: Studio, image_id: int | str | None, request: gr.Request):
+def remove_image(studio: Studio, image_id: int | str | None, dataset: str | None = None,
+                 request: gr.Request = None):
+    """Delete an image (of ``dataset``, the one shown, when given); returns a status line and an empty selection."""
     if image_id in (None, ""):
         raise InvalidInput("Select an image in the gallery or the table first.")
     number = whole_number("image id", image_id, 1, MAX_ID)
-    library.delete_image(studio, number, user_of(request), is_admin(studio, request))
+    library.delete_image(studio, number, user_of(request), is_admin(studio, request), dataset)
     return f"Deleted image #{number}.", ""
 
 
@@ -332,15 +341,28 @@ def export_dataset(studio: Studio, dataset: str, format: str = "kohya", request:
 
 @friendly
 def ask_delete(studio: Studio, dataset: str, request: gr.Request):
+    """The confirmation shown, its question, and the dataset it names (what Yes deletes)."""
     row = library.find_dataset(studio, dataset, user_of(request), is_admin(studio, request))
-    return gr.Group(visible=True), (f"Delete **{row['name']}** with its {library.count_images(studio, row['id'])} "
-                                    "image(s) and captions? This cannot be undone.")
+    return gr.Group(visible=True), (f"Delete **{row['name']}** with its "
+                                    f"{library.count_images(studio, row['id'])} image(s) and captions? This cannot "
+                                    "be undone."), {"id": row["id"], "name": row["name"]}
 
 
 @friendly
-def confirm_delete(studio: Studio, dataset: str, request: gr.Request):
-    """Delete a dataset with its images, captions and files; returns an empty picker and a status line."""
-    row = library.delete_dataset(studio, dataset, user_of(request), is_admin(studio, request))
+def confirm_delete(studio: Studio, dataset: str, named: dict | None = None, request: gr.Request = None):
+    """Delete a dataset with its images, captions and files; returns an empty picker and a status line. ``named``
+    (the page's confirmation: the dataset it asked about) is deleted only while the picker still shows it."""
+    owner, admin = user_of(request), is_admin(studio, request)
+    if named is not None:
+        try:
+            shown = library.find_dataset(studio, dataset, owner, admin)["id"]
+        except MasukaError:
+            shown = None
+        if shown != named["id"]:
+            raise InvalidInput(f"This confirmation was for dataset {named['name']!r}, which is no longer picked: "
+                               "nothing was deleted. Pick the dataset and click “Delete this dataset…” again.")
+        dataset = named["id"]
+    row = library.delete_dataset(studio, dataset, owner, admin)
     return "", f"Deleted dataset **{row['name']}**."
 
 

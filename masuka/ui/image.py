@@ -77,6 +77,10 @@ from masuka.zerogpu import space_spec
 
 ASPECTS = {"1:1": (1024, 1024), "4:3": (1152, 896), "3:4": (896, 1152), "3:2": (1216, 832), "2:3": (832, 1216),
            "16:9": (1344, 768), "9:16": (768, 1344), "21:9": (1536, 640)}
+#: the Aspect shown for a width and height no preset has; choosing it leaves them as they are
+CUSTOM_ASPECT = "custom"
+#: how far (relative) a size's ratio may be from a preset's (its label's or its size's) and still be that preset
+ASPECT_TOLERANCE = 0.015
 GPU_WAIT_S = 5.0
 #: the Guidance slider's range: what a request takes, so every model's default fits
 GUIDANCE_RANGE = (0, MAX_GUIDANCE)
@@ -214,7 +218,8 @@ def _prompt_and_settings(models: dict[str, dict]) -> dict[str, Component]:
         steps = gr.Slider(1, MAX_STEPS, value=spec.steps, step=1, label="Steps")
         guidance = gr.Slider(*GUIDANCE_RANGE, value=spec.guidance, step=0.1, label="Guidance (CFG)")
     with gr.Row():
-        aspect = gr.Dropdown(list(ASPECTS), value="1:1", label="Aspect", scale=1)
+        aspect = gr.Dropdown([*ASPECTS, CUSTOM_ASPECT], value=aspect_of(spec.width, spec.height), label="Aspect",
+                             scale=1)
         # whole numbers without precision: Gradio would round a fraction, which the handlers refuse instead
         width = gr.Number(value=spec.width, label="Width", scale=1)
         height = gr.Number(value=spec.height, label="Height", scale=1)
@@ -279,6 +284,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
                     [tab.steps, tab.guidance, tab.width, tab.height, tab.negative, tab.sampler], **private)
     tab.model.change(bind(model_fit, studio), tab.model, [tab.negative, tab.sampler], **private)
     tab.aspect.input(bind(aspect_size, studio), [tab.aspect, tab.model], [tab.width, tab.height], **private)
+    for side in (tab.width, tab.height):  # however the size is set: typed, a starting picture, a model, Reuse
+        side.change(aspect_of, [tab.width, tab.height], tab.aspect, queue=False, show_progress="hidden", **private)
     read = [tab.prompt, tab.negative, tab.model, tab.steps, tab.guidance, tab.width, tab.height, tab.seed, tab.loras,
             tab.read_info, tab.strength, modes.mask_blur, modes.outpaint, tab.mode, tab.sampler,
             *[tab.guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES], tab.aids.face_detail,
@@ -327,13 +334,28 @@ def model_fit(studio: Studio, model_id: str, request: gr.Request = None):
             gr.Dropdown(choices=sampler_choices(spec.architecture, model_scheduler(spec))))
 
 
+def aspect_of(width: float | None, height: float | None) -> str:
+    """The Aspect preset whose ratio (its label's or its size's) ``width`` × ``height`` has, else "custom"."""
+    try:
+        ratio = float(width) / float(height)  # type: ignore[arg-type]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return CUSTOM_ASPECT
+    for name, (preset_width, preset_height) in ASPECTS.items():
+        across, down = (int(side) for side in name.split(":"))
+        if any(abs(ratio / wanted - 1) <= ASPECT_TOLERANCE for wanted in (across / down, preset_width / preset_height)):
+            return name
+    return CUSTOM_ASPECT
+
+
 def sampler_choices(architecture: str | None, scheduler: str | None = None) -> list[tuple[str, str]]:
     """The Sampler picker's choices: the model's own scheduler, then the A1111 samplers that fit the model."""
     return [("the model's own", ""), *((name, name) for name in samplers_for(architecture, scheduler))]
 
 
 def aspect_size(studio: Studio, choice: str, model_id: str, request: gr.Request = None):
-    """Width and height of an aspect (halved for a model made for 512 px)."""
+    """Width and height of an aspect (halved for a model made for 512 px); left as they are for "custom"."""
+    if choice not in ASPECTS:
+        return gr.skip(), gr.skip()
     width, height = ASPECTS[choice]
     try:
         if image_spec(studio, user_of(request), model_id).width <= 512:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 
+import gradio as gr
 import pytest
 
 from tests.datasets import corpus
@@ -92,8 +93,8 @@ def test_two_tabs_saving_captions_keep_each_other_s_edits(studio, make_dataset, 
 
     dataset = make_dataset("cats")
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 160 + i) for i in range(2)])
-    _stats, _gallery, table_a, loaded_a, _info = datasets.view(studio, "cats", 1, 24, None)
-    _stats, _gallery, table_b, loaded_b, _info = datasets.view(studio, "cats", 1, 24, None)
+    _stats, _gallery, table_a, loaded_a, _info, _selected = datasets.view(studio, "cats", 1, 24)
+    _stats, _gallery, table_b, loaded_b, _info, _selected = datasets.view(studio, "cats", 1, 24)
     table_b[1][2] = "sks, typed in tab B"
     assert datasets.save_captions(studio, "cats", table_b, loaded_b) == "Saved 1 caption(s)."
     table_a[0][2] = "sks, typed in tab A"
@@ -105,5 +106,67 @@ def test_two_tabs_saving_captions_keep_each_other_s_edits(studio, make_dataset, 
     assert status.startswith(f"Saved 0 caption(s).\n- ⚠ #{table_a[1][0]} (p1.jpg) was changed or deleted meanwhile")
     assert status.endswith("“sks, tab A's words”")
     assert dataset_images(studio, dataset["id"])[1]["caption"] == "sks, typed in tab B"
-    *_, loaded_a, _info = datasets.view(studio, "cats", 1, 24, None)  # Save redraws the page
+    _stats, _gallery, _table, loaded_a, *_ = datasets.view(studio, "cats", 1, 24)  # Save redraws the page
     assert list(loaded_a.values()) == ["sks, typed in tab A", "sks, typed in tab B"]
+
+
+def test_the_delete_confirmation_deletes_only_the_dataset_it_names(studio, make_dataset, tmp_path):
+    """Delete asked for ``dsb``, then ``dsa`` picked: Yes deletes nothing (the confirmation hides as the pick
+    changes; a late click is refused), and with ``dsb`` picked again deletes ``dsb`` by the id it asked about."""
+    from masuka.datasets.adding import add_images
+    from masuka.store import LOCAL_USER
+    from masuka.ui import datasets
+    from masuka.ui.app import build_app
+
+    for name in ("dsa", "dsb"):
+        add_images(studio, make_dataset(name)["id"], LOCAL_USER, [corpus.photo(tmp_path / f"{name}.jpg", 170)])
+    shown, question, named = datasets.ask_delete(studio, "dsb", None)
+    assert shown.visible and question.startswith("Delete **dsb** with its 1 image(s)")
+    with pytest.raises(gr.Error, match="confirmation was for dataset 'dsb'.*nothing was deleted"):
+        datasets.confirm_delete(studio, "dsa", named)
+    assert sorted(row["name"] for row in studio.store.find("datasets")) == ["dsa", "dsb"]
+    assert datasets.confirm_delete(studio, "dsb", named) == ("", "Deleted dataset **dsb**.")
+    assert [row["name"] for row in studio.store.find("datasets")] == ["dsa"]
+    assert datasets.confirm_delete(studio, "dsa") == ("", "Deleted dataset **dsa**."), "API callers name it"
+
+    demo = build_app(studio)
+    picker = next(block for block in demo.blocks.values() if getattr(block, "label", None) == "Dataset"
+                  and isinstance(block, gr.Dropdown) and getattr(block, "info", "").startswith("Pick one of your"))
+    confirm = next(fn for fn in demo.fns.values() if fn.api_name == "delete_dataset")
+    assert [type(block) for block in confirm.inputs] == [gr.Dropdown, gr.State], "the API still takes the dataset"
+    hides = [fn for fn in demo.fns.values() if any(t[0] == picker._id and t[1] == "change" for t in fn.targets)
+             and len(fn.outputs) == 1 and isinstance(fn.outputs[0], gr.Group)]
+    assert hides, "picking another dataset hides the confirmation"
+
+
+def test_another_dataset_or_page_clears_the_selected_image_and_delete_takes_only_the_shown_one(
+        studio, make_dataset, tmp_path):
+    """Image #n of ``dsb`` selected, then ``dsd`` shown: the redraw empties the selection, and a Delete that still
+    sends it with ``dsd`` is refused; the picker's counts are redrawn after a deletion."""
+    from masuka.datasets.adding import add_images
+    from masuka.datasets.library import dataset_images
+    from masuka.store import LOCAL_USER
+    from masuka.ui import datasets
+    from masuka.ui.app import build_app
+
+    dsb, dsd = make_dataset("dsb"), make_dataset("dsd")
+    add_images(studio, dsb["id"], LOCAL_USER, [corpus.photo(tmp_path / f"b{i}.jpg", 180 + i) for i in range(2)])
+    add_images(studio, dsd["id"], LOCAL_USER, [corpus.photo(tmp_path / "d.jpg", 190)])
+    first, second = (row["id"] for row in dataset_images(studio, dsb["id"]))
+    assert datasets.view(studio, "dsb", 1, 24, str(first))[-1] == str(first), "a redraw of its page keeps it"
+    assert datasets.view(studio, "dsd", 1, 24, str(first))[-1] == ""
+    assert datasets.view(studio, "dsb", 2, 1, str(first))[-1] == "", "another page"
+    with pytest.raises(gr.Error, match=f"Image #{first} is not in dataset 'dsd' \\(it is in 'dsb'\\)"):
+        datasets.remove_image(studio, str(first), "dsd")
+    assert len(dataset_images(studio, dsb["id"])) == 2
+    assert datasets.remove_image(studio, str(second), "dsb") == (f"Deleted image #{second}.", "")
+    assert datasets.remove_image(studio, first) == (f"Deleted image #{first}.", ""), "API callers may omit it"
+
+    demo = build_app(studio)
+    remove = next(fn for fn in demo.fns.values() if fn.api_name == "delete_image")
+    assert [block.label for block in remove.inputs] == ["Selected image id", "Dataset"]
+    chain, follows = [], remove
+    while follows is not None:  # the .then()s after the click
+        follows = next((fn for fn in demo.fns.values() if fn.trigger_after == follows._id), None)
+        chain.append(follows)
+    assert any(fn and fn.name == "choices" for fn in chain), "the picker's image counts are redrawn"

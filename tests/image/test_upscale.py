@@ -379,7 +379,7 @@ def test_an_unexpected_upscale_failure_names_its_type_and_clears_the_last_result
     monkeypatch.setattr(panel, "upscale_image", broken)
     with pytest.raises(gr.Error) as raised:
         panel.upscale(studio, str(photo), progress=lambda *_a, **_k: None)
-    assert raised.value.message == "Upscale failed: TypeError: &lt;class &#x27;int&#x27;&gt; is not a tile."
+    assert raised.value.message == "Upscale failed: TypeError: &lt;class 'int'&gt; is not a tile."
     demo = build_app(studio)
     run = next(fn for fn in demo.fns.values() if fn.api_name == "upscale_image")
     before = demo.fns[run.trigger_after]

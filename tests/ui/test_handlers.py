@@ -111,6 +111,30 @@ def test_the_image_form_queues_one_job_per_prompt_line(studio, tiny_model):
         queue.queue_form(studio, **dict(form, mask="mask.png"))
 
 
+def test_the_aspect_names_the_size_however_it_is_set(studio, tmp_path):
+    """A 200×120 starting picture (192×112 for a model of multiple 16), a non-square entry reused, a model's
+    default: the Aspect shows the preset of the size's ratio, else "custom", which leaves the size alone."""
+    from PIL import Image
+
+    from masuka.ui.app import build_app
+    from masuka.ui.image_modes import fitted_size
+
+    picture = tmp_path / "wide.png"
+    Image.new("RGB", (200, 120), "white").save(picture)
+    assert fitted_size(str(picture), 16) == (192, 112) and image.aspect_of(192, 112) == image.CUSTOM_ASPECT
+    assert [image.aspect_of(*size) for size in ((768, 512), (512, 512), (576, 448), (1920, 1080), (640, 1536))] \
+        == ["3:2", "1:1", "4:3", "16:9", image.CUSTOM_ASPECT], "a preset's size halved, its label's ratio; no 9:21"
+    assert {image.aspect_of(*size) for size in ((None, 512), (512, 0), ("x", 1), (-3, 4))} == {image.CUSTOM_ASPECT}
+    assert image.aspect_size(studio, image.CUSTOM_ASPECT, "flux-dev") == (SKIP, SKIP)
+
+    demo = build_app(studio)
+    (aspect,) = {fn.outputs[0] for fn in demo.fns.values() if fn.name == "aspect_of"}
+    assert aspect.label == "Aspect" and (image.CUSTOM_ASPECT, image.CUSTOM_ASPECT) in aspect.choices
+    follows = {(demo.blocks[target].label, event) for fn in demo.fns.values() if fn.name == "aspect_of"
+               for target, event in fn.targets}
+    assert follows == {("Width", "change"), ("Height", "change")}, "whatever sets the size updates the Aspect"
+
+
 def test_image_and_settings_helpers(studio):
     assert image.aspect_size(studio, "16:9", "flux-dev") == (1344, 768)
     assert image.model_defaults(studio, "") == (SKIP,) * 6, "a model still being typed leaves the form alone"

@@ -44,3 +44,21 @@ def test_a_refusal_marks_only_the_message_box(events, name):
     marked = fn.show_progress_on or fn.outputs
     assert [(type(target), target.label) for target in marked] == [(gr.Markdown, REFUSABLE[name])]
     assert fn.queue, "outside the queue a refusal shows no toast"
+
+
+def test_a_refusal_s_toast_shows_angle_brackets_escaped(studio):
+    """A ``gr.Error``'s toast renders HTML, where ``g<number>`` would vanish: the refusals the handlers raise carry
+    the domain message escaped (once), as a failure's do; an empty History entry asks for one to be picked."""
+    from masuka.ui import datasets, history
+
+    with pytest.raises(gr.Error) as raised:
+        history.reuse(studio, {}, [], False, "g9x")
+    assert raised.value.message == "'g9x' is not a history entry (expected g&lt;number&gt; or j&lt;number&gt;)."
+    with pytest.raises(gr.Error) as raised:
+        datasets.create_dataset(studio, "pets", "cat/dog")
+    assert "(10_&lt;trigger&gt;)" in raised.value.message and '" &lt; &gt; |' in raised.value.message
+    assert "&amp;" not in raised.value.message
+    for handler in (lambda key: history.reuse(studio, {}, [], False, key), lambda key: history.remove(studio, key)):
+        with pytest.raises(gr.Error) as raised:
+            handler(" ")
+        assert raised.value.message.startswith("Pick an entry first") and "g&lt;number&gt;" in raised.value.message

@@ -1,0 +1,31 @@
+"""In headless Chromium: the Aspect follows the size a starting picture sets."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+
+from tests.chromium import chromium
+
+chromium()  # skips this module without it, outside CI
+pytestmark = pytest.mark.browser
+
+
+def test_a_wide_starting_picture_shows_a_custom_aspect(live_app, page, tmp_path):
+    picture = tmp_path / "wide.png"
+    Image.new("RGB", (200, 120), "teal").save(picture)
+    app = live_app()
+    page.goto(app.url)
+    page.get_by_role("tab").first.wait_for(timeout=30_000)
+    aspect = page.get_by_label("Aspect", exact=True)
+    expect(aspect).to_have_value("1:1", timeout=15_000)
+    page.get_by_label("Image", exact=True).check()
+    page.locator("input[type=file]").first.set_input_files(str(picture))
+    expect(page.get_by_label("Width", exact=True)).to_have_value("192", timeout=15_000)
+    expect(aspect).to_have_value("custom", timeout=15_000)
+    aspect.click()
+    page.get_by_role("option", name="16:9").click()  # a preset sets the size, and the Aspect stays on it
+    expect(page.get_by_label("Width", exact=True)).to_have_value("1344", timeout=15_000)
+    page.wait_for_timeout(500)
+    expect(aspect).to_have_value("16:9")
