@@ -91,6 +91,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, tiny_model, args, mes
     (["--mask-blur", "9"], "--mask-blur needs --mask or --outpaint"),
     (["--init-image", "photo.png", "--mask-blur", "9"], "--mask-blur needs --mask or --outpaint"),
     (["--face-strength", "0.9"], "--face-strength needs --face-detail"),
+    (["--controlnet", "xinsir/controlnet-union-sdxl-1.0"], "--controlnet needs --control"),
 ])
 def test_refused_flags_leave_no_data_folder(capsys, tmp_path, args, message):
     """Flags the image CLI refuses by themselves are refused before the studio opens: nothing is made."""

@@ -68,9 +68,9 @@ def add_aid_and_guide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control", action="append", default=[], metavar="KIND:PATH[:WEIGHT]",
                         help="follow a control image with a ControlNet (SDXL, FLUX.1): KIND is canny (its edges), "
                              "depth (its depth) or image (as it is); weight 0-2, default 1; repeatable")
-    parser.add_argument("--controlnet", metavar="REPO_OR_FOLDER", default="",
-                        help="the ControlNet every --control uses instead of the model's own for its kind, e.g. a "
-                             "union model such as xinsir/controlnet-union-sdxl-1.0")
+    parser.add_argument("--controlnet", metavar="REPO_OR_FOLDER",
+                        help="with --control: the ControlNet every --control uses instead of the model's own for "
+                             "its kind, e.g. a union model such as xinsir/controlnet-union-sdxl-1.0")
     parser.add_argument("--reference", action="append", default=[], metavar="PATH[:WEIGHT]",
                         help="make the image like this one: IP-Adapter (SDXL) or Redux (FLUX.1); weight 0-2, "
                              "default 1; repeatable")
@@ -144,6 +144,7 @@ def flags_request(args: argparse.Namespace) -> ImageRequest:
     refuse_without(args, ("strength",), "init_image")
     refuse_without(args, ("mask_blur",), "mask", "outpaint")
     refuse_without(args, ("face_strength",), "face_detail")
+    refuse_without(args, ("controlnet",), "control")
     init = None if not args.init_image else InitImage(args.init_image, mask=args.mask,
                                                       outpaint=parse_outpaint(args.outpaint),
                                                       **given(args, "strength", "mask_blur"))
@@ -154,7 +155,7 @@ def flags_request(args: argparse.Namespace) -> ImageRequest:
         memory_plan=args.memory_plan, fast=args.fast, step_cache=args.step_cache, init=init,
         optimize_prompt=args.optimize_prompt, safety_check=args.safety_check,
         face_detail=args.face_detail, **given(args, "face_strength"), sampler=args.sampler,
-        controls=[parse_control(x, args.controlnet) for x in args.control],
+        controls=[parse_control(x, args.controlnet or "") for x in args.control],
         style_references=[parse_reference(x) for x in args.reference])
 
 
