@@ -6,6 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
+from masuka.store import Store
 from masuka.studio import Studio
 
 TMP_AGE_S = 3600
@@ -44,14 +45,20 @@ def clean_tmp(studio: Studio) -> tuple[int, int]:
     return removed, freed
 
 
+def still_used(store: Store, path: Path) -> bool:
+    """Whether any history row or queued job (of any status) still points at an input picture: a batch, an entry
+    reused with the same picture and the queue share one copy."""
+    needle = f"{path.parent.name}/{path.name}"
+    return any(store.find(table, "instr(params, ?) > 0", [needle], limit=1)
+               for table in ("generations", "jobs", "queue"))
+
+
 def clean_leftovers(studio: Studio) -> tuple[int, int]:
     """Remove files of failed generations, and half-written ``*.part`` files and folders (a checkpoint's), the
     staging folders killed dataset imports left in dataset folders (they unpack into ``tmp/`` now), exported zips,
     images in the image folders that no generation row records, copies of input pictures that no row or queued job
     points at (a request refused before its work ran) and the A1111 extras upscales older versions kept, once they
     are older than an hour (newer ones may belong to a download, import or generation in progress)."""
-    from masuka.history.actions import still_used  # imports masuka.loras, which imports this module
-
     config = studio.config
     recorded, failed = set(), []
     for row in studio.store.find("generations", "output_path is not null"):
@@ -66,7 +73,8 @@ def clean_leftovers(studio: Studio) -> tuple[int, int]:
                and p.resolve() not in recorded)
     unsure += config.outputs_dir.glob("*/extras/*")
     cutoff = time.time() - TMP_AGE_S
-    inputs = (p for p in config.outputs_dir.glob("*/inputs/*") if _modified(p) < cutoff and not still_used(studio, p))
+    inputs = (p for p in config.outputs_dir.glob("*/inputs/*")
+              if _modified(p) < cutoff and not still_used(studio.store, p))
     removed = freed = 0
     for path in {*failed, *(p for p in unsure if _modified(p) < cutoff), *inputs}:
         if path.exists():

@@ -24,8 +24,8 @@ from PIL import Image
 from starlette.types import Message
 
 from masuka.api.auth import Caller
+from masuka.disk import still_used
 from masuka.errors import Cancelled, InvalidInput, MasukaError
-from masuka.history.actions import still_used
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
 from masuka.image.tasks import open_picture, png_mode, save_input
@@ -216,7 +216,7 @@ class Uploads:
     def drop_unused(self) -> None:
         """Remove the copies that no history row or queued job points at (History's deletion asks the same)."""
         for path in self.paths:
-            if not still_used(self.studio, path):
+            if not still_used(self.studio.store, path):
                 path.unlink(missing_ok=True)
 
     def __enter__(self) -> Uploads:

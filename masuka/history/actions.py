@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePath
 from typing import Any
 
+from masuka.disk import still_used
 from masuka.errors import InvalidInput
 from masuka.history.browse import PRIVATE_COLUMNS, entry
 from masuka.image.compare import unfinished_using
@@ -129,7 +130,7 @@ def delete_entries(studio: Studio, user: str, admin: bool, keys: list[str]) -> s
                 studio.store.delete_where("job_metrics", "job_id = ?", [row["id"]])
             studio.store.delete(row["table"], row["id"])
         for path in inputs:
-            if not still_used(studio, path):
+            if not still_used(studio.store, path):
                 path.unlink(missing_ok=True)
                 files += 1
         for job_id in video_jobs:  # a chain's clips go with the last entry of its job (the job or its video)
@@ -196,14 +197,6 @@ def _input_files(studio: Studio, row: dict) -> set[Path]:
 
     walk(row.get("params"))
     return found
-
-
-def still_used(studio: Studio, path: Path) -> bool:
-    """Whether any history row or queued job (of any status) still points at an input picture: a batch, an entry
-    reused with the same picture and the queue share one copy."""
-    needle = f"{path.parent.name}/{path.name}"
-    return any(studio.store.find(table, "instr(params, ?) > 0", [needle], limit=1)
-               for table in ("generations", "jobs", "queue"))
 
 
 def _owned_files(studio: Studio, row: dict) -> list[Path]:
