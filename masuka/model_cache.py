@@ -17,6 +17,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+#: held while a model is loaded or built, or adapters are built into one (:func:`building`)
+_BUILDING = threading.RLock()
+
+
+@contextmanager
+def building() -> Iterator[None]:
+    """Hold the process's model-building lock: diffusers patches torch for the whole process while it loads a
+    model (accelerate's ``init_empty_weights``, its ``no_init_weights``), so a module built in another thread
+    meanwhile (a LoRA's layers, a tiny model) lands on the ``meta`` device, and two loads at once can leave the
+    patch in place for good. Every load, and every adapter built into a loaded model, runs inside it."""
+    with _BUILDING:
+        yield
+
 
 @dataclass(eq=False)
 class _Resident:
@@ -77,7 +90,8 @@ class ModelCache:
             self._resident.append(resident)
         self._free_memory()  # what was dropped above goes before the new model comes (outside the lock)
         try:
-            model = loader()
+            with building():
+                model = loader()
         except BaseException:
             with self._changed:
                 self._resident.remove(resident)

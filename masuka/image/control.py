@@ -34,6 +34,7 @@ from masuka.image.guides import (
 from masuka.image.memory import sharing_weights
 from masuka.image.preprocess import KINDS, depth_estimator, depth_model_id, preprocess
 from masuka.image.tasks import save_input
+from masuka.model_cache import building
 from masuka.models.architectures.base import ControlNets
 from masuka.models.hub import cache_only
 from masuka.studio import Studio
@@ -160,7 +161,8 @@ def _load_controlnet(support: ControlNets, repo: str, pipe: Any) -> Any:
         config = cls.load_config(repo, local_files_only=cache_only(repo))
         if support.union_model and config.get("_class_name") == support.union_model:
             cls = getattr(diffusers, support.union_model)
-        net = cls.from_pretrained(repo, dtype=pipe.dtype, use_safetensors=True, local_files_only=cache_only(repo))
+        with building():
+            net = cls.from_pretrained(repo, dtype=pipe.dtype, use_safetensors=True, local_files_only=cache_only(repo))
     except Exception as error:  # a missing repo, no network, a file that is not a ControlNet
         raise unavailable("ControlNet", repo, error) from error
     return net.to(pipe.masuka_plan.device)

@@ -28,6 +28,7 @@ from masuka.gpu import DevicePlan
 from masuka.image.lora_weights import load_lora
 from masuka.image.memory import denoiser_of
 from masuka.memory_plans import plan_named
+from masuka.model_cache import building
 
 if TYPE_CHECKING:
     from masuka.loras.files import LoraInfo
@@ -159,7 +160,8 @@ def _load_into_slot(pipe: Any, state: FastState, info: LoraInfo) -> None:
     else:
         state.lora = ""  # until the swap is complete, the slot holds an unknown mix
         try:
-            pipe.load_lora_weights(str(info.path), adapter_name=SLOT, hotswap=True)
+            with building():
+                pipe.load_lora_weights(str(info.path), adapter_name=SLOT, hotswap=True)
         except (ValueError, RuntimeError, KeyError) as error:
             raise InvalidInput(f"LoRA {info.name!r} cannot be swapped in on the fast path ({error}). Turn Fast "
                                "off to use it.") from error

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from masuka.errors import InvalidInput
+from masuka.model_cache import building
 from masuka.models import architectures
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def load_lora(pipe: Any, info: LoraInfo, adapter: str | None = None, **options: 
     Medium, FLUX.2 [klein] 4B on 9B: the names fit, the widths do not) is refused, and the parts of it already
     attached (the denoiser's, when a text encoder's do not fit) are removed, so the pipeline is as it was."""
     try:
-        with _errors_unlogged():
+        with building(), _errors_unlogged():
             pipe.load_lora_weights(str(info.path), adapter_name=adapter or info.adapter, **options)
     except RuntimeError as error:
         if not any(words in str(error) for words in _MISMATCH):

@@ -22,6 +22,7 @@ from PIL import Image
 
 from masuka.image.guides import check_guides, guide_picture, guide_support, guide_weight, unavailable
 from masuka.image.tasks import save_input
+from masuka.model_cache import building
 from masuka.models.architectures.base import StyleReferences
 from masuka.models.hub import cache_only
 from masuka.studio import Studio
@@ -82,10 +83,11 @@ def use_ip_adapter(pipe: Any, runner: Any, inputs: list[ReferenceInput], support
         loaded = 0
     if wanted and not loaded and support is not None:
         try:
-            pipe.load_ip_adapter([support.repo] * wanted, subfolder=support.subfolder,
-                                 weight_name=[support.weight_name] * wanted,
-                                 image_encoder_folder=support.image_encoder,
-                                 local_files_only=cache_only(support.repo))
+            with building():
+                pipe.load_ip_adapter([support.repo] * wanted, subfolder=support.subfolder,
+                                     weight_name=[support.weight_name] * wanted,
+                                     image_encoder_folder=support.image_encoder,
+                                     local_files_only=cache_only(support.repo))
         except Exception as error:  # missing repo, no network, files of another layout
             raise unavailable("IP-Adapter", support.repo, error) from error
         pipe.image_encoder.to(pipe.masuka_plan.device)  # loaded where the pipeline's first module is: maybe offloaded
@@ -117,10 +119,11 @@ def redux_prior(pipe: Any, support: StyleReferences) -> Any:
         from diffusers import FluxPriorReduxPipeline
 
         try:
-            prior = FluxPriorReduxPipeline.from_pretrained(
-                support.repo, dtype=pipe.dtype, use_safetensors=True, local_files_only=cache_only(support.repo),
-                text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2,
-                tokenizer_2=pipe.tokenizer_2)
+            with building():
+                prior = FluxPriorReduxPipeline.from_pretrained(
+                    support.repo, dtype=pipe.dtype, use_safetensors=True, local_files_only=cache_only(support.repo),
+                    text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2,
+                    tokenizer_2=pipe.tokenizer_2)
         except Exception as error:
             raise unavailable("Redux model", support.repo, error) from error
         prior.image_encoder.to(pipe.masuka_plan.device)

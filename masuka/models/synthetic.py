@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from masuka.model_cache import building
 from masuka.models import architectures
 from masuka.models.architectures.shared import TOKENIZERS
 
@@ -34,7 +35,8 @@ def tiny_components(architecture: str, seed: int = 0) -> dict[str, Any]:
     profile = architectures.get(architecture)
     if profile is None:
         raise ValueError(f"no tiny pipeline for {architecture!r}; choose one of {', '.join(TINY_ARCHITECTURES)}")
-    return profile.tiny_components(seed)
+    with building():
+        return profile.tiny_components(seed)
 
 
 def tiny_pipeline(architecture: str, seed: int = 0, task: str = "txt2img") -> Any:
@@ -44,7 +46,8 @@ def tiny_pipeline(architecture: str, seed: int = 0, task: str = "txt2img") -> An
     if profile is None or task not in TINY_TASKS or task not in profile.pipelines:
         raise ValueError(f"no tiny {task} pipeline for {architecture!r}")
     builder = {"edit": profile.tiny_edit_components, "fill": profile.tiny_fill_components}.get(task)
-    return _pipeline(profile.pipelines[task], (builder or profile.tiny_components)(seed))
+    with building():
+        return _pipeline(profile.pipelines[task], (builder or profile.tiny_components)(seed))
 
 
 def _pipeline(class_name: str, components: dict[str, Any]) -> Any:
@@ -69,7 +72,8 @@ def tiny_video_pipeline(image_to_video: bool = False, seed: int = 0, variant: st
     image encoder; 9 frames at 32x32 take a few seconds on a CPU."""
     from masuka.models.architectures.video import tiny_video_pipeline as build
 
-    return build(variant or ("wan2.1-i2v" if image_to_video else "wan2.1"), seed)
+    with building():
+        return build(variant or ("wan2.1-i2v" if image_to_video else "wan2.1"), seed)
 
 
 def save_tiny_video_pipeline(folder: str | Path, image_to_video: bool = False, seed: int = 0,
@@ -94,9 +98,10 @@ def save_tiny_lora(architecture: str, path: str | Path, rank: int = 4, seed: int
     profile = architectures.require(architecture)
     denoiser = tiny_components(architecture)[profile.denoiser]
     torch.manual_seed(seed)
-    denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
-                                    target_modules=list(profile.training.target_modules if profile.training
-                                                        else ATTENTION_TARGETS)))
+    with building():
+        denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
+                                        target_modules=list(profile.training.target_modules if profile.training
+                                                            else ATTENTION_TARGETS)))
     with torch.no_grad():  # strong enough to change a tiny model's image visibly
         for name, param in denoiser.named_parameters():
             if "lora_" in name:
@@ -154,7 +159,7 @@ def random_module(class_name: str, config: dict, device: str, dtype: Any, genera
     from accelerate import init_empty_weights
 
     cls = getattr(diffusers, class_name, None) or getattr(transformers, class_name)
-    with init_empty_weights():
+    with building(), init_empty_weights():
         module = cls(cls.config_class(**config)) if issubclass(cls, transformers.PreTrainedModel) else cls(**config)
     if hasattr(module, "tie_weights"):
         module.tie_weights()  # T5's token embedding is shared with its encoder

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 from masuka.errors import MasukaError
 from masuka.gpu import DevicePlan, device_plan
 from masuka.image.pipelines import load_pipeline, prepare_pipeline
+from masuka.model_cache import building
 from masuka.models.catalog import ModelSpec
 from masuka.training import checkpoints
 from masuka.training.architectures import Architecture, trainer_for
@@ -126,7 +127,8 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
         hooks.log(f"loading {plan.spec.id} ({plan.architecture}) on {accelerator.num_processes} process(es), "
                   f"{where.device} {where.dtype_name}")
     cpu = DevicePlan("cpu", where.dtype_name)
-    pipe = prepare_pipeline(plan.build(), cpu) if plan.build else load_pipeline(plan.spec, cpu, plan.token)
+    with building():
+        pipe = prepare_pipeline(plan.build(), cpu) if plan.build else load_pipeline(plan.spec, cpu, plan.token)
     arch = trainer_for(plan.architecture)(pipe, options, plan.spec.max_sequence_length)
     encoders = [name for name in ("text_encoder", "text_encoder_2", "text_encoder_3") if getattr(pipe, name, None)]
     for name in encoders + ["vae"]:
@@ -154,12 +156,13 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
         model.enable_gradient_checkpointing()
     model.to(device)
     lora: dict[str, Any] = dict(r=options.rank, lora_alpha=options.alpha, init_lora_weights="gaussian")
-    model.add_adapter(LoraConfig(target_modules=arch.target_modules, **lora))
     trained = {arch.model_attr: model}
-    if options.train_text_encoder:
-        for name in encoders:
-            getattr(pipe, name).add_adapter(LoraConfig(target_modules=arch.text_encoder_targets, **lora))
-            trained[name] = getattr(pipe, name)
+    with building():
+        model.add_adapter(LoraConfig(target_modules=arch.target_modules, **lora))
+        if options.train_text_encoder:
+            for name in encoders:
+                getattr(pipe, name).add_adapter(LoraConfig(target_modules=arch.text_encoder_targets, **lora))
+                trained[name] = getattr(pipe, name)
     cast_training_params(list(trained.values()), dtype=torch.float32)  # LoRA weights train in fp32 always
     params = [p for module in trained.values() for p in module.parameters() if p.requires_grad]
     optimizer = make_optimizer(options.optimizer, params, _filled(options.lr, "lr"))

@@ -129,3 +129,42 @@ def test_a_pinned_model_stays_and_a_forked_copy_of_the_cache_has_its_own_locks()
         assert cache.get(("space",), lambda: None) is space  # no wait on the lock or the holder
     done.set()
     thread.join(10)
+
+
+def test_two_loads_at_once_never_leave_torch_patched():
+    """diffusers loads inside accelerate's ``init_empty_weights``, which patches ``nn.Module.register_parameter``
+    for the whole process: two loads in two GPU slots at once, the first ending first, would leave the second's
+    patch (the first's patched method) in place, so every module built afterwards lands on ``meta``. Loads take
+    turns (:func:`masuka.model_cache.building`)."""
+    import torch
+    from accelerate import init_empty_weights
+
+    cache, original = ModelCache(capacity=2), torch.nn.Module.register_parameter
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with init_empty_weights():
+            first_in.set()
+            second_in.wait(1)  # the second load, were it let in meanwhile
+        first_out.set()
+        return "first"
+
+    def second():
+        with init_empty_weights():
+            second_in.set()
+            first_out.wait(1)
+        return "second"
+
+    def load_second():
+        first_in.wait(10)
+        _in_session(cache, ("b",), second)
+
+    thread = threading.Thread(target=load_second)
+    thread.start()
+    try:
+        _in_session(cache, ("a",), first)
+        thread.join(10)
+        assert torch.nn.Module.register_parameter is original
+        assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
+    finally:
+        torch.nn.Module.register_parameter = original
