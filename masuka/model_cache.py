@@ -31,6 +31,15 @@ def building() -> Iterator[None]:
         yield
 
 
+def _new_building_lock() -> None:
+    """A forked process (a ZeroGPU worker) gets a free lock: the thread that held the parent's is not there."""
+    global _BUILDING
+    _BUILDING = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_building_lock)
+
+
 @dataclass(eq=False)
 class _Resident:
     key: tuple

@@ -168,3 +168,30 @@ def test_two_loads_at_once_never_leave_torch_patched():
         assert torch.nn.Linear(2, 2).weight.device.type == "cpu"
     finally:
         torch.nn.Module.register_parameter = original
+
+
+def test_a_forked_worker_can_load_while_the_parent_was_loading():
+    """A ZeroGPU worker is forked from the app, maybe while one of its threads holds the building lock: the child
+    gets a free one (that thread does not exist there), not a lock nobody will release."""
+    import os
+
+    from masuka import model_cache
+
+    held, done = threading.Event(), threading.Event()
+
+    def load():
+        with model_cache.building():
+            held.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: exit at once, with whether the lock was free
+            os._exit(0 if model_cache._BUILDING.acquire(timeout=2) else 1)
+        assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        done.set()
+        thread.join(10)
