@@ -34,7 +34,7 @@ from masuka.video.request import (
     source_seconds,
 )
 
-COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "cost $", "prompt", "error"]
+COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "est. $", "prompt", "error"]
 CHAIN_LENGTHS = (15, 20, 30, 45, MAX_TOTAL_SECONDS)
 REFRESH_S = 2.0
 

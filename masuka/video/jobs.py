@@ -202,14 +202,17 @@ def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> jo
 
 
 def video_jobs(studio: Studio, user: str, admin: bool = False, limit: int = 50) -> list[dict]:
-    """Newest first; finished ones carry ``video`` (absolute path of the MP4, when it is there)."""
+    """Newest first; finished ones carry ``video`` (absolute path of the MP4, when it is there). ``cost_usd`` is
+    the price estimated at the start, ``None`` for a job that ended with no provider having taken a clip of it
+    (no provider job id, no create request that may have reached one: nothing to pay)."""
     where, args = owner_clause(user, admin)
     listed = []
     for row in jobs.find(studio.store, f"kind = ? and {where}", [KIND, *args], order_by="id desc", limit=limit):
         stored = row.result.get("video")
         path = studio.config.absolute(stored) if stored else None
+        unpaid = row.finished and row.provider != "local" and not row.external_id and not _maybe_accepted(row.state)
         listed.append({**row.as_dict(), "video": path if path is not None and path.is_file() else None,
-                       "phase": phase(row), "route": job_route(row)})
+                       "phase": phase(row), "route": job_route(row), **({"cost_usd": None} if unpaid else {})})
     return listed
 
 
@@ -303,6 +306,11 @@ class _Attention(Exception):
 def _accepted(state: dict) -> bool:
     """Whether a provider accepted (and will charge for) a clip of the job."""
     return any("ref" in segment for segment in state.get("segments", []))
+
+
+def _maybe_accepted(state: dict) -> bool:
+    """A create request that may have reached the provider without us learning its id, or :func:`_accepted`."""
+    return _accepted(state) or any(segment.get("submitting") for segment in state.get("segments", []))
 
 
 def _wait_for_provider(studio: Studio, ctx: JobContext, state: dict, error: MasukaError) -> None:

@@ -320,6 +320,19 @@ def test_a_failed_job_shows_failed_as_its_phase(studio, fake):
     assert video_jobs(studio, "local")[0]["phase"] == "failed"
 
 
+def test_a_job_no_provider_took_lists_no_price_and_a_paid_one_keeps_its_estimate(studio, fake):
+    """A create refused until the job fails (422) cost nothing, so its list row shows no price; a job the
+    provider took and that failed later (its download) keeps the price estimated at the start."""
+    server = fake("openai")
+    server.fault("create", 422, body={"error": {"message": "That prompt is not allowed."}})
+    refused = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox")), timeout=60)
+    server.broken_downloads = 20
+    paid = wait_video(studio, start_video(studio, VideoRequest("openai", "sora-2", "a fox")), timeout=60)
+    assert refused["status"] == paid["status"] == "failed" and refused["cost_usd"] > 0
+    listed = {row["id"]: row["cost_usd"] for row in video_jobs(studio, "local")}
+    assert listed == {refused["id"]: None, paid["id"]: paid["cost_usd"]}
+
+
 def test_a_video_over_the_per_user_limit_leaves_no_row_nor_input_copy(tmp_path, fake, first_frame):
     from masuka.config import Config
     from masuka.errors import GPUBusy
