@@ -14,6 +14,9 @@ from pathlib import Path
 
 REFUSAL = "Queue is full"
 WARMUP_SEED = 10**9
+#: each simulated user's HTTP settings: twenty clients asking for the API description at once (about 0.3 MB each)
+#: can take longer than httpx's 5 s default on a busy two-core machine, which is load, not a refusal
+CLIENT_HTTP = {"timeout": 60.0}
 
 
 @dataclass
@@ -78,7 +81,7 @@ def drive(url: str, model: str, users: int, requests_per_user: int, steps: int =
     stop_at = None if duration_s is None else time.monotonic() + duration_s
 
     def user(index: int) -> None:
-        client = Client(url, auth=auth, verbose=False)
+        client = Client(url, auth=auth, verbose=False, httpx_kwargs=CLIENT_HTTP)
         if video:
             try:
                 job_id, _message = client.predict(f"user {index} video", video[0], video[1], 4, "1280x720", None,
@@ -103,7 +106,8 @@ def drive(url: str, model: str, users: int, requests_per_user: int, steps: int =
             with lock:
                 report.outcomes.append(outcome)
 
-    Client(url, auth=auth, verbose=False).predict(  # warm-up: the model loads before memory is sampled
+    # warm-up: the model loads before memory is sampled
+    Client(url, auth=auth, verbose=False, httpx_kwargs=CLIENT_HTTP).predict(
         prompt="warm-up", model=model, negative_prompt="", steps=steps, guidance=1.0, width=size, height=size,
         seed=WARMUP_SEED, batch=1, loras=[], api_name="/generate_image")
     sampler_done = threading.Event()
