@@ -332,17 +332,37 @@ def resume_run(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool
                interrupt: threading.Event | None = None, restoring: bool = False) -> int:
     """Queue a stopped, interrupted or failed run again; it continues from its latest checkpoint. Within its
     owner's share of queued jobs, unless ``restoring`` work the app had in hand when it stopped."""
-    row = _run_row(studio, run_id, owner, admin)
-    if row.status not in RESUMABLE:
-        raise InvalidInput(f"Run {row.id} is {row.status}: only a stopped, interrupted or failed run resumes.")
-    if not restoring:
-        studio.runner().check_share(row.owner, row.id)
+    row = _resumable(studio, run_id, owner, admin, restoring)
     if not _remote(row):
         check_training(studio, TrainOptions.from_dict(row.params), row.owner, row)
     studio.runner().requeue(row.id)
     if submit:
         submit_run(studio, row.id, interrupt)
     return row.id
+
+
+def resume_price(studio: Studio, run_id: Any, owner: str = LOCAL_USER,
+                 admin: bool = True) -> tuple[str, float] | None:
+    """What a Resume of a run bills before it starts: the service and estimated price of the new job a remote run
+    sends (none sent yet, or its job ended there); None when it bills nothing new (a local run, a remote one that
+    follows the job it has). Refuses a run that does not resume, as :func:`resume_run` does."""
+    row = _resumable(studio, run_id, owner, admin)
+    if not _remote(row):
+        return None
+    from masuka.training.backends.remote import new_job_price
+
+    price = new_job_price(row)
+    return None if price is None else (row.state["backend"], price)
+
+
+def _resumable(studio: Studio, run_id: Any, owner: str, admin: bool, restoring: bool = False) -> jobs.JobRow:
+    """The row of a run that may resume now (its status, and its owner's share unless ``restoring``)."""
+    row = _run_row(studio, run_id, owner, admin)
+    if row.status not in RESUMABLE:
+        raise InvalidInput(f"Run {row.id} is {row.status}: only a stopped, interrupted or failed run resumes.")
+    if not restoring:
+        studio.runner().check_share(row.owner, row.id)
+    return row
 
 
 def run_status(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bool = True) -> dict:

@@ -19,7 +19,15 @@ from masuka.training.backends import BACKENDS, LOCAL, REMOTE_BACKENDS, check_bac
 from masuka.training.backends.remote import check_remote_run, destination_services, price_line
 from masuka.training.data import dataset_choices
 from masuka.training.options import MAX_STEPS, OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
-from masuka.training.runs import list_runs, request_stop, resume_remote_runs, resume_run, run_status, start_training
+from masuka.training.runs import (
+    list_runs,
+    request_stop,
+    resume_price,
+    resume_remote_runs,
+    resume_run,
+    run_status,
+    start_training,
+)
 from masuka.ui import checkpoints
 from masuka.ui.common import UIContext, bind, friendly, hidden_button, is_admin, user_of, whole_number_box
 from masuka.validation import whole_number
@@ -48,6 +56,7 @@ def build(ctx: UIContext) -> None:
                 run = whole_number_box(gr.Dropdown([], label="Run", allow_custom_value=True, scale=3))
                 stop = gr.Button("Stop", variant="stop", scale=1)
                 resume = gr.Button("Resume", scale=1)
+                confirm_resume = gr.Button("Yes, resume", variant="primary", visible=False, scale=1)  # a billed one
             # a row of its own: next to the run picker (one form box) a narrow screen clips its label
             discard = gr.Checkbox(False, label="Discard (no checkpoint) when stopping")
             progress = gr.Markdown("No run yet.")
@@ -69,8 +78,12 @@ def build(ctx: UIContext) -> None:
     confirmed.success(started, details, [run, confirm], **private)
     confirmed.failure(hidden_button, None, confirm, **hidden)
     run.change(bind(status, studio), run, details, api_name="training_status")
+    run.change(hidden_button, None, confirm_resume, **hidden)
     stop.click(bind(stop_run, studio), [run, discard], details, api_name="stop_training")
-    resume.click(bind(resume_training, studio), run, details, api_name="resume_training")
+    # Resume of a remote run that sends a new job asks the same way (API callers resume directly)
+    resume.click(bind(resume_or_confirm, studio), run, [details, confirm_resume], **private)
+    resumed = confirm_resume.click(bind(resume_training, studio), run, details, api_name="resume_training")
+    resumed.then(hidden_button, None, confirm_resume, **hidden)
     details.change(bind(view, studio), run, panel, **private)
     timer.tick(bind(view, studio), run, panel, **private)
     priced = [options["backend"], options["base"], options["steps"]]
@@ -177,8 +190,12 @@ def train_or_confirm(studio: Studio, *args: Any, **kwargs: Any):
         return info, *started(info)
     _entry, price, _data = check_remote_run(studio, run_options(chosen.arguments), backend,
                                             user_of(chosen.arguments["request"]), chosen.arguments["destination"] or "")
-    return gr.skip(), gr.skip(), gr.Button(f"Yes, train on {trainer_catalog()[backend]['name']} for about "
-                                           f"${price:.2f}", visible=True)
+    return gr.skip(), gr.skip(), confirmation("train", backend, price)
+
+
+def confirmation(verb: str, backend: str, price: float) -> gr.Button:
+    """The confirmation of a billed remote run, naming its service and estimated price."""
+    return gr.Button(f"Yes, {verb} on {trainer_catalog()[backend]['name']} for about ${price:.2f}", visible=True)
 
 
 def started(info: dict) -> tuple[int, gr.Button]:
@@ -203,6 +220,17 @@ def resume_training(studio: Studio, run_id: float, request: gr.Request = None):
     """Queue a stopped, interrupted or failed run again from its latest checkpoint."""
     resume_run(studio, run_id, user_of(request), is_admin(studio, request))
     return run_status(studio, run_id, user_of(request), is_admin(studio, request))
+
+
+@friendly
+def resume_or_confirm(studio: Studio, run_id: float, request: gr.Request = None):
+    """Resume's click: a run whose Resume bills nothing new resumes at once (its status, the confirmation hidden);
+    a remote one that would send a new job, which the service bills, resumes nothing yet: it shows the confirmation
+    naming its service and estimated price (``resume_training`` runs on its click)."""
+    billed = resume_price(studio, run_id, user_of(request), is_admin(studio, request))
+    if billed:
+        return gr.skip(), confirmation("resume", *billed)
+    return resume_training(studio, run_id, request), hidden_button()
 
 
 def view(studio: Studio, selected: float | None, request: gr.Request):

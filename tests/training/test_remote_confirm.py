@@ -1,6 +1,7 @@
 """The Train tab's confirmation of a remote run (billed by its service): Train shows it, naming the service and the
 estimated price, and starts nothing; only its click starts the run; a change of the price hides it. A local run
-starts on the first click (the ``start_training`` API starts any run at once: test_remote.py)."""
+starts on the first click (the ``start_training`` API starts any run at once: test_remote.py). Resume of a remote
+run that sends a new job asks the same way; a local run resumes at once, and so does the ``resume_training`` API."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import re
 
 import gradio as gr
 import pytest
+from gradio_client import Client
 
+from masuka import jobs
+from masuka.training.options import TrainOptions
+from masuka.training.runs import create_run, start_training
 from masuka.ui import train as train_tab
 
 from .conftest import add_dataset
@@ -58,6 +63,66 @@ def test_train_shows_a_remote_runs_refusal_before_its_confirmation(studio, monke
     assert runs(studio) == [] and server.requests == []
 
 
+def failed_fal_run(studio, server) -> int:
+    """A fal run whose job failed at the service (a Resume sends a new one)."""
+    server.fail_jobs = True
+    add_dataset(studio)
+    run_id = start_training(studio, TrainOptions(dataset="fox", base="flux-dev", steps=4), backend="fal")
+    assert studio.jobs.wait(run_id, timeout=30)["status"] == "failed" and server.creates == 1
+    server.fail_jobs = False
+    return run_id
+
+
+def test_resume_asks_before_a_remote_run_sends_a_new_job_and_resumes_a_local_one_at_once(studio, trainer,  # noqa: F811
+                                                                                         tiny_model):
+    server = trainer("fal")
+    remote = failed_fal_run(studio, server)
+    sent = len(server.requests)
+    details, confirm = train_tab.resume_or_confirm(studio, remote)
+    assert details == gr.skip() and confirm.visible is True
+    assert confirm.value == "Yes, resume on fal.ai for about $0.01"  # the start's estimate
+    assert len(server.requests) == sent and jobs.get(studio.store, remote).status == "failed"
+    train_tab.resume_training(studio, remote)  # the confirmation's click
+    assert studio.jobs.wait(remote, timeout=30)["status"] == "completed" and server.creates == 2
+    with pytest.raises(gr.Error, match="only a stopped, interrupted or failed run resumes"):
+        train_tab.resume_or_confirm(studio, remote)
+    local = create_run(studio, TrainOptions(dataset="fox", base=str(tiny_model("flux")), preset="24gb", steps=1,
+                                            lr=1e-3, resolution=64, save_every=0))
+    jobs.finish(studio.store, local, "cancelled", "Stopped by the user.")
+    info, confirm = train_tab.resume_or_confirm(studio, local)
+    assert info["run"] == local and info["status"] in ("queued", "running") and confirm.visible is False
+    assert studio.jobs.wait(local, timeout=WAIT_S)["status"] == "completed"
+
+
+@pytest.mark.parametrize("state, asks", [
+    ({}, True),
+    ({"submitting": True, "upload": "https://files.test/d.zip"}, False),
+], ids=["never-sent", "maybe-sent"])
+def test_resume_asks_only_when_a_remote_run_would_send_a_new_job(studio, trainer, state, asks):  # noqa: F811
+    """An interrupted run whose create request may have arrived is never sent again: its Resume bills nothing."""
+    server = trainer("fal")
+    add_dataset(studio)
+    run_id = create_run(studio, TrainOptions(dataset="fox", base="flux-dev", steps=4), backend="fal")
+    studio.store.update("jobs", run_id, status="interrupted",
+                        state={**studio.store.get("jobs", run_id)["state"], **state})
+    details, confirm = train_tab.resume_or_confirm(studio, run_id)
+    if asks:
+        assert details == gr.skip() and confirm.value == "Yes, resume on fal.ai for about $0.01"
+        assert server.requests == [] and jobs.get(studio.store, run_id).status == "interrupted"
+    else:
+        assert details["run"] == run_id and confirm.visible is False
+        assert studio.jobs.wait(run_id, timeout=30)["status"] == "interrupted" and server.creates == 0
+
+
+def test_the_resume_training_api_resumes_a_remote_run_directly(live_app, trainer):  # noqa: F811
+    server = trainer("fal")
+    app = live_app()
+    run_id = failed_fal_run(app.studio, server)
+    resumed = Client(app.url, verbose=False).predict(run_id, api_name="/resume_training")
+    assert resumed["run"] == run_id
+    assert app.studio.jobs.wait(run_id, timeout=30)["status"] == "completed" and server.creates == 2
+
+
 @pytest.mark.browser
 def test_in_the_browser_a_remote_run_waits_for_its_confirmation(live_app, page, trainer, tiny_model):  # noqa: F811
     server = trainer("fal")
@@ -100,3 +165,38 @@ def test_in_the_browser_a_remote_run_waits_for_its_confirmation(live_app, page, 
     page.get_by_text(re.compile(r"step \d/1\b")).first.wait_for(timeout=15_000)
     _remote, local = runs(app.studio)
     assert app.studio.jobs.wait(local["id"], timeout=WAIT_S)["status"] == "completed" and server.creates == 1
+
+
+@pytest.mark.browser
+def test_in_the_browser_resume_of_a_remote_run_waits_for_its_confirmation(live_app, page, trainer):  # noqa: F811
+    server = trainer("fal")
+    app = live_app()
+    first = failed_fal_run(app.studio, server)
+    server.fail_jobs = True
+    second = start_training(app.studio, TrainOptions(dataset="fox", base="flux-dev", steps=4), backend="fal")
+    assert app.studio.jobs.wait(second, timeout=30)["status"] == "failed"
+    server.fail_jobs = False
+    page.goto(app.url)
+    page.get_by_role("tab", name="Train").first.click(timeout=30_000)
+    picker = page.get_by_label("Run", exact=True).locator("visible=true").first
+
+    def pick(run_id: int) -> None:
+        picker.fill(str(run_id))
+        picker.press("Enter")
+
+    resume = page.get_by_role("button", name="Resume", exact=True)
+    confirm = page.get_by_role("button", name="Yes, resume on fal.ai for about $0.01")
+    pick(first)
+    resume.click()
+    confirm.wait_for(timeout=15_000)
+    pick(second)  # another run: the confirmation goes
+    confirm.wait_for(state="hidden", timeout=15_000)
+    assert server.creates == 2
+    resume.click()
+    confirm.wait_for(timeout=15_000)
+    page.wait_for_timeout(3 * train_tab.POLL_S * 1000)  # the panel's polling leaves it
+    assert confirm.is_visible() and server.creates == 2
+    confirm.click()
+    confirm.wait_for(state="hidden", timeout=15_000)
+    assert app.studio.jobs.wait(second, timeout=60)["status"] == "completed" and server.creates == 3
+    assert jobs.get(app.studio.store, first).status == "failed"

@@ -164,7 +164,7 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
     options = TrainOptions.from_dict(row.params)
     trainer = _trainer(studio, state["backend"], row.owner)
     try:
-        if state.get("ref") and state.get("phase") in ENDED:  # a Resume: the old job runs no more
+        if _job_ended(state):  # a Resume: the old job runs no more
             log(f"{trainer.service.label} job {state['ref']['id']} ended ({state['phase']}): sending the run again "
                 f"as a new job (estimated ${row.cost_usd:.2f})")
             for name in ("ref", "upload", "log_count"):
@@ -181,6 +181,21 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
         jobs.finish(studio.store, run_id, "interrupted", str(interrupted))
     finally:
         trainer.close()
+
+
+def new_job_price(row: jobs.JobRow) -> float | None:
+    """The estimated price of the job a Resume of this remote run sends (none was sent, or its job ended at the
+    service; the start's estimate); None when it follows the job it has, or one that may have arrived."""
+    state = row.state
+    if state.get("submitting") or (state.get("ref") and not _job_ended(state)):
+        return None
+    options = TrainOptions.from_dict(row.params)
+    return estimate_remote(state["backend"], options.base, options.steps)[1]
+
+
+def _job_ended(state: dict) -> bool:
+    """Whether the run's job at the service ran and runs no more."""
+    return bool(state.get("ref")) and state.get("phase") in ENDED
 
 
 def cancel_interrupted_run(studio: Studio, row: jobs.JobRow) -> None:
