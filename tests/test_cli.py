@@ -124,6 +124,19 @@ def test_detail_upscale_flags_without_detail_are_refused(capsys, tmp_path, comma
     assert out == "" and not data.exists()
 
 
+@pytest.mark.parametrize("command", [["upscale"], ["queue", "upscale"]])
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "nobody/nothing"], "A model repaints tiles only in a detail upscale"),
+    (["--detail"], "A detail upscale needs the diffusion model"),
+    (["--scale", "3"], "The upscale factor must be 2 or 4 (got 3)."),
+])
+def test_upscale_choices_are_refused_before_the_data_folder_is_made(capsys, tmp_path, command, flags, message):
+    """The upscale request's own checks that need no studio (factor, detail and model) run before one opens."""
+    data = tmp_path / "data"
+    code, out, err = run_cli(capsys, *command, "--data-dir", str(data), "--image", "photo.png", *flags)
+    assert code == 2 and message in err and err.count("\n") == 1 and out == "" and not data.exists()
+
+
 def test_dependent_flags_left_out_take_the_request_defaults(capsys):
     """Left out, ``--strength``, ``--mask-blur``, ``--face-strength`` (generate) and the detail flags (upscale) are
     the request dataclasses' own defaults, which ``--help`` shows."""

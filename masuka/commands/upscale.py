@@ -8,7 +8,7 @@ import argparse
 from masuka.cli import emit, open_studio, progress_line
 from masuka.commands.generate import default_of, given, refuse_without
 
-#: the flags (by dest) that only a detail upscale reads, ``--model`` aside (the upscale itself refuses it alone)
+#: the flags (by dest) that only a detail upscale reads, ``--model`` aside (the request's own checks refuse it alone)
 DETAIL_FLAGS = ("strength", "prompt", "negative_prompt", "steps", "guidance", "seed")
 
 
@@ -46,12 +46,15 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
 
 def upscale_request(args: argparse.Namespace):
     """The :class:`~masuka.image.upscale.request.UpscaleRequest` the flags of :func:`add_upscale_arguments` describe;
-    a flag of a detail upscale without ``--detail`` is refused, before any studio is opened."""
-    from masuka.image.upscale.request import UpscaleRequest
+    a flag of a detail upscale without ``--detail``, and what the request's own studio-free checks refuse, are
+    refused before any studio is opened."""
+    from masuka.image.upscale.request import UpscaleRequest, check_choices
 
     refuse_without(args, DETAIL_FLAGS, "detail")
-    return UpscaleRequest(image=args.image, scale=args.scale, upscaler=args.upscaler, detail=args.detail,
-                          model=args.model, tile=args.tile, overlap=args.overlap, **given(args, *DETAIL_FLAGS))
+    request = UpscaleRequest(image=args.image, scale=args.scale, upscaler=args.upscaler, detail=args.detail,
+                             model=args.model, tile=args.tile, overlap=args.overlap, **given(args, *DETAIL_FLAGS))
+    check_choices(request)
+    return request
 
 
 def run(args: argparse.Namespace) -> int:

@@ -60,17 +60,12 @@ class Upscaled:
     parameters: str
 
 
-def check_request(studio: Studio, request: UpscaleRequest) -> tuple[Image.Image, Path | None]:
-    """The source picture and the upscaler file (None for a resampler); :class:`InvalidInput` for bad input."""
+def check_choices(request: UpscaleRequest) -> None:
+    """The checks that need neither a studio nor the picture (the CLI runs them before it opens one): the factor,
+    detail and model together, the tile size and overlap; :class:`InvalidInput` for bad input."""
     flag("detail", request.detail)
     if request.scale not in SCALES:
         raise InvalidInput(f"The upscale factor must be 2 or 4 (got {request.scale}).")
-    upscaler = check_upscaler(studio.config, request.upscaler)
-    source = open_picture(request.image, "image")
-    width, height = source.width * request.scale, source.height * request.scale
-    if max(width, height) > MAX_RESULT_SIDE:
-        raise InvalidInput(f"The image is too large to upscale {request.scale}x: the result would be {width}x{height}, "
-                           f"at most {MAX_RESULT_SIDE} pixels a side.")
     if request.tile and whole_number("tile size", request.tile, 0, MAX_TILE) < MIN_TILE:
         raise InvalidInput(f"The tile size must be 0 (the whole picture) or {MIN_TILE}-{MAX_TILE} pixels "
                            f"(got {request.tile}).")
@@ -81,6 +76,17 @@ def check_request(studio: Studio, request: UpscaleRequest) -> tuple[Image.Image,
     if request.model and not request.detail:
         raise InvalidInput("A model repaints tiles only in a detail upscale: turn detail on (--detail), or leave the "
                            "model out.")
+
+
+def check_request(studio: Studio, request: UpscaleRequest) -> tuple[Image.Image, Path | None]:
+    """The source picture and the upscaler file (None for a resampler); :class:`InvalidInput` for bad input."""
+    check_choices(request)
+    upscaler = check_upscaler(studio.config, request.upscaler)
+    source = open_picture(request.image, "image")
+    width, height = source.width * request.scale, source.height * request.scale
+    if max(width, height) > MAX_RESULT_SIDE:
+        raise InvalidInput(f"The image is too large to upscale {request.scale}x: the result would be {width}x{height}, "
+                           f"at most {MAX_RESULT_SIDE} pixels a side.")
     keeps_alpha = "A" in source.getbands() and not request.detail  # a detail upscale repaints colours only
     return source.convert("RGBA" if keeps_alpha else "RGB"), upscaler
 
