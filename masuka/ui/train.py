@@ -12,7 +12,7 @@ import gradio as gr
 import pandas as pd
 from gradio.components import Component
 
-from masuka.errors import MasukaError
+from masuka.errors import InvalidInput, MasukaError
 from masuka.models.catalog import trainable_models
 from masuka.studio import Studio
 from masuka.training.backends import BACKENDS, LOCAL, REMOTE_BACKENDS, check_backend, trainer_catalog
@@ -29,7 +29,7 @@ from masuka.training.runs import (
     start_training,
 )
 from masuka.ui import checkpoints
-from masuka.ui.common import UIContext, bind, friendly, hidden_button, is_admin, user_of, whole_number_box
+from masuka.ui.common import MAX_ID, UIContext, bind, friendly, hidden_button, is_admin, user_of, whole_number_box
 from masuka.validation import whole_number
 
 POLL_S = 2.0
@@ -57,6 +57,7 @@ def build(ctx: UIContext) -> None:
                 stop = gr.Button("Stop", variant="stop", scale=1)
                 resume = gr.Button("Resume", scale=1)
                 confirm_resume = gr.Button("Yes, resume", variant="primary", visible=False, scale=1)  # a billed one
+                asked = gr.State(None)  # the run the resume confirmation names (None for API callers)
             # a row of its own: next to the run picker (one form box) a narrow screen clips its label
             discard = gr.Checkbox(False, label="Discard (no checkpoint) when stopping")
             progress = gr.Markdown("No run yet.")
@@ -78,11 +79,11 @@ def build(ctx: UIContext) -> None:
     confirmed.success(started, details, [run, confirm], **private)
     confirmed.failure(hidden_button, None, confirm, **hidden)
     run.change(bind(status, studio), run, details, api_name="training_status")
-    run.change(hidden_button, None, confirm_resume, **hidden)
+    run.input(hidden_button, None, confirm_resume, **hidden)  # a pick (the panel's polling redraws the picker)
     stop.click(bind(stop_run, studio), [run, discard], details, api_name="stop_training")
     # Resume of a remote run that sends a new job asks the same way (API callers resume directly)
-    resume.click(bind(resume_or_confirm, studio), run, [details, confirm_resume], **private)
-    resumed = confirm_resume.click(bind(resume_training, studio), run, details, api_name="resume_training")
+    resume.click(bind(resume_or_confirm, studio), run, [details, confirm_resume, asked], **private)
+    resumed = confirm_resume.click(bind(resume_confirmed, studio), [run, asked], details, api_name="resume_training")
     resumed.then(hidden_button, None, confirm_resume, **hidden)
     details.change(bind(view, studio), run, panel, **private)
     timer.tick(bind(view, studio), run, panel, **private)
@@ -226,11 +227,21 @@ def resume_training(studio: Studio, run_id: float, request: gr.Request = None):
 def resume_or_confirm(studio: Studio, run_id: float, request: gr.Request = None):
     """Resume's click: a run whose Resume bills nothing new resumes at once (its status, the confirmation hidden);
     a remote one that would send a new job, which the service bills, resumes nothing yet: it shows the confirmation
-    naming its service and estimated price (``resume_training`` runs on its click)."""
+    naming its service and estimated price, and the run it names (:func:`resume_confirmed` runs on its click)."""
     billed = resume_price(studio, run_id, user_of(request), is_admin(studio, request))
     if billed:
-        return gr.skip(), confirmation("resume", *billed)
-    return resume_training(studio, run_id, request), hidden_button()
+        return gr.skip(), confirmation("resume", *billed), whole_number("run", run_id, 1, MAX_ID)
+    return resume_training(studio, run_id, request), hidden_button(), None
+
+
+@friendly
+def resume_confirmed(studio: Studio, run_id: float, asked: int | None = None, request: gr.Request = None):
+    """The resume confirmation's click (and the ``resume_training`` API, which has no ``asked``): resume the run
+    the confirmation named, only while the picker still shows it."""
+    if asked is not None and whole_number("run", run_id, 1, MAX_ID) != asked:
+        raise InvalidInput(f"This confirmation was for run {asked}, which is no longer picked: nothing was resumed. "
+                           "Pick the run and click Resume again.")
+    return resume_training(studio, run_id, request)
 
 
 def view(studio: Studio, selected: float | None, request: gr.Request):

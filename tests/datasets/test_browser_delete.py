@@ -48,7 +48,9 @@ def test_another_dataset_picked_closes_the_confirmation_and_clears_the_selection
 
     pick("dsb")
     page.locator("[role=gridcell]", has_text="dsb1.jpg").last.click()
+    expect(selected).not_to_have_value("", timeout=15_000)  # the pick has come back from the server
     page.get_by_role("button", name="Delete selected image").click()
+    expect(page.get_by_text(re.compile(r"Deleted image #\d+"))).to_be_visible(timeout=15_000)
     picker.click()
     expect(page.get_by_role("option", name="dsb (1 images)")).to_be_visible(timeout=15_000)
     assert sorted(row["name"] for row in app.studio.store.find("datasets")) == ["dsa", "dsb"]

@@ -78,19 +78,23 @@ def test_resume_asks_before_a_remote_run_sends_a_new_job_and_resumes_a_local_one
     server = trainer("fal")
     remote = failed_fal_run(studio, server)
     sent = len(server.requests)
-    details, confirm = train_tab.resume_or_confirm(studio, remote)
-    assert details == gr.skip() and confirm.visible is True
+    details, confirm, asked = train_tab.resume_or_confirm(studio, remote)
+    assert details == gr.skip() and confirm.visible is True and asked == remote
     assert confirm.value == "Yes, resume on fal.ai for about $0.01"  # the start's estimate
     assert len(server.requests) == sent and jobs.get(studio.store, remote).status == "failed"
-    train_tab.resume_training(studio, remote)  # the confirmation's click
+    with pytest.raises(gr.Error, match=f"This confirmation was for run {remote}, which is no longer picked"):
+        train_tab.resume_confirmed(studio, remote + 1, asked)  # another run picked meanwhile: nothing resumes
+    assert server.creates == 1
+    train_tab.resume_confirmed(studio, remote, asked)  # the confirmation's click
     assert studio.jobs.wait(remote, timeout=30)["status"] == "completed" and server.creates == 2
     with pytest.raises(gr.Error, match="only a stopped, interrupted or failed run resumes"):
         train_tab.resume_or_confirm(studio, remote)
     local = create_run(studio, TrainOptions(dataset="fox", base=str(tiny_model("flux")), preset="24gb", steps=1,
                                             lr=1e-3, resolution=64, save_every=0))
     jobs.finish(studio.store, local, "cancelled", "Stopped by the user.")
-    info, confirm = train_tab.resume_or_confirm(studio, local)
+    info, confirm, asked = train_tab.resume_or_confirm(studio, local)
     assert info["run"] == local and info["status"] in ("queued", "running") and confirm.visible is False
+    assert asked is None
     assert studio.jobs.wait(local, timeout=WAIT_S)["status"] == "completed"
 
 
@@ -105,7 +109,7 @@ def test_resume_asks_only_when_a_remote_run_would_send_a_new_job(studio, trainer
     run_id = create_run(studio, TrainOptions(dataset="fox", base="flux-dev", steps=4), backend="fal")
     studio.store.update("jobs", run_id, status="interrupted",
                         state={**studio.store.get("jobs", run_id)["state"], **state})
-    details, confirm = train_tab.resume_or_confirm(studio, run_id)
+    details, confirm, _asked = train_tab.resume_or_confirm(studio, run_id)
     if asks:
         assert details == gr.skip() and confirm.value == "Yes, resume on fal.ai for about $0.01"
         assert server.requests == [] and jobs.get(studio.store, run_id).status == "interrupted"
