@@ -4,7 +4,8 @@ On ZeroGPU a function decorated with ``spaces.GPU`` runs in a worker process for
 next call while idle) that gets a GPU slice for the duration it asks for; the visitor's quota is checked
 against that duration before it starts. So each request asks for what it needs (:func:`request_seconds`:
 steps, size, images, task), and a request that needs more than one call may take (``MASUKA_ZEROGPU_MAX_S``) is
-refused before it runs, with the reason. The Space's model is placed at start-up by
+refused before it runs, with the reason. Local training and local video, minutes or hours on one GPU, are
+refused there pointing at the remote services. The Space's model is placed at start-up by
 :mod:`masuka.image.space_model`.
 How a call crosses into that worker is :mod:`masuka.gpu_worker`'s.
 """
@@ -31,32 +32,53 @@ FIXED_SECONDS = 10
 CAPTION_LOAD_SECONDS, CAPTION_SECONDS = 30, 2
 #: A model other than the Space's loads inside the GPU task: seconds per GB of its weights (none known: 20 GB).
 LOAD_SECONDS_PER_GB, UNKNOWN_MODEL_GB = 1.0, 20.0
+#: Face detail repaints each face's crop at the image's size and the face strength: the faces budgeted per image.
+FACE_DETAIL_FACES = 2
+#: The safety check: loading its classifier inside the task, then seconds per image.
+SAFETY_LOAD_SECONDS, SAFETY_SECONDS = 5, 1
+#: A ControlNet: loading its weights inside the task, and the share of each step its pass adds.
+CONTROL_LOAD_SECONDS, CONTROL_STEP_SHARE = 5, 0.5
+#: A model upscale: loading the upscaler, seconds per megapixel of the result, seconds per tile.
+UPSCALE_LOAD_SECONDS, UPSCALE_SECONDS_PER_MP, UPSCALE_TILE_SECONDS = 5, 1.0, 0.1
+#: Where local work that does not fit ZeroGPU's calls can be done instead.
+ELSEWHERE = "on a GPU Space, Colab or your own GPU"
 
 
 def max_seconds() -> int:
     return zerogpu_max_seconds(DEFAULT_MAX_SECONDS)
 
 
-def refuse_local_training() -> None:
+def refuse_local_training(instead: str = "") -> None:
     """:class:`InvalidInput` on ZeroGPU, where a local training run (minutes to hours on one GPU) cannot fit the
-    GPU calls a request may make; remote trainers run on their service's GPUs."""
+    GPU calls a request may make; remote trainers run on their service's GPUs. ``instead``: what to do instead
+    (by default: the remote backends)."""
     if on_zerogpu():
         raise InvalidInput("Training cannot run on this ZeroGPU Space: a run takes minutes to hours, one ZeroGPU call "
-                           f"at most {max_seconds()} s. Train remotely instead: pick the fal or Replicate backend "
-                           "(`--backend` in the CLI; it needs that service's API key), or train on a GPU Space, Colab "
-                           "or your own GPU.")
+                           f"at most {max_seconds()} s. " + (instead or "Train remotely instead: pick the fal or "
+                           "Replicate backend (`--backend` in the CLI; it needs that service's API key), or train "
+                           f"{ELSEWHERE}."))
 
 
 def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 0, images: int = 1,
-                    architecture: str | None = None, load_gb: float = 0.0) -> int:
-    """The GPU seconds a request asks ZeroGPU for (``load_gb``: weights loaded inside the task, for a model that
-    is not the Space's); raises :class:`InvalidInput` when one call may not take that long, so the request is
-    refused before any GPU time is spent (or quota checked)."""
+                    architecture: str | None = None, load_gb: float = 0.0, face_strength: float = 0.0,
+                    safety: bool = False, controls: int = 0, tiles: int = 1) -> int:
+    """The GPU seconds a request asks ZeroGPU for; raises :class:`InvalidInput` when one call may not take that
+    long, so the request is refused before any GPU time is spent (or quota checked).
+
+    ``image``: ``images`` of ``steps`` at ``width`` x ``height``; ``load_gb`` of weights loaded inside the task
+    (a model that is not the Space's), the face detail's repaints at ``face_strength`` (0: off), the ``safety``
+    check and ``controls`` ControlNets. ``upscale``: a model upscale to ``width`` x ``height`` in ``tiles``.
+    ``caption``: ``images`` captioned."""
+    megapixels = width * height / 2**20
     if task == "image":
-        megapixels = width * height / 2**20
-        seconds = (FIXED_SECONDS + load_gb * LOAD_SECONDS_PER_GB
-                   + images * steps * max(megapixels, 0.25) * step_seconds(architecture))
+        step = steps * max(megapixels, 0.25) * step_seconds(architecture)
+        per_image = step * (1 + CONTROL_STEP_SHARE * controls + FACE_DETAIL_FACES * face_strength)
+        seconds = (FIXED_SECONDS + load_gb * LOAD_SECONDS_PER_GB + controls * CONTROL_LOAD_SECONDS
+                   + (SAFETY_LOAD_SECONDS + images * SAFETY_SECONDS if safety else 0) + images * per_image)
         remedy = "use fewer steps, a smaller size or fewer images" + (", or the Space's own model" if load_gb else "")
+    elif task == "upscale":
+        seconds = UPSCALE_LOAD_SECONDS + megapixels * UPSCALE_SECONDS_PER_MP + tiles * UPSCALE_TILE_SECONDS
+        remedy = "upscale a smaller picture or by 2x, or use a built-in resampler (Lanczos), which needs no GPU"
     elif task == "caption":
         seconds = CAPTION_LOAD_SECONDS + images * CAPTION_SECONDS
         least = CAPTION_LOAD_SECONDS + CAPTION_SECONDS  # one image: fewer cannot help
@@ -69,6 +91,15 @@ def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 
         raise InvalidInput(f"This request needs about {seconds} s of GPU time, more than the {limit} s one ZeroGPU "
                            f"call may take on this Space: {remedy}.")
     return seconds
+
+
+def image_seconds(spec: ModelSpec, *, steps: int, width: int, height: int, images: int = 1,
+                  face_strength: float = 0.0, safety: bool = False, controls: int = 0) -> int:
+    """:func:`request_seconds` of an image request with model ``spec`` (its architecture, and its loading when
+    it is not the Space's model)."""
+    return request_seconds("image", steps=steps, width=width, height=height, images=images,
+                           architecture=spec.architecture, load_gb=image_load_gb(spec.id, spec.vram_gb),
+                           face_strength=face_strength, safety=safety, controls=controls)
 
 
 def step_seconds(architecture: str | None) -> float:

@@ -348,3 +348,166 @@ def test_a_local_training_run_is_refused_on_zerogpu_pointing_at_remote_trainers(
     assert code == 2 and "error: Training cannot run on this ZeroGPU Space" in capsys.readouterr().err
     monkeypatch.delenv("SPACES_ZERO_GPU")
     assert create_run(studio, options) > 0, "elsewhere the same run is recorded"
+
+
+def test_local_video_is_refused_on_zerogpu_naming_the_remote_providers(studio, monkeypatch, capsys, tmp_path):
+    """The app's process has no GPU on ZeroGPU and a clip takes minutes: the form does not offer the local model,
+    a request for it is refused (priced, started, from the CLI), and so is a local job taken up there."""
+    from masuka.cli import main
+    from masuka.jobs import JobContext
+    from masuka.ui.video import _provider_choices
+    from masuka.video.availability import offered_providers
+    from masuka.video.jobs import estimate, start_video
+    from masuka.video.local import run_local
+    from masuka.video.request import VideoRequest
+
+    request = VideoRequest(provider="local", model="wan2.1-t2v-1.3b", prompt="a red fox running", seconds=1)
+    plan = estimate(request)  # elsewhere the local model is offered and planned
+    assert "local" in offered_providers()
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    refusal = r"Local video cannot run on this ZeroGPU Space.*remote provider instead \(OpenAI.*fal\.ai"
+    assert "local" not in offered_providers() and "local" not in [key for _name, key in _provider_choices()]
+    for attempt in (lambda: estimate(request), lambda: start_video(studio, request),
+                    lambda: run_local(studio, JobContext(studio.store, 1), plan, None, tmp_path / "clip.mp4", 0,
+                                      print)):
+        with pytest.raises(InvalidInput, match=refusal):
+            attempt()
+    assert studio.store.count("jobs") == 0, "nothing was recorded"
+    code = main(["video", "--data-dir", str(studio.config.data_dir), "--provider", "local", "--model",
+                 "wan2.1-t2v-1.3b", "--prompt", "a red fox running", "--seconds", "1"])
+    assert code == 2 and "error: Local video cannot run on this ZeroGPU Space" in capsys.readouterr().err
+
+
+def test_the_readme_space_steps_make_the_owner_an_admin_and_push_over_the_spaces_first_commit(monkeypatch):
+    """Step 2's variables sign the owner in as an admin (API keys and defaults are saved by admins); step 3 pushes
+    with --force, since a new Space has a commit of its own."""
+    import re
+    from pathlib import Path
+
+    from masuka.config import Config
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    steps = readme[readme.index("1. On huggingface.co: *New Space*"):readme.index("What MASUKA does on **ZeroGPU**")]
+    auth = re.search(r"`MASUKA_AUTH` \(`(\w+):([\w-]+)`", steps)
+    admins = re.search(r"`MASUKA_ADMINS` with your\s+sign-in name \(`(\w+)`", steps)
+    assert auth and admins, "step 2 sets both"
+    monkeypatch.setenv("MASUKA_AUTH", f"{auth[1]}:{auth[2]}")
+    monkeypatch.setenv("MASUKA_ADMINS", admins[1])
+    assert Config.from_env().is_admin(auth[1])
+    assert "`git push --force space main`" in steps and "`git push space main`" not in steps
+
+
+def test_a_resampler_upscale_makes_no_gpu_call_and_a_model_upscale_asks_for_its_size(on_zerogpu, studio,
+                                                                                      tmp_path, monkeypatch):
+    """Lanczos needs no GPU; a model upscale asks for the time its result's pixels and tiles take, and one longer
+    than a call may take is refused before anything is kept or recorded."""
+    from masuka.image.upscale.models import upscalers_dir
+    from masuka.image.upscale.request import UpscaleRequest
+    from masuka.image.upscale.tiles import tile_boxes
+    from masuka.testing.upscalers import write_esrgan
+    from masuka.zerogpu import request_seconds
+
+    job = importlib.import_module("masuka.image.upscale.job")
+    write_esrgan(upscalers_dir(studio.config) / "tiny2x.safetensors", 2)
+    Image.new("RGB", (48, 40), "navy").save(tmp_path / "photo.png")
+    [resampled] = job.upscale_image(studio, UpscaleRequest(tmp_path / "photo.png", scale=4, upscaler="Lanczos"))
+    assert Image.open(resampled.path).size == (192, 160) and on_zerogpu.calls == []
+    job.upscale_image(studio, UpscaleRequest(tmp_path / "photo.png", scale=4, upscaler="tiny2x", tile=32))
+    # a 4x with a 2x model: two passes, the tiles of the source and of the picture twice its size (overlap 8)
+    tiles = len(tile_boxes(48, 40, 32, 8)) + len(tile_boxes(96, 80, 32, 8))
+    assert on_zerogpu.calls == [{"event": "gpu", "function": "_model_upscale",
+                                 "duration": request_seconds("upscale", width=192, height=160, tiles=tiles)}]
+    assert request_seconds("upscale", width=4096, height=4096, tiles=64) > request_seconds(
+        "upscale", width=192, height=160, tiles=tiles)
+
+    rows, inputs = len(studio.store.find("generations")), sorted(studio.config.data_dir.rglob("upscale-source*"))
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", "5")
+    with pytest.raises(InvalidInput, match=r"about 7 s of GPU time, more than the 5 s .* built-in resampler"):
+        job.upscale_image(studio, UpscaleRequest(tmp_path / "photo.png", scale=4, upscaler="tiny2x", tile=32))
+    assert len(on_zerogpu.calls) == 1 and len(studio.store.find("generations")) == rows
+    assert sorted(studio.config.data_dir.rglob("upscale-source*")) == inputs
+    job.upscale_image(studio, UpscaleRequest(tmp_path / "photo.png", scale=4, upscaler="Lanczos"))  # still fine
+
+
+def test_the_estimate_counts_face_detail_the_safety_check_and_controlnets(on_zerogpu, studio, tiny_model):
+    """Each runs inside the image's GPU call, so each asks for time of its own."""
+    generate = importlib.import_module("masuka.image.generate")
+    from masuka.zerogpu import request_seconds
+
+    plain = request_seconds("image", steps=28, width=1024, height=1024, architecture="flux")
+    for extra in ({"face_strength": 0.4}, {"safety": True}, {"controls": 1}):
+        assert request_seconds("image", steps=28, width=1024, height=1024, architecture="flux", **extra) > plain
+    assert request_seconds("image", steps=28, width=1024, height=1024, architecture="flux", face_strength=0.8) > \
+        request_seconds("image", steps=28, width=1024, height=1024, architecture="flux", face_strength=0.4)
+
+    request = dict(prompt="a portrait", model=str(tiny_model("flux")), steps=20, width=512, height=512)
+    base = generate.gpu_seconds(generate.plan_request(studio, generate.ImageRequest(**request)))
+    for change in ({"face_detail": True}, {"safety_check": True}):
+        assert generate.gpu_seconds(generate.plan_request(studio, generate.ImageRequest(**request, **change))) > base
+
+
+def test_defaults_a_generate_would_refuse_are_refused_and_another_model_is_said_to_load_each_call(
+        on_zerogpu, studio, tiny_model, monkeypatch, capsys):
+    """The Image tab opens with the defaults: on ZeroGPU, ones whose Generate is over the ceiling are refused with
+    that Generate's reason (Settings and the CLI); a default model that is not the Space's is saved, saying what
+    it costs."""
+    from masuka.cli import main
+    from masuka.image.defaults import load_defaults, save_defaults
+    from masuka.ui.settings import store_defaults
+
+    generate = importlib.import_module("masuka.image.generate")
+    space = str(tiny_model("flux"))
+    monkeypatch.setenv("MASUKA_SPACE_MODEL", space)
+    with pytest.raises(InvalidInput) as generating:
+        generate.generate_images(studio, generate.ImageRequest(prompt="a fox", model=space, steps=200, width=2048,
+                                                               height=2048))
+    assert "more than the 120 s one ZeroGPU call may take" in str(generating.value)
+    with pytest.raises(InvalidInput) as saving:
+        save_defaults(studio.config, steps=200, width=2048, height=2048)  # on the Space's model
+    assert str(saving.value) == str(generating.value)
+    code = main(["settings", "defaults", "--data-dir", str(studio.config.data_dir), "--steps", "200", "--width",
+                 "2048", "--height", "2048"])
+    assert code == 2 and str(generating.value) in capsys.readouterr().err
+    assert load_defaults(studio.config).steps is None, "nothing was saved"
+
+    assert store_defaults(studio, space, 4, 64, 64) == "Defaults saved: new images use them from the next page load."
+    other = str(tiny_model("sdxl"))
+    saved = store_defaults(studio, other, 4, 64, 64)
+    assert saved.startswith("Defaults saved") and "is not this Space's model" in saved
+    assert "loads inside every GPU call" in saved and load_defaults(studio.config).model == other
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    assert save_defaults(studio.config, steps=200, width=2048, height=2048).steps == 200, "elsewhere: no ceiling"
+
+
+def test_the_queue_refuses_at_enqueue_what_one_gpu_call_may_not_run(on_zerogpu, studio, tiny_model, tmp_path,
+                                                                      monkeypatch):
+    """Add to queue, grids and upscales are checked against the ceiling as Generate is, not left to fail in the
+    queue; what fits is queued."""
+    from masuka.image.generate import ImageRequest
+    from masuka.image.grid import parse_axis
+    from masuka.image.upscale.models import upscalers_dir
+    from masuka.image.upscale.request import UpscaleRequest
+    from masuka.queue.jobs import queue_grid, queue_images, queue_upscale
+    from masuka.testing.upscalers import write_esrgan
+
+    over = r"needs about \d+ s of GPU time, more than the 120 s one ZeroGPU call may take"
+    fox = ImageRequest(prompt="a red fox", model=str(tiny_model("flux")), steps=2, width=64, height=64)
+    with pytest.raises(InvalidInput, match=over):
+        queue_images(studio, ImageRequest(prompt="a red fox", model=fox.model, steps=200, width=2048, height=2048))
+    with pytest.raises(InvalidInput, match=over):  # one cell over the ceiling: the grid is not queued
+        queue_grid(studio, fox, [parse_axis("size=64x64,2048x2048"), parse_axis("steps=2,200")], confirm_large=True)
+    write_esrgan(upscalers_dir(studio.config) / "tiny2x.safetensors", 2)
+    Image.new("RGB", (48, 40), "navy").save(tmp_path / "photo.png")
+    detail = UpscaleRequest(tmp_path / "photo.png", detail=True, model=fox.model, steps=2, prompt="a harbour")
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", "25")  # below the loading of a model that is not the Space's
+    with pytest.raises(InvalidInput, match="more than the 25 s .* the Space's own model"):
+        queue_upscale(studio, detail)
+    upscale = UpscaleRequest(tmp_path / "photo.png", scale=4, upscaler="tiny2x", tile=32)
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", "5")
+    with pytest.raises(InvalidInput, match="more than the 5 s .* built-in resampler"):
+        queue_upscale(studio, upscale)
+    assert studio.store.count("jobs") == 0
+    monkeypatch.delenv("MASUKA_ZEROGPU_MAX_S")
+    assert queue_images(studio, fox) and queue_upscale(studio, upscale)
+    assert queue_upscale(studio, detail)
+    assert queue_grid(studio, fox, [parse_axis("steps=1,2")]) and on_zerogpu.calls == []

@@ -13,7 +13,7 @@ from masuka import jobs
 from masuka.characters.library import find_character, update_character
 from masuka.characters.making import ensure_dataset
 from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
-from masuka.datasets.library import count_images
+from masuka.datasets.library import count_images, find_dataset
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import ImageRequest
 from masuka.image.grid import Axis, plan_grid, run_grid
@@ -21,6 +21,7 @@ from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training.options import TrainOptions
 from masuka.training.runs import LANE, RunContext, create_run, execute_run
+from masuka.zerogpu import refuse_local_training
 
 log = logging.getLogger(__name__)
 DEFAULT_WEIGHT = 0.73
@@ -49,6 +50,12 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     if not count_images(studio, character["dataset_id"]):
         raise InvalidInput(f"Character {character['name']!r} has no kept view: all were rejected. Regenerate views, "
                            "create it again with a lower identity threshold, or add real photos.")
+    dataset = find_dataset(studio, character["dataset_id"], character["owner"])
+    refuse_local_training(  # characters train locally only: their dataset can train remotely
+        f"Train the character's dataset {dataset['name']!r} remotely instead: pick it in the Train tab with the "
+        f"fal or Replicate backend, or `python -m masuka train --dataset {dataset['id']} --base MODEL --backend "
+        "fal` (that service's API key needed); the LoRA joins the library as that dataset's, without the "
+        "character's test grid and default weight.")
     run_id = create_run(studio, TrainOptions(dataset=str(character["dataset_id"]), base=base, **settings),
                         character["owner"])
 

@@ -66,7 +66,7 @@ def run_aids(args: argparse.Namespace) -> int:
 
 
 def run_defaults(args: argparse.Namespace) -> int:
-    from masuka.image.defaults import load_defaults, save_defaults
+    from masuka.image.defaults import load_defaults, save_defaults, space_note
 
     config = open_studio(args).config
     defaults = load_defaults(config)
@@ -74,6 +74,7 @@ def run_defaults(args: argparse.Namespace) -> int:
     if changes:
         defaults = save_defaults(config, **(asdict(defaults) | changes))
     shown = asdict(defaults)
-    emit(args, shown, ("saved\n" if changes else "") + "\n".join(f"{k}: {v if v not in (None, '') else '-'}"
-                                                                  for k, v in shown.items()))
+    saved = ["saved", space_note(defaults)] if changes else []  # the note: "" off ZeroGPU
+    lines = [f"{k}: {v if v not in (None, '') else '-'}" for k, v in shown.items()]
+    emit(args, shown, "\n".join(filter(None, [*saved, *lines])))
     return 0

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from masuka.config import Config
+from masuka.config import Config, on_zerogpu
 from masuka.errors import InvalidInput, MasukaError
 from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
 from masuka.validation import whole_number
@@ -72,15 +72,43 @@ def load_defaults(config: Config) -> Defaults:
 def save_defaults(config: Config, model: str = "", steps: float | None = None, width: float | None = None,
                   height: float | None = None, output_format: str = "PNG") -> Defaults:
     """Check and save new defaults; :class:`InvalidInput` names a bad value. A width or height must be a multiple
-    of the model's size step (of 16, which suits every model, when no model is given)."""
+    of the model's size step (of 16, which suits every model, when no model is given). On a ZeroGPU Space,
+    defaults whose image would be too long for one GPU call are refused with the reason a Generate would get."""
     spec = _spec(model, refuse=True)
     given = {"steps": steps, "width": width, "height": height, "output_format": output_format}
     defaults = Defaults(model=model or "", **{name: _checked(name, given[name], spec) for name in CHECKED})
+    _fits_space(config, defaults, spec)
     path = _settings_path(config)
     partial = path.with_suffix(".part")
     partial.write_text(json.dumps({"defaults": asdict(defaults)}, indent=2), encoding="utf-8")
     os.replace(partial, path)
     return defaults
+
+
+def _fits_space(config: Config, defaults: Defaults, spec: ModelSpec | None) -> None:
+    """On ZeroGPU, :class:`InvalidInput` when a Generate from the Image tab as the defaults fill it (on the
+    default model, else the Space's) would be refused as too long for one GPU call."""
+    from masuka.image.aid_settings import load_aid_settings
+    from masuka.zerogpu import image_seconds, space_spec
+
+    spec = spec or space_spec()
+    if not on_zerogpu() or spec is None:
+        return
+    image_seconds(spec, steps=defaults.steps or spec.steps, width=defaults.width or spec.width,
+                  height=defaults.height or spec.height, safety=load_aid_settings(config).safety_mandatory)
+
+
+def space_note(defaults: Defaults) -> str:
+    """On ZeroGPU, what a saved default model that is not the Space's costs (it loads inside every GPU call);
+    "" otherwise."""
+    from masuka.zerogpu import LOAD_SECONDS_PER_GB, image_load_gb, is_space_model
+
+    spec = _spec(defaults.model, refuse=False)
+    if not on_zerogpu() or spec is None or is_space_model(spec.id):
+        return ""
+    seconds = round(image_load_gb(spec.id, spec.vram_gb) * LOAD_SECONDS_PER_GB)
+    return (f"{spec.id} is not this Space's model (MASUKA_SPACE_MODEL): the Image tab opens on it, and it loads "
+            f"inside every GPU call, about {seconds} s more for each request.")
 
 
 def _spec(model: str, refuse: bool) -> ModelSpec | None:

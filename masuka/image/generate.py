@@ -81,7 +81,7 @@ from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
 from masuka.validation import flag, is_number, plain_text, whole_number
-from masuka.zerogpu import check_space_request, image_load_gb, request_seconds
+from masuka.zerogpu import check_space_request, image_seconds
 
 MAX_BATCH = 4
 MAX_PROMPT_CHARS = 4000
@@ -352,9 +352,16 @@ def _optimized(studio: Studio, plan: Plan, on_download: Watch | None,
 
 
 def _estimate_seconds(studio: Studio, plan: Plan, *args: Any) -> int:
-    """ZeroGPU duration of this request (refused there when one GPU call may not take that long)."""
-    return request_seconds("image", steps=plan.steps, width=plan.width, height=plan.height, images=len(plan.seeds),
-                           architecture=plan.spec.architecture, load_gb=image_load_gb(plan.spec.id, plan.spec.vram_gb))
+    return gpu_seconds(plan)
+
+
+def gpu_seconds(plan: Plan) -> int:
+    """ZeroGPU duration of this request (refused there when one GPU call may not take that long): its images,
+    with the face detail, the safety check and the ControlNets it runs."""
+    request = plan.request
+    return image_seconds(plan.spec, steps=plan.steps, width=plan.width, height=plan.height, images=len(plan.seeds),
+                         face_strength=request.face_strength if request.face_detail else 0.0,
+                         safety=plan.safety is not None, controls=len(plan.controls))
 
 
 @zerogpu(duration=_estimate_seconds)

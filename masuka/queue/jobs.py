@@ -20,11 +20,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from masuka.config import on_zerogpu
 from masuka.errors import InvalidInput, NotFound
-from masuka.image.generate import ImageRequest, plan_request, seed_run
+from masuka.image.generate import ImageRequest, Plan, gpu_seconds, plan_request, seed_run
 from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import Prompt, expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
+from masuka.image.upscale.detail import detail_prompt, detail_seconds, plan_detail
+from masuka.image.upscale.job import model_upscale_seconds
 from masuka.image.upscale.request import UpscaleRequest, check_request
 from masuka.store import QUEUE_UNFINISHED as UNFINISHED
 from masuka.store import holder_alive, now, owner_clause, row_id
@@ -61,6 +64,7 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
             studio.config.wildcards_dir, [template], random_picks, seed_run(request.seed, 1))
         first = expanded[0].text if expanded else ""  # nothing to expand: refused as an empty prompt
         plan = plan_request(studio, replace(request, prompt=first), allow_any_path)
+        _fits_gpu_call(plan)
         items: list[dict[str, Any]] = [{"prompt": p.text, "template": p.template} for p in expanded
                                        for _ in plan.seeds]
         base = seed_run(request.seed, len(items))
@@ -98,6 +102,9 @@ def queue_cells(studio: Studio, base: ImageRequest, axes: list[Axis], cells: lis
     items = [{**_fields(cell.request), "prompt": cell.request.prompt, "seed": cell.request.seed,
               "notes": {"grid": cell.labels, "grid_cell": list(cell.position)}} for cell in cells]
     model = plan_request(studio, cells[0].request, allow_any_path).spec.id
+    if on_zerogpu():  # each cell is one GPU call
+        for cell in cells:
+            _fits_gpu_call(plan_request(studio, cell.request, allow_any_path))
     title = f"grid {' x '.join(axis.name for axis in axes)} ({len(cells)} cells): {base.prompt}"
     with studio.store.transaction():  # room first: a refused job leaves no copy of its pictures behind
         _check_room(studio, base.owner)
@@ -108,10 +115,13 @@ def queue_cells(studio: Studio, base: ImageRequest, axes: list[Axis], cells: lis
 
 def queue_upscale(studio: Studio, request: UpscaleRequest, allow_any_path: bool = False) -> int:
     """Queue one upscale (checked now; the source picture kept in the owner's inputs folder) as an ``upscale`` job."""
-    check_request(studio, request)
-    if request.detail:
-        plan_request(studio, ImageRequest(prompt=request.prompt or "-", model=str(request.model), width=64, height=64,
-                                          owner=request.owner), allow_any_path)  # the model can be used
+    source, upscaler = check_request(studio, request)
+    if request.detail:  # the prompt and generation's checks, as the upscale will make them
+        plan, overlap = plan_detail(studio, request, source, detail_prompt(request), allow_any_path)
+        if on_zerogpu():  # the tiles' GPU call: as long as it will ask for
+            detail_seconds(request, plan, source, overlap)
+    elif upscaler is not None and on_zerogpu():
+        model_upscale_seconds(request, source)
     title = f"upscale {request.scale}x{' with detail' if request.detail else ''}: {Path(request.image).name}"
     with studio.store.transaction():  # room first: a refused job leaves no copy of its picture behind
         _check_room(studio, request.owner)
@@ -120,6 +130,12 @@ def queue_upscale(studio: Studio, request: UpscaleRequest, allow_any_path: bool 
         del fields["owner"], fields["queue_id"]
         return add_job(studio, request.owner, "upscale", title, request.model or request.upscaler,
                        {"request": fields, "items": [{}], "allow_any_path": allow_any_path})
+
+
+def _fits_gpu_call(plan: Plan) -> None:
+    """On ZeroGPU, refuse now work its GPU call would refuse when the job runs (too long for one call)."""
+    if on_zerogpu():
+        gpu_seconds(plan)
 
 
 def _fields(request: ImageRequest) -> dict[str, Any]:

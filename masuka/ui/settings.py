@@ -8,7 +8,7 @@ import gradio as gr
 from masuka.api.auth import create_token, list_tokens, revoke_token
 from masuka.disk import clean_leftovers, clean_tmp, usage
 from masuka.errors import InvalidInput
-from masuka.image.defaults import FORMATS, load_defaults, save_defaults
+from masuka.image.defaults import FORMATS, load_defaults, save_defaults, space_note
 from masuka.keys import check_key, key_labels, key_table, save_key
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
@@ -213,8 +213,8 @@ def store_defaults(studio: Studio, model: str, steps: float | None = None, width
                    height: float | None = None, image_format: str = "PNG", request: gr.Request = None):
     """Check and save the defaults for new images."""
     require_admin(studio, request)
-    save_defaults(studio.config, model or "", steps, width, height, image_format)
-    return "Defaults saved: new images use them from the next page load."
+    saved = save_defaults(studio.config, model or "", steps, width, height, image_format)
+    return " ".join(filter(None, ["Defaults saved: new images use them from the next page load.", space_note(saved)]))
 
 
 @friendly

@@ -21,6 +21,7 @@ from masuka.remote.timing import RemoteSettings
 from masuka.studio import Studio
 from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable_file, user_of, whole_number_box
 from masuka.validation import whole_number
+from masuka.video.availability import offered_providers
 from masuka.video.catalog import LOCAL, durations_for, lifecycle, listed_models, model_entry, video_catalog
 from masuka.video.jobs import cancel_video, estimate, job_route, start_video, video_jobs
 from masuka.video.request import (
@@ -125,7 +126,7 @@ def build(ctx: UIContext) -> None:
 
 def _form() -> VideoForm:
     """Prompt, frames, provider and model with their limits, fallbacks, the price and Generate."""
-    providers = video_catalog()
+    providers = offered_providers()
     first = next(key for key in providers if listed_models(key))
     first_model = _model_choices(first)[0][1]
     prompt = gr.Textbox("", label="Prompt", lines=3, placeholder="a paper boat drifting down a rainy street")
@@ -335,7 +336,7 @@ def _request(provider: str, model: str, prompt: str, seconds, size, image, negat
 def _provider_choices() -> list[tuple[str, str]]:
     """Every provider; one whose models are all retired says so."""
     return [(p["name"] + ("" if listed_models(key) else " (retired models only)"), key)
-            for key, p in video_catalog().items()]
+            for key, p in offered_providers().items()]
 
 
 def _fallback_choices() -> list[tuple[str, str]]:

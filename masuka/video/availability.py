@@ -1,5 +1,6 @@
-"""Models a provider refused as gone or not available to a key: remembered per key, so the next job with that
-key goes straight to the user's fallback instead of asking again.
+"""What can be used: the providers this host offers (no local model on a ZeroGPU Space), and the models a
+provider refused as gone or not available to a key: remembered per key, so the next job with that key goes
+straight to the user's fallback instead of asking again.
 
 A key is remembered by a short SHA-256 fingerprint, never by its value; a new key starts with a clean slate.
 """
@@ -8,7 +9,27 @@ from __future__ import annotations
 
 import hashlib
 
+from masuka.config import on_zerogpu
+from masuka.errors import InvalidInput
 from masuka.store import Store
+from masuka.video.catalog import LOCAL, REMOTE_PROVIDERS, video_catalog
+from masuka.zerogpu import ELSEWHERE, max_seconds
+
+
+def offered_providers() -> dict[str, dict]:
+    """The providers (catalog entries by key) a request may name here: the local model is left out on a ZeroGPU
+    Space, which refuses it (:func:`refuse_local_video`)."""
+    return {key: entry for key, entry in video_catalog().items() if key != LOCAL or not on_zerogpu()}
+
+
+def refuse_local_video() -> None:
+    """:class:`InvalidInput` on ZeroGPU for the local video model: a clip takes minutes on one GPU and the
+    app's process has no GPU there; the remote providers make videos on their own GPUs."""
+    if on_zerogpu():
+        names = ", ".join(video_catalog()[name]["name"] for name in REMOTE_PROVIDERS)
+        raise InvalidInput(f"Local video cannot run on this ZeroGPU Space: a clip takes minutes on one GPU, one "
+                           f"ZeroGPU call at most {max_seconds()} s. Use a remote provider instead ({names}; each "
+                           f"needs that service's API key), or make local videos {ELSEWHERE}.")
 
 
 def key_id(key: str) -> str:

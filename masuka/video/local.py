@@ -28,6 +28,7 @@ from masuka.models.catalog import ModelSpec
 from masuka.models.manage import using_models
 from masuka.services import HUGGINGFACE
 from masuka.studio import Studio
+from masuka.video.availability import refuse_local_video
 from masuka.video.catalog import model_entry, parse_size
 from masuka.video.limits import local_frames
 from masuka.video.media import add_audio, check_mp4
@@ -47,6 +48,7 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
     import torch
     from diffusers.utils import export_to_video
 
+    refuse_local_video()  # a job recorded before the app ran on ZeroGPU, resumed there
     request = plan.request
     entry = model_entry("local", request.model)
     source = entry.get("repo", request.model)

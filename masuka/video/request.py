@@ -11,6 +11,7 @@ from masuka.errors import InvalidInput
 from masuka.image.limits import MAX_STEPS
 from masuka.store import LOCAL_USER
 from masuka.validation import plain_text, whole_number
+from masuka.video.availability import refuse_local_video
 from masuka.video.catalog import (
     LOCAL,
     durations_for,
@@ -105,6 +106,8 @@ class VideoPlan:
 def plan_video(request: VideoRequest) -> VideoPlan:
     """Check everything the providers would refuse, and price the whole chain; raises :class:`InvalidInput`."""
     provider = provider_entry(request.provider)
+    if request.provider == LOCAL:
+        refuse_local_video()
     local_only = [name for name in ("steps", "fps", "seed") if getattr(request, name) is not None]
     if local_only and request.provider != LOCAL:  # a remote provider picks these itself
         raise InvalidInput(f"{provider['name']} does not take {' or '.join(local_only)}: only the local model does "

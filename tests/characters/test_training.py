@@ -64,3 +64,17 @@ def test_each_run_keeps_the_weight_its_train_asked_for(studio, tiny_model, tiny_
                  if cell["loras"] and cell["loras"][0]["name"] == lora["name"]]
         assert len(cells) == len(GRID_SCENES) * len(GRID_SEEDS), "its test grid"
         assert {cell["loras"][0]["weight"] for cell in cells} == {weight}
+
+
+def test_a_character_on_zerogpu_is_refused_pointing_at_its_dataset_on_a_remote_backend(capsys, studio, tiny_model,
+                                                                                      tiny_clip, portrait,
+                                                                                      monkeypatch):
+    """A character has no backend choice: the refusal says how to train its dataset remotely instead."""
+    model = tiny_model("sdxl")
+    create_character(studio, request(model, tiny_clip, portrait, views=2))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    code = main(["character", "train", "anna", "--base", str(model), "--data-dir", str(studio.config.data_dir)])
+    error = capsys.readouterr().err
+    assert code == 2 and "Training cannot run on this ZeroGPU Space" in error
+    assert "dataset 'anna' remotely" in error and "--backend fal" in error and "`--backend` in the CLI" not in error
+    assert studio.store.count("jobs") == 0, "no run was recorded"

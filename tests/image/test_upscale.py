@@ -414,3 +414,62 @@ def test_a_detail_upscale_with_a_model_not_downloaded_is_refused_offline_before_
                                                "reached .*: download it in the Models tab"):
         upscale_image(studio, request)
     assert slots == []
+
+
+def _nothing_kept(studio) -> bool:
+    """No History row, no queued job and no copy of a picture in an inputs folder."""
+    kept = list(studio.config.outputs_dir.rglob("upscale-source-*"))
+    return studio.store.count("generations") == studio.store.count("queue") == 0 and not kept
+
+
+@pytest.mark.parametrize("change", [{"strength": 0}, {"steps": 0}, {"guidance": -3}, {"model": "nosuch/model"}])
+def test_a_refused_detail_upscale_keeps_no_copy_of_its_picture(studio, tiny_model, tmp_path, change):
+    """Generation's checks (model, steps, guidance, strength) refuse a detail upscale before its picture, which
+    carries its own prompt, is copied into the owner's inputs folder."""
+    from masuka.errors import ModelUnavailable
+    from masuka.image.metadata import save_image
+
+    made = tmp_path / "made.png"
+    save_image(Image.new("RGB", (32, 32), "teal"), made, "a teal wall\nSteps: 4, Seed: 7, Size: 32x32")
+    request = UpscaleRequest(made, scale=2, detail=True, **{"model": str(tiny_model("sdxl")), "steps": 1, **change})
+    with pytest.raises((InvalidInput, ModelUnavailable)):
+        upscale_image(studio, request)
+    assert _nothing_kept(studio)
+
+
+def test_an_upscaler_file_that_is_not_weights_is_refused_before_anything_is_kept(studio, photo):
+    """A file in the upscalers folder that is no upscaler's weights (junk, a LoRA renamed) is refused, upscaled or
+    queued, with no History row, job or copy of the picture left."""
+    from safetensors.torch import save_file
+
+    from masuka.queue.jobs import queue_upscale
+
+    folder = upscalers_dir(studio.config)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "junk.pth").write_bytes(b"junk")
+    save_file({"lora_unet_down_blocks_0.lora_down.weight": torch.zeros(4, 8)}, folder / "4x-Fake.safetensors")
+    for name, message in (("junk", "junk.pth cannot be read as weights"),
+                          ("4x-Fake", "4x-Fake.safetensors is not a model architecture spandrel knows")):
+        for make in (upscale_image, queue_upscale):
+            with pytest.raises(InvalidInput, match=message):
+                make(studio, UpscaleRequest(photo, scale=2, upscaler=name))
+    assert _nothing_kept(studio)
+
+
+def test_an_upscaler_is_loaded_once_for_its_check_and_its_job(studio, photo, upscalers):
+    made = upscale_image(studio, UpscaleRequest(photo, scale=2, upscaler="tiny2x"))[0]
+    assert Image.open(made.path).size == (96, 80) and studio.aids.loads == 1
+
+
+@pytest.mark.parametrize(("change", "message"), [({}, "needs a prompt"), ({"prompt": "a wall", "strength": 0},
+                                                                          "strength")])
+def test_a_queued_detail_upscale_is_refused_as_a_direct_one_is(studio, tiny_model, tmp_path, change, message):
+    """A picture with no prompt of its own and none given, or a bad strength: refused when queued, nothing kept."""
+    from masuka.queue.jobs import queue_upscale
+
+    bare = tmp_path / "bare.png"
+    Image.new("RGB", (32, 32), "teal").save(bare)
+    with pytest.raises(InvalidInput, match=message):
+        queue_upscale(studio, UpscaleRequest(bare, scale=2, detail=True, model=str(tiny_model("flux")), steps=1,
+                                             **change))
+    assert _nothing_kept(studio)

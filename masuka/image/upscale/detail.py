@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image
 
+from masuka.config import on_zerogpu
 from masuka.errors import InvalidInput
 from masuka.gpu import check_stop, zerogpu
 from masuka.image.adapters import apply_loras
@@ -52,21 +53,11 @@ def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image,
                    cancelled: Callable[[], bool] | None = None) -> Upscaled:
     """Plan with generation's own checks (model, steps, guidance, strength, seed), then repaint tile by tile
     (``cancelled``: as :func:`~masuka.image.upscale.job.upscale_image` takes it)."""
-    prompt = request.prompt.strip() or _source_prompt(request.image)
-    if not prompt:
-        raise InvalidInput("A detail upscale needs a prompt that describes the picture (it carries none itself).")
+    prompt = detail_prompt(request)
+    plan, overlap = plan_detail(studio, request, source, prompt, allow_any_path)
+    if on_zerogpu():
+        detail_seconds(request, plan, source, overlap)  # too long for one GPU call: refused before anything is kept
     width, height = source.width * request.scale, source.height * request.scale
-    kept = keep_input(studio, request.owner, request.image, "upscale-source")
-    probe = plan_request(studio, ImageRequest(prompt=prompt, model=str(request.model), width=64, height=64,
-                                              owner=request.owner), allow_any_path)  # the model's tile size
-    multiple = probe.spec.size_multiple
-    tile = probe.spec.width if not request.tile else request.tile
-    tile_width, tile_height = (max(multiple, min(tile, side) // multiple * multiple) for side in (width, height))
-    plan = plan_request(studio, ImageRequest(
-        prompt=prompt, model=str(request.model), negative_prompt=request.negative_prompt, steps=request.steps,
-        guidance=request.guidance, width=tile_width, height=tile_height, seed=request.seed, owner=request.owner,
-        init=InitImage(kept, request.strength)), allow_any_path)
-    overlap = min(DETAIL_OVERLAP if request.overlap is None else request.overlap, min(tile_width, tile_height) // 4)
     seed = plan.seeds[0]
     parameters = format_parameters(Parameters(
         prompt=prompt, negative_prompt=plan.request.negative_prompt,  # kept by the plan only where it has effect
@@ -76,7 +67,33 @@ def detail_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image,
     with using_models(studio, request.owner, plan.spec.source, plan.safety.safety_model if plan.safety else None), \
             studio.hold_gpu(f"detail upscale for {request.owner}", request.owner, timeout=gpu_timeout,
                             background=request.queue_id is not None, cancelled=cancelled):
+        kept = keep_input(studio, request.owner, request.image, "upscale-source")  # kept once nothing can refuse
         return _run(studio, request, plan, source, upscaler, kept, overlap, parameters, stop, on_tile)
+
+
+def detail_prompt(request: UpscaleRequest) -> str:
+    """The prompt the tiles are repainted with: the request's, else the picture's own; refused when neither."""
+    prompt = request.prompt.strip() or _source_prompt(request.image)
+    if not prompt:
+        raise InvalidInput("A detail upscale needs a prompt that describes the picture (it carries none itself).")
+    return prompt
+
+
+def plan_detail(studio: Studio, request: UpscaleRequest, source: Image.Image, prompt: str,
+                allow_any_path: bool = False) -> tuple[Plan, int]:
+    """The plan of one tile (generation's own checks: model, steps, guidance, strength, seed) and the tiles'
+    overlap."""
+    width, height = source.width * request.scale, source.height * request.scale
+    probe = plan_request(studio, ImageRequest(prompt=prompt, model=str(request.model), width=64, height=64,
+                                              owner=request.owner), allow_any_path)  # the model's tile size
+    multiple = probe.spec.size_multiple
+    tile = probe.spec.width if not request.tile else request.tile
+    tile_width, tile_height = (max(multiple, min(tile, side) // multiple * multiple) for side in (width, height))
+    plan = plan_request(studio, ImageRequest(
+        prompt=prompt, model=str(request.model), negative_prompt=request.negative_prompt, steps=request.steps,
+        guidance=request.guidance, width=tile_width, height=tile_height, seed=request.seed, owner=request.owner,
+        init=InitImage(request.image, request.strength)), allow_any_path)
+    return plan, min(DETAIL_OVERLAP if request.overlap is None else request.overlap, min(tile_width, tile_height) // 4)
 
 
 def _source_prompt(path: str | Path) -> str:
@@ -95,12 +112,15 @@ def _source_prompt(path: str | Path) -> str:
 
 def _estimate_seconds(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Image,
                       upscaler: Path | None, kept: Path, overlap: int, *args: Any) -> int:
-    """ZeroGPU duration: one image generation per tile, and the model's loading when it is not the Space's."""
-    from masuka.zerogpu import image_load_gb, request_seconds
+    return detail_seconds(request, plan, source, overlap)
 
-    tiles = len(_boxes(request, plan, source, overlap))
-    return request_seconds("image", steps=plan.steps, width=plan.width, height=plan.height, images=tiles,
-                           architecture=plan.spec.architecture, load_gb=image_load_gb(plan.spec.id, plan.spec.vram_gb))
+
+def detail_seconds(request: UpscaleRequest, plan: Plan, source: Image.Image, overlap: int) -> int:
+    """ZeroGPU duration: one image generation per tile, and the model's loading when it is not the Space's."""
+    from masuka.zerogpu import image_seconds
+
+    return image_seconds(plan.spec, steps=plan.steps, width=plan.width, height=plan.height,
+                         images=len(_boxes(request, plan, source, overlap)))
 
 
 def _boxes(request: UpscaleRequest, plan: Plan, source: Image.Image, overlap: int) -> list:
@@ -137,7 +157,8 @@ def _run(studio: Studio, request: UpscaleRequest, plan: Plan, source: Image.Imag
         return kwargs
 
     def make() -> Image.Image:
-        enlarged = enlarge(source, request.scale, request.upscaler, upscaler, DEFAULT_TILE, DEFAULT_OVERLAP, stop)
+        enlarged = enlarge(studio, source, request.scale, request.upscaler, upscaler, DEFAULT_TILE, DEFAULT_OVERLAP,
+                           stop)
         blender = Blender(width, height, overlap)
         for index, box in enumerate(boxes):
             check_stop(stop)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
+from masuka.config import on_zerogpu
 from masuka.errors import InvalidInput
 from masuka.gpu import zerogpu
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
@@ -29,7 +31,9 @@ from masuka.image.upscale.request import (
     finish_row,
     record,
 )
+from masuka.image.upscale.tiles import tile_boxes
 from masuka.studio import Studio
+from masuka.zerogpu import request_seconds
 
 
 def upscale_image(studio: Studio, request: UpscaleRequest, *, stop: threading.Event | None = None,
@@ -41,22 +45,52 @@ def upscale_image(studio: Studio, request: UpscaleRequest, *, stop: threading.Ev
     if request.detail:
         return [detail_upscale(studio, request, source, upscaler, stop=stop, on_tile=on_tile,
                                gpu_timeout=gpu_timeout, allow_any_path=allow_any_path, cancelled=cancelled)]
-    kept = keep_input(studio, request.owner, request.image, "upscale-source")
+    if upscaler is not None and on_zerogpu():
+        model_upscale_seconds(request, source)  # too long for one GPU call: refused before anything is kept
+    run = _upscale if upscaler is None else _model_upscale  # a built-in resampler needs no GPU call
     with studio.hold_gpu(f"upscale for {request.owner}", request.owner, timeout=gpu_timeout,
                          background=request.queue_id is not None, cancelled=cancelled):
-        return [_model_upscale(studio, request, source, upscaler, kept, stop, on_tile)]
+        kept = keep_input(studio, request.owner, request.image, "upscale-source")  # kept once nothing can refuse
+        return [run(studio, request, source, upscaler, kept, stop, on_tile)]
 
 
-@zerogpu(duration=60)
+def model_upscale_seconds(request: UpscaleRequest, source: Image.Image, *args: Any) -> int:
+    """ZeroGPU duration of a model upscale of ``source``: the result's pixels and the tiles of the model's passes
+    (a 4x upscale may take two passes of a 2x model, the second on a picture twice as large); refused when one
+    GPU call may not take that long."""
+    tile, overlap = _tiling(request)
+    passes = (1, 2) if request.scale == 4 else (1,)
+    tiles = sum(len(tile_boxes(source.width * size, source.height * size, tile, overlap)) for size in passes)
+    return request_seconds("upscale", width=source.width * request.scale, height=source.height * request.scale,
+                           tiles=tiles)
+
+
+def _upscale_seconds(studio: Studio, request: UpscaleRequest, source: Image.Image, *args: Any) -> int:
+    return model_upscale_seconds(request, source)
+
+
+@zerogpu(duration=_upscale_seconds)
 def _model_upscale(studio: Studio, request: UpscaleRequest, source: Image.Image, upscaler: Path | None,
                    kept: Path, stop: threading.Event | None, on_tile: TileCallback | None) -> Upscaled:
-    tile = DEFAULT_TILE if request.tile is None else request.tile
-    overlap = min(DEFAULT_OVERLAP, tile // 4) if request.overlap is None else request.overlap
+    """:func:`_upscale` with a model upscaler, in a GPU call on ZeroGPU."""
+    return _upscale(studio, request, source, upscaler, kept, stop, on_tile)
+
+
+def _upscale(studio: Studio, request: UpscaleRequest, source: Image.Image, upscaler: Path | None,
+             kept: Path, stop: threading.Event | None, on_tile: TileCallback | None) -> Upscaled:
+    """Record, enlarge (with the upscaler file, or the built-in resampler when it is None) and save."""
+    tile, overlap = _tiling(request)
     parameters = _postprocess_parameters(request, source.width * request.scale, source.height * request.scale)
     row_id = studio.store.insert("generations", record(studio, request, kept, source, model=request.upscaler,
                                                        params={"tile": tile, "overlap": overlap}))
     return finish_row(studio, row_id, request.owner, None, parameters, lambda: enlarge(
-        source, request.scale, request.upscaler, upscaler, tile, overlap, stop, on_tile))
+        studio, source, request.scale, request.upscaler, upscaler, tile, overlap, stop, on_tile))
+
+
+def _tiling(request: UpscaleRequest) -> tuple[int, int]:
+    """A model upscale's tile size and overlap (input pixels): the request's, or the defaults."""
+    tile = DEFAULT_TILE if request.tile is None else request.tile
+    return tile, min(DEFAULT_OVERLAP, tile // 4) if request.overlap is None else request.overlap
 
 
 def _postprocess_parameters(request: UpscaleRequest, width: int, height: int) -> str:

@@ -2,8 +2,9 @@
 
 A file's name without its suffix is the upscaler's name. ``.safetensors`` files are read with safetensors,
 ``.pth``/``.pt`` with ``torch.load(weights_only=True)``: tensors only, never pickled code. spandrel recognises the
-architecture and its settings from the weights (ESRGAN, Real-ESRGAN, Compact, SPAN, SwinIR, HAT, ...). A model is
-loaded for each job: it is small next to a diffusion model and loads in about a second.
+architecture and its settings from the weights (ESRGAN, Real-ESRGAN, Compact, SPAN, SwinIR, HAT, ...). A request's
+checks load its model (so a file that is not an upscaler's weights is refused before anything is kept) among the
+studio's helper models, where its job finds it (:func:`upscaler_model`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from masuka.gpu import check_stop
 from masuka.image.tasks import RESAMPLERS
 from masuka.image.upscale.spandrel_import import import_spandrel
 from masuka.image.upscale.tiles import Blender, scaled, tile_boxes, to_array
+from masuka.studio import Studio
 
 SUFFIXES = (".safetensors", ".pth", ".pt")
 BUILT_IN = tuple(RESAMPLERS)  # resampling, no model: Lanczos, Nearest
@@ -85,6 +87,19 @@ def load_upscaler(path: Path, device: str) -> Any:
                            f"{error}).") from None
     if not isinstance(model, spandrel.ImageModelDescriptor) or model.scale < 2:
         raise InvalidInput(f"{path.name} is a {model.architecture.name} model for {model.purpose}, not an upscaler.")
+    return on_device(model, device)
+
+
+def upscaler_model(studio: Studio, path: Path) -> Any:
+    """The model of upscaler file ``path`` (:func:`load_upscaler` on the CPU), kept among the studio's helper
+    models until the file changes, so a request's check and its job load it once."""
+    stat = path.stat()
+    return studio.aids.get(("upscaler", str(path.resolve()), stat.st_mtime_ns, stat.st_size),
+                           lambda: load_upscaler(path, "cpu"))
+
+
+def on_device(model: Any, device: str) -> Any:
+    """``model`` moved to ``device``, in half precision on CUDA where it supports it."""
     model.eval().to(device)
     if device == "cuda" and model.supports_half:
         model.half()

@@ -18,7 +18,7 @@ from masuka.gpu import device_plan
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import _save, close_row
 from masuka.image.tasks import RESAMPLERS, open_picture
-from masuka.image.upscale.models import check_upscaler, load_upscaler, run_model
+from masuka.image.upscale.models import check_upscaler, on_device, run_model, upscaler_model
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.validation import flag, whole_number
@@ -79,7 +79,8 @@ def check_choices(request: UpscaleRequest) -> None:
 
 
 def check_request(studio: Studio, request: UpscaleRequest) -> tuple[Image.Image, Path | None]:
-    """The source picture and the upscaler file (None for a resampler); :class:`InvalidInput` for bad input."""
+    """The source picture and the upscaler file (None for a resampler); :class:`InvalidInput` for bad input, an
+    upscaler file that is not an upscaler's weights included (its model is loaded now, for the job to use)."""
     check_choices(request)
     upscaler = check_upscaler(studio.config, request.upscaler)
     source = open_picture(request.image, "image")
@@ -87,18 +88,20 @@ def check_request(studio: Studio, request: UpscaleRequest) -> tuple[Image.Image,
     if max(width, height) > MAX_RESULT_SIDE:
         raise InvalidInput(f"The image is too large to upscale {request.scale}x: the result would be {width}x{height}, "
                            f"at most {MAX_RESULT_SIDE} pixels a side.")
+    if upscaler is not None:
+        upscaler_model(studio, upscaler)
     keeps_alpha = "A" in source.getbands() and not request.detail  # a detail upscale repaints colours only
     return source.convert("RGBA" if keeps_alpha else "RGB"), upscaler
 
 
-def enlarge(source: Image.Image, scale: int, upscaler: str, path: Path | None, tile: int, overlap: int,
-            stop: threading.Event | None = None, on_tile: TileCallback | None = None) -> Image.Image:
+def enlarge(studio: Studio, source: Image.Image, scale: int, upscaler: str, path: Path | None, tile: int,
+            overlap: int, stop: threading.Event | None = None, on_tile: TileCallback | None = None) -> Image.Image:
     """``source`` made ``scale`` times larger: the model as many times as needed to reach the factor, then
     Lanczos to the exact size (a 4x model for 2x, a 2x model twice for 4x); a resampler directly."""
     size = (source.width * scale, source.height * scale)
     if path is None:
         return source.resize(size, RESAMPLERS[upscaler])
-    model = load_upscaler(path, device_plan(memory="full").device)
+    model = on_device(upscaler_model(studio, path), device_plan(memory="full").device)
     picture, reached = source.convert("RGB"), 1
     while reached < scale:
         picture = run_model(model, picture, tile, overlap, stop, on_tile)
