@@ -7,7 +7,8 @@ grid), plus the dataset id and the final LoRA's name. Files live in ``characters
 A character being made carries its maker's process and studio in ``state["building"]``; one whose process is gone
 (killed before it could remove what it made), or whose studio was closed, is discarded when characters are next
 listed or looked up, so it is never seen half made. One still being made by another process (the app and the
-CLI, say) stays.
+CLI, say) stays, and so does its dataset: deleting that is refused meanwhile (:func:`forget_deleted`). Deleting the
+character itself stops its making, which then discards the dataset it made.
 
 The datasets library tells the character of what is deleted from its dataset as it happens
 (:func:`forget_deleted`): an image deleted there takes its view out, and a real photo's image is forgotten, so a
@@ -87,18 +88,26 @@ def drop_abandoned(studio: Studio) -> None:
     """Discard every character whose making was killed (its process, or the studio that made it, is gone), with its
     dataset."""
     for character in studio.store.find("characters", f"json_extract(state, '$.{BUILDING}') is not null"):
-        building = character["state"][BUILDING]
-        if not holder_alive(building["pid"], building["process"]):
+        if not _maker_alive(character):
             discard_character(studio, character)
+
+
+def _maker_alive(character: dict) -> bool:
+    """Whether ``character`` is being made by a process (or studio) that still runs."""
+    building = (character["state"] or {}).get(BUILDING)
+    return building is not None and holder_alive(building["pid"], building["process"])
 
 
 def discard_character(studio: Studio, character: dict) -> None:
     """Remove what an unfinished character made; either part may be gone already (deleted meanwhile), and a dataset
-    that a training run took meanwhile (Train tab) stays."""
-    if character["dataset_id"] is not None:
-        with suppress(NotFound, InvalidInput):
-            delete_dataset(studio, character["dataset_id"], character["owner"])
-    _remove(studio, character)
+    that a training run took meanwhile (Train tab) stays. The row goes first, in the dataset's transaction: a
+    character being made refuses its dataset's deletion."""
+    with studio.store.transaction():
+        studio.store.delete_where("characters", "id = ? and owner = ?", [character["id"], character["owner"]])
+        if character["dataset_id"] is not None:
+            with suppress(NotFound, InvalidInput):
+                delete_dataset(studio, character["dataset_id"], character["owner"])
+    shutil.rmtree(character_dir(studio, character["id"]), ignore_errors=True)
 
 
 def name_taken(name: str) -> str:
@@ -137,7 +146,9 @@ def update_character(studio: Studio, character: dict, change: Callable[[dict], N
 
 
 def delete_character(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
-    """Remove a character's row and its photos; its dataset, runs and LoRA stay (they have their own tabs)."""
+    """Remove a character's row and its photos; its dataset, runs and LoRA stay (they have their own tabs). A
+    character still being made stops being made at its next step, and its making discards the dataset it made
+    (:func:`deleted_note` says so)."""
     character = find_character(studio, ref, owner, admin)
     _remove(studio, character)
     return character
@@ -152,7 +163,8 @@ def forget_deleted(studio: Studio, dataset_id: int, image_ids: list[int] | None)
     """Told by the datasets library (:func:`~masuka.datasets.library.on_delete`) of deleted images of a dataset,
     or of the whole dataset (``image_ids`` None): the character whose dataset it is takes out each view whose
     image went (:data:`DELETED_THERE`) and forgets each real photo's image, or forgets the dataset (made again from
-    the kept views and the real photos still in it, at the next edit or training)."""
+    the kept views and the real photos still in it, at the next edit or training). The deletion of a whole dataset
+    that a character is being made into (by a live process) is refused: its making adds the views to it."""
     gone = set(image_ids or ())
 
     def forget(state: dict) -> None:
@@ -164,6 +176,10 @@ def forget_deleted(studio: Studio, dataset_id: int, image_ids: list[int] | None)
                 photo["image"] = None
 
     for character in studio.store.find("characters", "dataset_id = ?", [dataset_id]):
+        if image_ids is None and _maker_alive(character):
+            raise InvalidInput(f"The character {character['name']!r} is being made into this dataset: let it finish, "
+                               "or stop it (deleting the character stops it and deletes the dataset), before "
+                               "deleting the dataset.")
         if image_ids is None:
             update_character(studio, character, dataset_id=None)
         else:
@@ -180,7 +196,11 @@ def _dataset(studio: Studio, character: dict) -> dict | None:
 
 def deleted_note(studio: Studio, character: dict) -> str:
     """What deleting ``character`` removed, and that its dataset (when it still has one, with the exact command
-    that deletes it), runs and LoRA stay."""
+    that deletes it), runs and LoRA stay; for a character that was being made, that its making stops and discards
+    its dataset."""
+    if being_made(character):
+        return (f"Deleted character {character['name']!r} and its photos while it was being made: its making stops "
+                "and deletes the dataset it made (the views made so far stay in History).")
     dataset = _dataset(studio, character)
     user = "" if character["owner"] == LOCAL_USER else f" --user {shlex.quote(character['owner'])}"
     command = f"python -m masuka dataset delete {shlex.quote(dataset['name'])} --yes{user}" if dataset else ""

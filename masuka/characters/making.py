@@ -30,6 +30,7 @@ from masuka.access import usable_model
 from masuka.characters.faces import open_photo, photo_face
 from masuka.characters.identity import check_threshold, likeness_crop, load_embedder, scores
 from masuka.characters.library import (
+    being_made,
     character_dir,
     character_name,
     check_made,
@@ -323,6 +324,10 @@ def _add_to_dataset(studio: Studio, character: dict, items: list[tuple[int | Non
     owner, config = character["owner"], studio.config
     files = [config.absolute(item["file"] if index is not None else item["photo"]) for index, item in items]
     dataset = _dataset_of(studio, character)
+    if dataset is None and being_made(character):  # its making discards the character: nothing is made again
+        raise NotFound(f"The dataset of character {character['name']!r} was deleted while the character was being "
+                       "made: the character was not made (its views stay in History as generations); create it "
+                       "again.")
     if dataset is None:
         raise NotFound(f"The dataset of character {character['name']!r} was deleted meanwhile: it is made again at "
                        "the next edit or training.")

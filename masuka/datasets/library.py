@@ -39,7 +39,8 @@ _deletion_listeners: list[DeletionListener] = []
 def on_delete(listener: DeletionListener) -> None:
     """Have ``listener`` called inside the transaction of every deletion of a dataset or of images of one, so rows
     elsewhere that link to them (a character's views) forget them at once; the module that keeps such links
-    registers it, so this one imports none of them."""
+    registers it, so this one imports none of them. Told of a whole dataset, before anything is deleted, it may
+    refuse the deletion with :class:`InvalidInput` (a character being made into the dataset)."""
     if listener not in _deletion_listeners:
         _deletion_listeners.append(listener)
 
@@ -103,7 +104,8 @@ def update_dataset(studio: Studio, dataset: dict, *, meanwhile: str = "meanwhile
 
 def delete_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
     """Remove a dataset's rows and files; returns the deleted row. Refused while a job that holds it (its state's
-    :data:`HOLDS`: a training run, a caption pass) is queued or running."""
+    :data:`HOLDS`: a training run, a caption pass) is queued or running, or a deletion listener refuses it (a
+    character being made into it), checked in the transaction that deletes."""
     dataset = find_dataset(studio, ref, owner, admin)
     with studio.store.transaction():
         users = studio.store.find("jobs", f"status in ({', '.join('?' * len(UNFINISHED))}) and "
@@ -114,11 +116,11 @@ def delete_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = Fal
             raise InvalidInput(f"The {job['kind']} job #{job['id']} ({job['title']}) is {job['status']} "
                                f"on dataset {dataset['name']!r}: stop it, or let it finish, before deleting the "
                                "dataset.")
+        _tell_deleted(studio, dataset["id"], None)
         images = studio.store.find("dataset_images", "dataset_id = ?", [dataset["id"]])
         for row in images:
             studio.store.delete("dataset_images", row["id"])
         studio.store.delete("datasets", dataset["id"])
-        _tell_deleted(studio, dataset["id"], None)
     shutil.rmtree(dataset_dir(studio, dataset["id"]), ignore_errors=True)
     return dataset
 

@@ -426,7 +426,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
 def close_row(studio: Studio, row_id: int, started: float, *, path: Path | None = None,
               error: BaseException | None = None, params: dict | None = None) -> None:
     """Finish a generations row: completed with its file (and ``params`` replacing the row's, when given), or
-    cancelled (a Stop) or failed with the reason."""
+    cancelled (a Stop, or Ctrl-C in the CLI) or failed with the reason."""
     duration = round(time.perf_counter() - started, 4)
     if error is None:
         if path is None:
@@ -434,6 +434,8 @@ def close_row(studio: Studio, row_id: int, started: float, *, path: Path | None 
         studio.store.update("generations", row_id, status="completed", output_path=studio.config.relative(path),
                             finished_at=now(), duration_s=duration, **({"params": params} if params else {}))
         return
+    if isinstance(error, KeyboardInterrupt):
+        error = Cancelled(at="with Ctrl-C")
     message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
     studio.store.update("generations", row_id, status="cancelled" if isinstance(error, Cancelled) else "failed",
                         error=message, finished_at=now(), duration_s=duration)

@@ -68,11 +68,43 @@ def _refuse(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]
             if using:
                 raise InvalidInput(f"{what} cannot be deleted yet: unfinished work ({table} {using[0]['id']}) uses "
                                    f"it. {later}")
+        if (naming := _naming_file(studio, table, column, statuses, target)) is not None:
+            raise InvalidInput(f"{what} cannot be deleted yet: unfinished work ({table} {naming}) uses it. {later}")
         if table != "generations":  # whose LoRA list holds the tags' LoRAs already
             for name, owner in names:
                 if (tagging := _tagging(studio, table, statuses, name, owner)) is not None:
                     raise InvalidInput(f"{what} cannot be deleted yet: unfinished work ({table} {tagging}) calls "
                                        f"LoRA {name!r} in its prompt. {later}")
+
+
+def _naming_file(studio: Studio, table: str, column: str, statuses: tuple[str, ...], target: Path) -> int | None:
+    """The id of an unfinished row of ``table`` whose stored ``column`` names a ``.safetensors`` file at or under
+    ``target`` (resolved) by another path than the data-dir-relative one: with ``..``, through a symlink, absolute."""
+    marks = ", ".join("?" * len(statuses))
+    rows = studio.store.find(table, f"status in ({marks}) and instr(lower({column}), '.safetensors') > 0",
+                             list(statuses))
+    for row in rows:
+        for text in _texts(row[column]):
+            if text.lower().endswith(".safetensors") and _resolved(studio, text).is_relative_to(target):
+                return row["id"]
+    return None
+
+
+def _texts(value: object) -> Iterator[str]:
+    """Every text in a stored JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict | list):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _texts(item)
+
+
+def _resolved(studio: Studio, text: str) -> Path:
+    """``text`` as the file it names (a relative path from the data dir); an empty path when it names none."""
+    try:
+        return studio.config.absolute(Path(text.strip()).expanduser()).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
+        return Path()
 
 
 def _tagging(studio: Studio, table: str, statuses: tuple[str, ...], name: str, owner: str) -> int | None:

@@ -16,6 +16,7 @@ from masuka.characters.library import (
     character_dir,
     dataset_words,
     delete_character,
+    deleted_note,
     find_character,
     list_characters,
     new_character,
@@ -225,6 +226,8 @@ def test_the_character_s_dataset_is_made_before_its_views(studio, tiny_model, ti
     def meanwhile(done, total, text):
         with pytest.raises(InvalidInput, match="You already have a dataset named 'anna'"):
             create_dataset(studio, "anna", "local")
+        with pytest.raises(InvalidInput, match="'anna' is being made into this dataset"):
+            delete_dataset(studio, "anna", "local")  # the app's Datasets tab while its Characters tab makes it
         for action, edit in (("add photos", lambda: add_photos(studio, "anna", "local", [other])),
                              ("reject views", lambda: reject_view(studio, "anna", "local", 1)),
                              ("regenerate views", lambda: regenerate_view(studio, "anna", "local", 1)),
@@ -474,13 +477,17 @@ def test_edits_never_reach_another_user_s_dataset_or_attach_another_s_run(studio
 
 def test_deleting_a_character_while_it_is_made_says_so_and_leaves_nothing(studio, tiny_model, tiny_clip,
                                                                          portrait, monkeypatch):
+    notes: list[str] = []
+
     def progress(done, total, text):
         if done == 1:
-            delete_character(studio, "anna", "local")
+            notes.append(deleted_note(studio, delete_character(studio, "anna", "local")))
 
     with pytest.raises(NotFound, match="'anna' was deleted while a view of it was being made: nothing more"):
         create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=3), on_progress=progress)
     assert studio.store.count("characters") == studio.store.count("datasets") == 0
+    assert notes == ["Deleted character 'anna' and its photos while it was being made: its making stops and "
+                     "deletes the dataset it made (the views made so far stay in History)."], "as it happened"
 
     create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
     make_view = making.make_view
@@ -493,6 +500,20 @@ def test_deleting_a_character_while_it_is_made_says_so_and_leaves_nothing(studio
     monkeypatch.setattr(making, "make_view", deleted_meanwhile)
     with pytest.raises(NotFound, match="'anna' was deleted while a view of it was being made"):
         regenerate_view(studio, "anna", "local", 1)
+
+
+def test_a_dataset_gone_while_its_character_is_made_says_the_character_was_not_made(studio, tiny_model, tiny_clip,
+                                                                                    portrait):
+    """Should the dataset go anyway (its row deleted by a process that cannot see the maker's), the making says
+    what happens: the character is not made and its views stay in History."""
+    def progress(done, total, text):
+        if done == 1:
+            studio.store.delete("datasets", find_dataset(studio, "anna", "local")["id"])
+
+    with pytest.raises(NotFound, match="deleted while the character was being made: the character was not made "
+                                       r"\(its views stay in History as generations\); create it again"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2), on_progress=progress)
+    assert studio.store.count("characters") == 0 and studio.store.count("generations", "status = 'completed'") == 2
 
 
 def test_a_view_the_safety_check_flagged_is_neither_scored_nor_kept(studio, tiny_model, tiny_clip, portrait,
@@ -582,6 +603,8 @@ def test_a_character_whose_making_was_killed_is_discarded_one_made_elsewhere_sta
         assert [c["name"] for c in list_characters(studio, "local")] == ["anna"]
         with pytest.raises(InvalidInput, match="already have a character named 'anna'"):
             create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=1))
+        with pytest.raises(InvalidInput, match="'anna' is being made into this dataset: let it finish"):
+            delete_dataset(studio, "anna", "local", admin=True)  # its views go into it: refused, admins too
         assert find_dataset(studio, "anna", "local")
     finally:
         maker.kill()  # SIGKILL: its own clean-up never runs

@@ -10,7 +10,7 @@ import re
 import gradio as gr
 import pytest
 
-from masuka.characters.library import find_character, new_character, update_character
+from masuka.characters.library import find_character, finish_building, new_character, update_character
 from masuka.characters.making import create_character
 from masuka.config import Config
 from masuka.errors import NotFound
@@ -143,7 +143,8 @@ def test_what_a_user_typed_is_shown_as_typed_not_read_as_markdown(studio):
 def test_an_admin_tells_users_characters_of_one_name_apart_and_deletes_the_one_picked(tmp_path):
     studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="alice:1,bob:2,admin:3"))
     try:
-        alice, bob = (new_character(studio, "anna", user, "ohwx", {}) for user in ("alice", "bob"))
+        alice, bob = (finish_building(studio, new_character(studio, "anna", user, "ohwx", {}))
+                      for user in ("alice", "bob"))
         admin = gr.Request(username="admin")
         assert characters.choices(studio, admin).choices == [("anna (bob)", str(bob["id"])),
                                                              ("anna (alice)", str(alice["id"]))]

@@ -75,7 +75,29 @@ def test_a_lora_that_queued_work_uses_or_a_run_made_is_kept(team):
     assert team.store.count("loras", "owner = 'bob'") == 1
 
 
-def test_models_delete_lora_on_the_command_line(team, capsys):
+def test_queued_work_naming_the_lora_file_by_another_path_keeps_it(team, tmp_path):
+    """A job (or background job, or generation) that names the file with ``..``, through a symlinked folder or by
+    its absolute path keeps it as the data-dir-relative path does; a path naming another file does not."""
+    path = team.config.absolute(team.store.find("loras", "owner = 'alice'")[0]["path"])
+    (tmp_path / "link").symlink_to(path.parent, target_is_directory=True)
+    detour = team.config.relative(path.parent.parent) + f"/{path.parent.name}/../{path.parent.name}/{path.name}"
+    for table, ref in (("queue", f"{path.parent}/../{path.parent.name}/{path.name}"), ("jobs", detour),
+                       ("queue", str(tmp_path / "link" / path.name)), ("generations", str(path))):
+        params = {"request": {"loras": [[ref, 0.5]]}, "items": [{"prompt": "a fox", "seed": 1}]}
+        row = (add_job(team, "alice", "text", "a fox", "flux-schnell", params) if table == "queue" else
+               team.store.insert(table, {"owner": "alice", "status": "running", **(
+                   {"kind": "image", "params": params} if table == "jobs" else
+                   {"loras": [{"name": "x", "path": ref, "weight": 0.5}]})}))
+        with pytest.raises(InvalidInput, match=f"cannot be deleted yet: unfinished work \\({table} {row}\\)"):
+            delete_lora(team, "alice-style", "alice", False)
+        team.store.update(table, row, status="cancelled")
+    add_job(team, "alice", "text", "a fox", "flux-schnell",
+            {"request": {"loras": [[str(path.parent / "other.safetensors"), 1]]}, "items": [{"prompt": "a fox"}]})
+    assert delete_lora(team, "alice-style", "alice", False)["name"] == "alice-style"
+
+
+def test_models_delete_lora_on_the_command_line(team, capsys, monkeypatch):
+    monkeypatch.setenv("MASUKA_AUTH", "alice:pa,bob:pb,admin:pc")  # the sign-in list --user is checked against
     data = ["--data-dir", str(team.config.data_dir)]
     assert main(["models", "delete-lora", "bob-style", "--user", "alice", *data]) == 2
     assert "No LoRA 'bob-style'" in capsys.readouterr().err

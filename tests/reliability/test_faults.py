@@ -16,6 +16,7 @@ from PIL import Image
 from masuka.config import Config
 from masuka.errors import MasukaError
 from masuka.image.generate import ImageRequest, generate_images
+from masuka.queue.jobs import list_jobs
 from masuka.studio import Studio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,53 @@ def test_sigkill_during_an_image_batch_keeps_finished_images(tmp_path, tiny_mode
                 assert row["output_path"] is None and "stopped" in row["error"]
         assert not list(data.rglob("*.part")) or all(
             p.name not in {r["output_path"] for r in rows} for p in data.rglob("*.part"))
+    finally:
+        studio.close()
+
+
+def interrupt_when(process: subprocess.Popen, ready) -> int:
+    """Send SIGINT (Ctrl-C) to ``process`` once ``ready()`` holds; its exit status."""
+    deadline = time.monotonic() + 300
+    while not ready() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert process.poll() is None, "still working when Ctrl-C comes"
+    process.send_signal(signal.SIGINT)
+    return process.wait(timeout=120)
+
+
+def test_ctrl_c_records_the_image_being_made_as_stopped_and_the_queue_job_as_interrupted(tmp_path, tiny_model):
+    """Ctrl-C in ``generate`` or ``queue run`` leaves the image being made ``cancelled``, stopped with Ctrl-C (not
+    failed with "KeyboardInterrupt"), and the queue job ``interrupted``: the next ``queue run`` resumes it."""
+    data, model = tmp_path / "data", str(tiny_model("flux"))
+    flags = ["--data-dir", str(data), "--model", model, "--prompt", "stop me", "--steps", "200", "--width", "64",
+             "--height", "64", "--seed", "1", "--batch", "4"]
+    process = subprocess.Popen([sys.executable, "-m", "masuka", "generate", *flags], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert interrupt_when(process, lambda: "step" in process.stderr.readline()) == 130  # type: ignore[union-attr]
+    process.stderr.close()  # type: ignore[union-attr]
+    queued = subprocess.run([sys.executable, "-m", "masuka", "queue", "add", *flags], cwd=ROOT, capture_output=True,
+                            timeout=300)
+    assert queued.returncode == 0, queued.stderr
+
+    def making() -> bool:
+        with sqlite3.connect(data / "masuka.db", timeout=30) as conn:
+            return conn.execute("select count(*) from generations where queue_id is not null and status = 'running'"
+                                ).fetchone()[0] > 0
+
+    worker = subprocess.Popen([sys.executable, "-m", "masuka", "queue", "run", "--data-dir", str(data)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert interrupt_when(worker, making) == 130
+
+    studio = Studio.open(Config.from_env(data_dir=data))
+    try:
+        for queued_work in (False, True):
+            rows = studio.store.find("generations", "queue_id is " + ("not null" if queued_work else "null"),
+                                     order_by="id")
+            assert [(row["status"], row["error"]) for row in rows][-1] == (
+                "cancelled", "Stopped by the user with Ctrl-C.")
+            assert {row["status"] for row in rows} <= {"completed", "cancelled"}
+        [job] = list_jobs(studio, "local", admin=True)
+        assert job["status"] == "interrupted" and "resumes from its finished images" in job["error"]
     finally:
         studio.close()
 
@@ -117,7 +165,7 @@ def test_sigkill_during_a_caption_pass_keeps_captions_and_the_pass_resumes(tmp_p
                                 ).fetchone()[0]
 
     command = [sys.executable, "-m", "masuka", "dataset", "caption", "pets", "--captioner", str(captioner),
-               "--batch-size", "1", "--data-dir", str(data)]
+               "--mode", "short", "--batch-size", "1", "--data-dir", str(data)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while captioned() < 2 and time.monotonic() < deadline and process.poll() is None:
