@@ -116,11 +116,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def open_studio(args: argparse.Namespace):
-    """The studio for the data dir named by ``--data-dir`` (or the environment)."""
+    """The studio for the data dir named by ``--data-dir`` (or the environment). A ``--user`` other than the local
+    user (whom every command acts as by default) must be able to sign in (:func:`masuka.api.auth.check_user`):
+    checked before anything is written."""
+    from masuka.api.auth import check_user
     from masuka.config import Config
     from masuka.studio import Studio
 
-    return Studio.open(Config.from_env(data_dir=args.data_dir))
+    config = Config.read_env(data_dir=args.data_dir)
+    if getattr(args, "user", None) not in (None, LOCAL_USER):
+        check_user(config, args.user)
+    config.ensure_dirs()
+    return Studio.open(config)
 
 
 def emit(args: argparse.Namespace, result: Any, text: str | None = None) -> None:

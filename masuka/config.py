@@ -219,7 +219,7 @@ class Config:
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, auth: str | None = None, **overrides) -> "Config":
-        """Read ``MASUKA_*`` variables (:meth:`read_env`) and create the data dir's folders."""
+        """Read ``MASUKA_*`` variables (:meth:`read_env`) and create the data dir (:meth:`ensure_dirs`)."""
         config = cls.read_env(data_dir, auth, **overrides)
         config.ensure_dirs()
         return config
@@ -280,21 +280,30 @@ class Config:
         return self.data_dir / "tmp"
 
     def ensure_dirs(self) -> None:
-        """Create the data dir's folders, private to the user running MASUKA.
+        """Create the data dir itself, private to the user running MASUKA (its folders come once its database
+        opens: :meth:`make_folders`).
 
         The process umask becomes 077, so everything MASUKA writes from here on (database, outputs, datasets,
         LoRAs, runs) is readable by its owner only: folders 0700, files 0600. A data dir made by an older
         version is closed to other users the same way (where the file system has permissions at all).
         """
         os.umask(0o077)
-        try:
-            for path in (self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir):
-                path.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InvalidInput(f"The data dir {self.data_dir} cannot be used: {reason(error)}.") from None
+        self._make(self.data_dir)
         with contextlib.suppress(OSError):
             if self.data_dir.stat().st_uid == os.getuid():
                 self.data_dir.chmod(0o700)
+
+    def make_folders(self) -> None:
+        """Create the data dir's folders (outputs, LoRAs, datasets, runs, tmp): after its database opened, so a
+        data dir refused for its database is left as it was."""
+        self._make(self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir)
+
+    def _make(self, *folders: Path) -> None:
+        try:
+            for path in folders:
+                path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InvalidInput(f"The data dir {self.data_dir} cannot be used: {reason(error)}.") from None
 
     def relative(self, path: str | Path) -> str:
         """Path as stored in rows: relative to the data dir when inside it."""

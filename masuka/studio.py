@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from masuka.config import Config, on_zerogpu
+from masuka.errors import InvalidInput
 from masuka.gpu import GPURunner, StopFlags
 from masuka.jobs import JobRunner
 from masuka.key_store import KeyStore
@@ -36,8 +37,14 @@ class Studio:
 
     @classmethod
     def open(cls, config: Config) -> "Studio":
-        """Open the data dir: migrate the database and mark work a dead process left behind."""
+        """Open the data dir: migrate the database, make the folders (once the database opened: a data dir refused
+        for it is left as it was) and mark work a dead process left behind."""
         store = Store(config.db_path)
+        try:
+            config.make_folders()
+        except InvalidInput:
+            store.close()
+            raise
         changed = store.mark_interrupted()
         if any(changed.values()):
             log.warning("marked interrupted after an unclean stop: %s", changed)

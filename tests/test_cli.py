@@ -234,7 +234,7 @@ def test_a_port_out_of_range_is_refused_before_the_app_starts(capsys, tmp_path, 
 
 def test_an_api_token_needs_a_user(capsys, tmp_path):
     code, out, err = run_cli(capsys, "keys", "token", "create", "--user", " ", "--data-dir", str(tmp_path / "data"))
-    assert code == 2 and err.startswith("error: Say whose token it is") and out == ""
+    assert code == 2 and err.startswith("error: Say who: name a user.") and out == ""
     assert Store(Config.from_env(data_dir=tmp_path / "data").db_path).count("api_tokens") == 0
 
 
@@ -496,3 +496,73 @@ def test_history_show_leaves_out_the_runner_s_pid_and_holder_token(capsys, studi
     code, out, err = run_cli(capsys, "history", "show", "j1", "--json", "--data-dir", data)
     shown = json.loads(out)
     assert code == 0 and shown["title"] == "a fox" and not {"pid", "holder"} & shown.keys(), err
+
+
+@pytest.mark.parametrize("argv", [["dataset", "create", "cats", "--trigger", "zorp"], ["dataset", "list"],
+                                  ["character", "list"], ["history", "list"], ["models", "delete-lora", "x"],
+                                  ["keys", "token", "create"]])
+def test_a_user_who_cannot_sign_in_is_refused_by_every_user_option_before_anything_is_written(capsys, tmp_path,
+                                                                                             monkeypatch, argv):
+    """``--user`` names someone on the sign-in list read from MASUKA_AUTH, as for a token; without sign-in only the
+    local user (every command's default) is anyone. Nothing is written for a refused name, not even the data dir."""
+    data = tmp_path / "data"
+    monkeypatch.delenv("MASUKA_AUTH", raising=False)
+    code, out, err = run_cli(capsys, *argv, "--user", "alice", "--data-dir", str(data))
+    assert (code, out) == (2, "") and err.startswith("error: This studio has no sign-in") and err.count("\n") == 1
+    assert "nobody can sign in as 'alice'" in err
+    monkeypatch.setenv("MASUKA_AUTH", "alice:pw")
+    code, out, err = run_cli(capsys, *argv, "--user", "carol", "--data-dir", str(data))
+    assert (code, out) == (2, "") and err.startswith("error: 'carol' is not on the sign-in list")
+    assert not data.exists()
+
+
+def test_the_local_user_and_users_on_the_sign_in_list_are_accepted(capsys, tmp_path, monkeypatch):
+    data = ["--data-dir", str(tmp_path / "data")]
+    monkeypatch.delenv("MASUKA_AUTH", raising=False)
+    assert run_cli(capsys, "dataset", "list", "--user", "local", *data)[:2] == (0, "no datasets yet\n")
+    monkeypatch.setenv("MASUKA_AUTH", "alice:pw")
+    assert run_cli(capsys, "dataset", "list", "--user", "alice", *data)[:2] == (0, "no datasets yet\n")
+    assert run_cli(capsys, "dataset", "list", *data)[0] == 0, "no --user: the local user, as every command acts"
+
+
+@pytest.mark.parametrize("command", [["queue", "add"], ["compare", "create"]])
+def test_a_prompt_and_a_prompts_file_together_are_refused(capsys, tmp_path, command):
+    """The file's prompts would silently replace ``--prompt``: one or the other."""
+    (tmp_path / "prompts.txt").write_text("a fox\n")
+    data = tmp_path / "data"
+    code, out, err = run_cli(capsys, *command, "--data-dir", str(data), "--model", "nobody/nothing", "--prompt", "x",
+                             "--prompts-file", str(tmp_path / "prompts.txt"))
+    assert (code, out, err) == (2, "", "error: Give --prompt or --prompts-file (one of them, not both).\n")
+    assert not data.exists()
+
+
+@pytest.mark.parametrize("prompt", ["", "  "])
+def test_edit_refuses_an_empty_instruction_as_generate_does(capsys, tmp_path, prompt):
+    code, out, err = run_cli(capsys, "edit", "--data-dir", str(tmp_path / "data"), "--model", "nobody/nothing",
+                             "--image", str(tmp_path / "x.png"), "--prompt", prompt)
+    assert (code, out, err) == (2, "", "error: The prompt is empty: describe the image you want.\n")
+
+
+def test_a_lora_file_with_a_weight_that_is_not_a_number_says_so(capsys, tmp_path):
+    lora = tmp_path / "style.safetensors"
+    lora.write_bytes(b"x")
+    code, out, err = run_cli(capsys, "generate", "--data-dir", str(tmp_path / "data"), "--model", "nobody/nothing",
+                             "--prompt", "x", "--lora", f"{lora}:abc")
+    assert (code, out) == (2, "")
+    assert err == f"error: The weight of LoRA {str(lora)!r} is not a number ('abc'): write it as {lora}:0.8.\n"
+
+
+def test_a_sequence_of_a_missing_image_says_it_does_not_exist(capsys, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "p9.png")
+    code, out, err = run_cli(capsys, "sequence", str(tmp_path / "p9.png"), str(tmp_path / "missing.png"), "--out",
+                             str(tmp_path / "s.mp4"), "--data-dir", str(tmp_path / "data"))
+    assert (code, out, err) == (2, "", "error: The image 'missing.png' does not exist.\n")
+    assert not (tmp_path / "s.mp4").exists()
+
+
+def test_an_a_b_test_of_no_seeds_says_the_seed_count_is_wrong(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "compare", "create", "--data-dir", str(tmp_path / "data"), "--model",
+                             "nobody/nothing", "--prompt", "a fox", "--a", "style", "--seeds", "0")
+    assert (code, out, err) == (2, "", "error: The seed count must be between 1 and 200 (got 0).\n")

@@ -83,6 +83,7 @@ def test_a_file_that_is_not_a_database_is_refused_in_words_and_kept(tmp_path, ca
         assert err.startswith(f"error: The database {data / 'masuka.db'} cannot be opened (file is not a database)")
         assert "move it aside" in err and err.count("\n") == 1
     assert (data / "masuka.db").read_text() == "x\n"
+    assert [path.name for path in data.iterdir()] == ["masuka.db"], "the folder is left as it was: no folders made"
 
 
 def test_a_database_that_cannot_be_opened_is_refused_in_words(tmp_path):

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from masuka.config import Config
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER, insert_named, is_id_text, now, row_id
 from masuka.studio import Studio
@@ -49,7 +50,7 @@ def create_token(studio: Studio, owner: str, name: str = "") -> str:
     """Make a token for ``owner`` (a user on the sign-in list; without sign-in, ``local``) and return it: the only
     time it is ever shown. Each of an owner's tokens has its own name (a token is revoked by name), never only
     digits (those are ids)."""
-    check_token_owner(studio, owner)
+    check_user(studio.config, owner)
     taken = {row["name"] for row in list_tokens(studio, owner)}
     name = (name or "").strip() or next(f"token-{n}" for n in itertools.count(1) if f"token-{n}" not in taken)
     if len(name) > 64 or not name.isprintable():
@@ -67,21 +68,22 @@ def create_token(studio: Studio, owner: str, name: str = "") -> str:
     return token
 
 
-def check_token_owner(studio: Studio, owner: str) -> None:
-    """Refuse (:class:`InvalidInput`) a token for ``owner`` that could never sign in: one not on the sign-in list
-    (``local`` included), or anyone but ``local`` when the studio has no sign-in."""
-    owner = (owner or "").strip()
-    if not owner:
-        raise InvalidInput("Say whose token it is: name a user.")
-    users = studio.config.users
-    if users and owner not in users:
-        raise InvalidInput(f"{owner!r} is not on the sign-in list, so a token of theirs would open nothing: "
+def check_user(config: Config, user: str) -> None:
+    """Refuse (:class:`InvalidInput`) acting for ``user`` where nobody could sign in as them: a user not on the
+    sign-in list (``local`` included), or anyone but ``local`` when the studio has no sign-in. A token's owner and
+    the CLI's ``--user`` are checked here."""
+    user = (user or "").strip()
+    if not user:
+        raise InvalidInput("Say who: name a user.")
+    users = config.users
+    if users and user not in users:
+        raise InvalidInput(f"{user!r} is not on the sign-in list, so nobody can sign in as them: "
                            "`python -m masuka keys token users` lists who is (the list this command reads from "
                            "MASUKA_AUTH, as the app gets it from --auth or MASUKA_AUTH).")
-    if not users and owner != LOCAL_USER:
+    if not users and user != LOCAL_USER:
         raise InvalidInput(f"This studio has no sign-in (no MASUKA_AUTH here), so its one user is {LOCAL_USER!r}: "
-                           f"a token of {owner!r} would open nothing. Set MASUKA_AUTH as the app gets it "
-                           "(e.g. MASUKA_AUTH=@users.txt) to make tokens for its users.")
+                           f"nobody can sign in as {user!r}. Set MASUKA_AUTH as the app gets it "
+                           "(e.g. MASUKA_AUTH=@users.txt) to act for its users.")
 
 
 def token_owners(studio: Studio) -> list[str]:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from masuka.cli import emit, open_studio, progress_line
-from masuka.commands.generate import add_request_arguments, checked_size, cli_lora, flags_request
+from masuka.commands.generate import add_request_arguments, checked_size, cli_lora, flags_request, one_prompt_source
 from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
 
@@ -43,13 +43,14 @@ def run_create(args: argparse.Namespace) -> int:
     from masuka.image.compare import create_ab
     from masuka.image.prompts import prompt_lines
 
+    one_prompt_source(args)
     if args.prompts_file:
         try:
             prompts = prompt_lines(args.prompts_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as error:
             raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
     else:
-        prompts = [args.prompt] if args.prompt else []
+        prompts = [args.prompt]
     request = flags_request(args)
     studio = open_studio(args)
     comparison = create_ab(studio, checked_size(studio, request), [cli_lora(x) for x in args.a],

@@ -53,6 +53,15 @@ def refuse_without(args: argparse.Namespace, flags: tuple[str, ...], *needed: st
         raise InvalidInput(f"{alone[0]} needs {wanted}: without it {alone[0]} does nothing.")
 
 
+def one_prompt_source(args: argparse.Namespace) -> None:
+    """:class:`InvalidInput` unless exactly one of ``--prompt`` and ``--prompts-file`` is given: with both, the file's
+    prompts would silently replace ``--prompt``."""
+    from masuka.errors import InvalidInput
+
+    if (args.prompt is None) == (args.prompts_file is None):
+        raise InvalidInput("Give --prompt or --prompts-file (one of them, not both).")
+
+
 def add_aid_and_guide_arguments(parser: argparse.ArgumentParser) -> None:
     """The generation aids (prompt optimizer, safety check, face detail) and the control and reference images."""
     from masuka.image.generate import ImageRequest

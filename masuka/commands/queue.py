@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from masuka.cli import emit, open_studio, progress_line
-from masuka.commands.generate import add_request_arguments, checked_size, flags_request
+from masuka.commands.generate import add_request_arguments, checked_size, flags_request, one_prompt_source
 from masuka.commands.upscale import add_upscale_arguments, upscale_request
 from masuka.errors import InvalidInput
 from masuka.queue.jobs import ACTIONS
@@ -50,8 +50,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run_add(args: argparse.Namespace) -> int:
     from masuka.queue.jobs import queue_images
 
-    if not args.prompt and not args.prompts_file:
-        raise InvalidInput("Give --prompt or --prompts-file.")
+    one_prompt_source(args)
     prompts = None
     if args.prompts_file:
         try:

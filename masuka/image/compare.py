@@ -25,6 +25,7 @@ from masuka.image.generate import ImageRequest, ImageResult, generate_images, pl
 from masuka.store import now, row_id
 from masuka.studio import Studio
 from masuka.users import output_dir
+from masuka.validation import whole_number
 
 PICKS = ("left", "right", "tie")
 MAX_PAIRS = 200
@@ -39,8 +40,12 @@ def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b:
     (every image made stays in History)."""
     if a == b:
         raise InvalidInput("Sides A and B are the same: pick different LoRAs (or none on one side).")
-    if not prompts or not 1 <= seeds * len(prompts) <= MAX_PAIRS:
-        raise InvalidInput(f"Give at least one prompt, and at most {MAX_PAIRS} pairs (prompts x seeds).")
+    if not prompts:
+        raise InvalidInput("Give at least one prompt.")
+    seeds = whole_number("the seed count", seeds, 1, MAX_PAIRS)
+    if seeds * len(prompts) > MAX_PAIRS:
+        raise InvalidInput(f"At most {MAX_PAIRS} pairs (prompts x seeds): {len(prompts)} x {seeds} is "
+                           f"{len(prompts) * seeds}.")
     first_seed = seed_run(base.seed, seeds)
     # each side makes one image a pair (the seeds are no batch): checked so, the range of seeds on its own
     checked = [plan_request(studio, replace(base, prompt=prompt, loras=side, seed=first_seed, batch=1),

@@ -171,9 +171,12 @@ def parse_loras(values: Any) -> list[tuple[str, float]]:
 
 
 def parse_lora(text: str) -> tuple[str, float]:
-    """``name``, ``name:0.8`` or ``path/to/file.safetensors:0.8`` → (reference, weight)."""
+    """``name``, ``name:0.8`` or ``path/to/file.safetensors:0.8`` → (reference, weight). After a file's name only
+    a weight may follow the colon: ``style.safetensors:abc`` is refused for its weight."""
     text = plain_text("a LoRA name", text, MAX_LORA_CHARS)
     ref, _, weight = text.strip().rpartition(":")
+    if ref.endswith(".safetensors") and not is_number(weight):
+        raise InvalidInput(f"The weight of LoRA {ref!r} is not a number ({weight!r}): write it as {ref}:0.8.")
     if not ref or not is_number(weight):
         return text.strip(), 1.0
     return ref, float(weight)

@@ -46,6 +46,8 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
         raise InvalidInput(f"The frame rate must be above 0 and at most {MAX_FPS} (got {fps:g}).")
     if not paths or len(paths) > MAX_FRAMES:
         raise InvalidInput(f"Give between 1 and {MAX_FRAMES} images.")
+    if missing := next((Path(path) for path in paths if not Path(path).exists()), None):
+        raise NotFound(f"The image {missing.name!r} does not exist.")
     if dest is None:
         folder = output_dir(studio.config, owner) / "videos"
         dest = folder / f"sequence-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}.mp4"

@@ -92,7 +92,8 @@ def test_an_outfit_for_a_model_without_several_references_exits_2(capsys, tmp_pa
 
 
 def test_a_signed_in_user_s_character_is_listed_and_deleted_with_user(capsys, tmp_path, tiny_model, tiny_clip,
-                                                                      portrait):
+                                                                      portrait, monkeypatch):
+    monkeypatch.setenv("MASUKA_AUTH", "alice:pw")  # --user names someone on the sign-in list
     data = tmp_path / "data"
     code, made, err = cli(capsys, data, "character", "create", "anna", "--photo", str(portrait), "--trigger", "ohwx",
                           "--views", "1", "--edit-model", str(tiny_model("sdxl")), "--steps", "2", "--size", "64",

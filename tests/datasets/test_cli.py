@@ -154,7 +154,8 @@ def test_set_caption_and_remove_one_image(capsys, tmp_path):
     assert code == 2 and err.startswith(f"error: Dataset 'mugs' has no image #{second}")
 
 
-def test_every_action_acts_on_the_datasets_of_the_user_given(capsys, tmp_path):
+def test_every_action_acts_on_the_datasets_of_the_user_given(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MASUKA_AUTH", "alice:pw")  # --user names someone on the sign-in list
     data = ["--data-dir", str(tmp_path / "data")]
     photo = str(corpus.photo(tmp_path / "m.jpg", 120, size=(300, 200)))
     assert cli(capsys, "dataset", "create", "mugs", "--trigger", "zorp", "--min-side", "100", f"--from={photo}",
