@@ -34,6 +34,7 @@ class Studio:
     jobs: JobRunner | None = None
     logins: LoginThrottle = field(default_factory=LoginThrottle)
     aids: ModelCache = field(default_factory=ModelCache)  # the small helper models (safety, prompt LLM, identity)
+    upscalers: ModelCache = field(default_factory=ModelCache)  # one model upscaler, on the CPU (image.upscale)
 
     @classmethod
     def open(cls, config: Config) -> "Studio":
@@ -81,10 +82,12 @@ class Studio:
         self.store.in_this_process()
         self.models.in_this_process()
         self.aids.in_this_process()
+        self.upscalers.in_this_process()
 
     def close(self) -> None:
         if self.jobs is not None:
             self.jobs.close()
         self.models.release()
         self.aids.release()
+        self.upscalers.release()
         self.store.close()

@@ -61,23 +61,25 @@ def refuse_local_training(instead: str = "") -> None:
 
 def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 0, images: int = 1,
                     architecture: str | None = None, load_gb: float = 0.0, face_strength: float = 0.0,
-                    safety: bool = False, controls: int = 0, tiles: int = 1) -> int:
+                    safety: bool = False, controls: int = 0, tiles: int = 1, upscaling: float = 0.0) -> int:
     """The GPU seconds a request asks ZeroGPU for; raises :class:`InvalidInput` when one call may not take that
     long, so the request is refused before any GPU time is spent (or quota checked).
 
     ``image``: ``images`` of ``steps`` at ``width`` x ``height``; ``load_gb`` of weights loaded inside the task
     (a model that is not the Space's), the face detail's repaints at ``face_strength`` (0: off), the ``safety``
-    check and ``controls`` ControlNets. ``upscale``: a model upscale to ``width`` x ``height`` in ``tiles``.
-    ``caption``: ``images`` captioned."""
+    check, ``controls`` ControlNets and ``upscaling``: seconds of a model upscaler's passes first
+    (:func:`upscale_pass_seconds`: a detail upscale's enlargement). ``upscale``: a model upscale to ``width`` x
+    ``height`` in ``tiles``. ``caption``: ``images`` captioned."""
     megapixels = width * height / 2**20
     if task == "image":
         step = steps * max(megapixels, 0.25) * step_seconds(architecture)
         per_image = step * (1 + CONTROL_STEP_SHARE * controls + FACE_DETAIL_FACES * face_strength)
         seconds = (FIXED_SECONDS + load_gb * LOAD_SECONDS_PER_GB + controls * CONTROL_LOAD_SECONDS
-                   + (SAFETY_LOAD_SECONDS + images * SAFETY_SECONDS if safety else 0) + images * per_image)
-        remedy = "use fewer steps, a smaller size or fewer images" + (", or the Space's own model" if load_gb else "")
+                   + (SAFETY_LOAD_SECONDS + images * SAFETY_SECONDS if safety else 0) + images * per_image + upscaling)
+        remedy = ("use fewer steps, a smaller size or fewer images" + (", or the Space's own model" if load_gb else "")
+                  + (", or enlarge with a built-in resampler (Lanczos)" if upscaling else ""))
     elif task == "upscale":
-        seconds = UPSCALE_LOAD_SECONDS + megapixels * UPSCALE_SECONDS_PER_MP + tiles * UPSCALE_TILE_SECONDS
+        seconds = UPSCALE_LOAD_SECONDS + upscale_pass_seconds(width, height, tiles)
         remedy = "upscale a smaller picture or by 2x, or use a built-in resampler (Lanczos), which needs no GPU"
     elif task == "caption":
         seconds = CAPTION_LOAD_SECONDS + images * CAPTION_SECONDS
@@ -93,13 +95,18 @@ def request_seconds(task: str, *, steps: int = 0, width: int = 0, height: int = 
     return seconds
 
 
+def upscale_pass_seconds(width: int, height: int, tiles: int) -> float:
+    """Seconds of a model upscaler's passes to a ``width`` x ``height`` result in ``tiles``, its loading aside."""
+    return width * height / 2**20 * UPSCALE_SECONDS_PER_MP + tiles * UPSCALE_TILE_SECONDS
+
+
 def image_seconds(spec: ModelSpec, *, steps: int, width: int, height: int, images: int = 1,
-                  face_strength: float = 0.0, safety: bool = False, controls: int = 0) -> int:
+                  face_strength: float = 0.0, safety: bool = False, controls: int = 0, upscaling: float = 0.0) -> int:
     """:func:`request_seconds` of an image request with model ``spec`` (its architecture, and its loading when
     it is not the Space's model)."""
     return request_seconds("image", steps=steps, width=width, height=height, images=images,
                            architecture=spec.architecture, load_gb=image_load_gb(spec.id, spec.vram_gb),
-                           face_strength=face_strength, safety=safety, controls=controls)
+                           face_strength=face_strength, safety=safety, controls=controls, upscaling=upscaling)
 
 
 def step_seconds(architecture: str | None) -> float:

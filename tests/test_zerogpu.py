@@ -208,7 +208,7 @@ def test_upscales_run_through_the_gpu_worker(on_zerogpu, studio, tiny_model, tmp
     from masuka.image.upscale.tiles import tile_boxes
     from masuka.models.catalog import resolve_image_model
     from masuka.testing.upscalers import write_esrgan
-    from masuka.zerogpu import request_seconds
+    from masuka.zerogpu import request_seconds, upscale_pass_seconds
 
     job = importlib.import_module("masuka.image.upscale.job")  # decorated for ZeroGPU
     write_esrgan(upscalers_dir(studio.config) / "tiny2x.safetensors", 2)
@@ -222,10 +222,11 @@ def test_upscales_run_through_the_gpu_worker(on_zerogpu, studio, tiny_model, tmp
     assert Image.open(plain.path).size == Image.open(detailed.path).size == (96, 80) and tiles
     assert [call["function"] for call in on_zerogpu.calls] == ["_model_upscale", "_run"]
     # not the Space's model: the detail upscale asks for its loading too, as a generation does
+    # the steps run with (2 at strength 0.3 run 4), and the upscaler's pass (one tile), which runs in the same call
     boxes = len(tile_boxes(96, 80, 64, 16))
     assert on_zerogpu.calls[-1]["duration"] == request_seconds(
-        "image", steps=2, width=64, height=64, images=boxes, architecture="flux",
-        load_gb=resolve_image_model("flux-dev").vram_gb)
+        "image", steps=4, width=64, height=64, images=boxes, architecture="flux",
+        load_gb=resolve_image_model("flux-dev").vram_gb, upscaling=upscale_pass_seconds(96, 80, 1))
     assert {row["status"] for row in studio.store.find("generations")} == {"completed"}
 
 
@@ -511,3 +512,54 @@ def test_the_queue_refuses_at_enqueue_what_one_gpu_call_may_not_run(on_zerogpu, 
     assert queue_images(studio, fox) and queue_upscale(studio, upscale)
     assert queue_upscale(studio, detail)
     assert queue_grid(studio, fox, [parse_axis("steps=1,2")]) and on_zerogpu.calls == []
+
+
+def test_a_queued_batch_is_checked_as_the_one_image_calls_it_makes(studio, tiny_model, monkeypatch):
+    """The queue makes each image of a batch in a GPU call of its own: a batch whose images fit a call each is
+    queued though the whole batch would not fit one call; one whose single image does not fit is refused."""
+    from masuka.image.generate import ImageRequest
+    from masuka.queue.jobs import queue_images
+    from masuka.zerogpu import request_seconds
+
+    model = str(tiny_model("flux"))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    monkeypatch.setenv("MASUKA_SPACE_MODEL", model)
+    monkeypatch.setenv("MASUKA_ZEROGPU_MAX_S", "30")
+    fits, over = dict(steps=28, width=1024, height=1024), dict(steps=100, width=1024, height=1024)
+    assert request_seconds("image", architecture="flux", **fits) <= 30, "one image fits a call"
+    with pytest.raises(InvalidInput):
+        request_seconds("image", architecture="flux", images=4, **fits)  # four in one call would not
+    [job] = queue_images(studio, ImageRequest(prompt="a red fox", model=model, batch=4, **fits))
+    assert studio.store.get("queue", job)["total"] == 4
+    with pytest.raises(InvalidInput, match="more than the 30 s one ZeroGPU call may take"):
+        queue_images(studio, ImageRequest(prompt="a red fox", model=model, batch=4, **over))
+    assert studio.store.count("queue") == 1
+
+
+def test_a_detail_upscale_asks_for_its_model_upscaler_s_pass_and_its_safety_check(studio, tiny_model, tmp_path,
+                                                                                  monkeypatch):
+    """Both run inside the tiles' GPU call: a model upscaler asks for more than Lanczos, the safety check too."""
+    from dataclasses import replace
+
+    from masuka.image.aid_settings import load_aid_settings
+    from masuka.image.upscale.detail import detail_seconds, plan_detail
+    from masuka.image.upscale.models import upscalers_dir
+    from masuka.image.upscale.request import UpscaleRequest
+    from masuka.testing.upscalers import write_esrgan
+
+    model = str(tiny_model("flux"))
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    monkeypatch.setenv("MASUKA_SPACE_MODEL", model)
+    write_esrgan(upscalers_dir(studio.config) / "tiny4x.pth", 4)
+    Image.new("RGB", (512, 512), "gray").save(tmp_path / "wall.png")
+    source = Image.open(tmp_path / "wall.png").convert("RGB")
+
+    def seconds(upscaler: str, safety: bool = False) -> int:
+        request = UpscaleRequest(tmp_path / "wall.png", scale=2, upscaler=upscaler, detail=True, model=model,
+                                 prompt="a wall", steps=4)
+        plan, overlap = plan_detail(studio, request, source, request.prompt)
+        return detail_seconds(request, replace(plan, safety=load_aid_settings(studio.config)) if safety else plan,
+                              source, overlap)
+
+    assert seconds("tiny4x") > seconds("Lanczos")
+    assert seconds("Lanczos", safety=True) > seconds("Lanczos")

@@ -13,6 +13,7 @@ from masuka import jobs
 from masuka.characters.library import find_character, update_character
 from masuka.characters.making import ensure_dataset
 from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
+from masuka.config import on_zerogpu
 from masuka.datasets.library import count_images, find_dataset
 from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import ImageRequest
@@ -21,7 +22,7 @@ from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training.options import TrainOptions
 from masuka.training.runs import LANE, RunContext, create_run, execute_run
-from masuka.zerogpu import refuse_local_training
+from masuka.zerogpu import ELSEWHERE, refuse_local_training
 
 log = logging.getLogger(__name__)
 DEFAULT_WEIGHT = 0.73
@@ -37,7 +38,7 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     """Queue a training run on the character's dataset (the preset, then ``options``: any :class:`TrainOptions`
     field); returns the run id. When it completes the LoRA gets the default ``weight`` and a test grid.
     ``interrupt`` (set by a signal) saves a checkpoint and marks the run ``interrupted``. A dataset deleted in the
-    Datasets tab is made again first (:func:`ensure_dataset`)."""
+    Datasets tab is made again first (:func:`ensure_dataset`); on ZeroGPU the run is refused before that."""
     character = find_character(studio, ref, owner, admin)
     if not -4 <= float(weight) <= 4:
         raise InvalidInput(f"The LoRA weight must be between -4 and 4 (got {weight:g}).")
@@ -46,16 +47,12 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     if unknown:
         raise InvalidInput(f"Unknown training option(s): {', '.join(unknown)}.")
     settings = {**CHARACTER_PRESET, **{k: v for k, v in options.items() if v is not None}}
+    if on_zerogpu():  # refused before a deleted dataset is made again (captioning is GPU work): nothing written
+        refuse_local_training(_train_remotely(studio, character))
     character = ensure_dataset(studio, character, "train it")
     if not count_images(studio, character["dataset_id"]):
         raise InvalidInput(f"Character {character['name']!r} has no kept view: all were rejected. Regenerate views, "
                            "create it again with a lower identity threshold, or add real photos.")
-    dataset = find_dataset(studio, character["dataset_id"], character["owner"])
-    refuse_local_training(  # characters train locally only: their dataset can train remotely
-        f"Train the character's dataset {dataset['name']!r} remotely instead: pick it in the Train tab with the "
-        f"fal or Replicate backend, or `python -m masuka train --dataset {dataset['id']} --base MODEL --backend "
-        "fal` (that service's API key needed); the LoRA joins the library as that dataset's, without the "
-        "character's test grid and default weight.")
     run_id = create_run(studio, TrainOptions(dataset=str(character["dataset_id"]), base=base, **settings),
                         character["owner"])
 
@@ -67,6 +64,22 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     studio.runner().submit(run_id, lambda ctx: _train(studio, character["id"], ctx), lane=LANE,
                        ctx=RunContext(studio.store, run_id, interrupt))
     return run_id
+
+
+def _train_remotely(studio: Studio, character: dict) -> str:
+    """What a ZeroGPU Space says instead of training a character locally (characters train locally only): train
+    its dataset remotely; one deleted in the Datasets tab is made again first (:func:`ensure_dataset`)."""
+    if character["dataset_id"] is not None:
+        dataset = find_dataset(studio, character["dataset_id"], character["owner"])
+        name, ref, first = dataset["name"], dataset["id"], ""
+    else:  # its making made one: it was deleted since
+        name = ref = character["state"].get("dataset") or character["name"]
+        first = (f"Its dataset {name!r} was deleted: regenerating a view or adding a photo makes it again from the "
+                 f"kept views (so does training the character {ELSEWHERE}). ")
+    return (f"{first}Train the character's dataset {name!r} remotely instead: pick it in the Train tab with the fal "
+            f"or Replicate backend, or `python -m masuka train --dataset {ref} --base MODEL --backend fal` (that "
+            "service's API key needed); the LoRA joins the library as that dataset's, without the character's test "
+            "grid and default weight.")
 
 
 def _train(studio: Studio, character_id: int, ctx: RunContext) -> None:

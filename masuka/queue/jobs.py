@@ -64,7 +64,8 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
             studio.config.wildcards_dir, [template], random_picks, seed_run(request.seed, 1))
         first = expanded[0].text if expanded else ""  # nothing to expand: refused as an empty prompt
         plan = plan_request(studio, replace(request, prompt=first), allow_any_path)
-        _fits_gpu_call(plan)
+        if on_zerogpu():  # each item is one GPU call of one image (masuka.queue.tasks.make_items)
+            _fits_gpu_call(plan_request(studio, replace(request, prompt=first, batch=1), allow_any_path))
         items: list[dict[str, Any]] = [{"prompt": p.text, "template": p.template} for p in expanded
                                        for _ in plan.seeds]
         base = seed_run(request.seed, len(items))
@@ -133,9 +134,8 @@ def queue_upscale(studio: Studio, request: UpscaleRequest, allow_any_path: bool 
 
 
 def _fits_gpu_call(plan: Plan) -> None:
-    """On ZeroGPU, refuse now work its GPU call would refuse when the job runs (too long for one call)."""
-    if on_zerogpu():
-        gpu_seconds(plan)
+    """Refuse now work its ZeroGPU call would refuse when the job runs (too long for one call); on ZeroGPU only."""
+    gpu_seconds(plan)
 
 
 def _fields(request: ImageRequest) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from masuka.characters.making import create_character
 from masuka.characters.training import GRID_SCENES, GRID_SEEDS, train_character
 from masuka.characters.use import DEFAULT_WEIGHT_KEY, picker_value, with_triggers
 from masuka.cli import main
+from masuka.datasets.library import delete_dataset
 from masuka.image.generate import ImageRequest, generate_images, parse_lora
 from masuka.loras.library import list_loras
 from masuka.training.runs import run_status
@@ -78,3 +79,20 @@ def test_a_character_on_zerogpu_is_refused_pointing_at_its_dataset_on_a_remote_b
     assert code == 2 and "Training cannot run on this ZeroGPU Space" in error
     assert "dataset 'anna' remotely" in error and "--backend fal" in error and "`--backend` in the CLI" not in error
     assert studio.store.count("jobs") == 0, "no run was recorded"
+
+
+def test_a_character_whose_dataset_was_deleted_is_refused_on_zerogpu_before_its_dataset_is_made_again(
+        capsys, studio, tiny_model, tiny_clip, portrait, monkeypatch):
+    """Making the dataset again captions it (GPU work) for a run the Space refuses: refused first, nothing written,
+    saying how the dataset is made again."""
+    model = tiny_model("sdxl")
+    create_character(studio, request(model, tiny_clip, portrait, views=2))
+    delete_dataset(studio, "anna", "local")
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    code = main(["character", "train", "anna", "--base", str(model), "--data-dir", str(studio.config.data_dir)])
+    error = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "Training cannot run on this ZeroGPU Space" in error
+    assert "Its dataset 'anna' was deleted: regenerating a view or adding a photo makes it again" in error
+    assert "--dataset anna --base MODEL --backend fal" in error
+    assert studio.store.count("datasets") == 0 and studio.store.count("jobs") == 0, "nothing was made or recorded"
+    assert find_character(studio, "anna", "local")["dataset_id"] is None

@@ -458,7 +458,25 @@ def test_an_upscaler_file_that_is_not_weights_is_refused_before_anything_is_kept
 
 def test_an_upscaler_is_loaded_once_for_its_check_and_its_job(studio, photo, upscalers):
     made = upscale_image(studio, UpscaleRequest(photo, scale=2, upscaler="tiny2x"))[0]
-    assert Image.open(made.path).size == (96, 80) and studio.aids.loads == 1
+    assert Image.open(made.path).size == (96, 80) and studio.upscalers.loads == 1
+
+
+def test_an_upscaler_evicts_no_helper_model_and_stays_on_the_cpu(studio, photo, upscalers):
+    """Upscalers have a slot of their own: a check (even of a request then refused or queued) and a job leave the
+    helper models (prompt LLM, safety classifier, identity model) loaded; a job on a GPU runs a copy there, so the
+    upscaler kept stays on the CPU in float32."""
+    from masuka.image.upscale.models import on_device, upscaler_model
+    from masuka.image.upscale.request import check_request
+
+    helper = studio.aids.get(("prompt-llm", "tiny"), object)
+    check_request(studio, UpscaleRequest(photo, scale=2, upscaler="tiny4x"))
+    upscale_image(studio, UpscaleRequest(photo, scale=2, upscaler="tiny2x"))
+    assert studio.aids.get(("prompt-llm", "tiny"), object) is helper and studio.aids.loads == 1
+    kept = upscaler_model(studio, upscalers["tiny2x"])
+    moved = on_device(kept, "meta")  # another device's copy, as a job on CUDA takes it
+    assert moved is not kept and moved.device.type == "meta"
+    assert (kept.device.type, kept.dtype) == ("cpu", torch.float32) and upscaler_model(studio, upscalers["tiny2x"]) \
+        is kept and studio.upscalers.loads == 2
 
 
 @pytest.mark.parametrize(("change", "message"), [({}, "needs a prompt"), ({"prompt": "a wall", "strength": 0},

@@ -29,6 +29,7 @@ from masuka.image.metadata import Parameters, format_parameters, parse_parameter
 from masuka.image.pipelines import get_pipeline, pipeline_plan
 from masuka.image.reference import unload_ip_adapter
 from masuka.image.tasks import InitImage, TaskInput, infotext_fields, keep_input, task_kwargs, task_pipeline
+from masuka.image.upscale.models import BUILT_IN
 from masuka.image.upscale.request import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
@@ -37,6 +38,7 @@ from masuka.image.upscale.request import (
     UpscaleRequest,
     enlarge,
     finish_row,
+    pass_tiles,
     record,
 )
 from masuka.image.upscale.tiles import Blender, tile_boxes, to_array
@@ -116,11 +118,16 @@ def _estimate_seconds(studio: Studio, request: UpscaleRequest, plan: Plan, sourc
 
 
 def detail_seconds(request: UpscaleRequest, plan: Plan, source: Image.Image, overlap: int) -> int:
-    """ZeroGPU duration: one image generation per tile, and the model's loading when it is not the Space's."""
-    from masuka.zerogpu import image_seconds
+    """ZeroGPU duration: the model upscaler's passes when the enlargement is a model's (loaded by the request's
+    check), one image generation per tile, the safety check, and the model's loading when it is not the Space's."""
+    from masuka.zerogpu import image_seconds, upscale_pass_seconds
 
+    width, height = source.width * request.scale, source.height * request.scale
+    upscaling = 0.0 if request.upscaler in BUILT_IN else upscale_pass_seconds(
+        width, height, pass_tiles(request, source, DEFAULT_TILE, DEFAULT_OVERLAP))  # as enlarge runs it here
     return image_seconds(plan.spec, steps=plan.steps, width=plan.width, height=plan.height,
-                         images=len(_boxes(request, plan, source, overlap)))
+                         images=len(_boxes(request, plan, source, overlap)), safety=plan.safety is not None,
+                         upscaling=upscaling)
 
 
 def _boxes(request: UpscaleRequest, plan: Plan, source: Image.Image, overlap: int) -> list:

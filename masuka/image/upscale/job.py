@@ -29,9 +29,9 @@ from masuka.image.upscale.request import (
     check_request,
     enlarge,
     finish_row,
+    pass_tiles,
     record,
 )
-from masuka.image.upscale.tiles import tile_boxes
 from masuka.studio import Studio
 from masuka.zerogpu import request_seconds
 
@@ -56,13 +56,9 @@ def upscale_image(studio: Studio, request: UpscaleRequest, *, stop: threading.Ev
 
 def model_upscale_seconds(request: UpscaleRequest, source: Image.Image, *args: Any) -> int:
     """ZeroGPU duration of a model upscale of ``source``: the result's pixels and the tiles of the model's passes
-    (a 4x upscale may take two passes of a 2x model, the second on a picture twice as large); refused when one
-    GPU call may not take that long."""
-    tile, overlap = _tiling(request)
-    passes = (1, 2) if request.scale == 4 else (1,)
-    tiles = sum(len(tile_boxes(source.width * size, source.height * size, tile, overlap)) for size in passes)
+    (:func:`pass_tiles`); refused when one GPU call may not take that long."""
     return request_seconds("upscale", width=source.width * request.scale, height=source.height * request.scale,
-                           tiles=tiles)
+                           tiles=pass_tiles(request, source, *_tiling(request)))
 
 
 def _upscale_seconds(studio: Studio, request: UpscaleRequest, source: Image.Image, *args: Any) -> int:

@@ -3,12 +3,13 @@
 A file's name without its suffix is the upscaler's name. ``.safetensors`` files are read with safetensors,
 ``.pth``/``.pt`` with ``torch.load(weights_only=True)``: tensors only, never pickled code. spandrel recognises the
 architecture and its settings from the weights (ESRGAN, Real-ESRGAN, Compact, SPAN, SwinIR, HAT, ...). A request's
-checks load its model (so a file that is not an upscaler's weights is refused before anything is kept) among the
-studio's helper models, where its job finds it (:func:`upscaler_model`).
+checks load its model on the CPU (so a file that is not an upscaler's weights is refused before anything is kept)
+into the studio's upscaler slot, where its job finds it (:func:`upscaler_model`) and runs a copy on its device.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -74,7 +75,7 @@ def read_weights(path: Path) -> dict[str, Any]:
 
 
 def load_upscaler(path: Path, device: str) -> Any:
-    """The spandrel model descriptor of an upscaler file, on ``device`` in half precision where it supports it."""
+    """The spandrel model descriptor of an upscaler file, for ``device`` (:func:`on_device`)."""
     spandrel = import_spandrel()
     try:
         model = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(read_weights(path)))
@@ -87,23 +88,25 @@ def load_upscaler(path: Path, device: str) -> Any:
                            f"{error}).") from None
     if not isinstance(model, spandrel.ImageModelDescriptor) or model.scale < 2:
         raise InvalidInput(f"{path.name} is a {model.architecture.name} model for {model.purpose}, not an upscaler.")
-    return on_device(model, device)
+    return on_device(model.eval(), device)
 
 
 def upscaler_model(studio: Studio, path: Path) -> Any:
-    """The model of upscaler file ``path`` (:func:`load_upscaler` on the CPU), kept among the studio's helper
-    models until the file changes, so a request's check and its job load it once."""
+    """The model of upscaler file ``path`` (:func:`load_upscaler` on the CPU), kept in the studio's upscaler slot
+    (one upscaler, apart from the helper models: a check evicts none of them) until the file changes, so a
+    request's check and its job load it once."""
     stat = path.stat()
-    return studio.aids.get(("upscaler", str(path.resolve()), stat.st_mtime_ns, stat.st_size),
-                           lambda: load_upscaler(path, "cpu"))
+    return studio.upscalers.get((str(path.resolve()), stat.st_mtime_ns, stat.st_size),
+                                lambda: load_upscaler(path, "cpu"))
 
 
 def on_device(model: Any, device: str) -> Any:
-    """``model`` moved to ``device``, in half precision on CUDA where it supports it."""
-    model.eval().to(device)
-    if device == "cuda" and model.supports_half:
-        model.half()
-    return model
+    """``model`` to run on ``device``: itself on the CPU; elsewhere a copy moved there (in half precision on CUDA
+    where it supports it), so the model kept on the CPU stays as it is."""
+    if device == "cpu":
+        return model
+    moved = copy.deepcopy(model).to(device)
+    return moved.half() if device == "cuda" and moved.supports_half else moved
 
 
 def run_model(model: Any, image: Image.Image, tile: int, overlap: int, stop: threading.Event | None = None,

@@ -19,6 +19,7 @@ from masuka.image.defaults import load_defaults
 from masuka.image.generate import _save, close_row
 from masuka.image.tasks import RESAMPLERS, open_picture
 from masuka.image.upscale.models import check_upscaler, on_device, run_model, upscaler_model
+from masuka.image.upscale.tiles import tile_boxes
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.validation import flag, whole_number
@@ -110,6 +111,13 @@ def enlarge(studio: Studio, source: Image.Image, scale: int, upscaler: str, path
     if "A" in source.getbands():  # the model sees colours only: transparency follows by Lanczos
         picture.putalpha(source.getchannel("A").resize(size, Image.Resampling.LANCZOS))
     return picture
+
+
+def pass_tiles(request: UpscaleRequest, source: Image.Image, tile: int, overlap: int) -> int:
+    """The tiles of a model upscaler's passes over ``source`` (for its ZeroGPU duration): a 4x upscale may take
+    two passes of a 2x model, the second on a picture twice as large."""
+    passes = (1, 2) if request.scale == 4 else (1,)
+    return sum(len(tile_boxes(source.width * size, source.height * size, tile, overlap)) for size in passes)
 
 
 def record(studio: Studio, request: UpscaleRequest, kept: Path, source: Image.Image, *, model: str,
