@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from masuka.config import log_level
-from masuka.errors import MasukaError, as_disk_full
-from masuka.store import LOCAL_USER
+from masuka.errors import InvalidInput, MasukaError, as_disk_full
+from masuka.store import LOCAL_USER, owns_anything
 
 COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
             "dataset", "history", "models", "keys", "doctor", "upscale", "character", "edit", "settings", "storage"]
@@ -117,15 +117,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def open_studio(args: argparse.Namespace):
     """The studio for the data dir named by ``--data-dir`` (or the environment). A ``--user`` other than the local
-    user (whom every command acts as by default) must be able to sign in (:func:`masuka.api.auth.check_user`):
-    checked before anything is written."""
+    user (whom every command acts as by default) must be able to sign in (:func:`masuka.api.auth.check_user`) or
+    own something in the data dir already (a user taken off the sign-in list): checked before anything is
+    written."""
     from masuka.api.auth import check_user
     from masuka.config import Config
     from masuka.studio import Studio
 
     config = Config.read_env(data_dir=args.data_dir)
     if getattr(args, "user", None) not in (None, LOCAL_USER):
-        check_user(config, args.user)
+        try:
+            check_user(config, args.user)
+        except InvalidInput as refused:
+            if not owns_anything(config.db_path, args.user):
+                raise InvalidInput(f"{refused} Nor does {args.user!r} own anything in {config.data_dir}.") from None
     config.ensure_dirs()
     return Studio.open(config)
 

@@ -280,23 +280,22 @@ class Config:
         return self.data_dir / "tmp"
 
     def ensure_dirs(self) -> None:
-        """Create the data dir itself, private to the user running MASUKA (its folders come once its database
-        opens: :meth:`make_folders`).
+        """Create the data dir itself (its folders come once its database opens: :meth:`make_folders`).
 
         The process umask becomes 077, so everything MASUKA writes from here on (database, outputs, datasets,
-        LoRAs, runs) is readable by its owner only: folders 0700, files 0600. A data dir made by an older
-        version is closed to other users the same way (where the file system has permissions at all).
+        LoRAs, runs) is readable by its owner only: folders 0700, files 0600.
         """
         os.umask(0o077)
         self._make(self.data_dir)
+
+    def make_folders(self) -> None:
+        """Create the data dir's folders (outputs, LoRAs, datasets, runs, tmp) and close the data dir to other
+        users (0700, where the file system has permissions at all: one made by an older version too): after its
+        database opened, so a data dir refused for its database is left as it was."""
+        self._make(self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir)
         with contextlib.suppress(OSError):
             if self.data_dir.stat().st_uid == os.getuid():
                 self.data_dir.chmod(0o700)
-
-    def make_folders(self) -> None:
-        """Create the data dir's folders (outputs, LoRAs, datasets, runs, tmp): after its database opened, so a
-        data dir refused for its database is left as it was."""
-        self._make(self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir)
 
     def _make(self, *folders: Path) -> None:
         try:

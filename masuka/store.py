@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -354,6 +354,20 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self.db.conn.close()
+
+
+def owns_anything(path: Path, user: str) -> bool:
+    """Whether ``user`` owns a row in the database at ``path``, read without changing it or making it (a missing or
+    unusable one owns nothing). Opened for writing, as a read-only connection would leave its WAL files behind."""
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)) as db:
+            tables = {name for (name,) in db.execute("select name from sqlite_master where type = 'table'")}
+            return any(db.execute(f"select 1 from [{table}] where owner = ? limit 1", [user]).fetchone()
+                       for table, (columns, _) in SCHEMA.items() if table in tables and "owner" in columns)
+    except sqlite3.DatabaseError:
+        return False
 
 
 def owner_clause(user: str, admin: bool, column: str = "owner") -> tuple[str, list[str]]:

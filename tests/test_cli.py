@@ -525,6 +525,38 @@ def test_the_local_user_and_users_on_the_sign_in_list_are_accepted(capsys, tmp_p
     assert run_cli(capsys, "dataset", "list", *data)[0] == 0, "no --user: the local user, as every command acts"
 
 
+@pytest.mark.parametrize("auth", [None, "bob:pw"])
+def test_a_user_taken_off_the_sign_in_list_keeps_their_data_reachable_and_a_typo_writes_nothing(capsys, tmp_path,
+                                                                                               monkeypatch, auth):
+    """``--user`` may name someone who owns something in the data dir though nobody can sign in as them any more
+    (their datasets can still be listed and deleted); a name that neither signs in nor owns anything is refused,
+    and the data dir is left as it was."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("MASUKA_AUTH", "alice:pw")
+    assert run_cli(capsys, "dataset", "create", "cats", "--trigger", "zorp", "--user", "alice",
+                   "--data-dir", str(data))[0] == 0
+    if auth is None:
+        monkeypatch.delenv("MASUKA_AUTH")
+    else:
+        monkeypatch.setenv("MASUKA_AUTH", auth)
+    code, out, err = run_cli(capsys, "dataset", "list", "--json", "--user", "alice", "--data-dir", str(data))
+    assert code == 0 and [row["name"] for row in json.loads(out)["datasets"]] == ["cats"], err
+    code, out, err = run_cli(capsys, "keys", "token", "create", "--user", "alice", "--data-dir", str(data))
+    assert (code, out) == (2, "") and "nobody can sign in as" in err, "a token only for someone who can sign in"
+
+    def made():  # SQLite's WAL files come and go with the connections earlier commands left open
+        return sorted(path for path in data.rglob("*") if not path.name.startswith("masuka.db-"))
+
+    before = made()
+    code, out, err = run_cli(capsys, "dataset", "create", "dogs", "--trigger", "zorp", "--user", "alcie",
+                             "--data-dir", str(data))
+    assert (code, out) == (2, "") and f"Nor does 'alcie' own anything in {data}." in err and err.count("\n") == 1
+    assert made() == before, "no file nor folder made"
+    assert run_cli(capsys, "dataset", "delete", "cats", "--yes", "--user", "alice", "--data-dir", str(data))[0] == 0
+    code, out, err = run_cli(capsys, "dataset", "list", "--user", "alice", "--data-dir", str(data))
+    assert (code, out) == (2, "") and "Nor does 'alice' own anything" in err, "she owns nothing any more"
+
+
 @pytest.mark.parametrize("command", [["queue", "add"], ["compare", "create"]])
 def test_a_prompt_and_a_prompts_file_together_are_refused(capsys, tmp_path, command):
     """The file's prompts would silently replace ``--prompt``: one or the other."""

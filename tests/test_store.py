@@ -75,7 +75,8 @@ def test_a_file_that_is_not_a_database_is_refused_in_words_and_kept(tmp_path, ca
     from masuka.cli import main
 
     data = tmp_path / "data"
-    data.mkdir()
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)  # whatever the umask
     (data / "masuka.db").write_text("x\n")
     for argv in (["history", "list"], ["dataset", "list"], ["jobs"]):
         assert main([*argv, "--data-dir", str(data)]) == 2
@@ -84,6 +85,7 @@ def test_a_file_that_is_not_a_database_is_refused_in_words_and_kept(tmp_path, ca
         assert "move it aside" in err and err.count("\n") == 1
     assert (data / "masuka.db").read_text() == "x\n"
     assert [path.name for path in data.iterdir()] == ["masuka.db"], "the folder is left as it was: no folders made"
+    assert data.stat().st_mode & 0o777 == 0o755, "nor closed to other users"
 
 
 def test_a_database_that_cannot_be_opened_is_refused_in_words(tmp_path):

@@ -72,7 +72,7 @@ from masuka.image.tasks import (
 )
 from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
-from masuka.loras.usage import lora_files_in_use
+from masuka.loras.usage import lora_files_in_use, lora_ref_file
 from masuka.memory_plans import plan_named
 from masuka.models.catalog import ModelSpec, ask_hub, resolve_image_model
 from masuka.models.manage import holding_repos, stoppable, using_models
@@ -196,10 +196,7 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
                             order_by=f"owner = '{LOCAL_USER}', id desc", limit=1)  # the owner's own first
     if row:
         return studio.config.absolute(row[0]["path"])
-    candidate = Path(ref).expanduser()
-    if not candidate.is_absolute():
-        library = studio.config.loras_dir / (ref if ref.endswith(".safetensors") else ref + ".safetensors")
-        candidate = library if library.exists() or "/" not in ref else studio.config.data_dir / ref
+    candidate = lora_ref_file(studio.config, ref)
     allowed = allow_any_path or (candidate.resolve().is_relative_to(studio.config.data_dir)
                                  and may_read(studio, owner, candidate))
     if allowed and candidate.exists():

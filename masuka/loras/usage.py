@@ -15,8 +15,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from masuka.config import Config
 from masuka.errors import InvalidInput
 from masuka.holds import Holds
+from masuka.image.metadata import split_lora_tags
 from masuka.loras.files import deleted
 from masuka.store import LOCAL_USER, QUEUE_UNFINISHED, UNFINISHED
 from masuka.studio import Studio
@@ -77,32 +79,51 @@ def _refuse(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]
                                        f"LoRA {name!r} in its prompt. {later}")
 
 
+def lora_ref_file(config: Config, ref: str) -> Path:
+    """The file a LoRA reference that is not a library name names, as generation reads it: an absolute path as it
+    is; else the LoRA folder's ``ref`` (``.safetensors`` added when missing) when that exists or ``ref`` names no
+    folder; else the data dir's ``ref``."""
+    ref = ref.strip()
+    candidate = Path(ref).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    library = config.loras_dir / (ref if ref.endswith(".safetensors") else ref + ".safetensors")
+    return library if library.exists() or "/" not in ref else config.data_dir / ref
+
+
 def _naming_file(studio: Studio, table: str, column: str, statuses: tuple[str, ...], target: Path) -> int | None:
-    """The id of an unfinished row of ``table`` whose stored ``column`` names a ``.safetensors`` file at or under
-    ``target`` (resolved) by another path than the data-dir-relative one: with ``..``, through a symlink, absolute."""
+    """The id of an unfinished row of ``table`` whose stored ``column`` names a file at or under ``target``
+    (resolved) by a LoRA reference (:func:`_refs`) in any form generation reads (:func:`lora_ref_file`): a path in
+    the LoRA folder or the data dir, with or without ``.safetensors``, with ``..``, through a symlink, absolute."""
     marks = ", ".join("?" * len(statuses))
-    rows = studio.store.find(table, f"status in ({marks}) and instr(lower({column}), '.safetensors') > 0",
-                             list(statuses))
-    for row in rows:
-        for text in _texts(row[column]):
-            if text.lower().endswith(".safetensors") and _resolved(studio, text).is_relative_to(target):
-                return row["id"]
+    for row in studio.store.find(table, f"status in ({marks})", list(statuses)):
+        if any(_resolved(studio, ref).is_relative_to(target) for ref in _refs(row[column], column == "loras")):
+            return row["id"]
     return None
 
 
-def _texts(value: object) -> Iterator[str]:
-    """Every text in a stored JSON value."""
+def _refs(value: object, listed: bool) -> Iterator[str]:
+    """The LoRA references in a stored JSON value: every text of a LoRA list (``listed``: under a ``loras`` key),
+    every ``<lora:ref:…>`` tag's reference, and any other text that names a ``.safetensors`` file."""
     if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict | list):
-        for item in value.values() if isinstance(value, dict) else value:
-            yield from _texts(item)
+        if listed or value.lower().endswith(".safetensors"):
+            yield value
+        if "<lora:" in value:
+            yield from (ref for ref, _ in split_lora_tags(value)[1])
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _refs(item, listed or key == "loras")
+    elif isinstance(value, list):
+        for item in value:
+            yield from _refs(item, listed)
 
 
-def _resolved(studio: Studio, text: str) -> Path:
-    """``text`` as the file it names (a relative path from the data dir); an empty path when it names none."""
+def _resolved(studio: Studio, ref: str) -> Path:
+    """The file ``ref`` names (resolved); an empty path when it names none."""
+    if not ref.strip():
+        return Path()
     try:
-        return studio.config.absolute(Path(text.strip()).expanduser()).resolve()
+        return lora_ref_file(studio.config, ref).resolve()
     except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL
         return Path()
 

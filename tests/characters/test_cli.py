@@ -113,6 +113,7 @@ def test_a_signed_in_user_s_character_is_listed_and_deleted_with_user(capsys, tm
     assert cli(capsys, data, "character", "list", "--user", "alice")[1] == {"characters": []}
     code, _, err = cli(capsys, data, "dataset", "delete", "anna", "--yes")
     assert code == 2 and "No dataset 'anna'" in err, "the local user's datasets"
+    monkeypatch.delenv("MASUKA_AUTH")  # the note's command works in any shell: alice owns the dataset
     assert cli(capsys, data, "dataset", "list", "--user", "alice")[1]["datasets"][0]["name"] == "anna"
     assert cli(capsys, data, "dataset", "delete", "anna", "--yes", "--user", "alice")[0] == 0, "the note's command"
     assert cli(capsys, data, "dataset", "list", "--user", "alice")[1] == {"datasets": []}

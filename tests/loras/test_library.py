@@ -96,6 +96,33 @@ def test_queued_work_naming_the_lora_file_by_another_path_keeps_it(team, tmp_pat
     assert delete_lora(team, "alice-style", "alice", False)["name"] == "alice-style"
 
 
+def test_queued_work_naming_the_lora_by_its_path_in_the_lora_folder_or_a_tag_keeps_it(team):
+    """Every reference generation reads as the LoRA's file keeps it: its path in the LoRA folder with or without
+    ``.safetensors``, its data-dir path, its absolute path, in a LoRA list (the request's, an item's, an A/B
+    side's) or a prompt's ``<lora:path:w>`` tag; a path naming another file does not."""
+    path = team.config.absolute(team.store.find("loras", "owner = 'alice'")[0]["path"])
+    inside = path.relative_to(team.config.loras_dir).as_posix()
+    refs = (inside, inside.removesuffix(".safetensors"), f" {inside.removesuffix('.safetensors')} ", str(path),
+            team.config.relative(path).removesuffix(".safetensors").replace("alice/", "alice/../alice/") +
+            ".safetensors")
+    for ref in refs:
+        for table, params in (
+                ("queue", {"request": {"loras": [[ref, 0.5]]}, "items": [{"prompt": "a fox", "seed": 1}]}),
+                ("queue", {"request": {"loras": []}, "items": [{"prompt": "a fox", "loras": [[ref, 1]]}]}),
+                ("queue", {"request": {"loras": []}, "items": [{"prompt": f"a fox <lora:{ref.strip()}:0.8>"}]}),
+                ("jobs", {"sides": {"a": "x"}, "loras": {"a": [[ref, 1]], "b": []}})):
+            row = (add_job(team, "bob", "text", "a fox", "flux-schnell", params) if table == "queue" else
+                   team.store.insert(table, {"owner": "bob", "status": "queued", "kind": "ab", "params": params}))
+            with pytest.raises(InvalidInput, match=f"cannot be deleted yet: unfinished work \\({table} {row}\\)"):
+                delete_lora(team, "alice-style", "alice", False)
+            team.store.update(table, row, status="cancelled")
+    other = inside.replace("alice-style", "alice-style-2")
+    add_job(team, "alice", "text", "a fox", "flux-schnell",
+            {"request": {"loras": [[other, 1], [other.removesuffix(".safetensors"), 1]]},
+             "items": [{"prompt": f"a fox <lora:{other}:1> alice/alice-style.safetensors.txt", "seed": 1}]})
+    assert delete_lora(team, "alice-style", "alice", False)["name"] == "alice-style"
+
+
 def test_models_delete_lora_on_the_command_line(team, capsys, monkeypatch):
     monkeypatch.setenv("MASUKA_AUTH", "alice:pa,bob:pb,admin:pc")  # the sign-in list --user is checked against
     data = ["--data-dir", str(team.config.data_dir)]
