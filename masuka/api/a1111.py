@@ -13,7 +13,7 @@ import functools
 import inspect
 import io
 import json
-import time
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -153,8 +153,9 @@ def a1111_error(error: Exception) -> JSONResponse:
             headers["Retry-After"] = str(error.retry_after)
         return _error(error.status, title, str(error), headers)
     status = next((code for kind, code in STATUSES.items() if isinstance(error, kind)), 500)
-    return _error(status, "TooManyRequests" if isinstance(error, TooManyWaiting) else type(error).__name__,
-                  str(error))
+    if isinstance(error, TooManyWaiting):
+        return _error(status, "TooManyRequests", str(error), {"Retry-After": str(error.retry_after)})
+    return _error(status, type(error).__name__, str(error))
 
 
 def _error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -173,12 +174,13 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     router = APIRouter(prefix="/sdapi/v1", tags=["AUTOMATIC1111 API"], route_class=work.route_class(too_large))
 
     def posted(model: type[Body], generates: bool = True
-               ) -> Callable[[Callable[[Caller, Body], Any]], Callable[[Request], Awaitable[Any]]]:
-        """A POST route run as ``route(caller, body)`` in a thread: the REST APIs' own when it ``generates`` (see
-        :meth:`ApiWork.call`), else the server's, so a quick answer never waits behind generations. Who calls is
-        checked first, and only then is the JSON body read and checked against ``model``."""
+               ) -> Callable[[Callable[..., Any]], Callable[[Request], Awaitable[Any]]]:
+        """A POST route run as ``route(caller, body)`` in a thread of the server's, so a quick answer never waits
+        behind generations; one that ``generates`` runs as ``route(caller, body, hangup)`` in the REST APIs' own
+        (see :meth:`ApiWork.watched`: ``hangup`` is set when the client goes). Who calls is checked first, and only
+        then is the JSON body read and checked against ``model``."""
 
-        def decorate(route: Callable[[Caller, Body], Any]) -> Callable[[Request], Awaitable[Any]]:
+        def decorate(route: Callable[..., Any]) -> Callable[[Request], Awaitable[Any]]:
             async def endpoint(request: Request) -> Any:
                 caller = await caller_off_loop(caller_of, request)
                 try:
@@ -187,7 +189,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
                     raise InvalidInput("The body must be JSON.") from None
                 body = model.model_validate(data)
                 if generates:
-                    return await work.call(route, caller, body)
+                    return await work.watched(request, route, caller, body)
                 return await anyio.to_thread.run_sync(route, caller, body)
 
             endpoint.__name__ = route.__name__
@@ -243,13 +245,13 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
 
     @router.post("/txt2img")
     @posted(Txt2Img)
-    def txt2img(caller: Caller, body: Txt2Img) -> Any:
+    def txt2img(caller: Caller, body: Txt2Img, hangup: threading.Event) -> Any:
         with work.uploads(caller) as uploads:
-            return answer(work.generate(caller, to_request(caller, body, uploads)), body)
+            return answer(work.generate(caller, to_request(caller, body, uploads), hangup), body)
 
     @router.post("/img2img")
     @posted(Img2Img)
-    def img2img(caller: Caller, body: Img2Img) -> Any:
+    def img2img(caller: Caller, body: Img2Img, hangup: threading.Event) -> Any:
         if not body.init_images:
             raise InvalidInput("init_images is empty: send the picture to start from (base64).")
         with work.uploads(caller) as uploads:
@@ -259,7 +261,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
                              invert_mask=bool(body.inpainting_mask_invert),
                              only_masked_padding=body.inpaint_full_res_padding if body.inpaint_full_res else None,
                              fill_masked=body.inpainting_fill == 0)
-            result = answer(work.generate(caller, to_request(caller, body, uploads, init)), body)
+            result = answer(work.generate(caller, to_request(caller, body, uploads, init), hangup), body)
             if body.include_init_images and body.send_images:
                 result["images"] += [file_base64(image)]
         return result
@@ -291,11 +293,9 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             idle = _state(None) | {"interrupted": work.interrupted.get(caller.user, False)}
             return {"progress": 0.0, "eta_relative": 0.0, "state": idle, "current_image": None,
                     "textinfo": None}
-        fraction = state.fraction
-        elapsed = time.time() - state.started
-        eta = elapsed / fraction - elapsed if fraction > 0 else 0.0
         current = None if skip_current_image or state.last_image is None else file_base64(state.last_image)
-        return {"progress": fraction, "eta_relative": eta, "state": _state(state), "current_image": current,
+        return {"progress": state.fraction, "eta_relative": state.eta or 0.0, "state": _state(state),
+                "current_image": current,
                 "textinfo": f"image {state.job_no + 1}/{state.job_count}, step {state.step}/{state.steps}"}
 
     @router.post("/interrupt")
@@ -364,7 +364,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
 
     @router.post("/extra-single-image")
     @posted(ExtraSingleImage)
-    def extra_single_image(caller: Caller, body: ExtraSingleImage) -> Any:
+    def extra_single_image(caller: Caller, body: ExtraSingleImage, hangup: threading.Event) -> Any:
         names = (*UPSCALERS, *list_upscalers(studio.config))
         if body.upscaler_1 not in names:
             raise InvalidInput(f"Upscaler {body.upscaler_1!r} is not available here: use {', '.join(names)}.")
@@ -380,7 +380,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         with work.uploads(caller) as uploads:
             source = uploads.decode(body.image, "image")
             made = upscale_image(studio, UpscaleRequest(source, int(body.upscaling_resize), body.upscaler_1,
-                                                        owner=caller.user))[0].path
+                                                        owner=caller.user), stop=hangup)[0].path
         return {"html_info": "", "image": file_base64(made)}
 
     @router.post("/refresh-checkpoints")

@@ -64,7 +64,8 @@ def module_kind(module: str) -> str | None:
 
 def controlnet_units(scripts: dict[str, Any] | None, decode: Callable[[str, str], Path],
                      check_model: Callable[[str], str]) -> tuple[list[Control], list[StyleReference]]:
-    """The enabled ControlNet units as controls and (``ip-adapter*`` modules) style references.
+    """The enabled ControlNet units of a weight other than 0 as controls and (``ip-adapter*`` modules) style
+    references.
 
     Every unit is checked before any picture is kept: ``decode(base64, label)`` then keeps one and returns its
     path; ``check_model(model)`` returns a ControlNet model the caller may use (or raises)."""
@@ -72,7 +73,7 @@ def controlnet_units(scripts: dict[str, Any] | None, decode: Callable[[str, str]
     for number, unit in enumerate(script_args(scripts, "controlnet"), 1):
         if not isinstance(unit, dict):
             raise InvalidInput(f"ControlNet unit {number} must be an object with image, module, model, weight….")
-        if unit.get("enabled", True) is False:
+        if unit.get("enabled", True) is False or unit.get("weight") == 0:  # a parked unit, control or reference
             continue
         module = str(unit.get("module") or "none")
         image = _unit_image(unit)

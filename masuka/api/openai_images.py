@@ -88,9 +88,12 @@ class OpenAIError(Exception):
     """An answer in OpenAI's error shape."""
 
     def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+                 code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.kind, self.param, self.code = status, kind, param, code
+        self.status, self.kind, self.param, self.code, self.headers = status, kind, param, code, headers
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": str(self), "type": self.kind, "param": self.param, "code": self.code}}
 
 
 def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -105,10 +108,8 @@ def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
         except Refused as error:
             code = {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(error.status, "forbidden")
             kind = "rate_limit_error" if error.status == 429 else "invalid_request_error"
-            answer = _error(OpenAIError(error.status, str(error), kind=kind, code=code))
-            if error.retry_after:
-                answer.headers["Retry-After"] = str(error.retry_after)
-            return answer
+            headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+            return _error(OpenAIError(error.status, str(error), kind=kind, code=code, headers=headers))
         except ValidationError as error:
             first = error.errors()[0]
             if not first["loc"]:  # the body itself: a list, a string
@@ -120,7 +121,8 @@ def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
         except NotFound as error:
             return _error(OpenAIError(404, str(error), code="not_found"))
         except TooManyWaiting as error:
-            return _error(OpenAIError(429, str(error), kind="rate_limit_error", code="rate_limit_exceeded"))
+            return _error(OpenAIError(429, str(error), kind="rate_limit_error", code="rate_limit_exceeded",
+                                      headers={"Retry-After": str(error.retry_after)}))
         except GPUBusy as error:
             return _error(OpenAIError(503, str(error), kind="server_error"))
         except ModelUnavailable as error:
@@ -132,8 +134,7 @@ def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
 
 
 def _error(error: OpenAIError) -> JSONResponse:
-    return JSONResponse({"error": {"message": str(error), "type": error.kind, "param": error.param,
-                                   "code": error.code}}, status_code=error.status)
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
 def too_large(message: str) -> JSONResponse:
@@ -168,19 +169,21 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
     async def run(request: Request, caller: Caller, image_request: ImageRequest, delivery: Delivery,
                   event: str) -> Any:
         try:
-            outcome: Outcome = await work.call(work.generate, caller, image_request)
+            outcome: Outcome = await work.watched(request, work.generate, caller, image_request)
         except InvalidInput as error:
             param = "size" if any(word in str(error).lower() for word in ("width", "height")) else None
             raise OpenAIError(400, str(error), param=param) from None
+        stopped = stopped_error(outcome) if outcome.interrupted else None
         pictures = await work.call(lambda: [delivered(r.path, delivery) for r in outcome.results])
         if delivery.stream:
-            return StreamingResponse(_events(event, pictures), media_type="text/event-stream")
+            return StreamingResponse(_events(event, pictures, stopped), media_type="text/event-stream")
+        if stopped:
+            raise stopped
         data = []
         for result, picture in zip(outcome.results, pictures, strict=True):
             if delivery.response_format == "url":
                 url = request.url_for("openai_image_file", image_id=result.id)
-                item = {"url": str(url.include_query_params(format=picture.format) if delivery.output_format
-                                   else url)}
+                item = {"url": str(url.include_query_params(**file_query(delivery)))}
             else:
                 item = {"b64_json": base64.b64encode(picture.data).decode()}
             data.append(dict(item, revised_prompt=used_prompt(result)))  # the optimized prompt, when it was
@@ -226,13 +229,17 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
 
     @router.get("/images/files/{image_id}", name="openai_image_file")
     @openai_errors
-    async def image_file(image_id: str, request: Request, format: str | None = None) -> Any:
-        """A generated image by its history id, as saved or in the ``format`` the request asked for."""
+    async def image_file(image_id: str, request: Request, format: str | None = None,
+                         compression: str | None = None) -> Any:
+        """A generated image by its history id, as saved or in the ``format`` and ``compression`` (its
+        ``output_compression``) the request asked for (:func:`file_query`)."""
         caller = await caller_off_loop(caller_of, request)
         path = await anyio.to_thread.run_sync(own_image, caller, image_id)  # a database read, a file check
-        if format is None:
+        asked = {name: value for name, value in (("output_format", format), ("output_compression", compression))
+                 if value is not None}
+        if not asked:
             return FileResponse(path)
-        delivery = Delivery.model_validate({"output_format": format})
+        delivery = Delivery.model_validate(asked)
         picture = await work.call(delivered, path, delivery)
         return Response(picture.data, media_type=f"image/{picture.format}")
 
@@ -299,6 +306,23 @@ def delivered(path: Path, delivery: Delivery) -> Delivered:
     return Delivered(buffer.getvalue(), wanted, size)
 
 
+def file_query(delivery: Delivery) -> dict[str, Any]:
+    """The query of an image's URL (``/v1/images/files/<id>``) that serves it as ``delivery`` asks."""
+    query: dict[str, Any] = {"format": delivery.output_format} if delivery.output_format else {}
+    if "output_compression" in delivery.model_fields_set:
+        query["compression"] = delivery.output_compression
+    return query
+
+
+def stopped_error(outcome: Outcome) -> OpenAIError:
+    """What an interrupted request answers: OpenAI's server error, not an answer short of images (the finished
+    ones are in the History). ``x-should-retry: false`` keeps the SDK from making the images again."""
+    made, asked = len(outcome.results), outcome.request.batch
+    return OpenAIError(500, f"The request was stopped (POST /sdapi/v1/interrupt) after {made} of {asked} "
+                            f"image{'s' * (asked != 1)}; those made are in your History.", kind="server_error",
+                       code="cancelled", headers={"x-should-retry": "false"})
+
+
 def form_text(form: FormData, name: str) -> str | None:
     """The text field ``name`` of an edit's form (None when absent); a file sent in its place gets OpenAI's 400
     naming it."""
@@ -313,8 +337,9 @@ def form_texts(form: FormData, names: Iterable[str]) -> dict[str, str]:
     return {name: value for name in names if (value := form_text(form, name)) is not None}
 
 
-def _events(event: str, pictures: list[Delivered]) -> Iterator[str]:
-    """Server-sent events as OpenAI streams them: one ``<event>.completed`` per image."""
+def _events(event: str, pictures: list[Delivered], stopped: OpenAIError | None) -> Iterator[str]:
+    """Server-sent events as OpenAI streams them: one ``<event>.completed`` per image, then ``error`` when the
+    request was ``stopped`` short of them all."""
     for picture in pictures:
         payload = {"type": f"{event}.completed", "b64_json": base64.b64encode(picture.data).decode(),
                    "created_at": int(time.time()), "size": picture.size, "quality": "auto", "background": "opaque",
@@ -322,6 +347,8 @@ def _events(event: str, pictures: list[Delivered]) -> Iterator[str]:
                    "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
                              "input_tokens_details": {"image_tokens": 0, "text_tokens": 0}}}
         yield f"event: {event}.completed\ndata: {json.dumps(payload)}\n\n"
+    if stopped:
+        yield f"event: error\ndata: {json.dumps({'type': 'error', **stopped.body()})}\n\n"
 
 
 def _openai_mask(uploads: Uploads, data: bytes) -> Path:

@@ -10,6 +10,7 @@ import base64
 import binascii
 import functools
 import io
+import math
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -35,10 +36,19 @@ from masuka.studio import Studio
 #: threads of the REST APIs' own pool: a generation holds one while it waits for the GPU and runs, never one of
 #: the threads Gradio's events and the other routes share
 GENERATION_THREADS = 64
+#: the ``Retry-After`` (seconds) of a 429 for too many waiting generations when none of them tells how long it needs
+RETRY_AFTER_S = 5
+#: how often a generation's HTTP client is asked whether it is still there (see :meth:`ApiWork.watched`)
+HANGUP_POLL_S = 0.25
 
 
 class TooManyWaiting(MasukaError):
-    """The caller already has as many REST generations waiting as one user may."""
+    """The caller already has as many REST generations waiting as one user may; ``retry_after``: the seconds until
+    one of them may be done (a guess)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class OverLimit(Exception):
@@ -63,6 +73,15 @@ class Progress:
         if not self.job_count or not self.steps:
             return 0.0
         return min(1.0, (self.job_no + self.step / self.steps) / self.job_count)
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left, at the pace so far; None before its first step."""
+        fraction = self.fraction
+        if fraction <= 0:
+            return None
+        elapsed = time.time() - self.started
+        return elapsed / fraction - elapsed
 
 
 @dataclass
@@ -146,14 +165,39 @@ class ApiWork:
         """The model a request without one uses: the user's API choice, the saved default, else the first."""
         return self.models.get(user) or load_defaults(self.studio.config).model or next(iter(image_models()))
 
-    def generate(self, caller: Caller, request: ImageRequest) -> Outcome:
-        """Run ``request`` for ``caller`` (waiting for the GPU like any job); an interrupt keeps what is done."""
-        stop = threading.Event()
+    async def watched(self, request: Request, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args, hangup)`` in the APIs' threads (:meth:`call`) while ``request``'s HTTP client is watched:
+        once it hangs up, ``hangup`` (a :class:`threading.Event`, the stop flag :meth:`generate` takes) is set, so
+        a generation still waiting for the GPU leaves the queue, a running one stops between steps as an interrupt
+        stops it, and either frees its place among the user's ``max_queued_per_user``."""
+        hangup = threading.Event()
+
+        async def watch() -> None:
+            while not await request.is_disconnected():
+                await anyio.sleep(HANGUP_POLL_S)
+            hangup.set()
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(watch)
+                try:
+                    return await self.call(func, *args, hangup)
+                finally:
+                    tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the task group wraps what the work raised: raised as it was
+            raise group.exceptions[0] from None
+
+    def generate(self, caller: Caller, request: ImageRequest, stop: threading.Event | None = None) -> Outcome:
+        """Run ``request`` for ``caller`` (waiting for the GPU like any job) until done or ``stop`` is set (by
+        :meth:`interrupt`, or when its client hangs up: :meth:`watched`); an interrupt keeps what is done."""
+        stop = stop if stop is not None else threading.Event()
         with self._lock:
             if len(self.stops.get(caller.user, [])) >= self.studio.config.max_queued_per_user:
                 limit = self.studio.config.max_queued_per_user
+                etas = [eta for state in self.progress.get(caller.user, []) if (eta := state.eta) is not None]
                 raise TooManyWaiting(f"You already have {limit} request{'s' * (limit != 1)} waiting for the GPU, "
-                                     "the most one user may queue. Try again when one has finished.")
+                                     "the most one user may queue. Try again when one has finished.",
+                                     max(1, math.ceil(min(etas))) if etas else RETRY_AFTER_S)
             self.stops.setdefault(caller.user, []).append(stop)
             state = Progress(job_count=request.batch, started=time.time(), timestamp=time.strftime("%Y%m%d%H%M%S"))
             self.progress.setdefault(caller.user, []).append(state)

@@ -85,6 +85,10 @@ def test_an_ip_adapter_unit_is_a_style_reference(sdxl_app, square):
     assert np.abs(made(styled) - made(plain)).mean() > 1
     row = app.studio.store.get("generations", styled.info["history_ids"][0])
     assert [r["weight"] for r in row["params"]["style_references"]] == [0.6] and "controls" not in row["params"]
+    parked = generate(api, controlnet_units=[webuiapi.ControlNetUnit(image=square, module="ip-adapter_clip_sdxl",
+                                                                      weight=0)])
+    assert np.array_equal(made(parked), made(plain)), "weight 0 parks a reference unit too"
+    assert "style_references" not in app.studio.store.get("generations", parked.info["history_ids"][0])["params"]
 
 
 def test_units_refused_with_the_reason(sdxl_app, tiny_guides, square):

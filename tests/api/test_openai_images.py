@@ -184,6 +184,20 @@ def test_output_compression_is_honoured_in_the_format_images_are_saved_in(signed
     assert saved.suffix == ".webp"
 
 
+def test_output_compression_is_honoured_by_url_answers(signed_in, tiny_model):
+    _app, sdk, token = signed_in
+    sizes = {}
+    for compression in (5, 95):
+        url = sdk.images.generate(model=str(tiny_model("flux")), prompt="a gull", size="64x64", output_format="jpeg",
+                                  output_compression=compression, response_format="url").data[0].url
+        served = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert served.headers["content-type"] == "image/jpeg" and served.content.startswith(b"\xff\xd8")
+        sizes[compression] = len(served.content)
+    assert 2 * sizes[5] < sizes[95], sizes  # both were quality 100 when the URL carried only the format
+    refused = httpx.get(url.replace("compression=95", "compression=120"), headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "output_compression"
+
+
 def test_variations_and_unknown_routes_answer_an_openai_error(signed_in):
     app, sdk, token = signed_in
     with pytest.raises(openai.NotFoundError) as missing:
