@@ -53,10 +53,23 @@ def input_copy_job(file_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def resolved_path(path: str | Path, home: bool = False) -> Path | None:
+    """``path`` resolved (with ``home``, ``~`` and ``~user`` expanded first), or None when it can name no file: a
+    control character (a NUL, say) in it, a ``~nosuchuser``, or a path the system refuses to resolve."""
+    if any(ord(char) < 32 or ord(char) == 127 for char in str(path)):
+        return None
+    try:
+        return (Path(path).expanduser() if home else Path(path)).resolve()
+    except (RuntimeError, ValueError, OSError):
+        return None
+
+
 def file_owner(studio: Studio, path: str | Path) -> str | None | object:
     """Whose file ``path`` is: a user name, :data:`SHARED`, or None when nobody can be named (admins only)."""
     config = studio.config
-    resolved = Path(path).resolve()
+    resolved = resolved_path(path)
+    if resolved is None:
+        return None
     data_dir = config.data_dir.resolve()
     if not resolved.is_relative_to(data_dir):
         return SHARED
@@ -96,8 +109,11 @@ def file_owner(studio: Studio, path: str | Path) -> str | None | object:
 
 
 def may_read(studio: Studio, user: str | None, path: str | Path) -> bool:
-    """Whether ``user`` (None: not signed in) may read, download or use ``path``."""
+    """Whether ``user`` (None: not signed in) may read, download or use ``path``; nobody may a path that names
+    no file (see :func:`resolved_path`)."""
     config = studio.config
+    if resolved_path(path) is None:
+        return False
     if not config.multi_user:
         return True
     if user is None:
@@ -115,11 +131,8 @@ def readable(studio: Studio, user: str, path: str | Path, what: str = "file") ->
     other users' files.
     """
     missing = NotFound(f"No {what} {Path(path).name!r} of yours was found.")
-    try:
-        resolved = Path(path).expanduser().resolve()
-    except RuntimeError:  # ~nosuchuser/...: missing, as any path that is not theirs
-        raise missing from None
-    if not (may_read(studio, user, resolved) and resolved.exists()):
+    resolved = resolved_path(path, home=True)
+    if resolved is None or not (may_read(studio, user, resolved) and resolved.exists()):
         raise missing
     return resolved
 
@@ -157,10 +170,9 @@ def usable_model(studio: Studio, user: str, model: str, marker: str | tuple[str,
     if studio.config.is_admin(user) or not _names_a_path(text):
         return model
     refused = InvalidInput(f"Model {text[:200]!r}: no model folder of yours has that path.")
-    try:
-        path = Path(text).expanduser()
-    except RuntimeError:  # ~nosuchuser/...: refused as any other path that is not theirs
-        raise refused from None
+    if resolved_path(text, home=True) is None:  # a NUL, a ~nosuchuser: refused as any other path that is not theirs
+        raise refused
+    path = Path(text).expanduser()
     markers = (marker,) if isinstance(marker, str) else marker
     if not (may_read(studio, user, path) and any(next(path.glob(name), None) for name in markers)):
         raise refused

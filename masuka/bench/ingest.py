@@ -66,7 +66,7 @@ def run(studio, args: argparse.Namespace) -> dict:
             seconds = time.perf_counter() - start
             delete_dataset(bench_studio, dataset["id"], "bench")
             if len(report.added) != len(batch):
-                raise RuntimeError(f"ingest kept {len(report.added)} of {len(batch)}: {report.rejected[:3]}")
+                raise RuntimeError(f"ingest kept {len(report.added)} of {len(batch)}: {report.rejected.listed[:3]}")
             return seconds
 
         all_cores, one_thread = [], []

@@ -19,7 +19,7 @@ from masuka.datasets.dedupe import DuplicateIndex
 from masuka.datasets.ingest import Prepared, try_ingest
 from masuka.datasets.library import dataset_dir, ensure_exists, find_dataset, update_dataset
 from masuka.datasets.preprocess import PrepOptions
-from masuka.datasets.sources import Refusal, ZipLimits, collect
+from masuka.datasets.sources import Refusal, Refusals, ZipLimits, collect
 from masuka.errors import InvalidInput
 from masuka.store import now
 from masuka.studio import Studio
@@ -32,7 +32,7 @@ ADDING = "while images were being added: none of them were kept"
 class AddReport:
     dataset_id: int
     added: list[dict] = field(default_factory=list)
-    rejected: list[Refusal] = field(default_factory=list)
+    rejected: Refusals = field(default_factory=Refusals)
     notes: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -19,10 +19,12 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
 import uuid
 import zipfile
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from masuka.errors import InvalidInput
@@ -34,40 +36,76 @@ DEFAULT_REPEATS = 10
 MAX_REPEATS = 1000
 FORMATS = ("kohya", "imagefolder")
 MAX_CAPTION_CHARS = 4000
+#: the largest caption file and metadata file read; larger ones are refused unread
+MAX_CAPTION_FILE_BYTES = 64 * 2**10
+MAX_METADATA_BYTES = 2 * 2**20
+#: unusable lines of a metadata file named one by one; the others are counted in one more problem
+MAX_LINE_PROBLEMS = 20
 
 
 def read_caption_file(path: Path) -> str:
     """A caption ``.txt`` (or ``.caption``): UTF-8 with or without a byte-order mark, surrounding whitespace
-    removed; :class:`UnicodeDecodeError` when it is not UTF-8 text."""
-    return path.read_text(encoding="utf-8-sig").strip()[:MAX_CAPTION_CHARS]
+    removed; :class:`UnicodeDecodeError` when it is not UTF-8 text, :class:`InvalidInput` when it is over
+    :data:`MAX_CAPTION_FILE_BYTES`."""
+    text = _read_at_most(path, MAX_CAPTION_FILE_BYTES, "caption file").decode("utf-8-sig")
+    return io.StringIO(text, newline=None).read().strip()[:MAX_CAPTION_CHARS]  # line endings as read_text
 
 
 def read_metadata(path: Path) -> tuple[dict[str, str], list[str]]:
     """``file_name`` → ``text`` (or ``caption``) from a ``metadata.jsonl`` or a ``metadata.csv`` (UTF-8, a
-    byte-order mark allowed), and a problem per unusable line."""
+    byte-order mark allowed), and the problems of unusable lines (the first :data:`MAX_LINE_PROBLEMS` named,
+    then how many more); :class:`InvalidInput` when the file is over :data:`MAX_METADATA_BYTES`."""
     is_csv = path.suffix.lower() == ".csv"
-    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
-    records, problems = _csv_records(data) if is_csv else _jsonl_records(data)
+    data = _read_at_most(path, MAX_METADATA_BYTES, "metadata file").removeprefix(codecs.BOM_UTF8)
+    problems = _Problems()
+    records = _csv_records(data, problems) if is_csv else _jsonl_records(data, problems)
     texts: dict[str, str] = {}
     for number, record in records:
         file_name, text = record.get("file_name"), record.get("text", record.get("caption")) or ""
         if not isinstance(file_name, str) or not file_name or not isinstance(text, str):
-            problems.append(f"line {number} " + ("has no file_name: skipped" if is_csv else
-                                                 "is not a JSON object with file_name and text: skipped"))
+            problems.add(f"line {number} " + ("has no file_name: skipped" if is_csv else
+                                              "is not a JSON object with file_name and text: skipped"))
             continue
         texts[file_name] = text.strip()[:MAX_CAPTION_CHARS]
-    return texts, problems
+    return texts, problems.listed()
 
 
-def _jsonl_records(data: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
-    """``(line number, JSON object)`` per usable line, and a problem per other non-blank line."""
+def _read_at_most(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of ``path``; refused (:class:`InvalidInput`) unread when it holds more than ``limit``."""
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        data = b"" if size > limit else file.read(limit + 1)  # grown since: still no more than the limit is read
+    if max(size, len(data)) > limit:
+        raise InvalidInput(f"{what} too big ({max(size, len(data)) / 2**10:,.0f} KB, limit {limit // 2**10:,} KB): "
+                           "not read")
+    return data
+
+
+@dataclass
+class _Problems:
+    """The unusable lines of a metadata file: the first :data:`MAX_LINE_PROBLEMS` in words, the rest counted."""
+
+    named: list[str] = field(default_factory=list)
+    more: int = 0
+
+    def add(self, problem: str) -> None:
+        if len(self.named) < MAX_LINE_PROBLEMS:
+            self.named.append(problem)
+        else:
+            self.more += 1
+
+    def listed(self) -> list[str]:
+        return self.named + ([f"…and {self.more:,} more lines skipped"] if self.more else [])
+
+
+def _jsonl_records(data: bytes, problems: _Problems) -> list[tuple[int, dict]]:
+    """``(line number, JSON object)`` per usable line; a problem per other non-blank line."""
     records: list[tuple[int, dict]] = []
-    problems: list[str] = []
     for number, raw in enumerate(data.splitlines(), 1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            problems.append(f"line {number} is not UTF-8 text: skipped (save the file as UTF-8)")
+            problems.add(f"line {number} is not UTF-8 text: skipped (save the file as UTF-8)")
             continue
         if not line.strip():
             continue
@@ -78,19 +116,21 @@ def _jsonl_records(data: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
         if isinstance(record, dict):
             records.append((number, record))
         else:
-            problems.append(f"line {number} is not a JSON object with file_name and text: skipped")
-    return records, problems
+            problems.add(f"line {number} is not a JSON object with file_name and text: skipped")
+    return records
 
 
-def _csv_records(data: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
+def _csv_records(data: bytes, problems: _Problems) -> list[tuple[int, dict]]:
     """``(line number, row by column)`` per row under the header row, as 🤗 datasets reads a metadata.csv."""
     try:
         reader = csv.DictReader(io.StringIO(data.decode("utf-8"), newline=""))
     except UnicodeDecodeError:
-        return [], ["not UTF-8 text: skipped (save the file as UTF-8)"]
+        problems.add("not UTF-8 text: skipped (save the file as UTF-8)")
+        return []
     if "file_name" not in (reader.fieldnames or []):
-        return [], ["no file_name column: skipped"]
-    return [(reader.line_num, row) for row in reader], []
+        problems.add("no file_name column: skipped")
+        return []
+    return [(reader.line_num, row) for row in reader]
 
 
 def write_layout(items: Iterable[tuple[Path, str, str]], fmt: str, out_dir: Path, *, trigger: str = "",

@@ -16,13 +16,15 @@ import re
 import shutil
 import stat
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from masuka.datasets.formats import KOHYA_CONFIG, METADATA_FILES, read_caption_file, read_metadata
-from masuka.errors import as_disk_full
+from masuka.errors import InvalidInput, as_disk_full
 
 MAX_ENTRY_BYTES = 512 * 2**20
+MAX_LISTED_REFUSALS = 200  # refusals an add lists one by one (see Refusals)
 SYSTEM_FILES = re.compile(r"(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
 CAPTION_SUFFIXES = (".txt", ".caption")  # preferred first; ``.caption`` is sd-scripts' default
 Key = tuple[str, str, str]  # (source group, folder inside it, file stem): pairs an image with its caption file
@@ -46,10 +48,45 @@ class Refusal:
         return {"file": self.file, "reason": self.reason}
 
 
+class Refusals:
+    """Refusals as an add reports them: the first :data:`MAX_LISTED_REFUSALS` one by one, the others counted in a
+    last ``…and N more`` row, so a zip of countless bad lines or files answers with a bounded list. ``len`` is the
+    count of all."""
+
+    def __init__(self) -> None:
+        self.listed: list[Refusal] = []
+        self.more = 0
+
+    def append(self, refusal: Refusal) -> None:
+        if len(self.listed) < MAX_LISTED_REFUSALS:
+            self.listed.append(refusal)
+        else:
+            self.more += 1
+
+    def __iadd__(self, refusals: Iterable[Refusal]) -> Refusals:
+        if isinstance(refusals, Refusals):  # its counted ones stay counted
+            self.more += refusals.more
+            refusals = refusals.listed
+        for refusal in refusals:
+            self.append(refusal)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.listed) + self.more
+
+    def __iter__(self) -> Iterator[Refusal]:
+        yield from self.listed
+        if self.more:
+            yield Refusal(f"…and {self.more:,} more", "refused too (not listed)")
+
+    def __getitem__(self, index: int) -> Refusal:
+        return list(self)[index]
+
+
 @dataclass
 class Collected:
     candidates: list[Candidate] = field(default_factory=list)
-    refused: list[Refusal] = field(default_factory=list)
+    refused: Refusals = field(default_factory=Refusals)
 
 
 @dataclass
@@ -100,7 +137,7 @@ def collect(sources: list[Path], staging: Path, allow_folders: bool = False,
     return result
 
 
-def _folder_entries(folder: Path, group: str, refused: list[Refusal]) -> list[_Entry]:
+def _folder_entries(folder: Path, group: str, refused: Refusals) -> list[_Entry]:
     """The files under ``folder``; a symbolic link (to a file or a folder) is refused, never followed."""
     found = []
     for path in sorted(folder.rglob("*")):  # rglob does not go into linked folders
@@ -146,7 +183,7 @@ def zip_problem(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> str | None:
     return None
 
 
-def _zip_entries(source: Path, group: str, staging: Path, refused: list[Refusal], limits: ZipLimits
+def _zip_entries(source: Path, group: str, staging: Path, refused: Refusals, limits: ZipLimits
                  ) -> list[_Entry]:
     try:
         archive = zipfile.ZipFile(source)
@@ -194,7 +231,10 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
         if SYSTEM_FILES.search(entry.name):
             result.refused.append(Refusal(entry.name, "system file (not a photo): skipped"))
         elif base.lower() in METADATA_FILES:
-            texts, problems = read_metadata(entry.path)
+            try:
+                texts, problems = read_metadata(entry.path)
+            except InvalidInput as error:
+                texts, problems = {}, [str(error)]
             result.refused += [Refusal(entry.name, problem) for problem in problems]
             folder = posixpath.dirname(entry.relative)
             listed.update({(entry.group, posixpath.normpath(posixpath.join(folder, file_name))): text
@@ -219,7 +259,7 @@ def _suffix(name: str) -> str:
     return PurePosixPath(name).suffix.lower()
 
 
-def _read_captions(caption_files: dict[Key, list[_Entry]], refused: list[Refusal]) -> dict[Key, tuple[_Entry, str]]:
+def _read_captions(caption_files: dict[Key, list[_Entry]], refused: Refusals) -> dict[Key, tuple[_Entry, str]]:
     """Each image's caption file (``.txt`` before ``.caption``) and its text; the others are refused, saying why."""
     captions: dict[Key, tuple[_Entry, str]] = {}
     for key, files in caption_files.items():
@@ -233,4 +273,6 @@ def _read_captions(caption_files: dict[Key, list[_Entry]], refused: list[Refusal
             except UnicodeDecodeError:
                 refused.append(Refusal(entry.name, "caption file not in UTF-8: not read (save it as UTF-8, or "
                                                    "type the caption in the Datasets tab)"))
+            except InvalidInput as error:  # too big
+                refused.append(Refusal(entry.name, f"{error} (type the caption in the Datasets tab)"))
     return captions

@@ -305,3 +305,54 @@ def test_a_flipped_dataset_exported_and_added_back_is_not_doubled(studio, make_d
     report = add_images(studio, plain["id"], LOCAL_USER, [corpus.photo(tmp_path / "q.jpg", 171),
                                                           tmp_path / "mirrored.jpg"])
     assert [r.reason.split(" (")[0] for r in report.rejected] == ["mirror of q.jpg"]
+
+
+def test_a_metadata_bomb_is_refused_unread_and_many_bad_lines_are_summed_up(studio, make_dataset, tmp_path):
+    bomb = tmp_path / "bomb.zip"  # 8 KB that unpacks to an 8 MiB metadata.jsonl of 4 million bad lines
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.jsonl", b"x\n" * 4 * 2**20)
+    near_limit = tmp_path / "near" / "metadata.jsonl"  # under the size limit: read, its lines summed up
+    near_limit.parent.mkdir()
+    near_limit.write_bytes(b"x\n" * (formats.MAX_METADATA_BYTES // 2))
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [bomb, near_limit.parent], allow_folders=True)
+    rows = [r.to_dict() for r in report.rejected]
+    assert rows[0] == {"file": "bomb.zip/metadata.jsonl",
+                       "reason": "metadata file too big (8,192 KB, limit 2,048 KB): not read"}
+    lines = rows[1:]
+    assert len(lines) == formats.MAX_LINE_PROBLEMS + 1 and {r["file"] for r in lines} == {"near/metadata.jsonl"}
+    assert lines[0]["reason"] == "line 1 is not a JSON object with file_name and text: skipped"
+    more = formats.MAX_METADATA_BYTES // 2 - formats.MAX_LINE_PROBLEMS
+    assert lines[-1]["reason"] == f"…and {more:,} more lines skipped"
+    assert report.to_dict()["rejected"] == rows
+
+
+def test_a_caption_file_over_the_limit_is_refused_unread(studio, make_dataset, tmp_path):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    corpus.photo(folder / "big.jpg", 170)
+    corpus.photo(folder / "fine.jpg", 171)
+    (folder / "big.txt").write_text("zorp " * (formats.MAX_CAPTION_FILE_BYTES // 5 + 1))
+    (folder / "fine.txt").write_text("zorp, fine\r\non two lines\n")
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [folder], allow_folders=True)
+    assert len(report.added) == 2
+    assert [r.to_dict() for r in report.rejected] == [{"file": "set/big.txt", "reason": (
+        "caption file too big (64 KB, limit 64 KB): not read (type the caption in the Datasets tab)")}]
+    captions = {r["source_name"]: r["caption"] for r in dataset_images(studio, dataset["id"])}
+    assert captions == {"set/big.jpg": "", "set/fine.jpg": "zorp, fine\non two lines"}
+
+
+def test_an_add_lists_a_bounded_number_of_refusals_and_counts_the_rest(studio, make_dataset, tmp_path):
+    from masuka.datasets.sources import MAX_LISTED_REFUSALS
+
+    folder = tmp_path / "orphans"
+    folder.mkdir()
+    for number in range(MAX_LISTED_REFUSALS + 30):
+        (folder / f"{number}.txt").write_text("a caption with no image")
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [folder], allow_folders=True)
+    rows = report.to_dict()["rejected"]
+    assert len(report.rejected) == MAX_LISTED_REFUSALS + 30 and len(rows) == MAX_LISTED_REFUSALS + 1
+    assert rows[0]["reason"] == "caption file with no image of the same name"
+    assert rows[-1] == {"file": "…and 30 more", "reason": "refused too (not listed)"}

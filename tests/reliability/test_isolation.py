@@ -212,6 +212,28 @@ def test_another_users_lora_or_model_path_is_refused_and_says_nothing_of_existen
     assert len(model_messages) == 1 and "no model folder of yours" in model_messages.pop()
 
 
+def test_a_nul_byte_in_a_file_path_or_model_path_is_refused_as_not_theirs(shared):
+    """A path with a NUL byte names no file: 403 on the file routes, the usual model refusal everywhere else,
+    never a 500 or a "Generation failed"."""
+    running, files, model = shared
+    bob = signed_in(running.url, "bob", "pb-bob")
+    for path in ("/tmp/x%00.png", str(files["image"]) + "%00.png", str(files["image"]).replace("/alice/", "/%00/")):
+        for template, param in FILE_ROUTES.items():
+            refused = bob.get(template.replace("{" + param + ":path}", path))
+            assert refused.status_code == 403, (template, path)
+    rest = httpx.Client(base_url=running.url, auth=("bob", "pb-bob"), timeout=60)
+    nul_model = str(model) + "\x00"
+    answers = [rest.post("/sdapi/v1/options", json={"sd_model_checkpoint": "/tmp/x\x00"}),
+               rest.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": 1, "width": 64, "height": 64,
+                                                     "override_settings": {"sd_model_checkpoint": nul_model}}),
+               rest.post("/v1/images/generations", json={"prompt": "x", "model": nul_model, "size": "64x64"})]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500 and "no model folder of yours" in answer.text, answer.text[:300]
+    with pytest.raises(Exception, match="no model folder of yours"):
+        Client(running.url, auth=("bob", "pb-bob"), verbose=False).predict(
+            "x", nul_model, "", 1, 1.0, 64, 64, 1, 1, [], api_name="/generate_image")
+
+
 def _join(client: httpx.Client, fn_index: object, data: list) -> httpx.Response:
     return client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "event_data": None,
                                                        "session_hash": uuid.uuid4().hex[:10], "trigger_id": None})
