@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 NGROK_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{20,120}$")
 CHECK_TIMEOUT_S = 15.0
+MAX_KEY_CHARS = 1000  # real provider keys are well under 300 characters
 
 
 @functools.cache
@@ -73,6 +74,9 @@ def save_key(keys: KeyStore, name: str, value: str | None) -> str:
     """Save (or, with an empty value, forget) a key in the key file; returns a message without the key."""
     declared = _known(name)
     value = (value or "").strip()
+    if len(value) > MAX_KEY_CHARS:
+        raise InvalidInput(f"The {declared.label} key is {len(value):,} characters long: keys are at most "
+                           f"{MAX_KEY_CHARS:,}. Paste the key alone.")
     if any(ch.isspace() for ch in value):
         raise InvalidInput(f"The {declared.label} key contains spaces or line breaks: paste the key alone.")
     if not (value.isascii() and value.isprintable()):

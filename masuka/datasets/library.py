@@ -170,10 +170,12 @@ def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: 
 @dataclass
 class CaptionEdits:
     """What saving edited captions did: the images whose caption was written, and ``{image id: the text not
-    saved}`` for those whose caption was changed elsewhere (or that were deleted) since the page was loaded."""
+    saved}`` for those whose caption was changed elsewhere (or that were deleted) since the page was loaded, and
+    the ids that name no image of the dataset (ignored)."""
 
     saved: list[int] = field(default_factory=list)
     conflicts: dict[int, str] = field(default_factory=dict)
+    unknown: list[int] = field(default_factory=list)
 
 
 def save_edits(studio: Studio, ref: str | int, captions: Mapping[int, str], owner: str, admin: bool = False,
@@ -194,8 +196,11 @@ def save_edits(studio: Studio, ref: str | int, captions: Mapping[int, str], owne
         current = _text(row["caption"]) if row else None
         before = _text(loaded[number]) if number in loaded else current
         typed = _text(text) if isinstance(text, str | None) else text  # anything else: refused below
-        if before is None or typed in (before, current):
-            continue  # no image of the dataset, or not edited
+        if before is None:  # no image of the dataset (nor one shown on the page)
+            result.unknown.append(number)
+            continue
+        if typed in (before, current):
+            continue  # not edited
         if row is None:  # deleted since the page was loaded
             result.conflicts[number] = str(typed)
             continue

@@ -11,15 +11,18 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from masuka.config import Config, env_text
 from masuka.errors import InvalidInput
 from masuka.image.face_restore import check_restore_model
 from masuka.services import PROMPT_LLM
+from masuka.validation import plain_text
 
 SAFETY_ACTIONS = {"blur": "blur the image", "withhold": "save a grey placeholder instead of the image"}
 DEFAULT_PROMPT_LLM = "Qwen/Qwen2.5-0.5B-Instruct"
 DEFAULT_SAFETY_MODEL = "Falconsai/nsfw_image_detection"
+MAX_FIELD_CHARS = 1024  # a model field's limit (masuka.models.catalog)
 
 
 @dataclass
@@ -41,6 +44,36 @@ class AidSettings:
 
     def endpoint_model(self) -> str:
         return env_text("MASUKA_PROMPT_LLM_MODEL") or self.prompt_llm_model
+
+
+def _model_source(name: str, value: str) -> str:
+    """``value`` stripped when it is a Hugging Face repo id or an existing folder, else :class:`InvalidInput`
+    naming the field: a value no loader could use is refused when saved, not at every later generation."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    source = plain_text(f"the {name}", value, MAX_FIELD_CHARS).strip()
+    if not source:
+        raise InvalidInput(f"The {name} is empty: give a Hugging Face repo id or a folder.")
+    try:
+        validate_repo_id(source)
+        return source
+    except HFValidationError:
+        pass
+    try:
+        folder = Path(source).is_dir()
+    except OSError:  # a name too long for the file system
+        folder = False
+    if not folder:
+        raise InvalidInput(f"The {name} {source!r} is neither a Hugging Face repo id (owner/name) nor an existing "
+                           "folder.")
+    return source
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).hostname
+    except ValueError:  # a malformed address, such as an unclosed [IPv6 bracket
+        return None
 
 
 def _path(config: Config) -> Path:
@@ -65,15 +98,13 @@ def save_aid_settings(config: Config, settings: AidSettings) -> AidSettings:
                            f"(got {settings.safety_action!r}).")
     if not 0 < float(settings.safety_threshold) <= 1:
         raise InvalidInput(f"The safety threshold must be above 0 and at most 1 (got {settings.safety_threshold}).")
-    url = settings.prompt_llm_url.strip()
-    if url and not url.startswith(("http://", "https://")):
+    url = plain_text("the chat endpoint", settings.prompt_llm_url, MAX_FIELD_CHARS).strip()
+    if url and not (url.startswith(("http://", "https://")) and _host(url)):
         raise InvalidInput(f"The chat endpoint must be an http(s) URL such as https://api.openai.com/v1 (got {url!r}).")
-    for name, value in (("local LLM", settings.prompt_llm), ("safety model", settings.safety_model)):
-        if not value.strip():
-            raise InvalidInput(f"The {name} is empty: give a Hugging Face repo id or a folder.")
-    cleaned = AidSettings(prompt_llm=settings.prompt_llm.strip(), prompt_llm_url=url,
-                          prompt_llm_model=settings.prompt_llm_model.strip() or AidSettings.prompt_llm_model,
-                          safety_model=settings.safety_model.strip(),
+    endpoint_model = plain_text("the endpoint's model name", settings.prompt_llm_model, MAX_FIELD_CHARS).strip()
+    cleaned = AidSettings(prompt_llm=_model_source("local LLM", settings.prompt_llm), prompt_llm_url=url,
+                          prompt_llm_model=endpoint_model or AidSettings.prompt_llm_model,
+                          safety_model=_model_source("safety model", settings.safety_model),
                           safety_threshold=float(settings.safety_threshold), safety_action=settings.safety_action,
                           safety_mandatory=bool(settings.safety_mandatory),
                           face_restore_model=check_restore_model(settings.face_restore_model))

@@ -14,6 +14,7 @@ from masuka.datasets.formats import FORMATS
 from masuka.datasets.preprocess import CROPS, MAX_SIZE, SIZES, PrepOptions
 from masuka.datasets.stats import dataset_statistics
 from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.store import row_id
 from masuka.studio import Studio
 from masuka.ui.common import (
     MAX_ID,
@@ -283,12 +284,17 @@ def save_captions(studio: Studio, dataset: str, table: list[list] | None, loaded
         if len(row) < len(IMAGE_COLUMNS):
             raise InvalidInput(f"Row {number} of the captions table has {len(row)} column(s): each row needs "
                                f"{', '.join(IMAGE_COLUMNS)}.")
-    edited = {row[0]: row[2] for row in table or [] if str(row[0]).strip().isdigit()}
+    ids = [row_id(row[0]) for row in table or []]
+    edited = {image_id: row[2] for image_id, row in zip(ids, table or []) if image_id is not None}
     result = library.save_edits(studio, dataset, edited, user_of(request), is_admin(studio, request), loaded)
     files = {str(row[0]).strip(): row[1] for row in table or []}
     lines = [f"Saved {len(result.saved)} caption(s)."]
     lines += [f"- ⚠ #{number} ({files.get(str(number), '?')}) was changed or deleted meanwhile, so your caption was "
               f"not saved (the table now shows what is stored): “{text}”" for number, text in result.conflicts.items()]
+    lines += [f"- ⚠ Ignored row {number}: {str(row[0])[:40]!r} is not an image id." if image_id is None
+              else f"- ⚠ Ignored row {number}: no image #{image_id} in this dataset."
+              for number, (image_id, row) in enumerate(zip(ids, table or []), 1)
+              if image_id is None or image_id in result.unknown]
     return "\n".join(lines)
 
 

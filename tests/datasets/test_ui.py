@@ -110,6 +110,30 @@ def test_two_tabs_saving_captions_keep_each_other_s_edits(studio, make_dataset, 
     assert list(loaded_a.values()) == ["sks, typed in tab A", "sks, typed in tab B"]
 
 
+def test_saving_captions_names_the_rows_it_ignored(studio, make_dataset, tmp_path):
+    """Rows that name no image of the dataset are listed with why, and another user's image reads as any id the
+    dataset lacks (its caption untouched)."""
+    from masuka.datasets.adding import add_images
+    from masuka.datasets.library import create_dataset, dataset_images
+    from masuka.store import LOCAL_USER
+    from masuka.ui import datasets
+
+    mine = make_dataset("cats")
+    add_images(studio, mine["id"], LOCAL_USER, [corpus.photo(tmp_path / "p0.jpg", 170)])
+    theirs = create_dataset(studio, "dogs", "bob", "sks")
+    add_images(studio, theirs["id"], "bob", [corpus.photo(tmp_path / "b0.jpg", 171)])
+    own, other = dataset_images(studio, mine["id"])[0]["id"], dataset_images(studio, theirs["id"])[0]["id"]
+    table = [[other, "b0.jpg", "stolen"], [-2, "x", "a"], [2.5, "x", "b"], [other + 100, "x", "c"],
+             [own, "p0.jpg", "sks, mine"]]
+    assert datasets.save_captions(studio, "cats", table).split("\n") == [
+        "Saved 1 caption(s).",
+        f"- ⚠ Ignored row 1: no image #{other} in this dataset.",
+        "- ⚠ Ignored row 2: '-2' is not an image id.",
+        "- ⚠ Ignored row 3: '2.5' is not an image id.",
+        f"- ⚠ Ignored row 4: no image #{other + 100} in this dataset."]
+    assert dataset_images(studio, theirs["id"])[0]["caption"] != "stolen"
+
+
 def test_the_delete_confirmation_deletes_only_the_dataset_it_names(studio, make_dataset, tmp_path):
     """Delete asked for ``dsb``, then ``dsa`` picked: Yes deletes nothing (the confirmation hides as the pick
     changes; a late click is refused), and with ``dsb`` picked again deletes ``dsb`` by the id it asked about."""

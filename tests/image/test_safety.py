@@ -89,6 +89,24 @@ def test_bad_settings_are_refused(config):
         save_aid_settings(config, AidSettings(safety_threshold=0))
 
 
+@pytest.mark.parametrize(("field", "value", "refusal"), [
+    ("prompt_llm", "\u202eevil", "invisible character"), ("safety_model", "\u202eevil", "invisible character"),
+    ("safety_model", "owner/na me", "neither a Hugging Face repo id"),
+    ("prompt_llm", "/no/such/folder", "neither a Hugging Face repo id"), ("safety_model", "a" * 2000, "too long"),
+    ("safety_model", "a" * 300, "neither a Hugging Face repo id"),
+    ("prompt_llm_url", "http://", "http\\(s\\) URL"), ("prompt_llm_url", "https://\u202eevil", "invisible"),
+    ("prompt_llm_model", "gpt\x00", "control characters")])
+def test_settings_no_model_could_load_are_refused_and_nothing_changes(config, field, value, refusal):
+    """A value the loaders could never use is refused when an admin saves it, not at every later generation."""
+    save_aid_settings(config, AidSettings(safety_mandatory=True))
+    before = (config.data_dir / "aids.json").read_bytes()
+    with pytest.raises(InvalidInput, match=refusal):
+        save_aid_settings(config, AidSettings(**{field: value}))
+    assert (config.data_dir / "aids.json").read_bytes() == before
+    assert save_aid_settings(config, AidSettings(safety_model=str(config.data_dir))).safety_model == \
+        str(config.data_dir)  # an existing folder is fine
+
+
 def test_mandatory_check_applies_to_a_detail_upscale(studio, tiny_model, classifiers, tmp_path):
     use(studio, classifiers["nsfw"], safety_action="withhold", safety_mandatory=True)
     source = tmp_path / "source.png"

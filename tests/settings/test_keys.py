@@ -94,6 +94,19 @@ def test_bad_key_names_and_values_are_refused(keys):
         save_key(keys, "openai", "sk-abc def")
 
 
+def test_a_key_over_the_documented_length_is_refused_and_changes_nothing(keys):
+    from masuka.keys import MAX_KEY_CHARS
+
+    save_key(keys, "openai", "sk-kept-1234")
+    before = keys.path.read_bytes()
+    with pytest.raises(InvalidInput, match=f"OpenAI key is 100,003 characters long: keys are at most "
+                                           f"{MAX_KEY_CHARS:,}") as refused:
+        save_key(keys, "openai", "sk-" + "a" * 100_000)
+    assert "aaaa" not in str(refused.value)
+    assert keys.path.read_bytes() == before and keys.get(service("openai")) == "sk-kept-1234"
+    assert save_key(keys, "openai", "k" * MAX_KEY_CHARS).startswith("OpenAI key saved")
+
+
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_each_key_check_tells_a_good_key_from_a_bad_one(keys, fake_providers, name, caplog):
     caplog.set_level(logging.DEBUG)
