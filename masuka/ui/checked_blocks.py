@@ -10,7 +10,12 @@ inputs as the client sent them, so the checks sit there:
   type hint (:func:`hint_problem`): Gradio would turn a number into a prompt (``str(5)``), pass ``"yes"`` on as a
   checkbox, split a text into letters where a list is taken, or fail with a Python error on NaN in a
   whole-number field. A text box or free-text dropdown that holds a whole number (an id, a job number, a run:
-  :func:`masuka.ui.common.whole_number_box`) also takes an int, which its handler checks like the typed text.
+  :func:`masuka.ui.common.whole_number_box`) also takes an int, which its handler checks like the typed text;
+  a ``gr.api`` int parameter takes a whole float (``2.0``) as that int;
+- a number must lie in its slider's or box's range, and a choice be one of its radio's or dropdown's choices
+  (:func:`choice_problem`): Gradio checks both, but its message does not name the field;
+- a picture sent to an image input must be one Pillow reads, of at most ``MAX_PIXELS`` (:func:`image_problem`,
+  from the header): Gradio's own error on it shows its temp path and internals.
 
 Values a request leaves off at the end, or sends as null, take their component's initial value (a ``gr.api``
 parameter: its default), as ``gradio_client`` fills left-off ones, so a parameter added at the end of an event
@@ -31,9 +36,11 @@ from typing import Any
 
 import gradio as gr
 from gradio.components.api_component import Api
-from gradio.utils import get_function_params
+from gradio.utils import get_function_params, get_upload_folder
+from PIL import Image
 
 from masuka.access import readable
+from masuka.datasets.ingest import DECODE_ERRORS, MAX_PIXELS
 from masuka.errors import MasukaError
 from masuka.studio import Studio
 from masuka.ui.api_names import free_text_inputs, number_choices
@@ -64,7 +71,7 @@ class CheckedBlocks(gr.Blocks):
                           *args: Any, **kwargs: Any) -> dict[str, Any]:
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
         if isinstance(inputs, list) and not getattr(fn, "batch", False):
-            inputs = checked_inputs(fn, inputs)
+            inputs = checked_inputs(fn, inputs, state)
         user = user_of(request[0] if isinstance(request, list) and request else request)
         for path in file_references(inputs):
             if _resolved(path).is_relative_to(self.studio.config.data_dir):
@@ -72,6 +79,10 @@ class CheckedBlocks(gr.Blocks):
                     readable(self.studio, user, path)
                 except MasukaError as error:
                     raise refusal(str(fn.name), str(error)) from None
+        places = (self.studio.config.data_dir, Path(get_upload_folder()).resolve())
+        for component, value in zip(fn.inputs, inputs if isinstance(inputs, list) else []):
+            if problem := image_problem(component, value, places):
+                raise refusal(str(fn.name), problem)
         return await super().process_api(block_fn, inputs, state, request, *args, **kwargs)
 
     def get_api_info(self, all_endpoints: bool = False, page: str | None = None) -> Any:
@@ -80,9 +91,10 @@ class CheckedBlocks(gr.Blocks):
         return free_text_inputs(self, super().get_api_info(all_endpoints=all_endpoints, page=page))
 
 
-def checked_inputs(fn: Any, inputs: list[Any]) -> list[Any]:
+def checked_inputs(fn: Any, inputs: list[Any], state: Any = None) -> list[Any]:
     """``inputs`` of the event ``fn`` with left-off and null values filled in and number choices read, or a
-    refusal (``gr.Error``) naming the first value of the wrong type."""
+    refusal (``gr.Error``) naming the first value of the wrong type, out of its range or not among its choices
+    (as the session ``state`` holds the component: a handler may have changed its choices)."""
     props = getattr(fn, "component_prop_inputs", ())
     hints = api_hints(fn.fn) if fn.inputs and isinstance(fn.inputs[0], Api) else None
     inputs = inputs + [getattr(component, "value", None) for component in fn.inputs[len(inputs):]]
@@ -91,9 +103,13 @@ def checked_inputs(fn: Any, inputs: list[Any]) -> list[Any]:
             continue
         value = inputs[index] = as_choice(component, getattr(component, "value", None) if inputs[index] is None
                                           else inputs[index])
-        problem = hint_problem(*hints[index], value) if hints else type_problem(component, value)
+        problem = hint_problem(*hints[index], value) if hints else (
+            type_problem(component, value) or fn.preprocess and choice_problem(
+                state[component._id] if state is not None and component._id in state else component, value))
         if problem:
             raise refusal(str(fn.name), problem)
+        if hints:
+            inputs[index] = as_hinted(hints[index][1], value)
     return inputs
 
 
@@ -106,9 +122,17 @@ def as_choice(component: Any, value: Any) -> Any:
     return value
 
 
+def as_hinted(hint: Any, value: Any) -> Any:
+    """``value`` (of the type ``hint``) as an int where it is a whole float that only an int hint takes."""
+    options = _options(hint)
+    if isinstance(value, float) and int in options and float not in options:
+        return int(value)
+    return value
+
+
 def type_problem(component: Any, value: Any) -> str | None:
     """Why ``value`` cannot be an input of ``component`` (None: it can, or Gradio checks it itself)."""
-    label = getattr(component, "label", None) or type(component).__name__
+    label = _label(component)
     if value is None:
         return None
     if isinstance(component, gr.Checkbox) and not isinstance(value, bool):
@@ -133,6 +157,48 @@ def type_problem(component: Any, value: Any) -> str | None:
     return None
 
 
+def choice_problem(component: Any, value: Any) -> str | None:
+    """Why ``value`` (of the right type) is out of the range of the slider or number box ``component``, or not one
+    of the choices of a radio or dropdown that takes no other value (None: it is not; Gradio would refuse it
+    without naming the field)."""
+    label = _label(component)
+    if value is None:
+        return None
+    if isinstance(component, (gr.Number, gr.Slider)) and _is_number(value):
+        if component.minimum is not None and value < component.minimum:
+            return f"{label} must be at least {component.minimum} (got {value})."
+        if component.maximum is not None and value > component.maximum:
+            return f"{label} must be at most {component.maximum} (got {value})."
+    if isinstance(component, (gr.Radio, gr.Dropdown)) and not getattr(component, "allow_custom_value", False):
+        choices = [choice for _name, choice in component.choices]
+        for item in value if isinstance(value, list) else [value]:
+            if item not in choices:
+                shown = ", ".join(map(str, choices[:10])) + (", …" if len(choices) > 10 else "")
+                return f"{label} must be one of: {shown} (got {_shown(item)})."
+    return None
+
+
+def image_problem(component: Any, value: Any, places: tuple[Path, ...]) -> str | None:
+    """Why the picture ``value`` sent to the image input ``component`` cannot be read, from its header only (None:
+    it can, or it is no file in ``places``: Gradio refuses those itself)."""
+    if not (isinstance(component, gr.Image) and isinstance(value, dict) and isinstance(value.get("path"), str)):
+        return None
+    path = _resolved(value["path"])
+    if not (path.is_file() and any(path.is_relative_to(place) for place in places)):
+        return None
+    limit = f"limit {MAX_PIXELS // 1_000_000} MP"
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:
+        return f"{_label(component)}: too large in pixels ({limit})."
+    except DECODE_ERRORS:
+        return f"{_label(component)}: not an image MASUKA can read."
+    if width * height > MAX_PIXELS:
+        return f"{_label(component)}: too large in pixels ({width}x{height}, {limit})."
+    return None
+
+
 @functools.cache
 def api_hints(handler: Callable) -> list[tuple[str, Any]]:
     """The parameters of a ``gr.api`` handler as its endpoint takes them: (name, type hint)."""
@@ -141,7 +207,7 @@ def api_hints(handler: Callable) -> list[tuple[str, Any]]:
 
 def hint_problem(name: str, hint: Any, value: Any) -> str | None:
     """Why ``value`` cannot be the parameter ``name`` typed ``hint`` (None: it can)."""
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    options = _options(hint)
     if value is None:
         return None if type(None) in options else f"{name} must be {_hint_kind(options)} (got nothing)."
     if any(_fits(option, value) for option in options):
@@ -155,13 +221,23 @@ def _fits(hint: Any, value: Any) -> bool:
     """Whether ``value`` (not None) is of the type ``hint``."""
     if hint is bool:
         return isinstance(value, bool)
-    if hint in (int, float):
-        return _is_number(value) and (hint is float or isinstance(value, int))
+    if hint in (int, float):  # a whole float (``2.0``) is a whole number
+        return _is_number(value) and (hint is float or isinstance(value, int) or float(value).is_integer())
     if typing.get_origin(hint) is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(_fits(item, element) for element in value)
     origin = typing.get_origin(hint) or hint
     return not isinstance(origin, type) or isinstance(value, origin)  # a hint that is no class takes anything
+
+
+def _options(hint: Any) -> tuple:
+    """The types a value of the type ``hint`` may have (those of a union, else ``hint`` itself)."""
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+
+def _label(component: Any) -> str:
+    """How a refusal names ``component``: its label, else its kind."""
+    return getattr(component, "label", None) or type(component).__name__
 
 
 def _hint_kind(options: tuple) -> str:

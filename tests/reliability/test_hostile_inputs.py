@@ -15,7 +15,7 @@ from gradio_client import Client, handle_file
 from tests.reliability.conftest import CANARIES
 
 HUGE = 10**12
-BOUND = "|minimum value|maximum value"  # Gradio's own range check on sliders
+BOUND = "|must be at least|must be at most"  # the range check on sliders (masuka.ui.checked_blocks)
 
 
 def form(default_model, **change):

@@ -51,7 +51,23 @@ REFUSED = {
     "captions row too short": ("/save_captions", {"dataset": "mine", "table": {
         "headers": ["id", "file", "caption"], "data": [[1, "a.png", "ok"], [2]]}}, "Row 2 of the captions table"),
     "character steps null": ("/train_character", {"character": "nobody", "steps": None}, "No character 'nobody'"),
+    "steps a whole float": ("/queue_add", {"prompt": "a", "model": "m", "steps": 2.0}, "Unknown model 'm'"),
+    "job a huge whole float": ("/queue_control", {"action": "cancel", "job_id": 1e15}, "no queued job 10{15} "),
+    "job a whole float": ("/queue_control", {"action": "cancel", "job_id": 99.0}, "no queued job 99 of yours"),
+    "parameters of no picture": ("/read_parameters", {"path": "{unreadable}"}, "PNG made .*: not an image MASUKA"),
+    "no picture to upscale": ("/upscale_image", {"image": "{unreadable}"}, "Picture to upscale: not an image"),
+    "picture too large to upscale": ("/upscale_image", {"image": "{huge}"}, "Picture to upscale: .*9000x8000"),
+    "picture a decompression bomb": ("/upscale_image", {"image": "{bomb}"}, "Picture to upscale: too large in pixels"),
+    "init image no picture": ("/generate_image", {"prompt": "a", "init_image": "{unreadable}"},
+                               "Starting image: not an image MASUKA can read"),
+    "steps below the slider": ("/generate_image", {"prompt": "a", "steps": -1}, "Steps must be at least 1 .got -1"),
+    "memory plan not a choice": ("/generate_image", {"prompt": "a", "memory_plan": ""},
+                                 "Memory plan must be one of: auto, full, .*got ''"),
+    "video image no picture": ("/generate_video", {"prompt": "a", "image": "{unreadable}"},
+                              "First frame .*: not an image MASUKA can read"),
 }
+#: pictures the app fixture makes, by the name a case sends them as: readable, no picture, 72 MP, 225 MP
+PICTURES = {"{png}": "small.png", "{unreadable}": "unreadable.png", "{huge}": "huge.png", "{bomb}": "bomb.png"}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +80,9 @@ def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("api-inputs")
     png = root / "small.png"
     Image.new("RGB", (64, 64), "teal").save(png)
+    (root / "unreadable.png").write_bytes(b"not a png")
+    Image.new("1", (9000, 8000)).save(root / "huge.png")  # above MASUKA's 64 MP, below Pillow's refusal
+    Image.new("1", (15000, 15000)).save(root / "bomb.png")  # which Pillow refuses to open
     running = launch(Config.from_env(data_dir=root / "data", auth=""), host="127.0.0.1", port=free_port(),
                      block=False)
     client = Client(running.url, verbose=False)
@@ -89,7 +108,8 @@ def call(client: Client, api: str, arguments: dict) -> str:
 def test_a_value_of_the_wrong_kind_is_refused_by_name_in_one_log_line(case, app, caplog, capfd):
     client, png = app
     api, arguments, pattern = REFUSED[case]
-    arguments = {name: handle_file(str(png)) if value == "{png}" else value for name, value in arguments.items()}
+    arguments = {name: handle_file(str(png.with_name(PICTURES[value])))
+                 if isinstance(value, str) and value in PICTURES else value for name, value in arguments.items()}
     caplog.set_level(logging.WARNING, logger="masuka.ui.common")
     if any(isinstance(value, float) and not math.isfinite(value) for value in arguments.values()):
         answer = call(client, api, arguments)
@@ -99,7 +119,7 @@ def test_a_value_of_the_wrong_kind_is_refused_by_name_in_one_log_line(case, app,
         answer = str(refused.value)
     assert re.search(pattern, answer), answer
     for python_error in ("index out of range", "has no attribute", "invalid literal", "Could not preprocess",
-                         "validation error", "binding parameter", "NoneType"):
+                         "validation error", "binding parameter", "NoneType", "/tmp", "Error:"):
         assert python_error not in answer
     assert "refused:" in caplog.text
     assert "Traceback" not in capfd.readouterr().err
