@@ -42,7 +42,7 @@ from masuka.image.face_restore import face_restorer
 from masuka.image.fast import compile_once
 from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
 from masuka.image.memory import prepare_decode
-from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image, split_lora_tags
+from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
 from masuka.image.quantized import check_quantized_plan, fetch_gguf, gguf_repo, replaced_components
 from masuka.image.reference import (
@@ -72,6 +72,7 @@ from masuka.image.tasks import (
 )
 from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
+from masuka.loras.tags import split_lora_tags
 from masuka.loras.usage import lora_files_in_use, lora_ref_file
 from masuka.memory_plans import plan_named
 from masuka.models.catalog import ModelSpec, ask_hub, resolve_image_model

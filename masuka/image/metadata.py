@@ -27,9 +27,8 @@ from typing import BinaryIO
 from PIL import Image, PngImagePlugin
 
 from masuka.errors import InvalidInput
+from masuka.loras.tags import split_lora_tags
 
-LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>")
-NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 PARAM = re.compile(r'\s*([\w][\w \-/]*):\s*("(?:\\.|[^\\"])*"|[\[{].*?[\]}](?=\s*(?:,\s*\w[\w \-/]*:\s|$))|[^,]*)'
                    r'(?:,|$)')
 NEGATIVE = "Negative prompt:"
@@ -99,38 +98,6 @@ def parse_parameters(text: str) -> Parameters:
     p.model = settings.pop("Model", None)
     p.extra = settings
     return p
-
-
-def split_lora_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
-    """The prompt without its ``<lora:...>`` tags, and (name, denoiser weight) per tag, in A1111's every form.
-
-    A tag whose weights are not numbers is not a LoRA tag to A1111 either: it stays in the prompt.
-    """
-    loras: list[tuple[str, float]] = []
-
-    def take(match: re.Match) -> str:
-        weight = lora_tag_weight(match.group(2).split(":")[1:])
-        if weight is None:
-            return match.group(0)
-        loras.append((match.group(1).strip(), weight))
-        return ""
-
-    cleaned = LORA_TAG.sub(take, prompt)
-    return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), loras
-
-
-def lora_tag_weight(args: list[str]) -> float | None:
-    """The denoiser weight of a tag's arguments (``[]``, ``["0.6"]``, ``["0.6", "0.9"]``, ``["te=0.6", "unet=0.9"]``).
-
-    As A1111: the first positional number is the text encoder's weight, the second the denoiser's (else the
-    same); ``te=`` and ``unet=`` name them; ``dyn=`` and other names are accepted and have no effect here.
-    """
-    positional = [a.strip() for a in args if "=" not in a]
-    named = dict(a.strip().split("=", 1) for a in args if "=" in a)
-    if not all(NUMBER.fullmatch(v) for v in positional[:2] + [named.get(k, "0") for k in ("te", "unet")]):
-        return None
-    text_encoder = float(named.get("te", positional[0] if positional else 1.0))
-    return float(named.get("unet", positional[1] if len(positional) > 1 else text_encoder))
 
 
 def read_parameters(path: str | Path | BinaryIO) -> str | None:

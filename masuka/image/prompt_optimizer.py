@@ -23,8 +23,8 @@ from masuka.config import env_number
 from masuka.datasets.caption_template import has_trigger
 from masuka.errors import InvalidInput, ProviderError
 from masuka.image.aid_settings import AidSettings, load_aid_settings
-from masuka.image.metadata import LORA_TAG
 from masuka.jobs import Watch
+from masuka.loras.tags import LORA_TAG
 from masuka.models.manage import using_models
 from masuka.services import PROMPT_LLM
 from masuka.store import LOCAL_USER

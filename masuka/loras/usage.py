@@ -18,8 +18,8 @@ from pathlib import Path
 from masuka.config import Config
 from masuka.errors import InvalidInput
 from masuka.holds import Holds
-from masuka.image.metadata import split_lora_tags
 from masuka.loras.files import deleted
+from masuka.loras.tags import split_lora_tags
 from masuka.store import LOCAL_USER, QUEUE_UNFINISHED, UNFINISHED
 from masuka.studio import Studio
 
