@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from masuka.config import log_level
-from masuka.errors import InvalidInput, MasukaError, as_disk_full
+from masuka.errors import InvalidInput, MasukaError, as_disk_full, bounded
 from masuka.store import LOCAL_USER, owns_anything
 
 COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except MasukaError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {bounded(str(error))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader left (`| head`): quiet, as Python's "Note on SIGPIPE" advises
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -2,6 +2,12 @@
 
 import errno
 import os
+import re
+
+#: about the most characters a message shown or logged takes (:func:`bounded`)
+MAX_MESSAGE_CHARS = 1000
+QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")  # a name or value as a message quotes it
+KEPT_CHARS = 20  # the least a shortened quoted part keeps on each side of the cut
 
 
 class MasukaError(Exception):
@@ -90,3 +96,30 @@ def cannot_write(error: OSError, place: str | os.PathLike[str]) -> MasukaError:
     if error.filename is not None:
         why += f": {error.filename}"
     return as_disk_full(error) or InvalidInput(f"{place} cannot be written ({why}): choose another place.")
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``message`` in at most ``limit`` characters, as people are shown it and logs keep it: past that, the middle
+    of its longest quoted part (the 100,000-character name it repeats) is left out, else the middle of the message,
+    saying how many characters were."""
+    spans = [(match.start() + 1, match.end() - 1) for match in QUOTED.finditer(message)]
+    start, end = max(spans, key=lambda span: span[1] - span[0], default=(0, 0))
+    shortened = _cut(message, start, end, limit)
+    return _cut(shortened, 0, len(shortened), limit)
+
+
+def _cut(text: str, start: int, end: int, limit: int) -> str:
+    """``text`` with the middle of ``text[start:end]`` left out so that it has at most ``limit`` characters, when that
+    part can spare them; else ``text`` as it is."""
+    excess = len(text) - limit
+    if excess <= 0:
+        return text
+    left_out = excess + len(_left_out(excess)) + 1  # the note itself takes room too
+    if end - start < left_out + 2 * KEPT_CHARS:
+        return text
+    middle = start + (end - start - left_out) // 2
+    return text[:middle] + _left_out(left_out) + text[middle + left_out:]
+
+
+def _left_out(count: int) -> str:
+    return f"… ({count:,} characters left out) …"

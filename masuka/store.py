@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput, NotFound
+from masuka.validation import composed
 
 LOCAL_USER = "local"
 UNFINISHED = ("queued", "running")
@@ -391,7 +392,7 @@ def find_named(store: Store, table: str, ref: str | int, owner: str, admin: bool
     Text of digits only is an id (what the pickers send; a name is never only digits), any other text a name, so a
     reference names one row or none: a name that several other owners give is refused (:class:`InvalidInput`),
     saying the ids to choose from."""
-    text = str(ref or "").strip()
+    text = composed(str(ref or ""))  # as names are kept
     if not text:
         raise InvalidInput(f"Choose a {what}.")
     match, value = ("id = ?", row_id(text) or -1) if is_id_text(text) else ("name = ?", text)

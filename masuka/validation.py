@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from masuka.errors import InvalidInput
@@ -50,6 +51,12 @@ def plain_text(name: str, value: Any, max_chars: int) -> str:
     if len(value) > max_chars:
         raise InvalidInput(f"{label} is too long (at most {max_chars} characters).")
     return value
+
+
+def composed(name: str | None) -> str:
+    """``name`` (a dataset's, a LoRA's, a character's) as names are kept and compared: trimmed and in Unicode's
+    composed form (NFC: ``e`` + a combining accent, as some keyboards type it, is ``é``)."""
+    return unicodedata.normalize("NFC", (name or "").strip())
 
 
 def flag(name: str, value: Any) -> bool:

@@ -238,6 +238,13 @@ def test_an_api_token_needs_a_user(capsys, tmp_path):
     assert Store(Config.from_env(data_dir=tmp_path / "data").db_path).count("api_tokens") == 0
 
 
+def test_a_refusal_of_a_100000_character_name_is_one_short_line_that_says_what_was_wrong(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "dataset", "show", "x" * 100_000, "--data-dir", str(tmp_path / "data"))
+    assert code == 2 and out == "" and err.count("\n") == 1 and len(err) <= 1010
+    assert err.startswith("error: No dataset 'xxx") and "characters left out" in err
+    assert err.endswith("x': create it first (Datasets tab or `dataset create`).\n")
+
+
 def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
     read, write = os.pipe()
     os.close(read)  # as `| head -1` does once it has its line

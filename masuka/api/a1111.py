@@ -28,7 +28,7 @@ from masuka.access import usable_model
 from masuka.api.a1111_scripts import MODULE_LIST, adetailer_faces, controlnet_models, controlnet_units
 from masuka.api.auth import Caller, Refused, caller_off_loop
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, Uploads, file_base64, image_bytes, png_base64
-from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound
+from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound, bounded
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import MAX_BATCH, ImageRequest, image_spec
 from masuka.image.metadata import parse_parameters, read_metadata
@@ -159,6 +159,7 @@ def a1111_error(error: Exception) -> JSONResponse:
 
 
 def _error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
+    message = bounded(message)
     return JSONResponse({"error": kind, "detail": message, "body": "", "errors": message}, status_code=status,
                         headers=headers)
 

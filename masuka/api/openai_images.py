@@ -35,7 +35,7 @@ from starlette.routing import Match
 from masuka.access import may_read
 from masuka.api.auth import Caller, Refused, caller_off_loop
 from masuka.api.work import ApiWork, Outcome, TooManyWaiting, Uploads
-from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound
+from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound, bounded
 from masuka.image.generate import MAX_BATCH, ImageRequest, used_prompt
 from masuka.image.metadata import read_parameters, save_image
 from masuka.image.tasks import InitImage
@@ -93,7 +93,7 @@ class OpenAIError(Exception):
         self.status, self.kind, self.param, self.code, self.headers = status, kind, param, code, headers
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": str(self), "type": self.kind, "param": self.param, "code": self.code}}
+        return {"error": {"message": bounded(str(self)), "type": self.kind, "param": self.param, "code": self.code}}
 
 
 def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import unicodedata
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -31,6 +30,7 @@ from masuka.datasets.library import NAME, delete_dataset, on_delete
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER, find_named, holder_alive, insert_named, is_id_text, now, owner_clause
 from masuka.studio import Studio
+from masuka.validation import composed
 
 BUILDING = "building"
 DELETED_THERE = "deleted in the Datasets tab"
@@ -44,7 +44,7 @@ def character_name(name: str | None) -> str:
     """``name`` as a character is named: trimmed and in Unicode's composed form (``e`` + a combining diaeresis, as
     some keyboards type it, is ``ë``); refused unless it is 1-64 letters, digits, spaces, dots, dashes or
     underscores, not only digits."""
-    name = unicodedata.normalize("NFC", (name or "").strip())
+    name = composed(name)
     if not NAME.match(name) or is_id_text(name):
         raise InvalidInput("Name the character with 1-64 letters, digits, spaces, dots, dashes or underscores "
                            "(not only digits), e.g. 'anna'.")

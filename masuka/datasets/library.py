@@ -24,7 +24,7 @@ from masuka.datasets.preprocess import PrepOptions
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import UNFINISHED, find_named, insert_named, is_id_text, now, owner_clause, row_id
 from masuka.studio import Studio
-from masuka.validation import plain_text
+from masuka.validation import composed, plain_text
 
 NAME = re.compile(r"^[\w][\w .\-]{0,63}$")
 #: the key of a job's ``state`` that names the dataset it reads or writes (a training run, a caption pass):
@@ -56,8 +56,9 @@ def dataset_dir(studio: Studio, dataset_id: int) -> Path:
 
 def create_dataset(studio: Studio, name: str, owner: str, trigger: str = "", template: str = DEFAULT_TEMPLATE,
                    options: PrepOptions | dict | None = None) -> dict:
-    """A new empty dataset; the name must be unique among the owner's datasets."""
-    name = (name or "").strip()
+    """A new empty dataset; the name (:func:`~masuka.validation.composed`) must be unique among the owner's
+    datasets."""
+    name = composed(name)
     if not NAME.match(name) or is_id_text(name):
         raise InvalidInput("Name the dataset with 1-64 letters, digits, spaces, dots, dashes or underscores "
                            "(not only digits), e.g. 'my-cat'.")

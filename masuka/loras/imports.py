@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -33,9 +34,11 @@ from masuka.models.catalog import REPO_ID
 from masuka.services import CIVITAI, HUGGINGFACE, civitai_base_url, hub_endpoint
 from masuka.store import is_id_text
 from masuka.studio import Studio
+from masuka.validation import composed
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"[^\w.\-]+")
+INVISIBLE = ("Cc", "Cf")  # the Unicode categories of control and format characters (bidi, zero-width…)
 MAX_LORA_BYTES = 4 * 2**30
 TIMEOUT_S = 60.0
 
@@ -87,11 +90,16 @@ def _claim(partial: Path, target: Path) -> None:
 
 
 def _library_name(studio: Studio, owner: str, name: str, shorten: bool = False) -> str:
-    """``name`` as a LoRA file's stem (letters, digits, '-', '_', '.'), refused when empty, only digits, longer than
-    :data:`MAX_NAME_CHARS` characters or :data:`MAX_NAME_BYTES` bytes (a name not chosen by the user, a file's or a
-    CivitAI model's, gets a ``lora-`` prefix or is cut there instead: ``shorten``), or when one of ``owner``'s
-    LoRAs has it already (:func:`~masuka.loras.library.check_name`, the rule training names keep too)."""
-    stem = NAME.sub("_", name.strip()).strip("._")
+    """``name`` as a LoRA file's stem (composed: :func:`~masuka.validation.composed`; other characters than letters,
+    digits, '-', '_', '.' made '_'), refused when empty, only digits, longer than :data:`MAX_NAME_CHARS` characters
+    or :data:`MAX_NAME_BYTES` bytes (a name not chosen by the user, a file's or a CivitAI model's, gets a ``lora-``
+    prefix or is cut there instead: ``shorten``), when one of ``owner``'s LoRAs has it already
+    (:func:`~masuka.loras.library.check_name`, the rule training names keep too), or when the user's holds a
+    control or invisible character, which would vanish."""
+    name = composed(name)
+    if not shorten and (hidden := next((char for char in name if unicodedata.category(char) in INVISIBLE), "")):
+        raise InvalidInput(f"LoRA name holds a control or invisible character (U+{ord(hidden):04X}): remove it.")
+    stem = NAME.sub("_", name).strip("._")
     if shorten:
         stem = f"lora-{stem}" if is_id_text(stem) else stem
         stem = stem[:MAX_NAME_CHARS]

@@ -14,7 +14,7 @@ from typing import Any
 from masuka.errors import InvalidInput
 from masuka.loras.library import check_name
 from masuka.models import architectures
-from masuka.validation import whole_number
+from masuka.validation import composed, whole_number
 
 #: the kind of the ``jobs`` rows of training runs, local and remote
 KIND = "train"
@@ -101,7 +101,8 @@ class TrainOptions:
 
 
 def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
-    """A copy with every ``None`` replaced by the preset's value, then the architecture's default."""
+    """A copy with every ``None`` replaced by the preset's value, then the architecture's default, and the LoRA's
+    name composed (:func:`~masuka.validation.composed`)."""
     if options.preset and options.preset not in PRESETS:
         raise InvalidInput(f"Unknown preset {options.preset!r}: choose one of {', '.join(PRESETS)}.")
     training = architectures.require(architecture).trains
@@ -114,7 +115,7 @@ def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
               "batch_size": 1, **preset}
     filled = {name: values[name] for name in values
               if name in TrainOptions.__dataclass_fields__ and getattr(options, name) is None}
-    result = replace(options, **filled)
+    result = replace(options, **filled, name=composed(options.name))
     if result.alpha is None:
         result = replace(result, alpha=float(result.rank))
     return result

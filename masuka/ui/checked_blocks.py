@@ -11,11 +11,12 @@ inputs as the client sent them, so the checks sit there:
   checkbox, split a text into letters where a list is taken, or fail with a Python error on NaN in a
   whole-number field. A text box or free-text dropdown that holds a whole number (an id, a job number, a run:
   :func:`masuka.ui.common.whole_number_box`) also takes an int, which its handler checks like the typed text;
-  a ``gr.api`` int parameter takes a whole float (``2.0``) as that int;
+  a ``gr.api`` int parameter takes a whole float (``2.0``) as that int, in a list too;
 - a number must lie in its slider's or box's range, and a choice be one of its radio's or dropdown's choices
   (:func:`choice_problem`): Gradio checks both, but its message does not name the field;
-- a picture sent to an image input must be one Pillow reads, of at most ``MAX_PIXELS`` (:func:`image_problem`,
-  from the header): Gradio's own error on it shows its temp path and internals.
+- a picture sent to an image input, or as a ``gr.api`` endpoint's uploaded file (``/queue_add``'s
+  ``init_image``), must be one Pillow reads, of at most ``MAX_PIXELS`` (:func:`image_problem`, from the header):
+  Gradio's own error on it shows its temp path and internals.
 
 Values a request leaves off at the end, or sends as null, take their component's initial value (a ``gr.api``
 parameter: its default), as ``gradio_client`` fills left-off ones, so a parameter added at the end of an event
@@ -49,7 +50,7 @@ from masuka.ui.common import not_uploaded, refusal, user_of
 #: components whose value is a file reference (or a list of them)
 FILE_COMPONENTS = (gr.Image, gr.File, gr.Video, gr.Audio, gr.UploadButton)
 #: what a ``gr.api`` parameter of each type must be, as a refusal says it (the only dicts these endpoints take
-#: are uploaded files)
+#: are uploaded files, all of them pictures: :func:`pictures`)
 HINT_KINDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
               dict: "an uploaded file (gradio_client's handle_file)"}
 
@@ -80,8 +81,8 @@ class CheckedBlocks(gr.Blocks):
                 except MasukaError as error:
                     raise refusal(str(fn.name), str(error)) from None
         places = (self.studio.config.data_dir, Path(get_upload_folder()).resolve())
-        for component, value in zip(fn.inputs, inputs if isinstance(inputs, list) else []):
-            if problem := image_problem(component, value, places):
+        for label, value in pictures(fn, inputs if isinstance(inputs, list) else []):
+            if problem := image_problem(label, value, places):
                 raise refusal(str(fn.name), problem)
         return await super().process_api(block_fn, inputs, state, request, *args, **kwargs)
 
@@ -123,10 +124,14 @@ def as_choice(component: Any, value: Any) -> Any:
 
 
 def as_hinted(hint: Any, value: Any) -> Any:
-    """``value`` (of the type ``hint``) as an int where it is a whole float that only an int hint takes."""
+    """``value`` (of the type ``hint``) with each whole float that only an int hint takes as that int (in a list
+    too)."""
     options = _options(hint)
     if isinstance(value, float) and int in options and float not in options:
         return int(value)
+    items = [typing.get_args(option)[0] for option in options if typing.get_origin(option) is list]
+    if isinstance(value, list) and items:
+        return [as_hinted(items[0], element) for element in value]
     return value
 
 
@@ -178,10 +183,20 @@ def choice_problem(component: Any, value: Any) -> str | None:
     return None
 
 
-def image_problem(component: Any, value: Any, places: tuple[Path, ...]) -> str | None:
-    """Why the picture ``value`` sent to the image input ``component`` cannot be read, from its header only (None:
-    it can, or it is no file in ``places``: Gradio refuses those itself)."""
-    if not (isinstance(component, gr.Image) and isinstance(value, dict) and isinstance(value.get("path"), str)):
+def pictures(fn: Any, inputs: list[Any]) -> Iterator[tuple[str, Any]]:
+    """The pictures among ``inputs`` of the event ``fn``, each with the name a refusal gives it: an image input's
+    value (its label), a ``gr.api`` endpoint's uploaded file (its parameter's name)."""
+    if fn.inputs and isinstance(fn.inputs[0], Api):
+        yield from ((name, value) for (name, hint), value in zip(api_hints(fn.fn), inputs) if dict in _options(hint))
+    else:
+        yield from ((_label(component), value) for component, value in zip(fn.inputs, inputs)
+                    if isinstance(component, gr.Image))
+
+
+def image_problem(label: str, value: Any, places: tuple[Path, ...]) -> str | None:
+    """Why the picture ``value`` sent as ``label`` cannot be read, from its header only (None: it can, or it is no
+    file in ``places``: Gradio refuses those itself)."""
+    if not (isinstance(value, dict) and isinstance(value.get("path"), str)):
         return None
     path = _resolved(value["path"])
     if not (path.is_file() and any(path.is_relative_to(place) for place in places)):
@@ -191,11 +206,11 @@ def image_problem(component: Any, value: Any, places: tuple[Path, ...]) -> str |
         with Image.open(path) as image:
             width, height = image.size
     except Image.DecompressionBombError:
-        return f"{_label(component)}: too large in pixels ({limit})."
+        return f"{label}: too large in pixels ({limit})."
     except DECODE_ERRORS:
-        return f"{_label(component)}: not an image MASUKA can read."
+        return f"{label}: not an image MASUKA can read."
     if width * height > MAX_PIXELS:
-        return f"{_label(component)}: too large in pixels ({width}x{height}, {limit})."
+        return f"{label}: too large in pixels ({width}x{height}, {limit})."
     return None
 
 

@@ -21,7 +21,7 @@ from gradio.components import Component
 from gradio.events import Dependency
 
 from masuka.access import readable
-from masuka.errors import Cancelled, MasukaError, as_disk_full
+from masuka.errors import Cancelled, MasukaError, as_disk_full, bounded
 from masuka.gpu import CONCURRENCY_ID, STOP_TAB
 from masuka.gpu import stop_key as flag_key
 from masuka.store import LOCAL_USER
@@ -292,8 +292,9 @@ def toast_text(message: str) -> str:
 
 
 def refusal(source: str, message: str) -> gr.Error:
-    """A refusal shown to the user as ``message`` (escaped: :func:`toast_text`), logged as one line (no console
-    traceback)."""
+    """A refusal shown to the user as ``message`` (escaped: :func:`toast_text`; :func:`~masuka.errors.bounded`),
+    logged as one line (no console traceback)."""
+    message = bounded(message)
     log.warning("%s refused: %s", source, message)
     return gr.Error(toast_text(message), print_exception=False)
 
@@ -324,7 +325,8 @@ def failure(what: str, error: BaseException, kept: str = "") -> BaseException:
     what was ``kept``."""
     if user_message(error):
         return error
-    return gr.Error(f"{what} failed: {type(error).__name__}: {toast_text(str(error))}." + (f" {kept}" if kept else ""))
+    return gr.Error(f"{what} failed: {type(error).__name__}: {toast_text(bounded(str(error)))}."
+                    + (f" {kept}" if kept else ""))
 
 
 def user_message(error: BaseException) -> str | None:

@@ -117,6 +117,21 @@ def test_openai_generation_refuses_a_body_that_is_not_an_object(app, body):
     assert answer.status_code == 400 and answer.json()["error"]["message"] == "The body must be a JSON object."
 
 
+def test_a_refusal_that_repeats_a_100000_character_name_is_short_and_says_what_was_wrong(app):
+    name = "x" * 100_000
+    a1111 = httpx.post(app.url.rstrip("/") + "/sdapi/v1/txt2img", json={"prompt": "x", "sampler_name": name},
+                       timeout=60)
+    detail = a1111.json()["detail"]
+    assert a1111.status_code == 422 and len(detail) <= 1000 and a1111.json()["errors"] == detail
+    assert detail.startswith("Unknown sampler 'xxx") and "characters left out" in detail
+    assert "x': use one of Euler," in detail
+    openai = httpx.post(app.url.rstrip("/") + "/v1/images/generations", json={"prompt": "x", "size": name},
+                        timeout=60)
+    message = openai.json()["error"]["message"]
+    assert openai.status_code == 400 and openai.json()["error"]["param"] == "size" and len(message) <= 1000
+    assert message.startswith("size must look like 1024x1024 (got 'xxx") and message.endswith("x').")
+
+
 @pytest.mark.parametrize("image_id", ["99999999999999999999", "abc", "0", "-1"])
 def test_openai_image_files_answer_an_id_that_cannot_be_one_as_missing(app, image_id):
     answer = httpx.get(app.url.rstrip("/") + f"/v1/images/files/{image_id}")

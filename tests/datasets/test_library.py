@@ -109,6 +109,14 @@ def test_names_are_unique_per_owner_and_datasets_are_private(studio, tmp_path):
         add_images(studio, "cat", "carol", [corpus.photo(tmp_path / "x.jpg", 1)])
 
 
+def test_a_name_typed_with_a_combining_accent_is_the_composed_name(studio):
+    created = create_dataset(studio, "Cafe\u0301", "alice", "sks")  # "e" + U+0301, as some keyboards type "é"
+    assert created["name"] == "Caf\u00e9"
+    assert find_dataset(studio, "Caf\u00e9", "alice")["id"] == find_dataset(studio, "Cafe\u0301", "alice")["id"]
+    with pytest.raises(InvalidInput, match="already have a dataset named"):
+        create_dataset(studio, "Caf\u00e9", "alice", "sks")
+
+
 @pytest.mark.parametrize("name, options, message", [
     ("", {}, "Name the dataset"),
     ("../etc", {}, "Name the dataset"),

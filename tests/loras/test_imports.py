@@ -255,6 +255,24 @@ def test_long_names_are_refused_before_anything_is_fetched_and_found_ones_are_sh
     assert row["name"] == ("Neon_Glow_" * 10).rstrip("_") and studio.config.absolute(row["path"]).is_file()
 
 
+def test_a_name_typed_with_a_combining_accent_is_the_composed_name(studio, tmp_path):
+    write_flux_lora(tmp_path / "x.safetensors")
+    row = import_lora_file(studio, "local", tmp_path / "x.safetensors", name="Cafe\u0301")  # "e" + U+0301
+    assert row["name"] == "Caf\u00e9" and row["path"].endswith("Caf\u00e9.safetensors")
+    with pytest.raises(InvalidInput, match="already have a LoRA named 'Caf\u00e9'"):
+        import_lora_file(studio, "local", tmp_path / "x.safetensors", name="Caf\u00e9")
+
+
+@pytest.mark.parametrize("name, code", [("evil\u202eexe", "U+202E"), ("bell\x07", "U+0007"),
+                                        ("zero\u200dwidth", "U+200D"), ("soft\u00adhyphen", "U+00AD")])
+def test_a_name_with_a_control_or_invisible_character_is_refused_by_name(studio, tmp_path, name, code):
+    write_flux_lora(tmp_path / "x.safetensors")
+    with pytest.raises(InvalidInput, match=re.escape(f"LoRA name holds a control or invisible character ({code})")):
+        import_lora_file(studio, "local", tmp_path / "x.safetensors", name=name)
+    assert not list_loras(studio, "local")
+    assert import_lora_file(studio, "local", tmp_path / "x.safetensors")["name"] == "x", "a file's own name is cut"
+
+
 def test_two_imports_of_one_name_at_once_give_one_whole_lora_and_one_refusal(studio, tmp_path, monkeypatch):
     import shutil
     import threading

@@ -296,6 +296,14 @@ def test_each_preset_stores_the_base_weights_as_the_readme_says(architecture, pr
                          architecture).base_precision == "bf16"  # what the user sets wins
 
 
+def test_a_lora_name_typed_with_a_combining_accent_is_the_composed_name():
+    from masuka.training.options import check_options, fill_defaults
+
+    filled = fill_defaults(TrainOptions(dataset="fox", base="x", name="Cafe\u0301"), "sdxl")  # "e" + U+0301
+    check_options(filled, "sdxl", 8)
+    assert filled.name == "Caf\u00e9"
+
+
 def test_warm_up_with_the_constant_schedule_ramps_up_and_an_old_run_keeps_its_own_schedule(studio, tiny_model,
                                                                                           dataset):
     model = tiny_model("flux")

@@ -58,6 +58,12 @@ REFUSED = {
     "no picture to upscale": ("/upscale_image", {"image": "{unreadable}"}, "Picture to upscale: not an image"),
     "picture too large to upscale": ("/upscale_image", {"image": "{huge}"}, "Picture to upscale: .*9000x8000"),
     "picture a decompression bomb": ("/upscale_image", {"image": "{bomb}"}, "Picture to upscale: too large in pixels"),
+    "queued init image no picture": ("/queue_add", {"prompt": "a", "model": "m", "init_image": "{unreadable}"},
+                                     "init_image: not an image MASUKA can read"),
+    "queued init image too large": ("/queue_add", {"prompt": "a", "model": "m", "init_image": "{huge}"},
+                                    "init_image: too large in pixels .9000x8000"),
+    "queued mask a decompression bomb": ("/queue_add", {"prompt": "a", "model": "m", "init_image": "{png}",
+                                                        "mask": "{bomb}"}, "mask: too large in pixels"),
     "init image no picture": ("/generate_image", {"prompt": "a", "init_image": "{unreadable}"},
                                "Starting image: not an image MASUKA can read"),
     "steps below the slider": ("/generate_image", {"prompt": "a", "steps": -1}, "Steps must be at least 1 .got -1"),
@@ -123,6 +129,28 @@ def test_a_value_of_the_wrong_kind_is_refused_by_name_in_one_log_line(case, app,
         assert python_error not in answer
     assert "refused:" in caplog.text
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_refusal_that_repeats_a_100000_character_name_is_short_and_says_what_was_wrong(app, caplog):
+    client, _png = app
+    caplog.set_level(logging.WARNING, logger="masuka.ui.common")
+    with pytest.raises(Exception) as refused:
+        client.predict(dataset="x" * 100_000, table=None, api_name="/save_captions")
+    answer = str(refused.value)
+    assert len(answer) <= 1000 and "No dataset 'xxx" in answer and "characters left out" in answer
+    assert answer.endswith("x': create it first (Datasets tab or `dataset create`).")
+    assert "refused:" in caplog.text and all(len(record.getMessage()) < 1100 for record in caplog.records)
+
+
+def test_whole_floats_in_a_list_of_whole_numbers_are_taken_as_ints():
+    from masuka.ui.checked_blocks import as_hinted, hint_problem
+
+    for hint in (list[int], list[int] | None):
+        assert hint_problem("ids", hint, [2.0, 3]) is None
+        taken = as_hinted(hint, [2.0, 3])
+        assert taken == [2, 3] and all(type(item) is int for item in taken)
+    assert as_hinted(list[float], [2.0]) == [2.0] and type(as_hinted(list[float], [2.0])[0]) is float
+    assert hint_problem("ids", list[int], [2.5]).startswith("ids must be a list of")
 
 
 def test_numbers_as_view_api_shows_them_and_null_take_the_defaults(app):

@@ -8,6 +8,8 @@ event outside Gradio's queue shows no toast for its refusal, so a refusable even
 
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
 import pytest
 
@@ -62,3 +64,21 @@ def test_a_refusal_s_toast_shows_angle_brackets_escaped(studio):
         with pytest.raises(gr.Error) as raised:
             handler(" ")
         assert raised.value.message.startswith("Pick an entry first") and "g&lt;number&gt;" in raised.value.message
+
+
+def test_a_refusal_or_failure_that_repeats_a_100000_character_name_is_short(studio, caplog):
+    """A toast and its log line keep what was wrong, with the middle of the long name left out."""
+    from masuka.ui import datasets
+    from masuka.ui.common import failure
+
+    caplog.set_level(logging.WARNING, logger="masuka.ui.common")
+    with pytest.raises(gr.Error) as raised:
+        datasets.export_dataset(studio, "x" * 100_000)
+    message = raised.value.message
+    assert len(message) <= 1000 and message.startswith("No dataset 'xxx") and "characters left out" in message
+    assert message.endswith("x': create it first (Datasets tab or `dataset create`).")
+    assert caplog.records and all(len(record.getMessage()) < 1100 for record in caplog.records)
+    failed = failure("Generation", ValueError(f"bad value {'y' * 100_000!r}"), "Images already made are kept.")
+    assert isinstance(failed, gr.Error) and len(failed.message) < 1100
+    assert failed.message.startswith("Generation failed: ValueError: bad value 'yyy")
+    assert failed.message.endswith("y'. Images already made are kept.")
