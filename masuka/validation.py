@@ -23,6 +23,15 @@ def whole_number(name: str, value: Any, low: int, high: int) -> int:
     return number
 
 
+MAX_PAGE = 10**9  # any page's offset stays a SQLite integer
+
+
+def page_number(value: Any) -> int:
+    """A Page box's number (empty: page 1), refused naming the Page when a fraction or below 1 (never rounded);
+    a page past the end is the caller's to clamp."""
+    return 1 if value is None else whole_number("page", value, 1, MAX_PAGE)
+
+
 #: Characters that hide or reorder text without showing: bidi embeddings, overrides and isolates, zero-width.
 INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -374,9 +374,19 @@ def test_local_video_is_refused_on_zerogpu_naming_the_remote_providers(studio, m
         with pytest.raises(InvalidInput, match=refusal):
             attempt()
     assert studio.store.count("jobs") == 0, "nothing was recorded"
-    code = main(["video", "--data-dir", str(studio.config.data_dir), "--provider", "local", "--model",
-                 "wan2.1-t2v-1.3b", "--prompt", "a red fox running", "--seconds", "1"])
-    assert code == 2 and "error: Local video cannot run on this ZeroGPU Space" in capsys.readouterr().err
+    command = ["video", "--data-dir", str(studio.config.data_dir), "--provider", "local", "--model",
+               "wan2.1-t2v-1.3b", "--prompt", "a red fox running", "--seconds", "1"]
+    with pytest.raises(SystemExit) as refused:  # the CLI offers what the form offers
+        main(command)
+    assert refused.value.code == 2 and studio.store.count("jobs") == 0
+    err = capsys.readouterr().err
+    offered = ", ".join(map(repr, offered_providers()))
+    assert f"argument --provider: invalid choice: 'local' (choose from {offered})" in err and "'fal'" in offered
+    with pytest.raises(SystemExit):
+        main(["video", "--help"])
+    usage = " ".join(capsys.readouterr().out.split())
+    assert "--provider {openai,comet,gemini,runway,fal} " in usage and "; fal: fal.ai" in usage
+    assert "local:" not in usage
 
 
 def test_the_readme_space_steps_make_the_owner_an_admin_and_push_over_the_spaces_first_commit(monkeypatch):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 
 from masuka.cli import emit, open_studio, progress_line
-from masuka.video.catalog import PROVIDERS
+from masuka.video.availability import offered_providers
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("video", parents=[common], help="generate a video (remote provider or local model)")
-    parser.add_argument("--provider", required=True, choices=PROVIDERS)
+    offered = offered_providers()  # as the Video tab offers them: no local model on a ZeroGPU Space
+    parser.add_argument("--provider", required=True, choices=list(offered),
+                        help="; ".join(f"{key}: {entry['name']}" for key, entry in offered.items()))
     parser.add_argument("--model", required=True, help="a model of the provider (assets/video_models.json lists "
                         "them); for local also a diffusers repo id or folder")
     parser.add_argument("--prompt", required=True)

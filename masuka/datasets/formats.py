@@ -36,18 +36,37 @@ DEFAULT_REPEATS = 10
 MAX_REPEATS = 1000
 FORMATS = ("kohya", "imagefolder")
 MAX_CAPTION_CHARS = 4000
-#: the largest caption file and metadata file read; larger ones are refused unread
+#: the largest caption file and metadata file read; larger ones are refused unread (:class:`ReadLimit`)
 MAX_CAPTION_FILE_BYTES = 64 * 2**10
 MAX_METADATA_BYTES = 2 * 2**20
 #: unusable lines of a metadata file named one by one; the others are counted in one more problem
 MAX_LINE_PROBLEMS = 20
 
 
+@dataclass(frozen=True)
+class ReadLimit:
+    """The most bytes a ``what`` file is read to; a bigger one is refused unread, with ``advice``."""
+
+    what: str
+    most: int
+    advice: str = ""
+
+    def problem(self, size: int) -> str | None:
+        """Why a file of ``size`` bytes is not read, or None when it is within the limit."""
+        if size <= self.most:
+            return None
+        return f"{self.what} too big ({size / 2**10:,.0f} KB, limit {self.most // 2**10:,} KB): not read{self.advice}"
+
+
+CAPTION_FILE_LIMIT = ReadLimit("caption file", MAX_CAPTION_FILE_BYTES, " (type the caption in the Datasets tab)")
+METADATA_LIMIT = ReadLimit("metadata file", MAX_METADATA_BYTES)
+
+
 def read_caption_file(path: Path) -> str:
     """A caption ``.txt`` (or ``.caption``): UTF-8 with or without a byte-order mark, surrounding whitespace
     removed; :class:`UnicodeDecodeError` when it is not UTF-8 text, :class:`InvalidInput` when it is over
     :data:`MAX_CAPTION_FILE_BYTES`."""
-    text = _read_at_most(path, MAX_CAPTION_FILE_BYTES, "caption file").decode("utf-8-sig")
+    text = _read_at_most(path, CAPTION_FILE_LIMIT).decode("utf-8-sig")
     return io.StringIO(text, newline=None).read().strip()[:MAX_CAPTION_CHARS]  # line endings as read_text
 
 
@@ -56,7 +75,7 @@ def read_metadata(path: Path) -> tuple[dict[str, str], list[str]]:
     byte-order mark allowed), and the problems of unusable lines (the first :data:`MAX_LINE_PROBLEMS` named,
     then how many more); :class:`InvalidInput` when the file is over :data:`MAX_METADATA_BYTES`."""
     is_csv = path.suffix.lower() == ".csv"
-    data = _read_at_most(path, MAX_METADATA_BYTES, "metadata file").removeprefix(codecs.BOM_UTF8)
+    data = _read_at_most(path, METADATA_LIMIT).removeprefix(codecs.BOM_UTF8)
     problems = _Problems()
     records = _csv_records(data, problems) if is_csv else _jsonl_records(data, problems)
     texts: dict[str, str] = {}
@@ -70,14 +89,13 @@ def read_metadata(path: Path) -> tuple[dict[str, str], list[str]]:
     return texts, problems.listed()
 
 
-def _read_at_most(path: Path, limit: int, what: str) -> bytes:
-    """The bytes of ``path``; refused (:class:`InvalidInput`) unread when it holds more than ``limit``."""
+def _read_at_most(path: Path, limit: ReadLimit) -> bytes:
+    """The bytes of ``path``; refused (:class:`InvalidInput`) unread when it holds more than ``limit`` allows."""
     with path.open("rb") as file:
         size = os.fstat(file.fileno()).st_size
-        data = b"" if size > limit else file.read(limit + 1)  # grown since: still no more than the limit is read
-    if max(size, len(data)) > limit:
-        raise InvalidInput(f"{what} too big ({max(size, len(data)) / 2**10:,.0f} KB, limit {limit // 2**10:,} KB): "
-                           "not read")
+        data = b"" if size > limit.most else file.read(limit.most + 1)  # grown since: still no more is read
+    if problem := limit.problem(max(size, len(data))):
+        raise InvalidInput(problem)
     return data
 
 

@@ -4,23 +4,32 @@ Captions come along as same-named ``.txt`` (or sd-scripts' ``.caption``) files, 
 that name in their folder as sd-scripts reads them, or as an ``imagefolder`` ``metadata.jsonl`` or
 ``metadata.csv``, whose ``file_name`` names one image by its path from the metadata file (a caption file wins
 when both exist; ``.txt`` wins over ``.caption``). Zip entries are checked before anything is written: absolute
-paths, ``..``, symlinks, encrypted and oversized entries are refused, and accepted entries are written under
-new names inside the staging folder only, so nothing from a zip can land anywhere else. Symbolic links inside
-a folder are refused too, so nothing outside the folder is read.
+paths, ``..``, symlinks, encrypted and oversized entries (a caption or metadata file over its read limit too)
+are refused, and accepted entries are written under new names inside the staging folder only, so nothing from
+a zip can land anywhere else. Symbolic links inside a folder are refused too, so nothing outside the folder is
+read.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-import shutil
 import stat
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
-from masuka.datasets.formats import KOHYA_CONFIG, METADATA_FILES, read_caption_file, read_metadata
+from masuka.datasets.formats import (
+    CAPTION_FILE_LIMIT,
+    KOHYA_CONFIG,
+    METADATA_FILES,
+    METADATA_LIMIT,
+    ReadLimit,
+    read_caption_file,
+    read_metadata,
+)
 from masuka.errors import InvalidInput, as_disk_full
 
 MAX_ENTRY_BYTES = 512 * 2**20
@@ -171,7 +180,7 @@ def zip_problem(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> str | None:
     """Why a whole zip must not be unpacked (too many files, too big once unpacked), or None.
 
     The sizes are those the zip declares; unpacking never writes more than an entry declares (zipfile stops
-    there and checks the CRC), so the check holds for a crafted zip too.
+    there and checks the CRC, and so does :func:`_copy_at_most`), so the check holds for a crafted zip too.
     """
     files = [info for info in infos if not info.is_dir()]
     unpacked = sum(info.file_size for info in files)
@@ -202,7 +211,7 @@ def _zip_entries(source: Path, group: str, staging: Path, refused: Refusals, lim
             if info.is_dir():
                 continue
             shown = f"{source.name}/{info.filename}"
-            problem = zip_entry_problem(info)
+            problem = zip_entry_problem(info) or _too_big_to_read(shown, info.file_size)
             if problem:
                 refused.append(Refusal(shown, problem))
                 continue
@@ -210,15 +219,48 @@ def _zip_entries(source: Path, group: str, staging: Path, refused: Refusals, lim
             target = staging / f"{group}-{number}{suffix}"
             try:
                 with archive.open(info) as reader, open(target, "wb") as writer:
-                    shutil.copyfileobj(reader, writer)
-            except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as error:
+                    _copy_at_most(reader, writer, info.file_size)  # declared, so within the limits checked
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as error:
                 target.unlink(missing_ok=True)
                 if full := as_disk_full(error):  # the disk, not the zip: nothing more can be unpacked
                     raise full from error
-                refused.append(Refusal(shown, f"damaged zip entry ({error})"))
+                refused.append(Refusal(shown, f"damaged zip entry ({str(error) or 'cut short'})"))
                 continue
             found.append(_Entry(shown, target, group, info.filename))
     return found
+
+
+def _copy_at_most(reader: IO[bytes], writer: IO[bytes], most: int) -> None:
+    """Copy ``reader`` into ``writer``; :class:`zipfile.BadZipFile` once it holds more than ``most`` bytes (a zip
+    lying about an entry's size), with no more than that written."""
+    left = most
+    while chunk := reader.read(min(left, 2**20) or 1):  # one byte past ``most`` tells a lie
+        if len(chunk) > left:
+            raise zipfile.BadZipFile("the entry holds more than the zip declares")
+        writer.write(chunk)
+        left -= len(chunk)
+
+
+def _kind(name: str) -> str:
+    """What a file handed over is, by its name: ``system``, ``metadata``, ``config``, ``caption`` or ``image``."""
+    base = PurePosixPath(name).name.lower()
+    if SYSTEM_FILES.search(name):
+        return "system"
+    if base in METADATA_FILES:
+        return "metadata"
+    if base == KOHYA_CONFIG:
+        return "config"
+    return "caption" if _suffix(base) in CAPTION_SUFFIXES else "image"
+
+
+#: the files read whole, by kind: bigger ones are refused unread (and, inside a zip, unwritten)
+READ_LIMITS: dict[str, ReadLimit] = {"metadata": METADATA_LIMIT, "caption": CAPTION_FILE_LIMIT}
+
+
+def _too_big_to_read(name: str, size: int) -> str | None:
+    """Why a caption or metadata file of ``size`` bytes is refused unread (as reading it would say), or None."""
+    limit = READ_LIMITS.get(_kind(name))
+    return limit.problem(size) if limit else None
 
 
 def _pair(entries: list[_Entry], result: Collected) -> None:
@@ -227,10 +269,10 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
     listed: dict[tuple[str, str], str] = {}  # (source group, normalised path inside it) -> metadata text
     images: list[_Entry] = []
     for entry in entries:
-        base = PurePosixPath(entry.name).name
-        if SYSTEM_FILES.search(entry.name):
+        kind = _kind(entry.name)
+        if kind == "system":
             result.refused.append(Refusal(entry.name, "system file (not a photo): skipped"))
-        elif base.lower() in METADATA_FILES:
+        elif kind == "metadata":
             try:
                 texts, problems = read_metadata(entry.path)
             except InvalidInput as error:
@@ -239,9 +281,9 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
             folder = posixpath.dirname(entry.relative)
             listed.update({(entry.group, posixpath.normpath(posixpath.join(folder, file_name))): text
                            for file_name, text in texts.items()})
-        elif base.lower() == KOHYA_CONFIG:
+        elif kind == "config":
             continue  # the sd-scripts config of a kohya export: nothing to import
-        elif _suffix(base) in CAPTION_SUFFIXES:
+        elif kind == "caption":
             caption_files.setdefault(entry.key, []).append(entry)
         else:
             images.append(entry)
@@ -274,5 +316,5 @@ def _read_captions(caption_files: dict[Key, list[_Entry]], refused: Refusals) ->
                 refused.append(Refusal(entry.name, "caption file not in UTF-8: not read (save it as UTF-8, or "
                                                    "type the caption in the Datasets tab)"))
             except InvalidInput as error:  # too big
-                refused.append(Refusal(entry.name, f"{error} (type the caption in the Datasets tab)"))
+                refused.append(Refusal(entry.name, str(error)))
     return captions

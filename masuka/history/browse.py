@@ -11,11 +11,11 @@ from masuka.errors import InvalidInput, NotFound
 from masuka.history.queries import HistoryFilter, history_choices, history_query, history_stats
 from masuka.store import is_id_text, row_id
 from masuka.studio import Studio
+from masuka.validation import MAX_PAGE
 
 TABLES = {"g": "generations", "j": "jobs"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 MAX_PER_PAGE = 500
-MAX_PAGE = 10**9  # any page's offset stays a SQLite integer
 GONE = "History entry {!r} does not exist (or is not yours)."
 
 

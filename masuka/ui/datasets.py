@@ -29,7 +29,7 @@ from masuka.ui.common import (
     whole_number_box,
     wire_stop,
 )
-from masuka.validation import whole_number
+from masuka.validation import page_number, whole_number
 
 REPORT_COLUMNS = ["file", "result", "reason"]
 IMAGE_COLUMNS = ["id", "file", "caption"]
@@ -179,7 +179,7 @@ def _new_dataset() -> NewDataset:
 def _images_view() -> ImagesView:
     stats = gr.Markdown()
     with gr.Row(equal_height=True):
-        page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=100)
+        page = gr.Number(value=1, label="Page", scale=1, min_width=100)  # unrounded: view refuses a fraction
         page_size = gr.Dropdown(PAGE_SIZES, value=PAGE_SIZES[0], label="Per page", scale=1, min_width=100)
         page_info = gr.Markdown()
         gr.Column(scale=4)
@@ -252,7 +252,8 @@ def add_images(studio: Studio, dataset: str, files: list[str] | None, request: g
     return rows, summary
 
 
-def view(studio: Studio, dataset: str | None, page_number: float, size: int, selected: int | str | None = None,
+@friendly
+def view(studio: Studio, dataset: str | None, page: float | None, size: int, selected: int | str | None = None,
          request: gr.Request = None):
     """One page of the dataset: statistics, gallery, caption table, the page's ``{image id: caption}``, "page n
     of m" and the selected image id, kept only while that image is on the page (another dataset or page clears
@@ -265,7 +266,7 @@ def view(studio: Studio, dataset: str | None, page_number: float, size: int, sel
         return "", [], [], {}, "", ""
     size = int(size or PAGE_SIZES[0])
     pages = max(1, -(-library.count_images(studio, row["id"]) // size))
-    number = min(max(1, int(page_number or 1)), pages)
+    number = min(page_number(page), pages)
     images = library.dataset_images(studio, row["id"], limit=size, offset=(number - 1) * size)
     gallery_items = [(str(i["file"]), f"#{i['id']} {i['caption'] or '(no caption)'}") for i in images]
     data = [[i["id"], i["source_name"], i["caption"] or ""] for i in images]

@@ -16,6 +16,7 @@ from masuka.history.browse import PRIVATE_COLUMNS, Filters, browse, dashboard, e
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
 from masuka.ui.common import Form, UIContext, bind, friendly, is_admin, user_of, verbatim
+from masuka.validation import page_number
 
 COLUMNS = ["key", "created", "kind", "status", "model", "seed", "prompt / title", "seconds", "cost $", "file", "error"]
 DETAIL_SKIP = {"file", "table", "metrics", "log", "key", *PRIVATE_COLUMNS}
@@ -119,7 +120,7 @@ def _browse() -> BrowseTab:
     with gr.Row():
         since = gr.Textbox("", label="From (YYYY-MM-DD)", scale=1)
         until = gr.Textbox("", label="To (YYYY-MM-DD)", scale=1)
-        page = gr.Number(value=1, precision=0, minimum=1, label="Page", scale=1, min_width=90)
+        page = gr.Number(value=1, label="Page", scale=1, min_width=90)  # unrounded: load refuses a fraction
         per_page = gr.Dropdown([24, 48, 96, 200], value=48, label="Per page", scale=1)
         search = gr.Button("Search / refresh", variant="primary", scale=1)
     gallery = gr.Gallery(label="Outputs on this page", columns=8, height=300, interactive=False)
@@ -180,7 +181,7 @@ def load(studio: Studio, page: float = 1, text: str = "", kinds: list[str] | Non
     user, admin = user_of(request), is_admin(studio, request)
     result = browse(studio, user, admin, Filters(list(kinds or []), model or "", lora or "", status or "",
                                                  since or "", until or "", text or ""),
-                    int(page or 1), int(per_page or 48))
+                    page_number(page), int(per_page or 48))
     shown = [e for e in result.entries if e["file"] is not None and e["kind"] in ("image", "upscale")]
     images = [(str(e["file"]), f"{e['key']} · {e['model'] or ''}") for e in shown]
     rows = [[e["key"], (e["created_at"] or "")[:19].replace("T", " "), e["kind"], e["status"], e["model"],

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import threading
 import tomllib
 import zipfile
+from pathlib import Path
 
 import pytest
 from PIL import ImageOps
@@ -341,6 +343,62 @@ def test_a_caption_file_over_the_limit_is_refused_unread(studio, make_dataset, t
         "caption file too big (64 KB, limit 64 KB): not read (type the caption in the Datasets tab)")}]
     captions = {r["source_name"]: r["caption"] for r in dataset_images(studio, dataset["id"])}
     assert captions == {"set/big.jpg": "", "set/fine.jpg": "zorp, fine\non two lines"}
+
+
+def test_caption_and_metadata_files_too_big_to_read_are_refused_unwritten_from_a_zip(studio, make_dataset,
+                                                                                      tmp_path):
+    """Their declared size is checked before unpacking: nothing of them reaches staging; the rest is added."""
+    from masuka.datasets.sources import collect
+
+    source = tmp_path / "set.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.jsonl", b"x\n" * (3 * 2**19))  # 3 MB, which deflates to a few KB
+        archive.write(corpus.photo(tmp_path / "a.jpg", 170), "a.jpg")
+        archive.writestr("a.txt", "zorp " * (formats.MAX_CAPTION_FILE_BYTES // 5 + 1))
+        archive.write(corpus.photo(tmp_path / "b.jpg", 171), "b.jpg")
+        archive.writestr("b.txt", "zorp, fine")
+    refusals = [{"file": "set.zip/metadata.jsonl", "reason": "metadata file too big (3,072 KB, limit 2,048 KB): "
+                                                             "not read"},
+                {"file": "set.zip/a.txt", "reason": "caption file too big (64 KB, limit 64 KB): not read (type "
+                                                    "the caption in the Datasets tab)"}]
+    staging = tmp_path / "staging"
+    collected = collect([source], staging)
+    assert [r.to_dict() for r in collected.refused] == refusals
+    assert sorted(p.suffix for p in staging.iterdir()) == [".jpg", ".jpg", ".txt"], "the small caption only"
+    assert {c.name: c.caption for c in collected.candidates} == {"set.zip/a.jpg": None, "set.zip/b.jpg": "zorp, fine"}
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [source])
+    assert len(report.added) == 2 and [r.to_dict() for r in report.rejected] == refusals
+
+
+def test_a_zip_lying_about_an_entrys_size_writes_no_more_than_it_declares(tmp_path):
+    """A metadata.jsonl declaring 1 KB and holding 3 MB (or declaring more than the zip holds) is a damaged
+    entry: refused, nothing of it left in staging, the other entries unpacked, the add not stopped."""
+    from masuka.datasets.sources import _copy_at_most, collect
+
+    def lying(name: str, holds: int, declares: int) -> Path:
+        plain = tmp_path / f"{name}.zip"
+        with zipfile.ZipFile(plain, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr("metadata.jsonl", b"x\n" * (holds // 2))
+            archive.write(corpus.photo(tmp_path / "a.jpg", 170), "a.jpg")
+        data = bytearray(plain.read_bytes())
+        directory = data.index(b"PK\x01\x02")  # the central directory's first entry: metadata.jsonl's sizes
+        data[directory + 20:directory + 28] = declares.to_bytes(4, "little") * 2  # stored and unpacked
+        plain.write_bytes(bytes(data))
+        return plain
+
+    for source, reason in ((lying("small", 3 * 2**20, 2**10), "damaged zip entry (Bad CRC-32 for file "
+                                                                "'metadata.jsonl')"),
+                           (lying("cut", 2**10, 2**20), "damaged zip entry (cut short)")):
+        staging = tmp_path / f"staging-{source.stem}"
+        collected = collect([source], staging)
+        assert [(r.file, r.reason) for r in collected.refused] == [(f"{source.name}/metadata.jsonl", reason)]
+        assert [p.suffix for p in staging.iterdir()] == [".jpg"]
+        assert [c.name for c in collected.candidates] == [f"{source.name}/a.jpg"]
+    written = io.BytesIO()  # a reader giving more than the entry declares (zipfile stops there itself)
+    with pytest.raises(zipfile.BadZipFile, match="holds more than the zip declares"):
+        _copy_at_most(io.BytesIO(b"x" * 10), written, 4)
+    assert written.getvalue() == b"xxxx"
 
 
 def test_an_add_lists_a_bounded_number_of_refusals_and_counts_the_rest(studio, make_dataset, tmp_path):

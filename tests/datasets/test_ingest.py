@@ -249,7 +249,7 @@ def test_a_full_disk_while_unzipping_is_one_disk_full_error_not_a_damaged_zip(st
     def full(*args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(sources.shutil, "copyfileobj", full)
+    monkeypatch.setattr(sources, "_copy_at_most", full)
     with pytest.raises(DiskFull, match="free some disk space"):
         add_images(studio, dataset["id"], LOCAL_USER, [archive])
     assert dataset_images(studio, dataset["id"]) == []
