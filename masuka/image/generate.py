@@ -161,6 +161,12 @@ class Plan:
     references: list[Any] = field(default_factory=list)  # the reference pictures of an edit, read
     output_format: str = "PNG"  # the file format of the saved images (Settings' default, read once per plan)
 
+    def saved_size(self) -> tuple[int, int]:
+        """The size of the images saved, which their rows and parameters record: the picture's own where an
+        inpainted result is pasted back onto it (the run size is derived from the picture again), else the run's."""
+        original = self.task.original if self.task is not None else None
+        return original.size if original is not None else (self.width, self.height)
+
 
 def parse_loras(values: Any) -> list[tuple[str, float]]:
     """A list of LoRA fields (see :func:`parse_lora`); anything but a list of text is refused."""
@@ -253,7 +259,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
     references = plan_references(spec, request.references, request.init is not None, fast)
     if references and request.init is None:
-        default_size = picture_size(references[0].size, spec.size_multiple, MIN_SIDE, MAX_SIDE)
+        default_size = picture_size(references[0].size, spec.size_multiple, MIN_SIDE, MAX_SIDE,
+                                    "first image to edit")
     width = whole_number("width", default_size[0] if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
     height = whole_number("height", default_size[1] if request.height is None else request.height, MIN_SIDE,
                           MAX_SIDE)
@@ -515,10 +522,11 @@ def _call_kwargs(plan: Plan, accepted: set[str], generator: Any, step_end: Calla
 def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe: Any) -> dict:
     request = plan.request
     device_plan = pipeline_plan(pipe)
+    width, height = plan.saved_size()
     return {
         "owner": request.owner, "kind": "image", "status": "running", "prompt": request.prompt.strip(),
-        "negative_prompt": request.negative_prompt, "model": plan.spec.id, "seed": seed, "width": plan.width,
-        "height": plan.height, "steps": plan.steps, "guidance": plan.guidance, "batch_id": batch_id,
+        "negative_prompt": request.negative_prompt, "model": plan.spec.id, "seed": seed, "width": width,
+        "height": height, "steps": plan.steps, "guidance": plan.guidance, "batch_id": batch_id,
         "batch_index": index, **studio.runner().holding(), "started_at": now(), "queue_id": request.queue_id,
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
@@ -540,9 +548,10 @@ def _parameters(plan: Plan, seed: int, pipe: Any) -> Parameters:
         extra["Template"] = request.template
     if plan.loras:
         extra["Lora hashes"] = ", ".join(f"{info.name}: {info.short_hash}" for info, _w in plan.loras)
+    width, height = plan.saved_size()
     return Parameters(prompt=request.prompt.strip(), negative_prompt=request.negative_prompt, steps=plan.steps,
                       sampler=request.sampler or SAMPLERS.get(scheduler, scheduler),
-                      guidance=plan.guidance, seed=seed, width=plan.width, height=plan.height, model=plan.spec.id,
+                      guidance=plan.guidance, seed=seed, width=width, height=height, model=plan.spec.id,
                       loras=[(info.name, weight) for info, weight in plan.loras], extra=extra)
 
 

@@ -30,6 +30,9 @@ from masuka.users import output_dir
 
 TASK_WORDS = {"img2img": "image-to-image", "inpaint": "inpainting or outpainting"}
 MAX_MASK_BLUR = 64
+#: the least strength a starting picture takes (a step of the form's slider): at it, the steps raised so that
+#: one runs (:func:`task_steps`) stay within the steps a request may have
+MIN_STRENGTH = 0.01
 MAX_INPUT_PIXELS = 4096 * 4096
 TOO_LARGE = "at most 16.8 megapixels (4096x4096, or 5461x3072 and the like): scale it down first."
 MAX_UPSCALE = 8
@@ -130,13 +133,24 @@ def init_size(init: InitImage, multiple: int, low: int, high: int) -> tuple[int,
         width, height = picture.size
     if init.outpaint is not None:
         return canvas_size((width, height), check_padding(init.outpaint), multiple)
-    return picture_size((width, height), multiple, low, high)
+    return picture_size((width, height), multiple, low, high, "init image")
 
 
-def picture_size(size: tuple[int, int], multiple: int, low: int, high: int) -> tuple[int, int]:
-    """A picture's size brought into ``low..high`` and down to a multiple."""
+def picture_size(size: tuple[int, int], multiple: int, low: int, high: int,
+                 what: str = "picture") -> tuple[int, int]:
+    """A picture's size scaled (both sides by one factor, so its shape is kept) into ``low..high`` and rounded
+    down to a multiple (``low`` and ``high`` are multiples); :class:`InvalidInput` naming the ``what`` for a shape
+    no size within the limits has."""
     width, height = size
-    return max(low, min(high, width)) // multiple * multiple, max(low, min(high, height)) // multiple * multiple
+    longest, shortest = max(size), min(size)
+    if longest > high:  # whole-number arithmetic: the longest side lands on ``high`` exactly
+        width, height = width * high // longest, height * high // longest
+    elif shortest < low:
+        width, height = -(-width * low // shortest), -(-height * low // shortest)
+    if not (low <= min(width, height) and max(width, height) <= high):
+        raise InvalidInput(f"The {what} is {size[0]}x{size[1]}: its shape does not fit the {low}-{high} pixels a "
+                           f"side an image may have without distorting it; crop it closer to square first.")
+    return width // multiple * multiple, height // multiple * multiple
 
 
 def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int = 1,
@@ -147,8 +161,9 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
     if fast:
         raise InvalidInput("Fast is for text-to-image only: turn it off to start from an image.")
     strength = float(init.strength)
-    if not 0 < strength <= 1:
-        raise InvalidInput(f"The strength (denoising strength) must be above 0 and at most 1 (got {strength:g}).")
+    if not MIN_STRENGTH <= strength <= 1:
+        raise InvalidInput(f"The strength (denoising strength) must be at least {MIN_STRENGTH:g} and at most 1 "
+                           f"(got {strength:g}).")
     if init.only_masked_padding is not None and not 0 <= int(init.only_masked_padding) <= MAX_SIDE_PADDING:
         raise InvalidInput(f"The padding around the mask must be 0-{MAX_SIDE_PADDING} pixels "
                            f"(got {init.only_masked_padding}).")

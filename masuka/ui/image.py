@@ -36,7 +36,7 @@ from masuka.image.metadata import Parameters, parse_parameters, read_metadata, t
 from masuka.image.preprocess import KINDS
 from masuka.image.reference import StyleReference, read_references
 from masuka.image.samplers import model_scheduler, samplers_for
-from masuka.image.tasks import InitImage
+from masuka.image.tasks import MIN_STRENGTH, InitImage
 from masuka.loras.library import list_loras, match_loras
 from masuka.models.catalog import ModelSpec, image_models, resolve_image_model
 from masuka.studio import Studio
@@ -61,6 +61,7 @@ from masuka.ui.image_modes import (
     UPSCALE,
     ModeWidgets,
     edit_request,
+    guide_fields,
     hires_fix,
     mode_request_inputs,
     reuse_fields,
@@ -251,7 +252,7 @@ def _starting_image() -> dict[str, Component]:
             mask = gr.Image(type="filepath", label="Mask file (white = repaint), or paint on the picture",
                             image_mode="L", height=200, visible=False)
         modes = ModeWidgets.build()
-        strength = gr.Slider(0.05, 1, value=MODE_BLANKS["strength"], step=0.05, label="Strength",
+        strength = gr.Slider(MIN_STRENGTH, 1, value=MODE_BLANKS["strength"], step=MIN_STRENGTH, label="Strength",
                              info="How far the result may move from the starting image")
     return dict(start_group=start_group, init_image=init_image, mask=mask, modes=modes, strength=strength)
 
@@ -268,7 +269,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
                                            tab.edit_run, tab.aspect, tab.width, tab.height, *modes.shown()],
                     **private).then(
         lambda chosen: chosen, tab.mode, tab.chosen_mode, **private)
-    selected = wire_send_to(tab.send, tab.gallery, tab.mode, tab.init_image, modes)
+    selected = wire_send_to(studio, tab.send, tab.gallery, tab.mode, tab.init_image, modes, tab.model,
+                            [tab.width, tab.height])
     ctx.once_built(lambda: send_to_other_tabs(ctx, tab.send, tab.gallery, selected))
     wire_picture_size(studio, modes, tab.init_image, tab.model, tab.width, tab.height)
     # the page streams each image as it finishes; the API's event returns once (see last_output)
@@ -288,8 +290,7 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
         side.change(aspect_of, [tab.width, tab.height], tab.aspect, queue=False, show_progress="hidden", **private)
     read = [tab.prompt, tab.negative, tab.model, tab.steps, tab.guidance, tab.width, tab.height, tab.seed, tab.loras,
             tab.read_info, tab.strength, modes.mask_blur, modes.outpaint, tab.mode, tab.sampler,
-            *[tab.guides[GUIDE_FIELDS.index(name)] for name in READ_GUIDES], tab.aids.face_detail,
-            tab.aids.face_strength]
+            *tab.guides, tab.aids.face_detail, tab.aids.face_strength]
     tab.dropped.upload(bind(read_image_parameters, studio), tab.dropped, read, api_name="read_parameters",
                        show_progress_on=tab.read_info)  # a refusal marks the summary, not the whole form
     ctx.generated(gen_event)
@@ -620,8 +621,6 @@ GENERATE_FIELDS = ("prompt", "model", "negative", "steps", "guidance", "width", 
                    "memory_plan", "fast", "step_cache", "init_image", "strength", "mask", "mask_blur", "outpaint",
                    "mode", "canvas", "optimize_prompt", "safety_check", "face_detail", "face_strength", *GUIDE_FIELDS,
                    "sampler")
-#: those "Read parameters" fills from an image's ControlNet 0 and Reference 0 fields
-READ_GUIDES = ("control_kind", "control_weight", "control_start", "control_end", "reference_weight")
 
 
 def _control_and_reference() -> list[Component]:
@@ -645,9 +644,15 @@ def _control_and_reference() -> list[Component]:
 
 
 def _read_guides(extra: dict[str, str]) -> list:
-    """The Control and Reference fields "Read parameters" fills (skipped when the image had none)."""
+    """The Control and Reference fields (in :data:`GUIDE_FIELDS` order) "Read parameters" fills: an image's first
+    ControlNet and Reference (the pictures, which an image does not carry, left as they are), the blanks and no
+    picture for a guide the image was made without (:func:`guide_fields`, as Reuse)."""
     controls, references = read_controls(extra), read_references(extra)
-    control = [controls[0][name] for name in ("kind", "weight", "start", "end")] if controls else [gr.skip()] * 4
-    return [*control, references[0] if references else gr.skip()]
-
-
+    found: dict = {}
+    if controls:
+        found |= {f"control_{name}": controls[0][name] for name in ("kind", "weight", "start", "end")}
+        found["control_image"] = gr.skip()
+    if references:
+        found |= {"reference_weight": references[0], "reference_image": gr.skip()}
+    fields = guide_fields(found)
+    return [fields[name] for name in GUIDE_FIELDS]

@@ -9,12 +9,14 @@ from typing import Any
 import gradio as gr
 
 from masuka.errors import InvalidInput, MasukaError
+from masuka.image.control import FORM_PICTURES as CONTROL_PICTURES
 from masuka.image.control import Control
 from masuka.image.generate import ImageRequest, image_spec, parse_loras
 from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.masks import save_painted_mask
 from masuka.image.outpaint import parse_outpaint
 from masuka.image.preprocess import KINDS
+from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
 from masuka.image.reference import StyleReference
 from masuka.image.tasks import InitImage, open_picture, picture_size
 from masuka.studio import Studio
@@ -32,7 +34,9 @@ TASK_MODES = {"img2img": IMAGE, "inpaint": INPAINT, "outpaint": INPAINT, "edit":
 #: has none (a text-to-image has no strength, an image-to-image no mask blur or padding), so nothing of the task
 #: the form showed before stays
 MODE_BLANKS: dict[str, Any] = {"strength": InitImage.strength, "mask_blur": InitImage.mask_blur, "outpaint": ""}
-#: the Control and Reference settings Reuse sets for an entry made without them (their pictures are emptied too)
+#: the Control and Reference pictures (emptied, with :data:`GUIDE_BLANKS`, for an entry made without them)
+GUIDE_PICTURES = (*CONTROL_PICTURES, *REFERENCE_PICTURES)
+#: the Control and Reference settings Reuse and Read parameters set for an entry or image made without them
 GUIDE_BLANKS: dict[str, Any] = {"control_kind": KINDS[0], "control_weight": Control.weight,
                                 "control_start": Control.start, "control_end": Control.end,
                                 "reference_weight": StyleReference.weight}
@@ -84,8 +88,17 @@ class ModeWidgets:
 
 def mode_request_inputs(mode: str, init_image: str | None, mask: str | None, outpaint: str | None,
                         canvas: dict | None) -> tuple[str | None, str | None, tuple | None]:
-    """(starting image, mask, outpaint padding) as ``mode`` uses them; an empty mode (the API) takes them as given.
-    A mode that starts from a picture refuses to run without it (rather than quietly make a text-to-image)."""
+    """(starting image, mask, outpaint padding) as ``mode`` uses them; an empty mode (the API) takes them as given,
+    a canvas given there (its picture or strokes) making it an Inpaint/Outpaint as in the tab. A mode that starts
+    from a picture refuses to run without it (rather than quietly make a text-to-image); Inpaint/Outpaint takes its
+    picture from the canvas only (the Image mode's, hidden there, is not it)."""
+    canvas = canvas or {}
+    layers = [layer for layer in canvas.get("layers") or [] if layer]
+    if mode == "" and (canvas.get("background") or layers):
+        if init_image:
+            raise InvalidInput("Give the picture to inpaint as init_image (with a mask) or as the canvas's "
+                               "background (with painted layers), not both.")
+        mode = INPAINT
     padding = parse_outpaint(outpaint) if mode in ("", INPAINT) else None
     if mode == IMAGE and not init_image:
         raise InvalidInput("Add the starting image to vary (or choose Text mode).")
@@ -93,10 +106,10 @@ def mode_request_inputs(mode: str, init_image: str | None, mask: str | None, out
         return init_image, (mask if mode == "" else None), padding
     if mode != INPAINT:
         return None, None, None
-    picture = (canvas or {}).get("background") or init_image
+    picture = canvas.get("background")
     if not picture:
         raise InvalidInput("Add the picture to inpaint or outpaint.")
-    painted = save_painted_mask([layer for layer in (canvas or {}).get("layers") or [] if layer], picture)
+    painted = save_painted_mask(layers, picture)
     if painted and mask:
         raise InvalidInput("Paint the mask or give a mask file, not both: clear one of them.")
     mask = painted or mask
@@ -130,11 +143,18 @@ def task_from_parameters(extra: dict[str, str]) -> tuple[Any, Any, Any, Any]:
     return strength, blur, extra.get("Outpaint", MODE_BLANKS["outpaint"]), INPAINT if inpaint else IMAGE
 
 
+def guide_fields(found: dict) -> dict:
+    """``found`` (an entry's or an image's fields) over the Control and Reference fields as the form opens
+    (:data:`GUIDE_BLANKS`, no pictures): Reuse and Read parameters leave nothing of a guide the entry or the image
+    was made without, so the next Generate does not use it."""
+    return {**GUIDE_BLANKS, **dict.fromkeys(GUIDE_PICTURES), **found}
+
+
 def reuse_fields(fields: dict) -> dict:
     """A reused image row's fields plus the mode that redoes its task, the picture on the inpaint canvas (emptied
     in another mode) and the blanks of the mode and guide fields it lacks, so that nothing of the entry reused
     before stays in the form."""
-    fields = {**MODE_BLANKS, **GUIDE_BLANKS, **fields, "mode": TASK_MODES.get(fields.get("task"), TEXT)}
+    fields = {**MODE_BLANKS, **guide_fields(fields), "mode": TASK_MODES.get(fields.get("task"), TEXT)}
     picture = fields.get("init_image") if fields["mode"] == INPAINT else None
     fields["canvas"] = {"background": picture, "layers": [], "composite": picture} if picture else None
     return fields
@@ -155,18 +175,21 @@ def edit_request(prompt, model, images, negative_prompt, steps, guidance, seed, 
 def wire_picture_size(studio: Studio, widgets: ModeWidgets, init_image: gr.Image, model: gr.Dropdown,
                       width: gr.Number, height: gr.Number) -> None:
     """A picture put in the starting image or on the canvas sets the size to its own, rounded to the model's
-    multiple (an edit always takes its first image's size)."""
-    def size_of(value: Any, model_id: str, request: gr.Request):
-        path = value.get("background") if isinstance(value, dict) else value
-        if not path:
-            return gr.skip(), gr.skip()
-        try:
-            return fitted_size(path, image_spec(studio, user_of(request), model_id).size_multiple)
-        except MasukaError:
-            return gr.skip(), gr.skip()
-
+    multiple (an edit always takes its first image's size); one sent there sets it too (:func:`send_picture`)."""
     for source in (init_image, widgets.canvas):
-        source.upload(size_of, [source, model], [width, height], api_visibility="private")
+        source.upload(bind(picture_form_size, studio), [source, model], [width, height], api_visibility="private")
+
+
+def picture_form_size(studio: Studio, value: Any, model_id: str, request: gr.Request = None):
+    """The width and height for a picture (a path, or the canvas's value) put in the form: its size rounded to the
+    model's multiple; left as they are without a picture, for a model not usable here or a picture that is not."""
+    path = value.get("background") if isinstance(value, dict) else value
+    if not path:
+        return gr.skip(), gr.skip()
+    try:
+        return fitted_size(path, image_spec(studio, user_of(request), model_id).size_multiple)
+    except MasukaError:
+        return gr.skip(), gr.skip()
 
 
 def starting_size(mode: str, init_image: str | None, multiple: int) -> tuple[int, int] | None:
@@ -200,11 +223,12 @@ def still_selected(images: list | None, index: int | None) -> int | None:
     return None if index is None or not images else min(index, len(images) - 1)
 
 
-def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio, init_image: gr.Image,
-                 widgets: ModeWidgets) -> gr.State:
-    """Each "Send to" button of a mode puts the selected (else the first) result in that mode's picture field;
-    returns the selected index, which follows the gallery's own (the other tabs' buttons are wired by
-    :func:`send_to_other_tabs` once those tabs are built)."""
+def wire_send_to(studio: Studio, send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio,
+                 init_image: gr.Image, widgets: ModeWidgets, model: gr.Dropdown, size: list[gr.Number]) -> gr.State:
+    """Each "Send to" button of a mode puts the selected (else the first) result in that mode's picture field (and
+    the ``size`` fields, width and height, to the picture's, as an upload does); returns the selected index, which
+    follows the gallery's own (the other tabs' buttons are wired by :func:`send_to_other_tabs` once those tabs are
+    built)."""
     selected = gr.State(None)
 
     def remember(event: gr.SelectData) -> int:
@@ -214,21 +238,23 @@ def wire_send_to(send: dict[str, gr.Button], gallery: gr.Gallery, mode: gr.Radio
     gallery.select(remember, None, selected, **quiet)
     gallery.preview_close(lambda: None, None, selected, **quiet)  # the picture closed: nothing selected
     gallery.change(still_selected, [gallery, selected], selected, **quiet)
-
-    def sender(target: str):
-        def send_to(images: list | None, index: int | None):
-            path = picked(images, index)
-            picture = gr.skip() if target != IMAGE else path
-            canvas = {"background": path, "layers": [], "composite": path} if target == INPAINT else gr.skip()
-            references = [path] if target == EDIT else gr.skip()
-            return target, picture, canvas, references
-        return send_to
-
     for target, button in send.items():
         if target in MODES:
-            button.click(sender(target), [gallery, selected], [mode, init_image, widgets.canvas,
-                                                               widgets.references], api_visibility="private")
+            button.click(bind(send_picture, studio, target), [gallery, selected, model],
+                         [mode, init_image, widgets.canvas, widgets.references, *size], api_visibility="private")
     return selected
+
+
+def send_picture(studio: Studio, target: str, images: list | None, index: int | None, model_id: str,
+                 request: gr.Request = None):
+    """(mode, starting image, canvas, images to edit, width, height) for the picked result sent to the ``target``
+    mode: the picture in that mode's field, the size its own where the mode takes one (Image, Inpaint/Outpaint)."""
+    path = picked(images, index)
+    picture = path if target == IMAGE else gr.skip()
+    canvas = {"background": path, "layers": [], "composite": path} if target == INPAINT else gr.skip()
+    references = [path] if target == EDIT else gr.skip()
+    size = picture_form_size(studio, path, model_id, request) if target in (IMAGE, INPAINT) else (gr.skip(),) * 2
+    return target, picture, canvas, references, *size
 
 
 def send_to_upscale(button: gr.Button, gallery: gr.Gallery, selected: gr.State, panel: Any) -> None:

@@ -12,7 +12,7 @@ from masuka.image.control import Control
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.reference import StyleReference
 from masuka.models.tiny_control import save_tiny_controlnet, save_tiny_ip_adapter
-from masuka.ui.image import READ_GUIDES
+from masuka.ui.image import GUIDE_FIELDS
 from tests.image.guides import point_profile, square_picture
 
 
@@ -67,8 +67,8 @@ def test_generate_image_api_takes_a_control_and_a_reference_and_reuse_redoes_it(
     assert np.array_equal(np.asarray(Image.open(again.path)), np.asarray(Image.open(made))), "Reuse redoes the job"
 
     read = client.predict(handle_file(made), api_name="/read_parameters")
-    guides = read[15:15 + len(READ_GUIDES)]  # after the 15 form fields; Face detail's two follow
-    assert list(guides) == ["canny", 0.8, 0.1, 0.9, 0.6]
+    guides = dict(zip(GUIDE_FIELDS, read[15:15 + len(GUIDE_FIELDS)]))  # after the 15 form fields, then Face detail
+    assert [guides[name] for name in GUIDE_FIELDS if not name.endswith("_image")] == ["canny", 0.8, 0.1, 0.9, 0.6]
 
     plain = generate_images(app.studio, ImageRequest(prompt="a tower", model=model, steps=1, width=64, height=64))
     _kind, fields = reuse_parameters(app.studio, "local", True, f"g{plain[0].id}")

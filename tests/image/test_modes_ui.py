@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gradio as gr
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -9,6 +11,8 @@ from masuka.history.actions import reuse_parameters
 from masuka.image.outpaint import canvas_size
 from masuka.models.synthetic import save_tiny_pipeline
 from masuka.ui.image_modes import reuse_fields, task_from_parameters
+
+SKIP = gr.skip()
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +119,87 @@ def test_edit_mode_hides_the_size_it_does_not_take(studio):
     for mode in MODES:
         assert [ModeWidgets.show(mode)[index]["visible"] for index in sizes] == [mode != "Edit"] * 3
     assert len(ModeWidgets.show("Text")) == len(show.outputs)
+
+
+def test_inpaint_takes_its_picture_from_the_canvas_only(studio, photo):
+    """A picture left in the Image mode (hidden in Inpaint/Outpaint) is not what Generate or Add to queue outpaints
+    when the canvas is empty: refused, as with no picture at all."""
+    from masuka.errors import InvalidInput
+    from masuka.ui import image
+    from masuka.ui.image_modes import INPAINT, mode_request_inputs
+
+    for canvas in (None, {"background": None, "layers": [], "composite": None}):
+        with pytest.raises(InvalidInput, match=r"^Add the picture to inpaint or outpaint\.$"):
+            mode_request_inputs(INPAINT, str(photo), None, "0,16,0,0", canvas)
+    with pytest.raises(InvalidInput, match="Add the picture to inpaint or outpaint"):
+        image.image_request("local", "a fox", "flux-dev", "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0.0,
+                            init_image=str(photo), strength=0.6, outpaint="0,16,0,0", mode=INPAINT)
+
+
+def test_send_to_sets_the_size_to_the_pictures(studio, tiny_model, tmp_path):
+    """A 160x64 result sent to Image (or Inpaint/Outpaint) sets the width and height as an upload does, so an
+    image-to-image does not squash it into the size the form had; Edit takes no size."""
+    from masuka.ui.app import build_app
+    from masuka.ui.image_modes import EDIT, IMAGE, INPAINT, send_picture
+
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (160, 64), "teal").save(wide)
+    gallery, model = [{"image": {"path": str(wide)}, "caption": None}], str(tiny_model("sdxl"))
+    assert send_picture(studio, IMAGE, gallery, None, model)[1:] == (str(wide), SKIP, SKIP, 160, 64)
+    assert send_picture(studio, INPAINT, gallery, 0, model)[4:] == (160, 64)
+    assert send_picture(studio, EDIT, gallery, 0, model)[3:] == ([str(wide)], SKIP, SKIP)
+    demo = build_app(studio)
+    sends = [fn for fn in demo.fns.values() if fn.name == "send_picture"]
+    assert len(sends) == 3 and all([getattr(block, "label", None) for block in fn.outputs][-2:] == ["Width", "Height"]
+                                   for fn in sends), "each Send to button sets the size fields"
+
+
+def test_the_api_inpaints_a_canvas_as_the_tab_does(live_app, tiny_model, photo, tmp_path):
+    """/generate_image given a canvas (its picture, the strokes painted over it) inpaints the strokes, as the
+    Inpaint/Outpaint mode does, rather than ignoring it; a starting image as well is refused."""
+    from gradio_client import Client, handle_file
+
+    stroke = Image.new("RGBA", (80, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(stroke).rectangle((0, 0, 31, 31), fill="white")
+    stroke.save(tmp_path / "stroke.png")
+    canvas = {"background": handle_file(str(photo)), "layers": [handle_file(str(tmp_path / "stroke.png"))],
+              "composite": None}
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    gallery, _seeds, status = client.predict(prompt="a red square", model=str(tiny_model("flux")), steps=1, seed=2,
+                                             canvas=canvas, strength=1.0, mask_blur=0, api_name="/generate_image")
+    out, original = (np.asarray(Image.open(path).convert("RGB")) for path in (gallery[0]["image"], photo))
+    assert status.startswith("Done") and out.shape == original.shape
+    assert (out[32:] == original[32:]).all() and (out[:32, :32] != original[:32, :32]).any()
+    assert app.studio.store.find("generations")[0]["params"]["task"] == "inpaint"
+    with pytest.raises(Exception, match="as init_image .* or as the canvas's background .*, not both"):
+        client.predict(prompt="x", model=str(tiny_model("flux")), init_image=handle_file(str(photo)), canvas=canvas,
+                       api_name="/generate_image")
+
+
+def test_read_parameters_of_an_image_without_guides_empties_them(studio, photo, tmp_path):
+    """An image made without Control or Reference leaves none of those already in the form (their pictures
+    emptied, their settings as the form opens), as Reuse does, so the next Generate does not use them."""
+    from masuka.image.metadata import save_image
+    from masuka.ui import image
+    from masuka.ui.image_modes import GUIDE_BLANKS
+
+    save_image(Image.new("RGB", (64, 64)), tmp_path / "plain.png", "a fox\nSteps: 2, Seed: 1, Size: 64x64")
+    values = image.read_image_parameters(studio, str(tmp_path / "plain.png"))
+    guides = dict(zip(image.GUIDE_FIELDS, values[15:15 + len(image.GUIDE_FIELDS)]))
+    assert guides == {**GUIDE_BLANKS, "control_image": None, "reference_image": None}
+    form = {**guides, "init_image": None}
+    assert not image.image_request("local", "a fox", "flux-dev", "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0.0,
+                                   **form).controls
+
+
+def test_an_edit_image_too_long_for_the_sides_limits_is_refused(studio, kontext, tmp_path):
+    """An edit takes its first image's size: a 4000x64 one has no size within 64-2048 of its shape, and is refused
+    rather than squashed to 2048x64."""
+    from masuka.errors import InvalidInput
+    from masuka.image.generate import ImageRequest, plan_request
+
+    Image.new("RGB", (4000, 64), "navy").save(tmp_path / "strip.png")
+    with pytest.raises(InvalidInput, match=r"^The first image to edit is 4000x64: .* 64-2048 pixels a side"):
+        plan_request(studio, ImageRequest(prompt="make it red", model=str(kontext),
+                                          references=[tmp_path / "strip.png"]))

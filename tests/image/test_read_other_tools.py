@@ -21,7 +21,7 @@ from masuka.ui.image_modes import task_from_parameters
 SKIP = gr.skip()
 #: read_image_parameters' outputs by name, in order (then the guides)
 OUTPUTS = ("prompt", "negative", "model", "steps", "guidance", "width", "height", "seed", "loras", "summary",
-           "strength", "mask_blur", "outpaint", "mode", "sampler", *image.READ_GUIDES, "face_detail", "face_strength")
+           "strength", "mask_blur", "outpaint", "mode", "sampler", *image.GUIDE_FIELDS, "face_detail", "face_strength")
 FORGE = ("a fox\nSteps: 20, Sampler: {sampler}, Schedule type: {schedule}, CFG scale: 1, Distilled CFG Scale: 3.5, "
          "Seed: 1, Size: 896x1152, Model hash: 4610115bb0, Model: {model}")
 

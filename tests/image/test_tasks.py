@@ -10,10 +10,11 @@ from PIL import Image, ImageFilter
 
 from masuka.cli import main
 from masuka.errors import InvalidInput
-from masuka.image.generate import ImageRequest, generate_images
+from masuka.image.generate import ImageRequest, generate_images, plan_request
 from masuka.image.metadata import parse_parameters, read_parameters
-from masuka.image.tasks import InitImage, auto_task_class, fill_masked
+from masuka.image.tasks import MIN_STRENGTH, InitImage, auto_task_class, fill_masked, picture_size
 from masuka.models import architectures
+from masuka.ui.image_modes import fitted_size
 from tests.image.conftest import striped_pictures
 
 
@@ -324,3 +325,56 @@ def test_a_model_of_no_known_architecture_gets_diffusers_task_class_without_a_th
     assert built == [cls.__name__]
     with pytest.raises(InvalidInput, match="no inpainting or outpainting pipeline in diffusers"):
         auto_task_class("StableDiffusion3PAGPipeline", "inpaint")
+
+
+def test_a_picture_past_the_sides_limits_keeps_its_shape_or_is_refused(studio, tiny_model, tmp_path, capsys):
+    """Both sides scale by one factor into 64-2048 before rounding to the multiple (a 4032x3024 photo is not made
+    square); a shape no size there has (4000x64) is refused, naming the picture and the limits."""
+    assert picture_size((4032, 3024), 8, 64, 2048) == (2048, 1536)
+    assert picture_size((3000, 1000), 8, 64, 2048) == (2048, 680)
+    assert picture_size((8, 8), 16, 64, 2048) == (64, 64) and picture_size((100, 32), 16, 64, 2048) == (192, 64)
+    with pytest.raises(InvalidInput, match=r"^The init image is 4000x64: .* 64-2048 pixels a side"):
+        picture_size((4000, 64), 8, 64, 2048, "init image")
+    model = str(tiny_model("sdxl"))
+    Image.new("RGB", (3000, 1000), "navy").save(tmp_path / "wide.png")
+    plan = plan_request(studio, ImageRequest(prompt="a boat", model=model, init=InitImage(tmp_path / "wide.png", 0.5)))
+    assert (plan.width, plan.height) == (2048, 680)
+    Image.new("RGB", (4000, 64), "navy").save(tmp_path / "strip.png")
+    code = main(["generate", "--data-dir", str(tmp_path / "data"), "--model", model, "--prompt", "a boat",
+                 "--init-image", str(tmp_path / "strip.png"), "--strength", "0.5"])
+    assert code == 2 and "The init image is 4000x64" in capsys.readouterr().err
+    with pytest.raises(InvalidInput, match="The picture is 4000x64"):
+        fitted_size(str(tmp_path / "strip.png"), 8)
+
+
+def test_an_inpaint_records_the_size_it_saves_and_reuse_remakes_it(studio, tiny_model, tmp_path):
+    """Pasted back onto its 100x84 picture, an inpaint (run at 96x80) records 100x84 in its row and PNG; Reuse of
+    that row in the Inpaint/Outpaint mode runs at 96x80 again and remakes the same image."""
+    from masuka.history.actions import reuse_parameters
+    from masuka.ui.image import GENERATE_FIELDS, image_request
+    from masuka.ui.image_modes import reuse_fields
+
+    photo, mask = striped_pictures(tmp_path, 100, 84, (24, 16, 71, 63))
+    result = run(studio, tiny_model("flux"), init=InitImage(photo, strength=0.8, mask=mask))
+    row = studio.store.get("generations", result.id)
+    parameters = parse_parameters(read_parameters(result.path))
+    assert Image.open(result.path).size == (row["width"], row["height"]) == (parameters.width, parameters.height) \
+        == (100, 84)
+    fields = reuse_fields(reuse_parameters(studio, "local", False, f"g{row['id']}")[1])
+    again = generate_images(studio, image_request("local", *[fields.get(name) for name in GENERATE_FIELDS]))[0]
+    assert np.array_equal(pixels(again), pixels(result)), "Reuse remakes the same image"
+
+
+def test_the_strength_has_one_lower_limit_everywhere(studio, tiny_model, pictures):
+    """The domain's least strength is the form's slider minimum and step (the API takes the slider's range); below
+    it the CLI and the REST APIs are refused alike."""
+    from masuka.ui.app import build_app
+
+    (slider,) = [block for block in build_app(studio).blocks.values() if getattr(block, "label", None) == "Strength"]
+    assert slider.minimum == slider.step == MIN_STRENGTH == 0.01
+    model = str(tiny_model("sdxl"))
+    with pytest.raises(InvalidInput, match=r"must be at least 0.01 and at most 1 \(got 0.005\)"):
+        plan_request(studio, ImageRequest(prompt="a boat", model=model, init=InitImage(pictures[0], 0.005)))
+    plan = plan_request(studio, ImageRequest(prompt="a boat", model=model, steps=4,
+                                             init=InitImage(pictures[0], MIN_STRENGTH)))
+    assert plan.steps == 100, "the steps raised so that one runs"
