@@ -23,7 +23,9 @@ OPTIMIZERS = {"adamw": None, "adamw8bit": "bitsandbytes", "adafactor": "transfor
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 PRECISIONS = ("bf16", "fp8")
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 2048
-MAX_RANK = 128
+MIN_RANK, MAX_RANK = 1, 128
+#: caption dropout is a fraction from 0 to below this (the Train tab's slider ends here; the check refuses it)
+CAPTION_DROPOUT_BELOW = 1.0
 MAX_STEPS = 100_000
 
 #: the longest LoRA name: with ``.safetensors`` and a ``-N`` suffix its file name stays far below 255 bytes
@@ -124,7 +126,7 @@ def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
 def check_options(options: TrainOptions, architecture: str, size_multiple: int) -> None:
     """Refuse options that cannot train, naming the field and an acceptable value."""
     whole_number("Steps", options.steps, 1, MAX_STEPS)
-    whole_number("Rank", options.rank, 1, MAX_RANK)
+    whole_number("Rank", options.rank, MIN_RANK, MAX_RANK)
     whole_number("Batch size", options.batch_size, 1, 64)
     whole_number("Gradient accumulation", options.grad_accum, 1, 128)
     resolution = whole_number("Resolution", options.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
@@ -138,8 +140,9 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
         raise InvalidInput(f"Learning rate must be above 0 and at most 1 (got {options.lr:g}); 1e-4 is typical.")
     if not 0 < float(options.alpha) <= 4 * MAX_RANK:
         raise InvalidInput(f"Alpha must be above 0 and at most {4 * MAX_RANK} (got {options.alpha:g}).")
-    if not 0 <= float(options.caption_dropout) < 1:
-        raise InvalidInput(f"Caption dropout must be from 0 to below 1 (got {options.caption_dropout:g}).")
+    if not 0 <= float(options.caption_dropout) < CAPTION_DROPOUT_BELOW:
+        raise InvalidInput(f"Caption dropout must be from 0 to below {CAPTION_DROPOUT_BELOW:g} "
+                           f"(got {options.caption_dropout:g}).")
     whole_number("Warm-up steps", options.warmup_steps, 0, options.steps - 1)
     whole_number("Sample every", options.sample_every, 0, MAX_STEPS)
     whole_number("Sample steps", options.sample_steps, 1, 200)

@@ -77,9 +77,10 @@ def _hub_pipeline(studio: Studio, spec: ModelSpec) -> str:
 
 def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, backend: str = "local",
                destination: str = "") -> int:
-    """Check the options and record a queued run (not started); returns its id. A remote ``backend`` (fal,
-    Replicate) trains on the service's GPUs (:mod:`masuka.training.backends.remote`). A LoRA name given must be
-    free now; one taken by the time the run ends gets a suffix (:func:`free_lora_name`)."""
+    """Check the options and the owner's share of queued jobs, then record a queued run (not started); returns its
+    id. A refusal leaves no row and no run folder. A remote ``backend`` (fal, Replicate) trains on the service's
+    GPUs (:mod:`masuka.training.backends.remote`). A LoRA name given must be free now; one taken by the time the
+    run ends gets a suffix (:func:`free_lora_name`)."""
     from masuka.training.backends import LOCAL, check_backend
 
     if options.name:
@@ -90,6 +91,7 @@ def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, b
 
         return create_remote_run(studio, options, backend, owner, destination)
     options, spec, architecture, data = check_training(studio, options, owner)
+    studio.runner().check_share(owner)
     options = with_warmup(options)
     run_id = studio.runner().create(
         KIND, owner, title=f"{data.name} on {spec.id}", model=spec.id, step=0, total=options.steps,
@@ -360,6 +362,10 @@ def _resumable(studio: Studio, run_id: Any, owner: str, admin: bool, restoring: 
     row = _run_row(studio, run_id, owner, admin)
     if row.status not in RESUMABLE:
         raise InvalidInput(f"Run {row.id} is {row.status}: only a stopped, interrupted or failed run resumes.")
+    if _remote(row):
+        from masuka.training.backends.remote import check_resumable
+
+        check_resumable(row)
     if not restoring:
         studio.runner().check_share(row.owner, row.id)
     return row

@@ -18,7 +18,16 @@ from masuka.studio import Studio
 from masuka.training.backends import BACKENDS, LOCAL, REMOTE_BACKENDS, check_backend, trainer_catalog
 from masuka.training.backends.remote import check_remote_run, destination_services, price_line
 from masuka.training.data import dataset_choices
-from masuka.training.options import MAX_STEPS, OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
+from masuka.training.options import (
+    CAPTION_DROPOUT_BELOW,
+    MAX_RANK,
+    MAX_STEPS,
+    MIN_RANK,
+    OPTIMIZERS,
+    PRESETS,
+    SCHEDULERS,
+    TrainOptions,
+)
 from masuka.training.runs import (
     list_runs,
     request_stop,
@@ -114,7 +123,8 @@ def _options() -> tuple[dict[str, Component], gr.Markdown]:
         steps = gr.Number(1000, label="Steps")
         # empty (0): what the CLI takes without --lr, so a remote trainer gets none and uses its own default
         lr = gr.Number(None, label="Learning rate (0 = default)", info="Empty: 1e-4, or a remote trainer's own")
-        rank = gr.Slider(4, 128, value=16, step=4, label="Rank")
+        # the ranges are the checks' (options.py): the API takes what the CLI takes
+        rank = gr.Slider(MIN_RANK, MAX_RANK, value=16, step=1, label="Rank")
         # Gradio's number box shows 0 for no value (and sends 0): the label says what the box shows
         alpha = gr.Number(None, label="Alpha (0 = the rank)", info="Empty: the rank")
     with gr.Accordion("More options", open=False):
@@ -127,7 +137,7 @@ def _options() -> tuple[dict[str, Component], gr.Markdown]:
             scheduler = gr.Dropdown(list(SCHEDULERS), value="constant", label="LR scheduler")
             warmup = gr.Number(0, label="Warm-up steps")
         with gr.Row():
-            dropout = gr.Slider(0, 0.5, value=0.05, step=0.01, label="Caption dropout")
+            dropout = gr.Slider(0, CAPTION_DROPOUT_BELOW, value=0.05, step=0.01, label="Caption dropout")
             seed = gr.Number(42, label="Seed")
         prompts = gr.Textbox("", label="Sample prompts (one a line)", lines=2)
         with gr.Row():

@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, ProviderError
 from masuka.loras.files import inspect_lora
 from masuka.testing.http import Fault
 from masuka.testing.training import KEY, FakeTrainer
@@ -399,10 +399,40 @@ def test_a_run_that_died_while_its_create_request_was_in_flight_is_never_sent_ag
     state = studio.store.get("jobs", run_id)["state"]
     studio.store.update("jobs", run_id, status="interrupted", state={**state, "submitting": True,
                                                                       "upload": "https://files.test/d.zip"})
-    resume_run(studio, run_id)
-    studio.jobs.wait(run_id, timeout=30)
+    with pytest.raises(InvalidInput, match=f"Run {run_id} needs attention: MASUKA sent this run to fal but never "
+                                           "heard back"):
+        resume_run(studio, run_id)
     row = studio.store.get("jobs", run_id)
-    assert row["status"] == "interrupted" and "Needs attention" in row["error"] and server.creates == 0
+    assert row["status"] == "interrupted" and server.creates == 0
+
+
+def test_resume_of_a_run_that_needs_attention_is_refused_in_the_same_words_everywhere(studio, trainer):
+    """A run whose create request got no answer (a 504) is never sent again: its Resume, from the Train tab, the
+    API or the CLI, is refused up front instead of queueing it only to fall back to ``interrupted``."""
+    from masuka.ui import train as train_tab
+
+    server = trainer("fal")
+    add_dataset(studio)
+    server.fault("create", 504)
+    run_id = start_training(studio, options(), backend="fal")
+    row = studio.jobs.wait(run_id, timeout=30)
+    assert row.status == "interrupted" and row.error.startswith("Needs attention: MASUKA sent this run to fal")
+    refusal = (f"Run {run_id} needs attention: MASUKA sent this run to fal but never heard back, so it may have been "
+               "accepted (and charged): check your fal dashboard. Start a new run to train again.")
+    sent, log = len(server.requests), row.log
+    with pytest.raises(InvalidInput) as refused:
+        resume_run(studio, run_id)
+    assert str(refused.value) == refusal
+    with pytest.raises(gr.Error) as shown:  # the Train tab's Resume (its price check refuses it the same way)
+        train_tab.resume_or_confirm(studio, run_id)
+    assert shown.value.message == refusal
+    done = subprocess.run([sys.executable, "-m", "masuka", "train", "--resume", str(run_id), "--data-dir",
+                           str(studio.config.data_dir)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (done.returncode, done.stderr.strip()) == (2, f"error: {refusal}")
+    after = studio.store.get("jobs", run_id)
+    assert (after["status"], after["error"], after["log"]) == ("interrupted", row.error, log)
+    assert len(server.requests) == sent
 
 
 
@@ -479,6 +509,11 @@ def test_a_cancel_the_service_does_not_take_leaves_the_run_to_stop_again(studio,
     assert row["status"] == "interrupted" and row["state"]["ref"]["id"] == "job1"
     assert "Stop could not cancel the job at Replicate" in row["error"] and "HTTP 503" in row["error"]
     assert not server.jobs["job1"]["cancelled"]
+    with pytest.raises(ProviderError) as again:  # Stop again, still not taken: refused as the first Stop was
+        request_stop(studio, run_id)
+    assert str(again.value) == row["error"] and "may still run, and be charged" in row["error"]
+    status = run_status(studio, run_id)
+    assert status["status"] == "interrupted" and status["log"].endswith(f" {row['error']}")
     server.faults.clear()
     assert request_stop(studio, run_id)["status"] == "cancelled"  # Stop again: the cancel is sent again
     assert server.jobs["job1"]["cancelled"] and "cancelled at Replicate too" in run_status(studio, run_id)["error"]
@@ -702,3 +737,31 @@ def test_an_option_is_named_as_the_train_tab_labels_it():
         fields, _cost = train_tab._options()
     shown = {name: box.label for name, box in fields.items() if name in OPTION_NAMES}
     assert len(shown) >= 15 and all(label.startswith(OPTION_NAMES[name][0]) for name, label in shown.items())
+
+
+def test_a_start_beyond_the_users_share_leaves_no_run_and_shows_no_confirmation(tmp_path, trainer, tiny_model):
+    """The per-user queue limit refuses a start before anything is recorded (no failed run to list or resume, no
+    run folder), and a remote one before its billed confirmation is offered."""
+    from masuka import jobs
+    from masuka.config import Config
+    from masuka.errors import GPUBusy
+    from masuka.studio import Studio
+    from masuka.ui import train as train_tab
+
+    server = trainer("fal")
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="ann:pw", max_queued_per_user=1))
+    try:
+        add_dataset(studio, owner="ann")
+        jobs.create(studio.store, "download", "ann")  # ann's one queued job
+        full = "You already have 1 jobs queued or running"
+        with pytest.raises(GPUBusy, match=full):
+            start_training(studio, options(), "ann", backend="fal")
+        with pytest.raises(GPUBusy, match=full):
+            start_training(studio, options(base=str(tiny_model("flux")), preset="24gb", steps=1, resolution=64), "ann")
+        with pytest.raises(gr.Error, match=full):  # Train's click: no "Yes, train on fal.ai for about $…"
+            train_tab.train_or_confirm(studio, "fox", "flux-dev", steps=4, backend="fal",
+                                       request=gr.Request(username="ann"))
+        assert studio.store.find("jobs", "kind = 'train'") == [] and server.requests == []
+        assert not list(studio.config.runs_dir.glob("run-*"))
+    finally:
+        studio.close()

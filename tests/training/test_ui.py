@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import gradio as gr
@@ -39,6 +40,39 @@ def test_start_watch_and_stop_through_the_api(live_app, tiny_model):
         add_dataset(app.studio, "empty", images=0)
         client.predict("empty", str(tiny_model("sd3")), "12gb", 3, 1e-3, 4, 4, 0, 1, 64, "adamw", "constant", 0,
                        0.05, 7, "", 0, 0, 2, api_name="/start_training")
+
+
+def test_the_api_takes_the_ranks_and_caption_dropouts_the_cli_takes_and_refuses_the_others_alike(live_app,
+                                                                                                    tiny_model):
+    """The Train tab's sliders span the checks' ranges (options.py): rank 2 and caption dropout 0.7 start a run
+    through the API as through the CLI; a value out of range is refused naming the same limit."""
+    from masuka.errors import InvalidInput
+    from masuka.training.options import TrainOptions
+    from masuka.training.runs import start_training
+
+    app = live_app()
+    add_dataset(app.studio)
+    client = Client(app.url, verbose=False)
+    base = str(tiny_model("flux"))
+
+    def start(rank, dropout):
+        return client.predict("fox", base, "24gb", 1, 1e-3, rank, 0, 0, 1, 64, "adamw", "constant", 0, dropout, 7,
+                              "", 0, 0, 2, "local", "", api_name="/start_training")
+
+    started = start(2, 0.7)
+    params = jobs.get(app.studio.store, started["run"]).params
+    assert (params["rank"], params["caption_dropout"]) == (2, 0.7)
+    assert app.studio.jobs.wait(started["run"], timeout=WAIT_S).status == "completed"
+    for rank, dropout, cli_says, api_says in [
+        (0, 0.05, "Rank must be between 1 and 128 (got 0)", "Rank must be at least 1 (got 0)"),
+        (129, 0.05, "Rank must be between 1 and 128 (got 129)", "Rank must be at most 128 (got 129)"),
+        (16, 1.0, "Caption dropout must be from 0 to below 1 (got 1)", None),
+    ]:
+        with pytest.raises(InvalidInput, match=re.escape(cli_says)):  # what the CLI prints after "error: "
+            start_training(app.studio, TrainOptions("fox", base, steps=1, preset="24gb", lr=1e-3, rank=rank,
+                                                    caption_dropout=dropout, resolution=64))
+        with pytest.raises(Exception, match=re.escape(api_says or cli_says)):
+            start(rank, dropout)
 
 
 def test_the_alpha_field_starts_empty_so_alpha_follows_the_rank(studio, tiny_model):

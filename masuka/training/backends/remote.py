@@ -123,14 +123,16 @@ def _filled(options: TrainOptions, profile: architectures.Profile) -> TrainOptio
 def check_remote_run(studio: Studio, options: TrainOptions, backend: str, owner: str = LOCAL_USER,
                      destination: str = "") -> tuple[dict, float, TrainingSet]:
     """Everything that can refuse a remote run without sending a request or writing a row (the Train tab asks it
-    before showing its confirmation): the trainer entry, the estimated price and the dataset; :class:`InvalidInput`
-    (or :class:`NotFound` for an unknown dataset) otherwise."""
+    before showing its confirmation), the owner's share of queued jobs included: the trainer entry, the estimated
+    price and the dataset; :class:`InvalidInput` (:class:`NotFound` for an unknown dataset, :class:`GPUBusy` for a
+    full share) otherwise."""
     entry, price = estimate_remote(backend, options.base, options.steps)
     cls = remote_backends()[backend]
     check_remote_options(options, backend, entry)
     if options.push_to_hub:
         check_hub_repo(options.push_to_hub, studio.keys.get(HUGGINGFACE))
     service_key(studio, cls, owner)
+    studio.runner().check_share(owner)
     if cls.needs_destination and "/" not in (destination or ""):
         label = cls.service.label
         raise InvalidInput(f"Training on {label} needs a destination model of yours (owner/name): create it on "
@@ -204,6 +206,10 @@ def cancel_interrupted_run(studio: Studio, row: jobs.JobRow) -> None:
     trainer = _trainer(studio, row.state["backend"], row.owner)
     try:
         trainer.cancel(row.state["ref"])
+    except ProviderError as error:  # the run stays interrupted with its job, as a Stop while it runs leaves it
+        message = _not_cancelled(trainer.service.label, error)
+        jobs.log_line(studio.store, row.id, message)
+        raise ProviderError(message, error.status) from None
     finally:
         trainer.close()
     jobs.finish(studio.store, row.id, "cancelled", str(Cancelled(f"cancelled at {trainer.service.label} too")),
@@ -381,11 +387,15 @@ def _check_stop(ctx: JobContext, trainer: RemoteTrainer, state: dict) -> None:
             ctx.log(f"{label} did not cancel the job ({error}): it had ended already")
             jobs.update(ctx.store, ctx.job_id, stop_requested=0)
             return
-        raise _Interrupted(f"Stop could not cancel the job at {label} ({error}): it may still run, and be charged, "
-                           "there. Stop again to retry; the app follows the job again when it starts (or Resume)."
-                           ) from None
+        raise _Interrupted(_not_cancelled(label, error)) from None
     _save(ctx.store, ctx.job_id, state, "cancelled")
     raise Cancelled(f"cancelled at {label} too")
+
+
+def _not_cancelled(label: str, error: ProviderError) -> str:
+    """What a Stop says when the service ``label`` did not take the cancel: the job may go on (and bill) there."""
+    return (f"Stop could not cancel the job at {label} ({error}): it may still run, and be charged, there. Stop again "
+            "to retry; the app follows the job again when it starts (or Resume).")
 
 
 def _ended(trainer: RemoteTrainer, ref: dict) -> bool:
@@ -402,7 +412,19 @@ def _save(store: Store, run_id: int, state: dict, phase: str, note: str = "", **
 
 
 def _needs_attention(studio: Studio, run_id: int, trainer: RemoteTrainer) -> None:
-    label = trainer.service.label
-    jobs.finish(studio.store, run_id, "interrupted", (
-        f"Needs attention: MASUKA sent this run to {label} but never heard back, so it may have been accepted (and "
-        f"charged). Look at your {label} dashboard; MASUKA does not send it again by itself."))
+    jobs.finish(studio.store, run_id, "interrupted",
+                f"Needs attention: {_unanswered(trainer.service.label)}; MASUKA does not send it again by itself.")
+
+
+def check_resumable(row: jobs.JobRow) -> None:
+    """Refuse a Resume of a run whose create request may have arrived unanswered ("Needs attention"): MASUKA never
+    sends it again, so a Resume could only end where it started."""
+    if row.state.get("submitting"):
+        label = remote_backends()[row.state["backend"]].service.label
+        raise InvalidInput(f"Run {row.id} needs attention: {_unanswered(label)}. Start a new run to train again.")
+
+
+def _unanswered(label: str) -> str:
+    """Why a run whose create request got no answer needs its user: it may run (and bill) at ``label``."""
+    return (f"MASUKA sent this run to {label} but never heard back, so it may have been accepted (and charged): "
+            f"check your {label} dashboard")
