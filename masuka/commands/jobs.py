@@ -38,12 +38,15 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from masuka.video.jobs import KIND, billed_cost
+
     studio = open_studio(args)
     kind = ALIASES.get(args.kind, args.kind)
     where, values = ("kind = ?", [kind]) if kind else (None, [])
     rows = studio.store.find("jobs", where, values, order_by="id desc", limit=args.limit)
     listed = [{column: row[column] for column in COLUMNS} | {"external_id": row["external_id"],
-              "created_at": row["created_at"], "result": absolute_files(studio, row["result"])} for row in rows]
+              "created_at": row["created_at"], "result": absolute_files(studio, row["result"])}
+              | ({"cost_usd": billed_cost(jobs.JobRow.from_row(row))} if row["kind"] == KIND else {}) for row in rows]
     lines = [f"{r['id']:>5} {r['kind']:<9} {r['status']:<12} {100 * (r['progress'] or 0):>4.0f}% "
              f"{r['provider'] or '':<7} {r['model'] or '':<28} {(r['title'] or '')[:40]}"
              + (f"  [{r['error'][:80]}]" if r["error"] else "") for r in listed]

@@ -39,8 +39,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.video.jobs import estimate, start_video
-    from masuka.video.request import VideoRequest, lifecycle_warnings
+    from masuka.video.jobs import estimate, quote, start_video
+    from masuka.video.request import VideoRequest
 
     request = VideoRequest(provider=args.provider, model=args.model, prompt=args.prompt, seconds=args.seconds,
                            size=args.size, aspect=args.aspect, image=args.image, negative_prompt=args.negative_prompt,
@@ -48,17 +48,16 @@ def run(args: argparse.Namespace) -> int:
                            last_frame=args.last_frame, references=args.reference, source_video=args.source_video,
                            audio=args.audio)
     plan = estimate(request)
+    studio = open_studio(args)  # provider health is kept in the data dir
+    priced = quote(studio.store, plan)  # as the Video tab's cost line gives it
     target = plan.primary
     clips = " + ".join(f"{s} s" for s in target.segments)
-    summary = f"{target.provider} {target.model}, {plan.size}, {clips}: estimated ${target.cost_usd:.2f}"
-    warnings = lifecycle_warnings(plan)
-    summary += "".join(f"\nwarning: {warning}" for warning in warnings)
+    summary = "\n".join([f"{target.provider} {target.model}, {plan.size}, {clips}: estimated ${target.cost_usd:.2f}",
+                         *priced.fallbacks, *(f"warning: {warning}" for warning in priced.warnings)])
     if args.estimate:
-        emit(args, {"provider": target.provider, "model": target.model, "size": plan.size,
-                    "segments": target.segments, "cost_usd": target.cost_usd, "warnings": warnings}, summary)
+        emit(args, priced.to_json(), summary)
         return 0
     progress_line(args, summary)
-    studio = open_studio(args)
     job_id = start_video(studio, request)
     return report_job(args, studio, job_id)
 
@@ -79,14 +78,14 @@ def wait_job(args: argparse.Namespace, studio, job_id: int) -> dict:
     """Wait for a video job with progress lines on stderr (and an ``error:`` line unless it completed); its result
     as ``--json`` prints it."""
     from masuka.jobs import JobRow
-    from masuka.video.jobs import leave_video, phase, wait_video
+    from masuka.video.jobs import billed_cost, leave_video, phase, wait_video
 
     def on_progress(row: JobRow) -> None:
         if row.provider == "local":  # denoising steps of the whole chain
             step = f" step {row.step or 0}/{row.total}" if row.total else ""
         else:  # the clip being made
             step = f" clip {min((row.step or 0) + 1, row.total)}/{row.total}" if (row.total or 0) > 1 else ""
-        why = row.state.get("note") or ("" if row.finished else row.error)  # why a paid job waits, say
+        why = "" if row.finished else row.state.get("note") or row.error  # why a paid job waits, say, until it ends
         note = f" ({why})" if why else ""
         progress_line(args, f"job {job_id}: {phase(row)}{step} {100 * (row.progress or 0):.0f}%{note}")
 
@@ -100,4 +99,4 @@ def wait_job(args: argparse.Namespace, studio, job_id: int) -> dict:
         progress_line(args, f"error: job {job_id} {row.status}: {row.error}")
     return {"job": job_id, "status": row.status, "video": str(studio.config.absolute(video)) if video else None,
             "provider_job_id": row.external_id, "provider": row.provider, "model": row.model,
-            "cost_usd": row.cost_usd, "error": row.error}
+            "cost_usd": billed_cost(row), "error": row.error}

@@ -23,19 +23,22 @@ from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable
 from masuka.validation import whole_number
 from masuka.video.availability import offered_providers
 from masuka.video.catalog import LOCAL, durations_for, lifecycle, listed_models, model_entry, video_catalog
-from masuka.video.jobs import cancel_video, estimate, job_route, start_video, video_jobs
+from masuka.video.jobs import cancel_video, estimate, job_route, quote, start_video, video_jobs
 from masuka.video.request import (
     MAX_TOTAL_SECONDS,
     SOUND,
-    Target,
+    VideoPlan,
     VideoRequest,
     clip_segments,
     lifecycle_warnings,
+    made_as,
     negative_prompt_use,
     source_seconds,
 )
 
 COLUMNS = ["job", "created", "status", "phase", "progress", "provider", "model", "est. $", "prompt", "error"]
+#: the column an admin's table adds when it lists every user's jobs
+OWNER_COLUMN = "owner"
 CHAIN_LENGTHS = (15, 20, 30, 45, MAX_TOTAL_SECONDS)
 REFRESH_S = 2.0
 
@@ -96,7 +99,7 @@ def build(ctx: UIContext) -> None:
     studio = ctx.studio
     with gr.Row():
         with gr.Column(scale=2):
-            form = _form()
+            form = _form(studio)
         with gr.Column(scale=3):
             panel = _jobs_panel()
     timer = gr.Timer(REFRESH_S)
@@ -115,16 +118,17 @@ def build(ctx: UIContext) -> None:
     # be overtaken by the estimate made from the field's old value.
     priced = dict(api_visibility="private", concurrency_limit=1, concurrency_id="video_price")
     price_form = form.pick(PRICE_FIELDS)
+    priced_by = bind(price, studio)
     for component in form.pick(tuple(name for name in PRICE_FIELDS if name != "prompt")):
-        component.change(price, price_form, form.cost, **priced)
-    form.prompt.blur(price, price_form, form.cost, **priced)
+        component.change(priced_by, price_form, form.cost, **priced)
+    form.prompt.blur(priced_by, price_form, form.cost, **priced)
     form.run.click(bind(generate_video, studio), form.pick(GENERATE_FIELDS), [panel.job, form.message],
                    api_name="generate_video").then(listed, None, status_outputs, **private)
     timer.tick(listed, None, status_outputs, **private)
     panel.cancel.click(bind(cancel_video_job, studio), panel.job, form.message, api_name="cancel_video")
 
 
-def _form() -> VideoForm:
+def _form(studio: Studio) -> VideoForm:
     """Prompt, frames, provider and model with their limits, fallbacks, the price and Generate."""
     providers = offered_providers()
     first = next(key for key in providers if listed_models(key))
@@ -159,7 +163,7 @@ def _form() -> VideoForm:
                            info="Used when the provider is unhealthy, unreachable or refuses the model. A provider "
                                 "alone gets its first active model that makes this video; or pick (or type) "
                                 "provider:model")
-    cost = gr.Markdown(price(first, first_model, None, None, None, [], ""), elem_id="video-cost")
+    cost = gr.Markdown(price(studio, first, first_model, None, None, None, [], ""), elem_id="video-cost")
     health = gr.Markdown(label="Provider health", elem_id="video-health")
     run = gr.Button("Generate", variant="primary")
     message = gr.Markdown(label="Message")
@@ -257,21 +261,29 @@ def generate_video(studio: Studio, prompt: str, provider: str, model: str, secon
                                           fallback, owner=user_of(request), last_frame=last_frame,
                                           source_video=source_video, references=references, sound=sound))
     row = jobs.get(studio.store, job_id)
+    warnings = lifecycle_warnings(VideoPlan.from_params(row.params))
     return job_id, (f"Job {job_id} started with {row.provider} {job_route(row)} (estimated "
-                    f"${row.cost_usd or 0:.2f}). It keeps running if you close this tab.")
+                    f"${row.cost_usd or 0:.2f}). It keeps running if you close this tab."
+                    + "".join(f"\n\n⚠️ {warning}" for warning in warnings))
 
 
 def video_status(studio: Studio, request: gr.Request = None):
-    """Video jobs of the user (newest first), finished videos, the latest video, provider health and a line on
-    the newest job (with the reason when it failed)."""
-    rows = video_jobs(studio, user_of(request), is_admin(studio, request))
+    """Video jobs of the user (newest first; an admin of a shared app sees everyone's, with their owners),
+    finished videos, the user's own latest video, provider health and a line on the user's own newest job (with
+    the reason when it failed)."""
+    user, admin = user_of(request), is_admin(studio, request)
+    everyone = admin and studio.config.multi_user  # an admin of a shared app: other users' jobs are listed
+    rows = video_jobs(studio, user, admin)
+    own = video_jobs(studio, user) if everyone else rows
     data = [[r["id"], (r["created_at"] or "")[:19].replace("T", " "), r["status"], r["phase"],
              f"{100 * (r['progress'] or 0):.0f}%", r["provider"], r["route"], r["cost_usd"],
-             (r["title"] or "")[:60], r["error"] or ""] for r in rows]
+             (r["title"] or "")[:60], r["error"] or "", *([r["owner"]] if everyone else [])] for r in rows]
+    table = {"headers": [*COLUMNS, *([OWNER_COLUMN] if everyone else [])], "data": data}
     videos = [(str(r["video"]), f"#{r['id']} {r['model']}") for r in rows if r["video"]]
+    latest = next((str(r["video"]) for r in own if r["video"]), None)
     unhealthy = HealthTracker(studio.store, RemoteSettings.from_env()).report()
     notes = "\n\n".join(f"⚠️ {text}" for text in unhealthy.values())
-    return data, videos, videos[0][0] if videos else None, notes, _job_line(rows[0]) if rows else ""
+    return table, videos, latest, notes, _job_line(own[0]) if own else ""
 
 
 @friendly
@@ -283,31 +295,20 @@ def cancel_video_job(studio: Studio, job: int | str | None, request: gr.Request 
     return f"Job {row['id']}: cancel requested ({row['status']})."
 
 
-def price(provider_id, model_id, seconds, size, image, fallback, prompt, last_frame=None, source_video=None,
-          references=None, sound="default", negative_prompt="") -> str:
-    """The cost line under the form: the whole chain's price, or what is wrong with the choice."""
+def price(studio: Studio, provider_id, model_id, seconds, size, image, fallback, prompt, last_frame=None,
+          source_video=None, references=None, sound="default", negative_prompt="") -> str:
+    """The cost line under the form: the whole chain's price with its warnings (:func:`quote`, as
+    ``video --estimate`` gives them), or what is wrong with the choice."""
     try:
         plan = estimate(_request(provider_id, model_id, prompt or "-", seconds, size, image, negative_prompt, fallback,
                                  last_frame=last_frame, source_video=source_video, references=references,
                                  sound=sound))
     except MasukaError as error:
         return f"⚠️ {error}"
-    lines = [f"**Estimated cost: ${plan.primary.cost_usd:.2f}** {_made_as(plan.primary, f' at {plan.size}')}"]
-    lines += [f"⚠️ {warning}" for warning in lifecycle_warnings(plan)]
-    lines += [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f} {_made_as(t)}" for t in plan.targets[1:]]
-    return "\n\n".join(lines)
-
-
-def _made_as(target: Target, where: str = "") -> str:
-    """How long a target's video is (then ``where``, e.g. " at 1280x720") and, when it takes several clips, how
-    they make it: "for 15 s (2 clips chained: 10 s + 5 s)"."""
-    seconds = f"for {sum(target.segments)} s{where}"
-    if len(target.segments) == 1:
-        return seconds
-    extensions = len(target.segments) - 1
-    how = (f"one {target.segments[0]} s clip extended {'once' if extensions == 1 else f'{extensions} times'}"
-           if target.extends else f"{len(target.segments)} clips chained")
-    return f"{seconds} ({how}: {' + '.join(f'{s} s' for s in target.segments)})"
+    priced = quote(studio.store, plan)
+    lines = [f"**Estimated cost: ${plan.primary.cost_usd:.2f}** {made_as(plan.primary, f' at {plan.size}')}"]
+    lines += [f"⚠️ {warning}" for warning in priced.warnings]
+    return "\n\n".join(lines + priced.fallbacks)
 
 
 def _job_line(row: dict) -> str:

@@ -26,19 +26,25 @@ from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable, key_fix
 from masuka.remote.timing import KEPT, RemoteSettings
-from masuka.store import UNFINISHED, holder_alive, now, owner_clause, row_id
+from masuka.store import UNFINISHED, Store, holder_alive, now, owner_clause, row_id
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
-from masuka.video.catalog import model_entry, parse_size, provider_entry, route, video_catalog
+from masuka.video.catalog import LOCAL, model_entry, parse_size, provider_entry, route, video_catalog
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
-from masuka.video.providers.base import Clip, Provider
-from masuka.video.request import INPUT_FILES, Target, VideoPlan, VideoRequest, plan_video
+from masuka.video.providers.base import KEY_REFUSED, Clip, Provider
+from masuka.video.request import (
+    INPUT_FILES,
+    Target,
+    VideoPlan,
+    VideoRequest,
+    lifecycle_warnings,
+    made_as,
+    plan_video,
+)
 
 log = logging.getLogger(__name__)
 KIND = "video"
-#: a refusal of the key itself (401, 403) by a provider that accepted the job with an earlier key
-KEY_REFUSED = (401, 403)
 #: how the phase of a local job waiting for the GPU begins (:meth:`GPURunner.hold`'s wait message)
 GPU_WAIT = "waiting for the GPU"
 
@@ -47,6 +53,43 @@ GPU_WAIT = "waiting for the GPU"
 def estimate(request: VideoRequest) -> VideoPlan:
     """Validate and price a request without sending anything (the form's cost line, ``--dry-run``)."""
     return plan_video(request)
+
+
+@dataclass
+class Quote:
+    """What a plan costs as the Video tab's cost line and ``video --estimate`` both say it: a line per fallback
+    (``Fallback gemini veo-3.1-generate-001: $6.40 for 8 s``) and the warnings (a model retiring or retired, a
+    provider marked unhealthy, which a new job skips for the next choice)."""
+
+    plan: VideoPlan
+    fallbacks: list[str]
+    warnings: list[str]
+    unhealthy: dict[str, str]  # provider -> why it is skipped now
+
+    def to_json(self) -> dict:
+        """The quote as ``video --estimate --json`` prints it."""
+        target = self.plan.primary
+        return {"provider": target.provider, "model": target.model, "size": self.plan.size,
+                "segments": target.segments, "cost_usd": target.cost_usd, "warnings": self.warnings,
+                "fallbacks": [{"provider": t.provider, "model": t.model, "segments": t.segments,
+                               "cost_usd": t.cost_usd} for t in self.plan.targets[1:]],
+                "unhealthy": self.unhealthy}
+
+
+def quote(store: Store, plan: VideoPlan) -> Quote:
+    """The price of every target of ``plan`` and its warnings, provider health read from ``store``."""
+    health = HealthTracker(store, RemoteSettings.from_env())
+    unhealthy = {t.provider: why for t in plan.targets
+                 if t.provider != LOCAL and (why := health.unhealthy(t.provider))}
+    warnings = lifecycle_warnings(plan)
+    if plan.primary.provider in unhealthy:
+        taker = next((t for t in plan.targets if t.provider not in unhealthy), None)
+        warnings.append(unhealthy[plan.primary.provider] + (
+            f" A new job goes to fallback {taker.provider} {taker.model} (${taker.cost_usd:.2f})." if taker else
+            " No fallback can take a new job now: it would be refused."))
+    warnings += [why for provider, why in unhealthy.items() if provider != plan.primary.provider]
+    fallbacks = [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f} {made_as(t)}" for t in plan.targets[1:]]
+    return Quote(plan, fallbacks, warnings, unhealthy)
 
 
 def start_video(studio: Studio, request: VideoRequest) -> int:
@@ -59,10 +102,9 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
     if request.provider == "local":
         usable_model(studio, request.owner, request.model)
     plan = plan_video(request)
-    if request.provider != "local":
-        _choose_target(studio, plan, 0)
+    # the row names the target a remote job goes to (a fallback when the primary is unhealthy) from the start
+    target = plan.targets[_choose_target(studio, plan, 0) if request.provider != LOCAL else 0]
     studio.runner().check_share(request.owner)  # refused before a row or a copied input is left behind
-    target = plan.primary
     job_id = studio.runner().create(KIND, request.owner, title=request.prompt[:80], provider=target.provider,
                                     model=target.model, params=plan.to_params(), progress=0.0, step=0,
                                     total=len(target.segments), cost_usd=target.cost_usd,
@@ -202,18 +244,28 @@ def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> jo
 
 
 def video_jobs(studio: Studio, user: str, admin: bool = False, limit: int = 50) -> list[dict]:
-    """Newest first; finished ones carry ``video`` (absolute path of the MP4, when it is there). ``cost_usd`` is
-    the price estimated at the start, ``None`` for a job that ended with no provider having taken a clip of it
-    (no provider job id, no create request that may have reached one: nothing to pay)."""
+    """Every unfinished job, then the newest finished ones up to ``limit`` jobs in all, newest first; finished
+    ones carry ``video`` (absolute path of the MP4, when it is there), each its :func:`billed_cost`."""
     where, args = owner_clause(user, admin)
+    unfinished = jobs.find(studio.store, f"kind = ? and status in (?, ?) and {where}", [KIND, *UNFINISHED, *args],
+                           order_by="id desc")
+    finished = jobs.find(studio.store, f"kind = ? and status not in (?, ?) and {where}",
+                         [KIND, *UNFINISHED, *args], order_by="id desc", limit=max(limit - len(unfinished), 0))
     listed = []
-    for row in jobs.find(studio.store, f"kind = ? and {where}", [KIND, *args], order_by="id desc", limit=limit):
+    for row in sorted([*unfinished, *finished], key=lambda row: row.id, reverse=True):
         stored = row.result.get("video")
         path = studio.config.absolute(stored) if stored else None
-        unpaid = row.finished and row.provider != "local" and not row.external_id and not _maybe_accepted(row.state)
         listed.append({**row.as_dict(), "video": path if path is not None and path.is_file() else None,
-                       "phase": phase(row), "route": job_route(row), **({"cost_usd": None} if unpaid else {})})
+                       "phase": phase(row), "route": job_route(row), "cost_usd": billed_cost(row)})
     return listed
+
+
+def billed_cost(row: jobs.JobRow) -> float | None:
+    """What a video job costs as the Video tab, ``jobs`` and ``video --json`` show it: the price estimated at the
+    start, ``None`` for a remote job that ended with no provider having taken a clip of it (no provider job id, no
+    create request that may have reached one: nothing to pay)."""
+    unpaid = row.finished and row.provider != LOCAL and not row.external_id and not _maybe_accepted(row.state)
+    return None if unpaid else row.cost_usd
 
 
 def job_route(row: jobs.JobRow) -> str:

@@ -14,6 +14,7 @@ from masuka.validation import plain_text, whole_number
 from masuka.video.availability import refuse_local_video
 from masuka.video.catalog import (
     LOCAL,
+    REMOTE_PROVIDERS,
     durations_for,
     lifecycle,
     listed_models,
@@ -178,6 +179,9 @@ def _fallback(request: VideoRequest, spec: str, size: str, seconds: int) -> Targ
     if name == LOCAL:
         raise InvalidInput(f"Fallback {spec!r}: the local model cannot be a fallback: fallbacks are remote "
                            "providers.")
+    if name not in REMOTE_PROVIDERS:
+        raise InvalidInput(f"Fallback {spec!r}: unknown video provider {name!r}: choose one of "
+                           f"{', '.join(REMOTE_PROVIDERS)} (fallbacks are remote providers).")
     if name == request.provider:
         raise InvalidInput(f"Fallback {spec!r}: choose another remote provider than {request.provider}.")
     try:
@@ -277,6 +281,18 @@ def lifecycle_warnings(plan: VideoPlan) -> list[str]:
         if warning := lifecycle(entry).warning(f"{entry['name']} ({target.provider})"):
             warnings.append(warning)
     return warnings
+
+
+def made_as(target: Target, where: str = "") -> str:
+    """How long a target's video is (then ``where``, e.g. " at 1280x720") and, when it takes several clips, how
+    they make it: "for 15 s (2 clips chained: 10 s + 5 s)"."""
+    seconds = f"for {sum(target.segments)} s{where}"
+    if len(target.segments) == 1:
+        return seconds
+    extensions = len(target.segments) - 1
+    how = (f"one {target.segments[0]} s clip extended {'once' if extensions == 1 else f'{extensions} times'}"
+           if target.extends else f"{len(target.segments)} clips chained")
+    return f"{seconds} ({how}: {' + '.join(f'{s} s' for s in target.segments)})"
 
 
 def _target(provider: str, model: str, entry: dict, size: str, seconds: int, audio: bool | None = None) -> Target:

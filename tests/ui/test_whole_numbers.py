@@ -65,9 +65,10 @@ def test_fractions_through_the_api_are_refused_and_nothing_is_made_or_charged(li
     assert "Seconds must be a whole number (got 4.5)." in str(refused.value)
     assert not app.studio.store.find("generations") and not app.studio.store.find("queue")
     assert not app.studio.store.find("jobs") and server.creates == 0
-    assert price("openai", "sora-2", 4.5, "1280x720", None, [], "a boat") == (
+    assert price(app.studio, "openai", "sora-2", 4.5, "1280x720", None, [], "a boat") == (
         "⚠️ Seconds must be a whole number (got 4.5).")
-    assert price("openai", "sora-2", "4", "1280x720", None, [], "a boat").startswith("**Estimated cost: $0.40**")
+    assert price(app.studio, "openai", "sora-2", "4", "1280x720", None, [], "a boat").startswith(
+        "**Estimated cost: $0.40**")
 
 
 def test_handlers_refuse_a_fraction_they_used_to_cut(studio, tiny_model):

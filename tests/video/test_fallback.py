@@ -65,16 +65,16 @@ def test_a_text_job_falls_back_to_a_model_that_makes_text_to_video(studio, fake)
     assert create.path == "/v1/text_to_video" and json.loads(create.body)["model"] == "veo3.1"
 
 
-def test_the_forms_fallback_offers_providers_and_their_active_models_and_takes_typed_ones():
+def test_the_forms_fallback_offers_providers_and_their_active_models_and_takes_typed_ones(studio):
     from masuka.ui.video import _fallback_choices, price
 
     choices = dict((value, label) for label, value in _fallback_choices())
     assert choices["runway"] == "Runway" and choices["runway:veo3.1"] == "Runway: Veo 3.1 (Runway)"
     assert "comet:veo3-fast" in choices and "comet:sora-2" not in choices  # retired: typed, not offered
     assert not any(value.split(":")[0] in ("local", "openai") for value in choices)  # openai: retired only
-    line = price("gemini", "veo-3.1-generate-001", 8, "1280x720", None, ["runway", "comet:sora-2"], "a fox")
+    line = price(studio, "gemini", "veo-3.1-generate-001", 8, "1280x720", None, ["runway", "comet:sora-2"], "a fox")
     assert "Fallback runway veo3.1: $3.20 for 8 s" in line and "Fallback comet sora-2: $0.80 for 8 s" in line
-    assert price("gemini", "veo-3.1-generate-001", 8, "1280x720", None, ["runway:gen4_turbo"], "a fox") == (
+    assert price(studio, "gemini", "veo-3.1-generate-001", 8, "1280x720", None, ["runway:gen4_turbo"], "a fox") == (
         "⚠️ Fallback runway:gen4_turbo: Gen-4 Turbo (image to video) makes videos from an image only: give a first "
         "frame.")
 
@@ -94,10 +94,10 @@ def test_the_same_fallback_twice_is_priced_and_tried_once_and_typed_specs_are_ti
         estimate(VideoRequest(**TEXT_JOB, fallback=[" LOCAL "]))
 
 
-def test_each_fallback_line_says_its_own_seconds_and_clips():
+def test_each_fallback_line_says_its_own_seconds_and_clips(studio):
     from masuka.ui.video import price
 
-    line = price("gemini", "veo-3.1-generate-001", 30, "1280x720", None, ["runway"], "a fox")
+    line = price(studio, "gemini", "veo-3.1-generate-001", 30, "1280x720", None, ["runway"], "a fox")
     assert line.endswith("\n\nFallback runway gen4.5: $3.60 for 30 s (3 clips chained: 10 s + 10 s + 10 s)")
-    assert "Fallback runway veo3.1: $3.20 for 8 s\n" in price("gemini", "veo-3.1-generate-001", 8, "1280x720",
+    assert "Fallback runway veo3.1: $3.20 for 8 s\n" in price(studio, "gemini", "veo-3.1-generate-001", 8, "1280x720",
                                                               None, ["runway", "comet"], "a fox")

@@ -171,10 +171,11 @@ def test_cli_estimate_refuses_numbers_out_of_range_in_one_line(tmp_path, extra, 
     assert (done.returncode, done.stderr, done.stdout) == (2, f"error: {words}\n", "")
 
 
-def test_the_forms_zero_seconds_is_refused_and_only_an_empty_choice_means_the_default():
+def test_the_forms_zero_seconds_is_refused_and_only_an_empty_choice_means_the_default(studio):
     from masuka.ui.video import _request, price
 
-    assert price("openai", "sora-2", 0, "1280x720", None, [], "a fox") == "⚠️ Seconds must be between 1 and 60 (got 0)."
+    assert price(studio, "openai", "sora-2", 0, "1280x720", None, [], "a fox") == (
+        "⚠️ Seconds must be between 1 and 60 (got 0).")
     assert estimate(_request("openai", "sora-2", "a fox", "", None, None, "", [])).seconds == 4
 
 

@@ -36,16 +36,16 @@ def test_forms_hide_retired_models_unless_asked():
         "gemini")
 
 
-def test_the_estimate_names_the_end_of_a_deprecated_model_and_warns_on_a_retired_one(monkeypatch):
+def test_the_estimate_names_the_end_of_a_deprecated_model_and_warns_on_a_retired_one(studio, monkeypatch):
     from masuka.ui.video import price
 
     changed = json.loads(json.dumps(video_catalog()))
     changed["runway"]["models"]["gen4.5"]["lifecycle"] = {
         "state": "deprecated", "ends": "2027-01-31", "checked": "2026-12-01", "source": "https://example.test/n"}
     monkeypatch.setattr(catalog, "video_catalog", lambda: changed)
-    line = price("runway", "gen4.5", 5, "1280x720", None, [], PROMPT)
+    line = price(studio, "runway", "gen4.5", 5, "1280x720", None, [], PROMPT)
     assert "Estimated cost" in line and "ends 2027-01-31" in line
-    retired = price("openai", "sora-2", 4, "1280x720", None, [], PROMPT)
+    retired = price(studio, "openai", "sora-2", 4, "1280x720", None, [], PROMPT)
     assert "retired on 2026-09-24" in retired and "developers.openai.com" in retired
 
 

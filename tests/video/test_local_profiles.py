@@ -67,14 +67,15 @@ def test_a_folder_chains_only_when_its_pipeline_animates_a_first_frame(studio, t
         folder = str(tiny(variant))
         assert not set(CHAIN_LENGTHS) & set(_seconds_choices("local", folder)), variant
         assert "cannot continue from a frame, so it cannot chain a 15 s video" in price(
-            "local", folder, 15, "32x32", None, [], "a fox"), variant
+            studio, "local", folder, 15, "32x32", None, [], "a fox"), variant
         with pytest.raises(InvalidInput, match="cannot chain a 15 s video"):
             start_video(studio, local(folder, seconds=15))
     assert studio.store.count("jobs") == 0
     for variant in ("wan2.2-ti2v", "ltx2"):
         folder = str(tiny(variant))
         assert set(CHAIN_LENGTHS) <= set(_seconds_choices("local", folder)), variant
-        assert "Estimated cost: $0.00** for 15 s at 32x32" in price("local", folder, 15, "32x32", None, [], "a fox")
+        assert "Estimated cost: $0.00** for 15 s at 32x32" in price(studio, "local", folder, 15, "32x32", None, [],
+                                                                    "a fox")
 
 
 def test_wan22_a14b_runs_both_experts_with_per_step_progress(studio, tiny):

@@ -112,15 +112,15 @@ def test_app_start_resumes_a_job_left_by_a_killed_process(live_app, fake, tmp_pa
     assert row[2] == "completed" and server.creates == 1
 
 
-def test_form_offers_only_valid_choices_and_prices_the_chain():
+def test_form_offers_only_valid_choices_and_prices_the_chain(studio):
     from masuka.ui.video import _seconds_choices, price
 
     assert _seconds_choices("gemini", "veo-3.1-generate-preview", "1920x1080")[0] == 8
     assert 4 in _seconds_choices("gemini", "veo-3.1-generate-preview", "1280x720")
     assert _seconds_choices("local", "wan2.1-t2v-1.3b") == [1, 2, 3, 4, 5]  # text-only: no chains offered
-    text = price("openai", "sora-2-pro", 30, "1792x1024", None, ["comet:sora-2-pro"], "a fox")
+    text = price(studio, "openai", "sora-2-pro", 30, "1792x1024", None, ["comet:sora-2-pro"], "a fox")
     assert "Estimated cost: $16.00" in text and "12 s + 12 s + 8 s" in text and "Fallback comet sora-2-pro" in text
-    assert price("openai", "sora-2", 5, "1280x720", None, [], "a fox").startswith("⚠️")
+    assert price(studio, "openai", "sora-2", 5, "1280x720", None, [], "a fox").startswith("⚠️")
 
 
 def field_name(block) -> str | None:
@@ -262,7 +262,7 @@ def test_the_cost_line_warns_of_a_negative_prompt_before_generate(studio):
     from masuka.ui import video
     from masuka.ui.common import UIContext
 
-    assert "takes no negative prompt" in video.price("runway", "gen4.5", 5, "1280x720", None, [], "a fox",
+    assert "takes no negative prompt" in video.price(studio, "runway", "gen4.5", 5, "1280x720", None, [], "a fox",
                                                      negative_prompt="fog")
     with gr.Blocks() as demo:
         video.build(UIContext(studio))
@@ -333,15 +333,15 @@ def test_changing_size_keeps_the_seconds_while_the_model_still_makes_them(studio
     assert video.limits_for("comet", "veo3-fast", "720x1280", None, "4")[0].value == 8  # not made: its first
 
 
-def test_the_cost_line_says_how_a_long_video_is_made():
+def test_the_cost_line_says_how_a_long_video_is_made(studio):
     from masuka.ui.video import price
 
-    assert price("gemini", "veo-3.1-generate-001", 20, "1280x720", None, [], "a fox") == (
+    assert price(studio, "gemini", "veo-3.1-generate-001", 20, "1280x720", None, [], "a fox") == (
         "**Estimated cost: $8.80** for 22 s at 1280x720 (one 8 s clip extended 2 times: 8 s + 7 s + 7 s)")
-    assert "(one 8 s clip extended once: 8 s + 7 s)" in price("gemini", "veo-3.1-fast-generate-001", 15,
+    assert "(one 8 s clip extended once: 8 s + 7 s)" in price(studio, "gemini", "veo-3.1-fast-generate-001", 15,
                                                                "1280x720", None, [], "a fox")
-    assert "for 15 s at 1280x720 (2 clips chained: 10 s + 5 s)" in price("runway", "gen4.5", 15, "1280x720", None,
-                                                                        [], "a fox")
+    assert "for 15 s at 1280x720 (2 clips chained: 10 s + 5 s)" in price(studio, "runway", "gen4.5", 15, "1280x720",
+                                                                        None, [], "a fox")
 
 
 def test_a_kling_job_from_a_first_frame_names_the_image_to_video_route(studio, fake, first_frame, tmp_path,
@@ -365,7 +365,7 @@ def test_a_kling_job_from_a_first_frame_names_the_image_to_video_route(studio, f
     assert wait_video(studio, job_id, timeout=60)["status"] == "completed"
     assert [r.path for r in server.requests if r.method == "POST"] == [f"/{kling}image-to-video"]
     table, _gallery, _latest, _health, line = video_status(studio)
-    assert table[0][6] == f"{kling}image-to-video"
+    assert table["data"][0][6] == f"{kling}image-to-video"
     assert line == f"Job {job_id} (fal {kling}image-to-video) is done."
 
 

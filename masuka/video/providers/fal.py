@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from masuka.errors import ProviderError
+from masuka.remote.http import ProviderUnavailable
 from masuka.services import Service
 from masuka.video.catalog import aspect_of, resolution_of, route
-from masuka.video.providers.base import Clip, Provider, Status, image_data_uri
+from masuka.video.providers.base import KEY_REFUSED, Clip, Provider, Status, image_data_uri
 
 STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "completed"}
 
@@ -52,7 +54,10 @@ class FalQueue(Provider):
             return Status(state)
         if body.get("error"):
             return Status("failed", error=str(body["error"]))
-        result = self.caller.send(self.client, "GET", ref["response_url"]).json()
+        try:
+            result = self.caller.send(self.client, "GET", ref["response_url"]).json()
+        except ProviderError as error:
+            return _result_error(error)
         video = result.get("video") or {}
         if not video.get("url"):
             return Status("failed", error=f"fal returned no video ({str(result)[:200]})")
@@ -61,3 +66,13 @@ class FalQueue(Provider):
     def cancel(self, ref: dict) -> bool:
         self.caller.send(self.client, "PUT", ref["cancel_url"])
         return True
+
+
+def _result_error(error: ProviderError) -> Status:
+    """A completed request whose result is an error: as fal's client reads it, the job failed (the content checker
+    flagged it, 422 with fal's ``detail``); it was accepted and made, so it is reported as the made job's failure
+    in fal's own words. A refused key or an unreachable queue is not the job's (the caller waits for those)."""
+    if isinstance(error, ProviderUnavailable) or error.status in KEY_REFUSED:
+        raise error
+    said = str(error).partition(f"(HTTP {error.status}): ")[2] or str(error)
+    return Status("failed", error=f"{said} (HTTP {error.status})")
