@@ -67,11 +67,7 @@ def open_photo(path: str | Path, what: str = "photo") -> Image.Image:
     MAX_PHOTO_SIDE pixels long (a larger one is brought down, a JPEG decoded at a reduced scale); refused with a
     clear message when it is not a readable picture, or has more pixels than Pillow reads (179 MP)."""
     try:
-        with Image.open(path) as opened:
-            if max(opened.size) > MAX_PHOTO_SIDE:
-                picture = eight_bit(opened) if opened.mode.startswith("I") else opened  # 16-bit: to 8 bits first
-                picture.thumbnail((MAX_PHOTO_SIDE, MAX_PHOTO_SIDE), Image.Resampling.LANCZOS)
-                return ImageOps.exif_transpose(picture).convert("RGB")
+        opened = Image.open(path)
     except Image.DecompressionBombError:  # more than twice Pillow's MAX_IMAGE_PIXELS: it will not read it
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
         side = math.isqrt(limit)
@@ -79,8 +75,17 @@ def open_photo(path: str | Path, what: str = "photo") -> Image.Image:
                            f"({side}x{side}, or 16000x11000 and the like) can be read; a photo up to that size is "
                            f"brought down to {MAX_PHOTO_SIDE} pixels long. Scale it down first.") from None
     except (OSError, SyntaxError, ValueError):
-        pass  # open_picture says what is wrong with the file
-    return open_picture(path, what)
+        return open_picture(path, what)  # which says what is wrong with the file
+    with opened:
+        if max(opened.size) <= MAX_PHOTO_SIDE:
+            return open_picture(path, what)
+        try:  # a large photo is read here, as open_picture would refuse it by its size: so is a broken one
+            picture = eight_bit(opened) if opened.mode.startswith("I") else opened  # 16-bit: to 8 bits first
+            picture.thumbnail((MAX_PHOTO_SIDE, MAX_PHOTO_SIDE), Image.Resampling.LANCZOS)
+            return ImageOps.exif_transpose(picture).convert("RGB")
+        except (OSError, SyntaxError, ValueError) as error:  # cut short ("image file is truncated"), corrupt
+            reason = str(error).replace(str(path), Path(path).name)
+            raise InvalidInput(f"The {what} {Path(path).name!r} is not a readable image ({reason}).") from None
 
 
 def photo_face(path: str | Path, pick: int | None = None, skip_faces: bool = False) -> FaceCrop:

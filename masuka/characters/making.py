@@ -98,14 +98,15 @@ def default_view_model() -> str:
 
 @dataclass
 class CharacterRequest:
-    """Everything ``character create`` needs; the prompt set defaults to ``views`` prompts picked with ``seed``."""
+    """Everything ``character create`` needs; the prompt set defaults to ``views`` prompts picked with ``seed``
+    (``views`` None: DEFAULT_VIEWS, or as many as ``prompts`` has; naming both, their counts must agree)."""
 
     name: str
     photos: list[str | Path]
     trigger: str
     owner: str = LOCAL_USER
     model: str = field(default_factory=default_view_model)
-    views: int = DEFAULT_VIEWS
+    views: int | None = None
     prompts: list[str] | None = None
     seed: int = 0
     strength: float = 0.6
@@ -151,7 +152,7 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     picks = face_picks(request.face, len(photos))
     faces = [photo_face(path, pick, request.skip_faces) for path, pick in zip(photos, picks)]
     seed = whole_number("the seed", request.seed, 0, MAX_SEED - MAX_VIEWS)  # view i is made with seed + i
-    prompts = check_prompts(request.prompts) if request.prompts else pick_prompts(request.views, seed)
+    prompts = view_prompts(request.views, request.prompts, seed)
     threshold = check_threshold(request.threshold)
     if request.outfit:
         check_outfit(model)
@@ -191,6 +192,20 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     rejected = [{"file": Path(v["file"]).name, "reason": v["reason"]} for v in views if not v["kept"]]
     return CharacterReport(character["id"], character["state"]["dataset"], sum(v["kept"] for v in views),
                            rejected, notes)
+
+
+def view_prompts(views: int | None, prompts: list[str] | None, seed: int) -> list[str]:
+    """The prompt set: ``prompts`` (their count must be ``views`` when both are given), else ``views`` prompts
+    (default DEFAULT_VIEWS) picked with ``seed``."""
+    if not prompts:
+        return pick_prompts(DEFAULT_VIEWS if views is None else views, seed)
+    checked = check_prompts(prompts)
+    count = len(checked) if views is None else whole_number("the number of views", views, 1, MAX_VIEWS)
+    if count != len(checked):
+        raise InvalidInput(f"{count} views were asked for, but the prompt set has {len(checked)} prompts (one view "
+                           "a line): give as many views as prompts, or no prompts for a set of that many views "
+                           "picked with the seed.")
+    return checked
 
 
 def face_picks(face: FacePick, count: int) -> list[int | None]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from masuka import jobs
 from masuka.characters.library import find_character, update_character
-from masuka.characters.making import ensure_dataset
+from masuka.characters.making import FLAGGED, ensure_dataset
 from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
 from masuka.config import on_zerogpu
 from masuka.datasets.library import count_images, find_dataset
@@ -51,8 +51,7 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
         refuse_local_training(_train_remotely(studio, character))
     character = ensure_dataset(studio, character, "train it")
     if not count_images(studio, character["dataset_id"]):
-        raise InvalidInput(f"Character {character['name']!r} has no kept view: all were rejected. Regenerate views, "
-                           "create it again with a lower identity threshold, or add real photos.")
+        raise InvalidInput(f"Character {character['name']!r} has no kept view: {_why_none(character)}")
     run_id = create_run(studio, TrainOptions(dataset=str(character["dataset_id"]), base=base, **settings),
                         character["owner"])
 
@@ -64,6 +63,19 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     studio.runner().submit(run_id, lambda ctx: _train(studio, character["id"], ctx), lane=LANE,
                        ctx=RunContext(studio.store, run_id, interrupt))
     return run_id
+
+
+def _why_none(character: dict) -> str:
+    """Why a character has no kept view, and what to do, from its views' reasons: flagged by the safety check (a
+    lower identity threshold would not help), else rejected."""
+    views = character["state"].get("views", [])
+    flagged = sum(1 for v in views if v["reason"] == FLAGGED)
+    if views and flagged == len(views):
+        return (f"all were {FLAGGED}. Regenerate views (each with a new seed), create it again with other prompts "
+                "or photos, or add real photos.")
+    others = f" ({flagged} {FLAGGED})" if flagged else ""
+    return (f"all were rejected{others}. Regenerate views, create it again with a lower identity threshold, or add "
+            "real photos.")
 
 
 def _train_remotely(studio: Studio, character: dict) -> str:

@@ -32,7 +32,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     create.add_argument("--photo", dest="photos", action="append", required=True, metavar="PATH",
                         help="a photo of the character (repeatable, 1-5)")
     create.add_argument("--trigger", required=True, help="the word prompts will use to call the character")
-    create.add_argument("--views", type=int, default=DEFAULT_VIEWS, help="synthetic views to make")
+    create.add_argument("--views", type=int, help=f"synthetic views to make (default {DEFAULT_VIEWS}, or as many "
+                        "as --prompts has: naming both, they must agree)")
     create.add_argument("--edit-model", dest="model", help="model that makes the views: an edit model takes the "
                         "photo as a reference, any other starts from it (image-to-image)")
     create.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,

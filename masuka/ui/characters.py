@@ -104,9 +104,12 @@ def build(ctx: UIContext) -> None:
         with gr.Column(scale=3):
             panel = _character_panel()
     private, character, details = {"api_visibility": "private"}, panel.character, panel.details()
-    for trigger_event in (form.reshuffle.click, form.views.release):
+    # a person's moves only (``input``: the mouse or the keyboard), never the other's update: no loop between them
+    for trigger_event in (form.reshuffle.click, form.views.input):
         trigger_event(new_prompt_set, [form.views, form.seed], form.prompts, **private)
-    wire_stop(studio, TAB, form.stop, panel.status, step="view")
+    form.prompts.input(prompt_count, form.prompts, form.views, queue=False, trigger_mode="always_last", **private)
+    ctx.on_page_load(new_prompt_set, form.prompts, [form.views, form.seed])  # the API's default stays empty
+    wire_stop(studio, TAB, form.stop, panel.status, api_name="stop_character", step="view")
     # Create shows the status and views, then (``created_details``) the faces and test grid, and Delete clears them:
     # themselves, as setting the picker fires no event (``input``: only a person's pick, or an API call, shows)
     listed = bind(choices, studio)
@@ -164,12 +167,12 @@ def _creation() -> CreationForm:
                                                  f"{vram}); others start from it (image-to-image)")
     with gr.Row():
         views = gr.Slider(1, MAX_VIEWS, value=DEFAULT_VIEWS, step=1, label="Views",
-                          info="Picks a new prompt set of this size")
+                          info="Picks a new prompt set of this size; follows the prompts you type")
         strength = gr.Slider(0.1, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength (image-to-image)")
         threshold = gr.Slider(-1, 1, value=0, step=0.01, label="Identity threshold (0 = the model's own)",
                               info=f"Views less alike are rejected; the models' own: {OWN_THRESHOLDS}")
-    prompts = gr.Textbox("\n".join(pick_prompts(DEFAULT_VIEWS)), lines=6, max_lines=12,
-                         label="Prompt set (one view a line; saved with the character)")
+    prompts = gr.Textbox("", lines=6, max_lines=12, label="Prompt set (one view a line; saved with the character)",
+                         placeholder="empty: as many prompts as Views, picked with the seed")
     with gr.Accordion("More options", open=False):
         with gr.Row():
             identity_model = gr.Textbox("", label="Face-embedding model (empty: SFace; clip: CLIP similarity)",
@@ -256,19 +259,28 @@ def created_details(studio: Studio, character: str, request: gr.Request):
 def _summary(studio: Studio, found: dict, user: str) -> tuple[str, list[tuple[str, str]]]:
     """A character's status Markdown (what users typed shown as typed) and its views with their scores."""
     summary = library.summary(studio, found)
-    pictures = [(str(studio.config.absolute(v["file"])),
-                 f"{i}. {'-' if v['score'] is None else v['score']} {'kept' if v['kept'] else 'rejected'}")
+    pictures = [(str(studio.config.absolute(v["file"])), f"{i}. {_verdict(v)}")
                 for i, v in enumerate(summary["views"], 1)]
+    flagged = sum(1 for v in summary["views"] if v["reason"] == making.FLAGGED)
     runs = ", ".join(f"run {r}" for r in summary["runs"]) or "not trained yet (or train it in the Train tab)"
     owner = "" if found["owner"] == user else f" ({verbatim(found['owner'])})"
     made = ("being made: its views and dataset come when it is done (press ↻)" if summary["being_made"] else
-            f"{library.dataset_words(summary)}, {summary['rejected']} rejected")
+            f"{library.dataset_words(summary)}, {summary['rejected'] - flagged} rejected"
+            + (f", {flagged} {making.FLAGGED}" if flagged else ""))
     text = (f"**{verbatim(summary['name'])}**{owner}: trigger {verbatim(summary['trigger'])}, {verbatim(made)}; "
             f"{runs}; LoRA {verbatim(summary['lora'] or '-')}")
     text += "".join(f"\n\nNote: {verbatim(note)}" for note in summary["notes"])
     if summary["grid_error"]:
         text += f"\n\nThe test grid failed: {verbatim(summary['grid_error'])}"
     return text, pictures
+
+
+def _verdict(view: dict) -> str:
+    """A view's caption after its number: its identity score and whether it is kept; a view the safety check
+    flagged (never scored) says so."""
+    if view["reason"] == making.FLAGGED:
+        return making.FLAGGED
+    return f"{'-' if view['score'] is None else view['score']} {'kept' if view['kept'] else 'rejected'}"
 
 
 def _faces_and_grid(studio: Studio, found: dict) -> tuple[list, str | None]:
@@ -367,6 +379,13 @@ def train_character(studio: Studio, character: str, base: str, steps: int = trai
                                       admin=is_admin(studio, request),
                                       weight=float(weight), steps=steps)
     return {"run": run_id}, f"Run {run_id} queued: follow it in the Train tab; press ↻ here for the test grid."
+
+
+def prompt_count(prompts: str):
+    """The Views slider following the prompt set typed in the box: its count of prompts (left as it is while the box
+    is empty)."""
+    count = sum(1 for line in (prompts or "").splitlines() if line.strip())
+    return min(count, MAX_VIEWS) if count else gr.skip()
 
 
 @friendly

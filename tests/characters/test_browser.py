@@ -33,3 +33,18 @@ def test_the_face_crops_are_shown_whole(live_app, tiny_model, tiny_clip, portrai
     assert shown["fit"] == "contain", "the whole face, not the part that fills the box"
     assert shown["inside"], "not cut off by the gallery's height"
     assert shown["width"] < 300 and shown["height"] < 300, "one small square, not stretched across the row"
+
+
+def test_the_views_slider_moved_by_the_keyboard_picks_a_set_and_typed_prompts_move_it(live_app, page):
+    page.goto(live_app().url)
+    page.get_by_role("tab", name="Characters").first.click(timeout=30_000)
+    box = page.get_by_label("Prompt set (one view a line; saved with the character)")
+    page.wait_for_function("box => box.value.split('\\n').length === 24", arg=box.element_handle(), timeout=30_000)
+    page.get_by_label("range slider for Views").focus()
+    page.keyboard.press("ArrowRight")  # 25: no pointer, so no "release"
+    page.wait_for_function("box => box.value.split('\\n').length === 25", arg=box.element_handle(), timeout=30_000)
+    box.fill("front view\nback view\nprofil")
+    box.press_sequentially("e")  # a key typed (Playwright's fill alone makes no event Gradio passes on)
+    number = page.get_by_label("number input for Views")
+    page.wait_for_function("n => n.value === '3'", arg=number.element_handle(), timeout=30_000)
+    assert box.input_value() == "front view\nback view\nprofile", "the typed set stays"

@@ -117,3 +117,17 @@ def test_a_signed_in_user_s_character_is_listed_and_deleted_with_user(capsys, tm
     assert cli(capsys, data, "dataset", "list", "--user", "alice")[1]["datasets"][0]["name"] == "anna"
     assert cli(capsys, data, "dataset", "delete", "anna", "--yes", "--user", "alice")[0] == 0, "the note's command"
     assert cli(capsys, data, "dataset", "list", "--user", "alice")[1] == {"datasets": []}
+
+
+def test_a_prompts_file_makes_one_view_a_prompt_and_views_that_disagree_exit_2(capsys, tmp_path, tiny_model,
+                                                                               tiny_clip, portrait):
+    """``--views`` defaults to the ``--prompts`` file's count (24 without one); naming both, they must agree."""
+    data, prompts = tmp_path / "data", tmp_path / "prompts.txt"
+    prompts.write_text("front view\n\nback view\n", encoding="utf-8")
+    common = ["--photo", str(portrait), "--trigger", "ohwx", "--edit-model", str(tiny_model("sdxl")), "--steps", "2",
+              "--size", "64", "--threshold", "-1", "--identity-model", str(tiny_clip), "--captioner", "none",
+              "--prompts", str(prompts)]
+    code, _, err = cli(capsys, data, "character", "create", "bea", *common, "--views", "3")
+    assert code == 2 and "3 views were asked for, but the prompt set has 2 prompts" in err
+    code, result, err = cli(capsys, data, "character", "create", "anna", *common)
+    assert code == 0 and result["images"] == 2, err

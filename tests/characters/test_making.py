@@ -31,6 +31,7 @@ from masuka.characters.making import (
     ensure_dataset,
     regenerate_view,
     reject_view,
+    view_prompts,
 )
 from masuka.characters.prompts import pick_prompts
 from masuka.characters.training import finish_character, train_character
@@ -338,6 +339,30 @@ def test_a_large_photo_is_brought_down_and_a_small_face_in_it_is_found(tmp_path,
     assert open_photo(tmp_path / "16bit.png").size == (4096, 2731)  # brought down too, not refused
 
 
+def test_a_large_photo_cut_short_is_refused_as_not_readable_not_as_too_large(tmp_path):
+    """A large photo is read by open_photo itself (open_picture refuses one by its size): a broken one is refused
+    saying why, not sent on to open_picture, which called it too large although an intact one is brought down."""
+    Image.new("RGB", (6000, 4000), (120, 130, 140)).save(tmp_path / "whole.jpg", quality=90)  # 24 MP
+    whole = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 2])
+    assert open_photo(tmp_path / "whole.jpg").size == (4096, 2731)
+    with pytest.raises(InvalidInput, match=r"^The photo 'cut.jpg' is not a readable image \(image file is "
+                                           r"truncated .*\)\.$"):
+        photo_face(tmp_path / "cut.jpg")
+
+
+def test_a_number_of_views_and_a_prompt_set_that_disagree_are_refused_naming_both(studio, tiny_model, tiny_clip,
+                                                                                 portrait):
+    """``views`` picks that many prompts when no prompts are given; your own prompts make one view each, and a
+    number of views that differs is refused (not one of them silently ignored)."""
+    assert view_prompts(2, None, 5) == pick_prompts(2, 5) and view_prompts(None, None, 0) == pick_prompts()
+    assert view_prompts(None, ["a", " ", "b"], 0) == ["a", "b"] == view_prompts(2, ["a", "b"], 0)
+    with pytest.raises(InvalidInput, match=r"^3 views were asked for, but the prompt set has 2 prompts \(one view a "
+                                           r"line\): give as many views as prompts, or no prompts"):
+        create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=3, prompts=["a", "b"]))
+    assert studio.store.count("characters") == 0 and studio.store.count("generations") == 0
+
+
 def png_header(path, width: int, height: int):
     """A PNG file that is only its header (no pixels): enough for Pillow to read its size and refuse it."""
     import struct
@@ -525,9 +550,11 @@ def test_a_view_the_safety_check_flagged_is_neither_scored_nor_kept(studio, tiny
     views = regenerate_view(studio, "anna", "local", 1)["state"]["views"]
     assert [(v["score"], v["kept"], v["reason"]) for v in views] == [(None, False, FLAGGED)] * 2
     assert dataset_images(studio, find_dataset(studio, "anna", "local")["id"]) == []
-    with pytest.raises(InvalidInput, match="has no kept view: all were rejected. Regenerate views, create it again "
-                                           "with a lower identity threshold, or add real photos"):
+    with pytest.raises(InvalidInput, match=r"has no kept view: all were flagged by the safety check. Regenerate "
+                                           r"views \(each with a new seed\), create it again with other prompts or "
+                                           "photos, or add real photos") as refused:
         train_character(studio, "anna", base="sdxl")
+    assert "threshold" not in str(refused.value), "a lower identity threshold keeps no flagged view"
 
 
 def test_a_view_the_dataset_refuses_as_a_duplicate_is_not_kept(studio, tiny_model, tiny_clip, portrait,
@@ -535,7 +562,8 @@ def test_a_view_the_dataset_refuses_as_a_duplicate_is_not_kept(studio, tiny_mode
     make_view = making.make_view
     monkeypatch.setattr(making, "make_view", lambda studio, owner, photo, text, seed, *args: make_view(
         studio, owner, photo, text, 7, *args))  # the same prompt and seed twice: the same picture
-    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, prompts=["front view"] * 2))
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=None,
+                                              prompts=["front view"] * 2))  # as many views as prompts
     views = find_character(studio, "anna", "local")["state"]["views"]
     assert report.images == 1 == len(dataset_images(studio, find_dataset(studio, "anna", "local")["id"]))
     assert views[0]["kept"] and not views[1]["kept"] and views[1]["image"] is None

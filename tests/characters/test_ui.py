@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 
 import gradio as gr
 import pytest
@@ -161,3 +162,74 @@ def test_an_admin_tells_users_characters_of_one_name_apart_and_deletes_the_one_p
         assert find_character(studio, "anna", "alice")["id"] == alice["id"]
     finally:
         studio.close()
+
+
+def test_the_api_makes_the_views_it_is_asked_for_and_a_stop_reaches_only_its_own_session(live_app, tiny_model,
+                                                                                        tiny_clip, portrait):
+    """``prompts`` defaults to empty (not the 24 prompts the page shows), so ``views`` alone is obeyed; prompts and
+    views that disagree are refused; ``/stop_character`` stops the making of its own client session only."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    from masuka.gpu import stop_key
+    from masuka.store import LOCAL_USER
+    from masuka.ui.common import NOTHING_TO_STOP
+
+    app = live_app()
+    client, other = (Client(app.url, verbose=False) for _ in range(2))
+    common = dict(photos=[handle_file(str(portrait))], model=str(tiny_model("sdxl")), strength=0.5, threshold=-1.0,
+                  identity_model=str(tiny_clip), captioner="", size=64, steps=2)
+    [prompts] = [p for p in client.view_api(print_info=False, return_format="dict")["named_endpoints"][
+        "/create_character"]["parameters"] if p["parameter_name"] == "prompts"]
+    assert prompts["parameter_default"] == ""
+    name, status, views = client.predict(name="anna", trigger="ohwx", views=2, **common, api_name="/create_character")
+    assert len(views) == 2 and "2 kept view(s)" in shown(status)
+    with pytest.raises(AppError, match="3 views were asked for, but the prompt set has 2 prompts"):
+        client.predict(name="bea", trigger="x", views=3, prompts="a\nb", **common, api_name="/create_character")
+
+    with app.studio.gpu.hold("another job"):  # the first view waits for the GPU
+        job = client.submit(name="cleo", trigger="x", views=2, **common, api_name="/create_character")
+        while stop_key(characters.TAB, client.session_hash, LOCAL_USER) not in app.studio.stops._flags:
+            assert not job.done(), job.result()  # the queue armed its Stop as it took it
+            time.sleep(0.02)
+        assert other.predict(api_name="/stop_character") == NOTHING_TO_STOP
+        assert client.predict(api_name="/stop_character") == "Stopping after the current view…"
+    with pytest.raises(AppError, match="Stopped by the user"):
+        job.result()
+    assert [c["name"] for c in app.studio.store.find("characters")] == ["anna"], "nothing of cleo is kept"
+
+
+def test_the_views_slider_and_the_prompt_box_follow_each_other_without_a_loop(studio):
+    """A person's move of the slider (mouse or keyboard: ``input``, not only a pointer's ``release``) picks a new
+    prompt set; typing in the box sets the slider to its count of prompts. Neither listens to the other's updates
+    (``change``), which would undo what was typed; the box is empty for the API and filled as the page opens."""
+    from masuka.ui.app import build_app
+
+    fns = list(build_app(studio).fns.values())
+    picks = [fn for fn in fns if fn.name == "new_prompt_set"]
+    slider, box = picks[0].inputs[0], picks[0].outputs[0]
+    assert slider.label == "Views" and box.value == ""
+    assert {event for fn in picks for block, event in fn.targets if block == slider._id} == {"input"}
+    assert any(event == "load" for fn in picks for _block, event in fn.targets), "filled as the page opens"
+    [follow] = [fn for fn in fns if fn.name == "prompt_count"]
+    assert follow.targets == [(box._id, "input")] and follow.outputs == [slider]
+    assert characters.prompt_count("front\n\n  \nback\n") == 2
+    assert characters.prompt_count("x\n" * 250) == 200 and isinstance(characters.prompt_count(" \n"), type(gr.skip()))
+
+
+def test_views_the_safety_check_flagged_say_so_in_the_tab_and_when_training(studio, tiny_model, tiny_clip,
+                                                                           portrait, tmp_path):
+    from masuka.characters.making import FLAGGED
+    from masuka.image.aid_settings import AidSettings, save_aid_settings
+    from tests.image.tiny_aids import save_tiny_classifier
+
+    save_aid_settings(studio.config, AidSettings(safety_model=str(save_tiny_classifier(tmp_path / "nsfw", "nsfw")),
+                                                 safety_action="withhold", safety_mandatory=True))
+    create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2))
+    reject_all = characters.show(studio, "anna", None)
+    status, views = shown(reject_all[0]), reject_all[2]
+    assert "0 kept view(s) and 0 real photo(s), 0 rejected, 2 flagged by the safety check" in status
+    assert [caption for _file, caption in views] == [f"1. {FLAGGED}", f"2. {FLAGGED}"]
+    with pytest.raises(gr.Error, match="all were flagged by the safety check") as refused:
+        characters.train_character(studio, "anna", "sdxl")
+    assert "threshold" not in str(refused.value)
