@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
-from masuka.cli import emit, open_studio, progress_line
+from masuka.cli import emit, open_studio, progress_line, user_option
 from masuka.commands.generate import add_request_arguments, checked_size, cli_lora, flags_request, one_prompt_source
 from masuka.errors import InvalidInput
-from masuka.store import LOCAL_USER
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -37,6 +37,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     remove = actions.add_parser("delete", parents=[common], help="forget an A/B test (its images stay in History)")
     remove.add_argument("id", type=int)
     remove.set_defaults(handler=run_delete)
+    user_option(actions, "A/B tests")
 
 
 def run_create(args: argparse.Namespace) -> int:
@@ -51,7 +52,7 @@ def run_create(args: argparse.Namespace) -> int:
             raise InvalidInput(f"Cannot read the prompts file {args.prompts_file}: {error}.") from None
     else:
         prompts = [args.prompt]
-    request = flags_request(args)
+    request = replace(flags_request(args), owner=args.user)
     studio = open_studio(args)
     comparison = create_ab(studio, checked_size(studio, request), [cli_lora(x) for x in args.a],
                            [cli_lora(x) for x in args.b], prompts, args.seeds, allow_any_path=True,
@@ -65,12 +66,12 @@ def run_show(args: argparse.Namespace) -> int:
 
     studio = open_studio(args)
     if args.action == "next":
-        pair = next_pair(studio, LOCAL_USER, True, args.id)
+        pair = next_pair(studio, args.user, args.id)
         emit(args, {"pair": pair}, "every pair is judged" if pair is None else
              f"pair {pair['index']} ({pair['remaining']} left): {pair['prompt']}\n  left:  {pair['left']}\n"
              f"  right: {pair['right']}")
         return 0
-    result = tally(studio, LOCAL_USER, True, args.id)
+    result = tally(studio, args.user, args.id)
     emit(args, result, describe_tally(result))
     return 0
 
@@ -78,7 +79,7 @@ def run_show(args: argparse.Namespace) -> int:
 def run_vote(args: argparse.Namespace) -> int:
     from masuka.image.compare import describe_tally, vote
 
-    result = vote(open_studio(args), LOCAL_USER, True, args.id, args.pair, args.pick)
+    result = vote(open_studio(args), args.user, args.id, args.pair, args.pick)
     emit(args, result, describe_tally(result))
     return 0
 
@@ -86,7 +87,7 @@ def run_vote(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from masuka.image.compare import list_comparisons
 
-    rows = list_comparisons(open_studio(args), LOCAL_USER, True)
+    rows = list_comparisons(open_studio(args), args.user)
     emit(args, {"comparisons": rows}, "\n".join(f"{r['id']:>4} {r['title']}  ({r['model']})" for r in rows)
          or "no comparisons")
     return 0
@@ -95,6 +96,6 @@ def run_list(args: argparse.Namespace) -> int:
 def run_delete(args: argparse.Namespace) -> int:
     from masuka.image.compare import delete_comparison
 
-    delete_comparison(open_studio(args), LOCAL_USER, True, args.id)
+    delete_comparison(open_studio(args), args.user, args.id)
     emit(args, {"deleted": args.id}, f"comparison {args.id} deleted; its images stay in History")
     return 0

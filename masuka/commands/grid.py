@@ -6,6 +6,7 @@ import argparse
 
 from masuka.cli import emit, open_studio, progress_line
 from masuka.commands.generate import add_request_arguments, checked_size, flags_request
+from masuka.errors import InvalidInput
 from masuka.image.grid import AXES, MAX_CELLS
 
 
@@ -13,8 +14,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("grid", parents=[common], help="an X/Y/Z grid: one parameter per axis")
     add_request_arguments(parser)
     for name in ("x", "y", "z"):
-        parser.add_argument(f"--{name}", metavar="NAME=V1,V2", required=name == "x",
-                            help=f"the {name.upper()} axis; names: {', '.join(AXES)} (prompt = search/replace)")
+        parser.add_argument(f"--{name}", metavar="NAME=V1,V2", required=name == "x", action="append",
+                            help=f"the {name.upper()} axis, once; names: {', '.join(AXES)} (prompt = search/replace)")
     parser.add_argument("--yes", action="store_true", help=f"allow more than {MAX_CELLS} cells")
     parser.add_argument("--queue", action="store_true",
                         help="add the grid to the persistent queue as one job instead of making it now")
@@ -24,7 +25,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from masuka.image.grid import parse_axis, plan_grid, run_grid
 
-    axes = [parse_axis(text) for text in (args.x, args.y, args.z) if text]
+    axes = [parse_axis(text) for text in map(one_axis, "xyz", (args.x, args.y, args.z)) if text]
     request = flags_request(args)
     studio = open_studio(args)
     request = checked_size(studio, request)
@@ -41,3 +42,12 @@ def run(args: argparse.Namespace) -> int:
     emit(args, {"grid": str(result.grid), "images": [str(r.path) for r in result.images],
                 "ids": [r.id for r in result.images]}, str(result.grid))
     return 0
+
+
+def one_axis(name: str, given: list[str] | None) -> str | None:
+    """The ``--x`` (``--y``, ``--z``) given, or None: one at most, as a repeated one would keep only the last."""
+    if given and len(given) > 1:
+        raise InvalidInput(f"--{name} is given {len(given)} times ({'; '.join(given)}): a grid has one "
+                           f"{name.upper()} axis, its values in one --{name} NAME=V1,V2 (sweep another parameter "
+                           "on another axis).")
+    return given[0] if given else None

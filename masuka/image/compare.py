@@ -5,7 +5,8 @@ shows on the left are drawn at random when the pair is made and kept, so neither
 sides. The judge is shown copies without the parameters (``outputs/<owner>/compare/<id>/<pair>-left.png``), and
 no counts or side names until every pair is judged. Votes are stored with the pairs; the tally (the explicit
 reveal) gives A's win rate over decided pairs (ties left out) with a 95% Wilson score interval. A pair whose
-image was deleted from History is skipped and cannot be voted on.
+image was deleted from History is skipped and cannot be voted on. A test is its owner's alone: only they list, judge,
+tally and delete it, not an admin either (another's vote would spoil it, and the tally names the sides).
 """
 
 from __future__ import annotations
@@ -77,10 +78,10 @@ def _store(studio: Studio, base: ImageRequest, model: str, a: list[tuple[str, fl
         "params": {"sides": sides, "loras": {"a": a, "b": b}}, "state": {"pairs": pairs}, "updated_at": now()})
 
 
-def next_pair(studio: Studio, user: str, admin: bool, comparison_id: int) -> dict | None:
+def next_pair(studio: Studio, user: str, comparison_id: int) -> dict | None:
     """The first pair not judged yet whose images both still exist, as the judge sees it: metadata-free copies
     on the left and right, no side names; ``remaining`` counts the pairs left to judge. None when none are."""
-    row = _row(studio, user, admin, comparison_id)
+    row = _row(studio, user, comparison_id)
     pairs = row["state"]["pairs"]
     for index, pair in enumerate(pairs):
         if pair["choice"] is None and (sources := _sources(studio, pair)):
@@ -91,12 +92,12 @@ def next_pair(studio: Studio, user: str, admin: bool, comparison_id: int) -> dic
     return None
 
 
-def vote(studio: Studio, user: str, admin: bool, comparison_id: int, index: int, pick: str) -> dict:
+def vote(studio: Studio, user: str, comparison_id: int, index: int, pick: str) -> dict:
     """Record the judge's pick (``left``, ``right`` or ``tie``) for pair ``index``; returns :func:`standing`."""
     if pick not in PICKS:
         raise InvalidInput(f"Pick one of {', '.join(PICKS)} (got {pick!r}).")
     with studio.store.transaction():
-        row = _row(studio, user, admin, comparison_id)
+        row = _row(studio, user, comparison_id)
         pairs = row["state"]["pairs"]
         if not 0 <= index < len(pairs):
             raise InvalidInput(f"Comparison {comparison_id} has pairs 0 to {len(pairs) - 1} (got {index}).")
@@ -106,24 +107,24 @@ def vote(studio: Studio, user: str, admin: bool, comparison_id: int, index: int,
                                "it cannot be judged.")
         pair["choice"] = "tie" if pick == "tie" else pair["left"] if pick == "left" else _other(pair["left"])
         studio.store.update("comparisons", row["id"], state=row["state"], updated_at=now())
-    return standing(studio, user, admin, comparison_id)
+    return standing(studio, user, comparison_id)
 
 
-def standing(studio: Studio, user: str, admin: bool, comparison_id: int) -> dict:
+def standing(studio: Studio, user: str, comparison_id: int) -> dict:
     """While pairs remain to be judged only how many (``{id, pairs, remaining}``), so the judge learns nothing
     of the sides; once every pair is judged, the :func:`tally`."""
-    row = _row(studio, user, admin, comparison_id)
+    row = _row(studio, user, comparison_id)
     remaining = _remaining(studio, row["state"]["pairs"])
     if remaining:
         return {"id": row["id"], "pairs": len(row["state"]["pairs"]), "remaining": remaining}
-    return tally(studio, user, admin, comparison_id)
+    return tally(studio, user, comparison_id)
 
 
-def tally(studio: Studio, user: str, admin: bool, comparison_id: int) -> dict:
+def tally(studio: Studio, user: str, comparison_id: int) -> dict:
     """Wins per side, ties, and A's win rate over decided pairs with its Wilson interval (None before a vote)."""
     from scipy.stats import binomtest
 
-    row = _row(studio, user, admin, comparison_id)
+    row = _row(studio, user, comparison_id)
     choices = [pair["choice"] for pair in row["state"]["pairs"]]
     a_wins, b_wins = choices.count("a"), choices.count("b")
     decided = a_wins + b_wins
@@ -150,16 +151,16 @@ def describe_tally(result: dict) -> str:
     return text
 
 
-def list_comparisons(studio: Studio, user: str, admin: bool) -> list[dict]:
-    mine, args = ("1 = 1", []) if admin else ("owner = ?", [user])
+def list_comparisons(studio: Studio, user: str) -> list[dict]:
+    """The user's own A/B tests, newest first."""
     return [{"id": row["id"], "title": row["title"], "model": row["model"], "created_at": row["created_at"]}
-            for row in studio.store.find("comparisons", mine, args, order_by="id desc")]
+            for row in studio.store.find("comparisons", "owner = ?", [user], order_by="id desc")]
 
 
-def delete_comparison(studio: Studio, user: str, admin: bool, comparison_id: int) -> None:
+def delete_comparison(studio: Studio, user: str, comparison_id: int) -> None:
     """Forget an A/B test (its pairs and votes) and remove the copies its judge was shown; the images stay in
     History."""
-    row = _row(studio, user, admin, comparison_id)
+    row = _row(studio, user, comparison_id)
     studio.store.delete("comparisons", row["id"])
     shutil.rmtree(_copies_dir(studio, row), ignore_errors=True)
 
@@ -171,10 +172,11 @@ def unfinished_using(studio: Studio, generation_ids: set[int]) -> list[int]:
                    for pair in row["state"]["pairs"])]
 
 
-def _row(studio: Studio, user: str, admin: bool, comparison_id: int | str) -> dict:
+def _row(studio: Studio, user: str, comparison_id: int | str) -> dict:
+    """The user's own test ``comparison_id``; :class:`NotFound` for any other, whoever asks."""
     number = row_id(comparison_id)
     row = None if number is None else studio.store.get("comparisons", number)
-    if row is None or not (admin or row["owner"] == user):
+    if row is None or row["owner"] != user:
         raise NotFound(f"There is no comparison {comparison_id} of yours.")
     return row
 

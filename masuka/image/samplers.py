@@ -91,16 +91,22 @@ def _family(architecture: str | None, scheduler: str | None) -> str | None:
 
 
 def check_sampler(name: str | None, architecture: str | None, model: str, scheduler: str | None = None) -> str:
-    """The sampler's proper name ("" keeps the model's own), or :class:`InvalidInput` naming the usable ones."""
+    """The sampler's proper name ("" keeps the model's own), or :class:`InvalidInput` naming the usable ones: the
+    model's family's when it is known (an unknown name too), else every name."""
     name = (name or "").strip()
     if not name or name.lower() in ("automatic", "default"):
         return ""
     found = next((known for known in SAMPLER_NAMES if known.lower() == name.lower()), None)
-    if found is None:
-        raise InvalidInput(f"Unknown sampler {name!r}: use one of {', '.join(SAMPLER_NAMES)}.")
     family = _family(architecture, scheduler)
-    if family is not None and found not in FAMILIES[family][0]:
-        usable, kind = FAMILIES[family]
+    if family is None:
+        if found is None:
+            raise InvalidInput(f"Unknown sampler {name!r}: use one of {', '.join(SAMPLER_NAMES)}.")
+        return found
+    usable, kind = FAMILIES[family]
+    if found is None:  # only the names this model can use: another family's would be refused in turn
+        raise InvalidInput(f"Unknown sampler {name!r}: {model!r} is {kind}; use {', '.join(usable)}, or the model's "
+                           "own.")
+    if found not in usable:
         raise InvalidInput(f"{model!r} is {kind}: the sampler {found!r} does not fit it; use {', '.join(usable)}, "
                            "or the model's own.")
     return found

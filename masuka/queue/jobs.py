@@ -290,11 +290,15 @@ def _apply(studio: Studio, row: dict, action: str, user: str) -> bool:
 def _check_room(studio: Studio, owner: str, more: int = 1) -> None:
     """Refuse ``more`` unfinished jobs for ``owner`` beyond their limit (call inside a transaction)."""
     limit = studio.config.queued_jobs_per_user
+    if more > limit:  # no wait or cancel makes room for it: say so, not how many are waiting
+        raise InvalidInput(f"A batch of {more} jobs is over the limit of {limit} per user: queue at most {limit} at "
+                           "a time.")
     waiting = studio.store.count("queue", f"owner = ? and status in ({_marks(UNFINISHED)})", [owner, *UNFINISHED])
     if waiting + more > limit:
-        these = f", and these {more} would pass" if more > 1 else ""
-        raise InvalidInput(f"You already have {waiting} unfinished jobs in the queue{these} (the limit is {limit} per "
-                           "user): wait for some to finish or cancel some.")
+        over = (f", and these {more} would exceed the limit of {limit} per user" if more > 1 else
+                f" (the limit is {limit} per user)")
+        raise InvalidInput(f"You already have {waiting} unfinished job{'s' * (waiting != 1)} in the queue{over}: wait "
+                           "for some to finish or cancel some.")
 
 
 def _move(studio: Studio, row: dict, action: str, user: str) -> bool:

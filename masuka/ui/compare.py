@@ -88,8 +88,8 @@ def choices(studio: Studio, request: gr.Request):
 
 
 def _tests(studio: Studio, request: gr.Request) -> list[tuple[str, int]]:
-    return [(f"{r['id']}: {r['title']}", r["id"]) for r in list_comparisons(studio, user_of(request),
-                                                                         is_admin(studio, request))]
+    """The user's own A/B tests (an admin's too: a blind test is judged by its owner alone)."""
+    return [(f"{r['id']}: {r['title']}", r["id"]) for r in list_comparisons(studio, user_of(request))]
 
 
 @friendly
@@ -98,9 +98,9 @@ def show(studio: Studio, comparison: int | None, request: gr.Request):
     pair is judged), its caption, left and right images, and how many remain (the tally once all are judged)."""
     if comparison is None:
         return None, "", None, None, ""
-    user, admin = user_of(request), is_admin(studio, request)
-    pair = next_pair(studio, user, admin, comparison)
-    text = describe_tally(standing(studio, user, admin, comparison))
+    user = user_of(request)
+    pair = next_pair(studio, user, comparison)
+    text = describe_tally(standing(studio, user, comparison))
     if pair is None:
         return (comparison, None), "Every pair is judged.", None, None, text
     return ((comparison, pair["index"]), f"Pair {pair['index'] + 1} ({pair['remaining']} left): *{pair['prompt']}*",
@@ -129,7 +129,7 @@ def forget(studio: Studio, comparison: int | None, request: gr.Request):
     """Delete the chosen A/B test (its images stay in History); the picker without it and an empty view."""
     if comparison is None:
         raise InvalidInput("Choose an A/B test to delete.")
-    delete_comparison(studio, user_of(request), is_admin(studio, request), comparison)
+    delete_comparison(studio, user_of(request), comparison)
     return (gr.Dropdown(choices=_tests(studio, request), value=None), None,
             f"A/B test {comparison} deleted; its images stay in History.", None, None, "")
 
@@ -143,5 +143,5 @@ def judge(studio: Studio, pick: str, shown: tuple[int, int | None] | None, reque
     comparison, pair = shown
     if pair is None:
         raise InvalidInput(f"Every pair of A/B test {comparison} is judged: the tally is shown below.")
-    vote(studio, user_of(request), is_admin(studio, request), comparison, pair, pick)
+    vote(studio, user_of(request), comparison, pair, pick)
     return show(studio, comparison, request)

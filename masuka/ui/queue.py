@@ -90,7 +90,7 @@ def build(ctx: UIContext) -> None:
                     **private).success(added, hidden, message, **private).then(listed, None, table, **private)
     if "queue" in image.buttons:
         image.buttons["queue"].click(bind(queue_image_form, studio), image.pick(IMAGE_TAB_FORM), hidden,
-                                     **private).success(added, hidden, message, **private).then(
+                                     **private).success(announced, hidden, message, **private).then(
             listed, None, table, **private)
     for action, button in buttons.items():
         button.click(bind(control, studio, action), job, message, **private).then(listed, None, table, **private)
@@ -200,6 +200,14 @@ def control_all(studio: Studio, action: str, request: gr.Request = None) -> str:
 
 def added(result: dict) -> str:
     return f"Queued job{'s' * (len(result['jobs']) != 1)} {', '.join(map(str, result['jobs']))}."
+
+
+def announced(result: dict) -> str:
+    """:func:`added`, also as a toast: the Image tab's "Add to queue" is pressed where this tab's message is not
+    seen (its refusals are toasts too)."""
+    said = added(result)
+    gr.Info(said)
+    return said
 
 
 def pick(studio: Studio, evt: gr.SelectData, request: gr.Request):

@@ -19,7 +19,9 @@ from masuka.image import compare
 from masuka.image.compare import create_ab, delete_comparison, next_pair, tally, vote
 from masuka.image.generate import ImageRequest
 from masuka.store import Store
+from masuka.studio import Studio
 from masuka.ui import compare as ui_compare
+from masuka.ui.common import is_admin
 
 HUGE = "99999999999999999999"
 
@@ -36,19 +38,19 @@ def test_pairs_votes_and_tally(studio, tiny_model, tiny_lora):
         a, b = studio.store.get("generations", pair["a"]), studio.store.get("generations", pair["b"])
         assert (a["seed"], a["prompt"]) == (b["seed"], b["prompt"]) and len(a["loras"]) == 1 and b["loras"] == []
 
-    shown = next_pair(studio, "local", False, comparison)
+    shown = next_pair(studio, "local", comparison)
     first = pairs[0]
     assert shown["index"] == 0 and shown["remaining"] == 4 and "lora" not in json.dumps(shown).lower()
     source = studio.config.absolute(studio.store.get("generations", first[first["left"]])["output_path"])
     with Image.open(shown["left"]) as copy, Image.open(source) as original:
         assert list(copy.getdata()) == list(original.getdata())
-    result = vote(studio, "local", False, comparison, 0, "left")  # whichever side was on the left wins
+    result = vote(studio, "local", comparison, 0, "left")  # whichever side was on the left wins
     assert "sides" not in result and result["remaining"] == 3
-    assert (tally(studio, "local", False, comparison)["a_wins"], tally(studio, "local", False, comparison)["b_wins"]
+    assert (tally(studio, "local", comparison)["a_wins"], tally(studio, "local", comparison)["b_wins"]
             ) == ((1, 0) if first["left"] == "a" else (0, 1))
-    vote(studio, "local", False, comparison, 1, "tie")
-    assert next_pair(studio, "local", False, comparison)["index"] == 2
-    assert tally(studio, "local", False, comparison)["ties"] == 1
+    vote(studio, "local", comparison, 1, "tie")
+    assert next_pair(studio, "local", comparison)["index"] == 2
+    assert tally(studio, "local", comparison)["ties"] == 1
     with pytest.raises(InvalidInput):
         create_ab(studio, base, [], [], ["a fox"])
 
@@ -65,8 +67,8 @@ def test_tally_is_the_wilson_interval_over_decided_pairs(capsys, tmp_path):
     assert "A 8, B 3, ties 2, undecided 0; A wins 73%" in capsys.readouterr().out
 
 
-def _stored_comparison(config: Config, store: Store, choices: list[str | None]) -> int:
-    """A comparison stored directly, its pairs all made of the same two image rows (one file each)."""
+def _stored_comparison(config: Config, store: Store, choices: list[str | None], owner: str = "local") -> int:
+    """A comparison of ``owner`` stored directly, its pairs all made of the same two image rows (one file each)."""
     images = []
     for side in ("a", "b"):
         path = config.outputs_dir / f"{side}.png"
@@ -75,7 +77,7 @@ def _stored_comparison(config: Config, store: Store, choices: list[str | None]) 
         images.append(store.insert("generations", {"owner": "local", "kind": "image", "status": "done",
                                                    "output_path": str(path)}))
     comparison = store.insert("comparisons", {
-        "owner": "local", "kind": "ab", "title": "x vs y", "params": {"sides": {"a": "x", "b": "y"}},
+        "owner": owner, "kind": "ab", "title": "x vs y", "params": {"sides": {"a": "x", "b": "y"}},
         "state": {"pairs": [{"prompt": "p", "seed": i, "a": images[0], "b": images[1], "left": "a", "choice": c}
                             for i, c in enumerate(choices)]}})
     return comparison
@@ -99,7 +101,7 @@ def test_neither_row_ids_nor_judged_files_tell_the_sides(studio, tiny_model, tin
     base = ImageRequest(prompt="", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=3)
     comparison = create_ab(studio, base, [(lora, 1.0)], [], ["a red fox"], seeds=2, allow_any_path=True)
     assert all(p["b"] < p["a"] for p in studio.store.get("comparisons", comparison)["state"]["pairs"])
-    shown = next_pair(studio, "local", False, comparison)
+    shown = next_pair(studio, "local", comparison)
     folder = studio.config.outputs_dir / "local" / "compare" / str(comparison)
     assert (shown["left"], shown["right"]) == (str(folder / "0-left.png"), str(folder / "0-right.png"))
     for path in (shown["left"], shown["right"]):
@@ -121,19 +123,19 @@ def test_votes_hide_the_sides_and_counts_until_every_pair_is_judged(capsys, tmp_
 
 def test_a_pair_with_a_deleted_image_is_skipped_and_cannot_be_voted(studio):
     comparison = _stored_comparison(studio.config, studio.store, [None, None])
-    assert next_pair(studio, "local", False, comparison)["remaining"] == 2
+    assert next_pair(studio, "local", comparison)["remaining"] == 2
     pairs = studio.store.get("comparisons", comparison)["state"]["pairs"]
     said = delete_entries(studio, "local", True, [f"g{pairs[0]['a']}"])  # both pairs use it
     assert f"A/B test(s) {comparison} had pairs not judged yet" in said
-    assert next_pair(studio, "local", False, comparison) is None
+    assert next_pair(studio, "local", comparison) is None
     with pytest.raises(InvalidInput, match="deleted"):
-        vote(studio, "local", False, comparison, 0, "left")
-    assert tally(studio, "local", False, comparison)["a_wins"] == 0
+        vote(studio, "local", comparison, 0, "left")
+    assert tally(studio, "local", comparison)["a_wins"] == 0
 
 
 def test_an_id_too_big_for_sqlite_is_no_comparison(studio, capsys, tmp_path):
     with pytest.raises(NotFound):
-        next_pair(studio, "local", False, int(HUGE))
+        next_pair(studio, "local", int(HUGE))
     data = str(tmp_path / "data")
     for command in (["compare", "next", HUGE], ["compare", "vote", HUGE, "0", "left"], ["compare", "tally", HUGE]):
         assert main([*command, "--data-dir", data]) == 2
@@ -142,11 +144,11 @@ def test_an_id_too_big_for_sqlite_is_no_comparison(studio, capsys, tmp_path):
 
 def test_deleting_a_test_removes_its_blind_copies_and_keeps_the_images(studio, capsys, tmp_path):
     comparison = _stored_comparison(studio.config, studio.store, [None, None])
-    copies = Path(next_pair(studio, "local", False, comparison)["left"]).parent
+    copies = Path(next_pair(studio, "local", comparison)["left"]).parent
     assert copies.is_dir()
     with pytest.raises(NotFound):
-        delete_comparison(studio, "bob", False, comparison)  # another user's test is not theirs to delete
-    delete_comparison(studio, "local", False, comparison)
+        delete_comparison(studio, "bob", comparison)  # another user's test is not theirs to delete
+    delete_comparison(studio, "local", comparison)
     assert studio.store.get("comparisons", comparison) is None and not copies.exists()
     assert studio.store.count("generations") == 2 and all(
         studio.config.absolute(r["output_path"]).is_file() for r in studio.store.find("generations"))
@@ -156,6 +158,34 @@ def test_deleting_a_test_removes_its_blind_copies_and_keeps_the_images(studio, c
     assert f"comparison {stored} deleted; its images stay in History" in capsys.readouterr().out
     assert main(["compare", "delete", str(stored), "--data-dir", str(data)]) == 2
     assert f"no comparison {stored} of yours" in capsys.readouterr().err
+
+
+def test_a_blind_test_is_judged_tallied_and_deleted_by_its_owner_alone(tmp_path, monkeypatch, capsys):
+    """An admin's A/B picker lists their own tests only, and neither the Compare tab nor the command line lets
+    anyone but the owner judge, see the tally (which names the sides) or delete a test; ``--user`` acts as one."""
+    monkeypatch.setenv("MASUKA_ADMINS", "admin")
+    config = Config.from_env(data_dir=tmp_path / "data", auth="admin:pw-admin,bob:pw-bob")
+    studio = Studio.open(config)
+    try:
+        bobs = _stored_comparison(config, studio.store, [None, None], owner="bob")
+        own = _stored_comparison(config, studio.store, [None], owner="admin")
+        admin = gr.Request(username="admin")
+        assert is_admin(studio, admin) and ui_compare.choices(studio, admin)[2].choices == [(f"{own}: x vs y", own)]
+        for refused in (lambda: ui_compare.show(studio, bobs, admin),
+                        lambda: ui_compare.judge(studio, "left", (bobs, 0), admin),
+                        lambda: ui_compare.forget(studio, bobs, admin)):
+            with pytest.raises(gr.Error, match=f"no comparison {bobs} of yours"):
+                refused()
+        assert [p["choice"] for p in studio.store.get("comparisons", bobs)["state"]["pairs"]] == [None, None]
+    finally:
+        studio.close()
+    data = ["--data-dir", str(tmp_path / "data")]
+    for command in (["next", bobs], ["vote", bobs, 0, "left"], ["tally", bobs], ["delete", bobs]):
+        assert main(["compare", *map(str, command), *data]) == 2
+        assert f"no comparison {bobs} of yours" in capsys.readouterr().err
+    assert main(["compare", "list", "--json", *data]) == 0 and json.loads(capsys.readouterr().out)["comparisons"] == []
+    assert main(["compare", "vote", str(bobs), "0", "left", "--user", "bob", *data]) == 0
+    assert "1 of 2 pairs left to judge" in capsys.readouterr().out
 
 
 def test_a_vote_is_for_the_pair_on_screen_not_the_test_chosen_since(studio):

@@ -65,6 +65,17 @@ def test_bad_axes_exit_2_with_one_line(capsys, tmp_path, tiny_model, axis, messa
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("axis", ["x", "y", "z"])
+def test_a_repeated_axis_flag_is_refused_not_cut_to_the_last(capsys, tmp_path, axis):
+    """argparse would keep the last of two ``--x``: the grid refuses them in one line, before opening any studio."""
+    data = tmp_path / "data"
+    given = ["--x", "steps=1,2"] * (axis != "x") + [f"--{axis}", "guidance=1,2", f"--{axis}", "seed=1,2"]
+    assert main(["grid", "--data-dir", str(data), "--model", "m", "--prompt", "a fox", *given]) == 2
+    err = capsys.readouterr().err
+    assert f"--{axis} is given 2 times (guidance=1,2; seed=1,2): a grid has one {axis.upper()} axis" in err
+    assert len(err.strip().splitlines()) == 1 and not data.exists()
+
+
 def test_lora_axis_with_none_and_a_weight_axis(studio, tiny_model, tiny_lora):
     lora = str(tiny_lora("flux"))
     base = ImageRequest(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=2)

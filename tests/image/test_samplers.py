@@ -3,6 +3,8 @@ afterwards, and a sampler the model cannot use refused in one line."""
 
 from __future__ import annotations
 
+import re
+
 import diffusers
 import numpy as np
 import pytest
@@ -52,6 +54,20 @@ def test_a_sampler_the_model_cannot_use_is_refused(studio, tiny_model, capsys, t
                  "--x", "sampler=Euler,DDIM"])
     err = capsys.readouterr().err
     assert code == 2 and "sampler=DDIM" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unknown_sampler_lists_only_the_samplers_the_model_can_use(studio, tiny_model):
+    """An unknown name on an SDXL model lists the classic samplers, not the flow-matching ones it would refuse in
+    turn; while the model's family is unknown every name is listed."""
+    from masuka.image.samplers import DIFFUSION_SAMPLERS, SAMPLER_NAMES, check_sampler
+
+    with pytest.raises(InvalidInput) as refused:
+        plan_request(studio, ImageRequest(prompt="a fox", model=str(tiny_model("sdxl")), sampler="Bogus"))
+    said = str(refused.value)
+    assert said.startswith("Unknown sampler 'Bogus': ") and "is a classic diffusion model" in said
+    assert f"use {', '.join(DIFFUSION_SAMPLERS)}, or the model's own." in said and "Euler Karras" not in said
+    with pytest.raises(InvalidInput, match=re.escape(f"use one of {', '.join(SAMPLER_NAMES)}.")):
+        check_sampler("Bogus", None, "some/repo")
 
 
 def test_the_image_tab_s_sampler_picker_is_used_recorded_and_reused(live_app, tiny_model, studio):

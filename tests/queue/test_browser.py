@@ -19,8 +19,9 @@ def test_add_to_queue_then_watch_it_finish_in_the_queue_tab(live_app, tiny_model
     page.get_by_label("Height").fill("64")
     page.get_by_label("Prompt", exact=True).fill("a {red|blue} lighthouse")
     page.get_by_role("button", name="Add to queue").click()
+    page.get_by_test_id("toast-text").get_by_text("Queued job 1.").wait_for(timeout=30_000)  # said on the Image tab
     page.get_by_role("tab", name="Queue").click()
-    page.get_by_text("Queued job 1.").wait_for(timeout=30_000)
+    page.get_by_role("tabpanel").get_by_text("Queued job 1.").wait_for(timeout=30_000)
     page.get_by_text("completed", exact=True).locator("visible=true").first.wait_for(timeout=120_000)
     page.get_by_text("a {red|blue} lighthouse", exact=True).locator("visible=true").first.click()
     page.locator("img[src*='gradio_api/file']").first.wait_for(timeout=30_000)

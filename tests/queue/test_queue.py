@@ -176,6 +176,25 @@ def test_per_user_limit_cancel_and_retry(tmp_path, tiny_model):
         studio.close()
 
 
+def test_a_batch_over_the_limit_on_its_own_says_so(tmp_path, tiny_model):
+    """A batch larger than the per-user limit is refused as such (no wait or cancel would make room for it); one
+    that fits the limit but not the room left says how many are waiting; nothing is queued either way."""
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", queued_jobs_per_user=2))
+    try:
+        model = tiny_model("flux")
+        with pytest.raises(InvalidInput) as alone:
+            queue_images(studio, request(model), "a\nb\nc")
+        assert str(alone.value) == "A batch of 3 jobs is over the limit of 2 per user: queue at most 2 at a time."
+        queue_images(studio, request(model), "a")
+        with pytest.raises(InvalidInput) as more:
+            queue_images(studio, request(model), "b\nc")
+        assert str(more.value) == ("You already have 1 unfinished job in the queue, and these 2 would exceed the "
+                                   "limit of 2 per user: wait for some to finish or cancel some.")
+        assert studio.store.count("queue") == 1
+    finally:
+        studio.close()
+
+
 def test_reorder_changes_what_runs_next(studio, tiny_model):
     a, b, c = queue_images(studio, request(tiny_model("flux")), "a\nb\nc")
     control_job(studio, "local", "top", c)

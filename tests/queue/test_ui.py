@@ -209,3 +209,19 @@ def test_add_to_queue_queues_the_mode_shown(studio, tiny_model, tmp_path):
     rows = studio.store.find("generations", order_by="id")
     assert [row["params"].get("task") for row in rows] == [None, "img2img", "inpaint", "outpaint", "edit"]
     assert Image.open(studio.config.absolute(rows[3]["output_path"])).size == (80, 64)
+
+
+def test_add_to_queue_on_the_image_tab_says_so_there(studio, monkeypatch):
+    """The Image tab's Add to queue answers with a toast on the tab it was pressed on, as its refusals do, besides
+    the Queue tab's message; the Queue tab's own batch box answers there only."""
+    from masuka.ui.app import build_app
+
+    toasts: list[str] = []
+    monkeypatch.setattr(gr, "Info", toasts.append)
+    fns = build_app(studio).fns
+    answer = {fn.name: next(after for after in fns.values() if after.trigger_after == fn._id)
+              for fn in fns.values() if fn.name in ("queue_image_form", "queue_form")}
+    message = answer["queue_form"].outputs
+    assert answer["queue_image_form"].outputs == message and message[0].label == "Message"
+    assert answer["queue_image_form"].fn({"jobs": [46]}) == "Queued job 46." and toasts == ["Queued job 46."]
+    assert answer["queue_form"].fn({"jobs": [47, 48]}) == "Queued jobs 47, 48." and toasts == ["Queued job 46."]
