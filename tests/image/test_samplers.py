@@ -50,6 +50,7 @@ def test_a_sampler_the_model_cannot_use_is_refused(studio, tiny_model, capsys, t
         plan_request(studio, flux)
     with pytest.raises(InvalidInput, match="Unknown sampler 'Bogus'"):
         plan_request(studio, ImageRequest(prompt="a fox", model=str(tiny_model("sdxl")), sampler="Bogus"))
+    capsys.readouterr()  # what building the tiny models printed
     code = main(["grid", "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model("flux")), "--prompt", "a fox",
                  "--x", "sampler=Euler,DDIM"])
     err = capsys.readouterr().err
