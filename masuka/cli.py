@@ -7,6 +7,7 @@ the parsed arguments and returns an exit code. Expected failures print one line 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import logging
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from masuka.config import log_level
-from masuka.errors import InvalidInput, MasukaError, as_disk_full, bounded
+from masuka.errors import InvalidInput, MasukaError, as_disk_full, bounded, cannot_write
 from masuka.store import LOCAL_USER, owns_anything
 
 COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
@@ -104,15 +105,26 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader left (`| head`): quiet, as Python's "Note on SIGPIPE" advises
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (OSError, sqlite3.DatabaseError) as error:  # a full disk, as the system or SQLite says it
-        full = as_disk_full(error)
-        if full is None:
+    except (OSError, sqlite3.DatabaseError) as error:  # a full disk or a read-only place, as the system or SQLite says
+        refused = as_disk_full(error) or write_refused(error)
+        if refused is None:
             raise
-        print(f"error: {full}", file=sys.stderr)
+        print(f"error: {bounded(str(refused))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def write_refused(error: BaseException) -> MasukaError | None:
+    """One line for a write the system refused (a read-only file system, no permission: ``EROFS``, ``EACCES``,
+    SQLite's "readonly database"), as :func:`masuka.errors.cannot_write` words it; None for any other error."""
+    if isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES):
+        return cannot_write(OSError(error.errno, error.strerror), error.filename or "A file")
+    if isinstance(error, sqlite3.OperationalError) and "readonly database" in str(error):
+        return InvalidInput(f"The database cannot be written ({error}): choose another data dir (--data-dir or "
+                            "MASUKA_DATA_DIR), or make this one writable.")
+    return None
 
 
 def open_studio(args: argparse.Namespace):

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,10 +158,10 @@ def parse_auth(spec: str | None) -> dict[str, str]:
     spec = (spec or "").strip()
     if not spec:
         return {}
-    if spec.startswith("@") or (os.sep in spec and Path(spec).is_file()):
+    if names_auth_file(spec):
         path = Path(spec.lstrip("@"))
-        try:
-            entries = path.read_text(encoding="utf-8").splitlines()
+        try:  # utf-8-sig: a file saved by Windows Notepad starts with a byte-order mark, not part of the first name
+            entries = path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as error:
             raise InvalidInput(f"Sign-in file {path} cannot be read ({reason(error)}).") from None
         source = f"The sign-in file {path}"
@@ -173,6 +174,9 @@ def parse_auth(spec: str | None) -> dict[str, str]:
             continue
         user, sep, password = entry.partition(":")
         if not sep or not user.strip() or not password:  # said without the entry: it may be the tail of a password
+            if Path(spec).is_file():  # a bare file name (users.txt): read as user:password, it is not one
+                raise InvalidInput(f"The sign-in spec {spec!r} is not user:password, but a file of that name exists: "
+                                   f"write @{spec} to read sign-ins from a file.")
             raise InvalidInput(f"Sign-in entry {number} must look like user:password. A password with a comma "
                                "belongs in a file, one user:password a line (MASUKA_AUTH=@path/to/file).")
         if user.strip() == LOCAL_USER:  # what a studio without sign-in owns: shared with every user
@@ -183,6 +187,13 @@ def parse_auth(spec: str | None) -> dict[str, str]:
     if not users:
         raise InvalidInput(_names_no_user(source))
     return users
+
+
+def names_auth_file(spec: str) -> bool:
+    """Whether a sign-in spec is read as a file: ``@path``, or a path with a folder in it that names a file (a bare
+    ``users.txt`` is not: ``user:pass`` may well be a file name too)."""
+    spec = spec.strip()
+    return spec.startswith("@") or (os.sep in spec and Path(spec).is_file())
 
 
 def _names_no_user(source: str) -> str:
@@ -291,8 +302,15 @@ class Config:
     def make_folders(self) -> None:
         """Create the data dir's folders (outputs, LoRAs, datasets, runs, tmp) and close the data dir to other
         users (0700, where the file system has permissions at all: one made by an older version too): after its
-        database opened, so a data dir refused for its database is left as it was."""
+        database opened, so a data dir refused for its database is left as it was. A data dir that exists but
+        cannot be written (a read-only file system, another user's folder) is refused here, not by every action."""
         self._make(self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir)
+        try:  # a file made and removed: existing folders are "made" even on a read-only file system
+            handle, probe = tempfile.mkstemp(prefix="write-probe-", dir=self.tmp_dir)
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as error:
+            raise InvalidInput(f"The data dir {self.data_dir} cannot be used: {reason(error)}.") from None
         with contextlib.suppress(OSError):
             if self.data_dir.stat().st_uid == os.getuid():
                 self.data_dir.chmod(0o700)

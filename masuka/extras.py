@@ -9,6 +9,8 @@ from pathlib import Path
 from masuka.compat import installed
 
 EXTRAS_FILE = Path(__file__).resolve().parent.parent / "requirements-extras.txt"
+#: extras that do nothing without a CUDA device (bitsandbytes' 8-bit and NF4 layers)
+CUDA_ONLY = frozenset({"bitsandbytes"})
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,17 @@ class Extra:
     @property
     def version(self) -> str | None:
         return installed(self.name)
+
+    @property
+    def needs_cuda(self) -> bool:
+        return self.name in CUDA_ONLY
+
+
+def install_line(package: str) -> str:
+    """How to install ``package``, as refusals quote it: an extra within its range in the extras file, else
+    plainly."""
+    found = next((extra for extra in extras() if extra.name == package.lower()), None)
+    return f"pip install '{found.spec}'" if found else f"pip install {package}"
 
 
 def extras(path: Path = EXTRAS_FILE) -> list[Extra]:

@@ -30,11 +30,17 @@ class MemoryPlan:
     encoder_8bit: bool = False
     #: the transformer loaded in 4 bits from the model's files, as :mod:`masuka.image.quantized` builds it
     quantized: Literal["nf4", "gguf"] | None = None
-    #: the package the plan cannot run without, and the line that installs it (for the refusal)
+    #: the package the plan cannot run without (an extra of requirements-extras.txt)
     package: str | None = None
-    install: str | None = None
     #: whether ``auto`` may pick it, from the model's peak-memory figure for it (rows listed fastest first)
     automatic: bool = False
+
+    @property
+    def install(self) -> str | None:
+        """The line that installs :attr:`package` (for the refusal)."""
+        from masuka.extras import install_line
+
+        return install_line(self.package) if self.package else None
 
     @property
     def fusable(self) -> bool:
@@ -53,9 +59,9 @@ PLANS: tuple[MemoryPlan, ...] = (
     MemoryPlan("group_offload", "layers stream to the GPU one at a time, for the smallest cards", "group_offload",
                encoder_8bit=True, automatic=True),
     MemoryPlan("nf4_offload", "a 4-bit NF4 transformer (bitsandbytes, CUDA) and model offload", "model_offload",
-               quantized="nf4", package="bitsandbytes", install="pip install 'bitsandbytes>=0.46.1,<1'"),
+               quantized="nf4", package="bitsandbytes"),
     MemoryPlan("gguf_offload", "the transformer from a .gguf file ($MASUKA_GGUF_FILE, needs gguf) and model offload",
-               "model_offload", quantized="gguf", package="gguf", install="pip install 'gguf>=0.10,<1'"),
+               "model_offload", quantized="gguf", package="gguf"),
 )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from masuka.config import Config, on_space, public_space, server_host
+from masuka.config import Config, names_auth_file, on_space, public_space, server_host
 from masuka.errors import InvalidInput, reason
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,9 @@ def sign_in_message(config: Config) -> str:
 
 
 def command_line_auth_warning(spec: str | None) -> str | None:
-    """A warning when passwords were typed on the command line, where ``ps`` shows them to every local user."""
-    if not spec or spec.strip().startswith("@") or Path(spec).is_file():
+    """A warning when passwords were typed on the command line, where ``ps`` shows them to every local user (a
+    file's name, or anything without a ``:``, holds none)."""
+    if not spec or names_auth_file(spec) or ":" not in spec:
         return None
     return ("WARNING: passwords given with --auth user:password are visible to everyone on this machine (ps, "
             "shell history). Put one user:password a line in a file readable only by you and use --auth @file, "
@@ -134,6 +135,15 @@ def open_ngrok_tunnel(token: str, port: int, folder: Path) -> str:
         raise InvalidInput(f"the ngrok tunnel could not open: {str(error).replace(token, '<token>')}") from None
     finally:
         os.unlink(path)
+
+
+def check_share_link(share: bool, share_url: str | None) -> None:
+    """:class:`InvalidInput` when a share link was asked for and none came back (Gradio says why on stderr and
+    serves on): an app nobody outside can reach, which would distrust this computer's own API calls as a
+    tunnel's."""
+    if share and not share_url:
+        raise InvalidInput("the share link could not open (no internet?): see Gradio's message above, or start "
+                           "without --share (or with --ngrok).")
 
 
 def cannot_listen(host: str, port: int, error: OSError) -> InvalidInput:
@@ -223,6 +233,11 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     except OSError as error:  # the port taken since check_listen (another app starting at the same time)
         Running(demo, studio, "", worker).close()
         raise cannot_listen(host, port, error) from None
+    try:
+        check_share_link(share, share_url)
+    except InvalidInput:
+        Running(demo, studio, "", worker).close()
+        raise
     guard_queue(demo, config, studio.stops)
     mount_api(server_app, studio, proxies, trust_loopback=not (share or ngrok))
     print(f"* MASUKA is running on {local_url}", flush=True)  # Gradio's own lines would hint at share=True

@@ -6,6 +6,7 @@ The UI and the CLI each open one :class:`Studio` and pass it to the domain funct
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,20 @@ from masuka.model_cache import ModelCache
 from masuka.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def check_writable(store: Store, config: Config) -> None:
+    """:class:`InvalidInput` when the database cannot be written (a read-only file or file system opens, and
+    reads): said at start-up rather than as the raw error of every action that writes. The probe writes the
+    header's ``user_version`` as it is."""
+    with store.transaction():
+        version = store.db.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            store.db.execute(f"PRAGMA user_version = {int(version)}")
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_READONLY:
+                raise
+            raise InvalidInput(f"The data dir {config.data_dir} cannot be used: {error}.") from None
 
 
 @dataclass
@@ -39,10 +54,11 @@ class Studio:
     @classmethod
     def open(cls, config: Config) -> "Studio":
         """Open the data dir: migrate the database, make the folders (once the database opened: a data dir refused
-        for it is left as it was) and mark work a dead process left behind."""
+        for it is left as it was), check that both can be written and mark work a dead process left behind."""
         store = Store(config.db_path)
         try:
             config.make_folders()
+            check_writable(store, config)
         except InvalidInput:
             store.close()
             raise

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -605,3 +607,96 @@ def test_an_a_b_test_of_no_seeds_says_the_seed_count_is_wrong(capsys, tmp_path):
     code, out, err = run_cli(capsys, "compare", "create", "--data-dir", str(tmp_path / "data"), "--model",
                              "nobody/nothing", "--prompt", "a fox", "--a", "style", "--seeds", "0")
     assert (code, out, err) == (2, "", "error: The seed count must be between 1 and 200 (got 0).\n")
+
+
+READ_ONLY_BIND = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+
+
+def read_only(folder) -> list[str] | None:
+    """How to run a command that finds ``folder`` read-only: its folders and files without write permission (for a
+    user who is not root), or a read-only bind of it in a mount namespace of the command's own (root, whom
+    permissions do not stop); None where neither can be made (root without the right to mount)."""
+    if os.geteuid() != 0:
+        for path in (folder, *folder.rglob("*")):
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        return []
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", READ_ONLY_BIND, str(folder), "true"], capture_output=True)
+    return ["unshare", "-m", "sh", "-c", READ_ONLY_BIND, str(folder)] if probe.returncode == 0 else None
+
+
+@pytest.mark.parametrize("argv", [["generate", "--model", "nobody/nothing", "--prompt", "x"],
+                                  ["queue", "add", "--model", "nobody/nothing", "--prompt", "a __colour__ fox"]],
+                         ids=["generate", "queue-add"])
+def test_a_data_dir_that_cannot_be_written_is_refused_at_start_up_in_one_line(tmp_path, argv):
+    """An existing data dir on a read-only file system (or not the user's to write) opens and reads: each command
+    would then fail on its first write with a raw error (a traceback in the CLI). It is refused at once instead,
+    as a data dir that cannot be made is."""
+    from masuka.studio import Studio
+
+    data = tmp_path / "data"
+    Studio.open(Config.from_env(data_dir=data)).close()
+    (data / "wildcards").mkdir()
+    (data / "wildcards" / "colour.txt").write_text("red\n", encoding="utf-8")
+    held = sqlite3.connect(data / "masuka.db")  # another process of the studio: its -wal and -shm files exist
+    held.execute("select count(*) from generations").fetchone()
+    prefix = read_only(data)
+    try:
+        if prefix is None:  # no way to make it read-only here (root, no right to mount): the probe it would trip
+            held.close()
+            assert_the_database_probe_refuses(data)
+            return
+        done = subprocess.run([*prefix, sys.executable, "-m", "masuka", *argv, "--data-dir", str(data)],
+                              capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    finally:
+        held.close()
+        for path in (data, *data.rglob("*")):
+            path.chmod(0o700 if path.is_dir() else 0o600)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr in (f"error: The data dir {data} cannot be used: Read-only file system.\n",
+                           f"error: The data dir {data} cannot be used: Permission denied.\n")
+
+
+def test_the_database_probe_refuses_a_database_that_opens_read_only(tmp_path):
+    """The database's own probe (a read-only database file in a writable folder: SQLite opens it, and reads)."""
+    assert_the_database_probe_refuses(tmp_path)
+
+
+def assert_the_database_probe_refuses(data) -> None:
+    import sqlite_utils
+
+    from masuka.errors import InvalidInput
+    from masuka.studio import Studio, check_writable
+
+    config = Config.from_env(data_dir=data)
+    studio = Studio.open(config)
+    try:
+        check_writable(studio.store, config)  # a writable one passes
+        studio.store.db.conn.close()
+        studio.store.db = sqlite_utils.Database(sqlite3.connect(f"{config.db_path.as_uri()}?mode=ro", uri=True,
+                                                                isolation_level=None))
+        with pytest.raises(InvalidInput, match=f"^The data dir {data} cannot be used: attempt to write a "
+                                               "readonly database"):
+            check_writable(studio.store, config)
+    finally:
+        studio.close()
+
+
+@pytest.mark.parametrize("error, line", [
+    (OSError(errno.EROFS, os.strerror(errno.EROFS), "/d/wildcards/colour.txt"),
+     "error: /d/wildcards/colour.txt cannot be written (Read-only file system): choose another place.\n"),
+    (OSError(errno.EACCES, os.strerror(errno.EACCES), "/d/outputs"),
+     "error: /d/outputs cannot be written (Permission denied): choose another place.\n"),
+    (sqlite3.OperationalError("attempt to write a readonly database"),
+     "error: The database cannot be written (attempt to write a readonly database): choose another data dir "
+     "(--data-dir or MASUKA_DATA_DIR), or make this one writable.\n"),
+], ids=["EROFS", "EACCES", "readonly-database"])
+def test_a_write_the_system_refuses_is_one_line_and_exit_2(capsys, monkeypatch, error, line):
+    """Whatever command meets a read-only place after start-up (the file system remounted read-only) says so in one
+    line, as for a full disk, with no traceback."""
+    import masuka.commands.doctor
+
+    def refused(args):
+        raise error
+
+    monkeypatch.setattr(masuka.commands.doctor, "run", refused)
+    assert run_cli(capsys, "doctor") == (2, "", line)

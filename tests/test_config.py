@@ -15,6 +15,7 @@ from masuka.environment import check_environment
 from masuka.errors import InvalidInput
 from masuka.keys import service
 from masuka.remote.timing import RemoteSettings
+from masuka.server import command_line_auth_warning
 from tests.conftest import ROOT, free_port
 
 # a MASUKA_/SPACE variable named in place, or any variable named by a constant (which could hide one)
@@ -116,9 +117,41 @@ def test_a_password_with_a_comma_is_never_echoed_and_a_file_takes_it(tmp_path):
     assert "cret-tail" not in str(refused.value) and "entry 2" in str(refused.value)
     (tmp_path / "auth.txt").write_text("colab:se,cret\n", encoding="utf-8")
     assert config.parse_auth(f"@{tmp_path / 'auth.txt'}") == {"colab": "se,cret"}
+
+
+def test_the_colab_password_cell_writes_a_private_file_and_makes_its_user_the_admin(tmp_path, monkeypatch, capsys):
+    """Colab's password goes in a file only its owner reads, and its one user is the studio's admin (else nobody
+    could save API keys, defaults or wildcards)."""
     notebook = json.loads((ROOT / "assets" / "masuka_colab.ipynb").read_text(encoding="utf-8"))
-    code = "".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
-    assert "os.environ['MASUKA_AUTH'] = '@/content/masuka-auth.txt'" in code  # Colab's password goes in a file
+    cell = next("".join(cell["source"]) for cell in notebook["cells"] if "PASSWORD = " in "".join(cell["source"]))
+    auth_file = tmp_path / "masuka-auth.txt"
+    auth_file.write_text("old", encoding="utf-8")
+    auth_file.chmod(0o644)  # one an older notebook wrote
+    code = cell.replace('PASSWORD = ""', 'PASSWORD = "se,cret"').replace("/content/masuka-auth.txt", str(auth_file))
+    monkeypatch.delenv("MASUKA_AUTH", raising=False)
+    monkeypatch.delenv("MASUKA_ADMINS", raising=False)
+    exec(compile(code, "cell 3", "exec"), {})  # no google.colab here: its secrets are passed over
+    assert auth_file.stat().st_mode & 0o777 == 0o600
+    studio = config.Config.read_env(tmp_path / "data")
+    assert studio.users == {"colab": "se,cret"} and studio.admins == {"colab"}
+    assert "Sign in as user 'colab'" in capsys.readouterr().out
+
+
+def test_a_sign_in_file_saved_with_a_byte_order_mark_names_its_first_user_as_written(tmp_path):
+    (tmp_path / "auth.txt").write_bytes("\ufeffalice:pw1\r\nbob:pw2\r\n".encode())  # Windows Notepad
+    assert config.parse_auth(f"@{tmp_path / 'auth.txt'}") == {"alice": "pw1", "bob": "pw2"}
+
+
+def test_a_bare_file_name_as_auth_is_refused_saying_to_write_an_at_sign(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "users.txt").write_text("alice:pw1\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"write @users\.txt to read sign-ins from a file"):
+        config.parse_auth("users.txt")
+    assert not config.names_auth_file("users.txt") and config.names_auth_file("@users.txt")
+    assert command_line_auth_warning("users.txt") is None  # no password in it: no warning about ps before the refusal
+    assert command_line_auth_warning("@users.txt") is None
+    assert command_line_auth_warning(str(tmp_path / "users.txt")) is None
+    assert command_line_auth_warning("alice:pw1") is not None
 
 
 def test_a_password_file_keeps_blanks_at_the_ends_of_a_password(tmp_path):

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from masuka.errors import InvalidInput
+from masuka.extras import install_line
 from masuka.loras.library import check_name
 from masuka.models import architectures
 from masuka.validation import composed, whole_number
@@ -156,8 +157,8 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
         raise InvalidInput(f"Unknown optimizer {options.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}.")
     package = OPTIMIZERS[options.optimizer]
     if package and importlib.util.find_spec(package) is None:
-        raise InvalidInput(f"The {options.optimizer} optimizer needs the {package!r} package: pip install {package}, "
-                           "or choose adamw.")
+        raise InvalidInput(f"The {options.optimizer} optimizer needs the {package!r} package: "
+                           f"{install_line(package)} (see requirements-extras.txt), or choose adamw.")
     if options.scheduler not in SCHEDULERS:
         raise InvalidInput(f"Unknown LR scheduler {options.scheduler!r}: choose one of {', '.join(SCHEDULERS)}.")
     if options.base_precision not in PRECISIONS:

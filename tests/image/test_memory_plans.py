@@ -61,10 +61,9 @@ def test_a_row_added_to_the_table_is_offered_and_applied(stream_plan, studio, ti
 
 
 def test_a_row_s_package_is_asked_for_before_anything_loads(monkeypatch, studio, tiny_model):
-    needy = MemoryPlan("needy_test", "needs a package", "model_offload", package="masuka_no_such_package",
-                       install="pip install masuka-no-such-package")
+    needy = MemoryPlan("needy_test", "needs a package", "model_offload", package="masuka_no_such_package")
     monkeypatch.setattr(memory_plans, "PLANS", (*memory_plans.PLANS, needy))
     with pytest.raises(InvalidInput, match=r"needy_test memory plan needs the masuka_no_such_package package, "
-                                           r"which is not installed: pip install masuka-no-such-package"):
+                                           r"which is not installed: pip install masuka_no_such_package"):
         generate_images(studio, ImageRequest(prompt="a fox", model=str(tiny_model("flux")), memory_plan=needy.name))
     assert studio.models.loads == 0
