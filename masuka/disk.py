@@ -55,7 +55,8 @@ def still_used(store: Store, path: Path) -> bool:
 
 def clean_leftovers(studio: Studio) -> tuple[int, int]:
     """Remove files of failed generations, and half-written ``*.part`` files and folders (a checkpoint's), the
-    staging folders killed dataset imports left in dataset folders (they unpack into ``tmp/`` now), exported zips,
+    staging folders killed dataset imports left in dataset folders (they unpack into ``tmp/`` now), exported zips
+    (of generations and of datasets),
     images in the image folders that no generation row records, copies of input pictures that no row or queued job
     points at (a request refused before its work ran) and the A1111 extras upscales older versions kept, once they
     are older than an hour (newer ones may belong to a download, import or generation in progress)."""
@@ -68,7 +69,7 @@ def clean_leftovers(studio: Studio) -> tuple[int, int]:
     unsure = [path for root in (config.outputs_dir, config.loras_dir, config.runs_dir, config.datasets_dir)
               for path in root.rglob("*.part")]
     unsure += config.datasets_dir.glob("*/staging-*")
-    unsure += config.outputs_dir.glob("*/exports/*.zip")
+    unsure += (path for root in (config.outputs_dir, config.datasets_dir) for path in root.glob("*/exports/*.zip"))
     unsure += (p for p in config.outputs_dir.glob("*/images/*/*") if p.suffix in IMAGE_SUFFIXES
                and p.resolve() not in recorded)
     unsure += config.outputs_dir.glob("*/extras/*")

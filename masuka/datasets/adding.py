@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from masuka.datasets.dedupe import DuplicateIndex
-from masuka.datasets.ingest import Prepared, try_ingest
+from masuka.datasets.ingest import Prepared, originals_first, try_ingest
 from masuka.datasets.library import dataset_dir, ensure_exists, find_dataset, update_dataset
 from masuka.datasets.preprocess import PrepOptions
 from masuka.datasets.sources import Refusal, Refusals, ZipLimits, collect
@@ -67,13 +67,14 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
         collected = collect([Path(s) for s in sources], staging, allow_folders,
                             ZipLimits(config.max_files, config.max_unzipped_mb * 2**20))
         report.rejected += collected.refused
-        total = len(collected.candidates)
+        candidates = originals_first(collected.candidates)
+        total = len(candidates)
         with ThreadPoolExecutor(max_workers=threads or workers(), thread_name_prefix="ingest") as pool:
             futures = [pool.submit(try_ingest, c, options, originals, processed, _base(c.name))
-                       for c in collected.candidates]
+                       for c in candidates]
             handled = 0
             try:
-                for candidate, future in zip(collected.candidates, futures):
+                for candidate, future in zip(candidates, futures):
                     result = future.result()
                     if isinstance(result, str):
                         report.rejected.append(Refusal(candidate.name, result))

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from masuka.datasets.formats import DEFAULT_REPEATS, FORMATS, write_layout, zip_folder
-from masuka.datasets.library import dataset_dir, dataset_images, final_caption, find_dataset
+from masuka.datasets.library import dataset_images, exports_dir, final_caption, find_dataset
 from masuka.errors import InvalidInput, as_disk_full, reason
 from masuka.studio import Studio
+
+#: uncaptioned images named in a kohya export's refusal
+SHOWN = 3
 
 
 def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir: str | Path | None = None,
@@ -20,10 +23,10 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
     """Write the processed images and final captions in layout ``fmt`` (kohya: ``repeats`` per epoch).
 
     With ``out_dir`` (CLI) the layout goes there and the folder is returned; without it a zip is made in the
-    dataset's ``exports`` folder (for download) and its path is returned. Either is built in a hidden folder of
-    its own and renamed into place once whole, so a failed export leaves nothing behind and exports made at
-    once never mix. A kohya export is refused while an image has no caption, as training is: sd-scripts stops
-    at an empty caption file.
+    dataset's ``exports`` folder (for download; removed when the dataset changes) and its path is returned. Either
+    is built in a hidden folder of its own and renamed (into an existing empty folder: its entries moved) into
+    place once whole, so a failed export leaves nothing behind and exports made at once never mix. A kohya export
+    is refused while an image has no caption, as training is: sd-scripts stops at an empty caption file.
     """
     if fmt not in FORMATS:
         raise InvalidInput(f"Unknown export format {fmt!r}: choose {' or '.join(FORMATS)}.")
@@ -34,16 +37,17 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
     items = [(row["file"], row["file_name"], final_caption(row, dataset)) for row in rows]
     uncaptioned = [name for _, name, caption in items if not caption.strip()] if fmt == "kohya" else []
     if uncaptioned:
+        named = ", ".join(uncaptioned[:SHOWN]) + ("…" if len(uncaptioned) > SHOWN else "")
         raise InvalidInput(f"Dataset {dataset['name']!r} has {len(uncaptioned)} image(s) without a caption "
-                           f"({', '.join(uncaptioned[:3])}…): caption them in the Datasets tab, or give the "
-                           "dataset a trigger word, before a kohya export.")
+                           f"({named}): caption them in the Datasets tab (or `dataset caption`) before a kohya "
+                           "export.")
     layout: dict[str, Any] = dict(trigger=dataset["trigger"] or "", repeats=int(repeats),
                                   resolution=int((dataset["options"] or {}).get("size", 1024)))
     made: list[Path] = []  # folders above --out that the export makes, removed again when it fails
     if out_dir is None:
-        target = dataset_dir(studio, dataset["id"]) / "exports" / f"{dataset['name'].replace(' ', '_')}-{fmt}.zip"
+        target = exports_dir(studio, dataset["id"]) / f"{dataset['name'].replace(' ', '_')}-{fmt}.zip"
     else:
-        target = _empty_folder(Path(out_dir).expanduser())
+        target = _empty_folder(Path(out_dir).expanduser().resolve())
         made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     try:
         _build(items, fmt, target, zipped=out_dir is None, **layout)
@@ -58,15 +62,20 @@ def export_dataset(studio: Studio, ref: str | int, owner: str, fmt: str, out_dir
 
 
 def _build(items: list[tuple[Path, str, str]], fmt: str, target: Path, zipped: bool, **layout: Any) -> None:
-    """Write the layout into a hidden folder beside ``target``, then zip it to ``target`` or rename it there."""
-    building = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+    """Write the layout into a hidden folder, then zip it to ``target`` or move it there: a new ``target`` is the
+    hidden folder (made beside it) renamed; an existing, empty one keeps itself (its permissions, and a shell
+    inside it sees the files) and the entries of the hidden folder (made inside it) move in."""
+    hidden = f".{target.name or 'export'}.{uuid.uuid4().hex[:8]}.part"
+    filling = not zipped and target.is_dir()
+    building = target / hidden if filling else target.with_name(hidden)
     try:
         write_layout(items, fmt, building, **layout)
         if zipped:
             zip_folder(building, target)
+        elif filling:
+            for entry in list(building.iterdir()):
+                entry.replace(target / entry.name)
         else:
-            if target.exists():
-                target.rmdir()  # empty (checked before): the whole export takes its place
             building.replace(target)
     finally:
         shutil.rmtree(building, ignore_errors=True)

@@ -168,8 +168,8 @@ def write_layout(items: Iterable[tuple[Path, str, str]], fmt: str, out_dir: Path
     for source, file_name, caption in items:
         count += 1
         shutil.copyfile(source, images_dir / file_name)
-        if fmt == "kohya":  # one line: sd-scripts reads only the first
-            (images_dir / file_name).with_suffix(".txt").write_text(" ".join(caption.split()), encoding="utf-8")
+        if fmt == "kohya":
+            (images_dir / file_name).with_suffix(".txt").write_text(caption_line(caption), encoding="utf-8")
         else:
             records.append(json.dumps({"file_name": file_name, "text": caption}, ensure_ascii=False))
     if fmt == "imagefolder":
@@ -178,6 +178,12 @@ def write_layout(items: Iterable[tuple[Path, str, str]], fmt: str, out_dir: Path
         (out_dir / KOHYA_CONFIG).write_text(kohya_config(images_dir.name, trigger, repeats, resolution),
                                             encoding="utf-8")
     return count
+
+
+def caption_line(caption: str) -> str:
+    """A caption as a ``.txt`` caption file holds it: one line (sd-scripts reads only the first), runs of
+    whitespace as one space."""
+    return " ".join(caption.split())
 
 
 def kohya_folder(trigger: str, repeats: int) -> str:

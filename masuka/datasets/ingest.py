@@ -14,7 +14,7 @@ import logging
 import shutil
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
@@ -36,6 +36,8 @@ PROCESSED_AS: dict[bool, tuple[str, dict[str, Any]]] = {
     True: (".jpg", {"format": "JPEG", "quality": 95, "subsampling": 0}),
     False: (".png", {"format": "PNG", "compress_level": 1})}
 ORIENTATION_SWAPS = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90°
+#: what ends the name stem of a flipped copy (``<base>-flip.png`` beside ``<base>.png``)
+FLIP_MARK = "-flip"
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError)
 # Pillow warns above 89 MP; MASUKA refuses anything above MAX_PIXELS (lower) from the header, so the warning
 # would only ever announce a refusal that is already listed.
@@ -173,12 +175,31 @@ def ingest_file(candidate: Candidate, options: PrepOptions, originals: Path, pro
         shutil.copyfile(candidate.path, result.original)
         image.save(result.processed, **save_options)
         if options.flip and mirror is not None:
-            result.flipped = processed / f"{base}-flip{suffix}"
+            result.flipped = processed / f"{base}{FLIP_MARK}{suffix}"
             mirror.save(result.flipped, **save_options)
     except OSError as error:
         result.discard()
         raise as_disk_full(error) or Refused(f"could not be saved: {reason(error)}") from None
     return result
+
+
+def originals_first(candidates: list[Candidate]) -> list[Candidate]:
+    """``candidates`` with the flipped copies MASUKA names (``<stem>-flip.<ext>`` beside a ``<stem>.*`` of the same
+    folder: an export of a flipped dataset) after the others, so the mirror check keeps the originals and refuses
+    the copies; the order is kept otherwise."""
+    stems = {_stem(candidate) for candidate in candidates}
+
+    def flipped(candidate: Candidate) -> bool:
+        stem = _stem(candidate)
+        return stem.endswith(FLIP_MARK) and stem.removesuffix(FLIP_MARK) in stems
+
+    return sorted(candidates, key=flipped)
+
+
+def _stem(candidate: Candidate) -> str:
+    """The name without its extension, folders kept."""
+    name = PurePosixPath(candidate.name)
+    return str(name.with_name(name.stem)) if name.name else candidate.name
 
 
 def try_ingest(candidate: Candidate, options: PrepOptions, originals: Path, processed: Path, base: str

@@ -54,6 +54,18 @@ def dataset_dir(studio: Studio, dataset_id: int) -> Path:
     return studio.config.datasets_dir / str(int(dataset_id))
 
 
+def exports_dir(studio: Studio, dataset_id: int) -> Path:
+    """Where the dataset's export zips are made for download."""
+    return dataset_dir(studio, dataset_id) / "exports"
+
+
+def drop_exports(studio: Studio, dataset_id: int) -> None:
+    """Remove the dataset's export zips: called wherever its images or captions change, so no download shows
+    what it no longer holds."""
+    for path in exports_dir(studio, dataset_id).glob("*.zip"):
+        path.unlink(missing_ok=True)
+
+
 def create_dataset(studio: Studio, name: str, owner: str, trigger: str = "", template: str = DEFAULT_TEMPLATE,
                    options: PrepOptions | dict | None = None) -> dict:
     """A new empty dataset; the name (:func:`~masuka.validation.composed`) must be unique among the owner's
@@ -95,12 +107,14 @@ def ensure_exists(studio: Studio, dataset: dict, meanwhile: str = "meanwhile") -
 
 
 def update_dataset(studio: Studio, dataset: dict, *, meanwhile: str = "meanwhile", **fields) -> dict:
-    """Set ``fields`` (and ``updated_at``) of a dataset; :class:`NotFound` when it was deleted meanwhile (as
-    :func:`ensure_exists` words it)."""
+    """Set ``fields`` (and ``updated_at``) of a dataset whose content changed (its export zips go);
+    :class:`NotFound` when it was deleted meanwhile (as :func:`ensure_exists` words it)."""
     with studio.store.transaction():
         ensure_exists(studio, dataset, meanwhile)
         studio.store.update("datasets", dataset["id"], updated_at=now(), **fields)
-        return studio.store.existing("datasets", dataset["id"])
+        row = studio.store.existing("datasets", dataset["id"])
+    drop_exports(studio, dataset["id"])
+    return row
 
 
 def delete_dataset(studio: Studio, ref: str | int, owner: str, admin: bool = False) -> dict:
@@ -165,6 +179,7 @@ def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: 
         for item in [row, *_copies(studio, row["id"])]:
             studio.store.update("dataset_images", item["id"], caption=caption, caption_source=source)
         studio.store.update("datasets", dataset["id"], updated_at=now())
+    drop_exports(studio, dataset["id"])
     return True
 
 
@@ -246,6 +261,7 @@ def delete_image(studio: Studio, image_id: int, owner: str, admin: bool = False,
         for stored in (item["processed_path"], item["original_path"]):
             if stored:
                 studio.config.absolute(stored).unlink(missing_ok=True)
+    drop_exports(studio, row["dataset_id"])
 
 
 def final_caption(row: dict, dataset: dict) -> str:

@@ -130,6 +130,7 @@ def build(ctx: UIContext) -> None:
     hide = lambda: gr.Group(visible=False)  # noqa: E731
     cancel.click(hide, None, confirm, **private)
     dataset.change(hide, None, confirm, **private)  # the confirmation names the dataset it was asked for
+    dataset.change(lambda: None, None, download, **private)  # an export of another (or a deleted) dataset
     really.click(bind(confirm_delete, studio), [dataset, named], [dataset, status], api_name="delete_dataset",
                  **on_status).then(
         hide, None, confirm, **private).then(listed, None, dataset, **private)

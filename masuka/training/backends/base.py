@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from masuka.datasets.formats import caption_line
 from masuka.errors import ProviderError
 from masuka.remote.http import CutShort, ServiceClient, save_stream
 from masuka.training.data import TrainingSet
@@ -101,11 +102,12 @@ class RemoteTrainer(ServiceClient, ABC):
 
 
 def dataset_zip(data: TrainingSet, path: Path) -> Path:
-    """The dataset as trainers take it: each image with a same-name ``.txt`` caption, in one zip."""
+    """The dataset as trainers take it: each image with a same-name one-line ``.txt`` caption (as a kohya export
+    writes it), in one zip."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for index, (image, caption) in enumerate(data.items):
             stem = f"{index:04d}"
             archive.write(image, f"{stem}{image.suffix.lower()}")
-            archive.writestr(f"{stem}.txt", caption)
+            archive.writestr(f"{stem}.txt", caption_line(caption))
     return path
