@@ -128,8 +128,9 @@ def test_the_colab_password_cell_writes_a_private_file_and_makes_its_user_the_ad
     auth_file.write_text("old", encoding="utf-8")
     auth_file.chmod(0o644)  # one an older notebook wrote
     code = cell.replace('PASSWORD = ""', 'PASSWORD = "se,cret"').replace("/content/masuka-auth.txt", str(auth_file))
-    monkeypatch.delenv("MASUKA_AUTH", raising=False)
-    monkeypatch.delenv("MASUKA_ADMINS", raising=False)
+    for name in ("MASUKA_AUTH", "MASUKA_ADMINS"):  # what the cell sets is undone after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     exec(compile(code, "cell 3", "exec"), {})  # no google.colab here: its secrets are passed over
     assert auth_file.stat().st_mode & 0o777 == 0o600
     studio = config.Config.read_env(tmp_path / "data")
