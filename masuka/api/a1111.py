@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,7 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from masuka.access import usable_model
 from masuka.api.a1111_scripts import MODULE_LIST, adetailer_faces, controlnet_models, controlnet_units
 from masuka.api.auth import Caller, Refused, caller_off_loop
-from masuka.api.work import ApiWork, Outcome, TooManyWaiting, Uploads, file_base64, image_bytes, png_base64
+from masuka.api.work import (
+    ApiWork,
+    Outcome,
+    TooManyWaiting,
+    Uploads,
+    file_base64,
+    image_bytes,
+    invalid_fields,
+    png_base64,
+)
 from masuka.errors import GPUBusy, InvalidInput, MasukaError, ModelUnavailable, NotFound, bounded
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import MAX_BATCH, ImageRequest, image_spec
@@ -144,8 +152,7 @@ def a1111_error(error: Exception) -> JSONResponse:
     """``{"error", "detail", "body", "errors"}`` with a status; a body's bad fields as FastAPI lists them (A1111
     leaves those to FastAPI): 422 ``{"detail": [{"loc": ["body", field], "msg", ...}]}``."""
     if isinstance(error, ValidationError):
-        fields = [dict(item, loc=["body", *item["loc"]]) for item in error.errors(include_url=False)]
-        return JSONResponse({"detail": jsonable_encoder(fields)}, status_code=422)
+        return invalid_fields([dict(item, loc=["body", *item["loc"]]) for item in error.errors(include_url=False)])
     if isinstance(error, Refused):
         title = {401: "Unauthorized", 429: "Too Many Requests"}.get(error.status, "Forbidden")
         headers = {"WWW-Authenticate": 'Basic realm="MASUKA"'} if error.status == 401 else {}

@@ -10,23 +10,27 @@ import base64
 import binascii
 import functools
 import io
+import json
 import math
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 from fastapi import Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from PIL import Image
 from starlette.types import Message
 
 from masuka.api.auth import Caller
 from masuka.disk import still_used
-from masuka.errors import Cancelled, InvalidInput, MasukaError
+from masuka.errors import MAX_MESSAGE_CHARS, Cancelled, InvalidInput, MasukaError, bounded
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
 from masuka.image.tasks import open_picture, png_mode, save_input
@@ -49,6 +53,32 @@ class TooManyWaiting(MasukaError):
     def __init__(self, message: str, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+def invalid_fields(errors: Sequence[Any]) -> JSONResponse:
+    """FastAPI's 422 for malformed fields (``detail``: the ``errors`` of pydantic's or FastAPI's validation, each
+    with ``loc``, ``msg``, ``type``, ``input``...), each text in it bounded (:func:`bounded`) and an ``input`` longer
+    than that as bounded JSON text: FastAPI's own echoes the whole input (50 KB for a 50 KB field)."""
+    return JSONResponse({"detail": [{**_bounded_json(item), **({"input": _bounded_input(item["input"])}
+                                                                if "input" in item else {})}
+                                    for item in jsonable_encoder(errors)]}, status_code=422)
+
+
+def _bounded_input(value: Any) -> Any:
+    """A field's ``input`` as it came, or bounded JSON text when its JSON text is longer than a message may be."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return value if len(text) <= MAX_MESSAGE_CHARS else bounded(text)
+
+
+def _bounded_json(value: Any) -> Any:
+    """``value`` (JSON) with each text bounded."""
+    if isinstance(value, str):
+        return bounded(value)
+    if isinstance(value, list):
+        return [_bounded_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _bounded_json(item) for key, item in value.items()}
+    return value
 
 
 class OverLimit(Exception):
@@ -118,7 +148,8 @@ class ApiWork:
     def route_class(self, too_large: Callable[[str], Response]) -> type[APIRoute]:
         """The route class of one API's routes: a request whose body is over the upload limit (``max_upload_mb``)
         gets ``too_large(message)``, that API's 413: by its declared ``Content-Length`` before any of it is read or
-        who sent it is asked, else (a chunked body) as soon as what was read passes the limit."""
+        who sent it is asked, else (a chunked body) as soon as what was read passes the limit. A malformed field
+        gets FastAPI's 422 with its texts bounded (:func:`invalid_fields`)."""
         limit = self.studio.config.max_upload_mb
         cap = limit * 2**20
 
@@ -145,9 +176,11 @@ class ApiWork:
 
                     try:
                         return await handle(Request(request.scope, counted))
-                    except Exception:  # OverLimit, or the framework's error about the body it could not finish
+                    except Exception as error:  # OverLimit, or the framework's error about the body it could not finish
                         if read > cap:
                             return refused(f"over {limit} MB")
+                        if isinstance(error, RequestValidationError):
+                            return invalid_fields(error.errors())
                         raise
 
                 return checked

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                            audio=args.audio)
     plan = estimate(request)
     studio = open_studio(args)  # provider health is kept in the data dir
-    priced = quote(studio.store, plan)  # as the Video tab's cost line gives it
+    priced = quote(studio, plan)  # as the Video tab's cost line gives it
     target = plan.primary
     clips = " + ".join(f"{s} s" for s in target.segments)
     summary = "\n".join([f"{target.provider} {target.model}, {plan.size}, {clips}: estimated ${target.cost_usd:.2f}",

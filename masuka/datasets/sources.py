@@ -12,10 +12,12 @@ read.
 
 from __future__ import annotations
 
+import lzma
 import posixpath
 import re
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -220,7 +222,8 @@ def _zip_entries(source: Path, group: str, staging: Path, refused: Refusals, lim
             try:
                 with archive.open(info) as reader, open(target, "wb") as writer:
                     _copy_at_most(reader, writer, info.file_size)  # declared, so within the limits checked
-            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as error:
+            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error,
+                    lzma.LZMAError) as error:  # bz2's damaged data is an OSError
                 target.unlink(missing_ok=True)
                 if full := as_disk_full(error):  # the disk, not the zip: nothing more can be unpacked
                     raise full from error

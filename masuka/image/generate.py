@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from masuka.access import may_read, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
 from masuka.gpu import check_stop, zerogpu
@@ -81,7 +83,7 @@ from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
-from masuka.validation import flag, is_number, plain_text, whole_number
+from masuka.validation import composed, flag, is_number, plain_text, whole_number
 from masuka.zerogpu import check_space_request, image_seconds
 
 MAX_BATCH = 4
@@ -193,13 +195,13 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     """A LoRA reference is a name in the LoRA library, a file in the data dir, or (CLI only) any absolute path (the
     CLI makes a path relative to its directory absolute as it reads it: :func:`masuka.commands.generate.cli_lora`).
 
-    A file in the data dir must be one ``owner`` :func:`may_read`; another user's file gets the same answer
-    as a missing one.
+    A library name is compared in composed form (:func:`composed`), a file path as given. A file in the data dir
+    must be one ``owner`` :func:`may_read`; another user's file gets the same answer as a missing one.
     """
     ref = ref.strip()
     if not ref:
         raise InvalidInput("Empty LoRA name.")
-    row = studio.store.find("loras", "name = ? and owner in (?, ?)", [ref, owner, LOCAL_USER],
+    row = studio.store.find("loras", "name = ? and owner in (?, ?)", [composed(ref), owner, LOCAL_USER],
                             order_by=f"owner = '{LOCAL_USER}', id desc", limit=1)  # the owner's own first
     if row:
         return studio.config.absolute(row[0]["path"])
@@ -239,6 +241,16 @@ def seed_run(seed: Any, count: int) -> int:
     return whole_number("seed", seed, 0, MAX_SEED - count + 1)
 
 
+def _default_size(spec: ModelSpec, request: ImageRequest, references: list[Image.Image]) -> tuple[int, int]:
+    """The output size when the caller gives none: the init image's, else the first image to edit's, else the
+    model's; :class:`InvalidInput` for a picture whose shape no size within the limits has."""
+    if request.init is not None:
+        return init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
+    if references:
+        return picture_size(references[0].size, spec.size_multiple, MIN_SIDE, MAX_SIDE, "first image to edit")
+    return spec.width, spec.height
+
+
 def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = False) -> Plan:
     """Check every parameter and fill in defaults; raises :class:`InvalidInput` naming the problem.
 
@@ -255,14 +267,16 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     if not 0 <= guidance <= MAX_GUIDANCE:
         raise InvalidInput(f"Guidance must be between 0 and {MAX_GUIDANCE} (got {guidance:g}).")
     negative = request.negative_prompt if uses_negative(spec, guidance) else ""
-    default_size = (spec.width, spec.height) if request.init is None else \
-        init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
     references = plan_references(spec, request.references, request.init is not None, fast)
-    if references and request.init is None:
-        default_size = picture_size(references[0].size, spec.size_multiple, MIN_SIDE, MAX_SIDE,
-                                    "first image to edit")
-    width = whole_number("width", default_size[0] if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
-    height = whole_number("height", default_size[1] if request.height is None else request.height, MIN_SIDE,
+    try:
+        default_size = _default_size(spec, request, references)
+    except InvalidInput:  # a picture no size fits: refused only where the size comes from it
+        if request.width is None or request.height is None:
+            raise
+        default_size = None  # the size the caller gave is used (the picture is read again at that size)
+    fallback = default_size or (spec.width, spec.height)  # only a size not given is taken from it
+    width = whole_number("width", fallback[0] if request.width is None else request.width, MIN_SIDE, MAX_SIDE)
+    height = whole_number("height", fallback[1] if request.height is None else request.height, MIN_SIDE,
                           MAX_SIDE)
     for name, value in (("width", width), ("height", height)):
         if value % spec.size_multiple:

@@ -14,6 +14,7 @@ from masuka.loras.usage import while_unused
 from masuka.store import LOCAL_USER, find_named, insert_named, is_id_text
 from masuka.studio import Studio
 from masuka.users import user_folder_name
+from masuka.validation import composed
 
 TAKEN = "You already have a LoRA named {!r}: choose another name."
 SHARED = "A shared LoRA is named {!r} (the LoRA library offers it to everyone): choose another name."
@@ -214,16 +215,18 @@ def match_loras(studio: Studio, owner: str, wanted: list[tuple[str, float]], has
                 admin: bool = False) -> tuple[list[tuple[str, float]], list[str]]:
     """Find an image's LoRAs (``<lora:name:w>`` tags, ``Lora hashes`` text) in the user's library.
 
-    A tag matches a library LoRA of that name, else one whose A1111 hash is the one the image lists for that
-    name (a file renamed since). Returns (library name, weight) per found LoRA, and the names not found.
+    A tag matches a library LoRA of that name (compared in composed form: :func:`composed`), else one whose A1111
+    hash is the one the image lists for that name (a file renamed since). Returns (library name, weight) per found
+    LoRA, and the names not found.
     """
     rows = list_loras(studio, owner, admin)
-    by_name = {row["name"]: row["name"] for row in rows}
-    listed = dict(part.strip().rsplit(":", 1) for part in hashes.split(",") if ":" in part)
+    by_name = {composed(row["name"]): row["name"] for row in rows}
+    listed = {composed(name): value for name, value in (part.strip().rsplit(":", 1) for part in hashes.split(",")
+                                                         if ":" in part)}
     found, missing = [], []
     for name, weight in wanted:
-        match = by_name.get(name)
-        expected = listed.get(name, "").strip().lower()
+        match = by_name.get(composed(name))
+        expected = listed.get(composed(name), "").strip().lower()
         if match is None and expected:
             match = next((row["name"] for row in rows if lora_hash(studio.config.absolute(row["path"]))
                           == expected), None)

@@ -10,7 +10,6 @@ the CLI); a deletion checks and removes under the same lock (:func:`while_unused
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from masuka.loras.files import deleted
 from masuka.loras.tags import split_lora_tags
 from masuka.store import LOCAL_USER, QUEUE_UNFINISHED, UNFINISHED
 from masuka.studio import Studio
+from masuka.validation import composed
 
 _HOLDS: Holds[Path] = Holds("lora", Path)  # LoRA files (resolved) of the image requests being made
 
@@ -76,7 +76,7 @@ def _refuse(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]
             for name, owner in names:
                 if (tagging := _tagging(studio, table, statuses, name, owner)) is not None:
                     raise InvalidInput(f"{what} cannot be deleted yet: unfinished work ({table} {tagging}) calls "
-                                       f"LoRA {name!r} in its prompt. {later}")
+                                       f"LoRA {name!r} in its prompt or LoRA list. {later}")
 
 
 def lora_ref_file(config: Config, ref: str) -> Path:
@@ -129,11 +129,13 @@ def _resolved(studio: Studio, ref: str) -> Path:
 
 
 def _tagging(studio: Studio, table: str, statuses: tuple[str, ...], name: str, owner: str) -> int | None:
-    """The id of an unfinished row of ``table`` whose stored prompts call ``name`` with a ``<lora:name…>`` tag (in
-    every form A1111 reads: ``<lora:name>``, ``<lora:name:0.8>``...), by ``owner`` unless the LoRA is shared."""
-    tag = re.compile(r"<lora:\s*" + re.escape(json.dumps(name, ensure_ascii=False)[1:-1]) + r"\s*[:>]")
+    """The id of an unfinished row of ``table`` whose stored params call ``name`` in a LoRA list or a
+    ``<lora:name…>`` tag (in every form A1111 reads: ``<lora:name>``, ``<lora:name:0.8>``...), compared in
+    composed form (:func:`composed`), by ``owner`` unless the LoRA is shared."""
     marks = ", ".join("?" * len(statuses))
     mine = owner != LOCAL_USER
-    rows = studio.store.find(table, f"status in ({marks}) and instr(params, '<lora:') > 0"
-                             + (" and owner = ?" if mine else ""), [*statuses, *([owner] if mine else [])])
-    return next((row["id"] for row in rows if tag.search(json.dumps(row["params"], ensure_ascii=False))), None)
+    rows = studio.store.find(table, f"status in ({marks})" + (" and owner = ?" if mine else ""),
+                             [*statuses, *([owner] if mine else [])])
+    wanted = composed(name)
+    return next((row["id"] for row in rows if any(composed(ref) == wanted for ref in _refs(row["params"], False))),
+                None)

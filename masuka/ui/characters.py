@@ -322,12 +322,14 @@ def create_character(studio: Studio, name: str, trigger: str, photos: list[str] 
                      identity_model: str = "", captioner: str = "auto", size: int = 0, steps: int = 0,
                      seed: int = 0, outfit: str | None = None, request: gr.Request = None, progress=gr.Progress()):
     """Check the photos, make the views (dressed as in ``outfit`` when given), score them and keep the likely ones
-    as a dataset; returns the character's name, a summary and the views with their scores."""
+    as a dataset; returns the character's name, a summary and the views with their scores. Given ``prompts``
+    (one a line), their count is the number of views and ``views`` is not read (the slider follows them in the
+    tab; an API client sends the slider's default)."""
     picked = [line for line in (prompts or "").splitlines() if line.strip()] or None
     with stop_flag(studio, TAB, request) as stop:  # first: a refusal drops the flag the click armed too
         job = making.CharacterRequest(
             name=name, photos=uploads(studio, photos), trigger=trigger, owner=user_of(request), model=model,
-            views=views, prompts=picked, seed=seed or 0, strength=float(strength),
+            views=None if picked else views, prompts=picked, seed=seed or 0, strength=float(strength),
             steps=steps or None, size=size or None, threshold=float(threshold or 0) or None,
             identity_model=identity_model, face=face or None, skip_faces=bool(not_a_person),
             captioner=captioner, outfit=uploaded(studio, outfit) if outfit else None)

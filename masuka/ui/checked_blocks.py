@@ -14,9 +14,10 @@ inputs as the client sent them, so the checks sit there:
   a ``gr.api`` int parameter takes a whole float (``2.0``) as that int, in a list too;
 - a number must lie in its slider's or box's range, and a choice be one of its radio's or dropdown's choices
   (:func:`choice_problem`): Gradio checks both, but its message does not name the field;
-- a picture sent to an image input, or as a ``gr.api`` endpoint's uploaded file (``/queue_add``'s
-  ``init_image``), must be one Pillow reads, of at most ``MAX_PIXELS`` (:func:`image_problem`, from the header):
-  Gradio's own error on it shows its temp path and internals.
+- a picture sent to an image input (an image editor's background, layers and composite too), or as a
+  ``gr.api`` endpoint's uploaded file (``/queue_add``'s ``init_image``), must be one Pillow reads, of at most
+  ``MAX_PIXELS`` (:func:`image_problem`, from the header): Gradio's own error on it shows its temp path and
+  internals.
 
 Values a request leaves off at the end, or sends as null, take their component's initial value (a ``gr.api``
 parameter: its default), as ``gradio_client`` fills left-off ones, so a parameter added at the end of an event
@@ -185,12 +186,20 @@ def choice_problem(component: Any, value: Any) -> str | None:
 
 def pictures(fn: Any, inputs: list[Any]) -> Iterator[tuple[str, Any]]:
     """The pictures among ``inputs`` of the event ``fn``, each with the name a refusal gives it: an image input's
-    value (its label), a ``gr.api`` endpoint's uploaded file (its parameter's name)."""
+    value (its label), an image editor's background, layers and composite (its label and the field), a
+    ``gr.api`` endpoint's uploaded file (its parameter's name)."""
     if fn.inputs and isinstance(fn.inputs[0], Api):
         yield from ((name, value) for (name, hint), value in zip(api_hints(fn.fn), inputs) if dict in _options(hint))
-    else:
-        yield from ((_label(component), value) for component, value in zip(fn.inputs, inputs)
-                    if isinstance(component, gr.Image))
+        return
+    for component, value in zip(fn.inputs, inputs):
+        if isinstance(component, gr.Image):
+            yield _label(component), value
+        elif isinstance(component, gr.ImageEditor) and isinstance(value, dict):
+            yield f"{_label(component)} (background)", value.get("background")
+            layers = value.get("layers")
+            for number, layer in enumerate(layers if isinstance(layers, list) else [], 1):
+                yield f"{_label(component)} (layer {number})", layer
+            yield f"{_label(component)} (composite)", value.get("composite")
 
 
 def image_problem(label: str, value: Any, places: tuple[Path, ...]) -> str | None:

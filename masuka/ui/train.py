@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from typing import Any
 
 import gradio as gr
@@ -46,6 +47,9 @@ RUN_COLUMNS = ["run", "status", "title", "step", "total", "final loss", "error"]
 #: ``start``'s parameters that take whole numbers
 WHOLE_OPTIONS = ("steps", "rank", "batch_size", "grad_accum", "resolution", "warmup_steps", "seed", "sample_every",
                  "save_every", "keep_last")
+DROPOUT_STEP = 0.01
+#: the Caption dropout slider's end: its largest step below the limit the check refuses (options.py)
+DROPOUT_MAX = round((math.ceil(CAPTION_DROPOUT_BELOW / DROPOUT_STEP) - 1) * DROPOUT_STEP, 2)
 
 
 def build(ctx: UIContext) -> None:
@@ -137,7 +141,7 @@ def _options() -> tuple[dict[str, Component], gr.Markdown]:
             scheduler = gr.Dropdown(list(SCHEDULERS), value="constant", label="LR scheduler")
             warmup = gr.Number(0, label="Warm-up steps")
         with gr.Row():
-            dropout = gr.Slider(0, CAPTION_DROPOUT_BELOW, value=0.05, step=0.01, label="Caption dropout")
+            dropout = gr.Slider(0, DROPOUT_MAX, value=0.05, step=DROPOUT_STEP, label="Caption dropout")
             seed = gr.Number(42, label="Seed")
         prompts = gr.Textbox("", label="Sample prompts (one a line)", lines=2)
         with gr.Row():

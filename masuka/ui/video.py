@@ -305,7 +305,7 @@ def price(studio: Studio, provider_id, model_id, seconds, size, image, fallback,
                                  sound=sound))
     except MasukaError as error:
         return f"⚠️ {error}"
-    priced = quote(studio.store, plan)
+    priced = quote(studio, plan)
     lines = [f"**Estimated cost: ${plan.primary.cost_usd:.2f}** {made_as(plan.primary, f' at {plan.size}')}"]
     lines += [f"⚠️ {warning}" for warning in priced.warnings]
     return "\n\n".join(lines + priced.fallbacks)

@@ -26,7 +26,7 @@ from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable, key_fix
 from masuka.remote.timing import KEPT, RemoteSettings
-from masuka.store import UNFINISHED, Store, holder_alive, now, owner_clause, row_id
+from masuka.store import UNFINISHED, holder_alive, now, owner_clause, row_id
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.catalog import LOCAL, model_entry, parse_size, provider_entry, route, video_catalog
@@ -76,18 +76,23 @@ class Quote:
                 "unhealthy": self.unhealthy}
 
 
-def quote(store: Store, plan: VideoPlan) -> Quote:
-    """The price of every target of ``plan`` and its warnings, provider health read from ``store``."""
-    health = HealthTracker(store, RemoteSettings.from_env())
+def quote(studio: Studio, plan: VideoPlan) -> Quote:
+    """The price of every target of ``plan`` and its warnings: among them the target a new job would go to when
+    it is not the primary, or that none can take it and why (as :func:`start_video` chooses)."""
+    health = HealthTracker(studio.store, RemoteSettings.from_env())
     unhealthy = {t.provider: why for t in plan.targets
                  if t.provider != LOCAL and (why := health.unhealthy(t.provider))}
     warnings = lifecycle_warnings(plan)
-    if plan.primary.provider in unhealthy:
-        taker = next((t for t in plan.targets if t.provider not in unhealthy), None)
-        warnings.append(unhealthy[plan.primary.provider] + (
-            f" A new job goes to fallback {taker.provider} {taker.model} (${taker.cost_usd:.2f})." if taker else
-            " No fallback can take a new job now: it would be refused."))
-    warnings += [why for provider, why in unhealthy.items() if provider != plan.primary.provider]
+    skipped: list[str] = []
+    if plan.primary.provider != LOCAL:
+        taker, skipped = _target_choice(studio, plan, 0)
+        if taker is None:
+            warnings.append("No provider can take a new job now, so it would be refused: " + "; ".join(skipped))
+        elif taker:
+            target = plan.targets[taker]
+            warnings.append("; ".join(skipped).rstrip(".") + f". A new job goes to fallback {target.provider} "
+                                                              f"{target.model} (${target.cost_usd:.2f}).")
+    warnings += [why for why in unhealthy.values() if why not in skipped]
     fallbacks = [f"Fallback {t.provider} {t.model}: ${t.cost_usd:.2f} {made_as(t)}" for t in plan.targets[1:]]
     return Quote(plan, fallbacks, warnings, unhealthy)
 
@@ -391,8 +396,17 @@ def _gone_message(target: Target, answer: str) -> str:
 
 
 def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
+    """The target a job goes to from ``start`` on (:func:`_target_choice`); a ProviderError when none can take it."""
+    index, reasons = _target_choice(studio, plan, start)
+    if index is None:
+        raise ProviderError("No provider can take this job: " + "; ".join(reasons))
+    return index
+
+
+def _target_choice(studio: Studio, plan: VideoPlan, start: int) -> tuple[int | None, list[str]]:
     """The first target from ``start`` on (the primary, then the user's fallbacks) that has a key, is not
-    marked unhealthy and whose model the provider has not refused for that key."""
+    marked unhealthy and whose model the provider has not refused for that key (None: none is), and why each
+    target before it cannot take a job."""
     health = HealthTracker(studio.store, RemoteSettings.from_env())
     reasons = []
     for index, target in enumerate(plan.targets[start:], start):
@@ -406,8 +420,8 @@ def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
         elif gone := unavailable(studio.store, target.provider, target.model, key):
             reasons.append(gone)
         else:
-            return index
-    raise ProviderError("No provider can take this job: " + "; ".join(reasons))
+            return index, reasons
+    return None, reasons
 
 
 def _run_clip(studio: Studio, ctx: JobContext, plan: VideoPlan, target: Target, provider: Provider, state: dict,

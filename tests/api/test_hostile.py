@@ -132,6 +132,20 @@ def test_a_refusal_that_repeats_a_100000_character_name_is_short_and_says_what_w
     assert message.startswith("size must look like 1024x1024 (got 'xxx") and message.endswith("x').")
 
 
+def test_a_malformed_field_s_422_keeps_fastapis_shape_and_does_not_echo_a_50_kb_input(app):
+    answer = httpx.post(app.url.rstrip("/") + "/sdapi/v1/txt2img", json={"prompt": "x", "width": "w" * 50_000},
+                        timeout=60)
+    assert answer.status_code == 422 and len(answer.content) < 3000, len(answer.content)
+    [error] = answer.json()["detail"]
+    assert error["loc"] == ["body", "width"] and error["type"] == "int_parsing" and "integer" in error["msg"]
+    assert error["input"].startswith("www") and "characters left out" in error["input"]
+    assert not app.studio.store.count("generations")
+    query = httpx.get(app.url.rstrip("/") + "/sdapi/v1/progress", params={"skip_current_image": "w" * 10_000})
+    assert query.status_code == 422 and len(query.content) < 3000, len(query.content)  # FastAPI's own check
+    [error] = query.json()["detail"]
+    assert error["loc"] == ["query", "skip_current_image"] and "characters left out" in error["input"]
+
+
 @pytest.mark.parametrize("image_id", ["99999999999999999999", "abc", "0", "-1"])
 def test_openai_image_files_answer_an_id_that_cannot_be_one_as_missing(app, image_id):
     answer = httpx.get(app.url.rstrip("/") + f"/v1/images/files/{image_id}")

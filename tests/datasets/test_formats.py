@@ -401,6 +401,29 @@ def test_a_zip_lying_about_an_entrys_size_writes_no_more_than_it_declares(tmp_pa
     assert written.getvalue() == b"xxxx"
 
 
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA, zipfile.ZIP_BZIP2])
+def test_a_zip_entry_with_damaged_compressed_data_is_refused_and_the_rest_added(studio, make_dataset, tmp_path,
+                                                                                method):
+    """Compressed data that does not decompress (zlib's, lzma's or bz2's error) refuses that entry only."""
+    source = tmp_path / "set.zip"
+    with zipfile.ZipFile(source, "w", method) as archive:
+        archive.write(corpus.photo(tmp_path / "a.jpg", 172), "a.jpg")
+        archive.write(corpus.photo(tmp_path / "b.jpg", 173), "b.jpg")
+    data = bytearray(source.read_bytes())
+    with zipfile.ZipFile(source) as archive:
+        info = archive.getinfo("a.jpg")
+    extra = int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + len(info.filename) + extra  # the local header's end
+    start += 9 if method == zipfile.ZIP_LZMA else 0  # lzma's version and properties come first
+    data[start:start + 4] = b"\xff" * 4  # not a deflate block, an lzma stream or a bz2 header
+    source.write_bytes(bytes(data))
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [source])
+    assert [r.file for r in report.rejected] == ["set.zip/a.jpg"]
+    assert report.rejected[0].reason.startswith("damaged zip entry (")
+    assert len(report.added) == 1
+
+
 def test_an_add_lists_a_bounded_number_of_refusals_and_counts_the_rest(studio, make_dataset, tmp_path):
     from masuka.datasets.sources import MAX_LISTED_REFUSALS
 

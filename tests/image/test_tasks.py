@@ -347,6 +347,18 @@ def test_a_picture_past_the_sides_limits_keeps_its_shape_or_is_refused(studio, t
         fitted_size(str(tmp_path / "strip.png"), 8)
 
 
+def test_a_size_the_caller_gives_is_used_for_a_picture_of_any_shape(studio, tiny_model, tmp_path):
+    """A1111 clients always send width and height: a 4000x100 picture is read at the size given, not refused for
+    its shape; with a side left out the size still comes from the picture (and such a shape is refused)."""
+    model = str(tiny_model("sdxl"))
+    Image.new("RGB", (4000, 100), "gray").save(tmp_path / "pano.png")
+    init = InitImage(tmp_path / "pano.png", 0.5)
+    plan = plan_request(studio, ImageRequest(prompt="a boat", model=model, width=2048, height=64, init=init))
+    assert (plan.width, plan.height) == (2048, 64) and plan.task.image.size == (2048, 64)
+    with pytest.raises(InvalidInput, match="The init image is 4000x100: its shape does not fit"):
+        plan_request(studio, ImageRequest(prompt="a boat", model=model, width=2048, init=init))
+
+
 def test_an_inpaint_records_the_size_it_saves_and_reuse_remakes_it(studio, tiny_model, tmp_path):
     """Pasted back onto its 100x84 picture, an inpaint (run at 96x80) records 100x84 in its row and PNG; Reuse of
     that row in the Inpaint/Outpaint mode runs at 96x80 again and remakes the same image."""

@@ -179,6 +179,28 @@ def test_a_queued_job_that_calls_a_lora_by_a_prompt_tag_keeps_it(team):
     assert delete_lora(team, "alice-style", "alice", False)["name"] == "alice-style"
 
 
+def test_a_lora_name_typed_with_a_combining_accent_finds_the_library_lora(team, tmp_path):
+    """Generation, Read parameters and the deletion check take ``Cafe`` + U+0301 as the library's ``Café``."""
+    from masuka.image.generate import resolve_lora_path
+    from masuka.loras.files import lora_hash
+    from masuka.loras.library import match_loras
+
+    write_flux_lora(tmp_path / "x.safetensors")
+    row = import_lora_file(team, "alice", tmp_path / "x.safetensors", name="Caf\u00e9")
+    typed = "Cafe\u0301"
+    assert resolve_lora_path(team, typed, "alice", False) == team.config.absolute(row["path"])
+    assert match_loras(team, "alice", [(typed, 0.5)]) == ([("Caf\u00e9", 0.5)], [])
+    renamed = f"Olde\u0301: {lora_hash(team.config.absolute(row['path']))}"  # the hashes text as typed
+    assert match_loras(team, "alice", [("Old\u00e9", 0.5)], renamed) == ([("Caf\u00e9", 0.5)], [])
+    for params in ({"request": {"loras": []}, "items": [{"prompt": f"a fox <lora:{typed}:0.8>", "seed": 1}]},
+                   {"request": {"loras": [[typed, 0.5]]}, "items": [{"prompt": "a fox", "seed": 1}]}):
+        job = add_job(team, "alice", "text", "a fox", "flux-schnell", params)
+        with pytest.raises(InvalidInput, match=f"unfinished work \\(queue {job}\\) calls LoRA 'Caf\u00e9'"):
+            delete_lora(team, typed, "alice", False)
+        team.store.update("queue", job, status="cancelled")
+    assert delete_lora(team, typed, "alice", False)["name"] == "Caf\u00e9"
+
+
 def test_a_lora_that_a_request_holds_cannot_be_deleted_and_one_deleted_meanwhile_is_told(team):
     """An image request holds its LoRA files from its checks to its end (waiting for the GPU included); a file gone
     all the same is an answer naming the LoRA, not a crash."""

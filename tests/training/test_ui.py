@@ -66,7 +66,7 @@ def test_the_api_takes_the_ranks_and_caption_dropouts_the_cli_takes_and_refuses_
     for rank, dropout, cli_says, api_says in [
         (0, 0.05, "Rank must be between 1 and 128 (got 0)", "Rank must be at least 1 (got 0)"),
         (129, 0.05, "Rank must be between 1 and 128 (got 129)", "Rank must be at most 128 (got 129)"),
-        (16, 1.0, "Caption dropout must be from 0 to below 1 (got 1)", None),
+        (16, 1.0, "Caption dropout must be from 0 to below 1 (got 1)", "Caption dropout must be at most 0.99 (got 1"),
     ]:
         with pytest.raises(InvalidInput, match=re.escape(cli_says)):  # what the CLI prints after "error: "
             start_training(app.studio, TrainOptions("fox", base, steps=1, preset="24gb", lr=1e-3, rank=rank,
@@ -84,6 +84,18 @@ def test_the_alpha_field_starts_empty_so_alpha_follows_the_rank(studio, tiny_mod
                               0, 1, 64, "adamw", "constant", 0, 0.05, 7, "", 0, 0, 2)
     assert jobs.get(studio.store, started["run"]).params["alpha"] == 64.0
     assert studio.jobs.wait(started["run"], timeout=WAIT_S)["status"] == "completed"
+
+
+def test_the_caption_dropout_slider_ends_at_the_largest_dropout_the_check_takes():
+    """The slider's maximum starts a run (1.0, the check's limit, is refused); one step more reaches the limit."""
+    from masuka.training.options import CAPTION_DROPOUT_BELOW, TrainOptions, check_options, fill_defaults
+
+    with gr.Blocks():
+        options, _cost = train_tab._options()
+    slider = options["caption_dropout"]
+    assert slider.maximum < CAPTION_DROPOUT_BELOW <= slider.maximum + slider.step
+    check_options(fill_defaults(TrainOptions(dataset="fox", base="x", caption_dropout=slider.maximum), "sdxl"),
+                  "sdxl", 8)
 
 
 @pytest.mark.parametrize("run, step, message", [

@@ -131,6 +131,21 @@ def test_a_value_of_the_wrong_kind_is_refused_by_name_in_one_log_line(case, app,
     assert "Traceback" not in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("field", ["background", "layers", "composite"])
+def test_an_unreadable_canvas_picture_is_refused_by_name(field, app):
+    """The canvas's background, each layer and its composite are checked like an image input's picture."""
+    client, png = app
+    bad = handle_file(str(png.with_name("unreadable.png")))
+    canvas = {"background": handle_file(str(png)), "layers": [], "composite": None,
+              field: [bad] if field == "layers" else bad}
+    with pytest.raises(Exception) as refused:
+        client.predict(prompt="a", canvas=canvas, api_name="/generate_image")
+    name = "layer 1" if field == "layers" else field
+    assert re.search(rf"Picture: paint over what to repaint \({name}\): not an image MASUKA can read",
+                     str(refused.value)), refused.value
+    assert "/tmp" not in str(refused.value) and "Could not preprocess" not in str(refused.value)
+
+
 def test_a_refusal_that_repeats_a_100000_character_name_is_short_and_says_what_was_wrong(app, caplog):
     client, _png = app
     caplog.set_level(logging.WARNING, logger="masuka.ui.common")

@@ -102,8 +102,8 @@ def test_the_cli_estimate_carries_the_warning(tmp_path):
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-m", "masuka", "video", "--data-dir", str(tmp_path / "data"), "--json",
                            "--provider", "gemini", "--model", "veo-3.1-generate-preview", "--prompt", PROMPT,
-                           "--estimate"], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
-                          text=True, timeout=60)
+                           "--estimate"], cwd=root, env={**os.environ, "PYTHONPATH": str(root), "GEMINI_API_KEY": "k"},
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     warnings = json.loads(done.stdout)["warnings"]
     assert len(warnings) == 1 and "retired on 2026-10-22" in warnings[0]

@@ -56,6 +56,27 @@ def test_the_cli_prices_each_fallback_and_says_the_primary_is_unhealthy_as_the_t
     assert (openai.creates, gemini.creates) == (0, 1)
 
 
+def test_the_quote_names_no_fallback_that_a_job_would_refuse(studio, fake, capsys, monkeypatch):
+    """openai unhealthy and no gemini key: the quote says no provider can take the job and why, as the run does."""
+    from masuka.ui.video import price
+
+    fake("openai")
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = RemoteSettings.from_env()
+    for _ in range(settings.unhealthy_after):
+        HealthTracker(studio.store, settings).failure("openai", "HTTP 500")
+    refused = "No provider can take a new job now, so it would be refused: openai is marked unhealthy until "
+    line = price(studio, "openai", "sora-2", 8, "1280x720", None, ["gemini"], "a fox")
+    assert refused in line and "no API key for gemini" in line and "A new job goes to" not in line
+    request = ["video", "--data-dir", str(studio.config.data_dir), "--provider", "openai", "--model", "sora-2",
+               "--prompt", "a fox", "--seconds", "8", "--fallback", "gemini"]
+    code, out, _err = cli(capsys, *request, "--estimate")
+    assert code == 0 and refused in out and "no API key for gemini" in out and "goes to" not in out
+    code, _out, err = cli(capsys, *request)
+    assert code != 0 and "No provider can take this job: " in err and "no API key for gemini" in err
+
+
 def test_unfinished_jobs_stay_in_the_tab_past_the_newest_fifty(studio):
     from masuka.ui.video import video_status
 

@@ -333,9 +333,11 @@ def test_changing_size_keeps_the_seconds_while_the_model_still_makes_them(studio
     assert video.limits_for("comet", "veo3-fast", "720x1280", None, "4")[0].value == 8  # not made: its first
 
 
-def test_the_cost_line_says_how_a_long_video_is_made(studio):
+def test_the_cost_line_says_how_a_long_video_is_made(studio, monkeypatch):
     from masuka.ui.video import price
 
+    for name in ("GEMINI_API_KEY", "RUNWAYML_API_SECRET"):  # with no key the line says a job would be refused
+        monkeypatch.setenv(name, "key")
     assert price(studio, "gemini", "veo-3.1-generate-001", 20, "1280x720", None, [], "a fox") == (
         "**Estimated cost: $8.80** for 22 s at 1280x720 (one 8 s clip extended 2 times: 8 s + 7 s + 7 s)")
     assert "(one 8 s clip extended once: 8 s + 7 s)" in price(studio, "gemini", "veo-3.1-fast-generate-001", 15,
