@@ -25,7 +25,7 @@ SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_wi
 PRECISIONS = ("bf16", "fp8")
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 2048
 MIN_RANK, MAX_RANK = 1, 128
-#: caption dropout is a fraction from 0 to below this (the Train tab's slider ends here; the check refuses it)
+#: caption dropout is a fraction from 0 to below this (the Train tab's slider ends one step short of it)
 CAPTION_DROPOUT_BELOW = 1.0
 MAX_STEPS = 100_000
 
