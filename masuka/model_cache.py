@@ -79,11 +79,13 @@ class ModelCache:
         """Return a resident model for ``key`` that no other session uses, or free an idle one (this thread's
         other model first) and call ``loader``; waits while every slot is used by other sessions."""
         me = threading.get_ident()
+        dropped = False
         with self._changed:
             for resident in [r for r in self._resident if r.holder == me]:
                 if resident.key == key:
                     return self._use(resident)
                 self._drop(resident)  # one model per job: switching frees the one it had
+                dropped = True
             while True:
                 idle = [r for r in self._resident if r.holder is None]
                 found = next((r for r in idle if r.key == key), None)
@@ -93,11 +95,13 @@ class ModelCache:
                     break
                 if droppable := [r for r in idle if not r.pinned]:
                     self._drop(droppable[0])
+                    dropped = True
                 else:
                     self._changed.wait()
             resident = _Resident(key, None, holder=me)  # its slot, taken while it loads (lock not held)
             self._resident.append(resident)
-        self._free_memory()  # what was dropped above goes before the new model comes (outside the lock)
+        if dropped:  # what was dropped above goes before the new model comes (outside the lock); a collection
+            self._free_memory()  # is slow, so a load with room skips it
         try:
             with building():
                 model = loader()
@@ -105,6 +109,7 @@ class ModelCache:
             with self._changed:
                 self._resident.remove(resident)
                 self._changed.notify_all()
+            self._free_memory()  # what the failed load had taken
             raise
         with self._changed:
             resident.model = model

@@ -7,6 +7,7 @@ in the ``bench_results`` table and shown in the Models tab.
 
 from __future__ import annotations
 
+import functools
 import platform
 import statistics
 import time
@@ -14,20 +15,44 @@ from collections.abc import Callable
 from typing import Any
 
 KINDS = ["startup", "load", "train", "history", "ingest", "image", "suite"]
+#: Host memory a random-weight build needs beyond its weights: a share of them (pinned layers in flight, the
+#: allocator's slack) and the process itself (torch, CUDA libraries), GiB.
+HOST_MARGIN, HOST_BASE_GB = 1.15, 4.0
 
 
 def latest_bench_results(studio: Any, limit: int = 200) -> list[dict]:
-    """The newest result of each benchmark (kind and model), newest first, as rows: kind, machine,
-    created_at, params and figures (dicts)."""
+    """The newest result of each benchmark (kind, model, fast, memory plan, through the app or not), newest
+    first, as rows: kind, machine, created_at, params and figures (dicts)."""
     seen: set[tuple] = set()
     latest = []
     for row in studio.store.find("bench_results", order_by="id desc", limit=limit):
         key = (row["kind"], (row["figures"] or {}).get("model"), (row["params"] or {}).get("fast"),
-               (row["params"] or {}).get("memory_plan"))
+               (row["params"] or {}).get("memory_plan"), bool((row["params"] or {}).get("through_app")))
         if key not in seen:
             seen.add(key)
             latest.append(row)
     return latest
+
+
+@functools.cache
+def host_need_gb(model_id: str, bytes_per_weight: int = 2) -> float:
+    """Host GiB catalog model ``model_id``'s random-weight build needs: its weights at ``bytes_per_weight``
+    (counted on the meta device), with :data:`HOST_MARGIN` and :data:`HOST_BASE_GB`."""
+    import torch
+
+    from masuka.models.synthetic import real_pipeline
+
+    modules = [part for part in real_pipeline(model_id, "meta").components.values()
+               if isinstance(part, torch.nn.Module)]
+    count = sum(tensor.numel() for module in modules for tensor in (*module.parameters(), *module.buffers()))
+    return count * bytes_per_weight / 2**30 * HOST_MARGIN + HOST_BASE_GB
+
+
+def available_host_gb() -> float:
+    """GiB of host memory available now."""
+    import psutil  # an accelerate dependency
+
+    return psutil.virtual_memory().available / 2**30
 
 
 def machine() -> str:

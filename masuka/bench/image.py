@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from masuka import memory_plans
-from masuka.bench import timed
+from masuka.bench import available_host_gb, host_need_gb, timed
 from masuka.cli import at_least
 from masuka.gpu import device_plan
 from masuka.models.catalog import ModelSpec, resolve_image_model
@@ -48,18 +48,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tiny", choices=TINY_ARCHITECTURES, help="a tiny random pipeline of this architecture")
     parser.add_argument("--random-weights", action="store_true",
                         help="the catalog model's real architecture with random weights (no download)")
-    parser.add_argument("--size", type=int, help=f"image side in pixels (default 1024; tiny {TINY_SIZE})")
-    parser.add_argument("--steps", type=int, help=f"denoising steps (default: the model's; tiny {TINY_STEPS})")
+    parser.add_argument("--size", type=side, help=f"image side in pixels, a multiple of 16 (default 1024; tiny "
+                                                 f"{TINY_SIZE})")
+    parser.add_argument("--steps", type=at_least(1), help=f"denoising steps (default: the model's; tiny {TINY_STEPS})")
     parser.add_argument("--fast", action="store_true", help="the fast path (compile, fused QKV, fp8, hotswap)")
     parser.add_argument("--memory-plan", default="auto", choices=["auto", *memory_plans.plan_names()],
                         help="the 4-bit plans (" + ", ".join(p.name for p in memory_plans.PLANS if p.quantized)
                         + ") need the model's files: not --random-weights")
     parser.add_argument("--step-cache", type=float, default=0.0, help="first-block cache threshold (fast path)")
     parser.add_argument("--runs", type=at_least(1), default=5, help="measured images per variant (median reported)")
-    parser.add_argument("--warmup", type=int, default=1, help="images before measuring (compiles, caches)")
+    parser.add_argument("--warmup", type=at_least(0), default=1, help="images before measuring (compiles, caches)")
     parser.add_argument("--through-app", action="store_true",
                         help="per-image time of a live app's /generate_image against a bare Gradio app and the bare "
-                             "call, alternated (tiny flux unless --model names a folder)")
+                             "call, alternated (tiny flux unless --model names a folder); takes --runs, --size, "
+                             "--steps")
+
+
+def side(text: str) -> int:
+    """An argparse ``type``: an image side of at least 16 pixels, a multiple of 16 (every profile's multiple)."""
+    number = at_least(16)(text)
+    if number % 16:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 16 (got {number})")
+    return number
 
 
 def run(studio: Studio, args: argparse.Namespace) -> dict:
@@ -72,6 +82,7 @@ def run(studio: Studio, args: argparse.Namespace) -> dict:
     if args.through_app:
         from masuka.bench.through_app import SIZE, STEPS, measure_through_app
 
+        _check_through_app(args)
         with tempfile.TemporaryDirectory() as tmp:
             return measure_through_app(Path(tmp), args.runs, args.size or SIZE, args.steps or STEPS, args.model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,6 +102,22 @@ def run(studio: Studio, args: argparse.Namespace) -> dict:
                     figures.update(_tiny_extras(scratch, spec, tiny, args, size, steps, Path(tmp)))
     figures.update(_peak_memory())
     return figures
+
+
+def _check_through_app(args: argparse.Namespace) -> None:
+    """Refuse what ``--through-app`` does not take: the options of the other measurements, and a model that is
+    not a pipeline folder (both apps load it with ``from_pretrained``, nothing is downloaded)."""
+    from masuka.errors import InvalidInput
+
+    ignored = [flag for flag, given in (("--tiny", args.tiny), ("--random-weights", args.random_weights),
+                                        ("--fast", args.fast), ("--memory-plan", args.memory_plan != "auto"),
+                                        ("--step-cache", args.step_cache), ("--warmup", args.warmup != 1)) if given]
+    if ignored:
+        raise InvalidInput(f"--through-app does not take {', '.join(ignored)}: it measures a tiny Flux (or the "
+                           "pipeline folder --model names) with --runs, --size and --steps.")
+    if args.model and not resolve_image_model(args.model).is_local:
+        raise InvalidInput(f"--through-app measures a pipeline folder, not {args.model!r}: name a folder saved with "
+                           "save_pretrained (python -m masuka.models.synthetic flux ./tiny-flux writes one).")
 
 
 @contextlib.contextmanager
@@ -147,6 +174,14 @@ def _random_weights(spec: ModelSpec, args: argparse.Namespace, size: int, steps:
                            f"cannot be measured with random weights: download {spec.id} (or name its folder) first.")
     plan = device_plan(spec.vram_gb, memory=args.memory_plan, memory_needs_gb=spec.memory_needs_gb, fast=args.fast,
                        step_cache=args.step_cache)
+    if plan.device != "cuda" or plan.memory != "full":  # the weights are built in host memory
+        width = plan.dtype.itemsize if plan.device == "cuda" else max(plan.dtype.itemsize,
+                                                                        _baseline_dtype(spec, plan).itemsize)
+        need, available = host_need_gb(spec.id, width), available_host_gb()
+        if need > available:
+            raise InvalidInput(f"{spec.id} with random weights needs about {need:.0f} GiB of host memory "
+                               f"({8 * width}-bit weights on {plan.device}), {available:.0f} GiB available: "
+                               "use --tiny, or a machine with more memory.")
     results = _baseline(lambda: real_pipeline(spec.id, plan.device, _baseline_dtype(spec, plan)), spec, size, steps,
                         args)
     results.update(measure_prepared(lambda device, dtype: real_pipeline(spec.id, device, dtype), spec, plan, size,

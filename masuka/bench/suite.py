@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from masuka.bench import machine
+from masuka.bench import available_host_gb, host_need_gb, machine
 from masuka.bench.image import _baseline, _baseline_dtype, _downloaded, _free, measure_prepared
 from masuka.compat import REQUIREMENTS_FILE, installed, problems, range_problems
 from masuka.errors import InvalidInput
@@ -104,6 +104,7 @@ class Check:
     result: str
     figures: dict[str, Any] = field(default_factory=dict)
     weights: str = ""  # real, random or tiny random: the weights of the line's model
+    ran_at: str = ""  # the dtype(s) and image side it ran at (:func:`ran_at`): a tiny CPU run is not its label's
 
 
 @dataclass
@@ -288,7 +289,17 @@ def _run_line(line: Line, deadline: Deadline) -> list[Check]:
             _free()
     for check in checks:
         check.weights = line.weights
+        check.ran_at = ran_at(check.figures)
     return checks
+
+
+def ran_at(figures: dict[str, Any]) -> str:
+    """The dtype and image side a check's figures were taken at, both pipelines' dtypes for a comparison
+    ("float32 vs float32, 64²"): on a CPU or tiny models, not the bf16 or 1024² its name gives."""
+    runs = [figures[part] for part in ("baseline", "fast") if isinstance(figures.get(part), dict)] or [figures]
+    dtypes = [run.get("dtype") for run in runs]
+    side = runs[-1].get("size") or runs[-1].get("resolution")
+    return f"{' vs '.join(dtypes)}, {side}²" if all(dtypes) and side else ""
 
 
 def _error_result(error: Exception) -> str:
@@ -419,9 +430,10 @@ def markdown(report: dict) -> str:
              f"Device: {found['device']}; torch {found['torch']} (CUDA {found['cuda'] or '-'}, driver "
              f"{found['driver'] or '-'}), {libraries}; commit {found['commit'] or '-'}; "
              f"budget {report['budget_s']:g} s",
-             "", "| check | figure | target | result | weights |", "| --- | --- | --- | --- | --- |"]
+             "", "| check | figure | target | result | weights | ran at |", "| --- | --- | --- | --- | --- | --- |"]
     for check in report["checks"]:
-        cells = [check["name"], check["figure"], check["target"], check["result"], check["weights"]]
+        cells = [check["name"], check["figure"], check["target"], check["result"], check["weights"],
+                 check.get("ran_at", "")]
         lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -450,8 +462,8 @@ def _image(setup: Setup, model_id: str, plan: DevicePlan | None, *, steps: int |
         return build(device, dtype)
 
     pace = deadline.pace(what, first_s)
+    dtype = _baseline_dtype(spec, device_plan()) if plan is None else plan.dtype
     if plan is None:
-        dtype = _baseline_dtype(spec, device_plan())
         result = _baseline(lambda: checked_build(setup.device, dtype), spec, size, steps, args, pace).get("baseline")
         if result is None:
             raise MemoryError("the plain pipeline does not fit this GPU")
@@ -461,7 +473,8 @@ def _image(setup: Setup, model_id: str, plan: DevicePlan | None, *, steps: int |
             deadline.compile_s = result["first_s"]  # measured: the next compile is expected to take as long
     return {"s_per_image": round(result["median_s"], 4), "first_image_s": round(result["first_s"], 2),
             **{key: round(result[key], 2) if key in result else None for key in VRAM_KEYS},
-            "size": size, "steps": steps, **{name: result[name] for name in FIRST_IMAGE_PARTS if name in result}}
+            "size": size, "steps": steps, "dtype": str(dtype).removeprefix("torch."),
+            **{name: result[name] for name in FIRST_IMAGE_PARTS if name in result}}
 
 
 #: What the fast path's first image is made of (:func:`masuka.bench.image.compile_work`, fusion and fp8).
@@ -550,7 +563,8 @@ def _first_image(name: str, fast: dict) -> Check:
                           if done) or "preparing"
     return Check(f"{name}: first image", f"{fast['first_image_s']} s: {fast['compile_s']} s compiling "
                  f"{fast['graphs']} graphs in {fast['compilations']} compilations, {fast['fuse_and_fp8_s']} s "
-                 f"{before}", "", "measured", {name: fast[name] for name in ("first_image_s", *FIRST_IMAGE_PARTS)})
+                 f"{before}", "", "measured",
+                 {name: fast[name] for name in ("first_image_s", "dtype", "size", *FIRST_IMAGE_PARTS)})
 
 
 def flux_dev(setup: Setup) -> Iterator[Line]:
@@ -591,9 +605,6 @@ OTHER_MEMORY_MODELS = tuple(next(iter(p.real_models)) for p in sorted(
     (p for p in architectures.PROFILES.values() if p.real_models and p.id != "flux"),
     key=lambda p: p.memory_gb.get("full", math.inf)))
 OTHER_MEMORY_PLANS = ("fp8_offload", "group_offload")
-#: Host memory a memory-plan line needs beyond its weights: a share of them (pinned layers in flight, the
-#: allocator's slack) and the process itself (torch, CUDA libraries), GiB.
-HOST_MARGIN, HOST_BASE_GB = 1.15, 4.0
 
 
 def memory_plans(setup: Setup) -> Iterator[Line]:
@@ -627,7 +638,7 @@ def _memory_line(setup: Setup, name: str, model_id: str, memory: str) -> Check:
     if plan.quantized and setup.device != "cuda":
         return Check(name, "", target, f"skipped: {plan.package}'s 4-bit layers need CUDA")
     if not setup.tiny:
-        need, available = _host_need_gb(model_id), _available_host_gb()
+        need, available = host_need_gb(model_id), available_host_gb()
         if need > available:
             return Check(name, "", target, f"skipped: needs about {need:.0f} GiB of host memory (its weights are "
                          f"built on the CPU), {available:.0f} GiB available")
@@ -644,26 +655,6 @@ def _memory_line(setup: Setup, name: str, model_id: str, memory: str) -> Check:
         return Check(name, shown, target, "n/a" if setup.tiny else "measured", figures)
     return Check(name, shown, target, setup.judge(on_gpu is not None and on_gpu <= FLUX_MEMORY_TARGETS[memory]),
                  figures)
-
-
-@functools.cache
-def _host_need_gb(model_id: str) -> float:
-    """Host GiB a memory-plan line of ``model_id`` needs: its weights in 16 bits (counted on the meta device),
-    with :data:`HOST_MARGIN` and :data:`HOST_BASE_GB`."""
-    import torch
-
-    from masuka.models.synthetic import real_pipeline
-
-    modules = [part for part in real_pipeline(model_id, "meta").components.values()
-               if isinstance(part, torch.nn.Module)]
-    count = sum(tensor.numel() for module in modules for tensor in (*module.parameters(), *module.buffers()))
-    return count * 2 / 2**30 * HOST_MARGIN + HOST_BASE_GB
-
-
-def _available_host_gb() -> float:
-    import psutil  # an accelerate dependency
-
-    return psutil.virtual_memory().available / 2**30
 
 
 def training(setup: Setup) -> Iterator[Line]:
@@ -748,9 +739,9 @@ def train_speed(setup: Setup, spec: ModelSpec, build: Callable[[str, Any], Any],
     return {"s_per_step": round(statistics.median(counted), 4),
             "peak_vram_gb": round(max(hooks.vram), 2) if hooks.vram else None,
             "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 2) if cuda else None,
-            "final_loss": outcome.final_loss, "resolution": options.resolution, "batch_size": options.batch_size,
-            "rank": options.rank, "gradient_checkpointing": options.gradient_checkpointing,
-            "base_precision": options.base_precision}
+            "final_loss": outcome.final_loss, "resolution": options.resolution,
+            "dtype": str(dtype).removeprefix("torch."), "batch_size": options.batch_size, "rank": options.rank,
+            "gradient_checkpointing": options.gradient_checkpointing, "base_precision": options.base_precision}
 
 
 def _vram(figures: dict, setup: Setup) -> str:
@@ -789,7 +780,7 @@ class _StepTimes:
 
 def app_overhead(setup: Setup) -> Iterator[Line]:
     """MASUKA's own share of a ``/generate_image`` request over a bare Gradio app making the same call, and of a
-    REST request over the bare call (judged only from a full run: ``--quick`` takes too few rounds)."""
+    REST request over the bare call: ten rounds, judged; ``--quick`` takes three, too few to judge."""
     name, target = "Per-image app overhead", "<= 30 ms"
     missing = [package for package in APP_PACKAGES if not _importable(package)]
     if missing:
@@ -800,7 +791,7 @@ def app_overhead(setup: Setup) -> Iterator[Line]:
     def measure() -> list[Check]:
         from masuka.bench.through_app import measure_through_app
 
-        figures = measure_through_app(setup.folder, rounds=3 if setup.tiny else 10)
+        figures = measure_through_app(setup.folder, rounds=3 if setup.quick else 10)
         lines = [(f"{name} (MASUKA over a bare Gradio app)", "masuka_share_ms"),
                  *((f"{name} ({route} over the bare call)", key) for route, key in
                    (("/sdapi/v1/txt2img", "a1111_share_ms"), ("/v1/images/generations", "openai_share_ms")))]

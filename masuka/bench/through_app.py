@@ -31,8 +31,9 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
     """Median milliseconds per image of the bare call, the bare Gradio app and MASUKA's ``/generate_image`` (each
     app three ways: in one session, a new session per call, ``gradio_client``) and MASUKA's two REST routes,
     alternated ``rounds`` times after one warm-up call each; ``model`` defaults to a tiny Flux written into
-    ``folder``. ``*_around_call_ms``: a REST request's time minus the diffusers call and PNG save
-    inside it (the history row's ``duration_s``), which pipeline noise on a loaded machine does not reach."""
+    ``folder``. ``*_around_call_ms``: a REST request's or an in-session app request's time minus the diffusers
+    call and PNG save inside it (MASUKA's history row's ``duration_s``, the bare app's handler's own timing), which
+    pipeline noise on a loaded machine does not reach; ``masuka_around_share_ms``: MASUKA's minus the bare app's."""
     from gradio_client import Client
 
     from masuka.config import Config
@@ -46,16 +47,19 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
         if not Path(model).exists():
             save_tiny_pipeline("flux", model)
     call = bare_call(model, size, steps, folder / "bare-outputs")
-    bare_app = bare_gradio_app(call, folder / "bare-outputs")
+    in_bare_app: list[float] = []  # seconds of each call the bare app's handler makes
+    bare_app = bare_gradio_app(_timing(call, in_bare_app), folder / "bare-outputs")
     model_steps = resolve_image_model(model).steps  # OpenAI's request has no steps: the model's own are used
     masuka = launch(Config.from_env(data_dir=folder / "through-app-data", auth=""), host="127.0.0.1",
                     port=_port(), block=False)
-    inside: dict[str, list[float]] = {"a1111_rest": [], "openai_rest": []}
+    inside: dict[str, list[float]] = {"a1111_rest": [], "openai_rest": [], "bare_app": [], "masuka_app": []}
     rest = RestClient(masuka, model, size, steps, inside)
+    kept_inside = {"bare_app": lambda: in_bare_app[-1], "masuka_app": rest.last_duration}
     bare_args, masuka_args = [PROMPT], [PROMPT, model, "", steps, 0.0, size, size, SEED, 1, []]
     apps = {"bare_app": (bare_app.local_url, "generate", bare_args),
             "masuka_app": (masuka.url, "generate_image", masuka_args)}
-    http_calls = {**{name: GradioCall(*app, session=f"bench-{name}") for name, app in apps.items()},
+    http_calls = {**{name: GradioCall(*app, session=f"bench-{name}", inside=inside[name], read=kept_inside[name])
+                     for name, app in apps.items()},
                   **{f"{name}_new_session": GradioCall(*app, session=None) for name, app in apps.items()}}
     try:
         bare_client, masuka_client = Client(bare_app.local_url, verbose=False), Client(masuka.url, verbose=False)
@@ -88,20 +92,25 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
             "masuka_over_bare_call_ms": round(ms["masuka_app"] - ms["bare_call"], 1),
             "a1111_share_ms": round(ms["a1111_rest"] - ms["bare_call"], 1),
             "openai_share_ms": round(ms["openai_rest"] - openai_bare, 1),
-            "a1111_around_call_ms": around["a1111_rest"], "openai_around_call_ms": around["openai_rest"]}
+            "a1111_around_call_ms": around["a1111_rest"], "openai_around_call_ms": around["openai_rest"],
+            "bare_app_around_call_ms": around["bare_app"], "masuka_app_around_call_ms": around["masuka_app"],
+            "masuka_around_share_ms": round(around["masuka_app"] - around["bare_app"], 1)}
 
 
 class GradioCall:
     """One event of a Gradio app called through its documented HTTP API, as ``curl`` would: ``POST
     /gradio_api/call/<api_name>``, then the event's stream read until ``complete``, then the first gallery
     image downloaded. ``session``: a session hash kept across calls (a page and ``gradio_client`` keep one), or
-    None for a new session per call."""
+    None for a new session per call; after each call, ``read()`` (the seconds of the diffusers call and PNG save
+    the app just made) is appended to ``inside``, when given."""
 
-    def __init__(self, url: str, api_name: str, data: list[Any], session: str | None):
+    def __init__(self, url: str, api_name: str, data: list[Any], session: str | None,
+                 inside: list[float] | None = None, read: Callable[[], float] | None = None):
         import httpx
 
         self.http = httpx.Client(base_url=url, timeout=600)
         self.api_name, self.body = api_name, {"data": data, **({"session_hash": session} if session else {})}
+        self.inside, self.read = inside, read
 
     def __call__(self) -> bytes:
         path = f"gradio_api/call/{self.api_name}"
@@ -116,7 +125,10 @@ class GradioCall:
                     break
         if kind != "complete":
             raise RuntimeError(f"/{self.api_name} failed: {output}")
-        return self.http.get(output[0][0]["image"]["url"]).raise_for_status().content
+        image = self.http.get(output[0][0]["image"]["url"]).raise_for_status().content
+        if self.inside is not None and self.read:
+            self.inside.append(self.read())
+        return image
 
     def close(self) -> None:
         self.http.close()
@@ -146,8 +158,12 @@ class RestClient:
 
     def _post(self, route: str, path: str, body: dict) -> dict:
         answer = self.http.post(path, json=body).raise_for_status().json()
-        self.inside[route].append(self.store.find("generations", limit=1)[0]["duration_s"])
+        self.inside[route].append(self.last_duration())
         return answer
+
+    def last_duration(self) -> float:
+        """Seconds of the diffusers call and PNG save of MASUKA's last image (its history row's)."""
+        return self.store.find("generations", limit=1)[0]["duration_s"]
 
     def close(self) -> None:
         self.http.close()
@@ -190,6 +206,18 @@ def bare_gradio_app(generate: Callable[[str], str], outputs: Path) -> Any:
     demo.launch(server_name="127.0.0.1", server_port=_port(), prevent_thread_lock=True, quiet=True,
                 allowed_paths=[str(outputs)])
     return demo
+
+
+def _timing(call: Callable[[str], str], seconds: list[float]) -> Callable[[str], str]:
+    """``call``, appending the seconds each call takes to ``seconds``."""
+
+    def timed_call(prompt: str) -> str:
+        start = time.perf_counter()
+        path = call(prompt)
+        seconds.append(time.perf_counter() - start)
+        return path
+
+    return timed_call
 
 
 def _png(encoded: str) -> bytes:

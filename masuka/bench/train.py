@@ -18,6 +18,7 @@ from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 
+from masuka.cli import at_least
 from masuka.models.synthetic import TINY_ARCHITECTURES
 
 WARMUP_STEPS = 3
@@ -29,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "pipeline folder")
     parser.add_argument("--resolution", type=int, help="default: 64 for tiny models, else the preset's")
     parser.add_argument("--preset", help="GPU memory preset (12gb, 16gb, 24gb, 40gb)")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=at_least(WARMUP_STEPS + 2), default=30,
+                        help=f"training steps a run, at least {WARMUP_STEPS + 2} ({WARMUP_STEPS} warm-up steps)")
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of bare steps and a run")
+    parser.add_argument("--rounds", type=at_least(1), default=3, help="alternating rounds of bare steps and a run")
 
 
 def run(studio, args: argparse.Namespace) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from masuka.config import Config
@@ -33,6 +34,26 @@ def test_sessions_get_their_own_copy_and_switching_frees_the_idle_one():
     assert loaded == ["m", "m", "n"] and cache.key == ("n",)
     cache.release()
     assert cache.key is None
+
+
+def test_memory_is_given_back_only_after_a_drop_or_a_failed_load(monkeypatch):
+    """A full collection costs a fifth of a second: a load with room skips it, a load that dropped a model
+    (or failed) frees memory once."""
+    cache, freed = ModelCache(capacity=2), []
+    monkeypatch.setattr(cache, "_free_memory", lambda: freed.append(cache.key))
+    cache.get(("m",), object)
+    cache.get(("n",), object)  # a second slot: room, nothing dropped
+    cache.get(("m",), object)  # resident
+    assert freed == []
+    cache.get(("o",), object)  # full: the idle ("n",) goes first
+    assert freed == [("m",)]
+
+    def failing() -> object:
+        raise MemoryError
+
+    with pytest.raises(MemoryError):
+        cache.get(("p",), failing)
+    assert len(freed) == 3  # a drop to make room, then what the failed load took
 
 
 def test_a_job_waits_for_a_model_another_job_uses_when_every_slot_is_taken():

@@ -47,6 +47,10 @@ def test_latest_results_keep_the_newest_of_each_benchmark(studio):
                                               "figures": {"model": model, "value": value}})
     latest = latest_bench_results(studio)
     assert [(r["kind"], r["figures"]["value"]) for r in latest] == [("image", 5.0), ("image", 4.0), ("startup", 3.0)]
+    studio.store.insert("bench_results", {"kind": "image", "params": {"model": "sdxl", "through_app": True},
+                                          "machine": "test", "figures": {"model": "sdxl", "value": 6.0}})
+    latest = latest_bench_results(studio)  # a --through-app run is a benchmark of its own: the plain row stays
+    assert [r["figures"]["value"] for r in latest] == [6.0, 5.0, 4.0, 3.0]
 
 
 def test_a_four_bit_plan_is_measured_through_the_loading_path(config, capsys, tiny_model, tmp_path, monkeypatch):
@@ -76,3 +80,45 @@ def test_a_four_bit_plan_is_not_measured_on_random_weights(config, capsys, plan)
                  "--data-dir", str(config.data_dir)])
     assert code != 0
     assert f"The {plan} plan quantizes the transformer while loading it from files" in capsys.readouterr().err
+
+
+def test_random_weights_that_do_not_fit_host_memory_are_refused_before_building(config, capsys, monkeypatch):
+    """FLUX.1-dev's 12B transformer in fp32 on a CPU: refused naming the GiB needed and available, not left to
+    the allocator's traceback or the OOM killer."""
+    from masuka.bench import image
+
+    monkeypatch.setattr(image, "available_host_gb", lambda: 3.0)
+    monkeypatch.setattr(image, "real_pipeline", lambda *args: pytest.fail("built despite the host memory check"))
+    code = main(["bench", "image", "--model", "flux-dev", "--random-weights", "--data-dir", str(config.data_dir)])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "flux-dev with random weights needs about" in err and "GiB of host memory" in err
+    assert "3 GiB available" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags, wrong", [
+    (["--through-app", "--tiny", "flux"], "--tiny"), (["--through-app", "--fast"], "--fast"),
+    (["--through-app", "--memory-plan", "model_offload"], "--memory-plan"),
+    (["--through-app", "--warmup", "3"], "--warmup"), (["--through-app", "--step-cache", "0.1"], "--step-cache"),
+    (["--through-app", "--random-weights"], "--random-weights"),
+    (["--through-app", "--model", "flux-dev"], "--through-app measures a pipeline folder, not 'flux-dev'"),
+    (["--through-app", "--model", "/nonexistent/tiny-flux"], "The folder /nonexistent/tiny-flux does not exist"),
+])
+def test_through_app_refuses_what_it_does_not_take(config, capsys, flags, wrong):
+    code = main(["bench", "image", *flags, "--data-dir", str(config.data_dir)])
+    err = capsys.readouterr().err
+    assert code != 0 and wrong in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["image", "--size", "-64"], "must be at least 16"), (["image", "--size", "0"], "must be at least 16"),
+    (["image", "--through-app", "--size", "100"], "must be a multiple of 16"),
+    (["image", "--steps", "-1"], "must be at least 1"), (["image", "--steps", "0"], "must be at least 1"),
+    (["image", "--warmup", "-3"], "must be at least 0"),
+    (["train", "--steps", "4", "--rounds", "1"], "must be at least 5"),
+    (["train", "--rounds", "0"], "must be at least 1"),
+])
+def test_numeric_bench_options_are_checked_before_anything_runs(config, capsys, flags, message):
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", *flags, "--data-dir", str(config.data_dir)])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err

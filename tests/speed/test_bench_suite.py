@@ -70,9 +70,14 @@ def test_quick_suite_runs_every_check_without_gradio_or_a_database(tmp_path):
     assert training["s_per_step"] > 0 and training["rank"] == 16 and training["final_loss"] is not None
     overhead = by_name["Per-image app overhead"]
     assert overhead["result"].startswith("skipped: needs gradio, gradio_client, sqlite_utils, httpx")
+    # a line named for the GPU run says what it ran at: tiny models on a CPU run in fp32 at 64 px
+    assert by_name["FLUX.1-dev plain bf16"]["ran_at"] == by_name["SDXL plain fp32"]["ran_at"] == "float32, 64²"
+    assert speedup["ran_at"] == "float32 vs float32, 64²"
+    assert by_name["FLUX.1 LoRA 512² rank 16, s/step"]["ran_at"] == "float32, 64²"
     table = (out / "bench-suite.md").read_text()
-    assert "| check | figure | target | result |" in table
+    assert "| check | figure | target | result | weights | ran at |" in table
     assert all(f"| {name} |" in table for name in names)
+    assert "| tiny random | float32 vs float32, 64² |" in table
 
 
 def test_only_runs_the_groups_named_and_a_wrong_name_fails_before_anything_loads(tmp_path):
@@ -110,8 +115,8 @@ def test_a_failing_line_costs_only_itself_and_says_which_model_and_plan(tmp_path
 
     monkeypatch.setattr(suite.Setup, "detect", classmethod(gpu_setup))
     monkeypatch.setattr(suite, "_image", image)
-    monkeypatch.setattr(suite, "_host_need_gb", lambda model_id: 200.0 if model_id == "qwen-image" else 40.0)
-    monkeypatch.setattr(suite, "_available_host_gb", lambda: 120.0)
+    monkeypatch.setattr(suite, "host_need_gb", lambda model_id: 200.0 if model_id == "qwen-image" else 40.0)
+    monkeypatch.setattr(suite, "available_host_gb", lambda: 120.0)
     report = suite.run(None, suite_args(tmp_path, only="flux-dev,memory"))
     results = {check["name"]: check["result"] for check in report["checks"]}
     assert results["FLUX.1-dev plain bf16"] == "measured"  # measured before the fast path failed, and kept
@@ -176,7 +181,7 @@ def test_a_line_still_running_when_the_budget_ends_is_cut_not_reported(tmp_path,
     monkeypatch.setattr(suite, "CHECKS", [("slow", slow_group)])
     report = suite.run(None, suite_args(tmp_path, budget_s=30, quick=True))
     assert seen_running == [{"name": "slow line", "figure": "", "target": "", "result": "running", "figures": {},
-                             "weights": ""}]
+                             "weights": "", "ran_at": ""}]
     assert [(check["name"], check["figure"], check["result"]) for check in report["checks"]] == [
         ("slow line", "", "cut: the 30 s budget ran out before image 1 of the slow model"),
         ("next line", "", "skipped: the 30 s budget was spent")]
@@ -238,20 +243,23 @@ def test_a_fast_line_says_when_fp8_was_left_out(tmp_path, monkeypatch):
     assert suite._fp8_note(setup, {"fp8": False}) == "fp8: no (torchao not installed)"
 
 
-def test_quick_app_overhead_is_not_judged(tmp_path, monkeypatch):
-    """Three rounds on a busy machine can read -343.6 ms: a quick run reports the figure, not pass or fail."""
+def test_quick_app_overhead_is_not_judged_and_a_judged_one_takes_ten_rounds(tmp_path, monkeypatch):
+    """Three rounds on a busy machine can read -343.6 ms: a quick run reports the figure, not pass or fail; a
+    full run judges from ten rounds, on a CPU (tiny models) too."""
     import types
 
     from masuka.bench import suite
 
     shares = {"masuka_share_ms": -343.6, "a1111_share_ms": 12.0, "openai_share_ms": 45.0}
+    asked: list[int] = []
     monkeypatch.setattr(suite, "_importable", lambda name: True)
-    monkeypatch.setitem(sys.modules, "masuka.bench.through_app",
-                        types.SimpleNamespace(measure_through_app=lambda folder, rounds: shares))
-    for quick, expected in ((True, ["n/a", "n/a", "n/a"]), (False, ["pass", "pass", "fail"])):
+    monkeypatch.setitem(sys.modules, "masuka.bench.through_app", types.SimpleNamespace(
+        measure_through_app=lambda folder, rounds: asked.append(rounds) or shares))
+    for quick, expected, taken in ((True, ["n/a", "n/a", "n/a"], 3), (False, ["pass", "pass", "fail"], 10)):
         setup = suite.Setup("cpu", True, quick, "", tmp_path, 1, 0, suite.Deadline(600))
         [line] = suite.app_overhead(setup)
         assert [check.result for check in line.measure()] == expected
+        assert asked.pop() == taken
 
 
 # -- what a default run measures within the budget (fake clock, stand-in builds and images) -----------------
@@ -321,8 +329,8 @@ def timed_report(monkeypatch, tmp_path, budget_s):
     monkeypatch.setattr(suite, "_baseline", baseline)
     monkeypatch.setattr(suite, "measure_prepared", prepared)
     monkeypatch.setattr(suite, "train_speed", train_speed)
-    monkeypatch.setattr(suite, "_host_need_gb", lambda model_id: 40.0)
-    monkeypatch.setattr(suite, "_available_host_gb", lambda: 120.0)
+    monkeypatch.setattr(suite, "host_need_gb", lambda model_id: 40.0)
+    monkeypatch.setattr(suite, "available_host_gb", lambda: 120.0)
     monkeypatch.setattr(suite, "_importable", lambda name: False)  # no Gradio, no bitsandbytes
     return suite.run(None, suite_args(tmp_path, budget_s=budget_s))
 
@@ -392,8 +400,8 @@ def test_memory_targets_are_gb_of_everything_on_the_gpu(tmp_path, monkeypatch):
 
     setup = gpu_setup(suite.Setup, False, tmp_path, suite.Deadline(600))
     monkeypatch.setattr(suite, "_image", stand_in_image)
-    monkeypatch.setattr(suite, "_host_need_gb", lambda model_id: 40.0)
-    monkeypatch.setattr(suite, "_available_host_gb", lambda: 120.0)
+    monkeypatch.setattr(suite, "host_need_gb", lambda model_id: 40.0)
+    monkeypatch.setattr(suite, "available_host_gb", lambda: 120.0)
     check = suite._memory_line(setup, "FLUX.1-dev fp8_offload", "flux-dev", "fp8_offload")
     assert (check.result, check.figures["peak_on_gpu_gb"]) == ("fail", 15.14)
     assert check.target == "<= 15 GB on the GPU (reserved + outside PyTorch)"

@@ -1,14 +1,23 @@
 """``bench image --through-app``: a live MASUKA ``/generate_image`` against a bare one-tab Gradio app making the
 same diffusers call and against the bare call, and MASUKA's two REST routes against the bare call, alternated in
-one run. The bounds are relative and generous: they fail on a clear regression of MASUKA's own share (twice the
-bare app's round trip, or more time around a REST request's diffusers call than Gradio's own round trip in the
-bare app), not on machine noise (the diffusers call alone varies several-fold on a loaded machine)."""
+one run. The bounds are generous: they fail on a clear regression of MASUKA's own share (twice the bare app's
+round trip, a share above :data:`SHARE_BOUND_MS`, or more time around a REST request's diffusers call than Gradio's
+own round trip in the bare app), not on machine noise (the diffusers call alone varies several-fold on a loaded
+machine)."""
 
 from __future__ import annotations
 
 import pytest
 
 from masuka.bench.through_app import measure_through_app
+
+#: MASUKA's share of an in-session /generate_image request around the diffusers call and PNG save, over the bare
+#: app's (``masuka_around_share_ms``), ms. The target is 30 ms; on this 2-core machine (load 4-6, 7 rounds) it
+#: measured 10-19 ms, and 70-76 ms with a 60 ms sleep added to the request path: 40 ms leaves 20 ms of noise above
+#: the one and 30 ms below the other. Taken around the call it misses the diffusers call's noise (the plain
+#: ``masuka_share_ms``, a difference of two medians, read -2 to 24 ms, and 53-106 ms with the sleep). Regressions
+#: inside the call and the save are left to the ratio bound.
+SHARE_BOUND_MS = 40
 
 
 @pytest.mark.slow
@@ -21,6 +30,7 @@ def test_masuka_request_costs_at_most_twice_a_bare_gradio_app_making_the_same_ca
         assert figures[f"{way}_share_ms"] == round(figures[f"masuka_app_{way}_ms"] - figures[f"bare_app_{way}_ms"], 1)
         assert figures[f"masuka_app_{way}_ms"] <= 2 * figures[f"bare_app_{way}_ms"], figures
     assert figures["masuka_app_ms"] <= 2 * figures["bare_app_ms"], figures
+    assert figures["masuka_around_share_ms"] <= SHARE_BOUND_MS, figures  # the ratio above lets 60 ms more pass
     assert figures["a1111_rest_ms"] <= 2 * figures["bare_app_ms"], figures  # no queue stream to pay for
     for route in ("a1111", "openai"):  # MASUKA's work around the diffusers call, which pipeline noise misses
         assert 0 < figures[f"{route}_around_call_ms"] < figures["bare_app_ms"] - figures["bare_call_ms"], figures
