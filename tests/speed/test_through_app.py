@@ -1,9 +1,9 @@
 """``bench image --through-app``: a live MASUKA ``/generate_image`` against a bare one-tab Gradio app making the
 same diffusers call and against the bare call, and MASUKA's two REST routes against the bare call, alternated in
 one run. The bounds are generous: they fail on a clear regression of MASUKA's own share (twice the bare app's
-round trip, a share above :data:`SHARE_BOUND_MS`, or more time around a REST request's diffusers call than Gradio's
-own round trip in the bare app), not on machine noise (the diffusers call alone varies several-fold on a loaded
-machine)."""
+round trip, a share around the call above twice the bare app's: :data:`AROUND_CALL_TIMES`, or more time around a
+REST request's diffusers call than Gradio's own round trip in the bare app), not on machine noise (the diffusers call
+alone varies several-fold on a loaded machine)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import pytest
 
 from masuka.bench.through_app import measure_through_app
 
-#: MASUKA's share of an in-session /generate_image request around the diffusers call and PNG save, over the bare
-#: app's (``masuka_around_share_ms``), ms. The target is 30 ms; on this 2-core machine (load 4-6, 7 rounds) it
-#: measured 10-19 ms, and 70-76 ms with a 60 ms sleep added to the request path: 40 ms leaves 20 ms of noise above
-#: the one and 30 ms below the other. Taken around the call it misses the diffusers call's noise (the plain
-#: ``masuka_share_ms``, a difference of two medians, read -2 to 24 ms, and 53-106 ms with the sleep). Regressions
-#: inside the call and the save are left to the ratio bound.
-SHARE_BOUND_MS = 40
+#: How many times the bare app's own time around its diffusers call (``bare_app_around_call_ms``: Gradio's work
+#: around the handler, about 25 ms here) MASUKA's share around the call and PNG save may take
+#: (``masuka_around_share_ms``): a bound that grows with a slow machine, not a fixed time. On this 2-core machine
+#: (load 4-6, 7 rounds) the share measured 10-19 ms, and 70-76 ms with a 60 ms sleep added to the request path (the
+#: target is 30 ms). Taken around the call it misses the diffusers call's noise (the plain ``masuka_share_ms``, a
+#: difference of two medians, read -2 to 24 ms, and 53-106 ms with the sleep). Regressions inside the call and the
+#: save are left to the ratio bound.
+AROUND_CALL_TIMES = 2
 
 
 @pytest.mark.slow
@@ -30,7 +31,8 @@ def test_masuka_request_costs_at_most_twice_a_bare_gradio_app_making_the_same_ca
         assert figures[f"{way}_share_ms"] == round(figures[f"masuka_app_{way}_ms"] - figures[f"bare_app_{way}_ms"], 1)
         assert figures[f"masuka_app_{way}_ms"] <= 2 * figures[f"bare_app_{way}_ms"], figures
     assert figures["masuka_app_ms"] <= 2 * figures["bare_app_ms"], figures
-    assert figures["masuka_around_share_ms"] <= SHARE_BOUND_MS, figures  # the ratio above lets 60 ms more pass
+    around = AROUND_CALL_TIMES * figures["bare_app_around_call_ms"]  # the ratio above lets 60 ms more pass
+    assert figures["masuka_around_share_ms"] <= around, figures
     assert figures["a1111_rest_ms"] <= 2 * figures["bare_app_ms"], figures  # no queue stream to pay for
     for route in ("a1111", "openai"):  # MASUKA's work around the diffusers call, which pipeline noise misses
         assert 0 < figures[f"{route}_around_call_ms"] < figures["bare_app_ms"] - figures["bare_call_ms"], figures
