@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader left (`| head`): quiet, as Python's "Note on SIGPIPE" advises
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (OSError, sqlite3.DatabaseError) as error:  # a full disk or a read-only place, as the system or SQLite says
-        refused = as_disk_full(error) or write_refused(error)
+    except (OSError, sqlite3.DatabaseError) as error:  # a full disk, a read-only place or a busy database
+        refused = as_disk_full(error) or write_refused(error) or database_busy(error)
         if refused is None:
             raise
         print(f"error: {bounded(str(refused))}", file=sys.stderr)
@@ -117,13 +117,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_refused(error: BaseException) -> MasukaError | None:
-    """One line for a write the system refused (a read-only file system, no permission: ``EROFS``, ``EACCES``,
-    SQLite's "readonly database"), as :func:`masuka.errors.cannot_write` words it; None for any other error."""
-    if isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES):
+    """One line for a write the system refused (a read-only file system, no permission, an immutable file: ``EROFS``,
+    ``EACCES``, ``EPERM``, SQLite's "readonly database"), as :func:`masuka.errors.cannot_write` words it; None for
+    any other error."""
+    if isinstance(error, OSError) and error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return cannot_write(OSError(error.errno, error.strerror), error.filename or "A file")
     if isinstance(error, sqlite3.OperationalError) and "readonly database" in str(error):
         return InvalidInput(f"The database cannot be written ({error}): choose another data dir (--data-dir or "
                             "MASUKA_DATA_DIR), or make this one writable.")
+    return None
+
+
+def database_busy(error: BaseException) -> MasukaError | None:
+    """One line for a database another process kept locked past the store's 30 s busy timeout (SQLite's
+    ``SQLITE_BUSY``, "database is locked"); None for any other error."""
+    if isinstance(error, sqlite3.OperationalError) and (
+            getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY or "database is locked" in str(error)):
+        return InvalidInput("The database is busy: another MASUKA process is writing; try again.")
     return None
 
 

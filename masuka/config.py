@@ -302,7 +302,7 @@ class Config:
     def make_folders(self) -> None:
         """Create the data dir's folders (outputs, LoRAs, datasets, runs, tmp) and close the data dir to other
         users (0700, where the file system has permissions at all: one made by an older version too): after its
-        database opened, so a data dir refused for its database is left as it was. A data dir that exists but
+        database took a write, so a data dir refused for its database is left as it was. A data dir that exists but
         cannot be written (a read-only file system, another user's folder) is refused here, not by every action."""
         self._make(self.outputs_dir, self.loras_dir, self.datasets_dir, self.runs_dir, self.tmp_dir)
         try:  # a file made and removed: existing folders are "made" even on a read-only file system

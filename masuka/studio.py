@@ -53,12 +53,12 @@ class Studio:
 
     @classmethod
     def open(cls, config: Config) -> "Studio":
-        """Open the data dir: migrate the database, make the folders (once the database opened: a data dir refused
-        for it is left as it was), check that both can be written and mark work a dead process left behind."""
+        """Open the data dir: migrate the database, check that it can be written, make the folders (once the
+        database passed: a data dir refused for it is left as it was) and mark work a dead process left behind."""
         store = Store(config.db_path)
         try:
-            config.make_folders()
             check_writable(store, config)
+            config.make_folders()
         except InvalidInput:
             store.close()
             raise

@@ -652,13 +652,51 @@ def test_a_data_dir_that_cannot_be_written_is_refused_at_start_up_in_one_line(tm
         for path in (data, *data.rglob("*")):
             path.chmod(0o700 if path.is_dir() else 0o600)
     assert done.returncode == 2, done.stderr
-    assert done.stderr in (f"error: The data dir {data} cannot be used: Read-only file system.\n",
+    assert done.stderr in (f"error: The data dir {data} cannot be used: attempt to write a readonly database.\n",
+                           f"error: The data dir {data} cannot be used: Read-only file system.\n",
                            f"error: The data dir {data} cannot be used: Permission denied.\n")
 
 
 def test_the_database_probe_refuses_a_database_that_opens_read_only(tmp_path):
     """The database's own probe (a read-only database file in a writable folder: SQLite opens it, and reads)."""
     assert_the_database_probe_refuses(tmp_path)
+
+
+def test_a_data_dir_refused_for_its_read_only_database_is_left_as_it_was(tmp_path, monkeypatch):
+    """The database is checked before the folders are made and the data dir closed to others (0700): a refused
+    data dir keeps its folders and mode. The file is made read-only by its mode, or as root by the immutable flag
+    (root writes through a mode); as root without ``chattr`` the probe's own refusal stands in."""
+    import shutil
+
+    import masuka.studio
+    from masuka.errors import InvalidInput
+    from masuka.studio import Studio
+
+    data = tmp_path / "data"
+    config = Config.from_env(data_dir=data)
+    Studio.open(config).close()
+    for folder in data.iterdir():
+        if folder.is_dir() and folder.name != "locks":
+            shutil.rmtree(folder)
+    data.chmod(0o755)
+    before = sorted(path.name for path in data.iterdir() if not path.name.startswith("masuka.db"))
+    undo = ["chattr", "-i", str(config.db_path)]
+    if os.geteuid() != 0:
+        config.db_path.chmod(0o444)
+    elif not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(config.db_path)]).returncode != 0:
+        def refused(store, config):
+            raise InvalidInput(f"The data dir {data} cannot be used: attempt to write a readonly database.")
+
+        monkeypatch.setattr(masuka.studio, "check_writable", refused)
+        undo = ["true"]
+    try:
+        with pytest.raises(InvalidInput, match="readonly database"):
+            Studio.open(config)
+    finally:
+        subprocess.run(undo)
+        config.db_path.chmod(0o644)
+    assert sorted(path.name for path in data.iterdir() if not path.name.startswith("masuka.db")) == before
+    assert data.stat().st_mode & 0o777 == 0o755
 
 
 def assert_the_database_probe_refuses(data) -> None:
@@ -686,10 +724,12 @@ def assert_the_database_probe_refuses(data) -> None:
      "error: /d/wildcards/colour.txt cannot be written (Read-only file system): choose another place.\n"),
     (OSError(errno.EACCES, os.strerror(errno.EACCES), "/d/outputs"),
      "error: /d/outputs cannot be written (Permission denied): choose another place.\n"),
+    (OSError(errno.EPERM, os.strerror(errno.EPERM), "/d/masuka.db"),
+     "error: /d/masuka.db cannot be written (Operation not permitted): choose another place.\n"),
     (sqlite3.OperationalError("attempt to write a readonly database"),
      "error: The database cannot be written (attempt to write a readonly database): choose another data dir "
      "(--data-dir or MASUKA_DATA_DIR), or make this one writable.\n"),
-], ids=["EROFS", "EACCES", "readonly-database"])
+], ids=["EROFS", "EACCES", "EPERM", "readonly-database"])
 def test_a_write_the_system_refuses_is_one_line_and_exit_2(capsys, monkeypatch, error, line):
     """Whatever command meets a read-only place after start-up (the file system remounted read-only) says so in one
     line, as for a full disk, with no traceback."""
@@ -700,3 +740,28 @@ def test_a_write_the_system_refuses_is_one_line_and_exit_2(capsys, monkeypatch, 
 
     monkeypatch.setattr(masuka.commands.doctor, "run", refused)
     assert run_cli(capsys, "doctor") == (2, "", line)
+
+
+def test_a_database_another_process_keeps_locked_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    """A write lock another process holds past the store's busy timeout (30 s): SQLite's real "database is
+    locked", met here without the wait, is one line and exit 2, not a traceback."""
+    import masuka.commands.doctor
+
+    path = tmp_path / "masuka.db"
+    held = sqlite3.connect(path, isolation_level=None)
+    held.execute("create table t (x)")
+    held.execute("begin exclusive")
+    other = sqlite3.connect(path, timeout=0)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            other.execute("insert into t values (1)")
+    finally:
+        other.close()
+        held.close()
+
+    def busy(args):
+        raise locked.value
+
+    monkeypatch.setattr(masuka.commands.doctor, "run", busy)
+    assert run_cli(capsys, "doctor") == (
+        2, "", "error: The database is busy: another MASUKA process is writing; try again.\n")

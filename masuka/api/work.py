@@ -42,6 +42,8 @@ from masuka.studio import Studio
 GENERATION_THREADS = 64
 #: the ``Retry-After`` (seconds) of a 429 for too many waiting generations when none of them tells how long it needs
 RETRY_AFTER_S = 5
+#: the most field errors a 422 lists (see :func:`invalid_fields`)
+MAX_FIELD_ERRORS = 20
 #: how often a generation's HTTP client is asked whether it is still there (see :meth:`ApiWork.watched`)
 HANGUP_POLL_S = 0.25
 
@@ -58,10 +60,15 @@ class TooManyWaiting(MasukaError):
 def invalid_fields(errors: Sequence[Any]) -> JSONResponse:
     """FastAPI's 422 for malformed fields (``detail``: the ``errors`` of pydantic's or FastAPI's validation, each
     with ``loc``, ``msg``, ``type``, ``input``...), each text in it bounded (:func:`bounded`) and an ``input`` longer
-    than that as bounded JSON text: FastAPI's own echoes the whole input (50 KB for a 50 KB field)."""
-    return JSONResponse({"detail": [{**_bounded_json(item), **({"input": _bounded_input(item["input"])}
-                                                                if "input" in item else {})}
-                                    for item in jsonable_encoder(errors)]}, status_code=422)
+    than that as bounded JSON text: FastAPI's own echoes the whole input (50 KB for a 50 KB field). Only the first
+    :data:`MAX_FIELD_ERRORS` errors are listed, then one entry saying how many more were left out (a list of
+    100,000 bad items would answer 10 MB)."""
+    detail = [{**_bounded_json(item), **({"input": _bounded_input(item["input"])} if "input" in item else {})}
+              for item in jsonable_encoder(list(errors[:MAX_FIELD_ERRORS]))]
+    if len(errors) > MAX_FIELD_ERRORS:
+        left_out = len(errors) - MAX_FIELD_ERRORS
+        detail.append({"loc": [], "msg": f"{left_out:,} more errors left out", "type": "too_many_errors"})
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _bounded_input(value: Any) -> Any:

@@ -6,6 +6,7 @@ stops the others. A full disk stops them all, with one :class:`masuka.errors.Dis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -93,6 +94,10 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
     except BaseException:
         if studio.store.get("datasets", dataset["id"]) is None:  # deleted meanwhile: files written since go too
             shutil.rmtree(folder, ignore_errors=True)
+        elif report.added:  # cut off part-way (Stop, a full disk): the images kept so far changed it, and its
+            # export zips go; the error that cut it off is the one told
+            with contextlib.suppress(Exception):
+                update_dataset(studio, dataset, meanwhile=ADDING)
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

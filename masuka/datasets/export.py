@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -65,7 +66,7 @@ def _build(items: list[tuple[Path, str, str]], fmt: str, target: Path, zipped: b
     """Write the layout into a hidden folder, then zip it to ``target`` or move it there: a new ``target`` is the
     hidden folder (made beside it) renamed; an existing, empty one keeps itself (its permissions, and a shell
     inside it sees the files) and the entries of the hidden folder (made inside it) move in."""
-    hidden = f".{target.name or 'export'}.{uuid.uuid4().hex[:8]}.part"
+    hidden = _part_name(target, uuid.uuid4().hex[:8])
     filling = not zipped and target.is_dir()
     building = target / hidden if filling else target.with_name(hidden)
     try:
@@ -81,11 +82,27 @@ def _build(items: list[tuple[Path, str, str]], fmt: str, target: Path, zipped: b
         shutil.rmtree(building, ignore_errors=True)
 
 
+def _part_name(target: Path, tag: str) -> str:
+    """The hidden folder an export to ``target`` is built in; ``tag``: 8 hex digits of its own."""
+    return f".{target.name or 'export'}.{tag}.part"
+
+
+def _is_part(target: Path, name: str) -> bool:
+    """Whether ``name`` is one of :func:`_part_name`'s for ``target``."""
+    tag = name[-13:-5]
+    return re.fullmatch("[0-9a-f]{8}", tag) is not None and name == _part_name(target, tag)
+
+
 def _empty_folder(target: Path) -> Path:
     """``target`` once it is a new or empty folder that can be made and written; else :class:`InvalidInput`."""
     if target.exists() and not target.is_dir():
         raise InvalidInput(f"{target} is a file: export into a new or empty folder.")
-    if target.exists() and any(target.iterdir()):
+    if target.exists() and (entries := sorted(path.name for path in target.iterdir())):
+        left = [name for name in entries if _is_part(target, name)]
+        if left == entries:  # hidden, so a plain `ls` shows the folder empty; another export may still be filling it
+            raise InvalidInput(f"{target} holds only {', '.join(left)}: what an export stopped part-way (or one "
+                               "running now) left. Remove it once no export is running, or export into a new or "
+                               "empty folder.")
         raise InvalidInput(f"{target} is not empty: export into a new or empty folder.")
     nearest = next(folder for folder in (target, *target.parents) if folder.exists())
     if not nearest.is_dir():

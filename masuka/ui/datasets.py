@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 from gradio.components import Component
+from gradio.events import Dependency
 
 from masuka.datasets import adding, captioning, export, library
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE
@@ -113,24 +114,27 @@ def build(ctx: UIContext) -> None:
     private, listed = {"api_visibility": "private"}, bind(choices, studio)
     view_page, view_inputs = bind(view, studio), [dataset, images.page, images.page_size, images.selected]
     view_outputs = images.outputs()
-    _wire_images(ctx, dataset, images, view_page, view_inputs, status, listed)
+    edits = _wire_images(ctx, dataset, images, view_page, view_inputs, status, listed)
     on_status = {"show_progress_on": status}  # progress, and a refusal, mark the status, not the report or picker
     new.create.click(bind(create_dataset, studio), new.form(), [dataset, status], api_name="create_dataset",
                      **on_status).then(
         listed, None, dataset, **private)
     ctx.register_form("dataset", {"dataset": dataset, "files": files}, tab="datasets")  # "Send to Datasets"
-    add.click(bind(add_images, studio), [dataset, files], [report, status], api_name="add_images", **on_status).then(
-        view_page, view_inputs, view_outputs, **private).then(listed, None, dataset, **private)
-    stoppable(CAPTIONS, caption.click(bind(caption_dataset, studio), [dataset, *caption_form], caption_status,
-                                      api_name="caption_dataset", **ctx.gpu_event())).then(
-        view_page, view_inputs, view_outputs, **private)
+    added = add.click(bind(add_images, studio), [dataset, files], [report, status], api_name="add_images",
+                      **on_status)
+    added.then(view_page, view_inputs, view_outputs, **private).then(listed, None, dataset, **private)
+    captioned = stoppable(CAPTIONS, caption.click(bind(caption_dataset, studio), [dataset, *caption_form],
+                                                  caption_status, api_name="caption_dataset", **ctx.gpu_event()))
+    captioned.then(view_page, view_inputs, view_outputs, **private)
     wire_stop(studio, CAPTIONS, stop, caption_status, api_name="stop_captioning", step="batch")
     export_button.click(bind(export_dataset, studio), [dataset, fmt], download, api_name="export_dataset")
     delete.click(bind(ask_delete, studio), dataset, [confirm, confirm_text, named], **private)
     hide = lambda: gr.Group(visible=False)  # noqa: E731
     cancel.click(hide, None, confirm, **private)
     dataset.change(hide, None, confirm, **private)  # the confirmation names the dataset it was asked for
-    dataset.change(lambda: None, None, download, **private)  # an export of another (or a deleted) dataset
+    for event in (dataset.change, added.then, captioned.then, *(edit.then for edit in edits)):
+        # an export of another (or a deleted) dataset, or one its change removed (drop_exports): a 403 link
+        event(lambda: None, None, download, **private)
     really.click(bind(confirm_delete, studio), [dataset, named], [dataset, status], api_name="delete_dataset",
                  **on_status).then(
         hide, None, confirm, **private).then(listed, None, dataset, **private)
@@ -138,8 +142,9 @@ def build(ctx: UIContext) -> None:
 
 
 def _wire_images(ctx: UIContext, dataset: gr.Dropdown, images: ImagesView, view_page, view_inputs: list,
-                 status: gr.Markdown, listed) -> None:
-    """Paging, caption editing and deleting one image (then the picker's image counts are redrawn)."""
+                 status: gr.Markdown, listed) -> tuple[Dependency, Dependency]:
+    """Paging, caption editing and deleting one image (then the picker's image counts are redrawn); returns the
+    events that change the dataset (saving captions, deleting an image)."""
     studio, private, view_outputs = ctx.studio, {"api_visibility": "private"}, images.outputs()
     dataset.change(view_page, view_inputs, view_outputs, **private)
     images.page.submit(view_page, view_inputs, view_outputs, **private)
@@ -149,9 +154,10 @@ def _wire_images(ctx: UIContext, dataset: gr.Dropdown, images: ImagesView, view_
     saved.success(view_page, view_inputs, view_outputs, **private)  # a refused caption stays in the table as typed
     images.gallery.select(pick, images.loaded, images.selected, **private)
     images.table.select(pick, images.loaded, images.selected, **private)
-    images.remove.click(bind(remove_image, studio), [images.selected, dataset], [status, images.selected],
-                        api_name="delete_image").then(view_page, view_inputs, view_outputs, **private).then(
-        listed, None, dataset, **private)
+    removed = images.remove.click(bind(remove_image, studio), [images.selected, dataset], [status, images.selected],
+                                  api_name="delete_image")
+    removed.then(view_page, view_inputs, view_outputs, **private).then(listed, None, dataset, **private)
+    return saved, removed
 
 
 def _new_dataset() -> NewDataset:

@@ -296,13 +296,15 @@ def cancel_video_job(studio: Studio, job: int | str | None, request: gr.Request 
 
 
 def price(studio: Studio, provider_id, model_id, seconds, size, image, fallback, prompt, last_frame=None,
-          source_video=None, references=None, sound="default", negative_prompt="") -> str:
+          source_video=None, references=None, sound="default", negative_prompt="",
+          request: gr.Request = None) -> str:
     """The cost line under the form: the whole chain's price with its warnings (:func:`quote`, as
-    ``video --estimate`` gives them), or what is wrong with the choice."""
+    ``video --estimate`` gives them, for the caller: an admin is told to save a missing key, others to ask an
+    admin), or what is wrong with the choice."""
     try:
         plan = estimate(_request(provider_id, model_id, prompt or "-", seconds, size, image, negative_prompt, fallback,
-                                 last_frame=last_frame, source_video=source_video, references=references,
-                                 sound=sound))
+                                 owner=user_of(request), last_frame=last_frame, source_video=source_video,
+                                 references=references, sound=sound))
     except MasukaError as error:
         return f"⚠️ {error}"
     priced = quote(studio, plan)

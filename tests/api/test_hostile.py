@@ -146,6 +146,18 @@ def test_a_malformed_field_s_422_keeps_fastapis_shape_and_does_not_echo_a_50_kb_
     assert error["loc"] == ["query", "skip_current_image"] and "characters left out" in error["input"]
 
 
+def test_a_422_lists_twenty_errors_and_says_how_many_more_were_left_out(app):
+    """A list of 100,000 bad items: the first 20 errors in FastAPI's shape, then one saying how many more (not
+    a 10 MB body)."""
+    answer = httpx.post(app.url.rstrip("/") + "/sdapi/v1/txt2img", json={"prompt": "x", "styles": [1] * 100_000},
+                        timeout=120)
+    assert answer.status_code == 422 and len(answer.content) < 10_000, len(answer.content)
+    *errors, more = answer.json()["detail"]
+    assert [error["loc"] for error in errors] == [["body", "styles", index] for index in range(20)]
+    assert more == {"loc": [], "msg": "99,980 more errors left out", "type": "too_many_errors"}
+    assert not app.studio.store.count("generations")
+
+
 @pytest.mark.parametrize("image_id", ["99999999999999999999", "abc", "0", "-1"])
 def test_openai_image_files_answer_an_id_that_cannot_be_one_as_missing(app, image_id):
     answer = httpx.get(app.url.rstrip("/") + f"/v1/images/files/{image_id}")

@@ -48,6 +48,27 @@ def test_a_flipped_export_added_back_keeps_the_originals_and_refuses_their_flips
     assert all(r.reason.startswith("mirror of ") for r in report.rejected)
 
 
+def test_an_add_stopped_part_way_drops_the_export_zips_of_what_it_changed(studio, make_dataset, tmp_path):
+    """Stop after two of four files: the two kept change the dataset, so its zip goes (and updated_at moves)."""
+    from masuka.errors import Cancelled
+
+    dataset = make_dataset("stopped", trigger="zorp", size=256)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 230)])
+    archive = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya")
+    before = studio.store.get("datasets", dataset["id"])["updated_at"]
+
+    def stop(done, total, name):
+        if done == 2:
+            raise Cancelled("Stopped.")
+
+    with pytest.raises(Cancelled):
+        add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"q{i}.jpg", 231 + i) for i in range(4)],
+                   on_progress=stop, threads=1)
+    assert len(dataset_images(studio, dataset["id"])) == 3
+    assert not archive.exists(), "a download of what the dataset no longer holds"
+    assert studio.store.get("datasets", dataset["id"])["updated_at"] > before
+
+
 def test_export_zips_go_when_the_dataset_changes_and_old_ones_are_cleaned(studio, make_dataset, tmp_path):
     from masuka.disk import clean_leftovers
 
@@ -95,6 +116,21 @@ def test_cli_export_fills_an_existing_empty_folder_in_place(capsys, tmp_path, mo
     assert code == 2 and "is not empty" in err
 
 
+def test_an_out_folder_holding_only_a_stopped_export_s_hidden_folder_is_refused_by_name(studio, make_dataset,
+                                                                                          tmp_path):
+    """A killed ``--out`` export leaves its hidden ``.part`` folder (plain ``ls`` shows nothing): the refusal names
+    it; any other entry is plain "not empty"."""
+    dataset = make_dataset("killed", trigger="zorp", size=256)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 240)])
+    out = tmp_path / "out"
+    (out / ".out.0123abcd.part" / "10_zorp").mkdir(parents=True)
+    with pytest.raises(InvalidInput, match=r"out holds only \.out\.0123abcd\.part: what an export stopped part-way"):
+        export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", out)
+    (out / ".out.notmine.part").mkdir()
+    with pytest.raises(InvalidInput, match="is not empty"):
+        export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", out)
+
+
 def test_the_download_box_is_cleared_on_another_dataset_and_after_a_delete(studio):
     from masuka.ui.app import build_app
 
@@ -107,6 +143,23 @@ def test_the_download_box_is_cleared_on_another_dataset_and_after_a_delete(studi
     delete = next(fn for fn in demo.fns.values() if fn.api_name == "delete_dataset")
     assert picker._id in [block._id for block in delete.outputs], "a delete empties the picker, which clears it"
     assert isinstance(download, gr.File)
+
+
+def test_the_download_box_is_cleared_after_each_change_that_removes_the_zip(studio):
+    """An add, a caption pass, a caption save and an image delete remove the dataset's export zips: the box's
+    link to one would answer 403, so it is emptied after each (whether it succeeded: an add stopped part-way
+    changes the dataset too)."""
+    from masuka.ui.app import build_app
+
+    demo = build_app(studio)
+    export = next(fn for fn in demo.fns.values() if fn.api_name == "export_dataset")
+    [download] = export.outputs
+    for name in ("add_images", "caption_dataset", "save_captions", "delete_image"):
+        change = next(fn for fn in demo.fns.values() if fn.api_name == name)
+        clears = [fn for fn in demo.fns.values() if fn.trigger_after == change._id
+                  and [block._id for block in fn.outputs] == [download._id]]
+        assert len(clears) == 1 and clears[0].fn() is None, name
+        assert not clears[0].trigger_only_on_success and clears[0].api_visibility == "private", name
 
 
 def test_the_kohya_refusal_names_the_uncaptioned_and_marks_only_a_cut_list(studio, make_dataset, tmp_path):

@@ -318,3 +318,22 @@ def test_a_missing_key_tells_a_user_who_cannot_save_it_to_ask_an_admin(tmp_path,
     finally:
         studio.close()
     assert server.requests == []
+
+
+def test_the_video_tabs_cost_line_tells_an_admin_to_save_the_missing_key(tmp_path, monkeypatch):
+    """The cost line is worded for the signed-in caller: an admin may save the key, another user asks one."""
+    import gradio as gr
+
+    from masuka.config import Config
+    from masuka.studio import Studio
+    from masuka.ui.video import price
+
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="admin:pz-admin,alice:pa-alice"))
+    try:
+        lines = {user: price(studio, "gemini", "veo-3.1-generate-001", 8, "1280x720", None, [], "a fox",
+                             request=gr.Request(username=user)) for user in ("admin", "alice")}
+    finally:
+        studio.close()
+    assert "set GEMINI_API_KEY or save the key in Settings" in lines["admin"], lines
+    assert "ask an admin" not in lines["admin"] and "ask an admin to save the key in Settings" in lines["alice"], lines
