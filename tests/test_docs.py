@@ -77,6 +77,20 @@ def test_every_key_variable_is_in_the_readme():
     assert missing == []
 
 
+def test_the_key_lists_name_every_service():
+    """Settings' API-keys paragraph names each service and its key variable, and Configuration's table every name a
+    key is read from: both are written by hand, so a new provider, backend or service must be added to them."""
+    from masuka.keys import services
+
+    paragraph = README.split("\n**API keys** (", 1)[1].split("the environment wins)", 1)[0]
+    table = README.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    labels = paragraph.split("):", 1)[0]
+    declared = list(services().values())
+    assert [service.label for service in declared if service.label.split(" (")[0] not in labels] == []
+    assert [service.key_env[0] for service in declared if f"`{service.key_env[0]}`" not in paragraph] == []
+    assert [name for service in declared for name in service.key_env if f"`{name}`" not in table] == []
+
+
 def test_every_tab_has_a_section():
     from masuka.ui.app import TABS
 

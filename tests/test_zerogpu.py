@@ -15,6 +15,7 @@ from PIL import Image
 
 from masuka.errors import Cancelled, InvalidInput
 from masuka.gpu import zerogpu
+from masuka.models.architectures import PROFILES
 
 
 def work(steps: int) -> int:
@@ -77,6 +78,21 @@ def test_the_seconds_per_step_are_the_architectures_profiles(monkeypatch):
     assert per_step("flux2") > per_step("qwen_image") > per_step("flux") > per_step("z_image") > per_step("sdxl")
     monkeypatch.setitem(architectures.PROFILES, "z_image", replace(architectures.PROFILES["z_image"], step_seconds=1.0))
     assert per_step("z_image") == 10
+
+
+@pytest.mark.parametrize("architecture", sorted(PROFILES))
+def test_every_profile_steps_in_a_plausible_time(monkeypatch, architecture):
+    """A profile's ``step_seconds`` is positive (a request asks for more than the fixed overhead) and its own default
+    image fits ZeroGPU's default ceiling (no misplaced decimal point)."""
+    from masuka.zerogpu import FIXED_SECONDS, request_seconds
+
+    monkeypatch.delenv("MASUKA_ZEROGPU_MAX_S", raising=False)
+    profile = PROFILES[architecture]
+    assert profile.step_seconds > 0
+    defaults = profile.defaults
+    seconds = request_seconds("image", steps=defaults["steps"], width=defaults["width"], height=defaults["height"],
+                              architecture=architecture)  # raises above the default ceiling
+    assert seconds > FIXED_SECONDS
 
 
 def test_a_ceiling_below_one_caption_says_to_raise_it(monkeypatch):

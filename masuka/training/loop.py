@@ -25,7 +25,7 @@ from masuka.models.catalog import ModelSpec
 from masuka.training import checkpoints
 from masuka.training.architectures import Architecture, trainer_for
 from masuka.training.data import BatchOrder, Cache, TrainingSet, build_cache
-from masuka.training.options import PRESETS, TrainOptions
+from masuka.training.options import TrainOptions, presets_by_memory
 
 log = logging.getLogger(__name__)
 MAX_GRAD_NORM = 1.0
@@ -345,10 +345,11 @@ def sample(plan: TrainPlan, session: Session, step: int) -> list[Path]:
 
 def out_of_memory_message(options: TrainOptions) -> str:
     """What to lower after an out-of-memory error, in words."""
-    names = list(PRESETS)
+    names = presets_by_memory()
     advice = []
     if options.preset not in names:
-        advice.append("choose the preset of your GPU's memory (12gb, 16gb, 24gb or 40gb)")
+        listed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        advice.append(f"choose the preset of your GPU's memory ({listed})")
     elif names.index(options.preset) > 0:
         advice.append(f"choose the {names[names.index(options.preset) - 1]} preset")
     if options.resolution and options.resolution > 256:

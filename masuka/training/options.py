@@ -30,15 +30,21 @@ CAPTION_DROPOUT_BELOW = 1.0
 MAX_STEPS = 100_000
 
 #: the longest LoRA name: with ``.safetensors`` and a ``-N`` suffix its file name stays far below 255 bytes
-#: GPU-memory presets: resolution, gradient checkpointing, batch size (latents and text embeddings are always
-#: cached before the loop). The base weights are stored in fp8 when the preset's GB is below the architecture's
-#: ``training.fp8_below_gb``, else in bf16; what else suits each architecture is its profile's ``training``.
+#: GPU-memory presets: the GPU memory it is for (``gb``), resolution, gradient checkpointing, batch size (latents
+#: and text embeddings are always cached before the loop). The base weights are stored in fp8 when the preset's
+#: ``gb`` is below the architecture's ``training.fp8_below_gb``, else in bf16; what else suits each architecture is
+#: its profile's ``training``.
 PRESETS: dict[str, dict[str, Any]] = {
-    "12gb": dict(resolution=512, gradient_checkpointing=True, batch_size=1),
-    "16gb": dict(resolution=512, gradient_checkpointing=True, batch_size=1),
-    "24gb": dict(resolution=768, gradient_checkpointing=True, batch_size=1),
-    "40gb": dict(resolution=1024, gradient_checkpointing=False, batch_size=2),
+    "12gb": dict(gb=12, resolution=512, gradient_checkpointing=True, batch_size=1),
+    "16gb": dict(gb=16, resolution=512, gradient_checkpointing=True, batch_size=1),
+    "24gb": dict(gb=24, resolution=768, gradient_checkpointing=True, batch_size=1),
+    "40gb": dict(gb=40, resolution=1024, gradient_checkpointing=False, batch_size=2),
 }
+
+
+def presets_by_memory() -> list[str]:
+    """The presets' names, the smallest GPU memory first."""
+    return sorted(PRESETS, key=lambda name: PRESETS[name]["gb"])
 
 
 #: an option as a person meets it: the Train tab's label (its first words) and the CLI's flag
@@ -113,7 +119,7 @@ def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
         raise InvalidInput(f"The {options.preset} preset does not fit: {training.too_small[options.preset]}.")
     preset = dict(PRESETS.get(options.preset or "", {}))
     if options.preset:
-        preset["base_precision"] = "fp8" if int(options.preset[:-2]) < training.fp8_below_gb else "bf16"
+        preset["base_precision"] = "fp8" if preset["gb"] < training.fp8_below_gb else "bf16"
     values = {**training.defaults, "gradient_checkpointing": False, "base_precision": "bf16",
               "batch_size": 1, **preset}
     filled = {name: values[name] for name in values

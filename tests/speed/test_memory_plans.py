@@ -30,13 +30,23 @@ def request(model, **kw) -> ImageRequest:
     ("flux-dev", 30, "model_offload"),
     ("flux-dev", 23.5, "fp8_offload"),   # RTX 4090 / L4 class
     ("flux-dev", 14.7, "group_offload"),  # T4: 16 GB card, ~14.7 GB free
-    ("flux-dev", 6, "group_offload"),    # nothing fits: the smallest plan is the best chance
+    ("flux-dev", 6, MEMORY_PLANS[-1]),   # nothing fits: the smallest plan is the best chance
     ("sdxl", 14.7, "full"),
     ("sdxl", 9, "model_offload"),
     ("sd35-large", 24, "model_offload"),
 ])
 def test_auto_plan_is_the_fastest_that_fits(model, free_gb, plan):
     assert choose_memory_plan(free_gb, resolve_image_model(model).memory_needs_gb) == plan
+
+
+@pytest.mark.parametrize("plan", [name for name in MEMORY_PLANS if name != "full"])
+def test_every_automatic_plan_has_a_figure_in_every_profile_and_catalog_image_entry(plan):
+    """``auto`` compares each automatic plan's figure with free memory: a profile or catalog entry without one would
+    never get that plan."""
+    from masuka.models.catalog import image_models
+
+    assert [name for name, profile in architectures.PROFILES.items() if plan not in profile.memory_gb] == []
+    assert [model for model in image_models() if resolve_image_model(model).memory_needs_gb.get(plan) is None] == []
 
 
 def test_a_model_without_figures_gets_the_full_gpu():

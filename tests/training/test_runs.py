@@ -400,6 +400,27 @@ def test_out_of_memory_message_says_what_to_lower(preset, resolution, batch, adv
     assert f"choose the {preset} preset" not in message
 
 
+def test_out_of_memory_advice_follows_the_presets_own_memory(monkeypatch):
+    """Every preset is offered, smallest GPU memory first, and a preset of any name, added anywhere, takes its place
+    by its ``gb``: the next smaller one is advised."""
+    from masuka.training.loop import out_of_memory_message
+    from masuka.training.options import PRESETS, fill_defaults
+
+    def advice(preset):
+        return out_of_memory_message(fill_defaults(TrainOptions(dataset="fox", base="x", preset=preset), "flux"))
+
+    monkeypatch.setitem(PRESETS, "h100-80g", dict(gb=80, resolution=1024, gradient_checkpointing=False, batch_size=4))
+    monkeypatch.setitem(PRESETS, "8gb", dict(gb=8, resolution=384, gradient_checkpointing=True, batch_size=1))
+    ordered = sorted(PRESETS, key=lambda name: PRESETS[name]["gb"])
+    offered = advice(None)
+    assert all(name in offered for name in PRESETS), offered
+    assert [offered.index(name) for name in ordered] == sorted(offered.index(name) for name in ordered), offered
+    for smaller, preset in zip(ordered, ordered[1:]):
+        assert f"choose the {smaller} preset" in advice(preset)
+    assert "choose" not in advice(ordered[0])
+    assert fill_defaults(TrainOptions(dataset="fox", base="x", preset="h100-80g"), "flux").base_precision == "bf16"
+
+
 def test_models_no_preset_fits_are_refused_in_words_and_not_offered(studio, dataset, tmp_path):
     from masuka.models.catalog import trainable_models
 
