@@ -537,11 +537,13 @@ def _row(studio: Studio, plan: Plan, seed: int, batch_id: str, index: int, pipe:
     request = plan.request
     device_plan = pipeline_plan(pipe)
     width, height = plan.saved_size()
+    stamp = now()  # created and started together: never started before it was created
     return {
         "owner": request.owner, "kind": "image", "status": "running", "prompt": request.prompt.strip(),
         "negative_prompt": request.negative_prompt, "model": plan.spec.id, "seed": seed, "width": width,
         "height": height, "steps": plan.steps, "guidance": plan.guidance, "batch_id": batch_id,
-        "batch_index": index, **studio.runner().holding(), "started_at": now(), "queue_id": request.queue_id,
+        "batch_index": index, **studio.runner().holding(), "created_at": stamp, "started_at": stamp,
+        "queue_id": request.queue_id,
         "loras": [{"name": info.name, "path": str(info.path), "weight": weight} for info, weight in plan.loras],
         "params": {"architecture": plan.spec.architecture, "source": plan.spec.source, "batch": len(plan.seeds),
                    "memory_plan": device_plan.memory, "fast": device_plan.fast,

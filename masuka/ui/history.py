@@ -97,7 +97,8 @@ def build(ctx: UIContext) -> None:
                   show_progress_on=tab.detail)
     tab.delete.click(lambda: gr.Button(visible=True), None, tab.confirm, **private)
     tab.confirm.click(bind(remove, studio), tab.key, [tab.message, tab.key, tab.confirm],
-                      api_name="history_delete").success(load_page, filters, outputs, **private)
+                      api_name="history_delete").success(load_page, filters, outputs, **private).success(
+                          bind(choices, studio), None, tab.pickers(), **private)  # a deleted entry's values go
     tab.add.click(add_key, [tab.selection, tab.key], tab.selection, **private)
     tab.add_page.click(add_keys, [tab.selection, tab.table], tab.selection, **private)
     tab.export.click(bind(export_selection, studio), tab.selection, tab.exported, api_name="history_export")

@@ -60,3 +60,33 @@ def test_the_export_selection_takes_keys_separated_by_commas_semicolons_or_space
     with zipfile.ZipFile(history.export_selection(studio, f" {keys[0]}  {keys[2]} ;{keys[1]},", asking)) as zipped:
         exported = [json.loads(line)["id"] for line in zipped.read("metadata.jsonl").splitlines()]
     assert [f"g{number}" for number in exported] == [keys[0], keys[2], keys[1]]
+
+
+def test_a_delete_offers_the_filters_only_what_is_left(studio):
+    """The filters offer only values that occur in the user's history: a delete works their choices out again
+    after the page reloads."""
+    from masuka.ui.app import build_app
+
+    demo = build_app(studio)
+    chain = [next(fn for fn in demo.fns.values() if fn.api_name == "history_delete")]
+    while after := [fn for fn in demo.fns.values() if fn.trigger_after == chain[-1]._id]:
+        chain.extend(after)
+    last = chain[-1]
+    assert last.fn.__name__ == "choices" and last.trigger_only_on_success and last.api_visibility == "private"
+    assert [block.label for block in last.outputs] == ["Kind", "Model", "LoRA", "Status"]
+
+
+def test_an_image_is_never_started_before_it_was_created(studio, tiny_model, monkeypatch):
+    """An image row carries its own creation time, the time it started: a row stamped by the store as it is
+    written (here a second later, as a slow disk or a busy lock can make it) would read started before created."""
+    from datetime import UTC, datetime, timedelta
+
+    from masuka import store
+    from masuka.image.generate import ImageRequest, generate_images
+
+    monkeypatch.setattr(store, "now", lambda: (datetime.now(UTC) + timedelta(seconds=1)).isoformat(
+        timespec="milliseconds"))
+    request = ImageRequest(prompt="a fox", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=1)
+    result = generate_images(studio, request, allow_any_path=True)[0]
+    row = studio.store.get("generations", result.id)
+    assert row["created_at"] == row["started_at"] <= row["finished_at"]
