@@ -28,6 +28,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -78,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, metavar="GROUPS",
                         help=f"run only these groups, comma-separated: {', '.join(group[0] for group in CHECKS)} "
                              "(default: all; lines with a target run first, compiled ones next, the rest last)")
+    # the report of a run whose GPU was lost: this process runs the lines after those it records (see go_on)
+    parser.add_argument("--go-on-from", default=None, help=argparse.SUPPRESS)
 
 
 def budget_seconds(text: str) -> float:
@@ -213,32 +216,78 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    started = time.monotonic()
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:  # a file of that name, or above it, is in the way; no permission
         raise InvalidInput(f"--out {args.out}: cannot make this folder ({error.strerror}).") from None
-    checks: list[Check] = []
+    earlier = json.loads(Path(args.go_on_from).read_text(encoding="utf-8")) if args.go_on_from else None
+    started = time.monotonic() - (earlier["duration_s"] if earlier else 0.0)
+    checks = [Check(**check) for check in earlier["checks"]] if earlier else []
     deadline = Deadline(args.budget_s)
     with tempfile.TemporaryDirectory() as tmp, deadline.armed():
         setup = Setup.detect(args.quick, Path(tmp), deadline)
-        report = {"machine": machine(), "device": setup.device, "models": "", "quick": args.quick,
-                  "budget_s": args.budget_s, "versions": versions(setup),
-                  "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "duration_s": 0.0, "checks": []}
+        report = earlier or {"machine": machine(), "device": setup.device, "models": "", "quick": args.quick,
+                             "budget_s": args.budget_s, "versions": versions(setup),
+                             "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "duration_s": 0.0,
+                             "checks": [], "lines_done": 0}
         lines: list[Line] = []
         for key, group in groups:
             try:
                 for line in group(setup):
                     lines.append(line)
             except Exception as error:  # a group that cannot be set up: one error line, the others still run
-                checks.append(Check(f"{key} (group)", "", "", _error_result(error)))
-        for line in sorted(lines, key=lambda line: LINE_KINDS.index(line.kind)):
+                if not earlier:
+                    checks.append(Check(f"{key} (group)", "", "", _error_result(error)))
+        lines.sort(key=lambda line: LINE_KINDS.index(line.kind))
+        for index in range(report["lines_done"], len(lines)):
+            line = lines[index]
             checks.append(Check(line.name, "", line.target, "running", weights=line.weights))
             _write(out, report, checks, started)  # a run killed now still names the line it was in
             checks[-1:] = _run_line(line, deadline)
+            report["lines_done"] = index + 1
+            if index + 1 < len(lines) and gpu_lost():
+                checks[-1].result += " (the GPU was unusable after it: the lines after it ran in a new process)"
+                _write(out, report, checks, started)
+                return go_on(args, out, lines[index + 1:], deadline.left())
             _write(out, report, checks, started)
     return _write(out, report, checks, started)
+
+
+def gpu_lost() -> bool:
+    """Whether this process's CUDA context is broken: after an illegal memory access every later CUDA call fails."""
+    import torch
+
+    if not torch.cuda.is_initialized():
+        return False
+    try:
+        torch.cuda.synchronize()
+    except RuntimeError:  # torch.AcceleratorError
+        return True
+    return False
+
+
+def go_on(args: argparse.Namespace, out: Path, remaining: list[Line], left_s: float) -> dict:
+    """Run ``remaining`` in a new process, with what is left of the budget, from the report written in ``out``
+    (this process's GPU is lost); its report is the run's. Where it ran no line, those lines read skipped."""
+    written = out / "bench-suite.json"
+    report = json.loads(written.read_text(encoding="utf-8"))
+    reason = f"the {args.budget_s:g} s budget was spent"
+    if left_s > 1:
+        command = [sys.executable, "-m", "masuka", "bench", "suite", "--go-on-from", str(written.resolve()),
+                   "--out", str(out.resolve()), "--budget-s", f"{left_s:.1f}",
+                   *(["--only", args.only] if args.only else []), *(["--quick"] if args.quick else [])]
+        # its table goes to this process's output once, at the end; its warnings and errors as they come
+        done = subprocess.run(command, cwd=REQUIREMENTS_FILE.parent, stdout=subprocess.DEVNULL, check=False)
+        went_on = json.loads(written.read_text(encoding="utf-8"))
+        if len(went_on["checks"]) > len(report["checks"]):  # it ran (a line it was in when it died says running)
+            return went_on
+        reason = f"a new process could not go on (exit {done.returncode}; its errors were printed)"
+    checks = [Check(**check) for check in report["checks"]]
+    checks += [Check(line.name, "", line.target, f"skipped: the GPU was lost and {reason}", weights=line.weights)
+               for line in remaining]
+    report["lines_done"] += len(remaining)
+    return _write(out, report, checks, time.monotonic() - report["duration_s"])
 
 
 def check_versions() -> None:
@@ -286,7 +335,8 @@ def _run_line(line: Line, deadline: Deadline) -> list[Check]:
         except Exception as error:  # out of memory, a missing kernel: this line only
             checks = [Check(line.name, "", line.target, _error_result(error))]
         finally:
-            _free()
+            with contextlib.suppress(RuntimeError):  # a lost GPU fails here too: the line says its own error
+                _free()
     for check in checks:
         check.weights = line.weights
         check.ran_at = ran_at(check.figures)

@@ -100,7 +100,63 @@ def gpu_setup(cls, quick, folder, deadline):
 
 
 def suite_args(out, only=None, budget_s=600.0, quick=False):
-    return argparse.Namespace(only=only, out=str(out), quick=quick, budget_s=budget_s)
+    return argparse.Namespace(only=only, out=str(out), quick=quick, budget_s=budget_s, go_on_from=None)
+
+
+def test_a_lost_gpu_hands_the_lines_after_it_to_a_new_process(tmp_path, monkeypatch):
+    """After an illegal memory access every CUDA call in the process fails: the suite goes on in a new one."""
+    from masuka.bench import suite
+
+    measured_here = []
+    train_speed = suite.train_speed
+    monkeypatch.setattr(suite, "train_speed", lambda *args: measured_here.append(1) or train_speed(*args))
+    monkeypatch.setattr(suite, "gpu_lost", lambda: True)  # this process only: the new one finds its GPU fine
+    report = suite.run(None, suite_args(tmp_path, only="training", quick=True))
+    assert measured_here == [1]
+    assert [(check["name"], check["result"]) for check in report["checks"]] == [
+        ("FLUX.1 LoRA 512² rank 16, s/step",
+         "n/a (the GPU was unusable after it: the lines after it ran in a new process)"),
+        ("FLUX.1 LoRA preset 12gb", "n/a")]
+    assert all(check["figures"]["s_per_step"] > 0 for check in report["checks"])
+    assert json.loads((tmp_path / "bench-suite.json").read_text()) == report
+    assert "FLUX.1 LoRA preset 12gb | " in (tmp_path / "bench-suite.md").read_text()
+
+
+def test_lines_left_when_no_new_process_can_go_on_read_skipped(tmp_path, monkeypatch):
+    from masuka.bench import suite
+
+    def group(setup):
+        yield suite.Line("crashing line", lambda: suite.Check("crashing line", "1 s", "", "measured"))
+        yield suite.Line("next line", lambda: pytest.fail("ran in the process whose GPU was lost"), target="<= 1 s")
+
+    monkeypatch.setattr(suite, "CHECKS", [("crash", group)])
+    monkeypatch.setattr(suite, "gpu_lost", lambda: True)
+    monkeypatch.setattr(suite.sys, "executable", "/bin/false")  # a new process that dies before its first line
+    report = suite.run(None, suite_args(tmp_path, quick=True))
+    assert [(check["name"], check["target"], check["result"]) for check in report["checks"]] == [
+        ("crashing line", "", "measured (the GPU was unusable after it: the lines after it ran in a new process)"),
+        ("next line", "<= 1 s", "skipped: the GPU was lost and a new process could not go on (exit 1; its errors "
+                                "were printed)")]
+
+
+def test_a_line_keeps_its_own_error_when_freeing_the_gpu_after_it_fails(tmp_path, monkeypatch):
+    from masuka.bench import suite
+
+    def failing():
+        raise ValueError("the kernel failed")
+
+    def group(setup):
+        yield suite.Line("failing line", failing)
+        yield suite.Line("next line", lambda: suite.Check("next line", "1 s", "", "measured"))
+
+    def free():
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(suite, "CHECKS", [("failing", group)])
+    monkeypatch.setattr(suite, "_free", free)
+    report = suite.run(None, suite_args(tmp_path, quick=True))
+    assert [(check["name"], check["result"]) for check in report["checks"]] == [
+        ("failing line", "error: ValueError: the kernel failed"), ("next line", "measured")]
 
 
 def test_a_failing_line_costs_only_itself_and_says_which_model_and_plan(tmp_path, monkeypatch):
