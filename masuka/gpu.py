@@ -321,7 +321,7 @@ def device_plan(vram_needed_gb: float | None = None, *, memory: str = "auto",
         elif memory == "auto":
             needs = dict(memory_needs_gb or {})
             needs.setdefault("full", vram_needed_gb)
-            memory = choose_memory_plan(torch.cuda.mem_get_info()[0] / 2**30, needs)
+            memory = choose_memory_plan(torch.cuda.mem_get_info()[0] / 1e9, needs)  # GB, as the figures
     else:
         dtype = "float16" if choice == "mps" else "float32"
         memory = "full" if memory == "auto" else memory

@@ -125,7 +125,7 @@ PROFILE = Profile(
     defaults=dict(steps=28, guidance=3.5, width=1024, height=1024, max_sequence_length=512),
     # ZeroGPU seconds per step per megapixel: FLUX.1-dev 1024² 28 steps in about 5 s on an H200, with a margin
     step_seconds=0.25,
-    memory_gb={"full": 33, "model_offload": 25, "fp8_offload": 15.6, "group_offload": 9.3},
+    memory_gb={"full": 39.5, "model_offload": 25, "fp8_offload": 17.4, "group_offload": 6.4},
     kohya_versions=("flux1", "flux.1", "flux-1"),
     training=Training(
         trainer="Flux",
