@@ -58,10 +58,10 @@ PLANS: tuple[MemoryPlan, ...] = (
                fp8_storage=True, encoder_8bit=True, automatic=True),
     MemoryPlan("group_offload", "layers stream to the GPU one at a time, for the smallest cards", "group_offload",
                encoder_8bit=True, automatic=True),
-    MemoryPlan("nf4_offload", "a 4-bit NF4 transformer (bitsandbytes, CUDA) and model offload", "model_offload",
-               quantized="nf4", package="bitsandbytes"),
+    MemoryPlan("nf4_offload", "a 4-bit NF4 transformer and text encoder (bitsandbytes, CUDA) and model offload",
+               "model_offload", quantized="nf4", package="bitsandbytes"),
     MemoryPlan("gguf_offload", "the transformer from a .gguf file ($MASUKA_GGUF_FILE, needs gguf) and model offload",
-               "model_offload", quantized="gguf", package="gguf"),
+               "model_offload", encoder_8bit=True, quantized="gguf", package="gguf"),
 )
 
 

@@ -135,7 +135,8 @@ class Setup:
 
     def model(self, model_id: str, memory: str = "full") -> tuple[ModelSpec, Callable[[str, Any], Any], int, int]:
         """Spec, ``build(device, dtype)``, image side and steps of catalog model ``model_id`` (or its tiny twin);
-        under a 4-bit plan (``memory``) the build quantizes the transformer as the app does."""
+        under a 4-bit plan (``memory``) the build quantizes the transformer and the big text encoder as the app
+        does under NF4."""
         from masuka.models.synthetic import REAL_MODELS, real_pipeline, save_tiny_pipeline
 
         catalog = resolve_image_model(model_id)
@@ -144,7 +145,11 @@ class Setup:
             def random(device: str, dtype: Any) -> Any:
                 pipe = real_pipeline(model_id, device, dtype)
                 if plan_named(memory).quantized:
-                    _quantize_nf4(pipe.transformer, dtype)
+                    profile = architectures.get(catalog.architecture)
+                    encoder = profile.big_text_encoder if profile else None
+                    for module in (pipe.transformer, getattr(pipe, encoder) if encoder else None):
+                        if module is not None:
+                            _quantize_nf4(module, dtype)
                 return pipe
 
             return catalog, random, 1024, catalog.steps
@@ -179,8 +184,10 @@ def _loader(source: str, memory: str = "full") -> Callable[[str, Any], Any]:
         from diffusers import DiffusionPipeline
 
         if plan_named(memory).quantized:
+            architecture = resolve_image_model(source).architecture
             return DiffusionPipeline.from_pretrained(source, dtype=dtype, use_safetensors=True,
-                                                     **quantized_components(source, memory, dtype))
+                                                     **quantized_components(source, memory, dtype,
+                                                                            architecture=architecture))
         return DiffusionPipeline.from_pretrained(source, dtype=dtype, use_safetensors=True).to(device)
 
     return build

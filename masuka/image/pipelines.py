@@ -24,10 +24,9 @@ def load_pipeline(spec: ModelSpec, plan: DevicePlan, token: str | None = None) -
     check_requirements(spec)
     log.info("loading %s from %s on %s/%s, memory plan %s%s", spec.id, spec.source, plan.device,
              plan.dtype_name, plan.memory, ", fast" if plan.fast else "")
-    if plan_named(plan.memory).quantized:
-        quantized = quantized_components(spec.source, plan.memory, plan.dtype, token)
-    else:
-        quantized = {"quantization_config": text_encoder_quantization(spec.architecture, plan)}
+    quantized = {"quantization_config": text_encoder_quantization(spec.architecture, plan)}
+    if plan_named(plan.memory).quantized:  # NF4's own configuration covers the text encoder too
+        quantized.update(quantized_components(spec.source, plan.memory, plan.dtype, token, spec.architecture))
     try:
         pipe = DiffusionPipeline.from_pretrained(spec.source, dtype=plan.dtype, use_safetensors=True, token=token,
                                                  local_files_only=cache_only(spec.source), **quantized)

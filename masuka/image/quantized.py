@@ -6,7 +6,9 @@ package each needs) that load the denoiser quantized and offload each model to t
 the transformer from the ``.gguf`` file named by ``MASUKA_GGUF_FILE`` (a path, or a Hugging Face file URL such
 as ``https://huggingface.co/city96/FLUX.1-dev-gguf/blob/main/flux1-dev-Q4_K_S.gguf``) through diffusers'
 ``GGUFQuantizationConfig``, the rest of the pipeline from the model's repo or folder; ``nf4_offload`` quantizes
-the transformer while loading (``PipelineQuantizationConfig`` with ``bitsandbytes_4bit``, NF4, CUDA only).
+the transformer and the big text encoder while loading (``PipelineQuantizationConfig`` with
+``bitsandbytes_4bit``, NF4, CUDA only); under ``gguf_offload`` the big text encoder is 8-bit where bitsandbytes
+is installed, as under the other small plans.
 LoRAs load on both as diffusers allows (peft layers over the quantized linear layers).
 """
 
@@ -128,16 +130,21 @@ def _quantized(memory: str) -> str | None:
     return plan.quantized if plan else None
 
 
-def quantized_components(source: str, memory: str, dtype: Any, token: str | None = None) -> dict[str, Any]:
-    """``from_pretrained`` keyword arguments that load the denoiser of ``source`` quantized as ``memory`` says."""
+def quantized_components(source: str, memory: str, dtype: Any, token: str | None = None,
+                         architecture: str | None = None) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments that load the denoiser of ``source`` quantized as ``memory`` says; NF4
+    also quantizes the big text encoder of ``architecture``'s profile (T5-XXL: about 9.5 GB on the GPU while it
+    encodes in bf16, more than the 4-bit transformer), as diffusers' own NF4 recipe does."""
     check_quantized_plan(memory)
     if _quantized(memory) == "gguf":
         return {"transformer": gguf_transformer(gguf_path(memory), source, dtype, token)}
     import torch
     from diffusers import PipelineQuantizationConfig
 
+    profile = architectures.get(architecture)
+    encoder = [profile.big_text_encoder] if profile and profile.big_text_encoder else []
     config = PipelineQuantizationConfig(
-        quant_backend="bitsandbytes_4bit", components_to_quantize=["transformer"],
+        quant_backend="bitsandbytes_4bit", components_to_quantize=["transformer", *encoder],
         quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype,
                       "bnb_4bit_use_double_quant": dtype is not torch.float32})
     return {"quantization_config": config}

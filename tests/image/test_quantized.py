@@ -112,6 +112,23 @@ def test_nf4_is_refused_before_loading_off_cuda_and_on_a_unet_model(studio, tiny
     assert studio.models.loads == 0
 
 
+@pytest.mark.parametrize("architecture", ["flux", "sd3", "sdxl", None])
+def test_nf4_quantizes_the_big_text_encoder_with_the_transformer(monkeypatch, architecture):
+    """T5-XXL in bf16 takes about 9.5 GB on the GPU while it encodes: more than a 4-bit FLUX.1 transformer."""
+    import torch
+
+    import masuka.gpu
+    from masuka.image.quantized import quantized_components
+    from masuka.models import architectures
+
+    monkeypatch.setattr(masuka.gpu, "usable_device", lambda: "cuda")
+    config = quantized_components("some/repo", "nf4_offload", torch.bfloat16,
+                                  architecture=architecture)["quantization_config"]
+    encoder = architectures.get(architecture).big_text_encoder if architecture else None
+    assert config.components_to_quantize == ["transformer", *([encoder] if encoder else [])]
+    assert config.quant_backend == "bitsandbytes_4bit" and config.quant_kwargs["bnb_4bit_quant_type"] == "nf4"
+
+
 def test_missing_package_or_file_is_refused_with_what_to_do(studio, tiny_model, monkeypatch):
     import importlib.util
 

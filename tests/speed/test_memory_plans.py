@@ -128,7 +128,7 @@ def test_the_smallest_plans_load_the_big_text_encoder_in_8_bit(monkeypatch, prof
 
     monkeypatch.setattr(memory.importlib.util, "find_spec", lambda name: name == "bitsandbytes" or None)
     for plan, quantized in (("full", False), ("model_offload", False), ("fp8_offload", True),
-                            ("group_offload", True)):
+                            ("group_offload", True), ("gguf_offload", True), ("nf4_offload", False)):
         config = memory.text_encoder_quantization(profile.id, DevicePlan("cuda", "bfloat16", plan))
         assert (config.components_to_quantize if config else None) == ([profile.big_text_encoder] if quantized
                                                                        else None)
