@@ -293,14 +293,8 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
         raise InvalidInput("The step cache is part of the fast setting: turn Fast on to use it.")
     check_space_request(spec.id, fast, request.memory_plan, bool(request.loras or tagged))
     seed = seed_run(request.seed, batch)
-    loras = []
     wanted = [*request.loras, *tagged]
-    for ref, weight in wanted:
-        if not -4 <= weight <= 4:
-            raise InvalidInput(f"LoRA weight {weight:g} is out of range (-4 to 4).")
-        info = inspect_lora(resolve_lora_path(studio, ref, request.owner, allow_any_path))
-        check_fits(info, spec.architecture, spec.id)
-        loras.append((info, float(weight)))
+    loras = plan_loras(studio, spec, wanted, request.owner, allow_any_path)
     sampler = check_sampler(request.sampler, spec.architecture, spec.id, model_scheduler(spec))
     task = None if request.init is None else prepare(request.init, width, height, request.fast,
                                                       spec.size_multiple, (width, height) == default_size)
@@ -325,6 +319,28 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
     return Plan(planned, spec, steps, guidance, width, height,
                 [seed + i for i in range(batch)], loras, task, safety, controls, style_references,
                 references=references, output_format=load_defaults(studio.config).output_format)
+
+
+def plan_loras(studio: Studio, spec: ModelSpec, wanted: list[tuple[str, float]], owner: str,
+               allow_any_path: bool = False) -> list[tuple[LoraInfo, float]]:
+    """The LoRAs ``wanted`` ((reference, weight): the LoRA list, then the prompt's tags) checked for ``spec``
+    without loading anything: each found (:func:`resolve_lora_path`), inspected and for ``spec``'s architecture.
+    A file given more than once (list entry, tag, path) is one LoRA at the sum of its weights, where it came
+    first, as Forge stacks it: what is applied is what the row and the PNG record."""
+    merged: dict[Path, tuple[LoraInfo, float]] = {}
+    for ref, weight in wanted:
+        if not -4 <= weight <= 4:
+            raise InvalidInput(f"LoRA weight {weight:g} is out of range (-4 to 4).")
+        info = inspect_lora(resolve_lora_path(studio, ref, owner, allow_any_path))
+        check_fits(info, spec.architecture, spec.id)
+        key = info.path.resolve()
+        info, before = merged.get(key, (info, 0.0))
+        merged[key] = (info, round(before + float(weight), 6))  # 0.1 + 0.2 recorded as 0.3
+    for info, weight in merged.values():
+        if not -4 <= weight <= 4:
+            raise InvalidInput(f"LoRA {info.name!r} is given more than once and its weights add up to {weight:g}, "
+                               "out of range (-4 to 4).")
+    return list(merged.values())
 
 
 def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallback | None = None,

@@ -99,7 +99,7 @@ def _library_name(studio: Studio, owner: str, name: str, shorten: bool = False) 
     name = composed(name)
     if not shorten and (hidden := next((char for char in name if unicodedata.category(char) in INVISIBLE), "")):
         raise InvalidInput(f"LoRA name holds a control or invisible character (U+{ord(hidden):04X}): remove it.")
-    stem = NAME.sub("_", name).strip("._")
+    stem = _stem(name)
     if shorten:
         stem = f"lora-{stem}" if is_id_text(stem) else stem
         stem = stem[:MAX_NAME_CHARS]
@@ -111,6 +111,12 @@ def _library_name(studio: Studio, owner: str, name: str, shorten: bool = False) 
     check_name(stem)
     check_lora_name(studio, owner, stem)
     return stem
+
+
+def _stem(name: str) -> str:
+    """``name`` composed, its characters other than letters, digits, '-', '_', '.' made '_', '.' and '_' stripped
+    from its ends: empty when it has no letter or digit."""
+    return NAME.sub("_", composed(name)).strip("._")
 
 
 def import_from_hub(studio: Studio, owner: str, repo: str, filename: str, name: str | None = None) -> dict:
@@ -159,9 +165,8 @@ def import_from_civitai(studio: Studio, owner: str, version_id: str | int, name:
         if (primary.get("metadata") or {}).get("format", "SafeTensor") != "SafeTensor":
             raise InvalidInput(f"CivitAI version {version} is a {primary['metadata']['format']} file: only "
                                "SafeTensor LoRAs are accepted (pickle formats can run code).")
-        found = (details.get("model") or {}).get("name") or Path(primary.get("name", f"civitai-{version}")).stem
         title = _library_name(studio, owner, name) if name else \
-            _library_name(studio, owner, str(found), shorten=True)  # refused before the download
+            _library_name(studio, owner, _civitai_name(details, primary, version), shorten=True)  # before the download
         with tempfile.TemporaryDirectory(dir=studio.config.tmp_dir) as tmp:
             path = Path(tmp) / f"civitai-{version}.safetensors"
             _civitai_download(client, f"{base}/api/download/models/{version}", path, key)
@@ -170,12 +175,23 @@ def import_from_civitai(studio: Studio, owner: str, version_id: str | int, name:
                                     base_model=details.get("baseModel") or "")
 
 
+def _civitai_name(details: dict, primary: dict, version: str) -> str:
+    """The name a CivitAI version gets when the user gives none: its model's name, else (that has no letter or
+    digit, as "🔥🔥") its file's, else ``civitai-<version>``."""
+    found = [(details.get("model") or {}).get("name"), Path(str(primary.get("name") or "")).stem]
+    return next((str(name) for name in found if name and _stem(str(name))), f"civitai-{version}")
+
+
 def _civitai_json(client, url: str, key: str | None) -> dict:
+    """The JSON object CivitAI answers at ``url``; :class:`ProviderError` for anything else."""
     response = _civitai_get(client, url, key)
     try:
-        return response.json()
+        details = response.json()
     except ValueError:
-        raise ProviderError("CivitAI answered with something that is not JSON; try again later.") from None
+        details = None
+    if not isinstance(details, dict):
+        raise ProviderError("CivitAI answered with something other than a JSON object; try again later.")
+    return details
 
 
 def _civitai_download(client, url: str, path: Path, key: str | None) -> None:
@@ -184,6 +200,10 @@ def _civitai_download(client, url: str, path: Path, key: str | None) -> None:
     try:
         with client.stream("GET", url) as response:
             _raise_for_civitai(response, key)
+            if "text/html" in response.headers.get("content-type", "").lower():  # a sign-in page, not the file
+                detail = (f"check that the CivitAI key {mask(key)} may download it" if key else
+                          "it may need a CivitAI API key (set CIVITAI_API_KEY in Settings → API keys) or sign-in")
+                raise ProviderError(f"CivitAI sent a web page instead of the file: {detail}.")
             written = 0
             with open(path, "wb") as handle:
                 for chunk in response.iter_bytes():

@@ -9,7 +9,6 @@ the CLI); a deletion checks and removes under the same lock (:func:`while_unused
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -57,19 +56,15 @@ def _refuse(studio: Studio, what: str, files: Path, names: list[tuple[str, str]]
         raise InvalidInput(f"{what} cannot be deleted yet: an image request (waiting for the GPU or generating) "
                            f"uses it. {later}")
     where = studio.config.relative(files)
-    needles = [(f"{where}/" if files.is_dir() else where, None),
-               *((json.dumps(name, ensure_ascii=False), None if owner == LOCAL_USER else owner)
-                 for name, owner in names)]
+    needle = f"{where}/" if files.is_dir() else where  # its path as stored; a name only where work calls it so
     for table, column, statuses in (("queue", "params", QUEUE_UNFINISHED), ("jobs", "params", UNFINISHED),
                                     ("generations", "loras", UNFINISHED)):
         marks = ", ".join("?" * len(statuses))
-        for needle, owner in needles:
-            using = studio.store.find(table, f"status in ({marks}) and instr({column}, ?) > 0"
-                                      + (" and owner = ?" if owner else ""),
-                                      [*statuses, needle, *([owner] if owner else [])], limit=1)
-            if using:
-                raise InvalidInput(f"{what} cannot be deleted yet: unfinished work ({table} {using[0]['id']}) uses "
-                                   f"it. {later}")
+        using = studio.store.find(table, f"status in ({marks}) and instr({column}, ?) > 0", [*statuses, needle],
+                                  limit=1)
+        if using:
+            raise InvalidInput(f"{what} cannot be deleted yet: unfinished work ({table} {using[0]['id']}) uses "
+                               f"it. {later}")
         if (naming := _naming_file(studio, table, column, statuses, target)) is not None:
             raise InvalidInput(f"{what} cannot be deleted yet: unfinished work ({table} {naming}) uses it. {later}")
         if table != "generations":  # whose LoRA list holds the tags' LoRAs already

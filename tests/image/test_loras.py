@@ -72,6 +72,26 @@ def test_lora_tags_in_the_prompt_are_loras_not_words(studio, tiny_model, tiny_lo
         generate_images(studio, ImageRequest(prompt="a castle <lora:nowhere:1>", **base))
 
 
+def test_a_lora_given_twice_is_one_lora_at_the_sum_of_its_weights(studio, tiny_model, tiny_lora):
+    """The LoRA picked and tagged (or listed twice, by name and by path) is applied once at the sum of its weights,
+    as Forge stacks it, and the row, the PNG's tag and its Lora hashes record just that."""
+    lora = studio.config.loras_dir / "fox.safetensors"
+    shutil.copy(tiny_lora("flux"), lora)
+    base = dict(model=str(tiny_model("flux")), steps=2, width=64, height=64, seed=3)
+    summed = generate_images(studio, ImageRequest(prompt="a castle", loras=[("fox", 1.2)], **base))[0]
+    twice = [generate_images(studio, request)[0] for request in (
+        ImageRequest(prompt="a castle <lora:fox:0.7>", loras=[("fox", 0.5)], **base),
+        ImageRequest(prompt="a castle", loras=[("fox", 0.5), (studio.config.relative(lora), 0.7)], **base))]
+    for result in twice:
+        assert np.array_equal(*(np.asarray(Image.open(r.path), dtype=np.int16) for r in (result, summed)))
+        written = parse_parameters(read_parameters(result.path))
+        assert (written.loras, written.extra["Lora hashes"].count("fox:")) == ([("fox", 1.2)], 1)
+        assert [(row["name"], row["weight"]) for row in studio.store.get("generations", result.id)["loras"]] == [
+            ("fox", 1.2)]
+    with pytest.raises(InvalidInput, match="'fox' is given more than once and its weights add up to 4.5"):
+        generate_images(studio, ImageRequest(prompt="a castle <lora:fox:2.5>", loras=[("fox", 2)], **base))
+
+
 def test_architecture_detection(tiny_lora):
     assert inspect_lora(tiny_lora("flux")).architecture == "flux"
     assert inspect_lora(tiny_lora("sdxl")).architecture == "sdxl"

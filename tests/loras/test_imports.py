@@ -166,6 +166,40 @@ def test_import_from_civitai_brings_trigger_words_and_base_model(studio, monkeyp
     assert not list(studio.config.tmp_dir.iterdir())
 
 
+def test_a_civitai_model_name_without_letters_falls_back_to_the_file_then_the_version(studio, monkeypatch):
+    """A name the user did not give is never asked for: a model named "🔥🔥" gets its file's name, and with no
+    usable file name either ``civitai-<version>``."""
+    lora = save(**flux_lora())
+    files = {"1": "neon.safetensors", "2": "🔥.safetensors"}
+
+    def route(request):
+        version = request.path.rsplit("/", 1)[1]
+        if request.path.startswith("/api/v1/model-versions/"):
+            return Reply(200, {"model": {"name": "🔥🔥"}, "files": [{"name": files[version], "primary": True}]})
+        return Reply(200, lora)
+
+    with FakeServer(route) as server:
+        monkeypatch.setenv("MASUKA_CIVITAI_BASE_URL", server.url)
+        assert [import_from_civitai(studio, "local", version)["name"] for version in files] == ["neon", "civitai-2"]
+
+
+def test_a_civitai_web_page_or_an_answer_that_is_no_object_is_told_as_such(studio, monkeypatch):
+    """A sign-in page sent instead of the file is not called a pickle; a JSON list for a version is refused."""
+    def route(request):
+        if request.path.startswith("/api/v1/model-versions/"):
+            return Reply(200, [] if request.path.endswith("/7") else {"model": {"name": "ink"}, "files": []})
+        return Reply(200, "<html>Sign in</html>", {"Content-Type": "text/html; charset=utf-8"})
+
+    with FakeServer(route) as server:
+        monkeypatch.setenv("MASUKA_CIVITAI_BASE_URL", server.url)
+        with pytest.raises(ProviderError, match="CivitAI sent a web page instead of the file: it may need a CivitAI "
+                                                "API key"):
+            import_from_civitai(studio, "local", "5")
+        with pytest.raises(ProviderError, match="something other than a JSON object"):
+            import_from_civitai(studio, "local", "7")
+    assert list_loras(studio, "local") == [] and not list(studio.config.tmp_dir.iterdir())
+
+
 def trained(studio, name: str, run: str = "1"):
     """A LoRA in a run's folder, in the library as a finished run puts it."""
     from masuka.loras.files import inspect_lora

@@ -179,6 +179,16 @@ def test_a_queued_job_that_calls_a_lora_by_a_prompt_tag_keeps_it(team):
     assert delete_lora(team, "alice-style", "alice", False)["name"] == "alice-style"
 
 
+def test_work_that_only_shares_the_lora_s_name_does_not_keep_it(team):
+    """Only work that calls the LoRA keeps it: a running training run on a dataset of that name, or a queued job
+    whose prompt or title is the name as a word, does not."""
+    team.store.insert("jobs", {"kind": "train", "status": "running", "owner": "alice", "title": "alice-style",
+                               "params": {"dataset": "alice-style", "name": "alice-style"}})
+    add_job(team, "alice", "text", "alice-style", "flux-schnell",
+            {"request": {"loras": []}, "items": [{"prompt": "alice-style", "seed": 1}]})
+    assert delete_lora(team, "alice-style", "alice", False)["name"] == "alice-style"
+
+
 def test_a_lora_name_typed_with_a_combining_accent_finds_the_library_lora(team, tmp_path):
     """Generation, Read parameters and the deletion check take ``Cafe`` + U+0301 as the library's ``Café``."""
     from masuka.image.generate import resolve_lora_path

@@ -8,6 +8,8 @@ from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest
 from masuka.image.prompts import expand_prompts, prompt_lines
 from masuka.queue.jobs import queue_images
+from tests.loras.test_imports import write_flux_lora
+from tests.training.test_remote import tiny_sdxl_lora
 
 
 def test_combinations_random_picks_and_wildcards(tmp_path):
@@ -51,6 +53,25 @@ def test_a_looping_wildcard_queues_nothing(studio, tiny_model):
     with pytest.raises(InvalidInput, match="__loop__ leads back to itself"):
         queue_images(studio, request, "a fox\na __loop__ cat")
     assert not studio.store.count("queue")
+
+
+def test_the_lora_tags_of_every_expansion_are_checked_before_any_line_is_queued(studio, tiny_model):
+    """A missing LoRA, one for another architecture or one summed out of range in any expansion of a line, not only
+    its first, queues nothing."""
+    studio.config.loras_dir.mkdir(parents=True, exist_ok=True)
+    write_flux_lora(studio.config.loras_dir / "flux-style.safetensors")
+    (studio.config.loras_dir / "sdxl-style.safetensors").write_bytes(tiny_sdxl_lora())
+    studio.config.wildcards_dir.mkdir(parents=True, exist_ok=True)
+    (studio.config.wildcards_dir / "style.txt").write_text("<lora:flux-style:1>\n<lora:nope:1>\n", encoding="utf-8")
+    request = ImageRequest(prompt="", model=str(tiny_model("flux")), seed=1, loras=[("flux-style", 2)])
+    for line, message in (("a fox <lora:{flux-style|nope}:0.8>", "LoRA 'nope' was not found"),
+                          ("a fox __style__", "LoRA 'nope' was not found"),
+                          ("a fox <lora:{flux-style|sdxl-style}:0.8>", "'sdxl-style' was made for SDXL"),
+                          ("a fox <lora:flux-style:{1|3}>", "weights add up to 5")):
+        with pytest.raises(InvalidInput, match=message):
+            queue_images(studio, request, f"a cat\n{line}")
+    assert not studio.store.count("queue")
+    assert len(queue_images(studio, request, "a cat\na fox <lora:flux-style:{1|-1}>")) == 2
 
 
 def test_refusals_name_the_wildcard_not_the_server_s_folder_and_0_picks_is_valid(tmp_path):
