@@ -203,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
 def run_request(args: argparse.Namespace, studio: Studio, request: ImageRequest) -> int:
     """Make the images of ``request`` with progress on stderr; print generate's result (``images, seeds, ids``)."""
     from masuka.image.generate import generate_images, used_prompt
+    from masuka.image.safety import flag_note
 
     last = [-1]
 
@@ -215,7 +216,11 @@ def run_request(args: argparse.Namespace, studio: Studio, request: ImageRequest)
                               on_download=download_progress(args),
                               on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))
     optimized = {"optimized_prompt": used_prompt(results[0])} if request.optimize_prompt and results else {}
+    # what the safety check found, per image (None where it did not run)
+    safety = [(studio.store.get("generations", r.id)["params"] or {}).get("safety") for r in results]
+    checked = {"safety": safety} if any(safety) else {}
     emit(args, {"images": [str(r.path) for r in results], "seeds": [r.seed for r in results],
-                "ids": [r.id for r in results], **optimized},
-         "\n".join([*(f"prompt: {v}" for v in optimized.values()), *(str(r.path) for r in results)]))
+                "ids": [r.id for r in results], **optimized, **checked},
+         "\n".join([*(f"prompt: {v}" for v in optimized.values()),
+                     *(" ".join(filter(None, (str(r.path), flag_note(s)))) for r, s in zip(results, safety))]))
     return 0

@@ -102,9 +102,13 @@ def save_aid_settings(config: Config, settings: AidSettings) -> AidSettings:
     if url and not (url.startswith(("http://", "https://")) and _host(url)):
         raise InvalidInput(f"The chat endpoint must be an http(s) URL such as https://api.openai.com/v1 (got {url!r}).")
     endpoint_model = plain_text("the endpoint's model name", settings.prompt_llm_model, MAX_FIELD_CHARS).strip()
+    safety_model = _model_source("safety model", settings.safety_model)
+    from masuka.image.safety import check_safety_model  # safety reads these settings: imported here, not above
+
+    check_safety_model(safety_model)
     cleaned = AidSettings(prompt_llm=_model_source("local LLM", settings.prompt_llm), prompt_llm_url=url,
                           prompt_llm_model=endpoint_model or AidSettings.prompt_llm_model,
-                          safety_model=_model_source("safety model", settings.safety_model),
+                          safety_model=safety_model,
                           safety_threshold=float(settings.safety_threshold), safety_action=settings.safety_action,
                           safety_mandatory=bool(settings.safety_mandatory),
                           face_restore_model=check_restore_model(settings.face_restore_model))

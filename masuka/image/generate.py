@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -348,13 +349,15 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
                     gpu_timeout: float | None = None, allow_any_path: bool = False,
                     on_download: Watch | None = None, background: bool = False,
                     cancelled: Callable[[], bool] | None = None,
-                    on_wait: Callable[[str], None] | None = None) -> list[ImageResult]:
+                    on_wait: Callable[[str], None] | None = None,
+                    optimizing: Callable[[], AbstractContextManager] = nullcontext) -> list[ImageResult]:
     """Validate, download the model if needed (outside the GPU slot, progress to ``on_download``), then make
     ``request.batch`` images; returns them in order. Raises on the first failure.
 
     ``background`` work (the queue) lets interactive requests take the GPU first. While it waits for the GPU,
     ``on_wait`` is told for whom; ``cancelled`` (by default: ``stop`` is set) ends that wait, and one for a model
-    download (which goes on). The request's LoRA
+    download (which goes on) and one for the prompt optimizer, which runs inside ``optimizing()`` (the UI gives
+    up its turn in the GPU group of Gradio's queue there). The request's LoRA
     files and models (with the repo of a ``gguf_offload`` file) are held from its checks to its end: they cannot be
     deleted while it waits for the GPU or runs."""
     plan = plan_request(studio, request, allow_any_path)
@@ -367,24 +370,32 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
                 using_models(studio, request.owner, plan.safety.safety_model if plan.safety else None, watch=watch), \
                 holding_repos(studio, gguf_repo(request.memory_plan)):
             fetch_gguf(studio, request.owner, request.memory_plan, watch)  # not inside the GPU slot
+            if plan.safety:  # a classifier without an unsafe label is refused before any image is made
+                from masuka.image.safety import check_safety_model
+
+                check_safety_model(plan.safety.safety_model)
             if request.optimize_prompt:
-                plan = _optimized(studio, plan, watch, gpu_timeout, background)
+                with optimizing():
+                    plan = _optimized(studio, plan, watch, gpu_timeout, background, cancelled)
             with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
                                  background=background, on_wait=on_wait, cancelled=cancelled):
                 return _run(studio, plan, on_step, on_image, stop)
 
 
-def _optimized(studio: Studio, plan: Plan, on_download: Watch | None,
-               gpu_timeout: float | None, background: bool) -> Plan:
-    """The plan with the optimized prompt; the original is kept in the row's params."""
+def _optimized(studio: Studio, plan: Plan, on_download: Watch | None, gpu_timeout: float | None, background: bool,
+               cancelled: Callable[[], bool] | None) -> Plan:
+    """The plan with the optimized prompt (``cancelled`` ends its waits); the original is kept in the row's
+    params."""
     from masuka.image.prompt_optimizer import optimize_prompt
 
     request = plan.request
     style = plan.spec.profile.prompt_style if plan.spec.profile else "natural"
     optimized = optimize_prompt(studio, request.prompt, style, request.owner, on_download,
                                 gpu=lambda: studio.hold_gpu(f"prompt optimizer for {request.owner}", request.owner,
-                                                            timeout=gpu_timeout, background=background),
-                                triggers=[info.trigger for info, _weight in plan.loras if info.trigger])
+                                                            timeout=gpu_timeout, background=background,
+                                                            cancelled=cancelled),
+                                triggers=[info.trigger for info, _weight in plan.loras if info.trigger],
+                                cancelled=cancelled)
     notes = {**request.notes, "original_prompt": optimized.original, "prompt_optimizer": optimized.source}
     return dataclasses.replace(plan, request=dataclasses.replace(request, prompt=optimized.prompt, notes=notes))
 

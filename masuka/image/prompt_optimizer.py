@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from masuka.config import env_number
 from masuka.datasets.caption_template import has_trigger
-from masuka.errors import InvalidInput, ProviderError
+from masuka.errors import Cancelled, InvalidInput, ProviderError
 from masuka.image.aid_settings import AidSettings, load_aid_settings
 from masuka.jobs import Watch
 from masuka.loras.tags import LORA_TAG
@@ -44,6 +46,7 @@ INSTRUCTIONS = {
             "everything the user asked for. Answer with the tags only, no sentences, quotes or comments.",
 }
 ATTEMPTS = 3
+POLL_S = 0.1  # how often a wait for the chat endpoint asks whether it was stopped
 MAX_WAIT_S = 10.0
 MAX_NEW_TOKENS = 160
 MAX_CHARS = 4000  # the generation form's prompt limit
@@ -63,15 +66,17 @@ class Optimized:
 
 def optimize_prompt(studio: Studio, prompt: str, style: str, owner: str,
                     on_download: Watch | None = None,
-                    gpu: Callable[[], AbstractContextManager] = nullcontext, triggers: Iterable[str] = ()) -> Optimized:
+                    gpu: Callable[[], AbstractContextManager] = nullcontext, triggers: Iterable[str] = (),
+                    cancelled: Callable[[], bool] | None = None) -> Optimized:
     """The detailed version of ``prompt`` in ``style`` ("natural" or "tags"); the local LLM runs inside
     ``gpu()`` (a GPU slot), after its download. Trigger words the rewrite lost (the owner's LoRAs' and
-    characters', and ``triggers``: those of the request's LoRAs) are put back."""
+    characters', and ``triggers``: those of the request's LoRAs) are put back. ``cancelled()`` saying yes ends
+    the wait for the chat endpoint (:class:`~masuka.errors.Cancelled`)."""
     settings = load_aid_settings(studio.config)
     messages = [{"role": "system", "content": INSTRUCTIONS.get(style, INSTRUCTIONS["natural"])},
                 {"role": "user", "content": prompt.strip()}]
     if settings.endpoint():
-        answer = _ask_endpoint(settings, studio.keys.get(PROMPT_LLM), messages)
+        answer = _ask_endpoint(settings, studio.keys.get(PROMPT_LLM), messages, cancelled or (lambda: False))
         source = f"endpoint:{settings.endpoint_model()}"
     else:
         with using_models(studio, owner, settings.prompt_llm, watch=on_download), gpu():
@@ -95,8 +100,9 @@ def timeout_s() -> float:
     return env_number("MASUKA_PROMPT_LLM_TIMEOUT_S", 60.0, float, minimum=0.1)
 
 
-def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) -> str:
-    """One chat completion; 429 and 5xx are retried (honouring ``Retry-After``), the rest is explained."""
+def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict], cancelled: Callable[[], bool]) -> str:
+    """One chat completion; 429 and 5xx are retried (honouring ``Retry-After``), the rest is explained; the wait
+    (for an answer, or before a retry) ends as soon as ``cancelled()`` says so."""
     import httpx
 
     from masuka.remote.http import provider_message, retry_delay
@@ -110,7 +116,7 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
     unchanged = "your prompt was not changed"
     for attempt in range(ATTEMPTS):
         try:
-            response = _post(url, body, headers)
+            response = _post(url, body, headers, cancelled)
         except httpx.TimeoutException:
             raise PromptOptimizerError(f"The prompt optimizer at {host} did not answer within {timeout_s():g} s; "
                                        f"{unchanged}. Try again, or set MASUKA_PROMPT_LLM_TIMEOUT_S.") from None
@@ -121,7 +127,7 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
         if (status == 429 or status >= 500) and attempt + 1 < ATTEMPTS:
             delay = retry_delay(response, attempt, RemoteSettings(max_wait_s=MAX_WAIT_S))
             log.info("prompt optimizer at %s answered HTTP %d; retrying in %.1f s", host, status, delay)
-            time.sleep(delay)
+            _wait(delay, cancelled)
             continue
         if status in (401, 403):
             raise PromptOptimizerError(f"The prompt optimizer at {host} refused the key (HTTP {status}): set it in "
@@ -138,7 +144,39 @@ def _ask_endpoint(settings: AidSettings, key: str | None, messages: list[dict]) 
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _post(url: str, body: dict, headers: dict) -> httpx.Response:
+def _wait(seconds: float, cancelled: Callable[[], bool]) -> None:
+    """Sleep ``seconds``, or until ``cancelled()`` (then :class:`Cancelled`)."""
+    deadline = time.monotonic() + seconds
+    while not cancelled():
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+    raise Cancelled(at="while the prompt optimizer waited for its LLM")
+
+
+def _post(url: str, body: dict, headers: dict, cancelled: Callable[[], bool]) -> httpx.Response:
+    """The answer to one POST, made on a thread of its own so that ``cancelled()`` saying yes ends the wait at
+    once (:class:`Cancelled`; the abandoned request ends within its timeout)."""
+    answer: Future[httpx.Response] = Future()
+
+    def ask() -> None:
+        try:
+            answer.set_result(_read_whole(url, body, headers))
+        except BaseException as error:  # handed to the waiting caller
+            answer.set_exception(error)
+
+    threading.Thread(target=ask, name="prompt-optimizer-request", daemon=True).start()
+    while True:
+        if cancelled():
+            raise Cancelled(at="while the prompt optimizer waited for its LLM")
+        try:
+            return answer.result(timeout=POLL_S)
+        except TimeoutError:
+            if answer.done():  # the request's own error
+                raise
+
+
+def _read_whole(url: str, body: dict, headers: dict) -> httpx.Response:
     """The answer to one POST, read whole within :func:`timeout_s` (httpx's timeout bounds each read only: a
     server sending a byte now and then would hold it for ever); :class:`httpx.ReadTimeout` past it."""
     import httpx

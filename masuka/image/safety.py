@@ -8,7 +8,9 @@ the summed probability of its unsafe labels.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageFilter
 
@@ -31,6 +33,14 @@ class Verdict:
         """What the history row keeps."""
         return {"safety": {"score": round(self.score, 4), "flagged": self.flagged, "action": self.action,
                            "model": self.model}}
+
+
+def flag_note(safety: dict | None) -> str:
+    """What the safety check did to an image, from its row's ``safety`` record ("" when it was not flagged):
+    ``flagged (blurred, score 0.93)``."""
+    if not safety or not safety.get("flagged"):
+        return ""
+    return f"flagged ({'blurred' if safety['action'] == 'blur' else 'withheld'}, score {safety['score']:.2f})"
 
 
 def nsfw_score(studio: Studio, image: Image.Image, model: str) -> float:
@@ -56,6 +66,36 @@ def check_image(studio: Studio, image: Image.Image, settings: AidSettings) -> tu
     return safe, Verdict(score, True, settings.safety_action, settings.safety_model)
 
 
+def unsafe_labels(source: str, id2label: dict) -> list[int]:
+    """The indices of the unsafe labels among a classifier's ``id2label``; :class:`InvalidInput` when it has none."""
+    labels = {int(i): str(label) for i, label in id2label.items()}
+    unsafe = [i for i, label in labels.items() if label.lower() in UNSAFE_LABELS]
+    if not unsafe:
+        raise InvalidInput(f"The safety model {source} has no unsafe label (it has {', '.join(labels.values())}): "
+                           f"choose an NSFW classifier in Settings.")
+    return unsafe
+
+
+def check_safety_model(source: str) -> None:
+    """Refuse (:class:`InvalidInput`) a classifier without an unsafe label, read from its ``config.json`` when it is
+    a folder or in the download cache, without loading it; one not downloaded yet is checked when it loads."""
+    from masuka.models.hub import cached_file
+
+    folder = Path(source).expanduser()
+    try:
+        config = folder / "config.json" if folder.is_dir() else cached_file(source, "config.json")
+    except ValueError:  # neither a folder nor a repo id: loading it says so
+        return
+    if config is None or not Path(config).is_file():
+        return
+    try:
+        id2label = json.loads(Path(config).read_text(encoding="utf-8")).get("id2label")
+    except (OSError, ValueError, AttributeError):
+        return  # not readable here: loading it says why
+    if isinstance(id2label, dict):
+        unsafe_labels(source, id2label)
+
+
 def _classifier(studio: Studio, source: str):
     """(processor, model, unsafe label indices, device), loaded once into the aids' model cache."""
     from masuka.gpu import device_plan
@@ -74,11 +114,7 @@ def _classifier(studio: Studio, source: str):
                                                                     local_files_only=local)
         except Exception as error:
             raise explain_load_error(ModelSpec("safety", source, None, name=source), error) from error
-        labels = {int(i): str(label) for i, label in model.config.id2label.items()}
-        unsafe = [i for i, label in labels.items() if label.lower() in UNSAFE_LABELS]
-        if not unsafe:
-            raise InvalidInput(f"The safety model {source} has no unsafe label (it has {', '.join(labels.values())}):"
-                               f" choose an NSFW classifier in Settings.")
+        unsafe = unsafe_labels(source, model.config.id2label)
         return processor, model.to(plan.device).eval(), unsafe, plan.device
 
     return studio.aids.get(("safety", source, plan.device), load)

@@ -10,6 +10,7 @@ import gradio as gr
 from masuka.history.browse import generation_params
 from masuka.image.aid_settings import SAFETY_ACTIONS, AidSettings, load_aid_settings, save_aid_settings
 from masuka.image.generate import ImageResult, used_prompt
+from masuka.image.safety import flag_note
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, friendly, is_admin
 
@@ -26,16 +27,15 @@ class AidsForm:
                                                 info="Flagged images are blurred or withheld (Settings)")
                 self.face_detail = gr.Checkbox(False, label="Face detail",
                                                info="Repaint each face at higher resolution")
-            self.face_strength = gr.Slider(0.05, 1, value=0.4, step=0.05, label="Face detail strength",
+            # the range a request takes (above 0, at most 1: check_strength), to the hundredth
+            self.face_strength = gr.Slider(0.01, 1, value=0.4, step=0.01, label="Face detail strength",
                                            info="How far a face may change")
 
 
 def aid_caption(studio: Studio, result: ImageResult) -> str:
     """What the safety check did to one image, for its gallery caption."""
-    safety = generation_params(studio, result.id).get("safety")
-    if not safety or not safety["flagged"]:
-        return ""
-    return f" · flagged ({'blurred' if safety['action'] == 'blur' else 'withheld'}, score {safety['score']:.2f})"
+    note = flag_note(generation_params(studio, result.id).get("safety"))
+    return f" · {note}" if note else ""
 
 
 def aid_summary(studio: Studio, results: list[ImageResult]) -> str:

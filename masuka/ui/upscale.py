@@ -36,7 +36,8 @@ def build(ctx: UIContext, stop: gr.Button) -> UpscalePanel:
     with gr.Accordion("Upscale", open=False) as accordion:
         with gr.Row():
             with gr.Column(scale=2):
-                image = gr.Image(type="filepath", label="Picture to upscale", height=220)
+                # image_mode None: the file as given, so a transparent picture stays transparent
+                image = gr.Image(type="filepath", image_mode=None, label="Picture to upscale", height=220)
                 with gr.Row():
                     scale = gr.Radio(list(SCALES), value=SCALES[0], label="Scale")
                     upscaler = gr.Dropdown(upscaler_names(studio.config), value="Lanczos", label="Upscaler", scale=2,

@@ -3,6 +3,8 @@ tiny inpaint pipeline and blended back; nothing outside the dilated face region 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -91,20 +93,52 @@ def test_cli_face_detail(studio, portrait, capsys):
     assert row["params"]["face_detail"]["strength"] == 0.3 and len(row["params"]["face_detail"]["faces"]) == 1
 
 
-def test_a_restoration_model_is_skipped_with_a_reason_when_spandrel_cannot_load_it(studio, portrait, tmp_path):
-    model, picture, mask = portrait
+def test_a_file_that_is_no_face_restoration_model_is_refused_in_settings(config, tmp_path):
+    """Refused when saved, not after each face detail's diffusion: a file spandrel cannot read, and an upscaler."""
+    from masuka.testing.upscalers import write_esrgan
+
     weights = tmp_path / "GFPGANv1.4.pth"
     weights.write_bytes(b"not a model")
-    save_aid_settings(studio.config, AidSettings(face_restore_model=str(weights)))
-    try:
-        import spandrel  # noqa: F401
-    except Exception:  # not installed, or its torchvision does not import: faces are repainted without it
-        detailed = repaint(studio, model, picture, mask, face_detail=True)
-        restoration = studio.store.get("generations", detailed.id)["params"]["face_detail"]["restoration"]
-        assert restoration.startswith("skipped: spandrel cannot be imported")
-    else:  # spandrel imports: it reads the file, and a file that is no model is refused with its name
-        with pytest.raises(InvalidInput, match="GFPGANv1.4.pth"):
-            repaint(studio, model, picture, mask, face_detail=True)
+    with pytest.raises(InvalidInput, match="spandrel could not read the face restoration model GFPGANv1.4.pth"):
+        save_aid_settings(config, AidSettings(face_restore_model=str(weights)))
+    upscaler = write_esrgan(tmp_path / "tiny4x.pth", 4)
+    with pytest.raises(InvalidInput, match="tiny4x.pth is not a face restoration model .*SR model"):
+        save_aid_settings(config, AidSettings(face_restore_model=str(upscaler)))
+    assert not (config.data_dir / "aids.json").exists()
+
+
+def test_face_restoration_imports_spandrel_without_torchvision(tmp_path):
+    """spandrel installed with --no-deps, as the README says, and no upscale run before: face restoration imports
+    it as the upscalers do, and reads the file (here an upscaler, which it then refuses), not "skipped"."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from masuka.testing.upscalers import write_esrgan
+    from tests.conftest import ROOT
+
+    broken = tmp_path / "site" / "torchvision"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ModuleNotFoundError("No module named torchvision", '
+                                        'name="torchvision")\n')
+    upscaler = write_esrgan(tmp_path / "tiny4x.pth", 4)
+    script = textwrap.dedent(f"""
+        from masuka.config import Config
+        from masuka.errors import InvalidInput
+        from masuka.image.face_restore import face_restorer
+        from masuka.studio import Studio
+        studio = Studio.open(Config.from_env(data_dir={str(tmp_path / "data")!r}, auth=""))
+        try:
+            print(face_restorer(studio, {str(upscaler)!r})[1])
+        except InvalidInput as error:
+            print(error)
+        finally:
+            studio.close()
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("tiny4x.pth is not a face restoration model"), done.stdout
 
 
 def test_a_missing_restoration_file_is_refused_in_settings(config):

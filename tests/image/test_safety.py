@@ -3,6 +3,8 @@ blurred or withheld before they are saved, and history keeps the score."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -116,3 +118,40 @@ def test_mandatory_check_applies_to_a_detail_upscale(studio, tiny_model, classif
     assert (pixels(result) == PLACEHOLDER).all(), "a repainted picture is checked like a generated one"
     safety = studio.store.get("generations", result.id)["params"]["safety"]
     assert safety["flagged"] is True and safety["action"] == "withhold"
+
+
+@pytest.fixture
+def cats_and_dogs(tmp_path):
+    """A classifier with no unsafe label: it could never flag an image."""
+    folder = save_tiny_classifier(tmp_path / "catdog", "normal")
+    config = folder / "config.json"
+    config.write_text(config.read_text().replace('"nsfw"', '"dog"'))
+    return folder
+
+
+def test_a_classifier_without_an_unsafe_label_is_refused_when_saved(config, cats_and_dogs):
+    with pytest.raises(InvalidInput, match="has no unsafe label \\(it has normal, dog\\)"):
+        save_aid_settings(config, AidSettings(safety_model=str(cats_and_dogs)))
+    assert not (config.data_dir / "aids.json").exists()
+
+
+def test_a_classifier_without_an_unsafe_label_is_refused_before_any_image(studio, tiny_model, cats_and_dogs):
+    """Settings saved before the check (or edited by hand): the generation is refused before diffusion, no row."""
+    (studio.config.data_dir / "aids.json").write_text(json.dumps({"safety_model": str(cats_and_dogs)}))
+    with pytest.raises(InvalidInput, match="has no unsafe label"):
+        generate(studio, tiny_model("flux"), safety_check=True)
+    assert studio.store.find("generations") == []
+
+
+def test_cli_says_an_image_was_flagged(capsys, studio, tiny_model, classifiers):
+    from masuka.cli import main
+
+    use(studio, classifiers["nsfw"], safety_action="withhold")
+    common = ["generate", "--data-dir", str(studio.config.data_dir), "--model", str(tiny_model("flux")), "--prompt",
+              "a harbour", "--steps", "1", "--width", "64", "--height", "64", "--seed", "3", "--safety-check"]
+    assert main(common) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.endswith(".png flagged (withheld, score 1.00)")
+    assert main([*common, "--json"]) == 0
+    [safety] = json.loads(capsys.readouterr().out)["safety"]
+    assert (safety["flagged"], safety["action"], safety["model"]) == (True, "withhold", str(classifiers["nsfw"]))

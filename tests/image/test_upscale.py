@@ -274,6 +274,37 @@ def test_transparency_is_kept_by_a_resampler_and_a_model(studio, tmp_path, upsca
     assert result.getpixel((0, 0))[3] == 0 and result.getpixel((32, 32))[3] == 255
 
 
+@pytest.mark.parametrize("mode", ["P", "RGB"])
+def test_palette_and_colour_key_transparency_is_kept(studio, tmp_path, mode):
+    """A palette PNG with a transparent index, or an RGB one with a transparent colour, has no alpha band: its
+    transparency is still kept."""
+    logo = Image.new("RGB", (32, 32), (0, 0, 0))
+    ImageDraw.Draw(logo).rectangle((8, 8, 23, 23), fill=(220, 30, 30))
+    if mode == "P":
+        logo = logo.convert("P")
+        logo.save(tmp_path / "keyed.png", transparency=logo.getpixel((0, 0)))
+    else:
+        logo.save(tmp_path / "keyed.png", transparency=(0, 0, 0))
+    assert "A" not in Image.open(tmp_path / "keyed.png").getbands()
+    result = Image.open(upscale_image(studio, UpscaleRequest(tmp_path / "keyed.png", scale=2))[0].path)
+    assert result.mode == "RGBA" and result.getpixel((0, 0))[3] == 0 and result.getpixel((32, 32))[3] == 255
+
+
+def test_the_upscale_endpoint_keeps_transparency(live_app, tmp_path):
+    """The panel's picture reaches the upscale as it was uploaded: Gradio does not turn it to RGB first."""
+    from gradio_client import Client, handle_file
+
+    logo = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    ImageDraw.Draw(logo).rectangle((8, 8, 23, 23), fill=(220, 30, 30, 255))
+    logo.save(tmp_path / "logo.png")
+    client = Client(live_app().url, verbose=False)
+    path, status = client.predict(image=handle_file(str(tmp_path / "logo.png")), scale=2, upscaler="Lanczos",
+                                  api_name="/upscale_image")
+    result = Image.open(path)
+    assert status.startswith("Done") and result.mode == "RGBA"
+    assert result.getpixel((0, 0))[3] == 0 and result.getpixel((32, 32))[3] == 255
+
+
 def test_a_detail_upscale_records_a_negative_prompt_only_where_it_has_effect(studio, tiny_model, tmp_path,
                                                                              upscalers):
     Image.new("RGB", (32, 32), "teal").save(tmp_path / "small.png")

@@ -91,7 +91,8 @@ def check_request(studio: Studio, request: UpscaleRequest) -> tuple[Image.Image,
                            f"at most {MAX_RESULT_SIDE} pixels a side.")
     if upscaler is not None:
         upscaler_model(studio, upscaler)
-    keeps_alpha = "A" in source.getbands() and not request.detail  # a detail upscale repaints colours only
+    # a palette or colour-key transparency counts too; a detail upscale repaints colours only
+    keeps_alpha = source.has_transparency_data and not request.detail
     return source.convert("RGBA" if keeps_alpha else "RGB"), upscaler
 
 
