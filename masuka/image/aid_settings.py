@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from masuka.config import Config, env_text
 from masuka.errors import InvalidInput
 from masuka.image.face_restore import check_restore_model
+from masuka.image.safety_labels import check_safety_model
 from masuka.services import PROMPT_LLM
 from masuka.validation import plain_text
 
@@ -103,8 +104,6 @@ def save_aid_settings(config: Config, settings: AidSettings) -> AidSettings:
         raise InvalidInput(f"The chat endpoint must be an http(s) URL such as https://api.openai.com/v1 (got {url!r}).")
     endpoint_model = plain_text("the endpoint's model name", settings.prompt_llm_model, MAX_FIELD_CHARS).strip()
     safety_model = _model_source("safety model", settings.safety_model)
-    from masuka.image.safety import check_safety_model  # safety reads these settings: imported here, not above
-
     check_safety_model(safety_model)
     cleaned = AidSettings(prompt_llm=_model_source("local LLM", settings.prompt_llm), prompt_llm_url=url,
                           prompt_llm_model=endpoint_model or AidSettings.prompt_llm_model,

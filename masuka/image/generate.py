@@ -371,7 +371,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
                 holding_repos(studio, gguf_repo(request.memory_plan)):
             fetch_gguf(studio, request.owner, request.memory_plan, watch)  # not inside the GPU slot
             if plan.safety:  # a classifier without an unsafe label is refused before any image is made
-                from masuka.image.safety import check_safety_model
+                from masuka.image.safety_labels import check_safety_model
 
                 check_safety_model(plan.safety.safety_model)
             if request.optimize_prompt:
