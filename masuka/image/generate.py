@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,7 +83,7 @@ from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, now
 from masuka.studio import Studio
 from masuka.users import output_dir
-from masuka.validation import composed, flag, is_number, plain_text, whole_number
+from masuka.validation import composed, flag, plain_text, weighted, whole_number
 from masuka.zerogpu import check_space_request, image_seconds
 
 MAX_BATCH = 4
@@ -184,12 +183,8 @@ def parse_lora(text: str) -> tuple[str, float]:
     """``name``, ``name:0.8`` or ``path/to/file.safetensors:0.8`` → (reference, weight). After a file's name only
     a weight may follow the colon: ``style.safetensors:abc`` is refused for its weight."""
     text = plain_text("a LoRA name", text, MAX_LORA_CHARS)
-    ref, _, weight = text.strip().rpartition(":")
-    if ref.endswith(".safetensors") and not is_number(weight):
-        raise InvalidInput(f"The weight of LoRA {ref!r} is not a number ({weight!r}): write it as {ref}:0.8.")
-    if not ref or not is_number(weight):
-        return text.strip(), 1.0
-    return ref, float(weight)
+    ref, weight = weighted(text.strip(), "LoRA", lambda name: name.endswith(".safetensors"))
+    return ref, 1.0 if weight is None else weight
 
 
 def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool) -> Path:
@@ -349,15 +344,13 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
                     gpu_timeout: float | None = None, allow_any_path: bool = False,
                     on_download: Watch | None = None, background: bool = False,
                     cancelled: Callable[[], bool] | None = None,
-                    on_wait: Callable[[str], None] | None = None,
-                    optimizing: Callable[[], AbstractContextManager] = nullcontext) -> list[ImageResult]:
+                    on_wait: Callable[[str], None] | None = None) -> list[ImageResult]:
     """Validate, download the model if needed (outside the GPU slot, progress to ``on_download``), then make
     ``request.batch`` images; returns them in order. Raises on the first failure.
 
     ``background`` work (the queue) lets interactive requests take the GPU first. While it waits for the GPU,
     ``on_wait`` is told for whom; ``cancelled`` (by default: ``stop`` is set) ends that wait, and one for a model
-    download (which goes on) and one for the prompt optimizer, which runs inside ``optimizing()`` (the UI gives
-    up its turn in the GPU group of Gradio's queue there). The request's LoRA
+    download (which goes on) and the prompt optimizer's (its LLM's answer, a retry's pause). The request's LoRA
     files and models (with the repo of a ``gguf_offload`` file) are held from its checks to its end: they cannot be
     deleted while it waits for the GPU or runs."""
     plan = plan_request(studio, request, allow_any_path)
@@ -375,8 +368,7 @@ def generate_images(studio: Studio, request: ImageRequest, *, on_step: StepCallb
 
                 check_safety_model(plan.safety.safety_model)
             if request.optimize_prompt:
-                with optimizing():
-                    plan = _optimized(studio, plan, watch, gpu_timeout, background, cancelled)
+                plan = _optimized(studio, plan, watch, gpu_timeout, background, cancelled)
             with studio.hold_gpu(f"image generation for {request.owner}", request.owner, timeout=gpu_timeout,
                                  background=background, on_wait=on_wait, cancelled=cancelled):
                 return _run(studio, plan, on_step, on_image, stop)

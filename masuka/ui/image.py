@@ -3,14 +3,11 @@ and a reference image, progress, Stop and "read parameters"."""
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
 import gradio as gr
 from gradio.components import Component
 
@@ -18,7 +15,6 @@ from masuka import memory_plans
 from masuka.access import usable_model
 from masuka.characters.use import picker_value
 from masuka.errors import Cancelled, InvalidInput, MasukaError
-from masuka.gpu import CONCURRENCY_ID
 from masuka.image.control import Control, read_controls
 from masuka.image.face_detail import read_face_detail
 from masuka.image.generate import (
@@ -429,13 +425,9 @@ def _stream(studio: Studio, build: Callable[[], ImageRequest], request: gr.Reque
         studio.stops.disarm(key, stop_flag)
         raise
 
-    optimizing = gpu_turn_given_up()  # read on the event's thread
-
     def work() -> None:
         try:
-            # having let others go first while its prompt was optimized, it waits for the GPU as long as they run
-            generate_images(studio, request_, stop=stop_flag,
-                            gpu_timeout=None if request_.optimize_prompt else GPU_WAIT_S, optimizing=optimizing,
+            generate_images(studio, request_, stop=stop_flag, gpu_timeout=GPU_WAIT_S,
                             on_wait=lambda message: events.put(("download", message, 0.0)),
                             on_download=lambda p: events.put(("download", p.message, p.fraction or 0.0)),
                             on_step=lambda i, s, n: events.put(("step", i, s, n)),
@@ -482,37 +474,6 @@ def _stream(studio: Studio, build: Callable[[], ImageRequest], request: gr.Reque
             yield images, ", ".join(seeds), f"Done: {len(images)} image(s), saved and recorded in History." \
                 + aid_summary(studio, made)
             return
-
-
-def gpu_turn_given_up() -> Callable[[], AbstractContextManager]:
-    """For the GPU event running on this thread: a context manager inside which the GPU group of Gradio's queue
-    does not count the event, so the next GPU event may start (while the prompt optimizer waits for its LLM, other
-    users' generations go ahead); it counts again as it leaves, so no further GPU event starts until one ends.
-    Gradio has no public way to do this: the group's count is changed on the queue's event loop, where Gradio
-    changes it. Outside an event (or on a Gradio without that count) it does nothing."""
-    from gradio.context import LocalContext
-
-    queue_ = getattr(LocalContext.blocks.get(None), "_queue", None)
-    group = getattr(queue_, "event_queue_per_concurrency_id", {}).get(CONCURRENCY_ID)
-    if not isinstance(getattr(group, "current_concurrency", None), int):
-        return nullcontext
-    try:
-        loop = anyio.from_thread.run_sync(asyncio.get_running_loop)
-    except RuntimeError:  # not on the thread of an event
-        return nullcontext
-
-    def count(change: int) -> None:
-        group.current_concurrency += change
-
-    @contextmanager
-    def given_up() -> Iterator[None]:
-        loop.call_soon_threadsafe(count, -1)
-        try:
-            yield
-        finally:  # queued before the event's end, which Gradio counts on the same loop after it
-            loop.call_soon_threadsafe(count, 1)
-
-    return given_up
 
 
 @friendly

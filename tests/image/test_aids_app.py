@@ -53,9 +53,8 @@ def test_queued_jobs_keep_the_aids_asked_for(live_app, tiny_model):
     assert row["params"]["face_detail"]["strength"] == 0.3
 
 
-def test_a_slow_prompt_optimizer_holds_up_nobody_else_and_stop_ends_its_wait(live_app, tiny_model, monkeypatch):
-    """While alice's prompt waits for the chat endpoint, bob's generation runs (the GPU group of the queue does
-    not wait on her LLM); a Stop ends such a wait at once, with nothing made."""
+def test_stop_ends_a_slow_prompt_optimizer_s_wait(live_app, tiny_model, monkeypatch):
+    """While the prompt waits for the chat endpoint, Stop ends the wait at once, with nothing made."""
     import threading
 
     from masuka.testing.http import Reply
@@ -70,25 +69,13 @@ def test_a_slow_prompt_optimizer_holds_up_nobody_else_and_stop_ends_its_wait(liv
     model = str(tiny_model("flux"))
     with FakeServer(slow) as chat:
         monkeypatch.setenv("MASUKA_PROMPT_LLM_URL", chat.url)
-        app = live_app(auth="alice:pw1,bob:pw2")
+        app = live_app(auth="alice:pw1")
         alice = Client(app.url, auth=("alice", "pw1"), verbose=False)
-        bob = Client(app.url, auth=("bob", "pw2"), verbose=False)
         request = dict(model=model, steps=1, width=64, height=64, api_name="/generate_image")
-        waiting = alice.submit(prompt="a fox", seed=1, optimize_prompt=True, **request)
-        assert asked.acquire(timeout=120), "the optimizer never asked the endpoint"
-        _gallery, seeds, status = bob.predict(prompt="a dog", seed=2, **request)  # while alice's LLM still thinks
-        assert seeds == "2" and status.startswith("Done")
-        assert [(row["owner"], row["status"]) for row in app.studio.store.find("generations")] == \
-            [("bob", "completed")]
-        release.set()
-        _gallery, seeds, status = waiting.result(timeout=120)
-        assert seeds == "1" and f"Optimized prompt** (endpoint:gpt-4o-mini): {DETAILED}" in status
-
-        release.clear()
         stopped = alice.submit(prompt="a cat", seed=3, optimize_prompt=True, **request)
-        assert asked.acquire(timeout=120)
+        assert asked.acquire(timeout=120), "the optimizer never asked the endpoint"
         alice.predict(api_name="/stop_image")
         _gallery, seeds, status = stopped.result(timeout=60)  # while the endpoint still holds the request
         assert not release.is_set() and status.startswith("Stopped") and seeds == ""
         release.set()
-    assert [row["owner"] for row in app.studio.store.find("generations", order_by="id")] == ["bob", "alice"]
+        assert app.studio.store.find("generations") == []
