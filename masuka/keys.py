@@ -90,13 +90,14 @@ def save_key(keys: KeyStore, name: str, value: str | None) -> str:
     return f"{declared.label} key saved: {mask(value)}{shadowed}.{moved}"
 
 
-def check_key(keys: KeyStore, name: str) -> tuple[bool, str]:
-    """Try the key against its service; ``(ok, message)``. The message never contains the key."""
+def check_key(keys: KeyStore, name: str, set_here: str = "paste it here") -> tuple[bool, str]:
+    """Try the key against its service; ``(ok, message)``. The message never contains the key; with no key set,
+    it says to ``set_here`` (the Settings tab's words by default, the CLI's command) or set the variable."""
     declared = _known(name)
     label = declared.label
     key = keys.get(declared)
     if not key:
-        return False, f"No {label} key is set: paste it here or set {declared.key_env[0]}."
+        return False, f"No {label} key is set: {set_here} or set {declared.key_env[0]}."
     if name == NGROK.name:
         if NGROK_TOKEN.match(key):
             return True, f"The ngrok token {mask(key)} looks valid (it is checked by ngrok when a tunnel opens)."

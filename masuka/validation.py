@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput
@@ -82,3 +84,20 @@ def is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def weighted(text: str, what: str, named: Callable[[str], bool]) -> tuple[str, float | None]:
+    """``REF`` or ``REF:WEIGHT`` (a LoRA, a reference or control picture) -> ``(REF, weight)``, the weight None
+    when none is given. After a REF ``named`` takes for a file's whole name (``style.safetensors``, ``r0.png``)
+    only a weight may follow the colon: anything else is refused for its weight, not looked for as a file."""
+    ref, _, weight = text.rpartition(":")
+    if ref and is_number(weight):
+        return ref, float(weight)
+    if ref and named(ref):
+        raise InvalidInput(f"The weight of {what} {ref!r} is not a number ({weight!r}): write it as {ref}:0.8.")
+    return text, None
+
+
+def has_suffix(path: str) -> bool:
+    """Whether ``path`` ends in a file name with a suffix (``pics/r0.png``): a picture's name is whole there."""
+    return bool(Path(path).suffix)

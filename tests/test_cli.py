@@ -765,3 +765,82 @@ def test_a_database_another_process_keeps_locked_is_one_line_and_exit_2(tmp_path
     monkeypatch.setattr(masuka.commands.doctor, "run", busy)
     assert run_cli(capsys, "doctor") == (
         2, "", "error: The database is busy: another MASUKA process is writing; try again.\n")
+
+
+@pytest.mark.parametrize(("flag", "value", "what"), [("--reference", "{pic}:abc", "reference image"),
+                                                     ("--control", "canny:{pic}:abc", "control image")])
+def test_a_picture_with_a_weight_that_is_not_a_number_says_so_as_a_lora_does(capsys, tmp_path, flag, value, what):
+    """One parser reads ``REF:WEIGHT`` for LoRAs and pictures: a weight that is not a number is refused as such,
+    not looked for as a file named ``r0.png:abc``."""
+    pic = tmp_path / "pics" / "r0.png"
+    code, out, err = run_cli(capsys, "generate", "--data-dir", str(tmp_path / "data"), "--model", "nobody/nothing",
+                             "--prompt", "x", flag, value.format(pic=pic))
+    assert (code, out) == (2, "")
+    assert err == f"error: The weight of {what} {str(pic)!r} is not a number ('abc'): write it as {pic}:0.8.\n"
+    assert not (tmp_path / "data").exists()
+
+
+def test_sequence_ids_take_history_keys_and_say_so(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "sequence", "--ids", "g1,j1", "--data-dir", str(tmp_path / "data"))
+    assert (code, out) == (2, "")
+    assert err == ("error: --ids takes History images' keys (g12) or ids (12) separated by commas, such as "
+                   "g12,g13,g14 (got 'g1,j1').\n")
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_token_for_a_user_off_the_sign_in_list_is_refused_for_that_alone(capsys, tmp_path, monkeypatch):
+    """Owning something in the data dir lets other commands' ``--user`` through, never ``keys token create``: its
+    refusal says so, not that the user owns nothing."""
+    monkeypatch.setenv("MASUKA_AUTH", "alice:pw")
+    code, out, err = run_cli(capsys, "keys", "token", "create", "--user", "carol", "--data-dir",
+                             str(tmp_path / "data"))
+    assert (code, out) == (2, "") and err.startswith("error: 'carol' is not on the sign-in list")
+    assert "Nor does" not in err and err.endswith("An API token is made only for a user on the sign-in list.\n")
+
+
+def test_keys_test_without_a_key_names_the_command_that_saves_it(capsys, tmp_path, monkeypatch):
+    from masuka.keys import service
+
+    monkeypatch.delenv(service("openai").key_env[0], raising=False)
+    code, out, _ = run_cli(capsys, "keys", "test", "openai", "--data-dir", str(tmp_path / "data"))
+    assert code == 1 and "paste it here" not in out
+    assert out.startswith("No OpenAI key is set: save it with `python -m masuka keys set openai` or set ")
+
+
+def test_a_completed_job_is_listed_as_done_whatever_progress_it_recorded(capsys, studio):
+    studio.store.insert("jobs", {"kind": "caption", "status": "completed", "title": "nothing to caption",
+                                 "progress": 0.0})
+    code, out, _ = run_cli(capsys, "jobs", "--data-dir", str(studio.config.data_dir))
+    assert code == 0 and " completed     100% " in out
+
+
+def test_listings_print_one_json_object(capsys, tmp_path, monkeypatch):
+    """``--json`` prints one object: the lists of keys, models, token owners and tokens are wrapped."""
+    monkeypatch.setenv("MASUKA_AUTH", "alice:pw")
+    data = ["--data-dir", str(tmp_path / "data"), "--json"]
+    assert run_cli(capsys, "keys", "token", "create", "--user", "alice", *data)[0] == 0
+    listings = {"keys": ["keys", "list"], "models": ["models", "list"], "users": ["keys", "token", "users"],
+                "tokens": ["keys", "token", "list", "--user", "alice"]}
+    for field, argv in listings.items():
+        code, out, err = run_cli(capsys, *argv, *data)
+        printed = json.loads(out)
+        assert code == 0 and list(printed) == [field] and printed[field], (argv, err)
+    assert printed["tokens"][0]["name"] == "token-1"
+
+
+def test_queue_run_exits_2_and_counts_the_jobs_that_did_not_complete(capsys, studio, tmp_path):
+    from PIL import Image
+
+    from masuka.image.upscale.request import UpscaleRequest
+    from masuka.queue.jobs import queue_upscale
+
+    queued = []
+    for n in range(2):  # two pictures: each job keeps its own copy
+        picture = tmp_path / f"small-{n}.png"
+        Image.new("RGB", (40, 30), (10, 120 + n, 200)).save(picture)
+        queued.append(queue_upscale(studio, UpscaleRequest(picture, scale=2)))
+    done, broken = queued
+    studio.config.absolute(studio.store.get("queue", broken)["params"]["request"]["image"]).unlink()
+    code, out, err = run_cli(capsys, "queue", "run", "--data-dir", str(studio.config.data_dir))
+    assert code == 2 and out == "worked 2 jobs: 1 completed, 1 failed; nothing waits now\n", err
+    assert f"job {done} completed" in err and f"job {broken} failed" in err

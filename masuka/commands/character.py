@@ -122,7 +122,7 @@ def run_create(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from masuka.characters.library import find_character
     from masuka.characters.training import train_character
-    from masuka.commands.train import _interrupt_on_signals as interrupt_on_signals
+    from masuka.commands.train import interrupt_on_signals
 
     studio = open_studio(args)
     run_id = train_character(studio, args.name, args.user, base=args.base, weight=args.weight,

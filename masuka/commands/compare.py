@@ -41,7 +41,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run_create(args: argparse.Namespace) -> int:
-    from masuka.image.compare import create_ab
+    """Render the pairs; Ctrl-C or SIGTERM stops between steps, stores the pairs finished so far as the test and
+    exits 130."""
+    from masuka.commands.train import interrupt_on_signals
+    from masuka.image.compare import StoppedTest, create_ab
     from masuka.image.prompts import prompt_lines
 
     one_prompt_source(args)
@@ -54,11 +57,21 @@ def run_create(args: argparse.Namespace) -> int:
         prompts = [args.prompt]
     request = replace(flags_request(args), owner=args.user)
     studio = open_studio(args)
-    comparison = create_ab(studio, checked_size(studio, request), [cli_lora(x) for x in args.a],
-                           [cli_lora(x) for x in args.b], prompts, args.seeds, allow_any_path=True,
-                           on_image=lambda r: progress_line(args, f"saved {r.path}"))
-    emit(args, {"comparison": comparison}, f"comparison {comparison}: judge it with `compare next {comparison}`")
+    try:
+        comparison = create_ab(studio, checked_size(studio, request), [cli_lora(x) for x in args.a],
+                               [cli_lora(x) for x in args.b], prompts, args.seeds, allow_any_path=True,
+                               on_image=lambda r: progress_line(args, f"saved {r.path}"), stop=interrupt_on_signals())
+    except StoppedTest as stopped:
+        progress_line(args, str(stopped))
+        emit(args, {"comparison": stopped.comparison, "stopped": str(stopped)},
+             None if stopped.comparison is None else _judge_line(stopped.comparison))
+        return 130
+    emit(args, {"comparison": comparison}, _judge_line(comparison))
     return 0
+
+
+def _judge_line(comparison: int) -> str:
+    return f"comparison {comparison}: judge it with `compare next {comparison}`"
 
 
 def run_show(args: argparse.Namespace) -> int:

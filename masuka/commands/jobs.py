@@ -47,11 +47,17 @@ def run_list(args: argparse.Namespace) -> int:
     listed = [{column: row[column] for column in COLUMNS} | {"external_id": row["external_id"],
               "created_at": row["created_at"], "result": absolute_files(studio, row["result"])}
               | ({"cost_usd": billed_cost(jobs.JobRow.from_row(row))} if row["kind"] == KIND else {}) for row in rows]
-    lines = [f"{r['id']:>5} {r['kind']:<9} {r['status']:<12} {100 * (r['progress'] or 0):>4.0f}% "
+    lines = [f"{r['id']:>5} {r['kind']:<9} {r['status']:<12} {100 * _done(r):>4.0f}% "
              f"{r['provider'] or '':<7} {r['model'] or '':<28} {(r['title'] or '')[:40]}"
              + (f"  [{r['error'][:80]}]" if r["error"] else "") for r in listed]
     emit(args, {"jobs": listed}, "\n".join(lines) or "no jobs")
     return 0
+
+
+def _done(row: dict) -> float:
+    """How far a job got, as the list shows it: all of it once completed (a caption pass with nothing to caption
+    recorded no progress)."""
+    return 1.0 if row["status"] == "completed" else row["progress"] or 0.0
 
 
 def absolute_files(studio, result: dict | None) -> dict | None:

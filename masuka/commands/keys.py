@@ -14,7 +14,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("keys", parents=[common], help="API keys (shown masked) and REST API tokens")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common], help="every key, masked, and where it comes from")
-    for name, text in (("set", "save a key read from a hidden prompt or stdin (empty: forget it)"),
+    for name, text in (("set", "save a key read from a hidden prompt or stdin (an empty line: forget it)"),
                        ("test", "make one cheap authenticated request with the key")):
         action = actions.add_parser(name, parents=[common], help=text)
         action.add_argument("name", type=key_name, help="the key: huggingface, openai, gemini, ... (see keys list)")
@@ -43,42 +43,60 @@ def key_name(name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from masuka.keys import check_key, key_table, save_key
 
+    if args.action == "set":
+        value = _typed_key(args.name)  # before the data dir is opened: a refusal writes nothing
+        message = save_key(open_studio(args).keys, args.name, value)
+        emit(args, {"message": message}, message)
+        return 0
     keys = open_studio(args).keys
     if args.action == "list":
         rows = key_table(keys)
-        emit(args, rows, "\n".join(f"{r['label']:<13} {r['source']:<8} {r['masked']}" for r in rows))
+        emit(args, {"keys": rows}, "\n".join(f"{r['label']:<13} {r['source']:<8} {r['masked']}" for r in rows))
         return 0
-    if args.action == "set":
-        if sys.stdin.isatty():
-            import getpass
-
-            value = getpass.getpass(f"{args.name} key (hidden): ")
-        else:
-            value = sys.stdin.readline()
-        message = save_key(keys, args.name, value)
-        emit(args, {"message": message}, message)
-        return 0
-    ok, message = check_key(keys, args.name)
+    ok, message = check_key(keys, args.name, f"save it with `python -m masuka keys set {args.name}`")
     emit(args, {"ok": ok, "message": message}, message)
     return 0 if ok else 1
 
 
-def run_token(args: argparse.Namespace) -> int:
-    from masuka.api.auth import create_token, list_tokens, revoke_token, token_owners
+def _typed_key(name: str) -> str:
+    """The key from a hidden prompt, or the first line of stdin: an empty line forgets the saved key, while a
+    stdin with no line at all (closed, ``< /dev/null``) is refused rather than taken for one."""
     from masuka.errors import InvalidInput
 
+    if sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(f"{name} key (hidden): ")
+    line = sys.stdin.readline() if sys.stdin is not None else ""  # None: the command was started with stdin closed
+    if not line:
+        raise InvalidInput(f"No key on stdin: pipe it in (echo \"$KEY\" | python -m masuka keys set {name}); an "
+                           "empty line forgets the saved key.")
+    return line
+
+
+def run_token(args: argparse.Namespace) -> int:
+    from masuka.api.auth import check_user, create_token, list_tokens, revoke_token, token_owners
+    from masuka.config import Config
+    from masuka.errors import InvalidInput
+
+    if args.token_action == "create":  # owning something in the data dir, as other commands' --user may, is no use
+        try:
+            check_user(Config.read_env(data_dir=args.data_dir), args.user)
+        except InvalidInput as refused:
+            raise InvalidInput(f"{refused} An API token is made only for a user on the sign-in list.") from None
     studio = open_studio(args)
     if args.token_action == "users":
         users = token_owners(studio)
-        emit(args, users, "\n".join(users))
+        emit(args, {"users": users}, "\n".join(users))
     elif args.token_action == "create":
         token = create_token(studio, args.user, args.name)
         emit(args, {"user": args.user, "token": token},
              f"{token}\nShown this once: keep it now. Use it as 'Authorization: Bearer <token>'.")
     elif args.token_action == "list":
         rows = list_tokens(studio, args.user)
-        emit(args, rows, "\n".join(f"{r['id']:>4}  {r['prefix']}…  {r['name']:<16} made {r['created_at'][:16]}  "
-                                   f"last used {(r['last_used_at'] or 'never')[:16]}" for r in rows)
+        emit(args, {"tokens": rows}, "\n".join(f"{r['id']:>4}  {r['prefix']}…  {r['name']:<16} made "
+                                                f"{r['created_at'][:16]}  last used "
+                                                f"{(r['last_used_at'] or 'never')[:16]}" for r in rows)
              or f"no API tokens for {args.user}")
     else:
         if not args.ref:

@@ -42,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
     studio = open_studio(args)
     if args.action == "list":
         rows = model_status()
-        emit(args, rows, "\n".join(f"{r['section']:<8} {r['id']:<20} {r['repo']:<50} "
-                                   f"{'downloaded' if r['downloaded'] else 'partial' if r['partial'] else '-':<10} "
-                                   f"{r['size_bytes'] / 2**30:7.2f} GB"
-                                   f"{'  gated' if r['gated'] else ''}" for r in rows))
+        lines = [f"{r['section']:<8} {r['id']:<20} {r['repo']:<50} "
+                 f"{'downloaded' if r['downloaded'] else 'partial' if r['partial'] else '-':<10} "
+                 f"{r['size_bytes'] / 2**30:7.2f} GB{'  gated' if r['gated'] else ''}" for r in rows]
+        emit(args, {"models": rows}, "\n".join(lines))
     elif args.action == "download":
         job_id = start_download(studio, LOCAL_USER, args.model)
         done = {"model": args.model, "downloaded": True}

@@ -94,6 +94,9 @@ def run_control(args: argparse.Namespace) -> int:
 
 
 def run_work(args: argparse.Namespace) -> int:
+    """Work the queue until no job waits; exit 2 when a job it worked did not complete (failed, cancelled, ...)."""
+    from collections import Counter
+
     from masuka.queue.worker import work_until_empty
 
     studio = open_studio(args)
@@ -104,5 +107,8 @@ def run_work(args: argparse.Namespace) -> int:
         progress_line(args, f"job {job['id']} {status}")
 
     count = work_until_empty(studio, on_job)
-    emit(args, {"jobs": finished}, f"worked {count} job{'s' * (count != 1)}; nothing waits now")
-    return 0
+    statuses = Counter(job["status"] for job in finished)
+    counts = ", ".join(f"{number} {status}" for status, number in statuses.items())
+    emit(args, {"jobs": finished},
+         f"worked {count} job{'s' * (count != 1)}{': ' + counts if counts else ''}; nothing waits now")
+    return 2 if set(statuses) - {"completed"} else 0

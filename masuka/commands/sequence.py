@@ -13,7 +13,8 @@ from masuka.store import LOCAL_USER
 def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("sequence", parents=[common], help="an image sequence as an MP4 video")
     parser.add_argument("images", nargs="*", type=Path, help="image files, in order")
-    parser.add_argument("--ids", help="History image ids, in order (1,2,3)")
+    parser.add_argument("--ids", help="History images in order: their keys or ids, separated by commas "
+                                      "(g12,g13,g14 or 12,13,14)")
     parser.add_argument("--queue-job", type=int, metavar="ID", help="the images of a queued job")
     parser.add_argument("--fps", type=float, default=8.0, help="frames per second (default 8)")
     parser.add_argument("--out", type=Path, help="a new .mp4 file to write (an existing file is never replaced; "
@@ -25,14 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from masuka.queue.jobs import job_images
     from masuka.video.sequence import history_images, images_to_mp4
 
-    studio = open_studio(args)
     if sum(bool(x) for x in (args.images, args.ids, args.queue_job)) != 1:
         raise InvalidInput("Give image files, --ids or --queue-job (one of them).")
+    ids = _image_ids(args.ids) if args.ids else []  # refused before the data dir is opened
+    studio = open_studio(args)
     if args.ids:
-        try:
-            ids = [int(x.strip().lstrip("g")) for x in args.ids.split(",") if x.strip()]
-        except ValueError:
-            raise InvalidInput("--ids takes numbers separated by commas (1,2,3).") from None
         paths = history_images(studio, LOCAL_USER, True, ids)
     elif args.queue_job:
         paths = [studio.config.absolute(row["output_path"]) for row in job_images(studio, [args.queue_job])]
@@ -45,3 +43,12 @@ def run(args: argparse.Namespace) -> int:
     video = images_to_mp4(studio, LOCAL_USER, paths, args.fps, args.out)
     emit(args, {"video": str(video), "frames": len(paths), "fps": args.fps}, str(video))
     return 0
+
+
+def _image_ids(text: str) -> list[int]:
+    """``--ids``: History images' keys (``g12``) or ids (``12``), separated by commas."""
+    try:
+        return [int(x.strip().lstrip("g")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InvalidInput(f"--ids takes History images' keys (g12) or ids (12) separated by commas, such as "
+                           f"g12,g13,g14 (got {text!r}).") from None

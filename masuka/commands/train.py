@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         run_id = create_run(studio, options, backend=backend, destination=getattr(args, "destination", ""))
     params = jobs.get(studio.store, run_id).params
     gpus = params.get("gpus", 1) if params.get("backend", LOCAL) == LOCAL else 1  # remote: the service's GPUs
-    interrupt = _interrupt_on_signals()
+    interrupt = interrupt_on_signals()
     if gpus > 1:
         child = subprocess.Popen(_launch_command(args, run_id, gpus), start_new_session=True)
         interrupt_child = threading.Thread(target=_forward, args=(interrupt, child), daemon=True)
@@ -116,7 +116,7 @@ def _worker(studio, run_id: int) -> int:
     """One process of ``accelerate launch``: rank 0 owns the row through the job runner, the others just train."""
     from masuka.training.runs import RunContext, execute_run, submit_run
 
-    interrupt = _interrupt_on_signals()
+    interrupt = interrupt_on_signals()
     if int(os.environ.get("RANK", "0")) == 0:
         submit_run(studio, run_id, interrupt)
         studio.runner().wait(run_id)
@@ -135,7 +135,9 @@ def _launch_command(args: argparse.Namespace, run_id: int, gpus: int) -> list[st
             str(port), "-m", "masuka", "train", "--run", str(run_id), *data_dir]
 
 
-def _interrupt_on_signals() -> threading.Event:
+def interrupt_on_signals() -> threading.Event:
+    """An event that Ctrl-C (SIGINT) and SIGTERM set from now on, for work that stops between steps, instead of
+    an exception wherever the main thread happens to be."""
     event = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: event.set())

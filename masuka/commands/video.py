@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from masuka.cli import emit, open_studio, progress_line
 from masuka.video.availability import offered_providers
+
+#: how long Ctrl-C waits for a local job's thread to leave the pipeline (it stops between steps) before exiting
+STOP_WAIT_S = 120.0
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -93,6 +97,7 @@ def wait_job(args: argparse.Namespace, studio, job_id: int) -> dict:
         row = wait_video(studio, job_id, on_progress)
     except KeyboardInterrupt:
         progress_line(args, leave_video(studio, job_id))
+        _let_local_job_stop(studio, job_id)
         raise
     video = row.result.get("video")
     if row.status != "completed":
@@ -100,3 +105,16 @@ def wait_job(args: argparse.Namespace, studio, job_id: int) -> dict:
     return {"job": job_id, "status": row.status, "video": str(studio.config.absolute(video)) if video else None,
             "provider_job_id": row.external_id, "provider": row.provider, "model": row.model,
             "cost_usd": billed_cost(row), "error": row.error}
+
+
+def _let_local_job_stop(studio, job_id: int) -> None:
+    """Wait (up to :data:`STOP_WAIT_S`) until this process's runner no longer runs a local job, cancelled by
+    :func:`~masuka.video.jobs.leave_video`: its thread stops at its next step, and leaving it inside the pipeline as
+    the process exits aborts the process. A remote job is left running (its polling thread just ends with us)."""
+    from masuka import jobs
+
+    if jobs.get(studio.store, job_id).provider != "local":
+        return
+    deadline = time.monotonic() + STOP_WAIT_S
+    while studio.runner().runs(job_id) and time.monotonic() < deadline:
+        time.sleep(0.1)

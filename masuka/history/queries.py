@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from masuka.jobs import FINISHED
 from masuka.store import UNFINISHED, Store, owner_clause
 
-#: the kinds History lists: generations' (image, upscale, video) and jobs' (video, train, caption, download)
+#: the kinds History lists: generations' (image, upscale, video) and jobs' (video: one that made no video; train,
+#: caption, download)
 KINDS = ("image", "upscale", "video", "train", "caption", "download")
 #: the statuses of both: waiting or working, then done one way or another
 STATUSES = (*UNFINISHED, *FINISHED)
@@ -30,6 +31,10 @@ class HistoryFilter:
     until: str | None = None
     text: str | None = None
 
+
+#: a video job that made its video is listed as that video (a generation row): the job stands for it until then,
+#: and again once the video is deleted (it still names the chain's clips and the inputs)
+_VIDEO_JOB_SHOWN = "not (kind = 'video' and exists (select 1 from generations g where g.job_id = jobs.id))"
 
 #: generations and jobs as one list: the columns both sides show
 _HISTORY_SELECT = {
@@ -92,7 +97,7 @@ def history_choices(store: Store, owner: str | None) -> dict[str, list[str]]:
 
 
 def _history_where(store: Store, table: str, where: HistoryFilter) -> tuple[str, list]:
-    conditions, args = [], []
+    conditions, args = [_VIDEO_JOB_SHOWN] if table == "jobs" else [], []
     if where.owner is not None:
         conditions.append("owner = ?")
         args.append(where.owner)

@@ -33,11 +33,19 @@ MAX_PAIRS = 200
 CONFIDENCE = 0.95
 
 
+class StoppedTest(Cancelled):
+    """:func:`create_ab` stopped: ``comparison`` is the test its finished pairs were stored as (None: none were)."""
+
+    def __init__(self, comparison: int | None, kept: str, *, by: str, at: str):
+        super().__init__(kept, by=by, at=at)
+        self.comparison = comparison
+
+
 def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b: list[tuple[str, float]],
               prompts: list[str], seeds: int = 1, allow_any_path: bool = False,
               on_image: Callable[[ImageResult], None] | None = None, stop: threading.Event | None = None) -> int:
     """Render every prompt x seed with side A and side B (History rows each) and store the test; returns its id.
-    A ``stop`` raises :class:`Cancelled` saying how many pairs were made: those finished are stored as the test
+    A ``stop`` raises :class:`StoppedTest` saying how many pairs were made: those finished are stored as the test
     (every image made stays in History)."""
     if a == b:
         raise InvalidInput("Sides A and B are the same: pick different LoRAs (or none on one side).")
@@ -61,10 +69,11 @@ def create_ab(studio: Studio, base: ImageRequest, a: list[tuple[str, float]], b:
                                               on_image=on_image, stop=stop, allow_any_path=allow_any_path)[0].id
                         for name, side in random.sample([("a", a), ("b", b)], 2)}  # random order: ids tell nothing
             except Cancelled as stopped:
-                kept = (f"the {len(pairs)} finished pair(s) are A/B test {_store(studio, base, model, a, b, pairs)}"
-                        if pairs else "no pair was finished, so no A/B test is stored")
-                raise Cancelled(f"{kept}; the images made are kept in History", by=stopped.by,
-                                at=f"after {len(pairs)} of {seeds * len(prompts)} pairs") from None
+                stored = _store(studio, base, model, a, b, pairs) if pairs else None
+                kept = (f"the {len(pairs)} finished pair(s) are A/B test {stored}" if stored
+                        else "no pair was finished, so no A/B test is stored")
+                raise StoppedTest(stored, f"{kept}; the images made are kept in History", by=stopped.by,
+                                  at=f"after {len(pairs)} of {seeds * len(prompts)} pairs") from None
             pairs.append({"prompt": prompt, "seed": seed, **made, "left": random.choice("ab"), "choice": None})
     return _store(studio, base, model, a, b, pairs)
 

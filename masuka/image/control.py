@@ -38,7 +38,7 @@ from masuka.model_cache import building
 from masuka.models.architectures.base import ControlNets
 from masuka.models.hub import cache_only
 from masuka.studio import Studio
-from masuka.validation import is_number
+from masuka.validation import has_suffix, is_number, weighted
 
 #: kind -> A1111's name of its preprocessor ("Module"); the picture as it is is A1111's "none"
 MODULES = {"canny": "canny", "depth": "depth", "image": "none"}
@@ -73,12 +73,10 @@ def parse_control(text: str, model: str = "") -> Control:
     """``KIND:PATH`` or ``KIND:PATH:WEIGHT`` (the CLI's ``--control``) -> :class:`Control` served by ``model``
     (empty: the architecture's ControlNet for the kind)."""
     kind, _, rest = str(text).partition(":")
-    path, _, weight = rest.rpartition(":")
-    if not path or not is_number(weight):
-        path, weight = rest, "1"
-    if kind.strip() not in KINDS or not path:
+    if kind.strip() not in KINDS or not rest:
         raise InvalidInput(f"--control takes KIND:PATH[:WEIGHT] with KIND one of {', '.join(KINDS)} (got {text!r}).")
-    return Control(kind.strip(), path, float(weight), model=model)
+    path, weight = weighted(rest, "control image", has_suffix)
+    return Control(kind.strip(), path, 1.0 if weight is None else weight, model=model)
 
 
 def check_controls(controls: list[Control], architecture: str | None, model: str,

@@ -26,7 +26,7 @@ from masuka.model_cache import building
 from masuka.models.architectures.base import StyleReferences
 from masuka.models.hub import cache_only
 from masuka.studio import Studio
-from masuka.validation import is_number
+from masuka.validation import has_suffix, weighted
 
 INFOTEXT_KEY = re.compile(r"Reference (\d+)$")
 #: row params holding a kept picture the Image form shows again on Reuse
@@ -51,8 +51,8 @@ class ReferenceInput:
 
 def parse_reference(text: str) -> StyleReference:
     """``PATH`` or ``PATH:WEIGHT`` (the CLI's ``--reference``) -> :class:`StyleReference`."""
-    path, _, weight = str(text).rpartition(":")
-    return StyleReference(path, float(weight)) if path and is_number(weight) else StyleReference(text)
+    path, weight = weighted(str(text), "reference image", has_suffix)
+    return StyleReference(path) if weight is None else StyleReference(path, weight)
 
 
 def check_style_references(references: list[StyleReference], architecture: str | None, model: str,

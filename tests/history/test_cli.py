@@ -92,3 +92,51 @@ def test_a_key_of_other_digits_or_past_every_id_is_one_clear_refusal(studio, cap
     assert code == 2 and out == "" and err.startswith(f"error: {said}") and err.count("\n") == 1
     with pytest.raises(gr.Error, match=said):  # what the API's history_entry answers
         show(studio, key, gr.Request(username="local"))
+
+
+def test_a_video_is_one_history_entry_and_its_job_is_listed_only_without_one(studio, fake, capsys):
+    """A video job that made its video is listed as the video (``g``) alone, in the CLI list, the UI History and
+    their counts; a job with no video (failed, say) stays listed, and so does a job whose video was deleted (it
+    still names the chain's clips)."""
+    import gradio as gr
+
+    from masuka.ui import history as ui_history
+    from masuka.video.jobs import start_video, wait_video
+    from masuka.video.request import VideoRequest
+
+    fake("openai")
+    made = wait_video(studio, start_video(studio, VideoRequest(provider="openai", model="sora-2",
+                                                               prompt="a train crossing a valley", seconds=4)),
+                      timeout=60)
+    video = made["result"]["generation_id"]
+    failed = studio.store.insert("jobs", {"kind": "video", "status": "failed", "title": "a red kite",
+                                          "provider": "openai", "model": "sora-2", "error": "refused"})
+    data = str(studio.config.data_dir)
+
+    def listed(*flags) -> tuple[list[str], int]:
+        code, out, _ = run(capsys, "history", "list", "--json", "--data-dir", data, *flags)
+        page = json.loads(out)
+        assert code == 0
+        return sorted(e["key"] for e in page["entries"]), page["total"]
+
+    assert listed() == listed("--kind", "video") == ([f"g{video}", f"j{failed}"], 2)
+    gallery, rows, *_ = ui_history.load(studio, request=gr.Request(username=None))
+    assert sorted(row[0] for row in rows) == [f"g{video}", f"j{failed}"] and gallery.label.startswith("2 entries")
+    assert run(capsys, "history", "delete", f"g{video}", "--yes", "--data-dir", data)[0] == 0
+    assert listed() == (sorted([f"j{failed}", f"j{made['id']}"]), 2)
+
+
+@pytest.mark.parametrize("stdin", [io.StringIO(""), None])  # a closed or an empty stdin
+def test_keys_set_with_no_line_on_stdin_keeps_the_saved_key(config, capsys, monkeypatch, stdin):
+    """Only an empty line forgets a key: a stdin with nothing on it (``< /dev/null``, closed) is refused."""
+    data = str(config.data_dir)
+    monkeypatch.setattr("sys.stdin", io.StringIO("2abcDEFghiJKLmnoPQRstuVWX_1a2b3c4d5e6f7g8h9i\n"))
+    assert run(capsys, "keys", "set", "ngrok", "--data-dir", data)[0] == 0
+    monkeypatch.setattr("sys.stdin", stdin)
+    code, out, err = run(capsys, "keys", "set", "ngrok", "--data-dir", data)
+    assert (code, out) == (2, "") and err.startswith("error: No key on stdin: pipe it in")
+    assert run(capsys, "keys", "test", "ngrok", "--data-dir", data)[0] == 0, "the saved key is kept"
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    code, out, _ = run(capsys, "keys", "set", "ngrok", "--data-dir", data)
+    assert code == 0 and "removed" in out
+    assert run(capsys, "keys", "test", "ngrok", "--data-dir", data)[0] == 1

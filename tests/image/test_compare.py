@@ -237,6 +237,38 @@ def test_render_pairs_keeps_the_sampler_and_its_stop_ends_the_test(studio, tiny_
 
 
 
+def test_ctrl_c_on_compare_create_stores_the_finished_pairs_as_the_test(capsys, tmp_path, tiny_model, tiny_lora,
+                                                                       monkeypatch):
+    """README: stopping stores the pairs finished so far as the test; the CLI says which and exits 130."""
+    import os
+    import signal
+
+    from masuka.commands import compare as command
+
+    lines: list[str] = []
+
+    def line(_args, text: str) -> None:
+        lines.append(text)
+        if len(lines) == 3:  # the first pair and one image of the second are saved: Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(command, "progress_line", line)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main(["compare", "create", "--data-dir", str(tmp_path), "--model", str(tiny_model("flux")),
+                     "--prompt", "a red fox", "--steps", "2", "--width", "64", "--height", "64", "--a",
+                     str(tiny_lora("flux")), "--seeds", "3", "--json"])
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 130 and printed["comparison"] == 1, lines
+    assert lines[-1] == printed["stopped"] == ("Stopped by the user after 1 of 3 pairs; the 1 finished pair(s) are "
+                                               "A/B test 1; the images made are kept in History.")
+    stored = Store(Config.read_env(data_dir=tmp_path).db_path).get("comparisons", 1)
+    assert len(stored["state"]["pairs"]) == 1
+
+
 def test_more_seeds_per_prompt_than_a_batch_and_the_seed_range(studio, tiny_model, tiny_lora):
     """Each side makes one image a pair, so a prompt may have more seeds than a batch has images (up to the 200
     pairs); seeds that would run past the largest seed are refused before anything is made."""

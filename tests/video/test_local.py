@@ -172,6 +172,39 @@ def test_ctrl_c_on_a_local_video_in_the_cli_cancels_it_and_says_so(studio, tiny_
     assert jobs.get(studio.store, job_id).status == "cancelled"
 
 
+def test_ctrl_c_mid_denoising_lets_the_step_end_and_exits_130_without_aborting(tmp_path, tiny_wan):
+    """The CLI process makes a local video itself: Ctrl-C while its thread is inside the pipeline waits for that
+    thread to stop between steps rather than leaving it there as the process exits (which aborted the process)."""
+    import signal
+    import subprocess
+    import sys
+
+    from masuka import jobs
+    from masuka.config import Config
+    from masuka.store import Store
+
+    child = subprocess.Popen([sys.executable, "-m", "masuka", "video", "--data-dir", str(tmp_path), "--provider",
+                              "local", "--model", str(tiny_wan()), "--prompt", "fox", "--seconds", "1", "--steps",
+                              "200"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    try:
+        for line in child.stderr:
+            seen.append(line)
+            if " step " in line and " step 0/" not in line:  # inside the denoising loop
+                child.send_signal(signal.SIGINT)
+                break
+        rest = child.communicate(timeout=300)[1]
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert any(" step " in line for line in seen), "".join(seen)
+    assert child.returncode == 130, rest
+    assert "terminate called" not in rest and "cancelled: a local video is made by this process" in rest
+    store = Store(Config.read_env(data_dir=tmp_path).db_path)
+    assert [row.status for row in jobs.find(store, "kind = 'video'")] == ["cancelled"]
+
+
 def test_a_chain_of_local_clips_counts_its_steps_forward(studio, tiny_wan, first_frame, monkeypatch):
     """Progress is the denoising steps of the whole chain: it never goes back when the next clip starts."""
     from masuka import jobs
