@@ -44,7 +44,7 @@ from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
 from masuka.image.tasks import InitImage, open_picture, upscale
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import list_upscalers
-from masuka.image.upscale.request import SCALES, UpscaleRequest
+from masuka.image.upscale.request import SCALES, UpscaleRequest, upscale_source
 from masuka.loras.library import find_new_loras, list_loras
 from masuka.models.catalog import image_models
 
@@ -382,7 +382,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             raise InvalidInput(f"Model upscaler {body.upscaler_1!r} upscales by 2 or 4 (upscaling_resize, with "
                                "resize_mode 0).")
         if not model:  # nothing kept: the answer carries the picture, as A1111's does
-            picture = open_picture(io.BytesIO(image_bytes(body.image, "image")), "image")
+            picture = upscale_source(open_picture(io.BytesIO(image_bytes(body.image, "image")), "image"))
             return {"html_info": "", "image": png_base64(upscale(picture, body.upscaler_1, body.upscaling_resize,
                                                                  size))}
         with work.uploads(caller) as uploads:

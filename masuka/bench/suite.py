@@ -81,6 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: all; lines with a target run first, compiled ones next, the rest last)")
     # the report of a run whose GPU was lost: this process runs the lines after those it records (see go_on)
     parser.add_argument("--go-on-from", default=None, help=argparse.SUPPRESS)
+    # with it, when the first process's budget ends (wall clock, seconds since the epoch)
+    parser.add_argument("--go-on-until", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def budget_seconds(text: str) -> float:
@@ -229,9 +231,10 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
     except OSError as error:  # a file of that name, or above it, is in the way; no permission
         raise InvalidInput(f"--out {args.out}: cannot make this folder ({error.strerror}).") from None
     earlier = json.loads(Path(args.go_on_from).read_text(encoding="utf-8")) if args.go_on_from else None
-    started = time.monotonic() - (earlier["duration_s"] if earlier else 0.0)
+    end_at = args.go_on_until or time.time() + args.budget_s
+    started = end_at - args.budget_s  # wall clock: a process that goes on counts the time of those before it
     checks = [Check(**check) for check in earlier["checks"]] if earlier else []
-    deadline = Deadline(args.budget_s)
+    deadline = Deadline(args.budget_s, end_at)
     with tempfile.TemporaryDirectory() as tmp, deadline.armed():
         setup = Setup.detect(args.quick, Path(tmp), deadline)
         report = earlier or {"machine": machine(), "device": setup.device, "models": "", "quick": args.quick,
@@ -247,6 +250,10 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
                 if not earlier:
                     checks.append(Check(f"{key} (group)", "", "", _error_result(error)))
         lines.sort(key=lambda line: LINE_KINDS.index(line.kind))
+        done = {check.name: check for check in checks}
+        for line in lines[:report["lines_done"]]:  # what they measured in the process before (plain figures)
+            if line.restore:
+                line.restore(done)
         for index in range(report["lines_done"], len(lines)):
             line = lines[index]
             checks.append(Check(line.name, "", line.target, "running", weights=line.weights))
@@ -256,7 +263,7 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
             if index + 1 < len(lines) and gpu_lost():
                 checks[-1].result += " (the GPU was unusable after it: the lines after it ran in a new process)"
                 _write(out, report, checks, started)
-                return go_on(args, out, lines[index + 1:], deadline.left())
+                return go_on(args, out, lines, end_at)
             _write(out, report, checks, started)
     return _write(out, report, checks, started)
 
@@ -274,27 +281,53 @@ def gpu_lost() -> bool:
     return False
 
 
-def go_on(args: argparse.Namespace, out: Path, remaining: list[Line], left_s: float) -> dict:
-    """Run ``remaining`` in a new process, with what is left of the budget, from the report written in ``out``
-    (this process's GPU is lost); its report is the run's. Where it ran no line, those lines read skipped."""
+def go_on(args: argparse.Namespace, out: Path, lines: list[Line], end_at: float) -> dict:
+    """Run the ``lines`` the report in ``out`` has not done in a new process, until the budget's end ``end_at``
+    (wall clock; this process's GPU is lost); its report is the run's. A line that process dies in reads so and
+    the lines after it go on in another new one (one per line that ended a process); where a new process runs no
+    line, those left read skipped."""
     written = out / "bench-suite.json"
-    report = json.loads(written.read_text(encoding="utf-8"))
+    started = end_at - args.budget_s
     reason = f"the {args.budget_s:g} s budget was spent"
-    if left_s > 1:
+    report = json.loads(written.read_text(encoding="utf-8"))
+    while report["lines_done"] < len(lines) and end_at - time.time() > 1:
         command = [sys.executable, "-m", "masuka", "bench", "suite", "--go-on-from", str(written.resolve()),
-                   "--out", str(out.resolve()), "--budget-s", f"{left_s:.1f}",
+                   "--go-on-until", repr(end_at), "--out", str(out.resolve()), "--budget-s", f"{args.budget_s!r}",
                    *(["--only", args.only] if args.only else []), *(["--quick"] if args.quick else [])]
         # its table goes to this process's output once, at the end; its warnings and errors as they come
         done = subprocess.run(command, cwd=REQUIREMENTS_FILE.parent, stdout=subprocess.DEVNULL, check=False)
         went_on = json.loads(written.read_text(encoding="utf-8"))
-        if len(went_on["checks"]) > len(report["checks"]):  # it ran (a line it was in when it died says running)
-            return went_on
-        reason = f"a new process could not go on (exit {done.returncode}; its errors were printed)"
+        checks = [Check(**check) for check in went_on["checks"]]
+        if len(checks) > len(report["checks"]) and checks[-1].result == "running":  # it died in this line
+            checks[-1].result = f"{ENDED} ({_exit(done.returncode)})"
+            went_on["lines_done"] += 1
+            _write(out, went_on, checks, started)
+        elif went_on["lines_done"] == report["lines_done"]:
+            reason = f"{NO_NEW_PROCESS} ({_exit(done.returncode)}; its errors were printed)"
+            break
+        report = went_on
     checks = [Check(**check) for check in report["checks"]]
     checks += [Check(line.name, "", line.target, f"skipped: the GPU was lost and {reason}", weights=line.weights)
-               for line in remaining]
-    report["lines_done"] += len(remaining)
-    return _write(out, report, checks, time.monotonic() - report["duration_s"])
+               for line in lines[report["lines_done"]:]]
+    report["lines_done"] = len(lines)
+    return _write(out, report, checks, started)
+
+
+#: The result of a line whose process died while running it, and why lines after a lost GPU were not run where no
+#: new process could: a report with either misses lines the budget left time for (the command exits with 1).
+ENDED = "error: the process running it ended"
+NO_NEW_PROCESS = "a new process could not go on"
+
+
+def _exit(code: int) -> str:
+    """A process's exit status in words: its code, or the signal that killed it."""
+    return f"exit {code}" if code >= 0 else f"exit {code}: {signal.Signals(-code).name}"
+
+
+def exit_status(report: dict) -> int:
+    """The command's exit status: 1 where a line went unmeasured because a process died or none could go on."""
+    return int(any(check["result"].startswith(ENDED) or NO_NEW_PROCESS in check["result"]
+                   for check in report["checks"]))
 
 
 def check_versions() -> None:
@@ -365,8 +398,9 @@ def _error_result(error: Exception) -> str:
 
 def _write(out: Path, report: dict, checks: list[Check], started: float) -> dict:
     """Write ``bench-suite.json`` and ``bench-suite.md`` with the checks so far, each whole or not at all (a
-    kill mid-write leaves the previous version); return the report."""
-    report.update(duration_s=round(time.monotonic() - started, 1), checks=[asdict(check) for check in checks],
+    kill mid-write leaves the previous version), the run having started at ``started`` (wall clock); return the
+    report."""
+    report.update(duration_s=round(time.time() - started, 1), checks=[asdict(check) for check in checks],
                   models=", ".join(sorted({check.weights for check in checks} - {""})))
     for name, text in (("bench-suite.json", json.dumps(report, indent=2, default=str) + "\n"),
                        ("bench-suite.md", markdown(report))):
@@ -394,9 +428,10 @@ class Deadline:
     and raises :class:`_OverBudget` when it is spent or when the step's expected seconds would overrun it; an
     alarm at the end of the budget stops a line still running (a compile that took longer than expected)."""
 
-    def __init__(self, budget_s: float) -> None:
+    def __init__(self, budget_s: float, end_at: float | None = None) -> None:
+        """``budget_s`` seconds from now, or (a process that goes on) until ``end_at``, wall clock."""
         self.budget_s = budget_s
-        self.end = _now() + budget_s
+        self.end = _now() + (budget_s if end_at is None else end_at - time.time())
         self.compile_s: float = COMPILE_GUESS_S  # expected seconds of a real model's compile and first image
         self.step = ""
         self.started = False  # whether a step of the running line has begun
@@ -476,6 +511,9 @@ class Line:
     weights: str = ""
     kind: str = "target"
     target: str = ""
+    #: in a process that goes on after a lost GPU, given the checks (by name) of the process before, where this
+    #: line ran: takes back what later lines need (the plain figures the fast lines compare with)
+    restore: Callable[[dict[str, Check]], None] | None = None
 
 
 def markdown(report: dict) -> str:
@@ -557,7 +595,11 @@ def _plain(setup: Setup, label: str, model_id: str, kind: str, plain: dict) -> L
         return Check(name, f"{plain['s_per_image']} s per image (first {plain['first_image_s']} s), "
                      f"{_vram(plain, setup)}", "", "n/a" if setup.tiny else "measured", dict(plain))
 
-    return Line(name, measure, setup.weights(model_id))
+    def restore(earlier: dict[str, Check]) -> None:
+        if name in earlier:  # its figures, where it measured (none where it failed)
+            plain.update(earlier[name].figures)
+
+    return Line(name, measure, setup.weights(model_id), restore=restore)
 
 
 #: The result of the step-cache line on random weights: the first-block cache skips a step only when the first
@@ -577,8 +619,13 @@ def _against(setup: Setup, name: str, model_id: str, plan: DevicePlan, plain: di
         speedup = _speedup(setup, name, plain, fast, target, _fp8_note(setup, fast) if compiled else "", unjudged)
         return [speedup, _first_image(name.split(" vs ")[0], fast)] if compiled else [speedup]
 
+    def restore(earlier: dict[str, Check]) -> None:
+        fast = earlier[name].figures.get("fast") if name in earlier else None
+        if compiled and fast:  # the next compile is expected to take as long as this one
+            setup.deadline.compile_s = fast["first_image_s"]
+
     return Line(name, measure, weights, "compiles" if compiled else "reported" if unjudged else "target",
-                _wanted(target))
+                _wanted(target), restore)
 
 
 def _speedup(setup: Setup, name: str, base: dict, fast: dict, target: float, note: str = "",

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args.bench, "STANDALONE", False):  # writes its own files; needs no data dir or database
         report = args.bench.run(None, args)
         emit(args, report, args.bench.markdown(report))
-        return 0
+        return args.bench.exit_status(report)
     studio = open_studio(args)
     figures = args.bench.run(studio, args)
     params = {k: v for k, v in vars(args).items() if k not in ("handler", "bench", "json", "data_dir", "command")}

@@ -18,6 +18,8 @@ DETECTOR = "opencv-haar-frontalface"
 #: ADetailer's detection models that find faces (its others find hands, people or named objects), and MASUKA's own
 FACE_MODELS = ("face_", "mediapipe_face", DETECTOR)
 ADETAILER_STRENGTH = 0.4  # ADetailer's default ad_denoising_strength
+#: the least face detail strength a request takes (the minimum and step of the form's slider)
+MIN_FACE_STRENGTH = 0.01
 CASCADE = "haarcascade_frontalface_default.xml"
 MARGIN = 0.6  # the crop reaches this many face sizes beyond the face on each side
 DILATE = 0.15  # the repainted region: the face box grown by this many face sizes on each side
@@ -32,9 +34,14 @@ Renderer = Callable[[Image.Image, Image.Image], Image.Image]
 def check_strength(strength: float) -> float:
     """The face detail's denoising strength, or :class:`InvalidInput`."""
     value = float(strength)
-    if not 0 < value <= 1:
-        raise InvalidInput(f"The face detail strength must be above 0 and at most 1 (got {value:g}).")
+    if not _in_range(value):
+        raise InvalidInput(f"The face detail strength must be at least {MIN_FACE_STRENGTH:g} and at most 1 "
+                           f"(got {value:g}).")
     return value
+
+
+def _in_range(strength: float) -> bool:
+    return MIN_FACE_STRENGTH <= strength <= 1
 
 
 def find_faces(image: Image.Image) -> list[Box]:
@@ -104,4 +111,4 @@ def read_face_detail(extra: dict[str, str]) -> float | None:
     if not extra.get("ADetailer model", "").lower().startswith(FACE_MODELS):
         return None
     strength = to_number(extra.get("ADetailer denoising strength"), float)
-    return strength if strength is not None and 0 < strength <= 1 else ADETAILER_STRENGTH
+    return strength if strength is not None and _in_range(strength) else ADETAILER_STRENGTH

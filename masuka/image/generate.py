@@ -215,6 +215,14 @@ def prompt_loras(text: str) -> tuple[str, list[tuple[str, float]]]:
     return (prompt if tagged else text.strip()), tagged
 
 
+def checked_prompt(text: str) -> tuple[str, list[tuple[str, float]]]:
+    """:func:`prompt_loras` of a prompt checked (plain text, not too long, not empty once its tags leave it)."""
+    prompt, tagged = prompt_loras(plain_text("the prompt", text, MAX_PROMPT_CHARS))
+    if not prompt:
+        raise InvalidInput("The prompt is empty: describe the image you want.")
+    return prompt, tagged
+
+
 def uses_negative(spec: ModelSpec, guidance: float) -> bool:
     """Whether a negative prompt has an effect on ``spec`` at ``guidance`` (a model of unknown architecture: as
     it says, since its threshold is not known before it loads)."""
@@ -252,9 +260,7 @@ def plan_request(studio: Studio, request: ImageRequest, allow_any_path: bool = F
 
     ``<lora:name:weight>`` tags in the prompt leave it and join the LoRAs; the negative prompt is kept only where
     it has an effect (a model that takes one, at a guidance that turns classifier-free guidance on)."""
-    prompt, tagged = prompt_loras(plain_text("the prompt", request.prompt, MAX_PROMPT_CHARS))
-    if not prompt:
-        raise InvalidInput("The prompt is empty: describe the image you want.")
+    prompt, tagged = checked_prompt(request.prompt)
     plain_text("the negative prompt", request.negative_prompt, MAX_PROMPT_CHARS)
     fast = flag("fast", request.fast)
     spec = image_spec(studio, request.owner, request.model)
@@ -456,7 +462,11 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
         except BaseException as error:
             close_row(studio, row_id, started, error=error)
             raise
-        close_row(studio, row_id, started, path=path, params={**row["params"], **aided} if aided else None)
+        try:
+            close_row(studio, row_id, started, path=path, params={**row["params"], **aided} if aided else None)
+        except BaseException:  # a busy database, say: no image is left without its History entry
+            path.unlink(missing_ok=True)
+            raise
         result = ImageResult(row_id, path, seed, parameters)
         results.append(result)
         if on_image:

@@ -183,15 +183,28 @@ def _civitai_name(details: dict, primary: dict, version: str) -> str:
 
 
 def _civitai_json(client, url: str, key: str | None) -> dict:
-    """The JSON object CivitAI answers at ``url``; :class:`ProviderError` for anything else."""
+    """The model version CivitAI answers at ``url``: a JSON object whose parts read here have their shapes;
+    :class:`ProviderError` for anything else."""
     response = _civitai_get(client, url, key)
     try:
         details = response.json()
     except ValueError:
         details = None
-    if not isinstance(details, dict):
+    if not _version_shaped(details):
         raise ProviderError("CivitAI answered with something other than a JSON object; try again later.")
     return details
+
+
+def _version_shaped(details: object) -> bool:
+    """Whether ``details`` is an object whose model is one, whose files are a list of objects (each metadata an
+    object), trained words a list of text and base model text; each may be missing or null."""
+    if not isinstance(details, dict):
+        return False
+    files, words = details.get("files") or [], details.get("trainedWords") or []
+    return (isinstance(details.get("model") or {}, dict) and isinstance(details.get("baseModel") or "", str)
+            and isinstance(files, list)
+            and all(isinstance(file, dict) and isinstance(file.get("metadata") or {}, dict) for file in files)
+            and isinstance(words, list) and all(isinstance(word, str) for word in words))
 
 
 def _civitai_download(client, url: str, path: Path, key: str | None) -> None:

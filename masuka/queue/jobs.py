@@ -25,10 +25,10 @@ from masuka.errors import InvalidInput, NotFound
 from masuka.image.generate import (
     ImageRequest,
     Plan,
+    checked_prompt,
     gpu_seconds,
     plan_loras,
     plan_request,
-    prompt_loras,
     seed_run,
 )
 from masuka.image.grid import Axis, Cell, plan_grid
@@ -72,7 +72,7 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
             studio.config.wildcards_dir, [template], random_picks, seed_run(request.seed, 1))
         first = expanded[0].text if expanded else ""  # nothing to expand: refused as an empty prompt
         plan = plan_request(studio, replace(request, prompt=first), allow_any_path)
-        _check_tags(studio, request, plan, expanded[1:], allow_any_path)
+        _check_expansions(studio, request, plan, expanded[1:], allow_any_path)
         if on_zerogpu():  # each item is one GPU call of one image (masuka.queue.tasks.make_items)
             _fits_gpu_call(plan_request(studio, replace(request, prompt=first, batch=1), allow_any_path))
         items: list[dict[str, Any]] = [{"prompt": p.text, "template": p.template} for p in expanded
@@ -88,11 +88,13 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
                 for template, model, items in planned]
 
 
-def _check_tags(studio: Studio, request: ImageRequest, plan: Plan, prompts: list[Prompt],
-                allow_any_path: bool) -> None:
-    """The ``<lora:…>`` tags of a line's other expansions checked as the first's (:func:`plan_loras`: found, for
-    the model, weights in range; no model loaded), each distinct set of tags once."""
-    for tagged in dict.fromkeys(tuple(prompt_loras(prompt.text)[1]) for prompt in prompts):
+def _check_expansions(studio: Studio, request: ImageRequest, plan: Plan, prompts: list[Prompt],
+                      allow_any_path: bool) -> None:
+    """A line's other expansions checked as the first: each distinct prompt as :func:`plan_request` checks one
+    (:func:`checked_prompt`: one that is only a ``<lora:…>`` tag is empty), each distinct set of its tags' LoRAs
+    once (:func:`plan_loras`: found, for the model, weights in range; no model loaded)."""
+    texts = dict.fromkeys(prompt.text for prompt in prompts)
+    for tagged in dict.fromkeys(tuple(checked_prompt(text)[1]) for text in texts):
         plan_loras(studio, plan.spec, [*request.loras, *tagged], request.owner, allow_any_path)
 
 

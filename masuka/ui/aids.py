@@ -9,6 +9,7 @@ import gradio as gr
 
 from masuka.history.browse import generation_params
 from masuka.image.aid_settings import SAFETY_ACTIONS, AidSettings, load_aid_settings, save_aid_settings
+from masuka.image.face_detail import MIN_FACE_STRENGTH
 from masuka.image.generate import ImageResult, used_prompt
 from masuka.image.safety import flag_note
 from masuka.studio import Studio
@@ -27,8 +28,8 @@ class AidsForm:
                                                 info="Flagged images are blurred or withheld (Settings)")
                 self.face_detail = gr.Checkbox(False, label="Face detail",
                                                info="Repaint each face at higher resolution")
-            # the range a request takes (above 0, at most 1: check_strength), to the hundredth
-            self.face_strength = gr.Slider(0.01, 1, value=0.4, step=0.01, label="Face detail strength",
+            self.face_strength = gr.Slider(MIN_FACE_STRENGTH, 1, value=0.4, step=MIN_FACE_STRENGTH,
+                                           label="Face detail strength",
                                            info="How far a face may change")
 
 

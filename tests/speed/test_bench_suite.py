@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -100,7 +101,8 @@ def gpu_setup(cls, quick, folder, deadline):
 
 
 def suite_args(out, only=None, budget_s=600.0, quick=False):
-    return argparse.Namespace(only=only, out=str(out), quick=quick, budget_s=budget_s, go_on_from=None)
+    return argparse.Namespace(only=only, out=str(out), quick=quick, budget_s=budget_s, go_on_from=None,
+                              go_on_until=None)
 
 
 def test_a_lost_gpu_hands_the_lines_after_it_to_a_new_process(tmp_path, monkeypatch):
@@ -137,6 +139,114 @@ def test_lines_left_when_no_new_process_can_go_on_read_skipped(tmp_path, monkeyp
         ("crashing line", "", "measured (the GPU was unusable after it: the lines after it ran in a new process)"),
         ("next line", "<= 1 s", "skipped: the GPU was lost and a new process could not go on (exit 1; its errors "
                                 "were printed)")]
+
+
+def lost_once(suite, monkeypatch):
+    """The GPU of this process is lost after its first line (the new processes find theirs fine)."""
+    calls = []
+    monkeypatch.setattr(suite, "gpu_lost", lambda: calls.append(1) or len(calls) == 1)
+
+
+def test_a_new_process_compares_the_fast_line_with_the_plain_figure_measured_before(tmp_path, monkeypatch):
+    from masuka.bench import suite
+
+    lost_once(suite, monkeypatch)
+    report = suite.run(None, suite_args(tmp_path, only="sdxl", quick=True))
+    plain, fast = report["checks"][:2]
+    assert plain["result"].endswith("(the GPU was unusable after it: the lines after it ran in a new process)")
+    assert fast["name"] == "SDXL fast vs fp32" and fast["figures"]["baseline"] == plain["figures"]
+    assert f"x ({plain['figures']['s_per_image']} s -> " in fast["figure"]
+
+
+#: A group of four lines run by the process a test starts: lines named in ``DIES`` end their process; ``line 1``
+#: sleeps for ``SLEEPS_S`` seconds.
+GROUP = """
+import os, signal, time
+from masuka.bench import suite
+
+DIES, SLEEPS_S = {dies!r}, {sleeps_s!r}
+
+def measure(name):
+    if name in DIES:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if name == "line 1":
+        time.sleep(SLEEPS_S)
+    return suite.Check(name, "1 s", "", "measured")
+
+def group(setup):
+    for index in range(4):
+        yield suite.Line(f"line {{index}}", lambda name=f"line {{index}}": measure(name), target="<= 1 s")
+"""
+#: The new process: ``python -m masuka`` with the suite's groups replaced by GROUP's.
+CHILD = """#!{python}
+import sys
+sys.path[:0] = [{root!r}, {folder!r}]
+from masuka.bench import suite
+import group
+suite.CHECKS = [("four", group.group)]
+from masuka.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def four_lines(suite, monkeypatch, tmp_path, dies=(), sleeps_s=0.0):
+    """The suite runs GROUP's lines, in this process and in the new ones."""
+    (tmp_path / "group.py").write_text(GROUP.format(dies=list(dies), sleeps_s=sleeps_s))
+    child = tmp_path / "child.py"
+    child.write_text(CHILD.format(python=sys.executable, root=str(ROOT), folder=str(tmp_path)))
+    child.chmod(0o755)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "group", raising=False)  # another test's
+    import group
+
+    monkeypatch.setattr(suite, "CHECKS", [("four", group.group)])
+    monkeypatch.setattr(suite.sys, "executable", str(child))
+    lost_once(suite, monkeypatch)
+
+
+@pytest.mark.parametrize("dies", [["line 1"], ["line 1", "line 2", "line 3"]])
+def test_a_line_whose_new_process_dies_says_so_and_the_lines_after_it_go_on_in_another(tmp_path, monkeypatch,
+                                                                                       dies):
+    from masuka.bench import suite
+
+    four_lines(suite, monkeypatch, tmp_path, dies)
+    report = suite.run(None, suite_args(tmp_path / "out", quick=True))
+    results = [check["result"] for check in report["checks"]]
+    ended = "error: the process running it ended (exit -9: SIGKILL)"
+    assert results[1:] == [ended if f"line {index}" in dies else "measured" for index in (1, 2, 3)]
+    assert report["lines_done"] == 4 and suite.exit_status(report) == 1
+    assert json.loads((tmp_path / "out" / "bench-suite.json").read_text()) == report
+
+
+def test_a_run_whose_lines_all_ran_exits_0_and_one_that_lost_lines_exits_1(tmp_path, monkeypatch, capsys):
+    from masuka.bench import suite
+    from masuka.cli import main
+
+    four_lines(suite, monkeypatch, tmp_path)
+    assert main(["bench", "suite", "--quick", "--out", str(tmp_path / "out")]) == 0
+    monkeypatch.setattr(suite.sys, "executable", "/bin/false")
+    lost_once(suite, monkeypatch)
+    assert main(["bench", "suite", "--quick", "--out", str(tmp_path / "lost")]) == 1
+    assert "skipped: the GPU was lost and a new process could not go on (exit 1;" in capsys.readouterr().out
+
+
+def test_a_new_process_keeps_the_budget_and_the_time_of_the_run(tmp_path, monkeypatch):
+    """The process that goes on ends when the budget ends and words it as the report does; the run's duration
+    counts the new process's start-up."""
+    import diffusers  # noqa: F401 (imported before the clock starts, as the suite imports it before its start)
+    import transformers  # noqa: F401
+
+    from masuka.bench import suite
+
+    four_lines(suite, monkeypatch, tmp_path, sleeps_s=600.0)
+    started = time.time()
+    report = suite.run(None, suite_args(tmp_path / "out", budget_s=4.0, quick=True))
+    took = time.time() - started
+    results = [check["result"] for check in report["checks"]]
+    assert results[1] in ("cut: the 4 s budget ran out during line 1", "skipped: the 4 s budget was spent")
+    assert results[2:] == ["skipped: the 4 s budget was spent"] * 2
+    assert report["budget_s"] == 4.0 and report["duration_s"] >= took - 1
+    assert suite.exit_status(report) == 0  # every line ran or was left out for the budget
 
 
 def test_a_line_keeps_its_own_error_when_freeing_the_gpu_after_it_fails(tmp_path, monkeypatch):

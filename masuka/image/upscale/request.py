@@ -91,9 +91,13 @@ def check_request(studio: Studio, request: UpscaleRequest) -> tuple[Image.Image,
                            f"at most {MAX_RESULT_SIDE} pixels a side.")
     if upscaler is not None:
         upscaler_model(studio, upscaler)
-    # a palette or colour-key transparency counts too; a detail upscale repaints colours only
-    keeps_alpha = source.has_transparency_data and not request.detail
-    return source.convert("RGBA" if keeps_alpha else "RGB"), upscaler
+    return upscale_source(source, colours_only=request.detail), upscaler  # a detail upscale repaints colours only
+
+
+def upscale_source(picture: Image.Image, colours_only: bool = False) -> Image.Image:
+    """``picture`` as an upscale takes it: RGBA where it has transparency (an alpha band, a palette's or a colour
+    key's) unless ``colours_only``, else RGB (a palette would resize by Nearest whatever was asked)."""
+    return picture.convert("RGBA" if picture.has_transparency_data and not colours_only else "RGB")
 
 
 def enlarge(studio: Studio, source: Image.Image, scale: int, upscaler: str, path: Path | None, tile: int,

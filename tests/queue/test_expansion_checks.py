@@ -1,0 +1,27 @@
+"""Every distinct expansion of a prompt-batch line is checked as a prompt before anything is queued: one that is
+only a ``<lora:…>`` tag is empty, one that grew past the limit is too long."""
+
+from __future__ import annotations
+
+import pytest
+
+from masuka.errors import InvalidInput
+from masuka.image.generate import MAX_PROMPT_CHARS, ImageRequest
+from masuka.queue.jobs import queue_images
+from tests.loras.test_imports import write_flux_lora
+
+
+@pytest.mark.parametrize(("line", "refused"), [
+    ("{a fox|<lora:flux-style:0.8>}", "The prompt is empty"),
+    ("{a fox|__long__}", f"at most {MAX_PROMPT_CHARS}"),
+])
+def test_an_expansion_that_is_no_prompt_refuses_the_line(studio, tiny_model, line, refused):
+    studio.config.loras_dir.mkdir(parents=True, exist_ok=True)
+    write_flux_lora(studio.config.loras_dir / "flux-style.safetensors")
+    studio.config.wildcards_dir.mkdir(parents=True, exist_ok=True)
+    (studio.config.wildcards_dir / "long.txt").write_text("fox " * MAX_PROMPT_CHARS + "\n")
+    request = ImageRequest(prompt="", model=str(tiny_model("flux")), seed=1, steps=1, width=64, height=64)
+    with pytest.raises(InvalidInput, match=refused):
+        queue_images(studio, request, line)
+    assert studio.store.find("queue") == []
+    assert len(queue_images(studio, request, "{a fox|<lora:flux-style:0.8> a cat}")) == 1
