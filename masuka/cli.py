@@ -19,7 +19,7 @@ from typing import Any
 
 from masuka.config import log_level
 from masuka.errors import InvalidInput, MasukaError, as_disk_full, bounded, cannot_write
-from masuka.store import LOCAL_USER, owns_anything
+from masuka.store import LOCAL_USER, busy, owns_anything
 
 COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
             "dataset", "history", "models", "keys", "doctor", "upscale", "character", "edit", "settings", "storage"]
@@ -131,8 +131,7 @@ def write_refused(error: BaseException) -> MasukaError | None:
 def database_busy(error: BaseException) -> MasukaError | None:
     """One line for a database another process kept locked past the store's 30 s busy timeout (SQLite's
     ``SQLITE_BUSY``, "database is locked"); None for any other error."""
-    if isinstance(error, sqlite3.OperationalError) and (
-            getattr(error, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY or "database is locked" in str(error)):
+    if busy(error):
         return InvalidInput("The database is busy: another MASUKA process is writing; try again.")
     return None
 

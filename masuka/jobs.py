@@ -34,6 +34,9 @@ ADOPT_POLL_S = 5.0
 #: the longest a job's wait sleeps before it looks for a stop again (:meth:`JobContext.pause`)
 STOP_CHECK_S = 0.2
 FINISHED = ("completed", "failed", "cancelled", "interrupted")
+#: the first and the longest pause before a runner writes a job's end again, when the write failed (a busy database)
+FINISH_RETRY_S = 0.5
+FINISH_RETRY_MAX_S = 30.0
 #: ``stop_requested`` values: 1 asks to stop keeping what was made (a checkpoint), 2 to stop discarding it
 STOP_MODES = {1: "save", 2: "discard"}
 #: the lanes of this app (local video and captions share the GPU lane; training has its own, downloads too)
@@ -45,9 +48,13 @@ KINDS = {
     "download": "masuka.models.manage:download_job",
     "video": "masuka.video.jobs:run_video_job",
 }
-#: job kind -> "module:function" taking up the unfinished jobs of that kind that no live process runs any more (a
+#: job kinds -> "module:function" taking up the unfinished jobs of those kinds that no live process runs any more (a
 #: process killed mid-job), ``function(studio)``: run when the app adopts its lanes, then every ADOPT_POLL_S
-RECOVER = {"video": "masuka.video.jobs:resume_video_jobs"}
+RECOVER = {"video": "masuka.video.jobs:resume_video_jobs", "train, caption and download": "masuka.jobs:interrupt_gone"}
+#: the kinds of job nothing takes up once their process is gone (a CLI killed mid-run): :func:`interrupt_gone`
+ENDS_WITH_PROCESS = ("train", "caption", "download")
+#: why such a job reads ``interrupted``
+GONE = "the process running it stopped before it finished"
 
 
 @dataclass
@@ -192,6 +199,25 @@ def finish(store: Store, job_id: int, status: str, error: str | None = None, *, 
 def request_stop(store: Store, job_id: int, discard: bool = False) -> None:
     """Ask a job to stop (it stops at its next :meth:`JobContext.check_stop`)."""
     store.update(TABLE, job_id, stop_requested=2 if discard else 1)
+
+
+def interrupt_gone(studio: Any) -> list[int]:
+    """Mark ``interrupted`` the unfinished jobs of :data:`ENDS_WITH_PROCESS` that no live holder runs any more (as
+    :meth:`~masuka.store.Store.mark_interrupted` does at start-up), so that they can be resumed; queued ones waiting
+    in a lane stay for a runner to claim. Rows whose holder lives cost one read. Returns the ids marked."""
+    store, runner = studio.store, studio.runner()
+    where = (f"kind in ({','.join('?' * len(ENDS_WITH_PROCESS))}) and status in "
+             f"({','.join('?' * len(UNFINISHED))}) and not (status = 'queued' and lane is not null)")
+    args = [*ENDS_WITH_PROCESS, *UNFINISHED]
+    if all(runner.alive(row) for row in find(store, where, args)):  # a read first: no write lock when none is gone
+        return []
+    with store.transaction():
+        gone = [row.id for row in find(store, where, args) if not runner.alive(row)]
+        for job_id in gone:
+            finish(store, job_id, "interrupted", GONE)
+    if gone:
+        log.warning("marked interrupted, their process gone: jobs %s", gone)
+    return gone
 
 
 # -- what a job's work talks to ----------------------------------------------------------------------------
@@ -345,6 +371,7 @@ class JobRunner:
             thread = threading.Thread(target=self._run, args=(job_id, work, ctx), name=f"job-{job_id}", daemon=True)
             with self._lock:
                 self._threads[job_id] = thread
+                self._running.add(job_id)  # from now on: a watcher never sees it between submit and start
             thread.start()
             return
         with self._lock:
@@ -396,6 +423,18 @@ class JobRunner:
         """Whether this runner has claimed or is running ``job_id``."""
         with self._lock:
             return job_id in self._running
+
+    def alive(self, row: JobRow) -> bool:
+        """Whether ``row``'s job is in live hands: this runner's (claimed or running) or its holder's, a studio open in
+        this process or another live process (:func:`~masuka.store.holder_alive`)."""
+        return self.runs(row.id) or holder_alive(row.pid, row.holder)
+
+    def dropped(self, row: JobRow) -> bool:
+        """Whether ``row`` is a job this runner started and no longer runs though the row is unfinished (its thread
+        ended without recording the end: nothing will move it on until it is taken up again)."""
+        with self._lock:
+            held = row.id in self._running or row.id in self._mine
+        return not row.finished and row.holder == self.token and not held
 
     def _wake(self, lane: str) -> None:
         with self._lock:
@@ -504,28 +543,46 @@ class JobRunner:
         try:
             answer = (work or self._kind_work(row))(ctx)
         except (Cancelled, KeyboardInterrupt) as error:
-            finish(self.store, job_id, "cancelled", str(error) if isinstance(error, Cancelled) else str(Cancelled()))
+            self._end(job_id, "cancelled", str(error) if isinstance(error, Cancelled) else str(Cancelled()))
             if reraise:
                 raise
         except MasukaError as error:
-            finish(self.store, job_id, "failed", str(error))
+            self._end(job_id, "failed", str(error))
             if reraise:
                 raise
         except Exception as error:  # a bug or a fault: record it, never leave the row "running"
             log.exception("job %s failed", job_id)
             full = as_disk_full(error)
-            finish(self.store, job_id, "failed", str(full) if full else f"{type(error).__name__}: {error}",
-                   detail=traceback.format_exc())
+            self._end(job_id, "failed", str(full) if full else f"{type(error).__name__}: {error}",
+                      detail=traceback.format_exc())
             if reraise and full:
                 raise full from error
             if reraise:
                 raise
         else:
-            row = lookup(self.store, job_id)
-            if row and row.status == "running":
-                finish(self.store, job_id, "completed")
+            self._end(job_id, "completed", only_running=True)
             return answer
         return None
+
+    def _end(self, job_id: int, status: str, error: str | None = None, *, detail: str | None = None,
+             only_running: bool = False) -> None:
+        """:func:`finish` the job (one still ``running`` only, when told), trying again without ``detail`` and after
+        a growing pause while the write fails (a busy database, a full disk), until it lands or the runner
+        closes: the row never stays ``running`` behind a thread that ended."""
+        pause = FINISH_RETRY_S
+        while True:
+            try:
+                row = lookup(self.store, job_id)
+                if row and (row.status == "running" or not only_running):
+                    finish(self.store, job_id, status, error, detail=detail)
+                return
+            except Exception:
+                log.exception("job %s could not be recorded as %s; trying again in %.0f s", job_id, status, pause)
+            detail = None  # the traceback may be what a full disk cannot take
+            if self._closed:
+                return
+            time.sleep(pause)
+            pause = min(2 * pause, FINISH_RETRY_MAX_S)
 
     def _kind_work(self, row: JobRow) -> JobWork:
         """The work of a job known only by its row (adopted after a restart)."""

@@ -426,6 +426,14 @@ def row_id(value: Any) -> int | None:
     return number if 0 < number <= MAX_ROW_ID else None
 
 
+def busy(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's answer to a database another connection kept locked past the busy timeout
+    (``SQLITE_BUSY``, ``SQLITE_LOCKED``: "database is locked"): a passing state, not a fault of the work."""
+    return isinstance(error, sqlite3.OperationalError) and (
+        getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        or "database is locked" in str(error))
+
+
 def process_alive(pid: int | None) -> bool:
     """Whether another live process has ``pid`` (this process's own pid counts as gone: a restart reuses it)."""
     return _alive(pid)

@@ -69,8 +69,8 @@ def absolute_files(studio, result: dict | None) -> dict | None:
 def resume(args: argparse.Namespace) -> int:
     """Finish the unfinished video jobs (or one); ``--json`` prints ``{"jobs": [...]}``, each as ``video --json``
     prints one (an empty list when none was left to finish), with the ids it marked ``interrupted`` and left
-    ``queued`` (local ones waiting for the GPU, which the app runs). Exit 2 unless every resumed one completed and
-    a job named was resumed."""
+    ``queued`` (local ones waiting for the GPU, which the app runs). Exit 2 unless every resumed one completed, none
+    was marked interrupted and a job named was resumed."""
     from masuka.commands.video import job_line, wait_job
     from masuka.video.jobs import resume_video_jobs
 
@@ -93,7 +93,8 @@ def resume(args: argparse.Namespace) -> int:
     emit(args, {"jobs": results, "interrupted": adopted.interrupted, "queued": adopted.queued},
          "\n".join(map(job_line, results)) or None)
     named_resumed = args.job is None or args.job in adopted.resumed
-    return 0 if named_resumed and all(r["status"] == "completed" for r in results) else 2
+    done = named_resumed and not adopted.interrupted and all(r["status"] == "completed" for r in results)
+    return 0 if done else 2
 
 
 def cancel(args: argparse.Namespace) -> int:

@@ -19,12 +19,18 @@ from masuka.errors import Cancelled, MasukaError
 from masuka.queue.context import Paused, QueueContext
 from masuka.queue.jobs import claim, finish, recover
 from masuka.queue.tasks import TASKS
+from masuka.store import busy
 from masuka.studio import Studio
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
 #: how long closing the app waits for the jobs being run to stop (a step, a model load that cannot be cut short)
 STOP_WAIT_S = 30.0
+#: the first and the longest pause before a job's end is written again while the database is busy
+RECORD_RETRY_S = 0.5
+RECORD_RETRY_MAX_S = 30.0
+#: why a job the database's lock cut short waits again
+BUSY = "the database was busy (another process held it); the job resumes from its finished images"
 
 
 def run_job(studio: Studio, job: dict, ctx: QueueContext | None = None) -> str:
@@ -41,6 +47,10 @@ def run_job(studio: Studio, job: dict, ctx: QueueContext | None = None) -> str:
     except MasukaError as failure:
         status, error = "failed", str(failure)
     except Exception as failure:  # a bug or a fault: recorded, never left "running"
+        if busy(failure):  # another process held the database: the job resumes from its finished images
+            log.warning("queue job %s interrupted: %s", job["id"], failure)
+            _record(studio, job["id"], "interrupted", BUSY)
+            return "interrupted"
         log.exception("queue job %s failed", job["id"])
         ctx.log(traceback.format_exc())
         status, error = "failed", f"{type(failure).__name__}: {failure}"
@@ -48,8 +58,24 @@ def run_job(studio: Studio, job: dict, ctx: QueueContext | None = None) -> str:
         status, error = "completed", None
     if ctx.closing.is_set() and status == "cancelled":  # ended by the worker's stop (a cancel asked meanwhile: recover)
         return "interrupted"
-    finish(studio, job["id"], status, error)
+    _record(studio, job["id"], status, error)
     return status
+
+
+def _record(studio: Studio, job_id: int, status: str, error: str | None) -> None:
+    """:func:`finish` the job, trying again after a growing pause while the database is busy: a job is never left
+    ``running`` under a live worker, which nothing would recover."""
+    pause = RECORD_RETRY_S
+    while True:
+        try:
+            finish(studio, job_id, status, error)
+            return
+        except sqlite3.OperationalError as failure:
+            if not busy(failure):
+                raise
+            log.warning("queue job %s could not be recorded as %s (%s); trying again", job_id, status, failure)
+        time.sleep(pause)
+        pause = min(2 * pause, RECORD_RETRY_MAX_S)
 
 
 def work_until_empty(studio: Studio, on_job: Callable[[dict, str], None] | None = None) -> int:
@@ -127,5 +153,5 @@ class QueueWorker:
         finally:
             with self._lock:  # in one step, so stop() finds the job either running or ended
                 self._working.remove(ctx)
-                if status == "interrupted":
+                if status == "interrupted" and ctx.closing.is_set():  # not one a busy database cut short
                     self._stopped.append(job["id"])

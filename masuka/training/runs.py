@@ -311,8 +311,14 @@ def request_stop(studio: Studio, run_id: Any, owner: str = LOCAL_USER, admin: bo
                  discard: bool = False) -> dict:
     """Ask a run to stop: a queued run is cancelled at once, a running one after saving a checkpoint (a remote one
     not yet sent, before it is sent); an interrupted remote run, whose job may go on at its service, is cancelled
-    there."""
+    there. A run still marked running whose process died is stopped at once (and its job at a service too)."""
     row = _run_row(studio, run_id, owner, admin)
+    if row.status == "running" and not studio.runner().alive(row):  # its process died: no one would read a stop
+        jobs.finish(studio.store, row.id, "interrupted", jobs.GONE)
+        row = jobs.get(studio.store, row.id)
+        if not still_runs_at(row):  # nothing goes on at a service either: stopped here and now
+            jobs.finish(studio.store, row.id, "cancelled", str(Cancelled()))
+            return run_status(studio, row.id, owner, admin)
     if still_runs_at(row):
         from masuka.training.backends.remote import cancel_interrupted_run
 

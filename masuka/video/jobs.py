@@ -5,8 +5,8 @@ The row's ``state`` keeps, per clip of the chain, the provider's job reference a
 any process can pick the job up where another stopped (:func:`resume_video_jobs`). A clip whose create
 request was sent but whose answer never arrived is never re-sent: the job is marked ``interrupted`` with a
 message asking the user to look at the provider's dashboard. Once the provider has accepted a clip (and will
-charge for it) the job never fails for want of a key, a refused key or an unreachable provider: it waits,
-saying so, and tries again with whatever key is set by then.
+charge for it) the job never fails for want of a key, a refused key, an unreachable provider, a database another
+process keeps busy or a full disk: it waits, saying so, and tries again (with whatever key is set by then).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,12 +22,12 @@ from pathlib import Path
 
 from masuka import jobs
 from masuka.access import INPUTS_FOLDER, input_copy_name, usable_model
-from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError
+from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError, as_disk_full
 from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
 from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable, key_fix
 from masuka.remote.timing import KEPT, RemoteSettings
-from masuka.store import UNFINISHED, holder_alive, now, owner_clause, row_id
+from masuka.store import UNFINISHED, busy, now, owner_clause, row_id
 from masuka.studio import Studio
 from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.catalog import LOCAL, model_entry, parse_size, provider_entry, route, video_catalog
@@ -225,7 +226,7 @@ def cancel_video(studio: Studio, job_id: int, user: str, admin: bool = False) ->
 def _running_somewhere(studio: Studio, row: jobs.JobRow) -> bool:
     """Whether this studio's runner (its lane claimed the job) or the row's holder (a studio open in this process,
     another live process: :func:`~masuka.store.holder_alive`) runs the job."""
-    return studio.runner().runs(row.id) or holder_alive(row.pid, row.holder)
+    return studio.runner().alive(row)
 
 
 def leave_video(studio: Studio, job_id: int) -> str:
@@ -286,11 +287,18 @@ def phase(row: jobs.JobRow) -> str:
 
 
 def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | None = None) -> jobs.JobRow:
-    """Block until the job finishes (CLI); ``on_progress(row)`` is called when its progress or phase moves."""
+    """Block until the job finishes (CLI); ``on_progress(row)`` is called when its progress or phase moves. A job
+    this process started and no longer runs, unfinished (:meth:`~masuka.jobs.JobRunner.dropped`), is a
+    :class:`MasukaError` saying how to take it up again."""
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = None
     while True:
         row = jobs.get(studio.store, job_id)
+        if studio.runner().dropped(row):  # read again: its thread may have recorded the end meanwhile
+            row = jobs.get(studio.store, job_id)
+        if studio.runner().dropped(row):
+            raise MasukaError(f"Job {job_id} stopped in this process before it finished (its log may say why); "
+                              "`python -m masuka jobs resume` takes it up again.")
         mark = (row.status, phase(row), round(row.progress or 0, 2), row.step)
         if on_progress and mark != seen:
             on_progress(row)
@@ -323,17 +331,22 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
         state["target"] = _choose_target(studio, plan, 0)
     while True:
         target = plan.targets[state["target"]]
-        jobs.update(studio.store, job_id, provider=target.provider, model=target.model, cost_usd=target.cost_usd,
-                    total=len(target.segments))
         try:
+            jobs.update(studio.store, job_id, provider=target.provider, model=target.model,
+                        cost_usd=target.cost_usd, total=len(target.segments))
             provider = open_provider(studio, target.provider, row.owner)
         except InvalidInput as error:  # no key (any more)
             _wait_for_provider(studio, ctx, state, error)
             continue
+        except Exception as error:  # a busy database, a full disk: waited out once a provider took the job
+            if not _wait_out(studio, ctx, state, error):
+                raise
+            continue
         try:
             clips = [_run_clip(studio, ctx, plan, target, provider, state, index)
                      for index in range(len(target.segments))]
-            break
+            _finish(studio, job_id, plan, target, clips, state)
+            return
         except _Attention:
             _needs_attention(studio, job_id, target.provider)
             return
@@ -351,9 +364,11 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
             if error.status not in KEY_REFUSED:
                 raise
             _wait_for_provider(studio, ctx, state, error)  # a key changed since the provider accepted the job
+        except Exception as error:  # as above; any other error fails the job
+            if not _wait_out(studio, ctx, state, error):
+                raise
         finally:
             provider.close()
-    _finish(studio, job_id, plan, target, clips, state)
 
 
 class _Attention(Exception):
@@ -379,6 +394,28 @@ def _wait_for_provider(studio: Studio, ctx: JobContext, state: dict, error: Masu
     _save(studio, ctx.job_id, state, phase="waiting", error=f"{error} {KEPT}")
     ctx.pause(RemoteSettings.from_env().retry_wait_s(),
               lambda: ctx.check_stop(before=lambda: _cancel_at_provider(studio, ctx.row())))
+
+
+def _wait_out(studio: Studio, ctx: JobContext, state: dict, error: BaseException) -> bool:
+    """A job a provider accepted that met a database kept busy by another process, or a full disk: say so in the
+    row when it can be written, wait, and return True for the caller to try again (a clip already downloaded is
+    kept). False for any other job or error, which fails it."""
+    if not _accepted(state):
+        return False
+    if busy(error):
+        why = f"The database is busy: another process holds it. {KEPT}"
+    elif as_disk_full(error):
+        why = f"The disk is full: free some disk space. {KEPT}"
+    else:
+        return False
+    log.warning("video job %s waits: %s (%s)", ctx.job_id, why, error)
+    try:
+        _save(studio, ctx.job_id, state, phase="waiting", error=why)
+    except sqlite3.OperationalError as unwritten:  # the same busy database or full disk: the log says it
+        log.warning("video job %s: its row cannot be written now (%s)", ctx.job_id, unwritten)
+    ctx.pause(RemoteSettings.from_env().retry_wait_s(),
+              lambda: ctx.check_stop(before=lambda: _cancel_at_provider(studio, ctx.row())))
+    return True
 
 
 def _next_target(studio: Studio, plan: VideoPlan, state: dict, error: ProviderError | str) -> None:
@@ -538,20 +575,21 @@ def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips:
     row = jobs.get(studio.store, job_id)
     width, height = parse_size(plan.size)
     refs = [s["ref"]["id"] for s in state.get("segments", []) if s.get("ref")]
-    generation = studio.store.insert("generations", {
-        "owner": plan.request.owner, "kind": KIND, "status": "completed", "prompt": plan.request.prompt,
-        "negative_prompt": plan.request.negative_prompt, "model": target.model, "provider": target.provider,
-        "seed": plan.request.seed, "width": width, "height": height, "steps": plan.request.steps,
-        "params": {"seconds": sum(target.segments), "size": plan.size, "segments": target.segments,
-                   "provider_job_ids": refs, **{name: getattr(plan.request, name) for name in INPUT_FILES
-                                                if getattr(plan.request, name)},
-                   **({"references": plan.request.references} if plan.request.references else {}),
-                   **({"audio": plan.request.audio} if plan.request.audio is not None else {})},
-        "output_path": studio.config.relative(final), "cost_usd": target.cost_usd, "job_id": job_id,
-        "started_at": row.started_at, "finished_at": now(), **studio.runner().holding(),
-    })
-    _save(studio, job_id, state, phase="completed", progress=1.0, error=None,
-          result={"video": studio.config.relative(final), "generation_id": generation, "provider_job_ids": refs})
+    with studio.store.transaction():  # the History entry and the completed row, or neither (a busy database)
+        generation = studio.store.insert("generations", {
+            "owner": plan.request.owner, "kind": KIND, "status": "completed", "prompt": plan.request.prompt,
+            "negative_prompt": plan.request.negative_prompt, "model": target.model, "provider": target.provider,
+            "seed": plan.request.seed, "width": width, "height": height, "steps": plan.request.steps,
+            "params": {"seconds": sum(target.segments), "size": plan.size, "segments": target.segments,
+                       "provider_job_ids": refs, **{name: getattr(plan.request, name) for name in INPUT_FILES
+                                                    if getattr(plan.request, name)},
+                       **({"references": plan.request.references} if plan.request.references else {}),
+                       **({"audio": plan.request.audio} if plan.request.audio is not None else {})},
+            "output_path": studio.config.relative(final), "cost_usd": target.cost_usd, "job_id": job_id,
+            "started_at": row.started_at, "finished_at": now(), **studio.runner().holding(),
+        })
+        _save(studio, job_id, state, phase="completed", progress=1.0, error=None,
+              result={"video": studio.config.relative(final), "generation_id": generation, "provider_job_ids": refs})
 
 
 def _save(studio: Studio, job_id: int, state: dict, phase: str, note: str = "", **fields) -> None:

@@ -375,7 +375,7 @@ def test_jobs_resume_says_what_it_did_not_resume_and_exits_2(studio, tiny_wan, c
     waiting = _left_by_a_dead_app(studio, made, state={"phase": f"{GPU_WAIT} (another job)"})
     started = _left_by_a_dead_app(studio, made, step=1)
     data = ["--data-dir", str(studio.config.data_dir), "--json"]
-    assert main(["jobs", "resume", *data]) == 0
+    assert main(["jobs", "resume", *data]) == 2  # it marked one interrupted
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"jobs": [], "interrupted": [started], "queued": [waiting]}
     assert f"job {started} interrupted: The app stopped while this local video was being made" in captured.err

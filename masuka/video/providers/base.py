@@ -104,6 +104,9 @@ class Provider(ServiceClient, ABC):
                 error = failure
                 partial.unlink(missing_ok=True)
                 continue
+            except BaseException:  # a full disk, say: no half file is left behind
+                partial.unlink(missing_ok=True)
+                raise
             os.replace(partial, dest)
             return dest
         raise ProviderError(f"The video from {self.name} could not be downloaded whole: {error}")
