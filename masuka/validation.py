@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Callable
@@ -89,11 +90,12 @@ def is_number(text: str) -> bool:
 def weighted(text: str, what: str, named: Callable[[str], bool]) -> tuple[str, float | None]:
     """``REF`` or ``REF:WEIGHT`` (a LoRA, a reference or control picture) -> ``(REF, weight)``, the weight None
     when none is given. After a REF ``named`` takes for a file's whole name (``style.safetensors``, ``r0.png``)
-    only a weight may follow the colon: anything else is refused for its weight, not looked for as a file."""
+    only a weight may follow the colon: anything else is refused for its weight, not looked for as a file, unless
+    the whole text names an existing file (``photo.v2:final.png``)."""
     ref, _, weight = text.rpartition(":")
     if ref and is_number(weight):
         return ref, float(weight)
-    if ref and named(ref):
+    if ref and named(ref) and not os.path.exists(text):  # os.path: False, not an error, for a too long name
         raise InvalidInput(f"The weight of {what} {ref!r} is not a number ({weight!r}): write it as {ref}:0.8.")
     return text, None
 

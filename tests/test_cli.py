@@ -780,6 +780,19 @@ def test_a_picture_with_a_weight_that_is_not_a_number_says_so_as_a_lora_does(cap
     assert not (tmp_path / "data").exists()
 
 
+def test_an_existing_picture_whose_name_has_a_colon_after_a_dot_is_taken_whole(tmp_path):
+    """``photo.v2:final.png`` names a file: it is no ``photo.v2`` weighted ``final.png``; one that does not exist
+    is still refused for its weight."""
+    from masuka.errors import InvalidInput
+    from masuka.validation import has_suffix, weighted
+
+    pic = tmp_path / "photo.v2:final.png"
+    pic.write_bytes(b"")
+    assert weighted(str(pic), "reference image", has_suffix) == (str(pic), None)
+    assert weighted(f"{pic}:0.5", "reference image", has_suffix) == (str(pic), 0.5)
+    with pytest.raises(InvalidInput, match="The weight of reference image .*r0.png' is not a number"):
+        weighted(str(tmp_path / "r0.png:abc"), "reference image", has_suffix)
+
 def test_sequence_ids_take_history_keys_and_say_so(capsys, tmp_path):
     code, out, err = run_cli(capsys, "sequence", "--ids", "g1,j1", "--data-dir", str(tmp_path / "data"))
     assert (code, out) == (2, "")
@@ -844,3 +857,21 @@ def test_queue_run_exits_2_and_counts_the_jobs_that_did_not_complete(capsys, stu
     code, out, err = run_cli(capsys, "queue", "run", "--data-dir", str(studio.config.data_dir))
     assert code == 2 and out == "worked 2 jobs: 1 completed, 1 failed; nothing waits now\n", err
     assert f"job {done} completed" in err and f"job {broken} failed" in err
+
+
+def test_queue_run_counts_a_job_a_busy_database_interrupted_once_with_its_last_status(capsys, studio, monkeypatch):
+    from masuka.queue import tasks
+    from masuka.queue.jobs import add_job
+
+    with studio.store.transaction():
+        job_id = add_job(studio, "local", "flaky", "one job", "m", {"items": [{}]})
+    runs = []
+
+    def flaky(studio_, job, ctx):
+        runs.append(job["id"])
+        if len(runs) == 1:
+            raise sqlite3.OperationalError("database is locked")  # another process held it: the job waits again
+
+    monkeypatch.setitem(tasks.TASKS, "flaky", flaky)
+    code, out, err = run_cli(capsys, "queue", "run", "--json", "--data-dir", str(studio.config.data_dir))
+    assert (code, json.loads(out), runs) == (0, {"jobs": [{"id": job_id, "status": "completed"}]}, [job_id] * 2), err

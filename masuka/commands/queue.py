@@ -94,21 +94,23 @@ def run_control(args: argparse.Namespace) -> int:
 
 
 def run_work(args: argparse.Namespace) -> int:
-    """Work the queue until no job waits; exit 2 when a job it worked did not complete (failed, cancelled, ...)."""
+    """Work the queue until no job waits; exit 2 when a job it worked did not complete (failed, cancelled, ...).
+    A job run again after an interruption (a busy database) counts once, with its last status."""
     from collections import Counter
 
     from masuka.queue.worker import work_until_empty
 
     studio = open_studio(args)
-    finished: list[dict] = []
+    finished: dict[int, str] = {}  # each job's last status, by id
 
     def on_job(job: dict, status: str) -> None:
-        finished.append({"id": job["id"], "status": status})
+        finished[job["id"]] = status
         progress_line(args, f"job {job['id']} {status}")
 
-    count = work_until_empty(studio, on_job)
-    statuses = Counter(job["status"] for job in finished)
+    work_until_empty(studio, on_job)
+    count = len(finished)
+    statuses = Counter(finished.values())
     counts = ", ".join(f"{number} {status}" for status, number in statuses.items())
-    emit(args, {"jobs": finished},
+    emit(args, {"jobs": [{"id": job_id, "status": status} for job_id, status in finished.items()]},
          f"worked {count} job{'s' * (count != 1)}{': ' + counts if counts else ''}; nothing waits now")
     return 2 if set(statuses) - {"completed"} else 0

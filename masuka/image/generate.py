@@ -462,11 +462,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
         except BaseException as error:
             close_row(studio, row_id, started, error=error)
             raise
-        try:
-            close_row(studio, row_id, started, path=path, params={**row["params"], **aided} if aided else None)
-        except BaseException:  # a busy database, say: no image is left without its History entry
-            path.unlink(missing_ok=True)
-            raise
+        complete_row(studio, row_id, started, path, params={**row["params"], **aided} if aided else None)
         result = ImageResult(row_id, path, seed, parameters)
         results.append(result)
         if on_image:
@@ -490,6 +486,18 @@ def close_row(studio: Studio, row_id: int, started: float, *, path: Path | None 
     message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
     studio.store.update("generations", row_id, status="cancelled" if isinstance(error, Cancelled) else "failed",
                         error=message, finished_at=now(), duration_s=duration)
+
+
+def complete_row(studio: Studio, row_id: int, started: float, path: Path, params: dict | None = None) -> None:
+    """Complete a generations row with its just-saved file; when the row cannot be written (a busy database, say)
+    the file is removed, so no image is left without its History entry, and the error raised."""
+    try:
+        close_row(studio, row_id, started, path=path, params=params)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def _aids(studio: Studio, plan: Plan, pipe: Any, image: Any, seed: int, step_end: Callable,
           references: dict) -> tuple[Any, dict]:
     """The face detail (with the call's ``references`` arguments, as the image was made) and the safety check on

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.config import on_zerogpu
-from masuka.errors import InvalidInput, NotFound
+from masuka.errors import InvalidInput, NotFound, bounded
 from masuka.image.generate import (
     ImageRequest,
     Plan,
@@ -66,13 +66,21 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
     if not templates:
         raise InvalidInput("No prompts: write one prompt a line.")
     planned = []  # every line is checked before any is queued: a bad line queues none
-    for template in templates:
-        # random picks follow the seed too, so a job repeated with its seed repeats its prompts
-        expanded = [Prompt(template, request.template)] if literal else expand_prompts(
-            studio.config.wildcards_dir, [template], random_picks, seed_run(request.seed, 1))
-        first = expanded[0].text if expanded else ""  # nothing to expand: refused as an empty prompt
-        plan = plan_request(studio, replace(request, prompt=first), allow_any_path)
-        _check_expansions(studio, request, plan, expanded[1:], allow_any_path)
+    for number, template in enumerate(templates, 1):
+        try:
+            # random picks follow the seed too, so a job repeated with its seed repeats its prompts
+            expanded = [Prompt(template, request.template)] if literal else expand_prompts(
+                studio.config.wildcards_dir, [template], random_picks, seed_run(request.seed, 1))
+            first = expanded[0].text if expanded else ""  # nothing to expand: refused as an empty prompt
+            try:
+                plan = plan_request(studio, replace(request, prompt=first), allow_any_path)
+            except InvalidInput as error:
+                raise error if first == template else _in_expansion(first, error) from None
+            _check_expansions(studio, request, plan, expanded[1:], allow_any_path)
+        except InvalidInput as error:
+            if prompts is None:  # one prompt, not a batch of lines
+                raise
+            raise InvalidInput(bounded(f"Prompt line {number} ({template!r}): {error}")) from None
         if on_zerogpu():  # each item is one GPU call of one image (masuka.queue.tasks.make_items)
             _fits_gpu_call(plan_request(studio, replace(request, prompt=first, batch=1), allow_any_path))
         items: list[dict[str, Any]] = [{"prompt": p.text, "template": p.template} for p in expanded
@@ -93,9 +101,22 @@ def _check_expansions(studio: Studio, request: ImageRequest, plan: Plan, prompts
     """A line's other expansions checked as the first: each distinct prompt as :func:`plan_request` checks one
     (:func:`checked_prompt`: one that is only a ``<lora:…>`` tag is empty), each distinct set of its tags' LoRAs
     once (:func:`plan_loras`: found, for the model, weights in range; no model loaded)."""
-    texts = dict.fromkeys(prompt.text for prompt in prompts)
-    for tagged in dict.fromkeys(tuple(checked_prompt(text)[1]) for text in texts):
-        plan_loras(studio, plan.spec, [*request.loras, *tagged], request.owner, allow_any_path)
+    tag_sets: dict[tuple, str] = {}  # each distinct set of LoRA tags, and the first expansion with it
+    for text in dict.fromkeys(prompt.text for prompt in prompts):
+        try:
+            tag_sets.setdefault(tuple(checked_prompt(text)[1]), text)
+        except InvalidInput as error:
+            raise _in_expansion(text, error) from None
+    for tagged, text in tag_sets.items():
+        try:
+            plan_loras(studio, plan.spec, [*request.loras, *tagged], request.owner, allow_any_path)
+        except InvalidInput as error:
+            raise _in_expansion(text, error) from None
+
+
+def _in_expansion(text: str, error: InvalidInput) -> InvalidInput:
+    """``error``, met in the expansion ``text`` of a prompt line, naming it."""
+    return InvalidInput(bounded(f"The expansion {text!r} is refused: {error}"))
 
 
 def _no_pictures(request: ImageRequest) -> None:

@@ -488,7 +488,11 @@ def _run_clip(studio: Studio, ctx: JobContext, plan: VideoPlan, target: Target, 
                     references=[studio.config.absolute(p) for p in request.references],
                     source_video=_stored(studio, request.source_video), audio=request.audio)
         segment["submitting"] = True
-        _save(studio, job_id, state, phase="submitting")  # written BEFORE the request leaves
+        try:
+            _save(studio, job_id, state, phase="submitting")  # written BEFORE the request leaves
+        except BaseException:
+            segment.pop("submitting")  # not written, so nothing was sent: a retry sends the clip
+            raise
         try:
             segment["ref"] = provider.submit(clip)
         except MaybeSubmitted:

@@ -522,3 +522,26 @@ def test_a_queued_detail_upscale_is_refused_as_a_direct_one_is(studio, tiny_mode
         queue_upscale(studio, UpscaleRequest(bare, scale=2, detail=True, model=str(tiny_model("flux")), steps=1,
                                              **change))
     assert _nothing_kept(studio)
+
+
+def test_a_busy_database_leaves_no_queued_upscale_without_its_history_entry(studio, photo, monkeypatch):
+    import sqlite3
+
+    from masuka.queue.jobs import queue_upscale
+    from masuka.queue.worker import work_until_empty
+
+    queue_upscale(studio, UpscaleRequest(photo, scale=2, upscaler="Lanczos"), allow_any_path=True)
+    written, refused = studio.store.update, []
+
+    def update(table, row_id, **fields):
+        if table == "generations" and fields.get("status") == "completed" and not refused:
+            refused.append(studio.config.absolute(fields["output_path"]))
+            raise sqlite3.OperationalError("database is locked")  # another process held the database
+        return written(table, row_id, **fields)
+
+    monkeypatch.setattr(studio.store, "update", update)
+    work_until_empty(studio)
+    kept = {studio.config.absolute(row["output_path"])
+            for row in studio.store.find("generations", "kind = 'upscale' AND output_path IS NOT NULL")}
+    made = {path for path in studio.config.outputs_dir.rglob("*.png") if "inputs" not in path.parts}
+    assert refused and not refused[0].exists() and made == kept, (made, kept)

@@ -3,6 +3,8 @@ only a ``<lora:…>`` tag is empty, one that grew past the limit is too long."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from masuka.errors import InvalidInput
@@ -25,3 +27,17 @@ def test_an_expansion_that_is_no_prompt_refuses_the_line(studio, tiny_model, lin
         queue_images(studio, request, line)
     assert studio.store.find("queue") == []
     assert len(queue_images(studio, request, "{a fox|<lora:flux-style:0.8> a cat}")) == 1
+
+
+def test_a_refused_expansion_names_its_line_and_itself(studio, tiny_model):
+    request = ImageRequest(prompt="", model=str(tiny_model("flux")), seed=1, steps=1, width=64, height=64)
+    lines = "\n".join([f"a red fox number {n}" for n in range(1, 40)] + ["{a cat|<lora:x:0.5>}", "a dog"])
+    with pytest.raises(InvalidInput) as refused:
+        queue_images(studio, request, lines)
+    assert str(refused.value) == ("Prompt line 40 ('{a cat|<lora:x:0.5>}'): The expansion '<lora:x:0.5>' is "
+                                  "refused: The prompt is empty: describe the image you want.")
+    with pytest.raises(InvalidInput, match=r"^Prompt line 2 \('a \{fox\|__nosuch__\}'\): .*__nosuch__"):
+        queue_images(studio, request, "a cat\na {fox|__nosuch__}")
+    with pytest.raises(InvalidInput, match=r"^The expansion '<lora:x:0.5>' is refused: The prompt is empty"):
+        queue_images(studio, replace(request, prompt="{a cat|<lora:x:0.5>}"))  # one prompt: no line to name
+    assert studio.store.find("queue") == []

@@ -89,3 +89,22 @@ def test_jobs_resume_exits_2_when_it_only_marked_a_job_interrupted(studio, capsy
     err = capsys.readouterr().err
     assert code == 2 and f"job {job_id} interrupted: Needs attention" in err
     assert jobs.get(studio.store, job_id).status == "interrupted"
+
+
+def test_a_busy_database_before_a_chained_clip_is_sent_sends_it_on_the_retry(studio, fake, monkeypatch):
+    import masuka.video.jobs as video_jobs
+
+    server = fake("runway")
+    written = video_jobs._save
+    locked = []
+
+    def _save(studio_, job_id, state, phase, *args, **fields):
+        if phase == "submitting" and len(state["segments"]) == 2 and not locked:
+            locked.append(phase)  # the mark for clip 2 never reached the database: nothing was sent
+            raise sqlite3.OperationalError("database is locked")
+        return written(studio_, job_id, state, phase, *args, **fields)
+
+    monkeypatch.setattr(video_jobs, "_save", _save)
+    job_id = start_video(studio, VideoRequest("runway", "gen4.5", "a fox", seconds=20))
+    row = wait_video(studio, job_id, timeout=60)
+    assert (row.status, row.error, server.creates, locked) == ("completed", None, 2, ["submitting"])

@@ -16,7 +16,7 @@ from PIL import Image
 from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
 from masuka.image.defaults import load_defaults
-from masuka.image.generate import _save, close_row
+from masuka.image.generate import _save, close_row, complete_row
 from masuka.image.tasks import RESAMPLERS, open_picture
 from masuka.image.upscale.models import check_upscaler, on_device, run_model, upscaler_model
 from masuka.image.upscale.tiles import tile_boxes
@@ -146,5 +146,5 @@ def finish_row(studio: Studio, row_id: int, owner: str, seed: int | None, parame
     except BaseException as error:
         close_row(studio, row_id, started, error=error)
         raise
-    close_row(studio, row_id, started, path=path)
+    complete_row(studio, row_id, started, path)
     return Upscaled(row_id, path, seed, parameters)
