@@ -160,6 +160,12 @@ def _folder_entries(folder: Path, group: str, refused: Refusals) -> list[_Entry]
     return found
 
 
+#: the compression methods Python's zipfile unpacks (zstd from Python 3.14)
+UNPACKED_METHODS = frozenset(method for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
+                                                   zipfile.ZIP_LZMA, getattr(zipfile, "ZIP_ZSTANDARD", None))
+                             if method is not None)
+
+
 def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
     """Why a zip entry must not be unpacked, or None when it is safe."""
     name = info.filename
@@ -171,6 +177,10 @@ def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
         return "symbolic link inside the zip: refused, nothing written"
     if info.flag_bits & 0x1:
         return "encrypted zip entry: unzip it yourself and add the files"
+    if info.compress_type not in UNPACKED_METHODS:
+        method = getattr(zipfile, "compressor_names", {}).get(info.compress_type, f"method {info.compress_type}")
+        return (f"zip entry compressed in a way Python cannot unpack ({method}): zip the files again with the usual "
+                "deflate compression")
     if info.file_size > MAX_ENTRY_BYTES:
         return f"too big inside the zip ({info.file_size / 2**20:.0f} MB, limit {MAX_ENTRY_BYTES // 2**20} MB)"
     if name.lower().endswith(".zip"):

@@ -437,3 +437,21 @@ def test_an_add_lists_a_bounded_number_of_refusals_and_counts_the_rest(studio, m
     assert len(report.rejected) == MAX_LISTED_REFUSALS + 30 and len(rows) == MAX_LISTED_REFUSALS + 1
     assert rows[0]["reason"] == "caption file with no image of the same name"
     assert rows[-1] == {"file": "…and 30 more", "reason": "refused too (not listed)"}
+
+
+def test_a_zip_entry_in_a_method_python_cannot_unpack_is_named_so_not_damaged(studio, make_dataset, tmp_path):
+    """Deflate64 (what Windows' Explorer writes for large files) is not damage: the message says what to do."""
+    source = tmp_path / "set.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(corpus.photo(tmp_path / "a.jpg", 174), "a.jpg")
+        archive.write(corpus.photo(tmp_path / "b.jpg", 175), "b.jpg")
+    data = bytearray(source.read_bytes())
+    central = data.index(b"PK\x01\x02")  # a.jpg's entry in the central directory comes first
+    data[central + 10:central + 12] = (9).to_bytes(2, "little")  # Deflate64
+    source.write_bytes(bytes(data))
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [source])
+    assert [(r.file, r.reason) for r in report.rejected] == [
+        ("set.zip/a.jpg", "zip entry compressed in a way Python cannot unpack (deflate64): zip the files again with "
+                          "the usual deflate compression")]
+    assert len(report.added) == 1
