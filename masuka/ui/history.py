@@ -107,6 +107,7 @@ def build(ctx: UIContext) -> None:
     ctx.picker(bind(choices, studio), tab.pickers(), tab.search)
     ctx.on_page_load(load_page, outputs, inputs=filters)
     ctx.on_generation(load_page, filters, outputs)
+    ctx.on_generation(bind(choices, studio), None, tab.pickers())  # a new model or LoRA joins the filters
     ctx.once_built(lambda: _wire_reuse(ctx, tab.reuse, tab.key, tab.message))
 
 

@@ -511,3 +511,19 @@ def test_send_to_follows_the_gallery_s_own_selection(studio):
     assert {"select", "preview_close", "change"} <= follows
     closed = next(fn for fn in fns if (gallery, "preview_close") in fn.targets)
     assert closed.fn() is None
+
+
+def test_history_s_filters_follow_every_generation_as_its_table_does(studio):
+    """A model or LoRA used for the first time is in History's filters after the generation, not only after the
+    tab is opened again."""
+    from masuka.ui.app import build_app
+
+    followers = [fn for fn in build_app(studio).fns.values() if fn.trigger_after is not None]
+
+    def after(name: str, labels: list) -> list[int]:
+        return sorted(fn.trigger_after for fn in followers
+                      if fn.fn.__name__ == name and [getattr(out, "label", None) for out in fn.outputs] == labels)
+
+    table = after("load", ["Outputs on this page", "Entries", None, "Page"])
+    assert table, "History's table follows the generations"
+    assert len(after("choices", ["Kind", "Model", "LoRA", "Status"])) == len(table)  # one after each, as the table
