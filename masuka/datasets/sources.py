@@ -237,7 +237,9 @@ def _zip_entries(source: Path, group: str, staging: Path, refused: Refusals, lim
                 target.unlink(missing_ok=True)
                 if full := as_disk_full(error):  # the disk, not the zip: nothing more can be unpacked
                     raise full from error
-                refused.append(Refusal(shown, f"damaged zip entry ({str(error) or 'cut short'})"))
+                what = ("zip entry Python cannot unpack" if isinstance(error, NotImplementedError)  # strong encryption
+                        else "damaged zip entry")
+                refused.append(Refusal(shown, f"{what} ({str(error) or 'cut short'})"))
                 continue
             found.append(_Entry(shown, target, group, info.filename))
     return found

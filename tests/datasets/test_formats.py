@@ -455,3 +455,20 @@ def test_a_zip_entry_in_a_method_python_cannot_unpack_is_named_so_not_damaged(st
         ("set.zip/a.jpg", "zip entry compressed in a way Python cannot unpack (deflate64): zip the files again with "
                           "the usual deflate compression")]
     assert len(report.added) == 1
+
+
+def test_a_zip_entry_zipfile_refuses_to_unpack_is_not_called_damaged(studio, make_dataset, tmp_path):
+    """zipfile's NotImplementedError (here: PKWARE's "compressed patched data", flag bit 5) is no damage."""
+    source = tmp_path / "set.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(corpus.photo(tmp_path / "a.jpg", 176), "a.jpg")
+        archive.write(corpus.photo(tmp_path / "b.jpg", 177), "b.jpg")
+    data = bytearray(source.read_bytes())
+    central = data.index(b"PK\x01\x02")  # a.jpg's entry in the central directory comes first
+    data[central + 8] |= 0x20
+    source.write_bytes(bytes(data))
+    dataset = make_dataset()
+    report = add_images(studio, dataset["id"], LOCAL_USER, [source])
+    assert [(r.file, r.reason) for r in report.rejected] == [
+        ("set.zip/a.jpg", "zip entry Python cannot unpack (compressed patched data (flag bit 5))")]
+    assert len(report.added) == 1
