@@ -48,11 +48,11 @@ KINDS = {
     "download": "masuka.models.manage:download_job",
     "video": "masuka.video.jobs:run_video_job",
 }
-#: job kinds -> "module:function" taking up the unfinished jobs of those kinds that no live process runs any more (a
-#: process killed mid-job), ``function(studio)``: run when the app adopts its lanes, then every ADOPT_POLL_S
-RECOVER = {"video": "masuka.video.jobs:resume_video_jobs", "train, caption and download": "masuka.jobs:interrupt_gone"}
 #: the kinds of job nothing takes up once their process is gone (a CLI killed mid-run): :func:`interrupt_gone`
 ENDS_WITH_PROCESS = ("train", "caption", "download")
+#: job kinds -> "module:function" taking up the unfinished jobs of those kinds that no live process runs any more (a
+#: process killed mid-job), ``function(studio)``: run when the app adopts its lanes, then every ADOPT_POLL_S
+RECOVER = {("video",): "masuka.video.jobs:resume_video_jobs", ENDS_WITH_PROCESS: "masuka.jobs:interrupt_gone"}
 #: why such a job reads ``interrupted``
 GONE = "the process running it stopped before it finished"
 
@@ -407,13 +407,13 @@ class JobRunner:
         job whose process died does not read ``running`` for as long as the app is up."""
         if self.studio is None:
             return
-        for kind, target in RECOVER.items():
+        for kinds, target in RECOVER.items():
             try:
                 _function(target)(self.studio)
             except Exception:  # a locked database, say: the next poll tries again
                 if self._closed:
                     return
-                log.exception("taking up the %s jobs of gone processes failed", kind)
+                log.exception("taking up the %s jobs of gone processes failed", ", ".join(kinds))
 
     def _recover_now_and_then(self, closing: threading.Event) -> None:
         while not closing.wait(ADOPT_POLL_S) and not self._closed:
