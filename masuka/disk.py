@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -55,7 +56,8 @@ def still_used(store: Store, path: Path) -> bool:
 
 def clean_leftovers(studio: Studio) -> tuple[int, int]:
     """Remove files of failed generations, and half-written ``*.part`` files and folders (a checkpoint's), the
-    staging folders killed dataset imports left in dataset folders (they unpack into ``tmp/`` now), exported zips
+    staging folders killed dataset imports left in dataset folders (they unpack into ``tmp/`` now), the files a
+    killed "add images" left unrecorded in its pending folders (:func:`settle_pending`), exported zips
     (of generations and of datasets),
     images in the image folders that no generation row records, copies of input pictures that no row or queued job
     points at (a request refused before its work ran) and the A1111 extras upscales older versions kept, once they
@@ -77,12 +79,38 @@ def clean_leftovers(studio: Studio) -> tuple[int, int]:
     inputs = (p for p in config.outputs_dir.glob("*/inputs/*")
               if _modified(p) < cutoff and not still_used(studio.store, p))
     removed = freed = 0
-    for path in {*failed, *(p for p in unsure if _modified(p) < cutoff), *inputs}:
+    for path in {*failed, *(p for p in unsure if _modified(p) < cutoff), *inputs, *settle_pending(studio, cutoff)}:
         if path.exists():
             size = _size(path)
             _remove(path)
             removed, freed = removed + 1, freed + size
     return removed, freed
+
+
+def settle_pending(studio: Studio, cutoff: float) -> list[Path]:
+    """The pending folders of dataset adds (``datasets/<id>/originals|processed/.adding-*``: see
+    :mod:`masuka.datasets.adding`) where nothing was written since ``cutoff``, left by an add that was killed: a
+    file of one whose row was recorded (killed between the row and the move) is moved to its place first; the
+    folders are returned, to be removed with what is left in them (files no row records)."""
+    from masuka.datasets.library import PENDING
+
+    config = studio.config
+    stale = [folder for area in ("originals", "processed")
+             for folder in config.datasets_dir.glob(f"*/{area}/{PENDING}*")
+             if folder.is_dir() and not folder.is_symlink() and _newest(folder) < cutoff]
+    for folder in stale:
+        for path in folder.iterdir():
+            final = folder.parent / path.name
+            stored = config.relative(final)
+            if path.is_file() and not final.exists() and studio.store.find(
+                    "dataset_images", "processed_path = ? or original_path = ?", [stored, stored], limit=1):
+                os.replace(path, final)
+    return stale
+
+
+def _newest(folder: Path) -> float:
+    """When anything in ``folder`` (or the folder itself: a file added or moved out) was last written."""
+    return max([_modified(folder), *(_modified(path) for path in folder.iterdir())])
 
 
 def _modified(path: Path) -> float:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from masuka.cli import at_least, download_progress, emit, open_studio, progress_line, user_option
-from masuka.errors import NotFound
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -150,12 +149,10 @@ def run_caption(args: argparse.Namespace) -> int:
 
 def _image_of(studio, args: argparse.Namespace) -> dict:
     """The dataset named by ``args.name``, refusing an ``args.image`` that is not one of its own images."""
-    from masuka.datasets.library import find_dataset
+    from masuka.datasets.library import dataset_image, find_dataset
 
     dataset = find_dataset(studio, args.name, args.user)
-    row = studio.store.get("dataset_images", args.image)
-    if row is None or row["dataset_id"] != dataset["id"] or row["augment_of"] is not None:
-        raise NotFound(f"Dataset {dataset['name']!r} has no image #{args.image} (see `dataset show`).")
+    dataset_image(studio, dataset, args.image, see="`dataset show`")
     return dataset
 
 

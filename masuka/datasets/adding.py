@@ -2,6 +2,11 @@
 
 Every file handed over ends up either added or listed with the reason it was refused; a bad file never
 stops the others. A full disk stops them all, with one :class:`masuka.errors.DiskFull`.
+
+Files are written in this add's own :data:`~masuka.datasets.library.PENDING` folders (inside ``originals/`` and
+``processed/``) and each gets its place and name right after the transaction that records its row commits, so an
+add killed part-way leaves nothing under a kept-looking name: ``masuka.disk.clean_leftovers`` moves a file whose
+row was recorded to its place and removes the others, once the folder is an hour old.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from masuka.datasets.dedupe import DuplicateIndex
 from masuka.datasets.ingest import Prepared, originals_first, try_ingest
-from masuka.datasets.library import dataset_dir, ensure_exists, find_dataset, update_dataset
+from masuka.datasets.library import PENDING, dataset_dir, ensure_exists, find_dataset, update_dataset
 from masuka.datasets.preprocess import PrepOptions
 from masuka.datasets.sources import Refusal, Refusals, ZipLimits, collect
 from masuka.errors import InvalidInput
@@ -54,12 +59,15 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
     dataset = find_dataset(studio, ref, owner, admin)
     config = studio.config
     if len(sources) > config.max_files:
-        raise InvalidInput(f"{len(sources)} files at once is more than {config.max_files}: add them in parts.")
+        raise InvalidInput(f"{len(sources):,} files at once is more than {config.max_files:,}, the most one request "
+                           "may add (MASUKA_MAX_FILES): add them in parts.")
     options = PrepOptions.from_dict(dataset["options"])
     folder = dataset_dir(studio, dataset["id"])
     originals, processed = folder / "originals", folder / "processed"
-    originals.mkdir(parents=True, exist_ok=True)
-    processed.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    pending = originals / f"{PENDING}{token}", processed / f"{PENDING}{token}"  # moved out once recorded
+    for path in pending:
+        path.mkdir(parents=True, exist_ok=True)
     staging = config.tmp_dir / f"staging-{uuid.uuid4().hex[:8]}"  # emptied by clean-tmp when a kill leaves it
     report = AddReport(dataset["id"])
     known = _Known(DuplicateIndex(options.near_distance))
@@ -71,7 +79,7 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
         candidates = originals_first(collected.candidates)
         total = len(candidates)
         with ThreadPoolExecutor(max_workers=threads or workers(), thread_name_prefix="ingest") as pool:
-            futures = [pool.submit(try_ingest, c, options, originals, processed, _base(c.name))
+            futures = [pool.submit(try_ingest, c, options, pending[0], pending[1], _base(c.name))
                        for c in candidates]
             handled = 0
             try:
@@ -100,7 +108,8 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
                 update_dataset(studio, dataset, meanwhile=ADDING)
         raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for path in (staging, *pending):  # what is left in ``pending`` was not recorded
+            shutil.rmtree(path, ignore_errors=True)
     return report
 
 
@@ -141,8 +150,9 @@ def _keep(studio: Studio, dataset: dict, options: PrepOptions, known: _Known, it
     name = item.candidate.name
     relative = studio.config.relative
     caption = item.candidate.caption or ""
-    row = {"dataset_id": dataset["id"], "file_name": item.processed.name, "original_path": relative(item.original),
-           "processed_path": relative(item.processed), "caption": caption, "width": item.size[0],
+    row = {"dataset_id": dataset["id"], "file_name": item.processed.name,
+           "original_path": relative(kept(item.original)), "processed_path": relative(kept(item.processed)),
+           "caption": caption, "width": item.size[0],
            "height": item.size[1], "original_width": item.original_size[0],
            "original_height": item.original_size[1], "sha256": item.sha256, "phash": item.phash,
            "source_name": name, "caption_source": "file" if caption else None, "created_at": now()}
@@ -158,11 +168,20 @@ def _keep(studio: Studio, dataset: dict, options: PrepOptions, known: _Known, it
         image_id = known.through = studio.store.insert("dataset_images", row)
         if item.flipped is not None:
             studio.store.insert("dataset_images", {**row, "file_name": item.flipped.name, "augment_of": image_id,
-                                                   "processed_path": relative(item.flipped), "phash": None,
+                                                   "processed_path": relative(kept(item.flipped)), "phash": None,
                                                    "source_name": f"{name} (flipped)"})
+    for path in (item.original, item.processed, item.flipped):  # recorded: each file takes its place
+        if path is not None:
+            os.replace(path, kept(path))
     known.index.add(name, item.sha256, item.phash)
     report.added.append({"file": name, "id": image_id})
     report.notes += [{"file": name, "note": note} for note in item.notes]
+
+
+def kept(pending: Path) -> Path:
+    """Where a file written in a :data:`~masuka.datasets.library.PENDING` folder goes once its row is recorded: the
+    same name in the folder above."""
+    return pending.parent.parent / pending.name
 
 
 def _refused(index: DuplicateIndex, item: Prepared, report: AddReport) -> bool:

@@ -2,12 +2,15 @@
 (:meth:`masuka.jobs.JobRunner.run_here`: the request waits for it), stoppable.
 
 Captions are written batch by batch, so stopping keeps every caption made so far. Images that already have a
-caption keep it unless ``overwrite`` is set; images deleted while the pass runs are skipped and counted. The
-captioner is unloaded afterwards, leaving the memory to training and generation.
+caption keep it unless ``overwrite`` is set; images deleted while the pass runs are skipped and counted. A
+template typed for the pass becomes the dataset's once the pass has written a caption with it (a pass refused, or
+one that captions nothing, leaves the dataset as it was). The captioner is unloaded afterwards, leaving the memory
+to training and generation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 
@@ -91,8 +94,6 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
     if not 1 <= int(request.batch_size) <= MAX_BATCH:
         raise InvalidInput(f"Batch size must be between 1 and {MAX_BATCH}.")
     template = check_template(request.template or dataset["template"])
-    if template != dataset["template"]:
-        dataset = update_dataset(studio, dataset, template=template)
     rows = dataset_images(studio, dataset["id"])
     if not rows:
         raise InvalidInput(f"Dataset {dataset['name']!r} has no images to caption: add some first.")
@@ -128,7 +129,17 @@ def caption_dataset(studio: Studio, request: CaptionRequest, *, watch: Watch | N
         studio.runner().run_here(job_id, work, ctx)
     except Cancelled:
         report.stopped = True
+    finally:
+        _keep_template(studio, dataset, template, report)
     return report
+
+
+def _keep_template(studio: Studio, dataset: dict, template: str, report: CaptionReport) -> None:
+    """Make ``template`` the dataset's once the pass wrote a caption with it (stopped or failed later on too: the
+    captions written follow it), not before: a pass that captions nothing changes nothing."""
+    if report.captioned and template != dataset["template"]:
+        with contextlib.suppress(NotFound):  # deleted once the pass ended: nothing to keep it in
+            update_dataset(studio, dataset, template=template)
 
 
 def check_captioner(studio: Studio, owner: str, choice: str) -> CaptionerSpec:

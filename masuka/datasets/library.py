@@ -2,7 +2,10 @@
 
 A dataset is a ``datasets`` row (name unique per owner, trigger word, caption template, preprocessing
 options) and its ``dataset_images`` rows. Files live in ``datasets/<id>/originals`` and
-``datasets/<id>/processed`` under the data dir; rows hold paths relative to it. A horizontally flipped copy
+``datasets/<id>/processed`` under the data dir; rows hold paths relative to it. An add writes its files in a
+:data:`PENDING` folder inside each of those first and moves each one out right after the transaction that records
+its row, so a killed add leaves no file under a name that looks kept (``masuka.disk.clean_leftovers`` finishes or
+removes what it left). A horizontally flipped copy
 is its own row whose ``augment_of`` names the image it mirrors: it follows that image's caption and goes
 when it goes.
 
@@ -34,6 +37,8 @@ HOLDS = "dataset_id"
 #: copies included), or of the whole dataset (None)
 DeletionListener = Callable[[Studio, int, list[int] | None], None]
 _deletion_listeners: list[DeletionListener] = []
+#: how the folders an add writes its files in before they are recorded start (``originals/.adding-<token>``)
+PENDING = ".adding-"
 
 
 def on_delete(listener: DeletionListener) -> None:
@@ -163,6 +168,17 @@ def _image(studio: Studio, image_id: int, owner: str, admin: bool) -> tuple[dict
     return row, dataset
 
 
+def dataset_image(studio: Studio, dataset: dict, image_id: int | str, see: str = "") -> dict:
+    """The row of image #``image_id`` of ``dataset``; :class:`NotFound` ("Dataset 'x' has no image #N", ``see``
+    added as where to look) for an id of another dataset, of no image, or of a flipped copy (which is no image of
+    its own: it goes, and is captioned, with the image it mirrors)."""
+    number = row_id(image_id)
+    row = studio.store.get("dataset_images", number) if number else None
+    if row is None or row["dataset_id"] != dataset["id"] or row["augment_of"] is not None:
+        raise NotFound(f"Dataset {dataset['name']!r} has no image #{image_id}{f' (see {see})' if see else ''}.")
+    return row
+
+
 def set_caption(studio: Studio, image_id: int, caption: str, owner: str, admin: bool = False,
                 source: str = "manual", expected: str | None = None) -> bool:
     """Set an image's caption (and its flipped copy's); with ``expected`` only while the stored caption is still
@@ -247,11 +263,12 @@ def _copies(studio: Studio, image_id: int) -> list[dict]:
 def delete_image(studio: Studio, image_id: int, owner: str, admin: bool = False,
                  dataset: str | int | None = None) -> None:
     """Remove an image, its flipped copy and their files; with ``dataset`` (the one the user sees), only an image
-    of that dataset."""
+    of that dataset. A flipped copy's id is refused (:func:`dataset_image`): the copy goes with its image."""
     row, held_by = _image(studio, image_id, owner, admin)
     if dataset not in (None, "") and find_dataset(studio, dataset, owner, admin)["id"] != row["dataset_id"]:
         raise InvalidInput(f"Image #{row['id']} is not in dataset {str(dataset)!r} (it is in {held_by['name']!r}): "
                            "select an image of the dataset shown.")
+    dataset_image(studio, held_by, row["id"])
     rows = [row, *_copies(studio, row["id"])]
     with studio.store.transaction():
         for item in rows:

@@ -37,6 +37,9 @@ from masuka.errors import InvalidInput, as_disk_full
 MAX_ENTRY_BYTES = 512 * 2**20
 MAX_LISTED_REFUSALS = 200  # refusals an add lists one by one (see Refusals)
 SYSTEM_FILES = re.compile(r"(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
+#: why an sd-scripts ``dataset.toml`` (a kohya export's) is listed: its captions and images are read, not it
+CONFIG_SKIPPED = (f"sd-scripts config file ({KOHYA_CONFIG}), not a photo: skipped (MASUKA does not read it; the images "
+                  "and their caption files are read)")
 CAPTION_SUFFIXES = (".txt", ".caption")  # preferred first; ``.caption`` is sd-scripts' default
 Key = tuple[str, str, str]  # (source group, folder inside it, file stem): pairs an image with its caption file
 
@@ -119,19 +122,34 @@ class _Entry:
 
 @dataclass(frozen=True)
 class ZipLimits:
-    """What one zip may hold: files, and bytes once unpacked (checked before anything is written)."""
+    """What one "add images" request may hold in all: files (loose files and the entries its zips declare), and
+    bytes its zips declare they unpack to. Checked zip by zip against a running total before anything of a zip is
+    written, so a request of many zips never writes more than these into ``tmp/``. (A folder's files, added from
+    the command line, are read where they are: they count towards neither.)"""
 
     files: int = 1000
     unpacked_bytes: int = 2 * 2**30
 
 
+@dataclass
+class _Budget:
+    """What the zips and loose files of one request counted so far take of its :class:`ZipLimits`."""
+
+    limits: ZipLimits
+    files: int = 0
+    unpacked_bytes: int = 0
+
+
 def collect(sources: list[Path], staging: Path, allow_folders: bool = False,
             limits: ZipLimits = ZipLimits()) -> Collected:
-    """Expand ``sources`` into candidates; zips are unpacked into ``staging`` (which the caller removes). A full
-    disk while unpacking raises :class:`masuka.errors.DiskFull`."""
+    """Expand ``sources`` into candidates; zips are unpacked into ``staging`` (which the caller removes), each only
+    while the request stays within ``limits`` (loose files counted first, then the zips in order; a zip that would
+    go past them is refused whole, unwritten). A full disk while unpacking raises :class:`masuka.errors.DiskFull`."""
+    sources = [Path(source) for source in sources]
     result = Collected()
     entries: list[_Entry] = []
-    for index, source in enumerate(map(Path, sources)):
+    budget = _Budget(limits, files=sum(1 for s in sources if s.is_file() and s.suffix.lower() != ".zip"))
+    for index, source in enumerate(sources):
         if source.is_dir():
             if allow_folders:
                 entries += _folder_entries(source, str(index), result.refused)
@@ -141,7 +159,7 @@ def collect(sources: list[Path], staging: Path, allow_folders: bool = False,
         elif not source.is_file():
             result.refused.append(Refusal(source.name, "file not found"))
         elif source.suffix.lower() == ".zip":
-            entries += _zip_entries(source, str(index), staging, result.refused, limits)
+            entries += _zip_entries(source, str(index), staging, result.refused, budget)
         else:
             entries.append(_Entry(source.name, source, "loose", source.name))
     _pair(entries, result)
@@ -188,34 +206,48 @@ def zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
-def zip_problem(infos: list[zipfile.ZipInfo], limits: ZipLimits) -> str | None:
-    """Why a whole zip must not be unpacked (too many files, too big once unpacked), or None.
+def zip_problem(infos: list[zipfile.ZipInfo], limits: ZipLimits, files_before: int = 0, bytes_before: int = 0
+                ) -> str | None:
+    """Why a whole zip must not be unpacked (too many files, too big once unpacked), or None: alone, or with the
+    ``files_before`` and ``bytes_before`` (unpacked) the same request counted before it.
 
     The sizes are those the zip declares; unpacking never writes more than an entry declares (zipfile stops
     there and checks the CRC, and so does :func:`_copy_at_most`), so the check holds for a crafted zip too.
     """
     files = [info for info in infos if not info.is_dir()]
     unpacked = sum(info.file_size for info in files)
+    most_files = f"{limits.files:,}, the most one request may add (MASUKA_MAX_FILES)"
+    most_mb = f"{limits.unpacked_bytes / 2**20:,.0f} MB, the most one request may unpack (MASUKA_MAX_UNZIPPED_MB)"
     if len(files) > limits.files:
-        return f"the zip holds {len(files)} files, more than {limits.files}: split it; nothing was unpacked"
+        return f"the zip holds {len(files):,} files, more than {most_files}: split it; nothing was unpacked"
     if unpacked > limits.unpacked_bytes:
-        return (f"the zip unpacks to {unpacked / 2**20:,.0f} MB, more than {limits.unpacked_bytes / 2**20:,.0f} MB: "
-                "split it; nothing was unpacked")
+        return f"the zip unpacks to {unpacked / 2**20:,.0f} MB, more than {most_mb}: split it; nothing was unpacked"
+    if files_before + len(files) > limits.files:
+        return (f"the zip holds {len(files):,} files, with the {files_before:,} other files of this request "
+                f"{files_before + len(files):,}, more than {most_files}: add it in another request; nothing of it "
+                "was unpacked")
+    if bytes_before + unpacked > limits.unpacked_bytes:
+        return (f"the zip unpacks to {unpacked / 2**20:,.0f} MB, with the zips before it in this request to "
+                f"{(bytes_before + unpacked) / 2**20:,.0f} MB, more than {most_mb}: add it in another request; "
+                "nothing of it was unpacked")
     return None
 
 
-def _zip_entries(source: Path, group: str, staging: Path, refused: Refusals, limits: ZipLimits
-                 ) -> list[_Entry]:
+def _zip_entries(source: Path, group: str, staging: Path, refused: Refusals, budget: _Budget) -> list[_Entry]:
+    """The zip's entries, unpacked into ``staging`` when it fits in what is left of ``budget`` (then counted in it)."""
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError) as error:
         refused.append(Refusal(source.name, f"damaged zip file ({error})"))
         return []
-    problem = zip_problem(archive.infolist(), limits)
+    infos = archive.infolist()
+    problem = zip_problem(infos, budget.limits, budget.files, budget.unpacked_bytes)
     if problem:
         archive.close()
         refused.append(Refusal(source.name, problem))
         return []
+    budget.files += sum(1 for info in infos if not info.is_dir())
+    budget.unpacked_bytes += sum(info.file_size for info in infos if not info.is_dir())
     staging.mkdir(parents=True, exist_ok=True)
     found = []
     with archive:
@@ -296,8 +328,8 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
             folder = posixpath.dirname(entry.relative)
             listed.update({(entry.group, posixpath.normpath(posixpath.join(folder, file_name))): text
                            for file_name, text in texts.items()})
-        elif kind == "config":
-            continue  # the sd-scripts config of a kohya export: nothing to import
+        elif kind == "config":  # the sd-scripts config of a kohya export: listed, as every file handed over is
+            result.refused.append(Refusal(entry.name, CONFIG_SKIPPED))
         elif kind == "caption":
             caption_files.setdefault(entry.key, []).append(entry)
         else:

@@ -58,6 +58,36 @@ def test_existing_captions_are_kept_unless_overwrite(studio, photos, tiny_captio
     assert dataset_images(studio, photos["id"])[0]["caption"].endswith(", in the style of zorp")  # template kept
 
 
+def test_a_typed_template_becomes_the_datasets_only_once_a_pass_writes_a_caption_with_it(studio, photos, make_dataset,
+                                                                                       tiny_captioner):
+    """A pass stopped before its first caption, one with nothing to caption and one refused for an empty dataset
+    used to store the template typed for them (and drop the export zips) all the same."""
+    from masuka.datasets.export import export_dataset
+
+    model, typed = str(tiny_captioner("florence2")), "{caption}, in the style of {trigger}"
+    template = photos["template"]
+    stop = threading.Event()
+    stop.set()
+    stopped = caption_dataset(studio, CaptionRequest(photos["id"], captioner=model, mode="short", template=typed),
+                              stop=stop)
+    assert (stopped.captioned, stopped.stopped) == (0, True)
+    assert studio.store.get("datasets", photos["id"])["template"] == template
+    for row in dataset_images(studio, photos["id"]):
+        set_caption(studio, row["id"], "zorp by hand", LOCAL_USER)
+    archive = export_dataset(studio, photos["id"], LOCAL_USER, "imagefolder")
+    nothing = caption_dataset(studio, CaptionRequest(photos["id"], captioner=model, mode="short", template=typed))
+    assert (nothing.captioned, nothing.kept) == (0, 4)
+    assert studio.store.get("datasets", photos["id"])["template"] == template and archive.is_file()
+    empty = make_dataset("empty", trigger="zorp")
+    with pytest.raises(InvalidInput, match="has no images to caption"):
+        caption_dataset(studio, CaptionRequest(empty["id"], captioner=model, template=typed))
+    assert studio.store.get("datasets", empty["id"])["template"] == empty["template"]
+    done = caption_dataset(studio, CaptionRequest(photos["id"], captioner=model, mode="short", template=typed,
+                                                  overwrite=True))
+    assert done.captioned == 4 and studio.store.get("datasets", photos["id"])["template"] == typed
+    assert not archive.exists()
+
+
 def test_a_caption_saved_during_a_pass_is_kept_without_overwrite(studio, photos, tiny_captioner):
     last = dataset_images(studio, photos["id"])[-1]
 

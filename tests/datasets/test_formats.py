@@ -19,6 +19,7 @@ from masuka.datasets.adding import add_images
 from masuka.datasets.export import export_dataset
 from masuka.datasets.formats import kohya_config
 from masuka.datasets.library import dataset_dir, dataset_images, set_caption
+from masuka.datasets.sources import CONFIG_SKIPPED
 from masuka.errors import DiskFull, InvalidInput
 from masuka.store import LOCAL_USER
 from tests.datasets import corpus
@@ -45,7 +46,9 @@ def test_kohya_export_is_a_repeats_folder_with_txt_captions_and_imports_back(stu
     assert sorted(p.with_suffix(".txt").read_text(encoding="utf-8") for p in images) == sorted(texts)
     copy = make_dataset("copy", trigger="zorp", dedupe=False, min_side=100)
     report = add_images(studio, copy["id"], LOCAL_USER, [out], allow_folders=True)
-    assert len(report.added) == 3 and not report.rejected
+    assert len(report.added) == 3
+    assert [(r.file, r.reason) for r in report.rejected] == [("kohya/dataset.toml", CONFIG_SKIPPED)], \
+        "every file handed over is added or listed"
     assert sorted(r["caption"] for r in dataset_images(studio, copy["id"])) == sorted(texts)
 
 
@@ -64,6 +67,18 @@ def test_kohya_zip_holds_the_repeats_folder_and_an_sd_scripts_dataset_config(stu
     assert config["datasets"][0]["enable_bucket"] is True  # images keep their aspect ratio
     with pytest.raises(InvalidInput, match="Repeats"):
         export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", repeats=0)
+
+
+def test_the_dataset_toml_of_a_kohya_zip_added_back_is_listed_not_skipped_silently(studio, make_dataset, captioned):
+    """Its images and captions are added; the sd-scripts config, which MASUKA does not read, is listed saying so."""
+    dataset, texts = captioned
+    archive = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya")
+    copy = make_dataset("copy", trigger="zorp", dedupe=False, min_side=100)
+    report = add_images(studio, copy["id"], LOCAL_USER, [archive])
+    assert len(report.added) == 3
+    assert [(r.file, r.reason) for r in report.rejected] == [(f"{archive.name}/dataset.toml", CONFIG_SKIPPED)]
+    assert "not a photo" in CONFIG_SKIPPED and "does not read it" in CONFIG_SKIPPED
+    assert sorted(r["caption"] for r in dataset_images(studio, copy["id"])) == sorted(texts)
 
 
 def test_imagefolder_export_loads_with_datasets_and_imports_back_from_zip(studio, make_dataset, captioned,
@@ -300,7 +315,7 @@ def test_a_flipped_dataset_exported_and_added_back_is_not_doubled(studio, make_d
     copy = make_dataset("again", trigger="zorp", flip=True, size=256, min_side=100)
     report = add_images(studio, copy["id"], LOCAL_USER, [out], allow_folders=True)
     assert len(report.added) == 1 and len(dataset_images(studio, copy["id"], augmented=True)) == 2
-    [refusal], kept = report.rejected, report.added[0]["file"]
+    [refusal], kept = [r for r in report.rejected if r.reason != CONFIG_SKIPPED], report.added[0]["file"]
     assert refusal.reason.startswith(f"mirror of {kept}") and "-flip.jpg" in refusal.file + kept
     ImageOps.mirror(corpus.picture(171)).save(tmp_path / "mirrored.jpg")
     plain = make_dataset("plain")

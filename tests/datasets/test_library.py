@@ -262,3 +262,19 @@ def test_the_train_tab_offers_exactly_the_datasets_the_user_can_train_on(studio,
         choices = dataset_choices(studio, owner)
         assert choices == [(f"{d['name']} (2 images)", d["name"]) for d in list_datasets(studio, owner)]
         assert len(choices) == 1 and dataset_for_training(studio, choices[0][1], owner).items
+
+
+def test_a_flipped_copys_id_is_no_image_of_its_own_to_delete(studio, make_dataset, tmp_path):
+    """Deleting by a flipped copy's id used to remove the mirror alone; it is refused as the CLI refuses it, and
+    both files stay."""
+    dataset = make_dataset("mirrored", size=256, flip=True)
+    add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 15)])
+    first = dataset_images(studio, dataset["id"])[0]
+    copy = next(r for r in dataset_images(studio, dataset["id"], augmented=True) if r["augment_of"] == first["id"])
+    for shown in (None, "mirrored"):
+        with pytest.raises(NotFound, match=f"^Dataset 'mirrored' has no image #{copy['id']}.$"):
+            delete_image(studio, copy["id"], LOCAL_USER, dataset=shown)
+    assert len(dataset_images(studio, dataset["id"], augmented=True)) == 2
+    assert first["file"].exists() and copy["file"].exists()
+    delete_image(studio, first["id"], LOCAL_USER)
+    assert dataset_images(studio, dataset["id"], augmented=True) == [] and not copy["file"].exists()

@@ -390,7 +390,8 @@ def test_uploads_have_limits(shared, tmp_path):
         archive.writestr("zeros.png", b"\0" * (3 * 2**20))
     assert bomb.stat().st_size < 2**20
     rows, _summary = bob.predict("bobs-cats", [handle_file(bomb)], api_name="/add_images")
-    assert rows["data"] == [["bomb.zip", "refused", "the zip unpacks to 3 MB, more than 1 MB: split it; nothing "
+    assert rows["data"] == [["bomb.zip", "refused", "the zip unpacks to 3 MB, more than 1 MB, the most one "
+                                                    "request may unpack (MASUKA_MAX_UNZIPPED_MB): split it; nothing "
                                                     "was unpacked"]]
 
 
@@ -406,7 +407,8 @@ def test_a_zip_too_big_once_unpacked_writes_nothing(tmp_path):
     staging = tmp_path / "staging"
     collected = collect([bomb], staging, limits=ZipLimits(files=100, unpacked_bytes=3 * 2**20))
     assert [r.reason for r in collected.refused] == [
-        "the zip unpacks to 4 MB, more than 3 MB: split it; nothing was unpacked"]
+        "the zip unpacks to 4 MB, more than 3 MB, the most one request may unpack (MASUKA_MAX_UNZIPPED_MB): split it; "
+        "nothing was unpacked"]
     assert not staging.exists()
     collected = collect([bomb], staging, limits=ZipLimits(files=3, unpacked_bytes=2**30))
     assert "holds 4 files, more than 3" in collected.refused[0].reason and not staging.exists()
