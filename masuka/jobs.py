@@ -12,6 +12,7 @@ there, and still queued, when the app starts again (:meth:`JobRunner.adopt`).
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import logging
 import os
@@ -365,10 +366,18 @@ class JobRunner:
 
         With a per-user limit, a job whose owner already has that many jobs queued or running is refused
         (its row becomes ``failed`` with the reason) so one person cannot fill the GPU queue.
+
+        Work started now runs in a copy of the caller's context variables, so a job started from a Gradio request
+        sees that request (``gradio.context.LocalContext.request``) as the handler does: on ZeroGPU ``spaces.GPU``
+        reads it to charge a GPU call to the visitor's quota. A lane's job runs whenever its turn comes, maybe
+        after the request has ended, so it carries no request (nor does any lane run ZeroGPU calls: training and
+        local video are refused there, downloads use no GPU).
         """
         self._check_fair_share(job_id)
         if lane is None:
-            thread = threading.Thread(target=self._run, args=(job_id, work, ctx), name=f"job-{job_id}", daemon=True)
+            context = contextvars.copy_context()
+            thread = threading.Thread(target=context.run, args=(self._run, job_id, work, ctx), name=f"job-{job_id}",
+                                      daemon=True)
             with self._lock:
                 self._threads[job_id] = thread
                 self._running.add(job_id)  # from now on: a watcher never sees it between submit and start

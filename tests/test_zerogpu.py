@@ -345,6 +345,34 @@ def test_the_app_runs_as_a_zerogpu_space_and_a_first_generate_loads_nothing(on_z
     assert "--share" not in capsys.readouterr().out  # a Space has its own address
 
 
+def test_a_visitor_s_gpu_calls_carry_their_request_so_zerogpu_charges_their_quota(on_zerogpu, fresh_masuka,
+                                                                                 live_app, tiny_model, tmp_path):
+    """``spaces.GPU`` reads Gradio's request in the thread that makes the GPU call and sends its ``X-IP-Token``
+    (the visitor's ZeroGPU quota). A generation runs on a thread of MASUKA's own (:mod:`masuka.ui.workers`) and an
+    upscale in the handler's: both calls carry the request, with the visitor's header."""
+    from gradio_client import Client, handle_file
+
+    from masuka.config import Config
+    from masuka.image.upscale.models import upscalers_dir
+    from masuka.testing.upscalers import write_esrgan
+
+    data_dir = tmp_path / "space-data"
+    write_esrgan(upscalers_dir(Config.from_env(data_dir=data_dir, auth="")) / "tiny2x.safetensors", 2)
+    Image.new("RGB", (48, 40), "navy").save(tmp_path / "photo.png")
+    app = live_app(auth="ana:pw-ana", data_dir=data_dir)
+    client = Client(app.url, auth=("ana", "pw-ana"), headers={"X-IP-Token": "ana-s-token"}, verbose=False)
+    _gallery, _seeds, status = client.predict(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64,
+                                              height=64, api_name="/generate_image")
+    assert "saved" in status
+    _picture, status = client.predict(image=handle_file(str(tmp_path / "photo.png")), scale=2, upscaler="tiny2x",
+                                      api_name="/upscale_image")
+    assert status.startswith("Done")
+    assert [call["function"] for call in on_zerogpu.calls] == ["_run", "_model_upscale"]
+    assert None not in on_zerogpu.requests, "every GPU call was made inside the visitor's request"
+    assert [request.headers.get("x-ip-token") for request in on_zerogpu.requests] == ["ana-s-token"] * 2
+    assert {request.username for request in on_zerogpu.requests} == {"ana"}
+
+
 def test_a_local_training_run_is_refused_on_zerogpu_pointing_at_remote_trainers(studio, tiny_model, monkeypatch,
                                                                                capsys):
     """A run takes minutes to hours; a ZeroGPU call at most MASUKA_ZEROGPU_MAX_S. The UI, the CLI and characters

@@ -1,9 +1,9 @@
 """A stand-in for Hugging Face's ``spaces`` package (ZeroGPU), for tests: ``GPU`` runs the function in-process on
 pickled copies of its arguments (the real one sends them to a forked worker) and records each call with the
-duration it asked for; ``gradio_auto_wrap`` returns each event's function as it is; ``aoti_capture`` /
-``aoti_compile`` / ``aoti_apply`` do what the real ones do on the CPU (the captured call is cancelled; the
-"compiled" model is the exported program, saved and loaded by ``torch.export`` without AOTInductor's C++ build;
-``aoti_apply`` empties the module's own weights as the real one does)."""
+duration it asked for, and the Gradio request it was made in (:data:`requests`); ``gradio_auto_wrap`` returns each
+event's function as it is; ``aoti_capture`` / ``aoti_compile`` / ``aoti_apply`` do what the real ones do on the CPU
+(the captured call is cancelled; the "compiled" model is the exported program, saved and loaded by ``torch.export``
+without AOTInductor's C++ build; ``aoti_apply`` empties the module's own weights as the real one does)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ from typing import Any
 
 #: One dict per event: {"event": "gpu", "function": name, "duration": seconds} or {"event": "aoti_compile"}, …
 calls: list[dict[str, Any]] = []
+#: One entry per GPU call: the Gradio request of the thread that made it (``gradio.context.LocalContext.request``),
+#: None outside one. The real ``GPU`` reads the same variable in the calling thread (spaces 0.51.3,
+#: ``spaces.zero.wrappers.regular_function_wrapper``: ``request_var.get(None)``) and sends that request's
+#: ``X-IP-Token`` header with the schedule call, so the call is charged to the visitor's quota; without a request
+#: it sends none.
+requests: list[Any] = []
 
 
 def GPU(func=None, *, duration: Any = 60):  # the real package's name
@@ -27,12 +33,19 @@ def GPU(func=None, *, duration: Any = 60):  # the real package's name
         def run(*args, **kwargs):
             seconds = duration(*args, **kwargs) if callable(duration) else duration
             calls.append({"event": "gpu", "function": target.__name__, "duration": seconds})
+            requests.append(_gradio_request())
             args, kwargs = _crossed((args, kwargs))
             return _crossed(target(*args, **kwargs))
 
         return run
 
     return decorate(func) if func is not None else decorate
+
+
+def _gradio_request():
+    from gradio.context import LocalContext
+
+    return LocalContext.request.get(None)
 
 
 def gradio_auto_wrap(function):
