@@ -418,11 +418,15 @@ def list_runs(studio: Studio, owner: str = LOCAL_USER, admin: bool = True, limit
 
 
 def resume_remote_runs(studio: Studio) -> list[int]:
-    """At app start: remote runs the service had accepted when the app stopped go back to polling (a local run
-    needs its user's Resume, a remote one costs nothing to follow). Returns the run ids resumed."""
+    """At app start: remote runs whose job the service had accepted, and that may still run there, when the app
+    stopped go back to polling (a local run needs its user's Resume, a remote one costs nothing to follow). One
+    whose job had ended at the service (failed, cancelled) is not: its Resume sends a new, billed job, which only
+    its user's confirmed Resume does. Dataset zips killed uploads left are removed. Returns the run ids resumed."""
+    from masuka.training.backends.remote import follows_its_job, remove_stale_uploads
+
+    remove_stale_uploads(studio)
     resumed = []
     for row in jobs.find(studio.store, "kind = ? and status = 'interrupted'", [KIND], order_by="id"):
-        state = row.state
-        if state.get("backend") and state.get("ref") and not state.get("submitting"):
+        if _remote(row) and follows_its_job(row):
             resumed.append(resume_run(studio, row.id, row.owner, restoring=True))
     return resumed

@@ -14,6 +14,7 @@ from masuka.config import env_url
 from masuka.errors import ProviderError
 from masuka.remote.http import ProviderUnavailable
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus
+from masuka.video.providers.base import KEY_REFUSED
 from masuka.video.providers.fal import STATES, FalQueue, queue_ref
 
 STORAGE_URL = ("MASUKA_FAL_STORAGE_URL", "https://rest.fal.ai")
@@ -69,8 +70,11 @@ class FalTrainer(RemoteTrainer):
     def _unanswered(error: ProviderError, logs: list[str]) -> TrainStatus:
         """A completed job whose result cannot be had. As fal's client reads it, the result's error (a 4xx, or a
         5xx that outlasts the retries) is the job's; a 404 is a result fal no longer keeps; an unreachable or
-        rate-limiting queue is waited for (:class:`ProviderUnavailable` goes on up)."""
+        rate-limiting queue is waited for (:class:`ProviderUnavailable` goes on up), and so is a refused key (401,
+        403: a key rotated since fal accepted the job), as a video job's is."""
         status = error.status
+        if status in KEY_REFUSED:
+            raise error
         if status == 404:
             raise ProviderError("fal no longer has the result of this training (it trained, but fal keeps results "
                                 "only for a while): the LoRA cannot be downloaded any more.")

@@ -7,9 +7,16 @@ request, so a restart never submits a run twice: a run the service accepted resu
 after it, Stop cancels the job at the service, and a cancel the service does not take leaves the run
 ``interrupted`` with its job, as a signal to the CLI does: the app follows such a job again at its next start,
 and Stop on the run cancels it there. A Resume of a run whose job ended at the service (failed, cancelled)
-sends it again as a new job. Options the service's trainer would not honour are refused before the row is
-written. The dataset zip lives only while it uploads. The finished LoRA is downloaded into the run folder,
-stamped with its metadata and added to the LoRA library (and pushed to the Hub when asked).
+sends it again as a new job; the app does not take such a run up by itself. Once the service accepted the job
+(and bills it), no key (an app started without it), a key the service refuses (401/403, a key rotated) or a
+service that cannot be reached never fails the run: it stays ``running`` in phase ``waiting``, its error saying
+why and "Still trying; the job is kept.", and tries again with whatever key is set by then, as a video job does
+(:mod:`masuka.video.jobs`). The end of the job at the service and the end of the run are one write, so a process
+killed in between never leaves a run that looks like one to follow. Options the service's trainer would not
+honour are refused before the row is written. The dataset zip lives in ``tmp/`` only while it uploads; one a
+killed process left is removed when the run is taken up again or the app starts (:func:`remove_stale_uploads`).
+The finished LoRA is downloaded into the run folder, stamped with its metadata and added to the LoRA library (and
+pushed to the Hub when asked).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import struct
 from dataclasses import fields, replace
 from pathlib import Path
@@ -24,13 +32,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from masuka import jobs
-from masuka.errors import Cancelled, InvalidInput, ProviderError
+from masuka.errors import Cancelled, InvalidInput, MasukaError, ProviderError
 from masuka.jobs import JobContext
 from masuka.loras.files import inspect_lora
 from masuka.loras.library import free_lora_name, register_lora
 from masuka.models import architectures
 from masuka.remote.http import MaybeSubmitted, ProviderUnavailable, open_client, service_key
-from masuka.remote.timing import KEPT
+from masuka.remote.timing import KEPT, RemoteSettings
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, Store
 from masuka.studio import Studio
@@ -39,6 +47,7 @@ from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStat
 from masuka.training.data import TrainingSet, dataset_for_training
 from masuka.training.export import check_hub_repo, push_lora
 from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name, option_name
+from masuka.video.providers.base import KEY_REFUSED
 
 #: a trainer's step in its log: "step 120/1000" (fal), or the training's tqdm bar "…| 120/1000 [01:23<…" (Replicate's
 #: ai-toolkit trainers), whose total is the run's steps (other bars, loading or caching, count other things)
@@ -49,6 +58,8 @@ HONOURED = ("dataset", "base", "steps", "name", "push_to_hub")
 #: a job's states at the service after which it runs no more; a Resume of a run whose job ``ENDED`` sends a new one
 FINAL = ("completed", "failed", "cancelled")
 ENDED = ("failed", "cancelled")
+#: the folder under ``tmp/`` a run's dataset zip is written to while it uploads (``{tmp}/train-upload-run-00001/``)
+UPLOAD_FOLDER = "train-upload-run-"
 #: what stands in for the options left out when checking a run on an architecture without local training (no
 #: profile ``training`` defaults): only their presence matters, as a remote run sends none it was not given
 STAND_INS: dict[str, Any] = dict(lr=1e-4, resolution=512, batch_size=1, sample_steps=20, gradient_checkpointing=False,
@@ -159,30 +170,144 @@ def create_remote_run(studio: Studio, options: TrainOptions, backend: str, owner
 
 
 def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
-    """The body of a remote run: upload and submit once (unless already accepted), poll, download, record."""
-    run_id, log = ctx.job_id, ctx.log
+    """The body of a remote run: upload and submit once (unless already accepted), poll, download, record. Once the
+    service accepted the job, its key missing or refused never fails the run: it waits (:func:`_wait_for_service`)
+    and opens the service again with whatever key is set by then."""
     row = ctx.row()
     state = dict(row.state)
     options = TrainOptions.from_dict(row.params)
-    trainer = _trainer(studio, state["backend"], row.owner)
+    _remove_upload(studio, ctx.job_id, state)  # one a process killed while it uploaded left
+    if state.get("submitting"):  # its create request may have arrived unanswered: never sent again
+        _needs_attention(studio, ctx.job_id, _label(state))
+        return
+    first = True
     try:
-        if _job_ended(state):  # a Resume: the old job runs no more
-            log(f"{trainer.service.label} job {state['ref']['id']} ended ({state['phase']}): sending the run again "
-                f"as a new job (estimated ${row.cost_usd:.2f})")
-            for name in ("ref", "upload", "log_count"):
-                state.pop(name, None)
-            _save(studio.store, run_id, state, "queued", step=0, progress=0.0)
-        if state.get("ref"):
-            log(f"resuming: polling {trainer.service.label} job {state['ref']['id']}")
-        elif state.get("submitting") or not _submit(studio, ctx, row, options, state, trainer):
-            _needs_attention(studio, run_id, trainer)
-            return
-        output = _poll(studio, ctx, options, state, trainer)
-        _finish(studio, run_id, row, options, state, trainer, output, log)
+        while True:
+            try:
+                trainer = _trainer(studio, state["backend"], row.owner)
+            except InvalidInput as error:  # no key (any more)
+                _wait_for_service(studio, ctx, state, error)
+                continue
+            try:
+                _follow(studio, ctx, row, options, state, trainer, first)
+                return
+            except ProviderError as error:
+                if error.status not in KEY_REFUSED:
+                    raise
+                _wait_for_service(studio, ctx, state, error)  # a key changed since the service accepted the job
+            finally:
+                trainer.close()
+            first = False
     except _Interrupted as interrupted:
-        jobs.finish(studio.store, run_id, "interrupted", str(interrupted))
+        jobs.finish(studio.store, ctx.job_id, "interrupted", str(interrupted))
+
+
+def _follow(studio: Studio, ctx: JobContext, row: jobs.JobRow, options: TrainOptions, state: dict,
+            trainer: RemoteTrainer, first: bool) -> None:
+    """Send the run once (unless its job was accepted), follow its job to the end, download and record the LoRA."""
+    run_id, log = ctx.job_id, ctx.log
+    if _job_ended(state):  # a Resume: the old job runs no more
+        log(f"{trainer.service.label} job {state['ref']['id']} ended ({state['phase']}): sending the run again "
+            f"as a new job (estimated ${row.cost_usd:.2f})")
+        for name in ("ref", "upload", "log_count"):
+            state.pop(name, None)
+        _save(studio.store, run_id, state, "queued", step=0, progress=0.0)
+    if state.get("ref"):
+        if first:
+            log(f"resuming: polling {trainer.service.label} job {state['ref']['id']}")
+    elif not _submit(studio, ctx, row, options, state, trainer):
+        _needs_attention(studio, run_id, trainer.service.label)
+        return
+    output = _poll(studio, ctx, options, state, trainer)
+    _finish(studio, run_id, row, options, state, trainer, output, log)
+
+
+def _accepted(state: dict) -> bool:
+    """Whether the service accepted (and bills) the run's job, and the job may still run there."""
+    return bool(state.get("ref")) and not _job_ended(state)
+
+
+def follows_its_job(row: jobs.JobRow) -> bool:
+    """Whether a Resume of this remote run follows the job the service accepted (which costs nothing new, so the app
+    does it by itself at start): not one whose create request may have arrived unanswered ("Needs attention"), nor
+    one whose job ended there (its Resume sends a new, billed job)."""
+    return _accepted(row.state) and not row.state.get("submitting")
+
+
+def _wait_for_service(studio: Studio, ctx: JobContext, state: dict, error: MasukaError) -> None:
+    """A run whose job the service accepted, whose service cannot be asked now (no key, a key it refuses): say so
+    in the row (phase ``waiting``, the error with :data:`~masuka.remote.timing.KEPT`), wait as a video job does
+    (:meth:`~masuka.remote.timing.RemoteSettings.retry_wait_s`), then the caller tries again with whatever key is set
+    by then. A Stop meanwhile cancels the job at the service when a key lets it. Any other run fails with
+    ``error``: nothing runs, or is billed, at the service."""
+    if not _accepted(state):
+        raise error
+    why = f"{error} {KEPT}"
+    if ctx.row().error != why:
+        ctx.log(f"waiting: {why}")
+    _save(studio.store, ctx.job_id, state, "waiting", error=why)
+    ctx.pause(RemoteSettings.from_env().retry_wait_s(), lambda: _stop_while_waiting(studio, ctx, state))
+
+
+def _stop_while_waiting(studio: Studio, ctx: JobContext, state: dict) -> None:
+    """:func:`_check_stop` for a run waiting for its service: the service is opened with the key set now to cancel
+    the job; without one, the run is left ``interrupted`` with its job, as a cancel the service does not take
+    leaves it."""
+    mode = ctx.stop_mode()
+    if mode is None:
+        return
+    try:
+        trainer = _trainer(studio, state["backend"], ctx.row().owner)
+    except InvalidInput as error:
+        if mode == "interrupt":
+            raise _Interrupted(_left_running(_label(state))) from None
+        raise _Interrupted(_not_cancelled(_label(state), error)) from None
+    try:
+        _check_stop(ctx, trainer, state)
     finally:
         trainer.close()
+
+
+def _label(state: dict) -> str:
+    """The name of the run's service for people."""
+    return remote_backends()[state["backend"]].service.label
+
+
+def upload_folder(studio: Studio, run_id: int) -> Path:
+    """Where run ``run_id``'s dataset zip is written while it uploads: under ``tmp/``, which Settings' "Empty tmp/"
+    clears of what a killed process left."""
+    return studio.config.tmp_dir / f"{UPLOAD_FOLDER}{run_id:05d}"
+
+
+def _remove_upload(studio: Studio, run_id: int, state: dict) -> None:
+    """Remove the dataset zip a process killed while it uploaded left (a Resume that uploads zips again): in
+    ``tmp/``, or in the run folder where earlier versions wrote it."""
+    shutil.rmtree(upload_folder(studio, run_id), ignore_errors=True)
+    if state.get("run_dir"):
+        (studio.config.absolute(state["run_dir"]) / "dataset.zip").unlink(missing_ok=True)
+
+
+def remove_stale_uploads(studio: Studio) -> list[int]:
+    """At app start: remove the dataset zips of runs no process uploads for any more (ended, interrupted or
+    deleted runs: a process killed while it uploaded left them), in ``tmp/`` and in run folders (where earlier
+    versions wrote them); returns those runs' ids."""
+    config = studio.config
+    left = {folder: folder.name.removeprefix(UPLOAD_FOLDER) for folder in config.tmp_dir.glob(f"{UPLOAD_FOLDER}*")}
+    left.update({archive: archive.parent.name.removeprefix("run-")
+                 for archive in config.runs_dir.glob("run-*/dataset.zip")})
+    removed = set()
+    for path, number in left.items():
+        if not number.isdigit():
+            continue
+        row = jobs.lookup(studio.store, int(number))
+        if row is not None and not row.finished:  # a live process may be uploading it (a dead one's is interrupted)
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.add(int(number))
+    return sorted(removed)
 
 
 def new_job_price(row: jobs.JobRow) -> float | None:
@@ -227,7 +352,6 @@ def _submit(studio: Studio, ctx: JobContext, row: jobs.JobRow, options: TrainOpt
     right before the request)."""
     run_id, log, label = ctx.job_id, ctx.log, trainer.service.label
     data = dataset_for_training(studio, options.dataset, row.owner, row)
-    run_dir = studio.config.absolute(state["run_dir"])
     if options.preset:
         log(f"note: the {options.preset} GPU memory preset is for this machine's GPU; {label} trains on its own")
     trainer.prepare(state.get("destination", ""))
@@ -235,11 +359,11 @@ def _submit(studio: Studio, ctx: JobContext, row: jobs.JobRow, options: TrainOpt
         _stop_before_sending(ctx, label)
         log(f"uploading the dataset ({len(data.items)} images with captions) to {label}")
         _save(studio.store, run_id, state, "uploading")
-        archive = dataset_zip(data, run_dir / "dataset.zip")
+        archive = dataset_zip(data, upload_folder(studio, run_id) / "dataset.zip")
         try:
             state["upload"] = trainer.upload(archive)
         finally:  # a copy of every image, needed only here (a Resume that uploads again zips again)
-            archive.unlink(missing_ok=True)
+            shutil.rmtree(archive.parent, ignore_errors=True)
         _save(studio.store, run_id, state, "uploaded")
     request = TrainRequest(trainer_entry(state["backend"], options.base), state["upload"], data.trigger,
                            options.steps, options.rank, options.lr, options.resolution, state.get("destination", ""))
@@ -283,13 +407,14 @@ def _poll(studio: Studio, ctx: JobContext, options: TrainOptions, state: dict, t
             if (step := _step(line, options.steps)) is not None:
                 ctx.progress(step, options.steps)
         state["log_count"] = len(status.logs)
+        if status.state == "failed":
+            raise _end(ctx.store, ctx.job_id, state, "failed",
+                       ProviderError(f"{trainer.service.label} reports the training failed: {status.error}"))
+        if status.state == "cancelled":
+            raise _end(ctx.store, ctx.job_id, state, "cancelled", Cancelled(by=trainer.service.label))
         _save(studio.store, ctx.job_id, state, status.state, status.note, error=None)
         if status.state == "completed":
             return status.output or ""
-        if status.state == "failed":
-            raise ProviderError(f"{trainer.service.label} reports the training failed: {status.error}")
-        if status.state == "cancelled":
-            raise Cancelled(by=trainer.service.label)
         ctx.pause(interval, lambda: _check_stop(ctx, trainer, state))
 
 
@@ -351,7 +476,8 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, options: TrainOptions
     log(f"LoRA downloaded and checked: {final.name} (in the LoRA library as {info.name!r})")
     if options.push_to_hub:
         push_lora(folder, options.push_to_hub, studio.keys.get(HUGGINGFACE), result, log)
-    _save(studio.store, run_id, state, "completed", result=result, step=options.steps, progress=1.0)
+    state.update(phase="completed", note="")
+    jobs.finish(studio.store, run_id, "completed", result=result, state=state, step=options.steps, progress=1.0)
 
 
 def add_metadata(path: Path, metadata: dict[str, str]) -> None:
@@ -378,8 +504,7 @@ def _check_stop(ctx: JobContext, trainer: RemoteTrainer, state: dict) -> None:
         return
     label = trainer.service.label
     if mode == "interrupt":
-        raise _Interrupted(f"Interrupted: the job goes on at {label}; the app follows it again when it starts "
-                           "(or Resume).")
+        raise _Interrupted(_left_running(label))
     try:
         trainer.cancel(state["ref"])
     except ProviderError as error:
@@ -388,11 +513,24 @@ def _check_stop(ctx: JobContext, trainer: RemoteTrainer, state: dict) -> None:
             jobs.update(ctx.store, ctx.job_id, stop_requested=0)
             return
         raise _Interrupted(_not_cancelled(label, error)) from None
-    _save(ctx.store, ctx.job_id, state, "cancelled")
-    raise Cancelled(f"cancelled at {label} too")
+    raise _end(ctx.store, ctx.job_id, state, "cancelled", Cancelled(f"cancelled at {label} too"))
 
 
-def _not_cancelled(label: str, error: ProviderError) -> str:
+def _left_running(label: str) -> str:
+    """What an interrupt (a signal to the CLI) says: the job goes on at the service ``label``."""
+    return f"Interrupted: the job goes on at {label}; the app follows it again when it starts (or Resume)."
+
+
+def _end(store: Store, run_id: int, state: dict, status: str, error: MasukaError) -> MasukaError:
+    """Record that the run's job ended at the service (``failed`` or ``cancelled``: the state's phase) and the run's
+    end in one write, so a process killed in between never leaves a run whose job ended looking like one to
+    follow (which a start would send again as a new job); returns ``error`` for the caller to raise."""
+    state.update(phase=status, note="")
+    jobs.finish(store, run_id, status, str(error), state=state)
+    return error
+
+
+def _not_cancelled(label: str, error: MasukaError) -> str:
     """What a Stop says when the service ``label`` did not take the cancel: the job may go on (and bill) there."""
     return (f"Stop could not cancel the job at {label} ({error}): it may still run, and be charged, there. Stop again "
             "to retry; the app follows the job again when it starts (or Resume).")
@@ -411,9 +549,9 @@ def _save(store: Store, run_id: int, state: dict, phase: str, note: str = "", **
     jobs.progress(store, run_id, state=state, **fields)
 
 
-def _needs_attention(studio: Studio, run_id: int, trainer: RemoteTrainer) -> None:
+def _needs_attention(studio: Studio, run_id: int, label: str) -> None:
     jobs.finish(studio.store, run_id, "interrupted",
-                f"Needs attention: {_unanswered(trainer.service.label)}; MASUKA does not send it again by itself.")
+                f"Needs attention: {_unanswered(label)}; MASUKA does not send it again by itself.")
 
 
 def check_resumable(row: jobs.JobRow) -> None:
