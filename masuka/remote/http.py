@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504, 520, 522, 524}
+#: a refusal of the key itself (401, 403) by a service that accepted the job with an earlier key: the job waits
+KEY_REFUSED = (401, 403)
 #: a gateway that gave up waiting for the provider (504, Cloudflare's 524): the request may have been accepted
 GATEWAY_TIMEOUTS = {504, 524}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")

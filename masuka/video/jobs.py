@@ -25,7 +25,7 @@ from masuka.access import INPUTS_FOLDER, input_copy_name, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError, as_disk_full
 from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
-from masuka.remote.http import MaybeSubmitted, ModelUnavailable, ProviderUnavailable, key_fix
+from masuka.remote.http import KEY_REFUSED, MaybeSubmitted, ModelUnavailable, ProviderUnavailable, key_fix
 from masuka.remote.timing import KEPT, RemoteSettings
 from masuka.store import UNFINISHED, busy, now, owner_clause, row_id
 from masuka.studio import Studio
@@ -33,7 +33,7 @@ from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.catalog import LOCAL, model_entry, parse_size, provider_entry, route, video_catalog
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
-from masuka.video.providers.base import KEY_REFUSED, Clip, Provider
+from masuka.video.providers.base import Clip, Provider
 from masuka.video.request import (
     INPUT_FILES,
     Target,

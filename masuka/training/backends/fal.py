@@ -12,9 +12,8 @@ from pathlib import Path
 
 from masuka.config import env_url
 from masuka.errors import ProviderError
-from masuka.remote.http import ProviderUnavailable
+from masuka.remote.http import KEY_REFUSED, ProviderUnavailable
 from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStatus
-from masuka.video.providers.base import KEY_REFUSED
 from masuka.video.providers.fal import STATES, FalQueue, queue_ref
 
 STORAGE_URL = ("MASUKA_FAL_STORAGE_URL", "https://rest.fal.ai")

@@ -37,7 +37,7 @@ from masuka.jobs import JobContext
 from masuka.loras.files import inspect_lora
 from masuka.loras.library import free_lora_name, register_lora
 from masuka.models import architectures
-from masuka.remote.http import MaybeSubmitted, ProviderUnavailable, open_client, service_key
+from masuka.remote.http import KEY_REFUSED, MaybeSubmitted, ProviderUnavailable, open_client, service_key
 from masuka.remote.timing import KEPT, RemoteSettings
 from masuka.services import HUGGINGFACE
 from masuka.store import LOCAL_USER, Store
@@ -47,7 +47,6 @@ from masuka.training.backends.base import RemoteTrainer, TrainRequest, TrainStat
 from masuka.training.data import TrainingSet, dataset_for_training
 from masuka.training.export import check_hub_repo, push_lora
 from masuka.training.options import KIND, TrainOptions, check_options, fill_defaults, lora_name, option_name
-from masuka.video.providers.base import KEY_REFUSED
 
 #: a trainer's step in its log: "step 120/1000" (fal), or the training's tqdm bar "…| 120/1000 [01:23<…" (Replicate's
 #: ai-toolkit trainers), whose total is the run's steps (other bars, loading or caching, count other things)

@@ -25,8 +25,6 @@ from masuka.video.catalog import provider_entry
 from masuka.video.media import BrokenVideo, check_mp4
 
 MAX_REDIRECTS = 5
-#: a refusal of the key itself (401, 403) by a provider that accepted the job with an earlier key: the job waits
-KEY_REFUSED = (401, 403)
 
 
 @dataclass

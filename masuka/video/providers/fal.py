@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from masuka.errors import ProviderError
-from masuka.remote.http import ProviderUnavailable
+from masuka.remote.http import KEY_REFUSED, ProviderUnavailable
 from masuka.services import Service
 from masuka.video.catalog import aspect_of, resolution_of, route
-from masuka.video.providers.base import KEY_REFUSED, Clip, Provider, Status, image_data_uri
+from masuka.video.providers.base import Clip, Provider, Status, image_data_uri
 
 STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "completed"}
 
