@@ -201,6 +201,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from masuka.queue.worker import QueueWorker
     from masuka.studio import Studio
     from masuka.ui.app import build_app
+    from masuka.users import retire_off_list
 
     check_listen(host, port)
     for line in (public_warning(config, host, share, ngrok), sign_in_line(config), admin_warning(config)):
@@ -208,6 +209,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
             print(line, file=sys.stderr)
     token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
     studio = Studio.open(config)
+    retire_off_list(studio)  # before any worker or runner takes up their queued work, or the API their tokens
     if block:
         gc.freeze()
     demo = build_app(studio)

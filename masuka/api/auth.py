@@ -24,6 +24,7 @@ from masuka.config import Config
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER, insert_named, is_id_text, now, row_id
 from masuka.studio import Studio
+from masuka.users import on_sign_in_list
 
 TOKEN_PREFIX = "msk_"
 MAX_TOKENS_PER_USER = 20
@@ -114,8 +115,24 @@ def revoke_token(studio: Studio, owner: str, ref: str | int) -> dict:
     return matches[0]
 
 
+def delete_tokens_off_list(studio: Studio) -> int:
+    """With sign-in, delete every token whose owner is not on the sign-in list (a user taken off it; ``local``'s,
+    made before sign-in was on, stays, opening nothing while sign-in is on); returns how many. The app does it as it
+    starts (:func:`masuka.users.retire_off_list`), so a user added back under the same name (a new person, a new
+    password) does not inherit the old tokens."""
+    if not studio.config.multi_user:
+        return 0
+    with studio.store.transaction():
+        gone = [row for row in studio.store.query("select owner, count(*) as tokens from api_tokens group by owner")
+                if not on_sign_in_list(studio.config, row["owner"])]
+        for row in gone:
+            studio.store.delete_where("api_tokens", "owner = ?", [row["owner"]])
+    return sum(row["tokens"] for row in gone)
+
+
 def token_user(studio: Studio, token: str) -> str | None:
-    """The owner of ``token`` while they are on the user list, else None; records when it was last used, to the
+    """The owner of ``token`` while they are on the user list, else None (the app deletes the tokens of users taken
+    off the list as it starts: :func:`delete_tokens_off_list`); records when it was last used, to the
     minute as lists show it (a write on every request would cost each one a database write, tens of milliseconds on
     a busy disk)."""
     if not token.startswith(TOKEN_PREFIX):

@@ -9,7 +9,8 @@ index, so a job resumed after a restart or a crash makes only the images it has 
 Claiming follows InvokeAI's session queue: inside one ``BEGIN IMMEDIATE`` transaction (so two workers, in
 threads or processes, never take the same row), rows left ``running`` by a dead worker become
 ``interrupted``, then the next waiting job is taken, round-robin between users (the user served longest ago
-goes first), in queue order within a user.
+goes first), in queue order within a user. With sign-in, a waiting job whose owner is not on the sign-in list
+(queued by a command that read an older list) is cancelled instead (:func:`masuka.users.cancel_off_list_jobs`).
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ from masuka.image.upscale.request import UpscaleRequest, check_request
 from masuka.store import QUEUE_UNFINISHED as UNFINISHED
 from masuka.store import holder_alive, now, owner_clause, row_id
 from masuka.studio import Studio
+from masuka.users import cancel_off_list_jobs, on_sign_in_list
 
 STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "interrupted")
 WAITING = ("queued", "interrupted")  # what a worker may claim (an interrupted job resumes)
+IDLE = ("queued", "paused", "interrupted")  # no worker has it in hand: a cancel ends it at once
 ACTIONS = ("pause", "resume", "cancel", "retry", "up", "down", "top")
 #: the request fields a job stores; owner, queue id, template and notes are set per image
 REQUEST_FIELDS = ("model", "negative_prompt", "steps", "guidance", "width", "height", "loras", "memory_plan", "fast",
@@ -258,12 +261,17 @@ def control_job(studio: Studio, user: str, action: str, job_id: int | None = Non
 
 
 def claim(studio: Studio) -> dict | None:
-    """Take the next waiting job for this studio's worker, or None when nothing waits."""
+    """Take the next waiting job for this studio's worker, or None when nothing waits; with sign-in, the waiting
+    jobs of owners not on the sign-in list are cancelled instead of taken."""
     store = studio.store
     with store.transaction():
         recover(studio)
         waiting = store.query(f"select id, owner from queue where status in ({_marks(WAITING)}) order by position, id",
                               WAITING)  # not every waiting job's params: only the one taken is read whole
+        if any(not on_sign_in_list(studio.config, row["owner"]) for row in waiting):
+            # queued since the app started (a command with an older sign-in list): cancelled, as at start-up
+            cancel_off_list_jobs(studio, background=False)
+            waiting = [row for row in waiting if on_sign_in_list(studio.config, row["owner"])]
         if not waiting:
             return None
         served = {row["owner"]: row["last"] or "" for row in store.query(
@@ -297,6 +305,11 @@ def recover(studio: Studio, stopped: Collection[int] = ()) -> list[int]:
     return [row["id"] for row in stale]
 
 
+def idle_jobs(studio: Studio) -> list[dict]:
+    """The id and owner of every job no worker has in hand (:data:`IDLE`: queued, paused or interrupted)."""
+    return studio.store.query(f"select id, owner from queue where status in ({_marks(IDLE)}) order by id", IDLE)
+
+
 def finish(studio: Studio, job_id: int, status: str, error: str | None = None) -> None:
     """Record how a worker left a job."""
     studio.store.update("queue", job_id, status=status, error=error, control=None, updated_at=now(),
@@ -313,7 +326,7 @@ def _apply(studio: Studio, row: dict, action: str, user: str) -> bool:
         store.update("queue", job_id, status="queued", updated_at=now())
     elif action == "resume" and status == "running" and row["control"] == "pause":
         store.update("queue", job_id, control=None, updated_at=now())
-    elif action == "cancel" and status in ("queued", "paused", "interrupted"):
+    elif action == "cancel" and status in IDLE:
         finish(studio, job_id, "cancelled")
     elif action == "retry" and status in ("failed", "cancelled", "interrupted"):
         if status not in UNFINISHED:  # a finished job comes back: it counts against its owner's limit again

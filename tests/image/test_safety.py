@@ -105,8 +105,8 @@ def test_settings_no_model_could_load_are_refused_and_nothing_changes(config, fi
     with pytest.raises(InvalidInput, match=refusal):
         save_aid_settings(config, AidSettings(**{field: value}))
     assert (config.data_dir / "aids.json").read_bytes() == before
-    assert save_aid_settings(config, AidSettings(safety_model=str(config.data_dir))).safety_model == \
-        str(config.data_dir)  # an existing folder is fine
+    assert save_aid_settings(config, AidSettings(prompt_llm=str(config.data_dir))).prompt_llm == \
+        str(config.data_dir)  # an existing folder is fine (a safety model folder must hold a classifier)
 
 
 def test_mandatory_check_applies_to_a_detail_upscale(studio, tiny_model, classifiers, tmp_path):
