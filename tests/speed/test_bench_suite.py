@@ -241,7 +241,8 @@ def test_a_new_process_keeps_the_budget_and_the_time_of_the_run(tmp_path, monkey
     four_lines(suite, monkeypatch, tmp_path, sleeps_s=600.0)
     started = time.time()
     report = suite.run(None, suite_args(tmp_path / "out", budget_s=4.0, quick=True))
-    took = time.time() - started
+    # until the report's last write (not the clean-up of the tiny models after it, which a loaded machine makes slow)
+    took = (tmp_path / "out" / "bench-suite.json").stat().st_mtime - started
     results = [check["result"] for check in report["checks"]]
     assert results[1] in ("cut: the 4 s budget ran out during line 1", "skipped: the 4 s budget was spent")
     assert results[2:] == ["skipped: the 4 s budget was spent"] * 2
