@@ -40,7 +40,35 @@ NAMED_CALLS = re.compile(r"^/gradio_api/call/(?:v2/)?([^/]+)/?$")
 LOGIN_ROUTES = ("/login", "/login/")
 #: Gradio routes that name a session hash in their path
 SESSION_PATHS = re.compile(r"^/gradio_api/(?:heartbeat|stream)/([^/]+)(?:/|$)")
+#: Gradio routes that name an event id in their path: a /call/ event's result (GET), a streaming event's input and
+#: its end (POST: ``/stream/<session>/...`` names a session, and is a GET)
+EVENT_GETS = re.compile(r"^/gradio_api/call/(?:v2/)?[^/]+/([^/]+)/?$")
+EVENT_POSTS = re.compile(r"^/gradio_api/stream/([^/]+)(?:/close)?/?$")
+#: Gradio's cancel: its JSON body names the event (``event_id``), and a session hash of the caller's
+CANCEL_ROUTES = ("/gradio_api/cancel", "/gradio_api/cancel/")
 MAX_SESSIONS = 100_000
+
+
+class SessionOwners:
+    """Who owns each Gradio session and event: the first signed-in user who used the session, the user who queued
+    the event. Kept for the newest :data:`MAX_SESSIONS`. :class:`OwnSessions` reads and claims sessions named by a
+    request; :func:`guard_queue` records each event it accepts, and its session: an event queued without a session
+    hash (``POST /call/<api>``) is its own session, Gradio using its id as the hash, so its result stream
+    (``/call/<api>/<id>``, ``/queue/data?session_hash=<id>``) has an owner from the moment its id exists."""
+
+    def __init__(self) -> None:
+        self._owners: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        return self._owners.get(key)
+
+    def claim(self, key: str, user: str) -> str:
+        """``key``'s owner: ``user`` unless another user already has it; either way ``key`` is kept as the newest."""
+        owner = self._owners.setdefault(key, user)
+        self._owners.move_to_end(key)
+        while len(self._owners) > MAX_SESSIONS:
+            self._owners.popitem(last=False)
+        return owner
 
 
 def signed_in_user(scope: dict) -> str | None:
@@ -91,7 +119,7 @@ class OwnFilesOnly:
         await self.app(scope, receive, send)
 
 
-def guard_queue(blocks: Any, config: Config, stops: StopFlags) -> None:
+def guard_queue(blocks: Any, config: Config, stops: StopFlags, owners: SessionOwners | None = None) -> None:
     """Admission to Gradio's queue: refuse a user's GPU event when they already have ``max_queued_per_user``
     waiting, whatever the door; arm the Stop of work a tab's Stop ends (its function marked with
     :data:`~masuka.gpu.STOP_TAB`) once the queue accepts it, so a Stop pressed while it waits counts and a
@@ -102,7 +130,8 @@ def guard_queue(blocks: Any, config: Config, stops: StopFlags) -> None:
     number or a string, or an API name), so the count, the refusal and the arming happen there. An event number
     the app does not have is refused there too, with a reason, instead of failing inside Gradio; so is a private
     event named on ``/call/<name>`` (a 404, as for a name the app does not have): Gradio finds it by name whatever
-    its visibility, while the page calls its own events by number.
+    its visibility, while the page calls its own events by number. With several users, each accepted event and its
+    session are recorded as the user's in ``owners`` (what :class:`OwnSessions` checks) before its id is answered.
     """
     queue = blocks._queue
     push = queue.push
@@ -131,6 +160,10 @@ def guard_queue(blocks: Any, config: Config, stops: StopFlags) -> None:
                 accepted = await push(body, request, username)
         else:
             accepted = await push(body, request, username)
+        if owners is not None and config.multi_user and username and accepted[0]:
+            owners.claim(accepted[1], username)  # the event, for the routes naming it by id
+            if body.session_hash:  # Gradio's, the event's id, when the request named none (POST /call/<api>)
+                owners.claim(body.session_hash, username)
         tab = getattr(fn.fn, STOP_TAB, None)
         if tab and accepted[0]:  # queued, its session given: the queue runs it only once this coroutine yields
             forget_started()
@@ -230,48 +263,88 @@ class ReadableJoins:
 
 
 class OwnSessions:
-    """ASGI middleware: a Gradio session belongs to the first signed-in user who uses it.
+    """ASGI middleware: a Gradio session belongs to the first signed-in user who uses it, an event to the user who
+    queued it.
 
     Gradio keys a session's event stream (``/queue/data``), its state (``/deep_link``), cancelling, resetting and
     heartbeats by the session hash alone, and API clients may pick that hash themselves; so with several users
     a request naming a session hash (query, path or JSON body) another user already uses gets a 403, and one
-    without a signed-in user may not name a session that has an owner. Owners are kept for the newest
-    :data:`MAX_SESSIONS` sessions.
+    without a signed-in user may not name a session that has an owner.
+
+    Other routes name an event by its id alone: ``/cancel`` (which takes any waiting event out of the queue, with
+    no sign-in check of Gradio's), a ``/call/<api>/<id>`` result (read once: whoever reads it first takes it) and a
+    streaming event's input (``POST /stream/<id>``). With several users these need a signed-in user (401), and one
+    naming another user's event gets a 403: the event's owner is the user who queued it (recorded by
+    :func:`guard_queue`), or the owner of its session (Gradio's queue: the event's session while it is held, the
+    session still waiting for its end, else the id itself, the session of an event queued without one). An id
+    nobody queued goes on to Gradio, which answers as for an event that has ended.
     """
 
-    def __init__(self, app: Any, config: Config):
+    def __init__(self, app: Any, config: Config, owners: SessionOwners | None = None):
         self.app = app
         self.config = config
-        self.owners: OrderedDict[str, str] = OrderedDict()
+        self.owners = owners if owners is not None else SessionOwners()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if not (scope["type"] == "http" and self.config.multi_user and scope["path"].startswith("/gradio_api/")):
             await self.app(scope, receive, send)
             return
+        path, method = scope["path"], scope.get("method")
         named = set(parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", []))
-        if match := SESSION_PATHS.match(scope["path"]):
+        events: set[str] = set()
+        if method == "POST" and (match := EVENT_POSTS.match(path)):
+            events.add(match.group(1))
+        elif match := SESSION_PATHS.match(path):
             named.add(match.group(1))
-        if scope.get("method") == "POST" and _is_json(scope):
+        if method == "GET" and (match := EVENT_GETS.match(path)):
+            events.add(match.group(1))
+        if method == "POST" and _is_json(scope):
             body = await _read_body(receive)
             receive = _replayer(body, receive)
             with contextlib.suppress(ValueError):
                 value = json.loads(body or b"null")
                 if isinstance(value, dict) and isinstance(value.get("session_hash"), str):
                     named.add(value["session_hash"])
+                if path in CANCEL_ROUTES and isinstance(value, dict) and isinstance(value.get("event_id"), str):
+                    events.add(value["event_id"])
         user = signed_in_user(scope)
+        if (events or path in CANCEL_ROUTES) and user is None:
+            from starlette.responses import JSONResponse
+
+            await JSONResponse({"detail": "Not authenticated"}, status_code=401)(scope, receive, send)
+            return
+        for event_id in events:
+            owner = self.event_owner(scope, event_id)
+            if owner is not None and owner != user:
+                from starlette.responses import JSONResponse
+
+                await JSONResponse({"detail": "This event belongs to another user."}, status_code=403)(
+                    scope, receive, send)
+                return
         for session in named:
             owner = self.owners.get(session)
-            if owner is None and user is not None:
-                self.owners[session] = user
-                while len(self.owners) > MAX_SESSIONS:
-                    self.owners.popitem(last=False)
-            elif owner is not None and owner != user:
+            if owner is not None and owner != user:
                 from starlette.responses import JSONResponse
 
                 await JSONResponse({"detail": "This session belongs to another user: use a session hash of your "
                                               "own (a random one)."}, status_code=403)(scope, receive, send)
                 return
+            if user is not None:
+                self.owners.claim(session, user)  # theirs from now on, or kept as recently used
         await self.app(scope, receive, send)
+
+    def event_owner(self, scope: dict, event_id: str) -> str | None:
+        """The user who queued ``event_id``, else the owner of its session as Gradio's routes resolve it (None: an
+        event of no known user's, or none at all)."""
+        if owner := self.owners.get(event_id):
+            return owner
+        queue = getattr(getattr(scope.get("app"), "get_blocks", lambda: None)(), "_queue", None)
+        event = getattr(queue, "event_ids_to_events", {}).get(event_id)
+        if event is not None:
+            return self.owners.get(event.session_hash) or getattr(event, "username", None)
+        pending = getattr(queue, "pending_event_ids_session", {})
+        session = next((session for session, ids in list(pending.items()) if event_id in ids), event_id)
+        return self.owners.get(session)
 
 
 def _is_json(scope: dict) -> bool:

@@ -196,7 +196,15 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from starlette.middleware import Middleware
 
     from masuka.api import mount_api
-    from masuka.guards import OwnFilesOnly, OwnSessions, ReadableJoins, ThrottledLogin, guard_queue, proxies_in_front
+    from masuka.guards import (
+        OwnFilesOnly,
+        OwnSessions,
+        ReadableJoins,
+        SessionOwners,
+        ThrottledLogin,
+        guard_queue,
+        proxies_in_front,
+    )
     from masuka.image.space_model import prepare_space
     from masuka.queue.worker import QueueWorker
     from masuka.studio import Studio
@@ -222,14 +230,17 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     studio.runner().adopt()
     gr.set_static_paths([config.outputs_dir, config.datasets_dir])
     proxies = proxies_in_front(config, tunnel=share or ngrok)
+    owners = SessionOwners()  # of sessions and events: the middleware checks what the queue records
     try:
         server_app, local_url, share_url = demo.launch(
             server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
             auth_message=sign_in_message(config), allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
             prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api", "gradio"],
             max_file_size=config.max_upload_mb * 2**20,
+            enable_monitoring=False,  # Gradio's /monitoring counts every user's calls, for anyone signed in to see
             app_kwargs={"middleware": [Middleware(ThrottledLogin, throttle=studio.logins, proxies=proxies),
-                                       Middleware(OwnFilesOnly, studio=studio), Middleware(OwnSessions, config=config),
+                                       Middleware(OwnFilesOnly, studio=studio),
+                                       Middleware(OwnSessions, config=config, owners=owners),
                                        Middleware(ReadableJoins)]},
         )
     except OSError as error:  # the port taken since check_listen (another app starting at the same time)
@@ -240,7 +251,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     except InvalidInput:
         Running(demo, studio, "", worker).close()
         raise
-    guard_queue(demo, config, studio.stops)
+    guard_queue(demo, config, studio.stops, owners)
     mount_api(server_app, studio, proxies, trust_loopback=not (share or ngrok))
     print(f"* MASUKA is running on {local_url}", flush=True)  # Gradio's own lines would hint at share=True
     if share_url:

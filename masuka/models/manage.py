@@ -334,14 +334,15 @@ def _duration(seconds: float) -> str:
 
 def stop_download(studio: Studio, user: str, admin: bool, model: str) -> int:
     """Ask the unfinished downloads of ``model`` (the user's own, or any for an admin) to stop; finished files are
-    kept, so starting again fetches only the rest. Returns how many were asked."""
+    kept, so starting again fetches only the rest. Returns how many were asked.
+
+    A non-admin is answered as if only their own downloads existed: whether another user downloads ``model`` is
+    theirs to know, not a probe for anyone who names a repo."""
     repo = resolve_repo(model)
-    running = unfinished_downloads(studio, repo)
-    rows = [row for row in running if admin or row.owner == user]
-    if running and not rows:
-        raise InvalidInput(f"{repo} is being downloaded by another user: only they or an admin can stop it.")
+    rows = unfinished_downloads(studio, repo, user, admin)
     if not rows:
-        raise InvalidInput(f"No download of {repo} is running.")
+        raise InvalidInput(f"No download of {repo} is running." if admin else
+                           f"No download of {repo} of yours is running.")
     for row in rows:
         jobs.request_stop(studio.store, row.id)
     return len(rows)

@@ -570,3 +570,81 @@ def test_a_data_dir_folder_named_beyond_sqlite_s_integers_is_owned_by_no_one(tmp
         assert lookup(studio.store, 99999999999999999999) is None
     finally:
         studio.close()
+
+
+def _result(client: httpx.Client, api: str, event_id: str) -> tuple[int, str]:
+    """(status, the outcome event: complete, error...) of a /call/ event's result stream, as ``client`` reads it."""
+    with client.stream("GET", f"/gradio_api/call/{api}/{event_id}") as stream:
+        if stream.status_code != 200:
+            stream.read()
+            return stream.status_code, stream.text
+        outcome = ""
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                outcome = line[7:]
+            if outcome in ("complete", "error") and line.startswith("data: "):
+                break
+    return 200, outcome
+
+
+def test_another_users_event_cannot_be_cancelled_read_or_streamed_by_its_id(shared, monkeypatch):
+    """Gradio's cancel, a /call/ result and a stream's input name an event by its id alone (cancel checks no sign-in
+    at all), and a /call/ event is its own session: only the user who queued it may use any of them."""
+    from masuka.guards import waiting_gpu_events
+
+    running, _files, model = shared
+    monkeypatch.setattr("masuka.ui.image.GPU_WAIT_S", 600)  # the running request waits for the GPU we hold
+    fn_index = next(i for i, fn in running.demo.fns.items() if fn.api_name == "generate_image")
+    form = ["alice's slow cabin", str(model), "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0]
+    alice, bob = signed_in(running.url, "alice", "pa-alice"), signed_in(running.url, "bob", "pb-bob")
+    nobody = httpx.Client(base_url=running.url, timeout=60)
+    with running.studio.gpu.hold("image generation for carol"):
+        first = alice.post("/gradio_api/call/generate_image", json={"data": form}).json()["event_id"]
+        for _ in range(600):  # until it has left the queue and waits for the GPU
+            if waiting_gpu_events(running.demo, "alice") == 0:
+                break
+            time.sleep(0.1)
+        waiting = alice.post("/gradio_api/call/generate_image", json={"data": form}).json()["event_id"]
+        assert waiting_gpu_events(running.demo, "alice") == 1
+        cancel = {"session_hash": uuid.uuid4().hex[:10], "fn_index": fn_index, "event_id": waiting}
+        assert nobody.post("/gradio_api/cancel", json=cancel).status_code == 401
+        refused = [bob.post("/gradio_api/cancel", json=cancel),
+                   bob.post("/gradio_api/cancel", json={**cancel, "event_id": first}),
+                   bob.get(f"/gradio_api/call/generate_image/{waiting}"),
+                   bob.get(f"/gradio_api/call/v2/generate_image/{waiting}"),
+                   bob.get("/gradio_api/queue/data", params={"session_hash": waiting}),
+                   bob.get(f"/gradio_api/heartbeat/{waiting}"),
+                   bob.post(f"/gradio_api/stream/{waiting}/close")]
+        assert [answer.status_code for answer in refused] == [403] * len(refused), [a.text for a in refused]
+        assert "another user" in refused[0].json()["detail"]
+        assert waiting_gpu_events(running.demo, "alice") == 1, "alice's request still waits"
+        unknown = {**cancel, "event_id": uuid.uuid4().hex}  # as Gradio answers for an event that has ended
+        assert bob.post("/gradio_api/cancel", json=unknown).json() == {"success": True}
+        own = {"session_hash": waiting, "fn_index": fn_index, "event_id": waiting}  # a /call/ event's session: its id
+        assert alice.post("/gradio_api/cancel", json=own).json() == {"success": True}
+        assert waiting_gpu_events(running.demo, "alice") == 0
+    assert _result(alice, "generate_image", first) == (200, "complete")
+    assert _result(alice, "generate_image", waiting) == (200, "complete"), "a cancel ends the stream (no output)"
+
+
+def test_a_call_result_is_read_only_by_the_user_who_made_the_call(shared):
+    """``GET /call/<api>/<id>`` streams (and so takes) the result: another user gets a 403, and the caller still
+    gets it after; an id nobody queued is answered as Gradio answers it."""
+    running, _files, _model = shared
+    alice, bob = signed_in(running.url, "alice", "pa-alice"), signed_in(running.url, "bob", "pb-bob")
+    event_id = alice.post("/gradio_api/call/queue_status", json={"data": []}).json()["event_id"]
+    assert _result(bob, "queue_status", event_id)[0] == 403
+    assert _result(bob, "queue_status", uuid.uuid4().hex) == (200, "error")  # no such event: as Gradio answers it
+    assert _result(alice, "queue_status", event_id) == (200, "complete")
+
+
+def test_gradio_s_monitoring_is_off(shared):
+    """Gradio's /monitoring counts every user's calls per endpoint: MASUKA turns it off, for everyone."""
+    running, _files, _model = shared
+    alice, bob = signed_in(running.url, "alice", "pa-alice"), signed_in(running.url, "bob", "pb-bob")
+    admin = signed_in(running.url, "admin", "pz-admin")
+    assert call(alice, "queue_status", [])[0] == "complete"
+    for client in (bob, admin):
+        for route in ("/monitoring/summary", "/monitoring", "/monitoring/0123456789"):
+            answer = client.get(route)
+            assert answer.status_code == 403 and "queue_status" not in answer.text, (route, answer.text)
