@@ -206,10 +206,10 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
         proxies_in_front,
     )
     from masuka.image.space_model import prepare_space
+    from masuka.off_list import retire_off_list
     from masuka.queue.worker import QueueWorker
     from masuka.studio import Studio
     from masuka.ui.app import build_app
-    from masuka.users import retire_off_list
 
     check_listen(host, port)
     for line in (public_warning(config, host, share, ngrok), sign_in_line(config), admin_warning(config)):

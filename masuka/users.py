@@ -1,28 +1,18 @@
-"""Several people on one studio: per-user folders (who may read which file: :mod:`masuka.access`), and what becomes
-of the work of a user taken off the sign-in list (:func:`retire_off_list`)."""
+"""Several people on one studio: per-user folders (who may read which file: :mod:`masuka.access`), and whose work
+may run (:func:`on_sign_in_list`; what becomes of a removed user's: :mod:`masuka.off_list`)."""
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from masuka.config import Config
 from masuka.store import LOCAL_USER
 
-if TYPE_CHECKING:
-    from masuka.jobs import JobRow
-    from masuka.studio import Studio
-
-log = logging.getLogger(__name__)
 UNSAFE = re.compile(r"[^\w.\-]")
 #: why a job of a user taken off the sign-in list was cancelled
 OFF_LIST = "its owner is no longer on the sign-in list"
-#: the background jobs (``jobs`` rows) that may be cancelled: waiting, interrupted, or left ``running`` by a gone
-#: process (a remote video that a gone app was sending, which the next adoption would send again)
-UNENDED = ("queued", "running", "interrupted")
 
 
 def user_folder_name(user: str) -> str:
@@ -42,61 +32,3 @@ def on_sign_in_list(config: Config, owner: str) -> bool:
     """Whether ``owner``'s work may run in this studio: anyone's without sign-in, else a user on the list's, and the
     shared owner's (``local``: what a command without ``--user`` queues, and what was made before sign-in)."""
     return not config.multi_user or owner in config.users or owner == LOCAL_USER
-
-
-def retire_off_list(studio: Studio) -> None:
-    """As the app starts with sign-in: the users no longer on the sign-in list lose their API tokens (a user added
-    back under the same name is a new account) and the work they left that has not started at a provider is
-    cancelled (:func:`cancel_off_list_jobs`); the log says how much. Nothing without sign-in.
-
-    The app's start only, not every command's: a command may read another ``MASUKA_AUTH`` than the app's."""
-    if not studio.config.multi_user:
-        return
-    from masuka.api.auth import delete_tokens_off_list
-    from masuka.queue.jobs import recover
-
-    recover(studio)  # queue jobs a gone worker left running are interrupted ones: waiting again
-    tokens = delete_tokens_off_list(studio)
-    cancelled = cancel_off_list_jobs(studio)
-    if tokens or any(cancelled.values()):
-        log.warning("users no longer on the sign-in list: %d API token(s) deleted, %d queued image job(s) %s and "
-                    "%d background job(s) %s cancelled", tokens, len(cancelled["queue"]), cancelled["queue"],
-                    len(cancelled["jobs"]), cancelled["jobs"])
-
-
-def cancel_off_list_jobs(studio: Studio, background: bool = True) -> dict[str, list[int]]:
-    """Cancel, with the reason :data:`OFF_LIST`, the work of owners not on the sign-in list that no one runs: image
-    queue jobs queued, paused or interrupted, and (``background``) background jobs (training runs, videos, caption
-    passes, downloads) queued, interrupted or left by a gone process. A remote video or training run a provider
-    has accepted, and charges for, is left to finish, so that what it makes is collected; work a live process has
-    in hand is left to it. Returns the ids cancelled by table (``queue``, ``jobs``); none without sign-in."""
-    from masuka import jobs
-    from masuka.queue import jobs as queue
-    from masuka.store import now
-
-    config, store = studio.config, studio.store
-    cancelled: dict[str, list[int]] = {"queue": [], "jobs": []}
-    if not config.multi_user:
-        return cancelled
-    with store.transaction():  # the same cancel as a user's Cancel of a job no worker holds
-        for row in queue.idle_jobs(studio):
-            if not on_sign_in_list(config, row["owner"]):
-                queue.finish(studio, row["id"], "cancelled", OFF_LIST)
-                cancelled["queue"].append(row["id"])
-        if background:
-            runner = studio.runner()
-            for job in jobs.find(store, f"status in ({','.join('?' * len(UNENDED))})", UNENDED, order_by="id"):
-                if on_sign_in_list(config, job.owner) or runner.alive(job) or accepted_remotely(job):
-                    continue
-                jobs.finish(store, job.id, "cancelled", OFF_LIST, finished_at=job.finished_at or now())
-                cancelled["jobs"].append(job.id)
-    return cancelled
-
-
-def accepted_remotely(job: JobRow) -> bool:
-    """Whether a provider has accepted a background job's remote work (a video's clip, a training run's job), or may
-    have (its request went out without an answer): work it charges for, which only following it collects."""
-    state = job.state
-    segments = state.get("segments")
-    return bool(job.external_id or state.get("ref") or state.get("submitting") or (isinstance(segments, list) and any(
-        isinstance(segment, dict) and (segment.get("ref") or segment.get("submitting")) for segment in segments)))

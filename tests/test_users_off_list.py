@@ -14,10 +14,11 @@ from masuka import jobs
 from masuka.api.auth import create_token
 from masuka.config import Config
 from masuka.image.generate import ImageRequest
+from masuka.off_list import retire_off_list
 from masuka.queue.jobs import claim, control_job, queue_images
 from masuka.server import launch
 from masuka.studio import Studio
-from masuka.users import OFF_LIST, retire_off_list
+from masuka.users import OFF_LIST
 from tests.conftest import free_port
 
 BOTH = "alice:pw-alice,bob:pw-bob"

@@ -118,7 +118,7 @@ def revoke_token(studio: Studio, owner: str, ref: str | int) -> dict:
 def delete_tokens_off_list(studio: Studio) -> int:
     """With sign-in, delete every token whose owner is not on the sign-in list (a user taken off it; ``local``'s,
     made before sign-in was on, stays, opening nothing while sign-in is on); returns how many. The app does it as it
-    starts (:func:`masuka.users.retire_off_list`), so a user added back under the same name (a new person, a new
+    starts (:func:`masuka.off_list.retire_off_list`), so a user added back under the same name (a new person, a new
     password) does not inherit the old tokens."""
     if not studio.config.multi_user:
         return 0

@@ -10,7 +10,8 @@ Claiming follows InvokeAI's session queue: inside one ``BEGIN IMMEDIATE`` transa
 threads or processes, never take the same row), rows left ``running`` by a dead worker become
 ``interrupted``, then the next waiting job is taken, round-robin between users (the user served longest ago
 goes first), in queue order within a user. With sign-in, a waiting job whose owner is not on the sign-in list
-(queued by a command that read an older list) is cancelled instead (:func:`masuka.users.cancel_off_list_jobs`).
+(queued by a command that read an older list) is cancelled instead, as the app's start cancels those it finds
+(:mod:`masuka.off_list`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from masuka.image.upscale.request import UpscaleRequest, check_request
 from masuka.store import QUEUE_UNFINISHED as UNFINISHED
 from masuka.store import holder_alive, now, owner_clause, row_id
 from masuka.studio import Studio
-from masuka.users import cancel_off_list_jobs, on_sign_in_list
+from masuka.users import OFF_LIST, on_sign_in_list
 
 STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled", "interrupted")
 WAITING = ("queued", "interrupted")  # what a worker may claim (an interrupted job resumes)
@@ -268,10 +269,10 @@ def claim(studio: Studio) -> dict | None:
         recover(studio)
         waiting = store.query(f"select id, owner from queue where status in ({_marks(WAITING)}) order by position, id",
                               WAITING)  # not every waiting job's params: only the one taken is read whole
-        if any(not on_sign_in_list(studio.config, row["owner"]) for row in waiting):
-            # queued since the app started (a command with an older sign-in list): cancelled, as at start-up
-            cancel_off_list_jobs(studio, background=False)
-            waiting = [row for row in waiting if on_sign_in_list(studio.config, row["owner"])]
+        for row in waiting:  # queued since the app started (a command with an older sign-in list): cancelled
+            if not on_sign_in_list(studio.config, row["owner"]):
+                finish(studio, row["id"], "cancelled", OFF_LIST)
+        waiting = [row for row in waiting if on_sign_in_list(studio.config, row["owner"])]
         if not waiting:
             return None
         served = {row["owner"]: row["last"] or "" for row in store.query(
