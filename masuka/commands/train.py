@@ -1,13 +1,15 @@
 """``python -m masuka train``: train a LoRA on a dataset, with progress on stderr; ``--resume`` continues a run.
 
-SIGINT/SIGTERM save a checkpoint and mark the run ``interrupted`` (a remote run goes on at its service and the
-app follows it again when it starts). ``--gpus N`` re-launches a local run data-parallel through
-``accelerate launch --num_processes N``.
+SIGINT/SIGTERM/SIGHUP save a checkpoint and mark the run ``interrupted`` (a remote run goes on at its service and
+the app follows it again when it starts). ``--gpus N`` re-launches a local run data-parallel through
+``accelerate launch --num_processes N``: the signals are forwarded to its processes, and on Linux they are
+interrupted the same way when the command itself dies (killed, say), so no training goes on detached.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import socket
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from masuka import jobs
 from masuka.cli import emit, open_studio, progress_line
@@ -99,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     gpus = params.get("gpus", 1) if params.get("backend", LOCAL) == LOCAL else 1  # remote: the service's GPUs
     interrupt = interrupt_on_signals()
     if gpus > 1:
-        child = subprocess.Popen(_launch_command(args, run_id, gpus), start_new_session=True)
+        child = subprocess.Popen(_launch_command(args, run_id, gpus), start_new_session=True,
+                                 preexec_fn=_signal_when_parent_dies(os.getpid(), before_exec=True))
         interrupt_child = threading.Thread(target=_forward, args=(interrupt, child), daemon=True)
         interrupt_child.start()
         row = _follow(studio, args, run_id, child.poll, interrupt)
@@ -117,6 +121,7 @@ def _worker(studio, run_id: int) -> int:
     from masuka.training.runs import RunContext, execute_run, submit_run
 
     interrupt = interrupt_on_signals()
+    _signal_when_parent_dies(os.getppid())()  # the launcher killed outright: this process saves and ends too
     if int(os.environ.get("RANK", "0")) == 0:
         submit_run(studio, run_id, interrupt)
         studio.runner().wait(run_id)
@@ -136,12 +141,35 @@ def _launch_command(args: argparse.Namespace, run_id: int, gpus: int) -> list[st
 
 
 def interrupt_on_signals() -> threading.Event:
-    """An event that Ctrl-C (SIGINT) and SIGTERM set from now on, for work that stops between steps, instead of
-    an exception wherever the main thread happens to be."""
+    """An event that Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed) set from now on, for work that stops
+    between steps, instead of an exception wherever the main thread happens to be."""
     event = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
+    for number in INTERRUPTING:
         signal.signal(number, lambda *_: event.set())
     return event
+
+
+INTERRUPTING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+PR_SET_PDEATHSIG = 1
+
+
+def _signal_when_parent_dies(parent: int, before_exec: bool = False) -> Callable[[], None]:
+    """A function that asks Linux to send the calling process SIGTERM when its parent (pid ``parent``) dies,
+    however it dies (SIGKILL included); does nothing elsewhere. A parent already gone ends a process about to
+    exec (``before_exec``: as ``preexec_fn``, where it is one system call) at once, and sends any other the
+    SIGTERM itself."""
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arrange() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # it died before the request was made
+            if before_exec:
+                os._exit(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
 
 
 def _forward(interrupt: threading.Event, child: subprocess.Popen) -> None:

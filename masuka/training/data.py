@@ -27,15 +27,31 @@ class TrainingSet:
     name: str
     trigger: str
     items: list[tuple[Path, str]]
+    hash: str = field(init=False, compare=False)
+    """Content hash of images and captions (tells whether two runs saw the same data), read once when the set is
+    made: a run trains on its cache of this data, so checkpoints and the export never read the files again (an
+    image deleted or edited mid-run changes nothing of what the run saved)."""
 
-    @property
-    def hash(self) -> str:
-        """Content hash of images and captions: tells whether two runs saw the same data."""
-        digest = hashlib.sha256()
-        for path, caption in sorted(self.items, key=lambda item: str(item[0])):
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
-            digest.update(caption.encode("utf-8"))
-        return digest.hexdigest()[:16]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hash", content_hash(self.items))
+
+
+def content_hash(items: list[tuple[Path, str]]) -> str:
+    """Hash of the image files' bytes and the captions, 16 hex digits."""
+    digest = hashlib.sha256()
+    for path, caption in sorted(items, key=lambda item: str(item[0])):
+        digest.update(hashlib.sha256(_image_bytes(path)).digest())
+        digest.update(caption.encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def _image_bytes(path: Path) -> bytes:
+    """A dataset image's bytes; one deleted since the dataset was checked is told in words."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(f"The dataset image {path.name} was deleted while the run started: process the dataset "
+                           "again, then start or resume the run.") from None
 
 
 def dataset_for_training(studio: Studio, name: str, owner: str = LOCAL_USER, run: JobRow | None = None
@@ -122,7 +138,11 @@ def build_cache(arch: Any, pipe: Any, items: list[tuple[Path, str]], resolution:
     latents, sizes = [], []
     with torch.no_grad():
         for path, _caption in items:
-            pixels, original = load_pixels(path, resolution, arch.size_multiple)
+            try:
+                pixels, original = load_pixels(path, resolution, arch.size_multiple)
+            except FileNotFoundError:
+                _image_bytes(path)  # raises the words
+                raise
             latents.append(arch.encode_image(pipe, pixels.to(device, pipe.vae.dtype)).cpu())
             sizes.append(original)
         cache = Cache(latents, sizes, [caption for _path, caption in items])

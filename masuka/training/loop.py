@@ -203,19 +203,21 @@ def lora_layers(session: Session) -> tuple[dict[str, dict[str, Any]], dict[str, 
     return layers, configs
 
 
-def _resume(plan: TrainPlan, session: Session, hooks: Hooks) -> int:
-    """Load the latest checkpoint into the LoRA, optimizer, scheduler and RNG; return its step (0 if none)."""
+def _resume(plan: TrainPlan, session: Session, hooks: Hooks) -> tuple[int, float | None]:
+    """Load the latest checkpoint into the LoRA, optimizer, scheduler and RNG; return its step (0 if none) and the
+    loss of that step (None if none, or a checkpoint saved before checkpoints recorded it)."""
     from peft import set_peft_model_state_dict
 
     checkpoint = checkpoints.latest(plan.run_dir)
     if checkpoint is None:
-        return 0
-    layers, _state = checkpoints.load(checkpoint, session.optimizer, session.scheduler)
+        return 0, None
+    layers, state = checkpoints.load(checkpoint, session.optimizer, session.scheduler)
     for name, module in session.trained.items():
         set_peft_model_state_dict(module, layers[name])
     if session.accelerator.is_main_process:
         hooks.log(f"resumed from the checkpoint at step {checkpoint.step}")
-    return checkpoint.step
+    loss = state.get("loss")
+    return checkpoint.step, float(loss) if isinstance(loss, (int, float)) else None
 
 
 def _loop(plan: TrainPlan, session: Session, hooks: Hooks) -> Outcome:
@@ -223,11 +225,12 @@ def _loop(plan: TrainPlan, session: Session, hooks: Hooks) -> Outcome:
 
     options, accelerator = plan.options, session.accelerator
     main = accelerator.is_main_process
-    step = _resume(plan, session, hooks)
+    # a run resumed after its last step (its final checkpoint saved, the export failed) trains no step: its final
+    # loss is the one its checkpoint recorded
+    step, loss_value = _resume(plan, session, hooks)
     order = BatchOrder(session.cache, _filled(options.batch_size, "batch_size"), options.seed,
                        accelerator.process_index, accelerator.num_processes)
     micro = step * options.grad_accum
-    loss_value = None
     if main and step < options.steps:
         hooks.log(f"training steps {step + 1}-{options.steps}")
     session.model.train()
@@ -248,7 +251,7 @@ def _loop(plan: TrainPlan, session: Session, hooks: Hooks) -> Outcome:
             vram = torch.cuda.max_memory_allocated(accelerator.device) / 2**30 if torch.cuda.is_available() else None
             hooks.on_step(step, loss_value, session.scheduler.get_last_lr()[0], elapsed, vram)
             if options.save_every and step % options.save_every == 0 and step < options.steps:
-                _save(plan, session, step, hooks)
+                _save(plan, session, step, hooks, loss_value)
             if options.sample_every and step % options.sample_every == 0:
                 sample(plan, session, step)
         mode = hooks.stop_mode() if main and step < options.steps else None
@@ -256,14 +259,14 @@ def _loop(plan: TrainPlan, session: Session, hooks: Hooks) -> Outcome:
             accelerator.set_trigger()
         if accelerator.check_trigger():
             if main and mode != "discard":
-                _save(plan, session, step, hooks)
+                _save(plan, session, step, hooks, loss_value)
             accelerator.wait_for_everyone()
             return Outcome(step, stopped=mode or "save", final_loss=loss_value)
         accelerator.wait_for_everyone()
         started = time.perf_counter()
     outcome = Outcome(step, final_loss=loss_value, pipe_class=type(session.pipe))
     if main:
-        _save(plan, session, step, hooks)
+        _save(plan, session, step, hooks, loss_value)
         outcome.layers, outcome.configs = lora_layers(session)
     accelerator.wait_for_everyone()
     return outcome
@@ -295,13 +298,15 @@ def _micro_step(plan: TrainPlan, session: Session, indices: list[int], micro: in
     return loss.detach()
 
 
-def _save(plan: TrainPlan, session: Session, step: int, hooks: Hooks) -> None:
+def _save(plan: TrainPlan, session: Session, step: int, hooks: Hooks, loss: float | None) -> None:
+    """Checkpoint ``step`` with its ``loss``; reads nothing of the dataset (its hash was taken when the run's
+    training set was made)."""
     from masuka.training.export import lora_metadata, write_lora
 
     layers, configs = lora_layers(session)
     name = f"{plan.run_dir.name}-step{step}.safetensors"
     checkpoints.save(plan.run_dir, step, layers, session.optimizer, session.scheduler,
-                     {"dataset_hash": plan.data.hash}, plan.options.keep_last,
+                     {"dataset_hash": plan.data.hash, "loss": loss}, plan.options.keep_last,
                      lambda folder: write_lora(type(session.pipe), folder, name, layers, configs,
                                                lora_metadata(plan, step)))
     hooks.log(f"checkpoint saved at step {step}")

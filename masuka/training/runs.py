@@ -254,11 +254,20 @@ def _finish(studio: Studio, run_id: int, row: jobs.JobRow, plan: Any, outcome: A
                      file_name=path.name, samples=[s.name for s in samples])
     lora_id = register_lora(studio, info, row.owner, "training", job_id=run_id)
     result = {"lora": studio.config.relative(path), "lora_name": info.name, "lora_id": lora_id,
-              "final_loss": outcome.final_loss, "steps": outcome.step}
+              "final_loss": _final_loss(studio.store, run_id, outcome), "steps": outcome.step}
     hooks.log(f"LoRA written and checked: {path.name} (in the LoRA library as {info.name!r})")
     if options.push_to_hub:
         push_lora(folder, options.push_to_hub, studio.keys.get(HUGGINGFACE), result, hooks.log)
     jobs.progress(studio.store, run_id, outcome.step, fraction=1.0, result=result)
+
+
+def _final_loss(store: Store, run_id: int, outcome: Any) -> float | None:
+    """The loss of the last step: the loop's, else (a run resumed after its last step from a checkpoint that did
+    not record its loss) the one the loss curve holds for that step."""
+    if outcome.final_loss is not None:
+        return outcome.final_loss
+    found = store.find("job_metrics", "job_id = ? and step = ?", [run_id, outcome.step], limit=1)
+    return found[0]["loss"] if found else None
 
 
 class RunContext(JobContext):
