@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.message
 import ipaddress
 import json
 import logging
@@ -348,7 +349,17 @@ class OwnSessions:
 
 
 def _is_json(scope: dict) -> bool:
-    return any(name == b"content-type" and b"json" in value for name, value in scope.get("headers", []))
+    """Whether FastAPI reads the request's body as JSON, by its rule: no content type, or ``application/json`` or
+    ``application/*+json`` in any case and with any parameters (a check that missed ``application/JSON`` let a
+    session hash or event id through unread)."""
+    declared = next((value.decode("latin-1") for name, value in scope.get("headers", []) if name == b"content-type"),
+                    None)
+    if not declared:
+        return True
+    message = email.message.Message()
+    message["content-type"] = declared
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 class ThrottledLogin:

@@ -129,13 +129,28 @@ def test_a_command_with_an_old_list_queues_for_a_removed_user_and_the_worker_can
     try:
         alices = image_job(old, tiny_model("flux"), "alice")
         bobs = image_job(old, tiny_model("flux"), "bob")
-        taken = claim(app)
+        taken = claim(app, cancel_off_list=True)  # the app's worker
         assert taken is not None and taken["id"] == bobs and taken["owner"] == "bob"
         assert queue_row(app, alices) == ("cancelled", OFF_LIST)
-        assert claim(app) is None
+        assert claim(app, cancel_off_list=True) is None
         assert claim(old) is None  # nothing of alice's waits for any worker
     finally:
         old.close()
+        app.close()
+
+
+def test_a_command_with_a_shorter_list_neither_takes_nor_cancels_the_others_jobs(tmp_path, tiny_model):
+    data = tmp_path / "data"
+    app = Studio.open(config(data, BOTH))
+    shell = Studio.open(config(data, BOB))  # `queue run` in a shell whose MASUKA_AUTH names bob alone
+    try:
+        alices = image_job(app, tiny_model("flux"), "alice")
+        assert claim(shell) is None  # not alice's: this command does not know her
+        assert queue_row(app, alices) == ("queued", None)  # and her job still waits for the app's worker
+        taken = claim(app, cancel_off_list=True)
+        assert taken is not None and taken["id"] == alices
+    finally:
+        shell.close()
         app.close()
 
 

@@ -10,8 +10,9 @@ Claiming follows InvokeAI's session queue: inside one ``BEGIN IMMEDIATE`` transa
 threads or processes, never take the same row), rows left ``running`` by a dead worker become
 ``interrupted``, then the next waiting job is taken, round-robin between users (the user served longest ago
 goes first), in queue order within a user. With sign-in, a waiting job whose owner is not on the sign-in list
-(queued by a command that read an older list) is cancelled instead, as the app's start cancels those it finds
-(:mod:`masuka.off_list`).
+(queued by a command that read an older list) is never taken: the app's worker cancels it, as the app's start
+cancels those it finds (:mod:`masuka.off_list`); a command's ``queue run``, whose list may name fewer users, leaves
+it.
 """
 
 from __future__ import annotations
@@ -261,16 +262,17 @@ def control_job(studio: Studio, user: str, action: str, job_id: int | None = Non
     return f"{changed} job{'s' * (changed != 1)} {_past(action)}."
 
 
-def claim(studio: Studio) -> dict | None:
-    """Take the next waiting job for this studio's worker, or None when nothing waits; with sign-in, the waiting
-    jobs of owners not on the sign-in list are cancelled instead of taken."""
+def claim(studio: Studio, cancel_off_list: bool = False) -> dict | None:
+    """Take the next waiting job for this studio's worker, or None when nothing waits. With sign-in, the waiting
+    jobs of owners not on the sign-in list are never taken; the app's worker (``cancel_off_list``: its list is the
+    studio's) cancels them, while a command (``queue run``, whose ``MASUKA_AUTH`` may name fewer users) leaves them."""
     store = studio.store
     with store.transaction():
         recover(studio)
         waiting = store.query(f"select id, owner from queue where status in ({_marks(WAITING)}) order by position, id",
                               WAITING)  # not every waiting job's params: only the one taken is read whole
-        for row in waiting:  # queued since the app started (a command with an older sign-in list): cancelled
-            if not on_sign_in_list(studio.config, row["owner"]):
+        for row in waiting:  # queued since the app started (a command with an older sign-in list)
+            if cancel_off_list and not on_sign_in_list(studio.config, row["owner"]):
                 finish(studio, row["id"], "cancelled", OFF_LIST)
         waiting = [row for row in waiting if on_sign_in_list(studio.config, row["owner"])]
         if not waiting:

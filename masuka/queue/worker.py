@@ -131,7 +131,7 @@ class QueueWorker:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                job = claim(self.studio)
+                job = claim(self.studio, cancel_off_list=True)  # the app's sign-in list is the studio's
                 if job is not None:
                     self._run(job)
                     continue

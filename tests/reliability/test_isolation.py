@@ -608,8 +608,13 @@ def test_another_users_event_cannot_be_cancelled_read_or_streamed_by_its_id(shar
         assert waiting_gpu_events(running.demo, "alice") == 1
         cancel = {"session_hash": uuid.uuid4().hex[:10], "fn_index": fn_index, "event_id": waiting}
         assert nobody.post("/gradio_api/cancel", json=cancel).status_code == 401
+        as_json = {"content": json.dumps(cancel).encode()}  # the JSON content types FastAPI reads, as it reads them
         refused = [bob.post("/gradio_api/cancel", json=cancel),
                    bob.post("/gradio_api/cancel", json={**cancel, "event_id": first}),
+                   bob.post("/gradio_api/cancel", headers={"Content-Type": "application/JSON"}, **as_json),
+                   bob.post("/gradio_api/cancel", headers={"Content-Type": "Application/Vnd.Api+Json; charset=utf-8"},
+                            **as_json),
+                   bob.post("/gradio_api/cancel", headers={"Content-Type": ""}, **as_json),
                    bob.get(f"/gradio_api/call/generate_image/{waiting}"),
                    bob.get(f"/gradio_api/call/v2/generate_image/{waiting}"),
                    bob.get("/gradio_api/queue/data", params={"session_hash": waiting}),
