@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -88,29 +87,26 @@ def clean_leftovers(studio: Studio) -> tuple[int, int]:
 
 
 def settle_pending(studio: Studio, cutoff: float) -> list[Path]:
-    """The pending folders of dataset adds (``datasets/<id>/originals|processed/.adding-*``: see
-    :mod:`masuka.datasets.adding`) where nothing was written since ``cutoff``, left by an add that was killed: a
-    file of one whose row was recorded (killed between the row and the move) is moved to its place first; the
-    folders are returned, to be removed with what is left in them (files no row records)."""
-    from masuka.datasets.library import PENDING
+    """The pending folders of dataset adds (:mod:`masuka.datasets.pending`) where nothing was written since
+    ``cutoff``, left by an add that was killed: a file of one whose row was recorded (killed between the row and
+    the move) is moved to its place first; the folders are returned, to be removed with what is left in them (files
+    no row records). A folder that goes meanwhile (its add ended) is none of them."""
+    from masuka.datasets.pending import pending_folders, settle
 
-    config = studio.config
-    stale = [folder for area in ("originals", "processed")
-             for folder in config.datasets_dir.glob(f"*/{area}/{PENDING}*")
-             if folder.is_dir() and not folder.is_symlink() and _newest(folder) < cutoff]
+    stale = [folder for folder in pending_folders(studio) if _newest(folder) < cutoff]
     for folder in stale:
-        for path in folder.iterdir():
-            final = folder.parent / path.name
-            stored = config.relative(final)
-            if path.is_file() and not final.exists() and studio.store.find(
-                    "dataset_images", "processed_path = ? or original_path = ?", [stored, stored], limit=1):
-                os.replace(path, final)
+        settle(studio, folder)
     return stale
 
 
 def _newest(folder: Path) -> float:
-    """When anything in ``folder`` (or the folder itself: a file added or moved out) was last written."""
-    return max([_modified(folder), *(_modified(path) for path in folder.iterdir())])
+    """When anything in ``folder`` (or the folder itself: a file added or moved out) was last written; +inf when it
+    is gone (its add ended meanwhile: nothing stale)."""
+    try:
+        paths = list(folder.iterdir())
+    except OSError:
+        return float("inf")
+    return max([_modified(folder), *(_modified(path) for path in paths)])
 
 
 def _modified(path: Path) -> float:

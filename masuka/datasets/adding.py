@@ -3,10 +3,12 @@
 Every file handed over ends up either added or listed with the reason it was refused; a bad file never
 stops the others. A full disk stops them all, with one :class:`masuka.errors.DiskFull`.
 
-Files are written in this add's own :data:`~masuka.datasets.library.PENDING` folders (inside ``originals/`` and
-``processed/``) and each gets its place and name right after the transaction that records its row commits, so an
-add killed part-way leaves nothing under a kept-looking name: ``masuka.disk.clean_leftovers`` moves a file whose
-row was recorded to its place and removes the others, once the folder is an hour old.
+Files are written in this add's own pending folders (:mod:`masuka.datasets.pending`) and each gets its place and
+name right after the transaction that records its row commits, so an add killed part-way leaves nothing under a
+kept-looking name: ``masuka.disk.clean_leftovers`` moves a file whose row was recorded to its place and removes
+the others, once the folder is an hour old. An add cut off in between (Stop, Ctrl-C, an error) does the same on
+its way out; an image deleted between its row and its moves leaves no file behind, a dataset deleted there is
+:class:`NotFound`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pathlib import Path, PurePosixPath
 
 from masuka.datasets.dedupe import DuplicateIndex
 from masuka.datasets.ingest import Prepared, originals_first, try_ingest
-from masuka.datasets.library import PENDING, dataset_dir, ensure_exists, find_dataset, update_dataset
+from masuka.datasets.library import dataset_dir, ensure_exists, find_dataset, update_dataset
+from masuka.datasets.pending import PENDING, kept, recorded, settle
 from masuka.datasets.preprocess import PrepOptions
 from masuka.datasets.sources import Refusal, Refusals, ZipLimits, collect
 from masuka.errors import InvalidInput
@@ -66,8 +69,6 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
     originals, processed = folder / "originals", folder / "processed"
     token = uuid.uuid4().hex[:8]
     pending = originals / f"{PENDING}{token}", processed / f"{PENDING}{token}"  # moved out once recorded
-    for path in pending:
-        path.mkdir(parents=True, exist_ok=True)
     staging = config.tmp_dir / f"staging-{uuid.uuid4().hex[:8]}"  # emptied by clean-tmp when a kill leaves it
     report = AddReport(dataset["id"])
     known = _Known(DuplicateIndex(options.near_distance))
@@ -76,6 +77,8 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
         collected = collect([Path(s) for s in sources], staging, allow_folders,
                             ZipLimits(config.max_files, config.max_unzipped_mb * 2**20))
         report.rejected += collected.refused
+        for path in pending:  # made once the zips are unpacked: a slow unpack never makes them look stale
+            path.mkdir(parents=True, exist_ok=True)
         candidates = originals_first(collected.candidates)
         total = len(candidates)
         with ThreadPoolExecutor(max_workers=threads or workers(), thread_name_prefix="ingest") as pool:
@@ -85,11 +88,11 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
             try:
                 for candidate, future in zip(candidates, futures):
                     result = future.result()
+                    handled += 1  # its files are no more _discard's: kept, or settled on the way out
                     if isinstance(result, str):
                         report.rejected.append(Refusal(candidate.name, result))
                     else:
                         _keep(studio, dataset, options, known, result, report)
-                    handled += 1
                     if on_progress:
                         on_progress(handled, total, candidate.name)
             except BaseException:  # a full disk, say: the files prepared and not kept go
@@ -107,7 +110,9 @@ def add_images(studio: Studio, ref: str | int, owner: str, sources: Sequence[str
             with contextlib.suppress(Exception):
                 update_dataset(studio, dataset, meanwhile=ADDING)
         raise
-    finally:
+    finally:  # cut off between a row and its moves (Ctrl-C, an error): the recorded files take their place first
+        for path in pending:
+            settle(studio, path)
         for path in (staging, *pending):  # what is left in ``pending`` was not recorded
             shutil.rmtree(path, ignore_errors=True)
     return report
@@ -170,18 +175,21 @@ def _keep(studio: Studio, dataset: dict, options: PrepOptions, known: _Known, it
             studio.store.insert("dataset_images", {**row, "file_name": item.flipped.name, "augment_of": image_id,
                                                    "processed_path": relative(kept(item.flipped)), "phash": None,
                                                    "source_name": f"{name} (flipped)"})
+    moved = []
     for path in (item.original, item.processed, item.flipped):  # recorded: each file takes its place
         if path is not None:
-            os.replace(path, kept(path))
+            try:
+                os.replace(path, kept(path))
+            except FileNotFoundError:  # the dataset was deleted meanwhile (its folder with it)
+                ensure_exists(studio, dataset, ADDING)
+                raise
+            moved.append(kept(path))
+    for path in moved:  # the image deleted meanwhile (its row goes before its files): its files go too
+        if not recorded(studio, path):
+            path.unlink(missing_ok=True)
     known.index.add(name, item.sha256, item.phash)
     report.added.append({"file": name, "id": image_id})
     report.notes += [{"file": name, "note": note} for note in item.notes]
-
-
-def kept(pending: Path) -> Path:
-    """Where a file written in a :data:`~masuka.datasets.library.PENDING` folder goes once its row is recorded: the
-    same name in the folder above."""
-    return pending.parent.parent / pending.name
 
 
 def _refused(index: DuplicateIndex, item: Prepared, report: AddReport) -> bool:

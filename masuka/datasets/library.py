@@ -3,11 +3,10 @@
 A dataset is a ``datasets`` row (name unique per owner, trigger word, caption template, preprocessing
 options) and its ``dataset_images`` rows. Files live in ``datasets/<id>/originals`` and
 ``datasets/<id>/processed`` under the data dir; rows hold paths relative to it. An add writes its files in a
-:data:`PENDING` folder inside each of those first and moves each one out right after the transaction that records
-its row, so a killed add leaves no file under a name that looks kept (``masuka.disk.clean_leftovers`` finishes or
-removes what it left). A horizontally flipped copy
-is its own row whose ``augment_of`` names the image it mirrors: it follows that image's caption and goes
-when it goes.
+pending folder inside each of those first and moves each one out right after the transaction that records its row
+(:mod:`masuka.datasets.pending`), so a killed add leaves no file under a name that looks kept. A horizontally
+flipped copy is its own row whose ``augment_of`` names the image it mirrors: it follows that image's caption and
+goes when it goes.
 
 Training (``masuka.training.data.dataset_for_training``) and export (:mod:`masuka.datasets.export`) read the
 processed image files and final captions (:func:`final_caption`: the trigger word added where a caption lacks it).
@@ -37,8 +36,6 @@ HOLDS = "dataset_id"
 #: copies included), or of the whole dataset (None)
 DeletionListener = Callable[[Studio, int, list[int] | None], None]
 _deletion_listeners: list[DeletionListener] = []
-#: how the folders an add writes its files in before they are recorded start (``originals/.adding-<token>``)
-PENDING = ".adding-"
 
 
 def on_delete(listener: DeletionListener) -> None:

@@ -160,10 +160,15 @@ def _earlier_runs(store: Store, run_id: int) -> str:
 
 def still_runs_at(row: jobs.JobRow) -> str | None:
     """The service where the job of an ``interrupted`` remote run may still run (and be charged), which its Stop
-    cancels; None for any other run."""
-    if row.kind != KIND or row.status != "interrupted" or not _remote(row) or not row.state.get("ref"):
+    cancels; None for any other run, one whose job ended at the service (failed, cancelled) or whose create request
+    may have arrived unanswered ("Needs attention": no job to cancel that MASUKA knows of) included."""
+    if row.kind != KIND or row.status != "interrupted" or not _remote(row):
         return None
     from masuka.training.backends import trainer_catalog
+    from masuka.training.backends.remote import follows_its_job
+
+    if not follows_its_job(row):
+        return None
 
     return trainer_catalog()[row.state["backend"]]["name"]
 

@@ -179,31 +179,37 @@ def execute_remote_run(studio: Studio, ctx: JobContext) -> None:
     if state.get("submitting"):  # its create request may have arrived unanswered: never sent again
         _needs_attention(studio, ctx.job_id, _label(state))
         return
-    first = True
+    first, said = True, set[str]()
     try:
         while True:
             try:
                 trainer = _trainer(studio, state["backend"], row.owner)
             except InvalidInput as error:  # no key (any more)
-                _wait_for_service(studio, ctx, state, error)
+                _wait_for_service(studio, ctx, state, error, said)
                 continue
             try:
-                _follow(studio, ctx, row, options, state, trainer, first)
+                try:
+                    output = _follow(studio, ctx, row, options, state, trainer, first)
+                except ProviderError as error:  # from a request that carries the key (create, poll, result)
+                    if error.status not in KEY_REFUSED:
+                        raise
+                    _wait_for_service(studio, ctx, state, error, said)  # a key changed since it accepted the job
+                    first = False
+                    continue
+                if output is not None:  # the download carries no key: a 401/403 there (an expired signed URL)
+                    # fails the run, and its Resume fetches the result again
+                    _finish(studio, ctx.job_id, row, options, state, trainer, output, ctx.log)
                 return
-            except ProviderError as error:
-                if error.status not in KEY_REFUSED:
-                    raise
-                _wait_for_service(studio, ctx, state, error)  # a key changed since the service accepted the job
             finally:
                 trainer.close()
-            first = False
     except _Interrupted as interrupted:
         jobs.finish(studio.store, ctx.job_id, "interrupted", str(interrupted))
 
 
 def _follow(studio: Studio, ctx: JobContext, row: jobs.JobRow, options: TrainOptions, state: dict,
-            trainer: RemoteTrainer, first: bool) -> None:
-    """Send the run once (unless its job was accepted), follow its job to the end, download and record the LoRA."""
+            trainer: RemoteTrainer, first: bool) -> str | None:
+    """Send the run once (unless its job was accepted) and follow its job to the end; returns the URL of its LoRA,
+    or None when the create request may have arrived unanswered ("Needs attention")."""
     run_id, log = ctx.job_id, ctx.log
     if _job_ended(state):  # a Resume: the old job runs no more
         log(f"{trainer.service.label} job {state['ref']['id']} ended ({state['phase']}): sending the run again "
@@ -216,9 +222,8 @@ def _follow(studio: Studio, ctx: JobContext, row: jobs.JobRow, options: TrainOpt
             log(f"resuming: polling {trainer.service.label} job {state['ref']['id']}")
     elif not _submit(studio, ctx, row, options, state, trainer):
         _needs_attention(studio, run_id, trainer.service.label)
-        return
-    output = _poll(studio, ctx, options, state, trainer)
-    _finish(studio, run_id, row, options, state, trainer, output, log)
+        return None
+    return _poll(studio, ctx, options, state, trainer)
 
 
 def _accepted(state: dict) -> bool:
@@ -233,16 +238,18 @@ def follows_its_job(row: jobs.JobRow) -> bool:
     return _accepted(row.state) and not row.state.get("submitting")
 
 
-def _wait_for_service(studio: Studio, ctx: JobContext, state: dict, error: MasukaError) -> None:
+def _wait_for_service(studio: Studio, ctx: JobContext, state: dict, error: MasukaError, said: set[str]) -> None:
     """A run whose job the service accepted, whose service cannot be asked now (no key, a key it refuses): say so
     in the row (phase ``waiting``, the error with :data:`~masuka.remote.timing.KEPT`), wait as a video job does
     (:meth:`~masuka.remote.timing.RemoteSettings.retry_wait_s`), then the caller tries again with whatever key is set
     by then. A Stop meanwhile cancels the job at the service when a key lets it. Any other run fails with
-    ``error``: nothing runs, or is billed, at the service."""
+    ``error``: nothing runs, or is billed, at the service. Each reason is logged once (``said``: those this process
+    logged for the run), however often the service is asked again."""
     if not _accepted(state):
         raise error
     why = f"{error} {KEPT}"
-    if ctx.row().error != why:
+    if why not in said:
+        said.add(why)
         ctx.log(f"waiting: {why}")
     _save(studio.store, ctx.job_id, state, "waiting", error=why)
     ctx.pause(RemoteSettings.from_env().retry_wait_s(), lambda: _stop_while_waiting(studio, ctx, state))
@@ -326,7 +333,8 @@ def _job_ended(state: dict) -> bool:
 
 def cancel_interrupted_run(studio: Studio, row: jobs.JobRow) -> None:
     """Stop an ``interrupted`` run whose job may go on at the service (a signal to the CLI left it there, or a
-    cancel the service did not take): cancel it there, then mark the run ``cancelled``."""
+    cancel the service did not take): cancel it there, then mark the run ``cancelled``. (One whose job ended there runs
+    nowhere: :func:`~masuka.training.runs.still_runs_at` sends no Stop here.)"""
     trainer = _trainer(studio, row.state["backend"], row.owner)
     try:
         trainer.cancel(row.state["ref"])
