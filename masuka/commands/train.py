@@ -1,9 +1,10 @@
 """``python -m masuka train``: train a LoRA on a dataset, with progress on stderr; ``--resume`` continues a run.
 
 SIGINT/SIGTERM/SIGHUP save a checkpoint and mark the run ``interrupted`` (a remote run goes on at its service and
-the app follows it again when it starts). ``--gpus N`` re-launches a local run data-parallel through
-``accelerate launch --num_processes N``: the signals are forwarded to its processes, and on Linux they are
-interrupted the same way when the command itself dies (killed, say), so no training goes on detached.
+the app follows it again when it starts); a SIGHUP ignored when the command starts (``nohup``) stays ignored.
+``--gpus N`` re-launches a local run data-parallel through ``accelerate launch --num_processes N``: the signals
+are forwarded to its processes, and on Linux they are interrupted the same way when the command itself dies
+(killed, say), so no training goes on detached.
 """
 
 from __future__ import annotations
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     interrupt = interrupt_on_signals()
     if gpus > 1:
         child = subprocess.Popen(_launch_command(args, run_id, gpus), start_new_session=True,
-                                 preexec_fn=_signal_when_parent_dies(os.getpid(), before_exec=True))
+                                 env={**os.environ, LAUNCHER_ENV: str(os.getpid())},
+                                 preexec_fn=_signal_when_parent_dies(_is_parent(os.getpid()), before_exec=True))
         interrupt_child = threading.Thread(target=_forward, args=(interrupt, child), daemon=True)
         interrupt_child.start()
         row = _follow(studio, args, run_id, child.poll, interrupt)
@@ -121,7 +123,7 @@ def _worker(studio, run_id: int) -> int:
     from masuka.training.runs import RunContext, execute_run, submit_run
 
     interrupt = interrupt_on_signals()
-    _signal_when_parent_dies(os.getppid())()  # the launcher killed outright: this process saves and ends too
+    _die_with_launcher()  # the launcher killed outright: this process saves and ends too
     if int(os.environ.get("RANK", "0")) == 0:
         submit_run(studio, run_id, interrupt)
         studio.runner().wait(run_id)
@@ -142,29 +144,59 @@ def _launch_command(args: argparse.Namespace, run_id: int, gpus: int) -> list[st
 
 def interrupt_on_signals() -> threading.Event:
     """An event that Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal closed) set from now on, for work that stops
-    between steps, instead of an exception wherever the main thread happens to be."""
+    between steps, instead of an exception wherever the main thread happens to be. A SIGHUP ignored at the call
+    (``nohup``) stays ignored: the work goes on when the terminal closes."""
     event = threading.Event()
     for number in INTERRUPTING:
+        if number == getattr(signal, "SIGHUP", None) and signal.getsignal(number) == signal.SIG_IGN:
+            continue
         signal.signal(number, lambda *_: event.set())
     return event
 
 
 INTERRUPTING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 PR_SET_PDEATHSIG = 1
+LAUNCHER_ENV = "MASUKA_TRAIN_CLI_PID"
+"""The pid of the ``train --gpus N`` command, for its ``accelerate launch`` processes' workers."""
 
 
-def _signal_when_parent_dies(parent: int, before_exec: bool = False) -> Callable[[], None]:
-    """A function that asks Linux to send the calling process SIGTERM when its parent (pid ``parent``) dies,
-    however it dies (SIGKILL included); does nothing elsewhere. A parent already gone ends a process about to
-    exec (``before_exec``: as ``preexec_fn``, where it is one system call) at once, and sends any other the
-    SIGTERM itself."""
+def _is_parent(pid: int) -> Callable[[], bool]:
+    return lambda: os.getppid() == pid
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of process ``pid`` (from /proc), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _die_with_launcher() -> None:
+    """In a worker of ``train --gpus N``: be interrupted when the ``accelerate launch`` process that started it
+    dies (and so when the command dies, which ends that process). Whether it already died during this process's
+    start-up (seconds of imports) is told by the pid the command passed down, not by a parent pid read late (it
+    would name whichever process adopted this one): the parent must still be the command's child."""
+    command = os.environ.get(LAUNCHER_ENV, "")
+    if command.isdigit():
+        _signal_when_parent_dies(lambda: _parent_of(os.getppid()) == int(command))()
+    else:  # started by hand: the parent it has now
+        _signal_when_parent_dies(_is_parent(os.getppid()))()
+
+
+def _signal_when_parent_dies(parent_alive: Callable[[], bool], before_exec: bool = False) -> Callable[[], None]:
+    """A function that asks Linux to send the calling process SIGTERM when its parent dies, however it dies
+    (SIGKILL included); does nothing elsewhere. ``parent_alive`` tells, once the request is made, whether the
+    parent meant is still the parent. One already gone ends a process about to exec (``before_exec``: as
+    ``preexec_fn``, where it is one system call) at once, and sends any other the SIGTERM itself."""
     if not sys.platform.startswith("linux"):
         return lambda: None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
 
     def arrange() -> None:
         prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # it died before the request was made
+        if not parent_alive():  # it died before the request was made
             if before_exec:
                 os._exit(1)
             os.kill(os.getpid(), signal.SIGTERM)

@@ -27,20 +27,27 @@ class TrainingSet:
     name: str
     trigger: str
     items: list[tuple[Path, str]]
-    hash: str = field(init=False, compare=False)
-    """Content hash of images and captions (tells whether two runs saw the same data), read once when the set is
-    made: a run trains on its cache of this data, so checkpoints and the export never read the files again (an
-    image deleted or edited mid-run changes nothing of what the run saved)."""
+    hash: str = field(default="", compare=False)
+    """Content hash of images and captions (tells whether two runs saw the same data), of the files when the set
+    is made unless given. A run trains on its cache of the data and records the hash of exactly the bytes it
+    cached (:attr:`Cache.hash`): checkpoints and the export never read the files again (an image deleted or
+    edited mid-run changes nothing of what the run saved)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hash", content_hash(self.items))
+        if not self.hash:
+            object.__setattr__(self, "hash", content_hash(self.items))
 
 
 def content_hash(items: list[tuple[Path, str]]) -> str:
     """Hash of the image files' bytes and the captions, 16 hex digits."""
+    return _combined([(path, hashlib.sha256(_image_bytes(path)).digest(), caption) for path, caption in items])
+
+
+def _combined(digests: list[tuple[Path, bytes, str]]) -> str:
+    """The dataset hash from each image's path, SHA-256 of its bytes and caption, in path order."""
     digest = hashlib.sha256()
-    for path, caption in sorted(items, key=lambda item: str(item[0])):
-        digest.update(hashlib.sha256(_image_bytes(path)).digest())
+    for _path, image, caption in sorted(digests, key=lambda item: str(item[0])):
+        digest.update(image)
         digest.update(caption.encode("utf-8"))
     return digest.hexdigest()[:16]
 
@@ -95,13 +102,16 @@ def bucket_for(width: int, height: int, resolution: int, multiple: int) -> tuple
     return buckets[find_nearest_bucket(height, width, buckets)]
 
 
-def load_pixels(path: Path, resolution: int, multiple: int) -> tuple[Any, tuple[int, int]]:
-    """Image as a ``[-1, 1]`` tensor (1, 3, H, W) resized and centre-cropped to its bucket; also the original size."""
+def load_pixels(source: Path | bytes, resolution: int, multiple: int) -> tuple[Any, tuple[int, int]]:
+    """Image (a file, or its bytes) as a ``[-1, 1]`` tensor (1, 3, H, W) resized and centre-cropped to its bucket;
+    also the original size."""
+    import io
+
     import numpy as np
     import torch
     from PIL import Image, ImageOps
 
-    with Image.open(path) as opened:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as opened:
         image = ImageOps.exif_transpose(opened).convert("RGB")
     original = (image.height, image.width)
     height, width = bucket_for(image.width, image.height, resolution, multiple)
@@ -112,11 +122,13 @@ def load_pixels(path: Path, resolution: int, multiple: int) -> tuple[Any, tuple[
 
 @dataclass
 class Cache:
-    """Latents per image, text embeddings per caption, the empty caption's (for dropout) and sample prompts'."""
+    """Latents per image, text embeddings per caption, the empty caption's (for dropout) and sample prompts'; the
+    dataset hash (:func:`content_hash`) of exactly the image bytes the latents were made from."""
 
     latents: list[Any]
     sizes: list[tuple[int, int]]
     captions: list[str]
+    hash: str = ""
     texts: list[dict[str, Any]] = field(default_factory=list)
     empty: dict[str, Any] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -132,20 +144,19 @@ class Cache:
 def build_cache(arch: Any, pipe: Any, items: list[tuple[Path, str]], resolution: int, sample_prompts: list[str],
                 device: Any, encode_texts: bool = True) -> Cache:
     """Encode every image once with the VAE and (unless the text encoder trains: then they are encoded as they
-    are used) every caption, the empty caption and the sample prompts once."""
+    are used) every caption, the empty caption and the sample prompts once. Each file is read once: the bytes
+    decoded are the bytes hashed (:attr:`Cache.hash`), whatever the file holds before or after."""
     import torch
 
-    latents, sizes = [], []
+    latents, sizes, digests = [], [], []
     with torch.no_grad():
-        for path, _caption in items:
-            try:
-                pixels, original = load_pixels(path, resolution, arch.size_multiple)
-            except FileNotFoundError:
-                _image_bytes(path)  # raises the words
-                raise
+        for path, caption in items:
+            data = _image_bytes(path)
+            digests.append((path, hashlib.sha256(data).digest(), caption))
+            pixels, original = load_pixels(data, resolution, arch.size_multiple)
             latents.append(arch.encode_image(pipe, pixels.to(device, pipe.vae.dtype)).cpu())
             sizes.append(original)
-        cache = Cache(latents, sizes, [caption for _path, caption in items])
+        cache = Cache(latents, sizes, [caption for _path, caption in items], _combined(digests))
         if encode_texts:
             cache.texts = [arch.encode_text(pipe, [caption], device) for caption in cache.captions]
             cache.empty = arch.encode_text(pipe, [""], device)

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -62,6 +62,7 @@ class TrainPlan:
     token: str | None = None
     build: Callable[[], Any] | None = None  # builds the base pipeline on the CPU instead of loading spec.source
     screen: Callable[[Any], Any] | None = None  # a sample image as it may be saved (the mandatory safety check)
+    recorded_hash: str | None = None  # the dataset hash the run recorded when created: other data cached is told
 
 
 @dataclass
@@ -104,7 +105,10 @@ def train(plan: TrainPlan, hooks: Hooks) -> Outcome:
 
 
 def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
-    """Load the pipeline, cache the data, add the LoRA and build optimizer and LR scheduler (all processes)."""
+    """Load the pipeline, cache the data, add the LoRA and build optimizer and LR scheduler (all processes).
+
+    ``plan.data`` takes the hash of the bytes cached: what checkpoints and the LoRA record is the data trained on,
+    even if a file changed between the run's checks (or its wait for the GPU) and its caching."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -137,8 +141,11 @@ def prepare(plan: TrainPlan, hooks: Hooks) -> Session:
         hooks.log(f"caching latents and text embeddings of {len(plan.data.items)} image(s) at {options.resolution} px")
     cache = build_cache(arch, pipe, plan.data.items, _filled(options.resolution, "resolution"),
                         options.sample_prompts, device, encode_texts=not options.train_text_encoder)
+    plan.data = replace(plan.data, hash=cache.hash)
     if main:
         hooks.log(f"cached {len(cache.latents)} image(s) in {len(cache.buckets())} aspect bucket(s)")
+        if plan.recorded_hash and cache.hash != plan.recorded_hash:
+            hooks.log("note: the dataset changed since this run was created; training on its current images")
     if not options.train_text_encoder:
         for name in encoders:
             setattr(pipe, name, None)
@@ -299,8 +306,8 @@ def _micro_step(plan: TrainPlan, session: Session, indices: list[int], micro: in
 
 
 def _save(plan: TrainPlan, session: Session, step: int, hooks: Hooks, loss: float | None) -> None:
-    """Checkpoint ``step`` with its ``loss``; reads nothing of the dataset (its hash was taken when the run's
-    training set was made)."""
+    """Checkpoint ``step`` with its ``loss``; reads nothing of the dataset (its hash is the one of the bytes
+    cached, see :func:`prepare`)."""
     from masuka.training.export import lora_metadata, write_lora
 
     layers, configs = lora_layers(session)

@@ -183,13 +183,12 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
     run_dir = studio.config.absolute(row.state["run_dir"])
     aids = _mandatory_safety(studio, options) if main else None
     plan = TrainPlan(options, spec, architecture, data, run_dir, studio.keys.optional(HUGGINGFACE),
-                     screen=_sample_screen(studio, aids) if aids else None)
+                     screen=_sample_screen(studio, aids) if aids else None,
+                     recorded_hash=row.state.get("dataset_hash"))
     hooks.total = options.steps
     if not main:
         train(plan, hooks)
         return
-    if data.hash != row.state.get("dataset_hash"):
-        hooks.log("note: the dataset changed since this run was created; training on its current images")
     latest = checkpoints.latest(run_dir)
     for metric in studio.store.find("job_metrics", "job_id = ? and step > ?", [run_id, latest.step if latest else 0]):
         studio.store.delete("job_metrics", metric["id"])

@@ -1,20 +1,26 @@
-"""Runs that outlive a fault: a dataset image deleted mid-run, a resume after the export failed past the last step,
-and (test_cli_orphans.py) a multi-GPU CLI whose terminal closes or which is killed."""
+"""Runs that outlive a fault: a dataset image deleted mid-run or re-processed while the run waits for the GPU, a
+resume after the export failed past the last step, and (test_cli_orphans.py) a multi-GPU CLI whose terminal closes
+or which is killed."""
 
 from __future__ import annotations
 
 import errno
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 from safetensors import safe_open
 
 from masuka import jobs
+from masuka.gpu import GPURunner
 from masuka.training import checkpoints, export
+from masuka.training.data import dataset_for_training
 from masuka.training.options import TrainOptions
-from masuka.training.runs import create_run, list_runs, resume_run, run_status, submit_run
+from masuka.training.runs import create_run, list_runs, resume_run, run_status, start_training, submit_run
 
 from .conftest import add_dataset
+from .test_cli import wait_for
 
 
 def test_an_image_deleted_mid_run_changes_nothing_of_what_the_run_saves(studio, tiny_model):
@@ -41,6 +47,32 @@ def test_an_image_deleted_mid_run_changes_nothing_of_what_the_run_saves(studio, 
     with safe_open(status["lora"], framework="pt") as handle:
         assert handle.metadata()["masuka.dataset_hash"] == created_hash
     assert [step for step, _loss in status["losses"]] == list(range(1, 7))
+
+
+def test_an_image_reprocessed_while_the_run_waits_for_the_gpu_is_the_data_it_records(studio, tiny_model):
+    """The hash a run records (checkpoints, LoRA, model card) is the one of the bytes it cached and trained on,
+    not of the files as they were when the run was created or started."""
+    add_dataset(studio)
+    options = TrainOptions(dataset="fox", base=str(tiny_model("flux")), steps=2, resolution=64, lr=1e-3)
+    with GPURunner(studio.config.data_dir / "locks").hold("another job"):
+        run_id = start_training(studio, options)
+        wait_for(lambda: "waiting for the GPU" in (jobs.get(studio.store, run_id).log or ""), "the wait for the GPU")
+        created_hash = jobs.get(studio.store, run_id).state["dataset_hash"]
+        # the user re-processes an image meanwhile
+        Image.fromarray(np.full((64, 64, 3), 7, np.uint8)).save(studio.config.datasets_dir / "fox" / "processed"
+                                                                / "000.png")
+    row = studio.runner().wait(run_id, timeout=240)
+    status = run_status(studio, run_id)
+    assert row.status == "completed", status["error"]
+    trained_on = dataset_for_training(studio, "fox").hash
+    assert trained_on != created_hash
+    assert "the dataset changed since this run was created" in (row.log or "")
+    with safe_open(status["lora"], framework="pt") as handle:
+        assert handle.metadata()["masuka.dataset_hash"] == trained_on
+    run_dir = studio.config.absolute(row.state["run_dir"])
+    assert [json.loads((c.path / "state.json").read_text())["dataset_hash"]
+            for c in checkpoints.checkpoints(run_dir)] == [trained_on]
+    assert f"hash `{trained_on}`" in (run_dir / "lora" / "README.md").read_text()
 
 
 @pytest.mark.parametrize("recorded", [True, False], ids=["loss-in-checkpoint", "checkpoint-without-loss"])
