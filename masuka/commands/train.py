@@ -34,6 +34,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=int, metavar="RUN_ID",
                         help="continue a stopped or interrupted run, with the options it was created with")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # a worker of a multi-GPU launch
+    parser.add_argument("--launched-by", type=int, help=argparse.SUPPRESS)  # that launch's ``train --gpus N`` pid
     # left out, a run option is absent from the namespace: TrainOptions' default applies, and --resume sees
     # which ones were given
     group = parser.add_argument_group("run options (not with --resume)", argument_default=argparse.SUPPRESS)
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                            f"{', '.join(given)}, or start a new run to change them.")
     studio = open_studio(args)
     if args.run:
-        return _worker(studio, args.run)
+        return _worker(studio, args.run, args.launched_by)
     if args.resume:
         run_id = resume_run(studio, args.resume, submit=False)
     else:
@@ -104,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
     interrupt = interrupt_on_signals()
     if gpus > 1:
         child = subprocess.Popen(_launch_command(args, run_id, gpus), start_new_session=True,
-                                 env={**os.environ, LAUNCHER_ENV: str(os.getpid())},
                                  preexec_fn=_signal_when_parent_dies(_is_parent(os.getpid()), before_exec=True))
         interrupt_child = threading.Thread(target=_forward, args=(interrupt, child), daemon=True)
         interrupt_child.start()
@@ -118,12 +118,12 @@ def run(args: argparse.Namespace) -> int:
     return _report(studio, args, run_id)
 
 
-def _worker(studio, run_id: int) -> int:
+def _worker(studio, run_id: int, command: int | None) -> int:
     """One process of ``accelerate launch``: rank 0 owns the row through the job runner, the others just train."""
     from masuka.training.runs import RunContext, execute_run, submit_run
 
     interrupt = interrupt_on_signals()
-    _die_with_launcher()  # the launcher killed outright: this process saves and ends too
+    _die_with_launcher(command)  # the launcher killed outright: this process saves and ends too
     if int(os.environ.get("RANK", "0")) == 0:
         submit_run(studio, run_id, interrupt)
         studio.runner().wait(run_id)
@@ -139,7 +139,7 @@ def _launch_command(args: argparse.Namespace, run_id: int, gpus: int) -> list[st
     data_dir = ["--data-dir", args.data_dir] if args.data_dir else []
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-            str(port), "-m", "masuka", "train", "--run", str(run_id), *data_dir]
+            str(port), "-m", "masuka", "train", "--run", str(run_id), "--launched-by", str(os.getpid()), *data_dir]
 
 
 def interrupt_on_signals() -> threading.Event:
@@ -156,8 +156,6 @@ def interrupt_on_signals() -> threading.Event:
 
 INTERRUPTING = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 PR_SET_PDEATHSIG = 1
-LAUNCHER_ENV = "MASUKA_TRAIN_CLI_PID"
-"""The pid of the ``train --gpus N`` command, for its ``accelerate launch`` processes' workers."""
 
 
 def _is_parent(pid: int) -> Callable[[], bool]:
@@ -173,14 +171,13 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
-def _die_with_launcher() -> None:
+def _die_with_launcher(command: int | None) -> None:
     """In a worker of ``train --gpus N``: be interrupted when the ``accelerate launch`` process that started it
     dies (and so when the command dies, which ends that process). Whether it already died during this process's
-    start-up (seconds of imports) is told by the pid the command passed down, not by a parent pid read late (it
-    would name whichever process adopted this one): the parent must still be the command's child."""
-    command = os.environ.get(LAUNCHER_ENV, "")
-    if command.isdigit():
-        _signal_when_parent_dies(lambda: _parent_of(os.getppid()) == int(command))()
+    start-up (seconds of imports) is told by the pid of the command (``--launched-by``), not by a parent pid read
+    late (it would name whichever process adopted this one): the parent must still be the command's child."""
+    if command is not None:
+        _signal_when_parent_dies(lambda: _parent_of(os.getppid()) == command)()
     else:  # started by hand: the parent it has now
         _signal_when_parent_dies(_is_parent(os.getppid()))()
 

@@ -11,8 +11,6 @@ import sys
 
 import pytest
 
-from masuka.commands.train import LAUNCHER_ENV
-
 from .test_cli import ROOT, WAIT_S, _step, data_with_dataset, masuka, train_args, wait_for
 
 
@@ -36,13 +34,13 @@ def test_a_nohup_run_goes_on_when_its_terminal_closes(tmp_path, tiny_model):
 # has died (it died while the worker imported), then arranges to end with it, as a ``--gpus N`` worker does.
 WORKER = """
 import os, signal, sys
-launcher = int(sys.argv[2])
+launcher, command = int(sys.argv[2]), int(sys.argv[3])
 sys.stdout.write("started\\n"); sys.stdout.flush()
 while sys.argv[1] == "launcher-dies" and os.getppid() == launcher:
     signal.sigtimedwait([signal.SIGUSR1], 0.05)
 from masuka.commands.train import _die_with_launcher, interrupt_on_signals
 interrupt = interrupt_on_signals()
-_die_with_launcher()
+_die_with_launcher(command)
 print("interrupted at once" if interrupt.is_set() else "running")
 if sys.argv[1] == "launcher-lives":
     os.kill(launcher, signal.SIGKILL)  # killed outright now: the arranged signal comes
@@ -50,7 +48,8 @@ print("interrupted" if interrupt.wait(60) else "went on")
 """
 LAUNCHER = """
 import os, subprocess, sys
-worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2], str(os.getpid())], stdout=sys.stdout)
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2], str(os.getpid()), sys.argv[3]],
+                          stdout=sys.stdout)
 if sys.argv[2] == "launcher-dies":
     sys.exit(0)
 worker.wait()
@@ -59,8 +58,8 @@ worker.wait()
 
 @pytest.mark.parametrize("case", ["launcher-dies", "launcher-lives"])
 def test_a_worker_whose_launcher_died_during_its_start_ends(case):
-    env = {**os.environ, LAUNCHER_ENV: str(os.getpid())}  # this test process stands for ``train --gpus 2``
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, WORKER, case], cwd=ROOT, env=env, capture_output=True,
+    command = str(os.getpid())  # this test process stands for ``train --gpus 2`` (--launched-by)
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, WORKER, case, command], cwd=ROOT, capture_output=True,
                           text=True, timeout=WAIT_S)
     lines = done.stdout.split()
     expected = {"launcher-dies": "started interrupted at once interrupted",
