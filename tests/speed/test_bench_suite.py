@@ -10,7 +10,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -239,14 +238,14 @@ def test_a_new_process_keeps_the_budget_and_the_time_of_the_run(tmp_path, monkey
     from masuka.bench import suite
 
     four_lines(suite, monkeypatch, tmp_path, sleeps_s=600.0)
-    started = time.time()
     report = suite.run(None, suite_args(tmp_path / "out", budget_s=4.0, quick=True))
-    # until the report's last write (not the clean-up of the tiny models after it, which a loaded machine makes slow)
-    took = (tmp_path / "out" / "bench-suite.json").stat().st_mtime - started
     results = [check["result"] for check in report["checks"]]
     assert results[1] in ("cut: the 4 s budget ran out during line 1", "skipped: the 4 s budget was spent")
     assert results[2:] == ["skipped: the 4 s budget was spent"] * 2
-    assert report["budget_s"] == 4.0 and report["duration_s"] >= took - 1
+    # the lines were cut or skipped because the budget ran out, so the run took (nearly: the last second is not
+    # started in a new process) the whole budget: a duration counted from the new process's own start (seconds of
+    # imports later) would fall short of it, however loaded the machine
+    assert report["budget_s"] == 4.0 and report["duration_s"] >= report["budget_s"] - 1
     assert suite.exit_status(report) == 0  # every line ran or was left out for the budget
 
 
