@@ -122,36 +122,24 @@ def test_start_up_cancels_only_work_no_provider_accepted_and_no_live_process_run
         cli.close()
 
 
-def test_a_command_with_an_old_list_queues_for_a_removed_user_and_the_worker_cancels_it(tmp_path, tiny_model):
+def test_only_the_app_s_worker_cancels_a_job_its_sign_in_list_does_not_name(tmp_path, tiny_model):
     data = tmp_path / "data"
-    app = Studio.open(config(data, BOB))
-    old = Studio.open(config(data, BOTH))  # `queue add` in a shell whose MASUKA_AUTH still names alice
+    both = Studio.open(config(data, BOTH))  # a shell (or an app) whose MASUKA_AUTH names alice and bob
+    bob_only = Studio.open(config(data, BOB))  # one that names bob alone
     try:
-        alices = image_job(old, tiny_model("flux"), "alice")
-        bobs = image_job(old, tiny_model("flux"), "bob")
-        taken = claim(app, cancel_off_list=True)  # the app's worker
+        alices = image_job(both, tiny_model("flux"), "alice")
+        # `queue run` with bob alone on its list: it does not know alice, so it neither takes nor cancels her job
+        assert claim(bob_only) is None and queue_row(both, alices) == ("queued", None)
+        # the app started with alice taken off the list, her job queued by a command with the old list: its worker
+        # takes bob's and cancels hers
+        bobs = image_job(both, tiny_model("flux"), "bob")
+        taken = claim(bob_only, cancel_off_list=True)
         assert taken is not None and taken["id"] == bobs and taken["owner"] == "bob"
-        assert queue_row(app, alices) == ("cancelled", OFF_LIST)
-        assert claim(app, cancel_off_list=True) is None
-        assert claim(old) is None  # nothing of alice's waits for any worker
+        assert queue_row(both, alices) == ("cancelled", OFF_LIST)
+        assert claim(bob_only, cancel_off_list=True) is None and claim(both) is None
     finally:
-        old.close()
-        app.close()
-
-
-def test_a_command_with_a_shorter_list_neither_takes_nor_cancels_the_others_jobs(tmp_path, tiny_model):
-    data = tmp_path / "data"
-    app = Studio.open(config(data, BOTH))
-    shell = Studio.open(config(data, BOB))  # `queue run` in a shell whose MASUKA_AUTH names bob alone
-    try:
-        alices = image_job(app, tiny_model("flux"), "alice")
-        assert claim(shell) is None  # not alice's: this command does not know her
-        assert queue_row(app, alices) == ("queued", None)  # and her job still waits for the app's worker
-        taken = claim(app, cancel_off_list=True)
-        assert taken is not None and taken["id"] == alices
-    finally:
-        shell.close()
-        app.close()
+        bob_only.close()
+        both.close()
 
 
 def test_nothing_changes_without_sign_in_and_the_shared_owner_s_work_stays_when_it_is_turned_on(tmp_path, tiny_model):
