@@ -456,16 +456,12 @@ def test_an_add_lists_a_bounded_number_of_refusals_and_counts_the_rest(studio, m
 
 def test_a_zip_entry_in_a_method_python_cannot_unpack_is_named_so_not_damaged(studio, make_dataset, tmp_path):
     """Deflate64 (what Windows' Explorer writes for large files) is not damage: the message says what to do."""
-    source = tmp_path / "set.zip"
-    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.write(corpus.photo(tmp_path / "a.jpg", 174), "a.jpg")
-        archive.write(corpus.photo(tmp_path / "b.jpg", 175), "b.jpg")
-    data = bytearray(source.read_bytes())
-    central = data.index(b"PK\x01\x02")  # a.jpg's entry in the central directory comes first
-    data[central + 10:central + 12] = (9).to_bytes(2, "little")  # Deflate64
-    source.write_bytes(bytes(data))
-    dataset = make_dataset()
-    report = add_images(studio, dataset["id"], LOCAL_USER, [source])
+
+    def deflate64(entry: bytearray, at: int) -> None:
+        entry[at + 10:at + 12] = (9).to_bytes(2, "little")  # the compression method
+
+    report = add_images(studio, make_dataset()["id"], LOCAL_USER,
+                        [_zip_with_a_patched_first_entry(tmp_path, deflate64)])
     assert [(r.file, r.reason) for r in report.rejected] == [
         ("set.zip/a.jpg", "zip entry compressed in a way Python cannot unpack (deflate64): zip the files again with "
                           "the usual deflate compression")]
@@ -474,16 +470,25 @@ def test_a_zip_entry_in_a_method_python_cannot_unpack_is_named_so_not_damaged(st
 
 def test_a_zip_entry_zipfile_refuses_to_unpack_is_not_called_damaged(studio, make_dataset, tmp_path):
     """zipfile's NotImplementedError (here: PKWARE's "compressed patched data", flag bit 5) is no damage."""
-    source = tmp_path / "set.zip"
-    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.write(corpus.photo(tmp_path / "a.jpg", 176), "a.jpg")
-        archive.write(corpus.photo(tmp_path / "b.jpg", 177), "b.jpg")
-    data = bytearray(source.read_bytes())
-    central = data.index(b"PK\x01\x02")  # a.jpg's entry in the central directory comes first
-    data[central + 8] |= 0x20
-    source.write_bytes(bytes(data))
-    dataset = make_dataset()
-    report = add_images(studio, dataset["id"], LOCAL_USER, [source])
+
+    def patched_data(entry: bytearray, at: int) -> None:
+        entry[at + 8] |= 0x20  # the general purpose flags
+
+    report = add_images(studio, make_dataset()["id"], LOCAL_USER,
+                        [_zip_with_a_patched_first_entry(tmp_path, patched_data)])
     assert [(r.file, r.reason) for r in report.rejected] == [
         ("set.zip/a.jpg", "zip entry Python cannot unpack (compressed patched data (flag bit 5))")]
     assert len(report.added) == 1
+
+
+def _zip_with_a_patched_first_entry(tmp_path, patch) -> Path:
+    """A zip of two photos, a.jpg and b.jpg, whose central directory entry of a.jpg (the first) ``patch(data,
+    offset)`` changes in place."""
+    source = tmp_path / "set.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(corpus.photo(tmp_path / "a.jpg", 174), "a.jpg")
+        archive.write(corpus.photo(tmp_path / "b.jpg", 175), "b.jpg")
+    data = bytearray(source.read_bytes())
+    patch(data, data.index(b"PK\x01\x02"))
+    source.write_bytes(bytes(data))
+    return source
