@@ -31,14 +31,3 @@ def make_dataset(studio):
         return create_dataset(studio, name, LOCAL_USER, trigger, template, options)
 
     return make
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; several threads on a busy 2-core machine spin against each other."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -203,11 +203,11 @@ def four_lines(suite, monkeypatch, tmp_path, dies=(), sleeps_s=0.0):
     lost_once(suite, monkeypatch)
 
 
-@pytest.mark.parametrize("dies", [["line 1"], ["line 1", "line 2", "line 3"]])
-def test_a_line_whose_new_process_dies_says_so_and_the_lines_after_it_go_on_in_another(tmp_path, monkeypatch,
-                                                                                       dies):
+def test_a_line_whose_new_process_dies_says_so_and_the_lines_after_it_go_on_in_another(tmp_path, monkeypatch):
+    """Line 1 ends the first new process; the next goes on with line 2 (measured) and ends in line 3."""
     from masuka.bench import suite
 
+    dies = ["line 1", "line 3"]
     four_lines(suite, monkeypatch, tmp_path, dies)
     report = suite.run(None, suite_args(tmp_path / "out", quick=True))
     results = [check["result"] for check in report["checks"]]
