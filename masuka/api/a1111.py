@@ -15,12 +15,13 @@ import io
 import json
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from masuka.access import usable_model
@@ -264,9 +265,9 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             raise InvalidInput("init_images is empty: send the picture to start from (base64).")
         with work.uploads(caller) as uploads:
             image = uploads.decode(body.init_images[0], "init image")
-            mask = uploads.decode(body.mask, "mask") if body.mask else None
-            init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0,
-                             invert_mask=bool(body.inpainting_mask_invert),
+            inverted = bool(body.mask and body.inpainting_mask_invert)
+            mask = a1111_mask(uploads, body.mask, inverted) if body.mask else None
+            init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0, mask_inverted=inverted,
                              only_masked_padding=body.inpaint_full_res_padding if body.inpaint_full_res else None,
                              fill_masked=body.inpainting_fill == 0)
             result = answer(work.generate(caller, to_request(caller, body, uploads, init), hangup), body)
@@ -457,6 +458,20 @@ def a1111_sampler(name: str | None, scheduler: str | None, model: str) -> str:
     if suffix and base == name:
         return fitting_sampler(f"{name} {suffix}", model) or fitting_sampler(name, model)
     return fitting_sampler(name, model) or fitting_sampler(base, model)
+
+
+def a1111_mask(uploads: Uploads, data: str, invert: bool) -> Path:
+    """A1111's ``mask`` kept as the mask it stands for (white = repaint), so the History row holds the part that
+    was repainted and Reuse repaints it again: one with transparency that is not fully opaque read by its alpha
+    (opaque = repaint, cut at half as A1111's ``create_binary_mask`` does), any other by its brightness; then
+    inverted when ``inpainting_mask_invert`` asks (``invert``)."""
+    picture = open_picture(io.BytesIO(image_bytes(data, "mask")), "mask")  # upright, 8-bit
+    by_alpha = picture.has_transparency_data and picture.convert("RGBA").getchannel("A").getextrema()[0] < 255
+    if not by_alpha and not invert:
+        return uploads.keep(picture, "mask")
+    mask = (picture.convert("RGBA").getchannel("A").point(lambda alpha: 255 if alpha > 128 else 0) if by_alpha
+            else picture.convert("L"))
+    return uploads.keep(ImageOps.invert(mask) if invert else mask, "mask")
 
 
 def split_schedule(sampler: str) -> tuple[str, str]:

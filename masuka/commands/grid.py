@@ -23,9 +23,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.image.grid import parse_axis, plan_grid, run_grid
+    from masuka.image.grid import given_axes, plan_grid, run_grid
 
-    axes = [parse_axis(text) for text in map(one_axis, "xyz", (args.x, args.y, args.z)) if text]
+    axes = given_axes(list(map(one_axis, "xyz", (args.x, args.y, args.z))))
     request = flags_request(args)
     studio = open_studio(args)
     request = checked_size(studio, request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,18 @@ class Cell:
 class GridResult:
     grid: Path
     images: list[ImageResult]
+
+
+def given_axes(texts: Sequence[str | None]) -> list[Axis]:
+    """The X, Y and Z axes as written (None or blank where one is not), each kept in its own slot: a Y axis without
+    an X (a Z without a Y) is refused, not slid into the empty slot's place."""
+    given = [bool(text and text.strip()) for text in texts]
+    for index in range(1, len(given)):
+        if given[index] and not given[index - 1]:
+            name, before = "XYZ"[index], "XYZ"[index - 1]
+            raise InvalidInput(f"The {name} axis is filled but the {before} axis is empty: a grid's axes fill in "
+                               f"order (X, then Y, then Z), so give the {name} axis's values as the {before} axis.")
+    return [parse_axis(text) for text, filled in zip(texts, given) if filled and text]
 
 
 def parse_axis(text: str) -> Axis:

@@ -51,7 +51,9 @@ class InitImage:
     strength: float = 0.75
     mask: str | Path | None = None
     mask_blur: int = 4
-    invert_mask: bool = False
+    #: the mask was sent the other way round (A1111's ``inpainting_mask_invert``) and ``mask`` is already its
+    #: inverse (white = repaint): recorded (``Mask mode: Inpaint not masked``), not inverted again
+    mask_inverted: bool = False
     only_masked_padding: int | None = None  # repaint a crop around the mask (this many px of margin) at full size
     fill_masked: bool = False  # start the masked part from the surrounding colours instead of what is there
     outpaint: Padding | None = None  # grow the canvas by (left, right, top, bottom) pixels and fill the new area
@@ -196,8 +198,7 @@ def _read_mask(init: InitImage, picture: tuple[int, int], size: tuple[int, int])
     if abs(mask.width * picture[1] - mask.height * picture[0]) > MASK_SHAPE_TOLERANCE * mask.height * picture[0]:
         raise InvalidInput(f"The mask is {mask.width}x{mask.height} but the picture is {picture[0]}x{picture[1]}: "
                            "give a mask of the picture's shape (any size of it).")
-    mask = mask.convert("L").resize(size, Image.Resampling.LANCZOS)
-    return ImageOps.invert(mask) if init.invert_mask else mask
+    return mask.convert("L").resize(size, Image.Resampling.LANCZOS)
 
 
 def _prepare_outpaint(init: InitImage, width: int, height: int, strength: float, multiple: int) -> TaskInput:
@@ -366,6 +367,7 @@ def task_record(studio: Studio, task: TaskInput | None) -> dict:
                               "init_image": studio.config.relative(Path(task.source.path).resolve())}
     if task.mask is not None:
         record["mask_blur"] = int(task.source.mask_blur)
+        record.update(_inpaint_options(task.source))
     if task.source.mask is not None:
         record["mask"] = studio.config.relative(Path(task.source.mask).resolve())
     if task.source.outpaint is not None:
@@ -373,13 +375,35 @@ def task_record(studio: Studio, task: TaskInput | None) -> dict:
     return record
 
 
+def _inpaint_options(init: InitImage) -> dict[str, Any]:
+    """The inpaint options an inpaint used beyond its mask and blur, under :class:`InitImage`'s names: the mask
+    sent inverted (the one kept is the one used), only the masked area repainted (its padding), the masked part
+    filled from its surroundings."""
+    options: dict[str, Any] = {}
+    if init.mask_inverted:
+        options["mask_inverted"] = True
+    if init.only_masked_padding is not None:
+        options["only_masked_padding"] = int(init.only_masked_padding)
+    if init.fill_masked:
+        options["fill_masked"] = True
+    return options
+
+
 def infotext_fields(task: TaskInput | None) -> dict[str, str]:
-    """A1111's infotext fields for the task."""
+    """A1111's infotext fields for the task, named as A1111 writes them (its ``processing.py``): ``Mask mode``,
+    ``Masked content``, ``Inpaint area`` and ``Masked area padding`` for the inpaint options used."""
     if task is None:
         return {}
     fields = {"Denoising strength": f"{task.strength:g}"}
     if task.mask is not None:
         fields["Mask blur"] = str(int(task.source.mask_blur))
+        options = _inpaint_options(task.source)
+        if options.get("mask_inverted"):
+            fields["Mask mode"] = "Inpaint not masked"
+        if options.get("fill_masked"):
+            fields["Masked content"] = "fill"
+        if "only_masked_padding" in options:
+            fields.update({"Inpaint area": "Only masked", "Masked area padding": str(options["only_masked_padding"])})
     if task.source.outpaint is not None:
         fields["Outpaint"] = ",".join(str(side) for side in task.source.outpaint)
     return fields

@@ -19,6 +19,11 @@ class Paused(Exception):
     """The user paused a running job: it stops between images and waits to be resumed."""
 
 
+class TurnOver(Exception):
+    """A running job gave its turn to another user's waiting job between images: it is ``queued`` again
+    (:func:`masuka.queue.jobs.end_turn`) and resumes from its finished images."""
+
+
 @dataclass
 class QueueContext:
     """What a task gets to talk to its row: stop requests, progress and a log."""

@@ -9,7 +9,9 @@ index, so a job resumed after a restart or a crash makes only the images it has 
 Claiming follows InvokeAI's session queue: inside one ``BEGIN IMMEDIATE`` transaction (so two workers, in
 threads or processes, never take the same row), rows left ``running`` by a dead worker become
 ``interrupted``, then the next waiting job is taken, round-robin between users (the user served longest ago
-goes first), in queue order within a user. With sign-in, a waiting job whose owner is not on the sign-in list
+goes first), in queue order within a user. Turns are taken image by image: between two images a running job
+whose owner was served more recently than another waiting user goes back to ``queued`` (:func:`end_turn`),
+keeping its place and its finished images. With sign-in, a waiting job whose owner is not on the sign-in list
 (queued by a command that read an older list) is never taken: the app's worker cancels it, as the app's start
 cancels those it finds (:mod:`masuka.off_list`); a command's ``queue run``, whose list may name fewer users, leaves
 it.
@@ -20,12 +22,14 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from masuka.config import on_zerogpu
 from masuka.errors import InvalidInput, NotFound, bounded
 from masuka.image.generate import (
+    MAX_BATCH,
     ImageRequest,
     Plan,
     checked_prompt,
@@ -35,7 +39,7 @@ from masuka.image.generate import (
     seed_run,
 )
 from masuka.image.grid import Axis, Cell, plan_grid
-from masuka.image.prompts import Prompt, expand_prompts, prompt_lines
+from masuka.image.prompts import MAX_PROMPTS, Prompt, expand_prompts, prompt_lines
 from masuka.image.tasks import keep_input
 from masuka.image.upscale.detail import detail_prompt, detail_seconds, plan_detail
 from masuka.image.upscale.job import model_upscale_seconds
@@ -63,13 +67,16 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
 
     Each line expands (``{a|b}``, ``__wildcard__``) into every combination, or ``random_picks`` random picks;
     ``literal``: the prompt runs as it is, as Generate runs it (the Image tab's Add to queue). Every prompt makes
-    ``request.batch`` images. Seeds run on from ``request.seed`` (random when unset) across the job, so a resumed
-    job remakes nothing and a repeated job repeats its images.
+    ``request.batch`` images. Seeds run on from ``request.seed`` across the job, so a resumed job remakes nothing
+    and a repeated job repeats its images; an unset seed is drawn once, for the picks and the images alike, so
+    queuing again with the first image's seed repeats the job, its random picks included.
     """
     _no_pictures(request)
     templates = prompt_lines(prompts) if prompts is not None else [request.prompt]
     if not templates:
         raise InvalidInput("No prompts: write one prompt a line.")
+    if request.seed is None or request.seed == -1:  # one random seed for the picks and the images alike
+        request = replace(request, seed=seed_run(None, _largest_run(random_picks, literal)))
     planned = []  # every line is checked before any is queued: a bad line queues none
     for number, template in enumerate(templates, 1):
         try:
@@ -99,6 +106,13 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
         return [add_job(studio, request.owner, "text", template, model,
                         {"request": _stored(studio, request), "items": items, "allow_any_path": allow_any_path})
                 for template, model, items in planned]
+
+
+def _largest_run(random_picks: int, literal: bool) -> int:
+    """How many images one prompt line may make at most (every expansion times the batch): the room a random seed
+    leaves, so the seeds of any line run on within :data:`~masuka.image.generate.MAX_SEED`."""
+    prompts = 1 if literal else min(int(random_picks), MAX_PROMPTS) if random_picks > 0 else MAX_PROMPTS
+    return prompts * MAX_BATCH
 
 
 def _check_expansions(studio: Studio, request: ImageRequest, plan: Plan, prompts: list[Prompt],
@@ -277,8 +291,7 @@ def claim(studio: Studio, cancel_off_list: bool = False) -> dict | None:
         waiting = [row for row in waiting if on_sign_in_list(studio.config, row["owner"])]
         if not waiting:
             return None
-        served = {row["owner"]: row["last"] or "" for row in store.query(
-            "select owner, max(started_at) as last from queue group by owner")}
+        served = _served(studio)
         taken = min(waiting, key=lambda row: served.get(row["owner"], ""))  # min keeps queue order on ties
         job = store.existing("queue", taken["id"])
         fields = {"status": "running", "worker": studio.runner().token, "pid": os.getpid(), "started_at": now(),
@@ -287,6 +300,56 @@ def claim(studio: Studio, cancel_off_list: bool = False) -> dict | None:
         # attempts a dead worker left unfinished made no image: the job remakes them
         store.delete_where("generations", "queue_id = ? and status != 'completed'", [job["id"]])
     return {**job, **fields}
+
+
+#: How long a running job keeps its turn before it gives way to another user's waiting job: long enough that two
+#: users with different models do not reload them between every image, short enough that nobody waits for the
+#: whole of someone's long job.
+TURN_S = 60.0
+
+
+def end_turn(studio: Studio, job_id: int) -> bool:
+    """Between two images of a running job: when its turn has lasted :data:`TURN_S` and a job of another user who
+    was served longer ago waits, put this one back to ``queued`` and return True (its worker then claims the next
+    job, the other user's). The job keeps its position and resumes from its finished images when its owner's turn
+    comes again, so users take turns within long jobs, not only between jobs. The owner's own other jobs never end
+    its turn, and a job told to pause or cancel (or no longer this worker's) is left running, for its worker to do
+    that."""
+    store = studio.store
+    row = store.query("select owner, started_at from queue where id = ?", [job_id])
+    if not row or _turn_s(row[0]["started_at"]) < TURN_S or not _others_waiting(studio, row[0]["owner"]):
+        return False  # the common cases: no write lock taken
+    with store.transaction():
+        job = store.get("queue", job_id)
+        if (job is None or job["status"] != "running" or job["control"] is not None
+                or job["worker"] != studio.runner().token):
+            return False
+        served = _served(studio)
+        mine = served.get(job["owner"], "")
+        if not any(served.get(owner, "") < mine for owner in _others_waiting(studio, job["owner"])):
+            return False
+        store.update("queue", job_id, status="queued", error=None, updated_at=now())
+    return True
+
+
+def _turn_s(started_at: str | None) -> float:
+    """Seconds since a running job's turn began (its ``started_at``, set when it was claimed)."""
+    if not started_at:
+        return 0.0
+    return (datetime.now(UTC) - datetime.fromisoformat(started_at)).total_seconds()
+
+
+def _others_waiting(studio: Studio, owner: str) -> list[str]:
+    """The users other than ``owner`` with a job a worker may claim (on the sign-in list)."""
+    rows = studio.store.query(f"select distinct owner from queue where status in ({_marks(WAITING)}) and owner != ?",
+                              [*WAITING, owner])
+    return [row["owner"] for row in rows if on_sign_in_list(studio.config, row["owner"])]
+
+
+def _served(studio: Studio) -> dict[str, str]:
+    """When each user's last turn began (their jobs' latest ``started_at``): the user served longest ago goes next."""
+    return {row["owner"]: row["last"] or "" for row in studio.store.query(
+        "select owner, max(started_at) as last from queue group by owner")}
 
 
 def recover(studio: Studio, stopped: Collection[int] = ()) -> list[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from masuka.errors import NotFound
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
@@ -11,9 +11,12 @@ from masuka.image.grid import Axis, Cell, save_grid
 from masuka.image.tasks import InitImage
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.request import UpscaleRequest
-from masuka.queue.context import QueueContext
-from masuka.queue.jobs import job_images
+from masuka.queue.context import QueueContext, TurnOver
+from masuka.queue.jobs import end_turn, job_images
 from masuka.studio import Studio
+
+#: what a stored job's init image may hold (one queued by an older MASUKA may hold a field since removed)
+INIT_FIELDS = {field.name for field in fields(InitImage)}
 
 
 def base_request(studio: Studio, job: dict) -> ImageRequest:
@@ -22,13 +25,16 @@ def base_request(studio: Studio, job: dict) -> ImageRequest:
     fields["references"] = [studio.config.absolute(path) for path in fields.get("references") or []]
     fields["loras"] = [(ref, float(weight)) for ref, weight in fields.get("loras") or []]
     if init := fields.get("init"):
+        init = {key: value for key, value in init.items() if key in INIT_FIELDS}  # a field an older MASUKA stored
         fields["init"] = InitImage(**{**init, "path": studio.config.absolute(init["path"]),
                                       "mask": init["mask"] and studio.config.absolute(init["mask"])})
     return ImageRequest(prompt="", owner=job["owner"], queue_id=job["id"], **fields)
 
 
 def make_items(studio: Studio, job: dict, ctx: QueueContext, base: ImageRequest) -> dict[int, ImageResult | None]:
-    """Make every item not finished yet, one image each, in order; each item's fields override ``base``.
+    """Make every item not finished yet, one image each, in order; each item's fields override ``base``. Between
+    two images, a job of another user who was served longer ago ends this job's turn (:class:`TurnOver`: the job
+    is queued again and resumes from its finished images).
 
     Returns the images made now by item index (items finished before a restart map to None).
     """
@@ -48,6 +54,8 @@ def make_items(studio: Studio, job: dict, ctx: QueueContext, base: ImageRequest)
                                           cancelled=ctx.stop_asked,
                                           allow_any_path=job["params"].get("allow_any_path", False))[0]
         ctx.progress(len(made), len(items))
+        if len(made) < len(items) and end_turn(studio, job["id"]):  # another user's turn: back in the queue
+            raise TurnOver
     return made
 
 

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 
 from masuka.errors import Cancelled, MasukaError
-from masuka.queue.context import Paused, QueueContext
+from masuka.queue.context import Paused, QueueContext, TurnOver
 from masuka.queue.jobs import claim, finish, recover
 from masuka.queue.tasks import TASKS
 from masuka.store import busy
@@ -36,10 +36,13 @@ BUSY = "the database was busy (another process held it); the job resumes from it
 def run_job(studio: Studio, job: dict, ctx: QueueContext | None = None) -> str:
     """Run a claimed job's task to its end and record the outcome; returns the final status. A job its worker
     stopped (:meth:`QueueContext.close`) stays ``running`` for :meth:`QueueWorker.stop` to leave as a restart
-    would find it (``interrupted``); one that failed or completed meanwhile is recorded so."""
+    would find it (``interrupted``); one that failed or completed meanwhile is recorded so. A job that gave its turn
+    to another user's (:class:`TurnOver`) is ``queued`` again: it returns ``"queued"``."""
     ctx = ctx or QueueContext(studio, job["id"])
     try:
         TASKS[job["task"]](studio, job, ctx)
+    except TurnOver:  # queued again (by end_turn) for another user's turn: nothing more to record
+        return "queued"
     except Paused:
         status, error = "paused", None
     except Cancelled as stopped:

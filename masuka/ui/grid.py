@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from masuka.image.grid import ALLOW_LARGE, AXES, parse_axis, plan_grid, run_grid
+from masuka.image.grid import ALLOW_LARGE, AXES, given_axes, plan_grid, run_grid
 from masuka.queue.jobs import queue_grid
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, friendly, stop_flag, stoppable, user_of, wire_stop
@@ -78,7 +78,7 @@ def add_grid(studio: Studio, prompt: str, model: str, negative_prompt: str = "",
 def grid_form(owner: str, prompt: str, model: str, negative_prompt: str, steps: int | None, guidance: float | None,
               width: int | None, height: int | None, seed: int | None, loras: list[str] | None, memory_plan: str,
               fast: bool, step_cache: float, sampler: str, *axes: str) -> tuple:
-    """The base request (one image a cell) and the axes the form describes."""
+    """The base request (one image a cell) and the axes the form describes (:func:`given_axes`)."""
     base = form_request(owner, prompt, model, negative_prompt, steps, guidance, width, height, seed, 1, loras,
                         memory_plan, fast, step_cache, sampler=sampler)
-    return base, [parse_axis(text) for text in axes if text and text.strip()]
+    return base, given_axes(axes)

@@ -278,6 +278,10 @@ def test_queued_inpainting_keeps_its_own_pictures(studio, tiny_model, tmp_path):
     direct = generate_images(studio, request(tiny_model("flux"), init=init), allow_any_path=True)[0]
     picture.unlink()
     mask.unlink()  # the job made its own copies when it was queued
+    job = studio.store.get("queue", job_id)  # queued by an older MASUKA, whose init image had a field since removed
+    params = job["params"]
+    studio.store.update("queue", job_id, params={**params, "request": {
+        **params["request"], "init": {**params["request"]["init"], "invert_mask": False}}})
 
     assert work_until_empty(studio) == 1
     (job,) = [j for j in list_jobs(studio, "local") if j["id"] == job_id]

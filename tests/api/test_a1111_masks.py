@@ -1,0 +1,88 @@
+"""A1111 img2img masks through the real `webuiapi` client: an inverted mask and a mask drawn on transparency are
+kept as the white-means-repaint mask that was used, so History's Reuse repaints the same part; the inpaint options
+are recorded in the row and written in A1111's infotext fields."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+from masuka.history.actions import reuse_parameters
+from masuka.image.generate import generate_images
+from masuka.image.metadata import parse_parameters
+from masuka.ui.image import GENERATE_FIELDS, image_request
+from masuka.ui.image_modes import reuse_fields
+from tests.api.test_a1111 import client
+
+
+def pixels(picture: Image.Image) -> np.ndarray:
+    return np.asarray(picture.convert("RGB"), dtype=np.int16)
+
+
+def repainted_only(picture: Image.Image, original: Image.Image, repaint: np.ndarray) -> bool:
+    """Whether ``picture`` is ``original`` exactly outside ``repaint`` (a boolean mask) and changed inside it."""
+    out, before = pixels(picture), pixels(original)
+    return np.array_equal(out[~repaint], before[~repaint]) and np.abs(out[repaint] - before[repaint]).mean() > 5
+
+
+def test_an_inverted_mask_is_kept_inverted_and_reuse_repaints_the_same_part(live_app, tiny_model, photo,
+                                                                           square_mask):
+    """``inpainting_mask_invert: 1`` repaints outside the white square; the row keeps the mask that was used (white
+    outside), so Reuse -> Generate repaints outside again; the infotext says so as A1111 does, with the only-masked
+    padding and the fill, which the row records too."""
+    app = live_app()
+    api = client(app)
+    api.set_options({"sd_model_checkpoint": str(tiny_model("flux"))})
+    result = api.img2img(images=[photo], mask_image=square_mask, inpainting_mask_invert=1, mask_blur=0,
+                         denoising_strength=1.0, inpainting_fill=0, inpaint_full_res=True, inpaint_full_res_padding=6,
+                         prompt="a cat", steps=2, width=64, height=64, seed=8)
+    outside = np.asarray(square_mask) == 0
+    assert repainted_only(result.image, photo, outside)
+    row = app.studio.store.find("generations")[0]
+    params = row["params"]
+    kept = Image.open(app.studio.config.absolute(params["mask"]))
+    assert np.array_equal(np.asarray(kept.convert("L")), np.asarray(ImageOps.invert(square_mask))), \
+        "the mask kept is the one used: white = repainted"
+    assert params["mask_inverted"] is True and params["only_masked_padding"] == 6 and params["fill_masked"] is True
+    extra = parse_parameters(result.info["infotexts"][0]).extra
+    assert extra["Mask mode"] == "Inpaint not masked" and extra["Masked content"] == "fill"
+    assert extra["Inpaint area"] == "Only masked" and extra["Masked area padding"] == "6"
+
+    fields = reuse_fields(reuse_parameters(app.studio, "local", False, f"g{row['id']}")[1])
+    again = generate_images(app.studio, image_request("local", *[fields.get(name) for name in GENERATE_FIELDS]))[0]
+    assert repainted_only(Image.open(again.path), photo, outside), "Reuse repaints the same part"
+
+    plain = api.img2img(images=[photo], mask_image=square_mask, mask_blur=0, denoising_strength=1.0,
+                        inpainting_fill=1, inpaint_full_res=False, prompt="a cat", steps=2, width=64, height=64,
+                        seed=8)  # not inverted, the original under the mask, the whole picture
+    assert repainted_only(plain.image, photo, ~outside)
+    extra = parse_parameters(plain.info["infotexts"][0]).extra
+    assert not {"Mask mode", "Masked content", "Inpaint area", "Masked area padding"} & set(extra)
+    params = app.studio.store.find("generations", order_by="id")[-1]["params"]
+    assert not {"mask_inverted", "only_masked_padding", "fill_masked"} & set(params)
+
+
+def test_a_mask_drawn_on_transparency_is_read_by_its_alpha(live_app, tiny_model, photo, square_mask):
+    """Opaque red strokes on a transparent white background (A1111 reads such a mask by its alpha): only the
+    strokes are repainted, and the mask kept is that of the strokes, so Reuse repaints them again."""
+    app = live_app()
+    api = client(app)
+    api.set_options({"sd_model_checkpoint": str(tiny_model("flux"))})
+    strokes = Image.new("RGBA", (64, 64), (255, 255, 255, 0))
+    ImageDraw.Draw(strokes).rectangle((20, 20, 43, 43), fill=(255, 0, 0, 255))
+    result = api.img2img(images=[photo], mask_image=strokes, mask_blur=0, denoising_strength=1.0, inpainting_fill=1,
+                         inpaint_full_res=False, prompt="a cat", steps=2, width=64, height=64, seed=8)
+    inside = np.asarray(square_mask) > 0
+    assert repainted_only(result.image, photo, inside)
+    row = app.studio.store.find("generations")[0]
+    kept = Image.open(app.studio.config.absolute(row["params"]["mask"]))
+    assert np.array_equal(np.asarray(kept.convert("L")), np.asarray(square_mask)), "the strokes' mask is kept"
+
+    fields = reuse_fields(reuse_parameters(app.studio, "local", False, f"g{row['id']}")[1])
+    again = generate_images(app.studio, image_request("local", *[fields.get(name) for name in GENERATE_FIELDS]))[0]
+    assert repainted_only(Image.open(again.path), photo, inside)
+
+    inverted = api.img2img(images=[photo], mask_image=strokes, inpainting_mask_invert=1, mask_blur=0,
+                           denoising_strength=1.0, inpainting_fill=1, inpaint_full_res=False, prompt="a cat", steps=2,
+                           width=64, height=64, seed=8)  # by the alpha, then inverted, as A1111 does
+    assert repainted_only(inverted.image, photo, ~inside)
