@@ -48,12 +48,16 @@ def run(args: argparse.Namespace) -> int:
         message = save_key(open_studio(args).keys, args.name, value)
         emit(args, {"message": message}, message)
         return 0
-    keys = open_studio(args).keys
+    studio = open_studio(args)
+    keys = studio.keys
     if args.action == "list":
         rows = key_table(keys)
         emit(args, {"keys": rows}, "\n".join(f"{r['label']:<13} {r['source']:<8} {r['masked']}" for r in rows))
         return 0
     ok, message = check_key(keys, args.name, f"save it with `python -m masuka keys set {args.name}`")
+    from masuka.video.availability import key_renewed
+
+    key_renewed(studio.store, keys, args.name)  # models refused to this key are asked for again
     emit(args, {"ok": ok, "message": message}, message)
     return 0 if ok else 1
 

@@ -42,7 +42,7 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     """``(kind, fields)`` that refill the form which made the entry: the row's columns, then its params."""
     row = entry(studio, user, admin, key)
     if row["table"] != "generations":
-        raise InvalidInput(f"Entry {key} is a {row['kind']} job: only images and videos can be made again.")
+        row = _as_video_entry(row)
     params = row.get("params") or {}
     fields = {name: row[column] for column, name in FORM_FIELDS.items() if row.get(column) not in (None, "")}
     fields["loras"] = [_lora_field(studio, user, x) for x in row.get("loras") or [] if isinstance(x, dict)]
@@ -65,6 +65,23 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     if isinstance(fields.get("outpaint"), list):  # as the form and the CLI write it
         fields["outpaint"] = ",".join(str(side) for side in fields["outpaint"])
     return row["kind"], fields
+
+
+def _as_video_entry(row: dict) -> dict:
+    """A video job's entry (failed, cancelled, interrupted or made) as the History entry of the video it asks for:
+    its stored request (``params.request``: the provider and model chosen, the fallbacks, the input files) in
+    the columns and params a made video's entry has, so Reuse fills the Video form to send it again. Any other
+    job (training, a download) has no form to fill: refused saying so."""
+    request = (row.get("params") or {}).get("request") if isinstance(row.get("params"), dict) else None
+    if row.get("kind") != "video" or not isinstance(request, dict):
+        raise InvalidInput(f"Entry {row['key']} is a {row['kind']} job: Reuse fills the Image or Video form, so "
+                           "only images, videos and video jobs can be made again.")
+    made = ("prompt", "negative_prompt", "provider", "model", "steps", "seed")
+    params = {name: value for name, value in request.items()
+              if name not in (*made, "owner", "aspect", "fps") and value not in (None, [], "")}
+    size, seconds = row["params"].get("size"), row["params"].get("seconds")
+    params.update({name: value for name, value in (("size", size), ("seconds", seconds)) if value})
+    return {**row, **{name: request.get(name) for name in made}, "loras": None, "params": params}
 
 
 def _image_switches(negative: str | None, params: dict) -> dict[str, Any]:

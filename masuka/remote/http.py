@@ -37,14 +37,23 @@ KEY_REFUSED = (401, 403)
 #: a gateway that gave up waiting for the provider (504, Cloudflare's 524): the request may have been accepted
 GATEWAY_TIMEOUTS = {504, 524}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
-#: what a 400/403 refusal of a create request says when the model (or its route) is gone or not for this key
-MODEL_GONE = re.compile(r"model_not_found|unsupported_model|\bmodel\b.*\b(not found|does not exist|not exist|"
-                        r"unsupported|not supported|not available|no longer|deprecated|retired|shut down)|"
-                        r"\b(retired|shut down|no longer available)\b", re.I | re.S)
+#: what a 400/403 refusal of a create request says when the model (or its route) is gone or not for this key; run
+#: on the provider's own message only (:func:`provider_message`), within one clause of it
+MODEL_GONE = re.compile(r"model_not_found|unsupported_model|\bmodel\b(?:(?!\.\s|[;\n]).){0,120}?\b(not found|"
+                        r"does not exist|not exist|unsupported|not supported|not available|no longer|deprecated|"
+                        r"retired|shut down)|\b(retired|shut down|no longer available)\b", re.I)
+#: words of a refusal that passes: never remembered as "gone"
+PASSING = re.compile(r"temporar|try again|retry|later|overload|capacity|high demand|busy", re.I)
+#: the ``error.code`` of OpenAI's (and CometAPI's) "no such model" answers
+MODEL_CODES = {"model_not_found", "unsupported_model"}
 
 
 class ProviderUnavailable(ProviderError):
     """The provider kept failing (server errors, timeouts, unreachable) after every retry."""
+
+
+class RateLimited(ProviderUnavailable):
+    """The provider answered every try with 429 (too many requests): the account's rate or quota limit."""
 
 
 class MaybeSubmitted(ProviderError):
@@ -56,11 +65,30 @@ class ModelUnavailable(ProviderError):
     (404, or 400/403 saying so): nothing was created."""
 
 
-def model_gone(response: httpx.Response, message: str) -> bool:
-    """Whether a create request's refusal means "this model (route) is gone or not for this key"."""
+def model_gone(response: httpx.Response, message: str, models: tuple[str, ...] = ()) -> bool:
+    """Whether a create request's refusal means "this model (route) is gone or not for this key".
+
+    Only the provider's own words count (``message``, parsed from its answer): a 400/403 that says so (never one
+    that asks to try again later), or a 404 in the provider's JSON that is its "no such model" answer (OpenAI's
+    ``model_not_found``) or names the model asked for (``models``: Gemini's ``models/X is not found``, fal's
+    ``Application 'X' not found``). A bare 404 (a wrong base URL: a web server's page, ``{"detail": "Not
+    Found"}``) is not about the model."""
+    if PASSING.search(message):
+        return False
+    code = _error_code(response)
     if response.status_code == 404:
-        return True
-    return response.status_code in (400, 403) and bool(MODEL_GONE.search(f"{message} {response.text[:2000]}"))
+        return code in MODEL_CODES or (code is not None and any(model and model in message for model in models))
+    return response.status_code in (400, 403) and (code in MODEL_CODES or bool(MODEL_GONE.search(message)))
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """The ``error.code`` of a JSON error answer (``""`` for a JSON answer without one), None when not JSON."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("code") or "") if isinstance(error, dict) else ""
 
 
 class CutShort(ProviderError):
@@ -152,6 +180,8 @@ class Caller:
         self.health = health
         self.secret = secret
         self.sleep = sleep
+        #: the model (and route) the create requests ask for, when the caller knows: a 404 naming one is "gone"
+        self.models: tuple[str, ...] = ()
 
     def send(self, client: httpx.Client, method: str, url: str, *, create: bool = False,
              stream: bool = False, **kwargs) -> httpx.Response:
@@ -182,7 +212,7 @@ class Caller:
                     raise self._maybe_submitted(f"HTTP {response.status_code}: {message}")
                 retryable = response.status_code in RETRYABLE and (not create or response.status_code == 429)
                 if not retryable:
-                    if create and model_gone(response, message):
+                    if create and model_gone(response, message, self.models):
                         raise ModelUnavailable(self._clean(f"HTTP {response.status_code}: {message}"))
                     if response.status_code >= 500:
                         self.health.failure(self.provider, f"HTTP {response.status_code}")
@@ -196,6 +226,12 @@ class Caller:
                 delay = retry_delay(response, attempt, self.settings)
                 log.info("%s %s failed (%s); retrying in %.2f s", self.provider, method, self._clean(last), delay)
                 self.sleep(delay)
+        if response is not None and response.status_code == 429:
+            said = last.removeprefix("HTTP 429: ")
+            raise RateLimited(self._clean(f"{self.provider} is rate-limiting these requests: it answered HTTP 429 "
+                                          f"(too many requests) to all {self.settings.attempts} tries ({said}). "
+                                          "Wait a few minutes before trying again: the limit is your account's "
+                                          f"at {self.provider} (its plan or quota)."), 429)
         raise ProviderUnavailable(self._clean(f"{self.provider} is not answering after "
                                               f"{self.settings.attempts} tries (last: {last})."),
                                   response.status_code if response is not None else None)

@@ -15,6 +15,7 @@ from masuka.studio import Studio
 from masuka.ui import wildcards
 from masuka.ui.aids import build_settings as build_aid_settings
 from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
+from masuka.video.availability import key_renewed
 
 KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
 STORAGE_COLUMNS = ["area", "folder", "files", "GB"]
@@ -167,7 +168,9 @@ def keys_view(studio: Studio, request: gr.Request):
 def save_api_key(studio: Studio, name: str, value: str, request: gr.Request):
     """Save (or forget) an API key; the answer shows it masked."""
     require_admin(studio, request)
-    return save_key(studio.keys, name, value), "", keys_view(studio, request)
+    message = save_key(studio.keys, name, value)
+    key_renewed(studio.store, studio.keys, name)  # models its provider refused to this key are asked for again
+    return message, "", keys_view(studio, request)
 
 
 @friendly
@@ -175,6 +178,7 @@ def test_api_key(studio: Studio, name: str, request: gr.Request):
     """Make one cheap authenticated request with the key and report the outcome."""
     require_admin(studio, request)
     ok, message = check_key(studio.keys, name)
+    key_renewed(studio.store, studio.keys, name)  # models its provider refused to this key are asked for again
     return ("✅ " if ok else "❌ ") + message
 
 

@@ -1,17 +1,21 @@
 """What can be used: the providers this host offers (no local model on a ZeroGPU Space), and the models a
-provider refused as gone or not available to a key: remembered per key, so the next job with that key goes
-straight to the user's fallback instead of asking again.
+provider refused as gone or not available to a key: remembered per key for :data:`MARK_TTL` (a day), so the next
+jobs with that key go straight to the user's fallback instead of asking again.
 
-A key is remembered by a short SHA-256 fingerprint, never by its value; a new key starts with a clean slate.
+A key is remembered by a short SHA-256 fingerprint, never by its value; a new key starts with a clean slate, and
+saving or testing a key in Settings (``keys test`` in the CLI) clears what was remembered for it
+(:func:`forget_unavailable`): a refusal that came from a wrong base URL, say, is not kept once it is fixed.
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 from masuka.config import on_zerogpu
 from masuka.errors import InvalidInput
-from masuka.store import Store
+from masuka.key_store import KeyStore
+from masuka.store import Store, now
 from masuka.video.catalog import LOCAL, REMOTE_PROVIDERS, video_catalog
 from masuka.zerogpu import ELSEWHERE, max_seconds
 
@@ -36,16 +40,50 @@ def key_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+#: how long a provider's "this model is gone for this key" is believed before the model is asked for again
+MARK_TTL = timedelta(days=1)
+
+
 def mark_unavailable(store: Store, provider: str, model: str, key: str, reason: str) -> None:
-    if unavailable(store, provider, model, key) is None:
+    """Remember for :data:`MARK_TTL` that ``provider`` refused ``model`` to ``key`` as gone (``reason``)."""
+    with store.transaction():
+        store.delete_where("model_availability", "provider = ? and model = ? and key_id = ?",
+                           [provider, model, key_id(key)])
         store.insert("model_availability", {"provider": provider, "model": model, "key_id": key_id(key),
-                                            "reason": reason[:500]})
+                                            "reason": reason[:500], "created_at": now()})
 
 
 def unavailable(store: Store, provider: str, model: str, key: str | None) -> str | None:
-    """Why ``model`` is not available to ``key`` (the provider's answer), or None when nothing says so."""
+    """Why ``model`` is not available to ``key`` (the provider's answer, within :data:`MARK_TTL`), or None when
+    nothing says so."""
     if not key:
         return None
-    rows = store.find("model_availability", "provider = ? and model = ? and key_id = ?",
-                      [provider, model, key_id(key)], limit=1)
+    since = (datetime.now(UTC) - MARK_TTL).isoformat(timespec="milliseconds")
+    rows = store.find("model_availability", "provider = ? and model = ? and key_id = ? and created_at > ?",
+                      [provider, model, key_id(key), since], limit=1)
     return rows[0]["reason"] if rows else None
+
+
+def forget_unavailable(store: Store, provider: str, key: str | None) -> int:
+    """Forget every model ``provider`` refused to ``key`` (its key was saved or tested again); returns how many."""
+    if not key:
+        return 0
+    where, args = "provider = ? and key_id = ?", [provider, key_id(key)]
+    with store.transaction():
+        count = store.count("model_availability", where, args)
+        store.delete_where("model_availability", where, args)
+    return count
+
+
+def key_renewed(store: Store, keys: KeyStore, name: str) -> int:
+    """Settings saved or tested the key of service ``name``: forget what its provider refused to that key
+    (:func:`forget_unavailable`), so the next job asks again. Returns how many marks went."""
+    from masuka.keys import services
+
+    if name not in services():
+        return 0
+    try:
+        key = keys.get(services()[name])
+    except InvalidInput:  # an unreadable key file: nothing to forget for
+        return 0
+    return forget_unavailable(store, name, key)

@@ -25,11 +25,18 @@ from masuka.access import INPUTS_FOLDER, input_copy_name, usable_model
 from masuka.errors import Cancelled, InvalidInput, MasukaError, NotFound, ProviderError, as_disk_full
 from masuka.jobs import JobContext
 from masuka.remote.health import HealthTracker
-from masuka.remote.http import KEY_REFUSED, MaybeSubmitted, ModelUnavailable, ProviderUnavailable, key_fix
+from masuka.remote.http import (
+    KEY_REFUSED,
+    MaybeSubmitted,
+    ModelUnavailable,
+    ProviderUnavailable,
+    RateLimited,
+    key_fix,
+)
 from masuka.remote.timing import KEPT, RemoteSettings
 from masuka.store import UNFINISHED, busy, now, owner_clause, row_id
 from masuka.studio import Studio
-from masuka.video.availability import mark_unavailable, unavailable
+from masuka.video.availability import MARK_TTL, mark_unavailable, unavailable
 from masuka.video.catalog import LOCAL, model_entry, parse_size, provider_entry, route, video_catalog
 from masuka.video.media import concat, last_frame
 from masuka.video.providers import open_provider, provider_class
@@ -335,6 +342,7 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
             jobs.update(studio.store, job_id, provider=target.provider, model=target.model,
                         cost_usd=target.cost_usd, total=len(target.segments))
             provider = open_provider(studio, target.provider, row.owner)
+            provider.caller.models = _asked_models(target)
         except InvalidInput as error:  # no key (any more)
             _wait_for_provider(studio, ctx, state, error)
             continue
@@ -421,15 +429,27 @@ def _wait_out(studio: Studio, ctx: JobContext, state: dict, error: BaseException
 def _next_target(studio: Studio, plan: VideoPlan, state: dict, error: ProviderError | str) -> None:
     """Move on to the user's next fallback when nothing was accepted yet; else fail with ``error``."""
     if _accepted(state) or state["target"] + 1 >= len(plan.targets):
+        if isinstance(error, RateLimited) and len(plan.targets) == 1:
+            raise RateLimited(f"{error} Or add a fallback provider to the job (Fallback providers in the Video "
+                              "form, --fallback in the CLI): it takes the job when this one refuses it.", error.status)
         raise error if isinstance(error, ProviderError) else ProviderError(error)
     log.warning("%s cannot take the job (%s); falling back", plan.targets[state["target"]].provider, error)
     state.update(target=_choose_target(studio, plan, state["target"] + 1), segments=[])
 
 
+def _asked_models(target: Target) -> tuple[str, ...]:
+    """The names a create request of ``target`` asks for (the model, and its image-to-video route where it has
+    one): a 404 that names one of them is the provider's "no such model"."""
+    entry = model_entry(target.provider, target.model)
+    return tuple(dict.fromkeys(name for name in (target.model, entry.get("image_model")) if name))
+
+
 def _gone_message(target: Target, answer: str) -> str:
     name = provider_class(target.provider).service.label
-    return (f"{target.model} is not available to this {name} key (the provider answered {answer}). MASUKA will "
-            "not send it again with this key: choose another model or provider.")
+    hours = round(MARK_TTL.total_seconds() / 3600)
+    return (f"{target.model} is not available to this {name} key (the provider answered {answer}). For the next "
+            f"{hours} hours MASUKA does not send it again with this key (saving or testing the key in Settings "
+            "asks again at once): choose another model or provider.")
 
 
 def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
@@ -509,7 +529,13 @@ def _run_clip(studio: Studio, ctx: JobContext, plan: VideoPlan, target: Target, 
     try:
         provider.download(output, path)
     except ProviderError:  # a URL that expired meanwhile: ask for a fresh one, once
-        provider.download(_poll(studio, ctx, provider, segment, index, len(target.segments), state), path)
+        fresh = _poll(studio, ctx, provider, segment, index, len(target.segments), state)
+        try:
+            provider.download(fresh, path)
+        except ProviderError as error:
+            if isinstance(error, ProviderUnavailable) or error.status in KEY_REFUSED:
+                raise  # unreachable or a refused key: the job waits (run_video_job)
+            raise ProviderError(f"{error} {_fetch_it_yourself(provider, segment)}", error.status) from error
     segment["file"] = studio.config.relative(path)
     _save(studio, job_id, state, phase="downloaded", step=index + 1)
     return path
@@ -525,13 +551,24 @@ def _poll(studio: Studio, ctx: JobContext, provider: Provider, segment: dict, in
         fraction = (index + (status.progress or 0.0)) / count
         _save(studio, ctx.job_id, state, phase=status.state, note=status.note, progress=round(fraction, 4),
               error=None)
-        if status.state == "completed" and status.output:
-            return status.output
+        if status.state == "completed":
+            if status.output:
+                return status.output
+            raise ProviderError(f"{provider.display_name()} reported the video done but returned no video "
+                                f"({status.error or 'no output in its answer'}).")
         if status.state == "failed":
             raise ProviderError(f"{provider.name} could not make the video: {status.error or 'no reason given'}")
         if status.state == "cancelled":
             raise Cancelled(by=provider.name)
         ctx.pause(status.poll_after or provider.default_poll_s(), lambda: _check_stop(ctx, provider, segment["ref"]))
+
+
+def _fetch_it_yourself(provider: Provider, segment: dict) -> str:
+    """What a user can still do when a made (and billed) video cannot be downloaded: the README's limitation."""
+    name = provider.display_name()
+    return (f"{name} made this video (and bills it): it may still be fetchable from {name} (its job "
+            f"{segment['ref']['id']}, in your {name} dashboard or API) while its URL lives. "
+            "MASUKA does not retry this job by itself.")
 
 
 def _check_stop(ctx: JobContext, provider: Provider, ref: dict) -> None:

@@ -34,7 +34,11 @@ class RunwayTasks(Provider):
     def poll(self, ref: dict) -> Status:
         task = _unwrap(self.caller.send(self.client, "GET", f"/v1/tasks/{ref['id']}").json())
         status = task.get("status", "PENDING")
-        outputs = task.get("output") or []
+        raw = task.get("output")
+        outputs = [url for url in ([raw] if isinstance(raw, str) else raw if isinstance(raw, list) else [])
+                   if isinstance(url, str) and url]
+        if status == "SUCCEEDED" and not outputs:  # nothing to download: polling on would never end
+            return Status("failed", error=f"Runway returned no video (task {ref['id']} SUCCEEDED without an output)")
         return Status(state=STATES.get(status, "running"), progress=task.get("progress"),
                       output=outputs[0] if outputs else None,
                       error=task.get("failure") and f"{task['failure']} ({task.get('failureCode', 'failed')})",
