@@ -20,6 +20,8 @@ from masuka.services import CIVITAI, HUGGINGFACE, NGROK, PROMPT_LLM, Service
 if TYPE_CHECKING:
     import httpx
 
+    from masuka.store import Store
+
 log = logging.getLogger(__name__)
 NGROK_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{20,120}$")
 CHECK_TIMEOUT_S = 15.0
@@ -135,3 +137,17 @@ def _who(name: str, response: httpx.Response) -> str:
         return f" (signed in as {body.get('name') or body.get('username')})"
     models = body.get("data") or body.get("models")
     return f" ({len(models)} models visible)" if isinstance(models, list) else ""
+
+
+def key_renewed(store: Store, keys: KeyStore, name: str) -> int:
+    """Settings saved or tested the key of service ``name``: forget the models its provider refused to that key
+    (:func:`masuka.video.availability.forget_unavailable`), so the next job asks again. Returns how many went."""
+    from masuka.video.availability import forget_unavailable
+
+    if name not in services():
+        return 0
+    try:
+        key = keys.get(services()[name])
+    except InvalidInput:  # an unreadable key file: nothing to forget for
+        return 0
+    return forget_unavailable(store, name, key)

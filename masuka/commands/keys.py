@@ -41,7 +41,7 @@ def key_name(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.keys import check_key, key_table, save_key
+    from masuka.keys import check_key, key_renewed, key_table, save_key
 
     if args.action == "set":
         value = _typed_key(args.name)  # before the data dir is opened: a refusal writes nothing
@@ -55,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
         emit(args, {"keys": rows}, "\n".join(f"{r['label']:<13} {r['source']:<8} {r['masked']}" for r in rows))
         return 0
     ok, message = check_key(keys, args.name, f"save it with `python -m masuka keys set {args.name}`")
-    from masuka.video.availability import key_renewed
-
     key_renewed(studio.store, keys, args.name)  # models refused to this key are asked for again
     emit(args, {"ok": ok, "message": message}, message)
     return 0 if ok else 1

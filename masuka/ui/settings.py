@@ -9,13 +9,12 @@ from masuka.api.auth import create_token, list_tokens, revoke_token
 from masuka.disk import clean_leftovers, clean_tmp, usage
 from masuka.errors import InvalidInput
 from masuka.image.defaults import FORMATS, load_defaults, save_defaults, space_note
-from masuka.keys import check_key, key_labels, key_table, save_key
+from masuka.keys import check_key, key_labels, key_renewed, key_table, save_key
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
 from masuka.ui import wildcards
 from masuka.ui.aids import build_settings as build_aid_settings
 from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
-from masuka.video.availability import key_renewed
 
 KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
 STORAGE_COLUMNS = ["area", "folder", "files", "GB"]

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 from masuka.config import on_zerogpu
 from masuka.errors import InvalidInput
-from masuka.key_store import KeyStore
 from masuka.store import Store, now
 from masuka.video.catalog import LOCAL, REMOTE_PROVIDERS, video_catalog
 from masuka.zerogpu import ELSEWHERE, max_seconds
@@ -74,16 +73,3 @@ def forget_unavailable(store: Store, provider: str, key: str | None) -> int:
         store.delete_where("model_availability", where, args)
     return count
 
-
-def key_renewed(store: Store, keys: KeyStore, name: str) -> int:
-    """Settings saved or tested the key of service ``name``: forget what its provider refused to that key
-    (:func:`forget_unavailable`), so the next job asks again. Returns how many marks went."""
-    from masuka.keys import services
-
-    if name not in services():
-        return 0
-    try:
-        key = keys.get(services()[name])
-    except InvalidInput:  # an unreadable key file: nothing to forget for
-        return 0
-    return forget_unavailable(store, name, key)

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from masuka.history.actions import reuse_parameters
+from masuka.keys import key_renewed
 from masuka.testing.video import KEY
-from masuka.video.availability import key_renewed, mark_unavailable, unavailable
+from masuka.video.availability import mark_unavailable, unavailable
 from masuka.video.jobs import cancel_video, start_video, wait_video
 from masuka.video.request import VideoRequest
 
