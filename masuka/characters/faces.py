@@ -1,5 +1,5 @@
-"""Reading a character photo (a large one is brought down, not refused), finding its face (OpenCV's bundled Haar
-cascade) and cutting it out with a margin."""
+"""Reading a character photo (a large one is brought down, not refused; transparency flattened onto white, as the
+Datasets tab does), finding its face (OpenCV's bundled Haar cascade) and cutting it out with a margin."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from masuka.datasets.ingest import to_rgb
 from masuka.datasets.preprocess import find_faces
 from masuka.errors import InvalidInput
 from masuka.image.tasks import eight_bit, open_picture
@@ -26,7 +27,7 @@ class FaceCrop:
     box: tuple[int, int, int, int] | None  # (left, top, width, height); None when face checks were skipped
     crop: Image.Image
     faces: int
-    photo: Image.Image  # the whole photo, upright and RGB
+    photo: Image.Image  # the whole photo, upright and RGB (transparency flattened onto white)
 
 
 def crop_box(size: tuple[int, int], box: tuple[int, int, int, int], margin: float = MARGIN
@@ -44,8 +45,8 @@ def face_crop(image: Image.Image, name: str, pick: int | None = None, skip_faces
     """The face a character is made from: the only one, or face number ``pick`` (1 = biggest) when the photo
     shows several people (a pick means nothing in a photo of one face). A photo with no face, or several faces
     and no pick, is refused; ``skip_faces`` (a character that is not a person, or a style) takes the whole
-    picture."""
-    image = image.convert("RGB")
+    picture. Transparent pixels are white, whatever colour they hide (a fully transparent photo shows no face)."""
+    image = to_rgb(image)
     if skip_faces:
         return FaceCrop(None, image, 0, image)
     faces = find_faces(image)
@@ -82,7 +83,7 @@ def open_photo(path: str | Path, what: str = "photo") -> Image.Image:
         try:  # a large photo is read here, as open_picture would refuse it by its size: so is a broken one
             picture = eight_bit(opened) if opened.mode.startswith("I") else opened  # 16-bit: to 8 bits first
             picture.thumbnail((MAX_PHOTO_SIDE, MAX_PHOTO_SIDE), Image.Resampling.LANCZOS)
-            return ImageOps.exif_transpose(picture).convert("RGB")
+            return to_rgb(ImageOps.exif_transpose(picture))
         except (OSError, SyntaxError, ValueError) as error:  # cut short ("image file is truncated"), corrupt
             reason = str(error).replace(str(path), Path(path).name)
             raise InvalidInput(f"The {what} {Path(path).name!r} is not a readable image ({reason}).") from None

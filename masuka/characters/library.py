@@ -51,14 +51,20 @@ def character_name(name: str | None) -> str:
     return name
 
 
-def new_character(studio: Studio, name: str, owner: str, trigger: str, params: dict[str, Any]) -> dict:
-    """A new character row (no files yet), marked as being made by this studio until :func:`finish_building`;
-    the name (:func:`character_name`) must be unique among the owner's characters."""
-    name = character_name(name)
+def character_trigger(trigger: str | None) -> str:
+    """``trigger`` checked as a dataset's trigger word is; an empty one is refused (every caption carries it)."""
     trigger = check_trigger(trigger)
     if not trigger:
         raise InvalidInput("Give the character a trigger word (a rare word such as 'ohwx anna'): every caption "
                            "carries it and prompts call the character with it.")
+    return trigger
+
+
+def new_character(studio: Studio, name: str, owner: str, trigger: str, params: dict[str, Any]) -> dict:
+    """A new character row (no files yet), marked as being made by this studio until :func:`finish_building`;
+    the name (:func:`character_name`) must be unique among the owner's characters."""
+    name = character_name(name)
+    trigger = character_trigger(trigger)
     maker = {"pid": os.getpid(), "process": studio.runner().token}
     row = {"owner": owner, "name": name, "trigger": trigger, "params": params,
            "state": {"photos": [], "views": [], "runs": [], BUILDING: maker}, "updated_at": now()}
@@ -209,13 +215,33 @@ def deleted_note(studio: Studio, character: dict) -> str:
     return f"Deleted character {character['name']!r} and its photos; {kept} runs and LoRA stay."
 
 
+#: a character still being made, in words (the tab, ``character show`` and ``list``)
+BEING_MADE = "being made: its views and dataset come when it is done"
+
+
 def dataset_words(summary: dict) -> str:
     """The dataset of a character's :func:`summary` in words (the tab, ``character show`` and ``list``): its name
-    and what it holds, or that it was deleted and what it is made again from."""
+    and what it holds, that it was deleted and what it is made again from, or (:data:`BEING_MADE`) that the
+    character is still being made."""
+    if summary["being_made"]:
+        return BEING_MADE
     held = f"{summary['kept']} kept view(s) and {summary['real_photos']} real photo(s)"
     if summary["dataset_deleted"]:
         return f"its dataset was deleted: it is made again from {held} at the next edit or training"
     return f"dataset {summary['dataset']!r} with {held}"
+
+
+def view_picture(studio: Studio, character: dict, view: dict) -> Path | None:
+    """The picture to show for one of ``character``'s views: its file (a generation in History), else (its History
+    entry was deleted) the copy its dataset keeps of it; None when neither is there."""
+    path = studio.config.absolute(view["file"])
+    if path.is_file():
+        return path
+    image = studio.store.get("dataset_images", view["image"]) if view.get("image") is not None else None
+    if image is None or image["dataset_id"] != character["dataset_id"]:
+        return None
+    copy = studio.config.absolute(image["processed_path"])
+    return copy if copy.is_file() else None
 
 
 def summary(studio: Studio, character: dict) -> dict:

@@ -16,6 +16,7 @@ the real photos still in it at the next edit that needs it.
 from __future__ import annotations
 
 import logging
+import shlex
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from masuka.characters.library import (
     being_made,
     character_dir,
     character_name,
+    character_trigger,
     check_made,
     discard_character,
     drop_abandoned,
@@ -48,6 +50,7 @@ from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.captioners import DEFAULT_FAMILY, FAMILIES, family_ids, resolve_captioner
 from masuka.datasets.captioning import CaptionRequest, caption_dataset, check_captioner
+from masuka.datasets.ingest import to_rgb
 from masuka.datasets.library import create_dataset, delete_dataset, delete_image, find_dataset, set_caption
 from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
@@ -111,7 +114,7 @@ class CharacterRequest:
     seed: int = 0
     strength: float = 0.6
     steps: int | None = None
-    size: int | None = None
+    size: int | None = None  # the views' longer side (they keep the photo's shape); None: the model's default
     threshold: float | None = None  # None: the identity model's own
     identity_model: str = ""
     face: FacePick = None  # which face (1 = biggest) when a photo shows several people (see face_picks)
@@ -145,6 +148,7 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     Nothing is left behind when it fails: the row, its files and its dataset go (the views stay in History), at once
     or, when this process is killed, at the next look at the characters (:func:`drop_abandoned`)."""
     name = character_name(request.name)
+    character_trigger(request.trigger)  # before anything is fetched: an empty one is refused as such
     model = usable_model(studio, request.owner, request.model)
     photos = [Path(p) for p in request.photos]
     if not 1 <= len(photos) <= MAX_PHOTOS:
@@ -156,7 +160,7 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     threshold = check_threshold(request.threshold)
     if request.outfit:
         check_outfit(model)
-        outfit = open_photo(request.outfit, "outfit reference").convert("RGB")
+        outfit = to_rgb(open_photo(request.outfit, "outfit reference"))
     size = None if request.size is None else whole_number("the view size", request.size, 64, 2048)
     steps = None if request.steps is None else whole_number("steps", request.steps, 1, MAX_STEPS)
     drop_abandoned(studio)  # a name left taken by a killed build is free again
@@ -265,9 +269,8 @@ def _keep_outfit(studio: Studio, character: dict, outfit: Image.Image) -> dict:
 
 def _view_request(studio: Studio, character: dict) -> ViewRequest:
     params = character["params"]
-    size = params.get("size")
     outfit = studio.config.absolute(params["outfit"]) if params.get("outfit") else None
-    return ViewRequest(params["model"], params["strength"], params.get("steps"), size, size, outfit)
+    return ViewRequest(params["model"], params["strength"], params.get("steps"), params.get("size"), outfit)
 
 
 def _new_view(studio: Studio, character: dict, description: str, seed: int, allow_any_path: bool) -> dict:
@@ -441,8 +444,10 @@ def _remake_dataset(studio: Studio, character: dict, on_download: Watch | None) 
     """A new dataset for a character whose dataset was deleted: its kept views and real photos, captioned again."""
     name, owner = character["name"], character["owner"]
     if studio.store.count("datasets", "owner = ? and name = ?", [owner, name]):
+        user = "" if owner == LOCAL_USER else f" --user {shlex.quote(owner)}"
         raise InvalidInput(f"The dataset of character {name!r} was deleted, and another dataset of yours is named "
-                           f"{name!r} now: rename or delete that one, and the character's is made again.")
+                           f"{name!r} now: delete that dataset in the Datasets tab (or `python -m masuka dataset "
+                           f"delete {shlex.quote(name)} --yes{user}`), and the character's is made again.")
     log.info("the dataset of character %s was deleted: making it again", character["id"])
     character = _new_dataset(studio, character)
     state = character["state"]

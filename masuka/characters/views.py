@@ -16,6 +16,7 @@ from typing import Any
 from masuka.errors import InvalidInput
 from masuka.image.edit import reference_limit, takes_references
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
+from masuka.image.limits import MIN_SIDE
 from masuka.image.tasks import InitImage, open_picture
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.studio import Studio
@@ -30,8 +31,7 @@ class ViewRequest:
     model: str
     strength: float = DEFAULT_STRENGTH
     steps: int | None = None
-    width: int | None = None
-    height: int | None = None
+    size: int | None = None  # the views' longer side (their shape is the photo's); None: the model's default size
     outfit: Path | None = None  # a picture of the clothes every view wears (edit models with several references)
 
 
@@ -68,15 +68,17 @@ def view_prompt(description: str, edit: bool, outfit: bool = False) -> str:
 
 
 def view_size(photo: Path, model: str, views: ViewRequest) -> tuple[int, int]:
-    """The size asked for, else the photo's shape with its longer side at the model's default size."""
-    if views.width and views.height:
-        return views.width, views.height
+    """The photo's shape, never stretched (image-to-image starts from the photo), with its longer side at the size
+    asked for, else at the model's default size; each side rounded to the model's multiple and at least
+    :data:`~masuka.image.limits.MIN_SIDE`."""
     spec = resolve_image_model(model)
+    longest = views.size or max(spec.width, spec.height)
     with open_picture(photo, "photo") as picture:
         width, height = picture.size
-    scale = max(spec.width, spec.height) / max(width, height)
+    scale = longest / max(width, height)
     multiple = spec.size_multiple
-    fitted = [max(multiple, round(side * scale / multiple) * multiple) for side in (width, height)]
+    least = -(-MIN_SIDE // multiple) * multiple
+    fitted = [max(least, round(side * scale / multiple) * multiple) for side in (width, height)]
     return fitted[0], fitted[1]
 
 

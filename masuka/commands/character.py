@@ -39,7 +39,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     create.add_argument("--strength", type=float, default=DEFAULT_STRENGTH,
                         help="image-to-image: how far a view may move from the photo")
     create.add_argument("--steps", type=int, help="inference steps per view (default: the model's)")
-    create.add_argument("--size", type=int, help="view width and height in pixels (default: the photo's)")
+    create.add_argument("--size", type=int, help="the views' longer side in pixels: they keep the photo's shape "
+                        "(default: the view model's size)")
     create.add_argument("--seed", type=int, default=0, help="picks the prompt set and seeds the views")
     create.add_argument("--prompts", metavar="FILE", help="your own prompt set: one view prompt a line")
     create.add_argument("--threshold", type=float, help="identity score a view needs to be kept (cosine "
@@ -149,8 +150,8 @@ def run_list(args: argparse.Namespace) -> int:
 
     studio = open_studio(args)
     rows = [summary(studio, row) for row in list_characters(studio, args.user)]
-    result = [{k: r[k] for k in ("character", "name", "trigger", "dataset", "images", "kept", "real_photos", "lora")}
-              for r in rows]
+    result = [{k: r[k] for k in ("character", "name", "trigger", "being_made", "dataset", "images", "kept",
+                                 "real_photos", "lora")} for r in rows]
     emit(args, {"characters": result},
          "\n".join(f"{r['character']:>4}  {r['name']}  trigger={r['trigger']!r}  {dataset_words(r)}  "
                    f"lora={r['lora'] or '-'}" for r in rows)
@@ -163,8 +164,9 @@ def _show(args: argparse.Namespace, character: dict, studio, refused: list[dict]
     from masuka.characters.library import dataset_words, summary
 
     result = summary(studio, character)
-    lines = [f"{result['name']} (id {result['character']}, trigger {result['trigger']!r}): {dataset_words(result)}, "
-             f"{result['rejected']} rejected, runs {result['runs']}, LoRA {result['lora'] or '-'}"]
+    rejected = "" if result["being_made"] else f", {result['rejected']} rejected"
+    lines = [f"{result['name']} (id {result['character']}, trigger {result['trigger']!r}): {dataset_words(result)}"
+             f"{rejected}, runs {result['runs']}, LoRA {result['lora'] or '-'}"]
     lines += [f"  {i}. {'kept' if v['kept'] else 'rejected'} score {v['score']} {v['prompt']}"
               + (f" ({v['reason']})" if v["reason"] else "") for i, v in enumerate(result["views"], 1)]
     lines += [f"note: {note}" for note in result["notes"]]

@@ -181,7 +181,7 @@ def _creation() -> CreationForm:
                                    info=making.captioner_hint("empty"))
         with gr.Row():
             # no precision: Gradio would round a fraction, which the handlers refuse instead
-            size = gr.Number(0, label="View size (0 = the photo's)")
+            size = gr.Number(0, label="View size: longer side (0 = the model's)", info="Views keep the photo's shape")
             steps = gr.Number(0, label="Steps (0 = the model's)")
             seed = gr.Number(0, label="Seed (prompt set and views)")
             reshuffle = gr.Button("New prompt set from this seed")
@@ -259,12 +259,13 @@ def created_details(studio: Studio, character: str, request: gr.Request):
 def _summary(studio: Studio, found: dict, user: str) -> tuple[str, list[tuple[str, str]]]:
     """A character's status Markdown (what users typed shown as typed) and its views with their scores."""
     summary = library.summary(studio, found)
-    pictures = [(str(studio.config.absolute(v["file"])), f"{i}. {_verdict(v)}")
-                for i, v in enumerate(summary["views"], 1)]
+    # a view whose History entry was deleted shows its dataset's copy, else is left out (its number says so)
+    shown = [(library.view_picture(studio, found, v), f"{i}. {_verdict(v)}") for i, v in enumerate(summary["views"], 1)]
+    pictures = [(str(path), caption) for path, caption in shown if path is not None]
     flagged = sum(1 for v in summary["views"] if v["reason"] == making.FLAGGED)
     runs = ", ".join(f"run {r}" for r in summary["runs"]) or "not trained yet (or train it in the Train tab)"
     owner = "" if found["owner"] == user else f" ({verbatim(found['owner'])})"
-    made = ("being made: its views and dataset come when it is done (press ↻)" if summary["being_made"] else
+    made = (f"{library.BEING_MADE} (press ↻)" if summary["being_made"] else
             f"{library.dataset_words(summary)}, {summary['rejected'] - flagged} rejected"
             + (f", {flagged} {making.FLAGGED}" if flagged else ""))
     text = (f"**{verbatim(summary['name'])}**{owner}: trigger {verbatim(summary['trigger'])}, {verbatim(made)}; "
@@ -287,7 +288,8 @@ def _faces_and_grid(studio: Studio, found: dict) -> tuple[list, str | None]:
     """A character's face crops and its test grid's file (None before one is made)."""
     crops = [open_picture(studio.config.absolute(p["face"]), "face crop") for p in found["state"]["photos"]]
     grid = found["state"].get("grid")
-    return crops, str(studio.config.absolute(grid)) if grid else None
+    path = studio.config.absolute(grid) if grid else None
+    return crops, str(path) if path is not None and path.is_file() else None  # a grid deleted in History: none
 
 
 def choices(studio: Studio, request: gr.Request):

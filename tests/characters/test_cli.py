@@ -38,7 +38,8 @@ def test_character_create_show_list_and_delete_from_the_command_line(capsys, tmp
     assert code == 0 and shown["images"] == 2 and len(shown["views"]) == 2 and shown["trigger"] == "ohwx"
     code, listed, _ = cli(capsys, data, "character", "list")
     assert listed["characters"] == [{"character": result["character"], "name": "anna", "trigger": "ohwx",
-                                     "dataset": "anna", "images": 2, "kept": 2, "real_photos": 0, "lora": None}]
+                                     "being_made": False, "dataset": "anna", "images": 2, "kept": 2,
+                                     "real_photos": 0, "lora": None}]
     code, rejected, _ = cli(capsys, data, "character", "reject", "anna", "1")
     assert code == 0 and rejected["images"] == 1 and rejected["views"][0]["reason"] == "rejected by you"
     group = str(two_faces(tmp_path, portrait))

@@ -132,7 +132,7 @@ def test_identity_threshold_keeps_a_near_copy_and_rejects_an_unrelated_image(stu
 def test_views_keep_the_photo_shape_at_the_model_size(tmp_path):
     Image.new("RGB", (600, 800)).save(tmp_path / "tall.png")
     assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl")) == (768, 1024)
-    assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl", width=64, height=64)) == (64, 64)
+    assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl", size=256)) == (192, 256), "not stretched"
 
 
 def test_character_create_makes_views_into_a_dataset_with_the_trigger_in_every_caption(studio, tiny_model,
