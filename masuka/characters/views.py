@@ -16,7 +16,7 @@ from typing import Any
 from masuka.errors import InvalidInput
 from masuka.image.edit import reference_limit, takes_references
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
-from masuka.image.limits import MIN_SIDE
+from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.tasks import InitImage, open_picture
 from masuka.models.catalog import image_models, resolve_image_model
 from masuka.studio import Studio
@@ -69,17 +69,19 @@ def view_prompt(description: str, edit: bool, outfit: bool = False) -> str:
 
 def view_size(photo: Path, model: str, views: ViewRequest) -> tuple[int, int]:
     """The photo's shape, never stretched (image-to-image starts from the photo), with its longer side at the size
-    asked for, else at the model's default size; each side rounded to the model's multiple and at least
-    :data:`~masuka.image.limits.MIN_SIDE`."""
+    asked for, else at the model's default size; scaled up where its shorter side would fall below
+    :data:`~masuka.image.limits.MIN_SIDE` (a photo too long and thin for any size is refused) and rounded down to
+    the model's multiple."""
     spec = resolve_image_model(model)
-    longest = views.size or max(spec.width, spec.height)
+    multiple = spec.size_multiple
+    low = -(-MIN_SIDE // multiple) * multiple
     with open_picture(photo, "photo") as picture:
         width, height = picture.size
-    scale = longest / max(width, height)
-    multiple = spec.size_multiple
-    least = -(-MIN_SIDE // multiple) * multiple
-    fitted = [max(least, round(side * scale / multiple) * multiple) for side in (width, height)]
-    return fitted[0], fitted[1]
+    scale = max((views.size or max(spec.width, spec.height)) / max(width, height), low / min(width, height))
+    if max(width, height) * scale > MAX_SIDE:
+        raise InvalidInput(f"The photo is {width}x{height}: a view of its shape cannot have both sides within "
+                           f"{MIN_SIDE}-{MAX_SIDE} pixels; crop it closer to square first.")
+    return (max(low, int(width * scale) // multiple * multiple), max(low, int(height * scale) // multiple * multiple))
 
 
 def make_view(studio: Studio, owner: str, photo: Path, description: str, seed: int, views: ViewRequest,

@@ -133,6 +133,13 @@ def test_views_keep_the_photo_shape_at_the_model_size(tmp_path):
     Image.new("RGB", (600, 800)).save(tmp_path / "tall.png")
     assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl")) == (768, 1024)
     assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl", size=256)) == (192, 256), "not stretched"
+    # a size whose shorter side would fall below 64 grows the view, keeping the shape
+    assert view_size(tmp_path / "tall.png", "sdxl", ViewRequest("sdxl", size=64)) == (64, 80)
+    Image.new("RGB", (3000, 300)).save(tmp_path / "thin.png")
+    assert view_size(tmp_path / "thin.png", "sdxl", ViewRequest("sdxl", size=256)) == (640, 64)
+    Image.new("RGB", (100, 4000)).save(tmp_path / "thinner.png")  # 64 wide is 2560 tall: no size fits
+    with pytest.raises(InvalidInput, match=r"The photo is 100x4000: a view of its shape cannot have both sides"):
+        view_size(tmp_path / "thinner.png", "sdxl", ViewRequest("sdxl"))
 
 
 def test_character_create_makes_views_into_a_dataset_with_the_trigger_in_every_caption(studio, tiny_model,
