@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextvars
 import importlib
+import itertools
 import logging
 import os
 import threading
@@ -323,6 +324,11 @@ class JobRunner:
         self._running: set[int] = set()  # claimed or started here, until its work ends
         self._recovering: threading.Event | None = None
         self._threads: dict[int, threading.Thread] = {}
+        #: job id -> its latest attempt here: each requeue, submit and start makes a new one, so the thread of an
+        #: attempt that ended (its end already recorded, the job resumed since) neither writes its end over the newer
+        #: attempt's row (:meth:`_end`) nor takes the job out of :attr:`_running` while the newer one runs
+        self._attempts: dict[int, int] = {}
+        self._attempt_numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._closed = False
         #: the studio's, written into the rows of the work it holds (the jobs it queues or runs and the generations
@@ -355,7 +361,10 @@ class JobRunner:
 
     def requeue(self, job_id: int) -> None:
         """Put a stopped, failed or interrupted job back in the queue, held by this runner's studio until it is
-        given to a runner again."""
+        given to a runner again. The attempt that ended is over: a late end write of its thread is ignored
+        (:meth:`_end`)."""
+        with self._lock:
+            self._new_attempt(job_id)
         update(self.store, job_id, status="queued", stop_requested=0, error=None, finished_at=None,
                **self.holding())
 
@@ -376,14 +385,17 @@ class JobRunner:
         self._check_fair_share(job_id)
         if lane is None:
             context = contextvars.copy_context()
-            thread = threading.Thread(target=context.run, args=(self._run, job_id, work, ctx), name=f"job-{job_id}",
-                                      daemon=True)
+            with self._lock:
+                attempt = self._new_attempt(job_id)
+            thread = threading.Thread(target=context.run, args=(self._run, job_id, work, ctx, False, False, attempt),
+                                      name=f"job-{job_id}", daemon=True)
             with self._lock:
                 self._threads[job_id] = thread
                 self._running.add(job_id)  # from now on: a watcher never sees it between submit and start
             thread.start()
             return
         with self._lock:
+            self._new_attempt(job_id)
             self._mine.add(job_id)
             if work is not None:
                 self._work[job_id] = (work, ctx)
@@ -527,18 +539,32 @@ class JobRunner:
                 work, ctx = self._work.pop(row.id, (None, None))
             self._run(row.id, work, ctx, claimed=True)
 
-    def _run(self, job_id: int, work: JobWork | None, ctx: JobContext | None, claimed: bool = False,
-             reraise: bool = False) -> object:
+    def _new_attempt(self, job_id: int) -> int:
+        """A new attempt at ``job_id`` (the lock held): the end of any earlier one is no longer its to write."""
+        attempt = self._attempts[job_id] = next(self._attempt_numbers)
+        return attempt
+
+    def _current(self, job_id: int, attempt: int) -> bool:
+        """Whether ``attempt`` is still the latest attempt at ``job_id`` here (not requeued or started again)."""
         with self._lock:
+            return self._attempts.get(job_id) == attempt
+
+    def _run(self, job_id: int, work: JobWork | None, ctx: JobContext | None, claimed: bool = False,
+             reraise: bool = False, attempt: int | None = None) -> object:
+        with self._lock:
+            if attempt is None:  # claimed from a lane, or run here
+                attempt = self._new_attempt(job_id)
             self._running.add(job_id)
         try:
-            return self._run_tracked(job_id, work, ctx, claimed, reraise)
+            return self._run_tracked(job_id, work, ctx, claimed, reraise, attempt)
         finally:
             with self._lock:
-                self._running.discard(job_id)
+                if self._attempts.get(job_id) == attempt:  # else a newer attempt runs it now: still running here
+                    self._running.discard(job_id)
+                    del self._attempts[job_id]
 
     def _run_tracked(self, job_id: int, work: JobWork | None, ctx: JobContext | None, claimed: bool,
-                     reraise: bool) -> object:
+                     reraise: bool, attempt: int) -> object:
         row = lookup(self.store, job_id)
         if row is None or row.status in ("cancelled", "completed"):
             return None
@@ -552,38 +578,46 @@ class JobRunner:
         try:
             answer = (work or self._kind_work(row))(ctx)
         except (Cancelled, KeyboardInterrupt) as error:
-            self._end(job_id, "cancelled", str(error) if isinstance(error, Cancelled) else str(Cancelled()))
+            self._end(job_id, attempt, "cancelled",
+                      str(error) if isinstance(error, Cancelled) else str(Cancelled()))
             if reraise:
                 raise
         except MasukaError as error:
-            self._end(job_id, "failed", str(error))
+            self._end(job_id, attempt, "failed", str(error))
             if reraise:
                 raise
         except Exception as error:  # a bug or a fault: record it, never leave the row "running"
             log.exception("job %s failed", job_id)
             full = as_disk_full(error)
-            self._end(job_id, "failed", str(full) if full else f"{type(error).__name__}: {error}",
+            self._end(job_id, attempt, "failed", str(full) if full else f"{type(error).__name__}: {error}",
                       detail=traceback.format_exc())
             if reraise and full:
                 raise full from error
             if reraise:
                 raise
         else:
-            self._end(job_id, "completed", only_running=True)
+            self._end(job_id, attempt, "completed", only_running=True)
             return answer
         return None
 
-    def _end(self, job_id: int, status: str, error: str | None = None, *, detail: str | None = None,
+    def _end(self, job_id: int, attempt: int, status: str, error: str | None = None, *, detail: str | None = None,
              only_running: bool = False) -> None:
         """:func:`finish` the job (one still ``running`` only, when told), trying again without ``detail`` and after
         a growing pause while the write fails (a busy database, a full disk), until it lands or the runner
-        closes: the row never stays ``running`` behind a thread that ended."""
+        closes: the row never stays ``running`` behind a thread that ended.
+
+        Only while ``attempt`` is the job's latest here and the row is still this runner's: a job whose work recorded
+        its own end (a remote run cancelled at its service) may be resumed before this write, and the late write
+        must not end the newer attempt (a Resume soon after Stop read ``cancelled`` again). The check and the write
+        are one transaction, so a requeue lands before the check or after the write."""
         pause = FINISH_RETRY_S
         while True:
             try:
-                row = lookup(self.store, job_id)
-                if row and (row.status == "running" or not only_running):
-                    finish(self.store, job_id, status, error, detail=detail)
+                with self.store.transaction():
+                    row = lookup(self.store, job_id)
+                    ours = row is not None and row.holder == self.token and self._current(job_id, attempt)
+                    if row and ours and (row.status == "running" or not only_running):
+                        finish(self.store, job_id, status, error, detail=detail)
                 return
             except Exception:
                 log.exception("job %s could not be recorded as %s; trying again in %.0f s", job_id, status, pause)

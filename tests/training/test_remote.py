@@ -594,6 +594,42 @@ def test_resume_of_a_user_stopped_run_sends_a_new_job(studio, trainer):
     assert server.creates == 2 and studio.store.get("jobs", run_id)["external_id"] == "job2"
 
 
+def test_a_resume_before_the_stopped_runs_thread_has_ended_is_not_cancelled_by_it(studio, trainer, monkeypatch):
+    """The stopped attempt records ``cancelled`` (with its job's end at Replicate) and only then hands the end to
+    the runner: a Resume in between (the row reads cancelled) must not be ended by that late write."""
+    import threading
+
+    from masuka.training.backends import remote
+
+    held, resumed, threads = threading.Event(), threading.Event(), []
+    recorded = remote._end
+
+    def recorded_then_held(*args, **kw):  # the first attempt's thread waits here until the run was resumed
+        error = recorded(*args, **kw)
+        if not threads:
+            threads.append(threading.current_thread())
+            held.set()
+            resumed.wait(30)
+        return error
+
+    monkeypatch.setattr(remote, "_end", recorded_then_held)
+    server = trainer("replicate")
+    server.release.clear()
+    add_dataset(studio)
+    run_id = start_training(studio, options(**REPLICATE_OPTIONS), backend="replicate", destination="me/fox-lora")
+    _wait_for(studio, run_id, _accepted)
+    request_stop(studio, run_id)
+    assert held.wait(30) and run_status(studio, run_id)["status"] == "cancelled"
+    server.release.set()
+    resume_run(studio, run_id)
+    assert studio.jobs.wait(run_id, timeout=30).status == "completed"
+    resumed.set()
+    threads[0].join(30)
+    status = run_status(studio, run_id)
+    assert (status["status"], status["error"]) == ("completed", None)
+    assert server.creates == 2 and studio.store.get("jobs", run_id)["external_id"] == "job2"
+
+
 def test_the_dataset_zip_is_not_kept_in_the_run_folder(studio, trainer):
     server = trainer("fal")
     add_dataset(studio)
