@@ -38,8 +38,9 @@ def retire_off_list(studio: Studio) -> None:
 
 def cancel_off_list_jobs(studio: Studio) -> dict[str, list[int]]:
     """Cancel, with the reason :data:`~masuka.users.OFF_LIST`, the work of owners not on the sign-in list that no one
-    runs: image queue jobs queued, paused or interrupted, and background jobs (training runs, videos, caption
-    passes, downloads) queued, interrupted or left by a gone process. A remote video or training run a provider
+    runs: image queue jobs queued, paused or interrupted (but for one waiting for the live worker that last ran it,
+    :func:`~masuka.queue.jobs.in_hand`), and background jobs (training runs, videos, caption passes, downloads)
+    queued, interrupted or left by a gone process. A remote video or training run a provider
     has accepted, and charges for, is left to finish, so that what it makes is collected; work a live process has
     in hand is left to it. Returns the ids cancelled by table (``queue``, ``jobs``); none without sign-in."""
     config, store = studio.config, studio.store
@@ -47,8 +48,8 @@ def cancel_off_list_jobs(studio: Studio) -> dict[str, list[int]]:
     if not config.multi_user:
         return cancelled
     with store.transaction():  # the same cancel as a user's Cancel of a job no worker holds
-        for row in queue.idle_jobs(studio):
-            if not on_sign_in_list(config, row["owner"]):
+        for row in queue.idle_jobs(studio):  # one a live ``queue run`` will take again is left to it
+            if not on_sign_in_list(config, row["owner"]) and not queue.in_hand(row):
                 queue.finish(studio, row["id"], "cancelled", OFF_LIST)
                 cancelled["queue"].append(row["id"])
         runner = studio.runner()

@@ -464,13 +464,24 @@ def a1111_mask(uploads: Uploads, data: str, invert: bool) -> Path:
     """A1111's ``mask`` kept as the mask it stands for (white = repaint), so the History row holds the part that
     was repainted and Reuse repaints it again: one with transparency that is not fully opaque read by its alpha
     (opaque = repaint, cut at half as A1111's ``create_binary_mask`` does), any other by its brightness; then
-    inverted when ``inpainting_mask_invert`` asks (``invert``)."""
+    inverted when ``inpainting_mask_invert`` asks (``invert``). A mask read by its alpha that leaves nothing to
+    repaint is refused in those words (not as an all-black mask, which the sender did not draw)."""
     picture = open_picture(io.BytesIO(image_bytes(data, "mask")), "mask")  # upright, 8-bit
     by_alpha = picture.has_transparency_data and picture.convert("RGBA").getchannel("A").getextrema()[0] < 255
     if not by_alpha and not invert:
         return uploads.keep(picture, "mask")
     mask = (picture.convert("RGBA").getchannel("A").point(lambda alpha: 255 if alpha > 128 else 0) if by_alpha
             else picture.convert("L"))
+    if by_alpha and mask.getextrema() == ((255, 255) if invert else (0, 0)):  # nothing to repaint: say why
+        rule = "a mask with transparency is read by its alpha, as A1111 reads it: opaque means repaint"
+        if invert:
+            raise InvalidInput(f"The mask is more than half opaque everywhere and inpainting_mask_invert repaints "
+                               f"what is transparent, so nothing would be repainted ({rule}): leave transparent "
+                               "where the image should change.")
+        what = "fully transparent" if picture.convert("RGBA").getchannel("A").getextrema()[1] == 0 else \
+            "nowhere more than half opaque"
+        raise InvalidInput(f"The mask is {what}, so nothing would be repainted ({rule}): paint opaque where the "
+                           "image should change.")
     return uploads.keep(ImageOps.invert(mask) if invert else mask, "mask")
 
 

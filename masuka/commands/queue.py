@@ -95,7 +95,9 @@ def run_control(args: argparse.Namespace) -> int:
 
 def run_work(args: argparse.Namespace) -> int:
     """Work the queue until no job waits; exit 2 when a job it worked did not complete (failed, cancelled, ...).
-    A job run again after an interruption (a busy database) counts once, with its last status."""
+    A job run again after an interruption (a busy database) counts once, with its last status. A job whose turn
+    here ended and that another worker (the app's) took up is reported as continued by another worker, with its
+    status now: not a failure when it completed there or is still waiting or running there."""
     from collections import Counter
 
     from masuka.queue.worker import work_until_empty
@@ -105,12 +107,25 @@ def run_work(args: argparse.Namespace) -> int:
 
     def on_job(job: dict, status: str) -> None:
         finished[job["id"]] = status
-        progress_line(args, f"job {job['id']} {status}")
+        progress_line(args, f"job {job['id']} " + ("gave its turn to another user's job" if status == "queued"
+                                                   else status))
 
     work_until_empty(studio, on_job)
+    elsewhere: set[int] = set()  # jobs given to another user's turn, which another worker took up meanwhile
+    for job_id, status in finished.items():
+        if status == "queued":
+            row = studio.store.get("queue", job_id)
+            finished[job_id] = row["status"] if row else "deleted"
+            elsewhere.add(job_id)
+            progress_line(args, f"job {job_id} continued by another worker: {finished[job_id]} there")
     count = len(finished)
-    statuses = Counter(finished.values())
-    counts = ", ".join(f"{number} {status}" for status, number in statuses.items())
-    emit(args, {"jobs": [{"id": job_id, "status": status} for job_id, status in finished.items()]},
+    labels = Counter(f"continued by another worker ({status} there)" if job_id in elsewhere else status
+                     for job_id, status in finished.items())
+    counts = ", ".join(f"{number} {label}" for label, number in labels.items())
+    emit(args, {"jobs": [{"id": job_id, "status": status} | ({"continued_by_another_worker": True}
+                                                                if job_id in elsewhere else {})
+                         for job_id, status in finished.items()]},
          f"worked {count} job{'s' * (count != 1)}{': ' + counts if counts else ''}; nothing waits now")
-    return 2 if set(statuses) - {"completed"} else 0
+    going_on = ("queued", "running", "interrupted")  # waiting or running under the other worker: not a failure
+    return 2 if any(status != "completed" and not (job_id in elsewhere and status in going_on)
+                    for job_id, status in finished.items()) else 0

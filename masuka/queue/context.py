@@ -33,6 +33,9 @@ class QueueContext:
     stop: threading.Event = field(default_factory=threading.Event)  # set mid-image when the job is cancelled
     #: set when the worker stops (the app closes): the job ends at its next step, to be resumed as after a restart
     closing: threading.Event = field(default_factory=threading.Event)
+    #: when this turn's first image was finished (:func:`masuka.queue.jobs.turn_clock`): the turn's clock, which a
+    #: model load or a wait for the GPU before it does not run; None until then
+    turn_began: float | None = None
 
     def close(self) -> None:
         """The worker stops: end the job at its next step (or its wait for the GPU) without finishing it."""

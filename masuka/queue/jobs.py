@@ -13,16 +13,17 @@ goes first), in queue order within a user. Turns are taken image by image: betwe
 whose owner was served more recently than another waiting user goes back to ``queued`` (:func:`end_turn`),
 keeping its place and its finished images. With sign-in, a waiting job whose owner is not on the sign-in list
 (queued by a command that read an older list) is never taken: the app's worker cancels it, as the app's start
-cancels those it finds (:mod:`masuka.off_list`); a command's ``queue run``, whose list may name fewer users, leaves
-it.
+cancels those it finds (:mod:`masuka.off_list`), unless the live worker that last ran it (a command's ``queue run``
+whose turn ended) will take it again (:func:`in_hand`); a command's ``queue run``, whose list may name fewer users,
+leaves it.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Collection
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +69,23 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
     Each line expands (``{a|b}``, ``__wildcard__``) into every combination, or ``random_picks`` random picks;
     ``literal``: the prompt runs as it is, as Generate runs it (the Image tab's Add to queue). Every prompt makes
     ``request.batch`` images. Seeds run on from ``request.seed`` across the job, so a resumed job remakes nothing
-    and a repeated job repeats its images; an unset seed is drawn once, for the picks and the images alike, so
-    queuing again with the first image's seed repeats the job, its random picks included.
+    and a repeated job repeats its images; an unset seed is drawn for each line (each job its own, so repeated
+    lines or overlapping expansions make different images), for its picks and its images alike, so queuing a line
+    again with its job's first image's seed repeats the job, its random picks included.
     """
     _no_pictures(request)
     templates = prompt_lines(prompts) if prompts is not None else [request.prompt]
     if not templates:
         raise InvalidInput("No prompts: write one prompt a line.")
-    if request.seed is None or request.seed == -1:  # one random seed for the picks and the images alike
-        request = replace(request, seed=seed_run(None, _largest_run(random_picks, literal)))
+    random_seed = request.seed is None or request.seed == -1
     planned = []  # every line is checked before any is queued: a bad line queues none
     for number, template in enumerate(templates, 1):
+        # each line's own random seed, with room for the largest run a line may make, for its picks and its images
+        seed = seed_run(None, _largest_run(random_picks, literal)) if random_seed else request.seed
         try:
             # random picks follow the seed too, so a job repeated with its seed repeats its prompts
             expanded = [Prompt(template, request.template)] if literal else expand_prompts(
-                studio.config.wildcards_dir, [template], random_picks, seed_run(request.seed, 1))
+                studio.config.wildcards_dir, [template], random_picks, seed_run(seed, 1))
             first = expanded[0].text if expanded else ""  # nothing to expand: refused as an empty prompt
             try:
                 plan = plan_request(studio, replace(request, prompt=first), allow_any_path)
@@ -97,7 +100,7 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
             _fits_gpu_call(plan_request(studio, replace(request, prompt=first, batch=1), allow_any_path))
         items: list[dict[str, Any]] = [{"prompt": p.text, "template": p.template} for p in expanded
                                        for _ in plan.seeds]
-        base = seed_run(request.seed, len(items))
+        base = seed_run(seed, len(items))
         for index, item in enumerate(items):
             item["seed"] = base + index
         planned.append((template, plan.spec.id, items))
@@ -283,10 +286,10 @@ def claim(studio: Studio, cancel_off_list: bool = False) -> dict | None:
     store = studio.store
     with store.transaction():
         recover(studio)
-        waiting = store.query(f"select id, owner from queue where status in ({_marks(WAITING)}) order by position, id",
-                              WAITING)  # not every waiting job's params: only the one taken is read whole
+        waiting = store.query(f"select id, owner, status, worker, pid from queue where status in ({_marks(WAITING)}) "
+                              "order by position, id", WAITING)  # not every job's params: only the one taken's
         for row in waiting:  # queued since the app started (a command with an older sign-in list)
-            if cancel_off_list and not on_sign_in_list(studio.config, row["owner"]):
+            if cancel_off_list and not on_sign_in_list(studio.config, row["owner"]) and not in_hand(row):
                 finish(studio, row["id"], "cancelled", OFF_LIST)
         waiting = [row for row in waiting if on_sign_in_list(studio.config, row["owner"])]
         if not waiting:
@@ -302,23 +305,32 @@ def claim(studio: Studio, cancel_off_list: bool = False) -> dict | None:
     return {**job, **fields}
 
 
-#: How long a running job keeps its turn before it gives way to another user's waiting job: long enough that two
-#: users with different models do not reload them between every image, short enough that nobody waits for the
-#: whole of someone's long job.
+#: How long a running job keeps its turn, counted from its turn's first finished image (a model load or a wait for
+#: the GPU does not count), before it gives way to another user's waiting job: long enough that two users with
+#: different models do not reload them between every image, short enough that nobody waits for the whole of
+#: someone's long job.
 TURN_S = 60.0
 
 
-def end_turn(studio: Studio, job_id: int) -> bool:
-    """Between two images of a running job: when its turn has lasted :data:`TURN_S` and a job of another user who
-    was served longer ago waits, put this one back to ``queued`` and return True (its worker then claims the next
-    job, the other user's). The job keeps its position and resumes from its finished images when its owner's turn
-    comes again, so users take turns within long jobs, not only between jobs. The owner's own other jobs never end
-    its turn, and a job told to pause or cancel (or no longer this worker's) is left running, for its worker to do
-    that."""
+def turn_clock() -> float:
+    """The clock a turn is timed by (monotonic seconds)."""
+    return time.monotonic()
+
+
+def end_turn(studio: Studio, job_id: int, turn_began: float) -> bool:
+    """Between two images of a running job: when its turn has lasted :data:`TURN_S` since ``turn_began`` (the
+    :func:`turn_clock` when the turn's first image was finished, so a turn always makes one image after loading its
+    model and then :data:`TURN_S` of images) and a job of another user who was served longer ago waits, put this
+    one back to ``queued`` and return True (its worker then claims the next job, the other user's). The job keeps its
+    position and resumes from its finished images when its owner's turn comes again, so users take turns within
+    long jobs, not only between jobs. The owner's own other jobs never end its turn, and a job told to pause or
+    cancel (or no longer this worker's) is left running, for its worker to do that."""
     store = studio.store
-    row = store.query("select owner, started_at from queue where id = ?", [job_id])
-    if not row or _turn_s(row[0]["started_at"]) < TURN_S or not _others_waiting(studio, row[0]["owner"]):
-        return False  # the common cases: no write lock taken
+    if turn_clock() - turn_began < TURN_S:
+        return False  # the common case: nothing read
+    row = store.query("select owner from queue where id = ?", [job_id])
+    if not row or not _others_waiting(studio, row[0]["owner"]):
+        return False  # no write lock taken
     with store.transaction():
         job = store.get("queue", job_id)
         if (job is None or job["status"] != "running" or job["control"] is not None
@@ -330,13 +342,6 @@ def end_turn(studio: Studio, job_id: int) -> bool:
             return False
         store.update("queue", job_id, status="queued", error=None, updated_at=now())
     return True
-
-
-def _turn_s(started_at: str | None) -> float:
-    """Seconds since a running job's turn began (its ``started_at``, set when it was claimed)."""
-    if not started_at:
-        return 0.0
-    return (datetime.now(UTC) - datetime.fromisoformat(started_at)).total_seconds()
 
 
 def _others_waiting(studio: Studio, owner: str) -> list[str]:
@@ -372,8 +377,17 @@ def recover(studio: Studio, stopped: Collection[int] = ()) -> list[int]:
 
 
 def idle_jobs(studio: Studio) -> list[dict]:
-    """The id and owner of every job no worker has in hand (:data:`IDLE`: queued, paused or interrupted)."""
-    return studio.store.query(f"select id, owner from queue where status in ({_marks(IDLE)}) order by id", IDLE)
+    """The id, owner, status and last worker of every job no worker is running (:data:`IDLE`: queued, paused or
+    interrupted); :func:`in_hand` tells those a live worker will take again."""
+    return studio.store.query(f"select id, owner, status, worker, pid from queue where status in ({_marks(IDLE)}) "
+                              "order by id", IDLE)
+
+
+def in_hand(row: dict) -> bool:
+    """Whether a waiting job (``status``, ``worker``, ``pid`` of its row) is still in the hands of the live worker
+    that last ran it: one whose turn ended (:func:`end_turn`) or that a busy database interrupted, which that worker
+    (a ``queue run`` whose sign-in list still names its owner) claims again. The app's worker leaves it to it."""
+    return row["status"] in WAITING and bool(row["worker"]) and holder_alive(row["pid"], row["worker"])
 
 
 def finish(studio: Studio, job_id: int, status: str, error: str | None = None) -> None:

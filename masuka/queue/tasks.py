@@ -11,6 +11,7 @@ from masuka.image.grid import Axis, Cell, save_grid
 from masuka.image.tasks import InitImage
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.request import UpscaleRequest
+from masuka.queue import jobs as queue_jobs
 from masuka.queue.context import QueueContext, TurnOver
 from masuka.queue.jobs import end_turn, job_images
 from masuka.studio import Studio
@@ -33,8 +34,9 @@ def base_request(studio: Studio, job: dict) -> ImageRequest:
 
 def make_items(studio: Studio, job: dict, ctx: QueueContext, base: ImageRequest) -> dict[int, ImageResult | None]:
     """Make every item not finished yet, one image each, in order; each item's fields override ``base``. Between
-    two images, a job of another user who was served longer ago ends this job's turn (:class:`TurnOver`: the job
-    is queued again and resumes from its finished images).
+    two images, once the turn has lasted :data:`~masuka.queue.jobs.TURN_S` since its first image was finished
+    (``ctx.turn_began``), a job of another user who was served longer ago ends this job's turn (:class:`TurnOver`:
+    the job is queued again and resumes from its finished images).
 
     Returns the images made now by item index (items finished before a restart map to None).
     """
@@ -54,7 +56,9 @@ def make_items(studio: Studio, job: dict, ctx: QueueContext, base: ImageRequest)
                                           cancelled=ctx.stop_asked,
                                           allow_any_path=job["params"].get("allow_any_path", False))[0]
         ctx.progress(len(made), len(items))
-        if len(made) < len(items) and end_turn(studio, job["id"]):  # another user's turn: back in the queue
+        if ctx.turn_began is None:  # the turn's clock starts once its first image is made (its model loaded)
+            ctx.turn_began = queue_jobs.turn_clock()
+        if len(made) < len(items) and end_turn(studio, job["id"], ctx.turn_began):  # another user's turn
             raise TurnOver
     return made
 

@@ -82,7 +82,9 @@ def _record(studio: Studio, job_id: int, status: str, error: str | None) -> None
 
 
 def work_until_empty(studio: Studio, on_job: Callable[[dict, str], None] | None = None) -> int:
-    """Work waiting jobs one after another until none waits (paused jobs stay); returns how many ran."""
+    """Work waiting jobs one after another until none waits (paused jobs stay); returns how many turns ran (a job
+    that gave its turn to another user's and was taken up again counts once a turn). ``on_job`` is told each turn's
+    job and how it ended (``"queued"``: its turn ended, and it waits again)."""
     count = 0
     while (job := claim(studio)) is not None:
         status = run_job(studio, job)

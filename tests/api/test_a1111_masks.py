@@ -86,3 +86,45 @@ def test_a_mask_drawn_on_transparency_is_read_by_its_alpha(live_app, tiny_model,
                            denoising_strength=1.0, inpainting_fill=1, inpaint_full_res=False, prompt="a cat", steps=2,
                            width=64, height=64, seed=8)  # by the alpha, then inverted, as A1111 does
     assert repainted_only(inverted.image, photo, ~inside)
+
+
+def test_a_mask_with_nothing_opaque_is_refused_as_transparent_not_as_black(live_app, tiny_model, photo):
+    """A fully transparent mask (read by its alpha) is refused saying it is transparent and that opaque means
+    repaint, not as an all-black mask its sender never drew; inverted, it repaints the whole picture, as in A1111.
+    A mask opaque enough everywhere, inverted, is refused in the same terms."""
+    import base64
+    import io
+
+    import requests
+
+    app = live_app()
+    url = app.url.rstrip("/") + "/sdapi/v1/img2img"
+
+    def encoded(picture: Image.Image) -> str:
+        buffer = io.BytesIO()
+        picture.save(buffer, "PNG")
+        return base64.b64encode(buffer.getvalue()).decode()
+
+    def post(mask: Image.Image, **fields):
+        return requests.post(url, timeout=300, json={
+            "init_images": [encoded(photo)], "mask": encoded(mask), "mask_blur": 0, "denoising_strength": 1.0,
+            "inpainting_fill": 1, "prompt": "a cat", "steps": 1, "width": 64, "height": 64, "seed": 8,
+            "override_settings": {"sd_model_checkpoint": str(tiny_model("flux"))}, **fields})
+
+    clear = Image.new("RGBA", (64, 64), (255, 255, 255, 0))
+    refused = post(clear)
+    assert refused.status_code == 422, refused.text
+    detail = refused.json()["detail"]
+    assert "fully transparent" in detail and "opaque means repaint" in detail and "all black" not in detail
+    faint = Image.new("RGBA", (64, 64), (255, 255, 255, 100))  # below half opaque everywhere
+    refused = post(faint)
+    assert refused.status_code == 422 and "nowhere more than half opaque" in refused.json()["detail"]
+    solid = Image.new("RGBA", (64, 64), (0, 0, 0, 200))  # more than half opaque everywhere, not fully
+    refused = post(solid, inpainting_mask_invert=1)
+    assert refused.status_code == 422 and "opaque everywhere" in refused.json()["detail"]
+    assert app.studio.store.count("generations") == 0
+
+    everything = post(clear, inpainting_mask_invert=1)  # transparent everywhere, inverted: all of it repainted
+    assert everything.status_code == 200, everything.text
+    out = Image.open(io.BytesIO(base64.b64decode(everything.json()["images"][0])))
+    assert repainted_only(out, photo, np.ones((64, 64), bool))

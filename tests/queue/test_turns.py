@@ -83,8 +83,8 @@ def test_a_pause_told_as_a_turn_ends_is_kept(studio, tiny_model, monkeypatch):
     (bob,) = queue_images(studio, request(model, "an owl", "bob"))
     real = tasks.end_turn
 
-    def pause_as_the_turn_ends(studio_, job_id):
-        ended = real(studio_, job_id)
+    def pause_as_the_turn_ends(studio_, job_id, turn_began):
+        ended = real(studio_, job_id, turn_began)
         if ended and job_id == ann:
             control_job(studio, "ann", "pause", ann)  # what the Pause button does meanwhile
         return ended
@@ -151,3 +151,69 @@ def test_random_picks_with_a_random_seed_repeat_from_the_first_image_s_seed(stud
     repeated = [(item["prompt"], item["seed"]) for item in studio.store.get("queue", again)["params"]["items"]]
     assert repeated == picked
     assert [(row["prompt"], row["seed"]) for row in rows] == picked
+
+
+def test_a_turn_s_minute_counts_from_its_first_image_not_its_model_load(studio, tiny_model, monkeypatch):
+    """A model load (or a wait for the GPU) before a turn's first image does not count in the turn: with a load
+    longer than the minute, each turn still makes a minute of images, not one image between two reloads. Time is
+    a fake clock: a load costs 1000 s, an image 25 s; a turn lasts 60 s from its first finished image."""
+    monkeypatch.setattr(queue_jobs, "TURN_S", 60.0)
+    clock = [0.0]
+    monkeypatch.setattr(queue_jobs, "turn_clock", lambda: clock[0])
+    real = tasks.generate_images
+    loaded: list[int] = []  # the job whose model is loaded (the other user's job: another model, reloaded)
+
+    def timed(*args, **kwargs):
+        job_id = args[1].queue_id
+        if loaded != [job_id]:
+            loaded[:] = [job_id]
+            clock[0] += 1000.0  # the model load, or a wait for the GPU
+        result = real(*args, **kwargs)
+        clock[0] += 25.0  # the image
+        return result
+
+    monkeypatch.setattr(tasks, "generate_images", timed)
+    model = tiny_model("flux")
+    (ann,) = queue_images(studio, request(model, "a {red|green|blue} fox", "ann", batch=2))  # six images
+    (bob,) = queue_images(studio, request(model, "a {grey|white} owl", "bob", batch=2))  # four images
+    turns: list[tuple[int, str]] = []
+    work_until_empty(studio, lambda job, status: turns.append((job["id"], status)))
+    # each turn: its first image, then images until 60 s have passed since it (25, 50, 75 s): four images
+    assert [row["owner"] for row in made(studio)] == ["ann"] * 4 + ["bob"] * 4 + ["ann"] * 2
+    assert turns == [(ann, "queued"), (bob, "completed"), (ann, "completed")]
+
+
+def test_identical_lines_with_a_random_seed_get_seeds_of_their_own_and_a_job_repeats_from_its_first(studio,
+                                                                                                     tiny_model):
+    """Seed -1 is drawn for each line: two identical lines (or a wildcard line queued twice with one random pick)
+    make different images, and a line queued again with its job's first image's seed repeats that job, its random
+    picks included."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    model = tiny_model("flux")
+    fox = request(model, "", "ann", seed=-1, batch=2)
+    first, second = queue_images(studio, fox, "a red fox\na red fox")
+    (studio.config.wildcards_dir).mkdir(parents=True, exist_ok=True)
+    (studio.config.wildcards_dir / "animal.txt").write_text("\n".join(f"animal{number}" for number in range(60)))
+    picks = queue_images(studio, replace(fox, batch=1), "a __animal__ in the snow\n" * 3, random_picks=1)
+
+    def items(job_id: int) -> list[tuple[str, int]]:
+        return [(item["prompt"], item["seed"]) for item in studio.store.get("queue", job_id)["params"]["items"]]
+
+    assert len({seed for job in (first, second) for _prompt, seed in items(job)}) == 4, "every image its own seed"
+    assert len({items(job)[0] for job in picks}) == 3, "each copy of the line its own seed (and pick)"
+    work_until_empty(studio)
+
+    def pixels(job_id: int) -> list[bytes]:
+        rows = [row for row in made(studio) if row["queue_id"] == job_id]
+        return [Image.open(studio.config.absolute(row["output_path"])).convert("RGB").tobytes() for row in rows]
+
+    assert len(set(pixels(first) + pixels(second))) == 4, "no two images of the identical lines are the same"
+    (again,) = queue_images(studio, replace(fox, seed=items(second)[0][1]), "a red fox")
+    (picked_again,) = queue_images(studio, replace(fox, batch=1, seed=items(picks[1])[0][1]),
+                                   "a __animal__ in the snow", random_picks=1)
+    assert items(again) == items(second) and items(picked_again) == items(picks[1])
+    work_until_empty(studio)
+    assert pixels(again) == pixels(second), "the job repeats from its first image's seed"
