@@ -19,6 +19,7 @@ from masuka.image.generate import ImageRequest, resolve_lora_path
 from masuka.image.metadata import format_weight
 from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
 from masuka.jobs import JobRow
+from masuka.jobs import lookup as jobs_lookup
 from masuka.loras.library import loras_in
 from masuka.loras.usage import while_unused
 from masuka.store import UNFINISHED
@@ -36,6 +37,8 @@ MAX_EXPORT = 1000
 IMAGE_INPUT_FILES = ("init_image", "mask")
 #: per kind, the file fields of the form that remakes it (emptied when the entry lacks them)
 FORM_FILES = {"image": (*IMAGE_INPUT_FILES, *CONTROL_PICTURES, *REFERENCE_PICTURES), "video": INPUT_FILES}
+#: the key of Reuse's fields that names the entry's input files deleted since (emptied in the form), when any
+GONE_FILES = "gone_files"
 
 
 def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[str, dict]:
@@ -48,23 +51,62 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
     fields["loras"] = [_lora_field(studio, user, x) for x in row.get("loras") or [] if isinstance(x, dict)]
     for name, value in params.items():
         fields.setdefault(name, value)
+    gone = []
     for name in (name for files in FORM_FILES.values() for name in files):  # files it can show
-        if isinstance(fields.get(name), str) and (path := studio.config.absolute(fields[name])).is_file():
-            fields[name] = str(path)
+        if isinstance(fields.get(name), str) and fields[name]:
+            path = studio.config.absolute(fields[name])
+            if not path.is_file():  # deleted since: the form gets none (a path it cannot show is refused)
+                gone.append(name)
+            fields[name] = str(path) if path.is_file() else None
     if row["kind"] == "image":
         fields.update(_image_switches(row.get("negative_prompt"), params))
     elif row["kind"] == "video":
         fields.setdefault("negative", "")
         fields["sound"] = sound_choice(fields.get("audio"))
+        fields["fallback"] = _video_fallback(studio, row, fields)
     if row["kind"] in FORM_FILES:  # every field, so that nothing of the entry reused before stays in the form
         fields.update({name: None for name in FORM_FILES[row["kind"]] if name not in fields})
         fields.setdefault("references", [])
     if isinstance(fields.get("references"), list):  # an edit's images, a video's reference images
-        fields["references"] = [str(path) for path in map(studio.config.absolute, fields["references"])
-                                if path.is_file()]
+        kept = [path for path in map(studio.config.absolute, fields["references"]) if path.is_file()]
+        if len(kept) < len(fields["references"]):
+            gone.append("references")
+        fields["references"] = [str(path) for path in kept]
+    if gone:
+        fields[GONE_FILES] = gone
     if isinstance(fields.get("outpaint"), list):  # as the form and the CLI write it
         fields["outpaint"] = ",".join(str(side) for side in fields["outpaint"])
     return row["kind"], fields
+
+
+def gone_files_note(fields: dict) -> str:
+    """What Reuse says of the entry's input files deleted since (:data:`GONE_FILES`): left empty in the form."""
+    gone = fields.get(GONE_FILES) or []
+    if not gone:
+        return ""
+    names = ", ".join(name.replace("_", " ") for name in gone)
+    return (f" Its {names} {'is' if len(gone) == 1 and gone[0] != 'references' else 'are'} no longer there (deleted "
+            "since): left empty in the form.")
+
+
+def _video_fallback(studio: Studio, row: dict, fields: dict) -> list[str]:
+    """The Video form's Fallback for a video entry, always set (``[]`` for none), so no fallback of the entry reused
+    before stays: a video job's own fallbacks; for a made video, those of its job that come after the provider that
+    made it (none when its job is gone, or it was made by its job's last choice)."""
+    if row["table"] == "jobs":
+        return [str(spec) for spec in fields.get("fallback") or []]
+    job = jobs_lookup(studio.store, row["job_id"]) if row.get("job_id") else None
+    request = job.params.get("request") if job is not None else None
+    if not isinstance(request, dict):
+        return []
+    specs = [str(spec) for spec in request.get("fallback") or []]
+    if (request.get("provider"), request.get("model")) == (row.get("provider"), row.get("model")):
+        return specs
+    for index, spec in enumerate(specs):  # made by a fallback: the ones after it
+        name, _, model = (part.strip() for part in spec.partition(":"))
+        if name.lower() == row.get("provider") and model in ("", row.get("model")):
+            return [later for later in specs[index + 1:] if later.partition(":")[0].strip().lower() != name.lower()]
+    return []
 
 
 def _as_video_entry(row: dict) -> dict:

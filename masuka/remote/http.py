@@ -37,13 +37,22 @@ KEY_REFUSED = (401, 403)
 #: a gateway that gave up waiting for the provider (504, Cloudflare's 524): the request may have been accepted
 GATEWAY_TIMEOUTS = {504, 524}
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
-#: what a 400/403 refusal of a create request says when the model (or its route) is gone or not for this key; run
-#: on the provider's own message only (:func:`provider_message`), within one clause of it
-MODEL_GONE = re.compile(r"model_not_found|unsupported_model|\bmodel\b(?:(?!\.\s|[;\n]).){0,120}?\b(not found|"
-                        r"does not exist|not exist|unsupported|not supported|not available|no longer|deprecated|"
-                        r"retired|shut down)|\b(retired|shut down|no longer available)\b", re.I)
-#: words of a refusal that passes: never remembered as "gone"
-PASSING = re.compile(r"temporar|try again|retry|later|overload|capacity|high demand|busy", re.I)
+#: what a 400/403 refusal of a create request says when the model itself (or its route) is gone or not for this
+#: key, run on each clause of the provider's own message (:func:`provider_message`, :data:`CLAUSE`): "model" with
+#: at most the model's name before the verdict ("The model `sora-2` does not exist", "Model gen4.5 is not
+#: supported", "models/veo-2 is not found"), or the model's end in so many words ("retired", "shut down"); never a
+#: refusal of a parameter that names the model ("Model gen4.5 takes 5 or 10 seconds: a duration of 7 is not
+#: supported")
+MODEL_GONE = re.compile(r"model_not_found|unsupported_model|\bmodels?\b(?:\s*/?\s*[`'\"]?[\w./:@+-]+[`'\"]?)?\s+"
+                        r"(?:(?:is|was|are|were|has been|have been)\s+)?(?:now\s+)?(?:not found|(?:does|do) not "
+                        r"exist|not exist|unsupported|not supported|not available|unavailable|no longer\b|"
+                        r"deprecated|retired|shut down|discontinued)|\b(?:retired|shut down|discontinued|no longer "
+                        r"(?:available|supported|offered))\b", re.I)
+#: words of a refusal that passes, in the clause that says the model is not available: never remembered as "gone"
+PASSING = re.compile(r"temporar|try again|retry (?:after|in)\b|currently|right now|maintenance|overload|"
+                     r"at capacity|high demand|\bbusy\b", re.I)
+#: where a provider's message is split into clauses: a sentence's end, a colon, a semicolon, a line break
+CLAUSE = re.compile(r"(?<=[.!?:])\s+|[;\n]")
 #: the ``error.code`` of OpenAI's (and CometAPI's) "no such model" answers
 MODEL_CODES = {"model_not_found", "unsupported_model"}
 
@@ -72,13 +81,24 @@ def model_gone(response: httpx.Response, message: str, models: tuple[str, ...] =
     that asks to try again later), or a 404 in the provider's JSON that is its "no such model" answer (OpenAI's
     ``model_not_found``) or names the model asked for (``models``: Gemini's ``models/X is not found``, fal's
     ``Application 'X' not found``). A bare 404 (a wrong base URL: a web server's page, ``{"detail": "Not
-    Found"}``) is not about the model."""
-    if PASSING.search(message):
-        return False
+    Found"}``) is not about the model.
+
+    The provider's own "no such model" code (:data:`MODEL_CODES`) decides whatever its text says. Words of a
+    refusal that passes (:data:`PASSING`: "try again later", "right now", "maintenance") keep a model only when
+    they are in the clause that says it is not available: "Model X has been retired. Please retry with Y." is gone.
+    """
     code = _error_code(response)
+    if code in MODEL_CODES:
+        return response.status_code in (400, 403, 404)
     if response.status_code == 404:
-        return code in MODEL_CODES or (code is not None and any(model and model in message for model in models))
-    return response.status_code in (400, 403) and (code in MODEL_CODES or bool(MODEL_GONE.search(message)))
+        return (code is not None and any(model and model in message for model in models)
+                and not PASSING.search(message))
+    return response.status_code in (400, 403) and _says_gone(message)
+
+
+def _says_gone(message: str) -> bool:
+    """Whether a clause of ``message`` says the model is gone (:data:`MODEL_GONE`) and not that it passes."""
+    return any(MODEL_GONE.search(clause) and not PASSING.search(clause) for clause in CLAUSE.split(message))
 
 
 def _error_code(response: httpx.Response) -> str | None:

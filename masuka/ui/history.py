@@ -11,7 +11,7 @@ import gradio as gr
 from gradio.components import Component
 
 from masuka.errors import InvalidInput
-from masuka.history.actions import delete_entries, export_zip, reuse_parameters
+from masuka.history.actions import delete_entries, export_zip, gone_files_note, reuse_parameters
 from masuka.history.browse import PRIVATE_COLUMNS, Filters, browse, dashboard, entry, filter_choices
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
@@ -290,11 +290,12 @@ def reuse(studio: Studio, forms: dict[str, Form], targets: list[tuple[str, str]]
         raise InvalidInput(f"Reusing {kind} parameters needs a {kind.capitalize()} form, which this studio does not "
                            "offer.")
     form = forms[kind]
+    gone = gone_files_note(fields)  # before the form adapts the fields
     fields = form.reuse(fields)
     wanted = [name if form_kind == kind else None for form_kind, name in targets]
     values = [fields[field] if field in fields else gr.skip() for field in wanted]
     filled = sum(1 for field in wanted if field in fields)
-    note = f"Filled {filled} field(s) of the {kind.capitalize()} form from {key}."
+    note = f"Filled {filled} field(s) of the {kind.capitalize()} form from {key}.{gone}"
     opened = [gr.Accordion(open=True) if other is form else gr.skip() for other in forms.values()
               if other.accordion is not None]
     return (*values, note, *([gr.Tabs(selected=form.tab_id)] if show_tab else []), *opened)

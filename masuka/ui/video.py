@@ -84,7 +84,7 @@ class JobsPanel:
 
 #: the form fields History's Reuse fills (the names ``reuse_parameters`` gives)
 REUSE_FIELDS = ("prompt", "negative", "provider", "model", "seconds", "size", "image", "last_frame", "source_video",
-                "references", "sound")
+                "references", "sound", "fallback")
 #: the fields ``generate_video`` takes, in order
 GENERATE_FIELDS = ("prompt", "provider", "model", "seconds", "size", "image", "negative", "fallback", "last_frame",
                    "source_video", "references", "sound")

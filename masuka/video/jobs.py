@@ -362,7 +362,7 @@ def run_video_job(studio: Studio, ctx: JobContext) -> None:
             # the provider says the model is gone or not for this key: remember it, so no job asks again
             reason = _gone_message(target, str(error))
             mark_unavailable(studio.store, target.provider, target.model, provider.key, reason)
-            _next_target(studio, plan, state, reason)
+            _next_target(studio, plan, state, _gone_reason(studio, reason, row.owner, target.provider))
         except ProviderUnavailable as error:
             if _accepted(state):
                 _wait_for_provider(studio, ctx, state, error)
@@ -448,8 +448,19 @@ def _gone_message(target: Target, answer: str) -> str:
     name = provider_class(target.provider).service.label
     hours = round(MARK_TTL.total_seconds() / 3600)
     return (f"{target.model} is not available to this {name} key (the provider answered {answer}). For the next "
-            f"{hours} hours MASUKA does not send it again with this key (saving or testing the key in Settings "
-            "asks again at once): choose another model or provider.")
+            f"{hours} hours MASUKA does not send it again with this key: choose another model or provider.")
+
+
+#: how the hint to ask again was once stored in the reason itself (a mark of the day before this was fixed)
+_STORED_HINT = " (saving or testing the key in Settings asks again at once)"
+
+
+def _gone_reason(studio: Studio, stored: str, owner: str, provider: str) -> str:
+    """A model refused to a key as gone, as ``owner`` is told it: the stored reason (:func:`_gone_message`, shown to
+    every user of the key) and how to have it asked for again, which only an admin can do (as :func:`key_fix`)."""
+    how = (f"Saving or testing the key in Settings (or `python -m masuka keys test {provider}`) asks again at once."
+           if studio.config.is_admin(owner) else "An admin saving or testing the key in Settings asks again at once.")
+    return f"{stored.replace(_STORED_HINT, '')} {how}"
 
 
 def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:
@@ -475,7 +486,7 @@ def _target_choice(studio: Studio, plan: VideoPlan, start: int) -> tuple[int | N
         elif message := health.unhealthy(target.provider):
             reasons.append(message)
         elif gone := unavailable(studio.store, target.provider, target.model, key):
-            reasons.append(gone)
+            reasons.append(_gone_reason(studio, gone, plan.request.owner, target.provider))
         else:
             return index, reasons
     return None, reasons

@@ -150,7 +150,11 @@ def test_reuse_sets_every_mode_field_so_no_earlier_task_stays(studio):
                                    image_row(studio, **params))
         return dict(zip(names, values[:len(names)]))
 
-    picture = "outputs/local/inputs/photo.png"
+    from PIL import Image
+
+    picture = "outputs/local/inputs/photo.png"  # kept with the entry (Reuse empties a picture deleted since)
+    studio.config.absolute(picture).parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (16, 16), "teal").save(studio.config.absolute(picture))
     outpaint = reused(task="outpaint", strength=1.0, init_image=picture, mask_blur=0, outpaint=[0, 32, 0, 0],
                       control_kind="depth", control_image=picture, control_weight=0.5, control_start=0.1,
                       control_end=0.9, reference_image=picture, reference_weight=0.3)
@@ -158,7 +162,8 @@ def test_reuse_sets_every_mode_field_so_no_earlier_task_stays(studio):
     inpaint = reused(task="inpaint", strength=0.6, init_image=picture, mask="outputs/local/inputs/mask.png",
                      mask_blur=2)
     assert inpaint == {"mode": "Inpaint/Outpaint", "strength": 0.6, "mask_blur": 2, "outpaint": "",
-                       "canvas": {"background": picture, "layers": [], "composite": picture},
+                       "canvas": {"background": str(studio.config.absolute(picture)), "layers": [],
+                                  "composite": str(studio.config.absolute(picture))},
                        "control_kind": "canny", "control_weight": 1.0, "control_start": 0.0, "control_end": 1.0,
                        "control_image": None, "reference_weight": 1.0, "reference_image": None}
     img2img = reused(task="img2img", strength=0.5, init_image=picture)

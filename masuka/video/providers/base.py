@@ -20,11 +20,16 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from masuka.errors import ProviderError
-from masuka.remote.http import CutShort, ServiceClient, save_stream
+from masuka.remote.http import KEY_REFUSED, CutShort, ServiceClient, save_stream
 from masuka.video.catalog import provider_entry
 from masuka.video.media import BrokenVideo, check_mp4
 
 MAX_REDIRECTS = 5
+
+
+class LinkRefused(ProviderError):
+    """A download refused (401, 403) by a host other than the provider's API, which never saw the key: the link
+    expired or is not valid; not a refused key (its status is None, so no job waits for another key)."""
 
 
 @dataclass
@@ -111,8 +116,16 @@ class Provider(ServiceClient, ABC):
 
     def _fetch(self, url: str, partial: Path) -> None:
         for _hop in range(MAX_REDIRECTS):
-            client = self.client if self._same_origin(url) else self.bare
-            response = self.caller.send(client, "GET", url, stream=True)
+            keyed = self._same_origin(url)
+            try:
+                response = self.caller.send(self.client if keyed else self.bare, "GET", url, stream=True)
+            except ProviderError as error:
+                if keyed or error.status not in KEY_REFUSED:
+                    raise
+                # a host that never saw the key (storage behind a presigned URL) refused the link: it expired, or
+                # is not for this download; the key is not at fault, so no job waits for another one
+                raise LinkRefused(f"The video's link on {urlsplit(url).netloc} was refused (HTTP {error.status}): "
+                                  f"it has expired or is no longer valid ({error}).") from error
             try:
                 if response.is_redirect:
                     url = urljoin(url, response.headers["location"])
