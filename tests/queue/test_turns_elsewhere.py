@@ -10,25 +10,14 @@ import pytest
 
 from masuka.cli import main
 from masuka.config import Config
-from masuka.image.generate import ImageRequest
 from masuka.off_list import cancel_off_list_jobs
-from masuka.queue import jobs as queue_jobs
 from masuka.queue import tasks
 from masuka.queue.jobs import claim, control_job, queue_images
 from masuka.queue.worker import run_job, work_until_empty
 from masuka.studio import Studio
 from masuka.users import OFF_LIST
 
-
-@pytest.fixture(autouse=True)
-def _turns_of_one_image(monkeypatch):
-    """A turn ends after any image here (a real one lasts a minute of images)."""
-    monkeypatch.setattr(queue_jobs, "TURN_S", 0.0)
-
-
-def request(model, prompt: str, owner: str, **kw) -> ImageRequest:
-    values = dict(prompt=prompt, model=str(model), steps=1, width=64, height=64, seed=3, owner=owner)
-    return ImageRequest(**{**values, **kw})
+from .test_turns import _turns_of_one_image, request  # noqa: F401 (the fixture: a turn ends after any image)
 
 
 @pytest.mark.parametrize(("there", "status", "code"), [("completes", "completed", 0), ("holds", "running", 0),

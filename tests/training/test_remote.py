@@ -577,13 +577,19 @@ def test_resume_of_a_run_whose_job_failed_at_the_service_sends_a_new_job(studio,
     assert "accepted by fal as job2" in status["log"]
 
 
-def test_resume_of_a_user_stopped_run_sends_a_new_job(studio, trainer):
+def _stopped_at_replicate(studio, trainer):
+    """A Replicate run accepted (its job held running at the stand-in) and then stopped by its user."""
     server = trainer("replicate")
     server.release.clear()
     add_dataset(studio)
     run_id = start_training(studio, options(**REPLICATE_OPTIONS), backend="replicate", destination="me/fox-lora")
     _wait_for(studio, run_id, _accepted)
     request_stop(studio, run_id)
+    return server, run_id
+
+
+def test_resume_of_a_user_stopped_run_sends_a_new_job(studio, trainer):
+    server, run_id = _stopped_at_replicate(studio, trainer)
     studio.jobs.wait(run_id, timeout=30)
     assert run_status(studio, run_id)["error"] == "Stopped by the user; cancelled at Replicate too."
     server.release.set()
@@ -613,12 +619,7 @@ def test_a_resume_before_the_stopped_runs_thread_has_ended_is_not_cancelled_by_i
         return error
 
     monkeypatch.setattr(remote, "_end", recorded_then_held)
-    server = trainer("replicate")
-    server.release.clear()
-    add_dataset(studio)
-    run_id = start_training(studio, options(**REPLICATE_OPTIONS), backend="replicate", destination="me/fox-lora")
-    _wait_for(studio, run_id, _accepted)
-    request_stop(studio, run_id)
+    server, run_id = _stopped_at_replicate(studio, trainer)
     assert held.wait(30) and run_status(studio, run_id)["status"] == "cancelled"
     server.release.set()
     resume_run(studio, run_id)
