@@ -45,8 +45,8 @@ def face_crop(image: Image.Image, name: str, pick: int | None = None, skip_faces
     """The face a character is made from: the only one, or face number ``pick`` (1 = biggest) when the photo
     shows several people (a pick means nothing in a photo of one face). A photo with no face, or several faces
     and no pick, is refused; ``skip_faces`` (a character that is not a person, or a style) takes the whole
-    picture. Transparent pixels are white, whatever colour they hide (a fully transparent photo shows no face)."""
-    image = to_rgb(image)
+    picture. ``image`` is RGB, as :func:`open_photo` reads it (transparency flattened onto white, so a fully
+    transparent photo shows no face)."""
     if skip_faces:
         return FaceCrop(None, image, 0, image)
     faces = find_faces(image)
@@ -66,7 +66,8 @@ def face_crop(image: Image.Image, name: str, pick: int | None = None, skip_faces
 def open_photo(path: str | Path, what: str = "photo") -> Image.Image:
     """A picture file turned upright as its EXIF orientation says (phones store portraits sideways), at most
     MAX_PHOTO_SIDE pixels long (a larger one is brought down, a JPEG decoded at a reduced scale); refused with a
-    clear message when it is not a readable picture, or has more pixels than Pillow reads (179 MP)."""
+    clear message when it is not a readable picture, or has more pixels than Pillow reads (179 MP); in RGB, its
+    transparency flattened onto white as the Datasets tab flattens it."""
     try:
         opened = Image.open(path)
     except Image.DecompressionBombError:  # more than twice Pillow's MAX_IMAGE_PIXELS: it will not read it
@@ -79,7 +80,7 @@ def open_photo(path: str | Path, what: str = "photo") -> Image.Image:
         return open_picture(path, what)  # which says what is wrong with the file
     with opened:
         if max(opened.size) <= MAX_PHOTO_SIDE:
-            return open_picture(path, what)
+            return to_rgb(open_picture(path, what))
         try:  # a large photo is read here, as open_picture would refuse it by its size: so is a broken one
             picture = eight_bit(opened) if opened.mode.startswith("I") else opened  # 16-bit: to 8 bits first
             picture.thumbnail((MAX_PHOTO_SIDE, MAX_PHOTO_SIDE), Image.Resampling.LANCZOS)

@@ -50,7 +50,6 @@ from masuka.datasets.adding import add_images
 from masuka.datasets.caption_template import DEFAULT_TEMPLATE, apply_template
 from masuka.datasets.captioners import DEFAULT_FAMILY, FAMILIES, family_ids, resolve_captioner
 from masuka.datasets.captioning import CaptionRequest, caption_dataset, check_captioner
-from masuka.datasets.ingest import to_rgb
 from masuka.datasets.library import create_dataset, delete_dataset, delete_image, find_dataset, set_caption
 from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
@@ -160,7 +159,7 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
     threshold = check_threshold(request.threshold)
     if request.outfit:
         check_outfit(model)
-        outfit = to_rgb(open_photo(request.outfit, "outfit reference"))
+        outfit = open_photo(request.outfit, "outfit reference")
     size = None if request.size is None else whole_number("the view size", request.size, 64, 2048)
     steps = None if request.steps is None else whole_number("steps", request.steps, 1, MAX_STEPS)
     drop_abandoned(studio)  # a name left taken by a killed build is free again

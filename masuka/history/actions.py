@@ -27,7 +27,7 @@ from masuka.studio import Studio
 from masuka.training.runs import still_runs_at
 from masuka.users import output_dir
 from masuka.video.jobs import clip_dir
-from masuka.video.request import INPUT_FILES, sound_choice
+from masuka.video.request import INPUT_FILES, fallback_parts, sound_choice
 
 #: row column -> form field name (the fields a tab registers with ``UIContext.register_form``, e.g. ``negative``)
 FORM_FIELDS = {"prompt": "prompt", "negative_prompt": "negative", "model": "model", "provider": "provider",
@@ -103,9 +103,9 @@ def _video_fallback(studio: Studio, row: dict, fields: dict) -> list[str]:
     if (request.get("provider"), request.get("model")) == (row.get("provider"), row.get("model")):
         return specs
     for index, spec in enumerate(specs):  # made by a fallback: the ones after it
-        name, _, model = (part.strip() for part in spec.partition(":"))
-        if name.lower() == row.get("provider") and model in ("", row.get("model")):
-            return [later for later in specs[index + 1:] if later.partition(":")[0].strip().lower() != name.lower()]
+        name, model = fallback_parts(spec)
+        if name == row.get("provider") and model in ("", row.get("model")):
+            return [later for later in specs[index + 1:] if fallback_parts(later)[0] != name]
     return []
 
 

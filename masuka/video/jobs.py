@@ -451,16 +451,12 @@ def _gone_message(target: Target, answer: str) -> str:
             f"{hours} hours MASUKA does not send it again with this key: choose another model or provider.")
 
 
-#: how the hint to ask again was once stored in the reason itself (a mark of the day before this was fixed)
-_STORED_HINT = " (saving or testing the key in Settings asks again at once)"
-
-
 def _gone_reason(studio: Studio, stored: str, owner: str, provider: str) -> str:
     """A model refused to a key as gone, as ``owner`` is told it: the stored reason (:func:`_gone_message`, shown to
     every user of the key) and how to have it asked for again, which only an admin can do (as :func:`key_fix`)."""
     how = (f"Saving or testing the key in Settings (or `python -m masuka keys test {provider}`) asks again at once."
            if studio.config.is_admin(owner) else "An admin saving or testing the key in Settings asks again at once.")
-    return f"{stored.replace(_STORED_HINT, '')} {how}"
+    return f"{stored} {how}"
 
 
 def _choose_target(studio: Studio, plan: VideoPlan, start: int) -> int:

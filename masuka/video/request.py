@@ -170,12 +170,18 @@ def _fit(request: VideoRequest, provider_id: str, model: str, entry: dict, size:
     return target
 
 
+def fallback_parts(spec: str) -> tuple[str, str]:
+    """A fallback ``provider[:model]`` as (provider, model): the provider in lower case, the model "" when none is
+    named; spaces around either are ignored."""
+    name, _, model = (part.strip() for part in spec.partition(":"))
+    return name.lower(), model
+
+
 def _fallback(request: VideoRequest, spec: str, size: str, seconds: int) -> Target:
     """The target of a fallback ``provider[:model]`` (the CLI's ``--fallback``, the form's Fallback choices): the
     model named, checked as the primary is; without one, the provider's first model in the catalog that makes the
     request, retired ones left out. Spaces around its parts are ignored, and the provider's case."""
-    name, _, model = (part.strip() for part in spec.partition(":"))
-    name, spec = name.lower(), spec.strip()
+    (name, model), spec = fallback_parts(spec), spec.strip()
     if name == LOCAL:
         raise InvalidInput(f"Fallback {spec!r}: the local model cannot be a fallback: fallbacks are remote "
                            "providers.")
