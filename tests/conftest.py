@@ -112,17 +112,25 @@ def live_app(tmp_path):
         running.close()
 
 
-@pytest.fixture
-def page():
-    """A page of the system Chromium, headless (1400x1000); the test is skipped without it, outside CI."""
+@pytest.fixture(scope="session")
+def browser():
+    """The system Chromium, headless, started once per test process; the test is skipped without it, outside CI."""
     from playwright.sync_api import sync_playwright
 
     from tests.chromium import FLAGS, chromium
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=FLAGS)
-        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page (1400x1000) in a browser context of its own: no cookie, storage or cache left by another test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
 
 
 FAST_VIDEO = {"MASUKA_VIDEO_POLL_S": "0.02", "MASUKA_VIDEO_BACKOFF_S": "0.02", "MASUKA_VIDEO_ATTEMPTS": "4",

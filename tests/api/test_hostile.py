@@ -11,10 +11,14 @@ import pytest
 from PIL import Image
 
 
-def png(size=(64, 64)) -> str:
+def png(size=(64, 64), mode="RGB") -> str:
     buffer = io.BytesIO()
-    Image.new("RGB", size).save(buffer, format="PNG")
+    Image.new(mode, size).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+#: A 24 KB PNG of 200 megapixels: one bit a pixel, written in half a second (in RGB, 5 s at every collection).
+HUGE = png((20000, 10000), "1")
 
 
 A1111 = {
@@ -44,8 +48,8 @@ A1111 = {
     "a data URL with no data": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": ["data:image/png;base64"]},
                                 "not a readable image"),
     "a small file that unpacks to 200 megapixels": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": [
-        png((20000, 10000))]}, "too large; at most 16.8 megapixels"),
-    "png-info of 200 megapixels": ("/sdapi/v1/png-info", {"image": png((20000, 10000))}, "not a readable"),
+        HUGE]}, "too large; at most 16.8 megapixels"),
+    "png-info of 200 megapixels": ("/sdapi/v1/png-info", {"image": HUGE}, "not a readable"),
     "an upscale of a thousand times": ("/sdapi/v1/extra-single-image", {"image": png(), "upscaler_1": "Lanczos",
                                                                         "upscaling_resize": 1000}, "between 1 and 8"),
 }
@@ -90,7 +94,7 @@ def test_a1111_refuses_a_batch_size_or_n_iter_below_1_even_when_their_product_is
     ({"prompt": "x", "size": "big"}, {"image": ("a.png", base64.b64decode(png()), "image/png")}, "size", "1024x1024"),
     ({"prompt": "x", "size": "\u00b2x64"}, {"image": ("a.png", base64.b64decode(png()), "image/png")}, "size",
      "1024x1024"),
-    ({"prompt": "x"}, {"image": ("a.png", base64.b64decode(png((20000, 10000))), "image/png")}, None,
+    ({"prompt": "x"}, {"image": ("a.png", base64.b64decode(HUGE), "image/png")}, None,
      "too large; at most 16.8 megapixels"),
     ({"prompt": "x", "output_format": "gif"}, {"image": ("a.png", base64.b64decode(png()), "image/png")},
      "output_format", "'png', 'jpeg' or 'webp'"),
