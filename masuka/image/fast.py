@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from masuka.config import compile_backend, on_zerogpu
 from masuka.errors import InvalidInput
 from masuka.gpu import DevicePlan
-from masuka.image.lora_weights import load_lora
+from masuka.image.lora_weights import load_lora, refuse_wider
 from masuka.image.memory import denoiser_of
 from masuka.memory_plans import plan_named
 from masuka.model_cache import building
@@ -158,11 +158,12 @@ def _load_into_slot(pipe: Any, state: FastState, info: LoraInfo) -> None:
         pipe.enable_lora_hotswap(target_rank=max(MIN_HOTSWAP_RANK, info.rank or 0), check_compiled="ignore")
         load_lora(pipe, info, SLOT)
     else:
+        refuse_wider(pipe, info)  # before the swap: diffusers' FLUX.1 loader would widen the model's layers
         state.lora = ""  # until the swap is complete, the slot holds an unknown mix
         try:
             with building():
                 pipe.load_lora_weights(str(info.path), adapter_name=SLOT, hotswap=True)
-        except (ValueError, RuntimeError, KeyError) as error:
+        except (ValueError, RuntimeError, KeyError, NotImplementedError) as error:
             raise InvalidInput(f"LoRA {info.name!r} cannot be swapped in on the fast path ({error}). Turn Fast "
                                "off to use it.") from error
     state.scalings = [(module, float(module.scaling[SLOT])) for component in pipe.components.values()

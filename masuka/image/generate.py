@@ -209,15 +209,16 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     raise InvalidInput(f"LoRA {ref!r} was not found (neither in your LoRA library nor as a file of yours).")
 
 
-def prompt_loras(text: str) -> tuple[str, list[tuple[str, float]]]:
-    """The prompt without its ``<lora:name:weight>`` tags (as typed when it has none), and the tags' LoRAs."""
-    prompt, tagged = split_lora_tags(text)
+def prompt_loras(text: str, strict: bool = False) -> tuple[str, list[tuple[str, float]]]:
+    """The prompt without its ``<lora:name:weight>`` tags (as typed when it has none), and the tags' LoRAs; when
+    ``strict``, a tag whose weight is not a number is refused (a template's ``{1|3}`` weight is not one yet)."""
+    prompt, tagged = split_lora_tags(text, strict)
     return (prompt if tagged else text.strip()), tagged
 
 
 def checked_prompt(text: str) -> tuple[str, list[tuple[str, float]]]:
     """:func:`prompt_loras` of a prompt checked (plain text, not too long, not empty once its tags leave it)."""
-    prompt, tagged = prompt_loras(plain_text("the prompt", text, MAX_PROMPT_CHARS))
+    prompt, tagged = prompt_loras(plain_text("the prompt", text, MAX_PROMPT_CHARS), strict=True)
     if not prompt:
         raise InvalidInput("The prompt is empty: describe the image you want.")
     return prompt, tagged

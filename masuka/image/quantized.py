@@ -38,16 +38,16 @@ def check_quantized_plan(memory: str, architecture: str | None = None) -> None:
     plan = find_plan(memory)
     if plan is None:
         return
+    profile = architectures.get(architecture)
+    if plan.quantized and profile and profile.denoiser != "transformer":  # first: no quantized plan fits a UNet
+        raise InvalidInput(f"{memory} quantizes a model's transformer, and {profile.label} has a "
+                           f"{profile.denoiser} instead: choose another memory plan.")
     if plan.quantized == "nf4":
         from masuka.gpu import usable_device
 
         if usable_device() != "cuda":
             raise InvalidInput(f"{memory} needs a CUDA GPU (bitsandbytes 4-bit); choose gguf_offload or another "
                                "plan.")
-    profile = architectures.get(architecture)
-    if plan.quantized and profile and profile.denoiser != "transformer":
-        raise InvalidInput(f"{memory} quantizes a model's transformer, and {profile.label} has a "
-                           f"{profile.denoiser} instead: choose another memory plan.")
     if plan.package and importlib.util.find_spec(plan.package) is None:
         raise InvalidInput(f"The {memory} memory plan needs the {plan.package} package, which is not installed: "
                            f"{plan.install} (see requirements-extras.txt), then restart MASUKA.")

@@ -22,6 +22,9 @@ from masuka.errors import InvalidInput, NotFound
 from masuka.models import architectures
 
 MAX_HEADER = 100 * 2**20
+#: the inputs of a FLUX.1 Canny/Depth [dev] x_embedder (BFL's ``img_in``): the latents and the control image's, 64
+#: each (FLUX.1 [dev] takes 64, Fill 384); a LoRA of theirs widens a FLUX.1 model's layer, and MASUKA runs neither
+FLUX_CONTROL_INPUTS = 128
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,9 @@ def inspect_lora(path: str | Path) -> LoraInfo:
     except architectures.UnknownLora as error:
         raise InvalidInput(f"LoRA {path.name!r} {error}; MASUKA's models are {architectures.labels()}.") \
             from None
+    if arch == "flux" and FLUX_CONTROL_INPUTS in layers.widths(r"(x_embedder|img_in)$"):
+        raise InvalidInput(f"LoRA {path.name!r} is a FLUX.1 Canny/Depth [dev] control LoRA (its x_embedder takes a "
+                           "control image too), which MASUKA does not run: choose a LoRA made for FLUX.1.")
     ranks = [v["shape"][0] for k, v in header.items()
              if k.endswith(("lora_A.weight", "lora_down.weight")) and v["shape"]]
     return LoraInfo(path=path.resolve(), architecture=arch, rank=max(ranks) if ranks else None, metadata=metadata)

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import re
 
+from masuka.errors import InvalidInput
+
 LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>")
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-def split_lora_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
+def split_lora_tags(prompt: str, strict: bool = False) -> tuple[str, list[tuple[str, float]]]:
     """The prompt without its ``<lora:...>`` tags, and (name, denoiser weight) per tag, in A1111's every form.
 
-    A tag whose weights are not numbers is not a LoRA tag to A1111 either: it stays in the prompt.
+    A tag whose weights are not numbers (``<lora:name:0,8>``, ``<lora:name:abc>``) is refused when ``strict`` (a
+    prompt to generate from: A1111 errors on it too); otherwise (a prompt read back from a file) it stays in the
+    prompt as text.
     """
     loras: list[tuple[str, float]] = []
 
     def take(match: re.Match) -> str:
         weight = lora_tag_weight(match.group(2).split(":")[1:])
         if weight is None:
+            if strict:
+                raise InvalidInput(f"The LoRA tag {match.group(0)} has a weight that is not a number: write the "
+                                   f"weight as a number such as 0.8 (<lora:{match.group(1).strip()}:0.8>).")
             return match.group(0)
         loras.append((match.group(1).strip(), weight))
         return ""

@@ -112,6 +112,14 @@ def test_nf4_is_refused_before_loading_off_cuda_and_on_a_unet_model(studio, tiny
     assert studio.models.loads == 0
 
 
+def test_nf4_off_cuda_on_a_unet_model_does_not_suggest_gguf(studio, tiny_model):
+    """Off CUDA, NF4 on SDXL says the plan does not fit a UNet, not "choose gguf_offload" (refused there too)."""
+    with pytest.raises(InvalidInput) as refused:
+        plan_request(studio, ImageRequest(prompt="a fox", model=str(tiny_model("sdxl")), memory_plan="nf4_offload"))
+    assert str(refused.value) == ("nf4_offload quantizes a model's transformer, and SDXL has a unet instead: choose "
+                                  "another memory plan.")
+
+
 @pytest.mark.parametrize("architecture", ["flux", "sd3", "sdxl", None])
 def test_nf4_quantizes_the_big_text_encoder_with_the_transformer(monkeypatch, architecture):
     """T5-XXL in bf16 takes about 9.5 GB on the GPU while it encodes: more than a 4-bit FLUX.1 transformer."""

@@ -100,3 +100,18 @@ def test_a_lora_for_another_size_is_refused_on_the_fast_path_too(studio, tracing
         generate_images(studio, request(wide, fast=True, loras=[(str(narrow), 1.0)]), allow_any_path=True)
     assert generate_images(studio, request(wide, fast=True), allow_any_path=True)[0].path.is_file()
     assert studio.models.loads == 1
+
+
+def test_a_wider_flux_lora_swapped_in_is_refused_and_the_fast_pipeline_keeps_working(studio, tiny_model, tiny_lora,
+                                                                                      tracing_compiler, tmp_path):
+    from tests.image.test_loras_wider import variant
+
+    model, good = tiny_model("flux"), str(tiny_lora("flux", 1))
+    control = str(variant(tiny_lora("flux", 2), tmp_path / "control.safetensors", widen_all=False))
+    styled = generate_images(studio, request(model, fast=True, loras=[(good, 1.0)]), allow_any_path=True)[0]
+    with pytest.raises(InvalidInput, match="'control' was made for another size of FLUX.1 than this model, or for "
+                                           "a control variant"):
+        generate_images(studio, request(model, fast=True, loras=[(control, 1.0)]), allow_any_path=True)
+    again = generate_images(studio, request(model, fast=True, loras=[(good, 1.0)]), allow_any_path=True)[0]
+    assert np.abs(pixels(again) - pixels(styled)).max() <= 3
+    assert studio.models.loads == 1
