@@ -32,6 +32,7 @@ from masuka import memory_plans
 from masuka.bench import available_host_gb, host_need_gb, timed
 from masuka.cli import at_least
 from masuka.gpu import device_plan
+from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.models.catalog import ModelSpec, resolve_image_model
 from masuka.models.synthetic import REAL_MODELS, TINY_ARCHITECTURES, real_pipeline, save_tiny_lora, save_tiny_pipeline
 
@@ -65,10 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def side(text: str) -> int:
-    """An argparse ``type``: an image side of at least 16 pixels, a multiple of 16 (every profile's multiple)."""
-    number = at_least(16)(text)
-    if number % 16:
-        raise argparse.ArgumentTypeError(f"must be a multiple of 16 (got {number})")
+    """An argparse ``type``: an image side generation takes (:data:`MIN_SIDE` to :data:`MAX_SIDE` pixels), a
+    multiple of 16 (every profile's multiple)."""
+    number = at_least(MIN_SIDE)(text)
+    if number > MAX_SIDE or number % 16:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 16 from {MIN_SIDE} to {MAX_SIDE} (got {number})")
     return number
 
 

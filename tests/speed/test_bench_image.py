@@ -111,8 +111,10 @@ def test_through_app_refuses_what_it_does_not_take(config, capsys, flags, wrong)
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["image", "--size", "-64"], "must be at least 16"), (["image", "--size", "0"], "must be at least 16"),
-    (["image", "--through-app", "--size", "100"], "must be a multiple of 16"),
+    (["image", "--size", "-64"], "must be at least 64"), (["image", "--size", "0"], "must be at least 64"),
+    (["image", "--size", "48"], "must be at least 64"), (["image", "--through-app", "--size", "32"], "at least 64"),
+    (["image", "--size", "4096"], "must be a multiple of 16 from 64 to 2048 (got 4096)"),
+    (["image", "--through-app", "--size", "100"], "must be a multiple of 16 from 64 to 2048 (got 100)"),
     (["image", "--steps", "-1"], "must be at least 1"), (["image", "--steps", "0"], "must be at least 1"),
     (["image", "--warmup", "-3"], "must be at least 0"),
     (["train", "--steps", "4", "--rounds", "1"], "must be at least 5"),
