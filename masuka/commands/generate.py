@@ -201,9 +201,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_request(args: argparse.Namespace, studio: Studio, request: ImageRequest) -> int:
-    """Make the images of ``request`` with progress on stderr; print generate's result (``images, seeds, ids``)."""
+    """Make the images of ``request`` with progress on stderr; print generate's result (``images, seeds, ids``).
+    Ctrl-C prints the same result for the images finished before it, with ``status: interrupted`` and the image it
+    stopped (``cancelled``), then ends the command as an interrupt (exit code 130)."""
     from masuka.image.generate import generate_images, used_prompt
-    from masuka.image.safety import flag_note
 
     last = [-1]
 
@@ -212,15 +213,43 @@ def run_request(args: argparse.Namespace, studio: Studio, request: ImageRequest)
             last[0] = step
             progress_line(args, f"image {index + 1}/{request.batch} step {step}/{total}")
 
-    results = generate_images(studio, request, on_step=on_step, allow_any_path=True,
-                              on_download=download_progress(args),
-                              on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))
-    optimized = {"optimized_prompt": used_prompt(results[0])} if request.optimize_prompt and results else {}
-    # what the safety check found, per image (None where it did not run)
-    safety = [(studio.store.get("generations", r.id)["params"] or {}).get("safety") for r in results]
-    checked = {"safety": safety} if any(safety) else {}
-    emit(args, {"images": [str(r.path) for r in results], "seeds": [r.seed for r in results],
-                "ids": [r.id for r in results], **optimized, **checked},
-         "\n".join([*(f"prompt: {v}" for v in optimized.values()),
-                     *(" ".join(filter(None, (str(r.path), flag_note(s)))) for r, s in zip(results, safety))]))
+    try:
+        results = generate_images(studio, request, on_step=on_step, allow_any_path=True,
+                                  on_download=download_progress(args),
+                                  on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))
+    except KeyboardInterrupt:
+        emit_interrupted(args, studio, request)
+        raise
+    optimized = used_prompt(results[0]) if request.optimize_prompt and results else None
+    emit_images(args, studio, [(r.id, r.path, r.seed) for r in results], optimized)
     return 0
+
+
+def emit_images(args: argparse.Namespace, studio: Studio, made: list[tuple[int, Path, int]], optimized: str | None,
+                **extra: Any) -> None:
+    """Print the images ``made`` (id, file, seed), with what the safety check found (None where it did not run) and
+    the optimized prompt, when there is one; ``extra`` keys go into the JSON only."""
+    from masuka.image.safety import flag_note
+
+    safety = [(studio.store.get("generations", row_id)["params"] or {}).get("safety") for row_id, _path, _seed in made]
+    prompt = {"optimized_prompt": optimized} if optimized is not None else {}
+    checked = {"safety": safety} if any(safety) else {}
+    lines = [*([f"prompt: {optimized}"] if prompt else []),
+             *(" ".join(filter(None, (str(path), flag_note(s)))) for (_id, path, _seed), s in zip(made, safety))]
+    emit(args, {"images": [str(path) for _id, path, _seed in made], "seeds": [seed for _id, _path, seed in made],
+                "ids": [row_id for row_id, _path, _seed in made], **prompt, **checked, **extra},
+         "\n".join(lines) if lines else None)
+
+
+def emit_interrupted(args: argparse.Namespace, studio: Studio, request: ImageRequest) -> None:
+    """What a batch stopped by Ctrl-C made, as its rows record it (this process's rows: an image saved as the
+    interrupt came counts, though its result never came back): the images finished, ``status: interrupted`` and
+    the image being made, recorded ``cancelled`` (``cancelled``: its id and seed)."""
+    rows = studio.store.find("generations", "holder = ?", [studio.runner().token], order_by="id")
+    done = [row for row in rows if row["status"] == "completed" and row["output_path"]]
+    stopped = [{"id": row["id"], "seed": row["seed"]} for row in rows if row["status"] == "cancelled"]
+    progress_line(args, f"stopped with Ctrl-C: {len(done)} of {request.batch} image(s) made"
+                  + "".join(f"; image with seed {each['seed']} cancelled" for each in stopped))
+    optimized = done[0]["prompt"] if request.optimize_prompt and done else None
+    emit_images(args, studio, [(row["id"], studio.config.absolute(row["output_path"]), row["seed"]) for row in done],
+                optimized, status="interrupted", cancelled=stopped)

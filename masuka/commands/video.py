@@ -67,10 +67,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report_job(args: argparse.Namespace, studio, job_id: int) -> int:
-    """Wait for a video job with progress lines on stderr; print its result; exit 2 unless it completed."""
-    result = wait_job(args, studio, job_id)
+    """Wait for a video job with progress lines on stderr; print its result; exit 2 unless it completed. Ctrl-C
+    prints the job as it was left (``running`` at its provider, or a local one ``cancelled``) and ends the command
+    as an interrupt (exit code 130)."""
+    try:
+        result = wait_job(args, studio, job_id)
+    except JobLeft as left:
+        emit(args, {**left.result, "note": left.note}, job_line(left.result))
+        raise
     emit(args, result, job_line(result))
     return 0 if result["status"] == "completed" else 2
+
+
+class JobLeft(KeyboardInterrupt):
+    """Ctrl-C ended the wait for a video job (:func:`wait_job`): ``result`` is the job as it was left, as ``--json``
+    prints it, and ``note`` says what became of it. A :class:`KeyboardInterrupt` still: the command ends as one."""
+
+    def __init__(self, result: dict, note: str):
+        super().__init__(note)
+        self.result, self.note = result, note
 
 
 def job_line(result: dict) -> str:
@@ -80,9 +95,11 @@ def job_line(result: dict) -> str:
 
 def wait_job(args: argparse.Namespace, studio, job_id: int) -> dict:
     """Wait for a video job with progress lines on stderr (and an ``error:`` line unless it completed); its result
-    as ``--json`` prints it."""
+    as ``--json`` prints it. Ctrl-C leaves the job (:func:`~masuka.video.jobs.leave_video`) and raises
+    :class:`JobLeft`."""
+    from masuka import jobs
     from masuka.jobs import JobRow
-    from masuka.video.jobs import billed_cost, leave_video, phase, wait_video
+    from masuka.video.jobs import leave_video, phase, wait_video
 
     def on_progress(row: JobRow) -> None:
         if row.provider == "local":  # denoising steps of the whole chain
@@ -96,13 +113,22 @@ def wait_job(args: argparse.Namespace, studio, job_id: int) -> dict:
     try:
         row = wait_video(studio, job_id, on_progress)
     except KeyboardInterrupt:
-        progress_line(args, leave_video(studio, job_id))
+        left = leave_video(studio, job_id)
+        progress_line(args, left)
         _let_local_job_stop(studio, job_id)
-        raise
-    video = row.result.get("video")
+        raise JobLeft(job_result(studio, jobs.get(studio.store, job_id)), left) from None
     if row.status != "completed":
         progress_line(args, f"error: job {job_id} {row.status}: {row.error}")
-    return {"job": job_id, "status": row.status, "video": str(studio.config.absolute(video)) if video else None,
+    return job_result(studio, row)
+
+
+def job_result(studio, row) -> dict:
+    """A video job as ``--json`` prints it: its status (``running`` for a remote job left to go on at its provider
+    by Ctrl-C), its video's absolute path (None until there is one), where it runs, its cost and error."""
+    from masuka.video.jobs import billed_cost
+
+    video = row.result.get("video")
+    return {"job": row.id, "status": row.status, "video": str(studio.config.absolute(video)) if video else None,
             "provider_job_id": row.external_id, "provider": row.provider, "model": row.model,
             "cost_usd": billed_cost(row), "error": row.error}
 

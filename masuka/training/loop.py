@@ -253,19 +253,21 @@ def _loop(plan: TrainPlan, session: Session, hooks: Hooks) -> Outcome:
             raise MasukaError(f"The loss became {loss_value} at step {step}: training diverged. Start a new run "
                               f"with a lower learning rate (this one used {options.lr:g}) or a lower rank; "
                               "the checkpoints saved before this step are kept.")
+        saved = False  # this step's checkpoint, saved on schedule: a stop at it saves nothing more
         if main:
             elapsed = time.perf_counter() - started
             vram = torch.cuda.max_memory_allocated(accelerator.device) / 2**30 if torch.cuda.is_available() else None
             hooks.on_step(step, loss_value, session.scheduler.get_last_lr()[0], elapsed, vram)
             if options.save_every and step % options.save_every == 0 and step < options.steps:
                 _save(plan, session, step, hooks, loss_value)
+                saved = True
             if options.sample_every and step % options.sample_every == 0:
                 sample(plan, session, step)
         mode = hooks.stop_mode() if main and step < options.steps else None
         if mode:
             accelerator.set_trigger()
         if accelerator.check_trigger():
-            if main and mode != "discard":
+            if main and mode != "discard" and not saved:
                 _save(plan, session, step, hooks, loss_value)
             accelerator.wait_for_everyone()
             return Outcome(step, stopped=mode or "save", final_loss=loss_value)
