@@ -63,3 +63,17 @@ def test_ctrl_c_while_a_remote_video_runs_prints_the_job_left_running_as_json(tm
         1, "running", "runway", "job1", None), err
     assert result["note"] == "job 1 keeps running at the provider; `python -m masuka jobs resume` picks it up"
     assert server.creates == 1 and server.cancels == 0
+
+    server.polled.clear()  # `jobs resume`, stopped the same way, prints its list with the job left again
+    process = _masuka("jobs", "resume", "--data-dir", str(tmp_path / "data"), "--json")
+    try:
+        assert server.polled.wait(60), "no poll"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and err.rstrip().endswith("interrupted"), err
+    resumed = json.loads(out)
+    assert [(job["job"], job["status"], job["note"]) for job in resumed["jobs"]] == [(1, "running", result["note"])]
+    assert server.creates == 1 and server.cancels == 0

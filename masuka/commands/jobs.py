@@ -71,7 +71,7 @@ def resume(args: argparse.Namespace) -> int:
     prints one (an empty list when none was left to finish), with the ids it marked ``interrupted`` and left
     ``queued`` (local ones waiting for the GPU, which the app runs). Exit 2 unless every resumed one completed, none
     was marked interrupted and a job named was resumed."""
-    from masuka.commands.video import job_line, wait_job
+    from masuka.commands.video import JobLeft, job_line, wait_job
     from masuka.video.jobs import resume_video_jobs
 
     studio = open_studio(args)
@@ -89,9 +89,20 @@ def resume(args: argparse.Namespace) -> int:
         row = jobs.get(studio.store, args.job)
         why = f"it is already {row.status}" if row.finished else "another process is running it"
         progress_line(args, f"job {args.job} not resumed: {why}")
-    results = [wait_job(args, studio, job_id) for job_id in adopted.resumed]
-    emit(args, {"jobs": results, "interrupted": adopted.interrupted, "queued": adopted.queued},
-         "\n".join(map(job_line, results)) or None)
+    results: list[dict] = []
+
+    def report() -> None:
+        emit(args, {"jobs": results, "interrupted": adopted.interrupted, "queued": adopted.queued},
+             "\n".join(map(job_line, results)) or None)
+
+    try:
+        for job_id in adopted.resumed:
+            results.append(wait_job(args, studio, job_id))
+    except JobLeft as left:  # Ctrl-C: the jobs waited for so far and the one left, then exit 130
+        results.append({**left.result, "note": left.note})
+        report()
+        raise
+    report()
     named_resumed = args.job is None or args.job in adopted.resumed
     done = named_resumed and not adopted.interrupted and all(r["status"] == "completed" for r in results)
     return 0 if done else 2
