@@ -319,6 +319,7 @@ def test_the_app_runs_as_a_zerogpu_space_and_a_first_generate_loads_nothing(on_z
     from gradio_client import Client
 
     from masuka.models.catalog import resolve_image_model
+    from masuka.ui.image import GENERATE_FIELDS
     from masuka.zerogpu import request_seconds
 
     model = str(tiny_model("flux"))
@@ -335,7 +336,11 @@ def test_the_app_runs_as_a_zerogpu_space_and_a_first_generate_loads_nothing(on_z
                if parameter["parameter_has_default"]}
     spec = resolve_image_model(model)
     assert opening["model"] == spec.id
-    assert (opening["steps"], opening["guidance"], opening["width"]) == (spec.steps, spec.guidance, spec.width)
+    assert (opening["steps"], opening["guidance"], opening["width"]) == (None, None, None)  # the model's own
+    streamed = next(fn for fn in app.demo.fns.values() if fn.api_name == "generate_image_streamed")
+    form = dict(zip(GENERATE_FIELDS, (component.value for component in streamed.inputs)))
+    assert (form["model"], form["steps"], form["guidance"], form["width"]) == (spec.id, spec.steps, spec.guidance,
+                                                                               spec.width)
     gallery, _seeds, status = client.predict(prompt="a red fox", steps=1, width=64, height=64,
                                              api_name="/generate_image")
     assert len(gallery) == 1 and "saved" in status

@@ -20,9 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
 from masuka.errors import InvalidInput
+from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.memory import sharing_weights
 from masuka.image.outpaint import Padding, canvas_size, check_padding, feather, keep_original, outpaint_canvas
 from masuka.studio import Studio
@@ -134,8 +135,24 @@ def init_size(init: InitImage, multiple: int, low: int, high: int) -> tuple[int,
     with open_picture(init.path, "init image") as picture:
         width, height = picture.size
     if init.outpaint is not None:
-        return canvas_size((width, height), check_padding(init.outpaint), multiple)
+        return outpaint_size((width, height), check_padding(init.outpaint), multiple, low, high)
     return picture_size((width, height), multiple, low, high, "init image")
+
+
+def outpaint_size(size: tuple[int, int], padding: Padding, multiple: int, low: int = MIN_SIDE,
+                  high: int = MAX_SIDE) -> tuple[int, int]:
+    """The canvas outpainting a picture of ``size`` by ``padding`` makes (:func:`canvas_size`); :class:`InvalidInput`
+    in the picture's and padding's terms when a side of it falls outside the ``low..high`` pixels an image may
+    have (the caller gave no size: a bare "Width must be…" would not say where the number came from)."""
+    width, height = canvas_size(size, padding, multiple)
+    for side, across in ((width, "wide"), (height, "high")):
+        if side > high or side < low:
+            limit, fix = (("above", "pad less or scale the picture down first") if side > high
+                          else ("below", "pad more or scale the picture up first"))
+            raise InvalidInput(f"The picture ({size[0]}x{size[1]}) plus the outpaint padding makes a {side}-pixel-"
+                               f"{across} canvas ({width}x{height}), {limit} the limit: each side of an image must "
+                               f"be between {low} and {high} pixels; {fix}.")
+    return width, height
 
 
 def picture_size(size: tuple[int, int], multiple: int, low: int, high: int,
@@ -198,14 +215,27 @@ def _read_mask(init: InitImage, picture: tuple[int, int], size: tuple[int, int])
     if abs(mask.width * picture[1] - mask.height * picture[0]) > MASK_SHAPE_TOLERANCE * mask.height * picture[0]:
         raise InvalidInput(f"The mask is {mask.width}x{mask.height} but the picture is {picture[0]}x{picture[1]}: "
                            "give a mask of the picture's shape (any size of it).")
-    return mask.convert("L").resize(size, Image.Resampling.LANCZOS)
+    return resize_mask(mask.convert("L"), size)
+
+
+def resize_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """A greyscale ``mask`` at ``size``: its values resized without overshoot (averaged when it shrinks, bilinear
+    when it grows; Lanczos's ringing would leave faint non-zero pixels beside the painted part and a detached ring
+    around it), and 0 wherever the part it covers, resized the same way, falls below the middle value, so it covers
+    the same area at any size and :func:`~masuka.image.outpaint.feather` (any value above 0 is masked) repaints
+    nothing beyond it."""
+    if mask.size == size:
+        return mask
+    resample = Image.Resampling.BOX if size[0] < mask.width else Image.Resampling.BILINEAR
+    covered = mask.point(lambda value: 255 * (value > 0)).resize(size, resample)
+    return ImageChops.multiply(mask.resize(size, resample), covered.point(lambda value: 255 * (value >= 128)))
 
 
 def _prepare_outpaint(init: InitImage, width: int, height: int, strength: float, multiple: int) -> TaskInput:
     """The picture on its grown canvas; the new area (and the picture's own mask) is repainted."""
     padding = check_padding(init.outpaint)
     picture = open_picture(init.path, "init image").convert("RGB")
-    size = canvas_size(picture.size, padding, multiple)
+    size = outpaint_size(picture.size, padding, multiple)
     if (width, height) != size:
         raise InvalidInput(f"Outpainting makes a {size[0]}x{size[1]} image (the picture plus the padding, rounded "
                            f"up to a multiple of {multiple}); leave the width and height to it (got {width}x{height}).")

@@ -185,8 +185,9 @@ def _creation() -> CreationForm:
             steps = gr.Number(0, label="Steps (0 = the model's)")
             seed = gr.Number(0, label="Seed (prompt set and views)")
             reshuffle = gr.Button("New prompt set from this seed")
-        outfit = gr.Image(type="filepath", label="Outfit reference (optional): every view wears it; needs an edit "
-                          "model that takes several images (Qwen-Image-Edit-Plus, FLUX.2)", height=160)
+        outfit = gr.Image(type="filepath", image_mode=None, height=160,
+                          label="Outfit reference (optional): every view wears it; needs an edit model that takes "
+                          "several images (Qwen-Image-Edit-Plus, FLUX.2)")
     with gr.Row():
         create = gr.Button("Create character", variant="primary")
         stop = gr.Button("Stop", variant="stop")

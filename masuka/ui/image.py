@@ -181,7 +181,8 @@ def _layout(models: dict[str, dict]) -> ImageTab:
                 queue_add = gr.Button("Add to queue")  # wired by the Queue tab (masuka/ui/queue.py)
                 stop = gr.Button("Stop", variant="stop")
             with gr.Accordion("Read parameters from an image", open=False):
-                dropped = gr.Image(type="filepath", label="PNG made here or by another tool", height=200)
+                dropped = gr.Image(type="filepath", image_mode=None, label="PNG made here or by another tool",
+                                   height=200)
                 read_info = gr.Markdown(label="Parameters read")
         with gr.Column(scale=3):
             gallery = gr.Gallery(label="Images", columns=2, height=560, format="png", interactive=False)
@@ -248,9 +249,11 @@ def _starting_image() -> dict[str, Component]:
     """The starting image, mask and strength (hidden in Text mode), with the widgets of the other modes."""
     with gr.Group(visible=False) as start_group:
         with gr.Row():
-            init_image = gr.Image(type="filepath", label="Starting image", height=200)
-            mask = gr.Image(type="filepath", label="Mask file (white = repaint), or paint on the picture",
-                            image_mode="L", height=200, visible=False)
+            # image_mode None: the files as given, read as the CLI reads them (open_picture: a 16-bit PNG, picture
+            # or mask, keeps its tones, which Gradio's own conversion to RGB or L would clip to white)
+            init_image = gr.Image(type="filepath", image_mode=None, label="Starting image", height=200)
+            mask = gr.Image(type="filepath", image_mode=None,
+                            label="Mask file (white = repaint), or paint on the picture", height=200, visible=False)
         modes = ModeWidgets.build()
         strength = gr.Slider(MIN_STRENGTH, 1, value=MODE_BLANKS["strength"], step=MIN_STRENGTH, label="Strength",
                              info="How far the result may move from the starting image")
@@ -263,7 +266,10 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     form, edit_form, outputs = tab.form(), tab.edit_form(), [tab.gallery, tab.seeds_used, tab.status]
     checked = {"api_visibility": "private", "show_progress": "hidden"}
     edit_event = stoppable(IMAGE_TAB, tab.edit_run.click(bind(check_edit, studio), edit_form, None, **checked).success(
-        bind(edit_image, studio), edit_form, outputs, api_name="edit_image", **ctx.gpu_event()))
+        bind(edit_image, studio), edit_form, outputs, api_name="edit_image_streamed", **private,
+        **ctx.gpu_event()))
+    stoppable(IMAGE_TAB, gr.Button(visible=False).click(bind(edit_image, studio), api_form(EDIT_FIELDS, edit_form),
+                                                        outputs, api_name="edit_image", **ctx.gpu_event()))
     modes = tab.modes
     tab.mode.change(modes.show, tab.mode, [tab.start_group, tab.init_image, tab.mask, tab.strength, tab.run,
                                            tab.edit_run, tab.aspect, tab.width, tab.height, *modes.shown()],
@@ -279,7 +285,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
         bind(generate_image, studio), form, outputs, **streamed))
     stoppable(IMAGE_TAB, tab.prompt.submit(bind(check_form, studio), form, None, **checked).success(
         bind(generate_image, studio), form, outputs, **streamed))
-    stoppable(IMAGE_TAB, gr.Button(visible=False).click(bind(last_output(generate_image), studio), form, outputs,
+    stoppable(IMAGE_TAB, gr.Button(visible=False).click(bind(last_output(generate_image), studio),
+                                                        api_form(GENERATE_FIELDS, form), outputs,
                                                         api_name="generate_image", **ctx.gpu_event()))
     wire_stop(studio, IMAGE_TAB, tab.stop, tab.status, api_name="stop_image")
     tab.model.input(bind(model_defaults, studio), [tab.model, tab.mode, tab.init_image],
@@ -296,6 +303,20 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     ctx.generated(gen_event)
     ctx.generated(edit_event)
     return selected
+
+
+def api_form(names: tuple[str, ...], form: list[Component]) -> list[Component]:
+    """The inputs of an API event over ``form`` (whose fields are ``names``), with empty hidden boxes for the numbers
+    the model (and a starting picture) decide: steps, guidance, width, height. ``gradio_client`` fills a parameter a
+    caller leaves out with its component's value: the form's would give the opening model's steps, guidance and
+    size to any model, and stretch a starting picture to that size; left empty, they are the model's own and the
+    picture's, as the CLI and ``/queue_add`` take them."""
+    boxes = {"steps": gr.Number(None, label="Steps", minimum=1, maximum=MAX_STEPS, visible=False),
+             "guidance": gr.Number(None, label="Guidance (CFG)", minimum=GUIDANCE_RANGE[0],
+                                   maximum=GUIDANCE_RANGE[1], visible=False),
+             "width": gr.Number(None, label="Width", visible=False),
+             "height": gr.Number(None, label="Height", visible=False)}
+    return [boxes[name] if name in boxes else component for name, component in zip(names, form, strict=True)]
 
 
 def lora_choices(studio: Studio, request: gr.Request):
@@ -617,6 +638,8 @@ GUIDE_FIELDS = ("control_kind", "control_image", "control_weight", "control_star
                 "reference_image", "reference_weight")
 #: the form by its field names (:meth:`ImageTab.fields`) in the order ``generate_image`` takes it; "mode" is the
 #: mode shown, where Generate sends the mode chosen ("" until one is)
+#: What ``edit_image`` takes, in order (:meth:`ImageTab.edit_form`).
+EDIT_FIELDS = ("prompt", "model", "images", "negative", "steps", "guidance", "seed", "batch", "loras")
 GENERATE_FIELDS = ("prompt", "model", "negative", "steps", "guidance", "width", "height", "seed", "batch", "loras",
                    "memory_plan", "fast", "step_cache", "init_image", "strength", "mask", "mask_blur", "outpaint",
                    "mode", "canvas", "optimize_prompt", "safety_check", "face_detail", "face_strength", *GUIDE_FIELDS,
@@ -628,7 +651,7 @@ def _control_and_reference() -> list[Component]:
     picture to look like, with its weight); SDXL and FLUX.1 models take them."""
     with gr.Accordion("Control (follow edges, depth or a picture)", open=False):
         with gr.Row():
-            image = gr.Image(type="filepath", label="Control image", height=200)
+            image = gr.Image(type="filepath", image_mode=None, label="Control image", height=200)
             with gr.Column():
                 kind = gr.Dropdown([("Canny edges", "canny"), ("Depth", "depth"), ("Image as is", "image")],
                                    value=KINDS[0], label="Control kind")
@@ -638,7 +661,8 @@ def _control_and_reference() -> list[Component]:
                     end = gr.Slider(0, 1, value=1.0, step=0.05, label="Control end")
     with gr.Accordion("Reference (make it like this picture)", open=False):
         with gr.Row():
-            reference = gr.Image(type="filepath", label="Reference image (IP-Adapter / Redux)", height=200)
+            reference = gr.Image(type="filepath", image_mode=None, label="Reference image (IP-Adapter / Redux)",
+                                 height=200)
             reference_weight = gr.Slider(0, MAX_WEIGHT, value=1.0, step=0.05, label="Reference weight")
     return [kind, image, weight, start, end, reference, reference_weight]
 

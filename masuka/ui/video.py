@@ -137,8 +137,10 @@ def _form(studio: Studio) -> VideoForm:
     takes_negative, hint = _negative_hint(first, model_entry(first, first_model))
     negative = gr.Textbox("", label="Negative prompt", lines=1, placeholder=hint, interactive=takes_negative)
     with gr.Row():
-        image = gr.Image(type="filepath", label="First frame (optional: image-to-video)", height=180)
-        last_frame = gr.Image(type="filepath", label="Last frame (optional: Veo 3.1)", height=180)
+        # image_mode None: the file as given, as the CLI sends it (Gradio's RGB conversion clips a 16-bit PNG)
+        image = gr.Image(type="filepath", image_mode=None, label="First frame (optional: image-to-video)",
+                         height=180)
+        last_frame = gr.Image(type="filepath", image_mode=None, label="Last frame (optional: Veo 3.1)", height=180)
     source_video = gr.Video(label="Source video (video-to-video: Runway Aleph 2)", height=180)
     with gr.Row():
         references = gr.File(file_count="multiple", file_types=["image"], type="filepath", height=120,

@@ -390,3 +390,43 @@ def test_the_strength_has_one_lower_limit_everywhere(studio, tiny_model, picture
     plan = plan_request(studio, ImageRequest(prompt="a boat", model=model, steps=4,
                                              init=InitImage(pictures[0], MIN_STRENGTH)))
     assert plan.steps == 100, "the steps raised so that one runs"
+
+
+@pytest.mark.parametrize("scale", [0.5, 2])
+@pytest.mark.parametrize("blur", [0, 8])
+def test_a_mask_of_another_size_repaints_only_the_part_it_covers(studio, tiny_model, tmp_path, scale, blur):
+    """A mask at half or double the picture's size covers the same box: no pixel outside it changes at any blur (a
+    Lanczos resize rang around the box, and every faint non-zero pixel of the ring was repainted)."""
+    Image.new("RGB", (96, 80), (120, 140, 160)).save(tmp_path / "flat.png")
+    box = (24, 20, 72, 60)  # in the picture's pixels
+    mask = Image.new("L", (int(96 * scale), int(80 * scale)), 0)
+    mask.paste(255, tuple(int(side * scale) for side in box))
+    mask.save(tmp_path / "mask.png")
+    result = run(studio, tiny_model("sdxl"), init=InitImage(tmp_path / "flat.png", strength=1.0,
+                                                            mask=tmp_path / "mask.png", mask_blur=blur))
+    out = pixels(result)
+    inside = np.zeros((80, 96), dtype=bool)
+    inside[box[1]:box[3], box[0]:box[2]] = True
+    assert out.shape == (80, 96, 3)
+    assert (out[~inside] == (120, 140, 160)).all(), f"a pixel outside the box changed at blur {blur}"
+    assert (out[inside] != (120, 140, 160)).any(axis=1).mean() > 0.5, "the box is repainted"
+
+
+@pytest.mark.parametrize("size, padding, message", [
+    ((2048, 256), (1024, 0, 0, 0), r"The picture \(2048x256\) plus the outpaint padding makes a 3072-pixel-wide "
+                                   r"canvas \(3072x256\), above the limit: each side of an image must be between "
+                                   r"64 and 2048 pixels; pad less"),
+    ((96, 20), (0, 0, 8, 8), r"The picture \(96x20\) plus the outpaint padding makes a 48-pixel-high canvas "
+                             r"\(96x48\), below the limit: .* 64 and 2048 pixels; pad more"),
+])
+@pytest.mark.parametrize("given", [None, (1024, 1024)])
+def test_an_outpaint_canvas_past_the_sides_limits_is_refused_in_its_own_terms(studio, tiny_model, tmp_path, size,
+                                                                            padding, message, given):
+    """The caller gave no width (or one of their own): the refusal says the picture plus the padding makes the
+    canvas too large or small, not "Width must be between 64 and 2048 (got 3072)"."""
+    Image.new("RGB", size, "teal").save(tmp_path / "picture.png")
+    width, height = given or (None, None)
+    request = ImageRequest(prompt="x", model=str(tiny_model("flux")), steps=1, width=width, height=height,
+                           init=InitImage(tmp_path / "picture.png", 1.0, outpaint=padding))
+    with pytest.raises(InvalidInput, match=message):
+        plan_request(studio, request)

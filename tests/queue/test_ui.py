@@ -145,7 +145,7 @@ def test_add_to_queue_sends_what_generate_takes(studio):
     from masuka.ui.app import build_app
 
     demo = build_app(studio)
-    generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate_image")
+    generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate_image_streamed")
     queued = next(fn for fn in demo.fns.values() if fn.name == "queue_image_form")
     mode = next(b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Mode")
     assert queued.inputs[0].label.startswith("Images to edit")
