@@ -19,6 +19,19 @@ def _masuka(*argv: str) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
+def interrupted_at_poll(server, *argv: str) -> tuple[int, str, str]:
+    """``python -m masuka ARGV`` given Ctrl-C once it polls the fake provider ``server``: its exit code and output."""
+    process = _masuka(*argv)
+    try:
+        assert server.polled.wait(60), "no poll"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, out, err
+
+
 def test_ctrl_c_mid_batch_prints_the_finished_images_and_the_cancelled_one_as_json(tmp_path, tiny_model):
     data = tmp_path / "data"
     process = _masuka("generate", "--data-dir", str(data), "--model", str(tiny_model("flux")), "--prompt", "stop me",
@@ -48,16 +61,10 @@ def test_ctrl_c_mid_batch_prints_the_finished_images_and_the_cancelled_one_as_js
 def test_ctrl_c_while_a_remote_video_runs_prints_the_job_left_running_as_json(tmp_path, fake):
     server = fake("runway")
     server.release.clear()  # the job stays running at the provider
-    process = _masuka("video", "--data-dir", str(tmp_path / "data"), "--json", "--provider", "runway", "--model",
-                      "gen4.5", "--prompt", "a lighthouse in a storm", "--seconds", "5")
-    try:
-        assert server.polled.wait(60), "no poll"
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130 and err.rstrip().endswith("interrupted"), err
+    code, out, err = interrupted_at_poll(server, "video", "--data-dir", str(tmp_path / "data"), "--json", "--provider",
+                                         "runway", "--model", "gen4.5", "--prompt", "a lighthouse in a storm",
+                                         "--seconds", "5")
+    assert code == 130 and err.rstrip().endswith("interrupted"), err
     result = json.loads(out)
     assert (result["job"], result["status"], result["provider"], result["provider_job_id"], result["video"]) == (
         1, "running", "runway", "job1", None), err
@@ -65,15 +72,8 @@ def test_ctrl_c_while_a_remote_video_runs_prints_the_job_left_running_as_json(tm
     assert server.creates == 1 and server.cancels == 0
 
     server.polled.clear()  # `jobs resume`, stopped the same way, prints its list with the job left again
-    process = _masuka("jobs", "resume", "--data-dir", str(tmp_path / "data"), "--json")
-    try:
-        assert server.polled.wait(60), "no poll"
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 130 and err.rstrip().endswith("interrupted"), err
+    code, out, err = interrupted_at_poll(server, "jobs", "resume", "--data-dir", str(tmp_path / "data"), "--json")
+    assert code == 130 and err.rstrip().endswith("interrupted"), err
     resumed = json.loads(out)
     assert [(job["job"], job["status"], job["note"]) for job in resumed["jobs"]] == [(1, "running", result["note"])]
     assert server.creates == 1 and server.cancels == 0
