@@ -219,16 +219,21 @@ def _read_mask(init: InitImage, picture: tuple[int, int], size: tuple[int, int])
 
 
 def resize_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """A greyscale ``mask`` at ``size``: its values resized without overshoot (averaged when it shrinks, bilinear
-    when it grows; Lanczos's ringing would leave faint non-zero pixels beside the painted part and a detached ring
-    around it), and 0 wherever the part it covers, resized the same way, falls below the middle value, so it covers
-    the same area at any size and :func:`~masuka.image.outpaint.feather` (any value above 0 is masked) repaints
-    nothing beyond it."""
+    """A greyscale ``mask`` at ``size``, covering the same part of the picture with no overshoot (Lanczos's ringing
+    left faint non-zero pixels beside the painted part, and a detached ring, which
+    :func:`~masuka.image.outpaint.feather` repaints: any value above 0 is masked). Shrunk, a pixel is masked where
+    any of it is painted, at the strongest value painted there (a stroke thinner than a pixel at the picture's size
+    stays); grown, where at least half of it is (bilinear, cut at the middle)."""
     if mask.size == size:
         return mask
-    resample = Image.Resampling.BOX if size[0] < mask.width else Image.Resampling.BILINEAR
-    covered = mask.point(lambda value: 255 * (value > 0)).resize(size, resample)
-    return ImageChops.multiply(mask.resize(size, resample), covered.point(lambda value: 255 * (value >= 128)))
+    painted = mask.point(lambda value: 255 * (value > 0))
+    if size[0] < mask.width:
+        reach = 2 * math.ceil(max(mask.width / size[0], mask.height / size[1]) / 2) + 1  # odd, over a footprint
+        strongest = mask.filter(ImageFilter.MaxFilter(reach)).resize(size, Image.Resampling.NEAREST)
+        touched = painted.resize(size, Image.Resampling.BOX).point(lambda value: 255 * (value > 0))
+        return ImageChops.multiply(strongest, touched)
+    covered = painted.resize(size, Image.Resampling.BILINEAR).point(lambda value: 255 * (value >= 128))
+    return ImageChops.multiply(mask.resize(size, Image.Resampling.BILINEAR), covered)
 
 
 def _prepare_outpaint(init: InitImage, width: int, height: int, strength: float, multiple: int) -> TaskInput:

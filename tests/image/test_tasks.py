@@ -412,6 +412,23 @@ def test_a_mask_of_another_size_repaints_only_the_part_it_covers(studio, tiny_mo
     assert (out[inside] != (120, 140, 160)).any(axis=1).mean() > 0.5, "the box is repainted"
 
 
+def test_strokes_thinner_than_a_pixel_at_the_picture_s_size_still_mark_their_pixels(studio, tiny_model, tmp_path):
+    """A mask three times the picture's size with 1-px lines: each picture pixel a line touches is repainted (at
+    half coverage they vanished: the mask was emptied, or refused as all black), and no other."""
+    Image.new("RGB", (96, 80), (120, 140, 160)).save(tmp_path / "flat.png")
+    mask = Image.new("L", (288, 240), 0)
+    mask.paste(255, (31, 30, 32, 150))  # a vertical line in picture column 10, rows 10-49
+    mask.paste(255, (120, 200, 270, 201))  # a horizontal one in picture row 66, columns 40-89
+    mask.save(tmp_path / "mask.png")
+    result = run(studio, tiny_model("sdxl"), init=InitImage(tmp_path / "flat.png", strength=1.0,
+                                                            mask=tmp_path / "mask.png", mask_blur=0))
+    changed = (pixels(result) != (120, 140, 160)).any(axis=2)
+    touched = np.zeros((80, 96), dtype=bool)
+    touched[10:50, 10] = touched[66, 40:90] = True
+    assert not changed[~touched].any(), "a pixel no line touches changed"
+    assert changed[touched].mean() > 0.5, "the lines' pixels are repainted"
+
+
 @pytest.mark.parametrize("size, padding, message", [
     ((2048, 256), (1024, 0, 0, 0), r"The picture \(2048x256\) plus the outpaint padding makes a 3072-pixel-wide "
                                    r"canvas \(3072x256\), above the limit: each side of an image must be between "
