@@ -158,9 +158,9 @@ def _load_into_slot(pipe: Any, state: FastState, info: LoraInfo) -> None:
         pipe.enable_lora_hotswap(target_rank=max(MIN_HOTSWAP_RANK, info.rank or 0), check_compiled="ignore")
         load_lora(pipe, info, SLOT)
     else:
-        refuse_wider(pipe, info)  # before the swap: diffusers' FLUX.1 loader would widen the model's layers
         state.lora = ""  # until the swap is complete, the slot holds an unknown mix
         try:
+            refuse_wider(pipe, info)  # before the swap: diffusers' FLUX.1 loader would widen the model's layers
             with building():
                 pipe.load_lora_weights(str(info.path), adapter_name=SLOT, hotswap=True)
         except (ValueError, RuntimeError, KeyError, NotImplementedError) as error:

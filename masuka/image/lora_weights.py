@@ -62,6 +62,11 @@ def refuse_wider(pipe: Any, info: LoraInfo) -> None:
     denoiser = getattr(pipe, "transformer", None)
     if denoiser is None:
         return
+    stat = info.path.stat()
+    checked = (str(info.path), stat.st_mtime_ns, stat.st_size, type(denoiser).__name__,
+               repr(sorted(denoiser.config.items())))
+    if checked in _FITTING:  # a file read and converted once per model: the fast path swaps the same few often
+        return
     with building():
         state = pipe.lora_state_dict(str(info.path))
     prefix = f"{getattr(pipe, 'transformer_name', 'transformer')}."
@@ -88,6 +93,14 @@ def refuse_wider(pipe: Any, info: LoraInfo) -> None:
             what = (f"its {layer} layer gives {up.shape[0]} outputs where the model's gives {outputs}" if wide_out
                     else f"its {layer} layer takes {tensor.shape[1]} inputs where the model's takes {inputs}")
             raise InvalidInput(_other_size(info, what))
+    _FITTING[checked] = None
+    while len(_FITTING) > 256:
+        del _FITTING[next(iter(_FITTING))]
+
+
+#: the LoRA files :func:`refuse_wider` found to fit (path, modification time, size, the denoiser's class and
+#: config: the widths), oldest first
+_FITTING: dict[tuple, None] = {}
 
 
 def _weight_shape(weight: Any) -> tuple[int, int]:

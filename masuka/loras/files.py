@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ MAX_HEADER = 100 * 2**20
 #: the inputs of a FLUX.1 Canny/Depth [dev] x_embedder (BFL's ``img_in``): the latents and the control image's, 64
 #: each (FLUX.1 [dev] takes 64, Fill 384); a LoRA of theirs widens a FLUX.1 model's layer, and MASUKA runs neither
 FLUX_CONTROL_INPUTS = 128
+#: the attention norms a Canny/Depth control LoRA replaces (diffusers' and BFL's names), which FLUX.2 LoRAs lack
+CONTROL_NORM = re.compile(r"(norm_(added_)?[qk]\.weight|(query|key)_norm\.scale)$")
 
 
 @dataclass(frozen=True)
@@ -158,11 +161,18 @@ def inspect_lora(path: str | Path) -> LoraInfo:
         raise InvalidInput(f"LoRA {path.name!r} {error}; MASUKA's models are {architectures.labels()}.") \
             from None
     if arch == "flux" and FLUX_CONTROL_INPUTS in layers.widths(r"(x_embedder|img_in)$"):
+        if not any(CONTROL_NORM.search(key) for key in header):  # FLUX.2's x_embedder takes 128 inputs too
+            return LoraInfo(path=path.resolve(), architecture="flux2", rank=_rank(header), metadata=metadata)
         raise InvalidInput(f"LoRA {path.name!r} is a FLUX.1 Canny/Depth [dev] control LoRA (its x_embedder takes a "
                            "control image too), which MASUKA does not run: choose a LoRA made for FLUX.1.")
+    return LoraInfo(path=path.resolve(), architecture=arch, rank=_rank(header), metadata=metadata)
+
+
+def _rank(header: dict) -> int | None:
+    """The largest rank of a LoRA file's layers (None when it has no lora_A/lora_down tensor, as LyCORIS files)."""
     ranks = [v["shape"][0] for k, v in header.items()
              if k.endswith(("lora_A.weight", "lora_down.weight")) and v["shape"]]
-    return LoraInfo(path=path.resolve(), architecture=arch, rank=max(ranks) if ranks else None, metadata=metadata)
+    return max(ranks) if ranks else None
 
 
 def check_fits(info: LoraInfo, architecture: str | None, model: str) -> None:

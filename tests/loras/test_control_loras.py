@@ -1,6 +1,6 @@
-"""A FLUX.1 Canny/Depth [dev] control LoRA (its x_embedder takes 128 inputs: the latents and the control image's)
-is refused when inspected (imported, picked), in any of its formats, saying what it is; the same layers without
-it are a FLUX.1 LoRA."""
+"""A FLUX.1 Canny/Depth [dev] control LoRA (its x_embedder takes 128 inputs: the latents and the control image's;
+it replaces the attention norms) is refused when inspected (imported, picked), in any of its formats, saying what
+it is; the same layers without it are a FLUX.1 LoRA, and with a 128-input x_embedder but no norms a FLUX.2 one."""
 
 from __future__ import annotations
 
@@ -11,21 +11,23 @@ from safetensors.torch import save_file
 from masuka.errors import InvalidInput
 from masuka.loras.files import inspect_lora
 
-#: (prefix, A, B, the blocks' layers with their outputs, the input layer's name) per format
+#: (prefix, A, B, the blocks' layers with their outputs, the input layer's name, a norm it replaces) per format
 FORMATS = {
     "diffusers": ("transformer.", "lora_A", "lora_B",
                   {"transformer_blocks.0.attn.to_q": 3072, "single_transformer_blocks.0.attn.to_q": 3072},
-                  "x_embedder"),
+                  "x_embedder", "transformer_blocks.0.attn.norm_q.weight"),
     "bfl": ("diffusion_model.", "lora_A", "lora_B",
-            {"double_blocks.0.img_attn.qkv": 9216, "single_blocks.0.linear1": 21504}, "img_in"),
+            {"double_blocks.0.img_attn.qkv": 9216, "single_blocks.0.linear1": 21504}, "img_in",
+            "double_blocks.0.img_attn.norm.query_norm.scale"),
     "kohya": ("lora_unet_", "lora_down", "lora_up",
-              {"double_blocks_0_img_attn_qkv": 9216, "single_blocks_0_linear1": 21504}, "img_in"),
+              {"double_blocks_0_img_attn_qkv": 9216, "single_blocks_0_linear1": 21504}, "img_in",
+              "double_blocks_0_img_attn_norm_query_norm.scale"),
 }
 
 
 @pytest.mark.parametrize("form", FORMATS)
 def test_a_flux_control_lora_is_refused_when_inspected(tmp_path, form):
-    prefix, down, up, blocks, input_layer = FORMATS[form]
+    prefix, down, up, blocks, input_layer, norm = FORMATS[form]
     tensors = {}
     for layer, outputs in blocks.items():
         tensors[f"{prefix}{layer}.{down}.weight"] = torch.zeros(1, 3072)
@@ -34,6 +36,9 @@ def test_a_flux_control_lora_is_refused_when_inspected(tmp_path, form):
     assert inspect_lora(tmp_path / "style.safetensors").architecture == "flux"
     tensors[f"{prefix}{input_layer}.{down}.weight"] = torch.zeros(1, 128)
     tensors[f"{prefix}{input_layer}.{up}.weight"] = torch.zeros(3072, 1)
+    save_file(tensors, str(tmp_path / "klein.safetensors"))
+    assert inspect_lora(tmp_path / "klein.safetensors").architecture == "flux2", "FLUX.2 takes 128 inputs too"
+    tensors[f"{prefix}{norm}"] = torch.ones(128)
     save_file(tensors, str(tmp_path / "canny.safetensors"))
     with pytest.raises(InvalidInput) as refused:
         inspect_lora(tmp_path / "canny.safetensors")

@@ -115,3 +115,38 @@ def test_a_wider_flux_lora_swapped_in_is_refused_and_the_fast_pipeline_keeps_wor
     again = generate_images(studio, request(model, fast=True, loras=[(good, 1.0)]), allow_any_path=True)[0]
     assert np.abs(pixels(again) - pixels(styled)).max() <= 3
     assert studio.models.loads == 1
+
+
+def test_a_lora_file_diffusers_cannot_read_is_refused_on_a_swap(studio, tiny_model, tiny_lora, tracing_compiler,
+                                                                 tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model, good = tiny_model("flux"), str(tiny_lora("flux", 1))
+    tensors = load_file(tiny_lora("flux", 2))
+    tensors["transformer.transformer_blocks.0.attn.to_q.alpha"] = torch.tensor(4)  # an alpha diffusers refuses
+    metadata = safe_open(str(tiny_lora("flux", 2)), "pt").metadata()
+    save_file(tensors, str(tmp_path / "odd.safetensors"), metadata=metadata)
+    generate_images(studio, request(model, fast=True, loras=[(good, 1.0)]), allow_any_path=True)
+    with pytest.raises(InvalidInput, match="'odd' cannot be swapped in on the fast path"):
+        generate_images(studio, request(model, fast=True, loras=[(str(tmp_path / "odd.safetensors"), 1.0)]),
+                        allow_any_path=True)
+
+
+def test_a_lora_is_checked_for_wider_layers_once_per_model(studio, tiny_model, tiny_lora, tracing_compiler,
+                                                           monkeypatch):
+    """The check reads and converts the whole file (seconds for a real FLUX.1 LoRA): swapping back to a LoRA
+    checked before reads it only for diffusers' own load."""
+    from diffusers import FluxPipeline
+
+    monkeypatch.setattr("masuka.image.lora_weights._FITTING", {})  # none checked yet in this process
+    reads = []
+    read = FluxPipeline.lora_state_dict.__func__
+    monkeypatch.setattr(FluxPipeline, "lora_state_dict", classmethod(lambda cls, *a, **k: reads.append(a[0])
+                                                                    or read(cls, *a, **k)))
+    model, one, two = tiny_model("flux"), str(tiny_lora("flux", 1)), str(tiny_lora("flux", 2))
+    for lora in (one, two):
+        generate_images(studio, request(model, fast=True, loras=[(lora, 1.0)]), allow_any_path=True)
+    first = len(reads)
+    generate_images(studio, request(model, fast=True, loras=[(one, 1.0)]), allow_any_path=True)
+    assert first == 4 and len(reads) == first + 1, reads
