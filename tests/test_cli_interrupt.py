@@ -8,6 +8,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -30,6 +32,17 @@ def interrupted_at_poll(server, *argv: str) -> tuple[int, str, str]:
         if process.poll() is None:
             process.kill()
     return process.returncode, out, err
+
+
+def waiting_for(process: subprocess.Popen, job_id: int) -> list[str]:
+    """The stderr lines of ``process`` until its first progress line for video job ``job_id``: it waits for the job
+    then (Ctrl-C leaves the job rather than stopping the command before the wait)."""
+    seen = []
+    for line in process.stderr:  # type: ignore[union-attr]
+        seen.append(line)
+        if line.startswith(f"job {job_id}: "):
+            return seen
+    raise AssertionError("".join(seen))
 
 
 def test_ctrl_c_mid_batch_prints_the_finished_images_and_the_cancelled_one_as_json(tmp_path, tiny_model):
@@ -60,20 +73,90 @@ def test_ctrl_c_mid_batch_prints_the_finished_images_and_the_cancelled_one_as_js
 
 def test_ctrl_c_while_a_remote_video_runs_prints_the_job_left_running_as_json(tmp_path, fake):
     server = fake("runway")
-    server.release.clear()  # the job stays running at the provider
-    code, out, err = interrupted_at_poll(server, "video", "--data-dir", str(tmp_path / "data"), "--json", "--provider",
-                                         "runway", "--model", "gen4.5", "--prompt", "a lighthouse in a storm",
-                                         "--seconds", "5")
-    assert code == 130 and err.rstrip().endswith("interrupted"), err
-    result = json.loads(out)
+    server.release.clear()  # the jobs stay running at the provider
+    data = str(tmp_path / "data")
+    left = []
+    for prompt in ("a lighthouse in a storm", "a harbour at dawn"):  # two jobs, each left running by Ctrl-C
+        server.polled.clear()
+        code, out, err = interrupted_at_poll(server, "video", "--data-dir", data, "--json", "--provider", "runway",
+                                             "--model", "gen4.5", "--prompt", prompt, "--seconds", "5")
+        assert code == 130 and err.rstrip().endswith("interrupted"), err
+        left.append(json.loads(out))
+    result = left[0]
     assert (result["job"], result["status"], result["provider"], result["provider_job_id"], result["video"]) == (
         1, "running", "runway", "job1", None), err
     assert result["note"] == "job 1 keeps running at the provider; `python -m masuka jobs resume` picks it up"
-    assert server.creates == 1 and server.cancels == 0
+    assert (left[1]["job"], left[1]["status"], left[1]["provider_job_id"]) == (2, "running", "job2")
+    assert server.creates == 2 and server.cancels == 0
 
-    server.polled.clear()  # `jobs resume`, stopped the same way, prints its list with the job left again
-    code, out, err = interrupted_at_poll(server, "jobs", "resume", "--data-dir", str(tmp_path / "data"), "--json")
-    assert code == 130 and err.rstrip().endswith("interrupted"), err
+    # `jobs resume`, stopped the same way while it waits for job 1, lists every job it resumed: job 1 left again,
+    # and job 2, which its polling (in the background of the same process) completed and downloaded meanwhile
+    server.finishing = 1  # only the provider's first job may finish: job2, put first
+    server.jobs = {"job2": server.jobs["job2"], "job1": server.jobs["job1"]}
+    server.release.set()
+    process = _masuka("jobs", "resume", "--data-dir", data, "--json")
+    try:
+        seen = waiting_for(process, 1)
+        with sqlite3.connect(tmp_path / "data" / "masuka.db") as db:
+            while db.execute("select status from jobs where id = 2").fetchone()[0] != "completed":
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    err = "".join(seen) + err
+    assert process.returncode == 130 and err.rstrip().endswith("interrupted"), err
     resumed = json.loads(out)
-    assert [(job["job"], job["status"], job["note"]) for job in resumed["jobs"]] == [(1, "running", result["note"])]
-    assert server.creates == 1 and server.cancels == 0
+    assert [(job["job"], job["status"], job.get("note")) for job in resumed["jobs"]] == [
+        (1, "running", result["note"]), (2, "completed", None)], err
+    video = resumed["jobs"][1]["video"]
+    assert video and Path(video).read_bytes() == server.video
+    assert server.creates == 2 and server.cancels == 0
+
+
+def test_ctrl_c_while_the_create_request_is_on_its_way_says_it_may_have_been_charged(tmp_path, fake, monkeypatch):
+    server = fake("runway")
+    monkeypatch.setenv("MASUKA_VIDEO_TIMEOUT_S", "600")  # the create request waits for its answer...
+    server.hang_create_s = 300  # ...which comes long after the command ended
+    data = tmp_path / "data"
+    process = _masuka("video", "--data-dir", str(data), "--json", "--provider", "runway", "--model", "gen4.5",
+                      "--prompt", "a lighthouse in a storm", "--seconds", "5")
+    try:
+        seen = waiting_for(process, 1)
+        while not any(request.method == "POST" for request in server.requests):  # sent; the answer never comes
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    err = "".join(seen) + err
+    assert process.returncode == 130 and err.rstrip().endswith("interrupted"), err
+    result = json.loads(out)
+    with sqlite3.connect(data / "masuka.db") as db:
+        status, external_id = db.execute("select status, external_id from jobs where id = 1").fetchone()
+    assert (result["job"], result["status"], result["provider_job_id"]) == (1, status, external_id) == (
+        1, "running", None), err
+    assert result["note"] == (
+        "job 1 was being sent to Runway when stopped, so it may have been accepted (and charged) without MASUKA "
+        "learning of it: look at your Runway dashboard; `python -m masuka jobs resume` marks it interrupted (MASUKA "
+        "does not send it again by itself)"), err
+    assert result["note"] in err
+
+    # as the note says: resuming marks it interrupted, sending nothing again
+    from masuka.config import Config
+    from masuka.studio import Studio
+    from masuka.video.jobs import resume_video_jobs
+
+    studio = Studio.open(Config.from_env(data_dir=data, auth=""))
+    try:
+        adopted = resume_video_jobs(studio)
+        row = studio.store.get("jobs", 1)
+    finally:
+        studio.close()
+    assert (adopted.resumed, adopted.interrupted, row["status"]) == ([], [1], "interrupted")
+    assert "may have been accepted (and charged)" in row["error"]
+    assert len([r for r in server.requests if r.method == "POST"]) == 1

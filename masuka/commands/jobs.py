@@ -70,7 +70,8 @@ def resume(args: argparse.Namespace) -> int:
     """Finish the unfinished video jobs (or one); ``--json`` prints ``{"jobs": [...]}``, each as ``video --json``
     prints one (an empty list when none was left to finish), with the ids it marked ``interrupted`` and left
     ``queued`` (local ones waiting for the GPU, which the app runs). Exit 2 unless every resumed one completed, none
-    was marked interrupted and a job named was resumed."""
+    was marked interrupted and a job named was resumed. Ctrl-C prints the same list with every resumed job as it
+    stands then (an unfinished one with a ``note`` saying what becomes of it) and exits 130."""
     from masuka.commands.video import JobLeft, job_line, wait_job
     from masuka.video.jobs import resume_video_jobs
 
@@ -98,14 +99,36 @@ def resume(args: argparse.Namespace) -> int:
     try:
         for job_id in adopted.resumed:
             results.append(wait_job(args, studio, job_id))
-    except JobLeft as left:  # Ctrl-C: the jobs waited for so far and the one left, then exit 130
+    except JobLeft as left:  # Ctrl-C: the jobs waited for so far, the one left and every other, then exit 130
         results.append({**left.result, "note": left.note})
+        results.extend(_left_behind(args, studio, adopted.resumed, {result["job"] for result in results}))
         report()
         raise
     report()
     named_resumed = args.job is None or args.job in adopted.resumed
     done = named_resumed and not adopted.interrupted and all(r["status"] == "completed" for r in results)
     return 0 if done else 2
+
+
+def _left_behind(args: argparse.Namespace, studio, resumed: list[int], listed: set[int]) -> list[dict]:
+    """The resumed jobs not waited for yet when Ctrl-C came, as they stand now (their polling went on meanwhile in
+    this process: one may have completed and been downloaded), each as ``video --json`` prints one; an unfinished one
+    with the note of what becomes of it (:func:`~masuka.video.jobs.leave_video`), also on stderr."""
+    from masuka.commands.video import job_result
+    from masuka.video.jobs import leave_video
+
+    left = []
+    for job_id in resumed:
+        if job_id in listed:
+            continue
+        note = leave_video(studio, job_id)
+        row = jobs.get(studio.store, job_id)  # read after the note: one that ended meanwhile is shown as it ended
+        if row.finished:
+            left.append(job_result(studio, row))
+        else:
+            progress_line(args, note)
+            left.append({**job_result(studio, row), "note": note})
+    return left
 
 
 def cancel(args: argparse.Namespace) -> int:

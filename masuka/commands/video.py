@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
 
 def report_job(args: argparse.Namespace, studio, job_id: int) -> int:
     """Wait for a video job with progress lines on stderr; print its result; exit 2 unless it completed. Ctrl-C
-    prints the job as it was left (``running`` at its provider, or a local one ``cancelled``) and ends the command
-    as an interrupt (exit code 130)."""
+    prints the job as it was left (a remote one ``running``, with a note saying whether it runs at its provider or
+    its create request was on its way; a local one ``cancelled``) and ends the command as an interrupt (exit code
+    130)."""
     try:
         result = wait_job(args, studio, job_id)
     except JobLeft as left:
@@ -123,8 +124,9 @@ def wait_job(args: argparse.Namespace, studio, job_id: int) -> dict:
 
 
 def job_result(studio, row) -> dict:
-    """A video job as ``--json`` prints it: its status (``running`` for a remote job left to go on at its provider
-    by Ctrl-C), its video's absolute path (None until there is one), where it runs, its cost and error."""
+    """A video job as ``--json`` prints it: its row's status (still ``running`` for a remote job Ctrl-C left at its
+    provider, or whose create request was on its way: :func:`~masuka.video.jobs.leave_video`'s note says which), its
+    video's absolute path (None until there is one), where it runs, its cost and error."""
     from masuka.video.jobs import billed_cost
 
     video = row.result.get("video")

@@ -202,7 +202,7 @@ def _adopt(studio: Studio, job_id: int, adopted: Adopted) -> None:
             adopted.interrupted.append(row.id)
             return
         provider = row.provider or ""  # every video job names its provider
-        if any(seg.get("submitting") for seg in state.get("segments", [])):
+        if _submitting(state):
             _needs_attention(studio, row.id, provider)
             adopted.interrupted.append(row.id)
             return
@@ -238,14 +238,32 @@ def _running_somewhere(studio: Studio, row: jobs.JobRow) -> bool:
 
 def leave_video(studio: Studio, job_id: int) -> str:
     """What Ctrl-C in the CLI does to the job it waits for, said in a line for people: a remote one keeps running
-    at the provider (``jobs resume`` picks it up); a local one is made by this process, so it is cancelled."""
+    at the provider (``jobs resume`` picks it up), unless its create request is still on its way (it may have been
+    accepted and charged, and ``jobs resume`` marks it ``interrupted`` as :func:`resume_video_jobs` does) or was not
+    sent yet (``jobs resume`` sends it); a local one is made by this process, so it is cancelled. The row is left
+    as it is but for that cancel."""
     row = jobs.get(studio.store, job_id)
-    if row.provider != "local":
-        return f"job {job_id} keeps running at the provider; `python -m masuka jobs resume` picks it up"
-    if not row.finished:
-        jobs.request_stop(studio.store, job_id)
-        jobs.finish(studio.store, job_id, "cancelled", str(Cancelled(by="Ctrl-C")))
+    resume = "`python -m masuka jobs resume`"
+    if row.finished:  # it ended as Ctrl-C came
+        return f"job {job_id} already {row.status}"
+    if row.provider != LOCAL:
+        name = provider_entry(row.provider or "")["name"]
+        if _submitting(row.state):
+            return (f"job {job_id} was being sent to {name} when stopped, so it may have been accepted (and charged) "
+                    f"without MASUKA learning of it: look at your {name} dashboard; {resume} marks it interrupted "
+                    "(MASUKA does not send it again by itself)")
+        if not row.external_id:
+            return f"job {job_id} was not sent to {name} yet; {resume} sends it"
+        return f"job {job_id} keeps running at the provider; {resume} picks it up"
+    jobs.request_stop(studio.store, job_id)
+    jobs.finish(studio.store, job_id, "cancelled", str(Cancelled(by="Ctrl-C")))
     return f"job {job_id} cancelled: a local video is made by this process and stops with it"
+
+
+def _submitting(state: dict) -> bool:
+    """Whether a create request of the job was sent (or is on its way) and its answer is not in the row: a job
+    :func:`resume_video_jobs` marks ``interrupted`` rather than send the clip twice."""
+    return any(segment.get("submitting") for segment in state.get("segments", []))
 
 
 def video_job(studio: Studio, job_id: int, user: str, admin: bool = False) -> jobs.JobRow:
@@ -390,7 +408,7 @@ def _accepted(state: dict) -> bool:
 
 def _maybe_accepted(state: dict) -> bool:
     """A create request that may have reached the provider without us learning its id, or :func:`_accepted`."""
-    return _accepted(state) or any(segment.get("submitting") for segment in state.get("segments", []))
+    return _accepted(state) or _submitting(state)
 
 
 def _wait_for_provider(studio: Studio, ctx: JobContext, state: dict, error: MasukaError) -> None:
