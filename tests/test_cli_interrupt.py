@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -21,17 +22,28 @@ def _masuka(*argv: str) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def interrupted_at_poll(server, *argv: str) -> tuple[int, str, str]:
-    """``python -m masuka ARGV`` given Ctrl-C once it polls the fake provider ``server``: its exit code and output."""
-    process = _masuka(*argv)
+def ctrl_c(process: subprocess.Popen, ready: Callable[[], bool], job_id: int | None = None) -> tuple[int, str, str]:
+    """Ctrl-C to ``process`` once ``ready()`` (after its first progress line for video job ``job_id``, when given):
+    its exit code, stdout and whole stderr."""
+    seen: list[str] = []
     try:
-        assert server.polled.wait(60), "no poll"
+        if job_id is not None:
+            seen = waiting_for(process, job_id)
+        deadline = time.monotonic() + 120
+        while not ready():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    return process.returncode, out, err
+    return process.returncode, out, "".join(seen) + err
+
+
+def interrupted_at_poll(server, *argv: str) -> tuple[int, str, str]:
+    """``python -m masuka ARGV`` given Ctrl-C once it polls the fake provider ``server``: its exit code and output."""
+    return ctrl_c(_masuka(*argv), server.polled.is_set)
 
 
 def waiting_for(process: subprocess.Popen, job_id: int) -> list[str]:
@@ -94,20 +106,12 @@ def test_ctrl_c_while_a_remote_video_runs_prints_the_job_left_running_as_json(tm
     server.finishing = 1  # only the provider's first job may finish: job2, put first
     server.jobs = {"job2": server.jobs["job2"], "job1": server.jobs["job1"]}
     server.release.set()
-    process = _masuka("jobs", "resume", "--data-dir", data, "--json")
-    try:
-        seen = waiting_for(process, 1)
+    def job_2_completed() -> bool:
         with sqlite3.connect(tmp_path / "data" / "masuka.db") as db:
-            while db.execute("select status from jobs where id = 2").fetchone()[0] != "completed":
-                assert process.poll() is None, process.communicate()
-                time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    err = "".join(seen) + err
-    assert process.returncode == 130 and err.rstrip().endswith("interrupted"), err
+            return db.execute("select status from jobs where id = 2").fetchone()[0] == "completed"
+
+    code, out, err = ctrl_c(_masuka("jobs", "resume", "--data-dir", data, "--json"), job_2_completed, job_id=1)
+    assert code == 130 and err.rstrip().endswith("interrupted"), err
     resumed = json.loads(out)
     assert [(job["job"], job["status"], job.get("note")) for job in resumed["jobs"]] == [
         (1, "running", result["note"]), (2, "completed", None)], err
@@ -123,18 +127,8 @@ def test_ctrl_c_while_the_create_request_is_on_its_way_says_it_may_have_been_cha
     data = tmp_path / "data"
     process = _masuka("video", "--data-dir", str(data), "--json", "--provider", "runway", "--model", "gen4.5",
                       "--prompt", "a lighthouse in a storm", "--seconds", "5")
-    try:
-        seen = waiting_for(process, 1)
-        while not any(request.method == "POST" for request in server.requests):  # sent; the answer never comes
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    err = "".join(seen) + err
-    assert process.returncode == 130 and err.rstrip().endswith("interrupted"), err
+    code, out, err = ctrl_c(process, lambda: any(request.method == "POST" for request in server.requests), job_id=1)
+    assert code == 130 and err.rstrip().endswith("interrupted"), err
     result = json.loads(out)
     with sqlite3.connect(data / "masuka.db") as db:
         status, external_id = db.execute("select status, external_id from jobs where id = 1").fetchone()
