@@ -140,9 +140,9 @@ class ImageTab:
         return [fields[name] for name in GENERATE_FIELDS]
 
     def edit_form(self) -> list[Component]:
-        """What ``edit_image`` (and its check) takes, in order."""
-        return [self.prompt, self.model, self.modes.references, self.negative, self.steps, self.guidance, self.seed,
-                self.batch, self.loras]
+        """What ``edit_image`` (and its check) takes, in order (:data:`EDIT_FIELDS`)."""
+        fields = {**self.fields(), "images": self.modes.references}
+        return [fields[name] for name in EDIT_FIELDS]
 
     def fields(self) -> dict[str, Component]:
         """The form by the names History's Reuse fills (``reuse_parameters``) and other tabs read."""
