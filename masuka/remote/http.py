@@ -101,14 +101,20 @@ def _says_gone(message: str) -> bool:
     return any(MODEL_GONE.search(clause) and not PASSING.search(clause) for clause in CLAUSE.split(message))
 
 
-def _error_code(response: httpx.Response) -> str | None:
-    """The ``error.code`` of a JSON error answer (``""`` for a JSON answer without one), None when not JSON."""
+def _error_object(response: httpx.Response) -> dict | None:
+    """The ``error`` object of a JSON answer (empty when it has none), None when the answer is not JSON."""
     try:
         body = response.json()
     except ValueError:
         return None
     error = body.get("error") if isinstance(body, dict) else None
-    return str(error.get("code") or "") if isinstance(error, dict) else ""
+    return error if isinstance(error, dict) else {}
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """The ``error.code`` of a JSON error answer (``""`` for a JSON answer without one), None when not JSON."""
+    error = _error_object(response)
+    return None if error is None else str(error.get("code") or "")
 
 
 class CutShort(ProviderError):
@@ -156,12 +162,7 @@ def _hinted_delay(response: httpx.Response) -> float | None:
 
 def _retry_info(response: httpx.Response) -> float | None:
     """Google's ``error.details[].retryDelay`` ("34s") of a ``google.rpc.RetryInfo``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    error = body.get("error") if isinstance(body, dict) else None
-    details = error.get("details") if isinstance(error, dict) else None
+    details = (_error_object(response) or {}).get("details")
     for detail in details if isinstance(details, list) else []:
         if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
             match = DURATION.match(str(detail.get("retryDelay", "")))

@@ -55,13 +55,20 @@ def test_the_late_end_of_a_finished_attempt_leaves_the_resumed_one_running(studi
     assert not runner.runs(job_id)
 
 
-def test_a_late_end_between_the_requeue_and_the_start_leaves_the_queued_job_alone(studio):
-    runner = studio.runner()
-    job_id = runner.create("test", title="stopped, then resumed")
+def _ended_itself(runner, title: str):
+    """A job whose attempt recorded its own end and waits on ``release`` to hand it to the runner: its id, the
+    release, a held next attempt's ``started`` and ``go``, and the first attempt's threads."""
+    job_id = runner.create("test", title=title)
     ended, release, started, go, threads = (threading.Event(), threading.Event(), threading.Event(),
                                             threading.Event(), [])
     runner.submit(job_id, _attempt_that_ends_itself(ended, release, threads))
     assert ended.wait(30)
+    return job_id, release, started, go, threads
+
+
+def test_a_late_end_between_the_requeue_and_the_start_leaves_the_queued_job_alone(studio):
+    runner = studio.runner()
+    job_id, release, started, go, threads = _ended_itself(runner, "stopped, then resumed")
     runner.requeue(job_id)
     release.set()
     threads[0].join(30)
@@ -73,11 +80,7 @@ def test_a_late_end_between_the_requeue_and_the_start_leaves_the_queued_job_alon
 
 def test_a_job_resumed_by_another_studio_is_not_ended_by_the_first_ones_late_write(studio):
     runner = studio.runner()
-    job_id = runner.create("test", title="stopped here, resumed by another process")
-    ended, release, started, go, threads = (threading.Event(), threading.Event(), threading.Event(),
-                                            threading.Event(), [])
-    runner.submit(job_id, _attempt_that_ends_itself(ended, release, threads))
-    assert ended.wait(30)
+    job_id, release, started, go, threads = _ended_itself(runner, "stopped here, resumed by another process")
     other = Studio.open(studio.config)  # the CLI's `train --resume`, say
     try:
         other.runner().requeue(job_id)
