@@ -1,8 +1,9 @@
 """``python -m masuka bench KIND``: figures measured on the user's own machine.
 
 Each kind is a module ``masuka/bench/<kind>.py`` with ``add_arguments(parser)`` and
-``run(studio, args) -> dict`` returning figures (medians, ratios, units in the key names). Results are kept
-in the ``bench_results`` table and shown in the Models tab.
+``run(studio, args) -> dict`` returning figures (medians, ratios, units in the key names), and optionally
+``exit_status(figures) -> int`` (1 where a figure broke a regression bound). Results are kept in the
+``bench_results`` table and shown in the Models tab.
 """
 
 from __future__ import annotations

@@ -106,6 +106,11 @@ def run(studio: Studio, args: argparse.Namespace) -> dict:
     return figures
 
 
+def exit_status(figures: dict) -> int:
+    """The command's exit status: 1 where ``--through-app`` found MASUKA's share over a regression bound."""
+    return 1 if figures.get("over_bounds") else 0
+
+
 def _check_through_app(args: argparse.Namespace) -> None:
     """Refuse what ``--through-app`` does not take: the options of the other measurements, and a model that is
     not a pipeline folder (both apps load it with ``from_pretrained``, nothing is downloaded)."""

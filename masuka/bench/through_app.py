@@ -24,6 +24,11 @@ from typing import Any
 
 PROMPT = "a photo of a red fox in the snow, detailed fur, soft morning light"
 SIZE, STEPS, SEED = 128, 16, 1
+#: How many times the bare app's own time around its diffusers call (``bare_app_around_call_ms``: Gradio's work
+#: around the handler, about 25 ms on a 2-core machine) MASUKA's share around the call and PNG save may take
+#: (``masuka_around_share_ms``): a bound that grows with a slow machine, not a fixed time. There the share
+#: measured 10-19 ms at load 4-6, and 70-76 ms with a 60 ms sleep added to the request path.
+AROUND_CALL_TIMES = 2
 
 
 def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps: int = STEPS,
@@ -33,7 +38,8 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
     alternated ``rounds`` times after one warm-up call each; ``model`` defaults to a tiny Flux written into
     ``folder``. ``*_around_call_ms``: a REST request's or an in-session app request's time minus the diffusers
     call and PNG save inside it (MASUKA's history row's ``duration_s``, the bare app's handler's own timing), which
-    pipeline noise on a loaded machine does not reach; ``masuka_around_share_ms``: MASUKA's minus the bare app's."""
+    pipeline noise on a loaded machine does not reach; ``masuka_around_share_ms``: MASUKA's minus the bare app's;
+    ``over_bounds``: the regression bounds the figures broke (:func:`over_bounds`)."""
     from gradio_client import Client
 
     from masuka.config import Config
@@ -83,18 +89,40 @@ def measure_through_app(folder: Path, rounds: int = 10, size: int = SIZE, steps:
     openai_bare = ms.get("bare_call_model_steps", ms["bare_call"])
     around = {name: round(1000 * statistics.median(wall - call_s for wall, call_s in zip(samples[name], kept[1:])), 1)
               for name, kept in inside.items()}  # the first of each is the warm-up call's
-    return {"model": Path(model).name, "size": size, "steps": steps, "openai_steps": model_steps, "rounds": rounds,
-            **{f"{name}_ms": value for name, value in ms.items()},
-            "gradio_share_ms": round(ms["bare_app"] - ms["bare_call"], 1),
-            "masuka_share_ms": round(ms["masuka_app"] - ms["bare_app"], 1),
-            "new_session_share_ms": round(ms["masuka_app_new_session"] - ms["bare_app_new_session"], 1),
-            "gradio_client_share_ms": round(ms["masuka_app_gradio_client"] - ms["bare_app_gradio_client"], 1),
-            "masuka_over_bare_call_ms": round(ms["masuka_app"] - ms["bare_call"], 1),
-            "a1111_share_ms": round(ms["a1111_rest"] - ms["bare_call"], 1),
-            "openai_share_ms": round(ms["openai_rest"] - openai_bare, 1),
-            "a1111_around_call_ms": around["a1111_rest"], "openai_around_call_ms": around["openai_rest"],
-            "bare_app_around_call_ms": around["bare_app"], "masuka_app_around_call_ms": around["masuka_app"],
-            "masuka_around_share_ms": round(around["masuka_app"] - around["bare_app"], 1)}
+    figures = {"model": Path(model).name, "size": size, "steps": steps, "openai_steps": model_steps, "rounds": rounds,
+               **{f"{name}_ms": value for name, value in ms.items()},
+               "gradio_share_ms": round(ms["bare_app"] - ms["bare_call"], 1),
+               "masuka_share_ms": round(ms["masuka_app"] - ms["bare_app"], 1),
+               "new_session_share_ms": round(ms["masuka_app_new_session"] - ms["bare_app_new_session"], 1),
+               "gradio_client_share_ms": round(ms["masuka_app_gradio_client"] - ms["bare_app_gradio_client"], 1),
+               "masuka_over_bare_call_ms": round(ms["masuka_app"] - ms["bare_call"], 1),
+               "a1111_share_ms": round(ms["a1111_rest"] - ms["bare_call"], 1),
+               "openai_share_ms": round(ms["openai_rest"] - openai_bare, 1),
+               "a1111_around_call_ms": around["a1111_rest"], "openai_around_call_ms": around["openai_rest"],
+               "bare_app_around_call_ms": around["bare_app"], "masuka_app_around_call_ms": around["masuka_app"],
+               "masuka_around_share_ms": round(around["masuka_app"] - around["bare_app"], 1)}
+    return {**figures, "over_bounds": over_bounds(figures)}
+
+
+def over_bounds(figures: dict) -> list[str]:
+    """The bounds a run's figures broke, in words (empty: none). They catch a clear regression of MASUKA's own
+    share, not machine noise: a round trip of MASUKA's (each of the three ways) or ``/sdapi/v1/txt2img``'s over
+    twice the bare app's, a share around the call over :data:`AROUND_CALL_TIMES` the bare app's own time around
+    its call, or more time around a REST request's diffusers call than Gradio's whole round trip in the bare app
+    (the diffusers call itself varies several-fold on a loaded machine, so no bound holds a wall time against it)."""
+    broken = [f"{masuka} {figures[masuka]} ms > 2 x {bare} {figures[bare]} ms"
+              for masuka, bare in (("masuka_app_ms", "bare_app_ms"),
+                                   ("masuka_app_new_session_ms", "bare_app_new_session_ms"),
+                                   ("masuka_app_gradio_client_ms", "bare_app_gradio_client_ms"),
+                                   ("a1111_rest_ms", "bare_app_ms"))
+              if figures[masuka] > 2 * figures[bare]]
+    if figures["masuka_around_share_ms"] > AROUND_CALL_TIMES * figures["bare_app_around_call_ms"]:
+        broken.append(f"masuka_around_share_ms {figures['masuka_around_share_ms']} ms > {AROUND_CALL_TIMES} x "
+                      f"bare_app_around_call_ms {figures['bare_app_around_call_ms']} ms")
+    broken += [f"{route}_around_call_ms {figures[f'{route}_around_call_ms']} ms >= gradio_share_ms "
+               f"{figures['gradio_share_ms']} ms" for route in ("a1111", "openai")
+               if figures[f"{route}_around_call_ms"] >= figures["gradio_share_ms"]]
+    return broken
 
 
 class GradioCall:

@@ -35,4 +35,4 @@ def run(args: argparse.Namespace) -> int:
     row = {"kind": args.kind, "params": params, "figures": figures, "machine": machine()}
     row["id"] = studio.store.insert("bench_results", row)
     emit(args, row, f"{args.kind} on {row['machine']}:\n" + json.dumps(figures, indent=2))
-    return 0
+    return args.bench.exit_status(figures) if hasattr(args.bench, "exit_status") else 0

@@ -1,41 +1,52 @@
 """``bench image --through-app``: a live MASUKA ``/generate_image`` against a bare one-tab Gradio app making the
 same diffusers call and against the bare call, and MASUKA's two REST routes against the bare call, alternated in
-one run. The bounds are generous: they fail on a clear regression of MASUKA's own share (twice the bare app's
-round trip, a share around the call above twice the bare app's: :data:`AROUND_CALL_TIMES`, or more time around a
-REST request's diffusers call than Gradio's own round trip in the bare app), not on machine noise (the diffusers call
-alone varies several-fold on a loaded machine)."""
+one run. The test checks the measurement and the bounds' arithmetic; whether this machine's figures keep within
+the bounds is the benchmark's to say (its exit status), since wall times on a loaded machine are noise."""
 
 from __future__ import annotations
 
 import pytest
 
-from masuka.bench.through_app import measure_through_app
+from masuka.bench import image as bench_image
+from masuka.bench.through_app import AROUND_CALL_TIMES, measure_through_app, over_bounds
 
-#: How many times the bare app's own time around its diffusers call (``bare_app_around_call_ms``: Gradio's work
-#: around the handler, about 25 ms here) MASUKA's share around the call and PNG save may take
-#: (``masuka_around_share_ms``): a bound that grows with a slow machine, not a fixed time. On this 2-core machine
-#: (load 4-6, 7 rounds) the share measured 10-19 ms, and 70-76 ms with a 60 ms sleep added to the request path (the
-#: target is 30 ms). Taken around the call it misses the diffusers call's noise (the plain ``masuka_share_ms``, a
-#: difference of two medians, read -2 to 24 ms, and 53-106 ms with the sleep). Regressions inside the call and the
-#: save are left to the ratio bound.
-AROUND_CALL_TIMES = 2
+#: Figures within every bound (ms): MASUKA a few ms over the bare app each way, REST routes ~10 ms around the call.
+WITHIN = {"bare_call_ms": 100.0, "bare_app_ms": 130.0, "masuka_app_ms": 135.0, "bare_app_new_session_ms": 160.0,
+          "masuka_app_new_session_ms": 190.0, "bare_app_gradio_client_ms": 150.0, "masuka_app_gradio_client_ms": 150.0,
+          "a1111_rest_ms": 112.0, "gradio_share_ms": 30.0, "a1111_around_call_ms": 9.0, "openai_around_call_ms": 11.0,
+          "bare_app_around_call_ms": 25.0, "masuka_around_share_ms": 12.0}
 
 
 @pytest.mark.slow
-def test_masuka_request_costs_at_most_twice_a_bare_gradio_app_making_the_same_call(tmp_path):
-    rounds = 7  # medians of seven alternated rounds: one burst of work beside them moves a median of three
-    figures = measure_through_app(tmp_path, rounds=rounds, size=64, steps=4)
+def test_the_measurement_alternates_every_way_in_and_saves_each_image(tmp_path):
+    rounds = 2
+    figures = measure_through_app(tmp_path, rounds=rounds, size=64, steps=2)
     assert figures["bare_call_ms"] > 0 and figures["bare_app_ms"] > 0 and figures["masuka_app_ms"] > 0
     assert figures["masuka_share_ms"] == round(figures["masuka_app_ms"] - figures["bare_app_ms"], 1)
     for way in ("new_session", "gradio_client"):
         assert figures[f"{way}_share_ms"] == round(figures[f"masuka_app_{way}_ms"] - figures[f"bare_app_{way}_ms"], 1)
-        assert figures[f"masuka_app_{way}_ms"] <= 2 * figures[f"bare_app_{way}_ms"], figures
-    assert figures["masuka_app_ms"] <= 2 * figures["bare_app_ms"], figures
-    around = AROUND_CALL_TIMES * figures["bare_app_around_call_ms"]  # the ratio above lets 60 ms more pass
-    assert figures["masuka_around_share_ms"] <= around, figures
-    assert figures["a1111_rest_ms"] <= 2 * figures["bare_app_ms"], figures  # no queue stream to pay for
-    for route in ("a1111", "openai"):  # MASUKA's work around the diffusers call, which pipeline noise misses
-        assert 0 < figures[f"{route}_around_call_ms"] < figures["bare_app_ms"] - figures["bare_call_ms"], figures
+    for route in ("a1111", "openai"):  # the diffusers call and save recorded inside a request lie within it
+        assert figures[f"{route}_around_call_ms"] > 0, figures
+    assert figures["over_bounds"] == over_bounds(figures)
     images = list((tmp_path / "through-app-data").rglob("*.png"))
     # one warm-up and the measured requests each: three ways into /generate_image and two REST routes, all saved
     assert len(images) == 5 * (1 + rounds)
+
+
+def test_figures_within_the_bounds_break_none_and_the_benchmark_exits_0():
+    assert over_bounds(WITHIN) == []
+    assert bench_image.exit_status({**WITHIN, "over_bounds": []}) == 0
+
+
+@pytest.mark.parametrize("moved, named", [
+    ({"masuka_app_ms": 261.0}, "masuka_app_ms 261.0 ms > 2 x bare_app_ms 130.0 ms"),
+    ({"masuka_app_new_session_ms": 321.0}, "masuka_app_new_session_ms 321.0 ms > 2 x bare_app_new_session_ms"),
+    ({"masuka_app_gradio_client_ms": 301.0}, "masuka_app_gradio_client_ms 301.0 ms > 2 x bare_app_gradio_client_ms"),
+    ({"a1111_rest_ms": 261.0}, "a1111_rest_ms 261.0 ms > 2 x bare_app_ms 130.0 ms"),
+    ({"masuka_around_share_ms": 25.0 * AROUND_CALL_TIMES + 0.1}, f"> {AROUND_CALL_TIMES} x bare_app_around_call_ms"),
+    ({"openai_around_call_ms": 30.0}, "openai_around_call_ms 30.0 ms >= gradio_share_ms 30.0 ms"),
+])
+def test_each_bound_a_figure_breaks_is_named_and_the_benchmark_exits_1(moved, named):
+    broken = over_bounds({**WITHIN, **moved})
+    assert len(broken) == 1 and named in broken[0], broken
+    assert bench_image.exit_status({**WITHIN, **moved, "over_bounds": broken}) == 1
