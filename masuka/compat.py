@@ -77,16 +77,17 @@ def range_problems(packages: Iterable[str], requirements_text: str | None = None
     names = {canonical(name) for name in packages}
     wanted = [("requirements.txt", Range(text)) for line in requirements_text.splitlines()
               if (text := line.partition("#")[0].strip())]
-    for package in packages:
-        if installed(package):
-            wanted += [(f"{package} {installed(package)}", Range(text))
-                       for text in importlib.metadata.requires(package) or []]
-    found = [f"{package} is not installed" for package in packages if not installed(package)]
+    versions = {package: installed(package) for package in packages}  # each read parses a METADATA file
+    for package, version in versions.items():
+        if version:
+            wanted += [(f"{package} {version}", Range(text)) for text in importlib.metadata.requires(package) or []]
+    found = [f"{package} is not installed" for package, version in versions.items() if not version]
     for who, requirement in wanted:
+        if canonical(requirement.name) not in names or (requirement.marker
+                                                         and not requirement.marker.evaluate({"extra": ""})):
+            continue
         have = installed(requirement.name)
-        if (canonical(requirement.name) in names and have
-                and not (requirement.marker and not requirement.marker.evaluate({"extra": ""}))
-                and not requirement.specifier.contains(have, prereleases=True)):
+        if have and not requirement.specifier.contains(have, prereleases=True):
             found.append(f"{who} needs {requirement.name}{requirement.specifier}, {have} is installed")
     return found
 

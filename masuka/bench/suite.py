@@ -219,7 +219,8 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
     """Run the checks within the budget (lines with a target first, compiled ones next, the rest last); write
     ``bench-suite.json`` and ``bench-suite.md``."""
     groups = chosen_groups(args.only)  # a wrong name fails before anything loads
-    check_versions()
+    if not args.go_on_from:  # a process that goes on runs on the packages the first one checked a moment ago
+        check_versions()
     import diffusers
     import transformers
 
