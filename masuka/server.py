@@ -191,7 +191,16 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     UI) is moved out of the garbage collector's reach (``gc.freeze``): it lives as long as the server, and a full
     collection then walks only newer objects: on a 2-core machine 8 ms instead of about 70 ms, a pause that fell
     on the first page and then on random requests. Work that loads models (queued jobs, the Space's model)
-    starts after that, so no model is frozen."""
+    starts after that, so no model is frozen.
+
+    What can refuse the start (an address it cannot listen on, a Space without sign-in, ``--ngrok`` without a
+    token) is checked before Gradio is imported, and the warnings printed: a refusal comes in a second, not after
+    the seconds that import takes."""
+    check_listen(host, port)
+    for line in (public_warning(config, host, share, ngrok), sign_in_line(config), admin_warning(config)):
+        if line:
+            print(line, file=sys.stderr)
+    token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
     import gradio as gr
     from starlette.middleware import Middleware
 
@@ -211,11 +220,6 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     from masuka.studio import Studio
     from masuka.ui.app import build_app
 
-    check_listen(host, port)
-    for line in (public_warning(config, host, share, ngrok), sign_in_line(config), admin_warning(config)):
-        if line:
-            print(line, file=sys.stderr)
-    token = ngrok_token(config) if ngrok else None  # a missing token fails before the server starts
     studio = Studio.open(config)
     retire_off_list(studio)  # before any worker or runner takes up their queued work, or the API their tokens
     if block:

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+import pytest
 
-def test_start_up_names_masukas_share_flag_not_gradios(live_app, capsys):
-    app = live_app()
-    out = capsys.readouterr().out
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The app served on loopback (no sign-in) and what its start-up printed, for this module's tests of it."""
+    import contextlib
+    import io
+
+    from masuka.config import Config
+    from masuka.keys import services
+    from masuka.server import launch
+    from tests.conftest import free_port
+
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:  # as tests/conftest.py's _no_keys, for the app's whole life
+        for name in (name for declared in services().values() for name in declared.key_env):
+            patch.delenv(name, raising=False)
+        with contextlib.redirect_stdout(printed):
+            running = launch(Config.from_env(data_dir=tmp_path_factory.mktemp("app-data"), auth=""),
+                             host="127.0.0.1", port=free_port(), block=False)
+        yield running, printed.getvalue()
+        running.close()
+
+
+def test_start_up_names_masukas_share_flag_not_gradios(served):
+    app, out = served
     assert f"MASUKA is running on {app.url}" in out
     assert "--share" in out and "share=True" not in out
 
@@ -19,10 +42,10 @@ def test_a_missing_model_folder_is_named_in_one_line(capsys, tmp_path):
     assert err.startswith("error: The folder ./missing-folder does not exist")
 
 
-def test_a_refusal_in_the_app_is_one_log_line_without_a_traceback(live_app, capfd, caplog):
+def test_a_refusal_in_the_app_is_one_log_line_without_a_traceback(served, capfd, caplog):
     from gradio_client import Client
 
-    client = Client(live_app().url, verbose=False)
+    client = Client(served[0].url, verbose=False)
     capfd.readouterr()
     with caplog.at_level("WARNING", logger="masuka.ui.common"):
         try:

@@ -6,8 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,33 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
 
-NO_HEAVY_IMPORTS = """
-import sys, tempfile
+
+# the cheap checks first: the first test in a process also waits for the session's heavy imports (conftest.py)
+@pytest.mark.parametrize("host", ["192.168.1.20", "10.0.0.5", "myhost.lan", "[::]", "0:0:0:0:0:0:0:0", "0.0.0.0",
+                                  ""])
+def test_any_host_but_this_machine_warns_without_auth(tmp_path, host):
+    from masuka.config import Config
+    from masuka.server import public_warning
+
+    assert "without auth" in public_warning(Config.from_env(data_dir=tmp_path, auth=""), host, False, False)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_this_machine_only_does_not_warn(tmp_path, host):
+    from masuka.config import Config
+    from masuka.server import public_warning
+
+    assert public_warning(Config.from_env(data_dir=tmp_path, auth=""), host, False, False) is None
+
+
+#: one process for both start-up import checks: serve's environment check under a named device, then building the
+#: app (with the device back to cpu, as in the separate runs these were); each prints what it imported
+START_UP_IMPORTS = """
+import os, sys, tempfile
+from masuka.environment import check_environment
+check_environment()
+print("torch" in sys.modules)
+os.environ["MASUKA_DEVICE"] = "cpu"
 from masuka.config import Config
 from masuka.studio import Studio
 from masuka.ui.app import build_app
@@ -28,18 +51,22 @@ print(",".join(heavy) or "none")
 """
 
 
-def test_serve_s_start_up_checks_import_no_torch_even_for_a_named_device():
-    check = ("import sys; from masuka.environment import check_environment; check_environment(); "
-             "print('torch' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT,
+@pytest.fixture(scope="module")
+def start_up_imports() -> tuple[list[str], str]:
+    """What :data:`START_UP_IMPORTS` printed (one line per check) and its stderr."""
+    done = subprocess.run([sys.executable, "-c", START_UP_IMPORTS], capture_output=True, text=True, cwd=ROOT,
                           env={**ENV, "MASUKA_DEVICE": "cuda"}, timeout=120)
-    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
+    return done.stdout.strip().splitlines(), done.stderr
 
 
-def test_building_the_app_imports_no_ml_library():
-    done = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS], capture_output=True, text=True, cwd=ROOT,
-                          env=ENV, timeout=120)
-    assert done.stdout.strip().splitlines()[-1] == "none", done.stderr
+def test_serve_s_start_up_checks_import_no_torch_even_for_a_named_device(start_up_imports):
+    lines, stderr = start_up_imports
+    assert lines[:1] == ["False"], stderr
+
+
+def test_building_the_app_imports_no_ml_library(start_up_imports):
+    lines, stderr = start_up_imports
+    assert len(lines) >= 2 and lines[-1] == "none", stderr
 
 
 def test_queue_settings_go_in_with_the_blocks_so_the_server_app_is_built_once_per_gradio_step(studio, monkeypatch):
@@ -90,23 +117,12 @@ def test_a_server_process_keeps_its_start_up_heap_out_of_the_collectors_reach(tm
     assert steps == ["jobs", "space", "freeze", "freeze", "jobs", "space"], "models load after the freezes"
 
 
-def test_app_py_serves_on_the_given_port_with_data_dir(tmp_path):
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--data-dir", str(tmp_path / "d")],
-                               cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        status = None
-        while time.monotonic() < deadline and status != 200:
-            try:
-                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status
-            except OSError:
-                time.sleep(0.2)
-        assert status == 200
-        assert (tmp_path / "d" / "masuka.db").is_file()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def test_app_py_serves_on_the_given_port_with_data_dir(ngrok_run):
+    """app.py's server, asked for its page on the port given, while it was up (by the fake ngrok that the run
+    below started once the app was served)."""
+    done, started, data = ngrok_run
+    assert started.get("served") == 200, (started.get("served"), done.stderr)
+    assert (data / "masuka.db").is_file()
 
 
 def test_ngrok_without_token_is_a_clear_error(tmp_path):
@@ -165,23 +181,6 @@ def test_a_space_without_sign_in_refuses_to_start_unless_deliberately_public(tmp
     assert public_warning(Config.from_env(data_dir=tmp_path, auth="ana:pw-ana"), "0.0.0.0", False, False) is None
 
 
-@pytest.mark.parametrize("host", ["192.168.1.20", "10.0.0.5", "myhost.lan", "[::]", "0:0:0:0:0:0:0:0", "0.0.0.0",
-                                  ""])
-def test_any_host_but_this_machine_warns_without_auth(tmp_path, host):
-    from masuka.config import Config
-    from masuka.server import public_warning
-
-    assert "without auth" in public_warning(Config.from_env(data_dir=tmp_path, auth=""), host, False, False)
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
-def test_this_machine_only_does_not_warn(tmp_path, host):
-    from masuka.config import Config
-    from masuka.server import public_warning
-
-    assert public_warning(Config.from_env(data_dir=tmp_path, auth=""), host, False, False) is None
-
-
 TOKEN = "2fakeNgrokToken_secret"
 #: an ``ngrok`` that records how it was started (its arguments, and the config file it was given) and then fails
 #: as ngrok does on a bad token, quoting it
@@ -190,12 +189,20 @@ import json, os, sys
 config = sys.argv[sys.argv.index("--config") + 1]
 record = {{"argv": sys.argv, "config": open(config).read(), "mode": os.stat(config).st_mode & 0o777, "path": config}}
 json.dump(record, open({record!r}, "w"))
+if os.environ.get("FAKE_NGROK_PROBE"):  # the app's page, asked for while the app serves (before the tunnel)
+    import urllib.request
+    try:
+        record["served"] = urllib.request.urlopen(os.environ["FAKE_NGROK_PROBE"], timeout=60).status
+    except OSError as error:
+        record["served"] = str(error)
+    json.dump(record, open({record!r}, "w"))
 print('t=2026-01-01T00:00:00+0000 lvl=eror msg="failed to start" err="authentication failed: Your authtoken: {token}"')
 """
 
 
-@pytest.mark.parametrize("runs", [True, False], ids=["refused-token", "not-executable"])
-def test_ngrok_gets_its_token_out_of_sight_of_ps_and_a_failed_tunnel_stops_with_one_line(tmp_path, runs):
+def fake_ngrok(tmp_path: Path, runs: bool) -> tuple[Path, Path, Path]:
+    """The fake ngrok (executable or not), the file it records its start in, and a data dir whose Settings hold
+    the token (only the config file can carry it to ngrok)."""
     from masuka.key_store import KeyStore
     from masuka.services import NGROK
 
@@ -203,22 +210,58 @@ def test_ngrok_gets_its_token_out_of_sight_of_ps_and_a_failed_tunnel_stops_with_
     fake.write_text(FAKE_NGROK.format(python=sys.executable, record=str(record), token=TOKEN))
     fake.chmod(0o700 if runs else 0o600)
     data.mkdir(mode=0o700)
-    KeyStore(data).set(NGROK, TOKEN)  # saved in Settings: only the config file can carry it to ngrok
-    env = {**{k: v for k, v in ENV.items() if k != "NGROK_AUTHTOKEN"}, "PYNGROK_NGROK_PATH": str(fake)}
-    done = subprocess.run([sys.executable, "app.py", "--ngrok", "--port", str(free_port()), "--data-dir", str(data)],
+    KeyStore(data).set(NGROK, TOKEN)
+    return fake, record, data
+
+
+@pytest.fixture(scope="module")
+def ngrok_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    """One whole start through app.py with --ngrok, a port and a data dir: the app is served, then the tunnel (a
+    fake ngrok that first asks for the app's page, then refuses the token) fails. What it did, what the fake
+    recorded, and the data dir."""
+    fake, record, data = fake_ngrok(tmp_path_factory.mktemp("ngrok-run"), runs=True)
+    port = free_port()
+    env = {**{k: v for k, v in ENV.items() if k != "NGROK_AUTHTOKEN"}, "PYNGROK_NGROK_PATH": str(fake),
+           "FAKE_NGROK_PROBE": f"http://127.0.0.1:{port}/"}
+    done = subprocess.run([sys.executable, "app.py", "--ngrok", "--port", str(port), "--data-dir", str(data)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return done, json.loads(record.read_text()) if record.exists() else {}, data
+
+
+def test_ngrok_gets_its_token_out_of_sight_of_ps_and_a_failed_tunnel_stops_with_one_line(ngrok_run):
+    done, started, data = ngrok_run
     assert done.returncode == 2, done.stderr
     line = done.stderr.strip().splitlines()[-1]  # after the warning about a public app without a password
     assert line.startswith("error: the ngrok tunnel could not open: ")
     assert TOKEN not in done.stderr + done.stdout and "Traceback" not in done.stderr
     assert list((data / "tmp").iterdir()) == [], "the token's file is gone"
-    if runs:
-        started = json.loads(record.read_text())
-        assert TOKEN not in " ".join(started["argv"]) and "--authtoken" not in started["argv"]
-        assert TOKEN in started["config"] and started["mode"] == 0o600
-        assert "authentication failed" in line
-    else:
-        assert "Permission denied" in line
+    assert TOKEN not in " ".join(started["argv"]) and "--authtoken" not in started["argv"]
+    assert TOKEN in started["config"] and started["mode"] == 0o600
+    assert "authentication failed" in line
+
+
+def test_an_ngrok_that_cannot_run_is_one_line_without_the_token(tmp_path, monkeypatch, capfd):
+    """The tunnel that launch opens, in this process: an ngrok binary that is not executable (how the failure
+    becomes ``error:`` and exit 2 is the test above's, through app.py)."""
+    from pyngrok import conf
+
+    from masuka.config import Config
+    from masuka.errors import InvalidInput
+    from masuka.server import ngrok_token, open_ngrok_tunnel
+
+    fake, record, data = fake_ngrok(tmp_path, runs=False)
+    monkeypatch.setattr(conf.get_default(), "ngrok_path", str(fake))  # as PYNGROK_NGROK_PATH sets it
+    monkeypatch.delenv("NGROK_AUTHTOKEN", raising=False)
+    config = Config.from_env(data_dir=data, auth="")
+    config.tmp_dir.mkdir()
+    with pytest.raises(InvalidInput) as refused:
+        open_ngrok_tunnel(ngrok_token(config), free_port(), config.tmp_dir)
+    line = str(refused.value)
+    assert line.startswith("the ngrok tunnel could not open: ") and "\n" not in line
+    assert "Permission denied" in line and not record.exists()
+    out, err = capfd.readouterr()
+    assert TOKEN not in line + out + err
+    assert list(config.tmp_dir.iterdir()) == [], "the token's file is gone"
 
 
 @pytest.mark.parametrize("command", [["app.py"], ["-m", "masuka", "serve"]], ids=["app.py", "serve"])

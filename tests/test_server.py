@@ -13,6 +13,14 @@ from masuka.server import check_share_link
 from tests.conftest import ROOT, free_port
 
 
+# the cheap check first: the first test in a process also waits for the session's heavy imports (conftest.py)
+def test_only_a_share_link_asked_for_and_missing_is_refused():
+    check_share_link(False, None)
+    check_share_link(True, "https://abc.gradio.live")
+    with pytest.raises(InvalidInput, match=r"^the share link could not open \(no internet\?\)"):
+        check_share_link(True, None)
+
+
 def test_a_share_link_that_did_not_open_stops_the_app_in_one_line(tmp_path):
     """Gradio says "Could not create share link" and serves on; MASUKA stops instead (exit 2), as for a failed ngrok
     tunnel: a local app that distrusts this computer's own API calls, as if through a tunnel, is no use. The tunnel
@@ -31,10 +39,3 @@ def test_a_share_link_that_did_not_open_stops_the_app_in_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1].startswith("error: the share link could not open (no internet?): ")
     assert "Traceback" not in done.stderr and "MASUKA is running" not in done.stdout
-
-
-def test_only_a_share_link_asked_for_and_missing_is_refused():
-    check_share_link(False, None)
-    check_share_link(True, "https://abc.gradio.live")
-    with pytest.raises(InvalidInput, match=r"^the share link could not open \(no internet\?\)"):
-        check_share_link(True, None)

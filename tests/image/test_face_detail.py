@@ -20,15 +20,24 @@ from masuka.image.tasks import InitImage
 SIZE = 256
 
 
-@pytest.fixture
-def portrait(studio, tiny_model, tmp_path):
+@pytest.fixture(scope="module")
+def portrait(tiny_model, tmp_path_factory):
     """A generated 256 px picture with the astronaut's portrait pasted in its top-left, and a mask that repaints
-    only a band at the right edge, so the inpainted result still shows the face exactly."""
+    only a band at the right edge, so the inpainted result still shows the face exactly. Made once, in a studio
+    of its own: the tests only read the two files, each repainting in its own studio."""
     from skimage.data import astronaut
 
+    from masuka.config import Config
+    from masuka.studio import Studio
+
     model = tiny_model("sdxl")
-    background = generate_images(studio, ImageRequest(prompt="a wall", model=str(model), steps=1, seed=1,
-                                                      width=SIZE, height=SIZE))[0]
+    tmp_path = tmp_path_factory.mktemp("portrait")
+    maker = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth=""))
+    try:
+        background = generate_images(maker, ImageRequest(prompt="a wall", model=str(model), steps=1, seed=1,
+                                                         width=SIZE, height=SIZE))[0]
+    finally:
+        maker.close()
     picture = Image.open(background.path).convert("RGB")
     picture.paste(Image.fromarray(astronaut()).resize((192, 192), Image.LANCZOS), (0, 0))
     mask = Image.new("L", picture.size, 0)
