@@ -112,6 +112,30 @@ def live_app(tmp_path):
         running.close()
 
 
+@pytest.fixture(scope="module")
+def shared_app(tmp_path_factory):
+    """``shared_app(auth="u:p,…", **overrides)`` -> like :func:`live_app`, but one app per distinct settings for a
+    whole test module (each start costs ~1.7 s of CPU): for tests whose assertions are scoped to their own rows,
+    users and tokens, and which leave no setting changed that another test of the module reads. A test about
+    start-up, a restart or a fresh data dir keeps ``live_app``."""
+    from masuka.config import Config
+    from masuka.server import Running, launch
+
+    apps: dict[tuple, Running] = {}
+
+    def start(auth: str = "", **overrides):
+        key = (auth, tuple(sorted(overrides.items())))
+        if key not in apps:
+            data_dir = tmp_path_factory.mktemp("shared-app") / "app-data"
+            config = Config.from_env(data_dir=data_dir, auth=auth, **overrides)
+            apps[key] = launch(config, host="127.0.0.1", port=free_port(), block=False)
+        return apps[key]
+
+    yield start
+    for running in apps.values():
+        running.close()
+
+
 @pytest.fixture(scope="session")
 def browser():
     """The system Chromium, headless, started once per test process; the test is skipped without it, outside CI."""

@@ -19,13 +19,24 @@ from masuka.loras.library import delete_lora
 from tests.loras.test_imports import write_flux_lora
 
 
+@pytest.fixture
+def app(shared_app):
+    """One app for the module's tests that need no settings of their own: each finds its rows by its own prompt,
+    sets the checkpoint it uses, and names its LoRAs and upscalers apart."""
+    return shared_app()
+
+
+def made(app, prompt: str) -> list[dict]:
+    """The history rows of ``prompt`` (each test prompts its own), oldest first."""
+    return app.studio.store.find("generations", "prompt = ?", [prompt], order_by="id")
+
+
 def client(app, **auth) -> webuiapi.WebUIApi:
     host, port = app.url.rstrip("/").rsplit(":", 1)
     return webuiapi.WebUIApi(host=host.split("//")[1], port=int(port), **auth)
 
 
-def test_txt2img_with_a_lora_tag_is_recorded_and_png_info_reads_it(live_app, tiny_model, tiny_lora):
-    app = live_app()
+def test_txt2img_with_a_lora_tag_is_recorded_and_png_info_reads_it(app, tiny_model, tiny_lora):
     shutil.copy(tiny_lora("flux"), app.studio.config.loras_dir / "fox.safetensors")
     api = client(app)
     model = str(tiny_model("flux"))
@@ -35,7 +46,7 @@ def test_txt2img_with_a_lora_tag_is_recorded_and_png_info_reads_it(live_app, tin
                          width=64, height=64, batch_size=2, sampler_name="Euler a")
     assert [image.size for image in result.images] == [(64, 64), (64, 64)]
     assert result.info["all_seeds"] == [3, 4] and len(result.info["infotexts"]) == 2
-    rows = app.studio.store.find("generations", order_by="id")
+    rows = made(app, "a red fox")
     assert [r["seed"] for r in rows] == [3, 4] and {r["status"] for r in rows} == {"completed"}
     assert rows[0]["prompt"] == "a red fox" and rows[0]["loras"][0]["name"] == "fox"
     assert rows[0]["loras"][0]["weight"] == 0.5 and rows[0]["model"] == model
@@ -47,33 +58,32 @@ def test_txt2img_with_a_lora_tag_is_recorded_and_png_info_reads_it(live_app, tin
     assert {r["guidance"] for r in rows} == {2.5}
 
 
-def test_txt2img_passes_the_negative_prompt_to_a_model_that_takes_one(live_app, tiny_model):
+def test_txt2img_passes_the_negative_prompt_to_a_model_that_takes_one(app, tiny_model):
     """SDXL (tiny) with classifier-free guidance on: the negative prompt is recorded and changes the pixels."""
-    app = live_app()
     api = client(app)
     api.set_options({"sd_model_checkpoint": str(tiny_model("sdxl"))})
-    common = dict(prompt="a red fox", seed=5, steps=2, cfg_scale=6.0, width=64, height=64)
+    common = dict(prompt="a guided fox", seed=5, steps=2, cfg_scale=6.0, width=64, height=64)
     with_negative = api.txt2img(negative_prompt="blurry", **common)
     without = api.txt2img(**common)
-    rows = app.studio.store.find("generations", order_by="id")
+    rows = made(app, "a guided fox")
     assert [r["negative_prompt"] for r in rows] == ["blurry", ""] and {r["guidance"] for r in rows} == {6.0}
     assert parse_parameters(with_negative.info["infotexts"][0]).negative_prompt == "blurry"
     pixels = [np.asarray(r.image.convert("RGB"), dtype=np.int16) for r in (with_negative, without)]
     assert np.abs(pixels[0] - pixels[1]).mean() > 1.0, "the negative prompt reaches the pipeline"
 
 
-def test_img2img_with_a_mask_repaints_only_the_mask(live_app, tiny_model, photo, square_mask):
-    app = live_app()
+def test_img2img_with_a_mask_repaints_only_the_mask(app, tiny_model, photo, square_mask):
     api = client(app)
     api.set_options({"sd_model_checkpoint": str(tiny_model("flux"))})
-    result = api.img2img(images=[photo], mask_image=square_mask, mask_blur=0, denoising_strength=1.0, prompt="a cat",
+    result = api.img2img(images=[photo], mask_image=square_mask, mask_blur=0, denoising_strength=1.0,
+                         prompt="a masked cat",
                          inpainting_fill=1, inpaint_full_res=False, steps=2, width=64, height=64, seed=8)
     out = np.asarray(result.image.convert("RGB"), dtype=np.int16)
     original = np.asarray(photo, dtype=np.int16)
     inside = np.asarray(square_mask) > 0
     assert result.image.size == (64, 64)
     assert np.array_equal(out[~inside], original[~inside]) and np.abs(out[inside] - original[inside]).mean() > 5
-    row = app.studio.store.find("generations")[0]
+    (row,) = made(app, "a masked cat")
     assert row["params"]["task"] == "inpaint" and row["params"]["strength"] == 1.0
     assert app.studio.config.absolute(row["params"]["mask"]).is_file()
     only_masked = api.img2img(images=[photo], mask_image=square_mask, mask_blur=0, denoising_strength=1.0,
@@ -85,8 +95,7 @@ def test_img2img_with_a_mask_repaints_only_the_mask(live_app, tiny_model, photo,
     assert plain.image.size == (64, 64) and plain.info["denoising_strength"] == 0.6
 
 
-def test_unknown_fields_are_ignored_and_bad_values_get_422_with_the_reason(live_app, tiny_model):
-    app = live_app()
+def test_unknown_fields_are_ignored_and_bad_values_get_422_with_the_reason(app, tiny_model):
     url = app.url.rstrip("/") + "/sdapi/v1/txt2img"
     body = {"prompt": "a boat", "steps": 1, "width": 64, "height": 64, "override_settings":
             {"sd_model_checkpoint": str(tiny_model("flux"))}, "hr_upscaler": "Latent", "alwayson_scripts": {}}
@@ -101,10 +110,10 @@ def test_unknown_fields_are_ignored_and_bad_values_get_422_with_the_reason(live_
     assert typed.status_code == 422 and typed.json()["detail"][0]["loc"] == ["body", "steps"]
 
 
-def test_a_body_over_the_upload_limit_gets_413_in_each_apis_shape(live_app):
+def test_a_body_over_the_upload_limit_gets_413_in_each_apis_shape(shared_app):
     """MASUKA_MAX_UPLOAD_MB caps what the REST routes take: by the declared Content-Length before reading, else (a
     chunked body) as soon as what was read passes it."""
-    app = live_app(max_upload_mb=1)
+    app = shared_app(max_upload_mb=1)
     base, body = app.url.rstrip("/"), b"x" * (2 * 2**20)
     a1111 = httpx.post(base + "/sdapi/v1/txt2img", content=body, timeout=60)
     assert a1111.status_code == 413 and a1111.json()["error"] == "PayloadTooLarge"
@@ -178,8 +187,8 @@ def test_waiting_generations_leave_progress_and_interrupt_answering(live_app, ti
     assert api.get_progress()["state"]["job_count"] == 0
 
 
-def test_lists_refresh_and_upscale(live_app, tiny_lora, photo):
-    app = live_app()
+def test_lists_refresh_and_upscale(shared_app, tiny_lora, photo):
+    app = shared_app(max_upload_mb=1)  # an app whose LoRA and upscaler lists no other test adds to (small bodies)
     api = client(app)
     shutil.copy(tiny_lora("sdxl"), app.studio.config.loras_dir / "castle.safetensors")
     base = app.url.rstrip("/") + "/sdapi/v1"
@@ -195,17 +204,16 @@ def test_lists_refresh_and_upscale(live_app, tiny_lora, photo):
     assert refused.status_code == 422 and "not available" in refused.json()["detail"]
 
 
-def test_extra_single_image_runs_a_named_model_upscaler(live_app, photo):
+def test_extra_single_image_runs_a_named_model_upscaler(app, photo):
     from masuka.image.upscale.models import upscalers_dir
     from masuka.testing.upscalers import write_esrgan
 
-    app = live_app()
     write_esrgan(upscalers_dir(app.studio.config) / "tiny4x.pth", 4)
     api = client(app)
     assert [u["name"] for u in api.get_upscalers()] == ["None", "Lanczos", "Nearest", "tiny4x"]
     upscaled = api.extra_single_image(photo, upscaler_1="tiny4x", upscaling_resize=2)
     assert upscaled.image.size == (128, 128)
-    assert app.studio.store.find("generations")[0]["model"] == "tiny4x"
+    assert app.studio.store.find("generations")[0]["model"] == "tiny4x", "the newest row is this upscale"
     refused = httpx.post(app.url.rstrip("/") + "/sdapi/v1/extra-single-image",
                          json={"image": "", "upscaler_1": "tiny4x", "upscaling_resize": 3})
     assert refused.status_code == 422 and "upscales by 2 or 4" in refused.json()["detail"]
@@ -233,7 +241,7 @@ def test_basic_auth_with_the_apps_users(live_app, tiny_model):
     assert len(messages) == 1 and "no model folder of yours" in messages.pop()
 
 
-def test_png_info_reads_other_tools_and_odd_comments(live_app, tmp_path):
+def test_png_info_reads_other_tools_and_odd_comments(app, tmp_path):
     """A numeric EXIF UserComment is no parameters (not a 500); Fooocus's JSON gives its prompt; ComfyUI's text
     fields are listed in ``items`` as A1111 lists them."""
     import base64
@@ -254,7 +262,7 @@ def test_png_info_reads_other_tools_and_odd_comments(live_app, tmp_path):
 
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0x9286] = 1000
-    url = live_app().url.rstrip("/") + "/sdapi/v1/png-info"
+    url = app.url.rstrip("/") + "/sdapi/v1/png-info"
     numbers = encoded(lambda out: Image.new("RGB", (64, 64)).save(out, "JPEG", exif=exif.tobytes()))
     answer = httpx.post(url, json={"image": numbers}, timeout=30)
     assert answer.status_code == 200 and answer.json()["info"] == ""
@@ -265,13 +273,12 @@ def test_png_info_reads_other_tools_and_odd_comments(live_app, tmp_path):
     assert comfy["info"] == "" and comfy["items"] == {"prompt": "{}", "workflow": '{"nodes": []}'}
 
 
-def test_a_lora_that_a_request_waiting_for_the_gpu_uses_cannot_be_deleted(live_app, tiny_model, tiny_lora):
+def test_a_lora_that_a_request_waiting_for_the_gpu_uses_cannot_be_deleted(app, tiny_model, tiny_lora):
     """A request holds its LoRAs from its checks on, not only once it has the GPU: deleting one while the request
     waits is refused, and the request then makes its image with it (it was a 500 once the file had gone)."""
-    app = live_app()
     shutil.copy(tiny_lora("flux"), app.studio.config.loras_dir / "ink.safetensors")
     base = app.url.rstrip("/") + "/sdapi/v1"
-    body = {"prompt": "a fox <lora:ink:0.8>", "steps": 1, "width": 64, "height": 64,
+    body = {"prompt": "an inked fox <lora:ink:0.8>", "steps": 1, "width": 64, "height": 64,
             "override_settings": {"sd_model_checkpoint": str(tiny_model("flux"))}}
     assert httpx.post(base + "/refresh-loras").status_code == 200
     answers = []
@@ -285,7 +292,7 @@ def test_a_lora_that_a_request_waiting_for_the_gpu_uses_cannot_be_deleted(live_a
             delete_lora(app.studio, "ink", "local", True)
     sender.join()
     assert answers[0].status_code == 200, answers[0].text
-    assert app.studio.store.find("generations")[0]["loras"][0]["name"] == "ink"
+    assert [row["loras"][0]["name"] for row in made(app, "an inked fox")] == ["ink"]
     assert delete_lora(app.studio, "ink", "local", True)["name"] == "ink", "once the request is done"
 
 

@@ -26,12 +26,13 @@ def tiny_guides(tmp_path_factory):
 
 
 @pytest.fixture
-def sdxl_app(live_app, tiny_model, tiny_guides, monkeypatch):
-    """A live app whose SDXL profile serves every control kind and style references with the tiny models."""
+def sdxl_app(shared_app, tiny_model, tiny_guides, monkeypatch):
+    """A live app whose SDXL profile serves every control kind and style references with the tiny models (the
+    profile and the depth model are read per request: the module's tests share one app)."""
     net, adapter, depth = tiny_guides
     monkeypatch.setenv("MASUKA_DEPTH_MODEL", str(depth))
     point_profile(monkeypatch, "sdxl", controlnet=str(net), reference=str(adapter))
-    app = live_app()
+    app = shared_app()
     api = client(app)
     api.set_options({"sd_model_checkpoint": str(tiny_model("sdxl"))})
     return app, api
@@ -93,6 +94,7 @@ def test_an_ip_adapter_unit_is_a_style_reference(sdxl_app, square):
 
 def test_units_refused_with_the_reason(sdxl_app, tiny_guides, square):
     app, api = sdxl_app
+    rows = app.studio.store.count("generations")
     url = api.baseurl + "/txt2img"
     body = {"prompt": "a boat", "steps": 1, "width": 64, "height": 64}
     image = webuiapi.raw_b64_img(square)
@@ -103,7 +105,7 @@ def test_units_refused_with_the_reason(sdxl_app, tiny_guides, square):
                           "start < end")):
         answer = httpx.post(url, json={**body, "alwayson_scripts": {"controlnet": {"args": [unit]}}}, timeout=120)
         assert answer.status_code == 422 and reason in answer.json()["detail"], answer.text
-    assert not app.studio.store.count("generations")
+    assert app.studio.store.count("generations") == rows, "no row for a refused request"
     assert api.has_controlnet and api.controlnet_version() == 2, "webuiapi sees the extension"
     assert {"none", "canny", "depth_midas", "ip-adapter_clip_sdxl"} <= set(api.controlnet_module_list())
     models = api.controlnet_model_list()

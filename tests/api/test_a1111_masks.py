@@ -25,12 +25,22 @@ def repainted_only(picture: Image.Image, original: Image.Image, repaint: np.ndar
     return np.array_equal(out[~repaint], before[~repaint]) and np.abs(out[repaint] - before[repaint]).mean() > 5
 
 
-def test_an_inverted_mask_is_kept_inverted_and_reuse_repaints_the_same_part(live_app, tiny_model, photo,
+def last_id(app) -> int:
+    return max((row["id"] for row in app.studio.store.find("generations", limit=1)), default=0)
+
+
+def rows_since(app, last: int) -> list[dict]:
+    """The history rows made after row ``last``, oldest first."""
+    return app.studio.store.find("generations", "id > ?", [last], order_by="id")
+
+
+def test_an_inverted_mask_is_kept_inverted_and_reuse_repaints_the_same_part(shared_app, tiny_model, photo,
                                                                            square_mask):
     """``inpainting_mask_invert: 1`` repaints outside the white square; the row keeps the mask that was used (white
     outside), so Reuse -> Generate repaints outside again; the infotext says so as A1111 does, with the only-masked
     padding and the fill, which the row records too."""
-    app = live_app()
+    app = shared_app()  # the module's one app: each test reads the rows made since it started
+    last = last_id(app)
     api = client(app)
     api.set_options({"sd_model_checkpoint": str(tiny_model("flux"))})
     result = api.img2img(images=[photo], mask_image=square_mask, inpainting_mask_invert=1, mask_blur=0,
@@ -38,7 +48,7 @@ def test_an_inverted_mask_is_kept_inverted_and_reuse_repaints_the_same_part(live
                          prompt="a cat", steps=2, width=64, height=64, seed=8)
     outside = np.asarray(square_mask) == 0
     assert repainted_only(result.image, photo, outside)
-    row = app.studio.store.find("generations")[0]
+    (row,) = rows_since(app, last)
     params = row["params"]
     kept = Image.open(app.studio.config.absolute(params["mask"]))
     assert np.array_equal(np.asarray(kept.convert("L")), np.asarray(ImageOps.invert(square_mask))), \
@@ -58,14 +68,15 @@ def test_an_inverted_mask_is_kept_inverted_and_reuse_repaints_the_same_part(live
     assert repainted_only(plain.image, photo, ~outside)
     extra = parse_parameters(plain.info["infotexts"][0]).extra
     assert not {"Mask mode", "Masked content", "Inpaint area", "Masked area padding"} & set(extra)
-    params = app.studio.store.find("generations", order_by="id")[-1]["params"]
+    params = rows_since(app, last)[-1]["params"]
     assert not {"mask_inverted", "only_masked_padding", "fill_masked"} & set(params)
 
 
-def test_a_mask_drawn_on_transparency_is_read_by_its_alpha(live_app, tiny_model, photo, square_mask):
+def test_a_mask_drawn_on_transparency_is_read_by_its_alpha(shared_app, tiny_model, photo, square_mask):
     """Opaque red strokes on a transparent white background (A1111 reads such a mask by its alpha): only the
     strokes are repainted, and the mask kept is that of the strokes, so Reuse repaints them again."""
-    app = live_app()
+    app = shared_app()
+    last = last_id(app)
     api = client(app)
     api.set_options({"sd_model_checkpoint": str(tiny_model("flux"))})
     strokes = Image.new("RGBA", (64, 64), (255, 255, 255, 0))
@@ -74,7 +85,7 @@ def test_a_mask_drawn_on_transparency_is_read_by_its_alpha(live_app, tiny_model,
                          inpaint_full_res=False, prompt="a cat", steps=2, width=64, height=64, seed=8)
     inside = np.asarray(square_mask) > 0
     assert repainted_only(result.image, photo, inside)
-    row = app.studio.store.find("generations")[0]
+    (row,) = rows_since(app, last)
     kept = Image.open(app.studio.config.absolute(row["params"]["mask"]))
     assert np.array_equal(np.asarray(kept.convert("L")), np.asarray(square_mask)), "the strokes' mask is kept"
 
@@ -88,7 +99,7 @@ def test_a_mask_drawn_on_transparency_is_read_by_its_alpha(live_app, tiny_model,
     assert repainted_only(inverted.image, photo, ~inside)
 
 
-def test_a_mask_with_nothing_opaque_is_refused_as_transparent_not_as_black(live_app, tiny_model, photo):
+def test_a_mask_with_nothing_opaque_is_refused_as_transparent_not_as_black(shared_app, tiny_model, photo):
     """A fully transparent mask (read by its alpha) is refused saying it is transparent and that opaque means
     repaint, not as an all-black mask its sender never drew; inverted, it repaints the whole picture, as in A1111.
     A mask opaque enough everywhere, inverted, is refused in the same terms."""
@@ -97,7 +108,8 @@ def test_a_mask_with_nothing_opaque_is_refused_as_transparent_not_as_black(live_
 
     import requests
 
-    app = live_app()
+    app = shared_app()
+    last = last_id(app)
     url = app.url.rstrip("/") + "/sdapi/v1/img2img"
 
     def encoded(picture: Image.Image) -> str:
@@ -122,7 +134,7 @@ def test_a_mask_with_nothing_opaque_is_refused_as_transparent_not_as_black(live_
     solid = Image.new("RGBA", (64, 64), (0, 0, 0, 200))  # more than half opaque everywhere, not fully
     refused = post(solid, inpainting_mask_invert=1)
     assert refused.status_code == 422 and "opaque everywhere" in refused.json()["detail"]
-    assert app.studio.store.count("generations") == 0
+    assert not rows_since(app, last)
 
     everything = post(clear, inpainting_mask_invert=1)  # transparent everywhere, inverted: all of it repainted
     assert everything.status_code == 200, everything.text

@@ -12,8 +12,8 @@ from masuka.image.metadata import parse_parameters
 from .test_a1111 import client
 
 
-def test_sampler_name_is_used_when_it_fits_and_ignored_otherwise(live_app, tiny_model):
-    app = live_app()
+def test_sampler_name_is_used_when_it_fits_and_ignored_otherwise(shared_app, tiny_model):
+    app = shared_app()
     api = client(app)
     assert {"Euler a", "DPM++ 2M Karras", "Euler Karras"} <= {s["name"] for s in api.get_samplers()}
     fits = api.txt2img(prompt="a castle", seed=3, steps=2, width=64, height=64, sampler_name="DPM++ 2M Karras",
@@ -24,8 +24,9 @@ def test_sampler_name_is_used_when_it_fits_and_ignored_otherwise(live_app, tiny_
     assert parse_parameters(flux.info["infotexts"][0]).sampler == "Euler"  # Flux keeps its flow-matching Euler
 
 
-def test_scheduler_joins_the_sampler_and_unknown_samplers_are_refused(live_app, tiny_model):
-    app = live_app()
+def test_scheduler_joins_the_sampler_and_unknown_samplers_are_refused(shared_app, tiny_model):
+    app = shared_app()  # the module's one app: this test counts the rows it makes
+    made_before = app.studio.store.count("generations")
     api = client(app)
     assert {"automatic", "karras", "exponential", "beta"} <= {s["name"] for s in api.get_schedulers()}
     karras = next(s for s in api.get_samplers() if s["name"] == "DPM++ 2M Karras")
@@ -48,4 +49,4 @@ def test_scheduler_joins_the_sampler_and_unknown_samplers_are_refused(live_app, 
     assert parse_parameters(json.loads(answer.json()["info"])["infotexts"][0]).sampler == "Heun"
     bad = httpx.post(api.baseurl + "/txt2img", json={"prompt": "a castle", "sampler_name": "Eulr a"})
     assert bad.status_code == 422 and "Unknown sampler 'Eulr a'" in bad.json()["detail"]
-    assert app.studio.store.count("generations") == 5
+    assert app.studio.store.count("generations") == made_before + 5

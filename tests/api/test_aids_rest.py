@@ -30,6 +30,23 @@ def classifiers(tmp_path_factory):
 
 
 @pytest.fixture
+def app(shared_app):
+    """One app for the module: each test starts from the default aid settings and reads the rows it made."""
+    app = shared_app()
+    save_aid_settings(app.studio.config, AidSettings())
+    return app
+
+
+def rows_since(app, last: int) -> list[dict]:
+    """The history rows made after row ``last``, oldest first."""
+    return app.studio.store.find("generations", "id > ?", [last], order_by="id")
+
+
+def last_id(app) -> int:
+    return max((row["id"] for row in app.studio.store.find("generations", limit=1)), default=0)
+
+
+@pytest.fixture
 def portrait(tmp_path):
     """A 256 px picture with the astronaut's portrait in its top-left, and a mask repainting only a band at the
     right edge, so the face is still there for the detector after the inpaint."""
@@ -42,8 +59,7 @@ def portrait(tmp_path):
     return picture, mask
 
 
-def test_an_adetailer_face_unit_repaints_the_face(live_app, tiny_model, portrait):
-    app = live_app()
+def test_an_adetailer_face_unit_repaints_the_face(app, tiny_model, portrait):
     api = client(app)
     api.set_options({"sd_model_checkpoint": str(tiny_model("sdxl"))})
     assert "adetailer" in api.get_scripts()["txt2img"]
@@ -68,8 +84,8 @@ def test_an_adetailer_face_unit_repaints_the_face(live_app, tiny_model, portrait
     assert hands.status_code == 422 and "'hand_yolov8n.pt' is not available" in hands.json()["detail"]
 
 
-def test_a_mandatory_safety_check_withholds_on_both_apis(live_app, tiny_model, classifiers):
-    app = live_app()
+def test_a_mandatory_safety_check_withholds_on_both_apis(app, tiny_model, classifiers):
+    last = last_id(app)
     save_aid_settings(app.studio.config, AidSettings(safety_model=str(classifiers["nsfw"]), safety_action="withhold",
                                                      safety_mandatory=True))
     api = client(app)
@@ -81,12 +97,12 @@ def test_a_mandatory_safety_check_withholds_on_both_apis(live_app, tiny_model, c
     answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a harbour", size="64x64")
     picture = Image.open(io.BytesIO(base64.b64decode(answer.data[0].b64_json))).convert("RGB")
     assert (np.asarray(picture) == PLACEHOLDER).all()
-    rows = app.studio.store.find("generations", order_by="id")
+    rows = rows_since(app, last)
     assert [r["params"]["safety"]["action"] for r in rows] == ["withhold", "withhold"]
 
 
-def test_openai_extension_fields_through_extra_body(live_app, tiny_model, classifiers, portrait):
-    app = live_app()
+def test_openai_extension_fields_through_extra_body(app, tiny_model, classifiers, portrait):
+    last = last_id(app)
     save_aid_settings(app.studio.config, AidSettings(safety_model=str(classifiers["normal"])))
     sdk = openai.OpenAI(base_url=app.url.rstrip("/") + "/v1", api_key="local", max_retries=0, timeout=120)
     sdk.images.generate(model=str(tiny_model("flux")), prompt="a harbour", size="64x64",
@@ -100,7 +116,7 @@ def test_openai_extension_fields_through_extra_body(live_app, tiny_model, classi
         files[name] = (f"{name}.png", files[name].getvalue(), "image/png")
     sdk.images.edit(model=str(tiny_model("sdxl")), image=files["image"], mask=files["mask"], prompt="an astronaut",
                     size=f"{SIZE}x{SIZE}", extra_body={"face_detail": True, "face_strength": 0.3})
-    first, second = app.studio.store.find("generations", order_by="id")
+    first, second = rows_since(app, last)
     assert first["params"]["safety"]["flagged"] is False and "face_detail" not in first["params"]
     assert second["params"]["face_detail"]["strength"] == 0.3 and len(second["params"]["face_detail"]["faces"]) == 1
     with pytest.raises(openai.BadRequestError) as bad:
@@ -109,13 +125,13 @@ def test_openai_extension_fields_through_extra_body(live_app, tiny_model, classi
     assert "face detail strength" in bad.value.body["message"]
 
 
-def test_openai_optimize_prompt_answers_the_rewrite_as_revised_prompt(live_app, tiny_model, tmp_path):
-    app = live_app()
+def test_openai_optimize_prompt_answers_the_rewrite_as_revised_prompt(app, tiny_model, tmp_path):
+    last = last_id(app)
     save_aid_settings(app.studio.config, AidSettings(prompt_llm=str(save_tiny_llm(tmp_path / "tiny-llm"))))
     sdk = openai.OpenAI(base_url=app.url.rstrip("/") + "/v1", api_key="local", max_retries=0, timeout=120)
     answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a fox in snow", size="64x64",
                                  extra_body={"optimize_prompt": True})
-    row = app.studio.store.find("generations")[0]
+    (row,) = rows_since(app, last)
     assert answer.data[0].revised_prompt == row["prompt"] and set(row["prompt"].split()) <= set(WORDS)
     assert row["params"]["original_prompt"] == "a fox in snow"
     plain = sdk.images.generate(model=str(tiny_model("flux")), prompt="a fox in snow", size="64x64")

@@ -16,13 +16,23 @@ from masuka.image.defaults import save_defaults
 from masuka.image.metadata import read_parameters
 
 
-@pytest.fixture
-def signed_in(live_app):
-    """A live app with users ann and bob, and an SDK client holding ann's API token."""
-    app = live_app(auth="ann:pw-ann,bob:pw-bob")
+@pytest.fixture(scope="module")
+def signed_in(shared_app):
+    """A live app with users ann and bob, and an SDK client holding ann's API token: one for the module, so each
+    test finds its own rows by a prompt of its own."""
+    app = shared_app(auth="ann:pw-ann,bob:pw-bob")
     token = create_token(app.studio, "ann", "laptop")
     sdk = openai.OpenAI(base_url=app.url.rstrip("/") + "/v1", api_key=token, max_retries=0, timeout=120)
     return app, sdk, token
+
+
+def row_count(app) -> int:
+    return app.studio.store.count("generations")
+
+
+def made(app, prompt: str) -> list[dict]:
+    """The history rows of ``prompt`` (each test prompts its own), oldest first."""
+    return app.studio.store.find("generations", "prompt = ?", [prompt], order_by="id")
 
 
 def decoded(item) -> Image.Image:
@@ -34,7 +44,7 @@ def test_generate_returns_decodable_images_at_the_size_and_records_them(signed_i
     answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a lighthouse", n=2, size="64x64",
                                  response_format="b64_json", quality="hd", style="vivid")
     assert [decoded(item).size for item in answer.data] == [(64, 64), (64, 64)]
-    rows = app.studio.store.find("generations", order_by="id")
+    rows = made(app, "a lighthouse")
     assert [(r["owner"], r["status"], r["prompt"]) for r in rows] == [("ann", "completed", "a lighthouse")] * 2
 
 
@@ -48,13 +58,13 @@ def test_edit_with_an_openai_mask_changes_only_the_transparent_part(signed_in, t
         picture.save(files[name], format="PNG")
         files[name] = (f"{name}.png", files[name].getvalue(), "image/png")
     answer = sdk.images.edit(model=str(tiny_model("sdxl")), image=files["image"], mask=files["mask"],
-                             prompt="a window", size="64x64", response_format="b64_json")
+                             prompt="a window seat", size="64x64", response_format="b64_json")
     out = np.asarray(decoded(answer.data[0]).convert("RGB"), dtype=np.int16)
     original = np.asarray(photo, dtype=np.int16)
     inside = np.asarray(square_mask) > 0
     assert out.shape == (64, 64, 3) and np.array_equal(out[~inside], original[~inside])
     assert np.abs(out[inside] - original[inside]).mean() > 5
-    assert app.studio.store.find("generations")[0]["params"]["task"] == "inpaint"
+    assert [row["params"]["task"] for row in made(app, "a window seat")] == ["inpaint"]
 
 
 def test_url_answers_are_served_to_their_owner_only(signed_in, tiny_model):
@@ -69,18 +79,19 @@ def test_url_answers_are_served_to_their_owner_only(signed_in, tiny_model):
 
 def test_models_and_errors_in_openais_shape(signed_in, tiny_model):
     app, sdk, _token = signed_in
+    before = row_count(app)
     assert {"flux-schnell", "sdxl"} <= {model.id for model in sdk.models.list()}
     with pytest.raises(openai.BadRequestError) as bad:
-        sdk.images.generate(model=str(tiny_model("flux")), prompt="a fox", size="70x64")
+        sdk.images.generate(model=str(tiny_model("flux")), prompt="a refused fox", size="70x64")
     assert bad.value.body["param"] == "size" and "multiple of" in bad.value.body["message"]
     with pytest.raises(openai.BadRequestError) as bad:
-        sdk.images.generate(model=str(tiny_model("flux")), prompt="a fox", n=9)
+        sdk.images.generate(model=str(tiny_model("flux")), prompt="a refused fox", n=9)
     assert bad.value.body["param"] == "n"
     stranger = openai.OpenAI(base_url=sdk.base_url, api_key="msk_not-a-token", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as refused:
-        stranger.images.generate(prompt="a fox")
+        stranger.images.generate(prompt="a refused fox")
     assert refused.value.body["code"] == "invalid_api_key"
-    assert not app.studio.store.count("generations")
+    assert row_count(app) == before, "no row for a refused request"
 
 
 def test_openais_current_model_names_mean_the_default_model(signed_in, tiny_model):
@@ -88,9 +99,9 @@ def test_openais_current_model_names_mean_the_default_model(signed_in, tiny_mode
     httpx.post(app.url.rstrip("/") + "/sdapi/v1/options", json={"sd_model_checkpoint": str(tiny_model("flux"))},
                auth=("ann", "pw-ann")).raise_for_status()
     for name in ("gpt-image-2.5-flare", "chatgpt-image-latest", "gpt-image-2-2026-04-21"):
-        answer = sdk.images.generate(model=name, prompt="a gull", size="64x64")
+        answer = sdk.images.generate(model=name, prompt="a default gull", size="64x64")
         assert decoded(answer.data[0]).size == (64, 64)
-    assert {row["model"] for row in app.studio.store.find("generations")} == {str(tiny_model("flux"))}
+    assert [row["model"] for row in made(app, "a default gull")] == [str(tiny_model("flux"))] * 3
 
 
 def test_output_format_and_compression_are_honoured(signed_in, tiny_model):
@@ -136,6 +147,7 @@ def test_an_edit_s_text_field_sent_as_a_file_gets_a_400_naming_it(signed_in, tin
     """A text field of an edit's form that arrives as a file part is refused in OpenAI's shape, never used as the
     text "UploadFile(...)" nor a 500."""
     app, _sdk, token = signed_in
+    before = row_count(app)
     picture = io.BytesIO()
     photo.save(picture, format="PNG")
     fields = {"prompt": "at dusk", "model": str(tiny_model("flux")), "size": "64x64", "n": "1",
@@ -148,7 +160,7 @@ def test_an_edit_s_text_field_sent_as_a_file_gets_a_400_naming_it(signed_in, tin
         assert answer.status_code == 400, (name, answer.text)
         assert answer.json()["error"] == {"message": f"'{name}' must be a text field, not a file.",
                                           "type": "invalid_request_error", "param": name, "code": None}
-    assert not app.studio.store.count("generations")
+    assert row_count(app) == before, "no row for a refused request"
 
 
 def test_a_palette_mask_with_transparent_entries_marks_what_to_edit(signed_in, tiny_model, photo, square_mask):
@@ -172,15 +184,18 @@ def test_a_palette_mask_with_transparent_entries_marks_what_to_edit(signed_in, t
 def test_output_compression_is_honoured_in_the_format_images_are_saved_in(signed_in, tiny_model):
     app, sdk, _token = signed_in
     save_defaults(app.studio.config, output_format="WebP")
-    sizes = {}
-    for compression in (5, 95):
-        answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a gull", size="64x64",
-                                     output_format="webp", output_compression=compression)
-        data = base64.b64decode(answer.data[0].b64_json)
-        assert data.startswith(b"RIFF") and read_parameters(io.BytesIO(data)).startswith("a gull\nSteps: ")
-        sizes[compression] = len(data)
+    try:
+        sizes = {}
+        for compression in (5, 95):
+            answer = sdk.images.generate(model=str(tiny_model("flux")), prompt="a webp gull", size="64x64",
+                                         output_format="webp", output_compression=compression)
+            data = base64.b64decode(answer.data[0].b64_json)
+            assert data.startswith(b"RIFF") and read_parameters(io.BytesIO(data)).startswith("a webp gull\nSteps: ")
+            sizes[compression] = len(data)
+    finally:
+        save_defaults(app.studio.config)  # the shared app's other tests save as PNG, the default
     assert 2 * sizes[5] < sizes[95], sizes  # re-encoded: as saved, both would be about the same size
-    saved = app.studio.config.absolute(app.studio.store.find("generations", order_by="id")[0]["output_path"])
+    saved = app.studio.config.absolute(made(app, "a webp gull")[0]["output_path"])
     assert saved.suffix == ".webp"
 
 

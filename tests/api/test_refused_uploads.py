@@ -29,11 +29,17 @@ def b64(picture: Image.Image) -> str:
 
 
 @pytest.fixture
-def bob(live_app):
-    """A live app with users ann and bob (one REST request each may wait), and bob's headers and base URL."""
-    app = live_app(auth="ann:pw-ann,bob:pw-bob", max_queued_per_user=1)
-    headers = {"Authorization": f"Bearer {create_token(app.studio, 'bob', 'laptop')}"}
-    return app, app.url.rstrip("/"), headers
+def signed_in(shared_app):
+    """``signed_in(user)`` -> a live app with five users (one REST request each may wait), and that user's headers
+    and base URL. The module's tests share the app, each as a user of its own, so the files and rows each finds
+    under its user are its own."""
+    app = shared_app(auth="ann:pw-ann,bob:pw-bob,cy:pw-cy,dee:pw-dee,eve:pw-eve", max_queued_per_user=1)
+
+    def sign_in(user: str):
+        headers = {"Authorization": f"Bearer {create_token(app.studio, user, 'laptop')}"}
+        return app, app.url.rstrip("/"), headers
+
+    return sign_in
 
 
 def inputs_of(app, user: str = "bob") -> list[str]:
@@ -54,17 +60,18 @@ def refused_requests(base: str, headers: dict, model: str, photo: Image.Image, m
     return {"edit": edit, "img2img": img2img}
 
 
-def test_a_request_refused_for_its_size_keeps_no_copy_of_its_pictures(bob, tiny_model, photo, square_mask):
-    app, base, headers = bob
+def test_a_request_refused_for_its_size_keeps_no_copy_of_its_pictures(signed_in, tiny_model, photo, square_mask):
+    app, base, headers = signed_in("ann")
     answers = refused_requests(base, headers, str(tiny_model("sdxl")), photo, square_mask.convert("RGBA"), 13)
     assert {name: answer.status_code for name, answer in answers.items()} == {"edit": 400, "img2img": 422}, [
         answer.text for answer in answers.values()]
-    assert inputs_of(app) == [] and not app.studio.store.find("generations")
+    assert inputs_of(app, "ann") == [] and not app.studio.store.find("generations", "owner = ?", ["ann"])
 
 
-def test_a_request_refused_for_too_many_waiting_keeps_no_copy_of_its_pictures(bob, tiny_model, photo, square_mask):
+def test_a_request_refused_for_too_many_waiting_keeps_no_copy_of_its_pictures(signed_in, tiny_model, photo,
+                                                                             square_mask):
     """Bob's one allowed request waits for the GPU: his next ones get a 429 and keep nothing."""
-    app, base, headers = bob
+    app, base, headers = signed_in("bob")
     model = str(tiny_model("sdxl"))
     waiting: list[httpx.Response] = []
     with app.studio.gpu.hold("another job"):
@@ -83,9 +90,9 @@ def test_a_request_refused_for_too_many_waiting_keeps_no_copy_of_its_pictures(bo
     assert inputs_of(app) == [] and waiting[0].status_code == 200
 
 
-def test_an_edit_that_ran_keeps_the_copies_its_row_uses_only(bob, tiny_model, photo, square_mask):
+def test_an_edit_that_ran_keeps_the_copies_its_row_uses_only(signed_in, tiny_model, photo, square_mask):
     """An OpenAI mask is turned into a white-means-repaint copy: the upload's own copy, used by nothing, goes."""
-    app, base, headers = bob
+    app, base, headers = signed_in("cy")
     mask = photo.convert("RGBA")
     mask.putalpha(Image.eval(square_mask, lambda v: 0 if v else 255))
     answer = httpx.post(f"{base}/v1/images/edits", headers=headers, timeout=120,
@@ -93,15 +100,15 @@ def test_an_edit_that_ran_keeps_the_copies_its_row_uses_only(bob, tiny_model, ph
                                "mask": ("mask.png", png(mask), "image/png")},
                         data={"prompt": "a window", "model": str(tiny_model("sdxl")), "size": "64x64"})
     assert answer.status_code == 200, answer.text
-    [row] = app.studio.store.find("generations")
-    kept = inputs_of(app)
+    [row] = app.studio.store.find("generations", "owner = ?", ["cy"])
+    kept = inputs_of(app, "cy")
     assert len(kept) == 2 and all(name in str(row["params"]) for name in kept)
 
 
-def test_an_extras_upscale_answers_with_the_picture_and_keeps_no_file(bob, photo):
+def test_an_extras_upscale_answers_with_the_picture_and_keeps_no_file(signed_in, photo):
     """A1111's ``extra-single-image`` with a built-in upscaler: the answer carries the picture, as A1111's does; no
     file is kept that no History row lists (nobody could see or delete it)."""
-    app, base, headers = bob
+    app, base, headers = signed_in("dee")
     answer = httpx.post(f"{base}/sdapi/v1/extra-single-image", headers=headers, timeout=120,
                         json={"image": b64(photo), "upscaler_1": "Lanczos", "upscaling_resize": 2})
     assert answer.status_code == 200, answer.text
@@ -113,19 +120,19 @@ def test_an_extras_upscale_answers_with_the_picture_and_keeps_no_file(bob, photo
                               "upscaling_resize": 2})
     assert answer.status_code == 200, answer.text
     assert Image.open(io.BytesIO(base64.b64decode(answer.json()["image"]))).mode == "RGB"
-    bobs = output_dir(app.studio.config, "bob")
-    assert not bobs.exists() or not [path for path in bobs.rglob("*") if path.is_file()]
+    dees = output_dir(app.studio.config, "dee")
+    assert not dees.exists() or not [path for path in dees.rglob("*") if path.is_file()]
 
 
-def test_the_image_file_route_reads_the_database_off_the_event_loop(bob, monkeypatch):
+def test_the_image_file_route_reads_the_database_off_the_event_loop(signed_in, monkeypatch):
     """After the sign-in check, the row and who may read the file are looked up in a worker thread too."""
     from masuka.api import openai_images
 
-    app, base, headers = bob
-    picture = output_dir(app.studio.config, "bob") / "images" / "2026-01-01" / "fox.png"
+    app, base, headers = signed_in("eve")
+    picture = output_dir(app.studio.config, "eve") / "images" / "2026-01-01" / "fox.png"
     picture.parent.mkdir(parents=True)
     picture.write_bytes(png(Image.new("RGB", (8, 8), "red")))
-    image_id = app.studio.store.insert("generations", {"kind": "image", "status": "completed", "owner": "bob",
+    image_id = app.studio.store.insert("generations", {"kind": "image", "status": "completed", "owner": "eve",
                                                        "output_path": str(picture)})
     on_loop: list[bool] = []
 

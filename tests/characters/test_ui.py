@@ -27,11 +27,11 @@ def shown(markdown: str) -> str:
     return html.unescape(re.sub(r"\\(.)", r"\1", markdown))
 
 
-def test_character_flow_through_the_api(live_app, tiny_model, tiny_clip, portrait, no_face, tmp_path):
+def test_character_flow_through_the_api(shared_app, tiny_model, tiny_clip, portrait, no_face, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
-    running = live_app()
+    running = shared_app()  # the module's one app: the other API test names its characters apart
     client = Client(running.url, verbose=False)
     model = str(tiny_model("sdxl"))
     name, status, views = client.predict("anna", "ohwx", [handle_file(str(portrait))], model, 2, "", 0.5, -1.0,
@@ -164,7 +164,7 @@ def test_an_admin_tells_users_characters_of_one_name_apart_and_deletes_the_one_p
         studio.close()
 
 
-def test_the_api_makes_the_views_it_is_asked_for_and_a_stop_reaches_only_its_own_session(live_app, tiny_model,
+def test_the_api_makes_the_views_it_is_asked_for_and_a_stop_reaches_only_its_own_session(shared_app, tiny_model,
                                                                                         tiny_clip, portrait):
     """``prompts`` defaults to empty (not the 24 prompts the page shows), so ``views`` alone is obeyed; prompts
     alone make one view each (the slider's default ``views`` that gradio_client sends is not read);
@@ -176,16 +176,16 @@ def test_the_api_makes_the_views_it_is_asked_for_and_a_stop_reaches_only_its_own
     from masuka.store import LOCAL_USER
     from masuka.ui.common import NOTHING_TO_STOP
 
-    app = live_app()
+    app = shared_app()
     client, other = (Client(app.url, verbose=False) for _ in range(2))
     common = dict(photos=[handle_file(str(portrait))], model=str(tiny_model("sdxl")), strength=0.5, threshold=-1.0,
                   identity_model=str(tiny_clip), captioner="", size=64, steps=2)
     [prompts] = [p for p in client.view_api(print_info=False, return_format="dict")["named_endpoints"][
         "/create_character"]["parameters"] if p["parameter_name"] == "prompts"]
     assert prompts["parameter_default"] == ""
-    name, status, views = client.predict(name="anna", trigger="ohwx", views=2, **common, api_name="/create_character")
+    name, status, views = client.predict(name="ada", trigger="ohwx", views=2, **common, api_name="/create_character")
     assert len(views) == 2 and "2 kept view(s)" in shown(status)
-    _name, status, views = client.predict(name="bea", trigger="x", prompts="a\nb", **common,
+    _name, status, views = client.predict(name="bo", trigger="x", prompts="a\nb", **common,
                                           api_name="/create_character")
     assert len(views) == 2 and "2 kept view(s)" in shown(status)
 
@@ -198,7 +198,7 @@ def test_the_api_makes_the_views_it_is_asked_for_and_a_stop_reaches_only_its_own
         assert client.predict(api_name="/stop_character") == "Stopping after the current view…"
     with pytest.raises(AppError, match="Stopped by the user"):
         job.result()
-    assert sorted(c["name"] for c in app.studio.store.find("characters")) == ["anna", "bea"], "nothing of cleo kept"
+    assert sorted(c["name"] for c in app.studio.store.find("characters")) == ["ada", "bo"], "nothing of cleo kept"
 
 
 def test_the_views_slider_and_the_prompt_box_follow_each_other_without_a_loop(studio):

@@ -36,12 +36,12 @@ def pictures(tmp_path):
     return square_picture(tmp_path), tmp_path / "orange.png"
 
 
-def test_generate_image_api_takes_a_control_and_a_reference_and_reuse_redoes_it(live_app, tiny_model, sdxl_guides,
+def test_generate_image_api_takes_a_control_and_a_reference_and_reuse_redoes_it(shared_app, tiny_model, sdxl_guides,
                                                                                 pictures):
     from gradio_client import Client, handle_file
 
     square, orange = pictures
-    app = live_app()
+    app = shared_app()  # the module's one app: this test finds its row by its prompt
     client = Client(app.url, verbose=False)
     model = str(tiny_model("sdxl"))
     gallery, seeds, _status = client.predict(
@@ -49,7 +49,7 @@ def test_generate_image_api_takes_a_control_and_a_reference_and_reuse_redoes_it(
         control_image=handle_file(str(square)), control_weight=0.8, control_start=0.1, control_end=0.9,
         reference_image=handle_file(str(orange)), reference_weight=0.6, api_name="/generate_image")
     made = gallery[0]["image"]
-    row = app.studio.store.find("generations")[0]
+    (row,) = app.studio.store.find("generations", "prompt = ?", ["a tower"])
     params = row["params"]
     assert params["controls"][0] | {"image": None} == dict(kind="canny", weight=0.8, start=0.1, end=0.9,
                                                            model=sdxl_guides, image=None)
@@ -75,10 +75,10 @@ def test_generate_image_api_takes_a_control_and_a_reference_and_reuse_redoes_it(
     assert fields["control_image"] is None and fields["reference_image"] is None, "Reuse empties the pictures"
 
 
-def test_a_control_on_a_model_without_controlnet_is_refused_in_the_form(live_app, tiny_model, pictures):
+def test_a_control_on_a_model_without_controlnet_is_refused_in_the_form(shared_app, tiny_model, pictures):
     from gradio_client import Client, handle_file
 
-    client = Client(live_app().url, verbose=False)
+    client = Client(shared_app().url, verbose=False)
     with pytest.raises(Exception, match="no ControlNet pipeline"):
         client.predict(prompt="a tower", model=str(tiny_model("sd3")), steps=1, width=64, height=64,
                        control_image=handle_file(str(pictures[0])), api_name="/generate_image")

@@ -28,15 +28,15 @@ def photo(tmp_path):
     return tmp_path / "photo.png"
 
 
-def test_edit_image_endpoint_edits_and_reuse_brings_the_images_back(live_app, kontext, tiny_model, photo):
+def test_edit_image_endpoint_edits_and_reuse_brings_the_images_back(shared_app, kontext, tiny_model, photo):
     from gradio_client import Client, handle_file
 
-    app = live_app()
+    app = shared_app()  # the module's one app: each test finds its row by its own prompt
     client = Client(app.url, verbose=False)
     gallery, seeds, status = client.predict(prompt="make the square red", model=str(kontext),
                                             images=[handle_file(str(photo))], steps=1, seed=9, api_name="/edit_image")
     assert seeds == "9" and status.startswith("Done") and Image.open(gallery[0]["image"]).size == (80, 64)
-    row = app.studio.store.find("generations")[0]
+    (row,) = app.studio.store.find("generations", "prompt = ?", ["make the square red"])
     assert row["params"]["task"] == "edit"
     kind, fields = reuse_parameters(app.studio, "local", False, f"g{row['id']}")
     fields = reuse_fields(fields)
@@ -49,10 +49,10 @@ def test_edit_image_endpoint_edits_and_reuse_brings_the_images_back(live_app, ko
         client.predict(prompt="x", model=str(kontext), images=[], api_name="/edit_image")
 
 
-def test_generate_image_endpoint_outpaints_and_reuse_picks_the_inpaint_mode(live_app, tiny_model, photo):
+def test_generate_image_endpoint_outpaints_and_reuse_picks_the_inpaint_mode(shared_app, tiny_model, photo):
     from gradio_client import Client, handle_file
 
-    app = live_app()
+    app = shared_app()
     client = Client(app.url, verbose=False)
     gallery, _seeds, _status = client.predict(prompt="a wider sky", model=str(tiny_model("flux")), steps=1, seed=2,
                                               init_image=handle_file(str(photo)), strength=1.0, mask_blur=0,
@@ -60,7 +60,7 @@ def test_generate_image_endpoint_outpaints_and_reuse_picks_the_inpaint_mode(live
     out = Image.open(gallery[0]["image"]).convert("RGB")
     assert out.size == canvas_size((80, 64), (0, 16, 24, 0), 16)
     assert out.crop((0, 24, 80, 88)).tobytes() == Image.open(photo).convert("RGB").tobytes()
-    row = app.studio.store.find("generations")[0]
+    (row,) = app.studio.store.find("generations", "prompt = ?", ["a wider sky"])
     fields = reuse_fields(reuse_parameters(app.studio, "local", False, f"g{row['id']}")[1])
     assert (fields["mode"], fields["outpaint"], fields["mask_blur"]) == ("Inpaint/Outpaint", "0,16,24,0", 0)
     assert fields["canvas"]["background"] == fields["init_image"]
@@ -154,7 +154,7 @@ def test_send_to_sets_the_size_to_the_pictures(studio, tiny_model, tmp_path):
                                    for fn in sends), "each Send to button sets the size fields"
 
 
-def test_the_api_inpaints_a_canvas_as_the_tab_does(live_app, tiny_model, photo, tmp_path):
+def test_the_api_inpaints_a_canvas_as_the_tab_does(shared_app, tiny_model, photo, tmp_path):
     """/generate_image given a canvas (its picture, the strokes painted over it) inpaints the strokes, as the
     Inpaint/Outpaint mode does, rather than ignoring it; a starting image as well is refused."""
     from gradio_client import Client, handle_file
@@ -164,14 +164,15 @@ def test_the_api_inpaints_a_canvas_as_the_tab_does(live_app, tiny_model, photo, 
     stroke.save(tmp_path / "stroke.png")
     canvas = {"background": handle_file(str(photo)), "layers": [handle_file(str(tmp_path / "stroke.png"))],
               "composite": None}
-    app = live_app()
+    app = shared_app()
     client = Client(app.url, verbose=False)
     gallery, _seeds, status = client.predict(prompt="a red square", model=str(tiny_model("flux")), steps=1, seed=2,
                                              canvas=canvas, strength=1.0, mask_blur=0, api_name="/generate_image")
     out, original = (np.asarray(Image.open(path).convert("RGB")) for path in (gallery[0]["image"], photo))
     assert status.startswith("Done") and out.shape == original.shape
     assert (out[32:] == original[32:]).all() and (out[:32, :32] != original[:32, :32]).any()
-    assert app.studio.store.find("generations")[0]["params"]["task"] == "inpaint"
+    assert [row["params"]["task"] for row in app.studio.store.find("generations", "prompt = ?", ["a red square"])] == [
+        "inpaint"]
     with pytest.raises(Exception, match="as init_image .* or as the canvas's background .*, not both"):
         client.predict(prompt="x", model=str(tiny_model("flux")), init_image=handle_file(str(photo)), canvas=canvas,
                        api_name="/generate_image")

@@ -17,6 +17,34 @@ from masuka.ui import queue
 SKIP = gr.skip()
 
 
+@pytest.fixture
+def app(shared_app):
+    """One app without sign-in for the module's API tests: each reads only its own jobs and the rows made since
+    it started."""
+    return shared_app()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The app's Blocks built once for the tests that read its wiring (they run no event that writes)."""
+    from masuka.config import Config
+    from masuka.studio import Studio
+    from masuka.ui.app import build_app
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path_factory.mktemp("queue-ui") / "data", auth=""))
+    yield build_app(studio)
+    studio.close()
+
+
+def last_id(app) -> int:
+    return max((row["id"] for row in app.studio.store.find("generations", limit=1)), default=0)
+
+
+def rows_since(app, last: int) -> list[dict]:
+    """The history rows made after row ``last``, oldest first."""
+    return app.studio.store.find("generations", "id > ?", [last], order_by="id")
+
+
 def wait_until_done(client: Client, job_id: int) -> dict:
     while True:
         job = next(j for j in client.predict(api_name="/queue_status") if j["id"] == job_id)
@@ -25,8 +53,8 @@ def wait_until_done(client: Client, job_id: int) -> dict:
         time.sleep(0.2)
 
 
-def test_queue_add_status_and_control_over_the_api(live_app, tiny_model):
-    app = live_app(auth="ann:pw-ann,bob:pw-bob")
+def test_queue_add_status_and_control_over_the_api(shared_app, tiny_model):
+    app = shared_app(auth="ann:pw-ann,bob:pw-bob")
     ann = Client(app.url, auth=("ann", "pw-ann"), verbose=False)
     bob = Client(app.url, auth=("bob", "pw-bob"), verbose=False)
     added = ann.predict(prompt="", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=5,
@@ -44,19 +72,18 @@ def test_queue_add_status_and_control_over_the_api(live_app, tiny_model):
         ann.predict("retry", job_id, api_name="/queue_control")
 
 
-def test_grid_over_the_api(live_app, tiny_model):
-    app = live_app()
+def test_grid_over_the_api(app, tiny_model):
     client = Client(app.url, verbose=False)
+    last = last_id(app)
     grid, cells = client.predict(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
                                  seed=3, x="guidance=1,2", y="prompt=red,blue", api_name="/grid")
     assert len(cells) == 4 and grid
-    rows = app.studio.store.find("generations", order_by="id")
+    rows = rows_since(app, last)
     assert [(r["guidance"], r["prompt"]) for r in rows] == [(1.0, "a red fox"), (2.0, "a red fox"),
                                                             (1.0, "a blue fox"), (2.0, "a blue fox")]
 
 
-def test_a_grid_queued_over_the_api_runs_in_the_background(live_app, tiny_model):
-    app = live_app()
+def test_a_grid_queued_over_the_api_runs_in_the_background(app, tiny_model):
     client = Client(app.url, verbose=False)
     message = client.predict(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64,
                              seed=3, x="sampler=Euler,Euler Karras", api_name="/queue_grid")
@@ -67,13 +94,12 @@ def test_a_grid_queued_over_the_api_runs_in_the_background(live_app, tiny_model)
         client.predict(prompt="a fox", model=str(tiny_model("flux")), x="sampler=Euler,DDIM", api_name="/queue_grid")
 
 
-def test_queue_add_from_a_starting_image(live_app, tiny_model, tmp_path):
+def test_queue_add_from_a_starting_image(app, tiny_model, tmp_path):
     from gradio_client import handle_file
     from PIL import Image
 
     picture = tmp_path / "photo.png"
     Image.new("RGB", (64, 64), (30, 90, 200)).save(picture)
-    app = live_app()
     client = Client(app.url, verbose=False)
     added = client.predict(prompt="a blue lake", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=2,
                            init_image=handle_file(str(picture)), strength=0.5, api_name="/queue_add")
@@ -86,23 +112,20 @@ def test_queue_add_from_a_starting_image(live_app, tiny_model, tmp_path):
         client.predict(prompt="a lake", model=str(tiny_model("flux")), init_image=str(picture), api_name="/queue_add")
 
 
-def test_queue_add_and_grid_keep_the_image_tabs_sampler(live_app, tiny_model):
-    app = live_app()
+def test_queue_add_and_grid_keep_the_image_tabs_sampler(app, tiny_model):
     client = Client(app.url, verbose=False)
+    last = last_id(app)
     form = dict(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=3,
                 sampler="Euler Karras")
     job = wait_until_done(client, client.predict(**form, api_name="/queue_add")["jobs"][0])
     assert job["status"] == "completed", job["error"]
     client.predict(**form, x="seed=1,2", api_name="/grid")
-    rows = app.studio.store.find("generations", order_by="id")
+    rows = rows_since(app, last)
     assert [r["params"].get("sampler") for r in rows] == ["Euler Karras"] * 3
 
 
-def test_the_tabs_that_send_the_image_form_send_its_sampler(studio):
+def test_the_tabs_that_send_the_image_form_send_its_sampler(demo):
     """Add to queue, prompt batches, the Grid tab and Render pairs take the Image tab's Sampler, last."""
-    from masuka.ui.app import build_app
-
-    demo = build_app(studio)
     sampler = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Sampler")
     sending = [fn for fn in demo.fns.values() if fn.name in ("queue_form", "queue_image_form", "make_grid",
                                                              "add_grid", "make")]
@@ -139,12 +162,9 @@ def image_tab_form(**changes) -> list:
     return [values[name] for name in GENERATE_FIELDS]
 
 
-def test_add_to_queue_sends_what_generate_takes(studio):
+def test_add_to_queue_sends_what_generate_takes(demo):
     """The Image tab's "Add to queue" takes Generate's inputs (the mode shown where Generate has the mode chosen),
     after the images an edit takes."""
-    from masuka.ui.app import build_app
-
-    demo = build_app(studio)
     generate = next(fn for fn in demo.fns.values() if fn.api_name == "generate_image_streamed")
     queued = next(fn for fn in demo.fns.values() if fn.name == "queue_image_form")
     mode = next(b for b in demo.blocks.values() if isinstance(b, gr.Radio) and b.label == "Mode")
@@ -211,14 +231,12 @@ def test_add_to_queue_queues_the_mode_shown(studio, tiny_model, tmp_path):
     assert Image.open(studio.config.absolute(rows[3]["output_path"])).size == (80, 64)
 
 
-def test_add_to_queue_on_the_image_tab_says_so_there(studio, monkeypatch):
+def test_add_to_queue_on_the_image_tab_says_so_there(demo, monkeypatch):
     """The Image tab's Add to queue answers with a toast on the tab it was pressed on, as its refusals do, besides
     the Queue tab's message; the Queue tab's own batch box answers there only."""
-    from masuka.ui.app import build_app
-
     toasts: list[str] = []
     monkeypatch.setattr(gr, "Info", toasts.append)
-    fns = build_app(studio).fns
+    fns = demo.fns
     answer = {fn.name: next(after for after in fns.values() if after.trigger_after == fn._id)
               for fn in fns.values() if fn.name in ("queue_image_form", "queue_form")}
     message = answer["queue_form"].outputs

@@ -9,10 +9,19 @@ import subprocess
 import sys
 
 import gradio as gr
+import pytest
 from gradio_client import Client
 
 from tests.conftest import ROOT
 from tests.video.conftest import wait_until
+
+
+@pytest.fixture
+def app(shared_app, fast_video):
+    """One app for the module's tests that follow their own job ids against fake providers of their own (providers'
+    addresses, keys and timing are read from the environment per request): not for a test that reads the whole
+    gallery or provider health, or marks a provider unhealthy."""
+    return shared_app()
 
 
 def follow(client: Client, job_id: int, until=("completed", "failed", "cancelled", "interrupted")) -> list:
@@ -45,9 +54,9 @@ def test_generate_follow_and_play_a_video(live_app, fake):
     assert server.creates == 1 and health == ""
 
 
-def test_bad_choice_is_refused_with_the_reason(live_app, fake):
+def test_bad_choice_is_refused_with_the_reason(app, fake):
     fake("openai")
-    client = Client(live_app().url, verbose=False)
+    client = Client(app.url, verbose=False)
     try:
         client.predict("a boat", "openai", "sora-2", 5, "1280x720", None, "", [], api_name="/generate_video")
     except Exception as error:  # gradio_client raises AppError carrying the gr.Error message
@@ -56,9 +65,9 @@ def test_bad_choice_is_refused_with_the_reason(live_app, fake):
         raise AssertionError("an invalid duration was accepted")
 
 
-def test_no_key_is_refused_before_a_job_exists(live_app):
-    app = live_app()
+def test_no_key_is_refused_before_a_job_exists(app):
     client = Client(app.url, verbose=False)
+    jobs = app.studio.store.count("jobs")
     try:
         client.predict("a boat", "gemini", "veo-3.1-generate-preview", 8, "1280x720", None, "", [],
                        api_name="/generate_video")
@@ -66,13 +75,13 @@ def test_no_key_is_refused_before_a_job_exists(live_app):
         assert "no API key for gemini" in str(error) and "GEMINI_API_KEY" in str(error)
     else:
         raise AssertionError("a job was started without a key")
-    assert app.studio.store.count("jobs") == 0
+    assert app.studio.store.count("jobs") == jobs, "no job row"
 
 
-def test_a_failed_job_says_why_next_to_generate(live_app, fake):
+def test_a_failed_job_says_why_next_to_generate(app, fake):
     server = fake("openai")
     server.fail_jobs = True
-    client = Client(live_app().url, verbose=False)
+    client = Client(app.url, verbose=False)
     job_id = int(client.predict("a boat", "openai", "sora-2", 4, "1280x720", None, "", [],
                                 api_name="/generate_video")[0])
     row, *_, job_line = follow(client, job_id)
@@ -81,10 +90,10 @@ def test_a_failed_job_says_why_next_to_generate(live_app, fake):
     assert "blocked by our moderation system" in job_line
 
 
-def test_cancel_from_the_tab(live_app, fake):
+def test_cancel_from_the_tab(app, fake):
     server = fake("runway")
     server.release.clear()
-    client = Client(live_app().url, verbose=False)
+    client = Client(app.url, verbose=False)
     job_id = int(client.predict("a storm", "runway", "gen4.5", 5, "1280x720", None, "", [],
                                 api_name="/generate_video")[0])
     assert server.polled.wait(20)
@@ -189,12 +198,12 @@ def test_first_frame_upload_and_unhealthy_provider_notice(live_app, fake, first_
     assert "openai is marked unhealthy" in health
 
 
-def test_reference_images_and_sound_go_from_the_form_to_the_provider(live_app, fake, tmp_path):
+def test_reference_images_and_sound_go_from_the_form_to_the_provider(app, fake, tmp_path):
     from gradio_client import handle_file
     from PIL import Image
 
     gemini, fal = fake("gemini"), fake("fal")
-    client = Client(live_app().url, verbose=False)
+    client = Client(app.url, verbose=False)
     references = []
     for colour in ("navy", "gold"):
         Image.new("RGB", (32, 32), colour).save(tmp_path / f"{colour}.png")
@@ -371,11 +380,11 @@ def test_a_kling_job_from_a_first_frame_names_the_image_to_video_route(studio, f
     assert line == f"Job {job_id} (fal {kling}image-to-video) is done."
 
 
-def test_the_api_takes_a_fallback_model_typed_as_the_cli_takes_it(live_app, fake):
+def test_the_api_takes_a_fallback_model_typed_as_the_cli_takes_it(app, fake):
     """``provider:model`` as ``--fallback`` takes it, a retired one too (the form offers only active ones): no
     Gemini key, so the job goes to CometAPI's Sora 2."""
     comet = fake("comet")
-    client = Client(live_app().url, verbose=False)
+    client = Client(app.url, verbose=False)
     job, _message = client.predict("a paper boat", "gemini", "veo-3.1-generate-001", 8, "1280x720", None, "",
                                    ["comet:sora-2"], api_name="/generate_video")
     row = follow(client, int(job))[0]
