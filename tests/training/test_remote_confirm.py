@@ -128,13 +128,8 @@ def test_the_resume_training_api_resumes_a_remote_run_directly(live_app, trainer
     assert app.studio.jobs.wait(run_id, timeout=30)["status"] == "completed" and server.creates == 2
 
 
-@pytest.mark.browser
-def test_in_the_browser_a_remote_run_waits_for_its_confirmation(live_app, page, trainer, tiny_model):  # noqa: F811
-    server = trainer("fal")
-    app = live_app()
-    add_dataset(app.studio)
-    page.goto(app.url)
-    page.get_by_role("tab", name="Train").first.click(timeout=30_000)
+def a_remote_run_waits_for_its_confirmation(page, app, server, tiny_model) -> None:
+    """Dataset "fox" exists; no run yet; the Train tab is open."""
 
     def field(label: str):
         return page.get_by_label(label, exact=True).locator("visible=true").first  # other tabs' are hidden
@@ -172,17 +167,16 @@ def test_in_the_browser_a_remote_run_waits_for_its_confirmation(live_app, page, 
     assert app.studio.jobs.wait(local["id"], timeout=WAIT_S)["status"] == "completed" and server.creates == 1
 
 
-@pytest.mark.browser
-def test_in_the_browser_resume_of_a_remote_run_waits_for_its_confirmation(live_app, page, trainer):  # noqa: F811
-    server = trainer("fal")
-    app = live_app()
-    first = failed_fal_run(app.studio, server)
+def resume_of_a_remote_run_waits_for_its_confirmation(page, app, server) -> None:
+    """Two fal runs whose jobs failed at the service are made here (after the page opened: the Run box takes a
+    typed id); the Train tab is open."""
+    made = server.creates
     server.fail_jobs = True
-    second = start_training(app.studio, TrainOptions(dataset="fox", base="flux-dev", steps=4), backend="fal")
-    assert app.studio.jobs.wait(second, timeout=30)["status"] == "failed"
+    first, second = (start_training(app.studio, TrainOptions(dataset="fox", base="flux-dev", steps=4), backend="fal")
+                     for _ in range(2))
+    assert [app.studio.jobs.wait(run, timeout=30)["status"] for run in (first, second)] == ["failed", "failed"]
+    assert server.creates == made + 2
     server.fail_jobs = False
-    page.goto(app.url)
-    page.get_by_role("tab", name="Train").first.click(timeout=30_000)
     picker = page.get_by_label("Run", exact=True).locator("visible=true").first
 
     def pick(run_id: int) -> None:
@@ -196,12 +190,26 @@ def test_in_the_browser_resume_of_a_remote_run_waits_for_its_confirmation(live_a
     confirm.wait_for(timeout=15_000)
     pick(second)  # another run: the confirmation goes
     confirm.wait_for(state="hidden", timeout=15_000)
-    assert server.creates == 2
+    assert server.creates == made + 2
     resume.click()
     confirm.wait_for(timeout=15_000)
     page.wait_for_timeout(3 * train_tab.POLL_S * 1000)  # the panel's polling leaves it
-    assert confirm.is_visible() and server.creates == 2
+    assert confirm.is_visible() and server.creates == made + 2
     confirm.click()
     confirm.wait_for(state="hidden", timeout=15_000)
-    assert app.studio.jobs.wait(second, timeout=60)["status"] == "completed" and server.creates == 3
+    assert app.studio.jobs.wait(second, timeout=60)["status"] == "completed" and server.creates == made + 3
     assert jobs.get(app.studio.store, first).status == "failed"
+
+
+@pytest.mark.browser
+def test_in_the_browser_a_remote_run_and_its_resume_wait_for_their_confirmation(live_app, page, trainer,  # noqa: F811
+                                                                                 tiny_model):
+    """One loaded page (a page load costs seconds of Chromium's CPU): a remote run started, a local one started on
+    one click, then Resume of another remote run; each part is a function named for what it checks."""
+    server = trainer("fal")
+    app = live_app()
+    add_dataset(app.studio)
+    page.goto(app.url)
+    page.get_by_role("tab", name="Train").first.click(timeout=30_000)
+    a_remote_run_waits_for_its_confirmation(page, app, server, tiny_model)
+    resume_of_a_remote_run_waits_for_its_confirmation(page, app, server)
