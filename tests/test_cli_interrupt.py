@@ -75,8 +75,9 @@ def test_ctrl_c_mid_batch_prints_the_finished_images_and_the_cancelled_one_as_js
     err = "".join(seen) + err
     assert process.returncode == 130 and err.rstrip().endswith("interrupted"), err
     with sqlite3.connect(data / "masuka.db") as db:
-        rows = db.execute("select id, seed, status, output_path from generations order by id").fetchall()
-    assert [(seed, status) for _id, seed, status, _path in rows] == [(1, "completed"), (2, "cancelled")], err
+        rows = db.execute("select id, seed, status, output_path, error from generations order by id").fetchall()
+    assert [(seed, status) for _id, seed, status, _path, _error in rows] == [(1, "completed"), (2, "cancelled")], err
+    assert rows[1][4] == "Stopped by the user with Ctrl-C.", err  # stopped, not failed with "KeyboardInterrupt"
     result = json.loads(out)
     assert result == {"images": [str(data / rows[0][3])], "seeds": [1], "ids": [rows[0][0]], "status": "interrupted",
                       "cancelled": [{"id": rows[1][0], "seed": 2}]}, err

@@ -1,34 +1,15 @@
-"""How long ``python -m masuka train`` and its ``--gpus N`` workers live: a ``nohup`` run outlives its terminal, and a
-worker whose ``accelerate launch`` process died while the worker was still starting ends too."""
+"""How long ``python -m masuka train --gpus N`` workers live: a worker whose ``accelerate launch`` process died while
+the worker was still starting ends too. (A ``nohup`` run outliving its terminal: tests/training/test_cli.py.)"""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from .test_cli import ROOT, WAIT_S, _step, data_with_dataset, masuka, train_args, wait_for
-
-
-def _ignore_sighup() -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what ``nohup`` does before it execs the command
-
-
-def test_a_nohup_run_goes_on_when_its_terminal_closes(tmp_path, tiny_model):
-    data = data_with_dataset(tmp_path)
-    run = subprocess.Popen(masuka(data, *train_args(tiny_model("flux"), 60, "--save-every", "1000"), "--json"),
-                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           preexec_fn=_ignore_sighup, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    wait_for(lambda: _step(data, 1) >= 2, "step 2")
-    run.send_signal(signal.SIGHUP)  # the terminal closed
-    out, err = run.communicate(timeout=WAIT_S)
-    result = json.loads(out)
-    assert run.returncode == 0 and result["status"] == "completed" and result["steps"] == 60, err
-
+from .test_cli import ROOT, WAIT_S
 
 # The worker: started by a stand-in for ``accelerate launch`` (the command's child), it waits until that process
 # has died (it died while the worker imported), then arranges to end with it, as a ``--gpus N`` worker does.

@@ -1,5 +1,6 @@
 """``train --gpus 2`` (CPU, gloo) whose terminal closes (SIGHUP) or which is killed outright (SIGKILL): its
-``accelerate launch`` processes save a checkpoint and end, the run is ``interrupted``, and Resume continues it."""
+``accelerate launch`` processes save a checkpoint and end, the run is ``interrupted``, and Resume continues it, two
+processes training data parallel through accelerate to the end."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from masuka.config import Config
 from masuka.studio import Studio
 from masuka.training import checkpoints
-from masuka.training.runs import resume_run, run_status
+from masuka.training.runs import run_status
 
 from .test_cli import ROOT, WAIT_S, _step, data_with_dataset, masuka, train_args, wait_for
 
@@ -71,11 +72,19 @@ def test_sighup_or_a_killed_cli_interrupts_the_training_processes(tmp_path, tiny
         assert row["status"] == "interrupted" and "checkpoint saved" in row["error"], row["error"]
         latest = checkpoints.latest(data / "runs" / "run-00001")
         assert latest is not None and latest.step == row["step"] >= saved + 2
-        # Resume works (here, in one process, shortened so the test stays quick): continuous steps
-        studio.store.update("jobs", 1, total=latest.step + 2, params={**row["params"], "steps": latest.step + 2,
-                                                                      "gpus": 1})
-        resume_run(studio, 1)
-        studio.jobs.wait(1, timeout=WAIT_S)
+        # shortened so the test stays quick: two more steps
+        studio.store.update("jobs", 1, total=latest.step + 2, params={**row["params"], "steps": latest.step + 2})
+    finally:
+        studio.close()
+
+    # Resume finishes it, two processes training data parallel through accelerate: continuous steps, a LoRA
+    done = subprocess.run(masuka(data, "train", "--resume", "1", "--json"), cwd=ROOT, capture_output=True, text=True,
+                          timeout=WAIT_S, env=env)
+    result = json.loads(done.stdout)
+    assert result["status"] == "completed" and result["steps"] == latest.step + 2, done.stderr
+    assert "on 2 process(es)" in done.stderr and Path(result["lora"]).is_file()
+    studio = Studio.open(Config.from_env(data_dir=data, auth=""))
+    try:
         status = run_status(studio, 1)
         assert status["status"] == "completed" and status["step"] == latest.step + 2, status["error"]
         assert [step for step, _loss in status["losses"]] == list(range(1, latest.step + 3))
