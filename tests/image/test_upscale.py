@@ -229,7 +229,9 @@ def test_cli_upscales_with_json_and_refuses_bad_input_in_one_line(capsys, config
         assert err.startswith("error: ") and message in err and "\n" not in err
 
 
-def test_upscale_image_endpoint_upscales_and_refuses_with_the_reason(live_app, tmp_path, photo):
+def test_upscale_image_endpoint_upscales_keeps_transparency_and_refuses_with_the_reason(live_app, tmp_path, photo):
+    """(One live app for both endpoint checks: each start costs seconds of CPU.) The panel's picture reaches the
+    upscale as it was uploaded: Gradio does not turn it to RGB first."""
     from gradio_client import Client, handle_file
 
     from masuka.config import Config
@@ -248,6 +250,15 @@ def test_upscale_image_endpoint_upscales_and_refuses_with_the_reason(live_app, t
     assert len(shown) == 1 and Image.open(shown[0]["image"]).size == (192, 160)
     with pytest.raises(Exception, match="Unknown upscaler 'nope': use one of Lanczos, Nearest, tiny2x"):
         client.predict(image=handle_file(str(photo)), upscaler="nope", api_name="/upscale_image")
+
+    logo = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    ImageDraw.Draw(logo).rectangle((8, 8, 23, 23), fill=(220, 30, 30, 255))
+    logo.save(tmp_path / "logo.png")
+    path, status = client.predict(image=handle_file(str(tmp_path / "logo.png")), scale=2, upscaler="Lanczos",
+                                  api_name="/upscale_image")
+    result = Image.open(path)
+    assert status.startswith("Done") and result.mode == "RGBA"
+    assert result.getpixel((0, 0))[3] == 0 and result.getpixel((32, 32))[3] == 255
 
 
 def test_stop_cancels_between_tiles_and_is_recorded(studio, photo, upscalers):
@@ -288,21 +299,6 @@ def test_palette_and_colour_key_transparency_is_kept(studio, tmp_path, mode):
     assert "A" not in Image.open(tmp_path / "keyed.png").getbands()
     result = Image.open(upscale_image(studio, UpscaleRequest(tmp_path / "keyed.png", scale=2))[0].path)
     assert result.mode == "RGBA" and result.getpixel((0, 0))[3] == 0 and result.getpixel((32, 32))[3] == 255
-
-
-def test_the_upscale_endpoint_keeps_transparency(live_app, tmp_path):
-    """The panel's picture reaches the upscale as it was uploaded: Gradio does not turn it to RGB first."""
-    from gradio_client import Client, handle_file
-
-    logo = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
-    ImageDraw.Draw(logo).rectangle((8, 8, 23, 23), fill=(220, 30, 30, 255))
-    logo.save(tmp_path / "logo.png")
-    client = Client(live_app().url, verbose=False)
-    path, status = client.predict(image=handle_file(str(tmp_path / "logo.png")), scale=2, upscaler="Lanczos",
-                                  api_name="/upscale_image")
-    result = Image.open(path)
-    assert status.startswith("Done") and result.mode == "RGBA"
-    assert result.getpixel((0, 0))[3] == 0 and result.getpixel((32, 32))[3] == 255
 
 
 def test_a_detail_upscale_records_a_negative_prompt_only_where_it_has_effect(studio, tiny_model, tmp_path,

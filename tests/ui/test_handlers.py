@@ -16,6 +16,21 @@ from masuka.ui.image_modes import reuse_fields
 SKIP = gr.skip()
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The whole app built once (``build_app`` takes over a second of CPU) on a fresh studio of its own that no test
+    changes: the tests that only read its structure (events, blocks, their first values) share it."""
+    from masuka.config import Config
+    from masuka.studio import Studio
+    from masuka.ui.app import build_app
+
+    studio = Studio.open(Config.from_env(data_dir=tmp_path_factory.mktemp("demo") / "data", auth=""))
+    try:
+        yield build_app(studio)
+    finally:
+        studio.close()
+
+
 def test_a_bound_handler_reads_like_the_function_to_gradio(studio):
     load = bind(history.load, studio)
     assert load.__name__ == "load" and load.__doc__ == history.load.__doc__
@@ -27,9 +42,7 @@ def test_a_bound_handler_reads_like_the_function_to_gradio(studio):
     assert not inspect.isgeneratorfunction(load)
 
 
-def test_the_api_s_generate_image_answers_once_and_the_page_streams(studio):
-    from masuka.ui.app import build_app
-
+def test_the_api_s_generate_image_answers_once_and_the_page_streams(demo):
     def count(up_to: int):
         """Yields 0..up_to."""
         yield from range(up_to + 1)
@@ -37,7 +50,7 @@ def test_the_api_s_generate_image_answers_once_and_the_page_streams(studio):
     final = last_output(count)
     assert not inspect.isgeneratorfunction(final) and final(3) == 3 and final(-1) is None
     assert final.__name__ == "count" and list(inspect.signature(final).parameters) == ["up_to"]
-    events = [fn for fn in build_app(studio).fns.values() if fn.api_name.startswith("generate_image")]
+    events = [fn for fn in demo.fns.values() if fn.api_name.startswith("generate_image")]
     public = [fn for fn in events if fn.api_visibility == "public"]
     assert [fn.api_name for fn in public] == ["generate_image"] and not inspect.isgeneratorfunction(public[0].fn)
     streamed = [fn for fn in events if fn.api_visibility == "private"]
@@ -111,12 +124,11 @@ def test_the_image_form_queues_one_job_per_prompt_line(studio, tiny_model):
         queue.queue_form(studio, **dict(form, mask="mask.png"))
 
 
-def test_the_aspect_names_the_size_however_it_is_set(studio, tmp_path):
+def test_the_aspect_names_the_size_however_it_is_set(studio, tmp_path, demo):
     """A 200×120 starting picture (192×112 for a model of multiple 16), a non-square entry reused, a model's
     default: the Aspect shows the preset of the size's ratio, else "custom", which leaves the size alone."""
     from PIL import Image
 
-    from masuka.ui.app import build_app
     from masuka.ui.image_modes import fitted_size
 
     picture = tmp_path / "wide.png"
@@ -127,7 +139,6 @@ def test_the_aspect_names_the_size_however_it_is_set(studio, tmp_path):
     assert {image.aspect_of(*size) for size in ((None, 512), (512, 0), ("x", 1), (-3, 4))} == {image.CUSTOM_ASPECT}
     assert image.aspect_size(studio, image.CUSTOM_ASPECT, "flux-dev") == (SKIP, SKIP)
 
-    demo = build_app(studio)
     (aspect,) = {fn.outputs[0] for fn in demo.fns.values() if fn.name == "aspect_of"}
     assert aspect.label == "Aspect" and (image.CUSTOM_ASPECT, image.CUSTOM_ASPECT) in aspect.choices
     follows = {(demo.blocks[target].label, event) for fn in demo.fns.values() if fn.name == "aspect_of"
@@ -180,15 +191,13 @@ def test_ids_beyond_sqlite_s_integers_are_not_found_in_the_tabs(studio):
 
 
 @pytest.mark.filterwarnings("ignore:Unexpected argument")  # the None inputs stand in for any value
-def test_every_handler_that_asks_who_is_asking_is_told(studio):
+def test_every_handler_that_asks_who_is_asking_is_told(demo):
     """Gradio gives the request only to a parameter it can pass by position (none after ``*values``): a handler
     that did not get it would act for the local user, whoever is signed in."""
     from gradio.utils import get_type_hints
 
-    from masuka.ui.app import build_app
-
     request, asking = gr.Request(username="alice"), []
-    for fn in build_app(studio).fns.values():
+    for fn in demo.fns.values():
         hints = get_type_hints(fn.fn)
         if "request" in inspect.signature(fn.fn).parameters or gr.Request in hints.values():
             asking.append(fn.name)
@@ -291,12 +300,9 @@ def test_read_parameters_fills_the_sampler_the_model_can_use(studio, tmp_path):
     assert sampler == SKIP and "Sampler 'Euler a' left as it was" in summary
 
 
-def test_pickers_refresh_when_their_tab_opens(studio):
+def test_pickers_refresh_when_their_tab_opens(demo):
     """A dataset created in Datasets, a LoRA imported in Models or just trained: the pickers of other tabs get
     them when their tab opens; Compare's pickers are filled when the page opens."""
-    from masuka.ui.app import build_app
-
-    demo = build_app(studio)
     labels = {block._id: getattr(block, "label", None) for block in demo.blocks.values()}
     tabs = {block._id: block.label for block in demo.blocks.values() if isinstance(block, gr.Tab)}
     refreshed: dict[str, set] = {}
@@ -310,12 +316,9 @@ def test_pickers_refresh_when_their_tab_opens(studio):
     assert {"Side A LoRAs", "A/B test"} <= refreshed["Compare"]
 
 
-def test_the_negative_prompt_box_follows_the_model_from_the_start(studio, tiny_model):
+def test_the_negative_prompt_box_follows_the_model_from_the_start(studio, tiny_model, demo):
     """FLUX.1 [dev] (the first model) takes no negative prompt: the box starts greyed out; a model set by other
     means than picking it (saved defaults, Reuse, Read parameters) greys it or frees it too."""
-    from masuka.ui.app import build_app
-
-    demo = build_app(studio)
     negative = next(block for block in demo.blocks.values() if getattr(block, "label", None) == "Negative prompt"
                     and isinstance(block, gr.Textbox))
     assert negative.interactive is False
@@ -325,13 +328,12 @@ def test_the_negative_prompt_box_follows_the_model_from_the_start(studio, tiny_m
     assert image.model_fit(studio, "") == (SKIP, SKIP)
 
 
-def test_a_number_box_that_starts_empty_says_what_0_means_and_0_does_it(studio):
+def test_a_number_box_that_starts_empty_says_what_0_means_and_0_does_it(studio, demo):
     """The browser shows an empty number box as 0 and sends 0: a box that starts empty says in its label what 0
     does, and its handler does that; the upscale tile starts at its default (0 there is the whole picture)."""
     from masuka.image.upscale.request import DEFAULT_TILE
-    from masuka.ui.app import build_app
 
-    numbers = [block for block in build_app(studio).blocks.values() if isinstance(block, gr.Number)]
+    numbers = [block for block in demo.blocks.values() if isinstance(block, gr.Number)]
     empty = [block.label for block in numbers if block.value is None and block.visible]
     assert empty and all("0 = " in label for label in empty), empty
     assert next(block.value for block in numbers if block.label.startswith("Tile size")) == DEFAULT_TILE
@@ -459,14 +461,13 @@ def test_a_stop_while_the_generation_waits_for_the_gpu_ends_it_at_once(studio, t
     assert studio.models.loads == 0 and not studio.store.find("generations") and not studio.stops._flags
 
 
-def test_a_stop_s_answer_never_covers_the_status_its_work_ends_with(studio):
+def test_a_stop_s_answer_never_covers_the_status_its_work_ends_with(demo):
     """A Stop skips the queue, so its answer may land after its work has ended: it goes to a hidden component of
     its own, labelled as the work's status (the API returns it), which only the toast that follows reads; no
     work's output is written by a Stop ("Stopping after the current step…" stayed over "Stopped"/"Done")."""
-    from masuka.ui.app import build_app
     from masuka.ui.common import acknowledge
 
-    fns = list(build_app(studio).fns.values())
+    fns = list(demo.fns.values())
     stops = [fn for fn in fns if fn.name == "stop_work"]
     assert {"stop_image", "stop_upscale", "stop_captioning"} <= {fn.api_name for fn in stops}
     works = {"stop_image": "generate_image", "stop_upscale": "upscale_image", "stop_captioning": "caption_dataset"}
@@ -493,18 +494,17 @@ def test_the_stop_endpoint_still_answers_with_its_status(live_app):
     assert client.predict(api_name="/stop_image") == "Stopping after the current step…"
 
 
-def test_send_to_follows_the_gallery_s_own_selection(studio):
+def test_send_to_follows_the_gallery_s_own_selection(demo):
     """The gallery keeps its selection at the same place, within the results shown, when new results come, and
     drops it when its picture is closed: "Send to" takes the picture the gallery shows selected, else the first
     (not one picked among the previous results)."""
-    from masuka.ui.app import build_app
     from masuka.ui.image_modes import picked, still_selected
 
     old, new = [(f"old{i}.png", "") for i in range(4)], [(f"new{i}.png", "") for i in range(4)]
     assert still_selected(new[:1], 2) == 0 and still_selected(new[:2], 0) == 0  # a new batch streams in
     assert still_selected(new, 2) == 2 and still_selected(new, None) is None and still_selected([], 2) is None
     assert picked(new, still_selected(new, None)) == "new0.png" and picked(old, 2) == "old2.png"
-    fns = build_app(studio).fns.values()
+    fns = demo.fns.values()
     remember = next(fn for fn in fns if fn.name == "remember")
     gallery, selected = remember.targets[0][0], remember.outputs
     follows = {event for fn in fns for block, event in fn.targets if block == gallery and fn.outputs == selected}
@@ -513,12 +513,10 @@ def test_send_to_follows_the_gallery_s_own_selection(studio):
     assert closed.fn() is None
 
 
-def test_history_s_filters_follow_every_generation_as_its_table_does(studio):
+def test_history_s_filters_follow_every_generation_as_its_table_does(demo):
     """A model or LoRA used for the first time is in History's filters after the generation, not only after the
     tab is opened again."""
-    from masuka.ui.app import build_app
-
-    followers = [fn for fn in build_app(studio).fns.values() if fn.trigger_after is not None]
+    followers = [fn for fn in demo.fns.values() if fn.trigger_after is not None]
 
     def after(name: str, labels: list) -> list[int]:
         return sorted(fn.trigger_after for fn in followers
