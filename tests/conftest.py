@@ -23,6 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a ``slow`` or ``browser`` test run first. pytest-xdist hands whole files to the two workers in
+    this order (``--dist loadfile --no-loadscope-reorder``): a long file handed out last kept one core working
+    alone for minutes at the end of a run, while short files at the end even the two workers out."""
+    heavy = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.path not in heavy)
+
+
 @pytest.fixture(scope="session")
 def _heavy_imports():
     """torch, transformers, diffusers (a tiny pipeline of each architecture imports its classes) and Gradio."""

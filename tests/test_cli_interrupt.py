@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -57,6 +59,7 @@ def waiting_for(process: subprocess.Popen, job_id: int) -> list[str]:
     raise AssertionError("".join(seen))
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_batch_prints_the_finished_images_and_the_cancelled_one_as_json(tmp_path, tiny_model):
     data = tmp_path / "data"
     process = _masuka("generate", "--data-dir", str(data), "--model", str(tiny_model("flux")), "--prompt", "stop me",

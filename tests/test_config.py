@@ -91,6 +91,7 @@ def test_variables_read_at_first_use_are_checked_before_the_app_starts(monkeypat
     check_environment()
 
 
+@pytest.mark.slow
 def test_serve_and_doctor_report_a_bad_variable_read_at_first_use(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
            "MASUKA_OPENAI_BASE_URL": "ftp://example.org"}

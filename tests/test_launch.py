@@ -59,6 +59,7 @@ def start_up_imports() -> tuple[list[str], str]:
     return done.stdout.strip().splitlines(), done.stderr
 
 
+@pytest.mark.slow
 def test_serve_s_start_up_checks_import_no_torch_even_for_a_named_device(start_up_imports):
     lines, stderr = start_up_imports
     assert lines[:1] == ["False"], stderr
@@ -117,6 +118,7 @@ def test_a_server_process_keeps_its_start_up_heap_out_of_the_collectors_reach(tm
     assert steps == ["jobs", "space", "freeze", "freeze", "jobs", "space"], "models load after the freezes"
 
 
+@pytest.mark.slow
 def test_app_py_serves_on_the_given_port_with_data_dir(ngrok_run):
     """app.py's server, asked for its page on the port given, while it was up (by the fake ngrok that the run
     below started once the app was served)."""

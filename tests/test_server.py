@@ -21,6 +21,7 @@ def test_only_a_share_link_asked_for_and_missing_is_refused():
         check_share_link(True, None)
 
 
+@pytest.mark.slow
 def test_a_share_link_that_did_not_open_stops_the_app_in_one_line(tmp_path):
     """Gradio says "Could not create share link" and serves on; MASUKA stops instead (exit 2), as for a failed ngrok
     tunnel: a local app that distrusts this computer's own API calls, as if through a tunnel, is no use. The tunnel

@@ -27,6 +27,7 @@ def shown(markdown: str) -> str:
     return html.unescape(re.sub(r"\\(.)", r"\1", markdown))
 
 
+@pytest.mark.slow
 def test_character_flow_through_the_api(shared_app, tiny_model, tiny_clip, portrait, no_face, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError

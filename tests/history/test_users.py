@@ -130,6 +130,7 @@ def test_file_ownership_by_folder_and_by_row(tmp_path):
         studio.close()
 
 
+@pytest.mark.slow
 def test_each_user_has_a_limit_on_waiting_image_requests(live_app, tiny_model):
     import time
 

@@ -44,6 +44,7 @@ def completed_rows(store: Store) -> list[dict]:
     return store.find("generations", "status = 'completed'", order_by="id")
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_resumes_and_every_image_is_made_once(tmp_path, tiny_model):
     data, prompts = tmp_path / "data", tmp_path / "prompts.txt"
     prompts.write_text("a red fox\na {green|blue} bird\n# not a prompt\n\na snowy hill\n", encoding="utf-8")
@@ -231,6 +232,7 @@ def test_bad_batches_are_refused_before_queueing(studio, tiny_model):
     assert list_jobs(studio, "local") == []
 
 
+@pytest.mark.slow
 def test_a_queued_grid_survives_a_killed_worker_with_one_row_per_cell(tmp_path, tiny_model):
     data = tmp_path / "data"
     studio = Studio.open(Config.from_env(data_dir=data))

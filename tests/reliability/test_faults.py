@@ -32,6 +32,7 @@ def completed(db: Path) -> int:
             return 0
 
 
+@pytest.mark.slow
 def test_sigkill_during_an_image_batch_keeps_finished_images(tmp_path, tiny_model):
     data = tmp_path / "data"
     process = subprocess.Popen([sys.executable, "-m", "masuka", "generate", "--data-dir", str(data), "--model",
@@ -74,6 +75,7 @@ def interrupt_when(process: subprocess.Popen, ready) -> int:
     return process.wait(timeout=120)
 
 
+@pytest.mark.slow
 def test_ctrl_c_records_the_image_being_made_as_stopped_and_the_queue_job_as_interrupted(tmp_path, tiny_model):
     """Ctrl-C in ``queue run`` leaves the image being made ``cancelled``, stopped with Ctrl-C (not failed with
     "KeyboardInterrupt"), and the queue job ``interrupted``: the next ``queue run`` resumes it. (Ctrl-C in
@@ -141,6 +143,7 @@ def test_disk_full_while_saving_is_a_clear_error_and_no_half_file(tiny_disk, tin
         studio.close()
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_caption_pass_keeps_captions_and_the_pass_resumes(tmp_path):
     from masuka.datasets.adding import add_images
     from masuka.datasets.library import create_dataset, dataset_images

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from masuka.bench.load import REFUSAL, WARMUP_SEED, count_overlaps, drive, wait_for_jobs
 
 
+@pytest.mark.slow
 def test_twenty_users_are_served_or_refused_clearly(live_app, tiny_model, fake, monkeypatch):
     provider = fake("openai")
     # a busy CI machine may answer the create request slowly; a create that times out is (rightly) never

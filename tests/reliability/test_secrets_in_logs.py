@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from gradio_client import Client
 
 from tests.conftest import FAST_VIDEO, ROOT, free_port
@@ -24,6 +25,7 @@ def wait_for_video_rows(client: Client, count: int, timeout: float = 90) -> list
     raise AssertionError("video jobs did not finish")
 
 
+@pytest.mark.slow
 def test_keys_used_for_real_requests_never_appear_in_logs_or_the_store(tmp_path, sample_mp4, tiny_model):
     from masuka.testing.video import KEY, FakeProvider
 

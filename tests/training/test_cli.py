@@ -13,6 +13,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 from masuka.config import Config
 from masuka.studio import Studio
 
@@ -80,6 +82,7 @@ def test_sigint_while_the_run_waits_for_the_gpu_interrupts_it_at_once(tmp_path, 
     assert not list((data / "runs" / "run-00001").glob("checkpoint-*"))
 
 
+@pytest.mark.slow
 def test_sigterm_interrupts_resume_continues_and_a_killed_resume_is_interrupted_at_next_start(tmp_path, tiny_model):
     """SIGTERM saves and interrupts; ``--resume`` continues (a killed one is interrupted when the studio next opens);
     a ``nohup`` run outlives its terminal (SIGHUP ignored) and finishes."""

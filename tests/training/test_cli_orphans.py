@@ -10,6 +10,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from masuka.config import Config
 from masuka.studio import Studio
 from masuka.training import checkpoints
@@ -40,6 +42,7 @@ def _group_gone(group: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_sighup_or_a_killed_cli_interrupts_the_training_processes(tmp_path, tiny_model):
     data = data_with_dataset(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

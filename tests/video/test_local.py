@@ -172,6 +172,7 @@ def test_ctrl_c_on_a_local_video_in_the_cli_cancels_it_and_says_so(studio, tiny_
     assert jobs.get(studio.store, job_id).status == "cancelled"
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_denoising_lets_the_step_end_and_exits_130_without_aborting(tmp_path, tiny_wan):
     """The CLI process makes a local video itself: Ctrl-C while its thread is inside the pipeline waits for that
     thread to stop between steps rather than leaving it there as the process exits (which aborted the process)."""
