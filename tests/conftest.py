@@ -144,9 +144,11 @@ def shared_app(tmp_path_factory):
         running.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """The system Chromium, headless, started once per test process; the test is skipped without it, outside CI."""
+    """The system Chromium, headless, started once per test module; the test is skipped without it, outside CI.
+    Not once per process: Playwright's sync API keeps an asyncio loop running in the main thread while it is
+    started, and later modules' ``asyncio.run`` calls (handler tests) fail inside one."""
     from playwright.sync_api import sync_playwright
 
     from tests.chromium import FLAGS, chromium
