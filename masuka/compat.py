@@ -73,22 +73,19 @@ def range_problems(packages: Iterable[str], requirements_text: str | None = None
     ``requirements_text`` (by default requirements.txt's) or another of ``packages`` declares for it."""
     if requirements_text is None:
         requirements_text = REQUIREMENTS_FILE.read_text(encoding="utf-8")
-    packages = tuple(packages)
-    names = {canonical(name) for name in packages}
+    versions = {package: installed(package) for package in packages}  # each read parses a METADATA file
+    have = {canonical(package): version for package, version in versions.items()}
     wanted = [("requirements.txt", Range(text)) for line in requirements_text.splitlines()
               if (text := line.partition("#")[0].strip())]
-    versions = {package: installed(package) for package in packages}  # each read parses a METADATA file
     for package, version in versions.items():
         if version:
             wanted += [(f"{package} {version}", Range(text)) for text in importlib.metadata.requires(package) or []]
     found = [f"{package} is not installed" for package, version in versions.items() if not version]
     for who, requirement in wanted:
-        if canonical(requirement.name) not in names or (requirement.marker
-                                                         and not requirement.marker.evaluate({"extra": ""})):
-            continue
-        have = installed(requirement.name)
-        if have and not requirement.specifier.contains(have, prereleases=True):
-            found.append(f"{who} needs {requirement.name}{requirement.specifier}, {have} is installed")
+        version = have.get(canonical(requirement.name))
+        if (version and not (requirement.marker and not requirement.marker.evaluate({"extra": ""}))
+                and not requirement.specifier.contains(version, prereleases=True)):
+            found.append(f"{who} needs {requirement.name}{requirement.specifier}, {version} is installed")
     return found
 
 
