@@ -489,7 +489,10 @@ def test_lora_import_and_delete_give_the_file_as_an_absolute_path(capsys, tmp_pa
     assert code == 0, err
     path = json.loads(out)["path"]
     assert os.path.isabs(path) and os.path.isfile(path) and path.startswith(str(data))
-    code, out, err = run_cli(capsys, "models", "delete-lora", "ink", "--json", "--data-dir", str(data))
+    with pytest.raises(SystemExit) as refused:  # deleting asks for --yes
+        main(["models", "delete-lora", "ink", "--json", "--data-dir", str(data)])
+    assert refused.value.code == 2 and "--yes" in capsys.readouterr().err and os.path.isfile(path)
+    code, out, err = run_cli(capsys, "models", "delete-lora", "ink", "--yes", "--json", "--data-dir", str(data))
     assert code == 0 and json.loads(out)["path"] == path and not os.path.exists(path), err
 
 
@@ -508,7 +511,7 @@ def test_history_show_leaves_out_the_runner_s_pid_and_holder_token(capsys, studi
 
 
 @pytest.mark.parametrize("argv", [["dataset", "create", "cats", "--trigger", "zorp"], ["dataset", "list"],
-                                  ["character", "list"], ["history", "list"], ["models", "delete-lora", "x"],
+                                  ["character", "list"], ["history", "list"], ["models", "delete-lora", "x", "--yes"],
                                   ["keys", "token", "create"]])
 def test_a_user_who_cannot_sign_in_is_refused_by_every_user_option_before_anything_is_written(capsys, tmp_path,
                                                                                              monkeypatch, argv):

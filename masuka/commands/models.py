@@ -18,6 +18,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     download.add_argument("model", help="catalog id or owner/name")
     delete = actions.add_parser("delete", parents=[common], help="delete a model from the Hugging Face cache")
     delete.add_argument("repo", help="catalog id or owner/name")
+    delete.add_argument("--yes", action="store_true", required=True, help="confirm the deletion")
     lora = actions.add_parser("import-lora", parents=[common], help="check and import a LoRA")
     source = lora.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", help="a .safetensors file")
@@ -28,6 +29,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     gone = actions.add_parser("delete-lora", parents=[common], help="delete a LoRA of the library and its file")
     gone.add_argument("lora", help="its name or id")
     gone.add_argument("--user", help="act as this user (default: any user's LoRA, the local user's first)")
+    gone.add_argument("--yes", action="store_true", required=True, help="confirm the deletion")
     for action in actions.choices.values():
         action.set_defaults(handler=run)
 

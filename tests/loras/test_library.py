@@ -126,11 +126,11 @@ def test_queued_work_naming_the_lora_by_its_path_in_the_lora_folder_or_a_tag_kee
 def test_models_delete_lora_on_the_command_line(team, capsys, monkeypatch):
     monkeypatch.setenv("MASUKA_AUTH", "alice:pa,bob:pb,admin:pc")  # the sign-in list --user is checked against
     data = ["--data-dir", str(team.config.data_dir)]
-    assert main(["models", "delete-lora", "bob-style", "--user", "alice", *data]) == 2
+    assert main(["models", "delete-lora", "bob-style", "--user", "alice", "--yes", *data]) == 2
     assert "No LoRA 'bob-style'" in capsys.readouterr().err
-    assert main(["models", "delete-lora", "bob-style", *data]) == 0  # no --user: any user's, as an admin
+    assert main(["models", "delete-lora", "bob-style", "--yes", *data]) == 0  # no --user: any user's, as an admin
     assert "deleted bob-style (bob)" in capsys.readouterr().out
-    assert main(["models", "delete-lora", "alice-style", "--user", "alice", *data]) == 0
+    assert main(["models", "delete-lora", "alice-style", "--user", "alice", "--yes", *data]) == 0
     with pytest.raises(NotFound):
         delete_lora(team, "alice-style", "admin", True)
     assert team.store.count("loras") == 0

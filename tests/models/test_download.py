@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -36,13 +37,20 @@ def finished(studio, job_id):
     return studio.jobs.wait(job_id, timeout=60)
 
 
-def test_download_shows_progress_then_the_model_as_downloaded_and_delete_frees_it(studio, hub):
+def test_download_shows_progress_then_the_model_as_downloaded_and_delete_frees_it(studio, hub, capsys):
+    from masuka.cli import main
+
     job = finished(studio, start_download(studio, "local", "acme/tiny-pipe"))
     assert job["status"] == "completed" and job["progress"] == 1.0 and job["kind"] == "download"
     assert job["result"]["size_bytes"] >= len(WEIGHTS)
     status = {row["repo"]: row for row in model_status()}
     assert status["acme/tiny-pipe"]["downloaded"] and status["acme/tiny-pipe"]["size_bytes"] >= len(WEIGHTS)
-    assert delete_model(studio, "acme/tiny-pipe") >= len(WEIGHTS)
+    data = ["--data-dir", str(studio.config.data_dir), "--json"]
+    with pytest.raises(SystemExit) as refused:  # deleting asks for --yes, and nothing is deleted without it
+        main(["models", "delete", "acme/tiny-pipe", *data])
+    assert refused.value.code == 2 and "--yes" in capsys.readouterr().err and "acme/tiny-pipe" in cached_repos()
+    assert main(["models", "delete", "acme/tiny-pipe", "--yes", *data]) == 0
+    assert json.loads(capsys.readouterr().out)["freed_bytes"] >= len(WEIGHTS)
     assert "acme/tiny-pipe" not in cached_repos()
     with pytest.raises(InvalidInput, match="not in the model cache"):
         delete_model(studio, "acme/tiny-pipe")
