@@ -1,6 +1,7 @@
 """A FLUX.1 Canny/Depth [dev] control LoRA (its x_embedder takes 128 inputs: the latents and the control image's;
 it replaces the attention norms) is refused when inspected (imported, picked), in any of its formats, saying what
-it is; the same layers without it are a FLUX.1 LoRA, and with a 128-input x_embedder but no norms a FLUX.2 one."""
+it is, with or without those norms when its layers are FLUX.1's alone; the same layers without the x_embedder are a
+FLUX.1 LoRA, and a 128-input x_embedder with layers FLUX.2 [klein] has too (and no norms) is a FLUX.2 one."""
 
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ def test_a_flux_control_lora_is_refused_when_inspected(tmp_path, form):
     assert inspect_lora(tmp_path / "style.safetensors").architecture == "flux"
     tensors[f"{prefix}{input_layer}.{down}.weight"] = torch.zeros(1, 128)
     tensors[f"{prefix}{input_layer}.{up}.weight"] = torch.zeros(3072, 1)
-    save_file(tensors, str(tmp_path / "klein.safetensors"))
-    assert inspect_lora(tmp_path / "klein.safetensors").architecture == "flux2", "FLUX.2 takes 128 inputs too"
+    save_file(tensors, str(tmp_path / "no-norms.safetensors"))
+    with pytest.raises(InvalidInput, match="is a FLUX.1 Canny/Depth"):  # single blocks' to_q/linear1: FLUX.1 only
+        inspect_lora(tmp_path / "no-norms.safetensors")
     tensors[f"{prefix}{norm}"] = torch.ones(128)
     save_file(tensors, str(tmp_path / "canny.safetensors"))
     with pytest.raises(InvalidInput) as refused:
@@ -45,3 +47,14 @@ def test_a_flux_control_lora_is_refused_when_inspected(tmp_path, form):
     assert str(refused.value) == ("LoRA 'canny.safetensors' is a FLUX.1 Canny/Depth [dev] control LoRA (its "
                                   "x_embedder takes a control image too), which MASUKA does not run: choose a LoRA "
                                   "made for FLUX.1.")
+
+
+def test_a_128_input_x_embedder_with_klein_s_layers_and_no_norms_is_a_flux2_lora(tmp_path):
+    """FLUX.2 [klein] 4B's blocks are as wide as FLUX.1's and its x_embedder takes 128 inputs: a LoRA of its first
+    blocks' attention and that layer reads as FLUX.2, not as a control LoRA."""
+    tensors = {}
+    for layer, inputs, outputs in (("transformer_blocks.0.attn.to_q", 3072, 3072), ("x_embedder", 128, 3072)):
+        tensors[f"transformer.{layer}.lora_A.weight"] = torch.zeros(1, inputs)
+        tensors[f"transformer.{layer}.lora_B.weight"] = torch.zeros(outputs, 1)
+    save_file(tensors, str(tmp_path / "klein.safetensors"))
+    assert inspect_lora(tmp_path / "klein.safetensors").architecture == "flux2"
