@@ -23,7 +23,9 @@ CLI_TWINS = {"/generate_image": ("generate",), "/edit_image": ("edit",), "/upsca
 CLI_NAMES = {"dataset": "name", "loras": "lora", "sample_prompts": "sample_prompt", "dedupe": "no_dedupe",
              "files": "paths", "allow_large": "yes", "images": "image", "references": "reference", "sound": "audio",
              "canvas": "mask", "reference_image": "reference", "reference_weight": "reference",
-             **{f"control_{part}": "control" for part in ("kind", "image", "weight", "start", "end")}}
+             **{f"control_{part}": "control" for part in ("kind", "image", "weight", "start", "end")},
+             "mask_mode": "invert_mask", "masked_content": "fill_masked", "inpaint_area": "only_masked",
+             "only_masked_padding": "only_masked"}
 #: parameters that take any text although the UI offers a list (paths, repo ids, names made at run time)
 FREE_TEXT = {"/generate_image": ("model", "loras"), "/grid": ("model", "loras"), "/start_training": ("dataset",),
              "/add_images": ("dataset",), "/caption_dataset": ("dataset",), "/export_dataset": ("dataset",),

@@ -94,6 +94,9 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, tiny_model, args, mes
     (["--init-image", "photo.png", "--mask-blur", "9"], "--mask-blur needs --mask or --outpaint"),
     (["--face-strength", "0.9"], "--face-strength needs --face-detail"),
     (["--controlnet", "xinsir/controlnet-union-sdxl-1.0"], "--controlnet needs --control"),
+    (["--init-image", "photo.png", "--invert-mask"], "--invert-mask needs --mask: without it --invert-mask does"),
+    (["--init-image", "photo.png", "--outpaint", "8,8,0,0", "--fill-masked"], "--fill-masked needs --mask"),
+    (["--init-image", "photo.png", "--only-masked"], "--only-masked needs --mask"),
 ])
 def test_refused_flags_leave_no_data_folder(capsys, tmp_path, args, message):
     """Flags the image CLI refuses by themselves are refused before the studio opens: nothing is made."""
@@ -158,6 +161,10 @@ def test_dependent_flags_left_out_take_the_request_defaults(capsys):
                                               "--strength", "0.5", "--outpaint", "8,8,0,0", "--mask-blur", "9",
                                               "--face-detail", "--face-strength", "0.9"]))
     assert (chosen.init.strength, chosen.init.mask_blur, chosen.face_strength) == (0.5, 9, 0.9)
+    inpaint = ["generate", "--model", "m", "--prompt", "x", "--init-image", "a.png", "--mask", "m.png"]
+    options = flags_request(parser.parse_args([*inpaint, "--invert-mask", "--fill-masked", "--only-masked"])).init
+    assert options == InitImage("a.png", mask="m.png", invert_mask=True, fill_masked=True, only_masked_padding=32)
+    assert flags_request(parser.parse_args([*inpaint, "--only-masked", "8"])).init.only_masked_padding == 8
     assert upscale_request(parser.parse_args(["upscale", "--image", "a.png"])) == UpscaleRequest("a.png")
     detail = upscale_request(parser.parse_args(["upscale", "--image", "a.png", "--detail", "--model", "m",
                                                 "--prompt", "a boat"]))

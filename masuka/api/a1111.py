@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from masuka.access import usable_model
@@ -267,7 +267,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             image = uploads.decode(body.init_images[0], "init image")
             inverted = bool(body.mask and body.inpainting_mask_invert)
             mask = a1111_mask(uploads, body.mask, inverted) if body.mask else None
-            init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0, mask_inverted=inverted,
+            init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0, invert_mask=inverted,
                              only_masked_padding=body.inpaint_full_res_padding if body.inpaint_full_res else None,
                              fill_masked=body.inpainting_fill == 0)
             result = answer(work.generate(caller, to_request(caller, body, uploads, init), hangup), body)
@@ -461,18 +461,17 @@ def a1111_sampler(name: str | None, scheduler: str | None, model: str) -> str:
 
 
 def a1111_mask(uploads: Uploads, data: str, invert: bool) -> Path:
-    """A1111's ``mask`` kept as the mask it stands for (white = repaint), so the History row holds the part that
-    was repainted and Reuse repaints it again: one with transparency that is not fully opaque read by its alpha
-    (opaque = repaint, cut at half as A1111's ``create_binary_mask`` does), any other by its brightness; then
-    inverted when ``inpainting_mask_invert`` asks (``invert``). A mask read by its alpha that leaves nothing to
+    """A1111's ``mask`` kept as the mask it stands for (white = repaint; ``inpainting_mask_invert``, ``invert``,
+    repaints the black part: the request says so, and the History row keeps both, so Reuse repaints the same part):
+    one with transparency that is not fully opaque read by its alpha (opaque = repaint, cut at half as A1111's
+    ``create_binary_mask`` does), any other by its brightness. A mask read by its alpha that leaves nothing to
     repaint is refused in those words (not as an all-black mask, which the sender did not draw)."""
     picture = open_picture(io.BytesIO(image_bytes(data, "mask")), "mask")  # upright, 8-bit
     by_alpha = picture.has_transparency_data and picture.convert("RGBA").getchannel("A").getextrema()[0] < 255
-    if not by_alpha and not invert:
+    if not by_alpha:
         return uploads.keep(picture, "mask")
-    mask = (picture.convert("RGBA").getchannel("A").point(lambda alpha: 255 if alpha > 128 else 0) if by_alpha
-            else picture.convert("L"))
-    if by_alpha and mask.getextrema() == ((255, 255) if invert else (0, 0)):  # nothing to repaint: say why
+    mask = picture.convert("RGBA").getchannel("A").point(lambda alpha: 255 if alpha > 128 else 0)
+    if mask.getextrema() == ((255, 255) if invert else (0, 0)):  # nothing to repaint: say why
         rule = "a mask with transparency is read by its alpha, as A1111 reads it: opaque means repaint"
         if invert:
             raise InvalidInput(f"The mask is more than half opaque everywhere and inpainting_mask_invert repaints "
@@ -482,7 +481,7 @@ def a1111_mask(uploads: Uploads, data: str, invert: bool) -> Path:
             "nowhere more than half opaque"
         raise InvalidInput(f"The mask is {what}, so nothing would be repainted ({rule}): paint opaque where the "
                            "image should change.")
-    return uploads.keep(ImageOps.invert(mask) if invert else mask, "mask")
+    return uploads.keep(mask, "mask")
 
 
 def split_schedule(sampler: str) -> tuple[str, str]:

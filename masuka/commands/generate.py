@@ -102,8 +102,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, size_default: str = 
 
 
 def add_speed_and_start_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--fast``, ``--step-cache`` and the flags of a starting image (img2img, inpaint, outpaint)."""
-    from masuka.image.tasks import InitImage
+    """``--fast``, ``--step-cache`` and the flags of a starting image (img2img, inpaint with A1111's inpaint options,
+    outpaint)."""
+    from masuka.image.tasks import MAX_SIDE_PADDING, ONLY_MASKED_PADDING, InitImage
 
     parser.add_argument("--fast", action="store_true",
                         help="the fast path: compiled blocks, fused QKV, fp8 where the GPU has it, LoRA hotswap")
@@ -119,6 +120,15 @@ def add_speed_and_start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", metavar="PATH", help="with --init-image: repaint only the white part (inpaint)")
     parser.add_argument("--mask-blur", type=int, metavar="PX", help="with --mask or --outpaint: soften the mask "
                         f"edge by this many pixels (default {default_of(InitImage, 'mask_blur')})")
+    parser.add_argument("--invert-mask", action="store_true", default=None,
+                        help="with --mask: repaint what the mask leaves black (A1111's Mask mode: Inpaint not masked)")
+    parser.add_argument("--fill-masked", action="store_true", default=None,
+                        help="with --mask: start the masked part from the surrounding colours (A1111's Masked "
+                             "content: fill; default: the original)")
+    parser.add_argument("--only-masked", type=int, nargs="?", const=ONLY_MASKED_PADDING, metavar="PX",
+                        help="with --mask: repaint a crop around the mask with PX pixels of margin, 0-"
+                             f"{MAX_SIDE_PADDING} (default {ONLY_MASKED_PADDING}), at full size (A1111's Inpaint "
+                             "area: Only masked; default: the whole picture)")
     parser.add_argument("--outpaint", metavar="L,R,T,B",
                         help="with --init-image: grow the canvas by these pixels per side (left,right,top,bottom) "
                              "and fill the new area; the size is the picture plus the padding, rounded up to the "
@@ -152,11 +162,14 @@ def flags_request(args: argparse.Namespace) -> ImageRequest:
         raise InvalidInput("--outpaint needs --init-image: the picture to extend.")
     refuse_without(args, ("strength",), "init_image")
     refuse_without(args, ("mask_blur",), "mask", "outpaint")
+    refuse_without(args, ("invert_mask", "fill_masked", "only_masked"), "mask")
     refuse_without(args, ("face_strength",), "face_detail")
     refuse_without(args, ("controlnet",), "control")
     init = None if not args.init_image else InitImage(args.init_image, mask=args.mask,
                                                       outpaint=parse_outpaint(args.outpaint),
-                                                      **given(args, "strength", "mask_blur"))
+                                                      only_masked_padding=args.only_masked,
+                                                      **given(args, "strength", "mask_blur", "invert_mask",
+                                                              "fill_masked"))
     return ImageRequest(
         prompt=args.prompt or "", model=args.model, negative_prompt=args.negative_prompt,
         steps=args.steps, guidance=args.guidance, width=args.width, height=args.height,

@@ -25,6 +25,7 @@ from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 from masuka.errors import InvalidInput
 from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.memory import sharing_weights
+from masuka.image.metadata import to_number
 from masuka.image.outpaint import Padding, canvas_size, check_padding, feather, keep_original, outpaint_canvas
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -42,6 +43,12 @@ MASK_SHAPE_TOLERANCE = 0.02  # how far a mask's width:height may be from its pic
 RESAMPLERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
 #: the image modes a PNG file stores as they are
 PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
+#: A1111's inpaint options in its words (its form's and its infotext's), the default first: Mask mode, Masked
+#: content (two of A1111's four: its "latent noise" and "latent nothing" are read as "original") and Inpaint area
+MASK_MODES = ("Inpaint masked", "Inpaint not masked")
+MASKED_CONTENTS = ("original", "fill")
+INPAINT_AREAS = ("Whole picture", "Only masked")
+ONLY_MASKED_PADDING = 32  # A1111's "Only masked padding, pixels" as its form opens
 
 
 @dataclass
@@ -52,9 +59,10 @@ class InitImage:
     strength: float = 0.75
     mask: str | Path | None = None
     mask_blur: int = 4
-    #: the mask was sent the other way round (A1111's ``inpainting_mask_invert``) and ``mask`` is already its
-    #: inverse (white = repaint): recorded (``Mask mode: Inpaint not masked``), not inverted again
-    mask_inverted: bool = False
+    #: repaint what the mask leaves black (A1111's "Inpaint not masked", ``inpainting_mask_invert``): the mask is
+    #: kept as given and inverted where it is read (rows of older versions recorded ``mask_inverted`` with the mask
+    #: kept inverted: Reuse repaints that mask as it is)
+    invert_mask: bool = False
     only_masked_padding: int | None = None  # repaint a crop around the mask (this many px of margin) at full size
     fill_masked: bool = False  # start the masked part from the surrounding colours instead of what is there
     outpaint: Padding | None = None  # grow the canvas by (left, right, top, bottom) pixels and fill the new area
@@ -196,7 +204,9 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
         return TaskInput("img2img", image, None, strength, init)
     mask = _read_mask(init, picture.size, (width, height))
     if mask.getextrema()[1] == 0:
-        raise InvalidInput("The mask is all black: paint white where the image should change.")
+        raise InvalidInput("The mask is all white and Inpaint not masked repaints its black part: paint black where "
+                           "the image should change." if init.invert_mask else
+                           "The mask is all black: paint white where the image should change.")
     start = fill_masked(image, mask) if init.fill_masked else None
     blur = int(init.mask_blur)
     blurred = mask.filter(ImageFilter.GaussianBlur(blur)) if blur else mask
@@ -207,15 +217,16 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
 
 
 def _read_mask(init: InitImage, picture: tuple[int, int], size: tuple[int, int]) -> Image.Image:
-    """The mask at ``size``; one of another shape than the ``picture`` (a size, not only a scale, apart) is
-    refused rather than stretched over it."""
+    """The mask at ``size`` (inverted first where ``init`` says so); one of another shape than the ``picture`` (a
+    size, not only a scale, apart) is refused rather than stretched over it."""
     if init.mask is None:
         raise ValueError("_read_mask needs an init image with a mask")
     mask = open_picture(init.mask, "mask")
     if abs(mask.width * picture[1] - mask.height * picture[0]) > MASK_SHAPE_TOLERANCE * mask.height * picture[0]:
         raise InvalidInput(f"The mask is {mask.width}x{mask.height} but the picture is {picture[0]}x{picture[1]}: "
                            "give a mask of the picture's shape (any size of it).")
-    return resize_mask(mask.convert("L"), size)
+    mask = mask.convert("L")
+    return resize_mask(ImageOps.invert(mask) if init.invert_mask else mask, size)
 
 
 def resize_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -411,12 +422,11 @@ def task_record(studio: Studio, task: TaskInput | None) -> dict:
 
 
 def _inpaint_options(init: InitImage) -> dict[str, Any]:
-    """The inpaint options an inpaint used beyond its mask and blur, under :class:`InitImage`'s names: the mask
-    sent inverted (the one kept is the one used), only the masked area repainted (its padding), the masked part
-    filled from its surroundings."""
+    """The inpaint options an inpaint used beyond its mask and blur, under :class:`InitImage`'s names: its mask
+    inverted, only the masked area repainted (its padding), the masked part filled from its surroundings."""
     options: dict[str, Any] = {}
-    if init.mask_inverted:
-        options["mask_inverted"] = True
+    if init.invert_mask and init.mask is not None:
+        options["invert_mask"] = True
     if init.only_masked_padding is not None:
         options["only_masked_padding"] = int(init.only_masked_padding)
     if init.fill_masked:
@@ -433,15 +443,32 @@ def infotext_fields(task: TaskInput | None) -> dict[str, str]:
     if task.mask is not None:
         fields["Mask blur"] = str(int(task.source.mask_blur))
         options = _inpaint_options(task.source)
-        if options.get("mask_inverted"):
-            fields["Mask mode"] = "Inpaint not masked"
+        if options.get("invert_mask"):
+            fields["Mask mode"] = MASK_MODES[1]
         if options.get("fill_masked"):
-            fields["Masked content"] = "fill"
+            fields["Masked content"] = MASKED_CONTENTS[1]
         if "only_masked_padding" in options:
-            fields.update({"Inpaint area": "Only masked", "Masked area padding": str(options["only_masked_padding"])})
+            fields["Inpaint area"] = INPAINT_AREAS[1]
+            fields["Masked area padding"] = str(options["only_masked_padding"])
     if task.source.outpaint is not None:
         fields["Outpaint"] = ",".join(str(side) for side in task.source.outpaint)
     return fields
+
+
+def read_inpaint_options(fields: dict[str, str]) -> dict[str, Any]:
+    """The inpaint options A1111's infotext ``fields`` name (those :func:`infotext_fields` writes), under
+    :class:`InitImage`'s names as :func:`_inpaint_options` gives them; a ``Masked content`` other than fill is the
+    original, a padding left out or not a whole number A1111's default."""
+    said = {name: fields.get(name, "").strip().lower() for name in ("Mask mode", "Masked content", "Inpaint area")}
+    options: dict[str, Any] = {}
+    if said["Mask mode"] == MASK_MODES[1].lower():
+        options["invert_mask"] = True
+    if said["Masked content"] == MASKED_CONTENTS[1]:
+        options["fill_masked"] = True
+    if said["Inpaint area"] == INPAINT_AREAS[1].lower():
+        padding = to_number(fields.get("Masked area padding", "").strip(), int)
+        options["only_masked_padding"] = ONLY_MASKED_PADDING if padding is None else padding
+    return options
 
 
 def keep_inputs(studio: Studio, plan: Any) -> None:

@@ -36,7 +36,14 @@ from masuka.image.metadata import Parameters, parse_parameters, read_metadata, t
 from masuka.image.preprocess import KINDS
 from masuka.image.reference import StyleReference, read_references
 from masuka.image.samplers import model_scheduler, samplers_for
-from masuka.image.tasks import MIN_STRENGTH, InitImage
+from masuka.image.tasks import (
+    INPAINT_AREAS,
+    MASK_MODES,
+    MASKED_CONTENTS,
+    MIN_STRENGTH,
+    ONLY_MASKED_PADDING,
+    InitImage,
+)
 from masuka.loras.library import list_loras, match_loras
 from masuka.models.catalog import ModelSpec, image_models, resolve_image_model
 from masuka.studio import Studio
@@ -56,6 +63,7 @@ from masuka.ui.common import (
 )
 from masuka.ui.image_modes import (
     INPAINT,
+    INPAINT_FIELDS,
     MODE_BLANKS,
     MODES,
     UPSCALE,
@@ -63,6 +71,8 @@ from masuka.ui.image_modes import (
     edit_request,
     guide_fields,
     hires_fix,
+    inpaint_from_parameters,
+    inpaint_options,
     mode_request_inputs,
     reuse_fields,
     send_to_other_tabs,
@@ -154,7 +164,8 @@ class ImageTab:
                 "outpaint": self.modes.outpaint, "canvas": self.modes.canvas, "references": self.modes.references,
                 "optimize_prompt": self.aids.optimize_prompt, "safety_check": self.aids.safety_check,
                 "face_detail": self.aids.face_detail, "face_strength": self.aids.face_strength,
-                **dict(zip(GUIDE_FIELDS, self.guides)), "sampler": self.sampler}
+                **dict(zip(GUIDE_FIELDS, self.guides)), "sampler": self.sampler,
+                **dict(zip(INPAINT_FIELDS, self.modes.inpaint))}
 
 
 def build(ctx: UIContext) -> None:
@@ -297,7 +308,7 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
         side.change(aspect_of, [tab.width, tab.height], tab.aspect, queue=False, show_progress="hidden", **private)
     read = [tab.prompt, tab.negative, tab.model, tab.steps, tab.guidance, tab.width, tab.height, tab.seed, tab.loras,
             tab.read_info, tab.strength, modes.mask_blur, modes.outpaint, tab.mode, tab.sampler,
-            *tab.guides, tab.aids.face_detail, tab.aids.face_strength]
+            *tab.guides, tab.aids.face_detail, tab.aids.face_strength, *modes.inpaint]
     tab.dropped.upload(bind(read_image_parameters, studio), tab.dropped, read, api_name="read_parameters",
                        show_progress_on=tab.read_info)  # a refusal marks the summary, not the whole form
     ctx.generated(gen_event)
@@ -398,17 +409,21 @@ def generate_image(studio: Studio, prompt: str, model: str, negative_prompt: str
                    face_strength: float = 0.4,
                    control_kind: str = "canny", control_image: str | None = None, control_weight: float = 1.0,
                    control_start: float = 0.0, control_end: float = 1.0, reference_image: str | None = None,
-                   reference_weight: float = 1.0, sampler: str = "", request: gr.Request = None,
+                   reference_weight: float = 1.0, sampler: str = "", mask_mode: str = MASK_MODES[0],
+                   masked_content: str = MASKED_CONTENTS[0], inpaint_area: str = INPAINT_AREAS[0],
+                   only_masked_padding: int = ONLY_MASKED_PADDING, request: gr.Request = None,
                    progress=gr.Progress()):
     """Generate images (from ``init_image`` when given, repainting the white of ``mask``, growing the canvas by
     ``outpaint`` "left,right,top,bottom" pixels; with the generation aids asked for; following
     ``control_image`` through a ControlNet of ``control_kind``; like ``reference_image``; with an A1111 ``sampler``,
-    "" for the model's own); yields the gallery as each image finishes."""
+    "" for the model's own; with A1111's inpaint options for the mask); yields the gallery as each image
+    finishes."""
     yield from _stream(studio, lambda: image_request(
         user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
         memory_plan, fast, step_cache, init_image, strength, mask, mask_blur, outpaint, mode, canvas, optimize_prompt,
         safety_check, face_detail, face_strength, control_kind, control_image, control_weight, control_start,
-        control_end, reference_image, reference_weight, sampler), request, progress)
+        control_end, reference_image, reference_weight, sampler, mask_mode, masked_content, inpaint_area,
+        only_masked_padding), request, progress)
 
 
 @friendly
@@ -508,8 +523,8 @@ def check_form(studio: Studio, request: gr.Request, *values) -> None:
 def read_image_parameters(studio: Studio, path: str | None, request: gr.Request = None):
     """Fill the form from an image's A1111-style parameters (NovelAI's, Fooocus's and SwarmUI's converted), LoRAs
     found in the library included, the model where it is usable here, the sampler (with its schedule type) where
-    that model can use it, Face detail where its ADetailer fields name a face model; a value outside the form's
-    range is left as it was. The summary says what was not taken."""
+    that model can use it, Face detail where its ADetailer fields name a face model, A1111's inpaint options (last);
+    a value outside the form's range is left as it was. The summary says what was not taken."""
     if not path:
         return gr.skip()  # one skip leaves every output as it is
     text = read_metadata(path).required()
@@ -548,7 +563,7 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
     return (p.prompt, p.negative_prompt, update(p.model if spec else None), update(steps), update(guidance),
             update(width), update(height), update(seed), [f"{name}:{weight:g}" for name, weight in found], summary,
             *task_from_parameters(p.extra), update(sampler), *_read_guides(p.extra),
-            *([True, face] if face is not None else [gr.skip()] * 2))
+            *([True, face] if face is not None else [gr.skip()] * 2), *inpaint_from_parameters(p.extra))
 
 
 def _read_model(studio: Studio, user: str, model: str | None) -> ModelSpec | None:
@@ -603,10 +618,11 @@ def image_request(owner: str, prompt, model, negative_prompt, steps, guidance, w
                   mode="", canvas=None, optimize_prompt: bool = False, safety_check: bool = False,
                   face_detail: bool = False, face_strength: float = 0.4, control_kind="canny", control_image=None,
                   control_weight=1.0, control_start=0.0, control_end=1.0, reference_image=None,
-                  reference_weight=1.0, sampler="") -> ImageRequest:
+                  reference_weight=1.0, sampler="", mask_mode=None, masked_content=None, inpaint_area=None,
+                  only_masked_padding=None) -> ImageRequest:
     """The form's values, in the order ``generate_image`` takes them (:data:`GENERATE_FIELDS`), as the domain
-    request (the mode says which of the starting image's fields count; a control or reference picture given adds
-    its guide). Generate and "Add to queue" both build theirs here."""
+    request (the mode says which of the starting image's fields count; the inpaint options apply to a mask; a
+    control or reference picture given adds its guide). Generate and "Add to queue" both build theirs here."""
     init_image, mask, padding = mode_request_inputs(mode, init_image, mask, outpaint, canvas)
     if mask and not init_image:
         raise InvalidInput("A mask needs the starting image it belongs to.")
@@ -616,8 +632,9 @@ def image_request(owner: str, prompt, model, negative_prompt, steps, guidance, w
         width = height = None  # the picture plus the padding
     elif mask:
         width = height = None  # inpainting keeps the picture's size, so the rest comes back as it was
+    options = inpaint_options(mask_mode, masked_content, inpaint_area, only_masked_padding)
     init = InitImage(init_image, float(strength), mask, int(4 if mask_blur is None else mask_blur),
-                     outpaint=padding) if init_image else None
+                     outpaint=padding, **(options if mask else {})) if init_image else None
     request = ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
                            guidance=guidance, width=width, height=height, seed=seed,
                            batch=1 if batch is None else batch, loras=parse_loras(loras), owner=owner,
@@ -643,7 +660,7 @@ EDIT_FIELDS = ("prompt", "model", "images", "negative", "steps", "guidance", "se
 GENERATE_FIELDS = ("prompt", "model", "negative", "steps", "guidance", "width", "height", "seed", "batch", "loras",
                    "memory_plan", "fast", "step_cache", "init_image", "strength", "mask", "mask_blur", "outpaint",
                    "mode", "canvas", "optimize_prompt", "safety_check", "face_detail", "face_strength", *GUIDE_FIELDS,
-                   "sampler")
+                   "sampler", *INPAINT_FIELDS)
 
 
 def _control_and_reference() -> list[Component]:

@@ -18,7 +18,17 @@ from masuka.image.outpaint import parse_outpaint
 from masuka.image.preprocess import KINDS
 from masuka.image.reference import FORM_PICTURES as REFERENCE_PICTURES
 from masuka.image.reference import StyleReference
-from masuka.image.tasks import InitImage, open_picture, picture_size
+from masuka.image.tasks import (
+    INPAINT_AREAS,
+    MASK_MODES,
+    MASKED_CONTENTS,
+    MAX_SIDE_PADDING,
+    ONLY_MASKED_PADDING,
+    InitImage,
+    open_picture,
+    picture_size,
+    read_inpaint_options,
+)
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, user_of
 
@@ -42,6 +52,10 @@ GUIDE_BLANKS: dict[str, Any] = {"control_kind": KINDS[0], "control_weight": Cont
                                 "reference_weight": StyleReference.weight}
 
 
+#: the Inpaint options' fields, in the order the form (and the generate_image API) takes them
+INPAINT_FIELDS = ("mask_mode", "masked_content", "inpaint_area", "only_masked_padding")
+
+
 @dataclass
 class ModeWidgets:
     """The widgets only some modes show (the starting image, mask and strength are the tab's own)."""
@@ -49,6 +63,8 @@ class ModeWidgets:
     canvas: gr.ImageEditor
     mask_blur: gr.Slider
     outpaint: gr.Textbox
+    inpaint_accordion: gr.Accordion
+    inpaint: list[gr.Radio | gr.Slider]  # A1111's inpaint options, in the order of INPAINT_FIELDS
     references: gr.File
     send_buttons: dict[str, gr.Button] | None = None
 
@@ -62,9 +78,23 @@ class ModeWidgets:
                                   visible=False)
             outpaint = gr.Textbox("", label="Outpaint: left,right,top,bottom (px)", placeholder="e.g. 0,256,0,0",
                                   visible=False, info="Grows the canvas; leave empty to inpaint only")
+        inpaint_accordion, inpaint = cls._build_inpaint_options()
         references = gr.File(file_count="multiple", file_types=["image"], label="Images to edit (the prompt says "
                              "what to change; Qwen-Image-Edit takes 3, FLUX.2 several)", visible=False)
-        return cls(canvas, mask_blur, outpaint, references)
+        return cls(canvas, mask_blur, outpaint, inpaint_accordion, inpaint, references)
+
+    @staticmethod
+    def _build_inpaint_options() -> tuple[gr.Accordion, list[gr.Radio | gr.Slider]]:
+        """A1111's inpaint options, as its form words them, in a closed accordion (Inpaint/Outpaint mode only)."""
+        with gr.Accordion("Inpaint options", open=False, visible=False) as accordion, gr.Row():
+            options = [gr.Radio(list(choices), value=INPAINT_BLANKS[name], label=label, min_width=160)
+                       for name, choices, label in (("mask_mode", MASK_MODES, "Mask mode"),
+                                                    ("masked_content", MASKED_CONTENTS, "Masked content"),
+                                                    ("inpaint_area", INPAINT_AREAS, "Inpaint area"))]
+            padding = gr.Slider(0, MAX_SIDE_PADDING, value=INPAINT_BLANKS["only_masked_padding"], step=1,
+                                label="Only masked padding (px)", min_width=160,
+                                info="With Only masked: the margin kept around the mask")
+        return accordion, [*options, padding]
 
     def build_send_to(self) -> dict[str, gr.Button]:
         """Buttons under the gallery that send the selected result to a mode."""
@@ -74,7 +104,7 @@ class ModeWidgets:
         return self.send_buttons
 
     def shown(self) -> list[Any]:
-        return [self.canvas, self.mask_blur, self.outpaint, self.references]
+        return [self.canvas, self.mask_blur, self.outpaint, self.inpaint_accordion, self.references]
 
     @staticmethod
     def show(mode: str) -> list[Any]:
@@ -82,7 +112,7 @@ class ModeWidgets:
         *:meth:`shown`): an edit takes its first image's size, so the size fields go in Edit mode."""
         starts, inpaint, edit = mode in (IMAGE, INPAINT, EDIT), mode == INPAINT, mode == EDIT
         visible = [starts, mode == IMAGE, inpaint, mode in (IMAGE, INPAINT), not edit, edit, *[not edit] * 3,
-                   inpaint, inpaint, inpaint, edit]
+                   inpaint, inpaint, inpaint, inpaint, edit]
         return [gr.update(visible=flag) for flag in visible]
 
 
@@ -116,6 +146,43 @@ def mode_request_inputs(mode: str, init_image: str | None, mask: str | None, out
     if mask is None and padding is None:
         raise InvalidInput("Paint over the part to repaint, add a mask file, or give outpaint padding.")
     return str(picture), mask and str(mask), padding
+
+
+def inpaint_options(mask_mode: str | None, masked_content: str | None, inpaint_area: str | None,
+                    only_masked_padding: float | None) -> dict[str, Any]:
+    """The form's inpaint options (A1111's words, another refused; None: as the form opens) as
+    :class:`InitImage`'s fields."""
+    chosen = {"mask_mode": mask_mode, "masked_content": masked_content, "inpaint_area": inpaint_area}
+    for (name, value), choices in zip(chosen.items(), (MASK_MODES, MASKED_CONTENTS, INPAINT_AREAS)):
+        if value not in (None, *choices):
+            words = name.replace("_", " ").capitalize()
+            raise InvalidInput(f"{words} must be one of: {', '.join(choices)} (got {value!r}).")
+    padding = ONLY_MASKED_PADDING if only_masked_padding is None else int(only_masked_padding)
+    return {"invert_mask": mask_mode == MASK_MODES[1], "fill_masked": masked_content == MASKED_CONTENTS[1],
+            "only_masked_padding": padding if inpaint_area == INPAINT_AREAS[1] else None}
+
+
+def inpaint_fields(options: dict) -> dict[str, Any]:
+    """The form's inpaint options for an entry's or an image's (under :class:`InitImage`'s names, as a history
+    row's params keep them), A1111's defaults (as the form opens) for those it lacks."""
+    padding = options.get("only_masked_padding")
+    return {"mask_mode": MASK_MODES[bool(options.get("invert_mask"))],
+            "masked_content": MASKED_CONTENTS[bool(options.get("fill_masked"))],
+            "inpaint_area": INPAINT_AREAS[padding is not None],
+            "only_masked_padding": ONLY_MASKED_PADDING if padding is None else padding}
+
+
+#: the inpaint options as the form opens
+INPAINT_BLANKS = inpaint_fields({})
+
+
+def inpaint_from_parameters(extra: dict[str, str]) -> list[Any]:
+    """The inpaint options (in :data:`INPAINT_FIELDS` order) from A1111's infotext fields, the blanks for those
+    the image lacks; a padding beyond the slider's range leaves the padding as it is."""
+    fields = inpaint_fields(read_inpaint_options(extra))
+    if not 0 <= fields["only_masked_padding"] <= MAX_SIDE_PADDING:
+        fields["only_masked_padding"] = gr.skip()
+    return [fields[name] for name in INPAINT_FIELDS]
 
 
 #: the fields A1111 and Forge write for a text-to-image with Hires fix (whose ``Denoising strength`` is the second
@@ -152,9 +219,10 @@ def guide_fields(found: dict) -> dict:
 
 def reuse_fields(fields: dict) -> dict:
     """A reused image row's fields plus the mode that redoes its task, the picture on the inpaint canvas (emptied
-    in another mode) and the blanks of the mode and guide fields it lacks, so that nothing of the entry reused
-    before stays in the form."""
-    fields = {**MODE_BLANKS, **guide_fields(fields), "mode": TASK_MODES.get(fields.get("task"), TEXT)}
+    in another mode) and the blanks of the mode, inpaint option and guide fields it lacks, so that nothing of the
+    entry reused before stays in the form."""
+    fields = {**MODE_BLANKS, **guide_fields(fields), **inpaint_fields(fields),
+              "mode": TASK_MODES.get(fields.get("task"), TEXT)}
     picture = fields.get("init_image") if fields["mode"] == INPAINT else None
     fields["canvas"] = {"background": picture, "layers": [], "composite": picture} if picture else None
     return fields

@@ -1,17 +1,17 @@
-"""A1111 img2img masks through the real `webuiapi` client: an inverted mask and a mask drawn on transparency are
-kept as the white-means-repaint mask that was used, so History's Reuse repaints the same part; the inpaint options
-are recorded in the row and written in A1111's infotext fields."""
+"""A1111 img2img masks through the real `webuiapi` client: an inverted mask is kept as sent with its mask mode, and a
+mask drawn on transparency as the white-means-repaint mask it stands for, so History's Reuse repaints the same part;
+the inpaint options are recorded in the row and written in A1111's infotext fields."""
 
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from masuka.history.actions import reuse_parameters
 from masuka.image.generate import generate_images
 from masuka.image.metadata import parse_parameters
 from masuka.ui.image import GENERATE_FIELDS, image_request
-from masuka.ui.image_modes import reuse_fields
+from masuka.ui.image_modes import INPAINT_FIELDS, reuse_fields
 from tests.api.test_a1111 import client
 
 
@@ -34,11 +34,11 @@ def rows_since(app, last: int) -> list[dict]:
     return app.studio.store.find("generations", "id > ?", [last], order_by="id")
 
 
-def test_an_inverted_mask_is_kept_inverted_and_reuse_repaints_the_same_part(shared_app, tiny_model, photo,
-                                                                           square_mask):
-    """``inpainting_mask_invert: 1`` repaints outside the white square; the row keeps the mask that was used (white
-    outside), so Reuse -> Generate repaints outside again; the infotext says so as A1111 does, with the only-masked
-    padding and the fill, which the row records too."""
+def test_an_inverted_mask_is_kept_with_its_mask_mode_and_reuse_repaints_the_same_part(shared_app, tiny_model, photo,
+                                                                                    square_mask):
+    """``inpainting_mask_invert: 1`` repaints outside the white square; the row keeps the mask as sent and the mask
+    mode, so Reuse fills "Inpaint not masked" and Generate repaints outside again; the infotext says so as A1111
+    does, with the only-masked padding and the fill, which the row records and Reuse fills too."""
     app = shared_app()  # the module's one app: each test reads the rows made since it started
     last = last_id(app)
     api = client(app)
@@ -51,14 +51,14 @@ def test_an_inverted_mask_is_kept_inverted_and_reuse_repaints_the_same_part(shar
     (row,) = rows_since(app, last)
     params = row["params"]
     kept = Image.open(app.studio.config.absolute(params["mask"]))
-    assert np.array_equal(np.asarray(kept.convert("L")), np.asarray(ImageOps.invert(square_mask))), \
-        "the mask kept is the one used: white = repainted"
-    assert params["mask_inverted"] is True and params["only_masked_padding"] == 6 and params["fill_masked"] is True
+    assert np.array_equal(np.asarray(kept.convert("L")), np.asarray(square_mask)), "the mask kept is the one sent"
+    assert params["invert_mask"] is True and params["only_masked_padding"] == 6 and params["fill_masked"] is True
     extra = parse_parameters(result.info["infotexts"][0]).extra
     assert extra["Mask mode"] == "Inpaint not masked" and extra["Masked content"] == "fill"
     assert extra["Inpaint area"] == "Only masked" and extra["Masked area padding"] == "6"
 
     fields = reuse_fields(reuse_parameters(app.studio, "local", False, f"g{row['id']}")[1])
+    assert [fields[name] for name in INPAINT_FIELDS] == ["Inpaint not masked", "fill", "Only masked", 6]
     again = generate_images(app.studio, image_request("local", *[fields.get(name) for name in GENERATE_FIELDS]))[0]
     assert repainted_only(Image.open(again.path), photo, outside), "Reuse repaints the same part"
 
@@ -69,7 +69,7 @@ def test_an_inverted_mask_is_kept_inverted_and_reuse_repaints_the_same_part(shar
     extra = parse_parameters(plain.info["infotexts"][0]).extra
     assert not {"Mask mode", "Masked content", "Inpaint area", "Masked area padding"} & set(extra)
     params = rows_since(app, last)[-1]["params"]
-    assert not {"mask_inverted", "only_masked_padding", "fill_masked"} & set(params)
+    assert not {"invert_mask", "only_masked_padding", "fill_masked"} & set(params)
 
 
 def test_a_mask_drawn_on_transparency_is_read_by_its_alpha(shared_app, tiny_model, photo, square_mask):

@@ -133,16 +133,17 @@ def test_reuse_sends_every_image_field_so_no_earlier_value_stays(studio):
 
 def test_reuse_sets_every_mode_field_so_no_earlier_task_stays(studio):
     """Reuse of an inpaint after an outpaint empties the padding (Generate outpainted again); a field the entry
-    lacks (a text-to-image's strength, an image-to-image's mask blur, Control and Reference settings) takes the
-    form's opening value, as Read parameters gives it."""
+    lacks (a text-to-image's strength, an image-to-image's mask blur, the inpaint options, Control and Reference
+    settings) takes the form's opening value, as Read parameters gives it. An inpaint's options come back."""
     import gradio as gr
 
     from masuka.ui.common import Form
     from masuka.ui.history import reuse
-    from masuka.ui.image_modes import reuse_fields, task_from_parameters
+    from masuka.ui.image_modes import inpaint_from_parameters, reuse_fields, task_from_parameters
 
     names = ["mode", "strength", "mask_blur", "outpaint", "canvas", "control_kind", "control_weight", "control_start",
-             "control_end", "control_image", "reference_weight", "reference_image"]
+             "control_end", "control_image", "reference_weight", "reference_image", "mask_mode", "masked_content",
+             "inpaint_area", "only_masked_padding"]
     form = Form("image", {name: gr.Textbox() for name in names}, adapt=reuse_fields)
 
     def reused(**params) -> dict:
@@ -160,18 +161,23 @@ def test_reuse_sets_every_mode_field_so_no_earlier_task_stays(studio):
                       control_end=0.9, reference_image=picture, reference_weight=0.3)
     assert (outpaint["outpaint"], outpaint["control_weight"], outpaint["reference_weight"]) == ("0,32,0,0", 0.5, 0.3)
     inpaint = reused(task="inpaint", strength=0.6, init_image=picture, mask="outputs/local/inputs/mask.png",
-                     mask_blur=2)
+                     mask_blur=2, invert_mask=True, fill_masked=True, only_masked_padding=12)
+    options = ["mask_mode", "masked_content", "inpaint_area", "only_masked_padding"]
+    assert [inpaint.pop(name) for name in options] == ["Inpaint not masked", "fill", "Only masked", 12]
     assert inpaint == {"mode": "Inpaint/Outpaint", "strength": 0.6, "mask_blur": 2, "outpaint": "",
                        "canvas": {"background": str(studio.config.absolute(picture)), "layers": [],
                                   "composite": str(studio.config.absolute(picture))},
                        "control_kind": "canny", "control_weight": 1.0, "control_start": 0.0, "control_end": 1.0,
                        "control_image": None, "reference_weight": 1.0, "reference_image": None}
     img2img = reused(task="img2img", strength=0.5, init_image=picture)
-    assert [img2img[name] for name in ("mode", "strength", "mask_blur", "outpaint", "canvas")] == [
-        "Image", 0.5, 4, "", None]
+    assert [img2img[name] for name in ("mode", "strength", "mask_blur", "outpaint", "canvas", *options)] == [
+        "Image", 0.5, 4, "", None, "Inpaint masked", "original", "Whole picture", 32]
+    older = reused(task="inpaint", strength=1.0, init_image=picture, mask_blur=0, mask_inverted=True)
+    assert older["mask_mode"] == "Inpaint masked", "an older row kept its mask inverted: it repaints it as it is"
     text = reused()
     shown = [text[name] for name in ("strength", "mask_blur", "outpaint", "mode")]
     assert shown == [0.75, 4, "", "Text"] == list(task_from_parameters({})), "as Read parameters gives them"
+    assert [text[name] for name in options] == inpaint_from_parameters({})
 
 
 def test_reuse_names_a_lora_by_its_file_when_the_library_does_not_know_it(studio, tiny_model, tmp_path):

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from masuka.history.actions import reuse_parameters
 from masuka.image.outpaint import canvas_size
 from masuka.models.synthetic import save_tiny_pipeline
-from masuka.ui.image_modes import reuse_fields, task_from_parameters
+from masuka.ui.image_modes import INPAINT_FIELDS, inpaint_from_parameters, reuse_fields, task_from_parameters
 
 SKIP = gr.skip()
 
@@ -76,6 +76,18 @@ def test_read_parameters_fills_strength_mask_blur_and_padding():
     assert task_from_parameters({"Denoising strength": "0.4"})[3] == "Image"
 
 
+def test_read_parameters_fills_a1111_inpaint_options():
+    """A1111's inpaint fields fill the Inpaint options (its latent noise and latent nothing, which MASUKA lacks,
+    as original); an image without them sets the options as the form opens; a padding beyond the slider is left."""
+    assert inpaint_from_parameters({"Mask mode": "Inpaint not masked", "Masked content": "fill",
+                                    "Inpaint area": "Only masked", "Masked area padding": "16"}) == [
+        "Inpaint not masked", "fill", "Only masked", 16]
+    assert inpaint_from_parameters({"Masked content": "latent noise", "Inpaint area": "Whole picture"}) == \
+        inpaint_from_parameters({}) == ["Inpaint masked", "original", "Whole picture", 32]
+    assert inpaint_from_parameters({"Inpaint area": "Only masked", "Masked area padding": "999"})[2:] == [
+        "Only masked", SKIP]
+
+
 def test_read_parameters_of_a_text_to_image_switches_to_text_mode(studio, photo, tmp_path):
     """Read in Image or Inpaint mode, a text-to-image's parameters (no denoising strength) switch the form to Text
     mode, the mode fields as the form opens: else Generate would still vary the starting picture there."""
@@ -119,6 +131,9 @@ def test_edit_mode_hides_the_size_it_does_not_take(studio):
     for mode in MODES:
         assert [ModeWidgets.show(mode)[index]["visible"] for index in sizes] == [mode != "Edit"] * 3
     assert len(ModeWidgets.show("Text")) == len(show.outputs)
+    (options,) = [index for index, block in enumerate(show.outputs) if getattr(block, "label", None) ==
+                  "Inpaint options"]
+    assert [mode for mode in MODES if ModeWidgets.show(mode)[options]["visible"]] == ["Inpaint/Outpaint"]
 
 
 def test_inpaint_takes_its_picture_from_the_canvas_only(studio, photo):
@@ -176,6 +191,25 @@ def test_the_api_inpaints_a_canvas_as_the_tab_does(shared_app, tiny_model, photo
     with pytest.raises(Exception, match="as init_image .* or as the canvas's background .*, not both"):
         client.predict(prompt="x", model=str(tiny_model("flux")), init_image=handle_file(str(photo)), canvas=canvas,
                        api_name="/generate_image")
+
+    options = {"mask_mode": "Inpaint not masked", "masked_content": "fill", "inpaint_area": "Only masked",
+               "only_masked_padding": 8}
+    gallery, _seeds, status = client.predict(prompt="all but the square", model=str(tiny_model("flux")), steps=1,
+                                             seed=2, canvas=canvas, strength=1.0, mask_blur=0, **options,
+                                             api_name="/generate_image")
+    out = np.asarray(Image.open(gallery[0]["image"]).convert("RGB"))
+    assert status.startswith("Done") and (out[:32, :32] == original[:32, :32]).all(), "the strokes are kept"
+    assert (out[32:] != original[32:]).any(), "the rest is repainted"
+    (row,) = app.studio.store.find("generations", "prompt = ?", ["all but the square"])
+    assert {name: row["params"].get(name) for name in ("invert_mask", "fill_masked", "only_masked_padding")} == {
+        "invert_mask": True, "fill_masked": True, "only_masked_padding": 8}
+    from masuka.ui import image
+
+    read = image.read_image_parameters(app.studio, str(app.studio.config.absolute(row["output_path"])))
+    assert list(read[-4:]) == list(options.values()), "Read parameters fills them back"
+    fields = reuse_fields(reuse_parameters(app.studio, "local", False, f"g{row['id']}")[1])
+    assert [fields[name] for name in INPAINT_FIELDS] == list(options.values()), "and so does Reuse"
+    assert Image.open(fields["mask"]).getpixel((0, 0)) == 255, "the mask as painted: Reuse inverts it again"
 
 
 def test_read_parameters_of_an_image_without_guides_empties_them(studio, photo, tmp_path):

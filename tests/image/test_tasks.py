@@ -144,7 +144,7 @@ def test_bad_init_images_are_refused_with_the_reason(studio, tiny_model, picture
     assert str(tmp_path) not in str(refused.value)  # the server's folders are not told (an upload's temp path)
 
 
-def test_cli_inpaints_and_explains_a_mask_without_an_image(capsys, tmp_path, tiny_model, pictures):
+def test_cli_inpaints_with_a1111_s_options_and_explains_a_mask_without_an_image(capsys, tmp_path, tiny_model, pictures):
     photo, mask = pictures
     data = ["--data-dir", str(tmp_path / "data")]
     code = main(["generate", *data, "--model", str(tiny_model("flux")), "--prompt", "a boat", "--steps", "1",
@@ -154,6 +154,25 @@ def test_cli_inpaints_and_explains_a_mask_without_an_image(capsys, tmp_path, tin
     assert Image.open(json.loads(out)["images"][0]).size == (96, 80)
     code = main(["generate", *data, "--model", str(tiny_model("flux")), "--prompt", "a boat", "--mask", str(mask)])
     assert code == 2 and "--mask needs --init-image" in capsys.readouterr().err
+
+    code = main(["generate", *data, "--model", str(tiny_model("flux")), "--prompt", "a lake", "--steps", "1",
+                 "--init-image", str(photo), "--strength", "0.9", "--mask", str(mask), "--mask-blur", "0",
+                 "--invert-mask", "--fill-masked", "--only-masked", "6", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    made = json.loads(out)
+    outside = np.asarray(Image.open(mask).convert("L")) == 0
+    original = np.asarray(Image.open(photo).convert("RGB"))
+    result = np.asarray(Image.open(made["images"][0]).convert("RGB"))
+    assert (result[~outside] == original[~outside]).all() and (result[outside] != original[outside]).any(), \
+        "A1111's Inpaint not masked: the black part is repainted"
+    extra = parse_parameters(read_parameters(made["images"][0])).extra
+    assert (extra["Mask mode"], extra["Masked content"], extra["Inpaint area"], extra["Masked area padding"]) == (
+        "Inpaint not masked", "fill", "Only masked", "6")
+    code = main(["history", "show", *data, f"g{made['ids'][0]}", "--json"])
+    params = json.loads(capsys.readouterr().out)["params"]
+    assert code == 0
+    assert (params["invert_mask"], params["fill_masked"], params["only_masked_padding"]) == (True, True, 6)
 
 
 @pytest.mark.parametrize("size", [("100", "84"), ("96", "80")])

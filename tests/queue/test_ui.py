@@ -125,12 +125,16 @@ def test_queue_add_and_grid_keep_the_image_tabs_sampler(app, tiny_model):
 
 
 def test_the_tabs_that_send_the_image_form_send_its_sampler(demo):
-    """Add to queue, prompt batches, the Grid tab and Render pairs take the Image tab's Sampler, last."""
+    """Add to queue, prompt batches, the Grid tab and Render pairs take the Image tab's Sampler, last (Add to queue,
+    which sends the form as Generate does, before the inpaint options)."""
+    from masuka.ui.image_modes import INPAINT_FIELDS
+
     sampler = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.label == "Sampler")
     sending = [fn for fn in demo.fns.values() if fn.name in ("queue_form", "queue_image_form", "make_grid",
                                                              "add_grid", "make")]
     assert sorted(fn.name for fn in sending) == ["add_grid", "make", "make_grid", "queue_form", "queue_image_form"]
-    assert all(fn.inputs[-1] is sampler for fn in sending)
+    last = {fn.name: fn.inputs[-1 - len(INPAINT_FIELDS) * (fn.name == "queue_image_form")] for fn in sending}
+    assert all(field is sampler for field in last.values())
 
 
 def test_the_chosen_jobs_results_follow_it_as_it_runs(studio, tiny_model):
@@ -157,7 +161,8 @@ def image_tab_form(**changes) -> list:
                   mask=None, mask_blur=0, outpaint="", mode="Text", canvas=None, optimize_prompt=False,
                   safety_check=False, face_detail=False, face_strength=0.4, control_kind="canny", control_image=None,
                   control_weight=1.0, control_start=0.0, control_end=1.0, reference_image=None, reference_weight=1.0,
-                  sampler="")
+                  sampler="", mask_mode="Inpaint masked", masked_content="original", inpaint_area="Whole picture",
+                  only_masked_padding=32)
     values.update(changes)
     return [values[name] for name in GENERATE_FIELDS]
 
@@ -190,8 +195,8 @@ def test_add_to_queue_queues_the_prompt_as_generate_runs_it_and_a_batch_expands(
 
 def test_add_to_queue_queues_the_mode_shown(studio, tiny_model, tmp_path):
     """What is queued is what Generate would run: Text ignores a starting image left behind; Inpaint/Outpaint
-    queues the canvas's picture with the painted mask or the padding; Edit queues its images; Image without a
-    picture, and control images (the queue keeps none), are refused; the jobs run."""
+    queues the canvas's picture with the painted mask (and the inpaint options) or the padding; Edit queues its
+    images; Image without a picture, and control images (the queue keeps none), are refused; the jobs run."""
     from PIL import Image, ImageDraw
 
     from masuka.models.synthetic import save_tiny_pipeline
@@ -211,8 +216,10 @@ def test_add_to_queue_queues_the_mode_shown(studio, tiny_model, tmp_path):
 
     assert "init" not in add(init_image=str(photo)), "Text mode: the hidden starting image is not used"
     assert add(mode="Image", init_image=str(photo), strength=0.5)["init"]["strength"] == 0.5
-    inpaint = add(mode="Inpaint/Outpaint", init_image=str(photo), canvas=canvas)["init"]
+    inpaint = add(mode="Inpaint/Outpaint", init_image=str(photo), canvas=canvas, mask_mode="Inpaint not masked",
+                  masked_content="fill", inpaint_area="Only masked", only_masked_padding=8)["init"]
     assert inpaint["mask"] and inpaint["outpaint"] is None
+    assert (inpaint["invert_mask"], inpaint["fill_masked"], inpaint["only_masked_padding"]) == (True, True, 8)
     outpaint = add(mode="Inpaint/Outpaint", canvas=dict(canvas, layers=[]), outpaint="0,16,0,0", strength=1.0)
     assert outpaint["init"]["outpaint"] == [0, 16, 0, 0] and outpaint["width"] is None
     kontext = save_tiny_pipeline("flux", tmp_path / "kontext", task="edit")
@@ -228,6 +235,8 @@ def test_add_to_queue_queues_the_mode_shown(studio, tiny_model, tmp_path):
     assert [job["status"] for job in jobs] == ["completed"] * 5, [job["error"] for job in jobs]
     rows = studio.store.find("generations", order_by="id")
     assert [row["params"].get("task") for row in rows] == [None, "img2img", "inpaint", "outpaint", "edit"]
+    assert {name: rows[2]["params"].get(name) for name in ("invert_mask", "fill_masked", "only_masked_padding")} == {
+        "invert_mask": True, "fill_masked": True, "only_masked_padding": 8}
     assert Image.open(studio.config.absolute(rows[3]["output_path"])).size == (80, 64)
 
 
