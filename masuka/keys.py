@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from masuka.errors import InvalidInput
 from masuka.key_store import KeyStore, mask
+from masuka.remote.tls import tls_context
 from masuka.services import CIVITAI, HUGGINGFACE, NGROK, PROMPT_LLM, Service
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ def check_key(keys: KeyStore, name: str, set_here: str = "paste it here") -> tup
 
     try:
         url, headers = declared.check_request(key)
-        response = httpx.get(url, headers=headers, timeout=CHECK_TIMEOUT_S, follow_redirects=True)
+        response = httpx.get(url, headers=headers, timeout=CHECK_TIMEOUT_S, follow_redirects=True,
+                             verify=tls_context())
     except UnicodeError:  # a key saved before keys were checked for such characters
         return False, (f"The {label} key {mask(key)} contains characters no key has (non-ASCII or control "
                        "characters): save it again, copied from the provider's page.")

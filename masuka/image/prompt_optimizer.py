@@ -28,6 +28,7 @@ from masuka.image.aid_settings import AidSettings, load_aid_settings
 from masuka.jobs import Watch
 from masuka.loras.tags import LORA_TAG
 from masuka.models.manage import using_models
+from masuka.remote.tls import tls_context
 from masuka.services import PROMPT_LLM
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
@@ -183,7 +184,7 @@ def _read_whole(url: str, body: dict, headers: dict) -> httpx.Response:
 
     limit = timeout_s()
     deadline = time.monotonic() + limit
-    with httpx.stream("POST", url, json=body, headers=headers, timeout=limit) as response:
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=limit, verify=tls_context()) as response:
         content = bytearray()
         for chunk in response.iter_raw():
             content += chunk

@@ -31,6 +31,7 @@ from masuka.loras.library import (
     register_lora,
 )
 from masuka.models.catalog import REPO_ID
+from masuka.remote.tls import tls_context
 from masuka.services import CIVITAI, HUGGINGFACE, civitai_base_url, hub_endpoint
 from masuka.store import is_id_text
 from masuka.studio import Studio
@@ -158,7 +159,7 @@ def import_from_civitai(studio: Studio, owner: str, version_id: str | int, name:
     key = studio.keys.get(CIVITAI)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     base = civitai_base_url()
-    with httpx.Client(timeout=TIMEOUT_S, follow_redirects=True, headers=headers) as client:
+    with httpx.Client(timeout=TIMEOUT_S, follow_redirects=True, headers=headers, verify=tls_context()) as client:
         details = _civitai_json(client, f"{base}/api/v1/model-versions/{version}", key)
         files = details.get("files") or []
         primary = next((f for f in files if f.get("primary")), files[0] if files else {})

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from masuka.errors import ModelUnavailable
+from masuka.remote.tls import tls_context
 from masuka.services import hub_endpoint
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _probe(endpoint: str) -> bool:
     import httpx  # here, not at import: the benchmark suite runs where only the model libraries are installed
 
     try:
-        httpx.head(f"{endpoint}/api/models", timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+        httpx.head(f"{endpoint}/api/models", timeout=PROBE_TIMEOUT_S, follow_redirects=False, verify=tls_context())
     except httpx.HTTPError as error:
         log.warning("the Hugging Face Hub (%s) cannot be reached: %s", endpoint, error)
         return False

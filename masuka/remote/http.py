@@ -25,6 +25,7 @@ from masuka.errors import InvalidInput, ProviderError
 from masuka.key_store import mask
 from masuka.remote.health import HealthTracker
 from masuka.remote.timing import RemoteSettings
+from masuka.remote.tls import tls_context
 from masuka.services import Declared
 
 if TYPE_CHECKING:
@@ -303,8 +304,9 @@ class ServiceClient(Declared):
         self.base_url = self.service.base_url()
         self.caller = Caller(self.name, settings, health, key)
         timeout = httpx.Timeout(settings.timeout_s, connect=min(10.0, settings.timeout_s))
-        self.client = httpx.Client(base_url=self.base_url, headers=self.service.auth_headers(key), timeout=timeout)
-        self.bare = httpx.Client(timeout=timeout, follow_redirects=True)
+        self.client = httpx.Client(base_url=self.base_url, headers=self.service.auth_headers(key), timeout=timeout,
+                                   verify=tls_context())
+        self.bare = httpx.Client(timeout=timeout, follow_redirects=True, verify=tls_context())
 
     @classmethod
     def display_name(cls) -> str:

@@ -353,3 +353,18 @@ def test_the_video_tabs_cost_line_tells_an_admin_to_save_the_missing_key(tmp_pat
         studio.close()
     assert "set GEMINI_API_KEY or save the key in Settings" in lines["admin"], lines
     assert "ask an admin" not in lines["admin"] and "ask an admin to save the key in Settings" in lines["alice"], lines
+
+
+def test_provider_clients_share_one_tls_context(studio):
+    """Each httpx client used to read the CA bundle again (about 40 ms of CPU; a job's client holds two, and a
+    client is opened per job and per poll round): every provider client's keyed and bare clients use the one TLS
+    context of the process."""
+    from masuka.remote.health import HealthTracker
+    from masuka.remote.timing import RemoteSettings
+    from masuka.remote.tls import tls_context
+
+    settings = RemoteSettings()
+    for name in remote_providers():
+        client = provider_class(name)(settings, HealthTracker(studio.store, settings), "key")
+        assert client.client._transport._pool._ssl_context is tls_context(), name
+        assert client.bare._transport._pool._ssl_context is tls_context(), name
