@@ -16,6 +16,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # one torch thread per test process (and the processes tests start): tiny models run fastest on one, and two
 # workers' threads on a busy 2-core machine spin against each other (a tiny image took 20x longer with two)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# tests talk to servers on loopback only, over plain HTTP, so no TLS context needs a CA certificate; yet every
+# httpx client (gradio_client opens one per request) reads the bundle SSL_CERT_FILE names, or certifi's, which
+# took about 40 ms of CPU each time: an empty certificate folder instead (for the processes tests start too)
+os.environ.pop("SSL_CERT_FILE", None)
+os.environ["SSL_CERT_DIR"] = os.devnull
 
 import pytest  # noqa: E402
 
