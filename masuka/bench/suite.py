@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import importlib.util
 import json
 import math
@@ -226,6 +227,7 @@ def run(studio: Any, args: argparse.Namespace) -> dict:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+    gc.freeze()  # the modules loaded so far: the collection after each line (to free its models) skips them
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -162,7 +162,7 @@ def inspect_lora(path: str | Path) -> LoraInfo:
             from None
     if arch == "flux" and FLUX_CONTROL_INPUTS in layers.widths(r"(x_embedder|img_in)$"):
         if (not any(CONTROL_NORM.search(key) for key in header)  # FLUX.2's x_embedder takes 128 inputs too
-                and architectures.get("flux2").matches_lora(layers) is not architectures.Match.NO):
+                and architectures.PROFILES["flux2"].matches_lora(layers) is not architectures.Match.NO):
             return LoraInfo(path=path.resolve(), architecture="flux2", rank=_rank(header), metadata=metadata)
         raise InvalidInput(f"LoRA {path.name!r} is a FLUX.1 Canny/Depth [dev] control LoRA (its x_embedder takes a "
                            "control image too), which MASUKA does not run: choose a LoRA made for FLUX.1.")
