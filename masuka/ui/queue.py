@@ -11,12 +11,13 @@ import gradio as gr
 from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, parse_lora
 from masuka.image.prompts import MAX_PROMPTS
+from masuka.image.tasks import INPAINT_AREAS, MASK_MODES, MASKED_CONTENTS, ONLY_MASKED_PADDING, InitImage
 from masuka.queue.jobs import control_job, list_jobs, queue_images
 from masuka.studio import Studio
 from masuka.ui.api_names import name_outputs
 from masuka.ui.common import UIContext, bind, friendly, is_admin, not_uploaded, user_of
 from masuka.ui.image import GENERATE_FIELDS, image_request
-from masuka.ui.image_modes import EDIT, edit_request
+from masuka.ui.image_modes import EDIT, INPAINT_FIELDS, edit_request
 from masuka.validation import whole_number
 
 COLUMNS = ["id", "owner", "status", "done", "model", "prompt", "error"]
@@ -137,14 +138,19 @@ def queue_add(studio: Studio, prompt: str, model: str, negative_prompt: str = ""
               fast: bool = False, step_cache: float = 0.0, prompts: str = "", random_picks: int = 0,
               optimize_prompt: bool = False, safety_check: bool = False, face_detail: bool = False,
               face_strength: float = 0.4, init_image: dict | None = None, strength: float = 0.75,
-              mask: dict | None = None, sampler: str = "", request: gr.Request = None) -> dict:
+              mask: dict | None = None, sampler: str = "", mask_blur: int = InitImage.mask_blur,
+              mask_mode: str = MASK_MODES[0], masked_content: str = MASKED_CONTENTS[0],
+              inpaint_area: str = INPAINT_AREAS[0], only_masked_padding: int = ONLY_MASKED_PADDING,
+              request: gr.Request = None) -> dict:
     """Queue image jobs: the prompt (or ``prompts``, one job a line) with {a|b} and __wildcard__ expansion,
     with the generation aids asked for; from ``init_image`` (an uploaded file, repainting the white of the
-    ``mask`` file) when given; with an A1111 ``sampler`` ("" = the model's own scheduler)."""
+    ``mask`` file, with its blur and A1111's inpaint options) when given; with an A1111 ``sampler`` ("" = the
+    model's own scheduler)."""
     return queue_form(studio, prompt, model, negative_prompt, steps, guidance, width, height, seed, batch, loras,
                       memory_plan, fast, step_cache, prompts, random_picks, optimize_prompt, safety_check,
                       face_detail, face_strength, sampler, uploaded("init_image", init_image), strength,
-                      uploaded("mask", mask), request)
+                      uploaded("mask", mask), mask_blur, (mask_mode, masked_content, inpaint_area, only_masked_padding),
+                      request)
 
 
 @friendly
@@ -153,13 +159,13 @@ def queue_form(studio: Studio, prompt: str, model: str, negative_prompt: str, st
                loras: list[str] | None, memory_plan: str, fast: bool, step_cache: float, prompts: str,
                random_picks: int, optimize_prompt: bool, safety_check: bool, face_detail: bool, face_strength: float,
                sampler: str = "", init_image: str | None = None, strength: float = 0.75, mask: str | None = None,
-               request: gr.Request = None) -> dict:
+               mask_blur: int = InitImage.mask_blur, inpaint: tuple = (), request: gr.Request = None) -> dict:
     """:func:`queue_add` with the starting image and mask as checked file paths; the prompt batch box sends none.
     The request is built as the Image tab's Generate builds it (:func:`~masuka.ui.image.image_request`)."""
     image = image_request(user_of(request), prompt, model, negative_prompt, steps, guidance, width, height, seed,
-                          batch, loras, memory_plan, fast, step_cache, init_image, strength, mask,
+                          batch, loras, memory_plan, fast, step_cache, init_image, strength, mask, mask_blur,
                           optimize_prompt=optimize_prompt, safety_check=safety_check, face_detail=face_detail,
-                          face_strength=face_strength, sampler=sampler)
+                          face_strength=face_strength, sampler=sampler, **dict(zip(INPAINT_FIELDS, inpaint)))
     picks = whole_number("random picks", random_picks or 0, 0, MAX_PROMPTS)
     return {"jobs": queue_images(studio, image, prompts or None, picks)}
 

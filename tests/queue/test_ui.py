@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import gradio as gr
+import numpy as np
 import pytest
 from gradio_client import Client
 
@@ -110,6 +111,20 @@ def test_queue_add_from_a_starting_image(app, tiny_model, tmp_path):
     assert row["params"]["init_image"].startswith("outputs/local/inputs/")
     with pytest.raises(Exception, match="uploaded files"):  # a path on the server is not an upload
         client.predict(prompt="a lake", model=str(tiny_model("flux")), init_image=str(picture), api_name="/queue_add")
+    mask = tmp_path / "mask.png"  # white on the left: "Inpaint not masked" repaints the right half
+    Image.fromarray(np.hstack([np.full((64, 32), 255, np.uint8), np.zeros((64, 32), np.uint8)])).save(mask)
+    added = client.predict(prompt="a blue lake", model=str(tiny_model("flux")), steps=1, seed=2,
+                           init_image=handle_file(str(picture)), strength=1.0, mask=handle_file(str(mask)),
+                           mask_blur=0, mask_mode="Inpaint not masked", masked_content="fill",
+                           inpaint_area="Only masked", only_masked_padding=8, api_name="/queue_add")
+    job = wait_until_done(client, added["jobs"][0])
+    assert job["status"] == "completed", job["error"]
+    row = app.studio.store.find("generations", "queue_id = ?", [job["id"]])[0]
+    assert row["params"]["task"] == "inpaint" and row["params"]["mask_blur"] == 0
+    assert (row["params"]["invert_mask"], row["params"]["fill_masked"], row["params"]["only_masked_padding"]) == \
+        (True, True, 8)
+    made = np.asarray(Image.open(app.studio.config.absolute(row["output_path"])).convert("RGB")).astype(int)
+    assert (made[:, :32] == (30, 90, 200)).all() and not (made[:, 32:] == (30, 90, 200)).all()
 
 
 def test_queue_add_and_grid_keep_the_image_tabs_sampler(app, tiny_model):
