@@ -58,16 +58,17 @@ def user_option(actions: argparse._SubParsersAction, whose: str) -> None:
         action.add_argument("--user", default=LOCAL_USER, help=f"whose {whose} (default: the local user)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line. A group (``dataset``) and its actions (``dataset create``) both take the common
-    options, so these have no defaults of their own: only the top parser's, or an action's would overwrite
-    what was given to its group (``dataset --data-dir D create``)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or only ``command``'s where it names one (what a run of it parses: the other
+    commands' options and the modules they import are not built). A group (``dataset``) and its actions
+    (``dataset create``) both take the common options, so these have no defaults of their own: only the top
+    parser's, or an action's would overwrite what was given to its group (``dataset --data-dir D create``)."""
     common = argparse.ArgumentParser(add_help=False, parents=[data_dir_parser()])
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print results as JSON")
     parser = argparse.ArgumentParser(prog="python -m masuka", description="MASUKA studio, headless.")
     parser.set_defaults(data_dir=None, json=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in [command] if command in COMMANDS else COMMANDS:
         importlib.import_module(f"masuka.commands.{name}").register(sub, common)
     for line in sub._choices_actions:  # each group's line in --help ends with its actions, so none is left out
         if listed := actions_of(sub.choices[line.dest]):
@@ -96,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     if level != "DEBUG":  # the model libraries' own notices ("Couldn't connect to the Hub…") only when debugging
         for variable in LIBRARY_VERBOSITY:
             os.environ.setdefault(variable, "error")
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except MasukaError as error:

@@ -885,3 +885,19 @@ def test_queue_run_counts_a_job_a_busy_database_interrupted_once_with_its_last_s
     monkeypatch.setitem(tasks.TASKS, "flaky", flaky)
     code, out, err = run_cli(capsys, "queue", "run", "--json", "--data-dir", str(studio.config.data_dir))
     assert (code, json.loads(out), runs) == (0, {"jobs": [{"id": job_id, "status": "completed"}]}, [job_id] * 2), err
+
+
+def test_a_command_builds_only_its_own_parser_and_a_mistyped_one_lists_them_all(capsys, tmp_path):
+    """A run parses with its command's options alone: the other commands' are not built, nor the modules they
+    import (a light command starts sooner); a command name that is none of them is refused listing every one."""
+    listing = ("import sys; from masuka.cli import main; main(sys.argv[1:]); "
+               "print(sorted(m for m in sys.modules if m.startswith('masuka.commands.')))")
+    done = subprocess.run([sys.executable, "-c", listing, "history", "list", "--data-dir", str(tmp_path / "data")],
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "['masuka.commands.history']", done.stderr
+    with pytest.raises(SystemExit) as refused:
+        main(["histroy", "list"])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "invalid choice: 'histroy'" in err
+    assert all(f"'{name}'" in err for name in ("generate", "history", "train", "video", "storage"))
