@@ -226,6 +226,11 @@ class Config:
     max_files: int = 1000
     max_unzipped_mb: int = 2048
     queued_jobs_per_user: int = 1000  # the generation queue (masuka.queue): unfinished jobs one user may hold
+    #: how long a running queued job keeps its turn, counted from its turn's first finished image (a model load or
+    #: a wait for the GPU does not count), before it gives way to another user's waiting job: long enough that two
+    #: users with different models do not reload them between every image, short enough that nobody waits for the
+    #: whole of someone's long job
+    queue_turn_s: float = 60.0
     trusted_proxies: tuple[IPNetwork, ...] = ()  # peers whose X-Forwarded-For names the client (masuka.guards)
 
     @classmethod
@@ -256,6 +261,7 @@ class Config:
             "max_files": env_number("MASUKA_MAX_FILES", 1000, minimum=1),
             "max_unzipped_mb": env_number("MASUKA_MAX_UNZIPPED_MB", 2048, minimum=1),
             "queued_jobs_per_user": env_number("MASUKA_QUEUED_JOBS_PER_USER", 1000, minimum=1),
+            "queue_turn_s": env_number("MASUKA_QUEUE_TURN_S", 60.0, float),
             "trusted_proxies": env_networks("MASUKA_TRUSTED_PROXIES"),
         }
         values.update(overrides)

@@ -32,6 +32,7 @@ def test_no_module_but_config_reads_a_masuka_variable():
     ("MASUKA_GPU_CONCURRENCY", "two", "MASUKA_GPU_CONCURRENCY='two' is not a whole number"),
     ("MASUKA_GPU_CONCURRENCY", "0", "MASUKA_GPU_CONCURRENCY must be at least 1"),
     ("MASUKA_LOGIN_LOCKOUT_S", "-5", "MASUKA_LOGIN_LOCKOUT_S must be at least 0"),
+    ("MASUKA_QUEUE_TURN_S", "a minute", "MASUKA_QUEUE_TURN_S='a minute' is not a number"),
     ("MASUKA_API_OPEN", "maybe", "MASUKA_API_OPEN='maybe' is not a switch"),
 ])
 def test_bad_numbers_and_switches_name_the_variable(monkeypatch, tmp_path, name, value, message):
@@ -45,8 +46,10 @@ def test_good_values_are_read(monkeypatch, tmp_path):
     monkeypatch.setenv("MASUKA_API_OPEN", "yes")
     monkeypatch.setenv("MASUKA_DEVICE", "CPU")
     monkeypatch.setenv("MASUKA_VIDEO_TIMEOUT_S", "2.5")
+    monkeypatch.setenv("MASUKA_QUEUE_TURN_S", "300")
     loaded = config.Config.from_env(tmp_path)
     assert loaded.gpu_concurrency == 3 and loaded.api_open and config.device_choice() == "cpu"
+    assert loaded.queue_turn_s == 300.0 and config.Config(tmp_path).queue_turn_s == 60.0
     assert RemoteSettings.from_env().timeout_s == 2.5 and RemoteSettings.from_env().unhealthy_after == 5
 
 

@@ -305,28 +305,21 @@ def claim(studio: Studio, cancel_off_list: bool = False) -> dict | None:
     return {**job, **fields}
 
 
-#: How long a running job keeps its turn, counted from its turn's first finished image (a model load or a wait for
-#: the GPU does not count), before it gives way to another user's waiting job: long enough that two users with
-#: different models do not reload them between every image, short enough that nobody waits for the whole of
-#: someone's long job.
-TURN_S = 60.0
-
-
 def turn_clock() -> float:
     """The clock a turn is timed by (monotonic seconds)."""
     return time.monotonic()
 
 
 def end_turn(studio: Studio, job_id: int, turn_began: float) -> bool:
-    """Between two images of a running job: when its turn has lasted :data:`TURN_S` since ``turn_began`` (the
-    :func:`turn_clock` when the turn's first image was finished, so a turn always makes one image after loading its
-    model and then :data:`TURN_S` of images) and a job of another user who was served longer ago waits, put this
-    one back to ``queued`` and return True (its worker then claims the next job, the other user's). The job keeps its
-    position and resumes from its finished images when its owner's turn comes again, so users take turns within
-    long jobs, not only between jobs. The owner's own other jobs never end its turn, and a job told to pause or
-    cancel (or no longer this worker's) is left running, for its worker to do that."""
+    """Between two images of a running job: when its turn has lasted the studio's ``queue_turn_s`` since
+    ``turn_began`` (the :func:`turn_clock` when the turn's first image was finished, so a turn always makes one
+    image after loading its model and then that long of images) and a job of another user who was served longer
+    ago waits, put this one back to ``queued`` and return True (its worker then claims the next job, the other
+    user's). The job keeps its position and resumes from its finished images when its owner's turn comes again,
+    so users take turns within long jobs, not only between jobs. The owner's own other jobs never end its turn,
+    and a job told to pause or cancel (or no longer this worker's) is left running, for its worker to do that."""
     store = studio.store
-    if turn_clock() - turn_began < TURN_S:
+    if turn_clock() - turn_began < studio.config.queue_turn_s:
         return False  # the common case: nothing read
     row = store.query("select owner from queue where id = ?", [job_id])
     if not row or not _others_waiting(studio, row[0]["owner"]):

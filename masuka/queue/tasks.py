@@ -34,7 +34,7 @@ def base_request(studio: Studio, job: dict) -> ImageRequest:
 
 def make_items(studio: Studio, job: dict, ctx: QueueContext, base: ImageRequest) -> dict[int, ImageResult | None]:
     """Make every item not finished yet, one image each, in order; each item's fields override ``base``. Between
-    two images, once the turn has lasted :data:`~masuka.queue.jobs.TURN_S` since its first image was finished
+    two images, once the turn has lasted the studio's ``queue_turn_s`` since its first image was finished
     (``ctx.turn_began``), a job of another user who was served longer ago ends this job's turn (:class:`TurnOver`:
     the job is queued again and resumes from its finished images).
 

@@ -4,6 +4,7 @@ job and resumes later from its finished images; a random seed repeats a job's ra
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -15,10 +16,15 @@ from masuka.queue.jobs import control_job, list_jobs, queue_grid, queue_images
 from masuka.queue.worker import work_until_empty
 
 
+def turns_of(studio, monkeypatch, seconds: float) -> None:
+    """Turns of ``seconds`` in ``studio`` (``MASUKA_QUEUE_TURN_S``)."""
+    monkeypatch.setattr(studio, "config", replace(studio.config, queue_turn_s=seconds))
+
+
 @pytest.fixture(autouse=True)
-def _turns_of_one_image(monkeypatch):
-    """A turn ends after any image here (a real one lasts at least a minute: tiny images take milliseconds)."""
-    monkeypatch.setattr(queue_jobs, "TURN_S", 0.0)
+def _turns_of_one_image(studio, monkeypatch):
+    """A turn ends after any image here (a real one lasts a minute by default: tiny images take milliseconds)."""
+    turns_of(studio, monkeypatch, 0.0)
 
 
 def request(model, prompt: str, owner: str, **kw) -> ImageRequest:
@@ -56,8 +62,8 @@ def test_a_long_job_gives_way_to_another_user_between_images_and_every_image_is_
 
 
 def test_a_turn_lasts_its_minute_before_it_gives_way(studio, tiny_model, monkeypatch):
-    """Two users with different models would reload them between every image: a turn lasts TURN_S first."""
-    monkeypatch.setattr(queue_jobs, "TURN_S", 3600.0)
+    """Two users with different models would reload them between every image: a turn lasts its time first."""
+    turns_of(studio, monkeypatch, 3600.0)
     model = tiny_model("flux")
     (ann,) = queue_images(studio, request(model, "a {red|green|blue} fox", "ann", batch=2))
     (bob,) = queue_images(studio, request(model, "a {grey|white} owl", "bob"))
@@ -157,7 +163,7 @@ def test_a_turn_s_minute_counts_from_its_first_image_not_its_model_load(studio, 
     """A model load (or a wait for the GPU) before a turn's first image does not count in the turn: with a load
     longer than the minute, each turn still makes a minute of images, not one image between two reloads. Time is
     a fake clock: a load costs 1000 s, an image 25 s; a turn lasts 60 s from its first finished image."""
-    monkeypatch.setattr(queue_jobs, "TURN_S", 60.0)
+    turns_of(studio, monkeypatch, 60.0)
     clock = [0.0]
     monkeypatch.setattr(queue_jobs, "turn_clock", lambda: clock[0])
     real = tasks.generate_images
