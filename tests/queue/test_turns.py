@@ -22,9 +22,10 @@ def turns_of(studio, monkeypatch, seconds: float) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _turns_of_one_image(studio, monkeypatch):
-    """A turn ends after any image here (a real one lasts a minute by default: tiny images take milliseconds)."""
-    turns_of(studio, monkeypatch, 0.0)
+def _turns_of_one_image(monkeypatch):
+    """A turn ends after any image here (a real one lasts a minute by default: tiny images take milliseconds), in
+    every studio opened here: the fixtures', a command's, another worker's."""
+    monkeypatch.setenv("MASUKA_QUEUE_TURN_S", "0")
 
 
 def request(model, prompt: str, owner: str, **kw) -> ImageRequest:
