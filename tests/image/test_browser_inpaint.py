@@ -62,6 +62,9 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page)
     editor.get_by_text("Upload an image").wait_for(state="hidden", timeout=30_000)  # the picture is on it
     editor.get_by_role("button", name="Brush", exact=True).click()
     paint_stroke(page, editor.locator("canvas").last)
+    # the stroke is in the editor's history before Generate sends the layers: sent sooner, the layer came over
+    # empty once and the painted mask was refused as unreadable
+    expect(editor.get_by_role("button", name="Undo", exact=True)).to_be_enabled(timeout=15_000)
     page.get_by_label("Prompt", exact=True).fill("a red balloon")
     page.get_by_role("button", name="Generate").click()
     row = completed(app, 2)[1]

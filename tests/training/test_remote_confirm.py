@@ -180,8 +180,10 @@ def resume_of_a_remote_run_waits_for_its_confirmation(page, app, server) -> None
     picker = page.get_by_label("Run", exact=True).locator("visible=true").first
 
     def pick(run_id: int) -> None:
+        """Type the run's number and take its own option once the panel's polling lists it: Enter on the typed
+        number would take the first option whose label merely contains it (another run's title, its base path)."""
         picker.fill(str(run_id))
-        picker.press("Enter")
+        page.get_by_role("option", name=re.compile(rf"^#{run_id} ")).click(timeout=15_000)
 
     resume = page.get_by_role("button", name="Resume", exact=True)
     confirm = page.get_by_role("button", name="Yes, resume on fal.ai for about $0.01")
