@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
@@ -131,6 +132,23 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _sqlite_utils() -> Any:
+    """sqlite-utils, imported at the first connection (code needing no database, the bench suite, runs without
+    it) and without pandas where nothing loaded it yet: sqlite-utils imports pandas when it can, only to give
+    ``pandas.Timestamp`` values a column type, and MASUKA stores none. That import was half the CPU of a command
+    like ``history list`` (0.5 s) and of every command's first store. Where pandas is loaded (Gradio loads it)
+    sqlite-utils sees it as usual."""
+    if "sqlite_utils" not in sys.modules and "pandas" not in sys.modules:
+        sys.modules["pandas"] = None  # type: ignore[assignment]  # ``import pandas`` raises ImportError
+        try:
+            import sqlite_utils
+        finally:
+            del sys.modules["pandas"]
+    import sqlite_utils
+
+    return sqlite_utils
+
+
 class Store:
     """SQLite database of one data dir."""
 
@@ -153,8 +171,7 @@ class Store:
                                "data dir (--data-dir or MASUKA_DATA_DIR). The file was left as it is.") from error
 
     def _connect(self) -> Any:
-        import sqlite_utils  # here, so that code needing no database (bench suite) imports without it
-
+        sqlite_utils = _sqlite_utils()
         self._pid = os.getpid()
         db = sqlite_utils.Database(sqlite3.connect(self.path, check_same_thread=False, timeout=30,
                                                    isolation_level=None))

@@ -11,6 +11,7 @@ import pytest
 
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import MAX_ROW_ID, Store, find_named, row_id
+from tests.conftest import ROOT
 
 
 def test_older_database_gains_new_columns_and_keeps_its_rows(tmp_path):
@@ -177,3 +178,15 @@ def test_a_job_s_progress_leaves_its_search_entry_alone_and_a_new_title_updates_
 ])
 def test_a_search_keeps_only_words_with_a_letter_or_a_digit(tmp_path, text, query):
     assert Store(tmp_path / "m.db").quote_fts(text) == query
+
+
+def test_a_store_opened_first_in_a_process_loads_no_pandas_and_pandas_still_imports_after(tmp_path):
+    """sqlite-utils imports pandas when it can (for one column type MASUKA never stores): half the CPU of a short
+    command. The first store of a process opens without it, and pandas stays importable for code that wants it."""
+    script = ("import sys\nfrom masuka.store import Store\nstore = Store(sys.argv[1])\n"
+              "store.insert('jobs', {'kind': 'train', 'status': 'queued'})\nprint('pandas' in sys.modules)\n"
+              "import pandas\nprint(pandas.Timestamp(0).year, store.count('jobs'))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.db")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "1970", "1"]
