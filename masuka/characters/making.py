@@ -56,7 +56,7 @@ from masuka.gpu import check_stop
 from masuka.history.browse import generation_params
 from masuka.image.generate import MAX_SEED
 from masuka.image.limits import MAX_STEPS
-from masuka.image.tasks import open_picture
+from masuka.image.tasks import KEPT_PNG, open_picture
 from masuka.jobs import Watch
 from masuka.models.manage import fetch_for_use, repo_complete
 from masuka.store import LOCAL_USER
@@ -251,8 +251,8 @@ def _keep_photos(studio: Studio, character: dict, photos: list[Path], faces: lis
     for path, face in zip(photos, faces):
         name = uuid.uuid4().hex[:12]
         photo, crop = folder / f"photo-{name}.png", folder / f"face-{name}.png"
-        face.photo.save(photo)
-        face.crop.save(crop)
+        face.photo.save(photo, **KEPT_PNG)
+        face.crop.save(crop, **KEPT_PNG)
         entries.append({"photo": studio.config.relative(photo), "face": studio.config.relative(crop),
                         "box": list(face.box) if face.box else None, "source": path.name})
     return update_character(studio, character, lambda state: state["photos"].extend(entries)), entries
@@ -261,7 +261,7 @@ def _keep_photos(studio: Studio, character: dict, photos: list[Path], faces: lis
 def _keep_outfit(studio: Studio, character: dict, outfit: Image.Image) -> dict:
     """Copy the outfit reference into the character's folder; the views (and regenerated ones) use that copy."""
     path = character_dir(studio, character["id"]) / "photos" / "outfit.png"
-    outfit.save(path)
+    outfit.save(path, **KEPT_PNG)
     return update_character(studio, character,
                             params={**character["params"], "outfit": studio.config.relative(path)})
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
-from masuka.image.tasks import open_picture
+from masuka.image.tasks import KEPT_PNG, open_picture
 
 
 def painted_mask(layers: list[str | Path], size: tuple[int, int]) -> Image.Image | None:
@@ -29,5 +29,5 @@ def save_painted_mask(layers: list[str | Path], picture: str | Path) -> Path | N
     if mask is None:
         return None
     path = Path(layers[0]).with_name(Path(layers[0]).stem + "-mask.png")
-    mask.save(path, format="PNG")
+    mask.save(path, **KEPT_PNG)
     return path
