@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from masuka.datasets.preprocess import cascade
 from masuka.errors import InvalidInput
 from masuka.image.metadata import to_number
 
@@ -20,7 +21,6 @@ FACE_MODELS = ("face_", "mediapipe_face", DETECTOR)
 ADETAILER_STRENGTH = 0.4  # ADetailer's default ad_denoising_strength
 #: the least face detail strength a request takes (the minimum and step of the form's slider)
 MIN_FACE_STRENGTH = 0.01
-CASCADE = "haarcascade_frontalface_default.xml"
 MARGIN = 0.6  # the crop reaches this many face sizes beyond the face on each side
 DILATE = 0.15  # the repainted region: the face box grown by this many face sizes on each side
 FEATHER = 0.08  # blur of the region's edge, in face sizes
@@ -45,13 +45,13 @@ def _in_range(strength: float) -> bool:
 
 
 def find_faces(image: Image.Image) -> list[Box]:
-    """The faces OpenCV's frontal-face cascade sees, biggest first."""
+    """The faces OpenCV's frontal-face cascade (loaded once a thread) sees at full size, a small face in a group
+    too, biggest first."""
     import cv2
     import numpy as np
 
     gray = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2GRAY)
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)  # type: ignore[attr-defined]  # not in cv2's stubs
-    found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(MIN_FACE, MIN_FACE))
+    found = cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(MIN_FACE, MIN_FACE))
     boxes = [(int(x), int(y), int(x + w), int(y + h)) for x, y, w, h in found]
     return sorted(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]), reverse=True)
 
