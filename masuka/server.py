@@ -216,6 +216,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     )
     from masuka.image.space_model import prepare_space
     from masuka.off_list import retire_off_list
+    from masuka.page_compression import CompressedPages
     from masuka.queue.worker import QueueWorker
     from masuka.studio import Studio
     from masuka.ui.app import build_app
@@ -245,7 +246,7 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
             app_kwargs={"middleware": [Middleware(ThrottledLogin, throttle=studio.logins, proxies=proxies),
                                        Middleware(OwnFilesOnly, studio=studio),
                                        Middleware(OwnSessions, config=config, owners=owners),
-                                       Middleware(ReadableJoins)]},
+                                       Middleware(ReadableJoins), Middleware(CompressedPages)]},
         )
     except OSError as error:  # the port taken since check_listen (another app starting at the same time)
         Running(demo, studio, "", worker).close()
