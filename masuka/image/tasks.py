@@ -45,7 +45,7 @@ RESAMPLERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.N
 PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
 #: how the copies MASUKA keeps of pictures it is given (init images, masks, references, a character's photos) are
 #: written: zlib's fastest level, as a dataset's processed pictures are. Pillow's default (6) took three times as
-#: long for files a fifth smaller: 2.8 s against 0.9 s for a 9-megapixel photo, time a request waited for.
+#: long for files a sixth smaller: 2.8 s against 0.9 s for a 9-megapixel photo, time a request waited for.
 KEPT_PNG: dict[str, Any] = {"format": "PNG", "compress_level": 1}
 #: A1111's inpaint options in its words (its form's and its infotext's), the default first: Mask mode, Masked
 #: content (two of A1111's four: its "latent noise" and "latent nothing" are read as "original") and Inpaint area
