@@ -14,6 +14,7 @@ import pytest
 from masuka.cli import main
 from masuka.config import Config
 from masuka.store import Store
+from tests.conftest import ROOT
 
 
 def run_cli(capsys, *argv):
@@ -893,7 +894,7 @@ def test_a_command_builds_only_its_own_parser_and_a_mistyped_one_lists_them_all(
     listing = ("import sys; from masuka.cli import main; main(sys.argv[1:]); "
                "print(sorted(m for m in sys.modules if m.startswith('masuka.commands.')))")
     done = subprocess.run([sys.executable, "-c", listing, "history", "list", "--data-dir", str(tmp_path / "data")],
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+                          cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "['masuka.commands.history']", done.stderr
     with pytest.raises(SystemExit) as refused:
