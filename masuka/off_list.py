@@ -1,5 +1,6 @@
 """What becomes of the work of a user taken off the sign-in list: as the app starts, their API tokens go and their
-work no provider bills is cancelled (:func:`retire_off_list`)."""
+work no provider bills is cancelled (:func:`retire_off_list`); what they still own is listed (:func:`former_users`)
+until an admin forgets them (:mod:`masuka.forget_user`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from masuka import jobs
 from masuka.api.auth import delete_tokens_off_list
 from masuka.jobs import JobRow
 from masuka.queue import jobs as queue
-from masuka.store import now
+from masuka.store import OWNED, now
 from masuka.studio import Studio
 from masuka.users import OFF_LIST, on_sign_in_list
 
@@ -22,7 +23,8 @@ UNENDED = ("queued", "running", "interrupted")
 def retire_off_list(studio: Studio) -> None:
     """As the app starts with sign-in: the users no longer on the sign-in list lose their API tokens (a user added
     back under the same name is a new account) and the work they left that has not started at a provider is
-    cancelled (:func:`cancel_off_list_jobs`); the log says how much. Nothing without sign-in.
+    cancelled (:func:`cancel_off_list_jobs`); the log says how much, and who still owns things
+    (:func:`former_users`, whom an admin may forget: :mod:`masuka.forget_user`). Nothing without sign-in.
 
     The app's start only, not every command's: a command may read another ``MASUKA_AUTH`` than the app's."""
     if not studio.config.multi_user:
@@ -34,6 +36,10 @@ def retire_off_list(studio: Studio) -> None:
         log.warning("users no longer on the sign-in list: %d API token(s) deleted, %d queued image job(s) %s and "
                     "%d background job(s) %s cancelled", tokens, len(cancelled["queue"]), cancelled["queue"],
                     len(cancelled["jobs"]), cancelled["jobs"])
+    if former := former_users(studio):
+        log.warning("users no longer on the sign-in list still own things (a user added back under the name would "
+                    "see them): %s; Settings -> Storage -> Former users, or `python -m masuka storage forget-user "
+                    "NAME --yes`, deletes them", ", ".join(f"{user} ({count})" for user, count in former.items()))
 
 
 def cancel_off_list_jobs(studio: Studio) -> dict[str, list[int]]:
@@ -68,3 +74,17 @@ def accepted_remotely(job: JobRow) -> bool:
     segments = state.get("segments")
     return bool(job.external_id or state.get("ref") or state.get("submitting") or (isinstance(segments, list) and any(
         isinstance(segment, dict) and (segment.get("ref") or segment.get("submitting")) for segment in segments)))
+
+
+def former_users(studio: Studio) -> dict[str, int]:
+    """With sign-in: each owner who is not on the sign-in list (nor the shared ``local``) and still owns rows, with
+    how many (History entries, queue jobs, datasets, LoRAs, characters, A/B tests, API tokens). Empty without
+    sign-in."""
+    if not studio.config.multi_user:
+        return {}
+    owned: dict[str, int] = {}
+    for table in OWNED:
+        for row in studio.store.query(f"select owner, count(*) as n from [{table}] group by owner"):
+            if not on_sign_in_list(studio.config, row["owner"]):
+                owned[row["owner"]] = owned.get(row["owner"], 0) + row["n"]
+    return dict(sorted(owned.items()))

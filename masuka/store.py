@@ -118,6 +118,8 @@ SCHEMA: dict[str, tuple[dict[str, type], list[tuple[str, ...]]]] = {
     ),
 }
 JSON_COLUMNS = frozenset({"loras", "params", "state", "result", "options", "metadata", "figures"})
+#: the tables whose rows name their owner
+OWNED = tuple(table for table, (columns, _) in SCHEMA.items() if "owner" in columns)
 DEFAULTS = {"owner": LOCAL_USER, "stop_requested": 0}
 FTS = {"generations": ["prompt", "negative_prompt", "model"], "jobs": ["title", "model"]}  # History's search
 _ACCESS = "check that you may read and write it and its folder"
@@ -383,7 +385,7 @@ def owns_anything(path: Path, user: str) -> bool:
         with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)) as db:
             tables = {name for (name,) in db.execute("select name from sqlite_master where type = 'table'")}
             return any(db.execute(f"select 1 from [{table}] where owner = ? limit 1", [user]).fetchone()
-                       for table, (columns, _) in SCHEMA.items() if table in tables and "owner" in columns)
+                       for table in OWNED if table in tables)
     except sqlite3.DatabaseError:
         return False
 

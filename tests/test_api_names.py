@@ -30,7 +30,7 @@ CLI_NAMES = {"dataset": "name", "loras": "lora", "sample_prompts": "sample_promp
 FREE_TEXT = {"/generate_image": ("model", "loras"), "/grid": ("model", "loras"), "/start_training": ("dataset",),
              "/add_images": ("dataset",), "/caption_dataset": ("dataset",), "/export_dataset": ("dataset",),
              "/training_status": ("run_id",), "/history": ("kinds", "model", "lora", "status"),
-             "/download_model": ("model",), "/generate_video": ("model",)}
+             "/download_model": ("model",), "/generate_video": ("model",), "/forget_user": ("user",)}
 
 
 def readme_endpoints() -> dict[str, dict[str, list[str]]]:

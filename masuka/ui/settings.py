@@ -1,5 +1,5 @@
 """Settings tab: API keys (masked, with a check), your tokens for MASUKA's REST APIs, defaults for new images,
-and disk use with clean-up."""
+disk use with clean-up, and the forgetting of users taken off the sign-in list."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import gradio as gr
 from masuka.api.auth import create_token, list_tokens, revoke_token
 from masuka.disk import clean_leftovers, clean_tmp, usage
 from masuka.errors import InvalidInput
+from masuka.forget_user import described, forget_user
 from masuka.image.defaults import FORMATS, load_defaults, save_defaults, space_note
 from masuka.keys import check_key, key_labels, key_renewed, key_table, save_key
 from masuka.models.catalog import image_models
+from masuka.off_list import former_users
 from masuka.studio import Studio
 from masuka.ui import wildcards
 from masuka.ui.aids import build_settings as build_aid_settings
@@ -135,6 +137,36 @@ def _storage(ctx: UIContext) -> None:
                     api_name="clean_leftovers")
     tmp.click(bind(empty_tmp, studio), None, [storage_message, storage_table], api_name="clean_tmp",
               show_progress_on=storage_message)
+    _former_users(ctx)
+
+
+def _former_users(ctx: UIContext) -> None:
+    """Users taken off the sign-in list who still own things, and their forgetting, confirmed first."""
+    studio = ctx.studio
+    with gr.Accordion("Former users", open=False, visible=studio.config.multi_user):  # none without sign-in
+        gr.Markdown("Users taken off the sign-in list who still own things. A person added back under one of these "
+                    "names would see them: **Forget** deletes everything the user owns (History with its files, "
+                    "training runs, datasets, LoRAs, characters, A/B tests, queue jobs, API tokens).")
+        with gr.Row():
+            former = gr.Dropdown([], value=None, label="Former user", allow_custom_value=True, scale=4)
+            refresh = gr.Button("↻", scale=0, min_width=40)
+            forget = gr.Button("Forget this user…", variant="stop", scale=1)
+        with gr.Group(visible=False) as confirm:
+            confirm_text = gr.Markdown()
+            named = gr.State(None)  # the user the confirmation names (None for API callers)
+            with gr.Row():
+                really = gr.Button("Yes, delete everything they own", variant="stop")
+                cancel = gr.Button("Cancel")
+        message = gr.Markdown(label="Message")
+    _admins_only(ctx, former, forget)
+    private, listed = {"api_visibility": "private"}, bind(former_users_view, studio)
+    hide = lambda: gr.Group(visible=False)  # noqa: E731
+    forget.click(bind(ask_forget, studio), former, [confirm, confirm_text, named], **private)
+    cancel.click(hide, None, confirm, **private)
+    former.change(hide, None, confirm, **private)  # the confirmation names the user it was asked for
+    really.click(bind(confirm_forget, studio), [former, named], message, api_name="forget_user",
+                 show_progress_on=message).then(hide, None, confirm, **private).then(listed, None, former, **private)
+    ctx.picker(listed, former, refresh)
 
 
 def _admins_only(ctx: UIContext, *controls: gr.components.Component) -> None:
@@ -225,6 +257,38 @@ def storage_view(studio: Studio, request: gr.Request):
     """Disk use per area (absolute folders, every user's files): admins only."""
     require_admin(studio, request, "see the studio's disk use")
     return [[row["area"], row["path"], row["files"], round(row["bytes"] / 2**30, 3)] for row in usage(studio)]
+
+
+def former_users_view(studio: Studio, request: gr.Request):
+    """The users off the sign-in list who still own things, with how many, for admins (nobody else sees them)."""
+    owned = former_users(studio) if is_admin(studio, request) else {}
+    return gr.Dropdown(choices=[(f"{user} ({count} item(s))", user) for user, count in owned.items()], value=None)
+
+
+@friendly
+def ask_forget(studio: Studio, user: str, request: gr.Request):
+    """The confirmation shown, its question, and the user it names (whom Yes forgets)."""
+    require_admin(studio, request, "forget a user")
+    count = former_users(studio).get(user or "")
+    if count is None:
+        raise InvalidInput("Pick a user off the sign-in list who still owns things (↻ lists them)." if not user else
+                           f"{user!r} owns nothing here or is on the sign-in list: there is nothing to forget.")
+    return gr.Group(visible=True), (f"Delete everything **{user}** owns ({count} item(s)) with its files? This "
+                                    "cannot be undone."), user
+
+
+@friendly
+def confirm_forget(studio: Studio, user: str, named: str | None = None, request: gr.Request = None) -> str:
+    """Forget ``user``: delete everything they own. ``named`` (the page's confirmation: the user it asked about) is
+    forgotten only while the picker still shows them."""
+    require_admin(studio, request, "forget a user")
+    if named is not None and named != user:
+        raise InvalidInput(f"This confirmation was for {named!r}, who is no longer picked: nothing was deleted. "
+                           "Pick the user and click “Forget this user…” again.")
+    if not user:
+        raise InvalidInput("Pick the user to forget.")
+    gone = forget_user(studio, user)
+    return f"Forgot **{user}**: deleted {described(gone)}."
 
 
 @friendly
