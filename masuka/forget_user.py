@@ -19,9 +19,11 @@ from masuka.training.runs import still_runs_at
 from masuka.users import on_sign_in_list, output_dir
 
 #: what a user owns, by the key :func:`forget_user` counts it under: (one, several)
-PARTS = {"queue_jobs": ("queue job", "queue_jobs"), "ab_tests": ("A/B test", "ab_tests"),
-         "characters": ("character", "characters"), "history_entries": ("History entry", "history_entries"),
+PARTS = {"queue_jobs": ("queue job", "queue jobs"), "ab_tests": ("A/B test", "A/B tests"),
+         "characters": ("character", "characters"), "history_entries": ("History entry", "History entries"),
          "datasets": ("dataset", "datasets"), "loras": ("LoRA", "LoRAs"), "api_tokens": ("API token", "API tokens")}
+#: the running work a refusal names, at most
+NAMED = 10
 #: History entries deleted per call (each call checks and deletes its entries in one go)
 ENTRIES_AT_ONCE = 200
 
@@ -39,7 +41,8 @@ def forget_user(studio: Studio, user: str) -> dict[str, int]:
     again once that work ends deletes the rest."""
     config, store = studio.config, studio.store
     if not config.multi_user:
-        raise InvalidInput("Without sign-in everything belongs to the one owner: there is no user to forget.")
+        raise InvalidInput("Without sign-in everything belongs to the one owner: there is no user to forget (a "
+                           "command reads the sign-in list from MASUKA_AUTH: set it as the app gets it).")
     if user == LOCAL_USER:
         raise InvalidInput(f"{LOCAL_USER!r} is the shared owner (what was made before sign-in, and what a command "
                            "without --user makes), not a user: delete its entries in their tabs.")
@@ -104,5 +107,6 @@ def _refuse_running(studio: Studio, user: str) -> None:
     running += [f"character {row['name']!r} (being made)" for row in store.find("characters", "owner = ?", [user])
                 if being_made(row)]
     if running:
-        raise InvalidInput(f"{user!r} still has work running: {', '.join(running)}. Nothing was deleted: stop it (or "
-                           "let it finish), then forget them.")
+        more = f" and {len(running) - NAMED} more" if len(running) > NAMED else ""
+        raise InvalidInput(f"{user!r} still has work running: {', '.join(running[:NAMED])}{more}. Nothing was "
+                           "deleted: stop it (or let it finish), then forget them.")

@@ -18,7 +18,7 @@ from masuka.config import Config
 from masuka.datasets.adding import add_images
 from masuka.datasets.library import create_dataset, dataset_dir
 from masuka.errors import InvalidInput
-from masuka.forget_user import forget_user
+from masuka.forget_user import described, forget_user
 from masuka.image.generate import ImageRequest, InitImage, generate_images
 from masuka.loras.files import inspect_lora
 from masuka.loras.imports import import_lora_file
@@ -97,6 +97,7 @@ def test_forgetting_a_former_user_deletes_all_they_own_and_nothing_else(tmp_path
         gone = forget_user(studio, "alice")
         assert gone == {"queue_jobs": 1, "ab_tests": 1, "characters": 1, "history_entries": 2, "datasets": 1,
                         "loras": 1, "api_tokens": 0}  # the run's LoRA went with its run; her token, as the app started
+        assert described(gone) == "1 queue job, 1 A/B test, 1 character, 2 History entries, 1 dataset, 1 LoRA"
         assert not any(owned(studio, "alice").values())
         assert not [path for path in alices if path.exists()]
         assert not output_dir(studio.config, "alice").exists() and not lora_folder(studio, "alice").exists()
