@@ -1,4 +1,5 @@
-"""History queries on a generated 20,000-row store (`bench history` times them on 100,000): owner scope, filters, paging, full-text search, dashboard."""
+"""History queries on a generated 20,000-row store (``bench history`` times them on 100,000): owner scope, filters,
+paging, full-text search, dashboard."""
 
 from __future__ import annotations
 
