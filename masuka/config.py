@@ -289,6 +289,10 @@ class Config:
         return self.data_dir / "runs"
 
     @property
+    def characters_dir(self) -> Path:
+        return self.data_dir / "characters"
+
+    @property
     def wildcards_dir(self) -> Path:
         return self.data_dir / "wildcards"
 

@@ -19,7 +19,8 @@ def areas(studio: Studio) -> dict[str, Path]:
 
     config = studio.config
     return {"outputs": config.outputs_dir, "loras": config.loras_dir, "datasets": config.datasets_dir,
-            "runs": config.runs_dir, "models cache": hub_cache_dir(), "tmp": config.tmp_dir}
+            "runs": config.runs_dir, "characters": config.characters_dir, "models cache": hub_cache_dir(),
+            "tmp": config.tmp_dir}
 
 
 def usage(studio: Studio) -> list[dict]:

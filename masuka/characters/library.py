@@ -37,7 +37,7 @@ DELETED_THERE = "deleted in the Datasets tab"
 
 
 def character_dir(studio: Studio, character_id: int) -> Path:
-    return studio.config.data_dir / "characters" / str(int(character_id))
+    return studio.config.characters_dir / str(int(character_id))
 
 
 def character_name(name: str | None) -> str:

@@ -78,7 +78,7 @@ def test_storage_usage_and_clean_up_remove_only_leftovers(studio, tiny_model, mo
     fresh_tmp.write_bytes(b"z")
     before = {row["area"]: row for row in usage(studio)}
     assert before["outputs"]["files"] == 3 and before["outputs"]["bytes"] > 0
-    assert set(before) == {"outputs", "loras", "datasets", "runs", "models cache", "tmp"}
+    assert set(before) == {"outputs", "loras", "datasets", "runs", "characters", "models cache", "tmp"}
     assert clean_leftovers(studio)[0] == 3
     assert kept.path.is_file() and not failed.path.exists() and not orphan.exists() and not partial.exists()
     assert clean_tmp(studio) == (1, 10)
