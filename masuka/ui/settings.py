@@ -130,18 +130,18 @@ def _storage(ctx: UIContext) -> None:
         leftovers = gr.Button("Remove leftovers (half-written files, failed outputs, orphans, exports)")
         tmp = gr.Button("Empty tmp/ (files older than an hour)")
     storage_message = gr.Markdown(label="Message")
-    _admins_only(ctx, measure, leftovers, tmp)
     measure.click(bind(storage_view, studio), None, storage_table, api_name="storage")
     leftovers.click(bind(remove_leftovers, studio), None, [storage_message, storage_table],
                     show_progress_on=storage_message,
                     api_name="clean_leftovers")
     tmp.click(bind(empty_tmp, studio), None, [storage_message, storage_table], api_name="clean_tmp",
               show_progress_on=storage_message)
-    _former_users(ctx)
+    _admins_only(ctx, measure, leftovers, tmp, *_former_users(ctx))
 
 
-def _former_users(ctx: UIContext) -> None:
-    """Users taken off the sign-in list who still own things, and their forgetting, confirmed first."""
+def _former_users(ctx: UIContext) -> tuple[gr.Dropdown, gr.Button]:
+    """Users taken off the sign-in list who still own things, and their forgetting, confirmed first; returns the
+    controls only admins use."""
     studio = ctx.studio
     with gr.Accordion("Former users", open=False, visible=studio.config.multi_user):  # none without sign-in
         gr.Markdown("Users taken off the sign-in list who still own things. A person added back under one of these "
@@ -158,7 +158,6 @@ def _former_users(ctx: UIContext) -> None:
                 really = gr.Button("Yes, delete everything they own", variant="stop")
                 cancel = gr.Button("Cancel")
         message = gr.Markdown(label="Message")
-    _admins_only(ctx, former, forget)
     private, listed = {"api_visibility": "private"}, bind(former_users_view, studio)
     hide = lambda: gr.Group(visible=False)  # noqa: E731
     forget.click(bind(ask_forget, studio), former, [confirm, confirm_text, named], **private)
@@ -167,6 +166,7 @@ def _former_users(ctx: UIContext) -> None:
     really.click(bind(confirm_forget, studio), [former, named], message, api_name="forget_user",
                  show_progress_on=message).then(hide, None, confirm, **private).then(listed, None, former, **private)
     ctx.picker(listed, former, refresh)
+    return former, forget
 
 
 def _admins_only(ctx: UIContext, *controls: gr.components.Component) -> None:

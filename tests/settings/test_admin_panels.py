@@ -25,7 +25,7 @@ def test_a_user_who_is_not_an_admin_is_told_and_cannot_use_the_studio_s_settings
                              "Delete"}
     assert disabled.count("Save") == 2 and "Open" not in disabled and "↻" not in disabled  # keys' and wildcards'
     assert "Forget this user…" in disabled
-    assert len(panels) == 7  # API keys, Defaults, Storage, Former users, Sign-ins, Generation aids, Wildcards
+    assert len(panels) == 6  # API keys, Defaults, Storage (with Former users), Sign-ins, Generation aids, Wildcards
     for panel in panels:
         note = panel.outputs[0]
         assert isinstance(note, gr.Markdown) and note.value == settings.ADMINS_ONLY and not note.visible
