@@ -23,14 +23,43 @@ def areas(studio: Studio) -> dict[str, Path]:
             "tmp": config.tmp_dir}
 
 
+#: the areas whose files belong to users (:func:`masuka.access.file_owner` names whose)
+USERS_AREAS = ("outputs", "loras", "datasets", "runs", "characters")
+#: how :func:`usage_by_user` names files of no user: everyone's (a shared LoRA, a base model), or nobody's
+SHARED_FILES, NO_OWNER = "(shared)", "(no owner)"
+
+
 def usage(studio: Studio) -> list[dict]:
     """Bytes and files per area."""
     rows = []
     for name, root in areas(studio).items():
-        files = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()] if root.is_dir() else []
+        files = _files(root)
         rows.append({"area": name, "path": str(root), "files": len(files),
                      "bytes": sum(p.stat().st_size for p in files)})
     return rows
+
+
+def usage_by_user(studio: Studio) -> list[dict]:
+    """Bytes and files per owner in the areas that hold users' files (:data:`USERS_AREAS`), owners named as access
+    names them (:func:`~masuka.access.file_owner`: a user taken off the sign-in list too, by the rows of their
+    files), :data:`SHARED_FILES` and :data:`NO_OWNER` for the rest; largest first."""
+    from masuka.access import SHARED, file_owner
+
+    folders = areas(studio)
+    totals: dict[str, list[int]] = {}
+    for area in USERS_AREAS:
+        for path in _files(folders[area]):
+            owner = file_owner(studio, path)
+            name = SHARED_FILES if owner is SHARED else owner if isinstance(owner, str) else NO_OWNER
+            total = totals.setdefault(name, [0, 0])
+            total[0], total[1] = total[0] + 1, total[1] + path.stat().st_size
+    rows = [{"user": name, "files": files, "bytes": size} for name, (files, size) in totals.items()]
+    return sorted(rows, key=lambda row: (-row["bytes"], row["user"]))
+
+
+def _files(root: Path) -> list[Path]:
+    """The files under ``root`` (links left out: what they point at is counted where it lies)."""
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()] if root.is_dir() else []
 
 
 def clean_tmp(studio: Studio) -> tuple[int, int]:

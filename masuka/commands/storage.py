@@ -14,7 +14,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser("storage", parents=[common], help="disk use per area and its clean-up")
     parser.add_argument("action", nargs="?", default="usage",
                         choices=["usage", "clean-leftovers", "clean-tmp", "former-users", "forget-user"],
-                        help="usage (default): bytes and files per area; clean-leftovers: files of failed "
+                        help="usage (default): bytes and files per area and per user; clean-leftovers: files of failed "
                              "generations, and half-written files, unrecorded images and exports untouched for an "
                              "hour; clean-tmp: what has been in tmp/ for more than an hour; former-users: the users "
                              "not on the sign-in list (MASUKA_AUTH) who still own things; forget-user NAME --yes: "
@@ -25,7 +25,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from masuka.disk import clean_leftovers, clean_tmp, usage
+    from masuka.disk import clean_leftovers, clean_tmp, usage, usage_by_user
 
     if (args.name is None) == (args.action == "forget-user"):
         raise InvalidInput("Name the user to forget: storage forget-user NAME --yes." if args.name is None else
@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         removed, freed = (clean_tmp if args.action == "clean-tmp" else clean_leftovers)(studio)
         emit(args, {"removed": removed, "bytes": freed}, f"removed {removed} item(s), {freed / 2**20:.1f} MB")
     else:
-        rows = usage(studio)
-        emit(args, {"areas": rows}, "\n".join(f"{r['area']:<13} {r['bytes'] / 2**30:>8.3f} GB {r['files']:>7} file(s)  "
-                                              f"{r['path']}" for r in rows))
+        rows, users = usage(studio), usage_by_user(studio)
+        emit(args, {"areas": rows, "users": users}, "\n".join(
+            [f"{r['area']:<13} {r['bytes'] / 2**30:>8.3f} GB {r['files']:>7} file(s)  {r['path']}" for r in rows]
+            + ["", "per user:"] + [f"{r['user']:<13} {r['bytes'] / 2**30:>8.3f} GB {r['files']:>7} file(s)"
+                                   for r in users]))
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from masuka.api.auth import create_token, list_tokens, revoke_token
-from masuka.disk import clean_leftovers, clean_tmp, usage
+from masuka.disk import clean_leftovers, clean_tmp, usage, usage_by_user
 from masuka.errors import InvalidInput
 from masuka.forget_user import described, forget_user
 from masuka.image.defaults import FORMATS, load_defaults, save_defaults, space_note
@@ -20,6 +20,7 @@ from masuka.ui.common import UIContext, bind, friendly, is_admin, user_of
 
 KEY_COLUMNS = ["key", "set from", "value", "environment variable"]
 STORAGE_COLUMNS = ["area", "folder", "files", "GB"]
+USERS_STORAGE_COLUMNS = ["user", "files", "GB"]
 TOKEN_COLUMNS = ["id", "name", "starts with", "made", "last used"]
 SIGN_IN_COLUMNS = ["kind", "name", "failed sign-ins", "locked for (s)"]
 #: the defaults that pre-fill the Image tab's fields of the same names when the page opens
@@ -130,7 +131,9 @@ def _storage(ctx: UIContext) -> None:
         leftovers = gr.Button("Remove leftovers (half-written files, failed outputs, orphans, exports)")
         tmp = gr.Button("Empty tmp/ (files older than an hour)")
     storage_message = gr.Markdown(label="Message")
-    measure.click(bind(storage_view, studio), None, storage_table, api_name="storage")
+    users_table = gr.Dataframe(headers=USERS_STORAGE_COLUMNS, interactive=False, label="Per user")
+    measure.click(bind(storage_view, studio), None, storage_table, api_name="storage").then(
+        bind(storage_by_user_view, studio), None, users_table, api_name="storage_by_user")
     leftovers.click(bind(remove_leftovers, studio), None, [storage_message, storage_table],
                     show_progress_on=storage_message,
                     api_name="clean_leftovers")
@@ -289,6 +292,13 @@ def confirm_forget(studio: Studio, user: str, named: str | None = None, request:
         raise InvalidInput("Pick the user to forget.")
     gone = forget_user(studio, user)
     return f"Forgot **{user}**: deleted {described(gone)}."
+
+
+@friendly
+def storage_by_user_view(studio: Studio, request: gr.Request):
+    """Disk use per owner of users' files (those taken off the sign-in list too): admins only."""
+    require_admin(studio, request, "see the studio's disk use")
+    return [[row["user"], row["files"], round(row["bytes"] / 2**30, 3)] for row in usage_by_user(studio)]
 
 
 @friendly

@@ -37,6 +37,7 @@ def test_a_user_who_is_not_an_admin_is_told_and_cannot_use_the_studio_s_settings
 @pytest.mark.parametrize("handler, message", [
     (settings.sign_ins_view, "Only an admin can see failed sign-ins"),
     (settings.storage_view, "Only an admin can see the studio's disk use"),
+    (settings.storage_by_user_view, "Only an admin can see the studio's disk use"),
     (settings.empty_tmp, "Only an admin can change studio settings"),
 ])
 def test_a_refusal_says_whether_it_was_a_look_or_a_change(team, handler, message):

@@ -154,3 +154,40 @@ def test_remove_leftovers_sweeps_input_copies_nothing_uses_and_old_extras(studio
         os.utime(path, (0, 0))
     assert clean_leftovers(studio)[0] == 2
     assert used.exists() and queued.exists() and fresh.exists() and not orphan.exists() and not extra.exists()
+
+
+def test_disk_use_per_user_names_whose_files_they_are_a_former_user_s_too(tmp_path, tiny_model, capsys):
+    import json
+
+    from masuka.cli import main
+    from masuka.config import Config
+    from masuka.datasets.adding import add_images
+    from masuka.datasets.library import create_dataset
+    from masuka.disk import NO_OWNER, usage_by_user
+    from masuka.models.synthetic import save_tiny_lora
+    from masuka.studio import Studio
+    from tests.datasets import corpus
+
+    data = tmp_path / "data"
+    studio = Studio.open(Config.from_env(data_dir=data, auth="alice:a,bob:b,admin:c"))
+    try:
+        image = make(studio, tiny_model("flux"), owner="alice")[0].path
+        dataset = create_dataset(studio, "faces", "bob")
+        assert add_images(studio, dataset["id"], "bob", [corpus.photo(tmp_path / "photo.jpg", 1)]).added
+        dropped = save_tiny_lora("flux", studio.config.loras_dir / "dropped.safetensors")  # in no one's folder
+        (studio.config.tmp_dir / "import.bin").write_bytes(b"x" * 10)  # tmp/ is nobody's: not counted per user
+    finally:
+        studio.close()
+    bobs = sum(p.stat().st_size for p in (data / "datasets").rglob("*") if p.is_file())
+    studio = Studio.open(Config.from_env(data_dir=data, auth="bob:b,admin:c"))  # alice taken off the list
+    try:
+        rows = usage_by_user(studio)
+    finally:
+        studio.close()
+    assert {row["user"]: (row["files"], row["bytes"]) for row in rows} == {
+        "alice": (1, image.stat().st_size), "bob": (len([p for p in (data / "datasets").rglob("*") if p.is_file()]),
+                                                    bobs), NO_OWNER: (1, dropped.stat().st_size)}
+    assert [row["bytes"] for row in rows] == sorted((row["bytes"] for row in rows), reverse=True)
+    capsys.readouterr()
+    assert main(["storage", "--json", "--data-dir", str(data)]) == 0
+    assert json.loads(capsys.readouterr().out)["users"] == rows
