@@ -6,6 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
+from masuka.access import SHARED, file_owner
 from masuka.store import Store
 from masuka.studio import Studio
 
@@ -43,8 +44,6 @@ def usage_by_user(studio: Studio) -> list[dict]:
     """Bytes and files per owner in the areas that hold users' files (:data:`USERS_AREAS`), owners named as access
     names them (:func:`~masuka.access.file_owner`: a user taken off the sign-in list too, by the rows of their
     files), :data:`SHARED_FILES` and :data:`NO_OWNER` for the rest; largest first."""
-    from masuka.access import SHARED, file_owner
-
     folders = areas(studio)
     totals: dict[str, list[int]] = {}
     for area in USERS_AREAS:
