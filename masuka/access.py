@@ -26,12 +26,9 @@ from pathlib import Path
 from masuka.errors import InvalidInput, NotFound
 from masuka.store import LOCAL_USER, row_id
 from masuka.studio import Studio
-from masuka.users import user_folder_name
+from masuka.users import SHARED_OUTPUT_FOLDERS, user_folder_name
 
 SHARED = object()  # the owner of files every signed-in user may read
-#: Folders under ``outputs/`` that hold several users' files (owned by their rows), never one user's folder,
-#: even for a user named like them.
-SHARED_OUTPUT_FOLDERS = frozenset({"videos", "images"})
 
 
 #: where a video job keeps copies of its input files, under the outputs dir, each named by :func:`input_copy_name`

@@ -11,14 +11,18 @@ from masuka.config import Config
 from masuka.store import LOCAL_USER
 
 UNSAFE = re.compile(r"[^\w.\-]")
+#: Folders under ``outputs/`` that hold several users' files (owned by their rows): never one user's folder, even
+#: for a user named like them (:func:`user_folder_name`)
+SHARED_OUTPUT_FOLDERS = frozenset({"videos", "images"})
 #: why a job of a user taken off the sign-in list was cancelled
 OFF_LIST = "its owner is no longer on the sign-in list"
 
 
 def user_folder_name(user: str) -> str:
-    """A folder name for ``user`` that cannot climb out of its parent (and stays distinct when changed)."""
+    """A folder name for ``user`` that cannot climb out of its parent, nor be one of :data:`SHARED_OUTPUT_FOLDERS`
+    (and stays distinct when changed)."""
     name = UNSAFE.sub("_", user).strip(".")
-    if name != user:
+    if name != user or name in SHARED_OUTPUT_FOLDERS:
         name = f"{name or 'user'}-{hashlib.sha1(user.encode()).hexdigest()[:8]}"
     return name
 

@@ -191,3 +191,23 @@ def test_every_table_with_an_owner_is_one_that_forgetting_empties():
     """A tripwire: a new table whose rows name an owner needs its part in ``forget_user`` (and in the first test)."""
     assert set(OWNED) == {"generations", "jobs", "queue", "comparisons", "datasets", "loras", "api_tokens",
                           "characters"}
+
+
+def test_forgetting_a_user_named_like_a_shared_folder_leaves_everyone_s_videos(tmp_path):
+    data = tmp_path / "data"
+    before = Studio.open(config(data, "videos:pw,bob:pw-bob"))
+    try:
+        create_dataset(before, "faces", "videos")
+        clip = before.config.outputs_dir / "videos" / "2026-12-07" / "bob.mp4"  # remote videos of every user
+        clip.parent.mkdir(parents=True)
+        clip.write_bytes(b"mp4")
+        before.store.insert("generations", {"owner": "bob", "kind": "video", "status": "completed",
+                                            "output_path": before.config.relative(clip)})
+    finally:
+        before.close()
+    studio = Studio.open(config(data, "bob:pw-bob"))
+    try:
+        assert forget_user(studio, "videos")["datasets"] == 1
+        assert clip.is_file() and owned(studio, "bob")["generations"] == 1
+    finally:
+        studio.close()

@@ -117,6 +117,8 @@ def test_file_ownership_by_folder_and_by_row(tmp_path):
     studio = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="ann:1,a b:2,a_b:3,../x:4"))
     try:
         assert len({user_folder_name(u) for u in ("a b", "a_b", "../x")}) == 3
+        # a user named like a folder every user's files share (remote videos, their input copies) gets another one
+        assert {user_folder_name(u) for u in ("videos", "images")}.isdisjoint({"videos", "images"})
         assert output_dir(studio.config, "../x").parent == studio.config.outputs_dir
         anns = output_dir(studio.config, "ann") / "images" / "1.png"
         sneaky = output_dir(studio.config, "a_b") / ".." / user_folder_name("ann") / "images" / "1.png"
