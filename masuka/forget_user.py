@@ -34,11 +34,11 @@ def forget_user(studio: Studio, user: str) -> dict[str, int]:
     datasets, LoRAs, API tokens and their folders in ``outputs/`` and ``loras/``. Returns how many of each went.
 
     Refused (:class:`InvalidInput`) without sign-in, for ``local`` and for a user on the list. Their work that no
-    one runs is cancelled first, as the app's start does (:func:`~masuka.off_list.cancel_off_list_jobs`); while
-    any of theirs still runs (in a live process, or at a provider that bills it) nothing is deleted and the refusal
-    names it. Each part is deleted as its own tab deletes it, with the same checks: one that another user's running
-    work holds (a LoRA an image being made uses) stops the deletion there, saying what went, and forgetting the user
-    again once that work ends deletes the rest."""
+    one runs is cancelled first, as the app's start does (:func:`~masuka.off_list.cancel_off_list_jobs`), but no one
+    else's: a command's sign-in list may be older than the app's. While any of theirs still runs (in a live process,
+    or at a provider that bills it) nothing is deleted and the refusal names it. Each part is deleted as its own tab
+    deletes it, with the same checks: one that another user's running work holds (a LoRA an image being made uses)
+    stops the deletion there, saying what went, and forgetting the user again once that work ends deletes the rest."""
     config, store = studio.config, studio.store
     if not config.multi_user:
         raise InvalidInput("Without sign-in everything belongs to the one owner: there is no user to forget (a "
@@ -49,7 +49,7 @@ def forget_user(studio: Studio, user: str) -> dict[str, int]:
     if on_sign_in_list(config, user):
         raise InvalidInput(f"{user!r} is on the sign-in list: take them off it (MASUKA_AUTH) and restart the app "
                            "first.")
-    cancel_off_list_jobs(studio)
+    cancel_off_list_jobs(studio, user)  # theirs only: a command's list may be older than the app's
     _refuse_running(studio, user)
     gone = dict.fromkeys(PARTS, 0)
 

@@ -42,25 +42,29 @@ def retire_off_list(studio: Studio) -> None:
                     "NAME --yes`, deletes them", ", ".join(f"{user} ({count})" for user, count in former.items()))
 
 
-def cancel_off_list_jobs(studio: Studio) -> dict[str, list[int]]:
-    """Cancel, with the reason :data:`~masuka.users.OFF_LIST`, the work of owners not on the sign-in list that no one
-    runs: image queue jobs queued, paused or interrupted (but for one waiting for the live worker that last ran it,
-    :func:`~masuka.queue.jobs.in_hand`), and background jobs (training runs, videos, caption passes, downloads)
-    queued, interrupted or left by a gone process. A remote video or training run a provider
-    has accepted, and charges for, is left to finish, so that what it makes is collected; work a live process has
-    in hand is left to it. Returns the ids cancelled by table (``queue``, ``jobs``); none without sign-in."""
+def cancel_off_list_jobs(studio: Studio, owner: str | None = None) -> dict[str, list[int]]:
+    """Cancel, with the reason :data:`~masuka.users.OFF_LIST`, the work of owners not on the sign-in list (of
+    ``owner`` only, when given) that no one runs: image queue jobs queued, paused or interrupted (but for one
+    waiting for the live worker that last ran it, :func:`~masuka.queue.jobs.in_hand`), and background jobs (training
+    runs, videos, caption passes, downloads) queued, interrupted or left by a gone process. A remote video or
+    training run a provider has accepted, and charges for, is left to finish, so that what it makes is collected;
+    work a live process has in hand is left to it. Returns the ids cancelled by table (``queue``, ``jobs``); none
+    without sign-in."""
     config, store = studio.config, studio.store
     cancelled: dict[str, list[int]] = {"queue": [], "jobs": []}
     if not config.multi_user:
         return cancelled
+    def off_list(who: str) -> bool:
+        return not on_sign_in_list(config, who) and owner in (None, who)
+
     with store.transaction():  # the same cancel as a user's Cancel of a job no worker holds
         for row in queue.idle_jobs(studio):  # one a live ``queue run`` will take again is left to it
-            if not on_sign_in_list(config, row["owner"]) and not queue.in_hand(row):
+            if off_list(row["owner"]) and not queue.in_hand(row):
                 queue.finish(studio, row["id"], "cancelled", OFF_LIST)
                 cancelled["queue"].append(row["id"])
         runner = studio.runner()
         for job in jobs.find(store, f"status in ({','.join('?' * len(UNENDED))})", UNENDED, order_by="id"):
-            if on_sign_in_list(config, job.owner) or runner.alive(job) or accepted_remotely(job):
+            if not off_list(job.owner) or runner.alive(job) or accepted_remotely(job):
                 continue
             jobs.finish(store, job.id, "cancelled", OFF_LIST, finished_at=job.finished_at or now())
             cancelled["jobs"].append(job.id)

@@ -127,11 +127,14 @@ def test_nothing_is_deleted_while_their_work_runs_and_what_no_one_runs_is_cancel
         running = cli.runner().create("caption", "alice", status="running")
         waiting = cli.store.insert("queue", {"owner": "alice", "task": "images", "status": "queued", "title": "x",
                                              "params": {}})
+        carols = cli.store.insert("queue", {"owner": "carol", "task": "images", "status": "queued", "title": "y",
+                                            "params": {}})  # on the app's list, not on this command's
         dataset = create_dataset(cli, "faces", "alice")
         with pytest.raises(InvalidInput, match=rf"still has work running: j{running} \(caption\)\. Nothing"):
             forget_user(studio, "alice")
         assert studio.store.existing("datasets", dataset["id"]) and dataset_dir(studio, dataset["id"]).is_dir()
         assert studio.store.existing("queue", waiting)["status"] == "cancelled"  # no one ran it
+        assert studio.store.existing("queue", carols)["status"] == "queued"  # only the forgotten user's work
         cli.store.update("jobs", running, status="completed")
         assert forget_user(studio, "alice")["datasets"] == 1
         assert not any(owned(studio, "alice").values())
