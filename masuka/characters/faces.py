@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 from masuka.datasets.ingest import to_rgb
 from masuka.datasets.preprocess import find_faces
 from masuka.errors import InvalidInput
+from masuka.heif import read_heif
 from masuka.image.tasks import eight_bit, open_picture
 
 #: how much room around the detected face box the crop keeps, as a fraction of the box's side, on each side
@@ -68,6 +69,7 @@ def open_photo(path: str | Path, what: str = "photo") -> Image.Image:
     MAX_PHOTO_SIDE pixels long (a larger one is brought down, a JPEG decoded at a reduced scale); refused with a
     clear message when it is not a readable picture, or has more pixels than Pillow reads (179 MP); in RGB, its
     transparency flattened onto white as the Datasets tab flattens it."""
+    read_heif()
     try:
         opened = Image.open(path)
     except Image.DecompressionBombError:  # more than twice Pillow's MAX_IMAGE_PIXELS: it will not read it

@@ -23,14 +23,16 @@ from masuka.datasets.dedupe import file_sha256, perceptual_hash
 from masuka.datasets.preprocess import PrepOptions, prepare, sharpness
 from masuka.datasets.sources import Candidate
 from masuka.errors import DiskFull, as_disk_full, reason
+from masuka.heif import missing_reader, read_heif
 
 log = logging.getLogger(__name__)
 
-#: formats accepted (Pillow's names); MPO is what cameras call a JPEG with a depth or preview frame
+#: formats accepted (Pillow's names); MPO is what cameras call a JPEG with a depth or preview frame, HEIF is an
+#: iPhone's HEIC (read through :mod:`masuka.heif`)
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
-           "TIFF": ".tif"}
+           "TIFF": ".tif", "HEIF": ".heic", "AVIF": ".avif"}
 MAX_PIXELS = 64_000_000
-LOSSY = {"JPEG", "MPO", "WEBP"}
+LOSSY = {"JPEG", "MPO", "WEBP", "HEIF", "AVIF"}
 #: processed copies: photos stay JPEG (quality 95, no chroma subsampling), lossless sources stay lossless
 PROCESSED_AS: dict[bool, tuple[str, dict[str, Any]]] = {
     True: (".jpg", {"format": "JPEG", "quality": 95, "subsampling": 0}),
@@ -72,10 +74,11 @@ class Prepared:
 
 def _open(path: Path, options: PrepOptions) -> Image.Image:
     """Open and check the header only: format, pixel count, short side."""
+    read_heif()
     try:
         image = Image.open(path)
     except UnidentifiedImageError:
-        raise Refused("not an image (or a format MASUKA cannot read)") from None
+        raise Refused(missing_reader(path) or "not an image (or a format MASUKA cannot read)") from None
     except Image.DecompressionBombError as error:
         raise Refused(f"too large in pixels ({error}); refused before decoding") from None
     except DECODE_ERRORS as error:
@@ -83,7 +86,7 @@ def _open(path: Path, options: PrepOptions) -> Image.Image:
     width, height = image.size
     if image.format not in FORMATS:
         image.close()
-        raise Refused(f"unsupported format {image.format}: use JPEG, PNG, WebP, GIF, BMP or TIFF")
+        raise Refused(f"unsupported format {image.format}: use JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF")
     if width * height > MAX_PIXELS:
         image.close()
         raise Refused(f"too large in pixels: {width}x{height} ({width * height / 1e6:.0f} MP, limit "

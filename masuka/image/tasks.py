@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
 from masuka.errors import InvalidInput
+from masuka.heif import missing_reader, read_heif
 from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.memory import sharing_weights
 from masuka.image.metadata import to_number
@@ -87,9 +88,9 @@ class TaskInput:
 
 
 def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
-    """A picture file read whole, as it is seen: turned upright by its EXIF orientation (a phone photo), and a
-    16-bit one brought to 8 bits (a PNG whose text fields are too large for Pillow read without them); or
-    :class:`InvalidInput` saying why not."""
+    """A picture file (any Pillow reads, HEIC too) read whole, as it is seen: turned upright by its EXIF orientation
+    (a phone photo), and a 16-bit one brought to 8 bits (a PNG whose text fields are too large for Pillow read
+    without them); or :class:`InvalidInput` saying why not."""
     try:
         try:
             return _read_picture(path, what)
@@ -107,13 +108,39 @@ def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
     except Image.DecompressionBombError:  # so large that Pillow will not even read its size
         raise InvalidInput(f"The {what} is too large; {TOO_LARGE}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if (missing := missing_reader(path)) is not None:
+            raise InvalidInput(f"The {what} is {missing}.") from None
         # Pillow names the file it could not read: a path by its name only, an upload (a stream's repr) not at all
         reason = (str(error).replace(str(path), Path(str(path)).name) if isinstance(path, str | Path)
                   else str(error).replace(f" {path!r}", ""))
         raise InvalidInput(f"The {what} is not a readable image ({reason}).") from None
 
 
+def converted_copy(path: str | Path, kept: frozenset[str]) -> tuple[str, bytes] | None:
+    """The picture at ``path`` as a file of another format when its own (Pillow's name) is not among ``kept``: the
+    suffix and bytes of an upright JPEG (quality 95, transparency on white) of a photo (HEIC, AVIF), or of a PNG of
+    a lossless picture (TIFF, BMP, GIF), as the Datasets tab keeps them; None when its format is kept. A file that
+    is no readable picture is :class:`InvalidInput`."""
+    from masuka.datasets.ingest import LOSSY, PROCESSED_AS, to_rgb
+
+    read_heif()
+    try:
+        with Image.open(path) as header:
+            fmt = header.format
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        fmt = None  # open_picture says why
+    if fmt in kept:
+        return None
+    picture = open_picture(path, "picture")
+    suffix, options = PROCESSED_AS[fmt in LOSSY]
+    picture = to_rgb(picture) if options["format"] == "JPEG" else png_mode(picture)
+    buffer = io.BytesIO()
+    picture.save(buffer, **options)
+    return suffix, buffer.getvalue()
+
+
 def _read_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
+    read_heif()
     with Image.open(path) as picture:
         if picture.width * picture.height > MAX_INPUT_PIXELS:
             raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); {TOO_LARGE}")

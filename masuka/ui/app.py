@@ -6,9 +6,11 @@ import importlib
 
 import gradio as gr
 
+from masuka.heif import read_heif
 from masuka.studio import Studio
 from masuka.ui.checked_blocks import CheckedBlocks
 from masuka.ui.common import UIContext
+from masuka.ui.shown_pictures import show_pictures_in_browsers
 
 #: Gradio's upload cache: every hour, files older than a day are deleted (all of it at each start).
 UPLOAD_CACHE_CLEANING = (3600, 86400)
@@ -21,6 +23,7 @@ TABS = [("Image", "image"), ("Queue", "queue"), ("Grid", "grid"), ("Compare", "c
 def build_app(studio: Studio) -> gr.Blocks:
     """The whole studio UI; tabs link to each other through one :class:`UIContext`."""
     ctx = UIContext(studio)
+    read_heif()  # Gradio opens the pictures sent to image inputs itself, before a handler does: HEIC ones too
     # the queue's settings go in with the Blocks: Gradio rebuilds its whole server app on each queue() call
     queue = {"max_size": studio.config.queue_size, "default_concurrency_limit": None, "api_open": False}
     with CheckedBlocks(studio, queue=queue, title="MASUKA", delete_cache=UPLOAD_CACHE_CLEANING) as demo:
@@ -30,4 +33,5 @@ def build_app(studio: Studio) -> gr.Blocks:
                 with gr.Tab(label, id=module):
                     importlib.import_module(f"masuka.ui.{module}").build(ctx)
         ctx.finish(demo)
+        show_pictures_in_browsers(demo)
     return demo

@@ -44,6 +44,7 @@ from PIL import Image
 from masuka.access import readable
 from masuka.datasets.ingest import DECODE_ERRORS, MAX_PIXELS
 from masuka.errors import MasukaError
+from masuka.heif import missing_reader, read_heif
 from masuka.studio import Studio
 from masuka.ui.api_names import free_text_inputs, number_choices
 from masuka.ui.common import not_uploaded, refusal, user_of
@@ -211,13 +212,14 @@ def image_problem(label: str, value: Any, places: tuple[Path, ...]) -> str | Non
     if not (path.is_file() and any(path.is_relative_to(place) for place in places)):
         return None
     limit = f"limit {MAX_PIXELS // 1_000_000} MP"
+    read_heif()
     try:
         with Image.open(path) as image:
             width, height = image.size
     except Image.DecompressionBombError:
         return f"{label}: too large in pixels ({limit})."
     except DECODE_ERRORS:
-        return f"{label}: not an image MASUKA can read."
+        return f"{label}: {missing_reader(path) or 'not an image MASUKA can read'}."
     if width * height > MAX_PIXELS:
         return f"{label}: too large in pixels ({width}x{height}, {limit})."
     return None

@@ -43,6 +43,8 @@ from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider
 from masuka.video.request import (
     INPUT_FILES,
+    SENT_AS_IS,
+    VIDEO_INPUTS,
     Target,
     VideoPlan,
     VideoRequest,
@@ -136,10 +138,17 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
 
 def _keep_input(studio: Studio, job_id: int, name: str, source: str) -> str:
     """Copy an input file under ``outputs/videos/inputs/`` (named by :func:`input_copy_name`, which tells whose
-    it is); returns the stored (relative) path."""
-    copy = studio.config.outputs_dir.joinpath(*INPUTS_FOLDER, input_copy_name(job_id, name, Path(source).suffix))
+    it is), a picture as providers are sent it (:data:`SENT_AS_IS`); returns the stored (relative) path."""
+    from masuka.image.tasks import converted_copy
+
+    converted = None if name in VIDEO_INPUTS else converted_copy(source, SENT_AS_IS)
+    suffix = converted[0] if converted else Path(source).suffix
+    copy = studio.config.outputs_dir.joinpath(*INPUTS_FOLDER, input_copy_name(job_id, name, suffix))
     copy.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, copy)
+    if converted:
+        copy.write_bytes(converted[1])
+    else:
+        shutil.copyfile(source, copy)
     return studio.config.relative(copy)
 
 

@@ -27,6 +27,9 @@ from masuka.video.catalog import (
 from masuka.video.limits import MAX_FPS
 
 MAX_TOTAL_SECONDS = 60
+#: picture formats (Pillow's names) every provider takes as they are; others are sent as a JPEG or PNG copy
+#: (:func:`masuka.image.tasks.converted_copy`)
+SENT_AS_IS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
 LOCAL_SIZE_MULTIPLE = 16
 LOCAL_MAX_SIDE = 1920
 
@@ -56,6 +59,8 @@ class VideoRequest:
 
 #: request fields holding input files (copied into the data dir with the job, see :func:`masuka.access.input_copy_name`)
 INPUT_FILES = ("image", "last_frame", "source_video")
+#: those of them that hold a video, not a picture
+VIDEO_INPUTS = ("source_video",)
 #: the form's sound choice -> the request's ``audio``
 SOUND = {"default": None, "on": True, "off": False}
 
@@ -375,17 +380,21 @@ def _size(request: VideoRequest, entry: dict) -> str:
 
 
 def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
-    """An image the provider takes: there, within its byte limit and readable whole within the pixel cap."""
-    from masuka.image.tasks import open_picture
+    """An image the provider takes: there, readable whole within the pixel cap, and within its byte limit as it is
+    sent (converted when its format is not one of :data:`SENT_AS_IS`)."""
+    from masuka.image.tasks import converted_copy, open_picture
 
     path = Path(image)
     if not path.is_file():
         raise InvalidInput(f"The {role} image {path.name!r} was not found.")
-    limit = provider["max_image_bytes"]
-    if path.stat().st_size > limit:
-        raise InvalidInput(f"The {role} image is too large for {provider['name']} "
-                           f"({path.stat().st_size / 1e6:.1f} MB; at most {limit / 1e6:.1f} MB).")
     open_picture(path, f"{role} image").close()
+    converted = converted_copy(path, SENT_AS_IS)
+    size = len(converted[1]) if converted else path.stat().st_size
+    limit = provider["max_image_bytes"]
+    if size > limit:
+        raise InvalidInput(f"The {role} image is too large for {provider['name']} "
+                           f"({size / 1e6:.1f} MB{' as ' + converted[0][1:].upper() if converted else ''}; "
+                           f"at most {limit / 1e6:.1f} MB).")
 
 
 def _list(values: list) -> str:

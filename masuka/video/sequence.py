@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput, NotFound, cannot_write
+from masuka.heif import read_heif
 from masuka.store import row_id
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -65,6 +66,7 @@ def images_to_mp4(studio: Studio, owner: str, paths: list[Path], fps: float, des
         raise cannot_write(error, dest) from error
     partial = Path(name)
     writer: Any = None  # imageio-ffmpeg's frame generator
+    read_heif()
     try:
         for path in paths:
             try:

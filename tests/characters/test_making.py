@@ -45,6 +45,7 @@ from masuka.image.aid_settings import AidSettings, save_aid_settings
 from masuka.studio import Studio
 from tests.datasets.tiny_captioners import save_tiny_florence2
 from tests.image.tiny_aids import save_tiny_classifier
+from tests.photos import SIDEWAYS_HEIC, difference, upright
 
 from .conftest import save_tiny_vit
 
@@ -74,6 +75,15 @@ def test_a_phone_photo_stored_sideways_is_turned_upright_first(tmp_path, portrai
         photo_face(tmp_path / "sideways.png")
     face = photo_face(tmp_path / "phone.jpg")
     assert face.box[1] < 200 and face.photo.size == (512, 512)
+
+
+def test_an_iphone_heic_photo_makes_a_character_from_its_upright_face(studio, tiny_model, tiny_clip):
+    face = photo_face(SIDEWAYS_HEIC)  # stored sideways, as a phone held upright stores it
+    assert face.faces == 1 and face.photo.size == (288, 384) and face.box[1] < 150, "upright: the face up top"
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, SIDEWAYS_HEIC, views=1))
+    [photo] = find_character(studio, report.character, "local")["state"]["photos"]
+    with Image.open(studio.config.absolute(photo["photo"])) as kept:
+        assert kept.format == "PNG" and difference(kept, upright()) < 8
 
 
 def test_a_photo_without_a_face_is_refused_unless_face_checks_are_off(no_face):

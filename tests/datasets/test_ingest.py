@@ -1,4 +1,5 @@
-"""Adding files to a dataset: every accepted format and mode, every refusal with its reason, zips, big batches."""
+"""Adding files to a dataset: every accepted format and mode (an iPhone's HEIC too), every refusal with its reason,
+zips, big batches."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from masuka.datasets.adding import add_images
 from masuka.datasets.library import dataset_dir, dataset_images
 from masuka.store import LOCAL_USER
 from tests.datasets import corpus
+from tests.photos import SIDEWAYS_HEIC, difference, upright
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -37,6 +39,7 @@ def mixed(tmp_path) -> tuple[list[Path], set[str]]:
         corpus.photo(src / "e.bmp", 5), corpus.photo(src / "f.tif", 6), corpus.exif_rotated(src / "rotated.jpg", 7),
         corpus.cmyk(src / "cmyk.jpg", 8), corpus.palette_with_transparency(src / "palette.png", 9),
         corpus.grey16(src / "grey16.png"), corpus.rgba(src / "rgba.png", 10),
+        Path(shutil.copyfile(SIDEWAYS_HEIC, src / "IMG_0007.HEIC")), corpus.photo(src / "g.avif", 15, quality=90),
     ]
     (src / "a.txt").write_text("a caption written by hand\n")
     (src / "orphan.txt").write_text("no image has this name")
@@ -95,6 +98,14 @@ def test_kept_images_are_upright_rgb_with_sensible_conversions(studio, make_data
     assert pixels(rows["rgba.png"]["file"])[:20, :20].mean() > 250
     grey = pixels(rows["grey16.png"]["file"])
     assert 100 < grey.mean() < 155 and grey.std() > 5  # 16-bit mid-grey scaled, not clipped to white
+    heic = rows["IMG_0007.HEIC"]  # stored sideways; its header's turn shows it upright
+    assert (heic["original_width"], heic["original_height"]) == (heic["width"], heic["height"]) == (288, 384)
+    assert Path(heic["file"]).suffix == ".jpg" and Path(heic["original_path"]).suffix == ".heic"
+    with Image.open(heic["file"]) as kept:
+        assert difference(kept, upright()) < 8 < 60 < difference(kept.transpose(Image.Transpose.ROTATE_90), upright())
+    avif = rows["g.avif"]
+    assert Path(avif["file"]).suffix == ".jpg" and Path(avif["original_path"]).suffix == ".avif"
+    assert np.abs(pixels(avif["file"]) - reference(15, (avif["width"], avif["height"]))).mean() < 12
     gif = pixels(rows["d.gif"]["file"])
     gif_size = (rows["d.gif"]["width"], rows["d.gif"]["height"])
     assert np.abs(gif - reference(4, gif_size)).mean() < 25  # the first frame, not the blue second one

@@ -1,4 +1,5 @@
-"""In headless Chromium: the Aspect follows the size a starting picture sets."""
+"""In headless Chromium: the Aspect follows the size a starting picture sets; an iPhone's HEIC, which Chromium
+cannot show, shows there as a copy it can."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from tests.chromium import chromium
+from tests.photos import SIDEWAYS_HEIC
 
 chromium()  # skips this module without it, outside CI
 pytestmark = pytest.mark.browser
@@ -29,3 +31,9 @@ def test_a_wide_starting_picture_shows_a_custom_aspect(live_app, page, tmp_path)
     expect(page.get_by_label("Width", exact=True)).to_have_value("1344", timeout=15_000)
     page.wait_for_timeout(500)
     expect(aspect).to_have_value("16:9")
+
+    page.locator("input[type=file]").first.set_input_files(str(SIDEWAYS_HEIC))  # stored sideways, 384x288
+    expect(page.get_by_label("Width", exact=True)).to_have_value("288", timeout=15_000)
+    shown = page.locator("img[src$='-shown.jpg']")  # the upright JPEG copy, in the Starting image box
+    expect(shown).to_have_count(1, timeout=15_000)
+    assert shown.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])") == [288, 384]

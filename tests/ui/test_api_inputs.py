@@ -14,6 +14,8 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from tests.photos import SIDEWAYS_HEIC, difference, upright
+
 INF, NAN = float("inf"), float("nan")
 UPLOAD = "gradio_client's handle_file"
 #: endpoint, keyword arguments, what the refusal says
@@ -178,3 +180,11 @@ def test_numbers_as_view_api_shows_them_and_null_take_the_defaults(app):
         upscaled, status = client.predict(image=handle_file(str(png)), scale=scale, api_name="/upscale_image")
         assert status.startswith("Done") and Image.open(upscaled).width == (256 if scale else 128)
     assert client.predict(dataset="mine", table=None, api_name="/save_captions") == "Saved 0 caption(s)."
+
+
+def test_an_iphone_heic_is_a_picture_the_app_reads_upright(app):
+    """Last: the History tests above expect no entry yet."""
+    client, _png = app
+    upscaled, status = client.predict(image=handle_file(str(SIDEWAYS_HEIC)), scale="2", api_name="/upscale_image")
+    with Image.open(upscaled) as picture:
+        assert status.startswith("Done") and picture.size == (576, 768) and difference(picture, upright()) < 8

@@ -4,8 +4,11 @@ job and given back by History's Reuse."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -15,6 +18,7 @@ from masuka.store import LOCAL_USER
 from masuka.testing.video import KEY
 from masuka.video.jobs import estimate, start_video, wait_video
 from masuka.video.request import VideoRequest
+from tests.photos import SIDEWAYS_HEIC, difference, upright
 
 PROMPT = "a lighthouse in a storm"
 
@@ -51,6 +55,33 @@ def test_veo_gets_first_and_last_frame_or_references(studio, fake, frames):
     assert framed["image"]["bytesBase64Encoded"] != framed["lastFrame"]["bytesBase64Encoded"]
     assert [r["referenceType"] for r in referenced["referenceImages"]] == ["ASSET"] * 3
     assert all(r["image"]["bytesBase64Encoded"] for r in referenced["referenceImages"])
+
+
+def test_an_iphone_heic_or_an_avif_frame_is_sent_as_a_jpeg_of_it_upright(studio, fake, tmp_path):
+    server = fake("gemini")
+    last = tmp_path / "last.avif"
+    upright().save(last, quality=90)
+    row = run(studio, provider="gemini", model="veo-3.1-generate-001", image=str(SIDEWAYS_HEIC), last_frame=str(last),
+              seconds=6)
+    [job] = server.jobs.values()
+    sent = job["payload"]["instances"][0]
+    kept_inputs = row["params"]["request"]
+    for role, kept in (("image", kept_inputs["image"]), ("lastFrame", kept_inputs["last_frame"])):
+        assert sent[role]["mimeType"] == "image/jpeg"
+        data = base64.b64decode(sent[role]["bytesBase64Encoded"])
+        assert studio.config.absolute(kept).read_bytes() == data, "the job keeps what it sent"
+        with Image.open(io.BytesIO(data)) as picture:
+            assert picture.format == "JPEG" and difference(picture, upright()) < 8
+
+
+def test_a_frame_s_size_limit_applies_to_the_copy_that_is_sent(tmp_path):
+    """A JPEG-compressed TIFF (lossless formats go as PNG) of 1.4 MP of noise: small as it is, 4 MB as a PNG."""
+    noise = np.random.default_rng(0).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
+    tiff = tmp_path / "scan.tif"
+    Image.fromarray(noise).save(tiff, compression="jpeg", quality=50)
+    assert tiff.stat().st_size < 3_500_000
+    with pytest.raises(InvalidInput, match=r"too large for Runway \([4-5]\.\d MB as PNG; at most 3\.5 MB\)"):
+        estimate(VideoRequest(provider="runway", model="gen4_turbo", prompt=PROMPT, image=str(tiff)))
 
 
 def test_runway_aleph_restyles_a_source_video_of_its_own_length(studio, fake, source_video):
