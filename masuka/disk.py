@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 from masuka.access import SHARED, file_owner
-from masuka.store import Store
+from masuka.store import OWNED, Store
 from masuka.studio import Studio
+from masuka.users import user_folder_name
 
 TMP_AGE_S = 3600
 FAILED = ("failed", "cancelled", "interrupted")
@@ -26,6 +27,8 @@ def areas(studio: Studio) -> dict[str, Path]:
 
 #: the areas whose files belong to users (:func:`masuka.access.file_owner` names whose)
 USERS_AREAS = ("outputs", "loras", "datasets", "runs", "characters")
+#: those of them with a folder per user (:func:`masuka.users.user_folder_name`)
+FOLDERED_AREAS = ("outputs", "loras")
 #: how :func:`usage_by_user` names files of no user: everyone's (a shared LoRA, a base model), or nobody's
 SHARED_FILES, NO_OWNER = "(shared)", "(no owner)"
 
@@ -45,15 +48,25 @@ def usage_by_user(studio: Studio) -> list[dict]:
     names them (:func:`~masuka.access.file_owner`: a user taken off the sign-in list too, by the rows of their
     files), :data:`SHARED_FILES` and :data:`NO_OWNER` for the rest; largest first."""
     folders = areas(studio)
+    by_folder = _owners_by_folder(studio)
     totals: dict[str, list[int]] = {}
     for area in USERS_AREAS:
         for path in _files(folders[area]):
             owner = file_owner(studio, path)
+            if owner is None and area in FOLDERED_AREAS:  # a file of no row in the folder of a former user
+                inside = path.relative_to(folders[area]).parts
+                owner = by_folder.get(inside[0]) if len(inside) > 1 else None
             name = SHARED_FILES if owner is SHARED else owner if isinstance(owner, str) else NO_OWNER
             total = totals.setdefault(name, [0, 0])
             total[0], total[1] = total[0] + 1, total[1] + path.stat().st_size
     rows = [{"user": name, "files": files, "bytes": size} for name, (files, size) in totals.items()]
     return sorted(rows, key=lambda row: (-row["bytes"], row["user"]))
+
+
+def _owners_by_folder(studio: Studio) -> dict[str, str]:
+    """Each owner of rows, by the name of their folder in ``outputs/`` and ``loras/``: on the sign-in list or not."""
+    owners = {row["owner"] for table in OWNED for row in studio.store.query(f"select distinct owner from [{table}]")}
+    return {user_folder_name(owner): owner for owner in owners}
 
 
 def _files(root: Path) -> list[Path]:

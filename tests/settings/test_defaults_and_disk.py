@@ -176,6 +176,12 @@ def test_disk_use_per_user_names_whose_files_they_are_a_former_user_s_too(tmp_pa
         assert add_images(studio, dataset["id"], "bob", [corpus.photo(tmp_path / "photo.jpg", 1)]).added
         dropped = save_tiny_lora("flux", studio.config.loras_dir / "dropped.safetensors")  # in no one's folder
         (studio.config.tmp_dir / "import.bin").write_bytes(b"x" * 10)  # tmp/ is nobody's: not counted per user
+        export = data / "outputs" / "alice" / "exports" / "faces.zip"  # files of no row, in alice's folders
+        export.parent.mkdir(parents=True)
+        export.write_bytes(b"z" * 7)
+        leftover = studio.config.loras_dir / "alice" / "left.safetensors"
+        leftover.parent.mkdir(parents=True)
+        leftover.write_bytes(b"l" * 5)
     finally:
         studio.close()
     bobs = sum(p.stat().st_size for p in (data / "datasets").rglob("*") if p.is_file())
@@ -185,7 +191,7 @@ def test_disk_use_per_user_names_whose_files_they_are_a_former_user_s_too(tmp_pa
     finally:
         studio.close()
     assert {row["user"]: (row["files"], row["bytes"]) for row in rows} == {
-        "alice": (1, image.stat().st_size), "bob": (len([p for p in (data / "datasets").rglob("*") if p.is_file()]),
+        "alice": (3, image.stat().st_size + 7 + 5), "bob": (len([p for p in (data / "datasets").rglob("*") if p.is_file()]),
                                                     bobs), NO_OWNER: (1, dropped.stat().st_size)}
     assert [row["bytes"] for row in rows] == sorted((row["bytes"] for row in rows), reverse=True)
     capsys.readouterr()
