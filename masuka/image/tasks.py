@@ -116,21 +116,23 @@ def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
         raise InvalidInput(f"The {what} is not a readable image ({reason}).") from None
 
 
-def converted_copy(path: str | Path, kept: frozenset[str]) -> tuple[str, bytes] | None:
-    """The picture at ``path`` as a file of another format when its own (Pillow's name) is not among ``kept``: the
-    suffix and bytes of an upright JPEG (quality 95, transparency on white) of a photo (HEIC, AVIF), or of a PNG of
-    a lossless picture (TIFF, BMP, GIF), as the Datasets tab keeps them; None when its format is kept. A file that
-    is no readable picture is :class:`InvalidInput`."""
-    from masuka.datasets.ingest import LOSSY, PROCESSED_AS, to_rgb
-
+def picture_format(path: str | Path) -> str | None:
+    """The format of the picture at ``path`` as Pillow names it (``JPEG``, ``HEIF``...), from its header; None when
+    it is no picture Pillow reads (:func:`open_picture` says why)."""
     read_heif()
     try:
         with Image.open(path) as header:
-            fmt = header.format
+            return header.format
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        fmt = None  # open_picture says why
-    if fmt in kept:
         return None
+
+
+def upright_copy(path: str | Path, fmt: str | None) -> tuple[str, bytes]:
+    """The suffix and bytes of the picture at ``path`` (of format ``fmt``) as a file of no metadata, upright: a JPEG
+    (quality 95, transparency on white) of a photo (JPEG, HEIC, AVIF), a PNG of a lossless picture (PNG, TIFF, BMP,
+    GIF), as the Datasets tab keeps them. A file that is no readable picture is :class:`InvalidInput`."""
+    from masuka.datasets.ingest import LOSSY, PROCESSED_AS, to_rgb
+
     picture = open_picture(path, "picture")
     suffix, options = PROCESSED_AS[fmt in LOSSY]
     picture = to_rgb(picture) if options["format"] == "JPEG" else png_mode(picture)
@@ -148,15 +150,32 @@ def _read_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
         return eight_bit(ImageOps.exif_transpose(picture))
 
 
-def _without_text(png: bytes) -> bytes:
-    """A PNG file's bytes without its text chunks (``tEXt``, ``zTXt``, ``iTXt``): the pixels, as they were."""
+def _without_text(png: bytes, also: tuple[bytes, ...] = ()) -> bytes:
+    """A PNG file's bytes without its text chunks (``tEXt``, ``zTXt``, ``iTXt``) and the chunks named in ``also``:
+    the pixels, as they were."""
+    dropped = (b"tEXt", b"zTXt", b"iTXt", *also)
     kept, at = [png[:8]], 8
     while at + 8 <= len(png):
         end = at + 12 + int.from_bytes(png[at:at + 4], "big")
-        if png[at + 4:at + 8] not in (b"tEXt", b"zTXt", b"iTXt"):
+        if png[at + 4:at + 8] not in dropped:
             kept.append(png[at:end])
         at = end
     return b"".join(kept)
+
+
+def without_metadata(data: bytes, fmt: str) -> bytes:
+    """The bytes of a JPEG, WebP or PNG file without what it says besides its pixels (a photo's EXIF, with where
+    and when it was taken and the camera; a PNG's text, such as a prompt; its eXIf chunk), losslessly; the colour
+    profile is kept."""
+    import piexif
+
+    if fmt == "PNG":
+        return _without_text(data, also=(b"eXIf",))
+    if fmt not in ("JPEG", "MPO", "WEBP"):
+        return data
+    stripped = io.BytesIO()
+    piexif.remove(data, stripped)
+    return stripped.getvalue()
 
 
 def eight_bit(picture: Image.Image) -> Image.Image:

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from masuka.errors import MasukaError
-from masuka.image.tasks import converted_copy
+from masuka.image.tasks import picture_format, upright_copy
 
 #: picture formats (Pillow's names) that current Chrome, Firefox and Safari all show
 SHOWN = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "AVIF", "BMP"})
@@ -31,15 +31,13 @@ def show_pictures_in_browsers(demo: gr.Blocks) -> None:
 def shown_copy(path: str | None) -> Any:
     """The box's new value: a copy of the picture browsers show, or no change (a picture they show already, or
     one that is no readable picture: the event that reads it says so)."""
-    if not path:
+    fmt = picture_format(path) if path else None
+    if fmt is None or fmt in SHOWN:
         return gr.skip()
     try:
-        converted = converted_copy(path, SHOWN)
+        suffix, data = upright_copy(path, fmt)
     except MasukaError:
         return gr.skip()
-    if converted is None:
-        return gr.skip()
-    suffix, data = converted
     copy = Path(path).with_name(f"{Path(path).stem}-shown{suffix}")
     copy.write_bytes(data)
     return str(copy)

@@ -43,7 +43,6 @@ from masuka.video.providers import open_provider, provider_class
 from masuka.video.providers.base import Clip, Provider
 from masuka.video.request import (
     INPUT_FILES,
-    SENT_AS_IS,
     VIDEO_INPUTS,
     Target,
     VideoPlan,
@@ -51,6 +50,7 @@ from masuka.video.request import (
     lifecycle_warnings,
     made_as,
     plan_video,
+    sent_copy,
 )
 
 log = logging.getLogger(__name__)
@@ -138,17 +138,14 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
 
 def _keep_input(studio: Studio, job_id: int, name: str, source: str) -> str:
     """Copy an input file under ``outputs/videos/inputs/`` (named by :func:`input_copy_name`, which tells whose
-    it is), a picture as providers are sent it (:data:`SENT_AS_IS`); returns the stored (relative) path."""
-    from masuka.image.tasks import converted_copy
-
-    converted = None if name in VIDEO_INPUTS else converted_copy(source, SENT_AS_IS)
-    suffix = converted[0] if converted else Path(source).suffix
+    it is), a picture as providers are sent it (:func:`sent_copy`); returns the stored (relative) path."""
+    suffix, data = (Path(source).suffix, None) if name in VIDEO_INPUTS else sent_copy(Path(source))
     copy = studio.config.outputs_dir.joinpath(*INPUTS_FOLDER, input_copy_name(job_id, name, suffix))
     copy.parent.mkdir(parents=True, exist_ok=True)
-    if converted:
-        copy.write_bytes(converted[1])
-    else:
+    if data is None:
         shutil.copyfile(source, copy)
+    else:
+        copy.write_bytes(data)
     return studio.config.relative(copy)
 
 

@@ -28,7 +28,7 @@ from masuka.video.limits import MAX_FPS
 
 MAX_TOTAL_SECONDS = 60
 #: picture formats (Pillow's names) every provider takes as they are; others are sent as a JPEG or PNG copy
-#: (:func:`masuka.image.tasks.converted_copy`)
+#: (:func:`sent_copy`)
 SENT_AS_IS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
 LOCAL_SIZE_MULTIPLE = 16
 LOCAL_MAX_SIDE = 1920
@@ -381,20 +381,39 @@ def _size(request: VideoRequest, entry: dict) -> str:
 
 def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
     """An image the provider takes: there, readable whole within the pixel cap, and within its byte limit as it is
-    sent (converted when its format is not one of :data:`SENT_AS_IS`)."""
-    from masuka.image.tasks import converted_copy, open_picture
+    sent (:func:`sent_copy`)."""
+    from masuka.image.tasks import open_picture
 
     path = Path(image)
     if not path.is_file():
         raise InvalidInput(f"The {role} image {path.name!r} was not found.")
     open_picture(path, f"{role} image").close()
-    converted = converted_copy(path, SENT_AS_IS)
-    size = len(converted[1]) if converted else path.stat().st_size
+    suffix, data = sent_copy(path)
     limit = provider["max_image_bytes"]
-    if size > limit:
-        raise InvalidInput(f"The {role} image is too large for {provider['name']} "
-                           f"({size / 1e6:.1f} MB{' as ' + converted[0][1:].upper() if converted else ''}; "
-                           f"at most {limit / 1e6:.1f} MB).")
+    if len(data) > limit:
+        raise InvalidInput(f"The {role} image is too large for {provider['name']} ({len(data) / 1e6:.1f} MB as "
+                           f"{suffix[1:].upper()}; at most {limit / 1e6:.1f} MB).")
+
+
+def sent_copy(path: Path) -> tuple[str, bytes]:
+    """What a picture is sent to a provider as (its suffix and bytes): as it is seen, and nothing else about it. A
+    JPEG, PNG or WebP standing upright goes as it is, less its metadata (a photo's EXIF: where and when it was
+    taken, the camera; a PNG's text, such as a prompt); one turned by its EXIF orientation (a phone photo), or in
+    another format (an iPhone's HEIC, AVIF, TIFF), goes as an upright JPEG or PNG of it
+    (:func:`~masuka.image.tasks.upright_copy`)."""
+    from PIL import Image, ImageOps
+
+    from masuka.datasets.ingest import FORMATS
+    from masuka.heif import read_heif
+    from masuka.image.tasks import upright_copy, without_metadata
+
+    read_heif()
+    with Image.open(path) as header:
+        fmt = header.format
+        upright = header.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) == 1
+    if fmt in SENT_AS_IS and upright:
+        return FORMATS[fmt], without_metadata(path.read_bytes(), fmt)
+    return upright_copy(path, fmt)
 
 
 def _list(values: list) -> str:

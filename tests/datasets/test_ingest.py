@@ -91,6 +91,8 @@ def test_kept_images_are_upright_rgb_with_sensible_conversions(studio, make_data
     rotated = rows["rotated.jpg"]
     assert (rotated["original_width"], rotated["original_height"]) == (480, 640)
     assert rotated["height"] > rotated["width"]
+    with Image.open(rotated["file"]) as kept:  # what exports and remote training send: no camera EXIF
+        assert not kept.getexif()
     size = (rows["cmyk.jpg"]["width"], rows["cmyk.jpg"]["height"])
     assert np.abs(pixels(rows["cmyk.jpg"]["file"]) - reference(8, size)).mean() < 12
     palette = pixels(rows["palette.png"]["file"])

@@ -9,8 +9,9 @@ import io
 import json
 
 import numpy as np
+import piexif
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from masuka.errors import InvalidInput
 from masuka.history.actions import reuse_parameters
@@ -72,6 +73,35 @@ def test_an_iphone_heic_or_an_avif_frame_is_sent_as_a_jpeg_of_it_upright(studio,
         assert studio.config.absolute(kept).read_bytes() == data, "the job keeps what it sent"
         with Image.open(io.BytesIO(data)) as picture:
             assert picture.format == "JPEG" and difference(picture, upright()) < 8
+
+
+def _exif(orientation: int) -> bytes:
+    """A phone's EXIF: the camera, where the photo was taken, and how to turn it to show it."""
+    return piexif.dump({"0th": {piexif.ImageIFD.Make: b"Phone", piexif.ImageIFD.Orientation: orientation},
+                        "GPS": {piexif.GPSIFD.GPSLatitudeRef: b"N", piexif.GPSIFD.GPSLatitude: ((48, 1), (51, 1),
+                                                                                              (30, 1))}})
+
+
+def test_pictures_go_to_a_provider_as_they_are_seen_and_without_their_metadata(studio, fake, tmp_path):
+    server = fake("gemini")
+    photo = upright()
+    photo.rotate(90, expand=True).save(tmp_path / "sideways.jpg", quality=90, exif=_exif(6))
+    photo.save(tmp_path / "placed.jpg", quality=90, exif=_exif(1))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a secret prompt, Steps: 20")
+    photo.save(tmp_path / "made.png", pnginfo=info)
+    run(studio, provider="gemini", model="veo-3.1-generate-001", seconds=8,
+        references=[str(tmp_path / name) for name in ("sideways.jpg", "placed.jpg", "made.png")])
+    [job] = server.jobs.values()
+    sent = [base64.b64decode(r["image"]["bytesBase64Encoded"])
+            for r in job["payload"]["instances"][0]["referenceImages"]]
+    pictures = [Image.open(io.BytesIO(data)) for data in sent]
+    assert [p.format for p in pictures] == ["JPEG", "JPEG", "PNG"]
+    assert all(not p.getexif() and "parameters" not in p.info for p in pictures), "no camera, place or prompt"
+    assert pictures[0].size == (288, 384) and difference(pictures[0], photo) < 8, "turned upright"
+    with Image.open(tmp_path / "placed.jpg") as placed:  # upright already: its pixels untouched, not re-encoded
+        assert np.array_equal(np.asarray(pictures[1]), np.asarray(placed))
+    assert np.array_equal(np.asarray(pictures[2]), np.asarray(photo))
 
 
 def test_a_frame_s_size_limit_applies_to_the_copy_that_is_sent(tmp_path):
