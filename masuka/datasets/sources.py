@@ -37,6 +37,14 @@ from masuka.errors import InvalidInput, as_disk_full
 MAX_ENTRY_BYTES = 512 * 2**20
 MAX_LISTED_REFUSALS = 200  # refusals an add lists one by one (see Refusals)
 SYSTEM_FILES = re.compile(r"(^|/)(__MACOSX/|\._|\.DS_Store$|Thumbs\.db$|desktop\.ini$)", re.IGNORECASE)
+#: what phones and photo services export beside the photos, known by the name's ending: listed as skipped, never
+#: read (nor unpacked from a zip, nor counted in its size)
+NOT_PHOTOS: dict[str, str] = {
+    **dict.fromkeys((".mov", ".mp4", ".m4v", ".3gp", ".avi", ".mkv", ".webm"), "a video (a Live Photo's, say)"),
+    ".aae": "an iPhone photo-edit file",
+    ".json": "a photo's metadata file (Google Takeout writes one beside each photo)",
+    ".xmp": "an XMP sidecar",
+}
 #: why an sd-scripts ``dataset.toml`` (a kohya export's) is listed: its captions and images are read, not it
 CONFIG_SKIPPED = (f"sd-scripts config file ({KOHYA_CONFIG}), not a photo: skipped (MASUKA does not read it; the images "
                   "and their caption files are read)")
@@ -240,7 +248,12 @@ def _zip_entries(source: Path, group: str, staging: Path, refused: Refusals, bud
     except (zipfile.BadZipFile, OSError) as error:
         refused.append(Refusal(source.name, f"damaged zip file ({error})"))
         return []
-    infos = archive.infolist()
+    infos = []
+    for info in archive.infolist():
+        if not info.is_dir() and (skipped := _skipped(info.filename)):
+            refused.append(Refusal(f"{source.name}/{info.filename}", skipped))
+        else:
+            infos.append(info)
     problem = zip_problem(infos, budget.limits, budget.files, budget.unpacked_bytes)
     if problem:
         archive.close()
@@ -251,7 +264,7 @@ def _zip_entries(source: Path, group: str, staging: Path, refused: Refusals, bud
     staging.mkdir(parents=True, exist_ok=True)
     found = []
     with archive:
-        for number, info in enumerate(archive.infolist()):
+        for number, info in enumerate(infos):
             if info.is_dir():
                 continue
             shown = f"{source.name}/{info.filename}"
@@ -289,7 +302,8 @@ def _copy_at_most(reader: IO[bytes], writer: IO[bytes], most: int) -> None:
 
 
 def _kind(name: str) -> str:
-    """What a file handed over is, by its name: ``system``, ``metadata``, ``config``, ``caption`` or ``image``."""
+    """What a file handed over is, by its name: ``system``, ``metadata``, ``config``, ``caption``, ``other`` (one
+    of :data:`NOT_PHOTOS`) or ``image``."""
     base = PurePosixPath(name).name.lower()
     if SYSTEM_FILES.search(name):
         return "system"
@@ -297,7 +311,17 @@ def _kind(name: str) -> str:
         return "metadata"
     if base == KOHYA_CONFIG:
         return "config"
+    if _suffix(base) in NOT_PHOTOS:
+        return "other"
     return "caption" if _suffix(base) in CAPTION_SUFFIXES else "image"
+
+
+def _skipped(name: str) -> str | None:
+    """Why a file is listed as skipped without being read (a system file, a video...), by its name; None to read it."""
+    kind = _kind(name)
+    if kind == "system":
+        return "system file (not a photo): skipped"
+    return f"{NOT_PHOTOS[_suffix(name)]}, not a photo: skipped" if kind == "other" else None
 
 
 #: the files read whole, by kind: bigger ones are refused unread (and, inside a zip, unwritten)
@@ -317,8 +341,8 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
     images: list[_Entry] = []
     for entry in entries:
         kind = _kind(entry.name)
-        if kind == "system":
-            result.refused.append(Refusal(entry.name, "system file (not a photo): skipped"))
+        if skipped := _skipped(entry.name):
+            result.refused.append(Refusal(entry.name, skipped))
         elif kind == "metadata":
             try:
                 texts, problems = read_metadata(entry.path)

@@ -22,6 +22,7 @@ from masuka.errors import InvalidInput
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from tests.datasets import corpus
+from tests.photos import SIDEWAYS_HEIC
 
 
 def photo_zip(path: Path, seeds: range) -> Path:
@@ -81,6 +82,29 @@ def test_the_unpacked_size_limit_holds_for_the_whole_request_and_nothing_past_it
         (f"z{index}.zip", "the zip unpacks to 2 MB, with the zips before it in this request to 3 MB, more than 2 MB, "
                           "the most one request may unpack (MASUKA_MAX_UNZIPPED_MB): add it in another request; "
                           "nothing of it was unpacked") for index in (1, 2, 3)]
+
+
+def test_a_phone_export_s_videos_and_sidecars_are_listed_as_skipped_not_unpacked_nor_counted(tmp_path):
+    """An iCloud or Google Takeout zip: photos, each Live Photo's video, edit files and metadata files. The 3 MB of
+    video is under no limit: only the photos are unpacked."""
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(SIDEWAYS_HEIC, "IMG_0001.HEIC")
+        handle.writestr("IMG_0001.MOV", b"\0" * 3 * 2**20)
+        handle.writestr("IMG_0001.AAE", b"<plist/>")
+        handle.write(corpus.photo(tmp_path / "beach.jpg", 40, quality=90), "Takeout/IMG_0002.jpg")
+        handle.writestr("Takeout/IMG_0002.jpg.supplemental-metadata.json", b"{}")
+        handle.writestr("__MACOSX/._IMG_0001.HEIC", b"\0")
+    staging = tmp_path / "staging"
+    collected = collect([archive], staging, limits=ZipLimits(files=3, unpacked_bytes=2**20))
+    assert [c.name for c in collected.candidates] == ["export.zip/IMG_0001.HEIC", "export.zip/Takeout/IMG_0002.jpg"]
+    assert sorted(p.suffix for p in staging.iterdir()) == [".heic", ".jpg"], "nothing else was written"
+    assert sorted((r.file, r.reason) for r in collected.refused) == [
+        ("export.zip/IMG_0001.AAE", "an iPhone photo-edit file, not a photo: skipped"),
+        ("export.zip/IMG_0001.MOV", "a video (a Live Photo's, say), not a photo: skipped"),
+        ("export.zip/Takeout/IMG_0002.jpg.supplemental-metadata.json",
+         "a photo's metadata file (Google Takeout writes one beside each photo), not a photo: skipped"),
+        ("export.zip/__MACOSX/._IMG_0001.HEIC", "system file (not a photo): skipped")]
 
 
 def test_one_zip_alone_past_a_limit_is_told_to_be_split_and_names_the_variable(tmp_path):
