@@ -190,9 +190,9 @@ def test_disk_use_per_user_names_whose_files_they_are_a_former_user_s_too(tmp_pa
         rows = usage_by_user(studio)
     finally:
         studio.close()
+    bob_files = len([p for p in (data / "datasets").rglob("*") if p.is_file()])
     assert {row["user"]: (row["files"], row["bytes"]) for row in rows} == {
-        "alice": (3, image.stat().st_size + 7 + 5), "bob": (len([p for p in (data / "datasets").rglob("*") if p.is_file()]),
-                                                    bobs), NO_OWNER: (1, dropped.stat().st_size)}
+        "alice": (3, image.stat().st_size + 7 + 5), "bob": (bob_files, bobs), NO_OWNER: (1, dropped.stat().st_size)}
     assert [row["bytes"] for row in rows] == sorted((row["bytes"] for row in rows), reverse=True)
     capsys.readouterr()
     assert main(["storage", "--json", "--data-dir", str(data)]) == 0
