@@ -316,13 +316,31 @@ def wire_send_to(studio: Studio, send: dict[str, gr.Button], gallery: gr.Gallery
 def send_picture(studio: Studio, target: str, images: list | None, index: int | None, model_id: str,
                  request: gr.Request = None):
     """(mode, starting image, canvas, images to edit, width, height) for the picked result sent to the ``target``
-    mode: the picture in that mode's field, the size its own where the mode takes one (Image, Inpaint/Outpaint)."""
-    path = picked(images, index)
-    picture = path if target == IMAGE else gr.skip()
-    canvas = {"background": path, "layers": [], "composite": path} if target == INPAINT else gr.skip()
-    references = [path] if target == EDIT else gr.skip()
-    size = picture_form_size(studio, path, model_id, request) if target in (IMAGE, INPAINT) else (gr.skip(),) * 2
-    return target, picture, canvas, references, *size
+    mode: :func:`into_mode`."""
+    return target, *into_mode(studio, target, picked(images, index), model_id, request)
+
+
+def carry_picture(studio: Studio, mode: str, left: str, init_image: str | None, canvas: dict | None,
+                  references: list | None, model_id: str, request: gr.Request = None):
+    """(starting image, canvas, images to edit, width, height) once the mode changes from ``left`` to ``mode``: the
+    picture of the mode left goes into the chosen mode's field when that is empty (:func:`into_mode`), as A1111's
+    "Copy image to" does; nothing changes otherwise."""
+    first = (references or [None])[0]
+    pictures = {IMAGE: init_image, INPAINT: (canvas or {}).get("background"),
+                EDIT: first if isinstance(first, str | None) else getattr(first, "path", None)}
+    if mode not in pictures or pictures[mode] or not pictures.get(left):
+        return (gr.skip(),) * 5
+    return into_mode(studio, mode, pictures[left], model_id, request)
+
+
+def into_mode(studio: Studio, mode: str, path: str, model_id: str, request: gr.Request | None) -> tuple:
+    """(starting image, canvas, images to edit, width, height) with the picture at ``path`` in ``mode``'s field,
+    and the size its own where the mode takes one (Image, Inpaint/Outpaint), as an upload sets it."""
+    picture = path if mode == IMAGE else gr.skip()
+    canvas = {"background": path, "layers": [], "composite": path} if mode == INPAINT else gr.skip()
+    references = [path] if mode == EDIT else gr.skip()
+    size = picture_form_size(studio, path, model_id, request) if mode in (IMAGE, INPAINT) else (gr.skip(),) * 2
+    return picture, canvas, references, *size
 
 
 def send_to_upscale(button: gr.Button, gallery: gr.Gallery, selected: gr.State, panel: Any) -> None:

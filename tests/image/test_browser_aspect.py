@@ -1,8 +1,11 @@
 """In headless Chromium: the Aspect follows the size a starting picture sets; an iPhone's HEIC, which Chromium
-cannot show, shows there as a copy it can."""
+cannot show, shows there as a copy it can, and goes onto the inpaint canvas when Inpaint/Outpaint is chosen."""
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import expect
@@ -37,3 +40,12 @@ def test_a_wide_starting_picture_shows_a_custom_aspect(live_app, page, tmp_path)
     shown = page.locator("img[src$='-shown.jpg']")  # the upright JPEG copy, in the Starting image box
     expect(shown).to_have_count(1, timeout=15_000)
     assert shown.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])") == [288, 384]
+
+    page.get_by_label("Inpaint/Outpaint", exact=True).check()  # the picture goes onto the empty canvas
+    editor = page.locator("#masuka-canvas")
+    expect(editor.get_by_text("Upload an image")).to_have_count(0, timeout=15_000)
+    page.wait_for_timeout(1000)  # the canvas draws it
+    editor.scroll_into_view_if_needed()
+    shot = np.asarray(Image.open(io.BytesIO(editor.screenshot())).convert("RGB")).astype(int)
+    suit = (shot[..., 0] > 180) & (shot[..., 1] > 60) & (shot[..., 1] < 150) & (shot[..., 2] < 90)
+    assert suit.sum() > 2000, "the astronaut's orange suit is on the canvas"

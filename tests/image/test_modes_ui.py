@@ -169,6 +169,33 @@ def test_send_to_sets_the_size_to_the_pictures(studio, tiny_model, tmp_path):
                                    for fn in sends), "each Send to button sets the size fields"
 
 
+def test_a_mode_chosen_takes_the_picture_of_the_mode_left_into_its_empty_field(studio, tiny_model, tmp_path):
+    """As A1111's "Copy image to": a picture in Image mode goes onto the empty canvas when Inpaint/Outpaint is
+    chosen (with its size), or into Edit's empty list; a field that holds a picture keeps it."""
+    from masuka.ui.app import build_app
+    from masuka.ui.image_modes import EDIT, IMAGE, INPAINT, TEXT, carry_picture
+
+    wide, other = tmp_path / "wide.png", tmp_path / "other.png"
+    Image.new("RGB", (160, 64), "teal").save(wide)
+    Image.new("RGB", (64, 64), "plum").save(other)
+    model, canvas = str(tiny_model("sdxl")), {"background": str(wide), "layers": [], "composite": str(wide)}
+    empty = {"background": None, "layers": [], "composite": None}
+    assert carry_picture(studio, INPAINT, IMAGE, str(wide), empty, [], model) == (SKIP, canvas, SKIP, 160, 64)
+    assert carry_picture(studio, IMAGE, INPAINT, None, canvas, None, model) == (str(wide), SKIP, SKIP, 160, 64)
+    assert carry_picture(studio, EDIT, IMAGE, str(wide), None, [], model) == (SKIP, SKIP, [str(wide)], SKIP, SKIP)
+    assert carry_picture(studio, IMAGE, EDIT, None, None, [str(wide)], model)[0] == str(wide)
+    unchanged, painted = (SKIP,) * 5, {**canvas, "background": str(other)}
+    assert carry_picture(studio, INPAINT, IMAGE, str(wide), painted, [], model) == unchanged
+    assert carry_picture(studio, IMAGE, TEXT, None, None, None, model) == unchanged
+    assert carry_picture(studio, TEXT, IMAGE, str(wide), None, None, model) == unchanged
+    assert carry_picture(studio, IMAGE, "", None, canvas, None, model) == unchanged, "no mode chosen before"
+    demo = build_app(studio)
+    [carry] = [fn for fn in demo.fns.values() if fn.name == "carry_picture"]
+    labels = [block.label for block in carry.inputs[2:5]]
+    assert labels[:2] == ["Starting image", "Picture: paint over what to repaint"]
+    assert labels[2].startswith("Images to edit")
+
+
 def test_the_api_inpaints_a_canvas_as_the_tab_does(shared_app, tiny_model, photo, tmp_path):
     """/generate_image given a canvas (its picture, the strokes painted over it) inpaints the strokes, as the
     Inpaint/Outpaint mode does, rather than ignoring it; a starting image as well is refused."""
