@@ -166,13 +166,11 @@ def _without_text(png: bytes, also: tuple[bytes, ...] = ()) -> bytes:
 def without_metadata(data: bytes, fmt: str) -> bytes:
     """The bytes of a JPEG, WebP or PNG file without what it says besides its pixels (a photo's EXIF, with where
     and when it was taken and the camera; a PNG's text, such as a prompt; its eXIf chunk), losslessly; the colour
-    profile is kept."""
+    profile is kept. ``fmt`` is the file's format as Pillow names it."""
     import piexif
 
     if fmt == "PNG":
         return _without_text(data, also=(b"eXIf",))
-    if fmt not in ("JPEG", "MPO", "WEBP"):
-        return data
     stripped = io.BytesIO()
     piexif.remove(data, stripped)
     return stripped.getvalue()

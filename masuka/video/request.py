@@ -28,8 +28,8 @@ from masuka.video.limits import MAX_FPS
 
 MAX_TOTAL_SECONDS = 60
 #: picture formats (Pillow's names) every provider takes as they are; others are sent as a JPEG or PNG copy
-#: (:func:`sent_copy`)
-SENT_AS_IS = frozenset({"JPEG", "MPO", "PNG", "WEBP"})
+#: (:func:`sent_copy`), a camera's MPO too (its second picture carries metadata of its own)
+SENT_AS_IS = frozenset({"JPEG", "PNG", "WEBP"})
 LOCAL_SIZE_MULTIPLE = 16
 LOCAL_MAX_SIDE = 1920
 
