@@ -8,6 +8,7 @@ before uploading anything, so one it cannot show never reaches the server from t
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def shown_copy(path: str | None) -> Any:
         suffix, data = upright_copy(path, fmt)
     except MasukaError:
         return gr.skip()
-    copy = Path(path).with_name(f"{Path(path).stem}-shown{suffix}")
+    # Gradio keeps identical uploads in one folder: a name of its own, so two users' copies never meet mid-write
+    copy = Path(path).with_name(f"{Path(path).stem}-shown-{uuid.uuid4().hex[:8]}{suffix}")
     copy.write_bytes(data)
     return str(copy)

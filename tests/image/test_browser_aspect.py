@@ -37,7 +37,7 @@ def test_a_wide_starting_picture_shows_a_custom_aspect(live_app, page, tmp_path)
 
     page.locator("input[type=file]").first.set_input_files(str(SIDEWAYS_HEIC))  # stored sideways, 384x288
     expect(page.get_by_label("Width", exact=True)).to_have_value("288", timeout=15_000)
-    shown = page.locator("img[src$='-shown.jpg']")  # the upright JPEG copy, in the Starting image box
+    shown = page.locator("img[src*='-shown-'][src$='.jpg']")  # the upright JPEG copy, in the Starting image box
     expect(shown).to_have_count(1, timeout=15_000)
     assert shown.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])") == [288, 384]
 
