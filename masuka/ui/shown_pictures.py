@@ -35,11 +35,11 @@ def shown_copy(path: str | None) -> Any:
     fmt = picture_format(path) if path else None
     if fmt is None or fmt in SHOWN:
         return gr.skip()
+    # Gradio keeps identical uploads in one folder: a name of its own, so two users' copies never meet mid-write
     try:
         suffix, data = upright_copy(path, fmt)
-    except MasukaError:
+        copy = Path(path).with_name(f"{Path(path).stem}-shown-{uuid.uuid4().hex[:8]}{suffix}")
+        copy.write_bytes(data)
+    except (MasukaError, OSError):  # the picture stays as it was given, and is read as such
         return gr.skip()
-    # Gradio keeps identical uploads in one folder: a name of its own, so two users' copies never meet mid-write
-    copy = Path(path).with_name(f"{Path(path).stem}-shown-{uuid.uuid4().hex[:8]}{suffix}")
-    copy.write_bytes(data)
     return str(copy)

@@ -404,15 +404,13 @@ def sent_copy(path: Path) -> tuple[str, bytes]:
     from PIL import Image, ImageOps
 
     from masuka.datasets.ingest import FORMATS
-    from masuka.heif import read_heif
-    from masuka.image.tasks import upright_copy, without_metadata
+    from masuka.image.tasks import picture_format, upright_copy, without_metadata
 
-    read_heif()
-    with Image.open(path) as header:
-        fmt = header.format
-        upright = header.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) == 1
-    if fmt in SENT_AS_IS and upright:
-        return FORMATS[fmt], without_metadata(path.read_bytes(), fmt)
+    fmt = picture_format(path)  # None for a PNG whose text is too large for Pillow: its PNG copy has none
+    if fmt in SENT_AS_IS:
+        with Image.open(path) as header:
+            if header.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) == 1:
+                return FORMATS[fmt], without_metadata(path.read_bytes(), fmt)
     return upright_copy(path, fmt)
 
 

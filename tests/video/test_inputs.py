@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import piexif
@@ -102,6 +103,16 @@ def test_pictures_go_to_a_provider_as_they_are_seen_and_without_their_metadata(s
     with Image.open(tmp_path / "placed.jpg") as placed:  # upright already: its pixels untouched, not re-encoded
         assert np.array_equal(np.asarray(pictures[1]), np.asarray(placed))
     assert np.array_equal(np.asarray(pictures[2]), np.asarray(photo))
+
+
+def test_a_png_whose_text_pillow_will_not_read_is_sent_as_its_pixels(tmp_path):
+    """A PNG with a text field past Pillow's 1 MB limit (a tool's workflow, say): the same pixels, no text."""
+    from masuka.video.request import sent_copy
+    from tests.image.test_read_other_tools import big_ztxt
+
+    suffix, data = sent_copy(Path(big_ztxt(tmp_path / "big.png")))
+    with Image.open(io.BytesIO(data)) as sent:
+        assert suffix == ".png" and sent.size == (64, 64) and not sent.info and len(data) < 2000
 
 
 def test_a_frame_s_size_limit_applies_to_the_copy_that_is_sent(tmp_path):
