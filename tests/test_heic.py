@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from masuka.heif import MISSING
+from masuka.picture_formats import MISSING
 from tests.conftest import ROOT
 from tests.photos import SIDEWAYS_HEIC, difference, upright
 

@@ -12,8 +12,8 @@ from PIL import Image, ImageOps
 from masuka.datasets.ingest import to_rgb
 from masuka.datasets.preprocess import find_faces
 from masuka.errors import InvalidInput
-from masuka.heif import read_heif
 from masuka.image.tasks import eight_bit, open_picture
+from masuka.picture_formats import read_heif
 
 #: how much room around the detected face box the crop keeps, as a fraction of the box's side, on each side
 MARGIN = 0.5

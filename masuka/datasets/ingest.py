@@ -23,12 +23,12 @@ from masuka.datasets.dedupe import file_sha256, perceptual_hash
 from masuka.datasets.preprocess import PrepOptions, prepare, sharpness
 from masuka.datasets.sources import Candidate
 from masuka.errors import DiskFull, as_disk_full, reason
-from masuka.heif import missing_reader, read_heif
+from masuka.picture_formats import missing_reader, png_without_text, read_heif
 
 log = logging.getLogger(__name__)
 
 #: formats accepted (Pillow's names); MPO is what cameras call a JPEG with a depth or preview frame, HEIF is an
-#: iPhone's HEIC (read through :mod:`masuka.heif`)
+#: iPhone's HEIC (read through :mod:`masuka.picture_formats`)
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
            "TIFF": ".tif", "HEIF": ".heic", "AVIF": ".avif"}
 MAX_PIXELS = 64_000_000
@@ -76,7 +76,7 @@ def _open(path: Path, options: PrepOptions) -> Image.Image:
     """Open and check the header only: format, pixel count, short side."""
     read_heif()
     try:
-        image = Image.open(path)
+        image = _pixels_of(path)
     except UnidentifiedImageError:
         raise Refused(missing_reader(path) or "not an image (or a format MASUKA cannot read)") from None
     except Image.DecompressionBombError as error:
@@ -95,6 +95,17 @@ def _open(path: Path, options: PrepOptions) -> Image.Image:
         image.close()
         raise Refused(f"too small: {width}x{height} (the short side must be at least {options.min_side} px)")
     return image
+
+
+def _pixels_of(path: Path) -> Image.Image:
+    """``path`` opened; a PNG whose text Pillow will not read (a field past 1 MB inflated: a tool's workflow) opened
+    without its text, which a dataset does not keep anyway."""
+    try:
+        return Image.open(path)
+    except ValueError as error:
+        if "MAX_TEXT_CHUNK" not in str(error):
+            raise
+        return Image.open(io.BytesIO(png_without_text(path.read_bytes())))
 
 
 def decode(path: Path, options: PrepOptions) -> tuple[Image.Image, tuple[int, int], str, list[str]]:

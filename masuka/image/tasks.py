@@ -23,11 +23,11 @@ from typing import Any, BinaryIO
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
 from masuka.errors import InvalidInput
-from masuka.heif import missing_reader, read_heif
 from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.memory import sharing_weights
 from masuka.image.metadata import to_number
 from masuka.image.outpaint import Padding, canvas_size, check_padding, feather, keep_original, outpaint_canvas
+from masuka.picture_formats import missing_reader, png_without_text, read_heif
 from masuka.studio import Studio
 from masuka.users import output_dir
 
@@ -102,7 +102,7 @@ def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
             else:
                 path.seek(0)
                 data = path.read()
-            return _read_picture(io.BytesIO(_without_text(data)), what)
+            return _read_picture(io.BytesIO(png_without_text(data)), what)
     except FileNotFoundError:
         raise InvalidInput(f"The {what} {Path(str(path)).name!r} does not exist.") from None
     except Image.DecompressionBombError:  # so large that Pillow will not even read its size
@@ -148,32 +148,6 @@ def _read_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
             raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); {TOO_LARGE}")
         picture.load()
         return eight_bit(ImageOps.exif_transpose(picture))
-
-
-def _without_text(png: bytes, also: tuple[bytes, ...] = ()) -> bytes:
-    """A PNG file's bytes without its text chunks (``tEXt``, ``zTXt``, ``iTXt``) and the chunks named in ``also``:
-    the pixels, as they were."""
-    dropped = (b"tEXt", b"zTXt", b"iTXt", *also)
-    kept, at = [png[:8]], 8
-    while at + 8 <= len(png):
-        end = at + 12 + int.from_bytes(png[at:at + 4], "big")
-        if png[at + 4:at + 8] not in dropped:
-            kept.append(png[at:end])
-        at = end
-    return b"".join(kept)
-
-
-def without_metadata(data: bytes, fmt: str) -> bytes:
-    """The bytes of a JPEG, WebP or PNG file without what it says besides its pixels (a photo's EXIF, with where
-    and when it was taken and the camera; a PNG's text, such as a prompt; its eXIf chunk), losslessly; the colour
-    profile is kept. ``fmt`` is the file's format as Pillow names it."""
-    import piexif
-
-    if fmt == "PNG":
-        return _without_text(data, also=(b"eXIf",))
-    stripped = io.BytesIO()
-    piexif.remove(data, stripped)
-    return stripped.getvalue()
 
 
 def eight_bit(picture: Image.Image) -> Image.Image:

@@ -6,7 +6,7 @@ import importlib
 
 import gradio as gr
 
-from masuka.heif import read_heif
+from masuka.picture_formats import read_heif
 from masuka.studio import Studio
 from masuka.ui.checked_blocks import CheckedBlocks
 from masuka.ui.common import UIContext

@@ -44,7 +44,7 @@ from PIL import Image
 from masuka.access import readable
 from masuka.datasets.ingest import DECODE_ERRORS, MAX_PIXELS
 from masuka.errors import MasukaError
-from masuka.heif import missing_reader, read_heif
+from masuka.picture_formats import missing_reader, read_heif
 from masuka.studio import Studio
 from masuka.ui.api_names import free_text_inputs, number_choices
 from masuka.ui.common import not_uploaded, refusal, user_of

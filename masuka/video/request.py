@@ -404,7 +404,8 @@ def sent_copy(path: Path) -> tuple[str, bytes]:
     from PIL import Image, ImageOps
 
     from masuka.datasets.ingest import FORMATS
-    from masuka.image.tasks import picture_format, upright_copy, without_metadata
+    from masuka.image.tasks import picture_format, upright_copy
+    from masuka.picture_formats import without_metadata
 
     fmt = picture_format(path)  # None for a PNG whose text is too large for Pillow: its PNG copy has none
     if fmt in SENT_AS_IS:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import InvalidInput, NotFound, cannot_write
-from masuka.heif import read_heif
+from masuka.picture_formats import read_heif
 from masuka.store import row_id
 from masuka.studio import Studio
 from masuka.users import output_dir

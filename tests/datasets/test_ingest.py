@@ -113,6 +113,22 @@ def test_kept_images_are_upright_rgb_with_sensible_conversions(studio, make_data
     assert np.abs(gif - reference(4, gif_size)).mean() < 25  # the first frame, not the blue second one
 
 
+def test_a_png_whose_text_pillow_will_not_read_is_kept_for_its_pixels(studio, make_dataset, tmp_path):
+    """A tool's PNG with a text field past Pillow's 1 MB limit (a workflow, say) is no corrupt file."""
+    import zlib
+
+    corpus.photo(tmp_path / "plain.png", 80, size=(320, 256))
+    data = (tmp_path / "plain.png").read_bytes()
+    body = b"workflow\0\0" + zlib.compress(b"{}" * 1_000_000)
+    chunk = len(body).to_bytes(4, "big") + b"zTXt" + body + zlib.crc32(b"zTXt" + body).to_bytes(4, "big")
+    (tmp_path / "tool.png").write_bytes(data[:33] + chunk + data[33:])  # after the signature and IHDR
+    dataset = make_dataset(min_side=256)
+    report = add_images(studio, dataset["id"], LOCAL_USER, [tmp_path / "tool.png"])
+    assert [a["file"] for a in report.added] == ["tool.png"], [(r.file, r.reason) for r in report.rejected]
+    [row] = dataset_images(studio, dataset["id"])
+    assert np.array_equal(pixels(row["file"]), pixels(tmp_path / "plain.png"))
+
+
 def test_zip_entries_cannot_escape_and_the_rest_is_kept(studio, make_dataset, tmp_path):
     work = tmp_path / "work" / "inner"
     work.mkdir(parents=True)

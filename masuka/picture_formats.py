@@ -1,0 +1,72 @@
+"""Picture files as formats and bytes: HEIC read through pi-heif, and the metadata a file carries taken out.
+
+HEIC/HEIF is what iPhones save by default: Pillow reads it once pi-heif's opener is registered. pi-heif is
+pillow-heif's decoder-only build (its wheels carry no encoder, so a permissive licence): MASUKA only reads these
+files, and every copy it writes of one is a JPEG or PNG. Pillow reads AVIF by itself. Registering costs about 0.1 s,
+so it happens where a picture someone gave is first opened, not at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+from typing import BinaryIO
+
+#: the ``ftyp`` brands of HEIF still images and sequences (ISO/IEC 23008-12); AVIF's ``avif``/``avis`` are Pillow's
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
+MISSING = "a HEIC/HEIF photo, which MASUKA reads through the pi-heif package: it is not installed (pip install pi-heif)"
+
+
+@functools.cache
+def read_heif() -> bool:
+    """Let Pillow open HEIC/HEIF files (once per process); False when pi-heif is not installed."""
+    try:
+        from pi_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+def missing_reader(source: str | Path | BinaryIO) -> str | None:
+    """:data:`MISSING` when ``source`` is a HEIF file that cannot be read because pi-heif is absent, else None."""
+    if read_heif():
+        return None
+    try:
+        if isinstance(source, str | Path):
+            with open(source, "rb") as file:
+                head = file.read(12)
+        else:
+            position = source.tell()
+            head = source.read(12)
+            source.seek(position)
+    except OSError:
+        return None
+    return MISSING if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS else None
+
+
+def png_without_text(png: bytes, also: tuple[bytes, ...] = ()) -> bytes:
+    """A PNG file's bytes without its text chunks (``tEXt``, ``zTXt``, ``iTXt``) and the chunks named in ``also``:
+    the pixels, as they were."""
+    dropped = (b"tEXt", b"zTXt", b"iTXt", *also)
+    kept, at = [png[:8]], 8
+    while at + 8 <= len(png):
+        end = at + 12 + int.from_bytes(png[at:at + 4], "big")
+        if png[at + 4:at + 8] not in dropped:
+            kept.append(png[at:end])
+        at = end
+    return b"".join(kept)
+
+
+def without_metadata(data: bytes, fmt: str) -> bytes:
+    """The bytes of a JPEG, WebP or PNG file without what it says besides its pixels (a photo's EXIF, with where
+    and when it was taken and the camera; a PNG's text, such as a prompt; its eXIf chunk), losslessly; the colour
+    profile is kept. ``fmt`` is the file's format as Pillow names it."""
+    import piexif
+
+    if fmt == "PNG":
+        return png_without_text(data, also=(b"eXIf",))
+    stripped = io.BytesIO()
+    piexif.remove(data, stripped)
+    return stripped.getvalue()
