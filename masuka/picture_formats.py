@@ -16,6 +16,9 @@ from typing import BinaryIO
 #: the ``ftyp`` brands of HEIF still images and sequences (ISO/IEC 23008-12); AVIF's ``avif``/``avis`` are Pillow's
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 MISSING = "a HEIC/HEIF photo, which MASUKA reads through the pi-heif package: it is not installed (pip install pi-heif)"
+#: the JPEG application segments a decoder needs: APP0 (JFIF), APP2 (the ICC colour profile), APP14 (Adobe's
+#: colour transform, for CMYK)
+JPEG_DECODING = frozenset({0xE0, 0xE2, 0xEE})
 
 
 @functools.cache
@@ -59,14 +62,34 @@ def png_without_text(png: bytes, also: tuple[bytes, ...] = ()) -> bytes:
     return b"".join(kept)
 
 
+def jpeg_without_metadata(jpeg: bytes) -> bytes:
+    """A JPEG file's bytes without its application segments other than :data:`JPEG_DECODING` (EXIF and XMP, where
+    the photo was taken among them; IPTC; makers' notes) and its comments: the pixels, as they were."""
+    kept, at = [jpeg[:2]], 2
+    while at + 4 <= len(jpeg) and jpeg[at] == 0xFF:
+        marker = jpeg[at + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            at += 1
+            continue
+        if marker == 0xDA:  # start of scan: the compressed picture follows
+            break
+        end = at + 2 + int.from_bytes(jpeg[at + 2:at + 4], "big")
+        if marker in JPEG_DECODING or not (0xE0 <= marker <= 0xEF or marker == 0xFE):
+            kept.append(jpeg[at:end])
+        at = end
+    return b"".join([*kept, jpeg[at:]])
+
+
 def without_metadata(data: bytes, fmt: str) -> bytes:
-    """The bytes of a JPEG, WebP or PNG file without what it says besides its pixels (a photo's EXIF, with where
-    and when it was taken and the camera; a PNG's text, such as a prompt; its eXIf chunk), losslessly; the colour
-    profile is kept. ``fmt`` is the file's format as Pillow names it."""
+    """The bytes of a JPEG, WebP or PNG file without what it says besides its pixels (a photo's EXIF and XMP, with
+    where and when it was taken and the camera; a PNG's text, such as a prompt; its eXIf chunk), losslessly; the
+    colour profile is kept. ``fmt`` is the file's format as Pillow names it."""
     import piexif
 
     if fmt == "PNG":
         return png_without_text(data, also=(b"eXIf",))
+    if fmt == "JPEG":
+        return jpeg_without_metadata(data)
     stripped = io.BytesIO()
-    piexif.remove(data, stripped)
+    piexif.remove(data, stripped)  # a WebP's EXIF chunk, its header's flags mended
     return stripped.getvalue()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import piexif
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageCms, PngImagePlugin
 
 from masuka.errors import InvalidInput
 from masuka.history.actions import reuse_parameters
@@ -87,7 +87,8 @@ def test_pictures_go_to_a_provider_as_they_are_seen_and_without_their_metadata(s
     server = fake("gemini")
     photo = upright()
     photo.rotate(90, expand=True).save(tmp_path / "sideways.jpg", quality=90, exif=_exif(6))
-    photo.save(tmp_path / "placed.jpg", quality=90, exif=_exif(1))
+    photo.save(tmp_path / "placed.jpg", quality=90, exif=_exif(1), xmp=b"<x:xmpmeta>48.85N</x:xmpmeta>",
+               comment=b"at home", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", "a secret prompt, Steps: 20")
     photo.save(tmp_path / "made.png", pnginfo=info)
@@ -98,7 +99,9 @@ def test_pictures_go_to_a_provider_as_they_are_seen_and_without_their_metadata(s
             for r in job["payload"]["instances"][0]["referenceImages"]]
     pictures = [Image.open(io.BytesIO(data)) for data in sent]
     assert [p.format for p in pictures] == ["JPEG", "JPEG", "PNG"]
-    assert all(not p.getexif() and "parameters" not in p.info for p in pictures), "no camera, place or prompt"
+    assert all(not p.getexif() and not {"parameters", "xmp", "comment"} & set(p.info) for p in pictures), \
+        "no camera, place, comment or prompt"
+    assert pictures[1].info.get("icc_profile"), "the colour profile is kept"
     assert pictures[0].size == (288, 384) and difference(pictures[0], photo) < 8, "turned upright"
     with Image.open(tmp_path / "placed.jpg") as placed:  # upright already: its pixels untouched, not re-encoded
         assert np.array_equal(np.asarray(pictures[1]), np.asarray(placed))
