@@ -42,13 +42,19 @@ def _group_gone(group: int) -> bool:
     return False
 
 
+def _hangup_as_a_terminal_sends_it() -> None:
+    """SIGHUP at its default in the command, as a terminal's shell starts it, whatever the tests were started under:
+    a SIGHUP ignored at the start (``nohup``) is meant to stay ignored."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_sighup_or_a_killed_cli_interrupts_the_training_processes(tmp_path, tiny_model):
     data = data_with_dataset(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(masuka(data, *train_args(tiny_model("flux"), 1000, "--save-every", "2000", "--gpus", "2"),
                                     "--json"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=env)
+                             env=env, preexec_fn=_hangup_as_a_terminal_sends_it)
     wait_for(lambda: _step(data, 1) >= 2, "step 2")
     launcher = _children(first.pid)
     assert len(launcher) == 1
