@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from masuka.access import SHARED, file_owner
-from masuka.store import OWNED, Store
+from masuka.store import Store
 from masuka.studio import Studio
 from masuka.users import user_folder_name
 
@@ -65,8 +65,7 @@ def usage_by_user(studio: Studio) -> list[dict]:
 
 def _owners_by_folder(studio: Studio) -> dict[str, str]:
     """Each owner of rows, by the name of their folder in ``outputs/`` and ``loras/``: on the sign-in list or not."""
-    owners = {row["owner"] for table in OWNED for row in studio.store.query(f"select distinct owner from [{table}]")}
-    return {user_folder_name(owner): owner for owner in owners}
+    return {user_folder_name(owner): owner for owner in studio.store.owned_rows()}
 
 
 def _files(root: Path) -> list[Path]:

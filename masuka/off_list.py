@@ -10,7 +10,7 @@ from masuka import jobs
 from masuka.api.auth import delete_tokens_off_list
 from masuka.jobs import JobRow
 from masuka.queue import jobs as queue
-from masuka.store import OWNED, now
+from masuka.store import now
 from masuka.studio import Studio
 from masuka.users import OFF_LIST, on_sign_in_list
 
@@ -86,9 +86,5 @@ def former_users(studio: Studio) -> dict[str, int]:
     sign-in."""
     if not studio.config.multi_user:
         return {}
-    owned: dict[str, int] = {}
-    for table in OWNED:
-        for row in studio.store.query(f"select owner, count(*) as n from [{table}] group by owner"):
-            if not on_sign_in_list(studio.config, row["owner"]):
-                owned[row["owner"]] = owned.get(row["owner"], 0) + row["n"]
-    return dict(sorted(owned.items()))
+    return {owner: count for owner, count in sorted(studio.store.owned_rows().items())
+            if not on_sign_in_list(studio.config, owner)}

@@ -310,6 +310,14 @@ class Store:
         with self._lock:
             return [_decode(r) for r in self.db.query(sql, args)]
 
+    def owned_rows(self) -> dict[str, int]:
+        """Each owner of rows, with how many rows of the tables that name an owner (:data:`OWNED`) are theirs."""
+        owned: dict[str, int] = {}
+        for table in OWNED:
+            for row in self.query(f"select owner, count(*) as n from [{table}] group by owner"):
+                owned[row["owner"]] = owned.get(row["owner"], 0) + row["n"]
+        return owned
+
     @contextmanager
     def reading(self) -> Iterator[None]:
         """Group reads (a count and its page) so no write of this process lands between them."""
