@@ -400,7 +400,14 @@ def sent_copy(path: Path) -> tuple[str, bytes]:
     JPEG, PNG or WebP standing upright goes as it is, less its metadata (a photo's EXIF: where and when it was
     taken, the camera; a PNG's text, such as a prompt); one turned by its EXIF orientation (a phone photo), or in
     another format (an iPhone's HEIC, AVIF, TIFF), goes as an upright JPEG or PNG of it
-    (:func:`~masuka.image.tasks.upright_copy`)."""
+    (:func:`~masuka.image.tasks.upright_copy`). Made once per file as it is: the form's checks, each fallback's and
+    the job's copy ask for the same."""
+    stat = path.stat()
+    return _sent_copy(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _sent_copy(path: str, mtime_ns: int, size: int) -> tuple[str, bytes]:
     from PIL import Image, ImageOps
 
     from masuka.datasets.ingest import FORMATS
@@ -411,7 +418,7 @@ def sent_copy(path: Path) -> tuple[str, bytes]:
     if fmt in SENT_AS_IS:
         with Image.open(path) as header:
             if header.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) == 1:
-                return FORMATS[fmt], without_metadata(path.read_bytes(), fmt)
+                return FORMATS[fmt], without_metadata(Path(path).read_bytes(), fmt)
     return upright_copy(path, fmt)
 
 

@@ -108,6 +108,25 @@ def test_pictures_go_to_a_provider_as_they_are_seen_and_without_their_metadata(s
     assert np.array_equal(np.asarray(pictures[2]), np.asarray(photo))
 
 
+def test_a_picture_is_converted_once_for_every_check_and_again_when_it_changes(tmp_path, monkeypatch):
+    """The form checks a request at each change, each fallback is checked, the job keeps a copy: all ask for the
+    same sent copy, which takes seconds for a 12 MP HEIC."""
+    from masuka.image import tasks
+    from masuka.video.request import sent_copy
+
+    real, made = tasks.upright_copy, []
+    monkeypatch.setattr(tasks, "upright_copy", lambda *args: made.append(args[0]) or real(*args))
+    frame = tmp_path / "phone.heic"
+    frame.write_bytes(SIDEWAYS_HEIC.read_bytes())
+    job = VideoRequest(provider="gemini", model="veo-3.1-generate-001", prompt=PROMPT, image=str(frame), seconds=8)
+    for _ in range(3):
+        estimate(job)
+    first = sent_copy(frame)
+    assert len(made) == 1 and first[0] == ".jpg"
+    upright().save(frame, format="TIFF")  # another picture under the same name
+    assert sent_copy(frame)[0] == ".png" and len(made) == 2
+
+
 def test_a_png_whose_text_pillow_will_not_read_is_sent_as_its_pixels(tmp_path):
     """A PNG with a text field past Pillow's 1 MB limit (a tool's workflow, say): the same pixels, no text."""
     from masuka.video.request import sent_copy
