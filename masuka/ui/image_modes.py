@@ -228,11 +228,15 @@ def reuse_fields(fields: dict) -> dict:
     return fields
 
 
+def _file_path(item: Any) -> str | None:
+    """The path of one file of a ``gr.File`` list: a path, a ``FileData`` or its dict (as an API caller sends it)."""
+    return item if isinstance(item, str) else getattr(item, "path", None) or item.get("path")
+
+
 def edit_request(prompt, model, images, negative_prompt, steps, guidance, seed, batch, loras,
                  owner: str) -> ImageRequest:
     """The Edit mode's (and ``/edit_image``'s) values as the domain request."""
-    paths = [image if isinstance(image, str) else getattr(image, "path", None) or image.get("path")
-             for image in images or []]
+    paths = [_file_path(image) for image in images or []]
     if not paths:
         raise InvalidInput("Add one or more images to edit.")
     return ImageRequest(prompt=prompt, model=model, negative_prompt=negative_prompt or "", steps=steps,
@@ -325,9 +329,8 @@ def carry_picture(studio: Studio, mode: str, left: str, init_image: str | None, 
     """(starting image, canvas, images to edit, width, height) once the mode changes from ``left`` to ``mode``: the
     picture of the mode left goes into the chosen mode's field when that is empty (:func:`into_mode`), as A1111's
     "Copy image to" does; nothing changes otherwise."""
-    first = (references or [None])[0]
     pictures = {IMAGE: init_image, INPAINT: (canvas or {}).get("background"),
-                EDIT: first if isinstance(first, str | None) else getattr(first, "path", None)}
+                EDIT: _file_path(references[0]) if references else None}
     if mode not in pictures or pictures[mode] or not pictures.get(left):
         return (gr.skip(),) * 5
     return into_mode(studio, mode, pictures[left], model_id, request)
