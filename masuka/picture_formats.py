@@ -13,6 +13,9 @@ import io
 from pathlib import Path
 from typing import BinaryIO
 
+#: the most pixels MASUKA decodes of one picture (64 MP: a 48-50 MP phone photo or a 61 MP camera's is read, as
+#: any smaller one); Pillow itself refuses to open one of more than 179 MP
+MAX_PIXELS = 64_000_000
 #: the ``ftyp`` brands of HEIF still images and sequences (ISO/IEC 23008-12); AVIF's ``avif``/``avis`` are Pillow's
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 MISSING = "a HEIC/HEIF photo, which MASUKA reads through the pi-heif package: it is not installed (pip install pi-heif)"

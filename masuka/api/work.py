@@ -31,9 +31,10 @@ from starlette.types import Message
 from masuka.api.auth import Caller
 from masuka.disk import still_used
 from masuka.errors import MAX_MESSAGE_CHARS, Cancelled, InvalidInput, MasukaError, bounded
+from masuka.image.copies import png_mode, save_input
 from masuka.image.defaults import load_defaults
 from masuka.image.generate import ImageRequest, ImageResult, generate_images
-from masuka.image.tasks import open_picture, png_mode, save_input
+from masuka.image.tasks import open_picture
 from masuka.models.catalog import image_models
 from masuka.studio import Studio
 

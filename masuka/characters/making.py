@@ -54,9 +54,10 @@ from masuka.datasets.library import create_dataset, delete_dataset, delete_image
 from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
 from masuka.history.browse import generation_params
+from masuka.image.copies import KEPT_PNG
 from masuka.image.generate import MAX_SEED
 from masuka.image.limits import MAX_STEPS
-from masuka.image.tasks import KEPT_PNG, open_picture
+from masuka.image.tasks import open_picture
 from masuka.jobs import Watch
 from masuka.models.manage import fetch_for_use, repo_complete
 from masuka.store import LOCAL_USER

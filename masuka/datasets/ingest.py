@@ -3,8 +3,8 @@
 Checks run cheapest first. The format and the pixel count come from the header, so a decompression bomb
 is refused before a single pixel is decoded; ``verify()`` then ``load()`` catch corrupt and truncated files.
 JPEGs are decoded straight at a reduced scale when the target is smaller (``draft``), which is most of the
-speed of a large ingest. Pillow releases the GIL while decoding, resizing and encoding, so files run in a
-thread pool on every core.
+speed of a large ingest, and the pixel limit counts what is decoded. Pillow releases the GIL while decoding,
+resizing and encoding, so files run in a thread pool on every core.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from masuka.datasets.dedupe import file_sha256, perceptual_hash
 from masuka.datasets.preprocess import PrepOptions, prepare, sharpness
 from masuka.datasets.sources import Candidate
 from masuka.errors import DiskFull, as_disk_full, reason
-from masuka.picture_formats import missing_reader, png_without_text, read_heif
+from masuka.picture_formats import MAX_PIXELS, missing_reader, png_without_text, read_heif
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 #: iPhone's HEIC (read through :mod:`masuka.picture_formats`)
 FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
            "TIFF": ".tif", "HEIF": ".heic", "AVIF": ".avif"}
-MAX_PIXELS = 64_000_000
 LOSSY = {"JPEG", "MPO", "WEBP", "HEIF", "AVIF"}
 #: processed copies: photos stay JPEG (quality 95, no chroma subsampling), lossless sources stay lossless
 PROCESSED_AS: dict[bool, tuple[str, dict[str, Any]]] = {
@@ -72,8 +71,10 @@ class Prepared:
                 path.unlink(missing_ok=True)
 
 
-def _open(path: Path, options: PrepOptions) -> Image.Image:
-    """Open and check the header only: format, pixel count, short side."""
+def _open(path: Path, options: PrepOptions) -> tuple[Image.Image, tuple[int, int]]:
+    """Open and check the header only (format, short side, the pixels that will be decoded); and the size stored.
+    A JPEG larger than needed is set to decode at a reduced scale (``draft``): the pixel limit counts those, so a
+    108 MP phone photo is taken where a 64 MP PNG is not."""
     read_heif()
     try:
         image = _pixels_of(path)
@@ -87,14 +88,18 @@ def _open(path: Path, options: PrepOptions) -> Image.Image:
     if image.format not in FORMATS:
         image.close()
         raise Refused(f"unsupported format {image.format}: use JPEG, PNG, WebP, HEIC, AVIF, GIF, BMP or TIFF")
-    if width * height > MAX_PIXELS:
-        image.close()
-        raise Refused(f"too large in pixels: {width}x{height} ({width * height / 1e6:.0f} MP, limit "
-                      f"{MAX_PIXELS // 1_000_000} MP); refused before decoding")
     if min(width, height) < options.min_side:
         image.close()
         raise Refused(f"too small: {width}x{height} (the short side must be at least {options.min_side} px)")
-    return image
+    jpeg = image.format in ("JPEG", "MPO")
+    if jpeg and options.size < min(width, height):
+        image.draft("RGB", (options.size, options.size))
+    if image.width * image.height > MAX_PIXELS:
+        image.close()
+        reduced = " (a JPEG counts at the reduced scale it is read at, if the image size is half its short side)"
+        raise Refused(f"too large in pixels: {width}x{height} ({width * height / 1e6:.0f} MP, limit "
+                      f"{MAX_PIXELS // 1_000_000} MP{reduced if jpeg else ''}); refused before decoding")
+    return image, (width, height)
 
 
 def _pixels_of(path: Path) -> Image.Image:
@@ -110,21 +115,19 @@ def _pixels_of(path: Path) -> Image.Image:
 
 def decode(path: Path, options: PrepOptions) -> tuple[Image.Image, tuple[int, int], str, list[str]]:
     """The first frame as upright RGB, its upright size before any reduction, its format, and notes."""
-    with _open(path, options) as probe:
+    probe, _ = _open(path, options)
+    with probe:
         try:
             probe.verify()
         except DECODE_ERRORS as error:
             raise Refused(f"corrupt: {error}") from None
-    image = _open(path, options)  # verify() leaves the file unusable: open it again to decode
+    image, (width, height) = _open(path, options)  # verify() leaves the file unusable: open it again to decode
     notes: list[str] = []
     fmt = image.format
     if fmt is None:  # _open refused it already; this says so to the type checker
         image.close()
         raise Refused("not an image (or a format MASUKA cannot read)")
     try:
-        width, height = image.size
-        if image.format in ("JPEG", "MPO") and options.size < min(width, height):
-            image.draft("RGB", (options.size, options.size))
         image.load()
     except DECODE_ERRORS as error:
         image.close()

@@ -23,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from masuka.errors import InvalidInput
+from masuka.image.copies import save_input
 from masuka.image.guides import (
     check_guides,
     guide_number,
@@ -33,7 +34,6 @@ from masuka.image.guides import (
 )
 from masuka.image.memory import sharing_weights
 from masuka.image.preprocess import KINDS, depth_estimator, depth_model_id, preprocess
-from masuka.image.tasks import save_input
 from masuka.model_cache import building
 from masuka.models.architectures.base import ControlNets
 from masuka.models.hub import cache_only

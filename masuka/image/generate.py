@@ -37,6 +37,7 @@ from masuka.image.control import (
     control_pipeline,
     keep_controls,
 )
+from masuka.image.copies import keep_inputs
 from masuka.image.defaults import load_defaults
 from masuka.image.edit import check_references, edit_kwargs, edit_record, plan_references
 from masuka.image.face_detail import check_strength, detail_faces, face_infotext, face_record
@@ -64,7 +65,6 @@ from masuka.image.tasks import (
     finish,
     infotext_fields,
     init_size,
-    keep_inputs,
     picture_size,
     prepare,
     task_kwargs,

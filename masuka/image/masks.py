@@ -6,7 +6,8 @@ from pathlib import Path
 
 from PIL import Image, ImageChops
 
-from masuka.image.tasks import KEPT_PNG, open_picture
+from masuka.image.copies import KEPT_PNG
+from masuka.image.tasks import open_picture
 
 
 def painted_mask(layers: list[str | Path], size: tuple[int, int]) -> Image.Image | None:

@@ -20,8 +20,8 @@ from typing import Any
 
 from PIL import Image
 
+from masuka.image.copies import save_input
 from masuka.image.guides import check_guides, guide_picture, guide_support, guide_weight, unavailable
-from masuka.image.tasks import save_input
 from masuka.model_cache import building
 from masuka.models.architectures.base import StyleReferences
 from masuka.models.hub import cache_only

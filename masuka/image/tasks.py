@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import io
 import math
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,27 +26,19 @@ from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.memory import sharing_weights
 from masuka.image.metadata import to_number
 from masuka.image.outpaint import Padding, canvas_size, check_padding, feather, keep_original, outpaint_canvas
-from masuka.picture_formats import missing_reader, png_without_text, read_heif
+from masuka.picture_formats import MAX_PIXELS, missing_reader, png_without_text, read_heif
 from masuka.studio import Studio
-from masuka.users import output_dir
 
 TASK_WORDS = {"img2img": "image-to-image", "inpaint": "inpainting or outpainting"}
 MAX_MASK_BLUR = 64
 #: the least strength a starting picture takes (a step of the form's slider): at it, the steps raised so that
 #: one runs (:func:`task_steps`) stay within the steps a request may have
 MIN_STRENGTH = 0.01
-MAX_INPUT_PIXELS = 4096 * 4096
-TOO_LARGE = "at most 16.8 megapixels (4096x4096, or 5461x3072 and the like): scale it down first."
+TOO_LARGE = f"at most {MAX_PIXELS // 1_000_000} megapixels (8000x8000, or 9600x6600 and the like): scale it down first."
 MAX_UPSCALE = 8
 MAX_SIDE_PADDING = 256
 MASK_SHAPE_TOLERANCE = 0.02  # how far a mask's width:height may be from its picture's (rounding of a rescale)
 RESAMPLERS = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
-#: the image modes a PNG file stores as they are
-PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
-#: how the copies MASUKA keeps of pictures it is given (init images, masks, references, a character's photos) are
-#: written: zlib's fastest level, as a dataset's processed pictures are. Pillow's default (6) took three times as
-#: long for files a sixth smaller: 2.8 s against 0.9 s for a 9-megapixel photo, time a request waited for.
-KEPT_PNG: dict[str, Any] = {"format": "PNG", "compress_level": 1}
 #: A1111's inpaint options in its words (its form's and its infotext's), the default first: Mask mode, Masked
 #: content (two of A1111's four: its "latent noise" and "latent nothing" are read as "original") and Inpaint area
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
@@ -116,35 +107,10 @@ def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
         raise InvalidInput(f"The {what} is not a readable image ({reason}).") from None
 
 
-def picture_format(path: str | Path) -> str | None:
-    """The format of the picture at ``path`` as Pillow names it (``JPEG``, ``HEIF``...), from its header; None when
-    it is no picture Pillow reads (:func:`open_picture` says why)."""
-    read_heif()
-    try:
-        with Image.open(path) as header:
-            return header.format
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        return None
-
-
-def upright_copy(path: str | Path, fmt: str | None) -> tuple[str, bytes]:
-    """The suffix and bytes of the picture at ``path`` (of format ``fmt``) as a file of no metadata, upright: a JPEG
-    (quality 95, transparency on white) of a photo (JPEG, HEIC, AVIF), a PNG of a lossless picture (PNG, TIFF, BMP,
-    GIF), as the Datasets tab keeps them. A file that is no readable picture is :class:`InvalidInput`."""
-    from masuka.datasets.ingest import LOSSY, PROCESSED_AS, to_rgb
-
-    picture = open_picture(path, "picture")
-    suffix, options = PROCESSED_AS[fmt in LOSSY]
-    picture = to_rgb(picture) if options["format"] == "JPEG" else png_mode(picture)
-    buffer = io.BytesIO()
-    picture.save(buffer, **options)
-    return suffix, buffer.getvalue()
-
-
 def _read_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
     read_heif()
     with Image.open(path) as picture:
-        if picture.width * picture.height > MAX_INPUT_PIXELS:
+        if picture.width * picture.height > MAX_PIXELS:
             raise InvalidInput(f"The {what} is too large ({picture.width}x{picture.height}); {TOO_LARGE}")
         picture.load()
         return eight_bit(ImageOps.exif_transpose(picture))
@@ -491,43 +457,6 @@ def read_inpaint_options(fields: dict[str, str]) -> dict[str, Any]:
         padding = to_number(fields.get("Masked area padding", "").strip(), int)
         options["only_masked_padding"] = ONLY_MASKED_PADDING if padding is None else padding
     return options
-
-
-def keep_inputs(studio: Studio, plan: Any) -> None:
-    """Copy a planned request's init image, mask and references into the owner's ``inputs`` folder and point the
-    plan at the copies, so its history row keeps them and Reuse can redo the job; files already there stay."""
-    request = plan.request
-
-    def keep(path: str | Path | None, kind: str) -> str | Path | None:
-        return None if path is None else keep_input(studio, request.owner, path, kind)
-
-    init = request.init
-    if init is not None:
-        init = replace(init, path=keep(init.path, "init-image"), mask=keep(init.mask, "mask"))
-        plan.task.source = init
-    plan.request = replace(request, init=init, references=[keep(path, "reference") for path in request.references])
-
-
-def keep_input(studio: Studio, owner: str, path: str | Path, kind: str) -> Path:
-    """A copy of an uploaded picture in the owner's ``inputs`` folder, so its history row outlives the upload; a
-    picture already kept there (a queued job's copy, a reused entry's) is used as it is, not copied again."""
-    if Path(path).resolve().parent == (output_dir(studio.config, owner) / "inputs").resolve():
-        return Path(path)
-    return save_input(studio, owner, open_picture(path, kind.replace("-", " ")), kind)
-
-
-def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str) -> Path:
-    """Keep an uploaded init image or mask in the owner's ``inputs`` folder (history rows point at it)."""
-    target = output_dir(studio.config, owner) / "inputs"
-    target.mkdir(parents=True, exist_ok=True)
-    path = target / f"{kind}-{uuid.uuid4().hex[:12]}.png"
-    png_mode(picture).save(path, **KEPT_PNG)
-    return path
-
-
-def png_mode(picture: Image.Image) -> Image.Image:
-    """``picture`` in a mode PNG keeps: a CMYK or YCbCr JPEG, a LAB TIFF as the colours they show."""
-    return picture if picture.mode in PNG_MODES else picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
 
 
 def upscale(picture: Image.Image, method: str, factor: float = 2.0, size: tuple[int, int] | None = None

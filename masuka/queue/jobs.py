@@ -29,6 +29,7 @@ from typing import Any
 
 from masuka.config import on_zerogpu
 from masuka.errors import InvalidInput, NotFound, bounded
+from masuka.image.copies import keep_input
 from masuka.image.generate import (
     MAX_BATCH,
     ImageRequest,
@@ -41,7 +42,6 @@ from masuka.image.generate import (
 )
 from masuka.image.grid import Axis, Cell, plan_grid
 from masuka.image.prompts import MAX_PROMPTS, Prompt, expand_prompts, prompt_lines
-from masuka.image.tasks import keep_input
 from masuka.image.upscale.detail import detail_prompt, detail_seconds, plan_detail
 from masuka.image.upscale.job import model_upscale_seconds
 from masuka.image.upscale.request import UpscaleRequest, check_request

@@ -42,9 +42,9 @@ from gradio.utils import get_function_params, get_upload_folder
 from PIL import Image
 
 from masuka.access import readable
-from masuka.datasets.ingest import DECODE_ERRORS, MAX_PIXELS
+from masuka.datasets.ingest import DECODE_ERRORS
 from masuka.errors import MasukaError
-from masuka.picture_formats import missing_reader, read_heif
+from masuka.picture_formats import MAX_PIXELS, missing_reader, read_heif
 from masuka.studio import Studio
 from masuka.ui.api_names import free_text_inputs, number_choices
 from masuka.ui.common import not_uploaded, refusal, user_of

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from masuka.errors import MasukaError
-from masuka.image.tasks import picture_format, upright_copy
+from masuka.image.copies import picture_format, upright_copy
 
 #: picture formats (Pillow's names) that current Chrome, Firefox and Safari all show
 SHOWN = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "AVIF", "BMP"})

@@ -50,7 +50,6 @@ from masuka.video.request import (
     lifecycle_warnings,
     made_as,
     plan_video,
-    sent_copy,
 )
 
 log = logging.getLogger(__name__)
@@ -138,8 +137,11 @@ def start_video(studio: Studio, request: VideoRequest) -> int:
 
 def _keep_input(studio: Studio, job_id: int, name: str, source: str) -> str:
     """Copy an input file under ``outputs/videos/inputs/`` (named by :func:`input_copy_name`, which tells whose
-    it is), a picture as providers are sent it (:func:`sent_copy`); returns the stored (relative) path."""
-    suffix, data = (Path(source).suffix, None) if name in VIDEO_INPUTS else sent_copy(Path(source))
+    it is), a picture as providers are sent it (its :func:`~masuka.image.copies.plain_copy`); returns the stored
+    (relative) path."""
+    from masuka.image.copies import plain_copy
+
+    suffix, data = (Path(source).suffix, None) if name in VIDEO_INPUTS else plain_copy(Path(source))
     copy = studio.config.outputs_dir.joinpath(*INPUTS_FOLDER, input_copy_name(job_id, name, suffix))
     copy.parent.mkdir(parents=True, exist_ok=True)
     if data is None:

@@ -27,9 +27,6 @@ from masuka.video.catalog import (
 from masuka.video.limits import MAX_FPS
 
 MAX_TOTAL_SECONDS = 60
-#: picture formats (Pillow's names) every provider takes as they are; others are sent as a JPEG or PNG copy
-#: (:func:`sent_copy`), a camera's MPO too (its second picture carries metadata of its own)
-SENT_AS_IS = frozenset({"JPEG", "PNG", "WEBP"})
 LOCAL_SIZE_MULTIPLE = 16
 LOCAL_MAX_SIDE = 1920
 
@@ -381,45 +378,17 @@ def _size(request: VideoRequest, entry: dict) -> str:
 
 def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
     """An image the provider takes: there, readable whole within the pixel cap, and within its byte limit as it is
-    sent (:func:`sent_copy`)."""
-    from masuka.image.tasks import open_picture
+    sent (its :func:`~masuka.image.copies.plain_copy`)."""
+    from masuka.image.copies import plain_copy
 
     path = Path(image)
     if not path.is_file():
         raise InvalidInput(f"The {role} image {path.name!r} was not found.")
-    open_picture(path, f"{role} image").close()
-    suffix, data = sent_copy(path)
+    suffix, data = plain_copy(path, f"{role} image")
     limit = provider["max_image_bytes"]
     if len(data) > limit:
         raise InvalidInput(f"The {role} image is too large for {provider['name']} ({len(data) / 1e6:.1f} MB as "
                            f"{suffix[1:].upper()}; at most {limit / 1e6:.1f} MB).")
-
-
-def sent_copy(path: Path) -> tuple[str, bytes]:
-    """What a picture is sent to a provider as (its suffix and bytes): as it is seen, and nothing else about it. A
-    JPEG, PNG or WebP standing upright goes as it is, less its metadata (a photo's EXIF: where and when it was
-    taken, the camera; a PNG's text, such as a prompt); one turned by its EXIF orientation (a phone photo), or in
-    another format (an iPhone's HEIC, AVIF, TIFF), goes as an upright JPEG or PNG of it
-    (:func:`~masuka.image.tasks.upright_copy`). Made once per file as it is: the form's checks, each fallback's and
-    the job's copy ask for the same."""
-    stat = path.stat()
-    return _sent_copy(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=4)
-def _sent_copy(path: str, mtime_ns: int, size: int) -> tuple[str, bytes]:
-    from PIL import Image, ImageOps
-
-    from masuka.datasets.ingest import FORMATS
-    from masuka.image.tasks import picture_format, upright_copy
-    from masuka.picture_formats import without_metadata
-
-    fmt = picture_format(path)  # None for a PNG whose text is too large for Pillow: its PNG copy has none
-    if fmt in SENT_AS_IS:
-        with Image.open(path) as header:
-            if header.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) == 1:
-                return FORMATS[fmt], without_metadata(Path(path).read_bytes(), fmt)
-    return upright_copy(path, fmt)
 
 
 def _list(values: list) -> str:

@@ -48,7 +48,7 @@ A1111 = {
     "a data URL with no data": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": ["data:image/png;base64"]},
                                 "not a readable image"),
     "a small file that unpacks to 200 megapixels": ("/sdapi/v1/img2img", {"prompt": "x", "init_images": [
-        HUGE]}, "too large; at most 16.8 megapixels"),
+        HUGE]}, "too large; at most 64 megapixels"),
     "png-info of 200 megapixels": ("/sdapi/v1/png-info", {"image": HUGE}, "not a readable"),
     "an upscale of a thousand times": ("/sdapi/v1/extra-single-image", {"image": png(), "upscaler_1": "Lanczos",
                                                                         "upscaling_resize": 1000}, "between 1 and 8"),
@@ -95,7 +95,7 @@ def test_a1111_refuses_a_batch_size_or_n_iter_below_1_even_when_their_product_is
     ({"prompt": "x", "size": "\u00b2x64"}, {"image": ("a.png", base64.b64decode(png()), "image/png")}, "size",
      "1024x1024"),
     ({"prompt": "x"}, {"image": ("a.png", base64.b64decode(HUGE), "image/png")}, None,
-     "too large; at most 16.8 megapixels"),
+     "too large; at most 64 megapixels"),
     ({"prompt": "x", "output_format": "gif"}, {"image": ("a.png", base64.b64decode(png()), "image/png")},
      "output_format", "'png', 'jpeg' or 'webp'"),
 ])

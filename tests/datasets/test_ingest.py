@@ -129,6 +129,25 @@ def test_a_png_whose_text_pillow_will_not_read_is_kept_for_its_pixels(studio, ma
     assert np.array_equal(pixels(row["file"]), pixels(tmp_path / "plain.png"))
 
 
+def test_a_jpeg_above_the_pixel_limit_is_taken_where_it_is_read_at_a_reduced_scale(studio, make_dataset, tmp_path):
+    """A 96 MP JPEG (a 108 MP phone's, a 100 MP camera's) is decoded at an eighth of its sides for a 1024 px
+    dataset: within the 64 MP limit, which counts what is decoded. At 4096 px it would be decoded whole: refused,
+    saying why."""
+    picture = Image.new("L", (12000, 8000), 90)
+    picture.paste(200, (6000, 0, 12000, 8000))  # a bright right half, to see the picture is the one given
+    picture.save(tmp_path / "phone.jpg", quality=60)
+    kept = make_dataset("reduced", size=1024)
+    report = add_images(studio, kept["id"], LOCAL_USER, [tmp_path / "phone.jpg"])
+    assert [a["file"] for a in report.added] == ["phone.jpg"], [(r.file, r.reason) for r in report.rejected]
+    [row] = dataset_images(studio, kept["id"])
+    assert (row["original_width"], row["original_height"]) == (12000, 8000)
+    left, right = pixels(row["file"])[:, [10, -10]].mean(axis=0).mean(axis=-1)
+    assert abs(left - 90) < 3 and abs(right - 200) < 3
+    whole = make_dataset("whole", size=4096)
+    [refused] = add_images(studio, whole["id"], LOCAL_USER, [tmp_path / "phone.jpg"]).rejected
+    assert refused.reason.startswith("too large in pixels: 12000x8000 (96 MP, limit 64 MP (a JPEG counts at")
+
+
 def test_zip_entries_cannot_escape_and_the_rest_is_kept(studio, make_dataset, tmp_path):
     work = tmp_path / "work" / "inner"
     work.mkdir(parents=True)

@@ -299,13 +299,38 @@ def test_a_mask_of_another_shape_than_the_picture_is_refused(studio, tiny_model,
 def test_a_picture_too_large_for_pillow_to_open_is_refused(studio, tiny_model, tmp_path):
     bomb = tmp_path / "bomb.png"
     Image.new("1", (14000, 14000)).save(bomb)  # 196 MP in a small file: Pillow's decompression-bomb guard
-    with pytest.raises(InvalidInput, match="The init image is too large; at most 16.8 megapixels"):
+    with pytest.raises(InvalidInput, match="The init image is too large; at most 64 megapixels"):
         run(studio, tiny_model("sdxl"), init=InitImage(bomb, strength=0.5))
     assert not studio.store.count("generations")
     wide = tmp_path / "wide.png"
-    Image.new("RGB", (6000, 3000)).save(wide)  # each side is named by the limit, not just 4096 a side
-    with pytest.raises(InvalidInput, match=r"\(6000x3000\); at most 16.8 megapixels \(4096x4096, or 5461x3072"):
+    Image.new("1", (9000, 7200)).save(wide)  # each side is named by the limit, not just 8000 a side
+    with pytest.raises(InvalidInput, match=r"\(9000x7200\); at most 64 megapixels \(8000x8000, or 9600x6600"):
         run(studio, tiny_model("sdxl"), init=InitImage(wide, strength=0.5))
+
+
+def test_a_24_mp_phone_photo_starts_an_image_and_is_kept_as_it_came_less_its_exif(studio, tiny_model, tmp_path):
+    """iPhones save 24 MP photos (5712x4284) since the iPhone 15: one is a starting picture like any other, and the
+    copy its history row keeps is the JPEG it is (a PNG of it was five times the size and took seconds to write),
+    less where it was taken. One turned by its EXIF orientation is kept upright."""
+    import piexif
+
+    def exif(orientation: int) -> bytes:
+        return piexif.dump({"0th": {piexif.ImageIFD.Make: b"Phone", piexif.ImageIFD.Orientation: orientation},
+                            "GPS": {piexif.GPSIFD.GPSLatitudeRef: b"N", piexif.GPSIFD.GPSLatitude: ((48, 1),)}})
+
+    photo = Image.new("RGB", (5712, 4284), (40, 90, 160))
+    photo.paste((230, 200, 60), (0, 0, 2856, 4284))  # a yellow left half
+    photo.save(tmp_path / "upright.jpg", quality=80, exif=exif(1))
+    photo.rotate(90, expand=True).save(tmp_path / "sideways.jpg", quality=80, exif=exif(6))
+    copies = []
+    for name in ("upright.jpg", "sideways.jpg"):
+        made = run(studio, tiny_model("sdxl"), width=128, height=96, init=InitImage(tmp_path / name, strength=0.3))
+        copies.append(studio.config.absolute(studio.store.get("generations", made.id)["params"]["init_image"]))
+        with Image.open(copies[-1]) as copy:
+            assert (copy.format, copy.size, copies[-1].suffix) == ("JPEG", (5712, 4284), ".jpg")
+            assert not copy.getexif() and copy.getpixel((100, 100))[2] < 120, "no EXIF, upright: yellow on the left"
+    with Image.open(tmp_path / "upright.jpg") as given, Image.open(copies[0]) as copy:
+        assert np.array_equal(np.asarray(copy), np.asarray(given)), "the upright photo's own pixels, not re-encoded"
 
 
 @pytest.fixture(scope="module")

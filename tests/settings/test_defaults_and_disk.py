@@ -138,7 +138,7 @@ def test_remove_leftovers_sweeps_input_copies_nothing_uses_and_old_extras(studio
     ran) go once they are an hour old, as do the A1111 extras upscales older versions kept; copies in use stay."""
     import os
 
-    from masuka.image.tasks import save_input
+    from masuka.image.copies import save_input
 
     picture = Image.new("RGB", (8, 8), "red")
     used, queued, orphan, fresh = (save_input(studio, "bob", picture, kind) for kind in ("init-image", "mask",

@@ -110,29 +110,28 @@ def test_pictures_go_to_a_provider_as_they_are_seen_and_without_their_metadata(s
 
 def test_a_picture_is_converted_once_for_every_check_and_again_when_it_changes(tmp_path, monkeypatch):
     """The form checks a request at each change, each fallback is checked, the job keeps a copy: all ask for the
-    same sent copy, which takes seconds for a 12 MP HEIC."""
-    from masuka.image import tasks
-    from masuka.video.request import sent_copy
+    same sent copy, read and converted once (seconds for a 12 MP HEIC)."""
+    from masuka.image import copies
 
-    real, made = tasks.upright_copy, []
-    monkeypatch.setattr(tasks, "upright_copy", lambda *args: made.append(args[0]) or real(*args))
+    real, made = copies.open_picture, []
+    monkeypatch.setattr(copies, "open_picture", lambda *args: made.append(args[0]) or real(*args))
     frame = tmp_path / "phone.heic"
     frame.write_bytes(SIDEWAYS_HEIC.read_bytes())
     job = VideoRequest(provider="gemini", model="veo-3.1-generate-001", prompt=PROMPT, image=str(frame), seconds=8)
     for _ in range(3):
         estimate(job)
-    first = sent_copy(frame)
+    first = copies.plain_copy(frame)
     assert len(made) == 1 and first[0] == ".jpg"
     upright().save(frame, format="TIFF")  # another picture under the same name
-    assert sent_copy(frame)[0] == ".png" and len(made) == 2
+    assert copies.plain_copy(frame)[0] == ".png" and len(made) == 2
 
 
 def test_a_png_whose_text_pillow_will_not_read_is_sent_as_its_pixels(tmp_path):
     """A PNG with a text field past Pillow's 1 MB limit (a tool's workflow, say): the same pixels, no text."""
-    from masuka.video.request import sent_copy
+    from masuka.image.copies import plain_copy
     from tests.image.test_read_other_tools import big_ztxt
 
-    suffix, data = sent_copy(Path(big_ztxt(tmp_path / "big.png")))
+    suffix, data = plain_copy(Path(big_ztxt(tmp_path / "big.png")))
     with Image.open(io.BytesIO(data)) as sent:
         assert suffix == ".png" and sent.size == (64, 64) and not sent.info and len(data) < 2000
 
@@ -284,7 +283,7 @@ def _png_header_only(path, width: int, height: int) -> str:
 
 
 @pytest.mark.parametrize("role", ["image", "last_frame", "references"])
-@pytest.mark.parametrize("side", [5000, 20000])  # above the pixel cap; so large that Pillow calls it a bomb
+@pytest.mark.parametrize("side", [9000, 20000])  # above the pixel cap; so large that Pillow calls it a bomb
 def test_a_frame_of_too_many_pixels_is_refused_in_one_line(tmp_path, frames, role, side):
     huge = _png_header_only(tmp_path / "huge.png", side, side)
     values = dict(provider="gemini", model="veo-3.1-generate-001", prompt=PROMPT, image=frames[0])

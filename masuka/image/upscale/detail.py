@@ -23,12 +23,13 @@ from masuka.config import on_zerogpu
 from masuka.errors import InvalidInput
 from masuka.gpu import check_stop, zerogpu
 from masuka.image.adapters import apply_loras
+from masuka.image.copies import keep_input
 from masuka.image.generate import MAX_PROMPT_CHARS, ImageRequest, Plan, _call_kwargs, plan_request
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
 from masuka.image.pipelines import get_pipeline, pipeline_plan
 from masuka.image.reference import unload_ip_adapter
-from masuka.image.tasks import InitImage, TaskInput, infotext_fields, keep_input, task_kwargs, task_pipeline
+from masuka.image.tasks import InitImage, TaskInput, infotext_fields, task_kwargs, task_pipeline
 from masuka.image.upscale.models import BUILT_IN
 from masuka.image.upscale.request import (
     DEFAULT_OVERLAP,

@@ -17,8 +17,8 @@ from PIL import Image
 from masuka.config import on_zerogpu
 from masuka.errors import InvalidInput
 from masuka.gpu import zerogpu
+from masuka.image.copies import keep_input
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, read_parameters
-from masuka.image.tasks import keep_input
 from masuka.image.upscale.detail import detail_upscale
 from masuka.image.upscale.request import (
     DEFAULT_OVERLAP,
