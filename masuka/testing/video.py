@@ -14,6 +14,7 @@ what it was sent (``requests``).
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -21,6 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 from masuka.keys import service
 from masuka.testing.http import Reply, Request, StandIn
@@ -150,6 +153,9 @@ class FakeProvider(StandIn):
     def _openai(self, route: str, method: str, path: str, body: bytes) -> tuple[int, dict, bytes]:
         if route == "create":
             payload = _form_or_json(body)
+            if not _frame_fits(payload):
+                return 400, {}, _json({"error": {"message": "Inpaint image must match the requested width and height",
+                                                 "type": "invalid_request_error", "param": None, "code": None}})
             job_id = self._new_job(payload)
             return 200, {}, _json({"id": f"video_{job_id}", "object": "video", "status": "queued", "progress": 0,
                                    "model": payload.get("model"), "seconds": payload.get("seconds")})
@@ -289,6 +295,15 @@ def make_mp4(path: Path, frames: int = 8, size: int = 64, color: int = 0) -> Pat
 
 def _json(value: dict) -> bytes:
     return json.dumps(value).encode()
+
+
+def _frame_fits(payload: dict) -> bool:
+    """Whether a Sora request's first frame (``input_reference``) has the video's size, as the API demands."""
+    frame = payload.get("input_reference")
+    if not isinstance(frame, bytes) or not str(payload.get("model", "")).startswith("sora"):
+        return True
+    with Image.open(io.BytesIO(frame)) as picture:
+        return "x".join(map(str, picture.size)) == payload.get("size")
 
 
 def _form_or_json(body: bytes) -> dict:

@@ -16,13 +16,22 @@ from gradio.components import Component
 
 from masuka import jobs
 from masuka.errors import InvalidInput, MasukaError
+from masuka.image.copies import upright_size
 from masuka.remote.health import HealthTracker
 from masuka.remote.timing import RemoteSettings
 from masuka.studio import Studio
 from masuka.ui.common import MAX_ID, UIContext, bind, friendly, is_admin, usable_file, user_of, whole_number_box
 from masuka.validation import whole_number
 from masuka.video.availability import offered_providers
-from masuka.video.catalog import LOCAL, durations_for, lifecycle, listed_models, model_entry, video_catalog
+from masuka.video.catalog import (
+    LOCAL,
+    durations_for,
+    lifecycle,
+    listed_models,
+    model_entry,
+    size_for_shape,
+    video_catalog,
+)
 from masuka.video.jobs import cancel_video, estimate, job_route, quote, start_video, video_jobs
 from masuka.video.request import (
     MAX_TOTAL_SECONDS,
@@ -112,6 +121,7 @@ def build(ctx: UIContext) -> None:
         source.input(models_for, [form.provider, form.show_retired, *read], [form.model, *limits], **private)
     for source in (form.model, form.size):
         source.input(limits_for, [form.provider, form.model, *read], limits, **private)
+    form.image.upload(size_of_frame, [form.provider, form.model, form.image, *read], limits, **private)
     form.source_video.change(seconds_of_source, [form.provider, form.model, form.source_video], form.seconds,
                              **private)
     # One estimate at a time, in the order asked: a change that sets another field (a model's sizes) must not
@@ -216,6 +226,20 @@ def limits_for(provider_id: str, model_id: str, size_now: str | None, source: st
     length = _source_length(provider_id, entry, source) or kept
     return (gr.Dropdown(choices=choices, value=length), gr.Dropdown(choices=sizes, value=chosen),
             _negative_box(provider_id, entry))
+
+
+def size_of_frame(provider_id: str, model_id: str, image: str | None, size_now: str | None,
+                  source: str | None = None, seconds_now: int | str | None = None):
+    """When a first frame is put in: the model's size of the shape closest to it (a portrait photo makes a portrait
+    video; a square one keeps the size chosen), with the seconds and negative prompt box that go with it
+    (:func:`limits_for`)."""
+    try:
+        sizes = model_entry(provider_id, model_id)["sizes"]
+    except MasukaError:
+        return gr.skip(), gr.skip(), gr.skip()
+    shape = upright_size(image) if image and sizes else None
+    return limits_for(provider_id, model_id, size_for_shape(sizes, *shape, size_now) if shape else size_now, source,
+                      seconds_now)
 
 
 def reuse_fields(fields: dict) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from math import gcd
+from math import gcd, log
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,17 @@ def aspect_of(size: str) -> str:
     width, height = parse_size(size)
     divisor = gcd(width, height)
     return f"{width // divisor}:{height // divisor}"
+
+
+def size_for_shape(sizes: list[str], width: int, height: int, kept: str | None = None) -> str:
+    """Of ``sizes``, the one of the shape closest to ``width`` x ``height`` (a first frame's): a portrait photo
+    makes a portrait video. Of shapes as close (a square picture between landscape and portrait), ``kept`` if it
+    is one, else the first."""
+    def distance(size: str) -> tuple[float, bool]:
+        size_width, size_height = parse_size(size)
+        return round(abs(log(size_width / size_height) - log(width / height)), 6), size != kept
+
+    return min(sizes, key=distance)
 
 
 def resolution_of(size: str) -> str:

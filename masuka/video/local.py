@@ -19,6 +19,7 @@ from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
+from masuka.image.copies import fitted_frame
 from masuka.image.memory import sharing_weights
 from masuka.image.pipelines import load_pipeline
 from masuka.jobs import JobContext
@@ -92,7 +93,7 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
         if profile:
             kwargs.update(profile.call_arguments(pipe, fps))
         if image is not None:
-            kwargs["image"] = _first_frame(image, (width, height))
+            kwargs["image"] = fitted_frame(image, (width, height))
         with torch.inference_mode():
             output = pipe(**{k: v for k, v in kwargs.items() if k in accepted})
     partial = dest.with_name(dest.name + ".part.mp4")
@@ -109,18 +110,6 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
     request.seed, request.steps = seed, steps
     ctx.progress(params=plan.to_params())
     return dest
-
-
-def _first_frame(image: Path, size: tuple[int, int]) -> Any:
-    """The first frame as the pipeline takes it: upright (EXIF), transparency on white, cropped at the centre to
-    ``size``'s shape and scaled to it."""
-    from PIL import ImageOps
-
-    from masuka.datasets.ingest import to_rgb
-    from masuka.image.tasks import open_picture
-
-    with open_picture(image, "first frame") as picture:
-        return ImageOps.fit(to_rgb(picture), size)
 
 
 def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str, segments: list[int]) -> Any:

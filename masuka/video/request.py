@@ -23,6 +23,7 @@ from masuka.video.catalog import (
     price_per_second,
     provider_entry,
     size_for_aspect,
+    size_for_shape,
 )
 from masuka.video.limits import MAX_FPS
 
@@ -148,7 +149,7 @@ def _check_provider(request: VideoRequest, provider_id: str) -> None:
     plain_text("the prompt", request.prompt, provider["max_prompt_chars"])
     plain_text("the negative prompt", request.negative_prompt, provider["max_prompt_chars"])
     if request.image:
-        _check_image(request.image, provider)
+        _check_image(request.image, provider, fitted=_frame_at_size(provider_id))
     for image in [request.last_frame, *request.references]:
         if image:
             _check_image(image, provider, "reference or last-frame")
@@ -358,6 +359,10 @@ def chain_segments(entry: dict, size: str | None, seconds: int) -> list[int]:
 
 
 def _size(request: VideoRequest, entry: dict) -> str:
+    """The size asked for (or the model's of the aspect asked for); left out, the model's size whose shape is
+    closest to the first frame's, else its first."""
+    from masuka.image.copies import upright_size
+
     if request.size and request.aspect:
         raise InvalidInput("Give either a size (WxH) or an aspect ratio, not both.")
     if request.aspect:
@@ -371,14 +376,16 @@ def _size(request: VideoRequest, entry: dict) -> str:
             raise InvalidInput(f"{entry['name']} makes sizes that are multiples of {multiple} up to {largest} "
                                f"(got {size}).")
         return f"{width}x{height}"
-    size = request.size or entry["sizes"][0]
+    shape = upright_size(request.image) if request.image and not request.size else None
+    size = request.size or (size_for_shape(entry["sizes"], *shape) if shape else entry["sizes"][0])
     parse_size(size)
     return size  # one the model makes: checked with the rest (:func:`_fit`)
 
 
-def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
+def _check_image(image: str, provider: dict, role: str = "first-frame", fitted: bool = False) -> None:
     """An image the provider takes: there, readable whole within the pixel cap, and within its byte limit as it is
-    sent (its :func:`~masuka.image.copies.plain_copy`)."""
+    sent (its :func:`~masuka.image.copies.plain_copy`; ``fitted``: sent at the video's size, a 1792x1024 frame at
+    most, far within any limit)."""
     from masuka.image.copies import plain_copy
 
     path = Path(image)
@@ -386,9 +393,16 @@ def _check_image(image: str, provider: dict, role: str = "first-frame") -> None:
         raise InvalidInput(f"The {role} image {path.name!r} was not found.")
     suffix, data = plain_copy(path, f"{role} image")
     limit = provider["max_image_bytes"]
-    if len(data) > limit:
+    if len(data) > limit and not fitted:
         raise InvalidInput(f"The {role} image is too large for {provider['name']} ({len(data) / 1e6:.1f} MB as "
                            f"{suffix[1:].upper()}; at most {limit / 1e6:.1f} MB).")
+
+
+def _frame_at_size(provider_id: str) -> bool:
+    """Whether the provider's API takes a first frame at the video's size only (so it is sent fitted to it)."""
+    from masuka.video.providers import provider_class
+
+    return provider_id != LOCAL and provider_class(provider_id).frame_at_size
 
 
 def _list(values: list) -> str:

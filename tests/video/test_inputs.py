@@ -146,6 +146,42 @@ def test_a_frame_s_size_limit_applies_to_the_copy_that_is_sent(tmp_path):
         estimate(VideoRequest(provider="runway", model="gen4_turbo", prompt=PROMPT, image=str(tiff)))
 
 
+@pytest.mark.parametrize("provider", ["openai", "comet"])
+def test_sora_gets_its_first_frame_at_the_video_s_size_cropped_at_the_centre(studio, fake, tmp_path, provider):
+    """Sora refuses a first frame of another size than the video's ("Inpaint image must match the requested width
+    and height", as the stand-in answers too): a 12 MP phone photo goes cropped at the centre to the shape and
+    scaled, a PNG as a PNG. The photo's byte size is no reason to refuse it: 11 MB of noise is not what is sent."""
+    server = fake(provider)
+    photo = Image.new("RGB", (4000, 3000), "red")
+    photo.paste("blue", (0, 0, 4000, 375))  # a band at the top that a 16:9 crop at the centre leaves out
+    photo.save(tmp_path / "photo.jpg", quality=90)
+    photo.resize((400, 300)).save(tmp_path / "small.png")
+    noise = np.random.default_rng(1).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.jpg", quality=97)
+    assert (tmp_path / "noise.jpg").stat().st_size > 10_000_000  # more than OpenAI's limit for a picture as it is
+    for name in ("photo.jpg", "small.png", "noise.jpg"):
+        run(studio, provider=provider, model="sora-2", image=str(tmp_path / name), seconds=4, size="1280x720")
+    sent = [job["payload"]["input_reference"] for job in server.jobs.values()]
+    pictures = [Image.open(io.BytesIO(data)) for data in sent]
+    assert [(p.format, p.size) for p in pictures] == [("JPEG", (1280, 720)), ("PNG", (1280, 720)),
+                                                      ("JPEG", (1280, 720))]
+    assert all(p.convert("RGB").getpixel((640, 10))[0] > 200 for p in pictures[:2]), "the blue band was cropped"
+
+
+def test_a_size_left_out_follows_the_first_frame_s_shape(tmp_path):
+    """From the CLI or the API with no size: a portrait phone photo (stored sideways) makes the model's portrait
+    size, a landscape or square one its first; a size given stays."""
+    Image.new("RGB", (400, 300)).save(tmp_path / "landscape.png")
+    Image.new("RGB", (300, 300)).save(tmp_path / "square.png")
+    veo = dict(provider="gemini", model="veo-3.1-generate-001", prompt=PROMPT)
+    sizes = {name: estimate(VideoRequest(**veo, image=str(path))).size
+             for name, path in (("phone", SIDEWAYS_HEIC), ("landscape", tmp_path / "landscape.png"),
+                                ("square", tmp_path / "square.png"))}
+    assert sizes == {"phone": "720x1280", "landscape": "1280x720", "square": "1280x720"}
+    asked = VideoRequest(**veo, image=str(SIDEWAYS_HEIC), size="1280x720")
+    assert estimate(asked).size == "1280x720"
+
+
 def test_runway_aleph_restyles_a_source_video_of_its_own_length(studio, fake, source_video):
     server = fake("runway")
     plan = estimate(VideoRequest(provider="runway", model="aleph2", prompt=PROMPT, source_video=source_video))

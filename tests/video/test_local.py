@@ -231,7 +231,7 @@ def test_a_first_frame_is_seen_upright_cropped_to_shape_and_flattened_on_white(t
     pixels white, not the colour stored under them."""
     from PIL import Image
 
-    from masuka.video.local import _first_frame
+    from masuka.image.copies import fitted_frame
 
     stored = Image.new("RGBA", (64, 32), (255, 0, 0, 0))  # right half: red, but fully transparent
     stored.paste((0, 0, 255, 255), (0, 0, 32, 32))  # left half: opaque blue
@@ -239,7 +239,7 @@ def test_a_first_frame_is_seen_upright_cropped_to_shape_and_flattened_on_white(t
     exif[0x0112] = 6  # shown turned 90° clockwise: the blue half on top
     path = tmp_path / "phone.png"
     stored.save(path, exif=exif)
-    frame = _first_frame(path, (32, 32))
+    frame = fitted_frame(path, (32, 32))
     assert frame.size == (32, 32) and frame.mode == "RGB"
     assert frame.getpixel((24, 2)) == (0, 0, 255) and frame.getpixel((24, 30)) == (255, 255, 255)
 

@@ -342,6 +342,36 @@ def test_changing_size_keeps_the_seconds_while_the_model_still_makes_them(studio
     assert video.limits_for("comet", "veo3-fast", "720x1280", None, "4")[0].value == 8  # not made: its first
 
 
+def test_a_first_frame_put_in_sets_the_size_of_its_shape(studio, tmp_path):
+    """A portrait phone photo (stored sideways, as iPhones do) makes Size the model's portrait size, as the video
+    it asks for would otherwise be cropped to a strip of it; a square picture keeps the size chosen."""
+    from PIL import Image
+
+    from masuka.picture_formats import read_heif
+    from masuka.ui import video
+    from masuka.ui.common import UIContext
+    from tests.photos import SIDEWAYS_HEIC
+    from tests.video.test_inputs import PROMPT
+
+    read_heif()  # as the app does when it is built, so that Gradio's image box reads a HEIC
+    with gr.Blocks() as demo:
+        video.build(UIContext(studio))
+    form = {field_name(b): getattr(b, "value", None) for b in demo.blocks.values()}
+    frame = "First frame (optional: image-to-video)"
+    phone = tmp_path / "IMG_0001.HEIC"
+    phone.write_bytes(SIDEWAYS_HEIC.read_bytes())
+    form.update({"Prompt": PROMPT, "Provider": "gemini", "Model": "veo-3.1-generate-001", "Seconds": 6,
+                 "Size": "1280x720",
+                 frame: {"path": str(phone), "meta": {"_type": "gradio.FileData"}}})
+    fire(demo, form, frame, "upload")
+    assert form["Size"] == "720x1280" and form["Seconds"] == 6
+    assert "at 720x1280" in form["video-cost"]
+    Image.new("RGB", (64, 64)).save(tmp_path / "square.png")
+    form[frame] = {"path": str(tmp_path / "square.png"), "meta": {"_type": "gradio.FileData"}}
+    fire(demo, form, frame, "upload")
+    assert form["Size"] == "720x1280"
+
+
 def test_the_cost_line_says_how_a_long_video_is_made(studio, monkeypatch):
     from masuka.ui.video import price
 

@@ -67,6 +67,10 @@ class Provider(ServiceClient, ABC):
     variables, base URL, headers, key check) as ``service`` and defines the operations. Its module is named
     after the provider id, which is the service's name and the catalog's provider key."""
 
+    #: the API takes a first frame only at the video's own size (Sora: "Inpaint image must match the requested
+    #: width and height"): it is sent fitted to it (:func:`~masuka.image.copies.fitted_copy`)
+    frame_at_size = False
+
     @classmethod
     def key_env(cls) -> str:
         return cls.service.key_env[0]

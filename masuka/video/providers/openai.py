@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from masuka.image.copies import fitted_copy
 from masuka.services import Service
+from masuka.video.catalog import parse_size
 from masuka.video.providers.base import Clip, Provider, Status, image_mime
 
 STATES = {"queued": "queued", "in_progress": "running", "completed": "completed", "failed": "failed",
@@ -14,6 +18,7 @@ class OpenAIVideos(Provider):
 
     service = Service("openai", "OpenAI", ("OPENAI_API_KEY",), "MASUKA_OPENAI_BASE_URL", "https://api.openai.com",
                       check_path="/v1/models")
+    frame_at_size = True
 
     def wire_size(self, clip: Clip) -> str:
         return (clip.entry.get("wire_sizes") or {}).get(clip.size, clip.size)
@@ -24,8 +29,9 @@ class OpenAIVideos(Provider):
                   "size": self.wire_size(clip)}
         parts: dict = {name: (None, value) for name, value in fields.items()}
         if clip.image is not None:
-            with open(clip.image, "rb") as image:
-                parts["input_reference"] = (clip.image.name, image.read(), image_mime(clip.image))
+            suffix, frame = fitted_copy(clip.image, parse_size(clip.size))
+            name = clip.image.with_suffix(suffix).name
+            parts["input_reference"] = (name, frame, image_mime(Path(name)))
         response = self.caller.send(self.client, "POST", "/v1/videos", create=True, files=parts)
         return {"id": response.json()["id"]}
 
