@@ -9,7 +9,6 @@ so it happens where a picture someone gave is first opened, not at import.
 from __future__ import annotations
 
 import functools
-import io
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +21,8 @@ MISSING = "a HEIC/HEIF photo, which MASUKA reads through the pi-heif package: it
 #: the JPEG application segments a decoder needs: APP0 (JFIF), APP2 (the ICC colour profile), APP14 (Adobe's
 #: colour transform, for CMYK)
 JPEG_DECODING = frozenset({0xE0, 0xE2, 0xEE})
+#: the flags of a WebP's extended header (``VP8X``) saying it holds an EXIF or an XMP chunk
+WEBP_EXIF, WEBP_XMP = 0x08, 0x04
 
 
 @functools.cache
@@ -83,16 +84,28 @@ def jpeg_without_metadata(jpeg: bytes) -> bytes:
     return b"".join([*kept, jpeg[at:]])
 
 
+def webp_without_metadata(webp: bytes) -> bytes:
+    """A WebP file's bytes without its ``EXIF`` and ``XMP`` chunks, the extended header's flags for them cleared:
+    the pixels (and the colour profile), as they were."""
+    kept, at = [], 12
+    while at + 8 <= len(webp):
+        kind, size = webp[at:at + 4], int.from_bytes(webp[at + 4:at + 8], "little")
+        chunk = webp[at:at + 8 + size + size % 2]  # a chunk of an odd size is padded to an even one
+        if kind == b"VP8X":
+            chunk = chunk[:8] + bytes([chunk[8] & ~(WEBP_EXIF | WEBP_XMP)]) + chunk[9:]
+        if kind not in (b"EXIF", b"XMP "):
+            kept.append(chunk)
+        at += 8 + size + size % 2
+    body = b"WEBP" + b"".join(kept)
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
 def without_metadata(data: bytes, fmt: str) -> bytes:
     """The bytes of a JPEG, WebP or PNG file without what it says besides its pixels (a photo's EXIF and XMP, with
     where and when it was taken and the camera; a PNG's text, such as a prompt; its eXIf chunk), losslessly; the
     colour profile is kept. ``fmt`` is the file's format as Pillow names it."""
-    import piexif
-
     if fmt == "PNG":
         return png_without_text(data, also=(b"eXIf",))
     if fmt == "JPEG":
         return jpeg_without_metadata(data)
-    stripped = io.BytesIO()
-    piexif.remove(data, stripped)  # a WebP's EXIF chunk, its header's flags mended
-    return stripped.getvalue()
+    return webp_without_metadata(data)

@@ -1,9 +1,12 @@
-"""HEIC photos are read where MASUKA takes a picture; without pi-heif, the refusal says what to install."""
+"""HEIC photos are read where MASUKA takes a picture (without pi-heif, the refusal says what to install); the
+metadata a file carries is taken out losslessly."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+
+from PIL import Image
 
 from masuka.picture_formats import MISSING
 from tests.conftest import ROOT
@@ -46,3 +49,28 @@ def test_without_pi_heif_a_heic_photo_is_refused_naming_the_package_and_other_fi
     assert heic == [f"dataset: {MISSING}", f"picture: The init image is {MISSING}."]
     assert jpg[0] == "dataset: not an image (or a format MASUKA cannot read)"
     assert jpg[1].startswith("picture: The init image is not a readable image (cannot identify image file")
+
+
+def test_a_webp_loses_its_exif_and_xmp_and_keeps_its_pixels_and_colour_profile():
+    """Its EXIF and XMP chunks (where a photo was taken) go, and the extended header no longer announces them; the
+    compressed picture and the ICC profile are the same bytes. A WebP of neither (a plain one) is unchanged."""
+    import io
+
+    from PIL import ImageCms
+
+    from masuka.picture_formats import without_metadata
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "Phone"  # Make
+    buffer = io.BytesIO()
+    upright().save(buffer, "WEBP", quality=80, exif=exif, xmp=b"<x:xmpmeta>48.85N 2.35E</x:xmpmeta>", icc_profile=icc)
+    stripped = without_metadata(buffer.getvalue(), "WEBP")
+    assert b"48.85N" in buffer.getvalue() and b"48.85N" not in stripped and b"Phone" not in stripped
+    with Image.open(io.BytesIO(stripped)) as kept, Image.open(buffer) as given:
+        assert not kept.getexif() and "xmp" not in kept.info and kept.info["icc_profile"] == icc
+        assert kept.tobytes() == given.tobytes()
+        assert kept.size == given.size
+    plain = io.BytesIO()
+    upright().save(plain, "WEBP", quality=80)
+    assert without_metadata(plain.getvalue(), "WEBP") == plain.getvalue()
