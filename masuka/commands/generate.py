@@ -195,7 +195,7 @@ def checked_size(studio: Studio, request: ImageRequest) -> ImageRequest:
     if init is None or init.mask is None or init.outpaint is not None or given == (None, None):
         return request
     spec = image_spec(studio, request.owner, request.model)
-    default = init_size(init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
+    default = init_size(init, spec.size_multiple, MIN_SIDE, MAX_SIDE, spec.pixels)
     with open_picture(init.path, "init image") as picture:
         own = picture.size
     if all(value in (None, mine, rounded) for value, mine, rounded in zip(given, own, default)):

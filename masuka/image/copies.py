@@ -105,22 +105,6 @@ def fitted_copy(path: Path, size: tuple[int, int]) -> tuple[str, bytes]:
     return _encoded(fitted_frame(path, size), picture_format(path))
 
 
-def upright_size(path: str | Path) -> tuple[int, int] | None:
-    """The width and height the picture at ``path`` is seen at (a phone's portrait is stored sideways), from its
-    header; None when it is no picture Pillow reads (:func:`open_picture` says why)."""
-    from masuka.datasets.ingest import ORIENTATION_SWAPS
-
-    read_heif()
-    try:
-        with Image.open(path) as header:
-            width, height = header.size
-            if header.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) in ORIENTATION_SWAPS:
-                return height, width
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        return None
-    return width, height
-
-
 def keep_inputs(studio: Studio, plan: Any) -> None:
     """Copy a planned request's init image, mask and references into the owner's ``inputs`` folder and point the
     plan at the copies, so its history row keeps them and Reuse can redo the job; files already there stay."""

@@ -247,12 +247,14 @@ def seed_run(seed: Any, count: int) -> int:
 
 
 def _default_size(spec: ModelSpec, request: ImageRequest, references: list[Image.Image]) -> tuple[int, int]:
-    """The output size when the caller gives none: the init image's, else the first image to edit's, else the
-    model's; :class:`InvalidInput` for a picture whose shape no size within the limits has."""
+    """The output size when the caller gives none: the init image's, else the first image to edit's (brought down
+    to about the model's own pixels when larger), else the model's; :class:`InvalidInput` for a picture whose
+    shape no size within the limits has."""
     if request.init is not None:
-        return init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE)
+        return init_size(request.init, spec.size_multiple, MIN_SIDE, MAX_SIDE, spec.pixels)
     if references:
-        return picture_size(references[0].size, spec.size_multiple, MIN_SIDE, MAX_SIDE, "first image to edit")
+        return picture_size(references[0].size, spec.size_multiple, MIN_SIDE, MAX_SIDE, "first image to edit",
+                            spec.pixels)
     return spec.width, spec.height
 
 

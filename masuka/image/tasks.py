@@ -7,8 +7,9 @@ architecture's profile names for the task, built around the cached pipeline's mo
 extra memory; a task the profile names no class for is refused before the model loads (a pipeline of no known
 architecture is left to diffusers' AutoPipeline). The pipeline sees the mask blurred by the mask blur; the result
 is composited over the original through the mask feathered within itself, so every pixel outside it comes back
-exactly as it was; at the picture's default size (its own, rounded to the model's multiple) the result is scaled
-back to the picture's own size and composited over it there, so the output has the picture's exact size.
+exactly as it was; at the picture's default size (its own, brought down to about the model's own pixels and
+rounded to its multiple) the result is scaled back to the picture's own size and composited over it there, so the
+output has the picture's exact size.
 """
 
 from __future__ import annotations
@@ -116,6 +117,22 @@ def _read_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
         return eight_bit(ImageOps.exif_transpose(picture))
 
 
+def upright_size(path: str | Path) -> tuple[int, int] | None:
+    """The width and height the picture at ``path`` is seen at (a phone's portrait is stored sideways), from its
+    header; None when it is no picture Pillow reads (:func:`open_picture` says why)."""
+    from masuka.datasets.ingest import ORIENTATION_SWAPS
+
+    read_heif()
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+            if header.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) in ORIENTATION_SWAPS:
+                return height, width
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        return None
+    return width, height
+
+
 def eight_bit(picture: Image.Image) -> Image.Image:
     """A 16-bit greyscale picture (``I;16``, or ``I`` holding 16-bit values) scaled to 8 bits: Pillow's own
     conversion would clip it to white."""
@@ -125,14 +142,14 @@ def eight_bit(picture: Image.Image) -> Image.Image:
     return picture
 
 
-def init_size(init: InitImage, multiple: int, low: int, high: int) -> tuple[int, int]:
-    """The init image's size, brought into ``low..high`` and down to a multiple: the default output size; when
-    outpainting, the picture plus the padding rounded up to the multiple."""
-    with open_picture(init.path, "init image") as picture:
-        width, height = picture.size
+def init_size(init: InitImage, multiple: int, low: int, high: int, pixels: int | None = None) -> tuple[int, int]:
+    """The init image's size, brought down to about ``pixels`` (the model's own size), into ``low..high`` and down
+    to a multiple: the default output size; when outpainting, the picture plus the padding rounded up to the
+    multiple."""
+    size = upright_size(init.path) or open_picture(init.path, "init image").size  # which says why it is unreadable
     if init.outpaint is not None:
-        return outpaint_size((width, height), check_padding(init.outpaint), multiple, low, high)
-    return picture_size((width, height), multiple, low, high, "init image")
+        return outpaint_size(size, check_padding(init.outpaint), multiple, low, high)
+    return picture_size(size, multiple, low, high, "init image", pixels)
 
 
 def outpaint_size(size: tuple[int, int], padding: Padding, multiple: int, low: int = MIN_SIDE,
@@ -151,13 +168,17 @@ def outpaint_size(size: tuple[int, int], padding: Padding, multiple: int, low: i
     return width, height
 
 
-def picture_size(size: tuple[int, int], multiple: int, low: int, high: int,
-                 what: str = "picture") -> tuple[int, int]:
-    """A picture's size scaled (both sides by one factor, so its shape is kept) into ``low..high`` and rounded
-    down to a multiple (``low`` and ``high`` are multiples); :class:`InvalidInput` naming the ``what`` for a shape
-    no size within the limits has."""
+def picture_size(size: tuple[int, int], multiple: int, low: int, high: int, what: str = "picture",
+                 pixels: int | None = None) -> tuple[int, int]:
+    """A picture's size scaled (both sides by one factor, so its shape is kept) down to about ``pixels`` where it
+    has more (a model's own size: a 12 MP photo runs at about a megapixel, the size the model was trained at), into
+    ``low..high`` and rounded down to a multiple (``low`` and ``high`` are multiples); :class:`InvalidInput` naming
+    the ``what`` for a shape no size within the limits has."""
     width, height = size
-    longest, shortest = max(size), min(size)
+    if pixels is not None and width * height > pixels:
+        factor = math.sqrt(pixels / (width * height))
+        width, height = max(1, int(width * factor)), max(1, int(height * factor))
+    longest, shortest = max(width, height), min(width, height)
     if longest > high:  # whole-number arithmetic: the longest side lands on ``high`` exactly
         width, height = width * high // longest, height * high // longest
     elif shortest < low:

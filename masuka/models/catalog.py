@@ -59,6 +59,11 @@ class ModelSpec:
         return self.profile.size_multiple if self.profile else 8
 
     @property
+    def pixels(self) -> int:
+        """The pixels of the model's own size: a larger starting picture runs brought down to about that many."""
+        return self.width * self.height
+
+    @property
     def memory_needs_gb(self) -> dict[str, float | None]:
         """Peak GPU memory per memory plan: ``vram_gb`` for the full plan, ``memory_gb`` for the others."""
         return {"full": self.vram_gb, **self.memory_gb}

@@ -354,7 +354,7 @@ def model_defaults(studio: Studio, model_id: str, mode: str = "", init_image: st
     if mode == INPAINT:
         width, height = gr.skip(), gr.skip()
     else:
-        width, height = starting_size(mode, init_image, spec.size_multiple) or (spec.width, spec.height)
+        width, height = starting_size(mode, init_image, spec) or (spec.width, spec.height)
     return (spec.steps, spec.guidance, width, height, negative,
             gr.Dropdown(choices=sampler_choices(spec.architecture, model_scheduler(spec)), value=""))
 

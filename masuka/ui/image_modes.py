@@ -28,7 +28,9 @@ from masuka.image.tasks import (
     open_picture,
     picture_size,
     read_inpaint_options,
+    upright_size,
 )
+from masuka.models.catalog import ModelSpec
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, user_of
 
@@ -259,25 +261,26 @@ def picture_form_size(studio: Studio, value: Any, model_id: str, request: gr.Req
     if not path:
         return gr.skip(), gr.skip()
     try:
-        return fitted_size(path, image_spec(studio, user_of(request), model_id).size_multiple)
+        return fitted_size(path, image_spec(studio, user_of(request), model_id))
     except MasukaError:
         return gr.skip(), gr.skip()
 
 
-def starting_size(mode: str, init_image: str | None, multiple: int) -> tuple[int, int] | None:
-    """The size of the starting image in Image mode rounded to ``multiple``; None in another mode, without one or
-    with an unreadable one (Inpaint/Outpaint keeps its picture's size whatever the form says)."""
+def starting_size(mode: str, init_image: str | None, spec: ModelSpec) -> tuple[int, int] | None:
+    """The size of the starting image in Image mode as :func:`fitted_size` gives it; None in another mode, without
+    one or with an unreadable one (Inpaint/Outpaint keeps its picture's size whatever the form says)."""
     try:
-        return fitted_size(init_image, multiple) if mode == IMAGE and init_image else None
+        return fitted_size(init_image, spec) if mode == IMAGE and init_image else None
     except MasukaError:
         return None
 
 
-def fitted_size(path: str, multiple: int) -> tuple[int, int]:
-    """A picture's size as the form's width and height take it: rounded to the model's ``multiple``, within the
-    sides a request may have."""
-    with open_picture(path, "picture") as picture:
-        return picture_size(picture.size, multiple, MIN_SIDE, MAX_SIDE)
+def fitted_size(path: str, spec: ModelSpec) -> tuple[int, int]:
+    """A picture's size as the form's width and height take it: its shape at about the model's own pixels where it
+    has more (a 12 MP photo runs at about a megapixel), rounded to the model's multiple, within the sides a
+    request may have."""
+    size = upright_size(path) or open_picture(path, "picture").size  # which says why it is unreadable
+    return picture_size(size, spec.size_multiple, MIN_SIDE, MAX_SIDE, pixels=spec.pixels)
 
 
 def picked(images: list | None, index: int | None) -> str:

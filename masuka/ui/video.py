@@ -16,7 +16,7 @@ from gradio.components import Component
 
 from masuka import jobs
 from masuka.errors import InvalidInput, MasukaError
-from masuka.image.copies import upright_size
+from masuka.image.tasks import upright_size
 from masuka.remote.health import HealthTracker
 from masuka.remote.timing import RemoteSettings
 from masuka.studio import Studio

@@ -361,7 +361,7 @@ def chain_segments(entry: dict, size: str | None, seconds: int) -> list[int]:
 def _size(request: VideoRequest, entry: dict) -> str:
     """The size asked for (or the model's of the aspect asked for); left out, the model's size whose shape is
     closest to the first frame's, else its first."""
-    from masuka.image.copies import upright_size
+    from masuka.image.tasks import upright_size
 
     if request.size and request.aspect:
         raise InvalidInput("Give either a size (WxH) or an aspect ratio, not both.")

@@ -9,6 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from masuka.image.tasks import open_picture
 from masuka.models.catalog import resolve_image_model
 
 
@@ -32,7 +33,9 @@ def test_a_16_bit_starting_image_keeps_its_tones_through_the_api(live_app, tiny_
                                               strength=0.5, api_name="/generate_image")
     assert status.startswith("Done")
     row = app.studio.store.find("generations")[0]
-    kept = np.asarray(Image.open(app.studio.config.absolute(row["params"]["init_image"])).convert("L"))
+    kept_file = app.studio.config.absolute(row["params"]["init_image"])
+    assert Image.open(kept_file).mode == "I;16", "the copy kept is the 16-bit picture given"
+    kept = np.asarray(open_picture(kept_file, "init image").convert("L"))  # read as MASUKA reads it
     assert abs(kept.mean() - wanted) < 2, f"the kept copy's mean tone is {kept.mean():.1f}, not {wanted:.1f}"
     assert (kept == 255).mean() < 0.05, "the picture was clipped to white"
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from masuka.cli import main
 from masuka.errors import InvalidInput
@@ -14,6 +14,7 @@ from masuka.image.generate import ImageRequest, generate_images, plan_request
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.tasks import MIN_STRENGTH, InitImage, auto_task_class, fill_masked, picture_size
 from masuka.models import architectures
+from masuka.models.catalog import ModelSpec
 from masuka.ui.image_modes import fitted_size
 from tests.image.conftest import striped_pictures
 
@@ -373,7 +374,9 @@ def test_a_model_of_no_known_architecture_gets_diffusers_task_class_without_a_th
 
 def test_a_picture_past_the_sides_limits_keeps_its_shape_or_is_refused(studio, tiny_model, tmp_path, capsys):
     """Both sides scale by one factor into 64-2048 before rounding to the multiple (a 4032x3024 photo is not made
-    square); a shape no size there has (4000x64) is refused, naming the picture and the limits."""
+    square), and down to about the model's own pixels where the picture has more (a 3000x1000 picture runs at
+    1768x584 for a 1024x1024 model); a shape no size there has (4000x64) is refused, naming the picture and the
+    limits."""
     assert picture_size((4032, 3024), 8, 64, 2048) == (2048, 1536)
     assert picture_size((3000, 1000), 8, 64, 2048) == (2048, 680)
     assert picture_size((8, 8), 16, 64, 2048) == (64, 64) and picture_size((100, 32), 16, 64, 2048) == (192, 64)
@@ -382,13 +385,31 @@ def test_a_picture_past_the_sides_limits_keeps_its_shape_or_is_refused(studio, t
     model = str(tiny_model("sdxl"))
     Image.new("RGB", (3000, 1000), "navy").save(tmp_path / "wide.png")
     plan = plan_request(studio, ImageRequest(prompt="a boat", model=model, init=InitImage(tmp_path / "wide.png", 0.5)))
-    assert (plan.width, plan.height) == (2048, 680)
+    assert (plan.width, plan.height) == (1768, 584)
+    assert picture_size((4032, 3024), 8, 64, 2048, pixels=1024 * 1024) == (1176, 880)
+    assert picture_size((900, 600), 8, 64, 2048, pixels=1024 * 1024) == (896, 600), "a smaller one keeps its size"
     Image.new("RGB", (4000, 64), "navy").save(tmp_path / "strip.png")
     code = main(["generate", "--data-dir", str(tmp_path / "data"), "--model", model, "--prompt", "a boat",
                  "--init-image", str(tmp_path / "strip.png"), "--strength", "0.5"])
     assert code == 2 and "The init image is 4000x64" in capsys.readouterr().err
     with pytest.raises(InvalidInput, match="The picture is 4000x64"):
-        fitted_size(str(tmp_path / "strip.png"), 8)
+        fitted_size(str(tmp_path / "strip.png"), ModelSpec("m", "m", None))
+
+
+def test_a_large_photo_runs_at_the_model_s_own_pixels_and_an_inpaint_comes_back_at_its_size(studio, tiny_model,
+                                                                                           tmp_path):
+    """A 12 MP photo's default size is its shape at about the model's megapixel, not 2048x1536; inpainted, the
+    result is scaled back onto the photo at its own size."""
+    Image.new("RGB", (4032, 3024), "olive").save(tmp_path / "photo.jpg", quality=80)
+    mask = Image.new("L", (4032, 3024), 0)
+    ImageDraw.Draw(mask).rectangle((1000, 1000, 2000, 2000), fill=255)
+    mask.save(tmp_path / "mask.png")
+    model = str(tiny_model("flux"))
+    img2img = plan_request(studio, ImageRequest(prompt="x", model=model, init=InitImage(tmp_path / "photo.jpg", 0.5)))
+    assert (img2img.width, img2img.height) == (1168, 880)
+    inpaint = plan_request(studio, ImageRequest(prompt="x", model=model, init=InitImage(
+        tmp_path / "photo.jpg", 0.5, tmp_path / "mask.png")))
+    assert (inpaint.width, inpaint.height) == (1168, 880) and inpaint.task.original.size == (4032, 3024)
 
 
 def test_a_size_the_caller_gives_is_used_for_a_picture_of_any_shape(studio, tiny_model, tmp_path):

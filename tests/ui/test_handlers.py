@@ -129,11 +129,13 @@ def test_the_aspect_names_the_size_however_it_is_set(studio, tmp_path, demo):
     default: the Aspect shows the preset of the size's ratio, else "custom", which leaves the size alone."""
     from PIL import Image
 
+    from masuka.models.catalog import ModelSpec
     from masuka.ui.image_modes import fitted_size
 
     picture = tmp_path / "wide.png"
     Image.new("RGB", (200, 120), "white").save(picture)
-    assert fitted_size(str(picture), 16) == (192, 112) and image.aspect_of(192, 112) == image.CUSTOM_ASPECT
+    assert fitted_size(str(picture), ModelSpec("flux-dev", "x", "flux")) == (192, 112)
+    assert image.aspect_of(192, 112) == image.CUSTOM_ASPECT
     assert [image.aspect_of(*size) for size in ((768, 512), (512, 512), (576, 448), (1920, 1080), (640, 1536))] \
         == ["3:2", "1:1", "4:3", "16:9", image.CUSTOM_ASPECT], "a preset's size halved, its label's ratio; no 9:21"
     assert {image.aspect_of(*size) for size in ((None, 512), (512, 0), ("x", 1), (-3, 4))} == {image.CUSTOM_ASPECT}
