@@ -77,6 +77,8 @@ class TaskInput:
     start: Image.Image | None = None  # what the pipeline starts from, when not ``image`` (a filled mask)
     composite: Image.Image | None = None  # what the result is pasted through, when not ``mask``
     original: Image.Image | None = None  # the picture at its own size, when the result is scaled back onto it
+    #: the part of ``original`` that ``image`` is (left, top, right, bottom): Only masked at the picture's own size
+    box: tuple[int, int, int, int] | None = None
 
 
 def open_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
@@ -222,7 +224,26 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
     if not own_size or picture.size == image.size:
         return TaskInput("inpaint", image, blurred, strength, init, start, feather(mask, blur))
     own_mask = _read_mask(init, picture.size, picture.size)
+    if init.only_masked_padding is not None:
+        return _only_masked(init, picture, own_mask, (width, height), strength)
     return TaskInput("inpaint", image, blurred, strength, init, start, feather(own_mask, blur), picture)
+
+
+def _only_masked(init: InitImage, picture: Image.Image, own_mask: Image.Image, size: tuple[int, int],
+                 strength: float) -> TaskInput:
+    """Only masked at the picture's own size: the part around the mask (its padding scaled to the picture, then
+    grown to the run's shape, as diffusers crops) is cut from the full picture and repainted at the run size, so
+    a small part of a large photo is repainted at the model's resolution, not at the whole photo's scaled down."""
+    from diffusers.image_processor import VaeImageProcessor
+
+    padding = round(int(init.only_masked_padding or 0) * picture.width / size[0])
+    box = VaeImageProcessor.get_crop_region(own_mask, *size, pad=padding)
+    image = picture.crop(box).resize(size, Image.Resampling.LANCZOS)
+    mask = resize_mask(own_mask.crop(box), size)
+    blur = int(init.mask_blur)
+    start = fill_masked(image, mask) if init.fill_masked else None
+    blurred = mask.filter(ImageFilter.GaussianBlur(blur)) if blur else mask
+    return TaskInput("inpaint", image, blurred, strength, init, start, feather(own_mask, blur), picture, box)
 
 
 def _read_mask(init: InitImage, picture: tuple[int, int], size: tuple[int, int]) -> Image.Image:
@@ -397,20 +418,25 @@ def task_kwargs(task: TaskInput | None) -> dict:
     kwargs: dict[str, Any] = {"image": task.start or task.image, "strength": task.strength}
     if task.mask is not None:
         kwargs["mask_image"] = task.mask
-        if task.source.only_masked_padding is not None:  # diffusers crops, repaints at full size, pastes back
-            kwargs["padding_mask_crop"] = int(task.source.only_masked_padding)
+        if task.source.only_masked_padding is not None and task.box is None:  # diffusers crops, repaints at
+            kwargs["padding_mask_crop"] = int(task.source.only_masked_padding)  # full size, pastes back
     return kwargs
 
 
 def finish(image: Image.Image, task: TaskInput | None) -> Image.Image:
-    """An inpainted image pasted over the original through the mask (scaled back to the picture's own size
-    first, when the task says so); anything else as it is."""
+    """An inpainted image pasted over the original through the mask (scaled back to the picture's own size first,
+    or the part repainted put back in its place, when the task says so); anything else as it is."""
     if task is None or task.mask is None:
         return image
     through = task.mask if task.composite is None else task.composite
     if task.original is None:
         return Image.composite(image.convert("RGB"), task.image, through)
-    scaled = image.convert("RGB").resize(task.original.size, Image.Resampling.LANCZOS)
+    if task.box is None:
+        scaled = image.convert("RGB").resize(task.original.size, Image.Resampling.LANCZOS)
+    else:  # the repainted part back in its place
+        left, top, right, bottom = task.box
+        scaled = task.original.copy()
+        scaled.paste(image.convert("RGB").resize((right - left, bottom - top), Image.Resampling.LANCZOS), (left, top))
     return Image.composite(scaled, task.original, through)
 
 

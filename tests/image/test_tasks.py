@@ -412,6 +412,34 @@ def test_a_large_photo_runs_at_the_model_s_own_pixels_and_an_inpaint_comes_back_
     assert (inpaint.width, inpaint.height) == (1168, 880) and inpaint.task.original.size == (4032, 3024)
 
 
+def test_only_masked_on_a_large_photo_repaints_the_part_cut_from_the_full_photo(studio, tiny_model, tmp_path):
+    """Only masked on a photo larger than the run: the part around the mask is cut from the photo at its own size
+    and repainted at the run size (diffusers' own crop would take it from the photo scaled down, at a third of the
+    resolution here), then put back in its place; every pixel outside the mask comes back as it was."""
+    from masuka.image.tasks import task_kwargs
+
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
+    photo.save(tmp_path / "photo.png")
+    mask = Image.new("L", (1600, 1200), 0)
+    ImageDraw.Draw(mask).rectangle((760, 560, 839, 619), fill=255)
+    mask.save(tmp_path / "mask.png")
+    init = InitImage(tmp_path / "photo.png", 0.9, tmp_path / "mask.png", mask_blur=0, only_masked_padding=16)
+    request = ImageRequest(prompt="a stone", model=str(tiny_model("flux")), steps=1, seed=2, init=init)
+    task = plan_request(studio, request).task
+    left, top, right, bottom = task.box
+    assert task.image.size == (1168, 880) and "padding_mask_crop" not in task_kwargs(task)
+    assert left <= 760 - 16 and top <= 560 - 16 and right >= 840 + 16 and bottom >= 620 + 16
+    assert right - left < 300, "a part around the mask, not the whole photo"
+    assert np.array_equal(np.asarray(task.image), np.asarray(photo.crop(task.box).resize((1168, 880),
+                                                                                         Image.Resampling.LANCZOS)))
+    (result,) = generate_images(studio, request)
+    made = np.asarray(Image.open(result.path).convert("RGB"))
+    inside = np.asarray(mask) > 0
+    assert made.shape == (1200, 1600, 3) and np.array_equal(made[~inside], np.asarray(photo)[~inside])
+    assert (made[inside] != np.asarray(photo)[inside]).any()
+
+
 def test_a_size_the_caller_gives_is_used_for_a_picture_of_any_shape(studio, tiny_model, tmp_path):
     """A1111 clients always send width and height: a 4000x100 picture is read at the size given, not refused for
     its shape; with a side left out the size still comes from the picture (and such a shape is refused)."""
