@@ -5,7 +5,9 @@ copy) or sent to a video provider is a plain copy (:func:`plain_copy`). A JPEG, 
 its own bytes less its metadata (a photo's EXIF: where and when it was taken, the camera; a PNG's text, such as a
 prompt), so a photo keeps its quality and its size on disk; one turned by its EXIF orientation (a phone photo),
 or in another format (an iPhone's HEIC, AVIF, TIFF, a camera's MPO), is an upright JPEG or PNG of it
-(:func:`upright_copy`), as the Datasets tab keeps its processed copies.
+(:func:`upright_copy`), as the Datasets tab keeps its processed copies. A video's first frame for a local model,
+or for an API that takes one only at the video's size, is fitted to that size (:func:`fitted_frame`). Kept copies
+go in the owner's ``inputs`` folder (:func:`keep_input`).
 """
 
 from __future__ import annotations
