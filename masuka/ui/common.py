@@ -49,6 +49,8 @@ class Form:
     tab: str = ""  # the id of the tab it sits in ("" = the kind's own tab)
     adapt: Callable[[dict], dict] | None = None  # an entry's fields as the form takes them (Reuse)
     accordion: gr.Accordion | None = None  # the accordion it sits in, opened with the tab (Reuse)
+    #: what the form does once another tab's "Send to" put a picture in it: (handler, inputs, outputs)
+    sent: tuple[Callable, list[Component], list[Component]] | None = None
 
     @property
     def tab_id(self) -> str:
@@ -111,12 +113,13 @@ class UIContext:
 
     def register_form(self, kind: str, fields: dict[str, Component], buttons: dict[str, gr.Button] | None = None,
                       *, tab: str = "", adapt: Callable[[dict], dict] | None = None,
-                      accordion: gr.Accordion | None = None) -> Form:
+                      accordion: gr.Accordion | None = None,
+                      sent: tuple[Callable, list[Component], list[Component]] | None = None) -> Form:
         """The form that makes entries of ``kind`` ("image", "video", "upscale"): History's Reuse fills ``fields``
         by name (from the entry's fields through ``adapt``) and shows ``tab`` (default: the kind's tab), opening
         ``accordion`` when the form sits in one; other tabs read the fields (and wire ``buttons``) through
-        :meth:`form`."""
-        form = self.forms[kind] = Form(kind, dict(fields), dict(buttons or {}), tab, adapt, accordion)
+        :meth:`form`, and run ``sent`` after putting a picture in."""
+        form = self.forms[kind] = Form(kind, dict(fields), dict(buttons or {}), tab, adapt, accordion, sent)
         return form
 
     def form(self, kind: str) -> Form:

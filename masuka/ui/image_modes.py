@@ -362,13 +362,16 @@ def send_picked_to_upscale(images: list | None, index: int | None):
 
 def send_to_other_tabs(ctx: UIContext, send: dict[str, gr.Button], gallery: gr.Gallery, selected: gr.State) -> None:
     """The "Send to Video first frame" and "Send to Datasets" buttons: the result goes into that tab's form (the
-    first frame; the files to add to a dataset) and that tab is shown. Call once every tab is built; a button whose
-    tab is missing does nothing."""
+    first frame; the files to add to a dataset), that tab is shown and the form does what it does with a picture
+    sent (the Video form: the size of its shape). Call once every tab is built; a button whose tab is missing does
+    nothing."""
     for target, (kind, field, many) in OTHER_TABS.items():
         form = ctx.forms.get(kind)
         if form is not None and ctx.tabs is not None:
-            send[target].click(bind(send_picked, form.tab_id, many), [gallery, selected], [form[field], ctx.tabs],
-                               api_visibility="private")
+            event = send[target].click(bind(send_picked, form.tab_id, many), [gallery, selected],
+                                       [form[field], ctx.tabs], api_visibility="private")
+            if form.sent is not None:
+                event.then(*form.sent, api_visibility="private")
 
 
 def send_picked(tab: str, many: bool, images: list | None, index: int | None):

@@ -112,16 +112,18 @@ def build(ctx: UIContext) -> None:
         with gr.Column(scale=3):
             panel = _jobs_panel()
     timer = gr.Timer(REFRESH_S)
-    ctx.register_form("video", dict(zip(REUSE_FIELDS, form.pick(REUSE_FIELDS))), adapt=reuse_fields)
+    limits, read = [form.seconds, form.size, form.negative], form.pick(LIMIT_INPUTS)
+    framed = [form.provider, form.model, form.image, *read]  # a first frame put in: the size of its shape
+    ctx.register_form("video", dict(zip(REUSE_FIELDS, form.pick(REUSE_FIELDS))), adapt=reuse_fields,
+                      sent=(size_of_frame, framed, limits))
     private, listed = {"api_visibility": "private"}, bind(video_status, studio)
     status_outputs = [panel.table, panel.gallery, panel.player, form.health, form.latest_job]
     panel.refresh.click(listed, None, status_outputs, api_name="video_status")  # first: it owns the name
-    limits, read = [form.seconds, form.size, form.negative], form.pick(LIMIT_INPUTS)
     for source in (form.provider, form.show_retired):  # .input: Reuse sets provider, model and their limits
         source.input(models_for, [form.provider, form.show_retired, *read], [form.model, *limits], **private)
     for source in (form.model, form.size):
         source.input(limits_for, [form.provider, form.model, *read], limits, **private)
-    form.image.upload(size_of_frame, [form.provider, form.model, form.image, *read], limits, **private)
+    form.image.upload(size_of_frame, framed, limits, **private)
     form.source_video.change(seconds_of_source, [form.provider, form.model, form.source_video], form.seconds,
                              **private)
     # One estimate at a time, in the order asked: a change that sets another field (a model's sizes) must not

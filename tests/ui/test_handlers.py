@@ -527,3 +527,24 @@ def test_history_s_filters_follow_every_generation_as_its_table_does(demo):
     table = after("load", ["Outputs on this page", "Entries", None, "Page"])
     assert table, "History's table follows the generations"
     assert len(after("choices", ["Kind", "Model", "LoRA", "Status"])) == len(table)  # one after each, as the table
+
+
+def test_a_result_sent_to_video_sets_the_size_of_its_shape_as_an_upload_does(demo, tmp_path):
+    """"Send to Video first frame" puts the result in and then runs what an upload of it runs: a portrait image
+    sends Size to the model's portrait size."""
+    from PIL import Image
+
+    from masuka.ui.video import size_of_frame
+
+    fns = list(demo.fns.values())
+    button = next(block for block in demo.blocks.values()
+                  if isinstance(block, gr.Button) and block.value == "Send to Video first frame")
+    [sent] = [fn for fn in fns if (button._id, "click") in fn.targets]
+    [then] = [fn for fn in fns if fn.trigger_after == sent._id]
+    upload = next(fn for fn in fns if fn.name == "size_of_frame" and fn.trigger_after is None)
+    assert then.fn.__name__ == "size_of_frame" and then.inputs == upload.inputs and then.outputs == upload.outputs
+    assert "Size" in [getattr(block, "label", None) for block in then.outputs]
+    Image.new("RGB", (832, 1216)).save(tmp_path / "portrait.png")  # what an image model makes for 2:3
+    _seconds, size, _negative = size_of_frame("gemini", "veo-3.1-generate-001", str(tmp_path / "portrait.png"),
+                                              "1280x720")
+    assert size.value == "720x1280"
