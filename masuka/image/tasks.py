@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
+from masuka.datasets.ingest import to_rgb
 from masuka.errors import InvalidInput
 from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.memory import sharing_weights
@@ -209,7 +210,7 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
         raise InvalidInput(f"The mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {init.mask_blur}).")
     if init.outpaint is not None:
         return _prepare_outpaint(init, width, height, strength, multiple)
-    picture = open_picture(init.path, "init image").convert("RGB")
+    picture = to_rgb(open_picture(init.path, "init image"))  # transparency on white, as A1111 flattens it
     image = picture.resize((width, height), Image.Resampling.LANCZOS)
     if init.mask is None:
         return TaskInput("img2img", image, None, strength, init)
@@ -280,7 +281,7 @@ def resize_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
 def _prepare_outpaint(init: InitImage, width: int, height: int, strength: float, multiple: int) -> TaskInput:
     """The picture on its grown canvas; the new area (and the picture's own mask) is repainted."""
     padding = check_padding(init.outpaint)
-    picture = open_picture(init.path, "init image").convert("RGB")
+    picture = to_rgb(open_picture(init.path, "init image"))  # transparency on white, as A1111 flattens it
     size = outpaint_size(picture.size, padding, multiple)
     if (width, height) != size:
         raise InvalidInput(f"Outpainting makes a {size[0]}x{size[1]} image (the picture plus the padding, rounded "

@@ -33,6 +33,7 @@ from masuka.image.tasks import (
 from masuka.models.catalog import ModelSpec
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, user_of
+from masuka.ui.paint_canvas import paint_canvas
 
 TEXT, IMAGE, INPAINT, EDIT = MODES = ("Text", "Image", "Inpaint/Outpaint", "Edit")
 VIDEO = "Video first frame"
@@ -72,7 +73,7 @@ class ModeWidgets:
 
     @classmethod
     def build(cls) -> ModeWidgets:
-        canvas = gr.ImageEditor(type="filepath", format="png", label="Picture: paint over what to repaint",
+        canvas = paint_canvas(type="filepath", format="png", label="Picture: paint over what to repaint",
                                 brush=gr.Brush(default_size=24, colors=["#ffffff"], color_mode="fixed"),
                                 transforms=(), layers=False, height=320, visible=False, elem_id="masuka-canvas")
         with gr.Row():

@@ -440,6 +440,20 @@ def test_only_masked_on_a_large_photo_repaints_the_part_cut_from_the_full_photo(
     assert (made[inside] != np.asarray(photo)[inside]).any()
 
 
+def test_a_transparent_starting_picture_is_flattened_on_white_as_a1111_flattens_it(tmp_path):
+    """What lies under a transparent pixel (often black, whatever the tool left there) is not the picture: the
+    pipeline starts from white there, as A1111's default background colour for img2img; the canvas's own picture
+    reaches MASUKA as the browser sent it (with its alpha), so this holds there too."""
+    from masuka.image.tasks import prepare
+
+    picture = Image.new("RGBA", (64, 64), (0, 0, 0, 0))  # black, fully transparent
+    picture.paste((200, 30, 30, 255), (0, 0, 32, 64))  # an opaque red left half
+    picture.save(tmp_path / "cutout.png")
+    task = prepare(InitImage(tmp_path / "cutout.png", 0.5), 64, 64, False)
+    assert task.image.mode == "RGB" and task.image.getpixel((48, 32)) == (255, 255, 255)
+    assert task.image.getpixel((16, 32)) == (200, 30, 30)
+
+
 def test_a_size_the_caller_gives_is_used_for_a_picture_of_any_shape(studio, tiny_model, tmp_path):
     """A1111 clients always send width and height: a 4000x100 picture is read at the size given, not refused for
     its shape; with a side left out the size still comes from the picture (and such a shape is refused)."""
