@@ -21,6 +21,7 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from masuka.datasets.ingest import LOSSY, PROCESSED_AS, to_rgb
 from masuka.errors import InvalidInput
 from masuka.image.tasks import open_picture
 from masuka.picture_formats import read_heif, without_metadata
@@ -58,8 +59,6 @@ def upright_copy(path: str | Path, fmt: str | None, what: str = "picture") -> tu
 
 
 def _encoded(picture: Image.Image, fmt: str | None) -> tuple[str, bytes]:
-    from masuka.datasets.ingest import LOSSY, PROCESSED_AS, to_rgb
-
     suffix, options = PROCESSED_AS[fmt in LOSSY]
     picture = to_rgb(picture) if options["format"] == "JPEG" else png_mode(picture)
     buffer = io.BytesIO()
@@ -96,8 +95,6 @@ def _made(path: str, what: str) -> tuple[str, bytes]:
 def fitted_frame(path: str | Path, size: tuple[int, int], what: str = "first frame") -> Image.Image:
     """The picture at ``path`` as a video's frame of ``size``: upright, transparency on white, cropped at the centre
     to ``size``'s shape and scaled to it."""
-    from masuka.datasets.ingest import to_rgb
-
     with open_picture(path, what) as picture:
         return ImageOps.fit(to_rgb(picture), size)
 

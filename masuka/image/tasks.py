@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
-from masuka.datasets.ingest import to_rgb
+from masuka.datasets.ingest import ORIENTATION_SWAPS, to_rgb
 from masuka.errors import InvalidInput
 from masuka.image.limits import MAX_SIDE, MIN_SIDE
 from masuka.image.memory import sharing_weights
@@ -123,8 +123,6 @@ def _read_picture(path: str | Path | BinaryIO, what: str) -> Image.Image:
 def upright_size(path: str | Path) -> tuple[int, int] | None:
     """The width and height the picture at ``path`` is seen at (a phone's portrait is stored sideways), from its
     header; None when it is no picture Pillow reads (:func:`open_picture` says why)."""
-    from masuka.datasets.ingest import ORIENTATION_SWAPS
-
     read_heif()
     try:
         with Image.open(path) as header:
