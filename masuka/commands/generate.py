@@ -189,15 +189,14 @@ def checked_size(studio: Studio, request: ImageRequest) -> ImageRequest:
     from masuka.errors import InvalidInput
     from masuka.image.generate import image_spec
     from masuka.image.limits import MAX_SIDE, MIN_SIDE
-    from masuka.image.tasks import init_size, open_picture
+    from masuka.image.tasks import init_size, seen_size
 
     init, given = request.init, (request.width, request.height)
     if init is None or init.mask is None or init.outpaint is not None or given == (None, None):
         return request
     spec = image_spec(studio, request.owner, request.model)
     default = init_size(init, spec.size_multiple, MIN_SIDE, MAX_SIDE, spec.pixels)
-    with open_picture(init.path, "init image") as picture:
-        own = picture.size
+    own = seen_size(init.path, "init image")
     if all(value in (None, mine, rounded) for value, mine, rounded in zip(given, own, default)):
         return replace(request, width=None, height=None)
     size = f"{own[0]}x{own[1]}" + ("" if own == default else

@@ -7,7 +7,7 @@ from pathlib import Path
 from PIL import Image, ImageChops
 
 from masuka.image.copies import KEPT_PNG
-from masuka.image.tasks import open_picture, upright_size
+from masuka.image.tasks import open_picture, seen_size
 
 
 def painted_mask(layers: list[str | Path], size: tuple[int, int]) -> Image.Image | None:
@@ -25,8 +25,7 @@ def save_painted_mask(layers: list[str | Path], picture: str | Path) -> Path | N
     the same layer, so checking a form and running it write it once); ``None`` when nothing is painted."""
     if not layers:
         return None
-    size = upright_size(picture) or open_picture(picture, "picture").size  # the latter says why it is unreadable
-    mask = painted_mask(layers, size)
+    mask = painted_mask(layers, seen_size(picture, "picture"))
     if mask is None:
         return None
     path = Path(layers[0]).with_name(Path(layers[0]).stem + "-mask.png")

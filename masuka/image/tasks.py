@@ -134,6 +134,11 @@ def upright_size(path: str | Path) -> tuple[int, int] | None:
     return width, height
 
 
+def seen_size(path: str | Path, what: str) -> tuple[int, int]:
+    """:func:`upright_size`, or :class:`InvalidInput` saying why the picture cannot be read (naming it ``what``)."""
+    return upright_size(path) or open_picture(path, what).size
+
+
 def eight_bit(picture: Image.Image) -> Image.Image:
     """A 16-bit greyscale picture (``I;16``, or ``I`` holding 16-bit values) scaled to 8 bits: Pillow's own
     conversion would clip it to white."""
@@ -147,7 +152,7 @@ def init_size(init: InitImage, multiple: int, low: int, high: int, pixels: int |
     """The init image's size, brought down to about ``pixels`` (the model's own size), into ``low..high`` and down
     to a multiple: the default output size; when outpainting, the picture plus the padding rounded up to the
     multiple."""
-    size = upright_size(init.path) or open_picture(init.path, "init image").size  # which says why it is unreadable
+    size = seen_size(init.path, "init image")
     if init.outpaint is not None:
         return outpaint_size(size, check_padding(init.outpaint), multiple, low, high)
     return picture_size(size, multiple, low, high, "init image", pixels)
@@ -208,41 +213,44 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
         raise InvalidInput(f"The mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {init.mask_blur}).")
     if init.outpaint is not None:
         return _prepare_outpaint(init, width, height, strength, multiple)
+    size = (width, height)
     picture = to_rgb(open_picture(init.path, "init image"))  # transparency on white, as A1111 flattens it
-    image = picture.resize((width, height), Image.Resampling.LANCZOS)
     if init.mask is None:
-        return TaskInput("img2img", image, None, strength, init)
-    mask = _read_mask(init, picture.size, (width, height))
+        return TaskInput("img2img", picture.resize(size, Image.Resampling.LANCZOS), None, strength, init)
+    if not own_size or picture.size == size:  # the result is pasted over the picture at the run size
+        own_mask, box = None, None
+        mask = _painted(init, _read_mask(init, picture.size, size))
+    else:  # ... or scaled back onto it at its own size (only the part around the mask: Only masked)
+        own_mask = _painted(init, _read_mask(init, picture.size, picture.size))
+        box = None if init.only_masked_padding is None else _masked_part(init, own_mask, size)
+        mask = resize_mask(own_mask if box is None else own_mask.crop(box), size)
+    image = (picture if box is None else picture.crop(box)).resize(size, Image.Resampling.LANCZOS)
+    start = fill_masked(image, mask) if init.fill_masked else None
+    blur = int(init.mask_blur)
+    blurred = mask.filter(ImageFilter.GaussianBlur(blur)) if blur else mask
+    if own_mask is None:
+        return TaskInput("inpaint", image, blurred, strength, init, start, feather(mask, blur))
+    return TaskInput("inpaint", image, blurred, strength, init, start, feather(own_mask, blur), picture, box)
+
+
+def _painted(init: InitImage, mask: Image.Image) -> Image.Image:
+    """``mask``, refused when it repaints nothing."""
     if mask.getextrema()[1] == 0:
         raise InvalidInput("The mask is all white and Inpaint not masked repaints its black part: paint black where "
                            "the image should change." if init.invert_mask else
                            "The mask is all black: paint white where the image should change.")
-    start = fill_masked(image, mask) if init.fill_masked else None
-    blur = int(init.mask_blur)
-    blurred = mask.filter(ImageFilter.GaussianBlur(blur)) if blur else mask
-    if not own_size or picture.size == image.size:
-        return TaskInput("inpaint", image, blurred, strength, init, start, feather(mask, blur))
-    own_mask = _read_mask(init, picture.size, picture.size)
-    if init.only_masked_padding is not None:
-        return _only_masked(init, picture, own_mask, (width, height), strength)
-    return TaskInput("inpaint", image, blurred, strength, init, start, feather(own_mask, blur), picture)
+    return mask
 
 
-def _only_masked(init: InitImage, picture: Image.Image, own_mask: Image.Image, size: tuple[int, int],
-                 strength: float) -> TaskInput:
-    """Only masked at the picture's own size: the part around the mask (its padding scaled to the picture, then
-    grown to the run's shape, as diffusers crops) is cut from the full picture and repainted at the run size, so
-    a small part of a large photo is repainted at the model's resolution, not at the whole photo's scaled down."""
+def _masked_part(init: InitImage, own_mask: Image.Image, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Only masked at the picture's own size: the part of the picture around the mask (its padding scaled to the
+    picture, then grown to the run's shape, as diffusers crops) that is cut from the full picture and repainted at
+    the run size, so a small part of a large photo is repainted at the model's resolution, not at the whole
+    photo's scaled down."""
     from diffusers.image_processor import VaeImageProcessor
 
-    padding = round(int(init.only_masked_padding or 0) * picture.width / size[0])
-    box = VaeImageProcessor.get_crop_region(own_mask, *size, pad=padding)
-    image = picture.crop(box).resize(size, Image.Resampling.LANCZOS)
-    mask = resize_mask(own_mask.crop(box), size)
-    blur = int(init.mask_blur)
-    start = fill_masked(image, mask) if init.fill_masked else None
-    blurred = mask.filter(ImageFilter.GaussianBlur(blur)) if blur else mask
-    return TaskInput("inpaint", image, blurred, strength, init, start, feather(own_mask, blur), picture, box)
+    padding = round(int(init.only_masked_padding or 0) * own_mask.width / size[0])
+    return VaeImageProcessor.get_crop_region(own_mask, *size, pad=padding)
 
 
 def _read_mask(init: InitImage, picture: tuple[int, int], size: tuple[int, int]) -> Image.Image:

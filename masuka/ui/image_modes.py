@@ -25,10 +25,9 @@ from masuka.image.tasks import (
     MAX_SIDE_PADDING,
     ONLY_MASKED_PADDING,
     InitImage,
-    open_picture,
     picture_size,
     read_inpaint_options,
-    upright_size,
+    seen_size,
 )
 from masuka.models.catalog import ModelSpec
 from masuka.studio import Studio
@@ -280,8 +279,7 @@ def fitted_size(path: str, spec: ModelSpec) -> tuple[int, int]:
     """A picture's size as the form's width and height take it: its shape at about the model's own pixels where it
     has more (a 12 MP photo runs at about a megapixel), rounded to the model's multiple, within the sides a
     request may have."""
-    size = upright_size(path) or open_picture(path, "picture").size  # which says why it is unreadable
-    return picture_size(size, spec.size_multiple, MIN_SIDE, MAX_SIDE, pixels=spec.pixels)
+    return picture_size(seen_size(path, "picture"), spec.size_multiple, MIN_SIDE, MAX_SIDE, pixels=spec.pixels)
 
 
 def picked(images: list | None, index: int | None) -> str:
