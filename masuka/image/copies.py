@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from masuka.datasets.ingest import LOSSY, PROCESSED_AS, to_rgb
 from masuka.errors import InvalidInput
-from masuka.image.tasks import open_picture
+from masuka.image.tasks import open_picture, stands_upright
 from masuka.picture_formats import read_heif, without_metadata
 from masuka.studio import Studio
 from masuka.users import output_dir
@@ -87,9 +88,18 @@ def _made(path: str, what: str) -> tuple[str, bytes]:
     picture = open_picture(path, what)  # read whole, upright: one MASUKA cannot read is refused here
     if fmt in AS_IS:
         with Image.open(path) as header:
-            if header.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) == 1:
+            if stands_upright(header):
                 return AS_IS[fmt], without_metadata(Path(path).read_bytes(), fmt)
     return _encoded(picture, fmt)
+
+
+def smaller_copy(path: str | Path, pixels: int, what: str = "picture") -> tuple[str, bytes]:
+    """The suffix and bytes of the picture at ``path`` upright, scaled to at most ``pixels`` (its shape kept), as a
+    file of no metadata: a JPEG of a photo, a PNG of a lossless picture."""
+    with open_picture(path, what) as picture:
+        scale = min(1.0, math.sqrt(pixels / (picture.width * picture.height)))
+        picture.thumbnail((max(1, int(picture.width * scale)), max(1, int(picture.height * scale))))
+        return _encoded(picture, picture_format(path))
 
 
 def fitted_frame(path: str | Path, size: tuple[int, int], what: str = "first frame") -> Image.Image:

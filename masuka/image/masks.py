@@ -11,12 +11,15 @@ from masuka.image.tasks import open_picture, seen_size
 
 
 def painted_mask(layers: list[str | Path], size: tuple[int, int]) -> Image.Image | None:
-    """White wherever a layer is painted (its alpha above 0) at ``size``; ``None`` when nothing is painted."""
+    """White wherever a layer is painted (its alpha above 0) at ``size``; ``None`` when nothing is painted. A layer
+    painted over a smaller copy of the picture (the canvas's) is scaled up smoothly, not in blocks."""
     mask = Image.new("L", size, 0)
     for layer in layers:
         alpha = open_picture(layer, "painted mask").convert("RGBA").getchannel("A")
-        alpha = alpha.resize(size, Image.Resampling.NEAREST)
-        mask = ImageChops.lighter(mask, alpha.point(lambda value: 255 if value else 0))
+        painted = alpha.point(lambda value: 255 if value else 0)
+        if painted.size != size:
+            painted = painted.resize(size, Image.Resampling.BILINEAR).point(lambda value: 255 if value >= 128 else 0)
+        mask = ImageChops.lighter(mask, painted)
     return mask if mask.getextrema()[1] else None
 
 

@@ -134,6 +134,11 @@ def upright_size(path: str | Path) -> tuple[int, int] | None:
     return width, height
 
 
+def stands_upright(header: Image.Image) -> bool:
+    """Whether an opened picture is seen as it is stored: no EXIF orientation turns it."""
+    return header.getexif().get(ImageOps.ExifTags.Base.Orientation, 1) == 1
+
+
 def seen_size(path: str | Path, what: str) -> tuple[int, int]:
     """:func:`upright_size`, or :class:`InvalidInput` saying why the picture cannot be read (naming it ``what``)."""
     return upright_size(path) or open_picture(path, what).size

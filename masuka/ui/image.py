@@ -286,9 +286,8 @@ def _wire(ctx: UIContext, tab: ImageTab) -> gr.State:
     tab.mode.change(modes.show, tab.mode, [tab.start_group, tab.init_image, tab.mask, tab.strength, tab.run,
                                            tab.edit_run, tab.aspect, tab.width, tab.height, *modes.shown()],
                     **private).then(
-        bind(carry_picture, studio), [tab.mode, tab.chosen_mode, tab.init_image, modes.canvas, modes.references,
-                                      tab.model], [tab.init_image, modes.canvas, modes.references, tab.width,
-                                                   tab.height], **private).then(
+        bind(carry_picture, studio), [tab.mode, tab.chosen_mode, tab.init_image, modes.references, tab.model],
+        [tab.init_image, modes.references, tab.width, tab.height], **private).then(
         lambda chosen: chosen, tab.mode, tab.chosen_mode, **private)
     selected = wire_send_to(studio, tab.send, tab.gallery, tab.mode, tab.init_image, modes, tab.model,
                             [tab.width, tab.height])

@@ -32,7 +32,7 @@ from masuka.image.tasks import (
 from masuka.models.catalog import ModelSpec
 from masuka.studio import Studio
 from masuka.ui.common import UIContext, bind, user_of
-from masuka.ui.paint_canvas import paint_canvas
+from masuka.ui.paint_canvas import canvas_picture, paint_canvas
 
 TEXT, IMAGE, INPAINT, EDIT = MODES = ("Text", "Image", "Inpaint/Outpaint", "Edit")
 VIDEO = "Video first frame"
@@ -72,7 +72,7 @@ class ModeWidgets:
 
     @classmethod
     def build(cls) -> ModeWidgets:
-        canvas = paint_canvas(type="filepath", format="png", label="Picture: paint over what to repaint",
+        canvas = paint_canvas(type="filepath", format="png", label="Mask: paint over what to repaint",
                                 brush=gr.Brush(default_size=24, colors=["#ffffff"], color_mode="fixed"),
                                 transforms=(), layers=False, height=320, visible=False, elem_id="masuka-canvas")
         with gr.Row():
@@ -113,7 +113,7 @@ class ModeWidgets:
         """Visibility of (start group, starting image, mask file, strength, Generate, Edit, aspect, width, height,
         *:meth:`shown`): an edit takes its first image's size, so the size fields go in Edit mode."""
         starts, inpaint, edit = mode in (IMAGE, INPAINT, EDIT), mode == INPAINT, mode == EDIT
-        visible = [starts, mode == IMAGE, inpaint, mode in (IMAGE, INPAINT), not edit, edit, *[not edit] * 3,
+        visible = [starts, mode in (IMAGE, INPAINT), inpaint, mode in (IMAGE, INPAINT), not edit, edit, *[not edit] * 3,
                    inpaint, inpaint, inpaint, inpaint, edit]
         return [gr.update(visible=flag) for flag in visible]
 
@@ -122,8 +122,9 @@ def mode_request_inputs(mode: str, init_image: str | None, mask: str | None, out
                         canvas: dict | None) -> tuple[str | None, str | None, tuple | None]:
     """(starting image, mask, outpaint padding) as ``mode`` uses them; an empty mode (the API) takes them as given,
     a canvas given there (its picture or strokes) making it an Inpaint/Outpaint as in the tab. A mode that starts
-    from a picture refuses to run without it (rather than quietly make a text-to-image); Inpaint/Outpaint takes its
-    picture from the canvas only (the Image mode's, hidden there, is not it)."""
+    from a picture refuses to run without it (rather than quietly make a text-to-image); Inpaint/Outpaint takes the
+    starting image (the canvas shows it, perhaps smaller: the strokes are scaled to it), else the canvas's picture
+    (an API caller's)."""
     canvas = canvas or {}
     layers = [layer for layer in canvas.get("layers") or [] if layer]
     if mode == "" and (canvas.get("background") or layers):
@@ -138,7 +139,7 @@ def mode_request_inputs(mode: str, init_image: str | None, mask: str | None, out
         return init_image, (mask if mode == "" else None), padding
     if mode != INPAINT:
         return None, None, None
-    picture = canvas.get("background")
+    picture = init_image or canvas.get("background")
     if not picture:
         raise InvalidInput("Add the picture to inpaint or outpaint.")
     painted = save_painted_mask(layers, picture)
@@ -220,14 +221,11 @@ def guide_fields(found: dict) -> dict:
 
 
 def reuse_fields(fields: dict) -> dict:
-    """A reused image row's fields plus the mode that redoes its task, the picture on the inpaint canvas (emptied
-    in another mode) and the blanks of the mode, inpaint option and guide fields it lacks, so that nothing of the
-    entry reused before stays in the form."""
-    fields = {**MODE_BLANKS, **guide_fields(fields), **inpaint_fields(fields),
-              "mode": TASK_MODES.get(fields.get("task"), TEXT)}
-    picture = fields.get("init_image") if fields["mode"] == INPAINT else None
-    fields["canvas"] = {"background": picture, "layers": [], "composite": picture} if picture else None
-    return fields
+    """A reused image row's fields plus the mode that redoes its task and the blanks of the mode, inpaint option and
+    guide fields it lacks, so that nothing of the entry reused before stays in the form (the inpaint canvas follows
+    the starting image)."""
+    return {**MODE_BLANKS, **guide_fields(fields), **inpaint_fields(fields),
+            "mode": TASK_MODES.get(fields.get("task"), TEXT)}
 
 
 def _file_path(item: Any) -> str | None:
@@ -248,16 +246,16 @@ def edit_request(prompt, model, images, negative_prompt, steps, guidance, seed, 
 
 def wire_picture_size(studio: Studio, widgets: ModeWidgets, init_image: gr.Image, model: gr.Dropdown,
                       width: gr.Number, height: gr.Number) -> None:
-    """A picture put in the starting image or on the canvas sets the size to its own, rounded to the model's
-    multiple (an edit always takes its first image's size); one sent there sets it too (:func:`send_picture`)."""
-    for source in (init_image, widgets.canvas):
-        source.upload(bind(picture_form_size, studio), [source, model], [width, height], api_visibility="private")
+    """A picture put in the starting image sets the size to its own, rounded to the model's multiple (an edit always
+    takes its first image's size); one sent there sets it too (:func:`send_picture`). The inpaint canvas shows the
+    starting image, whatever put it there."""
+    init_image.upload(bind(picture_form_size, studio), [init_image, model], [width, height], api_visibility="private")
+    init_image.change(canvas_picture, init_image, widgets.canvas, api_visibility="private", show_progress="hidden")
 
 
-def picture_form_size(studio: Studio, value: Any, model_id: str, request: gr.Request = None):
-    """The width and height for a picture (a path, or the canvas's value) put in the form: its size rounded to the
-    model's multiple; left as they are without a picture, for a model not usable here or a picture that is not."""
-    path = value.get("background") if isinstance(value, dict) else value
+def picture_form_size(studio: Studio, path: str | None, model_id: str, request: gr.Request = None):
+    """The width and height for a picture put in the form: its size rounded to the model's multiple; left as they
+    are without a picture, for a model not usable here or a picture that is not."""
     if not path:
         return gr.skip(), gr.skip()
     try:
@@ -315,37 +313,35 @@ def wire_send_to(studio: Studio, send: dict[str, gr.Button], gallery: gr.Gallery
     for target, button in send.items():
         if target in MODES:
             button.click(bind(send_picture, studio, target), [gallery, selected, model],
-                         [mode, init_image, widgets.canvas, widgets.references, *size], api_visibility="private")
+                         [mode, init_image, widgets.references, *size], api_visibility="private")
     return selected
 
 
 def send_picture(studio: Studio, target: str, images: list | None, index: int | None, model_id: str,
                  request: gr.Request = None):
-    """(mode, starting image, canvas, images to edit, width, height) for the picked result sent to the ``target``
-    mode: :func:`into_mode`."""
+    """(mode, starting image, images to edit, width, height) for the picked result sent to the ``target`` mode:
+    :func:`into_mode`."""
     return target, *into_mode(studio, target, picked(images, index), model_id, request)
 
 
-def carry_picture(studio: Studio, mode: str, left: str, init_image: str | None, canvas: dict | None,
-                  references: list | None, model_id: str, request: gr.Request = None):
-    """(starting image, canvas, images to edit, width, height) once the mode changes from ``left`` to ``mode``: the
-    picture of the mode left goes into the chosen mode's field when that is empty (:func:`into_mode`), as A1111's
-    "Copy image to" does; nothing changes otherwise."""
-    pictures = {IMAGE: init_image, INPAINT: (canvas or {}).get("background"),
-                EDIT: _file_path(references[0]) if references else None}
+def carry_picture(studio: Studio, mode: str, left: str, init_image: str | None, references: list | None,
+                  model_id: str, request: gr.Request = None):
+    """(starting image, images to edit, width, height) once the mode changes from ``left`` to ``mode``: the picture
+    of the mode left goes into the chosen mode's field when that is empty (:func:`into_mode`), as A1111's "Copy
+    image to" does; nothing changes otherwise (Image and Inpaint/Outpaint share the starting image)."""
+    pictures = {IMAGE: init_image, INPAINT: init_image, EDIT: _file_path(references[0]) if references else None}
     if mode not in pictures or pictures[mode] or not pictures.get(left):
-        return (gr.skip(),) * 5
+        return (gr.skip(),) * 4
     return into_mode(studio, mode, pictures[left], model_id, request)
 
 
 def into_mode(studio: Studio, mode: str, path: str, model_id: str, request: gr.Request | None) -> tuple:
-    """(starting image, canvas, images to edit, width, height) with the picture at ``path`` in ``mode``'s field,
-    and the size its own where the mode takes one (Image, Inpaint/Outpaint), as an upload sets it."""
-    picture = path if mode == IMAGE else gr.skip()
-    canvas = {"background": path, "layers": [], "composite": path} if mode == INPAINT else gr.skip()
-    references = [path] if mode == EDIT else gr.skip()
-    size = picture_form_size(studio, path, model_id, request) if mode in (IMAGE, INPAINT) else (gr.skip(),) * 2
-    return picture, canvas, references, *size
+    """(starting image, images to edit, width, height) with the picture at ``path`` in ``mode``'s field (the
+    starting image for Image and Inpaint/Outpaint), and the size its own where the mode takes one, as an upload
+    sets it."""
+    starts = mode in (IMAGE, INPAINT)
+    size = picture_form_size(studio, path, model_id, request) if starts else (gr.skip(),) * 2
+    return path if starts else gr.skip(), [path] if mode == EDIT else gr.skip(), *size
 
 
 def send_to_upscale(button: gr.Button, gallery: gr.Gallery, selected: gr.State, panel: Any) -> None:

@@ -2,8 +2,8 @@
 
 Chrome and Firefox show neither format, so such a picture in an image box was a broken icon (though MASUKA read
 it). Each image box an event reads gets an upload listener that puts an upright JPEG (a photo) or PNG (a lossless
-picture) of it in its place, beside the upload. The inpaint canvas is left out: the browser draws a picture on it
-before uploading anything, so one it cannot show never reaches the server from there.
+picture) of it in its place, beside the upload. The inpaint canvas takes no upload: it shows the starting image's
+copy (:func:`~masuka.ui.paint_canvas.canvas_picture`).
 """
 
 from __future__ import annotations

@@ -141,9 +141,9 @@ def test_reuse_sets_every_mode_field_so_no_earlier_task_stays(studio):
     from masuka.ui.history import reuse
     from masuka.ui.image_modes import inpaint_from_parameters, reuse_fields, task_from_parameters
 
-    names = ["mode", "strength", "mask_blur", "outpaint", "canvas", "control_kind", "control_weight", "control_start",
-             "control_end", "control_image", "reference_weight", "reference_image", "mask_mode", "masked_content",
-             "inpaint_area", "only_masked_padding"]
+    names = ["mode", "strength", "mask_blur", "outpaint", "init_image", "control_kind", "control_weight",
+             "control_start", "control_end", "control_image", "reference_weight", "reference_image", "mask_mode",
+             "masked_content", "inpaint_area", "only_masked_padding"]
     form = Form("image", {name: gr.Textbox() for name in names}, adapt=reuse_fields)
 
     def reused(**params) -> dict:
@@ -165,13 +165,12 @@ def test_reuse_sets_every_mode_field_so_no_earlier_task_stays(studio):
     options = ["mask_mode", "masked_content", "inpaint_area", "only_masked_padding"]
     assert [inpaint.pop(name) for name in options] == ["Inpaint not masked", "fill", "Only masked", 12]
     assert inpaint == {"mode": "Inpaint/Outpaint", "strength": 0.6, "mask_blur": 2, "outpaint": "",
-                       "canvas": {"background": str(studio.config.absolute(picture)), "layers": [],
-                                  "composite": str(studio.config.absolute(picture))},
+                       "init_image": str(studio.config.absolute(picture)),
                        "control_kind": "canny", "control_weight": 1.0, "control_start": 0.0, "control_end": 1.0,
                        "control_image": None, "reference_weight": 1.0, "reference_image": None}
     img2img = reused(task="img2img", strength=0.5, init_image=picture)
-    assert [img2img[name] for name in ("mode", "strength", "mask_blur", "outpaint", "canvas", *options)] == [
-        "Image", 0.5, 4, "", None, "Inpaint masked", "original", "Whole picture", 32]
+    assert [img2img[name] for name in ("mode", "strength", "mask_blur", "outpaint", *options)] == [
+        "Image", 0.5, 4, "", "Inpaint masked", "original", "Whole picture", 32]
     older = reused(task="inpaint", strength=1.0, init_image=picture, mask_blur=0, mask_inverted=True)
     assert older["mask_mode"] == "Inpaint masked", "an older row kept its mask inverted: it repaints it as it is"
     text = reused()

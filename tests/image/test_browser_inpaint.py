@@ -1,8 +1,10 @@
 """In headless Chromium: a picture sent to the Inpaint/Outpaint mode, a mask painted over it with the brush,
-Generate, and the result sent on to the other modes, the Upscale panel, the Video tab and the Datasets tab."""
+Generate, and the result sent on to the other modes, the Upscale panel, the Video tab and the Datasets tab; a
+large photo put in that mode, painted over as a smaller copy and repainted at its own size."""
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
@@ -27,6 +29,41 @@ def paint_stroke(page, canvas) -> None:
     page.mouse.up()
 
 
+def drawn(page, editor) -> None:
+    """Wait until the editor's canvas shows a picture (seconds on a busy machine): its screenshot is no longer of
+    one colour."""
+    canvas = editor.locator("canvas").last
+    canvas.scroll_into_view_if_needed()
+    for _ in range(60):
+        if np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("L")).std() > 20:
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError("the canvas shows no picture")
+
+
+def opened_with(page, app, model) -> None:
+    """The app's page open, with ``model`` (a tiny SDXL) picked and its defaults arrived (SDXL's 30 steps)."""
+    page.goto(app.url)
+    page.get_by_role("tab").first.wait_for(timeout=30_000)
+    page.get_by_label("Model").fill(str(model))
+    page.get_by_label("Model").press("Enter")
+    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some("
+                           "i => i.getAttribute('aria-label') === 'number input for Steps' && i.value === '30')",
+                           timeout=15_000)
+
+
+def paint_and_generate(page, editor, prompt: str) -> None:
+    """Once the canvas shows its picture: a stroke painted with the brush, then Generate with ``prompt``."""
+    drawn(page, editor)
+    editor.get_by_role("button", name="Brush", exact=True).click()
+    paint_stroke(page, editor.locator("canvas").last)
+    # the stroke is in the editor's history before Generate sends the layers: sent sooner, the layer came over
+    # empty once and the painted mask was refused as unreadable
+    expect(editor.get_by_role("button", name="Undo", exact=True)).to_be_enabled(timeout=15_000)
+    page.get_by_label("Prompt", exact=True).fill(prompt)
+    page.get_by_role("button", name="Generate").click()
+
+
 def completed(app, count: int) -> list[dict]:
     """The completed generations once there are ``count`` of them (the images are made in the background)."""
     for _ in range(600):
@@ -39,13 +76,7 @@ def completed(app, count: int) -> list[dict]:
 
 def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page):
     app = live_app()
-    page.goto(app.url)
-    page.get_by_role("tab").first.wait_for(timeout=30_000)
-    page.get_by_label("Model").fill(str(tiny_model("sdxl")))
-    page.get_by_label("Model").press("Enter")  # the tiny model picked (its defaults arrive)
-    page.wait_for_function("() => [...document.querySelectorAll('input[type=number]')].some("
-                           "i => i.getAttribute('aria-label') === 'number input for Steps' && i.value === '30')",
-                           timeout=15_000)  # the model's defaults have arrived (SDXL's 30 steps)
+    opened_with(page, app, tiny_model("sdxl"))
     for name, value in (("Width", "128"), ("Height", "96")):
         page.get_by_label(name, exact=True).fill(value)
     page.get_by_label("number input for Steps").fill("4")  # a few steps do: the test is about the mask
@@ -59,14 +90,7 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page)
     expect(page.get_by_label("Inpaint/Outpaint", exact=True)).to_be_checked(timeout=30_000)  # the mode switched
     editor = page.locator("#masuka-canvas")
     editor.wait_for(state="visible", timeout=30_000)
-    editor.get_by_text("Upload an image").wait_for(state="hidden", timeout=30_000)  # the picture is on it
-    editor.get_by_role("button", name="Brush", exact=True).click()
-    paint_stroke(page, editor.locator("canvas").last)
-    # the stroke is in the editor's history before Generate sends the layers: sent sooner, the layer came over
-    # empty once and the painted mask was refused as unreadable
-    expect(editor.get_by_role("button", name="Undo", exact=True)).to_be_enabled(timeout=15_000)
-    page.get_by_label("Prompt", exact=True).fill("a red balloon")
-    page.get_by_role("button", name="Generate").click()
+    paint_and_generate(page, editor, "a red balloon")
     row = completed(app, 2)[1]
     assert (row["status"], row["params"]["task"]) == ("completed", "inpaint")
     mask = np.asarray(Image.open(app.studio.config.absolute(row["params"]["mask"])).convert("L"))
@@ -96,3 +120,37 @@ def test_inpaint_mode_repaints_what_the_brush_covers(live_app, tiny_model, page)
                            "t => t.textContent.trim() === 'Datasets' && t.getAttribute('aria-selected') === 'true')",
                            timeout=30_000)
     page.get_by_role("tabpanel").filter(has_text="Photos, a .zip").get_by_text(".png").first.wait_for(timeout=30_000)
+
+
+def test_a_large_photo_is_painted_over_as_a_smaller_copy_and_repainted_at_its_size(live_app, tiny_model, page,
+                                                                                     tmp_path):
+    """A 3 MP photo put in the Starting image of the Inpaint/Outpaint mode: the canvas shows a 1448x1086 copy (the
+    browser encodes and uploads the canvas at each event: a 12 MP photo put on it took over a minute here), the
+    stroke painted over the copy becomes a mask at the photo's size, and the result is the photo at its size with
+    every pixel away from the stroke its own."""
+    rng = np.random.default_rng(5)
+    photo = np.repeat(np.linspace(40, 220, 2016, dtype=np.uint8)[None, :, None], 1512, axis=0).repeat(3, axis=2)
+    photo = np.clip(photo + rng.integers(0, 40, photo.shape), 0, 255).astype(np.uint8)  # a gradient, some grain
+    Image.fromarray(photo).save(tmp_path / "photo.jpg", quality=90)
+    photo = np.asarray(Image.open(tmp_path / "photo.jpg").convert("RGB"))  # as decoded
+    app = live_app()
+    opened_with(page, app, tiny_model("sdxl"))
+    page.get_by_label("number input for Steps").fill("1")
+    page.get_by_label("Inpaint/Outpaint", exact=True).check()
+    editor = page.locator("#masuka-canvas")
+    editor.wait_for(state="visible", timeout=30_000)
+    with page.expect_response(lambda response: "-canvas-" in response.url, timeout=30_000) as shown:
+        page.locator("input[type=file]").first.set_input_files(str(tmp_path / "photo.jpg"))  # the Starting image
+    copy = Image.open(io.BytesIO(page.request.get(shown.value.url).body()))
+    assert copy.size == (1448, 1086), "the canvas shows the smaller copy"
+    paint_and_generate(page, editor, "a red balloon")
+    (row,) = completed(app, 1)
+    assert (row["params"]["task"], row["width"], row["height"]) == ("inpaint", 2016, 1512)
+    mask = np.asarray(Image.open(app.studio.config.absolute(row["params"]["mask"])).convert("L"))
+    rows, columns = np.nonzero(mask)
+    assert mask.shape == (1512, 2016) and 0 < (mask > 0).mean() < 0.1, "the stroke, at the photo's size"
+    assert abs(rows.mean() - 756) < 60 and abs(columns.mean() - 1008) < 120, "where it was painted"
+    out = np.asarray(Image.open(app.studio.config.absolute(row["output_path"])).convert("RGB"))
+    far = np.ones(mask.shape, bool)
+    far[rows.min() - 40:rows.max() + 40, columns.min() - 40:columns.max() + 40] = False  # past the blur
+    assert out.shape == photo.shape and np.array_equal(out[far], photo[far])

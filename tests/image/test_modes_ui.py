@@ -63,7 +63,7 @@ def test_generate_image_endpoint_outpaints_and_reuse_picks_the_inpaint_mode(shar
     (row,) = app.studio.store.find("generations", "prompt = ?", ["a wider sky"])
     fields = reuse_fields(reuse_parameters(app.studio, "local", False, f"g{row['id']}")[1])
     assert (fields["mode"], fields["outpaint"], fields["mask_blur"]) == ("Inpaint/Outpaint", "0,16,24,0", 0)
-    assert fields["canvas"]["background"] == fields["init_image"]
+    assert "canvas" not in fields and Image.open(fields["init_image"]).size == (80, 64), "the canvas follows it"
     with pytest.raises(Exception, match="four whole numbers"):
         client.predict(prompt="x", model=str(tiny_model("flux")), init_image=handle_file(str(photo)),
                        outpaint="1,2", api_name="/generate_image")
@@ -136,19 +136,25 @@ def test_edit_mode_hides_the_size_it_does_not_take(studio):
     assert [mode for mode in MODES if ModeWidgets.show(mode)[options]["visible"]] == ["Inpaint/Outpaint"]
 
 
-def test_inpaint_takes_its_picture_from_the_canvas_only(studio, photo):
-    """A picture left in the Image mode (hidden in Inpaint/Outpaint) is not what Generate or Add to queue outpaints
-    when the canvas is empty: refused, as with no picture at all."""
+def test_inpaint_takes_the_starting_image_else_the_canvas_picture(studio, photo, tmp_path):
+    """Inpaint/Outpaint repaints the starting image (the canvas shows it, perhaps as a smaller copy, which is not
+    what runs); without one, the canvas's own picture (an API caller's); with neither, Generate and Add to queue
+    refuse, rather than make a text-to-image."""
     from masuka.errors import InvalidInput
     from masuka.ui import image
     from masuka.ui.image_modes import INPAINT, mode_request_inputs
 
-    for canvas in (None, {"background": None, "layers": [], "composite": None}):
+    preview = tmp_path / "preview.png"
+    Image.open(photo).resize((40, 32)).save(preview)
+    canvas = {"background": str(preview), "layers": [], "composite": str(preview)}
+    assert mode_request_inputs(INPAINT, str(photo), None, "0,16,0,0", canvas) == (str(photo), None, (0, 16, 0, 0))
+    assert mode_request_inputs(INPAINT, None, None, "0,16,0,0", canvas)[0] == str(preview)
+    for empty in (None, {"background": None, "layers": [], "composite": None}):
         with pytest.raises(InvalidInput, match=r"^Add the picture to inpaint or outpaint\.$"):
-            mode_request_inputs(INPAINT, str(photo), None, "0,16,0,0", canvas)
+            mode_request_inputs(INPAINT, None, None, "0,16,0,0", empty)
     with pytest.raises(InvalidInput, match="Add the picture to inpaint or outpaint"):
         image.image_request("local", "a fox", "flux-dev", "", 1, 1.0, 64, 64, 1, 1, [], "auto", False, 0.0,
-                            init_image=str(photo), strength=0.6, outpaint="0,16,0,0", mode=INPAINT)
+                            strength=0.6, outpaint="0,16,0,0", mode=INPAINT)
 
 
 def test_send_to_sets_the_size_to_the_pictures(studio, tiny_model, tmp_path):
@@ -160,9 +166,9 @@ def test_send_to_sets_the_size_to_the_pictures(studio, tiny_model, tmp_path):
     wide = tmp_path / "wide.png"
     Image.new("RGB", (160, 64), "teal").save(wide)
     gallery, model = [{"image": {"path": str(wide)}, "caption": None}], str(tiny_model("sdxl"))
-    assert send_picture(studio, IMAGE, gallery, None, model)[1:] == (str(wide), SKIP, SKIP, 160, 64)
-    assert send_picture(studio, INPAINT, gallery, 0, model)[4:] == (160, 64)
-    assert send_picture(studio, EDIT, gallery, 0, model)[3:] == ([str(wide)], SKIP, SKIP)
+    assert send_picture(studio, IMAGE, gallery, None, model)[1:] == (str(wide), SKIP, 160, 64)
+    assert send_picture(studio, INPAINT, gallery, 0, model) == (INPAINT, str(wide), SKIP, 160, 64)
+    assert send_picture(studio, EDIT, gallery, 0, model)[1:] == (SKIP, [str(wide)], SKIP, SKIP)
     demo = build_app(studio)
     sends = [fn for fn in demo.fns.values() if fn.name == "send_picture"]
     assert len(sends) == 3 and all([getattr(block, "label", None) for block in fn.outputs][-2:] == ["Width", "Height"]
@@ -170,30 +176,30 @@ def test_send_to_sets_the_size_to_the_pictures(studio, tiny_model, tmp_path):
 
 
 def test_a_mode_chosen_takes_the_picture_of_the_mode_left_into_its_empty_field(studio, tiny_model, tmp_path):
-    """As A1111's "Copy image to": a picture in Image mode goes onto the empty canvas when Inpaint/Outpaint is
-    chosen (with its size), or into Edit's empty list; a field that holds a picture keeps it."""
+    """As A1111's "Copy image to": a picture in Image mode goes into Edit's empty list when Edit is chosen, and the
+    first image to edit becomes the empty starting image (with its size) when Image or Inpaint/Outpaint is; a field
+    that holds a picture keeps it. Image and Inpaint/Outpaint share the starting image: nothing moves between them."""
     from masuka.ui.app import build_app
     from masuka.ui.image_modes import EDIT, IMAGE, INPAINT, TEXT, carry_picture
 
     wide, other = tmp_path / "wide.png", tmp_path / "other.png"
     Image.new("RGB", (160, 64), "teal").save(wide)
     Image.new("RGB", (64, 64), "plum").save(other)
-    model, canvas = str(tiny_model("sdxl")), {"background": str(wide), "layers": [], "composite": str(wide)}
-    empty = {"background": None, "layers": [], "composite": None}
-    assert carry_picture(studio, INPAINT, IMAGE, str(wide), empty, [], model) == (SKIP, canvas, SKIP, 160, 64)
-    assert carry_picture(studio, IMAGE, INPAINT, None, canvas, None, model) == (str(wide), SKIP, SKIP, 160, 64)
-    assert carry_picture(studio, EDIT, IMAGE, str(wide), None, [], model) == (SKIP, SKIP, [str(wide)], SKIP, SKIP)
-    assert carry_picture(studio, IMAGE, EDIT, None, None, [str(wide)], model)[0] == str(wide)
-    unchanged, painted = (SKIP,) * 5, {**canvas, "background": str(other)}
-    assert carry_picture(studio, INPAINT, IMAGE, str(wide), painted, [], model) == unchanged
-    assert carry_picture(studio, IMAGE, TEXT, None, None, None, model) == unchanged
-    assert carry_picture(studio, TEXT, IMAGE, str(wide), None, None, model) == unchanged
-    assert carry_picture(studio, IMAGE, "", None, canvas, None, model) == unchanged, "no mode chosen before"
+    model, unchanged = str(tiny_model("sdxl")), (SKIP,) * 4
+    assert carry_picture(studio, EDIT, IMAGE, str(wide), [], model) == (SKIP, [str(wide)], SKIP, SKIP)
+    assert carry_picture(studio, EDIT, INPAINT, str(wide), None, model) == (SKIP, [str(wide)], SKIP, SKIP)
+    for mode in (IMAGE, INPAINT):
+        assert carry_picture(studio, mode, EDIT, None, [str(wide)], model) == (str(wide), SKIP, 160, 64)
+        assert carry_picture(studio, mode, EDIT, str(other), [str(wide)], model) == unchanged
+    assert carry_picture(studio, INPAINT, IMAGE, str(wide), [], model) == unchanged
+    assert carry_picture(studio, EDIT, IMAGE, str(wide), [str(other)], model) == unchanged
+    assert carry_picture(studio, IMAGE, TEXT, None, None, model) == unchanged
+    assert carry_picture(studio, TEXT, IMAGE, str(wide), None, model) == unchanged
+    assert carry_picture(studio, IMAGE, "", None, [str(wide)], model) == unchanged, "no mode chosen before"
     demo = build_app(studio)
     [carry] = [fn for fn in demo.fns.values() if fn.name == "carry_picture"]
-    labels = [block.label for block in carry.inputs[2:5]]
-    assert labels[:2] == ["Starting image", "Picture: paint over what to repaint"]
-    assert labels[2].startswith("Images to edit")
+    labels = [block.label for block in carry.inputs[2:4]]
+    assert labels[0] == "Starting image" and labels[1].startswith("Images to edit")
 
 
 def test_the_api_inpaints_a_canvas_as_the_tab_does(shared_app, tiny_model, photo, tmp_path):

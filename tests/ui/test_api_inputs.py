@@ -143,7 +143,7 @@ def test_an_unreadable_canvas_picture_is_refused_by_name(field, app):
     with pytest.raises(Exception) as refused:
         client.predict(prompt="a", canvas=canvas, api_name="/generate_image")
     name = "layer 1" if field == "layers" else field
-    assert re.search(rf"Picture: paint over what to repaint \({name}\): not an image MASUKA can read",
+    assert re.search(rf"Mask: paint over what to repaint \({name}\): not an image MASUKA can read",
                      str(refused.value)), refused.value
     assert "/tmp" not in str(refused.value) and "Could not preprocess" not in str(refused.value)
 

@@ -84,10 +84,11 @@ def test_tabs_register_forms_page_loads_and_generations(studio):
 def test_reuse_fills_the_form_that_made_the_entry(studio, tiny_model):
     made = generate_images(studio, ImageRequest(prompt="a lighthouse", model=str(tiny_model("flux")), steps=2,
                                                 width=64, height=64, seed=77))[0]
-    targets = [("image", "prompt"), ("image", "seed"), ("image", "mode"), ("image", "canvas"), ("video", "prompt")]
+    targets = [("image", "prompt"), ("image", "seed"), ("image", "mode"), ("image", "init_image"),
+               ("video", "prompt")]
     forms = {"image": Form("image", {}, adapt=reuse_fields), "video": Form("video", {})}
     *values, note, tab = history.reuse(studio, forms, targets, True, f"g{made.id}")
-    assert values == ["a lighthouse", 77, "Text", None, SKIP], "the video form is kept; the canvas emptied"
+    assert values == ["a lighthouse", 77, "Text", None, SKIP], "the video form kept; the starting image emptied"
     assert note == f"Filled 4 field(s) of the Image form from g{made.id}." and tab.selected == "image"
     with pytest.raises(gr.Error, match="needs a Image form"):
         history.reuse(studio, {"video": forms["video"]}, [("video", "prompt")], False, f"g{made.id}")
