@@ -18,7 +18,7 @@ import math
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -40,7 +40,7 @@ PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
 KEPT_PNG: dict[str, Any] = {"format": "PNG", "compress_level": 1}
 
 
-def picture_format(path: str | Path) -> str | None:
+def picture_format(path: str | Path | BinaryIO) -> str | None:
     """The format of the picture at ``path`` as Pillow names it (``JPEG``, ``HEIF``...), from its header; None when
     it is no picture Pillow reads (:func:`open_picture` says why)."""
     read_heif()
@@ -75,21 +75,27 @@ def plain_copy(path: Path, what: str = "picture") -> tuple[str, bytes]:
     try:
         return _plain_copy(str(path), stat.st_mtime_ns, stat.st_size)
     except InvalidInput:  # made again, uncached, to be refused in the caller's words
-        return _made(str(path), what)
+        return _made(str(path), Path(path).read_bytes(), what)
 
 
 @functools.lru_cache(maxsize=4)
 def _plain_copy(path: str, mtime_ns: int, size: int) -> tuple[str, bytes]:
-    return _made(path, "picture")
+    return _made(path, Path(path).read_bytes(), "picture")
 
 
-def _made(path: str, what: str) -> tuple[str, bytes]:
-    fmt = picture_format(path)  # None for a PNG whose text is too large for Pillow: its PNG copy has none
-    picture = open_picture(path, what)  # read whole, upright: one MASUKA cannot read is refused here
+def plain_bytes(data: bytes, what: str = "picture") -> tuple[str, bytes]:
+    """:func:`plain_copy` of a picture given as its bytes (a REST request's)."""
+    return _made(io.BytesIO(data), data, what)
+
+
+def _made(source: str | io.BytesIO, data: bytes, what: str) -> tuple[str, bytes]:
+    """The plain copy of ``data``, the bytes of ``source`` (a file's path, or a stream over them)."""
+    fmt = picture_format(source)  # None for a PNG whose text is too large for Pillow: its PNG copy has none
+    picture = open_picture(source, what)  # read whole, upright: one MASUKA cannot read is refused here
     if fmt in AS_IS:
-        with Image.open(path) as header:
+        with Image.open(source) as header:
             if stands_upright(header):
-                return AS_IS[fmt], without_metadata(Path(path).read_bytes(), fmt)
+                return AS_IS[fmt], without_metadata(data, fmt)
     return _encoded(picture, fmt)
 
 
@@ -136,7 +142,7 @@ def keep_input(studio: Studio, owner: str, path: str | Path, kind: str) -> Path:
     if Path(path).resolve().parent == (output_dir(studio.config, owner) / "inputs").resolve():
         return Path(path)
     suffix, data = plain_copy(Path(path), kind.replace("-", " "))
-    return _write_input(studio, owner, kind, suffix, data)
+    return write_input(studio, owner, kind, suffix, data)
 
 
 def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str) -> Path:
@@ -144,10 +150,11 @@ def save_input(studio: Studio, owner: str, picture: Image.Image, kind: str) -> P
     a PNG (history rows point at it)."""
     buffer = io.BytesIO()
     png_mode(picture).save(buffer, **KEPT_PNG)
-    return _write_input(studio, owner, kind, ".png", buffer.getvalue())
+    return write_input(studio, owner, kind, ".png", buffer.getvalue())
 
 
-def _write_input(studio: Studio, owner: str, kind: str, suffix: str, data: bytes) -> Path:
+def write_input(studio: Studio, owner: str, kind: str, suffix: str, data: bytes) -> Path:
+    """Write ``data`` as a new file of the owner's ``inputs`` folder, named for its ``kind``."""
     target = output_dir(studio.config, owner) / "inputs"
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{kind}-{uuid.uuid4().hex[:12]}{suffix}"
