@@ -430,7 +430,7 @@ class JobRunner:
             return
         for kinds, target in RECOVER.items():
             try:
-                _function(target)(self.studio)
+                named_function(target)(self.studio)
             except Exception:  # a locked database, say: the next poll tries again
                 if self._closed:
                     return
@@ -632,12 +632,12 @@ class JobRunner:
         target = KINDS.get(row.kind)
         if target is None or self.studio is None:
             raise MasukaError(f"MASUKA cannot run a {row.kind!r} job it did not start itself: start it again.")
-        function = _function(target)
+        function = named_function(target)
         studio = self.studio
         return lambda ctx: function(studio, ctx)
 
 
-def _function(target: str) -> Callable[..., Any]:
-    """The function a ``"module:function"`` of :data:`KINDS` or :data:`RECOVER` names."""
+def named_function(target: str) -> Callable[..., Any]:
+    """The function a ``"module:function"`` (of :data:`KINDS`, :data:`RECOVER`) names."""
     module, name = target.split(":")
     return getattr(importlib.import_module(module), name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextlib import suppress
 from dataclasses import fields
 from typing import Any
 
@@ -15,13 +14,13 @@ from masuka.characters.making import FLAGGED, ensure_dataset
 from masuka.characters.use import CHARACTER_KEY, DEFAULT_WEIGHT_KEY
 from masuka.config import on_zerogpu
 from masuka.datasets.library import count_images, find_dataset
-from masuka.errors import InvalidInput, NotFound
+from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest
 from masuka.image.grid import Axis, plan_grid, run_grid
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
 from masuka.training.options import TrainOptions
-from masuka.training.runs import LANE, RunContext, create_run, execute_run
+from masuka.training.runs import create_run, submit_run
 from masuka.zerogpu import ELSEWHERE, refuse_local_training
 
 log = logging.getLogger(__name__)
@@ -53,15 +52,14 @@ def train_character(studio: Studio, ref: str | int, owner: str = LOCAL_USER, bas
     if not count_images(studio, character["dataset_id"]):
         raise InvalidInput(f"Character {character['name']!r} has no kept view: {_why_none(character)}")
     run_id = create_run(studio, TrainOptions(dataset=str(character["dataset_id"]), base=base, **settings),
-                        character["owner"])
+                        character["owner"], made_for=("character", character["id"]))
 
     def add_run(state: dict) -> None:
         state["runs"] = [*state.get("runs", []), run_id]
         state["weights"] = {**state.get("weights", {}), str(run_id): float(weight)}
 
     update_character(studio, character, add_run)
-    studio.runner().submit(run_id, lambda ctx: _train(studio, character["id"], ctx), lane=LANE,
-                       ctx=RunContext(studio.store, run_id, interrupt))
+    submit_run(studio, run_id, interrupt)  # once complete, however it ran: finish_character
     return run_id
 
 
@@ -94,15 +92,10 @@ def _train_remotely(studio: Studio, character: dict) -> str:
             "grid and default weight.")
 
 
-def _train(studio: Studio, character_id: int, ctx: RunContext) -> None:
-    execute_run(studio, ctx)
-    with suppress(NotFound):  # the character was deleted while its run finished: the LoRA stays in the library
-        finish_character(studio, character_id, ctx.job_id)
-
-
 def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | None:
-    """Link the run's LoRA to the character (default weight in the library) and render the test grid; None when
-    the character is gone or the run is not one of its own."""
+    """Link the run's LoRA to the character (default weight in the library) and render the test grid, once the run
+    completes (whatever ran it: :data:`~masuka.training.runs.MADE_FOR`); None when the character is gone or the
+    run is not one of its own."""
     character = studio.store.get("characters", character_id)
     run = jobs.get(studio.store, run_id)
     if character is None or run_id not in character["state"].get("runs", []) or run.owner != character["owner"]:

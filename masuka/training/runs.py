@@ -15,6 +15,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,10 @@ from masuka.zerogpu import refuse_local_training
 log = logging.getLogger(__name__)
 LANE = "gpu-train"
 RESUMABLE = ("cancelled", "interrupted", "failed")
+#: what a run may be made for -> ``"module:function"`` finishing that once the run completes, however it ran
+#: (queued by its maker, resumed in the Train tab or the CLI, or taken up at the next start):
+#: ``function(studio, ref, run_id)``; a character links its LoRA and renders its test grid
+MADE_FOR = {"character": "masuka.characters.training:finish_character"}
 FLUSH_S = 1.0
 
 
@@ -76,11 +81,12 @@ def _hub_pipeline(studio: Studio, spec: ModelSpec) -> str:
 
 
 def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, backend: str = "local",
-               destination: str = "") -> int:
+               destination: str = "", made_for: tuple[str, int] | None = None) -> int:
     """Check the options and the owner's share of queued jobs, then record a queued run (not started); returns its
     id. A refusal leaves no row and no run folder. A remote ``backend`` (fal, Replicate) trains on the service's
     GPUs (:mod:`masuka.training.backends.remote`). A LoRA name given must be free now; one taken by the time the
-    run ends gets a suffix (:func:`free_lora_name`)."""
+    run ends gets a suffix (:func:`free_lora_name`). A local run ``made_for`` something (a kind of
+    :data:`MADE_FOR`, its id) finishes that once it completes."""
     from masuka.training.backends import LOCAL, check_backend
 
     if options.name:
@@ -97,7 +103,7 @@ def create_run(studio: Studio, options: TrainOptions, owner: str = LOCAL_USER, b
         KIND, owner, title=f"{data.name} on {spec.id}", model=spec.id, step=0, total=options.steps,
         progress=0.0, params=options.to_dict(),
         state={"dataset": data.name, "dataset_id": data.id, "dataset_hash": data.hash,
-               "architecture": architecture, "images": len(data.items)})
+               "architecture": architecture, "images": len(data.items), "made_for": made_for})
     run_dir = studio.config.runs_dir / f"run-{run_id:05d}"
     run_dir.mkdir(parents=True, exist_ok=True)
     state = jobs.get(studio.store, run_id).state
@@ -213,6 +219,16 @@ def execute_run(studio: Studio, hooks: RunContext, main: bool = True) -> None:
         kept = "checkpoint saved, Resume continues from it" if outcome.stopped == "save" else "progress discarded"
         raise Cancelled(kept, at=f"at step {outcome.step}")
     _finish(studio, run_id, row, plan, outcome, hooks)
+    _finish_made_for(studio, row)
+
+
+def _finish_made_for(studio: Studio, row: jobs.JobRow) -> None:
+    """Finish what the completed run was made for (:data:`MADE_FOR`), if anything; that thing deleted meanwhile
+    leaves the LoRA in the library."""
+    if made_for := row.state.get("made_for"):
+        kind, ref = made_for
+        with suppress(NotFound):
+            jobs.named_function(MADE_FOR[kind])(studio, ref, row.id)
 
 
 def _mandatory_safety(studio: Studio, options: TrainOptions) -> AidSettings | None:

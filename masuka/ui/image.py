@@ -265,7 +265,7 @@ def _starting_image() -> dict[str, Component]:
             # or mask, keeps its tones, which Gradio's own conversion to RGB or L would clip to white)
             init_image = gr.Image(type="filepath", image_mode=None, label="Starting image", height=200)
             mask = gr.Image(type="filepath", image_mode=None,
-                            label="Mask file (white = repaint), or paint on the picture", height=200, visible=False)
+                            label="Mask file (white = repaint), or paint on the canvas", height=200, visible=False)
         modes = ModeWidgets.build()
         strength = gr.Slider(MIN_STRENGTH, 1, value=MODE_BLANKS["strength"], step=MIN_STRENGTH, label="Strength",
                              info="How far the result may move from the starting image")

@@ -16,7 +16,7 @@ from masuka.cli import main
 from masuka.datasets.library import delete_dataset
 from masuka.image.generate import ImageRequest, generate_images, parse_lora
 from masuka.loras.library import list_loras
-from masuka.training.runs import run_status
+from masuka.training.runs import resume_run, run_status
 
 from .test_making import request
 
@@ -65,6 +65,30 @@ def test_each_run_keeps_the_weight_its_train_asked_for(studio, tiny_model, tiny_
                  if cell["loras"] and cell["loras"][0]["name"] == lora["name"]]
         assert len(cells) == len(GRID_SCENES) * len(GRID_SEEDS), "its test grid"
         assert {cell["loras"][0]["weight"] for cell in cells} == {weight}
+
+
+def test_a_run_interrupted_and_resumed_in_the_train_tab_still_links_the_lora_and_renders_the_grid(studio, tiny_model,
+                                                                                                tiny_clip, portrait):
+    """A character's run stopped partway (here a signal) and resumed as any run is (the Train tab, `train resume`,
+    the next start) finishes the character when it completes: its LoRA linked at the weight its Train asked for,
+    the test grid rendered. Before, only a run that went through in one go did."""
+    import threading
+
+    model = tiny_model("sdxl")
+    create_character(studio, request(model, tiny_clip, portrait, views=2))
+    interrupt = threading.Event()
+    interrupt.set()  # a signal before the first step: a checkpoint saved, the run interrupted
+    run_id = train_character(studio, "anna", weight=0.9, base=str(model), steps=2, resolution=64, sample_steps=1,
+                             interrupt=interrupt)
+    assert studio.runner().wait(run_id)["status"] == "interrupted"
+    assert not find_character(studio, "anna", "local")["lora"], "nothing to link yet"
+    resume_run(studio, run_id)  # as the Train tab's Resume does
+    run = studio.runner().wait(run_id)
+    assert run["status"] == "completed", run["error"]
+    character = find_character(studio, "anna", "local")
+    lora = studio.store.existing("loras", run["result"]["lora_id"])
+    assert character["lora"] == lora["name"] and lora["metadata"][DEFAULT_WEIGHT_KEY] == "0.9"
+    assert studio.config.absolute(character["state"]["grid"]).is_file()
 
 
 def test_a_character_on_zerogpu_is_refused_pointing_at_its_dataset_on_a_remote_backend(capsys, studio, tiny_model,

@@ -47,7 +47,7 @@ def test_every_picture_a_user_gives_reaches_masuka_as_the_file_given(studio):
 
     uploads = [block for block in build_app(studio).blocks.values()
                if isinstance(block, gr.Image) and block.interactive is not False]
-    assert {"Starting image", "Mask file (white = repaint), or paint on the picture", "Control image",
+    assert {"Starting image", "Mask file (white = repaint), or paint on the canvas", "Control image",
             "Reference image (IP-Adapter / Redux)", "First frame (optional: image-to-video)",
             "PNG made here or by another tool"} <= {image.label for image in uploads}
     assert {image.label: image.image_mode for image in uploads} == dict.fromkeys(image.label for image in uploads)
