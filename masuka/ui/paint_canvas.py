@@ -16,7 +16,6 @@ subclass of a Gradio component would have Gradio write a type stub beside this m
 from __future__ import annotations
 
 import functools
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import gradio as gr
 from gradio.components.image_editor import EditorData
 from gradio.data_classes import FileData
 from gradio.processing_utils import save_bytes_to_cache
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from masuka.errors import MasukaError
@@ -66,17 +66,15 @@ def _file(editor: gr.ImageEditor, part: FileData | bytes | None) -> str | None:
 
 def canvas_picture(path: str | None) -> dict[str, Any] | None:
     """The canvas's value for the starting image at ``path``: the picture itself where browsers show it as it is
-    (upright, of at most :data:`CANVAS_PIXELS`); else an upright copy of it of that size, beside it (a name of its
-    own: Gradio keeps identical uploads in one folder). Empty without a picture, or with one that is no readable
-    picture (Generate says why)."""
+    (upright, of at most :data:`CANVAS_PIXELS`); else an upright copy of it of that size, in Gradio's cache (not
+    beside the picture: a reused or sent one is in the user's data folder). Empty without a picture, or with one
+    that is no readable picture (Generate says why)."""
     if not path:
         return None
     try:
         if not _shown_as_is(path):
             suffix, data = smaller_copy(path, CANVAS_PIXELS)
-            copy = Path(path).with_name(f"{Path(path).stem}-canvas-{uuid.uuid4().hex[:8]}{suffix}")
-            copy.write_bytes(data)
-            path = str(copy)
+            path = save_bytes_to_cache(data, f"{Path(path).stem}-canvas{suffix}", get_upload_folder())
     except (MasukaError, OSError):
         return None
     return {"background": path, "layers": [], "composite": path}

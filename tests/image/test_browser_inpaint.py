@@ -139,7 +139,7 @@ def test_a_large_photo_is_painted_over_as_a_smaller_copy_and_repainted_at_its_si
     page.get_by_label("Inpaint/Outpaint", exact=True).check()
     editor = page.locator("#masuka-canvas")
     editor.wait_for(state="visible", timeout=30_000)
-    with page.expect_response(lambda response: "-canvas-" in response.url, timeout=30_000) as shown:
+    with page.expect_response(lambda response: "-canvas." in response.url, timeout=30_000) as shown:
         page.locator("input[type=file]").first.set_input_files(str(tmp_path / "photo.jpg"))  # the Starting image
     copy = Image.open(io.BytesIO(page.request.get(shown.value.url).body()))
     assert copy.size == (1448, 1086), "the canvas shows the smaller copy"
