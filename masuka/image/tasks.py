@@ -155,28 +155,37 @@ def eight_bit(picture: Image.Image) -> Image.Image:
 
 def init_size(init: InitImage, multiple: int, low: int, high: int, pixels: int | None = None) -> tuple[int, int]:
     """The init image's size, brought down to about ``pixels`` (the model's own size), into ``low..high`` and down
-    to a multiple: the default output size; when outpainting, the picture plus the padding rounded up to the
-    multiple."""
+    to a multiple: the default output size; when outpainting, the size the grown canvas runs at
+    (:func:`outpaint_size`)."""
     size = seen_size(init.path, "init image")
     if init.outpaint is not None:
-        return outpaint_size(size, check_padding(init.outpaint), multiple, low, high)
+        return outpaint_size(size, check_padding(init.outpaint), multiple, low, high, pixels)
     return picture_size(size, multiple, low, high, "init image", pixels)
 
 
 def outpaint_size(size: tuple[int, int], padding: Padding, multiple: int, low: int = MIN_SIDE,
-                  high: int = MAX_SIDE) -> tuple[int, int]:
-    """The canvas outpainting a picture of ``size`` by ``padding`` makes (:func:`canvas_size`); :class:`InvalidInput`
-    in the picture's and padding's terms when a side of it falls outside the ``low..high`` pixels an image may
-    have (the caller gave no size: a bare "Width must be…" would not say where the number came from)."""
+                  high: int = MAX_SIDE, pixels: int | None = None) -> tuple[int, int]:
+    """The size outpainting a picture of ``size`` by ``padding`` runs at: the canvas it makes
+    (:func:`canvas_size`) where that has at most ``pixels`` (the model's own size) and no side above ``high``;
+    else the canvas's shape brought down to about ``pixels`` and within ``high`` (a phone photo's: the result is
+    scaled back onto the canvas, the photo kept as it is). :class:`InvalidInput` in the picture's and padding's
+    terms (the caller gave no size: a bare "Width must be…" would not say where the number came from) for a canvas
+    with a side below ``low``, of more than 64 megapixels, or too long and thin for the sides an image may have."""
     width, height = canvas_size(size, padding, multiple)
-    for side, across in ((width, "wide"), (height, "high")):
-        if side > high or side < low:
-            limit, fix = (("above", "pad less or scale the picture down first") if side > high
-                          else ("below", "pad more or scale the picture up first"))
-            raise InvalidInput(f"The picture ({size[0]}x{size[1]}) plus the outpaint padding makes a {side}-pixel-"
-                               f"{across} canvas ({width}x{height}), {limit} the limit: each side of an image must "
-                               f"be between {low} and {high} pixels; {fix}.")
-    return width, height
+    made = f"The picture ({size[0]}x{size[1]}) plus the outpaint padding makes a {width}x{height} canvas"
+    if min(width, height) < low:
+        raise InvalidInput(f"{made}, below the limit: each side of an image must be between {low} and {high} "
+                           "pixels; pad more or scale the picture up first.")
+    if width * height > MAX_PIXELS:
+        raise InvalidInput(f"{made}, more than {MAX_PIXELS // 1_000_000} megapixels: pad less or scale the picture "
+                           "down first.")
+    if max(width, height) <= high and (pixels is None or width * height <= pixels):
+        return width, height
+    try:
+        return picture_size((width, height), multiple, low, high, pixels=pixels)
+    except InvalidInput:
+        raise InvalidInput(f"{made}, too long and thin to run at: each side of an image must be between {low} and "
+                           f"{high} pixels, and this shape does not fit them; pad less.") from None
 
 
 def picture_size(size: tuple[int, int], multiple: int, low: int, high: int, what: str = "picture",
@@ -204,7 +213,8 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
             own_size: bool = False) -> TaskInput:
     """Check ``init`` and read it at the output size (resized, as A1111 does without a resize mode), or onto
     the grown canvas when outpainting (``multiple``: the model's size multiple); with ``own_size`` (the output
-    size is the picture's default one) an inpainted result is pasted back onto the picture at its own size."""
+    size is the picture's default one) an inpainted result is pasted back onto the picture at its own size, an
+    outpainted one scaled back onto the grown canvas at its own size."""
     if fast:
         raise InvalidInput("Fast is for text-to-image only: turn it off to start from an image.")
     strength = float(init.strength)
@@ -217,7 +227,7 @@ def prepare(init: InitImage, width: int, height: int, fast: bool, multiple: int 
     if not 0 <= int(init.mask_blur) <= MAX_MASK_BLUR:
         raise InvalidInput(f"The mask blur must be between 0 and {MAX_MASK_BLUR} pixels (got {init.mask_blur}).")
     if init.outpaint is not None:
-        return _prepare_outpaint(init, width, height, strength, multiple)
+        return _prepare_outpaint(init, width, height, strength, multiple, own_size)
     size = (width, height)
     picture = to_rgb(open_picture(init.path, "init image"))  # transparency on white, as A1111 flattens it
     if init.mask is None:
@@ -289,20 +299,49 @@ def resize_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
     return ImageChops.multiply(mask.resize(size, Image.Resampling.BILINEAR), covered)
 
 
-def _prepare_outpaint(init: InitImage, width: int, height: int, strength: float, multiple: int) -> TaskInput:
-    """The picture on its grown canvas; the new area (and the picture's own mask) is repainted."""
+def _prepare_outpaint(init: InitImage, width: int, height: int, strength: float, multiple: int,
+                      own_size: bool) -> TaskInput:
+    """The picture on its grown canvas; the new area (and the picture's own mask) is repainted. A canvas run at its
+    default size, smaller than itself (:func:`outpaint_size`), is run at that size and the result scaled back
+    onto it, the picture as it is."""
     padding = check_padding(init.outpaint)
     picture = to_rgb(open_picture(init.path, "init image"))  # transparency on white, as A1111 flattens it
-    size = outpaint_size(picture.size, padding, multiple)
-    if (width, height) != size:
-        raise InvalidInput(f"Outpainting makes a {size[0]}x{size[1]} image (the picture plus the padding, rounded "
+    full = canvas_size(picture.size, padding, multiple)
+    if (width, height) != full:
+        outpaint_size(picture.size, padding, multiple)  # a canvas no size fits is refused in its own terms
+    if (width, height) != full and not own_size:
+        raise InvalidInput(f"Outpainting makes a {full[0]}x{full[1]} image (the picture plus the padding, rounded "
                            f"up to a multiple of {multiple}); leave the width and height to it (got {width}x{height}).")
     own_mask = None if init.mask is None else _read_mask(init, picture.size, picture.size)
     canvas, repaint, box = outpaint_canvas(picture, own_mask, padding, multiple)
-    start = fill_masked(canvas, repaint)
     blur = int(init.mask_blur)
-    mask = repaint.filter(ImageFilter.GaussianBlur(blur)) if blur else repaint
-    return TaskInput("inpaint", canvas, mask, strength, init, start, keep_original(mask, own_mask, box, blur))
+    blurred = repaint.filter(ImageFilter.GaussianBlur(blur)) if blur else repaint
+    composite = keep_original(blurred, own_mask, box, blur)
+    if (width, height) == full:
+        # the picture's colours smeared over the new area: what the pipeline starts from, and what the result
+        # fades into beside the picture with a mask blur (the empty canvas's black drew a dark line along the seam)
+        return TaskInput("inpaint", fill_masked(canvas, repaint), blurred, strength, init, None, composite)
+    run_canvas, run_repaint = _scaled_canvas(picture, own_mask, box, full, (width, height))
+    start = fill_masked(run_canvas, run_repaint)
+    smeared = start.resize(full, Image.Resampling.LANCZOS)
+    smeared.paste(picture, box[:2])
+    run_mask = run_repaint.filter(ImageFilter.GaussianBlur(blur)) if blur else run_repaint
+    return TaskInput("inpaint", start, run_mask, strength, init, None, composite, smeared)
+
+
+def _scaled_canvas(picture: Image.Image, own_mask: Image.Image | None, box: tuple[int, int, int, int],
+                   full: tuple[int, int], size: tuple[int, int]) -> tuple[Image.Image, Image.Image]:
+    """The grown canvas and its repaint mask made at ``size`` rather than ``full``: the picture scaled onto an empty
+    canvas of that size (a scaled canvas would blend the picture's edge with the empty area)."""
+    scale = size[0] / full[0], size[1] / full[1]
+    left, top = round(box[0] * scale[0]), round(box[1] * scale[1])
+    inner = (min(size[0] - left, max(1, round(picture.width * scale[0]))),
+             min(size[1] - top, max(1, round(picture.height * scale[1]))))
+    small = picture.resize(inner, Image.Resampling.LANCZOS)
+    mask = None if own_mask is None else resize_mask(own_mask, inner)
+    padding = (left, size[0] - inner[0] - left, top, size[1] - inner[1] - top)
+    canvas, repaint, _box = outpaint_canvas(small, mask, padding, 1)
+    return canvas, repaint
 
 
 def fill_masked(image: Image.Image, mask: Image.Image) -> Image.Image:

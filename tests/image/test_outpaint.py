@@ -13,7 +13,7 @@ from masuka.errors import InvalidInput
 from masuka.image.generate import ImageRequest, generate_images
 from masuka.image.metadata import parse_parameters, read_parameters
 from masuka.image.outpaint import canvas_size, parse_outpaint
-from masuka.image.tasks import InitImage
+from masuka.image.tasks import InitImage, finish, outpaint_size, prepare
 
 
 @pytest.fixture
@@ -67,6 +67,22 @@ def test_outpaint_with_a_mask_repaints_that_part_of_the_picture_too(studio, tiny
     assert np.abs(out[:56, :24] - original[:, :24]).mean() > 5, "the masked part is repainted"
 
 
+@pytest.mark.parametrize(("picture", "padding", "run", "canvas"), [((64, 64), (0, 64, 0, 0), (128, 64), (128, 64)),
+                                                              ((3000, 2000), (0, 1000, 0, 0), (1440, 720),
+                                                               (4000, 2000))])
+def test_beside_the_picture_the_result_fades_into_its_smeared_colours_not_into_black(tmp_path, picture, padding,
+                                                                                     run, canvas):
+    """With a mask blur the result fades in over the new area's first pixels beside the picture; what it fades
+    from there is the picture's colours smeared outwards (what the pipeline started from), not the empty canvas's
+    black, which drew a dark line along the seam: a white picture and a white result stay white, whether the
+    canvas runs as it is or at a smaller size scaled back onto it."""
+    Image.new("RGB", picture, "white").save(tmp_path / "white.png")
+    task = prepare(InitImage(tmp_path / "white.png", 1.0, None, 8, outpaint=padding), *run, False, 16, own_size=True)
+    assert np.asarray(task.image).min() == 255, "the pipeline starts from the smeared picture"
+    out = finish(Image.new("RGB", run, "white"), task)
+    assert out.size == canvas and np.asarray(out).min() == 255
+
+
 @pytest.mark.parametrize("text, message", [
     ("10,10", "four whole numbers"), ("a,b,c,d", "four whole numbers"), ("-1,0,0,0", "four whole numbers"),
     ("0,0,0,0", "at least one side"), ("2000,0,0,0", "left side must be 0-1024"),
@@ -76,12 +92,37 @@ def test_bad_padding_is_refused(text, message):
         parse_outpaint(text)
 
 
-def test_outpaint_refuses_another_size_and_a_too_large_canvas(studio, tiny_model, photo):
+def test_outpaint_refuses_another_size_and_a_canvas_no_size_fits(studio, tiny_model, photo):
     with pytest.raises(InvalidInput, match="makes a 112x80 image"):
         outpaint(studio, tiny_model("flux"), photo, (24, 8, 16, 0), width=128, height=128)
-    with pytest.raises(InvalidInput, match="between 64 and 2048"):
+    with pytest.raises(InvalidInput, match=r"makes a 2128x64 canvas, too long and thin .* between 64 and 2048"):
         outpaint(studio, tiny_model("flux"), photo, (1024, 1024, 0, 0))
+    with pytest.raises(InvalidInput, match=r"makes a 112x48 canvas, below the limit"):
+        outpaint_size((72, 40), (24, 8, 0, 0), 16)
+    with pytest.raises(InvalidInput, match=r"makes a 9024x8000 canvas, more than 64 megapixels: pad less"):
+        outpaint_size((8000, 8000), (0, 1024, 0, 0), 16)
     assert not studio.store.count("generations")
+
+
+def test_a_phone_photo_is_outpainted_at_the_models_size_and_comes_back_at_its_own(studio, tiny_model, tmp_path):
+    """A 3000x2000 photo grown by 1000 pixels on the right: the 4000x2000 canvas (more than a model's own size,
+    and wider than an image may be) runs at its shape brought down to about a megapixel and is scaled back onto
+    the canvas, where the photo comes back byte-identical; it was refused (the canvas above 2048 a side)."""
+    rng = np.random.default_rng(3)
+    photo = np.repeat(np.linspace(30, 220, 3000)[None, :, None], 2000, axis=0).repeat(3, axis=2)
+    photo = np.clip(photo + rng.normal(0, 8, photo.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.jpg", quality=92)
+    photo = np.asarray(Image.open(tmp_path / "photo.jpg").convert("RGB"))  # as decoded
+    model = tiny_model("flux")
+    assert outpaint_size((3000, 2000), (0, 1000, 0, 0), 16, pixels=1024 * 1024) == (1440, 720)
+    assert outpaint_size((900, 600), (0, 124, 0, 0), 16, pixels=1024 * 1024) == (1024, 608), "one that fits runs as is"
+    result = outpaint(studio, model, tmp_path / "photo.jpg", (0, 1000, 0, 0), mask_blur=4)
+    out = np.asarray(Image.open(result.path).convert("RGB"))
+    assert out.shape == (2000, 4000, 3) and np.array_equal(out[:, :3000], photo), "the photo as it was"
+    new = out[:, 3000:].astype(int)
+    assert new.std() > 5 and new.mean() > 20, "the new area is painted, not left black"
+    row = studio.store.get("generations", result.id)
+    assert (row["width"], row["height"], row["params"]["outpaint"]) == (4000, 2000, [0, 1000, 0, 0])
 
 
 def test_cli_outpaints_and_exits_2_on_bad_padding(capsys, tmp_path, tiny_model, photo):

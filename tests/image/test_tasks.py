@@ -537,17 +537,18 @@ def test_strokes_thinner_than_a_pixel_at_the_picture_s_size_still_mark_their_pix
 
 
 @pytest.mark.parametrize("size, padding, message", [
-    ((2048, 256), (1024, 0, 0, 0), r"The picture \(2048x256\) plus the outpaint padding makes a 3072-pixel-wide "
-                                   r"canvas \(3072x256\), above the limit: each side of an image must be between "
-                                   r"64 and 2048 pixels; pad less"),
-    ((96, 20), (0, 0, 8, 8), r"The picture \(96x20\) plus the outpaint padding makes a 48-pixel-high canvas "
-                             r"\(96x48\), below the limit: .* 64 and 2048 pixels; pad more"),
+    ((3072, 64), (1024, 0, 0, 0), r"The picture \(3072x64\) plus the outpaint padding makes a 4096x64 canvas, too "
+                                  r"long and thin to run at: each side of an image must be between 64 and 2048 "
+                                  r"pixels, and this shape does not fit them; pad less"),
+    ((96, 20), (0, 0, 8, 8), r"The picture \(96x20\) plus the outpaint padding makes a 96x48 canvas, below the "
+                             r"limit: .* 64 and 2048 pixels; pad more"),
 ])
 @pytest.mark.parametrize("given", [None, (1024, 1024)])
-def test_an_outpaint_canvas_past_the_sides_limits_is_refused_in_its_own_terms(studio, tiny_model, tmp_path, size,
+def test_an_outpaint_canvas_no_size_fits_is_refused_in_its_own_terms(studio, tiny_model, tmp_path, size,
                                                                             padding, message, given):
-    """The caller gave no width (or one of their own): the refusal says the picture plus the padding makes the
-    canvas too large or small, not "Width must be between 64 and 2048 (got 3072)"."""
+    """The caller gave no width (or one of their own): the refusal says the picture plus the padding makes a
+    canvas too small, or too long and thin to run at any size, not "Width must be between 64 and 2048 (got
+    4096)"."""
     Image.new("RGB", size, "teal").save(tmp_path / "picture.png")
     width, height = given or (None, None)
     request = ImageRequest(prompt="x", model=str(tiny_model("flux")), steps=1, width=width, height=height,
