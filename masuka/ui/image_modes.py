@@ -54,6 +54,9 @@ GUIDE_BLANKS: dict[str, Any] = {"control_kind": KINDS[0], "control_weight": Cont
                                 "reference_weight": StyleReference.weight}
 
 
+#: the brush that paints the mask: a see-through red, as image editors show a mask, so a stroke shows on a white
+#: wall or a dark sky alike, with the picture under it (any paint counts: :func:`~masuka.image.masks.painted_mask`)
+MASK_COLOUR = ("#ff2d55", 0.55)
 #: the Inpaint options' fields, in the order the form (and the generate_image API) takes them
 INPAINT_FIELDS = ("mask_mode", "masked_content", "inpaint_area", "only_masked_padding")
 
@@ -73,7 +76,7 @@ class ModeWidgets:
     @classmethod
     def build(cls) -> ModeWidgets:
         canvas = paint_canvas(type="filepath", format="png", label="Mask: paint over what to repaint",
-                                brush=gr.Brush(default_size=24, colors=["#ffffff"], color_mode="fixed"),
+                                brush=gr.Brush(default_size=24, colors=[MASK_COLOUR], color_mode="fixed"),
                                 transforms=(), layers=False, height=320, visible=False, elem_id="masuka-canvas")
         with gr.Row():
             mask_blur = gr.Slider(0, 64, value=MODE_BLANKS["mask_blur"], step=1, label="Mask blur (px)",

@@ -52,14 +52,18 @@ def opened_with(page, app, model) -> None:
                            timeout=15_000)
 
 
-def paint_and_generate(page, editor, prompt: str) -> None:
-    """Once the canvas shows its picture: a stroke painted with the brush, then Generate with ``prompt``."""
+def paint_and_generate(page, editor, prompt: str, red_stroke: bool = False) -> None:
+    """Once the canvas shows its picture: a stroke painted with the brush (checked to show in red over a picture
+    of no red), then Generate with ``prompt``."""
     drawn(page, editor)
     editor.get_by_role("button", name="Brush", exact=True).click()
     paint_stroke(page, editor.locator("canvas").last)
     # the stroke is in the editor's history before Generate sends the layers: sent sooner, the layer came over
     # empty once and the painted mask was refused as unreadable
     expect(editor.get_by_role("button", name="Undo", exact=True)).to_be_enabled(timeout=15_000)
+    if red_stroke:  # the mask's see-through red shows over the picture (white strokes vanished on white)
+        shot = np.asarray(Image.open(io.BytesIO(editor.locator("canvas").last.screenshot())).convert("RGB"))
+        assert ((shot[..., 0].astype(int) - shot[..., 1]) > 80).sum() > 400, "the stroke shows"  # 850; white: 44
     page.get_by_label("Prompt", exact=True).fill(prompt)
     page.get_by_role("button", name="Generate").click()
 
@@ -143,7 +147,7 @@ def test_a_large_photo_is_painted_over_as_a_smaller_copy_and_repainted_at_its_si
         page.locator("input[type=file]").first.set_input_files(str(tmp_path / "photo.jpg"))  # the Starting image
     copy = Image.open(io.BytesIO(page.request.get(shown.value.url).body()))
     assert copy.size == (1448, 1086), "the canvas shows the smaller copy"
-    paint_and_generate(page, editor, "a red balloon")
+    paint_and_generate(page, editor, "a red balloon", red_stroke=True)  # a grey photo
     (row,) = completed(app, 1)
     assert (row["params"]["task"], row["width"], row["height"]) == ("inpaint", 2016, 1512)
     mask = np.asarray(Image.open(app.studio.config.absolute(row["params"]["mask"])).convert("L"))
