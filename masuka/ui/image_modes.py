@@ -114,9 +114,11 @@ class ModeWidgets:
     @staticmethod
     def show(mode: str) -> list[Any]:
         """Visibility of (start group, starting image, mask file, strength, Generate, Edit, aspect, width, height,
-        *:meth:`shown`): an edit takes its first image's size, so the size fields go in Edit mode."""
+        *:meth:`shown`): an edit takes its first image's size and an inpaint or outpaint its picture's (plus the
+        padding), so the size fields go in those modes."""
         starts, inpaint, edit = mode in (IMAGE, INPAINT, EDIT), mode == INPAINT, mode == EDIT
-        visible = [starts, mode in (IMAGE, INPAINT), inpaint, mode in (IMAGE, INPAINT), not edit, edit, *[not edit] * 3,
+        visible = [starts, mode in (IMAGE, INPAINT), inpaint, mode in (IMAGE, INPAINT), not edit, edit,
+                   *[mode in (TEXT, IMAGE)] * 3,
                    inpaint, inpaint, inpaint, inpaint, edit]
         return [gr.update(visible=flag) for flag in visible]
 

@@ -119,8 +119,9 @@ def test_a_painted_mask_and_a_mask_file_together_are_refused(photo, tmp_path):
     assert mode_request_inputs(INPAINT, None, None, "", canvas)[1] is not None, "the strokes alone"
 
 
-def test_edit_mode_hides_the_size_it_does_not_take(studio):
-    """An edit takes its first image's size: Aspect, Width and Height go in Edit mode and come back after."""
+def test_edit_and_inpaint_modes_hide_the_size_they_do_not_take(studio):
+    """An edit takes its first image's size, an inpaint or outpaint its picture's (plus the padding): Aspect, Width
+    and Height go in those modes (in Inpaint/Outpaint they were shown and ignored) and come back after."""
     from masuka.ui.app import build_app
     from masuka.ui.image_modes import MODES, ModeWidgets
 
@@ -129,7 +130,7 @@ def test_edit_mode_hides_the_size_it_does_not_take(studio):
              if getattr(block, "label", None) in ("Aspect", "Width", "Height")]
     assert len(sizes) == 3
     for mode in MODES:
-        assert [ModeWidgets.show(mode)[index]["visible"] for index in sizes] == [mode != "Edit"] * 3
+        assert [ModeWidgets.show(mode)[index]["visible"] for index in sizes] == [mode in ("Text", "Image")] * 3
     assert len(ModeWidgets.show("Text")) == len(show.outputs)
     (options,) = [index for index, block in enumerate(show.outputs) if getattr(block, "label", None) ==
                   "Inpaint options"]
