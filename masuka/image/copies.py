@@ -75,26 +75,27 @@ def plain_copy(path: Path, what: str = "picture") -> tuple[str, bytes]:
     try:
         return _plain_copy(str(path), stat.st_mtime_ns, stat.st_size)
     except InvalidInput:  # made again, uncached, to be refused in the caller's words
-        return _made(str(path), Path(path).read_bytes(), what)
+        return _made(str(path), what)
 
 
 @functools.lru_cache(maxsize=4)
 def _plain_copy(path: str, mtime_ns: int, size: int) -> tuple[str, bytes]:
-    return _made(path, Path(path).read_bytes(), "picture")
+    return _made(path, "picture")
 
 
 def plain_bytes(data: bytes, what: str = "picture") -> tuple[str, bytes]:
     """:func:`plain_copy` of a picture given as its bytes (a REST request's)."""
-    return _made(io.BytesIO(data), data, what)
+    return _made(io.BytesIO(data), what)
 
 
-def _made(source: str | io.BytesIO, data: bytes, what: str) -> tuple[str, bytes]:
-    """The plain copy of ``data``, the bytes of ``source`` (a file's path, or a stream over them)."""
+def _made(source: str | io.BytesIO, what: str) -> tuple[str, bytes]:
+    """The plain copy of the picture at ``source`` (a file's path, or a stream over its bytes)."""
     fmt = picture_format(source)  # None for a PNG whose text is too large for Pillow: its PNG copy has none
     picture = open_picture(source, what)  # read whole, upright: one MASUKA cannot read is refused here
     if fmt in AS_IS:
         with Image.open(source) as header:
             if stands_upright(header):
+                data = source.getvalue() if isinstance(source, io.BytesIO) else Path(source).read_bytes()
                 return AS_IS[fmt], without_metadata(data, fmt)
     return _encoded(picture, fmt)
 

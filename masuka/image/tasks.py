@@ -307,9 +307,8 @@ def _prepare_outpaint(init: InitImage, width: int, height: int, strength: float,
     padding = check_padding(init.outpaint)
     picture = to_rgb(open_picture(init.path, "init image"))  # transparency on white, as A1111 flattens it
     full = canvas_size(picture.size, padding, multiple)
-    if (width, height) != full:
-        outpaint_size(picture.size, padding, multiple)  # a canvas no size fits is refused in its own terms
     if (width, height) != full and not own_size:
+        outpaint_size(picture.size, padding, multiple)  # a canvas no size fits is refused in its own terms first
         raise InvalidInput(f"Outpainting makes a {full[0]}x{full[1]} image (the picture plus the padding, rounded "
                            f"up to a multiple of {multiple}); leave the width and height to it (got {width}x{height}).")
     own_mask = None if init.mask is None else _read_mask(init, picture.size, picture.size)
