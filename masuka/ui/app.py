@@ -10,6 +10,7 @@ from masuka.picture_formats import read_heif
 from masuka.studio import Studio
 from masuka.ui.checked_blocks import CheckedBlocks
 from masuka.ui.common import UIContext
+from masuka.ui.component_signatures import pin_component_signatures
 from masuka.ui.shown_pictures import show_pictures_in_browsers
 
 #: Gradio's upload cache: every hour, files older than a day are deleted (all of it at each start).
@@ -22,6 +23,7 @@ TABS = [("Image", "image"), ("Queue", "queue"), ("Grid", "grid"), ("Compare", "c
 
 def build_app(studio: Studio) -> gr.Blocks:
     """The whole studio UI; tabs link to each other through one :class:`UIContext`."""
+    pin_component_signatures()  # before the first component is built
     ctx = UIContext(studio)
     read_heif()  # Gradio opens the pictures sent to image inputs itself, before a handler does: HEIC ones too
     # the queue's settings go in with the Blocks: Gradio rebuilds its whole server app on each queue() call
