@@ -42,7 +42,7 @@ from masuka.image.defaults import load_defaults
 from masuka.image.generate import MAX_BATCH, ImageRequest, image_spec
 from masuka.image.metadata import parse_parameters, read_metadata
 from masuka.image.samplers import SAMPLER_NAMES, check_sampler, fitting_sampler
-from masuka.image.tasks import InitImage, open_picture, upscale
+from masuka.image.tasks import InitImage, open_picture, seen_size, upscale
 from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.models import list_upscalers
 from masuka.image.upscale.request import SCALES, UpscaleRequest, upscale_source
@@ -266,13 +266,13 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
         with work.uploads(caller) as uploads:
             image = uploads.decode(body.init_images[0], "init image")
             inverted = bool(body.mask and body.inpainting_mask_invert)
-            mask = a1111_mask(uploads, body.mask, inverted) if body.mask else None
+            mask = a1111_mask(uploads, body.mask, inverted, seen_size(image, "init image")) if body.mask else None
             init = InitImage(image, body.denoising_strength, mask, body.mask_blur or 0, invert_mask=inverted,
                              only_masked_padding=body.inpaint_full_res_padding if body.inpaint_full_res else None,
                              fill_masked=body.inpainting_fill == 0)
             result = answer(work.generate(caller, to_request(caller, body, uploads, init), hangup), body)
-            if body.include_init_images and body.send_images:
-                result["images"] += [file_base64(image)]
+        if not body.include_init_images:  # as A1111: the pictures sent come back in parameters only when asked
+            result["parameters"].update(init_images=None, mask=None)
         return result
 
     @router.post("/png-info")
@@ -303,9 +303,9 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
             return {"progress": 0.0, "eta_relative": 0.0, "state": idle, "current_image": None,
                     "textinfo": None}
         current = None if skip_current_image or state.last_image is None else file_base64(state.last_image)
+        started = f"image {state.job_no + 1}/{state.job_count}, step {state.step}/{state.steps}"
         return {"progress": state.fraction, "eta_relative": state.eta or 0.0, "state": _state(state),
-                "current_image": current,
-                "textinfo": f"image {state.job_no + 1}/{state.job_count}, step {state.step}/{state.steps}"}
+                "current_image": current, "textinfo": started if state.steps else "Waiting..."}
 
     @router.post("/interrupt")
     @a1111_errors
@@ -460,16 +460,17 @@ def a1111_sampler(name: str | None, scheduler: str | None, model: str) -> str:
     return fitting_sampler(name, model) or fitting_sampler(base, model)
 
 
-def a1111_mask(uploads: Uploads, data: str, invert: bool) -> Path:
+def a1111_mask(uploads: Uploads, data: str, invert: bool, size: tuple[int, int]) -> Path:
     """A1111's ``mask`` kept as the mask it stands for (white = repaint; ``inpainting_mask_invert``, ``invert``,
     repaints the black part: the request says so, and the History row keeps both, so Reuse repaints the same part):
     one with transparency that is not fully opaque read by its alpha (opaque = repaint, cut at half as A1111's
     ``create_binary_mask`` does), any other by its brightness. A mask read by its alpha that leaves nothing to
-    repaint is refused in those words (not as an all-black mask, which the sender did not draw)."""
+    repaint is refused in those words (not as an all-black mask, which the sender did not draw). A mask of another
+    size than the init picture's (``size``) is stretched to it, as A1111 resizes both to the same size."""
     picture = open_picture(io.BytesIO(image_bytes(data, "mask")), "mask")  # upright, 8-bit
     by_alpha = picture.has_transparency_data and picture.convert("RGBA").getchannel("A").getextrema()[0] < 255
     if not by_alpha:
-        return uploads.keep(picture, "mask")
+        return uploads.keep(_stretched(picture, size), "mask")
     mask = picture.convert("RGBA").getchannel("A").point(lambda alpha: 255 if alpha > 128 else 0)
     if mask.getextrema() == ((255, 255) if invert else (0, 0)):  # nothing to repaint: say why
         rule = "a mask with transparency is read by its alpha, as A1111 reads it: opaque means repaint"
@@ -481,7 +482,11 @@ def a1111_mask(uploads: Uploads, data: str, invert: bool) -> Path:
             "nowhere more than half opaque"
         raise InvalidInput(f"The mask is {what}, so nothing would be repainted ({rule}): paint opaque where the "
                            "image should change.")
-    return uploads.keep(mask, "mask")
+    return uploads.keep(_stretched(mask, size), "mask")
+
+
+def _stretched(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return mask if mask.size == size else mask.resize(size, Image.Resampling.BILINEAR)  # no ringing past an edge
 
 
 def split_schedule(sampler: str) -> tuple[str, str]:

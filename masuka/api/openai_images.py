@@ -30,6 +30,7 @@ from fastapi.routing import APIRoute
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from masuka.access import may_read
@@ -129,8 +130,14 @@ def openai_errors(func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
             return _error(OpenAIError(503, str(error), kind="server_error", code="model_not_available"))
         except MasukaError as error:
             return _error(OpenAIError(500, str(error), kind="server_error"))
+        except HTTPException as error:  # Starlette's own refusals of a body (a form field over 1 MB, no boundary)
+            return _error(OpenAIError(error.status_code, error.detail))
 
     return wrapper
+
+
+def _model(key: str) -> dict[str, Any]:
+    return {"id": key, "object": "model", "created": 0, "owned_by": "masuka"}
 
 
 def _error(error: OpenAIError) -> JSONResponse:
@@ -227,7 +234,7 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
                                        form_text(form, "size"), init, aids)
             return await run(request, caller, image_request, delivery, "image_edit")
 
-    @router.get("/images/files/{image_id}", name="openai_image_file")
+    @router.api_route("/images/files/{image_id}", methods=["GET", "HEAD"], name="openai_image_file")
     @openai_errors
     async def image_file(image_id: str, request: Request, format: str | None = None,
                          compression: str | None = None) -> Any:
@@ -257,13 +264,25 @@ def openai_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIR
     @openai_errors
     async def models(request: Request) -> Any:
         await caller_off_loop(caller_of, request)
-        return {"object": "list", "data": [{"id": key, "object": "model", "created": 0, "owned_by": "masuka"}
-                                           for key in image_models()]}
+        return {"object": "list", "data": [_model(key) for key in image_models()]}
 
-    @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @router.get("/models/{model:path}")
+    @openai_errors
+    async def one_model(model: str, request: Request) -> Any:
+        """A model ``/models`` lists, or one of OpenAI's names (which mean the default model), else a 404."""
+        await caller_off_loop(caller_of, request)
+        if model not in image_models() and not OPENAI_MODEL.fullmatch(model):
+            raise OpenAIError(404, f"The model '{model}' is not in MASUKA's catalog (GET /v1/models lists it).",
+                              param="model", code="model_not_found")
+        return _model(model)
+
+    @router.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+                      include_in_schema=False)
     @openai_errors
     async def unknown(path: str, request: Request) -> Any:
-        """Any other ``/v1`` request, answered as OpenAI does: 404 (405 for another method of a route here)."""
+        """Any other ``/v1`` request, answered as OpenAI does once the caller may call: 404 (405 for another
+        method of a route here)."""
+        await caller_off_loop(caller_of, request)
         if path == "images/variations":
             raise OpenAIError(404, "Image variations are not offered here: send the picture with a prompt to "
                                    "/v1/images/edits instead.", code="not_found")
@@ -359,4 +378,7 @@ def _openai_mask(uploads: Uploads, data: bytes) -> Path:
         if not mask.has_transparency_data:  # alpha, or a palette or grey PNG's transparent entries (pngquant's)
             return path
         repaint = mask.convert("RGBA").getchannel("A").point(lambda alpha: 255 if alpha == 0 else 0)
+    if repaint.getextrema()[1] == 0:
+        raise OpenAIError(400, "The mask has no fully transparent pixel, so nothing would change: make the mask "
+                               "transparent (alpha 0) where the image should change.", param="mask")
     return uploads.keep(repaint, "mask")

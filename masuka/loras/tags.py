@@ -1,4 +1,5 @@
-"""A1111's ``<lora:name:weight>`` prompt tags: found in a prompt, and read in every form A1111 takes."""
+"""A1111's ``<lora:name:weight>`` prompt tags (``<lyco:...>`` too, A1111's alias for them): found in a prompt, and
+read in every form A1111 takes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 
 from masuka.errors import InvalidInput
 
-LORA_TAG = re.compile(r"<lora:([^:>]+)((?::[^:>]*)*)>")
+LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+)((?::[^:>]*)*)>")
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 

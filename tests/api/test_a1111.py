@@ -187,6 +187,33 @@ def test_waiting_generations_leave_progress_and_interrupt_answering(live_app, ti
     assert api.get_progress()["state"]["job_count"] == 0
 
 
+def test_a_request_waiting_behind_another_users_is_reported_as_waiting(live_app, tiny_model):
+    """Ann's only request waits while Bob's generates: her /progress counts it (job_count 1, so a client waiting
+    for 0 keeps waiting) and says it waits, rather than "image 1/1, step 0/0"; Bob's shows his steps."""
+    app = live_app(auth="ann:pw-ann,bob:pw-bob")
+    base = app.url.rstrip("/") + "/sdapi/v1"
+    body = {"prompt": "a long wait", "steps": 200, "width": 64, "height": 64,
+            "override_settings": {"sd_model_checkpoint": str(tiny_model("flux"))}}
+    with httpx.Client(base_url=base, auth=("bob", "pw-bob"), timeout=300) as bob, \
+            httpx.Client(base_url=base, auth=("ann", "pw-ann"), timeout=300) as ann:
+        running = threading.Thread(target=bob.post, args=("/txt2img",), kwargs={"json": body})
+        running.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not bob.get("/progress").json()["progress"]:
+            time.sleep(0.05)
+        waiting = threading.Thread(target=ann.post, args=("/txt2img",), kwargs={"json": {**body, "steps": 1}})
+        waiting.start()
+        seen = {}
+        while time.monotonic() < deadline and not seen.get("textinfo"):
+            seen = ann.get("/progress").json()
+            time.sleep(0.05)
+        assert seen["textinfo"] == "Waiting..." and seen["progress"] == 0 and seen["state"]["job_count"] == 1
+        assert bob.get("/progress").json()["textinfo"].startswith("image 1/1, step ")
+        bob.post("/interrupt")
+        running.join(120)
+        waiting.join(120)
+
+
 def test_lists_refresh_and_upscale(shared_app, tiny_lora, photo):
     app = shared_app(max_upload_mb=1)  # an app whose LoRA and upscaler lists no other test adds to (small bodies)
     api = client(app)

@@ -140,3 +140,26 @@ def test_a_mask_with_nothing_opaque_is_refused_as_transparent_not_as_black(share
     assert everything.status_code == 200, everything.text
     out = Image.open(io.BytesIO(base64.b64decode(everything.json()["images"][0])))
     assert repainted_only(out, photo, np.ones((64, 64), bool))
+
+
+def test_a_mask_of_another_shape_is_stretched_to_the_picture_and_the_pictures_sent_come_back_only_when_asked(
+        shared_app, tiny_model, photo):
+    """A1111 resizes the mask to the picture's size whatever its shape: a 128x32 mask whose left half is white
+    repaints the picture's left half (it was refused as of another shape). The answer's ``parameters`` carry the
+    init images and mask only with ``include_init_images`` (they doubled every answer), and ``images`` holds the
+    results alone either way, as A1111 answers."""
+    app = shared_app()
+    api = client(app)
+    api.set_options({"sd_model_checkpoint": str(tiny_model("flux"))})
+    mask = Image.new("L", (128, 32), 0)
+    ImageDraw.Draw(mask).rectangle((0, 0, 63, 31), fill=255)
+    common = dict(images=[photo], mask_image=mask, mask_blur=0, denoising_strength=1.0, inpainting_fill=1,
+                  inpaint_full_res=False, prompt="a stretched mask", steps=2, width=64, height=64, seed=8)
+    result = api.img2img(**common)
+    out, before = pixels(result.image), pixels(photo)
+    assert len(result.images) == 1
+    assert np.array_equal(out[:, 34:], before[:, 34:]), "the right half is kept (the stretched edge aside)"
+    assert np.abs(out[:, :30] - before[:, :30]).mean() > 5, "the left half is repainted"
+    assert result.parameters["init_images"] is None and result.parameters["mask"] is None
+    kept = api.img2img(include_init_images=True, **common)
+    assert len(kept.images) == 1 and len(kept.parameters["init_images"]) == 1 and kept.parameters["mask"]

@@ -75,12 +75,19 @@ def test_url_answers_are_served_to_their_owner_only(signed_in, tiny_model):
     assert mine.status_code == 200 and Image.open(io.BytesIO(mine.content)).size == (64, 64)
     assert httpx.get(url, auth=("bob", "pw-bob")).status_code == 404
     assert httpx.get(url).status_code == 401
+    checked = httpx.head(url, headers={"Authorization": f"Bearer {token}"})  # link previewers ask first
+    assert checked.status_code == 200 and checked.headers["content-type"] == "image/png" and not checked.content
+    assert httpx.head(url, auth=("bob", "pw-bob")).status_code == 404
 
 
 def test_models_and_errors_in_openais_shape(signed_in, tiny_model):
     app, sdk, _token = signed_in
     before = row_count(app)
     assert {"flux-schnell", "sdxl"} <= {model.id for model in sdk.models.list()}
+    assert sdk.models.retrieve("sdxl").id == "sdxl" and sdk.models.retrieve("gpt-image-1").id == "gpt-image-1"
+    with pytest.raises(openai.NotFoundError) as missing:
+        sdk.models.retrieve("no-such-model")
+    assert missing.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError) as bad:
         sdk.images.generate(model=str(tiny_model("flux")), prompt="a refused fox", size="70x64")
     assert bad.value.body["param"] == "size" and "multiple of" in bad.value.body["message"]
@@ -231,6 +238,34 @@ def test_variations_and_unknown_routes_answer_an_openai_error(signed_in):
     assert unknown.status_code == 404 and unknown.json()["error"]["message"] == "Invalid URL (DELETE /v1/files/abc)."
     other_method = httpx.get(app.url.rstrip("/") + "/v1/images/generations", headers=headers)
     assert other_method.status_code == 405 and "use POST" in other_method.json()["error"]["message"]
+    for method in ("HEAD", "OPTIONS"):
+        answer = httpx.request(method, app.url.rstrip("/") + "/v1/models", headers=headers)
+        assert answer.status_code == 405, method
+    assert httpx.options(app.url.rstrip("/") + "/v1/models", headers=headers).json()["error"]["message"] == \
+        "OPTIONS is not allowed on /v1/models: use GET."
+    for path in ("/v1/nope", "/v1/images/variations"):  # who calls is asked first, as on every route
+        unsigned = httpx.post(app.url.rstrip("/") + path)
+        assert unsigned.status_code == 401 and unsigned.json()["error"]["code"] == "invalid_api_key", path
+
+
+def test_an_edit_refused_by_the_form_parser_or_with_an_opaque_mask_gets_an_openai_error(signed_in, photo):
+    """Starlette refuses a text field over 1 MB while reading the form: the SDK gets OpenAI's error object, not
+    FastAPI's ``detail``. An OpenAI mask with no transparent pixel changes nothing: the message speaks of
+    transparency, as OpenAI's masks do, not of painting white."""
+    app, sdk, token = signed_in
+    before = row_count(app)
+    picture = io.BytesIO()
+    photo.save(picture, format="PNG")
+    refused = httpx.post(app.url.rstrip("/") + "/v1/images/edits", headers={"Authorization": f"Bearer {token}"},
+                         data={"prompt": "x" * 1_100_000}, files={"image": ("a.png", picture.getvalue())})
+    assert refused.status_code == 400 and "maximum size" in refused.json()["error"]["message"]
+    opaque = io.BytesIO()
+    photo.convert("RGBA").save(opaque, format="PNG")  # alpha 255 everywhere
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.images.edit(image=("a.png", picture.getvalue(), "image/png"), mask=("m.png", opaque.getvalue()),
+                        prompt="an opaque mask")
+    assert bad.value.body["param"] == "mask" and "transparent (alpha 0)" in bad.value.body["message"]
+    assert row_count(app) == before
 
 
 def test_a_model_that_is_not_downloaded_is_a_503_not_a_500(signed_in):

@@ -47,9 +47,12 @@ def inputs_of(app, user: str = "bob") -> list[str]:
     return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
 
 
-def refused_requests(base: str, headers: dict, model: str, photo: Image.Image, mask: Image.Image, size: int
+def refused_requests(base: str, headers: dict, model: str, photo: Image.Image, square_mask: Image.Image, size: int
                      ) -> dict[str, httpx.Response]:
-    """An OpenAI edit and an A1111 img2img, each with a picture and a mask, at ``size`` pixels a side."""
+    """An OpenAI edit and an A1111 img2img, each with a picture and a mask (transparent over the square, which
+    either API reads as a mask that repaints something), at ``size`` pixels a side."""
+    mask = photo.convert("RGBA")
+    mask.putalpha(Image.eval(square_mask, lambda v: 0 if v else 255))
     edit = httpx.post(f"{base}/v1/images/edits", headers=headers, timeout=120,
                       files={"image": ("photo.png", png(photo), "image/png"),
                              "mask": ("mask.png", png(mask), "image/png")},
@@ -62,9 +65,10 @@ def refused_requests(base: str, headers: dict, model: str, photo: Image.Image, m
 
 def test_a_request_refused_for_its_size_keeps_no_copy_of_its_pictures(signed_in, tiny_model, photo, square_mask):
     app, base, headers = signed_in("ann")
-    answers = refused_requests(base, headers, str(tiny_model("sdxl")), photo, square_mask.convert("RGBA"), 13)
+    answers = refused_requests(base, headers, str(tiny_model("sdxl")), photo, square_mask, 13)
     assert {name: answer.status_code for name, answer in answers.items()} == {"edit": 400, "img2img": 422}, [
         answer.text for answer in answers.values()]
+    assert answers["edit"].json()["error"]["param"] == "size"
     assert inputs_of(app, "ann") == [] and not app.studio.store.find("generations", "owner = ?", ["ann"])
 
 
@@ -83,7 +87,7 @@ def test_a_request_refused_for_too_many_waiting_keeps_no_copy_of_its_pictures(si
         while not httpx.get(f"{base}/sdapi/v1/progress", headers=headers, timeout=60).json()["state"]["job_count"]:
             assert first.is_alive(), waiting[0].text  # the first request waits for the GPU
             time.sleep(0.05)
-        answers = refused_requests(base, headers, model, photo, square_mask.convert("RGBA"), 64)
+        answers = refused_requests(base, headers, model, photo, square_mask, 64)
         httpx.post(f"{base}/sdapi/v1/interrupt", headers=headers, timeout=60)
         first.join(120)
     assert {name: answer.status_code for name, answer in answers.items()} == {"edit": 429, "img2img": 429}

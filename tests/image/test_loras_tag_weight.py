@@ -23,3 +23,8 @@ def test_numbers_in_every_form_still_work_and_text_read_back_keeps_the_tag():
     assert split_lora_tags("a <lora:fox:0.8> b <lora:owl> <lora:cat:1:.5> <lora:elk:unet=2:dyn=x>", strict=True) \
         == ("a b", [("fox", 0.8), ("owl", 1.0), ("cat", 0.5), ("elk", 2.0)])
     assert split_lora_tags("a <lora:fox:0,8>") == ("a <lora:fox:0,8>", [])
+
+
+def test_a_lyco_tag_is_a_lora_tag_as_in_a1111():
+    """A1111 registers ``lyco`` as an alias of its LoRA network: such a tag was left in the prompt as words."""
+    assert split_lora_tags("a <lyco:fox:0.8> b <lora:owl:0.5>", strict=True) == ("a b", [("fox", 0.8), ("owl", 0.5)])
