@@ -3,14 +3,14 @@
 import argparse
 import sys
 
-from masuka.cli import main
+from masuka.cli import data_dir_name, main
 
 
 def run() -> int:
     from masuka.commands.serve import add_server_arguments
 
     parser = argparse.ArgumentParser(description="MASUKA: datasets, LoRA training, images and videos.")
-    parser.add_argument("--data-dir", help="data folder (default: $MASUKA_DATA_DIR or ./data)")
+    parser.add_argument("--data-dir", type=data_dir_name, help="data folder (default: $MASUKA_DATA_DIR or ./data)")
     add_server_arguments(parser)
     args = parser.parse_args()
     argv = ["serve", "--host", args.host, "--port", str(args.port)]

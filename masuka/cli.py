@@ -14,6 +14,7 @@ import logging
 import os
 import sqlite3
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,14 +27,27 @@ COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench"
 
 #: environment variables that set how much diffusers, transformers and huggingface_hub print themselves
 LIBRARY_VERBOSITY = ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY", "HF_HUB_VERBOSITY")
+#: the libraries under the model libraries whose notices (log records and Python warnings) are kept to errors too
+#: ("Skipping publisher trust check", bitsandbytes' CPU kernels, deprecated arguments the libraries pass each other)
+QUIETED_LIBRARIES = ("kernels", "bitsandbytes", "huggingface_hub", "diffusers", "transformers", "accelerate", "peft",
+                     "torch")
 
 
 def data_dir_parser() -> argparse.ArgumentParser:
     """The ``--data-dir`` option every command takes (a parent parser); its default is the top parser's."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--data-dir", default=argparse.SUPPRESS, help="data folder (default: $MASUKA_DATA_DIR or "
-                                                                      "./data)")
+    parser.add_argument("--data-dir", default=argparse.SUPPRESS, type=data_dir_name,
+                        help="data folder (default: $MASUKA_DATA_DIR or ./data)")
     return parser
+
+
+def data_dir_name(text: str) -> str:
+    """An argparse ``type`` for ``--data-dir``: a blank one (an unset shell variable, ``--data-dir "$DIR"``) is
+    refused, where it would mean ``./data`` wherever the command runs."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name the data folder (or leave --data-dir out for "
+                                         "$MASUKA_DATA_DIR or ./data)")
+    return text
 
 
 def at_least(low: int) -> Callable[[str], int]:
@@ -97,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     if level != "DEBUG":  # the model libraries' own notices ("Couldn't connect to the Hub…") only when debugging
         for variable in LIBRARY_VERBOSITY:
             os.environ.setdefault(variable, "error")
+        for library in QUIETED_LIBRARIES:
+            logging.getLogger(library).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=rf"({'|'.join(QUIETED_LIBRARIES)})(\.|$)")
     if argv is None:
         argv = sys.argv[1:]
     args = build_parser(argv[0] if argv else None).parse_args(argv)

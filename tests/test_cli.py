@@ -902,3 +902,39 @@ def test_a_command_builds_only_its_own_parser_and_a_mistyped_one_lists_them_all(
     err = capsys.readouterr().err
     assert refused.value.code == 2 and "invalid choice: 'histroy'" in err
     assert all(f"'{name}'" in err for name in ("generate", "history", "train", "video", "storage"))
+
+
+NOISE = """
+import logging, sys, warnings
+from masuka.cli import main
+main(["history", "list", "--data-dir", sys.argv[1]])
+logging.getLogger("kernels._internals.hf_hub").warning("trust check noise")
+logging.getLogger("bitsandbytes.backends.cpu.ops").warning("gemm noise")
+warnings.warn_explicit("symlinks noise", UserWarning, "_validators.py", 205, module="huggingface_hub.utils._validators")
+logging.getLogger("masuka.jobs").warning("own warning")
+"""
+
+
+@pytest.mark.parametrize("level", ["", "DEBUG"])
+def test_the_libraries_notices_are_kept_to_errors_unless_debugging(tmp_path, level):
+    """kernels' and bitsandbytes' log records and the libraries' Python warnings printed on every model load;
+    MASUKA's own warnings stay."""
+    env = {**os.environ, "MASUKA_LOG_LEVEL": level, "PYTHONPATH": str(ROOT)}
+    err = subprocess.run([sys.executable, "-c", NOISE, str(tmp_path / "data")], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stderr
+    assert "own warning" in err
+    assert all((noise in err) == bool(level) for noise in ("trust check noise", "gemm noise", "symlinks noise"))
+
+
+def test_a_blank_data_dir_is_refused_not_taken_as_dot_data(capsys, tmp_path, monkeypatch):
+    """``--data-dir "$DIR"`` with DIR unset made ./data (a new database) wherever the command ran."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["history", "list", "--data-dir", ""])
+    assert stopped.value.code == 2 and "argument --data-dir: is empty" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_resume_0_is_looked_up_not_taken_for_no_resume(capsys, tmp_path):
+    code, _out, err = run_cli(capsys, "train", "--data-dir", str(tmp_path / "data"), "--resume", "0")
+    assert code == 2 and err == "error: Training run 0 does not exist.\n"

@@ -200,8 +200,8 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
 
 def view_prompts(views: int | None, prompts: list[str] | None, seed: int) -> list[str]:
     """The prompt set: ``prompts`` (their count must be ``views`` when both are given), else ``views`` prompts
-    (default DEFAULT_VIEWS) picked with ``seed``."""
-    if not prompts:
+    (default DEFAULT_VIEWS) picked with ``seed``; a set given empty (an empty file) is refused, not replaced."""
+    if prompts is None:
         return pick_prompts(DEFAULT_VIEWS if views is None else views, seed)
     checked = check_prompts(prompts)
     count = len(checked) if views is None else whole_number("the number of views", views, 1, MAX_VIEWS)

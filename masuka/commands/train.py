@@ -84,13 +84,13 @@ def run(args: argparse.Namespace) -> int:
     from masuka.training.runs import create_run, resume_run, submit_run
 
     given = [flag for dest, flag in args.run_flags.items() if hasattr(args, dest)]
-    if args.resume and given:
+    if args.resume is not None and given:
         raise InvalidInput(f"--resume continues run {args.resume} with the options it was created with: leave out "
                            f"{', '.join(given)}, or start a new run to change them.")
     studio = open_studio(args)
     if args.run:
         return _worker(studio, args.run, args.launched_by)
-    if args.resume:
+    if args.resume is not None:
         run_id = resume_run(studio, args.resume, submit=False)
     else:
         options = options_from(args)

@@ -37,7 +37,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                         help="provider to use when the first is unhealthy or unreachable; repeatable, in order")
     parser.add_argument("--steps", type=int, help="local model: denoising steps")
     parser.add_argument("--fps", type=int, help="local model: frames per second")
-    parser.add_argument("--seed", type=int, help="local model: seed (default: random)")
+    parser.add_argument("--seed", type=int, help="local model: seed, 0-4294967295 (default or -1: random)")
     parser.add_argument("--estimate", action="store_true", help="only check the request and show its price")
     parser.set_defaults(handler=run)
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -41,8 +42,9 @@ class PrepOptions:
             raise InvalidInput(f"Target size must be between {MIN_SIZE} and {MAX_SIZE} pixels (got {self.size}).")
         if not 0 <= int(self.min_side) <= MAX_SIZE:
             raise InvalidInput(f"Minimum side must be between 0 and {MAX_SIZE} pixels (got {self.min_side}).")
-        if float(self.blur_threshold) < 0:
-            raise InvalidInput("The blur threshold cannot be negative (0 turns the blur filter off).")
+        if not 0 <= float(self.blur_threshold) < math.inf:  # NaN too: it compares false, turning the filter off
+            raise InvalidInput(f"The blur threshold must be a number of 0 or more (0 turns the blur filter off; "
+                               f"got {self.blur_threshold}).")
         if not 0 <= int(self.near_distance) <= 32:
             raise InvalidInput("The near-duplicate distance must be between 0 and 32.")
 

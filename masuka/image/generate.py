@@ -43,7 +43,7 @@ from masuka.image.edit import check_references, edit_kwargs, edit_record, plan_r
 from masuka.image.face_detail import check_strength, detail_faces, face_infotext, face_record
 from masuka.image.face_restore import face_restorer
 from masuka.image.fast import compile_once
-from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
+from masuka.image.limits import MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
 from masuka.image.memory import prepare_decode
 from masuka.image.metadata import Parameters, format_parameters, parse_parameters, save_image
 from masuka.image.pipelines import get_pipeline, pipeline_architecture, pipeline_plan
@@ -89,7 +89,6 @@ from masuka.zerogpu import check_space_request, image_seconds
 MAX_BATCH = 4
 MAX_PROMPT_CHARS = 4000
 MAX_LORA_CHARS = 1024
-MAX_SEED = 2**32 - 1
 MAX_STEP_CACHE = 0.5
 #: the highest guidance a request takes (FLUX.1 Fill's default is 30)
 MAX_GUIDANCE = 30

@@ -20,6 +20,7 @@ from typing import Any
 from masuka.errors import InvalidInput
 from masuka.gpu import device_plan
 from masuka.image.copies import fitted_frame
+from masuka.image.limits import MAX_SEED
 from masuka.image.memory import sharing_weights
 from masuka.image.pipelines import load_pipeline
 from masuka.jobs import JobContext
@@ -34,8 +35,6 @@ from masuka.video.catalog import model_entry, parse_size
 from masuka.video.limits import local_frames
 from masuka.video.media import add_audio, check_mp4
 from masuka.video.request import VideoPlan
-
-MAX_SEED = 2**32 - 1
 
 
 def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | None, dest: Path, clip: int,

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from masuka.errors import InvalidInput
-from masuka.image.limits import MAX_STEPS
+from masuka.image.limits import MAX_SEED, MAX_STEPS
 from masuka.store import LOCAL_USER
 from masuka.validation import plain_text, whole_number
 from masuka.video.availability import refuse_local_video
@@ -119,6 +119,10 @@ def plan_video(request: VideoRequest) -> VideoPlan:
     for name, value, largest in (("steps", request.steps, MAX_STEPS), ("the frame rate (fps)", request.fps, MAX_FPS)):
         if value is not None:
             whole_number(name, value, 1, largest)
+    if request.seed == -1:  # -1 is a random seed, as for images
+        request.seed = None
+    if request.seed is not None:
+        whole_number("the seed", request.seed, 0, MAX_SEED)
     entry = model_entry(request.provider, request.model, request.fps)
     _check_provider(request, request.provider)
     request.prompt, request.negative_prompt = (request.prompt or "").strip(), (request.negative_prompt or "").strip()

@@ -378,6 +378,8 @@ def test_a_number_of_views_and_a_prompt_set_that_disagree_are_refused_naming_bot
                                            r"line\): give as many views as prompts, or no prompts"):
         create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=3, prompts=["a", "b"]))
     assert studio.store.count("characters") == 0 and studio.store.count("generations") == 0
+    with pytest.raises(InvalidInput, match=r"^The prompt set is empty"):  # an empty file: not the built-in set
+        view_prompts(None, [], 0)
 
 
 def png_header(path, width: int, height: int):

@@ -250,6 +250,17 @@ def test_blurry_photos_are_refused_when_the_filter_is_on(studio, make_dataset, t
     assert report.rejected[0].reason.startswith("too blurry (sharpness")
 
 
+@pytest.mark.parametrize("threshold", [-5, float("nan"), float("inf")])
+def test_a_blur_threshold_that_is_no_number_of_0_or_more_is_refused(threshold):
+    """NaN compared false with every sharpness (the filter silently off, and NaN in --json output); infinity
+    refused every photo."""
+    from masuka.datasets.preprocess import PrepOptions
+    from masuka.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=r"^The blur threshold must be a number of 0 or more"):
+        PrepOptions(blur_threshold=threshold)
+
+
 def test_folders_are_for_the_command_line_only(studio, make_dataset, tmp_path):
     corpus.photo(tmp_path / "one.jpg", 60)
     dataset = make_dataset()

@@ -6,9 +6,10 @@ import os
 
 import pytest
 
+from masuka.errors import InvalidInput
 from masuka.video.jobs import cancel_video, start_video, wait_video
 from masuka.video.media import check_mp4
-from masuka.video.request import VideoRequest
+from masuka.video.request import VideoRequest, plan_video
 from tests.video.conftest import wait_until
 
 
@@ -406,3 +407,17 @@ def test_a_job_that_cannot_be_taken_up_is_interrupted_and_the_others_still_are(s
     assert adopted.interrupted == [remote, started]
     assert jobs.get(studio.store, remote).error == ("The app could not take this job up again: alice already has 4 "
                                                    "jobs queued or running")
+
+
+@pytest.mark.parametrize("seed", [2**32, -5, 10**23])
+def test_a_seed_out_of_range_is_refused_before_any_job_or_model_load(studio, seed):
+    """It reached torch.Generator.manual_seed inside the job: a traceback and a failed job after the model
+    loaded (or, within int64, a seed no other tool would reproduce)."""
+    with pytest.raises(InvalidInput, match=rf"^The seed must be between 0 and 4294967295 \(got {seed}\)\.$"):
+        start_video(studio, local("/nowhere/wan", seed=seed))
+    assert studio.store.count("jobs") == 0 and studio.models.loads == 0
+
+
+def test_seed_minus_one_is_a_random_seed_as_for_images():
+    plan = plan_video(local("wan2.2-ti2v-5b", seed=-1, size="1280x704"))
+    assert plan.request.seed is None
