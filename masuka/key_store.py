@@ -17,6 +17,7 @@ from pathlib import Path
 
 from masuka.errors import InvalidInput
 from masuka.services import Service
+from masuka.settings_file import json_problem, move_aside
 
 log = logging.getLogger(__name__)
 KEY_FILE = "secrets.json"
@@ -60,7 +61,7 @@ class KeyStore:
         moved aside; returns where it went (None when the file was fine)."""
         with self._lock:
             keys, problem = self._load()
-            aside = self._move_aside(problem) if problem else None
+            aside = move_aside(self.path, problem, "key file") if problem else None
             if value and value.strip():
                 keys[service.name] = value.strip()
             else:
@@ -92,30 +93,13 @@ class KeyStore:
 
     def _load(self) -> tuple[dict[str, str], str | None]:
         """The saved keys, or what is wrong with the file (never quoting its content)."""
-        if not self.path.is_file():
-            return {}, None
-        try:
-            keys = json.loads(self.path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError:
-            return {}, "it is not UTF-8 text"
-        except ValueError:
-            return {}, "it is not valid JSON"
-        except OSError as error:
-            return {}, error.strerror or type(error).__name__
+        keys, problem = json_problem(self.path)
+        if problem or keys is None:
+            return {}, problem
         if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
             return {}, "it is not a JSON object of key names and keys"
         return keys, None
 
-    def _move_aside(self, problem: str) -> Path:
-        """Rename the unreadable key file to a free ``secrets.json.bad[.N]``; logged without any content."""
-        aside, number = self.path.with_name(f"{self.path.name}.bad"), 1
-        while aside.exists():
-            number += 1
-            aside = self.path.with_name(f"{self.path.name}.bad.{number}")
-        os.replace(self.path, aside)
-        log.warning("the key file %s could not be read (%s): moved to %s, a new one is started", self.path, problem,
-                    aside.name)
-        return aside
 
 
 def mask(secret: str | None) -> str:

@@ -7,8 +7,6 @@ Kept in ``aids.json`` in the data dir (nothing secret in it: the chat endpoint's
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +16,7 @@ from masuka.errors import InvalidInput
 from masuka.image.face_restore import check_restore_model
 from masuka.image.safety_labels import check_safety_model
 from masuka.services import PROMPT_LLM
+from masuka.settings_file import load_settings, save_settings
 from masuka.validation import plain_text
 
 SAFETY_ACTIONS = {"blur": "blur the image", "withhold": "save a grey placeholder instead of the image"}
@@ -82,14 +81,11 @@ def _path(config: Config) -> Path:
 
 
 def load_aid_settings(config: Config) -> AidSettings:
-    """The saved settings (a missing or unreadable file gives the built-in ones)."""
-    try:
-        saved = json.loads(_path(config).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = {}
+    """The saved settings (a missing or unreadable file gives the built-in ones:
+    :func:`~masuka.settings_file.load_settings`)."""
+    saved = load_settings(_path(config))
     known = {f.name for f in fields(AidSettings)}
-    return AidSettings(**{k: v for k, v in saved.items() if k in known}) if isinstance(saved, dict) \
-        else AidSettings()
+    return AidSettings(**{k: v for k, v in saved.items() if k in known})
 
 
 def save_aid_settings(config: Config, settings: AidSettings) -> AidSettings:
@@ -111,8 +107,5 @@ def save_aid_settings(config: Config, settings: AidSettings) -> AidSettings:
                           safety_threshold=float(settings.safety_threshold), safety_action=settings.safety_action,
                           safety_mandatory=bool(settings.safety_mandatory),
                           face_restore_model=check_restore_model(settings.face_restore_model))
-    path = _path(config)
-    partial = path.with_suffix(".part")
-    partial.write_text(json.dumps(asdict(cleaned), indent=2), encoding="utf-8")
-    os.replace(partial, path)
+    save_settings(_path(config), asdict(cleaned))
     return cleaned

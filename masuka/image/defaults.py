@@ -5,9 +5,7 @@ They live in ``settings.json`` in the data dir (nothing secret in it; API keys a
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from masuka.config import Config, on_zerogpu
 from masuka.errors import InvalidInput, MasukaError
 from masuka.image.limits import MAX_SIDE, MAX_STEPS, MIN_SIDE
+from masuka.settings_file import load_settings, save_settings
 from masuka.validation import whole_number
 
 if TYPE_CHECKING:
@@ -46,13 +45,9 @@ def _settings_path(config: Config) -> Path:
 
 def load_defaults(config: Config) -> Defaults:
     """The saved defaults (a missing or unreadable file, or one without a ``defaults`` object, gives the built-in
-    ones). A value today's checks refuse (a size an older MASUKA allowed) is left out, with a log line: the model's
-    own default serves instead."""
-    try:
-        saved = json.loads(_settings_path(config).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        saved = {}
-    defaults = saved.get("defaults") if isinstance(saved, dict) else None
+    ones: :func:`~masuka.settings_file.load_settings`). A value today's checks refuse (a size an older MASUKA
+    allowed) is left out, with a log line: the model's own default serves instead."""
+    defaults = load_settings(_settings_path(config)).get("defaults")
     if not isinstance(defaults, dict):
         return Defaults()
     model = defaults["model"] if isinstance(defaults.get("model"), str) else ""
@@ -78,10 +73,7 @@ def save_defaults(config: Config, model: str = "", steps: float | None = None, w
     given = {"steps": steps, "width": width, "height": height, "output_format": output_format}
     defaults = Defaults(model=model or "", **{name: _checked(name, given[name], spec) for name in CHECKED})
     _fits_space(config, defaults, spec)
-    path = _settings_path(config)
-    partial = path.with_suffix(".part")
-    partial.write_text(json.dumps({"defaults": asdict(defaults)}, indent=2), encoding="utf-8")
-    os.replace(partial, path)
+    save_settings(_settings_path(config), {"defaults": asdict(defaults)})
     return defaults
 
 

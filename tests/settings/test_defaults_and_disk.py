@@ -114,6 +114,27 @@ def test_broken_defaults_give_the_built_in_ones(config):
         assert load_defaults(config) == Defaults()
 
 
+@pytest.mark.parametrize("name", ["settings.json", "aids.json"])
+def test_an_unreadable_settings_file_is_named_in_the_log_and_moved_aside_by_the_next_save(config, caplog, name):
+    """A settings.json or aids.json cut short by a hand edit gave the built-in values silently, and the next save
+    overwrote it: what it held was lost. It is named in the log (once, not for every image), and the next save
+    moves it to NAME.bad, as the key file is."""
+    from masuka.image.aid_settings import AidSettings, load_aid_settings, save_aid_settings
+
+    load, save, blank = {"settings.json": (load_defaults, lambda: save_defaults(config, steps=4), Defaults()),
+                         "aids.json": (load_aid_settings, lambda: save_aid_settings(config, AidSettings(
+                             safety_action="withhold")), AidSettings())}[name]
+    path = config.data_dir / name
+    path.write_text('{"defaults": {"model": "", "steps": 5, ', encoding="utf-8")
+    assert load(config) == blank and load(config) == blank
+    told = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert told == [f"the settings file {path} cannot be read (it is not valid JSON): the built-in values serve "
+                    f"until it is repaired, or the next save moves it aside to {name}.bad"]
+    save()
+    assert (config.data_dir / f"{name}.bad").read_text(encoding="utf-8") == '{"defaults": {"model": "", "steps": 5, '
+    assert load(config) != blank
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"steps": float("nan")}, "Default steps must be a whole number"),
     ({"width": float("inf")}, "Default width must be a whole number"),
