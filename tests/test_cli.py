@@ -497,6 +497,11 @@ def test_lora_import_and_delete_give_the_file_as_an_absolute_path(capsys, tmp_pa
     assert code == 0, err
     path = json.loads(out)["path"]
     assert os.path.isabs(path) and os.path.isfile(path) and path.startswith(str(data))
+    code, out, err = run_cli(capsys, "models", "loras", "--json", "--data-dir", str(data))  # the library, listed
+    assert code == 0 and [(r["name"], r["architecture"], r["path"]) for r in json.loads(out)["loras"]] == [
+        ("ink", "flux", path)]
+    code, out, err = run_cli(capsys, "models", "loras", "--data-dir", str(data))
+    assert code == 0 and " ink " in out and "flux" in out and out.rstrip().endswith("local")
     with pytest.raises(SystemExit) as refused:  # deleting asks for --yes
         main(["models", "delete-lora", "ink", "--json", "--data-dir", str(data)])
     assert refused.value.code == 2 and "--yes" in capsys.readouterr().err and os.path.isfile(path)

@@ -1,4 +1,5 @@
-"""``python -m masuka models``: catalog status, downloads, cache deletion, LoRA imports and deletion."""
+"""``python -m masuka models``: catalog status, downloads, cache deletion, the LoRA library's listing, imports and
+deletion."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     delete = actions.add_parser("delete", parents=[common], help="delete a model from the Hugging Face cache")
     delete.add_argument("repo", help="catalog id or owner/name")
     delete.add_argument("--yes", action="store_true", required=True, help="confirm the deletion")
+    loras = actions.add_parser("loras", parents=[common], help="the LoRA library: name, architecture, base model, "
+                                                               "trigger, rank, size, owner")
+    loras.add_argument("--user", help="the LoRAs this user may use (default: every user's)")
     lora = actions.add_parser("import-lora", parents=[common], help="check and import a LoRA")
     source = lora.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", help="a .safetensors file")
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from masuka.errors import InvalidInput
     from masuka.jobs import request_stop
     from masuka.loras.imports import import_from_civitai, import_from_hub, import_lora_file
-    from masuka.loras.library import delete_lora
+    from masuka.loras.library import delete_lora, list_loras
     from masuka.models.manage import delete_model, model_status, start_download
 
     studio = open_studio(args)
@@ -64,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
         if row["status"] != "completed":
             raise InvalidInput(row["error"] or f"download {row['status']}")
         emit(args, done | row["result"], row["result"]["path"])
+    elif args.action == "loras":
+        rows = list_loras(studio, args.user or LOCAL_USER, every_owner=args.user is None)
+        for row in rows:
+            row["path"] = str(studio.config.absolute(row["path"]))
+        lines = [f"{r['id']:>4} {r['name']:<24} {r['architecture'] or '-':<10} {r['base_model'] or '-':<28} "
+                 f"{r['trigger'] or '-':<16} rank {r['rank'] or '-':<4} {(r['size_bytes'] or 0) / 2**20:7.1f} MB "
+                 f"{r['owner']}" for r in rows]
+        emit(args, {"loras": rows}, "\n".join(lines) or "No LoRAs yet: import one with models import-lora.")
     elif args.action == "delete":
         freed = delete_model(studio, args.repo)
         emit(args, {"freed_bytes": freed}, f"freed {freed / 2**30:.2f} GB")
@@ -79,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             row = import_from_civitai(studio, args.user, args.civitai, args.name)
         row["path"] = str(studio.config.absolute(row["path"]))
-        emit(args, row, f"imported {row['name']} ({row['architecture']}) -> {row['path']}")
+        renamed = f" (named {row['name']!r}, a file name, not {args.name!r}: call it so)" \
+            if args.name and row["name"] != args.name else ""
+        emit(args, row, f"imported {row['name']} ({row['architecture']}) -> {row['path']}{renamed}")
     return 0
 
 
