@@ -54,7 +54,8 @@ API_ROUTES = {
     "/sdapi/v1/progress", "/sdapi/v1/interrupt", "/sdapi/v1/skip", "/sdapi/v1/options", "/sdapi/v1/sd-models",
     "/sdapi/v1/samplers", "/sdapi/v1/schedulers", "/sdapi/v1/loras", "/sdapi/v1/upscalers",
     "/sdapi/v1/refresh-checkpoints", "/sdapi/v1/refresh-loras", "/sdapi/v1/scripts", "/v1/images/generations",
-    "/v1/images/edits", "/v1/models", "/controlnet/version", "/controlnet/model_list", "/controlnet/module_list",
+    "/v1/images/edits", "/v1/models", "/v1/models/{model:path}",  # a catalog id or OpenAI name, not a file
+    "/controlnet/version", "/controlnet/model_list", "/controlnet/module_list",
     "/v1/{path:path}",  # any other /v1 request: OpenAI's 404 or 405, nothing read or served
 }
 #: REST routes that serve a file named by its history row id: each checks ``masuka.access.may_read`` itself.
