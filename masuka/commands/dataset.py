@@ -115,21 +115,23 @@ def run_create(args: argparse.Namespace) -> int:
     dataset = create_dataset(studio, args.name, args.user, args.trigger, args.template, options)
     result = _add(studio, args, dataset["id"], args.sources) if args.sources else \
         {"dataset": dataset["id"], "added": 0, "rejected": [], "notes": []}
-    return _report(args, result, created=dataset["name"])
+    return _report(args, result, args.sources, created=dataset["name"])
 
 
 def run_add(args: argparse.Namespace) -> int:
-    return _report(args, _add(open_studio(args), args, args.name, args.paths))
+    return _report(args, _add(open_studio(args), args, args.name, args.paths), args.paths)
 
 
-def _report(args: argparse.Namespace, result: dict, created: str = "") -> int:
-    """Print what was added and refused; exit 2 with an ``error:`` line when every image was refused."""
+def _report(args: argparse.Namespace, result: dict, sources: list[str], created: str = "") -> int:
+    """Print what was added and refused; exit 2 with an ``error:`` line when ``sources`` were given and no image
+    was added (every one refused, or none found: an empty folder, a typo in its name's glob)."""
     emit(args, result, _report_text(result))
-    if result["added"] or not result["rejected"]:
+    if result["added"] or not sources:
         return 0
     refused = len(result["rejected"])
     kept = f"; dataset {created!r} was created empty (add images with `dataset add`)" if created else ""
-    progress_line(args, f"error: no image was added, {refused} refused{kept}")
+    found = f"{refused} refused" if refused else f"no image was found in {', '.join(sources)}"
+    progress_line(args, f"error: no image was added, {found}{kept}")
     return 2
 
 

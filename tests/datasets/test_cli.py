@@ -133,6 +133,21 @@ def test_every_image_refused_exits_2_and_create_keeps_the_empty_dataset(capsys, 
     assert code == 0 and json.loads(out)["added"] == 1 and "error" not in err
 
 
+def test_a_folder_without_pictures_exits_2_saying_none_was_found(capsys, tmp_path):
+    """An empty folder (a typo'd one, a wrong glob) reported "added 0, refused 0" and exit 0: easy to miss."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = cli(capsys, "dataset", "create", "cups", "--trigger", "zorp", "--from", str(empty), *data)
+    assert code == 2 and "added 0, refused 0" in out
+    assert err.splitlines()[-1] == (f"error: no image was added, no image was found in {empty}; dataset 'cups' was "
+                                    "created empty (add images with `dataset add`)")
+    code, _out, err = cli(capsys, "dataset", "add", "cups", str(empty), *data)
+    assert code == 2 and err.splitlines()[-1] == f"error: no image was added, no image was found in {empty}"
+    code, _out, err = cli(capsys, "dataset", "create", "plates", "--trigger", "zorp", *data)  # no --from: fine
+    assert code == 0 and "error" not in err
+
+
 def test_set_caption_and_remove_one_image(capsys, tmp_path):
     data = ["--data-dir", str(tmp_path / "data")]
     photos = [str(corpus.photo(tmp_path / f"m{i}.jpg", 120 + i, size=(300, 200))) for i in range(2)]
