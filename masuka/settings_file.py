@@ -33,9 +33,7 @@ def json_problem(path: Path) -> tuple[Any, str | None]:
 
 def load_settings(path: Path) -> dict[str, Any]:
     """The JSON object saved in ``path``; {} when there is none or it cannot be read (logged once per change)."""
-    value, problem = json_problem(path)
-    if problem is None and value is not None and not isinstance(value, dict):
-        problem = "it is not a JSON object"
+    value, problem = _saved(path)
     if problem:
         told = (path, _changed(path))
         if told not in _TOLD:
@@ -49,9 +47,7 @@ def load_settings(path: Path) -> dict[str, Any]:
 def save_settings(path: Path, value: dict[str, Any]) -> Path | None:
     """Write ``value`` to ``path`` whole (a reader never sees half a file), first moving an unreadable file there
     aside; returns where it went (None when there was nothing to move)."""
-    saved, problem = json_problem(path)
-    if problem is None and saved is not None and not isinstance(saved, dict):
-        problem = "it is not a JSON object"
+    problem = _saved(path)[1]
     aside = move_aside(path, problem, "settings file") if problem else None
     partial = path.with_suffix(".part")
     partial.write_text(json.dumps(value, indent=2), encoding="utf-8")
@@ -69,6 +65,14 @@ def move_aside(path: Path, problem: str, what: str) -> Path:
     log.warning("the %s %s could not be read (%s): moved to %s, a new one is started", what, path, problem,
                 aside.name)
     return aside
+
+
+def _saved(path: Path) -> tuple[Any, str | None]:
+    """:func:`json_problem`, a value other than a JSON object counted as a problem."""
+    value, problem = json_problem(path)
+    if problem is None and value is not None and not isinstance(value, dict):
+        return None, "it is not a JSON object"
+    return value, problem
 
 
 def _changed(path: Path) -> int:
