@@ -55,7 +55,7 @@ from masuka.errors import InvalidInput, NotFound
 from masuka.gpu import check_stop
 from masuka.history.browse import generation_params
 from masuka.image.copies import KEPT_PNG
-from masuka.image.generate import MAX_SEED
+from masuka.image.generate import seed_run
 from masuka.image.limits import MAX_STEPS
 from masuka.image.tasks import open_picture
 from masuka.jobs import Watch
@@ -155,7 +155,7 @@ def create_character(studio: Studio, request: CharacterRequest, *, on_progress: 
         raise InvalidInput(f"Give 1 to {MAX_PHOTOS} photos of the character (got {len(photos)}).")
     picks = face_picks(request.face, len(photos))
     faces = [photo_face(path, pick, request.skip_faces) for path, pick in zip(photos, picks)]
-    seed = whole_number("the seed", request.seed, 0, MAX_SEED - MAX_VIEWS)  # view i is made with seed + i
+    seed = seed_run(request.seed, MAX_VIEWS + 1)  # view i is made with seed + i; -1 draws one
     prompts = view_prompts(request.views, request.prompts, seed)
     threshold = check_threshold(request.threshold)
     if request.outfit:

@@ -41,7 +41,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     create.add_argument("--steps", type=int, help="inference steps per view (default: the model's)")
     create.add_argument("--size", type=int, help="the views' longer side in pixels: they keep the photo's shape "
                         "(default: the view model's size)")
-    create.add_argument("--seed", type=int, default=0, help="picks the prompt set and seeds the views")
+    create.add_argument("--seed", type=int, default=0, help="picks the prompt set and seeds the views; -1 draws one")
     create.add_argument("--prompts", metavar="FILE", help="your own prompt set: one view prompt a line")
     create.add_argument("--threshold", type=float, help="identity score a view needs to be kept (cosine "
                         f"similarity; default: the identity model's own, {OWN_THRESHOLDS})")

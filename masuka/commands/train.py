@@ -58,7 +58,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                            help="LR scheduler (default constant; with warm-up steps, constant_with_warmup)"),
         group.add_argument("--warmup-steps", type=int, help="default 0"),
         group.add_argument("--caption-dropout", type=float, help="default 0.05"),
-        group.add_argument("--seed", type=int, help="default 42"),
+        group.add_argument("--seed", type=int, help="default 42; -1 draws one"),
         group.add_argument("--sample-prompt", dest="sample_prompts", action="append", metavar="TEXT",
                            help="repeatable"),
         group.add_argument("--sample-every", type=int, help="sample images every K steps (0: never, the default)"),

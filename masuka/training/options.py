@@ -7,12 +7,14 @@ Precedence: what the user set, then the preset, then the architecture's defaults
 from __future__ import annotations
 
 import importlib.util
+import random
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from masuka.errors import InvalidInput
 from masuka.extras import install_line
+from masuka.image.limits import MAX_SEED
 from masuka.loras.library import check_name
 from masuka.models import architectures
 from masuka.validation import composed, whole_number
@@ -110,8 +112,8 @@ class TrainOptions:
 
 
 def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
-    """A copy with every ``None`` replaced by the preset's value, then the architecture's default, and the LoRA's
-    name composed (:func:`~masuka.validation.composed`)."""
+    """A copy with every ``None`` replaced by the preset's value, then the architecture's default, the LoRA's
+    name composed (:func:`~masuka.validation.composed`) and a seed of -1 drawn at random (the run records it)."""
     if options.preset and options.preset not in PRESETS:
         raise InvalidInput(f"Unknown preset {options.preset!r}: choose one of {', '.join(PRESETS)}.")
     training = architectures.require(architecture).trains
@@ -127,6 +129,8 @@ def fill_defaults(options: TrainOptions, architecture: str) -> TrainOptions:
     result = replace(options, **filled, name=composed(options.name))
     if result.alpha is None:
         result = replace(result, alpha=float(result.rank))
+    if result.seed == -1:
+        result = replace(result, seed=random.randint(0, MAX_SEED))
     return result
 
 
@@ -155,7 +159,7 @@ def check_options(options: TrainOptions, architecture: str, size_multiple: int) 
     whole_number("Sample steps", options.sample_steps, 1, 200)
     whole_number("Save every", options.save_every, 0, MAX_STEPS)
     whole_number("Keep last", options.keep_last, 1, 100)
-    whole_number("Seed", options.seed, 0, 2**32 - 1)
+    whole_number("Seed", options.seed, 0, MAX_SEED)
     whole_number("GPUs", options.gpus, 1, 64)
     if options.sample_every and not any(p.strip() for p in options.sample_prompts):
         raise InvalidInput("Sampling every N steps needs at least one sample prompt.")

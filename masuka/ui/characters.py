@@ -15,7 +15,7 @@ from masuka.characters.identity import OWN_THRESHOLDS
 from masuka.characters.prompts import DEFAULT_VIEWS, MAX_VIEWS, pick_prompts
 from masuka.characters.views import DEFAULT_STRENGTH, edit_models
 from masuka.errors import InvalidInput
-from masuka.image.generate import MAX_SEED
+from masuka.image.generate import seed_run
 from masuka.image.tasks import open_picture
 from masuka.models.catalog import image_models, trainable_models
 from masuka.studio import Studio
@@ -31,7 +31,6 @@ from masuka.ui.common import (
     whole_number_box,
     wire_stop,
 )
-from masuka.validation import whole_number
 
 TAB = "character"  # the key of its Stop flag
 
@@ -395,7 +394,7 @@ def prompt_count(prompts: str):
 
 @friendly
 def new_prompt_set(count: int, seed: int) -> str:
-    return "\n".join(pick_prompts(count, whole_number("the seed", seed or 0, 0, MAX_SEED)))
+    return "\n".join(pick_prompts(count, seed_run(seed or 0, 1)))  # -1: a random set
 
 
 def insert_triggers(studio: Studio, prompt: str, picked: list[str] | None, request: gr.Request):

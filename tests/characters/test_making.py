@@ -406,12 +406,21 @@ def test_whole_numbers_and_a_decomposed_name(studio, tiny_model, tiny_clip, port
     for field, value, message in (("views", 1.5, "The number of views must be a whole number"),
                                   ("size", 64.5, "The view size must be a whole number"),
                                   ("steps", 2.5, "Steps must be a whole number"),
-                                  ("seed", 0.5, "The seed must be a whole number")):
+                                  ("seed", 0.5, "Seed must be a whole number")):
         with pytest.raises(InvalidInput, match=message):
             create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, **{field: value}))
     assert studio.store.count("characters") == 0
     report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, name="Zoe\u0308", views=1))
     assert find_character(studio, "Zoë", "local")["id"] == report.character and report.dataset == "Zoë"
+
+
+def test_a_seed_of_minus_one_draws_one_that_the_character_records(studio, tiny_model, tiny_clip, portrait,
+                                                                  monkeypatch):
+    monkeypatch.setattr("masuka.image.generate.random.randint", lambda low, high: 4000)
+    report = create_character(studio, request(tiny_model("sdxl"), tiny_clip, portrait, views=2, seed=-1))
+    character = find_character(studio, report.character, "local")
+    assert character["params"]["seed"] == 4000
+    assert [view["seed"] for view in character["state"]["views"]] == [4000, 4001]
 
 
 def test_an_edit_made_meanwhile_in_another_tab_is_kept(studio, tiny_model, tiny_clip, portrait, monkeypatch):

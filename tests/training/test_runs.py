@@ -304,6 +304,19 @@ def test_a_lora_name_typed_with_a_combining_accent_is_the_composed_name():
     assert filled.name == "Caf\u00e9"
 
 
+def test_a_seed_of_minus_one_is_drawn_once_and_recorded(monkeypatch):
+    from masuka.training.options import check_options, fill_defaults
+
+    draws = iter([7, 2**32 - 1])
+    monkeypatch.setattr("masuka.training.options.random.randint", lambda low, high: next(draws))
+    assert fill_defaults(TrainOptions(dataset="fox", base="x", seed=-1), "sdxl").seed == 7
+    last = fill_defaults(TrainOptions(dataset="fox", base="x", seed=-1), "sdxl")
+    check_options(last, "sdxl", 8)  # the largest seed drawn is one the run takes
+    assert last.seed == 2**32 - 1 and fill_defaults(TrainOptions(dataset="fox", base="x", seed=5), "sdxl").seed == 5
+    with pytest.raises(InvalidInput, match="Seed must be"):
+        check_options(fill_defaults(TrainOptions(dataset="fox", base="x", seed=-2), "sdxl"), "sdxl", 8)
+
+
 def test_warm_up_with_the_constant_schedule_ramps_up_and_an_old_run_keeps_its_own_schedule(studio, tiny_model,
                                                                                           dataset):
     model = tiny_model("flux")
