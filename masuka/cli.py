@@ -12,14 +12,17 @@ import importlib
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from masuka.config import log_level
-from masuka.errors import InvalidInput, MasukaError, as_disk_full, bounded, cannot_write
+from masuka.errors import InvalidInput, MasukaError, Terminated, as_disk_full, bounded, cannot_write
 from masuka.store import LOCAL_USER, busy, owns_anything
 
 COMMANDS = ["serve", "generate", "queue", "grid", "compare", "sequence", "bench", "video", "jobs", "train", "runs",
@@ -117,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     args = build_parser(argv[0] if argv else None).parse_args(argv)
+    with signals_as_interrupts(args.command != "serve"):  # the server's jobs are taken up again by its next start
+        return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; its exit code, with expected failures and interrupts said in one line on stderr."""
     try:
         return int(args.handler(args) or 0)
     except MasukaError as error:
@@ -131,9 +140,38 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {bounded(str(refused))}", file=sys.stderr)
         return 2
+    except Terminated as error:
+        print(f"interrupted by {error.name}", file=sys.stderr)
+        return 128 + signal.Signals[error.name]
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+@contextmanager
+def signals_as_interrupts(wanted: bool = True) -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP end the command as Ctrl-C does, by raising :class:`~masuka.errors.Terminated`
+    in it: work stops, what was made is reported and saved rows are closed, where Python would end the process on
+    the spot. A signal ignored at the call (``nohup``) stays ignored, a command may set its own handlers inside, and
+    the handlers found are put back on the way out (a caller in the same process keeps its own)."""
+    if not wanted or threading.current_thread() is not threading.main_thread():  # only there may handlers be set
+        yield
+        return
+    numbers = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    found = {number: signal.getsignal(number) for number in numbers}
+    for number in numbers:
+        if found[number] == signal.SIG_DFL:
+            signal.signal(number, _terminated)
+    try:
+        yield
+    finally:
+        for number, handler in found.items():
+            if handler is not None and signal.getsignal(number) != handler:
+                signal.signal(number, handler)
+
+
+def _terminated(number: int, _frame: object) -> None:
+    raise Terminated(signal.Signals(number).name)
 
 
 def write_refused(error: BaseException) -> MasukaError | None:

@@ -49,6 +49,21 @@ def _cancelled(kept: str, by: str, at: str) -> Cancelled:
     return Cancelled(kept, by=by, at=at)
 
 
+class Terminated(KeyboardInterrupt):
+    """A command ended by a signal other than Ctrl-C's (``SIGTERM``: ``kill``, ``timeout``, a scheduler; ``SIGHUP``:
+    the terminal closed), raised where Ctrl-C's :class:`KeyboardInterrupt` would be, so the command stops and
+    reports what it made the same way; ``name`` is the signal's."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def interrupted_with(error: KeyboardInterrupt) -> str:
+    """What interrupted a command, as its messages say it: ``Ctrl-C`` or the signal's name."""
+    return error.name if isinstance(error, Terminated) else "Ctrl-C"
+
+
 class ProviderError(MasukaError):
     """A remote provider refused or failed a request; the message is the provider's own, ``status`` the HTTP
     status it answered with last, when there was one."""

@@ -1,5 +1,6 @@
 """Ctrl-C in ``generate --json`` and ``video --json``: stdout still says what was made and what was left, as one JSON
-object (as ``train --json`` does), and the command still exits 130 with "interrupted" on stderr."""
+object (as ``train --json`` does), and the command still exits 130 with "interrupted" on stderr; SIGTERM (``kill``,
+``timeout``) ends them the same way, with exit code 143 and "interrupted by SIGTERM"."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ def _masuka(*argv: str) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def ctrl_c(process: subprocess.Popen, ready: Callable[[], bool], job_id: int | None = None) -> tuple[int, str, str]:
-    """Ctrl-C to ``process`` once ``ready()`` (after its first progress line for video job ``job_id``, when given):
-    its exit code, stdout and whole stderr."""
+def ctrl_c(process: subprocess.Popen, ready: Callable[[], bool], job_id: int | None = None,
+           sent: signal.Signals = signal.SIGINT) -> tuple[int, str, str]:
+    """Ctrl-C (or the signal ``sent``) to ``process`` once ``ready()`` (after its first progress line for video job
+    ``job_id``, when given): its exit code, stdout and whole stderr."""
     seen: list[str] = []
     try:
         if job_id is not None:
@@ -35,7 +37,7 @@ def ctrl_c(process: subprocess.Popen, ready: Callable[[], bool], job_id: int | N
         while not ready():
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sent)
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -43,9 +45,18 @@ def ctrl_c(process: subprocess.Popen, ready: Callable[[], bool], job_id: int | N
     return process.returncode, out, "".join(seen) + err
 
 
-def interrupted_at_poll(server, *argv: str) -> tuple[int, str, str]:
-    """``python -m masuka ARGV`` given Ctrl-C once it polls the fake provider ``server``: its exit code and output."""
-    return ctrl_c(_masuka(*argv), server.polled.is_set)
+def interrupted_at_poll(server, *argv: str, sent: signal.Signals = signal.SIGINT) -> tuple[int, str, str]:
+    """``python -m masuka ARGV`` given Ctrl-C (or ``sent``) once it polls the fake provider ``server``: its exit code
+    and output."""
+    return ctrl_c(_masuka(*argv), server.polled.is_set, sent=sent)
+
+
+def ended_by(sent: signal.Signals, code: int, err: str) -> bool:
+    """Whether a command ended as the signal ``sent`` should end it: Ctrl-C's exit code 130 and "interrupted", or
+    128 plus the signal's number and "interrupted by NAME"."""
+    if sent == signal.SIGINT:
+        return code == 130 and err.rstrip().endswith("interrupted")
+    return code == 128 + sent and err.rstrip().endswith(f"interrupted by {sent.name}")
 
 
 def waiting_for(process: subprocess.Popen, job_id: int) -> list[str]:
@@ -60,31 +71,33 @@ def waiting_for(process: subprocess.Popen, job_id: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_batch_prints_the_finished_images_and_the_cancelled_one_as_json(tmp_path, tiny_model):
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_mid_batch_prints_the_finished_images_and_the_cancelled_one_as_json(tmp_path, tiny_model, sent):
     data = tmp_path / "data"
     process = _masuka("generate", "--data-dir", str(data), "--model", str(tiny_model("flux")), "--prompt", "stop me",
-                      "--steps", "200", "--width", "64", "--height", "64", "--seed", "1", "--batch", "3", "--json")
+                      "--steps", "60", "--width", "64", "--height", "64", "--seed", "1", "--batch", "3", "--json")
     seen = []
     try:
         for line in process.stderr:  # type: ignore[union-attr]
             seen.append(line)
             if line.startswith("image 2/3 step"):  # the first image saved, the second being made
-                process.send_signal(signal.SIGINT)
+                process.send_signal(sent)
                 break
         out, err = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()
     err = "".join(seen) + err
-    assert process.returncode == 130 and err.rstrip().endswith("interrupted"), err
+    assert ended_by(sent, process.returncode, err), err
+    how = "Ctrl-C" if sent == signal.SIGINT else sent.name
     with sqlite3.connect(data / "masuka.db") as db:
         rows = db.execute("select id, seed, status, output_path, error from generations order by id").fetchall()
     assert [(seed, status) for _id, seed, status, _path, _error in rows] == [(1, "completed"), (2, "cancelled")], err
-    assert rows[1][4] == "Stopped by the user with Ctrl-C.", err  # stopped, not failed with "KeyboardInterrupt"
+    assert rows[1][4] == f"Stopped by the user with {how}.", err  # stopped, not failed with "KeyboardInterrupt"
     result = json.loads(out)
     assert result == {"images": [str(data / rows[0][3])], "seeds": [1], "ids": [rows[0][0]], "status": "interrupted",
                       "cancelled": [{"id": rows[1][0], "seed": 2}]}, err
-    assert "stopped with Ctrl-C: 1 of 3 image(s) made; image with seed 2 cancelled" in err
+    assert f"stopped with {how}: 1 of 3 image(s) made; image with seed 2 cancelled" in err
 
 
 def test_ctrl_c_while_a_remote_video_runs_prints_the_job_left_running_as_json(tmp_path, fake):
@@ -92,11 +105,11 @@ def test_ctrl_c_while_a_remote_video_runs_prints_the_job_left_running_as_json(tm
     server.release.clear()  # the jobs stay running at the provider
     data = str(tmp_path / "data")
     left = []
-    for prompt in ("a lighthouse in a storm", "a harbour at dawn"):  # two jobs, each left running by Ctrl-C
-        server.polled.clear()
+    for prompt, sent in (("a lighthouse in a storm", signal.SIGINT), ("a harbour at dawn", signal.SIGTERM)):
+        server.polled.clear()  # two jobs, left running by Ctrl-C and by SIGTERM
         code, out, err = interrupted_at_poll(server, "video", "--data-dir", data, "--json", "--provider", "runway",
-                                             "--model", "gen4.5", "--prompt", prompt, "--seconds", "5")
-        assert code == 130 and err.rstrip().endswith("interrupted"), err
+                                             "--model", "gen4.5", "--prompt", prompt, "--seconds", "5", sent=sent)
+        assert ended_by(sent, code, err), err
         left.append(json.loads(out))
     result = left[0]
     assert (result["job"], result["status"], result["provider"], result["provider_job_id"], result["video"]) == (
@@ -158,3 +171,22 @@ def test_ctrl_c_while_the_create_request_is_on_its_way_says_it_may_have_been_cha
     assert (adopted.resumed, adopted.interrupted, row["status"]) == ([], [1], "interrupted")
     assert "may have been accepted (and charged)" in row["error"]
     assert len([r for r in server.requests if r.method == "POST"]) == 1
+
+
+def test_sigterm_is_an_interrupt_only_while_a_command_runs_and_the_callers_handlers_come_back():
+    import os
+
+    from masuka.cli import signals_as_interrupts
+    from masuka.errors import Terminated
+
+    found = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGHUP)}
+    ignored = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        with pytest.raises(Terminated, match="SIGTERM"), signals_as_interrupts():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # an ignored signal stays ignored
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises in this thread at once
+        assert signal.getsignal(signal.SIGTERM) == found[signal.SIGTERM]
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, ignored)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from masuka import memory_plans
 from masuka.cli import download_progress, emit, open_studio, progress_line
+from masuka.errors import interrupted_with
 
 if TYPE_CHECKING:
     from masuka.image.generate import ImageRequest
@@ -214,8 +215,9 @@ def run(args: argparse.Namespace) -> int:
 
 def run_request(args: argparse.Namespace, studio: Studio, request: ImageRequest) -> int:
     """Make the images of ``request`` with progress on stderr; print generate's result (``images, seeds, ids``).
-    Ctrl-C prints the same result for the images finished before it, with ``status: interrupted`` and the image it
-    stopped (``cancelled``), then ends the command as an interrupt (exit code 130)."""
+    Ctrl-C (or SIGTERM, SIGHUP) prints the same result for the images finished before it, with ``status:
+    interrupted`` and the image it stopped (``cancelled``), then ends the command as an interrupt (exit code 130; 128
+    plus the signal's number for another signal)."""
     from masuka.image.generate import generate_images, used_prompt
 
     last = [-1]
@@ -229,8 +231,8 @@ def run_request(args: argparse.Namespace, studio: Studio, request: ImageRequest)
         results = generate_images(studio, request, on_step=on_step, allow_any_path=True,
                                   on_download=download_progress(args),
                                   on_image=lambda r: progress_line(args, f"saved {r.path} (seed {r.seed})"))
-    except KeyboardInterrupt:
-        emit_interrupted(args, studio, request)
+    except KeyboardInterrupt as interrupt:
+        emit_interrupted(args, studio, request, interrupt)
         raise
     optimized = used_prompt(results[0]) if request.optimize_prompt and results else None
     emit_images(args, studio, [(r.id, r.path, r.seed) for r in results], optimized)
@@ -253,14 +255,15 @@ def emit_images(args: argparse.Namespace, studio: Studio, made: list[tuple[int, 
          "\n".join(lines) if lines else None)
 
 
-def emit_interrupted(args: argparse.Namespace, studio: Studio, request: ImageRequest) -> None:
-    """What a batch stopped by Ctrl-C made, as its rows record it (this process's rows: an image saved as the
-    interrupt came counts, though its result never came back): the images finished, ``status: interrupted`` and
-    the image being made, recorded ``cancelled`` (``cancelled``: its id and seed)."""
+def emit_interrupted(args: argparse.Namespace, studio: Studio, request: ImageRequest,
+                     interrupt: KeyboardInterrupt) -> None:
+    """What a batch stopped by Ctrl-C or a signal (``interrupt``) made, as its rows record it (this process's rows:
+    an image saved as the interrupt came counts, though its result never came back): the images finished,
+    ``status: interrupted`` and the image being made, recorded ``cancelled`` (``cancelled``: its id and seed)."""
     rows = studio.store.find("generations", "holder = ?", [studio.runner().token], order_by="id")
     done = [row for row in rows if row["status"] == "completed" and row["output_path"]]
     stopped = [{"id": row["id"], "seed": row["seed"]} for row in rows if row["status"] == "cancelled"]
-    progress_line(args, f"stopped with Ctrl-C: {len(done)} of {request.batch} image(s) made"
+    progress_line(args, f"stopped with {interrupted_with(interrupt)}: {len(done)} of {request.batch} image(s) made"
                   + "".join(f"; image with seed {each['seed']} cancelled" for each in stopped))
     optimized = done[0]["prompt"] if request.optimize_prompt and done else None
     emit_images(args, studio, [(row["id"], studio.config.absolute(row["output_path"]), row["seed"]) for row in done],

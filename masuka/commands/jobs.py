@@ -103,7 +103,7 @@ def resume(args: argparse.Namespace) -> int:
         results.append({**left.result, "note": left.note})
         results.extend(_left_behind(args, studio, adopted.resumed, {result["job"] for result in results}))
         report()
-        raise
+        raise left.interrupt from None
     report()
     named_resumed = args.job is None or args.job in adopted.resumed
     done = named_resumed and not adopted.interrupted and all(r["status"] == "completed" for r in results)

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from masuka.cli import emit, open_studio, progress_line
+from masuka.errors import interrupted_with
 from masuka.video.availability import offered_providers
 
 #: how long Ctrl-C waits for a local job's thread to leave the pipeline (it stops between steps) before exiting
@@ -75,18 +76,19 @@ def report_job(args: argparse.Namespace, studio, job_id: int) -> int:
         result = wait_job(args, studio, job_id)
     except JobLeft as left:
         emit(args, {**left.result, "note": left.note}, job_line(left.result))
-        raise
+        raise left.interrupt from None
     emit(args, result, job_line(result))
     return 0 if result["status"] == "completed" else 2
 
 
 class JobLeft(KeyboardInterrupt):
-    """Ctrl-C ended the wait for a video job (:func:`wait_job`): ``result`` is the job as it was left, as ``--json``
-    prints it, and ``note`` says what became of it. A :class:`KeyboardInterrupt` still: the command ends as one."""
+    """Ctrl-C or a signal (``interrupt``) ended the wait for a video job (:func:`wait_job`): ``result`` is the job
+    as it was left, as ``--json`` prints it, and ``note`` says what became of it. A :class:`KeyboardInterrupt`
+    still; the command ends as ``interrupt`` does."""
 
-    def __init__(self, result: dict, note: str):
+    def __init__(self, result: dict, note: str, interrupt: KeyboardInterrupt):
         super().__init__(note)
-        self.result, self.note = result, note
+        self.result, self.note, self.interrupt = result, note, interrupt
 
 
 def job_line(result: dict) -> str:
@@ -113,11 +115,11 @@ def wait_job(args: argparse.Namespace, studio, job_id: int) -> dict:
 
     try:
         row = wait_video(studio, job_id, on_progress)
-    except KeyboardInterrupt:
-        left = leave_video(studio, job_id)
+    except KeyboardInterrupt as interrupt:
+        left = leave_video(studio, job_id, interrupted_with(interrupt))
         progress_line(args, left)
         _let_local_job_stop(studio, job_id)
-        raise JobLeft(job_result(studio, jobs.get(studio.store, job_id)), left) from None
+        raise JobLeft(job_result(studio, jobs.get(studio.store, job_id)), left, interrupt) from None
     if row.status != "completed":
         progress_line(args, f"error: job {job_id} {row.status}: {row.error}")
     return job_result(studio, row)

@@ -24,7 +24,7 @@ from typing import Any
 from PIL import Image
 
 from masuka.access import may_read, usable_model
-from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full
+from masuka.errors import Cancelled, InvalidInput, MasukaError, as_disk_full, interrupted_with
 from masuka.gpu import check_stop, zerogpu
 from masuka.image.adapters import apply_loras
 from masuka.image.aid_settings import AidSettings, load_aid_settings
@@ -475,7 +475,7 @@ def _run(studio: Studio, plan: Plan, on_step: StepCallback | None, on_image: Cal
 def close_row(studio: Studio, row_id: int, started: float, *, path: Path | None = None,
               error: BaseException | None = None, params: dict | None = None) -> None:
     """Finish a generations row: completed with its file (and ``params`` replacing the row's, when given), or
-    cancelled (a Stop, or Ctrl-C in the CLI) or failed with the reason."""
+    cancelled (a Stop, or Ctrl-C or a signal in the CLI) or failed with the reason."""
     duration = round(time.perf_counter() - started, 4)
     if error is None:
         if path is None:
@@ -484,7 +484,7 @@ def close_row(studio: Studio, row_id: int, started: float, *, path: Path | None 
                             finished_at=now(), duration_s=duration, **({"params": params} if params else {}))
         return
     if isinstance(error, KeyboardInterrupt):
-        error = Cancelled(at="with Ctrl-C")
+        error = Cancelled(at=f"with {interrupted_with(error)}")
     message = str(error) if isinstance(error, MasukaError) else f"{type(error).__name__}: {error}"
     studio.store.update("generations", row_id, status="cancelled" if isinstance(error, Cancelled) else "failed",
                         error=message, finished_at=now(), duration_s=duration)

@@ -244,15 +244,15 @@ def _running_somewhere(studio: Studio, row: jobs.JobRow) -> bool:
     return studio.runner().alive(row)
 
 
-def leave_video(studio: Studio, job_id: int) -> str:
-    """What Ctrl-C in the CLI does to the job it waits for, said in a line for people: a remote one keeps running
-    at the provider (``jobs resume`` picks it up), unless its create request is still on its way (it may have been
-    accepted and charged, and ``jobs resume`` marks it ``interrupted`` as :func:`resume_video_jobs` does) or was not
-    sent yet (``jobs resume`` sends it); a local one is made by this process, so it is cancelled. The row is left
-    as it is but for that cancel."""
+def leave_video(studio: Studio, job_id: int, by: str = "Ctrl-C") -> str:
+    """What Ctrl-C (or the signal ``by`` names) in the CLI does to the job it waits for, said in a line for people:
+    a remote one keeps running at the provider (``jobs resume`` picks it up), unless its create request is still on
+    its way (it may have been accepted and charged, and ``jobs resume`` marks it ``interrupted`` as
+    :func:`resume_video_jobs` does) or was not sent yet (``jobs resume`` sends it); a local one is made by this
+    process, so it is cancelled. The row is left as it is but for that cancel."""
     row = jobs.get(studio.store, job_id)
     resume = "`python -m masuka jobs resume`"
-    if row.finished:  # it ended as Ctrl-C came
+    if row.finished:  # it ended as the interrupt came
         return f"job {job_id} already {row.status}"
     if row.provider != LOCAL:
         name = provider_entry(row.provider or "")["name"]
@@ -264,7 +264,7 @@ def leave_video(studio: Studio, job_id: int) -> str:
             return f"job {job_id} was not sent to {name} yet; {resume} sends it"
         return f"job {job_id} keeps running at the provider; {resume} picks it up"
     jobs.request_stop(studio.store, job_id)
-    jobs.finish(studio.store, job_id, "cancelled", str(Cancelled(by="Ctrl-C")))
+    jobs.finish(studio.store, job_id, "cancelled", str(Cancelled(by=by)))
     return f"job {job_id} cancelled: a local video is made by this process and stops with it"
 
 
