@@ -191,8 +191,9 @@ def _png_text(value: str) -> str:
 
 
 def _user_comment(comment: object) -> str | None:
-    """An EXIF UserComment's text: 8 bytes naming the code (``UNICODE``: UTF-16, big-endian unless a byte order
-    mark or the text says otherwise), then the text; a value of another type (numbers) is no comment."""
+    """An EXIF UserComment's text: 8 bytes naming the code (``UNICODE``: UTF-16, big-endian as A1111 writes it
+    unless a byte order mark or the text says otherwise), then the text; a value of another type (numbers) is no
+    comment."""
     if isinstance(comment, tuple) and all(isinstance(v, int) and 0 <= v < 256 for v in comment):
         comment = bytes(comment)  # written as BYTE by MASUKA before 0.x: still read
     if isinstance(comment, str):
@@ -202,9 +203,16 @@ def _user_comment(comment: object) -> str | None:
     head, body = comment[:8], comment[8:]
     if not head.startswith(b"UNICODE"):
         return body.decode("utf-8", errors="replace").strip("\0") or None
-    little = body[:2] == b"\xff\xfe" or (body[:2] != b"\xfe\xff" and body[1:2] == b"\0" and body[:1] != b"\0")
+    little = body[:2] == b"\xff\xfe" or (body[:2] != b"\xfe\xff" and _zero_high_bytes_after(body))
     text = body.decode("utf-16-le" if little else "utf-16-be", errors="replace")
     return text.lstrip("\ufeff").strip("\0") or None
+
+
+def _zero_high_bytes_after(body: bytes) -> bool:
+    """Whether UTF-16 text without a byte order mark reads as little-endian: more of its zero bytes (the high bytes
+    of Latin characters: "Steps: 20" is in every generation's text) come second in their pair than first. One
+    character alone cannot tell (``一`` is ``4E 00`` big-endian), the whole text can."""
+    return body[1::2].count(0) > body[0::2].count(0)
 
 
 def _json_object(text: str) -> dict | None:

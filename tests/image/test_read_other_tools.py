@@ -62,6 +62,21 @@ def test_a_unicode_user_comment_reads_in_either_byte_order(tmp_path, body):
     assert read_parameters(path).endswith(" prompt") and read_parameters(path)[:2] in ("le", "bo", "be")
 
 
+@pytest.mark.parametrize("prompt", ["一个女孩, 微笑", "Āron at dusk", "Ѐ", "一"])  # first character's low byte is 0
+def test_a_prompt_whose_first_character_ends_in_a_zero_byte_reads_back_from_webp_jpeg_and_a1111s_writer(tmp_path,
+                                                                                                       prompt):
+    from piexif.helper import UserComment
+
+    text = f"{prompt}\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64, Model: sdxl"
+    for suffix, kind in ((".webp", "WebP"), (".jpg", "JPEG")):
+        save_image(Image.new("RGB", (64, 64)), tmp_path / f"own{suffix}", text, kind)
+        assert read_parameters(tmp_path / f"own{suffix}") == text, kind
+    a1111 = tmp_path / "a1111.jpg"  # as A1111 writes a JPEG's parameters
+    Image.new("RGB", (64, 64)).save(a1111, exif=piexif.dump(
+        {"Exif": {piexif.ExifIFD.UserComment: UserComment.dump(text, encoding="unicode")}}))
+    assert read_parameters(a1111) == text
+
+
 def test_values_outside_the_form_are_left_and_named(studio, tmp_path):
     path = png(tmp_path / "odd.png", parameters="a fox\nSteps: 100000, Sampler: Euler, CFG scale: 99, "
                                                "Seed: 99999999999999999999999, Size: 100000x7")
