@@ -19,6 +19,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from masuka.config import log_level
@@ -51,6 +52,14 @@ def data_dir_name(text: str) -> str:
         raise argparse.ArgumentTypeError("is empty: name the data folder (or leave --data-dir out for "
                                          "$MASUKA_DATA_DIR or ./data)")
     return text
+
+
+def local_or_named(text: str) -> str:
+    """An argparse ``type`` for a model that is a catalog id, a repo id or a local file or folder: one relative to
+    this directory is made absolute, as queued, resumed and saved work reads it later from the app's directory;
+    anything else is kept as given."""
+    path = Path(text).expanduser()
+    return str(path.resolve()) if text.strip() and not path.is_absolute() and path.exists() else text
 
 
 def at_least(low: int) -> Callable[[str], int]:

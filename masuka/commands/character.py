@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from masuka.cli import download_progress, emit, open_studio, progress_line, user_option
+from masuka.cli import download_progress, emit, local_or_named, open_studio, progress_line, user_option
 from masuka.errors import InvalidInput
 from masuka.store import UNFINISHED
 
@@ -59,7 +59,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     train = actions.add_parser("train", parents=[common], help="train the character's LoRA, then render a test "
                                                                "grid")
     train.add_argument("name")
-    train.add_argument("--base", required=True, help="base model: catalog id, repo id or pipeline folder")
+    train.add_argument("--base", required=True, type=local_or_named,
+                       help="base model: catalog id, repo id or pipeline folder")
     train.add_argument("--steps", type=int, default=CHARACTER_PRESET["steps"])
     train.add_argument("--rank", type=int, default=CHARACTER_PRESET["rank"])
     train.add_argument("--lr", type=float, default=CHARACTER_PRESET["lr"], help="learning rate")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from masuka import memory_plans
-from masuka.cli import download_progress, emit, open_studio, progress_line
+from masuka.cli import download_progress, emit, local_or_named, open_studio, progress_line
 from masuka.errors import interrupted_with
 
 if TYPE_CHECKING:
@@ -24,7 +24,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 def add_request_arguments(parser: argparse.ArgumentParser, prompt_required: bool = True) -> None:
     """The request flags ``generate``, ``queue add`` and ``grid`` share."""
-    parser.add_argument("--model", required=True, help="catalog id, diffusers repo id or local pipeline folder")
+    parser.add_argument("--model", required=True, type=local_or_named,
+                        help="catalog id, diffusers repo id or local pipeline folder")
     parser.add_argument("--prompt", required=prompt_required, help="what the image shows")
     add_sampling_arguments(parser)
     add_speed_and_start_arguments(parser)
@@ -138,12 +139,22 @@ def add_speed_and_start_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cli_lora(text: str) -> tuple[str, float]:
     """``--lora`` as :func:`~masuka.image.generate.parse_lora` reads it, a file relative to this directory made
-    absolute: a queued job resolves it later, in the app's own directory."""
+    absolute (:func:`local_lora`)."""
     from masuka.image.generate import parse_lora
 
-    name, weight = parse_lora(text)
-    path = Path(name).expanduser()
-    return (str(path.resolve()) if not path.is_absolute() and path.is_file() else name), weight
+    return parse_lora(local_lora(text))
+
+
+def local_lora(text: str) -> str:
+    """A LoRA as written (``REF`` or ``REF:WEIGHT``), a file named relative to this directory made absolute: a
+    queued job resolves it later, in the app's own directory."""
+    from masuka.validation import weighted
+
+    ref, weight = weighted(text.strip(), "LoRA", lambda name: name.endswith(".safetensors"))
+    path = Path(ref).expanduser()
+    if path.is_absolute() or not path.is_file():
+        return text
+    return str(path.resolve()) + ("" if weight is None else text.strip()[len(ref):])
 
 
 def flags_request(args: argparse.Namespace) -> ImageRequest:

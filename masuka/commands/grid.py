@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
-from masuka.cli import emit, open_studio, progress_line
-from masuka.commands.generate import add_request_arguments, checked_size, flags_request
+from masuka.cli import emit, local_or_named, open_studio, progress_line
+from masuka.commands.generate import add_request_arguments, checked_size, flags_request, local_lora
 from masuka.errors import InvalidInput
-from masuka.image.grid import AXES, MAX_CELLS
+from masuka.image.grid import AXES, MAX_CELLS, Axis
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -25,7 +26,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from masuka.image.grid import given_axes, plan_grid, run_grid
 
-    axes = given_axes(list(map(one_axis, "xyz", (args.x, args.y, args.z))))
+    axes = [local_values(axis) for axis in given_axes(list(map(one_axis, "xyz", (args.x, args.y, args.z))))]
     request = flags_request(args)
     studio = open_studio(args)
     request = checked_size(studio, request)
@@ -42,6 +43,16 @@ def run(args: argparse.Namespace) -> int:
     emit(args, {"grid": str(result.grid), "images": [str(r.path) for r in result.images],
                 "ids": [r.id for r in result.images]}, str(result.grid))
     return 0
+
+
+def local_values(axis: Axis) -> Axis:
+    """A model or lora axis with its files and folders named relative to this directory made absolute, as ``--model``
+    and ``--lora`` are (a queued grid runs in the app's directory); any other axis as given."""
+    if axis.name == "model":
+        return replace(axis, values=tuple(map(local_or_named, axis.values)))
+    if axis.name == "lora":
+        return replace(axis, values=tuple(map(local_lora, axis.values)))
+    return axis
 
 
 def one_axis(name: str, given: list[str] | None) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, replace
 
-from masuka.cli import emit, open_studio
+from masuka.cli import emit, local_or_named, open_studio
 
 #: ``settings aids`` options and the :class:`masuka.image.aid_settings.AidSettings` field each sets
 AID_OPTIONS = {"prompt_llm": "local instruct LLM of the prompt optimizer (repo id or folder)",
@@ -40,7 +40,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     defaults = actions.add_parser("defaults", parents=[common], help="show the defaults for new images; options "
                                   "change them", description="Without options: show. With options: change those, "
                                                              "check and save.")
-    defaults.add_argument("--model", help=DEFAULT_OPTIONS["model"])
+    defaults.add_argument("--model", type=local_or_named, help=DEFAULT_OPTIONS["model"])
     for name in ("steps", "width", "height"):
         defaults.add_argument(f"--{name}", type=int, help=DEFAULT_OPTIONS[name])
     defaults.add_argument("--format", dest="output_format", choices=FORMATS, help="file format of new images")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from masuka import jobs
-from masuka.cli import emit, open_studio, progress_line
+from masuka.cli import emit, local_or_named, open_studio, progress_line
 from masuka.errors import InvalidInput
 from masuka.training.backends import BACKENDS, LOCAL
 from masuka.training.options import OPTIMIZERS, PRESETS, SCHEDULERS, TrainOptions
@@ -44,7 +44,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         group.add_argument("--destination", metavar="OWNER/MODEL",
                            help="replicate: your model that receives the trained LoRA"),
         group.add_argument("--dataset", help="dataset name (Datasets tab) or id"),
-        group.add_argument("--base", help="base model: catalog id, diffusers repo id or local pipeline folder"),
+        group.add_argument("--base", type=local_or_named,
+                           help="base model: catalog id, diffusers repo id or local pipeline folder"),
         group.add_argument("--steps", type=int, help="default 1000"),
         group.add_argument("--preset", choices=list(PRESETS), help="GPU memory preset"),
         group.add_argument("--rank", type=int, help="default 16"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from masuka.cli import emit, open_studio, progress_line
+from masuka.cli import emit, local_or_named, open_studio, progress_line
 from masuka.commands.generate import default_of, given, refuse_without
 
 #: the flags (by dest) that only a detail upscale reads, ``--model`` aside (the request's own checks refuse it alone)
@@ -29,7 +29,8 @@ def add_upscale_arguments(parser: argparse.ArgumentParser) -> None:
                              "with --detail it makes the first enlargement")
     parser.add_argument("--detail", action="store_true",
                         help="then repaint tile by tile with --model at a low --strength (A1111's SD upscale)")
-    parser.add_argument("--model", help="with --detail: catalog id, diffusers repo id or local pipeline folder")
+    parser.add_argument("--model", type=local_or_named,
+                        help="with --detail: catalog id, diffusers repo id or local pipeline folder")
     parser.add_argument("--strength", type=float,
                         help=f"with --detail: 0-1 (default {default_of(UpscaleRequest, 'strength')})")
     parser.add_argument("--prompt", help="with --detail: what the picture shows (default: its own prompt)")

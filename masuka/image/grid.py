@@ -17,9 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from masuka.errors import Cancelled, InvalidInput
-from masuka.image.generate import MAX_SEED, ImageRequest, ImageResult, StepCallback, generate_images, plan_request
+from masuka.image.generate import (
+    MAX_SEED,
+    ImageRequest,
+    ImageResult,
+    StepCallback,
+    generate_images,
+    plan_request,
+    prompt_loras,
+)
 from masuka.studio import Studio
 from masuka.users import output_dir
+from masuka.validation import weighted
 
 MAX_CELLS = 64  # more needs an explicit yes
 ALLOW_LARGE = f"Allow more than {MAX_CELLS} cells"  # the app's box that gives that yes (the CLI's is --yes)
@@ -92,8 +101,12 @@ def plan_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_pa
     names = [axis.name for axis in axes]
     if len(set(names)) != len(names):
         raise InvalidInput("Each parameter may be on one axis only.")
+    if {"lora", "lora_weight"} & set(names):  # a tag's LoRA is a LoRA of the cell like any other
+        prompt, tagged = prompt_loras(base.prompt, strict=True)
+        base = replace(base, prompt=prompt, loras=[*base.loras, *tagged])
     if "lora_weight" in names and not base.loras and "lora" not in names:
-        raise InvalidInput("The lora_weight axis needs a LoRA: add --lora or a lora axis.")
+        raise InvalidInput("The lora_weight axis needs a LoRA: add --lora, a <lora:name:weight> tag or a lora axis.")
+    base, swept = _swept_loras(next((axis for axis in axes if axis.name == "lora"), None), base)
     count = math.prod(len(axis.values) for axis in axes)
     if count > LIMIT_CELLS:
         raise InvalidInput(f"This grid has {count} cells: a grid has at most {LIMIT_CELLS}. Make it in smaller "
@@ -110,7 +123,7 @@ def plan_grid(studio: Studio, base: ImageRequest, axes: list[Axis], allow_any_pa
         # a LoRA file is set before its weight, whatever axes they are on
         for axis, index in sorted(zip(padded, (x, y, z)), key=lambda pair: pair[0].name == "lora_weight"):
             if axis.name:
-                request = _apply(axis, axis.values[index], request, base)
+                request = _apply(axis, axis.values[index], request, base, swept)
                 labels[axis.name] = axis.values[index]
         try:
             plan_request(studio, request, allow_any_path)
@@ -198,8 +211,23 @@ def _label(axis: Axis, value: str) -> str:
     return f"{axis.title}: {shown if len(shown) <= MAX_LABEL else shown[:MAX_LABEL - 1] + '…'}"
 
 
-def _apply(axis: Axis, value: str, request: ImageRequest, base: ImageRequest) -> ImageRequest:
-    """``request`` with one axis value set."""
+def _swept_loras(axis: Axis | None, base: ImageRequest) -> tuple[ImageRequest, dict[str, list[tuple[str, float]]]]:
+    """The lora axis's LoRA per value (none for ``none``), and ``base`` without those LoRAs: the others given stay in
+    every cell. A value's weight is its own (``style:0.8``), else the weight the same LoRA was given, else 1."""
+    if axis is None:
+        return base, {}
+    given = dict(base.loras)
+    swept = {}
+    for value in axis.values:
+        ref, weight = weighted(value, "LoRA", lambda name: name.endswith(".safetensors"))
+        swept[value] = [] if ref.lower() == NO_LORA else [(ref, given.get(ref, 1.0) if weight is None else weight)]
+    names = {ref for loras in swept.values() for ref, _weight in loras}
+    return replace(base, loras=[(ref, weight) for ref, weight in base.loras if ref not in names]), swept
+
+
+def _apply(axis: Axis, value: str, request: ImageRequest, base: ImageRequest,
+           swept: dict[str, list[tuple[str, float]]]) -> ImageRequest:
+    """``request`` with one axis value set (``swept``: the lora axis's LoRAs per value)."""
     try:
         if axis.name == "steps":
             return replace(request, steps=int(value))
@@ -223,8 +251,7 @@ def _apply(axis: Axis, value: str, request: ImageRequest, base: ImageRequest) ->
     if axis.name == "sampler":
         return replace(request, sampler=value)
     if axis.name == "lora":
-        weight = request.loras[0][1] if request.loras else 1.0
-        return replace(request, loras=[] if value.lower() == NO_LORA else [(value, weight)])
+        return replace(request, loras=[*request.loras, *swept[value]])
     search = axis.values[0]
     if search not in base.prompt:
         raise InvalidInput(f"Prompt S/R: {search!r} (the first value) is not in the prompt.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import replace
 
 import gradio as gr
 import numpy as np
@@ -85,6 +86,53 @@ def test_lora_axis_with_none_and_a_weight_axis(studio, tiny_model, tiny_lora):
         ((0, 0, 0), []), ((1, 0, 0), []), ((0, 1, 0), [(lora, 0.5)]), ((1, 1, 0), [(lora, 1.0)])]
     sr = plan_grid(studio, base, [parse_axis("prompt=red,green,blue")])
     assert [c.request.prompt for c in sr] == ["a red fox", "a green fox", "a blue fox"]
+
+
+def test_a_lora_axis_sweeps_one_lora_over_the_others_given_and_a_weight_axis_reaches_tag_loras(studio, tiny_model,
+                                                                                               tiny_lora):
+    """The LoRAs given stay in every cell, the axis's LoRA is added to them (its own weight, else the weight it was
+    given with, else 1), and a LoRA the axis sweeps is out of the ``none`` cell; ``<lora:...>`` tags are LoRAs of the
+    cell for both axes."""
+    fixed, swept, other = (str(tiny_lora("flux", seed=seed)) for seed in (0, 1, 2))
+    base = ImageRequest(prompt="a red fox", model=str(tiny_model("flux")), steps=1, width=64, height=64, seed=2,
+                        loras=[(fixed, 0.3), (swept, 0.7)])
+    cells = plan_grid(studio, base, [parse_axis(f"lora=none,{swept},{other},{other}:0.4")], allow_any_path=True)
+    assert [c.request.loras for c in cells] == [[(fixed, 0.3)], [(fixed, 0.3), (swept, 0.7)],
+                                                [(fixed, 0.3), (other, 1.0)], [(fixed, 0.3), (other, 0.4)]]
+    tagged = replace(base, prompt=f"a red fox <lora:{fixed}:0.9>", loras=[])
+    cells = plan_grid(studio, tagged, [parse_axis("lora_weight=0,0.5")], allow_any_path=True)
+    assert [(c.request.prompt, c.request.loras) for c in cells] == [("a red fox", [(fixed, 0.0)]),
+                                                                     ("a red fox", [(fixed, 0.5)])]
+    with pytest.raises(InvalidInput, match="The lora_weight axis needs a LoRA: add --lora, a <lora:name:weight> tag"):
+        plan_grid(studio, replace(base, loras=[]), [parse_axis("lora_weight=0,1")], allow_any_path=True)
+
+
+def test_relative_model_and_lora_paths_are_made_absolute_for_a_queued_grid_and_job(studio, tmp_path, tiny_model,
+                                                                                     tiny_lora, monkeypatch):
+    """A queued job runs later, in the app's directory: the files and folders the command named relative to its own
+    directory (``--model``, ``--lora``, a model or lora axis's values) are stored absolute."""
+    import shutil
+
+    here = tmp_path / "here"
+    shutil.copytree(tiny_model("flux"), here / "m" / "flux")
+    shutil.copytree(tiny_model("flux"), here / "m" / "flux2")
+    shutil.copy(tiny_lora("flux"), here / "m" / "style.safetensors")
+    monkeypatch.chdir(here)
+    data = str(tmp_path / "data")
+    flags = ["--data-dir", data, "--model", "m/flux", "--prompt", "a fox", "--width", "64", "--height", "64",
+             "--steps", "1", "--seed", "3"]
+    assert main(["queue", "add", *flags, "--lora", "m/style.safetensors:0.5"]) == 0
+    assert main(["grid", *flags, "--queue", "--x", "model=m/flux,m/flux2", "--y",
+                 "lora=none,m/style.safetensors,m/style.safetensors:0.4"]) == 0
+    opened = Studio.open(Config.from_env(data_dir=data, auth=""))
+    try:
+        job, grid_job = (row["params"] for row in opened.store.find("queue", order_by="id"))
+    finally:
+        opened.close()
+    model, lora = str(here / "m" / "flux"), str(here / "m" / "style.safetensors")
+    assert (job["request"]["model"], job["request"]["loras"]) == (model, [[lora, 0.5]])
+    assert grid_job["request"]["model"] == model
+    assert [values for _name, values in grid_job["axes"]] == [[model, f"{model}2"], ["none", lora, f"{lora}:0.4"]]
 
 
 class StopAfter:
