@@ -328,8 +328,7 @@ class Store:
         """``text`` as a full-text search query that matches rows holding a word that starts with each of its words
         (``"word"*``), whatever characters it holds: FTS operators are plain words. Only letters and digits make
         words (as in the index), so a word of neither ("-", "✨") is dropped; "" when nothing is left to search."""
-        words = text.replace('"', " ").split()  # a quote only separates words
-        return " ".join(f'"{word}"*' for word in words if any(char.isalnum() for char in word))
+        return " ".join(f'"{word}"*' for word in re.findall(r"[^\W_]+", text))  # "snow,fox" is two words
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -174,10 +174,20 @@ def test_a_job_s_progress_leaves_its_search_entry_alone_and_a_new_title_updates_
 
 @pytest.mark.parametrize("text, query", [
     ("-", ""), ("*", ""), ("✨", ""), ("- * ✨ ()", ""), ('"', ""),
-    ("red -fox ✨", '"red"* "-fox"*'), ("über 2", '"über"* "2"*'),
+    ("red -fox ✨", '"red"* "fox"*'), ("über 2", '"über"* "2"*'), ("snow,fox", '"snow"* "fox"*'),
+    ("red/snow a:fox", '"red"* "snow"* "a"* "fox"*'), ("snake_case", '"snake"* "case"*'),
 ])
 def test_a_search_keeps_only_words_with_a_letter_or_a_digit(tmp_path, text, query):
     assert Store(tmp_path / "m.db").quote_fts(text) == query
+
+
+def test_words_joined_by_punctuation_find_a_row_holding_them_apart(tmp_path):
+    """As the index reads text, letters and digits make words and anything else separates them: "snow,fox" finds
+    "a red fox, snow" as "snow fox" does (FTS would read the joined words as a phrase, in that order)."""
+    store = Store(tmp_path / "m.db")
+    job = store.insert("jobs", {"kind": "train", "status": "running", "title": "a red fox, snow", "model": "m"})
+    for text in ("snow fox", "snow,fox", "red/snow", "a:fox", "fox.sno"):
+        assert [row["id"] for row in store.db["jobs"].search(store.quote_fts(text))] == [job], text
 
 
 def test_a_store_opened_first_in_a_process_loads_no_pandas_and_pandas_still_imports_after(tmp_path):
