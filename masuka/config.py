@@ -293,6 +293,12 @@ class Config:
         return self.data_dir / "characters"
 
     @property
+    def served_dirs(self) -> list[Path]:
+        """The folders whose pictures the app shows: served in place (never copied into Gradio's upload cache, whose
+        URLs no owner check sees), each file to whoever :func:`~masuka.access.may_read` it."""
+        return [self.outputs_dir, self.datasets_dir, self.runs_dir, self.characters_dir]
+
+    @property
     def wildcards_dir(self) -> Path:
         return self.data_dir / "wildcards"
 

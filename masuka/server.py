@@ -233,13 +233,13 @@ def launch(config: Config, host: str = "127.0.0.1", port: int = 7860, share: boo
     # video jobs a gone process left are taken up (now and every few seconds); training runs, local videos and
     # downloads left queued by the last start run now
     studio.runner().adopt()
-    gr.set_static_paths([config.outputs_dir, config.datasets_dir])
+    gr.set_static_paths(config.served_dirs)
     proxies = proxies_in_front(config, tunnel=share or ngrok)
     owners = SessionOwners()  # of sessions and events: the middleware checks what the queue records
     try:
         server_app, local_url, share_url = demo.launch(
             server_name=host, server_port=port, share=share, auth=check_login(config) if config.users else None,
-            auth_message=sign_in_message(config), allowed_paths=[str(config.outputs_dir), str(config.datasets_dir)],
+            auth_message=sign_in_message(config), allowed_paths=list(map(str, config.served_dirs)),
             prevent_thread_lock=True, show_error=True, quiet=True, footer_links=["api", "gradio"],
             max_file_size=config.max_upload_mb * 2**20,
             enable_monitoring=False,  # Gradio's /monitoring counts every user's calls, for anyone signed in to see

@@ -654,3 +654,25 @@ def test_gradio_s_monitoring_is_off(shared):
         for route in ("/monitoring/summary", "/monitoring", "/monitoring/0123456789"):
             answer = client.get(route)
             assert answer.status_code == 403 and "queue_status" not in answer.text, (route, answer.text)
+
+
+def test_training_samples_and_character_pictures_are_served_in_place_to_their_owner_only(shared):
+    """The Train tab's samples and the Characters tab's photos and face crops are served where they lie (Gradio does
+    not copy them into its upload cache, whose URLs no owner check sees), to their owner and admins only; they are
+    shown even where the data dir is outside the app's folder and the system's temp folder."""
+    from gradio import utils
+
+    running, _files, _model = shared
+    studio, data = running.studio, running.studio.config.data_dir
+    run = studio.store.insert("jobs", {"owner": "alice", "kind": "train", "status": "completed", "title": "run"})
+    character = studio.store.insert("characters", {"owner": "alice", "name": "anna", "trigger": "ohwx"})
+    pictures = [data / f"runs/run-{run:05d}/samples/000010-0.png", data / f"characters/{character}/faces/0.png"]
+    alice, bob = signed_in(running.url, "alice", "pa-alice"), signed_in(running.url, "bob", "pb-bob")
+    admin = signed_in(running.url, "admin", "pz-admin")
+    for picture in pictures:
+        picture.parent.mkdir(parents=True)
+        picture.write_bytes(b"\x89PNG secret")
+        assert utils.is_static_file(str(picture)), picture  # handed to the page as it lies, never copied
+        url = "/gradio_api/file=" + str(picture)
+        assert alice.get(url).content == b"\x89PNG secret" and admin.get(url).status_code == 200
+        assert bob.get(url).status_code == 403
