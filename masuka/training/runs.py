@@ -398,9 +398,11 @@ def _resumable(studio: Studio, run_id: Any, owner: str, admin: bool, restoring: 
     if row.status not in RESUMABLE:
         raise InvalidInput(f"Run {row.id} is {row.status}: only a stopped, interrupted or failed run resumes.")
     if _remote(row):
-        from masuka.training.backends.remote import check_resumable
+        from masuka.training.backends.remote import check_resumable, sends_new_job
 
         check_resumable(row)
+        if sends_new_job(row):  # refused here, before the run's record of its last job is replaced
+            dataset_for_training(studio, TrainOptions.from_dict(row.params).dataset, row.owner, row)
     if not restoring:
         studio.runner().check_share(row.owner, row.id)
     return row

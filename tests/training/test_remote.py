@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from masuka.errors import InvalidInput, ProviderError
+from masuka.errors import InvalidInput, NotFound, ProviderError
 from masuka.loras.files import inspect_lora
 from masuka.testing.http import Fault
 from masuka.testing.training import KEY, FakeTrainer
@@ -598,6 +598,22 @@ def test_resume_of_a_user_stopped_run_sends_a_new_job(studio, trainer):
     status = run_status(studio, run_id)
     assert status["status"] == "completed", status["error"]
     assert server.creates == 2 and studio.store.get("jobs", run_id)["external_id"] == "job2"
+
+
+def test_resume_of_a_stopped_run_whose_dataset_was_deleted_is_refused_and_leaves_the_run_as_it_was(studio, trainer):
+    """A new job uploads the dataset as it is then: with the dataset gone, Resume (and its price) is refused in
+    the words a local run gets, before the run's record of its last job is touched."""
+    from masuka.datasets.library import delete_dataset
+    from masuka.training.runs import resume_price
+
+    server, run_id = _stopped_at_replicate(studio, trainer)
+    studio.jobs.wait(run_id, timeout=30)
+    before = studio.store.get("jobs", run_id)
+    delete_dataset(studio, "fox", "local")
+    for resume in (resume_price, resume_run):
+        with pytest.raises(NotFound, match=r"The dataset this run trained on \('fox'\) was deleted"):
+            resume(studio, run_id)
+    assert studio.store.get("jobs", run_id) == before and server.creates == 1
 
 
 def test_a_resume_before_the_stopped_runs_thread_has_ended_is_not_cancelled_by_it(studio, trainer, monkeypatch):

@@ -317,13 +317,19 @@ def remove_stale_uploads(studio: Studio) -> list[int]:
 
 
 def new_job_price(row: jobs.JobRow) -> float | None:
-    """The estimated price of the job a Resume of this remote run sends (none was sent, or its job ended at the
-    service; the start's estimate); None when it follows the job it has, or one that may have arrived."""
-    state = row.state
-    if state.get("submitting") or (state.get("ref") and not _job_ended(state)):
+    """The estimated price of the job a Resume of this remote run sends (the start's estimate); None when it follows
+    the job it has (:func:`sends_new_job`)."""
+    if not sends_new_job(row):
         return None
     options = TrainOptions.from_dict(row.params)
-    return estimate_remote(state["backend"], options.base, options.steps)[1]
+    return estimate_remote(row.state["backend"], options.base, options.steps)[1]
+
+
+def sends_new_job(row: jobs.JobRow) -> bool:
+    """Whether a Resume of this remote run sends a new job (none was sent, or its job ended at the service), which
+    uploads the dataset as it is then; not when it follows the job it has, or one that may have arrived."""
+    state = row.state
+    return not (state.get("submitting") or (state.get("ref") and not _job_ended(state)))
 
 
 def _job_ended(state: dict) -> bool:
