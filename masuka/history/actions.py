@@ -60,6 +60,8 @@ def reuse_parameters(studio: Studio, user: str, admin: bool, key: str) -> tuple[
             fields[name] = str(path) if path.is_file() else None
     if row["kind"] == "image":
         fields.update(_image_switches(row.get("negative_prompt"), params))
+        if row.get("seed") is not None:  # this image, made alone from its own seed (not its batch again)
+            fields["batch"] = 1
     elif row["kind"] == "video":
         fields.setdefault("negative", "")
         fields["sound"] = sound_choice(fields.get("audio"))

@@ -26,17 +26,19 @@ def make(studio, model, **kw):
     return generate_images(studio, ImageRequest(**values))
 
 
-def test_reuse_parameters_remakes_the_same_image(studio, tiny_model):
-    first = make(studio, tiny_model("sdxl"), seed=77)[0]  # a model whose negative prompt has an effect
-    kind, fields = reuse_parameters(studio, "local", False, f"g{first.id}")
+def test_reuse_parameters_remakes_the_same_image_alone_even_from_a_batch(studio, tiny_model):
+    """The second image of a batch comes back with its own seed and a batch of 1: Generate remakes it alone."""
+    _first, second = make(studio, tiny_model("sdxl"), seed=77, batch=2)  # a model whose negative prompt counts
+    kind, fields = reuse_parameters(studio, "local", False, f"g{second.id}")
     assert kind == "image"
-    assert (fields["prompt"], fields["negative"], fields["seed"], fields["steps"]) == ("a lighthouse at dusk",
-                                                                                    "fog", 77, 2)
+    assert (fields["prompt"], fields["negative"], fields["seed"], fields["steps"], fields["batch"]) == (
+        "a lighthouse at dusk", "fog", 78, 2, 1)
     again = generate_images(studio, ImageRequest(
         prompt=fields["prompt"], model=fields["model"], negative_prompt=fields["negative"], steps=fields["steps"],
         guidance=fields["guidance"], width=fields["width"], height=fields["height"], seed=fields["seed"],
-        loras=[parse_lora(x) for x in fields["loras"]]))[0]
-    assert np.array_equal(np.asarray(Image.open(first.path)), np.asarray(Image.open(again.path)))
+        batch=fields["batch"], loras=[parse_lora(x) for x in fields["loras"]]))
+    [remade] = again
+    assert np.array_equal(np.asarray(Image.open(second.path)), np.asarray(Image.open(remade.path)))
 
 
 def test_missing_and_corrupted_files_are_shown_as_such(studio, tiny_model):
