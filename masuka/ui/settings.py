@@ -7,9 +7,10 @@ import gradio as gr
 
 from masuka.api.auth import create_token, list_tokens, revoke_token
 from masuka.disk import clean_leftovers, clean_tmp, usage, usage_by_user
-from masuka.errors import InvalidInput
+from masuka.errors import InvalidInput, MasukaError
 from masuka.forget_user import described, forget_user
 from masuka.image.defaults import FORMATS, load_defaults, save_defaults, space_note
+from masuka.image.generate import image_spec
 from masuka.keys import check_key, key_labels, key_renewed, key_table, save_key
 from masuka.models.catalog import image_models
 from masuka.off_list import former_users
@@ -24,7 +25,7 @@ USERS_STORAGE_COLUMNS = ["user", "files", "GB"]
 TOKEN_COLUMNS = ["id", "name", "starts with", "made", "last used"]
 SIGN_IN_COLUMNS = ["kind", "name", "failed sign-ins", "locked for (s)"]
 #: the defaults that pre-fill the Image tab's fields of the same names when the page opens
-IMAGE_FIELDS = ("model", "steps", "width", "height")
+IMAGE_FIELDS = ("model", "steps", "guidance", "width", "height")
 #: what a user who is not an admin sees above the studio's own settings
 ADMINS_ONLY = "**Admins only.** These are the studio's settings: only its admins see and change them."
 
@@ -240,10 +241,21 @@ def defaults_view(studio: Studio):
     return saved.model, saved.steps, saved.width, saved.height, saved.output_format
 
 
-def image_defaults(studio: Studio):
-    """The saved defaults for the Image tab's :data:`IMAGE_FIELDS` (a field without one is left as it is)."""
+def image_defaults(studio: Studio, request: gr.Request = None):
+    """The Image tab's :data:`IMAGE_FIELDS` on a page load: a saved default model with its own steps, guidance and
+    size wherever no default of those is saved (the page's opening model's would stay otherwise); without a saved
+    model (or one the user may not use), the saved values alone, the rest left as it is."""
     saved = vars(load_defaults(studio.config))
-    return [saved[field] if saved[field] else gr.skip() for field in IMAGE_FIELDS]
+    own: dict[str, object] = {}
+    if saved["model"]:
+        try:
+            spec = image_spec(studio, user_of(request), saved["model"])
+            own = {"steps": spec.steps, "guidance": spec.guidance, "width": spec.width, "height": spec.height}
+        except MasukaError:
+            pass
+    values = {field: saved.get(field) or own.get(field) for field in IMAGE_FIELDS}
+    values["guidance"] = own.get("guidance")  # 0 is a model's own guidance (CFG off), not "none saved"
+    return [gr.skip() if value is None else value for value in values.values()]
 
 
 @friendly

@@ -154,7 +154,13 @@ def test_image_and_settings_helpers(studio):
     assert image.model_defaults(studio, "") == (SKIP,) * 6, "a model still being typed leaves the form alone"
     assert image.read_image_parameters(studio, None) == SKIP
     settings.store_defaults(studio, "", 12, None, None, "PNG")
-    assert settings.image_defaults(studio) == [SKIP, 12, SKIP, SKIP], "only the saved defaults pre-fill the form"
+    assert settings.image_defaults(studio) == [SKIP, 12, SKIP, SKIP, SKIP], "only the saved defaults pre-fill the form"
+    settings.store_defaults(studio, "z-image-turbo", 0, 0, 0, "PNG")  # 0: the model's own
+    turbo = image.image_spec(studio, "local", "z-image-turbo")
+    assert turbo.guidance == 0 and settings.image_defaults(studio) == [
+        "z-image-turbo", turbo.steps, 0, turbo.width, turbo.height], "a saved model comes with its own values"
+    settings.store_defaults(studio, "z-image-turbo", 5, 768, 512, "PNG")
+    assert settings.image_defaults(studio) == ["z-image-turbo", 5, 0, 768, 512]
     assert history.add_keys("g1, g2", [["g2"], ["g3"]]) == "g1, g2, g3"
 
 
