@@ -360,7 +360,7 @@ def a1111_router(work: ApiWork, caller_of: Callable[[Request], Caller]) -> APIRo
     def loras(request: Request) -> Any:
         caller = caller_of(request)
         return [{"name": row["name"], "alias": row["name"], "path": str(studio.config.absolute(row["path"])),
-                 "metadata": row["metadata"] or {}} for row in list_loras(studio, caller.user, caller.admin)]
+                 "metadata": row["metadata"] or {}} for row in list_loras(studio, caller.user)]
 
     @router.get("/upscalers")
     @a1111_errors

@@ -22,10 +22,10 @@ def picker_value(row: dict) -> str:
     return f"{row['name']}:{weight}" if weight else row["name"]
 
 
-def with_triggers(studio: Studio, owner: str, prompt: str, picked: list[str], admin: bool = False) -> str:
+def with_triggers(studio: Studio, owner: str, prompt: str, picked: list[str]) -> str:
     """``prompt`` with the trigger word of every picked character LoRA put in front, unless already there."""
     chosen = {parse_lora(value)[0] for value in picked or []}
-    triggers = [row["trigger"] for row in list_loras(studio, owner, admin)
+    triggers = [row["trigger"] for row in list_loras(studio, owner)
                 if row["name"] in chosen and (row.get("metadata") or {}).get(CHARACTER_KEY) and row["trigger"]]
     missing = [trigger for trigger in triggers if not has_trigger(prompt or "", trigger)]
     if not missing:

@@ -74,6 +74,7 @@ from masuka.image.tasks import (
 )
 from masuka.jobs import Watch
 from masuka.loras.files import LoraInfo, check_fits, inspect_lora
+from masuka.loras.library import find_new_loras
 from masuka.loras.tags import split_lora_tags
 from masuka.loras.usage import lora_files_in_use, lora_ref_file
 from masuka.memory_plans import plan_named
@@ -196,16 +197,25 @@ def resolve_lora_path(studio: Studio, ref: str, owner: str, allow_any_path: bool
     ref = ref.strip()
     if not ref:
         raise InvalidInput("Empty LoRA name.")
-    row = studio.store.find("loras", "name = ? and owner in (?, ?)", [composed(ref), owner, LOCAL_USER],
-                            order_by=f"owner = '{LOCAL_USER}', id desc", limit=1)  # the owner's own first
-    if row:
-        return studio.config.absolute(row[0]["path"])
+    named = _library_file(studio, ref, owner)
+    if named is None:  # a file dropped into the library folder since anyone looked at the library
+        find_new_loras(studio, owner)
+        named = _library_file(studio, ref, owner)
+    if named is not None:
+        return named
     candidate = lora_ref_file(studio.config, ref)
     allowed = allow_any_path or (candidate.resolve().is_relative_to(studio.config.data_dir)
                                  and may_read(studio, owner, candidate))
     if allowed and candidate.exists():
         return candidate
     raise InvalidInput(f"LoRA {ref!r} was not found (neither in your LoRA library nor as a file of yours).")
+
+
+def _library_file(studio: Studio, name: str, owner: str) -> Path | None:
+    """The file of the library LoRA ``name`` that ``owner`` calls by it (their own first, else a shared one)."""
+    row = studio.store.find("loras", "name = ? and owner in (?, ?)", [composed(name), owner, LOCAL_USER],
+                            order_by=f"owner = '{LOCAL_USER}', id desc", limit=1)
+    return studio.config.absolute(row[0]["path"]) if row else None
 
 
 def prompt_loras(text: str, strict: bool = False) -> tuple[str, list[tuple[str, float]]]:

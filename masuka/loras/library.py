@@ -131,16 +131,13 @@ def loras_in(studio: Studio, folder: Path) -> list[dict]:
             if studio.config.absolute(row["path"]).resolve().is_relative_to(inside)]
 
 
-def list_loras(studio: Studio, owner: str, admin: bool = False, every_owner: bool = False) -> list[dict]:
+def list_loras(studio: Studio, owner: str, every_owner: bool = False) -> list[dict]:
     """LoRAs this user may use (their own and the shared ones, as generation finds them by name; an admin too),
     or with ``every_owner`` everyone's (an admin's view of the library): recorded ones plus valid files dropped
-    into the library folder (registered when an admin or the single user looks) and files of the user's own
-    folder that no row lists (an import killed between its file and its row). A name is offered once: a shared
-    LoRA named like one of the user's own (dropped after the import) is left out, as the name calls the user's."""
-    if admin or not studio.config.multi_user:
-        find_new_loras(studio, owner)
-    else:
-        _adopt(studio, owner)
+    into the library folder (registered whoever looks) and files of the user's own folder that no row lists (an
+    import killed between its file and its row). A name is offered once: a shared LoRA named like one of the
+    user's own (dropped after the import) is left out, as the name calls the user's."""
+    find_new_loras(studio, owner)
     where, args = (None, []) if every_owner else ("owner in (?, ?)", [owner, LOCAL_USER])
     rows = [r for r in studio.store.find("loras", where, args, order_by="name")
             if studio.config.absolute(r["path"]).exists()]
@@ -211,15 +208,15 @@ def delete_lora(studio: Studio, ref: str | int, user: str, admin: bool) -> dict:
     return row
 
 
-def match_loras(studio: Studio, owner: str, wanted: list[tuple[str, float]], hashes: str = "",
-                admin: bool = False) -> tuple[list[tuple[str, float]], list[str]]:
+def match_loras(studio: Studio, owner: str, wanted: list[tuple[str, float]],
+                hashes: str = "") -> tuple[list[tuple[str, float]], list[str]]:
     """Find an image's LoRAs (``<lora:name:w>`` tags, ``Lora hashes`` text) in the user's library.
 
     A tag matches a library LoRA of that name (compared in composed form: :func:`composed`), else one whose A1111
     hash is the one the image lists for that name (a file renamed since). Returns (library name, weight) per found
     LoRA, and the names not found.
     """
-    rows = list_loras(studio, owner, admin)
+    rows = list_loras(studio, owner)
     by_name = {composed(row["name"]): row["name"] for row in rows}
     listed = {composed(name): value for name, value in (part.strip().rsplit(":", 1) for part in hashes.split(",")
                                                          if ":" in part)}

@@ -398,6 +398,6 @@ def new_prompt_set(count: int, seed: int) -> str:
 
 
 def insert_triggers(studio: Studio, prompt: str, picked: list[str] | None, request: gr.Request):
-    return use.with_triggers(studio, user_of(request), prompt, picked or [], is_admin(studio, request))
+    return use.with_triggers(studio, user_of(request), prompt, picked or [])
 
 

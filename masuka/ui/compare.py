@@ -23,7 +23,6 @@ from masuka.ui.common import (
     UIContext,
     bind,
     friendly,
-    is_admin,
     stop_flag,
     stoppable,
     user_of,
@@ -82,7 +81,7 @@ def build(ctx: UIContext) -> None:
 
 def choices(studio: Studio, request: gr.Request):
     """The LoRA pickers' and the A/B test picker's choices."""
-    rows = list_loras(studio, user_of(request), is_admin(studio, request))
+    rows = list_loras(studio, user_of(request))
     loras = [(f"{r['name']} ({r['architecture']})", r["name"]) for r in rows]
     return gr.Dropdown(choices=loras), gr.Dropdown(choices=loras), gr.Dropdown(choices=_tests(studio, request))
 

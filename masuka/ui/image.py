@@ -54,7 +54,6 @@ from masuka.ui.common import (
     bind,
     failure,
     friendly,
-    is_admin,
     last_output,
     stop_key,
     stoppable,
@@ -335,7 +334,7 @@ def api_form(names: tuple[str, ...], form: list[Component]) -> list[Component]:
 
 def lora_choices(studio: Studio, request: gr.Request):
     """The LoRA picker's choices: the user's library."""
-    rows = list_loras(studio, user_of(request), is_admin(studio, request))
+    rows = list_loras(studio, user_of(request))
     return gr.Dropdown(choices=[(f"{r['name']} ({r['architecture']})", picker_value(r)) for r in rows])
 
 
@@ -550,7 +549,7 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
     if width and height and not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         notes.append(f"**Size {width}x{height} left as it was:** each side must be {MIN_SIDE} to {MAX_SIDE}.")
         width = height = None
-    found, missing = match_loras(studio, user, p.loras, p.extra.get("Lora hashes", ""), is_admin(studio, request))
+    found, missing = match_loras(studio, user, p.loras, p.extra.get("Lora hashes", ""))
     if missing:
         notes.append(f"**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them).")
     sampler = _read_sampler(spec, p, notes) if p.sampler else None

@@ -187,7 +187,7 @@ def _deletable(studio: Studio, request: gr.Request, rows: list[dict]) -> gr.Drop
 
 def _library(studio: Studio, request: gr.Request) -> list[dict]:
     admin = is_admin(studio, request)
-    return list_loras(studio, user_of(request), admin, every_owner=admin)
+    return list_loras(studio, user_of(request), every_owner=admin)
 
 
 def _library_table(rows: list[dict]) -> list[list]:

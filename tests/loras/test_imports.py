@@ -264,7 +264,7 @@ def test_admins_are_offered_only_the_loras_they_can_use(studio, tmp_path):
     import_lora_file(studio, "bob", tmp_path / "bobstyle.safetensors")
     write_flux_lora(tmp_path / "adminstyle.safetensors")
     import_lora_file(studio, "admin", tmp_path / "adminstyle.safetensors")
-    offered = [r["name"] for r in list_loras(studio, "admin", True)]
+    offered = [r["name"] for r in list_loras(studio, "admin")]
     assert offered == ["adminstyle"]
     assert all(resolve_lora_path(studio, name, "admin", False).is_file() for name in offered)
 
@@ -468,3 +468,21 @@ def test_listing_loras_reads_the_known_files_once_however_many_there_are(studio,
         return len(calls)
 
     assert queries_with(2) == queries_with(6)
+
+
+def test_a_file_dropped_into_the_library_folder_is_everyones_at_once(tmp_path):
+    """A shared app: a LoRA file dropped into ``loras/`` is offered to a signed-in user who is no admin, and
+    called by name before anyone has listed the library."""
+    from masuka.config import Config
+    from masuka.image.generate import resolve_lora_path
+    from masuka.studio import Studio
+
+    team = Studio.open(Config.from_env(data_dir=tmp_path / "data", auth="admin:pz,bob:pb"))
+    try:
+        team.config.loras_dir.mkdir(parents=True, exist_ok=True)
+        write_flux_lora(team.config.loras_dir / "called.safetensors")
+        assert resolve_lora_path(team, "called", "bob", False) == team.config.loras_dir / "called.safetensors"
+        write_flux_lora(team.config.loras_dir / "listed.safetensors")
+        assert [r["name"] for r in list_loras(team, "bob")] == ["called", "listed"]
+    finally:
+        team.close()

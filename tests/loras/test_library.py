@@ -40,7 +40,7 @@ def test_an_admin_sees_every_owner_s_loras_in_the_models_tab_but_picks_only_usab
     table = models.loras_view(team, asking("admin"))
     assert sorted((row[0], row[-1]) for row in table) == [("alice-style", "alice"), ("bob-style", "bob")]
     assert [row[0] for row in models.loras_view(team, asking("alice"))] == ["alice-style"]
-    assert list_loras(team, "admin", True) == [], "the pickers offer an admin's own and the shared LoRAs only"
+    assert list_loras(team, "admin") == [], "the pickers offer an admin's own and the shared LoRAs only"
     _table, picker = models.library_view(team, asking("admin"))
     assert sorted(label for label, _id in picker.choices) == ["alice-style (alice)", "bob-style (bob)"]
     _table, picker = models.library_view(team, asking("bob"))
@@ -149,7 +149,7 @@ def test_a_lora_name_of_digits_is_refused_and_digits_always_mean_an_id(team, tmp
     write_flux_lora(tmp_path / "123.safetensors")
     assert import_lora_file(team, "alice", tmp_path / "123.safetensors")["name"] == "lora-123", "a file's own name"
     write_flux_lora(team.config.loras_dir / "99.safetensors")
-    assert "99" not in [row["name"] for row in list_loras(team, "admin", True)], "a dropped file named like an id"
+    assert "99" not in [row["name"] for row in list_loras(team, "admin")], "a dropped file named like an id"
     alice = team.store.find("loras", "name = 'alice-style'")[0]
     older = team.store.find("loras", "name = 'lora-123'")[0]
     team.store.update("loras", older["id"], name=str(alice["id"]))  # named so before digits were refused
@@ -238,7 +238,7 @@ def test_a_name_is_offered_once_so_a_shared_lora_is_never_hidden_by_a_user_s_own
     from masuka.loras.library import SHARED, free_lora_name, lora_folder
 
     write_flux_lora(team.config.loras_dir / "shared-ink.safetensors")
-    list_loras(team, "admin", True)  # an admin looks: the dropped file becomes a shared LoRA
+    list_loras(team, "admin")  # an admin looks: the dropped file becomes a shared LoRA
     write_flux_lora(tmp_path / "mine.safetensors")
     with pytest.raises(InvalidInput, match=SHARED.format("shared-ink").replace("(", r"\(").replace(")", r"\)")):
         import_lora_file(team, "bob", tmp_path / "mine.safetensors", "shared-ink")
@@ -246,7 +246,7 @@ def test_a_name_is_offered_once_so_a_shared_lora_is_never_hidden_by_a_user_s_own
     assert [(r["name"], r["owner"]) for r in list_loras(team, "bob")] == [("bob-style", "bob"),
                                                                            ("shared-ink", "local")]
     write_flux_lora(team.config.loras_dir / "bob-style.safetensors")  # dropped after bob's import
-    list_loras(team, "admin", True)
+    list_loras(team, "admin")
     assert [(r["name"], r["owner"]) for r in list_loras(team, "bob")] == [("bob-style", "bob"),
                                                                            ("shared-ink", "local")]
     assert [(r["name"], r["owner"]) for r in list_loras(team, "alice")] == [
