@@ -68,9 +68,10 @@ def build(ctx: UIContext) -> None:
     views, private = [shown, caption, left, right, result], {"api_visibility": "private", "show_progress_on": result}
     ctx.picker(bind(choices, studio), [side_a, side_b, picker], refresh)
     image = ctx.form("image")
-    stoppable(TAB, render.click(bind(make, studio),
-                                image.pick(FORM) + [side_a, side_b, prompts, seeds] + image.pick(SAMPLER_FORM), picker,
-                                **private, **ctx.gpu_event())).success(bind(show, studio), picker, views, **private)
+    rendered = stoppable(TAB, render.click(bind(make, studio), image.pick(FORM) + [side_a, side_b, prompts, seeds]
+                                           + image.pick(SAMPLER_FORM), picker, **private, **ctx.gpu_event()))
+    rendered.success(bind(show, studio), picker, views, **private)
+    rendered.then(bind(test_choices, studio), None, picker, **private)  # a stopped one's pairs are a test too
     wire_stop(studio, TAB, stop, result)
     load.click(bind(show, studio), picker, views, **private)
     picker.input(bind(show, studio, None), None, views, queue=False, **private)  # another test: Load shows it
@@ -83,7 +84,12 @@ def choices(studio: Studio, request: gr.Request):
     """The LoRA pickers' and the A/B test picker's choices."""
     rows = list_loras(studio, user_of(request))
     loras = [(f"{r['name']} ({r['architecture']})", r["name"]) for r in rows]
-    return gr.Dropdown(choices=loras), gr.Dropdown(choices=loras), gr.Dropdown(choices=_tests(studio, request))
+    return gr.Dropdown(choices=loras), gr.Dropdown(choices=loras), test_choices(studio, request)
+
+
+def test_choices(studio: Studio, request: gr.Request):
+    """The A/B test picker's choices, its value kept."""
+    return gr.Dropdown(choices=_tests(studio, request))
 
 
 def _tests(studio: Studio, request: gr.Request) -> list[tuple[str, int]]:

@@ -555,3 +555,12 @@ def test_a_result_sent_to_video_sets_the_size_of_its_shape_as_an_upload_does(dem
     _seconds, size, _negative = size_of_frame("gemini", "veo-3.1-generate-001", str(tmp_path / "portrait.png"),
                                               "1280x720")
     assert size.value == "720x1280"
+
+
+def test_render_pairs_refreshes_the_test_picker_even_when_stopped(demo):
+    """A stopped render stores its finished pairs as a test that the message names: the picker lists it at once,
+    whether the render ended or was stopped (a failure skips the success chain)."""
+    fns = list(demo.fns.values())
+    [make] = [fn for fn in fns if fn.name == "make"]
+    refreshed = [fn for fn in fns if fn.name == "test_choices" and fn.trigger_after == make._id]
+    assert [fn.trigger_only_on_success for fn in refreshed] == [False]
