@@ -51,7 +51,8 @@ def expand_prompts(wildcards: Path, templates: list[str], count: int = 0, seed: 
             else:
                 texts = CombinatorialPromptGenerator(manager).generate(template, max_prompts=MAX_PROMPTS + 1)
         except ParseBaseException as error:
-            raise InvalidInput(f"The prompt {template[:60]!r} has unbalanced braces or bars: {error}.") from None
+            raise InvalidInput(f"The prompt {template[:60]!r} cannot be read as a template (unbalanced {{ }} or |, "
+                               f"or __ that names no wildcard): {error}.") from None
         expanded.extend(Prompt(" ".join(str(text).split()), template) for text in texts)
         if len(expanded) > MAX_PROMPTS:
             raise InvalidInput(f"These prompts expand to more than {MAX_PROMPTS} images: use random picks "

@@ -90,7 +90,7 @@ def queue_images(studio: Studio, request: ImageRequest, prompts: str | None = No
             try:
                 plan = plan_request(studio, replace(request, prompt=first), allow_any_path)
             except InvalidInput as error:
-                raise error if first == template else _in_expansion(first, error) from None
+                raise _in_expansion(Prompt(first, template), error) from None
             _check_expansions(studio, request, plan, expanded[1:], allow_any_path)
         except InvalidInput as error:
             if prompts is None:  # one prompt, not a batch of lines
@@ -123,22 +123,24 @@ def _check_expansions(studio: Studio, request: ImageRequest, plan: Plan, prompts
     """A line's other expansions checked as the first: each distinct prompt as :func:`plan_request` checks one
     (:func:`checked_prompt`: one that is only a ``<lora:…>`` tag is empty), each distinct set of its tags' LoRAs
     once (:func:`plan_loras`: found, for the model, weights in range; no model loaded)."""
-    tag_sets: dict[tuple, str] = {}  # each distinct set of LoRA tags, and the first expansion with it
-    for text in dict.fromkeys(prompt.text for prompt in prompts):
+    tag_sets: dict[tuple, Prompt] = {}  # each distinct set of LoRA tags, and the first expansion with it
+    for prompt in {prompt.text: prompt for prompt in reversed(prompts)}.values():  # each text's first expansion
         try:
-            tag_sets.setdefault(tuple(checked_prompt(text)[1]), text)
+            tag_sets.setdefault(tuple(checked_prompt(prompt.text)[1]), prompt)
         except InvalidInput as error:
-            raise _in_expansion(text, error) from None
-    for tagged, text in tag_sets.items():
+            raise _in_expansion(prompt, error) from None
+    for tagged, prompt in tag_sets.items():
         try:
             plan_loras(studio, plan.spec, [*request.loras, *tagged], request.owner, allow_any_path)
         except InvalidInput as error:
-            raise _in_expansion(text, error) from None
+            raise _in_expansion(prompt, error) from None
 
 
-def _in_expansion(text: str, error: InvalidInput) -> InvalidInput:
-    """``error``, met in the expansion ``text`` of a prompt line, naming it."""
-    return InvalidInput(bounded(f"The expansion {text!r} is refused: {error}"))
+def _in_expansion(prompt: Prompt, error: InvalidInput) -> InvalidInput:
+    """``error``, met in an expansion of a prompt line, naming it (a line that expands to itself is the prompt)."""
+    if prompt.text == " ".join(prompt.template.split()):
+        return error
+    return InvalidInput(bounded(f"The expansion {prompt.text!r} is refused: {error}"))
 
 
 def _no_pictures(request: ImageRequest) -> None:

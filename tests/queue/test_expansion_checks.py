@@ -41,3 +41,15 @@ def test_a_refused_expansion_names_its_line_and_itself(studio, tiny_model):
     with pytest.raises(InvalidInput, match=r"^The expansion '<lora:x:0.5>' is refused: The prompt is empty"):
         queue_images(studio, replace(request, prompt="{a cat|<lora:x:0.5>}"))  # one prompt: no line to name
     assert studio.store.find("queue") == []
+
+
+def test_a_prompt_that_expands_to_itself_is_refused_as_the_prompt_and_a_bad_template_in_its_words(studio,
+                                                                                                 tiny_model):
+    request = ImageRequest(prompt="", model=str(tiny_model("flux")), seed=1, steps=1, width=64, height=64)
+    with pytest.raises(InvalidInput) as blank:
+        queue_images(studio, replace(request, prompt="   "))
+    assert str(blank.value) == "The prompt is empty: describe the image you want."  # no "expansion ''"
+    with pytest.raises(InvalidInput, match=r"^The prompt 'a ____' cannot be read as a template \(unbalanced \{ \} "
+                                           r"or \|, or __ that names no wildcard\)"):
+        queue_images(studio, replace(request, prompt="a ____"))
+    assert studio.store.find("queue") == []
