@@ -161,12 +161,14 @@ def _check_provider(request: VideoRequest, provider_id: str) -> None:
 
 def _fit(request: VideoRequest, provider_id: str, model: str, entry: dict, size: str, seconds: int) -> Target:
     """The target of one model of a plan, the primary or a fallback, once it is checked to make the request: its
-    size, a first frame where it makes videos from an image only, a source video's length, the clips that make
-    ``seconds`` and the other inputs (:func:`_check_inputs`)."""
+    size, a first frame where it makes videos from an image only and none where it takes none, a source video's
+    length, the clips that make ``seconds`` and the other inputs (:func:`_check_inputs`)."""
     if entry["sizes"] and size not in entry["sizes"]:
         raise InvalidInput(f"{entry['name']} makes {_list(entry['sizes'])} videos (got {size}).")
     if not request.image and not entry.get("text", True):
         raise InvalidInput(f"{entry['name']} makes videos from an image only: give a first frame.")
+    if request.image and not entry.get("image"):
+        raise InvalidInput(f"{entry['name']} takes no first frame: remove it, or choose a model that takes one.")
     if request.source_video and entry.get("source_video"):
         source = source_seconds(provider_id, request.source_video)
         if seconds != source:

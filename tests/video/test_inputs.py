@@ -216,6 +216,8 @@ def test_fal_gets_the_sound_choice(studio, fake):
     (dict(model="veo-3.1-generate-001", audio=True), "no sound on/off choice"),
     (dict(model="veo-3.1-generate-001", source_video=True), "does not take a source video"),
     (dict(provider="runway", model="aleph2"), "give a source video"),
+    (dict(provider="runway", model="aleph2", image=0, source_video=True),
+     r"^Aleph 2 \(video to video\) takes no first frame: remove it, or choose a model that takes one\.$"),
     (dict(provider="runway", model="gen4.5", image=0, last_frame=1), "takes no last frame"),
 ])
 def test_inputs_a_model_does_not_take_are_refused_before_anything_is_sent(frames, source_video, change, words):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -63,9 +64,19 @@ def test_local_image_to_video_from_a_first_frame(studio, tiny_wan, first_frame):
     assert frames_and_size(studio.config.absolute(row["result"]["video"])) == (9, (32, 32))
 
 
-def test_local_text_only_model_refuses_a_first_frame(studio, tiny_wan, first_frame):
-    row = wait_video(studio, start_video(studio, local(tiny_wan(), image=str(first_frame))), timeout=120)
-    assert row["status"] == "failed" and "text only" in row["error"]
+@pytest.mark.parametrize("model", ["folder", "wan2.1-t2v-1.3b"])
+def test_a_text_only_local_model_refuses_a_first_frame_before_any_job_or_model_load(studio, tiny_wan, first_frame,
+                                                                                     model):
+    """The estimate priced it and the job failed only once the pipeline had loaded."""
+    model = str(tiny_wan()) if model == "folder" else model
+    request = local(model, image=str(first_frame), size=None if model == "wan2.1-t2v-1.3b" else "32x32")
+    name = "Wan 2.1 T2V 1.3B" if model == "wan2.1-t2v-1.3b" else model
+    words = rf"^{re.escape(name)} takes no first frame: remove it, or choose a model that takes one\.$"
+    with pytest.raises(InvalidInput, match=words):
+        plan_video(request)
+    with pytest.raises(InvalidInput, match=words):
+        start_video(studio, request)
+    assert studio.store.count("jobs") == 0 and studio.models.loads == 0
 
 
 def test_cancel_stops_a_local_video_between_steps(studio, tiny_wan):
