@@ -344,6 +344,14 @@ def wait_video(studio: Studio, job_id: int, on_progress=None, timeout: float | N
 # -- the job itself ---------------------------------------------------------------------------------------
 def run_video_job(studio: Studio, ctx: JobContext) -> None:
     """The body of a video job: every clip of the chain submitted once, polled, downloaded; then joined."""
+    try:
+        _make_video(studio, ctx)
+    except BaseException:
+        _drop_clip_dir(studio, ctx.job_id)  # before the row says the job ended
+        raise
+
+
+def _make_video(studio: Studio, ctx: JobContext) -> None:
     job_id = ctx.job_id
     row = ctx.row()
     plan = VideoPlan.from_params(row.params)
@@ -643,9 +651,7 @@ def _finish(studio: Studio, job_id: int, plan: VideoPlan, target: Target, clips:
         os.replace(clips[0], final)
         if state.get("segments"):
             state["segments"][0]["file"] = studio.config.relative(final)
-    made_in = clip_dir(studio, job_id)
-    if made_in.is_dir() and not any(made_in.iterdir()):  # one clip, moved out: no folder is left for it
-        made_in.rmdir()
+    _drop_clip_dir(studio, job_id)
     row = jobs.get(studio.store, job_id)
     width, height = parse_size(plan.size)
     refs = [s["ref"]["id"] for s in state.get("segments", []) if s.get("ref")]
@@ -688,5 +694,13 @@ def _stored(studio: Studio, stored: str | None) -> Path | None:
 
 def clip_dir(studio: Studio, job_id: int) -> Path:
     """Where a job's clips are made (and a chain's stay, with the frames it continued from, until the job's last
-    History entry is deleted); made with its first clip, and gone again when a one-clip video moves out."""
+    History entry is deleted); made with its first clip, and gone again when the job ends with no clip in it (a
+    one-clip video moved out, a download that failed)."""
     return studio.config.outputs_dir / "videos" / "clips" / f"{job_id:06d}"
+
+
+def _drop_clip_dir(studio: Studio, job_id: int) -> None:
+    """Remove a job's clip folder when no clip is kept in it (a one-clip video moved out, a download that failed)."""
+    folder = clip_dir(studio, job_id)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()

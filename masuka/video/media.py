@@ -18,6 +18,21 @@ class BrokenVideo(MasukaError):
     """A file is not a complete, playable MP4."""
 
 
+class NotMP4(BrokenVideo):
+    """A file that is no MP4 at all (its first box is not ``ftyp``): a web page, a picture, text, ...; ``looks`` says
+    what it looks like ("an HTML page")."""
+
+    def __init__(self, path: Path, looks: str):
+        super().__init__(f"{path.name} is not an MP4 video: it looks like {looks}.")
+        self.looks = looks
+
+
+#: how the first bytes of a file that is no MP4 tell what it is (:func:`looks_like`)
+SIGNATURES = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+              (b"\x1aE\xdf\xa3", "a WebM or Matroska video"), (b"%PDF", "a PDF document"),
+              (b"PK\x03\x04", "a zip archive"))
+
+
 def ffmpeg() -> str:
     import imageio_ffmpeg
 
@@ -27,14 +42,18 @@ def ffmpeg() -> str:
 def check_mp4(path: Path) -> None:
     """Raise :class:`BrokenVideo` unless ``path`` is a whole MP4 whose first frame decodes.
 
-    The top-level boxes must start with ``ftyp``, include ``moov`` and ``mdat`` and fit the file exactly (a
-    truncated download fails here); then ffmpeg decodes the first frame.
+    The top-level boxes must start with ``ftyp`` (any other start is :class:`NotMP4`: MP4s from the providers, ffmpeg
+    and diffusers all begin with it), include ``moov`` and ``mdat`` and fit the file exactly (a truncated download
+    fails here); then ffmpeg decodes the first frame.
     """
     size = path.stat().st_size if path.is_file() else 0
     if size < 8:
         raise BrokenVideo(f"{path.name} is empty or missing.")
     boxes = []
     with open(path, "rb") as handle:
+        head = handle.read(512)
+        if head[4:8] != b"ftyp":
+            raise NotMP4(path, looks_like(head))
         offset = 0
         while offset + 8 <= size:
             handle.seek(offset)
@@ -47,11 +66,34 @@ def check_mp4(path: Path) -> None:
                 raise BrokenVideo(f"{path.name} is cut short (a box runs past the end of the file).")
             boxes.append(kind)
             offset += length
-    if not boxes or boxes[0] != b"ftyp" or b"moov" not in boxes or b"mdat" not in boxes:
-        raise BrokenVideo(f"{path.name} is not an MP4 video (boxes: {[b.decode('latin-1') for b in boxes][:6]}).")
+    if missing := [kind.decode() for kind in (b"moov", b"mdat") if kind not in boxes]:
+        raise BrokenVideo(f"{path.name} is an incomplete MP4: it has no {' or '.join(missing)} box (boxes: "
+                          f"{[b.decode('latin-1') for b in boxes][:6]}).")
     result = _run([ffmpeg(), "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "null", "-"])
     if result.returncode != 0:
         raise BrokenVideo(f"{path.name} does not decode: {result.stderr.strip()[-300:]}")
+
+
+def looks_like(head: bytes) -> str:
+    """What a file that is no MP4 looks like, from its first bytes: "an HTML page", "a PNG image", "text", ..."""
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "a QuickTime movie without a file type box"
+    if head.startswith(b"RIFF") and head[8:12] in (b"WEBP", b"AVI "):
+        return "a WebP image" if head[8:12] == b"WEBP" else "an AVI video"
+    for signature, kind in SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    text = head.decode("utf-8", "replace")
+    if "\x00" in text or "\ufffd" in text[:-3]:  # the last character may be cut where the bytes read end
+        return "another kind of file"
+    text = text.lstrip("\ufeff \t\r\n").lower()
+    if text.startswith(("<!doctype html", "<html", "<head", "<body")) or "<html" in text:
+        return "an HTML page"
+    if text.startswith("<"):
+        return "an XML document"
+    if text.startswith(("{", "[")):
+        return "JSON text"
+    return "text"
 
 
 def last_frame(video: Path, dest: Path) -> Path:

@@ -279,12 +279,15 @@ def _probe_seconds(path: str, mtime_ns: int, size: int) -> int:
     ``size``): one change of the Video form asks several times."""
     import imageio_ffmpeg
 
-    from masuka.video.media import BrokenVideo, check_mp4
+    from masuka.video.media import BrokenVideo, NotMP4, check_mp4
 
     try:
         check_mp4(Path(path))
+    except NotMP4 as error:
+        raise InvalidInput(f"The source video {Path(path).name!r} is not an MP4 video: it looks like {error.looks}. "
+                           "Choose an MP4 clip.") from None
     except BrokenVideo as error:
-        raise InvalidInput(f"{Path(path).name!r} is not a playable MP4 ({error}).") from None
+        raise InvalidInput(f"The source video {Path(path).name!r} is not a playable MP4: {error}") from None
     return max(1, math.ceil(imageio_ffmpeg.count_frames_and_secs(path)[1] - 0.01))
 
 

@@ -200,6 +200,32 @@ def test_zero_seconds_for_a_source_video_is_refused_not_taken_as_its_length(sour
         estimate(VideoRequest(provider="runway", model="aleph2", prompt=PROMPT, source_video=source_video, seconds=0))
 
 
+NOT_MP4 = "is not an MP4 video: it looks like {}. Choose an MP4 clip."
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("content, words", [
+    (_png(), NOT_MP4.format("a PNG image")),
+    (b"\n<!DOCTYPE html><html><body>Not found</body></html>", NOT_MP4.format("an HTML page")),
+    ("a clip I meant to attach – sorry\n".encode(), NOT_MP4.format("text")),
+    (b'{"error": "expired"}', NOT_MP4.format("JSON text")),
+    ("half", "is not a playable MP4: clip.mp4 is cut short (a box runs past the end of the file)."),
+])
+def test_a_source_video_that_is_no_mp4_says_what_it_is(tmp_path, sample_mp4, content, words):
+    """Anything but an MP4 was "cut short (a box runs past the end of the file)": its first bytes read as a box."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(sample_mp4[:len(sample_mp4) // 2] if content == "half" else content)
+    request = VideoRequest(provider="runway", model="aleph2", prompt=PROMPT, source_video=str(clip))
+    with pytest.raises(InvalidInput) as refused:
+        estimate(request)
+    assert str(refused.value) == f"The source video 'clip.mp4' {words}"
+
+
 def test_fal_gets_the_sound_choice(studio, fake):
     server = fake("fal")
     run(studio, provider="fal", model="fal-ai/veo3", audio=False, seconds=4)

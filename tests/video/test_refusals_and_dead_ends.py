@@ -204,3 +204,17 @@ def test_a_download_that_keeps_breaking_says_the_video_may_still_be_fetched(stud
     assert row["status"] == "failed" and "could not be downloaded whole" in row["error"]
     assert "may still be fetchable from Runway" in row["error"] and row["external_id"] in row["error"]
     assert "does not retry this job by itself" in row["error"]
+
+
+def test_a_download_that_is_a_web_page_is_the_providers_fault_and_leaves_no_clip_folder(studio, fake):
+    """A 200 answering with HTML failed as "cut short (a box runs past the end of the file)", a network fault, after
+    fetching it again and again, and left an empty clip folder behind."""
+    fal = fake("fal")
+    fal.video = b"<html>oops</html>"
+    row = run(studio, "fal", FAL_MODEL, seconds=4)
+    assert row["status"] == "failed" and row["error"].startswith(
+        "fal.ai answered the download of the video with an HTML page, not an MP4 video: the fault is fal.ai's, not "
+        "the network's. fal.ai made this video (and bills it)"), row["error"]
+    assert "cut short" not in row["error"] and "does not retry this job by itself" in row["error"]
+    assert len(fal.requests_to("/files/")) == 2  # once, and once more from a fresh link: never again and again
+    assert not (studio.config.outputs_dir / "videos" / "clips" / f"{row['id']:06d}").exists()

@@ -22,7 +22,7 @@ import httpx
 from masuka.errors import ProviderError
 from masuka.remote.http import KEY_REFUSED, CutShort, ServiceClient, save_stream
 from masuka.video.catalog import provider_entry
-from masuka.video.media import BrokenVideo, check_mp4
+from masuka.video.media import BrokenVideo, NotMP4, check_mp4
 
 MAX_REDIRECTS = 5
 
@@ -99,7 +99,8 @@ class Provider(ServiceClient, ABC):
         return float(provider_entry(self.name)["poll_s"])
 
     def download(self, output: str, dest: Path) -> Path:
-        """Stream the video to ``dest`` atomically and check it plays; a broken transfer is fetched again."""
+        """Stream the video to ``dest`` atomically and check it plays; a broken transfer is fetched again, an answer
+        that is no video at all (a web page) is the provider's fault and is not."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(dest.name + ".part")
         error: Exception | None = None
@@ -107,6 +108,11 @@ class Provider(ServiceClient, ABC):
             try:
                 self._fetch(output, partial)
                 check_mp4(partial)
+            except NotMP4 as failure:
+                partial.unlink(missing_ok=True)
+                name = self.display_name()
+                raise ProviderError(f"{name} answered the download of the video with {failure.looks}, not an MP4 "
+                                    f"video: the fault is {name}'s, not the network's.") from None
             except (BrokenVideo, CutShort, httpx.TransportError) as failure:
                 error = failure
                 partial.unlink(missing_ok=True)
