@@ -20,7 +20,9 @@ CROPS = ("none", "center", "face")
 SIZES = (512, 768, 1024, 1536)
 MIN_SIZE, MAX_SIZE = 64, 4096
 SHARPNESS_SIDE = 512  # sharpness is measured at this longest side, so one threshold fits every resolution
-DETECT_SIDES = (640, 2048)  # faces are looked for at this longest side, then at the next when none is found
+#: faces are looked for at this longest side, then at the next when none is found: the last is a photo's own size
+#: up to 4096 (a character photo's cap), where a face the cascade's 24-pixel window missed at 2048 is seen
+DETECT_SIDES = (640, 2048, 4096)
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,9 @@ def find_faces(image: Image.Image) -> list[tuple[int, int, int, int]]:
     """Every frontal face as (left, top, width, height) in ``image`` pixels, the largest first.
 
     The search runs on a copy at most ``DETECT_SIDES[0]`` pixels long (quick, and enough for a face that fills a
-    good part of the picture); when it finds none, again at each larger side, so a small face in a large photo
-    (a 12 MP group photo) is found too."""
+    good part of the picture); when it finds none, again at each larger side, up to the photo's own size (a
+    second or two more for a 12 MP photo, spent only when the smaller copies showed no face), so a small face in a
+    large photo (a 12 MP group photo) is found too."""
     import numpy as np
 
     grey = image.convert("L")

@@ -356,6 +356,17 @@ def test_a_large_photo_is_brought_down_and_a_small_face_in_it_is_found(tmp_path,
     assert open_photo(tmp_path / "16bit.png").size == (4096, 2731)  # brought down too, not refused
 
 
+def test_a_face_too_small_for_the_2048_pixel_copy_is_found_at_the_photo_s_own_size(tmp_path, portrait):
+    """A ~40 px face in a 12 MP photo is ~20 px in a 2048-pixel copy, under the cascade's 24-pixel window: the search
+    looks again at the photo's own size (it found no face before)."""
+    head = Image.open(portrait).convert("RGB").crop((100, 0, 400, 300)).resize((120, 120))  # a ~40 px face
+    photo = Image.new("RGB", (4000, 3000), (128, 128, 128))
+    photo.paste(head, (2500, 1800))
+    photo.save(tmp_path / "12mp.png")
+    face = photo_face(tmp_path / "12mp.png")
+    assert face.faces == 1 and 2500 < face.box[0] < 2560 and 1800 < face.box[1] < 1860 and 30 < face.box[2] < 50
+
+
 def test_a_large_photo_cut_short_is_refused_as_not_readable_not_as_too_large(tmp_path):
     """A large photo is read by open_photo itself (open_picture refuses one by its size): a broken one is refused
     saying why, not sent on to open_picture, which called it too large although an intact one is brought down."""
