@@ -95,7 +95,7 @@ def _train_remotely(studio: Studio, character: dict) -> str:
 def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | None:
     """Link the run's LoRA to the character (default weight in the library) and render the test grid, once the run
     completes (whatever ran it: :data:`~masuka.training.runs.MADE_FOR`); None when the character is gone or the
-    run is not one of its own."""
+    run is not one of its own, :class:`NotFound` when it goes meanwhile (the LoRA is then left as it was)."""
     character = studio.store.get("characters", character_id)
     run = jobs.get(studio.store, run_id)
     if character is None or run_id not in character["state"].get("runs", []) or run.owner != character["owner"]:
@@ -105,9 +105,11 @@ def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | N
         return character
     weight = run_weight(character, run_id)
     lora = studio.store.existing("loras", result["lora_id"])
-    studio.store.update("loras", lora["id"], metadata={**(lora["metadata"] or {}), DEFAULT_WEIGHT_KEY: f"{weight:g}",
-                                                       CHARACTER_KEY: character["name"]})
-    character = update_character(studio, character, lora=lora["name"])
+    with studio.store.transaction():  # a character deleted meanwhile (NotFound) leaves the LoRA as it was
+        character = update_character(studio, character, lora=lora["name"])
+        studio.store.update("loras", lora["id"], metadata={**(lora["metadata"] or {}),
+                                                           DEFAULT_WEIGHT_KEY: f"{weight:g}",
+                                                           CHARACTER_KEY: character["name"]})
     try:
         grid = test_grid(studio, character, run)
         outcome = {"grid": studio.config.relative(grid), "grid_error": None}
@@ -115,6 +117,13 @@ def finish_character(studio: Studio, character_id: int, run_id: int) -> dict | N
         log.warning("test grid of character %s failed: %s", character_id, error)
         outcome = {"grid_error": str(error)}
     return update_character(studio, character, lambda state: state.update(outcome))
+
+
+def trained_character(studio: Studio, run: jobs.JobRow) -> dict | None:
+    """The character that ``run`` (queued by :func:`train_character`) trains, as it is now; None when it was deleted
+    since."""
+    character = studio.store.get("characters", run.state["made_for"][1])
+    return character if character is not None and character["owner"] == run.owner else None
 
 
 def run_weight(character: dict, run_id: int) -> float:

@@ -122,8 +122,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from masuka.characters.library import find_character
-    from masuka.characters.training import train_character
+    from masuka.characters.training import train_character, trained_character
     from masuka.commands.train import interrupt_on_signals
 
     studio = open_studio(args)
@@ -132,15 +131,24 @@ def run_train(args: argparse.Namespace) -> int:
                              rank=args.rank, lr=args.lr, preset=args.preset, resolution=args.resolution,
                              batch_size=args.batch_size, seed=args.seed, sample_steps=args.sample_steps)
     progress_line(args, f"run {run_id} queued")
+    shown = ""
     while (row := studio.runner().wait(run_id, timeout=FOLLOW_S))["status"] in UNFINISHED:
-        progress_line(args, f"run {run_id}: step {row['step'] or 0}/{row['total']}")
-    character = find_character(studio, args.name, args.user)
-    grid = character["state"].get("grid")
-    result = {"character": character["id"], "run": run_id, "status": row["status"], "lora": character["lora"],
-              "grid": str(studio.config.absolute(grid)) if grid else None, "error": row["error"]}
-    if character["state"].get("grid_error"):
-        progress_line(args, f"the test grid failed: {character['state']['grid_error']}")
-    emit(args, result, f"run {run_id} {row['status']}" + (f": LoRA {character['lora']}, test grid {result['grid']}"
+        line = f"run {run_id}: step {row['step'] or 0}/{row['total']}"  # the same while the test grid renders
+        if line != shown:
+            progress_line(args, line)
+            shown = line
+    character = trained_character(studio, row)
+    state = character["state"] if character else {}
+    lora = row["result"].get("lora_name")
+    result = {"character": row["state"]["made_for"][1], "run": run_id, "status": row["status"], "lora": lora,
+              "grid": str(studio.config.absolute(state["grid"])) if state.get("grid") else None,
+              "error": row["error"]}
+    if character is None:
+        progress_line(args, f"note: the character {args.name!r} was deleted meanwhile, so no test grid was "
+                            "rendered for it; the run and the LoRA it made stay.")
+    elif state.get("grid_error"):
+        progress_line(args, f"the test grid failed: {state['grid_error']}")
+    emit(args, result, f"run {run_id} {row['status']}" + (f": LoRA {lora}, test grid {result['grid']}"
                                                           if row["status"] == "completed" else
                                                           f": {row['error'] or ''}"))
     return 0 if row["status"] == "completed" else 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from masuka.characters.library import find_character
+from masuka.characters.library import delete_character, find_character
 from masuka.characters.making import create_character
 from masuka.characters.training import GRID_SCENES, GRID_SEEDS, train_character
 from masuka.characters.use import DEFAULT_WEIGHT_KEY, picker_value, with_triggers
@@ -22,13 +22,17 @@ from .test_making import request
 
 
 def test_training_links_the_lora_offers_it_at_its_weight_and_renders_a_test_grid(capsys, studio, tiny_model,
-                                                                                 tiny_clip, portrait):
+                                                                                 tiny_clip, portrait, monkeypatch):
     model = tiny_model("sdxl")
     report = create_character(studio, request(model, tiny_clip, portrait, views=2))
+    monkeypatch.setattr("masuka.commands.character.FOLLOW_S", 0.05)  # many looks at the run while it trains
     code = main(["character", "train", "anna", "--base", str(model), "--steps", "2", "--resolution", "64", "--lr",
                  "1e-3", "--sample-steps", "1", "--data-dir", str(studio.config.data_dir), "--json"])
-    result = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    result = json.loads(out)
     assert code == 0, result["error"]
+    steps = [line for line in err.splitlines() if ": step " in line]
+    assert steps and len(steps) == len(set(steps)), "a progress line only when it changes"
     run_id = result["run"]
     assert result["status"] == "completed" and result["lora"] and Path(result["grid"]).is_file()
     assert run_status(studio, run_id)["dataset"] == "anna" and run_status(studio, run_id)["total"] == 2
@@ -120,3 +124,30 @@ def test_a_character_whose_dataset_was_deleted_is_refused_on_zerogpu_before_its_
     assert "--dataset anna --base MODEL --backend fal" in error
     assert studio.store.count("datasets") == 0 and studio.store.count("jobs") == 0, "nothing was made or recorded"
     assert find_character(studio, "anna", "local")["dataset_id"] is None
+
+
+def test_a_character_deleted_while_it_trains_leaves_a_completed_run_and_its_lora(capsys, studio, tiny_model,
+                                                                              tiny_clip, portrait, monkeypatch):
+    """README: a deleted character's runs and LoRA stay, and `character train` exits 0 when the run completed. The
+    LoRA stays as the run made it (not the deleted character's), with no test grid; the CLI says why."""
+    import masuka.characters.training as training
+
+    model = tiny_model("sdxl")
+    report = create_character(studio, request(model, tiny_clip, portrait, views=2))
+    submit = training.submit_run
+
+    def delete_then_submit(*args, **kwargs):  # the character deleted once its run is queued (the tab, the CLI)
+        delete_character(studio, "anna", "local")
+        submit(*args, **kwargs)
+
+    monkeypatch.setattr(training, "submit_run", delete_then_submit)
+    code = main(["character", "train", "anna", "--base", str(model), "--steps", "2", "--resolution", "64",
+                 "--sample-steps", "1", "--data-dir", str(studio.config.data_dir), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "completed" and result["character"] == report.character and result["grid"] is None
+    assert "note: the character 'anna' was deleted meanwhile, so no test grid was rendered" in err
+    lora = studio.store.existing("loras", studio.runner().wait(result["run"]).result["lora_id"])
+    assert result["lora"] == lora["name"] and not lora["metadata"].get(DEFAULT_WEIGHT_KEY), "not linked"
+    assert not [cell for cell in studio.store.find("generations") if cell["loras"]], "no test grid rendered"
