@@ -26,7 +26,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     create.add_argument("--crop", choices=CROPS, default=defaults.crop,
                         help="none keeps the aspect ratio; center/face cut a square")
     create.add_argument("--flip", action="store_true", help="add a horizontally flipped copy of each image")
-    create.add_argument("--min-side", type=int, default=defaults.min_side, help="refuse smaller images (px)")
+    create.add_argument("--min-side", type=int, default=defaults.min_side,
+                        help="refuse images whose short side, as stored, would be smaller (px)")
     create.add_argument("--blur-threshold", type=float, default=defaults.blur_threshold,
                         help="refuse images less sharp than this (variance of Laplacian; 0 = off)")
     create.add_argument("--no-dedupe", action="store_true", help="keep duplicates, near-duplicates and mirror images")

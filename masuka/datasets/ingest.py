@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from masuka.datasets.dedupe import file_sha256, perceptual_hash
-from masuka.datasets.preprocess import PrepOptions, prepare, sharpness
+from masuka.datasets.preprocess import PrepOptions, prepare, sharpness, stored_size
 from masuka.datasets.sources import Candidate
 from masuka.errors import DiskFull, as_disk_full, reason
 from masuka.picture_formats import MAX_PIXELS, missing_reader, png_without_text, read_heif
@@ -173,11 +173,23 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _check_stored_size(decoded: tuple[int, int], original: tuple[int, int], options: PrepOptions) -> None:
+    """Refuse an image whose short side, as stored, would fall under the dataset's minimum: a wide panorama or a
+    photo a little longer than the target size, brought to it by its longest side. ``decoded`` is the upright size
+    :func:`prepare` starts from, ``original`` the one the person knows."""
+    (width, height), least = stored_size(decoded, options), options.least_stored_side
+    if min(width, height) < least:
+        raise Refused(f"too small once resized: {original[0]}x{original[1]} would be stored at {width}x{height}, "
+                      f"under the {least} px minimum short side; crop it nearer to a square, or use a square crop, "
+                      "a larger target size or a lower minimum")
+
+
 def ingest_file(candidate: Candidate, options: PrepOptions, originals: Path, processed: Path, base: str
                 ) -> Prepared:
     """Validate, convert and prepare one file, writing ``base``-named copies; raises :class:`Refused` (a full
     disk: :class:`DiskFull`)."""
     image, original_size, fmt, notes = decode(candidate.path, options)
+    _check_stored_size(image.size, original_size, options)
     if options.blur_threshold > 0:
         score = sharpness(image)
         if score < options.blur_threshold:

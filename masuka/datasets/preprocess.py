@@ -62,6 +62,12 @@ class PrepOptions:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def least_stored_side(self) -> int:
+        """The shortest side a kept image may have as stored: the minimum short side, or the target size where
+        that is smaller (no image is stored larger)."""
+        return min(self.min_side, self.size)
+
 
 _CV2_LOCK = threading.Lock()
 _local = threading.local()
@@ -143,8 +149,17 @@ def prepare(image: Image.Image, options: PrepOptions) -> tuple[Image.Image, list
             else:
                 center = (face[0] + face[2] / 2, face[1] + face[3] / 2)
         image = image.crop(square_box(image.size, center))
-    if max(image.size) > options.size:
-        scale = options.size / max(image.size)
-        target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    target = stored_size(image.size, options)
+    if target != image.size:
         image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     return image, notes
+
+
+def stored_size(size: tuple[int, int], options: PrepOptions) -> tuple[int, int]:
+    """The size :func:`prepare` turns an upright image of ``size`` into: a square of its short side when ``options``
+    crop, then the longest side brought down to the target size (never up)."""
+    width, height = size
+    if options.crop != "none":
+        width = height = min(width, height)
+    scale = min(1.0, options.size / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))

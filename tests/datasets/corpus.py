@@ -28,9 +28,9 @@ def photo(path: Path, seed: int, size: tuple[int, int] = (640, 480), **save) -> 
     return path
 
 
-def exif_rotated(path: Path, seed: int) -> Path:
+def exif_rotated(path: Path, seed: int, size: tuple[int, int] = (640, 480)) -> Path:
     """A landscape-stored JPEG whose EXIF says "rotate 90° clockwise" (orientation 6): upright it is portrait."""
-    image = picture(seed, (640, 480))
+    image = picture(seed, size)
     exif = Image.Exif()
     exif[0x0112] = 6
     image.save(path, exif=exif.tobytes(), quality=90)

@@ -18,7 +18,7 @@ from tests.datasets import corpus
 @pytest.fixture
 def photos(studio, make_dataset, tmp_path):
     """A dataset with trigger 'zorp' and four photos (flipped copies on)."""
-    dataset = make_dataset(trigger="zorp", flip=True, size=256)
+    dataset = make_dataset(trigger="zorp", flip=True, size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 70 + i) for i in range(4)])
     return dataset
 

@@ -55,7 +55,7 @@ def test_an_add_stopped_part_way_drops_the_export_zips_of_what_it_changed(studio
     """Stop after two of four files: the two kept change the dataset, so its zip goes (and updated_at moves)."""
     from masuka.errors import Cancelled
 
-    dataset = make_dataset("stopped", trigger="zorp", size=256)
+    dataset = make_dataset("stopped", trigger="zorp", size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 230)])
     archive = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya")
     before = studio.store.get("datasets", dataset["id"])["updated_at"]
@@ -75,7 +75,7 @@ def test_an_add_stopped_part_way_drops_the_export_zips_of_what_it_changed(studio
 def test_export_zips_go_when_the_dataset_changes_and_old_ones_are_cleaned(studio, make_dataset, tmp_path):
     from masuka.disk import clean_leftovers
 
-    dataset = make_dataset("changing", trigger="zorp", size=256)
+    dataset = make_dataset("changing", trigger="zorp", size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 210 + i) for i in range(2)])
     first, second = dataset_images(studio, dataset["id"])
     changes = [lambda: set_caption(studio, first["id"], "zorp, a new caption", LOCAL_USER),
@@ -123,7 +123,7 @@ def test_an_out_folder_holding_only_a_stopped_export_s_hidden_folder_is_refused_
                                                                                           tmp_path):
     """A killed ``--out`` export leaves its hidden ``.part`` folder (plain ``ls`` shows nothing): the refusal names
     it; any other entry is plain "not empty"."""
-    dataset = make_dataset("killed", trigger="zorp", size=256)
+    dataset = make_dataset("killed", trigger="zorp", size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 240)])
     out = tmp_path / "out"
     (out / ".out.0123abcd.part" / "10_zorp").mkdir(parents=True)
@@ -166,7 +166,7 @@ def test_the_download_box_is_cleared_after_each_change_that_removes_the_zip(stud
 
 
 def test_the_kohya_refusal_names_the_uncaptioned_and_marks_only_a_cut_list(studio, make_dataset, tmp_path):
-    dataset = make_dataset("bare", trigger="", size=256)
+    dataset = make_dataset("bare", trigger="", size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 230 + i) for i in range(4)])
     rows = dataset_images(studio, dataset["id"])
     with pytest.raises(InvalidInput) as refused:
@@ -185,7 +185,7 @@ def test_the_remote_training_zip_writes_captions_as_the_kohya_export_does(studio
     from masuka.training.backends.base import dataset_zip
     from masuka.training.data import TrainingSet
 
-    dataset = make_dataset("lines", trigger="", size=256)
+    dataset = make_dataset("lines", trigger="", size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 240)])
     [row] = dataset_images(studio, dataset["id"])
     caption = "a mug\non a table,\n\n  in the sun"

@@ -28,7 +28,7 @@ from tests.datasets import corpus
 @pytest.fixture
 def captioned(studio, make_dataset, tmp_path):
     """Three captioned photos (one caption with non-ASCII text) in dataset 'source'."""
-    dataset = make_dataset("source", trigger="zorp", size=256)
+    dataset = make_dataset("source", trigger="zorp", size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 80 + i) for i in range(3)])
     texts = ["photo of zorp, a mug", "photo of zorp, café table", "photo of zorp, \"quoted\" words"]
     for row, text in zip(dataset_images(studio, dataset["id"]), texts):
@@ -103,7 +103,7 @@ def test_imagefolder_export_loads_with_datasets_and_imports_back_from_zip(studio
 
 
 def test_export_includes_flipped_copies_and_refuses_a_full_folder(studio, make_dataset, tmp_path):
-    dataset = make_dataset(trigger="zorp", flip=True, size=256)
+    dataset = make_dataset(trigger="zorp", flip=True, size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 90)])
     out = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", tmp_path / "out")
     assert sorted(p.suffix for p in (out / "10_zorp").iterdir()) == [".jpg", ".jpg", ".txt", ".txt"]
@@ -183,7 +183,7 @@ def test_kohya_config_buckets_every_aspect_without_upscaling_at_any_size(resolut
 def test_kohya_captions_are_one_line_and_an_uncaptioned_image_refuses_the_export(studio, make_dataset, tmp_path):
     """sd-scripts reads a caption's first line only and stops at an empty caption file; training refuses an
     uncaptioned image too, so the kohya export does (an imagefolder keeps the empty text, as 🤗 datasets does)."""
-    dataset = make_dataset("bare", trigger="", size=256)
+    dataset = make_dataset("bare", trigger="", size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 130 + i) for i in range(2)])
     first, second = dataset_images(studio, dataset["id"])
     set_caption(studio, first["id"], "a mug\non a table,\n\n  in the sun", LOCAL_USER)
@@ -309,7 +309,7 @@ def test_a_bad_metadata_csv_is_reported(studio, make_dataset, tmp_path):
 def test_a_flipped_dataset_exported_and_added_back_is_not_doubled(studio, make_dataset, tmp_path):
     """The export holds each image and its mirror; the dataset mirrors again, so a mirror of a kept image is
     refused as a duplicate, whether it comes from an export or on its own."""
-    dataset = make_dataset("flipped", trigger="zorp", flip=True, size=256)
+    dataset = make_dataset("flipped", trigger="zorp", flip=True, size=256, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 170)])
     out = export_dataset(studio, dataset["id"], LOCAL_USER, "kohya", tmp_path / "kohya")
     copy = make_dataset("again", trigger="zorp", flip=True, size=256, min_side=100)

@@ -31,7 +31,7 @@ from tests.datasets import corpus
 def test_center_crop_makes_squares_and_none_keeps_the_aspect(studio, make_dataset, tmp_path):
     wide = corpus.photo(tmp_path / "wide.jpg", 1, size=(900, 500))
     square = make_dataset("square", size=256, crop="center")
-    keep = make_dataset("keep", size=256, crop="none")
+    keep = make_dataset("keep", size=256, crop="none", min_side=100)
     add_images(studio, square["id"], LOCAL_USER, [wide])
     add_images(studio, keep["id"], LOCAL_USER, [wide])
     assert Image.open(dataset_images(studio, square["id"])[0]["file"]).size == (256, 256)
@@ -63,7 +63,7 @@ def test_face_crop_centres_on_the_face_and_falls_back_to_the_center(studio, make
 
 
 def test_flip_adds_mirrored_copies_that_follow_their_image(studio, make_dataset, tmp_path):
-    dataset = make_dataset(size=256, flip=True)
+    dataset = make_dataset(size=256, flip=True, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / f"p{i}.jpg", 10 + i) for i in range(2)])
     parents = dataset_images(studio, dataset["id"])
     everything = dataset_images(studio, dataset["id"], augmented=True)
@@ -267,7 +267,7 @@ def test_the_train_tab_offers_exactly_the_datasets_the_user_can_train_on(studio,
 def test_a_flipped_copys_id_is_no_image_of_its_own_to_delete(studio, make_dataset, tmp_path):
     """Deleting by a flipped copy's id used to remove the mirror alone; it is refused as the CLI refuses it, and
     both files stay."""
-    dataset = make_dataset("mirrored", size=256, flip=True)
+    dataset = make_dataset("mirrored", size=256, flip=True, min_side=100)
     add_images(studio, dataset["id"], LOCAL_USER, [corpus.photo(tmp_path / "p.jpg", 15)])
     first = dataset_images(studio, dataset["id"])[0]
     copy = next(r for r in dataset_images(studio, dataset["id"], augmented=True) if r["augment_of"] == first["id"])
