@@ -1,7 +1,8 @@
 """Adding images to a dataset: collect the files, ingest them on every core, refuse duplicates, record rows.
 
 Every file handed over ends up either added or listed with the reason it was refused; a bad file never
-stops the others. A full disk stops them all, with one :class:`masuka.errors.DiskFull`.
+stops the others. A duplicate's caption goes to the image it repeats when that has none, else its refusal says
+it was not used. A full disk stops them all, with one :class:`masuka.errors.DiskFull`.
 
 Files are written in this add's own pending folders (:mod:`masuka.datasets.pending`) and each gets its place and
 name right after the transaction that records its row commits, so an add killed part-way leaves nothing under a
@@ -23,13 +24,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from masuka.datasets.dedupe import DuplicateIndex
+from masuka.datasets.dedupe import DuplicateIndex, Kept
 from masuka.datasets.ingest import Prepared, originals_first, try_ingest
-from masuka.datasets.library import dataset_dir, ensure_exists, find_dataset, update_dataset
+from masuka.datasets.library import dataset_dir, ensure_exists, find_dataset, set_caption, update_dataset
 from masuka.datasets.pending import PENDING, kept, recorded, settle
 from masuka.datasets.preprocess import PrepOptions
-from masuka.datasets.sources import Refusal, Refusals, ZipLimits, collect
-from masuka.errors import InvalidInput
+from masuka.datasets.sources import Candidate, Refusal, Refusals, ZipLimits, collect
+from masuka.errors import InvalidInput, NotFound
 from masuka.store import now
 from masuka.studio import Studio
 
@@ -161,14 +162,14 @@ def _keep(studio: Studio, dataset: dict, options: PrepOptions, known: _Known, it
            "height": item.size[1], "original_width": item.original_size[0],
            "original_height": item.original_size[1], "sha256": item.sha256, "phash": item.phash,
            "source_name": name, "caption_source": "file" if caption else None, "created_at": now()}
-    if options.dedupe and _refused(known.index, item, report):
+    if options.dedupe and _refused(studio, dataset, known.index, item, report):
         return
     with studio.store.transaction():  # no other add records an image until this one is checked and recorded
         ensure_exists(studio, dataset, ADDING)  # deleted meanwhile: this file goes with those not kept yet
         if options.dedupe:  # against the images kept meanwhile by another add (another tab, the CLI)
             meanwhile = DuplicateIndex(options.near_distance)
             meanwhile.add_rows(known.catch_up(studio, dataset["id"]))
-            if _refused(meanwhile, item, report):
+            if _refused(studio, dataset, meanwhile, item, report):
                 return
         image_id = known.through = studio.store.insert("dataset_images", row)
         if item.flipped is not None:
@@ -187,15 +188,37 @@ def _keep(studio: Studio, dataset: dict, options: PrepOptions, known: _Known, it
     for path in moved:  # the image deleted meanwhile (its row goes before its files): its files go too
         if not recorded(studio, path):
             path.unlink(missing_ok=True)
-    known.index.add(name, item.sha256, item.phash)
+    known.index.add(Kept(name, image_id), item.sha256, item.phash)
     report.added.append({"file": name, "id": image_id})
     report.notes += [{"file": name, "note": note} for note in item.notes]
 
 
-def _refused(index: DuplicateIndex, item: Prepared, report: AddReport) -> bool:
-    """Refuse ``item`` (its files go) when it duplicates an image of ``index``."""
-    problem = index.problem(item.sha256, item.phash, item.mirrored)
-    if problem:
-        item.discard()
-        report.rejected.append(Refusal(item.candidate.name, problem))
-    return bool(problem)
+def _refused(studio: Studio, dataset: dict, index: DuplicateIndex, item: Prepared, report: AddReport) -> bool:
+    """Refuse ``item`` (its files go) when it duplicates an image of ``index``; its caption is not dropped unsaid
+    (:func:`_hand_caption_over`)."""
+    duplicate = index.duplicate(item.sha256, item.phash, item.mirrored)
+    if duplicate is None:
+        return False
+    item.discard()
+    reason = duplicate.reason
+    if item.candidate.caption:
+        reason += _hand_caption_over(studio, dataset, duplicate.of, item.candidate, report)
+    report.rejected.append(Refusal(item.candidate.name, reason))
+    return True
+
+
+def _hand_caption_over(studio: Studio, dataset: dict, kept: Kept, duplicate: Candidate, report: AddReport) -> str:
+    """Give the caption of a refused ``duplicate`` to the ``kept`` image it repeats when that has none (a note on
+    it says so); returns what the refusal adds: where the caption went, that it was not used (``kept`` has its
+    own), or nothing when ``kept`` has the same caption."""
+    caption, origin = duplicate.caption or "", duplicate.caption_file
+    row = studio.store.get("dataset_images", kept.image_id)
+    if row is not None and (row["caption"] or "").strip() == caption:
+        return ""
+    with contextlib.suppress(NotFound):  # the kept image deleted meanwhile
+        if row is not None and set_caption(studio, kept.image_id, caption, dataset["owner"], source="file",
+                                           expected=""):
+            report.notes.append({"file": kept.name, "note": f"caption taken from {origin}, whose image "
+                                                            f"{duplicate.name} was refused as its duplicate"})
+            return f"; its caption from {origin} now captions {kept.name}, which had none"
+    return f"; its caption from {origin} was not used ({kept.name} has a caption of its own)"

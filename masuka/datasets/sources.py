@@ -54,11 +54,13 @@ Key = tuple[str, str, str]  # (source group, folder inside it, file stem): pairs
 
 @dataclass
 class Candidate:
-    """An image file to ingest: ``name`` as the person knows it, ``path`` where it can be read now."""
+    """An image file to ingest: ``name`` as the person knows it, ``path`` where it can be read now, and its caption
+    with the file it came from (a caption or metadata file, by the name the person knows)."""
 
     name: str
     path: Path
     caption: str | None = None
+    caption_file: str = ""
 
 
 @dataclass
@@ -337,7 +339,7 @@ def _too_big_to_read(name: str, size: int) -> str | None:
 def _pair(entries: list[_Entry], result: Collected) -> None:
     """Split caption and metadata files from images and attach each caption to its images."""
     caption_files: dict[Key, list[_Entry]] = {}
-    listed: dict[tuple[str, str], str] = {}  # (source group, normalised path inside it) -> metadata text
+    listed: dict[tuple[str, str], tuple[str, str]] = {}  # (source group, normalised path in it) -> (text, file)
     images: list[_Entry] = []
     for entry in entries:
         kind = _kind(entry.name)
@@ -350,7 +352,7 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
                 texts, problems = {}, [str(error)]
             result.refused += [Refusal(entry.name, problem) for problem in problems]
             folder = posixpath.dirname(entry.relative)
-            listed.update({(entry.group, posixpath.normpath(posixpath.join(folder, file_name))): text
+            listed.update({(entry.group, posixpath.normpath(posixpath.join(folder, file_name))): (text, entry.name)
                            for file_name, text in texts.items()})
         elif kind == "config":  # the sd-scripts config of a kohya export: listed, as every file handed over is
             result.refused.append(Refusal(entry.name, CONFIG_SKIPPED))
@@ -361,8 +363,8 @@ def _pair(entries: list[_Entry], result: Collected) -> None:
     captions = _read_captions(caption_files, result.refused)
     for entry in images:
         found = captions.get(entry.key)
-        caption = found[1] if found else listed.get((entry.group, entry.relative))
-        result.candidates.append(Candidate(entry.name, entry.path, caption))
+        text, origin = (found[1], found[0].name) if found else listed.get((entry.group, entry.relative), (None, ""))
+        result.candidates.append(Candidate(entry.name, entry.path, text, origin))
     used = {entry.key for entry in images}
     result.refused += [Refusal(entry.name, "caption file with no image of the same name")
                        for key, (entry, _) in captions.items() if key not in used]

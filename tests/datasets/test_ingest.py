@@ -221,6 +221,34 @@ def test_adding_the_same_photos_again_refuses_them_as_duplicates(studio, make_da
     assert len(add_images(studio, no_dedupe["id"], LOCAL_USER, files + files).added) == 4
 
 
+def test_a_duplicates_caption_goes_to_the_image_it_repeats_when_that_has_none(studio, make_dataset, tmp_path):
+    """Two copies of a photo, only the second with a caption file: the copy kept takes that caption (its flipped
+    copy too), and both the refusal and a note say so. Where the kept image has a caption of its own, the
+    refusal names the caption file not used; nothing is dropped unsaid."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a", "b", "c"):
+        corpus.photo(photos / f"{name}.jpg", 45)
+    (photos / "b.txt").write_text("caption for b\n")
+    (photos / "c.txt").write_text("caption for c\n")
+    dataset = make_dataset(flip=True)
+    report = add_images(studio, dataset["id"], LOCAL_USER, [photos], allow_folders=True)
+    assert [a["file"] for a in report.added] == ["photos/a.jpg"]
+    assert [(r.file, r.reason) for r in report.rejected] == [
+        ("photos/b.jpg", "duplicate of photos/a.jpg (same file); its caption from photos/b.txt now captions "
+                         "photos/a.jpg, which had none"),
+        ("photos/c.jpg", "duplicate of photos/a.jpg (same file); its caption from photos/c.txt was not used "
+                         "(photos/a.jpg has a caption of its own)")]
+    assert report.notes == [{"file": "photos/a.jpg",
+                             "note": "caption taken from photos/b.txt, whose image photos/b.jpg was refused as its "
+                                     "duplicate"}]
+    rows = studio.store.find("dataset_images", "dataset_id = ?", [dataset["id"]])
+    assert [(row["caption"], row["caption_source"]) for row in rows] == [("caption for b", "file")] * 2
+    (photos / "c.txt").write_text("caption for b\n")  # the same caption again: the plain refusal says it all
+    again = add_images(studio, dataset["id"], LOCAL_USER, [photos / "c.jpg", photos / "c.txt"])
+    assert [r.reason for r in again.rejected] == ["duplicate of photos/a.jpg (same file)"] and not again.notes
+
+
 def test_two_adds_of_the_same_photos_at_once_keep_each_photo_once(studio, make_dataset, tmp_path):
     """Another tab (or the CLI) adds the same photos while this add runs: each photo is kept once, by whichever
     add records it first; the other refuses it as a duplicate."""
