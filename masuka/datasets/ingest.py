@@ -180,7 +180,7 @@ def _check_stored_size(decoded: tuple[int, int], original: tuple[int, int], opti
     (width, height), least = stored_size(decoded, options), options.least_stored_side
     if min(width, height) < least:
         raise Refused(f"too small once resized: {original[0]}x{original[1]} would be stored at {width}x{height}, "
-                      f"under the {least} px minimum short side; crop it nearer to a square, or use a square crop, "
+                      f"under the {least} px least short side; crop it nearer to a square, or use a square crop, "
                       "a larger target size or a lower minimum")
 
 

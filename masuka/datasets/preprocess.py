@@ -64,9 +64,10 @@ class PrepOptions:
 
     @property
     def least_stored_side(self) -> int:
-        """The shortest side a kept image may have as stored: the minimum short side, or the target size where
-        that is smaller (no image is stored larger)."""
-        return min(self.min_side, self.size)
+        """The shortest side a kept image may have as stored: the minimum short side, or a quarter of the target
+        size where that is smaller (kohya's buckets, 256 to 1024 px, go to 4:1 at most), so a small target size
+        keeps ordinary photos and refuses only strips."""
+        return min(self.min_side, max(1, self.size // 4))
 
 
 _CV2_LOCK = threading.Lock()

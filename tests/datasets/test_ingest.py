@@ -191,21 +191,26 @@ def test_a_batch_of_100_with_3_bad_files_keeps_97(studio, make_dataset, tmp_path
 
 
 def test_a_photo_whose_short_side_would_be_stored_under_the_minimum_is_refused(studio, make_dataset, tmp_path):
-    """The minimum short side holds for the picture as stored: a panorama (or a photo turned upright by its EXIF)
-    whose short side passes it as taken, but falls under it once its longest side is brought to the target size,
-    is refused, saying why, rather than kept smaller than the dataset's own minimum."""
+    """The minimum short side holds for the picture as stored: a panorama whose short side passes it as taken, but
+    falls under it once its longest side is brought to the target size, is refused, saying why, rather than kept
+    as a strip. Under a target size of 1024 the floor is a quarter of it (4:1 at most), so a photo turned upright
+    by its EXIF stays."""
     files = [corpus.photo(tmp_path / "wide.jpg", 90, size=(2048, 260)),
              corpus.exif_rotated(tmp_path / "rotated.jpg", 91, size=(300, 260)),  # upright: 260x300
              corpus.photo(tmp_path / "square.jpg", 92, size=(300, 300))]
     dataset = make_dataset(size=256, min_side=256, flip=True)
     report = add_images(studio, dataset["id"], LOCAL_USER, files)
-    assert [a["file"] for a in report.added] == ["square.jpg"]
-    reasons = {r.file: r.reason for r in report.rejected}
-    assert reasons["wide.jpg"] == ("too small once resized: 2048x260 would be stored at 256x32, under the 256 px "
-                                   "minimum short side; crop it nearer to a square, or use a square crop, a larger "
-                                   "target size or a lower minimum")
-    assert reasons["rotated.jpg"].startswith("too small once resized: 260x300 would be stored at 222x256, under")
-    assert all(min(row["width"], row["height"]) >= 256 for row in dataset_images(studio, dataset["id"]))
+    assert [a["file"] for a in report.added] == ["rotated.jpg", "square.jpg"]
+    assert [r.reason for r in report.rejected] == [
+        "too small once resized: 2048x260 would be stored at 256x32, under the 64 px least short side; crop it "
+        "nearer to a square, or use a square crop, a larger target size or a lower minimum"]
+    assert sorted((row["width"], row["height"]) for row in dataset_images(studio, dataset["id"])) == [
+        (222, 256), (256, 256)]  # upright
+    panorama = [corpus.photo(tmp_path / "panorama.jpg", 93, size=(3000, 700))]
+    full = make_dataset("full", size=1024, min_side=256)
+    assert [r.reason for r in add_images(studio, full["id"], LOCAL_USER, panorama).rejected] == [
+        "too small once resized: 3000x700 would be stored at 1024x239, under the 256 px least short side; crop it "
+        "nearer to a square, or use a square crop, a larger target size or a lower minimum"]
     squared = make_dataset("squared", size=256, min_side=256, crop="center")
     assert len(add_images(studio, squared["id"], LOCAL_USER, files).added) == 3  # a square crop keeps 256x256
 
