@@ -170,11 +170,15 @@ def save_grid(studio: Studio, axes: list[Axis], cells: list[Cell], paths: list[P
 
 
 def draw_grid(axes: list[Axis], cells: list[Cell], paths: list[Path]) -> Any:
-    """One image: X values as column headings, Y as row headings, one block per Z value with its heading."""
+    """One image: X values as column headings, Y as row headings, one block per Z value with its heading. The cells
+    are read one at a time as they are pasted (only their sizes first), so memory holds the grid and one cell."""
     from PIL import Image, ImageDraw, ImageFont
 
-    tiles = [Image.open(path).convert("RGB") for path in paths]
-    width, height = max(t.width for t in tiles), max(t.height for t in tiles)
+    sizes_of = []
+    for path in paths:
+        with Image.open(path) as tile:
+            sizes_of.append(tile.size)
+    width, height = max(w for w, _h in sizes_of), max(h for _w, h in sizes_of)
     font = ImageFont.load_default(size=max(14, min(width, height) // 14))
     if not isinstance(font, ImageFont.FreeTypeFont):
         raise RuntimeError("Pillow was built without FreeType, which the grid's labels need")
@@ -198,10 +202,12 @@ def draw_grid(axes: list[Axis], cells: list[Cell], paths: list[Path]) -> Any:
                       font=font, anchor="mm")
         for y, label in enumerate(row_labels):
             draw.text((8, top + heading + y * height + height / 2), label, fill="black", font=font, anchor="lm")
-    for cell, tile in zip(cells, tiles):
+    for cell, path in zip(cells, paths):
         x, y, z = cell.position
         top = z * block_height + (heading if len(axes) > 2 else 0) + heading
-        canvas.paste(tile, (int(left) + x * column_width + (column_width - tile.width) // 2, top + y * height))
+        with Image.open(path) as tile:
+            canvas.paste(tile.convert("RGB"), (int(left) + x * column_width + (column_width - tile.width) // 2,
+                                               top + y * height))
     return canvas
 
 
