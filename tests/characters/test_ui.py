@@ -69,7 +69,7 @@ def test_character_flow_through_the_api(shared_app, tiny_model, tiny_clip, portr
     with pytest.raises(AppError, match=r"Steps must be a whole number \(got 10.5\)"):  # not 10
         client.predict("anna", "sdxl", 10.5, 0.73, api_name="/train_character")
     for field, value, message in ((4, 1.5, "number of views"), (12, 64.5, "view size"), (13, 2.5, "Steps"),
-                                  (14, 0.5, "seed")):
+                                  (14, 0.5, "Seed")):
         values = ["dora", "x", [handle_file(str(portrait))], model, 2, "", 0.5, -1.0, False, "", str(tiny_clip), "",
                   64, 2, 0]
         values[field] = value
