@@ -75,12 +75,12 @@ def _judge_line(comparison: int) -> str:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from masuka.image.compare import describe_tally, next_pair, tally
+    from masuka.image.compare import describe_tally, next_pair, nothing_left, tally
 
     studio = open_studio(args)
     if args.action == "next":
         pair = next_pair(studio, args.user, args.id)
-        emit(args, {"pair": pair}, "every pair is judged" if pair is None else
+        emit(args, {"pair": pair}, nothing_left(studio, args.user, args.id) if pair is None else
              f"pair {pair['index']} ({pair['remaining']} left): {pair['prompt']}\n  left:  {pair['left']}\n"
              f"  right: {pair['right']}")
         return 0

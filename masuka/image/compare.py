@@ -101,6 +101,15 @@ def next_pair(studio: Studio, user: str, comparison_id: int) -> dict | None:
     return None
 
 
+def nothing_left(studio: Studio, user: str, comparison_id: int) -> str:
+    """What the judge is told when :func:`next_pair` has no pair: every pair judged, or those left lost an image."""
+    lost = tally(studio, user, comparison_id)["undecided"]
+    if not lost:
+        return "Every pair is judged."
+    return (f"No pair is left to judge: {lost} pair(s) lost an image deleted from History and cannot be judged "
+            "(the tally counts them undecided).")
+
+
 def vote(studio: Studio, user: str, comparison_id: int, index: int, pick: str) -> dict:
     """Record the judge's pick (``left``, ``right`` or ``tie``) for pair ``index``; returns :func:`standing`."""
     if pick not in PICKS:

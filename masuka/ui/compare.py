@@ -12,6 +12,7 @@ from masuka.image.compare import (
     describe_tally,
     list_comparisons,
     next_pair,
+    nothing_left,
     standing,
     vote,
 )
@@ -107,7 +108,7 @@ def show(studio: Studio, comparison: int | None, request: gr.Request):
     pair = next_pair(studio, user, comparison)
     text = describe_tally(standing(studio, user, comparison))
     if pair is None:
-        return (comparison, None), "Every pair is judged.", None, None, text
+        return (comparison, None), nothing_left(studio, user, comparison), None, None, text
     return ((comparison, pair["index"]), f"Pair {pair['index'] + 1} ({pair['remaining']} left): *{pair['prompt']}*",
             pair["left"], pair["right"], text)
 

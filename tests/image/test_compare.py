@@ -16,7 +16,7 @@ from masuka.config import Config
 from masuka.errors import InvalidInput, NotFound
 from masuka.history.actions import delete_entries
 from masuka.image import compare
-from masuka.image.compare import create_ab, delete_comparison, next_pair, tally, vote
+from masuka.image.compare import create_ab, delete_comparison, next_pair, nothing_left, tally, vote
 from masuka.image.generate import ImageRequest
 from masuka.store import Store
 from masuka.studio import Studio
@@ -128,6 +128,9 @@ def test_a_pair_with_a_deleted_image_is_skipped_and_cannot_be_voted(studio):
     said = delete_entries(studio, "local", True, [f"g{pairs[0]['a']}"])  # both pairs use it
     assert f"A/B test(s) {comparison} had pairs not judged yet" in said
     assert next_pair(studio, "local", comparison) is None
+    assert nothing_left(studio, "local", comparison) == (
+        "No pair is left to judge: 2 pair(s) lost an image deleted from History and cannot be judged (the tally "
+        "counts them undecided).")  # not "every pair is judged"
     with pytest.raises(InvalidInput, match="deleted"):
         vote(studio, "local", comparison, 0, "left")
     assert tally(studio, "local", comparison)["a_wins"] == 0
