@@ -544,7 +544,8 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
                      "the Model field is left as it was.")
     guidance = _read_guidance(p, spec, notes)
     steps, guidance, seed = (_in_range(name, value, low, high, notes) for name, value, low, high in (
-        ("Steps", p.steps, 1, MAX_STEPS), ("CFG scale", guidance, *GUIDANCE_RANGE), ("Seed", p.seed, 0, MAX_SEED)))
+        ("Steps", p.steps, 1, MAX_STEPS), ("CFG scale", guidance, *GUIDANCE_RANGE),
+        ("Seed", p.seed, -1, MAX_SEED)))  # -1: random, as the form takes it
     width, height = p.width, p.height
     if width and height and not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         notes.append(f"**Size {width}x{height} left as it was:** each side must be {MIN_SIDE} to {MAX_SIDE}.")

@@ -86,6 +86,12 @@ def test_values_outside_the_form_are_left_and_named(studio, tmp_path):
         assert f"**{named}" in values["summary"]
 
 
+def test_a_seed_of_minus_one_fills_the_form_as_random(studio, tmp_path):
+    path = png(tmp_path / "random.png", parameters="a fox\nSteps: 20, Sampler: Euler, Seed: -1, Size: 64x64")
+    values = read(studio, path)
+    assert values["seed"] == -1 and "**Seed" not in values["summary"]  # not "left as it was"
+
+
 def test_an_over_long_prompt_is_refused_with_its_length(studio, tmp_path):
     path = png(tmp_path / "long.png", parameters="word " * 3000 + "\nSteps: 2, Sampler: Euler, Seed: 1, Size: 64x64")
     with pytest.raises(gr.Error, match="14,999 characters long, over the 4,000"):
