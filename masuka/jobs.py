@@ -596,15 +596,16 @@ class JobRunner:
             if reraise:
                 raise
         else:
-            self._end(job_id, attempt, "completed", only_running=True)
+            self._end(job_id, attempt, "completed")
             return answer
         return None
 
-    def _end(self, job_id: int, attempt: int, status: str, error: str | None = None, *, detail: str | None = None,
-             only_running: bool = False) -> None:
-        """:func:`finish` the job (one still ``running`` only, when told), trying again without ``detail`` and after
-        a growing pause while the write fails (a busy database, a full disk), until it lands or the runner
-        closes: the row never stays ``running`` behind a thread that ended.
+    def _end(self, job_id: int, attempt: int, status: str, error: str | None = None, *,
+             detail: str | None = None) -> None:
+        """:func:`finish` the job unless its work recorded its own end (a remote run cancelled or failed at its
+        service: that write and its time stand), trying again without ``detail`` and after a growing pause while the
+        write fails (a busy database, a full disk), until it lands or the runner closes: the row never stays
+        ``running`` behind a thread that ended.
 
         Only while ``attempt`` is the job's latest here and the row is still this runner's: a job whose work recorded
         its own end (a remote run cancelled at its service) may be resumed before this write, and the late write
@@ -616,7 +617,7 @@ class JobRunner:
                 with self.store.transaction():
                     row = lookup(self.store, job_id)
                     ours = row is not None and row.holder == self.token and self._current(job_id, attempt)
-                    if row and ours and (row.status == "running" or not only_running):
+                    if row and ours and not row.finished:
                         finish(self.store, job_id, status, error, detail=detail)
                 return
             except Exception:

@@ -102,6 +102,23 @@ def test_work_run_here_records_its_outcome_and_raises_it(studio):
     assert (row.status, row.error) == ("failed", "No such dataset.")
 
 
+def test_an_end_the_work_recorded_itself_stands(studio):
+    """A remote run cancelled at its service records its end, then raises: the runner leaves that row as written
+    (its words and its time), so a reader that saw it finished never sees it change."""
+    job_id = jobs.create(studio.store, "train")
+
+    def ended_at_the_service(ctx):
+        jobs.finish(studio.store, job_id, "cancelled", "Stopped by the user; cancelled at the service too.")
+        ended.update(studio.store.get("jobs", job_id))
+        time.sleep(0.01)  # the runner's own end would carry a later time
+        raise Cancelled()
+
+    ended: dict = {}
+    with pytest.raises(Cancelled):
+        studio.jobs.run_here(job_id, ended_at_the_service)
+    assert studio.store.get("jobs", job_id) == ended
+
+
 def test_a_lane_runs_its_jobs_one_after_another_in_queue_order(studio):
     order, gate = [], threading.Event()
     first, second, third = (jobs.create(studio.store, "caption") for _ in range(3))
