@@ -35,9 +35,12 @@ def the_face_crops_are_shown_whole(page) -> None:
     picker.fill("anna")
     picker.press("Enter")
     crop = page.locator(".block", has_text="Faces the views are compared with").locator("img").first
-    crop.wait_for(timeout=30_000)
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=crop.element_handle(),
-                           timeout=15_000)
+    for _ in range(300):  # the locator found again each time: a gallery drawn again replaces its <img>
+        if crop.evaluate("img => img.complete && img.naturalWidth > 0", timeout=30_000):
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError("the face crop never loaded")
     shown = crop.evaluate("""img => {
         const own = img.getBoundingClientRect(), seen = img.closest('.grid-wrap').getBoundingClientRect();
         return {fit: getComputedStyle(img).objectFit, width: own.width, height: own.height,
