@@ -167,7 +167,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     """A page (1400x1000) in a browser context of its own: no cookie, storage or cache left by another test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, reduced_motion="reduce")
     yield context.new_page()
     context.close()
 

@@ -26,6 +26,7 @@ from masuka.gpu import CONCURRENCY_ID, STOP_TAB
 from masuka.gpu import stop_key as flag_key
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
+from masuka.ui.page_load import PageOpened, PageRead
 
 log = logging.getLogger(__name__)
 #: the largest row id a form accepts (SQLite's integer limit)
@@ -79,7 +80,7 @@ class UIContext:
     #: the top-level tabs (``gr.Tabs(selected=module)`` shows one)
     tabs: gr.Tabs | None = None
     forms: dict[str, Form] = field(default_factory=dict)
-    _page_loads: list[tuple[Callable, Any, Any]] = field(default_factory=list)
+    _page_loads: list[PageRead] = field(default_factory=list)
     _pickers: list[tuple[Callable, list[Component]]] = field(default_factory=list)
     _generated: list[Dependency] = field(default_factory=list)
     _after_generation: list[tuple[Callable, Any, Any]] = field(default_factory=list)
@@ -138,8 +139,9 @@ class UIContext:
         generation. Called by the app inside its Blocks, after the last tab."""
         for hook in self._once_built:
             hook()
-        for fn, inputs, outputs in self._page_loads:
-            demo.load(fn, inputs, outputs, api_visibility="private")
+        if self._page_loads:
+            opened = PageOpened(self._page_loads)
+            demo.load(opened, opened.inputs, opened.outputs, api_visibility="private")
         for fn, outputs in self._pickers:
             tab = self._tab_of(outputs[0])
             if tab is not None:

@@ -207,13 +207,16 @@ def test_the_views_slider_and_the_prompt_box_follow_each_other_without_a_loop(st
     prompt set; typing in the box sets the slider to its count of prompts. Neither listens to the other's updates
     (``change``), which would undo what was typed; the box is empty for the API and filled as the page opens."""
     from masuka.ui.app import build_app
+    from masuka.ui.page_load import PageOpened
 
     fns = list(build_app(studio).fns.values())
     picks = [fn for fn in fns if fn.name == "new_prompt_set"]
     slider, box = picks[0].inputs[0], picks[0].outputs[0]
     assert slider.label == "Views" and box.value == ""
     assert {event for fn in picks for block, event in fn.targets if block == slider._id} == {"input"}
-    assert any(event == "load" for fn in picks for _block, event in fn.targets), "filled as the page opens"
+    (opened,) = [fn.fn for fn in fns if isinstance(fn.fn, PageOpened)]
+    assert [(fn.__name__, outputs) for fn, _inputs, outputs in opened.reads if outputs == box] == [
+        ("new_prompt_set", box)], "filled as the page opens"
     [follow] = [fn for fn in fns if fn.name == "prompt_count"]
     assert follow.targets == [(box._id, "input")] and follow.outputs == [slider]
     assert characters.prompt_count("front\n\n  \nback\n") == 2

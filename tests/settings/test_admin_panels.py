@@ -9,6 +9,7 @@ from masuka.config import Config
 from masuka.studio import Studio
 from masuka.ui import settings
 from masuka.ui.app import build_app
+from masuka.ui.page_load import PageOpened
 
 
 @pytest.fixture
@@ -19,19 +20,22 @@ def team(tmp_path):
 
 
 def test_a_user_who_is_not_an_admin_is_told_and_cannot_use_the_studio_s_settings(team):
-    panels = [fn for fn in build_app(team).fns.values() if fn.fn.__name__ == "admin_panel"]
-    disabled = [c.value for fn in panels for c in fn.outputs[1:] if isinstance(c, gr.Button)]
+    (opened,) = [fn.fn for fn in build_app(team).fns.values() if isinstance(fn.fn, PageOpened)]
+    panels = [outputs for fn, _inputs, outputs in opened.reads if fn.__name__ == "admin_panel"]
+    disabled = [c.value for outputs in panels for c in outputs[1:] if isinstance(c, gr.Button)]
     assert set(disabled) >= {"Save", "Test", "Save defaults", "Measure", "Refresh", "Save generation aids",
                              "Delete"}
     assert disabled.count("Save") == 2 and "Open" not in disabled and "↻" not in disabled  # keys' and wildcards'
     assert "Forget this user…" in disabled
     assert len(panels) == 6  # API keys, Defaults, Storage (with Former users), Sign-ins, Generation aids, Wildcards
-    for panel in panels:
-        note = panel.outputs[0]
+    # what the page shows as it opens (the one page-load event, as Gradio runs it: the request first)
+    values = [c.value for c in opened.inputs]
+    bob, admin = ({c: value for c, value in zip(opened.outputs, opened(gr.Request(username=user), *values),
+                                                 strict=True)} for user in ("bob", "admin"))
+    for note, *controls in panels:
         assert isinstance(note, gr.Markdown) and note.value == settings.ADMINS_ONLY and not note.visible
-        bob, admin = (panel.fn(gr.Request(username=user)) for user in ("bob", "admin"))
-        assert bob[0]["visible"] and all(update["interactive"] is False for update in bob[1:])
-        assert not admin[0]["visible"] and all(update["interactive"] for update in admin[1:])
+        assert bob[note]["visible"] and all(bob[c]["interactive"] is False for c in controls)
+        assert not admin[note]["visible"] and all(admin[c]["interactive"] for c in controls)
 
 
 @pytest.mark.parametrize("handler, message", [
