@@ -135,7 +135,7 @@ def test_a_large_photo_is_painted_over_as_a_smaller_copy_and_repainted_at_its_si
     a smaller copy, the stroke painted over the copy becomes a mask at the photo's size, and the result is the photo
     at its size with every pixel away from the stroke its own. Scaled down here (a 480x360 canvas for a 1 MP photo
     rather than 1536x1024 for a phone's 12 MP): a headless Chromium without a GPU took 30 s to encode a 1.5 MP
-    canvas's layers for Generate on a busy 2-core machine. (The copy's size at the app's own limit:
+    canvas's layers for Generate on a 2-core machine. (The copy's size at the app's own limit:
     tests/ui/test_paint_canvas.py.)"""
     monkeypatch.setattr(paint_canvas, "CANVAS_PIXELS", 480 * 360)
     rng = np.random.default_rng(5)
