@@ -73,8 +73,9 @@ class Form:
 class UIContext:
     """Handed to every tab's ``build``: the studio, and typed registrations that link tabs to each other and to the
     page. A tab registers what others use (:meth:`register_form`, :meth:`generated`, :meth:`on_generation`) and
-    what runs when the page opens (:meth:`on_page_load`) and the pickers other tabs add to (:meth:`picker`); links
-    to a tab built later go in :meth:`once_built`. The app calls :meth:`finish` once every tab is built."""
+    what runs when the page opens (:meth:`on_page_load`), the pickers other tabs add to (:meth:`picker`) and the
+    panels that follow running work (:meth:`poll`); links to a tab built later go in :meth:`once_built`. The app
+    calls :meth:`finish` once every tab is built."""
 
     studio: Studio
     #: the top-level tabs (``gr.Tabs(selected=module)`` shows one)
@@ -85,6 +86,7 @@ class UIContext:
     _generated: list[Dependency] = field(default_factory=list)
     _after_generation: list[tuple[Callable, Any, Any]] = field(default_factory=list)
     _once_built: list[Callable[[], None]] = field(default_factory=list)
+    _polls: list[tuple[gr.Timer, Callable, Any, Any, dict[str, Any]]] = field(default_factory=list)
 
     def gpu_event(self) -> dict[str, Any]:
         """Keyword arguments for an event that uses the GPU: one shared concurrency group."""
@@ -103,6 +105,15 @@ class UIContext:
         if refresh is not None:
             refresh.click(fn, None, outputs, api_visibility="private")
         self._pickers.append((fn, outputs))
+
+    def poll(self, every: float, fn: Callable, inputs: Any, outputs: Any, **options: Any) -> None:
+        """Run ``fn(*inputs)`` into ``outputs`` every ``every`` seconds while the top-level tab this is called in is
+        shown, and once each time it is shown (a private event, no progress shown). A page's timers ticking in tabs
+        nobody looks at cost the browser a walk of the whole layout per tick, and the server a request."""
+        timer = gr.Timer(every, active=False)
+        options = {"api_visibility": "private", "show_progress": "hidden", **options}
+        timer.tick(fn, inputs, outputs, **options)
+        self._polls.append((timer, fn, inputs, outputs, options))
 
     def generated(self, event: Dependency) -> None:
         """``event`` makes outputs that History lists: what :meth:`on_generation` registers follows it."""
@@ -149,6 +160,24 @@ class UIContext:
         for event in self._generated:
             for fn, inputs, outputs in self._after_generation:
                 event.then(fn, inputs, outputs, api_visibility="private")
+        self._wire_polls()
+
+    def _wire_polls(self) -> None:
+        """Each :meth:`poll`'s timer ticks while its tab is shown: a tab's ``select`` (a person's click, or an event
+        that shows it) starts its timers, stops the others' and refreshes what its polls show."""
+        if not self._polls or self.tabs is None:
+            return
+        tabs = [tab for tab in self.tabs.children if isinstance(tab, gr.Tab)]
+        homes = [self._tab_of(timer) for timer, *_ in self._polls]
+        timers = [timer for timer, *_ in self._polls]
+        for timer, home in zip(timers, homes, strict=True):
+            timer.active = home is tabs[0]  # the tab the page opens on
+        for tab in tabs:
+            shown = tab.select(functools.partial(_ticking, [home is tab for home in homes]), None, timers,
+                               queue=False, show_progress="hidden", api_visibility="private")
+            for (_timer, fn, inputs, outputs, options), home in zip(self._polls, homes, strict=True):
+                if home is tab:
+                    shown.then(fn, inputs, outputs, **options)
 
     def _tab_of(self, component: Component) -> gr.Tab | None:
         """The top-level tab ``component`` sits in (None outside :attr:`tabs`)."""
@@ -159,6 +188,10 @@ class UIContext:
                 return block
             block = parent
         return None
+
+
+def _ticking(active: list[bool]) -> list[gr.Timer]:
+    return [gr.Timer(active=flag) for flag in active]
 
 
 def bind(func: Callable, *args: Any) -> Callable:

@@ -26,6 +26,8 @@ JOB_COLUMNS = ["job", "repo", "status", "progress %", "GB done", "progress", "er
 LORA_COLUMNS = ["name", "architecture", "base model", "trigger words", "rank", "source", "MB", "owner"]
 BENCH_COLUMNS = ["when", "kind", "machine", "figures"]
 POLL_S = 0.5
+#: how often the Downloads table is read while the tab is shown
+DOWNLOADS_POLL_S = 2.0
 
 
 def build(ctx: UIContext) -> None:
@@ -56,7 +58,6 @@ def _base_models(ctx: UIContext) -> None:
         refresh = gr.Button("Refresh", scale=0)
     outcome = gr.Markdown(label="Message")
     jobs_table = gr.Dataframe(headers=JOB_COLUMNS, interactive=False, label="Downloads")
-    timer = gr.Timer(2.0)
     catalog_outputs = [outcome, catalog_table, model]
     refused_here = {"show_progress_on": outcome}  # progress, and a refusal, show on the message, not the table
     download.click(bind(download_model, studio), model, catalog_outputs, api_name="download_model", **refused_here)
@@ -64,7 +65,7 @@ def _base_models(ctx: UIContext) -> None:
     # queued (nothing limits its concurrency) so that a refusal shows; an event outside the queue shows none
     stop_button.click(bind(stop_model_download, studio), model, outcome, api_name="stop_download")
     refresh.click(catalog_view, None, [catalog_table, model], api_name="models")
-    timer.tick(bind(jobs_view, studio), None, jobs_table, api_visibility="private", show_progress="hidden")
+    ctx.poll(DOWNLOADS_POLL_S, bind(jobs_view, studio), None, jobs_table)
     ctx.on_page_load(catalog_view, [catalog_table, model])
 
 

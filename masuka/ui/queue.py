@@ -78,7 +78,6 @@ def build(ctx: UIContext) -> None:
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=420)
     results = gr.Gallery(label="Results of the chosen job", columns=6, height=260, interactive=False)
     shown = gr.State([])  # what the results gallery shows, so a poll changes it only when the job's results do
-    timer = gr.Timer(POLL_S)
     name_outputs(gr.api(bind(queue_add, studio), api_name="queue_add"), "Jobs added")
     name_outputs(gr.api(bind(queue_status, studio), api_name="queue_status"), "Jobs")
     name_outputs(gr.api(bind(queue_control, studio), api_name="queue_control"), "Message")
@@ -99,8 +98,7 @@ def build(ctx: UIContext) -> None:
         button.click(bind(control_all, studio, action), None, message, **private).then(
             listed, None, table, **private)
     table.select(bind(pick, studio), None, [job, results, shown], api_visibility="private")
-    timer.tick(bind(poll, studio), [job, shown], [table, results, shown], api_visibility="private",
-               show_progress="hidden")
+    ctx.poll(POLL_S, bind(poll, studio), [job, shown], [table, results, shown])
 
 
 def _prompt_batch() -> tuple[gr.Textbox, gr.Number, gr.Button]:

@@ -81,7 +81,6 @@ def build(ctx: UIContext) -> None:
                                 interactive=False)
             details = gr.JSON(label="Run details", visible=False)
             checkpoints.build(ctx, run)
-    timer = gr.Timer(POLL_S)
 
     panel, private = [run, progress, curve, samples, log, runs], {"api_visibility": "private"}
     # Train starts a local run; a remote one, which the service bills, starts from the confirmation Train shows,
@@ -99,7 +98,7 @@ def build(ctx: UIContext) -> None:
     resumed = confirm_resume.click(bind(resume_confirmed, studio), [run, asked], details, api_name="resume_training")
     resumed.then(hidden_button, None, confirm_resume, **hidden)
     details.change(bind(view, studio), run, panel, **private)
-    timer.tick(bind(view, studio), run, panel, **private)
+    ctx.poll(POLL_S, bind(view, studio), run, panel)
     priced = [options["backend"], options["base"], options["steps"]]
     for component in priced:
         component.change(remote_price, priced, cost, **private)

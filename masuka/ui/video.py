@@ -111,7 +111,6 @@ def build(ctx: UIContext) -> None:
             form = _form(studio)
         with gr.Column(scale=3):
             panel = _jobs_panel()
-    timer = gr.Timer(REFRESH_S)
     limits, read = [form.seconds, form.size, form.negative], form.pick(LIMIT_INPUTS)
     framed = [form.provider, form.model, form.image, *read]  # a first frame put in: the size of its shape
     ctx.register_form("video", dict(zip(REUSE_FIELDS, form.pick(REUSE_FIELDS))), adapt=reuse_fields,
@@ -136,7 +135,7 @@ def build(ctx: UIContext) -> None:
     form.prompt.blur(priced_by, price_form, form.cost, **priced)
     form.run.click(bind(generate_video, studio), form.pick(GENERATE_FIELDS), [panel.job, form.message],
                    api_name="generate_video").then(listed, None, status_outputs, **private)
-    timer.tick(listed, None, status_outputs, **private)
+    ctx.poll(REFRESH_S, listed, None, status_outputs)
     panel.cancel.click(bind(cancel_video_job, studio), panel.job, form.message, api_name="cancel_video")
 
 
