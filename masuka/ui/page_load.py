@@ -25,6 +25,7 @@ PageRead = tuple[Callable, Any, Any]
 
 
 def _as_list(components: Any) -> list[Component]:
+    """Inputs or outputs as an event takes them (none, one component or several) as a list."""
     if components is None:
         return []
     return list(components) if isinstance(components, (list, tuple)) else [components]
@@ -82,10 +83,13 @@ def _merged(earlier: Any, later: Any) -> Any:
     """What a component two reads fill gets, as two events' answers left it: a later update of some properties
     (``gr.update(interactive=...)``, a component, ``gr.skip()``) keeps the earlier value and properties it does not
     set; a later value replaces the earlier one."""
-    if isinstance(later, Block):
-        later = {**later.constructor_args, "__type__": "update"}
+    earlier, later = _as_update(earlier), _as_update(later)
     if not is_prop_update(later):
         return later
-    if isinstance(earlier, Block):
-        earlier = {**earlier.constructor_args, "__type__": "update"}
     return {**earlier, **later} if is_prop_update(earlier) else {"value": earlier, **later}
+
+
+def _as_update(answer: Any) -> Any:
+    """A component returned as an answer (``gr.Button(interactive=False)``) as the update it stands for, as Gradio
+    reads it; any other answer as it is."""
+    return {**answer.constructor_args, "__type__": "update"} if isinstance(answer, Block) else answer
