@@ -26,7 +26,8 @@ from masuka.gpu import CONCURRENCY_ID, STOP_TAB
 from masuka.gpu import stop_key as flag_key
 from masuka.store import LOCAL_USER
 from masuka.studio import Studio
-from masuka.ui.page_load import PageOpened, PageRead
+from masuka.ui.page_load import PageOpened, PageRead, as_list
+from masuka.ui.polls import changed_only
 
 log = logging.getLogger(__name__)
 #: the largest row id a form accepts (SQLite's integer limit)
@@ -108,12 +109,14 @@ class UIContext:
 
     def poll(self, every: float, fn: Callable, inputs: Any, outputs: Any, **options: Any) -> None:
         """Run ``fn(*inputs)`` into ``outputs`` every ``every`` seconds while the top-level tab this is called in is
-        shown, and once each time it is shown (a private event, no progress shown). A page's timers ticking in tabs
-        nobody looks at cost the browser a walk of the whole layout per tick, and the server a request."""
-        timer = gr.Timer(every, active=False)
+        shown, sending only the outputs that changed (:func:`changed_only`), and once each time it is shown, sending
+        them all (a private event, no progress shown). A page's timers ticking in tabs nobody looks at cost the
+        browser a walk of the whole layout per tick, and the server a request."""
+        timer, sent = gr.Timer(every, active=False), gr.State(None)  # what this page was sent: polls.py
+        inputs, outputs = [*as_list(inputs), sent], [*as_list(outputs), sent]
         options = {"api_visibility": "private", "show_progress": "hidden", **options}
-        timer.tick(fn, inputs, outputs, **options)
-        self._polls.append((timer, fn, inputs, outputs, options))
+        timer.tick(changed_only(fn, len(outputs) - 1), inputs, outputs, **options)
+        self._polls.append((timer, changed_only(fn, len(outputs) - 1, always=True), inputs, outputs, options))
 
     def generated(self, event: Dependency) -> None:
         """``event`` makes outputs that History lists: what :meth:`on_generation` registers follows it."""

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 PageRead = tuple[Callable, Any, Any]
 
 
-def _as_list(components: Any) -> list[Component]:
+def as_list(components: Any) -> list[Component]:
     """Inputs or outputs as an event takes them (none, one component or several) as a list."""
     if components is None:
         return []
@@ -46,16 +46,16 @@ class PageOpened:
         for fn, inputs, outputs in self.reads:
             if inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn):
                 raise TypeError(f"{fn.__name__}: what runs as the page opens is a plain function")
-            self.inputs += [c for c in _as_list(inputs) if c not in self.inputs]
-            self.outputs += [c for c in _as_list(outputs) if c not in self.outputs]
+            self.inputs += [c for c in as_list(inputs) if c not in self.inputs]
+            self.outputs += [c for c in as_list(outputs) if c not in self.outputs]
 
     def __call__(self, request: gr.Request, *values: Any) -> list[Any]:
         given = dict(zip((id(c) for c in self.inputs), values, strict=True))
         filled: dict[int, Any] = {}
         for fn, inputs, outputs in self.reads:
-            targets = _as_list(outputs)
+            targets = as_list(outputs)
             try:
-                args, *_ = special_args(fn, [given[id(c)] for c in _as_list(inputs)], request)
+                args, *_ = special_args(fn, [given[id(c)] for c in as_list(inputs)], request)
                 answer = fn(*args)
             except gr.Error as refused:  # one panel refused leaves the others to fill
                 gr.Warning(str(refused))

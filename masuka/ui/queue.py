@@ -77,7 +77,6 @@ def build(ctx: UIContext) -> None:
     message = gr.Markdown(label="Message")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True, max_height=420)
     results = gr.Gallery(label="Results of the chosen job", columns=6, height=260, interactive=False)
-    shown = gr.State([])  # what the results gallery shows, so a poll changes it only when the job's results do
     name_outputs(gr.api(bind(queue_add, studio), api_name="queue_add"), "Jobs added")
     name_outputs(gr.api(bind(queue_status, studio), api_name="queue_status"), "Jobs")
     name_outputs(gr.api(bind(queue_control, studio), api_name="queue_control"), "Message")
@@ -97,8 +96,8 @@ def build(ctx: UIContext) -> None:
     for action, button in (("pause", pause_all), ("resume", resume_all)):
         button.click(bind(control_all, studio, action), None, message, **private).then(
             listed, None, table, **private)
-    table.select(bind(pick, studio), None, [job, results, shown], api_visibility="private")
-    ctx.poll(POLL_S, bind(poll, studio), [job, shown], [table, results, shown])
+    table.select(bind(pick, studio), None, [job, results], api_visibility="private")
+    ctx.poll(POLL_S, bind(poll, studio), job, [table, results])
 
 
 def _prompt_batch() -> tuple[gr.Textbox, gr.Number, gr.Button]:
@@ -215,21 +214,17 @@ def announced(result: dict) -> str:
 
 
 def pick(studio: Studio, evt: gr.SelectData, request: gr.Request):
-    """A clicked row: its job number, and the job's grid and images (shown, and kept as what is shown)."""
+    """A clicked row: its job number, and the job's grid and images."""
     job_id = int(evt.row_value[0])
-    shown = _results(next((j for j in queue_status(studio, request) if j["id"] == job_id), None))
-    return job_id, shown, shown
+    return job_id, _results(next((j for j in queue_status(studio, request) if j["id"] == job_id), None))
 
 
-def poll(studio: Studio, job_id: float | None, shown: list, request: gr.Request):
-    """The timer's refresh: the jobs table, and the chosen job's results when they changed since shown (a job
-    that finished an image); left alone otherwise, so the gallery does not flicker."""
+def poll(studio: Studio, job_id: float | None, request: gr.Request):
+    """The timer's refresh: the jobs table, and the chosen job's results (a job no longer listed keeps what it
+    showed). The poll sends what changed since the last tick (``ctx.poll``), so the gallery does not flicker."""
     jobs = list_jobs(studio, user_of(request), is_admin(studio, request))
     found = next((j for j in jobs if j["id"] == job_id), None)  # a fraction names no job
-    results = _results(found) if found else None  # a job no longer listed keeps what it showed
-    if results is None or results == [tuple(item) for item in shown or []]:
-        return _rows(jobs), gr.skip(), gr.skip()
-    return _rows(jobs), results, results
+    return _rows(jobs), _results(found) if found else gr.skip()
 
 
 def _results(job: dict | None) -> list[tuple[str, str]]:

@@ -14,6 +14,8 @@ from masuka.image.generate import ImageRequest
 from masuka.queue.jobs import queue_images
 from masuka.queue.worker import work_until_empty
 from masuka.ui import queue
+from masuka.ui.common import bind
+from masuka.ui.polls import changed_only
 
 SKIP = gr.skip()
 
@@ -153,18 +155,19 @@ def test_the_tabs_that_send_the_image_form_send_its_sampler(demo):
 
 
 def test_the_chosen_jobs_results_follow_it_as_it_runs(studio, tiny_model):
-    """The timer's poll refreshes the results of the chosen job when it made images since they were shown, and
-    leaves the gallery alone (no flicker) when nothing changed."""
+    """The timer's poll (as ``ctx.poll`` runs it) refreshes the results of the chosen job when it made images since
+    they were shown, and leaves the gallery alone (no flicker) when nothing changed."""
+    tick = changed_only(bind(queue.poll, studio), 2)
     (job_id,) = queue_images(studio, ImageRequest(prompt="a red fox", model=str(tiny_model("flux")), steps=1,
                                                   width=64, height=64, seed=2, batch=2))
-    table, results, shown = queue.poll(studio, job_id, [], None)
-    assert table[0][:3] == [job_id, "local", "queued"] and results == shown == SKIP, "no images yet: left alone"
+    table, results, sent = tick(job_id, None, None)
+    assert table[0][:3] == [job_id, "local", "queued"] and results == [], "no images yet"
+    assert tick(job_id, None, sent)[:2] == [SKIP, SKIP], "unchanged: nothing sent"
     work_until_empty(studio)
-    table, results, shown = queue.poll(studio, job_id, [], None)
-    assert table[0][2] == "completed" and results == shown and [caption for _path, caption in results] == [
-        "image 1", "image 2"]
-    assert queue.poll(studio, job_id, shown, None)[1:] == (SKIP, SKIP), "unchanged: no new gallery"
-    assert queue.poll(studio, None, shown, None)[1:] == (SKIP, SKIP), "no job chosen: the gallery stays"
+    table, results, sent = tick(job_id, None, sent)
+    assert table[0][2] == "completed" and [caption for _path, caption in results] == ["image 1", "image 2"]
+    assert tick(job_id, None, sent)[:2] == [SKIP, SKIP], "unchanged: no new gallery"
+    assert tick(None, None, sent)[1] == SKIP, "no job chosen: the gallery stays"
 
 
 def image_tab_form(**changes) -> list:
