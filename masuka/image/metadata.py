@@ -49,6 +49,8 @@ class Parameters:
     model: str | None = None
     loras: list[tuple[str, float]] = field(default_factory=list)
     extra: dict[str, str] = field(default_factory=dict)
+    #: fields given but unreadable (``Steps: 1e3``, ``Size: 512X512``) as written, by name; never written back
+    unread: dict[str, str] = field(default_factory=dict)
 
 
 def format_parameters(p: Parameters) -> str:
@@ -88,13 +90,15 @@ def parse_parameters(text: str) -> Parameters:
         (negative_lines if in_negative else prompt_lines).append(line)
     prompt, loras = split_lora_tags("\n".join(prompt_lines).strip())
     p = Parameters(prompt=prompt, negative_prompt="\n".join(negative_lines).strip(), loras=loras)
-    p.steps = to_number(settings.pop("Steps", None), int)
+    p.steps = _number(settings, "Steps", int, p.unread)
     p.sampler = settings.pop("Sampler", None)
-    p.guidance = to_number(settings.pop("CFG scale", None), float)
-    p.seed = to_number(settings.pop("Seed", None), int)
+    p.guidance = _number(settings, "CFG scale", float, p.unread)
+    p.seed = _number(settings, "Seed", int, p.unread)
     size = settings.pop("Size", None)
     if size and re.fullmatch(r"\d+x\d+", size):
         p.width, p.height = (int(v) for v in size.split("x"))
+    elif size:
+        p.unread["Size"] = size
     p.model = settings.pop("Model", None)
     p.extra = settings
     return p
@@ -317,6 +321,15 @@ def _unquote(value: str) -> str:
             return str(json.loads(value))
         except ValueError:
             return value
+    return value
+
+
+def _number(settings: dict[str, str], name: str, kind: type, unread: dict[str, str]):
+    """The field ``name`` taken from ``settings`` as ``kind``; one given but not a number goes to ``unread``."""
+    raw = settings.pop(name, None)
+    value = to_number(raw, kind)
+    if value is None and raw:
+        unread[name] = raw
     return value
 
 

@@ -58,6 +58,7 @@ from masuka.ui.common import (
     stop_key,
     stoppable,
     user_of,
+    verbatim,
     wire_stop,
 )
 from masuka.ui.image_modes import (
@@ -97,6 +98,9 @@ GPU_WAIT_S = 5.0
 GUIDANCE_RANGE = (0, MAX_GUIDANCE)
 #: the "Parameters read" summary shows at most this much of the image's text
 SUMMARY_CHARS = 5000
+#: what the form reads in each field an image's parameters may give unreadable (``Steps: 1e3``)
+UNREAD_FORMS = {"Steps": "a whole number", "CFG scale": "a number", "Seed": "a whole number",
+                "Size": "a size in whole pixels, as 832x1216"}
 #: the threads image generations run on while their handler streams the results
 GENERATIONS = Workers("image-generation")
 #: Per-step progress goes to the browser at most this often: each update is a message through the queue.
@@ -542,6 +546,8 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
         model_hash = p.extra.get("Model hash")
         notes.append(f"**Model {p.model!r}{f' (hash {model_hash})' if model_hash else ''} is not available here:** "
                      "the Model field is left as it was.")
+    notes += [f"**{name} {verbatim(_clipped(raw))} left as it was:** not {UNREAD_FORMS[name]}."
+              for name, raw in p.unread.items()]
     guidance = _read_guidance(p, spec, notes)
     steps, guidance, seed = (_in_range(name, value, low, high, notes) for name, value, low, high in (
         ("Steps", p.steps, 1, MAX_STEPS), ("CFG scale", guidance, *GUIDANCE_RANGE),
@@ -593,9 +599,13 @@ def _in_range(name: str, value: float | None, low: int, high: int, notes: list[s
     """``value`` when the form's field takes it, else None with a note saying why."""
     if value is None or low <= value <= high:
         return value
-    shown = str(value) if len(str(value)) <= 40 else f"{str(value)[:40]}…"
-    notes.append(f"**{name} {shown} left as it was:** the form takes {low} to {high}.")
+    notes.append(f"**{name} {_clipped(str(value))} left as it was:** the form takes {low} to {high}.")
     return None
+
+
+def _clipped(text: str) -> str:
+    """A value from an image's parameters as a note shows it: its first 40 characters."""
+    return text if len(text) <= 40 else f"{text[:40]}…"
 
 
 def _read_sampler(spec: ModelSpec | None, p: Parameters, notes: list[str]) -> str | None:

@@ -86,6 +86,19 @@ def test_values_outside_the_form_are_left_and_named(studio, tmp_path):
         assert f"**{named}" in values["summary"]
 
 
+def test_values_that_are_not_numbers_are_left_and_named(studio, tmp_path):
+    path = png(tmp_path / "typo.png", parameters="a fox\nSteps: 1e3, Sampler: Euler, CFG scale: abc, Seed: 7.5, "
+                                                "Size: 512X512, Model: [link](http://x)")
+    values = read(studio, path)
+    assert [values[k] for k in ("steps", "guidance", "seed", "width", "height")] == [SKIP] * 5
+    summary = values["summary"]
+    for named, reads in (("Steps 1e3", "a whole number"), ("CFG scale abc", "a number"),
+                         ("Seed 7\\.5", "a whole number"), ("Size 512X512", "a size in whole pixels")):
+        assert f"**{named} left as it was:** not {reads}" in summary, named
+    written = parse_parameters("a fox\nSteps: 1e3, Sampler: Euler, Seed: 2, Size: 64x64")
+    assert written.unread == {"Steps": "1e3"} and "Steps" not in written.extra, "noted once, never written back"
+
+
 def test_a_seed_of_minus_one_fills_the_form_as_random(studio, tmp_path):
     path = png(tmp_path / "random.png", parameters="a fox\nSteps: 20, Sampler: Euler, Seed: -1, Size: 64x64")
     values = read(studio, path)
