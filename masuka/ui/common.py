@@ -392,6 +392,15 @@ def _is_generator(func: Callable) -> bool:
     return inspect.isgeneratorfunction(func)
 
 
+def fenced(text: str, info: str = "") -> str:
+    """``text`` as a Markdown code block that no line of it can close: the fence is longer than its longest run of
+    backticks (a picture's parameters holding a fence would otherwise end the block, and what follows would show
+    as Markdown: links, and images the browser fetches)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
 def verbatim(text: object) -> str:
     """``text`` (a user's) as Markdown that shows it as it is (no emphasis, headings, links, HTML), line breaks
     kept."""

@@ -53,6 +53,7 @@ from masuka.ui.common import (
     UIContext,
     bind,
     failure,
+    fenced,
     friendly,
     last_output,
     stop_key,
@@ -544,8 +545,9 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
     notes: list[str] = []
     if p.model and spec is None:
         model_hash = p.extra.get("Model hash")
-        notes.append(f"**Model {p.model!r}{f' (hash {model_hash})' if model_hash else ''} is not available here:** "
-                     "the Model field is left as it was.")
+        hashed = f" (hash {verbatim(model_hash)})" if model_hash else ""
+        notes.append(f"**Model {verbatim(repr(p.model))}{hashed} is not available here:** the Model field is left "
+                     "as it was.")
     notes += [f"**{name} {verbatim(_clipped(raw))} left as it was:** not {UNREAD_FORMS[name]}."
               for name, raw in p.unread.items()]
     guidance = _read_guidance(p, spec, notes)
@@ -558,16 +560,17 @@ def read_image_parameters(studio: Studio, path: str | None, request: gr.Request 
         width = height = None
     found, missing = match_loras(studio, user, p.loras, p.extra.get("Lora hashes", ""))
     if missing:
-        notes.append(f"**Not in your LoRA library:** {', '.join(missing)} (import them in Models to use them).")
+        notes.append(f"**Not in your LoRA library:** {verbatim(', '.join(missing))} (import them in Models to use "
+                     "them).")
     sampler = _read_sampler(spec, p, notes) if p.sampler else None
     if hires_fix(p.extra):
         notes.append("**Hires fix is not reproduced:** the form makes the first pass (Upscale can enlarge it).")
     face = read_face_detail(p.extra)
     if face is None and "ADetailer model" in p.extra:
-        notes.append(f"**ADetailer model {p.extra['ADetailer model']!r} is not reproduced:** Face detail repaints "
-                     "faces only.")
+        notes.append(f"**ADetailer model {verbatim(repr(p.extra['ADetailer model']))} is not reproduced:** Face "
+                     "detail repaints faces only.")
     shown = text if len(text) <= SUMMARY_CHARS else f"{text[:SUMMARY_CHARS]}\n… ({len(text):,} characters in all)"
-    summary = "\n\n".join([f"```\n{shown}\n```", *notes])
+    summary = "\n\n".join([fenced(shown), *notes])
     update = lambda value: gr.skip() if value is None else value  # noqa: E731
     return (p.prompt, p.negative_prompt, update(p.model if spec else None), update(steps), update(guidance),
             update(width), update(height), update(seed), [f"{name}:{weight:g}" for name, weight in found], summary,
@@ -618,10 +621,11 @@ def _read_sampler(spec: ModelSpec | None, p: Parameters, notes: list[str]) -> st
     if schedule and schedule.lower() != "automatic":
         if f"{sampler} {schedule}".lower() in usable:
             return usable[f"{sampler} {schedule}".lower()]
-        notes.append(f"Schedule type {schedule!r} is not one MASUKA has for {sampler!r}: the sampler's own is used.")
+        notes.append(f"Schedule type {verbatim(repr(schedule))} is not one MASUKA has for {verbatim(repr(sampler))}: "
+                     "the sampler's own is used.")
     if sampler.lower() not in usable:
-        notes.append(f"**Sampler {p.sampler!r} left as it was:** {p.model or 'the model'} cannot use it here "
-                     "(pick one of the Sampler's choices).")
+        notes.append(f"**Sampler {verbatim(repr(p.sampler))} left as it was:** {verbatim(p.model or 'the model')} "
+                     "cannot use it here (pick one of the Sampler's choices).")
         return None
     return usable[sampler.lower()]
 

@@ -3,16 +3,14 @@ takes keys however they are separated."""
 
 from __future__ import annotations
 
-import html
 import json
-import re
 import zipfile
 
 import gradio as gr
-import markdown_it
 import pytest
 
 from masuka.ui import history
+from tests.markdown_text import shown_text
 
 PROMPTS = ["# a **bold** <b>fox</b> _in_ [snow](http://x.y) `code` ~~gone~~ & &amp; \\ $$x^2$$ 50% a_b",
            "- a list?\n> a quote\n1) one\n| a | b |\n|---|---|", "line one\n\nline three   spaced",
@@ -20,12 +18,6 @@ PROMPTS = ["# a **bold** <b>fox</b> _in_ [snow](http://x.y) `code` ~~gone~~ & &a
            "a heading?\n===\nanother\n---\n***\n_ _ _\n+ plus\n* star\n1986. a year\n2) two\n~~~\n[x]: http://x.y",
            # indented code, where escapes would show: four spaces, a tab, after a blank line; other line ends
            "a paragraph\n\n    # indented *four*\n\t> tabbed\n  two\r\n    windows\rold mac"]
-
-
-def shown_text(markdown: str) -> str:
-    """What a Markdown renderer shows of ``markdown``: its text, line breaks as new lines."""
-    rendered = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(markdown)
-    return html.unescape(re.sub(r"<[^>]+>", "", re.sub(r"<br ?/?>\n?", "\n", rendered)))
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

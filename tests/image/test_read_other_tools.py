@@ -17,6 +17,7 @@ from masuka.image.upscale.job import upscale_image
 from masuka.image.upscale.request import UpscaleRequest
 from masuka.ui import image
 from masuka.ui.image_modes import task_from_parameters
+from tests.markdown_text import rendered, shown_text
 
 SKIP = gr.skip()
 #: read_image_parameters' outputs by name, in order (then the guides)
@@ -35,7 +36,9 @@ def png(path, **texts) -> str:
 
 
 def read(studio, path) -> dict:
-    return dict(zip(OUTPUTS, image.read_image_parameters(studio, str(path))))
+    """What Read parameters fills, by output; its summary as the page shows it (Markdown rendered)."""
+    values = dict(zip(OUTPUTS, image.read_image_parameters(studio, str(path))))
+    return {**values, "summary": shown_text(values["summary"]), "markdown": values["summary"]}
 
 
 def with_user_comment(path, comment) -> str:
@@ -82,8 +85,8 @@ def test_values_outside_the_form_are_left_and_named(studio, tmp_path):
                                                "Seed: 99999999999999999999999, Size: 100000x7")
     values = read(studio, path)
     assert [values[k] for k in ("steps", "guidance", "seed", "width", "height")] == [SKIP] * 5
-    for named in ("Steps 100000", "CFG scale 99", "Seed 99999999999999999999999", "Size 100000x7"):
-        assert f"**{named}" in values["summary"]
+    for named in ("Steps 100000", "CFG scale 99.0", "Seed 99999999999999999999999", "Size 100000x7"):
+        assert f"{named} left as it was:" in values["summary"], named
 
 
 def test_values_that_are_not_numbers_are_left_and_named(studio, tmp_path):
@@ -93,16 +96,30 @@ def test_values_that_are_not_numbers_are_left_and_named(studio, tmp_path):
     assert [values[k] for k in ("steps", "guidance", "seed", "width", "height")] == [SKIP] * 5
     summary = values["summary"]
     for named, reads in (("Steps 1e3", "a whole number"), ("CFG scale abc", "a number"),
-                         ("Seed 7\\.5", "a whole number"), ("Size 512X512", "a size in whole pixels")):
-        assert f"**{named} left as it was:** not {reads}" in summary, named
+                         ("Seed 7.5", "a whole number"), ("Size 512X512", "a size in whole pixels")):
+        assert f"{named} left as it was: not {reads}" in summary, named
+    assert "Model '[link](http://x)' is not available here" in summary, "the model's name shown as written"
     written = parse_parameters("a fox\nSteps: 1e3, Sampler: Euler, Seed: 2, Size: 64x64")
     assert written.unread == {"Steps": "1e3"} and "Steps" not in written.extra, "noted once, never written back"
+
+
+def test_parameters_that_hold_markdown_show_as_written_and_make_no_link_or_picture(studio, tmp_path):
+    """A picture's text is shown in a code block no line of it can close, and the names the notes quote are
+    escaped: a crafted picture makes no link, and no image the browser would fetch."""
+    text = ("a fox\n```\n![seen](http://x.y/t.png) [click](http://x.y)\n````\nSteps: 2, Sampler: [s](http://x.y), "
+            "Seed: 1, Size: 64x64, Model: ![m](http://x.y/m.png), ADetailer model: <img src=x>, Lora hashes: a")
+    values = read(studio, png(tmp_path / "crafted.png", parameters=text + " <lora:![l](http://x.y/l.png):1>"))
+    page = rendered(values["markdown"])
+    assert "<a " not in page and "<img" not in page, page
+    assert text.split("\nSteps")[0] in values["summary"], "the text as written"
+    assert "Model '![m](http://x.y/m.png)' is not available here" in values["summary"]
+    assert "Sampler '[s](http://x.y)' left as it was" in values["summary"]
 
 
 def test_a_seed_of_minus_one_fills_the_form_as_random(studio, tmp_path):
     path = png(tmp_path / "random.png", parameters="a fox\nSteps: 20, Sampler: Euler, Seed: -1, Size: 64x64")
     values = read(studio, path)
-    assert values["seed"] == -1 and "**Seed" not in values["summary"]  # not "left as it was"
+    assert values["seed"] == -1 and "left as it was" not in values["summary"]
 
 
 def test_an_over_long_prompt_is_refused_with_its_length(studio, tmp_path):
