@@ -1,8 +1,9 @@
 """What a local video pipeline folder can make, read from its own configs (as the catalog says it for the models
 it lists): the size multiple (the VAE's spatial compression times the transformer's patch), the largest side
 and the longest clip (the transformer's rotary table, ``rope_max_seq_len``), the frame multiple (the VAE's
-temporal compression; LTX-2's follows from its patches and scalings), whether it makes sound and whether it
-animates a first frame, so can chain clips (its video profile). Read from JSON only: nothing is loaded."""
+temporal compression; LTX-2's follows from its patches and scalings), whether it makes sound, whether it
+animates a first frame, so can chain clips, and whether it needs one (its video profile). Read from JSON only:
+nothing is loaded."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def local_frames(seconds: int, fps: int, multiple: int) -> int:
 
 def folder_limits(folder: Path, fps: int) -> dict:
     """Catalog-style limits (``sizes`` empty: any size that fits; ``size_multiple``, ``max_side``, ``durations``,
-    ``frame_multiple``, ``suggested_sizes``, ``audio``; ``image`` where a video profile covers its pipeline) for a
-    pipeline folder; empty when its configs say nothing."""
+    ``frame_multiple``, ``suggested_sizes``, ``audio``; ``image`` and ``text`` where a video profile covers its
+    pipeline) for a pipeline folder; empty when its configs say nothing."""
     transformer = _config(folder / "transformer" / "config.json")
     vae = _config(folder / "vae" / "config.json")
     if not transformer or not vae:
@@ -42,7 +43,8 @@ def folder_limits(folder: Path, fps: int) -> dict:
                  if max_frames is None or local_frames(s, fps, temporal) <= max_frames]
     index = _config(folder / "model_index.json")
     profile = for_video_pipeline(index.get("_class_name", ""))
-    image = {"image": profile.image_pipeline(index["_class_name"], index) is not None} if profile else {}
+    image = {"image": profile.image_pipeline(index["_class_name"], index) is not None,
+             "text": index["_class_name"] not in profile.image_only} if profile else {}
     return {"audio": bool(profile and profile.audio), "size_multiple": multiple, "max_side": max_side,
             "frame_multiple": temporal, "durations": durations or [1], **image,
             "suggested_sizes": [size for size in SUGGESTED_SIZES if _fits(size, multiple, max_side)]}

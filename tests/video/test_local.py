@@ -110,14 +110,20 @@ def test_sizes_and_clip_lengths_come_from_the_models_config(studio, tiny_wan):
     assert model_entry("local", str(tiny_wan()), fps=30)["durations"] == [1, 2, 3, 4]  # 4 s at 30 fps: 121 frames
 
 
-def test_a_local_video_longer_than_one_clip_chains_from_the_last_frame(studio, tiny_wan, first_frame):
+def test_a_local_video_longer_than_one_clip_chains_from_the_last_frame(studio, tiny_wan, first_frame, monkeypatch):
     """5 s at 30 fps is more than the rotary table allows in one clip (4 s): a 4 s clip, then a 1 s clip that
     starts from its last frame, joined; a text-only pipeline is refused before any job is made, and an
-    image-only one without a first frame."""
+    image-only one without a first frame (where no profile covers its class: once it is loaded)."""
     from masuka.errors import InvalidInput
+    from masuka.video import limits
 
-    text_to_video = wait_video(studio, start_video(studio, local(tiny_wan(True), steps=1)), timeout=120)
-    assert text_to_video["status"] == "failed" and "from an image only: give a first frame" in text_to_video["error"]
+    with pytest.raises(InvalidInput, match="from an image only: give a first frame"):
+        start_video(studio, local(tiny_wan(True), steps=1))  # its profile says so: refused before it loads
+    assert studio.store.count("jobs") == 0
+    with monkeypatch.context() as patched:
+        patched.setattr(limits, "for_video_pipeline", lambda _class: None)  # a class no profile covers
+        uncovered = wait_video(studio, start_video(studio, local(tiny_wan(True), steps=1)), timeout=120)
+    assert uncovered["status"] == "failed" and "from an image only: give a first frame" in uncovered["error"]
     job_id = start_video(studio, local(tiny_wan(True), image=str(first_frame), seconds=5, fps=30, steps=1))
     row = wait_video(studio, job_id, timeout=240)
     assert row["status"] == "completed", row["error"]

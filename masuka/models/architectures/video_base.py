@@ -32,6 +32,9 @@ class VideoProfile:
     call_arguments: Callable[[Any, int], dict[str, Any]] = lambda _pipe, _fps: {}
     #: the pipeline returns a soundtrack with the frames (``output.audio``)
     audio: bool = False
+    #: pipeline classes whose weights make videos from a first frame only (Wan 2.1 I2V: its transformer takes
+    #: the frame's latents as input channels), refused without one before anything loads
+    image_only: tuple[str, ...] = ()
 
     def covers(self, pipeline_class: str) -> bool:
         return pipeline_class in self.pipelines

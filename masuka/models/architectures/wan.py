@@ -75,7 +75,7 @@ def tiny_wan22_a14b(seed: int = 0) -> dict[str, Any]:
 
 
 PROFILE = VideoProfile(
-    id="wan", label="Wan 2.x", pipelines=(TEXT, IMAGE), image_pipeline=image_pipeline,
+    id="wan", label="Wan 2.x", pipelines=(TEXT, IMAGE), image_pipeline=image_pipeline, image_only=(IMAGE,),
     tiny={"wan2.1": (TEXT, tiny_wan21), "wan2.1-i2v": (IMAGE, tiny_wan21_i2v),
           "wan2.2-ti2v": (TEXT, tiny_wan22_ti2v), "wan2.2-a14b": (TEXT, tiny_wan22_a14b)},
 )
