@@ -300,7 +300,7 @@ def test_history_params_reads_what_the_image_tab_reads(capsys, tmp_path):
     assert result["parameters"] == text
     assert result["fields"] | {"extra": {}} == {
         "prompt": "a red fox", "negative_prompt": "blurry", "steps": 4, "sampler": None, "guidance": None, "seed": 7,
-        "width": 64, "height": 48, "model": "flux-schnell", "loras": [["style", 0.8]], "extra": {}}
+        "width": 64, "height": 48, "model": "flux-schnell", "loras": [["style", 0.8]], "extra": {}, "unread": {}}
     assert run_cli(capsys, "history", "params", str(tmp_path / "fox.png"), *data)[1] == text + "\n"
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     code, out, err = run_cli(capsys, "history", "params", str(tmp_path / "plain.png"), *data)

@@ -47,7 +47,7 @@ from masuka.errors import MasukaError
 from masuka.picture_formats import MAX_PIXELS, missing_reader, read_heif
 from masuka.studio import Studio
 from masuka.ui.api_names import free_text_inputs, number_choices
-from masuka.ui.common import not_uploaded, refusal, user_of
+from masuka.ui.common import ANSWERING, not_uploaded, refusal, user_of
 
 #: components whose value is a file reference (or a list of them)
 FILE_COMPONENTS = (gr.Image, gr.File, gr.Video, gr.Audio, gr.UploadButton)
@@ -73,20 +73,24 @@ class CheckedBlocks(gr.Blocks):
     async def process_api(self, block_fn: Any, inputs: list[Any], state: Any = None, request: Any = None,
                           *args: Any, **kwargs: Any) -> dict[str, Any]:
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
-        if isinstance(inputs, list) and not getattr(fn, "batch", False):
-            inputs = checked_inputs(fn, inputs, state)
-        user = user_of(request[0] if isinstance(request, list) and request else request)
-        for path in file_references(inputs):
-            if _resolved(path).is_relative_to(self.studio.config.data_dir):
-                try:
-                    readable(self.studio, user, path)
-                except MasukaError as error:
-                    raise refusal(str(fn.name), str(error)) from None
-        places = (self.studio.config.data_dir, Path(get_upload_folder()).resolve())
-        for label, value in pictures(fn, inputs if isinstance(inputs, list) else []):
-            if problem := image_problem(label, value, places):
-                raise refusal(str(fn.name), problem)
-        return await super().process_api(block_fn, inputs, state, request, *args, **kwargs)
+        asking = request[0] if isinstance(request, list) and request else request
+        answering = ANSWERING.set(asking)  # the handlers' threads run in a copy of this context
+        try:
+            if isinstance(inputs, list) and not getattr(fn, "batch", False):
+                inputs = checked_inputs(fn, inputs, state)
+            for path in file_references(inputs):
+                if _resolved(path).is_relative_to(self.studio.config.data_dir):
+                    try:
+                        readable(self.studio, user_of(asking), path)
+                    except MasukaError as error:
+                        raise refusal(str(fn.name), str(error)) from None
+            places = (self.studio.config.data_dir, Path(get_upload_folder()).resolve())
+            for label, value in pictures(fn, inputs if isinstance(inputs, list) else []):
+                if problem := image_problem(label, value, places):
+                    raise refusal(str(fn.name), problem)
+            return await super().process_api(block_fn, inputs, state, request, *args, **kwargs)
+        finally:
+            ANSWERING.reset(answering)
 
     def get_api_info(self, all_endpoints: bool = False, page: str | None = None) -> Any:
         """Gradio's API description, with dropdowns that take any value typed as text and choices among numbers

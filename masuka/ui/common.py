@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +39,8 @@ Box = TypeVar("Box", gr.Textbox, gr.Dropdown)
 MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$=])")
 LINE_END = re.compile(r"\r\n?|\n")  # Markdown's line ends
 INDENT = re.compile(r"^[ \t]+", re.MULTILINE)  # four spaces or a tab start a code block, where escapes show
+#: the request of the event being answered (``CheckedBlocks.process_api`` sets it): whom a refusal is worded for
+ANSWERING: ContextVar[gr.Request | None] = ContextVar("answering", default=None)
 
 
 @dataclass
@@ -327,8 +330,12 @@ def not_uploaded(name: str) -> str:
 
 
 def toast_text(message: str) -> str:
-    """``message`` as a ``gr.Error`` takes it: escaped, as its toast shows HTML (where ``g<number>`` or
-    ``<class '…'>`` would vanish)."""
+    """``message`` as a ``gr.Error`` takes it: escaped for the page, whose toast shows HTML (where ``g<number>`` or
+    ``<class '…'>`` would vanish); as it is for a ``gradio_client`` caller, which reads it as text (its requests
+    say ``x-gradio-user: api``; the event's request is :data:`ANSWERING`)."""
+    request = ANSWERING.get()
+    if request is not None and (getattr(request, "headers", None) or {}).get("x-gradio-user") == "api":
+        return message
     return html.escape(message, quote=False)
 
 

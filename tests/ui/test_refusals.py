@@ -66,6 +66,28 @@ def test_a_refusal_s_toast_shows_angle_brackets_escaped(studio):
         assert raised.value.message.startswith("Pick an entry first") and "g&lt;number&gt;" in raised.value.message
 
 
+def test_an_api_client_reads_a_refusal_as_text(live_app):
+    """``gradio_client`` marks its requests (``x-gradio-user: api``) and reads a refusal as text: it gets the message
+    unescaped, from a handler and from the app's own check of the inputs; the page's toast gets it escaped (as the
+    test above; shown whole in Chromium: tests/history/test_browser_reuse.py), as does a plain HTTP caller."""
+    import httpx
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    app = live_app()
+    client = Client(app.url, verbose=False)
+    with pytest.raises(AppError) as raised:
+        client.predict("g9x", api_name="/history_entry")
+    assert str(raised.value) == "'g9x' is not a history entry (expected g<number> or j<number>)."
+    with pytest.raises(AppError) as raised:
+        client.predict(prompt="a fox", model="flux-dev", memory_plan="a<b>&c", api_name="/generate_image")
+    assert "(got 'a<b>&c')" in str(raised.value)
+    with httpx.Client(base_url=app.url, timeout=30) as http:  # Gradio's HTTP API, as curl calls it
+        event = http.post("/gradio_api/call/history_entry", json={"data": ["g9x"]}).json()["event_id"]
+        answer = http.get(f"/gradio_api/call/history_entry/{event}").text
+    assert "expected g&lt;number&gt; or j&lt;number&gt;" in answer, answer
+
+
 def test_a_refusal_or_failure_that_repeats_a_100000_character_name_is_short(studio, caplog):
     """A toast and its log line keep what was wrong, with the middle of the long name left out."""
     from masuka.ui import datasets
