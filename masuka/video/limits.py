@@ -44,7 +44,7 @@ def folder_limits(folder: Path, fps: int) -> dict:
     index = _config(folder / "model_index.json")
     profile = for_video_pipeline(index.get("_class_name", ""))
     image = {"image": profile.image_pipeline(index["_class_name"], index) is not None,
-             "text": index["_class_name"] not in profile.image_only} if profile else {}
+             "text": profile.text_pipeline(index["_class_name"], index) is not None} if profile else {}
     return {"audio": bool(profile and profile.audio), "size_multiple": multiple, "max_side": max_side,
             "frame_multiple": temporal, "durations": durations or [1], **image,
             "suggested_sizes": [size for size in SUGGESTED_SIZES if _fits(size, multiple, max_side)]}

@@ -75,6 +75,8 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
         if image is not None or len(plan.primary.segments) > 1:
             animator = _image_pipeline(pipe, profile, request.model, plan.primary.segments)
             pipe = animator if image is not None else pipe
+        if image is None:
+            pipe = _text_pipeline(pipe, profile)
         parameters = inspect.signature(pipe.__call__).parameters
         if image is None and "image" in parameters and parameters["image"].default is inspect.Parameter.empty:
             raise InvalidInput(f"{request.model} makes videos from an image only: give a first frame.")
@@ -109,6 +111,17 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
     request.seed, request.steps = seed, steps
     ctx.progress(params=plan.to_params())
     return dest
+
+
+def _text_pipeline(pipe: Any, profile: VideoProfile | None) -> Any:
+    """The pipeline that makes a video from text alone with ``pipe``'s weights: ``pipe`` itself, or one built once
+    sharing its modules (an image-to-video folder of weights that do both); ``pipe`` where no profile says."""
+    name = profile.text_pipeline(type(pipe).__name__, pipe.config) if profile else None
+    if name is None or type(pipe).__name__ == name:
+        return pipe
+    if getattr(pipe, "masuka_text_pipe", None) is None:
+        pipe.masuka_text_pipe = sharing_weights(pipe, name)
+    return pipe.masuka_text_pipe
 
 
 def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str, segments: list[int]) -> Any:

@@ -116,3 +116,28 @@ def test_ltx2_video_comes_with_sound_unless_turned_off(studio, tiny, first_frame
     assert quiet["status"] == "completed", quiet["error"]
     assert not has_audio(studio.config.absolute(quiet["result"]["video"]))
     assert studio.models.loads == 1
+
+
+@pytest.mark.parametrize("variant", ["ltx2", "wan2.2-ti2v"])
+def test_an_image_to_video_folder_of_weights_that_also_do_text_makes_a_video_from_a_prompt(studio, tmp_path, variant):
+    """LTX-2 and Wan 2.2 TI2V weights saved as their image-to-video pipeline: a prompt alone makes a video through
+    the text pipeline built around the same modules (it was refused once loaded: the folder's class needs a frame)."""
+    import json
+
+    import diffusers
+
+    from masuka.models.architectures.video import for_video_pipeline, tiny_video_pipeline
+    from masuka.video.catalog import model_entry
+
+    pipe = tiny_video_pipeline(variant)
+    text_class = type(pipe).__name__
+    image_class = for_video_pipeline(text_class).image_pipeline(text_class, pipe.config)
+    folder = tmp_path / "image-to-video"
+    getattr(diffusers, image_class).from_pipe(pipe).save_pretrained(folder, safe_serialization=True)
+    assert json.loads((folder / "model_index.json").read_text())["_class_name"] == image_class
+    assert model_entry("local", str(folder))["text"], "offered for text"
+    row = wait_video(studio, start_video(studio, local(folder)), timeout=300)
+    assert row["status"] == "completed", row["error"]
+    loaded = studio.models.get(studio.models.key, lambda: None)
+    assert type(loaded).__name__ == image_class and type(loaded.masuka_text_pipe).__name__ == text_class
+    assert loaded.masuka_text_pipe.transformer is loaded.transformer, "nothing loaded twice"

@@ -88,5 +88,6 @@ def tiny_components(seed: int = 0) -> dict[str, Any]:
 
 PROFILE = VideoProfile(
     id="ltx2", label="LTX-2", pipelines=(TEXT, IMAGE), image_pipeline=lambda _class, _config: IMAGE,
+    text_pipeline=lambda _class, _config: TEXT,
     tiny={"ltx2": (TEXT, tiny_components)}, call_arguments=call_arguments, audio=True,
 )

@@ -32,9 +32,11 @@ class VideoProfile:
     call_arguments: Callable[[Any, int], dict[str, Any]] = lambda _pipe, _fps: {}
     #: the pipeline returns a soundtrack with the frames (``output.audio``)
     audio: bool = False
-    #: pipeline classes whose weights make videos from a first frame only (Wan 2.1 I2V: its transformer takes
-    #: the frame's latents as input channels), refused without one before anything loads
-    image_only: tuple[str, ...] = ()
+    #: (pipeline class, its config) -> the class that makes a video from text alone with its weights (an
+    #: image-to-video folder of weights that do both runs it, sharing the modules), or ``None``: they need a first
+    #: frame (Wan 2.1 I2V's transformer takes the frame's latents as input channels), refused without one before
+    #: anything loads
+    text_pipeline: Callable[[str, Mapping[str, Any]], str | None] = lambda pipeline_class, _config: pipeline_class
 
     def covers(self, pipeline_class: str) -> bool:
         return pipeline_class in self.pipelines

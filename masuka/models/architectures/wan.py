@@ -25,6 +25,12 @@ def image_pipeline(pipeline_class: str, config: Mapping[str, Any]) -> str | None
     return IMAGE if config.get("expand_timesteps") else None
 
 
+def text_pipeline(pipeline_class: str, config: Mapping[str, Any]) -> str | None:
+    """A text-to-video checkpoint, and TI2V weights whichever class they were saved as, make a video from text; Wan
+    2.1's image-to-video weights do not."""
+    return TEXT if pipeline_class == TEXT or config.get("expand_timesteps") else None
+
+
 def _transformer(channels: int, out_channels: int = 16) -> Any:
     from diffusers import WanTransformer3DModel
 
@@ -75,7 +81,8 @@ def tiny_wan22_a14b(seed: int = 0) -> dict[str, Any]:
 
 
 PROFILE = VideoProfile(
-    id="wan", label="Wan 2.x", pipelines=(TEXT, IMAGE), image_pipeline=image_pipeline, image_only=(IMAGE,),
+    id="wan", label="Wan 2.x", pipelines=(TEXT, IMAGE), image_pipeline=image_pipeline,
+    text_pipeline=text_pipeline,
     tiny={"wan2.1": (TEXT, tiny_wan21), "wan2.1-i2v": (IMAGE, tiny_wan21_i2v),
           "wan2.2-ti2v": (TEXT, tiny_wan22_ti2v), "wan2.2-a14b": (TEXT, tiny_wan22_a14b)},
 )
