@@ -83,13 +83,13 @@ def _merged(earlier: Any, later: Any) -> Any:
     """What a component two reads fill gets, as two events' answers left it: a later update of some properties
     (``gr.update(interactive=...)``, a component, ``gr.skip()``) keeps the earlier value and properties it does not
     set; a later value replaces the earlier one."""
-    earlier, later = _as_update(earlier), _as_update(later)
+    earlier, later = as_update(earlier), as_update(later)
     if not is_prop_update(later):
         return later
     return {**earlier, **later} if is_prop_update(earlier) else {"value": earlier, **later}
 
 
-def _as_update(answer: Any) -> Any:
+def as_update(answer: Any) -> Any:
     """A component returned as an answer (``gr.Button(interactive=False)``) as the update it stands for, as Gradio
     reads it; any other answer as it is."""
     return {**answer.constructor_args, "__type__": "update"} if isinstance(answer, Block) else answer

@@ -15,15 +15,15 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
-from gradio.blocks import Block
+
+from masuka.ui.page_load import as_update
 
 
 def fingerprint(value: Any) -> str | None:
     """A short digest of what an output is sent (None for ``gr.skip()``, which sends nothing). An update
     (``gr.Dropdown(choices=...)``) is told by its arguments; a DataFrame by its cells."""
-    if isinstance(value, Block):
-        value = value.constructor_args
-    elif isinstance(value, pd.DataFrame):
+    value = as_update(value)
+    if isinstance(value, pd.DataFrame):
         value = value.to_dict("split")
     if isinstance(value, dict) and value == gr.skip():
         return None

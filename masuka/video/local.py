@@ -114,26 +114,30 @@ def run_local(studio: Studio, ctx: JobContext, plan: VideoPlan, image: Path | No
 
 
 def _text_pipeline(pipe: Any, profile: VideoProfile | None) -> Any:
-    """The pipeline that makes a video from text alone with ``pipe``'s weights: ``pipe`` itself, or one built once
-    sharing its modules (an image-to-video folder of weights that do both); ``pipe`` where no profile says."""
-    name = profile.text_pipeline(type(pipe).__name__, pipe.config) if profile else None
-    if name is None or type(pipe).__name__ == name:
-        return pipe
-    if getattr(pipe, "masuka_text_pipe", None) is None:
-        pipe.masuka_text_pipe = sharing_weights(pipe, name)
-    return pipe.masuka_text_pipe
+    """The pipeline that makes a video from text alone with ``pipe``'s weights (an image-to-video folder of weights
+    that do both runs the text one: :func:`_sharing`); ``pipe`` where no profile says."""
+    return _sharing(pipe, profile.text_pipeline(type(pipe).__name__, pipe.config) if profile else None)
 
 
 def _image_pipeline(pipe: Any, profile: VideoProfile | None, model: str, segments: list[int]) -> Any:
-    """The pipeline that animates a first frame with ``pipe``'s weights (built once, sharing its modules)."""
+    """The pipeline that animates a first frame with ``pipe``'s weights (:func:`_sharing`)."""
     name = profile.image_pipeline(type(pipe).__name__, pipe.config) if profile else None
     if name is None and "image" not in inspect.signature(pipe.__call__).parameters:
         if len(segments) > 1:
             raise InvalidInput(f"{model} makes videos from text only, so it cannot continue a clip from its last "
                                f"frame: ask for at most {segments[0]} s.")
         raise InvalidInput(f"{model} makes videos from text only; remove the first frame.")
+    return _sharing(pipe, name)
+
+
+def _sharing(pipe: Any, name: str | None) -> Any:
+    """``pipe`` when it is a ``name`` (or none is named), else the ``name`` pipeline around ``pipe``'s modules,
+    built once per loaded pipeline (``pipe.masuka_sharing``)."""
     if name is None or type(pipe).__name__ == name:
         return pipe
-    if getattr(pipe, "masuka_image_pipe", None) is None:
-        pipe.masuka_image_pipe = sharing_weights(pipe, name)
-    return pipe.masuka_image_pipe
+    built = getattr(pipe, "masuka_sharing", None)
+    if built is None:
+        built = pipe.masuka_sharing = {}
+    if name not in built:
+        built[name] = sharing_weights(pipe, name)
+    return built[name]

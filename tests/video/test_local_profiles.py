@@ -38,7 +38,7 @@ def test_wan22_ti2v_makes_text_and_image_to_video_with_one_load(studio, tiny, fi
     assert frames_and_size(studio.config.absolute(image["result"]["video"])) == (9, (32, 32))
     assert studio.models.loads == 1  # the first frame reuses the loaded TI2V weights
     pipe = studio.models.get(studio.models.key, lambda: None)
-    assert pipe.masuka_image_pipe.transformer is pipe.transformer
+    assert pipe.masuka_sharing["WanImageToVideoPipeline"].transformer is pipe.transformer
 
 
 def test_a_first_frame_keeps_the_memory_plans_fp8_weights(tiny):
@@ -139,5 +139,5 @@ def test_an_image_to_video_folder_of_weights_that_also_do_text_makes_a_video_fro
     row = wait_video(studio, start_video(studio, local(folder)), timeout=300)
     assert row["status"] == "completed", row["error"]
     loaded = studio.models.get(studio.models.key, lambda: None)
-    assert type(loaded).__name__ == image_class and type(loaded.masuka_text_pipe).__name__ == text_class
-    assert loaded.masuka_text_pipe.transformer is loaded.transformer, "nothing loaded twice"
+    assert type(loaded).__name__ == image_class and list(loaded.masuka_sharing) == [text_class]
+    assert loaded.masuka_sharing[text_class].transformer is loaded.transformer, "nothing loaded twice"
